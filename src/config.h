@@ -1,0 +1,59 @@
+/* config.h: the run configuration, filled from the command line by cli.c.
+ *
+ * Every rank parses the same argv, so every rank reaches the same verdict on bad flags without
+ * communicating; only rank 0 prints it. Checks that touch the file system (output paths) are
+ * made on rank 0 and broadcast (train.c). */
+#ifndef CG_CONFIG_H
+#define CG_CONFIG_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#define CG_PATH_MAX 1024
+
+typedef enum { CG_CMD_NONE = 0, CG_CMD_TRAIN, CG_CMD_INFO } cg_command_t;
+typedef enum { CG_SHOW_NONE = 0, CG_SHOW_HELP, CG_SHOW_VERSION } cg_show_t;
+
+typedef struct {
+  cg_command_t cmd;
+  cg_show_t show;      /* parse returned 1: print help of cmd (NONE = general) or the version */
+  /* backend */
+  char backend[8];     /* auto | cpu | cuda */
+  char precision[8];   /* auto | fp32 | bf16 | fp16 */
+  int threads;         /* compute threads per rank, 0 = the rank's share of its cores */
+  int cuda_graph;      /* 1 on, 0 off */
+  int tf32;
+  char algo_cache[CG_PATH_MAX];
+  /* model */
+  int model_base, model_depth, image_size;
+  /* data */
+  char data[CG_PATH_MAX]; /* "synthetic" */
+  int64_t train_samples, val_samples;
+  int cpu_workers;     /* helper threads per rank; -1 = auto */
+  int prefetch;        /* batches prepared ahead */
+  /* training */
+  int batch;
+  int64_t steps;       /* 0 = run --epochs */
+  int64_t epochs;
+  double lr, weight_decay, beta1, beta2, eps;
+  int64_t warmup_steps;
+  char lr_schedule[12]; /* constant | cosine */
+  uint64_t seed;
+  int64_t val_every, report_every;
+  char metrics_out[CG_PATH_MAX];
+  char params_out[CG_PATH_MAX];
+  double bucket_mb;
+  int deterministic;
+  char progress[8];    /* auto | bar | plain | off */
+  /* info */
+  int info_model, info_topology;
+} cg_config_t;
+
+/* Returns 0 when cfg is ready, 1 when help or the version was asked for (cfg->show; the caller
+ * prints it on one rank and exits 0), or -1 with a one-line message in err naming the flag and
+ * the allowed range (exit 2). Prints nothing. */
+int cg_cli_parse(int argc, char **argv, cg_config_t *cfg, char *err, size_t errlen);
+void cg_cli_defaults(cg_config_t *cfg);
+void cg_cli_print_help(FILE *f, cg_command_t cmd);
+
+#endif

@@ -1,0 +1,91 @@
+/* test_model.c: the UNet graph — parameter counts of the reference shapes, a consistent flat
+ * layout, views inside their buffers, the backward accumulate plan and the gradient buckets. */
+#include <stdio.h>
+#include <string.h>
+
+#include "model.h"
+#include "testutil.h"
+
+static void check_layout(const cg_model_t *m) {
+  size_t off = 0;
+  for (int i = 0; i < m->nlayers; i++) {
+    const cg_layer_t *l = &m->layers[i];
+    CG_TEST_CHECK(l->w_off == off, "layer %d weight offset %zu, want %zu", i, l->w_off, off);
+    CG_TEST_CHECK(l->b_off == l->w_off + l->w_len, "layer %d bias follows weight", i);
+    off = l->b_off + l->b_len;
+    const cg_tensor_t *ti = &m->tensors[l->in], *to = &m->tensors[l->out];
+    CG_TEST_CHECK(ti->c_off + ti->c <= m->bufs[ti->buf].c, "layer %d input view out of buffer", i);
+    CG_TEST_CHECK(to->c_off + to->c <= m->bufs[to->buf].c, "layer %d output view out of buffer", i);
+    CG_TEST_CHECK(ti->ld == m->bufs[ti->buf].c && to->ld == m->bufs[to->buf].c, "ld = buffer C");
+    if (l->op == CG_OP_POOL || l->op == CG_OP_UPCONV)
+      CG_TEST_CHECK(l->op == CG_OP_POOL ? (to->h * 2 == ti->h && to->w * 2 == ti->w)
+                                        : (to->h == ti->h * 2 && to->w == ti->w * 2),
+                    "layer %d spatial size", i);
+    CG_TEST_CHECK(l->need_dx == (i != 0), "only the first layer skips dx (layer %d)", i);
+  }
+  CG_TEST_CHECK(off == m->nparams, "layout covers %zu of %zu params", off, m->nparams);
+}
+
+static void check_buckets(const cg_model_t *m, double bytes) {
+  cg_buckets_t b;
+  cg_buckets_plan(m, bytes, &b);
+  size_t hi = m->nparams;
+  for (int i = 0; i < b.n; i++) {
+    CG_TEST_CHECK(b.off[i] + b.len[i] == hi, "bucket %d ends where bucket %d began", i, i - 1);
+    CG_TEST_CHECK(b.len[i] > 0, "bucket %d is empty", i);
+    if (bytes > 0 && i < b.n - 1)
+      CG_TEST_CHECK(4.0 * b.len[i] >= bytes, "bucket %d smaller than the bucket size", i);
+    hi = b.off[i];
+  }
+  CG_TEST_CHECK(hi == 0, "buckets cover every parameter (start at %zu)", hi);
+  /* ready_after: every bucket exactly once, in bucket order as backward walks down. */
+  int next = 0;
+  for (int l = m->nlayers - 1; l >= 0; l--)
+    if (b.ready_after[l] >= 0) {
+      CG_TEST_CHECK(b.ready_after[l] == next, "bucket %d ready out of order", b.ready_after[l]);
+      CG_TEST_CHECK(m->layers[l].w_off == b.off[next], "bucket %d closes at its lowest layer", next);
+      next++;
+    }
+  CG_TEST_CHECK(next == b.n, "%d of %d buckets become ready", next, b.n);
+  printf("PASS buckets at %.0f bytes: %d bucket(s)\n", bytes, b.n);
+}
+
+int main(void) {
+  CG_TEST_CHECK(cg_model_param_count(5, 32, 4) == 7760673, "UNet-S has %zu params",
+                cg_model_param_count(5, 32, 4));
+  CG_TEST_CHECK(cg_model_param_count(5, 8, 3) == 120969, "small UNet has %zu params",
+                cg_model_param_count(5, 8, 3));
+  printf("PASS parameter counts 7,760,673 and 120,969\n");
+  cg_model_t m;
+  char err[256];
+  CG_TEST_CHECK(cg_model_build(&m, 5, 32, 4, 256, 256, err, sizeof err) == 0, "%s", err);
+  CG_TEST_CHECK(m.flops_fwd > 24.1e9 && m.flops_fwd < 24.3e9, "forward %.3f GFLOP, want 24.2",
+                m.flops_fwd / 1e9);
+  check_layout(&m);
+  /* The pool of level l must add into the skip gradient that the decoder wrote first. */
+  int pools = 0;
+  for (int i = 0; i < m.nlayers; i++)
+    if (m.layers[i].op == CG_OP_POOL) {
+      CG_TEST_CHECK(m.layers[i].accum_dx == 1, "pool %s must accumulate", m.layers[i].name);
+      pools++;
+    } else {
+      CG_TEST_CHECK(m.layers[i].accum_dx == 0, "%s must overwrite dx", m.layers[i].name);
+    }
+  CG_TEST_CHECK(pools == 4, "4 pools, got %d", pools);
+  check_buckets(&m, 25e6);
+  check_buckets(&m, 1e6);
+  check_buckets(&m, 1);
+  check_buckets(&m, 0);
+  CG_TEST_CHECK(cg_model_build(&m, 5, 8, 3, 36, 36, err, sizeof err) == -1, "36 is not a multiple of 8");
+  CG_TEST_CHECK(strstr(err, "multiple of 2^depth") != NULL, "message: %s", err);
+  CG_TEST_CHECK(cg_model_build(&m, 5, 8, 7, 256, 256, err, sizeof err) == -1, "depth 7 refused");
+  for (int d = 1; d <= 6; d++) {
+    CG_TEST_CHECK(cg_model_build(&m, 5, 4, d, 64, 64, err, sizeof err) == 0,
+                  "depth %d: %s", d, err);
+    check_layout(&m);
+  }
+  /* Non-square images. */
+  CG_TEST_CHECK(cg_model_build(&m, 5, 8, 3, 32, 64, err, sizeof err) == 0, "%s", err);
+  check_layout(&m);
+  return cg_test_done("test_model");
+}
