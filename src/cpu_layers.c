@@ -1,0 +1,728 @@
+/* cpu_layers.c: the CPU reference kernels of cpu_layers.h (fp32, NHWC, OpenMP).
+ *
+ * Convolutions are im2col + GEMM over "row chunks": a chunk is a run of consecutive image rows,
+ * flat over n*h so it may span images, small enough that its im2col buffer stays in L2 and big
+ * enough that its GEMM is efficient. Each chunk is done by one thread with a single-threaded
+ * GEMM. The chunking depends only on the shapes, never on the thread count, and every
+ * reduction over pixels (dW, db) goes through per-group partials added in a fixed order, so
+ * results are bitwise the same for any number of threads.
+ *
+ * The input gradient of a 3x3 convolution is computed as a gather: the convolution of dY with
+ * the flipped, transposed kernel. That is the same arithmetic as dcol = dY*W + col2im, but
+ * every dx row belongs to exactly one chunk, so chunks need no scatter-add across their
+ * borders (no races, no second pass), and the GEMM's inner dimension is 9*cout instead of
+ * cout, which keeps it efficient for the narrow layers.
+ *
+ * cg_cpu_gemm wraps OpenBLAS when it is there; otherwise a packed, cache-blocked GEMM with a
+ * vector-extension micro-kernel, threaded over tiles of C (never over k) when called outside a
+ * parallel region. The kernels here call it from inside their chunk loops, where both run
+ * single-threaded. */
+#include "cpu_layers.h"
+
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+#ifdef COGPU_HAVE_OPENBLAS
+#include <cblas.h>
+#elif defined(__x86_64__) && defined(__FMA__)
+#include <immintrin.h>
+#endif
+
+/* Chunking targets (floats / rows). */
+enum {
+  CG_COL_TARGET = 48 * 1024, /* im2col floats per chunk: ~192 KB, stays in L2 */
+  CG_MIN_M = 128,            /* GEMM rows per chunk, at least (when the tensor has them) */
+  CG_MIN_CHUNKS = 16,        /* chunks per layer, when that keeps CG_MIN_M: load balance */
+  CG_MAX_GROUPS = 16,        /* dW partial sums per layer, at most */
+  CG_PART_BUDGET = 8 << 20   /* floats of dW partials per layer, at most (32 MB) */
+};
+
+/* ---- workspace -------------------------------------------------------------------------- */
+
+float *cg_cpu_ws_get(cg_cpu_ws_t *ws, size_t n) {
+  CG_ASSERT(ws != NULL);
+  if (n > ws->cap) {
+    free(ws->buf);
+    ws->buf = NULL;
+    ws->cap = 0;
+    /* Grow with headroom so alternating layer sizes do not reallocate every call. */
+    size_t cap = n + n / 8 + 1024;
+    void *p = NULL;
+    if (posix_memalign(&p, 64, cap * sizeof(float)) != 0)
+      CG_FATAL("out of memory: %zu bytes of CPU workspace", cap * sizeof(float));
+    ws->buf = p;
+    ws->cap = cap;
+  }
+  return ws->buf;
+}
+
+void cg_cpu_ws_free(cg_cpu_ws_t *ws) {
+  if (!ws) return;
+  free(ws->buf);
+  ws->buf = NULL;
+  ws->cap = 0;
+}
+
+static size_t round16(size_t n) { return (n + 15) & ~(size_t)15; }
+
+/* ---- GEMM ------------------------------------------------------------------------------- */
+
+#ifndef COGPU_HAVE_OPENBLAS
+/* Built-in GEMM: C tiles of GM_MC x GM_NC are independent tasks; each walks k in GM_KC blocks
+ * in order, packing op(A) into GM_MR-row panels and op(B) into GM_NR-column panels (zero
+ * padded, so the micro-kernel has no edge cases). Repacking B per tile costs 1/GM_MC of the
+ * arithmetic, and buys tasks with no shared state. The micro-kernel uses GCC vector
+ * extensions (any target; AVX2+FMA where compiled for it): GCC's loop vectoriser kept the
+ * accumulators in memory, at a tenth of the speed. */
+enum { GM_MR = 6, GM_NR = 16, GM_MC = 96, GM_NC = 256, GM_KC = 256 };
+
+typedef float gm_v8 __attribute__((vector_size(32)));
+
+#if defined(__x86_64__) && defined(__FMA__)
+#define GM_FMA(a, b, c) ((gm_v8)_mm256_fmadd_ps((__m256)(a), (__m256)(b), (__m256)(c)))
+#else
+#define GM_FMA(a, b, c) ((a) * (b) + (c))
+#endif
+
+/* acc (GM_MR x GM_NR) = A panel (kc x GM_MR) ^T * B panel (kc x GM_NR). */
+static void gm_micro(int kc, const float *restrict a, const float *restrict b,
+                     float acc[GM_MR][GM_NR]) {
+  gm_v8 c[GM_MR][2];
+  for (int i = 0; i < GM_MR; i++) c[i][0] = c[i][1] = (gm_v8){0};
+  for (int p = 0; p < kc; p++) {
+    gm_v8 b0, b1; /* memcpy: no alignment or aliasing assumptions; compiles to one load */
+    memcpy(&b0, b + (size_t)p * GM_NR, sizeof b0);
+    memcpy(&b1, b + (size_t)p * GM_NR + 8, sizeof b1);
+    const float *ap = a + (size_t)p * GM_MR;
+#define GM_ROW(i)                                                         \
+  do {                                                                    \
+    const float s = ap[i];                                                \
+    const gm_v8 ai = {s, s, s, s, s, s, s, s};                            \
+    c[i][0] = GM_FMA(ai, b0, c[i][0]);                                    \
+    c[i][1] = GM_FMA(ai, b1, c[i][1]);                                    \
+  } while (0)
+    GM_ROW(0);
+    GM_ROW(1);
+    GM_ROW(2);
+    GM_ROW(3);
+    GM_ROW(4);
+    GM_ROW(5);
+#undef GM_ROW
+  }
+  for (int i = 0; i < GM_MR; i++) {
+    memcpy(&acc[i][0], &c[i][0], sizeof(gm_v8));
+    memcpy(&acc[i][8], &c[i][1], sizeof(gm_v8));
+  }
+}
+
+/* op(A) rows [i0, i0+mc), cols [p0, p0+kc) -> panels of GM_MR rows, p-major inside a panel. */
+static void gm_pack_a(int ta, const float *a, int lda, int i0, int mc, int p0, int kc,
+                      float *restrict dst) {
+  for (int ir = 0; ir < mc; ir += GM_MR) {
+    int mr = mc - ir < GM_MR ? mc - ir : GM_MR;
+    float *d = dst + (size_t)ir * kc;
+    for (int p = 0; p < kc; p++) {
+      for (int ii = 0; ii < mr; ii++) {
+        size_t i = (size_t)(i0 + ir + ii), q = (size_t)(p0 + p);
+        d[p * GM_MR + ii] = ta ? a[q * lda + i] : a[i * lda + q];
+      }
+      for (int ii = mr; ii < GM_MR; ii++) d[p * GM_MR + ii] = 0.0f;
+    }
+  }
+}
+
+/* op(B) rows [p0, p0+kc), cols [j0, j0+nc) -> panels of GM_NR columns. */
+static void gm_pack_b(int tb, const float *b, int ldb, int p0, int kc, int j0, int nc,
+                      float *restrict dst) {
+  for (int jr = 0; jr < nc; jr += GM_NR) {
+    int nr = nc - jr < GM_NR ? nc - jr : GM_NR;
+    float *d = dst + (size_t)jr * kc;
+    for (int p = 0; p < kc; p++) {
+      size_t q = (size_t)(p0 + p);
+      if (!tb) {
+        const float *s = b + q * ldb + j0 + jr;
+        for (int jj = 0; jj < nr; jj++) d[p * GM_NR + jj] = s[jj];
+      } else {
+        for (int jj = 0; jj < nr; jj++) d[p * GM_NR + jj] = b[(size_t)(j0 + jr + jj) * ldb + q];
+      }
+      for (int jj = nr; jj < GM_NR; jj++) d[p * GM_NR + jj] = 0.0f;
+    }
+  }
+}
+
+static void gm_tile(int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda,
+                    const float *b, int ldb, float beta, float *c, int ldc, int i0, int j0,
+                    float *apack, float *bpack) {
+  int mc = m - i0 < GM_MC ? m - i0 : GM_MC;
+  int nc = n - j0 < GM_NC ? n - j0 : GM_NC;
+  for (int i = 0; i < mc; i++) {
+    float *ci = c + (size_t)(i0 + i) * ldc + j0;
+    if (beta == 0.0f)
+      for (int j = 0; j < nc; j++) ci[j] = 0.0f; /* never read C: it may hold NaN garbage */
+    else if (beta != 1.0f)
+      for (int j = 0; j < nc; j++) ci[j] *= beta;
+  }
+  if (alpha == 0.0f) return;
+  for (int p0 = 0; p0 < k; p0 += GM_KC) {
+    int kc = k - p0 < GM_KC ? k - p0 : GM_KC;
+    gm_pack_a(ta, a, lda, i0, mc, p0, kc, apack);
+    gm_pack_b(tb, b, ldb, p0, kc, j0, nc, bpack);
+    for (int jr = 0; jr < nc; jr += GM_NR) {
+      int nr = nc - jr < GM_NR ? nc - jr : GM_NR;
+      for (int ir = 0; ir < mc; ir += GM_MR) {
+        int mr = mc - ir < GM_MR ? mc - ir : GM_MR;
+        float acc[GM_MR][GM_NR];
+        gm_micro(kc, apack + (size_t)ir * kc, bpack + (size_t)jr * kc, acc);
+        for (int ii = 0; ii < mr; ii++) {
+          float *ci = c + (size_t)(i0 + ir + ii) * ldc + j0 + jr;
+          for (int jj = 0; jj < nr; jj++) ci[jj] += alpha * acc[ii][jj];
+        }
+      }
+    }
+  }
+}
+
+static void gemm_builtin(int ta, int tb, int m, int n, int k, float alpha, const float *a,
+                         int lda, const float *b, int ldb, float beta, float *c, int ldc) {
+  int tm = (m + GM_MC - 1) / GM_MC, tn = (n + GM_NC - 1) / GM_NC;
+  int ntiles = tm * tn;
+  /* Threads only for a top-level call with real work; the kernels below call from inside
+   * their own parallel loops. */
+  int par = ntiles > 1 && !omp_in_parallel() && (double)m * n * k > 1e6;
+  /* packing buffers sized to this call (panels rounded up to whole GM_MR / GM_NR) */
+  size_t kc = (size_t)(k < GM_KC ? (k > 0 ? k : 1) : GM_KC);
+  size_t mc = (size_t)(m < GM_MC ? m : GM_MC), nc = (size_t)(n < GM_NC ? n : GM_NC);
+  size_t asz = round16(kc * ((mc + GM_MR - 1) / GM_MR * GM_MR));
+  size_t bsz = round16(kc * ((nc + GM_NR - 1) / GM_NR * GM_NR));
+#pragma omp parallel if (par)
+  {
+    void *mem = NULL;
+    if (posix_memalign(&mem, 64, (asz + bsz) * sizeof(float)) != 0)
+      CG_FATAL("out of memory: %zu bytes of GEMM packing", (asz + bsz) * sizeof(float));
+    float *bpack = mem, *apack = bpack + bsz;
+#pragma omp for schedule(dynamic, 1)
+    for (int t = 0; t < ntiles; t++)
+      gm_tile(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, (t / tn) * GM_MC,
+              (t % tn) * GM_NC, apack, bpack);
+    free(mem);
+  }
+}
+#endif
+
+void cg_cpu_gemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a,
+                 int lda, const float *b, int ldb, float beta, float *c, int ldc) {
+  CG_ASSERT(m >= 0 && n >= 0 && k >= 0);
+  CG_ASSERT(ldc >= (n > 1 ? n : 1));
+  CG_ASSERT(lda >= ((trans_a ? m : k) > 1 ? (trans_a ? m : k) : 1));
+  CG_ASSERT(ldb >= ((trans_b ? k : n) > 1 ? (trans_b ? k : n) : 1));
+  if (m == 0 || n == 0) return;
+#ifdef COGPU_HAVE_OPENBLAS
+  cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
+              trans_b ? CblasTrans : CblasNoTrans, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+#else
+  gemm_builtin(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+#endif
+}
+
+/* ---- chunk plans ------------------------------------------------------------------------ */
+
+typedef struct {
+  int rows;    /* image rows per chunk (flat over n*h) */
+  int nchunks;
+  int ngroups; /* dW partial sums; group g does chunks [g*nchunks/ngroups, (g+1)*...) */
+} plan_t;
+
+/* total_rows rows of w pixels, row_floats floats of scratch per row, part floats per dW
+ * partial. Depends on shapes only. */
+static plan_t plan_rows(int total_rows, int w, size_t row_floats, size_t part) {
+  plan_t p;
+  int r = (int)(CG_COL_TARGET / (row_floats ? row_floats : 1));
+  int rmin = (CG_MIN_M + w - 1) / w;
+  int rbal = (total_rows + CG_MIN_CHUNKS - 1) / CG_MIN_CHUNKS;
+  if (r > rbal) r = rbal;
+  if (r < rmin) r = rmin;
+  if (r < 1) r = 1;
+  if (r > total_rows) r = total_rows;
+  p.rows = r;
+  p.nchunks = (total_rows + r - 1) / r;
+  int g = p.nchunks < CG_MAX_GROUPS ? p.nchunks : CG_MAX_GROUPS;
+  while (g > 1 && (size_t)g * part > CG_PART_BUDGET) g--;
+  p.ngroups = g;
+  return p;
+}
+
+static void chunk_range(const plan_t *p, int total_rows, int c, int *r0, int *r1) {
+  *r0 = c * p->rows;
+  *r1 = *r0 + p->rows < total_rows ? *r0 + p->rows : total_rows;
+}
+
+static void check_view(const cg_view_t *v) {
+  CG_ASSERT(v->p != NULL);
+  CG_ASSERT(v->n >= 1 && v->h >= 1 && v->w >= 1 && v->c >= 1 && v->ld >= v->c);
+}
+
+/* ---- im2col (3x3, pad 1), rows [r0, r1) of the flat n*h row space ------------------------- */
+
+static void im2col3(const cg_view_t *x, int r0, int r1, float *restrict col) {
+  const int h = x->h, w = x->w, c = x->c;
+  const size_t ld = (size_t)x->ld, K = 9 * (size_t)c;
+  for (int r = r0; r < r1; r++) {
+    const int i = r / h, yy = r % h;
+    const float *img = x->p + (size_t)i * h * w * ld;
+    float *drow = col + (size_t)(r - r0) * w * K;
+    for (int ky = 0; ky < 3; ky++) {
+      const int sy = yy + ky - 1;
+      if (sy < 0 || sy >= h) {
+        for (int xx = 0; xx < w; xx++) memset(drow + xx * K + ky * 3 * c, 0, 3 * c * sizeof(float));
+        continue;
+      }
+      const float *src = img + (size_t)sy * w * ld;
+      for (int xx = 0; xx < w; xx++) {
+        float *d = drow + xx * K + ky * 3 * c;
+        if (xx > 0 && xx < w - 1 && ld == (size_t)c) {
+          memcpy(d, src + (size_t)(xx - 1) * c, 3 * c * sizeof(float));
+          continue;
+        }
+        for (int kx = 0; kx < 3; kx++) {
+          const int sx = xx + kx - 1;
+          if (sx < 0 || sx >= w)
+            memset(d + kx * c, 0, c * sizeof(float));
+          else
+            memcpy(d + kx * c, src + sx * ld, c * sizeof(float));
+        }
+      }
+    }
+  }
+}
+
+/* y[p][0..c) = relu?(y + bias) over np pixels at stride ld. */
+static void bias_act(float *restrict y, size_t np, int c, size_t ld, const float *restrict bias,
+                     int relu) {
+  for (size_t p = 0; p < np; p++) {
+    float *yp = y + p * ld;
+    if (relu)
+      for (int k = 0; k < c; k++) {
+        float v = yp[k] + bias[k];
+        yp[k] = v > 0.0f ? v : 0.0f;
+      }
+    else
+      for (int k = 0; k < c; k++) yp[k] += bias[k];
+  }
+}
+
+/* ---- convolution ------------------------------------------------------------------------ */
+
+static void check_conv(const cg_view_t *x, const cg_view_t *y, int k) {
+  check_view(x);
+  check_view(y);
+  CG_ASSERT(k == 1 || k == 3);
+  CG_ASSERT(x->n == y->n && x->h == y->h && x->w == y->w);
+}
+
+void cg_cpu_conv_fwd(const cg_view_t *x, const float *wt, const float *bias, int k, int relu,
+                     const cg_view_t *y, cg_cpu_ws_t *ws) {
+  check_conv(x, y, k);
+  CG_ASSERT(wt != NULL && bias != NULL);
+  const int rows = x->n * x->h, w = x->w, cin = x->c, cout = y->c;
+  const int K = k * k * cin;
+  const size_t ldy = (size_t)y->ld;
+  plan_t pl = plan_rows(rows, w, k == 3 ? (size_t)w * K : 0, 0);
+  float *col = NULL;
+  const size_t stride = k == 3 ? round16((size_t)pl.rows * w * K) : 0;
+  if (k == 3) col = cg_cpu_ws_get(ws, stride * omp_get_max_threads());
+#pragma omp parallel for schedule(dynamic, 1)
+  for (int c = 0; c < pl.nchunks; c++) {
+    int r0, r1;
+    chunk_range(&pl, rows, c, &r0, &r1);
+    const int m = (r1 - r0) * w;
+    float *yc = y->p + (size_t)r0 * w * ldy;
+    if (k == 3) {
+      float *cb = col + stride * omp_get_thread_num();
+      im2col3(x, r0, r1, cb);
+      cg_cpu_gemm(0, 1, m, cout, K, 1.0f, cb, K, wt, K, 0.0f, yc, (int)ldy);
+    } else {
+      cg_cpu_gemm(0, 1, m, cout, K, 1.0f, x->p + (size_t)r0 * w * x->ld, x->ld, wt, K, 0.0f, yc,
+                  (int)ldy);
+    }
+    bias_act(yc, (size_t)m, cout, ldy, bias, relu);
+  }
+}
+
+/* In place dy *= (y > 0) when relu, and the column sums of each chunk of pl into part
+ * (nchunks x c). A worksharing loop: call it from inside a parallel region. */
+static void mask_and_bias_part(const cg_view_t *y, const cg_view_t *dy, int relu,
+                               const plan_t *pl, int w, float *part) {
+  const int rows = dy->n * dy->h, c = dy->c;
+  const size_t ldy = (size_t)(y ? y->ld : 0), ldd = (size_t)dy->ld;
+#pragma omp for schedule(dynamic, 1)
+  for (int ch = 0; ch < pl->nchunks; ch++) {
+    int r0, r1;
+    chunk_range(pl, rows, ch, &r0, &r1);
+    float *s = part + (size_t)ch * c;
+    for (int k = 0; k < c; k++) s[k] = 0.0f;
+    for (size_t p = (size_t)r0 * w; p < (size_t)r1 * w; p++) {
+      float *g = dy->p + p * ldd;
+      if (relu) {
+        const float *yp = y->p + p * ldy;
+        for (int k = 0; k < c; k++) {
+          float v = yp[k] > 0.0f ? g[k] : 0.0f;
+          g[k] = v;
+          s[k] += v;
+        }
+      } else {
+        for (int k = 0; k < c; k++) s[k] += g[k];
+      }
+    }
+  }
+}
+
+/* db = the chunk partials summed in chunk order (deterministic). */
+static void sum_parts(float *db, const float *part, int nparts, int c) {
+  for (int k = 0; k < c; k++) db[k] = 0.0f;
+  for (int ch = 0; ch < nparts; ch++)
+    for (int k = 0; k < c; k++) db[k] += part[(size_t)ch * c + k];
+}
+
+/* dw += partials 1..g-1 in that order (partial 0 is dw itself). Worksharing loop. */
+static void reduce_parts(float *dw, const float *parts, int ngroups, size_t len) {
+#pragma omp for schedule(static)
+  for (size_t e = 0; e < len; e++) {
+    float s = dw[e];
+    for (int g = 1; g < ngroups; g++) s += parts[(size_t)(g - 1) * len + e];
+    dw[e] = s;
+  }
+}
+
+void cg_cpu_conv_bwd(const cg_view_t *x, const float *wt, const cg_view_t *y, const cg_view_t *dy,
+                     int k, int relu, const cg_view_t *dx, int accum_dx, float *dw, float *db,
+                     cg_cpu_ws_t *ws) {
+  check_conv(x, dy, k);
+  if (relu) { /* y only matters for the mask: linear layers may pass NULL */
+    CG_ASSERT(y != NULL);
+    check_view(y);
+    CG_ASSERT(dy->n == y->n && dy->h == y->h && dy->w == y->w && dy->c == y->c);
+  }
+  CG_ASSERT(wt != NULL && dw != NULL && db != NULL);
+  if (dx) {
+    check_view(dx);
+    CG_ASSERT(dx->n == x->n && dx->h == x->h && dx->w == x->w && dx->c == x->c);
+  }
+  const int rows = x->n * x->h, w = x->w, cin = x->c, cout = dy->c;
+  const int K = k * k * cin, KT = k * k * cout; /* dW row length; dx gather length */
+  const size_t wlen = (size_t)cout * K;
+  const size_t row_floats = k == 3 ? (size_t)w * (K > KT ? K : KT) : 0;
+  plan_t pl = plan_rows(rows, w, row_floats, wlen);
+  const int nt = omp_get_max_threads();
+  const size_t stride = k == 3 ? round16((size_t)pl.rows * w * (K > KT ? K : KT)) : 0;
+  /* workspace: [db partials][dW partials 1..g-1][flipped kernel][per-thread col] */
+  const size_t n_db = round16((size_t)pl.nchunks * cout);
+  const size_t n_dw = round16(wlen * (pl.ngroups - 1));
+  const size_t n_wt = (k == 3 && dx) ? round16(wlen) : 0;
+  const size_t n_col = k == 3 ? stride * nt : 0;
+  float *base = cg_cpu_ws_get(ws, n_db + n_dw + n_wt + n_col);
+  float *dbpart = base, *dwpart = base + n_db, *wflip = dwpart + n_dw, *col = wflip + n_wt;
+  const size_t ldd = (size_t)dy->ld, ldx = (size_t)x->ld;
+  /* One parallel region, phases separated by the worksharing barriers: every fork and
+   * barrier costs a wake-up when threads sleep (passive waiting, shared cores). */
+#pragma omp parallel
+  {
+    if (n_wt) {
+      /* wflip[ci][ky][kx][co] = wt[co][2-ky][2-kx][ci]: dx = conv(dy, wflip). */
+#pragma omp for schedule(static) nowait
+      for (int ci = 0; ci < cin; ci++)
+        for (int t = 0; t < 9; t++)
+          for (int co = 0; co < cout; co++)
+            wflip[((size_t)ci * 9 + t) * cout + co] = wt[((size_t)co * 9 + (8 - t)) * cin + ci];
+    }
+    /* the dx gather reads neighbouring chunks' rows of dy: all masked before it starts */
+    mask_and_bias_part(y, dy, relu, &pl, w, dbpart);
+#pragma omp single nowait
+    sum_parts(db, dbpart, pl.nchunks, cout);
+#pragma omp for schedule(dynamic, 1)
+    for (int g = 0; g < pl.ngroups; g++) {
+      float *cb = col + stride * omp_get_thread_num();
+      float *dwg = g == 0 ? dw : dwpart + (size_t)(g - 1) * wlen;
+      int c0 = (int)((long long)g * pl.nchunks / pl.ngroups);
+      int c1 = (int)((long long)(g + 1) * pl.nchunks / pl.ngroups);
+      for (int c = c0; c < c1; c++) {
+        int r0, r1;
+        chunk_range(&pl, rows, c, &r0, &r1);
+        const int m = (r1 - r0) * w;
+        const float *dyc = dy->p + (size_t)r0 * w * ldd;
+        /* dW (cout x K) += dY_c^T (cout x m) * col_c (m x K) */
+        if (k == 3) {
+          im2col3(x, r0, r1, cb);
+          cg_cpu_gemm(1, 0, cout, K, m, 1.0f, dyc, (int)ldd, cb, K, c == c0 ? 0.0f : 1.0f, dwg,
+                      K);
+        } else {
+          cg_cpu_gemm(1, 0, cout, K, m, 1.0f, dyc, (int)ldd, x->p + (size_t)r0 * w * ldx,
+                      (int)ldx, c == c0 ? 0.0f : 1.0f, dwg, K);
+        }
+        if (!dx) continue;
+        float *dxc = dx->p + (size_t)r0 * w * dx->ld;
+        const float beta = accum_dx ? 1.0f : 0.0f;
+        if (k == 3) {
+          /* dx_c (m x cin) = im2col(dy)_c (m x 9cout) * wflip^T (9cout x cin) */
+          im2col3(dy, r0, r1, cb);
+          cg_cpu_gemm(0, 1, m, cin, KT, 1.0f, cb, KT, wflip, KT, beta, dxc, dx->ld);
+        } else {
+          /* dx_c (m x cin) = dY_c (m x cout) * W (cout x cin) */
+          cg_cpu_gemm(0, 0, m, cin, cout, 1.0f, dyc, (int)ldd, wt, cin, beta, dxc, dx->ld);
+        }
+      }
+    }
+    if (pl.ngroups > 1) reduce_parts(dw, dwpart, pl.ngroups, wlen);
+  }
+}
+
+/* ---- transposed convolution 2x2 / 2 ------------------------------------------------------ */
+
+static void check_upconv(const cg_view_t *x, const cg_view_t *y) {
+  check_view(x);
+  check_view(y);
+  CG_ASSERT(y->n == x->n && y->h == 2 * x->h && y->w == 2 * x->w);
+}
+
+/* Output pixel of input pixel p (flat over n*h*w) and tap (u, v). */
+static size_t up_px(const cg_view_t *x, size_t p, int u, int v) {
+  size_t w = (size_t)x->w, row = p / w, b = p % w; /* row = i*h + a */
+  return ((2 * row + u) * 2 * w) + 2 * b + v;      /* ((i*2h + 2a+u) * 2w + 2b+v) */
+}
+
+void cg_cpu_upconv_fwd(const cg_view_t *x, const float *wt, const float *bias, const cg_view_t *y,
+                       cg_cpu_ws_t *ws) {
+  check_upconv(x, y);
+  CG_ASSERT(wt != NULL && bias != NULL);
+  const int rows = x->n * x->h, w = x->w, cin = x->c, cout = y->c, N = 4 * cout;
+  plan_t pl = plan_rows(rows, w, (size_t)w * N, 0);
+  const size_t stride = round16((size_t)pl.rows * w * N);
+  float *scratch = cg_cpu_ws_get(ws, stride * omp_get_max_threads());
+  const size_t ldy = (size_t)y->ld;
+#pragma omp parallel for schedule(dynamic, 1)
+  for (int c = 0; c < pl.nchunks; c++) {
+    int r0, r1;
+    chunk_range(&pl, rows, c, &r0, &r1);
+    const int m = (r1 - r0) * w;
+    float *yg = scratch + stride * omp_get_thread_num();
+    /* yg (m x 4cout) = X_c (m x cin) * W (cin x 4cout) */
+    cg_cpu_gemm(0, 0, m, N, cin, 1.0f, x->p + (size_t)r0 * w * x->ld, x->ld, wt, N, 0.0f, yg, N);
+    for (int q = 0; q < m; q++) {
+      size_t p = (size_t)r0 * w + q;
+      for (int t = 0; t < 4; t++) {
+        const float *s = yg + (size_t)q * N + t * cout;
+        float *d = y->p + up_px(x, p, t >> 1, t & 1) * ldy;
+        for (int co = 0; co < cout; co++) d[co] = s[co] + bias[co];
+      }
+    }
+  }
+}
+
+void cg_cpu_upconv_bwd(const cg_view_t *x, const float *wt, const cg_view_t *dy,
+                       const cg_view_t *dx, int accum_dx, float *dw, float *db, cg_cpu_ws_t *ws) {
+  check_upconv(x, dy);
+  CG_ASSERT(wt != NULL && dw != NULL && db != NULL);
+  if (dx) {
+    check_view(dx);
+    CG_ASSERT(dx->n == x->n && dx->h == x->h && dx->w == x->w && dx->c == x->c);
+  }
+  const int rows = x->n * x->h, w = x->w, cin = x->c, cout = dy->c, N = 4 * cout;
+  const size_t wlen = (size_t)cin * N;
+  /* db partials ride along with the dW partials: one row of 4cout after each dW. */
+  const size_t plen = wlen + N;
+  plan_t pl = plan_rows(rows, w, (size_t)w * N, plen);
+  const int nt = omp_get_max_threads();
+  const size_t stride = round16((size_t)pl.rows * w * N);
+  const size_t n_part = round16(plen * pl.ngroups);
+  float *base = cg_cpu_ws_get(ws, n_part + stride * nt);
+  float *parts = base, *scratch = base + n_part;
+  const size_t ldd = (size_t)dy->ld, ldx = (size_t)x->ld;
+#pragma omp parallel
+  {
+#pragma omp for schedule(dynamic, 1)
+    for (int g = 0; g < pl.ngroups; g++) {
+      float *dyg = scratch + stride * omp_get_thread_num();
+      float *dwg = parts + (size_t)g * plen, *dbg = dwg + wlen;
+      for (int j = 0; j < N; j++) dbg[j] = 0.0f;
+      int c0 = (int)((long long)g * pl.nchunks / pl.ngroups);
+      int c1 = (int)((long long)(g + 1) * pl.nchunks / pl.ngroups);
+      for (int c = c0; c < c1; c++) {
+        int r0, r1;
+        chunk_range(&pl, rows, c, &r0, &r1);
+        const int m = (r1 - r0) * w;
+        for (int q = 0; q < m; q++) {
+          size_t p = (size_t)r0 * w + q;
+          float *d = dyg + (size_t)q * N;
+          for (int t = 0; t < 4; t++) {
+            const float *s = dy->p + up_px(x, p, t >> 1, t & 1) * ldd;
+            for (int co = 0; co < cout; co++) d[t * cout + co] = s[co];
+          }
+          for (int j = 0; j < N; j++) dbg[j] += d[j];
+        }
+        const float *xc = x->p + (size_t)r0 * w * ldx;
+        /* dW (cin x 4cout) += X_c^T (cin x m) * dYg (m x 4cout) */
+        cg_cpu_gemm(1, 0, cin, N, m, 1.0f, xc, (int)ldx, dyg, N, c == c0 ? 0.0f : 1.0f, dwg, N);
+        if (dx) /* dx_c (m x cin) = dYg (m x 4cout) * W^T (4cout x cin) */
+          cg_cpu_gemm(0, 1, m, cin, N, 1.0f, dyg, N, wt, N, accum_dx ? 1.0f : 0.0f,
+                      dx->p + (size_t)r0 * w * dx->ld, dx->ld);
+      }
+    }
+    /* Fixed-order reduction of the group partials. */
+#pragma omp single nowait
+    for (int co = 0; co < cout; co++) {
+      float s = 0.0f;
+      for (int g = 0; g < pl.ngroups; g++)
+        for (int t = 0; t < 4; t++) s += parts[(size_t)g * plen + wlen + t * cout + co];
+      db[co] = s;
+    }
+#pragma omp for schedule(static)
+    for (size_t e = 0; e < wlen; e++) {
+      float s = 0.0f;
+      for (int g = 0; g < pl.ngroups; g++) s += parts[(size_t)g * plen + e];
+      dw[e] = s;
+    }
+  }
+}
+
+/* ---- max pool 2x2 / 2 ------------------------------------------------------------------- */
+
+static void check_pool(const cg_view_t *x, const cg_view_t *y) {
+  check_view(x);
+  check_view(y);
+  CG_ASSERT(x->h % 2 == 0 && x->w % 2 == 0);
+  CG_ASSERT(y->n == x->n && y->h == x->h / 2 && y->w == x->w / 2 && y->c == x->c);
+}
+
+void cg_cpu_maxpool_fwd(const cg_view_t *x, const cg_view_t *y) {
+  check_pool(x, y);
+  const int orows = y->n * y->h, ow = y->w, c = x->c;
+  const size_t ldx = (size_t)x->ld, ldy = (size_t)y->ld, iw = (size_t)x->w;
+#pragma omp parallel for schedule(static)
+  for (int r = 0; r < orows; r++) {
+    for (int b = 0; b < ow; b++) {
+      const float *t0 = x->p + ((size_t)2 * r * iw + 2 * b) * ldx; /* row 2r of the flat space */
+      const float *t1 = t0 + ldx, *t2 = t0 + iw * ldx, *t3 = t2 + ldx;
+      float *d = y->p + ((size_t)r * ow + b) * ldy;
+      for (int k = 0; k < c; k++) {
+        /* strict > keeps the first maximum in scan order */
+        float v = t0[k];
+        if (t1[k] > v) v = t1[k];
+        if (t2[k] > v) v = t2[k];
+        if (t3[k] > v) v = t3[k];
+        d[k] = v;
+      }
+    }
+  }
+}
+
+void cg_cpu_maxpool_bwd(const cg_view_t *x, const cg_view_t *y, const cg_view_t *dy,
+                        const cg_view_t *dx, int accum_dx) {
+  check_pool(x, y);
+  check_view(dy);
+  check_view(dx);
+  CG_ASSERT(dy->n == y->n && dy->h == y->h && dy->w == y->w && dy->c == y->c);
+  CG_ASSERT(dx->n == x->n && dx->h == x->h && dx->w == x->w && dx->c == x->c);
+  const int orows = y->n * y->h, ow = y->w, c = x->c;
+  const size_t ldx = (size_t)x->ld, ldg = (size_t)dy->ld, ldd = (size_t)dx->ld, iw = (size_t)x->w;
+#pragma omp parallel for schedule(static)
+  for (int r = 0; r < orows; r++) {
+    for (int b = 0; b < ow; b++) {
+      const size_t p0 = (size_t)2 * r * iw + 2 * b;
+      const size_t px[4] = {p0, p0 + 1, p0 + iw, p0 + iw + 1};
+      const float *g = dy->p + ((size_t)r * ow + b) * ldg;
+      for (int k = 0; k < c; k++) {
+        /* argmax recomputed from x with the forward's comparisons: same winner */
+        int arg = 0;
+        float v = x->p[px[0] * ldx + k];
+        for (int t = 1; t < 4; t++) {
+          float u = x->p[px[t] * ldx + k];
+          if (u > v) {
+            v = u;
+            arg = t;
+          }
+        }
+        for (int t = 0; t < 4; t++) {
+          float *d = dx->p + px[t] * ldd + k;
+          float add = t == arg ? g[k] : 0.0f;
+          *d = accum_dx ? *d + add : add;
+        }
+      }
+    }
+  }
+}
+
+/* ---- loss ------------------------------------------------------------------------------- */
+
+double cg_cpu_loss(const float *logits, const uint8_t *mask, const float *weight, int n, size_t hw,
+                   float grad_scale, float *dlogits, double *per_sample) {
+  CG_ASSERT(logits != NULL && mask != NULL && weight != NULL);
+  CG_ASSERT(n >= 1 && hw >= 1);
+  double *li = cg_malloc(sizeof(double) * n, "per-sample loss");
+  const double inv_hw = 1.0 / (double)hw;
+#pragma omp parallel for schedule(dynamic, 1)
+  for (int i = 0; i < n; i++) {
+    const float *z = logits + (size_t)i * hw;
+    const uint8_t *y = mask + (size_t)i * hw;
+    double sb = 0, sp = 0, sy = 0, spy = 0;
+    for (size_t j = 0; j < hw; j++) {
+      const double zj = z[j], yj = y[j] ? 1.0 : 0.0;
+      const double e = exp(-fabs(zj)); /* in (0, 1]: never overflows */
+      const double p = zj >= 0 ? 1.0 / (1.0 + e) : e / (1.0 + e);
+      sb += (zj > 0 ? zj : 0.0) - zj * yj + log1p(e);
+      sp += p;
+      sy += yj;
+      spy += p * yj;
+    }
+    const double num = 2.0 * spy + 1.0, den = sp + sy + 1.0;
+    li[i] = sb * inv_hw + (1.0 - num / den);
+    if (dlogits) {
+      float *dz = dlogits + (size_t)i * hw;
+      if (weight[i] == 0.0f) {
+        memset(dz, 0, hw * sizeof(float));
+        continue;
+      }
+      /* d/dz: BCE (p - y)/hw; Dice -d(num/den)/dp * p(1-p) = (num - 2y den)/den^2 * p(1-p) */
+      const double s = (double)weight[i] * grad_scale, inv_den2 = 1.0 / (den * den);
+      for (size_t j = 0; j < hw; j++) {
+        const double zj = z[j], yj = y[j] ? 1.0 : 0.0;
+        const double e = exp(-fabs(zj));
+        const double p = zj >= 0 ? 1.0 / (1.0 + e) : e / (1.0 + e);
+        const double g = (p - yj) * inv_hw + (num - 2.0 * yj * den) * inv_den2 * p * (1.0 - p);
+        dz[j] = (float)(s * g);
+      }
+    }
+  }
+  double total = 0;
+  for (int i = 0; i < n; i++) {
+    if (weight[i] != 0.0f) total += (double)weight[i] * li[i]; /* padding adds nothing, not NaN */
+    if (per_sample) per_sample[i] = li[i];
+  }
+  free(li);
+  return total;
+}
+
+/* ---- AdamW ------------------------------------------------------------------------------ */
+
+void cg_cpu_adamw(float *p, const float *g, float *m, float *v, size_t n, float lr, float beta1,
+                  float beta2, float eps, float weight_decay, int64_t t, float grad_mul) {
+  CG_ASSERT(t >= 1);
+  CG_ASSERT(n == 0 || (p && g && m && v));
+  /* Bias corrections in double: beta2^t in float loses digits for large t. */
+  const float step = (float)(lr / (1.0 - pow(beta1, (double)t)));
+  const float inv_sqrt_bc2 = (float)(1.0 / sqrt(1.0 - pow(beta2, (double)t)));
+  const float decay = 1.0f - lr * weight_decay;
+  const float b1 = beta1, b2 = beta2, c1 = 1.0f - beta1, c2 = 1.0f - beta2;
+#pragma omp parallel for schedule(static)
+  for (size_t i = 0; i < n; i++) {
+    const float gi = g[i] * grad_mul;
+    const float mi = b1 * m[i] + c1 * gi;
+    const float vi = b2 * v[i] + c2 * gi * gi;
+    m[i] = mi;
+    v[i] = vi;
+    /* PyTorch: p *= 1 - lr*wd; p -= (lr/bc1) * m / (sqrt(v)/sqrt(bc2) + eps) */
+    p[i] = p[i] * decay - step * mi / (sqrtf(vi) * inv_sqrt_bc2 + eps);
+  }
+}

@@ -1,0 +1,76 @@
+/* cpu_layers.h: the CPU reference kernels, fp32, NHWC. Every GPU kernel is tested against
+ * these, and the CPU backend trains with them.
+ *
+ * A view is n images of h x w pixels with c channels; consecutive pixels are ld floats apart
+ * (ld >= c), so a view may be a channel slice of a wider buffer (the concat buffers of
+ * model.h). Pixel (i, y, x) channel k lives at p[((i*h + y)*w + x)*ld + k].
+ *
+ * Threading: the kernels use OpenMP (and OpenBLAS) with the calling thread's OpenMP thread
+ * count; the caller sets it (omp_set_num_threads) to the cores it owns. Results do not
+ * depend on the thread count.
+ *
+ * Scratch memory comes from a cg_cpu_ws_t that grows as needed and is owned by the caller.
+ * Gradient outputs dw/db are overwritten (never accumulated). dx is overwritten, or added to
+ * when accum_dx is 1. dy may be overwritten by a backward kernel (it is consumed). */
+#ifndef CG_CPU_LAYERS_H
+#define CG_CPU_LAYERS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct {
+  float *p;
+  int n, h, w, c, ld;
+} cg_view_t;
+
+typedef struct {
+  float *buf;
+  size_t cap; /* floats */
+} cg_cpu_ws_t;
+
+/* Returns a scratch area of at least n floats (contents undefined); fatal on OOM. */
+float *cg_cpu_ws_get(cg_cpu_ws_t *ws, size_t n);
+void cg_cpu_ws_free(cg_cpu_ws_t *ws);
+
+/* C (m x n, ldc) = alpha * op(A) op(B) + beta * C, row-major; OpenBLAS or the built-in GEMM. */
+void cg_cpu_gemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a,
+                 int lda, const float *b, int ldb, float beta, float *c, int ldc);
+
+/* Convolution, kernel k (3 or 1), stride 1, zero padding k/2, same spatial size.
+ * wt: [cout][k][k][cin], bias: [cout]. y = relu?(conv(x) + bias). y->c = cout, x->c = cin. */
+void cg_cpu_conv_fwd(const cg_view_t *x, const float *wt, const float *bias, int k, int relu,
+                     const cg_view_t *y, cg_cpu_ws_t *ws);
+/* Backward of the above. y is the forward output (needed for the ReLU mask when relu).
+ * dx may be NULL (no input gradient). */
+void cg_cpu_conv_bwd(const cg_view_t *x, const float *wt, const cg_view_t *y, const cg_view_t *dy,
+                     int k, int relu, const cg_view_t *dx, int accum_dx, float *dw, float *db,
+                     cg_cpu_ws_t *ws);
+
+/* 2x2 stride-2 transposed convolution: y is 2h x 2w.
+ * y[i, 2a+u, 2b+v, co] = bias[co] + sum_ci x[i, a, b, ci] * wt[ci][u][v][co]. */
+void cg_cpu_upconv_fwd(const cg_view_t *x, const float *wt, const float *bias, const cg_view_t *y,
+                       cg_cpu_ws_t *ws);
+void cg_cpu_upconv_bwd(const cg_view_t *x, const float *wt, const cg_view_t *dy,
+                       const cg_view_t *dx, int accum_dx, float *dw, float *db, cg_cpu_ws_t *ws);
+
+/* 2x2 stride-2 max pool: y is h/2 x w/2. Backward routes each gradient to the first maximum
+ * of its window in scan order (top-left, top-right, bottom-left, bottom-right). */
+void cg_cpu_maxpool_fwd(const cg_view_t *x, const cg_view_t *y);
+void cg_cpu_maxpool_bwd(const cg_view_t *x, const cg_view_t *y, const cg_view_t *dy,
+                        const cg_view_t *dx, int accum_dx);
+
+/* BCE-with-logits + soft Dice over n samples of hw pixels (logits contiguous, one channel).
+ * Returns sum_i weight[i] * (mean_px BCE_i + Dice_i), computed in double. If dlogits is not
+ * NULL it receives d(that sum)/d(logits), multiplied by grad_scale (the fp16 loss scale, 1 for
+ * the CPU backend). Samples with weight 0 get zero gradient. per_sample (n doubles) optional. */
+double cg_cpu_loss(const float *logits, const uint8_t *mask, const float *weight, int n, size_t hw,
+                   float grad_scale, float *dlogits, double *per_sample);
+
+/* AdamW (PyTorch semantics, decoupled weight decay applied to every parameter):
+ *   p -= lr*wd*p; m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2;
+ *   p -= lr * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)
+ * over n elements. g is multiplied by grad_mul first (1 / loss scale). */
+void cg_cpu_adamw(float *p, const float *g, float *m, float *v, size_t n, float lr, float beta1,
+                  float beta2, float eps, float weight_decay, int64_t t, float grad_mul);
+
+#endif

@@ -1,0 +1,121 @@
+/* ref_layers.c: the naive double-precision reference (see ref_layers.h). Every output element
+ * is computed straight from its definition, one loop per index, so it can be checked by eye. */
+#include "ref_layers.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+static double *at(const cg_ref_view_t *v, int i, int y, int x) {
+  return v->p + (((size_t)i * v->h + y) * v->w + x) * v->ld;
+}
+
+void cg_ref_conv_fwd(const cg_ref_view_t *x, const double *wt, const double *bias, int k, int relu,
+                     const cg_ref_view_t *y) {
+  CG_ASSERT(k == 1 || k == 3);
+  CG_ASSERT(x->n == y->n && x->h == y->h && x->w == y->w);
+  const int pad = k / 2, cin = x->c, cout = y->c;
+  for (int i = 0; i < x->n; i++)
+    for (int oy = 0; oy < y->h; oy++)
+      for (int ox = 0; ox < y->w; ox++)
+        for (int co = 0; co < cout; co++) {
+          double s = bias[co];
+          for (int ky = 0; ky < k; ky++)
+            for (int kx = 0; kx < k; kx++) {
+              int iy = oy + ky - pad, ix = ox + kx - pad;
+              if (iy < 0 || iy >= x->h || ix < 0 || ix >= x->w) continue;
+              for (int ci = 0; ci < cin; ci++)
+                s += at(x, i, iy, ix)[ci] * wt[(((size_t)co * k + ky) * k + kx) * cin + ci];
+            }
+          at(y, i, oy, ox)[co] = relu && s < 0 ? 0.0 : s;
+        }
+}
+
+void cg_ref_upconv_fwd(const cg_ref_view_t *x, const double *wt, const double *bias,
+                       const cg_ref_view_t *y) {
+  CG_ASSERT(y->n == x->n && y->h == 2 * x->h && y->w == 2 * x->w);
+  const int cin = x->c, cout = y->c;
+  for (int i = 0; i < y->n; i++)
+    for (int oy = 0; oy < y->h; oy++)
+      for (int ox = 0; ox < y->w; ox++)
+        for (int co = 0; co < cout; co++) {
+          int a = oy / 2, u = oy % 2, b = ox / 2, v = ox % 2;
+          double s = bias[co];
+          for (int ci = 0; ci < cin; ci++)
+            s += at(x, i, a, b)[ci] * wt[(((size_t)ci * 2 + u) * 2 + v) * cout + co];
+          at(y, i, oy, ox)[co] = s;
+        }
+}
+
+void cg_ref_maxpool_fwd(const cg_ref_view_t *x, const cg_ref_view_t *y) {
+  CG_ASSERT(y->n == x->n && y->h * 2 == x->h && y->w * 2 == x->w && y->c == x->c);
+  for (int i = 0; i < y->n; i++)
+    for (int oy = 0; oy < y->h; oy++)
+      for (int ox = 0; ox < y->w; ox++)
+        for (int c = 0; c < y->c; c++) {
+          double v = -INFINITY;
+          for (int u = 0; u < 2; u++)
+            for (int w = 0; w < 2; w++) v = fmax(v, at(x, i, 2 * oy + u, 2 * ox + w)[c]);
+          at(y, i, oy, ox)[c] = v;
+        }
+}
+
+double cg_ref_loss(const double *logits, const uint8_t *mask, const double *weight, int n,
+                   size_t hw, double *per_sample) {
+  double total = 0;
+  for (int i = 0; i < n; i++) {
+    double bce = 0, sp = 0, sy = 0, spy = 0;
+    for (size_t j = 0; j < hw; j++) {
+      double z = logits[(size_t)i * hw + j], y = mask[(size_t)i * hw + j] ? 1.0 : 0.0;
+      double p = 1.0 / (1.0 + exp(-z));
+      bce += -(y * log(p) + (1.0 - y) * log(1.0 - p));
+      sp += p;
+      sy += y;
+      spy += p * y;
+    }
+    double li = bce / (double)hw + 1.0 - (2.0 * spy + 1.0) / (sp + sy + 1.0);
+    if (per_sample) per_sample[i] = li;
+    if (weight[i] != 0.0) total += weight[i] * li;
+  }
+  return total;
+}
+
+static cg_ref_view_t tensor_view(const cg_model_t *m, double *const *bufs, int t, int n) {
+  const cg_tensor_t *tt = &m->tensors[t];
+  cg_ref_view_t v = {bufs[tt->buf] + tt->c_off, n, tt->h, tt->w, tt->c, tt->ld};
+  return v;
+}
+
+double cg_ref_net_loss(const cg_model_t *m, const double *params, int n, const double *x,
+                       const uint8_t *y, const double *weight) {
+  double *bufs[CG_MAX_BUFS] = {0};
+  for (int b = 0; b < m->nbufs; b++) {
+    bufs[b] = cg_calloc((size_t)n * cg_buf_elems(m, b), sizeof(double), "reference activations");
+  }
+  const cg_tensor_t *tin = &m->tensors[m->input_tensor];
+  CG_ASSERT(tin->c_off == 0 && tin->ld == m->in_c);
+  memcpy(bufs[tin->buf], x, sizeof(double) * n * cg_buf_elems(m, tin->buf));
+  for (int li = 0; li < m->nlayers; li++) {
+    const cg_layer_t *l = &m->layers[li];
+    cg_ref_view_t vi = tensor_view(m, bufs, l->in, n), vo = tensor_view(m, bufs, l->out, n);
+    switch (l->op) {
+      case CG_OP_CONV:
+        cg_ref_conv_fwd(&vi, params + l->w_off, params + l->b_off, l->k, l->relu, &vo);
+        break;
+      case CG_OP_UPCONV:
+        cg_ref_upconv_fwd(&vi, params + l->w_off, params + l->b_off, &vo);
+        break;
+      case CG_OP_POOL:
+        cg_ref_maxpool_fwd(&vi, &vo);
+        break;
+    }
+  }
+  const cg_tensor_t *tl = &m->tensors[m->logits_tensor];
+  CG_ASSERT(tl->c == 1 && tl->ld == 1 && tl->c_off == 0);
+  double loss =
+      cg_ref_loss(bufs[tl->buf], y, weight, n, (size_t)m->height * m->width, NULL);
+  for (int b = 0; b < m->nbufs; b++) free(bufs[b]);
+  return loss;
+}

@@ -1,0 +1,619 @@
+/* test_gradcheck.c: the fp32 CPU kernels against the double reference (ref_layers.c).
+ *
+ * For each layer: (a) the float forward matches the double forward; (b) the float backward
+ * (dx, dw, db) matches central finite differences of L = sum(r .* y), r random, taken on the
+ * double reference. Views are channel slices of wider buffers where the model has them, and
+ * the channels around a slice must come back untouched. Shapes are chosen so that the kernels
+ * split rows into several chunks, some spanning two images, and dW into several partials.
+ * The loss is checked the same way (weights of 0, grad_scale), then the whole UNet: the
+ * gradient assembled from the float kernels along the graph of model.c (need_dx, accum_dx)
+ * against finite differences of cg_ref_net_loss. Finally every kernel must give bitwise the
+ * same results with 1, 2, 3 and (if more) all the machine's threads. */
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cpu_layers.h"
+#include "log.h"
+#include "model.h"
+#include "ref_layers.h"
+#include "rng.h"
+#include "testutil.h"
+
+/* Central differences in double. Layers are piecewise linear or smooth; a step this small
+ * does not cross a ReLU kink or a max-pool switch for our random data. */
+#define FD_H 1e-6
+
+/* ---- float tensors as channel slices of wider buffers, and their double twins ------------- */
+
+typedef struct {
+  float *buf;
+  size_t len;
+  int off;
+  cg_view_t v;
+} ftensor_t;
+
+static ftensor_t ft_make(int n, int h, int w, int c, int ld, int off, float lo, float hi,
+                         uint64_t seed) {
+  CG_ASSERT(off + c <= ld);
+  ftensor_t t;
+  t.len = (size_t)n * h * w * ld;
+  t.buf = cg_malloc(t.len * sizeof(float), "test tensor");
+  cg_test_fill(t.buf, t.len, lo, hi, seed);
+  t.off = off;
+  t.v = (cg_view_t){t.buf + off, n, h, w, c, ld};
+  return t;
+}
+
+static size_t vsize(const cg_view_t *v) { return (size_t)v->n * v->h * v->w * v->c; }
+
+static float *ft_elem(const ftensor_t *t, size_t dense) {
+  return t->v.p + dense / t->v.c * t->v.ld + dense % t->v.c;
+}
+
+/* Dense (ld = c) float copy of the view; caller frees. */
+static float *ft_dense(const ftensor_t *t) {
+  size_t n = vsize(&t->v);
+  float *d = cg_malloc(n * sizeof(float), "dense copy");
+  for (size_t i = 0; i < n; i++) d[i] = *ft_elem(t, i);
+  return d;
+}
+
+static float *copy_f(const float *p, size_t n) {
+  float *d = cg_malloc(n * sizeof(float), "copy");
+  memcpy(d, p, n * sizeof(float));
+  return d;
+}
+
+static double *to_double(const float *p, size_t n) {
+  double *d = cg_malloc(n * sizeof(double), "double copy");
+  for (size_t i = 0; i < n; i++) d[i] = p[i];
+  return d;
+}
+
+static float *to_float(const double *p, size_t n) {
+  float *d = cg_malloc(n * sizeof(float), "float copy");
+  for (size_t i = 0; i < n; i++) d[i] = (float)p[i];
+  return d;
+}
+
+/* The double twin of a float tensor: same buffer layout, same view. */
+typedef struct {
+  double *buf;
+  cg_ref_view_t v;
+} dtensor_t;
+
+static dtensor_t dt_of(const ftensor_t *t) {
+  dtensor_t d;
+  d.buf = to_double(t->buf, t->len);
+  d.v = (cg_ref_view_t){d.buf + t->off, t->v.n, t->v.h, t->v.w, t->v.c, t->v.ld};
+  return d;
+}
+
+static cg_ref_view_t dense_dview(double *p, int n, int h, int w, int c) {
+  return (cg_ref_view_t){p, n, h, w, c, c};
+}
+
+/* Every element of t's buffer outside its slice equals before[]. */
+static void check_guard(const char *name, const ftensor_t *t, const float *before) {
+  size_t bad = 0;
+  for (size_t e = 0; e < t->len; e++) {
+    int ch = (int)(e % t->v.ld);
+    if (ch >= t->off && ch < t->off + t->v.c) continue;
+    if (memcmp(&t->buf[e], &before[e], sizeof(float)) != 0) bad++;
+  }
+  CG_TEST_CHECK(bad == 0, "%s: %zu elements outside the channel slice changed", name, bad);
+}
+
+static double max_abs_d(const double *p, size_t n) {
+  double m = 0;
+  for (size_t i = 0; i < n; i++) m = fmax(m, fabs(p[i]));
+  return m;
+}
+
+/* Gradient comparison: rtol 1e-4, atol scaled by the largest reference element. */
+static void check_grad(const char *name, const float *got, const double *ref, size_t n) {
+  float *rf = to_float(ref, n);
+  cg_test_close(name, got, rf, n, 2e-5 * fmax(1.0, max_abs_d(ref, n)), 1e-4);
+  free(rf);
+}
+
+static void check_fwd(const char *name, const float *got, const double *ref, size_t n) {
+  float *rf = to_float(ref, n);
+  cg_test_close(name, got, rf, n, 1e-5 * fmax(1.0, max_abs_d(ref, n)), 1e-5);
+  free(rf);
+}
+
+/* ---- the objective L = sum(r .* f(x; w, b)) on the double reference ----------------------- */
+
+typedef enum { K_CONV, K_UPCONV, K_POOL } kind_t;
+
+typedef struct {
+  kind_t kind;
+  int k, relu;
+  cg_ref_view_t x;   /* input view (into a double buffer of the float input's layout) */
+  double *wt, *b;
+  cg_ref_view_t y;   /* dense output scratch */
+  const double *r;   /* dense, like y */
+} obj_t;
+
+static double obj_eval(const obj_t *o) {
+  switch (o->kind) {
+    case K_CONV: cg_ref_conv_fwd(&o->x, o->wt, o->b, o->k, o->relu, &o->y); break;
+    case K_UPCONV: cg_ref_upconv_fwd(&o->x, o->wt, o->b, &o->y); break;
+    case K_POOL: cg_ref_maxpool_fwd(&o->x, &o->y); break;
+  }
+  double s = 0;
+  size_t n = (size_t)o->y.n * o->y.h * o->y.w * o->y.c;
+  for (size_t i = 0; i < n; i++) s += o->r[i] * o->y.p[i];
+  return s;
+}
+
+static double fd_at(const obj_t *o, double *e) {
+  double s = *e;
+  *e = s + FD_H;
+  double lp = obj_eval(o);
+  *e = s - FD_H;
+  double lm = obj_eval(o);
+  *e = s;
+  return (lp - lm) / (2 * FD_H);
+}
+
+/* d L / d x over the view, dense; caller frees. */
+static double *fd_view(const obj_t *o, const cg_ref_view_t *v) {
+  size_t n = (size_t)v->n * v->h * v->w * v->c;
+  double *g = cg_malloc(n * sizeof(double), "fd grad");
+  for (size_t i = 0; i < n; i++) g[i] = fd_at(o, v->p + i / v->c * v->ld + i % v->c);
+  return g;
+}
+
+static double *fd_flat(const obj_t *o, double *a, size_t n) {
+  double *g = cg_malloc(n * sizeof(double), "fd grad");
+  for (size_t i = 0; i < n; i++) g[i] = fd_at(o, a + i);
+  return g;
+}
+
+/* ---- one layer -------------------------------------------------------------------------- */
+
+typedef struct {
+  const char *name;
+  kind_t kind;
+  int k, relu;
+  int n, h, w, cin, cout;
+  int x_ld, x_off, y_ld, y_off, dy_ld, dy_off, dx_ld, dx_off;
+  int want_dx, accum;
+} layer_case_t;
+
+static void test_layer(const layer_case_t *lc, uint64_t seed, cg_cpu_ws_t *ws) {
+  char nm[160];
+  const int n = lc->n, h = lc->h, w = lc->w, cin = lc->cin;
+  const int oh = lc->kind == K_UPCONV ? 2 * h : lc->kind == K_POOL ? h / 2 : h;
+  const int ow = lc->kind == K_UPCONV ? 2 * w : lc->kind == K_POOL ? w / 2 : w;
+  const int cout = lc->kind == K_POOL ? cin : lc->cout;
+  size_t wlen = 0, blen = 0;
+  if (lc->kind == K_CONV) wlen = (size_t)cout * lc->k * lc->k * cin, blen = cout;
+  if (lc->kind == K_UPCONV) wlen = (size_t)cin * 4 * cout, blen = cout;
+
+  ftensor_t x = ft_make(n, h, w, cin, lc->x_ld, lc->x_off, -1, 1, seed + 1);
+  ftensor_t y = ft_make(n, oh, ow, cout, lc->y_ld, lc->y_off, -9, 9, seed + 2);
+  float *wt = cg_malloc((wlen + 1) * sizeof(float), "w"), *b = cg_malloc((blen + 1) * sizeof(float), "b");
+  cg_test_fill(wt, wlen, -0.5f, 0.5f, seed + 3);
+  cg_test_fill(b, blen, -0.3f, 0.3f, seed + 4);
+  float *y_before = copy_f(y.buf, y.len);
+
+  /* forward */
+  switch (lc->kind) {
+    case K_CONV: cg_cpu_conv_fwd(&x.v, wt, b, lc->k, lc->relu, &y.v, ws); break;
+    case K_UPCONV: cg_cpu_upconv_fwd(&x.v, wt, b, &y.v, ws); break;
+    case K_POOL: cg_cpu_maxpool_fwd(&x.v, &y.v); break;
+  }
+  dtensor_t xd = dt_of(&x);
+  double *wd = to_double(wt, wlen), *bd = to_double(b, blen);
+  size_t ny = vsize(&y.v), nx = vsize(&x.v);
+  double *yref = cg_malloc(ny * sizeof(double), "yref");
+  double *r = cg_malloc(ny * sizeof(double), "r");
+  float *rf = cg_malloc(ny * sizeof(float), "r");
+  cg_test_fill(rf, ny, -1, 1, seed + 5);
+  for (size_t i = 0; i < ny; i++) r[i] = rf[i];
+  obj_t o = {lc->kind, lc->k, lc->relu, xd.v, wd, bd, dense_dview(yref, n, oh, ow, cout), r};
+  obj_eval(&o);
+  float *yg = ft_dense(&y);
+  snprintf(nm, sizeof nm, "%s fwd", lc->name);
+  check_fwd(nm, yg, yref, ny);
+  snprintf(nm, sizeof nm, "%s fwd guard", lc->name);
+  check_guard(nm, &y, y_before);
+
+  /* backward of L = sum(r .* y) */
+  ftensor_t dy = ft_make(n, oh, ow, cout, lc->dy_ld, lc->dy_off, -9, 9, seed + 6);
+  for (size_t i = 0; i < ny; i++) *ft_elem(&dy, i) = rf[i];
+  float *dy_before = copy_f(dy.buf, dy.len);
+  ftensor_t dx = ft_make(n, h, w, cin, lc->dx_ld, lc->dx_off, -1, 1, seed + 7);
+  float *dx_before = copy_f(dx.buf, dx.len);
+  float *dw = cg_malloc((wlen + 1) * sizeof(float), "dw"), *db = cg_malloc((blen + 1) * sizeof(float), "db");
+  for (size_t i = 0; i < wlen; i++) dw[i] = NAN; /* must be overwritten */
+  for (size_t i = 0; i < blen; i++) db[i] = NAN;
+  const cg_view_t *pdx = lc->want_dx ? &dx.v : NULL;
+  switch (lc->kind) {
+    case K_CONV:
+      /* y only feeds the ReLU mask: linear layers pass NULL */
+      cg_cpu_conv_bwd(&x.v, wt, lc->relu ? &y.v : NULL, &dy.v, lc->k, lc->relu, pdx, lc->accum,
+                      dw, db, ws);
+      break;
+    case K_UPCONV: cg_cpu_upconv_bwd(&x.v, wt, &dy.v, pdx, lc->accum, dw, db, ws); break;
+    case K_POOL: cg_cpu_maxpool_bwd(&x.v, &y.v, &dy.v, &dx.v, lc->accum); break;
+  }
+  snprintf(nm, sizeof nm, "%s dy guard", lc->name);
+  check_guard(nm, &dy, dy_before);
+  if (lc->want_dx) {
+    double *gx = fd_view(&o, &o.x);
+    if (lc->accum) /* dx held known values: the gradient is added to them */
+      for (size_t i = 0; i < nx; i++) gx[i] += dx_before[i / cin * lc->dx_ld + lc->dx_off + i % cin];
+    float *got = ft_dense(&dx);
+    snprintf(nm, sizeof nm, "%s dx%s", lc->name, lc->accum ? " (accum)" : "");
+    check_grad(nm, got, gx, nx);
+    snprintf(nm, sizeof nm, "%s dx guard", lc->name);
+    check_guard(nm, &dx, dx_before);
+    free(got);
+    free(gx);
+  } else {
+    CG_TEST_CHECK(memcmp(dx.buf, dx_before, dx.len * sizeof(float)) == 0,
+                  "%s: dx == NULL but a buffer changed", lc->name);
+  }
+  if (wlen) {
+    double *gw = fd_flat(&o, wd, wlen), *gb = fd_flat(&o, bd, blen);
+    snprintf(nm, sizeof nm, "%s dw", lc->name);
+    check_grad(nm, dw, gw, wlen);
+    snprintf(nm, sizeof nm, "%s db", lc->name);
+    check_grad(nm, db, gb, blen);
+    free(gw);
+    free(gb);
+  }
+  free(x.buf), free(y.buf), free(dy.buf), free(dx.buf), free(xd.buf);
+  free(wt), free(b), free(dw), free(db), free(wd), free(bd);
+  free(y_before), free(dy_before), free(dx_before), free(yref), free(r), free(rf), free(yg);
+}
+
+static void test_layers(cg_cpu_ws_t *ws) {
+  /* Rows are chunked by at least ceil(128 / w) rows: with w = 3 or 2 and n*h rows above that,
+   * a layer has several chunks, and chunk borders fall inside images. */
+  const layer_case_t cases[] = {
+      /* name                      kind     k relu n  h  w cin cout  x ld/off  y ld/off  dy ld/off dx ld/off dx accum */
+      {"conv3 relu slices",        K_CONV,  3, 1, 3, 20, 3, 3, 4,    7, 2,     6, 1,     5, 1,     4, 1,     1, 0},
+      {"conv3 linear accum",       K_CONV,  3, 0, 3, 20, 3, 3, 4,    3, 0,     4, 0,     4, 0,     3, 0,     1, 1},
+      {"conv3 relu no-dx",         K_CONV,  3, 1, 2, 5, 6, 2, 3,     2, 0,     3, 0,     3, 0,     2, 0,     0, 0},
+      {"conv3 relu wide",          K_CONV,  3, 1, 1, 6, 7, 6, 5,     12, 6,    5, 0,     5, 0,     12, 6,    1, 1},
+      {"conv1 linear slices",      K_CONV,  1, 0, 3, 20, 3, 4, 2,    9, 5,     3, 1,     2, 0,     6, 2,     1, 0},
+      {"conv1 relu accum",         K_CONV,  1, 1, 2, 4, 5, 3, 4,     3, 0,     4, 0,     4, 0,     5, 2,     1, 1},
+      {"upconv slices",            K_UPCONV,2, 0, 3, 24, 2, 3, 2,    5, 1,     4, 0,     4, 0,     3, 0,     1, 0},
+      {"upconv accum",             K_UPCONV,2, 0, 2, 3, 4, 4, 3,     4, 0,     6, 3,     6, 3,     6, 1,     1, 1},
+      {"upconv no-dx",             K_UPCONV,2, 0, 2, 3, 3, 2, 2,     2, 0,     2, 0,     2, 0,     2, 0,     0, 0},
+      /* Wide rows: the im2col budget, not the balance target, sets the chunk height, so there
+       * are more chunks than dW partials and a partial sums several chunks. */
+      {"conv3 many chunks no-dx",  K_CONV,  3, 1, 2, 400, 64, 2, 1,  2, 0,     3, 1,     2, 0,     2, 0,     0, 0},
+      {"upconv many chunks no-dx", K_UPCONV,2, 0, 2, 800, 64, 1, 2,  3, 1,     2, 0,     2, 0,     2, 0,     0, 0},
+      {"maxpool skip slice accum", K_POOL,  2, 0, 2, 6, 8, 3, 3,     6, 3,     3, 0,     3, 0,     6, 3,     1, 1},
+      {"maxpool overwrite",        K_POOL,  2, 0, 2, 4, 6, 2, 2,     2, 0,     5, 2,     4, 1,     3, 1,     1, 0},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) test_layer(&cases[i], 100 + 10 * i, ws);
+}
+
+/* Ties: the gradient goes to the first maximum in scan order (TL, TR, BL, BR). */
+static void test_maxpool_ties(void) {
+  /* one image 2x2, 4 channels: ties at {all}, {TR, BR}, {BL, BR}, none */
+  float x[16] = {1, 0, 0, 1, /* TL */ 1, 2, 0, 2, /* TR */ 1, 0, 3, 3, /* BL */ 1, 2, 3, 4};
+  float y[4], dy[4] = {10, 20, 30, 40}, dx[16];
+  cg_view_t vx = {x, 1, 2, 2, 4, 4}, vy = {y, 1, 1, 1, 4, 4}, vdy = {dy, 1, 1, 1, 4, 4},
+            vdx = {dx, 1, 2, 2, 4, 4};
+  cg_cpu_maxpool_fwd(&vx, &vy);
+  cg_cpu_maxpool_bwd(&vx, &vy, &vdy, &vdx, 0);
+  const float want_y[4] = {1, 2, 3, 4};
+  const float want_dx[16] = {10, 0, 0, 0, 0, 20, 0, 0, 0, 0, 30, 0, 0, 0, 0, 40};
+  cg_test_close("maxpool ties fwd", y, want_y, 4, 0, 0);
+  cg_test_close("maxpool ties bwd (first maximum)", dx, want_dx, 16, 0, 0);
+}
+
+/* ---- GEMM ------------------------------------------------------------------------------- */
+
+static void test_gemm_case(int ta, int tb, int m, int n, int k, float alpha, float beta,
+                           uint64_t seed) {
+  int lda = (ta ? m : k) + 3, ldb = (tb ? k : n) + 1, ldc = n + 2;
+  size_t na = (size_t)(ta ? k : m) * lda, nb = (size_t)(tb ? n : k) * ldb, nc = (size_t)m * ldc;
+  float *a = cg_malloc(na * sizeof(float), "a"), *b = cg_malloc(nb * sizeof(float), "b");
+  float *c = cg_malloc(nc * sizeof(float), "c"), *want = cg_malloc(nc * sizeof(float), "want");
+  cg_test_fill(a, na, -1, 1, seed);
+  cg_test_fill(b, nb, -1, 1, seed + 1);
+  cg_test_fill(c, nc, -1, 1, seed + 2);
+  if (beta == 0.0f) /* beta = 0 must not read C */
+    for (int i = 0; i < m; i++)
+      for (int j = 0; j < n; j++) c[(size_t)i * ldc + j] = NAN;
+  memcpy(want, c, nc * sizeof(float));
+  for (int i = 0; i < m; i++)
+    for (int j = 0; j < n; j++) {
+      double s = 0;
+      for (int p = 0; p < k; p++)
+        s += (double)(ta ? a[(size_t)p * lda + i] : a[(size_t)i * lda + p]) *
+             (tb ? b[(size_t)j * ldb + p] : b[(size_t)p * ldb + j]);
+      double c0 = beta == 0.0f ? 0.0 : (double)beta * c[(size_t)i * ldc + j];
+      want[(size_t)i * ldc + j] = (float)(alpha * s + c0);
+    }
+  cg_cpu_gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+  char nm[96];
+  snprintf(nm, sizeof nm, "gemm %c%c %dx%dx%d alpha %g beta %g", ta ? 'T' : 'N', tb ? 'T' : 'N', m,
+           n, k, alpha, beta);
+  cg_test_close(nm, c, want, nc, 1e-5 * sqrt((double)k), 1e-5); /* padding columns: unchanged */
+  free(a), free(b), free(c), free(want);
+}
+
+static void test_gemm(void) {
+  for (int t = 0; t < 4; t++) {
+    test_gemm_case(t >> 1, t & 1, 37, 29, 45, 1.0f, 0.0f, 10 + t);
+    test_gemm_case(t >> 1, t & 1, 13, 70, 7, -0.5f, 1.0f, 20 + t);
+    test_gemm_case(t >> 1, t & 1, 1, 9, 300, 2.0f, 0.25f, 30 + t);
+  }
+  /* crosses every cache block of the built-in GEMM and its threaded path */
+  test_gemm_case(0, 1, 211, 300, 290, 1.0f, 0.0f, 40);
+  test_gemm_case(1, 0, 203, 270, 530, 0.5f, 1.0f, 41);
+}
+
+/* ---- loss ------------------------------------------------------------------------------- */
+
+static void test_loss(void) {
+  const int n = 4;
+  const size_t hw = 37;
+  const float weight[4] = {0.5f, 0.0f, 1.25f, 1.0f};
+  const double weight_d[4] = {0.5, 0.0, 1.25, 1.0};
+  const float scale = 8.0f;
+  float z[4 * 37], dz[4 * 37];
+  uint8_t mask[4 * 37];
+  cg_test_fill(z, n * hw, -4, 4, 7);
+  cg_rng_t rg = cg_rng_make(1, CG_RNG_TEST, 8, 0);
+  for (size_t i = 0; i < n * hw; i++) mask[i] = cg_rng_below(&rg, 3) == 0; /* ~1/3 positive */
+  double ps[4], ps_ref[4];
+  double loss = cg_cpu_loss(z, mask, weight, n, hw, scale, dz, ps);
+  double *zd = to_double(z, n * hw);
+  double loss_ref = cg_ref_loss(zd, mask, weight_d, n, hw, ps_ref);
+  cg_test_close_d("loss value", &loss, &loss_ref, 1, 0, 1e-12);
+  cg_test_close_d("loss per_sample", ps, ps_ref, n, 0, 1e-12);
+  double loss_nograd = cg_cpu_loss(z, mask, weight, n, hw, scale, NULL, NULL);
+  CG_TEST_CHECK(loss_nograd == loss, "loss without dlogits %.17g != %.17g", loss_nograd, loss);
+  /* finite differences of the weighted sum, times grad_scale */
+  double *g = cg_malloc(n * hw * sizeof(double), "g");
+  for (size_t j = 0; j < n * hw; j++) {
+    double s = zd[j];
+    zd[j] = s + FD_H;
+    double lp = cg_ref_loss(zd, mask, weight_d, n, hw, NULL);
+    zd[j] = s - FD_H;
+    double lm = cg_ref_loss(zd, mask, weight_d, n, hw, NULL);
+    zd[j] = s;
+    g[j] = scale * (lp - lm) / (2 * FD_H);
+  }
+  check_grad("loss dlogits (grad_scale 8, weights incl. 0)", dz, g, n * hw);
+  size_t nonzero = 0;
+  for (size_t j = hw; j < 2 * hw; j++) nonzero += dz[j] != 0.0f;
+  CG_TEST_CHECK(nonzero == 0, "weight-0 sample has %zu non-zero gradients", nonzero);
+  free(g);
+  free(zd);
+
+  /* Extreme logits stay finite: BCE = (0 + 60 + 60 + 0) / 4, p ~ {1, 1, 0, 0}, y = {1, 0, 1, 0}:
+   * Dice = 1 - (2*1 + 1) / (2 + 2 + 1) = 0.4; gradient ~ (p - y) / 4. */
+  float ze[4] = {60, 60, -60, -60}, dze[4], we = 1.0f;
+  uint8_t me[4] = {1, 0, 1, 0};
+  double le = cg_cpu_loss(ze, me, &we, 1, 4, 1.0f, dze, NULL), le_want = 30.4;
+  cg_test_close_d("loss extreme logits value", &le, &le_want, 1, 1e-12, 1e-12);
+  const float gwant[4] = {0, 0.25f, -0.25f, 0};
+  cg_test_close("loss extreme logits grad", dze, gwant, 4, 1e-7, 1e-6);
+  /* A padding sample with garbage logits must neither add to the loss nor get a gradient. */
+  float zp[8] = {0.5f, -1, 2, 0, NAN, INFINITY, -INFINITY, NAN}, dzp[8], wp[2] = {1, 0};
+  uint8_t mp[8] = {1, 0, 1, 1, 0, 0, 0, 0};
+  double lp = cg_cpu_loss(zp, mp, wp, 2, 4, 1.0f, dzp, NULL);
+  double lp_want = cg_cpu_loss(zp, mp, wp, 1, 4, 1.0f, NULL, NULL);
+  CG_TEST_CHECK(lp == lp_want, "padding sample changed the loss: %.17g vs %.17g", lp, lp_want);
+  CG_TEST_CHECK(dzp[4] == 0 && dzp[5] == 0 && dzp[6] == 0 && dzp[7] == 0,
+                "padding sample got a gradient");
+}
+
+/* ---- the whole network ------------------------------------------------------------------ */
+
+typedef struct {
+  const cg_model_t *m;
+  int n;
+  float *act[CG_MAX_BUFS], *dact[CG_MAX_BUFS];
+} net_t;
+
+static cg_view_t net_view(const net_t *t, float *const *bufs, int tensor) {
+  const cg_tensor_t *tt = &t->m->tensors[tensor];
+  return (cg_view_t){bufs[tt->buf] + tt->c_off, t->n, tt->h, tt->w, tt->c, tt->ld};
+}
+
+/* Loss and gradient of the weighted loss w.r.t. params, from the float kernels, following the
+ * layer list forward and backward as a backend would. Gradient buffers start as NaN: any
+ * gradient read before it was written (a wrong accum_dx) poisons the result. */
+static double net_grad_float(const cg_model_t *m, const float *params, int n, const float *x,
+                             const uint8_t *mask, const float *weight, float *grads,
+                             cg_cpu_ws_t *ws) {
+  net_t t = {m, n, {0}, {0}};
+  for (int b = 0; b < m->nbufs; b++) {
+    size_t e = (size_t)n * cg_buf_elems(m, b);
+    t.act[b] = cg_malloc(e * sizeof(float), "act");
+    t.dact[b] = cg_malloc(e * sizeof(float), "dact");
+    for (size_t i = 0; i < e; i++) t.act[b][i] = t.dact[b][i] = NAN;
+  }
+  memcpy(t.act[m->tensors[m->input_tensor].buf], x,
+         sizeof(float) * n * cg_buf_elems(m, m->tensors[m->input_tensor].buf));
+  for (size_t i = 0; i < m->nparams; i++) grads[i] = NAN;
+  for (int i = 0; i < m->nlayers; i++) {
+    const cg_layer_t *l = &m->layers[i];
+    cg_view_t vx = net_view(&t, t.act, l->in), vy = net_view(&t, t.act, l->out);
+    switch (l->op) {
+      case CG_OP_CONV:
+        cg_cpu_conv_fwd(&vx, params + l->w_off, params + l->b_off, l->k, l->relu, &vy, ws);
+        break;
+      case CG_OP_UPCONV: cg_cpu_upconv_fwd(&vx, params + l->w_off, params + l->b_off, &vy, ws); break;
+      case CG_OP_POOL: cg_cpu_maxpool_fwd(&vx, &vy); break;
+    }
+  }
+  const int lb = m->tensors[m->logits_tensor].buf;
+  double loss = cg_cpu_loss(t.act[lb], mask, weight, n, (size_t)m->height * m->width, 1.0f,
+                            t.dact[lb], NULL);
+  for (int i = m->nlayers - 1; i >= 0; i--) {
+    const cg_layer_t *l = &m->layers[i];
+    cg_view_t vx = net_view(&t, t.act, l->in), vy = net_view(&t, t.act, l->out);
+    cg_view_t vdy = net_view(&t, t.dact, l->out), vdx = net_view(&t, t.dact, l->in);
+    const cg_view_t *pdx = l->need_dx ? &vdx : NULL;
+    switch (l->op) {
+      case CG_OP_CONV:
+        cg_cpu_conv_bwd(&vx, params + l->w_off, &vy, &vdy, l->k, l->relu, pdx, l->accum_dx,
+                        grads + l->w_off, grads + l->b_off, ws);
+        break;
+      case CG_OP_UPCONV:
+        cg_cpu_upconv_bwd(&vx, params + l->w_off, &vdy, pdx, l->accum_dx, grads + l->w_off,
+                          grads + l->b_off, ws);
+        break;
+      case CG_OP_POOL:
+        if (pdx) cg_cpu_maxpool_bwd(&vx, &vy, &vdy, pdx, l->accum_dx);
+        break;
+    }
+  }
+  for (int b = 0; b < m->nbufs; b++) free(t.act[b]), free(t.dact[b]);
+  return loss;
+}
+
+static void test_network(cg_cpu_ws_t *ws) {
+  cg_model_t m;
+  char err[256];
+  const int n = 2, H = 8, W = 8, C = 5;
+  if (cg_model_build(&m, C, 2, 2, H, W, err, sizeof err) != 0) {
+    CG_TEST_CHECK(0, "cg_model_build: %s", err);
+    return;
+  }
+  /* The graph must exercise both backward modes: the skip half of each concat buffer gets its
+   * gradient from the decoder conv and then, accumulated, from the pool. */
+  int naccum = 0;
+  for (int i = 0; i < m.nlayers; i++) naccum += m.layers[i].accum_dx;
+  CG_TEST_CHECK(naccum == m.depth, "%d layers accumulate dx, want %d (the pools)", naccum, m.depth);
+
+  float *params = cg_malloc(m.nparams * sizeof(float), "params");
+  float *grads = cg_malloc(m.nparams * sizeof(float), "grads");
+  cg_model_init_params(&m, 5, params);
+  /* non-zero biases, so every bias path matters */
+  for (int i = 0; i < m.nlayers; i++)
+    cg_test_fill(params + m.layers[i].b_off, m.layers[i].b_len, -0.1f, 0.1f, 60 + i);
+  size_t nx = (size_t)n * H * W * C, np = (size_t)n * H * W;
+  float *x = cg_malloc(nx * sizeof(float), "x");
+  cg_test_fill(x, nx, -1, 1, 61);
+  uint8_t *mask = cg_malloc(np, "mask");
+  for (size_t i = 0; i < np; i++) mask[i] = (i * 7 + i / 5) % 3 == 0;
+  const float weight[2] = {0.5f, 0.5f};
+  const double weight_d[2] = {0.5, 0.5};
+
+  double loss = net_grad_float(&m, params, n, x, mask, weight, grads, ws);
+  double *pd = to_double(params, m.nparams), *xd = to_double(x, nx);
+  double loss_ref = cg_ref_net_loss(&m, pd, n, xd, mask, weight_d);
+  cg_test_close_d("net loss (float chain vs double reference)", &loss, &loss_ref, 1, 0, 1e-5);
+
+  double *g = cg_malloc(m.nparams * sizeof(double), "g");
+  for (size_t j = 0; j < m.nparams; j++) {
+    double s = pd[j];
+    pd[j] = s + FD_H;
+    double lp = cg_ref_net_loss(&m, pd, n, xd, mask, weight_d);
+    pd[j] = s - FD_H;
+    double lm = cg_ref_net_loss(&m, pd, n, xd, mask, weight_d);
+    pd[j] = s;
+    g[j] = (lp - lm) / (2 * FD_H);
+  }
+  char nm[96];
+  snprintf(nm, sizeof nm, "net gradient, all %zu parameters", m.nparams);
+  float *gf = to_float(g, m.nparams);
+  cg_test_close(nm, grads, gf, m.nparams, 1e-4 * max_abs_d(g, m.nparams), 1e-3);
+  for (int i = 0; i < m.nlayers; i++) { /* per layer, to point at a wrong wire */
+    const cg_layer_t *l = &m.layers[i];
+    if (!l->w_len) continue;
+    snprintf(nm, sizeof nm, "net gradient %s", l->name);
+    size_t len = l->w_len + l->b_len;
+    cg_test_close(nm, grads + l->w_off, gf + l->w_off, len,
+                  1e-4 * max_abs_d(g, m.nparams), 1e-3);
+  }
+  free(gf), free(g), free(pd), free(xd), free(params), free(grads), free(x), free(mask);
+}
+
+/* ---- thread-count invariance ------------------------------------------------------------ */
+
+/* Runs conv 3x3 and 1x1, upconv, pool and loss forward and backward on shapes with many chunks
+ * and dW groups; writes every output into out (in a fixed order). Returns floats written. */
+static size_t run_all(float *out, cg_cpu_ws_t *ws) {
+  size_t o = 0;
+  const int n = 4, h = 16, w = 16, ci = 8, co = 16;
+  ftensor_t x = ft_make(n, h, w, ci, 2 * ci, ci, -1, 1, 71);
+  ftensor_t y = ft_make(n, h, w, co, co, 0, 0, 1, 72);
+  ftensor_t dy = ft_make(n, h, w, co, 2 * co, 0, -1, 1, 73);
+  ftensor_t dx = ft_make(n, h, w, ci, 2 * ci, ci, -1, 1, 74);
+  float wt[16 * 9 * 16], b[16], dw[16 * 9 * 16], db[16];
+  cg_test_fill(wt, sizeof wt / 4, -0.3f, 0.3f, 75);
+  cg_test_fill(b, 16, -0.1f, 0.1f, 76);
+  for (int k = 1; k <= 3; k += 2) {
+    cg_cpu_conv_fwd(&x.v, wt, b, k, 1, &y.v, ws);
+    cg_cpu_conv_bwd(&x.v, wt, &y.v, &dy.v, k, 1, &dx.v, 1, dw, db, ws);
+    memcpy(out + o, y.buf, y.len * 4), o += y.len;
+    memcpy(out + o, dx.buf, dx.len * 4), o += dx.len;
+    memcpy(out + o, dw, (size_t)co * k * k * ci * 4), o += (size_t)co * k * k * ci;
+    memcpy(out + o, db, co * 4), o += co;
+  }
+  /* upconv: x (n, 8, 8, co) -> y (n, 16, 16, ci) */
+  cg_view_t ux = {y.buf, n, h / 2, w / 2, co, co}, uy = {x.buf, n, h, w, ci, 2 * ci};
+  cg_view_t udy = {dx.buf, n, h, w, ci, 2 * ci}, udx = {dy.buf, n, h / 2, w / 2, co, 2 * co};
+  cg_cpu_upconv_fwd(&ux, wt, b, &uy, ws);
+  cg_cpu_upconv_bwd(&ux, wt, &udy, &udx, 0, dw, db, ws);
+  memcpy(out + o, x.buf, x.len * 4), o += x.len;
+  memcpy(out + o, dy.buf, (size_t)n * 64 * 2 * co * 4), o += (size_t)n * 64 * 2 * co;
+  memcpy(out + o, dw, (size_t)co * 4 * ci * 4), o += (size_t)co * 4 * ci;
+  memcpy(out + o, db, ci * 4), o += ci;
+  float *wgt = out + o; /* loss over dy's buffer as logits */
+  for (int i = 0; i < 8; i++) wgt[i] = 0.125f * (i % 3);
+  o += 8;
+  uint8_t mask[8 * 256];
+  for (int i = 0; i < 8 * 256; i++) mask[i] = (i % 5) < 2;
+  double l = cg_cpu_loss(dy.buf, mask, wgt, 8, 256, 2.0f, dx.buf, NULL);
+  memcpy(out + o, &l, sizeof l), o += 2;
+  memcpy(out + o, dx.buf, 8 * 256 * 4), o += 8 * 256;
+  free(x.buf), free(y.buf), free(dy.buf), free(dx.buf);
+  return o;
+}
+
+static void test_threads(cg_cpu_ws_t *ws) {
+  const size_t cap = 1 << 20;
+  float *ref = cg_malloc(cap * 4, "ref"), *got = cg_malloc(cap * 4, "got");
+  int saved = omp_get_max_threads();
+  omp_set_num_threads(1);
+  size_t n = run_all(ref, ws);
+  CG_ASSERT(n <= cap);
+  const int procs = omp_get_num_procs();
+  const int counts[3] = {2, 3, procs > 3 ? procs : 0};
+  for (int ti = 0; ti < 3 && counts[ti]; ti++) {
+    const int t = counts[ti];
+    omp_set_num_threads(t);
+    size_t n2 = run_all(got, ws);
+    size_t diff = 0;
+    for (size_t i = 0; i < n; i++) diff += memcmp(&ref[i], &got[i], 4) != 0;
+    CG_TEST_CHECK(n2 == n && diff == 0, "%d threads: %zu of %zu outputs differ from 1 thread", t,
+                  diff, n);
+    if (n2 == n && diff == 0) printf("PASS bitwise identical results with 1 and %d threads\n", t);
+  }
+  omp_set_num_threads(saved);
+  free(ref), free(got);
+}
+
+int main(void) {
+  cg_cpu_ws_t ws = {0};
+  double t0 = cg_now();
+  test_gemm();
+  test_layers(&ws);
+  test_maxpool_ties();
+  test_loss();
+  test_network(&ws);
+  test_threads(&ws);
+  cg_cpu_ws_free(&ws);
+  printf("# %.2f s\n", cg_now() - t0);
+  return cg_test_done("test_gradcheck");
+}
