@@ -1,0 +1,56 @@
+/* comm.c: MPI bootstrap (see comm.h). */
+#include "comm.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+
+void cg_comm_init(cg_comm_t *c, int *argc, char ***argv) {
+  memset(c, 0, sizeof *c);
+  int provided = 0;
+  CG_CHECK_MPI(MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided));
+  /* Errors come back as codes so our checks can name the call; fatal ones still abort. */
+  CG_CHECK_MPI(MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN));
+  CG_CHECK_MPI(MPI_Comm_dup(MPI_COMM_WORLD, &c->world));
+  CG_CHECK_MPI(MPI_Comm_rank(c->world, &c->rank));
+  CG_CHECK_MPI(MPI_Comm_size(c->world, &c->size));
+  if (gethostname(c->host, sizeof c->host) != 0) snprintf(c->host, sizeof c->host, "unknown");
+  c->host[sizeof c->host - 1] = 0;
+  cg_log_set_identity(c->rank, c->host);
+  CG_CHECK_MPI(MPI_Comm_split_type(c->world, MPI_COMM_TYPE_SHARED, c->rank, MPI_INFO_NULL,
+                                   &c->local));
+  CG_CHECK_MPI(MPI_Comm_rank(c->local, &c->local_rank));
+  CG_CHECK_MPI(MPI_Comm_size(c->local, &c->local_size));
+  /* Node index: exclusive scan of the node-leader flags, broadcast on the node. */
+  int leader = c->local_rank == 0, below = 0;
+  CG_CHECK_MPI(MPI_Allreduce(&leader, &c->nnodes, 1, MPI_INT, MPI_SUM, c->world));
+  CG_CHECK_MPI(MPI_Exscan(&leader, &below, 1, MPI_INT, MPI_SUM, c->world));
+  if (c->rank == 0) below = 0; /* MPI_Exscan leaves rank 0's result undefined */
+  c->node = below;
+  CG_CHECK_MPI(MPI_Bcast(&c->node, 1, MPI_INT, 0, c->local));
+}
+
+void cg_comm_finalize(cg_comm_t *c) {
+  int fin = 0;
+  MPI_Finalized(&fin);
+  if (fin) return;
+  if (c->local != MPI_COMM_NULL && c->local) MPI_Comm_free(&c->local);
+  if (c->world != MPI_COMM_NULL && c->world) MPI_Comm_free(&c->world);
+  MPI_Finalize();
+}
+
+int cg_comm_any(const cg_comm_t *c, int flag) {
+  int in = flag ? 1 : 0, out = 0;
+  CG_CHECK_MPI(MPI_Allreduce(&in, &out, 1, MPI_INT, MPI_MAX, c->world));
+  return out;
+}
+
+void cg_comm_sum_i64(const cg_comm_t *c, int64_t *v, int n) {
+  CG_CHECK_MPI(MPI_Allreduce(MPI_IN_PLACE, v, n, MPI_INT64_T, MPI_SUM, c->world));
+}
+
+void cg_comm_sum_f64(const cg_comm_t *c, double *v, int n) {
+  CG_CHECK_MPI(MPI_Allreduce(MPI_IN_PLACE, v, n, MPI_DOUBLE, MPI_SUM, c->world));
+}

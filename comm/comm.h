@@ -1,0 +1,34 @@
+/* comm.h: MPI bootstrap and the job's communicators.
+ *
+ * One cg_comm_t per process, made by cg_comm_init after MPI_Init_thread: the world
+ * communicator, the node-local one (MPI_Comm_split_type SHARED) giving the local rank, and the
+ * host name. cg_comm_init also sets the log identity (log.h). Collectives used by the trainer
+ * (stats gathers, metric sums, agreement on flags) are plain MPI calls on c->world. */
+#ifndef CG_COMM_H
+#define CG_COMM_H
+
+#include <mpi.h>
+#include <stdint.h>
+
+typedef struct {
+  MPI_Comm world;      /* dup of MPI_COMM_WORLD */
+  MPI_Comm local;      /* ranks on this node */
+  int rank, size;
+  int local_rank, local_size;
+  int node, nnodes;    /* node index (by lowest world rank on the node) and count */
+  char host[64];
+} cg_comm_t;
+
+/* MPI_Init_thread (MPI_THREAD_FUNNELED is enough: only the driving thread calls MPI), then the
+ * communicators. Fatal on failure. */
+void cg_comm_init(cg_comm_t *c, int *argc, char ***argv);
+/* Frees the communicators and calls MPI_Finalize. */
+void cg_comm_finalize(cg_comm_t *c);
+
+/* All ranks: 1 if any rank passed nonzero (a small all-reduce). */
+int cg_comm_any(const cg_comm_t *c, int flag);
+/* Sums n int64 / doubles over ranks in place. */
+void cg_comm_sum_i64(const cg_comm_t *c, int64_t *v, int n);
+void cg_comm_sum_f64(const cg_comm_t *c, double *v, int n);
+
+#endif

@@ -1,0 +1,111 @@
+/* backend.h: the compute backend interface (a table of function pointers, chosen at run time).
+ *
+ * A backend owns the model's parameters (fp32 master copy), gradients, optimizer state and
+ * activations on its device, and runs whole training steps. The training loop, the sampler,
+ * the model graph and the stats are shared; only this table differs between the CPU reference
+ * backend (always built) and the CUDA backend (cuda/, when built with CUDA).
+ *
+ * A step is asynchronous on devices that can be:
+ *   upload(slot, batch)   copy a host batch into device batch slot `slot` (0..CG_DEV_SLOTS-1);
+ *                         the host batch must stay valid until upload_wait(slot) returns
+ *   train_step(slot, opt) forward, loss, backward with bucketed gradient sync, AdamW
+ *   eval_step(slot)       forward and loss only
+ *   fetch(out)            waits for the oldest submitted step and returns its results
+ * Every train_step/eval_step is matched by exactly one fetch, in order. At most
+ * CG_MAX_INFLIGHT steps may be submitted and not yet fetched.
+ *
+ * Units: loss is the sum over the local samples of weight[i] * (BCE_i + Dice_i), where
+ * BCE_i is the mean over pixels of BCE-with-logits and Dice_i = 1 - (2 sum p y + 1) /
+ * (sum p + sum y + 1), p = sigmoid(logit). The gradient is that of the same weighted sum, so
+ * with weight = 1/(global batch) the all-reduced SUM of gradients is the mean gradient.
+ */
+#ifndef CG_BACKEND_H
+#define CG_BACKEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "model.h"
+
+#define CG_DEV_SLOTS 2
+#define CG_MAX_INFLIGHT 2
+
+typedef enum { CG_PREC_FP32 = 0, CG_PREC_BF16 = 1, CG_PREC_FP16 = 2 } cg_precision_t;
+const char *cg_precision_name(cg_precision_t p);
+
+typedef struct cg_backend cg_backend_t; /* each backend defines its own struct */
+struct cg_gsync;                        /* comm/gsync.h */
+
+typedef struct {
+  int batch;                 /* static number of samples per step (per rank) */
+  cg_precision_t precision;
+  int threads;               /* compute threads (CPU backend); 0 = all allowed cores */
+  int device;                /* GPU ordinal (CUDA backend) */
+  int deterministic;         /* fixed summation orders, no non-deterministic algorithms */
+  int cuda_graph;            /* CUDA: capture the steady-state step as a graph (1/0) */
+  int tf32;                  /* CUDA fp32: allow TF32 tensor cores (1/0) */
+  const char *algo_cache;    /* CUDA: cuDNN algorithm cache file, or NULL */
+  const cg_buckets_t *buckets;
+  struct cg_gsync *gsync;    /* gradient sync across ranks; NULL = single process */
+  int64_t fault_nan_step;    /* test only: train_step number (0-based, counted by the backend)
+                                whose loss gradient is made NaN; -1 = off */
+} cg_backend_cfg_t;
+
+/* A batch on the host, NHWC. Padding samples have weight 0 and contribute nothing. */
+typedef struct {
+  int n, h, w, c;
+  const float *x;            /* n*h*w*c */
+  const uint8_t *y;          /* n*h*w, values 0/1 */
+  const float *weight;       /* n */
+} cg_batch_t;
+
+typedef struct {
+  float lr, beta1, beta2, eps, weight_decay;
+  int64_t t;                 /* 1-based step count for the bias correction */
+} cg_adamw_t;
+
+typedef struct {
+  double loss;               /* weighted local loss sum (see above) */
+  const uint8_t *pred;       /* n*h*w predicted mask (logit > 0), valid until the next fetch */
+  int skipped;               /* the optimizer step was skipped (fp16 overflow) */
+  float loss_scale;          /* current fp16 loss scale (1 for other precisions) */
+  double busy_ms;            /* compute-stream busy time of the step; < 0 = not measured */
+  double comm_wait_ms;       /* time compute waited for gradient communication; < 0 = n/a */
+  double grad_bytes_reduced; /* bytes all-reduced this step */
+} cg_step_out_t;
+
+typedef struct cg_backend_ops {
+  const char *name;
+  /* Returns 0, or -1 with a message in err. The model must outlive the backend. */
+  int (*create)(const cg_model_t *m, const cg_backend_cfg_t *cfg, cg_backend_t **out, char *err,
+                size_t errlen);
+  void (*destroy)(cg_backend_t *b); /* NULL is a no-op */
+  /* Copy the fp32 master parameters in / out (nparams floats, host memory). set_params
+   * also refreshes any low-precision copy. Both synchronise with pending work. */
+  int (*set_params)(cg_backend_t *b, const float *params);
+  int (*get_params)(cg_backend_t *b, float *params);
+  /* Gradients of the last train_step after the all-reduce (nparams floats, unscaled). */
+  int (*get_grads)(cg_backend_t *b, float *grads);
+  /* AdamW moments and fp16 loss-scaler state, for checkpoints. */
+  int (*get_opt_state)(cg_backend_t *b, float *m, float *v, float *scale, int64_t *good_steps);
+  int (*set_opt_state)(cg_backend_t *b, const float *m, const float *v, float scale,
+                       int64_t good_steps);
+  int (*upload)(cg_backend_t *b, int slot, const cg_batch_t *batch);
+  int (*upload_wait)(cg_backend_t *b, int slot);
+  int (*train_step)(cg_backend_t *b, int slot, const cg_adamw_t *opt);
+  int (*eval_step)(cg_backend_t *b, int slot);
+  int (*fetch)(cg_backend_t *b, cg_step_out_t *out);
+  /* Bytes of memory the backend holds on its device (activations, parameters, optimizer
+   * state, workspaces, batch slots): what it allocated, the peak, as it allocates up front. */
+  size_t (*mem_bytes)(cg_backend_t *b);
+} cg_backend_ops_t;
+
+extern const cg_backend_ops_t cg_backend_cpu;
+
+#ifdef COGPU_HAVE_CUDA
+extern const cg_backend_ops_t cg_backend_cuda;
+/* 1 if a CUDA device can be used; else 0 with the reason in why. */
+int cg_cuda_usable(char *why, size_t len);
+#endif
+
+#endif

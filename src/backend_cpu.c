@@ -1,0 +1,306 @@
+/* backend_cpu.c: the CPU reference backend — the model of model.h trained with the fp32
+ * kernels of cpu_layers.h, NHWC, in host memory.
+ *
+ * It is both the reference every GPU kernel is tested against and a real trainer for CPU
+ * clusters and CI. Gradient buckets are all-reduced with comm/gsync.h while backward goes on
+ * (post as each bucket completes, progress after every layer). Steps complete synchronously;
+ * the results queue only keeps the one-fetch-per-step contract of backend.h. */
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend.h"
+#include "cpu_layers.h"
+#include "gsync.h"
+#include "log.h"
+
+#ifdef COGPU_HAVE_OPENBLAS
+#include <cblas.h>
+#endif
+
+struct cg_backend {
+  const cg_model_t *m;
+  cg_backend_cfg_t cfg;
+  int n; /* batch */
+  float *params, *grads, *adam_m, *adam_v;
+  float *act[CG_MAX_BUFS], *dact[CG_MAX_BUFS];
+  /* batch slots: the uploaded input, mask and weights */
+  float *x[CG_DEV_SLOTS], *w[CG_DEV_SLOTS];
+  uint8_t *y[CG_DEV_SLOTS];
+  cg_cpu_ws_t ws;
+  /* finished steps waiting for fetch */
+  cg_step_out_t q[CG_MAX_INFLIGHT];
+  uint8_t *pred[CG_MAX_INFLIGHT];
+  int qhead, qcount;
+  int64_t steps;
+  size_t bytes; /* allocated, for mem_bytes */
+};
+
+static void cpu_destroy(cg_backend_t *b) {
+  if (!b) return;
+  free(b->params);
+  free(b->grads);
+  free(b->adam_m);
+  free(b->adam_v);
+  for (int i = 0; i < CG_MAX_BUFS; i++) {
+    free(b->act[i]);
+    free(b->dact[i]);
+  }
+  for (int i = 0; i < CG_DEV_SLOTS; i++) {
+    free(b->x[i]);
+    free(b->w[i]);
+    free(b->y[i]);
+  }
+  for (int i = 0; i < CG_MAX_INFLIGHT; i++) free(b->pred[i]);
+  cg_cpu_ws_free(&b->ws);
+  free(b);
+}
+
+static int cpu_create(const cg_model_t *m, const cg_backend_cfg_t *cfg, cg_backend_t **out,
+                      char *err, size_t errlen) {
+  *out = NULL;
+  if (cfg->precision != CG_PREC_FP32) {
+    snprintf(err, errlen, "the cpu backend computes in fp32 only (got --precision %s)",
+             cg_precision_name(cfg->precision));
+    return -1;
+  }
+  if (cfg->batch < 1) {
+    snprintf(err, errlen, "batch %d must be >= 1", cfg->batch);
+    return -1;
+  }
+  cg_backend_t *b = cg_calloc(1, sizeof *b, "cpu backend");
+  b->m = m;
+  b->cfg = *cfg;
+  b->n = cfg->batch;
+  size_t np = m->nparams;
+  b->params = cg_calloc(np, sizeof(float), "parameters");
+  b->grads = cg_calloc(np, sizeof(float), "gradients");
+  b->adam_m = cg_calloc(np, sizeof(float), "AdamW m");
+  b->adam_v = cg_calloc(np, sizeof(float), "AdamW v");
+  int in_buf = m->tensors[m->input_tensor].buf;
+  for (int i = 0; i < m->nbufs; i++) {
+    if (i == in_buf) continue; /* the input lives in the upload slots */
+    size_t e = (size_t)b->n * cg_buf_elems(m, i);
+    b->act[i] = cg_calloc(e, sizeof(float), "activations");
+    b->dact[i] = cg_calloc(e, sizeof(float), "activation gradients");
+  }
+  size_t px = (size_t)b->n * m->height * m->width;
+  for (int i = 0; i < CG_DEV_SLOTS; i++) {
+    b->x[i] = cg_calloc(px * m->in_c, sizeof(float), "input slot");
+    b->y[i] = cg_calloc(px, 1, "mask slot");
+    b->w[i] = cg_calloc((size_t)b->n, sizeof(float), "weight slot");
+  }
+  for (int i = 0; i < CG_MAX_INFLIGHT; i++) b->pred[i] = cg_calloc(px, 1, "prediction");
+  b->bytes = 4 * np * sizeof(float) + CG_DEV_SLOTS * (px * (m->in_c * sizeof(float) + 1)) +
+             CG_MAX_INFLIGHT * px;
+  for (int i = 0; i < m->nbufs; i++)
+    if (b->act[i]) b->bytes += 2 * sizeof(float) * (size_t)b->n * cg_buf_elems(m, i);
+  if (cfg->threads > 0) {
+    omp_set_num_threads(cfg->threads);
+#ifdef COGPU_HAVE_OPENBLAS
+    openblas_set_num_threads(cfg->threads);
+#endif
+  }
+  *out = b;
+  return 0;
+}
+
+static int cpu_set_params(cg_backend_t *b, const float *p) {
+  memcpy(b->params, p, sizeof(float) * b->m->nparams);
+  return 0;
+}
+
+static int cpu_get_params(cg_backend_t *b, float *p) {
+  memcpy(p, b->params, sizeof(float) * b->m->nparams);
+  return 0;
+}
+
+static int cpu_get_grads(cg_backend_t *b, float *g) {
+  memcpy(g, b->grads, sizeof(float) * b->m->nparams);
+  return 0;
+}
+
+static int cpu_get_opt_state(cg_backend_t *b, float *m, float *v, float *scale,
+                             int64_t *good_steps) {
+  memcpy(m, b->adam_m, sizeof(float) * b->m->nparams);
+  memcpy(v, b->adam_v, sizeof(float) * b->m->nparams);
+  *scale = 1.0f;
+  *good_steps = 0;
+  return 0;
+}
+
+static int cpu_set_opt_state(cg_backend_t *b, const float *m, const float *v, float scale,
+                             int64_t good_steps) {
+  (void)scale;
+  (void)good_steps;
+  memcpy(b->adam_m, m, sizeof(float) * b->m->nparams);
+  memcpy(b->adam_v, v, sizeof(float) * b->m->nparams);
+  return 0;
+}
+
+static int cpu_upload(cg_backend_t *b, int slot, const cg_batch_t *batch) {
+  const cg_model_t *m = b->m;
+  CG_ASSERT(slot >= 0 && slot < CG_DEV_SLOTS);
+  CG_ASSERT(batch->n == b->n && batch->h == m->height && batch->w == m->width &&
+            batch->c == m->in_c);
+  size_t px = (size_t)b->n * m->height * m->width;
+  memcpy(b->x[slot], batch->x, sizeof(float) * px * m->in_c);
+  memcpy(b->y[slot], batch->y, px);
+  memcpy(b->w[slot], batch->weight, sizeof(float) * b->n);
+  return 0;
+}
+
+static int cpu_upload_wait(cg_backend_t *b, int slot) {
+  (void)b;
+  (void)slot;
+  return 0;
+}
+
+static cg_view_t view_of(cg_backend_t *b, int tensor, float *const *bufs, int slot) {
+  const cg_model_t *m = b->m;
+  const cg_tensor_t *t = &m->tensors[tensor];
+  float *base = (tensor == m->input_tensor) ? b->x[slot] : bufs[t->buf];
+  cg_view_t v = {base + t->c_off, b->n, t->h, t->w, t->c, t->ld};
+  return v;
+}
+
+static void forward(cg_backend_t *b, int slot) {
+  const cg_model_t *m = b->m;
+  for (int i = 0; i < m->nlayers; i++) {
+    const cg_layer_t *l = &m->layers[i];
+    cg_view_t x = view_of(b, l->in, b->act, slot), y = view_of(b, l->out, b->act, slot);
+    switch (l->op) {
+      case CG_OP_CONV:
+        cg_cpu_conv_fwd(&x, b->params + l->w_off, b->params + l->b_off, l->k, l->relu, &y, &b->ws);
+        break;
+      case CG_OP_UPCONV:
+        cg_cpu_upconv_fwd(&x, b->params + l->w_off, b->params + l->b_off, &y, &b->ws);
+        break;
+      case CG_OP_POOL:
+        cg_cpu_maxpool_fwd(&x, &y);
+        break;
+    }
+  }
+}
+
+static cg_step_out_t *push_result(cg_backend_t *b, uint8_t **pred) {
+  CG_ASSERT(b->qcount < CG_MAX_INFLIGHT);
+  int i = (b->qhead + b->qcount) % CG_MAX_INFLIGHT;
+  b->qcount++;
+  memset(&b->q[i], 0, sizeof b->q[i]);
+  *pred = b->pred[i];
+  b->q[i].pred = b->pred[i];
+  b->q[i].loss_scale = 1.0f;
+  b->q[i].busy_ms = -1;
+  b->q[i].comm_wait_ms = -1;
+  return &b->q[i];
+}
+
+static void predict_mask(const float *logits, size_t n, uint8_t *pred) {
+  for (size_t i = 0; i < n; i++) pred[i] = logits[i] > 0.0f;
+}
+
+static int cpu_eval_step(cg_backend_t *b, int slot) {
+  const cg_model_t *m = b->m;
+  uint8_t *pred;
+  cg_step_out_t *out = push_result(b, &pred);
+  forward(b, slot);
+  const float *logits = b->act[m->tensors[m->logits_tensor].buf];
+  size_t hw = (size_t)m->height * m->width;
+  out->loss = cg_cpu_loss(logits, b->y[slot], b->w[slot], b->n, hw, 1.0f, NULL, NULL);
+  predict_mask(logits, hw * b->n, pred);
+  return 0;
+}
+
+static int cpu_train_step(cg_backend_t *b, int slot, const cg_adamw_t *opt) {
+  const cg_model_t *m = b->m;
+  const cg_buckets_t *bk = b->cfg.buckets;
+  struct cg_gsync *gs = b->cfg.gsync;
+  uint8_t *pred;
+  cg_step_out_t *out = push_result(b, &pred);
+  double t0 = cg_now();
+  forward(b, slot);
+  const int lbuf = m->tensors[m->logits_tensor].buf;
+  const float *logits = b->act[lbuf];
+  size_t hw = (size_t)m->height * m->width;
+  out->loss = cg_cpu_loss(logits, b->y[slot], b->w[slot], b->n, hw, 1.0f, b->dact[lbuf], NULL);
+  predict_mask(logits, hw * b->n, pred);
+  if (b->steps == b->cfg.fault_nan_step) { /* test-only fault: a NaN loss and gradient */
+    out->loss = NAN;
+    b->dact[lbuf][0] = NAN;
+  }
+  for (int i = m->nlayers - 1; i >= 0; i--) {
+    const cg_layer_t *l = &m->layers[i];
+    cg_view_t x = view_of(b, l->in, b->act, slot), y = view_of(b, l->out, b->act, slot);
+    cg_view_t dy = view_of(b, l->out, b->dact, slot), dx = view_of(b, l->in, b->dact, slot);
+    const cg_view_t *pdx = l->need_dx ? &dx : NULL;
+    float *dw = b->grads + l->w_off, *db = b->grads + l->b_off;
+    switch (l->op) {
+      case CG_OP_CONV:
+        cg_cpu_conv_bwd(&x, b->params + l->w_off, &y, &dy, l->k, l->relu, pdx, l->accum_dx, dw, db,
+                        &b->ws);
+        break;
+      case CG_OP_UPCONV:
+        cg_cpu_upconv_bwd(&x, b->params + l->w_off, &dy, pdx, l->accum_dx, dw, db, &b->ws);
+        break;
+      case CG_OP_POOL:
+        if (pdx) cg_cpu_maxpool_bwd(&x, &y, &dy, pdx, l->accum_dx);
+        break;
+    }
+    if (gs) {
+      int bucket = bk ? bk->ready_after[i] : -1;
+      if (bucket >= 0) cg_gsync_post(gs, bucket, b->grads);
+      cg_gsync_progress(gs);
+    }
+  }
+  double comm_wait = 0;
+  if (gs) {
+    comm_wait = cg_gsync_wait(gs);
+    out->grad_bytes_reduced = cg_gsync_take_bytes(gs);
+  }
+  out->comm_wait_ms = 1e3 * comm_wait;
+  cg_cpu_adamw(b->params, b->grads, b->adam_m, b->adam_v, m->nparams, opt->lr, opt->beta1,
+               opt->beta2, opt->eps, opt->weight_decay, opt->t, 1.0f);
+  /* On the CPU backend the "device" is these threads: busy = the step minus comm waits. */
+  out->busy_ms = 1e3 * (cg_now() - t0 - comm_wait);
+  b->steps++;
+  return 0;
+}
+
+static size_t cpu_mem_bytes(cg_backend_t *b) { return b->bytes; }
+
+static int cpu_fetch(cg_backend_t *b, cg_step_out_t *out) {
+  CG_ASSERT(b->qcount > 0);
+  *out = b->q[b->qhead];
+  b->qhead = (b->qhead + 1) % CG_MAX_INFLIGHT;
+  b->qcount--;
+  return 0;
+}
+
+const cg_backend_ops_t cg_backend_cpu = {
+    .name = "cpu",
+    .create = cpu_create,
+    .destroy = cpu_destroy,
+    .set_params = cpu_set_params,
+    .get_params = cpu_get_params,
+    .get_grads = cpu_get_grads,
+    .get_opt_state = cpu_get_opt_state,
+    .set_opt_state = cpu_set_opt_state,
+    .upload = cpu_upload,
+    .upload_wait = cpu_upload_wait,
+    .train_step = cpu_train_step,
+    .eval_step = cpu_eval_step,
+    .fetch = cpu_fetch,
+    .mem_bytes = cpu_mem_bytes,
+};
+
+const char *cg_precision_name(cg_precision_t p) {
+  switch (p) {
+    case CG_PREC_FP32: return "fp32";
+    case CG_PREC_BF16: return "bf16";
+    case CG_PREC_FP16: return "fp16";
+  }
+  return "?";
+}

@@ -1,0 +1,76 @@
+/* main.c: cogpu-dist entry point — MPI start-up, command-line parsing and command dispatch.
+ *
+ * MPI starts first so that a usage error is printed once (by rank 0) and every rank exits
+ * with code 2 without entering any collective. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "comm.h"
+#include "config.h"
+#include "data.h"
+#include "log.h"
+#include "model.h"
+#include "topo.h"
+#include "train.h"
+
+static int cmd_info(const cg_config_t *cfg, cg_comm_t *c) {
+  if (!cfg->info_model && !cfg->info_topology) {
+    if (c->rank == 0) fprintf(stderr, "cogpu-dist: error: info needs --model or --topology\n");
+    return CG_EXIT_USAGE;
+  }
+  if (cfg->info_model && c->rank == 0) {
+    cg_model_t m;
+    char err[256];
+    if (cg_model_build(&m, 3 + CG_NFEAT, cfg->model_base, cfg->model_depth, cfg->image_size,
+                       cfg->image_size, err, sizeof err)) {
+      fprintf(stderr, "cogpu-dist: error: %s\n", err);
+      return CG_EXIT_USAGE;
+    }
+    cg_model_print(&m);
+  }
+  if (cfg->info_topology) {
+    cg_topo_t t;
+    cg_topo_discover(c, &t);
+    char line[512];
+    int o = snprintf(line, sizeof line, "rank %d: host %s, local rank %d/%d, NUMA %d, cores ",
+                     c->rank, c->host, c->local_rank, c->local_size, t.numa);
+    for (int i = 0; i < t.ncpus && o < (int)sizeof line - 16; i++)
+      o += snprintf(line + o, sizeof line - (size_t)o, "%s%d", i ? "," : "", t.cpus[i]);
+    if (t.shared) snprintf(line + o, sizeof line - (size_t)o, " (shared: fewer cores than ranks)");
+    char *all = NULL;
+    if (c->rank == 0) all = cg_calloc((size_t)c->size, sizeof line, "topology lines");
+    CG_CHECK_MPI(MPI_Gather(line, (int)sizeof line, MPI_CHAR, all, (int)sizeof line, MPI_CHAR, 0,
+                            c->world));
+    if (c->rank == 0) {
+      for (int r = 0; r < c->size; r++) printf("%s\n", all + (size_t)r * sizeof line);
+      free(all);
+    }
+  }
+  fflush(stdout);
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  cg_comm_t c;
+  cg_comm_init(&c, &argc, &argv);
+  cg_config_t cfg;
+  char err[512];
+  int rc = cg_cli_parse(argc, argv, &cfg, err, sizeof err);
+  int code = 0;
+  if (rc < 0) {
+    if (c.rank == 0) fprintf(stderr, "cogpu-dist: error: %s\n", err);
+    code = CG_EXIT_USAGE;
+  } else if (rc == 0) {
+    if (cfg.cmd == CG_CMD_TRAIN) code = cg_train_run(&cfg, &c);
+    else if (cfg.cmd == CG_CMD_INFO) code = cmd_info(&cfg, &c);
+  }
+  if (rc == 1 && c.rank == 0) {
+    if (cfg.show == CG_SHOW_VERSION) printf("cogpu-dist %s\n", COGPU_VERSION);
+    else cg_cli_print_help(stdout, cfg.cmd);
+  }
+  fflush(stdout);
+  fflush(stderr);
+  cg_comm_finalize(&c);
+  return code;
+}

@@ -1,0 +1,42 @@
+/* source.c: the synthetic sample source (see source.h). */
+#include "source.h"
+
+#include <stdlib.h>
+
+#include "data.h"
+#include "log.h"
+
+typedef struct {
+  cg_source_t base;
+  uint64_t seed;
+  int64_t offset;
+} synth_source_t;
+
+static int synth_load(cg_source_t *s, int64_t index, uint8_t *rgb, uint8_t *mask, char *err,
+                      size_t errlen) {
+  (void)err;
+  (void)errlen;
+  synth_source_t *ss = (synth_source_t *)s;
+  CG_ASSERT(index >= 0 && index < s->count);
+  cg_synth_sample(ss->seed, ss->offset + index, s->h, s->w, rgb, mask);
+  return 0;
+}
+
+static void synth_destroy(cg_source_t *s) { free(s); }
+
+static const cg_source_ops_t synth_ops = {"synthetic", synth_load, synth_destroy};
+
+cg_source_t *cg_source_synthetic(uint64_t seed, int64_t offset, int64_t count, int h, int w) {
+  synth_source_t *s = cg_calloc(1, sizeof *s, "synthetic source");
+  s->base.ops = &synth_ops;
+  s->base.count = count;
+  s->base.h = h;
+  s->base.w = w;
+  s->seed = seed;
+  s->offset = offset;
+  return &s->base;
+}
+
+void cg_source_destroy(cg_source_t *s) {
+  if (s) s->ops->destroy(s);
+}

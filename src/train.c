@@ -1,0 +1,517 @@
+/* train.c: the training loop, the same for every backend and rank count.
+ *
+ * Per step k: the backend runs step k (asynchronously on a GPU) while the host fetches the
+ * results of step k-1 (loss, predicted mask -> confusion counts), takes batch k+1 from the
+ * loader's helpers and uploads it. Batches stay held until their results are fetched, so the
+ * loader ring has prefetch + 2 slots. Gradients are all-reduced inside train_step by buckets.
+ *
+ * Start-up problems with the user's input (an unwritable output path, a backend that cannot be
+ * used) are agreed by all ranks and reported once by rank 0 with exit code 2. */
+#include "train.h"
+
+#include <errno.h>
+#include <libgen.h>
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "backend.h"
+#include "data.h"
+#include "gsync.h"
+#include "loader.h"
+#include "log.h"
+#include "metrics.h"
+#include "model.h"
+#include "source.h"
+#include "topo.h"
+
+double cg_train_lr(const cg_config_t *cfg, int64_t t, int64_t total) {
+  double lr = cfg->lr;
+  if (t < cfg->warmup_steps) return lr * (double)(t + 1) / (double)cfg->warmup_steps;
+  if (!strcmp(cfg->lr_schedule, "cosine") && total > cfg->warmup_steps) {
+    double p = (double)(t - cfg->warmup_steps) / (double)(total - cfg->warmup_steps);
+    return lr * 0.5 * (1.0 + cos(M_PI * p));
+  }
+  return lr;
+}
+
+/* 0 if path can be created/overwritten: its directory exists and is writable, and the file,
+ * if present, is a writable regular file. Nothing is created. */
+static int check_output_path(const char *flag, const char *path, char *err, size_t errlen) {
+  if (!path[0]) return 0;
+  char tmp[CG_PATH_MAX];
+  snprintf(tmp, sizeof tmp, "%s", path);
+  const char *dir = dirname(tmp);
+  struct stat st;
+  if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
+    snprintf(err, errlen, "%s: directory '%.200s' of '%.200s' does not exist", flag, dir, path);
+    return -1;
+  }
+  if (access(dir, W_OK) != 0) {
+    snprintf(err, errlen, "%s: directory '%.300s' is not writable (%s)", flag, dir, strerror(errno));
+    return -1;
+  }
+  if (stat(path, &st) == 0 && (!S_ISREG(st.st_mode) || access(path, W_OK) != 0)) {
+    snprintf(err, errlen, "%s: '%.300s' exists and is not a writable file", flag, path);
+    return -1;
+  }
+  return 0;
+}
+
+/* Rank 0's verdict on a start-up check, shared with every rank. */
+static int agree(cg_comm_t *c, int rc, char *err, size_t errlen) {
+  int len = (int)errlen;
+  CG_CHECK_MPI(MPI_Bcast(&rc, 1, MPI_INT, 0, c->world));
+  if (rc) CG_CHECK_MPI(MPI_Bcast(err, len, MPI_CHAR, 0, c->world));
+  return rc;
+}
+
+/* Writes bytes to path atomically (temporary file, fsync, then rename). */
+static int write_file_atomic(const char *path, const void *data, size_t len) {
+  char tmp[CG_PATH_MAX + 16];
+  snprintf(tmp, sizeof tmp, "%s.tmp%d", path, (int)getpid());
+  FILE *f = fopen(tmp, "wb");
+  if (!f) return -1;
+  int ok = fwrite(data, 1, len, f) == len;
+  ok = (fflush(f) == 0) && ok;
+  ok = (fsync(fileno(f)) == 0) && ok;
+  ok = (fclose(f) == 0) && ok;
+  if (!ok || rename(tmp, path) != 0) {
+    unlink(tmp);
+    return -1;
+  }
+  return 0;
+}
+
+typedef struct {
+  const cg_config_t *cfg;
+  cg_comm_t *c;
+  const cg_backend_ops_t *ops;
+  cg_backend_t *be;
+  const cg_model_t *m;
+  int bar; /* progress: 2 bar, 1 plain, 0 off */
+} run_t;
+
+static void fmt_hms(double s, char *out, size_t len) {
+  if (!(s >= 0) || s > 1e7) {
+    snprintf(out, len, "--:--");
+    return;
+  }
+  int t = (int)(s + 0.5);
+  if (t >= 3600) snprintf(out, len, "%d:%02d:%02d", t / 3600, (t / 60) % 60, t % 60);
+  else snprintf(out, len, "%d:%02d", t / 60, t % 60);
+}
+
+static void progress(const run_t *r, int64_t step, int64_t total, double elapsed, double ips,
+                     double loss, int final) {
+  if (r->c->rank != 0 || r->bar == 0) return;
+  char eta[32], el[32];
+  double rem = ips > 0 && step > 0 ? elapsed / (double)step * (double)(total - step) : -1;
+  fmt_hms(rem, eta, sizeof eta);
+  fmt_hms(elapsed, el, sizeof el);
+  if (r->bar == 2) {
+    int width = 30, fill = total ? (int)((double)width * (double)step / (double)total) : width;
+    char bar[64];
+    for (int i = 0; i < width; i++) bar[i] = i < fill ? '=' : (i == fill ? '>' : ' ');
+    bar[width] = 0;
+    fprintf(stderr, "\r[%s] %lld/%lld steps  %.1f img/s  %s elapsed  ETA %s  loss %.4f ", bar,
+            (long long)step, (long long)total, ips, el, eta, loss);
+    if (final) fputc('\n', stderr);
+    fflush(stderr);
+  } else {
+    printf("progress: step %lld/%lld (%.0f%%)  %.1f img/s  elapsed %s  ETA %s  loss %.4f\n",
+           (long long)step, (long long)total, 100.0 * (double)step / (double)total, ips, el, eta,
+           loss);
+    fflush(stdout);
+  }
+}
+
+/* What the host learns from each finished step. */
+typedef struct {
+  double loss;           /* sum of the steps' weighted local losses */
+  double loss_samples;   /* sum of loss x global count: the local share of the sample-loss sum */
+  double comm, busy;     /* seconds */
+  double last_loss;
+  int64_t samples;       /* global samples of the steps */
+  int64_t steps;
+  cg_confusion_t conf;
+} acc_t;
+
+/* Fetches the results of the oldest submitted step (whose host batch is pb), accounts them and
+ * gives the batch back to the loader. */
+static void collect(run_t *r, cg_loader_t *ld, cg_host_batch_t *pb, acc_t *a) {
+  cg_step_out_t out;
+  r->ops->fetch(r->be, &out);
+  size_t hw = (size_t)pb->h * pb->w;
+  a->loss += out.loss;
+  a->loss_samples += out.loss * pb->global;
+  a->last_loss = out.loss;
+  if (out.comm_wait_ms > 0) a->comm += 1e-3 * out.comm_wait_ms;
+  if (out.busy_ms > 0) a->busy += 1e-3 * out.busy_ms;
+  for (int i = 0; i < pb->n; i++)
+    if (pb->index[i] >= 0) cg_confusion_add(&a->conf, out.pred + i * hw, pb->y + i * hw, hw);
+  a->samples += pb->global;
+  a->steps++;
+  cg_loader_release(ld, pb);
+}
+
+static void upload(run_t *r, int64_t k, const cg_host_batch_t *b) {
+  cg_batch_t v = cg_host_batch_view(b);
+  r->ops->upload(r->be, (int)(k % CG_DEV_SLOTS), &v);
+}
+
+typedef struct {
+  double loss;
+  cg_confusion_t conf;
+} val_result_t;
+
+/* One pass over the validation set on every rank; counts summed over ranks. */
+static val_result_t validate(run_t *r, cg_source_t *val_src, int workers) {
+  const cg_config_t *cfg = r->cfg;
+  cg_loader_cfg_t lc = {0};
+  lc.source = val_src;
+  lc.nsamples = val_src->count;
+  lc.ranks = r->c->size;
+  lc.rank = r->c->rank;
+  lc.batch = cfg->batch;
+  lc.seed = cfg->seed;
+  lc.shuffle = 0;
+  lc.augment = 0;
+  lc.nfeat = CG_NFEAT;
+  lc.first_step = 0;
+  lc.nsteps = -1; /* one epoch */
+  lc.workers = workers;
+  lc.nslots = cfg->prefetch + 2;
+  cg_loader_t *ld = cg_loader_create(&lc);
+  acc_t a;
+  memset(&a, 0, sizeof a);
+  cg_host_batch_t *held[2] = {NULL, NULL};
+  cg_host_batch_t *b = cg_loader_next(ld, NULL);
+  int64_t k = 0;
+  if (b) upload(r, 0, b);
+  for (; b; k++) {
+    r->ops->eval_step(r->be, (int)(k % CG_DEV_SLOTS));
+    held[k % 2] = b;
+    if (k >= 1) collect(r, ld, held[(k - 1) % 2], &a);
+    b = cg_loader_next(ld, NULL);
+    if (b) upload(r, k + 1, b);
+  }
+  if (k >= 1) collect(r, ld, held[(k - 1) % 2], &a);
+  cg_loader_destroy(ld);
+  val_result_t res;
+  int64_t cnt[4] = {a.conf.tp, a.conf.fp, a.conf.fn, a.conf.tn};
+  cg_comm_sum_i64(r->c, cnt, 4);
+  res.conf = (cg_confusion_t){cnt[0], cnt[1], cnt[2], cnt[3]};
+  /* The last global batch may be short: weight each step's mean by its global count. */
+  cg_comm_sum_f64(r->c, &a.loss_samples, 1);
+  res.loss = val_src->count ? a.loss_samples / (double)val_src->count : 0;
+  return res;
+}
+
+/* Backend selection, agreed over ranks. Returns 0 or -1 with err. */
+static int choose_backend(const cg_config_t *cfg, cg_comm_t *c, const cg_backend_ops_t **ops,
+                          cg_precision_t *prec, char *err, size_t errlen) {
+  int want_cuda = !strcmp(cfg->backend, "cuda"), want_cpu = !strcmp(cfg->backend, "cpu");
+  int usable = 0;
+  char why[256] = "built without CUDA";
+#ifdef COGPU_HAVE_CUDA
+  if (!want_cpu) usable = cg_cuda_usable(why, sizeof why);
+#endif
+  int all_usable = usable;
+  CG_CHECK_MPI(MPI_Allreduce(&usable, &all_usable, 1, MPI_INT, MPI_MIN, c->world));
+  if (want_cuda && !all_usable) {
+    snprintf(err, errlen, "--backend cuda: no usable GPU%s (%s)", usable ? " on some rank" : "",
+             why);
+    return -1;
+  }
+  int use_cuda = !want_cpu && all_usable;
+  if (!strcmp(cfg->backend, "auto") && c->rank == 0) {
+    if (use_cuda) printf("backend: cuda (auto: a GPU is usable on every rank)\n");
+    else printf("backend: cpu (auto: no usable GPU: %s)\n", why);
+  }
+#ifdef COGPU_HAVE_CUDA
+  *ops = use_cuda ? &cg_backend_cuda : &cg_backend_cpu;
+#else
+  *ops = &cg_backend_cpu;
+#endif
+  if (!strcmp(cfg->precision, "auto")) *prec = use_cuda ? CG_PREC_BF16 : CG_PREC_FP32;
+  else if (!strcmp(cfg->precision, "bf16")) *prec = CG_PREC_BF16;
+  else if (!strcmp(cfg->precision, "fp16")) *prec = CG_PREC_FP16;
+  else *prec = CG_PREC_FP32;
+  if (!use_cuda && *prec != CG_PREC_FP32) {
+    snprintf(err, errlen, "--precision %s needs a GPU (the cpu backend computes in fp32)",
+             cg_precision_name(*prec));
+    return -1;
+  }
+  return 0;
+}
+
+int cg_train_run(const cg_config_t *cfg, cg_comm_t *c) {
+  char err[512] = "";
+  double t_begin = cg_now();
+  /* ---- start-up checks, agreed over ranks ---- */
+  int rc = 0;
+  if (c->rank == 0) {
+    rc = check_output_path("--metrics-out", cfg->metrics_out, err, sizeof err);
+    if (!rc) rc = check_output_path("--params-out", cfg->params_out, err, sizeof err);
+  }
+  if (agree(c, rc, err, sizeof err)) goto usage;
+  const cg_backend_ops_t *ops = NULL;
+  cg_precision_t prec;
+  if (choose_backend(cfg, c, &ops, &prec, err, sizeof err)) goto usage;
+
+  cg_model_t model;
+  if (cg_model_build(&model, 3 + CG_NFEAT, cfg->model_base, cfg->model_depth, cfg->image_size,
+                     cfg->image_size, err, sizeof err))
+    goto usage;
+
+  /* ---- placement: this rank's cores ---- */
+  cg_topo_t topo;
+  cg_topo_discover(c, &topo);
+  int is_cuda = ops != &cg_backend_cpu;
+  int threads = cfg->threads > 0 ? cfg->threads : topo.ncpus;
+  /* The cpu backend's compute uses every core; one helper suffices for its small batches. The
+   * CUDA backend drives the GPU from one core and gives the rest to the helpers. */
+  int workers = cfg->cpu_workers >= 0 ? cfg->cpu_workers
+                                      : (is_cuda ? (topo.ncpus > 1 ? topo.ncpus - 1 : 1) : 1);
+
+  /* ---- data ---- */
+  int64_t ntrain = cfg->train_samples, nval = cfg->val_samples;
+  cg_source_t *train_src = cg_source_synthetic(cfg->seed, 0, ntrain, cfg->image_size, cfg->image_size);
+  cg_source_t *val_src = nval ? cg_source_synthetic(cfg->seed, ntrain, nval, cfg->image_size,
+                                                    cfg->image_size)
+                              : NULL;
+  int64_t spe;
+  {
+    cg_sampler_t s;
+    cg_sampler_init(&s, ntrain, c->size, c->rank, cfg->batch, cfg->seed);
+    spe = cg_sampler_steps_per_epoch(&s);
+    cg_sampler_free(&s);
+  }
+  int64_t total = cfg->steps > 0 ? cfg->steps : cfg->epochs * spe;
+
+  /* ---- backend ---- */
+  cg_buckets_t buckets;
+  cg_buckets_plan(&model, cfg->bucket_mb * 1e6, &buckets);
+  cg_gsync_t *gs = cg_gsync_create(c->world, &buckets, cfg->deterministic);
+  cg_backend_cfg_t bc = {0};
+  bc.batch = cfg->batch;
+  bc.precision = prec;
+  bc.threads = threads;
+  bc.device = c->local_rank;
+  bc.deterministic = cfg->deterministic;
+  bc.cuda_graph = cfg->cuda_graph;
+  bc.tf32 = cfg->tf32;
+  bc.algo_cache = cfg->algo_cache[0] ? cfg->algo_cache : NULL;
+  bc.buckets = &buckets;
+  bc.gsync = c->size > 1 ? gs : NULL;
+  bc.fault_nan_step = -1;
+  cg_backend_t *be = NULL;
+  rc = ops->create(&model, &bc, &be, err, sizeof err);
+  if (cg_comm_any(c, rc != 0)) {
+    /* A backend that fails on one rank fails the job: say which. */
+    if (rc) cg_log_info("backend %s: %s", ops->name, err);
+    CG_CHECK_MPI(MPI_Barrier(c->world));
+    ops->destroy(be);
+    cg_gsync_destroy(gs);
+    cg_source_destroy(train_src);
+    cg_source_destroy(val_src);
+    if (c->rank == 0) fprintf(stderr, "cogpu-dist: error: could not start the %s backend\n", ops->name);
+    return 1;
+  }
+  float *params = cg_malloc(sizeof(float) * model.nparams, "initial parameters");
+  cg_model_init_params(&model, cfg->seed, params);
+  ops->set_params(be, params);
+
+  run_t r = {cfg, c, ops, be, &model, 0};
+  int tty = isatty(STDERR_FILENO);
+  if (!strcmp(cfg->progress, "bar") || (!strcmp(cfg->progress, "auto") && tty)) r.bar = 2;
+  else if (!strcmp(cfg->progress, "off")) r.bar = 0;
+  else r.bar = 1;
+
+  if (c->rank == 0) {
+    printf("cogpu-dist train: %d rank(s) on %d node(s), backend %s, precision %s\n", c->size,
+           c->nnodes, ops->name, cg_precision_name(prec));
+    printf("model: UNet in %d, base %d, depth %d, %dx%d, %zu parameters\n", model.in_c,
+           model.base, model.depth, model.height, model.width, model.nparams);
+    printf("data: %s, %lld training / %lld validation samples; batch %d per rank, global %d; "
+           "%lld steps (%lld per epoch)\n",
+           cfg->data, (long long)ntrain, (long long)nval, cfg->batch, cfg->batch * c->size,
+           (long long)total, (long long)spe);
+    printf("rank 0: %d compute thread(s), %d helper thread(s), %d gradient bucket(s)\n", threads,
+           workers, buckets.n);
+    fflush(stdout);
+  }
+
+  /* ---- the loop ---- */
+  cg_loader_cfg_t lc = {0};
+  lc.source = train_src;
+  lc.nsamples = ntrain;
+  lc.ranks = c->size;
+  lc.rank = c->rank;
+  lc.batch = cfg->batch;
+  lc.seed = cfg->seed;
+  lc.shuffle = 1;
+  lc.augment = 1;
+  lc.nfeat = CG_NFEAT;
+  lc.first_step = 0;
+  lc.nsteps = total;
+  lc.workers = workers;
+  lc.nslots = cfg->prefetch + 2;
+  cg_loader_t *ld = cg_loader_create(&lc);
+
+  acc_t total_acc, win;
+  memset(&total_acc, 0, sizeof total_acc);
+  memset(&win, 0, sizeof win);
+  double win_wall = 0, win_wait = 0, win_helper = 0, last_window_loss = NAN;
+  double t_train0 = cg_now(), t_prev = t_train0, train_time = 0;
+  val_result_t val;
+  memset(&val, 0, sizeof val);
+  int have_val = 0;
+  cg_host_batch_t *pending = NULL; /* batch of the submitted step not yet fetched */
+  double wait = 0;
+  cg_host_batch_t *b = cg_loader_next(ld, &wait);
+  win_wait += wait;
+  if (b) upload(&r, 0, b);
+  for (int64_t k = 0; k < total; k++) {
+    cg_adamw_t opt = {(float)cg_train_lr(cfg, k, total), (float)cfg->beta1, (float)cfg->beta2,
+                      (float)cfg->eps, (float)cfg->weight_decay, k + 1};
+    ops->train_step(be, (int)(k % CG_DEV_SLOTS), &opt);
+    if (pending) collect(&r, ld, pending, &win); /* step k-1 while step k runs */
+    pending = b;
+    b = cg_loader_next(ld, &wait);
+    win_wait += wait;
+    if (b) upload(&r, k + 1, b);
+    int64_t step = k + 1;
+    int report = step % cfg->report_every == 0 || step == total;
+    int do_val = val_src && cfg->val_every > 0 && step % cfg->val_every == 0 && step != total;
+    if (report || do_val || step == total) { /* drain so every figure is complete */
+      collect(&r, ld, pending, &win);
+      pending = NULL;
+    }
+    double now = cg_now();
+    win_wall += now - t_prev;
+    t_prev = now;
+    double elapsed = now - t_train0;
+    int64_t done_samples = total_acc.samples + win.samples;
+    if (r.bar == 2)
+      progress(&r, step, total, elapsed, (double)done_samples / elapsed, win.last_loss, 0);
+    if (report) {
+      int nw = 0;
+      win_helper += cg_loader_take_busy(ld, &nw);
+      double red = win.loss;
+      cg_comm_sum_f64(c, &red, 1);
+      int64_t nsteps = win.steps ? win.steps : 1;
+      double mean_loss = red / (double)nsteps;
+      last_window_loss = mean_loss;
+      if (c->rank == 0) {
+        if (r.bar == 2) fputc('\n', stderr);
+        double ms = 1e3 * win_wall / (double)nsteps;
+        double dw = 1e3 * win_wait / (double)nsteps, cm = 1e3 * win.comm / (double)nsteps;
+        double bz = 1e3 * win.busy / (double)nsteps;
+        double hb = nw ? win_helper / (nw * win_wall) : 0;
+        printf("step %lld/%lld | loss %.4f | %.1f img/s | %.2f ms/step = compute %.2f + data wait "
+               "%.2f + comm %.2f + other %.2f | helpers %d x %.0f%% busy\n",
+               (long long)step, (long long)total, mean_loss, (double)win.samples / win_wall, ms, bz,
+               dw, cm, ms - bz - dw - cm, nw, 100.0 * hb);
+        fflush(stdout);
+      }
+      if (r.bar == 1) progress(&r, step, total, elapsed, (double)done_samples / elapsed, mean_loss, 0);
+      total_acc.samples += win.samples;
+      total_acc.steps += win.steps;
+      total_acc.conf.tp += win.conf.tp;
+      total_acc.conf.fp += win.conf.fp;
+      total_acc.conf.fn += win.conf.fn;
+      total_acc.conf.tn += win.conf.tn;
+      memset(&win, 0, sizeof win);
+      win_wall = win_wait = win_helper = 0;
+    }
+    if (do_val) {
+      double tv = cg_now();
+      val = validate(&r, val_src, workers);
+      if (b) upload(&r, k + 1, b); /* validation reused the device batch slots */
+      if (c->rank == 0) {
+        if (r.bar == 2) fputc('\n', stderr);
+        printf("validation at step %lld: loss %.4f  IoU %.4f  Dice %.4f  accuracy %.4f\n",
+               (long long)step, val.loss, cg_confusion_iou(&val.conf), cg_confusion_dice(&val.conf),
+               cg_confusion_acc(&val.conf));
+        fflush(stdout);
+      }
+      /* Validation time is not training time. */
+      double dv = cg_now() - tv;
+      t_train0 += dv;
+      t_prev += dv;
+    }
+  }
+  train_time = cg_now() - t_train0;
+  cg_loader_destroy(ld);
+  int64_t global_samples = total_acc.samples;
+  cg_confusion_t train_conf = total_acc.conf;
+  if (r.bar == 2) progress(&r, total, total, train_time, (double)global_samples / train_time, last_window_loss, 1);
+  if (val_src) {
+    val = validate(&r, val_src, workers);
+    have_val = 1;
+  }
+  int64_t tc[4] = {train_conf.tp, train_conf.fp, train_conf.fn, train_conf.tn};
+  cg_comm_sum_i64(c, tc, 4);
+  train_conf = (cg_confusion_t){tc[0], tc[1], tc[2], tc[3]};
+  double wall = cg_now() - t_begin;
+  double ips = train_time > 0 ? (double)global_samples / train_time : 0;
+  if (c->rank == 0) {
+    printf("final: %lld steps, train loss %.4f (last %lld steps), train IoU %.4f, %.1f img/s, "
+           "%.1f s\n",
+           (long long)total, last_window_loss, (long long)(total % cfg->report_every ? total % cfg->report_every : cfg->report_every),
+           cg_confusion_iou(&train_conf), ips, wall);
+    if (have_val)
+      printf("final validation: loss %.4f  IoU %.4f  Dice %.4f  accuracy %.4f  (%lld images)\n",
+             val.loss, cg_confusion_iou(&val.conf), cg_confusion_dice(&val.conf),
+             cg_confusion_acc(&val.conf), (long long)nval);
+    fflush(stdout);
+  }
+  int out_rc = 0;
+  if (c->rank == 0 && cfg->metrics_out[0]) {
+    char json[2048];
+    char vi[32] = "null", vd[32] = "null", va[32] = "null", vl[32] = "null";
+    if (have_val) {
+      snprintf(vi, sizeof vi, "%.6f", cg_confusion_iou(&val.conf));
+      snprintf(vd, sizeof vd, "%.6f", cg_confusion_dice(&val.conf));
+      snprintf(va, sizeof va, "%.6f", cg_confusion_acc(&val.conf));
+      snprintf(vl, sizeof vl, "%.6f", val.loss);
+    }
+    snprintf(json, sizeof json,
+             "{\"steps\": %lld, \"ranks\": %d, \"global_batch\": %d, \"train_loss\": %.6f, "
+             "\"val_loss\": %s, \"val_iou\": %s, \"val_dice\": %s, \"val_acc\": %s, "
+             "\"train_iou\": %.6f, \"img_per_s\": %.3f, \"wall_s\": %.3f, \"train_s\": %.3f, "
+             "\"backend\": \"%s\", \"precision\": \"%s\", \"image_size\": %d, "
+             "\"model_base\": %d, \"model_depth\": %d, \"params\": %zu}\n",
+             (long long)total, c->size, cfg->batch * c->size, last_window_loss, vl, vi, vd, va,
+             cg_confusion_iou(&train_conf), ips, wall, train_time, ops->name, cg_precision_name(prec),
+             cfg->image_size, cfg->model_base, cfg->model_depth, model.nparams);
+    if (write_file_atomic(cfg->metrics_out, json, strlen(json)) != 0) {
+      cg_log_warn("--metrics-out: could not write '%s': %s", cfg->metrics_out, strerror(errno));
+      out_rc = 1;
+    }
+  }
+  if (c->rank == 0 && cfg->params_out[0]) {
+    ops->get_params(be, params);
+    if (write_file_atomic(cfg->params_out, params, sizeof(float) * model.nparams) != 0) {
+      cg_log_warn("--params-out: could not write '%s': %s", cfg->params_out, strerror(errno));
+      out_rc = 1;
+    }
+  }
+  free(params);
+  ops->destroy(be);
+  cg_gsync_destroy(gs);
+  cg_source_destroy(train_src);
+  cg_source_destroy(val_src);
+  CG_CHECK_MPI(MPI_Bcast(&out_rc, 1, MPI_INT, 0, c->world));
+  return out_rc;
+
+usage:
+  if (c->rank == 0) fprintf(stderr, "cogpu-dist: error: %s\n", err);
+  return CG_EXIT_USAGE;
+}

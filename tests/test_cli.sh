@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# CLI: every bad-input case gets one message naming the flag and the allowed range, exit code 2,
+# on 2 ranks, promptly (timeout) and without leaving an output file; --help documents the
+# flags; info --model prints the reference parameter count.
+set -uo pipefail
+BIN=$1; MPIRUN="$2 --oversubscribe --bind-to none"; BUILD=$3
+T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
+fail=0
+# expect_usage "description" "expected text" args...
+expect_usage() {
+  local what=$1 want=$2; shift 2
+  local start=$SECONDS
+  timeout 60 $MPIRUN -np 2 $BIN "$@" > "$T/out" 2> "$T/err"
+  local rc=$?
+  local n; n=$(grep -c "error:" "$T/err")
+  if [ $rc -ne 2 ]; then
+    echo "FAIL $what: exit code $rc, want 2"; cat "$T/err"; fail=1
+  elif ! grep -q -- "$want" "$T/err"; then
+    echo "FAIL $what: message lacks '$want':"; cat "$T/err"; fail=1
+  elif [ "$n" -ne 1 ]; then
+    echo "FAIL $what: $n error lines, want exactly 1 (rank 0 only)"; cat "$T/err"; fail=1
+  else
+    echo "PASS $what ($((SECONDS - start)) s): $(grep error: "$T/err")"
+  fi
+}
+SMALL="--backend cpu --model-base 4 --model-depth 2 --image-size 32 --train-samples 16 --val-samples 0 --steps 1 --progress off"
+expect_usage "unknown flag" "--bogus" train --bogus 3
+expect_usage "unknown command" "frobnicate" frobnicate
+expect_usage "missing value" "--batch: missing value" train $SMALL --batch
+expect_usage "batch 0" "--batch: 0 is out of range 1..65536" train $SMALL --batch 0
+expect_usage "batch not a number" "--batch: 'x' is not a whole number" train $SMALL --batch x
+expect_usage "image size not divisible" "--image-size: 36 is not divisible by 2^depth = 8" train --model-depth 3 --image-size 36
+expect_usage "negative learning rate" "--lr: -0.1 is out of range (0, 10]" train $SMALL --lr -0.1
+expect_usage "zero learning rate" "--lr: 0 is out of range (0, 10]" train $SMALL --lr 0
+expect_usage "bad choice" "--backend: 'tpu' is not one of auto|cpu|cuda" train --backend tpu
+expect_usage "precision on cpu" "--precision" train $SMALL --precision bf16
+mkdir -p "$T/ro"; chmod 555 "$T/ro"
+if [ "$(id -u)" -eq 0 ]; then
+  # root can write anywhere: use a directory that does not exist instead.
+  expect_usage "unwritable output path" "--metrics-out: directory" train $SMALL --metrics-out "$T/missing/dir/m.json"
+else
+  expect_usage "unwritable output path" "--metrics-out: directory" train $SMALL --metrics-out "$T/ro/m.json"
+fi
+expect_usage "output path is a directory" "--params-out:" train $SMALL --params-out "$T"
+if ls "$T/missing" "$T/ro/m.json" > /dev/null 2>&1; then echo "FAIL: a partial output file was left"; fail=1; fi
+# --help lists every flag and exits 0 (printed once on 2 ranks).
+$MPIRUN -np 2 $BIN train --help > "$T/help" 2>&1 || { echo "FAIL train --help exit code"; fail=1; }
+for f in backend precision threads model-base model-depth image-size data batch steps epochs lr \
+         seed val-every report-every metrics-out bucket-mb progress; do
+  grep -q -- "--$f" "$T/help" || { echo "FAIL --help lacks --$f"; fail=1; }
+done
+[ "$(grep -c -- '--batch N' "$T/help")" -eq 1 ] || { echo "FAIL --help printed more than once"; fail=1; }
+$BIN --help | grep -q "train" || { echo "FAIL top-level --help"; fail=1; }
+$BIN info --model | grep -q "parameters: 7,760,673" || { echo "FAIL info --model count"; fail=1; }
+$BIN info --model --model-base 8 --model-depth 3 --image-size 64 | grep -q "parameters: 120,969" || { echo "FAIL small model count"; fail=1; }
+[ $fail -eq 0 ] && echo "test_cli: all passed"
+exit $fail
