@@ -1,0 +1,63 @@
+/* bench_main.c: cogpu-bench — dispatches to the benchmark named by the first argument. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "bench.h"
+#include "log.h"
+
+int cg_bench_parse_list(const char *s, int *out, int max) {
+  int n = 0;
+  const char *p = s;
+  while (*p) {
+    char *end;
+    long v = strtol(p, &end, 10);
+    if (end == p || n >= max) return -1;
+    out[n++] = (int)v;
+    if (*end == ',') end++;
+    else if (*end) return -1;
+    p = end;
+  }
+  return n;
+}
+
+static int cmp_d(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+double cg_bench_median(const double *v, int n) {
+  if (n <= 0) return 0;
+  double *t = cg_malloc(sizeof(double) * (size_t)n, "median");
+  memcpy(t, v, sizeof(double) * (size_t)n);
+  qsort(t, (size_t)n, sizeof(double), cmp_d);
+  double m = n % 2 ? t[n / 2] : 0.5 * (t[n / 2 - 1] + t[n / 2]);
+  free(t);
+  return m;
+}
+
+static void usage(FILE *f) {
+  fprintf(f,
+          "usage: cogpu-bench BENCHMARK [options]   (BENCHMARK --help for its options)\n\n"
+          "benchmarks:\n"
+          "  train      steady-state training img/s, ms/step and device memory of the real step,\n"
+          "             data already on the device\n");
+}
+
+int main(int argc, char **argv) {
+  cg_comm_t c;
+  cg_comm_init(&c, &argc, &argv);
+  int rc = 2;
+  if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+    if (c.rank == 0) usage(argc < 2 ? stderr : stdout);
+    rc = argc < 2 ? 2 : 0;
+  } else if (!strcmp(argv[1], "train")) {
+    rc = cg_bench_train(argc - 1, argv + 1, &c);
+  } else {
+    if (c.rank == 0) {
+      fprintf(stderr, "cogpu-bench: unknown benchmark '%s'\n", argv[1]);
+      usage(stderr);
+    }
+  }
+  cg_comm_finalize(&c);
+  return rc;
+}
