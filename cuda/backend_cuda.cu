@@ -1,0 +1,1080 @@
+/* backend_cuda.cu: the CUDA backend — one rank drives one GPU (the ops table of backend.h).
+ *
+ * Streams and ordering. Four non-blocking streams, ordered only by events:
+ *   h2d      upload(slot): waits ev_free[slot] (the last step that read the slot), copies the
+ *            batch, records ev_ready[slot];
+ *   compute  a step: waits ev_ready[slot], records ev_start, runs the step body, records ev_end
+ *            and ev_free[slot];
+ *   comm     gradient buckets (host-staged MPI now; the NCCL all-reduce slots in at the same
+ *            two hooks: bucket_ready() after each layer's backward, grads_sync() before AdamW);
+ *   d2h      waits ev_end, copies the step's results to pinned host memory, records ev_result.
+ * The host blocks only in fetch (on ev_result of the oldest step), in upload_wait, in the
+ * parameter get/set calls and, with several ranks, while MPI reduces the staged gradients.
+ *
+ * Slots. Batch slots (CG_DEV_SLOTS) are named by the caller. Per-step things are indexed by
+ * the step's sequence number: device results, the pinned step-parameter staging and the CUDA
+ * graph variant by seq % CG_MAX_INFLIGHT (step seq+2 is submitted only after step seq was
+ * fetched, so its results were already copied out), pinned results and events by
+ * seq % (CG_MAX_INFLIGHT + 1), so the prediction returned by fetch stays valid until the next
+ * fetch even after one more step is submitted.
+ *
+ * Memory. Everything is allocated at create (plain cudaMalloc, zeroed): fp32 master
+ * parameters, gradients (the flat layout of model.h) and AdamW moments, the compute-precision
+ * copy of the parameters (bf16/fp16; AdamW refreshes it), one dense buffer per tensor and one
+ * for its gradient. A concat buffer of model.h ([up | skip]) becomes three dense buffers: up,
+ * skip, and the concatenation, filled by cg_k_concat_fwd just before its reader runs; the
+ * reader's input gradient is split back with cg_k_concat_bwd, after which the pool's backward
+ * accumulates into the skip gradient (its accum_dx). The first layer's input is padded to a
+ * multiple of 8 channels (tensor cores; cuDNN has no bf16 NHWC algorithm for 5 channels), and
+ * its weights are repacked from the fp32 master at the start of every forward.
+ * dW of a cuDNN layer goes to a dense scratch (aligned, compute type) and is then converted
+ * into the fp32 gradient buffer, whose per-layer offsets have no useful alignment.
+ *
+ * CUDA graphs. After kWarmupSteps eager steps (the cuDNN plans, lazily loaded kernels and
+ * the algorithm choice are settled by then), the compute-stream part of a training step — from
+ * the step-parameter copy through AdamW and the loss-scaler update — is captured once per
+ * (batch slot, result slot) pair and replayed. Values that change per step are read from
+ * device memory: the captured H2D copy reads the pinned staging at replay time, so the host
+ * fills the staging before launching. A failed capture/instantiation prints one warning and
+ * falls back to eager steps for good. Graphs are off with several ranks (the host takes part
+ * in the step) and when a fault is injected.
+ *
+ * Loss scaling (fp16): the loss gradient is multiplied by the scale, gradients stay scaled in
+ * the flat buffer, AdamW divides by the scale and skips the whole update on inf/NaN. The
+ * scaler struct is snapshotted into the step's result before and after its update, on the
+ * compute stream, so the d2h copy never races the next step. */
+#include <math.h>
+#include <mpi.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+extern "C" {
+#include "backend.h"
+#include "gsync.h"
+}
+#include "conv.h"
+#include "cuda_check.h"
+#include "head.h"
+#include "kernels.h"
+
+namespace {
+
+constexpr int kNQ = CG_MAX_INFLIGHT + 1; /* pinned result slots and per-step events */
+constexpr int kNDQ = CG_MAX_INFLIGHT;    /* device result slots, staging, graph variants */
+constexpr int kWarmupSteps = 2;          /* eager steps before a graph is captured */
+constexpr int kMaxAllocs = 3 * CG_MAX_TENSORS + 64;
+constexpr int kChannelAlign = 8;         /* first-layer input channels padded to this */
+
+/* One step's results on the device and in pinned host memory. */
+struct result_t {
+  double loss;
+  cg_scaler_t before; /* after check_finite and AdamW: found_inf, the scale this step used */
+  cg_scaler_t after;  /* after the scaler update: the scale the next step uses */
+};
+
+/* What the host learnt while submitting a step. */
+struct meta_t {
+  int train;
+  int mpi;             /* busy time excludes the wait for the host-staged all-reduce */
+  double comm_wait_ms; /* < 0: not applicable */
+  double bytes;
+};
+
+}  // namespace
+
+struct cg_backend {
+  const cg_model_t *m;
+  cg_backend_cfg_t cfg;
+  int n;            /* batch */
+  int dev, dev_set;
+  cg_dtype_t dt;
+  size_t es;        /* bytes per activation element */
+  int cpad;         /* first-layer input channels after padding */
+  int first;        /* index of the layer that reads the input */
+  int is_head[CG_MAX_LAYERS];
+  int cat_a[CG_MAX_TENSORS], cat_b[CG_MAX_TENSORS]; /* parts of a concat tensor, else -1 */
+
+  cudnnHandle_t dnn;
+  cudaStream_t s_h2d, s_comp, s_comm, s_d2h;
+  cg_conv_ctx_t *cctx;
+  cg_conv_t *conv[CG_MAX_LAYERS];
+
+  /* device memory (every pointer below is also in allocs[], which destroy frees) */
+  void *allocs[kMaxAllocs];
+  int nallocs;
+  void *hallocs[4 * kNQ + 4]; /* pinned host memory */
+  int nhallocs;
+  size_t bytes;
+  float *d_params, *d_grads, *d_m, *d_v;
+  void *d_lowp;            /* compute-precision parameter copy; NULL for fp32 */
+  void *d_w0;              /* the first layer's weights, input channels padded */
+  void *d_act[CG_MAX_TENSORS], *d_dact[CG_MAX_TENSORS];
+  void *d_dw;              /* dW scratch, compute type */
+  void *d_ws;              /* cuDNN workspace */
+  size_t ws_bytes;
+  void *d_bias_work, *d_head_work, *d_loss_work;
+  float *d_x[CG_DEV_SLOTS], *d_wt[CG_DEV_SLOTS];
+  uint8_t *d_y[CG_DEV_SLOTS];
+  cg_step_params_t *d_hp;
+  cg_scaler_t *d_scaler;
+  float *d_grad_scale;     /* the loss scale of the last train step (get_grads) */
+  result_t *d_res[kNDQ];
+  uint8_t *d_pred[kNDQ];
+
+  /* pinned host memory */
+  cg_step_params_t *h_hp[kNDQ];
+  result_t *h_res[kNQ];
+  uint8_t *h_pred[kNQ];
+  float *h_grads;          /* gradient staging for the MPI all-reduce */
+
+  /* events */
+  cudaEvent_t ev_ready[CG_DEV_SLOTS], ev_free[CG_DEV_SLOTS];
+  cudaEvent_t ev_start[kNQ], ev_end[kNQ], ev_result[kNQ], ev_bwd_end[kNQ], ev_opt_begin[kNQ];
+  cudaEvent_t ev_bucket[CG_MAX_BUCKETS], ev_bucket_host[CG_MAX_BUCKETS], ev_comm_done;
+
+  /* CUDA graphs */
+  cudaGraphExec_t gexec[CG_DEV_SLOTS][kNDQ];
+  int graphs_ok;           /* graphs may still be used */
+  int capturing;           /* the step body is being captured: report errors, do not abort */
+  char capture_err[256];
+
+  int64_t seq_submitted, seq_fetched, train_steps;
+  meta_t meta[kNQ];
+};
+
+namespace {
+
+/* ---- helpers ----------------------------------------------------------------------------- */
+
+cg_dtype_t dtype_of(cg_precision_t p) {
+  switch (p) {
+    case CG_PREC_FP32: return CG_DT_F32;
+    case CG_PREC_BF16: return CG_DT_BF16;
+    case CG_PREC_FP16: return CG_DT_F16;
+  }
+  CG_FATAL("unknown precision %d", (int)p);
+}
+
+size_t tensor_px(const cg_backend_t *b, int t) {
+  const cg_tensor_t *T = &b->m->tensors[t];
+  return (size_t)b->n * (size_t)T->h * (size_t)T->w;
+}
+
+int tensor_c(const cg_backend_t *b, int t) {
+  return t == b->m->input_tensor ? b->cpad : b->m->tensors[t].c;
+}
+
+/* The weight operand of layer i in the compute type. */
+const void *wptr(const cg_backend_t *b, int i) {
+  const cg_layer_t *l = &b->m->layers[i];
+  if (i == b->first) return b->d_w0;
+  if (b->dt == CG_DT_F32) return b->d_params + l->w_off;
+  return static_cast<const char *>(b->d_lowp) + l->w_off * b->es;
+}
+
+double *loss_ptr(const cg_backend_t *b, int dq) {
+  return reinterpret_cast<double *>(reinterpret_cast<char *>(b->d_res[dq]) +
+                                    offsetof(result_t, loss));
+}
+
+void *res_field(const cg_backend_t *b, int dq, size_t off) {
+  return reinterpret_cast<char *>(b->d_res[dq]) + off;
+}
+
+float *scale_ptr(const cg_backend_t *b) {
+  return reinterpret_cast<float *>(reinterpret_cast<char *>(b->d_scaler) +
+                                   offsetof(cg_scaler_t, scale));
+}
+
+/* Device allocation, zeroed and tracked. Out of memory is the user's problem (-1 + message);
+ * any other CUDA error is fatal. */
+int dalloc(cg_backend_t *b, void **p, size_t bytes, const char *what, char *err, size_t errlen) {
+  *p = NULL;
+  if (bytes == 0) return 0;
+  CG_ASSERT(b->nallocs < kMaxAllocs);
+  cudaError_t rc = cudaMalloc(p, bytes);
+  if (rc == cudaErrorMemoryAllocation) {
+    (void)cudaGetLastError();
+    *p = NULL;
+    snprintf(err, errlen, "out of GPU memory allocating %s (%.1f MiB, %.1f MiB held already)",
+             what, (double)bytes / 1048576.0, (double)b->bytes / 1048576.0);
+    return -1;
+  }
+  CG_CHECK_CUDA(rc);
+  b->allocs[b->nallocs++] = *p;
+  b->bytes += bytes;
+  CG_CHECK_CUDA(cudaMemset(*p, 0, bytes));
+  return 0;
+}
+
+template <typename P>
+int dalloc_t(cg_backend_t *b, P **p, size_t bytes, const char *what, char *err, size_t errlen) {
+  void *v = NULL;
+  int rc = dalloc(b, &v, bytes, what, err, errlen);
+  *p = static_cast<P *>(v);
+  return rc;
+}
+
+template <typename P>
+int halloc_t(cg_backend_t *b, P **p, size_t bytes, const char *what, char *err, size_t errlen) {
+  *p = NULL;
+  if (bytes == 0) return 0;
+  CG_ASSERT(b->nhallocs < (int)(sizeof b->hallocs / sizeof b->hallocs[0]));
+  void *v = NULL;
+  cudaError_t rc = cudaHostAlloc(&v, bytes, cudaHostAllocDefault);
+  if (rc == cudaErrorMemoryAllocation) {
+    (void)cudaGetLastError();
+    snprintf(err, errlen, "out of pinned host memory allocating %s (%.1f MiB)", what,
+             (double)bytes / 1048576.0);
+    return -1;
+  }
+  CG_CHECK_CUDA(rc);
+  memset(v, 0, bytes);
+  b->hallocs[b->nhallocs++] = v;
+  *p = static_cast<P *>(v);
+  return 0;
+}
+
+/* A library call that succeeded may still have invalidated the capture (an operation that is
+ * illegal while capturing); the next kernel launch would then fail fatally, so stop here. */
+int capture_broken(cg_backend_t *b, const char *what) {
+  cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
+  const cudaError_t rc = cudaStreamIsCapturing(b->s_comp, &cs);
+  if (rc == cudaSuccess && cs == cudaStreamCaptureStatusActive) return 0;
+  snprintf(b->capture_err, sizeof b->capture_err, "capture invalidated at %s (%s)", what,
+           rc == cudaSuccess ? "status not active" : cudaGetErrorString(rc));
+  return -1;
+}
+
+/* Inside a capture a failing call must not abort: the capture is abandoned and the step runs
+ * eagerly. Outside a capture the usual fatal check applies. */
+int dnn_status(cg_backend_t *b, cudnnStatus_t st, const char *what, const char *file, int line) {
+  if (st == CUDNN_STATUS_SUCCESS) return b->capturing ? capture_broken(b, what) : 0;
+  if (b->capturing) {
+    snprintf(b->capture_err, sizeof b->capture_err, "%s: %s", what, cudnnGetErrorString(st));
+    return -1;
+  }
+  cg_fatal(file, line, what, "%s", cudnnGetErrorString(st));
+}
+
+int cuda_status(cg_backend_t *b, cudaError_t rc, const char *what, const char *file, int line) {
+  if (rc == cudaSuccess) return b->capturing ? capture_broken(b, what) : 0;
+  if (b->capturing) {
+    snprintf(b->capture_err, sizeof b->capture_err, "%s: %s", what, cudaGetErrorString(rc));
+    return -1;
+  }
+  cg_fatal(file, line, what, "%s (%s)", cudaGetErrorString(rc), cudaGetErrorName(rc));
+}
+
+#define BODY_DNN(b, call)                                                                   \
+  do {                                                                                      \
+    if (dnn_status((b), (call), #call, __FILE__, __LINE__)) return -1;                      \
+  } while (0)
+#define BODY_CUDA(b, call)                                                                  \
+  do {                                                                                      \
+    if (cuda_status((b), (call), #call, __FILE__, __LINE__)) return -1;                     \
+  } while (0)
+
+/* ---- kernels ----------------------------------------------------------------------------- */
+
+/* Test-only fault: the loss and the first element of its gradient become NaN. */
+template <typename T> __device__ __forceinline__ T nan_of();
+template <> __device__ __forceinline__ float nan_of<float>() { return __int_as_float(0x7fc00000); }
+template <> __device__ __forceinline__ __nv_bfloat16 nan_of<__nv_bfloat16>() {
+  return __float2bfloat16_rn(__int_as_float(0x7fc00000));
+}
+template <> __device__ __forceinline__ __half nan_of<__half>() {
+  return __float2half_rn(__int_as_float(0x7fc00000));
+}
+
+template <typename T> __global__ void fault_nan_kernel(T *dlogit, double *loss) {
+  dlogit[0] = nan_of<T>();
+  *loss = __longlong_as_double(0x7ff8000000000000LL);
+}
+
+/* ---- launchers --------------------------------------------------------------------------- */
+
+void fault_nan(cg_dtype_t dt, void *d_dlogit, double *d_loss, cudaStream_t s) {
+  CG_ASSERT(d_dlogit != NULL && d_loss != NULL);
+  switch (dt) {
+    case CG_DT_F32:
+      fault_nan_kernel<float><<<1, 1, 0, s>>>(static_cast<float *>(d_dlogit), d_loss);
+      break;
+    case CG_DT_BF16:
+      fault_nan_kernel<__nv_bfloat16><<<1, 1, 0, s>>>(static_cast<__nv_bfloat16 *>(d_dlogit),
+                                                      d_loss);
+      break;
+    case CG_DT_F16:
+      fault_nan_kernel<__half><<<1, 1, 0, s>>>(static_cast<__half *>(d_dlogit), d_loss);
+      break;
+  }
+  CG_CHECK_LAUNCH("fault_nan_kernel");
+}
+
+/* ---- set-up ------------------------------------------------------------------------------ */
+
+/* Which layer reads the input, which layer is the 1-channel head, and how the concat buffers
+ * split into dense tensors; checks the backward plan fits that split. */
+int plan_graph(cg_backend_t *b, char *err, size_t errlen) {
+  const cg_model_t *m = b->m;
+  b->first = -1;
+  for (int i = 0; i < m->nlayers; i++) {
+    const cg_layer_t *l = &m->layers[i];
+    b->is_head[i] = l->op == CG_OP_CONV && l->k == 1 && l->cout == 1;
+    if (b->is_head[i] && l->accum_dx) {
+      snprintf(err, errlen, "layer %s: the head's input must have one consumer", l->name);
+      return -1;
+    }
+    if (l->in != m->input_tensor) continue;
+    if (b->first >= 0 || l->op != CG_OP_CONV || b->is_head[i] || l->need_dx) {
+      snprintf(err, errlen, "layer %s: the input must be read by exactly one convolution",
+               l->name);
+      return -1;
+    }
+    b->first = i;
+  }
+  if (b->first < 0) {
+    snprintf(err, errlen, "no layer reads the model input");
+    return -1;
+  }
+  for (int t = 0; t < m->ntensors; t++) b->cat_a[t] = b->cat_b[t] = -1;
+  for (int t = 0; t < m->ntensors; t++) {
+    const cg_tensor_t *T = &m->tensors[t];
+    if (T->c == T->ld) continue;
+    /* a slice: its buffer must be [a | b] with a whole-buffer tensor over both */
+    int whole = -1, pa = -1, pb = -1, nparts = 0;
+    for (int u = 0; u < m->ntensors; u++) {
+      const cg_tensor_t *U = &m->tensors[u];
+      if (U->buf != T->buf) continue;
+      if (U->c == U->ld) whole = u;
+      else {
+        nparts++;
+        if (U->c_off == 0) pa = u;
+        else pb = u;
+      }
+    }
+    if (whole < 0 || nparts != 2 || pa < 0 || pb < 0 || m->tensors[pb].c_off != m->tensors[pa].c ||
+        m->tensors[pa].c + m->tensors[pb].c != T->ld) {
+      snprintf(err, errlen, "tensor %d: unsupported buffer layout (only [a | b] concatenations)", t);
+      return -1;
+    }
+    b->cat_a[whole] = pa;
+    b->cat_b[whole] = pb;
+  }
+  /* The concat's reader writes its gradient and it is split into the parts right after; a
+   * part's own readers must run backward later (earlier in forward order) and accumulate. */
+  for (int t = 0; t < m->ntensors; t++) {
+    if (b->cat_a[t] < 0) continue;
+    int reader = -1;
+    for (int i = 0; i < m->nlayers; i++)
+      if (m->layers[i].in == t) {
+        if (reader >= 0 || m->layers[i].accum_dx) {
+          snprintf(err, errlen, "concat tensor %d: needs exactly one reader that overwrites", t);
+          return -1;
+        }
+        reader = i;
+      }
+    for (int i = 0; i < m->nlayers; i++) {
+      const cg_layer_t *l = &m->layers[i];
+      if ((l->in == b->cat_a[t] || l->in == b->cat_b[t]) && (i > reader || !l->accum_dx)) {
+        snprintf(err, errlen, "layer %s: reads part of a concat but does not accumulate after it",
+                 l->name);
+        return -1;
+      }
+    }
+  }
+  return 0;
+}
+
+int alloc_all(cg_backend_t *b, char *err, size_t errlen) {
+  const cg_model_t *m = b->m;
+  const size_t np = m->nparams, es = b->es;
+  const size_t px = (size_t)b->n * m->height * m->width;
+  const cg_layer_t *l0 = &m->layers[b->first];
+  if (dalloc_t(b, &b->d_params, np * 4, "parameters", err, errlen) ||
+      dalloc_t(b, &b->d_grads, np * 4, "gradients", err, errlen) ||
+      dalloc_t(b, &b->d_m, np * 4, "AdamW m", err, errlen) ||
+      dalloc_t(b, &b->d_v, np * 4, "AdamW v", err, errlen))
+    return -1;
+  if (b->dt != CG_DT_F32 && dalloc(b, &b->d_lowp, np * es, "low-precision parameters", err, errlen))
+    return -1;
+  if (dalloc(b, &b->d_w0, (size_t)l0->cout * l0->k * l0->k * b->cpad * es, "padded weights", err,
+             errlen))
+    return -1;
+  for (int t = 0; t < m->ntensors; t++) {
+    const size_t e = tensor_px(b, t) * (size_t)tensor_c(b, t) * es;
+    if (dalloc(b, &b->d_act[t], e, "activations", err, errlen)) return -1;
+    if (t != m->input_tensor && dalloc(b, &b->d_dact[t], e, "activation gradients", err, errlen))
+      return -1;
+  }
+  size_t dw = 0, bias_work = 0, head_work = 0;
+  for (int i = 0; i < m->nlayers; i++) {
+    const cg_layer_t *l = &m->layers[i];
+    if (l->op == CG_OP_POOL) continue;
+    const int64_t npix_out = (int64_t)tensor_px(b, l->out);
+    if (b->is_head[i]) {
+      size_t h = cg_head_bwd_work_bytes((int64_t)tensor_px(b, l->in), l->cin);
+      if (h > head_work) head_work = h;
+      continue;
+    }
+    size_t wl = i == b->first ? (size_t)l->cout * l->k * l->k * b->cpad : l->w_len;
+    if (wl > dw) dw = wl;
+    size_t bw = cg_k_bias_act_bwd_work_bytes(npix_out, l->cout);
+    if (bw > bias_work) bias_work = bw;
+  }
+  if (dalloc(b, &b->d_dw, dw * es, "dW scratch", err, errlen) ||
+      dalloc(b, &b->d_bias_work, bias_work, "bias-gradient scratch", err, errlen) ||
+      dalloc(b, &b->d_head_work, head_work, "head scratch", err, errlen) ||
+      dalloc(b, &b->d_loss_work, cg_k_loss_work_bytes(b->n, (int64_t)m->height * m->width),
+             "loss scratch", err, errlen))
+    return -1;
+  for (int s = 0; s < CG_DEV_SLOTS; s++)
+    if (dalloc_t(b, &b->d_x[s], px * m->in_c * sizeof(float), "input slot", err, errlen) ||
+        dalloc_t(b, &b->d_y[s], px, "mask slot", err, errlen) ||
+        dalloc_t(b, &b->d_wt[s], (size_t)b->n * sizeof(float), "weight slot", err, errlen))
+      return -1;
+  if (dalloc_t(b, &b->d_hp, sizeof(cg_step_params_t), "step parameters", err, errlen) ||
+      dalloc_t(b, &b->d_scaler, sizeof(cg_scaler_t), "loss scaler", err, errlen) ||
+      dalloc_t(b, &b->d_grad_scale, sizeof(float), "gradient scale", err, errlen))
+    return -1;
+  for (int q = 0; q < kNDQ; q++)
+    if (dalloc_t(b, &b->d_res[q], sizeof(result_t), "step results", err, errlen) ||
+        dalloc_t(b, &b->d_pred[q], px, "predictions", err, errlen) ||
+        halloc_t(b, &b->h_hp[q], sizeof(cg_step_params_t), "step parameter staging", err, errlen))
+      return -1;
+  for (int q = 0; q < kNQ; q++)
+    if (halloc_t(b, &b->h_res[q], sizeof(result_t), "result slot", err, errlen) ||
+        halloc_t(b, &b->h_pred[q], px, "prediction slot", err, errlen))
+      return -1;
+  if (b->cfg.gsync && halloc_t(b, &b->h_grads, np * sizeof(float), "gradient staging", err, errlen))
+    return -1;
+  cg_scaler_t sc;
+  memset(&sc, 0, sizeof sc);
+  sc.enabled = b->dt == CG_DT_F16;
+  sc.scale = sc.enabled ? 65536.0f : 1.0f;
+  CG_CHECK_CUDA(cudaMemcpy(b->d_scaler, &sc, sizeof sc, cudaMemcpyHostToDevice));
+  const float one = 1.0f;
+  CG_CHECK_CUDA(cudaMemcpy(b->d_grad_scale, &one, sizeof one, cudaMemcpyHostToDevice));
+  /* the memsets above ran on the legacy stream, which the non-blocking streams ignore */
+  CG_CHECK_CUDA(cudaDeviceSynchronize());
+  return 0;
+}
+
+/* cuDNN descriptors for every convolution, algorithm selection on the real buffers, and the
+ * workspace the chosen algorithms need. */
+int make_convs(cg_backend_t *b, char *err, size_t errlen) {
+  const cg_model_t *m = b->m;
+  size_t search = 0;
+  for (int i = 0; i < m->nlayers; i++) {
+    const cg_layer_t *l = &m->layers[i];
+    if (l->op == CG_OP_POOL || b->is_head[i]) continue;
+    const cg_tensor_t *ti = &m->tensors[l->in];
+    cg_conv_shape_t sh;
+    memset(&sh, 0, sizeof sh);
+    sh.kind = l->op == CG_OP_UPCONV ? CG_CONV_UP : CG_CONV_PLAIN;
+    sh.n = b->n;
+    sh.h = ti->h;
+    sh.w = ti->w;
+    sh.cin = i == b->first ? b->cpad : l->cin;
+    sh.cout = l->cout;
+    sh.k = l->op == CG_OP_UPCONV ? 2 : l->k;
+    sh.dt = b->dt;
+    sh.tf32 = b->cfg.tf32;
+    const int ops = CG_CONV_OP_FWD | CG_CONV_OP_BWD_FILTER | (l->need_dx ? CG_CONV_OP_BWD_DATA : 0);
+    char e2[400];
+    if (cg_conv_create(&sh, ops, &b->conv[i], e2, sizeof e2)) {
+      snprintf(err, errlen, "layer %s: %s", l->name, e2);
+      return -1;
+    }
+    size_t s = cg_conv_search_ws_bytes(b->cctx, b->conv[i]);
+    if (s > search) search = s;
+  }
+  /* A temporary workspace for the search: as much as the slowest-to-fit algorithm wants,
+   * within reason; algorithms needing more are simply not candidates. */
+  size_t free_b = 0, total_b = 0;
+  CG_CHECK_CUDA(cudaMemGetInfo(&free_b, &total_b));
+  size_t cap = search;
+  if (cap > ((size_t)1 << 30)) cap = (size_t)1 << 30;
+  if (cap > free_b / 4) cap = free_b / 4;
+  void *tune = NULL;
+  while (cap > 0) {
+    cudaError_t rc = cudaMalloc(&tune, cap);
+    if (rc == cudaSuccess) break;
+    if (rc != cudaErrorMemoryAllocation) CG_CHECK_CUDA(rc);
+    (void)cudaGetLastError();
+    tune = NULL;
+    cap = cap > ((size_t)32 << 20) ? cap / 2 : 0;
+  }
+  int rc = 0;
+  size_t ws = 0;
+  for (int i = 0; i < m->nlayers && rc == 0; i++) {
+    const cg_layer_t *l = &m->layers[i];
+    if (!b->conv[i]) continue;
+    cg_conv_bufs_t bufs;
+    bufs.x = b->d_act[l->in];
+    bufs.w = wptr(b, i);
+    bufs.dy = b->d_dact[l->out];
+    bufs.y = b->d_act[l->out];
+    bufs.dx = l->need_dx ? b->d_dact[l->in] : NULL;
+    bufs.dw = b->d_dw;
+    char e2[400];
+    if (cg_conv_select(b->cctx, b->conv[i], &bufs, tune, cap, b->s_comp, e2, sizeof e2)) {
+      snprintf(err, errlen, "layer %s: %s", l->name, e2);
+      rc = -1;
+      break;
+    }
+    size_t w = cg_conv_ws_bytes(b->conv[i]);
+    if (w > ws) ws = w;
+  }
+  if (tune) CG_CHECK_CUDA(cudaFree(tune));
+  if (rc) return rc;
+  char e3[512];
+  if (cg_conv_ctx_save(b->cctx, e3, sizeof e3)) cg_log_warn("%s (continuing without it)", e3);
+  b->ws_bytes = ws;
+  return dalloc(b, &b->d_ws, ws, "cuDNN workspace", err, errlen);
+}
+
+/* ---- the step ---------------------------------------------------------------------------- */
+
+int forward(cg_backend_t *b, int slot) {
+  const cg_model_t *m = b->m;
+  const cudaStream_t s = b->s_comp;
+  const cg_dtype_t dt = b->dt;
+  const cg_layer_t *l0 = &m->layers[b->first];
+  cg_k_pack_weight_cpad(dt, b->d_params + l0->w_off, l0->cout, l0->k * l0->k, m->in_c, b->cpad,
+                        b->d_w0, s);
+  cg_k_pad_channels_from_f32(dt, b->d_x[slot], (int64_t)tensor_px(b, m->input_tensor), m->in_c,
+                             b->cpad, b->d_act[m->input_tensor], s);
+  for (int i = 0; i < m->nlayers; i++) {
+    const cg_layer_t *l = &m->layers[i];
+    const cg_tensor_t *ti = &m->tensors[l->in];
+    const int64_t npix_in = (int64_t)tensor_px(b, l->in), npix_out = (int64_t)tensor_px(b, l->out);
+    void *x = b->d_act[l->in], *y = b->d_act[l->out];
+    const float *bias = b->d_params + l->b_off;
+    const int pa = b->cat_a[l->in], pb = b->cat_b[l->in];
+    if (pa >= 0)
+      cg_k_concat_fwd(dt, b->d_act[pa], m->tensors[pa].c, b->d_act[pb], m->tensors[pb].c, npix_in,
+                      x, s);
+    switch (l->op) {
+      case CG_OP_CONV:
+        if (b->is_head[i]) {
+          cg_head_fwd(dt, x, npix_in, l->cin, wptr(b, i), bias, y, s);
+          break;
+        }
+        BODY_DNN(b, cg_conv_fwd(b->cctx, b->conv[i], x, wptr(b, i), y, b->d_ws, b->ws_bytes, s));
+        cg_k_bias_act_fwd(dt, y, npix_out, l->cout, bias, l->relu, s);
+        break;
+      case CG_OP_UPCONV:
+        BODY_DNN(b, cg_conv_fwd(b->cctx, b->conv[i], x, wptr(b, i), y, b->d_ws, b->ws_bytes, s));
+        cg_k_bias_act_fwd(dt, y, npix_out, l->cout, bias, l->relu, s);
+        break;
+      case CG_OP_POOL:
+        cg_k_maxpool_fwd(dt, x, b->n, ti->h, ti->w, ti->c, y, s);
+        break;
+    }
+  }
+  return 0;
+}
+
+/* Loss and predicted mask into result slot dq; with grad, the scaled loss gradient too. */
+void run_loss(cg_backend_t *b, int slot, int dq, int grad) {
+  const cg_model_t *m = b->m;
+  const int lt = m->logits_tensor;
+  cg_k_loss(b->dt, b->d_act[lt], b->d_y[slot], b->d_wt[slot], b->n,
+            (int64_t)m->height * m->width, b->d_scaler, grad ? b->d_dact[lt] : NULL,
+            loss_ptr(b, dq), b->d_pred[dq], b->d_loss_work, b->s_comp);
+}
+
+/* Gradient-sync hook 1: backward has finished layer i. */
+void bucket_ready(cg_backend_t *b, int i) {
+  if (!b->cfg.gsync) return;
+  const int bucket = b->cfg.buckets->ready_after[i];
+  if (bucket >= 0) CG_CHECK_CUDA(cudaEventRecord(b->ev_bucket[bucket], b->s_comp));
+}
+
+/* Gradient-sync hook 2, before the optimizer: the host-staged MPI all-reduce. Each bucket is
+ * copied out as soon as backward has produced it and posted as soon as its copy lands. */
+void grads_sync(cg_backend_t *b, int q) {
+  if (!b->cfg.gsync) return;
+  const cg_buckets_t *bk = b->cfg.buckets;
+  cg_gsync_t *gs = b->cfg.gsync;
+  CG_CHECK_CUDA(cudaEventRecord(b->ev_bwd_end[q], b->s_comp));
+  for (int j = 0; j < bk->n; j++) {
+    CG_CHECK_CUDA(cudaStreamWaitEvent(b->s_comm, b->ev_bucket[j], 0));
+    CG_CHECK_CUDA(cudaMemcpyAsync(b->h_grads + bk->off[j], b->d_grads + bk->off[j],
+                                  bk->len[j] * sizeof(float), cudaMemcpyDeviceToHost, b->s_comm));
+    CG_CHECK_CUDA(cudaEventRecord(b->ev_bucket_host[j], b->s_comm));
+  }
+  for (int j = 0; j < bk->n; j++) {
+    CG_CHECK_CUDA(cudaEventSynchronize(b->ev_bucket_host[j]));
+    cg_gsync_post(gs, j, b->h_grads);
+    cg_gsync_progress(gs);
+  }
+  const double wait = cg_gsync_wait(gs);
+  b->meta[q].comm_wait_ms = 1e3 * wait;
+  b->meta[q].bytes = cg_gsync_take_bytes(gs);
+  CG_CHECK_CUDA(cudaMemcpyAsync(b->d_grads, b->h_grads, b->m->nparams * sizeof(float),
+                                cudaMemcpyHostToDevice, b->s_comm));
+  CG_CHECK_CUDA(cudaEventRecord(b->ev_comm_done, b->s_comm));
+  CG_CHECK_CUDA(cudaStreamWaitEvent(b->s_comp, b->ev_comm_done, 0));
+  CG_CHECK_CUDA(cudaEventRecord(b->ev_opt_begin[q], b->s_comp));
+}
+
+int backward(cg_backend_t *b) {
+  const cg_model_t *m = b->m;
+  const cudaStream_t s = b->s_comp;
+  const cg_dtype_t dt = b->dt;
+  for (int i = m->nlayers - 1; i >= 0; i--) {
+    const cg_layer_t *l = &m->layers[i];
+    const cg_tensor_t *ti = &m->tensors[l->in];
+    const int64_t npix_in = (int64_t)tensor_px(b, l->in), npix_out = (int64_t)tensor_px(b, l->out);
+    const void *x = b->d_act[l->in], *y = b->d_act[l->out];
+    void *dy = b->d_dact[l->out];
+    void *dx = l->need_dx ? b->d_dact[l->in] : NULL;
+    float *dw = b->d_grads + l->w_off, *db = b->d_grads + l->b_off;
+    switch (l->op) {
+      case CG_OP_CONV:
+      case CG_OP_UPCONV:
+        if (b->is_head[i]) {
+          cg_head_bwd(dt, x, wptr(b, i), dy, npix_in, l->cin, dx, dw, db, b->d_head_work, s);
+          break;
+        }
+        /* masks dy in place (ReLU) and writes the fp32 bias gradient */
+        cg_k_bias_act_bwd(dt, dy, y, npix_out, l->cout, l->relu, db, b->d_bias_work, s);
+        if (dx)
+          BODY_DNN(b, cg_conv_bwd_data(b->cctx, b->conv[i], dy, wptr(b, i), dx, l->accum_dx,
+                                       b->d_ws, b->ws_bytes, s));
+        BODY_DNN(b, cg_conv_bwd_filter(b->cctx, b->conv[i], x, dy, b->d_dw, b->d_ws, b->ws_bytes,
+                                       s));
+        if (i == b->first)
+          cg_k_unpack_grad_cpad(dt, b->d_dw, l->cout, l->k * l->k, m->in_c, b->cpad, dw, s);
+        else
+          cg_k_cast_to_f32(dt, b->d_dw, (int64_t)l->w_len, 1.0f, dw, s);
+        break;
+      case CG_OP_POOL:
+        if (dx) cg_k_maxpool_bwd(dt, x, y, dy, b->n, ti->h, ti->w, ti->c, dx, l->accum_dx, s);
+        break;
+    }
+    const int pa = b->cat_a[l->in], pb = b->cat_b[l->in];
+    if (pa >= 0 && dx)
+      cg_k_concat_bwd(dt, dx, m->tensors[pa].c, m->tensors[pb].c, npix_in, b->d_dact[pa],
+                      b->d_dact[pb], s);
+    bucket_ready(b, i);
+  }
+  return 0;
+}
+
+int optimizer(cg_backend_t *b, int dq) {
+  const cudaStream_t s = b->s_comp;
+  const int64_t np = (int64_t)b->m->nparams;
+  const bool fp16 = b->dt == CG_DT_F16;
+  if (fp16) cg_k_check_finite(b->d_grads, np, b->d_scaler, s);
+  cg_k_adamw(b->d_params, b->d_grads, b->d_m, b->d_v, np, b->d_hp, b->d_scaler, b->dt, b->d_lowp,
+             s);
+  BODY_CUDA(b, cudaMemcpyAsync(res_field(b, dq, offsetof(result_t, before)), b->d_scaler,
+                               sizeof(cg_scaler_t), cudaMemcpyDeviceToDevice, s));
+  if (fp16) cg_k_scaler_update(b->d_scaler, s);
+  BODY_CUDA(b, cudaMemcpyAsync(res_field(b, dq, offsetof(result_t, after)), b->d_scaler,
+                               sizeof(cg_scaler_t), cudaMemcpyDeviceToDevice, s));
+  return 0;
+}
+
+/* Everything a training step puts on the compute stream between its event waits/records: the
+ * part a CUDA graph captures (without gsync and fault, which never run under capture). */
+int train_body(cg_backend_t *b, int slot, int dq, int q, int fault) {
+  const cudaStream_t s = b->s_comp;
+  BODY_CUDA(b, cudaMemcpyAsync(b->d_hp, b->h_hp[dq], sizeof(cg_step_params_t),
+                               cudaMemcpyHostToDevice, s));
+  BODY_CUDA(b, cudaMemcpyAsync(b->d_grad_scale, scale_ptr(b), sizeof(float),
+                               cudaMemcpyDeviceToDevice, s));
+  if (forward(b, slot)) return -1;
+  run_loss(b, slot, dq, 1);
+  if (fault) fault_nan(b->dt, b->d_dact[b->m->logits_tensor], loss_ptr(b, dq), s);
+  if (backward(b)) return -1;
+  grads_sync(b, q);
+  return optimizer(b, dq);
+}
+
+/* Captures train_body for (slot, dq) into b->gexec; on any failure warns once and turns
+ * graphs off (the step then runs eagerly; nothing captured was executed). */
+void capture_step(cg_backend_t *b, int slot, int dq, int q) {
+  const cudaStream_t s = b->s_comp;
+  cudaGraph_t g = NULL;
+  cudaGraphExec_t ge = NULL;
+  char why[320] = "";
+  cudaError_t rc = cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal);
+  if (rc != cudaSuccess) {
+    snprintf(why, sizeof why, "cudaStreamBeginCapture: %s", cudaGetErrorString(rc));
+  } else {
+    b->capturing = 1;
+    b->capture_err[0] = 0;
+    const int body = train_body(b, slot, dq, q, 0);
+    b->capturing = 0;
+    rc = cudaStreamEndCapture(s, &g);
+    if (body)
+      snprintf(why, sizeof why, "%s", b->capture_err);
+    else if (rc != cudaSuccess || g == NULL)
+      snprintf(why, sizeof why, "cudaStreamEndCapture: %s", cudaGetErrorString(rc));
+    else if ((rc = cudaGraphInstantiate(&ge, g, 0)) != cudaSuccess)
+      snprintf(why, sizeof why, "cudaGraphInstantiate: %s", cudaGetErrorString(rc));
+  }
+  if (g) (void)cudaGraphDestroy(g); /* the executable graph keeps what it needs */
+  if (why[0]) {
+    (void)cudaGetLastError();
+    if (ge) (void)cudaGraphExecDestroy(ge);
+    cg_log_warn("CUDA graph capture failed (%s); running steps eagerly", why);
+    b->graphs_ok = 0;
+    return;
+  }
+  b->gexec[slot][dq] = ge;
+}
+
+/* The d2h half of a step: results to the pinned slot q once the compute stream is done. */
+void issue_results(cg_backend_t *b, int q, int dq) {
+  const size_t px = (size_t)b->n * b->m->height * b->m->width;
+  CG_CHECK_CUDA(cudaStreamWaitEvent(b->s_d2h, b->ev_end[q], 0));
+  CG_CHECK_CUDA(cudaMemcpyAsync(b->h_res[q], b->d_res[dq], sizeof(result_t),
+                                cudaMemcpyDeviceToHost, b->s_d2h));
+  CG_CHECK_CUDA(cudaMemcpyAsync(b->h_pred[q], b->d_pred[dq], px, cudaMemcpyDeviceToHost,
+                                b->s_d2h));
+  CG_CHECK_CUDA(cudaEventRecord(b->ev_result[q], b->s_d2h));
+}
+
+/* ---- the ops table ----------------------------------------------------------------------- */
+
+void cuda_destroy(cg_backend_t *b) {
+  if (!b) return;
+  if (b->dev_set) {
+    CG_CHECK_CUDA(cudaSetDevice(b->dev));
+    CG_CHECK_CUDA(cudaDeviceSynchronize()); /* nothing in flight may touch what is freed */
+  }
+  for (int s = 0; s < CG_DEV_SLOTS; s++)
+    for (int q = 0; q < kNDQ; q++)
+      if (b->gexec[s][q]) CG_CHECK_CUDA(cudaGraphExecDestroy(b->gexec[s][q]));
+  for (int i = 0; i < CG_MAX_LAYERS; i++) cg_conv_destroy(b->conv[i]);
+  cg_conv_ctx_destroy(b->cctx);
+  if (b->dnn) CG_CHECK_CUDNN(cudnnDestroy(b->dnn));
+  cudaEvent_t *evs[] = {b->ev_ready, b->ev_free, b->ev_start, b->ev_end, b->ev_result,
+                        b->ev_bwd_end, b->ev_opt_begin, b->ev_bucket, b->ev_bucket_host,
+                        &b->ev_comm_done};
+  const int nev[] = {CG_DEV_SLOTS, CG_DEV_SLOTS, kNQ, kNQ, kNQ, kNQ, kNQ, CG_MAX_BUCKETS,
+                     CG_MAX_BUCKETS, 1};
+  for (size_t k = 0; k < sizeof nev / sizeof nev[0]; k++)
+    for (int j = 0; j < nev[k]; j++)
+      if (evs[k][j]) CG_CHECK_CUDA(cudaEventDestroy(evs[k][j]));
+  cudaStream_t ss[] = {b->s_h2d, b->s_comp, b->s_comm, b->s_d2h};
+  for (size_t k = 0; k < sizeof ss / sizeof ss[0]; k++)
+    if (ss[k]) CG_CHECK_CUDA(cudaStreamDestroy(ss[k]));
+  for (int i = 0; i < b->nallocs; i++) CG_CHECK_CUDA(cudaFree(b->allocs[i]));
+  for (int i = 0; i < b->nhallocs; i++) CG_CHECK_CUDA(cudaFreeHost(b->hallocs[i]));
+  free(b);
+}
+
+void make_events(cg_backend_t *b) {
+  const unsigned plain = cudaEventDisableTiming;
+  for (int s = 0; s < CG_DEV_SLOTS; s++) {
+    CG_CHECK_CUDA(cudaEventCreateWithFlags(&b->ev_ready[s], plain));
+    CG_CHECK_CUDA(cudaEventCreateWithFlags(&b->ev_free[s], plain));
+  }
+  for (int q = 0; q < kNQ; q++) {
+    CG_CHECK_CUDA(cudaEventCreateWithFlags(&b->ev_start[q], cudaEventDefault)); /* timed */
+    CG_CHECK_CUDA(cudaEventCreateWithFlags(&b->ev_end[q], cudaEventDefault));
+    CG_CHECK_CUDA(cudaEventCreateWithFlags(&b->ev_bwd_end[q], cudaEventDefault));
+    CG_CHECK_CUDA(cudaEventCreateWithFlags(&b->ev_opt_begin[q], cudaEventDefault));
+    CG_CHECK_CUDA(cudaEventCreateWithFlags(&b->ev_result[q], plain));
+  }
+  if (b->cfg.gsync) {
+    for (int j = 0; j < CG_MAX_BUCKETS; j++) {
+      CG_CHECK_CUDA(cudaEventCreateWithFlags(&b->ev_bucket[j], plain));
+      CG_CHECK_CUDA(cudaEventCreateWithFlags(&b->ev_bucket_host[j], plain));
+    }
+    CG_CHECK_CUDA(cudaEventCreateWithFlags(&b->ev_comm_done, plain));
+  }
+}
+
+int cuda_create(const cg_model_t *m, const cg_backend_cfg_t *cfg, cg_backend_t **out, char *err,
+                size_t errlen) {
+  *out = NULL;
+  if (cfg->batch < 1) {
+    snprintf(err, errlen, "batch %d must be >= 1", cfg->batch);
+    return -1;
+  }
+  if (cfg->gsync && !cfg->buckets) {
+    snprintf(err, errlen, "gradient sync needs the bucket plan");
+    return -1;
+  }
+  int ndev = 0;
+  cudaError_t drc = cudaGetDeviceCount(&ndev);
+  if (drc != cudaSuccess || ndev < 1) {
+    (void)cudaGetLastError();
+    snprintf(err, errlen, "no usable CUDA device (%s)",
+             drc != cudaSuccess ? cudaGetErrorString(drc) : "none found");
+    return -1;
+  }
+  cg_backend_t *b = static_cast<cg_backend_t *>(cg_calloc(1, sizeof(cg_backend_t), "cuda backend"));
+  b->m = m;
+  b->cfg = *cfg;
+  b->n = cfg->batch;
+  b->dev = (cfg->device > 0 ? cfg->device : 0) % ndev;
+  b->dt = dtype_of(cfg->precision);
+  b->es = cg_dtype_size(b->dt);
+  b->cpad = (m->in_c + kChannelAlign - 1) / kChannelAlign * kChannelAlign;
+  b->graphs_ok = cfg->cuda_graph && !cfg->gsync && cfg->fault_nan_step < 0;
+  CG_CHECK_CUDA(cudaSetDevice(b->dev));
+  b->dev_set = 1;
+  cudnnStatus_t dst;
+  if (plan_graph(b, err, errlen)) goto fail;
+  CG_CHECK_CUDA(cudaStreamCreateWithFlags(&b->s_h2d, cudaStreamNonBlocking));
+  CG_CHECK_CUDA(cudaStreamCreateWithFlags(&b->s_comp, cudaStreamNonBlocking));
+  CG_CHECK_CUDA(cudaStreamCreateWithFlags(&b->s_comm, cudaStreamNonBlocking));
+  CG_CHECK_CUDA(cudaStreamCreateWithFlags(&b->s_d2h, cudaStreamNonBlocking));
+  make_events(b);
+  dst = cudnnCreate(&b->dnn);
+  if (dst != CUDNN_STATUS_SUCCESS) {
+    b->dnn = NULL;
+    snprintf(err, errlen, "cudnnCreate: %s (cuDNN %zu loaded, built with %d.%d.%d)",
+             cudnnGetErrorString(dst), cudnnGetVersion(), CUDNN_MAJOR, CUDNN_MINOR,
+             CUDNN_PATCHLEVEL);
+    goto fail;
+  }
+  b->cctx = cg_conv_ctx_create(b->dnn, cfg->deterministic, cfg->algo_cache);
+  if (alloc_all(b, err, errlen)) goto fail;
+  if (make_convs(b, err, errlen)) goto fail;
+  CG_CHECK_CUDA(cudaDeviceSynchronize());
+  *out = b;
+  return 0;
+fail:
+  cuda_destroy(b);
+  return -1;
+}
+
+int cuda_set_params(cg_backend_t *b, const float *params) {
+  const size_t np = b->m->nparams;
+  CG_CHECK_CUDA(cudaSetDevice(b->dev));
+  CG_CHECK_CUDA(cudaStreamSynchronize(b->s_comp));
+  CG_CHECK_CUDA(cudaMemcpyAsync(b->d_params, params, np * sizeof(float), cudaMemcpyHostToDevice,
+                                b->s_comp));
+  if (b->d_lowp) cg_k_cast_from_f32(b->dt, b->d_params, (int64_t)np, b->d_lowp, b->s_comp);
+  CG_CHECK_CUDA(cudaStreamSynchronize(b->s_comp));
+  return 0;
+}
+
+int cuda_get_params(cg_backend_t *b, float *params) {
+  CG_CHECK_CUDA(cudaSetDevice(b->dev));
+  CG_CHECK_CUDA(cudaMemcpyAsync(params, b->d_params, b->m->nparams * sizeof(float),
+                                cudaMemcpyDeviceToHost, b->s_comp));
+  CG_CHECK_CUDA(cudaStreamSynchronize(b->s_comp));
+  return 0;
+}
+
+int cuda_get_grads(cg_backend_t *b, float *grads) {
+  const size_t np = b->m->nparams;
+  float scale = 1.0f;
+  CG_CHECK_CUDA(cudaSetDevice(b->dev));
+  CG_CHECK_CUDA(cudaMemcpyAsync(grads, b->d_grads, np * sizeof(float), cudaMemcpyDeviceToHost,
+                                b->s_comp));
+  CG_CHECK_CUDA(cudaMemcpyAsync(&scale, b->d_grad_scale, sizeof scale, cudaMemcpyDeviceToHost,
+                                b->s_comp));
+  CG_CHECK_CUDA(cudaStreamSynchronize(b->s_comp));
+  CG_ASSERT(scale > 0.0f);
+  if (scale != 1.0f) /* a power of two: the division is exact */
+    for (size_t i = 0; i < np; i++) grads[i] /= scale;
+  return 0;
+}
+
+int cuda_get_opt_state(cg_backend_t *b, float *m, float *v, float *scale, int64_t *good_steps) {
+  const size_t np = b->m->nparams;
+  cg_scaler_t sc;
+  CG_CHECK_CUDA(cudaSetDevice(b->dev));
+  CG_CHECK_CUDA(cudaMemcpyAsync(m, b->d_m, np * sizeof(float), cudaMemcpyDeviceToHost, b->s_comp));
+  CG_CHECK_CUDA(cudaMemcpyAsync(v, b->d_v, np * sizeof(float), cudaMemcpyDeviceToHost, b->s_comp));
+  CG_CHECK_CUDA(cudaMemcpyAsync(&sc, b->d_scaler, sizeof sc, cudaMemcpyDeviceToHost, b->s_comp));
+  CG_CHECK_CUDA(cudaStreamSynchronize(b->s_comp));
+  *scale = sc.scale;
+  *good_steps = sc.good_steps;
+  return 0;
+}
+
+int cuda_set_opt_state(cg_backend_t *b, const float *m, const float *v, float scale,
+                       int64_t good_steps) {
+  const size_t np = b->m->nparams;
+  cg_scaler_t sc;
+  CG_CHECK_CUDA(cudaSetDevice(b->dev));
+  CG_CHECK_CUDA(cudaStreamSynchronize(b->s_comp));
+  CG_CHECK_CUDA(cudaMemcpyAsync(&sc, b->d_scaler, sizeof sc, cudaMemcpyDeviceToHost, b->s_comp));
+  CG_CHECK_CUDA(cudaStreamSynchronize(b->s_comp));
+  if (sc.enabled) { /* a checkpoint of another precision carries scale 1: keep ours then */
+    if (scale > 0.0f) sc.scale = scale;
+    sc.good_steps = (int)good_steps;
+  }
+  sc.found_inf = 0;
+  CG_CHECK_CUDA(cudaMemcpyAsync(b->d_m, m, np * sizeof(float), cudaMemcpyHostToDevice, b->s_comp));
+  CG_CHECK_CUDA(cudaMemcpyAsync(b->d_v, v, np * sizeof(float), cudaMemcpyHostToDevice, b->s_comp));
+  CG_CHECK_CUDA(cudaMemcpyAsync(b->d_scaler, &sc, sizeof sc, cudaMemcpyHostToDevice, b->s_comp));
+  CG_CHECK_CUDA(cudaStreamSynchronize(b->s_comp));
+  return 0;
+}
+
+int cuda_upload(cg_backend_t *b, int slot, const cg_batch_t *batch) {
+  const cg_model_t *m = b->m;
+  CG_ASSERT(slot >= 0 && slot < CG_DEV_SLOTS);
+  CG_ASSERT(batch->n == b->n && batch->h == m->height && batch->w == m->width &&
+            batch->c == m->in_c);
+  CG_ASSERT(batch->x != NULL && batch->y != NULL && batch->weight != NULL);
+  const size_t px = (size_t)b->n * m->height * m->width;
+  CG_CHECK_CUDA(cudaSetDevice(b->dev));
+  CG_CHECK_CUDA(cudaStreamWaitEvent(b->s_h2d, b->ev_free[slot], 0));
+  CG_CHECK_CUDA(cudaMemcpyAsync(b->d_x[slot], batch->x, px * m->in_c * sizeof(float),
+                                cudaMemcpyHostToDevice, b->s_h2d));
+  CG_CHECK_CUDA(cudaMemcpyAsync(b->d_y[slot], batch->y, px, cudaMemcpyHostToDevice, b->s_h2d));
+  CG_CHECK_CUDA(cudaMemcpyAsync(b->d_wt[slot], batch->weight, (size_t)b->n * sizeof(float),
+                                cudaMemcpyHostToDevice, b->s_h2d));
+  CG_CHECK_CUDA(cudaEventRecord(b->ev_ready[slot], b->s_h2d));
+  return 0;
+}
+
+int cuda_upload_wait(cg_backend_t *b, int slot) {
+  CG_ASSERT(slot >= 0 && slot < CG_DEV_SLOTS);
+  CG_CHECK_CUDA(cudaEventSynchronize(b->ev_ready[slot]));
+  return 0;
+}
+
+/* Common start of a step: in-flight bound, sequence slots, event waits. */
+void begin_step(cg_backend_t *b, int slot, int train, int *q, int *dq) {
+  CG_ASSERT(slot >= 0 && slot < CG_DEV_SLOTS);
+  CG_ASSERT(b->seq_submitted - b->seq_fetched < CG_MAX_INFLIGHT);
+  CG_CHECK_CUDA(cudaSetDevice(b->dev));
+  const int64_t seq = b->seq_submitted;
+  *q = (int)(seq % kNQ);
+  *dq = (int)(seq % kNDQ);
+  meta_t *mt = &b->meta[*q];
+  memset(mt, 0, sizeof *mt);
+  mt->train = train;
+  mt->mpi = train && b->cfg.gsync != NULL;
+  mt->comm_wait_ms = train ? 0.0 : -1.0;
+  CG_CHECK_CUDA(cudaStreamWaitEvent(b->s_comp, b->ev_ready[slot], 0));
+  CG_CHECK_CUDA(cudaEventRecord(b->ev_start[*q], b->s_comp));
+}
+
+void end_step(cg_backend_t *b, int slot, int q, int dq) {
+  CG_CHECK_CUDA(cudaEventRecord(b->ev_end[q], b->s_comp));
+  CG_CHECK_CUDA(cudaEventRecord(b->ev_free[slot], b->s_comp));
+  issue_results(b, q, dq);
+  b->seq_submitted++;
+}
+
+int cuda_train_step(cg_backend_t *b, int slot, const cg_adamw_t *opt) {
+  CG_ASSERT(opt->t >= 1);
+  int q, dq;
+  begin_step(b, slot, 1, &q, &dq);
+  /* This staging slot was last read by step seq - kNDQ, which has been fetched; a captured
+   * graph reads it when it runs, so it is filled before the launch. */
+  cg_step_params_t *hp = b->h_hp[dq];
+  hp->lr = opt->lr;
+  hp->beta1 = opt->beta1;
+  hp->beta2 = opt->beta2;
+  hp->eps = opt->eps;
+  hp->weight_decay = opt->weight_decay;
+  /* bias corrections in double, as the CPU reference */
+  hp->bc1 = (float)(1.0 - pow((double)opt->beta1, (double)opt->t));
+  hp->bc2 = (float)(1.0 - pow((double)opt->beta2, (double)opt->t));
+  const int fault = b->train_steps == b->cfg.fault_nan_step;
+  int done = 0;
+  if (b->graphs_ok && b->train_steps >= kWarmupSteps) {
+    if (!b->gexec[slot][dq]) capture_step(b, slot, dq, q);
+    if (b->graphs_ok && b->gexec[slot][dq]) {
+      CG_CHECK_CUDA(cudaGraphLaunch(b->gexec[slot][dq], b->s_comp));
+      done = 1;
+    }
+  }
+  if (!done) {
+    const int rc = train_body(b, slot, dq, q, fault); /* eager: errors are fatal inside */
+    CG_ASSERT(rc == 0);
+  }
+  end_step(b, slot, q, dq);
+  b->train_steps++;
+  return 0;
+}
+
+int cuda_eval_step(cg_backend_t *b, int slot) {
+  int q, dq;
+  begin_step(b, slot, 0, &q, &dq);
+  const int rc = forward(b, slot);
+  CG_ASSERT(rc == 0);
+  run_loss(b, slot, dq, 0);
+  /* no update: the scaler is reported as it stands */
+  CG_CHECK_CUDA(cudaMemcpyAsync(res_field(b, dq, offsetof(result_t, before)), b->d_scaler,
+                                sizeof(cg_scaler_t), cudaMemcpyDeviceToDevice, b->s_comp));
+  CG_CHECK_CUDA(cudaMemcpyAsync(res_field(b, dq, offsetof(result_t, after)), b->d_scaler,
+                                sizeof(cg_scaler_t), cudaMemcpyDeviceToDevice, b->s_comp));
+  end_step(b, slot, q, dq);
+  return 0;
+}
+
+int cuda_fetch(cg_backend_t *b, cg_step_out_t *out) {
+  CG_ASSERT(b->seq_fetched < b->seq_submitted);
+  CG_CHECK_CUDA(cudaSetDevice(b->dev));
+  const int q = (int)(b->seq_fetched % kNQ);
+  CG_CHECK_CUDA(cudaEventSynchronize(b->ev_result[q]));
+  const result_t *r = b->h_res[q];
+  const meta_t *mt = &b->meta[q];
+  memset(out, 0, sizeof *out);
+  out->loss = r->loss;
+  out->pred = b->h_pred[q];
+  out->skipped = mt->train && r->after.skipped > r->before.skipped;
+  out->loss_scale = r->after.scale;
+  float ms = 0.0f;
+  CG_CHECK_CUDA(cudaEventElapsedTime(&ms, b->ev_start[q], b->ev_end[q]));
+  double busy = ms;
+  if (mt->mpi) { /* the compute stream idled while the host reduced the gradients */
+    float gap = 0.0f;
+    CG_CHECK_CUDA(cudaEventElapsedTime(&gap, b->ev_bwd_end[q], b->ev_opt_begin[q]));
+    busy -= gap;
+  }
+  out->busy_ms = busy;
+  out->comm_wait_ms = mt->comm_wait_ms;
+  out->grad_bytes_reduced = mt->bytes;
+  b->seq_fetched++;
+  return 0;
+}
+
+size_t cuda_mem_bytes(cg_backend_t *b) { return b->bytes; }
+
+}  // namespace
+
+const cg_backend_ops_t cg_backend_cuda = {
+    /* name */ "cuda",
+    /* create */ cuda_create,
+    /* destroy */ cuda_destroy,
+    /* set_params */ cuda_set_params,
+    /* get_params */ cuda_get_params,
+    /* get_grads */ cuda_get_grads,
+    /* get_opt_state */ cuda_get_opt_state,
+    /* set_opt_state */ cuda_set_opt_state,
+    /* upload */ cuda_upload,
+    /* upload_wait */ cuda_upload_wait,
+    /* train_step */ cuda_train_step,
+    /* eval_step */ cuda_eval_step,
+    /* fetch */ cuda_fetch,
+    /* mem_bytes */ cuda_mem_bytes,
+};
+
+int cg_cuda_usable(char *why, size_t len) {
+  int n = 0;
+  cudaError_t rc = cudaGetDeviceCount(&n);
+  if (rc != cudaSuccess) {
+    (void)cudaGetLastError();
+    if (why && len) snprintf(why, len, "%s", cudaGetErrorString(rc));
+    return 0;
+  }
+  if (n < 1) {
+    if (why && len) snprintf(why, len, "no CUDA device found");
+    return 0;
+  }
+  return 1;
+}

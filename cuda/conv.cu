@@ -1,0 +1,529 @@
+/* conv.cu: cuDNN convolutions for the CUDA backend (see conv.h for the contract).
+ *
+ * Design:
+ *  - Everything is expressed through the three cuDNN operations of one convolution, on a
+ *    fixed set of descriptors: the convolution input "a", its output "b" and the filter.
+ *      COP_FWD         b = conv(a, w)
+ *      COP_BWD_DATA    da = conv^T(db, w)
+ *      COP_BWD_FILTER  dw = grad(a, db)
+ *    A plain layer has a = x, b = y. The transposed convolution is the same thing read
+ *    backwards: a = y (2h x 2w x cout), b = x (h x w x cin), filter K = cin, C = cout; its
+ *    forward is COP_BWD_DATA, its dx is COP_FWD, its dW is COP_BWD_FILTER with a = dy, b = x.
+ *  - One convolution descriptor per operation, because the math type that goes with the
+ *    chosen algorithm lives in the descriptor and the three choices may differ.
+ *  - Algorithms are timed once per shape with cudnnFind*Ex on the caller's real buffers (the
+ *    pointers' alignment then matches the runs) and the fastest successful one is kept. For
+ *    fp32 without TF32 only CUDNN_FMA_MATH results are accepted, so no result silently uses
+ *    TF32; with determinism asked for, only CUDNN_DETERMINISTIC ones.
+ *  - The cache key names the device, the cuDNN version, the operation and the full shape, so
+ *    one file can serve several machines; a cached algorithm that cuDNN no longer accepts is
+ *    searched again. The file is "key = algo mathtype" lines, rewritten atomically.
+ *  - alpha/beta are float: the compute type is always CUDNN_DATA_FLOAT. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "conv.h"
+
+namespace {
+
+enum { COP_FWD = 0, COP_BWD_DATA = 1, COP_BWD_FILTER = 2, COP_N = 3 };
+const char *const kCopName[COP_N] = {"fwd", "bwd_data", "bwd_filter"};
+const int kCopAlgos[COP_N] = {CUDNN_CONVOLUTION_FWD_ALGO_COUNT,
+                              CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT,
+                              CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT};
+enum { kMaxAlgos = 8 }; /* >= every count above */
+
+struct entry_t {
+  char key[224];
+  int algo;
+  int math;
+};
+
+/* The part of a cudnn*AlgoPerf_t this file uses (the three types have the same fields). */
+struct perf_t {
+  int algo;
+  cudnnStatus_t status;
+  float time;
+  size_t memory;
+  cudnnDeterminism_t determinism;
+  cudnnMathType_t math;
+};
+
+template <typename P> int copy_perf(const P *p, int n, perf_t *out) {
+  for (int i = 0; i < n; i++) {
+    out[i].algo = (int)p[i].algo;
+    out[i].status = p[i].status;
+    out[i].time = p[i].time;
+    out[i].memory = p[i].memory;
+    out[i].determinism = p[i].determinism;
+    out[i].math = p[i].mathType;
+  }
+  return n;
+}
+
+const char *dt_name(cg_dtype_t dt) {
+  switch (dt) {
+    case CG_DT_F32: return "f32";
+    case CG_DT_BF16: return "bf16";
+    case CG_DT_F16: return "f16";
+  }
+  return "?";
+}
+
+}  // namespace
+
+struct cg_conv_ctx {
+  cudnnHandle_t h;
+  int det;
+  char *path;      /* NULL: memory only */
+  char dev[128];   /* device identity for the keys */
+  entry_t *e;
+  int n, cap;
+  int dirty;
+};
+
+struct cg_conv {
+  cg_conv_shape_t shape;
+  cudnnDataType_t dtype;
+  cudnnMathType_t base_math;
+  cudnnTensorDescriptor_t a, b;
+  cudnnFilterDescriptor_t wd;
+  cudnnConvolutionDescriptor_t cd[COP_N];
+  int need[COP_N];
+  int selected[COP_N];
+  int algo[COP_N];
+  cudnnMathType_t math[COP_N];
+  size_t ws[COP_N];
+};
+
+namespace {
+
+/* The cuDNN operation behind a layer operation (see the design note above). */
+int cop_of(const cg_conv_t *c, int layer_op) {
+  const bool up = c->shape.kind == CG_CONV_UP;
+  switch (layer_op) {
+    case CG_CONV_OP_FWD: return up ? COP_BWD_DATA : COP_FWD;
+    case CG_CONV_OP_BWD_DATA: return up ? COP_FWD : COP_BWD_DATA;
+    case CG_CONV_OP_BWD_FILTER: return COP_BWD_FILTER;
+  }
+  CG_FATAL("bad layer conv op %d", layer_op);
+}
+
+/* Operands in cuDNN terms. FWD: in0 = a, in1 = w, out = b. BWD_DATA: in0 = db, in1 = w,
+ * out = da. BWD_FILTER: in0 = a, in1 = db, out = dw. */
+cudnnStatus_t run_cop(cudnnHandle_t h, const cg_conv_t *c, int cop, const void *in0,
+                      const void *in1, void *out, float beta, void *ws, size_t wsb) {
+  const float one = 1.0f;
+  switch (cop) {
+    case COP_FWD:
+      return cudnnConvolutionForward(h, &one, c->a, in0, c->wd, in1, c->cd[COP_FWD],
+                                     (cudnnConvolutionFwdAlgo_t)c->algo[COP_FWD], ws, wsb, &beta,
+                                     c->b, out);
+    case COP_BWD_DATA:
+      return cudnnConvolutionBackwardData(h, &one, c->wd, in1, c->b, in0, c->cd[COP_BWD_DATA],
+                                          (cudnnConvolutionBwdDataAlgo_t)c->algo[COP_BWD_DATA], ws,
+                                          wsb, &beta, c->a, out);
+    case COP_BWD_FILTER:
+      return cudnnConvolutionBackwardFilter(
+          h, &one, c->a, in0, c->b, in1, c->cd[COP_BWD_FILTER],
+          (cudnnConvolutionBwdFilterAlgo_t)c->algo[COP_BWD_FILTER], ws, wsb, &beta, c->wd, out);
+  }
+  return CUDNN_STATUS_BAD_PARAM;
+}
+
+/* Times every algorithm of cop on the operands (as run_cop); results sorted fastest first. */
+cudnnStatus_t find_cop(cudnnHandle_t h, const cg_conv_t *c, int cop, const void *in0,
+                       const void *in1, void *out, void *ws, size_t wsb, perf_t *res, int *nres) {
+  int got = 0;
+  cudnnStatus_t st = CUDNN_STATUS_BAD_PARAM;
+  *nres = 0;
+  switch (cop) {
+    case COP_FWD: {
+      cudnnConvolutionFwdAlgoPerf_t p[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
+      st = cudnnFindConvolutionForwardAlgorithmEx(h, c->a, in0, c->wd, in1, c->cd[cop], c->b, out,
+                                                  CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &got, p, ws,
+                                                  wsb);
+      if (st == CUDNN_STATUS_SUCCESS) *nres = copy_perf(p, got, res);
+    } break;
+    case COP_BWD_DATA: {
+      cudnnConvolutionBwdDataAlgoPerf_t p[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
+      st = cudnnFindConvolutionBackwardDataAlgorithmEx(h, c->wd, in1, c->b, in0, c->cd[cop], c->a,
+                                                       out, CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT,
+                                                       &got, p, ws, wsb);
+      if (st == CUDNN_STATUS_SUCCESS) *nres = copy_perf(p, got, res);
+    } break;
+    case COP_BWD_FILTER: {
+      cudnnConvolutionBwdFilterAlgoPerf_t p[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
+      st = cudnnFindConvolutionBackwardFilterAlgorithmEx(
+          h, c->a, in0, c->b, in1, c->cd[cop], c->wd, out,
+          CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &got, p, ws, wsb);
+      if (st == CUDNN_STATUS_SUCCESS) *nres = copy_perf(p, got, res);
+    } break;
+  }
+  return st;
+}
+
+/* Workspace of algo for cop with the descriptor's current math type. */
+cudnnStatus_t ws_cop(cudnnHandle_t h, const cg_conv_t *c, int cop, int algo, size_t *bytes) {
+  *bytes = 0;
+  switch (cop) {
+    case COP_FWD:
+      return cudnnGetConvolutionForwardWorkspaceSize(h, c->a, c->wd, c->cd[cop], c->b,
+                                                     (cudnnConvolutionFwdAlgo_t)algo, bytes);
+    case COP_BWD_DATA:
+      return cudnnGetConvolutionBackwardDataWorkspaceSize(
+          h, c->wd, c->b, c->cd[cop], c->a, (cudnnConvolutionBwdDataAlgo_t)algo, bytes);
+    case COP_BWD_FILTER:
+      return cudnnGetConvolutionBackwardFilterWorkspaceSize(
+          h, c->a, c->b, c->cd[cop], c->wd, (cudnnConvolutionBwdFilterAlgo_t)algo, bytes);
+  }
+  return CUDNN_STATUS_BAD_PARAM;
+}
+
+void make_key(const cg_conv_ctx_t *ctx, const cg_conv_t *c, int cop, char *key, size_t len) {
+  const cg_conv_shape_t *s = &c->shape;
+  snprintf(key, len, "%s cudnn%zu %s %s %s tf32=%d det=%d n%d h%d w%d ci%d co%d k%d", ctx->dev,
+           cudnnGetVersion(), kCopName[cop], s->kind == CG_CONV_UP ? "upconv" : "conv",
+           dt_name(s->dt), s->tf32, ctx->det, s->n, s->h, s->w, s->cin, s->cout, s->k);
+}
+
+entry_t *lookup(cg_conv_ctx_t *ctx, const char *key) {
+  for (int i = 0; i < ctx->n; i++)
+    if (!strcmp(ctx->e[i].key, key)) return &ctx->e[i];
+  return NULL;
+}
+
+void put(cg_conv_ctx_t *ctx, const char *key, int algo, int math) {
+  entry_t *e = lookup(ctx, key);
+  if (!e) {
+    if (ctx->n == ctx->cap) {
+      ctx->cap = ctx->cap ? 2 * ctx->cap : 32;
+      entry_t *ne = (entry_t *)realloc(ctx->e, sizeof(entry_t) * (size_t)ctx->cap);
+      if (!ne) CG_FATAL("out of memory (algorithm cache)");
+      ctx->e = ne;
+    }
+    e = &ctx->e[ctx->n++];
+    snprintf(e->key, sizeof e->key, "%s", key);
+  }
+  e->algo = algo;
+  e->math = math;
+}
+
+void load_cache(cg_conv_ctx_t *ctx) {
+  FILE *f = fopen(ctx->path, "r");
+  if (!f) return; /* first run: nothing cached yet */
+  char line[512];
+  while (fgets(line, sizeof line, f)) {
+    if (line[0] == '#') continue;
+    char *eq = strstr(line, " = ");
+    if (!eq || (size_t)(eq - line) >= sizeof(((entry_t *)0)->key)) continue;
+    int algo, math;
+    if (sscanf(eq + 3, "%d %d", &algo, &math) != 2) continue;
+    if (algo < 0 || algo >= kMaxAlgos || math < 0 || math > (int)CUDNN_FMA_MATH) continue;
+    *eq = 0;
+    put(ctx, line, algo, math);
+  }
+  fclose(f);
+  ctx->dirty = 0;
+}
+
+cudnnDataType_t dnn_type(cg_dtype_t dt) {
+  switch (dt) {
+    case CG_DT_F32: return CUDNN_DATA_FLOAT;
+    case CG_DT_BF16: return CUDNN_DATA_BFLOAT16;
+    case CG_DT_F16: return CUDNN_DATA_HALF;
+  }
+  CG_FATAL("unknown cg_dtype_t %d", (int)dt);
+}
+
+/* Whether a search result may be used under the context's rules. */
+bool acceptable(const cg_conv_ctx_t *ctx, const cg_conv_t *c, const perf_t *p, size_t wsb) {
+  if (p->status != CUDNN_STATUS_SUCCESS) return false;
+  if (ctx->det && p->determinism != CUDNN_DETERMINISTIC) return false;
+  if (c->shape.dt == CG_DT_F32 && !c->shape.tf32 && p->math != CUDNN_FMA_MATH) return false;
+  return p->memory <= wsb;
+}
+
+}  // namespace
+
+/* ---- context ----------------------------------------------------------------------------- */
+
+cg_conv_ctx_t *cg_conv_ctx_create(cudnnHandle_t handle, int deterministic, const char *cache_path) {
+  CG_ASSERT(handle != NULL);
+  cg_conv_ctx_t *ctx = (cg_conv_ctx_t *)cg_calloc(1, sizeof *ctx, "conv context");
+  ctx->h = handle;
+  ctx->det = deterministic ? 1 : 0;
+  int dev = 0;
+  cudaDeviceProp prop;
+  CG_CHECK_CUDA(cudaGetDevice(&dev));
+  CG_CHECK_CUDA(cudaGetDeviceProperties(&prop, dev));
+  snprintf(ctx->dev, sizeof ctx->dev, "sm%d%d:%.100s", prop.major, prop.minor, prop.name);
+  for (char *p = ctx->dev; *p; p++)
+    if (*p == ' ' || *p == '=' || *p == '\n') *p = '_';
+  if (cache_path && cache_path[0]) {
+    ctx->path = strdup(cache_path);
+    if (!ctx->path) CG_FATAL("out of memory (algorithm cache path)");
+    load_cache(ctx);
+  }
+  return ctx;
+}
+
+void cg_conv_ctx_destroy(cg_conv_ctx_t *ctx) {
+  if (!ctx) return;
+  free(ctx->path);
+  free(ctx->e);
+  free(ctx);
+}
+
+int cg_conv_ctx_save(cg_conv_ctx_t *ctx, char *err, size_t errlen) {
+  if (!ctx->path || !ctx->dirty) return 0;
+  /* Several ranks may save at once: each writes a private file and renames it over the cache,
+   * so a reader sees one complete file or another. */
+  char tmp[4096];
+  snprintf(tmp, sizeof tmp, "%s.tmp%d", ctx->path, (int)getpid());
+  FILE *f = fopen(tmp, "w");
+  if (!f) {
+    snprintf(err, errlen, "cannot write the algorithm cache '%.300s'", tmp);
+    return -1;
+  }
+  int ok = fprintf(f, "# cogpu-dist cuDNN algorithm cache: <device> <cuDNN> <op> <shape> = "
+                      "<algo> <math type>\n") > 0;
+  for (int i = 0; i < ctx->n && ok; i++)
+    ok = fprintf(f, "%s = %d %d\n", ctx->e[i].key, ctx->e[i].algo, ctx->e[i].math) > 0;
+  ok = (fclose(f) == 0) && ok;
+  if (!ok || rename(tmp, ctx->path) != 0) {
+    unlink(tmp);
+    snprintf(err, errlen, "cannot write the algorithm cache '%.300s'", ctx->path);
+    return -1;
+  }
+  ctx->dirty = 0;
+  return 0;
+}
+
+/* ---- shapes ------------------------------------------------------------------------------ */
+
+void cg_conv_destroy(cg_conv_t *c) {
+  if (!c) return;
+  if (c->a) CG_CHECK_CUDNN(cudnnDestroyTensorDescriptor(c->a));
+  if (c->b) CG_CHECK_CUDNN(cudnnDestroyTensorDescriptor(c->b));
+  if (c->wd) CG_CHECK_CUDNN(cudnnDestroyFilterDescriptor(c->wd));
+  for (int i = 0; i < COP_N; i++)
+    if (c->cd[i]) CG_CHECK_CUDNN(cudnnDestroyConvolutionDescriptor(c->cd[i]));
+  free(c);
+}
+
+int cg_conv_create(const cg_conv_shape_t *shape, int ops, cg_conv_t **out, char *err,
+                   size_t errlen) {
+  *out = NULL;
+  const cg_conv_shape_t *s = shape;
+  CG_ASSERT(s->n >= 1 && s->h >= 1 && s->w >= 1 && s->cin >= 1 && s->cout >= 1);
+  CG_ASSERT(s->kind == CG_CONV_PLAIN ? (s->k >= 1 && s->k % 2 == 1) : s->k == 2);
+  CG_ASSERT(ops >= 1 && (ops & ~CG_CONV_OP_ALL) == 0);
+  CG_ASSERT(s->dt == CG_DT_F32 || s->dt == CG_DT_BF16 || s->dt == CG_DT_F16);
+  cg_conv_t *c = (cg_conv_t *)cg_calloc(1, sizeof *c, "conv layer");
+  c->shape = *s;
+  if (s->dt != CG_DT_F32) c->shape.tf32 = 0; /* meaningless there; keeps cache keys canonical */
+  c->dtype = dnn_type(s->dt);
+  c->base_math = s->dt != CG_DT_F32 ? CUDNN_TENSOR_OP_MATH
+                                    : (s->tf32 ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH);
+  const bool up = s->kind == CG_CONV_UP;
+  /* cuDNN's 4d descriptors take (N, C, H, W) whatever the memory format. */
+  const int ac = up ? s->cout : s->cin, ah = up ? 2 * s->h : s->h, aw = up ? 2 * s->w : s->w;
+  const int bc = up ? s->cin : s->cout, bh = s->h, bw = s->w;
+  const int pad = up ? 0 : s->k / 2, stride = up ? 2 : 1;
+  int on = 0, oc = 0, oh = 0, ow = 0;
+  cudnnStatus_t st;
+  CG_CHECK_CUDNN(cudnnCreateTensorDescriptor(&c->a));
+  CG_CHECK_CUDNN(cudnnCreateTensorDescriptor(&c->b));
+  CG_CHECK_CUDNN(cudnnCreateFilterDescriptor(&c->wd));
+  st = cudnnSetTensor4dDescriptor(c->a, CUDNN_TENSOR_NHWC, c->dtype, s->n, ac, ah, aw);
+  if (st != CUDNN_STATUS_SUCCESS) goto fail;
+  st = cudnnSetTensor4dDescriptor(c->b, CUDNN_TENSOR_NHWC, c->dtype, s->n, bc, bh, bw);
+  if (st != CUDNN_STATUS_SUCCESS) goto fail;
+  /* filter (K = channels of b, C = channels of a, R, S) in KRSC order */
+  st = cudnnSetFilter4dDescriptor(c->wd, c->dtype, CUDNN_TENSOR_NHWC, bc, ac, s->k, s->k);
+  if (st != CUDNN_STATUS_SUCCESS) goto fail;
+  for (int i = 0; i < COP_N; i++) {
+    CG_CHECK_CUDNN(cudnnCreateConvolutionDescriptor(&c->cd[i]));
+    st = cudnnSetConvolution2dDescriptor(c->cd[i], pad, pad, stride, stride, 1, 1,
+                                         CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT);
+    if (st != CUDNN_STATUS_SUCCESS) goto fail;
+    st = cudnnSetConvolutionMathType(c->cd[i], c->base_math);
+    if (st != CUDNN_STATUS_SUCCESS) goto fail;
+    c->math[i] = c->base_math;
+  }
+  st = cudnnGetConvolution2dForwardOutputDim(c->cd[COP_FWD], c->a, c->wd, &on, &oc, &oh, &ow);
+  if (st != CUDNN_STATUS_SUCCESS) goto fail;
+  if (on != s->n || oc != bc || oh != bh || ow != bw) {
+    snprintf(err, errlen, "cuDNN sees output %dx%dx%dx%d (NCHW) for a %s layer, expected %dx%dx%dx%d",
+             on, oc, oh, ow, up ? "upconv" : "conv", s->n, bc, bh, bw);
+    cg_conv_destroy(c);
+    return -1;
+  }
+  if (ops & CG_CONV_OP_FWD) c->need[cop_of(c, CG_CONV_OP_FWD)] = 1;
+  if (ops & CG_CONV_OP_BWD_DATA) c->need[cop_of(c, CG_CONV_OP_BWD_DATA)] = 1;
+  if (ops & CG_CONV_OP_BWD_FILTER) c->need[cop_of(c, CG_CONV_OP_BWD_FILTER)] = 1;
+  *out = c;
+  return 0;
+fail:
+  snprintf(err, errlen, "cuDNN rejects the %s shape n%d %dx%d %d->%d k%d %s: %s",
+           up ? "upconv" : "conv", s->n, s->h, s->w, s->cin, s->cout, s->k, dt_name(s->dt),
+           cudnnGetErrorString(st));
+  cg_conv_destroy(c);
+  return -1;
+}
+
+size_t cg_conv_search_ws_bytes(cg_conv_ctx_t *ctx, const cg_conv_t *c) {
+  size_t most = 0;
+  for (int cop = 0; cop < COP_N; cop++) {
+    if (!c->need[cop]) continue;
+    CG_CHECK_CUDNN(cudnnSetConvolutionMathType(c->cd[cop], c->base_math));
+    for (int a = 0; a < kCopAlgos[cop]; a++) {
+      size_t b = 0;
+      if (ws_cop(ctx->h, c, cop, a, &b) == CUDNN_STATUS_SUCCESS && b > most) most = b;
+    }
+    /* leave the descriptor as the selection (if any) wants it */
+    CG_CHECK_CUDNN(cudnnSetConvolutionMathType(c->cd[cop], c->math[cop]));
+  }
+  return most;
+}
+
+int cg_conv_select(cg_conv_ctx_t *ctx, cg_conv_t *c, const cg_conv_bufs_t *bufs, void *d_ws,
+                   size_t ws_bytes, cudaStream_t s, char *err, size_t errlen) {
+  const bool up = c->shape.kind == CG_CONV_UP;
+  CG_CHECK_CUDNN(cudnnSetStream(ctx->h, s));
+  for (int cop = 0; cop < COP_N; cop++) {
+    if (!c->need[cop]) continue;
+    char key[sizeof(((entry_t *)0)->key)];
+    make_key(ctx, c, cop, key, sizeof key);
+    const entry_t *e = lookup(ctx, key);
+    if (e) {
+      size_t b = 0;
+      if (cudnnSetConvolutionMathType(c->cd[cop], (cudnnMathType_t)e->math) ==
+              CUDNN_STATUS_SUCCESS &&
+          ws_cop(ctx->h, c, cop, e->algo, &b) == CUDNN_STATUS_SUCCESS) {
+        c->algo[cop] = e->algo;
+        c->math[cop] = (cudnnMathType_t)e->math;
+        c->ws[cop] = b;
+        c->selected[cop] = 1;
+        continue;
+      }
+    }
+    /* Operands in cuDNN terms (see run_cop) from the layer's buffers. */
+    const void *in0 = NULL, *in1 = NULL;
+    void *o = NULL;
+    if (cop == COP_BWD_FILTER) {
+      in0 = up ? bufs->dy : bufs->x;
+      in1 = up ? bufs->x : bufs->dy;
+      o = bufs->dw;
+    } else if ((cop == COP_FWD) != up) { /* the layer's forward */
+      in0 = bufs->x;
+      in1 = bufs->w;
+      o = bufs->y;
+    } else { /* the layer's input gradient */
+      in0 = bufs->dy;
+      in1 = bufs->w;
+      o = bufs->dx;
+    }
+    CG_ASSERT(in0 != NULL && in1 != NULL && o != NULL);
+    CG_ASSERT(ws_bytes == 0 || d_ws != NULL);
+    CG_CHECK_CUDNN(cudnnSetConvolutionMathType(c->cd[cop], c->base_math));
+    perf_t res[kMaxAlgos];
+    int nres = 0;
+    cudnnStatus_t st = find_cop(ctx->h, c, cop, in0, in1, o, d_ws, ws_bytes, res, &nres);
+    CG_CHECK_CUDA(cudaStreamSynchronize(s));
+    if (st != CUDNN_STATUS_SUCCESS) {
+      snprintf(err, errlen, "cudnnFind (%s) failed for %s: %s", kCopName[cop],
+               up ? "an upconv" : "a conv", cudnnGetErrorString(st));
+      return -1;
+    }
+    int pick = -1;
+    for (int i = 0; i < nres && pick < 0; i++)
+      if (acceptable(ctx, c, &res[i], ws_bytes)) pick = i;
+    if (pick < 0) {
+      char desc[256];
+      cg_conv_describe(c, desc, sizeof desc);
+      int k = snprintf(err, errlen, "no usable cuDNN algorithm for %s (%s%s); tried:", desc,
+                       kCopName[cop], ctx->det ? ", deterministic" : "");
+      for (int i = 0; i < nres && k > 0 && (size_t)k < errlen; i++)
+        k += snprintf(err + k, errlen - (size_t)k, " algo %d: %s/math %d/det %d/%zu B;",
+                      res[i].algo, cudnnGetErrorString(res[i].status), (int)res[i].math,
+                      (int)res[i].determinism, res[i].memory);
+      return -1;
+    }
+    size_t b = 0;
+    CG_CHECK_CUDNN(cudnnSetConvolutionMathType(c->cd[cop], res[pick].math));
+    cudnnStatus_t wst = ws_cop(ctx->h, c, cop, res[pick].algo, &b);
+    if (wst != CUDNN_STATUS_SUCCESS) {
+      snprintf(err, errlen, "cuDNN %s algo %d: workspace query failed: %s", kCopName[cop],
+               res[pick].algo, cudnnGetErrorString(wst));
+      return -1;
+    }
+    c->algo[cop] = res[pick].algo;
+    c->math[cop] = res[pick].math;
+    c->ws[cop] = b;
+    c->selected[cop] = 1;
+    put(ctx, key, c->algo[cop], (int)c->math[cop]);
+    ctx->dirty = 1;
+  }
+  return 0;
+}
+
+size_t cg_conv_ws_bytes(const cg_conv_t *c) {
+  size_t most = 0;
+  for (int cop = 0; cop < COP_N; cop++)
+    if (c->selected[cop] && c->ws[cop] > most) most = c->ws[cop];
+  return most;
+}
+
+void cg_conv_describe(const cg_conv_t *c, char *buf, size_t len) {
+  const cg_conv_shape_t *s = &c->shape;
+  int k = snprintf(buf, len, "%s %dx%d n%d %dx%d %d->%d %s%s", s->kind == CG_CONV_UP ? "upconv" : "conv",
+                   s->k, s->k, s->n, s->h, s->w, s->cin, s->cout, dt_name(s->dt),
+                   s->dt == CG_DT_F32 ? (s->tf32 ? " tf32" : " fma") : "");
+  for (int cop = 0; cop < COP_N && k > 0 && (size_t)k < len; cop++)
+    if (c->selected[cop])
+      k += snprintf(buf + k, len - (size_t)k, "; %s algo %d math %d ws %zu", kCopName[cop],
+                    c->algo[cop], (int)c->math[cop], c->ws[cop]);
+}
+
+/* ---- launchers --------------------------------------------------------------------------- */
+
+namespace {
+
+cudnnStatus_t launch(const cg_conv_ctx_t *ctx, const cg_conv_t *c, int cop, const void *in0,
+                     const void *in1, void *out, float beta, void *d_ws, size_t ws_bytes,
+                     cudaStream_t s) {
+  CG_ASSERT(c->selected[cop]);
+  CG_ASSERT(in0 != NULL && in1 != NULL && out != NULL);
+  CG_ASSERT(ws_bytes >= c->ws[cop] && (c->ws[cop] == 0 || d_ws != NULL));
+  cudnnStatus_t st = cudnnSetStream(ctx->h, s);
+  if (st != CUDNN_STATUS_SUCCESS) return st;
+  return run_cop(ctx->h, c, cop, in0, in1, out, beta, d_ws, ws_bytes);
+}
+
+}  // namespace
+
+cudnnStatus_t cg_conv_fwd(const cg_conv_ctx_t *ctx, const cg_conv_t *c, const void *d_x,
+                          const void *d_w, void *d_y, void *d_ws, size_t ws_bytes,
+                          cudaStream_t s) {
+  return launch(ctx, c, cop_of(c, CG_CONV_OP_FWD), d_x, d_w, d_y, 0.0f, d_ws, ws_bytes, s);
+}
+
+cudnnStatus_t cg_conv_bwd_data(const cg_conv_ctx_t *ctx, const cg_conv_t *c, const void *d_dy,
+                               const void *d_w, void *d_dx, int accum, void *d_ws,
+                               size_t ws_bytes, cudaStream_t s) {
+  return launch(ctx, c, cop_of(c, CG_CONV_OP_BWD_DATA), d_dy, d_w, d_dx, accum ? 1.0f : 0.0f,
+                d_ws, ws_bytes, s);
+}
+
+cudnnStatus_t cg_conv_bwd_filter(const cg_conv_ctx_t *ctx, const cg_conv_t *c, const void *d_x,
+                                 const void *d_dy, void *d_dw, void *d_ws, size_t ws_bytes,
+                                 cudaStream_t s) {
+  const bool up = c->shape.kind == CG_CONV_UP;
+  /* cuDNN's "a" operand is the x-side of the plain convolution, the y-side of the upconv */
+  return launch(ctx, c, COP_BWD_FILTER, up ? d_dy : d_x, up ? d_x : d_dy, d_dw, 0.0f, d_ws,
+                ws_bytes, s);
+}

@@ -1,0 +1,189 @@
+/* head.cu: the 1x1 convolution to one logit (see head.h).
+ *
+ *  - Forward: one thread per pixel, a dot product over its c channels in fp32 (c is the base
+ *    width, 32 for UNet-S: a pixel's channels are one or two cache lines, reused in L1).
+ *  - dx: one thread per element, dlogit[p] * w[c].
+ *  - dw and db: a two-pass deterministic reduction over pixels. Pass 1 gives block j the fixed
+ *    pixel range [j*chunk, (j+1)*chunk) and a 32 x 8 thread tile: 32 consecutive columns (so
+ *    the reads of x are coalesced) by 8 pixel rows; column c (one past the last channel) is the
+ *    bias, whose "input" is 1. The 8 rows are added in order and one partial per (chunk,
+ *    column) is written. Pass 2 adds each column's partials in chunk order. The chunking depends
+ *    only on npix, so the result is bitwise the same on every run and device. */
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include "head.h"
+
+namespace {
+
+constexpr int kBlock = 256;
+constexpr int64_t kMaxGrid = 8192; /* grid-stride loops cover the rest */
+constexpr int kTX = 32, kTY = 8;   /* pass-1 tile: columns x pixel rows */
+constexpr int kMaxChunks = 512;
+constexpr int64_t kMinChunk = 256;
+
+__device__ __forceinline__ float to_f(float x) { return x; }
+__device__ __forceinline__ float to_f(__nv_bfloat16 x) { return __bfloat162float(x); }
+__device__ __forceinline__ float to_f(__half x) { return __half2float(x); }
+
+template <typename T> __device__ __forceinline__ T from_f(float x);
+template <> __device__ __forceinline__ float from_f<float>(float x) { return x; }
+template <> __device__ __forceinline__ __nv_bfloat16 from_f<__nv_bfloat16>(float x) {
+  return __float2bfloat16_rn(x);
+}
+template <> __device__ __forceinline__ __half from_f<__half>(float x) { return __float2half_rn(x); }
+
+unsigned grid_for(int64_t n, int block) {
+  int64_t g = (n + block - 1) / block;
+  if (g > kMaxGrid) g = kMaxGrid;
+  if (g < 1) g = 1;
+  return (unsigned)g;
+}
+
+struct plan_t {
+  int64_t chunk;
+  int nchunks;
+};
+
+plan_t plan_for(int64_t npix) {
+  plan_t q;
+  q.chunk = (npix + kMaxChunks - 1) / kMaxChunks;
+  if (q.chunk < kMinChunk) q.chunk = kMinChunk;
+  q.nchunks = (int)((npix + q.chunk - 1) / q.chunk);
+  return q;
+}
+
+/* ---- kernels ----------------------------------------------------------------------------- */
+
+template <typename T>
+__global__ void head_fwd_kernel(const T *x, int64_t npix, int c, const T *w, const float *b,
+                                T *logit) {
+  const float bias = b[0];
+  const int64_t stride = (int64_t)gridDim.x * blockDim.x;
+  for (int64_t p = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; p < npix; p += stride) {
+    const T *xp = x + p * c;
+    float acc = 0.0f;
+    for (int k = 0; k < c; k++) acc = fmaf(to_f(xp[k]), to_f(w[k]), acc);
+    logit[p] = from_f<T>(acc + bias);
+  }
+}
+
+template <typename T>
+__global__ void head_dx_kernel(const T *dlogit, const T *w, int64_t npix, int c, T *dx) {
+  const int64_t n = npix * c, stride = (int64_t)gridDim.x * blockDim.x;
+  for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
+    const int64_t p = i / c;
+    const int k = (int)(i - p * c);
+    dx[i] = from_f<T>(to_f(dlogit[p]) * to_f(w[k]));
+  }
+}
+
+/* Pass 1: partial[j][col] for col in [0, c] (col == c: the bias) over block j's pixels. */
+template <typename T>
+__global__ void head_dw_partial_kernel(const T *x, const T *dlogit, int64_t npix, int c,
+                                       int64_t chunk, float *partial) {
+  __shared__ float red[kTY][kTX + 1];
+  const int tx = threadIdx.x, ty = threadIdx.y;
+  const int64_t p0 = (int64_t)blockIdx.x * chunk;
+  const int64_t p1 = p0 + chunk < npix ? p0 + chunk : npix;
+  for (int c0 = 0; c0 <= c; c0 += kTX) { /* uniform over the block: barriers are safe */
+    const int col = c0 + tx;
+    float acc = 0.0f;
+    if (col <= c) {
+      for (int64_t p = p0 + ty; p < p1; p += kTY) {
+        const float g = to_f(dlogit[p]);
+        acc = fmaf(g, col < c ? to_f(x[p * c + col]) : 1.0f, acc);
+      }
+    }
+    red[ty][tx] = acc;
+    __syncthreads();
+    if (ty == 0 && col <= c) {
+      float sum = 0.0f;
+      for (int j = 0; j < kTY; j++) sum += red[j][tx];
+      partial[(int64_t)blockIdx.x * (c + 1) + col] = sum;
+    }
+    __syncthreads();
+  }
+}
+
+/* Pass 2: each column's partials in chunk order. */
+__global__ void head_dw_final_kernel(const float *partial, int nchunks, int c, float *dw,
+                                     float *db) {
+  const int col = blockIdx.x * blockDim.x + threadIdx.x;
+  if (col > c) return;
+  float sum = 0.0f;
+  for (int j = 0; j < nchunks; j++) sum += partial[(int64_t)j * (c + 1) + col];
+  if (col < c)
+    dw[col] = sum;
+  else
+    db[0] = sum;
+}
+
+}  // namespace
+
+/* ---- launchers --------------------------------------------------------------------------- */
+
+#define CG_HEAD_DT_SWITCH(dt, ...)                                                           \
+  switch (dt) {                                                                              \
+    case CG_DT_F32: {                                                                        \
+      typedef float T;                                                                       \
+      __VA_ARGS__;                                                                           \
+    } break;                                                                                 \
+    case CG_DT_BF16: {                                                                       \
+      typedef __nv_bfloat16 T;                                                               \
+      __VA_ARGS__;                                                                           \
+    } break;                                                                                 \
+    case CG_DT_F16: {                                                                        \
+      typedef __half T;                                                                      \
+      __VA_ARGS__;                                                                           \
+    } break;                                                                                 \
+    default:                                                                                 \
+      CG_FATAL("unknown cg_dtype_t %d", (int)(dt));                                          \
+  }
+
+void cg_head_fwd(cg_dtype_t dt, const void *d_x, int64_t npix, int c, const void *d_w,
+                 const float *d_b, void *d_logit, cudaStream_t s) {
+  CG_ASSERT(npix >= 0 && c >= 1);
+  if (npix == 0) return;
+  CG_ASSERT(d_x != NULL && d_w != NULL && d_b != NULL && d_logit != NULL);
+  CG_HEAD_DT_SWITCH(dt, head_fwd_kernel<T><<<grid_for(npix, kBlock), kBlock, 0, s>>>(
+                            static_cast<const T *>(d_x), npix, c, static_cast<const T *>(d_w),
+                            d_b, static_cast<T *>(d_logit)));
+  CG_CHECK_LAUNCH("head_fwd_kernel");
+}
+
+size_t cg_head_bwd_work_bytes(int64_t npix, int c) {
+  CG_ASSERT(npix >= 0 && c >= 1);
+  if (npix == 0) return 0;
+  const plan_t q = plan_for(npix);
+  return (size_t)q.nchunks * (size_t)(c + 1) * sizeof(float);
+}
+
+void cg_head_bwd(cg_dtype_t dt, const void *d_x, const void *d_w, const void *d_dlogit,
+                 int64_t npix, int c, void *d_dx, float *d_dw, float *d_db, void *d_work,
+                 cudaStream_t s) {
+  CG_ASSERT(npix >= 0 && c >= 1);
+  CG_ASSERT(d_dw != NULL && d_db != NULL);
+  if (npix == 0) { /* sums over no pixels */
+    CG_CHECK_CUDA(cudaMemsetAsync(d_dw, 0, (size_t)c * sizeof(float), s));
+    CG_CHECK_CUDA(cudaMemsetAsync(d_db, 0, sizeof(float), s));
+    return;
+  }
+  CG_ASSERT(d_x != NULL && d_w != NULL && d_dlogit != NULL && d_work != NULL);
+  if (d_dx) {
+    CG_HEAD_DT_SWITCH(dt, head_dx_kernel<T><<<grid_for(npix * c, kBlock), kBlock, 0, s>>>(
+                              static_cast<const T *>(d_dlogit), static_cast<const T *>(d_w),
+                              npix, c, static_cast<T *>(d_dx)));
+    CG_CHECK_LAUNCH("head_dx_kernel");
+  }
+  const plan_t q = plan_for(npix);
+  float *partial = static_cast<float *>(d_work);
+  const dim3 block(kTX, kTY);
+  CG_HEAD_DT_SWITCH(dt, head_dw_partial_kernel<T><<<q.nchunks, block, 0, s>>>(
+                            static_cast<const T *>(d_x), static_cast<const T *>(d_dlogit), npix,
+                            c, q.chunk, partial));
+  CG_CHECK_LAUNCH("head_dw_partial_kernel");
+  head_dw_final_kernel<<<grid_for(c + 1, kBlock), kBlock, 0, s>>>(partial, q.nchunks, c, d_dw,
+                                                                  d_db);
+  CG_CHECK_LAUNCH("head_dw_final_kernel");
+}

@@ -1,0 +1,43 @@
+/* head.h: the UNet's final 1x1 convolution to one logit, as custom kernels.
+ *
+ * cuDNN is a poor fit for a single output channel in NHWC (K = 1 has no tensor-core tiling),
+ * and the operation is a dot product per pixel: memory-bound, one pass.
+ *
+ * Shapes: x is npix pixels x c channels, dense NHWC, element type dt; the weight w is c values
+ * of type dt (the compute-precision copy of [1][1][1][c]); the bias b is one fp32 value (the
+ * master copy). The logit and its gradient are npix values of type dt (one channel).
+ * Accumulation is fp32. Launchers take the stream they run on and never synchronise. */
+#ifndef CG_CUDA_HEAD_H
+#define CG_CUDA_HEAD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cuda_check.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* logit[p] = b + sum_c x[p][c] w[c]. */
+void cg_head_fwd(cg_dtype_t dt, const void *d_x, int64_t npix, int c, const void *d_w,
+                 const float *d_b, void *d_logit, cudaStream_t s);
+
+/* Scratch bytes cg_head_bwd needs for (npix, c). */
+size_t cg_head_bwd_work_bytes(int64_t npix, int c);
+
+/* Backward, all outputs overwritten:
+ *   dx[p][c] = dlogit[p] w[c]          (dt; skipped when d_dx is NULL)
+ *   dw[c]    = sum_p dlogit[p] x[p][c] (fp32, straight into the flat gradient buffer)
+ *   db       = sum_p dlogit[p]         (fp32, one value)
+ * The sums run in a fixed order that depends only on (npix, c): bitwise reproducible.
+ * d_work: cg_head_bwd_work_bytes(npix, c) bytes. */
+void cg_head_bwd(cg_dtype_t dt, const void *d_x, const void *d_w, const void *d_dlogit,
+                 int64_t npix, int c, void *d_dx, float *d_dw, float *d_db, void *d_work,
+                 cudaStream_t s);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,131 @@
+/* kernels.h: the CUDA backend's custom kernels (everything that is not a cuDNN convolution).
+ *
+ * Conventions for every launcher:
+ *  - takes the stream it runs on as the last argument, checks its shape arguments
+ *    (CG_ASSERT), launches, and checks the launch (CG_CHECK_LAUNCH); never synchronises;
+ *  - activations are NHWC, dense (pixel stride = channel count), of element type dt
+ *    (cg_dtype_t: f32, bf16, f16); "npix" = n * h * w pixels;
+ *  - fp32 master parameters, gradients (the flat buffer of model.h), AdamW moments and all
+ *    scalars of the step live in float (or wider) device memory;
+ *  - values that change from step to step (learning rate, bias corrections, the loss scale)
+ *    are read from device memory, never passed by value, so a captured CUDA graph replays
+ *    correctly after the host updates them with a memcpy node;
+ *  - reductions have a fixed order (no atomics on floats), so results are deterministic;
+ *  - computations accumulate in float; outputs are rounded to dt once.
+ * All pointers are device pointers (d_ prefix) unless said otherwise. */
+#ifndef CG_CUDA_KERNELS_H
+#define CG_CUDA_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cuda_check.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Step scalars in device memory, written by the host (through a pinned staging copy) before
+ * each step, read by the kernels. */
+typedef struct {
+  float lr, beta1, beta2, eps, weight_decay;
+  float bc1, bc2;        /* 1 - beta1^t, 1 - beta2^t */
+} cg_step_params_t;
+
+/* Loss-scaler state in device memory (fp16 dynamic loss scaling; inert for bf16/fp32). */
+typedef struct {
+  float scale;           /* current loss scale (1 when scaling is off) */
+  int enabled;           /* 1 for fp16 */
+  int found_inf;         /* set by cg_k_check_finite for the current step */
+  int good_steps;        /* consecutive clean steps since the last change */
+  long long skipped;     /* total skipped steps */
+  long long steps;       /* total steps seen */
+} cg_scaler_t;
+
+/* ---- element-wise ----------------------------------------------------------------------- */
+
+/* In place: y = act(y + bias[c]) over npix x c (bias fp32, nullable = no bias). */
+void cg_k_bias_act_fwd(cg_dtype_t dt, void *d_y, int64_t npix, int c, const float *d_bias,
+                       int relu, cudaStream_t s);
+
+/* In place: dy = dy * (y > 0) when relu; then d_dbias[c] = sum over pixels of dy (overwritten,
+ * fp32; nullable = no bias). d_work: cg_k_bias_act_bwd_work_bytes(npix, c) bytes of scratch
+ * (a pure function of the shape, so it can be sized once; contents need no initialisation).
+ * d_y is not read when relu is 0 (may be NULL). npix == 0 writes zeros to d_dbias. */
+size_t cg_k_bias_act_bwd_work_bytes(int64_t npix, int c);
+void cg_k_bias_act_bwd(cg_dtype_t dt, void *d_dy, const void *d_y, int64_t npix, int c, int relu,
+                       float *d_dbias, void *d_work, cudaStream_t s);
+
+/* 2x2 stride-2 max pool over n images of h x w x c (h, w even); backward routes to the first
+ * maximum in scan order (as the CPU reference), dx overwritten or added to (accum). The
+ * backward recomputes the argmax from d_x with the forward's comparisons; d_y is not read. */
+void cg_k_maxpool_fwd(cg_dtype_t dt, const void *d_x, int n, int h, int w, int c, void *d_y,
+                      cudaStream_t s);
+void cg_k_maxpool_bwd(cg_dtype_t dt, const void *d_x, const void *d_y, const void *d_dy, int n,
+                      int h, int w, int c, void *d_dx, int accum, cudaStream_t s);
+
+/* cat = [a | b] per pixel (a: ca channels, b: cb channels); backward splits dcat into da and db
+ * (both overwritten). */
+void cg_k_concat_fwd(cg_dtype_t dt, const void *d_a, int ca, const void *d_b, int cb,
+                     int64_t npix, void *d_cat, cudaStream_t s);
+void cg_k_concat_bwd(cg_dtype_t dt, const void *d_dcat, int ca, int cb, int64_t npix, void *d_da,
+                     void *d_db, cudaStream_t s);
+
+/* ---- precision casts -------------------------------------------------------------------- */
+
+/* dst (dt) = src (fp32), n elements. */
+void cg_k_cast_from_f32(cg_dtype_t dt, const float *d_src, int64_t n, void *d_dst, cudaStream_t s);
+/* dst (fp32) = src (dt) * mul, n elements. */
+void cg_k_cast_to_f32(cg_dtype_t dt, const void *d_src, int64_t n, float mul, float *d_dst,
+                      cudaStream_t s);
+/* Channel padding (e.g. the 5-channel input to 8 for tensor cores): dst[p][0..cpad) of type dt
+ * from src[p][0..c) fp32, zeros in [c, cpad). */
+void cg_k_pad_channels_from_f32(cg_dtype_t dt, const float *d_src, int64_t npix, int c, int cpad,
+                                void *d_dst, cudaStream_t s);
+/* Weight repacking for a padded input-channel count: [k][r][s][c] fp32 -> [k][r][s][cpad] dt
+ * (zeros in the padding), and its gradient back: [k][r][s][cpad] dt -> [k][r][s][c] fp32. */
+void cg_k_pack_weight_cpad(cg_dtype_t dt, const float *d_w, int k, int rs, int c, int cpad,
+                           void *d_dst, cudaStream_t s);
+void cg_k_unpack_grad_cpad(cg_dtype_t dt, const void *d_g, int k, int rs, int c, int cpad,
+                           float *d_dst, cudaStream_t s);
+
+/* ---- loss ------------------------------------------------------------------------------- */
+
+/* BCE-with-logits + soft Dice, exactly as cg_cpu_loss (src/cpu_layers.h): logits (dt, n x hw,
+ * one channel, dense), masks uint8 0/1, weights fp32. Writes:
+ *   d_loss[0]   (double) sum_i weight[i] * (BCE_i + Dice_i)
+ *   d_dlogits   (dt) gradient of that sum times the loss scale (d_scaler->scale; pass NULL for 1);
+ *               nullable (eval steps); weight-0 samples get exactly 0
+ *   d_pred      (uint8, n x hw) 1 where logit > 0, nullable
+ * Deterministic (fixed-order reductions in double); n <= 65535, hw >= 1; n == 0 writes 0.
+ * d_work: cg_k_loss_work_bytes(n, hw) bytes of scratch. */
+size_t cg_k_loss_work_bytes(int n, int64_t hw);
+void cg_k_loss(cg_dtype_t dt, const void *d_logits, const uint8_t *d_mask, const float *d_weight,
+               int n, int64_t hw, const cg_scaler_t *d_scaler, void *d_dlogits, double *d_loss,
+               uint8_t *d_pred, void *d_work, cudaStream_t s);
+
+/* ---- optimizer and loss scaling --------------------------------------------------------- */
+
+/* Sets d_scaler->found_inf = 1 if any of the n gradients is inf or NaN (never clears it; the
+ * scaler update clears it). */
+void cg_k_check_finite(const float *d_g, int64_t n, cg_scaler_t *d_scaler, cudaStream_t s);
+
+/* Fused AdamW over the flat fp32 master buffer (cg_cpu_adamw semantics), gradients divided by
+ * d_scaler->scale; skipped entirely (p, m, v and d_lowp untouched) when d_scaler->found_inf.
+ * d_scaler may be NULL: scale 1, never skipped. If d_lowp is not NULL it also writes the updated
+ * parameters rounded to dt (the compute-precision copy). */
+void cg_k_adamw(float *d_p, const float *d_g, float *d_m, float *d_v, int64_t n,
+                const cg_step_params_t *d_hp, const cg_scaler_t *d_scaler, cg_dtype_t dt,
+                void *d_lowp, cudaStream_t s);
+
+/* After the step: if found_inf, scale *= 0.5 (min 1), good_steps = 0, skipped++; else
+ * good_steps++, and scale *= 2 after 2000 clean steps (good_steps reset). Clears found_inf.
+ * steps++. A single-thread kernel. When !enabled the scale never changes, but a step whose
+ * found_inf was set (AdamW skipped it) is still counted in skipped. */
+void cg_k_scaler_update(cg_scaler_t *d_scaler, cudaStream_t s);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

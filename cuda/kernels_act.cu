@@ -1,0 +1,551 @@
+/* kernels_act.cu: the element-wise and data-movement kernels of the CUDA backend: bias +
+ * activation (forward; backward with the bias gradient), 2x2 max pool, channel concat,
+ * precision casts, input channel padding and the matching weight (un)packing. See kernels.h.
+ *
+ * Every kernel here is memory-bound, so each is one coalesced pass over its data:
+ *  - Flat kernels walk a [rows][width] array with a grid-stride loop and keep (row, column)
+ *    as running counters (rowcol_t), so no element pays for a 64-bit division.
+ *  - Where the channel count and the pointers allow it, a thread moves 16 bytes at once (a
+ *    pack of 4 floats or 8 halves, which never straddles two pixels because c % V == 0);
+ *    otherwise the same kernel template runs with one element per thread. The choice is made
+ *    per launch from c and the pointer alignment, so every shape is valid.
+ *  - The bias gradient is a deterministic two-pass reduction. Pass 1 gives each block a fixed
+ *    chunk of pixels for a tile of channels and writes one partial sum per (chunk, channel)
+ *    into the scratch; pass 2 sums each channel's partials with one warp in a fixed order.
+ *    The chunking depends only on (npix, c), never on the device or the timing, so the bias
+ *    gradient is bitwise reproducible.
+ * Values are converted to float, computed on, and rounded to the element type once. */
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <stdint.h>
+
+#include "kernels.h"
+
+namespace {
+
+constexpr int kBlock = 256;          /* threads per block of every kernel here */
+constexpr int64_t kMaxGrid = 8192;   /* grid-stride loops cover the rest */
+
+/* ---- element types ------------------------------------------------------------------- */
+
+__device__ __forceinline__ float to_f(float x) { return x; }
+__device__ __forceinline__ float to_f(__nv_bfloat16 x) { return __bfloat162float(x); }
+__device__ __forceinline__ float to_f(__half x) { return __half2float(x); }
+
+template <typename T> __device__ __forceinline__ T from_f(float x);
+template <> __device__ __forceinline__ float from_f<float>(float x) { return x; }
+template <> __device__ __forceinline__ __nv_bfloat16 from_f<__nv_bfloat16>(float x) {
+  return __float2bfloat16_rn(x);
+}
+template <> __device__ __forceinline__ __half from_f<__half>(float x) {
+  return __float2half_rn(x);
+}
+
+/* V consecutive elements moved as one aligned load/store (16 bytes when V = 16/sizeof(T)). */
+template <typename T, int V> struct alignas(sizeof(T) * V) pack_t {
+  T v[V];
+};
+
+/* Position i = p * width + k of a grid-stride loop over a [rows][width] array, advanced by
+ * the grid stride without dividing: k + stride % width < 2 * width, so one wrap is enough. */
+struct rowcol_t {
+  int64_t i, p, sp;
+  int k, sk, width;
+  __device__ __forceinline__ explicit rowcol_t(int width_) : width(width_) {
+    i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    const int64_t s = (int64_t)gridDim.x * blockDim.x;
+    p = i / width;
+    k = (int)(i - p * width);
+    sp = s / width;
+    sk = (int)(s - sp * width);
+  }
+  __device__ __forceinline__ void next() {
+    i += (int64_t)gridDim.x * blockDim.x;
+    p += sp;
+    k += sk;
+    if (k >= width) {
+      k -= width;
+      p++;
+    }
+  }
+};
+
+/* ---- kernels --------------------------------------------------------------------------- */
+
+/* y[p][k] = act(y[p][k] + bias[k]), in packs of V channels; cpk = c / V packs per pixel. */
+template <typename T, int V>
+__global__ void bias_act_fwd_kernel(T *y, int64_t npk, int cpk, const float *bias, int relu) {
+  pack_t<T, V> *yp = reinterpret_cast<pack_t<T, V> *>(y);
+  for (rowcol_t it(cpk); it.i < npk; it.next()) {
+    pack_t<T, V> a = yp[it.i];
+#pragma unroll
+    for (int j = 0; j < V; j++) {
+      float v = to_f(a.v[j]);
+      if (bias) v += bias[it.k * V + j];
+      if (relu) v = v > 0.0f ? v : 0.0f;
+      a.v[j] = from_f<T>(v);
+    }
+    yp[it.i] = a;
+  }
+}
+
+/* Pass 1 of the bias backward. Block (tx, ty) = (channel in the tile, pixel row): channels
+ * blockIdx.y * TX + tx, pixels [blockIdx.x * chunk, + chunk) strided by TY. Masks dy in place
+ * (relu) and, when partial is not NULL, writes the chunk's per-channel sum to
+ * partial[blockIdx.x][c]. The shared-memory tree over ty has a fixed shape: deterministic. */
+template <typename T>
+__global__ void bias_bwd_partial_kernel(T *dy, const T *y, int64_t npix, int c, int relu,
+                                        int64_t chunk, float *partial) {
+  __shared__ float red[kBlock];
+  const int tx = threadIdx.x, ty = threadIdx.y, TX = blockDim.x, TY = blockDim.y;
+  const int ch = blockIdx.y * TX + tx;
+  const int64_t p0 = (int64_t)blockIdx.x * chunk;
+  const int64_t p1 = p0 + chunk < npix ? p0 + chunk : npix;
+  float acc = 0.0f;
+  if (ch < c) {
+    for (int64_t p = p0 + ty; p < p1; p += TY) {
+      const int64_t idx = p * c + ch;
+      float g = to_f(dy[idx]);
+      if (relu && !(to_f(y[idx]) > 0.0f)) {
+        g = 0.0f;
+        dy[idx] = from_f<T>(0.0f);
+      }
+      acc += g;
+    }
+  }
+  if (partial == nullptr) return; /* uniform over the block: no barrier is skipped by some */
+  red[ty * TX + tx] = acc;
+  __syncthreads();
+  for (int off = TY / 2; off > 0; off >>= 1) {
+    if (ty < off) red[ty * TX + tx] += red[(ty + off) * TX + tx];
+    __syncthreads();
+  }
+  if (ty == 0 && ch < c) partial[(int64_t)blockIdx.x * c + ch] = red[tx];
+}
+
+/* Pass 2: one warp per channel sums partial[0..nchunks)[ch]: lanes stride the chunks, then a
+ * fixed shuffle tree. Lane 0's result is the same on every run. */
+__global__ void bias_bwd_final_kernel(const float *partial, int nchunks, int c, float *dbias) {
+  const int lane = threadIdx.x & 31;
+  const int64_t nwarps = (int64_t)gridDim.x * blockDim.x / 32;
+  /* the loop condition is the same for the 32 lanes of a warp (blockDim.x % 32 == 0), so the
+   * full-mask shuffles always have every lane present */
+  for (int64_t ch = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) / 32; ch < c;
+       ch += nwarps) {
+    float acc = 0.0f;
+    for (int j = lane; j < nchunks; j += 32) acc += partial[(int64_t)j * c + ch];
+    for (int off = 16; off > 0; off >>= 1) acc += __shfl_down_sync(0xffffffffu, acc, off);
+    if (lane == 0) dbias[ch] = acc;
+  }
+}
+
+/* Block (tx, ty) = (channel pack, output pixel). Output pixel op = r * wo + ox with
+ * r = image * ho + oy, whose top-left input pixel is (2r) * w + 2 ox since h = 2 ho. */
+template <typename T, int V>
+__global__ void maxpool_fwd_kernel(const T *x, int64_t nop, int wo, int w, int cpk, T *y) {
+  typedef pack_t<T, V> P;
+  const P *xp = reinterpret_cast<const P *>(x);
+  P *yp = reinterpret_cast<P *>(y);
+  const int64_t row = (int64_t)w * cpk; /* packs per input row */
+  for (int64_t op = (int64_t)blockIdx.x * blockDim.y + threadIdx.y; op < nop;
+       op += (int64_t)gridDim.x * blockDim.y) {
+    const int64_t r = op / wo;
+    const int64_t ox = op - r * wo;
+    const int64_t base = (2 * r * w + 2 * ox) * cpk;
+    for (int k = threadIdx.x; k < cpk; k += blockDim.x) {
+      const P a = xp[base + k], b = xp[base + cpk + k];
+      const P c2 = xp[base + row + k], d = xp[base + row + cpk + k];
+      P o;
+#pragma unroll
+      for (int j = 0; j < V; j++) {
+        /* strict > keeps the first maximum in scan order, as cg_cpu_maxpool_fwd */
+        float m = to_f(a.v[j]);
+        const float v1 = to_f(b.v[j]), v2 = to_f(c2.v[j]), v3 = to_f(d.v[j]);
+        if (v1 > m) m = v1;
+        if (v2 > m) m = v2;
+        if (v3 > m) m = v3;
+        o.v[j] = from_f<T>(m); /* exact: m is one of the inputs */
+      }
+      yp[op * cpk + k] = o;
+    }
+  }
+}
+
+/* Same layout as the forward. The argmax is recomputed from x with the forward's comparisons
+ * (first maximum in scan order), so ties (all-zero ReLU windows) go where the CPU sends them.
+ * Each input element belongs to exactly one window: no two threads write the same dx. */
+template <typename T, int V>
+__global__ void maxpool_bwd_kernel(const T *x, const T *dy, int64_t nop, int wo, int w, int cpk,
+                                   T *dx, int accum) {
+  typedef pack_t<T, V> P;
+  const P *xp = reinterpret_cast<const P *>(x);
+  const P *gp = reinterpret_cast<const P *>(dy);
+  P *dp = reinterpret_cast<P *>(dx);
+  const int64_t row = (int64_t)w * cpk;
+  for (int64_t op = (int64_t)blockIdx.x * blockDim.y + threadIdx.y; op < nop;
+       op += (int64_t)gridDim.x * blockDim.y) {
+    const int64_t r = op / wo;
+    const int64_t ox = op - r * wo;
+    const int64_t base = (2 * r * w + 2 * ox) * cpk;
+    const int64_t off[4] = {base, base + cpk, base + row, base + row + cpk};
+    for (int k = threadIdx.x; k < cpk; k += blockDim.x) {
+      P xv[4], o[4];
+#pragma unroll
+      for (int t = 0; t < 4; t++) xv[t] = xp[off[t] + k];
+      if (accum) {
+#pragma unroll
+        for (int t = 0; t < 4; t++) o[t] = dp[off[t] + k];
+      }
+      const P g = gp[op * cpk + k];
+#pragma unroll
+      for (int j = 0; j < V; j++) {
+        int arg = 0;
+        float m = to_f(xv[0].v[j]);
+#pragma unroll
+        for (int t = 1; t < 4; t++) {
+          const float u = to_f(xv[t].v[j]);
+          if (u > m) {
+            m = u;
+            arg = t;
+          }
+        }
+        const float gj = to_f(g.v[j]);
+#pragma unroll
+        for (int t = 0; t < 4; t++) {
+          if (accum) {
+            if (t == arg) o[t].v[j] = from_f<T>(to_f(o[t].v[j]) + gj);
+          } else {
+            o[t].v[j] = from_f<T>(t == arg ? gj : 0.0f);
+          }
+        }
+      }
+#pragma unroll
+      for (int t = 0; t < 4; t++) dp[off[t] + k] = o[t];
+    }
+  }
+}
+
+/* Concat moves bytes: U is an unsigned type of 2, 4, 8 or 16 bytes; ua, ub in units of U. */
+template <typename U>
+__global__ void concat_fwd_kernel(const U *a, int ua, const U *b, int ub, int64_t npix, U *cat) {
+  const int64_t total = npix * (ua + ub);
+  for (rowcol_t it(ua + ub); it.i < total; it.next())
+    cat[it.i] = it.k < ua ? a[it.p * ua + it.k] : b[it.p * ub + (it.k - ua)];
+}
+
+template <typename U>
+__global__ void concat_bwd_kernel(const U *dcat, int ua, int ub, int64_t npix, U *da, U *db) {
+  const int64_t total = npix * (ua + ub);
+  for (rowcol_t it(ua + ub); it.i < total; it.next()) {
+    const U v = dcat[it.i];
+    if (it.k < ua)
+      da[it.p * ua + it.k] = v;
+    else
+      db[it.p * ub + (it.k - ua)] = v;
+  }
+}
+
+template <typename T>
+__global__ void cast_from_f32_kernel(const float *src, int64_t n, T *dst) {
+  for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n;
+       i += (int64_t)gridDim.x * blockDim.x)
+    dst[i] = from_f<T>(src[i]);
+}
+
+template <typename T>
+__global__ void cast_to_f32_kernel(const T *src, int64_t n, float mul, float *dst) {
+  for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n;
+       i += (int64_t)gridDim.x * blockDim.x)
+    dst[i] = to_f(src[i]) * mul;
+}
+
+/* dst[p][0..cpad) = src[p][0..c) then zeros; rows are pixels (or weight rows k*rs). */
+template <typename T>
+__global__ void pad_from_f32_kernel(const float *src, int64_t rows, int c, int cpad, T *dst) {
+  const int64_t total = rows * cpad;
+  for (rowcol_t it(cpad); it.i < total; it.next())
+    dst[it.i] = from_f<T>(it.k < c ? src[it.p * c + it.k] : 0.0f);
+}
+
+/* dst[p][0..c) (fp32) = src[p][0..c) of rows of cpad elements: the padding is dropped. */
+template <typename T>
+__global__ void unpad_to_f32_kernel(const T *src, int64_t rows, int c, int cpad, float *dst) {
+  const int64_t total = rows * c;
+  for (rowcol_t it(c); it.i < total; it.next()) dst[it.i] = to_f(src[it.p * cpad + it.k]);
+}
+
+/* ---- host helpers ---------------------------------------------------------------------- */
+
+unsigned grid_for(int64_t work, int per_block) {
+  int64_t g = (work + per_block - 1) / per_block;
+  if (g > kMaxGrid) g = kMaxGrid;
+  if (g < 1) g = 1;
+  return (unsigned)g;
+}
+
+bool aligned(const void *p, size_t a) { return ((uintptr_t)p % a) == 0; }
+
+/* Threads of a block along the channels: the smallest power of two >= cpk, at most 32, so
+ * that small channel counts (the 1-channel head) do not leave most lanes idle. */
+int tile_x(int cpk) {
+  int tx = 1;
+  while (tx < cpk && tx < 32) tx *= 2;
+  return tx;
+}
+
+/* The bias-backward partition: a pure function of (npix, c), so that the work size and the
+ * summation order are fixed by the shape. About 1024 blocks, chunks of at least 64 pixels. */
+struct bias_plan_t {
+  int tx, ty, ntiles, nchunks;
+  int64_t chunk;
+};
+
+bias_plan_t bias_plan(int64_t npix, int c) {
+  bias_plan_t q;
+  q.tx = tile_x(c);
+  q.ty = kBlock / q.tx;
+  q.ntiles = (c + q.tx - 1) / q.tx;
+  int64_t by_size = (npix + 63) / 64;
+  int64_t by_grid = 1024 / q.ntiles;
+  int64_t nch = by_size < by_grid ? by_size : by_grid;
+  q.nchunks = (int)(nch < 1 ? 1 : nch);
+  q.chunk = npix > 0 ? (npix + q.nchunks - 1) / q.nchunks : 0;
+  return q;
+}
+
+#define CG_DT_SWITCH(dt, T, ...)                                                             \
+  switch (dt) {                                                                              \
+    case CG_DT_F32: {                                                                        \
+      typedef float T;                                                                       \
+      __VA_ARGS__;                                                                           \
+    } break;                                                                                 \
+    case CG_DT_BF16: {                                                                       \
+      typedef __nv_bfloat16 T;                                                               \
+      __VA_ARGS__;                                                                           \
+    } break;                                                                                 \
+    case CG_DT_F16: {                                                                        \
+      typedef __half T;                                                                      \
+      __VA_ARGS__;                                                                           \
+    } break;                                                                                 \
+    default:                                                                                 \
+      CG_FATAL("unknown cg_dtype_t %d", (int)(dt));                                          \
+  }
+
+template <typename T>
+void bias_act_fwd_launch(void *d_y, int64_t npix, int c, const float *d_bias, int relu,
+                         cudaStream_t s) {
+  constexpr int V = 16 / sizeof(T);
+  const int64_t n = npix * c;
+  if (c % V == 0 && aligned(d_y, 16))
+    bias_act_fwd_kernel<T, V><<<grid_for(n / V, kBlock), kBlock, 0, s>>>(
+        static_cast<T *>(d_y), n / V, c / V, d_bias, relu);
+  else
+    bias_act_fwd_kernel<T, 1><<<grid_for(n, kBlock), kBlock, 0, s>>>(static_cast<T *>(d_y), n,
+                                                                     c, d_bias, relu);
+}
+
+template <typename T, int V>
+void maxpool_launch(const void *d_x, const void *d_dy, int n, int h, int w, int c, void *d_out,
+                    int accum, int bwd, cudaStream_t s) {
+  const int cpk = c / V;
+  const int tx = tile_x(cpk), ty = kBlock / tx;
+  const int64_t nop = (int64_t)n * (h / 2) * (w / 2);
+  const dim3 block(tx, ty);
+  const unsigned grid = grid_for(nop, ty);
+  if (bwd)
+    maxpool_bwd_kernel<T, V><<<grid, block, 0, s>>>(static_cast<const T *>(d_x),
+                                                    static_cast<const T *>(d_dy), nop, w / 2, w,
+                                                    cpk, static_cast<T *>(d_out), accum);
+  else
+    maxpool_fwd_kernel<T, V><<<grid, block, 0, s>>>(static_cast<const T *>(d_x), nop, w / 2, w,
+                                                    cpk, static_cast<T *>(d_out));
+}
+
+template <typename T>
+void maxpool_dispatch(const void *d_x, const void *d_dy, int n, int h, int w, int c, void *d_out,
+                      int accum, int bwd, cudaStream_t s) {
+  constexpr int V = 16 / sizeof(T);
+  const bool vec = c % V == 0 && aligned(d_x, 16) && aligned(d_out, 16) &&
+                   (!bwd || aligned(d_dy, 16));
+  if (vec)
+    maxpool_launch<T, V>(d_x, d_dy, n, h, w, c, d_out, accum, bwd, s);
+  else
+    maxpool_launch<T, 1>(d_x, d_dy, n, h, w, c, d_out, accum, bwd, s);
+}
+
+/* The widest unit (16, 8, 4 or 2 bytes, never below the element size) that divides both
+ * channel blocks and aligns every pointer. */
+int concat_unit(size_t es, int ca, int cb, const void *p0, const void *p1, const void *p2) {
+  const size_t ba = (size_t)ca * es, bb = (size_t)cb * es;
+  for (size_t u = 16; u > es; u /= 2)
+    if (ba % u == 0 && bb % u == 0 && aligned(p0, u) && aligned(p1, u) && aligned(p2, u))
+      return (int)u;
+  return (int)es;
+}
+
+template <typename U>
+void concat_launch(int fwd, const void *d_a, int ca, const void *d_b, int cb, int64_t npix,
+                   void *d_cat, size_t es, cudaStream_t s) {
+  /* channel counts in units of U (exact: concat_unit chose U to divide them) */
+  const int ua = (int)((size_t)ca * es / sizeof(U)), ub = (int)((size_t)cb * es / sizeof(U));
+  const unsigned grid = grid_for(npix * (ua + ub), kBlock);
+  if (fwd)
+    concat_fwd_kernel<U><<<grid, kBlock, 0, s>>>(static_cast<const U *>(d_a), ua,
+                                                 static_cast<const U *>(d_b), ub, npix,
+                                                 static_cast<U *>(d_cat));
+  else /* d_a, d_b are da, db (written), d_cat is dcat (read) */
+    concat_bwd_kernel<U><<<grid, kBlock, 0, s>>>(static_cast<const U *>(d_cat), ua, ub, npix,
+                                                 static_cast<U *>(const_cast<void *>(d_a)),
+                                                 static_cast<U *>(const_cast<void *>(d_b)));
+}
+
+void concat_any(int fwd, cg_dtype_t dt, const void *d_a, int ca, const void *d_b, int cb,
+                int64_t npix, void *d_cat, cudaStream_t s) {
+  CG_ASSERT(dt == CG_DT_F32 || dt == CG_DT_BF16 || dt == CG_DT_F16);
+  CG_ASSERT(ca >= 1 && cb >= 1 && npix >= 0);
+  CG_ASSERT((int64_t)ca + cb <= INT32_MAX / 16);
+  if (npix == 0) return;
+  CG_ASSERT(d_a != NULL && d_b != NULL && d_cat != NULL);
+  const size_t es = cg_dtype_size(dt);
+  CG_ASSERT(aligned(d_a, es) && aligned(d_b, es) && aligned(d_cat, es));
+  switch (concat_unit(es, ca, cb, d_a, d_b, d_cat)) {
+    case 16: concat_launch<uint4>(fwd, d_a, ca, d_b, cb, npix, d_cat, es, s); break;
+    case 8: concat_launch<uint2>(fwd, d_a, ca, d_b, cb, npix, d_cat, es, s); break;
+    case 4: concat_launch<unsigned int>(fwd, d_a, ca, d_b, cb, npix, d_cat, es, s); break;
+    default: concat_launch<unsigned short>(fwd, d_a, ca, d_b, cb, npix, d_cat, es, s); break;
+  }
+}
+
+}  // namespace
+
+/* ---- launchers ------------------------------------------------------------------------- */
+
+void cg_k_bias_act_fwd(cg_dtype_t dt, void *d_y, int64_t npix, int c, const float *d_bias,
+                       int relu, cudaStream_t s) {
+  CG_ASSERT(npix >= 0 && c >= 1);
+  if (npix == 0 || (!d_bias && !relu)) return; /* nothing to add, identity activation */
+  CG_ASSERT(d_y != NULL);
+  CG_DT_SWITCH(dt, T, bias_act_fwd_launch<T>(d_y, npix, c, d_bias, relu, s));
+  CG_CHECK_LAUNCH("bias_act_fwd_kernel");
+}
+
+size_t cg_k_bias_act_bwd_work_bytes(int64_t npix, int c) {
+  CG_ASSERT(npix >= 0 && c >= 1);
+  const bias_plan_t q = bias_plan(npix, c);
+  return (size_t)q.nchunks * (size_t)c * sizeof(float);
+}
+
+void cg_k_bias_act_bwd(cg_dtype_t dt, void *d_dy, const void *d_y, int64_t npix, int c, int relu,
+                       float *d_dbias, void *d_work, cudaStream_t s) {
+  CG_ASSERT(npix >= 0 && c >= 1);
+  if (!relu && !d_dbias) return;
+  if (npix == 0) {
+    /* the sum over no pixels is 0, and dbias is overwritten */
+    if (d_dbias) CG_CHECK_CUDA(cudaMemsetAsync(d_dbias, 0, (size_t)c * sizeof(float), s));
+    return;
+  }
+  CG_ASSERT(d_dy != NULL && (!relu || d_y != NULL));
+  CG_ASSERT(!d_dbias || (d_work != NULL && aligned(d_work, sizeof(float))));
+  const bias_plan_t q = bias_plan(npix, c);
+  CG_ASSERT(q.ntiles <= 65535);
+  float *partial = d_dbias ? static_cast<float *>(d_work) : nullptr;
+  const dim3 block(q.tx, q.ty), grid(q.nchunks, q.ntiles);
+  CG_DT_SWITCH(dt, T,
+               bias_bwd_partial_kernel<T><<<grid, block, 0, s>>>(
+                   static_cast<T *>(d_dy), static_cast<const T *>(d_y), npix, c, relu, q.chunk,
+                   partial));
+  CG_CHECK_LAUNCH("bias_bwd_partial_kernel");
+  if (d_dbias) {
+    const unsigned g = grid_for((int64_t)c * 32, kBlock);
+    bias_bwd_final_kernel<<<g, kBlock, 0, s>>>(partial, q.nchunks, c, d_dbias);
+    CG_CHECK_LAUNCH("bias_bwd_final_kernel");
+  }
+}
+
+void cg_k_maxpool_fwd(cg_dtype_t dt, const void *d_x, int n, int h, int w, int c, void *d_y,
+                      cudaStream_t s) {
+  CG_ASSERT(n >= 0 && h >= 2 && w >= 2 && h % 2 == 0 && w % 2 == 0 && c >= 1);
+  if (n == 0) return;
+  CG_ASSERT(d_x != NULL && d_y != NULL);
+  CG_DT_SWITCH(dt, T, maxpool_dispatch<T>(d_x, nullptr, n, h, w, c, d_y, 0, 0, s));
+  CG_CHECK_LAUNCH("maxpool_fwd_kernel");
+}
+
+void cg_k_maxpool_bwd(cg_dtype_t dt, const void *d_x, const void *d_y, const void *d_dy, int n,
+                      int h, int w, int c, void *d_dx, int accum, cudaStream_t s) {
+  (void)d_y; /* the argmax is recomputed from x (see maxpool_bwd_kernel) */
+  CG_ASSERT(n >= 0 && h >= 2 && w >= 2 && h % 2 == 0 && w % 2 == 0 && c >= 1);
+  if (n == 0) return;
+  CG_ASSERT(d_x != NULL && d_dy != NULL && d_dx != NULL);
+  CG_DT_SWITCH(dt, T, maxpool_dispatch<T>(d_x, d_dy, n, h, w, c, d_dx, accum, 1, s));
+  CG_CHECK_LAUNCH("maxpool_bwd_kernel");
+}
+
+void cg_k_concat_fwd(cg_dtype_t dt, const void *d_a, int ca, const void *d_b, int cb,
+                     int64_t npix, void *d_cat, cudaStream_t s) {
+  concat_any(1, dt, d_a, ca, d_b, cb, npix, d_cat, s);
+  CG_CHECK_LAUNCH("concat_fwd_kernel");
+}
+
+void cg_k_concat_bwd(cg_dtype_t dt, const void *d_dcat, int ca, int cb, int64_t npix, void *d_da,
+                     void *d_db, cudaStream_t s) {
+  concat_any(0, dt, d_da, ca, d_db, cb, npix, const_cast<void *>(d_dcat), s);
+  CG_CHECK_LAUNCH("concat_bwd_kernel");
+}
+
+void cg_k_cast_from_f32(cg_dtype_t dt, const float *d_src, int64_t n, void *d_dst,
+                        cudaStream_t s) {
+  CG_ASSERT(n >= 0);
+  if (n == 0) return;
+  CG_ASSERT(d_src != NULL && d_dst != NULL);
+  CG_DT_SWITCH(dt, T,
+               cast_from_f32_kernel<T><<<grid_for(n, kBlock), kBlock, 0, s>>>(
+                   d_src, n, static_cast<T *>(d_dst)));
+  CG_CHECK_LAUNCH("cast_from_f32_kernel");
+}
+
+void cg_k_cast_to_f32(cg_dtype_t dt, const void *d_src, int64_t n, float mul, float *d_dst,
+                      cudaStream_t s) {
+  CG_ASSERT(n >= 0);
+  if (n == 0) return;
+  CG_ASSERT(d_src != NULL && d_dst != NULL);
+  CG_DT_SWITCH(dt, T,
+               cast_to_f32_kernel<T><<<grid_for(n, kBlock), kBlock, 0, s>>>(
+                   static_cast<const T *>(d_src), n, mul, d_dst));
+  CG_CHECK_LAUNCH("cast_to_f32_kernel");
+}
+
+void cg_k_pad_channels_from_f32(cg_dtype_t dt, const float *d_src, int64_t npix, int c, int cpad,
+                                void *d_dst, cudaStream_t s) {
+  CG_ASSERT(npix >= 0 && c >= 1 && cpad >= c);
+  if (npix == 0) return;
+  CG_ASSERT(d_src != NULL && d_dst != NULL);
+  CG_DT_SWITCH(dt, T,
+               pad_from_f32_kernel<T><<<grid_for(npix * cpad, kBlock), kBlock, 0, s>>>(
+                   d_src, npix, c, cpad, static_cast<T *>(d_dst)));
+  CG_CHECK_LAUNCH("pad_from_f32_kernel");
+}
+
+void cg_k_pack_weight_cpad(cg_dtype_t dt, const float *d_w, int k, int rs, int c, int cpad,
+                           void *d_dst, cudaStream_t s) {
+  CG_ASSERT(k >= 0 && rs >= 1 && c >= 1 && cpad >= c);
+  const int64_t rows = (int64_t)k * rs;
+  if (rows == 0) return;
+  CG_ASSERT(d_w != NULL && d_dst != NULL);
+  CG_DT_SWITCH(dt, T,
+               pad_from_f32_kernel<T><<<grid_for(rows * cpad, kBlock), kBlock, 0, s>>>(
+                   d_w, rows, c, cpad, static_cast<T *>(d_dst)));
+  CG_CHECK_LAUNCH("pad_from_f32_kernel (weight)");
+}
+
+void cg_k_unpack_grad_cpad(cg_dtype_t dt, const void *d_g, int k, int rs, int c, int cpad,
+                           float *d_dst, cudaStream_t s) {
+  CG_ASSERT(k >= 0 && rs >= 1 && c >= 1 && cpad >= c);
+  const int64_t rows = (int64_t)k * rs;
+  if (rows == 0) return;
+  CG_ASSERT(d_g != NULL && d_dst != NULL);
+  CG_DT_SWITCH(dt, T,
+               unpad_to_f32_kernel<T><<<grid_for(rows * c, kBlock), kBlock, 0, s>>>(
+                   static_cast<const T *>(d_g), rows, c, cpad, d_dst));
+  CG_CHECK_LAUNCH("unpad_to_f32_kernel");
+}

@@ -1,0 +1,399 @@
+/* test_gpu_conv.c: the cuDNN layer ops of cuda/conv.h and the 1x1 head of cuda/head.h against
+ * the CPU reference (src/cpu_layers.h), in the sequence the CUDA backend runs them:
+ *   conv 3x3, 5 input channels padded to 8 (pad kernel + packed weights), + bias + ReLU:
+ *     forward, dW (unpacked back to 5 channels), db
+ *   conv 3x3 16 -> 32 + bias + ReLU: forward, dx (overwrite and accumulate), dW, db
+ *   upconv 2x2/2 32 -> 16 + bias: forward, dx (overwrite and accumulate), dW, db
+ *   head 1x1 c -> 1 (a small and a multi-chunk shape): forward, dx, dw, db
+ * in fp32 (TF32 off, tolerance 1e-4) and bf16 (2e-2, the reference computed on the
+ * bf16-rounded inputs and weights). Errors are relative to the tensor's largest value
+ * (atol = tol * max|ref|) plus tol per element.
+ *
+ * Outputs are poisoned (0xFF bytes: NaN in fp32 and bf16) before every op, so an element the
+ * op does not write fails. The ReLU mask of the backward reference comes from the GPU's own
+ * forward output, so values that round to either side of 0 do not count as errors. Inputs are
+ * fresh random numbers each run (the seed is printed; CG_TEST_SEED=<n> repeats a run). Also
+ * checks that the algorithm cache file round-trips. Exits 77 without a usable GPU. */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "backend.h"
+#include "conv.h"
+#include "cpu_layers.h"
+#include "cuda_check.h"
+#include "head.h"
+#include "kernels.h"
+#include "log.h"
+#include "testutil.h"
+
+static cudaStream_t S;
+static cudnnHandle_t DNN;
+static cg_conv_ctx_t *CTX;
+static void *WS;                       /* search and run workspace */
+static const size_t WS_BYTES = 256u << 20;
+static uint64_t g_seed, g_ctr;
+static cg_cpu_ws_t CPU_WS;
+
+/* ---- host helpers -------------------------------------------------------------------------- */
+
+static uint16_t f32_to_bf16(float f) {
+  uint32_t x;
+  memcpy(&x, &f, 4);
+  if ((x & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((x >> 16) | 0x40); /* quiet NaN */
+  x += 0x7fffu + ((x >> 16) & 1u); /* round to nearest even */
+  return (uint16_t)(x >> 16);
+}
+
+static float bf16_to_f32(uint16_t b) {
+  uint32_t x = (uint32_t)b << 16;
+  float f;
+  memcpy(&f, &x, 4);
+  return f;
+}
+
+static const char *dt_name(cg_dtype_t dt) { return dt == CG_DT_F32 ? "f32" : "bf16"; }
+static double dt_tol(cg_dtype_t dt) { return dt == CG_DT_F32 ? 1e-4 : 2e-2; }
+
+static float *hnew(size_t n) { return cg_calloc(n ? n : 1, sizeof(float), "test array"); }
+
+/* Fresh uniform values in [lo, hi), rounded to dt so that GPU and reference see the same. */
+static float *hrand(cg_dtype_t dt, size_t n, float lo, float hi) {
+  float *p = hnew(n);
+  cg_test_fill(p, n, lo, hi, g_seed * 1000003u + g_ctr++);
+  if (dt == CG_DT_BF16)
+    for (size_t i = 0; i < n; i++) p[i] = bf16_to_f32(f32_to_bf16(p[i]));
+  return p;
+}
+
+static void *dnew(size_t bytes) {
+  void *d = NULL;
+  CG_CHECK_CUDA(cudaMalloc(&d, bytes ? bytes : 1));
+  return d;
+}
+
+static void dpoison(void *d, size_t bytes) { CG_CHECK_CUDA(cudaMemsetAsync(d, 0xFF, bytes, S)); }
+
+static void dsync(void) { CG_CHECK_CUDA(cudaStreamSynchronize(S)); }
+
+/* host fp32 -> device dt (n elements) */
+static void put(cg_dtype_t dt, void *d, const float *h, size_t n) {
+  if (dt == CG_DT_F32) {
+    CG_CHECK_CUDA(cudaMemcpyAsync(d, h, n * 4, cudaMemcpyHostToDevice, S));
+  } else {
+    uint16_t *t = cg_malloc(n * 2 + 2, "bf16 staging");
+    for (size_t i = 0; i < n; i++) t[i] = f32_to_bf16(h[i]);
+    CG_CHECK_CUDA(cudaMemcpyAsync(d, t, n * 2, cudaMemcpyHostToDevice, S));
+    dsync(); /* t is freed below */
+    free(t);
+  }
+  dsync();
+}
+
+static void *up(cg_dtype_t dt, const float *h, size_t n) {
+  void *d = dnew(n * cg_dtype_size(dt));
+  put(dt, d, h, n);
+  return d;
+}
+
+/* device dt -> host fp32 */
+static void get(cg_dtype_t dt, const void *d, size_t n, float *h) {
+  dsync();
+  if (dt == CG_DT_F32) {
+    CG_CHECK_CUDA(cudaMemcpy(h, d, n * 4, cudaMemcpyDeviceToHost));
+  } else {
+    uint16_t *t = cg_malloc(n * 2 + 2, "bf16 staging");
+    CG_CHECK_CUDA(cudaMemcpy(t, d, n * 2, cudaMemcpyDeviceToHost));
+    for (size_t i = 0; i < n; i++) h[i] = bf16_to_f32(t[i]);
+    free(t);
+  }
+}
+
+static void check(const char *what, const char *layer, cg_dtype_t dt, const float *got,
+                  const float *ref, size_t n) {
+  double mx = 0;
+  for (size_t i = 0; i < n; i++)
+    if (fabs(ref[i]) > mx) mx = fabs(ref[i]);
+  char name[128];
+  snprintf(name, sizeof name, "%s %s %s", layer, dt_name(dt), what);
+  const double tol = dt_tol(dt);
+  cg_test_close(name, got, ref, n, tol * (mx > 0 ? mx : 1.0), tol);
+}
+
+static cg_conv_t *make_conv(cg_conv_kind_t kind, int n, int h, int w, int cin, int cout, int k,
+                            cg_dtype_t dt, int ops, const cg_conv_bufs_t *bufs) {
+  cg_conv_shape_t sh = {kind, n, h, w, cin, cout, k, dt, 0};
+  cg_conv_t *c = NULL;
+  char err[1024];
+  if (cg_conv_create(&sh, ops, &c, err, sizeof err)) CG_FATAL("cg_conv_create: %s", err);
+  if (cg_conv_select(CTX, c, bufs, WS, WS_BYTES, S, err, sizeof err))
+    CG_FATAL("cg_conv_select: %s", err);
+  CG_ASSERT(cg_conv_ws_bytes(c) <= WS_BYTES);
+  char desc[512];
+  cg_conv_describe(c, desc, sizeof desc);
+  printf("  %s\n", desc);
+  return c;
+}
+
+#define RUN(call) CG_CHECK_CUDNN(call)
+
+/* ---- conv 3x3 on the padded 5-channel input (the backend's first layer) -------------------- */
+
+static void test_first_conv(cg_dtype_t dt) {
+  const int n = 2, h = 12, w = 10, c = 5, cp = 8, co = 16, k = 3;
+  const size_t px = (size_t)n * h * w, wl = (size_t)co * k * k * c, wlp = (size_t)co * k * k * cp;
+  const size_t es = cg_dtype_size(dt);
+  printf("RUN first conv %d(->%d)->%d %s\n", c, cp, co, dt_name(dt));
+  float *x = hrand(dt, px * c, -1, 1), *wt = hrand(dt, wl, -0.5f, 0.5f);
+  float *bias = hrand(CG_DT_F32, co, -0.3f, 0.3f), *dy = hrand(dt, px * co, -1, 1);
+  float *y = hnew(px * co), *yref = hnew(px * co), *dw = hnew(wl), *dwref = hnew(wl);
+  float *db = hnew(co), *dbref = hnew(co);
+  /* the backend's path: fp32 input and master weights, padded and cast on the device */
+  float *d_x32 = dnew(px * c * 4), *d_w32 = dnew(wl * 4), *d_b = dnew(co * 4), *d_dw32 = dnew(wl * 4);
+  float *d_db = dnew(co * 4);
+  void *d_xp = dnew(px * cp * es), *d_wp = dnew(wlp * es), *d_y = dnew(px * co * es);
+  void *d_dy = dnew(px * co * es), *d_dwp = dnew(wlp * es);
+  void *d_work = dnew(cg_k_bias_act_bwd_work_bytes((int64_t)px, co));
+  put(CG_DT_F32, d_x32, x, px * c);
+  put(CG_DT_F32, d_w32, wt, wl);
+  put(CG_DT_F32, d_b, bias, co);
+  dpoison(d_xp, px * cp * es);
+  dpoison(d_wp, wlp * es);
+  cg_k_pad_channels_from_f32(dt, d_x32, (int64_t)px, c, cp, d_xp, S);
+  cg_k_pack_weight_cpad(dt, d_w32, co, k * k, c, cp, d_wp, S);
+  dsync();
+  cg_conv_bufs_t bufs = {d_xp, d_wp, d_dy, d_y, NULL, d_dwp};
+  cg_conv_t *cv = make_conv(CG_CONV_PLAIN, n, h, w, cp, co, k, dt,
+                            CG_CONV_OP_FWD | CG_CONV_OP_BWD_FILTER, &bufs);
+  /* forward */
+  dpoison(d_y, px * co * es);
+  RUN(cg_conv_fwd(CTX, cv, d_xp, d_wp, d_y, WS, WS_BYTES, S));
+  cg_k_bias_act_fwd(dt, d_y, (int64_t)px, co, d_b, 1, S);
+  get(dt, d_y, px * co, y);
+  cg_view_t xv = {x, n, h, w, c, c}, yv = {yref, n, h, w, co, co};
+  cg_cpu_conv_fwd(&xv, wt, bias, k, 1, &yv, &CPU_WS);
+  check("fwd", "first conv", dt, y, yref, px * co);
+  /* backward: ReLU mask + db, dW, unpack */
+  put(dt, d_dy, dy, px * co);
+  dpoison(d_db, co * 4);
+  dpoison(d_dwp, wlp * es);
+  dpoison(d_dw32, wl * 4);
+  cg_k_bias_act_bwd(dt, d_dy, d_y, (int64_t)px, co, 1, d_db, d_work, S);
+  RUN(cg_conv_bwd_filter(CTX, cv, d_xp, d_dy, d_dwp, WS, WS_BYTES, S));
+  cg_k_unpack_grad_cpad(dt, d_dwp, co, k * k, c, cp, d_dw32, S);
+  get(CG_DT_F32, d_dw32, wl, dw);
+  get(CG_DT_F32, d_db, co, db);
+  cg_view_t ygv = {y, n, h, w, co, co}, dyv = {dy, n, h, w, co, co};
+  cg_cpu_conv_bwd(&xv, wt, &ygv, &dyv, k, 1, NULL, 0, dwref, dbref, &CPU_WS);
+  check("dW", "first conv", dt, dw, dwref, wl);
+  check("db", "first conv", dt, db, dbref, co);
+  cg_conv_destroy(cv);
+  void *dfree[] = {d_x32, d_w32, d_b, d_dw32, d_db, d_xp, d_wp, d_y, d_dy, d_dwp, d_work};
+  for (size_t i = 0; i < sizeof dfree / sizeof dfree[0]; i++) CG_CHECK_CUDA(cudaFree(dfree[i]));
+  float *hfree[] = {x, wt, bias, dy, y, yref, dw, dwref, db, dbref};
+  for (size_t i = 0; i < sizeof hfree / sizeof hfree[0]; i++) free(hfree[i]);
+}
+
+/* ---- plain conv and upconv: forward, dx (both modes), dW, db ------------------------------- */
+
+static void test_layer(cg_conv_kind_t kind, cg_dtype_t dt) {
+  const int up_ = kind == CG_CONV_UP;
+  const int n = 2, h = up_ ? 6 : 12, w = up_ ? 5 : 10, ci = up_ ? 32 : 16, co = up_ ? 16 : 32;
+  const int k = up_ ? 2 : 3, relu = !up_;
+  const int oh = up_ ? 2 * h : h, ow = up_ ? 2 * w : w;
+  const size_t pxi = (size_t)n * h * w, pxo = (size_t)n * oh * ow, wl = (size_t)ci * k * k * co;
+  const size_t es = cg_dtype_size(dt);
+  const char *name = up_ ? "upconv" : "conv3x3";
+  printf("RUN %s %d->%d %s\n", name, ci, co, dt_name(dt));
+  float *x = hrand(dt, pxi * ci, -1, 1), *wt = hrand(dt, wl, -0.3f, 0.3f);
+  float *bias = hrand(CG_DT_F32, co, -0.3f, 0.3f), *dy = hrand(dt, pxo * co, -1, 1);
+  float *dx0 = hrand(dt, pxi * ci, -1, 1);
+  float *y = hnew(pxo * co), *yref = hnew(pxo * co), *dx = hnew(pxi * ci), *dxref = hnew(pxi * ci);
+  float *dw = hnew(wl), *dwref = hnew(wl), *db = hnew(co), *dbref = hnew(co);
+  void *d_x = up(dt, x, pxi * ci), *d_w = up(dt, wt, wl), *d_y = dnew(pxo * co * es);
+  void *d_dy = dnew(pxo * co * es), *d_dx = dnew(pxi * ci * es), *d_dw = dnew(wl * es);
+  float *d_b = up(CG_DT_F32, bias, co), *d_db = dnew(co * 4), *d_dw32 = dnew(wl * 4);
+  void *d_work = dnew(cg_k_bias_act_bwd_work_bytes((int64_t)pxo, co));
+  cg_conv_bufs_t bufs = {d_x, d_w, d_dy, d_y, d_dx, d_dw};
+  cg_conv_t *cv = make_conv(kind, n, h, w, ci, co, k, dt, CG_CONV_OP_ALL, &bufs);
+  /* forward */
+  dpoison(d_y, pxo * co * es);
+  RUN(cg_conv_fwd(CTX, cv, d_x, d_w, d_y, WS, WS_BYTES, S));
+  cg_k_bias_act_fwd(dt, d_y, (int64_t)pxo, co, d_b, relu, S);
+  get(dt, d_y, pxo * co, y);
+  cg_view_t xv = {x, n, h, w, ci, ci}, yv = {yref, n, oh, ow, co, co};
+  if (up_)
+    cg_cpu_upconv_fwd(&xv, wt, bias, &yv, &CPU_WS);
+  else
+    cg_cpu_conv_fwd(&xv, wt, bias, k, relu, &yv, &CPU_WS);
+  check("fwd", name, dt, y, yref, pxo * co);
+  /* reference backward; the ReLU mask from the GPU's y; dy copied (the reference may eat it) */
+  float *dyc = hnew(pxo * co);
+  memcpy(dyc, dy, pxo * co * sizeof(float));
+  cg_view_t ygv = {y, n, oh, ow, co, co}, dyv = {dyc, n, oh, ow, co, co};
+  cg_view_t dxv = {dxref, n, h, w, ci, ci};
+  if (up_)
+    cg_cpu_upconv_bwd(&xv, wt, &dyv, &dxv, 0, dwref, dbref, &CPU_WS);
+  else
+    cg_cpu_conv_bwd(&xv, wt, &ygv, &dyv, k, relu, &dxv, 0, dwref, dbref, &CPU_WS);
+  /* GPU backward in the backend's order */
+  put(dt, d_dy, dy, pxo * co);
+  dpoison(d_db, co * 4);
+  cg_k_bias_act_bwd(dt, d_dy, d_y, (int64_t)pxo, co, relu, d_db, d_work, S);
+  get(CG_DT_F32, d_db, co, db);
+  check("db", name, dt, db, dbref, co);
+  dpoison(d_dx, pxi * ci * es);
+  RUN(cg_conv_bwd_data(CTX, cv, d_dy, d_w, d_dx, 0, WS, WS_BYTES, S));
+  get(dt, d_dx, pxi * ci, dx);
+  check("dx", name, dt, dx, dxref, pxi * ci);
+  put(dt, d_dx, dx0, pxi * ci);
+  RUN(cg_conv_bwd_data(CTX, cv, d_dy, d_w, d_dx, 1, WS, WS_BYTES, S));
+  get(dt, d_dx, pxi * ci, dx);
+  for (size_t i = 0; i < pxi * ci; i++) dxref[i] += dx0[i];
+  check("dx accumulate", name, dt, dx, dxref, pxi * ci);
+  dpoison(d_dw, wl * es);
+  dpoison(d_dw32, wl * 4);
+  RUN(cg_conv_bwd_filter(CTX, cv, d_x, d_dy, d_dw, WS, WS_BYTES, S));
+  cg_k_cast_to_f32(dt, d_dw, (int64_t)wl, 1.0f, d_dw32, S);
+  get(CG_DT_F32, d_dw32, wl, dw);
+  check("dW", name, dt, dw, dwref, wl);
+  cg_conv_destroy(cv);
+  void *dfree[] = {d_x, d_w, d_y, d_dy, d_dx, d_dw, d_b, d_db, d_dw32, d_work};
+  for (size_t i = 0; i < sizeof dfree / sizeof dfree[0]; i++) CG_CHECK_CUDA(cudaFree(dfree[i]));
+  float *hfree[] = {x, wt, bias, dy, dx0, y, yref, dx, dxref, dw, dwref, db, dbref, dyc};
+  for (size_t i = 0; i < sizeof hfree / sizeof hfree[0]; i++) free(hfree[i]);
+}
+
+/* ---- the head -------------------------------------------------------------------------------- */
+
+static void test_head(cg_dtype_t dt, int n, int h, int w, int c) {
+  const size_t px = (size_t)n * h * w, es = cg_dtype_size(dt);
+  char name[64];
+  snprintf(name, sizeof name, "head %dx%dx%dx%d", n, h, w, c);
+  printf("RUN %s %s\n", name, dt_name(dt));
+  float *x = hrand(dt, px * c, 0, 2), *wt = hrand(dt, c, -0.5f, 0.5f);
+  float *bias = hrand(CG_DT_F32, 1, -0.3f, 0.3f), *dl = hrand(dt, px, -1, 1);
+  float *lg = hnew(px), *lgref = hnew(px), *dx = hnew(px * c), *dxref = hnew(px * c);
+  float *dw = hnew(c), *dwref = hnew(c), *db = hnew(1), *dbref = hnew(1);
+  void *d_x = up(dt, x, px * c), *d_w = up(dt, wt, c), *d_l = dnew(px * es);
+  void *d_dl = up(dt, dl, px), *d_dx = dnew(px * c * es);
+  float *d_b = up(CG_DT_F32, bias, 1), *d_dw = dnew(c * 4), *d_db = dnew(4);
+  void *d_work = dnew(cg_head_bwd_work_bytes((int64_t)px, c));
+  dpoison(d_l, px * es);
+  cg_head_fwd(dt, d_x, (int64_t)px, c, d_w, d_b, d_l, S);
+  get(dt, d_l, px, lg);
+  cg_view_t xv = {x, n, h, w, c, c}, lv = {lgref, n, h, w, 1, 1};
+  cg_cpu_conv_fwd(&xv, wt, bias, 1, 0, &lv, &CPU_WS);
+  check("fwd", name, dt, lg, lgref, px);
+  dpoison(d_dx, px * c * es);
+  dpoison(d_dw, c * 4);
+  dpoison(d_db, 4);
+  cg_head_bwd(dt, d_x, d_w, d_dl, (int64_t)px, c, d_dx, d_dw, d_db, d_work, S);
+  get(dt, d_dx, px * c, dx);
+  get(CG_DT_F32, d_dw, c, dw);
+  get(CG_DT_F32, d_db, 1, db);
+  float *dlc = hnew(px);
+  memcpy(dlc, dl, px * sizeof(float));
+  cg_view_t dlv = {dlc, n, h, w, 1, 1}, dxv = {dxref, n, h, w, c, c};
+  cg_cpu_conv_bwd(&xv, wt, &lv, &dlv, 1, 0, &dxv, 0, dwref, dbref, &CPU_WS);
+  check("dx", name, dt, dx, dxref, px * c);
+  check("dw", name, dt, dw, dwref, c);
+  check("db", name, dt, db, dbref, 1);
+  /* the fixed-order reduction is bitwise reproducible */
+  float *dw2 = hnew(c);
+  cg_head_bwd(dt, d_x, d_w, d_dl, (int64_t)px, c, NULL, d_dw, d_db, d_work, S);
+  get(CG_DT_F32, d_dw, c, dw2);
+  CG_TEST_CHECK(memcmp(dw, dw2, c * sizeof(float)) == 0, "%s %s: dw differs between runs", name,
+                dt_name(dt));
+  void *dfree[] = {d_x, d_w, d_l, d_dl, d_dx, d_b, d_dw, d_db, d_work};
+  for (size_t i = 0; i < sizeof dfree / sizeof dfree[0]; i++) CG_CHECK_CUDA(cudaFree(dfree[i]));
+  float *hfree[] = {x, wt, bias, dl, lg, lgref, dx, dxref, dw, dwref, db, dbref, dlc, dw2};
+  for (size_t i = 0; i < sizeof hfree / sizeof hfree[0]; i++) free(hfree[i]);
+}
+
+/* ---- the algorithm cache file ----------------------------------------------------------------- */
+
+static void test_cache(void) {
+  printf("RUN algorithm cache\n");
+  char path[] = "/tmp/cg_algo_cacheXXXXXX";
+  int fd = mkstemp(path);
+  CG_ASSERT(fd >= 0);
+  close(fd);
+  unlink(path); /* the context must cope with a missing file */
+  const int n = 2, h = 8, w = 8, c = 16;
+  const size_t px = (size_t)n * h * w;
+  void *d_a = dnew(px * c * 2), *d_b = dnew(px * c * 2), *d_w = dnew((size_t)c * 9 * c * 2);
+  void *d_g = dnew(px * c * 2), *d_d = dnew(px * c * 2), *d_dw = dnew((size_t)c * 9 * c * 2);
+  CG_CHECK_CUDA(cudaMemset(d_a, 0, px * c * 2));
+  CG_CHECK_CUDA(cudaMemset(d_w, 0, (size_t)c * 9 * c * 2));
+  CG_CHECK_CUDA(cudaMemset(d_g, 0, px * c * 2));
+  cg_conv_bufs_t bufs = {d_a, d_w, d_g, d_b, d_d, d_dw};
+  cg_conv_shape_t sh = {CG_CONV_PLAIN, n, h, w, c, c, 3, CG_DT_BF16, 0};
+  char err[1024], d1[512], d2[512];
+  cg_conv_ctx_t *c1 = cg_conv_ctx_create(DNN, 1, path);
+  cg_conv_t *v1 = NULL, *v2 = NULL;
+  CG_ASSERT(cg_conv_create(&sh, CG_CONV_OP_ALL, &v1, err, sizeof err) == 0);
+  if (cg_conv_select(c1, v1, &bufs, WS, WS_BYTES, S, err, sizeof err)) CG_FATAL("%s", err);
+  CG_TEST_CHECK(cg_conv_ctx_save(c1, err, sizeof err) == 0, "save: %s", err);
+  cg_conv_describe(v1, d1, sizeof d1);
+  /* a second context reads the file: same choice, and a selection that needs no buffers */
+  cg_conv_ctx_t *c2 = cg_conv_ctx_create(DNN, 1, path);
+  CG_ASSERT(cg_conv_create(&sh, CG_CONV_OP_ALL, &v2, err, sizeof err) == 0);
+  cg_conv_bufs_t none;
+  memset(&none, 0, sizeof none); /* a cache miss would assert on the NULL buffers */
+  CG_TEST_CHECK(cg_conv_select(c2, v2, &none, NULL, 0, S, err, sizeof err) == 0, "%s", err);
+  cg_conv_describe(v2, d2, sizeof d2);
+  CG_TEST_CHECK(strcmp(d1, d2) == 0, "cached choice differs: '%s' vs '%s'", d1, d2);
+  FILE *f = fopen(path, "r");
+  int lines = 0;
+  char line[512];
+  while (f && fgets(line, sizeof line, f)) lines += line[0] != '#';
+  if (f) fclose(f);
+  CG_TEST_CHECK(lines == 3, "cache file has %d entries, expected 3", lines);
+  if (lines == 3) printf("PASS algorithm cache (%s)\n", d1);
+  unlink(path);
+  cg_conv_destroy(v1);
+  cg_conv_destroy(v2);
+  cg_conv_ctx_destroy(c1);
+  cg_conv_ctx_destroy(c2);
+  void *dfree[] = {d_a, d_b, d_w, d_g, d_d, d_dw};
+  for (size_t i = 0; i < sizeof dfree / sizeof dfree[0]; i++) CG_CHECK_CUDA(cudaFree(dfree[i]));
+}
+
+int main(void) {
+  char why[256];
+  if (!cg_cuda_usable(why, sizeof why)) {
+    printf("SKIP: no usable CUDA device (%s)\n", why);
+    return CG_TEST_SKIP;
+  }
+  const char *env = getenv("CG_TEST_SEED");
+  g_seed = env ? strtoull(env, NULL, 10) : (uint64_t)time(NULL);
+  printf("seed %llu (CG_TEST_SEED=%llu repeats this run); cuDNN %zu (built with %d.%d)\n",
+         (unsigned long long)g_seed, (unsigned long long)g_seed, cudnnGetVersion(), CUDNN_MAJOR,
+         CUDNN_MINOR);
+  CG_CHECK_CUDA(cudaSetDevice(0));
+  /* a blocking stream: ordered with the synchronous cudaMemcpy/cudaMemset of the helpers */
+  CG_CHECK_CUDA(cudaStreamCreate(&S));
+  CG_CHECK_CUDNN(cudnnCreate(&DNN));
+  CTX = cg_conv_ctx_create(DNN, 0, NULL);
+  WS = dnew(WS_BYTES);
+  const cg_dtype_t dts[2] = {CG_DT_F32, CG_DT_BF16};
+  for (int d = 0; d < 2; d++) {
+    test_first_conv(dts[d]);
+    test_layer(CG_CONV_PLAIN, dts[d]);
+    test_layer(CG_CONV_UP, dts[d]);
+    test_head(dts[d], 2, 12, 10, 16);
+    test_head(dts[d], 3, 64, 64, 40); /* several chunks, two column tiles */
+  }
+  test_cache();
+  CG_CHECK_CUDA(cudaFree(WS));
+  cg_conv_ctx_destroy(CTX);
+  CG_CHECK_CUDNN(cudnnDestroy(DNN));
+  CG_CHECK_CUDA(cudaStreamDestroy(S));
+  cg_cpu_ws_free(&CPU_WS);
+  return cg_test_done("test_gpu_conv");
+}

@@ -1,0 +1,995 @@
+/* test_gpu_layers.c: every custom CUDA kernel of cuda/kernels.h against the CPU reference
+ * (src/cpu_layers.h where it has the layer, else a direct loop here).
+ *
+ * - Fresh random inputs each run; the seed is printed, CG_TEST_SEED=<n> repeats a run.
+ * - Outputs are poisoned with 0xFF bytes (NaN in every float type, 255 in a mask) before each
+ *   launch, and every device buffer is followed by a guard area that must stay 0xFF, so an
+ *   unwritten element or a write past the end fails.
+ * - Low-precision inputs are the fp32 ones rounded to bf16/fp16 on the host; the reference
+ *   runs on the rounded values. Tolerances: 1e-4 (fp32), 2e-2 (bf16), 2e-3 (fp16);
+ *   data movement (concat, pool, pad, casts) must be bit-exact.
+ * - Exits 77 (skipped) when no CUDA device is usable. A line "RUN ..." precedes each group so
+ *   a crash on the device names the kernel. */
+#include <cuda_runtime.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cpu_layers.h"
+#include "kernels.h"
+#include "log.h"
+#include "testutil.h"
+
+#define GUARD 256 /* bytes after every device buffer that no kernel may touch */
+
+static cudaStream_t S;
+static uint64_t g_seed, g_ctr;
+static const cg_dtype_t DTS[3] = {CG_DT_F32, CG_DT_BF16, CG_DT_F16};
+
+/* ---- host-side element types --------------------------------------------------------- */
+
+static uint16_t f32_to_bf16(float f) {
+  uint32_t x;
+  memcpy(&x, &f, 4);
+  if ((x & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((x >> 16) | 0x40); /* quiet NaN */
+  x += 0x7fffu + ((x >> 16) & 1u); /* round to nearest even */
+  return (uint16_t)(x >> 16);
+}
+
+static float bf16_to_f32(uint16_t b) {
+  uint32_t x = (uint32_t)b << 16;
+  float f;
+  memcpy(&f, &x, 4);
+  return f;
+}
+
+static uint16_t f32_to_f16(float f) {
+  uint32_t x;
+  memcpy(&x, &f, 4);
+  const uint16_t sign = (uint16_t)((x >> 16) & 0x8000u);
+  const uint32_t ax = x & 0x7fffffffu;
+  if (ax > 0x7f800000u) return sign | 0x7e00u;  /* NaN */
+  if (ax >= 0x477ff000u) return sign | 0x7c00u; /* >= 65520 rounds to inf */
+  if (ax < 0x38800000u) {                       /* below 2^-14: subnormal or zero */
+    float af;
+    memcpy(&af, &ax, 4);
+    /* units of 2^-24, rounded to nearest even (default rounding mode); 1024 = 2^-14 */
+    return sign | (uint16_t)nearbyintf(af * 16777216.0f);
+  }
+  uint32_t h = ((ax >> 23) - 112u) << 10 | ((ax >> 13) & 0x3ffu); /* rebias 127 -> 15 */
+  const uint32_t rem = ax & 0x1fffu;
+  if (rem > 0x1000u || (rem == 0x1000u && (h & 1u))) h++; /* a carry may bump the exponent */
+  return sign | (uint16_t)h;
+}
+
+static float f16_to_f32(uint16_t h) {
+  const int e = (h >> 10) & 0x1f, m = h & 0x3ff;
+  float f;
+  if (e == 0)
+    f = ldexpf((float)m, -24);
+  else if (e == 31)
+    f = m ? NAN : INFINITY;
+  else
+    f = ldexpf((float)(m | 0x400), e - 25);
+  return (h & 0x8000) ? -f : f;
+}
+
+static const char *dt_name(cg_dtype_t dt) {
+  return dt == CG_DT_F32 ? "f32" : dt == CG_DT_BF16 ? "bf16" : "f16";
+}
+
+static double dt_tol(cg_dtype_t dt) {
+  return dt == CG_DT_F32 ? 1e-4 : dt == CG_DT_BF16 ? 2e-2 : 2e-3;
+}
+
+static void to_dt(cg_dtype_t dt, const float *src, size_t n, void *dst) {
+  if (dt == CG_DT_F32) {
+    memcpy(dst, src, n * sizeof(float));
+    return;
+  }
+  uint16_t *d = dst;
+  for (size_t i = 0; i < n; i++) d[i] = dt == CG_DT_BF16 ? f32_to_bf16(src[i]) : f32_to_f16(src[i]);
+}
+
+static void from_dt(cg_dtype_t dt, const void *src, size_t n, float *dst) {
+  if (dt == CG_DT_F32) {
+    memcpy(dst, src, n * sizeof(float));
+    return;
+  }
+  const uint16_t *s = src;
+  for (size_t i = 0; i < n; i++) dst[i] = dt == CG_DT_BF16 ? bf16_to_f32(s[i]) : f16_to_f32(s[i]);
+}
+
+/* x = the dt value nearest to x (what the device sees). */
+static void round_dt(cg_dtype_t dt, float *x, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    if (dt == CG_DT_BF16) x[i] = bf16_to_f32(f32_to_bf16(x[i]));
+    if (dt == CG_DT_F16) x[i] = f16_to_f32(f32_to_f16(x[i]));
+  }
+}
+
+/* ---- device buffers ------------------------------------------------------------------- */
+
+/* Every copy and fill goes through the test stream S, so they are ordered with the kernels
+ * (cudaMemset/cudaMemcpy on the default stream would not be, S being non-blocking). */
+static void *dnew(size_t bytes) {
+  void *d = NULL;
+  CG_CHECK_CUDA(cudaMalloc(&d, bytes + GUARD));
+  CG_CHECK_CUDA(cudaMemsetAsync(d, 0xFF, bytes + GUARD, S));
+  return d;
+}
+
+static void dfree(void *d) {
+  CG_CHECK_CUDA(cudaStreamSynchronize(S)); /* no kernel may still use it */
+  if (d) CG_CHECK_CUDA(cudaFree(d));
+}
+
+/* Waits for the stream and surfaces asynchronous kernel faults here. */
+static void dsync(void) {
+  CG_CHECK_CUDA(cudaStreamSynchronize(S));
+  CG_CHECK_CUDA(cudaGetLastError());
+}
+
+static void dpoison(void *d, size_t bytes) {
+  CG_CHECK_CUDA(cudaMemsetAsync(d, 0xFF, bytes, S));
+}
+
+static void hput(void *d, const void *h, size_t bytes) {
+  CG_CHECK_CUDA(cudaMemcpyAsync(d, h, bytes, cudaMemcpyHostToDevice, S));
+  dsync(); /* h may be freed or changed right after */
+}
+
+static void hget(void *h, const void *d, size_t bytes) {
+  CG_CHECK_CUDA(cudaMemcpyAsync(h, d, bytes, cudaMemcpyDeviceToHost, S));
+  dsync();
+}
+
+/* A dt buffer holding h (n floats, converted), with `off` leading elements of slack; returns
+ * the buffer, *data = its first element. */
+static void *dup_dt(cg_dtype_t dt, const float *h, size_t n, size_t off, void **data) {
+  const size_t es = cg_dtype_size(dt);
+  void *d = dnew((n + off) * es);
+  void *tmp = cg_malloc(n * es, "upload");
+  to_dt(dt, h, n, tmp);
+  *data = (char *)d + off * es;
+  hput(*data, tmp, n * es);
+  free(tmp);
+  return d;
+}
+
+static void *up_dt(cg_dtype_t dt, const float *h, size_t n) {
+  void *data;
+  return dup_dt(dt, h, n, 0, &data);
+}
+
+static void *up_bytes(const void *h, size_t bytes) {
+  void *d = dnew(bytes);
+  hput(d, h, bytes);
+  return d;
+}
+
+static void down_dt(cg_dtype_t dt, const void *d, size_t n, float *h) {
+  const size_t es = cg_dtype_size(dt);
+  void *tmp = cg_malloc(n * es, "download");
+  hget(tmp, d, n * es);
+  from_dt(dt, tmp, n, h);
+  free(tmp);
+}
+
+/* The GUARD bytes after [d, d + bytes) must still be 0xFF. */
+static void guard_check(const char *name, const void *d, size_t bytes) {
+  unsigned char g[GUARD];
+  hget(g, (const char *)d + bytes, GUARD);
+  size_t bad = 0;
+  for (size_t i = 0; i < GUARD; i++) bad += g[i] != 0xFF;
+  CG_TEST_CHECK(bad == 0, "%s: %zu guard bytes after the output were overwritten", name, bad);
+}
+
+/* ---- host helpers --------------------------------------------------------------------- */
+
+static float *hnew(size_t n) { return cg_malloc((n ? n : 1) * sizeof(float), "test array"); }
+
+static void fill(float *p, size_t n, float lo, float hi) {
+  cg_test_fill(p, n, lo, hi, g_seed * 1000003u + g_ctr++);
+}
+
+static double maxabs(const float *x, size_t n) {
+  double m = 0;
+  for (size_t i = 0; i < n; i++)
+    if (fabs(x[i]) > m) m = fabs(x[i]);
+  return m;
+}
+
+/* Element-wise relative check (outputs rounded once from an exact float result). */
+static void check_elem(const char *name, const float *got, const float *ref, size_t n,
+                       double tol) {
+  cg_test_close(name, got, ref, n, 1e-6 * maxabs(ref, n) + 1e-30, tol);
+}
+
+/* Tensor-relative check: errors measured against the largest reference value (reductions). */
+static void check_rel(const char *name, const float *got, const float *ref, size_t n, double tol) {
+  cg_test_close(name, got, ref, n, tol * maxabs(ref, n) + 1e-30, tol);
+}
+
+static void check_exact(const char *name, const float *got, const float *ref, size_t n) {
+  cg_test_close(name, got, ref, n, 0.0, 0.0);
+}
+
+/* ---- bias + activation ------------------------------------------------------------------ */
+
+static void test_bias_act_fwd(cg_dtype_t dt, int64_t npix, int c, int relu, int with_bias,
+                              size_t off) {
+  char name[160];
+  snprintf(name, sizeof name, "bias_act_fwd %s npix=%lld c=%d relu=%d bias=%d off=%zu",
+           dt_name(dt), (long long)npix, c, relu, with_bias, off);
+  const size_t n = (size_t)npix * c, es = cg_dtype_size(dt);
+  float *y = hnew(n), *b = hnew(c), *ref = hnew(n), *got = hnew(n);
+  fill(y, n, -2, 2);
+  round_dt(dt, y, n);
+  fill(b, c, -1, 1);
+  for (size_t i = 0; i < n; i++) {
+    float v = y[i] + (with_bias ? b[i % c] : 0.0f);
+    ref[i] = relu ? (v > 0.0f ? v : 0.0f) : v;
+  }
+  void *data;
+  void *d_y = dup_dt(dt, y, n, off, &data);
+  float *d_b = up_bytes(b, c * sizeof(float));
+  cg_k_bias_act_fwd(dt, data, npix, c, with_bias ? d_b : NULL, relu, S);
+  down_dt(dt, data, n, got);
+  check_elem(name, got, ref, n, dt_tol(dt));
+  guard_check(name, d_y, (n + off) * es);
+  dfree(d_y);
+  dfree(d_b);
+  free(y);
+  free(b);
+  free(ref);
+  free(got);
+}
+
+static void test_bias_act_bwd(cg_dtype_t dt, int64_t npix, int c, int relu, int with_dbias) {
+  char name[160];
+  snprintf(name, sizeof name, "bias_act_bwd %s npix=%lld c=%d relu=%d dbias=%d", dt_name(dt),
+           (long long)npix, c, relu, with_dbias);
+  const size_t n = (size_t)npix * c, es = cg_dtype_size(dt);
+  float *dy = hnew(n), *y = hnew(n), *ref = hnew(n), *got = hnew(n);
+  float *dbr = hnew(c), *dbg = hnew(c), *dbg2 = hnew(c);
+  double *acc = cg_calloc(c, sizeof(double), "dbias ref"), *aabs = cg_calloc(c, sizeof(double), "");
+  fill(dy, n, -1, 1);
+  round_dt(dt, dy, n);
+  fill(y, n, -1, 1);
+  for (size_t i = 0; i < n; i++) y[i] = y[i] > 0 ? y[i] : 0.0f; /* a ReLU output: many zeros */
+  round_dt(dt, y, n);
+  for (size_t i = 0; i < n; i++) {
+    ref[i] = relu && !(y[i] > 0.0f) ? 0.0f : dy[i];
+    acc[i % c] += ref[i];
+    aabs[i % c] += fabs(ref[i]);
+  }
+  double amax = 0;
+  for (int k = 0; k < c; k++) {
+    dbr[k] = (float)acc[k];
+    if (aabs[k] > amax) amax = aabs[k];
+  }
+  void *d_dy = up_dt(dt, dy, n), *d_y = up_dt(dt, y, n);
+  const size_t wb = cg_k_bias_act_bwd_work_bytes(npix, c);
+  float *d_db = dnew(c * sizeof(float));
+  void *d_work = dnew(wb); /* poisoned: a read of an unwritten partial gives NaN */
+  cg_k_bias_act_bwd(dt, d_dy, d_y, npix, c, relu, with_dbias ? d_db : NULL, d_work, S);
+  down_dt(dt, d_dy, n, got);
+  snprintf(name, sizeof name, "bias_act_bwd dy %s npix=%lld c=%d relu=%d dbias=%d", dt_name(dt),
+           (long long)npix, c, relu, with_dbias);
+  check_exact(name, got, ref, n); /* masking is exact */
+  guard_check(name, d_dy, n * es);
+  if (with_dbias) {
+    snprintf(name, sizeof name, "bias_act_bwd dbias %s npix=%lld c=%d relu=%d", dt_name(dt),
+             (long long)npix, c, relu);
+    hget(dbg, d_db, c * sizeof(float));
+    /* float summation error scales with sum |dy|, not with the (cancelling) sum itself */
+    cg_test_close(name, dbg, dbr, c, 1e-6 * amax, 1e-4);
+    guard_check(name, d_db, c * sizeof(float));
+    guard_check("bias_act_bwd work", d_work, wb);
+    /* again on the (idempotently) masked dy: bitwise the same sums */
+    dpoison(d_db, c * sizeof(float));
+    cg_k_bias_act_bwd(dt, d_dy, d_y, npix, c, relu, d_db, d_work, S);
+    hget(dbg2, d_db, c * sizeof(float));
+    CG_TEST_CHECK(memcmp(dbg, dbg2, c * sizeof(float)) == 0, "%s: not deterministic", name);
+  }
+  dfree(d_dy);
+  dfree(d_y);
+  dfree(d_db);
+  dfree(d_work);
+  free(dy);
+  free(y);
+  free(ref);
+  free(got);
+  free(dbr);
+  free(dbg);
+  free(dbg2);
+  free(acc);
+  free(aabs);
+}
+
+/* ---- max pool ----------------------------------------------------------------------------- */
+
+static void test_maxpool(cg_dtype_t dt, int n, int h, int w, int c, int ties) {
+  char name[160];
+  const size_t nx = (size_t)n * h * w * c, ny = nx / 4, es = cg_dtype_size(dt);
+  float *x = hnew(nx), *yr = hnew(ny), *yg = hnew(ny), *dy = hnew(ny);
+  float *dx0 = hnew(nx), *dxr = hnew(nx), *dxg = hnew(nx);
+  fill(x, nx, 0, 1);
+  for (size_t i = 0; i < nx; i++) {
+    if (ties) { /* ReLU-like: mostly 0, some 0.5 and 1: whole windows of equal values */
+      float q = floorf(x[i] * 5.0f) - 2.0f;
+      x[i] = q > 0 ? 0.5f * q : 0.0f;
+    } else {
+      x[i] = 4.0f * x[i] - 2.0f;
+    }
+  }
+  round_dt(dt, x, nx);
+  cg_view_t xv = {x, n, h, w, c, c}, yv = {yr, n, h / 2, w / 2, c, c};
+  cg_cpu_maxpool_fwd(&xv, &yv);
+
+  void *d_x = up_dt(dt, x, nx), *d_y = dnew(ny * es);
+  snprintf(name, sizeof name, "maxpool_fwd %s n=%d h=%d w=%d c=%d ties=%d", dt_name(dt), n, h, w,
+           c, ties);
+  cg_k_maxpool_fwd(dt, d_x, n, h, w, c, d_y, S);
+  down_dt(dt, d_y, ny, yg);
+  check_exact(name, yg, yr, ny);
+  guard_check(name, d_y, ny * es);
+
+  fill(dy, ny, -1, 1);
+  round_dt(dt, dy, ny);
+  void *d_dy = up_dt(dt, dy, ny);
+  for (int accum = 0; accum <= 1; accum++) {
+    if (accum) {
+      fill(dx0, nx, -1, 1);
+      round_dt(dt, dx0, nx);
+    } else {
+      memset(dx0, 0, nx * sizeof(float));
+    }
+    memcpy(dxr, dx0, nx * sizeof(float));
+    cg_view_t dyv = {dy, n, h / 2, w / 2, c, c}, dxv = {dxr, n, h, w, c, c};
+    cg_cpu_maxpool_bwd(&xv, &yv, &dyv, &dxv, accum);
+    void *d_dx = accum ? up_dt(dt, dx0, nx) : dnew(nx * es); /* else poisoned */
+    snprintf(name, sizeof name, "maxpool_bwd %s n=%d h=%d w=%d c=%d ties=%d accum=%d",
+             dt_name(dt), n, h, w, c, ties, accum);
+    cg_k_maxpool_bwd(dt, d_x, d_y, d_dy, n, h, w, c, d_dx, accum, S);
+    down_dt(dt, d_dx, nx, dxg);
+    if (accum)
+      check_elem(name, dxg, dxr, nx, dt_tol(dt)); /* one rounding of dx + dy */
+    else
+      check_exact(name, dxg, dxr, nx); /* the tie rule must route exactly as the CPU */
+    guard_check(name, d_dx, nx * es);
+    dfree(d_dx);
+  }
+  dfree(d_x);
+  dfree(d_y);
+  dfree(d_dy);
+  free(x);
+  free(yr);
+  free(yg);
+  free(dy);
+  free(dx0);
+  free(dxr);
+  free(dxg);
+}
+
+/* ---- concat ------------------------------------------------------------------------------- */
+
+static void test_concat(cg_dtype_t dt, int64_t npix, int ca, int cb) {
+  char name[160];
+  const int cc = ca + cb;
+  const size_t na = (size_t)npix * ca, nb = (size_t)npix * cb, nc = (size_t)npix * cc;
+  const size_t es = cg_dtype_size(dt);
+  float *a = hnew(na), *b = hnew(nb), *ref = hnew(nc), *got = hnew(nc);
+  float *ga = hnew(na), *gb = hnew(nb);
+  fill(a, na, -3, 3);
+  fill(b, nb, -3, 3);
+  round_dt(dt, a, na);
+  round_dt(dt, b, nb);
+  for (int64_t p = 0; p < npix; p++) {
+    for (int k = 0; k < ca; k++) ref[p * cc + k] = a[p * ca + k];
+    for (int k = 0; k < cb; k++) ref[p * cc + ca + k] = b[p * cb + k];
+  }
+  void *d_a = up_dt(dt, a, na), *d_b = up_dt(dt, b, nb), *d_c = dnew(nc * es);
+  snprintf(name, sizeof name, "concat_fwd %s npix=%lld ca=%d cb=%d", dt_name(dt),
+           (long long)npix, ca, cb);
+  cg_k_concat_fwd(dt, d_a, ca, d_b, cb, npix, d_c, S);
+  down_dt(dt, d_c, nc, got);
+  check_exact(name, got, ref, nc);
+  guard_check(name, d_c, nc * es);
+
+  /* backward: split a fresh dcat (ref holds it) into poisoned da, db */
+  fill(ref, nc, -3, 3);
+  round_dt(dt, ref, nc);
+  dfree(d_c);
+  d_c = up_dt(dt, ref, nc);
+  dpoison(d_a, na * es + GUARD);
+  dpoison(d_b, nb * es + GUARD);
+  for (int64_t p = 0; p < npix; p++) {
+    for (int k = 0; k < ca; k++) a[p * ca + k] = ref[p * cc + k];
+    for (int k = 0; k < cb; k++) b[p * cb + k] = ref[p * cc + ca + k];
+  }
+  cg_k_concat_bwd(dt, d_c, ca, cb, npix, d_a, d_b, S);
+  down_dt(dt, d_a, na, ga);
+  down_dt(dt, d_b, nb, gb);
+  snprintf(name, sizeof name, "concat_bwd da %s npix=%lld ca=%d cb=%d", dt_name(dt),
+           (long long)npix, ca, cb);
+  check_exact(name, ga, a, na);
+  guard_check(name, d_a, na * es);
+  snprintf(name, sizeof name, "concat_bwd db %s npix=%lld ca=%d cb=%d", dt_name(dt),
+           (long long)npix, ca, cb);
+  check_exact(name, gb, b, nb);
+  guard_check(name, d_b, nb * es);
+  dfree(d_a);
+  dfree(d_b);
+  dfree(d_c);
+  free(a);
+  free(b);
+  free(ref);
+  free(got);
+  free(ga);
+  free(gb);
+}
+
+/* ---- casts, padding, weight packing ------------------------------------------------------- */
+
+static void test_casts(cg_dtype_t dt, size_t n) {
+  char name[160];
+  const size_t es = cg_dtype_size(dt);
+  float *src = hnew(n), *ref = hnew(n), *got = hnew(n), *e = hnew(n);
+  fill(src, n, -3, 3);
+  fill(e, n, -8, 8); /* magnitudes 2^-8 .. 2^8: exercises fp16 subnormals near 0 */
+  for (size_t i = 0; i < n; i++) src[i] = ldexpf(src[i], (int)floorf(e[i]));
+  memcpy(ref, src, n * sizeof(float));
+  round_dt(dt, ref, n);
+  float *d_src = up_bytes(src, n * sizeof(float));
+  void *d_dst = dnew(n * es);
+  snprintf(name, sizeof name, "cast_from_f32 %s n=%zu", dt_name(dt), n);
+  cg_k_cast_from_f32(dt, d_src, (int64_t)n, d_dst, S);
+  down_dt(dt, d_dst, n, got);
+  check_exact(name, got, ref, n); /* round to nearest even, both sides */
+  guard_check(name, d_dst, n * es);
+
+  const float muls[3] = {1.0f, 0.125f, 1.0f / 3.0f};
+  float *d_out = dnew(n * sizeof(float));
+  for (int t = 0; t < 3; t++) {
+    /* ref (already dt values, and in d_dst) times mul: one float multiply both sides */
+    for (size_t i = 0; i < n; i++) e[i] = ref[i] * muls[t];
+    dpoison(d_out, n * sizeof(float));
+    snprintf(name, sizeof name, "cast_to_f32 %s n=%zu mul=%g", dt_name(dt), n, muls[t]);
+    cg_k_cast_to_f32(dt, d_dst, (int64_t)n, muls[t], d_out, S);
+    hget(got, d_out, n * sizeof(float));
+    check_exact(name, got, e, n);
+    guard_check(name, d_out, n * sizeof(float));
+  }
+  dfree(d_src);
+  dfree(d_dst);
+  dfree(d_out);
+  free(src);
+  free(ref);
+  free(got);
+  free(e);
+}
+
+/* pad (npix rows) and weight pack ([k][rs] rows) are the same mapping; both are run. */
+static void test_pad(cg_dtype_t dt, int k, int rs, int c, int cpad) {
+  char name[160];
+  const int64_t rows = (int64_t)k * rs;
+  const size_t ns = (size_t)rows * c, nd = (size_t)rows * cpad, es = cg_dtype_size(dt);
+  float *src = hnew(ns), *ref = hnew(nd), *got = hnew(nd), *g = hnew(nd), *gref = hnew(ns);
+  fill(src, ns, -2, 2);
+  for (int64_t r = 0; r < rows; r++)
+    for (int j = 0; j < cpad; j++) ref[r * cpad + j] = j < c ? src[r * c + j] : 0.0f;
+  round_dt(dt, ref, nd);
+  float *d_src = up_bytes(src, ns * sizeof(float));
+  void *d_dst = dnew(nd * es);
+  snprintf(name, sizeof name, "pad_channels_from_f32 %s npix=%lld c=%d cpad=%d", dt_name(dt),
+           (long long)rows, c, cpad);
+  cg_k_pad_channels_from_f32(dt, d_src, rows, c, cpad, d_dst, S);
+  down_dt(dt, d_dst, nd, got);
+  check_exact(name, got, ref, nd);
+  guard_check(name, d_dst, nd * es);
+
+  dpoison(d_dst, nd * es + GUARD);
+  snprintf(name, sizeof name, "pack_weight_cpad %s k=%d rs=%d c=%d cpad=%d", dt_name(dt), k, rs,
+           c, cpad);
+  cg_k_pack_weight_cpad(dt, d_src, k, rs, c, cpad, d_dst, S);
+  down_dt(dt, d_dst, nd, got);
+  check_exact(name, got, ref, nd);
+  guard_check(name, d_dst, nd * es);
+
+  /* unpack: [k][rs][cpad] dt -> [k][rs][c] fp32 */
+  fill(g, nd, -2, 2);
+  round_dt(dt, g, nd);
+  for (int64_t r = 0; r < rows; r++)
+    for (int j = 0; j < c; j++) gref[r * c + j] = g[r * cpad + j];
+  void *d_g = up_dt(dt, g, nd);
+  float *d_out = dnew(ns * sizeof(float));
+  snprintf(name, sizeof name, "unpack_grad_cpad %s k=%d rs=%d c=%d cpad=%d", dt_name(dt), k, rs,
+           c, cpad);
+  cg_k_unpack_grad_cpad(dt, d_g, k, rs, c, cpad, d_out, S);
+  hget(got, d_out, ns * sizeof(float));
+  check_exact(name, got, gref, ns);
+  guard_check(name, d_out, ns * sizeof(float));
+  dfree(d_src);
+  dfree(d_dst);
+  dfree(d_g);
+  dfree(d_out);
+  free(src);
+  free(ref);
+  free(got);
+  free(g);
+  free(gref);
+}
+
+/* ---- loss --------------------------------------------------------------------------------- */
+
+/* scale <= 0: d_scaler = NULL (gradient scale 1). */
+static void test_loss(cg_dtype_t dt, int n, int64_t hw, float scale, int with_dlogits,
+                      int with_pred) {
+  char name[200], tag[160];
+  snprintf(tag, sizeof tag, "%s n=%d hw=%lld scale=%g dlogits=%d pred=%d", dt_name(dt), n,
+           (long long)hw, scale > 0 ? scale : 1.0f, with_dlogits, with_pred);
+  const size_t np = (size_t)n * hw, es = cg_dtype_size(dt);
+  float *z = hnew(np), *u = hnew(np), *gref = hnew(np), *got = hnew(np), *w = hnew(n);
+  float *pr = hnew(np), *pg = hnew(np);
+  uint8_t *mask = cg_malloc(np, "mask"), *pred = cg_malloc(np, "pred");
+  fill(z, np, -6, 6);
+  for (size_t j = 0; j < np; j += 97) z[j] = 0.0f; /* p = 1/2 exactly, and pred must be 0 */
+  round_dt(dt, z, np);
+  fill(u, np, 0, 1);
+  for (int i = 0; i < n; i++) {
+    const float density = (float)(i % 4) / 3.0f; /* sample 0 has an empty mask, 3 a full one */
+    for (int64_t p = 0; p < hw; p++) mask[(size_t)i * hw + p] = u[(size_t)i * hw + p] < density;
+    w[i] = (i == 1) ? 0.0f : 0.25f + 0.125f * (float)i; /* sample 1 is padding */
+  }
+  for (size_t j = 0; j < np; j++) pr[j] = z[j] > 0.0f ? 1.0f : 0.0f;
+  const double lref = cg_cpu_loss(z, mask, w, n, (size_t)hw, scale > 0 ? scale : 1.0f, gref, NULL);
+
+  void *d_z = up_dt(dt, z, np);
+  uint8_t *d_mask = up_bytes(mask, np);
+  float *d_w = up_bytes(w, n * sizeof(float));
+  cg_scaler_t sc = {scale, 1, 0, 0, 0, 0};
+  cg_scaler_t *d_sc = scale > 0 ? up_bytes(&sc, sizeof sc) : NULL;
+  void *d_dz = dnew(np * es);
+  double *d_loss = dnew(sizeof(double));
+  uint8_t *d_pred = dnew(np);
+  const size_t wb = cg_k_loss_work_bytes(n, hw);
+  void *d_work = dnew(wb);
+  double lgot = 0, lgot2 = 0;
+  cg_k_loss(dt, d_z, d_mask, d_w, n, hw, d_sc, with_dlogits ? d_dz : NULL, d_loss,
+            with_pred ? d_pred : NULL, d_work, S);
+  hget(&lgot, d_loss, sizeof(double));
+  snprintf(name, sizeof name, "loss value %s", tag);
+  cg_test_close_d(name, &lgot, &lref, 1, 1e-12, 1e-6);
+  guard_check(name, d_loss, sizeof(double));
+  guard_check("loss work", d_work, wb);
+  if (with_dlogits) {
+    down_dt(dt, d_dz, np, got);
+    snprintf(name, sizeof name, "loss dlogits %s", tag);
+    check_rel(name, got, gref, np, dt_tol(dt));
+    guard_check(name, d_dz, np * es);
+    int nonzero = 0;
+    for (int64_t p = 0; p < hw; p++) nonzero += got[(size_t)1 * hw + p] != 0.0f;
+    CG_TEST_CHECK(nonzero == 0, "%s: %d gradients of the weight-0 sample are not 0", name,
+                  nonzero);
+  }
+  if (with_pred) {
+    hget(pred, d_pred, np);
+    for (size_t j = 0; j < np; j++) pg[j] = (float)pred[j]; /* 0xFF poison -> 255 fails */
+    snprintf(name, sizeof name, "loss pred %s", tag);
+    check_exact(name, pg, pr, np);
+    guard_check(name, d_pred, np);
+  }
+  /* a second run gives bitwise the same loss */
+  dpoison(d_loss, sizeof(double));
+  cg_k_loss(dt, d_z, d_mask, d_w, n, hw, d_sc, NULL, d_loss, NULL, d_work, S);
+  hget(&lgot2, d_loss, sizeof(double));
+  CG_TEST_CHECK(memcmp(&lgot, &lgot2, sizeof(double)) == 0, "loss %s: not deterministic (%.17g vs %.17g)",
+                tag, lgot, lgot2);
+  dfree(d_z);
+  dfree(d_mask);
+  dfree(d_w);
+  dfree(d_sc);
+  dfree(d_dz);
+  dfree(d_loss);
+  dfree(d_pred);
+  dfree(d_work);
+  free(z);
+  free(u);
+  free(gref);
+  free(got);
+  free(w);
+  free(pr);
+  free(pg);
+  free(mask);
+  free(pred);
+}
+
+/* ---- optimizer and loss scaling ----------------------------------------------------------- */
+
+static cg_scaler_t scaler_get(const cg_scaler_t *d) {
+  cg_scaler_t s;
+  hget(&s, d, sizeof s);
+  return s;
+}
+
+static void scaler_put(cg_scaler_t *d, float scale, int enabled, int found_inf, int good,
+                       long long skipped, long long steps) {
+  cg_scaler_t s = {scale, enabled, found_inf, good, skipped, steps};
+  hput(d, &s, sizeof s);
+}
+
+static void test_check_finite(void) {
+  char name[160];
+  const size_t n = 3000017; /* > one pass of the capped grid, odd tail */
+  float *g = hnew(n);
+  fill(g, n, -1e4f, 1e4f);
+  float *d_g = up_bytes(g, n * sizeof(float));
+  cg_scaler_t *d_sc = dnew(sizeof(cg_scaler_t));
+  const struct {
+    size_t at;
+    float val;
+    int preset, expect;
+  } cases[] = {
+      {n, 0.0f, 0, 0},           /* all finite: stays 0 */
+      {n, 0.0f, 1, 1},           /* never cleared by the check */
+      {0, INFINITY, 0, 1},       /* first element */
+      {n - 1, NAN, 0, 1},        /* last element (the tail) */
+      {n / 2 + 7, -INFINITY, 0, 1},
+  };
+  for (size_t t = 0; t < sizeof cases / sizeof cases[0]; t++) {
+    if (cases[t].at < n) hput(d_g + cases[t].at, &cases[t].val, sizeof(float));
+    scaler_put(d_sc, 1024.0f, 1, cases[t].preset, 5, 0, 0);
+    cg_k_check_finite(d_g, (int64_t)n, d_sc, S);
+    const cg_scaler_t s = scaler_get(d_sc);
+    snprintf(name, sizeof name, "check_finite case %zu (at %zu)", t, cases[t].at);
+    CG_TEST_CHECK(s.found_inf == cases[t].expect, "%s: found_inf %d, expected %d", name,
+                  s.found_inf, cases[t].expect);
+    CG_TEST_CHECK(s.scale == 1024.0f && s.good_steps == 5, "%s: other fields changed", name);
+    if (s.found_inf == cases[t].expect) printf("PASS %s\n", name);
+    if (cases[t].at < n) hput(d_g + cases[t].at, &g[cases[t].at], sizeof(float)); /* restore */
+  }
+  dfree(d_g);
+  dfree(d_sc);
+  free(g);
+}
+
+/* dt_lowp < 0: no low-precision copy. scale <= 0: d_scaler = NULL. */
+static void test_adamw(int dt_lowp, float scale, int found_inf) {
+  char name[200], tag[120];
+  snprintf(tag, sizeof tag, "lowp=%s scale=%g found_inf=%d",
+           dt_lowp < 0 ? "none" : dt_name((cg_dtype_t)dt_lowp), scale, found_inf);
+  const size_t n = 10007;
+  const int64_t t = 3;
+  const float lr = 1e-2f, b1 = 0.9f, b2 = 0.999f, eps = 1e-8f, wd = 0.1f;
+  const float sc = scale > 0 ? scale : 1.0f;
+  float *p = hnew(n), *g = hnew(n), *m = hnew(n), *v = hnew(n);
+  float *pr = hnew(n), *mr = hnew(n), *vr = hnew(n), *pg = hnew(n), *mg = hnew(n), *vg = hnew(n);
+  float *dg = hnew(n), *dr = hnew(n), *lg = hnew(n);
+  fill(p, n, -1, 1);
+  fill(g, n, -sc, sc); /* gradients carry the loss scale */
+  fill(m, n, -0.1f, 0.1f);
+  fill(v, n, 0, 0.01f);
+  memcpy(pr, p, n * sizeof(float));
+  memcpy(mr, m, n * sizeof(float));
+  memcpy(vr, v, n * sizeof(float));
+  if (!found_inf) cg_cpu_adamw(pr, g, mr, vr, n, lr, b1, b2, eps, wd, t, 1.0f / sc);
+
+  cg_step_params_t hp = {lr, b1, b2, eps, wd, (float)(1.0 - pow(b1, (double)t)),
+                         (float)(1.0 - pow(b2, (double)t))};
+  float *d_p = up_bytes(p, n * sizeof(float)), *d_g = up_bytes(g, n * sizeof(float));
+  float *d_m = up_bytes(m, n * sizeof(float)), *d_v = up_bytes(v, n * sizeof(float));
+  cg_step_params_t *d_hp = up_bytes(&hp, sizeof hp);
+  cg_scaler_t s0 = {sc, 1, found_inf, 0, 0, 0};
+  cg_scaler_t *d_sc = scale > 0 ? up_bytes(&s0, sizeof s0) : NULL;
+  const cg_dtype_t ldt = dt_lowp < 0 ? CG_DT_F32 : (cg_dtype_t)dt_lowp;
+  const size_t les = cg_dtype_size(ldt);
+  void *d_low = dt_lowp < 0 ? NULL : dnew(n * les);
+  cg_k_adamw(d_p, d_g, d_m, d_v, (int64_t)n, d_hp, d_sc, ldt, d_low, S);
+  hget(pg, d_p, n * sizeof(float));
+  hget(mg, d_m, n * sizeof(float));
+  hget(vg, d_v, n * sizeof(float));
+  if (found_inf) {
+    snprintf(name, sizeof name, "adamw skipped %s", tag);
+    int same = memcmp(pg, p, n * sizeof(float)) == 0 && memcmp(mg, m, n * sizeof(float)) == 0 &&
+               memcmp(vg, v, n * sizeof(float)) == 0;
+    CG_TEST_CHECK(same, "%s: p, m or v changed on a skipped step", name);
+    if (d_low) {
+      unsigned char *raw = cg_malloc(n * les, "lowp");
+      hget(raw, d_low, n * les);
+      size_t touched = 0;
+      for (size_t i = 0; i < n * les; i++) touched += raw[i] != 0xFF;
+      CG_TEST_CHECK(touched == 0, "%s: low-precision copy written on a skipped step", name);
+      free(raw);
+    }
+    if (same) printf("PASS %s\n", name);
+  } else {
+    /* the update itself (p_new - p_old) is what must be right: p alone hides it */
+    for (size_t i = 0; i < n; i++) {
+      dg[i] = pg[i] - p[i];
+      dr[i] = pr[i] - p[i];
+    }
+    snprintf(name, sizeof name, "adamw update %s", tag);
+    check_rel(name, dg, dr, n, 1e-4);
+    snprintf(name, sizeof name, "adamw p %s", tag);
+    check_elem(name, pg, pr, n, 1e-5);
+    snprintf(name, sizeof name, "adamw m %s", tag);
+    check_rel(name, mg, mr, n, 1e-5);
+    snprintf(name, sizeof name, "adamw v %s", tag);
+    check_elem(name, vg, vr, n, 1e-5);
+    if (d_low) {
+      /* the copy is the device's own new p rounded once */
+      memcpy(dr, pg, n * sizeof(float));
+      round_dt(ldt, dr, n);
+      down_dt(ldt, d_low, n, lg);
+      snprintf(name, sizeof name, "adamw lowp copy %s", tag);
+      check_exact(name, lg, dr, n);
+      guard_check(name, d_low, n * les);
+    }
+  }
+  guard_check("adamw p", d_p, n * sizeof(float));
+  guard_check("adamw m", d_m, n * sizeof(float));
+  guard_check("adamw v", d_v, n * sizeof(float));
+  dfree(d_p);
+  dfree(d_g);
+  dfree(d_m);
+  dfree(d_v);
+  dfree(d_hp);
+  dfree(d_sc);
+  dfree(d_low);
+  free(p);
+  free(g);
+  free(m);
+  free(v);
+  free(pr);
+  free(mr);
+  free(vr);
+  free(pg);
+  free(mg);
+  free(vg);
+  free(dg);
+  free(dr);
+  free(lg);
+}
+
+#define EXPECT_SCALER(what, s, sc_, good_, skipped_, steps_)                                   \
+  CG_TEST_CHECK((s).scale == (sc_) && (s).good_steps == (good_) && (s).skipped == (skipped_) && \
+                    (s).steps == (steps_) && (s).found_inf == 0,                              \
+                "%s: scale %g good %d skipped %lld steps %lld found_inf %d, expected %g %d "   \
+                "%lld %lld 0",                                                                \
+                what, (s).scale, (s).good_steps, (s).skipped, (s).steps, (s).found_inf,       \
+                (double)(sc_), (good_), (long long)(skipped_), (long long)(steps_))
+
+/* A whole fp16 step sequence: inf injected -> found, skipped, halved; 2000 clean -> doubled. */
+static void test_scaler(void) {
+  const int before = cg_test_failures;
+  const size_t n = 4099;
+  const float inf = INFINITY;
+  float *p = hnew(n), *g = hnew(n), *z = hnew(n), *pg = hnew(n);
+  fill(p, n, -1, 1);
+  fill(g, n, -100, 100);
+  memset(z, 0, n * sizeof(float));
+  float *d_p = up_bytes(p, n * sizeof(float)), *d_g = up_bytes(g, n * sizeof(float));
+  float *d_m = up_bytes(z, n * sizeof(float)), *d_v = up_bytes(z, n * sizeof(float));
+  cg_step_params_t hp = {1e-3f, 0.9f, 0.999f, 1e-8f, 1e-4f, 0.1f, 0.001f};
+  cg_step_params_t *d_hp = up_bytes(&hp, sizeof hp);
+  cg_scaler_t *d_sc = dnew(sizeof(cg_scaler_t));
+  scaler_put(d_sc, 65536.0f, 1, 0, 0, 0, 0);
+
+  /* step 1: an inf in the gradient */
+  hput(d_g + 123, &inf, sizeof inf);
+  cg_k_check_finite(d_g, (int64_t)n, d_sc, S);
+  cg_scaler_t s = scaler_get(d_sc);
+  CG_TEST_CHECK(s.found_inf == 1, "scaler: inf in the gradient not found");
+  cg_k_adamw(d_p, d_g, d_m, d_v, (int64_t)n, d_hp, d_sc, CG_DT_F16, NULL, S);
+  hget(pg, d_p, n * sizeof(float));
+  CG_TEST_CHECK(memcmp(pg, p, n * sizeof(float)) == 0, "scaler: overflow step was not skipped");
+  cg_k_scaler_update(d_sc, S);
+  s = scaler_get(d_sc);
+  EXPECT_SCALER("scaler after overflow", s, 32768.0f, 0, 1, 1);
+
+  /* step 2: clean */
+  hput(d_g + 123, &g[123], sizeof(float));
+  cg_k_check_finite(d_g, (int64_t)n, d_sc, S);
+  s = scaler_get(d_sc);
+  CG_TEST_CHECK(s.found_inf == 0, "scaler: finite gradient flagged");
+  cg_k_adamw(d_p, d_g, d_m, d_v, (int64_t)n, d_hp, d_sc, CG_DT_F16, NULL, S);
+  hget(pg, d_p, n * sizeof(float));
+  CG_TEST_CHECK(memcmp(pg, p, n * sizeof(float)) != 0, "scaler: clean step did not update p");
+  cg_k_scaler_update(d_sc, S);
+  s = scaler_get(d_sc);
+  EXPECT_SCALER("scaler after a clean step", s, 32768.0f, 1, 1, 2);
+
+  /* 1998 more clean steps: 1999 in a row, no growth yet; the 2000th doubles */
+  for (int i = 0; i < 1998; i++) cg_k_scaler_update(d_sc, S);
+  s = scaler_get(d_sc);
+  EXPECT_SCALER("scaler after 1999 clean steps", s, 32768.0f, 1999, 1, 2000);
+  cg_k_scaler_update(d_sc, S);
+  s = scaler_get(d_sc);
+  EXPECT_SCALER("scaler after 2000 clean steps", s, 65536.0f, 0, 1, 2001);
+
+  /* an overflow after some clean steps resets the count */
+  for (int i = 0; i < 10; i++) cg_k_scaler_update(d_sc, S);
+  hput(d_g + n - 1, &inf, sizeof inf);
+  cg_k_check_finite(d_g, (int64_t)n, d_sc, S);
+  cg_k_scaler_update(d_sc, S);
+  s = scaler_get(d_sc);
+  EXPECT_SCALER("scaler overflow after 10 clean", s, 32768.0f, 0, 2, 2012);
+
+  /* the scale never drops below 1 */
+  scaler_put(d_sc, 1.0f, 1, 1, 7, 0, 0);
+  cg_k_scaler_update(d_sc, S);
+  s = scaler_get(d_sc);
+  EXPECT_SCALER("scaler floor at 1", s, 1.0f, 0, 1, 1);
+
+  /* disabled (bf16/fp32): the scale stays put; skips are still counted */
+  scaler_put(d_sc, 1.0f, 0, 1, 0, 0, 0);
+  cg_k_scaler_update(d_sc, S);
+  s = scaler_get(d_sc);
+  EXPECT_SCALER("scaler disabled overflow", s, 1.0f, 0, 1, 1);
+  for (int i = 0; i < 2000; i++) cg_k_scaler_update(d_sc, S);
+  s = scaler_get(d_sc);
+  EXPECT_SCALER("scaler disabled 2000 clean", s, 1.0f, 0, 1, 2001);
+
+  if (cg_test_failures == before) printf("PASS scaler sequences\n");
+  dfree(d_p);
+  dfree(d_g);
+  dfree(d_m);
+  dfree(d_v);
+  dfree(d_hp);
+  dfree(d_sc);
+  free(p);
+  free(g);
+  free(z);
+  free(pg);
+}
+
+/* Empty shapes launch nothing and fail nothing; an empty bias gradient is zeros. */
+static void test_empty(void) {
+  cg_scaler_t *d_sc = dnew(sizeof(cg_scaler_t));
+  scaler_put(d_sc, 1.0f, 0, 0, 0, 0, 0);
+  cg_step_params_t hp = {1e-3f, 0.9f, 0.999f, 1e-8f, 0.0f, 0.1f, 0.001f};
+  cg_step_params_t *d_hp = up_bytes(&hp, sizeof hp);
+  float *d_db = dnew(5 * sizeof(float));
+  double *d_loss = dnew(sizeof(double));
+  for (int t = 0; t < 3; t++) {
+    cg_k_bias_act_fwd(DTS[t], NULL, 0, 8, NULL, 1, S);
+    cg_k_maxpool_fwd(DTS[t], NULL, 0, 4, 4, 3, NULL, S);
+    cg_k_maxpool_bwd(DTS[t], NULL, NULL, NULL, 0, 4, 4, 3, NULL, 1, S);
+    cg_k_concat_fwd(DTS[t], NULL, 3, NULL, 5, 0, NULL, S);
+    cg_k_concat_bwd(DTS[t], NULL, 3, 5, 0, NULL, NULL, S);
+    cg_k_cast_from_f32(DTS[t], NULL, 0, NULL, S);
+    cg_k_cast_to_f32(DTS[t], NULL, 0, 1.0f, NULL, S);
+    cg_k_pad_channels_from_f32(DTS[t], NULL, 0, 5, 8, NULL, S);
+    cg_k_pack_weight_cpad(DTS[t], NULL, 0, 9, 5, 8, NULL, S);
+    cg_k_unpack_grad_cpad(DTS[t], NULL, 0, 9, 5, 8, NULL, S);
+  }
+  cg_k_check_finite(NULL, 0, d_sc, S);
+  cg_k_adamw(NULL, NULL, NULL, NULL, 0, d_hp, d_sc, CG_DT_BF16, NULL, S);
+  cg_k_bias_act_bwd(CG_DT_BF16, NULL, NULL, 0, 5, 1, d_db, NULL, S);
+  float db[5];
+  hget(db, d_db, sizeof db);
+  int zeros = 1;
+  for (int k = 0; k < 5; k++) zeros &= db[k] == 0.0f;
+  CG_TEST_CHECK(zeros, "bias_act_bwd npix=0: dbias not zeroed");
+  cg_k_loss(CG_DT_BF16, NULL, NULL, NULL, 0, 16, NULL, NULL, d_loss, NULL, NULL, S);
+  double l = -1;
+  hget(&l, d_loss, sizeof l);
+  CG_TEST_CHECK(l == 0.0, "loss n=0: %g, expected 0", l);
+  if (zeros && l == 0.0) printf("PASS empty shapes\n");
+  dfree(d_sc);
+  dfree(d_hp);
+  dfree(d_db);
+  dfree(d_loss);
+}
+
+int main(void) {
+  setvbuf(stdout, NULL, _IOLBF, 0);
+  int ndev = 0;
+  cudaError_t rc = cudaGetDeviceCount(&ndev);
+  if (rc != cudaSuccess || ndev == 0) {
+    printf("SKIP: no usable CUDA device (%s)\n",
+           rc != cudaSuccess ? cudaGetErrorString(rc) : "0 devices");
+    return CG_TEST_SKIP;
+  }
+  struct cudaDeviceProp prop;
+  CG_CHECK_CUDA(cudaSetDevice(0));
+  CG_CHECK_CUDA(cudaGetDeviceProperties(&prop, 0));
+  CG_CHECK_CUDA(cudaStreamCreateWithFlags(&S, cudaStreamNonBlocking));
+  const char *env = getenv("CG_TEST_SEED");
+  g_seed = env ? strtoull(env, NULL, 10) : (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 20);
+  printf("test_gpu_layers on %s (sm_%d%d), seed %llu (CG_TEST_SEED=%llu repeats this run)\n",
+         prop.name, prop.major, prop.minor, (unsigned long long)g_seed,
+         (unsigned long long)g_seed);
+  const double t0 = cg_now();
+
+  printf("RUN empty shapes\n");
+  test_empty();
+
+  printf("RUN bias_act_fwd\n");
+  for (int t = 0; t < 3; t++) {
+    const struct {
+      int64_t npix;
+      int c;
+    } sh[] = {{420, 1}, {420, 5}, {333, 37}, {256, 64}, {70001, 37}};
+    for (size_t i = 0; i < sizeof sh / sizeof sh[0]; i++)
+      for (int relu = 0; relu <= 1; relu++)
+        for (int bias = 0; bias <= 1; bias++)
+          test_bias_act_fwd(DTS[t], sh[i].npix, sh[i].c, relu, bias, 0);
+    test_bias_act_fwd(DTS[t], 300, 64, 1, 1, 1); /* misaligned: the 16-byte path must step aside */
+  }
+
+  printf("RUN bias_act_bwd\n");
+  for (int t = 0; t < 3; t++) {
+    const struct {
+      int64_t npix;
+      int c;
+    } sh[] = {{420, 1}, {420, 5}, {333, 37}, {4096, 64}, {20000, 3}, {5000, 70}, {1, 1}, {63, 33}};
+    for (size_t i = 0; i < sizeof sh / sizeof sh[0]; i++)
+      for (int relu = 0; relu <= 1; relu++)
+        for (int db = 0; db <= 1; db++) test_bias_act_bwd(DTS[t], sh[i].npix, sh[i].c, relu, db);
+  }
+
+  printf("RUN maxpool\n");
+  for (int t = 0; t < 3; t++) {
+    const int sh[][4] = {{2, 6, 10, 3}, {2, 4, 8, 16}, {1, 8, 6, 37}, {3, 2, 2, 8}, {2, 16, 12, 64}};
+    for (size_t i = 0; i < sizeof sh / sizeof sh[0]; i++)
+      for (int ties = 0; ties <= 1; ties++)
+        test_maxpool(DTS[t], sh[i][0], sh[i][1], sh[i][2], sh[i][3], ties);
+  }
+
+  printf("RUN concat\n");
+  for (int t = 0; t < 3; t++) {
+    const int sh[][3] = {{333, 3, 5}, {333, 16, 8}, {257, 32, 32}, {100, 7, 1}, {70000, 20, 13},
+                         {4099, 4, 4}};
+    for (size_t i = 0; i < sizeof sh / sizeof sh[0]; i++)
+      test_concat(DTS[t], sh[i][0], sh[i][1], sh[i][2]);
+  }
+
+  printf("RUN casts, padding, weight packing\n");
+  for (int t = 0; t < 3; t++) {
+    test_casts(DTS[t], 1001);
+    test_casts(DTS[t], 2500003); /* more than one grid-stride pass */
+    test_pad(DTS[t], 257, 1, 5, 8);
+    test_pad(DTS[t], 100, 1, 3, 4);
+    test_pad(DTS[t], 64, 1, 8, 8);
+    test_pad(DTS[t], 33, 1, 1, 8);
+    test_pad(DTS[t], 32, 9, 5, 8); /* enc0.conv1 weight: 32 x 3x3 x 5 -> 8 */
+    test_pad(DTS[t], 7, 1, 3, 4);
+  }
+
+  printf("RUN loss\n");
+  test_loss(CG_DT_F32, 5, 1000, 0.0f, 1, 1);
+  test_loss(CG_DT_F32, 3, 65573, 1024.0f, 1, 1);
+  test_loss(CG_DT_F32, 2, 1, 3.0f, 1, 1);
+  test_loss(CG_DT_F32, 4, 777, 0.0f, 0, 0); /* eval: no gradient, no mask */
+  test_loss(CG_DT_BF16, 5, 1000, 0.0f, 1, 1);
+  test_loss(CG_DT_BF16, 3, 65573, 1024.0f, 1, 1);
+  test_loss(CG_DT_F16, 4, 4099, 8192.0f, 1, 1);
+  test_loss(CG_DT_F16, 2, 300001, 65536.0f, 1, 0);
+
+  printf("RUN check_finite\n");
+  test_check_finite();
+
+  printf("RUN adamw\n");
+  test_adamw(-1, 1024.0f, 0);
+  test_adamw(-1, 0.0f, 0);
+  test_adamw(CG_DT_BF16, 1.0f, 0);
+  test_adamw(CG_DT_F16, 65536.0f, 0);
+  test_adamw(CG_DT_F32, 8.0f, 0);
+  test_adamw(-1, 1024.0f, 1);
+  test_adamw(CG_DT_BF16, 1024.0f, 1);
+  test_adamw(CG_DT_F16, 65536.0f, 1);
+
+  printf("RUN scaler\n");
+  test_scaler();
+
+  CG_CHECK_CUDA(cudaStreamDestroy(S));
+  printf("test_gpu_layers: %.2f s\n", cg_now() - t0);
+  return cg_test_done("test_gpu_layers");
+}

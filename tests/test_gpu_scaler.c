@@ -1,0 +1,108 @@
+/* test_gpu_scaler.c: fp16 dynamic loss scaling through the CUDA backend. With fault_nan_step = 2
+ * the loss gradient of step 2 is made NaN:
+ *  - steps 0 and 1 train normally at the initial scale 65536;
+ *  - step 2 reports skipped = 1 and a NaN loss, leaves parameters and AdamW moments bitwise
+ *    unchanged, and halves the scale (65536 -> 32768);
+ *  - steps 3.. update the parameters again at the halved scale.
+ * Small UNet (in 5, base 8, depth 3, 32x32, batch 3). Exits 77 without a usable GPU. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend.h"
+#include "log.h"
+#include "model.h"
+#include "rng.h"
+#include "testutil.h"
+
+enum { N = 3, IN_C = 5, BASE = 8, DEPTH = 3, HW = 32, STEPS = 6, FAULT = 2 };
+
+int main(void) {
+  char why[256];
+  if (!cg_cuda_usable(why, sizeof why)) {
+    printf("SKIP: no usable CUDA device (%s)\n", why);
+    return CG_TEST_SKIP;
+  }
+  const cg_backend_ops_t *ops = &cg_backend_cuda;
+  cg_model_t m;
+  char err[1024];
+  CG_ASSERT(cg_model_build(&m, IN_C, BASE, DEPTH, HW, HW, err, sizeof err) == 0);
+  cg_buckets_t bk;
+  cg_buckets_plan(&m, 0, &bk);
+  const size_t np = m.nparams, px = (size_t)N * HW * HW;
+  float *p0 = cg_malloc(sizeof(float) * np, "params");
+  cg_model_init_params(&m, 3, p0);
+  float *x = cg_malloc(sizeof(float) * px * IN_C, "x"), wt[N] = {0.5f, 0.5f, 0.0f};
+  uint8_t *y = cg_malloc(px, "y");
+  cg_test_fill(x, px * IN_C, -1.0f, 1.0f, 5);
+  cg_rng_t r = cg_rng_make(5, CG_RNG_TEST, 1, 0);
+  for (size_t i = 0; i < px; i++) y[i] = cg_rng_uniform(&r) < 0.4f;
+
+  cg_backend_cfg_t cfg;
+  memset(&cfg, 0, sizeof cfg);
+  cfg.batch = N;
+  cfg.precision = CG_PREC_FP16;
+  cfg.deterministic = 1;
+  cfg.cuda_graph = 1; /* must be turned off by the fault injection */
+  cfg.buckets = &bk;
+  cfg.fault_nan_step = FAULT;
+  cg_backend_t *b = NULL;
+  if (ops->create(&m, &cfg, &b, err, sizeof err)) CG_FATAL("cuda backend: %s", err);
+  ops->set_params(b, p0);
+  float *P[STEPS], *M1 = cg_malloc(sizeof(float) * np, "m"), *V1 = cg_malloc(sizeof(float) * np, "v");
+  float *M2 = cg_malloc(sizeof(float) * np, "m"), *V2 = cg_malloc(sizeof(float) * np, "v");
+  cg_step_out_t out[STEPS];
+  cg_batch_t batch = {N, HW, HW, IN_C, x, y, wt};
+  for (int k = 0; k < STEPS; k++) {
+    cg_adamw_t opt = {1e-3f, 0.9f, 0.999f, 1e-8f, 1e-4f, k + 1};
+    ops->upload(b, k % 2, &batch);
+    ops->upload_wait(b, k % 2);
+    ops->train_step(b, k % 2, &opt);
+    ops->fetch(b, &out[k]);
+    P[k] = cg_malloc(sizeof(float) * np, "params");
+    ops->get_params(b, P[k]);
+    float scale;
+    int64_t good;
+    if (k == FAULT - 1) ops->get_opt_state(b, M1, V1, &scale, &good);
+    if (k == FAULT) ops->get_opt_state(b, M2, V2, &scale, &good);
+    printf("  step %d: loss %.6g skipped %d scale %g\n", k, out[k].loss, out[k].skipped,
+           out[k].loss_scale);
+  }
+  for (int k = 0; k < STEPS; k++) {
+    if (k == FAULT) continue;
+    CG_TEST_CHECK(!out[k].skipped && isfinite(out[k].loss), "step %d: skipped %d loss %g", k,
+                  out[k].skipped, out[k].loss);
+    const float want = k < FAULT ? 65536.0f : 32768.0f;
+    CG_TEST_CHECK(out[k].loss_scale == want, "step %d: loss scale %g, expected %g", k,
+                  out[k].loss_scale, want);
+    const float *before = k ? P[k - 1] : p0;
+    CG_TEST_CHECK(memcmp(P[k], before, sizeof(float) * np) != 0, "step %d: parameters unchanged",
+                  k);
+  }
+  CG_TEST_CHECK(out[FAULT].skipped == 1, "fault step: skipped %d", out[FAULT].skipped);
+  CG_TEST_CHECK(isnan(out[FAULT].loss), "fault step: loss %g is not NaN", out[FAULT].loss);
+  CG_TEST_CHECK(out[FAULT].loss_scale == 0.5f * out[FAULT - 1].loss_scale,
+                "fault step: scale %g after %g", out[FAULT].loss_scale,
+                out[FAULT - 1].loss_scale);
+  CG_TEST_CHECK(memcmp(P[FAULT], P[FAULT - 1], sizeof(float) * np) == 0,
+                "fault step: parameters changed");
+  CG_TEST_CHECK(memcmp(M1, M2, sizeof(float) * np) == 0 && memcmp(V1, V2, sizeof(float) * np) == 0,
+                "fault step: AdamW moments changed");
+  float scale;
+  int64_t good;
+  ops->get_opt_state(b, M2, V2, &scale, &good);
+  CG_TEST_CHECK(scale == 32768.0f && good == STEPS - FAULT - 1,
+                "scaler state: scale %g good steps %lld", scale, (long long)good);
+  ops->destroy(b);
+  for (int k = 0; k < STEPS; k++) free(P[k]);
+  free(M1);
+  free(V1);
+  free(M2);
+  free(V2);
+  free(p0);
+  free(x);
+  free(y);
+  if (!cg_test_failures) printf("PASS fp16 overflow step skipped, scale halved, training resumes\n");
+  return cg_test_done("test_gpu_scaler");
+}

@@ -1,0 +1,341 @@
+/* test_gpu_step.c: whole training steps of the CUDA backend through the ops table, against the
+ * CPU reference backend (small UNet: in 5, base 8, depth 3, 32x32, batch 3 with one padding
+ * sample of weight 0).
+ *  1. fp32 (TF32 off): loss, gradients (per layer, 1e-4 of the layer's largest), parameters
+ *     after one AdamW step and the predicted mask agree with the CPU backend; eval_step and
+ *     train_step give the same loss.
+ *  2. bf16: the same comparison, looser (loss 2e-2, gradients 5e-2 of the largest).
+ *  3. Six bf16 steps, deterministic, with CUDA graphs and two steps in flight vs eager one at
+ *     a time: bitwise the same losses, predictions and parameters, results in order. The two
+ *     backends share an algorithm cache file, so they run the same cuDNN algorithms.
+ * Exits 77 without a usable GPU. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "backend.h"
+#include "log.h"
+#include "model.h"
+#include "rng.h"
+#include "testutil.h"
+
+enum { N = 3, IN_C = 5, BASE = 8, DEPTH = 3, HW = 32 };
+
+typedef struct {
+  float *x, *wt;
+  uint8_t *y;
+} data_t;
+
+static data_t make_data(uint64_t seed) {
+  const size_t px = (size_t)N * HW * HW;
+  data_t d;
+  d.x = cg_malloc(sizeof(float) * px * IN_C, "x");
+  d.y = cg_malloc(px, "y");
+  d.wt = cg_malloc(sizeof(float) * N, "weights");
+  cg_test_fill(d.x, px * IN_C, -1.0f, 1.0f, seed);
+  cg_rng_t r = cg_rng_make(seed, CG_RNG_TEST, 1, 0);
+  for (size_t i = 0; i < px; i++) d.y[i] = cg_rng_uniform(&r) < 0.4f;
+  for (int i = 0; i < N; i++) d.wt[i] = i == N - 1 ? 0.0f : 0.5f; /* the last is padding */
+  return d;
+}
+
+static void free_data(data_t *d) {
+  free(d->x);
+  free(d->y);
+  free(d->wt);
+}
+
+static cg_batch_t view(const data_t *d) {
+  cg_batch_t b = {N, HW, HW, IN_C, d->x, d->y, d->wt};
+  return b;
+}
+
+static cg_backend_t *make(const cg_backend_ops_t *ops, const cg_model_t *m, const cg_buckets_t *bk,
+                          cg_precision_t prec, int graph, const char *cache) {
+  cg_backend_cfg_t cfg;
+  memset(&cfg, 0, sizeof cfg);
+  cfg.batch = N;
+  cfg.precision = prec;
+  cfg.threads = 0;
+  cfg.device = 0;
+  cfg.deterministic = 1;
+  cfg.cuda_graph = graph;
+  cfg.tf32 = 0;
+  cfg.algo_cache = cache;
+  cfg.buckets = bk;
+  cfg.gsync = NULL;
+  cfg.fault_nan_step = -1;
+  cg_backend_t *b = NULL;
+  char err[1024];
+  if (ops->create(m, &cfg, &b, err, sizeof err)) CG_FATAL("%s backend: %s", ops->name, err);
+  return b;
+}
+
+typedef struct {
+  double loss, eval_loss;
+  uint8_t *pred;
+  float *grads, *params;
+  float loss_scale;
+  int skipped;
+} step_t;
+
+/* eval, then one train step from params p0 on batch d. */
+static step_t one_step(const cg_backend_ops_t *ops, const cg_model_t *m, const cg_buckets_t *bk,
+                       cg_precision_t prec, const float *p0, const data_t *d) {
+  const size_t px = (size_t)N * HW * HW;
+  step_t r;
+  r.pred = cg_malloc(px, "pred");
+  r.grads = cg_malloc(sizeof(float) * m->nparams, "grads");
+  r.params = cg_malloc(sizeof(float) * m->nparams, "params");
+  cg_backend_t *b = make(ops, m, bk, prec, 0, NULL);
+  ops->set_params(b, p0);
+  cg_batch_t v = view(d);
+  ops->upload(b, 0, &v);
+  ops->upload_wait(b, 0);
+  cg_step_out_t o;
+  ops->eval_step(b, 0);
+  ops->fetch(b, &o);
+  r.eval_loss = o.loss;
+  cg_adamw_t opt = {1e-3f, 0.9f, 0.999f, 1e-8f, 1e-4f, 1};
+  ops->train_step(b, 0, &opt);
+  ops->fetch(b, &o);
+  r.loss = o.loss;
+  r.loss_scale = o.loss_scale;
+  r.skipped = o.skipped;
+  memcpy(r.pred, o.pred, px);
+  ops->get_grads(b, r.grads);
+  ops->get_params(b, r.params);
+  if (ops != &cg_backend_cpu)
+    printf("  %s backend (%s): %.1f MiB on the device, step busy %.3f ms\n", ops->name,
+           cg_precision_name(prec), (double)ops->mem_bytes(b) / 1048576.0, o.busy_ms);
+  ops->destroy(b);
+  return r;
+}
+
+static void free_step(step_t *s) {
+  free(s->pred);
+  free(s->grads);
+  free(s->params);
+}
+
+static double absmax(const float *p, size_t n) {
+  double mx = 0;
+  for (size_t i = 0; i < n; i++)
+    if (fabs(p[i]) > mx) mx = fabs(p[i]);
+  return mx;
+}
+
+/* Per layer: weights and biases against the reference, tolerance relative to the block's
+ * largest value (plus rtol per element). */
+static void check_grads(const cg_model_t *m, const char *tag, const float *got, const float *ref,
+                        double tol) {
+  for (int i = 0; i < m->nlayers; i++) {
+    const cg_layer_t *l = &m->layers[i];
+    if (!l->w_len) continue;
+    char name[96];
+    snprintf(name, sizeof name, "%s dW %s", tag, l->name);
+    cg_test_close(name, got + l->w_off, ref + l->w_off, l->w_len,
+                  tol * absmax(ref + l->w_off, l->w_len) + 1e-30, tol);
+    snprintf(name, sizeof name, "%s db %s", tag, l->name);
+    cg_test_close(name, got + l->b_off, ref + l->b_off, l->b_len,
+                  tol * absmax(ref + l->b_off, l->b_len) + 1e-30, tol);
+  }
+}
+
+/* After one AdamW step from zero moments the update is about lr * sign(g): parameters must
+ * agree except where the reference gradient is so small (relative to its layer) that the two
+ * backends may see different signs. */
+static void check_params(const cg_model_t *m, const float *got, const float *ref,
+                         const float *gref) {
+  size_t bad = 0, ambiguous = 0, worst = 0;
+  double worst_d = -1;
+  for (int i = 0; i < m->nlayers; i++) {
+    const cg_layer_t *l = &m->layers[i];
+    const size_t blk[2][2] = {{l->w_off, l->w_len}, {l->b_off, l->b_len}};
+    for (int k = 0; k < 2; k++) {
+      const size_t o = blk[k][0], len = blk[k][1];
+      const double gmax = absmax(gref + o, len);
+      for (size_t j = o; j < o + len; j++) {
+        const double d = fabs((double)got[j] - ref[j]);
+        if (d <= 1e-6 + 1e-5 * fabs(ref[j])) continue;
+        if (fabs(gref[j]) <= 1e-4 * gmax) {
+          ambiguous++;
+          continue;
+        }
+        bad++;
+        if (d > worst_d) {
+          worst_d = d;
+          worst = j;
+        }
+      }
+    }
+  }
+  if (bad) {
+    cg_test_failures++;
+    printf("FAIL fp32 params after AdamW: %zu differ; worst [%zu] got %.9g ref %.9g (grad %.3g)\n",
+           bad, worst, got[worst], ref[worst], gref[worst]);
+  } else {
+    printf("PASS fp32 params after AdamW (%zu of %zu differ where the gradient is ~0)\n",
+           ambiguous, m->nparams);
+  }
+}
+
+static size_t pred_diff(const uint8_t *a, const uint8_t *b, size_t n) {
+  size_t d = 0;
+  for (size_t i = 0; i < n; i++) d += a[i] != b[i];
+  return d;
+}
+
+static void test_vs_cpu(const cg_model_t *m, const cg_buckets_t *bk, const float *p0,
+                        const data_t *d) {
+  const size_t px = (size_t)N * HW * HW;
+  printf("RUN one step: cpu vs cuda fp32\n");
+  step_t c = one_step(&cg_backend_cpu, m, bk, CG_PREC_FP32, p0, d);
+  step_t g = one_step(&cg_backend_cuda, m, bk, CG_PREC_FP32, p0, d);
+  CG_TEST_CHECK(fabs(g.loss - c.loss) <= 1e-4 * fabs(c.loss), "fp32 loss %.9g vs cpu %.9g",
+                g.loss, c.loss);
+  printf("  loss cpu %.9g cuda %.9g\n", c.loss, g.loss);
+  CG_TEST_CHECK(g.eval_loss == g.loss, "eval loss %.17g != train loss %.17g", g.eval_loss, g.loss);
+  CG_TEST_CHECK(g.loss_scale == 1.0f && !g.skipped, "fp32: scale %g skipped %d", g.loss_scale,
+                g.skipped);
+  check_grads(m, "fp32", g.grads, c.grads, 1e-4);
+  check_params(m, g.params, c.params, c.grads);
+  size_t pd = pred_diff(g.pred, c.pred, px);
+  CG_TEST_CHECK(pd <= 4, "fp32: %zu of %zu predicted pixels differ", pd, px);
+  printf("%s fp32 predictions (%zu of %zu pixels differ)\n", pd <= 4 ? "PASS" : "FAIL", pd, px);
+
+  printf("RUN one step: cpu fp32 vs cuda bf16\n");
+  step_t h = one_step(&cg_backend_cuda, m, bk, CG_PREC_BF16, p0, d);
+  CG_TEST_CHECK(fabs(h.loss - c.loss) <= 2e-2 * fabs(c.loss), "bf16 loss %.9g vs cpu %.9g",
+                h.loss, c.loss);
+  printf("  loss cpu %.9g cuda bf16 %.9g\n", c.loss, h.loss);
+  const double rel = cg_test_rel_err(h.grads, c.grads, m->nparams);
+  CG_TEST_CHECK(rel < 5e-2, "bf16 gradients: relative error %.3e", rel);
+  printf("%s bf16 gradients (max abs err / max |ref| = %.3e); per layer:\n",
+         rel < 5e-2 ? "PASS" : "FAIL", rel);
+  for (int i = 0; i < m->nlayers; i++) {
+    const cg_layer_t *l = &m->layers[i];
+    if (!l->w_len) continue;
+    printf("    %-12s dW %.3e  db %.3e\n", l->name,
+           cg_test_rel_err(h.grads + l->w_off, c.grads + l->w_off, l->w_len),
+           cg_test_rel_err(h.grads + l->b_off, c.grads + l->b_off, l->b_len));
+  }
+  pd = pred_diff(h.pred, c.pred, px);
+  CG_TEST_CHECK(pd <= px / 20, "bf16: %zu of %zu predicted pixels differ", pd, px);
+  printf("  bf16 predictions: %zu of %zu pixels differ\n", pd, px);
+  free_step(&c);
+  free_step(&g);
+  free_step(&h);
+}
+
+enum { K = 6 };
+
+typedef struct {
+  double loss[K];
+  uint8_t *pred[K];
+  float *params;
+} run_t;
+
+/* K bf16 steps. pipelined: two steps in flight, uploads ahead (graph on); else one step at a
+ * time (graph off). */
+static run_t run_seq(const cg_model_t *m, const cg_buckets_t *bk, const float *p0,
+                     const data_t *ds, int pipelined, const char *cache) {
+  const cg_backend_ops_t *ops = &cg_backend_cuda;
+  const size_t px = (size_t)N * HW * HW;
+  run_t r;
+  cg_backend_t *b = make(ops, m, bk, CG_PREC_BF16, pipelined, cache);
+  ops->set_params(b, p0);
+  cg_step_out_t o;
+  cg_batch_t v[K];
+  for (int k = 0; k < K; k++) v[k] = view(&ds[k]);
+  int fetched = 0;
+  if (pipelined) ops->upload(b, 0, &v[0]);
+  for (int k = 0; k < K; k++) {
+    cg_adamw_t opt = {2e-3f, 0.9f, 0.999f, 1e-8f, 1e-4f, k + 1};
+    if (!pipelined) {
+      ops->upload(b, k % 2, &v[k]);
+      ops->upload_wait(b, k % 2);
+    }
+    ops->train_step(b, k % 2, &opt);
+    if (pipelined && k >= 1) { /* step k-1 while step k runs */
+      ops->fetch(b, &o);
+      r.loss[fetched] = o.loss;
+      r.pred[fetched] = cg_malloc(px, "pred");
+      memcpy(r.pred[fetched], o.pred, px);
+      fetched++;
+    }
+    if (pipelined && k + 1 < K) ops->upload(b, (k + 1) % 2, &v[k + 1]);
+    if (!pipelined || k + 1 == K) {
+      ops->fetch(b, &o);
+      r.loss[fetched] = o.loss;
+      r.pred[fetched] = cg_malloc(px, "pred");
+      memcpy(r.pred[fetched], o.pred, px);
+      fetched++;
+    }
+  }
+  CG_ASSERT(fetched == K);
+  r.params = cg_malloc(sizeof(float) * m->nparams, "params");
+  ops->get_params(b, r.params);
+  ops->destroy(b);
+  return r;
+}
+
+static void test_graph_pipeline(const cg_model_t *m, const cg_buckets_t *bk, const float *p0) {
+  printf("RUN %d bf16 steps: graphs + 2 in flight vs eager one at a time (deterministic)\n", K);
+  data_t ds[K];
+  for (int k = 0; k < K; k++) ds[k] = make_data(100 + (uint64_t)k);
+  char cache[] = "/tmp/cg_gpu_step_algosXXXXXX";
+  int fd = mkstemp(cache);
+  CG_ASSERT(fd >= 0);
+  close(fd);
+  run_t a = run_seq(m, bk, p0, ds, 1, cache);
+  run_t e = run_seq(m, bk, p0, ds, 0, cache);
+  unlink(cache);
+  const size_t px = (size_t)N * HW * HW;
+  int same = 1;
+  for (int k = 0; k < K; k++) {
+    const int lk = memcmp(&a.loss[k], &e.loss[k], sizeof(double)) == 0;
+    const int pk = memcmp(a.pred[k], e.pred[k], px) == 0;
+    printf("  step %d: loss graph %.9g eager %.9g%s%s\n", k, a.loss[k], e.loss[k],
+           lk ? "" : "  LOSS DIFFERS", pk ? "" : "  PRED DIFFERS");
+    same = same && lk && pk;
+    free(a.pred[k]);
+    free(e.pred[k]);
+  }
+  CG_TEST_CHECK(same, "graph/pipelined losses or predictions differ from eager");
+  CG_TEST_CHECK(a.loss[K - 1] != a.loss[0], "the loss never changed: steps did not train?");
+  const int ps = memcmp(a.params, e.params, sizeof(float) * m->nparams) == 0;
+  CG_TEST_CHECK(ps, "graph/pipelined parameters differ from eager (max rel %.3e)",
+                cg_test_rel_err(a.params, e.params, m->nparams));
+  if (same && ps) printf("PASS graphs + pipelining: bitwise equal to eager over %d steps\n", K);
+  free(a.params);
+  free(e.params);
+  for (int k = 0; k < K; k++) free_data(&ds[k]);
+}
+
+int main(void) {
+  char why[256];
+  if (!cg_cuda_usable(why, sizeof why)) {
+    printf("SKIP: no usable CUDA device (%s)\n", why);
+    return CG_TEST_SKIP;
+  }
+  cg_model_t m;
+  char err[256];
+  CG_ASSERT(cg_model_build(&m, IN_C, BASE, DEPTH, HW, HW, err, sizeof err) == 0);
+  cg_buckets_t bk;
+  cg_buckets_plan(&m, 0, &bk);
+  float *p0 = cg_malloc(sizeof(float) * m.nparams, "params");
+  cg_model_init_params(&m, 7, p0);
+  /* non-zero biases so the bias paths matter */
+  for (int i = 0; i < m.nlayers; i++)
+    for (size_t j = 0; j < m.layers[i].b_len; j++)
+      p0[m.layers[i].b_off + j] = 0.02f * (float)((int)(j % 5) - 2);
+  data_t d = make_data(42);
+  test_vs_cpu(&m, &bk, p0, &d);
+  test_graph_pipeline(&m, &bk, p0);
+  free_data(&d);
+  free(p0);
+  return cg_test_done("test_gpu_step");
+}
