@@ -1,0 +1,165 @@
+/* source_open.c: choosing the source named by --data, subset views, and the train/validation
+ * split (see source.h).
+ *
+ * The split ranks samples by a 64-bit hash of their name and sends the ceil(F*n) smallest to
+ * validation. Hashing names (not positions) keeps a sample on its side when files are added
+ * or removed elsewhere, and makes a PNG directory and its packed shard split identically. */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "cgds.h"
+#include "log.h"
+#include "rng.h"
+#include "source.h"
+
+cg_source_t *cg_source_open(const char *spec, int size, uint64_t seed, int64_t synthetic_count,
+                            char *err, size_t errlen) {
+  if (size < 1) {
+    snprintf(err, errlen, "image size %d must be positive", size);
+    return NULL;
+  }
+  if (strcmp(spec, "synthetic") == 0) {
+    if (synthetic_count < 1) {
+      snprintf(err, errlen, "synthetic: %lld samples, need at least 1", (long long)synthetic_count);
+      return NULL;
+    }
+    return cg_source_synthetic(seed, 0, synthetic_count, size, size);
+  }
+  struct stat st;
+  if (stat(spec, &st)) {
+    snprintf(err, errlen, "%s: %s", spec, strerror(errno));
+    return NULL;
+  }
+  if (S_ISDIR(st.st_mode)) return cg_source_png_dir(spec, size, err, errlen);
+  if (!S_ISREG(st.st_mode)) {
+    snprintf(err, errlen, "%s: neither a directory nor a .cgds file", spec);
+    return NULL;
+  }
+  cg_source_t *s = cg_source_cgds(spec, err, errlen);
+  if (s && (s->h != size || s->w != size)) {
+    snprintf(err, errlen, "%s: records are %dx%d but --image-size is %d (re-pack with "
+             "--image-size %d)", spec, s->w, s->h, size, size);
+    cg_source_destroy(s);
+    return NULL;
+  }
+  return s;
+}
+
+/* ---- subset views ----------------------------------------------------------------------- */
+
+typedef struct {
+  cg_source_t base;
+  cg_source_t *of;
+  int64_t *idx;
+  const char **names; /* base's names of the view's samples, NULL if base has none */
+} subset_t;
+
+static int subset_load(cg_source_t *s, int64_t index, uint8_t *rgb, uint8_t *mask, char *err,
+                       size_t errlen) {
+  subset_t *v = (subset_t *)s;
+  CG_ASSERT(index >= 0 && index < s->count);
+  return cg_source_load(v->of, v->idx[index], rgb, mask, err, errlen);
+}
+
+static void subset_destroy(cg_source_t *s) {
+  subset_t *v = (subset_t *)s;
+  free(v->idx);
+  free(v->names);
+  free(v);
+}
+
+static const cg_source_ops_t subset_ops = {"subset", subset_load, subset_destroy};
+
+cg_source_t *cg_source_subset(cg_source_t *base, const int64_t *idx, int64_t n) {
+  CG_ASSERT(base != NULL && n >= 0);
+  subset_t *v = cg_calloc(1, sizeof *v, "subset source");
+  v->base.ops = &subset_ops;
+  v->base.count = n;
+  v->base.h = base->h;
+  v->base.w = base->w;
+  v->of = base;
+  v->idx = cg_malloc(sizeof(int64_t) * (size_t)(n ? n : 1), "subset indices");
+  for (int64_t i = 0; i < n; i++) {
+    CG_ASSERT(idx[i] >= 0 && idx[i] < base->count);
+    v->idx[i] = idx[i];
+  }
+  if (base->names) {
+    v->names = cg_malloc(sizeof(char *) * (size_t)(n ? n : 1), "subset names");
+    for (int64_t i = 0; i < n; i++) v->names[i] = base->names[idx[i]];
+    v->base.names = v->names;
+  }
+  return &v->base;
+}
+
+/* ---- split ------------------------------------------------------------------------------ */
+
+typedef struct {
+  uint64_t key;
+  int64_t index;
+} keyed_t;
+
+/* FNV-1a over the name, finished with splitmix64 so that near-identical names spread. */
+static uint64_t name_key(const char *name) {
+  uint64_t h = 0xcbf29ce484222325ULL;
+  for (const unsigned char *p = (const unsigned char *)name; *p; p++) {
+    h ^= *p;
+    h *= 0x100000001b3ULL;
+  }
+  return cg_mix64(h);
+}
+
+static int cmp_keyed(const void *a, const void *b) {
+  const keyed_t *x = a, *y = b;
+  if (x->key != y->key) return x->key < y->key ? -1 : 1;
+  return x->index < y->index ? -1 : x->index > y->index;
+}
+
+static int cmp_i64(const void *a, const void *b) {
+  int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+  return x < y ? -1 : x > y;
+}
+
+int cg_source_split(cg_source_t *base, double val_fraction, cg_source_t **train, cg_source_t **val,
+                    char *err, size_t errlen) {
+  const int64_t n = base->count;
+  if (!(val_fraction > 0 && val_fraction < 1)) {
+    snprintf(err, errlen, "--val-fraction: %g is not between 0 and 1 (exclusive)", val_fraction);
+    return -1;
+  }
+  if (n < 2) {
+    snprintf(err, errlen, "--val-fraction: cannot split %lld sample(s) into training and "
+             "validation", (long long)n);
+    return -1;
+  }
+  int64_t nval = (int64_t)ceil(val_fraction * (double)n - 1e-9);
+  if (nval < 1) nval = 1;
+  if (nval > n - 1) nval = n - 1;
+  keyed_t *k = cg_malloc(sizeof(keyed_t) * (size_t)n, "split keys");
+  for (int64_t i = 0; i < n; i++) {
+    const char *name = cg_source_name(base, i);
+    char num[24];
+    if (!name) {
+      snprintf(num, sizeof num, "%lld", (long long)i);
+      name = num;
+    }
+    k[i].key = name_key(name);
+    k[i].index = i;
+  }
+  qsort(k, (size_t)n, sizeof *k, cmp_keyed);
+  int64_t *vi = cg_malloc(sizeof(int64_t) * (size_t)nval, "split val");
+  int64_t *ti = cg_malloc(sizeof(int64_t) * (size_t)(n - nval), "split train");
+  for (int64_t i = 0; i < nval; i++) vi[i] = k[i].index;
+  for (int64_t i = nval; i < n; i++) ti[i - nval] = k[i].index;
+  qsort(vi, (size_t)nval, sizeof *vi, cmp_i64);
+  qsort(ti, (size_t)(n - nval), sizeof *ti, cmp_i64);
+  *val = cg_source_subset(base, vi, nval);
+  *train = cg_source_subset(base, ti, n - nval);
+  free(k);
+  free(vi);
+  free(ti);
+  return 0;
+}
