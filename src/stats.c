@@ -1,0 +1,217 @@
+/* stats.c: gathers the load figures and prints the balance report (see stats.h). */
+#include "stats.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "log.h"
+
+enum { F_STEPS, F_WALL, F_WAIT, F_COMM, F_BUSY, F_HBUSY, F_HELPERS, F_SHARE, F_SAMPLES, F_H2D,
+       F_D2H, F_LOSS, NF };
+
+#define NAME_LEN 64
+
+struct cg_stats {
+  const cg_comm_t *c;
+  int gpu;
+  FILE *jsonl;
+  char *names; /* rank 0: host then gpu per rank, NAME_LEN each */
+  double *all; /* NF x size */
+};
+
+/* Derived figures of one rank. */
+typedef struct {
+  double step_ms, busy, wait, comm, cpu_busy, share, ips, h2d, d2h, own_ms, compute;
+} fig_t;
+
+/* busy is gpu_busy: absent on the cpu backend, whose compute threads' busy time is compute. */
+#define NFIG 11
+static const char *fig_key[NFIG] = {"step_ms", "gpu_busy", "data_wait", "comm_exposed",
+                                    "cpu_busy", "cpu_share", "img_per_s", "h2d_mb_s",
+                                    "d2h_mb_s", "own_ms", "compute_busy"};
+
+static double *fig_at(fig_t *f, int i) { return &f->step_ms + i; }
+
+static fig_t derive(const double *v, int gpu) {
+  fig_t f;
+  double steps = v[F_STEPS] > 0 ? v[F_STEPS] : 1, wall = v[F_WALL] > 0 ? v[F_WALL] : 1e-9;
+  f.step_ms = 1e3 * wall / steps;
+  f.compute = v[F_BUSY] >= 0 ? v[F_BUSY] / wall : NAN;
+  f.busy = gpu ? f.compute : NAN;
+  f.wait = v[F_WAIT] / wall;
+  f.comm = v[F_COMM] / wall;
+  f.cpu_busy = v[F_HELPERS] > 0 ? v[F_HBUSY] / (v[F_HELPERS] * wall) : NAN;
+  f.share = v[F_SHARE];
+  f.ips = v[F_SAMPLES] / wall;
+  f.h2d = v[F_H2D] / wall / 1e6;
+  f.d2h = v[F_D2H] / wall / 1e6;
+  f.own_ms = f.step_ms * (1.0 - f.comm);
+  return f;
+}
+
+cg_stats_t *cg_stats_create(const cg_comm_t *c, const char *gpu_name, int backend_is_gpu,
+                            const char *jsonl_path) {
+  cg_stats_t *s = cg_calloc(1, sizeof *s, "stats");
+  s->c = c;
+  s->gpu = backend_is_gpu;
+  char mine[2 * NAME_LEN];
+  memset(mine, 0, sizeof mine);
+  snprintf(mine, NAME_LEN, "%s", c->host);
+  snprintf(mine + NAME_LEN, NAME_LEN, "%s", gpu_name && gpu_name[0] ? gpu_name : "-");
+  s->names = cg_calloc((size_t)c->size, sizeof mine, "stats names");
+  CG_CHECK_MPI(MPI_Allgather(mine, (int)sizeof mine, MPI_CHAR, s->names, (int)sizeof mine,
+                             MPI_CHAR, c->world));
+  s->all = cg_calloc((size_t)c->size * NF, sizeof(double), "stats records");
+  if (c->rank == 0 && jsonl_path && jsonl_path[0]) {
+    s->jsonl = fopen(jsonl_path, "a");
+    if (!s->jsonl) cg_log_warn("--stats-out: cannot append to '%s'", jsonl_path);
+  }
+  return s;
+}
+
+void cg_stats_destroy(cg_stats_t *s) {
+  if (!s) return;
+  if (s->jsonl) fclose(s->jsonl);
+  free(s->names);
+  free(s->all);
+  free(s);
+}
+
+static int cmp_d(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+static void json_num(FILE *f, const char *key, double v, int comma) {
+  if (isfinite(v)) fprintf(f, "\"%s\": %.6g%s", key, v, comma ? ", " : "");
+  else fprintf(f, "\"%s\": null%s", key, comma ? ", " : "");
+}
+
+static void fmt_pct(char *b, size_t n, double v) {
+  if (isfinite(v)) snprintf(b, n, "%.1f%%", 100.0 * v);
+  else snprintf(b, n, "-");
+}
+
+double cg_stats_report(cg_stats_t *s, const cg_window_t *w, int64_t step, int64_t total,
+                       int final, FILE *out) {
+  const cg_comm_t *c = s->c;
+  double mine[NF] = {(double)w->steps, w->wall, w->data_wait, w->comm_exposed, w->busy,
+                     w->helper_busy, (double)w->helpers, w->cpu_share, (double)w->samples,
+                     w->h2d_bytes, w->d2h_bytes, w->loss};
+  CG_CHECK_MPI(MPI_Allgather(mine, NF, MPI_DOUBLE, s->all, NF, MPI_DOUBLE, c->world));
+  const int R = c->size;
+  double loss = 0, steps = mine[F_STEPS] > 0 ? mine[F_STEPS] : 1;
+  for (int r = 0; r < R; r++) loss += s->all[(size_t)r * NF + F_LOSS];
+  loss /= steps;
+  if (c->rank != 0) return loss;
+
+  fig_t *f = cg_calloc((size_t)R, sizeof(fig_t), "stats figures");
+  fig_t mean, max;
+  memset(&mean, 0, sizeof mean);
+  for (int i = 0; i < NFIG; i++) *fig_at(&max, i) = -INFINITY;
+  double samples = 0, wall = 0;
+  for (int r = 0; r < R; r++) {
+    f[r] = derive(s->all + (size_t)r * NF, s->gpu);
+    samples += s->all[(size_t)r * NF + F_SAMPLES];
+    wall += s->all[(size_t)r * NF + F_WALL];
+    for (int i = 0; i < NFIG; i++) {
+      double v = *fig_at(&f[r], i);
+      *fig_at(&mean, i) += v / R; /* NaN stays NaN: absent on one rank = absent */
+      if (v > *fig_at(&max, i)) *fig_at(&max, i) = v;
+    }
+  }
+  for (int i = 0; i < NFIG; i++)
+    if (!isfinite(*fig_at(&mean, i))) *fig_at(&max, i) = NAN;
+  double cluster_ips = wall > 0 ? samples / (wall / R) : 0;
+  /* straggler: own time > 1.1 x median own time */
+  double *own = cg_malloc(sizeof(double) * (size_t)R, "own");
+  for (int r = 0; r < R; r++) own[r] = f[r].own_ms;
+  qsort(own, (size_t)R, sizeof(double), cmp_d);
+  double median = R % 2 ? own[R / 2] : 0.5 * (own[R / 2 - 1] + own[R / 2]);
+  free(own);
+  int straggler = -1;
+  for (int r = 0; r < R; r++)
+    if (f[r].own_ms > 1.1 * median && (straggler < 0 || f[r].own_ms > f[straggler].own_ms))
+      straggler = r;
+  fig_t imb;
+  for (int i = 0; i < NFIG; i++) {
+    double mv = *fig_at(&mean, i);
+    *fig_at(&imb, i) = mv > 0 ? *fig_at(&max, i) / mv - 1.0 : NAN;
+  }
+
+  if (out) {
+    const char *busy_h = s->gpu ? "gpu_busy" : "compute";
+    fprintf(out, "# balance %s step %lld/%lld, window of %.0f steps, %d rank(s), %.1f img/s in all\n",
+            final ? "at the end," : "at", (long long)step, (long long)total, mine[F_STEPS], R,
+            cluster_ips);
+    fprintf(out, "# %-5s %-14s %-14s %8s %8s %9s %8s %8s %9s %9s %8s %8s %8s\n", "rank", "host",
+            "gpu", "step_ms", busy_h, "data_wait", "comm_exp", "cpu_busy", "cpu_share", "img/s",
+            "h2d_MB/s", "d2h_MB/s", "own_ms");
+    for (int r = -1; r < R + 2; r++) {
+      const fig_t *g;
+      char label[24], host[20], gpu[20];
+      if (r == -1) continue;
+      if (r < R) {
+        g = &f[r];
+        snprintf(label, sizeof label, "%d%s", r, r == straggler ? "*" : "");
+        snprintf(host, sizeof host, "%.14s", s->names + (size_t)r * 2 * NAME_LEN);
+        snprintf(gpu, sizeof gpu, "%.14s", s->names + (size_t)r * 2 * NAME_LEN + NAME_LEN);
+      } else {
+        g = r == R ? &mean : &max;
+        snprintf(label, sizeof label, "%s", r == R ? "mean" : "max");
+        host[0] = gpu[0] = 0;
+      }
+      char b1[16], b2[16], b3[16], b4[16], b5[16];
+      fmt_pct(b1, sizeof b1, s->gpu ? g->busy : g->compute);
+      fmt_pct(b2, sizeof b2, g->wait);
+      fmt_pct(b3, sizeof b3, g->comm);
+      fmt_pct(b4, sizeof b4, g->cpu_busy);
+      fmt_pct(b5, sizeof b5, g->share);
+      fprintf(out, "  %-5s %-14s %-14s %8.2f %8s %9s %8s %8s %9s %9.1f %8.1f %8.2f %8.2f\n", label,
+              host, gpu, g->step_ms, b1, b2, b3, b4, b5, g->ips, g->h2d, g->d2h, g->own_ms);
+    }
+    char i1[16], i2[16];
+    fmt_pct(i1, sizeof i1, imb.own_ms);
+    fmt_pct(i2, sizeof i2, s->gpu ? imb.busy : imb.compute);
+    fprintf(out, "  imbalance (max/mean - 1): own_ms %s, %s %s\n", i1, busy_h, i2);
+    if (straggler >= 0)
+      fprintf(out, "  straggler: rank %d on %s (own %.2f ms/step, %.0f%% above the median %.2f)\n",
+              straggler, s->names + (size_t)straggler * 2 * NAME_LEN, f[straggler].own_ms,
+              100.0 * (f[straggler].own_ms / median - 1.0), median);
+    else
+      fprintf(out, "  straggler: none (no rank's own time is more than 10%% above the median %.2f ms)\n",
+              median);
+    fflush(out);
+  }
+  if (s->jsonl) {
+    FILE *j = s->jsonl;
+    fprintf(j, "{\"step\": %lld, \"total_steps\": %lld, \"final\": %s, \"time\": %.3f, ",
+            (long long)step, (long long)total, final ? "true" : "false", (double)time(NULL));
+    fprintf(j, "\"window_steps\": %.0f, \"gpu_backend\": %s, ", mine[F_STEPS], s->gpu ? "true" : "false");
+    json_num(j, "loss", loss, 1);
+    fprintf(j, "\"ranks\": [");
+    for (int r = 0; r < R; r++) {
+      fprintf(j, "%s{\"rank\": %d, \"host\": \"%s\", \"gpu\": \"%s\", ", r ? ", " : "", r,
+              s->names + (size_t)r * 2 * NAME_LEN, s->names + (size_t)r * 2 * NAME_LEN + NAME_LEN);
+      for (int i = 0; i < NFIG; i++) json_num(j, fig_key[i], *fig_at(&f[r], i), i < NFIG - 1);
+      fprintf(j, "}");
+    }
+    fprintf(j, "], \"cluster\": {");
+    json_num(j, "img_per_s", cluster_ips, 1);
+    json_num(j, "median_own_ms", median, 1);
+    const char *grp[3] = {"mean", "max", "imbalance"};
+    const fig_t *gv[3] = {&mean, &max, &imb};
+    for (int k = 0; k < 3; k++) {
+      fprintf(j, "\"%s\": {", grp[k]);
+      for (int i = 0; i < NFIG; i++) json_num(j, fig_key[i], *fig_at((fig_t *)gv[k], i), i < NFIG - 1);
+      fprintf(j, "}, ");
+    }
+    if (straggler >= 0) fprintf(j, "\"straggler\": %d}}\n", straggler);
+    else fprintf(j, "\"straggler\": null}}\n");
+    fflush(j);
+  }
+  free(f);
+  return loss;
+}

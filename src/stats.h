@@ -1,0 +1,51 @@
+/* stats.h: the per-rank load figures and the cluster-wide balance report.
+ *
+ * Every rank accumulates its figures over a report window (ARCHITECTURE.md, "Load figures");
+ * at each report all ranks call cg_stats_report, which gathers one fixed-size record per rank
+ * on rank 0 with a single MPI_Gather, and rank 0 prints the table (one row per rank, then
+ * mean / max / imbalance and the straggler) and appends one JSON line to --stats-out.
+ *
+ * Straggler: the rank whose own time per step (step_ms - comm_exposed_ms: the time it did not
+ * spend waiting for the others) is more than 10% above the median of all ranks; in synchronous
+ * data parallelism every rank's wall step time is the same, so the wall time cannot tell.
+ *
+ * A figure a backend cannot measure (gpu_busy on the cpu backend) is reported as absent
+ * ("-" in the table, null in JSON), never invented. */
+#ifndef CG_STATS_H
+#define CG_STATS_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "comm.h"
+
+/* One window of one rank, accumulated by the training loop. */
+typedef struct {
+  int64_t steps;
+  double wall;           /* seconds of the window */
+  double data_wait;      /* seconds the host waited for batches */
+  double comm_exposed;   /* seconds compute waited for gradient communication */
+  double busy;           /* seconds the compute device was busy; < 0 = not measured */
+  double helper_busy;    /* helper-thread seconds (summed over helpers) */
+  int helpers;
+  double cpu_share;      /* fraction of offloadable work done on the CPU, [0, 1] */
+  int64_t samples;       /* local real samples */
+  double h2d_bytes, d2h_bytes;
+  double loss;           /* sum of the steps' weighted local losses */
+} cg_window_t;
+
+typedef struct cg_stats cg_stats_t;
+
+/* Collective. gpu_name: this rank's device ("-" on the cpu backend). backend_is_gpu selects
+ * the column headings. jsonl_path: --stats-out or NULL; the file is appended to (rank 0). */
+cg_stats_t *cg_stats_create(const cg_comm_t *c, const char *gpu_name, int backend_is_gpu,
+                            const char *jsonl_path);
+void cg_stats_destroy(cg_stats_t *s); /* NULL-safe */
+
+/* Collective: gathers w from every rank; rank 0 prints the table to out (NULL = no table) and
+ * appends the JSON line. Returns the global mean loss per step of the window (all ranks).
+ * final marks the report at the end of training. */
+double cg_stats_report(cg_stats_t *s, const cg_window_t *w, int64_t step, int64_t total,
+                       int final, FILE *out);
+
+#endif

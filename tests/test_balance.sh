@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Balance report: on 3 ranks, rank 1 sleeping 20 ms per step is flagged as the straggler in the
+# printed table and in --stats-out; every JSON line parses and holds every rank.
+set -euo pipefail
+BIN=$1; MPIRUN="$2 --oversubscribe --bind-to none"; BUILD=$3
+T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
+$MPIRUN -np 3 $BIN train --backend cpu --model-base 4 --model-depth 2 --image-size 32 --batch 2 \
+  --steps 30 --report-every 10 --train-samples 120 --val-samples 0 --progress off --threads 1 \
+  --test-slow-rank 1 --test-slow-ms 20 --stats-out $T/stats.jsonl > $T/out.log
+cat $T/out.log
+grep -q "straggler: rank 1 " $T/out.log || { echo "FAIL: rank 1 not flagged in the table"; exit 1; }
+python3 - $T/stats.jsonl <<'PY'
+import json, sys
+lines = open(sys.argv[1]).read().splitlines()
+assert len(lines) == 3, "want 3 reports, got %d" % len(lines)
+keys = ("rank", "host", "gpu", "step_ms", "gpu_busy", "data_wait", "comm_exposed", "cpu_busy",
+        "cpu_share", "img_per_s", "h2d_mb_s", "d2h_mb_s", "own_ms")
+for ln in lines:
+    rec = json.loads(ln)
+    assert [r["rank"] for r in rec["ranks"]] == [0, 1, 2], rec["ranks"]
+    for r in rec["ranks"]:
+        for k in keys:
+            assert k in r, "rank record lacks " + k
+        assert r["gpu_busy"] is None, "gpu_busy must be absent on the cpu backend"
+    for k in ("mean", "max", "imbalance", "straggler", "img_per_s"):
+        assert k in rec["cluster"], "cluster lacks " + k
+    assert rec["cluster"]["straggler"] == 1, "straggler %r, want 1" % rec["cluster"]["straggler"]
+print("PASS: %d JSON reports, every rank present, rank 1 flagged in each" % len(lines))
+PY
