@@ -12,6 +12,7 @@
 #include "comm.h"
 
 int cg_bench_train(int argc, char **argv, cg_comm_t *c);
+int cg_bench_allreduce(int argc, char **argv, cg_comm_t *c);
 
 /* Parses "1,2,4" into at most max ints; returns the count or -1. */
 int cg_bench_parse_list(const char *s, int *out, int max);

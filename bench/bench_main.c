@@ -40,7 +40,9 @@ static void usage(FILE *f) {
           "usage: cogpu-bench BENCHMARK [options]   (BENCHMARK --help for its options)\n\n"
           "benchmarks:\n"
           "  train      steady-state training img/s, ms/step and device memory of the real step,\n"
-          "             data already on the device\n");
+          "             data already on the device\n"
+          "  allreduce  float32 sum all-reduce over the ranks, NCCL and MPI, 8 B to 256 MB\n"
+          "             (all_reduce_perf style: time, algbw, busbw, results checked first)\n");
 }
 
 int main(int argc, char **argv) {
@@ -52,6 +54,8 @@ int main(int argc, char **argv) {
     rc = argc < 2 ? 2 : 0;
   } else if (!strcmp(argv[1], "train")) {
     rc = cg_bench_train(argc - 1, argv + 1, &c);
+  } else if (!strcmp(argv[1], "allreduce")) {
+    rc = cg_bench_allreduce(argc - 1, argv + 1, &c);
   } else {
     if (c.rank == 0) {
       fprintf(stderr, "cogpu-bench: unknown benchmark '%s'\n", argv[1]);

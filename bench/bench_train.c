@@ -104,7 +104,7 @@ static void run_one(const cg_backend_ops_t *ops, const opts_t *o, result_t *res)
     cg_pack_input(rgb, h, w, CG_NFEAT, scratch, x + i * px * c);
     wt[i] = 1.0f / (float)n;
   }
-  cg_batch_t batch = {n, h, w, c, x, y, wt};
+  cg_batch_t batch = {n, h, w, c, x, y, wt, n, NULL, NULL, 0};
   for (int s = 0; s < CG_DEV_SLOTS; s++) {
     ops->upload(be, s, &batch);
     ops->upload_wait(be, s);

@@ -5,8 +5,15 @@
  *            batch, records ev_ready[slot];
  *   compute  a step: waits ev_ready[slot], records ev_start, runs the step body, records ev_end
  *            and ev_free[slot];
- *   comm     gradient buckets (host-staged MPI now; the NCCL all-reduce slots in at the same
- *            two hooks: bucket_ready() after each layer's backward, grads_sync() before AdamW);
+ *   comm     gradient buckets, from two hooks: bucket_ready() after each layer's backward and
+ *            grads_sync() before AdamW. With NCCL (cfg.nccl) bucket_ready records ev_bucket[j]
+ *            on compute, comm waits for it and all-reduces bucket j in place while backward
+ *            goes on; grads_sync records ev_xp_begin (backward done), makes compute wait for
+ *            ev_comm_done (recorded on comm after the last bucket) and records ev_xp_end: the
+ *            time between the two is the exposed communication. With MPI (cfg.gsync) comm
+ *            copies each bucket to pinned host memory, the host reduces it and copies it back
+ *            (always staged: Open MPI's non-blocking reductions do not take device memory,
+ *            even when it is CUDA-aware);
  *   d2h      waits ev_end, copies the step's results to pinned host memory, records ev_result.
  * The host blocks only in fetch (on ev_result of the oldest step), in upload_wait, in the
  * parameter get/set calls and, with several ranks, while MPI reduces the staged gradients.
@@ -36,8 +43,12 @@
  * (batch slot, result slot) pair and replayed. Values that change per step are read from
  * device memory: the captured H2D copy reads the pinned staging at replay time, so the host
  * fills the staging before launching. A failed capture/instantiation prints one warning and
- * falls back to eager steps for good. Graphs are off with several ranks (the host takes part
- * in the step) and when a fault is injected.
+ * falls back to eager steps for good. Graphs are off with the MPI all-reduce (the host takes
+ * part in the step) and when a fault is injected. NCCL calls are captured: the comm stream
+ * joins the capture through the first ev_bucket wait and leaves it through ev_comm_done, and
+ * ev_xp_begin/ev_xp_end become external event-record nodes, so the exposed time is measured in
+ * replays too. They are indexed by seq % CG_MAX_INFLIGHT like the other per-step device state,
+ * as one graph serves every step of its (batch slot, dq) pair.
  *
  * Loss scaling (fp16): the loss gradient is multiplied by the scale, gradients stay scaled in
  * the flat buffer, AdamW divides by the scale and skips the whole update on inf/NaN. The
@@ -56,11 +67,13 @@
 extern "C" {
 #include "backend.h"
 #include "gsync.h"
+#include "nccl_comm.h"
 }
 #include "conv.h"
 #include "cuda_check.h"
 #include "head.h"
 #include "kernels.h"
+#include "kernels_feat.h"
 
 namespace {
 
@@ -73,6 +86,7 @@ constexpr int kChannelAlign = 8;         /* first-layer input channels padded to
 /* One step's results on the device and in pinned host memory. */
 struct result_t {
   double loss;
+  unsigned long long conf[4]; /* tp fp fn tn, when the device counted the metrics */
   cg_scaler_t before; /* after check_finite and AdamW: found_inf, the scale this step used */
   cg_scaler_t after;  /* after the scaler update: the scale the next step uses */
 };
@@ -80,7 +94,11 @@ struct result_t {
 /* What the host learnt while submitting a step. */
 struct meta_t {
   int train;
+  int metrics_dev;     /* the device counted the metrics: no predicted mask comes back */
+  uint8_t *pred_dst;   /* where the predicted mask goes (the caller's, else h_pred) */
+  double h2d, d2h;     /* bytes copied for this step */
   int mpi;             /* busy time excludes the wait for the host-staged all-reduce */
+  int nccl;            /* exposed time = ev_xp_begin..ev_xp_end of the step's dq */
   double comm_wait_ms; /* < 0: not applicable */
   double bytes;
 };
@@ -92,6 +110,7 @@ struct cg_backend {
   cg_backend_cfg_t cfg;
   int n;            /* batch */
   int dev, dev_set;
+  cg_nccl_t *nccl;  /* = cfg.nccl: all-reduce on the comm stream; NULL = MPI or one process */
   cg_dtype_t dt;
   size_t es;        /* bytes per activation element */
   int cpad;         /* first-layer input channels after padding */
@@ -120,6 +139,12 @@ struct cg_backend {
   void *d_bias_work, *d_head_work, *d_loss_work;
   float *d_x[CG_DEV_SLOTS], *d_wt[CG_DEV_SLOTS];
   uint8_t *d_y[CG_DEV_SLOTS];
+  uint8_t *d_rgb[CG_DEV_SLOTS];   /* RGB8 of the samples the device featurises (the split) */
+  int n_cpu[CG_DEV_SLOTS];        /* the slot's batch: samples prepared on the CPU */
+  uint8_t *pred_dst[CG_DEV_SLOTS];
+  int metrics_dev[CG_DEV_SLOTS];
+  double h2d_bytes[CG_DEV_SLOTS];
+  void *d_conf_work;
   cg_step_params_t *d_hp;
   cg_scaler_t *d_scaler;
   float *d_grad_scale;     /* the loss scale of the last train step (get_grads) */
@@ -136,6 +161,7 @@ struct cg_backend {
   cudaEvent_t ev_ready[CG_DEV_SLOTS], ev_free[CG_DEV_SLOTS];
   cudaEvent_t ev_start[kNQ], ev_end[kNQ], ev_result[kNQ], ev_bwd_end[kNQ], ev_opt_begin[kNQ];
   cudaEvent_t ev_bucket[CG_MAX_BUCKETS], ev_bucket_host[CG_MAX_BUCKETS], ev_comm_done;
+  cudaEvent_t ev_xp_begin[kNDQ], ev_xp_end[kNDQ]; /* NCCL: compute waited for comm between */
 
   /* CUDA graphs */
   cudaGraphExec_t gexec[CG_DEV_SLOTS][kNDQ];
@@ -436,8 +462,13 @@ int alloc_all(cg_backend_t *b, char *err, size_t errlen) {
   for (int s = 0; s < CG_DEV_SLOTS; s++)
     if (dalloc_t(b, &b->d_x[s], px * m->in_c * sizeof(float), "input slot", err, errlen) ||
         dalloc_t(b, &b->d_y[s], px, "mask slot", err, errlen) ||
+        dalloc_t(b, &b->d_rgb[s], px * 3, "RGB8 slot", err, errlen) ||
         dalloc_t(b, &b->d_wt[s], (size_t)b->n * sizeof(float), "weight slot", err, errlen))
       return -1;
+  {
+    const size_t cw = cg_k_confusion_work_bytes(b->n, (int64_t)m->height * m->width);
+    if (cw && dalloc(b, &b->d_conf_work, cw, "confusion scratch", err, errlen)) return -1;
+  }
   if (dalloc_t(b, &b->d_hp, sizeof(cg_step_params_t), "step parameters", err, errlen) ||
       dalloc_t(b, &b->d_scaler, sizeof(cg_scaler_t), "loss scaler", err, errlen) ||
       dalloc_t(b, &b->d_grad_scale, sizeof(float), "gradient scale", err, errlen))
@@ -541,6 +572,25 @@ int make_convs(cg_backend_t *b, char *err, size_t errlen) {
 
 /* ---- the step ---------------------------------------------------------------------------- */
 
+/* The network input of the slot's batch in the compute type, channels padded: samples the CPU
+ * prepared are cast, the rest (RGB8, the split) normalised and featurised here. Runs eagerly
+ * before the step body (or its graph), so the split may change from step to step. */
+void prep_input(cg_backend_t *b, int slot) {
+  const cg_model_t *m = b->m;
+  cg_k_prep_input(b->dt, b->d_x[slot], b->n_cpu[slot], b->d_rgb[slot], b->n, m->height, m->width,
+                  b->cpad, b->d_act[m->input_tensor], b->s_comp);
+}
+
+/* metrics_on_device: the step's confusion counts into its device result slot (eagerly, after
+ * the body or its graph: the loss kernel wrote d_pred[dq]). */
+void device_metrics(cg_backend_t *b, int slot, int dq) {
+  if (!b->metrics_dev[slot]) return;
+  cg_k_confusion(b->d_pred[dq], b->d_y[slot], b->d_wt[slot], b->n,
+                 (int64_t)b->m->height * b->m->width,
+                 reinterpret_cast<unsigned long long *>(res_field(b, dq, offsetof(result_t, conf))),
+                 b->d_conf_work, b->s_comp);
+}
+
 int forward(cg_backend_t *b, int slot) {
   const cg_model_t *m = b->m;
   const cudaStream_t s = b->s_comp;
@@ -548,8 +598,7 @@ int forward(cg_backend_t *b, int slot) {
   const cg_layer_t *l0 = &m->layers[b->first];
   cg_k_pack_weight_cpad(dt, b->d_params + l0->w_off, l0->cout, l0->k * l0->k, m->in_c, b->cpad,
                         b->d_w0, s);
-  cg_k_pad_channels_from_f32(dt, b->d_x[slot], (int64_t)tensor_px(b, m->input_tensor), m->in_c,
-                             b->cpad, b->d_act[m->input_tensor], s);
+  (void)slot; /* the input was prepared by prep_input, outside any graph */
   for (int i = 0; i < m->nlayers; i++) {
     const cg_layer_t *l = &m->layers[i];
     const cg_tensor_t *ti = &m->tensors[l->in];
@@ -590,17 +639,46 @@ void run_loss(cg_backend_t *b, int slot, int dq, int grad) {
             loss_ptr(b, dq), b->d_pred[dq], b->d_loss_work, b->s_comp);
 }
 
-/* Gradient-sync hook 1: backward has finished layer i. */
-void bucket_ready(cg_backend_t *b, int i) {
-  if (!b->cfg.gsync) return;
-  const int bucket = b->cfg.buckets->ready_after[i];
-  if (bucket >= 0) CG_CHECK_CUDA(cudaEventRecord(b->ev_bucket[bucket], b->s_comp));
+/* A timed event on the compute stream. In a capture a plain record only orders streams; an
+ * external record becomes a graph node that records the event at every replay. */
+cudaError_t record_timed(cg_backend_t *b, cudaEvent_t ev) {
+  return b->capturing ? cudaEventRecordWithFlags(ev, b->s_comp, cudaEventRecordExternal)
+                      : cudaEventRecord(ev, b->s_comp);
 }
 
-/* Gradient-sync hook 2, before the optimizer: the host-staged MPI all-reduce. Each bucket is
- * copied out as soon as backward has produced it and posted as soon as its copy lands. */
-void grads_sync(cg_backend_t *b, int q) {
-  if (!b->cfg.gsync) return;
+/* Gradient-sync hook 1: backward has finished layer i. With NCCL the comm stream all-reduces
+ * the bucket this completes while backward continues on compute. */
+int bucket_ready(cg_backend_t *b, int i) {
+  if (!b->cfg.gsync && !b->nccl) return 0;
+  const int j = b->cfg.buckets->ready_after[i];
+  if (j < 0) return 0;
+  BODY_CUDA(b, cudaEventRecord(b->ev_bucket[j], b->s_comp));
+  if (!b->nccl) return 0; /* MPI: grads_sync moves the bucket */
+  BODY_CUDA(b, cudaStreamWaitEvent(b->s_comm, b->ev_bucket[j], 0));
+  const cg_buckets_t *bk = b->cfg.buckets;
+  float *d = b->d_grads + bk->off[j];
+  char e[sizeof b->capture_err];
+  /* sum only: the loss weights (1 / global batch) already make the sum the mean */
+  if (cg_nccl_allreduce_sum_f32(b->nccl, d, d, bk->len[j], b->s_comm, e, sizeof e)) {
+    if (!b->capturing) cg_fatal(__FILE__, __LINE__, "cg_nccl_allreduce_sum_f32", "%s", e);
+    snprintf(b->capture_err, sizeof b->capture_err, "%s", e);
+    return -1;
+  }
+  return b->capturing ? capture_broken(b, "ncclAllReduce") : 0;
+}
+
+/* Gradient-sync hook 2, before the optimizer. NCCL: compute waits for the comm stream (the
+ * join), between two timed events. MPI: the host-staged all-reduce; each bucket is copied out
+ * as soon as backward has produced it and posted as soon as its copy lands. */
+int grads_sync(cg_backend_t *b, int q, int dq) {
+  if (b->nccl) {
+    BODY_CUDA(b, record_timed(b, b->ev_xp_begin[dq]));
+    BODY_CUDA(b, cudaEventRecord(b->ev_comm_done, b->s_comm));
+    BODY_CUDA(b, cudaStreamWaitEvent(b->s_comp, b->ev_comm_done, 0));
+    BODY_CUDA(b, record_timed(b, b->ev_xp_end[dq]));
+    return 0;
+  }
+  if (!b->cfg.gsync) return 0;
   const cg_buckets_t *bk = b->cfg.buckets;
   cg_gsync_t *gs = b->cfg.gsync;
   CG_CHECK_CUDA(cudaEventRecord(b->ev_bwd_end[q], b->s_comp));
@@ -623,6 +701,7 @@ void grads_sync(cg_backend_t *b, int q) {
   CG_CHECK_CUDA(cudaEventRecord(b->ev_comm_done, b->s_comm));
   CG_CHECK_CUDA(cudaStreamWaitEvent(b->s_comp, b->ev_comm_done, 0));
   CG_CHECK_CUDA(cudaEventRecord(b->ev_opt_begin[q], b->s_comp));
+  return 0;
 }
 
 int backward(cg_backend_t *b) {
@@ -664,7 +743,7 @@ int backward(cg_backend_t *b) {
     if (pa >= 0 && dx)
       cg_k_concat_bwd(dt, dx, m->tensors[pa].c, m->tensors[pb].c, npix_in, b->d_dact[pa],
                       b->d_dact[pb], s);
-    bucket_ready(b, i);
+    if (bucket_ready(b, i)) return -1;
   }
   return 0;
 }
@@ -685,7 +764,8 @@ int optimizer(cg_backend_t *b, int dq) {
 }
 
 /* Everything a training step puts on the compute stream between its event waits/records: the
- * part a CUDA graph captures (without gsync and fault, which never run under capture). */
+ * part a CUDA graph captures, with the NCCL work it forks onto the comm stream (gsync and the
+ * fault never run under capture). */
 int train_body(cg_backend_t *b, int slot, int dq, int q, int fault) {
   const cudaStream_t s = b->s_comp;
   BODY_CUDA(b, cudaMemcpyAsync(b->d_hp, b->h_hp[dq], sizeof(cg_step_params_t),
@@ -696,7 +776,7 @@ int train_body(cg_backend_t *b, int slot, int dq, int q, int fault) {
   run_loss(b, slot, dq, 1);
   if (fault) fault_nan(b->dt, b->d_dact[b->m->logits_tensor], loss_ptr(b, dq), s);
   if (backward(b)) return -1;
-  grads_sync(b, q);
+  if (grads_sync(b, q, dq)) return -1;
   return optimizer(b, dq);
 }
 
@@ -740,8 +820,9 @@ void issue_results(cg_backend_t *b, int q, int dq) {
   CG_CHECK_CUDA(cudaStreamWaitEvent(b->s_d2h, b->ev_end[q], 0));
   CG_CHECK_CUDA(cudaMemcpyAsync(b->h_res[q], b->d_res[dq], sizeof(result_t),
                                 cudaMemcpyDeviceToHost, b->s_d2h));
-  CG_CHECK_CUDA(cudaMemcpyAsync(b->h_pred[q], b->d_pred[dq], px, cudaMemcpyDeviceToHost,
-                                b->s_d2h));
+  if (!b->meta[q].metrics_dev) /* else only the counts (in the result struct) come back */
+    CG_CHECK_CUDA(cudaMemcpyAsync(b->meta[q].pred_dst, b->d_pred[dq], px, cudaMemcpyDeviceToHost,
+                                  b->s_d2h));
   CG_CHECK_CUDA(cudaEventRecord(b->ev_result[q], b->s_d2h));
 }
 
@@ -761,9 +842,9 @@ void cuda_destroy(cg_backend_t *b) {
   if (b->dnn) CG_CHECK_CUDNN(cudnnDestroy(b->dnn));
   cudaEvent_t *evs[] = {b->ev_ready, b->ev_free, b->ev_start, b->ev_end, b->ev_result,
                         b->ev_bwd_end, b->ev_opt_begin, b->ev_bucket, b->ev_bucket_host,
-                        &b->ev_comm_done};
+                        &b->ev_comm_done, b->ev_xp_begin, b->ev_xp_end};
   const int nev[] = {CG_DEV_SLOTS, CG_DEV_SLOTS, kNQ, kNQ, kNQ, kNQ, kNQ, CG_MAX_BUCKETS,
-                     CG_MAX_BUCKETS, 1};
+                     CG_MAX_BUCKETS, 1, kNDQ, kNDQ};
   for (size_t k = 0; k < sizeof nev / sizeof nev[0]; k++)
     for (int j = 0; j < nev[k]; j++)
       if (evs[k][j]) CG_CHECK_CUDA(cudaEventDestroy(evs[k][j]));
@@ -788,13 +869,18 @@ void make_events(cg_backend_t *b) {
     CG_CHECK_CUDA(cudaEventCreateWithFlags(&b->ev_opt_begin[q], cudaEventDefault));
     CG_CHECK_CUDA(cudaEventCreateWithFlags(&b->ev_result[q], plain));
   }
-  if (b->cfg.gsync) {
+  if (b->cfg.gsync || b->nccl) {
     for (int j = 0; j < CG_MAX_BUCKETS; j++) {
       CG_CHECK_CUDA(cudaEventCreateWithFlags(&b->ev_bucket[j], plain));
       CG_CHECK_CUDA(cudaEventCreateWithFlags(&b->ev_bucket_host[j], plain));
     }
     CG_CHECK_CUDA(cudaEventCreateWithFlags(&b->ev_comm_done, plain));
   }
+  if (b->nccl)
+    for (int q = 0; q < kNDQ; q++) {
+      CG_CHECK_CUDA(cudaEventCreateWithFlags(&b->ev_xp_begin[q], cudaEventDefault)); /* timed */
+      CG_CHECK_CUDA(cudaEventCreateWithFlags(&b->ev_xp_end[q], cudaEventDefault));
+    }
 }
 
 int cuda_create(const cg_model_t *m, const cg_backend_cfg_t *cfg, cg_backend_t **out, char *err,
@@ -804,9 +890,28 @@ int cuda_create(const cg_model_t *m, const cg_backend_cfg_t *cfg, cg_backend_t *
     snprintf(err, errlen, "batch %d must be >= 1", cfg->batch);
     return -1;
   }
-  if (cfg->gsync && !cfg->buckets) {
+  if ((cfg->gsync || cfg->nccl) && !cfg->buckets) {
     snprintf(err, errlen, "gradient sync needs the bucket plan");
     return -1;
+  }
+  if (cfg->gsync && cfg->nccl) {
+    snprintf(err, errlen, "gradients are all-reduced by NCCL or by MPI, not both");
+    return -1;
+  }
+  if (cfg->nccl) { /* every bucket must be handed to the comm stream, or it is never joined */
+    const cg_buckets_t *bk = cfg->buckets;
+    if (bk->n < 1 || bk->n > CG_MAX_BUCKETS) {
+      snprintf(err, errlen, "bucket plan: %d buckets", bk->n);
+      return -1;
+    }
+    int seen[CG_MAX_BUCKETS] = {0};
+    for (int i = 0; i < m->nlayers; i++)
+      if (bk->ready_after[i] >= 0 && bk->ready_after[i] < bk->n) seen[bk->ready_after[i]] = 1;
+    for (int j = 0; j < bk->n; j++)
+      if (!seen[j]) {
+        snprintf(err, errlen, "bucket plan: bucket %d is never completed by a layer", j);
+        return -1;
+      }
   }
   int ndev = 0;
   cudaError_t drc = cudaGetDeviceCount(&ndev);
@@ -825,8 +930,14 @@ int cuda_create(const cg_model_t *m, const cg_backend_cfg_t *cfg, cg_backend_t *
   b->es = cg_dtype_size(b->dt);
   b->cpad = (m->in_c + kChannelAlign - 1) / kChannelAlign * kChannelAlign;
   b->graphs_ok = cfg->cuda_graph && !cfg->gsync && cfg->fault_nan_step < 0;
+  b->nccl = cfg->nccl;
   CG_CHECK_CUDA(cudaSetDevice(b->dev));
   b->dev_set = 1;
+  if (b->nccl && cg_nccl_device(b->nccl) != b->dev) {
+    snprintf(err, errlen, "the NCCL communicator is on GPU %d, the backend on GPU %d",
+             cg_nccl_device(b->nccl), b->dev);
+    goto fail;
+  }
   cudnnStatus_t dst;
   if (plan_graph(b, err, errlen)) goto fail;
   CG_CHECK_CUDA(cudaStreamCreateWithFlags(&b->s_h2d, cudaStreamNonBlocking));
@@ -924,17 +1035,29 @@ int cuda_upload(cg_backend_t *b, int slot, const cg_batch_t *batch) {
   const cg_model_t *m = b->m;
   CG_ASSERT(slot >= 0 && slot < CG_DEV_SLOTS);
   CG_ASSERT(batch->n == b->n && batch->h == m->height && batch->w == m->width &&
-            batch->c == m->in_c);
-  CG_ASSERT(batch->x != NULL && batch->y != NULL && batch->weight != NULL);
-  const size_t px = (size_t)b->n * m->height * m->width;
+            batch->c == m->in_c && batch->n_cpu >= 0 && batch->n_cpu <= batch->n);
+  CG_ASSERT((batch->n_cpu == 0 || batch->x != NULL) && batch->y != NULL && batch->weight != NULL);
+  CG_ASSERT(batch->n_cpu == batch->n || batch->rgb != NULL);
+  const size_t hw = (size_t)m->height * m->width, px = (size_t)b->n * hw;
+  const size_t ncpu = (size_t)batch->n_cpu, ndev = (size_t)(batch->n - batch->n_cpu);
   CG_CHECK_CUDA(cudaSetDevice(b->dev));
   CG_CHECK_CUDA(cudaStreamWaitEvent(b->s_h2d, b->ev_free[slot], 0));
-  CG_CHECK_CUDA(cudaMemcpyAsync(b->d_x[slot], batch->x, px * m->in_c * sizeof(float),
-                                cudaMemcpyHostToDevice, b->s_h2d));
+  /* The split: complete inputs of the CPU's samples (20 bytes a pixel), RGB8 of the rest (3). */
+  if (ncpu)
+    CG_CHECK_CUDA(cudaMemcpyAsync(b->d_x[slot], batch->x, ncpu * hw * m->in_c * sizeof(float),
+                                  cudaMemcpyHostToDevice, b->s_h2d));
+  if (ndev)
+    CG_CHECK_CUDA(cudaMemcpyAsync(b->d_rgb[slot], batch->rgb + ncpu * hw * 3, ndev * hw * 3,
+                                  cudaMemcpyHostToDevice, b->s_h2d));
   CG_CHECK_CUDA(cudaMemcpyAsync(b->d_y[slot], batch->y, px, cudaMemcpyHostToDevice, b->s_h2d));
   CG_CHECK_CUDA(cudaMemcpyAsync(b->d_wt[slot], batch->weight, (size_t)b->n * sizeof(float),
                                 cudaMemcpyHostToDevice, b->s_h2d));
   CG_CHECK_CUDA(cudaEventRecord(b->ev_ready[slot], b->s_h2d));
+  b->n_cpu[slot] = batch->n_cpu;
+  b->pred_dst[slot] = batch->pred;
+  b->metrics_dev[slot] = batch->metrics_on_device;
+  b->h2d_bytes[slot] = (double)(ncpu * hw * m->in_c * sizeof(float) + ndev * hw * 3 + px +
+                                (size_t)b->n * sizeof(float));
   return 0;
 }
 
@@ -956,12 +1079,21 @@ void begin_step(cg_backend_t *b, int slot, int train, int *q, int *dq) {
   memset(mt, 0, sizeof *mt);
   mt->train = train;
   mt->mpi = train && b->cfg.gsync != NULL;
+  mt->nccl = train && b->nccl != NULL;
   mt->comm_wait_ms = train ? 0.0 : -1.0;
+  mt->metrics_dev = b->metrics_dev[slot];
+  mt->pred_dst = b->pred_dst[slot] ? b->pred_dst[slot] : b->h_pred[*q];
+  mt->h2d = b->h2d_bytes[slot];
+  mt->d2h = sizeof(result_t) + (mt->metrics_dev ? 0.0 : (double)b->n * b->m->height * b->m->width);
+  if (mt->nccl && cg_nccl_size(b->nccl) > 1) /* set here: a graph replay runs no host code */
+    mt->bytes = 4.0 * (double)b->m->nparams;
   CG_CHECK_CUDA(cudaStreamWaitEvent(b->s_comp, b->ev_ready[slot], 0));
   CG_CHECK_CUDA(cudaEventRecord(b->ev_start[*q], b->s_comp));
+  prep_input(b, slot);
 }
 
 void end_step(cg_backend_t *b, int slot, int q, int dq) {
+  device_metrics(b, slot, dq);
   CG_CHECK_CUDA(cudaEventRecord(b->ev_end[q], b->s_comp));
   CG_CHECK_CUDA(cudaEventRecord(b->ev_free[slot], b->s_comp));
   issue_results(b, q, dq);
@@ -1025,25 +1157,57 @@ int cuda_fetch(cg_backend_t *b, cg_step_out_t *out) {
   const meta_t *mt = &b->meta[q];
   memset(out, 0, sizeof *out);
   out->loss = r->loss;
-  out->pred = b->h_pred[q];
+  out->pred = mt->metrics_dev ? NULL : mt->pred_dst;
+  out->h2d_bytes = mt->h2d;
+  out->d2h_bytes = mt->d2h;
+  if (mt->metrics_dev) {
+    out->has_conf = 1;
+    for (int k = 0; k < 4; k++) out->conf[k] = (int64_t)r->conf[k];
+  }
   out->skipped = mt->train && r->after.skipped > r->before.skipped;
   out->loss_scale = r->after.scale;
   float ms = 0.0f;
   CG_CHECK_CUDA(cudaEventElapsedTime(&ms, b->ev_start[q], b->ev_end[q]));
   double busy = ms;
+  out->comm_wait_ms = mt->comm_wait_ms;
   if (mt->mpi) { /* the compute stream idled while the host reduced the gradients */
     float gap = 0.0f;
     CG_CHECK_CUDA(cudaEventElapsedTime(&gap, b->ev_bwd_end[q], b->ev_opt_begin[q]));
     busy -= gap;
   }
+  if (mt->nccl) { /* compute waited for the comm stream between these two */
+    const int dqf = (int)(b->seq_fetched % kNDQ);
+    float gap = 0.0f;
+    const cudaError_t rc = cudaEventElapsedTime(&gap, b->ev_xp_begin[dqf], b->ev_xp_end[dqf]);
+    if (rc == cudaSuccess) {
+      busy -= gap;
+      out->comm_wait_ms = gap;
+    } else { /* not measurable: reported absent, never invented */
+      (void)cudaGetLastError();
+      out->comm_wait_ms = -1.0;
+    }
+  }
   out->busy_ms = busy;
-  out->comm_wait_ms = mt->comm_wait_ms;
   out->grad_bytes_reduced = mt->bytes;
   b->seq_fetched++;
   return 0;
 }
 
 size_t cuda_mem_bytes(cg_backend_t *b) { return b->bytes; }
+
+/* Pinned (page-locked, portable) host memory for the loader's batch slots. */
+void *cuda_host_alloc(size_t bytes) {
+  void *p = NULL;
+  if (cudaHostAlloc(&p, bytes ? bytes : 1, cudaHostAllocPortable) != cudaSuccess) {
+    (void)cudaGetLastError();
+    return NULL;
+  }
+  return p;
+}
+
+void cuda_host_free(void *p) {
+  if (p) CG_CHECK_CUDA(cudaFreeHost(p));
+}
 
 }  // namespace
 
@@ -1062,6 +1226,8 @@ const cg_backend_ops_t cg_backend_cuda = {
     /* eval_step */ cuda_eval_step,
     /* fetch */ cuda_fetch,
     /* mem_bytes */ cuda_mem_bytes,
+    /* host_alloc */ cuda_host_alloc,
+    /* host_free */ cuda_host_free,
 };
 
 int cg_cuda_usable(char *why, size_t len) {

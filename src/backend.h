@@ -35,6 +35,7 @@ const char *cg_precision_name(cg_precision_t p);
 
 typedef struct cg_backend cg_backend_t; /* each backend defines its own struct */
 struct cg_gsync;                        /* comm/gsync.h */
+struct cg_nccl;                         /* comm/nccl_comm.h */
 
 typedef struct {
   int batch;                 /* static number of samples per step (per rank) */
@@ -47,16 +48,27 @@ typedef struct {
   const char *algo_cache;    /* CUDA: cuDNN algorithm cache file, or NULL */
   const cg_buckets_t *buckets;
   struct cg_gsync *gsync;    /* gradient sync across ranks; NULL = single process */
+  struct cg_nccl *nccl;      /* CUDA: NCCL gradient all-reduce (caller-owned, on this GPU);
+                                NULL = MPI (gsync) or single process; not with gsync */
   int64_t fault_nan_step;    /* test only: train_step number (0-based, counted by the backend)
                                 whose loss gradient is made NaN; -1 = off */
 } cg_backend_cfg_t;
 
-/* A batch on the host, NHWC. Padding samples have weight 0 and contribute nothing. */
+/* A batch on the host, NHWC. Padding samples have weight 0 and contribute nothing.
+ * The CPU/GPU split: samples [0, n_cpu) arrive complete in x (normalised RGB + features, made
+ * by the CPU helpers); samples [n_cpu, n) arrive only as augmented RGB8 in rgb, and the backend
+ * normalises and featurises them itself (on the GPU; on the cpu backend, on its compute
+ * threads), with the same numbers as cg_pack_input. */
 typedef struct {
   int n, h, w, c;
-  const float *x;            /* n*h*w*c */
+  const float *x;            /* n*h*w*c; samples [0, n_cpu) valid */
   const uint8_t *y;          /* n*h*w, values 0/1 */
   const float *weight;       /* n */
+  int n_cpu;                 /* see above; == n when everything was prepared on the CPU */
+  const uint8_t *rgb;        /* n*h*w*3; samples [n_cpu, n) valid; NULL when n_cpu == n */
+  uint8_t *pred;             /* where the step's predicted mask goes (host, n*h*w); NULL = the
+                                backend's own buffer. Written by the time the step is fetched. */
+  int metrics_on_device;     /* count tp/fp/fn/tn on the device (cg_step_out_t.conf) */
 } cg_batch_t;
 
 typedef struct {
@@ -72,6 +84,9 @@ typedef struct {
   double busy_ms;            /* compute-stream busy time of the step; < 0 = not measured */
   double comm_wait_ms;       /* time compute waited for gradient communication; < 0 = n/a */
   double grad_bytes_reduced; /* bytes all-reduced this step */
+  double h2d_bytes, d2h_bytes; /* bytes copied host->device (its upload) / device->host */
+  int has_conf;              /* conf holds the step's counts (metrics_on_device) */
+  int64_t conf[4];           /* tp, fp, fn, tn over the real samples */
 } cg_step_out_t;
 
 typedef struct cg_backend_ops {
@@ -98,6 +113,10 @@ typedef struct cg_backend_ops {
   /* Bytes of memory the backend holds on its device (activations, parameters, optimizer
    * state, workspaces, batch slots): what it allocated, the peak, as it allocates up front. */
   size_t (*mem_bytes)(cg_backend_t *b);
+  /* Host memory for batches the backend uploads (pinned on a GPU, so copies are asynchronous
+   * and at full speed); NULL on failure. Not tied to a backend instance. */
+  void *(*host_alloc)(size_t bytes);
+  void (*host_free)(void *p);
 } cg_backend_ops_t;
 
 extern const cg_backend_ops_t cg_backend_cpu;

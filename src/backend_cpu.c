@@ -15,6 +15,8 @@
 #include "cpu_layers.h"
 #include "gsync.h"
 #include "log.h"
+#include "metrics.h"
+#include "prep.h"
 
 #ifdef COGPU_HAVE_OPENBLAS
 #include <cblas.h>
@@ -29,6 +31,9 @@ struct cg_backend {
   /* batch slots: the uploaded input, mask and weights */
   float *x[CG_DEV_SLOTS], *w[CG_DEV_SLOTS];
   uint8_t *y[CG_DEV_SLOTS];
+  uint8_t *pred_dst[CG_DEV_SLOTS]; /* the caller's predicted-mask buffer, or NULL */
+  int metrics_dev[CG_DEV_SLOTS];
+  float *scratch;                  /* 3*h*w floats for featurising on the compute thread */
   cg_cpu_ws_t ws;
   /* finished steps waiting for fetch */
   cg_step_out_t q[CG_MAX_INFLIGHT];
@@ -54,6 +59,7 @@ static void cpu_destroy(cg_backend_t *b) {
     free(b->y[i]);
   }
   for (int i = 0; i < CG_MAX_INFLIGHT; i++) free(b->pred[i]);
+  free(b->scratch);
   cg_cpu_ws_free(&b->ws);
   free(b);
 }
@@ -93,6 +99,7 @@ static int cpu_create(const cg_model_t *m, const cg_backend_cfg_t *cfg, cg_backe
     b->w[i] = cg_calloc((size_t)b->n, sizeof(float), "weight slot");
   }
   for (int i = 0; i < CG_MAX_INFLIGHT; i++) b->pred[i] = cg_calloc(px, 1, "prediction");
+  b->scratch = cg_calloc(3 * (size_t)m->height * m->width, sizeof(float), "feature scratch");
   b->bytes = 4 * np * sizeof(float) + CG_DEV_SLOTS * (px * (m->in_c * sizeof(float) + 1)) +
              CG_MAX_INFLIGHT * px;
   for (int i = 0; i < m->nbufs; i++)
@@ -140,15 +147,21 @@ static int cpu_set_opt_state(cg_backend_t *b, const float *m, const float *v, fl
   return 0;
 }
 
+/* The "device" of this backend is its compute threads: samples the helpers left as RGB8 (the
+ * CPU/GPU split) are normalised and featurised here, as the GPU would. */
 static int cpu_upload(cg_backend_t *b, int slot, const cg_batch_t *batch) {
   const cg_model_t *m = b->m;
   CG_ASSERT(slot >= 0 && slot < CG_DEV_SLOTS);
   CG_ASSERT(batch->n == b->n && batch->h == m->height && batch->w == m->width &&
-            batch->c == m->in_c);
-  size_t px = (size_t)b->n * m->height * m->width;
-  memcpy(b->x[slot], batch->x, sizeof(float) * px * m->in_c);
+            batch->c == m->in_c && batch->n_cpu >= 0 && batch->n_cpu <= batch->n);
+  CG_ASSERT(batch->n_cpu == batch->n || batch->rgb != NULL);
+  size_t hw = (size_t)m->height * m->width, px = (size_t)b->n * hw;
+  const uint8_t *rgb = batch->n_cpu < batch->n ? batch->rgb + (size_t)batch->n_cpu * hw * 3 : NULL;
+  cg_prep_input_cpu(batch->x, batch->n_cpu, rgb, b->n, m->height, m->width, b->x[slot], b->scratch);
   memcpy(b->y[slot], batch->y, px);
   memcpy(b->w[slot], batch->weight, sizeof(float) * b->n);
+  b->pred_dst[slot] = batch->pred;
+  b->metrics_dev[slot] = batch->metrics_on_device;
   return 0;
 }
 
@@ -185,13 +198,13 @@ static void forward(cg_backend_t *b, int slot) {
   }
 }
 
-static cg_step_out_t *push_result(cg_backend_t *b, uint8_t **pred) {
+static cg_step_out_t *push_result(cg_backend_t *b, int slot, uint8_t **pred) {
   CG_ASSERT(b->qcount < CG_MAX_INFLIGHT);
   int i = (b->qhead + b->qcount) % CG_MAX_INFLIGHT;
   b->qcount++;
   memset(&b->q[i], 0, sizeof b->q[i]);
-  *pred = b->pred[i];
-  b->q[i].pred = b->pred[i];
+  *pred = b->pred_dst[slot] ? b->pred_dst[slot] : b->pred[i];
+  b->q[i].pred = *pred;
   b->q[i].loss_scale = 1.0f;
   b->q[i].busy_ms = -1;
   b->q[i].comm_wait_ms = -1;
@@ -202,15 +215,30 @@ static void predict_mask(const float *logits, size_t n, uint8_t *pred) {
   for (size_t i = 0; i < n; i++) pred[i] = logits[i] > 0.0f;
 }
 
+/* metrics_on_device: the counts of the real samples, on the compute thread. */
+static void device_metrics(cg_backend_t *b, int slot, const uint8_t *pred, cg_step_out_t *out) {
+  if (!b->metrics_dev[slot]) return;
+  size_t hw = (size_t)b->m->height * b->m->width;
+  cg_confusion_t c = {0, 0, 0, 0};
+  for (int i = 0; i < b->n; i++)
+    if (b->w[slot][i] > 0) cg_confusion_add(&c, pred + i * hw, b->y[slot] + i * hw, hw);
+  out->has_conf = 1;
+  out->conf[0] = c.tp;
+  out->conf[1] = c.fp;
+  out->conf[2] = c.fn;
+  out->conf[3] = c.tn;
+}
+
 static int cpu_eval_step(cg_backend_t *b, int slot) {
   const cg_model_t *m = b->m;
   uint8_t *pred;
-  cg_step_out_t *out = push_result(b, &pred);
+  cg_step_out_t *out = push_result(b, slot, &pred);
   forward(b, slot);
   const float *logits = b->act[m->tensors[m->logits_tensor].buf];
   size_t hw = (size_t)m->height * m->width;
   out->loss = cg_cpu_loss(logits, b->y[slot], b->w[slot], b->n, hw, 1.0f, NULL, NULL);
   predict_mask(logits, hw * b->n, pred);
+  device_metrics(b, slot, pred, out);
   return 0;
 }
 
@@ -219,7 +247,7 @@ static int cpu_train_step(cg_backend_t *b, int slot, const cg_adamw_t *opt) {
   const cg_buckets_t *bk = b->cfg.buckets;
   struct cg_gsync *gs = b->cfg.gsync;
   uint8_t *pred;
-  cg_step_out_t *out = push_result(b, &pred);
+  cg_step_out_t *out = push_result(b, slot, &pred);
   double t0 = cg_now();
   forward(b, slot);
   const int lbuf = m->tensors[m->logits_tensor].buf;
@@ -227,6 +255,7 @@ static int cpu_train_step(cg_backend_t *b, int slot, const cg_adamw_t *opt) {
   size_t hw = (size_t)m->height * m->width;
   out->loss = cg_cpu_loss(logits, b->y[slot], b->w[slot], b->n, hw, 1.0f, b->dact[lbuf], NULL);
   predict_mask(logits, hw * b->n, pred);
+  device_metrics(b, slot, pred, out);
   if (b->steps == b->cfg.fault_nan_step) { /* test-only fault: a NaN loss and gradient */
     out->loss = NAN;
     b->dact[lbuf][0] = NAN;
@@ -294,6 +323,8 @@ const cg_backend_ops_t cg_backend_cpu = {
     .eval_step = cpu_eval_step,
     .fetch = cpu_fetch,
     .mem_bytes = cpu_mem_bytes,
+    .host_alloc = malloc,
+    .host_free = free,
 };
 
 const char *cg_precision_name(cg_precision_t p) {

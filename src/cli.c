@@ -54,16 +54,30 @@ static const opt_t g_opts[] = {
     {"image-size", T_INT, O(image_size), 2, 8192, 0, NULL, C_TRAIN | C_INFO, "N",
      "images are N x N; N must be a multiple of 2^depth"},
     /* data */
-    {"data", T_STR, O(data), 0, 0, 0, "synthetic", C_TRAIN, "SRC",
-     "training data: synthetic (built in: random shapes and their masks)"},
+    {"data", T_STR, O(data), 0, 0, 0, NULL, C_TRAIN, "SRC",
+     "training data: synthetic (built in), a directory DIR with DIR/images/*.png and "
+     "DIR/masks/*.png paired by name, or a shard FILE.cgds written by `cogpu-dist pack`"},
+    {"val-data", T_STR, O(val_data), 0, 0, 0, NULL, C_TRAIN, "SRC",
+     "separate validation data (directory or .cgds); default: --val-fraction of --data"},
+    {"val-fraction", T_DBL, O(val_fraction), 0, 0.9, 0, NULL, C_TRAIN, "F",
+     "real data: fraction held out for validation, chosen by a hash of the file names"},
     {"train-samples", T_I64, O(train_samples), 1, 1e12, 0, NULL, C_TRAIN, "N",
      "synthetic: size of the training set"},
     {"val-samples", T_I64, O(val_samples), 0, 1e12, 0, NULL, C_TRAIN, "N",
      "synthetic: size of the held-out validation set (0 = no validation)"},
+    {"skip-bad", T_FLAG, O(skip_bad), 0, 1, 0, NULL, C_TRAIN, "",
+     "skip and count samples that fail to load (bad PNG, CRC error) instead of stopping"},
+    {"crop", T_ONOFF, O(crop), 0, 1, 0, NULL, C_TRAIN, "on|off",
+     "real data: random crops (0.75-1.0 of the side) as augmentation, with the flips"},
     {"cpu-workers", T_INT, O(cpu_workers), -1, 1024, 0, NULL, C_TRAIN, "N",
      "helper threads per rank preparing batches; -1 = auto"},
     {"prefetch", T_INT, O(prefetch), 1, 64, 0, NULL, C_TRAIN, "N",
      "batches prepared ahead of the one being trained"},
+    {"split", T_STR, O(split), 0, 0, 0, "auto|cpu|gpu", C_TRAIN, "S",
+     "where features, normalisation and metrics run: the helpers (cpu), the device (gpu), or "
+     "auto: a controller moves samples between them so the device never waits for data"},
+    {"split-every", T_INT, O(split_every), 1, 1e6, 0, NULL, C_TRAIN, "N",
+     "steps per window of the auto split controller"},
     /* training */
     {"batch", T_INT, O(batch), 1, 65536, 0, NULL, C_TRAIN, "N",
      "samples per step per rank (global batch = ranks x N)"},
@@ -91,12 +105,23 @@ static const opt_t g_opts[] = {
      "write the final metrics as one JSON object to FILE"},
     {"params-out", T_STR, O(params_out), 0, 0, 0, NULL, C_TRAIN, "FILE",
      "write the final fp32 parameters to FILE (raw little-endian floats, model.h layout)"},
+    {"stats-out", T_STR, O(stats_out), 0, 0, 0, NULL, C_TRAIN, "FILE",
+     "append the balance report as one JSON line per report to FILE (for monitors)"},
     {"bucket-mb", T_DBL, O(bucket_mb), 0, 1e6, 0, NULL, C_TRAIN, "X",
      "gradient all-reduce bucket size in MB (0 = one bucket)"},
     {"deterministic", T_FLAG, O(deterministic), 0, 1, 0, NULL, C_TRAIN, "",
      "fixed summation orders: results independent of --bucket-mb and timing"},
+    {"allreduce", T_STR, O(allreduce), 0, 0, 0, "auto|nccl|mpi", C_TRAIN, "M",
+     "gradient all-reduce: auto = nccl when every rank has its own GPU, else mpi (it says why)"},
     {"progress", T_STR, O(progress), 0, 0, 0, "auto|bar|plain|off", C_TRAIN, "M",
      "rank 0 progress: a bar on a terminal, plain log lines otherwise (auto)"},
+    /* test-only faults */
+    {"test-slow-rank", T_INT, O(test_slow_rank), -1, 1e6, 0, NULL, C_TRAIN, "R",
+     "testing: rank R sleeps --test-slow-ms per step (a straggler)"},
+    {"test-slow-ms", T_INT, O(test_slow_ms), 0, 1e6, 0, NULL, C_TRAIN, "MS",
+     "testing: milliseconds the --test-slow-rank sleeps per step"},
+    {"test-feature-ms", T_DBL, O(test_feat_ms), 0, 1e4, 0, NULL, C_TRAIN, "MS",
+     "testing: extra helper milliseconds per sample featurised on the CPU (starved helpers)"},
     /* info */
     {"model", T_FLAG, O(info_model), 0, 1, 0, NULL, C_INFO, "", "print the layer table"},
     {"topology", T_FLAG, O(info_topology), 0, 1, 0, NULL, C_INFO, "",
@@ -115,10 +140,14 @@ void cg_cli_defaults(cg_config_t *c) {
   c->model_depth = 4;
   c->image_size = 256;
   snprintf(c->data, sizeof c->data, "synthetic");
+  c->val_fraction = 0.1;
+  c->crop = 1;
   c->train_samples = 4096;
   c->val_samples = 512;
   c->cpu_workers = -1;
   c->prefetch = 3;
+  snprintf(c->split, sizeof c->split, "auto");
+  c->split_every = 10;
   c->batch = 32;
   c->steps = 0;
   c->epochs = 1;
@@ -134,12 +163,15 @@ void cg_cli_defaults(cg_config_t *c) {
   c->report_every = 100;
   c->bucket_mb = 25;
   snprintf(c->progress, sizeof c->progress, "auto");
+  snprintf(c->allreduce, sizeof c->allreduce, "auto");
+  c->test_slow_rank = -1;
 }
 
 static const char *cmd_name(cg_command_t c) {
   switch (c) {
     case CG_CMD_TRAIN: return "train";
     case CG_CMD_INFO: return "info";
+    case CG_CMD_PACK: return "pack";
     default: return "";
   }
 }
@@ -230,7 +262,8 @@ void cg_cli_print_help(FILE *f, cg_command_t cmd) {
             "usage: mpirun -np N cogpu-dist COMMAND [options]\n\n"
             "commands:\n"
             "  train    train the UNet data-parallel over all ranks\n"
-            "  info     print the model (--model) or the ranks' placement (--topology)\n\n"
+            "  info     print the model (--model) or the ranks' placement (--topology)\n"
+            "  pack     pack a PNG directory into a .cgds shard (one process; see pack --help)\n\n"
             "cogpu-dist COMMAND --help lists the options of a command.\n"
             "cogpu-dist --version prints the version.\n",
             COGPU_VERSION);
@@ -278,7 +311,7 @@ int cg_cli_parse(int argc, char **argv, cg_config_t *cfg, char *err, size_t errl
   if (!strcmp(c, "train")) cfg->cmd = CG_CMD_TRAIN;
   else if (!strcmp(c, "info")) cfg->cmd = CG_CMD_INFO;
   else {
-    snprintf(err, errlen, "unknown command '%s' (commands: train, info; see cogpu-dist --help)", c);
+    snprintf(err, errlen, "unknown command '%s' (commands: train, info, pack; see cogpu-dist --help)", c);
     return -1;
   }
   for (int i = 2; i < argc; i++) {

@@ -11,7 +11,7 @@
 
 #define CG_PATH_MAX 1024
 
-typedef enum { CG_CMD_NONE = 0, CG_CMD_TRAIN, CG_CMD_INFO } cg_command_t;
+typedef enum { CG_CMD_NONE = 0, CG_CMD_TRAIN, CG_CMD_INFO, CG_CMD_PACK } cg_command_t;
 typedef enum { CG_SHOW_NONE = 0, CG_SHOW_HELP, CG_SHOW_VERSION } cg_show_t;
 
 typedef struct {
@@ -27,10 +27,16 @@ typedef struct {
   /* model */
   int model_base, model_depth, image_size;
   /* data */
-  char data[CG_PATH_MAX]; /* "synthetic" */
+  char data[CG_PATH_MAX]; /* "synthetic", a PNG directory or a .cgds shard */
+  char val_data[CG_PATH_MAX];
+  double val_fraction;
+  int skip_bad;
+  int crop;            /* random-crop augmentation of real data (1 on, 0 off) */
   int64_t train_samples, val_samples;
   int cpu_workers;     /* helper threads per rank; -1 = auto */
   int prefetch;        /* batches prepared ahead */
+  char split[8];       /* auto | cpu | gpu: where features, normalisation and metrics run */
+  int split_every;     /* steps per controller window */
   /* training */
   int batch;
   int64_t steps;       /* 0 = run --epochs */
@@ -42,9 +48,15 @@ typedef struct {
   int64_t val_every, report_every;
   char metrics_out[CG_PATH_MAX];
   char params_out[CG_PATH_MAX];
+  char stats_out[CG_PATH_MAX];
   double bucket_mb;
   int deterministic;
+  char allreduce[8];   /* auto | nccl | mpi */
   char progress[8];    /* auto | bar | plain | off */
+  /* test-only faults */
+  int test_slow_rank;   /* rank that sleeps test_slow_ms per step; -1 none */
+  int test_slow_ms;
+  double test_feat_ms;  /* extra helper milliseconds per CPU-featurised sample */
   /* info */
   int info_model, info_topology;
 } cg_config_t;

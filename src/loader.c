@@ -1,10 +1,13 @@
 /* loader.c: helper threads filling a bounded ring of batch slots (see loader.h).
  *
  * One mutex guards the schedule: the next task (batch k, sample i), how many batches have been
- * released, and each slot's fill count. Workers prepare samples outside the lock; the sample
- * indices of a batch are drawn from the sampler under the lock by the first worker to reach it.
- * Condition variables: `work` wakes helpers when a slot frees up, `ready` wakes the consumer
- * when a batch is complete. */
+ * released, each slot's fill count, and the queue of metrics tasks. Workers prepare samples
+ * outside the lock; the sample indices of a batch are drawn from the sampler under the lock by
+ * the first worker to reach it. Metrics tasks (confusion counts of a returned batch) go first:
+ * a slot is reused only once its metrics are counted. Slots are freed in batch order
+ * (`released` advances over consecutive freed batches), whatever order tasks finish in.
+ * Condition variables: `work` wakes helpers (a slot freed, a metrics task queued), `ready`
+ * wakes the consumer when a batch is complete, `mdone` when a metrics task finished. */
 #include "loader.h"
 
 #include <pthread.h>
@@ -15,12 +18,14 @@
 
 #include "data.h"
 #include "log.h"
+#include "rng.h"
 
 typedef struct {
   cg_host_batch_t b;
   int64_t k;      /* batch number held, -1 none */
   int filled;     /* samples done */
   int indexed;    /* sample indices drawn */
+  int64_t freed;  /* batch number whose slot use is over (released, metrics counted), -1 */
 } slot_t;
 
 struct cg_loader {
@@ -30,10 +35,16 @@ struct cg_loader {
   int nslots;
   slot_t *slots;
   pthread_mutex_t mu;
-  pthread_cond_t work, ready;
+  pthread_cond_t work, ready, mdone;
+  int cpu_count;         /* samples per batch packed on the CPU */
+  int *mq;               /* metrics queue: slot indices, ring of nslots */
+  int mq_head, mq_len, m_running;
+  cg_confusion_t conf;   /* counted so far, guarded by mu */
+  cg_loader_costs_t costs; /* guarded by mu */
   int64_t next_task;     /* k * batch + i */
   int64_t released;      /* batches released */
   int64_t consumed;      /* batches handed to the consumer */
+  int64_t returned;      /* batches given back by the consumer */
   int stop;
   int nworkers;
   pthread_t *threads;
@@ -41,6 +52,8 @@ struct cg_loader {
   double busy_serial;
   char fail_msg[512];
   int failed;
+  int64_t bad;           /* skipped samples not yet taken (skip_bad), guarded by mu */
+  int64_t bad_logged;    /* skipped samples logged so far */
   /* serial-mode scratch */
   uint8_t *rgb, *mask;
   float *scratch;
@@ -67,13 +80,55 @@ static void index_batch(cg_loader_t *l, slot_t *s, int64_t k) {
   s->b.global = global;
   s->b.step = step;
   s->b.epoch = epoch;
+  s->b.n_cpu = l->cpu_count;
   for (int i = 0; i < s->b.n; i++) s->b.weight[i] = s->b.index[i] >= 0 ? 1.0f / (float)global : 0.0f;
   s->indexed = 1;
 }
 
-/* Prepares sample i of the batch in slot s (outside the lock). */
+#define BAD_LOG_MAX 10
+
+void cg_augment_crop(uint64_t seed, int64_t epoch, int64_t index, int h, int w, uint8_t *rgb,
+                     uint8_t *mask, uint8_t *tmp) {
+  cg_rng_t r = cg_rng_make(seed, CG_RNG_AUG, (uint64_t)epoch, (uint64_t)index);
+  (void)cg_rng_next(&r); /* the flip bits of cg_augment_flip */
+  const double s = CG_CROP_MIN_SCALE + (1.0 - CG_CROP_MIN_SCALE) * cg_rng_uniform(&r);
+  const double cw = s * w, ch = s * h;
+  const double x0 = cg_rng_uniform(&r) * (w - cw), y0 = cg_rng_uniform(&r) * (h - ch);
+  const size_t px = (size_t)h * w;
+  cg_resample_rgb(rgb, h, w, x0, y0, cw, ch, tmp, h, w);
+  cg_resample_mask(mask, h, w, x0, y0, cw, ch, tmp + 3 * px, h, w);
+  memcpy(rgb, tmp, 3 * px);
+  memcpy(mask, tmp + 3 * px, px);
+}
+
+/* Turns sample i of a batch into padding after a failed load (skip_bad; under the lock). */
+static void mark_bad(cg_loader_t *l, slot_t *s, int i, const char *err) {
+  s->b.weight[i] = 0.0f;
+  s->b.index[i] = -1;
+  s->b.real--;
+  l->bad++;
+  if (l->bad_logged < BAD_LOG_MAX) {
+    l->bad_logged++;
+    cg_log_warn("skipping a bad sample (--skip-bad): %s%s", err,
+                l->bad_logged == BAD_LOG_MAX ? " (further bad samples are only counted)" : "");
+  }
+}
+
+/* Prepares sample i of the batch in slot s (outside the lock). Returns 0, 1 when the load
+ * failed and skip_bad turned the sample into zeros (the caller marks it bad), or -1 with the
+ * message in err. */
+/* Spins for ms milliseconds (test-only helper cost; spinning, not sleeping, keeps the helper
+ * busy as real work would). */
+static void spin_ms(double ms) {
+  double end = cg_now() + 1e-3 * ms;
+  while (cg_now() < end) {
+  }
+}
+
 static int prepare(cg_loader_t *l, slot_t *s, int i, uint8_t *rgb, uint8_t *mask, float *scratch,
-                   char *err, size_t errlen) {
+                   char *err, size_t errlen, double *dec_s, double *feat_s) {
+  double t0 = cg_now();
+  *dec_s = *feat_s = 0;
   const int h = s->b.h, w = s->b.w, c = s->b.c;
   size_t px = (size_t)h * w;
   float *x = s->b.x + (size_t)i * px * c;
@@ -84,14 +139,65 @@ static int prepare(cg_loader_t *l, slot_t *s, int i, uint8_t *rgb, uint8_t *mask
     memset(y, 0, px);
     return 0;
   }
-  if (cg_source_load(l->cfg.source, idx, rgb, mask, err, errlen)) return -1;
+  if (cg_source_load(l->cfg.source, idx, rgb, mask, err, errlen)) {
+    if (!l->cfg.skip_bad) return -1;
+    memset(x, 0, sizeof(float) * px * c);
+    memset(y, 0, px);
+    return 1;
+  }
+  if (l->cfg.crop) cg_augment_crop(l->cfg.seed, s->b.epoch, idx, h, w, rgb, mask, (uint8_t *)scratch);
   if (l->cfg.augment) cg_augment_flip(l->cfg.seed, s->b.epoch, idx, h, w, rgb, mask);
-  cg_pack_input(rgb, h, w, l->cfg.nfeat, scratch, x);
   memcpy(y, mask, px);
+  double t1 = cg_now();
+  *dec_s = t1 - t0;
+  if (i < s->b.n_cpu) {
+    cg_pack_input(rgb, h, w, l->cfg.nfeat, scratch, x);
+    if (l->cfg.test_feat_ms > 0) spin_ms(l->cfg.test_feat_ms);
+    *feat_s = cg_now() - t1;
+  } else {
+    memcpy(s->b.rgb + (size_t)i * px * 3, rgb, px * 3); /* the device featurises it */
+  }
   return 0;
 }
 
 static void *worker_main(void *arg);
+
+/* Cost accounting of one prepared sample (under the lock). */
+static void account(cg_loader_t *l, const slot_t *s, int i, double dec, double feat) {
+  if (s->b.index[i] < 0) return;
+  l->costs.dec_s += dec;
+  l->costs.dec_n++;
+  if (i < s->b.n_cpu) {
+    l->costs.feat_s += feat;
+    l->costs.feat_n++;
+  }
+}
+
+/* Confusion counts of a returned batch: its predicted masks against its masks, real samples. */
+static cg_confusion_t count_batch(const cg_host_batch_t *b) {
+  cg_confusion_t c = {0, 0, 0, 0};
+  size_t px = (size_t)b->h * b->w;
+  for (int i = 0; i < b->n; i++)
+    if (b->index[i] >= 0) cg_confusion_add(&c, b->pred + i * px, b->y + i * px, px);
+  return c;
+}
+
+static void add_conf(cg_confusion_t *a, const cg_confusion_t *b) {
+  a->tp += b->tp;
+  a->fp += b->fp;
+  a->fn += b->fn;
+  a->tn += b->tn;
+}
+
+/* The slot's use is over (under the lock): advance `released` over consecutive freed batches
+ * and wake the helpers that wait for a slot. */
+static void free_slot(cg_loader_t *l, slot_t *s) {
+  s->freed = s->k;
+  int64_t before = l->released;
+  while (l->released < l->consumed && l->slots[l->released % l->nslots].freed == l->released)
+    l->released++;
+  if (l->released != before) pthread_cond_broadcast(&l->work);
+}
 
 typedef struct {
   cg_loader_t *l;
@@ -118,14 +224,21 @@ cg_loader_t *cg_loader_create(const cg_loader_cfg_t *cfg) {
     b->c = c;
     b->slot = s;
     b->x = slot_alloc(l, sizeof(float) * px * c);
+    b->rgb = slot_alloc(l, px * 3);
+    b->pred = slot_alloc(l, px);
+    memset(b->pred, 0, px);
     b->y = slot_alloc(l, px);
     b->weight = slot_alloc(l, sizeof(float) * cfg->batch);
     b->index = cg_calloc((size_t)cfg->batch, sizeof(int64_t), "slot indices");
     l->slots[s].k = -1;
+    l->slots[s].freed = -1;
   }
+  l->cpu_count = cfg->cpu_count < 0 || cfg->cpu_count > cfg->batch ? cfg->batch : cfg->cpu_count;
+  l->mq = cg_calloc((size_t)l->nslots, sizeof(int), "metrics queue");
   pthread_mutex_init(&l->mu, NULL);
   pthread_cond_init(&l->work, NULL);
   pthread_cond_init(&l->ready, NULL);
+  pthread_cond_init(&l->mdone, NULL);
   l->nworkers = cfg->workers;
   if (l->nworkers == 0) {
     l->rgb = cg_malloc((size_t)h * w * 3, "sample rgb");
@@ -166,9 +279,29 @@ static void *worker_main(void *arg) {
   char err[512];
   pthread_mutex_lock(&l->mu);
   for (;;) {
-    while (!l->stop && l->next_task < total && l->next_task / B >= l->released + l->nslots)
+    while (!l->stop && l->mq_len == 0 &&
+           !(l->next_task < total && l->next_task / B < l->released + l->nslots))
       pthread_cond_wait(&l->work, &l->mu);
-    if (l->stop || l->next_task >= total) break;
+    if (l->stop) break;
+    if (l->mq_len > 0) { /* metrics first: their slots are waiting to be reused */
+      slot_t *s = &l->slots[l->mq[l->mq_head]];
+      l->mq_head = (l->mq_head + 1) % l->nslots;
+      l->mq_len--;
+      l->m_running++;
+      pthread_mutex_unlock(&l->mu);
+      double t0 = cg_now();
+      cg_confusion_t cf = count_batch(&s->b);
+      double dt = cg_now() - t0;
+      pthread_mutex_lock(&l->mu);
+      l->busy[a.id] += dt;
+      l->costs.met_s += dt;
+      l->costs.met_n++;
+      add_conf(&l->conf, &cf);
+      l->m_running--;
+      free_slot(l, s);
+      pthread_cond_broadcast(&l->mdone);
+      continue;
+    }
     int64_t t = l->next_task++;
     int64_t k = t / B;
     int i = (int)(t % B);
@@ -180,12 +313,14 @@ static void *worker_main(void *arg) {
       index_batch(l, s, k);
     }
     pthread_mutex_unlock(&l->mu);
-    double t0 = cg_now();
-    int rc = prepare(l, s, i, rgb, mask, scratch, err, sizeof err);
+    double t0 = cg_now(), dec = 0, feat = 0;
+    int rc = prepare(l, s, i, rgb, mask, scratch, err, sizeof err, &dec, &feat);
     double dt = cg_now() - t0;
     pthread_mutex_lock(&l->mu);
     l->busy[a.id] += dt;
-    if (rc) {
+    account(l, s, i, dec, feat);
+    if (rc > 0) mark_bad(l, s, i, err);
+    if (rc < 0) {
       l->failed = 1;
       snprintf(l->fail_msg, sizeof l->fail_msg, "%s", err);
       pthread_cond_broadcast(&l->ready);
@@ -212,32 +347,79 @@ cg_host_batch_t *cg_loader_next(cg_loader_t *l, double *wait_s) {
     s->k = k;
     index_batch(l, s, k);
     char err[512];
-    for (int i = 0; i < s->b.n; i++)
-      if (prepare(l, s, i, l->rgb, l->mask, l->scratch, err, sizeof err))
-        CG_FATAL("data: %s", err);
+    for (int i = 0; i < s->b.n; i++) {
+      double dec = 0, feat = 0;
+      int rc = prepare(l, s, i, l->rgb, l->mask, l->scratch, err, sizeof err, &dec, &feat);
+      if (rc < 0) CG_FATAL("data: %s", err);
+      pthread_mutex_lock(&l->mu);
+      account(l, s, i, dec, feat);
+      if (rc > 0) mark_bad(l, s, i, err);
+      pthread_mutex_unlock(&l->mu);
+    }
     s->filled = s->b.n;
+    pthread_mutex_lock(&l->mu);
     l->busy_serial += cg_now() - t0;
     l->consumed++;
+    pthread_mutex_unlock(&l->mu);
     return &s->b;
   }
   double t0 = cg_now();
   pthread_mutex_lock(&l->mu);
   while (!l->failed && !(s->k == k && s->filled == l->cfg.batch)) pthread_cond_wait(&l->ready, &l->mu);
   int failed = l->failed;
+  if (!failed) l->consumed++;
   pthread_mutex_unlock(&l->mu);
   if (failed) CG_FATAL("data: %s", l->fail_msg);
   if (wait_s) *wait_s = cg_now() - t0;
-  l->consumed++;
   return &s->b;
 }
 
-void cg_loader_release(cg_loader_t *l, cg_host_batch_t *b) {
+void cg_loader_release(cg_loader_t *l, cg_host_batch_t *b, int count_metrics) {
+  slot_t *s = &l->slots[b->slot];
   pthread_mutex_lock(&l->mu);
-  CG_ASSERT(l->slots[b->slot].k == l->released); /* released in order */
-  l->released++;
-  pthread_cond_broadcast(&l->work);
+  CG_ASSERT(s->k == l->returned); /* given back in the order taken */
+  l->returned++;
+  if (count_metrics && l->nworkers > 0) {
+    CG_ASSERT(l->mq_len < l->nslots);
+    l->mq[(l->mq_head + l->mq_len) % l->nslots] = b->slot;
+    l->mq_len++;
+    pthread_cond_broadcast(&l->work);
+  } else {
+    if (count_metrics) { /* serial mode: the caller's thread counts */
+      double t0 = cg_now();
+      cg_confusion_t cf = count_batch(b);
+      add_conf(&l->conf, &cf);
+      l->busy_serial += cg_now() - t0;
+      l->costs.met_s += cg_now() - t0;
+      l->costs.met_n++;
+    }
+    free_slot(l, s);
+  }
   pthread_mutex_unlock(&l->mu);
 }
+
+void cg_loader_take_confusion(cg_loader_t *l, cg_confusion_t *out) {
+  pthread_mutex_lock(&l->mu);
+  while (l->mq_len > 0 || l->m_running > 0) pthread_cond_wait(&l->mdone, &l->mu);
+  *out = l->conf;
+  memset(&l->conf, 0, sizeof l->conf);
+  pthread_mutex_unlock(&l->mu);
+}
+
+void cg_loader_take_costs(cg_loader_t *l, cg_loader_costs_t *out) {
+  pthread_mutex_lock(&l->mu);
+  *out = l->costs;
+  memset(&l->costs, 0, sizeof l->costs);
+  pthread_mutex_unlock(&l->mu);
+}
+
+void cg_loader_set_cpu_count(cg_loader_t *l, int k) {
+  pthread_mutex_lock(&l->mu);
+  l->cpu_count = k < 0 ? 0 : (k > l->cfg.batch ? l->cfg.batch : k);
+  pthread_mutex_unlock(&l->mu);
+}
+
+int cg_loader_cpu_count(const cg_loader_t *l) { return l->cpu_count; }
 
 double cg_loader_take_busy(cg_loader_t *l, int *workers) {
   double t = 0;
@@ -255,6 +437,14 @@ double cg_loader_take_busy(cg_loader_t *l, int *workers) {
   return t;
 }
 
+int64_t cg_loader_take_bad(cg_loader_t *l) {
+  pthread_mutex_lock(&l->mu);
+  int64_t n = l->bad;
+  l->bad = 0;
+  pthread_mutex_unlock(&l->mu);
+  return n;
+}
+
 void cg_loader_destroy(cg_loader_t *l) {
   if (!l) return;
   pthread_mutex_lock(&l->mu);
@@ -265,6 +455,8 @@ void cg_loader_destroy(cg_loader_t *l) {
   for (int s = 0; s < l->nslots; s++) {
     cg_host_batch_t *b = &l->slots[s].b;
     slot_free(l, b->x);
+    slot_free(l, b->rgb);
+    slot_free(l, b->pred);
     slot_free(l, b->y);
     slot_free(l, b->weight);
     free(b->index);
@@ -279,5 +471,7 @@ void cg_loader_destroy(cg_loader_t *l) {
   pthread_mutex_destroy(&l->mu);
   pthread_cond_destroy(&l->work);
   pthread_cond_destroy(&l->ready);
+  pthread_cond_destroy(&l->mdone);
+  free(l->mq);
   free(l);
 }

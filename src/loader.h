@@ -21,12 +21,16 @@
 #include <stdint.h>
 
 #include "backend.h"
+#include "metrics.h"
 #include "source.h"
 
 typedef struct {
   int n, h, w, c;
-  float *x;          /* n*h*w*c network input, NHWC */
+  int n_cpu;         /* samples [0, n_cpu) packed by the helpers into x; the rest only in rgb */
+  float *x;          /* n*h*w*c network input, NHWC (first n_cpu samples) */
+  uint8_t *rgb;      /* n*h*w*3 augmented RGB8 (samples n_cpu..n-1: the device featurises them) */
   uint8_t *y;        /* n*h*w masks */
+  uint8_t *pred;     /* n*h*w predicted masks, written by the backend (its pred_dst) */
   float *weight;     /* n: 1/global for real samples, 0 for padding */
   int64_t *index;    /* n: sample index, -1 padding */
   int real, global;  /* real samples of this rank / of the whole step */
@@ -34,9 +38,11 @@ typedef struct {
   int slot;          /* internal */
 } cg_host_batch_t;
 
-/* The batch as the backend's upload takes it. */
-static inline cg_batch_t cg_host_batch_view(const cg_host_batch_t *b) {
-  cg_batch_t v = {b->n, b->h, b->w, b->c, b->x, b->y, b->weight};
+/* The batch as the backend's upload takes it; metrics_on_device asks the backend for the
+ * confusion counts instead of (or besides) the predicted mask. */
+static inline cg_batch_t cg_host_batch_view(const cg_host_batch_t *b, int metrics_on_device) {
+  cg_batch_t v = {b->n, b->h, b->w, b->c, b->x, b->y, b->weight, b->n_cpu, b->rgb, b->pred,
+                  metrics_on_device};
   return v;
 }
 
@@ -47,7 +53,13 @@ typedef struct {
   uint64_t seed;
   int shuffle;               /* reshuffle every epoch */
   int augment;               /* random flips */
+  int crop;                  /* random crop (cg_augment_crop), before the flips */
+  int skip_bad;              /* a sample that fails to load becomes padding and is counted
+                                (cg_loader_take_bad) instead of stopping the job */
   int nfeat;                 /* feature channels computed on the CPU (0 or CG_NFEAT) */
+  int cpu_count;             /* samples per batch packed on the CPU (< 0: all); see set_cpu_count */
+  double test_feat_ms;       /* testing: extra milliseconds of helper work per CPU-featurised
+                                sample (starves the helpers for the controller test) */
   int64_t first_step, nsteps; /* nsteps < 0: to the end of first_step's epoch */
   int workers, nslots;
   const int *worker_cpus;    /* optional: pin worker i to logical CPU worker_cpus[i] (-1 none) */
@@ -64,10 +76,45 @@ int64_t cg_loader_steps_per_epoch(const cg_loader_t *l);
 
 /* Next batch in order, or NULL after the last. *wait_s (optional) gets the seconds blocked. */
 cg_host_batch_t *cg_loader_next(cg_loader_t *l, double *wait_s);
-void cg_loader_release(cg_loader_t *l, cg_host_batch_t *b);
+/* Gives a batch back (in the order they were taken). With count_metrics the helpers first add
+ * the confusion counts of b->pred against b->y (real samples only) to the loader's totals —
+ * asynchronously; the slot is reused only after that. */
+void cg_loader_release(cg_loader_t *l, cg_host_batch_t *b, int count_metrics);
+/* Waits for every queued metrics task, then returns and resets the totals. */
+void cg_loader_take_confusion(cg_loader_t *l, cg_confusion_t *out);
+
+/* The CPU/GPU split: how many samples of each batch indexed from now on the helpers featurise
+ * (the rest go to the device as RGB8). Clamped to [0, batch]. */
+void cg_loader_set_cpu_count(cg_loader_t *l, int k);
+int cg_loader_cpu_count(const cg_loader_t *l);
+
+/* What the helpers' work costs, summed since the last call (for the split controller):
+ * decoding/generating + augmenting every real sample, featurising + packing the CPU share,
+ * counting the metrics of returned batches. */
+typedef struct {
+  double dec_s, feat_s, met_s;
+  int64_t dec_n, feat_n, met_n; /* samples decoded, samples featurised, batches counted */
+} cg_loader_costs_t;
+void cg_loader_take_costs(cg_loader_t *l, cg_loader_costs_t *out);
 
 /* Seconds the helpers spent preparing samples since the last call (summed over helpers), and
  * the number of helpers; for cpu_busy. */
 double cg_loader_take_busy(cg_loader_t *l, int *workers);
+
+/* With skip_bad: samples skipped since the last call. A skipped sample is turned into padding
+ * in its batch (zeros, weight 0, index -1, not counted in `real`); the other samples keep
+ * weight 1/global, so that step's mean loss is over fewer samples than `global` says and the
+ * skipped sample simply contributes nothing (global is agreed by all ranks before the load, and
+ * changing it would need communication). The first few skips are logged with their message. */
+int64_t cg_loader_take_bad(cg_loader_t *l);
+
+/* Random crop of one sample, in place: a window of (s*h) x (s*w) pixels, s uniform in
+ * [CG_CROP_MIN_SCALE, 1], at a uniform position, resampled back to h x w (bilinear RGB,
+ * nearest mask; cg_resample_*). Decided by the CG_RNG_AUG stream of (seed, epoch, index),
+ * drawing after the one draw cg_augment_flip makes, so the flips are the same with or
+ * without crops. tmp: h*w*4 bytes of scratch. */
+#define CG_CROP_MIN_SCALE 0.75
+void cg_augment_crop(uint64_t seed, int64_t epoch, int64_t index, int h, int w, uint8_t *rgb,
+                     uint8_t *mask, uint8_t *tmp);
 
 #endif

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "comm.h"
+#include "cgds.h"
 #include "config.h"
 #include "data.h"
 #include "log.h"
@@ -30,28 +31,18 @@ static int cmd_info(const cg_config_t *cfg, cg_comm_t *c) {
     cg_model_print(&m);
   }
   if (cfg->info_topology) {
-    cg_topo_t t;
-    cg_topo_discover(c, &t);
-    char line[512];
-    int o = snprintf(line, sizeof line, "rank %d: host %s, local rank %d/%d, NUMA %d, cores ",
-                     c->rank, c->host, c->local_rank, c->local_size, t.numa);
-    for (int i = 0; i < t.ncpus && o < (int)sizeof line - 16; i++)
-      o += snprintf(line + o, sizeof line - (size_t)o, "%s%d", i ? "," : "", t.cpus[i]);
-    if (t.shared) snprintf(line + o, sizeof line - (size_t)o, " (shared: fewer cores than ranks)");
-    char *all = NULL;
-    if (c->rank == 0) all = cg_calloc((size_t)c->size, sizeof line, "topology lines");
-    CG_CHECK_MPI(MPI_Gather(line, (int)sizeof line, MPI_CHAR, all, (int)sizeof line, MPI_CHAR, 0,
-                            c->world));
-    if (c->rank == 0) {
-      for (int r = 0; r < c->size; r++) printf("%s\n", all + (size_t)r * sizeof line);
-      free(all);
-    }
+    cg_topo_t *t =
+        cg_topo_create(c, strcmp(cfg->backend, "cpu") ? CG_TOPO_GPU_AUTO : CG_TOPO_GPU_NONE);
+    cg_topo_report(t, c, stdout);
+    cg_topo_destroy(t);
   }
   fflush(stdout);
   return 0;
 }
 
 int main(int argc, char **argv) {
+  /* pack is a single-process tool: no MPI. */
+  if (argc >= 2 && !strcmp(argv[1], "pack")) return cg_pack_main(argc - 1, argv + 1);
   cg_comm_t c;
   cg_comm_init(&c, &argc, &argv);
   cg_config_t cfg;

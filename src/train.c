@@ -22,11 +22,14 @@
 #include "backend.h"
 #include "data.h"
 #include "gsync.h"
+#include "nccl_comm.h"
 #include "loader.h"
 #include "log.h"
 #include "metrics.h"
 #include "model.h"
 #include "source.h"
+#include "split.h"
+#include "stats.h"
 #include "topo.h"
 
 double cg_train_lr(const cg_config_t *cfg, int64_t t, int64_t total) {
@@ -93,7 +96,11 @@ typedef struct {
   const cg_backend_ops_t *ops;
   cg_backend_t *be;
   const cg_model_t *m;
-  int bar; /* progress: 2 bar, 1 plain, 0 off */
+  int bar;  /* progress: 2 bar, 1 plain, 0 off */
+  int slow; /* test-only: this rank sleeps per step */
+  cg_split_t split;
+  double busy_total; /* device busy seconds of every fetched step, for the split controller */
+  const int *helper_cpus; /* core of each helper thread (-1 unpinned), or NULL */
 } run_t;
 
 static void fmt_hms(double s, char *out, size_t len) {
@@ -137,7 +144,10 @@ typedef struct {
   double comm, busy;     /* seconds */
   double last_loss;
   int64_t samples;       /* global samples of the steps */
+  int64_t local_samples; /* this rank's real samples */
   int64_t steps;
+  int busy_measured;
+  double h2d, d2h;       /* bytes */
   cg_confusion_t conf;
 } acc_t;
 
@@ -146,23 +156,52 @@ typedef struct {
 static void collect(run_t *r, cg_loader_t *ld, cg_host_batch_t *pb, acc_t *a) {
   cg_step_out_t out;
   r->ops->fetch(r->be, &out);
-  size_t hw = (size_t)pb->h * pb->w;
   a->loss += out.loss;
   a->loss_samples += out.loss * pb->global;
   a->last_loss = out.loss;
   if (out.comm_wait_ms > 0) a->comm += 1e-3 * out.comm_wait_ms;
-  if (out.busy_ms > 0) a->busy += 1e-3 * out.busy_ms;
-  for (int i = 0; i < pb->n; i++)
-    if (pb->index[i] >= 0) cg_confusion_add(&a->conf, out.pred + i * hw, pb->y + i * hw, hw);
+  if (out.busy_ms >= 0) {
+    a->busy += 1e-3 * out.busy_ms;
+    a->busy_measured = 1;
+    r->busy_total += 1e-3 * out.busy_ms;
+  }
+  a->h2d += out.h2d_bytes;
+  a->d2h += out.d2h_bytes;
+  a->local_samples += pb->real;
   a->samples += pb->global;
   a->steps++;
-  cg_loader_release(ld, pb);
+  if (out.has_conf) { /* the device counted */
+    cg_confusion_t cf = {out.conf[0], out.conf[1], out.conf[2], out.conf[3]};
+    a->conf.tp += cf.tp;
+    a->conf.fp += cf.fp;
+    a->conf.fn += cf.fn;
+    a->conf.tn += cf.tn;
+  }
+  /* Otherwise the helpers count pb->pred against its masks before reusing the slot. */
+  cg_loader_release(ld, pb, !out.has_conf);
+}
+
+/* Adds the counts the helpers finished since the last call. */
+static void take_conf(cg_loader_t *ld, acc_t *a) {
+  cg_confusion_t cf;
+  cg_loader_take_confusion(ld, &cf);
+  a->conf.tp += cf.tp;
+  a->conf.fp += cf.fp;
+  a->conf.fn += cf.fn;
+  a->conf.tn += cf.tn;
 }
 
 static void upload(run_t *r, int64_t k, const cg_host_batch_t *b) {
-  cg_batch_t v = cg_host_batch_view(b);
+  cg_batch_t v = cg_host_batch_view(b, r->split.metrics_dev);
   r->ops->upload(r->be, (int)(k % CG_DEV_SLOTS), &v);
 }
+
+/* Batch-slot memory from the backend (pinned for the CUDA backend). */
+static void *slot_alloc(size_t bytes, void *ctx) {
+  return ((const cg_backend_ops_t *)ctx)->host_alloc(bytes);
+}
+
+static void slot_free(void *p, void *ctx) { ((const cg_backend_ops_t *)ctx)->host_free(p); }
 
 typedef struct {
   double loss;
@@ -181,11 +220,17 @@ static val_result_t validate(run_t *r, cg_source_t *val_src, int workers) {
   lc.seed = cfg->seed;
   lc.shuffle = 0;
   lc.augment = 0;
+  lc.skip_bad = cfg->skip_bad;
   lc.nfeat = CG_NFEAT;
+  lc.cpu_count = r->split.k;
+  lc.alloc = slot_alloc;
+  lc.free = slot_free;
+  lc.alloc_ctx = (void *)r->ops;
   lc.first_step = 0;
   lc.nsteps = -1; /* one epoch */
   lc.workers = workers;
   lc.nslots = cfg->prefetch + 2;
+  lc.worker_cpus = r->helper_cpus;
   cg_loader_t *ld = cg_loader_create(&lc);
   acc_t a;
   memset(&a, 0, sizeof a);
@@ -201,6 +246,7 @@ static val_result_t validate(run_t *r, cg_source_t *val_src, int workers) {
     if (b) upload(r, k + 1, b);
   }
   if (k >= 1) collect(r, ld, held[(k - 1) % 2], &a);
+  take_conf(ld, &a);
   cg_loader_destroy(ld);
   val_result_t res;
   int64_t cnt[4] = {a.conf.tp, a.conf.fp, a.conf.fn, a.conf.tn};
@@ -210,6 +256,15 @@ static val_result_t validate(run_t *r, cg_source_t *val_src, int workers) {
   cg_comm_sum_f64(r->c, &a.loss_samples, 1);
   res.loss = val_src->count ? a.loss_samples / (double)val_src->count : 0;
   return res;
+}
+
+/* The train/val views first, then the sources they borrow. */
+static void destroy_sources(cg_source_t *base, cg_source_t *val_base, cg_source_t *train,
+                            cg_source_t *val) {
+  if (train != base) cg_source_destroy(train);
+  if (val != val_base) cg_source_destroy(val);
+  cg_source_destroy(val_base);
+  cg_source_destroy(base);
 }
 
 /* Backend selection, agreed over ranks. Returns 0 or -1 with err. */
@@ -258,6 +313,7 @@ int cg_train_run(const cg_config_t *cfg, cg_comm_t *c) {
   if (c->rank == 0) {
     rc = check_output_path("--metrics-out", cfg->metrics_out, err, sizeof err);
     if (!rc) rc = check_output_path("--params-out", cfg->params_out, err, sizeof err);
+    if (!rc) rc = check_output_path("--stats-out", cfg->stats_out, err, sizeof err);
   }
   if (agree(c, rc, err, sizeof err)) goto usage;
   const cg_backend_ops_t *ops = NULL;
@@ -270,21 +326,50 @@ int cg_train_run(const cg_config_t *cfg, cg_comm_t *c) {
     goto usage;
 
   /* ---- placement: this rank's cores ---- */
-  cg_topo_t topo;
-  cg_topo_discover(c, &topo);
   int is_cuda = ops != &cg_backend_cpu;
-  int threads = cfg->threads > 0 ? cfg->threads : topo.ncpus;
+  cg_topo_t *topo = cg_topo_create(c, is_cuda ? CG_TOPO_GPU_AUTO : CG_TOPO_GPU_NONE);
+  const cg_topo_plan_t *place = cg_topo_plan(topo);
+  /* Threads started from here on (OpenMP, CUDA, NCCL) inherit the rank's cores. Cores shared
+   * with other ranks stay unpinned: the OS balances oversubscribed ranks better. */
+  if (!place->shared) cg_topo_pin_thread(topo, -1);
+  int threads = cfg->threads > 0 ? cfg->threads : place->ncpus;
   /* The cpu backend's compute uses every core; one helper suffices for its small batches. The
    * CUDA backend drives the GPU from one core and gives the rest to the helpers. */
   int workers = cfg->cpu_workers >= 0 ? cfg->cpu_workers
-                                      : (is_cuda ? (topo.ncpus > 1 ? topo.ncpus - 1 : 1) : 1);
+                                      : (is_cuda ? (place->ncpus > 1 ? place->ncpus - 1 : 1) : 1);
 
   /* ---- data ---- */
-  int64_t ntrain = cfg->train_samples, nval = cfg->val_samples;
-  cg_source_t *train_src = cg_source_synthetic(cfg->seed, 0, ntrain, cfg->image_size, cfg->image_size);
-  cg_source_t *val_src = nval ? cg_source_synthetic(cfg->seed, ntrain, nval, cfg->image_size,
-                                                    cfg->image_size)
-                              : NULL;
+  cg_source_t *base_src = NULL, *train_src = NULL, *val_src = NULL, *val_base = NULL;
+  int synthetic = !strcmp(cfg->data, "synthetic");
+  if (synthetic) {
+    train_src = cg_source_synthetic(cfg->seed, 0, cfg->train_samples, cfg->image_size,
+                                    cfg->image_size);
+    if (cfg->val_samples)
+      val_src = cg_source_synthetic(cfg->seed, cfg->train_samples, cfg->val_samples,
+                                    cfg->image_size, cfg->image_size);
+  } else {
+    /* Every rank opens the files itself (they are checked at open); agree on the verdict. */
+    base_src = cg_source_open(cfg->data, cfg->image_size, cfg->seed, 0, err, sizeof err);
+    rc = base_src ? 0 : -1;
+    if (!rc && cfg->val_data[0]) {
+      val_base = cg_source_open(cfg->val_data, cfg->image_size, cfg->seed, 0, err, sizeof err);
+      rc = val_base ? 0 : -1;
+      train_src = base_src;
+      val_src = val_base;
+    } else if (!rc && cfg->val_fraction > 0) {
+      rc = cg_source_split(base_src, cfg->val_fraction, &train_src, &val_src, err, sizeof err);
+    } else if (!rc) {
+      train_src = base_src;
+    }
+    if (cg_comm_any(c, rc != 0)) {
+      if (rc) fprintf(stderr, "cogpu-dist: error: [rank %d] %s\n", c->rank, err);
+      destroy_sources(base_src, val_base, train_src, val_src);
+      cg_topo_destroy(topo);
+      CG_CHECK_MPI(MPI_Barrier(c->world));
+      return CG_EXIT_USAGE;
+    }
+  }
+  int64_t ntrain = train_src->count, nval = val_src ? val_src->count : 0;
   int64_t spe;
   {
     cg_sampler_t s;
@@ -302,7 +387,7 @@ int cg_train_run(const cg_config_t *cfg, cg_comm_t *c) {
   bc.batch = cfg->batch;
   bc.precision = prec;
   bc.threads = threads;
-  bc.device = c->local_rank;
+  bc.device = place->gpu >= 0 ? place->gpu : c->local_rank;
   bc.deterministic = cfg->deterministic;
   bc.cuda_graph = cfg->cuda_graph;
   bc.tf32 = cfg->tf32;
@@ -310,6 +395,20 @@ int cg_train_run(const cg_config_t *cfg, cg_comm_t *c) {
   bc.buckets = &buckets;
   bc.gsync = c->size > 1 ? gs : NULL;
   bc.fault_nan_step = -1;
+  /* Gradient all-reduce: NCCL or MPI (--allreduce; nccl_comm.h says how auto chooses). */
+  char arnote[320] = "";
+  int use_nccl = cg_nccl_choose(c, cfg->allreduce, is_cuda, bc.device, cfg->deterministic, arnote,
+                                sizeof arnote, err, sizeof err);
+  cg_nccl_t *nccl = use_nccl > 0 ? cg_nccl_create(c->world, bc.device, err, sizeof err) : NULL;
+  if (use_nccl < 0 || (use_nccl > 0 && !nccl)) { /* every rank agrees: both are collective */
+    cg_gsync_destroy(gs);
+    destroy_sources(base_src, val_base, train_src, val_src);
+    cg_topo_destroy(topo);
+    goto usage;
+  }
+  if (c->rank == 0 && arnote[0]) printf("allreduce: %s\n", arnote);
+  bc.nccl = nccl;
+  if (nccl) bc.gsync = NULL;
   cg_backend_t *be = NULL;
   rc = ops->create(&model, &bc, &be, err, sizeof err);
   if (cg_comm_any(c, rc != 0)) {
@@ -317,17 +416,33 @@ int cg_train_run(const cg_config_t *cfg, cg_comm_t *c) {
     if (rc) cg_log_info("backend %s: %s", ops->name, err);
     CG_CHECK_MPI(MPI_Barrier(c->world));
     ops->destroy(be);
+    cg_nccl_destroy(nccl);
     cg_gsync_destroy(gs);
-    cg_source_destroy(train_src);
-    cg_source_destroy(val_src);
+    destroy_sources(base_src, val_base, train_src, val_src);
     if (c->rank == 0) fprintf(stderr, "cogpu-dist: error: could not start the %s backend\n", ops->name);
+    cg_topo_destroy(topo);
     return 1;
   }
   float *params = cg_malloc(sizeof(float) * model.nparams, "initial parameters");
   cg_model_init_params(&model, cfg->seed, params);
   ops->set_params(be, params);
 
-  run_t r = {cfg, c, ops, be, &model, 0};
+  run_t r;
+  memset(&r, 0, sizeof r);
+  r.cfg = cfg;
+  r.c = c;
+  r.ops = ops;
+  r.be = be;
+  r.m = &model;
+  r.slow = cfg->test_slow_rank == c->rank && cfg->test_slow_ms > 0;
+  cg_split_init(&r.split,
+                 !strcmp(cfg->split, "cpu") ? CG_SPLIT_CPU
+                 : !strcmp(cfg->split, "gpu") ? CG_SPLIT_GPU : CG_SPLIT_AUTO,
+                 cfg->batch);
+  char gpu_name[48] = "-";
+  if (is_cuda) snprintf(gpu_name, sizeof gpu_name, "%d:%s", place->gpu, place->gpu_pci);
+  cg_stats_t *stats = cg_stats_create(c, gpu_name, is_cuda,
+                                      cfg->stats_out[0] ? cfg->stats_out : NULL);
   int tty = isatty(STDERR_FILENO);
   if (!strcmp(cfg->progress, "bar") || (!strcmp(cfg->progress, "auto") && tty)) r.bar = 2;
   else if (!strcmp(cfg->progress, "off")) r.bar = 0;
@@ -346,6 +461,15 @@ int cg_train_run(const cg_config_t *cfg, cg_comm_t *c) {
            workers, buckets.n);
     fflush(stdout);
   }
+  cg_topo_report(topo, c, stdout);
+  /* CUDA: the driving thread keeps core 0, helpers take the others one each. */
+  if (is_cuda && !place->shared) cg_topo_pin_thread(topo, 0);
+  int *helper_cpus = cg_malloc(sizeof(int) * (size_t)(workers > 0 ? workers : 1), "helper cpus");
+  for (int i = 0; i < workers; i++)
+    helper_cpus[i] = !is_cuda || place->shared ? -1
+                     : place->ncpus > 1       ? place->cpus[1 + i % (place->ncpus - 1)]
+                                              : place->cpus[0];
+  r.helper_cpus = helper_cpus;
 
   /* ---- the loop ---- */
   cg_loader_cfg_t lc = {0};
@@ -357,17 +481,26 @@ int cg_train_run(const cg_config_t *cfg, cg_comm_t *c) {
   lc.seed = cfg->seed;
   lc.shuffle = 1;
   lc.augment = 1;
+  lc.crop = !synthetic && cfg->crop;
+  lc.skip_bad = cfg->skip_bad;
   lc.nfeat = CG_NFEAT;
   lc.first_step = 0;
   lc.nsteps = total;
   lc.workers = workers;
   lc.nslots = cfg->prefetch + 2;
+  lc.worker_cpus = helper_cpus;
+  lc.cpu_count = r.split.k;
+  lc.test_feat_ms = cfg->test_feat_ms;
+  lc.alloc = slot_alloc;
+  lc.free = slot_free;
+  lc.alloc_ctx = (void *)ops;
   cg_loader_t *ld = cg_loader_create(&lc);
 
   acc_t total_acc, win;
   memset(&total_acc, 0, sizeof total_acc);
   memset(&win, 0, sizeof win);
-  double win_wall = 0, win_wait = 0, win_helper = 0, last_window_loss = NAN;
+  double win_wall = 0, win_wait = 0, last_window_loss = NAN, win_share = 0;
+  double ctl_wall = 0, ctl_wait = 0, ctl_busy0 = 0, ctl_steps = 0;
   double t_train0 = cg_now(), t_prev = t_train0, train_time = 0;
   val_result_t val;
   memset(&val, 0, sizeof val);
@@ -395,29 +528,65 @@ int cg_train_run(const cg_config_t *cfg, cg_comm_t *c) {
     }
     double now = cg_now();
     win_wall += now - t_prev;
+    ctl_wall += now - t_prev;
+    ctl_wait += wait;
+    ctl_steps++;
     t_prev = now;
+    win_share += cg_split_cpu_share(&r.split);
+    if (ctl_steps >= cfg->split_every) { /* the split controller's window */
+      cg_loader_costs_t co;
+      cg_loader_take_costs(ld, &co);
+      cg_split_window_t sw = {ctl_steps, ctl_wall, ctl_wait,
+                              win.busy_measured ? r.busy_total - ctl_busy0 : -1, workers,
+                              co.dec_s, co.feat_s, co.met_s, (double)co.dec_n, (double)co.feat_n,
+                              (double)co.met_n};
+      int k0 = r.split.k, m0 = r.split.metrics_dev;
+      if (cg_split_update(&r.split, &sw)) {
+        cg_loader_set_cpu_count(ld, r.split.k);
+        if (c->rank == 0) {
+          printf("split at step %lld: features on the CPU for %d -> %d of %d samples per batch, "
+                 "metrics on the %s%s (data wait %.1f%%, helpers %d)\n",
+                 (long long)step, k0, r.split.k, cfg->batch, r.split.metrics_dev ? "device" : "CPU",
+                 m0 != r.split.metrics_dev ? " (moved)" : "", 100.0 * ctl_wait / ctl_wall, workers);
+          fflush(stdout);
+        }
+      }
+      ctl_wall = ctl_wait = ctl_steps = 0;
+      ctl_busy0 = r.busy_total;
+    }
     double elapsed = now - t_train0;
     int64_t done_samples = total_acc.samples + win.samples;
     if (r.bar == 2)
       progress(&r, step, total, elapsed, (double)done_samples / elapsed, win.last_loss, 0);
+    if (r.slow && k + 1 < total) usleep((useconds_t)cfg->test_slow_ms * 1000);
     if (report) {
-      int nw = 0;
-      win_helper += cg_loader_take_busy(ld, &nw);
-      double red = win.loss;
-      cg_comm_sum_f64(c, &red, 1);
-      int64_t nsteps = win.steps ? win.steps : 1;
-      double mean_loss = red / (double)nsteps;
+      cg_window_t wv;
+      memset(&wv, 0, sizeof wv);
+      wv.steps = win.steps;
+      wv.wall = win_wall;
+      wv.data_wait = win_wait;
+      wv.comm_exposed = win.comm;
+      wv.busy = win.busy_measured ? win.busy : -1;
+      wv.helper_busy = cg_loader_take_busy(ld, &wv.helpers);
+      wv.cpu_share = win_share / (double)(win.steps ? win.steps : 1);
+      wv.samples = win.local_samples;
+      wv.h2d_bytes = win.h2d;
+      wv.d2h_bytes = win.d2h;
+      wv.loss = win.loss;
+      take_conf(ld, &win); /* the helpers' counts of this window's batches */
+      if (c->rank == 0 && r.bar == 2) fputc('\n', stderr);
+      double mean_loss = cg_stats_report(stats, &wv, step, total, step == total,
+                                         c->rank == 0 ? stdout : NULL);
       last_window_loss = mean_loss;
       if (c->rank == 0) {
-        if (r.bar == 2) fputc('\n', stderr);
-        double ms = 1e3 * win_wall / (double)nsteps;
-        double dw = 1e3 * win_wait / (double)nsteps, cm = 1e3 * win.comm / (double)nsteps;
-        double bz = 1e3 * win.busy / (double)nsteps;
-        double hb = nw ? win_helper / (nw * win_wall) : 0;
+        int64_t nsteps = win.steps ? win.steps : 1;
+        double ms = 1e3 * win_wall / (double)nsteps, dw = 1e3 * win_wait / (double)nsteps;
+        double cm = 1e3 * win.comm / (double)nsteps, bz = 1e3 * win.busy / (double)nsteps;
         printf("step %lld/%lld | loss %.4f | %.1f img/s | %.2f ms/step = compute %.2f + data wait "
-               "%.2f + comm %.2f + other %.2f | helpers %d x %.0f%% busy\n",
+               "%.2f + comm %.2f + other %.2f | split %d/%d on CPU, metrics on %s (rank 0)\n",
                (long long)step, (long long)total, mean_loss, (double)win.samples / win_wall, ms, bz,
-               dw, cm, ms - bz - dw - cm, nw, 100.0 * hb);
+               dw, cm, ms - bz - dw - cm, r.split.k, cfg->batch,
+               r.split.metrics_dev ? "device" : "CPU");
         fflush(stdout);
       }
       if (r.bar == 1) progress(&r, step, total, elapsed, (double)done_samples / elapsed, mean_loss, 0);
@@ -428,7 +597,7 @@ int cg_train_run(const cg_config_t *cfg, cg_comm_t *c) {
       total_acc.conf.fn += win.conf.fn;
       total_acc.conf.tn += win.conf.tn;
       memset(&win, 0, sizeof win);
-      win_wall = win_wait = win_helper = 0;
+      win_wall = win_wait = win_share = 0;
     }
     if (do_val) {
       double tv = cg_now();
@@ -448,6 +617,9 @@ int cg_train_run(const cg_config_t *cfg, cg_comm_t *c) {
     }
   }
   train_time = cg_now() - t_train0;
+  int64_t bad = cg_loader_take_bad(ld);
+  cg_comm_sum_i64(c, &bad, 1);
+  if (bad && c->rank == 0) printf("skipped %lld bad sample(s) (--skip-bad)\n", (long long)bad);
   cg_loader_destroy(ld);
   int64_t global_samples = total_acc.samples;
   cg_confusion_t train_conf = total_acc.conf;
@@ -504,10 +676,13 @@ int cg_train_run(const cg_config_t *cfg, cg_comm_t *c) {
     }
   }
   free(params);
+  cg_stats_destroy(stats);
   ops->destroy(be);
+  cg_nccl_destroy(nccl); /* after the backend's graphs are gone, before MPI_Finalize */
   cg_gsync_destroy(gs);
-  cg_source_destroy(train_src);
-  cg_source_destroy(val_src);
+  destroy_sources(base_src, val_base, train_src, val_src);
+  free(helper_cpus);
+  cg_topo_destroy(topo);
   CG_CHECK_MPI(MPI_Bcast(&out_rc, 1, MPI_INT, 0, c->world));
   return out_rc;
 

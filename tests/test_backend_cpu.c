@@ -66,7 +66,7 @@ static void test_gradients(void) {
     for (size_t j = 0; j < m.layers[i].b_len; j++) p[m.layers[i].b_off + j] = 0.05f * (float)((int)(j % 5) - 2);
   cg_backend_t *b = make_backend(&m, &bk, n, 1);
   cg_backend_cpu.set_params(b, p);
-  cg_batch_t batch = {n, d.h, d.w, d.c, d.x, d.y, d.wt};
+  cg_batch_t batch = {n, d.h, d.w, d.c, d.x, d.y, d.wt, n, NULL, NULL, 0};
   cg_backend_cpu.upload(b, 0, &batch);
   cg_backend_cpu.eval_step(b, 0);
   cg_step_out_t o1, o2;
@@ -112,7 +112,8 @@ static float *run_steps(const cg_model_t *m, const cg_buckets_t *bk, int threads
   cg_model_init_params(m, 9, p);
   cg_backend_t *b = make_backend(m, bk, n, threads);
   cg_backend_cpu.set_params(b, p);
-  cg_batch_t b0 = {n, d0.h, d0.w, d0.c, d0.x, d0.y, d0.wt}, b1 = {n, d1.h, d1.w, d1.c, d1.x, d1.y, d1.wt};
+  cg_batch_t b0 = {n, d0.h, d0.w, d0.c, d0.x, d0.y, d0.wt, n, NULL, NULL, 0};
+  cg_batch_t b1 = {n, d1.h, d1.w, d1.c, d1.x, d1.y, d1.wt, n, NULL, NULL, 0};
   cg_backend_cpu.upload(b, 0, &b0);
   cg_backend_cpu.upload(b, 1, &b1);
   int got = 0;

@@ -53,7 +53,7 @@ int main(void) {
   float *P[STEPS], *M1 = cg_malloc(sizeof(float) * np, "m"), *V1 = cg_malloc(sizeof(float) * np, "v");
   float *M2 = cg_malloc(sizeof(float) * np, "m"), *V2 = cg_malloc(sizeof(float) * np, "v");
   cg_step_out_t out[STEPS];
-  cg_batch_t batch = {N, HW, HW, IN_C, x, y, wt};
+  cg_batch_t batch = {N, HW, HW, IN_C, x, y, wt, N, NULL, NULL, 0};
   for (int k = 0; k < STEPS; k++) {
     cg_adamw_t opt = {1e-3f, 0.9f, 0.999f, 1e-8f, 1e-4f, k + 1};
     ops->upload(b, k % 2, &batch);

@@ -48,7 +48,7 @@ static void free_data(data_t *d) {
 }
 
 static cg_batch_t view(const data_t *d) {
-  cg_batch_t b = {N, HW, HW, IN_C, d->x, d->y, d->wt};
+  cg_batch_t b = {N, HW, HW, IN_C, d->x, d->y, d->wt, N, NULL, NULL, 0};
   return b;
 }
 

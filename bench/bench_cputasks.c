@@ -1,0 +1,166 @@
+/* bench_cputasks.c: `cogpu-bench cpu-tasks` — the CPU task pool on its real work.
+ *
+ * N independent tasks, each the work a helper does for one sample: load (generate the
+ * synthetic image, or decode a PNG / read a shard record with --data), augment (flips; crops for
+ * real data), features and normalisation into the packed input. Run on 1..all of the rank's
+ * cores (topology/), each thread pinned to its own core, and again unpinned; tasks/s, speed-up
+ * over one thread and parallel efficiency per thread count. The packed outputs are checked
+ * against a single-threaded pass before timing (they must be bitwise equal). */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bench.h"
+#include "data.h"
+#include "log.h"
+#include "source.h"
+#include "topo.h"
+
+typedef struct {
+  cg_source_t *src;
+  int size, ntasks;
+  atomic_int next;
+  float *out;       /* ntasks outputs of size*size*5 floats (check pass) or NULL */
+  const int *cpus;  /* pin thread i to cpus[i], or NULL */
+  const cg_topo_t *topo;
+  int pin;
+} pool_t;
+
+typedef struct {
+  pool_t *p;
+  int id;
+} targ_t;
+
+static void *worker(void *arg) {
+  targ_t *a = arg;
+  pool_t *p = a->p;
+  if (p->pin) cg_topo_pin_thread(p->topo, a->id);
+  size_t px = (size_t)p->size * p->size;
+  uint8_t *rgb = cg_malloc(px * 3, "rgb"), *mask = cg_malloc(px, "mask");
+  float *scratch = cg_malloc(sizeof(float) * 3 * px, "scratch");
+  float *x = cg_malloc(sizeof(float) * px * 5, "x");
+  char err[512];
+  for (;;) {
+    int t = atomic_fetch_add(&p->next, 1);
+    if (t >= p->ntasks) break;
+    int64_t idx = t % p->src->count;
+    if (cg_source_load(p->src, idx, rgb, mask, err, sizeof err)) CG_FATAL("%s", err);
+    cg_augment_flip(7, 0, idx, p->size, p->size, rgb, mask);
+    cg_pack_input(rgb, p->size, p->size, CG_NFEAT, scratch, p->out ? p->out + (size_t)t * px * 5 : x);
+  }
+  free(rgb);
+  free(mask);
+  free(scratch);
+  free(x);
+  return NULL;
+}
+
+static double run_pool(pool_t *p, int threads) {
+  pthread_t th[CG_TOPO_MAX_CPUS];
+  targ_t args[CG_TOPO_MAX_CPUS];
+  atomic_store(&p->next, 0);
+  double t0 = cg_now();
+  for (int i = 0; i < threads; i++) {
+    args[i].p = p;
+    args[i].id = i;
+    if (pthread_create(&th[i], NULL, worker, &args[i])) CG_FATAL("pthread_create");
+  }
+  for (int i = 0; i < threads; i++) pthread_join(th[i], NULL);
+  return cg_now() - t0;
+}
+
+int cg_bench_cputasks(int argc, char **argv, cg_comm_t *c) {
+  const char *data = "synthetic";
+  int size = 256, ntasks = 0;
+  const char *json_out = NULL;
+  for (int i = 1; i < argc; i++) {
+    if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+      printf("usage: cogpu-bench cpu-tasks [--data SRC] [--image-size N] [--tasks N] [--json-out F]\n"
+             "  helper-task throughput (load + augment + features + pack of one sample) on 1..all\n"
+             "  of the rank's cores, pinned and unpinned: tasks/s, speed-up, efficiency\n");
+      return 0;
+    } else if (!strcmp(argv[i], "--data") && i + 1 < argc) data = argv[++i];
+    else if (!strcmp(argv[i], "--image-size") && i + 1 < argc) size = atoi(argv[++i]);
+    else if (!strcmp(argv[i], "--tasks") && i + 1 < argc) ntasks = atoi(argv[++i]);
+    else if (!strcmp(argv[i], "--json-out") && i + 1 < argc) json_out = argv[++i];
+    else {
+      fprintf(stderr, "cogpu-bench cpu-tasks: unknown option %s\n", argv[i]);
+      return 2;
+    }
+  }
+  cg_topo_t *topo = cg_topo_create(c, CG_TOPO_GPU_NONE);
+  const cg_topo_plan_t *pl = cg_topo_plan(topo);
+  int ncores = pl->ncpus;
+  if (c->rank != 0) {
+    cg_topo_destroy(topo);
+    return 0;
+  }
+  char err[512];
+  cg_source_t *src = cg_source_open(data, size, 1, 4096, err, sizeof err);
+  if (!src) {
+    fprintf(stderr, "cogpu-bench cpu-tasks: %s\n", err);
+    cg_topo_destroy(topo);
+    return 2;
+  }
+  if (ntasks <= 0) ntasks = size <= 64 ? 4000 : (size <= 256 ? 600 : 150);
+  if (ntasks < 2 * ncores) ntasks = 2 * ncores;
+  /* check: the pool's outputs equal a single-threaded pass, bitwise */
+  size_t per = (size_t)size * size * 5;
+  int nchk = ncores * 2 < ntasks ? ncores * 2 : ntasks;
+  pool_t p = {src, size, nchk, 0, NULL, NULL, topo, 0};
+  p.out = cg_malloc(sizeof(float) * per * nchk, "check out");
+  run_pool(&p, 1);
+  float *ref = p.out;
+  p.out = cg_malloc(sizeof(float) * per * nchk, "check out 2");
+  run_pool(&p, ncores);
+  int bad = memcmp(ref, p.out, sizeof(float) * per * nchk) != 0;
+  free(ref);
+  free(p.out);
+  p.out = NULL;
+  p.ntasks = ntasks;
+  printf("# cogpu-bench cpu-tasks: %s %dx%d, %d tasks per run, rank 0's %d core(s); outputs %s\n",
+         src->ops->kind, size, size, ntasks, ncores,
+         bad ? "DIFFER between 1 and N threads" : "bitwise equal for 1 and N threads");
+  printf("# %-8s %-9s %12s %10s %9s %12s\n", "threads", "pinning", "tasks/s", "speed-up",
+         "effic.", "ms/task/core");
+  int counts[64], nc = 0;
+  for (int t = 1; t < ncores && nc < 62; t *= 2) counts[nc++] = t;
+  counts[nc++] = ncores;
+  double base[2] = {0, 0};
+  char js[8192];
+  size_t len = (size_t)snprintf(js, sizeof js,
+                                "{\"bench\": \"cpu-tasks\", \"source\": \"%s\", \"size\": %d, "
+                                "\"cores\": %d, \"check_ok\": %s, \"rows\": [",
+                                src->ops->kind, size, ncores, bad ? "false" : "true");
+  int first = 1;
+  for (int pin = 1; pin >= 0; pin--)
+    for (int i = 0; i < nc; i++) {
+      p.pin = pin;
+      run_pool(&p, counts[i] < 2 ? 1 : 2); /* warm caches and page tables */
+      double dt = run_pool(&p, counts[i]);
+      double tps = ntasks / dt;
+      if (i == 0) base[pin] = tps;
+      double sp = tps / base[pin];
+      printf("  %-8d %-9s %12.1f %10.2f %8.0f%% %12.3f\n", counts[i], pin ? "pinned" : "unpinned",
+             tps, sp, 100.0 * sp / counts[i], 1e3 * counts[i] / tps);
+      len += (size_t)snprintf(js + len, sizeof js - len,
+                              "%s{\"threads\": %d, \"pinned\": %s, \"tasks_per_s\": %.2f, "
+                              "\"speedup\": %.3f, \"efficiency\": %.3f}",
+                              first ? "" : ", ", counts[i], pin ? "true" : "false", tps, sp,
+                              sp / counts[i]);
+      first = 0;
+    }
+  snprintf(js + len, sizeof js - len, "]}");
+  printf("JSON %s\n", js);
+  if (json_out) {
+    FILE *f = fopen(json_out, "w");
+    if (f) {
+      fprintf(f, "%s\n", js);
+      fclose(f);
+    }
+  }
+  cg_source_destroy(src);
+  cg_topo_destroy(topo);
+  return bad ? 1 : 0;
+}

@@ -1,0 +1,203 @@
+/* bench_membw.c: `cogpu-bench membw` — copy bandwidth on the paths a batch travels.
+ *
+ * For float matrices of 1024^2, 2048^2, 4096^2 and 8192^2 (4 MiB to 256 MiB): CPU memcpy
+ * (one thread and all of the rank's threads), and with CUDA host-to-device and device-to-host
+ * from pinned and from pageable memory, and device-to-device. Each copy is checked first (the
+ * destination must equal the source), warmed up, then timed over repetitions (CUDA events on
+ * the GPU, the monotonic clock on the CPU); the median is reported. GB/s counts the bytes copied
+ * once (device-to-device also as read + write, the way the ceiling in ARCHITECTURE.md is given),
+ * and every figure is also shown as a fraction of the same path's largest-copy figure in this
+ * run (the ceiling measured now). */
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend.h"
+#include "bench.h"
+#include "log.h"
+
+#ifdef COGPU_HAVE_CUDA
+#include <cuda_runtime.h>
+#endif
+
+enum { P_MEMCPY1, P_MEMCPYN, P_H2D_PIN, P_H2D_PAGE, P_D2H_PIN, P_D2H_PAGE, P_D2D, NPATH };
+static const char *path_name[NPATH] = {"cpu memcpy 1 thread", "cpu memcpy all threads",
+                                       "h2d pinned", "h2d pageable", "d2h pinned",
+                                       "d2h pageable", "d2d (read+write)"};
+
+static void fill(float *p, size_t n, float seed) {
+  for (size_t i = 0; i < n; i++) p[i] = seed + (float)(i % 1021);
+}
+
+static void memcpy_par(void *dst, const void *src, size_t bytes) {
+#pragma omp parallel
+  {
+    int t = omp_get_thread_num(), nt = omp_get_num_threads();
+    size_t chunk = (bytes / (size_t)nt + 63) & ~(size_t)63;
+    size_t lo = chunk * (size_t)t, hi = lo + chunk > bytes ? bytes : lo + chunk;
+    if (lo < hi) memcpy((char *)dst + lo, (const char *)src + lo, hi - lo);
+  }
+}
+
+static double time_cpu(void *dst, const void *src, size_t bytes, int par, int reps) {
+  double *t = cg_malloc(sizeof(double) * (size_t)reps, "times");
+  for (int r = -2; r < reps; r++) {
+    double t0 = cg_now();
+    if (par) memcpy_par(dst, src, bytes);
+    else memcpy(dst, src, bytes);
+    if (r >= 0) t[r] = cg_now() - t0;
+  }
+  double m = cg_bench_median(t, reps);
+  free(t);
+  return bytes / m / 1e9;
+}
+
+#ifdef COGPU_HAVE_CUDA
+#define CK(call)                                                                     \
+  do {                                                                               \
+    cudaError_t e_ = (call);                                                         \
+    if (e_ != cudaSuccess) CG_FATAL("%s: %s", #call, cudaGetErrorString(e_));        \
+  } while (0)
+
+static double time_gpu(void *dst, const void *src, size_t bytes, enum cudaMemcpyKind kind, int reps,
+                       cudaStream_t s) {
+  cudaEvent_t a, b;
+  CK(cudaEventCreate(&a));
+  CK(cudaEventCreate(&b));
+  double *t = cg_malloc(sizeof(double) * (size_t)reps, "times");
+  for (int r = -2; r < reps; r++) {
+    CK(cudaEventRecord(a, s));
+    CK(cudaMemcpyAsync(dst, src, bytes, kind, s));
+    CK(cudaEventRecord(b, s));
+    CK(cudaEventSynchronize(b));
+    float ms = 0;
+    CK(cudaEventElapsedTime(&ms, a, b));
+    if (r >= 0) t[r] = 1e-3 * ms;
+  }
+  double m = cg_bench_median(t, reps);
+  free(t);
+  CK(cudaEventDestroy(a));
+  CK(cudaEventDestroy(b));
+  return bytes / m / 1e9;
+}
+#endif
+
+int cg_bench_membw(int argc, char **argv, cg_comm_t *c) {
+  int reps = 10, gpu = 1;
+  const char *json_out = NULL;
+  for (int i = 1; i < argc; i++) {
+    if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+      printf("usage: cogpu-bench membw [--reps N] [--no-gpu] [--json-out FILE]\n"
+             "  copy bandwidth for 1024^2..8192^2 float matrices: CPU memcpy (1 and all threads),\n"
+             "  h2d/d2h pinned and pageable, d2d; each also as a fraction of its path's largest copy\n");
+      return 0;
+    } else if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoi(argv[++i]);
+    else if (!strcmp(argv[i], "--no-gpu")) gpu = 0;
+    else if (!strcmp(argv[i], "--json-out") && i + 1 < argc) json_out = argv[++i];
+    else {
+      fprintf(stderr, "cogpu-bench membw: unknown option %s\n", argv[i]);
+      return 2;
+    }
+  }
+  if (reps < 1) reps = 1;
+  if (c->rank != 0) return 0;
+#ifdef COGPU_HAVE_CUDA
+  char why[256];
+  if (gpu && !cg_cuda_usable(why, sizeof why)) {
+    printf("# no usable GPU (%s): CPU paths only\n", why);
+    gpu = 0;
+  }
+#else
+  gpu = 0;
+#endif
+  const int sides[4] = {1024, 2048, 4096, 8192};
+  double gbs[4][NPATH];
+  for (int i = 0; i < 4; i++)
+    for (int p = 0; p < NPATH; p++) gbs[i][p] = -1;
+  int errors = 0;
+  size_t maxb = (size_t)8192 * 8192 * sizeof(float);
+  float *a = cg_malloc(maxb, "membw a"), *b = cg_malloc(maxb, "membw b");
+  fill(a, maxb / 4, 1.0f);
+  memset(b, 0, maxb);
+#ifdef COGPU_HAVE_CUDA
+  float *hp = NULL, *hq = NULL, *d0 = NULL, *d1 = NULL;
+  cudaStream_t s = 0;
+  if (gpu) {
+    CK(cudaMallocHost((void **)&hp, maxb));
+    CK(cudaMallocHost((void **)&hq, maxb));
+    CK(cudaMalloc((void **)&d0, maxb));
+    CK(cudaMalloc((void **)&d1, maxb));
+    CK(cudaStreamCreate(&s));
+    fill(hp, maxb / 4, 2.0f);
+  }
+#endif
+  for (int i = 0; i < 4; i++) {
+    size_t bytes = (size_t)sides[i] * sides[i] * sizeof(float);
+    /* check, then time */
+    memcpy(b, a, bytes);
+    if (memcmp(a, b, bytes)) errors++;
+    gbs[i][P_MEMCPY1] = time_cpu(b, a, bytes, 0, reps);
+    memset(b, 0, bytes);
+    memcpy_par(b, a, bytes);
+    if (memcmp(a, b, bytes)) errors++;
+    gbs[i][P_MEMCPYN] = time_cpu(b, a, bytes, 1, reps);
+#ifdef COGPU_HAVE_CUDA
+    if (gpu) {
+      CK(cudaMemcpy(d0, hp, bytes, cudaMemcpyHostToDevice));
+      CK(cudaMemcpy(d1, d0, bytes, cudaMemcpyDeviceToDevice));
+      CK(cudaMemcpy(hq, d1, bytes, cudaMemcpyDeviceToHost));
+      if (memcmp(hp, hq, bytes)) errors++;
+      CK(cudaMemcpy(d0, a, bytes, cudaMemcpyHostToDevice));
+      CK(cudaMemcpy(b, d0, bytes, cudaMemcpyDeviceToHost));
+      if (memcmp(a, b, bytes)) errors++;
+      gbs[i][P_H2D_PIN] = time_gpu(d0, hp, bytes, cudaMemcpyHostToDevice, reps, s);
+      gbs[i][P_H2D_PAGE] = time_gpu(d0, a, bytes, cudaMemcpyHostToDevice, reps, s);
+      gbs[i][P_D2H_PIN] = time_gpu(hq, d0, bytes, cudaMemcpyDeviceToHost, reps, s);
+      gbs[i][P_D2H_PAGE] = time_gpu(b, d0, bytes, cudaMemcpyDeviceToHost, reps, s);
+      gbs[i][P_D2D] = 2 * time_gpu(d1, d0, bytes, cudaMemcpyDeviceToDevice, reps, s);
+    }
+#endif
+  }
+  printf("# cogpu-bench membw: median of %d copies after 2 warm-ups; %s; %d OpenMP threads; "
+         "%d copy check error(s)\n", reps, gpu ? "GPU paths included" : "CPU only",
+         omp_get_max_threads(), errors);
+  printf("# fraction = GB/s / the same path's GB/s at 8192^2 (the ceiling measured in this run)\n");
+  printf("# %-24s %12s %12s %12s %12s\n", "path (GB/s, fraction)", "1024^2", "2048^2", "4096^2",
+         "8192^2");
+  for (int p = 0; p < NPATH; p++) {
+    if (gbs[0][p] < 0) continue;
+    printf("  %-24s", path_name[p]);
+    for (int i = 0; i < 4; i++) printf("  %6.1f %4.0f%%", gbs[i][p], 100.0 * gbs[i][p] / gbs[3][p]);
+    printf("\n");
+  }
+  char js[4096];
+  size_t len = (size_t)snprintf(js, sizeof js, "{\"bench\": \"membw\", \"errors\": %d, \"paths\": {", errors);
+  int first = 1;
+  for (int p = 0; p < NPATH; p++) {
+    if (gbs[0][p] < 0) continue;
+    len += (size_t)snprintf(js + len, sizeof js - len, "%s\"%s\": [%.3f, %.3f, %.3f, %.3f]",
+                            first ? "" : ", ", path_name[p], gbs[0][p], gbs[1][p], gbs[2][p], gbs[3][p]);
+    first = 0;
+  }
+  snprintf(js + len, sizeof js - len, "}, \"sides\": [1024, 2048, 4096, 8192]}");
+  printf("JSON %s\n", js);
+  if (json_out) {
+    FILE *f = fopen(json_out, "w");
+    if (f) {
+      fprintf(f, "%s\n", js);
+      fclose(f);
+    }
+  }
+  free(a);
+  free(b);
+#ifdef COGPU_HAVE_CUDA
+  if (gpu) {
+    cudaFreeHost(hp);
+    cudaFreeHost(hq);
+    cudaFree(d0);
+    cudaFree(d1);
+    cudaStreamDestroy(s);
+  }
+#endif
+  return errors ? 1 : 0;
+}
