@@ -13,6 +13,11 @@
 
 int cg_bench_train(int argc, char **argv, cg_comm_t *c);
 int cg_bench_allreduce(int argc, char **argv, cg_comm_t *c);
+int cg_bench_membw(int argc, char **argv, cg_comm_t *c);
+int cg_bench_cputasks(int argc, char **argv, cg_comm_t *c);
+int cg_bench_overlap(int argc, char **argv, cg_comm_t *c);
+int cg_bench_scaling(int argc, char **argv, cg_comm_t *c);
+int cg_bench_makepngs(int argc, char **argv, cg_comm_t *c);
 
 /* Parses "1,2,4" into at most max ints; returns the count or -1. */
 int cg_bench_parse_list(const char *s, int *out, int max);

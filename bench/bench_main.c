@@ -42,6 +42,13 @@ static void usage(FILE *f) {
           "  train      steady-state training img/s, ms/step and device memory of the real step,\n"
           "             data already on the device\n"
           "  allreduce  float32 sum all-reduce over the ranks, NCCL and MPI, 8 B to 256 MB\n"
+          "  membw      copy bandwidth: CPU memcpy, h2d/d2h pinned and pageable, d2d\n"
+          "  cpu-tasks  helper-task throughput on 1..all cores, pinned and unpinned\n"
+          "  overlap    the same training run serial (driving thread does the data work) and\n"
+          "             cooperative (helpers, prefetch, async metrics, split): img/s, GPU busy\n"
+          "  scaling    weak scaling of the real step over 1..N ranks, and a projection to\n"
+          "             8..1024 GPUs from the measured step and an interconnect model\n"
+          "  make-pngs  write synthetic samples as a PNG directory (input for the PNG benchmarks)\n"
           "             (all_reduce_perf style: time, algbw, busbw, results checked first)\n");
 }
 
@@ -56,6 +63,16 @@ int main(int argc, char **argv) {
     rc = cg_bench_train(argc - 1, argv + 1, &c);
   } else if (!strcmp(argv[1], "allreduce")) {
     rc = cg_bench_allreduce(argc - 1, argv + 1, &c);
+  } else if (!strcmp(argv[1], "membw")) {
+    rc = cg_bench_membw(argc - 1, argv + 1, &c);
+  } else if (!strcmp(argv[1], "cpu-tasks")) {
+    rc = cg_bench_cputasks(argc - 1, argv + 1, &c);
+  } else if (!strcmp(argv[1], "overlap")) {
+    rc = cg_bench_overlap(argc - 1, argv + 1, &c);
+  } else if (!strcmp(argv[1], "scaling")) {
+    rc = cg_bench_scaling(argc - 1, argv + 1, &c);
+  } else if (!strcmp(argv[1], "make-pngs")) {
+    rc = cg_bench_makepngs(argc - 1, argv + 1, &c);
   } else {
     if (c.rank == 0) {
       fprintf(stderr, "cogpu-bench: unknown benchmark '%s'\n", argv[1]);

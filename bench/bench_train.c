@@ -25,6 +25,8 @@ typedef struct {
   int warmup, steps, windows;
   int graph_modes[2], ngraph;
   int tf32;
+  int profile;
+  const char *algo_cache;
   const char *json_out;
 } opts_t;
 
@@ -41,6 +43,9 @@ static void usage(void) {
       "                              warm-up steps, steps per timed window, windows [5 20 5]\n"
       "  --cuda-graph on|off|both    [on]\n"
       "  --tf32 on|off               fp32 convolutions may use TF32 [off]\n"
+      "  --profile                   cuda: time every layer op with events (graphs off) and\n"
+      "                              print the per-layer table after each configuration\n"
+      "  --algo-cache FILE           cuda: reuse / record the cuDNN algorithm choices\n"
       "  --json-out FILE             also write the JSON line to FILE\n");
 }
 
@@ -80,6 +85,8 @@ static void run_one(const cg_backend_ops_t *ops, const opts_t *o, result_t *res)
   bc.threads = res->threads;
   bc.cuda_graph = res->graph;
   bc.tf32 = o->tf32;
+  bc.profile = o->profile;
+  bc.algo_cache = o->algo_cache;
   bc.buckets = &bk;
   bc.fault_nan_step = -1;
   cg_backend_t *be = NULL;
@@ -211,6 +218,8 @@ int cg_bench_train(int argc, char **argv, cg_comm_t *c) {
     else if (!strcmp(a, "--windows")) { NEED(); o.windows = atoi(v); }
     else if (!strcmp(a, "--tf32")) { NEED(); o.tf32 = !strcmp(v, "on"); }
     else if (!strcmp(a, "--json-out")) { NEED(); o.json_out = v; }
+    else if (!strcmp(a, "--profile")) { o.profile = 1; }
+    else if (!strcmp(a, "--algo-cache")) { NEED(); o.algo_cache = v; }
     else if (!strcmp(a, "--cuda-graph")) {
       NEED();
       if (!strcmp(v, "both")) { o.graph_modes[0] = 0; o.graph_modes[1] = 1; o.ngraph = 2; }

@@ -13,12 +13,17 @@ void cg_comm_init(cg_comm_t *c, int *argc, char ***argv) {
   CG_CHECK_MPI(MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided));
   /* Errors come back as codes so our checks can name the call; fatal ones still abort. */
   CG_CHECK_MPI(MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN));
-  CG_CHECK_MPI(MPI_Comm_dup(MPI_COMM_WORLD, &c->world));
+  cg_comm_init_from(c, MPI_COMM_WORLD);
+  cg_log_set_identity(c->rank, c->host);
+}
+
+void cg_comm_init_from(cg_comm_t *c, MPI_Comm comm) {
+  memset(c, 0, sizeof *c);
+  CG_CHECK_MPI(MPI_Comm_dup(comm, &c->world));
   CG_CHECK_MPI(MPI_Comm_rank(c->world, &c->rank));
   CG_CHECK_MPI(MPI_Comm_size(c->world, &c->size));
   if (gethostname(c->host, sizeof c->host) != 0) snprintf(c->host, sizeof c->host, "unknown");
   c->host[sizeof c->host - 1] = 0;
-  cg_log_set_identity(c->rank, c->host);
   CG_CHECK_MPI(MPI_Comm_split_type(c->world, MPI_COMM_TYPE_SHARED, c->rank, MPI_INFO_NULL,
                                    &c->local));
   CG_CHECK_MPI(MPI_Comm_rank(c->local, &c->local_rank));
@@ -32,12 +37,16 @@ void cg_comm_init(cg_comm_t *c, int *argc, char ***argv) {
   CG_CHECK_MPI(MPI_Bcast(&c->node, 1, MPI_INT, 0, c->local));
 }
 
+void cg_comm_free(cg_comm_t *c) {
+  if (c->local != MPI_COMM_NULL && c->local) MPI_Comm_free(&c->local);
+  if (c->world != MPI_COMM_NULL && c->world) MPI_Comm_free(&c->world);
+}
+
 void cg_comm_finalize(cg_comm_t *c) {
   int fin = 0;
   MPI_Finalized(&fin);
   if (fin) return;
-  if (c->local != MPI_COMM_NULL && c->local) MPI_Comm_free(&c->local);
-  if (c->world != MPI_COMM_NULL && c->world) MPI_Comm_free(&c->world);
+  cg_comm_free(c);
   MPI_Finalize();
 }
 

@@ -22,6 +22,11 @@ typedef struct {
 /* MPI_Init_thread (MPI_THREAD_FUNNELED is enough: only the driving thread calls MPI), then the
  * communicators. Fatal on failure. */
 void cg_comm_init(cg_comm_t *c, int *argc, char ***argv);
+/* A cg_comm_t over a subset of the job (MPI already running): dups comm, splits it by node.
+ * Collective over comm. Free with cg_comm_free. Used by the scaling benchmark. */
+void cg_comm_init_from(cg_comm_t *c, MPI_Comm comm);
+void cg_comm_free(cg_comm_t *c);
+
 /* Frees the communicators and calls MPI_Finalize. */
 void cg_comm_finalize(cg_comm_t *c);
 

@@ -163,6 +163,13 @@ struct cg_backend {
   cudaEvent_t ev_bucket[CG_MAX_BUCKETS], ev_bucket_host[CG_MAX_BUCKETS], ev_comm_done;
   cudaEvent_t ev_xp_begin[kNDQ], ev_xp_end[kNDQ]; /* NCCL: compute waited for comm between */
 
+  /* per-layer profile (cfg.profile): events around each layer's forward and backward, and
+   * around the input preparation, the loss and the optimizer; times summed at fetch */
+  cudaEvent_t ev_pf[CG_MAX_LAYERS][2], ev_pb[CG_MAX_LAYERS][2], ev_pm[3][2];
+  double prof_f[CG_MAX_LAYERS], prof_b[CG_MAX_LAYERS], prof_m[3];
+  int64_t prof_steps;
+  int prof_pending; /* a train step with recorded profile events awaits its fetch */
+
   /* CUDA graphs */
   cudaGraphExec_t gexec[CG_DEV_SLOTS][kNDQ];
   int graphs_ok;           /* graphs may still be used */
@@ -575,10 +582,14 @@ int make_convs(cg_backend_t *b, char *err, size_t errlen) {
 /* The network input of the slot's batch in the compute type, channels padded: samples the CPU
  * prepared are cast, the rest (RGB8, the split) normalised and featurised here. Runs eagerly
  * before the step body (or its graph), so the split may change from step to step. */
+void prof_mark(cg_backend_t *b, int k, int e);
+
 void prep_input(cg_backend_t *b, int slot) {
   const cg_model_t *m = b->m;
+  prof_mark(b, 0, 0);
   cg_k_prep_input(b->dt, b->d_x[slot], b->n_cpu[slot], b->d_rgb[slot], b->n, m->height, m->width,
                   b->cpad, b->d_act[m->input_tensor], b->s_comp);
+  prof_mark(b, 0, 1);
 }
 
 /* metrics_on_device: the step's confusion counts into its device result slot (eagerly, after
@@ -606,6 +617,7 @@ int forward(cg_backend_t *b, int slot) {
     void *x = b->d_act[l->in], *y = b->d_act[l->out];
     const float *bias = b->d_params + l->b_off;
     const int pa = b->cat_a[l->in], pb = b->cat_b[l->in];
+    if (b->cfg.profile && !b->capturing) CG_CHECK_CUDA(cudaEventRecord(b->ev_pf[i][0], s));
     if (pa >= 0)
       cg_k_concat_fwd(dt, b->d_act[pa], m->tensors[pa].c, b->d_act[pb], m->tensors[pb].c, npix_in,
                       x, s);
@@ -626,8 +638,71 @@ int forward(cg_backend_t *b, int slot) {
         cg_k_maxpool_fwd(dt, x, b->n, ti->h, ti->w, ti->c, y, s);
         break;
     }
+    if (b->cfg.profile && !b->capturing) CG_CHECK_CUDA(cudaEventRecord(b->ev_pf[i][1], s));
   }
   return 0;
+}
+
+/* Profile mark k (0 prep, 1 loss, 2 optimizer), edge e (0 begin, 1 end). */
+void prof_mark(cg_backend_t *b, int k, int e) {
+  if (b->cfg.profile && !b->capturing) CG_CHECK_CUDA(cudaEventRecord(b->ev_pm[k][e], b->s_comp));
+}
+
+/* After a profiled train step: wait for it and add up its op times. */
+void prof_collect(cg_backend_t *b, int q) {
+  CG_CHECK_CUDA(cudaEventSynchronize(b->ev_end[q]));
+  float ms;
+  for (int i = 0; i < b->m->nlayers; i++) {
+    CG_CHECK_CUDA(cudaEventElapsedTime(&ms, b->ev_pf[i][0], b->ev_pf[i][1]));
+    b->prof_f[i] += ms;
+    CG_CHECK_CUDA(cudaEventElapsedTime(&ms, b->ev_pb[i][0], b->ev_pb[i][1]));
+    b->prof_b[i] += ms;
+  }
+  for (int k = 0; k < 3; k++) {
+    CG_CHECK_CUDA(cudaEventElapsedTime(&ms, b->ev_pm[k][0], b->ev_pm[k][1]));
+    b->prof_m[k] += ms;
+  }
+  b->prof_steps++;
+}
+
+/* The per-layer table, slowest first, with each op's share of the profiled step. */
+void prof_print(const cg_backend_t *b) {
+  if (!b->prof_steps) return;
+  const cg_model_t *m = b->m;
+  const double n = (double)b->prof_steps;
+  double total = b->prof_m[0] + b->prof_m[1] + b->prof_m[2];
+  for (int i = 0; i < m->nlayers; i++) total += b->prof_f[i] + b->prof_b[i];
+  printf("# per-layer GPU time, %s, batch %d, mean of %lld eager steps (events around each op; "
+         "graphs off): %.3f ms per step\n",
+         b->dt == CG_DT_BF16 ? "bf16" : b->dt == CG_DT_F16 ? "fp16" : "fp32", b->n,
+         (long long)b->prof_steps, total / n);
+  printf("# %-12s %-8s %10s %10s %10s %7s %12s %12s\n", "layer", "op", "fwd ms", "bwd ms",
+         "total ms", "share", "GFLOP", "TFLOP/s");
+  int order[CG_MAX_LAYERS];
+  for (int i = 0; i < m->nlayers; i++) order[i] = i;
+  for (int i = 0; i < m->nlayers; i++) /* insertion sort by total time, descending */
+    for (int j = i; j > 0; j--) {
+      double a = b->prof_f[order[j]] + b->prof_b[order[j]];
+      double c = b->prof_f[order[j - 1]] + b->prof_b[order[j - 1]];
+      if (a <= c) break;
+      int t = order[j];
+      order[j] = order[j - 1];
+      order[j - 1] = t;
+    }
+  for (int k = 0; k < m->nlayers; k++) {
+    const int i = order[k];
+    const cg_layer_t *l = &m->layers[i];
+    const double f = b->prof_f[i] / n, bw = b->prof_b[i] / n;
+    const double gf = l->flops_fwd * b->n * (i == b->first ? 2.0 : 3.0) / 1e9;
+    printf("  %-12s %-8s %10.3f %10.3f %10.3f %6.1f%% %12.2f %12.1f\n", l->name,
+           l->op == CG_OP_CONV ? "conv" : l->op == CG_OP_POOL ? "maxpool" : "upconv", f, bw, f + bw,
+           100.0 * (f + bw) * n / total, gf, (f + bw) > 0 ? gf / (f + bw) : 0.0);
+  }
+  const char *names[3] = {"input prep", "loss", "optimizer"};
+  for (int k = 0; k < 3; k++)
+    printf("  %-21s %10s %10s %10.3f %6.1f%%\n", names[k], "", "", b->prof_m[k] / n,
+           100.0 * b->prof_m[k] / total);
+  fflush(stdout);
 }
 
 /* Loss and predicted mask into result slot dq; with grad, the scaled loss gradient too. */
@@ -716,6 +791,7 @@ int backward(cg_backend_t *b) {
     void *dy = b->d_dact[l->out];
     void *dx = l->need_dx ? b->d_dact[l->in] : NULL;
     float *dw = b->d_grads + l->w_off, *db = b->d_grads + l->b_off;
+    if (b->cfg.profile && !b->capturing) CG_CHECK_CUDA(cudaEventRecord(b->ev_pb[i][0], s));
     switch (l->op) {
       case CG_OP_CONV:
       case CG_OP_UPCONV:
@@ -743,6 +819,7 @@ int backward(cg_backend_t *b) {
     if (pa >= 0 && dx)
       cg_k_concat_bwd(dt, dx, m->tensors[pa].c, m->tensors[pb].c, npix_in, b->d_dact[pa],
                       b->d_dact[pb], s);
+    if (b->cfg.profile && !b->capturing) CG_CHECK_CUDA(cudaEventRecord(b->ev_pb[i][1], s));
     if (bucket_ready(b, i)) return -1;
   }
   return 0;
@@ -773,11 +850,16 @@ int train_body(cg_backend_t *b, int slot, int dq, int q, int fault) {
   BODY_CUDA(b, cudaMemcpyAsync(b->d_grad_scale, scale_ptr(b), sizeof(float),
                                cudaMemcpyDeviceToDevice, s));
   if (forward(b, slot)) return -1;
+  prof_mark(b, 1, 0);
   run_loss(b, slot, dq, 1);
+  prof_mark(b, 1, 1);
   if (fault) fault_nan(b->dt, b->d_dact[b->m->logits_tensor], loss_ptr(b, dq), s);
   if (backward(b)) return -1;
   if (grads_sync(b, q, dq)) return -1;
-  return optimizer(b, dq);
+  prof_mark(b, 2, 0);
+  const int rc = optimizer(b, dq);
+  prof_mark(b, 2, 1);
+  return rc;
 }
 
 /* Captures train_body for (slot, dq) into b->gexec; on any failure warns once and turns
@@ -830,6 +912,7 @@ void issue_results(cg_backend_t *b, int q, int dq) {
 
 void cuda_destroy(cg_backend_t *b) {
   if (!b) return;
+  if (b->cfg.profile) prof_print(b);
   if (b->dev_set) {
     CG_CHECK_CUDA(cudaSetDevice(b->dev));
     CG_CHECK_CUDA(cudaDeviceSynchronize()); /* nothing in flight may touch what is freed */
@@ -848,6 +931,12 @@ void cuda_destroy(cg_backend_t *b) {
   for (size_t k = 0; k < sizeof nev / sizeof nev[0]; k++)
     for (int j = 0; j < nev[k]; j++)
       if (evs[k][j]) CG_CHECK_CUDA(cudaEventDestroy(evs[k][j]));
+  for (int i = 0; i < CG_MAX_LAYERS; i++)
+    for (int k = 0; k < 2; k++) {
+      if (b->ev_pf[i][k]) CG_CHECK_CUDA(cudaEventDestroy(b->ev_pf[i][k]));
+      if (b->ev_pb[i][k]) CG_CHECK_CUDA(cudaEventDestroy(b->ev_pb[i][k]));
+      if (i < 3 && b->ev_pm[i][k]) CG_CHECK_CUDA(cudaEventDestroy(b->ev_pm[i][k]));
+    }
   cudaStream_t ss[] = {b->s_h2d, b->s_comp, b->s_comm, b->s_d2h};
   for (size_t k = 0; k < sizeof ss / sizeof ss[0]; k++)
     if (ss[k]) CG_CHECK_CUDA(cudaStreamDestroy(ss[k]));
@@ -929,7 +1018,14 @@ int cuda_create(const cg_model_t *m, const cg_backend_cfg_t *cfg, cg_backend_t *
   b->dt = dtype_of(cfg->precision);
   b->es = cg_dtype_size(b->dt);
   b->cpad = (m->in_c + kChannelAlign - 1) / kChannelAlign * kChannelAlign;
-  b->graphs_ok = cfg->cuda_graph && !cfg->gsync && cfg->fault_nan_step < 0;
+  b->graphs_ok = cfg->cuda_graph && !cfg->gsync && cfg->fault_nan_step < 0 && !cfg->profile;
+  if (cfg->profile)
+    for (int i = 0; i < CG_MAX_LAYERS; i++)
+      for (int k = 0; k < 2; k++) {
+        CG_CHECK_CUDA(cudaEventCreate(&b->ev_pf[i][k]));
+        CG_CHECK_CUDA(cudaEventCreate(&b->ev_pb[i][k]));
+        if (i < 3) CG_CHECK_CUDA(cudaEventCreate(&b->ev_pm[i][k]));
+      }
   b->nccl = cfg->nccl;
   CG_CHECK_CUDA(cudaSetDevice(b->dev));
   b->dev_set = 1;
@@ -1095,6 +1191,7 @@ void begin_step(cg_backend_t *b, int slot, int train, int *q, int *dq) {
 void end_step(cg_backend_t *b, int slot, int q, int dq) {
   device_metrics(b, slot, dq);
   CG_CHECK_CUDA(cudaEventRecord(b->ev_end[q], b->s_comp));
+  if (b->cfg.profile && b->meta[q].train) prof_collect(b, q);
   CG_CHECK_CUDA(cudaEventRecord(b->ev_free[slot], b->s_comp));
   issue_results(b, q, dq);
   b->seq_submitted++;

@@ -50,6 +50,8 @@ typedef struct {
   struct cg_gsync *gsync;    /* gradient sync across ranks; NULL = single process */
   struct cg_nccl *nccl;      /* CUDA: NCCL gradient all-reduce (caller-owned, on this GPU);
                                 NULL = MPI (gsync) or single process; not with gsync */
+  int profile;               /* CUDA: time every layer op with events (graphs off) and print
+                                the table when the backend is destroyed */
   int64_t fault_nan_step;    /* test only: train_step number (0-based, counted by the backend)
                                 whose loss gradient is made NaN; -1 = off */
 } cg_backend_cfg_t;

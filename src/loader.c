@@ -341,7 +341,8 @@ cg_host_batch_t *cg_loader_next(cg_loader_t *l, double *wait_s) {
   int64_t k = l->consumed;
   slot_t *s = &l->slots[k % l->nslots];
   if (l->nworkers == 0) {
-    /* Serial: the caller's thread does the work (counted as busy, not as waiting). */
+    /* Serial: the caller's thread does the work. The device waits for it all that time, so it
+     * is reported as data wait (and as the driving thread's busy time). */
     CG_ASSERT(k < l->released + l->nslots);
     double t0 = cg_now();
     s->k = k;
@@ -361,6 +362,7 @@ cg_host_batch_t *cg_loader_next(cg_loader_t *l, double *wait_s) {
     l->busy_serial += cg_now() - t0;
     l->consumed++;
     pthread_mutex_unlock(&l->mu);
+    if (wait_s) *wait_s = cg_now() - t0;
     return &s->b;
   }
   double t0 = cg_now();

@@ -94,8 +94,29 @@ static void fmt_pct(char *b, size_t n, double v) {
   else snprintf(b, n, "-");
 }
 
+/* Means over ranks of the derived figures; every rank can compute them from the gather. */
+static void cluster_means(const cg_stats_t *s, cg_cluster_t *cl) {
+  const int R = s->c->size;
+  memset(cl, 0, sizeof *cl);
+  double samples = 0, wall = 0;
+  for (int r = 0; r < R; r++) {
+    fig_t f = derive(s->all + (size_t)r * NF, s->gpu);
+    cl->step_ms += f.step_ms / R;
+    cl->gpu_busy += f.busy / R;
+    cl->compute_busy += f.compute / R;
+    cl->data_wait += f.wait / R;
+    cl->comm_exposed += f.comm / R;
+    cl->cpu_busy += f.cpu_busy / R;
+    cl->cpu_share += f.share / R;
+    samples += s->all[(size_t)r * NF + F_SAMPLES];
+    wall += s->all[(size_t)r * NF + F_WALL];
+  }
+  cl->img_per_s = wall > 0 ? samples / (wall / R) : 0;
+  cl->straggler = -1;
+}
+
 double cg_stats_report(cg_stats_t *s, const cg_window_t *w, int64_t step, int64_t total,
-                       int final, FILE *out) {
+                       int final, FILE *out, cg_cluster_t *cl) {
   const cg_comm_t *c = s->c;
   double mine[NF] = {(double)w->steps, w->wall, w->data_wait, w->comm_exposed, w->busy,
                      w->helper_busy, (double)w->helpers, w->cpu_share, (double)w->samples,
@@ -105,6 +126,7 @@ double cg_stats_report(cg_stats_t *s, const cg_window_t *w, int64_t step, int64_
   double loss = 0, steps = mine[F_STEPS] > 0 ? mine[F_STEPS] : 1;
   for (int r = 0; r < R; r++) loss += s->all[(size_t)r * NF + F_LOSS];
   loss /= steps;
+  if (cl) cluster_means(s, cl);
   if (c->rank != 0) return loss;
 
   fig_t *f = cg_calloc((size_t)R, sizeof(fig_t), "stats figures");
@@ -135,6 +157,7 @@ double cg_stats_report(cg_stats_t *s, const cg_window_t *w, int64_t step, int64_
   for (int r = 0; r < R; r++)
     if (f[r].own_ms > 1.1 * median && (straggler < 0 || f[r].own_ms > f[straggler].own_ms))
       straggler = r;
+  if (cl) cl->straggler = straggler; /* rank 0 only: the others do not sort */
   fig_t imb;
   for (int i = 0; i < NFIG; i++) {
     double mv = *fig_at(&mean, i);

@@ -42,10 +42,16 @@ cg_stats_t *cg_stats_create(const cg_comm_t *c, const char *gpu_name, int backen
                             const char *jsonl_path);
 void cg_stats_destroy(cg_stats_t *s); /* NULL-safe */
 
+/* The cluster's means over ranks for one window (NAN where a figure is absent). */
+typedef struct {
+  double step_ms, gpu_busy, compute_busy, data_wait, comm_exposed, cpu_busy, cpu_share, img_per_s;
+  int straggler; /* rank, or -1 */
+} cg_cluster_t;
+
 /* Collective: gathers w from every rank; rank 0 prints the table to out (NULL = no table) and
- * appends the JSON line. Returns the global mean loss per step of the window (all ranks).
- * final marks the report at the end of training. */
+ * appends the JSON line. Returns the global mean loss per step of the window (all ranks) and,
+ * if cl is not NULL, the cluster summary (every rank). final marks the end of training. */
 double cg_stats_report(cg_stats_t *s, const cg_window_t *w, int64_t step, int64_t total,
-                       int final, FILE *out);
+                       int final, FILE *out, cg_cluster_t *cl);
 
 #endif

@@ -1,0 +1,148 @@
+#!/usr/bin/env bash
+# scripts/device/check.sh: the GPU check, for a lent machine with one H100/H200 and 16 cores
+# (Ubuntu 24.04 with nvcc 13.0, CMake, ninja, Open MPI, hwloc, NCCL and cuDNN installed; see
+# ../shared/ARCHITECTURE.md). Writes everything under $OUT (default ./devout).
+#
+#   scripts/device/check.sh tests   configure + build, ctest -L gpu, compute-sanitizer on a short
+#                                   run, an end-to-end smoke run                     (~4 min)
+#   scripts/device/check.sh bench   cogpu-bench train (every precision, batch 32/64, graphs on
+#                                   and off) + the per-layer profile + the PyTorch peer in the
+#                                   same run + ratios; end-to-end synthetic and PNG training
+#                                   with data wait; overlap, membw, cpu-tasks, allreduce,
+#                                   the scaling projection                            (~4 min)
+#   scripts/device/check.sh all     both (the build is reused when present)
+#
+# Every section is time-boxed and runs even if an earlier one failed; the summary at the end
+# lists each section's status. Never touches the GPU's clocks, power or modes.
+set -u
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+cd "$ROOT"
+OUT=${OUT:-$ROOT/devout}
+WHAT=${1:-all}
+BUILD=${BUILD:-$ROOT/build-dev}
+# Working files go to W; at the end the log, the benchmark JSON and a tarball of everything
+# are copied to OUT (the device tool brings back at most 8 files).
+W=${W:-/tmp/cg-devcheck}
+mkdir -p "$OUT" "$W"
+LOG=$W/check-$WHAT.log
+exec > >(tee -a "$LOG") 2>&1
+T0=$(date +%s)
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
+export PYTHONUNBUFFERED=1
+SUMMARY=()
+section() { echo; echo "=== $1   [t = $(( $(date +%s) - T0 )) s]"; }
+record() { SUMMARY+=("$(printf '%-34s %s' "$1" "$2")"); }
+# run_box NAME SECONDS CMD...: time-boxed, status recorded
+run_box() {
+  local name=$1 secs=$2; shift 2
+  local s=$(date +%s)
+  timeout "$secs" "$@"
+  local rc=$?
+  local took=$(( $(date +%s) - s ))
+  if [ $rc -eq 0 ]; then record "$name" "ok (${took} s)";
+  elif [ $rc -eq 124 ]; then record "$name" "TIMEOUT after ${secs} s";
+  else record "$name" "FAILED rc=$rc (${took} s)"; fi
+  return $rc
+}
+
+build() {
+  section "machine"
+  nvidia-smi -L
+  nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm,power.draw,temperature.gpu --format=csv
+  nproc; nvcc --version | tail -1; mpirun --version | head -1
+  section "configure + build ($BUILD)"
+  if [ ! -f "$BUILD/build.ninja" ]; then
+    cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 \
+      > "$W/configure.log" 2>&1 || { cat "$W/configure.log"; record build "CONFIGURE FAILED"; return 1; }
+  fi
+  grep -E "CUDA backend|OpenBLAS|hwloc" "$W/configure.log" 2>/dev/null
+  run_box build 300 cmake --build "$BUILD" -j"$(nproc)" > "$W/build.log" 2>&1 \
+    || { tail -40 "$W/build.log"; return 1; }
+  echo "built: $(ls "$BUILD"/cogpu-dist "$BUILD"/bench/cogpu-bench)"
+}
+
+tests() {
+  section "ctest -L gpu"
+  (cd "$BUILD" && run_box "ctest -L gpu" 300 ctest -L gpu --output-on-failure --timeout 240) \
+    > "$W/ctest-gpu.log" 2>&1
+  grep -E "Test +#|tests passed|FAIL|Worst|worst" "$W/ctest-gpu.log" | head -60
+  # the record made inside the subshell is lost: recompute from the log
+  if grep -q "100% tests passed" "$W/ctest-gpu.log"; then record "ctest -L gpu" "ok";
+  else record "ctest -L gpu" "FAILED ($(grep -c 'Failed\|Timeout' "$W/ctest-gpu.log") failing)"; fi
+
+  section "compute-sanitizer memcheck on a short training run"
+  local small="--backend cuda --model-base 8 --model-depth 3 --image-size 64 --batch 4
+               --train-samples 64 --val-samples 8 --progress off --report-every 2
+               --algo-cache $W/algo-small.txt"
+  "$BUILD/cogpu-dist" train $small --steps 2 --split cpu > /dev/null 2>&1 # fills the algo cache
+  run_box "compute-sanitizer memcheck" 150 compute-sanitizer --tool memcheck --error-exitcode 9 \
+    "$BUILD/cogpu-dist" train $small --steps 3 --cuda-graph off --split gpu \
+    > "$W/sanitizer.log" 2>&1
+  grep -E "ERROR SUMMARY|Invalid|error" "$W/sanitizer.log" | head -20
+
+  section "end-to-end smoke: UNet-S bf16, 2 ranks on one GPU (MPI fallback), 40 steps"
+  run_box "e2e 2 ranks mpi fallback" 120 mpirun -np 2 --bind-to none "$BUILD/cogpu-dist" train --backend cuda \
+    --batch 16 --steps 40 --report-every 20 --val-samples 64 --progress off > "$W/e2e-2rank.log" 2>&1
+  grep -E "allreduce|balance|^  [0-9]|straggler|final" "$W/e2e-2rank.log" | head -20
+}
+
+bench() {
+  local B="$BUILD/bench/cogpu-bench" D="$BUILD/cogpu-dist"
+  section "cogpu-bench train: UNet-S, 256x256, data on the GPU"
+  run_box "bench train" 240 "$B" train --precision bf16,fp16,fp32 --batch-list 32,64 --cuda-graph on \
+    --json-out "$W/bench-train.json" --algo-cache "$W/algo-unets.txt"
+  run_box "bench train graphs off" 90 "$B" train --precision bf16 --batch-list 32 --cuda-graph off \
+    --json-out "$W/bench-train-nograph.json" --algo-cache "$W/algo-unets.txt"
+
+  section "per-layer profile (bf16, batch 32)"
+  run_box "profile" 60 "$B" train --precision bf16 --batch-list 32 --profile --warmup 3 --steps 10 \
+    --windows 1 --algo-cache "$W/algo-unets.txt"
+
+  section "PyTorch peer, same GPU, same run"
+  run_box "peer_torch" 200 python3 bench/peer_torch.py --batch-list 32 \
+    --variants eager_bf16,compile_bf16,eager_fp16,eager_fp32 --time-budget 170 \
+    --json-out "$W/peer.json"
+  python3 bench/compare.py "$W/bench-train.json" "$W/peer.json" --json-out "$W/compare.json"
+
+  section "end to end: synthetic data, CPU helpers, auto split (compute-only img/s above)"
+  run_box "e2e synthetic" 120 "$D" train --backend cuda --batch 32 --steps 400 --train-samples 12800 \
+    --val-samples 0 --report-every 100 --progress off --algo-cache "$W/algo-unets.txt" \
+    --stats-out "$W/stats.jsonl" > "$W/e2e-synthetic.log" 2>&1
+  grep -E "^step|^split|^  0 |final" "$W/e2e-synthetic.log"
+  section "end to end: PNG data (decoded by the helpers)"
+  "$B" make-pngs --out /tmp/cg-pngs --count 2048 --image-size 256
+  run_box "e2e png" 120 "$D" train --backend cuda --data /tmp/cg-pngs --val-fraction 0.05 --batch 32 --steps 400 \
+    --report-every 100 --progress off --algo-cache "$W/algo-unets.txt" > "$W/e2e-png.log" 2>&1
+  grep -E "^step|^split|^  0 |final" "$W/e2e-png.log"
+
+  section "overlap: serial vs cooperative (synthetic, UNet-S bf16 batch 32)"
+  run_box "bench overlap" 120 "$B" overlap --batch 32 --steps 160 --algo-cache "$W/algo-unets.txt" \
+    --json-out "$W/overlap.json" > "$W/overlap.log" 2>&1
+  grep -E "^# (cogpu|mode)|^  (serial|cooperative)|^JSON" "$W/overlap.log"
+
+  section "membw"
+  run_box "bench membw" 60 "$B" membw
+  section "cpu-tasks (synthetic 256x256, PNG 256x256)"
+  run_box "bench cpu-tasks synthetic" 60 "$B" cpu-tasks --image-size 256
+  run_box "bench cpu-tasks png" 60 "$B" cpu-tasks --image-size 256 --data /tmp/cg-pngs
+  section "allreduce: NCCL and MPI on one rank, MPI on two"
+  run_box "bench allreduce np1" 60 mpirun -np 1 "$B" allreduce --comm both --max-bytes 256M --iters 10
+  run_box "bench allreduce np2 mpi" 60 mpirun -np 2 --bind-to none "$B" allreduce --comm mpi --max-bytes 64M --iters 5
+  section "scaling projection from the measured 1-GPU step"
+  run_box "bench scaling --project" 90 "$B" scaling --project --batch 32 --steps 60 \
+    --algo-cache "$W/algo-unets.txt"
+}
+
+case "$WHAT" in
+  tests) build && tests ;;
+  bench) build && bench ;;
+  all) build && { tests; bench; } ;;
+  *) echo "usage: $0 tests|bench|all"; exit 2 ;;
+esac
+section "summary ($WHAT, $(( $(date +%s) - T0 )) s)"
+printf '%s\n' "${SUMMARY[@]}"
+sync
+tar czf "$OUT/devcheck-$WHAT.tar.gz" -C "$W" . 2>/dev/null
+for f in "check-$WHAT.log" bench-train.json peer.json compare.json overlap.json; do
+  [ -f "$W/$f" ] && cp "$W/$f" "$OUT/"
+done
