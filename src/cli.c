@@ -11,7 +11,10 @@
 
 #include "config.h"
 
-typedef enum { T_INT, T_I64, T_U64, T_DBL, T_STR, T_FLAG, T_ONOFF } opt_type_t;
+/* T_OPTSTR: a string whose value may be left out (--resume [FILE]): the next argument is taken
+ * only if it does not start with '-'; --name=VALUE always works. Given bare, the option stores
+ * its `choices` field (the bare meaning, e.g. CG_RESUME_LATEST). */
+typedef enum { T_INT, T_I64, T_U64, T_DBL, T_STR, T_FLAG, T_ONOFF, T_OPTSTR } opt_type_t;
 
 /* Which commands take the option. */
 #define C_TRAIN (1u << CG_CMD_TRAIN)
@@ -105,6 +108,14 @@ static const opt_t g_opts[] = {
      "write the final metrics as one JSON object to FILE"},
     {"params-out", T_STR, O(params_out), 0, 0, 0, NULL, C_TRAIN, "FILE",
      "write the final fp32 parameters to FILE (raw little-endian floats, model.h layout)"},
+    {"prom-out", T_STR, O(prom_out), 0, 0, 0, NULL, C_TRAIN, "FILE",
+     "rewrite FILE.prom (atomically) with the same figures in the Prometheus text format, "
+     "for node_exporter's textfile collector"},
+    {"trace-out", T_STR, O(trace_out), 0, 0, 0, NULL, C_TRAIN, "PREFIX",
+     "write a Chrome/Perfetto timeline per rank to PREFIX.rank<R>.json: the h2d, compute, comm "
+     "and d2h streams and every helper thread over --trace-steps"},
+    {"trace-steps", T_STR, O(trace_steps), 0, 0, 0, NULL, C_TRAIN, "A:B",
+     "the steps the timeline covers"},
     {"stats-out", T_STR, O(stats_out), 0, 0, 0, NULL, C_TRAIN, "FILE",
      "append the balance report as one JSON line per report to FILE (for monitors)"},
     {"bucket-mb", T_DBL, O(bucket_mb), 0, 1e6, 0, NULL, C_TRAIN, "X",
@@ -115,7 +126,25 @@ static const opt_t g_opts[] = {
      "gradient all-reduce: auto = nccl when every rank has its own GPU, else mpi (it says why)"},
     {"progress", T_STR, O(progress), 0, 0, 0, "auto|bar|plain|off", C_TRAIN, "M",
      "rank 0 progress: a bar on a terminal, plain log lines otherwise (auto)"},
+    /* checkpoints and failures */
+    {"checkpoint-dir", T_STR, O(checkpoint_dir), 0, 0, 0, NULL, C_TRAIN, "DIR",
+     "write checkpoints (weights, optimizer, loss scaler, data position) to DIR, created if "
+     "missing; one at the end and one when stopped by SIGTERM/SIGINT/SIGUSR1"},
+    {"checkpoint-every", T_I64, O(checkpoint_every), 0, 1e15, 0, NULL, C_TRAIN, "N",
+     "also write a checkpoint every N steps (0 = only at the end and on a stop signal)"},
+    {"keep", T_INT, O(keep), 1, 1e6, 0, NULL, C_TRAIN, "K",
+     "checkpoints kept in --checkpoint-dir (older ones are removed)"},
+    {"resume", T_OPTSTR, O(resume), 0, 0, 0, CG_RESUME_LATEST, C_TRAIN, "[FILE|DIR]",
+     "continue from a checkpoint: FILE, the newest valid one in DIR, or bare: in "
+     "--checkpoint-dir (a corrupt one is reported and the next older used; none: start afresh)"},
+    {"timeout-s", T_DBL, O(timeout_s), 0, 1e7, 0, NULL, C_TRAIN, "S",
+     "a rank that makes no progress for S seconds (hung peer, dead NCCL) ends the job with a "
+     "message; 0 = no watchdog"},
+    {"max-bad-steps", T_I64, O(max_bad_steps), 0, 1e15, 0, NULL, C_TRAIN, "N",
+     "fp16: stop after more than N consecutive steps skipped for inf/NaN gradients"},
     /* test-only faults */
+    {"test-nan-step", T_I64, O(test_nan_step), 0, 1e15, 0, NULL, C_TRAIN, "N",
+     "testing: make the loss and gradient of step N (1-based) NaN on every rank; 0 = off"},
     {"test-slow-rank", T_INT, O(test_slow_rank), -1, 1e6, 0, NULL, C_TRAIN, "R",
      "testing: rank R sleeps --test-slow-ms per step (a straggler)"},
     {"test-slow-ms", T_INT, O(test_slow_ms), 0, 1e6, 0, NULL, C_TRAIN, "MS",
@@ -148,6 +177,7 @@ void cg_cli_defaults(cg_config_t *c) {
   c->prefetch = 3;
   snprintf(c->split, sizeof c->split, "auto");
   c->split_every = 10;
+  snprintf(c->trace_steps, sizeof c->trace_steps, "10:20");
   c->batch = 32;
   c->steps = 0;
   c->epochs = 1;
@@ -165,6 +195,11 @@ void cg_cli_defaults(cg_config_t *c) {
   snprintf(c->progress, sizeof c->progress, "auto");
   snprintf(c->allreduce, sizeof c->allreduce, "auto");
   c->test_slow_rank = -1;
+  c->checkpoint_every = 0;
+  c->keep = 3;
+  c->timeout_s = 60;
+  c->max_bad_steps = 20;
+  c->test_nan_step = 0;
 }
 
 static const char *cmd_name(cg_command_t c) {
@@ -177,7 +212,9 @@ static const char *cmd_name(cg_command_t c) {
 }
 
 static void fmt_range(const opt_t *o, char *buf, size_t len) {
-  if (o->type == T_STR && o->choices)
+  if (o->type == T_OPTSTR)
+    snprintf(buf, len, "%s", o->metavar);
+  else if (o->type == T_STR && o->choices)
     snprintf(buf, len, "one of %s", o->choices);
   else if (o->type == T_ONOFF)
     snprintf(buf, len, "on or off");
@@ -204,8 +241,8 @@ static int set_value(const opt_t *o, const char *v, cg_config_t *cfg, char *err,
   char *base = (char *)cfg + o->off;
   char range[96];
   fmt_range(o, range, sizeof range);
-  if (o->type == T_STR) {
-    if (o->choices && !in_choices(o->choices, v)) {
+  if (o->type == T_STR || o->type == T_OPTSTR) {
+    if (o->type == T_STR && o->choices && !in_choices(o->choices, v)) {
       snprintf(err, errlen, "--%s: '%s' is not %s", o->name, v, range);
       return -1;
     }
@@ -263,7 +300,9 @@ void cg_cli_print_help(FILE *f, cg_command_t cmd) {
             "commands:\n"
             "  train    train the UNet data-parallel over all ranks\n"
             "  info     print the model (--model) or the ranks' placement (--topology)\n"
-            "  pack     pack a PNG directory into a .cgds shard (one process; see pack --help)\n\n"
+            "  pack     pack a PNG directory into a .cgds shard (one process; see pack --help)\n"
+            "  predict  run a checkpoint's model on PNG images, write the masks (see predict --help)\n"
+            "  inspect  print a checkpoint's header and verify its CRC (one process)\n\n"
             "cogpu-dist COMMAND --help lists the options of a command.\n"
             "cogpu-dist --version prints the version.\n",
             COGPU_VERSION);
@@ -283,7 +322,8 @@ void cg_cli_print_help(FILE *f, cg_command_t cmd) {
       case T_I64: snprintf(def, sizeof def, " [%lld]", (long long)*(const int64_t *)b); break;
       case T_U64: snprintf(def, sizeof def, " [%llu]", (unsigned long long)*(const uint64_t *)b); break;
       case T_DBL: snprintf(def, sizeof def, " [%g]", *(const double *)b); break;
-      case T_STR: if (b[0]) snprintf(def, sizeof def, " [%s]", b); break;
+      case T_STR:
+      case T_OPTSTR: if (b[0]) snprintf(def, sizeof def, " [%s]", b); break;
       case T_ONOFF: snprintf(def, sizeof def, " [%s]", *(const int *)b ? "on" : "off"); break;
       case T_FLAG: break;
     }
@@ -296,7 +336,7 @@ int cg_cli_parse(int argc, char **argv, cg_config_t *cfg, char *err, size_t errl
   cg_cli_defaults(cfg);
   err[0] = 0;
   if (argc < 2) {
-    snprintf(err, errlen, "no command given (commands: train, info; see cogpu-dist --help)");
+    snprintf(err, errlen, "no command given (commands: train, info, predict, pack, inspect; see cogpu-dist --help)");
     return -1;
   }
   const char *c = argv[1];
@@ -311,7 +351,8 @@ int cg_cli_parse(int argc, char **argv, cg_config_t *cfg, char *err, size_t errl
   if (!strcmp(c, "train")) cfg->cmd = CG_CMD_TRAIN;
   else if (!strcmp(c, "info")) cfg->cmd = CG_CMD_INFO;
   else {
-    snprintf(err, errlen, "unknown command '%s' (commands: train, info, pack; see cogpu-dist --help)", c);
+    snprintf(err, errlen,
+             "unknown command '%s' (commands: train, info, predict, pack, inspect; see cogpu-dist --help)", c);
     return -1;
   }
   for (int i = 2; i < argc; i++) {
@@ -352,6 +393,8 @@ int cg_cli_parse(int argc, char **argv, cg_config_t *cfg, char *err, size_t errl
       *(int *)((char *)cfg + o->off) = 1;
       continue;
     }
+    if (!val && o->type == T_OPTSTR)
+      val = i + 1 < argc && argv[i + 1][0] != '-' ? argv[++i] : o->choices;
     if (!val) {
       if (i + 1 >= argc) {
         char range[96];
@@ -365,6 +408,14 @@ int cg_cli_parse(int argc, char **argv, cg_config_t *cfg, char *err, size_t errl
     if (set_value(o, val, cfg, err, errlen)) return -1;
   }
   /* Cross-flag checks. */
+  if (cfg->cmd == CG_CMD_TRAIN) {
+    long long a = -1, b = -1;
+    char tail = 0;
+    if (sscanf(cfg->trace_steps, "%lld:%lld%c", &a, &b, &tail) != 2 || a < 1 || b < a) {
+      snprintf(err, errlen, "--trace-steps: '%s' is not A:B with 1 <= A <= B", cfg->trace_steps);
+      return -1;
+    }
+  }
   if (cfg->cmd == CG_CMD_TRAIN || cfg->cmd == CG_CMD_INFO) {
     int div = 1 << cfg->model_depth;
     if (cfg->image_size % div) {
@@ -372,6 +423,15 @@ int cg_cli_parse(int argc, char **argv, cg_config_t *cfg, char *err, size_t errl
                cfg->image_size, div, cfg->model_depth);
       return -1;
     }
+  }
+  if (cfg->checkpoint_every > 0 && !cfg->checkpoint_dir[0]) {
+    snprintf(err, errlen, "--checkpoint-every: needs --checkpoint-dir DIR");
+    return -1;
+  }
+  if (!strcmp(cfg->resume, CG_RESUME_LATEST) && !cfg->checkpoint_dir[0]) {
+    snprintf(err, errlen, "--resume: without a FILE or DIR it loads from --checkpoint-dir, which "
+             "is not set");
+    return -1;
   }
   if (cfg->beta1 >= 1.0 || cfg->beta2 >= 1.0) {
     snprintf(err, errlen, "--%s: must be below 1", cfg->beta1 >= 1.0 ? "beta1" : "beta2");

@@ -10,6 +10,8 @@
 #include <stdio.h>
 
 #define CG_PATH_MAX 1024
+/* What a bare --resume stands for (a file of that name is given as ./latest). */
+#define CG_RESUME_LATEST "latest"
 
 typedef enum { CG_CMD_NONE = 0, CG_CMD_TRAIN, CG_CMD_INFO, CG_CMD_PACK } cg_command_t;
 typedef enum { CG_SHOW_NONE = 0, CG_SHOW_HELP, CG_SHOW_VERSION } cg_show_t;
@@ -49,11 +51,23 @@ typedef struct {
   char metrics_out[CG_PATH_MAX];
   char params_out[CG_PATH_MAX];
   char stats_out[CG_PATH_MAX];
+  char prom_out[CG_PATH_MAX];
+  char trace_out[CG_PATH_MAX];  /* prefix */
+  char trace_steps[32];         /* "A:B" */
   double bucket_mb;
   int deterministic;
   char allreduce[8];   /* auto | nccl | mpi */
   char progress[8];    /* auto | bar | plain | off */
+  /* checkpoints and failures (ckpt.h, guard.h) */
+  char checkpoint_dir[CG_PATH_MAX];
+  int64_t checkpoint_every; /* steps; 0 = only at the end and when stopped by a signal */
+  int keep;                 /* checkpoints kept in checkpoint_dir */
+  char resume[CG_PATH_MAX]; /* "" = no; CG_RESUME_LATEST = newest valid in checkpoint_dir;
+                               else a checkpoint FILE or a DIR of them */
+  double timeout_s;         /* watchdog: no progress for this long ends the job; 0 = off */
+  int64_t max_bad_steps;    /* fp16: consecutive skipped (overflowing) steps tolerated */
   /* test-only faults */
+  int64_t test_nan_step;    /* 1-based step whose loss and gradient are made NaN; 0 = off */
   int test_slow_rank;   /* rank that sleeps test_slow_ms per step; -1 none */
   int test_slow_ms;
   double test_feat_ms;  /* extra helper milliseconds per CPU-featurised sample */

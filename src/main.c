@@ -1,17 +1,20 @@
 /* main.c: cogpu-dist entry point — MPI start-up, command-line parsing and command dispatch.
  *
  * MPI starts first so that a usage error is printed once (by rank 0) and every rank exits
- * with code 2 without entering any collective. */
+ * with code 2 without entering any collective. The single-process tools (pack, inspect) are
+ * dispatched before MPI starts: they must work where no MPI runtime is set up. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "comm.h"
 #include "cgds.h"
+#include "ckpt.h"
 #include "config.h"
 #include "data.h"
 #include "log.h"
 #include "model.h"
+#include "predict.h"
 #include "topo.h"
 #include "train.h"
 
@@ -41,10 +44,17 @@ static int cmd_info(const cg_config_t *cfg, cg_comm_t *c) {
 }
 
 int main(int argc, char **argv) {
-  /* pack is a single-process tool: no MPI. */
+  /* pack and inspect are single-process tools: no MPI. */
   if (argc >= 2 && !strcmp(argv[1], "pack")) return cg_pack_main(argc - 1, argv + 1);
+  if (argc >= 2 && !strcmp(argv[1], "inspect")) return cg_ckpt_inspect_main(argc - 1, argv + 1);
   cg_comm_t c;
   cg_comm_init(&c, &argc, &argv);
+  if (argc >= 2 && !strcmp(argv[1], "predict")) { /* its own flags (predict.c) */
+    int code = cg_predict_run(argc - 1, argv + 1, &c);
+    fflush(stdout);
+    cg_comm_finalize(&c);
+    return code;
+  }
   cg_config_t cfg;
   char err[512];
   int rc = cg_cli_parse(argc, argv, &cfg, err, sizeof err);
@@ -53,7 +63,7 @@ int main(int argc, char **argv) {
     if (c.rank == 0) fprintf(stderr, "cogpu-dist: error: %s\n", err);
     code = CG_EXIT_USAGE;
   } else if (rc == 0) {
-    if (cfg.cmd == CG_CMD_TRAIN) code = cg_train_run(&cfg, &c);
+    if (cfg.cmd == CG_CMD_TRAIN) code = cg_train_run(&cfg, &c, NULL);
     else if (cfg.cmd == CG_CMD_INFO) code = cmd_info(&cfg, &c);
   }
   if (rc == 1 && c.rank == 0) {

@@ -6,7 +6,16 @@
  * loader ring has prefetch + 2 slots. Gradients are all-reduced inside train_step by buckets.
  *
  * Start-up problems with the user's input (an unwritable output path, a backend that cannot be
- * used) are agreed by all ranks and reported once by rank 0 with exit code 2. */
+ * used) are agreed by all ranks and reported once by rank 0 with exit code 2.
+ *
+ * Reliability (issue 6). At every step boundary the ranks agree, with one small all-reduce,
+ * on whether any of them got a stop signal or saw a fatal step (NaN loss, too many fp16
+ * skips); a stop drains the step in flight so that rank 0 checkpoints a state every rank has
+ * finished and checked. Checkpoints are written with no step in flight (drained like the
+ * reports), so writing them changes nothing in the numbers: a resumed run continues bit for
+ * bit. Resume is read by rank 0 and broadcast (no shared file system needed); the position
+ * rules for another global batch are in README.md and map_position(). Every 16 steps the
+ * ranks exchange their last completed step for the watchdog's message (guard.h). */
 #include "train.h"
 
 #include <errno.h>
@@ -17,10 +26,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "backend.h"
+#include "ckpt.h"
 #include "data.h"
+#include "guard.h"
 #include "gsync.h"
 #include "nccl_comm.h"
 #include "loader.h"
@@ -30,6 +42,8 @@
 #include "source.h"
 #include "split.h"
 #include "stats.h"
+#include "trace.h"
+#include "nvtx.h"
 #include "topo.h"
 
 double cg_train_lr(const cg_config_t *cfg, int64_t t, int64_t total) {
@@ -101,6 +115,22 @@ typedef struct {
   cg_split_t split;
   double busy_total; /* device busy seconds of every fetched step, for the split controller */
   const int *helper_cpus; /* core of each helper thread (-1 unpinned), or NULL */
+  cg_precision_t prec;
+  /* reliability */
+  cg_guard_t *guard;
+  cg_guard_health_t health; /* verdicts of this rank's fetched training steps */
+  int64_t last_done;        /* last training step fetched here (1-based count) */
+  int64_t *table;           /* last_done of every rank, as of the last exchange */
+  float loss_scale;         /* as the last fetched step reported it */
+  int64_t s0, opt_t0;       /* first step of this run; AdamW steps taken before it */
+  int64_t spe, ntrain, total;
+  const char *ckpt_dir;     /* NULL: no checkpoints */
+  float *ck_m, *ck_v;       /* rank 0: host copies of the moments for writing (params: ck_p) */
+  float *ck_p;
+  char last_ckpt[CG_PATH_MAX + 64]; /* the last good checkpoint, written or loaded ("" none) */
+  int64_t last_ckpt_step;   /* its step, -1 none */
+  int64_t skipped0;         /* fp16 steps skipped before this run (from the checkpoint) */
+  cg_trace_t *trace; /* --trace-out, or NULL */
 } run_t;
 
 static void fmt_hms(double s, char *out, size_t len) {
@@ -117,7 +147,8 @@ static void progress(const run_t *r, int64_t step, int64_t total, double elapsed
                      double loss, int final) {
   if (r->c->rank != 0 || r->bar == 0) return;
   char eta[32], el[32];
-  double rem = ips > 0 && step > 0 ? elapsed / (double)step * (double)(total - step) : -1;
+  const double done = (double)(step - r->s0); /* steps of this run (it may have resumed) */
+  double rem = ips > 0 && done > 0 ? elapsed / done * (double)(total - step) : -1;
   fmt_hms(rem, eta, sizeof eta);
   fmt_hms(elapsed, el, sizeof el);
   if (r->bar == 2) {
@@ -151,14 +182,60 @@ typedef struct {
   cg_confusion_t conf;
 } acc_t;
 
+#define SKIP_LOG_MAX 20
+
+/* Rank 0 says so when the fp16 scaler skipped a step (every rank takes the same decision). */
+static void report_skip(const run_t *r, int64_t step, float scale) {
+  if (r->c->rank != 0 || r->health.skipped > SKIP_LOG_MAX) return;
+  if (r->bar == 2) fputc('\n', stderr);
+  printf("fp16: step %lld skipped (inf/NaN gradients): loss scale now %g, %lld step(s) skipped so "
+         "far%s\n", (long long)step, (double)scale, (long long)(r->skipped0 + r->health.skipped),
+         r->health.skipped == SKIP_LOG_MAX ? " (further skips are only counted)" : "");
+  fflush(stdout);
+}
+
 /* Fetches the results of the oldest submitted step (whose host batch is pb), accounts them and
- * gives the batch back to the loader. */
-static void collect(run_t *r, cg_loader_t *ld, cg_host_batch_t *pb, acc_t *a) {
+ * gives the batch back to the loader. train: a training step, judged by the step health. */
+/* The backend's stream activity of a fetched step on the timeline. */
+static void trace_streams(cg_trace_t *t, const cg_step_out_t *o) {
+  if (!t) return;
+  if (o->t_h2d[1] >= o->t_h2d[0] && o->t_h2d[0] > 0)
+    cg_trace_event(t, CG_TRACK_H2D, "batch upload", o->t_h2d[0], o->t_h2d[1]);
+  if (o->t_compute[1] >= o->t_compute[0] && o->t_compute[0] > 0)
+    cg_trace_event(t, CG_TRACK_COMPUTE, "train step", o->t_compute[0],
+                   o->t_compute[1]);
+  for (int j = 0; j < o->ncomm && j < CG_MAX_BUCKETS; j++)
+    if (o->t_comm[j][1] >= o->t_comm[j][0] && o->t_comm[j][0] > 0)
+      cg_trace_event(t, CG_TRACK_COMM, "all-reduce", o->t_comm[j][0], o->t_comm[j][1]);
+  if (o->t_d2h[1] >= o->t_d2h[0] && o->t_d2h[0] > 0)
+    cg_trace_event(t, CG_TRACK_D2H, "results", o->t_d2h[0], o->t_d2h[1]);
+}
+
+static void collect(run_t *r, cg_loader_t *ld, cg_host_batch_t *pb, acc_t *a, int train) {
   cg_step_out_t out;
+  double t_f0 = cg_now();
+  cg_nvtx_push("results");
   r->ops->fetch(r->be, &out);
-  a->loss += out.loss;
-  a->loss_samples += out.loss * pb->global;
-  a->last_loss = out.loss;
+  cg_nvtx_pop();
+  if (train) {
+    cg_trace_event(r->trace, CG_TRACK_DRIVER, "wait for results", t_f0, cg_now());
+    trace_streams(r->trace, &out);
+  }
+  int skipped = 0;
+  if (train) {
+    const int64_t step = pb->step + 1;
+    skipped = cg_guard_health_step(&r->health, step, out.loss, out.skipped);
+    r->last_done = step;
+    cg_guard_done(r->guard, step);
+    r->loss_scale = out.loss_scale;
+    if (skipped) report_skip(r, step, out.loss_scale);
+  }
+  /* The loss of a skipped step may be inf/NaN: it would make the window's mean meaningless. */
+  if (!skipped || isfinite(out.loss)) {
+    a->loss += out.loss;
+    a->loss_samples += out.loss * pb->global;
+    a->last_loss = out.loss;
+  }
   if (out.comm_wait_ms > 0) a->comm += 1e-3 * out.comm_wait_ms;
   if (out.busy_ms >= 0) {
     a->busy += 1e-3 * out.busy_ms;
@@ -239,13 +316,14 @@ static val_result_t validate(run_t *r, cg_source_t *val_src, int workers) {
   int64_t k = 0;
   if (b) upload(r, 0, b);
   for (; b; k++) {
+    cg_guard_beat(r->guard, r->last_done, "validation");
     r->ops->eval_step(r->be, (int)(k % CG_DEV_SLOTS));
     held[k % 2] = b;
-    if (k >= 1) collect(r, ld, held[(k - 1) % 2], &a);
+    if (k >= 1) collect(r, ld, held[(k - 1) % 2], &a, 0);
     b = cg_loader_next(ld, NULL);
     if (b) upload(r, k + 1, b);
   }
-  if (k >= 1) collect(r, ld, held[(k - 1) % 2], &a);
+  if (k >= 1) collect(r, ld, held[(k - 1) % 2], &a, 0);
   take_conf(ld, &a);
   cg_loader_destroy(ld);
   val_result_t res;
@@ -256,6 +334,266 @@ static val_result_t validate(run_t *r, cg_source_t *val_src, int workers) {
   cg_comm_sum_f64(r->c, &a.loss_samples, 1);
   res.loss = val_src->count ? a.loss_samples / (double)val_src->count : 0;
   return res;
+}
+
+/* ---- reliability: the step agreement, checkpoints and resume ------------------------------ */
+
+/* What the ranks agreed at a step boundary. */
+typedef struct {
+  int sig, sig_rank;  /* a stop signal and the lowest rank that got one; 0 none */
+  cg_bad_t bad;       /* the earliest fatal step over the ranks (lowest rank first) */
+  int64_t bad_step;
+  int bad_rank;
+} verdict_t;
+
+/* Packing of the verdicts into the int64 maximum: rank < 2^20, step < 2^41. */
+#define RANK_BITS 20
+#define TABLE_EVERY 16
+
+/* "0:60 1:60 2:59" from the table, for messages. */
+static void fmt_table(const run_t *r, char *buf, size_t len) {
+  size_t k = 0;
+  buf[0] = 0;
+  for (int i = 0; i < r->c->size && k + 32 < len; i++)
+    k += (size_t)snprintf(buf + k, len - k, "%s%d:%lld", i ? " " : "", i, (long long)r->table[i]);
+}
+
+/* A failed collective at a step boundary most likely means a peer died: say where we were. */
+static void check_peer(const run_t *r, int rc, const char *call, int64_t step) {
+  if (rc == MPI_SUCCESS) return;
+  char es[MPI_MAX_ERROR_STRING], tab[1024];
+  int len = 0;
+  if (MPI_Error_string(rc, es, &len) != MPI_SUCCESS) snprintf(es, sizeof es, "MPI error %d", rc);
+  fmt_table(r, tab, sizeof tab);
+  cg_fatal(__FILE__, __LINE__, call,
+           "%s after step %lld (a peer rank has probably died); last completed step of each rank "
+           "as last known here (rank:step): %s", es, (long long)step, tab);
+}
+#define CHECK_PEER(r, step, call) check_peer((r), (call), #call, (step))
+
+/* The one small all-reduce of every step boundary. */
+static verdict_t agree_step(run_t *r, int64_t step) {
+  const cg_comm_t *c = r->c;
+  const int sig = cg_guard_signal(r->guard);
+  int64_t v[2];
+  /* max of (size - rank) picks the lowest rank; max of -key the earliest bad step */
+  v[0] = sig ? ((int64_t)(c->size - c->rank) << 8) | (sig & 0xff) : 0;
+  v[1] = r->health.bad ? -((r->health.bad_step << (RANK_BITS + 2)) | ((int64_t)c->rank << 2) |
+                           (int64_t)r->health.bad)
+                       : INT64_MIN;
+  CHECK_PEER(r, step, MPI_Allreduce(MPI_IN_PLACE, v, 2, MPI_INT64_T, MPI_MAX, c->world));
+  verdict_t vd;
+  memset(&vd, 0, sizeof vd);
+  if (v[0]) {
+    vd.sig = (int)(v[0] & 0xff);
+    vd.sig_rank = c->size - (int)(v[0] >> 8);
+  }
+  if (v[1] != INT64_MIN) {
+    const int64_t key = -v[1];
+    vd.bad = (cg_bad_t)(key & 3);
+    vd.bad_rank = (int)((key >> 2) & ((1 << RANK_BITS) - 1));
+    vd.bad_step = key >> (RANK_BITS + 2);
+  }
+  return vd;
+}
+
+/* Every rank's last completed step, for the watchdog's message. */
+static void exchange_table(run_t *r, int64_t step) {
+  CHECK_PEER(r, step, MPI_Allgather(&r->last_done, 1, MPI_INT64_T, r->table, 1, MPI_INT64_T,
+                                    r->c->world));
+  cg_guard_set_table(r->guard, r->table);
+}
+
+static void describe_last(const run_t *r, char *buf, size_t len) {
+  if (r->last_ckpt[0])
+    snprintf(buf, len, "%s (step %lld)", r->last_ckpt, (long long)r->last_ckpt_step);
+  else if (r->ckpt_dir)
+    snprintf(buf, len, "none (nothing written to %s yet)", r->ckpt_dir);
+  else
+    snprintf(buf, len, "none (no --checkpoint-dir)");
+}
+
+static cg_ckpt_shape_t shape_of(const cg_model_t *m) {
+  cg_ckpt_shape_t s = {m->in_c, m->base, m->depth, m->height, m->width, (uint64_t)m->nparams};
+  return s;
+}
+
+/* Rank 0 writes the checkpoint of `step` (every step up to it fetched and judged good). Returns
+ * 0, or -1 after printing why (the previous checkpoint is intact). Other ranks return 0 at once
+ * and go on to the next step, where they wait for rank 0 in the gradient all-reduce. */
+static int write_ckpt(run_t *r, int64_t step, int quiet) {
+  if (r->c->rank != 0) return 0;
+  const cg_config_t *cfg = r->cfg;
+  cg_guard_beat(r->guard, step, "writing a checkpoint");
+  const double t0 = cg_now();
+  cg_ckpt_info_t in;
+  memset(&in, 0, sizeof in);
+  in.shape = shape_of(r->m);
+  in.precision = (int)r->prec;
+  in.step = step;
+  in.steps_per_epoch = r->spe;
+  in.epoch = step / r->spe;
+  in.epoch_samples = (step % r->spe) * (int64_t)r->c->size * cfg->batch;
+  in.train_samples = r->ntrain;
+  in.ranks = r->c->size;
+  in.batch = cfg->batch;
+  in.seed = cfg->seed;
+  in.opt_t = r->opt_t0 + (step - r->s0);
+  in.total_steps = r->total;
+  r->ops->get_params(r->be, r->ck_p);
+  r->ops->get_opt_state(r->be, r->ck_m, r->ck_v, &in.loss_scale, &in.scale_good_steps);
+  in.skipped_steps = r->skipped0 + r->health.skipped;
+  in.lr = step > 0 ? cg_train_lr(cfg, step - 1, r->total) : cfg->lr;
+  in.unix_time = (int64_t)time(NULL);
+  char path[CG_PATH_MAX + 64], err[1400];
+  if (cg_ckpt_write(r->ckpt_dir, &in, r->ck_p, r->ck_m, r->ck_v, cfg->keep, path, sizeof path,
+                    err, sizeof err)) {
+    char last[CG_PATH_MAX + 96];
+    describe_last(r, last, sizeof last);
+    if (r->bar == 2) fputc('\n', stderr);
+    fprintf(stderr, "cogpu-dist: error: checkpoint of step %lld not written: %s; the last good "
+            "checkpoint is %s\n", (long long)step, err, last);
+    fflush(stderr);
+    return -1;
+  }
+  snprintf(r->last_ckpt, sizeof r->last_ckpt, "%s", path);
+  r->last_ckpt_step = step;
+  if (!quiet) {
+    if (r->bar == 2) fputc('\n', stderr);
+    printf("checkpoint: step %lld -> %s (%.1f MB, %.2f s)\n", (long long)step, path,
+           (double)(CG_CKPT_HEADER_BYTES + 12 * r->m->nparams) / 1e6, cg_now() - t0);
+    fflush(stdout);
+  }
+  return 0;
+}
+
+static void bcast_floats(const cg_comm_t *c, float *p, size_t n) {
+  const size_t chunk = (size_t)1 << 28; /* MPI counts are int */
+  for (size_t off = 0; off < n; off += chunk) {
+    int k = (int)(n - off < chunk ? n - off : chunk);
+    CG_CHECK_MPI(MPI_Bcast(p + off, k, MPI_FLOAT, 0, c->world));
+  }
+}
+
+static void warn_line(void *ctx, const char *line) {
+  (void)ctx;
+  cg_log_warn("%s", line);
+}
+
+/* --resume: rank 0 finds and verifies the checkpoint, every rank receives it. Returns 0 (info,
+ * params, m, v filled; path on rank 0), 1 when the directory holds no checkpoint (a fresh
+ * start), or -1 with err for rank 0 to report (agreed: every rank returns it). */
+static int resume_load(const cg_config_t *cfg, const cg_comm_t *c, const cg_model_t *model,
+                       cg_ckpt_info_t *info, float *params, float *m, float *v, char *path,
+                       size_t pathlen, char *err, size_t errlen) {
+  int rc = 0;
+  if (c->rank == 0) {
+    const cg_ckpt_shape_t want = shape_of(model);
+    const int latest = !strcmp(cfg->resume, CG_RESUME_LATEST);
+    const char *src = latest ? cfg->checkpoint_dir : cfg->resume;
+    struct stat st;
+    if (latest || (stat(src, &st) == 0 && S_ISDIR(st.st_mode))) {
+      rc = cg_ckpt_find(src, &want, info, params, m, v, path, pathlen, warn_line, NULL, err,
+                        errlen);
+      if (rc < 0) {
+        size_t k = strlen(err);
+        snprintf(err + k, errlen - k, " (--resume: see the messages above; `cogpu-dist inspect "
+                 "%s` lists them)", src);
+      }
+    } else {
+      cg_ckpt_status_t s = cg_ckpt_read(src, &want, info, params, m, v, err, errlen);
+      if (s != CG_CKPT_OK) {
+        char why[1024];
+        snprintf(why, sizeof why, "%s", err);
+        snprintf(err, errlen, "--resume: %s", why);
+        rc = -1;
+      } else {
+        snprintf(path, pathlen, "%s", src);
+      }
+    }
+  }
+  CG_CHECK_MPI(MPI_Bcast(&rc, 1, MPI_INT, 0, c->world));
+  if (rc < 0) {
+    CG_CHECK_MPI(MPI_Bcast(err, (int)errlen, MPI_CHAR, 0, c->world));
+    return -1;
+  }
+  if (rc == 1) return 1;
+  CG_CHECK_MPI(MPI_Bcast(info, (int)sizeof *info, MPI_BYTE, 0, c->world));
+  bcast_floats(c, params, model->nparams);
+  bcast_floats(c, m, model->nparams);
+  bcast_floats(c, v, model->nparams);
+  return 0;
+}
+
+/* Where a resumed run starts (0-based step = steps completed). The checkpoint says how far into
+ * its epoch training had got: epoch_samples samples of the epoch's permutation, which depends
+ * on (seed, epoch) only. With the same global batch and training set that is exactly step
+ * info->step. Otherwise the run continues in the same epoch at the first batch of the new size
+ * that was not fully trained: batch floor(epoch_samples / new global batch). Its first samples
+ * (fewer than one batch) are trained a second time; nothing is skipped. A training set that
+ * shrank below the position moves on to the next epoch. Steps (--steps, the schedule, reports)
+ * count batches of the new size from then on. */
+static int64_t map_position(const cg_ckpt_info_t *in, int64_t ntrain, int64_t global,
+                            int64_t spe, int *exact) {
+  *exact = (int64_t)in->ranks * in->batch == global && in->train_samples == ntrain;
+  if (*exact) return in->step;
+  int64_t epoch = in->epoch, seen = in->epoch_samples;
+  if (seen >= ntrain) {
+    epoch++;
+    seen = 0;
+  }
+  return epoch * spe + seen / global;
+}
+
+/* The end of a run stopped at a step boundary (every step up to `step` fetched). A stop signal:
+ * rank 0 checkpoints that state and everyone exits 0 (128 + signal when there is nowhere to
+ * save it, 1 when the write failed). A fatal step: nothing is written, so the last good
+ * checkpoint stays the newest, and the job fails. Returns rank 0's exit code (the caller
+ * broadcasts it). */
+static int stop_run(run_t *r, const verdict_t *vd, int64_t step) {
+  const int root = r->c->rank == 0;
+  char last[CG_PATH_MAX + 96];
+  if (root && r->bar == 2) fputc('\n', stderr);
+  if (vd->bad) {
+    if (root) {
+      describe_last(r, last, sizeof last);
+      if (vd->bad == CG_BAD_NAN)
+        fprintf(stderr, "cogpu-dist: error: NaN/Inf loss at step %lld (rank %d; %s has no loss "
+                "scaling to absorb it): training stopped after step %lld without saving this "
+                "state; the last good checkpoint is %s\n", (long long)vd->bad_step, vd->bad_rank,
+                cg_precision_name(r->prec), (long long)step, last);
+      else
+        fprintf(stderr, "cogpu-dist: error: more than %lld consecutive fp16 steps skipped for "
+                "inf/NaN gradients (the last at step %lld, loss scale %g): training stopped after "
+                "step %lld without saving this state; the last good checkpoint is %s\n",
+                (long long)r->cfg->max_bad_steps, (long long)vd->bad_step, (double)r->loss_scale,
+                (long long)step, last);
+      fflush(stderr);
+    }
+    return 1;
+  }
+  const char *name = cg_guard_signal_name(vd->sig);
+  int code = 128 + vd->sig;
+  if (r->ckpt_dir) {
+    int ok = r->last_ckpt_step == step || write_ckpt(r, step, 1) == 0;
+    code = ok ? 0 : 1;
+    if (root && ok)
+      printf("stopped by %s (rank %d) after step %lld of %lld: checkpoint %s written; continue "
+             "with --resume\n", name, vd->sig_rank, (long long)step, (long long)r->total,
+             r->last_ckpt);
+    else if (root) {
+      describe_last(r, last, sizeof last);
+      fprintf(stderr, "cogpu-dist: error: stopped by %s (rank %d) after step %lld of %lld, but "
+              "its checkpoint could not be written (above); the last good checkpoint is %s\n",
+              name, vd->sig_rank, (long long)step, (long long)r->total, last);
+    }
+  } else if (root) {
+    printf("stopped by %s (rank %d) after step %lld of %lld; no --checkpoint-dir, so nothing was "
+           "saved\n", name, vd->sig_rank, (long long)step, (long long)r->total);
+  }
+  fflush(stdout);
+  fflush(stderr);
+  return code;
 }
 
 /* The train/val views first, then the sources they borrow. */
@@ -305,8 +643,9 @@ static int choose_backend(const cg_config_t *cfg, cg_comm_t *c, const cg_backend
   return 0;
 }
 
-int cg_train_run(const cg_config_t *cfg, cg_comm_t *c) {
-  char err[512] = "";
+static int run_train(const cg_config_t *cfg, cg_comm_t *c, cg_train_result_t *res,
+                     cg_guard_t *guard) {
+  char err[2048] = "";
   double t_begin = cg_now();
   /* ---- start-up checks, agreed over ranks ---- */
   int rc = 0;
@@ -314,6 +653,14 @@ int cg_train_run(const cg_config_t *cfg, cg_comm_t *c) {
     rc = check_output_path("--metrics-out", cfg->metrics_out, err, sizeof err);
     if (!rc) rc = check_output_path("--params-out", cfg->params_out, err, sizeof err);
     if (!rc) rc = check_output_path("--stats-out", cfg->stats_out, err, sizeof err);
+    if (!rc) rc = check_output_path("--prom-out", cfg->prom_out, err, sizeof err);
+    if (!rc && cfg->trace_out[0]) {
+      char probe[CG_PATH_MAX + 32];
+      snprintf(probe, sizeof probe, "%s.rank0.json", cfg->trace_out);
+      rc = check_output_path("--trace-out", probe, err, sizeof err);
+    }
+    if (!rc && cfg->checkpoint_dir[0])
+      rc = cg_ckpt_prepare_dir(cfg->checkpoint_dir, err, sizeof err);
   }
   if (agree(c, rc, err, sizeof err)) goto usage;
   const cg_backend_ops_t *ops = NULL;
@@ -378,6 +725,37 @@ int cg_train_run(const cg_config_t *cfg, cg_comm_t *c) {
     cg_sampler_free(&s);
   }
   int64_t total = cfg->steps > 0 ? cfg->steps : cfg->epochs * spe;
+  const int64_t global = (int64_t)c->size * cfg->batch;
+
+  /* ---- resume: rank 0 reads the checkpoint, every rank receives it ---- */
+  float *params = cg_malloc(sizeof(float) * model.nparams, "initial parameters");
+  float *adam_m = NULL, *adam_v = NULL;
+  cg_ckpt_info_t ck;
+  memset(&ck, 0, sizeof ck);
+  char ck_path[CG_PATH_MAX + 64] = "";
+  int resumed = 0, exact = 1;
+  int64_t s0 = 0;
+  if (cfg->resume[0]) {
+    adam_m = cg_malloc(sizeof(float) * model.nparams, "AdamW m from the checkpoint");
+    adam_v = cg_malloc(sizeof(float) * model.nparams, "AdamW v from the checkpoint");
+    int rr = resume_load(cfg, c, &model, &ck, params, adam_m, adam_v, ck_path, sizeof ck_path,
+                         err, sizeof err);
+    if (rr < 0) {
+      free(params);
+      free(adam_m);
+      free(adam_v);
+      destroy_sources(base_src, val_base, train_src, val_src);
+      cg_topo_destroy(topo);
+      goto usage;
+    }
+    if (rr == 0) {
+      resumed = 1;
+      s0 = map_position(&ck, ntrain, global, spe, &exact);
+    } else if (c->rank == 0) {
+      printf("resume: %s holds no checkpoint yet: starting at step 0\n",
+             !strcmp(cfg->resume, CG_RESUME_LATEST) ? cfg->checkpoint_dir : cfg->resume);
+    }
+  }
 
   /* ---- backend ---- */
   cg_buckets_t buckets;
@@ -394,16 +772,25 @@ int cg_train_run(const cg_config_t *cfg, cg_comm_t *c) {
   bc.algo_cache = cfg->algo_cache[0] ? cfg->algo_cache : NULL;
   bc.buckets = &buckets;
   bc.gsync = c->size > 1 ? gs : NULL;
-  bc.fault_nan_step = -1;
+  /* the backend counts its own train steps from 0: --test-nan-step is 1-based and global */
+  bc.fault_nan_step = cfg->test_nan_step > s0 ? cfg->test_nan_step - 1 - s0 : -1;
+  long long tr_a = 1, tr_b = -1;
+  sscanf(cfg->trace_steps, "%lld:%lld", &tr_a, &tr_b);
+  cg_trace_t *trace = cg_trace_create(cfg->trace_out, c->rank, c->host, tr_a, tr_b);
+  bc.trace = trace != NULL;
   /* Gradient all-reduce: NCCL or MPI (--allreduce; nccl_comm.h says how auto chooses). */
   char arnote[320] = "";
   int use_nccl = cg_nccl_choose(c, cfg->allreduce, is_cuda, bc.device, cfg->deterministic, arnote,
                                 sizeof arnote, err, sizeof err);
   cg_nccl_t *nccl = use_nccl > 0 ? cg_nccl_create(c->world, bc.device, err, sizeof err) : NULL;
   if (use_nccl < 0 || (use_nccl > 0 && !nccl)) { /* every rank agrees: both are collective */
+    free(params);
+    free(adam_m);
+    free(adam_v);
     cg_gsync_destroy(gs);
     destroy_sources(base_src, val_base, train_src, val_src);
     cg_topo_destroy(topo);
+    cg_trace_close(trace);
     goto usage;
   }
   if (c->rank == 0 && arnote[0]) printf("allreduce: %s\n", arnote);
@@ -415,17 +802,29 @@ int cg_train_run(const cg_config_t *cfg, cg_comm_t *c) {
     /* A backend that fails on one rank fails the job: say which. */
     if (rc) cg_log_info("backend %s: %s", ops->name, err);
     CG_CHECK_MPI(MPI_Barrier(c->world));
+    free(params);
+    free(adam_m);
+    free(adam_v);
     ops->destroy(be);
     cg_nccl_destroy(nccl);
     cg_gsync_destroy(gs);
     destroy_sources(base_src, val_base, train_src, val_src);
     if (c->rank == 0) fprintf(stderr, "cogpu-dist: error: could not start the %s backend\n", ops->name);
     cg_topo_destroy(topo);
+    cg_trace_close(trace);
     return 1;
   }
-  float *params = cg_malloc(sizeof(float) * model.nparams, "initial parameters");
-  cg_model_init_params(&model, cfg->seed, params);
-  ops->set_params(be, params);
+  cg_guard_watch_nccl(guard, nccl);
+  if (resumed) {
+    ops->set_params(be, params);
+    /* Another precision's scale (1) means nothing to an fp16 scaler: 0 keeps its initial one. */
+    const int same = ck.precision == (int)prec;
+    ops->set_opt_state(be, adam_m, adam_v, same ? ck.loss_scale : 0.0f,
+                       same ? ck.scale_good_steps : 0);
+  } else {
+    cg_model_init_params(&model, cfg->seed, params);
+    ops->set_params(be, params);
+  }
 
   run_t r;
   memset(&r, 0, sizeof r);
@@ -435,6 +834,38 @@ int cg_train_run(const cg_config_t *cfg, cg_comm_t *c) {
   r.be = be;
   r.m = &model;
   r.slow = cfg->test_slow_rank == c->rank && cfg->test_slow_ms > 0;
+  r.trace = trace;
+  r.prec = prec;
+  r.guard = guard;
+  cg_guard_health_init(&r.health, prec == CG_PREC_FP16, cfg->max_bad_steps);
+  r.last_done = s0;
+  r.table = cg_malloc(sizeof(int64_t) * (size_t)c->size, "step table");
+  for (int i = 0; i < c->size; i++) r.table[i] = s0;
+  cg_guard_set_table(guard, r.table);
+  r.loss_scale = resumed ? ck.loss_scale : 1.0f;
+  r.s0 = s0;
+  r.opt_t0 = resumed ? ck.opt_t : 0;
+  r.spe = spe;
+  r.ntrain = ntrain;
+  r.total = total;
+  r.skipped0 = resumed ? ck.skipped_steps : 0;
+  r.last_ckpt_step = -1;
+  if (resumed) {
+    snprintf(r.last_ckpt, sizeof r.last_ckpt, "%s", ck_path);
+    r.last_ckpt_step = ck.step;
+  }
+  if (cfg->checkpoint_dir[0]) {
+    r.ckpt_dir = cfg->checkpoint_dir;
+    if (c->rank == 0) { /* the writer's host copies: the run's own buffers where it has them */
+      r.ck_p = params;
+      r.ck_m = adam_m ? adam_m : cg_malloc(sizeof(float) * model.nparams, "checkpoint AdamW m");
+      r.ck_v = adam_v ? adam_v : cg_malloc(sizeof(float) * model.nparams, "checkpoint AdamW v");
+      adam_m = adam_v = NULL; /* owned by r now */
+    }
+  }
+  free(adam_m);
+  free(adam_v);
+  adam_m = adam_v = NULL;
   cg_split_init(&r.split,
                  !strcmp(cfg->split, "cpu") ? CG_SPLIT_CPU
                  : !strcmp(cfg->split, "gpu") ? CG_SPLIT_GPU : CG_SPLIT_AUTO,
@@ -443,6 +874,7 @@ int cg_train_run(const cg_config_t *cfg, cg_comm_t *c) {
   if (is_cuda) snprintf(gpu_name, sizeof gpu_name, "%d:%s", place->gpu, place->gpu_pci);
   cg_stats_t *stats = cg_stats_create(c, gpu_name, is_cuda,
                                       cfg->stats_out[0] ? cfg->stats_out : NULL);
+  cg_stats_set_prom(stats, cfg->prom_out);
   int tty = isatty(STDERR_FILENO);
   if (!strcmp(cfg->progress, "bar") || (!strcmp(cfg->progress, "auto") && tty)) r.bar = 2;
   else if (!strcmp(cfg->progress, "off")) r.bar = 0;
@@ -459,6 +891,30 @@ int cg_train_run(const cg_config_t *cfg, cg_comm_t *c) {
            (long long)total, (long long)spe);
     printf("rank 0: %d compute thread(s), %d helper thread(s), %d gradient bucket(s)\n", threads,
            workers, buckets.n);
+    if (resumed) {
+      printf("resumed from %s: step %lld (epoch %lld, %lld of its %lld samples trained), AdamW t "
+             "%lld, loss scale %g\n", ck_path, (long long)ck.step, (long long)ck.epoch,
+             (long long)ck.epoch_samples, (long long)ck.train_samples, (long long)ck.opt_t,
+             (double)ck.loss_scale);
+      if (!exact)
+        printf("resume: global batch %lld (%d x %d) and %lld training samples -> global batch "
+               "%lld (%d x %d) and %lld samples: continuing at step %lld (epoch %lld, batch %lld "
+               "of %lld), the first batch of the new size not fully trained in that epoch; up to "
+               "%lld of its samples are trained a second time; steps count batches of %lld from "
+               "here\n",
+               (long long)ck.ranks * ck.batch, ck.ranks, ck.batch, (long long)ck.train_samples,
+               (long long)global, c->size, cfg->batch, (long long)ntrain, (long long)s0,
+               (long long)(s0 / spe), (long long)(s0 % spe + 1), (long long)spe,
+               (long long)(global - 1), (long long)global);
+      if (ck.seed != cfg->seed)
+        cg_log_warn("resume: the checkpoint was written with --seed %llu, this run has --seed "
+                    "%llu: the sample order from here on follows %llu",
+                    (unsigned long long)ck.seed, (unsigned long long)cfg->seed,
+                    (unsigned long long)cfg->seed);
+      if (s0 >= total)
+        printf("resume: step %lld already reaches this run's %lld steps: nothing to train\n",
+               (long long)s0, (long long)total);
+    }
     fflush(stdout);
   }
   cg_topo_report(topo, c, stdout);
@@ -484,13 +940,14 @@ int cg_train_run(const cg_config_t *cfg, cg_comm_t *c) {
   lc.crop = !synthetic && cfg->crop;
   lc.skip_bad = cfg->skip_bad;
   lc.nfeat = CG_NFEAT;
-  lc.first_step = 0;
-  lc.nsteps = total;
+  lc.first_step = s0; /* a resumed run continues the same sample order */
+  lc.nsteps = total > s0 ? total - s0 : 0;
   lc.workers = workers;
   lc.nslots = cfg->prefetch + 2;
   lc.worker_cpus = helper_cpus;
   lc.cpu_count = r.split.k;
   lc.test_feat_ms = cfg->test_feat_ms;
+  lc.trace = r.trace;
   lc.alloc = slot_alloc;
   lc.free = slot_free;
   lc.alloc_ctx = (void *)ops;
@@ -501,31 +958,68 @@ int cg_train_run(const cg_config_t *cfg, cg_comm_t *c) {
   memset(&win, 0, sizeof win);
   double win_wall = 0, win_wait = 0, last_window_loss = NAN, win_share = 0;
   double ctl_wall = 0, ctl_wait = 0, ctl_busy0 = 0, ctl_steps = 0;
+  cg_cluster_t last_cluster; /* the last report window: steady state for cg_train_result_t */
+  memset(&last_cluster, 0, sizeof last_cluster);
   double t_train0 = cg_now(), t_prev = t_train0, train_time = 0;
   val_result_t val;
   memset(&val, 0, sizeof val);
-  int have_val = 0;
+  int have_val = 0, out_rc = 0;
+  verdict_t stop;
+  memset(&stop, 0, sizeof stop);
+  int64_t stop_step = 0;
   cg_host_batch_t *pending = NULL; /* batch of the submitted step not yet fetched */
   double wait = 0;
+  cg_guard_beat(guard, s0 + 1, "waiting for the first batch");
   cg_host_batch_t *b = cg_loader_next(ld, &wait);
   win_wait += wait;
-  if (b) upload(&r, 0, b);
-  for (int64_t k = 0; k < total; k++) {
-    cg_adamw_t opt = {(float)cg_train_lr(cfg, k, total), (float)cfg->beta1, (float)cfg->beta2,
-                      (float)cfg->eps, (float)cfg->weight_decay, k + 1};
-    ops->train_step(be, (int)(k % CG_DEV_SLOTS), &opt);
-    if (pending) collect(&r, ld, pending, &win); /* step k-1 while step k runs */
-    pending = b;
-    b = cg_loader_next(ld, &wait);
-    win_wait += wait;
-    if (b) upload(&r, k + 1, b);
+  if (b) upload(&r, s0, b);
+  for (int64_t k = s0; k < total; k++) {
     int64_t step = k + 1;
+    cg_guard_beat(guard, step, "training step (compute, gradient all-reduce)");
+    cg_adamw_t opt = {(float)cg_train_lr(cfg, k, total), (float)cfg->beta1, (float)cfg->beta2,
+                      (float)cfg->eps, (float)cfg->weight_decay, r.opt_t0 + (k - s0) + 1};
+    cg_trace_set_step(r.trace, step);
+    double t_sub = cg_now();
+    cg_nvtx_push("submit step");
+    ops->train_step(be, (int)(k % CG_DEV_SLOTS), &opt);
+    cg_nvtx_pop();
+    cg_trace_event(r.trace, CG_TRACK_DRIVER, "submit step", t_sub, cg_now());
+    if (pending) collect(&r, ld, pending, &win, 1); /* step k-1 while step k runs */
+    pending = b;
+    cg_guard_beat(guard, step, "waiting for the next batch");
+    double t_w = cg_now();
+    cg_nvtx_push("data wait");
+    b = cg_loader_next(ld, &wait);
+    cg_nvtx_pop();
+    cg_trace_event(r.trace, CG_TRACK_DRIVER, "wait for batch", t_w, cg_now());
+    win_wait += wait;
+    double t_up = cg_now();
+    if (b) upload(&r, k + 1, b);
+    cg_trace_event(r.trace, CG_TRACK_DRIVER, "upload", t_up, cg_now());
     int report = step % cfg->report_every == 0 || step == total;
     int do_val = val_src && cfg->val_every > 0 && step % cfg->val_every == 0 && step != total;
-    if (report || do_val || step == total) { /* drain so every figure is complete */
-      collect(&r, ld, pending, &win);
+    int do_ckpt = r.ckpt_dir && ((cfg->checkpoint_every > 0 && step % cfg->checkpoint_every == 0) ||
+                                 step == total);
+    if (report || do_val || step == total || do_ckpt) { /* drain so every figure is complete */
+      collect(&r, ld, pending, &win, 1);
       pending = NULL;
     }
+    /* The step boundary: stop signals and fatal steps, agreed by every rank. */
+    cg_guard_beat(guard, step, "step agreement (all-reduce)");
+    verdict_t vd = agree_step(&r, step);
+    if (vd.sig && !vd.bad && pending) { /* stopping: finish the step in flight and judge it */
+      collect(&r, ld, pending, &win, 1);
+      pending = NULL;
+      vd = agree_step(&r, step);
+    }
+    if (step % TABLE_EVERY == 0) exchange_table(&r, step);
+    if (k == s0) cg_guard_arm(guard, 1); /* the first step's one-off costs are behind */
+    if (vd.sig || vd.bad) {
+      stop = vd;
+      stop_step = step;
+      break;
+    }
+    if (do_ckpt && write_ckpt(&r, step, 0) != 0) out_rc = 1;
     double now = cg_now();
     win_wall += now - t_prev;
     ctl_wall += now - t_prev;
@@ -576,7 +1070,7 @@ int cg_train_run(const cg_config_t *cfg, cg_comm_t *c) {
       take_conf(ld, &win); /* the helpers' counts of this window's batches */
       if (c->rank == 0 && r.bar == 2) fputc('\n', stderr);
       double mean_loss = cg_stats_report(stats, &wv, step, total, step == total,
-                                         c->rank == 0 ? stdout : NULL);
+                                         c->rank == 0 ? stdout : NULL, &last_cluster);
       last_window_loss = mean_loss;
       if (c->rank == 0) {
         int64_t nsteps = win.steps ? win.steps : 1;
@@ -617,6 +1111,15 @@ int cg_train_run(const cg_config_t *cfg, cg_comm_t *c) {
     }
   }
   train_time = cg_now() - t_train0;
+  if (stop.sig || stop.bad) {
+    /* Every submitted step is fetched and the upload in flight completes before the loader
+     * frees its slots; then the stop is reported and nothing else of a normal end runs. */
+    if (pending) collect(&r, ld, pending, &win, 1);
+    if (b) ops->upload_wait(be, (int)(stop_step % CG_DEV_SLOTS));
+    cg_loader_destroy(ld);
+    out_rc = stop_run(&r, &stop, stop_step);
+    goto teardown;
+  }
   int64_t bad = cg_loader_take_bad(ld);
   cg_comm_sum_i64(c, &bad, 1);
   if (bad && c->rank == 0) printf("skipped %lld bad sample(s) (--skip-bad)\n", (long long)bad);
@@ -628,23 +1131,45 @@ int cg_train_run(const cg_config_t *cfg, cg_comm_t *c) {
     val = validate(&r, val_src, workers);
     have_val = 1;
   }
+  cg_guard_beat(guard, total, "final reports and outputs");
   int64_t tc[4] = {train_conf.tp, train_conf.fp, train_conf.fn, train_conf.tn};
   cg_comm_sum_i64(c, tc, 4);
   train_conf = (cg_confusion_t){tc[0], tc[1], tc[2], tc[3]};
   double wall = cg_now() - t_begin;
   double ips = train_time > 0 ? (double)global_samples / train_time : 0;
   if (c->rank == 0) {
+    /* the last report window; a resumed run's first window starts at its first step */
+    int64_t last_win = total % cfg->report_every ? total % cfg->report_every : cfg->report_every;
+    if (last_win > total - s0) last_win = total > s0 ? total - s0 : 0;
     printf("final: %lld steps, train loss %.4f (last %lld steps), train IoU %.4f, %.1f img/s, "
            "%.1f s\n",
-           (long long)total, last_window_loss, (long long)(total % cfg->report_every ? total % cfg->report_every : cfg->report_every),
+           (long long)total, last_window_loss, (long long)last_win,
            cg_confusion_iou(&train_conf), ips, wall);
     if (have_val)
       printf("final validation: loss %.4f  IoU %.4f  Dice %.4f  accuracy %.4f  (%lld images)\n",
              val.loss, cg_confusion_iou(&val.conf), cg_confusion_dice(&val.conf),
              cg_confusion_acc(&val.conf), (long long)nval);
+    if (prec == CG_PREC_FP16)
+      printf("fp16 loss scaling: %lld step(s) skipped for inf/NaN gradients (%lld in this run), "
+             "loss scale now %g\n", (long long)(r.skipped0 + r.health.skipped),
+             (long long)r.health.skipped, (double)r.loss_scale);
     fflush(stdout);
   }
-  int out_rc = 0;
+  if (res) {
+    memset(res, 0, sizeof *res);
+    res->steps = total;
+    res->img_per_s = ips;
+    res->train_s = train_time;
+    res->wall_s = wall;
+    res->gpu_busy = isfinite(last_cluster.compute_busy) ? last_cluster.compute_busy : -1;
+    res->data_wait = last_cluster.data_wait;
+    res->comm_exposed = last_cluster.comm_exposed;
+    res->cpu_busy = isfinite(last_cluster.cpu_busy) ? last_cluster.cpu_busy : -1;
+    res->cpu_share = last_cluster.cpu_share;
+    res->val_iou = have_val ? cg_confusion_iou(&val.conf) : -1;
+    res->train_loss = last_window_loss;
+    res->last_img_per_s = last_cluster.img_per_s;
+  }
   if (c->rank == 0 && cfg->metrics_out[0]) {
     char json[2048];
     char vi[32] = "null", vd[32] = "null", va[32] = "null", vl[32] = "null";
@@ -675,9 +1200,18 @@ int cg_train_run(const cg_config_t *cfg, cg_comm_t *c) {
       out_rc = 1;
     }
   }
+teardown:
+  cg_guard_arm(guard, 0); /* teardown may wait on other ranks' teardown: not a hang */
   free(params);
+  free(r.table);
+  free(r.ck_m);
+  free(r.ck_v);
   cg_stats_destroy(stats);
   ops->destroy(be);
+  const int traced = trace != NULL;
+  if (cg_trace_close(trace) == 0 && traced && c->rank == 0)
+    printf("timeline: %s.rank<R>.json (steps %s)\n", cfg->trace_out, cfg->trace_steps);
+  cg_guard_watch_nccl(guard, NULL);
   cg_nccl_destroy(nccl); /* after the backend's graphs are gone, before MPI_Finalize */
   cg_gsync_destroy(gs);
   destroy_sources(base_src, val_base, train_src, val_src);
@@ -689,4 +1223,15 @@ int cg_train_run(const cg_config_t *cfg, cg_comm_t *c) {
 usage:
   if (c->rank == 0) fprintf(stderr, "cogpu-dist: error: %s\n", err);
   return CG_EXIT_USAGE;
+}
+
+int cg_train_run(const cg_config_t *cfg, cg_comm_t *c, cg_train_result_t *res) {
+  /* Stop signals are caught from the start: one that arrives during start-up stops the run at
+   * its first step boundary instead of killing this rank and, with it, the job. */
+  CG_ASSERT(c->size <= (1 << RANK_BITS));
+  cg_guard_cfg_t gc = {cfg->timeout_s, c->rank, c->size, c->host, NULL};
+  cg_guard_t *guard = cg_guard_create(&gc);
+  int code = run_train(cfg, c, res, guard);
+  cg_guard_destroy(guard);
+  return code;
 }

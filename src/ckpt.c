@@ -1,0 +1,588 @@
+/* ckpt.c: checkpoint files (format and rules in ckpt.h).
+ *
+ * The payload CRC is computed before anything is written, so the header goes out first and
+ * the file is written front to back (no seek back: works on pipes-like file systems too).
+ * The reader checks what is cheap first (size, magic, version, header CRC, shape) and reads
+ * the payload only for a file that could be used; a payload is never trusted before its CRC
+ * has been compared, and the caller is told to discard the arrays otherwise. */
+#include "ckpt.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "backend.h"
+#include "crc32.h"
+#include "log.h"
+
+#if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "the checkpoint payload is written as the host's floats: a little-endian host is assumed"
+#endif
+
+#define CHUNK_FLOATS (1u << 18) /* 1 MiB per read while streaming the payload */
+
+static void put_u32(uint8_t *p, uint32_t v) {
+  for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
+}
+static void put_u64(uint8_t *p, uint64_t v) {
+  for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i));
+}
+static uint32_t get_u32(const uint8_t *p) {
+  uint32_t v = 0;
+  for (int i = 3; i >= 0; i--) v = (v << 8) | p[i];
+  return v;
+}
+static uint64_t get_u64(const uint8_t *p) {
+  uint64_t v = 0;
+  for (int i = 7; i >= 0; i--) v = (v << 8) | p[i];
+  return v;
+}
+static void put_f32(uint8_t *p, float f) {
+  uint32_t u;
+  memcpy(&u, &f, 4);
+  put_u32(p, u);
+}
+static float get_f32(const uint8_t *p) {
+  uint32_t u = get_u32(p);
+  float f;
+  memcpy(&f, &u, 4);
+  return f;
+}
+static void put_f64(uint8_t *p, double d) {
+  uint64_t u;
+  memcpy(&u, &d, 8);
+  put_u64(p, u);
+}
+static double get_f64(const uint8_t *p) {
+  uint64_t u = get_u64(p);
+  double d;
+  memcpy(&d, &u, 8);
+  return d;
+}
+
+void cg_ckpt_shape_str(const cg_ckpt_shape_t *s, char *buf, size_t len) {
+  snprintf(buf, len, "in %d, base %d, depth %d, %dx%d, %llu parameters", s->in_c, s->base,
+           s->depth, s->height, s->width, (unsigned long long)s->nparams);
+}
+
+void cg_ckpt_path(const char *dir, int64_t step, char *buf, size_t len) {
+  snprintf(buf, len, "%s/ckpt-%010lld.cgck", dir, (long long)step);
+}
+
+static int shape_eq(const cg_ckpt_shape_t *a, const cg_ckpt_shape_t *b) {
+  return a->in_c == b->in_c && a->base == b->base && a->depth == b->depth &&
+         a->height == b->height && a->width == b->width && a->nparams == b->nparams;
+}
+
+static void encode_header(const cg_ckpt_info_t *in, uint64_t payload_bytes, uint32_t payload_crc,
+                          uint8_t *h) {
+  memset(h, 0, CG_CKPT_HEADER_BYTES);
+  memcpy(h, CG_CKPT_MAGIC, 8);
+  put_u32(h + 8, CG_CKPT_VERSION);
+  put_u32(h + 12, CG_CKPT_HEADER_BYTES);
+  put_u32(h + 16, (uint32_t)in->shape.in_c);
+  put_u32(h + 20, (uint32_t)in->shape.base);
+  put_u32(h + 24, (uint32_t)in->shape.depth);
+  put_u32(h + 28, (uint32_t)in->shape.height);
+  put_u32(h + 32, (uint32_t)in->shape.width);
+  put_u32(h + 36, (uint32_t)in->precision);
+  put_u64(h + 40, in->shape.nparams);
+  put_u64(h + 48, (uint64_t)in->step);
+  put_u64(h + 56, (uint64_t)in->epoch);
+  put_u64(h + 64, (uint64_t)in->epoch_samples);
+  put_u64(h + 72, (uint64_t)in->steps_per_epoch);
+  put_u64(h + 80, (uint64_t)in->train_samples);
+  put_u32(h + 88, (uint32_t)in->ranks);
+  put_u32(h + 92, (uint32_t)in->batch);
+  put_u64(h + 96, in->seed);
+  put_u64(h + 104, (uint64_t)in->opt_t);
+  put_u64(h + 112, (uint64_t)in->total_steps);
+  put_f32(h + 120, in->loss_scale);
+  put_u64(h + 128, (uint64_t)in->scale_good_steps);
+  put_u64(h + 136, (uint64_t)in->skipped_steps);
+  put_f64(h + 144, in->lr);
+  put_u64(h + 152, (uint64_t)in->unix_time);
+  put_u64(h + 160, payload_bytes);
+  put_u32(h + 168, payload_crc);
+  put_u32(h + 252, cg_crc32(0, h, 252));
+}
+
+static void decode_header(const uint8_t *h, cg_ckpt_info_t *o) {
+  memset(o, 0, sizeof *o);
+  o->version = get_u32(h + 8);
+  o->shape.in_c = (int)get_u32(h + 16);
+  o->shape.base = (int)get_u32(h + 20);
+  o->shape.depth = (int)get_u32(h + 24);
+  o->shape.height = (int)get_u32(h + 28);
+  o->shape.width = (int)get_u32(h + 32);
+  o->precision = (int)get_u32(h + 36);
+  o->shape.nparams = get_u64(h + 40);
+  o->step = (int64_t)get_u64(h + 48);
+  o->epoch = (int64_t)get_u64(h + 56);
+  o->epoch_samples = (int64_t)get_u64(h + 64);
+  o->steps_per_epoch = (int64_t)get_u64(h + 72);
+  o->train_samples = (int64_t)get_u64(h + 80);
+  o->ranks = (int)get_u32(h + 88);
+  o->batch = (int)get_u32(h + 92);
+  o->seed = get_u64(h + 96);
+  o->opt_t = (int64_t)get_u64(h + 104);
+  o->total_steps = (int64_t)get_u64(h + 112);
+  o->loss_scale = get_f32(h + 120);
+  o->scale_good_steps = (int64_t)get_u64(h + 128);
+  o->skipped_steps = (int64_t)get_u64(h + 136);
+  o->lr = get_f64(h + 144);
+  o->unix_time = (int64_t)get_u64(h + 152);
+  o->payload_bytes = get_u64(h + 160);
+  o->payload_crc = get_u32(h + 168);
+}
+
+/* ---- directory helpers ------------------------------------------------------------------- */
+
+/* mkdir -p; 0 or -1 with errno. */
+static int mkdir_p(const char *dir) {
+  char buf[4096];
+  if (snprintf(buf, sizeof buf, "%s", dir) >= (int)sizeof buf) {
+    errno = ENAMETOOLONG;
+    return -1;
+  }
+  for (char *p = buf + 1; *p; p++) {
+    if (*p != '/') continue;
+    *p = 0;
+    if (mkdir(buf, 0777) != 0 && errno != EEXIST) return -1;
+    *p = '/';
+  }
+  if (mkdir(buf, 0777) != 0 && errno != EEXIST) return -1;
+  struct stat st;
+  if (stat(buf, &st) != 0) return -1;
+  if (!S_ISDIR(st.st_mode)) {
+    errno = ENOTDIR;
+    return -1;
+  }
+  return 0;
+}
+
+static void fsync_dir(const char *dir) {
+  int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd >= 0) { /* makes the rename durable; not every file system supports it */
+    (void)fsync(dfd);
+    close(dfd);
+  }
+}
+
+int cg_ckpt_prepare_dir(const char *dir, char *err, size_t errlen) {
+  if (!dir[0]) {
+    snprintf(err, errlen, "--checkpoint-dir: empty path");
+    return -1;
+  }
+  if (mkdir_p(dir) != 0) {
+    snprintf(err, errlen, "--checkpoint-dir: cannot create directory '%.300s': %s", dir,
+             strerror(errno));
+    return -1;
+  }
+  char probe[4200];
+  snprintf(probe, sizeof probe, "%s/.cgck-probe.XXXXXX", dir);
+  int fd = mkstemp(probe);
+  if (fd < 0) {
+    snprintf(err, errlen, "--checkpoint-dir: cannot create files in '%.300s': %s", dir,
+             strerror(errno));
+    return -1;
+  }
+  close(fd);
+  unlink(probe);
+  return 0;
+}
+
+/* Parses "ckpt-<digits>.cgck"; returns the step or -1. */
+static int64_t name_step(const char *name) {
+  if (strncmp(name, "ckpt-", 5) != 0) return -1;
+  const char *p = name + 5, *q = p;
+  while (*q >= '0' && *q <= '9') q++;
+  if (q == p || q - p > 18 || strcmp(q, ".cgck") != 0) return -1;
+  return strtoll(p, NULL, 10);
+}
+
+typedef struct {
+  char *path;
+  int64_t step;
+} entry_t;
+
+static int by_step_desc(const void *a, const void *b) {
+  const entry_t *x = a, *y = b;
+  return x->step < y->step ? 1 : x->step > y->step ? -1 : 0;
+}
+
+int cg_ckpt_list(const char *dir, char ***paths, int64_t **steps, int *n, char *err,
+                 size_t errlen) {
+  *paths = NULL;
+  *steps = NULL;
+  *n = 0;
+  DIR *d = opendir(dir);
+  if (!d) {
+    if (errno == ENOENT) return 0;
+    snprintf(err, errlen, "%s: cannot list: %s", dir, strerror(errno));
+    return -1;
+  }
+  entry_t *e = NULL;
+  int cnt = 0, cap = 0;
+  struct dirent *de;
+  while ((de = readdir(d)) != NULL) {
+    int64_t s = name_step(de->d_name);
+    if (s < 0) continue;
+    if (cnt == cap) {
+      cap = cap ? 2 * cap : 16;
+      entry_t *ne = realloc(e, sizeof *e * (size_t)cap);
+      if (!ne) CG_FATAL("out of memory listing %s", dir);
+      e = ne;
+    }
+    size_t len = strlen(dir) + strlen(de->d_name) + 2;
+    e[cnt].path = cg_malloc(len, "checkpoint path");
+    snprintf(e[cnt].path, len, "%s/%s", dir, de->d_name);
+    e[cnt].step = s;
+    cnt++;
+  }
+  closedir(d);
+  if (cnt) qsort(e, (size_t)cnt, sizeof *e, by_step_desc);
+  *paths = cg_malloc(sizeof(char *) * (size_t)(cnt ? cnt : 1), "checkpoint list");
+  *steps = cg_malloc(sizeof(int64_t) * (size_t)(cnt ? cnt : 1), "checkpoint list");
+  for (int i = 0; i < cnt; i++) {
+    (*paths)[i] = e[i].path;
+    (*steps)[i] = e[i].step;
+  }
+  free(e);
+  *n = cnt;
+  return 0;
+}
+
+void cg_ckpt_list_free(char **paths, int64_t *steps, int n) {
+  if (paths)
+    for (int i = 0; i < n; i++) free(paths[i]);
+  free(paths);
+  free(steps);
+}
+
+/* ---- writer ------------------------------------------------------------------------------ */
+
+static int write_all(FILE *f, const void *p, size_t n) { return fwrite(p, 1, n, f) == n ? 0 : -1; }
+
+/* Removes the checkpoints of later steps than `step` and all but the `keep` newest others. */
+static void rotate(const char *dir, int64_t step, int keep) {
+  char **paths;
+  int64_t *steps;
+  int n;
+  char err[256];
+  if (cg_ckpt_list(dir, &paths, &steps, &n, err, sizeof err) != 0) {
+    cg_log_warn("checkpoint rotation: %s", err);
+    return;
+  }
+  int kept = 0;
+  for (int i = 0; i < n; i++) {
+    int drop = steps[i] > step || (steps[i] <= step && kept >= keep);
+    if (!drop) {
+      kept++;
+      continue;
+    }
+    if (unlink(paths[i]) != 0)
+      cg_log_warn("checkpoint rotation: cannot remove %s: %s", paths[i], strerror(errno));
+    else if (steps[i] > step)
+      cg_log_info("removed %s: a later step than this run's (left by the run it resumed from)",
+                  paths[i]);
+  }
+  cg_ckpt_list_free(paths, steps, n);
+}
+
+int cg_ckpt_write(const char *dir, const cg_ckpt_info_t *info, const float *params,
+                  const float *m, const float *v, int keep, char *path, size_t pathlen,
+                  char *err, size_t errlen) {
+  CG_ASSERT(dir != NULL && info != NULL && params != NULL && m != NULL && v != NULL && keep >= 1);
+  int rc = -1;
+  FILE *f = NULL;
+  int fd = -1;
+  char final[4200], tmp[4300];
+  tmp[0] = 0;
+  cg_ckpt_path(dir, info->step, final, sizeof final);
+  if (path) snprintf(path, pathlen, "%s", final);
+  const size_t np = (size_t)info->shape.nparams, bytes = np * sizeof(float);
+  uint32_t crc = cg_crc32(0, params, bytes);
+  crc = cg_crc32(crc, m, bytes);
+  crc = cg_crc32(crc, v, bytes);
+  uint8_t hdr[CG_CKPT_HEADER_BYTES];
+  encode_header(info, 3 * (uint64_t)bytes, crc, hdr);
+
+  /* The temporary lives next to the target so that rename() is atomic. */
+  snprintf(tmp, sizeof tmp, "%s/.ckpt-%010lld.cgck.tmp.XXXXXX", dir, (long long)info->step);
+  fd = mkstemp(tmp);
+  if (fd < 0) {
+    snprintf(err, errlen, "%s: cannot create a temporary file in %s: %s", final, dir,
+             strerror(errno));
+    tmp[0] = 0;
+    goto fail;
+  }
+  mode_t um = umask(0);
+  umask(um);
+  if (fchmod(fd, 0666 & ~um)) goto write_fail;
+  f = fdopen(fd, "wb");
+  if (!f) goto write_fail;
+  fd = -1; /* f owns it */
+  if (write_all(f, hdr, sizeof hdr) || write_all(f, params, bytes) || write_all(f, m, bytes) ||
+      write_all(f, v, bytes) || fflush(f) || fsync(fileno(f)))
+    goto write_fail;
+  int cl = fclose(f);
+  f = NULL;
+  if (cl) goto write_fail;
+  if (rename(tmp, final)) {
+    snprintf(err, errlen, "%s: cannot rename %s into place: %s", final, tmp, strerror(errno));
+    goto fail;
+  }
+  tmp[0] = 0; /* in place: nothing to remove any more */
+  fsync_dir(dir);
+  rotate(dir, info->step, keep);
+  rc = 0;
+  goto done;
+write_fail:
+  snprintf(err, errlen, "%s: write failed: %s (nothing was replaced)", final, strerror(errno));
+fail:
+done:
+  if (f) fclose(f);
+  if (fd >= 0) close(fd);
+  if (tmp[0]) unlink(tmp);
+  return rc;
+}
+
+/* ---- reader ------------------------------------------------------------------------------ */
+
+static const char *precision_str(int p) {
+  return p >= CG_PREC_FP32 && p <= CG_PREC_FP16 ? cg_precision_name((cg_precision_t)p) : "?";
+}
+
+cg_ckpt_status_t cg_ckpt_read(const char *path, const cg_ckpt_shape_t *want,
+                              cg_ckpt_info_t *info, float *params, float *m, float *v,
+                              char *err, size_t errlen) {
+  CG_ASSERT((params && m && v) || (!params && !m && !v));
+  CG_ASSERT(!params || want);
+  cg_ckpt_status_t st = CG_CKPT_EIO;
+  float *buf = NULL;
+  FILE *f = fopen(path, "rb");
+  if (!f) {
+    snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+    return CG_CKPT_EIO;
+  }
+  struct stat sb;
+  if (fstat(fileno(f), &sb) != 0) {
+    snprintf(err, errlen, "%s: cannot stat: %s", path, strerror(errno));
+    goto done;
+  }
+  const uint64_t fsize = (uint64_t)sb.st_size;
+  uint8_t h[CG_CKPT_HEADER_BYTES];
+  const size_t hn = fsize < sizeof h ? (size_t)fsize : sizeof h;
+  if (fread(h, 1, hn, f) != hn) {
+    snprintf(err, errlen, "%s: read error: %s", path, strerror(errno));
+    goto done;
+  }
+  if (hn < 8 || memcmp(h, CG_CKPT_MAGIC, 8) != 0) {
+    snprintf(err, errlen, "%s: not a cogpu-dist checkpoint (bad magic)", path);
+    st = CG_CKPT_EMAGIC;
+    goto done;
+  }
+  if (hn < sizeof h) {
+    snprintf(err, errlen, "%s: truncated: %llu bytes, less than the %d-byte header", path,
+             (unsigned long long)fsize, CG_CKPT_HEADER_BYTES);
+    st = CG_CKPT_ETRUNC;
+    goto done;
+  }
+  cg_ckpt_info_t in;
+  decode_header(h, &in);
+  if (in.version != CG_CKPT_VERSION || get_u32(h + 12) != CG_CKPT_HEADER_BYTES) {
+    snprintf(err, errlen, "%s: format version %u (header %u bytes); this build reads version %d",
+             path, in.version, get_u32(h + 12), CG_CKPT_VERSION);
+    st = CG_CKPT_EVERSION;
+    goto done;
+  }
+  const uint32_t hcrc = cg_crc32(0, h, 252);
+  if (hcrc != get_u32(h + 252)) {
+    snprintf(err, errlen, "%s: corrupt: header CRC mismatch (stored %08x, computed %08x)", path,
+             get_u32(h + 252), hcrc);
+    st = CG_CKPT_ECORRUPT;
+    goto done;
+  }
+  if (want && !shape_eq(&in.shape, want)) {
+    char a[160], b[160];
+    cg_ckpt_shape_str(&in.shape, a, sizeof a);
+    cg_ckpt_shape_str(want, b, sizeof b);
+    snprintf(err, errlen, "%s: another model shape: the checkpoint has %s; this run has %s", path,
+             a, b);
+    st = CG_CKPT_ESHAPE;
+    goto done;
+  }
+  if (in.payload_bytes != 3 * in.shape.nparams * sizeof(float) || in.step < 0 || in.epoch < 0 ||
+      in.epoch_samples < 0 || in.steps_per_epoch < 1 || in.train_samples < 1 ||
+      in.epoch_samples > in.train_samples || in.ranks < 1 || in.batch < 1 || in.opt_t < 0 ||
+      !(in.loss_scale > 0)) {
+    snprintf(err, errlen, "%s: corrupt: inconsistent header (payload %llu bytes for %llu "
+             "parameters, step %lld)", path, (unsigned long long)in.payload_bytes,
+             (unsigned long long)in.shape.nparams, (long long)in.step);
+    st = CG_CKPT_ECORRUPT;
+    goto done;
+  }
+  const uint64_t want_size = CG_CKPT_HEADER_BYTES + in.payload_bytes;
+  if (fsize < want_size) {
+    snprintf(err, errlen, "%s: truncated: the file is %llu bytes, its header says %llu", path,
+             (unsigned long long)fsize, (unsigned long long)want_size);
+    st = CG_CKPT_ETRUNC;
+    goto done;
+  }
+  if (fsize > want_size) {
+    snprintf(err, errlen, "%s: corrupt: the file is %llu bytes, longer than the %llu its header "
+             "says", path, (unsigned long long)fsize, (unsigned long long)want_size);
+    st = CG_CKPT_ECORRUPT;
+    goto done;
+  }
+  /* The payload, streamed through the CRC (into the caller's arrays when given). */
+  const size_t np = (size_t)in.shape.nparams;
+  float *dst[3] = {params, m, v};
+  if (!params) buf = cg_malloc(sizeof(float) * CHUNK_FLOATS, "checkpoint read buffer");
+  uint32_t crc = 0;
+  for (int a = 0; a < 3; a++) {
+    for (size_t off = 0; off < np; off += CHUNK_FLOATS) {
+      size_t k = np - off < CHUNK_FLOATS ? np - off : CHUNK_FLOATS;
+      float *p = dst[a] ? dst[a] + off : buf;
+      if (fread(p, sizeof(float), k, f) != k) {
+        snprintf(err, errlen, "%s: read error in the payload: %s", path,
+                 ferror(f) ? strerror(errno) : "unexpected end of file");
+        st = feof(f) ? CG_CKPT_ETRUNC : CG_CKPT_EIO;
+        goto done;
+      }
+      crc = cg_crc32(crc, p, k * sizeof(float));
+    }
+  }
+  if (crc != in.payload_crc) {
+    snprintf(err, errlen, "%s: corrupt: payload CRC mismatch (stored %08x, computed %08x)", path,
+             in.payload_crc, crc);
+    st = CG_CKPT_ECORRUPT;
+    goto done;
+  }
+  if (info) *info = in;
+  st = CG_CKPT_OK;
+done:
+  free(buf);
+  fclose(f);
+  return st;
+}
+
+int cg_ckpt_find(const char *dir, const cg_ckpt_shape_t *want, cg_ckpt_info_t *info,
+                 float *params, float *m, float *v, char *path, size_t pathlen,
+                 void (*report)(void *ctx, const char *line), void *ctx, char *err,
+                 size_t errlen) {
+  char **paths;
+  int64_t *steps;
+  int n;
+  if (cg_ckpt_list(dir, &paths, &steps, &n, err, errlen) != 0) return -1;
+  int rc = n ? -1 : 1;
+  for (int i = 0; i < n && rc != 0; i++) {
+    char why[1024];
+    cg_ckpt_status_t st = cg_ckpt_read(paths[i], want, info, params, m, v, why, sizeof why);
+    if (st == CG_CKPT_OK) {
+      snprintf(path, pathlen, "%s", paths[i]);
+      rc = 0;
+    } else if (report) {
+      char line[1200];
+      snprintf(line, sizeof line, "skipping checkpoint %s%s", why,
+               i + 1 < n ? "; trying the next older one" : "");
+      report(ctx, line);
+    }
+  }
+  if (rc == 1) snprintf(err, errlen, "%s holds no checkpoint (ckpt-*.cgck)", dir);
+  else if (rc < 0) snprintf(err, errlen, "%s: none of its %d checkpoint(s) is valid", dir, n);
+  cg_ckpt_list_free(paths, steps, n);
+  return rc;
+}
+
+/* ---- inspect ----------------------------------------------------------------------------- */
+
+static void print_info(const char *path, const cg_ckpt_info_t *in) {
+  char shape[160], when[64] = "?";
+  cg_ckpt_shape_str(&in->shape, shape, sizeof shape);
+  time_t t = (time_t)in->unix_time;
+  struct tm tmv;
+  if (gmtime_r(&t, &tmv)) strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S UTC", &tmv);
+  const int64_t global = (int64_t)in->ranks * in->batch;
+  printf("file:          %s\n", path);
+  printf("format:        cogpu-dist checkpoint, version %u, %d-byte header (CRC ok)\n",
+         in->version, CG_CKPT_HEADER_BYTES);
+  printf("model:         UNet %s\n", shape);
+  printf("precision:     %s (of the run that wrote it)\n", precision_str(in->precision));
+  printf("step:          %lld completed; next: epoch %lld, %lld of its %lld samples trained\n",
+         (long long)in->step, (long long)in->epoch, (long long)in->epoch_samples,
+         (long long)in->train_samples);
+  printf("written by:    %d rank(s) x batch %d (global batch %lld, %lld steps per epoch), "
+         "seed %llu\n",
+         in->ranks, in->batch, (long long)global, (long long)in->steps_per_epoch,
+         (unsigned long long)in->seed);
+  printf("optimizer:     AdamW t %lld, last lr %g, planned total %lld steps\n",
+         (long long)in->opt_t, in->lr, (long long)in->total_steps);
+  printf("loss scaler:   scale %g, %lld clean steps since the last change, %lld steps skipped\n",
+         (double)in->loss_scale, (long long)in->scale_good_steps, (long long)in->skipped_steps);
+  printf("written:       %s\n", when);
+  printf("payload:       %llu bytes (params, AdamW m, AdamW v), CRC %08x ok\n",
+         (unsigned long long)in->payload_bytes, in->payload_crc);
+}
+
+int cg_ckpt_inspect_main(int argc, char **argv) {
+  if (argc != 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+    FILE *o = argc == 2 ? stdout : stderr;
+    fprintf(o, "usage: cogpu-dist inspect FILE|DIR\n\n"
+               "Prints a checkpoint's header and verifies its CRCs (exit 0 valid, 1 not). For a\n"
+               "directory, lists its checkpoints newest first with their verdict and says which\n"
+               "one `train --resume` would load (exit 0 when one is usable).\n");
+    return argc == 2 ? 0 : CG_EXIT_USAGE;
+  }
+  const char *arg = argv[1];
+  struct stat sb;
+  if (stat(arg, &sb) != 0) {
+    fprintf(stderr, "cogpu-dist inspect: error: %s: %s\n", arg, strerror(errno));
+    return CG_EXIT_USAGE;
+  }
+  char err[1024];
+  if (!S_ISDIR(sb.st_mode)) {
+    cg_ckpt_info_t in;
+    cg_ckpt_status_t st = cg_ckpt_read(arg, NULL, &in, NULL, NULL, NULL, err, sizeof err);
+    if (st != CG_CKPT_OK) {
+      printf("file:          %s\nverdict:       INVALID: %s\n", arg, err);
+      return 1;
+    }
+    print_info(arg, &in);
+    printf("verdict:       valid\n");
+    return 0;
+  }
+  char **paths;
+  int64_t *steps;
+  int n;
+  if (cg_ckpt_list(arg, &paths, &steps, &n, err, sizeof err) != 0) {
+    fprintf(stderr, "cogpu-dist inspect: error: %s\n", err);
+    return CG_EXIT_USAGE;
+  }
+  int chosen = -1;
+  printf("%s: %d checkpoint(s), newest first\n", arg, n);
+  for (int i = 0; i < n; i++) {
+    cg_ckpt_info_t in;
+    cg_ckpt_status_t st = cg_ckpt_read(paths[i], NULL, &in, NULL, NULL, NULL, err, sizeof err);
+    if (st == CG_CKPT_OK) {
+      char shape[160];
+      cg_ckpt_shape_str(&in.shape, shape, sizeof shape);
+      printf("  step %-10lld valid    %s (%s)\n", (long long)steps[i], paths[i], shape);
+      if (chosen < 0) chosen = i;
+    } else {
+      printf("  step %-10lld INVALID  %s\n", (long long)steps[i], err);
+    }
+  }
+  if (chosen >= 0)
+    printf("--resume would load %s (it also skips checkpoints of another model shape)\n",
+           paths[chosen]);
+  else printf("--resume would find no valid checkpoint here\n");
+  cg_ckpt_list_free(paths, steps, n);
+  return chosen >= 0 ? 0 : 1;
+}

@@ -1,0 +1,141 @@
+/* ckpt.h: training checkpoints — format, atomic writes with rotation, the newest-valid scan,
+ * loading and `cogpu-dist inspect`.
+ *
+ * A checkpoint holds everything a run needs to continue as if it had never stopped: the fp32
+ * master weights, the AdamW moments and step count, the fp16 loss-scaler state, and the
+ * position in the data stream. There is no RNG state to save beyond the seed: every random
+ * decision (shuffle, flips, crops) is a pure function of (seed, epoch, sample index), so the
+ * position (epoch, samples of that epoch already trained) is the whole state of the sampler.
+ *
+ * File layout (integers little-endian, offsets in bytes):
+ *   header, 256 bytes
+ *     0  char[8] magic            "CGCKPT\r\n"
+ *     8  u32     version          1
+ *    12  u32     header_bytes     256
+ *    16  u32     in_c, base, depth, height, width   the model shape (5 x u32, to 36)
+ *    36  u32     precision        cg_precision_t of the writing run
+ *    40  u64     nparams
+ *    48  i64     step             training steps completed (the next step to run, 0-based)
+ *    56  i64     epoch            epoch of that next step
+ *    64  i64     epoch_samples    samples of that epoch already trained
+ *    72  i64     steps_per_epoch  of the writing run
+ *    80  i64     train_samples    size of the training set
+ *    88  u32     ranks, batch     of the writing run (global batch = ranks x batch)
+ *    96  u64     seed
+ *   104  i64     opt_t            AdamW steps taken (the bias-correction count)
+ *   112  i64     total_steps      the writing run's planned length (learning-rate schedule)
+ *   120  f32     loss_scale       fp16 dynamic loss scale (1 for other precisions)
+ *   124  u32     reserved         0
+ *   128  i64     scale_good_steps clean steps since the scale last changed
+ *   136  i64     skipped_steps    fp16 steps skipped so far (inf/NaN gradients)
+ *   144  f64     lr               learning rate of the last step (informative)
+ *   152  i64     unix_time        when it was written (informative)
+ *   160  u64     payload_bytes    3 x nparams x 4
+ *   168  u32     payload_crc      CRC32 of the payload
+ *   172  ...     reserved, zero, up to 252
+ *   252  u32     header_crc       CRC32 of bytes [0, 252)
+ *   payload at 256: params, AdamW m, AdamW v (nparams little-endian f32 each, model.h layout)
+ *
+ * Files are DIR/ckpt-<step, 10 digits>.cgck. A write goes to a temporary file in DIR (mkstemp),
+ * is fsynced, renamed over the final name and the directory is fsynced: a file with the final
+ * name is always complete, and a failed write (full disk, unwritable directory) leaves every
+ * existing checkpoint as it was. After a successful write, rotation removes all but the `keep`
+ * newest, and any checkpoint of a later step than the one written (left by an abandoned run
+ * that this one resumed before: the directory holds one line of history).
+ *
+ * Return values: 0 success, -1 with a one-line message in err that names the file. Nothing here
+ * aborts or uses MPI: the trainer calls these on rank 0 and shares the verdict. */
+#ifndef CG_CKPT_H
+#define CG_CKPT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define CG_CKPT_MAGIC "CGCKPT\r\n"
+#define CG_CKPT_VERSION 1
+#define CG_CKPT_HEADER_BYTES 256
+
+/* The model a checkpoint belongs to; two shapes are compatible when every field is equal. */
+typedef struct {
+  int in_c, base, depth, height, width;
+  uint64_t nparams;
+} cg_ckpt_shape_t;
+
+typedef struct {
+  cg_ckpt_shape_t shape;
+  int precision;
+  int64_t step, epoch, epoch_samples, steps_per_epoch, train_samples;
+  int ranks, batch;
+  uint64_t seed;
+  int64_t opt_t, total_steps;
+  float loss_scale;
+  int64_t scale_good_steps, skipped_steps;
+  double lr;
+  int64_t unix_time;
+  /* filled by the reader */
+  uint32_t version;
+  uint64_t payload_bytes;
+  uint32_t payload_crc;
+} cg_ckpt_info_t;
+
+/* What the reader found wrong (or CG_CKPT_OK). */
+typedef enum {
+  CG_CKPT_OK = 0,
+  CG_CKPT_EIO,       /* cannot open or read */
+  CG_CKPT_EMAGIC,    /* not a checkpoint */
+  CG_CKPT_EVERSION,  /* a format version this build does not read */
+  CG_CKPT_ECORRUPT,  /* header or payload CRC mismatch, inconsistent header */
+  CG_CKPT_ETRUNC,    /* shorter (or longer) than its header says */
+  CG_CKPT_ESHAPE     /* another model shape */
+} cg_ckpt_status_t;
+
+/* "in 5, base 4, depth 2, 32x32, 1234 parameters" */
+void cg_ckpt_shape_str(const cg_ckpt_shape_t *s, char *buf, size_t len);
+
+/* DIR/ckpt-<step>.cgck into buf. */
+void cg_ckpt_path(const char *dir, int64_t step, char *buf, size_t len);
+
+/* Creates dir (and missing parents) if needed and checks that a file can be created in it
+ * (a probe file is created and removed: permission bits alone say nothing to root). */
+int cg_ckpt_prepare_dir(const char *dir, char *err, size_t errlen);
+
+/* Writes the checkpoint of info->step to DIR atomically, then rotates (see above). params, m,
+ * v: info->shape.nparams floats each. path (optional) receives the file's name. On failure the
+ * temporary file is removed and nothing else in DIR changes. A failed rotation (a file that
+ * cannot be removed) is not an error: the new checkpoint is in place. */
+int cg_ckpt_write(const char *dir, const cg_ckpt_info_t *info, const float *params,
+                  const float *m, const float *v, int keep, char *path, size_t pathlen,
+                  char *err, size_t errlen);
+
+/* Reads and verifies path. want (optional): the shape the caller needs; another shape is
+ * CG_CKPT_ESHAPE with both shapes in err. params, m, v: want->nparams floats each, or all NULL
+ * to verify only (the payload is streamed through the CRC). On any status but CG_CKPT_OK the
+ * arrays hold garbage. info (optional) gets the header once it has been verified. */
+cg_ckpt_status_t cg_ckpt_read(const char *path, const cg_ckpt_shape_t *want,
+                              cg_ckpt_info_t *info, float *params, float *m, float *v,
+                              char *err, size_t errlen);
+
+/* Checkpoint files of dir (by name only, not verified), newest step first. *paths and *steps
+ * are malloc'd arrays of *n entries (each path malloc'd); free with cg_ckpt_list_free.
+ * A missing directory is an empty list; -1 only when it cannot be read. */
+int cg_ckpt_list(const char *dir, char ***paths, int64_t **steps, int *n, char *err,
+                 size_t errlen);
+void cg_ckpt_list_free(char **paths, int64_t *steps, int n);
+
+/* Loads the newest valid checkpoint of dir: files are tried newest first; each one rejected
+ * (truncated, corrupt, wrong magic, another shape...) is passed to report (one line naming the
+ * file and why; report may be NULL) and the next older one is tried. Returns 0 with the chosen
+ * file in path, 1 when dir holds no checkpoint file at all, -1 when none of them is valid (err
+ * then says how many were tried). Arrays as for cg_ckpt_read (not NULL here). */
+int cg_ckpt_find(const char *dir, const cg_ckpt_shape_t *want, cg_ckpt_info_t *info,
+                 float *params, float *m, float *v, char *path, size_t pathlen,
+                 void (*report)(void *ctx, const char *line), void *ctx, char *err,
+                 size_t errlen);
+
+/* `cogpu-dist inspect FILE|DIR`: prints the header of FILE and verifies its CRCs, or for a
+ * directory each checkpoint's step and verdict, newest first, and which one --resume would
+ * use. Returns the process exit code: 0 all valid / one usable, 1 invalid, 2 usage. */
+int cg_ckpt_inspect_main(int argc, char **argv);
+
+#endif

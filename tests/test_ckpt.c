@@ -1,0 +1,302 @@
+/* test_ckpt.c: checkpoint files — a round trip keeps every bit; a flipped payload byte, a flipped
+ * header byte, a file cut in half, a wrong magic and another model shape are each rejected with
+ * the right message, and the scan falls back to the next older valid file; rotation keeps the
+ * K newest and drops later steps of an abandoned run; a write that fails (a directory that is a
+ * file, a full disk simulated with RLIMIT_FSIZE, which binds root too) leaves the previous
+ * checkpoint intact and no temporary file behind. */
+#include <dirent.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "ckpt.h"
+#include "testutil.h"
+
+#define NP 1000
+
+static char g_dir[256];
+
+static cg_ckpt_shape_t shape(void) {
+  cg_ckpt_shape_t s = {5, 4, 2, 32, 32, NP};
+  return s;
+}
+
+static cg_ckpt_info_t info_at(int64_t step) {
+  cg_ckpt_info_t in;
+  memset(&in, 0, sizeof in);
+  in.shape = shape();
+  in.precision = 0;
+  in.step = step;
+  in.steps_per_epoch = 13;
+  in.epoch = step / 13;
+  in.epoch_samples = (step % 13) * 8;
+  in.train_samples = 100;
+  in.ranks = 2;
+  in.batch = 4;
+  in.seed = 7;
+  in.opt_t = step;
+  in.total_steps = 100;
+  in.loss_scale = 1024.0f;
+  in.scale_good_steps = 17;
+  in.skipped_steps = 3;
+  in.lr = 1e-3;
+  in.unix_time = 1700000000;
+  return in;
+}
+
+static void fill(float *p, float *m, float *v, int64_t step) {
+  cg_test_fill(p, NP, -1, 1, 100 + (uint64_t)step);
+  cg_test_fill(m, NP, -1e-3f, 1e-3f, 200 + (uint64_t)step);
+  cg_test_fill(v, NP, 0, 1e-6f, 300 + (uint64_t)step);
+}
+
+static int write_step(int64_t step, int keep) {
+  float p[NP], m[NP], v[NP];
+  fill(p, m, v, step);
+  cg_ckpt_info_t in = info_at(step);
+  char err[1024], path[512];
+  int rc = cg_ckpt_write(g_dir, &in, p, m, v, keep, path, sizeof path, err, sizeof err);
+  if (rc) printf("write of step %lld failed: %s\n", (long long)step, err);
+  return rc;
+}
+
+static int count_files(const char *prefix) {
+  DIR *d = opendir(g_dir);
+  int n = 0;
+  struct dirent *de;
+  while (d && (de = readdir(d)) != NULL)
+    if (!strncmp(de->d_name, prefix, strlen(prefix))) n++;
+  if (d) closedir(d);
+  return n;
+}
+
+static void flip_byte(const char *path, long off) {
+  FILE *f = fopen(path, "r+b");
+  CG_TEST_CHECK(f != NULL, "open %s", path);
+  if (!f) return;
+  fseek(f, off, SEEK_SET);
+  int c = fgetc(f);
+  fseek(f, off, SEEK_SET);
+  fputc(c ^ 0x10, f);
+  fclose(f);
+}
+
+static void cut_half(const char *path) {
+  struct stat st;
+  stat(path, &st);
+  CG_TEST_CHECK(truncate(path, st.st_size / 2) == 0, "truncate %s", path);
+}
+
+/* reads path and checks the status and that the message contains want */
+static void expect(const char *name, const char *path, const cg_ckpt_shape_t *want,
+                   cg_ckpt_status_t st_want, const char *msg_want) {
+  float p[NP], m[NP], v[NP];
+  char err[1024] = "";
+  cg_ckpt_info_t in;
+  cg_ckpt_status_t st = cg_ckpt_read(path, want, &in, want ? p : NULL, want ? m : NULL,
+                                     want ? v : NULL, err, sizeof err);
+  CG_TEST_CHECK(st == st_want, "%s: status %d, want %d (%s)", name, (int)st, (int)st_want, err);
+  CG_TEST_CHECK(strstr(err, msg_want) != NULL && strstr(err, path) != NULL,
+                "%s: message '%s' lacks '%s' or the file name", name, err, msg_want);
+  if (st == st_want && strstr(err, msg_want)) printf("PASS %s: %s\n", name, err);
+}
+
+static void report(void *ctx, const char *line) {
+  int *n = ctx;
+  (*n)++;
+  printf("  scan: %s\n", line);
+}
+
+int main(void) {
+  snprintf(g_dir, sizeof g_dir, "/tmp/cg_test_ckpt.XXXXXX");
+  if (!mkdtemp(g_dir)) {
+    perror("mkdtemp");
+    return 1;
+  }
+  char err[1024], path[512];
+  const cg_ckpt_shape_t want = shape();
+
+  /* ---- round trip ---- */
+  CG_TEST_CHECK(write_step(10, 5) == 0, "write step 10");
+  {
+    float p[NP], m[NP], v[NP], p0[NP], m0[NP], v0[NP];
+    fill(p0, m0, v0, 10);
+    cg_ckpt_info_t in, ref = info_at(10);
+    cg_ckpt_path(g_dir, 10, path, sizeof path);
+    cg_ckpt_status_t st = cg_ckpt_read(path, &want, &in, p, m, v, err, sizeof err);
+    CG_TEST_CHECK(st == CG_CKPT_OK, "read back: %s", err);
+    CG_TEST_CHECK(!memcmp(p, p0, sizeof p) && !memcmp(m, m0, sizeof m) && !memcmp(v, v0, sizeof v),
+                  "payload differs after the round trip");
+    CG_TEST_CHECK(in.step == 10 && in.epoch == ref.epoch && in.epoch_samples == ref.epoch_samples &&
+                      in.ranks == 2 && in.batch == 4 && in.seed == 7 && in.opt_t == 10 &&
+                      in.total_steps == 100 && in.loss_scale == 1024.0f &&
+                      in.scale_good_steps == 17 && in.skipped_steps == 3 && in.lr == 1e-3 &&
+                      in.unix_time == 1700000000 && in.version == CG_CKPT_VERSION,
+                  "header fields differ after the round trip");
+    if (st == CG_CKPT_OK) printf("PASS round trip: header and %d x 3 floats bit for bit\n", NP);
+    CG_TEST_CHECK(count_files(".ckpt-") == 0, "a temporary file was left");
+  }
+
+  /* ---- each kind of damage, on its own copy ---- */
+  CG_TEST_CHECK(write_step(20, 5) == 0 && write_step(30, 5) == 0 && write_step(40, 5) == 0 &&
+                    write_step(50, 5) == 0,
+                "writes");
+  char p20[512], p30[512], p40[512], p50[512];
+  cg_ckpt_path(g_dir, 20, p20, sizeof p20);
+  cg_ckpt_path(g_dir, 30, p30, sizeof p30);
+  cg_ckpt_path(g_dir, 40, p40, sizeof p40);
+  cg_ckpt_path(g_dir, 50, p50, sizeof p50);
+  flip_byte(p50, CG_CKPT_HEADER_BYTES + 1234); /* payload */
+  expect("payload byte flipped", p50, &want, CG_CKPT_ECORRUPT, "payload CRC mismatch");
+  flip_byte(p40, 50); /* header: the step */
+  expect("header byte flipped", p40, &want, CG_CKPT_ECORRUPT, "header CRC mismatch");
+  cut_half(p30);
+  expect("cut in half", p30, &want, CG_CKPT_ETRUNC, "truncated");
+  {
+    char p60[512];
+    CG_TEST_CHECK(write_step(60, 10) == 0, "write 60");
+    cg_ckpt_path(g_dir, 60, p60, sizeof p60);
+    flip_byte(p60, 0);
+    expect("wrong magic", p60, &want, CG_CKPT_EMAGIC, "bad magic");
+    /* a file that is no checkpoint at all, shorter than a header */
+    FILE *f = fopen(p60, "wb");
+    fputs("hello", f);
+    fclose(f);
+    expect("short foreign file", p60, &want, CG_CKPT_EMAGIC, "bad magic");
+    f = fopen(p60, "wb");
+    fputs(CG_CKPT_MAGIC "and then nothing", f);
+    fclose(f);
+    expect("header cut short", p60, &want, CG_CKPT_ETRUNC, "less than the 256-byte header");
+  }
+  {
+    cg_ckpt_shape_t other = want;
+    other.base = 8;
+    other.nparams = 4 * NP;
+    expect("another model shape", p20, &other, CG_CKPT_ESHAPE,
+           "the checkpoint has in 5, base 4, depth 2, 32x32, 1000 parameters; this run has in 5, "
+           "base 8, depth 2, 32x32, 4000 parameters");
+  }
+  expect("verify-only reader sees the same damage", p50, NULL, CG_CKPT_ECORRUPT, "payload CRC");
+
+  /* ---- newest-valid scan: 60 (foreign), 50 (payload), 40 (header), 30 (cut) -> 20 ---- */
+  {
+    float p[NP], m[NP], v[NP];
+    int rejected = 0;
+    cg_ckpt_info_t in;
+    int rc = cg_ckpt_find(g_dir, &want, &in, p, m, v, path, sizeof path, report, &rejected, err,
+                          sizeof err);
+    CG_TEST_CHECK(rc == 0 && in.step == 20 && !strcmp(path, p20) && rejected == 4,
+                  "scan: rc %d, step %lld, %s, %d rejected (%s)", rc, (long long)in.step, path,
+                  rejected, err);
+    float p0[NP], m0[NP], v0[NP];
+    fill(p0, m0, v0, 20);
+    CG_TEST_CHECK(rc == 0 && !memcmp(p, p0, sizeof p) && !memcmp(v, v0, sizeof v),
+                  "scan: the payload is not step 20's");
+    if (rc == 0 && in.step == 20 && rejected == 4)
+      printf("PASS newest-valid scan: 4 damaged files reported, step 20 loaded\n");
+    /* another shape everywhere: nothing usable, and the message says how many were tried */
+    cg_ckpt_shape_t other = want;
+    other.depth = 3;
+    rejected = 0;
+    rc = cg_ckpt_find(g_dir, &other, &in, p, m, v, path, sizeof path, report, &rejected, err,
+                      sizeof err);
+    CG_TEST_CHECK(rc == -1 && strstr(err, "none of its 6 checkpoint(s) is valid"),
+                  "scan of another shape: rc %d (%s)", rc, err);
+    if (rc == -1) printf("PASS scan with no usable file: %s\n", err);
+    char empty[300];
+    snprintf(empty, sizeof empty, "%s/empty", g_dir);
+    mkdir(empty, 0777);
+    rc = cg_ckpt_find(empty, &want, &in, p, m, v, path, sizeof path, NULL, NULL, err, sizeof err);
+    CG_TEST_CHECK(rc == 1, "empty directory: rc %d (%s)", rc, err);
+    rmdir(empty);
+  }
+
+  /* ---- rotation: keep 3 newest; later steps of an abandoned run go ---- */
+  {
+    CG_TEST_CHECK(write_step(70, 3) == 0, "write 70");
+    char **paths;
+    int64_t *steps;
+    int n;
+    cg_ckpt_list(g_dir, &paths, &steps, &n, err, sizeof err);
+    CG_TEST_CHECK(n == 3 && steps[0] == 70 && steps[1] == 60 && steps[2] == 50,
+                  "keep 3: %d files, newest %lld", n, n ? (long long)steps[0] : -1LL);
+    cg_ckpt_list_free(paths, steps, n);
+    CG_TEST_CHECK(write_step(55, 3) == 0, "write 55 (a run resumed from 50)");
+    cg_ckpt_list(g_dir, &paths, &steps, &n, err, sizeof err);
+    CG_TEST_CHECK(n == 2 && steps[0] == 55 && steps[1] == 50,
+                  "after resuming at 50 and writing 55: %d files, newest %lld", n,
+                  n ? (long long)steps[0] : -1LL);
+    cg_ckpt_list_free(paths, steps, n);
+    printf("PASS rotation: keeps the 3 newest; a resumed run's write drops the later steps\n");
+  }
+
+  /* ---- failed writes leave the previous checkpoint intact ---- */
+  CG_TEST_CHECK(write_step(80, 3) == 0, "write 80");
+  char p80[512];
+  cg_ckpt_path(g_dir, 80, p80, sizeof p80);
+  {
+    /* a "directory" that is a regular file: no permission bits involved, so it fails for root */
+    char notdir[400];
+    snprintf(notdir, sizeof notdir, "%s/ckpt-0000000080.cgck", g_dir);
+    float p[NP], m[NP], v[NP];
+    fill(p, m, v, 90);
+    cg_ckpt_info_t in = info_at(90);
+    int rc = cg_ckpt_write(notdir, &in, p, m, v, 3, path, sizeof path, err, sizeof err);
+    CG_TEST_CHECK(rc == -1 && strstr(err, "cannot create a temporary file"),
+                  "write into a file: rc %d (%s)", rc, err);
+    rc = cg_ckpt_prepare_dir(notdir, err, sizeof err);
+    CG_TEST_CHECK(rc == -1 && strstr(err, "Not a directory"), "prepare_dir: %s", err);
+    if (rc == -1) printf("PASS unwritable directory: %s\n", err);
+  }
+  {
+    /* a full disk: writes past 4 KiB fail with EFBIG (SIGXFSZ ignored), root included */
+    signal(SIGXFSZ, SIG_IGN);
+    struct rlimit old, lim;
+    getrlimit(RLIMIT_FSIZE, &old);
+    lim = old;
+    lim.rlim_cur = 4096;
+    CG_TEST_CHECK(setrlimit(RLIMIT_FSIZE, &lim) == 0, "setrlimit: %s", strerror(errno));
+    float p[NP], m[NP], v[NP];
+    fill(p, m, v, 90);
+    cg_ckpt_info_t in = info_at(90);
+    int rc = cg_ckpt_write(g_dir, &in, p, m, v, 1, path, sizeof path, err, sizeof err);
+    setrlimit(RLIMIT_FSIZE, &old);
+    CG_TEST_CHECK(rc == -1 && strstr(err, "write failed"), "full disk: rc %d (%s)", rc, err);
+    if (rc == -1) printf("PASS full disk: %s\n", err);
+  }
+  {
+    cg_ckpt_info_t in;
+    float p[NP], m[NP], v[NP], p0[NP], m0[NP], v0[NP];
+    fill(p0, m0, v0, 80);
+    cg_ckpt_status_t st = cg_ckpt_read(p80, &want, &in, p, m, v, err, sizeof err);
+    char p90[512];
+    cg_ckpt_path(g_dir, 90, p90, sizeof p90);
+    CG_TEST_CHECK(st == CG_CKPT_OK && in.step == 80 && !memcmp(p, p0, sizeof p),
+                  "the previous checkpoint changed: %s", err);
+    CG_TEST_CHECK(access(p90, F_OK) != 0, "a partial ckpt-90 exists");
+    CG_TEST_CHECK(count_files(".ckpt-") == 0, "a temporary file was left");
+    char **paths;
+    int64_t *steps;
+    int n;
+    cg_ckpt_list(g_dir, &paths, &steps, &n, err, sizeof err);
+    CG_TEST_CHECK(n == 3, "the failed writes removed files: %d left", n);
+    cg_ckpt_list_free(paths, steps, n);
+    if (st == CG_CKPT_OK) printf("PASS after the failed writes: step 80 intact, no partial file\n");
+  }
+
+  /* clean up */
+  char **paths;
+  int64_t *steps;
+  int n;
+  if (cg_ckpt_list(g_dir, &paths, &steps, &n, err, sizeof err) == 0) {
+    for (int i = 0; i < n; i++) unlink(paths[i]);
+    cg_ckpt_list_free(paths, steps, n);
+  }
+  rmdir(g_dir);
+  return cg_test_done("test_ckpt");
+}

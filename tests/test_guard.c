@@ -1,0 +1,162 @@
+/* test_guard.c: the guard without MPI — the step-health verdicts (fp16 skips counted, too many
+ * in a row fatal, a NaN loss fatal without loss scaling), the first stop signal recorded, a
+ * second one ending the process at once with 128 + signal, and the watchdog ending a process
+ * whose loop stopped beating, with a message naming the step, the phase and the table. The
+ * process-ending cases run in forked children. */
+#include <signal.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "guard.h"
+#include "log.h"
+#include "testutil.h"
+
+/* Runs fn in a child with stderr captured; returns the wait status, the text in out. */
+static int in_child(void (*fn)(void), char *out, size_t len, double *secs) {
+  int fd[2];
+  if (pipe(fd)) return -1;
+  fflush(NULL); /* or the child repeats what is buffered */
+  double t0 = cg_now();
+  pid_t pid = fork();
+  if (pid == 0) {
+    close(fd[0]);
+    dup2(fd[1], STDERR_FILENO);
+    fn();
+    _exit(0);
+  }
+  close(fd[1]);
+  size_t n = 0;
+  ssize_t k;
+  while (n + 1 < len && (k = read(fd[0], out + n, len - 1 - n)) > 0) n += (size_t)k;
+  out[n] = 0;
+  close(fd[0]);
+  int st = 0;
+  waitpid(pid, &st, 0);
+  *secs = cg_now() - t0;
+  return st;
+}
+
+static void two_signals(void) {
+  cg_guard_cfg_t gc = {0, 3, 4, "testhost", NULL};
+  cg_guard_t *g = cg_guard_create(&gc);
+  cg_guard_beat(g, 42, "training step");
+  raise(SIGTERM);
+  if (cg_guard_signal(g) != SIGTERM) _exit(3);
+  raise(SIGUSR1); /* must not return */
+  _exit(4);
+}
+
+static void hung_loop(void) {
+  cg_log_set_identity(1, "testhost"); /* what comm.c sets after MPI_Init */
+  cg_guard_cfg_t gc = {0.5, 1, 3, "testhost", NULL};
+  cg_guard_t *g = cg_guard_create(&gc);
+  int64_t table[3] = {9, 9, 8};
+  cg_guard_set_table(g, table);
+  cg_guard_done(g, 10);
+  cg_guard_arm(g, 1);
+  cg_guard_beat(g, 11, "step agreement (all-reduce)");
+  sleep(5); /* a hang: the watchdog must end the process long before */
+  _exit(5);
+}
+
+static void paused_loop(void) {
+  cg_guard_cfg_t gc = {0.3, 0, 1, "testhost", NULL};
+  cg_guard_t *g = cg_guard_create(&gc);
+  cg_guard_arm(g, 1);
+  cg_guard_beat(g, 1, "training step");
+  cg_guard_arm(g, 0);
+  usleep(1200 * 1000); /* disarmed: no abort */
+  cg_guard_destroy(g);
+  _exit(0);
+}
+
+/* Phases growing to 0.4 s (each within 3 x the longest before) raise a 0.2 s limit to 1.2 s;
+ * then a real hang still ends the process. */
+static void slow_loop(void) {
+  cg_log_set_identity(0, "testhost");
+  cg_guard_cfg_t gc = {0.2, 0, 1, "testhost", NULL};
+  cg_guard_t *g = cg_guard_create(&gc);
+  cg_guard_arm(g, 1);
+  const int ms[4] = {150, 300, 400, 400};
+  for (int i = 0; i < 4; i++) {
+    usleep((useconds_t)ms[i] * 1000);
+    cg_guard_beat(g, i + 1, "training step");
+  }
+  fprintf(stderr, "slow steps survived\n");
+  sleep(5);
+  _exit(5);
+}
+
+int main(void) {
+  /* ---- health ---- */
+  cg_guard_health_t h;
+  cg_guard_health_init(&h, 1, 3); /* fp16, 3 consecutive skips tolerated */
+  CG_TEST_CHECK(cg_guard_health_step(&h, 1, 0.7, 0) == 0 && h.bad == CG_BAD_NONE, "clean step");
+  CG_TEST_CHECK(cg_guard_health_step(&h, 2, NAN, 1) == 1 && h.bad == CG_BAD_NONE,
+                "an fp16 skip with a NaN loss is counted, not fatal");
+  for (int s = 3; s <= 4; s++) cg_guard_health_step(&h, s, 1.0, 1);
+  CG_TEST_CHECK(h.skipped == 3 && h.consecutive == 3 && h.bad == CG_BAD_NONE,
+                "3 in a row tolerated: skipped %lld", (long long)h.skipped);
+  cg_guard_health_step(&h, 5, 0.6, 0); /* a clean step resets the run */
+  CG_TEST_CHECK(h.consecutive == 0 && h.skipped == 3, "reset after a clean step");
+  for (int s = 6; s <= 9; s++) cg_guard_health_step(&h, s, 1.0, 1);
+  CG_TEST_CHECK(h.bad == CG_BAD_SKIPS && h.bad_step == 9 && h.skipped == 7,
+                "the 4th skip in a row is fatal: bad %d at %lld", (int)h.bad,
+                (long long)h.bad_step);
+  cg_guard_health_step(&h, 10, NAN, 0);
+  CG_TEST_CHECK(h.bad == CG_BAD_SKIPS && h.bad_step == 9, "the first fatal step is kept");
+  cg_guard_health_init(&h, 0, 3); /* fp32 */
+  cg_guard_health_step(&h, 1, 0.7, 0);
+  cg_guard_health_step(&h, 2, INFINITY, 0);
+  CG_TEST_CHECK(h.bad == CG_BAD_NAN && h.bad_step == 2 && h.skipped == 0,
+                "fp32: an Inf loss is fatal at once");
+  printf("PASS health: fp16 skips counted (fatal after max in a row), NaN fatal without scaling\n");
+
+  /* ---- the first signal is recorded and the process goes on ---- */
+  cg_guard_cfg_t gc = {0, 0, 1, "testhost", NULL};
+  cg_guard_t *g = cg_guard_create(&gc);
+  CG_TEST_CHECK(cg_guard_signal(g) == 0, "no signal yet");
+  raise(SIGUSR1);
+  CG_TEST_CHECK(cg_guard_signal(g) == SIGUSR1, "SIGUSR1 recorded: %d", cg_guard_signal(g));
+  cg_guard_destroy(g);
+  g = cg_guard_create(&gc); /* a new guard starts clean */
+  CG_TEST_CHECK(cg_guard_signal(g) == 0, "a new guard forgets the old signal");
+  cg_guard_destroy(g);
+  printf("PASS first signal: recorded, the process goes on\n");
+
+  /* ---- a second signal ends the process at once ---- */
+  char out[4096];
+  double secs;
+  int st = in_child(two_signals, out, sizeof out, &secs);
+  CG_TEST_CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 128 + SIGUSR1,
+                "second signal: status %d (want exit %d)", st, 128 + SIGUSR1);
+  CG_TEST_CHECK(strstr(out, "[rank 3 testhost] SIGTERM received during step 42 (training step)") &&
+                    strstr(out, "second signal: exiting now"),
+                "second signal: messages: %s", out);
+  if (WIFEXITED(st) && WEXITSTATUS(st) == 128 + SIGUSR1)
+    printf("PASS second signal: exit %d at once; it said:\n%s", WEXITSTATUS(st), out);
+
+  /* ---- the watchdog ---- */
+  st = in_child(hung_loop, out, sizeof out, &secs);
+  CG_TEST_CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 1 && secs < 3,
+                "watchdog: status %d after %.1f s", st, secs);
+  CG_TEST_CHECK(strstr(out, "watchdog: no progress") && strstr(out, "at step 11 (step agreement") &&
+                    strstr(out, "0:9 1:10 2:8") && strstr(out, "[rank 1 testhost]"),
+                "watchdog message: %s", out);
+  if (WIFEXITED(st) && WEXITSTATUS(st) == 1 && secs < 3)
+    printf("PASS watchdog: a 0.5 s timeout ended the hung process after %.1f s:\n%s", secs, out);
+  st = in_child(paused_loop, out, sizeof out, &secs);
+  CG_TEST_CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "disarmed watchdog fired: %s", out);
+  st = in_child(slow_loop, out, sizeof out, &secs);
+  CG_TEST_CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 1 && strstr(out, "slow steps survived") &&
+                    strstr(out, "3 x the longest phase seen") && secs < 5,
+                "slow steps: status %d after %.1f s: %s", st, secs, out);
+  if (WIFEXITED(st) && WEXITSTATUS(st) == 1 && strstr(out, "slow steps survived"))
+    printf("PASS watchdog limit: 0.4 s phases are slow, not hung (0.2 s timeout); the hang after "
+           "them ended the process after %.1f s:\n%s", secs, out);
+  return cg_test_done("test_guard");
+}

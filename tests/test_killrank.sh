@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Failed ranks (issue 6), CPU backend, 3 ranks under mpirun:
+#  1. kill -9 of rank 1 mid-training: the job ends within --timeout-s (10 s here), non-zero, and
+#     the output names rank 1 (mpirun's "process rank 1 ... exited on signal 9" when the
+#     runtime notices first, or our watchdog's / MPI error message with the step table);
+#  2. a hung rank (SIGSTOP of rank 2: alive, holding its connections, making no progress —
+#     what mpirun cannot see): the other ranks' watchdogs end the job within --timeout-s (5 s)
+#     plus a poll period, non-zero, naming the step they are stuck at and every rank's last
+#     completed step.
+set -uo pipefail
+BIN=$1; MPIRUN="$2 --oversubscribe --bind-to none"; BUILD=$3
+T=$(mktemp -d)
+JOB=; STOPPED=
+cleanup() {
+  [ -n "$STOPPED" ] && kill -CONT "$STOPPED" 2> /dev/null
+  [ -n "$JOB" ] && kill -KILL "$JOB" 2> /dev/null
+  rm -rf "$T"
+}
+trap cleanup EXIT
+fail=0
+COMMON="train --backend cpu --model-base 4 --model-depth 2 --image-size 32 --train-samples 100
+        --val-samples 0 --progress off --threads 1 --seed 7 --batch 4 --report-every 10
+        --steps 1000000 --test-slow-rank 0 --test-slow-ms 10"
+
+rank_pid() { # rank_pid TAG RANK: the pid of that rank of the job whose command line has TAG
+  local d
+  for d in /proc/[0-9]*; do
+    tr '\0' ' ' < $d/cmdline 2> /dev/null | grep -qF -- "$1" || continue
+    if tr '\0' '\n' < $d/environ 2> /dev/null | grep -qx "OMPI_COMM_WORLD_RANK=$2"; then
+      echo "${d#/proc/}"; return 0
+    fi
+  done
+  return 1
+}
+now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
+wait_step() { # wait_step LOG N: until the log reports step N (at most 30 s)
+  local i
+  for i in $(seq 300); do
+    grep -q "^step $2/" "$1" 2> /dev/null && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
+# fault NAME RANK SIGNAL TIMEOUT: start the job, wait for step 30, signal the rank, time the end
+fault() {
+  local name=$1 rank=$2 sig=$3 tmo=$4 dir=$T/$1
+  mkdir -p $dir
+  $MPIRUN -np 3 $BIN $COMMON --timeout-s $tmo --checkpoint-dir $dir/ck > $dir/log 2>&1 &
+  JOB=$!
+  if ! wait_step $dir/log 30; then echo "FAIL $name: never reached step 30"; cat $dir/log; fail=1; return 1; fi
+  local pid; pid=$(rank_pid "$dir/ck" $rank)
+  [ -n "$pid" ] || { echo "FAIL $name: no process for rank $rank"; fail=1; return 1; }
+  local t0; t0=$(now_ms)
+  kill -$sig $pid
+  [ "$sig" = STOP ] && STOPPED=$pid
+  # the job must end by itself; the test gives up (and fails) after 3 x the timeout + 10 s
+  local limit=$(( (3 * tmo + 10) * 1000 )) rc=
+  while kill -0 $JOB 2> /dev/null; do
+    if [ $(( $(now_ms) - t0 )) -gt $limit ]; then
+      echo "FAIL $name: still running after $limit ms"; kill -CONT $pid 2> /dev/null
+      kill -KILL $JOB 2> /dev/null; fail=1; break
+    fi
+    sleep 0.1
+  done
+  wait $JOB; rc=$?
+  JOB=; STOPPED=
+  local dt=$(( $(now_ms) - t0 ))
+  echo "$name: SIG$sig to rank $rank: the job ended after $dt ms with exit code $rc"
+  grep -E "rank $rank|watchdog|exited on signal|received during|MPI_Allreduce|MPI_Allgather" $dir/log | grep -v "^rank $rank: host" | sed 's/^/  /'
+  [ $rc -ne 0 ] || { echo "FAIL $name: exit code 0"; fail=1; }
+  [ $dt -le $(( tmo * 1000 + 5000 )) ] || { echo "FAIL $name: $dt ms, over the $tmo s timeout + 5 s"; fail=1; }
+  LOG=$dir/log
+}
+
+fault kill 1 KILL 10
+if [ -n "${LOG:-}" ] && ! grep -qE "rank 1 .*exited on signal 9|rank 1 .*(killed|died)|watchdog:.*1:[0-9]" $LOG; then
+  echo "FAIL kill: rank 1 is not named"; cat $LOG; fail=1
+fi
+LOG=
+fault hang 2 STOP 5
+if [ -n "${LOG:-}" ]; then
+  grep -q "watchdog: no progress for" $LOG || { echo "FAIL hang: no watchdog message"; cat $LOG; fail=1; }
+  grep -q "last completed step of each rank as last known here (rank:step): 0:[0-9]* 1:[0-9]* 2:[0-9]*" $LOG ||
+    { echo "FAIL hang: no step table"; fail=1; }
+fi
+[ $fail -eq 0 ] && echo "test_killrank: all passed"
+exit $fail

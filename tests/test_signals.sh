@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# Stop signals (issue 6), CPU backend, 2 ranks under mpirun:
+#  1. SIGTERM to rank 1 mid-training: rank 1 says so in one line, the ranks agree at the next
+#     step boundary, a checkpoint of that step appears, the job exits 0 within 30 s with one
+#     line from rank 0; resuming from it (--resume) reaches bitwise the weights of an
+#     uninterrupted run: nothing was lost;
+#  2. SIGUSR1 (Slurm's --signal=USR1@T) to rank 0: the same, with the signal named;
+#  3. a second signal right after the first: that rank exits at once (128 + signal), the job
+#     ends non-zero promptly, and every checkpoint file left is valid (the atomic write).
+# Rank processes are found by the OMPI_COMM_WORLD_RANK of their environment among the
+# processes whose command line holds this test's temporary directory, and signalled by pid.
+set -uo pipefail
+BIN=$1; MPIRUN="$2 --oversubscribe --bind-to none"; BUILD=$3
+CMP=$BUILD/tests/cg_cmp_params
+T=$(mktemp -d)
+JOB=
+cleanup() { [ -n "$JOB" ] && kill -KILL "$JOB" 2> /dev/null; rm -rf "$T"; }
+trap cleanup EXIT
+fail=0
+STEPS=300
+COMMON="train --backend cpu --model-base 4 --model-depth 2 --image-size 32 --train-samples 100
+        --val-samples 0 --progress off --threads 1 --seed 7 --batch 4 --report-every 10"
+# A 20 ms sleep per step on rank 0 stretches the run to about 6 s (no effect on the numbers).
+SLOW="--test-slow-rank 0 --test-slow-ms 20"
+
+rank_pid() { # rank_pid TAG RANK: the pid of that rank of the job whose command line has TAG
+  local d
+  for d in /proc/[0-9]*; do
+    tr '\0' ' ' < $d/cmdline 2> /dev/null | grep -qF -- "$1" || continue
+    if tr '\0' '\n' < $d/environ 2> /dev/null | grep -qx "OMPI_COMM_WORLD_RANK=$2"; then
+      echo "${d#/proc/}"; return 0
+    fi
+  done
+  return 1
+}
+now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
+wait_step() { # wait_step LOG N: until the log reports step N (at most 30 s)
+  local i
+  for i in $(seq 300); do
+    grep -q "^step $2/" "$1" 2> /dev/null && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
+$MPIRUN -np 2 $BIN $COMMON --steps $STEPS --params-out $T/full.bin > $T/full.log 2>&1 ||
+  { echo "FAIL the uninterrupted run"; cat $T/full.log; exit 1; }
+
+# stop_case NAME RANK SIGNAL: signal one rank mid-training, expect a clean stop and a resume
+# that ends where the uninterrupted run does.
+stop_case() {
+  local name=$1 rank=$2 sig=$3 dir=$T/$1
+  mkdir -p $dir
+  $MPIRUN -np 2 $BIN $COMMON $SLOW --steps $STEPS --checkpoint-dir $dir/ck > $dir/log 2>&1 &
+  JOB=$!
+  if ! wait_step $dir/log 40; then echo "FAIL $name: never reached step 40"; cat $dir/log; fail=1; return; fi
+  local pid; pid=$(rank_pid "$dir/ck" $rank)
+  [ -n "$pid" ] || { echo "FAIL $name: no process for rank $rank"; fail=1; return; }
+  local t0; t0=$(now_ms)
+  kill -$sig $pid
+  wait $JOB; local rc=$?
+  JOB=
+  local dt=$(( $(now_ms) - t0 ))
+  echo "$name: SIG$sig to rank $rank: exit $rc after $dt ms"
+  grep -E "received during|stopped by|error" $dir/log | sed 's/^/  /'
+  [ $rc -eq 0 ] || { echo "FAIL $name: exit code $rc, want 0"; cat $dir/log; fail=1; }
+  [ $dt -lt 30000 ] || { echo "FAIL $name: took $dt ms"; fail=1; }
+  grep -q "\[rank $rank [^]]*\] SIG$sig received during step" $dir/log ||
+    { echo "FAIL $name: rank $rank did not report the signal"; fail=1; }
+  [ "$(grep -c '^stopped by' $dir/log)" -eq 1 ] || { echo "FAIL $name: want one 'stopped by' line"; fail=1; }
+  grep -q "^stopped by SIG$sig (rank $rank) after step [0-9]* of $STEPS: checkpoint .* written" $dir/log ||
+    { echo "FAIL $name: no stop line with the checkpoint"; fail=1; }
+  local stopped; stopped=$(sed -n 's/^stopped by .* after step \([0-9]*\) of.*/\1/p' $dir/log)
+  local ck; ck=$(printf "%s/ck/ckpt-%010d.cgck" $dir "${stopped:-0}")
+  $BIN inspect $ck > $dir/inspect.log || { echo "FAIL $name: $ck is not a valid checkpoint"; cat $dir/inspect.log; fail=1; }
+  # Resume to the end: nothing beyond the checkpoint (here: nothing at all) was lost.
+  $MPIRUN -np 2 $BIN $COMMON --steps $STEPS --checkpoint-dir $dir/ck --resume \
+      --params-out $dir/resumed.bin > $dir/resume.log 2>&1 ||
+    { echo "FAIL $name: resume failed"; cat $dir/resume.log; fail=1; return; }
+  grep "^resumed from" $dir/resume.log | sed 's/^/  /'
+  echo "  resumed to $STEPS vs uninterrupted:"
+  $CMP $dir/resumed.bin $T/full.bin 0 bitwise | sed 's/^/  /'
+  [ "${PIPESTATUS[0]}" -eq 0 ] || { echo "FAIL $name: the resumed weights differ"; fail=1; }
+}
+stop_case term 1 TERM
+stop_case usr1 0 USR1
+
+# ---- a second signal: exit at once ----
+dir=$T/twice; mkdir -p $dir
+$MPIRUN -np 2 $BIN $COMMON $SLOW --steps $STEPS --checkpoint-dir $dir/ck --checkpoint-every 10 \
+    > $dir/log 2>&1 &
+JOB=$!
+if wait_step $dir/log 40 && pid=$(rank_pid "$dir/ck" 1); then
+  t0=$(now_ms)
+  kill -TERM $pid; kill -USR1 $pid  # two kinds: two pending signals of one kind merge
+  wait $JOB; rc=$?
+  JOB=
+  dt=$(( $(now_ms) - t0 ))
+  echo "twice: SIGTERM then SIGUSR1 to rank 1: exit $rc after $dt ms"
+  grep -E "received during" $dir/log | sed 's/^/  /'
+  [ $rc -ne 0 ] || { echo "FAIL twice: exit code 0, want non-zero"; fail=1; }
+  [ $dt -lt 30000 ] || { echo "FAIL twice: took $dt ms"; fail=1; }
+  grep -q "second signal: exiting now" $dir/log || { echo "FAIL twice: no second-signal line"; cat $dir/log; fail=1; }
+  for f in $dir/ck/ckpt-*.cgck; do
+    $BIN inspect $f > /dev/null || { echo "FAIL twice: $f is not valid"; fail=1; }
+  done
+  echo "  checkpoints left, all valid: $(ls $dir/ck | tr '\n' ' ')"
+else
+  echo "FAIL twice: the run did not start"; cat $dir/log; fail=1
+fi
+[ $fail -eq 0 ] && echo "test_signals: all passed"
+exit $fail
