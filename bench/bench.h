@@ -21,6 +21,8 @@ int cg_bench_makepngs(int argc, char **argv, cg_comm_t *c);
 
 /* Parses "1,2,4" into at most max ints; returns the count or -1. */
 int cg_bench_parse_list(const char *s, int *out, int max);
+/* Writes the JSON line to path (if not NULL); returns 0, or 1 after a message. */
+int cg_bench_write_json(const char *path, const char *json);
 /* Median of n doubles (sorts a copy). */
 double cg_bench_median(const double *v, int n);
 

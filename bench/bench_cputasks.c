@@ -153,13 +153,7 @@ int cg_bench_cputasks(int argc, char **argv, cg_comm_t *c) {
     }
   snprintf(js + len, sizeof js - len, "]}");
   printf("JSON %s\n", js);
-  if (json_out) {
-    FILE *f = fopen(json_out, "w");
-    if (f) {
-      fprintf(f, "%s\n", js);
-      fclose(f);
-    }
-  }
+  cg_bench_write_json(json_out, js);
   cg_source_destroy(src);
   cg_topo_destroy(topo);
   return bad ? 1 : 0;

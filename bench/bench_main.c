@@ -20,6 +20,16 @@ int cg_bench_parse_list(const char *s, int *out, int max) {
   return n;
 }
 
+int cg_bench_write_json(const char *path, const char *json) {
+  if (!path) return 0;
+  FILE *f = fopen(path, "w");
+  if (!f || fprintf(f, "%s\n", json) < 0 || fclose(f) != 0) {
+    fprintf(stderr, "cogpu-bench: could not write %s\n", path);
+    return 1;
+  }
+  return 0;
+}
+
 static int cmp_d(const void *a, const void *b) {
   double x = *(const double *)a, y = *(const double *)b;
   return (x > y) - (x < y);

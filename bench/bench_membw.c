@@ -181,13 +181,7 @@ int cg_bench_membw(int argc, char **argv, cg_comm_t *c) {
   }
   snprintf(js + len, sizeof js - len, "}, \"sides\": [1024, 2048, 4096, 8192]}");
   printf("JSON %s\n", js);
-  if (json_out) {
-    FILE *f = fopen(json_out, "w");
-    if (f) {
-      fprintf(f, "%s\n", js);
-      fclose(f);
-    }
-  }
+  cg_bench_write_json(json_out, js);
   free(a);
   free(b);
 #ifdef COGPU_HAVE_CUDA

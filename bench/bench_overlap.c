@@ -109,12 +109,6 @@ int cg_bench_overlap(int argc, char **argv, cg_comm_t *c) {
   }
   snprintf(js + len, sizeof js - len, "]}");
   printf("JSON %s\n", js);
-  if (json_out) {
-    FILE *f = fopen(json_out, "w");
-    if (f) {
-      fprintf(f, "%s\n", js);
-      fclose(f);
-    }
-  }
+  cg_bench_write_json(json_out, js);
   return 0;
 }

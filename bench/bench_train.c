@@ -322,13 +322,7 @@ int cg_bench_train(int argc, char **argv, cg_comm_t *c) {
   }
   snprintf(js + len, cap - len, "]}");
   printf("JSON %s\n", js);
-  if (o.json_out) {
-    FILE *f = fopen(o.json_out, "w");
-    if (!f || fprintf(f, "%s\n", js) < 0 || fclose(f) != 0) {
-      fprintf(stderr, "cogpu-bench train: could not write %s\n", o.json_out);
-      failures++;
-    }
-  }
+  failures += cg_bench_write_json(o.json_out, js);
   free(js);
   return failures ? 1 : 0;
 }

@@ -66,6 +66,7 @@
 
 extern "C" {
 #include "backend.h"
+#include "nvtx.h"
 #include "gsync.h"
 #include "nccl_comm.h"
 }
@@ -162,6 +163,15 @@ struct cg_backend {
   cudaEvent_t ev_start[kNQ], ev_end[kNQ], ev_result[kNQ], ev_bwd_end[kNQ], ev_opt_begin[kNQ];
   cudaEvent_t ev_bucket[CG_MAX_BUCKETS], ev_bucket_host[CG_MAX_BUCKETS], ev_comm_done;
   cudaEvent_t ev_xp_begin[kNDQ], ev_xp_end[kNDQ]; /* NCCL: compute waited for comm between */
+
+  /* --trace-out: events at the edges of each stream's work, put on the host clock through a
+   * reference event whose host time was taken when it completed */
+  cudaEvent_t ev_ref, ev_h2d_start[CG_DEV_SLOTS], ev_d2h_start[kNQ];
+  cudaEvent_t ev_cb[kNDQ][CG_MAX_BUCKETS][2]; /* NCCL bucket all-reduce edges */
+  double ref_host;
+  double h2d_t0[CG_DEV_SLOTS], h2d_t1[CG_DEV_SLOTS]; /* host times of the upload's events */
+  int h2d_slot[kNQ];                                 /* the slot each step read */
+  double mpi_t[kNQ][2];                              /* MPI path: host-side reduce interval */
 
   /* per-layer profile (cfg.profile): events around each layer's forward and backward, and
    * around the input preparation, the loss and the optimizer; times summed at fetch */
@@ -733,12 +743,21 @@ int bucket_ready(cg_backend_t *b, int i) {
   const cg_buckets_t *bk = b->cfg.buckets;
   float *d = b->d_grads + bk->off[j];
   char e[sizeof b->capture_err];
+  const int tq = (int)(b->seq_submitted % kNDQ);
+  if (b->cfg.trace)
+    BODY_CUDA(b, b->capturing ? cudaEventRecordWithFlags(b->ev_cb[tq][j][0], b->s_comm,
+                                                         cudaEventRecordExternal)
+                              : cudaEventRecord(b->ev_cb[tq][j][0], b->s_comm));
   /* sum only: the loss weights (1 / global batch) already make the sum the mean */
   if (cg_nccl_allreduce_sum_f32(b->nccl, d, d, bk->len[j], b->s_comm, e, sizeof e)) {
     if (!b->capturing) cg_fatal(__FILE__, __LINE__, "cg_nccl_allreduce_sum_f32", "%s", e);
     snprintf(b->capture_err, sizeof b->capture_err, "%s", e);
     return -1;
   }
+  if (b->cfg.trace)
+    BODY_CUDA(b, b->capturing ? cudaEventRecordWithFlags(b->ev_cb[tq][j][1], b->s_comm,
+                                                         cudaEventRecordExternal)
+                              : cudaEventRecord(b->ev_cb[tq][j][1], b->s_comm));
   return b->capturing ? capture_broken(b, "ncclAllReduce") : 0;
 }
 
@@ -763,12 +782,15 @@ int grads_sync(cg_backend_t *b, int q, int dq) {
                                   bk->len[j] * sizeof(float), cudaMemcpyDeviceToHost, b->s_comm));
     CG_CHECK_CUDA(cudaEventRecord(b->ev_bucket_host[j], b->s_comm));
   }
+  b->mpi_t[q][0] = -1;
   for (int j = 0; j < bk->n; j++) {
     CG_CHECK_CUDA(cudaEventSynchronize(b->ev_bucket_host[j]));
+    if (j == 0) b->mpi_t[q][0] = cg_now();
     cg_gsync_post(gs, j, b->h_grads);
     cg_gsync_progress(gs);
   }
   const double wait = cg_gsync_wait(gs);
+  b->mpi_t[q][1] = cg_now();
   b->meta[q].comm_wait_ms = 1e3 * wait;
   b->meta[q].bytes = cg_gsync_take_bytes(gs);
   CG_CHECK_CUDA(cudaMemcpyAsync(b->d_grads, b->h_grads, b->m->nparams * sizeof(float),
@@ -849,15 +871,23 @@ int train_body(cg_backend_t *b, int slot, int dq, int q, int fault) {
                                cudaMemcpyHostToDevice, s));
   BODY_CUDA(b, cudaMemcpyAsync(b->d_grad_scale, scale_ptr(b), sizeof(float),
                                cudaMemcpyDeviceToDevice, s));
-  if (forward(b, slot)) return -1;
+  cg_nvtx_push("forward");
+  const int frc = forward(b, slot);
+  cg_nvtx_pop();
+  if (frc) return -1;
   prof_mark(b, 1, 0);
   run_loss(b, slot, dq, 1);
   prof_mark(b, 1, 1);
   if (fault) fault_nan(b->dt, b->d_dact[b->m->logits_tensor], loss_ptr(b, dq), s);
-  if (backward(b)) return -1;
+  cg_nvtx_push("backward");
+  const int brc = backward(b);
+  cg_nvtx_pop();
+  if (brc) return -1;
   if (grads_sync(b, q, dq)) return -1;
   prof_mark(b, 2, 0);
+  cg_nvtx_push("optimizer");
   const int rc = optimizer(b, dq);
+  cg_nvtx_pop();
   prof_mark(b, 2, 1);
   return rc;
 }
@@ -900,6 +930,7 @@ void capture_step(cg_backend_t *b, int slot, int dq, int q) {
 void issue_results(cg_backend_t *b, int q, int dq) {
   const size_t px = (size_t)b->n * b->m->height * b->m->width;
   CG_CHECK_CUDA(cudaStreamWaitEvent(b->s_d2h, b->ev_end[q], 0));
+  if (b->cfg.trace) CG_CHECK_CUDA(cudaEventRecord(b->ev_d2h_start[q], b->s_d2h));
   CG_CHECK_CUDA(cudaMemcpyAsync(b->h_res[q], b->d_res[dq], sizeof(result_t),
                                 cudaMemcpyDeviceToHost, b->s_d2h));
   if (!b->meta[q].metrics_dev) /* else only the counts (in the result struct) come back */
@@ -937,6 +968,17 @@ void cuda_destroy(cg_backend_t *b) {
       if (b->ev_pb[i][k]) CG_CHECK_CUDA(cudaEventDestroy(b->ev_pb[i][k]));
       if (i < 3 && b->ev_pm[i][k]) CG_CHECK_CUDA(cudaEventDestroy(b->ev_pm[i][k]));
     }
+  if (b->cfg.trace) {
+    if (b->ev_ref) CG_CHECK_CUDA(cudaEventDestroy(b->ev_ref));
+    for (int i = 0; i < CG_DEV_SLOTS; i++)
+      if (b->ev_h2d_start[i]) CG_CHECK_CUDA(cudaEventDestroy(b->ev_h2d_start[i]));
+    for (int i = 0; i < kNQ; i++)
+      if (b->ev_d2h_start[i]) CG_CHECK_CUDA(cudaEventDestroy(b->ev_d2h_start[i]));
+    for (int q = 0; q < kNDQ; q++)
+      for (int j = 0; j < CG_MAX_BUCKETS; j++)
+        for (int e = 0; e < 2; e++)
+          if (b->ev_cb[q][j][e]) CG_CHECK_CUDA(cudaEventDestroy(b->ev_cb[q][j][e]));
+  }
   cudaStream_t ss[] = {b->s_h2d, b->s_comp, b->s_comm, b->s_d2h};
   for (size_t k = 0; k < sizeof ss / sizeof ss[0]; k++)
     if (ss[k]) CG_CHECK_CUDA(cudaStreamDestroy(ss[k]));
@@ -1019,6 +1061,17 @@ int cuda_create(const cg_model_t *m, const cg_backend_cfg_t *cfg, cg_backend_t *
   b->es = cg_dtype_size(b->dt);
   b->cpad = (m->in_c + kChannelAlign - 1) / kChannelAlign * kChannelAlign;
   b->graphs_ok = cfg->cuda_graph && !cfg->gsync && cfg->fault_nan_step < 0 && !cfg->profile;
+  if (cfg->trace) {
+    CG_CHECK_CUDA(cudaEventCreate(&b->ev_ref));
+    for (int i = 0; i < CG_DEV_SLOTS; i++) CG_CHECK_CUDA(cudaEventCreate(&b->ev_h2d_start[i]));
+    for (int i = 0; i < kNQ; i++) CG_CHECK_CUDA(cudaEventCreate(&b->ev_d2h_start[i]));
+    for (int q = 0; q < kNDQ; q++)
+      for (int j = 0; j < CG_MAX_BUCKETS; j++)
+        for (int e = 0; e < 2; e++) CG_CHECK_CUDA(cudaEventCreate(&b->ev_cb[q][j][e]));
+    CG_CHECK_CUDA(cudaEventRecord(b->ev_ref, b->s_comp));
+    CG_CHECK_CUDA(cudaEventSynchronize(b->ev_ref));
+    b->ref_host = cg_now();
+  }
   if (cfg->profile)
     for (int i = 0; i < CG_MAX_LAYERS; i++)
       for (int k = 0; k < 2; k++) {
@@ -1138,6 +1191,7 @@ int cuda_upload(cg_backend_t *b, int slot, const cg_batch_t *batch) {
   const size_t ncpu = (size_t)batch->n_cpu, ndev = (size_t)(batch->n - batch->n_cpu);
   CG_CHECK_CUDA(cudaSetDevice(b->dev));
   CG_CHECK_CUDA(cudaStreamWaitEvent(b->s_h2d, b->ev_free[slot], 0));
+  if (b->cfg.trace) CG_CHECK_CUDA(cudaEventRecord(b->ev_h2d_start[slot], b->s_h2d));
   /* The split: complete inputs of the CPU's samples (20 bytes a pixel), RGB8 of the rest (3). */
   if (ncpu)
     CG_CHECK_CUDA(cudaMemcpyAsync(b->d_x[slot], batch->x, ncpu * hw * m->in_c * sizeof(float),
@@ -1178,6 +1232,7 @@ void begin_step(cg_backend_t *b, int slot, int train, int *q, int *dq) {
   mt->nccl = train && b->nccl != NULL;
   mt->comm_wait_ms = train ? 0.0 : -1.0;
   mt->metrics_dev = b->metrics_dev[slot];
+  b->h2d_slot[*q] = slot;
   mt->pred_dst = b->pred_dst[slot] ? b->pred_dst[slot] : b->h_pred[*q];
   mt->h2d = b->h2d_bytes[slot];
   mt->d2h = sizeof(result_t) + (mt->metrics_dev ? 0.0 : (double)b->n * b->m->height * b->m->width);
@@ -1245,6 +1300,41 @@ int cuda_eval_step(cg_backend_t *b, int slot) {
   return 0;
 }
 
+/* Host time of a completed event (--trace-out). */
+double ev_host(const cg_backend_t *b, cudaEvent_t ev) {
+  float ms = 0;
+  if (cudaEventElapsedTime(&ms, b->ev_ref, ev) != cudaSuccess) {
+    (void)cudaGetLastError();
+    return -1;
+  }
+  return b->ref_host + 1e-3 * ms;
+}
+
+/* Fills the stream-activity intervals of the fetched step q (after its result event). */
+void trace_times(cg_backend_t *b, int q, cg_step_out_t *out) {
+  const meta_t *mt = &b->meta[q];
+  const int slot = b->h2d_slot[q], dqf = (int)(b->seq_fetched % kNDQ);
+  out->t_h2d[0] = ev_host(b, b->ev_h2d_start[slot]);
+  out->t_h2d[1] = ev_host(b, b->ev_ready[slot]);
+  out->t_compute[0] = ev_host(b, b->ev_start[q]);
+  out->t_compute[1] = ev_host(b, b->ev_end[q]);
+  out->t_d2h[0] = ev_host(b, b->ev_d2h_start[q]);
+  out->t_d2h[1] = ev_host(b, b->ev_result[q]);
+  out->ncomm = 0;
+  if (mt->nccl) {
+    const cg_buckets_t *bk = b->cfg.buckets;
+    for (int j = 0; j < bk->n; j++) {
+      out->t_comm[j][0] = ev_host(b, b->ev_cb[dqf][j][0]);
+      out->t_comm[j][1] = ev_host(b, b->ev_cb[dqf][j][1]);
+    }
+    out->ncomm = bk->n;
+  } else if (mt->mpi && b->mpi_t[q][0] > 0) {
+    out->t_comm[0][0] = b->mpi_t[q][0];
+    out->t_comm[0][1] = b->mpi_t[q][1];
+    out->ncomm = 1;
+  }
+}
+
 int cuda_fetch(cg_backend_t *b, cg_step_out_t *out) {
   CG_ASSERT(b->seq_fetched < b->seq_submitted);
   CG_CHECK_CUDA(cudaSetDevice(b->dev));
@@ -1286,6 +1376,7 @@ int cuda_fetch(cg_backend_t *b, cg_step_out_t *out) {
   }
   out->busy_ms = busy;
   out->grad_bytes_reduced = mt->bytes;
+  if (b->cfg.trace) trace_times(b, q, out);
   b->seq_fetched++;
   return 0;
 }

@@ -12,6 +12,7 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
+#include "dtype.cuh"
 #include "head.h"
 
 namespace {
@@ -21,17 +22,6 @@ constexpr int64_t kMaxGrid = 8192; /* grid-stride loops cover the rest */
 constexpr int kTX = 32, kTY = 8;   /* pass-1 tile: columns x pixel rows */
 constexpr int kMaxChunks = 512;
 constexpr int64_t kMinChunk = 256;
-
-__device__ __forceinline__ float to_f(float x) { return x; }
-__device__ __forceinline__ float to_f(__nv_bfloat16 x) { return __bfloat162float(x); }
-__device__ __forceinline__ float to_f(__half x) { return __half2float(x); }
-
-template <typename T> __device__ __forceinline__ T from_f(float x);
-template <> __device__ __forceinline__ float from_f<float>(float x) { return x; }
-template <> __device__ __forceinline__ __nv_bfloat16 from_f<__nv_bfloat16>(float x) {
-  return __float2bfloat16_rn(x);
-}
-template <> __device__ __forceinline__ __half from_f<__half>(float x) { return __float2half_rn(x); }
 
 unsigned grid_for(int64_t n, int block) {
   int64_t g = (n + block - 1) / block;

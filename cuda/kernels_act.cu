@@ -19,6 +19,7 @@
 #include <cuda_fp16.h>
 #include <stdint.h>
 
+#include "dtype.cuh"
 #include "kernels.h"
 
 namespace {
@@ -27,19 +28,6 @@ constexpr int kBlock = 256;          /* threads per block of every kernel here *
 constexpr int64_t kMaxGrid = 8192;   /* grid-stride loops cover the rest */
 
 /* ---- element types ------------------------------------------------------------------- */
-
-__device__ __forceinline__ float to_f(float x) { return x; }
-__device__ __forceinline__ float to_f(__nv_bfloat16 x) { return __bfloat162float(x); }
-__device__ __forceinline__ float to_f(__half x) { return __half2float(x); }
-
-template <typename T> __device__ __forceinline__ T from_f(float x);
-template <> __device__ __forceinline__ float from_f<float>(float x) { return x; }
-template <> __device__ __forceinline__ __nv_bfloat16 from_f<__nv_bfloat16>(float x) {
-  return __float2bfloat16_rn(x);
-}
-template <> __device__ __forceinline__ __half from_f<__half>(float x) {
-  return __float2half_rn(x);
-}
 
 /* V consecutive elements moved as one aligned load/store (16 bytes when V = 16/sizeof(T)). */
 template <typename T, int V> struct alignas(sizeof(T) * V) pack_t {

@@ -25,6 +25,7 @@
 #include <cuda_fp16.h>
 #include <stdint.h>
 
+#include "dtype.cuh"
 #include "kernels.h"
 #include "kernels_feat.h"
 
@@ -52,15 +53,6 @@ constexpr int64_t kCChunkPix = 16384;      /* pixels per block (before the cap) 
 constexpr int kCMaxChunks = 256;           /* per sample */
 
 /* ---- element types ------------------------------------------------------------------- */
-
-template <typename T> __device__ __forceinline__ T from_f(float x);
-template <> __device__ __forceinline__ float from_f<float>(float x) { return x; }
-template <> __device__ __forceinline__ __nv_bfloat16 from_f<__nv_bfloat16>(float x) {
-  return __float2bfloat16_rn(x);
-}
-template <> __device__ __forceinline__ __half from_f<__half>(float x) {
-  return __float2half_rn(x);
-}
 
 /* One pixel's 8 channels stored at once (16 bytes for halves, two 16-byte stores for float). */
 template <typename T> struct alignas(8 * sizeof(T)) pack8_t {

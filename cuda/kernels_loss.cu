@@ -16,6 +16,7 @@
 #include <cuda_fp16.h>
 #include <stdint.h>
 
+#include "dtype.cuh"
 #include "kernels.h"
 
 namespace {
@@ -23,19 +24,6 @@ namespace {
 constexpr int kBlock = 256;        /* power of two: the reduction tree halves it */
 constexpr int kMaxChunks = 64;     /* per sample */
 constexpr int64_t kChunkPix = 4096;
-
-__device__ __forceinline__ float to_f(float x) { return x; }
-__device__ __forceinline__ float to_f(__nv_bfloat16 x) { return __bfloat162float(x); }
-__device__ __forceinline__ float to_f(__half x) { return __half2float(x); }
-
-template <typename T> __device__ __forceinline__ T from_f(float x);
-template <> __device__ __forceinline__ float from_f<float>(float x) { return x; }
-template <> __device__ __forceinline__ __nv_bfloat16 from_f<__nv_bfloat16>(float x) {
-  return __float2bfloat16_rn(x);
-}
-template <> __device__ __forceinline__ __half from_f<__half>(float x) {
-  return __float2half_rn(x);
-}
 
 /* sigmoid(z) and e = exp(-|z|), in the form of cg_cpu_loss: e never overflows. */
 __device__ __forceinline__ double sigmoid_e(double z, double *e_out) {

@@ -10,6 +10,7 @@
 #include <cuda_fp16.h>
 #include <stdint.h>
 
+#include "dtype.cuh"
 #include "kernels.h"
 
 namespace {
@@ -17,15 +18,6 @@ namespace {
 constexpr int kBlock = 256;
 constexpr int64_t kMaxGrid = 8192;
 constexpr int kGrowthInterval = 2000; /* clean steps before the loss scale doubles */
-
-template <typename T> __device__ __forceinline__ T from_f(float x);
-template <> __device__ __forceinline__ float from_f<float>(float x) { return x; }
-template <> __device__ __forceinline__ __nv_bfloat16 from_f<__nv_bfloat16>(float x) {
-  return __float2bfloat16_rn(x);
-}
-template <> __device__ __forceinline__ __half from_f<__half>(float x) {
-  return __float2half_rn(x);
-}
 
 unsigned grid_for(int64_t n) {
   int64_t g = (n + kBlock - 1) / kBlock;

@@ -50,6 +50,7 @@ typedef struct {
   struct cg_gsync *gsync;    /* gradient sync across ranks; NULL = single process */
   struct cg_nccl *nccl;      /* CUDA: NCCL gradient all-reduce (caller-owned, on this GPU);
                                 NULL = MPI (gsync) or single process; not with gsync */
+  int trace;                 /* report stream activity times in cg_step_out_t (--trace-out) */
   int profile;               /* CUDA: time every layer op with events (graphs off) and print
                                 the table when the backend is destroyed */
   int64_t fault_nan_step;    /* test only: train_step number (0-based, counted by the backend)
@@ -89,6 +90,12 @@ typedef struct {
   double h2d_bytes, d2h_bytes; /* bytes copied host->device (its upload) / device->host */
   int has_conf;              /* conf holds the step's counts (metrics_on_device) */
   int64_t conf[4];           /* tp, fp, fn, tn over the real samples */
+  /* Stream activity of the step on the host clock (cg_now() seconds), for --trace-out; only
+   * filled when cfg.trace is set; an interval with t1 < t0 did not happen. comm holds the
+   * all-reduce of each bucket (ncomm of them). */
+  double t_h2d[2], t_compute[2], t_d2h[2];
+  int ncomm;
+  double t_comm[CG_MAX_BUCKETS][2];
 } cg_step_out_t;
 
 typedef struct cg_backend_ops {

@@ -32,6 +32,7 @@ struct cg_backend {
   float *x[CG_DEV_SLOTS], *w[CG_DEV_SLOTS];
   uint8_t *y[CG_DEV_SLOTS];
   uint8_t *pred_dst[CG_DEV_SLOTS]; /* the caller's predicted-mask buffer, or NULL */
+  double t_upload[CG_DEV_SLOTS][2]; /* host times of the upload (for --trace-out) */
   int metrics_dev[CG_DEV_SLOTS];
   float *scratch;                  /* 3*h*w floats for featurising on the compute thread */
   cg_cpu_ws_t ws;
@@ -156,12 +157,14 @@ static int cpu_upload(cg_backend_t *b, int slot, const cg_batch_t *batch) {
             batch->c == m->in_c && batch->n_cpu >= 0 && batch->n_cpu <= batch->n);
   CG_ASSERT(batch->n_cpu == batch->n || batch->rgb != NULL);
   size_t hw = (size_t)m->height * m->width, px = (size_t)b->n * hw;
+  b->t_upload[slot][0] = cg_now();
   const uint8_t *rgb = batch->n_cpu < batch->n ? batch->rgb + (size_t)batch->n_cpu * hw * 3 : NULL;
   cg_prep_input_cpu(batch->x, batch->n_cpu, rgb, b->n, m->height, m->width, b->x[slot], b->scratch);
   memcpy(b->y[slot], batch->y, px);
   memcpy(b->w[slot], batch->weight, sizeof(float) * b->n);
   b->pred_dst[slot] = batch->pred;
   b->metrics_dev[slot] = batch->metrics_on_device;
+  b->t_upload[slot][1] = cg_now();
   return 0;
 }
 
@@ -203,6 +206,7 @@ static cg_step_out_t *push_result(cg_backend_t *b, int slot, uint8_t **pred) {
   int i = (b->qhead + b->qcount) % CG_MAX_INFLIGHT;
   b->qcount++;
   memset(&b->q[i], 0, sizeof b->q[i]);
+  b->q[i].t_h2d[0] = b->q[i].t_compute[0] = b->q[i].t_d2h[0] = 1; /* none (t1 < t0) */
   *pred = b->pred_dst[slot] ? b->pred_dst[slot] : b->pred[i];
   b->q[i].pred = *pred;
   b->q[i].loss_scale = 1.0f;
@@ -248,13 +252,15 @@ static int cpu_train_step(cg_backend_t *b, int slot, const cg_adamw_t *opt) {
   struct cg_gsync *gs = b->cfg.gsync;
   uint8_t *pred;
   cg_step_out_t *out = push_result(b, slot, &pred);
-  double t0 = cg_now();
+  double t0 = cg_now(), t_first_post = -1;
   forward(b, slot);
   const int lbuf = m->tensors[m->logits_tensor].buf;
   const float *logits = b->act[lbuf];
   size_t hw = (size_t)m->height * m->width;
   out->loss = cg_cpu_loss(logits, b->y[slot], b->w[slot], b->n, hw, 1.0f, b->dact[lbuf], NULL);
-  predict_mask(logits, hw * b->n, pred);
+  double tp0 = cg_now();
+  predict_mask(logits, hw * b->n, pred); /* the cpu backend's "d2h": results into host memory */
+  double tp1 = cg_now();
   device_metrics(b, slot, pred, out);
   if (b->steps == b->cfg.fault_nan_step) { /* test-only fault: a NaN loss and gradient */
     out->loss = NAN;
@@ -280,6 +286,7 @@ static int cpu_train_step(cg_backend_t *b, int slot, const cg_adamw_t *opt) {
     }
     if (gs) {
       int bucket = bk ? bk->ready_after[i] : -1;
+      if (bucket >= 0 && t_first_post < 0) t_first_post = cg_now();
       if (bucket >= 0) cg_gsync_post(gs, bucket, b->grads);
       cg_gsync_progress(gs);
     }
@@ -290,10 +297,23 @@ static int cpu_train_step(cg_backend_t *b, int slot, const cg_adamw_t *opt) {
     out->grad_bytes_reduced = cg_gsync_take_bytes(gs);
   }
   out->comm_wait_ms = 1e3 * comm_wait;
+  if (gs && b->cfg.trace) { /* the all-reduce ran from the first post to the end of the wait */
+    out->ncomm = 1;
+    out->t_comm[0][0] = t_first_post > 0 ? t_first_post : cg_now() - comm_wait;
+    out->t_comm[0][1] = cg_now();
+  }
   cg_cpu_adamw(b->params, b->grads, b->adam_m, b->adam_v, m->nparams, opt->lr, opt->beta1,
                opt->beta2, opt->eps, opt->weight_decay, opt->t, 1.0f);
   /* On the CPU backend the "device" is these threads: busy = the step minus comm waits. */
   out->busy_ms = 1e3 * (cg_now() - t0 - comm_wait);
+  if (b->cfg.trace) {
+    out->t_h2d[0] = b->t_upload[slot][0]; /* the upload copy, on the driving thread */
+    out->t_h2d[1] = b->t_upload[slot][1];
+    out->t_compute[0] = t0;
+    out->t_compute[1] = cg_now();
+    out->t_d2h[0] = tp0;
+    out->t_d2h[1] = tp1;
+  }
   b->steps++;
   return 0;
 }

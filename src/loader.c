@@ -18,7 +18,9 @@
 
 #include "data.h"
 #include "log.h"
+#include "nvtx.h"
 #include "rng.h"
+#include "trace.h"
 
 typedef struct {
   cg_host_batch_t b;
@@ -290,8 +292,11 @@ static void *worker_main(void *arg) {
       l->m_running++;
       pthread_mutex_unlock(&l->mu);
       double t0 = cg_now();
+      cg_nvtx_push("metrics");
       cg_confusion_t cf = count_batch(&s->b);
+      cg_nvtx_pop();
       double dt = cg_now() - t0;
+      cg_trace_event(l->cfg.trace, CG_TRACK_HELPER0 + a.id, "metrics", t0, t0 + dt);
       pthread_mutex_lock(&l->mu);
       l->busy[a.id] += dt;
       l->costs.met_s += dt;
@@ -314,8 +319,12 @@ static void *worker_main(void *arg) {
     }
     pthread_mutex_unlock(&l->mu);
     double t0 = cg_now(), dec = 0, feat = 0;
+    cg_nvtx_push("sample");
     int rc = prepare(l, s, i, rgb, mask, scratch, err, sizeof err, &dec, &feat);
+    cg_nvtx_pop();
     double dt = cg_now() - t0;
+    cg_trace_event(l->cfg.trace, CG_TRACK_HELPER0 + a.id, i < s->b.n_cpu ? "sample+features" : "sample",
+                   t0, t0 + dt);
     pthread_mutex_lock(&l->mu);
     l->busy[a.id] += dt;
     account(l, s, i, dec, feat);

@@ -63,6 +63,7 @@ typedef struct {
   int64_t first_step, nsteps; /* nsteps < 0: to the end of first_step's epoch */
   int workers, nslots;
   const int *worker_cpus;    /* optional: pin worker i to logical CPU worker_cpus[i] (-1 none) */
+  struct cg_trace *trace;    /* optional: helper tasks go on its helper tracks (--trace-out) */
   void *(*alloc)(size_t bytes, void *ctx); /* slot memory; NULL = malloc */
   void (*free)(void *p, void *ctx);
   void *alloc_ctx;

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "log.h"
 
@@ -17,6 +18,7 @@ struct cg_stats {
   const cg_comm_t *c;
   int gpu;
   FILE *jsonl;
+  char *prom;  /* --prom-out path, rank 0 */
   char *names; /* rank 0: host then gpu per rank, NAME_LEN each */
   double *all; /* NF x size */
 };
@@ -71,8 +73,94 @@ cg_stats_t *cg_stats_create(const cg_comm_t *c, const char *gpu_name, int backen
   return s;
 }
 
+void cg_stats_set_prom(cg_stats_t *s, const char *path) {
+  free(s->prom);
+  s->prom = s->c->rank == 0 && path && path[0] ? strdup(path) : NULL;
+}
+
+/* A label value with \, " and newline escaped, as the exposition format requires. */
+static void prom_label(FILE *f, const char *v) {
+  for (; *v; v++) {
+    if (*v == '\\' || *v == '"') fputc('\\', f), fputc(*v, f);
+    else if (*v == '\n') fputs("\\n", f);
+    else fputc(*v, f);
+  }
+}
+
+typedef struct {
+  const char *name, *help;
+  int fig;       /* index into fig_t, or -1 */
+  double scale;  /* e.g. ms -> s */
+} prom_metric_t;
+
+static const prom_metric_t prom_rank_metrics[] = {
+    {"cogpu_step_seconds", "Wall time per training step over the last report window.", 0, 1e-3},
+    {"cogpu_gpu_busy_ratio", "Compute-stream busy time over step time (GPU backends).", 1, 1},
+    {"cogpu_compute_busy_ratio", "Compute device busy time over step time (the GPU, or the cpu backend's compute threads).", 10, 1},
+    {"cogpu_data_wait_ratio", "Time waiting for the next batch over step time.", 2, 1},
+    {"cogpu_comm_exposed_ratio", "Time compute waited for gradient communication over step time.", 3, 1},
+    {"cogpu_cpu_busy_ratio", "Helper-thread busy time over helpers times step time.", 4, 1},
+    {"cogpu_cpu_share_ratio", "Fraction of the offloadable work (features, normalisation, metrics) done on the CPU.", 5, 1},
+    {"cogpu_images_per_second", "Images trained per second by this rank.", 6, 1},
+    {"cogpu_h2d_bytes_per_second", "Bytes copied host to device per second.", 7, 1e6},
+    {"cogpu_d2h_bytes_per_second", "Bytes copied device to host per second.", 8, 1e6},
+    {"cogpu_own_step_seconds", "Step time not spent waiting for other ranks (straggler detection).", 9, 1e-3},
+};
+
+static void write_prom(cg_stats_t *s, const fig_t *f, int R, int64_t step, int64_t total,
+                       int final, double loss, double cluster_ips, int straggler, const fig_t *imb) {
+  char tmp[4200];
+  snprintf(tmp, sizeof tmp, "%s.tmp", s->prom);
+  FILE *o = fopen(tmp, "w");
+  if (!o) {
+    cg_log_warn("--prom-out: cannot write '%s'", tmp);
+    return;
+  }
+  for (size_t m = 0; m < sizeof prom_rank_metrics / sizeof prom_rank_metrics[0]; m++) {
+    const prom_metric_t *pm = &prom_rank_metrics[m];
+    int any = 0;
+    for (int r = 0; r < R; r++) any |= isfinite(*fig_at((fig_t *)&f[r], pm->fig)) != 0;
+    if (!any) continue; /* absent on this backend: no samples at all */
+    fprintf(o, "# HELP %s %s\n# TYPE %s gauge\n", pm->name, pm->help, pm->name);
+    for (int r = 0; r < R; r++) {
+      double v = *fig_at((fig_t *)&f[r], pm->fig);
+      if (!isfinite(v)) continue;
+      fprintf(o, "%s{rank=\"%d\",host=\"", pm->name, r);
+      prom_label(o, s->names + (size_t)r * 2 * NAME_LEN);
+      fputs("\",gpu=\"", o);
+      prom_label(o, s->names + (size_t)r * 2 * NAME_LEN + NAME_LEN);
+      fprintf(o, "\"} %.9g\n", v * pm->scale);
+    }
+  }
+  fprintf(o, "# HELP cogpu_cluster_images_per_second Images trained per second by the whole job.\n"
+             "# TYPE cogpu_cluster_images_per_second gauge\ncogpu_cluster_images_per_second %.9g\n",
+          cluster_ips);
+  if (isfinite(imb->own_ms))
+    fprintf(o, "# HELP cogpu_cluster_imbalance_ratio Max over mean minus one of the ranks' own step time.\n"
+               "# TYPE cogpu_cluster_imbalance_ratio gauge\ncogpu_cluster_imbalance_ratio %.9g\n",
+            imb->own_ms);
+  fprintf(o, "# HELP cogpu_straggler_rank The rank flagged as the straggler, -1 when none.\n"
+             "# TYPE cogpu_straggler_rank gauge\ncogpu_straggler_rank %d\n", straggler);
+  fprintf(o, "# HELP cogpu_ranks Ranks in the job.\n# TYPE cogpu_ranks gauge\ncogpu_ranks %d\n", R);
+  fprintf(o, "# HELP cogpu_step Training steps completed.\n# TYPE cogpu_step gauge\ncogpu_step %lld\n",
+          (long long)step);
+  fprintf(o, "# HELP cogpu_steps_planned Training steps the job will run.\n"
+             "# TYPE cogpu_steps_planned gauge\ncogpu_steps_planned %lld\n", (long long)total);
+  if (isfinite(loss))
+    fprintf(o, "# HELP cogpu_loss Mean training loss over the last report window.\n"
+               "# TYPE cogpu_loss gauge\ncogpu_loss %.9g\n", loss);
+  fprintf(o, "# HELP cogpu_finished 1 once training has finished.\n"
+             "# TYPE cogpu_finished gauge\ncogpu_finished %d\n", final ? 1 : 0);
+  int bad = ferror(o);
+  if (fclose(o) != 0 || bad || rename(tmp, s->prom) != 0) {
+    cg_log_warn("--prom-out: cannot replace '%s'", s->prom);
+    unlink(tmp);
+  }
+}
+
 void cg_stats_destroy(cg_stats_t *s) {
   if (!s) return;
+  free(s->prom);
   if (s->jsonl) fclose(s->jsonl);
   free(s->names);
   free(s->all);
@@ -208,6 +296,7 @@ double cg_stats_report(cg_stats_t *s, const cg_window_t *w, int64_t step, int64_
               median);
     fflush(out);
   }
+  if (s->prom) write_prom(s, f, R, step, total, final, loss, cluster_ips, straggler, &imb);
   if (s->jsonl) {
     FILE *j = s->jsonl;
     fprintf(j, "{\"step\": %lld, \"total_steps\": %lld, \"final\": %s, \"time\": %.3f, ",

@@ -42,6 +42,11 @@ cg_stats_t *cg_stats_create(const cg_comm_t *c, const char *gpu_name, int backen
                             const char *jsonl_path);
 void cg_stats_destroy(cg_stats_t *s); /* NULL-safe */
 
+/* --prom-out: after every report rank 0 rewrites path (temporary file + rename, for
+ * node_exporter's textfile collector) with the same figures in the Prometheus text format:
+ * gauges named cogpu_<figure>_<unit> labelled by rank, host and gpu, and cluster-wide ones. */
+void cg_stats_set_prom(cg_stats_t *s, const char *path);
+
 /* The cluster's means over ranks for one window (NAN where a figure is absent). */
 typedef struct {
   double step_ms, gpu_busy, compute_busy, data_wait, comm_exposed, cpu_busy, cpu_share, img_per_s;

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# cogpu-monitor: --once on a recorded stats file prints exactly the expected rows (golden
+# file); on a live 3-rank run with a slow rank it shows every rank and flags the straggler;
+# a file without a record is an error (exit 1), a bad option a usage error (exit 2).
+set -euo pipefail
+BIN=$1; MPIRUN="$2 --oversubscribe --bind-to none"; BUILD=$3
+MON=$(cd "$BUILD" && pwd)/cogpu-monitor
+D=$(cd "$(dirname "$0")/data" && pwd)
+T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
+(cd "$D" && $MON --once --plain stats-4rank.jsonl) > "$T/out.txt"
+diff -u "$D/stats-4rank.monitor.txt" "$T/out.txt"
+echo "PASS golden snapshot of a recorded 4-rank stats file"
+$MPIRUN -np 3 $BIN train --backend cpu --model-base 4 --model-depth 2 --image-size 32 --batch 2 \
+  --steps 30 --report-every 10 --train-samples 120 --val-samples 0 --progress off --threads 1 \
+  --test-slow-rank 1 --test-slow-ms 20 --stats-out "$T/live.jsonl" > /dev/null
+$MON --once "$T/live.jsonl" | tee "$T/live.txt"
+[ "$(grep -cE '^  [0-2]\*? ' "$T/live.txt")" -eq 3 ] || { echo "FAIL: want 3 rank rows"; exit 1; }
+grep -qE '^  1\* ' "$T/live.txt" || { echo "FAIL: rank 1 not marked"; exit 1; }
+grep -q "straggler: rank 1" "$T/live.txt" || { echo "FAIL: no straggler line"; exit 1; }
+grep -q "step 30/30 (100%) finished" "$T/live.txt" || { echo "FAIL: header"; exit 1; }
+# the live mode ends by itself at the final record
+timeout 20 $MON --plain --interval 0.2 "$T/live.jsonl" > "$T/follow.txt"
+grep -q finished "$T/follow.txt"
+: > "$T/empty.jsonl"
+if $MON --once "$T/empty.jsonl" 2> "$T/err"; then echo "FAIL: empty file accepted"; exit 1; fi
+grep -q "no complete record" "$T/err"
+set +e; $MON --bogus x 2> /dev/null; rc=$?; set -e
+[ $rc -eq 2 ] || { echo "FAIL: bad option exit $rc"; exit 1; }
+echo "PASS live file, straggler flagged, follow mode ends, errors"

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# --trace-out: every rank writes PREFIX.rank<R>.json that loads as a Chrome trace and holds
+# events on each stream track (h2d, compute, comm, d2h), the driving thread and a helper,
+# only for the --trace-steps window.
+set -euo pipefail
+BIN=$1; MPIRUN="$2 --oversubscribe --bind-to none"; BUILD=$3
+T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
+$MPIRUN -np 2 $BIN train --backend cpu --model-base 4 --model-depth 2 --image-size 32 --batch 4 \
+  --steps 30 --report-every 10 --train-samples 64 --val-samples 0 --progress off --threads 1 \
+  --trace-out "$T/tl" --trace-steps 5:8 > "$T/log"
+grep "timeline:" "$T/log"
+python3 - "$T/tl" <<'PY'
+import json, sys
+for r in (0, 1):
+    d = json.load(open("%s.rank%d.json" % (sys.argv[1], r)))
+    ev = [e for e in d["traceEvents"] if e["ph"] == "X"]
+    names = {e["args"]["name"]: e["tid"] for e in d["traceEvents"]
+             if e["ph"] == "M" and e["name"] == "thread_name"}
+    tracks = {e["tid"] for e in ev}
+    for want in ("stream h2d", "stream compute", "stream comm", "stream d2h", "driving thread",
+                 "helper 0"):
+        assert want in names and names[want] in tracks, "rank %d: no events on %s" % (r, want)
+    steps = {e["args"]["step"] for e in ev}
+    assert steps <= set(range(5, 9)), "rank %d: steps outside 5..8: %s" % (r, sorted(steps))
+    assert all(e["dur"] >= 0 for e in ev)
+    print("PASS rank %d: %d events on %d tracks, steps %s" % (r, len(ev), len(tracks), sorted(steps)))
+PY
