@@ -20,12 +20,14 @@ cd "$ROOT"
 OUT=${OUT:-$ROOT/devout}
 WHAT=${1:-all}
 BUILD=${BUILD:-$ROOT/build-dev}
-# Working files go to W; at the end the log, the benchmark JSON and a tarball of everything
-# are copied to OUT (the device tool brings back at most 8 files).
+# Working files go to W; the log is written straight to OUT (it survives a timeout), the
+# benchmark JSON is copied there as it appears, and a tarball of everything at the end (the
+# device tool brings back at most 8 files).
 W=${W:-/tmp/cg-devcheck}
 mkdir -p "$OUT" "$W"
-LOG=$W/check-$WHAT.log
+LOG=$OUT/check-$WHAT.log
 exec > >(tee -a "$LOG") 2>&1
+keep() { for f in "$@"; do [ -f "$W/$f" ] && cp "$W/$f" "$OUT/"; done; }
 T0=$(date +%s)
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
 export PYTHONUNBUFFERED=1
@@ -75,15 +77,16 @@ tests() {
                --train-samples 64 --val-samples 8 --progress off --report-every 2
                --algo-cache $W/algo-small.txt"
   "$BUILD/cogpu-dist" train $small --steps 2 --split cpu > /dev/null 2>&1 # fills the algo cache
-  run_box "compute-sanitizer memcheck" 150 compute-sanitizer --tool memcheck --error-exitcode 9 \
+  run_box "compute-sanitizer memcheck" 120 compute-sanitizer --tool memcheck --error-exitcode 9 \
     "$BUILD/cogpu-dist" train $small --steps 3 --cuda-graph off --split gpu \
     > "$W/sanitizer.log" 2>&1
   grep -E "ERROR SUMMARY|Invalid|error" "$W/sanitizer.log" | head -20
 
-  section "end-to-end smoke: UNet-S bf16, 2 ranks on one GPU (MPI fallback), 40 steps"
-  run_box "e2e 2 ranks mpi fallback" 120 mpirun -np 2 --bind-to none "$BUILD/cogpu-dist" train --backend cuda \
-    --batch 16 --steps 40 --report-every 20 --val-samples 64 --progress off > "$W/e2e-2rank.log" 2>&1
-  grep -E "allreduce|balance|^  [0-9]|straggler|final" "$W/e2e-2rank.log" | head -20
+  section "end-to-end smoke: UNet-S bf16, 2 ranks on one GPU (MPI fallback), --split gpu, 60 steps"
+  run_box "e2e 2 ranks, split gpu" 120 mpirun -np 2 --bind-to none "$BUILD/cogpu-dist" train --backend cuda \
+    --batch 16 --steps 60 --report-every 30 --val-samples 64 --progress off --split gpu \
+    > "$W/e2e-2rank.log" 2>&1
+  grep -E "allreduce|balance|^  [0-9]|straggler|^step|final" "$W/e2e-2rank.log" | head -24
 }
 
 bench() {
@@ -91,6 +94,7 @@ bench() {
   section "cogpu-bench train: UNet-S, 256x256, data on the GPU"
   run_box "bench train" 240 "$B" train --precision bf16,fp16,fp32 --batch-list 32,64 --cuda-graph on \
     --json-out "$W/bench-train.json" --algo-cache "$W/algo-unets.txt"
+  keep bench-train.json
   run_box "bench train graphs off" 90 "$B" train --precision bf16 --batch-list 32 --cuda-graph off \
     --json-out "$W/bench-train-nograph.json" --algo-cache "$W/algo-unets.txt"
 
@@ -99,26 +103,36 @@ bench() {
     --windows 1 --algo-cache "$W/algo-unets.txt"
 
   section "PyTorch peer, same GPU, same run"
-  run_box "peer_torch" 200 python3 bench/peer_torch.py --batch-list 32 \
-    --variants eager_bf16,compile_bf16,eager_fp16,eager_fp32 --time-budget 170 \
+  run_box "peer_torch" 160 python3 bench/peer_torch.py --batch-list 32 \
+    --variants eager_bf16,compile_bf16,eager_fp16,eager_fp32 --time-budget 130 \
     --json-out "$W/peer.json"
   python3 bench/compare.py "$W/bench-train.json" "$W/peer.json" --json-out "$W/compare.json"
+  keep peer.json compare.json
 
   section "end to end: synthetic data, CPU helpers, auto split (compute-only img/s above)"
   run_box "e2e synthetic" 120 "$D" train --backend cuda --batch 32 --steps 400 --train-samples 12800 \
     --val-samples 0 --report-every 100 --progress off --algo-cache "$W/algo-unets.txt" \
-    --stats-out "$W/stats.jsonl" > "$W/e2e-synthetic.log" 2>&1
-  grep -E "^step|^split|^  0 |final" "$W/e2e-synthetic.log"
+    --stats-out "$W/stats.jsonl" --trace-out "$W/trace" --trace-steps 200:203 \
+    > "$W/e2e-synthetic.log" 2>&1
+  grep -E "^step|^split|^  0 |final|timeline" "$W/e2e-synthetic.log"
+  "$BUILD/cogpu-monitor" --once "$W/stats.jsonl"
+  python3 -c "import json,sys; d=json.load(open(sys.argv[1])); ev=[e for e in d['traceEvents'] if e['ph']=='X']; import collections; c=collections.Counter(e['tid'] for e in ev); print('trace rank 0:', len(ev), 'events per track', dict(sorted(c.items())))" "$W/trace.rank0.json"
   section "end to end: PNG data (decoded by the helpers)"
   "$B" make-pngs --out /tmp/cg-pngs --count 2048 --image-size 256
   run_box "e2e png" 120 "$D" train --backend cuda --data /tmp/cg-pngs --val-fraction 0.05 --batch 32 --steps 400 \
-    --report-every 100 --progress off --algo-cache "$W/algo-unets.txt" > "$W/e2e-png.log" 2>&1
+    --report-every 100 --progress off --algo-cache "$W/algo-unets.txt" --checkpoint-dir "$W/ck" \
+    --keep 1 > "$W/e2e-png.log" 2>&1
   grep -E "^step|^split|^  0 |final" "$W/e2e-png.log"
+  section "predict on the GPU from that checkpoint (64 held-out PNGs with masks)"
+  "$B" make-pngs --out /tmp/cg-pred --count 64 --image-size 256 --seed 77 > /dev/null
+  run_box "predict" 60 "$D" predict --checkpoint "$(ls "$W"/ck/*.cgck | tail -1)" --input /tmp/cg-pred/images \
+    --masks /tmp/cg-pred/masks --output "$W/pred" --batch 16
 
   section "overlap: serial vs cooperative (synthetic, UNet-S bf16 batch 32)"
   run_box "bench overlap" 120 "$B" overlap --batch 32 --steps 160 --algo-cache "$W/algo-unets.txt" \
     --json-out "$W/overlap.json" > "$W/overlap.log" 2>&1
   grep -E "^# (cogpu|mode)|^  (serial|cooperative)|^JSON" "$W/overlap.log"
+  keep overlap.json
 
   section "membw"
   run_box "bench membw" 60 "$B" membw
@@ -141,8 +155,5 @@ case "$WHAT" in
 esac
 section "summary ($WHAT, $(( $(date +%s) - T0 )) s)"
 printf '%s\n' "${SUMMARY[@]}"
-sync
+rm -rf "$W/ck" "$W/pred"
 tar czf "$OUT/devcheck-$WHAT.tar.gz" -C "$W" . 2>/dev/null
-for f in "check-$WHAT.log" bench-train.json peer.json compare.json overlap.json; do
-  [ -f "$W/$f" ] && cp "$W/$f" "$OUT/"
-done
