@@ -75,6 +75,7 @@ const char *dt_name(cg_dtype_t dt) {
 }  // namespace
 
 struct cg_conv_ctx {
+  int find_passes; /* cudnnFind passes per op; only the last one's timings count (CG_CONV_FIND) */
   cudnnHandle_t h;
   int det;
   char *path;      /* NULL: memory only */
@@ -255,6 +256,11 @@ cg_conv_ctx_t *cg_conv_ctx_create(cudnnHandle_t handle, int deterministic, const
   cg_conv_ctx_t *ctx = (cg_conv_ctx_t *)cg_calloc(1, sizeof *ctx, "conv context");
   ctx->h = handle;
   ctx->det = deterministic ? 1 : 0;
+  /* The first run of an algorithm also pays for loading its kernels (CUDA loads modules
+   * lazily) and for runtime-compiled engines, which can mislead a single timing pass: with
+   * CG_CONV_FIND=2 the search runs twice and the second pass decides. */
+  const char *fp = getenv("CG_CONV_FIND");
+  ctx->find_passes = fp && atoi(fp) >= 1 && atoi(fp) <= 4 ? atoi(fp) : 1;
   int dev = 0;
   cudaDeviceProp prop;
   CG_CHECK_CUDA(cudaGetDevice(&dev));
@@ -432,7 +438,9 @@ int cg_conv_select(cg_conv_ctx_t *ctx, cg_conv_t *c, const cg_conv_bufs_t *bufs,
     CG_CHECK_CUDNN(cudnnSetConvolutionMathType(c->cd[cop], c->base_math));
     perf_t res[kMaxAlgos];
     int nres = 0;
-    cudnnStatus_t st = find_cop(ctx->h, c, cop, in0, in1, o, d_ws, ws_bytes, res, &nres);
+    cudnnStatus_t st = CUDNN_STATUS_SUCCESS;
+    for (int pass = 0; pass < ctx->find_passes && st == CUDNN_STATUS_SUCCESS; pass++)
+      st = find_cop(ctx->h, c, cop, in0, in1, o, d_ws, ws_bytes, res, &nres);
     CG_CHECK_CUDA(cudaStreamSynchronize(s));
     if (st != CUDNN_STATUS_SUCCESS) {
       snprintf(err, errlen, "cudnnFind (%s) failed for %s: %s", kCopName[cop],

@@ -1,8 +1,9 @@
 /* head.cu: the 1x1 convolution to one logit (see head.h).
  *
- *  - Forward: one thread per pixel, a dot product over its c channels in fp32 (c is the base
- *    width, 32 for UNet-S: a pixel's channels are one or two cache lines, reused in L1).
- *  - dx: one thread per element, dlogit[p] * w[c].
+ *  - Forward: a warp per pixel row of the grid-stride loop: lane k reads channel k (and k+32,
+ *    ...), so a warp's loads are one coalesced transaction per 32 channels; the dot product is
+ *    summed in fp32 by a fixed shuffle tree (deterministic).
+ *  - dx: the same layout without division: lanes over channels, warps over pixels.
  *  - dw and db: a two-pass deterministic reduction over pixels. Pass 1 gives block j the fixed
  *    pixel range [j*chunk, (j+1)*chunk) and a 32 x 8 thread tile: 32 consecutive columns (so
  *    the reads of x are coalesced) by 8 pixel rows; column c (one past the last channel) is the
@@ -20,7 +21,7 @@ namespace {
 constexpr int kBlock = 256;
 constexpr int64_t kMaxGrid = 8192; /* grid-stride loops cover the rest */
 constexpr int kTX = 32, kTY = 8;   /* pass-1 tile: columns x pixel rows */
-constexpr int kMaxChunks = 512;
+constexpr int kMaxChunks = 2048; /* enough blocks to fill the GPU */
 constexpr int64_t kMinChunk = 256;
 
 unsigned grid_for(int64_t n, int block) {
@@ -49,22 +50,26 @@ template <typename T>
 __global__ void head_fwd_kernel(const T *x, int64_t npix, int c, const T *w, const float *b,
                                 T *logit) {
   const float bias = b[0];
-  const int64_t stride = (int64_t)gridDim.x * blockDim.x;
-  for (int64_t p = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; p < npix; p += stride) {
+  const int lane = threadIdx.x & 31;
+  const int64_t warp = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) >> 5;
+  const int64_t nwarps = ((int64_t)gridDim.x * blockDim.x) >> 5;
+  for (int64_t p = warp; p < npix; p += nwarps) { /* uniform per warp: the shuffles are safe */
     const T *xp = x + p * c;
     float acc = 0.0f;
-    for (int k = 0; k < c; k++) acc = fmaf(to_f(xp[k]), to_f(w[k]), acc);
-    logit[p] = from_f<T>(acc + bias);
+    for (int k = lane; k < c; k += 32) acc = fmaf(to_f(xp[k]), to_f(w[k]), acc);
+    for (int o = 16; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
+    if (lane == 0) logit[p] = from_f<T>(acc + bias);
   }
 }
 
 template <typename T>
 __global__ void head_dx_kernel(const T *dlogit, const T *w, int64_t npix, int c, T *dx) {
-  const int64_t n = npix * c, stride = (int64_t)gridDim.x * blockDim.x;
-  for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
-    const int64_t p = i / c;
-    const int k = (int)(i - p * c);
-    dx[i] = from_f<T>(to_f(dlogit[p]) * to_f(w[k]));
+  const int lane = threadIdx.x & 31;
+  const int64_t warp = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) >> 5;
+  const int64_t nwarps = ((int64_t)gridDim.x * blockDim.x) >> 5;
+  for (int64_t p = warp; p < npix; p += nwarps) {
+    const float g = to_f(dlogit[p]);
+    for (int k = lane; k < c; k += 32) dx[p * c + k] = from_f<T>(g * to_f(w[k]));
   }
 }
 
@@ -96,17 +101,26 @@ __global__ void head_dw_partial_kernel(const T *x, const T *dlogit, int64_t npix
   }
 }
 
-/* Pass 2: each column's partials in chunk order. */
+/* Pass 2: block col adds that column's partials: thread t the chunks t, t + 256, ... in order,
+ * then a fixed shared-memory tree, so the sum is the same on every run. */
 __global__ void head_dw_final_kernel(const float *partial, int nchunks, int c, float *dw,
                                      float *db) {
-  const int col = blockIdx.x * blockDim.x + threadIdx.x;
-  if (col > c) return;
+  __shared__ float red[kBlock];
+  const int col = blockIdx.x, t = threadIdx.x;
   float sum = 0.0f;
-  for (int j = 0; j < nchunks; j++) sum += partial[(int64_t)j * (c + 1) + col];
-  if (col < c)
-    dw[col] = sum;
-  else
-    db[0] = sum;
+  for (int j = t; j < nchunks; j += kBlock) sum += partial[(int64_t)j * (c + 1) + col];
+  red[t] = sum;
+  __syncthreads();
+  for (int h = kBlock / 2; h > 0; h >>= 1) {
+    if (t < h) red[t] += red[t + h];
+    __syncthreads();
+  }
+  if (t == 0) {
+    if (col < c)
+      dw[col] = red[0];
+    else
+      db[0] = red[0];
+  }
 }
 
 }  // namespace
@@ -136,7 +150,8 @@ void cg_head_fwd(cg_dtype_t dt, const void *d_x, int64_t npix, int c, const void
   CG_ASSERT(npix >= 0 && c >= 1);
   if (npix == 0) return;
   CG_ASSERT(d_x != NULL && d_w != NULL && d_b != NULL && d_logit != NULL);
-  CG_HEAD_DT_SWITCH(dt, head_fwd_kernel<T><<<grid_for(npix, kBlock), kBlock, 0, s>>>(
+  /* one warp per pixel (grid-stride): kBlock / 32 pixels per block */
+  CG_HEAD_DT_SWITCH(dt, head_fwd_kernel<T><<<grid_for(npix * 32, kBlock), kBlock, 0, s>>>(
                             static_cast<const T *>(d_x), npix, c, static_cast<const T *>(d_w),
                             d_b, static_cast<T *>(d_logit)));
   CG_CHECK_LAUNCH("head_fwd_kernel");
@@ -161,7 +176,7 @@ void cg_head_bwd(cg_dtype_t dt, const void *d_x, const void *d_w, const void *d_
   }
   CG_ASSERT(d_x != NULL && d_w != NULL && d_dlogit != NULL && d_work != NULL);
   if (d_dx) {
-    CG_HEAD_DT_SWITCH(dt, head_dx_kernel<T><<<grid_for(npix * c, kBlock), kBlock, 0, s>>>(
+    CG_HEAD_DT_SWITCH(dt, head_dx_kernel<T><<<grid_for(npix * 32, kBlock), kBlock, 0, s>>>(
                               static_cast<const T *>(d_dlogit), static_cast<const T *>(d_w),
                               npix, c, static_cast<T *>(d_dx)));
     CG_CHECK_LAUNCH("head_dx_kernel");
@@ -173,7 +188,6 @@ void cg_head_bwd(cg_dtype_t dt, const void *d_x, const void *d_w, const void *d_
                             static_cast<const T *>(d_x), static_cast<const T *>(d_dlogit), npix,
                             c, q.chunk, partial));
   CG_CHECK_LAUNCH("head_dw_partial_kernel");
-  head_dw_final_kernel<<<grid_for(c + 1, kBlock), kBlock, 0, s>>>(partial, q.nchunks, c, d_dw,
-                                                                  d_db);
+  head_dw_final_kernel<<<c + 1, kBlock, 0, s>>>(partial, q.nchunks, c, d_dw, d_db);
   CG_CHECK_LAUNCH("head_dw_final_kernel");
 }

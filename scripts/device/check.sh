@@ -10,7 +10,9 @@
 #                                   same run + ratios; end-to-end synthetic and PNG training
 #                                   with data wait; overlap, membw, cpu-tasks, allreduce,
 #                                   the scaling projection                            (~4 min)
-#   scripts/device/check.sh all     both (the build is reused when present)
+#   scripts/device/check.sh perf    tuning experiments: the cuDNN search with one and two timing
+#                                   passes (CG_CONV_FIND), per-layer profiles, fp32 with TF32
+#   scripts/device/check.sh all     tests and bench (the build is reused when present)
 #
 # Every section is time-boxed and runs even if an earlier one failed; the summary at the end
 # lists each section's status. Never touches the GPU's clocks, power or modes.
@@ -147,11 +149,32 @@ bench() {
     --algo-cache "$W/algo-unets.txt"
 }
 
+# Tuning experiments: the head kernels' tests, then the cuDNN search with one and with two
+# timing passes (CG_CONV_FIND), fresh each, with the per-layer profile; fp32 with TF32.
+perf() {
+  local B="$BUILD/bench/cogpu-bench"
+  section "head and step tests"
+  (cd "$BUILD" && ctest -R "test_gpu_conv|test_gpu_step|test_gpu_layers" --output-on-failure) > "$W/ctest-perf.log" 2>&1
+  grep -E "Test +#|tests passed|FAIL" "$W/ctest-perf.log"
+  if grep -q "100% tests passed" "$W/ctest-perf.log"; then record "gpu conv/step tests" ok; else record "gpu conv/step tests" FAILED; fi
+  for p in 1 2; do
+    section "cuDNN search with $p timing pass(es): bf16 batch 32 and 64, fp16 batch 32"
+    CG_CONV_FIND=$p run_box "bench find=$p" 120 "$B" train --precision bf16,fp16 --batch-list 32,64 \
+      --algo-cache "$W/algo-find$p.txt" --json-out "$W/bench-find$p.json"
+    CG_CONV_FIND=$p run_box "profile find=$p" 60 "$B" train --precision bf16 --batch-list 32 --profile \
+      --warmup 3 --steps 10 --windows 1 --algo-cache "$W/algo-find$p.txt"
+  done
+  keep bench-find1.json bench-find2.json
+  section "fp32 with TF32 (what PyTorch's eager fp32 uses for convolutions)"
+  run_box "bench fp32 tf32" 90 "$B" train --precision fp32 --batch-list 32 --tf32 on
+}
+
 case "$WHAT" in
+  perf) build && perf ;;
   tests) build && tests ;;
   bench) build && bench ;;
   all) build && { tests; bench; } ;;
-  *) echo "usage: $0 tests|bench|all"; exit 2 ;;
+  *) echo "usage: $0 tests|bench|perf|all"; exit 2 ;;
 esac
 section "summary ($WHAT, $(( $(date +%s) - T0 )) s)"
 printf '%s\n' "${SUMMARY[@]}"
