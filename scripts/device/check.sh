@@ -159,9 +159,9 @@ perf() {
   if grep -q "100% tests passed" "$W/ctest-perf.log"; then record "gpu conv/step tests" ok; else record "gpu conv/step tests" FAILED; fi
   for p in 1 2; do
     section "cuDNN search with $p timing pass(es): bf16 batch 32 and 64, fp16 batch 32"
-    CG_CONV_FIND=$p run_box "bench find=$p" 120 "$B" train --precision bf16,fp16 --batch-list 32,64 \
+    run_box "bench find=$p" 120 env CG_CONV_FIND=$p "$B" train --precision bf16,fp16 --batch-list 32,64 \
       --algo-cache "$W/algo-find$p.txt" --json-out "$W/bench-find$p.json"
-    CG_CONV_FIND=$p run_box "profile find=$p" 60 "$B" train --precision bf16 --batch-list 32 --profile \
+    run_box "profile find=$p" 60 env CG_CONV_FIND=$p "$B" train --precision bf16 --batch-list 32 --profile \
       --warmup 3 --steps 10 --windows 1 --algo-cache "$W/algo-find$p.txt"
   done
   keep bench-find1.json bench-find2.json
