@@ -4,7 +4,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BUILD=${BUILD:-$ROOT/build}
 PACKAGES="build-essential cmake pkg-config libopenmpi-dev openmpi-bin libhwloc-dev hwloc
-  libopenblas-openmp-dev libpng-dev python3 slurm-wlm munge ${EXTRA_PACKAGES:-}"
+  libopenblas-openmp-dev libpng-dev python3 slurm-wlm munge prometheus ${EXTRA_PACKAGES:-}"
 
 cg_install_packages() {
   local missing=()
