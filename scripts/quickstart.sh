@@ -8,7 +8,7 @@ echo "== training: mpirun -np 2 cogpu-dist train (synthetic data, 64x64, small U
 start=$(date +%s)
 mpirun -np 2 --bind-to none "$BUILD/cogpu-dist" train \
   --model-base 8 --model-depth 3 --image-size 64 --batch 8 --lr 3e-3 \
-  --train-samples 4096 --val-samples 512 --epochs 2 --val-every 128 --report-every 64 \
+  --train-samples 4096 --val-samples 512 --epochs 5 --val-every 512 --report-every 256 \
   --metrics-out "$BUILD/quickstart-metrics.json" "$@"
 echo "== done in $(( $(date +%s) - start )) s; metrics in $BUILD/quickstart-metrics.json:"
 cat "$BUILD/quickstart-metrics.json"
