@@ -167,6 +167,7 @@ struct cg_backend {
   /* --trace-out: events at the edges of each stream's work, put on the host clock through a
    * reference event whose host time was taken when it completed */
   cudaEvent_t ev_ref, ev_h2d_start[CG_DEV_SLOTS], ev_d2h_start[kNQ];
+  cudaEvent_t ev_h2d_end[CG_DEV_SLOTS], ev_d2h_end[kNQ]; /* timed twins of ev_ready/ev_result */
   cudaEvent_t ev_cb[kNDQ][CG_MAX_BUCKETS][2]; /* NCCL bucket all-reduce edges */
   double ref_host;
   double h2d_t0[CG_DEV_SLOTS], h2d_t1[CG_DEV_SLOTS]; /* host times of the upload's events */
@@ -936,6 +937,7 @@ void issue_results(cg_backend_t *b, int q, int dq) {
   if (!b->meta[q].metrics_dev) /* else only the counts (in the result struct) come back */
     CG_CHECK_CUDA(cudaMemcpyAsync(b->meta[q].pred_dst, b->d_pred[dq], px, cudaMemcpyDeviceToHost,
                                   b->s_d2h));
+  if (b->cfg.trace) CG_CHECK_CUDA(cudaEventRecord(b->ev_d2h_end[q], b->s_d2h));
   CG_CHECK_CUDA(cudaEventRecord(b->ev_result[q], b->s_d2h));
 }
 
@@ -970,10 +972,14 @@ void cuda_destroy(cg_backend_t *b) {
     }
   if (b->cfg.trace) {
     if (b->ev_ref) CG_CHECK_CUDA(cudaEventDestroy(b->ev_ref));
-    for (int i = 0; i < CG_DEV_SLOTS; i++)
+    for (int i = 0; i < CG_DEV_SLOTS; i++) {
       if (b->ev_h2d_start[i]) CG_CHECK_CUDA(cudaEventDestroy(b->ev_h2d_start[i]));
-    for (int i = 0; i < kNQ; i++)
+      if (b->ev_h2d_end[i]) CG_CHECK_CUDA(cudaEventDestroy(b->ev_h2d_end[i]));
+    }
+    for (int i = 0; i < kNQ; i++) {
       if (b->ev_d2h_start[i]) CG_CHECK_CUDA(cudaEventDestroy(b->ev_d2h_start[i]));
+      if (b->ev_d2h_end[i]) CG_CHECK_CUDA(cudaEventDestroy(b->ev_d2h_end[i]));
+    }
     for (int q = 0; q < kNDQ; q++)
       for (int j = 0; j < CG_MAX_BUCKETS; j++)
         for (int e = 0; e < 2; e++)
@@ -1063,8 +1069,14 @@ int cuda_create(const cg_model_t *m, const cg_backend_cfg_t *cfg, cg_backend_t *
   b->graphs_ok = cfg->cuda_graph && !cfg->gsync && cfg->fault_nan_step < 0 && !cfg->profile;
   if (cfg->trace) {
     CG_CHECK_CUDA(cudaEventCreate(&b->ev_ref));
-    for (int i = 0; i < CG_DEV_SLOTS; i++) CG_CHECK_CUDA(cudaEventCreate(&b->ev_h2d_start[i]));
-    for (int i = 0; i < kNQ; i++) CG_CHECK_CUDA(cudaEventCreate(&b->ev_d2h_start[i]));
+    for (int i = 0; i < CG_DEV_SLOTS; i++) {
+      CG_CHECK_CUDA(cudaEventCreate(&b->ev_h2d_start[i]));
+      CG_CHECK_CUDA(cudaEventCreate(&b->ev_h2d_end[i]));
+    }
+    for (int i = 0; i < kNQ; i++) {
+      CG_CHECK_CUDA(cudaEventCreate(&b->ev_d2h_start[i]));
+      CG_CHECK_CUDA(cudaEventCreate(&b->ev_d2h_end[i]));
+    }
     for (int q = 0; q < kNDQ; q++)
       for (int j = 0; j < CG_MAX_BUCKETS; j++)
         for (int e = 0; e < 2; e++) CG_CHECK_CUDA(cudaEventCreate(&b->ev_cb[q][j][e]));
@@ -1202,6 +1214,7 @@ int cuda_upload(cg_backend_t *b, int slot, const cg_batch_t *batch) {
   CG_CHECK_CUDA(cudaMemcpyAsync(b->d_y[slot], batch->y, px, cudaMemcpyHostToDevice, b->s_h2d));
   CG_CHECK_CUDA(cudaMemcpyAsync(b->d_wt[slot], batch->weight, (size_t)b->n * sizeof(float),
                                 cudaMemcpyHostToDevice, b->s_h2d));
+  if (b->cfg.trace) CG_CHECK_CUDA(cudaEventRecord(b->ev_h2d_end[slot], b->s_h2d));
   CG_CHECK_CUDA(cudaEventRecord(b->ev_ready[slot], b->s_h2d));
   b->n_cpu[slot] = batch->n_cpu;
   b->pred_dst[slot] = batch->pred;
@@ -1315,11 +1328,11 @@ void trace_times(cg_backend_t *b, int q, cg_step_out_t *out) {
   const meta_t *mt = &b->meta[q];
   const int slot = b->h2d_slot[q], dqf = (int)(b->seq_fetched % kNDQ);
   out->t_h2d[0] = ev_host(b, b->ev_h2d_start[slot]);
-  out->t_h2d[1] = ev_host(b, b->ev_ready[slot]);
+  out->t_h2d[1] = ev_host(b, b->ev_h2d_end[slot]);
   out->t_compute[0] = ev_host(b, b->ev_start[q]);
   out->t_compute[1] = ev_host(b, b->ev_end[q]);
   out->t_d2h[0] = ev_host(b, b->ev_d2h_start[q]);
-  out->t_d2h[1] = ev_host(b, b->ev_result[q]);
+  out->t_d2h[1] = ev_host(b, b->ev_d2h_end[q]);
   out->ncomm = 0;
   if (mt->nccl) {
     const cg_buckets_t *bk = b->cfg.buckets;

@@ -169,12 +169,37 @@ perf() {
   run_box "bench fp32 tf32" 90 "$B" train --precision fp32 --batch-list 32 --tf32 on
 }
 
+# The timeline on the GPU: 1 rank and 2 ranks (MPI fallback) with --trace-out; every rank's file
+# must hold events on the h2d, compute, d2h (and with 2 ranks comm) tracks and the helpers.
+trace() {
+  local D="$BUILD/cogpu-dist"
+  section "timeline on the GPU"
+  run_box "trace 1 rank" 60 "$D" train --backend cuda --batch 32 --steps 40 --val-samples 0 \
+    --progress off --report-every 20 --trace-out "$W/t1" --trace-steps 30:32 > "$W/trace1.log" 2>&1
+  run_box "trace 2 ranks" 90 mpirun -np 2 --bind-to none "$D" train --backend cuda --batch 16 \
+    --steps 40 --val-samples 0 --progress off --report-every 20 --trace-out "$W/t2" \
+    --trace-steps 30:32 > "$W/trace2.log" 2>&1
+  python3 - "$W" <<'PY'
+import collections, json, sys
+w = sys.argv[1]
+for prefix, ranks, need in (("t1", 1, [1, 2, 4]), ("t2", 2, [1, 2, 3, 4])):
+    for r in range(ranks):
+        d = json.load(open("%s/%s.rank%d.json" % (w, prefix, r)))
+        ev = [e for e in d["traceEvents"] if e["ph"] == "X"]
+        c = collections.Counter(e["tid"] for e in ev)
+        missing = [t for t in need if not c[t]]
+        print("%s rank %d: %d events, per track %s%s" % (prefix, r, len(ev), dict(sorted(c.items())),
+              "  MISSING %s" % missing if missing else "  ok"))
+PY
+}
+
 case "$WHAT" in
+  trace) build && trace ;;
   perf) build && perf ;;
   tests) build && tests ;;
   bench) build && bench ;;
   all) build && { tests; bench; } ;;
-  *) echo "usage: $0 tests|bench|perf|all"; exit 2 ;;
+  *) echo "usage: $0 tests|bench|perf|trace|all"; exit 2 ;;
 esac
 section "summary ($WHAT, $(( $(date +%s) - T0 )) s)"
 printf '%s\n' "${SUMMARY[@]}"
