@@ -53,5 +53,10 @@ done
 $BIN --help | grep -q "train" || { echo "FAIL top-level --help"; fail=1; }
 $BIN info --model | grep -q "parameters: 7,760,673" || { echo "FAIL info --model count"; fail=1; }
 $BIN info --model --model-base 8 --model-depth 3 --image-size 64 | grep -q "parameters: 120,969" || { echo "FAIL small model count"; fail=1; }
+# The README documents every flag --help shows (both come from the option table).
+README=$(dirname "$0")/../README.md
+for f in $($BIN train --help | grep -oE '^  --[a-z0-9-]+' | tr -d ' '); do
+  grep -q -- "$f" "$README" || { echo "FAIL README.md lacks $f"; fail=1; }
+done
 [ $fail -eq 0 ] && echo "test_cli: all passed"
 exit $fail
