@@ -20,24 +20,9 @@
 #include <unistd.h>
 
 #include "crc32.h"
+#include "le.h"
 #include "log.h"
 
-static void put_u32(uint8_t *p, uint32_t v) {
-  for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
-}
-static void put_u64(uint8_t *p, uint64_t v) {
-  for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i));
-}
-static uint32_t get_u32(const uint8_t *p) {
-  uint32_t v = 0;
-  for (int i = 3; i >= 0; i--) v = (v << 8) | p[i];
-  return v;
-}
-static uint64_t get_u64(const uint8_t *p) {
-  uint64_t v = 0;
-  for (int i = 7; i >= 0; i--) v = (v << 8) | p[i];
-  return v;
-}
 
 /* ---- reader ----------------------------------------------------------------------------- */
 
@@ -134,10 +119,10 @@ cg_source_t *cg_source_cgds(const char *path, char *err, size_t errlen) {
   if (size < CG_CGDS_HEADER_BYTES)
     OPEN_FAIL("%s: truncated: %llu bytes, shorter than the %d-byte header", path,
               (unsigned long long)size, CG_CGDS_HEADER_BYTES);
-  if (cg_crc32(0, h, 60) != get_u32(h + 60)) OPEN_FAIL("%s: corrupt header (CRC mismatch)", path);
-  const uint32_t version = get_u32(h + 4), hbytes = get_u32(h + 8), flags = get_u32(h + 12);
-  const uint64_t count = get_u64(h + 16), table = get_u64(h + 40), fbytes = get_u64(h + 48);
-  const uint32_t rh = get_u32(h + 24), rw = get_u32(h + 28), ch = get_u32(h + 32);
+  if (cg_crc32(0, h, 60) != cg_le_get_u32(h + 60)) OPEN_FAIL("%s: corrupt header (CRC mismatch)", path);
+  const uint32_t version = cg_le_get_u32(h + 4), hbytes = cg_le_get_u32(h + 8), flags = cg_le_get_u32(h + 12);
+  const uint64_t count = cg_le_get_u64(h + 16), table = cg_le_get_u64(h + 40), fbytes = cg_le_get_u64(h + 48);
+  const uint32_t rh = cg_le_get_u32(h + 24), rw = cg_le_get_u32(h + 28), ch = cg_le_get_u32(h + 32);
   if (version != CG_CGDS_VERSION)
     OPEN_FAIL("%s: unsupported version %u (this build reads version %u)", path, version,
               CG_CGDS_VERSION);
@@ -156,7 +141,7 @@ cg_source_t *cg_source_cgds(const char *path, char *err, size_t errlen) {
       count > (fbytes - table) / CG_CGDS_ENTRY_BYTES)
     OPEN_FAIL("%s: corrupt header (count %llu, table at %llu, %llu bytes)", path,
               (unsigned long long)count, (unsigned long long)table, (unsigned long long)fbytes);
-  if (cg_crc32(0, h + table, (size_t)(fbytes - table)) != get_u32(h + 56))
+  if (cg_crc32(0, h + table, (size_t)(fbytes - table)) != cg_le_get_u32(h + 56))
     OPEN_FAIL("%s: corrupt record table or names (CRC mismatch)", path);
   cs->base.count = (int64_t)count;
   cs->base.h = (int)rh;
@@ -170,8 +155,8 @@ cg_source_t *cg_source_cgds(const char *path, char *err, size_t errlen) {
   size_t at = 0;
   for (uint64_t i = 0; i < count; i++) {
     const uint8_t *e = h + table + i * CG_CGDS_ENTRY_BYTES;
-    const uint64_t off = get_u64(e), len = get_u64(e + 8), noff = get_u64(e + 24);
-    const uint32_t nlen = get_u32(e + 20);
+    const uint64_t off = cg_le_get_u64(e), len = cg_le_get_u64(e + 8), noff = cg_le_get_u64(e + 24);
+    const uint32_t nlen = cg_le_get_u32(e + 20);
     if (len != cs->rec_bytes)
       OPEN_FAIL("%s: record %llu: length %llu, expected %llu for %ux%u", path,
                 (unsigned long long)i, (unsigned long long)len,
@@ -184,7 +169,7 @@ cg_source_t *cg_source_cgds(const char *path, char *err, size_t errlen) {
         nlen > fbytes - noff || memchr(h + noff, 0, nlen))
       OPEN_FAIL("%s: record %llu: bad name entry", path, (unsigned long long)i);
     cs->off[i] = off;
-    cs->crc[i] = get_u32(e + 16);
+    cs->crc[i] = cg_le_get_u32(e + 16);
     cs->name_at[i] = at;
     memcpy(cs->names + at, h + noff, nlen);
     at += nlen;
@@ -322,28 +307,28 @@ int cg_cgds_pack(const char *images_dir, const char *masks_dir, const char *out_
   uint64_t noff = names_start;
   for (int64_t i = 0; i < n; i++) {
     uint8_t *e = index + (size_t)i * CG_CGDS_ENTRY_BYTES;
-    put_u64(e, ent[i].off);
-    put_u64(e + 8, rec);
-    put_u32(e + 16, ent[i].crc);
-    put_u32(e + 20, ent[i].name_len);
-    put_u64(e + 24, noff);
+    cg_le_put_u64(e, ent[i].off);
+    cg_le_put_u64(e + 8, rec);
+    cg_le_put_u32(e + 16, ent[i].crc);
+    cg_le_put_u32(e + 20, ent[i].name_len);
+    cg_le_put_u64(e + 24, noff);
     memcpy(index + (noff - table), cg_source_name(src, i), ent[i].name_len);
     noff += ent[i].name_len;
   }
   if (write_all(f, index, iblock)) goto write_fail;
   const uint64_t fbytes = table + iblock;
   memcpy(hdr, CG_CGDS_MAGIC, 4);
-  put_u32(hdr + 4, CG_CGDS_VERSION);
-  put_u32(hdr + 8, CG_CGDS_HEADER_BYTES);
-  put_u32(hdr + 12, 0);
-  put_u64(hdr + 16, (uint64_t)n);
-  put_u32(hdr + 24, (uint32_t)size);
-  put_u32(hdr + 28, (uint32_t)size);
-  put_u32(hdr + 32, 3);
-  put_u64(hdr + 40, table);
-  put_u64(hdr + 48, fbytes);
-  put_u32(hdr + 56, cg_crc32(0, index, iblock));
-  put_u32(hdr + 60, cg_crc32(0, hdr, 60));
+  cg_le_put_u32(hdr + 4, CG_CGDS_VERSION);
+  cg_le_put_u32(hdr + 8, CG_CGDS_HEADER_BYTES);
+  cg_le_put_u32(hdr + 12, 0);
+  cg_le_put_u64(hdr + 16, (uint64_t)n);
+  cg_le_put_u32(hdr + 24, (uint32_t)size);
+  cg_le_put_u32(hdr + 28, (uint32_t)size);
+  cg_le_put_u32(hdr + 32, 3);
+  cg_le_put_u64(hdr + 40, table);
+  cg_le_put_u64(hdr + 48, fbytes);
+  cg_le_put_u32(hdr + 56, cg_crc32(0, index, iblock));
+  cg_le_put_u32(hdr + 60, cg_crc32(0, hdr, 60));
   if (fseek(f, 0, SEEK_SET) || write_all(f, hdr, sizeof hdr) || fflush(f)) goto write_fail;
   if (fsync(fileno(f))) goto write_fail;
   if (fclose(f)) {

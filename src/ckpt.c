@@ -18,6 +18,7 @@
 
 #include "backend.h"
 #include "crc32.h"
+#include "le.h"
 #include "log.h"
 
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
@@ -26,29 +27,13 @@
 
 #define CHUNK_FLOATS (1u << 18) /* 1 MiB per read while streaming the payload */
 
-static void put_u32(uint8_t *p, uint32_t v) {
-  for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
-}
-static void put_u64(uint8_t *p, uint64_t v) {
-  for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i));
-}
-static uint32_t get_u32(const uint8_t *p) {
-  uint32_t v = 0;
-  for (int i = 3; i >= 0; i--) v = (v << 8) | p[i];
-  return v;
-}
-static uint64_t get_u64(const uint8_t *p) {
-  uint64_t v = 0;
-  for (int i = 7; i >= 0; i--) v = (v << 8) | p[i];
-  return v;
-}
 static void put_f32(uint8_t *p, float f) {
   uint32_t u;
   memcpy(&u, &f, 4);
-  put_u32(p, u);
+  cg_le_put_u32(p, u);
 }
 static float get_f32(const uint8_t *p) {
-  uint32_t u = get_u32(p);
+  uint32_t u = cg_le_get_u32(p);
   float f;
   memcpy(&f, &u, 4);
   return f;
@@ -56,10 +41,10 @@ static float get_f32(const uint8_t *p) {
 static void put_f64(uint8_t *p, double d) {
   uint64_t u;
   memcpy(&u, &d, 8);
-  put_u64(p, u);
+  cg_le_put_u64(p, u);
 }
 static double get_f64(const uint8_t *p) {
-  uint64_t u = get_u64(p);
+  uint64_t u = cg_le_get_u64(p);
   double d;
   memcpy(&d, &u, 8);
   return d;
@@ -83,62 +68,62 @@ static void encode_header(const cg_ckpt_info_t *in, uint64_t payload_bytes, uint
                           uint8_t *h) {
   memset(h, 0, CG_CKPT_HEADER_BYTES);
   memcpy(h, CG_CKPT_MAGIC, 8);
-  put_u32(h + 8, CG_CKPT_VERSION);
-  put_u32(h + 12, CG_CKPT_HEADER_BYTES);
-  put_u32(h + 16, (uint32_t)in->shape.in_c);
-  put_u32(h + 20, (uint32_t)in->shape.base);
-  put_u32(h + 24, (uint32_t)in->shape.depth);
-  put_u32(h + 28, (uint32_t)in->shape.height);
-  put_u32(h + 32, (uint32_t)in->shape.width);
-  put_u32(h + 36, (uint32_t)in->precision);
-  put_u64(h + 40, in->shape.nparams);
-  put_u64(h + 48, (uint64_t)in->step);
-  put_u64(h + 56, (uint64_t)in->epoch);
-  put_u64(h + 64, (uint64_t)in->epoch_samples);
-  put_u64(h + 72, (uint64_t)in->steps_per_epoch);
-  put_u64(h + 80, (uint64_t)in->train_samples);
-  put_u32(h + 88, (uint32_t)in->ranks);
-  put_u32(h + 92, (uint32_t)in->batch);
-  put_u64(h + 96, in->seed);
-  put_u64(h + 104, (uint64_t)in->opt_t);
-  put_u64(h + 112, (uint64_t)in->total_steps);
+  cg_le_put_u32(h + 8, CG_CKPT_VERSION);
+  cg_le_put_u32(h + 12, CG_CKPT_HEADER_BYTES);
+  cg_le_put_u32(h + 16, (uint32_t)in->shape.in_c);
+  cg_le_put_u32(h + 20, (uint32_t)in->shape.base);
+  cg_le_put_u32(h + 24, (uint32_t)in->shape.depth);
+  cg_le_put_u32(h + 28, (uint32_t)in->shape.height);
+  cg_le_put_u32(h + 32, (uint32_t)in->shape.width);
+  cg_le_put_u32(h + 36, (uint32_t)in->precision);
+  cg_le_put_u64(h + 40, in->shape.nparams);
+  cg_le_put_u64(h + 48, (uint64_t)in->step);
+  cg_le_put_u64(h + 56, (uint64_t)in->epoch);
+  cg_le_put_u64(h + 64, (uint64_t)in->epoch_samples);
+  cg_le_put_u64(h + 72, (uint64_t)in->steps_per_epoch);
+  cg_le_put_u64(h + 80, (uint64_t)in->train_samples);
+  cg_le_put_u32(h + 88, (uint32_t)in->ranks);
+  cg_le_put_u32(h + 92, (uint32_t)in->batch);
+  cg_le_put_u64(h + 96, in->seed);
+  cg_le_put_u64(h + 104, (uint64_t)in->opt_t);
+  cg_le_put_u64(h + 112, (uint64_t)in->total_steps);
   put_f32(h + 120, in->loss_scale);
-  put_u64(h + 128, (uint64_t)in->scale_good_steps);
-  put_u64(h + 136, (uint64_t)in->skipped_steps);
+  cg_le_put_u64(h + 128, (uint64_t)in->scale_good_steps);
+  cg_le_put_u64(h + 136, (uint64_t)in->skipped_steps);
   put_f64(h + 144, in->lr);
-  put_u64(h + 152, (uint64_t)in->unix_time);
-  put_u64(h + 160, payload_bytes);
-  put_u32(h + 168, payload_crc);
-  put_u32(h + 252, cg_crc32(0, h, 252));
+  cg_le_put_u64(h + 152, (uint64_t)in->unix_time);
+  cg_le_put_u64(h + 160, payload_bytes);
+  cg_le_put_u32(h + 168, payload_crc);
+  cg_le_put_u32(h + 252, cg_crc32(0, h, 252));
 }
 
 static void decode_header(const uint8_t *h, cg_ckpt_info_t *o) {
   memset(o, 0, sizeof *o);
-  o->version = get_u32(h + 8);
-  o->shape.in_c = (int)get_u32(h + 16);
-  o->shape.base = (int)get_u32(h + 20);
-  o->shape.depth = (int)get_u32(h + 24);
-  o->shape.height = (int)get_u32(h + 28);
-  o->shape.width = (int)get_u32(h + 32);
-  o->precision = (int)get_u32(h + 36);
-  o->shape.nparams = get_u64(h + 40);
-  o->step = (int64_t)get_u64(h + 48);
-  o->epoch = (int64_t)get_u64(h + 56);
-  o->epoch_samples = (int64_t)get_u64(h + 64);
-  o->steps_per_epoch = (int64_t)get_u64(h + 72);
-  o->train_samples = (int64_t)get_u64(h + 80);
-  o->ranks = (int)get_u32(h + 88);
-  o->batch = (int)get_u32(h + 92);
-  o->seed = get_u64(h + 96);
-  o->opt_t = (int64_t)get_u64(h + 104);
-  o->total_steps = (int64_t)get_u64(h + 112);
+  o->version = cg_le_get_u32(h + 8);
+  o->shape.in_c = (int)cg_le_get_u32(h + 16);
+  o->shape.base = (int)cg_le_get_u32(h + 20);
+  o->shape.depth = (int)cg_le_get_u32(h + 24);
+  o->shape.height = (int)cg_le_get_u32(h + 28);
+  o->shape.width = (int)cg_le_get_u32(h + 32);
+  o->precision = (int)cg_le_get_u32(h + 36);
+  o->shape.nparams = cg_le_get_u64(h + 40);
+  o->step = (int64_t)cg_le_get_u64(h + 48);
+  o->epoch = (int64_t)cg_le_get_u64(h + 56);
+  o->epoch_samples = (int64_t)cg_le_get_u64(h + 64);
+  o->steps_per_epoch = (int64_t)cg_le_get_u64(h + 72);
+  o->train_samples = (int64_t)cg_le_get_u64(h + 80);
+  o->ranks = (int)cg_le_get_u32(h + 88);
+  o->batch = (int)cg_le_get_u32(h + 92);
+  o->seed = cg_le_get_u64(h + 96);
+  o->opt_t = (int64_t)cg_le_get_u64(h + 104);
+  o->total_steps = (int64_t)cg_le_get_u64(h + 112);
   o->loss_scale = get_f32(h + 120);
-  o->scale_good_steps = (int64_t)get_u64(h + 128);
-  o->skipped_steps = (int64_t)get_u64(h + 136);
+  o->scale_good_steps = (int64_t)cg_le_get_u64(h + 128);
+  o->skipped_steps = (int64_t)cg_le_get_u64(h + 136);
   o->lr = get_f64(h + 144);
-  o->unix_time = (int64_t)get_u64(h + 152);
-  o->payload_bytes = get_u64(h + 160);
-  o->payload_crc = get_u32(h + 168);
+  o->unix_time = (int64_t)cg_le_get_u64(h + 152);
+  o->payload_bytes = cg_le_get_u64(h + 160);
+  o->payload_crc = cg_le_get_u32(h + 168);
 }
 
 /* ---- directory helpers ------------------------------------------------------------------- */
@@ -396,16 +381,16 @@ cg_ckpt_status_t cg_ckpt_read(const char *path, const cg_ckpt_shape_t *want,
   }
   cg_ckpt_info_t in;
   decode_header(h, &in);
-  if (in.version != CG_CKPT_VERSION || get_u32(h + 12) != CG_CKPT_HEADER_BYTES) {
+  if (in.version != CG_CKPT_VERSION || cg_le_get_u32(h + 12) != CG_CKPT_HEADER_BYTES) {
     snprintf(err, errlen, "%s: format version %u (header %u bytes); this build reads version %d",
-             path, in.version, get_u32(h + 12), CG_CKPT_VERSION);
+             path, in.version, cg_le_get_u32(h + 12), CG_CKPT_VERSION);
     st = CG_CKPT_EVERSION;
     goto done;
   }
   const uint32_t hcrc = cg_crc32(0, h, 252);
-  if (hcrc != get_u32(h + 252)) {
+  if (hcrc != cg_le_get_u32(h + 252)) {
     snprintf(err, errlen, "%s: corrupt: header CRC mismatch (stored %08x, computed %08x)", path,
-             get_u32(h + 252), hcrc);
+             cg_le_get_u32(h + 252), hcrc);
     st = CG_CKPT_ECORRUPT;
     goto done;
   }
