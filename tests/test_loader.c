@@ -1,0 +1,140 @@
+/* test_loader.c: the batch pipeline.
+ *  - the helpers' batches equal the serial (workers = 0) batches bit for bit, whatever the
+ *    number of helpers, with and without the CPU/GPU split;
+ *  - batches come out in order with the sampler's indices;
+ *  - memory is bounded: over thousands of batches (with metrics tasks) the process's resident
+ *    size does not grow after the first few hundred batches — the ring never grows;
+ *  - the metrics counted by the helpers equal a direct count. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "data.h"
+#include "loader.h"
+#include "log.h"
+#include "metrics.h"
+#include "source.h"
+#include "testutil.h"
+
+static long rss_kb(void) {
+  FILE *f = fopen("/proc/self/statm", "r");
+  long pages = 0, res = 0;
+  if (!f) return -1;
+  if (fscanf(f, "%ld %ld", &pages, &res) != 2) res = -1;
+  fclose(f);
+  return res < 0 ? -1 : res * (sysconf(_SC_PAGESIZE) / 1024);
+}
+
+static cg_loader_cfg_t cfg_for(cg_source_t *src, int workers, int cpu_count, int64_t nsteps) {
+  cg_loader_cfg_t c;
+  memset(&c, 0, sizeof c);
+  c.source = src;
+  c.nsamples = src->count;
+  c.ranks = 1;
+  c.rank = 0;
+  c.batch = 6;
+  c.seed = 3;
+  c.shuffle = 1;
+  c.augment = 1;
+  c.nfeat = CG_NFEAT;
+  c.cpu_count = cpu_count;
+  c.first_step = 0;
+  c.nsteps = nsteps;
+  c.workers = workers;
+  c.nslots = 5;
+  return c;
+}
+
+/* Bytes of a batch that the split makes meaningful: x of the CPU samples, rgb of the rest. */
+static int same_batch(const cg_host_batch_t *a, const cg_host_batch_t *b) {
+  size_t px = (size_t)a->h * a->w;
+  if (a->n_cpu != b->n_cpu || a->real != b->real || a->global != b->global) return 0;
+  if (memcmp(a->index, b->index, sizeof(int64_t) * a->n)) return 0;
+  if (memcmp(a->y, b->y, px * a->n) || memcmp(a->weight, b->weight, sizeof(float) * a->n)) return 0;
+  if (memcmp(a->x, b->x, sizeof(float) * px * a->c * a->n_cpu)) return 0;
+  return memcmp(a->rgb + px * 3 * a->n_cpu, b->rgb + px * 3 * a->n_cpu,
+                px * 3 * (a->n - a->n_cpu)) == 0;
+}
+
+int main(void) {
+  cg_source_t *src = cg_source_synthetic(11, 0, 100, 24, 24);
+  /* 1. helpers = serial, bit for bit, at several helper counts and splits */
+  for (int split = 0; split < 2; split++) {
+    int cpu_count = split ? 2 : -1;
+    cg_loader_cfg_t cs = cfg_for(src, 0, cpu_count, 40);
+    cg_loader_t *serial = cg_loader_create(&cs);
+    cg_host_batch_t *ref[40];
+    /* keep copies of the serial batches (the ring reuses slots) */
+    size_t px = 24 * 24;
+    uint8_t *store = cg_malloc(40 * (sizeof(float) * px * 5 * 6 + px * 3 * 6 + px * 6 + 6 * 12), "store");
+    for (int k = 0; k < 40; k++) {
+      cg_host_batch_t *b = cg_loader_next(serial, NULL);
+      CG_ASSERT(b != NULL);
+      ref[k] = cg_malloc(sizeof **ref, "ref");
+      *ref[k] = *b;
+      uint8_t *p = store + (size_t)k * (sizeof(float) * px * 5 * 6 + px * 3 * 6 + px * 6 + 6 * 12);
+      ref[k]->x = (float *)p; memcpy(ref[k]->x, b->x, sizeof(float) * px * 5 * 6); p += sizeof(float) * px * 5 * 6;
+      ref[k]->rgb = p; memcpy(ref[k]->rgb, b->rgb, px * 3 * 6); p += px * 3 * 6;
+      ref[k]->y = p; memcpy(ref[k]->y, b->y, px * 6); p += px * 6;
+      ref[k]->weight = (float *)p; memcpy(ref[k]->weight, b->weight, 6 * 4); p += 6 * 4;
+      ref[k]->index = (int64_t *)p; memcpy(ref[k]->index, b->index, 6 * 8);
+      CG_TEST_CHECK(b->step == k, "serial batch %d has step %lld", k, (long long)b->step);
+      cg_loader_release(serial, b, 0);
+    }
+    CG_TEST_CHECK(cg_loader_next(serial, NULL) == NULL, "serial loader ran past its steps");
+    cg_loader_destroy(serial);
+    for (int workers = 1; workers <= 4; workers += 3) {
+      cg_loader_cfg_t cw = cfg_for(src, workers, cpu_count, 40);
+      cg_loader_t *ld = cg_loader_create(&cw);
+      int bad = 0;
+      for (int k = 0; k < 40; k++) {
+        cg_host_batch_t *b = cg_loader_next(ld, NULL);
+        CG_ASSERT(b != NULL);
+        bad += !same_batch(b, ref[k]);
+        cg_loader_release(ld, b, 0);
+      }
+      cg_loader_destroy(ld);
+      CG_TEST_CHECK(bad == 0, "%d of 40 batches differ with %d helpers (split %d)", bad, workers, split);
+      if (!bad) printf("PASS %d helper(s), split %s: 40 batches bitwise equal to the serial ones\n",
+                       workers, split ? "2/6 on the CPU" : "all on the CPU");
+    }
+    for (int k = 0; k < 40; k++) free(ref[k]);
+    free(store);
+  }
+  /* 2. bounded memory and helper-counted metrics over a long run */
+  const int64_t steps = 6000;
+  cg_loader_cfg_t cl = cfg_for(src, 2, -1, steps);
+  cg_loader_t *ld = cg_loader_create(&cl);
+  cg_confusion_t direct = {0, 0, 0, 0}, helpers = {0, 0, 0, 0};
+  long rss_warm = 0, rss_peak = 0;
+  for (int64_t k = 0; k < steps; k++) {
+    cg_host_batch_t *b = cg_loader_next(ld, NULL);
+    CG_ASSERT(b != NULL && b->step == k);
+    size_t px = (size_t)b->h * b->w;
+    /* a made-up prediction: the mask shifted by one pixel */
+    for (int i = 0; i < b->n; i++)
+      for (size_t j = 0; j < px; j++) b->pred[i * px + j] = b->y[i * px + (j + 1) % px];
+    for (int i = 0; i < b->n; i++)
+      if (b->index[i] >= 0) cg_confusion_add(&direct, b->pred + i * px, b->y + i * px, px);
+    cg_loader_release(ld, b, 1);
+    if (k == 300) rss_warm = rss_kb();
+    if (k > 300) {
+      long r = rss_kb();
+      if (r > rss_peak) rss_peak = r;
+    }
+  }
+  cg_loader_take_confusion(ld, &helpers);
+  cg_loader_destroy(ld);
+  CG_TEST_CHECK(memcmp(&direct, &helpers, sizeof direct) == 0,
+                "helpers counted tp %lld fp %lld fn %lld tn %lld, direct %lld %lld %lld %lld",
+                (long long)helpers.tp, (long long)helpers.fp, (long long)helpers.fn,
+                (long long)helpers.tn, (long long)direct.tp, (long long)direct.fp,
+                (long long)direct.fn, (long long)direct.tn);
+  printf("resident size after 300 batches %ld kB, peak over the next %lld batches %ld kB\n",
+         rss_warm, (long long)(steps - 300), rss_peak);
+  CG_TEST_CHECK(rss_warm > 0 && rss_peak - rss_warm < 1024,
+                "memory grew by %ld kB over %lld batches", rss_peak - rss_warm, (long long)steps);
+  cg_source_destroy(src);
+  return cg_test_done("test_loader");
+}
