@@ -22,25 +22,7 @@ COMMON="train --backend cpu --model-base 4 --model-depth 2 --image-size 32 --tra
         --val-samples 0 --progress off --threads 1 --seed 7 --batch 4 --report-every 10
         --steps 1000000 --test-slow-rank 0 --test-slow-ms 10"
 
-rank_pid() { # rank_pid TAG RANK: the pid of that rank of the job whose command line has TAG
-  local d
-  for d in /proc/[0-9]*; do
-    tr '\0' ' ' < $d/cmdline 2> /dev/null | grep -qF -- "$1" || continue
-    if tr '\0' '\n' < $d/environ 2> /dev/null | grep -qx "OMPI_COMM_WORLD_RANK=$2"; then
-      echo "${d#/proc/}"; return 0
-    fi
-  done
-  return 1
-}
-now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
-wait_step() { # wait_step LOG N: until the log reports step N (at most 30 s)
-  local i
-  for i in $(seq 300); do
-    grep -q "^step $2/" "$1" 2> /dev/null && return 0
-    sleep 0.1
-  done
-  return 1
-}
+source "$(dirname "${BASH_SOURCE[0]}")/faultlib.sh"
 
 # fault NAME RANK SIGNAL TIMEOUT: start the job, wait for step 30, signal the rank, time the end
 fault() {

@@ -23,25 +23,7 @@ COMMON="train --backend cpu --model-base 4 --model-depth 2 --image-size 32 --tra
 # A 20 ms sleep per step on rank 0 stretches the run to about 6 s (no effect on the numbers).
 SLOW="--test-slow-rank 0 --test-slow-ms 20"
 
-rank_pid() { # rank_pid TAG RANK: the pid of that rank of the job whose command line has TAG
-  local d
-  for d in /proc/[0-9]*; do
-    tr '\0' ' ' < $d/cmdline 2> /dev/null | grep -qF -- "$1" || continue
-    if tr '\0' '\n' < $d/environ 2> /dev/null | grep -qx "OMPI_COMM_WORLD_RANK=$2"; then
-      echo "${d#/proc/}"; return 0
-    fi
-  done
-  return 1
-}
-now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
-wait_step() { # wait_step LOG N: until the log reports step N (at most 30 s)
-  local i
-  for i in $(seq 300); do
-    grep -q "^step $2/" "$1" 2> /dev/null && return 0
-    sleep 0.1
-  done
-  return 1
-}
+source "$(dirname "${BASH_SOURCE[0]}")/faultlib.sh"
 
 $MPIRUN -np 2 $BIN $COMMON --steps $STEPS --params-out $T/full.bin > $T/full.log 2>&1 ||
   { echo "FAIL the uninterrupted run"; cat $T/full.log; exit 1; }
