@@ -15,16 +15,26 @@
  *    pointers' alignment then matches the runs) and the fastest successful one is kept. For
  *    fp32 without TF32 only CUDNN_FMA_MATH results are accepted, so no result silently uses
  *    TF32; with determinism asked for, only CUDNN_DETERMINISTIC ones.
+ *  - Then the same operation through the graph API (conv_graph.h): its ranked engine
+ *    configurations are timed the same way (one warm-up, median of three runs, on the real
+ *    buffers) against the legacy winner, and the fastest is kept; within 2% the smaller
+ *    workspace wins. The legacy algorithm stays selected too: an accumulating backward-data
+ *    (beta 1) always takes it, as the graph plans are built for beta 0. CG_CONV_API=legacy|graph
+ *    restricts the choice to one side (experiments, tests); cg_conv_ctx_set_api does the same.
  *  - The cache key names the device, the cuDNN version, the operation and the full shape, so
- *    one file can serve several machines; a cached algorithm that cuDNN no longer accepts is
- *    searched again. The file is "key = algo mathtype" lines, rewritten atomically.
+ *    one file can serve several machines; a cached choice that cuDNN no longer accepts is
+ *    searched again. The file is "key = L algo math" or "key = G candidate algo math" lines,
+ *    rewritten atomically (the candidate is the position in the graph's heuristic list, which
+ *    is fixed for one cuDNN version, device and shape).
  *  - alpha/beta are float: the compute type is always CUDNN_DATA_FLOAT. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "conv.h"
+#include "conv_graph.h"
 
 namespace {
 
@@ -35,9 +45,12 @@ const int kCopAlgos[COP_N] = {CUDNN_CONVOLUTION_FWD_ALGO_COUNT,
                               CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT};
 enum { kMaxAlgos = 8 }; /* >= every count above */
 
+enum { kMaxCand = 24 };    /* graph candidates timed per operation */
+
 struct entry_t {
   char key[224];
-  int algo;
+  int graph; /* candidate index in the graph's list, or -1: the legacy algorithm */
+  int algo;  /* legacy algorithm, -1 when none was usable */
   int math;
 };
 
@@ -75,6 +88,9 @@ const char *dt_name(cg_dtype_t dt) {
 }  // namespace
 
 struct cg_conv_ctx {
+  int api;         /* CG_CONV_API_* */
+  double graph_budget_s; /* graph candidates of one operation: no new one after this long */
+  int verbose;           /* CG_CONV_VERBOSE=1: one line per searched layer on stderr */
   int find_passes; /* cudnnFind passes per op; only the last one's timings count (CG_CONV_FIND) */
   cudnnHandle_t h;
   int det;
@@ -96,7 +112,12 @@ struct cg_conv {
   int selected[COP_N];
   int algo[COP_N];
   cudnnMathType_t math[COP_N];
-  size_t ws[COP_N];
+  size_t ws[COP_N];         /* of what runs for beta 0: the graph plan if chosen, else legacy */
+  size_t ws_legacy[COP_N];
+  int have_legacy[COP_N];
+  cg_cgraph_t *g[COP_N];    /* the chosen graph plan, or NULL */
+  float ms[COP_N];          /* measured at selection (-1: from the cache) */
+  float ms_legacy[COP_N];   /* the legacy algorithm's time at selection, -1 if not timed */
 };
 
 namespace {
@@ -185,8 +206,10 @@ cudnnStatus_t ws_cop(cudnnHandle_t h, const cg_conv_t *c, int cop, int algo, siz
 
 void make_key(const cg_conv_ctx_t *ctx, const cg_conv_t *c, int cop, char *key, size_t len) {
   const cg_conv_shape_t *s = &c->shape;
-  snprintf(key, len, "%s cudnn%zu %s %s %s tf32=%d det=%d n%d h%d w%d ci%d co%d k%d", ctx->dev,
-           cudnnGetVersion(), kCopName[cop], s->kind == CG_CONV_UP ? "upconv" : "conv",
+  const char *api = ctx->api == CG_CONV_API_LEGACY ? "-legacy"
+                    : ctx->api == CG_CONV_API_GRAPH ? "-graph" : "";
+  snprintf(key, len, "%s cudnn%zu sel2%s %s %s %s tf32=%d det=%d n%d h%d w%d ci%d co%d k%d",
+           ctx->dev, cudnnGetVersion(), api, kCopName[cop], s->kind == CG_CONV_UP ? "upconv" : "conv",
            dt_name(s->dt), s->tf32, ctx->det, s->n, s->h, s->w, s->cin, s->cout, s->k);
 }
 
@@ -196,7 +219,7 @@ entry_t *lookup(cg_conv_ctx_t *ctx, const char *key) {
   return NULL;
 }
 
-void put(cg_conv_ctx_t *ctx, const char *key, int algo, int math) {
+void put(cg_conv_ctx_t *ctx, const char *key, int graph, int algo, int math) {
   entry_t *e = lookup(ctx, key);
   if (!e) {
     if (ctx->n == ctx->cap) {
@@ -208,6 +231,7 @@ void put(cg_conv_ctx_t *ctx, const char *key, int algo, int math) {
     e = &ctx->e[ctx->n++];
     snprintf(e->key, sizeof e->key, "%s", key);
   }
+  e->graph = graph;
   e->algo = algo;
   e->math = math;
 }
@@ -220,11 +244,16 @@ void load_cache(cg_conv_ctx_t *ctx) {
     if (line[0] == '#') continue;
     char *eq = strstr(line, " = ");
     if (!eq || (size_t)(eq - line) >= sizeof(((entry_t *)0)->key)) continue;
-    int algo, math;
-    if (sscanf(eq + 3, "%d %d", &algo, &math) != 2) continue;
-    if (algo < 0 || algo >= kMaxAlgos || math < 0 || math > (int)CUDNN_FMA_MATH) continue;
+    int graph = -1, algo, math;
+    char kind = 0;
+    if (sscanf(eq + 3, " %c", &kind) != 1) continue;
+    if (kind == 'L' && sscanf(eq + 3, " L %d %d", &algo, &math) != 2) continue;
+    if (kind == 'G' && sscanf(eq + 3, " G %d %d %d", &graph, &algo, &math) != 3) continue;
+    if ((kind != 'L' && kind != 'G') || graph < -1 || graph >= kMaxCand) continue;
+    if (algo < -1 || algo >= kMaxAlgos || math < 0 || math > (int)CUDNN_FMA_MATH) continue;
+    if (algo < 0 && graph < 0) continue;
     *eq = 0;
-    put(ctx, line, algo, math);
+    put(ctx, line, graph, algo, math);
   }
   fclose(f);
   ctx->dirty = 0;
@@ -261,6 +290,14 @@ cg_conv_ctx_t *cg_conv_ctx_create(cudnnHandle_t handle, int deterministic, const
    * CG_CONV_FIND=2 the search runs twice and the second pass decides. */
   const char *fp = getenv("CG_CONV_FIND");
   ctx->find_passes = fp && atoi(fp) >= 1 && atoi(fp) <= 4 ? atoi(fp) : 1;
+  const char *api = getenv("CG_CONV_API");
+  ctx->api = CG_CONV_API_AUTO;
+  if (api && !strcmp(api, "legacy")) ctx->api = CG_CONV_API_LEGACY;
+  if (api && !strcmp(api, "graph")) ctx->api = CG_CONV_API_GRAPH;
+  const char *bs = getenv("CG_CONV_BUDGET_S");
+  ctx->graph_budget_s = bs && atof(bs) > 0 ? atof(bs) : 4.0;
+  const char *vb = getenv("CG_CONV_VERBOSE");
+  ctx->verbose = vb && atoi(vb) > 0;
   int dev = 0;
   cudaDeviceProp prop;
   CG_CHECK_CUDA(cudaGetDevice(&dev));
@@ -274,6 +311,11 @@ cg_conv_ctx_t *cg_conv_ctx_create(cudnnHandle_t handle, int deterministic, const
     load_cache(ctx);
   }
   return ctx;
+}
+
+void cg_conv_ctx_set_api(cg_conv_ctx_t *ctx, int api) {
+  CG_ASSERT(api == CG_CONV_API_AUTO || api == CG_CONV_API_LEGACY || api == CG_CONV_API_GRAPH);
+  ctx->api = api;
 }
 
 void cg_conv_ctx_destroy(cg_conv_ctx_t *ctx) {
@@ -295,9 +337,12 @@ int cg_conv_ctx_save(cg_conv_ctx_t *ctx, char *err, size_t errlen) {
     return -1;
   }
   int ok = fprintf(f, "# cogpu-dist cuDNN algorithm cache: <device> <cuDNN> <op> <shape> = "
-                      "<algo> <math type>\n") > 0;
-  for (int i = 0; i < ctx->n && ok; i++)
-    ok = fprintf(f, "%s = %d %d\n", ctx->e[i].key, ctx->e[i].algo, ctx->e[i].math) > 0;
+                      "L <legacy algo> <math type> | G <graph candidate> <legacy algo> <math>\n") > 0;
+  for (int i = 0; i < ctx->n && ok; i++) {
+    const entry_t *e = &ctx->e[i];
+    if (e->graph >= 0) ok = fprintf(f, "%s = G %d %d %d\n", e->key, e->graph, e->algo, e->math) > 0;
+    else ok = fprintf(f, "%s = L %d %d\n", e->key, e->algo, e->math) > 0;
+  }
   ok = (fclose(f) == 0) && ok;
   if (!ok || rename(tmp, ctx->path) != 0) {
     unlink(tmp);
@@ -315,8 +360,10 @@ void cg_conv_destroy(cg_conv_t *c) {
   if (c->a) CG_CHECK_CUDNN(cudnnDestroyTensorDescriptor(c->a));
   if (c->b) CG_CHECK_CUDNN(cudnnDestroyTensorDescriptor(c->b));
   if (c->wd) CG_CHECK_CUDNN(cudnnDestroyFilterDescriptor(c->wd));
-  for (int i = 0; i < COP_N; i++)
+  for (int i = 0; i < COP_N; i++) {
     if (c->cd[i]) CG_CHECK_CUDNN(cudnnDestroyConvolutionDescriptor(c->cd[i]));
+    cg_cgraph_destroy(c->g[i]);
+  }
   free(c);
 }
 
@@ -396,27 +443,178 @@ size_t cg_conv_search_ws_bytes(cg_conv_ctx_t *ctx, const cg_conv_t *c) {
   return most;
 }
 
+namespace {
+
+/* times: also what the search measured */
+void describe(const cg_conv_t *c, char *buf, size_t len, int times) {
+  const cg_conv_shape_t *s = &c->shape;
+  int k = snprintf(buf, len, "%s %dx%d n%d %dx%d %d->%d %s%s", s->kind == CG_CONV_UP ? "upconv" : "conv",
+                   s->k, s->k, s->n, s->h, s->w, s->cin, s->cout, dt_name(s->dt),
+                   s->dt == CG_DT_F32 ? (s->tf32 ? " tf32" : " fma") : "");
+  for (int cop = 0; cop < COP_N && k > 0 && (size_t)k < len; cop++) {
+    if (!c->selected[cop]) continue;
+    char gd[64] = "";
+    if (c->g[cop]) cg_cgraph_describe(c->g[cop], gd, sizeof gd);
+    if (c->g[cop])
+      k += snprintf(buf + k, len - (size_t)k, "; %s graph %s ws %zu", kCopName[cop], gd,
+                    c->ws[cop]);
+    else
+      k += snprintf(buf + k, len - (size_t)k, "; %s algo %d math %d ws %zu", kCopName[cop],
+                    c->algo[cop], (int)c->math[cop], c->ws[cop]);
+    if (!times) continue;
+    if (k > 0 && (size_t)k < len && c->ms[cop] >= 0)
+      k += snprintf(buf + k, len - (size_t)k, " %.3f ms", c->ms[cop]);
+    if (k > 0 && (size_t)k < len && c->g[cop] && c->ms_legacy[cop] >= 0)
+      k += snprintf(buf + k, len - (size_t)k, " (legacy algo %d %.3f ms)", c->algo[cop],
+                    c->ms_legacy[cop]);
+  }
+}
+
+/* The graph description of cuDNN operation cop of a layer shape (see conv_graph.h). */
+cg_cgraph_shape_t graph_shape(const cg_conv_t *c, int cop) {
+  const cg_conv_shape_t *s = &c->shape;
+  const bool up = s->kind == CG_CONV_UP;
+  cg_cgraph_shape_t g;
+  memset(&g, 0, sizeof g);
+  g.op = cop == COP_FWD ? CG_CGRAPH_FWD : cop == COP_BWD_DATA ? CG_CGRAPH_BWD_DATA
+                                                             : CG_CGRAPH_BWD_FILTER;
+  g.dt = c->dtype;
+  g.n = s->n;
+  g.ca = up ? s->cout : s->cin;
+  g.ha = up ? 2 * s->h : s->h;
+  g.wa = up ? 2 * s->w : s->w;
+  g.cb = up ? s->cin : s->cout;
+  g.hb = s->h;
+  g.wb = s->w;
+  g.k = s->k;
+  g.pad = up ? 0 : s->k / 2;
+  g.stride = up ? 2 : 1;
+  return g;
+}
+
+cudnnStatus_t graph_create(const cg_conv_ctx_t *ctx, const cg_conv_t *c, int cop,
+                           cg_cgraph_t **g) {
+  const cg_cgraph_shape_t gs = graph_shape(c, cop);
+  const int strict = c->shape.dt == CG_DT_F32 && !c->shape.tf32;
+  return cg_cgraph_create(ctx->h, &gs, ctx->det, strict, kMaxCand, g);
+}
+
+double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Runs fn once to warm up, then three times between events; the median in ms, or -1 when a
+ * run fails. Synchronises s. */
+template <typename F> float time_runs(cudaStream_t s, F fn) {
+  cudaEvent_t e[4];
+  for (int i = 0; i < 4; i++) CG_CHECK_CUDA(cudaEventCreate(&e[i]));
+  cudnnStatus_t st = fn();
+  for (int i = 0; i < 3 && st == CUDNN_STATUS_SUCCESS; i++) {
+    CG_CHECK_CUDA(cudaEventRecord(e[i], s));
+    st = fn();
+  }
+  if (st == CUDNN_STATUS_SUCCESS) CG_CHECK_CUDA(cudaEventRecord(e[3], s));
+  /* a failed engine may leave a sticky-free launch error behind: clear it, never abort */
+  cudaError_t rc = cudaStreamSynchronize(s);
+  float t[3] = {-1, -1, -1};
+  if (st == CUDNN_STATUS_SUCCESS && rc == cudaSuccess)
+    for (int i = 0; i < 3; i++) CG_CHECK_CUDA(cudaEventElapsedTime(&t[i], e[i], e[i + 1]));
+  if (rc != cudaSuccess) (void)cudaGetLastError();
+  for (int i = 0; i < 4; i++) CG_CHECK_CUDA(cudaEventDestroy(e[i]));
+  if (st != CUDNN_STATUS_SUCCESS || rc != cudaSuccess) return -1.0f;
+  float lo = t[0] < t[1] ? t[0] : t[1], hi = t[0] < t[1] ? t[1] : t[0];
+  return t[2] < lo ? lo : (t[2] > hi ? hi : t[2]);
+}
+
+/* Legacy choice of cop by cudnnFind*Ex (see the design note). 0 with c->algo/math/ws_legacy
+ * set, or -1 with a message (no usable algorithm; not fatal when the graph API has one). */
+int select_legacy(cg_conv_ctx_t *ctx, cg_conv_t *c, int cop, const void *in0, const void *in1,
+                  void *o, void *d_ws, size_t ws_bytes, cudaStream_t s, char *err, size_t errlen) {
+  const bool up = c->shape.kind == CG_CONV_UP;
+  CG_CHECK_CUDNN(cudnnSetConvolutionMathType(c->cd[cop], c->base_math));
+  perf_t res[kMaxAlgos];
+  int nres = 0;
+  cudnnStatus_t st = CUDNN_STATUS_SUCCESS;
+  for (int pass = 0; pass < ctx->find_passes && st == CUDNN_STATUS_SUCCESS; pass++)
+    st = find_cop(ctx->h, c, cop, in0, in1, o, d_ws, ws_bytes, res, &nres);
+  CG_CHECK_CUDA(cudaStreamSynchronize(s));
+  if (st != CUDNN_STATUS_SUCCESS) {
+    snprintf(err, errlen, "cudnnFind (%s) failed for %s: %s", kCopName[cop],
+             up ? "an upconv" : "a conv", cudnnGetErrorString(st));
+    return -1;
+  }
+  int pick = -1;
+  for (int i = 0; i < nres && pick < 0; i++)
+    if (acceptable(ctx, c, &res[i], ws_bytes)) pick = i;
+  if (pick < 0) {
+    char desc[256];
+    cg_conv_describe(c, desc, sizeof desc);
+    int k = snprintf(err, errlen, "no usable cuDNN algorithm for %s (%s%s); tried:", desc,
+                     kCopName[cop], ctx->det ? ", deterministic" : "");
+    for (int i = 0; i < nres && k > 0 && (size_t)k < errlen; i++)
+      k += snprintf(err + k, errlen - (size_t)k, " algo %d: %s/math %d/det %d/%zu B;",
+                    res[i].algo, cudnnGetErrorString(res[i].status), (int)res[i].math,
+                    (int)res[i].determinism, res[i].memory);
+    return -1;
+  }
+  size_t b = 0;
+  CG_CHECK_CUDNN(cudnnSetConvolutionMathType(c->cd[cop], res[pick].math));
+  cudnnStatus_t wst = ws_cop(ctx->h, c, cop, res[pick].algo, &b);
+  if (wst != CUDNN_STATUS_SUCCESS) {
+    snprintf(err, errlen, "cuDNN %s algo %d: workspace query failed: %s", kCopName[cop],
+             res[pick].algo, cudnnGetErrorString(wst));
+    return -1;
+  }
+  c->algo[cop] = res[pick].algo;
+  c->math[cop] = res[pick].math;
+  c->ws_legacy[cop] = b;
+  c->have_legacy[cop] = 1;
+  return 0;
+}
+
+/* A cache entry applied to cop: 0, or -1 when cuDNN no longer accepts it. */
+int apply_cached(cg_conv_ctx_t *ctx, cg_conv_t *c, int cop, const entry_t *e) {
+  size_t b = 0;
+  if (e->algo >= 0) {
+    if (cudnnSetConvolutionMathType(c->cd[cop], (cudnnMathType_t)e->math) != CUDNN_STATUS_SUCCESS ||
+        ws_cop(ctx->h, c, cop, e->algo, &b) != CUDNN_STATUS_SUCCESS)
+      return -1;
+    c->algo[cop] = e->algo;
+    c->math[cop] = (cudnnMathType_t)e->math;
+    c->ws_legacy[cop] = b;
+    c->have_legacy[cop] = 1;
+  }
+  c->ws[cop] = b;
+  if (e->graph >= 0) {
+    cg_cgraph_t *g = NULL;
+    if (graph_create(ctx, c, cop, &g) != CUDNN_STATUS_SUCCESS) return -1;
+    if (e->graph >= cg_cgraph_count(g) || cg_cgraph_plan(g, e->graph, &b) != CUDNN_STATUS_SUCCESS) {
+      cg_cgraph_destroy(g);
+      return -1;
+    }
+    c->g[cop] = g;
+    c->ws[cop] = b;
+  }
+  c->ms[cop] = c->ms_legacy[cop] = -1.0f;
+  c->selected[cop] = 1;
+  return 0;
+}
+
+}  // namespace
+
 int cg_conv_select(cg_conv_ctx_t *ctx, cg_conv_t *c, const cg_conv_bufs_t *bufs, void *d_ws,
                    size_t ws_bytes, cudaStream_t s, char *err, size_t errlen) {
   const bool up = c->shape.kind == CG_CONV_UP;
+  int searched = 0;
   CG_CHECK_CUDNN(cudnnSetStream(ctx->h, s));
   for (int cop = 0; cop < COP_N; cop++) {
     if (!c->need[cop]) continue;
     char key[sizeof(((entry_t *)0)->key)];
     make_key(ctx, c, cop, key, sizeof key);
     const entry_t *e = lookup(ctx, key);
-    if (e) {
-      size_t b = 0;
-      if (cudnnSetConvolutionMathType(c->cd[cop], (cudnnMathType_t)e->math) ==
-              CUDNN_STATUS_SUCCESS &&
-          ws_cop(ctx->h, c, cop, e->algo, &b) == CUDNN_STATUS_SUCCESS) {
-        c->algo[cop] = e->algo;
-        c->math[cop] = (cudnnMathType_t)e->math;
-        c->ws[cop] = b;
-        c->selected[cop] = 1;
-        continue;
-      }
-    }
+    if (e && apply_cached(ctx, c, cop, e) == 0) continue;
     /* Operands in cuDNN terms (see run_cop) from the layer's buffers. */
     const void *in0 = NULL, *in1 = NULL;
     void *o = NULL;
@@ -435,46 +633,64 @@ int cg_conv_select(cg_conv_ctx_t *ctx, cg_conv_t *c, const cg_conv_bufs_t *bufs,
     }
     CG_ASSERT(in0 != NULL && in1 != NULL && o != NULL);
     CG_ASSERT(ws_bytes == 0 || d_ws != NULL);
-    CG_CHECK_CUDNN(cudnnSetConvolutionMathType(c->cd[cop], c->base_math));
-    perf_t res[kMaxAlgos];
-    int nres = 0;
-    cudnnStatus_t st = CUDNN_STATUS_SUCCESS;
-    for (int pass = 0; pass < ctx->find_passes && st == CUDNN_STATUS_SUCCESS; pass++)
-      st = find_cop(ctx->h, c, cop, in0, in1, o, d_ws, ws_bytes, res, &nres);
-    CG_CHECK_CUDA(cudaStreamSynchronize(s));
-    if (st != CUDNN_STATUS_SUCCESS) {
-      snprintf(err, errlen, "cudnnFind (%s) failed for %s: %s", kCopName[cop],
-               up ? "an upconv" : "a conv", cudnnGetErrorString(st));
+    char lerr[1024] = "";
+    float best = -1.0f;
+    size_t best_ws = 0;
+    if (select_legacy(ctx, c, cop, in0, in1, o, d_ws, ws_bytes, s, lerr, sizeof lerr) == 0 &&
+        ctx->api != CG_CONV_API_GRAPH) {
+      best = time_runs(s, [&] {
+        return run_cop(ctx->h, c, cop, in0, in1, o, 0.0f, d_ws, ws_bytes);
+      });
+      best_ws = c->ws_legacy[cop];
+    }
+    c->ms_legacy[cop] = best;
+    int best_g = -1;
+    cg_cgraph_t *g = NULL;
+    if (ctx->api != CG_CONV_API_LEGACY && graph_create(ctx, c, cop, &g) == CUDNN_STATUS_SUCCESS) {
+      /* runtime-compiled engines take long to finalize: bound the search of one operation */
+      const double t_end = now_s() + ctx->graph_budget_s;
+      for (int i = 0; i < cg_cgraph_count(g) && (i == 0 || now_s() < t_end); i++) {
+        size_t gws = 0;
+        if (cg_cgraph_plan(g, i, &gws) != CUDNN_STATUS_SUCCESS || gws > ws_bytes) continue;
+        const float t = time_runs(s, [&] { return cg_cgraph_exec(g, in0, in1, o, d_ws); });
+        if (t < 0) continue;
+        /* faster by 2%, or as fast within 2% with a smaller workspace */
+        if (best < 0 || t < 0.98f * best || (t <= 1.02f * best && gws < best_ws)) {
+          best = t;
+          best_ws = gws;
+          best_g = i;
+        }
+      }
+      if (best_g >= 0 && cg_cgraph_plan(g, best_g, &best_ws) != CUDNN_STATUS_SUCCESS) best_g = -1;
+      if (best_g < 0) {
+        cg_cgraph_destroy(g);
+        g = NULL;
+      }
+    }
+    if (best < 0) {
+      const char *what = up ? "an upconv" : "a conv";
+      if (ctx->api == CG_CONV_API_GRAPH)
+        snprintf(err, errlen, "no graph-API engine ran for %s (%s)", what, kCopName[cop]);
+      else if (!c->have_legacy[cop])
+        snprintf(err, errlen, "%s%s", lerr,
+                 ctx->api == CG_CONV_API_LEGACY ? "" : "; and no graph-API engine ran either");
+      else
+        snprintf(err, errlen, "cuDNN %s algo %d failed to run for %s", kCopName[cop],
+                 c->algo[cop], what);
       return -1;
     }
-    int pick = -1;
-    for (int i = 0; i < nres && pick < 0; i++)
-      if (acceptable(ctx, c, &res[i], ws_bytes)) pick = i;
-    if (pick < 0) {
-      char desc[256];
-      cg_conv_describe(c, desc, sizeof desc);
-      int k = snprintf(err, errlen, "no usable cuDNN algorithm for %s (%s%s); tried:", desc,
-                       kCopName[cop], ctx->det ? ", deterministic" : "");
-      for (int i = 0; i < nres && k > 0 && (size_t)k < errlen; i++)
-        k += snprintf(err + k, errlen - (size_t)k, " algo %d: %s/math %d/det %d/%zu B;",
-                      res[i].algo, cudnnGetErrorString(res[i].status), (int)res[i].math,
-                      (int)res[i].determinism, res[i].memory);
-      return -1;
-    }
-    size_t b = 0;
-    CG_CHECK_CUDNN(cudnnSetConvolutionMathType(c->cd[cop], res[pick].math));
-    cudnnStatus_t wst = ws_cop(ctx->h, c, cop, res[pick].algo, &b);
-    if (wst != CUDNN_STATUS_SUCCESS) {
-      snprintf(err, errlen, "cuDNN %s algo %d: workspace query failed: %s", kCopName[cop],
-               res[pick].algo, cudnnGetErrorString(wst));
-      return -1;
-    }
-    c->algo[cop] = res[pick].algo;
-    c->math[cop] = res[pick].math;
-    c->ws[cop] = b;
+    c->g[cop] = g;
+    c->ws[cop] = best_ws;
+    c->ms[cop] = best;
     c->selected[cop] = 1;
-    put(ctx, key, c->algo[cop], (int)c->math[cop]);
+    put(ctx, key, best_g, c->have_legacy[cop] ? c->algo[cop] : -1, (int)c->math[cop]);
     ctx->dirty = 1;
+    searched = 1;
+  }
+  if (searched && ctx->verbose) {
+    char desc[768];
+    describe(c, desc, sizeof desc, 1);
+    fprintf(stderr, "conv search: %s\n", desc);
   }
   return 0;
 }
@@ -486,16 +702,7 @@ size_t cg_conv_ws_bytes(const cg_conv_t *c) {
   return most;
 }
 
-void cg_conv_describe(const cg_conv_t *c, char *buf, size_t len) {
-  const cg_conv_shape_t *s = &c->shape;
-  int k = snprintf(buf, len, "%s %dx%d n%d %dx%d %d->%d %s%s", s->kind == CG_CONV_UP ? "upconv" : "conv",
-                   s->k, s->k, s->n, s->h, s->w, s->cin, s->cout, dt_name(s->dt),
-                   s->dt == CG_DT_F32 ? (s->tf32 ? " tf32" : " fma") : "");
-  for (int cop = 0; cop < COP_N && k > 0 && (size_t)k < len; cop++)
-    if (c->selected[cop])
-      k += snprintf(buf + k, len - (size_t)k, "; %s algo %d math %d ws %zu", kCopName[cop],
-                    c->algo[cop], (int)c->math[cop], c->ws[cop]);
-}
+void cg_conv_describe(const cg_conv_t *c, char *buf, size_t len) { describe(c, buf, len, 0); }
 
 /* ---- launchers --------------------------------------------------------------------------- */
 
@@ -509,6 +716,9 @@ cudnnStatus_t launch(const cg_conv_ctx_t *ctx, const cg_conv_t *c, int cop, cons
   CG_ASSERT(ws_bytes >= c->ws[cop] && (c->ws[cop] == 0 || d_ws != NULL));
   cudnnStatus_t st = cudnnSetStream(ctx->h, s);
   if (st != CUDNN_STATUS_SUCCESS) return st;
+  if (c->g[cop] && beta == 0.0f) return cg_cgraph_exec(c->g[cop], in0, in1, out, d_ws);
+  /* an accumulating call, or no graph plan: the legacy algorithm, if its workspace fits */
+  if (!c->have_legacy[cop] || c->ws_legacy[cop] > ws_bytes) return CUDNN_STATUS_NOT_SUPPORTED;
   return run_cop(ctx->h, c, cop, in0, in1, out, beta, d_ws, ws_bytes);
 }
 

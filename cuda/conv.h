@@ -72,6 +72,13 @@ typedef struct {
  * NULL; a missing or unreadable file is not an error. Never returns NULL. */
 cg_conv_ctx_t *cg_conv_ctx_create(cudnnHandle_t handle, int deterministic, const char *cache_path);
 void cg_conv_ctx_destroy(cg_conv_ctx_t *ctx); /* NULL is a no-op */
+/* Which cuDNN interface may serve the operations (default AUTO, or the CG_CONV_API environment
+ * variable: legacy | graph): AUTO times both and keeps the faster; LEGACY only cudnnFind's
+ * algorithms; GRAPH only graph-API engines for the overwriting calls (an accumulating call
+ * always takes the legacy algorithm). Affects later selections only. */
+enum { CG_CONV_API_AUTO = 0, CG_CONV_API_LEGACY = 1, CG_CONV_API_GRAPH = 2 };
+void cg_conv_ctx_set_api(cg_conv_ctx_t *ctx, int api);
+
 /* Writes the cache file (atomically) if new algorithms were found. 0, or -1 with a message. */
 int cg_conv_ctx_save(cg_conv_ctx_t *ctx, char *err, size_t errlen);
 
@@ -86,13 +93,16 @@ void cg_conv_destroy(cg_conv_t *c); /* NULL is a no-op */
 size_t cg_conv_search_ws_bytes(cg_conv_ctx_t *ctx, const cg_conv_t *c);
 
 /* Chooses the algorithm of every requested operation: from the cache, or by timing the
- * candidates on bufs with cudnnFind*Ex (the fastest successful one that fits in ws_bytes of
- * d_ws; deterministic ones only if the context says so). Synchronises s. 0, or -1 with a
- * message when no algorithm works for some operation. */
+ * candidates on bufs — cudnnFind*Ex's best legacy algorithm and the graph API's engine
+ * configurations — and keeping the fastest that fits in ws_bytes of d_ws (deterministic ones
+ * only if the context says so). Synchronises s. 0, or -1 with a message when nothing works for
+ * some operation. */
 int cg_conv_select(cg_conv_ctx_t *ctx, cg_conv_t *c, const cg_conv_bufs_t *bufs, void *d_ws,
                    size_t ws_bytes, cudaStream_t s, char *err, size_t errlen);
 
-/* Workspace the selected algorithms need (max over the operations), bytes. */
+/* Workspace the selected algorithms need (max over the operations), bytes. An accumulating
+ * cg_conv_bwd_data runs the legacy algorithm, whose workspace may be larger: it returns
+ * CUDNN_STATUS_NOT_SUPPORTED when that does not fit in the ws_bytes it is given. */
 size_t cg_conv_ws_bytes(const cg_conv_t *c);
 
 /* y = op(x, w) (y overwritten). */

@@ -5,6 +5,8 @@
  *   conv 3x3 16 -> 32 + bias + ReLU: forward, dx (overwrite and accumulate), dW, db
  *   upconv 2x2/2 32 -> 16 + bias: forward, dx (overwrite and accumulate), dW, db
  *   head 1x1 c -> 1 (a small and a multi-chunk shape): forward, dx, dw, db
+ * The convolutions run twice: with cuDNN's legacy algorithms only and with graph-API engines
+ * only (accumulating calls always take the legacy algorithm).
  * in fp32 (TF32 off, tolerance 1e-4) and bf16 (2e-2, the reference computed on the
  * bf16-rounded inputs and weights). Errors are relative to the tensor's largest value
  * (atol = tol * max|ref|) plus tol per element.
@@ -382,10 +384,19 @@ int main(void) {
   CTX = cg_conv_ctx_create(DNN, 0, NULL);
   WS = dnew(WS_BYTES);
   const cg_dtype_t dts[2] = {CG_DT_F32, CG_DT_BF16};
+  /* each cuDNN interface on its own (the backend's default times both and may pick either) */
+  const int apis[2] = {CG_CONV_API_LEGACY, CG_CONV_API_GRAPH};
+  for (int a = 0; a < 2; a++) {
+    cg_conv_ctx_set_api(CTX, apis[a]);
+    printf("== cuDNN %s API\n", a == 0 ? "legacy" : "graph");
+    for (int d = 0; d < 2; d++) {
+      test_first_conv(dts[d]);
+      test_layer(CG_CONV_PLAIN, dts[d]);
+      test_layer(CG_CONV_UP, dts[d]);
+    }
+  }
+  cg_conv_ctx_set_api(CTX, CG_CONV_API_AUTO);
   for (int d = 0; d < 2; d++) {
-    test_first_conv(dts[d]);
-    test_layer(CG_CONV_PLAIN, dts[d]);
-    test_layer(CG_CONV_UP, dts[d]);
     test_head(dts[d], 2, 12, 10, 16);
     test_head(dts[d], 3, 64, 64, 40); /* several chunks, two column tiles */
   }

@@ -12,6 +12,10 @@
 #                                   the scaling projection                            (~4 min)
 #   scripts/device/check.sh perf    tuning experiments: the cuDNN search with one and two timing
 #                                   passes (CG_CONV_FIND), per-layer profiles, fp32 with TF32
+#   scripts/device/check.sh quick   ctest -L gpu, then cogpu-bench train bf16/fp16 batch 32/64
+#                                   with the cuDNN search logged (legacy vs graph API per
+#                                   layer), the per-layer profile, the legacy-only selection
+#                                   for comparison and fp32                         (~4 min)
 #   scripts/device/check.sh all     tests and bench (the build is reused when present)
 #
 # Every section is time-boxed and runs even if an earlier one failed; the summary at the end
@@ -65,7 +69,7 @@ build() {
   echo "built: $(ls "$BUILD"/cogpu-dist "$BUILD"/bench/cogpu-bench)"
 }
 
-tests() {
+gpu_ctest() {
   section "ctest -L gpu"
   (cd "$BUILD" && run_box "ctest -L gpu" 300 ctest -L gpu --output-on-failure --timeout 240) \
     > "$W/ctest-gpu.log" 2>&1
@@ -73,6 +77,10 @@ tests() {
   # the record made inside the subshell is lost: recompute from the log
   if grep -q "100% tests passed" "$W/ctest-gpu.log"; then record "ctest -L gpu" "ok";
   else record "ctest -L gpu" "FAILED ($(grep -c 'Failed\|Timeout' "$W/ctest-gpu.log") failing)"; fi
+}
+
+tests() {
+  gpu_ctest
 
   section "compute-sanitizer memcheck on a short training run"
   local small="--backend cuda --model-base 8 --model-depth 3 --image-size 64 --batch 4
@@ -169,6 +177,26 @@ perf() {
   run_box "bench fp32 tf32" 90 "$B" train --precision fp32 --batch-list 32 --tf32 on
 }
 
+# The new conv selection in one short run: correctness, then speed with the choices logged.
+quick() {
+  local B="$BUILD/bench/cogpu-bench"
+  gpu_ctest
+  grep -E "^== |RUN |PASS|FAIL|conv 3x3|upconv" "$W/ctest-gpu.log" | grep -E "graph|FAIL|== " | head -30
+  section "cogpu-bench train, legacy + graph API search (CG_CONV_VERBOSE=1)"
+  run_box "bench train" 240 env CG_CONV_VERBOSE=1 "$B" train --precision bf16,fp16 --batch-list 32,64 \
+    --json-out "$W/bench-quick.json" --algo-cache "$W/algo-unets.txt"
+  keep bench-quick.json algo-unets.txt
+  section "per-layer profile (bf16, batch 32)"
+  run_box "profile" 60 "$B" train --precision bf16 --batch-list 32 --profile --warmup 3 --steps 10 \
+    --windows 1 --algo-cache "$W/algo-unets.txt"
+  section "legacy cuDNN API only (the previous selection), bf16 batch 32"
+  run_box "bench legacy" 90 env CG_CONV_API=legacy "$B" train --precision bf16 --batch-list 32 \
+    --windows 3 --algo-cache "$W/algo-legacy.txt"
+  section "fp32 (TF32 off), batch 32"
+  run_box "bench fp32" 120 env CG_CONV_VERBOSE=1 "$B" train --precision fp32 --batch-list 32 --windows 3 \
+    --algo-cache "$W/algo-unets.txt"
+}
+
 # The timeline on the GPU: 1 rank and 2 ranks (MPI fallback) with --trace-out; every rank's file
 # must hold events on the h2d, compute, d2h (and with 2 ranks comm) tracks and the helpers.
 trace() {
@@ -197,9 +225,10 @@ case "$WHAT" in
   trace) build && trace ;;
   perf) build && perf ;;
   tests) build && tests ;;
+  quick) build && quick ;;
   bench) build && bench ;;
   all) build && { tests; bench; } ;;
-  *) echo "usage: $0 tests|bench|perf|trace|all"; exit 2 ;;
+  *) echo "usage: $0 tests|quick|bench|perf|trace|all"; exit 2 ;;
 esac
 section "summary ($WHAT, $(( $(date +%s) - T0 )) s)"
 printf '%s\n' "${SUMMARY[@]}"
