@@ -35,6 +35,7 @@
 
 #include "conv.h"
 #include "conv_graph.h"
+#include "kernels.h"
 
 namespace {
 
@@ -118,6 +119,9 @@ struct cg_conv {
   cg_cgraph_t *g[COP_N];    /* the chosen graph plan, or NULL */
   float ms[COP_N];          /* measured at selection (-1: from the cache) */
   float ms_legacy[COP_N];   /* the legacy algorithm's time at selection, -1 if not timed */
+  cg_cgraph_t *gf;          /* the forward fused with bias (+ ReLU), or NULL */
+  size_t ws_fused;
+  float ms_fused, ms_split; /* at selection: fused, and convolution + cg_k_bias_act_fwd */
 };
 
 namespace {
@@ -204,12 +208,13 @@ cudnnStatus_t ws_cop(cudnnHandle_t h, const cg_conv_t *c, int cop, int algo, siz
   return CUDNN_STATUS_BAD_PARAM;
 }
 
-void make_key(const cg_conv_ctx_t *ctx, const cg_conv_t *c, int cop, char *key, size_t len) {
+/* op: kCopName[cop], or "fwd_fused" with the bias alignment (the fusion decision). */
+void make_key(const cg_conv_ctx_t *ctx, const cg_conv_t *c, const char *op, char *key, size_t len) {
   const cg_conv_shape_t *s = &c->shape;
   const char *api = ctx->api == CG_CONV_API_LEGACY ? "-legacy"
                     : ctx->api == CG_CONV_API_GRAPH ? "-graph" : "";
   snprintf(key, len, "%s cudnn%zu sel2%s %s %s %s tf32=%d det=%d n%d h%d w%d ci%d co%d k%d",
-           ctx->dev, cudnnGetVersion(), api, kCopName[cop], s->kind == CG_CONV_UP ? "upconv" : "conv",
+           ctx->dev, cudnnGetVersion(), api, op, s->kind == CG_CONV_UP ? "upconv" : "conv",
            dt_name(s->dt), s->tf32, ctx->det, s->n, s->h, s->w, s->cin, s->cout, s->k);
 }
 
@@ -364,6 +369,7 @@ void cg_conv_destroy(cg_conv_t *c) {
     if (c->cd[i]) CG_CHECK_CUDNN(cudnnDestroyConvolutionDescriptor(c->cd[i]));
     cg_cgraph_destroy(c->g[i]);
   }
+  cg_cgraph_destroy(c->gf);
   free(c);
 }
 
@@ -375,6 +381,7 @@ int cg_conv_create(const cg_conv_shape_t *shape, int ops, cg_conv_t **out, char 
   CG_ASSERT(s->kind == CG_CONV_PLAIN ? (s->k >= 1 && s->k % 2 == 1) : s->k == 2);
   CG_ASSERT(ops >= 1 && (ops & ~CG_CONV_OP_ALL) == 0);
   CG_ASSERT(s->dt == CG_DT_F32 || s->dt == CG_DT_BF16 || s->dt == CG_DT_F16);
+  CG_ASSERT(s->bias_act >= 0 && s->bias_act <= 2 && (s->bias_act == 0 || s->kind == CG_CONV_PLAIN));
   cg_conv_t *c = (cg_conv_t *)cg_calloc(1, sizeof *c, "conv layer");
   c->shape = *s;
   if (s->dt != CG_DT_F32) c->shape.tf32 = 0; /* meaningless there; keeps cache keys canonical */
@@ -468,6 +475,15 @@ void describe(const cg_conv_t *c, char *buf, size_t len, int times) {
       k += snprintf(buf + k, len - (size_t)k, " (legacy algo %d %.3f ms)", c->algo[cop],
                     c->ms_legacy[cop]);
   }
+  if (c->gf && k > 0 && (size_t)k < len) {
+    char gd[64];
+    cg_cgraph_describe(c->gf, gd, sizeof gd);
+    k += snprintf(buf + k, len - (size_t)k, "; fwd+bias%s fused %s ws %zu",
+                  c->shape.bias_act == 2 ? "+relu" : "", gd, c->ws_fused);
+  }
+  if (times && k > 0 && (size_t)k < len && c->ms_split >= 0)
+    k += snprintf(buf + k, len - (size_t)k, " (fused %.3f ms vs conv + bias pass %.3f ms)",
+                  c->ms_fused, c->ms_split);
 }
 
 /* The graph description of cuDNN operation cop of a layer shape (see conv_graph.h). */
@@ -602,6 +618,84 @@ int apply_cached(cg_conv_ctx_t *ctx, cg_conv_t *c, int cop, const entry_t *e) {
   return 0;
 }
 
+/* The fusion decision of a plain layer's forward with its bias (+ ReLU): from the cache, or by
+ * timing the fused graph's candidates against the chosen convolution plus cg_k_bias_act_fwd.
+ * Returns 1 when it searched. Never fails: without a fused plan the layer stays split. */
+int select_fused(cg_conv_ctx_t *ctx, cg_conv_t *c, const cg_conv_bufs_t *bufs, void *d_ws,
+                 size_t ws_bytes, cudaStream_t s) {
+  const cg_conv_shape_t *sh = &c->shape;
+  c->ms_fused = c->ms_split = -1.0f;
+  if (sh->kind != CG_CONV_PLAIN || !sh->bias_act || !c->need[COP_FWD] || !bufs->bias ||
+      ctx->api == CG_CONV_API_LEGACY || c->gf)
+    return 0;
+  int64_t align = 16;
+  while (align > 4 && (uintptr_t)bufs->bias % (uintptr_t)align) align /= 2;
+  char op[32], key[sizeof(((entry_t *)0)->key)];
+  snprintf(op, sizeof op, "fwd_fused%d_ba%d", sh->bias_act, (int)align);
+  make_key(ctx, c, op, key, sizeof key);
+  cg_cgraph_shape_t gs = graph_shape(c, COP_FWD);
+  gs.fuse = sh->bias_act;
+  gs.bias_align = align;
+  const int strict = sh->dt == CG_DT_F32 && !sh->tf32;
+  const entry_t *e = lookup(ctx, key);
+  cg_cgraph_t *g = NULL;
+  if (e) {
+    if (e->graph < 0) return 0; /* measured before: split is faster */
+    size_t b = 0;
+    if (cg_cgraph_create(ctx->h, &gs, ctx->det, strict, kMaxCand, &g) == CUDNN_STATUS_SUCCESS &&
+        e->graph < cg_cgraph_count(g) && cg_cgraph_plan(g, e->graph, &b) == CUDNN_STATUS_SUCCESS &&
+        b <= ws_bytes) {
+      c->gf = g;
+      c->ws_fused = b;
+      return 0;
+    }
+    cg_cgraph_destroy(g); /* no longer accepted: search again */
+    g = NULL;
+  }
+  const void *x = bufs->x, *w = bufs->w;
+  void *y = bufs->y;
+  CG_ASSERT(x != NULL && w != NULL && y != NULL);
+  float t_conv = c->ms[COP_FWD];
+  if (t_conv < 0)
+    t_conv = time_runs(s, [&] { return cg_conv_fwd(ctx, c, x, w, y, d_ws, ws_bytes, s); });
+  const int64_t npix = (int64_t)sh->n * sh->h * sh->w;
+  const float t_pass = time_runs(s, [&] {
+    cg_k_bias_act_fwd(sh->dt, y, npix, sh->cout, bufs->bias, sh->bias_act == 2, s);
+    return CUDNN_STATUS_SUCCESS;
+  });
+  int best_i = -1;
+  float best = -1.0f;
+  size_t best_ws = 0;
+  if (cg_cgraph_create(ctx->h, &gs, ctx->det, strict, kMaxCand, &g) == CUDNN_STATUS_SUCCESS) {
+    const double t_end = now_s() + ctx->graph_budget_s;
+    for (int i = 0; i < cg_cgraph_count(g) && (i == 0 || now_s() < t_end); i++) {
+      size_t gws = 0;
+      if (cg_cgraph_plan(g, i, &gws) != CUDNN_STATUS_SUCCESS || gws > ws_bytes) continue;
+      const float t = time_runs(s, [&] { return cg_cgraph_exec(g, x, w, y, bufs->bias, d_ws); });
+      if (t >= 0 && (best < 0 || t < best)) {
+        best = t;
+        best_i = i;
+        best_ws = gws;
+      }
+    }
+  }
+  const bool split_ok = t_conv >= 0 && t_pass >= 0;
+  bool fuse = best_i >= 0 && (ctx->api == CG_CONV_API_GRAPH || !split_ok ||
+                              best < 0.98f * (t_conv + t_pass));
+  if (fuse && cg_cgraph_plan(g, best_i, &best_ws) != CUDNN_STATUS_SUCCESS) fuse = false;
+  if (fuse) {
+    c->gf = g;
+    c->ws_fused = best_ws;
+  } else {
+    cg_cgraph_destroy(g);
+  }
+  c->ms_fused = best;
+  c->ms_split = split_ok ? t_conv + t_pass : -1.0f;
+  put(ctx, key, fuse ? best_i : -1, 0, 0);
+  ctx->dirty = 1;
+  return 1;
+}
+
 }  // namespace
 
 int cg_conv_select(cg_conv_ctx_t *ctx, cg_conv_t *c, const cg_conv_bufs_t *bufs, void *d_ws,
@@ -612,7 +706,7 @@ int cg_conv_select(cg_conv_ctx_t *ctx, cg_conv_t *c, const cg_conv_bufs_t *bufs,
   for (int cop = 0; cop < COP_N; cop++) {
     if (!c->need[cop]) continue;
     char key[sizeof(((entry_t *)0)->key)];
-    make_key(ctx, c, cop, key, sizeof key);
+    make_key(ctx, c, kCopName[cop], key, sizeof key);
     const entry_t *e = lookup(ctx, key);
     if (e && apply_cached(ctx, c, cop, e) == 0) continue;
     /* Operands in cuDNN terms (see run_cop) from the layer's buffers. */
@@ -652,7 +746,7 @@ int cg_conv_select(cg_conv_ctx_t *ctx, cg_conv_t *c, const cg_conv_bufs_t *bufs,
       for (int i = 0; i < cg_cgraph_count(g) && (i == 0 || now_s() < t_end); i++) {
         size_t gws = 0;
         if (cg_cgraph_plan(g, i, &gws) != CUDNN_STATUS_SUCCESS || gws > ws_bytes) continue;
-        const float t = time_runs(s, [&] { return cg_cgraph_exec(g, in0, in1, o, d_ws); });
+        const float t = time_runs(s, [&] { return cg_cgraph_exec(g, in0, in1, o, NULL, d_ws); });
         if (t < 0) continue;
         /* faster by 2%, or as fast within 2% with a smaller workspace */
         if (best < 0 || t < 0.98f * best || (t <= 1.02f * best && gws < best_ws)) {
@@ -687,6 +781,7 @@ int cg_conv_select(cg_conv_ctx_t *ctx, cg_conv_t *c, const cg_conv_bufs_t *bufs,
     ctx->dirty = 1;
     searched = 1;
   }
+  if (select_fused(ctx, c, bufs, d_ws, ws_bytes, s)) searched = 1;
   if (searched && ctx->verbose) {
     char desc[768];
     describe(c, desc, sizeof desc, 1);
@@ -699,6 +794,7 @@ size_t cg_conv_ws_bytes(const cg_conv_t *c) {
   size_t most = 0;
   for (int cop = 0; cop < COP_N; cop++)
     if (c->selected[cop] && c->ws[cop] > most) most = c->ws[cop];
+  if (c->gf && c->ws_fused > most) most = c->ws_fused;
   return most;
 }
 
@@ -716,7 +812,7 @@ cudnnStatus_t launch(const cg_conv_ctx_t *ctx, const cg_conv_t *c, int cop, cons
   CG_ASSERT(ws_bytes >= c->ws[cop] && (c->ws[cop] == 0 || d_ws != NULL));
   cudnnStatus_t st = cudnnSetStream(ctx->h, s);
   if (st != CUDNN_STATUS_SUCCESS) return st;
-  if (c->g[cop] && beta == 0.0f) return cg_cgraph_exec(c->g[cop], in0, in1, out, d_ws);
+  if (c->g[cop] && beta == 0.0f) return cg_cgraph_exec(c->g[cop], in0, in1, out, NULL, d_ws);
   /* an accumulating call, or no graph plan: the legacy algorithm, if its workspace fits */
   if (!c->have_legacy[cop] || c->ws_legacy[cop] > ws_bytes) return CUDNN_STATUS_NOT_SUPPORTED;
   return run_cop(ctx->h, c, cop, in0, in1, out, beta, d_ws, ws_bytes);
@@ -728,6 +824,18 @@ cudnnStatus_t cg_conv_fwd(const cg_conv_ctx_t *ctx, const cg_conv_t *c, const vo
                           const void *d_w, void *d_y, void *d_ws, size_t ws_bytes,
                           cudaStream_t s) {
   return launch(ctx, c, cop_of(c, CG_CONV_OP_FWD), d_x, d_w, d_y, 0.0f, d_ws, ws_bytes, s);
+}
+
+int cg_conv_fused(const cg_conv_t *c) { return c->gf != NULL; }
+
+cudnnStatus_t cg_conv_fwd_bias_act(const cg_conv_ctx_t *ctx, const cg_conv_t *c, const void *d_x,
+                                   const void *d_w, const float *d_bias, void *d_y, void *d_ws,
+                                   size_t ws_bytes, cudaStream_t s) {
+  CG_ASSERT(c->gf != NULL && d_x != NULL && d_w != NULL && d_bias != NULL && d_y != NULL);
+  CG_ASSERT(ws_bytes >= c->ws_fused && (c->ws_fused == 0 || d_ws != NULL));
+  cudnnStatus_t st = cudnnSetStream(ctx->h, s);
+  if (st != CUDNN_STATUS_SUCCESS) return st;
+  return cg_cgraph_exec(c->gf, d_x, d_w, d_y, d_bias, d_ws);
 }
 
 cudnnStatus_t cg_conv_bwd_data(const cg_conv_ctx_t *ctx, const cg_conv_t *c, const void *d_dy,

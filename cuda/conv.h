@@ -53,6 +53,10 @@ typedef struct {
   int k;           /* PLAIN: 1, 3, 5...; UP: 2 */
   cg_dtype_t dt;
   int tf32;        /* fp32 only: allow TF32 tensor cores */
+  /* PLAIN only: what follows the forward in the layer, 0 nothing, 1 + bias, 2 + bias + ReLU
+   * (fp32 bias per output channel). cg_conv_select may then fuse it into the convolution
+   * (cg_conv_fused) when that measures faster than the convolution plus cg_k_bias_act_fwd. */
+  int bias_act;
 } cg_conv_shape_t;
 
 typedef struct cg_conv_ctx cg_conv_ctx_t;
@@ -64,6 +68,7 @@ typedef struct cg_conv cg_conv_t;
 typedef struct {
   const void *x, *w, *dy;
   void *y, *dx, *dw;
+  const float *bias; /* the layer's bias (shape.bias_act), the one every run will use; or NULL */
 } cg_conv_bufs_t;
 
 /* handle: used for every call, owned by the caller, must outlive the context.
@@ -109,6 +114,14 @@ size_t cg_conv_ws_bytes(const cg_conv_t *c);
 cudnnStatus_t cg_conv_fwd(const cg_conv_ctx_t *ctx, const cg_conv_t *c, const void *d_x,
                           const void *d_w, void *d_y, void *d_ws, size_t ws_bytes,
                           cudaStream_t s);
+/* Whether the forward was fused with the bias (+ ReLU) of shape.bias_act: the layer's forward
+ * is then cg_conv_fwd_bias_act alone. */
+int cg_conv_fused(const cg_conv_t *c);
+/* y = act(op(x, w) + bias), one kernel (cg_conv_fused only; bias as given at selection). */
+cudnnStatus_t cg_conv_fwd_bias_act(const cg_conv_ctx_t *ctx, const cg_conv_t *c, const void *d_x,
+                                   const void *d_w, const float *d_bias, void *d_y, void *d_ws,
+                                   size_t ws_bytes, cudaStream_t s);
+
 /* dx = op^T(dy, w), overwritten (accum 0) or added to (accum 1). */
 cudnnStatus_t cg_conv_bwd_data(const cg_conv_ctx_t *ctx, const cg_conv_t *c, const void *d_dy,
                                const void *d_w, void *d_dx, int accum, void *d_ws,

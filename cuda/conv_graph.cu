@@ -14,7 +14,7 @@
 
 namespace {
 
-enum { kUidA = 1, kUidW = 2, kUidB = 3 };
+enum { kUidA = 1, kUidW = 2, kUidB = 3, kUidBias = 4, kUidConv = 5, kUidSum = 6 };
 enum { kPacks = 8 };  /* cached variant packs per operation */
 enum { kMaxCfg = 64 };
 const cudnnBackendAttributeName_t kOpGraphHandle = (cudnnBackendAttributeName_t)800;
@@ -41,7 +41,7 @@ const cudnnBackendAttributeName_t kOpAttr[3][6] = {
 typedef cudnnBackendDescriptor_t desc_t;
 
 struct pack_t {
-  const void *in0, *in1;
+  const void *in0, *in1, *bias;
   void *out, *ws;
   desc_t d;
 };
@@ -57,19 +57,40 @@ cudnnStatus_t set1(desc_t d, cudnnBackendAttributeName_t a, cudnnBackendAttribut
   return cudnnBackendSetAttribute(d, a, t, 1, v);
 }
 
-/* A dense NHWC tensor of logical dims (n, c, h, w). */
+/* A dense NHWC tensor of logical dims (n, c, h, w); virtual ones live only inside a fused
+ * kernel. */
 cudnnStatus_t make_tensor(desc_t *out, int64_t uid, cudnnDataType_t dt, int64_t n, int64_t c,
-                          int64_t h, int64_t w) {
+                          int64_t h, int64_t w, int64_t align = 16, bool is_virtual = false) {
   const int64_t dims[4] = {n, c, h, w};
   const int64_t strides[4] = {h * w * c, 1, w * c, c};
-  const int64_t align = 16;
   TRY(cudnnBackendCreateDescriptor(CUDNN_BACKEND_TENSOR_DESCRIPTOR, out));
   TRY(set1(*out, CUDNN_ATTR_TENSOR_DATA_TYPE, CUDNN_TYPE_DATA_TYPE, &dt));
   TRY(cudnnBackendSetAttribute(*out, CUDNN_ATTR_TENSOR_DIMENSIONS, CUDNN_TYPE_INT64, 4, dims));
   TRY(cudnnBackendSetAttribute(*out, CUDNN_ATTR_TENSOR_STRIDES, CUDNN_TYPE_INT64, 4, strides));
   TRY(set1(*out, CUDNN_ATTR_TENSOR_UNIQUE_ID, CUDNN_TYPE_INT64, &uid));
   TRY(set1(*out, CUDNN_ATTR_TENSOR_BYTE_ALIGNMENT, CUDNN_TYPE_INT64, &align));
+  if (is_virtual) {
+    const bool v = true;
+    TRY(set1(*out, CUDNN_ATTR_TENSOR_IS_VIRTUAL, CUDNN_TYPE_BOOLEAN, &v));
+  }
   return cudnnBackendFinalize(*out);
+}
+
+/* A pointwise node y = mode(x[, b]) computed in fp32. *pw receives the pointwise descriptor
+ * (owned by the caller as well). */
+cudnnStatus_t make_pointwise(desc_t *op, desc_t *pw, cudnnPointwiseMode_t mode, desc_t x, desc_t b,
+                             desc_t y) {
+  const cudnnDataType_t prec = CUDNN_DATA_FLOAT;
+  TRY(cudnnBackendCreateDescriptor(CUDNN_BACKEND_POINTWISE_DESCRIPTOR, pw));
+  TRY(set1(*pw, CUDNN_ATTR_POINTWISE_MODE, CUDNN_TYPE_POINTWISE_MODE, &mode));
+  TRY(set1(*pw, CUDNN_ATTR_POINTWISE_MATH_PREC, CUDNN_TYPE_DATA_TYPE, &prec));
+  TRY(cudnnBackendFinalize(*pw));
+  TRY(cudnnBackendCreateDescriptor(CUDNN_BACKEND_OPERATION_POINTWISE_DESCRIPTOR, op));
+  TRY(set1(*op, CUDNN_ATTR_OPERATION_POINTWISE_PW_DESCRIPTOR, CUDNN_TYPE_BACKEND_DESCRIPTOR, pw));
+  TRY(set1(*op, CUDNN_ATTR_OPERATION_POINTWISE_XDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, &x));
+  if (b) TRY(set1(*op, CUDNN_ATTR_OPERATION_POINTWISE_BDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, &b));
+  TRY(set1(*op, CUDNN_ATTR_OPERATION_POINTWISE_YDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, &y));
+  return cudnnBackendFinalize(*op);
 }
 
 bool has_note(desc_t cfg, cudnnBackendNumericalNote_t want) {
@@ -109,6 +130,8 @@ struct cg_cgraph {
   cudnnHandle_t h;
   cg_cgraph_shape_t s;
   desc_t ta, tw, tb, conv, op, graph;
+  /* the fused forward: bias, the virtual conv output and sum, the pointwise nodes */
+  desc_t tbias, tconv, tsum, pw_add, op_add, pw_relu, op_relu;
   desc_t cfg[kMaxCfg];
   int ncfg;
   desc_t plan;
@@ -179,6 +202,11 @@ cudnnStatus_t cg_cgraph_create(cudnnHandle_t h, const cg_cgraph_shape_t *s, int 
   g->h = h;
   g->s = *s;
   g->cur = -1;
+  const int fuse = s->op == CG_CGRAPH_FWD ? s->fuse : 0;
+  if (s->fuse < 0 || s->fuse > 2 || (s->fuse && s->op != CG_CGRAPH_FWD)) {
+    free(g);
+    return CUDNN_STATUS_BAD_PARAM;
+  }
   const cudnnDataType_t comp = CUDNN_DATA_FLOAT;
   const cudnnConvolutionMode_t mode = CUDNN_CROSS_CORRELATION;
   const int64_t nsp = 2, one[2] = {1, 1}, pad[2] = {s->pad, s->pad};
@@ -204,17 +232,37 @@ cudnnStatus_t cg_cgraph_create(cudnnHandle_t h, const cg_cgraph_shape_t *s, int 
   if (st == CUDNN_STATUS_SUCCESS) st = cudnnBackendSetAttribute(g->conv, CUDNN_ATTR_CONVOLUTION_POST_PADDINGS, CUDNN_TYPE_INT64, 2, pad);
   if (st == CUDNN_STATUS_SUCCESS) st = cudnnBackendFinalize(g->conv);
   if (st != CUDNN_STATUS_SUCCESS) goto fail;
+  if (fuse) {
+    st = make_tensor(&g->tbias, kUidBias, CUDNN_DATA_FLOAT, 1, s->cb, 1, 1, s->bias_align);
+    if (st == CUDNN_STATUS_SUCCESS)
+      st = make_tensor(&g->tconv, kUidConv, CUDNN_DATA_FLOAT, s->n, s->cb, s->hb, s->wb, 16, true);
+    if (st == CUDNN_STATUS_SUCCESS && s->fuse == 2)
+      st = make_tensor(&g->tsum, kUidSum, CUDNN_DATA_FLOAT, s->n, s->cb, s->hb, s->wb, 16, true);
+    if (st != CUDNN_STATUS_SUCCESS) goto fail;
+  }
   st = cudnnBackendCreateDescriptor(optype, &g->op);
   if (st == CUDNN_STATUS_SUCCESS) st = set1(g->op, an[0], CUDNN_TYPE_BACKEND_DESCRIPTOR, &g->ta);
   if (st == CUDNN_STATUS_SUCCESS) st = set1(g->op, an[1], CUDNN_TYPE_BACKEND_DESCRIPTOR, &g->tw);
-  if (st == CUDNN_STATUS_SUCCESS) st = set1(g->op, an[2], CUDNN_TYPE_BACKEND_DESCRIPTOR, &g->tb);
+  if (st == CUDNN_STATUS_SUCCESS)
+    st = set1(g->op, an[2], CUDNN_TYPE_BACKEND_DESCRIPTOR, fuse ? &g->tconv : &g->tb);
   if (st == CUDNN_STATUS_SUCCESS) st = set1(g->op, an[3], CUDNN_TYPE_BACKEND_DESCRIPTOR, &g->conv);
   if (st == CUDNN_STATUS_SUCCESS) st = set1(g->op, an[4], CUDNN_TYPE_FLOAT, &alpha);
   if (st == CUDNN_STATUS_SUCCESS) st = set1(g->op, an[5], CUDNN_TYPE_FLOAT, &beta);
   if (st == CUDNN_STATUS_SUCCESS) st = cudnnBackendFinalize(g->op);
   if (st != CUDNN_STATUS_SUCCESS) goto fail;
+  if (fuse) {
+    st = make_pointwise(&g->op_add, &g->pw_add, CUDNN_POINTWISE_ADD, g->tconv, g->tbias,
+                        s->fuse == 2 ? g->tsum : g->tb);
+    if (st == CUDNN_STATUS_SUCCESS && s->fuse == 2)
+      st = make_pointwise(&g->op_relu, &g->pw_relu, CUDNN_POINTWISE_RELU_FWD, g->tsum, NULL, g->tb);
+    if (st != CUDNN_STATUS_SUCCESS) goto fail;
+  }
   st = cudnnBackendCreateDescriptor(CUDNN_BACKEND_OPERATIONGRAPH_DESCRIPTOR, &g->graph);
-  if (st == CUDNN_STATUS_SUCCESS) st = set1(g->graph, CUDNN_ATTR_OPERATIONGRAPH_OPS, CUDNN_TYPE_BACKEND_DESCRIPTOR, &g->op);
+  if (st == CUDNN_STATUS_SUCCESS) {
+    desc_t ops[3] = {g->op, g->op_add, g->op_relu};
+    st = cudnnBackendSetAttribute(g->graph, CUDNN_ATTR_OPERATIONGRAPH_OPS,
+                                  CUDNN_TYPE_BACKEND_DESCRIPTOR, 1 + (fuse ? s->fuse : 0), ops);
+  }
   if (st == CUDNN_STATUS_SUCCESS) st = set1(g->graph, kOpGraphHandle, CUDNN_TYPE_HANDLE, &g->h);
   if (st == CUDNN_STATUS_SUCCESS) st = cudnnBackendFinalize(g->graph);
   if (st != CUDNN_STATUS_SUCCESS) goto fail;
@@ -238,8 +286,9 @@ void cg_cgraph_destroy(cg_cgraph_t *g) {
   drop_packs(g);
   if (g->plan) cudnnBackendDestroyDescriptor(g->plan);
   for (int i = 0; i < g->ncfg; i++) cudnnBackendDestroyDescriptor(g->cfg[i]);
-  desc_t ds[6] = {g->graph, g->op, g->conv, g->tb, g->tw, g->ta};
-  for (int i = 0; i < 6; i++)
+  desc_t ds[13] = {g->graph, g->op_relu, g->pw_relu, g->op_add, g->pw_add, g->op, g->conv,
+                   g->tsum, g->tconv, g->tbias, g->tb, g->tw, g->ta};
+  for (int i = 0; i < 13; i++)
     if (ds[i]) cudnnBackendDestroyDescriptor(ds[i]);
   free(g);
 }
@@ -275,12 +324,13 @@ cudnnStatus_t cg_cgraph_plan(cg_cgraph_t *g, int i, size_t *ws_bytes) {
 }
 
 cudnnStatus_t cg_cgraph_exec(cg_cgraph_t *g, const void *in0, const void *in1, void *out,
-                             void *ws) {
-  if (!g->plan) return CUDNN_STATUS_BAD_PARAM;
+                             const float *bias, void *ws) {
+  if (!g->plan || (g->s.fuse != 0) != (bias != NULL)) return CUDNN_STATUS_BAD_PARAM;
+  if (bias && (uintptr_t)bias % (uintptr_t)g->s.bias_align) return CUDNN_STATUS_BAD_PARAM;
   pack_t *p = NULL;
   for (int i = 0; i < kPacks && !p; i++)
     if (g->pack[i].d && g->pack[i].in0 == in0 && g->pack[i].in1 == in1 && g->pack[i].out == out &&
-        g->pack[i].ws == ws)
+        g->pack[i].bias == bias && g->pack[i].ws == ws)
       p = &g->pack[i];
   if (!p) {
     /* operands by tensor: a, w, b */
@@ -290,15 +340,17 @@ cudnnStatus_t cg_cgraph_exec(cg_cgraph_t *g, const void *in0, const void *in1, v
       case CG_CGRAPH_BWD_DATA: a = out; w = in1; b = in0; break;
       default: a = in0; w = out; b = in1; break;
     }
-    void *ptrs[3] = {(void *)a, (void *)w, (void *)b};
-    const int64_t uids[3] = {kUidA, kUidW, kUidB};
+    void *ptrs[4] = {(void *)a, (void *)w, (void *)b, (void *)bias};
+    const int64_t uids[4] = {kUidA, kUidW, kUidB, kUidBias};
+    const int64_t nptr = bias ? 4 : 3;
     desc_t d = NULL;
     cudnnStatus_t st = cudnnBackendCreateDescriptor(CUDNN_BACKEND_VARIANT_PACK_DESCRIPTOR, &d);
     if (st != CUDNN_STATUS_SUCCESS) return st;
-    st = cudnnBackendSetAttribute(d, CUDNN_ATTR_VARIANT_PACK_UNIQUE_IDS, CUDNN_TYPE_INT64, 3, uids);
+    st = cudnnBackendSetAttribute(d, CUDNN_ATTR_VARIANT_PACK_UNIQUE_IDS, CUDNN_TYPE_INT64, nptr,
+                                  uids);
     if (st == CUDNN_STATUS_SUCCESS)
-      st = cudnnBackendSetAttribute(d, CUDNN_ATTR_VARIANT_PACK_DATA_POINTERS, CUDNN_TYPE_VOID_PTR, 3,
-                                    ptrs);
+      st = cudnnBackendSetAttribute(d, CUDNN_ATTR_VARIANT_PACK_DATA_POINTERS, CUDNN_TYPE_VOID_PTR,
+                                    nptr, ptrs);
     if (st == CUDNN_STATUS_SUCCESS)
       st = set1(d, CUDNN_ATTR_VARIANT_PACK_WORKSPACE, CUDNN_TYPE_VOID_PTR, &ws);
     if (st == CUDNN_STATUS_SUCCESS) st = cudnnBackendFinalize(d);
@@ -311,6 +363,7 @@ cudnnStatus_t cg_cgraph_exec(cg_cgraph_t *g, const void *in0, const void *in1, v
     if (p->d) cudnnBackendDestroyDescriptor(p->d);
     p->in0 = in0;
     p->in1 = in1;
+    p->bias = bias;
     p->out = out;
     p->ws = ws;
     p->d = d;

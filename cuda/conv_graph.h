@@ -30,6 +30,10 @@ typedef struct {
   int64_t n, ca, ha, wa; /* the convolution input a */
   int64_t cb, hb, wb;    /* its output b */
   int64_t k, pad, stride;
+  /* FWD only: 0 the plain convolution; 1 b = conv + bias; 2 b = max(conv + bias, 0), the sum
+   * kept in fp32 until b is written. The bias is fp32 [cb], bias_align bytes aligned. */
+  int fuse;
+  int64_t bias_align;
 } cg_cgraph_shape_t;
 
 typedef struct cg_cgraph cg_cgraph_t;
@@ -52,9 +56,10 @@ cudnnStatus_t cg_cgraph_plan(cg_cgraph_t *g, int i, size_t *ws_bytes);
 
 /* Runs the current plan on stream s (set on the handle by the caller). Operands as in conv.cu:
  * FWD in0 = a, in1 = w, out = b; BWD_DATA in0 = db, in1 = w, out = da; BWD_FILTER in0 = a,
- * in1 = db, out = dw. Variant packs are cached per pointer set, so replays cost no set-up. */
+ * in1 = db, out = dw; bias: the fused forward's bias, else NULL. Variant packs are cached per
+ * pointer set, so replays cost no set-up. */
 cudnnStatus_t cg_cgraph_exec(cg_cgraph_t *g, const void *in0, const void *in1, void *out,
-                             void *ws);
+                             const float *bias, void *ws);
 
 /* "eng <global index>" of the current plan, for logs. */
 void cg_cgraph_describe(const cg_cgraph_t *g, char *buf, size_t len);

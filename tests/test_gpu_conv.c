@@ -127,8 +127,8 @@ static void check(const char *what, const char *layer, cg_dtype_t dt, const floa
 }
 
 static cg_conv_t *make_conv(cg_conv_kind_t kind, int n, int h, int w, int cin, int cout, int k,
-                            cg_dtype_t dt, int ops, const cg_conv_bufs_t *bufs) {
-  cg_conv_shape_t sh = {kind, n, h, w, cin, cout, k, dt, 0};
+                            cg_dtype_t dt, int ops, int bias_act, const cg_conv_bufs_t *bufs) {
+  cg_conv_shape_t sh = {kind, n, h, w, cin, cout, k, dt, 0, bias_act};
   cg_conv_t *c = NULL;
   char err[1024];
   if (cg_conv_create(&sh, ops, &c, err, sizeof err)) CG_FATAL("cg_conv_create: %s", err);
@@ -168,9 +168,9 @@ static void test_first_conv(cg_dtype_t dt) {
   cg_k_pad_channels_from_f32(dt, d_x32, (int64_t)px, c, cp, d_xp, S);
   cg_k_pack_weight_cpad(dt, d_w32, co, k * k, c, cp, d_wp, S);
   dsync();
-  cg_conv_bufs_t bufs = {d_xp, d_wp, d_dy, d_y, NULL, d_dwp};
+  cg_conv_bufs_t bufs = {d_xp, d_wp, d_dy, d_y, NULL, d_dwp, NULL};
   cg_conv_t *cv = make_conv(CG_CONV_PLAIN, n, h, w, cp, co, k, dt,
-                            CG_CONV_OP_FWD | CG_CONV_OP_BWD_FILTER, &bufs);
+                            CG_CONV_OP_FWD | CG_CONV_OP_BWD_FILTER, 0, &bufs);
   /* forward */
   dpoison(d_y, px * co * es);
   RUN(cg_conv_fwd(CTX, cv, d_xp, d_wp, d_y, WS, WS_BYTES, S));
@@ -220,12 +220,19 @@ static void test_layer(cg_conv_kind_t kind, cg_dtype_t dt) {
   void *d_dy = dnew(pxo * co * es), *d_dx = dnew(pxi * ci * es), *d_dw = dnew(wl * es);
   float *d_b = up(CG_DT_F32, bias, co), *d_db = dnew(co * 4), *d_dw32 = dnew(wl * 4);
   void *d_work = dnew(cg_k_bias_act_bwd_work_bytes((int64_t)pxo, co));
-  cg_conv_bufs_t bufs = {d_x, d_w, d_dy, d_y, d_dx, d_dw};
-  cg_conv_t *cv = make_conv(kind, n, h, w, ci, co, k, dt, CG_CONV_OP_ALL, &bufs);
+  /* the plain layer offers its bias + ReLU for fusion (taken whenever it runs with the graph
+   * API alone; with the legacy API never) */
+  cg_conv_bufs_t bufs = {d_x, d_w, d_dy, d_y, d_dx, d_dw, up_ ? NULL : d_b};
+  cg_conv_t *cv = make_conv(kind, n, h, w, ci, co, k, dt, CG_CONV_OP_ALL, up_ ? 0 : 2, &bufs);
   /* forward */
   dpoison(d_y, pxo * co * es);
-  RUN(cg_conv_fwd(CTX, cv, d_x, d_w, d_y, WS, WS_BYTES, S));
-  cg_k_bias_act_fwd(dt, d_y, (int64_t)pxo, co, d_b, relu, S);
+  if (cg_conv_fused(cv)) {
+    printf("  forward fused with bias + ReLU\n");
+    RUN(cg_conv_fwd_bias_act(CTX, cv, d_x, d_w, d_b, d_y, WS, WS_BYTES, S));
+  } else {
+    RUN(cg_conv_fwd(CTX, cv, d_x, d_w, d_y, WS, WS_BYTES, S));
+    cg_k_bias_act_fwd(dt, d_y, (int64_t)pxo, co, d_b, relu, S);
+  }
   get(dt, d_y, pxo * co, y);
   cg_view_t xv = {x, n, h, w, ci, ci}, yv = {yref, n, oh, ow, co, co};
   if (up_)
@@ -333,8 +340,8 @@ static void test_cache(void) {
   CG_CHECK_CUDA(cudaMemset(d_a, 0, px * c * 2));
   CG_CHECK_CUDA(cudaMemset(d_w, 0, (size_t)c * 9 * c * 2));
   CG_CHECK_CUDA(cudaMemset(d_g, 0, px * c * 2));
-  cg_conv_bufs_t bufs = {d_a, d_w, d_g, d_b, d_d, d_dw};
-  cg_conv_shape_t sh = {CG_CONV_PLAIN, n, h, w, c, c, 3, CG_DT_BF16, 0};
+  cg_conv_bufs_t bufs = {d_a, d_w, d_g, d_b, d_d, d_dw, NULL};
+  cg_conv_shape_t sh = {CG_CONV_PLAIN, n, h, w, c, c, 3, CG_DT_BF16, 0, 0};
   char err[1024], d1[512], d2[512];
   cg_conv_ctx_t *c1 = cg_conv_ctx_create(DNN, 1, path);
   cg_conv_t *v1 = NULL, *v2 = NULL;
