@@ -1,0 +1,279 @@
+/* devplan.c: the CUDA backend's step as buffer accesses, and its arena (see devplan.h).
+ *
+ * trace() must list exactly what forward(), run_loss() and backward() of cuda/backend_cuda.cu
+ * do, in their order; the backend checks every pointer it passes against the list
+ * (cg_devplan_allows), so a mismatch is an assertion at the first step, not a silent
+ * overlap. */
+#include "devplan.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "memplan.h"
+
+int cg_devplan_graph(const cg_model_t *m, cg_devplan_t *p, char *err, size_t errlen) {
+  p->first = -1;
+  for (int i = 0; i < m->nlayers; i++) {
+    const cg_layer_t *l = &m->layers[i];
+    p->is_head[i] = l->op == CG_OP_CONV && l->k == 1 && l->cout == 1;
+    if (p->is_head[i] && l->accum_dx) {
+      snprintf(err, errlen, "layer %s: the head's input must have one consumer", l->name);
+      return -1;
+    }
+    if (l->in != m->input_tensor) continue;
+    if (p->first >= 0 || l->op != CG_OP_CONV || p->is_head[i] || l->need_dx) {
+      snprintf(err, errlen, "layer %s: the input must be read by exactly one convolution",
+               l->name);
+      return -1;
+    }
+    p->first = i;
+  }
+  if (p->first < 0) {
+    snprintf(err, errlen, "no layer reads the model input");
+    return -1;
+  }
+  for (int t = 0; t < m->ntensors; t++) p->cat_a[t] = p->cat_b[t] = -1;
+  for (int t = 0; t < m->ntensors; t++) {
+    const cg_tensor_t *T = &m->tensors[t];
+    if (T->c == T->ld) continue;
+    /* a slice: its buffer must be [a | b] with a whole-buffer tensor over both */
+    int whole = -1, pa = -1, pb = -1, nparts = 0;
+    for (int u = 0; u < m->ntensors; u++) {
+      const cg_tensor_t *U = &m->tensors[u];
+      if (U->buf != T->buf) continue;
+      if (U->c == U->ld) whole = u;
+      else {
+        nparts++;
+        if (U->c_off == 0) pa = u;
+        else pb = u;
+      }
+    }
+    if (whole < 0 || nparts != 2 || pa < 0 || pb < 0 || m->tensors[pb].c_off != m->tensors[pa].c ||
+        m->tensors[pa].c + m->tensors[pb].c != T->ld) {
+      snprintf(err, errlen, "tensor %d: unsupported buffer layout (only [a | b] concatenations)", t);
+      return -1;
+    }
+    p->cat_a[whole] = pa;
+    p->cat_b[whole] = pb;
+  }
+  /* The concat's reader writes its gradient and it is split into the parts right after; a
+   * part's own readers must run backward later (earlier in forward order) and accumulate. */
+  for (int t = 0; t < m->ntensors; t++) {
+    if (p->cat_a[t] < 0) continue;
+    int reader = -1;
+    for (int i = 0; i < m->nlayers; i++)
+      if (m->layers[i].in == t) {
+        if (reader >= 0 || m->layers[i].accum_dx) {
+          snprintf(err, errlen, "concat tensor %d: needs exactly one reader that overwrites", t);
+          return -1;
+        }
+        reader = i;
+      }
+    for (int i = 0; i < m->nlayers; i++) {
+      const cg_layer_t *l = &m->layers[i];
+      if ((l->in == p->cat_a[t] || l->in == p->cat_b[t]) && (i > reader || !l->accum_dx)) {
+        snprintf(err, errlen, "layer %s: reads part of a concat but does not accumulate after it",
+                 l->name);
+        return -1;
+      }
+    }
+  }
+  return 0;
+}
+
+static void add(cg_devplan_t *p, int *fail, int pos, int buf, int mode) {
+  if (p->nacc >= CG_DEVPLAN_MAX_ACC) {
+    *fail = 1;
+    return;
+  }
+  p->acc[p->nacc++] = (cg_devplan_acc_t){pos, buf, mode};
+}
+
+/* The step of backend_cuda.cu, access by access. Returns 0, or -1 when a table is too small. */
+static int trace(const cg_model_t *m, cg_devplan_t *p) {
+  int fail = 0, pos = 0;
+  p->nacc = 0;
+  for (int i = 0; i < CG_MAX_LAYERS; i++)
+    p->cat_fwd[i] = p->fwd[i] = p->bwd_mask[i] = p->bwd_dw[i] = p->bwd_dx[i] = p->cat_bwd[i] = -1;
+#define ACT(t) cg_devplan_act(p, (t))
+#define GRAD(t) cg_devplan_grad(p, (t))
+  /* prep_input */
+  p->prep = pos++;
+  add(p, &fail, p->prep, ACT(m->input_tensor), CG_DP_W);
+  /* forward() */
+  for (int i = 0; i < m->nlayers; i++) {
+    const cg_layer_t *l = &m->layers[i];
+    const int pa = p->cat_a[l->in], pb = p->cat_b[l->in];
+    if (pa >= 0) {
+      p->cat_fwd[i] = pos++;
+      add(p, &fail, p->cat_fwd[i], ACT(pa), CG_DP_R);
+      add(p, &fail, p->cat_fwd[i], ACT(pb), CG_DP_R);
+      add(p, &fail, p->cat_fwd[i], ACT(l->in), CG_DP_W);
+    }
+    p->fwd[i] = pos++;
+    add(p, &fail, p->fwd[i], ACT(l->in), CG_DP_R);
+    add(p, &fail, p->fwd[i], ACT(l->out), CG_DP_W);
+    if (l->op != CG_OP_POOL && !p->is_head[i]) /* bias (+ ReLU) in place */
+      add(p, &fail, p->fwd[i], ACT(l->out), CG_DP_RW);
+  }
+  /* run_loss() (and the test-only NaN fault, which changes one gradient value) */
+  p->loss = pos++;
+  add(p, &fail, p->loss, ACT(m->logits_tensor), CG_DP_R);
+  add(p, &fail, p->loss, GRAD(m->logits_tensor), CG_DP_W);
+  add(p, &fail, p->loss, GRAD(m->logits_tensor), CG_DP_RW);
+  /* backward() */
+  for (int i = m->nlayers - 1; i >= 0; i--) {
+    const cg_layer_t *l = &m->layers[i];
+    const int dxmode = l->accum_dx ? CG_DP_RW : CG_DP_W;
+    if (p->is_head[i]) {
+      p->bwd_dw[i] = p->bwd_dx[i] = pos++;
+      add(p, &fail, p->bwd_dw[i], ACT(l->in), CG_DP_R);
+      add(p, &fail, p->bwd_dw[i], GRAD(l->out), CG_DP_R);
+      if (l->need_dx) add(p, &fail, p->bwd_dw[i], GRAD(l->in), dxmode);
+    } else if (l->op == CG_OP_POOL) {
+      if (l->need_dx) {
+        p->bwd_dx[i] = pos++;
+        add(p, &fail, p->bwd_dx[i], ACT(l->in), CG_DP_R);
+        add(p, &fail, p->bwd_dx[i], GRAD(l->out), CG_DP_R);
+        add(p, &fail, p->bwd_dx[i], GRAD(l->in), dxmode);
+      }
+    } else {
+      p->bwd_mask[i] = pos++;
+      add(p, &fail, p->bwd_mask[i], GRAD(l->out), l->relu ? CG_DP_RW : CG_DP_R);
+      if (l->relu) add(p, &fail, p->bwd_mask[i], ACT(l->out), CG_DP_R);
+      p->bwd_dw[i] = pos++;
+      add(p, &fail, p->bwd_dw[i], ACT(l->in), CG_DP_R);
+      add(p, &fail, p->bwd_dw[i], GRAD(l->out), CG_DP_R);
+      if (l->need_dx) {
+        p->bwd_dx[i] = pos++;
+        add(p, &fail, p->bwd_dx[i], GRAD(l->out), CG_DP_R);
+        add(p, &fail, p->bwd_dx[i], GRAD(l->in), dxmode);
+      }
+    }
+    const int pa = p->cat_a[l->in], pb = p->cat_b[l->in];
+    if (pa >= 0 && l->need_dx) {
+      p->cat_bwd[i] = pos++;
+      add(p, &fail, p->cat_bwd[i], GRAD(l->in), CG_DP_R);
+      add(p, &fail, p->cat_bwd[i], GRAD(pa), CG_DP_W);
+      add(p, &fail, p->cat_bwd[i], GRAD(pb), CG_DP_W);
+    }
+  }
+#undef ACT
+#undef GRAD
+  p->npos = pos;
+  if (fail || pos > CG_DEVPLAN_MAX_POS) return -1;
+  int k = 0;
+  for (int q = 0; q <= pos; q++) {
+    while (k < p->nacc && p->acc[k].pos < q) k++;
+    p->acc_at[q] = k;
+  }
+  return 0;
+}
+
+static size_t align_up(size_t v, size_t a) { return (v + a - 1) & ~(a - 1); }
+
+int cg_devplan_make(const cg_model_t *m, int n, int cpad, size_t es, size_t align,
+                    cg_devplan_t *p, char *err, size_t errlen) {
+  memset(p, 0, sizeof *p);
+  if (align == 0) align = 256;
+  if (n < 1 || es < 1 || cpad < m->tensors[m->input_tensor].c || (align & (align - 1))) {
+    snprintf(err, errlen, "device plan: bad arguments (batch %d, cpad %d, element %zu, align %zu)",
+             n, cpad, es, align);
+    return -1;
+  }
+  if (cg_devplan_graph(m, p, err, errlen)) return -1;
+  p->ntensors = m->ntensors;
+  p->nbufs = 2 * m->ntensors;
+  p->align = align;
+  if (trace(m, p)) {
+    snprintf(err, errlen, "device plan: the step does not fit the plan's tables");
+    return -1;
+  }
+  for (int b = 0; b < p->nbufs; b++) p->first_use[b] = p->last_use[b] = -1;
+  for (int k = 0; k < p->nacc; k++) {
+    const cg_devplan_acc_t *a = &p->acc[k];
+    if (p->first_use[a->buf] < 0) {
+      if (a->mode != CG_DP_W) {
+        const int t = a->buf % p->ntensors;
+        snprintf(err, errlen, "device plan: the %s of tensor %d is read at position %d before the "
+                 "step writes it", a->buf < p->ntensors ? "activation" : "gradient", t, a->pos);
+        return -1;
+      }
+      p->first_use[a->buf] = a->pos;
+    }
+    p->last_use[a->buf] = a->pos;
+  }
+  for (int t = 0; t < m->ntensors; t++) {
+    const cg_tensor_t *T = &m->tensors[t];
+    const int c = t == m->input_tensor ? cpad : T->c;
+    const size_t bytes = (size_t)n * (size_t)T->h * (size_t)T->w * (size_t)c * es;
+    p->naive += bytes + (t != m->input_tensor ? bytes : 0);
+    const int a = cg_devplan_act(p, t), g = cg_devplan_grad(p, t);
+    p->size[a] = p->first_use[a] >= 0 ? bytes : 0;
+    p->size[g] = p->first_use[g] >= 0 ? bytes : 0;
+  }
+  /* unused buffers: an empty interval the planner can place anywhere */
+  int first[CG_DEVPLAN_MAX_BUFS], last[CG_DEVPLAN_MAX_BUFS];
+  for (int b = 0; b < p->nbufs; b++) {
+    first[b] = p->first_use[b] >= 0 ? p->first_use[b] : 0;
+    last[b] = p->first_use[b] >= 0 ? p->last_use[b] : 0;
+  }
+  if (cg_memplan_solve(p->nbufs, p->size, first, last, align, p->offset, &p->arena)) {
+    snprintf(err, errlen, "device plan: the arena planner failed");
+    return -1;
+  }
+  char why[256];
+  if (cg_memplan_verify(p->nbufs, p->size, first, last, align, p->offset, p->arena, why,
+                        sizeof why)) {
+    snprintf(err, errlen, "device plan: %s", why);
+    return -1;
+  }
+  p->live_max = cg_memplan_live_max(p->nbufs, p->size, first, last);
+  for (int i = 0; i < m->nlayers; i++) {
+    if (m->layers[i].op == CG_OP_POOL || p->is_head[i]) continue;
+    size_t x, y, dy, dx;
+    const size_t s = cg_devplan_search_layout(p, m, i, &x, &y, &dy, &dx);
+    if (s > p->search_bytes) p->search_bytes = s;
+  }
+  return 0;
+}
+
+int cg_devplan_allows(const cg_devplan_t *p, int pos, int buf, int mode) {
+  if (pos < 0 || pos >= p->npos) return 0;
+  for (int k = p->acc_at[pos]; k < p->acc_at[pos + 1]; k++)
+    if (p->acc[k].buf == buf && p->acc[k].mode == mode) return 1;
+  return 0;
+}
+
+size_t cg_devplan_search_layout(const cg_devplan_t *p, const cg_model_t *m, int i, size_t *x,
+                                size_t *y, size_t *dy, size_t *dx) {
+  const cg_layer_t *l = &m->layers[i];
+  const size_t a = p->align;
+  *x = 0;
+  *y = *x + align_up(p->size[cg_devplan_act(p, l->in)], a);
+  *dy = *y + align_up(p->size[cg_devplan_act(p, l->out)], a);
+  size_t end = *dy + align_up(p->size[cg_devplan_grad(p, l->out)], a);
+  *dx = (size_t)-1;
+  if (l->need_dx) {
+    *dx = end;
+    end += align_up(p->size[cg_devplan_grad(p, l->in)], a);
+  }
+  return end;
+}
+
+void cg_devplan_print(const cg_devplan_t *p, const cg_model_t *m) {
+  printf("# device plan: %d positions, %d accesses, arena %.1f MiB (live max %.1f MiB, one "
+         "buffer each %.1f MiB)\n",
+         p->npos, p->nacc, (double)p->arena / 1048576.0, (double)p->live_max / 1048576.0,
+         (double)p->naive / 1048576.0);
+  printf("# %-4s %-5s %-6s %10s %6s %6s %12s\n", "buf", "kind", "tensor", "MiB", "first", "last",
+         "offset MiB");
+  for (int b = 0; b < p->nbufs; b++) {
+    if (!p->size[b]) continue;
+    const int t = b % p->ntensors;
+    printf("  %-4d %-5s %-6d %10.2f %6d %6d %12.2f\n", b, b < p->ntensors ? "act" : "grad", t,
+           (double)p->size[b] / 1048576.0, p->first_use[b], p->last_use[b],
+           (double)p->offset[b] / 1048576.0);
+  }
+  (void)m;
+}

@@ -1,0 +1,209 @@
+/* test_memplan.c: the arena planner and the CUDA backend's step plan, on the CPU.
+ *  1. cg_memplan_solve on random instances: no two buffers live together overlap, offsets
+ *     aligned, the arena at least the largest live sum, the same answer twice; exact answers
+ *     on instances whose optimum is known; bad input refused.
+ *  2. cg_devplan_make on the UNet-S step (in 5, base 32, depth 4, batch 32, 256x256, bf16):
+ *     every buffer is first written in the step, the accesses the backend makes are the ones
+ *     listed, a conv's operands never overlap, and the arena is well below one buffer per
+ *     activation and gradient (printed in MiB with the expected device total); a model whose
+ *     backward would accumulate into a gradient nothing wrote is refused. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "devplan.h"
+#include "log.h"
+#include "memplan.h"
+#include "model.h"
+#include "rng.h"
+#include "testutil.h"
+
+#define MAXN 80
+
+static double mib(size_t b) { return (double)b / 1048576.0; }
+
+static void random_instances(void) {
+  int bad = 0;
+  for (int seed = 0; seed < 400; seed++) {
+    cg_rng_t r = cg_rng_make((uint64_t)seed, CG_RNG_TEST, 7, 0);
+    const int n = (int)(cg_rng_uniform(&r) * MAXN);
+    const int span = 1 + (int)(cg_rng_uniform(&r) * 50);
+    const size_t align = (size_t)1 << (4 + (int)(cg_rng_uniform(&r) * 6)); /* 16 .. 512 */
+    size_t size[MAXN], off[MAXN], off2[MAXN], arena = 0, arena2 = 0;
+    int first[MAXN], last[MAXN];
+    for (int i = 0; i < n; i++) {
+      const double u = cg_rng_uniform(&r);
+      size[i] = u < 0.1 ? 0 : (size_t)(cg_rng_uniform(&r) * (u < 0.5 ? 1000 : 1 << 20));
+      first[i] = (int)(cg_rng_uniform(&r) * span);
+      last[i] = first[i] + (int)(cg_rng_uniform(&r) * span / 3);
+    }
+    char why[256] = "";
+    if (cg_memplan_solve(n, size, first, last, align, off, &arena)) {
+      bad++;
+      printf("FAIL instance %d: solve failed (%s)\n", seed, strerror(errno));
+      continue;
+    }
+    const size_t lb = cg_memplan_live_max(n, size, first, last);
+    int ok = cg_memplan_verify(n, size, first, last, align, off, arena, why, sizeof why) == 0;
+    ok = ok && arena % align == 0 && arena >= lb;
+    for (int i = 0; i < n && ok; i++) ok = off[i] % align == 0;
+    /* determinism: the same input, planned again */
+    ok = ok && cg_memplan_solve(n, size, first, last, align, off2, &arena2) == 0 &&
+         arena2 == arena && memcmp(off, off2, sizeof(size_t) * (size_t)n) == 0;
+    if (!ok) {
+      bad++;
+      printf("FAIL instance %d (n %d, align %zu): arena %zu, lower bound %zu, %s\n", seed, n,
+             align, arena, lb, why);
+    }
+  }
+  CG_TEST_CHECK(bad == 0, "%d of 400 random instances failed", bad);
+  if (!bad)
+    printf("PASS 400 random instances: valid, aligned, >= the live maximum, deterministic\n");
+
+  /* known optima: all live together -> the sum of the aligned sizes; none -> the largest */
+  size_t size[4] = {300, 256, 1, 0}, off[4], arena;
+  int first[4] = {0, 0, 0, 0}, last[4] = {5, 5, 5, 5};
+  CG_TEST_CHECK(cg_memplan_solve(4, size, first, last, 256, off, &arena) == 0 &&
+                    arena == 512 + 256 + 256,
+                "all live together: arena %zu, want 1024", arena);
+  int f2[4] = {0, 1, 2, 3}, l2[4] = {0, 1, 2, 3};
+  CG_TEST_CHECK(cg_memplan_solve(4, size, f2, l2, 256, off, &arena) == 0 && arena == 512 &&
+                    off[0] == 0 && off[1] == 0 && off[2] == 0,
+                "disjoint lives share offset 0: arena %zu, want 512", arena);
+  /* buffer 2 takes the bytes of buffer 1, whose life ended before it began; buffer 0 lives
+   * with both: 512 + 256 */
+  size_t s3[3] = {256, 512, 256}, o3[3];
+  int f3[3] = {0, 0, 5}, l3[3] = {9, 4, 9};
+  CG_TEST_CHECK(cg_memplan_solve(3, s3, f3, l3, 256, o3, &arena) == 0 && arena == 768,
+                "three buffers: arena %zu, want 768", arena);
+  CG_TEST_CHECK(cg_memplan_solve(0, NULL, NULL, NULL, 0, NULL, &arena) == 0 && arena == 0,
+                "no buffers: arena %zu", arena);
+  int fb[1] = {3}, lb_[1] = {2};
+  size_t sb[1] = {10}, ob[1];
+  errno = 0;
+  CG_TEST_CHECK(cg_memplan_solve(1, sb, fb, lb_, 256, ob, &arena) == -1 && errno == EINVAL,
+                "first > last refused");
+  CG_TEST_CHECK(cg_memplan_solve(1, sb, f2, l2, 48, ob, &arena) == -1 && errno == EINVAL,
+                "alignment 48 refused");
+}
+
+/* Every access the backend makes is in the list; buffers used at one position never overlap
+ * (the planner's verification covers intervals; this checks the positions themselves). */
+static void check_plan(const cg_model_t *m, const cg_devplan_t *p, const char *tag) {
+  int bad = 0;
+  for (int k = 0; k < p->nacc; k++) {
+    const cg_devplan_acc_t *a = &p->acc[k];
+    if (!cg_devplan_allows(p, a->pos, a->buf, a->mode)) bad++;
+    if (a->pos < p->first_use[a->buf] || a->pos > p->last_use[a->buf]) bad++;
+    for (int j = p->acc_at[a->pos]; j < p->acc_at[a->pos + 1]; j++) {
+      const int u = a->buf, v = p->acc[j].buf;
+      if (u == v) continue;
+      if (p->offset[u] < p->offset[v] + p->size[v] && p->offset[v] < p->offset[u] + p->size[u]) {
+        printf("FAIL %s: buffers %d and %d overlap at position %d\n", tag, u, v, a->pos);
+        bad++;
+      }
+    }
+  }
+  CG_TEST_CHECK(!cg_devplan_allows(p, p->loss, cg_devplan_grad(p, m->input_tensor), CG_DP_W),
+                "%s: an access not in the step is refused", tag);
+  for (int i = 0; i < m->nlayers; i++) {
+    const cg_layer_t *l = &m->layers[i];
+    const int gi = cg_devplan_grad(p, l->in), go = cg_devplan_grad(p, l->out);
+    const int ai = cg_devplan_act(p, l->in), ao = cg_devplan_act(p, l->out);
+    if (!cg_devplan_allows(p, p->fwd[i], ai, CG_DP_R) ||
+        !cg_devplan_allows(p, p->fwd[i], ao, CG_DP_W))
+      bad++;
+    if (l->need_dx &&
+        !cg_devplan_allows(p, p->bwd_dx[i], gi, l->accum_dx ? CG_DP_RW : CG_DP_W))
+      bad++;
+    if (l->op != CG_OP_POOL && !cg_devplan_allows(p, p->bwd_dw[i], ai, CG_DP_R)) bad++;
+    if (l->op != CG_OP_POOL && !cg_devplan_allows(p, p->bwd_dw[i], go, CG_DP_R)) bad++;
+    /* the algorithm search layout: four disjoint ranges inside the allocation */
+    if (l->op == CG_OP_POOL || p->is_head[i]) continue;
+    size_t x, y, dy, dx;
+    const size_t s = cg_devplan_search_layout(p, m, i, &x, &y, &dy, &dx);
+    if (s > p->search_bytes || y < x + p->size[ai] || dy < y + p->size[ao] ||
+        (l->need_dx && (dx < dy + p->size[go] || dx + p->size[gi] > s)))
+      bad++;
+  }
+  /* nothing may be read after the last position of the step, and every buffer is first
+   * written (cg_devplan_make refuses otherwise; check it held) */
+  for (int b = 0; b < p->nbufs; b++)
+    if (p->first_use[b] >= 0) {
+      int k = 0;
+      while (p->acc[k].buf != b) k++;
+      if (p->acc[k].mode != CG_DP_W) bad++;
+    }
+  CG_TEST_CHECK(bad == 0, "%s: %d inconsistencies in the plan", tag, bad);
+  if (!bad) printf("PASS %s: %d positions, %d accesses consistent\n", tag, p->npos, p->nacc);
+}
+
+int main(void) {
+  random_instances();
+
+  char err[256];
+  cg_model_t m;
+  CG_ASSERT(cg_model_build(&m, 5, 32, 4, 256, 256, err, sizeof err) == 0);
+  static cg_devplan_t p; /* large: keep it off the stack */
+  const int batch = 32, cpad = 8;
+  const size_t es = 2; /* bf16 */
+  if (cg_devplan_make(&m, batch, cpad, es, 256, &p, err, sizeof err)) {
+    CG_TEST_CHECK(0, "UNet-S plan: %s", err);
+    return cg_test_done("test_memplan");
+  }
+  check_plan(&m, &p, "UNet-S bf16 b32 256x256");
+  const double ratio = (double)p.arena / (double)p.naive;
+  printf("UNet-S bf16 batch 32 256x256: arena %.1f MiB (live maximum %.1f MiB), one buffer per "
+         "activation and gradient %.1f MiB: %.1f%%\n",
+         mib(p.arena), mib(p.live_max), mib(p.naive), 100.0 * ratio);
+  CG_TEST_CHECK(ratio < 0.55, "arena %.1f MiB is %.1f%% of the naive %.1f MiB (want < 55%%)",
+                mib(p.arena), 100.0 * ratio, mib(p.naive));
+  CG_TEST_CHECK(p.search_bytes <= p.arena, "search layout %.1f MiB fits the arena",
+                mib(p.search_bytes));
+  /* What alloc_all adds (cuda/backend_cuda.cu), but for the cuDNN workspace and the small
+   * kernel scratch: fp32 parameters, gradients, AdamW m and v; the bf16 copy; the padded
+   * first-layer weights; dW scratch; per batch slot fp32 input, mask, RGB8, weights; per
+   * in-flight step the predicted mask. */
+  size_t dw = 0;
+  for (int i = 0; i < m.nlayers; i++)
+    if (m.layers[i].w_len > dw) dw = m.layers[i].w_len;
+  const size_t px = (size_t)batch * 256 * 256;
+  const size_t params = m.nparams * (16 + es) + (size_t)m.widths[0] * 9 * cpad * es + dw * es;
+  const size_t slots = 2 * (px * 5 * 4 + px + 3 * px + batch * 4) + 2 * px;
+  const size_t arena = p.arena > p.search_bytes ? p.arena : p.search_bytes;
+  printf("expected device memory without the cuDNN workspace: params/optimizer %.1f MiB + arena "
+         "%.1f MiB + slots %.1f MiB = %.1f MiB (%.3f GiB; was %.3f GiB with one buffer each)\n",
+         mib(params), mib(arena), mib(slots), mib(params + arena + slots),
+         (double)(params + arena + slots) / 1073741824.0,
+         (double)(params + p.naive + slots) / 1073741824.0);
+  if (getenv("CG_MEMPLAN_PRINT")) cg_devplan_print(&p, &m);
+
+  /* the small model of test_gpu_step, fp32 */
+  cg_model_t s;
+  CG_ASSERT(cg_model_build(&s, 5, 8, 3, 32, 32, err, sizeof err) == 0);
+  static cg_devplan_t ps;
+  CG_TEST_CHECK(cg_devplan_make(&s, 3, 8, 4, 256, &ps, err, sizeof err) == 0, "small plan: %s",
+                err);
+  check_plan(&s, &ps, "test_gpu_step model fp32 b3 32x32");
+
+  /* every depth the model allows */
+  for (int depth = 1; depth <= CG_MAX_DEPTH; depth++) {
+    cg_model_t d;
+    CG_ASSERT(cg_model_build(&d, 5, 4, depth, 64, 64, err, sizeof err) == 0);
+    char tag[64];
+    snprintf(tag, sizeof tag, "depth %d fp16 b2 64x64", depth);
+    CG_TEST_CHECK(cg_devplan_make(&d, 2, 8, 2, 512, &ps, err, sizeof err) == 0, "%s: %s", tag, err);
+    check_plan(&d, &ps, tag);
+  }
+
+  /* dec0.conv2 made to accumulate into its input gradient, which nothing wrote before */
+  cg_model_t bad = s;
+  for (int i = 0; i < bad.nlayers; i++)
+    if (!strcmp(bad.layers[i].name, "dec0.conv2")) bad.layers[i].accum_dx = 1;
+  err[0] = 0;
+  CG_TEST_CHECK(cg_devplan_make(&bad, 3, 8, 4, 256, &ps, err, sizeof err) == -1 &&
+                    strstr(err, "before the step writes it"),
+                "accumulating into an unwritten gradient refused (%s)", err);
+  return cg_test_done("test_memplan");
+}
