@@ -27,13 +27,19 @@
  *
  * Memory. Everything is allocated at create (plain cudaMalloc, zeroed): fp32 master
  * parameters, gradients (the flat layout of model.h) and AdamW moments, the compute-precision
- * copy of the parameters (bf16/fp16; AdamW refreshes it), one dense buffer per tensor and one
- * for its gradient. A concat buffer of model.h ([up | skip]) becomes three dense buffers: up,
- * skip, and the concatenation, filled by cg_k_concat_fwd just before its reader runs; the
- * reader's input gradient is split back with cg_k_concat_bwd, after which the pool's backward
- * accumulates into the skip gradient (its accum_dx). The first layer's input is padded to a
- * multiple of 8 channels (tensor cores; cuDNN has no bf16 NHWC algorithm for 5 channels), and
- * its weights are repacked from the fp32 master at the start of every forward.
+ * copy of the parameters (bf16/fp16; AdamW refreshes it), and one arena for the activations
+ * and their gradients. Each tensor has a dense activation and a dense gradient in the arena;
+ * a concat buffer of model.h ([up | skip]) becomes three dense tensors: up, skip, and the
+ * concatenation, filled by cg_k_concat_fwd just before its reader runs; the reader's input
+ * gradient is split back with cg_k_concat_bwd, after which the pool's backward accumulates
+ * into the skip gradient (its accum_dx). The arena layout is the step plan of src/devplan.h:
+ * buffers whose live intervals within a step are disjoint share bytes, so nothing may be read
+ * outside its interval and nothing survives from one step to the next (every buffer is fully
+ * written before it is read in each step; the plan refuses a graph where that does not hold).
+ * Every pointer forward() and backward() pass to a kernel goes through act_at/grad_at, which
+ * check the access against the plan. The first layer's input is padded to a multiple of 8
+ * channels (tensor cores; cuDNN has no bf16 NHWC algorithm for 5 channels), and its weights
+ * are repacked from the fp32 master at the start of every forward.
  * dW of a cuDNN layer goes to a dense scratch (aligned, compute type) and is then converted
  * into the fp32 gradient buffer, whose per-layer offsets have no useful alignment.
  *
@@ -66,6 +72,7 @@
 
 extern "C" {
 #include "backend.h"
+#include "devplan.h"
 #include "nvtx.h"
 #include "gsync.h"
 #include "nccl_comm.h"
@@ -83,6 +90,7 @@ constexpr int kNDQ = CG_MAX_INFLIGHT;    /* device result slots, staging, graph 
 constexpr int kWarmupSteps = 2;          /* eager steps before a graph is captured */
 constexpr int kMaxAllocs = 3 * CG_MAX_TENSORS + 64;
 constexpr int kChannelAlign = 8;         /* first-layer input channels padded to this */
+constexpr size_t kArenaAlign = 256;      /* offsets of the buffers inside the arena */
 
 /* One step's results on the device and in pinned host memory. */
 struct result_t {
@@ -115,9 +123,8 @@ struct cg_backend {
   cg_dtype_t dt;
   size_t es;        /* bytes per activation element */
   int cpad;         /* first-layer input channels after padding */
-  int first;        /* index of the layer that reads the input */
-  int is_head[CG_MAX_LAYERS];
-  int cat_a[CG_MAX_TENSORS], cat_b[CG_MAX_TENSORS]; /* parts of a concat tensor, else -1 */
+  cg_devplan_t plan; /* the graph as run (first layer, head, concat parts), the step's buffer
+                        accesses and the arena layout */
 
   cudnnHandle_t dnn;
   cudaStream_t s_h2d, s_comp, s_comm, s_d2h;
@@ -130,10 +137,12 @@ struct cg_backend {
   void *hallocs[4 * kNQ + 4]; /* pinned host memory */
   int nhallocs;
   size_t bytes;
+  size_t mem_params, mem_arena, mem_slots, mem_scratch; /* parts of bytes, for the log line */
   float *d_params, *d_grads, *d_m, *d_v;
   void *d_lowp;            /* compute-precision parameter copy; NULL for fp32 */
   void *d_w0;              /* the first layer's weights, input channels padded */
-  void *d_act[CG_MAX_TENSORS], *d_dact[CG_MAX_TENSORS];
+  void *d_arena;           /* activations and their gradients (the plan's offsets) */
+  void *d_act[CG_MAX_TENSORS], *d_dact[CG_MAX_TENSORS]; /* into the arena; NULL if unused */
   void *d_dw;              /* dW scratch, compute type */
   void *d_ws;              /* cuDNN workspace */
   size_t ws_bytes;
@@ -209,14 +218,27 @@ size_t tensor_px(const cg_backend_t *b, int t) {
   return (size_t)b->n * (size_t)T->h * (size_t)T->w;
 }
 
-int tensor_c(const cg_backend_t *b, int t) {
-  return t == b->m->input_tensor ? b->cpad : b->m->tensors[t].c;
+/* The activation / gradient of tensor t, accessed at step position pos in mode (devplan.h).
+ * An access the plan does not list could touch bytes the arena gives another live buffer:
+ * fatal, with what was asked. */
+void *act_at(const cg_backend_t *b, int t, int pos, int mode) {
+  if (!cg_devplan_allows(&b->plan, pos, cg_devplan_act(&b->plan, t), mode))
+    CG_FATAL("activation of tensor %d accessed at step position %d (mode %d) outside the plan", t,
+             pos, mode);
+  return b->d_act[t];
+}
+
+void *grad_at(const cg_backend_t *b, int t, int pos, int mode) {
+  if (!cg_devplan_allows(&b->plan, pos, cg_devplan_grad(&b->plan, t), mode))
+    CG_FATAL("gradient of tensor %d accessed at step position %d (mode %d) outside the plan", t,
+             pos, mode);
+  return b->d_dact[t];
 }
 
 /* The weight operand of layer i in the compute type. */
 const void *wptr(const cg_backend_t *b, int i) {
   const cg_layer_t *l = &b->m->layers[i];
-  if (i == b->first) return b->d_w0;
+  if (i == b->plan.first) return b->d_w0;
   if (b->dt == CG_DT_F32) return b->d_params + l->w_off;
   return static_cast<const char *>(b->d_lowp) + l->w_off * b->es;
 }
@@ -362,84 +384,13 @@ void fault_nan(cg_dtype_t dt, void *d_dlogit, double *d_loss, cudaStream_t s) {
 
 /* ---- set-up ------------------------------------------------------------------------------ */
 
-/* Which layer reads the input, which layer is the 1-channel head, and how the concat buffers
- * split into dense tensors; checks the backward plan fits that split. */
-int plan_graph(cg_backend_t *b, char *err, size_t errlen) {
-  const cg_model_t *m = b->m;
-  b->first = -1;
-  for (int i = 0; i < m->nlayers; i++) {
-    const cg_layer_t *l = &m->layers[i];
-    b->is_head[i] = l->op == CG_OP_CONV && l->k == 1 && l->cout == 1;
-    if (b->is_head[i] && l->accum_dx) {
-      snprintf(err, errlen, "layer %s: the head's input must have one consumer", l->name);
-      return -1;
-    }
-    if (l->in != m->input_tensor) continue;
-    if (b->first >= 0 || l->op != CG_OP_CONV || b->is_head[i] || l->need_dx) {
-      snprintf(err, errlen, "layer %s: the input must be read by exactly one convolution",
-               l->name);
-      return -1;
-    }
-    b->first = i;
-  }
-  if (b->first < 0) {
-    snprintf(err, errlen, "no layer reads the model input");
-    return -1;
-  }
-  for (int t = 0; t < m->ntensors; t++) b->cat_a[t] = b->cat_b[t] = -1;
-  for (int t = 0; t < m->ntensors; t++) {
-    const cg_tensor_t *T = &m->tensors[t];
-    if (T->c == T->ld) continue;
-    /* a slice: its buffer must be [a | b] with a whole-buffer tensor over both */
-    int whole = -1, pa = -1, pb = -1, nparts = 0;
-    for (int u = 0; u < m->ntensors; u++) {
-      const cg_tensor_t *U = &m->tensors[u];
-      if (U->buf != T->buf) continue;
-      if (U->c == U->ld) whole = u;
-      else {
-        nparts++;
-        if (U->c_off == 0) pa = u;
-        else pb = u;
-      }
-    }
-    if (whole < 0 || nparts != 2 || pa < 0 || pb < 0 || m->tensors[pb].c_off != m->tensors[pa].c ||
-        m->tensors[pa].c + m->tensors[pb].c != T->ld) {
-      snprintf(err, errlen, "tensor %d: unsupported buffer layout (only [a | b] concatenations)", t);
-      return -1;
-    }
-    b->cat_a[whole] = pa;
-    b->cat_b[whole] = pb;
-  }
-  /* The concat's reader writes its gradient and it is split into the parts right after; a
-   * part's own readers must run backward later (earlier in forward order) and accumulate. */
-  for (int t = 0; t < m->ntensors; t++) {
-    if (b->cat_a[t] < 0) continue;
-    int reader = -1;
-    for (int i = 0; i < m->nlayers; i++)
-      if (m->layers[i].in == t) {
-        if (reader >= 0 || m->layers[i].accum_dx) {
-          snprintf(err, errlen, "concat tensor %d: needs exactly one reader that overwrites", t);
-          return -1;
-        }
-        reader = i;
-      }
-    for (int i = 0; i < m->nlayers; i++) {
-      const cg_layer_t *l = &m->layers[i];
-      if ((l->in == b->cat_a[t] || l->in == b->cat_b[t]) && (i > reader || !l->accum_dx)) {
-        snprintf(err, errlen, "layer %s: reads part of a concat but does not accumulate after it",
-                 l->name);
-        return -1;
-      }
-    }
-  }
-  return 0;
-}
-
 int alloc_all(cg_backend_t *b, char *err, size_t errlen) {
   const cg_model_t *m = b->m;
   const size_t np = m->nparams, es = b->es;
   const size_t px = (size_t)b->n * m->height * m->width;
-  const cg_layer_t *l0 = &m->layers[b->first];
+  const cg_devplan_t *P = &b->plan;
+  const cg_layer_t *l0 = &m->layers[P->first];
+  size_t mark = b->bytes;
   if (dalloc_t(b, &b->d_params, np * 4, "parameters", err, errlen) ||
       dalloc_t(b, &b->d_grads, np * 4, "gradients", err, errlen) ||
       dalloc_t(b, &b->d_m, np * 4, "AdamW m", err, errlen) ||
@@ -450,23 +401,27 @@ int alloc_all(cg_backend_t *b, char *err, size_t errlen) {
   if (dalloc(b, &b->d_w0, (size_t)l0->cout * l0->k * l0->k * b->cpad * es, "padded weights", err,
              errlen))
     return -1;
+  b->mem_params = b->bytes - mark;
+  /* One arena; make_convs also lays a layer's four operands out side by side in it. */
+  const size_t arena = P->arena > P->search_bytes ? P->arena : P->search_bytes;
+  if (dalloc(b, &b->d_arena, arena, "activation arena", err, errlen)) return -1;
+  b->mem_arena = arena;
   for (int t = 0; t < m->ntensors; t++) {
-    const size_t e = tensor_px(b, t) * (size_t)tensor_c(b, t) * es;
-    if (dalloc(b, &b->d_act[t], e, "activations", err, errlen)) return -1;
-    if (t != m->input_tensor && dalloc(b, &b->d_dact[t], e, "activation gradients", err, errlen))
-      return -1;
+    const int a = cg_devplan_act(P, t), g = cg_devplan_grad(P, t);
+    b->d_act[t] = P->size[a] ? static_cast<char *>(b->d_arena) + P->offset[a] : NULL;
+    b->d_dact[t] = P->size[g] ? static_cast<char *>(b->d_arena) + P->offset[g] : NULL;
   }
   size_t dw = 0, bias_work = 0, head_work = 0;
   for (int i = 0; i < m->nlayers; i++) {
     const cg_layer_t *l = &m->layers[i];
     if (l->op == CG_OP_POOL) continue;
     const int64_t npix_out = (int64_t)tensor_px(b, l->out);
-    if (b->is_head[i]) {
+    if (P->is_head[i]) {
       size_t h = cg_head_bwd_work_bytes((int64_t)tensor_px(b, l->in), l->cin);
       if (h > head_work) head_work = h;
       continue;
     }
-    size_t wl = i == b->first ? (size_t)l->cout * l->k * l->k * b->cpad : l->w_len;
+    size_t wl = i == P->first ? (size_t)l->cout * l->k * l->k * b->cpad : l->w_len;
     if (wl > dw) dw = wl;
     size_t bw = cg_k_bias_act_bwd_work_bytes(npix_out, l->cout);
     if (bw > bias_work) bias_work = bw;
@@ -477,12 +432,14 @@ int alloc_all(cg_backend_t *b, char *err, size_t errlen) {
       dalloc(b, &b->d_loss_work, cg_k_loss_work_bytes(b->n, (int64_t)m->height * m->width),
              "loss scratch", err, errlen))
     return -1;
+  mark = b->bytes;
   for (int s = 0; s < CG_DEV_SLOTS; s++)
     if (dalloc_t(b, &b->d_x[s], px * m->in_c * sizeof(float), "input slot", err, errlen) ||
         dalloc_t(b, &b->d_y[s], px, "mask slot", err, errlen) ||
         dalloc_t(b, &b->d_rgb[s], px * 3, "RGB8 slot", err, errlen) ||
         dalloc_t(b, &b->d_wt[s], (size_t)b->n * sizeof(float), "weight slot", err, errlen))
       return -1;
+  b->mem_slots = b->bytes - mark;
   {
     const size_t cw = cg_k_confusion_work_bytes(b->n, (int64_t)m->height * m->width);
     if (cw && dalloc(b, &b->d_conf_work, cw, "confusion scratch", err, errlen)) return -1;
@@ -502,6 +459,7 @@ int alloc_all(cg_backend_t *b, char *err, size_t errlen) {
       return -1;
   if (b->cfg.gsync && halloc_t(b, &b->h_grads, np * sizeof(float), "gradient staging", err, errlen))
     return -1;
+  b->mem_scratch = b->bytes - b->mem_params - b->mem_arena - b->mem_slots;
   cg_scaler_t sc;
   memset(&sc, 0, sizeof sc);
   sc.enabled = b->dt == CG_DT_F16;
@@ -514,14 +472,17 @@ int alloc_all(cg_backend_t *b, char *err, size_t errlen) {
   return 0;
 }
 
-/* cuDNN descriptors for every convolution, algorithm selection on the real buffers, and the
- * workspace the chosen algorithms need. */
+/* cuDNN descriptors for every convolution, algorithm selection on device buffers of the real
+ * shapes, and the workspace the chosen algorithms need. The search runs a layer's forward and
+ * both backwards on one set of operands, but in the step dx may reuse the bytes of x or y
+ * (they are dead by then); so each layer's x, y, dy and dx are laid out side by side in the
+ * arena (cg_devplan_search_layout), which holds nothing yet. */
 int make_convs(cg_backend_t *b, char *err, size_t errlen) {
   const cg_model_t *m = b->m;
   size_t search = 0;
   for (int i = 0; i < m->nlayers; i++) {
     const cg_layer_t *l = &m->layers[i];
-    if (l->op == CG_OP_POOL || b->is_head[i]) continue;
+    if (l->op == CG_OP_POOL || b->plan.is_head[i]) continue;
     const cg_tensor_t *ti = &m->tensors[l->in];
     cg_conv_shape_t sh;
     memset(&sh, 0, sizeof sh);
@@ -529,7 +490,7 @@ int make_convs(cg_backend_t *b, char *err, size_t errlen) {
     sh.n = b->n;
     sh.h = ti->h;
     sh.w = ti->w;
-    sh.cin = i == b->first ? b->cpad : l->cin;
+    sh.cin = i == b->plan.first ? b->cpad : l->cin;
     sh.cout = l->cout;
     sh.k = l->op == CG_OP_UPCONV ? 2 : l->k;
     sh.dt = b->dt;
@@ -564,12 +525,17 @@ int make_convs(cg_backend_t *b, char *err, size_t errlen) {
   for (int i = 0; i < m->nlayers && rc == 0; i++) {
     const cg_layer_t *l = &m->layers[i];
     if (!b->conv[i]) continue;
+    size_t ox, oy, ody, odx;
+    const size_t span = cg_devplan_search_layout(&b->plan, m, i, &ox, &oy, &ody, &odx);
+    CG_ASSERT(span <= b->mem_arena);
+    char *arena = static_cast<char *>(b->d_arena);
     cg_conv_bufs_t bufs;
-    bufs.x = b->d_act[l->in];
+    memset(&bufs, 0, sizeof bufs); /* members this file does not set (bias) stay NULL */
+    bufs.x = arena + ox;
     bufs.w = wptr(b, i);
-    bufs.dy = b->d_dact[l->out];
-    bufs.y = b->d_act[l->out];
-    bufs.dx = l->need_dx ? b->d_dact[l->in] : NULL;
+    bufs.dy = arena + ody;
+    bufs.y = arena + oy;
+    bufs.dx = l->need_dx ? arena + odx : NULL;
     bufs.dw = b->d_dw;
     char e2[400];
     if (cg_conv_select(b->cctx, b->conv[i], &bufs, tune, cap, b->s_comp, e2, sizeof e2)) {
@@ -599,7 +565,7 @@ void prep_input(cg_backend_t *b, int slot) {
   const cg_model_t *m = b->m;
   prof_mark(b, 0, 0);
   cg_k_prep_input(b->dt, b->d_x[slot], b->n_cpu[slot], b->d_rgb[slot], b->n, m->height, m->width,
-                  b->cpad, b->d_act[m->input_tensor], b->s_comp);
+                  b->cpad, act_at(b, m->input_tensor, b->plan.prep, CG_DP_W), b->s_comp);
   prof_mark(b, 0, 1);
 }
 
@@ -617,7 +583,8 @@ int forward(cg_backend_t *b, int slot) {
   const cg_model_t *m = b->m;
   const cudaStream_t s = b->s_comp;
   const cg_dtype_t dt = b->dt;
-  const cg_layer_t *l0 = &m->layers[b->first];
+  const cg_devplan_t *P = &b->plan;
+  const cg_layer_t *l0 = &m->layers[P->first];
   cg_k_pack_weight_cpad(dt, b->d_params + l0->w_off, l0->cout, l0->k * l0->k, m->in_c, b->cpad,
                         b->d_w0, s);
   (void)slot; /* the input was prepared by prep_input, outside any graph */
@@ -625,25 +592,29 @@ int forward(cg_backend_t *b, int slot) {
     const cg_layer_t *l = &m->layers[i];
     const cg_tensor_t *ti = &m->tensors[l->in];
     const int64_t npix_in = (int64_t)tensor_px(b, l->in), npix_out = (int64_t)tensor_px(b, l->out);
-    void *x = b->d_act[l->in], *y = b->d_act[l->out];
+    const int p = P->fwd[i];
     const float *bias = b->d_params + l->b_off;
-    const int pa = b->cat_a[l->in], pb = b->cat_b[l->in];
+    const int pa = P->cat_a[l->in], pb = P->cat_b[l->in];
     if (b->cfg.profile && !b->capturing) CG_CHECK_CUDA(cudaEventRecord(b->ev_pf[i][0], s));
-    if (pa >= 0)
-      cg_k_concat_fwd(dt, b->d_act[pa], m->tensors[pa].c, b->d_act[pb], m->tensors[pb].c, npix_in,
-                      x, s);
+    if (pa >= 0) {
+      const int pc = P->cat_fwd[i];
+      cg_k_concat_fwd(dt, act_at(b, pa, pc, CG_DP_R), m->tensors[pa].c, act_at(b, pb, pc, CG_DP_R),
+                      m->tensors[pb].c, npix_in, act_at(b, l->in, pc, CG_DP_W), s);
+    }
+    const void *x = act_at(b, l->in, p, CG_DP_R);
+    void *y = act_at(b, l->out, p, CG_DP_W);
     switch (l->op) {
       case CG_OP_CONV:
-        if (b->is_head[i]) {
+        if (P->is_head[i]) {
           cg_head_fwd(dt, x, npix_in, l->cin, wptr(b, i), bias, y, s);
           break;
         }
         BODY_DNN(b, cg_conv_fwd(b->cctx, b->conv[i], x, wptr(b, i), y, b->d_ws, b->ws_bytes, s));
-        cg_k_bias_act_fwd(dt, y, npix_out, l->cout, bias, l->relu, s);
+        cg_k_bias_act_fwd(dt, act_at(b, l->out, p, CG_DP_RW), npix_out, l->cout, bias, l->relu, s);
         break;
       case CG_OP_UPCONV:
         BODY_DNN(b, cg_conv_fwd(b->cctx, b->conv[i], x, wptr(b, i), y, b->d_ws, b->ws_bytes, s));
-        cg_k_bias_act_fwd(dt, y, npix_out, l->cout, bias, l->relu, s);
+        cg_k_bias_act_fwd(dt, act_at(b, l->out, p, CG_DP_RW), npix_out, l->cout, bias, l->relu, s);
         break;
       case CG_OP_POOL:
         cg_k_maxpool_fwd(dt, x, b->n, ti->h, ti->w, ti->c, y, s);
@@ -704,7 +675,7 @@ void prof_print(const cg_backend_t *b) {
     const int i = order[k];
     const cg_layer_t *l = &m->layers[i];
     const double f = b->prof_f[i] / n, bw = b->prof_b[i] / n;
-    const double gf = l->flops_fwd * b->n * (i == b->first ? 2.0 : 3.0) / 1e9;
+    const double gf = l->flops_fwd * b->n * (i == b->plan.first ? 2.0 : 3.0) / 1e9;
     printf("  %-12s %-8s %10.3f %10.3f %10.3f %6.1f%% %12.2f %12.1f\n", l->name,
            l->op == CG_OP_CONV ? "conv" : l->op == CG_OP_POOL ? "maxpool" : "upconv", f, bw, f + bw,
            100.0 * (f + bw) * n / total, gf, (f + bw) > 0 ? gf / (f + bw) : 0.0);
@@ -719,9 +690,9 @@ void prof_print(const cg_backend_t *b) {
 /* Loss and predicted mask into result slot dq; with grad, the scaled loss gradient too. */
 void run_loss(cg_backend_t *b, int slot, int dq, int grad) {
   const cg_model_t *m = b->m;
-  const int lt = m->logits_tensor;
-  cg_k_loss(b->dt, b->d_act[lt], b->d_y[slot], b->d_wt[slot], b->n,
-            (int64_t)m->height * m->width, b->d_scaler, grad ? b->d_dact[lt] : NULL,
+  const int lt = m->logits_tensor, p = b->plan.loss;
+  cg_k_loss(b->dt, act_at(b, lt, p, CG_DP_R), b->d_y[slot], b->d_wt[slot], b->n,
+            (int64_t)m->height * m->width, b->d_scaler, grad ? grad_at(b, lt, p, CG_DP_W) : NULL,
             loss_ptr(b, dq), b->d_pred[dq], b->d_loss_work, b->s_comp);
 }
 
@@ -806,42 +777,56 @@ int backward(cg_backend_t *b) {
   const cg_model_t *m = b->m;
   const cudaStream_t s = b->s_comp;
   const cg_dtype_t dt = b->dt;
+  const cg_devplan_t *P = &b->plan;
   for (int i = m->nlayers - 1; i >= 0; i--) {
     const cg_layer_t *l = &m->layers[i];
     const cg_tensor_t *ti = &m->tensors[l->in];
     const int64_t npix_in = (int64_t)tensor_px(b, l->in), npix_out = (int64_t)tensor_px(b, l->out);
-    const void *x = b->d_act[l->in], *y = b->d_act[l->out];
-    void *dy = b->d_dact[l->out];
-    void *dx = l->need_dx ? b->d_dact[l->in] : NULL;
+    const int dxmode = l->accum_dx ? CG_DP_RW : CG_DP_W;
     float *dw = b->d_grads + l->w_off, *db = b->d_grads + l->b_off;
     if (b->cfg.profile && !b->capturing) CG_CHECK_CUDA(cudaEventRecord(b->ev_pb[i][0], s));
     switch (l->op) {
       case CG_OP_CONV:
       case CG_OP_UPCONV:
-        if (b->is_head[i]) {
-          cg_head_bwd(dt, x, wptr(b, i), dy, npix_in, l->cin, dx, dw, db, b->d_head_work, s);
+        if (P->is_head[i]) {
+          const int p = P->bwd_dw[i];
+          cg_head_bwd(dt, act_at(b, l->in, p, CG_DP_R), wptr(b, i), grad_at(b, l->out, p, CG_DP_R),
+                      npix_in, l->cin, l->need_dx ? grad_at(b, l->in, p, dxmode) : NULL, dw, db,
+                      b->d_head_work, s);
           break;
         }
-        /* masks dy in place (ReLU) and writes the fp32 bias gradient */
-        cg_k_bias_act_bwd(dt, dy, y, npix_out, l->cout, l->relu, db, b->d_bias_work, s);
-        if (dx)
-          BODY_DNN(b, cg_conv_bwd_data(b->cctx, b->conv[i], dy, wptr(b, i), dx, l->accum_dx,
-                                       b->d_ws, b->ws_bytes, s));
-        BODY_DNN(b, cg_conv_bwd_filter(b->cctx, b->conv[i], x, dy, b->d_dw, b->d_ws, b->ws_bytes,
-                                       s));
-        if (i == b->first)
+        /* masks dy in place (ReLU; y is read only then) and writes the fp32 bias gradient */
+        cg_k_bias_act_bwd(dt, grad_at(b, l->out, P->bwd_mask[i], l->relu ? CG_DP_RW : CG_DP_R),
+                          l->relu ? act_at(b, l->out, P->bwd_mask[i], CG_DP_R) : NULL, npix_out,
+                          l->cout, l->relu, db, b->d_bias_work, s);
+        /* dW before dx: dx may take the bytes of x, whose last reader this is (devplan.h) */
+        BODY_DNN(b, cg_conv_bwd_filter(b->cctx, b->conv[i], act_at(b, l->in, P->bwd_dw[i], CG_DP_R),
+                                       grad_at(b, l->out, P->bwd_dw[i], CG_DP_R), b->d_dw, b->d_ws,
+                                       b->ws_bytes, s));
+        if (i == P->first)
           cg_k_unpack_grad_cpad(dt, b->d_dw, l->cout, l->k * l->k, m->in_c, b->cpad, dw, s);
         else
           cg_k_cast_to_f32(dt, b->d_dw, (int64_t)l->w_len, 1.0f, dw, s);
+        if (l->need_dx)
+          BODY_DNN(b, cg_conv_bwd_data(b->cctx, b->conv[i],
+                                       grad_at(b, l->out, P->bwd_dx[i], CG_DP_R), wptr(b, i),
+                                       grad_at(b, l->in, P->bwd_dx[i], dxmode), l->accum_dx,
+                                       b->d_ws, b->ws_bytes, s));
         break;
-      case CG_OP_POOL:
-        if (dx) cg_k_maxpool_bwd(dt, x, y, dy, b->n, ti->h, ti->w, ti->c, dx, l->accum_dx, s);
+      case CG_OP_POOL: /* the output is not read: the argmax is recomputed from x */
+        if (l->need_dx) {
+          const int p = P->bwd_dx[i];
+          cg_k_maxpool_bwd(dt, act_at(b, l->in, p, CG_DP_R), NULL, grad_at(b, l->out, p, CG_DP_R),
+                           b->n, ti->h, ti->w, ti->c, grad_at(b, l->in, p, dxmode), l->accum_dx, s);
+        }
         break;
     }
-    const int pa = b->cat_a[l->in], pb = b->cat_b[l->in];
-    if (pa >= 0 && dx)
-      cg_k_concat_bwd(dt, dx, m->tensors[pa].c, m->tensors[pb].c, npix_in, b->d_dact[pa],
-                      b->d_dact[pb], s);
+    const int pa = P->cat_a[l->in], pb = P->cat_b[l->in];
+    if (pa >= 0 && l->need_dx) {
+      const int p = P->cat_bwd[i];
+      cg_k_concat_bwd(dt, grad_at(b, l->in, p, CG_DP_R), m->tensors[pa].c, m->tensors[pb].c,
+                      npix_in, grad_at(b, pa, p, CG_DP_W), grad_at(b, pb, p, CG_DP_W), s);
+    }
     if (b->cfg.profile && !b->capturing) CG_CHECK_CUDA(cudaEventRecord(b->ev_pb[i][1], s));
     if (bucket_ready(b, i)) return -1;
   }
@@ -879,7 +864,8 @@ int train_body(cg_backend_t *b, int slot, int dq, int q, int fault) {
   prof_mark(b, 1, 0);
   run_loss(b, slot, dq, 1);
   prof_mark(b, 1, 1);
-  if (fault) fault_nan(b->dt, b->d_dact[b->m->logits_tensor], loss_ptr(b, dq), s);
+  if (fault)
+    fault_nan(b->dt, grad_at(b, b->m->logits_tensor, b->plan.loss, CG_DP_RW), loss_ptr(b, dq), s);
   cg_nvtx_push("backward");
   const int brc = backward(b);
   cg_nvtx_pop();
@@ -1100,7 +1086,7 @@ int cuda_create(const cg_model_t *m, const cg_backend_cfg_t *cfg, cg_backend_t *
     goto fail;
   }
   cudnnStatus_t dst;
-  if (plan_graph(b, err, errlen)) goto fail;
+  if (cg_devplan_make(m, b->n, b->cpad, b->es, kArenaAlign, &b->plan, err, errlen)) goto fail;
   CG_CHECK_CUDA(cudaStreamCreateWithFlags(&b->s_h2d, cudaStreamNonBlocking));
   CG_CHECK_CUDA(cudaStreamCreateWithFlags(&b->s_comp, cudaStreamNonBlocking));
   CG_CHECK_CUDA(cudaStreamCreateWithFlags(&b->s_comm, cudaStreamNonBlocking));
@@ -1118,6 +1104,13 @@ int cuda_create(const cg_model_t *m, const cg_backend_cfg_t *cfg, cg_backend_t *
   if (alloc_all(b, err, errlen)) goto fail;
   if (make_convs(b, err, errlen)) goto fail;
   CG_CHECK_CUDA(cudaDeviceSynchronize());
+  if (cg_log_rank() <= 0)
+    cg_log_info("cuda memory: parameters+optimizer %.1f MiB, activation arena %.1f MiB (%.1f MiB "
+                "as one buffer each), batch slots %.1f MiB, scratch+results %.1f MiB, cuDNN "
+                "workspace %.1f MiB; total %.1f MiB",
+                b->mem_params / 1048576.0, b->mem_arena / 1048576.0, b->plan.naive / 1048576.0,
+                b->mem_slots / 1048576.0, b->mem_scratch / 1048576.0, b->ws_bytes / 1048576.0,
+                b->bytes / 1048576.0);
   *out = b;
   return 0;
 fail:
