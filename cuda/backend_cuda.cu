@@ -495,6 +495,8 @@ int make_convs(cg_backend_t *b, char *err, size_t errlen) {
     sh.k = l->op == CG_OP_UPCONV ? 2 : l->k;
     sh.dt = b->dt;
     sh.tf32 = b->cfg.tf32;
+    /* a plain layer offers its bias (+ ReLU) for fusion into the convolution */
+    sh.bias_act = sh.kind == CG_CONV_PLAIN ? (l->relu ? 2 : 1) : 0;
     const int ops = CG_CONV_OP_FWD | CG_CONV_OP_BWD_FILTER | (l->need_dx ? CG_CONV_OP_BWD_DATA : 0);
     char e2[400];
     if (cg_conv_create(&sh, ops, &b->conv[i], e2, sizeof e2)) {
@@ -537,6 +539,7 @@ int make_convs(cg_backend_t *b, char *err, size_t errlen) {
     bufs.y = arena + oy;
     bufs.dx = l->need_dx ? arena + odx : NULL;
     bufs.dw = b->d_dw;
+    bufs.bias = b->d_params + l->b_off; /* the pointer every forward passes */
     char e2[400];
     if (cg_conv_select(b->cctx, b->conv[i], &bufs, tune, cap, b->s_comp, e2, sizeof e2)) {
       snprintf(err, errlen, "layer %s: %s", l->name, e2);
@@ -607,6 +610,11 @@ int forward(cg_backend_t *b, int slot) {
       case CG_OP_CONV:
         if (P->is_head[i]) {
           cg_head_fwd(dt, x, npix_in, l->cin, wptr(b, i), bias, y, s);
+          break;
+        }
+        if (cg_conv_fused(b->conv[i])) { /* one cuDNN kernel: y = act(conv + bias) */
+          BODY_DNN(b, cg_conv_fwd_bias_act(b->cctx, b->conv[i], x, wptr(b, i), bias, y, b->d_ws,
+                                           b->ws_bytes, s));
           break;
         }
         BODY_DNN(b, cg_conv_fwd(b->cctx, b->conv[i], x, wptr(b, i), y, b->d_ws, b->ws_bytes, s));

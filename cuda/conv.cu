@@ -300,7 +300,7 @@ cg_conv_ctx_t *cg_conv_ctx_create(cudnnHandle_t handle, int deterministic, const
   if (api && !strcmp(api, "legacy")) ctx->api = CG_CONV_API_LEGACY;
   if (api && !strcmp(api, "graph")) ctx->api = CG_CONV_API_GRAPH;
   const char *bs = getenv("CG_CONV_BUDGET_S");
-  ctx->graph_budget_s = bs && atof(bs) > 0 ? atof(bs) : 4.0;
+  ctx->graph_budget_s = bs && atof(bs) > 0 ? atof(bs) : 2.0;
   const char *vb = getenv("CG_CONV_VERBOSE");
   ctx->verbose = vb && atoi(vb) > 0;
   int dev = 0;

@@ -17,6 +17,7 @@ namespace {
 enum { kUidA = 1, kUidW = 2, kUidB = 3, kUidBias = 4, kUidConv = 5, kUidSum = 6 };
 enum { kPacks = 8 };  /* cached variant packs per operation */
 enum { kMaxCfg = 64 };
+enum { kMaxRtc = 3 }; /* runtime-compiled candidates per operation: each costs a compilation */
 const cudnnBackendAttributeName_t kOpGraphHandle = (cudnnBackendAttributeName_t)800;
 const cudnnBackendAttributeName_t kPlanHandle = (cudnnBackendAttributeName_t)400;
 
@@ -110,6 +111,23 @@ bool has_note(desc_t cfg, cudnnBackendNumericalNote_t want) {
   return found;
 }
 
+/* Whether the engine compiles its kernel when the plan is finalized (NVRTC: seconds). */
+bool runtime_compiled(desc_t cfg) {
+  desc_t eng = NULL;
+  bool found = false;
+  if (cudnnBackendCreateDescriptor(CUDNN_BACKEND_ENGINE_DESCRIPTOR, &eng) != CUDNN_STATUS_SUCCESS)
+    return false;
+  int64_t got = 0, nn = 0;
+  cudnnBackendBehaviorNote_t notes[CUDNN_BEHAVIOR_NOTE_TYPE_COUNT];
+  if (cudnnBackendGetAttribute(cfg, CUDNN_ATTR_ENGINECFG_ENGINE, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1,
+                               &got, &eng) == CUDNN_STATUS_SUCCESS &&
+      cudnnBackendGetAttribute(eng, CUDNN_ATTR_ENGINE_BEHAVIOR_NOTE, CUDNN_TYPE_BEHAVIOR_NOTE,
+                               CUDNN_BEHAVIOR_NOTE_TYPE_COUNT, &nn, notes) == CUDNN_STATUS_SUCCESS)
+    for (int64_t i = 0; i < nn && !found; i++) found = notes[i] == CUDNN_BEHAVIOR_NOTE_RUNTIME_COMPILATION;
+  cudnnBackendDestroyDescriptor(eng);
+  return found;
+}
+
 int64_t engine_index(desc_t cfg) {
   desc_t eng = NULL;
   int64_t idx = -1, got = 0;
@@ -134,6 +152,7 @@ struct cg_cgraph {
   desc_t tbias, tconv, tsum, pw_add, op_add, pw_relu, op_relu;
   desc_t cfg[kMaxCfg];
   int ncfg;
+  int nrtc; /* runtime-compiled candidates kept (at most kMaxRtc) */
   desc_t plan;
   int cur; /* candidate behind plan, -1 none */
   pack_t pack[kPacks];
@@ -184,6 +203,10 @@ cudnnStatus_t add_mode(cg_cgraph_t *g, cudnnBackendHeurMode_t mode, int det, int
       const int64_t e = keep ? engine_index(cfgs[i]) : -1;
       for (int j = 0; keep && mode == CUDNN_HEUR_MODE_FALLBACK && j < g->ncfg; j++)
         if (engine_index(g->cfg[j]) == e) keep = false;
+      if (keep && runtime_compiled(cfgs[i])) {
+        keep = g->nrtc < kMaxRtc;
+        g->nrtc += keep;
+      }
       if (keep) g->cfg[g->ncfg++] = cfgs[i];
       else cudnnBackendDestroyDescriptor(cfgs[i]);
     }

@@ -15,7 +15,7 @@
 #   scripts/device/check.sh quick   ctest -L gpu, then cogpu-bench train bf16/fp16 batch 32/64
 #                                   with the cuDNN search logged (legacy vs graph API per
 #                                   layer), the per-layer profile, the legacy-only selection
-#                                   for comparison and fp32                         (~4 min)
+#                                   and the PyTorch peer (eager + compile bf16)     (~7 min)
 #   scripts/device/check.sh all     tests and bench (the build is reused when present)
 #
 # Every section is time-boxed and runs even if an earlier one failed; the summary at the end
@@ -177,24 +177,29 @@ perf() {
   run_box "bench fp32 tf32" 90 "$B" train --precision fp32 --batch-list 32 --tf32 on
 }
 
-# The new conv selection in one short run: correctness, then speed with the choices logged.
+# Issue 3 in one short run: the GPU tests, then the bench with the cuDNN search logged (legacy vs
+# graph API, fusion, per layer), the profile, the legacy-only selection and PyTorch, same run.
 quick() {
   local B="$BUILD/bench/cogpu-bench"
   gpu_ctest
-  grep -E "^== |RUN |PASS|FAIL|conv 3x3|upconv" "$W/ctest-gpu.log" | grep -E "graph|FAIL|== " | head -30
+  grep -E "^== |fused|graph eng|FAIL" "$W/ctest-gpu.log" | head -24
   section "cogpu-bench train, legacy + graph API search (CG_CONV_VERBOSE=1)"
-  run_box "bench train" 240 env CG_CONV_VERBOSE=1 "$B" train --precision bf16,fp16 --batch-list 32,64 \
-    --json-out "$W/bench-quick.json" --algo-cache "$W/algo-unets.txt"
-  keep bench-quick.json algo-unets.txt
+  run_box "bench train" 200 env CG_CONV_VERBOSE=1 "$B" train --precision bf16,fp16 --batch-list 32,64 \
+    --windows 3 --json-out "$W/bench-train.json" --algo-cache "$W/algo-unets.txt" 2> "$W/search.log"
+  grep -cE "graph eng" "$W/search.log" | sed 's/^/operations on graph-API engines: /'
+  grep -E "n32 256x256|n32 128x128" "$W/search.log" | head -12
+  keep bench-train.json search.log
   section "per-layer profile (bf16, batch 32)"
   run_box "profile" 60 "$B" train --precision bf16 --batch-list 32 --profile --warmup 3 --steps 10 \
     --windows 1 --algo-cache "$W/algo-unets.txt"
   section "legacy cuDNN API only (the previous selection), bf16 batch 32"
   run_box "bench legacy" 90 env CG_CONV_API=legacy "$B" train --precision bf16 --batch-list 32 \
-    --windows 3 --algo-cache "$W/algo-legacy.txt"
-  section "fp32 (TF32 off), batch 32"
-  run_box "bench fp32" 120 env CG_CONV_VERBOSE=1 "$B" train --precision fp32 --batch-list 32 --windows 3 \
-    --algo-cache "$W/algo-unets.txt"
+    --windows 2 --algo-cache "$W/algo-legacy.txt"
+  section "PyTorch peer, same GPU, same run"
+  run_box "peer_torch" 150 python3 bench/peer_torch.py --batch-list 32 --variants eager_bf16,compile_bf16 \
+    --time-budget 120 --json-out "$W/peer.json"
+  python3 bench/compare.py "$W/bench-train.json" "$W/peer.json" --json-out "$W/compare.json"
+  keep peer.json compare.json
 }
 
 # The timeline on the GPU: 1 rank and 2 ranks (MPI fallback) with --trace-out; every rank's file
