@@ -676,13 +676,21 @@ int select_fused(cg_conv_ctx_t *ctx, cg_conv_t *c, const cg_conv_bufs_t *bufs, v
         best = t;
         best_i = i;
         best_ws = gws;
+        cg_cgraph_keep(g);
       }
     }
   }
   const bool split_ok = t_conv >= 0 && t_pass >= 0;
   bool fuse = best_i >= 0 && (ctx->api == CG_CONV_API_GRAPH || !split_ok ||
                               best < 0.98f * (t_conv + t_pass));
-  if (fuse && cg_cgraph_plan(g, best_i, &best_ws) != CUDNN_STATUS_SUCCESS) fuse = false;
+  cudnnStatus_t kst = CUDNN_STATUS_SUCCESS;
+  if (fuse) kst = cg_cgraph_use_kept(g, &best_ws);
+  if (kst != CUDNN_STATUS_SUCCESS) {
+    fuse = false;
+    if (ctx->verbose)
+      fprintf(stderr, "conv search: the fused plan could not be restored: %s\n",
+              cudnnGetErrorString(kst));
+  }
   if (fuse) {
     c->gf = g;
     c->ws_fused = best_ws;
@@ -753,9 +761,10 @@ int cg_conv_select(cg_conv_ctx_t *ctx, cg_conv_t *c, const cg_conv_bufs_t *bufs,
           best = t;
           best_ws = gws;
           best_g = i;
+          cg_cgraph_keep(g);
         }
       }
-      if (best_g >= 0 && cg_cgraph_plan(g, best_g, &best_ws) != CUDNN_STATUS_SUCCESS) best_g = -1;
+      if (best_g >= 0 && cg_cgraph_use_kept(g, &best_ws) != CUDNN_STATUS_SUCCESS) best_g = -1;
       if (best_g < 0) {
         cg_cgraph_destroy(g);
         g = NULL;

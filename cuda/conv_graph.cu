@@ -155,6 +155,11 @@ struct cg_cgraph {
   int nrtc; /* runtime-compiled candidates kept (at most kMaxRtc) */
   desc_t plan;
   int cur; /* candidate behind plan, -1 none */
+  /* a plan set aside by cg_cgraph_keep (may be plan itself): finalized once, never again, as a
+   * second finalize of a runtime-compiled configuration is not guaranteed to succeed */
+  desc_t kept;
+  int kept_cur;
+  size_t kept_ws, cur_ws;
   pack_t pack[kPacks];
   int next_pack;
 };
@@ -307,6 +312,7 @@ fail:
 void cg_cgraph_destroy(cg_cgraph_t *g) {
   if (!g) return;
   drop_packs(g);
+  if (g->kept && g->kept != g->plan) cudnnBackendDestroyDescriptor(g->kept);
   if (g->plan) cudnnBackendDestroyDescriptor(g->plan);
   for (int i = 0; i < g->ncfg; i++) cudnnBackendDestroyDescriptor(g->cfg[i]);
   desc_t ds[13] = {g->graph, g->op_relu, g->pw_relu, g->op_add, g->pw_add, g->op, g->conv,
@@ -322,7 +328,7 @@ cudnnStatus_t cg_cgraph_plan(cg_cgraph_t *g, int i, size_t *ws_bytes) {
   *ws_bytes = 0;
   if (i < 0 || i >= g->ncfg) return CUDNN_STATUS_BAD_PARAM;
   drop_packs(g); /* packs belong to the plan they were made for */
-  if (g->plan) cudnnBackendDestroyDescriptor(g->plan);
+  if (g->plan && g->plan != g->kept) cudnnBackendDestroyDescriptor(g->plan);
   g->plan = NULL;
   g->cur = -1;
   desc_t p = NULL;
@@ -342,7 +348,30 @@ cudnnStatus_t cg_cgraph_plan(cg_cgraph_t *g, int i, size_t *ws_bytes) {
   }
   g->plan = p;
   g->cur = i;
+  g->cur_ws = (size_t)ws;
   *ws_bytes = (size_t)ws;
+  return CUDNN_STATUS_SUCCESS;
+}
+
+void cg_cgraph_keep(cg_cgraph_t *g) {
+  if (!g->plan || g->kept == g->plan) return;
+  if (g->kept) cudnnBackendDestroyDescriptor(g->kept);
+  g->kept = g->plan;
+  g->kept_cur = g->cur;
+  g->kept_ws = g->cur_ws;
+}
+
+cudnnStatus_t cg_cgraph_use_kept(cg_cgraph_t *g, size_t *ws_bytes) {
+  *ws_bytes = 0;
+  if (!g->kept) return CUDNN_STATUS_BAD_PARAM;
+  if (g->plan != g->kept) {
+    drop_packs(g);
+    if (g->plan) cudnnBackendDestroyDescriptor(g->plan);
+    g->plan = g->kept;
+    g->cur = g->kept_cur;
+    g->cur_ws = g->kept_ws;
+  }
+  *ws_bytes = g->kept_ws;
   return CUDNN_STATUS_SUCCESS;
 }
 

@@ -54,6 +54,12 @@ int cg_cgraph_count(const cg_cgraph_t *g);
  * workspace size in bytes. May take long for runtime-compiled engines. */
 cudnnStatus_t cg_cgraph_plan(cg_cgraph_t *g, int i, size_t *ws_bytes);
 
+/* Sets the current plan aside (replacing one set aside before), so that later cg_cgraph_plan
+ * calls do not destroy it; cg_cgraph_use_kept makes it current again without finalizing it a
+ * second time, and returns its workspace size. */
+void cg_cgraph_keep(cg_cgraph_t *g);
+cudnnStatus_t cg_cgraph_use_kept(cg_cgraph_t *g, size_t *ws_bytes);
+
 /* Runs the current plan on stream s (set on the handle by the caller). Operands as in conv.cu:
  * FWD in0 = a, in1 = w, out = b; BWD_DATA in0 = db, in1 = w, out = da; BWD_FILTER in0 = a,
  * in1 = db, out = dw; bias: the fused forward's bias, else NULL. Variant packs are cached per

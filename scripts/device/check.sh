@@ -81,7 +81,11 @@ gpu_ctest() {
 
 tests() {
   gpu_ctest
+  sanitizer
+  smoke
+}
 
+sanitizer() {
   section "compute-sanitizer memcheck on a short training run"
   local small="--backend cuda --model-base 8 --model-depth 3 --image-size 64 --batch 4
                --train-samples 64 --val-samples 8 --progress off --report-every 2
@@ -91,7 +95,9 @@ tests() {
     "$BUILD/cogpu-dist" train $small --steps 3 --cuda-graph off --split gpu \
     > "$W/sanitizer.log" 2>&1
   grep -E "ERROR SUMMARY|Invalid|error" "$W/sanitizer.log" | head -20
+}
 
+smoke() {
   section "end-to-end smoke: UNet-S bf16, 2 ranks on one GPU (MPI fallback), --split gpu, 60 steps"
   run_box "e2e 2 ranks, split gpu" 120 mpirun -np 2 --bind-to none "$BUILD/cogpu-dist" train --backend cuda \
     --batch 16 --steps 60 --report-every 30 --val-samples 64 --progress off --split gpu \
@@ -183,12 +189,16 @@ quick() {
   local B="$BUILD/bench/cogpu-bench"
   gpu_ctest
   grep -E "^== |fused|graph eng|FAIL" "$W/ctest-gpu.log" | head -24
+  sanitizer
   section "cogpu-bench train, legacy + graph API search (CG_CONV_VERBOSE=1)"
   run_box "bench train" 200 env CG_CONV_VERBOSE=1 "$B" train --precision bf16,fp16 --batch-list 32,64 \
     --windows 3 --json-out "$W/bench-train.json" --algo-cache "$W/algo-unets.txt" 2> "$W/search.log"
   grep -cE "graph eng" "$W/search.log" | sed 's/^/operations on graph-API engines: /'
-  grep -E "n32 256x256|n32 128x128" "$W/search.log" | head -12
+  grep -E "n32 256x256|n32 128x128|restored" "$W/search.log" | head -12
   keep bench-train.json search.log
+  run_box "bench fp32" 120 "$B" train --precision fp32 --batch-list 32 --windows 2 \
+    --json-out "$W/bench-fp32.json" --algo-cache "$W/algo-unets.txt"
+  keep bench-fp32.json
   section "per-layer profile (bf16, batch 32)"
   run_box "profile" 60 "$B" train --precision bf16 --batch-list 32 --profile --warmup 3 --steps 10 \
     --windows 1 --algo-cache "$W/algo-unets.txt"
