@@ -406,6 +406,7 @@ int main(void) {
   for (int d = 0; d < 2; d++) {
     test_head(dts[d], 2, 12, 10, 16);
     test_head(dts[d], 3, 64, 64, 40); /* several chunks, two column tiles */
+    test_head(dts[d], 2, 7, 9, 5);    /* c not a whole 16-byte pack: the warp-per-pixel path */
   }
   test_cache();
   CG_CHECK_CUDA(cudaFree(WS));

@@ -929,7 +929,9 @@ int main(void) {
     const struct {
       int64_t npix;
       int c;
-    } sh[] = {{420, 1}, {420, 5}, {333, 37}, {4096, 64}, {20000, 3}, {5000, 70}, {1, 1}, {63, 33}};
+    } sh[] = {{420, 1},    {420, 5},  {333, 37}, {4096, 64},  {20000, 3}, {5000, 70}, {1, 1},
+              {63, 33},    /* 16-byte packs: UNet-like, several tiles, one pack per pixel */
+              {70001, 32}, {1000, 512}, {333, 8}};
     for (size_t i = 0; i < sizeof sh / sizeof sh[0]; i++)
       for (int relu = 0; relu <= 1; relu++)
         for (int db = 0; db <= 1; db++) test_bias_act_bwd(DTS[t], sh[i].npix, sh[i].c, relu, db);

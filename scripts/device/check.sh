@@ -16,6 +16,8 @@
 #                                   with the cuDNN search logged (legacy vs graph API per
 #                                   layer), the per-layer profile, the legacy-only selection
 #                                   and the PyTorch peer (eager + compile bf16)     (~7 min)
+#   scripts/device/check.sh short   the layer/conv/step/scaler tests, bench bf16/fp16 batch 32,
+#                                   profile, PyTorch eager + compile                (~3 min)
 #   scripts/device/check.sh all     tests and bench (the build is reused when present)
 #
 # Every section is time-boxed and runs even if an earlier one failed; the summary at the end
@@ -212,6 +214,28 @@ quick() {
   keep peer.json compare.json
 }
 
+# The shortest complete issue-3 check (~3 min): the layer, conv, step and scaler tests, the
+# bench (bf16/fp16 batch 32), the profile and the PyTorch peer in the same run.
+short() {
+  local B="$BUILD/bench/cogpu-bench"
+  section "ctest: layers, conv, step, scaler"
+  (cd "$BUILD" && ctest -R "test_gpu_(layers|conv|step|scaler)" --output-on-failure --timeout 120) \
+    > "$W/ctest-short.log" 2>&1
+  grep -E "Test +#|tests passed|FAIL|Worst|worst" "$W/ctest-short.log" | head -30
+  if grep -q "100% tests passed" "$W/ctest-short.log"; then record "gpu tests (4)" ok; else record "gpu tests (4)" FAILED; fi
+  section "cogpu-bench train, bf16 and fp16, batch 32"
+  run_box "bench train" 100 env CG_CONV_VERBOSE=1 "$B" train --precision bf16,fp16 --batch-list 32 \
+    --windows 3 --json-out "$W/bench-train.json" --algo-cache "$W/algo-unets.txt" 2> "$W/search.log"
+  keep bench-train.json search.log
+  run_box "profile" 40 "$B" train --precision bf16 --batch-list 32 --profile --warmup 3 --steps 10 \
+    --windows 1 --algo-cache "$W/algo-unets.txt"
+  section "PyTorch peer, same GPU, same run"
+  run_box "peer_torch" 100 python3 bench/peer_torch.py --batch-list 32 --variants eager_bf16,compile_bf16 \
+    --time-budget 80 --json-out "$W/peer.json"
+  python3 bench/compare.py "$W/bench-train.json" "$W/peer.json" --json-out "$W/compare.json"
+  keep peer.json compare.json ctest-short.log
+}
+
 # The timeline on the GPU: 1 rank and 2 ranks (MPI fallback) with --trace-out; every rank's file
 # must hold events on the h2d, compute, d2h (and with 2 ranks comm) tracks and the helpers.
 trace() {
@@ -241,9 +265,10 @@ case "$WHAT" in
   perf) build && perf ;;
   tests) build && tests ;;
   quick) build && quick ;;
+  short) build && short ;;
   bench) build && bench ;;
   all) build && { tests; bench; } ;;
-  *) echo "usage: $0 tests|quick|bench|perf|trace|all"; exit 2 ;;
+  *) echo "usage: $0 tests|quick|short|bench|perf|trace|all"; exit 2 ;;
 esac
 section "summary ($WHAT, $(( $(date +%s) - T0 )) s)"
 printf '%s\n' "${SUMMARY[@]}"
