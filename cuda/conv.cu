@@ -508,9 +508,12 @@ cg_cgraph_shape_t graph_shape(const cg_conv_t *c, int cop) {
   return g;
 }
 
-cudnnStatus_t graph_create(const cg_conv_ctx_t *ctx, const cg_conv_t *c, int cop,
-                           cg_cgraph_t **g) {
-  const cg_cgraph_shape_t gs = graph_shape(c, cop);
+/* fuse, bias_align: the fused forward (cg_cgraph_shape_t), 0 for a plain operation. */
+cudnnStatus_t graph_create(const cg_conv_ctx_t *ctx, const cg_conv_t *c, int cop, int fuse,
+                           int64_t bias_align, cg_cgraph_t **g) {
+  cg_cgraph_shape_t gs = graph_shape(c, cop);
+  gs.fuse = fuse;
+  gs.bias_align = bias_align;
   const int strict = c->shape.dt == CG_DT_F32 && !c->shape.tf32;
   return cg_cgraph_create(ctx->h, &gs, ctx->det, strict, kMaxCand, g);
 }
@@ -542,6 +545,32 @@ template <typename F> float time_runs(cudaStream_t s, F fn) {
   if (st != CUDNN_STATUS_SUCCESS || rc != cudaSuccess) return -1.0f;
   float lo = t[0] < t[1] ? t[0] : t[1], hi = t[0] < t[1] ? t[1] : t[0];
   return t[2] < lo ? lo : (t[2] > hi ? hi : t[2]);
+}
+
+/* Times g's candidates with run() (the candidate's plan current), no new one after the
+ * context's budget, and sets the winner aside (cg_cgraph_keep): a candidate wins when it is
+ * faster than *best by the margin tol, or within it with a smaller workspace. *best and
+ * *best_ws start as what to beat (*best < 0: nothing) and end as the winner's. Returns the
+ * winner's index, or -1 when no candidate beat the start. */
+template <typename F>
+int search_graph(const cg_conv_ctx_t *ctx, cg_cgraph_t *g, size_t ws_bytes, float tol,
+                 cudaStream_t s, F run, float *best, size_t *best_ws) {
+  int win = -1;
+  /* runtime-compiled engines take long to finalize: bound the search of one operation */
+  const double t_end = now_s() + ctx->graph_budget_s;
+  for (int i = 0; i < cg_cgraph_count(g) && (i == 0 || now_s() < t_end); i++) {
+    size_t gws = 0;
+    if (cg_cgraph_plan(g, i, &gws) != CUDNN_STATUS_SUCCESS || gws > ws_bytes) continue;
+    const float t = time_runs(s, run);
+    if (t < 0) continue;
+    if (*best < 0 || t < (1.0f - tol) * *best || (t <= (1.0f + tol) * *best && gws < *best_ws)) {
+      *best = t;
+      *best_ws = gws;
+      win = i;
+      cg_cgraph_keep(g);
+    }
+  }
+  return win;
 }
 
 /* Legacy choice of cop by cudnnFind*Ex (see the design note). 0 with c->algo/math/ws_legacy
@@ -605,7 +634,7 @@ int apply_cached(cg_conv_ctx_t *ctx, cg_conv_t *c, int cop, const entry_t *e) {
   c->ws[cop] = b;
   if (e->graph >= 0) {
     cg_cgraph_t *g = NULL;
-    if (graph_create(ctx, c, cop, &g) != CUDNN_STATUS_SUCCESS) return -1;
+    if (graph_create(ctx, c, cop, 0, 0, &g) != CUDNN_STATUS_SUCCESS) return -1;
     if (e->graph >= cg_cgraph_count(g) || cg_cgraph_plan(g, e->graph, &b) != CUDNN_STATUS_SUCCESS) {
       cg_cgraph_destroy(g);
       return -1;
@@ -633,16 +662,12 @@ int select_fused(cg_conv_ctx_t *ctx, cg_conv_t *c, const cg_conv_bufs_t *bufs, v
   char op[32], key[sizeof(((entry_t *)0)->key)];
   snprintf(op, sizeof op, "fwd_fused%d_ba%d", sh->bias_act, (int)align);
   make_key(ctx, c, op, key, sizeof key);
-  cg_cgraph_shape_t gs = graph_shape(c, COP_FWD);
-  gs.fuse = sh->bias_act;
-  gs.bias_align = align;
-  const int strict = sh->dt == CG_DT_F32 && !sh->tf32;
   const entry_t *e = lookup(ctx, key);
   cg_cgraph_t *g = NULL;
   if (e) {
     if (e->graph < 0) return 0; /* measured before: split is faster */
     size_t b = 0;
-    if (cg_cgraph_create(ctx->h, &gs, ctx->det, strict, kMaxCand, &g) == CUDNN_STATUS_SUCCESS &&
+    if (graph_create(ctx, c, COP_FWD, sh->bias_act, align, &g) == CUDNN_STATUS_SUCCESS &&
         e->graph < cg_cgraph_count(g) && cg_cgraph_plan(g, e->graph, &b) == CUDNN_STATUS_SUCCESS &&
         b <= ws_bytes) {
       c->gf = g;
@@ -666,20 +691,10 @@ int select_fused(cg_conv_ctx_t *ctx, cg_conv_t *c, const cg_conv_bufs_t *bufs, v
   int best_i = -1;
   float best = -1.0f;
   size_t best_ws = 0;
-  if (cg_cgraph_create(ctx->h, &gs, ctx->det, strict, kMaxCand, &g) == CUDNN_STATUS_SUCCESS) {
-    const double t_end = now_s() + ctx->graph_budget_s;
-    for (int i = 0; i < cg_cgraph_count(g) && (i == 0 || now_s() < t_end); i++) {
-      size_t gws = 0;
-      if (cg_cgraph_plan(g, i, &gws) != CUDNN_STATUS_SUCCESS || gws > ws_bytes) continue;
-      const float t = time_runs(s, [&] { return cg_cgraph_exec(g, x, w, y, bufs->bias, d_ws); });
-      if (t >= 0 && (best < 0 || t < best)) {
-        best = t;
-        best_i = i;
-        best_ws = gws;
-        cg_cgraph_keep(g);
-      }
-    }
-  }
+  if (graph_create(ctx, c, COP_FWD, sh->bias_act, align, &g) == CUDNN_STATUS_SUCCESS)
+    best_i = search_graph(ctx, g, ws_bytes, 0.0f, s,
+                          [&] { return cg_cgraph_exec(g, x, w, y, bufs->bias, d_ws); }, &best,
+                          &best_ws);
   const bool split_ok = t_conv >= 0 && t_pass >= 0;
   bool fuse = best_i >= 0 && (ctx->api == CG_CONV_API_GRAPH || !split_ok ||
                               best < 0.98f * (t_conv + t_pass));
@@ -748,22 +763,12 @@ int cg_conv_select(cg_conv_ctx_t *ctx, cg_conv_t *c, const cg_conv_bufs_t *bufs,
     c->ms_legacy[cop] = best;
     int best_g = -1;
     cg_cgraph_t *g = NULL;
-    if (ctx->api != CG_CONV_API_LEGACY && graph_create(ctx, c, cop, &g) == CUDNN_STATUS_SUCCESS) {
-      /* runtime-compiled engines take long to finalize: bound the search of one operation */
-      const double t_end = now_s() + ctx->graph_budget_s;
-      for (int i = 0; i < cg_cgraph_count(g) && (i == 0 || now_s() < t_end); i++) {
-        size_t gws = 0;
-        if (cg_cgraph_plan(g, i, &gws) != CUDNN_STATUS_SUCCESS || gws > ws_bytes) continue;
-        const float t = time_runs(s, [&] { return cg_cgraph_exec(g, in0, in1, o, NULL, d_ws); });
-        if (t < 0) continue;
-        /* faster by 2%, or as fast within 2% with a smaller workspace */
-        if (best < 0 || t < 0.98f * best || (t <= 1.02f * best && gws < best_ws)) {
-          best = t;
-          best_ws = gws;
-          best_g = i;
-          cg_cgraph_keep(g);
-        }
-      }
+    if (ctx->api != CG_CONV_API_LEGACY &&
+        graph_create(ctx, c, cop, 0, 0, &g) == CUDNN_STATUS_SUCCESS) {
+      /* faster than the legacy winner by 2%, or as fast within 2% with a smaller workspace */
+      best_g = search_graph(ctx, g, ws_bytes, 0.02f, s,
+                            [&] { return cg_cgraph_exec(g, in0, in1, o, NULL, d_ws); }, &best,
+                            &best_ws);
       if (best_g >= 0 && cg_cgraph_use_kept(g, &best_ws) != CUDNN_STATUS_SUCCESS) best_g = -1;
       if (best_g < 0) {
         cg_cgraph_destroy(g);
