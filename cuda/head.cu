@@ -48,11 +48,6 @@ plan_t plan_for(int64_t npix) {
   return q;
 }
 
-/* V consecutive elements moved as one aligned 16-byte load/store. */
-template <typename T, int V> struct alignas(sizeof(T) * V) hpack_t {
-  T v[V];
-};
-
 /* Whether the packed kernels apply: whole packs per pixel, 16-byte aligned rows. */
 bool packed_ok(const void *p, int c, size_t es) {
   const int v = (int)(16 / es);
@@ -68,10 +63,10 @@ __global__ void head_fwd_packed_kernel(const T *x, int64_t npix, int c, const T 
   const int np = c / V;
   const int64_t stride = (int64_t)gridDim.x * blockDim.x;
   for (int64_t p = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; p < npix; p += stride) {
-    const hpack_t<T, V> *xp = reinterpret_cast<const hpack_t<T, V> *>(x + p * c);
+    const pack_t<T, V> *xp = reinterpret_cast<const pack_t<T, V> *>(x + p * c);
     float acc = 0.0f;
     for (int j = 0; j < np; j++) {
-      const hpack_t<T, V> xv = xp[j];
+      const pack_t<T, V> xv = xp[j];
 #pragma unroll
       for (int e = 0; e < V; e++) acc = fmaf(to_f(xv.v[e]), to_f(w[j * V + e]), acc);
     }
@@ -83,12 +78,12 @@ template <typename T, int V>
 __global__ void head_dx_packed_kernel(const T *dlogit, const T *w, int64_t npix, int c, T *dx) {
   const int np = c / V;
   const int64_t n = npix * np, stride = (int64_t)gridDim.x * blockDim.x;
-  hpack_t<T, V> *out = reinterpret_cast<hpack_t<T, V> *>(dx);
+  pack_t<T, V> *out = reinterpret_cast<pack_t<T, V> *>(dx);
   for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
     const int64_t p = i / np;
     const int k0 = (int)(i - p * np) * V;
     const float g = to_f(dlogit[p]);
-    hpack_t<T, V> o;
+    pack_t<T, V> o;
 #pragma unroll
     for (int e = 0; e < V; e++) o.v[e] = from_f<T>(g * to_f(w[k0 + e]));
     out[i] = o;
@@ -185,31 +180,13 @@ __global__ void head_dw_final_kernel(const float *partial, int nchunks, int c, f
 
 /* ---- launchers --------------------------------------------------------------------------- */
 
-#define CG_HEAD_DT_SWITCH(dt, ...)                                                           \
-  switch (dt) {                                                                              \
-    case CG_DT_F32: {                                                                        \
-      typedef float T;                                                                       \
-      __VA_ARGS__;                                                                           \
-    } break;                                                                                 \
-    case CG_DT_BF16: {                                                                       \
-      typedef __nv_bfloat16 T;                                                               \
-      __VA_ARGS__;                                                                           \
-    } break;                                                                                 \
-    case CG_DT_F16: {                                                                        \
-      typedef __half T;                                                                      \
-      __VA_ARGS__;                                                                           \
-    } break;                                                                                 \
-    default:                                                                                 \
-      CG_FATAL("unknown cg_dtype_t %d", (int)(dt));                                          \
-  }
-
 void cg_head_fwd(cg_dtype_t dt, const void *d_x, int64_t npix, int c, const void *d_w,
                  const float *d_b, void *d_logit, cudaStream_t s) {
   CG_ASSERT(npix >= 0 && c >= 1);
   if (npix == 0) return;
   CG_ASSERT(d_x != NULL && d_w != NULL && d_b != NULL && d_logit != NULL);
   if (packed_ok(d_x, c, cg_dtype_size(dt))) { /* a thread per pixel, 16-byte loads */
-    CG_HEAD_DT_SWITCH(dt, head_fwd_packed_kernel<T, 16 / sizeof(T)>
+    CG_DT_SWITCH(dt, T, head_fwd_packed_kernel<T, 16 / sizeof(T)>
                       <<<grid_for(npix, kBlock), kBlock, 0, s>>>(
                           static_cast<const T *>(d_x), npix, c, static_cast<const T *>(d_w), d_b,
                           static_cast<T *>(d_logit)));
@@ -217,7 +194,7 @@ void cg_head_fwd(cg_dtype_t dt, const void *d_x, int64_t npix, int c, const void
     return;
   }
   /* one warp per pixel (grid-stride): kBlock / 32 pixels per block */
-  CG_HEAD_DT_SWITCH(dt, head_fwd_kernel<T><<<grid_for(npix * 32, kBlock), kBlock, 0, s>>>(
+  CG_DT_SWITCH(dt, T, head_fwd_kernel<T><<<grid_for(npix * 32, kBlock), kBlock, 0, s>>>(
                             static_cast<const T *>(d_x), npix, c, static_cast<const T *>(d_w),
                             d_b, static_cast<T *>(d_logit)));
   CG_CHECK_LAUNCH("head_fwd_kernel");
@@ -243,13 +220,13 @@ void cg_head_bwd(cg_dtype_t dt, const void *d_x, const void *d_w, const void *d_
   CG_ASSERT(d_x != NULL && d_w != NULL && d_dlogit != NULL && d_work != NULL);
   if (d_dx && packed_ok(d_dx, c, cg_dtype_size(dt))) { /* a thread per 16-byte pack */
     const int64_t packs = npix * (c / (int)(16 / cg_dtype_size(dt)));
-    CG_HEAD_DT_SWITCH(dt, head_dx_packed_kernel<T, 16 / sizeof(T)>
+    CG_DT_SWITCH(dt, T, head_dx_packed_kernel<T, 16 / sizeof(T)>
                       <<<grid_for(packs, kBlock), kBlock, 0, s>>>(
                           static_cast<const T *>(d_dlogit), static_cast<const T *>(d_w), npix, c,
                           static_cast<T *>(d_dx)));
     CG_CHECK_LAUNCH("head_dx_packed_kernel");
   } else if (d_dx) {
-    CG_HEAD_DT_SWITCH(dt, head_dx_kernel<T><<<grid_for(npix * 32, kBlock), kBlock, 0, s>>>(
+    CG_DT_SWITCH(dt, T, head_dx_kernel<T><<<grid_for(npix * 32, kBlock), kBlock, 0, s>>>(
                               static_cast<const T *>(d_dlogit), static_cast<const T *>(d_w),
                               npix, c, static_cast<T *>(d_dx)));
     CG_CHECK_LAUNCH("head_dx_kernel");
@@ -257,7 +234,7 @@ void cg_head_bwd(cg_dtype_t dt, const void *d_x, const void *d_w, const void *d_
   const plan_t q = plan_for(npix);
   float *partial = static_cast<float *>(d_work);
   const dim3 block(kTX, kTY);
-  CG_HEAD_DT_SWITCH(dt, head_dw_partial_kernel<T><<<q.nchunks, block, 0, s>>>(
+  CG_DT_SWITCH(dt, T, head_dw_partial_kernel<T><<<q.nchunks, block, 0, s>>>(
                             static_cast<const T *>(d_x), static_cast<const T *>(d_dlogit), npix,
                             c, q.chunk, partial));
   CG_CHECK_LAUNCH("head_dw_partial_kernel");

@@ -29,11 +29,6 @@ constexpr int64_t kMaxGrid = 8192;   /* grid-stride loops cover the rest */
 
 /* ---- element types ------------------------------------------------------------------- */
 
-/* V consecutive elements moved as one aligned load/store (16 bytes when V = 16/sizeof(T)). */
-template <typename T, int V> struct alignas(sizeof(T) * V) pack_t {
-  T v[V];
-};
-
 /* Position i = p * width + k of a grid-stride loop over a [rows][width] array, advanced by
  * the grid stride without dividing: k + stride % width < 2 * width, so one wrap is enough. */
 struct rowcol_t {
@@ -350,24 +345,6 @@ bias_plan_t bias_plan(int64_t npix, int c) {
   q.chunk = npix > 0 ? (npix + q.nchunks - 1) / q.nchunks : 0;
   return q;
 }
-
-#define CG_DT_SWITCH(dt, T, ...)                                                             \
-  switch (dt) {                                                                              \
-    case CG_DT_F32: {                                                                        \
-      typedef float T;                                                                       \
-      __VA_ARGS__;                                                                           \
-    } break;                                                                                 \
-    case CG_DT_BF16: {                                                                       \
-      typedef __nv_bfloat16 T;                                                               \
-      __VA_ARGS__;                                                                           \
-    } break;                                                                                 \
-    case CG_DT_F16: {                                                                        \
-      typedef __half T;                                                                      \
-      __VA_ARGS__;                                                                           \
-    } break;                                                                                 \
-    default:                                                                                 \
-      CG_FATAL("unknown cg_dtype_t %d", (int)(dt));                                          \
-  }
 
 template <typename T>
 void bias_act_fwd_launch(void *d_y, int64_t npix, int c, const float *d_bias, int relu,
