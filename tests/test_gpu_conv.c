@@ -43,21 +43,6 @@ static cg_cpu_ws_t CPU_WS;
 
 /* ---- host helpers -------------------------------------------------------------------------- */
 
-static uint16_t f32_to_bf16(float f) {
-  uint32_t x;
-  memcpy(&x, &f, 4);
-  if ((x & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((x >> 16) | 0x40); /* quiet NaN */
-  x += 0x7fffu + ((x >> 16) & 1u); /* round to nearest even */
-  return (uint16_t)(x >> 16);
-}
-
-static float bf16_to_f32(uint16_t b) {
-  uint32_t x = (uint32_t)b << 16;
-  float f;
-  memcpy(&f, &x, 4);
-  return f;
-}
-
 static const char *dt_name(cg_dtype_t dt) { return dt == CG_DT_F32 ? "f32" : "bf16"; }
 static double dt_tol(cg_dtype_t dt) { return dt == CG_DT_F32 ? 1e-4 : 2e-2; }
 
@@ -68,7 +53,7 @@ static float *hrand(cg_dtype_t dt, size_t n, float lo, float hi) {
   float *p = hnew(n);
   cg_test_fill(p, n, lo, hi, g_seed * 1000003u + g_ctr++);
   if (dt == CG_DT_BF16)
-    for (size_t i = 0; i < n; i++) p[i] = bf16_to_f32(f32_to_bf16(p[i]));
+    for (size_t i = 0; i < n; i++) p[i] = cg_test_bf16_to_f32(cg_test_f32_to_bf16(p[i]));
   return p;
 }
 
@@ -88,7 +73,7 @@ static void put(cg_dtype_t dt, void *d, const float *h, size_t n) {
     CG_CHECK_CUDA(cudaMemcpyAsync(d, h, n * 4, cudaMemcpyHostToDevice, S));
   } else {
     uint16_t *t = cg_malloc(n * 2 + 2, "bf16 staging");
-    for (size_t i = 0; i < n; i++) t[i] = f32_to_bf16(h[i]);
+    for (size_t i = 0; i < n; i++) t[i] = cg_test_f32_to_bf16(h[i]);
     CG_CHECK_CUDA(cudaMemcpyAsync(d, t, n * 2, cudaMemcpyHostToDevice, S));
     dsync(); /* t is freed below */
     free(t);
@@ -110,7 +95,7 @@ static void get(cg_dtype_t dt, const void *d, size_t n, float *h) {
   } else {
     uint16_t *t = cg_malloc(n * 2 + 2, "bf16 staging");
     CG_CHECK_CUDA(cudaMemcpy(t, d, n * 2, cudaMemcpyDeviceToHost));
-    for (size_t i = 0; i < n; i++) h[i] = bf16_to_f32(t[i]);
+    for (size_t i = 0; i < n; i++) h[i] = cg_test_bf16_to_f32(t[i]);
     free(t);
   }
 }

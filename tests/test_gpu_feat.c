@@ -36,52 +36,7 @@ static cudaStream_t S;
 static uint64_t g_seed, g_ctr;
 static const cg_dtype_t DTS[3] = {CG_DT_F32, CG_DT_BF16, CG_DT_F16};
 
-/* ---- host-side element types (as test_gpu_layers.c) ----------------------------------- */
-
-static uint16_t f32_to_bf16(float f) {
-  uint32_t x;
-  memcpy(&x, &f, 4);
-  if ((x & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((x >> 16) | 0x40); /* quiet NaN */
-  x += 0x7fffu + ((x >> 16) & 1u); /* round to nearest even */
-  return (uint16_t)(x >> 16);
-}
-
-static float bf16_to_f32(uint16_t b) {
-  uint32_t x = (uint32_t)b << 16;
-  float f;
-  memcpy(&f, &x, 4);
-  return f;
-}
-
-static uint16_t f32_to_f16(float f) {
-  uint32_t x;
-  memcpy(&x, &f, 4);
-  const uint16_t sign = (uint16_t)((x >> 16) & 0x8000u);
-  const uint32_t ax = x & 0x7fffffffu;
-  if (ax > 0x7f800000u) return sign | 0x7e00u;  /* NaN */
-  if (ax >= 0x477ff000u) return sign | 0x7c00u; /* >= 65520 rounds to inf */
-  if (ax < 0x38800000u) {                       /* below 2^-14: subnormal or zero */
-    float af;
-    memcpy(&af, &ax, 4);
-    return sign | (uint16_t)nearbyintf(af * 16777216.0f); /* units of 2^-24, nearest even */
-  }
-  uint32_t h = ((ax >> 23) - 112u) << 10 | ((ax >> 13) & 0x3ffu); /* rebias 127 -> 15 */
-  const uint32_t rem = ax & 0x1fffu;
-  if (rem > 0x1000u || (rem == 0x1000u && (h & 1u))) h++; /* a carry may bump the exponent */
-  return sign | (uint16_t)h;
-}
-
-static float f16_to_f32(uint16_t h) {
-  const int e = (h >> 10) & 0x1f, m = h & 0x3ff;
-  float f;
-  if (e == 0)
-    f = ldexpf((float)m, -24);
-  else if (e == 31)
-    f = m ? NAN : INFINITY;
-  else
-    f = ldexpf((float)(m | 0x400), e - 25);
-  return (h & 0x8000) ? -f : f;
-}
+/* ---- host-side element types (conversions in testutil.h) ------------------------------ */
 
 static const char *dt_name(cg_dtype_t dt) {
   return dt == CG_DT_F32 ? "f32" : dt == CG_DT_BF16 ? "bf16" : "f16";
@@ -89,8 +44,8 @@ static const char *dt_name(cg_dtype_t dt) {
 
 /* The dt value nearest to x, as a float. */
 static float round_dt(cg_dtype_t dt, float x) {
-  if (dt == CG_DT_BF16) return bf16_to_f32(f32_to_bf16(x));
-  if (dt == CG_DT_F16) return f16_to_f32(f32_to_f16(x));
+  if (dt == CG_DT_BF16) return cg_test_bf16_to_f32(cg_test_f32_to_bf16(x));
+  if (dt == CG_DT_F16) return cg_test_f16_to_f32(cg_test_f32_to_f16(x));
   return x;
 }
 
@@ -270,7 +225,7 @@ static void test_prep(cg_dtype_t dt, int n, int n_cpu, int h, int w, int cpad, s
     } else {
       uint16_t b16;
       memcpy(&b16, (const char *)raw + i * 2, 2);
-      g = dt == CG_DT_BF16 ? bf16_to_f32(b16) : f16_to_f32(b16);
+      g = dt == CG_DT_BF16 ? cg_test_bf16_to_f32(b16) : cg_test_f16_to_f32(b16);
       bits = b16;
     }
     got[i] = g;

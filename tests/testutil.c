@@ -3,6 +3,7 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "rng.h"
 
@@ -75,4 +76,52 @@ double cg_test_rel_err(const float *a, const float *b, size_t n) {
 void cg_test_fill(float *p, size_t n, float lo, float hi, uint64_t seed) {
   cg_rng_t r = cg_rng_make(seed, CG_RNG_TEST, 0, 0);
   for (size_t i = 0; i < n; i++) p[i] = lo + (hi - lo) * cg_rng_uniform(&r);
+}
+
+/* ---- host-side bf16 / fp16 (round to nearest even, as the device conversions) ---------- */
+
+uint16_t cg_test_f32_to_bf16(float f) {
+  uint32_t x;
+  memcpy(&x, &f, 4);
+  if ((x & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((x >> 16) | 0x40); /* quiet NaN */
+  x += 0x7fffu + ((x >> 16) & 1u); /* round to nearest even */
+  return (uint16_t)(x >> 16);
+}
+
+float cg_test_bf16_to_f32(uint16_t b) {
+  uint32_t x = (uint32_t)b << 16;
+  float f;
+  memcpy(&f, &x, 4);
+  return f;
+}
+
+uint16_t cg_test_f32_to_f16(float f) {
+  uint32_t x;
+  memcpy(&x, &f, 4);
+  const uint16_t sign = (uint16_t)((x >> 16) & 0x8000u);
+  const uint32_t ax = x & 0x7fffffffu;
+  if (ax > 0x7f800000u) return sign | 0x7e00u;  /* NaN */
+  if (ax >= 0x477ff000u) return sign | 0x7c00u; /* >= 65520 rounds to inf */
+  if (ax < 0x38800000u) {                       /* below 2^-14: subnormal or zero */
+    float af;
+    memcpy(&af, &ax, 4);
+    /* units of 2^-24, rounded to nearest even (default rounding mode); 1024 = 2^-14 */
+    return sign | (uint16_t)nearbyintf(af * 16777216.0f);
+  }
+  uint32_t h = ((ax >> 23) - 112u) << 10 | ((ax >> 13) & 0x3ffu); /* rebias 127 -> 15 */
+  const uint32_t rem = ax & 0x1fffu;
+  if (rem > 0x1000u || (rem == 0x1000u && (h & 1u))) h++; /* a carry may bump the exponent */
+  return sign | (uint16_t)h;
+}
+
+float cg_test_f16_to_f32(uint16_t h) {
+  const int e = (h >> 10) & 0x1f, m = h & 0x3ff;
+  float f;
+  if (e == 0)
+    f = ldexpf((float)m, -24);
+  else if (e == 31)
+    f = m ? NAN : INFINITY;
+  else
+    f = ldexpf((float)(m | 0x400), e - 25);
+  return (h & 0x8000) ? -f : f;
 }

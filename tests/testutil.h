@@ -35,4 +35,11 @@ double cg_test_rel_err(const float *a, const float *b, size_t n);
 /* Deterministic uniform fill in [lo, hi) keyed by seed. */
 void cg_test_fill(float *p, size_t n, float lo, float hi, uint64_t seed);
 
+/* Host bf16 / fp16 bit patterns, rounded to nearest even like the device's __float2*_rn
+ * (NaN stays NaN; fp16 overflow gives inf, small values subnormals). */
+uint16_t cg_test_f32_to_bf16(float f);
+float cg_test_bf16_to_f32(uint16_t b);
+uint16_t cg_test_f32_to_f16(float f);
+float cg_test_f16_to_f32(uint16_t h);
+
 #endif
