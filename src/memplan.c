@@ -3,8 +3,12 @@
  * Each order places buffers one by one; a buffer goes to the lowest aligned offset where it
  * overlaps none of the already placed buffers it is live together with (a scan over those
  * sorted by offset). Largest-first is the classic "greedy by size" (it packs the big
- * long-lived buffers first); the other orders win on some graphs, and trying them costs
- * O(orders x n^2 log n), nothing for the few hundred buffers of a step. */
+ * long-lived buffers first); the other orders win on some graphs. Each order is placed twice:
+ * at the lowest offset that fits (first fit), and in the gap that fits most tightly (best fit,
+ * which keeps large holes for large buffers). When neither reaches the live maximum (a lower
+ * bound), a fixed number of randomly perturbed size orders follow, from a fixed seed, so the
+ * answer is still a pure function of the input. All of it costs O(orders x n^2 log n): a few
+ * milliseconds for the hundred-odd buffers of a step. */
 #include "memplan.h"
 
 #include <errno.h>
@@ -42,11 +46,15 @@ static int live_together(const int *first, const int *last, int i, int j) {
   return first[i] <= last[j] && first[j] <= last[i];
 }
 
-enum { ORDER_SIZE, ORDER_START, ORDER_AREA, NORDERS };
+enum { ORDER_SIZE, ORDER_START, ORDER_AREA, ORDER_END, NORDERS };
+enum { kRandomOrders = 200 };
 
-/* One greedy pass in the given order; offsets to off, returns the arena size. */
+/* One greedy pass in the given order; offsets to off, returns the arena size. best_fit: the
+ * tightest gap between the conflicting buffers that holds the buffer (the top as the last
+ * resort) instead of the lowest. */
 static size_t place(int n, const size_t *size, const int *first, const int *last, size_t align,
-                    const order_key_t *order, int *placed, span_t *spans, size_t *off) {
+                    const order_key_t *order, int best_fit, int *placed, span_t *spans,
+                    size_t *off) {
   size_t arena = 0;
   for (int i = 0; i < n; i++) placed[i] = 0;
   for (int k = 0; k < n; k++) {
@@ -59,13 +67,23 @@ static size_t place(int n, const size_t *size, const int *first, const int *last
       if (placed[j] && j != i && size[j] && live_together(first, last, i, j))
         spans[ns++] = (span_t){off[j], off[j] + size[j]};
     qsort(spans, (size_t)ns, sizeof *spans, cmp_span);
-    size_t cand = 0;
-    for (int s = 0; s < ns; s++) {
-      if (cand + size[i] <= spans[s].lo) break;
-      if (spans[s].hi > cand) cand = align_up(spans[s].hi, align);
+    size_t cand = 0, pick = SIZE_MAX, waste = SIZE_MAX;
+    for (int s = 0; s <= ns; s++) {
+      const size_t lo = s < ns ? spans[s].lo : SIZE_MAX;
+      if (cand + size[i] <= lo) { /* the gap [cand, lo) holds it */
+        if (!best_fit || s == ns) {
+          if (pick == SIZE_MAX) pick = cand;
+          break;
+        }
+        if (lo - cand - size[i] < waste) {
+          waste = lo - cand - size[i];
+          pick = cand;
+        }
+      }
+      if (s < ns && spans[s].hi > cand) cand = align_up(spans[s].hi, align);
     }
-    off[i] = cand;
-    if (cand + size[i] > arena) arena = cand + size[i];
+    off[i] = pick;
+    if (pick + size[i] > arena) arena = pick + size[i];
   }
   return align_up(arena, align);
 }
@@ -99,11 +117,13 @@ int cg_memplan_solve(int n, const size_t *size, const int *first, const int *las
     return -1;
   }
   size_t best = SIZE_MAX;
-  for (int o = 0; o < NORDERS; o++) {
+  const size_t bound = align_up(cg_memplan_live_max(n, size, first, last), align);
+  uint64_t rng = 0x9e3779b97f4a7c15ull; /* fixed: the plan is a function of the input */
+  for (int o = 0; o < NORDERS + kRandomOrders && best > bound; o++) {
     for (int i = 0; i < n; i++) {
       const uint64_t len = (uint64_t)((int64_t)last[i] - first[i] + 1), sz = size[i];
       order[i].idx = i;
-      switch (o) {
+      switch (o < NORDERS ? o : -1) {
         case ORDER_SIZE: /* largest first, then earliest start */
           order[i].k1 = sz;
           order[i].k2 = first[i];
@@ -112,17 +132,29 @@ int cg_memplan_solve(int n, const size_t *size, const int *first, const int *las
           order[i].k1 = (uint64_t)((int64_t)INT32_MAX - first[i]);
           order[i].k2 = -(int64_t)sz;
           break;
-        default: /* largest size x lifetime first, then earliest start */
+        case ORDER_AREA: /* largest size x lifetime first, then earliest start */
           order[i].k1 = sz > UINT64_MAX / len ? UINT64_MAX : sz * len;
           order[i].k2 = first[i];
           break;
+        case ORDER_END: /* longest-lived first (latest end), then largest */
+          order[i].k1 = (uint64_t)last[i] * 4096u + (uint64_t)(len > 4095 ? 4095 : len);
+          order[i].k2 = -(int64_t)(sz >> 8);
+          break;
+        default: { /* size order, each size scaled by a random factor in [0.5, 1.5) */
+          rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+          const double u = (double)(rng >> 11) / 9007199254740992.0;
+          order[i].k1 = (uint64_t)((double)sz * (0.5 + u));
+          order[i].k2 = first[i];
+        } break;
       }
     }
     qsort(order, (size_t)n, sizeof *order, cmp_key);
-    const size_t a = place(n, size, first, last, align, order, placed, spans, off);
-    if (a < best) {
-      best = a;
-      memcpy(offset, off, sizeof *off * (size_t)n);
+    for (int fit = 0; fit < 2; fit++) {
+      const size_t a = place(n, size, first, last, align, order, fit, placed, spans, off);
+      if (a < best) {
+        best = a;
+        memcpy(offset, off, sizeof *off * (size_t)n);
+      }
     }
   }
   *arena = best;
