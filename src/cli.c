@@ -45,8 +45,9 @@ static const opt_t g_opts[] = {
      "compute threads per rank; 0 = the rank's share of the cores it may use"},
     {"cuda-graph", T_ONOFF, O(cuda_graph), 0, 1, 0, NULL, C_TRAIN, "on|off",
      "cuda: replay the steady-state step as a CUDA graph"},
-    {"tf32", T_ONOFF, O(tf32), 0, 1, 0, NULL, C_TRAIN, "on|off",
-     "cuda fp32: allow TF32 tensor cores in convolutions"},
+    {"tf32", T_STR, O(tf32), 0, 0, 0, "auto|on|off", C_TRAIN, "T",
+     "cuda fp32: TF32 tensor cores in the convolutions; auto = on, as PyTorch's default for "
+     "cuDNN convolutions; off = strict fp32"},
     {"algo-cache", T_STR, O(algo_cache), 0, 0, 0, NULL, C_TRAIN, "FILE",
      "cuda: keep the cuDNN algorithm choices in FILE and reuse them in later runs"},
     /* model */
@@ -164,7 +165,7 @@ void cg_cli_defaults(cg_config_t *c) {
   snprintf(c->precision, sizeof c->precision, "auto");
   c->threads = 0;
   c->cuda_graph = 1;
-  c->tf32 = 0;
+  snprintf(c->tf32, sizeof c->tf32, "auto");
   c->model_base = 32;
   c->model_depth = 4;
   c->image_size = 256;

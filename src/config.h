@@ -24,7 +24,7 @@ typedef struct {
   char precision[8];   /* auto | fp32 | bf16 | fp16 */
   int threads;         /* compute threads per rank, 0 = the rank's share of its cores */
   int cuda_graph;      /* 1 on, 0 off */
-  int tf32;
+  char tf32[8];        /* auto | on | off (cuda fp32: TF32 convolutions; auto = on) */
   char algo_cache[CG_PATH_MAX];
   /* model */
   int model_base, model_depth, image_size;

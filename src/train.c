@@ -768,7 +768,7 @@ static int run_train(const cg_config_t *cfg, cg_comm_t *c, cg_train_result_t *re
   bc.device = place->gpu >= 0 ? place->gpu : c->local_rank;
   bc.deterministic = cfg->deterministic;
   bc.cuda_graph = cfg->cuda_graph;
-  bc.tf32 = cfg->tf32;
+  bc.tf32 = strcmp(cfg->tf32, "off") != 0; /* auto = on, as PyTorch */
   bc.algo_cache = cfg->algo_cache[0] ? cfg->algo_cache : NULL;
   bc.buckets = &buckets;
   bc.gsync = c->size > 1 ? gs : NULL;
@@ -881,8 +881,12 @@ static int run_train(const cg_config_t *cfg, cg_comm_t *c, cg_train_result_t *re
   else r.bar = 1;
 
   if (c->rank == 0) {
-    printf("cogpu-dist train: %d rank(s) on %d node(s), backend %s, precision %s\n", c->size,
-           c->nnodes, ops->name, cg_precision_name(prec));
+    printf("cogpu-dist train: %d rank(s) on %d node(s), backend %s, precision %s%s\n", c->size,
+           c->nnodes, ops->name, cg_precision_name(prec),
+           !is_cuda || prec != CG_PREC_FP32 ? ""
+           : strcmp(cfg->tf32, "off") ? " (convolutions in TF32, as PyTorch's default; --tf32 off "
+                                        "for strict fp32)"
+                                      : " (strict: no TF32)");
     printf("model: UNet in %d, base %d, depth %d, %dx%d, %zu parameters\n", model.in_c,
            model.base, model.depth, model.height, model.width, model.nparams);
     printf("data: %s, %lld training / %lld validation samples; batch %d per rank, global %d; "
