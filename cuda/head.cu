@@ -13,7 +13,13 @@
  *    bias, whose "input" is 1; the first tile's thread 0 sums it alongside its own column, so
  *    no pass over the pixels serves one column only. The 8 rows are added in order and one
  *    partial per (chunk, column) is written. Pass 2 adds each column's partials in chunk order. The chunking depends
- *    only on npix, so the result is bitwise the same on every run and device. */
+ *    only on npix, so the result is bitwise the same on every run and device.
+ *  - The fused backward (cg_head_bwd_fused) makes dx, dw, db and the bias gradient of x's own
+ *    layer (its ReLU mask applied to dx) from one read of x and dlogit: blocks own a fixed
+ *    chunk of pixels for a tile of channel packs, a thread a 16-byte pack of channels (one
+ *    element when c or the pointers do not allow packs), two pixels' loads in flight at a
+ *    time; each thread sums g x, the dx it stores and g, a fixed tree over the block writes
+ *    partials [chunk][2c + 1], and one warp per column adds them in a fixed order. */
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
@@ -45,6 +51,25 @@ plan_t plan_for(int64_t npix) {
   q.chunk = (npix + kMaxChunks - 1) / kMaxChunks;
   if (q.chunk < kMinChunk) q.chunk = kMinChunk;
   q.nchunks = (int)((npix + q.chunk - 1) / q.chunk);
+  return q;
+}
+
+/* Threads of a block along the channels (packs): the smallest power of two >= cpk, at most 32. */
+int tile_x(int cpk) {
+  int tx = 1;
+  while (tx < cpk && tx < 32) tx *= 2;
+  return tx;
+}
+
+/* The fused backward's partition, a pure function of (npix, c) as the bias backward's in
+ * kernels_act.cu: about 1024 blocks (chunks x channel tiles), chunks of at least 64 pixels. */
+plan_t fused_plan(int64_t npix, int c) {
+  const int tx = tile_x(c), ntiles = (c + tx - 1) / tx;
+  const int64_t by_size = (npix + 63) / 64, by_grid = 1024 / ntiles;
+  const int64_t nch = by_size < by_grid ? by_size : by_grid;
+  plan_t q;
+  q.nchunks = (int)(nch < 1 ? 1 : nch);
+  q.chunk = npix > 0 ? (npix + q.nchunks - 1) / q.nchunks : 0;
   return q;
 }
 
@@ -176,6 +201,118 @@ __global__ void head_dw_final_kernel(const float *partial, int nchunks, int c, f
   }
 }
 
+/* The fused backward (head + the ReLU/bias backward of x's layer), pass 1. Block (tx, ty) =
+ * (channel pack in the tile, pixel row): packs blockIdx.y * TX + tx, pixels
+ * [blockIdx.x * chunk, + chunk) strided by TY. Per pixel, from one read of x and dlogit:
+ * dx = g w (zero where x <= 0 with relu), and the thread's sums of g x (dw), of the dx it
+ * stores, rounded (dbias_x), and of g (db; every thread keeps it, column 0 of tile 0 writes
+ * it). A fixed-shape tree over ty then writes partial[blockIdx.x][0..c) = dw,
+ * [c..2c) = dbias_x, [2c] = db. */
+template <typename T, int V>
+__global__ void __launch_bounds__(kBlock, 4)
+    head_bwd_fused_kernel(const T *__restrict__ x, const T *__restrict__ w,
+                          const T *__restrict__ dlogit, int64_t npix, int cpk,
+                          T *__restrict__ dx, int relu, int64_t chunk,
+                          float *__restrict__ partial) {
+  typedef pack_t<T, V> P;
+  constexpr int NS = 2 * V + 1; /* sums per thread; odd, so the tree's rows miss no bank */
+  __shared__ float red[kBlock * NS];
+  const int tx = threadIdx.x, ty = threadIdx.y, TX = blockDim.x, TY = blockDim.y;
+  const int pk = blockIdx.y * TX + tx;
+  const int64_t p0 = (int64_t)blockIdx.x * chunk;
+  const int64_t p1 = p0 + chunk < npix ? p0 + chunk : npix;
+  const P *xp = reinterpret_cast<const P *>(x);
+  P *dp = reinterpret_cast<P *>(dx);
+  float sw[V], sb[V], wv[V], sg = 0.0f;
+#pragma unroll
+  for (int e = 0; e < V; e++) sw[e] = sb[e] = 0.0f;
+  if (pk < cpk) {
+#pragma unroll
+    for (int e = 0; e < V; e++) wv[e] = to_f(w[pk * V + e]);
+    /* U pixels per step, loads first, so a thread keeps U 16-byte loads in flight (one per
+     * step leaves the memory idle at this occupancy; U = 4 needs > 64 registers) */
+    constexpr int U = 2;
+    for (int64_t p = p0 + ty; p < p1; p += (int64_t)U * TY) {
+      float g[U];
+      P xv[U];
+#pragma unroll
+      for (int u = 0; u < U; u++) {
+        const int64_t q = p + (int64_t)u * TY;
+        if (q < p1) {
+          g[u] = to_f(dlogit[q]);
+          xv[u] = xp[q * cpk + pk];
+        }
+      }
+#pragma unroll
+      for (int u = 0; u < U; u++) {
+        const int64_t q = p + (int64_t)u * TY;
+        if (q < p1) {
+          P o;
+#pragma unroll
+          for (int e = 0; e < V; e++) {
+            const float xe = to_f(xv[u].v[e]);
+            sw[e] = fmaf(g[u], xe, sw[e]);
+            o.v[e] = from_f<T>(relu && !(xe > 0.0f) ? 0.0f : g[u] * wv[e]);
+            sb[e] += to_f(o.v[e]);
+          }
+          dp[q * cpk + pk] = o;
+          sg += g[u];
+        }
+      }
+    }
+  }
+  float *mine = red + (ty * TX + tx) * NS;
+#pragma unroll
+  for (int e = 0; e < V; e++) {
+    mine[e] = sw[e];
+    mine[V + e] = sb[e];
+  }
+  mine[2 * V] = sg;
+  __syncthreads();
+  for (int off = TY / 2; off > 0; off >>= 1) {
+    if (ty < off) {
+      const float *other = red + ((ty + off) * TX + tx) * NS;
+#pragma unroll
+      for (int e = 0; e < NS; e++) mine[e] += other[e];
+    }
+    __syncthreads();
+  }
+  if (ty == 0 && pk < cpk) {
+    const int c = cpk * V;
+    float *out = partial + (int64_t)blockIdx.x * (2 * c + 1);
+#pragma unroll
+    for (int e = 0; e < V; e++) {
+      out[pk * V + e] = mine[e];
+      out[c + pk * V + e] = mine[V + e];
+    }
+    if (pk == 0) out[2 * c] = mine[2 * V];
+  }
+}
+
+/* Fused pass 2: one warp per column of partial[nchunks][2c + 1]: lanes stride the chunks,
+ * then a fixed shuffle tree. Columns [c, 2c) are skipped when dbias_x is NULL. */
+__global__ void head_fused_final_kernel(const float *partial, int nchunks, int c, float *dw,
+                                        float *dbias_x, float *db) {
+  const int lane = threadIdx.x & 31;
+  const int64_t ncol = 2 * (int64_t)c + 1, nwarps = (int64_t)gridDim.x * blockDim.x / 32;
+  /* the loop condition is uniform over a warp: the full-mask shuffles have every lane */
+  for (int64_t col = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) / 32; col < ncol;
+       col += nwarps) {
+    if (!dbias_x && col >= c && col < 2 * (int64_t)c) continue;
+    float acc = 0.0f;
+    for (int j = lane; j < nchunks; j += 32) acc += partial[(int64_t)j * ncol + col];
+    for (int off = 16; off > 0; off >>= 1) acc += __shfl_down_sync(0xffffffffu, acc, off);
+    if (lane == 0) {
+      if (col < c)
+        dw[col] = acc;
+      else if (col < 2 * (int64_t)c)
+        dbias_x[col - c] = acc;
+      else
+        db[0] = acc;
+    }
+  }
+}
+
 }  // namespace
 
 /* ---- launchers --------------------------------------------------------------------------- */
@@ -240,4 +377,50 @@ void cg_head_bwd(cg_dtype_t dt, const void *d_x, const void *d_w, const void *d_
   CG_CHECK_LAUNCH("head_dw_partial_kernel");
   head_dw_final_kernel<<<c + 1, kBlock, 0, s>>>(partial, q.nchunks, c, d_dw, d_db);
   CG_CHECK_LAUNCH("head_dw_final_kernel");
+}
+
+size_t cg_head_bwd_fused_work_bytes(int64_t npix, int c) {
+  CG_ASSERT(npix >= 0 && c >= 1 && c <= (INT32_MAX - 1) / 2);
+  const plan_t q = fused_plan(npix, c);
+  return (size_t)q.nchunks * (2 * (size_t)c + 1) * sizeof(float);
+}
+
+template <typename T, int V>
+void head_fused_launch(const void *d_x, const void *d_w, const void *d_dlogit, int64_t npix,
+                       int c, void *d_dx, int relu, const plan_t &q, float *partial,
+                       cudaStream_t s) {
+  const int cpk = c / V, tx = tile_x(cpk), ty = kBlock / tx, ntiles = (cpk + tx - 1) / tx;
+  CG_ASSERT(ntiles <= 65535);
+  head_bwd_fused_kernel<T, V><<<dim3(q.nchunks, ntiles), dim3(tx, ty), 0, s>>>(
+      static_cast<const T *>(d_x), static_cast<const T *>(d_w),
+      static_cast<const T *>(d_dlogit), npix, cpk, static_cast<T *>(d_dx), relu, q.chunk,
+      partial);
+}
+
+void cg_head_bwd_fused(cg_dtype_t dt, const void *d_x, const void *d_w, const void *d_dlogit,
+                       int64_t npix, int c, void *d_dx, int relu_x, float *d_dbias_x,
+                       float *d_dw, float *d_db, void *d_work, cudaStream_t s) {
+  CG_ASSERT(npix >= 0 && c >= 1 && c <= (INT32_MAX - 1) / 2);
+  CG_ASSERT(d_dw != NULL && d_db != NULL);
+  if (npix == 0) { /* sums over no pixels */
+    CG_CHECK_CUDA(cudaMemsetAsync(d_dw, 0, (size_t)c * sizeof(float), s));
+    CG_CHECK_CUDA(cudaMemsetAsync(d_db, 0, sizeof(float), s));
+    if (d_dbias_x) CG_CHECK_CUDA(cudaMemsetAsync(d_dbias_x, 0, (size_t)c * sizeof(float), s));
+    return;
+  }
+  CG_ASSERT(d_x != NULL && d_w != NULL && d_dlogit != NULL && d_dx != NULL);
+  CG_ASSERT(d_work != NULL && ((uintptr_t)d_work & 3u) == 0);
+  const plan_t q = fused_plan(npix, c);
+  float *partial = static_cast<float *>(d_work);
+  const size_t es = cg_dtype_size(dt);
+  const bool vec = packed_ok(d_x, c, es) && packed_ok(d_dx, c, es);
+  CG_DT_SWITCH(dt, T,
+               if (vec) head_fused_launch<T, 16 / sizeof(T)>(d_x, d_w, d_dlogit, npix, c, d_dx,
+                                                             relu_x, q, partial, s);
+               else head_fused_launch<T, 1>(d_x, d_w, d_dlogit, npix, c, d_dx, relu_x, q,
+                                            partial, s));
+  CG_CHECK_LAUNCH("head_bwd_fused_kernel");
+  const unsigned g = grid_for((2 * (int64_t)c + 1) * 32, kBlock);
+  head_fused_final_kernel<<<g, kBlock, 0, s>>>(partial, q.nchunks, c, d_dw, d_dbias_x, d_db);
+  CG_CHECK_LAUNCH("head_fused_final_kernel");
 }

@@ -36,6 +36,21 @@ void cg_head_bwd(cg_dtype_t dt, const void *d_x, const void *d_w, const void *d_
                  int64_t npix, int c, void *d_dx, float *d_dw, float *d_db, void *d_work,
                  cudaStream_t s);
 
+/* cg_head_bwd fused with the backward of the ReLU and bias that produced x (x is the ReLU's
+ * output), in one pass over x and dlogit (x and dx dense):
+ *   dx[p][c]     = dlogit[p] w[c], or exactly 0 where relu_x and !(x[p][c] > 0)
+ *                  (dt, one rounding; d_dx must not be NULL)
+ *   dw, db       as cg_head_bwd (fp32, overwritten; a fixed order too, not cg_head_bwd's, so
+ *                  equal to it up to rounding, not bitwise)
+ *   d_dbias_x[c] = sum_p dx[p][c] of dx as stored (rounded to dt), fp32, overwritten; nullable.
+ * Every sum runs in an order fixed by (npix, c) and the packed/unpacked choice: bitwise
+ * reproducible. npix == 0 writes zeros to dw, db and d_dbias_x.
+ * Scratch: cg_head_bwd_fused_work_bytes(npix, c) bytes (contents need no initialisation). */
+size_t cg_head_bwd_fused_work_bytes(int64_t npix, int c);
+void cg_head_bwd_fused(cg_dtype_t dt, const void *d_x, const void *d_w, const void *d_dlogit,
+                       int64_t npix, int c, void *d_dx, int relu_x, float *d_dbias_x,
+                       float *d_dw, float *d_db, void *d_work, cudaStream_t s);
+
 #ifdef __cplusplus
 }
 #endif

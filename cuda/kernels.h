@@ -71,6 +71,62 @@ void cg_k_concat_fwd(cg_dtype_t dt, const void *d_a, int ca, const void *d_b, in
 void cg_k_concat_bwd(cg_dtype_t dt, const void *d_dcat, int ca, int cb, int64_t npix, void *d_da,
                      void *d_db, cudaStream_t s);
 
+/* ---- strided and fused variants (the in-place concat and the fused backward) ------------
+ * A strided activation is npix pixels x c channels whose pixel stride is ld elements (ld >= c):
+ * one half of a concat buffer [up | skip] of 2c channels is a tensor with ld = 2c (the second
+ * half starts c elements in). ld == c is the dense case, and the functions above are these
+ * with ld == c (same kernels, same results). Only the c channels of each pixel are read or
+ * written; the other ld - c elements are never touched. The 16-byte packed paths apply when c
+ * and every ld are multiples of the pack (4 floats, 8 halves) and every pointer is 16-byte
+ * aligned; otherwise the same kernels run one element per thread (every shape is valid). */
+
+/* cg_k_bias_act_fwd on a strided y. */
+void cg_k_bias_act_fwd_ld(cg_dtype_t dt, void *d_y, int64_t ldy, int64_t npix, int c,
+                          const float *d_bias, int relu, cudaStream_t s);
+/* cg_k_bias_act_bwd on a strided dy (lddy) and y (ldy; not read, nor checked, without relu);
+ * the same chunking and summation order as the dense call, so the same bias gradient bitwise
+ * as the dense call on the same values whenever both take the packed path or both do not
+ * (always the case for a half of a [2c] concat buffer). Scratch as
+ * cg_k_bias_act_bwd_work_bytes(npix, c). */
+void cg_k_bias_act_bwd_ld(cg_dtype_t dt, void *d_dy, int64_t lddy, const void *d_y, int64_t ldy,
+                          int64_t npix, int c, int relu, float *d_dbias, void *d_work,
+                          cudaStream_t s);
+/* Max pool reading a strided x (ldx); y dense (n x h/2 x w/2 x c). */
+void cg_k_maxpool_fwd_ld(cg_dtype_t dt, const void *d_x, int64_t ldx, int n, int h, int w, int c,
+                         void *d_y, cudaStream_t s);
+/* Max-pool backward into a strided dx (lddx), x strided (ldx), dy dense, then optionally the
+ * backward of the ReLU and bias that produced x, in the same pass:
+ *   dx  = route(dy) (+ dx when accum), as cg_k_maxpool_bwd (one rounding of old + dy);
+ *   relu: dx = 0 where !(x > 0), applied to that final value (x is the ReLU's output), so
+ *     dx is exactly what cg_k_bias_act_bwd(relu) would leave after the unfused pool backward;
+ *   d_dbias (nullable): d_dbias[k] = sum over all n*h*w pixels of the final dx[.][k] as stored
+ *     (rounded to dt), fp32, overwritten; a deterministic fixed-order reduction (partials per
+ *     fixed chunk of windows in d_work, then a final pass; the order depends only on the shape
+ *     and on the packed/unpacked choice, not the one of cg_k_bias_act_bwd). It replaces
+ *     cg_k_bias_act_bwd for the layer that produced x. n == 0 writes zeros to d_dbias.
+ * d_work: cg_k_maxpool_bwd_work_bytes(n, h, w, c) bytes (= cg_k_bias_act_bwd_work_bytes of
+ * n*h/2*w/2 pixels; only used with d_dbias; contents need no initialisation). */
+size_t cg_k_maxpool_bwd_work_bytes(int n, int h, int w, int c);
+void cg_k_maxpool_bwd_ld(cg_dtype_t dt, const void *d_x, int64_t ldx, const void *d_dy, int n,
+                         int h, int w, int c, void *d_dx, int64_t lddx, int accum, int relu,
+                         float *d_dbias, void *d_work, cudaStream_t s);
+
+/* Several fp32 conversions in one launch: for each segment k < nseg, dst[k][i] = src[k][i] (dt)
+ * for i < n[k] (the weight gradients of several layers, from the dW scratch into the flat fp32
+ * gradient buffer). Destinations must not overlap (asserted). nseg <= CG_K_MAX_SEGS; n[k] may
+ * be 0 (its pointers may then be NULL). src[k] aligned to the element, dst[k] to a float; a
+ * segment whose src and dst are both 16-byte aligned moves 16-byte packs. The table is read
+ * on the host at the call and passed to the kernel by value, so a captured graph replays
+ * without reading *segs again (the caller may reuse or free it after the call). */
+#define CG_K_MAX_SEGS 32
+typedef struct {
+  int nseg;
+  const void *src[CG_K_MAX_SEGS];
+  float *dst[CG_K_MAX_SEGS];
+  int64_t n[CG_K_MAX_SEGS];
+} cg_k_segs_t;
+void cg_k_cast_segs_to_f32(cg_dtype_t dt, const cg_k_segs_t *segs, cudaStream_t s);
+
 /* ---- precision casts -------------------------------------------------------------------- */
 
 /* dst (dt) = src (fp32), n elements. */

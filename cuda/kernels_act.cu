@@ -13,11 +13,17 @@
  *    chunk of pixels for a tile of channels and writes one partial sum per (chunk, channel)
  *    into the scratch; pass 2 sums each channel's partials with one warp in a fixed order.
  *    The chunking depends only on (npix, c), never on the device or the timing, so the bias
- *    gradient is bitwise reproducible.
+ *    gradient is bitwise reproducible. The max-pool backward can fold in the backward of the
+ *    ReLU + bias that produced its input (the skip): the same two passes over its windows.
+ *  - Activations may be strided (pixel stride ld >= c: one half of a concat buffer), so the
+ *    concat costs no copy; the dense calls are the strided ones with ld == c.
+ *  - The per-layer dW casts to fp32 are batched: a segment table passed by value (so a
+ *    captured graph replays without reading host memory) and one grid-stride launch.
  * Values are converted to float, computed on, and rounded to the element type once. */
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "dtype.cuh"
 #include "kernels.h"
@@ -55,12 +61,37 @@ struct rowcol_t {
 
 /* ---- kernels --------------------------------------------------------------------------- */
 
-/* y[p][k] = act(y[p][k] + bias[k]), in packs of V channels; cpk = c / V packs per pixel. */
+/* The end of a pass-1 kernel: the per-thread sums acc[V] of thread (tx, ty) added over ty by a
+ * fixed-shape shared-memory tree, and row 0 writes them to partial[at .. at + V) when it owns a
+ * channel pack (own). Called by every thread of the block (it has barriers). */
+template <int V>
+__device__ __forceinline__ void block_partials(float *red, const float (&acc)[V], bool own,
+                                               int64_t at, float *partial) {
+  const int tx = threadIdx.x, ty = threadIdx.y, TX = blockDim.x, TY = blockDim.y;
+#pragma unroll
+  for (int e = 0; e < V; e++) red[(ty * TX + tx) * V + e] = acc[e];
+  __syncthreads();
+  for (int off = TY / 2; off > 0; off >>= 1) {
+    if (ty < off)
+#pragma unroll
+      for (int e = 0; e < V; e++) red[(ty * TX + tx) * V + e] += red[((ty + off) * TX + tx) * V + e];
+    __syncthreads();
+  }
+  if (ty == 0 && own)
+#pragma unroll
+    for (int e = 0; e < V; e++) partial[at + e] = red[tx * V + e];
+}
+
+
+/* y[p][k] = act(y[p][k] + bias[k]), in packs of V channels; cpk = c / V packs per pixel,
+ * pixels ldpk packs apart. */
 template <typename T, int V>
-__global__ void bias_act_fwd_kernel(T *y, int64_t npk, int cpk, const float *bias, int relu) {
+__global__ void bias_act_fwd_kernel(T *y, int64_t npk, int cpk, int64_t ldpk, const float *bias,
+                                    int relu) {
   pack_t<T, V> *yp = reinterpret_cast<pack_t<T, V> *>(y);
   for (rowcol_t it(cpk); it.i < npk; it.next()) {
-    pack_t<T, V> a = yp[it.i];
+    const int64_t idx = it.p * ldpk + it.k;
+    pack_t<T, V> a = yp[idx];
 #pragma unroll
     for (int j = 0; j < V; j++) {
       float v = to_f(a.v[j]);
@@ -68,17 +99,19 @@ __global__ void bias_act_fwd_kernel(T *y, int64_t npk, int cpk, const float *bia
       if (relu) v = v > 0.0f ? v : 0.0f;
       a.v[j] = from_f<T>(v);
     }
-    yp[it.i] = a;
+    yp[idx] = a;
   }
 }
 
 /* Pass 1 of the bias backward. Block (tx, ty) = (channel in the tile, pixel row): channels
  * blockIdx.y * TX + tx, pixels [blockIdx.x * chunk, + chunk) strided by TY. Masks dy in place
  * (relu) and, when partial is not NULL, writes the chunk's per-channel sum to
- * partial[blockIdx.x][c]. The shared-memory tree over ty has a fixed shape: deterministic. */
+ * partial[blockIdx.x][c]. The shared-memory tree over ty has a fixed shape: deterministic.
+ * Pixels are lddy (dy) and ldy (y) elements apart. */
 template <typename T>
-__global__ void bias_bwd_partial_kernel(T *dy, const T *y, int64_t npix, int c, int relu,
-                                        int64_t chunk, float *partial) {
+__global__ void bias_bwd_partial_kernel(T *dy, int64_t lddy, const T *y, int64_t ldy,
+                                        int64_t npix, int c, int relu, int64_t chunk,
+                                        float *partial) {
   __shared__ float red[kBlock];
   const int tx = threadIdx.x, ty = threadIdx.y, TX = blockDim.x, TY = blockDim.y;
   const int ch = blockIdx.y * TX + tx;
@@ -87,9 +120,9 @@ __global__ void bias_bwd_partial_kernel(T *dy, const T *y, int64_t npix, int c, 
   float acc = 0.0f;
   if (ch < c) {
     for (int64_t p = p0 + ty; p < p1; p += TY) {
-      const int64_t idx = p * c + ch;
+      const int64_t idx = p * lddy + ch;
       float g = to_f(dy[idx]);
-      if (relu && !(to_f(y[idx]) > 0.0f)) {
+      if (relu && !(to_f(y[p * ldy + ch]) > 0.0f)) {
         g = 0.0f;
         dy[idx] = from_f<T>(0.0f);
       }
@@ -109,11 +142,13 @@ __global__ void bias_bwd_partial_kernel(T *dy, const T *y, int64_t npix, int c, 
 /* Pass 1 with 16-byte packs (c % V == 0, aligned dy and y): thread (tx, ty) = (channel pack in
  * the tile, pixel row); the tile is blockIdx.y, the chunk blockIdx.x as above. Each thread
  * keeps V sums; the tree over ty has a fixed shape, so the result depends only on the shape.
+ * lddy, ldy: pixel strides in packs.
  * (The scalar kernel moves 2 bytes per thread per load and keeps too few bytes in flight:
  * about 2 TB/s on an H200 where this reaches the memory rate.) */
 template <typename T, int V>
-__global__ void bias_bwd_partial_packed_kernel(T *dy, const T *y, int64_t npix, int cpk, int relu,
-                                               int64_t chunk, float *partial) {
+__global__ void bias_bwd_partial_packed_kernel(T *dy, int64_t lddy, const T *y, int64_t ldy,
+                                               int64_t npix, int cpk, int relu, int64_t chunk,
+                                               float *partial) {
   typedef pack_t<T, V> P;
   __shared__ float red[kBlock * V];
   const int tx = threadIdx.x, ty = threadIdx.y, TX = blockDim.x, TY = blockDim.y;
@@ -127,10 +162,10 @@ __global__ void bias_bwd_partial_packed_kernel(T *dy, const T *y, int64_t npix, 
   for (int e = 0; e < V; e++) acc[e] = 0.0f;
   if (pk < cpk) {
     for (int64_t p = p0 + ty; p < p1; p += TY) {
-      const int64_t idx = p * cpk + pk;
+      const int64_t idx = p * lddy + pk;
       P g = dyp[idx];
       if (relu) {
-        const P yv = yp[idx];
+        const P yv = yp[p * ldy + pk];
 #pragma unroll
         for (int e = 0; e < V; e++)
           if (!(to_f(yv.v[e]) > 0.0f)) g.v[e] = from_f<T>(0.0f);
@@ -141,19 +176,7 @@ __global__ void bias_bwd_partial_packed_kernel(T *dy, const T *y, int64_t npix, 
     }
   }
   if (partial == nullptr) return; /* uniform over the block */
-#pragma unroll
-  for (int e = 0; e < V; e++) red[(ty * TX + tx) * V + e] = acc[e];
-  __syncthreads();
-  for (int off = TY / 2; off > 0; off >>= 1) {
-    if (ty < off)
-#pragma unroll
-      for (int e = 0; e < V; e++) red[(ty * TX + tx) * V + e] += red[((ty + off) * TX + tx) * V + e];
-    __syncthreads();
-  }
-  if (ty == 0 && pk < cpk)
-#pragma unroll
-    for (int e = 0; e < V; e++)
-      partial[(int64_t)blockIdx.x * cpk * V + (int64_t)pk * V + e] = red[tx * V + e];
+  block_partials<V>(red, acc, pk < cpk, (int64_t)blockIdx.x * cpk * V + (int64_t)pk * V, partial);
 }
 
 /* Pass 2: one warp per channel sums partial[0..nchunks)[ch]: lanes stride the chunks, then a
@@ -173,21 +196,23 @@ __global__ void bias_bwd_final_kernel(const float *partial, int nchunks, int c, 
 }
 
 /* Block (tx, ty) = (channel pack, output pixel). Output pixel op = r * wo + ox with
- * r = image * ho + oy, whose top-left input pixel is (2r) * w + 2 ox since h = 2 ho. */
+ * r = image * ho + oy, whose top-left input pixel is (2r) * w + 2 ox since h = 2 ho. Input
+ * pixels are ldx packs apart (a strided x), the output is dense. */
 template <typename T, int V>
-__global__ void maxpool_fwd_kernel(const T *x, int64_t nop, int wo, int w, int cpk, T *y) {
+__global__ void maxpool_fwd_kernel(const T *x, int64_t ldx, int64_t nop, int wo, int w, int cpk,
+                                   T *y) {
   typedef pack_t<T, V> P;
   const P *xp = reinterpret_cast<const P *>(x);
   P *yp = reinterpret_cast<P *>(y);
-  const int64_t row = (int64_t)w * cpk; /* packs per input row */
+  const int64_t row = (int64_t)w * ldx; /* packs per input row */
   for (int64_t op = (int64_t)blockIdx.x * blockDim.y + threadIdx.y; op < nop;
        op += (int64_t)gridDim.x * blockDim.y) {
     const int64_t r = op / wo;
     const int64_t ox = op - r * wo;
-    const int64_t base = (2 * r * w + 2 * ox) * cpk;
+    const int64_t base = (2 * r * w + 2 * ox) * ldx;
     for (int k = threadIdx.x; k < cpk; k += blockDim.x) {
-      const P a = xp[base + k], b = xp[base + cpk + k];
-      const P c2 = xp[base + row + k], d = xp[base + row + cpk + k];
+      const P a = xp[base + k], b = xp[base + ldx + k];
+      const P c2 = xp[base + row + k], d = xp[base + row + ldx + k];
       P o;
 #pragma unroll
       for (int j = 0; j < V; j++) {
@@ -204,32 +229,50 @@ __global__ void maxpool_fwd_kernel(const T *x, int64_t nop, int wo, int w, int c
   }
 }
 
-/* Same layout as the forward. The argmax is recomputed from x with the forward's comparisons
- * (first maximum in scan order), so ties (all-zero ReLU windows) go where the CPU sends them.
- * Each input element belongs to exactly one window: no two threads write the same dx. */
-template <typename T, int V>
-__global__ void maxpool_bwd_kernel(const T *x, const T *dy, int64_t nop, int wo, int w, int cpk,
-                                   T *dx, int accum) {
+/* The backward, with the backward of the ReLU + bias that produced x optionally folded in.
+ * Block (tx, ty) = (channel pack in the tile, window): packs blockIdx.y * TX + tx, windows
+ * [blockIdx.x * chunk, + chunk) strided by TY (windows numbered as in the forward). x and dx
+ * are strided (ldx, lddx packs per pixel), dy dense.
+ * The argmax is recomputed from x with the forward's comparisons (first maximum in scan order),
+ * so ties (all-zero ReLU windows) go where the CPU sends them. Each input element belongs to
+ * exactly one window: no two threads write the same dx. The ReLU mask applies to the final
+ * value (routed + old dx when accum), with x the ReLU's output, as cg_k_bias_act_bwd would
+ * after this kernel. With partial, each thread sums the dx it stores (rounded, as that pass
+ * would read them) over its windows, and a fixed-shape tree over ty writes
+ * partial[blockIdx.x][c]: the bias-backward pass 1 of this layout. */
+template <typename T, int V, bool ACCUM, bool RELU>
+__global__ void maxpool_bwd_kernel(const T *x, int64_t ldx, const T *dy, int64_t nop, int wo,
+                                   int w, int cpk, T *dx, int64_t lddx, int64_t chunk,
+                                   float *partial) {
   typedef pack_t<T, V> P;
+  __shared__ float red[kBlock * V];
+  const int tx = threadIdx.x, ty = threadIdx.y, TX = blockDim.x, TY = blockDim.y;
+  const int pk = blockIdx.y * TX + tx;
+  const int64_t o0 = (int64_t)blockIdx.x * chunk;
+  const int64_t o1 = o0 + chunk < nop ? o0 + chunk : nop;
   const P *xp = reinterpret_cast<const P *>(x);
   const P *gp = reinterpret_cast<const P *>(dy);
   P *dp = reinterpret_cast<P *>(dx);
-  const int64_t row = (int64_t)w * cpk;
-  for (int64_t op = (int64_t)blockIdx.x * blockDim.y + threadIdx.y; op < nop;
-       op += (int64_t)gridDim.x * blockDim.y) {
-    const int64_t r = op / wo;
-    const int64_t ox = op - r * wo;
-    const int64_t base = (2 * r * w + 2 * ox) * cpk;
-    const int64_t off[4] = {base, base + cpk, base + row, base + row + cpk};
-    for (int k = threadIdx.x; k < cpk; k += blockDim.x) {
+  float acc[V];
+#pragma unroll
+  for (int e = 0; e < V; e++) acc[e] = 0.0f;
+  if (pk < cpk && o0 + ty < o1) {
+    /* window op = r * wo + ox, stepped by TY windows without dividing (as rowcol_t) */
+    int64_t op = o0 + ty;
+    int64_t r = op / wo;
+    int ox = (int)(op - r * wo);
+    const int dr = TY / wo, dox = TY - dr * wo;
+    for (; op < o1; op += TY) {
+      const int64_t pix = 2 * r * w + 2 * ox;
+      const int64_t px[4] = {pix, pix + 1, pix + w, pix + w + 1};
       P xv[4], o[4];
 #pragma unroll
-      for (int t = 0; t < 4; t++) xv[t] = xp[off[t] + k];
-      if (accum) {
+      for (int t = 0; t < 4; t++) xv[t] = xp[px[t] * ldx + pk];
+      if (ACCUM) {
 #pragma unroll
-        for (int t = 0; t < 4; t++) o[t] = dp[off[t] + k];
+        for (int t = 0; t < 4; t++) o[t] = dp[px[t] * lddx + pk];
       }
-      const P g = gp[op * cpk + k];
+      const P g = gp[op * cpk + pk];
 #pragma unroll
       for (int j = 0; j < V; j++) {
         int arg = 0;
@@ -245,17 +288,26 @@ __global__ void maxpool_bwd_kernel(const T *x, const T *dy, int64_t nop, int wo,
         const float gj = to_f(g.v[j]);
 #pragma unroll
         for (int t = 0; t < 4; t++) {
-          if (accum) {
-            if (t == arg) o[t].v[j] = from_f<T>(to_f(o[t].v[j]) + gj);
-          } else {
-            o[t].v[j] = from_f<T>(t == arg ? gj : 0.0f);
-          }
+          /* selects in float, one rounding; an old value round-trips exactly */
+          const float old = ACCUM ? to_f(o[t].v[j]) : 0.0f;
+          float v = t == arg ? (ACCUM ? old + gj : gj) : old;
+          if (RELU && !(to_f(xv[t].v[j]) > 0.0f)) v = 0.0f;
+          o[t].v[j] = from_f<T>(v);
+          acc[j] += to_f(o[t].v[j]);
         }
       }
 #pragma unroll
-      for (int t = 0; t < 4; t++) dp[off[t] + k] = o[t];
+      for (int t = 0; t < 4; t++) dp[px[t] * lddx + pk] = o[t];
+      ox += dox;
+      r += dr;
+      if (ox >= wo) {
+        ox -= wo;
+        r++;
+      }
     }
   }
+  if (partial == nullptr) return; /* uniform over the block: no barrier is skipped by some */
+  block_partials<V>(red, acc, pk < cpk, (int64_t)blockIdx.x * cpk * V + (int64_t)pk * V, partial);
 }
 
 /* Concat moves bytes: U is an unsigned type of 2, 4, 8 or 16 bytes; ua, ub in units of U. */
@@ -307,6 +359,46 @@ __global__ void unpad_to_f32_kernel(const T *src, int64_t rows, int c, int cpad,
   for (rowcol_t it(c); it.i < total; it.next()) dst[it.i] = to_f(src[it.p * cpad + it.k]);
 }
 
+/* The segment table as the kernel sees it: segment k covers units [start[k], start[k + 1]);
+ * its first nvec[k] units are packs of V elements (16-byte aligned src and dst), the rest
+ * single elements. Passed by value (about 1 KB, well under the 4 KB parameter limit). */
+struct segs_arg_t {
+  int nseg;
+  int64_t start[CG_K_MAX_SEGS + 1];
+  int64_t nvec[CG_K_MAX_SEGS];
+  const void *src[CG_K_MAX_SEGS];
+  float *dst[CG_K_MAX_SEGS];
+};
+static_assert(sizeof(segs_arg_t) <= 4096, "cast_segs table must fit the kernel parameters");
+
+/* Grid-stride over all units; a thread's units only grow, so its segment index only moves
+ * forward (at most nseg steps in all). __grid_constant__: the table is indexed in place in
+ * the parameter space, not copied to local memory. */
+template <typename T>
+__global__ void cast_segs_kernel(const __grid_constant__ segs_arg_t a) {
+  constexpr int V = 16 / sizeof(T);
+  typedef pack_t<T, V> P;
+  const int64_t total = a.start[a.nseg], stride = (int64_t)gridDim.x * blockDim.x;
+  int k = 0;
+  for (int64_t u = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; u < total; u += stride) {
+    while (u >= a.start[k + 1]) k++;
+    const T *src = static_cast<const T *>(a.src[k]);
+    float *dst = a.dst[k];
+    const int64_t j = u - a.start[k], nv = a.nvec[k];
+    if (j < nv) {
+      const P v = reinterpret_cast<const P *>(src)[j];
+      float4 *o = reinterpret_cast<float4 *>(dst) + j * (V / 4);
+#pragma unroll
+      for (int q = 0; q < V / 4; q++)
+        o[q] = make_float4(to_f(v.v[4 * q]), to_f(v.v[4 * q + 1]), to_f(v.v[4 * q + 2]),
+                           to_f(v.v[4 * q + 3]));
+    } else {
+      const int64_t i = nv * V + (j - nv);
+      dst[i] = to_f(src[i]);
+    }
+  }
+}
+
 /* ---- host helpers ---------------------------------------------------------------------- */
 
 unsigned grid_for(int64_t work, int per_block) {
@@ -347,45 +439,56 @@ bias_plan_t bias_plan(int64_t npix, int c) {
 }
 
 template <typename T>
-void bias_act_fwd_launch(void *d_y, int64_t npix, int c, const float *d_bias, int relu,
-                         cudaStream_t s) {
+void bias_act_fwd_launch(void *d_y, int64_t ldy, int64_t npix, int c, const float *d_bias,
+                         int relu, cudaStream_t s) {
   constexpr int V = 16 / sizeof(T);
   const int64_t n = npix * c;
-  if (c % V == 0 && aligned(d_y, 16))
+  if (c % V == 0 && ldy % V == 0 && aligned(d_y, 16))
     bias_act_fwd_kernel<T, V><<<grid_for(n / V, kBlock), kBlock, 0, s>>>(
-        static_cast<T *>(d_y), n / V, c / V, d_bias, relu);
+        static_cast<T *>(d_y), n / V, c / V, ldy / V, d_bias, relu);
   else
     bias_act_fwd_kernel<T, 1><<<grid_for(n, kBlock), kBlock, 0, s>>>(static_cast<T *>(d_y), n,
-                                                                     c, d_bias, relu);
+                                                                     c, ldy, d_bias, relu);
 }
 
 template <typename T, int V>
-void maxpool_launch(const void *d_x, const void *d_dy, int n, int h, int w, int c, void *d_out,
-                    int accum, int bwd, cudaStream_t s) {
+void maxpool_fwd_launch(const void *d_x, int64_t ldx, int n, int h, int w, int c, void *d_y,
+                        cudaStream_t s) {
   const int cpk = c / V;
   const int tx = tile_x(cpk), ty = kBlock / tx;
   const int64_t nop = (int64_t)n * (h / 2) * (w / 2);
-  const dim3 block(tx, ty);
-  const unsigned grid = grid_for(nop, ty);
-  if (bwd)
-    maxpool_bwd_kernel<T, V><<<grid, block, 0, s>>>(static_cast<const T *>(d_x),
-                                                    static_cast<const T *>(d_dy), nop, w / 2, w,
-                                                    cpk, static_cast<T *>(d_out), accum);
-  else
-    maxpool_fwd_kernel<T, V><<<grid, block, 0, s>>>(static_cast<const T *>(d_x), nop, w / 2, w,
-                                                    cpk, static_cast<T *>(d_out));
+  maxpool_fwd_kernel<T, V><<<grid_for(nop, ty), dim3(tx, ty), 0, s>>>(
+      static_cast<const T *>(d_x), ldx / V, nop, w / 2, w, cpk, static_cast<T *>(d_y));
 }
 
-template <typename T>
-void maxpool_dispatch(const void *d_x, const void *d_dy, int n, int h, int w, int c, void *d_out,
-                      int accum, int bwd, cudaStream_t s) {
-  constexpr int V = 16 / sizeof(T);
-  const bool vec = c % V == 0 && aligned(d_x, 16) && aligned(d_out, 16) &&
-                   (!bwd || aligned(d_dy, 16));
-  if (vec)
-    maxpool_launch<T, V>(d_x, d_dy, n, h, w, c, d_out, accum, bwd, s);
+/* The backward's windows are chunked by bias_plan(windows, c), so that the partials (when the
+ * bias gradient is folded in) have the layout and size of cg_k_bias_act_bwd's. */
+template <typename T, int V>
+void maxpool_bwd_launch(const void *d_x, int64_t ldx, const void *d_dy, int n, int h, int w,
+                        int c, void *d_dx, int64_t lddx, int accum, int relu, float *partial,
+                        cudaStream_t s) {
+  const int cpk = c / V;
+  const int tx = tile_x(cpk), ty = kBlock / tx;
+  const int64_t nop = (int64_t)n * (h / 2) * (w / 2);
+  const bias_plan_t q = bias_plan(nop, c);
+  const int ntiles = (cpk + tx - 1) / tx;
+  CG_ASSERT(ntiles <= 65535);
+  const dim3 grid(q.nchunks, ntiles), block(tx, ty);
+  const T *x = static_cast<const T *>(d_x), *dy = static_cast<const T *>(d_dy);
+  T *dx = static_cast<T *>(d_dx);
+  /* accum and relu as template flags: no per-element tests, fewer registers */
+#define CG_POOL_BWD(A, R)                                                                    \
+  maxpool_bwd_kernel<T, V, A, R><<<grid, block, 0, s>>>(x, ldx / V, dy, nop, w / 2, w, cpk, dx, \
+                                                        lddx / V, q.chunk, partial)
+  if (accum && relu)
+    CG_POOL_BWD(true, true);
+  else if (accum)
+    CG_POOL_BWD(true, false);
+  else if (relu)
+    CG_POOL_BWD(false, true);
   else
-    maxpool_launch<T, 1>(d_x, d_dy, n, h, w, c, d_out, accum, bwd, s);
+    CG_POOL_BWD(false, false);
+#undef CG_POOL_BWD
 }
 
 /* The widest unit (16, 8, 4 or 2 bytes, never below the element size) that divides both
@@ -437,10 +540,15 @@ void concat_any(int fwd, cg_dtype_t dt, const void *d_a, int ca, const void *d_b
 
 void cg_k_bias_act_fwd(cg_dtype_t dt, void *d_y, int64_t npix, int c, const float *d_bias,
                        int relu, cudaStream_t s) {
-  CG_ASSERT(npix >= 0 && c >= 1);
+  cg_k_bias_act_fwd_ld(dt, d_y, c, npix, c, d_bias, relu, s);
+}
+
+void cg_k_bias_act_fwd_ld(cg_dtype_t dt, void *d_y, int64_t ldy, int64_t npix, int c,
+                          const float *d_bias, int relu, cudaStream_t s) {
+  CG_ASSERT(npix >= 0 && c >= 1 && ldy >= c);
   if (npix == 0 || (!d_bias && !relu)) return; /* nothing to add, identity activation */
   CG_ASSERT(d_y != NULL);
-  CG_DT_SWITCH(dt, T, bias_act_fwd_launch<T>(d_y, npix, c, d_bias, relu, s));
+  CG_DT_SWITCH(dt, T, bias_act_fwd_launch<T>(d_y, ldy, npix, c, d_bias, relu, s));
   CG_CHECK_LAUNCH("bias_act_fwd_kernel");
 }
 
@@ -450,9 +558,23 @@ size_t cg_k_bias_act_bwd_work_bytes(int64_t npix, int c) {
   return (size_t)q.nchunks * (size_t)c * sizeof(float);
 }
 
+/* Pass 2 of every bias gradient here: one warp per channel over the nchunks partials. */
+static void bias_final_launch(const float *partial, int nchunks, int c, float *d_dbias,
+                              cudaStream_t s) {
+  const unsigned g = grid_for((int64_t)c * 32, kBlock);
+  bias_bwd_final_kernel<<<g, kBlock, 0, s>>>(partial, nchunks, c, d_dbias);
+  CG_CHECK_LAUNCH("bias_bwd_final_kernel");
+}
+
 void cg_k_bias_act_bwd(cg_dtype_t dt, void *d_dy, const void *d_y, int64_t npix, int c, int relu,
                        float *d_dbias, void *d_work, cudaStream_t s) {
-  CG_ASSERT(npix >= 0 && c >= 1);
+  cg_k_bias_act_bwd_ld(dt, d_dy, c, d_y, c, npix, c, relu, d_dbias, d_work, s);
+}
+
+void cg_k_bias_act_bwd_ld(cg_dtype_t dt, void *d_dy, int64_t lddy, const void *d_y, int64_t ldy,
+                          int64_t npix, int c, int relu, float *d_dbias, void *d_work,
+                          cudaStream_t s) {
+  CG_ASSERT(npix >= 0 && c >= 1 && lddy >= c && (!relu || ldy >= c));
   if (!relu && !d_dbias) return;
   if (npix == 0) {
     /* the sum over no pixels is 0, and dbias is overwritten */
@@ -465,47 +587,87 @@ void cg_k_bias_act_bwd(cg_dtype_t dt, void *d_dy, const void *d_y, int64_t npix,
   CG_ASSERT(q.ntiles <= 65535);
   float *partial = d_dbias ? static_cast<float *>(d_work) : nullptr;
   const int v = (int)(16 / cg_dtype_size(dt));
-  if (c % v == 0 && aligned(d_dy, 16) && (!relu || aligned(d_y, 16))) {
+  if (c % v == 0 && lddy % v == 0 && aligned(d_dy, 16) &&
+      (!relu || (ldy % v == 0 && aligned(d_y, 16)))) {
     /* same chunks (so the same work size), 16-byte packs across the channels */
     const int cpk = c / v, tx = tile_x(cpk), ty = kBlock / tx;
     const dim3 block(tx, ty), grid(q.nchunks, (cpk + tx - 1) / tx);
+    const int64_t ldyp = relu ? ldy / v : 0; /* y unused without relu */
     CG_DT_SWITCH(dt, T,
                  bias_bwd_partial_packed_kernel<T, 16 / sizeof(T)><<<grid, block, 0, s>>>(
-                     static_cast<T *>(d_dy), static_cast<const T *>(d_y), npix, cpk, relu,
-                     q.chunk, partial));
+                     static_cast<T *>(d_dy), lddy / v, static_cast<const T *>(d_y), ldyp, npix,
+                     cpk, relu, q.chunk, partial));
     CG_CHECK_LAUNCH("bias_bwd_partial_packed_kernel");
   } else {
     const dim3 block(q.tx, q.ty), grid(q.nchunks, q.ntiles);
     CG_DT_SWITCH(dt, T,
                  bias_bwd_partial_kernel<T><<<grid, block, 0, s>>>(
-                     static_cast<T *>(d_dy), static_cast<const T *>(d_y), npix, c, relu, q.chunk,
-                     partial));
+                     static_cast<T *>(d_dy), lddy, static_cast<const T *>(d_y), relu ? ldy : 0,
+                     npix, c, relu, q.chunk, partial));
     CG_CHECK_LAUNCH("bias_bwd_partial_kernel");
   }
-  if (d_dbias) {
-    const unsigned g = grid_for((int64_t)c * 32, kBlock);
-    bias_bwd_final_kernel<<<g, kBlock, 0, s>>>(partial, q.nchunks, c, d_dbias);
-    CG_CHECK_LAUNCH("bias_bwd_final_kernel");
-  }
+  if (d_dbias) bias_final_launch(partial, q.nchunks, c, d_dbias, s);
+}
+
+static void check_pool_shape(int n, int h, int w, int c) {
+  CG_ASSERT(n >= 0 && h >= 2 && w >= 2 && h % 2 == 0 && w % 2 == 0 && c >= 1);
 }
 
 void cg_k_maxpool_fwd(cg_dtype_t dt, const void *d_x, int n, int h, int w, int c, void *d_y,
                       cudaStream_t s) {
-  CG_ASSERT(n >= 0 && h >= 2 && w >= 2 && h % 2 == 0 && w % 2 == 0 && c >= 1);
+  cg_k_maxpool_fwd_ld(dt, d_x, c, n, h, w, c, d_y, s);
+}
+
+void cg_k_maxpool_fwd_ld(cg_dtype_t dt, const void *d_x, int64_t ldx, int n, int h, int w, int c,
+                         void *d_y, cudaStream_t s) {
+  check_pool_shape(n, h, w, c);
+  CG_ASSERT(ldx >= c);
   if (n == 0) return;
   CG_ASSERT(d_x != NULL && d_y != NULL);
-  CG_DT_SWITCH(dt, T, maxpool_dispatch<T>(d_x, nullptr, n, h, w, c, d_y, 0, 0, s));
+  const int v = (int)(16 / cg_dtype_size(dt));
+  const bool vec = c % v == 0 && ldx % v == 0 && aligned(d_x, 16) && aligned(d_y, 16);
+  CG_DT_SWITCH(dt, T,
+               if (vec) maxpool_fwd_launch<T, 16 / sizeof(T)>(d_x, ldx, n, h, w, c, d_y, s);
+               else maxpool_fwd_launch<T, 1>(d_x, ldx, n, h, w, c, d_y, s));
   CG_CHECK_LAUNCH("maxpool_fwd_kernel");
 }
 
 void cg_k_maxpool_bwd(cg_dtype_t dt, const void *d_x, const void *d_y, const void *d_dy, int n,
                       int h, int w, int c, void *d_dx, int accum, cudaStream_t s) {
   (void)d_y; /* the argmax is recomputed from x (see maxpool_bwd_kernel) */
-  CG_ASSERT(n >= 0 && h >= 2 && w >= 2 && h % 2 == 0 && w % 2 == 0 && c >= 1);
-  if (n == 0) return;
+  cg_k_maxpool_bwd_ld(dt, d_x, c, d_dy, n, h, w, c, d_dx, c, accum, 0, NULL, NULL, s);
+}
+
+size_t cg_k_maxpool_bwd_work_bytes(int n, int h, int w, int c) {
+  check_pool_shape(n, h, w, c);
+  return cg_k_bias_act_bwd_work_bytes((int64_t)n * (h / 2) * (w / 2), c);
+}
+
+void cg_k_maxpool_bwd_ld(cg_dtype_t dt, const void *d_x, int64_t ldx, const void *d_dy, int n,
+                         int h, int w, int c, void *d_dx, int64_t lddx, int accum, int relu,
+                         float *d_dbias, void *d_work, cudaStream_t s) {
+  check_pool_shape(n, h, w, c);
+  CG_ASSERT(ldx >= c && lddx >= c);
+  if (n == 0) {
+    if (d_dbias) CG_CHECK_CUDA(cudaMemsetAsync(d_dbias, 0, (size_t)c * sizeof(float), s));
+    return;
+  }
   CG_ASSERT(d_x != NULL && d_dy != NULL && d_dx != NULL);
-  CG_DT_SWITCH(dt, T, maxpool_dispatch<T>(d_x, d_dy, n, h, w, c, d_dx, accum, 1, s));
+  CG_ASSERT(!d_dbias || (d_work != NULL && aligned(d_work, sizeof(float))));
+  float *partial = d_dbias ? static_cast<float *>(d_work) : nullptr;
+  const int v = (int)(16 / cg_dtype_size(dt));
+  const bool vec = c % v == 0 && ldx % v == 0 && lddx % v == 0 && aligned(d_x, 16) &&
+                   aligned(d_dy, 16) && aligned(d_dx, 16);
+  CG_DT_SWITCH(dt, T,
+               if (vec) maxpool_bwd_launch<T, 16 / sizeof(T)>(d_x, ldx, d_dy, n, h, w, c, d_dx,
+                                                              lddx, accum, relu, partial, s);
+               else maxpool_bwd_launch<T, 1>(d_x, ldx, d_dy, n, h, w, c, d_dx, lddx, accum,
+                                             relu, partial, s));
   CG_CHECK_LAUNCH("maxpool_bwd_kernel");
+  if (d_dbias) {
+    const bias_plan_t q = bias_plan((int64_t)n * (h / 2) * (w / 2), c);
+    bias_final_launch(partial, q.nchunks, c, d_dbias, s);
+  }
 }
 
 void cg_k_concat_fwd(cg_dtype_t dt, const void *d_a, int ca, const void *d_b, int cb,
@@ -540,6 +702,38 @@ void cg_k_cast_to_f32(cg_dtype_t dt, const void *d_src, int64_t n, float mul, fl
                cast_to_f32_kernel<T><<<grid_for(n, kBlock), kBlock, 0, s>>>(
                    static_cast<const T *>(d_src), n, mul, d_dst));
   CG_CHECK_LAUNCH("cast_to_f32_kernel");
+}
+
+void cg_k_cast_segs_to_f32(cg_dtype_t dt, const cg_k_segs_t *segs, cudaStream_t s) {
+  CG_ASSERT(segs != NULL && segs->nseg >= 0 && segs->nseg <= CG_K_MAX_SEGS);
+  const size_t es = cg_dtype_size(dt);
+  const int v = (int)(16 / es);
+  segs_arg_t a;
+  memset(&a, 0, sizeof a);
+  a.nseg = segs->nseg;
+  int64_t u = 0;
+  for (int k = 0; k < segs->nseg; k++) {
+    const int64_t n = segs->n[k];
+    CG_ASSERT(n >= 0);
+    a.start[k] = u;
+    a.src[k] = segs->src[k];
+    a.dst[k] = segs->dst[k];
+    if (n == 0) continue;
+    CG_ASSERT(segs->src[k] != NULL && segs->dst[k] != NULL);
+    CG_ASSERT(aligned(segs->src[k], es) && aligned(segs->dst[k], sizeof(float)));
+    /* no two destinations may overlap (the threads of one launch would race) */
+    const uintptr_t d0 = (uintptr_t)segs->dst[k], d1 = d0 + (uintptr_t)n * sizeof(float);
+    for (int j = 0; j < k; j++) {
+      const uintptr_t e0 = (uintptr_t)segs->dst[j], e1 = e0 + (uintptr_t)segs->n[j] * sizeof(float);
+      CG_ASSERT(segs->n[j] == 0 || d1 <= e0 || e1 <= d0);
+    }
+    a.nvec[k] = aligned(segs->src[k], 16) && aligned(segs->dst[k], 16) ? n / v : 0;
+    u += a.nvec[k] + (n - a.nvec[k] * v);
+  }
+  a.start[a.nseg] = u;
+  if (u == 0) return;
+  CG_DT_SWITCH(dt, T, cast_segs_kernel<T><<<grid_for(u, kBlock), kBlock, 0, s>>>(a));
+  CG_CHECK_LAUNCH("cast_segs_kernel");
 }
 
 void cg_k_pad_channels_from_f32(cg_dtype_t dt, const float *d_src, int64_t npix, int c, int cpad,

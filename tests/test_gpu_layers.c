@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "cpu_layers.h"
+#include "head.h"
 #include "kernels.h"
 #include "log.h"
 #include "testutil.h"
@@ -482,6 +483,509 @@ static void test_pad(cg_dtype_t dt, int k, int rs, int c, int cpad) {
   free(gref);
 }
 
+/* ---- strided views: one channel half of a concat buffer ----------------------------------- */
+
+/* c channels at offset off of pixels ld elements apart (ld == c, off == 0: dense). */
+typedef struct {
+  int ld, off;
+} lay_t;
+
+/* The layouts every strided test runs: dense, both halves of a [2c] concat buffer, and an odd
+ * stride with an odd and with an aligned offset (never packed: the pointer, resp. the stride,
+ * must send the launch to the one-element path). */
+#define NLAY 5
+static int layouts(int c, lay_t *l) {
+  l[0] = (lay_t){c, 0};
+  l[1] = (lay_t){2 * c, 0};
+  l[2] = (lay_t){2 * c, c};
+  l[3] = (lay_t){c + 3, 2};
+  l[4] = (lay_t){c + 3, 0};
+  return NLAY;
+}
+
+/* A device buffer of npix x ld elements; raw keeps the bytes uploaded, so the channels
+ * outside the view can be checked bitwise after a kernel wrote (only) the view. */
+typedef struct {
+  void *d, *view;
+  unsigned char *raw;
+  int64_t npix;
+  int c;
+  lay_t l;
+} sbuf_t;
+
+/* full: npix x ld values (already dt values); poison_view: the view's bytes are 0xFF instead. */
+static sbuf_t sbuf_new(cg_dtype_t dt, const float *full, int64_t npix, int c, lay_t l,
+                       int poison_view) {
+  const size_t es = cg_dtype_size(dt), n = (size_t)npix * l.ld;
+  sbuf_t b = {NULL, NULL, cg_malloc(n * es + 1, "raw"), npix, c, l};
+  to_dt(dt, full, n, b.raw);
+  if (poison_view)
+    for (int64_t p = 0; p < npix; p++)
+      memset(b.raw + ((size_t)p * l.ld + l.off) * es, 0xFF, c * es);
+  b.d = dnew(n * es);
+  b.view = (char *)b.d + l.off * es;
+  hput(b.d, b.raw, n * es);
+  return b;
+}
+
+static void sbuf_reset(cg_dtype_t dt, const sbuf_t *b) {
+  hput(b->d, b->raw, (size_t)b->npix * b->l.ld * cg_dtype_size(dt));
+}
+
+/* The view into out (npix x c floats); fails if a byte outside the view or past the end
+ * changed. */
+static void sbuf_get(const char *name, cg_dtype_t dt, const sbuf_t *b, float *out) {
+  const size_t es = cg_dtype_size(dt), n = (size_t)b->npix * b->l.ld;
+  unsigned char *now = cg_malloc(n * es + 1, "download");
+  hget(now, b->d, n * es);
+  size_t bad = 0;
+  for (int64_t p = 0; p < b->npix; p++) {
+    const size_t row = (size_t)p * b->l.ld * es, v0 = b->l.off * es, v1 = v0 + b->c * es;
+    for (size_t j = 0; j < (size_t)b->l.ld * es; j++)
+      if ((j < v0 || j >= v1) && now[row + j] != b->raw[row + j]) bad++;
+    from_dt(dt, now + row + v0, b->c, out + (size_t)p * b->c);
+  }
+  CG_TEST_CHECK(bad == 0, "%s: %zu bytes outside the view (ld %d, off %d) changed", name, bad,
+                b->l.ld, b->l.off);
+  guard_check(name, b->d, n * es);
+  free(now);
+}
+
+static void sbuf_free(sbuf_t *b) {
+  dfree(b->d);
+  free(b->raw);
+}
+
+/* out[p][k] = full[p * l.ld + l.off + k]. */
+static void view_of(const float *full, int64_t npix, int c, lay_t l, float *out) {
+  for (int64_t p = 0; p < npix; p++)
+    memcpy(out + (size_t)p * c, full + (size_t)p * l.ld + l.off, c * sizeof(float));
+}
+
+/* Whether a strided tensor takes the packed path exactly when a dense one of c channels does
+ * (then the two reductions run in the same order and agree bitwise). */
+static int same_path(cg_dtype_t dt, int c, lay_t l) {
+  const int v = (int)(16 / cg_dtype_size(dt));
+  return c % v != 0 || (l.ld % v == 0 && l.off % v == 0);
+}
+
+/* Per-channel sums in double of a (npix x c) array, and the largest per-channel sum of |.|
+ * (the scale of a float summation's error). */
+static double col_sums(const float *a, int64_t npix, int c, float *sum) {
+  double *acc = cg_calloc(c, sizeof(double), "sums"), *aabs = cg_calloc(c, sizeof(double), "");
+  for (int64_t p = 0; p < npix; p++)
+    for (int k = 0; k < c; k++) {
+      acc[k] += a[(size_t)p * c + k];
+      aabs[k] += fabs(a[(size_t)p * c + k]);
+    }
+  double amax = 0;
+  for (int k = 0; k < c; k++) {
+    sum[k] = (float)acc[k];
+    if (aabs[k] > amax) amax = aabs[k];
+  }
+  free(acc);
+  free(aabs);
+  return amax;
+}
+
+static void test_bias_act_fwd_ld(cg_dtype_t dt, int64_t npix, int c, lay_t l, int relu,
+                                 int with_bias) {
+  char name[200];
+  snprintf(name, sizeof name, "bias_act_fwd_ld %s npix=%lld c=%d ld=%d off=%d relu=%d bias=%d",
+           dt_name(dt), (long long)npix, c, l.ld, l.off, relu, with_bias);
+  const size_t n = (size_t)npix * c, nf = (size_t)npix * l.ld;
+  float *full = hnew(nf), *y = hnew(n), *ref = hnew(n), *got = hnew(n), *b = hnew(c);
+  fill(full, nf, -2, 2);
+  round_dt(dt, full, nf);
+  fill(b, c, -1, 1);
+  view_of(full, npix, c, l, y);
+  for (size_t i = 0; i < n; i++) {
+    float v = y[i] + (with_bias ? b[i % c] : 0.0f);
+    ref[i] = relu ? (v > 0.0f ? v : 0.0f) : v;
+  }
+  sbuf_t sb = sbuf_new(dt, full, npix, c, l, 0);
+  float *d_b = up_bytes(b, c * sizeof(float));
+  cg_k_bias_act_fwd_ld(dt, sb.view, l.ld, npix, c, with_bias ? d_b : NULL, relu, S);
+  sbuf_get(name, dt, &sb, got);
+  check_elem(name, got, ref, n, dt_tol(dt));
+  sbuf_free(&sb);
+  dfree(d_b);
+  free(full);
+  free(y);
+  free(ref);
+  free(got);
+  free(b);
+}
+
+/* dy in layout ldy_l, y in layout y_l; also against the dense call on the same values. */
+static void test_bias_act_bwd_ld(cg_dtype_t dt, int64_t npix, int c, lay_t dl, lay_t yl,
+                                 int relu, int with_dbias) {
+  char tag[160], name[220];
+  snprintf(tag, sizeof tag, "%s npix=%lld c=%d dy(ld=%d off=%d) y(ld=%d off=%d) relu=%d dbias=%d",
+           dt_name(dt), (long long)npix, c, dl.ld, dl.off, yl.ld, yl.off, relu, with_dbias);
+  const size_t n = (size_t)npix * c;
+  const size_t ndf = (size_t)npix * dl.ld, nyf = (size_t)npix * yl.ld;
+  float *dyf = hnew(ndf), *yf = hnew(nyf), *dy = hnew(n), *y = hnew(n), *ref = hnew(n);
+  float *got = hnew(n), *got2 = hnew(n), *dbr = hnew(c), *dbg = hnew(c), *dbd = hnew(c);
+  fill(dyf, ndf, -1, 1);
+  round_dt(dt, dyf, ndf);
+  fill(yf, nyf, -1, 1);
+  for (size_t i = 0; i < nyf; i++) yf[i] = yf[i] > 0 ? yf[i] : 0.0f; /* a ReLU output */
+  round_dt(dt, yf, nyf);
+  view_of(dyf, npix, c, dl, dy);
+  view_of(yf, npix, c, yl, y);
+  for (size_t i = 0; i < n; i++) ref[i] = relu && !(y[i] > 0.0f) ? 0.0f : dy[i];
+  const double amax = col_sums(ref, npix, c, dbr);
+
+  sbuf_t sdy = sbuf_new(dt, dyf, npix, c, dl, 0), sy = sbuf_new(dt, yf, npix, c, yl, 0);
+  const size_t wb = cg_k_bias_act_bwd_work_bytes(npix, c);
+  float *d_db = dnew(c * sizeof(float));
+  void *d_work = dnew(wb);
+  cg_k_bias_act_bwd_ld(dt, sdy.view, dl.ld, sy.view, yl.ld, npix, c, relu,
+                       with_dbias ? d_db : NULL, d_work, S);
+  snprintf(name, sizeof name, "bias_act_bwd_ld dy %s", tag);
+  sbuf_get(name, dt, &sdy, got);
+  check_exact(name, got, ref, n);
+  snprintf(name, sizeof name, "bias_act_bwd_ld y untouched %s", tag);
+  sbuf_get(name, dt, &sy, got2);
+  check_exact(name, got2, y, n);
+  if (with_dbias) {
+    snprintf(name, sizeof name, "bias_act_bwd_ld dbias %s", tag);
+    hget(dbg, d_db, c * sizeof(float));
+    cg_test_close(name, dbg, dbr, c, 1e-6 * amax, 1e-4);
+    guard_check(name, d_db, c * sizeof(float));
+    guard_check(name, d_work, wb);
+    if (same_path(dt, c, dl) && (!relu || same_path(dt, c, yl))) {
+      /* the dense call on the same values: the same bits */
+      void *d_dy = up_dt(dt, dy, n), *d_y = up_dt(dt, y, n);
+      dpoison(d_db, c * sizeof(float));
+      cg_k_bias_act_bwd(dt, d_dy, d_y, npix, c, relu, d_db, d_work, S);
+      hget(dbd, d_db, c * sizeof(float));
+      down_dt(dt, d_dy, n, got2);
+      CG_TEST_CHECK(memcmp(dbg, dbd, c * sizeof(float)) == 0 &&
+                        memcmp(got, got2, n * sizeof(float)) == 0,
+                    "%s: the dense call's result differs", name);
+      dfree(d_dy);
+      dfree(d_y);
+    }
+  }
+  sbuf_free(&sdy);
+  sbuf_free(&sy);
+  dfree(d_db);
+  dfree(d_work);
+  free(dyf);
+  free(yf);
+  free(dy);
+  free(y);
+  free(ref);
+  free(got);
+  free(got2);
+  free(dbr);
+  free(dbg);
+  free(dbd);
+}
+
+/* x values for the pool tests: ties = ReLU-like (0, 0.5, 1: whole windows of equal values),
+ * else uniform in [-2, 2). */
+static void pool_x(cg_dtype_t dt, float *x, size_t n, int ties) {
+  fill(x, n, 0, 1);
+  for (size_t i = 0; i < n; i++) {
+    if (ties) {
+      float q = floorf(x[i] * 5.0f) - 2.0f;
+      x[i] = q > 0 ? 0.5f * q : 0.0f;
+    } else {
+      x[i] = 4.0f * x[i] - 2.0f;
+    }
+  }
+  round_dt(dt, x, n);
+}
+
+static void test_maxpool_fwd_ld(cg_dtype_t dt, int n, int h, int w, int c, lay_t l, int ties) {
+  char name[200];
+  snprintf(name, sizeof name, "maxpool_fwd_ld %s n=%d h=%d w=%d c=%d ld=%d off=%d ties=%d",
+           dt_name(dt), n, h, w, c, l.ld, l.off, ties);
+  const int64_t npix = (int64_t)n * h * w;
+  const size_t nf = (size_t)npix * l.ld, nx = (size_t)npix * c, ny = nx / 4;
+  const size_t es = cg_dtype_size(dt);
+  float *xf = hnew(nf), *x = hnew(nx), *xg = hnew(nx), *yr = hnew(ny), *yg = hnew(ny);
+  pool_x(dt, xf, nf, ties);
+  view_of(xf, npix, c, l, x);
+  cg_view_t xv = {xf + l.off, n, h, w, c, l.ld}, yv = {yr, n, h / 2, w / 2, c, c};
+  cg_cpu_maxpool_fwd(&xv, &yv);
+  sbuf_t sx = sbuf_new(dt, xf, npix, c, l, 0);
+  void *d_y = dnew(ny * es);
+  cg_k_maxpool_fwd_ld(dt, sx.view, l.ld, n, h, w, c, d_y, S);
+  down_dt(dt, d_y, ny, yg);
+  check_exact(name, yg, yr, ny);
+  guard_check(name, d_y, ny * es);
+  sbuf_get(name, dt, &sx, xg);
+  CG_TEST_CHECK(memcmp(xg, x, nx * sizeof(float)) == 0, "%s: x changed", name);
+  sbuf_free(&sx);
+  dfree(d_y);
+  free(xf);
+  free(x);
+  free(xg);
+  free(yr);
+  free(yg);
+}
+
+/* The fused pool backward: x in layout xl, dx in layout dl, dy dense; dbias against the
+ * column sums of the reference's final dx. Run twice: bitwise the same dx and dbias. */
+static void test_maxpool_bwd_ld(cg_dtype_t dt, int n, int h, int w, int c, lay_t xl, lay_t dl,
+                                int ties, int accum, int relu, int with_dbias) {
+  char tag[180], name[240];
+  snprintf(tag, sizeof tag,
+           "%s n=%d h=%d w=%d c=%d x(ld=%d off=%d) dx(ld=%d off=%d) ties=%d accum=%d relu=%d "
+           "dbias=%d",
+           dt_name(dt), n, h, w, c, xl.ld, xl.off, dl.ld, dl.off, ties, accum, relu, with_dbias);
+  const int64_t npix = (int64_t)n * h * w;
+  const size_t nxf = (size_t)npix * xl.ld, ndf = (size_t)npix * dl.ld, nx = (size_t)npix * c;
+  const size_t ny = nx / 4;
+  float *xf = hnew(nxf), *dxf = hnew(ndf), *x = hnew(nx), *dy = hnew(ny), *dxr = hnew(nx);
+  float *got = hnew(nx), *got2 = hnew(nx), *dbr = hnew(c), *dbg = hnew(c), *dbg2 = hnew(c);
+  pool_x(dt, xf, nxf, ties);
+  view_of(xf, npix, c, xl, x);
+  fill(dy, ny, -1, 1);
+  round_dt(dt, dy, ny);
+  fill(dxf, ndf, -1, 1); /* the other half's contents, and the old dx when accum */
+  round_dt(dt, dxf, ndf);
+  if (accum)
+    view_of(dxf, npix, c, dl, dxr);
+  else
+    memset(dxr, 0, nx * sizeof(float));
+  cg_view_t xv = {x, n, h, w, c, c}, yv = {dy, n, h / 2, w / 2, c, c}; /* y: not read */
+  cg_view_t dyv = {dy, n, h / 2, w / 2, c, c}, dxv = {dxr, n, h, w, c, c};
+  cg_cpu_maxpool_bwd(&xv, &yv, &dyv, &dxv, accum);
+  if (relu)
+    for (size_t i = 0; i < nx; i++)
+      if (!(x[i] > 0.0f)) dxr[i] = 0.0f;
+  round_dt(dt, dxr, nx); /* what the device stores: one rounding of old + dy */
+  const double amax = col_sums(dxr, npix, c, dbr);
+
+  sbuf_t sx = sbuf_new(dt, xf, npix, c, xl, 0), sdx = sbuf_new(dt, dxf, npix, c, dl, !accum);
+  void *d_dy = up_dt(dt, dy, ny);
+  const size_t wb = cg_k_maxpool_bwd_work_bytes(n, h, w, c);
+  float *d_db = dnew(c * sizeof(float));
+  void *d_work = dnew(wb);
+  for (int run = 0; run < 2; run++) {
+    if (run) {
+      sbuf_reset(dt, &sdx);
+      dpoison(d_db, c * sizeof(float));
+    }
+    cg_k_maxpool_bwd_ld(dt, sx.view, xl.ld, d_dy, n, h, w, c, sdx.view, dl.ld, accum, relu,
+                        with_dbias ? d_db : NULL, d_work, S);
+    snprintf(name, sizeof name, "maxpool_bwd_ld dx %s", tag);
+    sbuf_get(name, dt, &sdx, run ? got2 : got);
+    if (with_dbias) hget(run ? dbg2 : dbg, d_db, c * sizeof(float));
+  }
+  if (accum)
+    check_elem(name, got, dxr, nx, dt_tol(dt));
+  else
+    check_exact(name, got, dxr, nx); /* routing and masking are exact */
+  CG_TEST_CHECK(memcmp(got, got2, nx * sizeof(float)) == 0, "%s: dx not deterministic", name);
+  if (with_dbias) {
+    snprintf(name, sizeof name, "maxpool_bwd_ld dbias %s", tag);
+    cg_test_close(name, dbg, dbr, c, 1e-6 * amax, 1e-4);
+    guard_check(name, d_db, c * sizeof(float));
+    guard_check(name, d_work, wb);
+    CG_TEST_CHECK(memcmp(dbg, dbg2, c * sizeof(float)) == 0, "%s: not deterministic", name);
+  }
+  sbuf_free(&sx);
+  sbuf_free(&sdx);
+  dfree(d_dy);
+  dfree(d_db);
+  dfree(d_work);
+  free(xf);
+  free(dxf);
+  free(x);
+  free(dy);
+  free(dxr);
+  free(got);
+  free(got2);
+  free(dbr);
+  free(dbg);
+  free(dbg2);
+}
+
+/* ---- the fused head backward -------------------------------------------------------------- */
+
+static void test_head_fused(cg_dtype_t dt, int64_t npix, int c, int relu_x, int with_dbias) {
+  char tag[120], name[200];
+  snprintf(tag, sizeof tag, "%s npix=%lld c=%d relu_x=%d dbias=%d", dt_name(dt),
+           (long long)npix, c, relu_x, with_dbias);
+  const size_t n = (size_t)npix * c, es = cg_dtype_size(dt);
+  float *x = hnew(n), *wt = hnew(c), *dl = hnew(npix), *dxr = hnew(n), *dxg = hnew(n);
+  float *gx = hnew(n), *dwr = hnew(c), *dwg = hnew(c), *dbxr = hnew(c), *dbxg = hnew(c);
+  float *dx2 = hnew(n), *dw2 = hnew(c), *dbx2 = hnew(c);
+  float dbr, dbg, db2;
+  fill(x, n, -1, 2);
+  if (relu_x)
+    for (size_t i = 0; i < n; i++) x[i] = x[i] > 0 ? x[i] : 0.0f; /* a ReLU output */
+  round_dt(dt, x, n);
+  fill(wt, c, -0.5f, 0.5f);
+  round_dt(dt, wt, c);
+  fill(dl, npix, -1, 1);
+  round_dt(dt, dl, npix);
+  for (int64_t p = 0; p < npix; p++)
+    for (int k = 0; k < c; k++) {
+      const size_t i = (size_t)p * c + k;
+      dxr[i] = relu_x && !(x[i] > 0.0f) ? 0.0f : dl[p] * wt[k];
+      gx[i] = (float)((double)dl[p] * x[i]);
+    }
+  round_dt(dt, dxr, n);
+  const double aw = col_sums(gx, npix, c, dwr), abx = col_sums(dxr, npix, c, dbxr);
+  const double ab = col_sums(dl, npix, 1, &dbr);
+
+  void *d_x = up_dt(dt, x, n), *d_w = up_dt(dt, wt, c), *d_dl = up_dt(dt, dl, npix);
+  void *d_dx = dnew(n * es);
+  float *d_dw = dnew(c * sizeof(float)), *d_db = dnew(sizeof(float));
+  float *d_dbx = dnew(c * sizeof(float));
+  const size_t wb = cg_head_bwd_fused_work_bytes(npix, c);
+  void *d_work = dnew(wb);
+  for (int run = 0; run < 2; run++) {
+    if (run) {
+      dpoison(d_dx, n * es);
+      dpoison(d_dw, c * sizeof(float));
+      dpoison(d_db, sizeof(float));
+      dpoison(d_dbx, c * sizeof(float));
+    }
+    cg_head_bwd_fused(dt, d_x, d_w, d_dl, npix, c, d_dx, relu_x, with_dbias ? d_dbx : NULL,
+                      d_dw, d_db, d_work, S);
+    down_dt(dt, d_dx, n, run ? dx2 : dxg);
+    hget(run ? dw2 : dwg, d_dw, c * sizeof(float));
+    hget(run ? &db2 : &dbg, d_db, sizeof(float));
+    if (with_dbias) hget(run ? dbx2 : dbxg, d_dbx, c * sizeof(float));
+  }
+  snprintf(name, sizeof name, "head_bwd_fused dx %s", tag);
+  check_elem(name, dxg, dxr, n, dt_tol(dt)); /* one rounding of dlogit * w, or exactly 0 */
+  guard_check(name, d_dx, n * es);
+  snprintf(name, sizeof name, "head_bwd_fused dw %s", tag);
+  cg_test_close(name, dwg, dwr, c, 1e-6 * aw, 1e-4);
+  guard_check(name, d_dw, c * sizeof(float));
+  snprintf(name, sizeof name, "head_bwd_fused db %s", tag);
+  cg_test_close(name, &dbg, &dbr, 1, 1e-6 * ab, 1e-4);
+  guard_check(name, d_db, sizeof(float));
+  guard_check("head_bwd_fused work", d_work, wb);
+  if (with_dbias) {
+    snprintf(name, sizeof name, "head_bwd_fused dbias_x %s", tag);
+    cg_test_close(name, dbxg, dbxr, c, 1e-6 * abx, 1e-4);
+    guard_check(name, d_dbx, c * sizeof(float));
+  } else {
+    unsigned char raw[4];
+    hget(raw, d_dbx, 4);
+    CG_TEST_CHECK(raw[0] == 0xFF && raw[3] == 0xFF, "head_bwd_fused %s: dbias_x NULL but written",
+                  tag);
+  }
+  CG_TEST_CHECK(memcmp(dxg, dx2, n * sizeof(float)) == 0 &&
+                    memcmp(dwg, dw2, c * sizeof(float)) == 0 && memcmp(&dbg, &db2, 4) == 0 &&
+                    (!with_dbias || memcmp(dbxg, dbx2, c * sizeof(float)) == 0),
+                "head_bwd_fused %s: not deterministic", tag);
+  dfree(d_x);
+  dfree(d_w);
+  dfree(d_dl);
+  dfree(d_dx);
+  dfree(d_dw);
+  dfree(d_db);
+  dfree(d_dbx);
+  dfree(d_work);
+  free(x);
+  free(wt);
+  free(dl);
+  free(dxr);
+  free(dxg);
+  free(gx);
+  free(dwr);
+  free(dwg);
+  free(dbxr);
+  free(dbxg);
+  free(dx2);
+  free(dw2);
+  free(dbx2);
+}
+
+/* ---- batched casts ------------------------------------------------------------------------ */
+
+/* Segments (src offset, dst offset, length) in a src buffer of dt and a dst buffer of floats;
+ * every float outside the segments must keep its poison bits. With graph, the launch is
+ * captured, the host table is then scribbled over, and the graph replayed: the table must
+ * have been taken by value. */
+static void test_cast_segs(cg_dtype_t dt, const int64_t (*seg)[3], int nseg, int graph) {
+  char name[160];
+  snprintf(name, sizeof name, "cast_segs_to_f32 %s nseg=%d graph=%d", dt_name(dt), nseg, graph);
+  size_t ns = 1, nd = 1;
+  for (int k = 0; k < nseg; k++) {
+    if ((size_t)(seg[k][0] + seg[k][2]) > ns) ns = seg[k][0] + seg[k][2];
+    if ((size_t)(seg[k][1] + seg[k][2]) > nd) nd = seg[k][1] + seg[k][2];
+  }
+  const size_t es = cg_dtype_size(dt);
+  float *src = hnew(ns);
+  uint32_t *ref = cg_malloc(nd * sizeof(uint32_t), "ref"), *got = cg_malloc(nd * 4, "got");
+  fill(src, ns, -3, 3);
+  round_dt(dt, src, ns);
+  memset(ref, 0xFF, nd * sizeof(uint32_t));
+  for (int k = 0; k < nseg; k++) memcpy(ref + seg[k][1], src + seg[k][0], seg[k][2] * 4);
+  void *d_src = up_dt(dt, src, ns);
+  float *d_dst = dnew(nd * sizeof(float));
+  cg_k_segs_t t;
+  memset(&t, 0, sizeof t);
+  t.nseg = nseg;
+  for (int k = 0; k < nseg; k++) {
+    t.src[k] = (const char *)d_src + seg[k][0] * es;
+    t.dst[k] = d_dst + seg[k][1];
+    t.n[k] = seg[k][2];
+  }
+  if (graph) {
+    cudaGraph_t g;
+    cudaGraphExec_t ge;
+    CG_CHECK_CUDA(cudaStreamBeginCapture(S, cudaStreamCaptureModeThreadLocal));
+    cg_k_cast_segs_to_f32(dt, &t, S);
+    CG_CHECK_CUDA(cudaStreamEndCapture(S, &g));
+    CG_CHECK_CUDA(cudaGraphInstantiate(&ge, g, 0));
+    memset(&t, 0xAB, sizeof t); /* a replay that read the host table would now fault */
+    CG_CHECK_CUDA(cudaGraphLaunch(ge, S));
+    dsync();
+    CG_CHECK_CUDA(cudaGraphExecDestroy(ge));
+    CG_CHECK_CUDA(cudaGraphDestroy(g));
+  } else {
+    cg_k_cast_segs_to_f32(dt, &t, S);
+  }
+  hget(got, d_dst, nd * sizeof(float));
+  size_t bad = 0, first = 0;
+  for (size_t i = 0; i < nd; i++)
+    if (got[i] != ref[i] && bad++ == 0) first = i;
+  CG_TEST_CHECK(bad == 0, "%s: %zu of %zu floats differ; first [%zu] got 0x%08x want 0x%08x",
+                name, bad, nd, first, got[first], ref[first]);
+  guard_check(name, d_dst, nd * sizeof(float));
+  if (bad == 0) printf("PASS %s (%zu floats, bitwise)\n", name, nd);
+  dfree(d_src);
+  dfree(d_dst);
+  free(src);
+  free(ref);
+  free(got);
+}
+
+static void test_cast_segs_all(cg_dtype_t dt) {
+  /* aligned (packs + tail), misaligned src and/or dst, one element, empty, large */
+  static const int64_t seg[][3] = {{0, 0, 1000},          {1003, 1001, 37},
+                                   {2048, 2052, 4099},    {7001, 7000, 1},
+                                   {8000, 7100, 0},       {8003, 7201, 5001},
+                                   {16384, 12400, 200001}, {216390, 212500, 3},
+                                   {216400, 212504, 8},   {220000, 213001, 100}};
+  const int nseg = (int)(sizeof seg / sizeof seg[0]);
+  test_cast_segs(dt, seg, nseg, 0);
+  test_cast_segs(dt, seg, nseg, 1);
+  /* the most segments, odd lengths, in reverse order in dst */
+  int64_t many[CG_K_MAX_SEGS][3];
+  int64_t d = 0;
+  for (int k = CG_K_MAX_SEGS - 1; k >= 0; k--) {
+    many[k][0] = (int64_t)k * 301 + (k % 3);
+    many[k][2] = 1 + (k * 37) % 290;
+    many[k][1] = d;
+    d += many[k][2] + (k % 5);
+  }
+  test_cast_segs(dt, (const int64_t(*)[3])many, CG_K_MAX_SEGS, 0);
+}
+
 /* ---- loss --------------------------------------------------------------------------------- */
 
 /* scale <= 0: d_scaler = NULL (gradient scale 1). */
@@ -833,6 +1337,46 @@ static void test_empty(void) {
   int zeros = 1;
   for (int k = 0; k < 5; k++) zeros &= db[k] == 0.0f;
   CG_TEST_CHECK(zeros, "bias_act_bwd npix=0: dbias not zeroed");
+  /* the strided and fused variants: no launch, overwritten sums are zeros */
+  for (int t = 0; t < 3; t++) {
+    cg_k_bias_act_fwd_ld(DTS[t], NULL, 16, 0, 8, NULL, 1, S);
+    cg_k_bias_act_bwd_ld(DTS[t], NULL, 10, NULL, 10, 0, 5, 1, NULL, NULL, S);
+    cg_k_maxpool_fwd_ld(DTS[t], NULL, 6, 0, 4, 4, 3, NULL, S);
+    cg_k_maxpool_bwd_ld(DTS[t], NULL, 6, NULL, 0, 4, 4, 3, NULL, 6, 1, 1, NULL, NULL, S);
+  }
+  const struct {
+    const char *what;
+    int kind;
+  } zc[] = {{"bias_act_bwd_ld", 0}, {"maxpool_bwd_ld", 1}, {"head_bwd_fused dbias_x", 2},
+            {"head_bwd_fused dw", 3}};
+  float *d_dw = dnew(5 * sizeof(float)), *d_db1 = dnew(sizeof(float));
+  for (size_t z = 0; z < sizeof zc / sizeof zc[0]; z++) {
+    dpoison(d_db, 5 * sizeof(float));
+    dpoison(d_dw, 5 * sizeof(float));
+    if (zc[z].kind == 0)
+      cg_k_bias_act_bwd_ld(CG_DT_F16, NULL, 10, NULL, 10, 0, 5, 1, d_db, NULL, S);
+    if (zc[z].kind == 1)
+      cg_k_maxpool_bwd_ld(CG_DT_BF16, NULL, 10, NULL, 0, 4, 4, 5, NULL, 10, 1, 1, d_db, NULL, S);
+    if (zc[z].kind >= 2)
+      cg_head_bwd_fused(CG_DT_BF16, NULL, NULL, NULL, 0, 5, NULL, 1, d_db, d_dw, d_db1, NULL, S);
+    hget(db, zc[z].kind == 3 ? d_dw : d_db, sizeof db);
+    int zz = 1;
+    for (int k = 0; k < 5; k++) zz &= db[k] == 0.0f;
+    if (zc[z].kind == 3) {
+      float b1 = -1;
+      hget(&b1, d_db1, sizeof b1);
+      zz &= b1 == 0.0f;
+    }
+    CG_TEST_CHECK(zz, "%s with no pixels: sums not zeroed", zc[z].what);
+    zeros &= zz;
+  }
+  dfree(d_dw);
+  dfree(d_db1);
+  cg_k_segs_t none;
+  memset(&none, 0, sizeof none);
+  cg_k_cast_segs_to_f32(CG_DT_BF16, &none, S); /* no segments */
+  none.nseg = 3;                               /* only empty ones, NULL pointers */
+  cg_k_cast_segs_to_f32(CG_DT_F32, &none, S);
   cg_k_loss(CG_DT_BF16, NULL, NULL, NULL, 0, 16, NULL, NULL, d_loss, NULL, NULL, S);
   double l = -1;
   hget(&l, d_loss, sizeof l);
@@ -920,6 +1464,85 @@ int main(void) {
     test_pad(DTS[t], 32, 9, 5, 8); /* enc0.conv1 weight: 32 x 3x3 x 5 -> 8 */
     test_pad(DTS[t], 7, 1, 3, 4);
   }
+
+  printf("RUN strided bias_act (concat halves)\n");
+  for (int t = 0; t < 3; t++) {
+    const struct {
+      int64_t npix;
+      int c;
+    } sh[] = {{333, 3}, {1000, 6}, {4096, 32}, {777, 8}};
+    for (size_t i = 0; i < sizeof sh / sizeof sh[0]; i++) {
+      lay_t l[NLAY];
+      const int nl = layouts(sh[i].c, l);
+      for (int j = 0; j < nl; j++) {
+        for (int relu = 0; relu <= 1; relu++)
+          test_bias_act_fwd_ld(DTS[t], sh[i].npix, sh[i].c, l[j], relu, 1);
+        test_bias_act_fwd_ld(DTS[t], sh[i].npix, sh[i].c, l[j], 1, 0);
+      }
+    }
+    const struct {
+      int64_t npix;
+      int c;
+    } shb[] = {{333, 3}, {5000, 6}, {8192, 32}, {2000, 8}};
+    for (size_t i = 0; i < sizeof shb / sizeof shb[0]; i++) {
+      lay_t l[NLAY];
+      const int nl = layouts(shb[i].c, l);
+      for (int j = 0; j < nl; j++)
+        for (int relu = 0; relu <= 1; relu++)
+          for (int db = 0; db <= 1; db++)
+            test_bias_act_bwd_ld(DTS[t], shb[i].npix, shb[i].c, l[j], l[j], relu, db);
+      /* dy a concat half, y dense, and the other way round; then only one of the two with a
+       * stride that is no whole number of packs */
+      test_bias_act_bwd_ld(DTS[t], shb[i].npix, shb[i].c, l[2], l[0], 1, 1);
+      test_bias_act_bwd_ld(DTS[t], shb[i].npix, shb[i].c, l[0], l[2], 1, 1);
+      test_bias_act_bwd_ld(DTS[t], shb[i].npix, shb[i].c, l[0], l[4], 1, 1);
+      test_bias_act_bwd_ld(DTS[t], shb[i].npix, shb[i].c, l[4], l[0], 1, 1);
+    }
+  }
+
+  printf("RUN strided maxpool, fused backward\n");
+  for (int t = 0; t < 3; t++) {
+    /* scalar (c = 3, 6), packed (8, 32), and 2x64x64x32 / 4x64x64x32: many chunks */
+    const int sh[][4] = {{2, 16, 16, 3}, {1, 8, 6, 6}, {3, 2, 2, 8}, {2, 16, 12, 32},
+                         {2, 64, 64, 32}, {4, 64, 64, 32}};
+    for (size_t i = 0; i < sizeof sh / sizeof sh[0]; i++) {
+      const int n = sh[i][0], h = sh[i][1], w = sh[i][2], c = sh[i][3];
+      const int big = n * h * w > 10000;
+      lay_t l[NLAY];
+      const int nl = layouts(c, l);
+      for (int j = 0; j < nl; j++) {
+        for (int ties = 0; ties <= 1; ties++) test_maxpool_fwd_ld(DTS[t], n, h, w, c, l[j], ties);
+        for (int accum = 0; accum <= 1; accum++)
+          for (int relu = 0; relu <= 1; relu++)
+            for (int db = 0; db <= 1; db++) {
+              if (big && !(relu && db) && j != 2) continue; /* the big shapes: the UNet's case */
+              test_maxpool_bwd_ld(DTS[t], n, h, w, c, l[j], l[j], (accum + relu + j) % 2, accum,
+                                  relu, db);
+            }
+      }
+      /* x and dx in different layouts (a concat half and a dense tensor, both ways) */
+      test_maxpool_bwd_ld(DTS[t], n, h, w, c, l[2], l[0], 1, 1, 1, 1);
+      test_maxpool_bwd_ld(DTS[t], n, h, w, c, l[0], l[2], 0, 1, 1, 1);
+      test_maxpool_bwd_ld(DTS[t], n, h, w, c, l[3], l[1], 1, 0, 1, 1);
+      test_maxpool_bwd_ld(DTS[t], n, h, w, c, l[2], l[4], 0, 1, 1, 1);
+      test_maxpool_bwd_ld(DTS[t], n, h, w, c, l[4], l[2], 1, 1, 0, 1);
+    }
+  }
+
+  printf("RUN fused head backward\n");
+  for (int t = 0; t < 3; t++) {
+    const struct {
+      int64_t npix;
+      int c;
+    } sh[] = {{8192, 32}, {16384, 32}, {333, 3}, {1000, 6}, {777, 40}, {3000, 1}, {2500, 300},
+              {20, 32}};
+    for (size_t i = 0; i < sizeof sh / sizeof sh[0]; i++)
+      for (int relu = 0; relu <= 1; relu++)
+        for (int db = 0; db <= 1; db++) test_head_fused(DTS[t], sh[i].npix, sh[i].c, relu, db);
+  }
+
+  printf("RUN batched casts\n");
+  for (int t = 0; t < 3; t++) test_cast_segs_all(DTS[t]);
 
   printf("RUN loss\n");
   test_loss(CG_DT_F32, 5, 1000, 0.0f, 1, 1);
