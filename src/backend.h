@@ -36,6 +36,7 @@ const char *cg_precision_name(cg_precision_t p);
 typedef struct cg_backend cg_backend_t; /* each backend defines its own struct */
 struct cg_gsync;                        /* comm/gsync.h */
 struct cg_nccl;                         /* comm/nccl_comm.h */
+struct cg_kprof;                        /* cuda/kprof.h */
 
 typedef struct {
   int batch;                 /* static number of samples per step (per rank) */
@@ -55,6 +56,9 @@ typedef struct {
                                 the table when the backend is destroyed */
   int64_t fault_nan_step;    /* test only: train_step number (0-based, counted by the backend)
                                 whose loss gradient is made NaN; -1 = off */
+  struct cg_kprof *kprof;    /* CUDA: per-kernel breakdown (cuda/kprof.h, caller-owned); the
+                                backend names its regions there and brackets their work; NULL
+                                = off */
 } cg_backend_cfg_t;
 
 /* A batch on the host, NHWC. Padding samples have weight 0 and contribute nothing.
