@@ -27,15 +27,19 @@
  *    rewritten atomically (the candidate is the position in the graph's heuristic list, which
  *    is fixed for one cuDNN version, device and shape).
  *  - alpha/beta are float: the compute type is always CUDNN_DATA_FLOAT. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <cuda_fp16.h>
+
 #include "conv.h"
 #include "conv_graph.h"
 #include "kernels.h"
+#include "wgrad.h"
 
 namespace {
 
@@ -46,11 +50,14 @@ const int kCopAlgos[COP_N] = {CUDNN_CONVOLUTION_FWD_ALGO_COUNT,
                               CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT};
 enum { kMaxAlgos = 8 }; /* >= every count above */
 
-enum { kMaxCand = 24 };    /* graph candidates timed per operation */
+enum { kMaxCand = 192 };   /* graph candidates per operation (heuristics + the knob sweep) */
+enum { kMaxHeur = 48 };    /* of them from the heuristics (modes A and B, the fallback list) */
+enum { kSweepTop = 4, kSweepMax = 96 }; /* knob sweep: of the best heuristic engines, at most */
 
 struct entry_t {
-  char key[224];
-  int graph; /* candidate index in the graph's list, or -1: the legacy algorithm */
+  char key[256];
+  int graph; /* candidate index in the graph's list, -1: the legacy algorithm, -2: our own
+                weight-gradient kernel (wgrad.h) */
   int algo;  /* legacy algorithm, -1 when none was usable */
   int math;
 };
@@ -93,6 +100,7 @@ struct cg_conv_ctx {
   double graph_budget_s; /* graph candidates of one operation: no new one after this long */
   int verbose;           /* CG_CONV_VERBOSE=1: one line per searched layer on stderr */
   int find_passes; /* cudnnFind passes per op; only the last one's timings count (CG_CONV_FIND) */
+  float sweep_ms;  /* operations slower than this get the knob sweep (CG_CONV_SWEEP_MS; <0 off) */
   cudnnHandle_t h;
   int det;
   char *path;      /* NULL: memory only */
@@ -122,6 +130,12 @@ struct cg_conv {
   cg_cgraph_t *gf;          /* the forward fused with bias (+ ReLU), or NULL */
   size_t ws_fused;
   float ms_fused, ms_split; /* at selection: fused, and convolution + cg_k_bias_act_fwd */
+  cg_cgraph_t *gd;          /* the input gradient fused with the ReLU backward of x, or NULL */
+  size_t ws_drelu;
+  float ms_drelu, ms_unfused; /* at selection: fused, and plain dx + the mask pass it saves */
+  int custom;               /* COP_BWD_FILTER runs wgrad.h's kernel */
+  cg_wgrad_shape_t wsh;     /* its shape */
+  float ms_custom, err_custom; /* at selection: its time, and its error against cuDNN's */
 };
 
 namespace {
@@ -211,11 +225,19 @@ cudnnStatus_t ws_cop(cudnnHandle_t h, const cg_conv_t *c, int cop, int algo, siz
 /* op: kCopName[cop], or "fwd_fused" with the bias alignment (the fusion decision). */
 void make_key(const cg_conv_ctx_t *ctx, const cg_conv_t *c, const char *op, char *key, size_t len) {
   const cg_conv_shape_t *s = &c->shape;
-  const char *api = ctx->api == CG_CONV_API_LEGACY ? "-legacy"
-                    : ctx->api == CG_CONV_API_GRAPH ? "-graph" : "";
-  snprintf(key, len, "%s cudnn%zu sel2%s %s %s %s tf32=%d det=%d n%d h%d w%d ci%d co%d k%d",
+  /* what the search could choose from is part of the key: an experiment with a narrower
+   * search must not reuse a wider one's choice */
+  const char *wg = getenv("CG_CONV_WGRAD");
+  char api[48];
+  snprintf(api, sizeof api, "%s%s%s",
+           ctx->api == CG_CONV_API_LEGACY ? "-legacy" : ctx->api == CG_CONV_API_GRAPH ? "-graph" : "",
+           ctx->sweep_ms < 0 ? "-nosweep" : "",
+           wg && !strcmp(wg, "off") && !strcmp(op, "bwd_filter") ? "-nowg" : "");
+  char ld[32] = "";
+  if (s->ldx || s->ldy) snprintf(ld, sizeof ld, " ldx%d ldy%d", s->ldx, s->ldy);
+  snprintf(key, len, "%s cudnn%zu sel3%s %s %s %s tf32=%d det=%d n%d h%d w%d ci%d co%d k%d%s",
            ctx->dev, cudnnGetVersion(), api, op, s->kind == CG_CONV_UP ? "upconv" : "conv",
-           dt_name(s->dt), s->tf32, ctx->det, s->n, s->h, s->w, s->cin, s->cout, s->k);
+           dt_name(s->dt), s->tf32, ctx->det, s->n, s->h, s->w, s->cin, s->cout, s->k, ld);
 }
 
 entry_t *lookup(cg_conv_ctx_t *ctx, const char *key) {
@@ -254,9 +276,13 @@ void load_cache(cg_conv_ctx_t *ctx) {
     if (sscanf(eq + 3, " %c", &kind) != 1) continue;
     if (kind == 'L' && sscanf(eq + 3, " L %d %d", &algo, &math) != 2) continue;
     if (kind == 'G' && sscanf(eq + 3, " G %d %d %d", &graph, &algo, &math) != 3) continue;
-    if ((kind != 'L' && kind != 'G') || graph < -1 || graph >= kMaxCand) continue;
+    if (kind == 'W') {
+      if (sscanf(eq + 3, " W %d %d", &algo, &math) != 2) continue;
+      graph = -2;
+    }
+    if ((kind != 'L' && kind != 'G' && kind != 'W') || graph < -2 || graph >= kMaxCand) continue;
     if (algo < -1 || algo >= kMaxAlgos || math < 0 || math > (int)CUDNN_FMA_MATH) continue;
-    if (algo < 0 && graph < 0) continue;
+    if (algo < 0 && graph == -1) continue;
     *eq = 0;
     put(ctx, line, graph, algo, math);
   }
@@ -301,6 +327,9 @@ cg_conv_ctx_t *cg_conv_ctx_create(cudnnHandle_t handle, int deterministic, const
   if (api && !strcmp(api, "graph")) ctx->api = CG_CONV_API_GRAPH;
   const char *bs = getenv("CG_CONV_BUDGET_S");
   ctx->graph_budget_s = bs && atof(bs) > 0 ? atof(bs) : 2.0;
+  const char *sw = getenv("CG_CONV_SWEEP_MS");
+  ctx->sweep_ms = sw ? (float)atof(sw) : 0.04f;
+  if (sw && !strcmp(sw, "off")) ctx->sweep_ms = -1.0f;
   const char *vb = getenv("CG_CONV_VERBOSE");
   ctx->verbose = vb && atoi(vb) > 0;
   int dev = 0;
@@ -342,10 +371,12 @@ int cg_conv_ctx_save(cg_conv_ctx_t *ctx, char *err, size_t errlen) {
     return -1;
   }
   int ok = fprintf(f, "# cogpu-dist cuDNN algorithm cache: <device> <cuDNN> <op> <shape> = "
-                      "L <legacy algo> <math type> | G <graph candidate> <legacy algo> <math>\n") > 0;
+                      "L <legacy algo> <math type> | G <graph candidate> <legacy algo> <math> | W <legacy "
+                      "algo> <math> (our own dW kernel)\n") > 0;
   for (int i = 0; i < ctx->n && ok; i++) {
     const entry_t *e = &ctx->e[i];
     if (e->graph >= 0) ok = fprintf(f, "%s = G %d %d %d\n", e->key, e->graph, e->algo, e->math) > 0;
+    else if (e->graph == -2) ok = fprintf(f, "%s = W %d %d\n", e->key, e->algo, e->math) > 0;
     else ok = fprintf(f, "%s = L %d %d\n", e->key, e->algo, e->math) > 0;
   }
   ok = (fclose(f) == 0) && ok;
@@ -370,8 +401,21 @@ void cg_conv_destroy(cg_conv_t *c) {
     cg_cgraph_destroy(c->g[i]);
   }
   cg_cgraph_destroy(c->gf);
+  cg_cgraph_destroy(c->gd);
   free(c);
 }
+
+namespace {
+
+/* An NHWC tensor descriptor with pixel stride ld (0 or c: dense, the packed form cuDNN knows
+ * best). */
+cudnnStatus_t set_nhwc(cudnnTensorDescriptor_t d, cudnnDataType_t dt, int n, int c, int h, int w,
+                       int ld) {
+  if (ld <= 0 || ld == c) return cudnnSetTensor4dDescriptor(d, CUDNN_TENSOR_NHWC, dt, n, c, h, w);
+  return cudnnSetTensor4dDescriptorEx(d, dt, n, c, h, w, h * w * ld, 1, w * ld, ld);
+}
+
+}  // namespace
 
 int cg_conv_create(const cg_conv_shape_t *shape, int ops, cg_conv_t **out, char *err,
                    size_t errlen) {
@@ -385,6 +429,11 @@ int cg_conv_create(const cg_conv_shape_t *shape, int ops, cg_conv_t **out, char 
   cg_conv_t *c = (cg_conv_t *)cg_calloc(1, sizeof *c, "conv layer");
   c->shape = *s;
   if (s->dt != CG_DT_F32) c->shape.tf32 = 0; /* meaningless there; keeps cache keys canonical */
+  /* dense written as 0, so that cache keys are canonical */
+  if (c->shape.ldx == s->cin) c->shape.ldx = 0;
+  if (c->shape.ldy == s->cout) c->shape.ldy = 0;
+  CG_ASSERT(c->shape.ldx == 0 || c->shape.ldx > s->cin);
+  CG_ASSERT(c->shape.ldy == 0 || c->shape.ldy > s->cout);
   c->dtype = dnn_type(s->dt);
   c->base_math = s->dt != CG_DT_F32 ? CUDNN_TENSOR_OP_MATH
                                     : (s->tf32 ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH);
@@ -398,9 +447,9 @@ int cg_conv_create(const cg_conv_shape_t *shape, int ops, cg_conv_t **out, char 
   CG_CHECK_CUDNN(cudnnCreateTensorDescriptor(&c->a));
   CG_CHECK_CUDNN(cudnnCreateTensorDescriptor(&c->b));
   CG_CHECK_CUDNN(cudnnCreateFilterDescriptor(&c->wd));
-  st = cudnnSetTensor4dDescriptor(c->a, CUDNN_TENSOR_NHWC, c->dtype, s->n, ac, ah, aw);
+  st = set_nhwc(c->a, c->dtype, s->n, ac, ah, aw, up ? s->ldy : s->ldx);
   if (st != CUDNN_STATUS_SUCCESS) goto fail;
-  st = cudnnSetTensor4dDescriptor(c->b, CUDNN_TENSOR_NHWC, c->dtype, s->n, bc, bh, bw);
+  st = set_nhwc(c->b, c->dtype, s->n, bc, bh, bw, up ? s->ldx : s->ldy);
   if (st != CUDNN_STATUS_SUCCESS) goto fail;
   /* filter (K = channels of b, C = channels of a, R, S) in KRSC order */
   st = cudnnSetFilter4dDescriptor(c->wd, c->dtype, CUDNN_TENSOR_NHWC, bc, ac, s->k, s->k);
@@ -458,6 +507,8 @@ void describe(const cg_conv_t *c, char *buf, size_t len, int times) {
   int k = snprintf(buf, len, "%s %dx%d n%d %dx%d %d->%d %s%s", s->kind == CG_CONV_UP ? "upconv" : "conv",
                    s->k, s->k, s->n, s->h, s->w, s->cin, s->cout, dt_name(s->dt),
                    s->dt == CG_DT_F32 ? (s->tf32 ? " tf32" : " fma") : "");
+  if ((s->ldx || s->ldy) && k > 0 && (size_t)k < len)
+    k += snprintf(buf + k, len - (size_t)k, " ldx %d ldy %d", s->ldx, s->ldy);
   for (int cop = 0; cop < COP_N && k > 0 && (size_t)k < len; cop++) {
     if (!c->selected[cop]) continue;
     char gd[64] = "";
@@ -484,6 +535,19 @@ void describe(const cg_conv_t *c, char *buf, size_t len, int times) {
   if (times && k > 0 && (size_t)k < len && c->ms_split >= 0)
     k += snprintf(buf + k, len - (size_t)k, " (fused %.3f ms vs conv + bias pass %.3f ms)",
                   c->ms_fused, c->ms_split);
+  if (c->gd && k > 0 && (size_t)k < len) {
+    char gd[64];
+    cg_cgraph_describe(c->gd, gd, sizeof gd);
+    k += snprintf(buf + k, len - (size_t)k, "; bwd_data+drelu fused %s ws %zu", gd, c->ws_drelu);
+  }
+  if (times && k > 0 && (size_t)k < len && c->ms_unfused >= 0)
+    k += snprintf(buf + k, len - (size_t)k, " (dx+drelu %.3f ms vs dx + 2/3 mask pass %.3f ms)",
+                  c->ms_drelu, c->ms_unfused);
+  if (c->custom && k > 0 && (size_t)k < len)
+    k += snprintf(buf + k, len - (size_t)k, "; dW by our kernel");
+  if (times && k > 0 && (size_t)k < len && c->ms_custom >= 0)
+    k += snprintf(buf + k, len - (size_t)k, " (ours %.3f ms, error %.2g of cuDNN's max)",
+                  c->ms_custom, c->err_custom);
 }
 
 /* The graph description of cuDNN operation cop of a layer shape (see conv_graph.h). */
@@ -505,17 +569,20 @@ cg_cgraph_shape_t graph_shape(const cg_conv_t *c, int cop) {
   g.k = s->k;
   g.pad = up ? 0 : s->k / 2;
   g.stride = up ? 2 : 1;
+  g.lda = up ? s->ldy : s->ldx;
+  g.ldb = up ? s->ldx : s->ldy;
   return g;
 }
 
 /* fuse, bias_align: the fused forward (cg_cgraph_shape_t), 0 for a plain operation. */
 cudnnStatus_t graph_create(const cg_conv_ctx_t *ctx, const cg_conv_t *c, int cop, int fuse,
-                           int64_t bias_align, cg_cgraph_t **g) {
+                           int64_t bias_align, cg_cgraph_t **g, int drelu = 0) {
   cg_cgraph_shape_t gs = graph_shape(c, cop);
   gs.fuse = fuse;
   gs.bias_align = bias_align;
+  gs.drelu = drelu;
   const int strict = c->shape.dt == CG_DT_F32 && !c->shape.tf32;
-  return cg_cgraph_create(ctx->h, &gs, ctx->det, strict, kMaxCand, g);
+  return cg_cgraph_create(ctx->h, &gs, ctx->det, strict, kMaxHeur, g);
 }
 
 double now_s(void) {
@@ -553,12 +620,12 @@ template <typename F> float time_runs(cudaStream_t s, F fn) {
  * *best_ws start as what to beat (*best < 0: nothing) and end as the winner's. Returns the
  * winner's index, or -1 when no candidate beat the start. */
 template <typename F>
-int search_graph(const cg_conv_ctx_t *ctx, cg_cgraph_t *g, size_t ws_bytes, float tol,
+int search_range(const cg_conv_ctx_t *ctx, cg_cgraph_t *g, int from, size_t ws_bytes, float tol,
                  cudaStream_t s, F run, float *best, size_t *best_ws) {
   int win = -1;
   /* runtime-compiled engines take long to finalize: bound the search of one operation */
   const double t_end = now_s() + ctx->graph_budget_s;
-  for (int i = 0; i < cg_cgraph_count(g) && (i == 0 || now_s() < t_end); i++) {
+  for (int i = from; i < cg_cgraph_count(g) && (i == from || now_s() < t_end); i++) {
     size_t gws = 0;
     if (cg_cgraph_plan(g, i, &gws) != CUDNN_STATUS_SUCCESS || gws > ws_bytes) continue;
     const float t = time_runs(s, run);
@@ -571,6 +638,23 @@ int search_graph(const cg_conv_ctx_t *ctx, cg_cgraph_t *g, size_t ws_bytes, floa
     }
   }
   return win;
+}
+
+/* search_range over the heuristics' candidates, then, for an operation still slower than the
+ * context's sweep threshold, over the knob variants of the best engines (cg_cgraph_sweep),
+ * with a budget of its own. */
+template <typename F>
+int search_graph(const cg_conv_ctx_t *ctx, cg_cgraph_t *g, size_t ws_bytes, float tol,
+                 cudaStream_t s, F run, float *best, size_t *best_ws) {
+  int win = search_range(ctx, g, 0, ws_bytes, tol, s, run, best, best_ws);
+  if (ctx->sweep_ms < 0 || ctx->det || *best < ctx->sweep_ms) return win;
+  const int from = cg_cgraph_count(g);
+  if (cg_cgraph_sweep(g, kSweepTop, kSweepMax) <= 0) return win;
+  const int w2 = search_range(ctx, g, from, ws_bytes, tol, s, run, best, best_ws);
+  if (ctx->verbose)
+    fprintf(stderr, "conv search: knob sweep of %d variants: %s\n", cg_cgraph_count(g) - from,
+            w2 >= 0 ? "a variant won" : "no variant was faster");
+  return w2 >= 0 ? w2 : win;
 }
 
 /* Legacy choice of cop by cudnnFind*Ex (see the design note). 0 with c->algo/math/ws_legacy
@@ -619,6 +703,96 @@ int select_legacy(cg_conv_ctx_t *ctx, cg_conv_t *c, int cop, const void *in0, co
   return 0;
 }
 
+/* Host conversions of 16-bit values (the check of our dW kernel). */
+float bf16_to_f(uint16_t v) {
+  const uint32_t u = (uint32_t)v << 16;
+  float f;
+  memcpy(&f, &u, sizeof f);
+  return f;
+}
+
+float f16_to_f(uint16_t v) {
+  __half_raw r;
+  r.x = v;
+  return __half2float(__half(r));
+}
+
+/* The shape of our dW kernel for the layer, when it handles it (a plain 3x3 convolution in
+ * bf16/fp16, CG_CONV_WGRAD not "off"). */
+bool custom_shape(const cg_conv_t *c, cg_wgrad_shape_t *w) {
+  const cg_conv_shape_t *s = &c->shape;
+  const char *env = getenv("CG_CONV_WGRAD");
+  if (env && !strcmp(env, "off")) return false;
+  if (s->kind != CG_CONV_PLAIN || s->dt == CG_DT_F32) return false;
+  memset(w, 0, sizeof *w);
+  w->dt = s->dt;
+  w->n = s->n;
+  w->h = s->h;
+  w->w = s->w;
+  w->cin = s->cin;
+  w->cout = s->cout;
+  w->k = s->k;
+  w->ldx = s->ldx ? s->ldx : s->cin;
+  w->lddy = s->ldy ? s->ldy : s->cout;
+  return cg_wgrad_supported(w) != 0;
+}
+
+/* Our dW kernel as a candidate of COP_BWD_FILTER: it is timed like cuDNN's, and its output is
+ * first checked against the output of cuDNN's choice on the same operands (max |ours - cuDNN|
+ * <= 1e-2 x max |cuDNN| in 16-bit types, no NaN), so that a kernel wrong on this device or
+ * shape is never used. Wins when faster than *best by 2%. run_best runs cuDNN's choice into
+ * out. Returns 1 when it won (c->custom set, *best and *best_ws updated). */
+template <typename F>
+int select_custom(const cg_conv_ctx_t *ctx, cg_conv_t *c, const void *x, const void *dy, void *out,
+                  void *d_ws, size_t ws_bytes, cudaStream_t s, F run_best, float *best,
+                  size_t *best_ws) {
+  c->ms_custom = c->err_custom = -1.0f;
+  if (!custom_shape(c, &c->wsh)) return 0;
+  const size_t need = cg_wgrad_work_bytes(&c->wsh);
+  if (need > ws_bytes) return 0;
+  const size_t n = (size_t)c->shape.cout * c->shape.k * c->shape.k * c->shape.cin;
+  uint16_t *ref = (uint16_t *)malloc(n * 2), *got = (uint16_t *)malloc(n * 2);
+  int won = 0;
+  if (ref && got && run_best() == CUDNN_STATUS_SUCCESS &&
+      cudaMemcpyAsync(ref, out, n * 2, cudaMemcpyDeviceToHost, s) == cudaSuccess &&
+      cg_wgrad_run(&c->wsh, x, dy, out, NULL, d_ws, s) == cudaSuccess &&
+      cudaMemcpyAsync(got, out, n * 2, cudaMemcpyDeviceToHost, s) == cudaSuccess &&
+      cudaStreamSynchronize(s) == cudaSuccess) {
+    double worst = 0, scale = 0;
+    bool nan = false;
+    for (size_t i = 0; i < n; i++) {
+      const float r = c->shape.dt == CG_DT_BF16 ? bf16_to_f(ref[i]) : f16_to_f(ref[i]);
+      const float v = c->shape.dt == CG_DT_BF16 ? bf16_to_f(got[i]) : f16_to_f(got[i]);
+      if (v != v || r != r) nan = true;
+      const double d = fabs((double)v - (double)r);
+      if (d > worst) worst = d;
+      if (fabs((double)r) > scale) scale = fabs((double)r);
+    }
+    c->err_custom = nan ? INFINITY : (float)(scale > 0 ? worst / scale : worst);
+    if (!nan && worst <= 1e-2 * scale + 1e-30) {
+      const float t = time_runs(s, [&] {
+        return cg_wgrad_run(&c->wsh, x, dy, out, NULL, d_ws, s) == cudaSuccess
+                   ? CUDNN_STATUS_SUCCESS : CUDNN_STATUS_EXECUTION_FAILED;
+      });
+      c->ms_custom = t;
+      if (t >= 0 && (*best < 0 || t < 0.98f * *best)) {
+        *best = t;
+        *best_ws = need;
+        won = 1;
+      }
+    } else if (ctx->verbose) {
+      char desc[256];
+      cg_conv_describe(c, desc, sizeof desc);
+      fprintf(stderr, "conv search: our dW kernel disagrees with cuDNN on %s: max error %.3g of "
+              "max %.3g; not used\n", desc, worst, scale);
+    }
+  }
+  (void)cudaGetLastError(); /* a failed launch of ours must not stick */
+  free(ref);
+  free(got);
+  return won;
+}
+
 /* A cache entry applied to cop: 0, or -1 when cuDNN no longer accepts it. */
 int apply_cached(cg_conv_ctx_t *ctx, cg_conv_t *c, int cop, const entry_t *e) {
   size_t b = 0;
@@ -632,9 +806,15 @@ int apply_cached(cg_conv_ctx_t *ctx, cg_conv_t *c, int cop, const entry_t *e) {
     c->have_legacy[cop] = 1;
   }
   c->ws[cop] = b;
+  if (e->graph == -2) { /* our dW kernel: still handled, as on the run that chose it */
+    if (cop != COP_BWD_FILTER || !custom_shape(c, &c->wsh)) return -1;
+    c->custom = 1;
+    c->ws[cop] = cg_wgrad_work_bytes(&c->wsh);
+  }
   if (e->graph >= 0) {
     cg_cgraph_t *g = NULL;
     if (graph_create(ctx, c, cop, 0, 0, &g) != CUDNN_STATUS_SUCCESS) return -1;
+    if (e->graph >= cg_cgraph_count(g)) (void)cg_cgraph_sweep(g, kSweepTop, kSweepMax);
     if (e->graph >= cg_cgraph_count(g) || cg_cgraph_plan(g, e->graph, &b) != CUDNN_STATUS_SUCCESS) {
       cg_cgraph_destroy(g);
       return -1;
@@ -667,9 +847,10 @@ int select_fused(cg_conv_ctx_t *ctx, cg_conv_t *c, const cg_conv_bufs_t *bufs, v
   if (e) {
     if (e->graph < 0) return 0; /* measured before: split is faster */
     size_t b = 0;
-    if (graph_create(ctx, c, COP_FWD, sh->bias_act, align, &g) == CUDNN_STATUS_SUCCESS &&
-        e->graph < cg_cgraph_count(g) && cg_cgraph_plan(g, e->graph, &b) == CUDNN_STATUS_SUCCESS &&
-        b <= ws_bytes) {
+    const bool made = graph_create(ctx, c, COP_FWD, sh->bias_act, align, &g) == CUDNN_STATUS_SUCCESS;
+    if (made && e->graph >= cg_cgraph_count(g)) (void)cg_cgraph_sweep(g, kSweepTop, kSweepMax);
+    if (made && e->graph < cg_cgraph_count(g) &&
+        cg_cgraph_plan(g, e->graph, &b) == CUDNN_STATUS_SUCCESS && b <= ws_bytes) {
       c->gf = g;
       c->ws_fused = b;
       return 0;
@@ -714,6 +895,75 @@ int select_fused(cg_conv_ctx_t *ctx, cg_conv_t *c, const cg_conv_bufs_t *bufs, v
   }
   c->ms_fused = best;
   c->ms_split = split_ok ? t_conv + t_pass : -1.0f;
+  put(ctx, key, fuse ? best_i : -1, 0, 0);
+  ctx->dirty = 1;
+  return 1;
+}
+
+}  // namespace
+
+namespace {
+
+/* The fusion decision of a plain layer's input gradient with the ReLU backward of its input
+ * (shape.drelu): from the cache, or by timing the fused graph's candidates against the plain
+ * input gradient plus the part of a separate mask pass the fusion saves (the pass reads dx and
+ * x and writes dx; what stays without it is one read of dx: about two thirds of it). Returns
+ * 1 when it searched. Never fails: without a fused plan the mask stays a separate pass. */
+int select_drelu(cg_conv_ctx_t *ctx, cg_conv_t *c, const cg_conv_bufs_t *bufs, void *d_ws,
+                 size_t ws_bytes, cudaStream_t s) {
+  const cg_conv_shape_t *sh = &c->shape;
+  c->ms_drelu = c->ms_unfused = -1.0f;
+  if (sh->kind != CG_CONV_PLAIN || !sh->drelu || !c->need[COP_BWD_DATA] ||
+      ctx->api == CG_CONV_API_LEGACY || c->gd)
+    return 0;
+  char key[sizeof(((entry_t *)0)->key)];
+  make_key(ctx, c, "bwd_data_drelu", key, sizeof key);
+  const entry_t *e = lookup(ctx, key);
+  cg_cgraph_t *g = NULL;
+  if (e) {
+    if (e->graph < 0) return 0; /* measured before: the separate pass is faster */
+    size_t b = 0;
+    const bool made = graph_create(ctx, c, COP_BWD_DATA, 0, 0, &g, 1) == CUDNN_STATUS_SUCCESS;
+    if (made && e->graph >= cg_cgraph_count(g)) (void)cg_cgraph_sweep(g, kSweepTop, kSweepMax);
+    if (made && e->graph < cg_cgraph_count(g) &&
+        cg_cgraph_plan(g, e->graph, &b) == CUDNN_STATUS_SUCCESS && b <= ws_bytes) {
+      c->gd = g;
+      c->ws_drelu = b;
+      return 0;
+    }
+    cg_cgraph_destroy(g); /* no longer accepted: search again */
+    g = NULL;
+  }
+  const void *dy = bufs->dy, *w = bufs->w, *x = bufs->x;
+  void *dx = bufs->dx;
+  CG_ASSERT(dy != NULL && w != NULL && x != NULL && dx != NULL);
+  float t_dx = c->ms[COP_BWD_DATA];
+  if (t_dx < 0)
+    t_dx = time_runs(s, [&] { return cg_conv_bwd_data(ctx, c, dy, w, dx, 0, d_ws, ws_bytes, s); });
+  const int64_t npix = (int64_t)sh->n * sh->h * sh->w;
+  const int ld = sh->ldx ? sh->ldx : sh->cin;
+  const float t_mask = time_runs(s, [&] {
+    cg_k_bias_act_bwd_ld(sh->dt, dx, ld, x, ld, npix, sh->cin, 1, NULL, NULL, s);
+    return CUDNN_STATUS_SUCCESS;
+  });
+  int best_i = -1;
+  float best = -1.0f;
+  size_t best_ws = 0;
+  if (graph_create(ctx, c, COP_BWD_DATA, 0, 0, &g, 1) == CUDNN_STATUS_SUCCESS)
+    best_i = search_graph(ctx, g, ws_bytes, 0.0f, s,
+                          [&] { return cg_cgraph_exec(g, dy, w, dx, x, d_ws); }, &best, &best_ws);
+  const bool base_ok = t_dx >= 0 && t_mask >= 0;
+  const float unfused = base_ok ? t_dx + 0.66f * t_mask : -1.0f;
+  bool fuse = best_i >= 0 && (ctx->api == CG_CONV_API_GRAPH || !base_ok || best < unfused);
+  if (fuse && cg_cgraph_use_kept(g, &best_ws) != CUDNN_STATUS_SUCCESS) fuse = false;
+  if (fuse) {
+    c->gd = g;
+    c->ws_drelu = best_ws;
+  } else {
+    cg_cgraph_destroy(g);
+  }
+  c->ms_drelu = best;
+  c->ms_unfused = unfused;
   put(ctx, key, fuse ? best_i : -1, 0, 0);
   ctx->dirty = 1;
   return 1;
@@ -775,6 +1025,21 @@ int cg_conv_select(cg_conv_ctx_t *ctx, cg_conv_t *c, const cg_conv_bufs_t *bufs,
         g = NULL;
       }
     }
+    c->custom = 0;
+    /* (deterministic too: its sums run in a fixed order) */
+    if (cop == COP_BWD_FILTER && best >= 0 && ctx->api == CG_CONV_API_AUTO) {
+      /* cuDNN's winner (the graph plan if one won, else the legacy algorithm) as the reference */
+      auto run_best = [&] {
+        return g ? cg_cgraph_exec(g, in0, in1, o, NULL, d_ws)
+                 : run_cop(ctx->h, c, cop, in0, in1, o, 0.0f, d_ws, ws_bytes);
+      };
+      if (select_custom(ctx, c, in0, in1, o, d_ws, ws_bytes, s, run_best, &best, &best_ws)) {
+        c->custom = 1;
+        best_g = -2;
+        cg_cgraph_destroy(g);
+        g = NULL;
+      }
+    }
     if (best < 0) {
       const char *what = up ? "an upconv" : "a conv";
       if (ctx->api == CG_CONV_API_GRAPH)
@@ -792,10 +1057,12 @@ int cg_conv_select(cg_conv_ctx_t *ctx, cg_conv_t *c, const cg_conv_bufs_t *bufs,
     c->ms[cop] = best;
     c->selected[cop] = 1;
     put(ctx, key, best_g, c->have_legacy[cop] ? c->algo[cop] : -1, (int)c->math[cop]);
+    if (c->custom && !c->have_legacy[cop]) { /* a W line needs no legacy algorithm */ }
     ctx->dirty = 1;
     searched = 1;
   }
   if (select_fused(ctx, c, bufs, d_ws, ws_bytes, s)) searched = 1;
+  if (select_drelu(ctx, c, bufs, d_ws, ws_bytes, s)) searched = 1;
   if (searched && ctx->verbose) {
     char desc[768];
     describe(c, desc, sizeof desc, 1);
@@ -809,6 +1076,7 @@ size_t cg_conv_ws_bytes(const cg_conv_t *c) {
   for (int cop = 0; cop < COP_N; cop++)
     if (c->selected[cop] && c->ws[cop] > most) most = c->ws[cop];
   if (c->gf && c->ws_fused > most) most = c->ws_fused;
+  if (c->gd && c->ws_drelu > most) most = c->ws_drelu;
   return most;
 }
 
@@ -827,6 +1095,9 @@ cudnnStatus_t launch(const cg_conv_ctx_t *ctx, const cg_conv_t *c, int cop, cons
   cudnnStatus_t st = cudnnSetStream(ctx->h, s);
   if (st != CUDNN_STATUS_SUCCESS) return st;
   if (c->g[cop] && beta == 0.0f) return cg_cgraph_exec(c->g[cop], in0, in1, out, NULL, d_ws);
+  if (c->custom && cop == COP_BWD_FILTER)
+    return cg_wgrad_run(&c->wsh, in0, in1, out, NULL, d_ws, s) == cudaSuccess
+               ? CUDNN_STATUS_SUCCESS : CUDNN_STATUS_EXECUTION_FAILED;
   /* an accumulating call, or no graph plan: the legacy algorithm, if its workspace fits */
   if (!c->have_legacy[cop] || c->ws_legacy[cop] > ws_bytes) return CUDNN_STATUS_NOT_SUPPORTED;
   return run_cop(ctx->h, c, cop, in0, in1, out, beta, d_ws, ws_bytes);
@@ -866,4 +1137,16 @@ cudnnStatus_t cg_conv_bwd_filter(const cg_conv_ctx_t *ctx, const cg_conv_t *c, c
   /* cuDNN's "a" operand is the x-side of the plain convolution, the y-side of the upconv */
   return launch(ctx, c, COP_BWD_FILTER, up ? d_dy : d_x, up ? d_x : d_dy, d_dw, 0.0f, d_ws,
                 ws_bytes, s);
+}
+
+int cg_conv_drelu_fused(const cg_conv_t *c) { return c->gd != NULL; }
+
+cudnnStatus_t cg_conv_bwd_data_drelu(const cg_conv_ctx_t *ctx, const cg_conv_t *c, const void *d_dy,
+                                     const void *d_w, const void *d_x, void *d_dx, void *d_ws,
+                                     size_t ws_bytes, cudaStream_t s) {
+  CG_ASSERT(c->gd != NULL && d_dy != NULL && d_w != NULL && d_x != NULL && d_dx != NULL);
+  CG_ASSERT(ws_bytes >= c->ws_drelu && (c->ws_drelu == 0 || d_ws != NULL));
+  cudnnStatus_t st = cudnnSetStream(ctx->h, s);
+  if (st != CUDNN_STATUS_SUCCESS) return st;
+  return cg_cgraph_exec(c->gd, d_dy, d_w, d_dx, d_x, d_ws);
 }

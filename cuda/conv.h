@@ -6,7 +6,7 @@
  * cuDNN handle (not owned), the determinism rule and the algorithm cache (in memory, and in a
  * small text file when asked, so later runs skip the search).
  *
- * Shapes are given in layer terms:
+ * Shapes are given in layer terms (tensors dense unless ldx / ldy say otherwise):
  *   CG_CONV_PLAIN: x n x h x w x cin -> y n x h x w x cout, kernel k (odd), pad k/2, stride 1;
  *                  weight [cout][k][k][cin] (cuDNN NHWC/KRSC filter K=cout, C=cin).
  *   CG_CONV_UP:    x n x h x w x cin -> y n x 2h x 2w x cout (k = 2);
@@ -57,6 +57,12 @@ typedef struct {
    * (fp32 bias per output channel). cg_conv_select may then fuse it into the convolution
    * (cg_conv_fused) when that measures faster than the convolution plus cg_k_bias_act_fwd. */
   int bias_act;
+  /* Pixel strides in elements (0 = dense): ldx of x and dx, ldy of y and dy. A tensor that is
+   * one half of a concat buffer has the buffer's channel count as its pixel stride. */
+  int ldx, ldy;
+  /* PLAIN only: x is the output of a ReLU and dx may be masked by it in the same kernel
+   * (cg_conv_bwd_data_drelu); cg_conv_select fuses when that measures faster. */
+  int drelu;
 } cg_conv_shape_t;
 
 typedef struct cg_conv_ctx cg_conv_ctx_t;
@@ -126,6 +132,13 @@ cudnnStatus_t cg_conv_fwd_bias_act(const cg_conv_ctx_t *ctx, const cg_conv_t *c,
 cudnnStatus_t cg_conv_bwd_data(const cg_conv_ctx_t *ctx, const cg_conv_t *c, const void *d_dy,
                                const void *d_w, void *d_dx, int accum, void *d_ws,
                                size_t ws_bytes, cudaStream_t s);
+/* Whether the input gradient was fused with the ReLU backward of x (shape.drelu). */
+int cg_conv_drelu_fused(const cg_conv_t *c);
+/* dx = op^T(dy, w) * (x > 0), overwritten, one kernel (cg_conv_drelu_fused only). */
+cudnnStatus_t cg_conv_bwd_data_drelu(const cg_conv_ctx_t *ctx, const cg_conv_t *c, const void *d_dy,
+                                     const void *d_w, const void *d_x, void *d_dx, void *d_ws,
+                                     size_t ws_bytes, cudaStream_t s);
+
 /* dw = dL/dw from x and dy (overwritten), element type dt. */
 cudnnStatus_t cg_conv_bwd_filter(const cg_conv_ctx_t *ctx, const cg_conv_t *c, const void *d_x,
                                  const void *d_dy, void *d_dw, void *d_ws, size_t ws_bytes,

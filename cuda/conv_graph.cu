@@ -14,10 +14,12 @@
 
 namespace {
 
-enum { kUidA = 1, kUidW = 2, kUidB = 3, kUidBias = 4, kUidConv = 5, kUidSum = 6 };
+enum { kUidA = 1, kUidW = 2, kUidB = 3, kUidBias = 4, kUidConv = 5, kUidSum = 6, kUidMask = 7 };
 enum { kPacks = 8 };  /* cached variant packs per operation */
-enum { kMaxCfg = 64 };
+enum { kMaxCfg = 192 };
 enum { kMaxRtc = 3 }; /* runtime-compiled candidates per operation: each costs a compilation */
+enum { kMaxKnobs = CUDNN_KNOB_TYPE_COUNTS };
+enum { kSweepValues = 48 }; /* values tried per knob, spread over its range */
 const cudnnBackendAttributeName_t kOpGraphHandle = (cudnnBackendAttributeName_t)800;
 const cudnnBackendAttributeName_t kPlanHandle = (cudnnBackendAttributeName_t)400;
 
@@ -58,12 +60,14 @@ cudnnStatus_t set1(desc_t d, cudnnBackendAttributeName_t a, cudnnBackendAttribut
   return cudnnBackendSetAttribute(d, a, t, 1, v);
 }
 
-/* A dense NHWC tensor of logical dims (n, c, h, w); virtual ones live only inside a fused
- * kernel. */
+/* An NHWC tensor of logical dims (n, c, h, w) and pixel stride ld (0: dense, ld = c); virtual
+ * ones live only inside a fused kernel. */
 cudnnStatus_t make_tensor(desc_t *out, int64_t uid, cudnnDataType_t dt, int64_t n, int64_t c,
-                          int64_t h, int64_t w, int64_t align = 16, bool is_virtual = false) {
+                          int64_t h, int64_t w, int64_t align = 16, bool is_virtual = false,
+                          int64_t ld = 0) {
   const int64_t dims[4] = {n, c, h, w};
-  const int64_t strides[4] = {h * w * c, 1, w * c, c};
+  const int64_t px = ld > 0 ? ld : c;
+  const int64_t strides[4] = {h * w * px, 1, w * px, px};
   TRY(cudnnBackendCreateDescriptor(CUDNN_BACKEND_TENSOR_DESCRIPTOR, out));
   TRY(set1(*out, CUDNN_ATTR_TENSOR_DATA_TYPE, CUDNN_TYPE_DATA_TYPE, &dt));
   TRY(cudnnBackendSetAttribute(*out, CUDNN_ATTR_TENSOR_DIMENSIONS, CUDNN_TYPE_INT64, 4, dims));
@@ -77,20 +81,30 @@ cudnnStatus_t make_tensor(desc_t *out, int64_t uid, cudnnDataType_t dt, int64_t 
   return cudnnBackendFinalize(*out);
 }
 
-/* A pointwise node y = mode(x[, b]) computed in fp32. *pw receives the pointwise descriptor
- * (owned by the caller as well). */
-cudnnStatus_t make_pointwise(desc_t *op, desc_t *pw, cudnnPointwiseMode_t mode, desc_t x, desc_t b,
-                             desc_t y) {
+/* A pointwise descriptor of mode computed in fp32. */
+cudnnStatus_t make_pw(desc_t *pw, cudnnPointwiseMode_t mode) {
   const cudnnDataType_t prec = CUDNN_DATA_FLOAT;
   TRY(cudnnBackendCreateDescriptor(CUDNN_BACKEND_POINTWISE_DESCRIPTOR, pw));
   TRY(set1(*pw, CUDNN_ATTR_POINTWISE_MODE, CUDNN_TYPE_POINTWISE_MODE, &mode));
   TRY(set1(*pw, CUDNN_ATTR_POINTWISE_MATH_PREC, CUDNN_TYPE_DATA_TYPE, &prec));
-  TRY(cudnnBackendFinalize(*pw));
+  return cudnnBackendFinalize(*pw);
+}
+
+/* A pointwise node y = mode(x[, b]) in fp32 (forward modes), or, with bwd, dx = mode(dy, x)
+ * (RELU_BWD: dy where x > 0) with x, b, y standing for dy, x, dx. *pw receives the pointwise
+ * descriptor (owned by the caller as well). */
+cudnnStatus_t make_pointwise(desc_t *op, desc_t *pw, cudnnPointwiseMode_t mode, desc_t x, desc_t b,
+                             desc_t y, bool bwd = false) {
+  TRY(make_pw(pw, mode));
   TRY(cudnnBackendCreateDescriptor(CUDNN_BACKEND_OPERATION_POINTWISE_DESCRIPTOR, op));
   TRY(set1(*op, CUDNN_ATTR_OPERATION_POINTWISE_PW_DESCRIPTOR, CUDNN_TYPE_BACKEND_DESCRIPTOR, pw));
-  TRY(set1(*op, CUDNN_ATTR_OPERATION_POINTWISE_XDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, &x));
-  if (b) TRY(set1(*op, CUDNN_ATTR_OPERATION_POINTWISE_BDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, &b));
-  TRY(set1(*op, CUDNN_ATTR_OPERATION_POINTWISE_YDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, &y));
+  TRY(set1(*op, bwd ? CUDNN_ATTR_OPERATION_POINTWISE_DYDESC : CUDNN_ATTR_OPERATION_POINTWISE_XDESC,
+           CUDNN_TYPE_BACKEND_DESCRIPTOR, &x));
+  if (b)
+    TRY(set1(*op, bwd ? CUDNN_ATTR_OPERATION_POINTWISE_XDESC : CUDNN_ATTR_OPERATION_POINTWISE_BDESC,
+             CUDNN_TYPE_BACKEND_DESCRIPTOR, &b));
+  TRY(set1(*op, bwd ? CUDNN_ATTR_OPERATION_POINTWISE_DXDESC : CUDNN_ATTR_OPERATION_POINTWISE_YDESC,
+           CUDNN_TYPE_BACKEND_DESCRIPTOR, &y));
   return cudnnBackendFinalize(*op);
 }
 
@@ -142,17 +156,72 @@ int64_t engine_index(desc_t cfg) {
   return idx;
 }
 
+/* The knob choices of a configuration: types and values (count at most kMaxKnobs). */
+int knob_choices(desc_t cfg, cudnnBackendKnobType_t *type, int64_t *value) {
+  desc_t ch[kMaxKnobs] = {};
+  int64_t got = 0;
+  int n = 0;
+  for (int i = 0; i < kMaxKnobs; i++)
+    if (cudnnBackendCreateDescriptor(CUDNN_BACKEND_KNOB_CHOICE_DESCRIPTOR, &ch[i]) !=
+        CUDNN_STATUS_SUCCESS)
+      ch[i] = NULL;
+  bool ok = true;
+  for (int i = 0; i < kMaxKnobs; i++) ok = ok && ch[i];
+  if (ok && cudnnBackendGetAttribute(cfg, CUDNN_ATTR_ENGINECFG_KNOB_CHOICES,
+                                     CUDNN_TYPE_BACKEND_DESCRIPTOR, kMaxKnobs, &got, ch) ==
+                CUDNN_STATUS_SUCCESS) {
+    for (int64_t i = 0; i < got && i < kMaxKnobs; i++) {
+      int64_t g1 = 0, g2 = 0;
+      if (cudnnBackendGetAttribute(ch[i], CUDNN_ATTR_KNOB_CHOICE_KNOB_TYPE, CUDNN_TYPE_KNOB_TYPE,
+                                   1, &g1, &type[n]) == CUDNN_STATUS_SUCCESS &&
+          cudnnBackendGetAttribute(ch[i], CUDNN_ATTR_KNOB_CHOICE_KNOB_VALUE, CUDNN_TYPE_INT64, 1,
+                                   &g2, &value[n]) == CUDNN_STATUS_SUCCESS)
+        n++;
+    }
+  }
+  for (int i = 0; i < kMaxKnobs; i++)
+    if (ch[i]) cudnnBackendDestroyDescriptor(ch[i]);
+  return n;
+}
+
+/* "engine:type=value,..." with the knobs sorted by type: two configurations with the same
+ * signature run the same kernel. */
+void signature(desc_t cfg, char *buf, size_t len) {
+  cudnnBackendKnobType_t t[kMaxKnobs];
+  int64_t v[kMaxKnobs];
+  const int n = knob_choices(cfg, t, v);
+  for (int i = 1; i < n; i++) /* insertion sort by type */
+    for (int j = i; j > 0 && t[j] < t[j - 1]; j--) {
+      const cudnnBackendKnobType_t tt = t[j];
+      t[j] = t[j - 1];
+      t[j - 1] = tt;
+      const int64_t vv = v[j];
+      v[j] = v[j - 1];
+      v[j - 1] = vv;
+    }
+  int k = snprintf(buf, len, "%lld:", (long long)engine_index(cfg));
+  for (int i = 0; i < n && k > 0 && (size_t)k < len; i++)
+    k += snprintf(buf + k, len - (size_t)k, "%d=%lld,", (int)t[i], (long long)v[i]);
+}
+
 }  // namespace
 
 struct cg_cgraph {
   cudnnHandle_t h;
   cg_cgraph_shape_t s;
   desc_t ta, tw, tb, conv, op, graph;
-  /* the fused forward: bias, the virtual conv output and sum, the pointwise nodes */
-  desc_t tbias, tconv, tsum, pw_add, op_add, pw_relu, op_relu;
+  /* the fused forward: bias, the virtual conv output and sum, the pointwise nodes; the fused
+   * backward-data: the virtual dgrad output (tconv), the ReLU's output (tmask), RELU_BWD */
+  desc_t tbias, tconv, tsum, pw_add, op_add, pw_relu, op_relu, tmask;
   desc_t cfg[kMaxCfg];
+  char sig[kMaxCfg][160]; /* signature() of each, to leave out repeats */
   int ncfg;
+  int nheur;              /* the first nheur come from the heuristics, the rest from the sweep */
+  int swept;              /* cg_cgraph_sweep ran */
   int nrtc; /* runtime-compiled candidates kept (at most kMaxRtc) */
+  int det, strict; /* the rules the candidates passed */
+  desc_t *owned;    /* descriptors the swept configurations refer to (engines, knob choices) */
+  int nowned, capowned;
   desc_t plan;
   int cur; /* candidate behind plan, -1 none */
   /* a plan set aside by cg_cgraph_keep (may be plan itself): finalized once, never again, as a
@@ -204,16 +273,25 @@ cudnnStatus_t add_mode(cg_cgraph_t *g, cudnnBackendHeurMode_t mode, int det, int
       if (keep && strict)
         keep = !has_note(cfgs[i], CUDNN_NUMERICAL_NOTE_TENSOR_CORE) &&
                !has_note(cfgs[i], CUDNN_NUMERICAL_NOTE_DOWN_CONVERT_INPUTS);
-      /* the fallback list repeats engines heuristics already gave */
+      /* the fallback list repeats engines heuristics already gave, and mode B repeats
+       * configurations of mode A */
+      char sig[sizeof g->sig[0]] = "";
+      if (keep) signature(cfgs[i], sig, sizeof sig);
       const int64_t e = keep ? engine_index(cfgs[i]) : -1;
-      for (int j = 0; keep && mode == CUDNN_HEUR_MODE_FALLBACK && j < g->ncfg; j++)
-        if (engine_index(g->cfg[j]) == e) keep = false;
+      for (int j = 0; keep && j < g->ncfg; j++)
+        if (!strcmp(g->sig[j], sig) ||
+            (mode == CUDNN_HEUR_MODE_FALLBACK && engine_index(g->cfg[j]) == e))
+          keep = false;
       if (keep && runtime_compiled(cfgs[i])) {
         keep = g->nrtc < kMaxRtc;
         g->nrtc += keep;
       }
-      if (keep) g->cfg[g->ncfg++] = cfgs[i];
-      else cudnnBackendDestroyDescriptor(cfgs[i]);
+      if (keep) {
+        snprintf(g->sig[g->ncfg], sizeof g->sig[0], "%s", sig);
+        g->cfg[g->ncfg++] = cfgs[i];
+      } else {
+        cudnnBackendDestroyDescriptor(cfgs[i]);
+      }
     }
   }
   cudnnBackendDestroyDescriptor(heur);
@@ -231,7 +309,9 @@ cudnnStatus_t cg_cgraph_create(cudnnHandle_t h, const cg_cgraph_shape_t *s, int 
   g->s = *s;
   g->cur = -1;
   const int fuse = s->op == CG_CGRAPH_FWD ? s->fuse : 0;
-  if (s->fuse < 0 || s->fuse > 2 || (s->fuse && s->op != CG_CGRAPH_FWD)) {
+  const int drelu = s->op == CG_CGRAPH_BWD_DATA ? s->drelu : 0;
+  if (s->fuse < 0 || s->fuse > 2 || (s->fuse && s->op != CG_CGRAPH_FWD) ||
+      (s->drelu && s->op != CG_CGRAPH_BWD_DATA)) {
     free(g);
     return CUDNN_STATUS_BAD_PARAM;
   }
@@ -244,11 +324,11 @@ cudnnStatus_t cg_cgraph_create(cudnnHandle_t h, const cg_cgraph_shape_t *s, int 
   const cudnnBackendAttributeName_t *an = kOpAttr[s->op];
   cudnnStatus_t st;
   /* a, w, b in the attribute order of the operation (x/dx, w/dw, y/dy) */
-  st = make_tensor(&g->ta, kUidA, s->dt, s->n, s->ca, s->ha, s->wa);
+  st = make_tensor(&g->ta, kUidA, s->dt, s->n, s->ca, s->ha, s->wa, 16, false, s->lda);
   if (st != CUDNN_STATUS_SUCCESS) goto fail;
   st = make_tensor(&g->tw, kUidW, s->dt, s->cb, s->ca, s->k, s->k);
   if (st != CUDNN_STATUS_SUCCESS) goto fail;
-  st = make_tensor(&g->tb, kUidB, s->dt, s->n, s->cb, s->hb, s->wb);
+  st = make_tensor(&g->tb, kUidB, s->dt, s->n, s->cb, s->hb, s->wb, 16, false, s->ldb);
   if (st != CUDNN_STATUS_SUCCESS) goto fail;
   st = cudnnBackendCreateDescriptor(CUDNN_BACKEND_CONVOLUTION_DESCRIPTOR, &g->conv);
   if (st == CUDNN_STATUS_SUCCESS) st = set1(g->conv, CUDNN_ATTR_CONVOLUTION_COMP_TYPE, CUDNN_TYPE_DATA_TYPE, &comp);
@@ -268,8 +348,15 @@ cudnnStatus_t cg_cgraph_create(cudnnHandle_t h, const cg_cgraph_shape_t *s, int 
       st = make_tensor(&g->tsum, kUidSum, CUDNN_DATA_FLOAT, s->n, s->cb, s->hb, s->wb, 16, true);
     if (st != CUDNN_STATUS_SUCCESS) goto fail;
   }
+  if (drelu) { /* da = dgrad(db, w) * (m > 0), m shaped and strided like a */
+    st = make_tensor(&g->tconv, kUidConv, CUDNN_DATA_FLOAT, s->n, s->ca, s->ha, s->wa, 16, true);
+    if (st == CUDNN_STATUS_SUCCESS)
+      st = make_tensor(&g->tmask, kUidMask, s->dt, s->n, s->ca, s->ha, s->wa, 16, false, s->lda);
+    if (st != CUDNN_STATUS_SUCCESS) goto fail;
+  }
   st = cudnnBackendCreateDescriptor(optype, &g->op);
-  if (st == CUDNN_STATUS_SUCCESS) st = set1(g->op, an[0], CUDNN_TYPE_BACKEND_DESCRIPTOR, &g->ta);
+  if (st == CUDNN_STATUS_SUCCESS)
+    st = set1(g->op, an[0], CUDNN_TYPE_BACKEND_DESCRIPTOR, drelu ? &g->tconv : &g->ta);
   if (st == CUDNN_STATUS_SUCCESS) st = set1(g->op, an[1], CUDNN_TYPE_BACKEND_DESCRIPTOR, &g->tw);
   if (st == CUDNN_STATUS_SUCCESS)
     st = set1(g->op, an[2], CUDNN_TYPE_BACKEND_DESCRIPTOR, fuse ? &g->tconv : &g->tb);
@@ -285,19 +372,31 @@ cudnnStatus_t cg_cgraph_create(cudnnHandle_t h, const cg_cgraph_shape_t *s, int 
       st = make_pointwise(&g->op_relu, &g->pw_relu, CUDNN_POINTWISE_RELU_FWD, g->tsum, NULL, g->tb);
     if (st != CUDNN_STATUS_SUCCESS) goto fail;
   }
+  if (drelu) {
+    st = make_pointwise(&g->op_relu, &g->pw_relu, CUDNN_POINTWISE_RELU_BWD, g->tconv, g->tmask,
+                        g->ta, true);
+    if (st != CUDNN_STATUS_SUCCESS) goto fail;
+  }
   st = cudnnBackendCreateDescriptor(CUDNN_BACKEND_OPERATIONGRAPH_DESCRIPTOR, &g->graph);
   if (st == CUDNN_STATUS_SUCCESS) {
     desc_t ops[3] = {g->op, g->op_add, g->op_relu};
+    if (drelu) ops[1] = g->op_relu;
     st = cudnnBackendSetAttribute(g->graph, CUDNN_ATTR_OPERATIONGRAPH_OPS,
-                                  CUDNN_TYPE_BACKEND_DESCRIPTOR, 1 + (fuse ? s->fuse : 0), ops);
+                                  CUDNN_TYPE_BACKEND_DESCRIPTOR,
+                                  1 + (fuse ? s->fuse : 0) + (drelu ? 1 : 0), ops);
   }
   if (st == CUDNN_STATUS_SUCCESS) st = set1(g->graph, kOpGraphHandle, CUDNN_TYPE_HANDLE, &g->h);
   if (st == CUDNN_STATUS_SUCCESS) st = cudnnBackendFinalize(g->graph);
   if (st != CUDNN_STATUS_SUCCESS) goto fail;
   st = add_mode(g, CUDNN_HEUR_MODE_A, deterministic, strict_fp32, max_cand);
   if (st != CUDNN_STATUS_SUCCESS) goto fail;
-  /* the fallback list is best effort: heuristics alone suffice */
+  /* mode B (a slower, more thorough model) and the fallback list are best effort: mode A
+   * alone suffices */
+  (void)add_mode(g, CUDNN_HEUR_MODE_B, deterministic, strict_fp32, max_cand);
   (void)add_mode(g, CUDNN_HEUR_MODE_FALLBACK, deterministic, strict_fp32, max_cand);
+  g->nheur = g->ncfg;
+  g->det = deterministic;
+  g->strict = strict_fp32;
   if (g->ncfg == 0) {
     st = CUDNN_STATUS_NOT_SUPPORTED;
     goto fail;
@@ -312,17 +411,182 @@ fail:
 void cg_cgraph_destroy(cg_cgraph_t *g) {
   if (!g) return;
   drop_packs(g);
+  for (int i = 0; i < g->nowned; i++) cudnnBackendDestroyDescriptor(g->owned[i]);
+  free(g->owned);
   if (g->kept && g->kept != g->plan) cudnnBackendDestroyDescriptor(g->kept);
   if (g->plan) cudnnBackendDestroyDescriptor(g->plan);
   for (int i = 0; i < g->ncfg; i++) cudnnBackendDestroyDescriptor(g->cfg[i]);
-  desc_t ds[13] = {g->graph, g->op_relu, g->pw_relu, g->op_add, g->pw_add, g->op, g->conv,
-                   g->tsum, g->tconv, g->tbias, g->tb, g->tw, g->ta};
-  for (int i = 0; i < 13; i++)
+  desc_t ds[14] = {g->graph, g->op_relu, g->pw_relu, g->op_add, g->pw_add, g->op, g->conv,
+                   g->tsum, g->tconv, g->tbias, g->tb, g->tw, g->ta, g->tmask};
+  for (int i = 0; i < 14; i++)
     if (ds[i]) cudnnBackendDestroyDescriptor(ds[i]);
   free(g);
 }
 
 int cg_cgraph_count(const cg_cgraph_t *g) { return g->ncfg; }
+
+namespace {
+
+/* Keeps d alive as long as g (the configurations made from it refer to it). */
+bool own(cg_cgraph_t *g, desc_t d) {
+  if (g->nowned == g->capowned) {
+    const int cap = g->capowned ? 2 * g->capowned : 64;
+    desc_t *n = (desc_t *)realloc(g->owned, sizeof(desc_t) * (size_t)cap);
+    if (!n) return false;
+    g->owned = n;
+    g->capowned = cap;
+  }
+  g->owned[g->nowned++] = d;
+  return true;
+}
+
+/* The engine of a configuration (a new descriptor), or NULL. */
+desc_t engine_of(desc_t cfg) {
+  desc_t eng = NULL;
+  int64_t got = 0;
+  if (cudnnBackendCreateDescriptor(CUDNN_BACKEND_ENGINE_DESCRIPTOR, &eng) != CUDNN_STATUS_SUCCESS)
+    return NULL;
+  if (cudnnBackendGetAttribute(cfg, CUDNN_ATTR_ENGINECFG_ENGINE, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1,
+                               &got, &eng) != CUDNN_STATUS_SUCCESS || got != 1) {
+    cudnnBackendDestroyDescriptor(eng);
+    return NULL;
+  }
+  return eng;
+}
+
+struct knob_info_t {
+  cudnnBackendKnobType_t type;
+  int64_t lo, hi, stride;
+};
+
+/* The knobs an engine offers, with their ranges. */
+int knob_infos(desc_t eng, knob_info_t *out) {
+  desc_t info[kMaxKnobs] = {};
+  int64_t got = 0;
+  int n = 0;
+  bool ok = true;
+  for (int i = 0; i < kMaxKnobs; i++)
+    ok = ok && cudnnBackendCreateDescriptor(CUDNN_BACKEND_KNOB_INFO_DESCRIPTOR, &info[i]) ==
+                   CUDNN_STATUS_SUCCESS;
+  if (ok && cudnnBackendGetAttribute(eng, CUDNN_ATTR_ENGINE_KNOB_INFO,
+                                     CUDNN_TYPE_BACKEND_DESCRIPTOR, kMaxKnobs, &got, info) ==
+                CUDNN_STATUS_SUCCESS) {
+    for (int64_t i = 0; i < got && i < kMaxKnobs; i++) {
+      int64_t c1, c2, c3, c4;
+      knob_info_t k;
+      if (cudnnBackendGetAttribute(info[i], CUDNN_ATTR_KNOB_INFO_TYPE, CUDNN_TYPE_KNOB_TYPE, 1,
+                                   &c1, &k.type) == CUDNN_STATUS_SUCCESS &&
+          cudnnBackendGetAttribute(info[i], CUDNN_ATTR_KNOB_INFO_MINIMUM_VALUE, CUDNN_TYPE_INT64,
+                                   1, &c2, &k.lo) == CUDNN_STATUS_SUCCESS &&
+          cudnnBackendGetAttribute(info[i], CUDNN_ATTR_KNOB_INFO_MAXIMUM_VALUE, CUDNN_TYPE_INT64,
+                                   1, &c3, &k.hi) == CUDNN_STATUS_SUCCESS &&
+          cudnnBackendGetAttribute(info[i], CUDNN_ATTR_KNOB_INFO_STRIDE, CUDNN_TYPE_INT64, 1, &c4,
+                                   &k.stride) == CUDNN_STATUS_SUCCESS &&
+          k.hi >= k.lo)
+        out[n++] = k;
+    }
+  }
+  for (int i = 0; i < kMaxKnobs; i++)
+    if (info[i]) cudnnBackendDestroyDescriptor(info[i]);
+  return n;
+}
+
+/* A configuration of eng with the given knob choices (finalized), or NULL when cuDNN refuses
+ * the combination. The engine and the choices are kept alive by g. */
+desc_t make_cfg(cg_cgraph_t *g, desc_t eng, const cudnnBackendKnobType_t *t, const int64_t *v,
+                int n) {
+  desc_t ch[kMaxKnobs];
+  int made = 0;
+  bool ok = true;
+  for (int i = 0; i < n && ok; i++) {
+    ok = cudnnBackendCreateDescriptor(CUDNN_BACKEND_KNOB_CHOICE_DESCRIPTOR, &ch[made]) ==
+         CUDNN_STATUS_SUCCESS;
+    if (!ok) break;
+    made++;
+    ok = set1(ch[i], CUDNN_ATTR_KNOB_CHOICE_KNOB_TYPE, CUDNN_TYPE_KNOB_TYPE, &t[i]) ==
+             CUDNN_STATUS_SUCCESS &&
+         set1(ch[i], CUDNN_ATTR_KNOB_CHOICE_KNOB_VALUE, CUDNN_TYPE_INT64, &v[i]) ==
+             CUDNN_STATUS_SUCCESS &&
+         cudnnBackendFinalize(ch[i]) == CUDNN_STATUS_SUCCESS;
+  }
+  desc_t cfg = NULL;
+  if (ok) ok = cudnnBackendCreateDescriptor(CUDNN_BACKEND_ENGINECFG_DESCRIPTOR, &cfg) ==
+               CUDNN_STATUS_SUCCESS;
+  if (ok) ok = set1(cfg, CUDNN_ATTR_ENGINECFG_ENGINE, CUDNN_TYPE_BACKEND_DESCRIPTOR, &eng) ==
+               CUDNN_STATUS_SUCCESS;
+  if (ok && n > 0)
+    ok = cudnnBackendSetAttribute(cfg, CUDNN_ATTR_ENGINECFG_KNOB_CHOICES,
+                                  CUDNN_TYPE_BACKEND_DESCRIPTOR, n, ch) == CUDNN_STATUS_SUCCESS;
+  if (ok) ok = cudnnBackendFinalize(cfg) == CUDNN_STATUS_SUCCESS;
+  for (int i = 0; i < made; i++)
+    if (!ok || !own(g, ch[i])) cudnnBackendDestroyDescriptor(ch[i]);
+  if (!ok && cfg) {
+    cudnnBackendDestroyDescriptor(cfg);
+    cfg = NULL;
+  }
+  return cfg;
+}
+
+}  // namespace
+
+int cg_cgraph_sweep(cg_cgraph_t *g, int top, int max_new) {
+  if (g->swept) return 0;
+  g->swept = 1;
+  if (g->det) return 0; /* knobs such as split-K reductions may change the summation order */
+  int added = 0;
+  for (int c = 0, seen = 0; c < g->nheur && seen < top && added < max_new; c++) {
+    if (runtime_compiled(g->cfg[c])) continue; /* each variant would be compiled again */
+    seen++;
+    desc_t eng = engine_of(g->cfg[c]);
+    if (!eng) continue;
+    if (!own(g, eng)) {
+      cudnnBackendDestroyDescriptor(eng);
+      continue;
+    }
+    knob_info_t info[kMaxKnobs];
+    const int ni = knob_infos(eng, info);
+    cudnnBackendKnobType_t bt[kMaxKnobs + 1];
+    int64_t bv[kMaxKnobs + 1];
+    const int nb = knob_choices(g->cfg[c], bt, bv);
+    for (int k = 0; k < ni && added < max_new && g->ncfg < kMaxCfg; k++) {
+      const knob_info_t *ki = &info[k];
+      const int64_t stride = ki->stride > 0 ? ki->stride : 1;
+      const int64_t count = (ki->hi - ki->lo) / stride + 1;
+      if (count < 2) continue;
+      /* this knob's slot among the base choices (appended when the base leaves it default) */
+      int slot = nb;
+      for (int j = 0; j < nb; j++)
+        if (bt[j] == ki->type) slot = j;
+      const int64_t base = slot < nb ? bv[slot] : INT64_MIN;
+      const int64_t steps = count < kSweepValues ? count : kSweepValues;
+      for (int64_t s = 0; s < steps && added < max_new && g->ncfg < kMaxCfg; s++) {
+        const int64_t val = ki->lo + (count <= kSweepValues ? s : s * (count - 1) / (steps - 1)) * stride;
+        if (val == base) continue;
+        cudnnBackendKnobType_t t[kMaxKnobs + 1];
+        int64_t v[kMaxKnobs + 1];
+        memcpy(t, bt, sizeof(cudnnBackendKnobType_t) * (size_t)nb);
+        memcpy(v, bv, sizeof(int64_t) * (size_t)nb);
+        t[slot] = ki->type;
+        v[slot] = val;
+        const int n = slot < nb ? nb : nb + 1;
+        desc_t cfg = make_cfg(g, eng, t, v, n);
+        if (!cfg) continue;
+        char sig[sizeof g->sig[0]];
+        signature(cfg, sig, sizeof sig);
+        bool dup = false;
+        for (int j = 0; j < g->ncfg && !dup; j++) dup = !strcmp(g->sig[j], sig);
+        if (dup) {
+          cudnnBackendDestroyDescriptor(cfg);
+          continue;
+        }
+        snprintf(g->sig[g->ncfg], sizeof g->sig[0], "%s", sig);
+        g->cfg[g->ncfg++] = cfg;
+        added++;
+      }
+    }
+  }
+  return added;
+}
 
 cudnnStatus_t cg_cgraph_plan(cg_cgraph_t *g, int i, size_t *ws_bytes) {
   *ws_bytes = 0;
@@ -376,9 +640,10 @@ cudnnStatus_t cg_cgraph_use_kept(cg_cgraph_t *g, size_t *ws_bytes) {
 }
 
 cudnnStatus_t cg_cgraph_exec(cg_cgraph_t *g, const void *in0, const void *in1, void *out,
-                             const float *bias, void *ws) {
-  if (!g->plan || (g->s.fuse != 0) != (bias != NULL)) return CUDNN_STATUS_BAD_PARAM;
-  if (bias && (uintptr_t)bias % (uintptr_t)g->s.bias_align) return CUDNN_STATUS_BAD_PARAM;
+                             const void *bias, void *ws) {
+  const bool aux = g->s.fuse != 0 || g->s.drelu != 0;
+  if (!g->plan || aux != (bias != NULL)) return CUDNN_STATUS_BAD_PARAM;
+  if (bias && g->s.fuse && (uintptr_t)bias % (uintptr_t)g->s.bias_align) return CUDNN_STATUS_BAD_PARAM;
   pack_t *p = NULL;
   for (int i = 0; i < kPacks && !p; i++)
     if (g->pack[i].d && g->pack[i].in0 == in0 && g->pack[i].in1 == in1 && g->pack[i].out == out &&
@@ -393,7 +658,7 @@ cudnnStatus_t cg_cgraph_exec(cg_cgraph_t *g, const void *in0, const void *in1, v
       default: a = in0; w = out; b = in1; break;
     }
     void *ptrs[4] = {(void *)a, (void *)w, (void *)b, (void *)bias};
-    const int64_t uids[4] = {kUidA, kUidW, kUidB, kUidBias};
+    const int64_t uids[4] = {kUidA, kUidW, kUidB, g->s.drelu ? kUidMask : kUidBias};
     const int64_t nptr = bias ? 4 : 3;
     desc_t d = NULL;
     cudnnStatus_t st = cudnnBackendCreateDescriptor(CUDNN_BACKEND_VARIANT_PACK_DESCRIPTOR, &d);

@@ -30,16 +30,20 @@ typedef struct {
   int64_t n, ca, ha, wa; /* the convolution input a */
   int64_t cb, hb, wb;    /* its output b */
   int64_t k, pad, stride;
+  int64_t lda, ldb;      /* pixel strides of a and b in elements (0 = dense) */
   /* FWD only: 0 the plain convolution; 1 b = conv + bias; 2 b = max(conv + bias, 0), the sum
    * kept in fp32 until b is written. The bias is fp32 [cb], bias_align bytes aligned. */
   int fuse;
   int64_t bias_align;
+  /* BWD_DATA only: 1 = da = dgrad(db, w) * (m > 0), the ReLU backward of the layer that made a
+   * (m: that ReLU's output, shaped and strided like a, passed as the exec's aux operand). */
+  int drelu;
 } cg_cgraph_shape_t;
 
 typedef struct cg_cgraph cg_cgraph_t;
 
 /* Builds the operation graph and lists up to max_cand engine configurations in heuristic order
- * (mode A, then the fallback list), leaving out the ones the rules forbid: with deterministic,
+ * (mode A, then mode B's new ones, then the fallback list's new engines), leaving out the ones the rules forbid: with deterministic,
  * those cuDNN notes as non-deterministic; with strict_fp32 (fp32 without TF32), those using
  * tensor cores or down-converting inputs. *out is NULL unless the status is success; it is
  * caller-owned (cg_cgraph_destroy). */
@@ -49,6 +53,15 @@ void cg_cgraph_destroy(cg_cgraph_t *g); /* NULL is a no-op */
 
 /* Number of candidate engine configurations. */
 int cg_cgraph_count(const cg_cgraph_t *g);
+
+/* Appends variants of the first `top` heuristic candidates that are not runtime-compiled: each
+ * of their engine's knobs (tile sizes, split-K slices, kernel configuration...) moved away from
+ * the heuristic's choice one at a time, up to kSweepValues values per knob spread over its
+ * range, leaving out the combinations cuDNN refuses and repeats; at most max_new in all. Only
+ * once per graph (later calls add nothing), never with the deterministic rule (a knob may
+ * change a reduction). The order depends only on the cuDNN version, device and shape, so a
+ * candidate index stays valid for a cache. Returns how many were added. */
+int cg_cgraph_sweep(cg_cgraph_t *g, int top, int max_new);
 
 /* Finalizes the execution plan of candidate i (replacing any previous plan) and returns its
  * workspace size in bytes. May take long for runtime-compiled engines. */
@@ -62,10 +75,11 @@ cudnnStatus_t cg_cgraph_use_kept(cg_cgraph_t *g, size_t *ws_bytes);
 
 /* Runs the current plan on stream s (set on the handle by the caller). Operands as in conv.cu:
  * FWD in0 = a, in1 = w, out = b; BWD_DATA in0 = db, in1 = w, out = da; BWD_FILTER in0 = a,
- * in1 = db, out = dw; bias: the fused forward's bias, else NULL. Variant packs are cached per
+ * in1 = db, out = dw; bias: the fused forward's bias (fp32), or the ReLU output m of a drelu
+ * backward-data (element type), else NULL. Variant packs are cached per
  * pointer set, so replays cost no set-up. */
 cudnnStatus_t cg_cgraph_exec(cg_cgraph_t *g, const void *in0, const void *in1, void *out,
-                             const float *bias, void *ws);
+                             const void *bias, void *ws);
 
 /* "eng <global index>" of the current plan, for logs. */
 void cg_cgraph_describe(const cg_cgraph_t *g, char *buf, size_t len);
