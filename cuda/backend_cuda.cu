@@ -82,6 +82,7 @@ extern "C" {
 #include "head.h"
 #include "kernels.h"
 #include "kernels_feat.h"
+#include "kprof.h"
 
 namespace {
 
@@ -144,7 +145,15 @@ struct cg_backend {
   void *d_w0;              /* the first layer's weights, input channels padded */
   void *d_arena;           /* activations and their gradients (the plan's offsets) */
   void *d_act[CG_MAX_TENSORS], *d_dact[CG_MAX_TENSORS]; /* into the arena; NULL if unused */
-  void *d_dw;              /* dW scratch, compute type */
+  void *d_dw_all;          /* every layer's dW in the compute type (dw_lp[i] into it) */
+  void *dw_lp[CG_MAX_LAYERS];
+  int pending[CG_MAX_LAYERS], npending; /* layers whose dW awaits its fp32 conversion */
+  int merge_casts;         /* convert per bucket (1, default) or per layer (CG_MERGE_CASTS=0) */
+  cudaStream_t s_side;     /* dW of the layers whose dW and dx run concurrently */
+  cudaEvent_t ev_fork, ev_join;
+  void *d_ws2;             /* the side stream's cuDNN workspace */
+  size_t ws2_bytes;
+  void *d_pool_work;       /* the fused pool backward's bias partials */
   void *d_ws;              /* cuDNN workspace */
   size_t ws_bytes;
   void *d_bias_work, *d_head_work, *d_loss_work;
@@ -190,6 +199,10 @@ struct cg_backend {
   double prof_f[CG_MAX_LAYERS], prof_b[CG_MAX_LAYERS], prof_m[3];
   int64_t prof_steps;
   int prof_pending; /* a train step with recorded profile events awaits its fetch */
+
+  /* per-kernel breakdown (cfg.kprof): region ids of each layer's passes and of the rest */
+  cg_kprof_t *kp;
+  int kr_fwd[CG_MAX_LAYERS], kr_bwd[CG_MAX_LAYERS], kr_prep, kr_loss, kr_opt, kr_params;
 
   /* CUDA graphs */
   cudaGraphExec_t gexec[CG_DEV_SLOTS][kNDQ];
@@ -399,6 +412,17 @@ void fault_nan(cg_dtype_t dt, void *d_dlogit, double *d_loss, cudaStream_t s) {
 
 /* ---- set-up ------------------------------------------------------------------------------ */
 
+/* Points every tensor at its place in the arena under the current plan. */
+void place_tensors(cg_backend_t *b) {
+  const cg_devplan_t *P = &b->plan;
+  for (int t = 0; t < b->m->ntensors; t++) {
+    const int a = cg_devplan_act(P, t), g = cg_devplan_grad(P, t);
+    /* a concat part in place has no bytes of its own: its offset is inside its parent's */
+    b->d_act[t] = P->first_use[a] >= 0 ? static_cast<char *>(b->d_arena) + P->offset[a] : NULL;
+    b->d_dact[t] = P->first_use[g] >= 0 ? static_cast<char *>(b->d_arena) + P->offset[g] : NULL;
+  }
+}
+
 int alloc_all(cg_backend_t *b, char *err, size_t errlen) {
   const cg_model_t *m = b->m;
   const size_t np = m->nparams, es = b->es;
@@ -421,29 +445,37 @@ int alloc_all(cg_backend_t *b, char *err, size_t errlen) {
   const size_t arena = P->arena > P->search_bytes ? P->arena : P->search_bytes;
   if (dalloc(b, &b->d_arena, arena, "activation arena", err, errlen)) return -1;
   b->mem_arena = arena;
-  for (int t = 0; t < m->ntensors; t++) {
-    const int a = cg_devplan_act(P, t), g = cg_devplan_grad(P, t);
-    b->d_act[t] = P->size[a] ? static_cast<char *>(b->d_arena) + P->offset[a] : NULL;
-    b->d_dact[t] = P->size[g] ? static_cast<char *>(b->d_arena) + P->offset[g] : NULL;
-  }
-  size_t dw = 0, bias_work = 0, head_work = 0;
+  place_tensors(b);
+  /* every convolution's dW in the compute type, each slot aligned: the fp32 conversions then
+   * run once per gradient bucket (flush_dw_casts) */
+  size_t dw = 0, dw_off[CG_MAX_LAYERS] = {0}, bias_work = 0, head_work = 0, pool_work = 0;
   for (int i = 0; i < m->nlayers; i++) {
     const cg_layer_t *l = &m->layers[i];
-    if (l->op == CG_OP_POOL) continue;
+    const cg_tensor_t *ti = &m->tensors[l->in];
+    if (l->op == CG_OP_POOL) {
+      size_t pw = cg_k_maxpool_bwd_work_bytes(b->n, ti->h, ti->w, ti->c);
+      if (pw > pool_work) pool_work = pw;
+      continue;
+    }
     const int64_t npix_out = (int64_t)tensor_px(b, l->out);
     if (P->is_head[i]) {
-      size_t h = cg_head_bwd_work_bytes((int64_t)tensor_px(b, l->in), l->cin);
+      const int64_t npix_in = (int64_t)tensor_px(b, l->in);
+      size_t h = cg_head_bwd_work_bytes(npix_in, l->cin);
+      const size_t hf = cg_head_bwd_fused_work_bytes(npix_in, l->cin);
+      if (hf > h) h = hf;
       if (h > head_work) head_work = h;
       continue;
     }
-    size_t wl = i == P->first ? (size_t)l->cout * l->k * l->k * b->cpad : l->w_len;
-    if (wl > dw) dw = wl;
+    const size_t wl = i == P->first ? (size_t)l->cout * l->k * l->k * b->cpad : l->w_len;
+    dw_off[i] = dw;
+    dw += (wl * es + kArenaAlign - 1) / kArenaAlign * kArenaAlign;
     size_t bw = cg_k_bias_act_bwd_work_bytes(npix_out, l->cout);
     if (bw > bias_work) bias_work = bw;
   }
-  if (dalloc(b, &b->d_dw, dw * es, "dW scratch", err, errlen) ||
+  if (dalloc(b, &b->d_dw_all, dw, "dW (compute type)", err, errlen) ||
       dalloc(b, &b->d_bias_work, bias_work, "bias-gradient scratch", err, errlen) ||
       dalloc(b, &b->d_head_work, head_work, "head scratch", err, errlen) ||
+      dalloc(b, &b->d_pool_work, pool_work, "pool-backward scratch", err, errlen) ||
       dalloc(b, &b->d_loss_work, cg_k_loss_work_bytes(b->n, (int64_t)m->height * m->width),
              "loss scratch", err, errlen))
     return -1;
@@ -455,6 +487,10 @@ int alloc_all(cg_backend_t *b, char *err, size_t errlen) {
         dalloc_t(b, &b->d_wt[s], (size_t)b->n * sizeof(float), "weight slot", err, errlen))
       return -1;
   b->mem_slots = b->bytes - mark;
+  for (int i = 0; i < m->nlayers; i++)
+    b->dw_lp[i] = m->layers[i].op == CG_OP_POOL || P->is_head[i]
+                      ? NULL
+                      : static_cast<char *>(b->d_dw_all) + dw_off[i];
   {
     const size_t cw = cg_k_confusion_work_bytes(b->n, (int64_t)m->height * m->width);
     if (cw && dalloc(b, &b->d_conf_work, cw, "confusion scratch", err, errlen)) return -1;
@@ -487,6 +523,28 @@ int alloc_all(cg_backend_t *b, char *err, size_t errlen) {
   return 0;
 }
 
+/* After the search: the plan with the ReLU-mask fusions as chosen (the first plan listed both
+ * ways where the search could go either way), adopted when it fits the arena allocated for the
+ * first (it has the same or fewer accesses, so it does unless the planner's heuristic packs it
+ * worse). */
+void replan(cg_backend_t *b) {
+  cg_devplan_opts_t o = b->plan.opts;
+  bool any = false;
+  for (int i = 0; i < b->m->nlayers; i++)
+    if (o.drelu[i]) {
+      o.drelu[i] = b->conv[i] && cg_conv_drelu_fused(b->conv[i]) ? 1 : 0;
+      any = true;
+    }
+  if (!any) return;
+  static cg_devplan_t q; /* large; create runs on one thread at a time */
+  char e[256];
+  if (cg_devplan_make(b->m, b->n, b->cpad, b->es, kArenaAlign, &o, &q, e, sizeof e) == 0 &&
+      q.arena <= b->mem_arena && q.search_bytes <= b->mem_arena) {
+    b->plan = q;
+    place_tensors(b);
+  }
+}
+
 /* cuDNN descriptors for every convolution, algorithm selection on device buffers of the real
  * shapes, and the workspace the chosen algorithms need. The search runs a layer's forward and
  * both backwards on one set of operands, but in the step dx may reuse the bytes of x or y
@@ -512,6 +570,9 @@ int make_convs(cg_backend_t *b, char *err, size_t errlen) {
     sh.tf32 = b->cfg.tf32;
     /* a plain layer offers its bias (+ ReLU) for fusion into the convolution */
     sh.bias_act = sh.kind == CG_CONV_PLAIN ? (l->relu ? 2 : 1) : 0;
+    sh.ldx = b->plan.ld[l->in];
+    sh.ldy = b->plan.ld[l->out];
+    sh.drelu = b->plan.opts.drelu[i] != 0; /* the plan kept only where it applies */
     const int ops = CG_CONV_OP_FWD | CG_CONV_OP_BWD_FILTER | (l->need_dx ? CG_CONV_OP_BWD_DATA : 0);
     char e2[400];
     if (cg_conv_create(&sh, ops, &b->conv[i], e2, sizeof e2)) {
@@ -538,7 +599,7 @@ int make_convs(cg_backend_t *b, char *err, size_t errlen) {
     cap = cap > ((size_t)32 << 20) ? cap / 2 : 0;
   }
   int rc = 0;
-  size_t ws = 0;
+  size_t ws = 0, ws2 = 0;
   for (int i = 0; i < m->nlayers && rc == 0; i++) {
     const cg_layer_t *l = &m->layers[i];
     if (!b->conv[i]) continue;
@@ -553,7 +614,7 @@ int make_convs(cg_backend_t *b, char *err, size_t errlen) {
     bufs.dy = arena + ody;
     bufs.y = arena + oy;
     bufs.dx = l->need_dx ? arena + odx : NULL;
-    bufs.dw = b->d_dw;
+    bufs.dw = b->dw_lp[i];
     bufs.bias = b->d_params + l->b_off; /* the pointer every forward passes */
     char e2[400];
     if (cg_conv_select(b->cctx, b->conv[i], &bufs, tune, cap, b->s_comp, e2, sizeof e2)) {
@@ -563,13 +624,17 @@ int make_convs(cg_backend_t *b, char *err, size_t errlen) {
     }
     size_t w = cg_conv_ws_bytes(b->conv[i]);
     if (w > ws) ws = w;
+    if (b->plan.opts.concurrent[i] && w > ws2) ws2 = w;
   }
   if (tune) CG_CHECK_CUDA(cudaFree(tune));
   if (rc) return rc;
   char e3[512];
   if (cg_conv_ctx_save(b->cctx, e3, sizeof e3)) cg_log_warn("%s (continuing without it)", e3);
   b->ws_bytes = ws;
-  return dalloc(b, &b->d_ws, ws, "cuDNN workspace", err, errlen);
+  b->ws2_bytes = ws2;
+  replan(b);
+  return dalloc(b, &b->d_ws, ws, "cuDNN workspace", err, errlen) ||
+         dalloc(b, &b->d_ws2, ws2, "cuDNN workspace of the side stream", err, errlen);
 }
 
 /* ---- the step ---------------------------------------------------------------------------- */
@@ -582,8 +647,10 @@ void prof_mark(cg_backend_t *b, int k, int e);
 void prep_input(cg_backend_t *b, int slot) {
   const cg_model_t *m = b->m;
   prof_mark(b, 0, 0);
+  cg_kprof_enter(b->kp, b->kr_prep, b->s_comp);
   cg_k_prep_input(b->dt, b->d_x[slot], b->n_cpu[slot], b->d_rgb[slot], b->n, m->height, m->width,
                   b->cpad, act_at(b, m->input_tensor, b->plan.prep, CG_DP_W), b->s_comp);
+  cg_kprof_leave(b->kp, b->s_comp);
   prof_mark(b, 0, 1);
 }
 
@@ -597,52 +664,67 @@ void device_metrics(cg_backend_t *b, int slot, int dq) {
                  b->d_conf_work, b->s_comp);
 }
 
-int forward(cg_backend_t *b, int slot) {
+/* Layer i's forward (and, with concat copies, the concat that feeds it). Pixel strides come
+ * from the plan: a concat part in place is written and read inside its concat buffer. */
+int forward_layer(cg_backend_t *b, int i) {
   const cg_model_t *m = b->m;
   const cudaStream_t s = b->s_comp;
   const cg_dtype_t dt = b->dt;
   const cg_devplan_t *P = &b->plan;
-  const cg_layer_t *l0 = &m->layers[P->first];
-  cg_k_pack_weight_cpad(dt, b->d_params + l0->w_off, l0->cout, l0->k * l0->k, m->in_c, b->cpad,
-                        b->d_w0, s);
+  const cg_layer_t *l = &m->layers[i];
+  const cg_tensor_t *ti = &m->tensors[l->in];
+  const int64_t npix_in = (int64_t)tensor_px(b, l->in), npix_out = (int64_t)tensor_px(b, l->out);
+  const int p = P->fwd[i];
+  const float *bias = b->d_params + l->b_off;
+  if (P->cat_fwd[i] >= 0) {
+    const int pa = P->cat_a[l->in], pb = P->cat_b[l->in], pc = P->cat_fwd[i];
+    cg_k_concat_fwd(dt, act_at(b, pa, pc, CG_DP_R), m->tensors[pa].c, act_at(b, pb, pc, CG_DP_R),
+                    m->tensors[pb].c, npix_in, act_at(b, l->in, pc, CG_DP_W), s);
+  }
+  const void *x = act_at(b, l->in, p, CG_DP_R);
+  void *y = act_at(b, l->out, p, CG_DP_W);
+  switch (l->op) {
+    case CG_OP_CONV:
+      if (P->is_head[i]) {
+        cg_head_fwd(dt, x, npix_in, l->cin, wptr(b, i), bias, y, s);
+        break;
+      }
+      if (cg_conv_fused(b->conv[i])) { /* one cuDNN kernel: y = act(conv + bias) */
+        BODY_DNN(b, cg_conv_fwd_bias_act(b->cctx, b->conv[i], x, wptr(b, i), bias, y, b->d_ws,
+                                         b->ws_bytes, s));
+        break;
+      }
+      BODY_DNN(b, cg_conv_fwd(b->cctx, b->conv[i], x, wptr(b, i), y, b->d_ws, b->ws_bytes, s));
+      cg_k_bias_act_fwd_ld(dt, act_at(b, l->out, p, CG_DP_RW), P->ld[l->out], npix_out, l->cout,
+                           bias, l->relu, s);
+      break;
+    case CG_OP_UPCONV:
+      BODY_DNN(b, cg_conv_fwd(b->cctx, b->conv[i], x, wptr(b, i), y, b->d_ws, b->ws_bytes, s));
+      cg_k_bias_act_fwd_ld(dt, act_at(b, l->out, p, CG_DP_RW), P->ld[l->out], npix_out, l->cout,
+                           bias, l->relu, s);
+      break;
+    case CG_OP_POOL:
+      cg_k_maxpool_fwd_ld(dt, x, P->ld[l->in], b->n, ti->h, ti->w, ti->c, y, s);
+      break;
+  }
+  return 0;
+}
+
+int forward(cg_backend_t *b, int slot) {
+  const cg_model_t *m = b->m;
+  const cudaStream_t s = b->s_comp;
+  const cg_layer_t *l0 = &m->layers[b->plan.first];
   (void)slot; /* the input was prepared by prep_input, outside any graph */
+  cg_kprof_enter(b->kp, b->kr_fwd[b->plan.first], s);
+  cg_k_pack_weight_cpad(b->dt, b->d_params + l0->w_off, l0->cout, l0->k * l0->k, m->in_c, b->cpad,
+                        b->d_w0, s);
+  cg_kprof_leave(b->kp, s);
   for (int i = 0; i < m->nlayers; i++) {
-    const cg_layer_t *l = &m->layers[i];
-    const cg_tensor_t *ti = &m->tensors[l->in];
-    const int64_t npix_in = (int64_t)tensor_px(b, l->in), npix_out = (int64_t)tensor_px(b, l->out);
-    const int p = P->fwd[i];
-    const float *bias = b->d_params + l->b_off;
-    const int pa = P->cat_a[l->in], pb = P->cat_b[l->in];
     if (b->cfg.profile && !b->capturing) CG_CHECK_CUDA(cudaEventRecord(b->ev_pf[i][0], s));
-    if (pa >= 0) {
-      const int pc = P->cat_fwd[i];
-      cg_k_concat_fwd(dt, act_at(b, pa, pc, CG_DP_R), m->tensors[pa].c, act_at(b, pb, pc, CG_DP_R),
-                      m->tensors[pb].c, npix_in, act_at(b, l->in, pc, CG_DP_W), s);
-    }
-    const void *x = act_at(b, l->in, p, CG_DP_R);
-    void *y = act_at(b, l->out, p, CG_DP_W);
-    switch (l->op) {
-      case CG_OP_CONV:
-        if (P->is_head[i]) {
-          cg_head_fwd(dt, x, npix_in, l->cin, wptr(b, i), bias, y, s);
-          break;
-        }
-        if (cg_conv_fused(b->conv[i])) { /* one cuDNN kernel: y = act(conv + bias) */
-          BODY_DNN(b, cg_conv_fwd_bias_act(b->cctx, b->conv[i], x, wptr(b, i), bias, y, b->d_ws,
-                                           b->ws_bytes, s));
-          break;
-        }
-        BODY_DNN(b, cg_conv_fwd(b->cctx, b->conv[i], x, wptr(b, i), y, b->d_ws, b->ws_bytes, s));
-        cg_k_bias_act_fwd(dt, act_at(b, l->out, p, CG_DP_RW), npix_out, l->cout, bias, l->relu, s);
-        break;
-      case CG_OP_UPCONV:
-        BODY_DNN(b, cg_conv_fwd(b->cctx, b->conv[i], x, wptr(b, i), y, b->d_ws, b->ws_bytes, s));
-        cg_k_bias_act_fwd(dt, act_at(b, l->out, p, CG_DP_RW), npix_out, l->cout, bias, l->relu, s);
-        break;
-      case CG_OP_POOL:
-        cg_k_maxpool_fwd(dt, x, b->n, ti->h, ti->w, ti->c, y, s);
-        break;
-    }
+    cg_kprof_enter(b->kp, b->kr_fwd[i], s);
+    const int rc = forward_layer(b, i);
+    cg_kprof_leave(b->kp, s);
+    if (rc) return -1;
     if (b->cfg.profile && !b->capturing) CG_CHECK_CUDA(cudaEventRecord(b->ev_pf[i][1], s));
   }
   return 0;
@@ -797,60 +879,145 @@ int grads_sync(cg_backend_t *b, int q, int dq) {
   return 0;
 }
 
-int backward(cg_backend_t *b) {
+/* The fp32 conversions of the dW of the layers backward has finished since the last flush, in
+ * one launch (the first layer's, with its channel padding dropped, in its own). */
+void flush_dw_casts(cg_backend_t *b) {
+  const cg_model_t *m = b->m;
+  cg_k_segs_t sg;
+  sg.nseg = 0;
+  for (int k = 0; k < b->npending; k++) {
+    const int i = b->pending[k];
+    const cg_layer_t *l = &m->layers[i];
+    float *dw = b->d_grads + l->w_off;
+    if (i == b->plan.first) {
+      cg_k_unpack_grad_cpad(b->dt, b->dw_lp[i], l->cout, l->k * l->k, m->in_c, b->cpad, dw,
+                            b->s_comp);
+      continue;
+    }
+    if (sg.nseg == CG_K_MAX_SEGS) {
+      cg_k_cast_segs_to_f32(b->dt, &sg, b->s_comp);
+      sg.nseg = 0;
+    }
+    sg.src[sg.nseg] = b->dw_lp[i];
+    sg.dst[sg.nseg] = dw;
+    sg.n[sg.nseg] = (int64_t)l->w_len;
+    sg.nseg++;
+  }
+  if (sg.nseg) cg_k_cast_segs_to_f32(b->dt, &sg, b->s_comp);
+  b->npending = 0;
+}
+
+/* The ReLU + bias backward of layer j, when its consumer i (the head or a pool) does it in its
+ * own backward (devplan.h: bias_by); else -1. */
+int fused_producer(const cg_backend_t *b, int i) {
+  for (int j = 0; j < b->m->nlayers; j++)
+    if (b->plan.bias_by[j] == i) return j;
+  return -1;
+}
+
+/* dW of a convolution into its low-precision slot, on stream s with workspace ws. */
+cudnnStatus_t run_dw(cg_backend_t *b, int i, cudaStream_t s, void *ws, size_t wsb) {
+  const cg_layer_t *l = &b->m->layers[i];
+  const int p = b->plan.bwd_dw[i];
+  return cg_conv_bwd_filter(b->cctx, b->conv[i], act_at(b, l->in, p, CG_DP_R),
+                            grad_at(b, l->out, p, CG_DP_R), b->dw_lp[i], ws, wsb, s);
+}
+
+/* Layer i's backward (and, with concat copies, the split of its input gradient). */
+int backward_layer(cg_backend_t *b, int i) {
   const cg_model_t *m = b->m;
   const cudaStream_t s = b->s_comp;
   const cg_dtype_t dt = b->dt;
   const cg_devplan_t *P = &b->plan;
-  for (int i = m->nlayers - 1; i >= 0; i--) {
-    const cg_layer_t *l = &m->layers[i];
-    const cg_tensor_t *ti = &m->tensors[l->in];
-    const int64_t npix_in = (int64_t)tensor_px(b, l->in), npix_out = (int64_t)tensor_px(b, l->out);
-    const int dxmode = l->accum_dx ? CG_DP_RW : CG_DP_W;
-    float *dw = b->d_grads + l->w_off, *db = b->d_grads + l->b_off;
-    if (b->cfg.profile && !b->capturing) CG_CHECK_CUDA(cudaEventRecord(b->ev_pb[i][0], s));
-    switch (l->op) {
-      case CG_OP_CONV:
-      case CG_OP_UPCONV:
-        if (P->is_head[i]) {
-          const int p = P->bwd_dw[i];
-          cg_head_bwd(dt, act_at(b, l->in, p, CG_DP_R), wptr(b, i), grad_at(b, l->out, p, CG_DP_R),
-                      npix_in, l->cin, l->need_dx ? grad_at(b, l->in, p, dxmode) : NULL, dw, db,
-                      b->d_head_work, s);
-          break;
-        }
-        /* masks dy in place (ReLU; y is read only then) and writes the fp32 bias gradient */
-        cg_k_bias_act_bwd(dt, grad_at(b, l->out, P->bwd_mask[i], l->relu ? CG_DP_RW : CG_DP_R),
-                          l->relu ? act_at(b, l->out, P->bwd_mask[i], CG_DP_R) : NULL, npix_out,
-                          l->cout, l->relu, db, b->d_bias_work, s);
-        /* dW before dx: dx may take the bytes of x, whose last reader this is (devplan.h) */
-        BODY_DNN(b, cg_conv_bwd_filter(b->cctx, b->conv[i], act_at(b, l->in, P->bwd_dw[i], CG_DP_R),
-                                       grad_at(b, l->out, P->bwd_dw[i], CG_DP_R), b->d_dw, b->d_ws,
-                                       b->ws_bytes, s));
-        if (i == P->first)
-          cg_k_unpack_grad_cpad(dt, b->d_dw, l->cout, l->k * l->k, m->in_c, b->cpad, dw, s);
+  const cg_layer_t *l = &m->layers[i];
+  const cg_tensor_t *ti = &m->tensors[l->in];
+  const int64_t npix_in = (int64_t)tensor_px(b, l->in), npix_out = (int64_t)tensor_px(b, l->out);
+  const int dxmode = l->accum_dx ? CG_DP_RW : CG_DP_W;
+  float *dw = b->d_grads + l->w_off, *db = b->d_grads + l->b_off;
+  const int j = fused_producer(b, i);
+  float *db_j = j >= 0 ? b->d_grads + m->layers[j].b_off : NULL;
+  switch (l->op) {
+    case CG_OP_CONV:
+    case CG_OP_UPCONV: {
+      if (P->is_head[i]) {
+        const int p = P->bwd_dw[i];
+        const void *x = act_at(b, l->in, p, CG_DP_R), *dy = grad_at(b, l->out, p, CG_DP_R);
+        void *dx = l->need_dx ? grad_at(b, l->in, p, dxmode) : NULL;
+        if (j >= 0) /* also the ReLU + bias backward of the layer before */
+          cg_head_bwd_fused(dt, x, wptr(b, i), dy, npix_in, l->cin, dx, 1, db_j, dw, db,
+                            b->d_head_work, s);
         else
-          cg_k_cast_to_f32(dt, b->d_dw, (int64_t)l->w_len, 1.0f, dw, s);
-        if (l->need_dx)
-          BODY_DNN(b, cg_conv_bwd_data(b->cctx, b->conv[i],
-                                       grad_at(b, l->out, P->bwd_dx[i], CG_DP_R), wptr(b, i),
-                                       grad_at(b, l->in, P->bwd_dx[i], dxmode), l->accum_dx,
-                                       b->d_ws, b->ws_bytes, s));
+          cg_head_bwd(dt, x, wptr(b, i), dy, npix_in, l->cin, dx, dw, db, b->d_head_work, s);
         break;
-      case CG_OP_POOL: /* the output is not read: the argmax is recomputed from x */
-        if (l->need_dx) {
-          const int p = P->bwd_dx[i];
-          cg_k_maxpool_bwd(dt, act_at(b, l->in, p, CG_DP_R), NULL, grad_at(b, l->out, p, CG_DP_R),
-                           b->n, ti->h, ti->w, ti->c, grad_at(b, l->in, p, dxmode), l->accum_dx, s);
-        }
-        break;
-    }
-    const int pa = P->cat_a[l->in], pb = P->cat_b[l->in];
-    if (pa >= 0 && l->need_dx) {
-      const int p = P->cat_bwd[i];
-      cg_k_concat_bwd(dt, grad_at(b, l->in, p, CG_DP_R), m->tensors[pa].c, m->tensors[pb].c,
-                      npix_in, grad_at(b, pa, p, CG_DP_W), grad_at(b, pb, p, CG_DP_W), s);
-    }
+      }
+      /* masks dy in place (ReLU; y is read only then) and writes the fp32 bias gradient,
+       * unless the consumer's backward did both */
+      if (P->bwd_mask[i] >= 0) {
+        const int p = P->bwd_mask[i];
+        /* the next layer's dx carried the ReLU mask already: only the bias sum is left */
+        const int relu = l->relu && !(P->mask_by[i] >= 0 && cg_conv_drelu_fused(b->conv[P->mask_by[i]]));
+        cg_k_bias_act_bwd_ld(dt, grad_at(b, l->out, p, relu ? CG_DP_RW : CG_DP_R),
+                             P->ld[l->out], relu ? act_at(b, l->out, p, CG_DP_R) : NULL,
+                             P->ld[l->out], npix_out, l->cout, relu, db, b->d_bias_work, s);
+      }
+      /* dW before dx: dx may take the bytes of x, whose last reader this is (devplan.h); or
+       * both at once, dW on the side stream, where the plan keeps x alive through dx */
+      const bool side = P->opts.concurrent[i] != 0;
+      if (side) {
+        BODY_CUDA(b, cudaEventRecord(b->ev_fork, s));
+        BODY_CUDA(b, cudaStreamWaitEvent(b->s_side, b->ev_fork, 0));
+        BODY_DNN(b, run_dw(b, i, b->s_side, b->d_ws2, b->ws2_bytes));
+        BODY_CUDA(b, cudaEventRecord(b->ev_join, b->s_side));
+      } else {
+        BODY_DNN(b, run_dw(b, i, s, b->d_ws, b->ws_bytes));
+      }
+      if (l->need_dx && cg_conv_drelu_fused(b->conv[i])) /* dx * (x > 0), one kernel */
+        BODY_DNN(b, cg_conv_bwd_data_drelu(b->cctx, b->conv[i],
+                                           grad_at(b, l->out, P->bwd_dx[i], CG_DP_R), wptr(b, i),
+                                           act_at(b, l->in, P->bwd_dx[i], CG_DP_R),
+                                           grad_at(b, l->in, P->bwd_dx[i], dxmode), b->d_ws,
+                                           b->ws_bytes, s));
+      else if (l->need_dx)
+        BODY_DNN(b, cg_conv_bwd_data(b->cctx, b->conv[i],
+                                     grad_at(b, l->out, P->bwd_dx[i], CG_DP_R), wptr(b, i),
+                                     grad_at(b, l->in, P->bwd_dx[i], dxmode), l->accum_dx,
+                                     b->d_ws, b->ws_bytes, s));
+      if (side) BODY_CUDA(b, cudaStreamWaitEvent(s, b->ev_join, 0));
+      b->pending[b->npending++] = i; /* dW to fp32 with the rest of its bucket */
+      (void)dw;
+    } break;
+    case CG_OP_POOL: /* the output is not read: the argmax is recomputed from x */
+      if (l->need_dx) {
+        const int p = P->bwd_dx[i];
+        cg_k_maxpool_bwd_ld(dt, act_at(b, l->in, p, CG_DP_R), P->ld[l->in],
+                            grad_at(b, l->out, p, CG_DP_R), b->n, ti->h, ti->w, ti->c,
+                            grad_at(b, l->in, p, dxmode), P->ld[l->in], l->accum_dx, j >= 0,
+                            db_j, b->d_pool_work, s);
+      }
+      break;
+  }
+  if (P->cat_bwd[i] >= 0) {
+    const int pa = P->cat_a[l->in], pb = P->cat_b[l->in], p = P->cat_bwd[i];
+    cg_k_concat_bwd(dt, grad_at(b, l->in, p, CG_DP_R), m->tensors[pa].c, m->tensors[pb].c,
+                    npix_in, grad_at(b, pa, p, CG_DP_W), grad_at(b, pb, p, CG_DP_W), s);
+  }
+  return 0;
+}
+
+int backward(cg_backend_t *b) {
+  const cg_model_t *m = b->m;
+  const cudaStream_t s = b->s_comp;
+  b->npending = 0;
+  for (int i = m->nlayers - 1; i >= 0; i--) {
+    if (b->cfg.profile && !b->capturing) CG_CHECK_CUDA(cudaEventRecord(b->ev_pb[i][0], s));
+    cg_kprof_enter(b->kp, b->kr_bwd[i], s);
+    const int rc = backward_layer(b, i);
+    /* a bucket's gradients are complete once its dW are in fp32 */
+    const int flush = rc == 0 && (!b->merge_casts || i == 0 ||
+                                  (b->cfg.buckets && b->cfg.buckets->ready_after[i] >= 0));
+    if (flush) flush_dw_casts(b);
+    cg_kprof_leave(b->kp, s);
+    if (rc) return -1;
     if (b->cfg.profile && !b->capturing) CG_CHECK_CUDA(cudaEventRecord(b->ev_pb[i][1], s));
     if (bucket_ready(b, i)) return -1;
   }
@@ -861,12 +1028,16 @@ int optimizer(cg_backend_t *b, int dq) {
   const cudaStream_t s = b->s_comp;
   const int64_t np = (int64_t)b->m->nparams;
   const bool fp16 = b->dt == CG_DT_F16;
+  cg_kprof_enter(b->kp, b->kr_opt, s);
   if (fp16) cg_k_check_finite(b->d_grads, np, b->d_scaler, s);
   cg_k_adamw(b->d_params, b->d_grads, b->d_m, b->d_v, np, b->d_hp, b->d_scaler, b->dt, b->d_lowp,
              s);
-  BODY_CUDA(b, cudaMemcpyAsync(res_field(b, dq, offsetof(result_t, before)), b->d_scaler,
-                               sizeof(cg_scaler_t), cudaMemcpyDeviceToDevice, s));
-  if (fp16) cg_k_scaler_update(b->d_scaler, s);
+  const cudaError_t c1 = cudaMemcpyAsync(res_field(b, dq, offsetof(result_t, before)),
+                                         b->d_scaler, sizeof(cg_scaler_t),
+                                         cudaMemcpyDeviceToDevice, s);
+  if (fp16 && c1 == cudaSuccess) cg_k_scaler_update(b->d_scaler, s);
+  cg_kprof_leave(b->kp, s);
+  BODY_CUDA(b, c1);
   BODY_CUDA(b, cudaMemcpyAsync(res_field(b, dq, offsetof(result_t, after)), b->d_scaler,
                                sizeof(cg_scaler_t), cudaMemcpyDeviceToDevice, s));
   return 0;
@@ -877,16 +1048,24 @@ int optimizer(cg_backend_t *b, int dq) {
  * fault never run under capture). */
 int train_body(cg_backend_t *b, int slot, int dq, int q, int fault) {
   const cudaStream_t s = b->s_comp;
-  BODY_CUDA(b, cudaMemcpyAsync(b->d_hp, b->h_hp[dq], sizeof(cg_step_params_t),
-                               cudaMemcpyHostToDevice, s));
-  BODY_CUDA(b, cudaMemcpyAsync(b->d_grad_scale, scale_ptr(b), sizeof(float),
-                               cudaMemcpyDeviceToDevice, s));
+  cg_kprof_enter(b->kp, b->kr_params, s);
+  const cudaError_t c1 = cudaMemcpyAsync(b->d_hp, b->h_hp[dq], sizeof(cg_step_params_t),
+                                         cudaMemcpyHostToDevice, s);
+  const cudaError_t c2 = c1 == cudaSuccess ? cudaMemcpyAsync(b->d_grad_scale, scale_ptr(b),
+                                                             sizeof(float),
+                                                             cudaMemcpyDeviceToDevice, s)
+                                           : c1;
+  cg_kprof_leave(b->kp, s);
+  BODY_CUDA(b, c1);
+  BODY_CUDA(b, c2);
   cg_nvtx_push("forward");
   const int frc = forward(b, slot);
   cg_nvtx_pop();
   if (frc) return -1;
   prof_mark(b, 1, 0);
+  cg_kprof_enter(b->kp, b->kr_loss, s);
   run_loss(b, slot, dq, 1);
+  cg_kprof_leave(b->kp, s);
   prof_mark(b, 1, 1);
   if (fault)
     fault_nan(b->dt, grad_at(b, b->m->logits_tensor, b->plan.loss, CG_DP_RW), loss_ptr(b, dq), s);
@@ -968,9 +1147,10 @@ void cuda_destroy(cg_backend_t *b) {
   if (b->dnn) CG_CHECK_CUDNN(cudnnDestroy(b->dnn));
   cudaEvent_t *evs[] = {b->ev_ready, b->ev_free, b->ev_start, b->ev_end, b->ev_result,
                         b->ev_bwd_end, b->ev_opt_begin, b->ev_bucket, b->ev_bucket_host,
-                        &b->ev_comm_done, b->ev_xp_begin, b->ev_xp_end};
+                        &b->ev_comm_done, b->ev_xp_begin, b->ev_xp_end, &b->ev_fork,
+                        &b->ev_join};
   const int nev[] = {CG_DEV_SLOTS, CG_DEV_SLOTS, kNQ, kNQ, kNQ, kNQ, kNQ, CG_MAX_BUCKETS,
-                     CG_MAX_BUCKETS, 1, kNDQ, kNDQ};
+                     CG_MAX_BUCKETS, 1, kNDQ, kNDQ, 1, 1};
   for (size_t k = 0; k < sizeof nev / sizeof nev[0]; k++)
     for (int j = 0; j < nev[k]; j++)
       if (evs[k][j]) CG_CHECK_CUDA(cudaEventDestroy(evs[k][j]));
@@ -995,7 +1175,7 @@ void cuda_destroy(cg_backend_t *b) {
         for (int e = 0; e < 2; e++)
           if (b->ev_cb[q][j][e]) CG_CHECK_CUDA(cudaEventDestroy(b->ev_cb[q][j][e]));
   }
-  cudaStream_t ss[] = {b->s_h2d, b->s_comp, b->s_comm, b->s_d2h};
+  cudaStream_t ss[] = {b->s_h2d, b->s_comp, b->s_comm, b->s_d2h, b->s_side};
   for (size_t k = 0; k < sizeof ss / sizeof ss[0]; k++)
     if (ss[k]) CG_CHECK_CUDA(cudaStreamDestroy(ss[k]));
   for (int i = 0; i < b->nallocs; i++) CG_CHECK_CUDA(cudaFree(b->allocs[i]));
@@ -1028,6 +1208,162 @@ void make_events(cg_backend_t *b) {
       CG_CHECK_CUDA(cudaEventCreateWithFlags(&b->ev_xp_begin[q], cudaEventDefault)); /* timed */
       CG_CHECK_CUDA(cudaEventCreateWithFlags(&b->ev_xp_end[q], cudaEventDefault));
     }
+}
+
+/* Regions of the per-kernel breakdown (cfg.kprof): each layer's forward and backward, with its
+ * work per step: multiply-adds x 2, and the fewest bytes the pass must move (each input read
+ * once, each output written once). */
+void name_regions(cg_backend_t *b) {
+  cg_kprof_t *kp = b->kp;
+  if (!kp) return;
+  const cg_model_t *m = b->m;
+  const double es = (double)b->es;
+  for (int i = 0; i < m->nlayers; i++) {
+    const cg_layer_t *l = &m->layers[i];
+    const double xin = (double)tensor_px(b, l->in) * (i == b->plan.first ? b->cpad : l->cin);
+    const double yout = (double)tensor_px(b, l->out) * l->cout;
+    const double wts = (double)l->w_len;
+    double ff = l->flops_fwd * b->n, fb = 0, bf = 0, bb = 0;
+    switch (l->op) {
+      case CG_OP_CONV:
+      case CG_OP_UPCONV:
+        bf = es * (xin + wts + yout);
+        fb = ff * (l->need_dx ? 2.0 : 1.0);
+        bb = es * (xin + yout + wts + (l->need_dx ? xin : 0.0));
+        break;
+      case CG_OP_POOL:
+        bf = es * (xin + yout);
+        bb = es * (xin + yout + xin);
+        break;
+    }
+    char name[64];
+    snprintf(name, sizeof name, "%s/fwd", l->name);
+    b->kr_fwd[i] = cg_kprof_region(kp, name, ff, bf);
+    snprintf(name, sizeof name, "%s/bwd", l->name);
+    b->kr_bwd[i] = cg_kprof_region(kp, name, fb, bb);
+  }
+  const double px = (double)b->n * m->height * m->width, np = (double)m->nparams;
+  b->kr_prep = cg_kprof_region(kp, "input prep", 0, px * (4.0 * m->in_c + es * b->cpad));
+  b->kr_loss = cg_kprof_region(kp, "loss", 0, px * (3.0 * es + 1.0));
+  /* AdamW: p, g, m, v read, p, m, v and the low-precision copy written */
+  b->kr_opt = cg_kprof_region(kp, "optimizer", 0, np * (7.0 * 4.0 + es));
+  b->kr_params = cg_kprof_region(kp, "step parameters", 0, 0);
+}
+
+/* The step's structure (devplan.h), from the environment for experiments: CG_CONCAT=copy
+ * (default in place), CG_FUSE_RELU_BIAS=0 (default 1), CG_CONCURRENT_HW=N: the convolutions
+ * whose input is at most N pixels high run dW and dx at the same time (default 64; 0 = none),
+ * CG_DRELU=0: never mask dx by the ReLU inside the convolution (default: where cuDNN measures
+ * it faster, make_convs decides). */
+cg_devplan_opts_t plan_opts(const cg_model_t *m) {
+  cg_devplan_opts_t o;
+  memset(&o, 0, sizeof o);
+  const char *cat = getenv("CG_CONCAT"), *fuse = getenv("CG_FUSE_RELU_BIAS");
+  const char *hw = getenv("CG_CONCURRENT_HW");
+  o.inplace_concat = !(cat && !strcmp(cat, "copy"));
+  o.fuse_relu_bias = !(fuse && !strcmp(fuse, "0"));
+  const int maxhw = hw ? atoi(hw) : 64;
+  const char *dr = getenv("CG_DRELU");
+  const int drelu = dr && !strcmp(dr, "0") ? 0 : 2; /* 2: either way until the search decides */
+  for (int i = 0; i < m->nlayers; i++) {
+    o.concurrent[i] = m->tensors[m->layers[i].in].h <= maxhw;
+    o.drelu[i] = drelu;
+  }
+  return o;
+}
+
+/* One attempt at the backend with the step structure opts. *conv_failed: the failure was that
+ * some convolution has no cuDNN algorithm for its shape (the caller may retry with dense
+ * tensors). */
+int create_with(const cg_model_t *m, const cg_backend_cfg_t *cfg, const cg_devplan_opts_t *opts,
+                int ndev, cg_backend_t **out, int *conv_failed, char *err, size_t errlen) {
+  *conv_failed = 0;
+  cg_backend_t *b = static_cast<cg_backend_t *>(cg_calloc(1, sizeof(cg_backend_t), "cuda backend"));
+  b->m = m;
+  b->cfg = *cfg;
+  b->n = cfg->batch;
+  b->dev = (cfg->device > 0 ? cfg->device : 0) % ndev;
+  b->dt = dtype_of(cfg->precision);
+  b->es = cg_dtype_size(b->dt);
+  b->cpad = (m->in_c + kChannelAlign - 1) / kChannelAlign * kChannelAlign;
+  b->graphs_ok = cfg->cuda_graph && !cfg->gsync && cfg->fault_nan_step < 0 && !cfg->profile;
+  b->nccl = cfg->nccl;
+  const char *mc = getenv("CG_MERGE_CASTS");
+  b->merge_casts = !(mc && !strcmp(mc, "0"));
+  /* the device first: every stream and event below belongs to it */
+  CG_CHECK_CUDA(cudaSetDevice(b->dev));
+  b->dev_set = 1;
+  if (b->nccl && cg_nccl_device(b->nccl) != b->dev) {
+    snprintf(err, errlen, "the NCCL communicator is on GPU %d, the backend on GPU %d",
+             cg_nccl_device(b->nccl), b->dev);
+    cuda_destroy(b);
+    return -1;
+  }
+  cudnnStatus_t dst;
+  if (cg_devplan_make(m, b->n, b->cpad, b->es, kArenaAlign, opts, &b->plan, err, errlen))
+    goto fail;
+  b->kp = cfg->kprof;
+  name_regions(b);
+  CG_CHECK_CUDA(cudaStreamCreateWithFlags(&b->s_h2d, cudaStreamNonBlocking));
+  CG_CHECK_CUDA(cudaStreamCreateWithFlags(&b->s_comp, cudaStreamNonBlocking));
+  CG_CHECK_CUDA(cudaStreamCreateWithFlags(&b->s_comm, cudaStreamNonBlocking));
+  CG_CHECK_CUDA(cudaStreamCreateWithFlags(&b->s_side, cudaStreamNonBlocking));
+  CG_CHECK_CUDA(cudaStreamCreateWithFlags(&b->s_d2h, cudaStreamNonBlocking));
+  CG_CHECK_CUDA(cudaEventCreateWithFlags(&b->ev_fork, cudaEventDisableTiming));
+  CG_CHECK_CUDA(cudaEventCreateWithFlags(&b->ev_join, cudaEventDisableTiming));
+  make_events(b);
+  if (cfg->trace) {
+    CG_CHECK_CUDA(cudaEventCreate(&b->ev_ref));
+    for (int i = 0; i < CG_DEV_SLOTS; i++) {
+      CG_CHECK_CUDA(cudaEventCreate(&b->ev_h2d_start[i]));
+      CG_CHECK_CUDA(cudaEventCreate(&b->ev_h2d_end[i]));
+    }
+    for (int i = 0; i < kNQ; i++) {
+      CG_CHECK_CUDA(cudaEventCreate(&b->ev_d2h_start[i]));
+      CG_CHECK_CUDA(cudaEventCreate(&b->ev_d2h_end[i]));
+    }
+    for (int q = 0; q < kNDQ; q++)
+      for (int j = 0; j < CG_MAX_BUCKETS; j++)
+        for (int e = 0; e < 2; e++) CG_CHECK_CUDA(cudaEventCreate(&b->ev_cb[q][j][e]));
+    CG_CHECK_CUDA(cudaEventRecord(b->ev_ref, b->s_comp));
+    CG_CHECK_CUDA(cudaEventSynchronize(b->ev_ref));
+    b->ref_host = cg_now();
+  }
+  if (cfg->profile)
+    for (int i = 0; i < CG_MAX_LAYERS; i++)
+      for (int k = 0; k < 2; k++) {
+        CG_CHECK_CUDA(cudaEventCreate(&b->ev_pf[i][k]));
+        CG_CHECK_CUDA(cudaEventCreate(&b->ev_pb[i][k]));
+        if (i < 3) CG_CHECK_CUDA(cudaEventCreate(&b->ev_pm[i][k]));
+      }
+  dst = cudnnCreate(&b->dnn);
+  if (dst != CUDNN_STATUS_SUCCESS) {
+    b->dnn = NULL;
+    snprintf(err, errlen, "cudnnCreate: %s (cuDNN %zu loaded, built with %d.%d.%d)",
+             cudnnGetErrorString(dst), cudnnGetVersion(), CUDNN_MAJOR, CUDNN_MINOR,
+             CUDNN_PATCHLEVEL);
+    goto fail;
+  }
+  b->cctx = cg_conv_ctx_create(b->dnn, cfg->deterministic, cfg->algo_cache);
+  if (alloc_all(b, err, errlen)) goto fail;
+  if (make_convs(b, err, errlen)) {
+    *conv_failed = 1;
+    goto fail;
+  }
+  CG_CHECK_CUDA(cudaDeviceSynchronize());
+  if (cg_log_rank() <= 0)
+    cg_log_info("cuda memory: parameters+optimizer %.1f MiB, activation arena %.1f MiB (%.1f MiB "
+                "as one buffer each; concat %s), batch slots %.1f MiB, scratch+results %.1f MiB, "
+                "cuDNN workspace %.1f + %.1f MiB; total %.1f MiB",
+                b->mem_params / 1048576.0, b->mem_arena / 1048576.0, b->plan.naive / 1048576.0,
+                b->plan.opts.inplace_concat ? "in place" : "copied",
+                b->mem_slots / 1048576.0, b->mem_scratch / 1048576.0, b->ws_bytes / 1048576.0,
+                b->ws2_bytes / 1048576.0, b->bytes / 1048576.0);
+  *out = b;
+  return 0;
+fail:
+  cuda_destroy(b);
+  return -1;
 }
 
 int cuda_create(const cg_model_t *m, const cg_backend_cfg_t *cfg, cg_backend_t **out, char *err,
@@ -1068,78 +1404,15 @@ int cuda_create(const cg_model_t *m, const cg_backend_cfg_t *cfg, cg_backend_t *
              drc != cudaSuccess ? cudaGetErrorString(drc) : "none found");
     return -1;
   }
-  cg_backend_t *b = static_cast<cg_backend_t *>(cg_calloc(1, sizeof(cg_backend_t), "cuda backend"));
-  b->m = m;
-  b->cfg = *cfg;
-  b->n = cfg->batch;
-  b->dev = (cfg->device > 0 ? cfg->device : 0) % ndev;
-  b->dt = dtype_of(cfg->precision);
-  b->es = cg_dtype_size(b->dt);
-  b->cpad = (m->in_c + kChannelAlign - 1) / kChannelAlign * kChannelAlign;
-  b->graphs_ok = cfg->cuda_graph && !cfg->gsync && cfg->fault_nan_step < 0 && !cfg->profile;
-  if (cfg->trace) {
-    CG_CHECK_CUDA(cudaEventCreate(&b->ev_ref));
-    for (int i = 0; i < CG_DEV_SLOTS; i++) {
-      CG_CHECK_CUDA(cudaEventCreate(&b->ev_h2d_start[i]));
-      CG_CHECK_CUDA(cudaEventCreate(&b->ev_h2d_end[i]));
-    }
-    for (int i = 0; i < kNQ; i++) {
-      CG_CHECK_CUDA(cudaEventCreate(&b->ev_d2h_start[i]));
-      CG_CHECK_CUDA(cudaEventCreate(&b->ev_d2h_end[i]));
-    }
-    for (int q = 0; q < kNDQ; q++)
-      for (int j = 0; j < CG_MAX_BUCKETS; j++)
-        for (int e = 0; e < 2; e++) CG_CHECK_CUDA(cudaEventCreate(&b->ev_cb[q][j][e]));
-    CG_CHECK_CUDA(cudaEventRecord(b->ev_ref, b->s_comp));
-    CG_CHECK_CUDA(cudaEventSynchronize(b->ev_ref));
-    b->ref_host = cg_now();
-  }
-  if (cfg->profile)
-    for (int i = 0; i < CG_MAX_LAYERS; i++)
-      for (int k = 0; k < 2; k++) {
-        CG_CHECK_CUDA(cudaEventCreate(&b->ev_pf[i][k]));
-        CG_CHECK_CUDA(cudaEventCreate(&b->ev_pb[i][k]));
-        if (i < 3) CG_CHECK_CUDA(cudaEventCreate(&b->ev_pm[i][k]));
-      }
-  b->nccl = cfg->nccl;
-  CG_CHECK_CUDA(cudaSetDevice(b->dev));
-  b->dev_set = 1;
-  if (b->nccl && cg_nccl_device(b->nccl) != b->dev) {
-    snprintf(err, errlen, "the NCCL communicator is on GPU %d, the backend on GPU %d",
-             cg_nccl_device(b->nccl), b->dev);
-    goto fail;
-  }
-  cudnnStatus_t dst;
-  if (cg_devplan_make(m, b->n, b->cpad, b->es, kArenaAlign, &b->plan, err, errlen)) goto fail;
-  CG_CHECK_CUDA(cudaStreamCreateWithFlags(&b->s_h2d, cudaStreamNonBlocking));
-  CG_CHECK_CUDA(cudaStreamCreateWithFlags(&b->s_comp, cudaStreamNonBlocking));
-  CG_CHECK_CUDA(cudaStreamCreateWithFlags(&b->s_comm, cudaStreamNonBlocking));
-  CG_CHECK_CUDA(cudaStreamCreateWithFlags(&b->s_d2h, cudaStreamNonBlocking));
-  make_events(b);
-  dst = cudnnCreate(&b->dnn);
-  if (dst != CUDNN_STATUS_SUCCESS) {
-    b->dnn = NULL;
-    snprintf(err, errlen, "cudnnCreate: %s (cuDNN %zu loaded, built with %d.%d.%d)",
-             cudnnGetErrorString(dst), cudnnGetVersion(), CUDNN_MAJOR, CUDNN_MINOR,
-             CUDNN_PATCHLEVEL);
-    goto fail;
-  }
-  b->cctx = cg_conv_ctx_create(b->dnn, cfg->deterministic, cfg->algo_cache);
-  if (alloc_all(b, err, errlen)) goto fail;
-  if (make_convs(b, err, errlen)) goto fail;
-  CG_CHECK_CUDA(cudaDeviceSynchronize());
+  cg_devplan_opts_t opts = plan_opts(m);
+  int conv_failed = 0;
+  if (create_with(m, cfg, &opts, ndev, out, &conv_failed, err, errlen) == 0) return 0;
+  if (!conv_failed || !opts.inplace_concat) return -1;
+  /* cuDNN may have no engine for some strided half of a concat buffer: copy instead */
   if (cg_log_rank() <= 0)
-    cg_log_info("cuda memory: parameters+optimizer %.1f MiB, activation arena %.1f MiB (%.1f MiB "
-                "as one buffer each), batch slots %.1f MiB, scratch+results %.1f MiB, cuDNN "
-                "workspace %.1f MiB; total %.1f MiB",
-                b->mem_params / 1048576.0, b->mem_arena / 1048576.0, b->plan.naive / 1048576.0,
-                b->mem_slots / 1048576.0, b->mem_scratch / 1048576.0, b->ws_bytes / 1048576.0,
-                b->bytes / 1048576.0);
-  *out = b;
-  return 0;
-fail:
-  cuda_destroy(b);
-  return -1;
+    cg_log_warn("concat in place is not possible (%s): concatenating with copies", err);
+  opts.inplace_concat = 0;
+  return create_with(m, cfg, &opts, ndev, out, &conv_failed, err, errlen);
 }
 
 int cuda_set_params(cg_backend_t *b, const float *params) {

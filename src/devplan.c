@@ -104,7 +104,7 @@ static int trace(const cg_model_t *m, cg_devplan_t *p) {
   for (int i = 0; i < m->nlayers; i++) {
     const cg_layer_t *l = &m->layers[i];
     const int pa = p->cat_a[l->in], pb = p->cat_b[l->in];
-    if (pa >= 0) {
+    if (pa >= 0 && !p->opts.inplace_concat) {
       p->cat_fwd[i] = pos++;
       add(p, &fail, p->cat_fwd[i], ACT(pa), CG_DP_R);
       add(p, &fail, p->cat_fwd[i], ACT(pb), CG_DP_R);
@@ -138,9 +138,16 @@ static int trace(const cg_model_t *m, cg_devplan_t *p) {
         add(p, &fail, p->bwd_dx[i], GRAD(l->in), dxmode);
       }
     } else {
-      p->bwd_mask[i] = pos++;
-      add(p, &fail, p->bwd_mask[i], GRAD(l->out), l->relu ? CG_DP_RW : CG_DP_R);
-      if (l->relu) add(p, &fail, p->bwd_mask[i], ACT(l->out), CG_DP_R);
+      if (p->bias_by[i] < 0) { /* else the consumer's backward did it */
+        /* 1: the consumer's dx was masked already, this only sums dy; 2: either way */
+        const int masked = p->mask_by[i] >= 0 ? p->opts.drelu[p->mask_by[i]] : 0;
+        p->bwd_mask[i] = pos++;
+        if (masked) add(p, &fail, p->bwd_mask[i], GRAD(l->out), CG_DP_R);
+        if (masked != 1) {
+          add(p, &fail, p->bwd_mask[i], GRAD(l->out), l->relu ? CG_DP_RW : CG_DP_R);
+          if (l->relu) add(p, &fail, p->bwd_mask[i], ACT(l->out), CG_DP_R);
+        }
+      }
       p->bwd_dw[i] = pos++;
       add(p, &fail, p->bwd_dw[i], ACT(l->in), CG_DP_R);
       add(p, &fail, p->bwd_dw[i], GRAD(l->out), CG_DP_R);
@@ -148,10 +155,14 @@ static int trace(const cg_model_t *m, cg_devplan_t *p) {
         p->bwd_dx[i] = pos++;
         add(p, &fail, p->bwd_dx[i], GRAD(l->out), CG_DP_R);
         add(p, &fail, p->bwd_dx[i], GRAD(l->in), dxmode);
+        /* dW may still be reading x on the other stream, or dx is masked by x: dx must not take
+         * its bytes */
+        if (p->opts.concurrent[i] || p->opts.drelu[i])
+          add(p, &fail, p->bwd_dx[i], ACT(l->in), CG_DP_R);
       }
     }
     const int pa = p->cat_a[l->in], pb = p->cat_b[l->in];
-    if (pa >= 0 && l->need_dx) {
+    if (pa >= 0 && l->need_dx && !p->opts.inplace_concat) {
       p->cat_bwd[i] = pos++;
       add(p, &fail, p->cat_bwd[i], GRAD(l->in), CG_DP_R);
       add(p, &fail, p->cat_bwd[i], GRAD(pa), CG_DP_W);
@@ -172,8 +183,110 @@ static int trace(const cg_model_t *m, cg_devplan_t *p) {
 
 static size_t align_up(size_t v, size_t a) { return (v + a - 1) & ~(a - 1); }
 
+/* Pixel strides and first channels of the tensors as the backend holds them; with the concat
+ * in place, each part's buffers get the whole's as their parent. */
+static void set_views(const cg_model_t *m, int cpad, cg_devplan_t *p) {
+  for (int b = 0; b < CG_DEVPLAN_MAX_BUFS; b++) p->parent[b] = -1;
+  for (int t = 0; t < m->ntensors; t++) {
+    p->ld[t] = t == m->input_tensor ? cpad : m->tensors[t].c;
+    p->coff[t] = 0;
+  }
+  if (!p->opts.inplace_concat) return;
+  for (int t = 0; t < m->ntensors; t++) {
+    if (p->cat_a[t] < 0) continue;
+    const int parts[2] = {p->cat_a[t], p->cat_b[t]};
+    for (int k = 0; k < 2; k++) {
+      const int u = parts[k];
+      p->ld[u] = m->tensors[t].c;
+      p->coff[u] = m->tensors[u].c_off - m->tensors[t].c_off;
+      p->parent[cg_devplan_act(p, u)] = cg_devplan_act(p, t);
+      p->parent[cg_devplan_grad(p, u)] = cg_devplan_grad(p, t);
+    }
+  }
+}
+
+/* Whether tensors t and u share bytes of one model buffer. */
+static int overlaps(const cg_model_t *m, int t, int u) {
+  const cg_tensor_t *a = &m->tensors[t], *b = &m->tensors[u];
+  return a->buf == b->buf && a->c_off < b->c_off + b->c && b->c_off < a->c_off + a->c;
+}
+
+/* opts.fuse_relu_bias: the head or a pool i may do the ReLU + bias backward of the convolution
+ * j producing its input when i reads exactly out(j) and every other reader of those bytes is
+ * later in forward order (its backward runs before i's): i's dx is then the last write of
+ * grad(out(j)), which j's backward reads next. */
+static void set_bias_by(const cg_model_t *m, cg_devplan_t *p) {
+  for (int i = 0; i < CG_MAX_LAYERS; i++) p->bias_by[i] = -1;
+  if (!p->opts.fuse_relu_bias) return;
+  for (int i = 0; i < m->nlayers; i++) {
+    const cg_layer_t *l = &m->layers[i];
+    if (!l->need_dx || !(p->is_head[i] || l->op == CG_OP_POOL)) continue;
+    int j = -1;
+    for (int k = 0; k < m->nlayers; k++)
+      if (m->layers[k].out == l->in) j = k;
+    if (j < 0 || m->layers[j].op != CG_OP_CONV || p->is_head[j] || !m->layers[j].relu) continue;
+    int ok = 1;
+    for (int k = 0; k < m->nlayers && ok; k++)
+      if (k != i && overlaps(m, m->layers[k].in, l->in) && k < i) ok = 0;
+    if (ok) p->bias_by[j] = i;
+  }
+}
+
+/* opts.drelu: layer i's dx may carry the ReLU mask of its producer j when j is a convolution
+ * with a ReLU (not fused into its consumer already) and i is the only reader of out(j). */
+static void set_mask_by(const cg_model_t *m, cg_devplan_t *p) {
+  for (int i = 0; i < CG_MAX_LAYERS; i++) p->mask_by[i] = -1;
+  for (int i = 0; i < m->nlayers; i++) {
+    const cg_layer_t *l = &m->layers[i];
+    if (!p->opts.drelu[i] || l->op != CG_OP_CONV || p->is_head[i] || !l->need_dx) {
+      p->opts.drelu[i] = 0;
+      continue;
+    }
+    int j = -1;
+    for (int k = 0; k < m->nlayers; k++)
+      if (m->layers[k].out == l->in) j = k;
+    int ok = j >= 0 && m->layers[j].op == CG_OP_CONV && !p->is_head[j] && m->layers[j].relu &&
+             p->bias_by[j] < 0 && p->cat_a[l->in] < 0 && m->tensors[l->in].c == m->tensors[l->in].ld;
+    for (int k = 0; k < m->nlayers && ok; k++)
+      if (k != i && overlaps(m, m->layers[k].in, l->in)) ok = 0;
+    if (ok) p->mask_by[j] = i;
+    else p->opts.drelu[i] = 0;
+  }
+}
+
+/* Every read must follow a write of the same bytes within the step: a write of a whole covers
+ * its parts, and a whole is written once both its parts are. */
+static int check_written(const cg_devplan_t *p, char *err, size_t errlen) {
+  unsigned char written[CG_DEVPLAN_MAX_BUFS];
+  int nparts[CG_DEVPLAN_MAX_BUFS], nwritten[CG_DEVPLAN_MAX_BUFS];
+  memset(written, 0, sizeof written);
+  memset(nparts, 0, sizeof nparts);
+  memset(nwritten, 0, sizeof nwritten);
+  for (int b = 0; b < p->nbufs; b++)
+    if (p->parent[b] >= 0) nparts[p->parent[b]]++;
+  for (int k = 0; k < p->nacc; k++) {
+    const cg_devplan_acc_t *a = &p->acc[k];
+    const int b = a->buf;
+    if (a->mode == CG_DP_W) {
+      if (!written[b] && p->parent[b] >= 0) nwritten[p->parent[b]]++;
+      written[b] = 1;
+      for (int c = 0; c < p->nbufs; c++)
+        if (p->parent[c] == b) written[c] = 1;
+      continue;
+    }
+    const int ok = written[b] || (nparts[b] > 0 && nwritten[b] == nparts[b]);
+    if (!ok) {
+      const int t = b % p->ntensors;
+      snprintf(err, errlen, "device plan: the %s of tensor %d is read at position %d before the "
+               "step writes it", b < p->ntensors ? "activation" : "gradient", t, a->pos);
+      return -1;
+    }
+  }
+  return 0;
+}
+
 int cg_devplan_make(const cg_model_t *m, int n, int cpad, size_t es, size_t align,
-                    cg_devplan_t *p, char *err, size_t errlen) {
+                    const cg_devplan_opts_t *opts, cg_devplan_t *p, char *err, size_t errlen) {
   memset(p, 0, sizeof *p);
   if (align == 0) align = 256;
   if (n < 1 || es < 1 || cpad < m->tensors[m->input_tensor].c || (align & (align - 1))) {
@@ -181,26 +294,26 @@ int cg_devplan_make(const cg_model_t *m, int n, int cpad, size_t es, size_t alig
              n, cpad, es, align);
     return -1;
   }
+  if (opts) p->opts = *opts;
   if (cg_devplan_graph(m, p, err, errlen)) return -1;
   p->ntensors = m->ntensors;
   p->nbufs = 2 * m->ntensors;
   p->align = align;
+  for (int i = 0; i < CG_MAX_LAYERS; i++) /* only where there are two operations to overlap */
+    if (i >= m->nlayers || m->layers[i].op == CG_OP_POOL || p->is_head[i] || !m->layers[i].need_dx)
+      p->opts.concurrent[i] = 0;
+  set_views(m, cpad, p);
+  set_bias_by(m, p);
+  set_mask_by(m, p);
   if (trace(m, p)) {
     snprintf(err, errlen, "device plan: the step does not fit the plan's tables");
     return -1;
   }
+  if (check_written(p, err, errlen)) return -1;
   for (int b = 0; b < p->nbufs; b++) p->first_use[b] = p->last_use[b] = -1;
   for (int k = 0; k < p->nacc; k++) {
     const cg_devplan_acc_t *a = &p->acc[k];
-    if (p->first_use[a->buf] < 0) {
-      if (a->mode != CG_DP_W) {
-        const int t = a->buf % p->ntensors;
-        snprintf(err, errlen, "device plan: the %s of tensor %d is read at position %d before the "
-                 "step writes it", a->buf < p->ntensors ? "activation" : "gradient", t, a->pos);
-        return -1;
-      }
-      p->first_use[a->buf] = a->pos;
-    }
+    if (p->first_use[a->buf] < 0) p->first_use[a->buf] = a->pos;
     p->last_use[a->buf] = a->pos;
   }
   for (int t = 0; t < m->ntensors; t++) {
@@ -209,14 +322,25 @@ int cg_devplan_make(const cg_model_t *m, int n, int cpad, size_t es, size_t alig
     const size_t bytes = (size_t)n * (size_t)T->h * (size_t)T->w * (size_t)c * es;
     p->naive += bytes + (t != m->input_tensor ? bytes : 0);
     const int a = cg_devplan_act(p, t), g = cg_devplan_grad(p, t);
-    p->size[a] = p->first_use[a] >= 0 ? bytes : 0;
-    p->size[g] = p->first_use[g] >= 0 ? bytes : 0;
+    p->size[a] = p->first_use[a] >= 0 && p->parent[a] < 0 ? bytes : 0;
+    p->size[g] = p->first_use[g] >= 0 && p->parent[g] < 0 ? bytes : 0;
   }
-  /* unused buffers: an empty interval the planner can place anywhere */
+  /* unused buffers: an empty interval the planner can place anywhere; a whole lives over its
+   * parts' intervals too */
   int first[CG_DEVPLAN_MAX_BUFS], last[CG_DEVPLAN_MAX_BUFS];
   for (int b = 0; b < p->nbufs; b++) {
     first[b] = p->first_use[b] >= 0 ? p->first_use[b] : 0;
     last[b] = p->first_use[b] >= 0 ? p->last_use[b] : 0;
+  }
+  for (int b = 0; b < p->nbufs; b++) {
+    const int q = p->parent[b];
+    if (q < 0 || p->first_use[b] < 0) continue;
+    if (p->first_use[q] < 0) {
+      snprintf(err, errlen, "device plan: a concat part is used but its buffer never is");
+      return -1;
+    }
+    if (first[b] < first[q]) first[q] = first[b];
+    if (last[b] > last[q]) last[q] = last[b];
   }
   if (cg_memplan_solve(p->nbufs, p->size, first, last, align, p->offset, &p->arena)) {
     snprintf(err, errlen, "device plan: the arena planner failed");
@@ -228,6 +352,16 @@ int cg_devplan_make(const cg_model_t *m, int n, int cpad, size_t es, size_t alig
     snprintf(err, errlen, "device plan: %s", why);
     return -1;
   }
+  for (int b = 0; b < p->nbufs; b++) {
+    if (p->parent[b] < 0) continue;
+    p->offset[b] = p->offset[p->parent[b]] + (size_t)p->coff[b % p->ntensors] * es;
+  }
+  /* the intervals the planner used: a whole's span its parts' */
+  for (int b = 0; b < p->nbufs; b++)
+    if (p->parent[b] < 0 && p->first_use[b] >= 0) {
+      p->first_use[b] = first[b];
+      p->last_use[b] = last[b];
+    }
   p->live_max = cg_memplan_live_max(p->nbufs, p->size, first, last);
   for (int i = 0; i < m->nlayers; i++) {
     if (m->layers[i].op == CG_OP_POOL || p->is_head[i]) continue;
@@ -236,6 +370,13 @@ int cg_devplan_make(const cg_model_t *m, int n, int cpad, size_t es, size_t alig
     if (s > p->search_bytes) p->search_bytes = s;
   }
   return 0;
+}
+
+size_t cg_devplan_span(const cg_devplan_t *p, int buf) {
+  const int q = p->parent[buf];
+  if (q < 0) return p->size[buf];
+  const size_t into = p->offset[buf] - p->offset[q];
+  return p->size[q] > into ? p->size[q] - into : 0;
 }
 
 int cg_devplan_allows(const cg_devplan_t *p, int pos, int buf, int mode) {
@@ -249,14 +390,24 @@ size_t cg_devplan_search_layout(const cg_devplan_t *p, const cg_model_t *m, int 
                                 size_t *y, size_t *dy, size_t *dx) {
   const cg_layer_t *l = &m->layers[i];
   const size_t a = p->align;
-  *x = 0;
-  *y = *x + align_up(p->size[cg_devplan_act(p, l->in)], a);
-  *dy = *y + align_up(p->size[cg_devplan_act(p, l->out)], a);
-  size_t end = *dy + align_up(p->size[cg_devplan_grad(p, l->out)], a);
-  *dx = (size_t)-1;
-  if (l->need_dx) {
-    *dx = end;
-    end += align_up(p->size[cg_devplan_grad(p, l->in)], a);
+  /* a part in place is searched at its own place inside a whole-sized range, so its pointer
+   * has the alignment and the stride it will have in the step */
+  const int bx = cg_devplan_act(p, l->in), by = cg_devplan_act(p, l->out);
+  const int bdy = cg_devplan_grad(p, l->out), bdx = cg_devplan_grad(p, l->in);
+  size_t end = 0;
+  const int bufs[4] = {bx, by, bdy, bdx};
+  size_t *outs[4] = {x, y, dy, dx};
+  for (int k = 0; k < 4; k++) {
+    const int b = bufs[k];
+    if (k == 3 && !l->need_dx) {
+      *dx = (size_t)-1;
+      break;
+    }
+    const int q = p->parent[b];
+    const size_t whole = q >= 0 ? p->size[q] : p->size[b];
+    const size_t into = q >= 0 ? p->offset[b] - p->offset[q] : 0;
+    *outs[k] = end + into;
+    end += align_up(whole, a);
   }
   return end;
 }

@@ -2,11 +2,19 @@
  * activations and activation gradients derived from it. Host C, so the CPU tests check the
  * very plan the backend uses.
  *
- * Buffers (dense NHWC, element size es): act(t) for every tensor t of the model, grad(t) for
- * every tensor but the input. A concat buffer of model.h ([a | b]) is three dense tensors in
- * the backend: a, b and the whole; cg_k_concat_fwd fills the whole just before its reader and
- * cg_k_concat_bwd splits the reader's input gradient into the parts right after its backward.
- * The input has cpad channels (padded for tensor cores).
+ * Buffers (NHWC, element size es): act(t) for every tensor t of the model, grad(t) for every
+ * tensor but the input. The input has cpad channels (padded for tensor cores). A concat buffer
+ * of model.h ([a | b]) is held in one of two ways (cg_devplan_opts_t.inplace_concat):
+ *  - copies: three dense tensors a, b and the whole; cg_k_concat_fwd fills the whole just
+ *    before its reader and cg_k_concat_bwd splits the reader's input gradient into the parts
+ *    right after its backward;
+ *  - in place: the parts are views of the whole (a at channel 0, b at channel ca, pixel stride
+ *    ld = ca + cb), so their writers write straight into the concat buffer and the readers of
+ *    the gradient halves read them where the reader of the whole wrote them. A part is then a
+ *    buffer of its own for the accesses (each half is written before it is read), but it has
+ *    no bytes of its own: parent[part] is the whole, whose live interval covers its parts'.
+ * ld[t] is the pixel stride of tensor t as the backend holds it (its channels, cpad for the
+ * input, the whole's channels for a part in place) and coff[t] its first channel there.
  *
  * A step is a sequence of positions, one per kernel group of cuda/backend_cuda.cu, in the order
  * the backend runs them:
@@ -19,8 +27,14 @@
  *     bwd_dx[i]          dx from dy (need_dx), written or accumulated (accum_dx)
  *   the head: bwd_dw[i] = bwd_dx[i], one kernel reading act(in) and dy, writing dx;
  *   a pool: bwd_dx[i] (when need_dx), reading act(in) and dy (the output is not read);
- *   cat_bwd[i]           splits grad(concat) of layer i's input into its parts.
- * dW runs before dx so that dx may reuse act(in)'s bytes when nothing later reads act(in).
+ *   cat_bwd[i]           splits grad(concat) of layer i's input into its parts (copies only).
+ * dW runs before dx so that dx may reuse act(in)'s bytes when nothing later reads act(in);
+ * a layer whose dW and dx run at the same time (opts.concurrent) reads act(in) at bwd_dx too.
+ * With opts.fuse_relu_bias, the backward of the head or of a pool also does the ReLU + bias
+ * backward of the convolution j that produced its input (bias_by[j] = that layer), when it is
+ * the last to write grad(out(j)): j then has no bwd_mask position. With opts.drelu[i], layer
+ * i's dx position also reads act(in) (the ReLU mask), and the producer j = mask_by^-1 has a
+ * bwd_mask position that only reads dy (1), or lists both ways (2).
  * Every access is recorded with its mode; a buffer's live interval runs from its first access
  * to its last. The first access of every buffer must overwrite it completely (cg_devplan_make
  * fails otherwise): no value is carried from one step to the next, and nothing relies on the
@@ -50,10 +64,26 @@ typedef struct {
 } cg_devplan_acc_t;
 
 typedef struct {
+  int inplace_concat;            /* concat parts as views of the whole (above) */
+  int fuse_relu_bias;            /* the head / pool backward does its producer's ReLU + bias */
+  int concurrent[CG_MAX_LAYERS]; /* conv layer i runs dW and dx at the same time */
+  /* conv layer i's dx is masked by the ReLU that produced its input, in the same kernel
+   * (cg_conv_bwd_data_drelu): 1 it is, 2 it may be (the plan then lists the accesses of both
+   * ways); the producer's bias backward is then a plain reduction of its dy. Only where the
+   * producer is a convolution with a ReLU whose output layer i alone reads. */
+  int drelu[CG_MAX_LAYERS];
+} cg_devplan_opts_t;
+
+typedef struct {
   /* the graph as the backend runs it */
   int first;                               /* the layer reading the input */
   int is_head[CG_MAX_LAYERS];              /* the 1-channel 1x1 head (custom kernels) */
   int cat_a[CG_MAX_TENSORS], cat_b[CG_MAX_TENSORS]; /* parts of a concat tensor, else -1 */
+  cg_devplan_opts_t opts;                  /* as given (concurrent[] only for layers it fits) */
+  int ld[CG_MAX_TENSORS], coff[CG_MAX_TENSORS]; /* pixel stride and first channel (above) */
+  int bias_by[CG_MAX_LAYERS];              /* the layer doing i's ReLU + bias backward, or -1 */
+  int mask_by[CG_MAX_LAYERS];              /* the layer whose dx may carry i's ReLU mask
+                                              (opts.drelu), or -1 */
   /* positions (-1: not part of the step) */
   int prep, loss, npos;
   int cat_fwd[CG_MAX_LAYERS], fwd[CG_MAX_LAYERS];
@@ -65,9 +95,11 @@ typedef struct {
   int acc_at[CG_DEVPLAN_MAX_POS + 1];
   /* buffers: act(t) = t, grad(t) = ntensors + t */
   int ntensors, nbufs;
-  size_t size[CG_DEVPLAN_MAX_BUFS];        /* bytes; 0 for a buffer the step never touches */
+  size_t size[CG_DEVPLAN_MAX_BUFS];        /* bytes; 0 for a buffer the step never touches
+                                              and for a part in place (its parent holds it) */
+  int parent[CG_DEVPLAN_MAX_BUFS];         /* a part in place: the whole's buffer, else -1 */
   int first_use[CG_DEVPLAN_MAX_BUFS], last_use[CG_DEVPLAN_MAX_BUFS]; /* -1 when unused */
-  size_t offset[CG_DEVPLAN_MAX_BUFS];      /* into the arena */
+  size_t offset[CG_DEVPLAN_MAX_BUFS];      /* into the arena (a part: its first element) */
   size_t align;
   size_t arena;        /* bytes of the arena (planned) */
   size_t naive;        /* one buffer per activation and per gradient, as before the arena */
@@ -85,11 +117,16 @@ static inline int cg_devplan_grad(const cg_devplan_t *p, int t) { return p->nten
 int cg_devplan_graph(const cg_model_t *m, cg_devplan_t *p, char *err, size_t errlen);
 
 /* The whole plan for batch n, input channels padded to cpad, es bytes per element, offsets
- * aligned to align (a power of two; 0 = 256): graph, positions, accesses, intervals, arena.
- * 0, or -1 with a message (a graph the backend cannot run, a buffer read before it is written
- * in the step, a plan that fails its own verification). */
+ * aligned to align (a power of two; 0 = 256), with the options opts (NULL: all off): graph,
+ * positions, accesses, intervals, arena. 0, or -1 with a message (a graph the backend cannot
+ * run, a buffer read before it is written in the step, a plan that fails its own
+ * verification). */
 int cg_devplan_make(const cg_model_t *m, int n, int cpad, size_t es, size_t align,
-                    cg_devplan_t *p, char *err, size_t errlen);
+                    const cg_devplan_opts_t *opts, cg_devplan_t *p, char *err, size_t errlen);
+
+/* Bytes a tensor's activation or gradient spans from its first element (a part in place:
+ * up to the end of its parent). */
+size_t cg_devplan_span(const cg_devplan_t *p, int buf);
 
 /* 1 if the step accesses buffer buf at position pos in this mode, else 0. */
 int cg_devplan_allows(const cg_devplan_t *p, int pos, int buf, int mode);
