@@ -19,6 +19,18 @@
 #   scripts/device/check.sh short   the layer/conv/step/scaler tests, bench bf16/fp16 batch 32,
 #                                   profile, PyTorch eager + compile                (~3 min)
 #   scripts/device/check.sh all     tests and bench (the build is reused when present)
+#   scripts/device/check.sh speed [SECTION...]
+#                                   issue 16 in one deadline-aware pass (CHECK_BUDGET_S, default
+#                                   560 s from the start): build, our UNet-S bf16 b32 beside
+#                                   PyTorch eager / torch.compile / max-autotune, the per-kernel
+#                                   breakdown (CUPTI), the gpu tests, compute-sanitizer, fp16 /
+#                                   batch 64 / fp32, and one run per structural change switched
+#                                   off (the before/after of each step). A section that would not
+#                                   end before the deadline is skipped and named in the summary,
+#                                   so a second call can run just those (SECTION...: build bench
+#                                   kernels peer tests sanitizer more ablate). Ours and PyTorch
+#                                   use PyTorch's cuDNN where its wheel is found (both then run
+#                                   one cuDNN version); the algorithm cache persists in $W.
 #
 # Every section is time-boxed and runs even if an earlier one failed; the summary at the end
 # lists each section's status. Never touches the GPU's clocks, power or modes.
@@ -260,6 +272,182 @@ for prefix, ranks, need in (("t1", 1, [1, 2, 4]), ("t2", 2, [1, 2, 3, 4])):
 PY
 }
 
+# ---- issue 16: speed ------------------------------------------------------------------------
+BUDGET=${CHECK_BUDGET_S:-560}
+# want NAME SECONDS: 0 when the section can still end before the deadline, else records a skip.
+want() {
+  local left=$(( BUDGET - ($(date +%s) - T0) ))
+  if [ "$left" -lt "$2" ]; then
+    record "$1" "SKIPPED (needs ~$2 s, $left s left)"
+    echo "=== $1: skipped (needs ~$2 s, $left s left)"
+    return 1
+  fi
+  return 0
+}
+
+# Our benches run on PyTorch's cuDNN (the nvidia-cudnn wheel) when it loads, so that both sides
+# use one version; the system's otherwise. The choice is printed and kept in $W/cudnn.txt.
+ours_env() {
+  if [ -z "${OURS_ENV_SET:-}" ]; then
+    OURS_ENV_SET=1
+    CUDNN_DIR=$(python3 bench/peer_torch.py --print-cudnn-libdir 2>/dev/null || true)
+    OURS_LD=""
+    if [ -n "$CUDNN_DIR" ] && LD_LIBRARY_PATH="$CUDNN_DIR${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" \
+         timeout 60 "$BUILD/bench/cogpu-bench" train --backend cuda --precision bf16 --batch-list 2 --model-base 8 \
+         --model-depth 3 --image-size 64 --warmup 2 --steps 2 --windows 1 > "$W/cudnn-probe.log" 2>&1; then
+      OURS_LD="$CUDNN_DIR${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+      echo "ours on PyTorch's cuDNN: $CUDNN_DIR" | tee "$W/cudnn.txt"
+    else
+      echo "ours on the system cuDNN (PyTorch's wheel: '${CUDNN_DIR:-none}' did not load)" | tee "$W/cudnn.txt"
+      tail -5 "$W/cudnn-probe.log" 2>/dev/null
+    fi
+  fi
+}
+ours() { # ours LABEL SECONDS ARGS...: cogpu-bench train on the chosen cuDNN, time-boxed
+  local name=$1 secs=$2; shift 2
+  if [ -n "$OURS_LD" ]; then run_box "$name" "$secs" env LD_LIBRARY_PATH="$OURS_LD" "$@"
+  else run_box "$name" "$secs" "$@"; fi
+}
+
+sp_bench() {
+  local B="$BUILD/bench/cogpu-bench"
+  section "ours: UNet-S bf16 batch 32 (the headline), search logged"
+  ours_env
+  ours "bench bf16 b32" 240 env CG_CONV_VERBOSE=1 CG_CONV_BUDGET_S=1 "$B" train --backend cuda --precision bf16 \
+    --batch-list 32 --windows 5 --json-out "$W/bench-final.json" --algo-cache "$W/algo.txt" \
+    2> "$W/search-bf16.log"
+  grep -cE "conv search: conv|conv search: upconv" "$W/search-bf16.log" | sed 's/^/searched layers: /'
+  grep -E "knob sweep|disagrees|dW by our|drelu fused|concat in place|cuda memory" "$W/search-bf16.log" | head -40
+  keep bench-final.json search-bf16.log
+}
+
+sp_kernels() {
+  local B="$BUILD/bench/cogpu-bench"
+  section "per-kernel breakdown of the captured step (CUPTI), bf16 batch 32"
+  ours_env
+  ours "kernels bf16 b32" 90 env CG_CONV_BUDGET_S=1 "$B" train --backend cuda --precision bf16 --batch-list 32 \
+    --windows 1 --steps 20 --kernels --kernel-steps 20 --kernels-json "$W/kernels" \
+    --algo-cache "$W/algo.txt" > "$W/kernels.log" 2>&1
+  head -80 "$W/kernels.log"
+  cp "$W"/kernels-*.json "$OUT/" 2>/dev/null
+}
+
+sp_peer() {
+  section "PyTorch: eager AMP bf16, torch.compile default and max-autotune (batch 32)"
+  run_box "peer compile" 330 python3 bench/peer_torch.py --variants eager_bf16,compile_bf16 \
+    --compile-modes default,max-autotune --batch-list 32 --time-budget 300 --compile-timeout 220 \
+    --json-out "$W/peer-compile.json"
+  section "PyTorch: eager bf16 / fp16 / fp32, batch 32 and 64"
+  run_box "peer eager" 100 python3 bench/peer_torch.py --variants eager_bf16,eager_fp16,eager_fp32 \
+    --batch-list 32,64 --time-budget 80 --no-matmul --json-out "$W/peer-eager.json"
+  keep peer-compile.json
+}
+
+sp_tests() {
+  section "ctest -L gpu (4 at a time)"
+  (cd "$BUILD" && timeout 300 ctest -L gpu -j4 --output-on-failure --timeout 240) \
+    > "$W/ctest-gpu.log" 2>&1
+  grep -E "Test +#|tests passed|FAIL|Worst|worst|kernel|TFLOP" "$W/ctest-gpu.log" | head -70
+  if grep -q "100% tests passed" "$W/ctest-gpu.log"; then record "ctest -L gpu" "ok";
+  else record "ctest -L gpu" "FAILED ($(grep -cE '\*\*\*Failed|Timeout' "$W/ctest-gpu.log") failing)"; fi
+}
+
+sp_more() {
+  local B="$BUILD/bench/cogpu-bench"
+  section "ours: fp16 b32, bf16 b64, fp32 b32 (TF32 auto)"
+  ours_env
+  ours "bench fp16 b32" 120 env CG_CONV_BUDGET_S=1 "$B" train --backend cuda --precision fp16 --batch-list 32 \
+    --windows 3 --json-out "$W/bench-fp16.json" --algo-cache "$W/algo.txt"
+  ours "bench bf16 b64" 120 env CG_CONV_BUDGET_S=0.7 "$B" train --backend cuda --precision bf16 --batch-list 64 \
+    --windows 3 --json-out "$W/bench-b64.json" --algo-cache "$W/algo.txt"
+  ours "bench fp32 b32" 120 env CG_CONV_BUDGET_S=0.7 CG_CONV_SWEEP_MS=off "$B" train --backend cuda \
+    --precision fp32 --batch-list 32 --windows 2 --json-out "$W/bench-fp32.json" \
+    --algo-cache "$W/algo.txt"
+}
+
+# One bench per structural change of issue 16 switched off (all else as in the headline): the
+# step's time without it. The search results come from the cache where the change does not
+# alter the convolutions' shapes or the candidate set.
+sp_ablate() {
+  local B="$BUILD/bench/cogpu-bench"
+  section "each change switched off alone (bf16 b32)"
+  ours_env
+  local runs=("copy:CG_CONCAT=copy" "nofuse:CG_FUSE_RELU_BIAS=0" "nodrelu:CG_DRELU=0"
+              "serial:CG_CONCURRENT_HW=0" "cudnnwgrad:CG_CONV_WGRAD=off"
+              "percast:CG_MERGE_CASTS=0" "nosweep:CG_CONV_SWEEP_MS=off")
+  for r in "${runs[@]}"; do
+    local tag=${r%%:*} env=${r#*:}
+    want "ablate $tag" 45 || continue
+    ours "ablate $tag" 120 env $env CG_CONV_BUDGET_S=1 "$B" train --backend cuda --precision bf16 --batch-list 32 \
+      --windows 3 --json-out "$W/ablate-$tag.json" --algo-cache "$W/algo.txt" \
+      > "$W/ablate-$tag.log" 2>&1
+    printf '%-12s %s\n' "$tag" "$(grep -E '^  bf16' "$W/ablate-$tag.log")"
+  done
+  python3 - "$W" <<'PY'
+import glob, json, os, sys
+w = sys.argv[1]
+rows = {}
+for f in sorted(glob.glob(os.path.join(w, "ablate-*.json"))):
+    tag = os.path.basename(f)[7:-5]
+    r = json.load(open(f))["results"][0]
+    rows[tag] = r
+final = json.load(open(os.path.join(w, "bench-final.json")))["results"][0] if os.path.exists(os.path.join(w, "bench-final.json")) else None
+print("# change switched off    img/s   ms/step   mem GiB   final img/s / this")
+for tag, r in rows.items():
+    ratio = final["img_per_s"] / r["img_per_s"] if final and r["img_per_s"] > 0 else float("nan")
+    print("  %-20s %8.1f %9.3f %9.3f   %.3f" % (tag, r["img_per_s"], r["ms_per_step"], r["mem_gib"], ratio))
+if final:
+    print("  %-20s %8.1f %9.3f %9.3f" % ("(final)", final["img_per_s"], final["ms_per_step"], final["mem_gib"]))
+PY
+}
+
+sp_compare() {
+  section "ours / PyTorch"
+  local peers=()
+  for f in peer-compile.json peer-eager.json; do [ -f "$W/$f" ] && peers+=("$W/$f"); done
+  local ours_json="$W/bench-all.json"
+  python3 - "$W" "$ours_json" <<'PY'
+import json, os, sys
+w, out = sys.argv[1], sys.argv[2]
+merged = None
+for f in ("bench-final.json", "bench-fp16.json", "bench-b64.json", "bench-fp32.json"):
+    p = os.path.join(w, f)
+    if not os.path.exists(p):
+        continue
+    d = json.load(open(p))
+    if merged is None:
+        merged = d
+    else:
+        merged["results"] += d["results"]
+if merged:
+    json.dump(merged, open(out, "w"))
+PY
+  if [ -f "$ours_json" ] && [ ${#peers[@]} -gt 0 ]; then
+    python3 bench/compare.py "$ours_json" "${peers[@]}" --json-out "$W/compare.json"
+    keep compare.json
+  fi
+}
+
+speed() {
+  local sections=("$@")
+  [ ${#sections[@]} -eq 0 ] && sections=(build bench peer kernels tests sanitizer more ablate)
+  for sec in "${sections[@]}"; do
+    case "$sec" in
+      build) build || return 1 ;;
+      bench) want "bench" 150 && sp_bench ;;
+      kernels) want "kernels" 60 && sp_kernels ;;
+      peer) want "peer" 300 && sp_peer ;;
+      tests) want "tests" 150 && sp_tests ;;
+      sanitizer) want "sanitizer" 60 && sanitizer ;;
+      more) want "more" 120 && sp_more ;;
+      ablate) want "ablate" 60 && sp_ablate ;;
+      *) echo "unknown section $sec"; return 2 ;;
+    esac
+  done
+  sp_compare
+  cp "$W/algo.txt" "$OUT/algo-cache.txt" 2>/dev/null
+}
+
 case "$WHAT" in
   trace) build && trace ;;
   perf) build && perf ;;
@@ -268,7 +456,8 @@ case "$WHAT" in
   short) build && short ;;
   bench) build && bench ;;
   all) build && { tests; bench; } ;;
-  *) echo "usage: $0 tests|quick|short|bench|perf|trace|all"; exit 2 ;;
+  speed) shift; [ "${1:-}" = build ] || [ $# -eq 0 ] || build; speed "$@" ;;
+  *) echo "usage: $0 tests|quick|short|bench|perf|trace|all|speed [SECTION...]"; exit 2 ;;
 esac
 section "summary ($WHAT, $(( $(date +%s) - T0 )) s)"
 printf '%s\n' "${SUMMARY[@]}"
