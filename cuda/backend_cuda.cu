@@ -1,6 +1,6 @@
 /* backend_cuda.cu: the CUDA backend — one rank drives one GPU (the ops table of backend.h).
  *
- * Streams and ordering. Four non-blocking streams, ordered only by events:
+ * Streams and ordering. Five non-blocking streams, ordered only by events:
  *   h2d      upload(slot): waits ev_free[slot] (the last step that read the slot), copies the
  *            batch, records ev_ready[slot];
  *   compute  a step: waits ev_ready[slot], records ev_start, runs the step body, records ev_end
@@ -14,7 +14,10 @@
  *            copies each bucket to pinned host memory, the host reduces it and copies it back
  *            (always staged: Open MPI's non-blocking reductions do not take device memory,
  *            even when it is CUDA-aware);
- *   d2h      waits ev_end, copies the step's results to pinned host memory, records ev_result.
+ *   d2h      waits ev_end, copies the step's results to pinned host memory, records ev_result;
+ *   side     the dW of the layers whose dW and dx run at the same time (the plan's concurrent
+ *            ones): forked from compute by ev_fork, joined back by ev_join before the layer's
+ *            backward ends, with a cuDNN workspace of its own (d_ws2).
  * The host blocks only in fetch (on ev_result of the oldest step), in upload_wait, in the
  * parameter get/set calls and, with several ranks, while MPI reduces the staged gradients.
  *
@@ -28,11 +31,15 @@
  * Memory. Everything is allocated at create (plain cudaMalloc, zeroed): fp32 master
  * parameters, gradients (the flat layout of model.h) and AdamW moments, the compute-precision
  * copy of the parameters (bf16/fp16; AdamW refreshes it), and one arena for the activations
- * and their gradients. Each tensor has a dense activation and a dense gradient in the arena;
- * a concat buffer of model.h ([up | skip]) becomes three dense tensors: up, skip, and the
- * concatenation, filled by cg_k_concat_fwd just before its reader runs; the reader's input
- * gradient is split back with cg_k_concat_bwd, after which the pool's backward accumulates
- * into the skip gradient (its accum_dx). The arena layout is the step plan of src/devplan.h:
+ * and their gradients. A concat buffer of model.h ([up | skip]) is held in place by default:
+ * the upconv and the encoder's last conv write their halves of it (pixel stride = the
+ * buffer's channels), the decoder's conv reads it whole, and the backward reads the halves of
+ * its gradient where that conv's dx wrote them (the pool's backward accumulating into the
+ * skip half); or, when cuDNN has no engine for a strided half (or CG_CONCAT=copy), as three
+ * dense tensors joined by cg_k_concat_fwd / split by cg_k_concat_bwd. The head's and the
+ * pools' backward also do the ReLU + bias backward of the conv before them, and a conv's dx
+ * may carry its input's ReLU mask (cuDNN fusion), leaving the layer before a plain bias sum.
+ * The arena layout is the step plan of src/devplan.h:
  * buffers whose live intervals within a step are disjoint share bytes, so nothing may be read
  * outside its interval and nothing survives from one step to the next (every buffer is fully
  * written before it is read in each step; the plan refuses a graph where that does not hold).
@@ -40,8 +47,11 @@
  * check the access against the plan. The first layer's input is padded to a multiple of 8
  * channels (tensor cores; cuDNN has no bf16 NHWC algorithm for 5 channels), and its weights
  * are repacked from the fp32 master at the start of every forward.
- * dW of a cuDNN layer goes to a dense scratch (aligned, compute type) and is then converted
- * into the fp32 gradient buffer, whose per-layer offsets have no useful alignment.
+ * dW of a cuDNN layer goes to its own slot (aligned, compute type); one launch converts a
+ * gradient bucket's slots into the fp32 gradient buffer (whose per-layer offsets have no useful
+ * alignment) just before the bucket is all-reduced. Before the algorithm search the arena and
+ * the weights hold random values (timings on zeros mislead, and candidates are checked against
+ * each other's output); the weights are zeroed again after it.
  *
  * CUDA graphs. After kWarmupSteps eager steps (the cuDNN plans, lazily loaded kernels and
  * the algorithm choice are settled by then), the compute-stream part of a training step — from
@@ -90,8 +100,8 @@ constexpr int kNQ = CG_MAX_INFLIGHT + 1; /* pinned result slots and per-step eve
 constexpr int kNDQ = CG_MAX_INFLIGHT;    /* device result slots, staging, graph variants */
 constexpr int kWarmupSteps = 2;          /* eager steps before a graph is captured */
 constexpr int kMaxAllocs = 3 * CG_MAX_TENSORS + 64;
-constexpr int kChannelAlign = 8;
-constexpr unsigned long long kProfileHoldNs = 40000000ull; /* 40 ms: see begin_step */         /* first-layer input channels padded to this */
+constexpr int kChannelAlign = 8;        /* first-layer input channels padded to this */
+constexpr unsigned long long kProfileHoldNs = 40000000ull; /* 40 ms: see begin_step */
 constexpr size_t kArenaAlign = 256;      /* offsets of the buffers inside the arena */
 
 /* One step's results on the device and in pinned host memory. */
@@ -202,7 +212,7 @@ struct cg_backend {
 
   /* per-kernel breakdown (cfg.kprof): region ids of each layer's passes and of the rest */
   cg_kprof_t *kp;
-  int kr_fwd[CG_MAX_LAYERS], kr_bwd[CG_MAX_LAYERS], kr_prep, kr_loss, kr_opt, kr_params;
+  int kr_fwd[CG_MAX_LAYERS], kr_bwd[CG_MAX_LAYERS], kr_prep, kr_loss, kr_opt, kr_params, kr_casts;
 
   /* CUDA graphs */
   cudaGraphExec_t gexec[CG_DEV_SLOTS][kNDQ];
@@ -526,23 +536,42 @@ int alloc_all(cg_backend_t *b, char *err, size_t errlen) {
 /* After the search: the plan with the ReLU-mask fusions as chosen (the first plan listed both
  * ways where the search could go either way), adopted when it fits the arena allocated for the
  * first (it has the same or fewer accesses, so it does unless the planner's heuristic packs it
- * worse). */
-void replan(cg_backend_t *b) {
+ * worse); the arena shrinks to it when it needs less. Nothing holds arena pointers yet but
+ * d_act/d_dact (cuDNN's variant packs are keyed by pointer and made again). */
+int replan(cg_backend_t *b, char *err, size_t errlen) {
   cg_devplan_opts_t o = b->plan.opts;
-  bool any = false;
+  int any = 0, fused = 0;
   for (int i = 0; i < b->m->nlayers; i++)
     if (o.drelu[i]) {
       o.drelu[i] = b->conv[i] && cg_conv_drelu_fused(b->conv[i]) ? 1 : 0;
-      any = true;
+      any = 1;
+      fused += o.drelu[i];
     }
-  if (!any) return;
+  if (!any) return 0;
   static cg_devplan_t q; /* large; create runs on one thread at a time */
   char e[256];
-  if (cg_devplan_make(b->m, b->n, b->cpad, b->es, kArenaAlign, &o, &q, e, sizeof e) == 0 &&
-      q.arena <= b->mem_arena && q.search_bytes <= b->mem_arena) {
-    b->plan = q;
-    place_tensors(b);
+  const bool ok = cg_devplan_make(b->m, b->n, b->cpad, b->es, kArenaAlign, &o, &q, e, sizeof e) == 0 &&
+                  q.arena <= b->mem_arena;
+  if (cg_log_rank() <= 0)
+    cg_log_info("%d layer(s) mask dx with the ReLU of x inside cuDNN; step plan %s (arena %.1f "
+                "MiB)", fused, ok ? "made again for that" : "kept listing both ways",
+                (ok ? q.arena : b->plan.arena) / 1048576.0);
+  if (!ok) return 0;
+  b->plan = q;
+  if (q.arena < b->mem_arena) { /* give back what the plan no longer needs */
+    CG_CHECK_CUDA(cudaDeviceSynchronize());
+    for (int k = 0; k < b->nallocs; k++)
+      if (b->allocs[k] == b->d_arena) {
+        CG_CHECK_CUDA(cudaFree(b->d_arena));
+        b->allocs[k] = b->allocs[--b->nallocs];
+        break;
+      }
+    b->bytes -= b->mem_arena;
+    b->mem_arena = q.arena;
+    if (dalloc(b, &b->d_arena, q.arena, "activation arena", err, errlen)) return -1;
   }
+  place_tensors(b);
+  return 0;
 }
 
 /* cuDNN descriptors for every convolution, algorithm selection on device buffers of the real
@@ -550,7 +579,7 @@ void replan(cg_backend_t *b) {
  * both backwards on one set of operands, but in the step dx may reuse the bytes of x or y
  * (they are dead by then); so each layer's x, y, dy and dx are laid out side by side in the
  * arena (cg_devplan_search_layout), which holds nothing yet. */
-int make_convs(cg_backend_t *b, char *err, size_t errlen) {
+int make_convs(cg_backend_t *b, int *conv_failed, char *err, size_t errlen) {
   const cg_model_t *m = b->m;
   size_t search = 0;
   for (int i = 0; i < m->nlayers; i++) {
@@ -577,6 +606,7 @@ int make_convs(cg_backend_t *b, char *err, size_t errlen) {
     char e2[400];
     if (cg_conv_create(&sh, ops, &b->conv[i], e2, sizeof e2)) {
       snprintf(err, errlen, "layer %s: %s", l->name, e2);
+      *conv_failed = 1;
       return -1;
     }
     size_t s = cg_conv_search_ws_bytes(b->cctx, b->conv[i]);
@@ -587,7 +617,13 @@ int make_convs(cg_backend_t *b, char *err, size_t errlen) {
   size_t free_b = 0, total_b = 0;
   CG_CHECK_CUDA(cudaMemGetInfo(&free_b, &total_b));
   size_t cap = search;
-  if (cap > ((size_t)1 << 30)) cap = (size_t)1 << 30;
+  /* The workspace a choice may use: it stays allocated for the run, so in 16-bit types, where
+   * memory is a goal, an algorithm needing more than 32 MiB must be faster some other way
+   * (CG_CONV_WS_MB sets it; fp32 keeps 1 GiB). */
+  const char *wsmb = getenv("CG_CONV_WS_MB");
+  size_t limit = b->dt == CG_DT_F32 ? (size_t)1 << 30 : (size_t)32 << 20;
+  if (wsmb && atof(wsmb) > 0) limit = (size_t)(atof(wsmb) * 1048576.0);
+  if (cap > limit) cap = limit;
   if (cap > free_b / 4) cap = free_b / 4;
   void *tune = NULL;
   while (cap > 0) {
@@ -598,6 +634,19 @@ int make_convs(cg_backend_t *b, char *err, size_t errlen) {
     tune = NULL;
     cap = cap > ((size_t)32 << 20) ? cap / 2 : 0;
   }
+  /* Random operands for the search: timings on zeros flatter kernels, and the agreement check of
+   * candidates cuDNN's heuristics never proposed needs real values. The step writes every buffer
+   * before it reads it, and the weights are zeroed again below (set_params fills them). */
+  const cudaStream_t s0 = b->s_comp;
+  cg_k_fill_uniform(b->dt, b->d_arena, (int64_t)(b->mem_arena / b->es), 1, -1.0f, 1.0f, s0);
+  cg_k_fill_uniform(CG_DT_F32, b->d_params, (int64_t)m->nparams, 2, -0.05f, 0.05f, s0);
+  if (b->d_lowp) cg_k_fill_uniform(b->dt, b->d_lowp, (int64_t)m->nparams, 2, -0.05f, 0.05f, s0);
+  {
+    const cg_layer_t *l0 = &m->layers[b->plan.first];
+    cg_k_fill_uniform(b->dt, b->d_w0, (int64_t)l0->cout * l0->k * l0->k * b->cpad, 3, -0.05f,
+                      0.05f, s0);
+  }
+  CG_CHECK_CUDA(cudaStreamSynchronize(s0));
   int rc = 0;
   size_t ws = 0, ws2 = 0;
   for (int i = 0; i < m->nlayers && rc == 0; i++) {
@@ -619,20 +668,32 @@ int make_convs(cg_backend_t *b, char *err, size_t errlen) {
     char e2[400];
     if (cg_conv_select(b->cctx, b->conv[i], &bufs, tune, cap, b->s_comp, e2, sizeof e2)) {
       snprintf(err, errlen, "layer %s: %s", l->name, e2);
+      *conv_failed = 1;
       rc = -1;
       break;
     }
-    size_t w = cg_conv_ws_bytes(b->conv[i]);
+    /* a layer whose dW runs on the side stream has it there, in its own workspace */
+    const bool side = b->plan.opts.concurrent[i] != 0;
+    const size_t w = cg_conv_op_ws_bytes(b->conv[i], side ? CG_CONV_OP_FWD | CG_CONV_OP_BWD_DATA
+                                                          : CG_CONV_OP_ALL);
     if (w > ws) ws = w;
-    if (b->plan.opts.concurrent[i] && w > ws2) ws2 = w;
+    const size_t w2 = side ? cg_conv_op_ws_bytes(b->conv[i], CG_CONV_OP_BWD_FILTER) : 0;
+    if (w2 > ws2) ws2 = w2;
   }
   if (tune) CG_CHECK_CUDA(cudaFree(tune));
+  {
+    const cg_layer_t *l0 = &m->layers[b->plan.first];
+    CG_CHECK_CUDA(cudaMemsetAsync(b->d_params, 0, m->nparams * sizeof(float), s0));
+    if (b->d_lowp) CG_CHECK_CUDA(cudaMemsetAsync(b->d_lowp, 0, m->nparams * b->es, s0));
+    CG_CHECK_CUDA(cudaMemsetAsync(b->d_w0, 0, (size_t)l0->cout * l0->k * l0->k * b->cpad * b->es, s0));
+    CG_CHECK_CUDA(cudaStreamSynchronize(s0));
+  }
   if (rc) return rc;
   char e3[512];
   if (cg_conv_ctx_save(b->cctx, e3, sizeof e3)) cg_log_warn("%s (continuing without it)", e3);
   b->ws_bytes = ws;
   b->ws2_bytes = ws2;
-  replan(b);
+  if (replan(b, err, errlen)) return -1;
   return dalloc(b, &b->d_ws, ws, "cuDNN workspace", err, errlen) ||
          dalloc(b, &b->d_ws2, ws2, "cuDNN workspace of the side stream", err, errlen);
 }
@@ -961,30 +1022,36 @@ int backward_layer(cg_backend_t *b, int i) {
                              P->ld[l->out], npix_out, l->cout, relu, db, b->d_bias_work, s);
       }
       /* dW before dx: dx may take the bytes of x, whose last reader this is (devplan.h); or
-       * both at once, dW on the side stream, where the plan keeps x alive through dx */
+       * both at once, dW on the side stream, where the plan keeps x alive through dx. The
+       * statuses are checked after the join, so that no return leaves the side stream forked
+       * (a capture would end unjoined). */
       const bool side = P->opts.concurrent[i] != 0;
+      cudaError_t cf = cudaSuccess, cj = cudaSuccess, cw = cudaSuccess;
+      cudnnStatus_t sdw = CUDNN_STATUS_SUCCESS, sdx = CUDNN_STATUS_SUCCESS;
       if (side) {
-        BODY_CUDA(b, cudaEventRecord(b->ev_fork, s));
-        BODY_CUDA(b, cudaStreamWaitEvent(b->s_side, b->ev_fork, 0));
-        BODY_DNN(b, run_dw(b, i, b->s_side, b->d_ws2, b->ws2_bytes));
-        BODY_CUDA(b, cudaEventRecord(b->ev_join, b->s_side));
+        cf = cudaEventRecord(b->ev_fork, s);
+        if (cf == cudaSuccess) cf = cudaStreamWaitEvent(b->s_side, b->ev_fork, 0);
+        if (cf == cudaSuccess) sdw = run_dw(b, i, b->s_side, b->d_ws2, b->ws2_bytes);
+        if (cf == cudaSuccess) cj = cudaEventRecord(b->ev_join, b->s_side);
       } else {
-        BODY_DNN(b, run_dw(b, i, s, b->d_ws, b->ws_bytes));
+        sdw = run_dw(b, i, s, b->d_ws, b->ws_bytes);
       }
       if (l->need_dx && cg_conv_drelu_fused(b->conv[i])) /* dx * (x > 0), one kernel */
-        BODY_DNN(b, cg_conv_bwd_data_drelu(b->cctx, b->conv[i],
-                                           grad_at(b, l->out, P->bwd_dx[i], CG_DP_R), wptr(b, i),
-                                           act_at(b, l->in, P->bwd_dx[i], CG_DP_R),
-                                           grad_at(b, l->in, P->bwd_dx[i], dxmode), b->d_ws,
-                                           b->ws_bytes, s));
+        sdx = cg_conv_bwd_data_drelu(b->cctx, b->conv[i], grad_at(b, l->out, P->bwd_dx[i], CG_DP_R),
+                                     wptr(b, i), act_at(b, l->in, P->bwd_dx[i], CG_DP_R),
+                                     grad_at(b, l->in, P->bwd_dx[i], dxmode), b->d_ws, b->ws_bytes,
+                                     s);
       else if (l->need_dx)
-        BODY_DNN(b, cg_conv_bwd_data(b->cctx, b->conv[i],
-                                     grad_at(b, l->out, P->bwd_dx[i], CG_DP_R), wptr(b, i),
-                                     grad_at(b, l->in, P->bwd_dx[i], dxmode), l->accum_dx,
-                                     b->d_ws, b->ws_bytes, s));
-      if (side) BODY_CUDA(b, cudaStreamWaitEvent(s, b->ev_join, 0));
+        sdx = cg_conv_bwd_data(b->cctx, b->conv[i], grad_at(b, l->out, P->bwd_dx[i], CG_DP_R),
+                               wptr(b, i), grad_at(b, l->in, P->bwd_dx[i], dxmode), l->accum_dx,
+                               b->d_ws, b->ws_bytes, s);
+      if (side && cf == cudaSuccess && cj == cudaSuccess) cw = cudaStreamWaitEvent(s, b->ev_join, 0);
+      BODY_CUDA(b, cf);
+      BODY_DNN(b, sdw);
+      BODY_CUDA(b, cj);
+      BODY_DNN(b, sdx);
+      BODY_CUDA(b, cw);
       b->pending[b->npending++] = i; /* dW to fp32 with the rest of its bucket */
-      (void)dw;
     } break;
     case CG_OP_POOL: /* the output is not read: the argmax is recomputed from x */
       if (l->need_dx) {
@@ -1015,7 +1082,11 @@ int backward(cg_backend_t *b) {
     /* a bucket's gradients are complete once its dW are in fp32 */
     const int flush = rc == 0 && (!b->merge_casts || i == 0 ||
                                   (b->cfg.buckets && b->cfg.buckets->ready_after[i] >= 0));
-    if (flush) flush_dw_casts(b);
+    if (flush) { /* a region of its own: a bucket's conversions belong to no one layer */
+      cg_kprof_enter(b->kp, b->kr_casts, s);
+      flush_dw_casts(b);
+      cg_kprof_leave(b->kp, s);
+    }
     cg_kprof_leave(b->kp, s);
     if (rc) return -1;
     if (b->cfg.profile && !b->capturing) CG_CHECK_CUDA(cudaEventRecord(b->ev_pb[i][1], s));
@@ -1248,6 +1319,8 @@ void name_regions(cg_backend_t *b) {
   /* AdamW: p, g, m, v read, p, m, v and the low-precision copy written */
   b->kr_opt = cg_kprof_region(kp, "optimizer", 0, np * (7.0 * 4.0 + es));
   b->kr_params = cg_kprof_region(kp, "step parameters", 0, 0);
+  /* each bucket's dW: read in the compute type, written in fp32 */
+  b->kr_casts = cg_kprof_region(kp, "dW to fp32", 0, np * (es + 4.0));
 }
 
 /* The step's structure (devplan.h), from the environment for experiments: CG_CONCAT=copy
@@ -1346,10 +1419,7 @@ int create_with(const cg_model_t *m, const cg_backend_cfg_t *cfg, const cg_devpl
   }
   b->cctx = cg_conv_ctx_create(b->dnn, cfg->deterministic, cfg->algo_cache);
   if (alloc_all(b, err, errlen)) goto fail;
-  if (make_convs(b, err, errlen)) {
-    *conv_failed = 1;
-    goto fail;
-  }
+  if (make_convs(b, conv_failed, err, errlen)) goto fail;
   CG_CHECK_CUDA(cudaDeviceSynchronize());
   if (cg_log_rank() <= 0)
     cg_log_info("cuda memory: parameters+optimizer %.1f MiB, activation arena %.1f MiB (%.1f MiB "
@@ -1597,7 +1667,9 @@ int cuda_eval_step(cg_backend_t *b, int slot) {
   begin_step(b, slot, 0, &q, &dq);
   const int rc = forward(b, slot);
   CG_ASSERT(rc == 0);
+  cg_kprof_enter(b->kp, b->kr_loss, b->s_comp);
   run_loss(b, slot, dq, 0);
+  cg_kprof_leave(b->kp, b->s_comp);
   /* no update: the scaler is reported as it stands */
   CG_CHECK_CUDA(cudaMemcpyAsync(res_field(b, dq, offsetof(result_t, before)), b->d_scaler,
                                 sizeof(cg_scaler_t), cudaMemcpyDeviceToDevice, b->s_comp));

@@ -140,6 +140,8 @@ struct cg_conv {
 
 namespace {
 
+bool custom_shape(const cg_conv_t *c, cg_wgrad_shape_t *w); /* our dW kernel's shape, below */
+
 /* The cuDNN operation behind a layer operation (see the design note above). */
 int cop_of(const cg_conv_t *c, int layer_op) {
   const bool up = c->shape.kind == CG_CONV_UP;
@@ -232,7 +234,8 @@ void make_key(const cg_conv_ctx_t *ctx, const cg_conv_t *c, const char *op, char
   snprintf(api, sizeof api, "%s%s%s",
            ctx->api == CG_CONV_API_LEGACY ? "-legacy" : ctx->api == CG_CONV_API_GRAPH ? "-graph" : "",
            ctx->sweep_ms < 0 ? "-nosweep" : "",
-           wg && !strcmp(wg, "off") && !strcmp(op, "bwd_filter") ? "-nowg" : "");
+           /* the version of our dW kernel: a changed kernel is timed and checked anew */
+           !strcmp(op, "bwd_filter") ? (wg && !strcmp(wg, "off") ? "-nowg" : "-wg1") : "");
   char ld[32] = "";
   if (s->ldx || s->ldy) snprintf(ld, sizeof ld, " ldx%d ldy%d", s->ldx, s->ldy);
   snprintf(key, len, "%s cudnn%zu sel3%s %s %s %s tf32=%d det=%d n%d h%d w%d ci%d co%d k%d%s",
@@ -428,6 +431,7 @@ int cg_conv_create(const cg_conv_shape_t *shape, int ops, cg_conv_t **out, char 
   CG_ASSERT(s->bias_act >= 0 && s->bias_act <= 2 && (s->bias_act == 0 || s->kind == CG_CONV_PLAIN));
   cg_conv_t *c = (cg_conv_t *)cg_calloc(1, sizeof *c, "conv layer");
   c->shape = *s;
+  c->ms_custom = c->err_custom = c->ms_drelu = c->ms_unfused = c->ms_fused = c->ms_split = -1.0f;
   if (s->dt != CG_DT_F32) c->shape.tf32 = 0; /* meaningless there; keeps cache keys canonical */
   /* dense written as 0, so that cache keys are canonical */
   if (c->shape.ldx == s->cin) c->shape.ldx = 0;
@@ -496,6 +500,9 @@ size_t cg_conv_search_ws_bytes(cg_conv_ctx_t *ctx, const cg_conv_t *c) {
     /* leave the descriptor as the selection (if any) wants it */
     CG_CHECK_CUDNN(cudnnSetConvolutionMathType(c->cd[cop], c->math[cop]));
   }
+  cg_wgrad_shape_t w;
+  if (c->need[COP_BWD_FILTER] && custom_shape(c, &w) && cg_wgrad_work_bytes(&w) > most)
+    most = cg_wgrad_work_bytes(&w); /* our dW kernel's partial sums */
   return most;
 }
 
@@ -642,19 +649,50 @@ int search_range(const cg_conv_ctx_t *ctx, cg_cgraph_t *g, int from, size_t ws_b
 
 /* search_range over the heuristics' candidates, then, for an operation still slower than the
  * context's sweep threshold, over the knob variants of the best engines (cg_cgraph_sweep),
- * with a budget of its own. */
-template <typename F>
+ * with a budget of its own. A variant that wins must first agree (outputs_agree) with what it
+ * beat: the heuristics' winner (held meanwhile), or, when none of them won, fallback (the
+ * non-graph choice the caller timed); else the heuristics' result stands. out and n: the
+ * operation's output. */
+template <typename F, typename G>
 int search_graph(const cg_conv_ctx_t *ctx, cg_cgraph_t *g, size_t ws_bytes, float tol,
-                 cudaStream_t s, F run, float *best, size_t *best_ws) {
-  int win = search_range(ctx, g, 0, ws_bytes, tol, s, run, best, best_ws);
+                 cudaStream_t s, F run, float *best, size_t *best_ws, cg_dtype_t dt, void *out,
+                 size_t n, G fallback) {
+  const int win = search_range(ctx, g, 0, ws_bytes, tol, s, run, best, best_ws);
   if (ctx->sweep_ms < 0 || ctx->det || *best < ctx->sweep_ms) return win;
   const int from = cg_cgraph_count(g);
-  if (cg_cgraph_sweep(g, kSweepTop, kSweepMax) <= 0) return win;
+  const int added = cg_cgraph_sweep(g, kSweepTop, kSweepMax);
+  if (ctx->verbose) fprintf(stderr, "conv search: knob sweep: %d variants\n", added);
+  if (added <= 0) return win;
+  const float best_h = *best;
+  const size_t ws_h = *best_ws;
+  if (win >= 0) cg_cgraph_hold(g);
   const int w2 = search_range(ctx, g, from, ws_bytes, tol, s, run, best, best_ws);
-  if (ctx->verbose)
-    fprintf(stderr, "conv search: knob sweep of %d variants: %s\n", cg_cgraph_count(g) - from,
-            w2 >= 0 ? "a variant won" : "no variant was faster");
-  return w2 >= 0 ? w2 : win;
+  float err = -1.0f;
+  bool ok = false;
+  if (w2 >= 0)
+    ok = outputs_agree(
+        dt, out, n, s,
+        [&] {
+          if (win < 0) return fallback();
+          return cg_cgraph_use_held(g) == CUDNN_STATUS_SUCCESS ? run() : CUDNN_STATUS_BAD_PARAM;
+        },
+        [&] {
+          size_t w = 0;
+          return cg_cgraph_use_kept(g, &w) == CUDNN_STATUS_SUCCESS ? run() : CUDNN_STATUS_BAD_PARAM;
+        },
+        2e-2f, &err);
+  if (ctx->verbose && w2 >= 0)
+    fprintf(stderr, "conv search: knob variant %d was faster (%.4f ms vs %.4f); %s (error %.3g)\n",
+            w2, *best, best_h, ok ? "it agrees: taken" : "it does NOT agree: not taken", err);
+  if (ok) {
+    if (win >= 0) cg_cgraph_release_held(g, 0);
+    return w2;
+  }
+  *best = best_h; /* no variant, or a wrong one: the heuristics' result */
+  *best_ws = ws_h;
+  if (win >= 0) cg_cgraph_release_held(g, 1);
+  else cg_cgraph_drop_kept(g);
+  return win;
 }
 
 /* Legacy choice of cop by cudnnFind*Ex (see the design note). 0 with c->algo/math/ws_legacy
@@ -737,11 +775,69 @@ bool custom_shape(const cg_conv_t *c, cg_wgrad_shape_t *w) {
   return cg_wgrad_supported(w) != 0;
 }
 
-/* Our dW kernel as a candidate of COP_BWD_FILTER: it is timed like cuDNN's, and its output is
- * first checked against the output of cuDNN's choice on the same operands (max |ours - cuDNN|
- * <= 1e-2 x max |cuDNN| in 16-bit types, no NaN), so that a kernel wrong on this device or
- * shape is never used. Wins when faster than *best by 2%. run_best runs cuDNN's choice into
- * out. Returns 1 when it won (c->custom set, *best and *best_ws updated). */
+/* Runs ref, then cand, each writing the n elements (type dt) at out, and compares them on the
+ * host: they agree when max |cand - ref| <= tol x max |ref|, neither has a NaN, and max |ref| > 0
+ * (an all-zero reference proves nothing; the backend fills its buffers with random values
+ * before the search for this). *err: that maximum relative to max |ref| (inf: NaN, -1: not run).
+ * Used before adopting a candidate cuDNN's heuristics never proposed (a knob-sweep variant) or
+ * our own kernel: they must compute the same function, whatever their speed. */
+template <typename R, typename C>
+bool outputs_agree(cg_dtype_t dt, void *out, size_t n, cudaStream_t s, R ref, C cand, float tol,
+                   float *err) {
+  *err = -1.0f;
+  const size_t es = cg_dtype_size(dt);
+  unsigned char *a = (unsigned char *)malloc(n * es), *b = (unsigned char *)malloc(n * es);
+  bool ok = a && b && ref() == CUDNN_STATUS_SUCCESS &&
+            cudaMemcpyAsync(a, out, n * es, cudaMemcpyDeviceToHost, s) == cudaSuccess &&
+            cand() == CUDNN_STATUS_SUCCESS &&
+            cudaMemcpyAsync(b, out, n * es, cudaMemcpyDeviceToHost, s) == cudaSuccess &&
+            cudaStreamSynchronize(s) == cudaSuccess;
+  if (ok) {
+    double worst = 0, scale = 0;
+    bool nan = false;
+    for (size_t i = 0; i < n; i++) {
+      float r, v;
+      if (dt == CG_DT_F32) {
+        memcpy(&r, a + 4 * i, 4);
+        memcpy(&v, b + 4 * i, 4);
+      } else {
+        uint16_t ra, vb;
+        memcpy(&ra, a + 2 * i, 2);
+        memcpy(&vb, b + 2 * i, 2);
+        r = dt == CG_DT_BF16 ? bf16_to_f(ra) : f16_to_f(ra);
+        v = dt == CG_DT_BF16 ? bf16_to_f(vb) : f16_to_f(vb);
+      }
+      if (v != v || r != r) nan = true;
+      const double d = fabs((double)v - (double)r);
+      if (d > worst) worst = d;
+      if (fabs((double)r) > scale) scale = fabs((double)r);
+    }
+    *err = nan ? INFINITY : (float)(scale > 0 ? worst / scale : INFINITY);
+    ok = !nan && scale > 0 && worst <= tol * scale;
+  }
+  (void)cudaGetLastError(); /* a failed launch of the candidate must not stick */
+  free(a);
+  free(b);
+  return ok;
+}
+
+/* Elements from the first to the last of cuDNN tensor t of cop's output (strides included). */
+size_t out_elems(const cg_conv_t *c, int cop) {
+  const cg_conv_shape_t *s = &c->shape;
+  const bool up = s->kind == CG_CONV_UP;
+  if (cop == COP_BWD_FILTER) return (size_t)s->cout * s->k * s->k * s->cin;
+  const bool is_a = cop == COP_BWD_DATA; /* the output is a for backward-data, b for forward */
+  const int ca = up ? s->cout : s->cin, cb = up ? s->cin : s->cout;
+  const int lda = (up ? s->ldy : s->ldx) ? (up ? s->ldy : s->ldx) : ca;
+  const int ldb = (up ? s->ldx : s->ldy) ? (up ? s->ldx : s->ldy) : cb;
+  const size_t px = (size_t)s->n * (is_a && up ? 4 : 1) * s->h * s->w;
+  return (px - 1) * (size_t)(is_a ? lda : ldb) + (size_t)(is_a ? ca : cb);
+}
+
+/* Our dW kernel as a candidate of COP_BWD_FILTER: timed like cuDNN's, used when faster by 2%,
+ * but only after its output agrees with that of cuDNN's choice on the same operands (1e-2 of the
+ * largest element), so that a kernel wrong on this device or shape is never used. run_best runs
+ * cuDNN's choice into out. Returns 1 when it won (c->custom set, *best and *best_ws updated). */
 template <typename F>
 int select_custom(const cg_conv_ctx_t *ctx, cg_conv_t *c, const void *x, const void *dy, void *out,
                   void *d_ws, size_t ws_bytes, cudaStream_t s, F run_best, float *best,
@@ -750,47 +846,28 @@ int select_custom(const cg_conv_ctx_t *ctx, cg_conv_t *c, const void *x, const v
   if (!custom_shape(c, &c->wsh)) return 0;
   const size_t need = cg_wgrad_work_bytes(&c->wsh);
   if (need > ws_bytes) return 0;
-  const size_t n = (size_t)c->shape.cout * c->shape.k * c->shape.k * c->shape.cin;
-  uint16_t *ref = (uint16_t *)malloc(n * 2), *got = (uint16_t *)malloc(n * 2);
-  int won = 0;
-  if (ref && got && run_best() == CUDNN_STATUS_SUCCESS &&
-      cudaMemcpyAsync(ref, out, n * 2, cudaMemcpyDeviceToHost, s) == cudaSuccess &&
-      cg_wgrad_run(&c->wsh, x, dy, out, NULL, d_ws, s) == cudaSuccess &&
-      cudaMemcpyAsync(got, out, n * 2, cudaMemcpyDeviceToHost, s) == cudaSuccess &&
-      cudaStreamSynchronize(s) == cudaSuccess) {
-    double worst = 0, scale = 0;
-    bool nan = false;
-    for (size_t i = 0; i < n; i++) {
-      const float r = c->shape.dt == CG_DT_BF16 ? bf16_to_f(ref[i]) : f16_to_f(ref[i]);
-      const float v = c->shape.dt == CG_DT_BF16 ? bf16_to_f(got[i]) : f16_to_f(got[i]);
-      if (v != v || r != r) nan = true;
-      const double d = fabs((double)v - (double)r);
-      if (d > worst) worst = d;
-      if (fabs((double)r) > scale) scale = fabs((double)r);
-    }
-    c->err_custom = nan ? INFINITY : (float)(scale > 0 ? worst / scale : worst);
-    if (!nan && worst <= 1e-2 * scale + 1e-30) {
-      const float t = time_runs(s, [&] {
-        return cg_wgrad_run(&c->wsh, x, dy, out, NULL, d_ws, s) == cudaSuccess
-                   ? CUDNN_STATUS_SUCCESS : CUDNN_STATUS_EXECUTION_FAILED;
-      });
-      c->ms_custom = t;
-      if (t >= 0 && (*best < 0 || t < 0.98f * *best)) {
-        *best = t;
-        *best_ws = need;
-        won = 1;
-      }
-    } else if (ctx->verbose) {
+  auto ours = [&] {
+    return cg_wgrad_run(&c->wsh, x, dy, out, NULL, d_ws, s) == cudaSuccess
+               ? CUDNN_STATUS_SUCCESS : CUDNN_STATUS_EXECUTION_FAILED;
+  };
+  if (!outputs_agree(c->shape.dt, out, out_elems(c, COP_BWD_FILTER), s, run_best, ours, 1e-2f,
+                     &c->err_custom)) {
+    if (ctx->verbose) {
       char desc[256];
       cg_conv_describe(c, desc, sizeof desc);
-      fprintf(stderr, "conv search: our dW kernel disagrees with cuDNN on %s: max error %.3g of "
-              "max %.3g; not used\n", desc, worst, scale);
+      fprintf(stderr, "conv search: our dW kernel does not agree with cuDNN on %s (error %.3g of "
+              "the largest element); not used\n", desc, c->err_custom);
     }
+    return 0;
   }
-  (void)cudaGetLastError(); /* a failed launch of ours must not stick */
-  free(ref);
-  free(got);
-  return won;
+  const float t = time_runs(s, ours);
+  c->ms_custom = t;
+  if (t >= 0 && (*best < 0 || t < 0.98f * *best)) {
+    *best = t;
+    *best_ws = need;
+    return 1;
+  }
+  return 0;
 }
 
 /* A cache entry applied to cop: 0, or -1 when cuDNN no longer accepts it. */
@@ -865,17 +942,22 @@ int select_fused(cg_conv_ctx_t *ctx, cg_conv_t *c, const cg_conv_bufs_t *bufs, v
   if (t_conv < 0)
     t_conv = time_runs(s, [&] { return cg_conv_fwd(ctx, c, x, w, y, d_ws, ws_bytes, s); });
   const int64_t npix = (int64_t)sh->n * sh->h * sh->w;
-  const float t_pass = time_runs(s, [&] {
-    cg_k_bias_act_fwd(sh->dt, y, npix, sh->cout, bufs->bias, sh->bias_act == 2, s);
+  const int ldy = sh->ldy ? sh->ldy : sh->cout; /* y may be a half of a concat buffer */
+  auto pass = [&] {
+    cg_k_bias_act_fwd_ld(sh->dt, y, ldy, npix, sh->cout, bufs->bias, sh->bias_act == 2, s);
     return CUDNN_STATUS_SUCCESS;
-  });
+  };
+  const float t_pass = time_runs(s, pass);
   int best_i = -1;
   float best = -1.0f;
   size_t best_ws = 0;
   if (graph_create(ctx, c, COP_FWD, sh->bias_act, align, &g) == CUDNN_STATUS_SUCCESS)
-    best_i = search_graph(ctx, g, ws_bytes, 0.0f, s,
-                          [&] { return cg_cgraph_exec(g, x, w, y, bufs->bias, d_ws); }, &best,
-                          &best_ws);
+    best_i = search_graph(
+        ctx, g, ws_bytes, 0.0f, s, [&] { return cg_cgraph_exec(g, x, w, y, bufs->bias, d_ws); },
+        &best, &best_ws, sh->dt, y, out_elems(c, COP_FWD), [&] {
+          const cudnnStatus_t st = cg_conv_fwd(ctx, c, x, w, y, d_ws, ws_bytes, s);
+          return st == CUDNN_STATUS_SUCCESS ? pass() : st;
+        });
   const bool split_ok = t_conv >= 0 && t_pass >= 0;
   bool fuse = best_i >= 0 && (ctx->api == CG_CONV_API_GRAPH || !split_ok ||
                               best < 0.98f * (t_conv + t_pass));
@@ -942,20 +1024,40 @@ int select_drelu(cg_conv_ctx_t *ctx, cg_conv_t *c, const cg_conv_bufs_t *bufs, v
     t_dx = time_runs(s, [&] { return cg_conv_bwd_data(ctx, c, dy, w, dx, 0, d_ws, ws_bytes, s); });
   const int64_t npix = (int64_t)sh->n * sh->h * sh->w;
   const int ld = sh->ldx ? sh->ldx : sh->cin;
-  const float t_mask = time_runs(s, [&] {
+  auto mask = [&] {
     cg_k_bias_act_bwd_ld(sh->dt, dx, ld, x, ld, npix, sh->cin, 1, NULL, NULL, s);
     return CUDNN_STATUS_SUCCESS;
-  });
+  };
+  const float t_mask = time_runs(s, mask);
   int best_i = -1;
   float best = -1.0f;
   size_t best_ws = 0;
   if (graph_create(ctx, c, COP_BWD_DATA, 0, 0, &g, 1) == CUDNN_STATUS_SUCCESS)
-    best_i = search_graph(ctx, g, ws_bytes, 0.0f, s,
-                          [&] { return cg_cgraph_exec(g, dy, w, dx, x, d_ws); }, &best, &best_ws);
+    best_i = search_graph(
+        ctx, g, ws_bytes, 0.0f, s, [&] { return cg_cgraph_exec(g, dy, w, dx, x, d_ws); }, &best,
+        &best_ws, sh->dt, dx, out_elems(c, COP_BWD_DATA), [&] {
+          const cudnnStatus_t st = cg_conv_bwd_data(ctx, c, dy, w, dx, 0, d_ws, ws_bytes, s);
+          return st == CUDNN_STATUS_SUCCESS ? mask() : st;
+        });
   const bool base_ok = t_dx >= 0 && t_mask >= 0;
   const float unfused = base_ok ? t_dx + 0.66f * t_mask : -1.0f;
-  bool fuse = best_i >= 0 && (ctx->api == CG_CONV_API_GRAPH || !base_ok || best < unfused);
+  bool fuse = best_i >= 0 && (ctx->api == CG_CONV_API_GRAPH || !base_ok || best < 0.98f * unfused);
   if (fuse && cg_cgraph_use_kept(g, &best_ws) != CUDNN_STATUS_SUCCESS) fuse = false;
+  /* the fused kernel must mask exactly as the separate pass does (x > 0 passes, x == 0 not) */
+  float err = -1.0f;
+  if (fuse &&
+      !outputs_agree(
+          sh->dt, dx, out_elems(c, COP_BWD_DATA), s,
+          [&] {
+            const cudnnStatus_t st = cg_conv_bwd_data(ctx, c, dy, w, dx, 0, d_ws, ws_bytes, s);
+            return st == CUDNN_STATUS_SUCCESS ? mask() : st;
+          },
+          [&] { return cg_cgraph_exec(g, dy, w, dx, x, d_ws); }, 2e-2f, &err)) {
+    fuse = false;
+    if (ctx->verbose)
+      fprintf(stderr, "conv search: dx + ReLU backward fused does not agree with dx and the mask "
+              "pass (error %.3g); not used\n", err);
+  }
   if (fuse) {
     c->gd = g;
     c->ws_drelu = best_ws;
@@ -1016,16 +1118,19 @@ int cg_conv_select(cg_conv_ctx_t *ctx, cg_conv_t *c, const cg_conv_bufs_t *bufs,
     if (ctx->api != CG_CONV_API_LEGACY &&
         graph_create(ctx, c, cop, 0, 0, &g) == CUDNN_STATUS_SUCCESS) {
       /* faster than the legacy winner by 2%, or as fast within 2% with a smaller workspace */
-      best_g = search_graph(ctx, g, ws_bytes, 0.02f, s,
-                            [&] { return cg_cgraph_exec(g, in0, in1, o, NULL, d_ws); }, &best,
-                            &best_ws);
+      best_g = search_graph(
+          ctx, g, ws_bytes, 0.02f, s, [&] { return cg_cgraph_exec(g, in0, in1, o, NULL, d_ws); },
+          &best, &best_ws, c->shape.dt, o, out_elems(c, cop), [&] {
+            return c->have_legacy[cop] ? run_cop(ctx->h, c, cop, in0, in1, o, 0.0f, d_ws, ws_bytes)
+                                       : CUDNN_STATUS_NOT_SUPPORTED;
+          });
       if (best_g >= 0 && cg_cgraph_use_kept(g, &best_ws) != CUDNN_STATUS_SUCCESS) best_g = -1;
       if (best_g < 0) {
         cg_cgraph_destroy(g);
         g = NULL;
       }
     }
-    c->custom = 0;
+    if (cop == COP_BWD_FILTER) c->custom = 0;
     /* (deterministic too: its sums run in a fixed order) */
     if (cop == COP_BWD_FILTER && best >= 0 && ctx->api == CG_CONV_API_AUTO) {
       /* cuDNN's winner (the graph plan if one won, else the legacy algorithm) as the reference */
@@ -1071,14 +1176,19 @@ int cg_conv_select(cg_conv_ctx_t *ctx, cg_conv_t *c, const cg_conv_bufs_t *bufs,
   return 0;
 }
 
-size_t cg_conv_ws_bytes(const cg_conv_t *c) {
+size_t cg_conv_op_ws_bytes(const cg_conv_t *c, int ops) {
   size_t most = 0;
-  for (int cop = 0; cop < COP_N; cop++)
+  for (int op = CG_CONV_OP_FWD; op <= CG_CONV_OP_BWD_FILTER; op <<= 1) {
+    if (!(ops & op)) continue;
+    const int cop = cop_of(c, op);
     if (c->selected[cop] && c->ws[cop] > most) most = c->ws[cop];
-  if (c->gf && c->ws_fused > most) most = c->ws_fused;
-  if (c->gd && c->ws_drelu > most) most = c->ws_drelu;
+    if (op == CG_CONV_OP_FWD && c->gf && c->ws_fused > most) most = c->ws_fused;
+    if (op == CG_CONV_OP_BWD_DATA && c->gd && c->ws_drelu > most) most = c->ws_drelu;
+  }
   return most;
 }
+
+size_t cg_conv_ws_bytes(const cg_conv_t *c) { return cg_conv_op_ws_bytes(c, CG_CONV_OP_ALL); }
 
 void cg_conv_describe(const cg_conv_t *c, char *buf, size_t len) { describe(c, buf, len, 0); }
 

@@ -115,6 +115,9 @@ int cg_conv_select(cg_conv_ctx_t *ctx, cg_conv_t *c, const cg_conv_bufs_t *bufs,
  * cg_conv_bwd_data runs the legacy algorithm, whose workspace may be larger: it returns
  * CUDNN_STATUS_NOT_SUPPORTED when that does not fit in the ws_bytes it is given. */
 size_t cg_conv_ws_bytes(const cg_conv_t *c);
+/* The same over the layer operations in the mask ops only (the fused forward counts as
+ * CG_CONV_OP_FWD, the dx fused with the ReLU backward as CG_CONV_OP_BWD_DATA). */
+size_t cg_conv_op_ws_bytes(const cg_conv_t *c, int ops);
 
 /* y = op(x, w) (y overwritten). */
 cudnnStatus_t cg_conv_fwd(const cg_conv_ctx_t *ctx, const cg_conv_t *c, const void *d_x,

@@ -6,6 +6,7 @@
  * plan are deprecated in cuDNN 9.x in favour of device-property descriptors but still required
  * for a plan that executes; they are set through their numeric values to keep builds free of
  * deprecation warnings. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,7 +20,8 @@ enum { kPacks = 8 };  /* cached variant packs per operation */
 enum { kMaxCfg = 192 };
 enum { kMaxRtc = 3 }; /* runtime-compiled candidates per operation: each costs a compilation */
 enum { kMaxKnobs = CUDNN_KNOB_TYPE_COUNTS };
-enum { kSweepValues = 48 }; /* values tried per knob, spread over its range */
+enum { kSweepValues = 8 }; /* values tried per knob: all of a small range, else spread */
+enum { kSigLen = 512 };     /* a configuration's signature (44 knobs fit) */
 const cudnnBackendAttributeName_t kOpGraphHandle = (cudnnBackendAttributeName_t)800;
 const cudnnBackendAttributeName_t kPlanHandle = (cudnnBackendAttributeName_t)400;
 
@@ -185,7 +187,8 @@ int knob_choices(desc_t cfg, cudnnBackendKnobType_t *type, int64_t *value) {
 }
 
 /* "engine:type=value,..." with the knobs sorted by type: two configurations with the same
- * signature run the same kernel. */
+ * signature run the same kernel. A signature that does not fit is left empty, and an empty one
+ * equals nothing (a repeat kept is only a wasted timing). */
 void signature(desc_t cfg, char *buf, size_t len) {
   cudnnBackendKnobType_t t[kMaxKnobs];
   int64_t v[kMaxKnobs];
@@ -202,6 +205,15 @@ void signature(desc_t cfg, char *buf, size_t len) {
   int k = snprintf(buf, len, "%lld:", (long long)engine_index(cfg));
   for (int i = 0; i < n && k > 0 && (size_t)k < len; i++)
     k += snprintf(buf + k, len - (size_t)k, "%d=%lld,", (int)t[i], (long long)v[i]);
+  if (k <= 0 || (size_t)k >= len) buf[0] = 0;
+}
+
+/* Whether a signature repeats one of the first n. */
+bool repeats(char (*sigs)[kSigLen], int n, const char *sig) {
+  if (!sig[0]) return false;
+  for (int j = 0; j < n; j++)
+    if (!strcmp(sigs[j], sig)) return true;
+  return false;
 }
 
 }  // namespace
@@ -214,7 +226,7 @@ struct cg_cgraph {
    * backward-data: the virtual dgrad output (tconv), the ReLU's output (tmask), RELU_BWD */
   desc_t tbias, tconv, tsum, pw_add, op_add, pw_relu, op_relu, tmask;
   desc_t cfg[kMaxCfg];
-  char sig[kMaxCfg][160]; /* signature() of each, to leave out repeats */
+  char sig[kMaxCfg][kSigLen]; /* signature() of each, to leave out repeats */
   int ncfg;
   int nheur;              /* the first nheur come from the heuristics, the rest from the sweep */
   int swept;              /* cg_cgraph_sweep ran */
@@ -229,6 +241,11 @@ struct cg_cgraph {
   desc_t kept;
   int kept_cur;
   size_t kept_ws, cur_ws;
+  /* the heuristics' winner, held while the knob sweep looks for a faster variant, so that a
+   * winning variant's output can be checked against it (cg_cgraph_hold) */
+  desc_t held;
+  int held_cur;
+  size_t held_ws;
   pack_t pack[kPacks];
   int next_pack;
 };
@@ -278,10 +295,9 @@ cudnnStatus_t add_mode(cg_cgraph_t *g, cudnnBackendHeurMode_t mode, int det, int
       char sig[sizeof g->sig[0]] = "";
       if (keep) signature(cfgs[i], sig, sizeof sig);
       const int64_t e = keep ? engine_index(cfgs[i]) : -1;
-      for (int j = 0; keep && j < g->ncfg; j++)
-        if (!strcmp(g->sig[j], sig) ||
-            (mode == CUDNN_HEUR_MODE_FALLBACK && engine_index(g->cfg[j]) == e))
-          keep = false;
+      if (keep && repeats(g->sig, g->ncfg, sig)) keep = false;
+      for (int j = 0; keep && mode == CUDNN_HEUR_MODE_FALLBACK && j < g->ncfg; j++)
+        if (engine_index(g->cfg[j]) == e) keep = false;
       if (keep && runtime_compiled(cfgs[i])) {
         keep = g->nrtc < kMaxRtc;
         g->nrtc += keep;
@@ -413,6 +429,7 @@ void cg_cgraph_destroy(cg_cgraph_t *g) {
   drop_packs(g);
   for (int i = 0; i < g->nowned; i++) cudnnBackendDestroyDescriptor(g->owned[i]);
   free(g->owned);
+  if (g->held && g->held != g->plan && g->held != g->kept) cudnnBackendDestroyDescriptor(g->held);
   if (g->kept && g->kept != g->plan) cudnnBackendDestroyDescriptor(g->kept);
   if (g->plan) cudnnBackendDestroyDescriptor(g->plan);
   for (int i = 0; i < g->ncfg; i++) cudnnBackendDestroyDescriptor(g->cfg[i]);
@@ -424,6 +441,8 @@ void cg_cgraph_destroy(cg_cgraph_t *g) {
 }
 
 int cg_cgraph_count(const cg_cgraph_t *g) { return g->ncfg; }
+
+int cg_cgraph_heuristic_count(const cg_cgraph_t *g) { return g->nheur; }
 
 namespace {
 
@@ -440,14 +459,18 @@ bool own(cg_cgraph_t *g, desc_t d) {
   return true;
 }
 
-/* The engine of a configuration (a new descriptor), or NULL. */
-desc_t engine_of(desc_t cfg) {
+/* A new engine descriptor for the engine behind cfg, built the documented way (operation graph
+ * and global index, finalized), or NULL. */
+desc_t engine_of(const cg_cgraph_t *g, desc_t cfg) {
+  const int64_t idx = engine_index(cfg);
   desc_t eng = NULL;
-  int64_t got = 0;
-  if (cudnnBackendCreateDescriptor(CUDNN_BACKEND_ENGINE_DESCRIPTOR, &eng) != CUDNN_STATUS_SUCCESS)
+  if (idx < 0 ||
+      cudnnBackendCreateDescriptor(CUDNN_BACKEND_ENGINE_DESCRIPTOR, &eng) != CUDNN_STATUS_SUCCESS)
     return NULL;
-  if (cudnnBackendGetAttribute(cfg, CUDNN_ATTR_ENGINECFG_ENGINE, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1,
-                               &got, &eng) != CUDNN_STATUS_SUCCESS || got != 1) {
+  if (set1(eng, CUDNN_ATTR_ENGINE_OPERATION_GRAPH, CUDNN_TYPE_BACKEND_DESCRIPTOR, &g->graph) !=
+          CUDNN_STATUS_SUCCESS ||
+      set1(eng, CUDNN_ATTR_ENGINE_GLOBAL_INDEX, CUDNN_TYPE_INT64, &idx) != CUDNN_STATUS_SUCCESS ||
+      cudnnBackendFinalize(eng) != CUDNN_STATUS_SUCCESS) {
     cudnnBackendDestroyDescriptor(eng);
     return NULL;
   }
@@ -533,11 +556,14 @@ int cg_cgraph_sweep(cg_cgraph_t *g, int top, int max_new) {
   if (g->swept) return 0;
   g->swept = 1;
   if (g->det) return 0; /* knobs such as split-K reductions may change the summation order */
+  /* each engine its share, each knob at most kSweepValues values: one wide knob of the first
+   * engine must not take every slot */
+  const int share = max_new / (top > 0 ? top : 1) > 0 ? max_new / (top > 0 ? top : 1) : 1;
   int added = 0;
   for (int c = 0, seen = 0; c < g->nheur && seen < top && added < max_new; c++) {
     if (runtime_compiled(g->cfg[c])) continue; /* each variant would be compiled again */
     seen++;
-    desc_t eng = engine_of(g->cfg[c]);
+    desc_t eng = engine_of(g, g->cfg[c]);
     if (!eng) continue;
     if (!own(g, eng)) {
       cudnnBackendDestroyDescriptor(eng);
@@ -548,20 +574,26 @@ int cg_cgraph_sweep(cg_cgraph_t *g, int top, int max_new) {
     cudnnBackendKnobType_t bt[kMaxKnobs + 1];
     int64_t bv[kMaxKnobs + 1];
     const int nb = knob_choices(g->cfg[c], bt, bv);
-    for (int k = 0; k < ni && added < max_new && g->ncfg < kMaxCfg; k++) {
+    int mine = 0;
+    for (int k = 0; k < ni && mine < share && added < max_new && g->ncfg < kMaxCfg; k++) {
       const knob_info_t *ki = &info[k];
-      const int64_t stride = ki->stride > 0 ? ki->stride : 1;
-      const int64_t count = (ki->hi - ki->lo) / stride + 1;
-      if (count < 2) continue;
+      const long double stride = ki->stride > 0 ? (long double)ki->stride : 1.0L;
+      const long double span = (long double)ki->hi - (long double)ki->lo; /* no overflow */
+      const long double count = span / stride + 1.0L;
+      if (count < 2.0L) continue;
       /* this knob's slot among the base choices (appended when the base leaves it default) */
       int slot = nb;
       for (int j = 0; j < nb; j++)
         if (bt[j] == ki->type) slot = j;
       const int64_t base = slot < nb ? bv[slot] : INT64_MIN;
-      const int64_t steps = count < kSweepValues ? count : kSweepValues;
-      for (int64_t s = 0; s < steps && added < max_new && g->ncfg < kMaxCfg; s++) {
-        const int64_t val = ki->lo + (count <= kSweepValues ? s : s * (count - 1) / (steps - 1)) * stride;
-        if (val == base) continue;
+      const int steps = count <= kSweepValues ? (int)count : kSweepValues;
+      for (int st = 0; st < steps && mine < share && added < max_new && g->ncfg < kMaxCfg; st++) {
+        /* all values of a small range; else the ends and evenly spread points between */
+        const long double q = count <= kSweepValues
+                                  ? (long double)st
+                                  : floorl((long double)st * (count - 1.0L) / (steps - 1));
+        const int64_t val = (int64_t)((long double)ki->lo + q * stride);
+        if (val == base || val < ki->lo || val > ki->hi) continue;
         cudnnBackendKnobType_t t[kMaxKnobs + 1];
         int64_t v[kMaxKnobs + 1];
         memcpy(t, bt, sizeof(cudnnBackendKnobType_t) * (size_t)nb);
@@ -571,17 +603,16 @@ int cg_cgraph_sweep(cg_cgraph_t *g, int top, int max_new) {
         const int n = slot < nb ? nb : nb + 1;
         desc_t cfg = make_cfg(g, eng, t, v, n);
         if (!cfg) continue;
-        char sig[sizeof g->sig[0]];
+        char sig[kSigLen];
         signature(cfg, sig, sizeof sig);
-        bool dup = false;
-        for (int j = 0; j < g->ncfg && !dup; j++) dup = !strcmp(g->sig[j], sig);
-        if (dup) {
+        if (repeats(g->sig, g->ncfg, sig)) {
           cudnnBackendDestroyDescriptor(cfg);
           continue;
         }
         snprintf(g->sig[g->ncfg], sizeof g->sig[0], "%s", sig);
         g->cfg[g->ncfg++] = cfg;
         added++;
+        mine++;
       }
     }
   }
@@ -592,7 +623,7 @@ cudnnStatus_t cg_cgraph_plan(cg_cgraph_t *g, int i, size_t *ws_bytes) {
   *ws_bytes = 0;
   if (i < 0 || i >= g->ncfg) return CUDNN_STATUS_BAD_PARAM;
   drop_packs(g); /* packs belong to the plan they were made for */
-  if (g->plan && g->plan != g->kept) cudnnBackendDestroyDescriptor(g->plan);
+  if (g->plan && g->plan != g->kept && g->plan != g->held) cudnnBackendDestroyDescriptor(g->plan);
   g->plan = NULL;
   g->cur = -1;
   desc_t p = NULL;
@@ -619,10 +650,58 @@ cudnnStatus_t cg_cgraph_plan(cg_cgraph_t *g, int i, size_t *ws_bytes) {
 
 void cg_cgraph_keep(cg_cgraph_t *g) {
   if (!g->plan || g->kept == g->plan) return;
-  if (g->kept) cudnnBackendDestroyDescriptor(g->kept);
+  if (g->kept && g->kept != g->held) cudnnBackendDestroyDescriptor(g->kept);
   g->kept = g->plan;
   g->kept_cur = g->cur;
   g->kept_ws = g->cur_ws;
+}
+
+void cg_cgraph_hold(cg_cgraph_t *g) {
+  if (g->held && g->held != g->plan && g->held != g->kept) cudnnBackendDestroyDescriptor(g->held);
+  g->held = g->kept;
+  g->held_cur = g->kept_cur;
+  g->held_ws = g->kept_ws;
+  g->kept = NULL;
+}
+
+cudnnStatus_t cg_cgraph_use_held(cg_cgraph_t *g) {
+  if (!g->held) return CUDNN_STATUS_BAD_PARAM;
+  if (g->plan != g->held) {
+    drop_packs(g);
+    if (g->plan && g->plan != g->kept) cudnnBackendDestroyDescriptor(g->plan);
+    g->plan = g->held;
+    g->cur = g->held_cur;
+    g->cur_ws = g->held_ws;
+  }
+  return CUDNN_STATUS_SUCCESS;
+}
+
+/* Destroys d, first making it not current when it is. */
+static void retire(cg_cgraph_t *g, desc_t d) {
+  if (g->plan == d) {
+    drop_packs(g);
+    g->plan = NULL;
+    g->cur = -1;
+  }
+  cudnnBackendDestroyDescriptor(d);
+}
+
+void cg_cgraph_release_held(cg_cgraph_t *g, int restore) {
+  if (!g->held) return;
+  if (restore) { /* the held plan is kept again; a variant kept since goes */
+    if (g->kept && g->kept != g->held) retire(g, g->kept);
+    g->kept = g->held;
+    g->kept_cur = g->held_cur;
+    g->kept_ws = g->held_ws;
+  } else if (g->held != g->kept) {
+    retire(g, g->held);
+  }
+  g->held = NULL;
+}
+
+void cg_cgraph_drop_kept(cg_cgraph_t *g) {
+  if (g->kept && g->kept != g->held) retire(g, g->kept);
+  g->kept = NULL;
 }
 
 cudnnStatus_t cg_cgraph_use_kept(cg_cgraph_t *g, size_t *ws_bytes) {
@@ -630,7 +709,7 @@ cudnnStatus_t cg_cgraph_use_kept(cg_cgraph_t *g, size_t *ws_bytes) {
   if (!g->kept) return CUDNN_STATUS_BAD_PARAM;
   if (g->plan != g->kept) {
     drop_packs(g);
-    if (g->plan) cudnnBackendDestroyDescriptor(g->plan);
+    if (g->plan && g->plan != g->held) cudnnBackendDestroyDescriptor(g->plan);
     g->plan = g->kept;
     g->cur = g->kept_cur;
     g->cur_ws = g->kept_ws;

@@ -73,6 +73,18 @@ cudnnStatus_t cg_cgraph_plan(cg_cgraph_t *g, int i, size_t *ws_bytes);
 void cg_cgraph_keep(cg_cgraph_t *g);
 cudnnStatus_t cg_cgraph_use_kept(cg_cgraph_t *g, size_t *ws_bytes);
 
+/* The plan set aside (cg_cgraph_keep) is held apart, and nothing is kept: a later search can
+ * keep a faster one while the held plan stays finalized. cg_cgraph_use_held makes the held plan
+ * current (to run it for a reference); cg_cgraph_release_held ends the hold: restore 1 makes
+ * the held plan the kept one again (dropping whatever was kept since), 0 destroys it. */
+void cg_cgraph_hold(cg_cgraph_t *g);
+cudnnStatus_t cg_cgraph_use_held(cg_cgraph_t *g);
+void cg_cgraph_release_held(cg_cgraph_t *g, int restore);
+/* Forgets the kept plan (destroyed unless held). */
+void cg_cgraph_drop_kept(cg_cgraph_t *g);
+/* How many of the candidates came from the heuristics (the rest from cg_cgraph_sweep). */
+int cg_cgraph_heuristic_count(const cg_cgraph_t *g);
+
 /* Runs the current plan on stream s (set on the handle by the caller). Operands as in conv.cu:
  * FWD in0 = a, in1 = w, out = b; BWD_DATA in0 = db, in1 = w, out = da; BWD_FILTER in0 = a,
  * in1 = db, out = dw; bias: the fused forward's bias (fp32), or the ReLU output m of a drelu

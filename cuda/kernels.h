@@ -127,6 +127,12 @@ typedef struct {
 } cg_k_segs_t;
 void cg_k_cast_segs_to_f32(cg_dtype_t dt, const cg_k_segs_t *segs, cudaStream_t s);
 
+/* n elements of type dt at d, each an independent pseudo-random value in [lo, hi) from (seed,
+ * index): realistic operands for timing and checking candidates (zeros run faster than data and
+ * prove nothing). */
+void cg_k_fill_uniform(cg_dtype_t dt, void *d, int64_t n, uint64_t seed, float lo, float hi,
+                       cudaStream_t s);
+
 /* ---- precision casts -------------------------------------------------------------------- */
 
 /* dst (dt) = src (fp32), n elements. */

@@ -399,6 +399,19 @@ __global__ void cast_segs_kernel(const __grid_constant__ segs_arg_t a) {
   }
 }
 
+template <typename T>
+__global__ void fill_uniform_kernel(T *p, int64_t n, uint64_t seed, float lo, float hi) {
+  for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n;
+       i += (int64_t)gridDim.x * blockDim.x) {
+    uint64_t z = seed + 0x9e3779b97f4a7c15ull * (uint64_t)(i + 1); /* splitmix64 */
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    z ^= z >> 31;
+    const float u = (float)(z >> 40) * (1.0f / 16777216.0f);
+    p[i] = from_f<T>(lo + u * (hi - lo));
+  }
+}
+
 /* ---- host helpers ---------------------------------------------------------------------- */
 
 unsigned grid_for(int64_t work, int per_block) {
@@ -769,4 +782,15 @@ void cg_k_unpack_grad_cpad(cg_dtype_t dt, const void *d_g, int k, int rs, int c,
                unpad_to_f32_kernel<T><<<grid_for(rows * c, kBlock), kBlock, 0, s>>>(
                    static_cast<const T *>(d_g), rows, c, cpad, d_dst));
   CG_CHECK_LAUNCH("unpad_to_f32_kernel");
+}
+
+void cg_k_fill_uniform(cg_dtype_t dt, void *d, int64_t n, uint64_t seed, float lo, float hi,
+                       cudaStream_t s) {
+  CG_ASSERT(n >= 0 && hi >= lo);
+  if (n == 0) return;
+  CG_ASSERT(d != NULL);
+  CG_DT_SWITCH(dt, T,
+               fill_uniform_kernel<T><<<grid_for(n, kBlock), kBlock, 0, s>>>(static_cast<T *>(d),
+                                                                             n, seed, lo, hi));
+  CG_CHECK_LAUNCH("fill_uniform_kernel");
 }

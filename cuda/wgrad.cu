@@ -440,8 +440,14 @@ __global__ void wgrad_reduce_kernel(const rargs_t a, T *dw, float *db) {
 template <typename T, int CO_B, int CI_B>
 cudaError_t launch_main(const plan_t &p, const args_t &a, cudaStream_t stream) {
   auto k = wgrad_main_kernel<T, CO_B, CI_B>;
-  cudaError_t rc = cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, p.smem);
-  if (rc != cudaSuccess) return rc;
+  /* The limit is the function's, for every launch of it: raised as needed, never lowered (a
+   * captured launch of another layer with more shared memory must stay valid at replay). */
+  static int raised = 0;
+  if (p.smem > raised) {
+    const cudaError_t rc = cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, p.smem);
+    if (rc != cudaSuccess) return rc;
+    raised = p.smem;
+  }
   k<<<p.grid, kThreads, p.smem, stream>>>(a);
   return cudaGetLastError();
 }

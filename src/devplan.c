@@ -372,13 +372,6 @@ int cg_devplan_make(const cg_model_t *m, int n, int cpad, size_t es, size_t alig
   return 0;
 }
 
-size_t cg_devplan_span(const cg_devplan_t *p, int buf) {
-  const int q = p->parent[buf];
-  if (q < 0) return p->size[buf];
-  const size_t into = p->offset[buf] - p->offset[q];
-  return p->size[q] > into ? p->size[q] - into : 0;
-}
-
 int cg_devplan_allows(const cg_devplan_t *p, int pos, int buf, int mode) {
   if (pos < 0 || pos >= p->npos) return 0;
   for (int k = p->acc_at[pos]; k < p->acc_at[pos + 1]; k++)

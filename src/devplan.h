@@ -124,9 +124,6 @@ int cg_devplan_graph(const cg_model_t *m, cg_devplan_t *p, char *err, size_t err
 int cg_devplan_make(const cg_model_t *m, int n, int cpad, size_t es, size_t align,
                     const cg_devplan_opts_t *opts, cg_devplan_t *p, char *err, size_t errlen);
 
-/* Bytes a tensor's activation or gradient spans from its first element (a part in place:
- * up to the end of its parent). */
-size_t cg_devplan_span(const cg_devplan_t *p, int buf);
 
 /* 1 if the step accesses buffer buf at position pos in this mode, else 0. */
 int cg_devplan_allows(const cg_devplan_t *p, int pos, int buf, int mode);

@@ -198,11 +198,11 @@ int main(void) {
    * kernel scratch: fp32 parameters, gradients, AdamW m and v; the bf16 copy; the padded
    * first-layer weights; dW scratch; per batch slot fp32 input, mask, RGB8, weights; per
    * in-flight step the predicted mask. */
-  size_t dw = 0;
+  size_t dw = 0; /* every conv layer's dW slot in the compute type, 256-byte aligned */
   for (int i = 0; i < m.nlayers; i++)
-    if (m.layers[i].w_len > dw) dw = m.layers[i].w_len;
+    dw += (m.layers[i].w_len * es + 255) / 256 * 256;
   const size_t px = (size_t)batch * 256 * 256;
-  const size_t params = m.nparams * (16 + es) + (size_t)m.widths[0] * 9 * cpad * es + dw * es;
+  const size_t params = m.nparams * (16 + es) + (size_t)m.widths[0] * 9 * cpad * es + dw;
   const size_t slots = 2 * (px * 5 * 4 + px + 3 * px + batch * 4) + 2 * px;
   const size_t arena = p.arena > p.search_bytes ? p.arena : p.search_bytes;
   printf("expected device memory without the cuDNN workspace: params/optimizer %.1f MiB + arena "

@@ -436,7 +436,7 @@ speed() {
       build) build || return 1 ;;
       bench) want "bench" 150 && sp_bench ;;
       kernels) want "kernels" 60 && sp_kernels ;;
-      peer) want "peer" 300 && sp_peer ;;
+      peer) want "peer" 300 && sp_peer && sp_compare ;; # the ratios early: a timeout loses less
       tests) want "tests" 150 && sp_tests ;;
       sanitizer) want "sanitizer" 60 && sanitizer ;;
       more) want "more" 120 && sp_more ;;
