@@ -325,6 +325,9 @@ int load_cupti(cupti_t *c, char *err, size_t errlen) {
                                      "/usr/local/cuda/lib"};
   static const char *const files[] = {"libcupti.so", "libcupti.so.13"};
   char why[400] = "", path[320];
+#ifdef CG_CUPTI_LIB /* the library CMake found beside the headers this was built with */
+  if (!try_cupti(c, CG_CUPTI_LIB, why, sizeof why)) return 0;
+#endif
   for (size_t i = 0; i < sizeof bare / sizeof bare[0]; i++)
     if (!try_cupti(c, bare[i], why, sizeof why)) return 0;
   const char *home = getenv("CUDA_HOME");

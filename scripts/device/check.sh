@@ -77,7 +77,7 @@ build() {
     cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 \
       > "$W/configure.log" 2>&1 || { cat "$W/configure.log"; record build "CONFIGURE FAILED"; return 1; }
   fi
-  grep -E "CUDA backend|OpenBLAS|hwloc" "$W/configure.log" 2>/dev/null
+  grep -E "CUDA backend|OpenBLAS|hwloc|CUPTI" "$W/configure.log" 2>/dev/null
   run_box build 300 cmake --build "$BUILD" -j"$(nproc)" > "$W/build.log" 2>&1 \
     || { tail -40 "$W/build.log"; return 1; }
   echo "built: $(ls "$BUILD"/cogpu-dist "$BUILD"/bench/cogpu-bench)"
