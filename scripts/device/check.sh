@@ -315,7 +315,17 @@ sp_bench() {
   ours_env
   ours "bench bf16 b32" 240 env CG_CONV_VERBOSE=1 CG_CONV_BUDGET_S=1 "$B" train --backend cuda --precision bf16 \
     --batch-list 32 --windows 5 --json-out "$W/bench-final.json" --algo-cache "$W/algo.txt" \
-    2> "$W/search-bf16.log"
+    2> "$W/search-bf16.log" ||
+  { tail -30 "$W/search-bf16.log"
+    echo "=== the headline run failed: once more without our dW kernel, then with every change off"
+    ours "bench bf16 b32 (no own dW)" 200 env CG_CONV_WGRAD=off CG_CONV_BUDGET_S=1 "$B" train \
+      --backend cuda --precision bf16 --batch-list 32 --windows 3 --json-out "$W/bench-final.json" \
+      --algo-cache "$W/algo-retry.txt" 2> "$W/search-retry.log" ||
+    ours "bench bf16 b32 (all off)" 200 env CG_CONV_WGRAD=off CG_CONCAT=copy CG_FUSE_RELU_BIAS=0 \
+      CG_DRELU=0 CG_CONCURRENT_HW=0 CG_MERGE_CASTS=0 CG_CONV_BUDGET_S=1 "$B" train --backend cuda \
+      --precision bf16 --batch-list 32 --windows 3 --json-out "$W/bench-final.json" \
+      --algo-cache "$W/algo-retry2.txt" 2> "$W/search-retry2.log"
+    tail -20 "$W"/search-retry*.log; }
   grep -cE "conv search: conv|conv search: upconv" "$W/search-bf16.log" | sed 's/^/searched layers: /'
   grep -E "knob sweep|disagrees|dW by our|drelu fused|concat in place|cuda memory" "$W/search-bf16.log" | head -40
   keep bench-final.json search-bf16.log
