@@ -252,6 +252,22 @@ void *act_at(const cg_backend_t *b, int t, int pos, int mode) {
   return b->d_act[t];
 }
 
+/* Where the backward reads the activation of tensor t at position pos: its own buffer, or, for a
+ * concat part with copies (plan opts.skip_from_cat), its copy inside the concat buffer, which
+ * then has the pixel stride of the whole (*ld). Fatal when the plan lists neither. */
+const void *act_src(const cg_backend_t *b, int t, int pos, int64_t *ld) {
+  const cg_devplan_t *P = &b->plan;
+  if (cg_devplan_allows(P, pos, cg_devplan_act(P, t), CG_DP_R)) {
+    *ld = P->ld[t];
+    return b->d_act[t];
+  }
+  const int c = cg_devplan_copy(P, t);
+  if (!cg_devplan_allows(P, pos, c, CG_DP_R))
+    CG_FATAL("activation of tensor %d read at step position %d outside the plan", t, pos);
+  *ld = P->copy_ld[t];
+  return static_cast<const char *>(b->d_arena) + P->offset[c];
+}
+
 void *grad_at(const cg_backend_t *b, int t, int pos, int mode) {
   if (!cg_devplan_allows(&b->plan, pos, cg_devplan_grad(&b->plan, t), mode))
     CG_FATAL("gradient of tensor %d accessed at step position %d (mode %d) outside the plan", t,
@@ -1017,9 +1033,10 @@ int backward_layer(cg_backend_t *b, int i) {
         const int p = P->bwd_mask[i];
         /* the next layer's dx carried the ReLU mask already: only the bias sum is left */
         const int relu = l->relu && !(P->mask_by[i] >= 0 && cg_conv_drelu_fused(b->conv[P->mask_by[i]]));
+        int64_t ldy = P->ld[l->out];
+        const void *y = relu ? act_src(b, l->out, p, &ldy) : NULL;
         cg_k_bias_act_bwd_ld(dt, grad_at(b, l->out, p, relu ? CG_DP_RW : CG_DP_R),
-                             P->ld[l->out], relu ? act_at(b, l->out, p, CG_DP_R) : NULL,
-                             P->ld[l->out], npix_out, l->cout, relu, db, b->d_bias_work, s);
+                             P->ld[l->out], y, ldy, npix_out, l->cout, relu, db, b->d_bias_work, s);
       }
       /* dW before dx: dx may take the bytes of x, whose last reader this is (devplan.h); or
        * both at once, dW on the side stream, where the plan keeps x alive through dx. The
@@ -1056,7 +1073,9 @@ int backward_layer(cg_backend_t *b, int i) {
     case CG_OP_POOL: /* the output is not read: the argmax is recomputed from x */
       if (l->need_dx) {
         const int p = P->bwd_dx[i];
-        cg_k_maxpool_bwd_ld(dt, act_at(b, l->in, p, CG_DP_R), P->ld[l->in],
+        int64_t ldx = P->ld[l->in];
+        const void *x = act_src(b, l->in, p, &ldx); /* the skip, or its copy in the concat */
+        cg_k_maxpool_bwd_ld(dt, x, ldx,
                             grad_at(b, l->out, p, CG_DP_R), b->n, ti->h, ti->w, ti->c,
                             grad_at(b, l->in, p, dxmode), P->ld[l->in], l->accum_dx, j >= 0,
                             db_j, b->d_pool_work, s);
@@ -1324,7 +1343,8 @@ void name_regions(cg_backend_t *b) {
 }
 
 /* The step's structure (devplan.h), from the environment for experiments: CG_CONCAT=copy
- * (default in place), CG_FUSE_RELU_BIAS=0 (default 1), CG_CONCURRENT_HW=N: the convolutions
+ * (default in place), CG_SKIP_FROM_CAT=0 (with copies, the backward reads the skip from its
+ * copy in the concat buffer by default), CG_FUSE_RELU_BIAS=0 (default 1), CG_CONCURRENT_HW=N: the convolutions
  * whose input is at most N pixels high run dW and dx at the same time (default 64; 0 = none),
  * CG_DRELU=0: never mask dx by the ReLU inside the convolution (default: where cuDNN measures
  * it faster, make_convs decides). */
@@ -1334,6 +1354,8 @@ cg_devplan_opts_t plan_opts(const cg_model_t *m) {
   const char *cat = getenv("CG_CONCAT"), *fuse = getenv("CG_FUSE_RELU_BIAS");
   const char *hw = getenv("CG_CONCURRENT_HW");
   o.inplace_concat = !(cat && !strcmp(cat, "copy"));
+  const char *sfc = getenv("CG_SKIP_FROM_CAT");
+  o.skip_from_cat = !(sfc && !strcmp(sfc, "0")); /* where the concat is copied */
   o.fuse_relu_bias = !(fuse && !strcmp(fuse, "0"));
   const int maxhw = hw ? atoi(hw) : 64;
   const char *dr = getenv("CG_DRELU");

@@ -97,6 +97,8 @@ static int trace(const cg_model_t *m, cg_devplan_t *p) {
     p->cat_fwd[i] = p->fwd[i] = p->bwd_mask[i] = p->bwd_dw[i] = p->bwd_dx[i] = p->cat_bwd[i] = -1;
 #define ACT(t) cg_devplan_act(p, (t))
 #define GRAD(t) cg_devplan_grad(p, (t))
+/* where the backward reads an activation: a concat part's copy inside the whole, when it has one */
+#define SRC(t) (p->parent[cg_devplan_copy(p, (t))] >= 0 ? cg_devplan_copy(p, (t)) : ACT(t))
   /* prep_input */
   p->prep = pos++;
   add(p, &fail, p->prep, ACT(m->input_tensor), CG_DP_W);
@@ -127,13 +129,13 @@ static int trace(const cg_model_t *m, cg_devplan_t *p) {
     const int dxmode = l->accum_dx ? CG_DP_RW : CG_DP_W;
     if (p->is_head[i]) {
       p->bwd_dw[i] = p->bwd_dx[i] = pos++;
-      add(p, &fail, p->bwd_dw[i], ACT(l->in), CG_DP_R);
+      add(p, &fail, p->bwd_dw[i], SRC(l->in), CG_DP_R);
       add(p, &fail, p->bwd_dw[i], GRAD(l->out), CG_DP_R);
       if (l->need_dx) add(p, &fail, p->bwd_dw[i], GRAD(l->in), dxmode);
     } else if (l->op == CG_OP_POOL) {
       if (l->need_dx) {
         p->bwd_dx[i] = pos++;
-        add(p, &fail, p->bwd_dx[i], ACT(l->in), CG_DP_R);
+        add(p, &fail, p->bwd_dx[i], SRC(l->in), CG_DP_R);
         add(p, &fail, p->bwd_dx[i], GRAD(l->out), CG_DP_R);
         add(p, &fail, p->bwd_dx[i], GRAD(l->in), dxmode);
       }
@@ -145,11 +147,11 @@ static int trace(const cg_model_t *m, cg_devplan_t *p) {
         if (masked) add(p, &fail, p->bwd_mask[i], GRAD(l->out), CG_DP_R);
         if (masked != 1) {
           add(p, &fail, p->bwd_mask[i], GRAD(l->out), l->relu ? CG_DP_RW : CG_DP_R);
-          if (l->relu) add(p, &fail, p->bwd_mask[i], ACT(l->out), CG_DP_R);
+          if (l->relu) add(p, &fail, p->bwd_mask[i], SRC(l->out), CG_DP_R);
         }
       }
       p->bwd_dw[i] = pos++;
-      add(p, &fail, p->bwd_dw[i], ACT(l->in), CG_DP_R);
+      add(p, &fail, p->bwd_dw[i], SRC(l->in), CG_DP_R);
       add(p, &fail, p->bwd_dw[i], GRAD(l->out), CG_DP_R);
       if (l->need_dx) {
         p->bwd_dx[i] = pos++;
@@ -158,7 +160,7 @@ static int trace(const cg_model_t *m, cg_devplan_t *p) {
         /* dW may still be reading x on the other stream, or dx is masked by x: dx must not take
          * its bytes */
         if (p->opts.concurrent[i] || p->opts.drelu[i])
-          add(p, &fail, p->bwd_dx[i], ACT(l->in), CG_DP_R);
+          add(p, &fail, p->bwd_dx[i], SRC(l->in), CG_DP_R);
       }
     }
     const int pa = p->cat_a[l->in], pb = p->cat_b[l->in];
@@ -171,6 +173,7 @@ static int trace(const cg_model_t *m, cg_devplan_t *p) {
   }
 #undef ACT
 #undef GRAD
+#undef SRC
   p->npos = pos;
   if (fail || pos > CG_DEVPLAN_MAX_POS) return -1;
   int k = 0;
@@ -189,9 +192,22 @@ static void set_views(const cg_model_t *m, int cpad, cg_devplan_t *p) {
   for (int b = 0; b < CG_DEVPLAN_MAX_BUFS; b++) p->parent[b] = -1;
   for (int t = 0; t < m->ntensors; t++) {
     p->ld[t] = t == m->input_tensor ? cpad : m->tensors[t].c;
-    p->coff[t] = 0;
+    p->coff[t] = p->copy_ld[t] = p->copy_coff[t] = 0;
   }
-  if (!p->opts.inplace_concat) return;
+  if (!p->opts.inplace_concat) {
+    if (!p->opts.skip_from_cat) return;
+    for (int t = 0; t < m->ntensors; t++) {
+      if (p->cat_a[t] < 0) continue;
+      const int parts[2] = {p->cat_a[t], p->cat_b[t]};
+      for (int k = 0; k < 2; k++) {
+        const int u = parts[k];
+        p->copy_ld[u] = m->tensors[t].c;
+        p->copy_coff[u] = m->tensors[u].c_off - m->tensors[t].c_off;
+        p->parent[cg_devplan_copy(p, u)] = cg_devplan_act(p, t);
+      }
+    }
+    return;
+  }
   for (int t = 0; t < m->ntensors; t++) {
     if (p->cat_a[t] < 0) continue;
     const int parts[2] = {p->cat_a[t], p->cat_b[t]};
@@ -297,7 +313,7 @@ int cg_devplan_make(const cg_model_t *m, int n, int cpad, size_t es, size_t alig
   if (opts) p->opts = *opts;
   if (cg_devplan_graph(m, p, err, errlen)) return -1;
   p->ntensors = m->ntensors;
-  p->nbufs = 2 * m->ntensors;
+  p->nbufs = 3 * m->ntensors;
   p->align = align;
   for (int i = 0; i < CG_MAX_LAYERS; i++) /* only where there are two operations to overlap */
     if (i >= m->nlayers || m->layers[i].op == CG_OP_POOL || p->is_head[i] || !m->layers[i].need_dx)
@@ -354,7 +370,9 @@ int cg_devplan_make(const cg_model_t *m, int n, int cpad, size_t es, size_t alig
   }
   for (int b = 0; b < p->nbufs; b++) {
     if (p->parent[b] < 0) continue;
-    p->offset[b] = p->offset[p->parent[b]] + (size_t)p->coff[b % p->ntensors] * es;
+    const int t = b % p->ntensors;
+    const int coff = b >= 2 * p->ntensors ? p->copy_coff[t] : p->coff[t];
+    p->offset[b] = p->offset[p->parent[b]] + (size_t)coff * es;
   }
   /* the intervals the planner used: a whole's span its parts' */
   for (int b = 0; b < p->nbufs; b++)

@@ -15,6 +15,10 @@
  *    no bytes of its own: parent[part] is the whole, whose live interval covers its parts'.
  * ld[t] is the pixel stride of tensor t as the backend holds it (its channels, cpad for the
  * input, the whole's channels for a part in place) and coff[t] its first channel there.
+ * With copies and opts.skip_from_cat, copy(t) names the copy of part t inside the concat buffer
+ * (no bytes of its own either: parent[copy(t)] is the whole, at channel copy_coff[t], pixel
+ * stride copy_ld[t]); the backward reads t there, so t's own buffer lives only until the
+ * concat's forward copy (the skip then costs nothing while the decoder runs).
  *
  * A step is a sequence of positions, one per kernel group of cuda/backend_cuda.cu, in the order
  * the backend runs them:
@@ -49,7 +53,7 @@
 
 #include "model.h"
 
-#define CG_DEVPLAN_MAX_BUFS (2 * CG_MAX_TENSORS)
+#define CG_DEVPLAN_MAX_BUFS (3 * CG_MAX_TENSORS)
 #define CG_DEVPLAN_MAX_POS (6 * CG_MAX_LAYERS + 2)
 #define CG_DEVPLAN_MAX_ACC (16 * CG_MAX_LAYERS + 4)
 
@@ -65,6 +69,9 @@ typedef struct {
 
 typedef struct {
   int inplace_concat;            /* concat parts as views of the whole (above) */
+  /* with concat copies: the backward reads a part's activation from its copy inside the concat
+   * buffer (copy(t) below), so the part itself dies once it is copied */
+  int skip_from_cat;
   int fuse_relu_bias;            /* the head / pool backward does its producer's ReLU + bias */
   int concurrent[CG_MAX_LAYERS]; /* conv layer i runs dW and dx at the same time */
   /* conv layer i's dx is masked by the ReLU that produced its input, in the same kernel
@@ -81,6 +88,7 @@ typedef struct {
   int cat_a[CG_MAX_TENSORS], cat_b[CG_MAX_TENSORS]; /* parts of a concat tensor, else -1 */
   cg_devplan_opts_t opts;                  /* as given (concurrent[] only for layers it fits) */
   int ld[CG_MAX_TENSORS], coff[CG_MAX_TENSORS]; /* pixel stride and first channel (above) */
+  int copy_ld[CG_MAX_TENSORS], copy_coff[CG_MAX_TENSORS]; /* of copy(t), where it exists */
   int bias_by[CG_MAX_LAYERS];              /* the layer doing i's ReLU + bias backward, or -1 */
   int mask_by[CG_MAX_LAYERS];              /* the layer whose dx may carry i's ReLU mask
                                               (opts.drelu), or -1 */
@@ -93,7 +101,7 @@ typedef struct {
   int nacc;
   cg_devplan_acc_t acc[CG_DEVPLAN_MAX_ACC];
   int acc_at[CG_DEVPLAN_MAX_POS + 1];
-  /* buffers: act(t) = t, grad(t) = ntensors + t */
+  /* buffers: act(t) = t, grad(t) = ntensors + t, copy(t) = 2 ntensors + t */
   int ntensors, nbufs;
   size_t size[CG_DEVPLAN_MAX_BUFS];        /* bytes; 0 for a buffer the step never touches
                                               and for a part in place (its parent holds it) */
@@ -109,6 +117,7 @@ typedef struct {
 
 static inline int cg_devplan_act(const cg_devplan_t *p, int t) { (void)p; return t; }
 static inline int cg_devplan_grad(const cg_devplan_t *p, int t) { return p->ntensors + t; }
+static inline int cg_devplan_copy(const cg_devplan_t *p, int t) { return 2 * p->ntensors + t; }
 
 /* Which layer reads the input, which is the head, how the concat buffers split into dense
  * tensors; checks the backward plan of the model fits that split (the concat's single reader

@@ -72,7 +72,9 @@ static void test_identity(const cg_comm_t *c, cg_nccl_t *n) {
   CG_CHECK_CUDA(cudaMalloc((void **)&d_b, cnt * sizeof(float)));
   for (size_t i = 0; i < cnt; i++) h[i] = (float)((int)(i % 13) + c->rank);
   CG_CHECK_CUDA(cudaMemcpy(d_a, h, cnt * sizeof(float), cudaMemcpyHostToDevice));
-  CG_CHECK_CUDA(cudaMemset(d_b, 0xff, cnt * sizeof(float))); /* NaN until written */
+  /* NaN until written; on s, so that it is done before the all-reduce writes d_b (a plain
+   * cudaMemset runs on the legacy stream, which the non-blocking s does not wait for) */
+  CG_CHECK_CUDA(cudaMemsetAsync(d_b, 0xff, cnt * sizeof(float), s));
   char e[512];
   for (int pass = 0; pass < 2; pass++) { /* out of place (a -> b), then in place (a) */
     float *dst = pass == 0 ? d_b : d_a;
