@@ -362,18 +362,21 @@ sp_tests() {
   else record "ctest -L gpu" "FAILED ($(grep -cE '\*\*\*Failed|Timeout' "$W/ctest-gpu.log") failing)"; fi
 }
 
-sp_more() {
+sp_more() { # sp_more fp16|b64|fp32: ours beside the headline, one configuration
   local B="$BUILD/bench/cogpu-bench"
-  section "ours: fp16 b32, bf16 b64, fp32 b32 (TF32 auto)"
   ours_env
-  ours "bench fp16 b32" 120 env CG_CONV_BUDGET_S=1 "$B" train --backend cuda --precision fp16 --batch-list 32 \
-    --windows 3 --json-out "$W/bench-fp16.json" --algo-cache "$W/algo.txt"
-  ours "bench bf16 b64" 120 env CG_CONV_BUDGET_S=0.7 "$B" train --backend cuda --precision bf16 --batch-list 64 \
-    --windows 3 --json-out "$W/bench-b64.json" --algo-cache "$W/algo.txt"
-  [ -n "${CHECK_NO_FP32:-}" ] && return 0
-  ours "bench fp32 b32" 120 env CG_CONV_BUDGET_S=0.7 CG_CONV_SWEEP_MS=off "$B" train --backend cuda \
-    --precision fp32 --batch-list 32 --windows 2 --json-out "$W/bench-fp32.json" \
-    --algo-cache "$W/algo.txt"
+  case "$1" in
+    fp16) section "ours: fp16 b32"
+      ours "bench fp16 b32" 120 env CG_CONV_BUDGET_S=1 "$B" train --backend cuda --precision fp16 \
+        --batch-list 32 --windows 3 --json-out "$W/bench-fp16.json" --algo-cache "$W/algo.txt" ;;
+    b64) section "ours: bf16 b64"
+      ours "bench bf16 b64" 120 env CG_CONV_BUDGET_S=0.7 "$B" train --backend cuda --precision bf16 \
+        --batch-list 64 --windows 3 --json-out "$W/bench-b64.json" --algo-cache "$W/algo.txt" ;;
+    fp32) section "ours: fp32 b32 (TF32 auto)"
+      ours "bench fp32 b32" 120 env CG_CONV_BUDGET_S=0.7 CG_CONV_SWEEP_MS=off "$B" train \
+        --backend cuda --precision fp32 --batch-list 32 --windows 2 --json-out "$W/bench-fp32.json" \
+        --algo-cache "$W/algo.txt" ;;
+  esac
 }
 
 # One bench per structural change of issue 16 switched off (all else as in the headline): the
@@ -455,7 +458,9 @@ speed() {
       peer) want "peer" 300 && sp_peer && sp_compare ;; # the ratios early: a timeout loses less
       tests) want "tests" 150 && sp_tests ;;
       sanitizer) want "sanitizer" 60 && sanitizer ;;
-      more) want "more" 120 && sp_more ;;
+      more) want "fp16" 40 && sp_more fp16; want "b64" 50 && sp_more b64
+            want "fp32" 90 && sp_more fp32 ;;
+      fp16|b64|fp32) want "$sec" 40 && sp_more "$sec" ;;
       ablate) want "ablate" 60 && sp_ablate ;;
       *) echo "unknown section $sec"; return 2 ;;
     esac
