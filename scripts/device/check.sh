@@ -453,11 +453,11 @@ speed() {
   for sec in "${sections[@]}"; do
     case "$sec" in
       build) build || return 1 ;;
-      bench) want "bench" 150 && sp_bench ;;
-      kernels) want "kernels" 60 && sp_kernels ;;
+      bench) want "bench" 60 && sp_bench ;;
+      kernels) want "kernels" 30 && sp_kernels ;;
       peer) want "peer" 300 && sp_peer && sp_compare ;; # the ratios early: a timeout loses less
-      tests) want "tests" 150 && sp_tests ;;
-      sanitizer) want "sanitizer" 60 && sanitizer ;;
+      tests) want "tests" 90 && sp_tests ;;
+      sanitizer) want "sanitizer" 25 && sanitizer ;;
       more) want "fp16" 40 && sp_more fp16; want "b64" 50 && sp_more b64
             want "fp32" 90 && sp_more fp32 ;;
       fp16|b64|fp32) want "$sec" 40 && sp_more "$sec" ;;
