@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "atomic_file.h"
 #include "backend.h"
 #include "bench.h"
 #include "log.h"
@@ -399,9 +400,11 @@ int cg_bench_allreduce(int argc, char **argv, cg_comm_t *c) {
     printf("JSON %s\n", js);
     fflush(stdout);
     if (o.json_out) {
-      FILE *f = fopen(o.json_out, "w");
-      if (!f || fprintf(f, "%s\n", js) < 0 || fclose(f) != 0) {
-        fprintf(stderr, "cogpu-bench allreduce: could not write %s\n", o.json_out);
+      char err[1024];
+      cg_afile_t *f = cg_afile_open(o.json_out, err, sizeof err);
+      if (f) fprintf(cg_afile_stream(f), "%s\n", js);
+      if (!f || cg_afile_commit(f, err, sizeof err)) {
+        fprintf(stderr, "cogpu-bench allreduce: could not write %s\n", err);
         rc = 1;
       }
     }

@@ -14,6 +14,7 @@
 #include "bench.h"
 #include "data.h"
 #include "log.h"
+#include "png_io.h"
 #include "source.h"
 #include "topo.h"
 
@@ -73,16 +74,21 @@ static double run_pool(pool_t *p, int threads) {
 int cg_bench_cputasks(int argc, char **argv, cg_comm_t *c) {
   const char *data = "synthetic";
   int size = 256, ntasks = 0;
+  long long max_pixels = CG_PNG_DEFAULT_MAX_PIXELS;
   const char *json_out = NULL;
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
       printf("usage: cogpu-bench cpu-tasks [--data SRC] [--image-size N] [--tasks N] [--json-out F]\n"
+             "                           [--max-image-pixels N]\n"
              "  helper-task throughput (load + augment + features + pack of one sample) on 1..all\n"
-             "  of the rank's cores, pinned and unpinned: tasks/s, speed-up, efficiency\n");
+             "  of the rank's cores, pinned and unpinned: tasks/s, speed-up, efficiency\n"
+             "  --max-image-pixels: larger PNGs are refused from their header [%lld]\n",
+             (long long)CG_PNG_DEFAULT_MAX_PIXELS);
       return 0;
     } else if (!strcmp(argv[i], "--data") && i + 1 < argc) data = argv[++i];
     else if (!strcmp(argv[i], "--image-size") && i + 1 < argc) size = atoi(argv[++i]);
     else if (!strcmp(argv[i], "--tasks") && i + 1 < argc) ntasks = atoi(argv[++i]);
+    else if (!strcmp(argv[i], "--max-image-pixels") && i + 1 < argc) max_pixels = atoll(argv[++i]);
     else if (!strcmp(argv[i], "--json-out") && i + 1 < argc) json_out = argv[++i];
     else {
       fprintf(stderr, "cogpu-bench cpu-tasks: unknown option %s\n", argv[i]);
@@ -97,7 +103,9 @@ int cg_bench_cputasks(int argc, char **argv, cg_comm_t *c) {
     return 0;
   }
   char err[512];
-  cg_source_t *src = cg_source_open(data, size, 1, 4096, err, sizeof err);
+  const cg_source_opts_t so = {.size = size, .max_pixels = max_pixels, .seed = 1,
+                               .synthetic_count = 4096};
+  cg_source_t *src = cg_source_open_opts(data, &so, err, sizeof err);
   if (!src) {
     fprintf(stderr, "cogpu-bench cpu-tasks: %s\n", err);
     cg_topo_destroy(topo);

@@ -2,6 +2,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "atomic_file.h"
 #include "bench.h"
 #include "log.h"
 
@@ -22,9 +23,11 @@ int cg_bench_parse_list(const char *s, int *out, int max) {
 
 int cg_bench_write_json(const char *path, const char *json) {
   if (!path) return 0;
-  FILE *f = fopen(path, "w");
-  if (!f || fprintf(f, "%s\n", json) < 0 || fclose(f) != 0) {
-    fprintf(stderr, "cogpu-bench: could not write %s\n", path);
+  char err[1024];
+  cg_afile_t *f = cg_afile_open(path, err, sizeof err);
+  if (f) fprintf(cg_afile_stream(f), "%s\n", json);
+  if (!f || cg_afile_commit(f, err, sizeof err)) {
+    fprintf(stderr, "cogpu-bench: could not write %s\n", err);
     return 1;
   }
   return 0;

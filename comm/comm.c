@@ -2,6 +2,7 @@
 #include "comm.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -54,6 +55,56 @@ int cg_comm_any(const cg_comm_t *c, int flag) {
   int in = flag ? 1 : 0, out = 0;
   CG_CHECK_MPI(MPI_Allreduce(&in, &out, 1, MPI_INT, MPI_MAX, c->world));
   return out;
+}
+
+/* "0-2, 5, 7-9" for the ranks r with mark[r], at most len bytes. */
+static void rank_list(const char *mark, int n, char *buf, size_t len) {
+  size_t k = 0;
+  buf[0] = 0;
+  for (int r = 0; r < n && k + 24 < len; r++) {
+    if (!mark[r]) continue;
+    int e = r;
+    while (e + 1 < n && mark[e + 1]) e++;
+    k += (size_t)snprintf(buf + k, len - k, "%s%d", k ? ", " : "", r);
+    if (e > r) k += (size_t)snprintf(buf + k, len - k, "%s%d", e > r + 1 ? "-" : ", ", e);
+    r = e;
+  }
+}
+
+int cg_comm_report_errors(const cg_comm_t *c, const char *msg) {
+  enum { kLen = 480 };
+  if (!cg_comm_any(c, msg != NULL)) return 0;
+  char mine[kLen];
+  memset(mine, 0, sizeof mine);
+  if (msg) snprintf(mine, sizeof mine, "%s", msg);
+  char *all = c->rank == 0 ? cg_malloc((size_t)kLen * (size_t)c->size, "error messages") : NULL;
+  CG_CHECK_MPI(MPI_Gather(mine, kLen, MPI_CHAR, all, kLen, MPI_CHAR, 0, c->world));
+  if (c->rank == 0) {
+    char *mark = cg_malloc((size_t)c->size, "error ranks");
+    char *done = cg_calloc((size_t)c->size, 1, "error ranks");
+    for (int r = 0; r < c->size; r++) {
+      const char *m = all + (size_t)r * kLen;
+      if (done[r] || !m[0]) continue;
+      int cnt = 0;
+      for (int q = 0; q < c->size; q++) {
+        mark[q] = !done[q] && !strncmp(m, all + (size_t)q * kLen, kLen);
+        if (mark[q]) done[q] = 1, cnt++;
+      }
+      char who[256];
+      if (cnt == c->size && c->size > 1) snprintf(who, sizeof who, "all %d ranks", c->size);
+      else {
+        char list[240];
+        rank_list(mark, c->size, list, sizeof list);
+        snprintf(who, sizeof who, "rank%s %s", cnt > 1 ? "s" : "", list);
+      }
+      fprintf(stderr, "cogpu-dist: error: %s (%s)\n", m, who);
+    }
+    fflush(stderr);
+    free(mark);
+    free(done);
+    free(all);
+  }
+  return 1;
 }
 
 void cg_comm_sum_i64(const cg_comm_t *c, int64_t *v, int n) {

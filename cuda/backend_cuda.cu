@@ -1833,3 +1833,21 @@ int cg_cuda_usable(char *why, size_t len) {
   }
   return 1;
 }
+
+int cg_cuda_free_bytes(int device, size_t *bytes) {
+  *bytes = 0;
+  int ndev = 0, prev = 0;
+  if (cudaGetDeviceCount(&ndev) != cudaSuccess || device < 0 || device >= ndev ||
+      cudaGetDevice(&prev) != cudaSuccess || cudaSetDevice(device) != cudaSuccess) {
+    (void)cudaGetLastError();
+    return -1;
+  }
+  size_t total = 0;
+  const cudaError_t rc = cudaMemGetInfo(bytes, &total);
+  (void)cudaSetDevice(prev);
+  if (rc != cudaSuccess) {
+    (void)cudaGetLastError();
+    return -1;
+  }
+  return 0;
+}

@@ -36,6 +36,9 @@
 
 #include <cuda_fp16.h>
 
+extern "C" {
+#include "atomic_file.h"
+}
 #include "conv.h"
 #include "conv_graph.h"
 #include "kernels.h"
@@ -364,15 +367,15 @@ void cg_conv_ctx_destroy(cg_conv_ctx_t *ctx) {
 
 int cg_conv_ctx_save(cg_conv_ctx_t *ctx, char *err, size_t errlen) {
   if (!ctx->path || !ctx->dirty) return 0;
-  /* Several ranks may save at once: each writes a private file and renames it over the cache,
-   * so a reader sees one complete file or another. */
-  char tmp[4096];
-  snprintf(tmp, sizeof tmp, "%s.tmp%d", ctx->path, (int)getpid());
-  FILE *f = fopen(tmp, "w");
-  if (!f) {
-    snprintf(err, errlen, "cannot write the algorithm cache '%.300s'", tmp);
+  /* Several ranks may save at once: each writes a private temporary and renames it over the
+   * cache (atomic_file.h), so a reader sees one complete file or another. */
+  char why[1024];
+  cg_afile_t *af = cg_afile_open(ctx->path, why, sizeof why);
+  if (!af) {
+    snprintf(err, errlen, "cannot write the algorithm cache: %s", why);
     return -1;
   }
+  FILE *f = cg_afile_stream(af);
   int ok = fprintf(f, "# cogpu-dist cuDNN algorithm cache: <device> <cuDNN> <op> <shape> = "
                       "L <legacy algo> <math type> | G <graph candidate> <legacy algo> <math> | W <legacy "
                       "algo> <math> (our own dW kernel)\n") > 0;
@@ -382,10 +385,8 @@ int cg_conv_ctx_save(cg_conv_ctx_t *ctx, char *err, size_t errlen) {
     else if (e->graph == -2) ok = fprintf(f, "%s = W %d %d\n", e->key, e->algo, e->math) > 0;
     else ok = fprintf(f, "%s = L %d %d\n", e->key, e->algo, e->math) > 0;
   }
-  ok = (fclose(f) == 0) && ok;
-  if (!ok || rename(tmp, ctx->path) != 0) {
-    unlink(tmp);
-    snprintf(err, errlen, "cannot write the algorithm cache '%.300s'", ctx->path);
+  if (cg_afile_commit(af, why, sizeof why)) { /* reports the write error that stopped the loop */
+    snprintf(err, errlen, "cannot write the algorithm cache: %s", why);
     return -1;
   }
   ctx->dirty = 0;

@@ -46,6 +46,7 @@
 #include <unistd.h>
 
 extern "C" {
+#include "atomic_file.h"
 #include "log.h"
 }
 
@@ -1051,28 +1052,18 @@ void json_write(FILE *f, const cg_kprof_t *kp, const agg_t *ag, const char *titl
           (double)ag->how[HOW_CORR] / ag->steps, ag->dropped);
 }
 
-/* Writes the JSON to a temporary next to path, fsyncs and renames it over path. */
+/* Writes the JSON through atomic_file.h: a temporary beside path, renamed over it; its mode
+ * follows the umask like every other output. */
 int json_save(const cg_kprof_t *kp, const agg_t *ag, const char *title, double step_ms,
               double tflops, double gbs, const char *path) {
-  const size_t len = strlen(path);
-  char *tmp = static_cast<char *>(cg_malloc(len + 16, "kprof json"));
-  snprintf(tmp, len + 16, "%s.tmpXXXXXX", path);
-  const int fd = mkstemp(tmp);
-  FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
-  int rc = -1;
-  if (f) {
-    json_write(f, kp, ag, title, step_ms, tflops, gbs);
-    const int werr = ferror(f) || fflush(f) != 0 || fsync(fileno(f)) != 0;
-    if (fclose(f) == 0 && !werr && rename(tmp, path) == 0) rc = 0;
-  } else if (fd >= 0) {
-    close(fd);
+  char err[1024];
+  cg_afile_t *af = cg_afile_open(path, err, sizeof err);
+  if (af) json_write(cg_afile_stream(af), kp, ag, title, step_ms, tflops, gbs);
+  if (!af || cg_afile_commit(af, err, sizeof err)) {
+    cg_log_warn("kprof: %s", err);
+    return -1;
   }
-  if (rc) {
-    cg_log_warn("kprof: could not write %s (%s)", path, strerror(errno));
-    if (fd >= 0) unlink(tmp);
-  }
-  free(tmp);
-  return rc;
+  return 0;
 }
 
 }  // namespace

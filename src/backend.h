@@ -138,6 +138,8 @@ extern const cg_backend_ops_t cg_backend_cpu;
 extern const cg_backend_ops_t cg_backend_cuda;
 /* 1 if a CUDA device can be used; else 0 with the reason in why. */
 int cg_cuda_usable(char *why, size_t len);
+/* Free memory of GPU `device` in *bytes (cudaMemGetInfo); 0, or -1 when it cannot be read. */
+int cg_cuda_free_bytes(int device, size_t *bytes);
 #endif
 
 #endif

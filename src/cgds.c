@@ -19,6 +19,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "atomic_file.h"
 #include "crc32.h"
 #include "le.h"
 #include "log.h"
@@ -47,7 +48,12 @@ static int cgds_load(cg_source_t *s, int64_t index, uint8_t *rgb, uint8_t *mask,
   const char *name = cs->names + cs->name_at[index];
   const uint64_t off = cs->off[index], n = cs->rec_bytes;
   struct stat st;
-  if (fstat(cs->fd, &st) || (uint64_t)st.st_size < off + n) {
+  if (fstat(cs->fd, &st)) {
+    snprintf(err, errlen, "%s: record %lld (%s): %s", cs->path, (long long)index, name,
+             strerror(errno));
+    return -1;
+  }
+  if ((uint64_t)st.st_size < off + n) {
     snprintf(err, errlen, "%s: record %lld (%s): truncated: the file is now %lld bytes, the record "
              "ends at %llu", cs->path, (long long)index, name, (long long)st.st_size,
              (unsigned long long)(off + n));
@@ -200,7 +206,8 @@ typedef struct {
 static int write_all(FILE *f, const void *p, size_t n) { return fwrite(p, 1, n, f) == n ? 0 : -1; }
 
 int cg_cgds_pack(const char *images_dir, const char *masks_dir, const char *out_path, int size,
-                 volatile sig_atomic_t *cancel, cg_cgds_stats_t *stats, char *err, size_t errlen) {
+                 int64_t max_pixels, volatile sig_atomic_t *cancel, cg_cgds_stats_t *stats,
+                 char *err, size_t errlen) {
   if (size < 1 || size > 65535) {
     snprintf(err, errlen, "image size %d out of range", size);
     return CG_CGDS_EINPUT;
@@ -210,48 +217,24 @@ int cg_cgds_pack(const char *images_dir, const char *masks_dir, const char *out_
     snprintf(err, errlen, "%s: is a directory", out_path);
     return CG_CGDS_EINPUT;
   }
-  cg_source_t *src = cg_source_png_dirs(images_dir, masks_dir, size, err, errlen);
+  const cg_source_opts_t so = {.size = size, .max_pixels = max_pixels};
+  cg_source_t *src = cg_source_png_dirs(images_dir, masks_dir, &so, err, errlen);
   if (!src) return CG_CGDS_EINPUT;
 
   int rc = CG_CGDS_EIO;
   const int64_t n = src->count;
   const size_t px = (size_t)size * size, rec = px * 4;
-  char *tmp = NULL, *dir = NULL;
+  cg_afile_t *af = NULL; /* the temporary beside out_path, renamed over it at the end */
   FILE *f = NULL;
-  int fd = -1;
   entry_t *ent = cg_calloc((size_t)n, sizeof(entry_t), "pack entries");
   uint8_t *buf = cg_malloc(rec * PACK_CHUNK, "pack buffer");
   char(*errs)[512] = cg_malloc(sizeof(*errs) * PACK_CHUNK, "pack errors");
   int *bad = cg_malloc(sizeof(int) * PACK_CHUNK, "pack flags");
   uint8_t *index = NULL;
 
-  /* The temporary lives next to the target so that rename() is atomic. */
-  const char *slash = strrchr(out_path, '/');
-  dir = slash ? strndup(out_path, (size_t)(slash - out_path) + (slash == out_path)) : strdup(".");
-  const char *base = slash ? slash + 1 : out_path;
-  size_t tl = strlen(dir) + strlen(base) + 32;
-  tmp = cg_malloc(tl, "temporary path");
-  snprintf(tmp, tl, "%s/.%s.tmp.XXXXXX", dir, base);
-  fd = mkstemp(tmp);
-  if (fd < 0) {
-    snprintf(err, errlen, "%s: cannot create a temporary file in %s: %s", out_path, dir,
-             strerror(errno));
-    free(tmp);
-    tmp = NULL;
-    goto done;
-  }
-  mode_t um = umask(0);
-  umask(um);
-  if (fchmod(fd, 0666 & ~um)) {
-    snprintf(err, errlen, "%s: chmod of %s: %s", out_path, tmp, strerror(errno));
-    goto done;
-  }
-  f = fdopen(fd, "wb");
-  if (!f) {
-    snprintf(err, errlen, "%s: %s", tmp, strerror(errno));
-    goto done;
-  }
-  fd = -1; /* f owns it */
+  af = cg_afile_open(out_path, err, errlen);
+  if (!af) goto done;
+  f = cg_afile_stream(af);
 
   uint8_t hdr[CG_CGDS_HEADER_BYTES];
   memset(hdr, 0, sizeof hdr);
@@ -329,24 +312,10 @@ int cg_cgds_pack(const char *images_dir, const char *masks_dir, const char *out_
   cg_le_put_u64(hdr + 48, fbytes);
   cg_le_put_u32(hdr + 56, cg_crc32(0, index, iblock));
   cg_le_put_u32(hdr + 60, cg_crc32(0, hdr, 60));
-  if (fseek(f, 0, SEEK_SET) || write_all(f, hdr, sizeof hdr) || fflush(f)) goto write_fail;
-  if (fsync(fileno(f))) goto write_fail;
-  if (fclose(f)) {
-    f = NULL;
-    goto write_fail;
-  }
-  f = NULL;
-  if (rename(tmp, out_path)) {
-    snprintf(err, errlen, "%s: cannot rename %s into place: %s", out_path, tmp, strerror(errno));
-    goto done;
-  }
-  free(tmp);
-  tmp = NULL; /* in place: nothing to remove any more */
-  int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd >= 0) { /* make the rename durable; not every file system supports it */
-    (void)fsync(dfd);
-    close(dfd);
-  }
+  if (fseek(f, 0, SEEK_SET) || write_all(f, hdr, sizeof hdr)) goto write_fail;
+  const int committed = cg_afile_commit(af, err, errlen);
+  af = NULL; /* commit frees it, and removes the temporary on failure */
+  if (committed) goto done;
   if (stats) {
     stats->records = n;
     stats->bytes = fbytes;
@@ -354,16 +323,10 @@ int cg_cgds_pack(const char *images_dir, const char *masks_dir, const char *out_
   rc = CG_CGDS_OK;
   goto done;
 write_fail:
-  snprintf(err, errlen, "%s: write failed (temporary %s): %s", out_path, tmp, strerror(errno));
+  snprintf(err, errlen, "%s: write failed: %s (nothing was replaced)", out_path, strerror(errno));
   rc = CG_CGDS_EIO;
 done:
-  if (f) fclose(f);
-  if (fd >= 0) close(fd);
-  if (tmp) {
-    unlink(tmp);
-    free(tmp);
-  }
-  free(dir);
+  cg_afile_abort(af); /* removes the temporary of a pack that did not finish */
   free(ent);
   free(buf);
   free(errs);

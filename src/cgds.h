@@ -66,17 +66,18 @@ typedef struct {
   uint64_t bytes; /* size of the written file */
 } cg_cgds_stats_t;
 
-/* Packs IMAGES/NAME.png + MASKS/NAME.png (the pairing and fitting rules of
- * cg_source_png_dirs) at size x size into out_path. Writes a temporary file in out_path's
+/* Packs IMAGES/NAME.png + MASKS/NAME.png (the pairing, fitting and pixel-limit rules of
+ * cg_source_png_dirs; max_pixels as --max-image-pixels) at size x size into out_path. Writes a temporary file in out_path's
  * directory, fsyncs it and renames it over out_path, then fsyncs the directory: a reader sees
  * the old file or the complete new one. On any failure the temporary is removed and out_path
  * is left as it was. cancel (optional) is polled between records (set it from a signal
  * handler). stats (optional) is filled on success. */
 int cg_cgds_pack(const char *images_dir, const char *masks_dir, const char *out_path, int size,
-                 volatile sig_atomic_t *cancel, cg_cgds_stats_t *stats, char *err, size_t errlen);
+                 int64_t max_pixels, volatile sig_atomic_t *cancel, cg_cgds_stats_t *stats,
+                 char *err, size_t errlen);
 
 /* The `pack` command: argv[0] = "pack", then --images DIR --masks DIR --out FILE.cgds
- * [--image-size N] (default: train's --image-size default) [--help]. Prints a one-line summary
+ * [--image-size N] [--max-image-pixels N] (defaults: train's) [--help]. Prints a one-line summary
  * on stdout, errors as "cogpu-dist pack: error: ..." on stderr. Returns the exit code: 0, 2 for
  * bad flags or bad input files, 1 when the output cannot be written, 130 when interrupted
  * (SIGINT/SIGTERM). Run it as one process: it does no MPI. */

@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "atomic_file.h"
 #include "backend.h"
 #include "crc32.h"
 #include "le.h"
@@ -94,6 +95,7 @@ static void encode_header(const cg_ckpt_info_t *in, uint64_t payload_bytes, uint
   cg_le_put_u64(h + 152, (uint64_t)in->unix_time);
   cg_le_put_u64(h + 160, payload_bytes);
   cg_le_put_u32(h + 168, payload_crc);
+  cg_le_put_u64(h + 172, in->run_id);
   cg_le_put_u32(h + 252, cg_crc32(0, h, 252));
 }
 
@@ -124,6 +126,55 @@ static void decode_header(const uint8_t *h, cg_ckpt_info_t *o) {
   o->unix_time = (int64_t)cg_le_get_u64(h + 152);
   o->payload_bytes = cg_le_get_u64(h + 160);
   o->payload_crc = cg_le_get_u32(h + 168);
+  o->run_id = o->version >= 2 ? cg_le_get_u64(h + 172) : 0;
+}
+
+uint64_t cg_ckpt_new_run_id(void) {
+  uint64_t id = 0;
+  int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+  if (fd >= 0) {
+    if (read(fd, &id, sizeof id) != (ssize_t)sizeof id) id = 0;
+    close(fd);
+  }
+  if (!id) { /* no /dev/urandom: the clock and the process (splitmix64 of both) */
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t z = ((uint64_t)ts.tv_sec << 30) ^ (uint64_t)ts.tv_nsec ^ ((uint64_t)getpid() << 48);
+    z += 0x9e3779b97f4a7c15ull;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    id = z ^ (z >> 31);
+  }
+  return id ? id : 1;
+}
+
+/* The bounds every header field must satisfy (the ranges the command line accepts, with room):
+ * a file with a valid CRC can still carry numbers no run wrote, and they would overflow the
+ * position arithmetic. Returns the first field out of range, or NULL. */
+static const char *header_out_of_range(const cg_ckpt_info_t *in) {
+  const int64_t kSteps = (int64_t)1 << 50; /* --steps allows 1e15 */
+  const int64_t kSamples = (int64_t)1 << 40; /* --train-samples allows 1e12 */
+  if (in->shape.in_c < 1 || in->shape.in_c > 4096) return "in_c";
+  if (in->shape.base < 1 || in->shape.base > 65536) return "base";
+  if (in->shape.depth < 1 || in->shape.depth > 64) return "depth";
+  if (in->shape.height < 1 || in->shape.height > 1 << 20) return "height";
+  if (in->shape.width < 1 || in->shape.width > 1 << 20) return "width";
+  if (in->shape.nparams < 1 || in->shape.nparams > ((uint64_t)1 << 40)) return "nparams";
+  if (in->precision < 0 || in->precision > 2) return "precision";
+  if (in->step < 0 || in->step > kSteps) return "step";
+  if (in->epoch < 0 || in->epoch > kSteps) return "epoch";
+  if (in->train_samples < 1 || in->train_samples > kSamples) return "train_samples";
+  if (in->epoch_samples < 0 || in->epoch_samples > in->train_samples) return "epoch_samples";
+  if (in->steps_per_epoch < 1 || in->steps_per_epoch > kSteps) return "steps_per_epoch";
+  if (in->ranks < 1 || in->ranks > 1 << 24) return "ranks";
+  if (in->batch < 1 || in->batch > 1 << 24) return "batch";
+  if (in->opt_t < 0 || in->opt_t > kSteps) return "opt_t";
+  if (in->total_steps < 0 || in->total_steps > kSteps) return "total_steps";
+  if (!(in->loss_scale > 0) || !(in->loss_scale < 3.0e38f)) return "loss_scale";
+  if (in->scale_good_steps < 0 || in->scale_good_steps > kSteps) return "scale_good_steps";
+  if (in->skipped_steps < 0 || in->skipped_steps > kSteps) return "skipped_steps";
+  if (!(in->lr >= 0 && in->lr <= 1e6)) return "lr";
+  return NULL;
 }
 
 /* ---- directory helpers ------------------------------------------------------------------- */
@@ -149,14 +200,6 @@ static int mkdir_p(const char *dir) {
     return -1;
   }
   return 0;
-}
-
-static void fsync_dir(const char *dir) {
-  int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd >= 0) { /* makes the rename durable; not every file system supports it */
-    (void)fsync(dfd);
-    close(dfd);
-  }
 }
 
 int cg_ckpt_prepare_dir(const char *dir, char *err, size_t errlen) {
@@ -254,8 +297,24 @@ void cg_ckpt_list_free(char **paths, int64_t *steps, int n) {
 
 static int write_all(FILE *f, const void *p, size_t n) { return fwrite(p, 1, n, f) == n ? 0 : -1; }
 
-/* Removes the checkpoints of later steps than `step` and all but the `keep` newest others. */
-static void rotate(const char *dir, int64_t step, int keep) {
+/* The run id in path's header (its magic, version and header CRC checked), or 0 when the
+ * header cannot be read or trusted. */
+static uint64_t header_run_id(const char *path) {
+  uint8_t h[CG_CKPT_HEADER_BYTES];
+  FILE *f = fopen(path, "rb");
+  if (!f) return 0;
+  const size_t got = fread(h, 1, sizeof h, f);
+  fclose(f);
+  if (got != sizeof h || memcmp(h, CG_CKPT_MAGIC, 8) != 0 ||
+      cg_crc32(0, h, 252) != cg_le_get_u32(h + 252) || cg_le_get_u32(h + 8) < 2)
+    return 0;
+  return cg_le_get_u64(h + 172);
+}
+
+/* Among the checkpoints of run run_id only: removes those of later steps than `step` and all
+ * but the `keep` newest others. Another run's files, and files whose header cannot be read,
+ * are left alone. */
+static void rotate(const char *dir, int64_t step, uint64_t run_id, int keep) {
   char **paths;
   int64_t *steps;
   int n;
@@ -266,6 +325,11 @@ static void rotate(const char *dir, int64_t step, int keep) {
   }
   int kept = 0;
   for (int i = 0; i < n; i++) {
+    if (steps[i] == step) { /* the one just written */
+      kept++;
+      continue;
+    }
+    if (header_run_id(paths[i]) != run_id) continue; /* not this lineage's: never ours to remove */
     int drop = steps[i] > step || (steps[i] <= step && kept >= keep);
     if (!drop) {
       kept++;
@@ -274,8 +338,8 @@ static void rotate(const char *dir, int64_t step, int keep) {
     if (unlink(paths[i]) != 0)
       cg_log_warn("checkpoint rotation: cannot remove %s: %s", paths[i], strerror(errno));
     else if (steps[i] > step)
-      cg_log_info("removed %s: a later step than this run's (left by the run it resumed from)",
-                  paths[i]);
+      cg_log_info("removed %s: a later step of this run's lineage (left by an attempt it "
+                  "resumed before)", paths[i]);
   }
   cg_ckpt_list_free(paths, steps, n);
 }
@@ -284,11 +348,7 @@ int cg_ckpt_write(const char *dir, const cg_ckpt_info_t *info, const float *para
                   const float *m, const float *v, int keep, char *path, size_t pathlen,
                   char *err, size_t errlen) {
   CG_ASSERT(dir != NULL && info != NULL && params != NULL && m != NULL && v != NULL && keep >= 1);
-  int rc = -1;
-  FILE *f = NULL;
-  int fd = -1;
-  char final[4200], tmp[4300];
-  tmp[0] = 0;
+  char final[4200];
   cg_ckpt_path(dir, info->step, final, sizeof final);
   if (path) snprintf(path, pathlen, "%s", final);
   const size_t np = (size_t)info->shape.nparams, bytes = np * sizeof(float);
@@ -298,44 +358,19 @@ int cg_ckpt_write(const char *dir, const cg_ckpt_info_t *info, const float *para
   uint8_t hdr[CG_CKPT_HEADER_BYTES];
   encode_header(info, 3 * (uint64_t)bytes, crc, hdr);
 
-  /* The temporary lives next to the target so that rename() is atomic. */
-  snprintf(tmp, sizeof tmp, "%s/.ckpt-%010lld.cgck.tmp.XXXXXX", dir, (long long)info->step);
-  fd = mkstemp(tmp);
-  if (fd < 0) {
-    snprintf(err, errlen, "%s: cannot create a temporary file in %s: %s", final, dir,
-             strerror(errno));
-    tmp[0] = 0;
-    goto fail;
-  }
-  mode_t um = umask(0);
-  umask(um);
-  if (fchmod(fd, 0666 & ~um)) goto write_fail;
-  f = fdopen(fd, "wb");
-  if (!f) goto write_fail;
-  fd = -1; /* f owns it */
+  /* A temporary beside the final name, fsynced and renamed over it (atomic_file.h). */
+  cg_afile_t *af = cg_afile_open(final, err, errlen);
+  if (!af) return -1;
+  FILE *f = cg_afile_stream(af);
   if (write_all(f, hdr, sizeof hdr) || write_all(f, params, bytes) || write_all(f, m, bytes) ||
-      write_all(f, v, bytes) || fflush(f) || fsync(fileno(f)))
-    goto write_fail;
-  int cl = fclose(f);
-  f = NULL;
-  if (cl) goto write_fail;
-  if (rename(tmp, final)) {
-    snprintf(err, errlen, "%s: cannot rename %s into place: %s", final, tmp, strerror(errno));
-    goto fail;
+      write_all(f, v, bytes)) {
+    snprintf(err, errlen, "%s: write failed: %s (nothing was replaced)", final, strerror(errno));
+    cg_afile_abort(af);
+    return -1;
   }
-  tmp[0] = 0; /* in place: nothing to remove any more */
-  fsync_dir(dir);
-  rotate(dir, info->step, keep);
-  rc = 0;
-  goto done;
-write_fail:
-  snprintf(err, errlen, "%s: write failed: %s (nothing was replaced)", final, strerror(errno));
-fail:
-done:
-  if (f) fclose(f);
-  if (fd >= 0) close(fd);
-  if (tmp[0]) unlink(tmp);
-  return rc;
+  if (cg_afile_commit(af, err, errlen)) return -1;
+  rotate(dir, info->step, info->run_id, keep);
+  return 0;
 }
 
 /* ---- reader ------------------------------------------------------------------------------ */
@@ -381,9 +416,10 @@ cg_ckpt_status_t cg_ckpt_read(const char *path, const cg_ckpt_shape_t *want,
   }
   cg_ckpt_info_t in;
   decode_header(h, &in);
-  if (in.version != CG_CKPT_VERSION || cg_le_get_u32(h + 12) != CG_CKPT_HEADER_BYTES) {
-    snprintf(err, errlen, "%s: format version %u (header %u bytes); this build reads version %d",
-             path, in.version, cg_le_get_u32(h + 12), CG_CKPT_VERSION);
+  if (in.version < 1 || in.version > CG_CKPT_VERSION ||
+      cg_le_get_u32(h + 12) != CG_CKPT_HEADER_BYTES) {
+    snprintf(err, errlen, "%s: format version %u (header %u bytes); this build reads versions 1 "
+             "to %d", path, in.version, cg_le_get_u32(h + 12), CG_CKPT_VERSION);
     st = CG_CKPT_EVERSION;
     goto done;
   }
@@ -391,6 +427,15 @@ cg_ckpt_status_t cg_ckpt_read(const char *path, const cg_ckpt_shape_t *want,
   if (hcrc != cg_le_get_u32(h + 252)) {
     snprintf(err, errlen, "%s: corrupt: header CRC mismatch (stored %08x, computed %08x)", path,
              cg_le_get_u32(h + 252), hcrc);
+    st = CG_CKPT_ECORRUPT;
+    goto done;
+  }
+  const char *bad = header_out_of_range(&in);
+  if (bad) {
+    snprintf(err, errlen, "%s: corrupt: header field %s out of range (step %lld, epoch %lld, "
+             "epoch samples %lld of %lld, batch %d x %d ranks)", path, bad, (long long)in.step,
+             (long long)in.epoch, (long long)in.epoch_samples, (long long)in.train_samples,
+             in.batch, in.ranks);
     st = CG_CKPT_ECORRUPT;
     goto done;
   }
@@ -512,6 +557,11 @@ static void print_info(const char *path, const cg_ckpt_info_t *in) {
   printf("loss scaler:   scale %g, %lld clean steps since the last change, %lld steps skipped\n",
          (double)in->loss_scale, (long long)in->scale_good_steps, (long long)in->skipped_steps);
   printf("written:       %s\n", when);
+  if (in->run_id)
+    printf("run id:        %016llx (kept across resumes; rotation only removes this run's files)\n",
+           (unsigned long long)in->run_id);
+  else
+    printf("run id:        none (format version 1)\n");
   printf("payload:       %llu bytes (params, AdamW m, AdamW v), CRC %08x ok\n",
          (unsigned long long)in->payload_bytes, in->payload_crc);
 }

@@ -10,7 +10,7 @@
  * File layout (integers little-endian, offsets in bytes):
  *   header, 256 bytes
  *     0  char[8] magic            "CGCKPT\r\n"
- *     8  u32     version          1
+ *     8  u32     version          2 (version 1, without the run id, is still read)
  *    12  u32     header_bytes     256
  *    16  u32     in_c, base, depth, height, width   the model shape (5 x u32, to 36)
  *    36  u32     precision        cg_precision_t of the writing run
@@ -32,16 +32,23 @@
  *   152  i64     unix_time        when it was written (informative)
  *   160  u64     payload_bytes    3 x nparams x 4
  *   168  u32     payload_crc      CRC32 of the payload
- *   172  ...     reserved, zero, up to 252
+ *   172  u64     run_id           the run's lineage: made when a run starts afresh, kept when it
+ *                                  resumes (0: written before run ids, version 1)
+ *   180  ...     reserved, zero, up to 252
  *   252  u32     header_crc       CRC32 of bytes [0, 252)
  *   payload at 256: params, AdamW m, AdamW v (nparams little-endian f32 each, model.h layout)
  *
- * Files are DIR/ckpt-<step, 10 digits>.cgck. A write goes to a temporary file in DIR (mkstemp),
+ * Files are DIR/ckpt-<step, 10 digits>.cgck. A write goes to a temporary file in DIR (atomic_file.h),
  * is fsynced, renamed over the final name and the directory is fsynced: a file with the final
  * name is always complete, and a failed write (full disk, unwritable directory) leaves every
- * existing checkpoint as it was. After a successful write, rotation removes all but the `keep`
- * newest, and any checkpoint of a later step than the one written (left by an abandoned run
- * that this one resumed before: the directory holds one line of history).
+ * existing checkpoint as it was. After a successful write, rotation removes, among the
+ * checkpoints of the same run id only (this run and the runs it resumed from), all but the
+ * `keep` newest, and any of a later step than the one written (left by an abandoned attempt of
+ * this lineage: it holds one line of history). A checkpoint of another run, or one whose header
+ * cannot be read, is never removed.
+ *
+ * The reader bounds every header field (steps, epochs, sizes, counts: see cg_ckpt_read), so a
+ * file with a valid CRC but absurd numbers is rejected by name and field rather than trusted.
  *
  * Return values: 0 success, -1 with a one-line message in err that names the file. Nothing here
  * aborts or uses MPI: the trainer calls these on rank 0 and shares the verdict. */
@@ -53,7 +60,7 @@
 #include <stdio.h>
 
 #define CG_CKPT_MAGIC "CGCKPT\r\n"
-#define CG_CKPT_VERSION 1
+#define CG_CKPT_VERSION 2
 #define CG_CKPT_HEADER_BYTES 256
 
 /* The model a checkpoint belongs to; two shapes are compatible when every field is equal. */
@@ -73,6 +80,7 @@ typedef struct {
   int64_t scale_good_steps, skipped_steps;
   double lr;
   int64_t unix_time;
+  uint64_t run_id;
   /* filled by the reader */
   uint32_t version;
   uint64_t payload_bytes;
@@ -107,6 +115,9 @@ int cg_ckpt_prepare_dir(const char *dir, char *err, size_t errlen);
 int cg_ckpt_write(const char *dir, const cg_ckpt_info_t *info, const float *params,
                   const float *m, const float *v, int keep, char *path, size_t pathlen,
                   char *err, size_t errlen);
+
+/* A new run id: random, never 0. */
+uint64_t cg_ckpt_new_run_id(void);
 
 /* Reads and verifies path. want (optional): the shape the caller needs; another shape is
  * CG_CKPT_ESHAPE with both shapes in err. params, m, v: want->nparams floats each, or all NULL

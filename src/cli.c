@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "config.h"
+#include "png_io.h"
 
 /* T_OPTSTR: a string whose value may be left out (--resume [FILE]): the next argument is taken
  * only if it does not start with '-'; --name=VALUE always works. Given bare, the option stores
@@ -70,7 +71,17 @@ static const opt_t g_opts[] = {
     {"val-samples", T_I64, O(val_samples), 0, 1e12, 0, NULL, C_TRAIN, "N",
      "synthetic: size of the held-out validation set (0 = no validation)"},
     {"skip-bad", T_FLAG, O(skip_bad), 0, 1, 0, NULL, C_TRAIN, "",
-     "skip and count samples that fail to load (bad PNG, CRC error) instead of stopping"},
+     "leave out and count bad samples (a PNG that is empty, truncated, corrupt or over "
+     "--max-image-pixels; a shard record failing its CRC), at start-up and while training, "
+     "instead of ending the job with exit code 2"},
+    {"max-image-pixels", T_I64, O(max_image_pixels), 1, 1073741824, 0, NULL, C_TRAIN, "N",
+     "an image of more pixels (width x height, read from the PNG header before anything is "
+     "allocated) is a bad sample; the default is Pillow's decompression-bomb limit, about "
+     "9459 x 9459, far more than any image worth fitting to --image-size"},
+    {"check-data", T_FLAG, O(check_data), 0, 1, 0, NULL, C_TRAIN, "",
+     "decode every sample once at start-up (split over the ranks and each rank's cores), list "
+     "every bad file and a summary; then exit 2 if any is bad, or with --skip-bad train without "
+     "them"},
     {"crop", T_ONOFF, O(crop), 0, 1, 0, NULL, C_TRAIN, "on|off",
      "real data: random crops (0.75-1.0 of the side) as augmentation, with the flips"},
     {"cpu-workers", T_INT, O(cpu_workers), -1, 1024, 0, NULL, C_TRAIN, "N",
@@ -134,7 +145,11 @@ static const opt_t g_opts[] = {
     {"checkpoint-every", T_I64, O(checkpoint_every), 0, 1e15, 0, NULL, C_TRAIN, "N",
      "also write a checkpoint every N steps (0 = only at the end and on a stop signal)"},
     {"keep", T_INT, O(keep), 1, 1e6, 0, NULL, C_TRAIN, "K",
-     "checkpoints kept in --checkpoint-dir (older ones are removed)"},
+     "checkpoints of this run kept in --checkpoint-dir (its older ones are removed; another "
+     "run's never are)"},
+    {"overwrite-checkpoints", T_FLAG, O(overwrite_checkpoints), 0, 1, 0, NULL, C_TRAIN, "",
+     "start afresh in a --checkpoint-dir that already holds checkpoints (a checkpoint of the "
+     "same step is replaced; without this flag, or --resume, such a run refuses to start)"},
     {"resume", T_OPTSTR, O(resume), 0, 0, 0, CG_RESUME_LATEST, C_TRAIN, "[FILE|DIR]",
      "continue from a checkpoint: FILE, the newest valid one in DIR, or bare: in "
      "--checkpoint-dir (a corrupt one is reported and the next older used; none: start afresh)"},
@@ -172,6 +187,7 @@ void cg_cli_defaults(cg_config_t *c) {
   snprintf(c->data, sizeof c->data, "synthetic");
   c->val_fraction = 0.1;
   c->crop = 1;
+  c->max_image_pixels = CG_PNG_DEFAULT_MAX_PIXELS;
   c->train_samples = 4096;
   c->val_samples = 512;
   c->cpu_workers = -1;

@@ -33,6 +33,8 @@ typedef struct {
   char val_data[CG_PATH_MAX];
   double val_fraction;
   int skip_bad;
+  int64_t max_image_pixels; /* a larger image (width x height) is a bad sample */
+  int check_data;      /* decode every sample once at start-up */
   int crop;            /* random-crop augmentation of real data (1 on, 0 off) */
   int64_t train_samples, val_samples;
   int cpu_workers;     /* helper threads per rank; -1 = auto */
@@ -61,7 +63,8 @@ typedef struct {
   /* checkpoints and failures (ckpt.h, guard.h) */
   char checkpoint_dir[CG_PATH_MAX];
   int64_t checkpoint_every; /* steps; 0 = only at the end and when stopped by a signal */
-  int keep;                 /* checkpoints kept in checkpoint_dir */
+  int keep;                 /* checkpoints of this run's lineage kept in checkpoint_dir */
+  int overwrite_checkpoints; /* start afresh in a checkpoint_dir that holds checkpoints */
   char resume[CG_PATH_MAX]; /* "" = no; CG_RESUME_LATEST = newest valid in checkpoint_dir;
                                else a checkpoint FILE or a DIR of them */
   double timeout_s;         /* watchdog: no progress for this long ends the job; 0 = off */

@@ -7,7 +7,12 @@
  * a slot is reused only once its metrics are counted. Slots are freed in batch order
  * (`released` advances over consecutive freed batches), whatever order tasks finish in.
  * Condition variables: `work` wakes helpers (a slot freed, a metrics task queued), `ready`
- * wakes the consumer when a batch is complete, `mdone` when a metrics task finished. */
+ * wakes the consumer when a batch is complete, `mdone` when a metrics task finished.
+ *
+ * A sample that fails to load without skip_bad: the helper records the message and stops; the
+ * consumer, woken at once, ends the job with exit code 2 (cg_die: MPI_Abort, so every rank
+ * ends) naming the file. Helpers never call MPI (FUNNELED); the consumer is the driving thread,
+ * which comes back to cg_loader_next within a step. */
 #include "loader.h"
 
 #include <pthread.h>
@@ -52,7 +57,7 @@ struct cg_loader {
   pthread_t *threads;
   double *busy;          /* per worker seconds, guarded by mu */
   double busy_serial;
-  char fail_msg[512];
+  char fail_msg[1024];
   int failed;
   int64_t bad;           /* skipped samples not yet taken (skip_bad), guarded by mu */
   int64_t bad_logged;    /* skipped samples logged so far */
@@ -116,9 +121,6 @@ static void mark_bad(cg_loader_t *l, slot_t *s, int i, const char *err) {
   }
 }
 
-/* Prepares sample i of the batch in slot s (outside the lock). Returns 0, 1 when the load
- * failed and skip_bad turned the sample into zeros (the caller marks it bad), or -1 with the
- * message in err. */
 /* Spins for ms milliseconds (test-only helper cost; spinning, not sleeping, keeps the helper
  * busy as real work would). */
 static void spin_ms(double ms) {
@@ -127,6 +129,9 @@ static void spin_ms(double ms) {
   }
 }
 
+/* Prepares sample i of the batch in slot s (outside the lock). Returns 0, 1 when the load
+ * failed and skip_bad turned the sample into zeros (the caller marks it bad), or -1 with the
+ * message in err. */
 static int prepare(cg_loader_t *l, slot_t *s, int i, uint8_t *rgb, uint8_t *mask, float *scratch,
                    char *err, size_t errlen, double *dec_s, double *feat_s) {
   double t0 = cg_now();
@@ -163,6 +168,12 @@ static int prepare(cg_loader_t *l, slot_t *s, int i, uint8_t *rgb, uint8_t *mask
 }
 
 static void *worker_main(void *arg);
+
+/* The one rule for a sample that fails without skip_bad: the job ends with exit code 2. */
+static void bad_sample(const char *why) __attribute__((noreturn));
+static void bad_sample(const char *why) {
+  cg_die(CG_EXIT_USAGE, "data: %s%s", why, CG_BAD_SAMPLE_HINT);
+}
 
 /* Cost accounting of one prepared sample (under the lock). */
 static void account(cg_loader_t *l, const slot_t *s, int i, double dec, double feat) {
@@ -278,7 +289,7 @@ static void *worker_main(void *arg) {
   uint8_t *mask = cg_malloc((size_t)h * w, "sample mask");
   float *scratch = cg_malloc(sizeof(float) * 3 * (size_t)h * w, "feature scratch");
   const int64_t B = l->cfg.batch, total = l->cfg.nsteps * B;
-  char err[512];
+  char err[1024];
   pthread_mutex_lock(&l->mu);
   for (;;) {
     while (!l->stop && l->mq_len == 0 &&
@@ -356,11 +367,11 @@ cg_host_batch_t *cg_loader_next(cg_loader_t *l, double *wait_s) {
     double t0 = cg_now();
     s->k = k;
     index_batch(l, s, k);
-    char err[512];
+    char err[1024];
     for (int i = 0; i < s->b.n; i++) {
       double dec = 0, feat = 0;
       int rc = prepare(l, s, i, l->rgb, l->mask, l->scratch, err, sizeof err, &dec, &feat);
-      if (rc < 0) CG_FATAL("data: %s", err);
+      if (rc < 0) bad_sample(err);
       pthread_mutex_lock(&l->mu);
       account(l, s, i, dec, feat);
       if (rc > 0) mark_bad(l, s, i, err);
@@ -380,7 +391,7 @@ cg_host_batch_t *cg_loader_next(cg_loader_t *l, double *wait_s) {
   int failed = l->failed;
   if (!failed) l->consumed++;
   pthread_mutex_unlock(&l->mu);
-  if (failed) CG_FATAL("data: %s", l->fail_msg);
+  if (failed) bad_sample(l->fail_msg);
   if (wait_s) *wait_s = cg_now() - t0;
   return &s->b;
 }

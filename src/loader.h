@@ -55,7 +55,8 @@ typedef struct {
   int augment;               /* random flips */
   int crop;                  /* random crop (cg_augment_crop), before the flips */
   int skip_bad;              /* a sample that fails to load becomes padding and is counted
-                                (cg_loader_take_bad) instead of stopping the job */
+                                (cg_loader_take_bad); without it cg_loader_next ends the job
+                                with exit code 2 naming the file (cg_die, every rank ends) */
   int nfeat;                 /* feature channels computed on the CPU (0 or CG_NFEAT) */
   int cpu_count;             /* samples per batch packed on the CPU (< 0: all); see set_cpu_count */
   double test_feat_ms;       /* testing: extra milliseconds of helper work per CPU-featurised

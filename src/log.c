@@ -66,6 +66,17 @@ void cg_fatal(const char *file, int line, const char *what, const char *fmt, ...
   abort_job(1);
 }
 
+void cg_die(int code, const char *fmt, ...) {
+  char msg[2048];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  if (g_rank >= 0) fprintf(stderr, "[rank %d %s] error: %s\n", g_rank, g_host, msg);
+  else fprintf(stderr, "cogpu-dist: error: %s\n", msg);
+  abort_job(code);
+}
+
 void cg_fatal_mpi(const char *file, int line, const char *call, int rc) {
   char err[MPI_MAX_ERROR_STRING];
   int len = 0;

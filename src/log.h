@@ -29,6 +29,12 @@ void cg_log_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void cg_fatal(const char *file, int line, const char *what, const char *fmt, ...)
     __attribute__((noreturn, format(printf, 4, 5)));
 
+/* Prints "[rank R host] error: message" and ends the job with exit code `code`: MPI_Abort when
+ * MPI is running (the runtime ends every rank, and mpirun exits with `code`), else exit. For
+ * bad input met while the job runs, where the ranks cannot agree on it first (a sample that
+ * fails to decode in a helper): code CG_EXIT_USAGE. Never returns. */
+void cg_die(int code, const char *fmt, ...) __attribute__((noreturn, format(printf, 2, 3)));
+
 /* Always-on assert: prints the expression as text. Never put side effects in expr. */
 #define CG_ASSERT(expr)                                                                      \
   do {                                                                                       \

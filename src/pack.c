@@ -20,7 +20,7 @@ static void on_signal(int sig) {
   pack_cancel = 1;
 }
 
-static void pack_help(FILE *f, int size) {
+static void pack_help(FILE *f, int size, long long max_pixels) {
   fprintf(f,
           "usage: cogpu-dist pack --images DIR --masks DIR --out FILE.cgds [--image-size N]\n"
           "\n"
@@ -33,8 +33,12 @@ static void pack_help(FILE *f, int size) {
           "  --masks DIR        directory of masks with the same names (pixel > 0 = foreground)\n"
           "  --out FILE         the shard to write (replaced atomically)\n"
           "  --image-size N     side of the stored samples, 2..8192 (default %d)\n"
+          "  --max-image-pixels N\n"
+          "                     refuse an image of more pixels (width x height, from its header,\n"
+          "                     before anything is allocated; default %lld, Pillow's\n"
+          "                     decompression-bomb limit)\n"
           "  --help             this text\n",
-          size);
+          size, max_pixels);
 }
 
 static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -53,10 +57,11 @@ int cg_pack_main(int argc, char **argv) {
   cg_cli_defaults(&defaults);
   const char *images = NULL, *masks = NULL, *out = NULL;
   int size = defaults.image_size;
+  int64_t max_pixels = defaults.max_image_pixels;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-      pack_help(stdout, defaults.image_size);
+      pack_help(stdout, defaults.image_size, (long long)defaults.max_image_pixels);
       return 0;
     }
     if (strncmp(a, "--", 2) != 0) return usage_error("unexpected argument '%s'", a);
@@ -64,11 +69,12 @@ int cg_pack_main(int argc, char **argv) {
     size_t nl = eq ? (size_t)(eq - a) : strlen(a);
     const char *v = eq ? eq + 1 : NULL;
     const char **dst = NULL;
-    int is_size = 0;
+    int is_size = 0, is_pixels = 0;
     if (nl == 8 && !strncmp(a, "--images", nl)) dst = &images;
     else if (nl == 7 && !strncmp(a, "--masks", nl)) dst = &masks;
     else if (nl == 5 && !strncmp(a, "--out", nl)) dst = &out;
     else if (nl == 12 && !strncmp(a, "--image-size", nl)) is_size = 1;
+    else if (nl == 18 && !strncmp(a, "--max-image-pixels", nl)) is_pixels = 1;
     else return usage_error("unknown option '%.*s'", (int)nl, a);
     if (!v) {
       if (i + 1 >= argc) return usage_error("%s: missing value", a);
@@ -81,6 +87,12 @@ int cg_pack_main(int argc, char **argv) {
       if (*end || end == v || n < 2 || n > 8192)
         return usage_error("--image-size: '%s' is not an integer in 2..8192", v);
       size = (int)n;
+    } else if (is_pixels) {
+      char *end;
+      long long n = strtoll(v, &end, 10);
+      if (*end || end == v || n < 1 || n > 1073741824LL)
+        return usage_error("--max-image-pixels: '%s' is not an integer in 1..1073741824", v);
+      max_pixels = n;
     } else {
       *dst = v;
     }
@@ -99,7 +111,7 @@ int cg_pack_main(int argc, char **argv) {
   char err[1024];
   cg_cgds_stats_t st;
   double t0 = cg_now();
-  int rc = cg_cgds_pack(images, masks, out, size, &pack_cancel, &st, err, sizeof err);
+  int rc = cg_cgds_pack(images, masks, out, size, max_pixels, &pack_cancel, &st, err, sizeof err);
   double dt = cg_now() - t0;
   sigaction(SIGINT, &old_int, NULL);
   sigaction(SIGTERM, &old_term, NULL);

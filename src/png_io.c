@@ -1,11 +1,17 @@
 /* png_io.c: PNG decoding and encoding with libpng (see png_io.h).
  *
+ * Reading starts with our own look at the first 33 bytes (signature and IHDR): an empty, short
+ * or oversized file is refused there, before libpng is set up, so a 63-byte file claiming
+ * 28936x16136 costs nothing. Non-interlaced files are then decoded with png_read_row into one
+ * row buffer and handed to the caller's sink row by row: memory does not grow with the height.
+ *
  * libpng reports errors by longjmp to the setjmp point of the call that created the struct.
  * Each public function keeps the state the error path needs (the message, the open file)
  * in its own frame and hands it to a worker that owns the setjmp; inside the worker the
  * buffers allocated after setjmp are volatile pointers, so the error path frees exactly what
  * was allocated, and nothing the error path reads is a non-volatile local modified after
- * setjmp. Warnings (bad ancillary chunks, sRGB profile chatter) are ignored. */
+ * setjmp. The sink's callbacks run inside that region; a refusal becomes png_error. Warnings
+ * (bad ancillary chunks, sRGB profile chatter) are ignored. */
 #include "png_io.h"
 
 #ifdef COGPU_HAVE_PNG
@@ -17,8 +23,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "atomic_file.h"
+
 typedef struct {
-  char msg[256]; /* libpng's reason, set just before the longjmp */
+  char msg[512]; /* libpng's reason, set just before the longjmp */
+  int refused;   /* the reason is the sink's, not a decoding error */
   FILE *f;
 } png_ctx_t;
 
@@ -45,10 +54,70 @@ static void on_read(png_structp png, png_bytep data, size_t n) {
   }
 }
 
-enum { READ_SIZE, READ_RGB, READ_MASK };
+static uint32_t be32(const uint8_t *p) {
+  return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
 
-/* Decodes c->f (signature already checked). Returns 0, or -1 with c->msg set. */
-static int read_png(png_ctx_t *c, int mode, uint8_t **out, int *h, int *w) {
+/* The signature and the IHDR's width and height, read directly: the checks that must come
+ * before any allocation. Leaves f at offset 8 (libpng is told the signature was read). */
+static int check_header(FILE *f, const char *path, int64_t max_pixels, char *err, size_t errlen) {
+  uint8_t hd[33];
+  size_t got = fread(hd, 1, sizeof hd, f);
+  if (got < 8 || png_sig_cmp(hd, 0, 8)) {
+    if (ferror(f)) snprintf(err, errlen, "%s: read error: %s", path, strerror(errno));
+    else if (got == 0) snprintf(err, errlen, "%s: not a PNG file (empty: 0 bytes)", path);
+    else if (got < 8 && !png_sig_cmp(hd, 0, got))
+      snprintf(err, errlen, "%s: not a PNG file (truncated signature: %zu bytes)", path, got);
+    else snprintf(err, errlen, "%s: not a PNG file (bad signature)", path);
+    return -1;
+  }
+  if (got < 24) {
+    snprintf(err, errlen, "%s: PNG decode failed: unexpected end of file (truncated) in the "
+             "header: %zu bytes", path, got);
+    return -1;
+  }
+  if (be32(hd + 8) != 13 || memcmp(hd + 12, "IHDR", 4)) {
+    snprintf(err, errlen, "%s: PNG decode failed: the first chunk is not a valid IHDR", path);
+    return -1;
+  }
+  const uint64_t w = be32(hd + 16), h = be32(hd + 20);
+  if (max_pixels > 0 && w * h > (uint64_t)max_pixels) {
+    snprintf(err, errlen, "%s: %llux%llu image (%llu pixels) is over the limit of %lld pixels "
+             "(a decompression bomb? if the image is genuine, raise --max-image-pixels)", path,
+             (unsigned long long)w, (unsigned long long)h, (unsigned long long)(w * h),
+             (long long)max_pixels);
+    return -1;
+  }
+  if (fseek(f, 8, SEEK_SET)) {
+    snprintf(err, errlen, "%s: seek failed: %s", path, strerror(errno));
+    return -1;
+  }
+  return 0;
+}
+
+/* In place: byte i is written after bytes >= i were read. */
+static void row_to_mask(uint8_t *px, size_t n, size_t stride) {
+  for (size_t i = 0; i < n; i++) {
+    uint8_t any = 0;
+    for (size_t k = 0; k < stride; k++) any |= px[i * stride + k];
+    px[i] = any != 0;
+  }
+}
+
+/* Sets up the conversion to `as` (read_png checks the resulting layout). */
+static void set_transforms(png_structp png, cg_png_as_t as, int depth, int ctype) {
+  if (ctype == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(png); /* may add alpha (tRNS) */
+  if (ctype == PNG_COLOR_TYPE_GRAY && depth < 8) png_set_expand_gray_1_2_4_to_8(png);
+  png_set_strip_alpha(png);
+  if (as == CG_PNG_AS_RGB) {
+    if (depth == 16) png_set_scale_16(png);
+    if (!(ctype & PNG_COLOR_MASK_COLOR)) png_set_gray_to_rgb(png);
+  }
+}
+
+/* Decodes c->f (header already checked) into sink; sink NULL: the size only. Returns 0, or -1
+ * with c->msg set. */
+static int read_png(png_ctx_t *c, cg_png_as_t as, const cg_png_sink_t *sink, int *h, int *w) {
   png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, c, on_error, on_warning);
   if (!png) {
     snprintf(c->msg, sizeof c->msg, "out of memory");
@@ -71,60 +140,70 @@ static int read_png(png_ctx_t *c, int mode, uint8_t **out, int *h, int *w) {
   png_set_read_fn(png, c, on_read);
   png_set_sig_bytes(png, 8);
   png_set_user_limits(png, CG_PNG_MAX_SIDE, CG_PNG_MAX_SIDE);
+  /* Text, colour-profile and similar ancillary chunks are never used here, and libpng 1.6
+   * only warns about an oversized one before allocating its claimed length (a 346-byte file
+   * can ask for 1.6 GB): skip them unread. */
+  png_set_keep_unknown_chunks(png, PNG_HANDLE_CHUNK_NEVER,
+                              (png_const_bytep) "tEXt\0zTXt\0iTXt\0iCCP\0eXIf\0sPLT\0", 6);
   png_read_info(png, info);
   png_uint_32 pw = 0, ph = 0;
   int depth = 0, ctype = 0;
   png_get_IHDR(png, info, &pw, &ph, &depth, &ctype, NULL, NULL, NULL);
-  if (mode == READ_SIZE) {
+  *h = (int)ph;
+  *w = (int)pw;
+  if (!sink) {
     png_destroy_read_struct(&png, &info, NULL);
-    *h = (int)ph;
-    *w = (int)pw;
     return 0;
   }
-  if (ctype == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(png); /* may add alpha (tRNS) */
-  if (ctype == PNG_COLOR_TYPE_GRAY && depth < 8) png_set_expand_gray_1_2_4_to_8(png);
-  png_set_strip_alpha(png);
-  if (mode == READ_RGB) {
-    if (depth == 16) png_set_scale_16(png);
-    if (!(ctype & PNG_COLOR_MASK_COLOR)) png_set_gray_to_rgb(png);
-  }
-  png_set_interlace_handling(png);
+  set_transforms(png, as, depth, ctype);
+  const int passes = png_set_interlace_handling(png);
   png_read_update_info(png, info);
   const int ch = png_get_channels(png, info);
   const size_t rb = png_get_rowbytes(png, info);
   const int bps = png_get_bit_depth(png, info) == 16 ? 2 : 1;
-  if ((mode == READ_RGB && (ch != 3 || bps != 1)) || (mode == READ_MASK && ch != 1 && ch != 3) ||
+  if ((as == CG_PNG_AS_RGB && (ch != 3 || bps != 1)) || (as == CG_PNG_AS_MASK && ch != 1 && ch != 3) ||
       rb != (size_t)pw * ch * bps)
     png_error(png, "unsupported pixel layout after conversion");
-  buf = malloc(rb * ph);
-  rows = malloc(sizeof(png_bytep) * ph);
-  if (!buf || !rows) png_error(png, "out of memory for the decoded image");
-  for (png_uint_32 y = 0; y < ph; y++) rows[y] = buf + (size_t)y * rb;
-  png_read_image(png, rows);
-  png_read_end(png, NULL); /* checks the chunks after the image data, up to IEND */
-  png_destroy_read_struct(&png, &info, NULL);
-  free(rows);
-  uint8_t *px = buf;
-  if (mode == READ_MASK) { /* in place: byte i is written after bytes >= i were read */
-    const size_t n = (size_t)pw * ph, stride = (size_t)ch * bps;
-    for (size_t i = 0; i < n; i++) {
-      uint8_t any = 0;
-      for (size_t k = 0; k < stride; k++) any |= px[i * stride + k];
-      px[i] = any != 0;
+  char why[480] = "";
+  if (sink->begin && sink->begin(sink->ctx, (int)ph, (int)pw, why, sizeof why)) {
+    c->refused = 1;
+    png_error(png, why);
+  }
+  const size_t stride = (size_t)ch * bps;
+  if (passes == 1) { /* row by row: one row of memory */
+    buf = malloc(rb);
+    if (!buf) png_error(png, "out of memory for a row");
+    for (png_uint_32 y = 0; y < ph; y++) {
+      png_read_row(png, buf, NULL);
+      if (as == CG_PNG_AS_MASK) row_to_mask(buf, pw, stride);
+      if (sink->row(sink->ctx, (int)y, buf, why, sizeof why)) {
+        c->refused = 1;
+        png_error(png, why);
+      }
     }
-    if (stride > 1) {
-      uint8_t *shrunk = realloc(px, n ? n : 1);
-      if (shrunk) px = shrunk;
+  } else { /* Adam7: every pass touches every row block, so libpng needs the whole image */
+    buf = malloc(rb * ph);
+    rows = malloc(sizeof(png_bytep) * ph);
+    if (!buf || !rows) png_error(png, "out of memory for the decoded (interlaced) image");
+    for (png_uint_32 y = 0; y < ph; y++) rows[y] = buf + (size_t)y * rb;
+    png_read_image(png, rows);
+    for (png_uint_32 y = 0; y < ph; y++) {
+      if (as == CG_PNG_AS_MASK) row_to_mask(rows[y], pw, stride);
+      if (sink->row(sink->ctx, (int)y, rows[y], why, sizeof why)) {
+        c->refused = 1;
+        png_error(png, why);
+      }
     }
   }
-  *out = px;
-  *h = (int)ph;
-  *w = (int)pw;
+  png_read_end(png, NULL); /* checks the chunks after the image data, up to IEND */
+  png_destroy_read_struct(&png, &info, NULL);
+  free(buf);
+  free(rows);
   return 0;
 }
 
-static int read_file(const char *path, int mode, uint8_t **out, int *h, int *w, char *err,
-                     size_t errlen) {
+static int read_file(const char *path, int64_t max_pixels, cg_png_as_t as, const cg_png_sink_t *sink,
+                     int *h, int *w, char *err, size_t errlen) {
   png_ctx_t c;
   memset(&c, 0, sizeof c);
   c.f = fopen(path, "rb");
@@ -132,38 +211,77 @@ static int read_file(const char *path, int mode, uint8_t **out, int *h, int *w, 
     snprintf(err, errlen, "%s: %s", path, strerror(errno));
     return -1;
   }
-  uint8_t sig[8];
-  size_t got = fread(sig, 1, sizeof sig, c.f);
-  if (got != sizeof sig || png_sig_cmp(sig, 0, sizeof sig)) {
-    if (got == 0) snprintf(err, errlen, "%s: not a PNG file (empty)", path);
-    else if (got < sizeof sig && !png_sig_cmp(sig, 0, got))
-      snprintf(err, errlen, "%s: not a PNG file (truncated signature)", path);
-    else snprintf(err, errlen, "%s: not a PNG file (bad signature)", path);
+  if (check_header(c.f, path, max_pixels, err, errlen)) {
     fclose(c.f);
     return -1;
   }
   int hh = 0, ww = 0;
-  int rc = read_png(&c, mode, out, &hh, &ww);
+  int rc = read_png(&c, as, sink, &hh, &ww);
   fclose(c.f);
   if (rc) {
-    snprintf(err, errlen, "%s: PNG decode failed: %s", path, c.msg);
+    snprintf(err, errlen, "%s: %s%s", path, c.refused ? "" : "PNG decode failed: ", c.msg);
     return -1;
   }
+  if (h) *h = hh;
+  if (w) *w = ww;
+  return 0;
+}
+
+int cg_png_read_size(const char *path, int64_t max_pixels, int *h, int *w, char *err,
+                     size_t errlen) {
+  return read_file(path, max_pixels, CG_PNG_AS_RGB, NULL, h, w, err, errlen);
+}
+
+int cg_png_read_rows(const char *path, int64_t max_pixels, cg_png_as_t as, const cg_png_sink_t *sink,
+                     char *err, size_t errlen) {
+  return read_file(path, max_pixels, as, sink, NULL, NULL, err, errlen);
+}
+
+/* The whole-image readers: a sink that keeps every row. */
+typedef struct {
+  uint8_t *px;
+  size_t bpp, row_bytes; /* bytes per pixel, per row */
+} whole_t;
+
+static int whole_begin(void *ctx, int h, int w, char *why, size_t whylen) {
+  whole_t *t = ctx;
+  t->row_bytes = t->bpp * (size_t)w;
+  t->px = malloc(t->row_bytes * (size_t)h);
+  if (!t->px) snprintf(why, whylen, "out of memory for the decoded %dx%d image", w, h);
+  return t->px ? 0 : -1;
+}
+
+static int whole_row(void *ctx, int y, const uint8_t *px, char *why, size_t whylen) {
+  (void)why;
+  (void)whylen;
+  whole_t *t = ctx;
+  memcpy(t->px + (size_t)y * t->row_bytes, px, t->row_bytes);
+  return 0;
+}
+
+static int read_whole(const char *path, int64_t max_pixels, cg_png_as_t as, uint8_t **out, int *h,
+                      int *w, char *err, size_t errlen) {
+  whole_t t = {NULL, as == CG_PNG_AS_RGB ? 3 : 1, 0};
+  cg_png_sink_t sink = {whole_begin, whole_row, &t};
+  int hh = 0, ww = 0;
+  if (read_file(path, max_pixels, as, &sink, &hh, &ww, err, errlen)) {
+    free(t.px);
+    return -1;
+  }
+  *out = t.px;
   *h = hh;
   *w = ww;
   return 0;
 }
 
-int cg_png_read_size(const char *path, int *h, int *w, char *err, size_t errlen) {
-  return read_file(path, READ_SIZE, NULL, h, w, err, errlen);
+int cg_png_read_rgb(const char *path, int64_t max_pixels, uint8_t **rgb, int *h, int *w, char *err,
+                    size_t errlen) {
+  return read_whole(path, max_pixels, CG_PNG_AS_RGB, rgb, h, w, err, errlen);
 }
 
-int cg_png_read_rgb(const char *path, uint8_t **rgb, int *h, int *w, char *err, size_t errlen) {
-  return read_file(path, READ_RGB, rgb, h, w, err, errlen);
-}
-
-int cg_png_read_mask(const char *path, uint8_t **mask, int *h, int *w, char *err, size_t errlen) {
-  return read_file(path, READ_MASK, mask, h, w, err, errlen);
+int cg_png_read_mask(const char *path, int64_t max_pixels, uint8_t **mask, int *h, int *w,
+                     char *err, size_t errlen) {
+  return read_whole(path, max_pixels, CG_PNG_AS_MASK, mask, h, w, err, errlen);
 }
 
 /* ---- writing ----------------------------------------------------------------------------- */
@@ -270,26 +388,16 @@ int cg_png_write(const char *path, const void *px, int h, int w, cg_png_kind_t k
   }
   png_ctx_t c;
   memset(&c, 0, sizeof c);
-  c.f = fopen(path, "wb");
-  if (!c.f) {
-    snprintf(err, errlen, "%s: %s", path, strerror(errno));
-    return -1;
-  }
-  int rc = write_png(&c, px, h, w, &lay);
-  if (!rc && (fflush(c.f) || ferror(c.f))) {
-    snprintf(c.msg, sizeof c.msg, "write error: %s", strerror(errno));
-    rc = -1;
-  }
-  if (fclose(c.f) && !rc) {
-    snprintf(c.msg, sizeof c.msg, "close failed: %s", strerror(errno));
-    rc = -1;
-  }
-  if (rc) {
-    remove(path);
+  /* A temporary beside path, renamed over it (atomic_file.h): a failure keeps the old file. */
+  cg_afile_t *af = cg_afile_open(path, err, errlen);
+  if (!af) return -1;
+  c.f = cg_afile_stream(af);
+  if (write_png(&c, px, h, w, &lay)) {
+    cg_afile_abort(af);
     snprintf(err, errlen, "%s: PNG write failed: %s", path, c.msg);
     return -1;
   }
-  return 0;
+  return cg_afile_commit(af, err, errlen);
 }
 
 #else /* !COGPU_HAVE_PNG */
@@ -301,20 +409,34 @@ static int no_png(const char *path, char *err, size_t errlen) {
   return -1;
 }
 
-int cg_png_read_size(const char *path, int *h, int *w, char *err, size_t errlen) {
+int cg_png_read_size(const char *path, int64_t max_pixels, int *h, int *w, char *err,
+                     size_t errlen) {
+  (void)max_pixels;
   (void)h;
   (void)w;
   return no_png(path, err, errlen);
 }
 
-int cg_png_read_rgb(const char *path, uint8_t **rgb, int *h, int *w, char *err, size_t errlen) {
+int cg_png_read_rows(const char *path, int64_t max_pixels, cg_png_as_t as, const cg_png_sink_t *sink,
+                     char *err, size_t errlen) {
+  (void)max_pixels;
+  (void)as;
+  (void)sink;
+  return no_png(path, err, errlen);
+}
+
+int cg_png_read_rgb(const char *path, int64_t max_pixels, uint8_t **rgb, int *h, int *w, char *err,
+                    size_t errlen) {
+  (void)max_pixels;
   (void)rgb;
   (void)h;
   (void)w;
   return no_png(path, err, errlen);
 }
 
-int cg_png_read_mask(const char *path, uint8_t **mask, int *h, int *w, char *err, size_t errlen) {
+int cg_png_read_mask(const char *path, int64_t max_pixels, uint8_t **mask, int *h, int *w,
+                     char *err, size_t errlen) {
+  (void)max_pixels;
   (void)mask;
   (void)h;
   (void)w;

@@ -20,8 +20,19 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Largest width or height accepted when reading (decompression-bomb guard). */
+/* Largest width or height accepted when reading (libpng's user limit). */
 #define CG_PNG_MAX_SIDE 32768
+
+/* Default limit on width x height (--max-image-pixels): Pillow's decompression-bomb warning
+ * threshold, 2^30 / 4 / 3 = 89,478,485 pixels (about 9459 x 9459; 256 MiB as RGB8). Images are
+ * fitted to the network's size, so a larger one is almost always a mistake or an attack. */
+#define CG_PNG_DEFAULT_MAX_PIXELS 89478485LL
+
+/* Every reading function takes max_pixels: an image whose IHDR says width x height >
+ * max_pixels is refused from the header alone, before libpng is set up or anything is
+ * allocated, with "PATH: WxH image (N pixels) is over the limit of M pixels ...
+ * --max-image-pixels" (max_pixels <= 0: only the CG_PNG_MAX_SIDE limit). A 0-byte or short
+ * file is reported as such, naming the file. */
 
 typedef enum {
   CG_PNG_GRAY8,   /* px: h*w uint8 */
@@ -33,15 +44,41 @@ typedef enum {
   CG_PNG_PALETTE  /* px: h*w*3 uint8 RGB with at most 256 distinct colours, stored as a palette */
 } cg_png_kind_t;
 
+typedef enum {
+  CG_PNG_AS_RGB, /* rows of w*3 bytes RGB8 */
+  CG_PNG_AS_MASK /* rows of w bytes 0/1 */
+} cg_png_as_t;
+
+/* Receives the decoded rows of one file. begin (optional) gets the size once, after the header
+ * checks and before any pixel buffer is allocated; row gets rows y = 0..h-1 in order, px valid
+ * only during the call. A non-zero return stops decoding: the callback writes the reason
+ * (without the path) into why, and the reading function fails with "PATH: why". */
+typedef struct {
+  int (*begin)(void *ctx, int h, int w, char *why, size_t whylen);
+  int (*row)(void *ctx, int y, const uint8_t *px, char *why, size_t whylen);
+  void *ctx;
+} cg_png_sink_t;
+
 /* Width and height from the IHDR chunk only (cheap: nothing is decompressed). */
-int cg_png_read_size(const char *path, int *h, int *w, char *err, size_t errlen);
+int cg_png_read_size(const char *path, int64_t max_pixels, int *h, int *w, char *err,
+                     size_t errlen);
+
+/* Decodes the file row by row into sink, converted as `as` says. Memory: two rows of the file
+ * (libpng's) and one converted row, whatever the height; only interlaced (Adam7) files are
+ * decoded whole first, which libpng requires (bounded by max_pixels). Checks the data up to
+ * IEND (a truncated file fails even when every row arrived). */
+int cg_png_read_rows(const char *path, int64_t max_pixels, cg_png_as_t as, const cg_png_sink_t *sink,
+                     char *err, size_t errlen);
 
 /* Decodes the whole file. On success *rgb (h*w*3) / *mask (h*w, 0/1) is the caller's to free;
  * on failure it is left unchanged. */
-int cg_png_read_rgb(const char *path, uint8_t **rgb, int *h, int *w, char *err, size_t errlen);
-int cg_png_read_mask(const char *path, uint8_t **mask, int *h, int *w, char *err, size_t errlen);
+int cg_png_read_rgb(const char *path, int64_t max_pixels, uint8_t **rgb, int *h, int *w, char *err,
+                    size_t errlen);
+int cg_png_read_mask(const char *path, int64_t max_pixels, uint8_t **mask, int *h, int *w,
+                     char *err, size_t errlen);
 
-/* Writes px (layout given by kind) to path, replacing it. On failure the file is removed. */
+/* Writes px (layout given by kind) to path, replacing it atomically (atomic_file.h): on failure
+ * a previous file at path is left as it was. */
 int cg_png_write(const char *path, const void *px, int h, int w, cg_png_kind_t kind, char *err,
                  size_t errlen);
 

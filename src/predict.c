@@ -4,8 +4,8 @@
  *
  * Every rank loads the checkpoint and takes every N-th image (data-parallel); each image is
  * fitted to the model's image size as in training (shorter side scaled, longer side
- * centre-cropped: cg_fit_square), featurised like a training sample, and predicted on the
- * chosen backend. The mask written to DIR/NAME.png (8-bit gray, 255 = foreground) has the
+ * centre-cropped: cg_fit_png, decoded row by row), featurised like a training sample, and
+ * predicted on the chosen backend. The mask written to DIR/NAME.png (8-bit gray, 255 = foreground) has the
  * image's original size: the prediction is scaled back onto the centred square it was taken
  * from (nearest neighbour), and the cropped margins of a non-square image are 0. With --masks,
  * IoU, Dice and pixel accuracy are computed exactly like validation (at the model's size,
@@ -31,6 +31,7 @@ typedef struct {
   char checkpoint[1024], input[1024], output[1024], masks[1024];
   char backend[8];
   int batch;
+  int64_t max_pixels; /* --max-image-pixels */
 } popts_t;
 
 static void usage(FILE *f) {
@@ -41,7 +42,11 @@ static void usage(FILE *f) {
           "  8-bit gray PNGs (255 = foreground) of the same names and sizes to the output directory;\n"
           "  with --masks (masks of the same names) prints IoU, Dice and pixel accuracy.\n"
           "  --backend   auto (cuda when usable), cpu or cuda [auto]; computes in fp32\n"
-          "  --batch     images per step per rank [8]\n");
+          "  --batch     images per step per rank [8]\n"
+          "  --max-image-pixels N  an image of more pixels (width x height, from its header) is\n"
+          "              refused before anything is allocated [%lld, Pillow's bomb limit]; images\n"
+          "              are decoded row by row into the model's size\n",
+          (long long)CG_PNG_DEFAULT_MAX_PIXELS);
 }
 
 static int cmp_str(const void *a, const void *b) {
@@ -80,6 +85,7 @@ static int parse(int argc, char **argv, popts_t *o, char *err, size_t errlen) {
   memset(o, 0, sizeof *o);
   snprintf(o->backend, sizeof o->backend, "auto");
   o->batch = 8;
+  o->max_pixels = CG_PNG_DEFAULT_MAX_PIXELS;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
     char *dst = NULL;
@@ -95,6 +101,17 @@ static int parse(int argc, char **argv, popts_t *o, char *err, size_t errlen) {
         return -1;
       }
       o->batch = atoi(v);
+      i++;
+      continue;
+    } else if (!strcmp(a, "--max-image-pixels")) {
+      char *end = NULL;
+      long long n = v ? strtoll(v, &end, 10) : 0;
+      if (!v || *end || n < 1 || n > 1073741824LL) {
+        snprintf(err, errlen, "--max-image-pixels: %s is out of range 1..1073741824",
+                 v ? v : "missing value");
+        return -1;
+      }
+      o->max_pixels = n;
       i++;
       continue;
     } else {
@@ -238,28 +255,20 @@ int cg_predict_run(int argc, char **argv, cg_comm_t *c) {
         memset(xs, 0, sizeof(float) * px * model.in_c);
         continue;
       }
-      char path[2200];
+      char path[2200], mpath[2200];
       snprintf(path, sizeof path, "%s/%s", o.input, files[idx[j]]);
-      uint8_t *rgb = NULL, *mask = NULL;
-      int h = 0, w = 0, mh = 0, mw = 0;
-      if (cg_png_read_rgb(path, &rgb, &h, &w, err, sizeof err)) CG_FATAL("%s", err);
-      if (o.masks[0]) {
-        snprintf(path, sizeof path, "%s/%s", o.masks, files[idx[j]]);
-        if (cg_png_read_mask(path, &mask, &mh, &mw, err, sizeof err)) CG_FATAL("--masks: %s", err);
-        if (mh != h || mw != w)
-          CG_FATAL("--masks: %s is %dx%d but its image is %dx%d", path, mw, mh, w, h);
-      } else {
-        mask = cg_calloc((size_t)h * w, 1, "mask");
-      }
-      cg_fit_square(rgb, mask, h, w, S, frgb, fmask);
+      snprintf(mpath, sizeof mpath, "%s/%s", o.masks, files[idx[j]]);
+      int h = 0, w = 0;
+      /* decoded row by row into the model's size; a bad input file ends the job (exit 2) */
+      if (cg_fit_png(path, o.masks[0] ? mpath : NULL, o.max_pixels, S, 0, 0, frgb, fmask, &h, &w,
+                     err, sizeof err))
+        cg_die(CG_EXIT_USAGE, "predict: %s", err);
       cg_pack_input(frgb, S, S, CG_NFEAT, scratch, xs);
       memcpy(ys, fmask, px);
       oh[j] = h;
       ow[j] = w;
       wt[j] = 1.0f;
       real++;
-      free(rgb);
-      free(mask);
     }
     cg_batch_t batch = {n, S, S, model.in_c, x, y, wt, n, NULL, pred, 0};
     ops->upload(be, 0, &batch);

@@ -29,7 +29,14 @@ struct cg_source {
   /* Optional (NULL: none): names[i] is a stable name of sample i (the file name without .png
    * for PNG directories and shards), owned by the source. Keys the validation split. */
   const char *const *names;
+  /* Samples left out (skip_bad: their files failed the start-up check, or --check-data), and
+   * the reasons of the first ones left out at open: at most CG_SOURCE_WHY_MAX, NULL-terminated,
+   * owned by the source (NULL: none). */
+  int64_t dropped;
+  const char *const *dropped_why;
 };
+
+#define CG_SOURCE_WHY_MAX 10
 
 /* Synthetic samples offset .. offset+count-1 at h x w. */
 cg_source_t *cg_source_synthetic(uint64_t seed, int64_t offset, int64_t count, int h, int w);
@@ -45,26 +52,55 @@ static inline const char *cg_source_name(const cg_source_t *s, int64_t index) {
 }
 
 /* ---- real data ---------------------------------------------------------------------------
- * Opening checks everything that is cheap to check (directories, pairing, PNG headers, shard
- * header and offset table) and returns NULL with a message naming the file in err; the caller
- * exits 2. Decoding errors and CRC mismatches can only show at load() time. */
+ * Opening checks everything that is cheap to check (directories, pairing, PNG headers against
+ * the pixel limit, shard header and offset table) and returns NULL with a message naming the
+ * file in err; the caller exits 2. Decoding errors and CRC mismatches can only show at load()
+ * time (or with cg_source_check, --check-data).
+ *
+ * A bad sample is one whose own files fail (empty, not a PNG, truncated, corrupt, over the
+ * pixel limit, image and mask of different sizes; a shard record whose CRC fails): with
+ * skip_bad it is left out at open (counted in `dropped`) or skipped at load (loader.h); without
+ * it the job ends with exit 2 and a message naming the file and --skip-bad. A broken dataset
+ * layout (missing directory, unpaired file, bad shard header) always fails the open. */
+
+typedef struct {
+  int size;              /* samples are size x size */
+  int64_t max_pixels;    /* PNG: images of more pixels are bad samples (<= 0: no limit) */
+  int skip_bad;          /* leave out pairs whose files fail the start-up check */
+  const char *bad_hint;  /* appended to the message of a bad sample at open (NULL: none), e.g.
+                            CG_BAD_SAMPLE_HINT for train */
+  uint64_t seed;         /* synthetic: the generator's seed */
+  int64_t synthetic_count;
+} cg_source_opts_t;
 
 /* PNG directory: DIR/images/NAME.png with DIR/masks/NAME.png (see source_png.c for the rules).
- * Samples are ordered by NAME (byte order) and fitted to size x size by cg_fit_square. */
-cg_source_t *cg_source_png_dir(const char *dir, int size, char *err, size_t errlen);
+ * Samples are ordered by NAME (byte order) and fitted to size x size by cg_fit_png. */
+cg_source_t *cg_source_png_dir(const char *dir, const cg_source_opts_t *o, char *err,
+                               size_t errlen);
 /* The same with the two directories given separately (the `pack` command). */
-cg_source_t *cg_source_png_dirs(const char *images_dir, const char *masks_dir, int size, char *err,
-                                size_t errlen);
+cg_source_t *cg_source_png_dirs(const char *images_dir, const char *masks_dir,
+                                const cg_source_opts_t *o, char *err, size_t errlen);
 
 /* --data SPEC: "synthetic" (samples 0..synthetic_count-1 of the generator keyed by seed), an
  * existing directory (PNG directory) or an existing file (.cgds shard, recognised by its
  * magic; its records must be size x size). Write "./synthetic" for a directory of that name. */
+cg_source_t *cg_source_open_opts(const char *spec, const cg_source_opts_t *o, char *err,
+                                 size_t errlen);
+/* The same with the default pixel limit and no skipping. */
 cg_source_t *cg_source_open(const char *spec, int size, uint64_t seed, int64_t synthetic_count,
                             char *err, size_t errlen);
+
+/* train's ending of a bad sample's message without --skip-bad (after the file's reason). */
+#define CG_BAD_SAMPLE_HINT                                                                   \
+  " (a bad sample: --skip-bad leaves such samples out and counts them; --check-data lists "  \
+  "every bad file before training)"
 
 /* A view of base: sample i is base's sample idx[i] (idx copied). The view borrows base, which
  * must outlive it: destroy the views, then base. */
 cg_source_t *cg_source_subset(cg_source_t *base, const int64_t *idx, int64_t n);
+/* base without the samples drop[0..n) (sorted, distinct), keeping its order and names; the view
+ * owns base (destroying it destroys base) and adds n to base's `dropped`. */
+cg_source_t *cg_source_without(cg_source_t *base, const int64_t *drop, int64_t n);
 
 /* --val-fraction F: splits base into two views. The validation view gets exactly
  * ceil(F * n) samples (at least 1, at most n - 1): those whose key hash is smallest, the key
@@ -90,5 +126,26 @@ void cg_resample_mask(const uint8_t *src, int sh, int sw, double x0, double y0, 
  * longer. An image already size x size is copied unchanged. */
 void cg_fit_square(const uint8_t *rgb, const uint8_t *mask, int sh, int sw, int size,
                    uint8_t *out_rgb, uint8_t *out_mask);
+/* cg_fit_square of a PNG pair, decoded row by row (cg_png_read_rows) straight into out_rgb
+ * (size*size*3) and out_mask (size*size): the same bytes, holding two rows of the image instead
+ * of the whole of it. mask NULL: out_mask is zeros. expect_h/expect_w > 0: the image must have
+ * that size (the one seen at start-up); the mask must have the image's. *h, *w (optional) get
+ * the image's size. Returns 0, or -1 with "PATH: reason" in err (out_* then undefined).
+ * Thread-safe. */
+int cg_fit_png(const char *image, const char *mask, int64_t max_pixels, int size, int expect_h,
+               int expect_w, uint8_t *out_rgb, uint8_t *out_mask, int *h, int *w, char *err,
+               size_t errlen);
+
+/* ---- --check-data ------------------------------------------------------------------------ */
+
+/* Loads samples first, first + step, ... of src once each (one rank's share when step is the
+ * number of ranks), `threads` threads taking the next index in turn, and returns how many
+ * failed; *bad (optional) gets their indices in increasing order (caller frees; NULL when none)
+ * and report(ctx, index, reason), if not NULL, is called for each as it is found (from the
+ * threads, one call at a time). Nothing is allocated per sample beyond one sample buffer per
+ * thread. */
+int64_t cg_source_check(cg_source_t *src, int64_t first, int64_t step, int threads,
+                        void (*report)(void *ctx, int64_t index, const char *why), void *ctx,
+                        int64_t **bad);
 
 #endif

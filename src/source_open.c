@@ -13,11 +13,15 @@
 
 #include "cgds.h"
 #include "log.h"
+#include "png_io.h"
 #include "rng.h"
 #include "source.h"
 
-cg_source_t *cg_source_open(const char *spec, int size, uint64_t seed, int64_t synthetic_count,
-                            char *err, size_t errlen) {
+cg_source_t *cg_source_open_opts(const char *spec, const cg_source_opts_t *o, char *err,
+                                 size_t errlen) {
+  const int size = o->size;
+  const uint64_t seed = o->seed;
+  const int64_t synthetic_count = o->synthetic_count;
   if (size < 1) {
     snprintf(err, errlen, "image size %d must be positive", size);
     return NULL;
@@ -34,7 +38,7 @@ cg_source_t *cg_source_open(const char *spec, int size, uint64_t seed, int64_t s
     snprintf(err, errlen, "%s: %s", spec, strerror(errno));
     return NULL;
   }
-  if (S_ISDIR(st.st_mode)) return cg_source_png_dir(spec, size, err, errlen);
+  if (S_ISDIR(st.st_mode)) return cg_source_png_dir(spec, o, err, errlen);
   if (!S_ISREG(st.st_mode)) {
     snprintf(err, errlen, "%s: neither a directory nor a .cgds file", spec);
     return NULL;
@@ -49,11 +53,19 @@ cg_source_t *cg_source_open(const char *spec, int size, uint64_t seed, int64_t s
   return s;
 }
 
+cg_source_t *cg_source_open(const char *spec, int size, uint64_t seed, int64_t synthetic_count,
+                            char *err, size_t errlen) {
+  const cg_source_opts_t o = {.size = size, .max_pixels = CG_PNG_DEFAULT_MAX_PIXELS, .seed = seed,
+                              .synthetic_count = synthetic_count};
+  return cg_source_open_opts(spec, &o, err, errlen);
+}
+
 /* ---- subset views ----------------------------------------------------------------------- */
 
 typedef struct {
   cg_source_t base;
   cg_source_t *of;
+  int owns;           /* destroying the view destroys `of` (cg_source_without) */
   int64_t *idx;
   const char **names; /* base's names of the view's samples, NULL if base has none */
 } subset_t;
@@ -67,6 +79,7 @@ static int subset_load(cg_source_t *s, int64_t index, uint8_t *rgb, uint8_t *mas
 
 static void subset_destroy(cg_source_t *s) {
   subset_t *v = (subset_t *)s;
+  if (v->owns) cg_source_destroy(v->of);
   free(v->idx);
   free(v->names);
   free(v);
@@ -93,6 +106,26 @@ cg_source_t *cg_source_subset(cg_source_t *base, const int64_t *idx, int64_t n) 
     v->base.names = v->names;
   }
   return &v->base;
+}
+
+cg_source_t *cg_source_without(cg_source_t *base, const int64_t *drop, int64_t n) {
+  CG_ASSERT(n >= 0 && n < base->count);
+  int64_t *keep = cg_malloc(sizeof(int64_t) * (size_t)(base->count - n), "kept samples");
+  int64_t k = 0, d = 0;
+  for (int64_t i = 0; i < base->count; i++) {
+    if (d < n && drop[d] == i) {
+      d++;
+      continue;
+    }
+    keep[k++] = i;
+  }
+  CG_ASSERT(d == n); /* drop sorted, distinct, in range */
+  cg_source_t *v = cg_source_subset(base, keep, k);
+  free(keep);
+  ((subset_t *)v)->owns = 1;
+  v->dropped = base->dropped + n;
+  v->dropped_why = base->dropped_why;
+  return v;
 }
 
 /* ---- split ------------------------------------------------------------------------------ */

@@ -5,9 +5,12 @@
  * start with '.', other extensions and non-regular files are ignored). Every image needs its
  * mask and every mask its image; two files whose names differ only in the case of ".png" are
  * an error. Opening lists both directories, sorts by NAME (strcmp: independent of the locale and
- * of readdir order), and reads the IHDR chunk of every file to check that it is a PNG and that
- * image and mask have the same size. load() decodes both files and fits them with
- * cg_fit_square; nothing is shared between calls, so loads run in parallel. */
+ * of readdir order), and reads the IHDR chunk of every file to check that it is a PNG within
+ * the pixel limit and that image and mask have the same size (a pair that fails is a bad
+ * sample: left out with skip_bad, else the open fails). load() decodes both files row by row
+ * straight into the fitted sample (cg_fit_png): a helper holds two rows of an image, not the
+ * image, so memory per helper does not depend on the files' sizes. Nothing is shared between
+ * calls, so loads run in parallel. */
 #include <dirent.h>
 #include <errno.h>
 #include <math.h>
@@ -25,37 +28,56 @@
 
 static int clampi(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v; }
 
+/* Output coordinate i of n over the window [origin, origin + span) of a source axis of nsrc
+ * pixels: the two bilinear taps and the weight of the second (pixel centres aligned, clamped
+ * to the border), or the nearest pixel. The whole-image and the streaming paths both use these,
+ * so they give the same bytes. */
+static void lin_tap(double origin, double span, int i, int n, int nsrc, int *i0, int *i1,
+                    float *f) {
+  double u = origin + (i + 0.5) * span / n - 0.5;
+  if (u < 0) u = 0;
+  if (u > nsrc - 1) u = nsrc - 1;
+  const int a = (int)floor(u);
+  *i0 = a;
+  *i1 = a + 1 < nsrc ? a + 1 : a;
+  *f = (float)(u - a);
+}
+
+static int near_tap(double origin, double span, int i, int n, int nsrc) {
+  return clampi((int)floor(origin + (i + 0.5) * span / n), 0, nsrc - 1);
+}
+
+/* Column taps of a bilinear resample: xi[2x], xi[2x+1], weight xf[x]. */
+static void lin_cols(double x0, double ww, int w, int sw, int *xi, float *xf) {
+  for (int x = 0; x < w; x++) lin_tap(x0, ww, x, w, sw, &xi[2 * x], &xi[2 * x + 1], &xf[x]);
+}
+
+/* One output RGB row from source rows r0, r1 (weight g of r1). */
+static void blend_row(const uint8_t *r0, const uint8_t *r1, float g, const int *xi,
+                      const float *xf, uint8_t *o, int w) {
+  for (int x = 0; x < w; x++) {
+    const int a = 3 * xi[2 * x], b = 3 * xi[2 * x + 1];
+    const float f = xf[x];
+    for (int k = 0; k < 3; k++) {
+      float top = r0[a + k] + f * (float)(r0[b + k] - r0[a + k]);
+      float bot = r1[a + k] + f * (float)(r1[b + k] - r1[a + k]);
+      float val = top + g * (bot - top) + 0.5f;
+      o[3 * x + k] = (uint8_t)(val < 0 ? 0 : val > 255 ? 255 : val);
+    }
+  }
+}
+
 void cg_resample_rgb(const uint8_t *src, int sh, int sw, double x0, double y0, double ww,
                      double wh, uint8_t *dst, int h, int w) {
   int *xi = cg_malloc(sizeof(int) * 2 * (size_t)w, "resample columns");
   float *xf = cg_malloc(sizeof(float) * (size_t)w, "resample weights");
-  for (int x = 0; x < w; x++) {
-    double u = x0 + (x + 0.5) * ww / w - 0.5;
-    if (u < 0) u = 0;
-    if (u > sw - 1) u = sw - 1;
-    int i0 = (int)floor(u);
-    xi[2 * x] = i0;
-    xi[2 * x + 1] = i0 + 1 < sw ? i0 + 1 : i0;
-    xf[x] = (float)(u - i0);
-  }
+  lin_cols(x0, ww, w, sw, xi, xf);
   for (int y = 0; y < h; y++) {
-    double v = y0 + (y + 0.5) * wh / h - 0.5;
-    if (v < 0) v = 0;
-    if (v > sh - 1) v = sh - 1;
-    int j0 = (int)floor(v), j1 = j0 + 1 < sh ? j0 + 1 : j0;
-    float g = (float)(v - j0);
-    const uint8_t *r0 = src + (size_t)j0 * sw * 3, *r1 = src + (size_t)j1 * sw * 3;
-    uint8_t *o = dst + (size_t)y * w * 3;
-    for (int x = 0; x < w; x++) {
-      const int a = 3 * xi[2 * x], b = 3 * xi[2 * x + 1];
-      const float f = xf[x];
-      for (int k = 0; k < 3; k++) {
-        float top = r0[a + k] + f * (float)(r0[b + k] - r0[a + k]);
-        float bot = r1[a + k] + f * (float)(r1[b + k] - r1[a + k]);
-        float val = top + g * (bot - top) + 0.5f;
-        o[3 * x + k] = (uint8_t)(val < 0 ? 0 : val > 255 ? 255 : val);
-      }
-    }
+    int j0, j1;
+    float g;
+    lin_tap(y0, wh, y, h, sh, &j0, &j1, &g);
+    blend_row(src + (size_t)j0 * sw * 3, src + (size_t)j1 * sw * 3, g, xi, xf,
+              dst + (size_t)y * w * 3, w);
   }
   free(xi);
   free(xf);
@@ -64,10 +86,9 @@ void cg_resample_rgb(const uint8_t *src, int sh, int sw, double x0, double y0, d
 void cg_resample_mask(const uint8_t *src, int sh, int sw, double x0, double y0, double ww,
                       double wh, uint8_t *dst, int h, int w) {
   int *xi = cg_malloc(sizeof(int) * (size_t)w, "resample columns");
-  for (int x = 0; x < w; x++) xi[x] = clampi((int)floor(x0 + (x + 0.5) * ww / w), 0, sw - 1);
+  for (int x = 0; x < w; x++) xi[x] = near_tap(x0, ww, x, w, sw);
   for (int y = 0; y < h; y++) {
-    const int j = clampi((int)floor(y0 + (y + 0.5) * wh / h), 0, sh - 1);
-    const uint8_t *r = src + (size_t)j * sw;
+    const uint8_t *r = src + (size_t)near_tap(y0, wh, y, h, sh) * sw;
     uint8_t *o = dst + (size_t)y * w;
     for (int x = 0; x < w; x++) o[x] = r[xi[x]];
   }
@@ -89,6 +110,126 @@ void cg_fit_square(const uint8_t *rgb, const uint8_t *mask, int sh, int sw, int 
   cg_resample_mask(mask, sh, sw, x0, y0, m, m, out_mask, size, size);
 }
 
+/* ---- the fitting rule, streamed ----------------------------------------------------------
+ * Output rows need source rows in increasing order, so each output row is made as soon as its
+ * last source row arrives: bilinear RGB keeps the two latest rows (row j at parity j & 1: an
+ * output row's taps are j-1 and j, or j and j), nearest masks and pure crops need only the row
+ * at hand. */
+
+typedef struct {
+  int size, is_mask;
+  int eh, ew;             /* the size the file must have, 0: any */
+  const char *image;      /* mask: its image's path, for the size message; NULL for the image */
+  uint8_t *out;
+  int sh, sw, m, x0, y0;  /* set by fit_begin */
+  int next;               /* next output row */
+  uint8_t *keep;          /* RGB resample: 2 source rows */
+  int *xi;
+  float *xf;
+} fit_t;
+
+static int fit_begin(void *ctx, int h, int w, char *why, size_t whylen) {
+  fit_t *f = ctx;
+  if (f->eh > 0 && (h != f->eh || w != f->ew)) {
+    if (f->image)
+      snprintf(why, whylen, "mask is %dx%d but its image %s is %dx%d", w, h, f->image, f->ew, f->eh);
+    else
+      snprintf(why, whylen, "size changed since start-up: %dx%d, expected %dx%d", w, h, f->ew,
+               f->eh);
+    return -1;
+  }
+  f->sh = h;
+  f->sw = w;
+  f->m = h < w ? h : w;
+  f->x0 = (w - f->m) / 2;
+  f->y0 = (h - f->m) / 2;
+  if (f->m == f->size) return 0;
+  if (f->is_mask) {
+    f->xi = malloc(sizeof(int) * (size_t)f->size);
+    if (f->xi)
+      for (int x = 0; x < f->size; x++) f->xi[x] = near_tap(f->x0, f->m, x, f->size, w);
+  } else {
+    f->xi = malloc(sizeof(int) * 2 * (size_t)f->size);
+    f->xf = malloc(sizeof(float) * (size_t)f->size);
+    f->keep = malloc((size_t)w * 3 * 2);
+    if (f->xi && f->xf) lin_cols(f->x0, f->m, f->size, w, f->xi, f->xf);
+  }
+  if (!f->xi || (!f->is_mask && (!f->xf || !f->keep))) {
+    snprintf(why, whylen, "out of memory for the row buffers");
+    return -1;
+  }
+  return 0;
+}
+
+static int fit_row(void *ctx, int y, const uint8_t *px, char *why, size_t whylen) {
+  (void)why;
+  (void)whylen;
+  fit_t *f = ctx;
+  const int n = f->size;
+  if (f->m == n) { /* pure crop: row next + y0 is output row next */
+    const size_t bpp = f->is_mask ? 1 : 3;
+    if (f->next < n && y == f->y0 + f->next) {
+      memcpy(f->out + (size_t)f->next * n * bpp, px + (size_t)f->x0 * bpp, (size_t)n * bpp);
+      f->next++;
+    }
+    return 0;
+  }
+  if (f->is_mask) {
+    while (f->next < n) {
+      const int j = near_tap(f->y0, f->m, f->next, n, f->sh);
+      if (j > y) break;
+      CG_ASSERT(j == y); /* taps increase with the output row: never behind the row at hand */
+      uint8_t *o = f->out + (size_t)f->next * n;
+      for (int x = 0; x < n; x++) o[x] = px[f->xi[x]];
+      f->next++;
+    }
+    return 0;
+  }
+  const size_t rb = (size_t)f->sw * 3;
+  memcpy(f->keep + (size_t)(y & 1) * rb, px, rb);
+  while (f->next < n) {
+    int j0, j1;
+    float g;
+    lin_tap(f->y0, f->m, f->next, n, f->sh, &j0, &j1, &g);
+    if (j1 > y) break;
+    CG_ASSERT(j1 == y && j0 >= y - 1);
+    blend_row(f->keep + (size_t)(j0 & 1) * rb, f->keep + (size_t)(j1 & 1) * rb, g, f->xi, f->xf,
+              f->out + (size_t)f->next * n * 3, n);
+    f->next++;
+  }
+  return 0;
+}
+
+/* Decodes one file into f->out; frees f's buffers. */
+static int fit_file(const char *path, int64_t max_pixels, cg_png_as_t as, fit_t *f, char *err,
+                    size_t errlen) {
+  cg_png_sink_t sink = {fit_begin, fit_row, f};
+  int rc = cg_png_read_rows(path, max_pixels, as, &sink, err, errlen);
+  free(f->keep);
+  free(f->xi);
+  free(f->xf);
+  if (!rc && f->next != f->size) {
+    snprintf(err, errlen, "%s: internal error: %d of %d fitted rows made", path, f->next, f->size);
+    rc = -1;
+  }
+  return rc;
+}
+
+int cg_fit_png(const char *image, const char *mask, int64_t max_pixels, int size, int expect_h,
+               int expect_w, uint8_t *out_rgb, uint8_t *out_mask, int *h, int *w, char *err,
+               size_t errlen) {
+  fit_t fi = {size, 0, expect_h, expect_w, NULL, out_rgb, 0, 0, 0, 0, 0, 0, NULL, NULL, NULL};
+  if (fit_file(image, max_pixels, CG_PNG_AS_RGB, &fi, err, errlen)) return -1;
+  if (h) *h = fi.sh;
+  if (w) *w = fi.sw;
+  if (!mask) {
+    memset(out_mask, 0, (size_t)size * size);
+    return 0;
+  }
+  fit_t fm = {size, 1, fi.sh, fi.sw, image, out_mask, 0, 0, 0, 0, 0, 0, NULL, NULL, NULL};
+  return fit_file(mask, max_pixels, CG_PNG_AS_MASK, &fm, err, errlen);
+}
+
 /* ---- the source ------------------------------------------------------------------------- */
 
 typedef struct {
@@ -99,8 +240,10 @@ typedef struct {
 typedef struct {
   cg_source_t base;
   int size;
+  int64_t max_pixels;
   pair_t *pairs;
   char **names; /* NAME of each pair: base.names */
+  char *why[CG_SOURCE_WHY_MAX + 1]; /* the first pairs left out: base.dropped_why */
 } png_source_t;
 
 typedef struct {
@@ -193,21 +336,8 @@ static int png_load(cg_source_t *s, int64_t index, uint8_t *rgb, uint8_t *mask, 
   png_source_t *ps = (png_source_t *)s;
   CG_ASSERT(index >= 0 && index < s->count);
   const pair_t *p = &ps->pairs[index];
-  uint8_t *img = NULL, *msk = NULL;
-  int ih, iw, mh, mw, rc = -1;
-  if (cg_png_read_rgb(p->image, &img, &ih, &iw, err, errlen)) goto done;
-  if (cg_png_read_mask(p->mask, &msk, &mh, &mw, err, errlen)) goto done;
-  if (ih != p->h || iw != p->w || mh != p->h || mw != p->w) {
-    snprintf(err, errlen, "%s: size changed since start-up: image %dx%d, mask %dx%d, expected %dx%d",
-             p->image, iw, ih, mw, mh, p->w, p->h);
-    goto done;
-  }
-  cg_fit_square(img, msk, ih, iw, ps->size, rgb, mask);
-  rc = 0;
-done:
-  free(img);
-  free(msk);
-  return rc;
+  return cg_fit_png(p->image, p->mask, ps->max_pixels, ps->size, p->h, p->w, rgb, mask, NULL, NULL,
+                    err, errlen);
 }
 
 static void png_destroy(cg_source_t *s) {
@@ -217,6 +347,7 @@ static void png_destroy(cg_source_t *s) {
     free(ps->pairs[i].image);
     free(ps->pairs[i].mask);
   }
+  for (int i = 0; i < CG_SOURCE_WHY_MAX; i++) free(ps->why[i]);
   free(ps->pairs);
   free(ps->names);
   free(ps);
@@ -224,11 +355,39 @@ static void png_destroy(cg_source_t *s) {
 
 static const cg_source_ops_t png_ops = {"png", png_load, png_destroy};
 
-cg_source_t *cg_source_png_dirs(const char *images_dir, const char *masks_dir, int size, char *err,
-                                size_t errlen) {
+/* The start-up check of one pair: both headers (within the pixel limit), equal sizes. */
+static int check_pair(pair_t *p, int64_t max_pixels, char *err, size_t errlen) {
+  int mh, mw;
+  if (cg_png_read_size(p->image, max_pixels, &p->h, &p->w, err, errlen)) return -1;
+  if (cg_png_read_size(p->mask, max_pixels, &mh, &mw, err, errlen)) return -1;
+  if (mh != p->h || mw != p->w) {
+    snprintf(err, errlen, "%s: mask is %dx%d but its image %s is %dx%d", p->mask, mw, mh, p->image,
+             p->w, p->h);
+    return -1;
+  }
+  return 0;
+}
+
+/* Leaves the last pair out (skip_bad): counted, its reason kept if among the first. */
+static void drop_last(png_source_t *ps, const char *why) {
+  const int64_t k = --ps->base.count;
+  free(ps->names[k]);
+  free(ps->pairs[k].image);
+  free(ps->pairs[k].mask);
+  ps->names[k] = NULL;
+  memset(&ps->pairs[k], 0, sizeof ps->pairs[k]);
+  if (ps->base.dropped < CG_SOURCE_WHY_MAX) {
+    ps->why[ps->base.dropped] = strdup(why);
+    if (!ps->why[ps->base.dropped]) CG_FATAL("out of memory");
+  }
+  ps->base.dropped++;
+}
+
+cg_source_t *cg_source_png_dirs(const char *images_dir, const char *masks_dir,
+                                const cg_source_opts_t *o, char *err, size_t errlen) {
   listing_t im, mk;
-  if (size < 1) {
-    snprintf(err, errlen, "image size %d must be positive", size);
+  if (o->size < 1) {
+    snprintf(err, errlen, "image size %d must be positive", o->size);
     return NULL;
   }
   if (list_pngs(images_dir, &im, err, errlen)) return NULL;
@@ -238,11 +397,13 @@ cg_source_t *cg_source_png_dirs(const char *images_dir, const char *masks_dir, i
   }
   png_source_t *ps = cg_calloc(1, sizeof *ps, "png source");
   ps->base.ops = &png_ops;
-  ps->base.h = ps->base.w = size;
-  ps->size = size;
+  ps->base.h = ps->base.w = o->size;
+  ps->size = o->size;
+  ps->max_pixels = o->max_pixels;
   ps->pairs = cg_calloc(im.n ? im.n : 1, sizeof(pair_t), "png pairs");
   ps->names = cg_calloc(im.n ? im.n : 1, sizeof(char *), "png names");
   ps->base.names = (const char *const *)ps->names;
+  ps->base.dropped_why = (const char *const *)ps->why;
   size_t i = 0, j = 0;
   if (im.n == 0) {
     snprintf(err, errlen, "%s: no *.png files", images_dir);
@@ -272,16 +433,22 @@ cg_source_t *cg_source_png_dirs(const char *images_dir, const char *masks_dir, i
     p->image = join(images_dir, im.files[i]);
     p->mask = join(masks_dir, mk.files[j]);
     if (!ps->names[ps->base.count - 1]) CG_FATAL("out of memory");
-    int mh, mw;
-    if (cg_png_read_size(p->image, &p->h, &p->w, err, errlen)) goto fail;
-    if (cg_png_read_size(p->mask, &mh, &mw, err, errlen)) goto fail;
-    if (mh != p->h || mw != p->w) {
-      snprintf(err, errlen, "%s: mask is %dx%d but its image %s is %dx%d", p->mask, mw, mh, p->image,
-               p->w, p->h);
-      goto fail;
+    if (check_pair(p, o->max_pixels, err, errlen)) {
+      if (!o->skip_bad) {
+        size_t n = strlen(err);
+        if (o->bad_hint) snprintf(err + n, errlen - n, "%s", o->bad_hint);
+        goto fail;
+      }
+      drop_last(ps, err);
+      err[0] = 0;
     }
     i++;
     j++;
+  }
+  if (ps->base.count == 0) {
+    snprintf(err, errlen, "%s: every one of the %lld sample(s) is bad (the first: %s)", images_dir,
+             (long long)ps->base.dropped, ps->why[0] ? ps->why[0] : "?");
+    goto fail;
   }
   listing_free(&im);
   listing_free(&mk);
@@ -293,7 +460,8 @@ fail:
   return NULL;
 }
 
-cg_source_t *cg_source_png_dir(const char *dir, int size, char *err, size_t errlen) {
+cg_source_t *cg_source_png_dir(const char *dir, const cg_source_opts_t *o, char *err,
+                               size_t errlen) {
   struct stat st;
   if (stat(dir, &st)) {
     snprintf(err, errlen, "%s: %s", dir, strerror(errno));
@@ -304,7 +472,7 @@ cg_source_t *cg_source_png_dir(const char *dir, int size, char *err, size_t errl
     return NULL;
   }
   char *im = join(dir, "images"), *mk = join(dir, "masks");
-  cg_source_t *s = cg_source_png_dirs(im, mk, size, err, errlen);
+  cg_source_t *s = cg_source_png_dirs(im, mk, o, err, errlen);
   free(im);
   free(mk);
   return s;

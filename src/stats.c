@@ -5,8 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 
+#include "atomic_file.h"
 #include "log.h"
 
 enum { F_STEPS, F_WALL, F_WAIT, F_COMM, F_BUSY, F_HBUSY, F_HELPERS, F_SHARE, F_SAMPLES, F_H2D,
@@ -67,8 +67,9 @@ cg_stats_t *cg_stats_create(const cg_comm_t *c, const char *gpu_name, int backen
                              MPI_CHAR, c->world));
   s->all = cg_calloc((size_t)c->size * NF, sizeof(double), "stats records");
   if (c->rank == 0 && jsonl_path && jsonl_path[0]) {
-    s->jsonl = fopen(jsonl_path, "a");
-    if (!s->jsonl) cg_log_warn("--stats-out: cannot append to '%s'", jsonl_path);
+    char err[4400];
+    s->jsonl = cg_afile_append(jsonl_path, err, sizeof err);
+    if (!s->jsonl) cg_log_warn("--stats-out: %s", err);
   }
   return s;
 }
@@ -109,13 +110,13 @@ static const prom_metric_t prom_rank_metrics[] = {
 
 static void write_prom(cg_stats_t *s, const fig_t *f, int R, int64_t step, int64_t total,
                        int final, double loss, double cluster_ips, int straggler, const fig_t *imb) {
-  char tmp[4200];
-  snprintf(tmp, sizeof tmp, "%s.tmp", s->prom);
-  FILE *o = fopen(tmp, "w");
-  if (!o) {
-    cg_log_warn("--prom-out: cannot write '%s'", tmp);
+  char err[4400];
+  cg_afile_t *af = cg_afile_open(s->prom, err, sizeof err);
+  if (!af) {
+    cg_log_warn("--prom-out: %s", err);
     return;
   }
+  FILE *o = cg_afile_stream(af);
   for (size_t m = 0; m < sizeof prom_rank_metrics / sizeof prom_rank_metrics[0]; m++) {
     const prom_metric_t *pm = &prom_rank_metrics[m];
     int any = 0;
@@ -151,11 +152,7 @@ static void write_prom(cg_stats_t *s, const fig_t *f, int R, int64_t step, int64
                "# TYPE cogpu_loss gauge\ncogpu_loss %.9g\n", loss);
   fprintf(o, "# HELP cogpu_finished 1 once training has finished.\n"
              "# TYPE cogpu_finished gauge\ncogpu_finished %d\n", final ? 1 : 0);
-  int bad = ferror(o);
-  if (fclose(o) != 0 || bad || rename(tmp, s->prom) != 0) {
-    cg_log_warn("--prom-out: cannot replace '%s'", s->prom);
-    unlink(tmp);
-  }
+  if (cg_afile_commit(af, err, sizeof err)) cg_log_warn("--prom-out: %s", err);
 }
 
 void cg_stats_destroy(cg_stats_t *s) {

@@ -37,12 +37,13 @@ typedef struct {
 typedef struct cg_stats cg_stats_t;
 
 /* Collective. gpu_name: this rank's device ("-" on the cpu backend). backend_is_gpu selects
- * the column headings. jsonl_path: --stats-out or NULL; the file is appended to (rank 0). */
+ * the column headings. jsonl_path: --stats-out or NULL; the file is appended to (rank 0), opened
+ * by cg_afile_append (atomic_file.h: a link the user made is followed; a regular file only). */
 cg_stats_t *cg_stats_create(const cg_comm_t *c, const char *gpu_name, int backend_is_gpu,
                             const char *jsonl_path);
 void cg_stats_destroy(cg_stats_t *s); /* NULL-safe */
 
-/* --prom-out: after every report rank 0 rewrites path (temporary file + rename, for
+/* --prom-out: after every report rank 0 rewrites path (atomic_file.h: temporary + rename, for
  * node_exporter's textfile collector) with the same figures in the Prometheus text format:
  * gauges named cogpu_<figure>_<unit> labelled by rank, host and gpu, and cluster-wide ones. */
 void cg_stats_set_prom(cg_stats_t *s, const char *path);

@@ -7,8 +7,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
+#include "atomic_file.h"
 #include "log.h"
 
 typedef struct {
@@ -94,11 +94,11 @@ static const char *track_name(int track, char *buf, size_t len) {
 
 int cg_trace_close(cg_trace_t *t) {
   if (!t) return 0;
-  char tmp[1200];
-  snprintf(tmp, sizeof tmp, "%s.tmp%d", t->path, (int)getpid());
-  FILE *f = fopen(tmp, "w");
+  char err[1400];
+  cg_afile_t *af = cg_afile_open(t->path, err, sizeof err);
   int rc = -1;
-  if (f) {
+  if (af) {
+    FILE *f = cg_afile_stream(af);
     fprintf(f, "{\"displayTimeUnit\": \"ms\", \"otherData\": {\"rank\": %d, \"host\": \"%s\", "
                "\"first_step\": %lld, \"last_step\": %lld, \"dropped\": %d},\n \"traceEvents\": [\n",
             t->rank, t->host, (long long)t->first, (long long)t->last, t->dropped);
@@ -126,11 +126,9 @@ int cg_trace_close(cg_trace_t *t) {
               (long long)e->step);
     }
     fprintf(f, "\n]}\n");
-    int bad = ferror(f);
-    rc = (fclose(f) == 0 && !bad && rename(tmp, t->path) == 0) ? 0 : -1;
-    if (rc) unlink(tmp);
+    rc = cg_afile_commit(af, err, sizeof err);
   }
-  if (rc) cg_log_warn("--trace-out: could not write '%s'", t->path);
+  if (rc) cg_log_warn("--trace-out: %s", err);
   pthread_mutex_destroy(&t->mu);
   free(t->ev);
   free(t);

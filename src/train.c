@@ -6,7 +6,9 @@
  * loader ring has prefetch + 2 slots. Gradients are all-reduced inside train_step by buckets.
  *
  * Start-up problems with the user's input (an unwritable output path, a backend that cannot be
- * used) are agreed by all ranks and reported once by rank 0 with exit code 2.
+ * used) are agreed by all ranks and reported once by rank 0 with exit code 2. So is a bad
+ * sample (source.h); one met later by a helper thread ends the job with exit code 2 from that
+ * rank (loader.h), and --check-data finds them all before the first step (datacheck.h).
  *
  * Reliability (issue 6). At every step boundary the ranks agree, with one small all-reduce,
  * on whether any of them got a stop signal or saw a fatal step (NaN loss, too many fp16
@@ -29,9 +31,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "atomic_file.h"
 #include "backend.h"
 #include "ckpt.h"
 #include "data.h"
+#include "datacheck.h"
 #include "guard.h"
 #include "gsync.h"
 #include "nccl_comm.h"
@@ -44,6 +48,7 @@
 #include "stats.h"
 #include "trace.h"
 #include "nvtx.h"
+#include "preflight.h"
 #include "topo.h"
 
 double cg_train_lr(const cg_config_t *cfg, int64_t t, int64_t total) {
@@ -87,23 +92,6 @@ static int agree(cg_comm_t *c, int rc, char *err, size_t errlen) {
   return rc;
 }
 
-/* Writes bytes to path atomically (temporary file, fsync, then rename). */
-static int write_file_atomic(const char *path, const void *data, size_t len) {
-  char tmp[CG_PATH_MAX + 16];
-  snprintf(tmp, sizeof tmp, "%s.tmp%d", path, (int)getpid());
-  FILE *f = fopen(tmp, "wb");
-  if (!f) return -1;
-  int ok = fwrite(data, 1, len, f) == len;
-  ok = (fflush(f) == 0) && ok;
-  ok = (fsync(fileno(f)) == 0) && ok;
-  ok = (fclose(f) == 0) && ok;
-  if (!ok || rename(tmp, path) != 0) {
-    unlink(tmp);
-    return -1;
-  }
-  return 0;
-}
-
 typedef struct {
   const cg_config_t *cfg;
   cg_comm_t *c;
@@ -130,6 +118,7 @@ typedef struct {
   char last_ckpt[CG_PATH_MAX + 64]; /* the last good checkpoint, written or loaded ("" none) */
   int64_t last_ckpt_step;   /* its step, -1 none */
   int64_t skipped0;         /* fp16 steps skipped before this run (from the checkpoint) */
+  uint64_t run_id;          /* the lineage written into every checkpoint (ckpt.h) */
   cg_trace_t *trace; /* --trace-out, or NULL */
 } run_t;
 
@@ -325,10 +314,13 @@ static val_result_t validate(run_t *r, cg_source_t *val_src, int workers) {
   }
   if (k >= 1) collect(r, ld, held[(k - 1) % 2], &a, 0);
   take_conf(ld, &a);
+  const int64_t vbad = cg_loader_take_bad(ld);
   cg_loader_destroy(ld);
   val_result_t res;
-  int64_t cnt[4] = {a.conf.tp, a.conf.fp, a.conf.fn, a.conf.tn};
-  cg_comm_sum_i64(r->c, cnt, 4);
+  int64_t cnt[5] = {a.conf.tp, a.conf.fp, a.conf.fn, a.conf.tn, vbad};
+  cg_comm_sum_i64(r->c, cnt, 5);
+  if (cnt[4] && r->c->rank == 0)
+    printf("--skip-bad: %lld sample load(s) skipped in validation\n", (long long)cnt[4]);
   res.conf = (cg_confusion_t){cnt[0], cnt[1], cnt[2], cnt[3]};
   /* The last global batch may be short: weight each step's mean by its global count. */
   cg_comm_sum_f64(r->c, &a.loss_samples, 1);
@@ -418,6 +410,24 @@ static cg_ckpt_shape_t shape_of(const cg_model_t *m) {
   return s;
 }
 
+/* A run that does not resume must not start in a directory holding another run's checkpoints:
+ * its checkpoints would mix with (and, with the same step numbers, replace) the earlier run's.
+ * 0, or -1 naming the directory, its newest checkpoint and the ways out. */
+static int check_no_checkpoints(const char *dir, char *err, size_t errlen) {
+  char **paths;
+  int64_t *steps;
+  int n;
+  if (cg_ckpt_list(dir, &paths, &steps, &n, err, errlen) != 0) return -1;
+  if (n > 0)
+    snprintf(err, errlen, "--checkpoint-dir %s already holds %d checkpoint(s), the newest %s "
+             "(step %lld): continue that run with --resume, or choose another --checkpoint-dir, "
+             "or start afresh there with --overwrite-checkpoints (the earlier run's checkpoints "
+             "are never rotated away, but one of the same step is replaced)", dir, n, paths[0],
+             (long long)steps[0]);
+  cg_ckpt_list_free(paths, steps, n);
+  return n > 0 ? -1 : 0;
+}
+
 /* Rank 0 writes the checkpoint of `step` (every step up to it fetched and judged good). Returns
  * 0, or -1 after printing why (the previous checkpoint is intact). Other ranks return 0 at once
  * and go on to the next step, where they wait for rank 0 in the gradient all-reduce. */
@@ -445,6 +455,7 @@ static int write_ckpt(run_t *r, int64_t step, int quiet) {
   in.skipped_steps = r->skipped0 + r->health.skipped;
   in.lr = step > 0 ? cg_train_lr(cfg, step - 1, r->total) : cfg->lr;
   in.unix_time = (int64_t)time(NULL);
+  in.run_id = r->run_id;
   char path[CG_PATH_MAX + 64], err[1400];
   if (cg_ckpt_write(r->ckpt_dir, &in, r->ck_p, r->ck_m, r->ck_v, cfg->keep, path, sizeof path,
                     err, sizeof err)) {
@@ -661,6 +672,8 @@ static int run_train(const cg_config_t *cfg, cg_comm_t *c, cg_train_result_t *re
     }
     if (!rc && cfg->checkpoint_dir[0])
       rc = cg_ckpt_prepare_dir(cfg->checkpoint_dir, err, sizeof err);
+    if (!rc && cfg->checkpoint_dir[0] && !cfg->resume[0] && !cfg->overwrite_checkpoints)
+      rc = check_no_checkpoints(cfg->checkpoint_dir, err, sizeof err);
   }
   if (agree(c, rc, err, sizeof err)) goto usage;
   const cg_backend_ops_t *ops = NULL;
@@ -685,6 +698,18 @@ static int run_train(const cg_config_t *cfg, cg_comm_t *c, cg_train_result_t *re
   int workers = cfg->cpu_workers >= 0 ? cfg->cpu_workers
                                       : (is_cuda ? (place->ncpus > 1 ? place->ncpus - 1 : 1) : 1);
 
+  /* ---- pre-flight: will the model and its batches fit? (before anything large is allocated) */
+  {
+    const cg_preflight_t est = cg_preflight_estimate(&model, cfg->batch, cfg->prefetch, is_cuda,
+                                                     prec == CG_PREC_FP32 ? 4 : 2);
+    const int dev = place->gpu >= 0 ? place->gpu : c->local_rank;
+    const int bad = cg_preflight_check(&est, is_cuda, dev, c->local_size, err, sizeof err);
+    if (cg_comm_report_errors(c, bad ? err : NULL)) {
+      cg_topo_destroy(topo);
+      return CG_EXIT_USAGE;
+    }
+  }
+
   /* ---- data ---- */
   cg_source_t *base_src = NULL, *train_src = NULL, *val_src = NULL, *val_base = NULL;
   int synthetic = !strcmp(cfg->data, "synthetic");
@@ -696,11 +721,20 @@ static int run_train(const cg_config_t *cfg, cg_comm_t *c, cg_train_result_t *re
                                     cfg->image_size, cfg->image_size);
   } else {
     /* Every rank opens the files itself (they are checked at open); agree on the verdict. */
-    base_src = cg_source_open(cfg->data, cfg->image_size, cfg->seed, 0, err, sizeof err);
+    const cg_source_opts_t so = {.size = cfg->image_size, .max_pixels = cfg->max_image_pixels,
+                                 .skip_bad = cfg->skip_bad, .bad_hint = CG_BAD_SAMPLE_HINT,
+                                 .seed = cfg->seed};
+    base_src = cg_source_open_opts(cfg->data, &so, err, sizeof err);
     rc = base_src ? 0 : -1;
     if (!rc && cfg->val_data[0]) {
-      val_base = cg_source_open(cfg->val_data, cfg->image_size, cfg->seed, 0, err, sizeof err);
+      val_base = cg_source_open_opts(cfg->val_data, &so, err, sizeof err);
       rc = val_base ? 0 : -1;
+    }
+    /* samples left out at open; --check-data (collective: only when every rank opened) */
+    if (!cg_comm_any(c, rc != 0))
+      rc = cg_datacheck_run(&base_src, &val_base, c, place->ncpus, cfg->check_data, cfg->skip_bad,
+                            err, sizeof err);
+    if (!rc && cfg->val_data[0]) {
       train_src = base_src;
       val_src = val_base;
     } else if (!rc && cfg->val_fraction > 0) {
@@ -708,8 +742,7 @@ static int run_train(const cg_config_t *cfg, cg_comm_t *c, cg_train_result_t *re
     } else if (!rc) {
       train_src = base_src;
     }
-    if (cg_comm_any(c, rc != 0)) {
-      if (rc) fprintf(stderr, "cogpu-dist: error: [rank %d] %s\n", c->rank, err);
+    if (cg_comm_report_errors(c, rc ? err : NULL)) { /* once per distinct message */
       destroy_sources(base_src, val_base, train_src, val_src);
       cg_topo_destroy(topo);
       CG_CHECK_MPI(MPI_Barrier(c->world));
@@ -849,6 +882,9 @@ static int run_train(const cg_config_t *cfg, cg_comm_t *c, cg_train_result_t *re
   r.ntrain = ntrain;
   r.total = total;
   r.skipped0 = resumed ? ck.skipped_steps : 0;
+  /* a resumed run continues its lineage; a fresh one (or one resumed from a checkpoint made
+   * before run ids) starts a new one: rotation never touches another run's checkpoints */
+  r.run_id = resumed && ck.run_id ? ck.run_id : cg_ckpt_new_run_id();
   r.last_ckpt_step = -1;
   if (resumed) {
     snprintf(r.last_ckpt, sizeof r.last_ckpt, "%s", ck_path);
@@ -1126,7 +1162,10 @@ static int run_train(const cg_config_t *cfg, cg_comm_t *c, cg_train_result_t *re
   }
   int64_t bad = cg_loader_take_bad(ld);
   cg_comm_sum_i64(c, &bad, 1);
-  if (bad && c->rank == 0) printf("skipped %lld bad sample(s) (--skip-bad)\n", (long long)bad);
+  const int64_t left_out = base_src ? base_src->dropped + (val_base ? val_base->dropped : 0) : 0;
+  if ((bad || left_out) && c->rank == 0) /* a bad file is met again every epoch: loads */
+    printf("--skip-bad: %lld bad sample(s) left out at start-up, %lld sample load(s) skipped in "
+           "training\n", (long long)left_out, (long long)bad);
   cg_loader_destroy(ld);
   int64_t global_samples = total_acc.samples;
   cg_confusion_t train_conf = total_acc.conf;
@@ -1192,15 +1231,15 @@ static int run_train(const cg_config_t *cfg, cg_comm_t *c, cg_train_result_t *re
              (long long)total, c->size, cfg->batch * c->size, last_window_loss, vl, vi, vd, va,
              cg_confusion_iou(&train_conf), ips, wall, train_time, ops->name, cg_precision_name(prec),
              cfg->image_size, cfg->model_base, cfg->model_depth, model.nparams);
-    if (write_file_atomic(cfg->metrics_out, json, strlen(json)) != 0) {
-      cg_log_warn("--metrics-out: could not write '%s': %s", cfg->metrics_out, strerror(errno));
+    if (cg_afile_save(cfg->metrics_out, json, strlen(json), err, sizeof err) != 0) {
+      cg_log_warn("--metrics-out: %s", err);
       out_rc = 1;
     }
   }
   if (c->rank == 0 && cfg->params_out[0]) {
     ops->get_params(be, params);
-    if (write_file_atomic(cfg->params_out, params, sizeof(float) * model.nparams) != 0) {
-      cg_log_warn("--params-out: could not write '%s': %s", cfg->params_out, strerror(errno));
+    if (cg_afile_save(cfg->params_out, params, sizeof(float) * model.nparams, err, sizeof err)) {
+      cg_log_warn("--params-out: %s", err);
       out_rc = 1;
     }
   }

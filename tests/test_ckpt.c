@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "ckpt.h"
+#include "crc32.h"
 #include "testutil.h"
 
 #define NP 1000
@@ -46,6 +47,7 @@ static cg_ckpt_info_t info_at(int64_t step) {
   in.skipped_steps = 3;
   in.lr = 1e-3;
   in.unix_time = 1700000000;
+  in.run_id = 0xc0ffee;
   return in;
 }
 
@@ -216,27 +218,118 @@ int main(void) {
     rmdir(empty);
   }
 
-  /* ---- rotation: keep 3 newest; later steps of an abandoned run go ---- */
+  /* ---- rotation: keep this run's 3 newest; its later steps (an abandoned attempt) go; files
+   * whose header cannot say whose they are (60: not a checkpoint, 40: header CRC) are never
+   * removed. Ours with a readable header: 10, 20, 30 (cut, header intact), 50 (payload). ---- */
   {
     CG_TEST_CHECK(write_step(70, 3) == 0, "write 70");
     char **paths;
     int64_t *steps;
     int n;
     cg_ckpt_list(g_dir, &paths, &steps, &n, err, sizeof err);
-    CG_TEST_CHECK(n == 3 && steps[0] == 70 && steps[1] == 60 && steps[2] == 50,
-                  "keep 3: %d files, newest %lld", n, n ? (long long)steps[0] : -1LL);
+    CG_TEST_CHECK(n == 5 && steps[0] == 70 && steps[1] == 60 && steps[2] == 50 && steps[3] == 40 &&
+                      steps[4] == 30,
+                  "keep 3: %d files, newest %lld (want 70 60 50 40 30)", n,
+                  n ? (long long)steps[0] : -1LL);
     cg_ckpt_list_free(paths, steps, n);
     CG_TEST_CHECK(write_step(55, 3) == 0, "write 55 (a run resumed from 50)");
     cg_ckpt_list(g_dir, &paths, &steps, &n, err, sizeof err);
-    CG_TEST_CHECK(n == 2 && steps[0] == 55 && steps[1] == 50,
-                  "after resuming at 50 and writing 55: %d files, newest %lld", n,
-                  n ? (long long)steps[0] : -1LL);
+    CG_TEST_CHECK(n == 5 && steps[0] == 60 && steps[1] == 55 && steps[2] == 50 && steps[3] == 40 &&
+                      steps[4] == 30,
+                  "after resuming at 50 and writing 55: %d files, newest %lld (want 60 55 50 40 "
+                  "30)", n, n ? (long long)steps[0] : -1LL);
     cg_ckpt_list_free(paths, steps, n);
-    printf("PASS rotation: keeps the 3 newest; a resumed run's write drops the later steps\n");
+    printf("PASS rotation: keeps the run's 3 newest, drops its later steps after a resume, never "
+           "a file it cannot tell is its own\n");
+  }
+
+  /* ---- rotation never removes another run's checkpoints (issue 11: a forgotten --resume or a
+   * fresh run into the same directory wiped an earlier run) ---- */
+  {
+    float p[NP], m[NP], v[NP];
+    fill(p, m, v, 90);
+    cg_ckpt_info_t other = info_at(90);
+    other.run_id = 0xbeef; /* another run's, of later steps than what comes next */
+    CG_TEST_CHECK(cg_ckpt_write(g_dir, &other, p, m, v, 3, path, sizeof path, err, sizeof err) == 0,
+                  "write another run's 90: %s", err);
+    other = info_at(95);
+    other.run_id = 0xbeef;
+    CG_TEST_CHECK(cg_ckpt_write(g_dir, &other, p, m, v, 3, path, sizeof path, err, sizeof err) == 0,
+                  "write another run's 95: %s", err);
+    CG_TEST_CHECK(write_step(56, 1) == 0, "write 56 of this run with keep 1");
+    char **paths;
+    int64_t *steps;
+    int n;
+    cg_ckpt_list(g_dir, &paths, &steps, &n, err, sizeof err);
+    int has90 = 0, has95 = 0, has56 = 0, has55 = 0;
+    for (int i = 0; i < n; i++) {
+      has90 |= steps[i] == 90;
+      has95 |= steps[i] == 95;
+      has56 |= steps[i] == 56;
+      has55 |= steps[i] == 55;
+    }
+    cg_ckpt_list_free(paths, steps, n);
+    CG_TEST_CHECK(has90 && has95 && has56 && !has55,
+                  "lineage rotation: another run's 90 %d, 95 %d kept; ours: 56 %d kept, 55 %d gone",
+                  has90, has95, has56, has55);
+    cg_ckpt_info_t in;
+    char p95[512];
+    cg_ckpt_path(g_dir, 95, p95, sizeof p95);
+    CG_TEST_CHECK(cg_ckpt_read(p95, NULL, &in, NULL, NULL, NULL, err, sizeof err) == CG_CKPT_OK &&
+                      in.run_id == 0xbeef && in.version == CG_CKPT_VERSION,
+                  "run id read back: %llx (%s)", (unsigned long long)in.run_id, err);
+    if (has90 && has95 && has56 && !has55)
+      printf("PASS rotation keeps another run's checkpoints (even of later steps), drops ours\n");
+    char victim[512];
+    cg_ckpt_path(g_dir, 90, victim, sizeof victim);
+    unlink(victim);
+    unlink(p95);
+  }
+
+  /* ---- header fields out of range, with valid CRCs: rejected by name, never trusted (a huge
+   * epoch overflowed the resume position and tripped an assertion) ---- */
+  {
+    const struct {
+      const char *field;
+      long off;
+      uint64_t value;
+    } bad[] = {{"epoch", 56, (uint64_t)1 << 62}, {"step", 48, (uint64_t)-5},
+               {"steps_per_epoch", 72, 0}, {"train_samples", 80, (uint64_t)1 << 61},
+               {"opt_t", 104, (uint64_t)1 << 60}, {"total_steps", 112, (uint64_t)-1},
+               {"batch", 92, 0}};
+    for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
+      CG_TEST_CHECK(write_step(57, 10) == 0, "write 57");
+      char p57[512];
+      cg_ckpt_path(g_dir, 57, p57, sizeof p57);
+      FILE *f = fopen(p57, "r+b");
+      uint8_t h[256];
+      CG_TEST_CHECK(f && fread(h, 1, 256, f) == 256, "read header");
+      if (!f) continue;
+      const int w = bad[k].off == 92 ? 4 : 8;
+      for (int b = 0; b < w; b++) h[bad[k].off + b] = (uint8_t)(bad[k].value >> (8 * b));
+      const uint32_t crc = cg_crc32(0, h, 252);
+      for (int b = 0; b < 4; b++) h[252 + b] = (uint8_t)(crc >> (8 * b));
+      fseek(f, 0, SEEK_SET);
+      fwrite(h, 1, 256, f);
+      fclose(f);
+      char name[96];
+      snprintf(name, sizeof name, "header field %s out of range, CRC valid", bad[k].field);
+      char want_msg[96];
+      snprintf(want_msg, sizeof want_msg, "header field %s out of range", bad[k].field);
+      expect(name, p57, &want, CG_CKPT_ECORRUPT, want_msg);
+      unlink(p57);
+    }
   }
 
   /* ---- failed writes leave the previous checkpoint intact ---- */
   CG_TEST_CHECK(write_step(80, 3) == 0, "write 80");
+  int n_before_failures = 0;
+  {
+    char **paths;
+    int64_t *steps;
+    cg_ckpt_list(g_dir, &paths, &steps, &n_before_failures, err, sizeof err);
+    cg_ckpt_list_free(paths, steps, n_before_failures);
+  }
   char p80[512];
   cg_ckpt_path(g_dir, 80, p80, sizeof p80);
   {
@@ -284,7 +377,8 @@ int main(void) {
     int64_t *steps;
     int n;
     cg_ckpt_list(g_dir, &paths, &steps, &n, err, sizeof err);
-    CG_TEST_CHECK(n == 3, "the failed writes removed files: %d left", n);
+    CG_TEST_CHECK(n == n_before_failures, "the failed writes removed files: %d left of %d", n,
+                  n_before_failures);
     cg_ckpt_list_free(paths, steps, n);
     if (st == CG_CKPT_OK) printf("PASS after the failed writes: step 80 intact, no partial file\n");
   }

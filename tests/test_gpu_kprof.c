@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "backend.h"
@@ -175,8 +176,12 @@ static int run_config(const cg_model_t *m, const cg_buckets_t *bk, const float *
   const int fd = mkstemp(path);
   CG_ASSERT(fd >= 0);
   close(fd);
+  umask(022); /* the JSON replaces mkstemp's 0600 file with one that follows the umask */
   const int rc = cg_kprof_report(kp, title, 1e-3 * wall_us, 0, 0, stdout, path);
   CG_TEST_CHECK(rc == 0, "cg_kprof_report could not write %s", path);
+  struct stat st = {0};
+  CG_TEST_CHECK(rc != 0 || (stat(path, &st) == 0 && (st.st_mode & 07777) == 0644),
+                "%s: mode %o, want 0644 under umask 022", path, (unsigned)(st.st_mode & 07777));
   if (rc == 0) check_json(m, path, title, graph, wall_us);
   unlink(path);
   ops->destroy(b);

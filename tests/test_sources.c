@@ -131,11 +131,11 @@ static void check_read(const char *rel, const uint8_t *want_rgb, const uint8_t *
   path_of(p, sizeof p, rel);
   uint8_t *rgb = NULL, *mask = NULL;
   int rh = 0, rw = 0, mh = 0, mw = 0, sh = 0, sw = 0;
-  int rc1 = cg_png_read_rgb(p, &rgb, &rh, &rw, err, sizeof err);
+  int rc1 = cg_png_read_rgb(p, CG_PNG_DEFAULT_MAX_PIXELS, &rgb, &rh, &rw, err, sizeof err);
   CG_TEST_CHECK(rc1 == 0, "%s: %s", rel, err);
-  int rc2 = cg_png_read_mask(p, &mask, &mh, &mw, err, sizeof err);
+  int rc2 = cg_png_read_mask(p, CG_PNG_DEFAULT_MAX_PIXELS, &mask, &mh, &mw, err, sizeof err);
   CG_TEST_CHECK(rc2 == 0, "%s: %s", rel, err);
-  int rc3 = cg_png_read_size(p, &sh, &sw, err, sizeof err);
+  int rc3 = cg_png_read_size(p, CG_PNG_DEFAULT_MAX_PIXELS, &sh, &sw, err, sizeof err);
   CG_TEST_CHECK(rc3 == 0 && sh == h && sw == w, "%s: size %dx%d", rel, sw, sh);
   if (!rc1 && !rc2) {
     CG_TEST_CHECK(rh == h && rw == w && mh == h && mw == w, "%s: dims", rel);
@@ -232,13 +232,14 @@ static void test_png_errors(void) {
   uint8_t *px = NULL;
   int h, w;
   /* missing file */
-  int rc = cg_png_read_rgb(path_of(p, sizeof p, "nope.png"), &px, &h, &w, err, sizeof err);
+  int rc = cg_png_read_rgb(path_of(p, sizeof p, "nope.png"), CG_PNG_DEFAULT_MAX_PIXELS, &px, &h, &w, err,
+                           sizeof err);
   CG_TEST_CHECK(rc && contains(err, "nope.png") && contains(err, "No such file"), "%s", err);
   /* not a PNG */
   FILE *f = fopen(path_of(p, sizeof p, "text.png"), "w");
   fputs("hello, not a png\n", f);
   fclose(f);
-  rc = cg_png_read_size(p, &h, &w, err, sizeof err);
+  rc = cg_png_read_size(p, CG_PNG_DEFAULT_MAX_PIXELS, &h, &w, err, sizeof err);
   CG_TEST_CHECK(rc && contains(err, "text.png") && contains(err, "not a PNG"), "%s", err);
   /* truncated: a large noisy image cut in half keeps its header but not its data */
   const int H = 64, W = 64;
@@ -247,18 +248,18 @@ static void test_png_errors(void) {
   write_or_die("cut.png", big, H, W, CG_PNG_RGB8);
   path_of(p, sizeof p, "cut.png");
   truncate_to(p, file_size(p) / 2);
-  rc = cg_png_read_size(p, &h, &w, err, sizeof err);
+  rc = cg_png_read_size(p, CG_PNG_DEFAULT_MAX_PIXELS, &h, &w, err, sizeof err);
   CG_TEST_CHECK(rc == 0 && h == H && w == W, "header of a truncated file: %s", err);
-  rc = cg_png_read_rgb(p, &px, &h, &w, err, sizeof err);
+  rc = cg_png_read_rgb(p, CG_PNG_DEFAULT_MAX_PIXELS, &px, &h, &w, err, sizeof err);
   CG_TEST_CHECK(rc && px == NULL && contains(err, "cut.png") && contains(err, "truncated"), "%s",
                 err);
-  rc = cg_png_read_mask(p, &px, &h, &w, err, sizeof err);
+  rc = cg_png_read_mask(p, CG_PNG_DEFAULT_MAX_PIXELS, &px, &h, &w, err, sizeof err);
   CG_TEST_CHECK(rc && px == NULL && contains(err, "cut.png"), "%s", err);
   /* corrupt data: a flipped byte in the middle of the compressed stream */
   write_or_die("flip.png", big, H, W, CG_PNG_RGB8);
   path_of(p, sizeof p, "flip.png");
   flip_byte(p, file_size(p) / 2);
-  rc = cg_png_read_rgb(p, &px, &h, &w, err, sizeof err);
+  rc = cg_png_read_rgb(p, CG_PNG_DEFAULT_MAX_PIXELS, &px, &h, &w, err, sizeof err);
   CG_TEST_CHECK(rc && px == NULL && contains(err, "flip.png") && contains(err, "decode failed"),
                 "%s", err);
   printf("PASS png errors (last: %s)\n", err);
@@ -426,7 +427,7 @@ static void test_png_dir_and_shard(void) {
   mkdir_rel("out");
   path_of(shard, sizeof shard, "out/ds.cgds");
   cg_cgds_stats_t st;
-  int rc = cg_cgds_pack(im, mk, shard, S, NULL, &st, err, sizeof err);
+  int rc = cg_cgds_pack(im, mk, shard, S, CG_PNG_DEFAULT_MAX_PIXELS, NULL, &st, err, sizeof err);
   CG_TEST_CHECK(rc == 0, "pack: %s", err);
   CG_TEST_CHECK(st.records == NS && (long)st.bytes == file_size(shard), "pack stats %lld %llu",
                 (long long)st.records, (unsigned long long)st.bytes);
@@ -621,26 +622,26 @@ static void test_pack_failures(void) {
   path_of(mk, sizeof mk, "trunc/masks");
   mkdir_rel("packfail");
   path_of(out, sizeof out, "packfail/x.cgds");
-  int rc = cg_cgds_pack(im, mk, out, 16, NULL, NULL, err, sizeof err);
+  int rc = cg_cgds_pack(im, mk, out, 16, CG_PNG_DEFAULT_MAX_PIXELS, NULL, NULL, err, sizeof err);
   CG_TEST_CHECK(rc == CG_CGDS_EINPUT && contains(err, "t.png"), "pack of a bad PNG: %d %s", rc, err);
   CG_TEST_CHECK(count_entries(path_of(dir, sizeof dir, "packfail")) == 0, "pack left files behind");
   /* an existing target is left untouched */
   FILE *f = fopen(out, "w");
   fputs("old contents", f);
   fclose(f);
-  rc = cg_cgds_pack(im, mk, out, 16, NULL, NULL, err, sizeof err);
+  rc = cg_cgds_pack(im, mk, out, 16, CG_PNG_DEFAULT_MAX_PIXELS, NULL, NULL, err, sizeof err);
   CG_TEST_CHECK(rc == CG_CGDS_EINPUT && file_size(out) == 12 && count_entries(dir) == 1,
                 "failed pack touched the target");
   /* interrupted: same */
   volatile sig_atomic_t cancel = 1;
   path_of(im, sizeof im, "ds/images");
   path_of(mk, sizeof mk, "ds/masks");
-  rc = cg_cgds_pack(im, mk, out, 16, &cancel, NULL, err, sizeof err);
+  rc = cg_cgds_pack(im, mk, out, 16, CG_PNG_DEFAULT_MAX_PIXELS, &cancel, NULL, err, sizeof err);
   CG_TEST_CHECK(rc == CG_CGDS_EINTR && file_size(out) == 12 && count_entries(dir) == 1,
                 "interrupted pack: %d %s", rc, err);
   /* an output directory that does not exist */
   path_of(out, sizeof out, "no-such-dir/x.cgds");
-  rc = cg_cgds_pack(im, mk, out, 16, NULL, NULL, err, sizeof err);
+  rc = cg_cgds_pack(im, mk, out, 16, CG_PNG_DEFAULT_MAX_PIXELS, NULL, NULL, err, sizeof err);
   CG_TEST_CHECK(rc == CG_CGDS_EIO && contains(err, "no-such-dir"), "pack to a missing dir: %s", err);
   printf("PASS pack failures leave nothing (last: %s)\n", err);
 
@@ -717,28 +718,43 @@ static void test_loader_skip_bad(void) {
   }
   printf("PASS loader --skip-bad counts 1 bad sample\n");
 
-  /* without skip_bad the job stops with the message (in a child: it exits) */
-  fflush(stdout);
-  pid_t pid = fork();
-  if (pid == 0) {
-    int fd = open("/dev/null", O_WRONLY);
-    dup2(fd, 2);
-    cg_loader_cfg_t lc = {0};
-    lc.source = src;
-    lc.nsamples = src->count;
-    lc.ranks = 1;
-    lc.batch = 4;
-    lc.nsteps = -1;
-    lc.nslots = 2;
-    lc.nfeat = CG_NFEAT;
-    cg_loader_t *ld = cg_loader_create(&lc);
-    cg_host_batch_t *b;
-    while ((b = cg_loader_next(ld, NULL)) != NULL) cg_loader_release(ld, b, 0);
-    _exit(0);
+  /* without skip_bad the job stops with exit code 2 and the message (in a child: it exits),
+   * with helpers and without */
+  char log[512], msg[2048] = "";
+  path_of(log, sizeof log, "skip/stderr");
+  for (int workers = 0; workers <= 2; workers += 2) {
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) {
+      int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      dup2(fd, 2);
+      cg_loader_cfg_t lc = {0};
+      lc.source = src;
+      lc.nsamples = src->count;
+      lc.ranks = 1;
+      lc.batch = 4;
+      lc.nsteps = -1;
+      lc.nslots = 2;
+      lc.nfeat = CG_NFEAT;
+      lc.workers = workers;
+      cg_loader_t *ld = cg_loader_create(&lc);
+      cg_host_batch_t *b;
+      while ((b = cg_loader_next(ld, NULL)) != NULL) cg_loader_release(ld, b, 0);
+      _exit(0);
+    }
+    int status = 0;
+    waitpid(pid, &status, 0);
+    FILE *lf = fopen(log, "r");
+    size_t n = lf ? fread(msg, 1, sizeof msg - 1, lf) : 0;
+    msg[n] = 0;
+    if (lf) fclose(lf);
+    CG_TEST_CHECK(WIFEXITED(status) && WEXITSTATUS(status) == CG_EXIT_USAGE,
+                  "workers %d: a bad sample must end the job with exit code 2 (status %d)", workers,
+                  status);
+    CG_TEST_CHECK(contains(msg, "masks/zz.png") && contains(msg, "--skip-bad"),
+                  "workers %d: the message must name the file and --skip-bad: %s", workers, msg);
   }
-  int status = 0;
-  waitpid(pid, &status, 0);
-  CG_TEST_CHECK(!(WIFEXITED(status) && WEXITSTATUS(status) == 0), "a bad sample did not stop the job");
+  printf("PASS without --skip-bad a bad sample ends the job with exit code 2: %s", msg);
   cg_source_destroy(src);
 
   /* crops: deterministic, 0/1 masks, constant images stay constant */

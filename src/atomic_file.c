@@ -1,0 +1,260 @@
+/* atomic_file.c: temporary file, fsync, rename — the output-file writer (see atomic_file.h).
+ *
+ * The stream handed to writers is a fopencookie stream over the temporary's descriptor rather
+ * than fdopen's, so that whichever way the content is written (fprintf, fwrite, libpng) the
+ * errno of the first failed write is kept: a full disk is reported at commit as "No space left
+ * on device", not as a bare stdio error flag whose errno later calls have overwritten. */
+#include "atomic_file.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+struct cg_afile {
+  char *path;       /* the target as given, for messages */
+  char *dir;        /* its directory, for messages */
+  const char *base; /* its last component (inside path) */
+  int dfd;          /* the target's directory; every step is relative to it */
+  int dir_sync;     /* dfd was opened for reading, so it can be fsynced */
+  int fd;           /* the temporary */
+  FILE *stream;
+  int werr;         /* errno of the first failed write; 0 none */
+  int discard;      /* closing without committing: buffered bytes are dropped, not written */
+  char tmp[NAME_MAX + 1];
+};
+
+/* "<what>: <errno string>" into err (NULL-safe). */
+static void fail(char *err, size_t errlen, int e, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void fail(char *err, size_t errlen, int e, const char *fmt, ...) {
+  if (!err || !errlen) return;
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(err, errlen, fmt, ap);
+  va_end(ap);
+  if (n >= 0 && (size_t)n < errlen) snprintf(err + n, errlen - (size_t)n, ": %s", strerror(e));
+}
+
+/* ---- the stream -------------------------------------------------------------------------- */
+
+static ssize_t cookie_write(void *c, const char *buf, size_t n) {
+  cg_afile_t *f = c;
+  if (f->discard) return (ssize_t)n;
+  for (size_t done = 0; done < n;) {
+    ssize_t w = write(f->fd, buf + done, n - done);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) {
+      if (!f->werr) f->werr = w < 0 ? errno : EIO;
+      return 0; /* stdio's error flag; the temporary is discarded anyway */
+    }
+    done += (size_t)w;
+  }
+  return (ssize_t)n;
+}
+
+static int cookie_seek(void *c, off64_t *off, int whence) {
+  cg_afile_t *f = c;
+  off_t r = lseek(f->fd, (off_t)*off, whence);
+  if (r < 0) return -1;
+  *off = r;
+  return 0;
+}
+
+static int cookie_close(void *c) {
+  (void)c; /* the descriptor is closed by commit/abort, which check the result */
+  return 0;
+}
+
+/* ---- naming and opening ------------------------------------------------------------------ */
+
+/* 64 bits for a temporary's name. Unpredictability is a courtesy, not the defence (O_EXCL is):
+ * the fallback only has to make repeated collisions unlikely. */
+static uint64_t name_bits(const void *salt, int attempt) {
+  uint64_t z;
+  if (getrandom(&z, sizeof z, GRND_NONBLOCK) == (ssize_t)sizeof z) return z;
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  z = ((uint64_t)ts.tv_sec << 32) ^ (uint64_t)ts.tv_nsec ^ ((uint64_t)getpid() << 20) ^
+      (uint64_t)(uintptr_t)salt ^ ((uint64_t)attempt << 56);
+  z += 0x9e3779b97f4a7c15ull; /* splitmix64 */
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+
+/* Opens the directory of f->path into f->dfd. Without read permission on it (write and
+ * search only, which is enough to create files) it is opened O_PATH: no directory fsync then. */
+static int open_dir(cg_afile_t *f, char *err, size_t errlen) {
+  const char *slash = strrchr(f->path, '/');
+  f->base = slash ? slash + 1 : f->path;
+  if (!f->base[0] || !strcmp(f->base, ".") || !strcmp(f->base, "..")) {
+    fail(err, errlen, EISDIR, "%s: not a file name", f->path);
+    return -1;
+  }
+  f->dir = slash ? strndup(f->path, (size_t)(slash - f->path) + (slash == f->path)) : strdup(".");
+  if (!f->dir) {
+    fail(err, errlen, ENOMEM, "%s", f->path);
+    return -1;
+  }
+  f->dir_sync = 1;
+  f->dfd = open(f->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (f->dfd < 0 && errno == EACCES) {
+    f->dir_sync = 0;
+    f->dfd = open(f->dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+  }
+  if (f->dfd < 0) {
+    fail(err, errlen, errno, "%s: cannot create a temporary file in '%s'", f->path, f->dir);
+    return -1;
+  }
+  return 0;
+}
+
+/* Creates ".<base>.XXXXXX" in f->dfd. O_EXCL refuses any existing name, a symlink included,
+ * so nothing planted is ever opened; 0666 is masked by the umask as for fopen. */
+static int create_temp(cg_afile_t *f, char *err, size_t errlen) {
+  static const char kChars[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+  const int keep = NAME_MAX - 8; /* '.', '.', six characters: stay within one name */
+  for (int attempt = 0; attempt < 100; attempt++) {
+    uint64_t r = name_bits(f, attempt);
+    int n = snprintf(f->tmp, sizeof f->tmp, ".%.*s.", keep, f->base);
+    for (int i = 0; i < 6; i++, r /= 62) f->tmp[n + i] = kChars[r % 62];
+    f->tmp[n + 6] = 0;
+    f->fd = openat(f->dfd, f->tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0666);
+    if (f->fd >= 0) return 0;
+    if (errno != EEXIST) break;
+  }
+  const int e = errno;
+  f->tmp[0] = 0; /* the name is not ours: never remove it */
+  fail(err, errlen, e, "%s: cannot create a temporary file in '%s'", f->path, f->dir);
+  return -1;
+}
+
+/* Frees f and what it holds; the temporary is removed unless it was renamed (tmp[0] == 0). */
+static void destroy(cg_afile_t *f) {
+  if (f->stream) {
+    f->discard = 1;
+    fclose(f->stream);
+  }
+  if (f->fd >= 0) close(f->fd);
+  if (f->tmp[0]) unlinkat(f->dfd, f->tmp, 0);
+  if (f->dfd >= 0) close(f->dfd);
+  free(f->dir);
+  free(f->path);
+  free(f);
+}
+
+cg_afile_t *cg_afile_open(const char *path, char *err, size_t errlen) {
+  cg_afile_t *f = calloc(1, sizeof *f);
+  if (!f || !(f->path = strdup(path))) {
+    fail(err, errlen, ENOMEM, "%s", path);
+    free(f);
+    return NULL;
+  }
+  f->dfd = f->fd = -1;
+  if (open_dir(f, err, errlen) || create_temp(f, err, errlen)) goto fail;
+  static const cookie_io_functions_t io = {NULL, cookie_write, cookie_seek, cookie_close};
+  f->stream = fopencookie(f, "w", io);
+  if (!f->stream) {
+    fail(err, errlen, errno, "%s: cannot set up the stream", path);
+    goto fail;
+  }
+  return f;
+fail:
+  destroy(f);
+  return NULL;
+}
+
+FILE *cg_afile_stream(cg_afile_t *f) { return f->stream; }
+
+int cg_afile_write(cg_afile_t *f, const void *buf, size_t n) {
+  return fwrite(buf, 1, n, f->stream) == n ? 0 : -1;
+}
+
+/* ---- commit ------------------------------------------------------------------------------ */
+
+int cg_afile_commit(cg_afile_t *f, char *err, size_t errlen) {
+  const char *op = NULL;
+  int e = 0;
+  if (fflush(f->stream) != 0 || ferror(f->stream)) {
+    op = "write failed";
+    e = f->werr ? f->werr : EIO;
+  } else if (fsync(f->fd) != 0) {
+    op = "fsync failed";
+    e = errno;
+  }
+  f->discard = 1;
+  fclose(f->stream); /* nothing buffered is left; cookie_close cannot fail */
+  f->stream = NULL;
+  int cl = close(f->fd); /* NFS reports some write errors only here */
+  f->fd = -1;
+  if (!op && cl != 0) {
+    op = "close failed";
+    e = errno;
+  }
+  if (!op && renameat(f->dfd, f->tmp, f->dfd, f->base) != 0) {
+    op = "cannot rename the temporary into place";
+    e = errno;
+  }
+  if (op) {
+    fail(err, errlen, e, "%s: %s", f->path, op);
+    if (err && errlen > strlen(err) + 1)
+      strncat(err, " (nothing was replaced)", errlen - strlen(err) - 1);
+    destroy(f);
+    return -1;
+  }
+  f->tmp[0] = 0; /* renamed: nothing to remove */
+  /* Makes the rename durable. Best effort: the new file is in place already, so a failure here
+   * cannot honour "-1 leaves the old file" and some file systems refuse directory fsync. */
+  if (f->dir_sync) (void)fsync(f->dfd);
+  destroy(f);
+  return 0;
+}
+
+void cg_afile_abort(cg_afile_t *f) {
+  if (f) destroy(f);
+}
+
+int cg_afile_save(const char *path, const void *buf, size_t n, char *err, size_t errlen) {
+  cg_afile_t *f = cg_afile_open(path, err, errlen);
+  if (!f) return -1;
+  cg_afile_write(f, buf, n); /* a failure is reported by commit */
+  return cg_afile_commit(f, err, errlen);
+}
+
+/* ---- append-only logs -------------------------------------------------------------------- */
+
+FILE *cg_afile_append(const char *path, char *err, size_t errlen) {
+  int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY | O_NONBLOCK, 0666);
+  if (fd < 0) {
+    fail(err, errlen, errno, "%s: cannot open for appending", path);
+    return NULL;
+  }
+  struct stat st;
+  if (fstat(fd, &st) != 0) {
+    fail(err, errlen, errno, "%s: cannot stat", path);
+    goto fail;
+  }
+  if (!S_ISREG(st.st_mode)) {
+    fail(err, errlen, EINVAL, "%s: not a regular file", path);
+    goto fail;
+  }
+  int fl = fcntl(fd, F_GETFL);
+  if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) != 0) {
+    fail(err, errlen, errno, "%s: fcntl", path);
+    goto fail;
+  }
+  FILE *s = fdopen(fd, "a");
+  if (s) return s;
+  fail(err, errlen, errno, "%s: fdopen", path);
+fail:
+  close(fd);
+  return NULL;
+}

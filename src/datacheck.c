@@ -1,0 +1,102 @@
+/* datacheck.c: --check-data and the report of samples left out at open (see datacheck.h).
+ *
+ * Each rank checks the samples congruent to its rank, so the shares are disjoint and every
+ * rank's list of bad indices is already in order; an all-gather of the lists gives every rank
+ * the same set to leave out, which keeps the samplers of all ranks in step. */
+#include "datacheck.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+static void report_bad(void *ctx, int64_t index, const char *why) {
+  (void)index;
+  cg_log_info("check-data: bad sample (%s): %s", (const char *)ctx, why);
+}
+
+static void report_dropped(const cg_source_t *s, const char *what) {
+  if (!s || !s->dropped) return;
+  cg_log_warn("%s: leaving out %lld bad sample(s) found at start-up (--skip-bad)%s", what,
+              (long long)s->dropped, s->dropped_why && s->dropped_why[0] ? ":" : "");
+  int k = 0;
+  for (; s->dropped_why && s->dropped_why[k]; k++) cg_log_warn("  %s", s->dropped_why[k]);
+  if (s->dropped > k) cg_log_warn("  ... and %lld more", (long long)(s->dropped - k));
+}
+
+static int cmp_i64(const void *a, const void *b) {
+  const int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+  return x < y ? -1 : x > y;
+}
+
+/* The bad indices of every rank, in order, on every rank. */
+static int64_t *gather_bad(cg_comm_t *c, const int64_t *mine, int64_t n, int64_t *total) {
+  int64_t *counts = cg_malloc(sizeof(int64_t) * (size_t)c->size, "bad counts");
+  CG_CHECK_MPI(MPI_Allgather(&n, 1, MPI_INT64_T, counts, 1, MPI_INT64_T, c->world));
+  int *rc = cg_malloc(sizeof(int) * (size_t)c->size, "bad counts");
+  int *at = cg_malloc(sizeof(int) * (size_t)c->size, "bad displacements");
+  int64_t t = 0;
+  for (int r = 0; r < c->size; r++) {
+    CG_ASSERT(t + counts[r] < (int64_t)1 << 31);
+    rc[r] = (int)counts[r];
+    at[r] = (int)t;
+    t += counts[r];
+  }
+  int64_t *all = cg_malloc(sizeof(int64_t) * (size_t)(t ? t : 1), "bad samples");
+  CG_CHECK_MPI(MPI_Allgatherv(mine, (int)n, MPI_INT64_T, all, rc, at, MPI_INT64_T, c->world));
+  qsort(all, (size_t)t, sizeof *all, cmp_i64);
+  free(counts);
+  free(rc);
+  free(at);
+  *total = t;
+  return all;
+}
+
+/* Checks one source; returns its number of bad samples (the same on every rank). */
+static int64_t check_one(cg_source_t **s, const char *what, cg_comm_t *c, int threads, int skip_bad,
+                         char *err, size_t errlen) {
+  const double t0 = cg_now();
+  const int64_t n = (*s)->count;
+  const int files = strcmp((*s)->ops->kind, "png") ? 0 : 2; /* PNG: image + mask per sample */
+  int64_t *mine = NULL;
+  int64_t nmine = cg_source_check(*s, c->rank, c->size, threads, report_bad, (void *)what, &mine);
+  int64_t nbad = 0;
+  int64_t *all = gather_bad(c, mine, nmine, &nbad);
+  free(mine);
+  double dt = cg_now() - t0;
+  if (c->rank == 0) {
+    char nf[48] = "";
+    if (files) snprintf(nf, sizeof nf, " (%lld PNG files)", (long long)(files * n));
+    printf("check-data: %s: %lld sample(s)%s checked in %.2f s on %d rank(s) x %d thread(s): "
+           "%lld bad\n", what, (long long)n, nf, dt, c->size, threads, (long long)nbad);
+    fflush(stdout);
+  }
+  if (nbad && !skip_bad)
+    snprintf(err, errlen, "--check-data: %lld bad sample(s) in %s (listed above): fix or remove "
+             "them, or add --skip-bad to train without them", (long long)nbad, what);
+  else if (nbad && nbad == n)
+    snprintf(err, errlen, "--check-data: every one of the %lld sample(s) in %s is bad",
+             (long long)n, what);
+  else if (nbad) {
+    *s = cg_source_without(*s, all, nbad);
+    if (c->rank == 0)
+      printf("check-data: %s: training without the %lld bad sample(s) (--skip-bad)\n", what,
+             (long long)nbad);
+  }
+  free(all);
+  return nbad;
+}
+
+int cg_datacheck_run(cg_source_t **data, cg_source_t **val, cg_comm_t *c, int threads, int check,
+                     int skip_bad, char *err, size_t errlen) {
+  if (c->rank == 0) {
+    report_dropped(*data, "--data");
+    report_dropped(val ? *val : NULL, "--val-data");
+  }
+  if (!check) return 0;
+  err[0] = 0;
+  check_one(data, "--data", c, threads, skip_bad, err, errlen);
+  if (!err[0] && val && *val) check_one(val, "--val-data", c, threads, skip_bad, err, errlen);
+  return err[0] ? -1 : 0;
+}

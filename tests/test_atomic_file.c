@@ -1,0 +1,226 @@
+/* test_atomic_file.c: the output-file writer (atomic_file.h) — commit writes the content
+ * (fwrite, fprintf, fseek) and replaces the target; abort and every failure (a write refused by
+ * RLIMIT_FSIZE, a rename onto a directory, a missing directory) keep the old target and leave
+ * no temporary; the mode follows the umask; a symlink at the target is replaced, never written
+ * through; the append-only opener appends, follows a link the user made and refuses a FIFO. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "atomic_file.h"
+#include "testutil.h"
+
+static char dir[256];
+
+static const char *at(const char *name) {
+  static char buf[4][512];
+  static int k;
+  k = (k + 1) % 4;
+  snprintf(buf[k], sizeof buf[k], "%s/%s", dir, name);
+  return buf[k];
+}
+
+static void put(const char *path, const char *text) {
+  FILE *f = fopen(path, "w");
+  fputs(text, f);
+  fclose(f);
+}
+
+/* The whole file as a string ("" when absent), static. */
+static const char *get(const char *path) {
+  static char buf[8192];
+  buf[0] = 0;
+  FILE *f = fopen(path, "r");
+  if (!f) return buf;
+  size_t n = fread(buf, 1, sizeof buf - 1, f);
+  buf[n] = 0;
+  fclose(f);
+  return buf;
+}
+
+/* Entries of dir other than . and .. */
+static int entries(void) {
+  DIR *d = opendir(dir);
+  int n = 0;
+  struct dirent *e;
+  while ((e = readdir(d)) != NULL) n += strcmp(e->d_name, ".") && strcmp(e->d_name, "..");
+  closedir(d);
+  return n;
+}
+
+static void test_commit(void) {
+  char err[512] = "";
+  put(at("out.txt"), "old content\n");
+  cg_afile_t *f = cg_afile_open(at("out.txt"), err, sizeof err);
+  CG_TEST_CHECK(f != NULL, "open: %s", err);
+  if (!f) return;
+  /* the temporary sits beside the target as .out.txt.XXXXXX, the target still old */
+  CG_TEST_CHECK(entries() == 2, "%d entries while writing", entries());
+  DIR *d = opendir(dir);
+  struct dirent *e;
+  int named = 0;
+  while ((e = readdir(d)) != NULL)
+    named += !strncmp(e->d_name, ".out.txt.", 9) && strlen(e->d_name) == 15;
+  closedir(d);
+  CG_TEST_CHECK(named == 1, "no temporary named .out.txt.XXXXXX");
+  CG_TEST_CHECK(cg_afile_write(f, "XXXXX", 5) == 0, "write");
+  fprintf(cg_afile_stream(f), " and %d\n", 42);
+  fseek(cg_afile_stream(f), 0, SEEK_SET);
+  cg_afile_write(f, "first", 5);
+  CG_TEST_CHECK(!strcmp(get(at("out.txt")), "old content\n"), "target changed before commit");
+  CG_TEST_CHECK(cg_afile_commit(f, err, sizeof err) == 0, "commit: %s", err);
+  CG_TEST_CHECK(!strcmp(get(at("out.txt")), "first and 42\n"), "content '%s'", get(at("out.txt")));
+  CG_TEST_CHECK(entries() == 1, "%d entries after commit", entries());
+  CG_TEST_CHECK(cg_afile_save(at("out.txt"), "saved", 5, err, sizeof err) == 0, "save: %s", err);
+  CG_TEST_CHECK(!strcmp(get(at("out.txt")), "saved"), "save wrote '%s'", get(at("out.txt")));
+  CG_TEST_CHECK(entries() == 1, "%d entries after save", entries());
+  printf("PASS commit writes the content and replaces the target\n");
+}
+
+static void test_abort(void) {
+  char err[512];
+  put(at("keep.txt"), "keep me\n");
+  cg_afile_t *f = cg_afile_open(at("keep.txt"), err, sizeof err);
+  CG_TEST_CHECK(f != NULL, "open: %s", err);
+  if (!f) return;
+  for (int i = 0; i < 10000; i++) fprintf(cg_afile_stream(f), "line %d\n", i);
+  cg_afile_abort(f);
+  cg_afile_abort(NULL);
+  CG_TEST_CHECK(!strcmp(get(at("keep.txt")), "keep me\n"), "abort changed the target");
+  CG_TEST_CHECK(entries() == 2, "%d entries after abort (out.txt, keep.txt)", entries());
+  printf("PASS abort keeps the target and removes the temporary\n");
+}
+
+/* A write the kernel refuses midway (EFBIG from RLIMIT_FSIZE stands in for a full disk). */
+static void test_write_failure(void) {
+  char err[512] = "";
+  put(at("keep.txt"), "keep me\n");
+  struct rlimit old, lim;
+  getrlimit(RLIMIT_FSIZE, &old);
+  lim = old;
+  lim.rlim_cur = 4096;
+  signal(SIGXFSZ, SIG_IGN);
+  setrlimit(RLIMIT_FSIZE, &lim);
+  cg_afile_t *f = cg_afile_open(at("keep.txt"), err, sizeof err);
+  CG_TEST_CHECK(f != NULL, "open: %s", err);
+  if (f) {
+    static char block[65536];
+    memset(block, 'x', sizeof block);
+    CG_TEST_CHECK(cg_afile_write(f, block, sizeof block) != 0, "a 64 KiB write under a 4 KiB limit");
+    fprintf(cg_afile_stream(f), "more\n");
+    CG_TEST_CHECK(cg_afile_commit(f, err, sizeof err) != 0, "commit succeeded");
+  }
+  setrlimit(RLIMIT_FSIZE, &old);
+  printf("  message: %s\n", err);
+  CG_TEST_CHECK(strstr(err, at("keep.txt")) && strstr(err, "write failed") &&
+                    strstr(err, strerror(EFBIG)),
+                "message does not name the path, the operation and the errno string");
+  CG_TEST_CHECK(!strcmp(get(at("keep.txt")), "keep me\n"), "failed commit changed the target");
+  CG_TEST_CHECK(entries() == 2, "%d entries after a failed write", entries());
+  printf("PASS a failed write keeps the target and leaves no temporary\n");
+}
+
+static void test_other_failures(void) {
+  char err[512] = "";
+  /* the target is a non-empty directory: the rename fails */
+  mkdir(at("adir"), 0777);
+  put(at("adir/inside"), "x");
+  cg_afile_t *f = cg_afile_open(at("adir"), err, sizeof err);
+  CG_TEST_CHECK(f != NULL, "open: %s", err);
+  if (f) {
+    cg_afile_write(f, "data", 4);
+    CG_TEST_CHECK(cg_afile_commit(f, err, sizeof err) != 0, "rename over a directory succeeded");
+    printf("  message: %s\n", err);
+    CG_TEST_CHECK(strstr(err, "rename") != NULL, "message: %s", err);
+  }
+  CG_TEST_CHECK(!strcmp(get(at("adir/inside")), "x"), "directory changed");
+  CG_TEST_CHECK(entries() == 3, "%d entries after a failed rename", entries());
+  /* no such directory; a path naming no file */
+  CG_TEST_CHECK(cg_afile_open(at("nodir/x"), err, sizeof err) == NULL, "open in a missing dir");
+  printf("  message: %s\n", err);
+  CG_TEST_CHECK(strstr(err, at("nodir/x")) && strstr(err, strerror(ENOENT)), "message: %s", err);
+  CG_TEST_CHECK(cg_afile_open(at("adir/"), err, sizeof err) == NULL, "open of 'dir/'");
+  CG_TEST_CHECK(cg_afile_open("", NULL, 0) == NULL, "open of ''");
+  rmdir(at("nodir"));
+  unlink(at("adir/inside"));
+  rmdir(at("adir"));
+  printf("PASS rename and open failures are named and leave nothing behind\n");
+}
+
+static void test_modes(void) {
+  static const mode_t masks[] = {022, 077, 002, 0};
+  char err[512];
+  for (int i = 0; i < 4; i++) {
+    mode_t old = umask(masks[i]);
+    unlink(at("mode.txt"));
+    int rc = cg_afile_save(at("mode.txt"), "m", 1, err, sizeof err);
+    unlink(at("mode.log"));
+    FILE *a = cg_afile_append(at("mode.log"), err, sizeof err);
+    if (a) fclose(a);
+    umask(old);
+    struct stat st, sa;
+    CG_TEST_CHECK(rc == 0 && stat(at("mode.txt"), &st) == 0, "save: %s", err);
+    CG_TEST_CHECK(a && stat(at("mode.log"), &sa) == 0, "append: %s", err);
+    if (rc || !a) continue;
+    const mode_t want = 0666 & ~masks[i];
+    CG_TEST_CHECK((st.st_mode & 07777) == want, "umask %03o: mode %03o, want %03o", masks[i],
+                  st.st_mode & 07777, want);
+    CG_TEST_CHECK((sa.st_mode & 07777) == want, "umask %03o: log mode %03o, want %03o", masks[i],
+                  sa.st_mode & 07777, want);
+  }
+  unlink(at("mode.txt"));
+  unlink(at("mode.log"));
+  printf("PASS the mode is 0666 & ~umask, as fopen gives\n");
+}
+
+static void test_symlinks(void) {
+  char err[512];
+  put(at("victim"), "victim\n");
+  symlink(at("victim"), at("link.txt"));
+  CG_TEST_CHECK(cg_afile_save(at("link.txt"), "new\n", 4, err, sizeof err) == 0, "%s", err);
+  struct stat st;
+  CG_TEST_CHECK(lstat(at("link.txt"), &st) == 0 && S_ISREG(st.st_mode), "the link was not replaced");
+  CG_TEST_CHECK(!strcmp(get(at("link.txt")), "new\n"), "content '%s'", get(at("link.txt")));
+  CG_TEST_CHECK(!strcmp(get(at("victim")), "victim\n"), "written through the symlink");
+  unlink(at("link.txt"));
+  /* the append-only log: a link the user made is followed, a FIFO is refused at once */
+  symlink(at("victim"), at("log.lnk"));
+  FILE *a = cg_afile_append(at("log.lnk"), err, sizeof err);
+  CG_TEST_CHECK(a != NULL, "append: %s", err);
+  if (a) {
+    fputs("appended\n", a);
+    fclose(a);
+  }
+  CG_TEST_CHECK(!strcmp(get(at("victim")), "victim\nappended\n"), "log: '%s'", get(at("victim")));
+  mkfifo(at("fifo"), 0600);
+  CG_TEST_CHECK(cg_afile_append(at("fifo"), err, sizeof err) == NULL, "a FIFO was opened");
+  printf("  message: %s\n", err);
+  CG_TEST_CHECK(cg_afile_append(dir, err, sizeof err) == NULL, "a directory was opened");
+  unlink(at("log.lnk"));
+  unlink(at("fifo"));
+  unlink(at("victim"));
+  printf("PASS a symlink at the target is replaced; the log follows one; a FIFO is refused\n");
+}
+
+int main(void) {
+  snprintf(dir, sizeof dir, "/tmp/cg_afile_XXXXXX");
+  if (!mkdtemp(dir)) return 1;
+  test_commit();
+  test_abort();
+  test_write_failure();
+  test_other_failures();
+  test_modes();
+  test_symlinks();
+  unlink(at("out.txt"));
+  unlink(at("keep.txt"));
+  CG_TEST_CHECK(entries() == 0, "%d entries left in the directory", entries());
+  rmdir(dir);
+  return cg_test_done("test_atomic_file");
+}

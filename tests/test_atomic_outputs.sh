@@ -1,0 +1,136 @@
+#!/usr/bin/env bash
+# Every output file is replaced through atomic_file.h, never written through a planted link
+# (issue 11). Symlinks to a victim file are planted at every name a writer has used or might use
+# for its temporary — FILE.tmp, FILE.tmp<pid> for the next few thousand pids (covering the
+# ranks mpirun is about to start), .FILE.tmp, .FILE.tmp.<x>, .FILE.<x> — for --prom-out,
+# --metrics-out, --params-out, --trace-out, the checkpoints of --checkpoint-dir, pack's shard and
+# predict's masks (there also at the mask's own name: predict used to open it directly). Then a
+# tiny CPU run writes them all: the victim must be unchanged, every output a regular file with
+# the right content, and nothing new left in the directories. --stats-out (an append-only log
+# the user names) is appended to, never truncated.
+set -uo pipefail
+BIN=$1; MPIRUN="$2 --oversubscribe --bind-to none"; BUILD=$3
+T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
+fail=0
+COMMON="--backend cpu --model-base 4 --model-depth 2 --image-size 32 --progress off --threads 1"
+
+# plant WHAT FILE...: links at every plausible temporary name of each FILE to $T/victim.WHAT,
+# a file of its own for each writer, so that a failure names the writer.
+plant() {
+  printf 'precious: must never change\n' > "$T/victim.$1"
+  python3 - "$T/victim.$1" "${@:2}" <<'PY'
+import os, sys
+victim, files = sys.argv[1], sys.argv[2:]
+try:
+    last = int(open("/proc/sys/kernel/ns_last_pid").read())
+except OSError:
+    last = os.getpid()
+for f in files:
+    d, b = os.path.split(f)
+    names = [b + ".tmp", "." + b + ".tmp", "." + b + ".tmp.000000", "." + b + ".000000",
+             "." + b + ".XXXXXX"]
+    names += [b + ".tmp%d" % p for p in range(last + 1, last + 4000)]
+    for n in names:
+        p = os.path.join(d, n)
+        if not os.path.lexists(p):
+            os.symlink(victim, p)
+PY
+}
+# unexpected DIR NAME...: entries of DIR that are neither planted links nor in NAME...
+unexpected() {
+  local d=$1; shift
+  python3 - "$T" "$d" "$@" <<'PY'
+import os, sys
+t, d, want = sys.argv[1], sys.argv[2], set(sys.argv[3:])
+def planted(p):
+    return os.path.islink(p) and os.readlink(p).startswith(os.path.join(t, "victim."))
+bad = [n for n in sorted(os.listdir(d)) if n not in want and not planted(os.path.join(d, n))]
+print(" ".join(bad))
+PY
+}
+check_victim() { # check_victim WHAT DESCRIPTION
+  if ! printf 'precious: must never change\n' | cmp -s - "$T/victim.$1"; then
+    echo "FAIL $2: its victim was overwritten through a planted symlink; it now holds:"
+    head -c 200 "$T/victim.$1" | tr -c '[:print:]\n' '.'; echo
+    fail=1
+  else
+    echo "  ok: $2: victim unchanged"
+  fi
+}
+regular() { # regular FILE...: each a regular file (not a link), non-empty
+  for f in "$@"; do
+    if [ -L "$f" ] || [ ! -f "$f" ] || [ ! -s "$f" ]; then
+      echo "FAIL $f is not a non-empty regular file: $(ls -l "$f" 2>&1)"; fail=1
+    fi
+  done
+}
+
+# ---- training: --prom-out, --metrics-out, --params-out, --trace-out, checkpoints ----
+O=$T/out; mkdir -p "$O/ck"
+printf '{"earlier": "line"}\n' > "$O/stats.jsonl"
+plant prom "$O/cogpu.prom"
+plant metrics "$O/metrics.json"
+plant params "$O/params.bin"
+plant trace "$O/tl.rank0.json" "$O/tl.rank1.json"
+plant ckpt "$O/ck/ckpt-0000000001.cgck" "$O/ck/ckpt-0000000002.cgck"
+timeout 300 $MPIRUN -np 2 $BIN train $COMMON --batch 2 --steps 2 --report-every 1 \
+  --train-samples 16 --val-samples 0 --prom-out "$O/cogpu.prom" --metrics-out "$O/metrics.json" \
+  --params-out "$O/params.bin" --trace-out "$O/tl" --trace-steps 1:2 --stats-out "$O/stats.jsonl" \
+  --checkpoint-dir "$O/ck" --checkpoint-every 1 --keep 5 > "$T/train.log" 2>&1
+rc=$?
+[ $rc -eq 0 ] || { echo "FAIL train: exit $rc"; tail -20 "$T/train.log"; fail=1; }
+check_victim prom --prom-out
+check_victim metrics --metrics-out
+check_victim params --params-out
+check_victim trace --trace-out
+check_victim ckpt "checkpoints (--checkpoint-dir)"
+regular "$O/cogpu.prom" "$O/metrics.json" "$O/params.bin" "$O/tl.rank0.json" "$O/tl.rank1.json" \
+        "$O/ck/ckpt-0000000001.cgck" "$O/ck/ckpt-0000000002.cgck"
+grep -q '^cogpu_finished 1$' "$O/cogpu.prom" 2>/dev/null || { echo "FAIL prom content"; fail=1; }
+python3 -c "import json,sys; m=json.load(open(sys.argv[1])); assert m['steps']==2" "$O/metrics.json" 2>/dev/null ||
+  { echo "FAIL metrics content"; fail=1; }
+[ "$(stat -c %s "$O/params.bin" 2>/dev/null)" = 30164 ] || { echo "FAIL params.bin size"; fail=1; }
+$BIN inspect "$O/ck/ckpt-0000000002.cgck" > "$T/inspect.log" 2>&1 && grep -q "verdict:       valid" "$T/inspect.log" ||
+  { echo "FAIL checkpoint not valid"; cat "$T/inspect.log"; fail=1; }
+# --stats-out: appended to (the earlier line kept, then one line per report)
+[ "$(head -1 "$O/stats.jsonl")" = '{"earlier": "line"}' ] && [ "$(wc -l < "$O/stats.jsonl")" -ge 3 ] ||
+  { echo "FAIL --stats-out not appended to: $(wc -l < "$O/stats.jsonl") lines"; fail=1; }
+left=$(unexpected "$O" cogpu.prom metrics.json params.bin tl.rank0.json tl.rank1.json stats.jsonl ck)
+left="$left$(unexpected "$O/ck" ckpt-0000000001.cgck ckpt-0000000002.cgck)"
+[ -z "$left" ] || { echo "FAIL left behind: $left"; fail=1; }
+# the mode follows the umask, as fopen would give
+for f in cogpu.prom metrics.json params.bin tl.rank0.json ck/ckpt-0000000002.cgck; do
+  m=$(stat -c %a "$O/$f" 2>/dev/null)
+  [ "$m" = "$(printf '%o' $((0666 & ~0$(umask))))" ] || { echo "FAIL $f mode $m, umask $(umask)"; fail=1; }
+done
+
+# ---- pack ----
+$BUILD/bench/cogpu-bench make-pngs --out "$T/pngs" --count 6 --image-size 32 --seed 3 > /dev/null
+mkdir -p "$T/ds"
+plant pack "$T/ds/train.cgds"
+timeout 120 $BIN pack --images "$T/pngs/images" --masks "$T/pngs/masks" --out "$T/ds/train.cgds" \
+  --image-size 32 > "$T/pack.log" 2>&1
+rc=$?
+[ $rc -eq 0 ] || { echo "FAIL pack: exit $rc"; cat "$T/pack.log"; fail=1; }
+check_victim pack pack
+regular "$T/ds/train.cgds"
+left=$(unexpected "$T/ds" train.cgds)
+[ -z "$left" ] || { echo "FAIL pack left behind: $left"; fail=1; }
+
+# ---- predict: links at the masks' own names too ----
+mkdir -p "$T/pred"
+masks=()
+for f in "$T"/pngs/images/*.png; do masks+=("$T/pred/$(basename "$f")"); done
+plant predict "${masks[@]}"
+for m in "${masks[@]}"; do ln -s "$T/victim.predict" "$m"; done
+timeout 120 $MPIRUN -np 2 $BIN predict --backend cpu --checkpoint "$O/ck/ckpt-0000000002.cgck" \
+  --input "$T/pngs/images" --output "$T/pred" > "$T/predict.log" 2>&1
+rc=$?
+[ $rc -eq 0 ] || { echo "FAIL predict: exit $rc"; cat "$T/predict.log"; fail=1; }
+check_victim predict "predict's masks"
+regular "${masks[@]}"
+left=$(unexpected "$T/pred" $(cd "$T/pngs/images" && ls))
+[ -z "$left" ] || { echo "FAIL predict left behind: $left"; fail=1; }
+
+[ $fail -eq 0 ] && echo "test_atomic_outputs: all passed"
+exit $fail

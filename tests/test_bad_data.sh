@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# One rule for a bad sample (issue 11), CPU backend, small runs. Datasets from
+# `test_badimg --make`: 8 good 40x48 samples plus bad ones (a truncated PNG whose header passes,
+# a 16-bit PNG cut inside its first IDAT, a 0-byte PNG, a 63-byte PNG claiming 28936x16136).
+#  - without --skip-bad a bad sample ends the job with exit 2 and a message naming the file and
+#    --skip-bad, whether it is found at start-up or by a helper thread while training, on 1 rank
+#    and on 2 ranks (every rank ends, promptly: no process of the job is left);
+#  - with --skip-bad the job trains and reports how many samples it skipped;
+#  - --check-data lists every bad file with a summary, exits 2, or trains without them with
+#    --skip-bad;
+#  - a shard record whose CRC fails follows the same rule; pack refuses the bomb.
+set -uo pipefail
+BIN=$1; MPIRUN="$2 --oversubscribe --bind-to none"; BUILD=$3
+T=$(mktemp -d)
+trap 'rm -rf "$T"' EXIT
+fail=0
+"$BUILD/tests/test_badimg" --make "$T/ds" > /dev/null || { echo "FAIL: could not write the datasets"; exit 1; }
+source "$(dirname "${BASH_SOURCE[0]}")/faultlib.sh"
+SMALL="train --backend cpu --model-base 4 --model-depth 2 --image-size 32 --batch 4 --steps 3
+       --val-fraction 0 --progress off --threads 1 --cpu-workers 2 --timeout-s 30"
+
+# run NAME NP ARGS...: runs the job (at most 60 s), sets RC, OUT, SECS
+run() {
+  local name=$1 np=$2; shift 2
+  local t0; t0=$(now_ms)
+  timeout 60 $MPIRUN -np $np $BIN "$@" > "$T/$name.out" 2> "$T/$name.err"
+  RC=$?
+  SECS=$(( ($(now_ms) - t0) / 1000 ))
+  OUT="$T/$name"
+}
+# expect NAME RC TEXT...: exit code and every TEXT in stdout+stderr
+expect() {
+  local name=$1 want=$2; shift 2
+  local ok=1 t
+  [ "$RC" -eq "$want" ] || { echo "FAIL $name: exit code $RC, want $want"; ok=0; }
+  for t in "$@"; do
+    grep -q -- "$t" "$OUT.out" "$OUT.err" || { echo "FAIL $name: no '$t' in the output"; ok=0; }
+  done
+  if [ $ok -eq 1 ]; then
+    echo "PASS $name: exit $RC in ${SECS} s: $(cat "$OUT.err" "$OUT.out" | grep -m1 -E "error|--skip-bad: |check-data: --data" | cut -c1-220)"
+  else
+    cat "$OUT.out" "$OUT.err" | grep -v "^step\|^report\|^ *rank" | head -30; fail=1
+  fi
+}
+
+D=$T/ds
+# -- a truncated PNG whose header passes: found by a helper thread while training
+run trunc 1 $SMALL --data $D/trunc
+expect "truncated PNG in training, no --skip-bad" 2 "trunc/images/zz.png" "truncated" "--skip-bad"
+run trunc_skip 1 $SMALL --data $D/trunc --skip-bad
+expect "truncated PNG in training, --skip-bad" 0 "--skip-bad: 0 bad sample(s) left out at start-up, 1 sample load(s) skipped in training"
+# serial loader (no helpers): the same rule
+run trunc_serial 1 $SMALL --data $D/trunc --cpu-workers 0
+expect "truncated PNG, serial loader" 2 "zz.png" "--skip-bad"
+
+# -- 2 ranks: whichever rank meets it ends the job with exit 2; every rank ends
+TAG="--seed 4242"
+run trunc_2r 2 $SMALL --data $D/trunc $TAG
+expect "truncated PNG, 2 ranks" 2 "zz.png" "--skip-bad"
+[ $SECS -le 30 ] || { echo "FAIL 2 ranks: took $SECS s"; fail=1; }
+if rank_pid "$TAG" 0 > /dev/null || rank_pid "$TAG" 1 > /dev/null; then
+  echo "FAIL 2 ranks: a rank is still running"; fail=1
+fi
+run trunc_2r_skip 2 $SMALL --data $D/trunc --skip-bad
+expect "truncated PNG, 2 ranks, --skip-bad" 0 "sample load(s) skipped in training" "skipping a bad sample (--skip-bad): .*zz.png"
+
+# -- found at start-up: a 0-byte PNG and a decompression bomb
+run zero 2 $SMALL --data $D/zero
+expect "0-byte PNG at start-up" 2 "zero/images/zz.png" "empty: 0 bytes" "--skip-bad"
+[ "$(grep -c "error:" "$OUT.err")" -eq 1 ] || { echo "FAIL 0-byte: not exactly one error line"; cat "$OUT.err"; fail=1; }
+run zero_skip 2 $SMALL --data $D/zero --skip-bad
+expect "0-byte PNG at start-up, --skip-bad" 0 "leaving out 1 bad sample" "--skip-bad: 1 bad sample(s) left out at start-up, 0 sample load(s) skipped in training"
+run bomb 1 $SMALL --data $D/bomb
+expect "28936x16136 header at start-up" 2 "bomb/images/zz.png" "28936x16136" "limit of 89478485" "--max-image-pixels" "--skip-bad"
+run bomb_skip 1 $SMALL --data $D/bomb --skip-bad
+expect "28936x16136 header, --skip-bad" 0 "1 bad sample(s) left out at start-up"
+run bomb_limit 1 $SMALL --data $D/good --max-image-pixels 1000
+expect "--max-image-pixels below the good images" 2 "48x40 image (1920 pixels) is over the limit of 1000"
+
+# -- --check-data
+run check 2 $SMALL --data $D/mixed --check-data
+expect "--check-data, bad files" 2 "mixed/images/zz_trunc.png" "mixed/images/zz_cut16.png" \
+  "check-data: --data: 10 sample(s) (20 PNG files) checked in" "2 bad" "--check-data: 2 bad sample(s)"
+grep -q "^step" "$OUT.out" && { echo "FAIL --check-data trained"; fail=1; }
+run check_skip 2 $SMALL --data $D/mixed0 --check-data --skip-bad
+expect "--check-data --skip-bad" 0 "leaving out 1 bad sample" "zz_trunc.png" "zz_cut16.png" \
+  "training without the 2 bad sample(s)" "--skip-bad: 3 bad sample(s) left out at start-up, 0 sample load(s) skipped in training"
+run check_good 1 $SMALL --data $D/good --check-data
+expect "--check-data, all good" 0 "8 sample(s) (16 PNG files) checked" ": 0 bad"
+
+# -- a shard record whose CRC fails
+$BIN pack --images $D/good/images --masks $D/good/masks --out $T/good.cgds --image-size 32 > /dev/null ||
+  { echo "FAIL pack"; fail=1; }
+cp $T/good.cgds $T/bad.cgds
+printf '\xff\xff\xff\xff' | dd of=$T/bad.cgds bs=1 seek=$((64 + 32 * 32 * 4 + 100)) conv=notrunc status=none
+run shard 1 $SMALL --data $T/bad.cgds
+expect "shard record with a bad CRC" 2 "bad.cgds: record 1 (s01): CRC mismatch" "--skip-bad"
+run shard_skip 1 $SMALL --data $T/bad.cgds --skip-bad
+expect "shard record with a bad CRC, --skip-bad" 0 "0 bad sample(s) left out at start-up, 1 sample load(s) skipped"
+run shard_check 1 $SMALL --data $T/bad.cgds --check-data
+expect "--check-data on a shard" 2 "record 1 (s01): CRC mismatch" "8 sample(s) checked" "1 bad"
+
+# -- pack refuses the bomb from its header
+$BIN pack --images $D/bomb/images --masks $D/bomb/masks --out $T/bomb.cgds > "$T/pack.out" 2>&1
+rc=$?
+if [ $rc -eq 2 ] && grep -q "28936x16136" "$T/pack.out" && [ ! -e $T/bomb.cgds ]; then
+  echo "PASS pack refuses the bomb: $(cat "$T/pack.out")"
+else
+  echo "FAIL pack of the bomb: exit $rc"; cat "$T/pack.out"; fail=1
+fi
+[ $fail -eq 0 ] && echo "test_bad_data: all passed"
+exit $fail

@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# Hardening of start-up (issue 11), CPU backend, real mpirun:
+#  1. a run without --resume into a --checkpoint-dir that holds another run's checkpoints 10 and
+#     20 refuses to start (exit 2, naming the directory, its newest checkpoint and the ways out)
+#     and leaves them alone (before: rotation deleted them as "later steps");
+#  2. --overwrite-checkpoints starts afresh there and its rotation (--keep 1) never removes the
+#     other run's files; inspect shows each file's run id; a resumed run keeps its lineage's id
+#     and rotates its own files only;
+#  3. a checkpoint with a valid CRC but an absurd epoch is refused by name and field (exit 2 for
+#     --resume FILE; --resume DIR falls back to the next older one) instead of tripping an
+#     assertion;
+#  4. a start-up error every rank hits (a missing --data) is printed once, "(all 3 ranks)";
+#  5. a shape that needs hundreds of GB is refused before allocating, with the estimate (exit 2).
+set -uo pipefail
+BIN=$1; MPIRUN="$2 --oversubscribe --bind-to none"; BUILD=$3
+T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
+fail=0
+COMMON="train --backend cpu --model-base 4 --model-depth 2 --image-size 32 --train-samples 64
+        --val-samples 0 --progress off --threads 1 --seed 7 --report-every 50 --batch 4"
+# run NAME WANT_RC ARGS...: the exit code must be WANT_RC; output in $T/NAME.log
+run() {
+  local name=$1 want=$2; shift 2
+  timeout 120 "$@" > "$T/$name.log" 2>&1
+  local rc=$?
+  if [ $rc -ne "$want" ]; then
+    echo "FAIL $name: exit code $rc, want $want"; cat "$T/$name.log"; fail=1; return 1
+  fi
+  echo "ok: $name exits $rc"
+}
+want() { # want NAME TEXT: the log of NAME contains TEXT
+  if grep -qF -- "$2" "$T/$1.log"; then echo "  ok: $(grep -F -- "$2" "$T/$1.log" | head -1 | cut -c1-200)"
+  else echo "FAIL $1: no '$2' in:"; cat "$T/$1.log"; fail=1; fi
+}
+has() { # has FILE...: every file exists
+  local f
+  for f in "$@"; do [ -f "$f" ] || { echo "FAIL: $f is gone"; ls -la "$(dirname "$f")"; fail=1; }; done
+}
+CK=$T/ck
+P10=$CK/ckpt-0000000010.cgck P20=$CK/ckpt-0000000020.cgck P2=$CK/ckpt-0000000002.cgck
+
+# ---- 1. a forgotten --resume ----
+run earlier 0 $MPIRUN -np 2 $BIN $COMMON --steps 20 --checkpoint-every 10 --checkpoint-dir $CK --keep 5
+has $P10 $P20
+sum_before=$(md5sum $P10 $P20)
+run forgot 2 $MPIRUN -np 2 $BIN $COMMON --steps 2 --checkpoint-dir $CK
+want forgot "--checkpoint-dir $CK already holds 2 checkpoint(s), the newest $P20 (step 20)"
+want forgot "--resume"
+want forgot "--overwrite-checkpoints"
+has $P10 $P20
+[ "$(md5sum $P10 $P20)" = "$sum_before" ] || { echo "FAIL: the earlier checkpoints changed"; fail=1; }
+[ "$(grep -c 'error:' $T/forgot.log)" -eq 1 ] || { echo "FAIL forgot: not one error line"; fail=1; }
+
+# ---- 2. a new run there on purpose, lineages, resume ----
+run fresh 0 $MPIRUN -np 2 $BIN $COMMON --steps 2 --checkpoint-dir $CK --overwrite-checkpoints --keep 1
+has $P10 $P20 $P2
+id20=$($BIN inspect $P20 | sed -n 's/^run id: *\([0-9a-f]*\).*/\1/p')
+id2=$($BIN inspect $P2 | sed -n 's/^run id: *\([0-9a-f]*\).*/\1/p')
+if [ -n "$id20" ] && [ -n "$id2" ] && [ "$id20" != "$id2" ]; then
+  echo "ok: inspect shows the run ids: the earlier run $id20, the new one $id2"
+else echo "FAIL: run ids '$id20' and '$id2'"; $BIN inspect $P2; fail=1; fi
+run resumed 0 $MPIRUN -np 2 $BIN $COMMON --steps 30 --checkpoint-dir $CK --resume $P20 --keep 1
+P30=$CK/ckpt-0000000030.cgck
+has $P30 $P2
+[ -f $P10 ] || [ -f $P20 ] && { echo "FAIL: the resumed run kept its lineage's older files"; ls $CK; fail=1; }
+id30=$($BIN inspect $P30 | sed -n 's/^run id: *\([0-9a-f]*\).*/\1/p')
+[ "$id30" = "$id20" ] && echo "ok: the resumed run keeps its lineage's run id $id30" \
+  || { echo "FAIL: resumed run id '$id30', want '$id20'"; fail=1; }
+
+# ---- 3. a header with a valid CRC and an absurd epoch ----
+C3=$T/ck3
+run mk3 0 $MPIRUN -np 2 $BIN $COMMON --steps 4 --checkpoint-every 2 --keep 5 --checkpoint-dir $C3
+python3 - "$C3/ckpt-0000000004.cgck" << 'PY'
+import struct, sys, zlib
+p = sys.argv[1]
+b = bytearray(open(p, "rb").read())
+b[56:64] = struct.pack("<q", 1 << 62)                       # epoch
+b[252:256] = struct.pack("<I", zlib.crc32(bytes(b[:252])) & 0xffffffff)
+open(p, "wb").write(b)
+PY
+# another global batch (1 x 8): the resume position is computed from the epoch (it overflowed)
+run badepoch 2 $MPIRUN -np 1 $BIN $COMMON --batch 8 --steps 8 --checkpoint-dir $T/ck4 \
+    --resume $C3/ckpt-0000000004.cgck
+want badepoch "header field epoch out of range"
+want badepoch "$C3/ckpt-0000000004.cgck"
+run fallback 0 $MPIRUN -np 2 $BIN $COMMON --steps 6 --checkpoint-dir $C3 --resume
+want fallback "header field epoch out of range"
+want fallback "resumed from $C3/ckpt-0000000002.cgck"
+
+# ---- 4. one line for an error every rank has ----
+run nodata 2 $MPIRUN -np 3 $BIN $COMMON --steps 2 --data $T/nonexistent
+want nodata "(all 3 ranks)"
+[ "$(grep -c 'error:' $T/nodata.log)" -eq 1 ] && echo "  ok: one error line for 3 ranks" \
+  || { echo "FAIL nodata: $(grep -c 'error:' $T/nodata.log) error lines"; fail=1; }
+
+# ---- 5. a shape that cannot fit ----
+run huge 2 $MPIRUN -np 2 $BIN train --backend cpu --model-base 1024 --model-depth 6 \
+    --image-size 8192 --batch 65536 --steps 1 --progress off
+want huge "not enough host memory: this run needs at least"
+want huge "reduce --batch"
+
+exit $fail
