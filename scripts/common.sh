@@ -3,8 +3,13 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BUILD=${BUILD:-$ROOT/build}
+# The sanitizer and fuzzing build (cg_build_san): its own directory, clang, no CUDA.
+BUILD_SAN=${BUILD_SAN:-$ROOT/build-san}
+# clang with its runtimes (libFuzzer, ASan, UBSan: libclang-rt-dev) and OpenMP (libomp-dev) for
+# the sanitizer build; llvm for llvm-symbolizer (stack traces with file:line).
 PACKAGES="build-essential cmake pkg-config libopenmpi-dev openmpi-bin libhwloc-dev hwloc
-  libopenblas-openmp-dev libpng-dev python3 slurm-wlm munge prometheus ${EXTRA_PACKAGES:-}"
+  libopenblas-openmp-dev libpng-dev python3 slurm-wlm munge prometheus
+  clang libclang-rt-dev libomp-dev llvm ${EXTRA_PACKAGES:-}"
 
 cg_install_packages() {
   local missing=()
@@ -28,6 +33,17 @@ cg_build() {
     || { cat "$BUILD.configure.log"; exit 1; }
   grep -E "CUDA backend|OpenBLAS" "$BUILD.configure.log" || true
   cmake --build "$BUILD" -j"$(nproc)"
+}
+
+# The sanitizer build: clang, ASan + UBSan + libFuzzer coverage (-DCOGPU_FUZZ=ON), no CUDA.
+# The normal build is not touched. Callers check for clang first (cg_have_clang).
+cg_have_clang() { command -v clang > /dev/null; }
+cg_build_san() {
+  echo "== configuring and building the sanitizer build in $BUILD_SAN"
+  cmake -S "$ROOT" -B "$BUILD_SAN" -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+    -DCOGPU_CUDA=OFF -DCOGPU_FUZZ=ON ${CMAKE_SAN_ARGS:-} > "$BUILD_SAN.configure.log" 2>&1 \
+    || { cat "$BUILD_SAN.configure.log"; exit 1; }
+  cmake --build "$BUILD_SAN" -j"$(nproc)"
 }
 
 # Open MPI refuses root unless told; more ranks than cores need oversubscription. Both belong to

@@ -1,8 +1,23 @@
 #!/usr/bin/env bash
 # scripts/test.sh: installs what is missing, builds, and runs the whole CTest suite.
 # GPU tests (label gpu) skip themselves where no GPU is usable. .ci/run calls exactly this.
+#
+# Then the sanitizer build (BUILD_SAN, default build-san: clang, ASan + UBSan, no CUDA) runs
+# its label `san`: the unit tests and the MPI all-reduce test under the sanitizers, and each
+# libFuzzer target for COGPU_FUZZ_SECONDS (25) after replaying its seeds and regression inputs
+# (tests/fuzz/sanitize.cmake and tests/fuzz/CMakeLists.txt say what and why). It runs when
+# the whole suite runs (no ctest arguments given) or SAN=1; SAN=0 skips it. Both stages run
+# even when the first fails; the exit code is non-zero when either did.
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 cg_install_packages
 cg_build
-cd "$BUILD"
-ctest --output-on-failure --timeout 900 "$@"
+rc=0
+(cd "$BUILD" && ctest --output-on-failure --timeout 900 "$@") || rc=$?
+SAN=${SAN:-$([ $# -eq 0 ] && echo 1 || echo 0)}
+if [ "$SAN" = 1 ] && ! cg_have_clang; then
+  echo "== sanitizer stage skipped: clang not found"
+elif [ "$SAN" = 1 ]; then
+  cg_build_san
+  (cd "$BUILD_SAN" && ctest --output-on-failure --timeout 900 -L san) || rc=$?
+fi
+exit $rc

@@ -1,0 +1,56 @@
+/* fuzz_cli.c: the command-line parser (src/cli.c) and the --help it prints.
+ *
+ * An input is an argument vector: arguments separated by NUL bytes (printf '%s\0' ... writes
+ * one), argv[0] = "cogpu-dist" added in front. The parser's contract (config.h) is checked:
+ * -1 always comes with a message, 0 and 1 with an empty one, 1 only with something to show,
+ * and every string option is NUL-terminated within its field. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"    // cg_cli_parse, cg_cli_print_help, cg_config_t
+#include "fuzz_util.h" // cg_fuzz_devnull, cg_fuzz_strndup
+
+#define MAX_ARGS 128
+
+static FILE *g_null;
+
+static void fail(const char *what) {
+  fprintf(stderr, "fuzz_cli: %s\n", what);
+  abort();
+}
+
+#define TERMINATED(field) (memchr(cfg.field, 0, sizeof cfg.field) != NULL)
+
+int LLVMFuzzerInitialize(int *argc, char ***argv) {
+  (void)argc;
+  (void)argv;
+  g_null = cg_fuzz_devnull(0);
+  return 0;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t n) {
+  char *buf = cg_fuzz_strndup(data, n);
+  char *argv[MAX_ARGS + 2];
+  int argc = 0;
+  argv[argc++] = "cogpu-dist";
+  /* each argument ends at a NUL (buf[n] is one); an empty input is a bare "cogpu-dist" */
+  for (size_t at = 0; at < n && argc < MAX_ARGS + 1; at += strlen(buf + at) + 1)
+    argv[argc++] = buf + at;
+  argv[argc] = NULL;
+  cg_config_t cfg;
+  char err[512] = "";
+  int rc = cg_cli_parse(argc, argv, &cfg, err, sizeof err);
+  if (rc < -1 || rc > 1) fail("cg_cli_parse returned something else than -1, 0 or 1");
+  if (rc == -1 && !err[0]) fail("an error without a message");
+  if (rc >= 0 && err[0]) fail("a message without an error");
+  if (rc == 1 && cfg.show == CG_SHOW_NONE) fail("1 with nothing to show");
+  if (rc == 0 && (cfg.cmd == CG_CMD_NONE || cfg.show != CG_SHOW_NONE))
+    fail("a ready configuration without a command");
+  if (!TERMINATED(backend) || !TERMINATED(precision) || !TERMINATED(data) ||
+      !TERMINATED(val_data) || !TERMINATED(resume) || !TERMINATED(checkpoint_dir) ||
+      !TERMINATED(trace_steps) || !TERMINATED(stats_out) || !TERMINATED(lr_schedule))
+    fail("a string option not NUL-terminated within its field");
+  if (rc == 1) cg_cli_print_help(g_null, cfg.cmd);
+  free(buf);
+  return 0;
+}

@@ -1,0 +1,73 @@
+/* fuzz_seedgen.c: PNG seeds for the fuzzers, written by the project's own PNG writer
+ * (cg_png_write), so the seeds are what the program produces and reads.
+ *
+ *   fuzz_seedgen png DIR        one file per layout the writer has (gray 8/16, gray+alpha,
+ *                               RGB 8/16, RGBA, palette), at a few small sizes
+ *   fuzz_seedgen pngdir DIR N   DIR/images/sNN.png and DIR/masks/sNN.png, N pairs of varying
+ *                               sizes and aspect ratios: the input of `cogpu-dist pack`
+ *
+ * Seeds are small on purpose (a few hundred bytes): the fuzzer mutates them faster, and the
+ * decoder's paths do not depend on the size. Exit 0, or 1 with a message. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "png_io.h" // cg_png_write
+
+static int write_one(const char *dir, const char *name, int h, int w, cg_png_kind_t kind,
+                     int bytes_per_px) {
+  uint8_t *px = malloc((size_t)h * w * bytes_per_px);
+  if (!px) return -1;
+  for (size_t i = 0; i < (size_t)h * w * bytes_per_px; i++) /* a pattern with few colours */
+    px[i] = (uint8_t)(kind == CG_PNG_PALETTE ? (i / 3 % 5) * 60 : (i * 37 + i / 7) & 0xff);
+  char path[4096], err[512];
+  snprintf(path, sizeof path, "%s/%s", dir, name);
+  int rc = cg_png_write(path, px, h, w, kind, err, sizeof err);
+  if (rc) fprintf(stderr, "fuzz_seedgen: %s\n", err);
+  free(px);
+  return rc;
+}
+
+static int kinds(const char *dir) {
+  static const struct {
+    const char *name;
+    cg_png_kind_t kind;
+    int bpp;
+  } k[] = {{"gray8", CG_PNG_GRAY8, 1},   {"gray16", CG_PNG_GRAY16, 2}, {"graya8", CG_PNG_GRAYA8, 2},
+           {"rgb8", CG_PNG_RGB8, 3},     {"rgb16", CG_PNG_RGB16, 6},   {"rgba8", CG_PNG_RGBA8, 4},
+           {"palette", CG_PNG_PALETTE, 3}};
+  static const int sizes[][2] = {{1, 1}, {3, 5}, {8, 8}};
+  for (size_t i = 0; i < sizeof k / sizeof k[0]; i++)
+    for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
+      char name[64];
+      snprintf(name, sizeof name, "%s-%dx%d.png", k[i].name, sizes[s][1], sizes[s][0]);
+      if (write_one(dir, name, sizes[s][0], sizes[s][1], k[i].kind, k[i].bpp)) return 1;
+    }
+  return 0;
+}
+
+static int pairs(const char *dir, int n) {
+  char img[4096], msk[4096];
+  snprintf(img, sizeof img, "%s/images", dir);
+  snprintf(msk, sizeof msk, "%s/masks", dir);
+  mkdir(dir, 0777);
+  mkdir(img, 0777);
+  mkdir(msk, 0777);
+  for (int i = 0; i < n; i++) {
+    const int h = 6 + 3 * i, w = 10 - i % 3; /* tall, square and wide: the fitting crops */
+    char name[32];
+    snprintf(name, sizeof name, "s%02d.png", i);
+    if (write_one(img, name, h, w, i % 2 ? CG_PNG_RGB8 : CG_PNG_PALETTE, 3) ||
+        write_one(msk, name, h, w, CG_PNG_GRAY8, 1))
+      return 1;
+  }
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  if (argc == 3 && !strcmp(argv[1], "png")) return kinds(argv[2]);
+  if (argc == 4 && !strcmp(argv[1], "pngdir")) return pairs(argv[2], atoi(argv[3]));
+  fprintf(stderr, "usage: fuzz_seedgen png DIR | pngdir DIR N\n");
+  return 2;
+}

@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# make_seeds.sh BIN SEEDGEN OUT BASE DEPTH SIZE MPIRUN: the fuzzers' seed inputs, made by the
+# program itself so they follow its formats as they change (a checked-in seed would go stale):
+#   png/      the PNG writer's layouts (fuzz_seedgen) and the ones only other encoders make
+#             (png_variants.py: 1/2/4-bit gray, 16-bit alpha, tRNS, Adam7, split IDAT)
+#   cgds/     shards written by `cogpu-dist pack` from PNG pairs
+#   ckpt/     the checkpoints of a 2-step CPU run (model BASE/DEPTH/SIZE: fuzz_ckpt.c resumes
+#             with that shape), and a version-1 copy of one (no run id)
+#   monitor/  that run's --stats-out file, each of its lines alone, and tests/data's 4-rank one
+#   cli/      argument vectors (NUL-separated): the run's own command line, every option of
+#             `train --help` and `info --help` with its default, and a few special forms
+# OUT is emptied first. BIN is the sanitizer build's cogpu-dist: the 2-step run is also a
+# training run under ASan+UBSan. Its MPI commands run under MPIRUN -np 1: an MPI singleton
+# forks a helper that leaves an OpenMP runtime (libomp) registration file in /dev/shm.
+set -euo pipefail
+BIN=$1 SEEDGEN=$2 OUT=$3 BASE=$4 DEPTH=$5 SIZE=$6 MPIRUN=$7
+HERE=$(cd "$(dirname "$0")" && pwd)
+rm -rf "$OUT"
+mkdir -p "$OUT"/{cgds,ckpt,png,monitor,cli}
+T=$(mktemp -d)
+trap 'rm -rf "$T"' EXIT
+# Open MPI keeps allocations past exit (not our leaks: tests/fuzz/sanitize.cmake).
+export ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0
+run() { "$@" > "$T/log" 2>&1 || { echo "make_seeds: failed: $*"; cat "$T/log"; exit 1; }; }
+mpi1() { "$MPIRUN" --oversubscribe --bind-to none -np 1 "$BIN" "$@"; }
+
+# ---- png
+run "$SEEDGEN" png "$OUT/png"
+run python3 "$HERE/png_variants.py" "$OUT/png"
+
+# ---- cgds
+run "$SEEDGEN" pngdir "$T/three" 3
+run "$BIN" pack --images "$T/three/images" --masks "$T/three/masks" --out "$OUT/cgds/three-8x8.cgds" \
+  --image-size 8
+run "$SEEDGEN" pngdir "$T/one" 1
+run "$BIN" pack --images "$T/one/images" --masks "$T/one/masks" --out "$OUT/cgds/one-4x4.cgds" \
+  --image-size 4
+
+# ---- ckpt and monitor: one short run
+TRAIN=(train --backend cpu --model-base "$BASE" --model-depth "$DEPTH" --image-size "$SIZE"
+  --batch 2 --steps 2 --train-samples 8 --val-samples 0 --threads 1 --cpu-workers 1
+  --progress off --report-every 1 --checkpoint-dir "$T/ck" --checkpoint-every 1 --keep 2
+  --stats-out "$T/stats.jsonl" --timeout-s 0 --seed 7)
+run mpi1 "${TRAIN[@]}"
+cp "$T"/ck/ckpt-*.cgck "$OUT/ckpt/"
+python3 - "$OUT/ckpt" <<'EOF'
+# A version-1 checkpoint (before run ids): version 1, bytes 172..180 zero, header CRC redone.
+import glob, struct, sys, zlib
+src = sorted(glob.glob(sys.argv[1] + "/ckpt-*.cgck"))[-1]
+b = bytearray(open(src, "rb").read())
+b[8:12] = struct.pack("<I", 1)
+b[172:180] = bytes(8)
+b[252:256] = struct.pack("<I", zlib.crc32(bytes(b[:252])))
+open(sys.argv[1] + "/version1.cgck", "wb").write(bytes(b))
+EOF
+cp "$T/stats.jsonl" "$OUT/monitor/run.jsonl"
+i=0
+while IFS= read -r line; do
+  printf '%s\n' "$line" > "$OUT/monitor/line$i.json"
+  i=$((i + 1))
+done < "$T/stats.jsonl"
+cp "$HERE/../data/stats-4rank.jsonl" "$OUT/monitor/"
+
+# ---- cli
+n=0
+seed() { printf '%s\0' "$@" > "$OUT/cli/argv$n"; n=$((n + 1)); }
+seed "${TRAIN[@]}"
+for cmd in train info; do
+  # "  --name METAVAR   help [default]": the default when there is one, else a value that
+  # fits the metavar; a flag (no metavar) alone.
+  mpi1 "$cmd" --help 2> /dev/null | grep -E '^  --[a-z0-9-]+' | while IFS= read -r l; do
+    name=$(awk '{print $1}' <<< "$l")
+    meta=$(awk '{print $2}' <<< "$l")
+    def=$(sed -nE 's/.*\[([^]]*)\]$/\1/p' <<< "$l")
+    if ! grep -qE '^(\[?[A-Z:|]+\]?|on\|off)$' <<< "$meta"; then
+      printf '%s\0' "$cmd" "$name" > "$OUT/cli/$cmd$name"
+      continue
+    fi
+    case $meta in
+      FILE|PREFIX) val=$T/out ;;
+      DIR|*DIR*) val=$T/ck ;;
+      *) val=${def:-1} ;;
+    esac
+    printf '%s\0' "$cmd" "$name" "$val" > "$OUT/cli/$cmd$name"
+  done
+done
+seed --help
+seed --version
+seed train --help
+seed info --model --model-base 8 --model-depth 3 --image-size 64
+seed train --checkpoint-dir "$T/ck" --resume
+seed train --resume="$T/ck" --lr=0.5 --trace-steps 3:5 --crop=off
+seed train --seed 18446744073709551615 --val-fraction 0.9 --eps 1e-300
+seed train --backend cpu --precision bf16
+seed frobnicate
+echo "make_seeds: $(find "$OUT" -type f | wc -l) seeds in $OUT"
