@@ -25,21 +25,14 @@
 
 #include "dtype.cuh"
 #include "head.h"
+#include "launch.h"
 
 namespace {
 
 constexpr int kBlock = 256;
-constexpr int64_t kMaxGrid = 8192; /* grid-stride loops cover the rest */
 constexpr int kTX = 32, kTY = 8;   /* pass-1 tile: columns x pixel rows */
 constexpr int kMaxChunks = 2048; /* enough blocks to fill the GPU */
 constexpr int64_t kMinChunk = 256;
-
-unsigned grid_for(int64_t n, int block) {
-  int64_t g = (n + block - 1) / block;
-  if (g > kMaxGrid) g = kMaxGrid;
-  if (g < 1) g = 1;
-  return (unsigned)g;
-}
 
 struct plan_t {
   int64_t chunk;
@@ -324,14 +317,14 @@ void cg_head_fwd(cg_dtype_t dt, const void *d_x, int64_t npix, int c, const void
   CG_ASSERT(d_x != NULL && d_w != NULL && d_b != NULL && d_logit != NULL);
   if (packed_ok(d_x, c, cg_dtype_size(dt))) { /* a thread per pixel, 16-byte loads */
     CG_DT_SWITCH(dt, T, head_fwd_packed_kernel<T, 16 / sizeof(T)>
-                      <<<grid_for(npix, kBlock), kBlock, 0, s>>>(
+                      <<<cg_grid_for(npix, kBlock), kBlock, 0, s>>>(
                           static_cast<const T *>(d_x), npix, c, static_cast<const T *>(d_w), d_b,
                           static_cast<T *>(d_logit)));
     CG_CHECK_LAUNCH("head_fwd_packed_kernel");
     return;
   }
   /* one warp per pixel (grid-stride): kBlock / 32 pixels per block */
-  CG_DT_SWITCH(dt, T, head_fwd_kernel<T><<<grid_for(npix * 32, kBlock), kBlock, 0, s>>>(
+  CG_DT_SWITCH(dt, T, head_fwd_kernel<T><<<cg_grid_for(npix * 32, kBlock), kBlock, 0, s>>>(
                             static_cast<const T *>(d_x), npix, c, static_cast<const T *>(d_w),
                             d_b, static_cast<T *>(d_logit)));
   CG_CHECK_LAUNCH("head_fwd_kernel");
@@ -358,12 +351,12 @@ void cg_head_bwd(cg_dtype_t dt, const void *d_x, const void *d_w, const void *d_
   if (d_dx && packed_ok(d_dx, c, cg_dtype_size(dt))) { /* a thread per 16-byte pack */
     const int64_t packs = npix * (c / (int)(16 / cg_dtype_size(dt)));
     CG_DT_SWITCH(dt, T, head_dx_packed_kernel<T, 16 / sizeof(T)>
-                      <<<grid_for(packs, kBlock), kBlock, 0, s>>>(
+                      <<<cg_grid_for(packs, kBlock), kBlock, 0, s>>>(
                           static_cast<const T *>(d_dlogit), static_cast<const T *>(d_w), npix, c,
                           static_cast<T *>(d_dx)));
     CG_CHECK_LAUNCH("head_dx_packed_kernel");
   } else if (d_dx) {
-    CG_DT_SWITCH(dt, T, head_dx_kernel<T><<<grid_for(npix * 32, kBlock), kBlock, 0, s>>>(
+    CG_DT_SWITCH(dt, T, head_dx_kernel<T><<<cg_grid_for(npix * 32, kBlock), kBlock, 0, s>>>(
                               static_cast<const T *>(d_dlogit), static_cast<const T *>(d_w),
                               npix, c, static_cast<T *>(d_dx)));
     CG_CHECK_LAUNCH("head_dx_kernel");
@@ -420,7 +413,7 @@ void cg_head_bwd_fused(cg_dtype_t dt, const void *d_x, const void *d_w, const vo
                else head_fused_launch<T, 1>(d_x, d_w, d_dlogit, npix, c, d_dx, relu_x, q,
                                             partial, s));
   CG_CHECK_LAUNCH("head_bwd_fused_kernel");
-  const unsigned g = grid_for((2 * (int64_t)c + 1) * 32, kBlock);
+  const unsigned g = cg_grid_for((2 * (int64_t)c + 1) * 32, kBlock);
   head_fused_final_kernel<<<g, kBlock, 0, s>>>(partial, q.nchunks, c, d_dw, d_dbias_x, d_db);
   CG_CHECK_LAUNCH("head_fused_final_kernel");
 }

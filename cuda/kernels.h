@@ -133,6 +133,11 @@ void cg_k_cast_segs_to_f32(cg_dtype_t dt, const cg_k_segs_t *segs, cudaStream_t 
 void cg_k_fill_uniform(cg_dtype_t dt, void *d, int64_t n, uint64_t seed, float lo, float hi,
                        cudaStream_t s);
 
+/* Holds stream s: one thread spins until ns nanoseconds of the GPU's global timer have passed.
+ * Work enqueued behind it starts only then, so the host can enqueue a whole step first (the
+ * per-layer profile then times kernels, not the host's launch gaps). */
+void cg_k_hold(unsigned long long ns, cudaStream_t s);
+
 /* ---- precision casts -------------------------------------------------------------------- */
 
 /* dst (dt) = src (fp32), n elements. */
@@ -165,6 +170,10 @@ size_t cg_k_loss_work_bytes(int n, int64_t hw);
 void cg_k_loss(cg_dtype_t dt, const void *d_logits, const uint8_t *d_mask, const float *d_weight,
                int n, int64_t hw, const cg_scaler_t *d_scaler, void *d_dlogits, double *d_loss,
                uint8_t *d_pred, void *d_work, cudaStream_t s);
+
+/* Test only (the backend's fault_nan_step): d_loss[0] and the first element of the loss
+ * gradient d_dlogit (dt) become NaN; one thread. */
+void cg_k_fault_nan(cg_dtype_t dt, void *d_dlogit, double *d_loss, cudaStream_t s);
 
 /* ---- optimizer and loss scaling --------------------------------------------------------- */
 

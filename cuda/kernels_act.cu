@@ -1,6 +1,7 @@
 /* kernels_act.cu: the element-wise and data-movement kernels of the CUDA backend: bias +
  * activation (forward; backward with the bias gradient), 2x2 max pool, channel concat,
- * precision casts, input channel padding and the matching weight (un)packing. See kernels.h.
+ * precision casts, input channel padding and the matching weight (un)packing; and two aids to
+ * measurement, a random fill and a stream hold. See kernels.h.
  *
  * Every kernel here is memory-bound, so each is one coalesced pass over its data:
  *  - Flat kernels walk a [rows][width] array with a grid-stride loop and keep (row, column)
@@ -27,11 +28,11 @@
 
 #include "dtype.cuh"
 #include "kernels.h"
+#include "launch.h"
 
 namespace {
 
 constexpr int kBlock = 256;          /* threads per block of every kernel here */
-constexpr int64_t kMaxGrid = 8192;   /* grid-stride loops cover the rest */
 
 /* ---- element types ------------------------------------------------------------------- */
 
@@ -412,14 +413,16 @@ __global__ void fill_uniform_kernel(T *p, int64_t n, uint64_t seed, float lo, fl
   }
 }
 
-/* ---- host helpers ---------------------------------------------------------------------- */
-
-unsigned grid_for(int64_t work, int per_block) {
-  int64_t g = (work + per_block - 1) / per_block;
-  if (g > kMaxGrid) g = kMaxGrid;
-  if (g < 1) g = 1;
-  return (unsigned)g;
+/* Spins one thread until ns nanoseconds of the global timer have passed. */
+__global__ void hold_kernel(unsigned long long ns) {
+  unsigned long long t0, t;
+  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t0));
+  do {
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+  } while (t - t0 < ns);
 }
+
+/* ---- host helpers ---------------------------------------------------------------------- */
 
 bool aligned(const void *p, size_t a) { return ((uintptr_t)p % a) == 0; }
 
@@ -457,11 +460,11 @@ void bias_act_fwd_launch(void *d_y, int64_t ldy, int64_t npix, int c, const floa
   constexpr int V = 16 / sizeof(T);
   const int64_t n = npix * c;
   if (c % V == 0 && ldy % V == 0 && aligned(d_y, 16))
-    bias_act_fwd_kernel<T, V><<<grid_for(n / V, kBlock), kBlock, 0, s>>>(
+    bias_act_fwd_kernel<T, V><<<cg_grid_for(n / V, kBlock), kBlock, 0, s>>>(
         static_cast<T *>(d_y), n / V, c / V, ldy / V, d_bias, relu);
   else
-    bias_act_fwd_kernel<T, 1><<<grid_for(n, kBlock), kBlock, 0, s>>>(static_cast<T *>(d_y), n,
-                                                                     c, ldy, d_bias, relu);
+    bias_act_fwd_kernel<T, 1><<<cg_grid_for(n, kBlock), kBlock, 0, s>>>(static_cast<T *>(d_y), n,
+                                                                        c, ldy, d_bias, relu);
 }
 
 template <typename T, int V>
@@ -470,7 +473,7 @@ void maxpool_fwd_launch(const void *d_x, int64_t ldx, int n, int h, int w, int c
   const int cpk = c / V;
   const int tx = tile_x(cpk), ty = kBlock / tx;
   const int64_t nop = (int64_t)n * (h / 2) * (w / 2);
-  maxpool_fwd_kernel<T, V><<<grid_for(nop, ty), dim3(tx, ty), 0, s>>>(
+  maxpool_fwd_kernel<T, V><<<cg_grid_for(nop, ty), dim3(tx, ty), 0, s>>>(
       static_cast<const T *>(d_x), ldx / V, nop, w / 2, w, cpk, static_cast<T *>(d_y));
 }
 
@@ -519,7 +522,7 @@ void concat_launch(int fwd, const void *d_a, int ca, const void *d_b, int cb, in
                    void *d_cat, size_t es, cudaStream_t s) {
   /* channel counts in units of U (exact: concat_unit chose U to divide them) */
   const int ua = (int)((size_t)ca * es / sizeof(U)), ub = (int)((size_t)cb * es / sizeof(U));
-  const unsigned grid = grid_for(npix * (ua + ub), kBlock);
+  const unsigned grid = cg_grid_for(npix * (ua + ub), kBlock);
   if (fwd)
     concat_fwd_kernel<U><<<grid, kBlock, 0, s>>>(static_cast<const U *>(d_a), ua,
                                                  static_cast<const U *>(d_b), ub, npix,
@@ -574,7 +577,7 @@ size_t cg_k_bias_act_bwd_work_bytes(int64_t npix, int c) {
 /* Pass 2 of every bias gradient here: one warp per channel over the nchunks partials. */
 static void bias_final_launch(const float *partial, int nchunks, int c, float *d_dbias,
                               cudaStream_t s) {
-  const unsigned g = grid_for((int64_t)c * 32, kBlock);
+  const unsigned g = cg_grid_for((int64_t)c * 32, kBlock);
   bias_bwd_final_kernel<<<g, kBlock, 0, s>>>(partial, nchunks, c, d_dbias);
   CG_CHECK_LAUNCH("bias_bwd_final_kernel");
 }
@@ -701,7 +704,7 @@ void cg_k_cast_from_f32(cg_dtype_t dt, const float *d_src, int64_t n, void *d_ds
   if (n == 0) return;
   CG_ASSERT(d_src != NULL && d_dst != NULL);
   CG_DT_SWITCH(dt, T,
-               cast_from_f32_kernel<T><<<grid_for(n, kBlock), kBlock, 0, s>>>(
+               cast_from_f32_kernel<T><<<cg_grid_for(n, kBlock), kBlock, 0, s>>>(
                    d_src, n, static_cast<T *>(d_dst)));
   CG_CHECK_LAUNCH("cast_from_f32_kernel");
 }
@@ -712,7 +715,7 @@ void cg_k_cast_to_f32(cg_dtype_t dt, const void *d_src, int64_t n, float mul, fl
   if (n == 0) return;
   CG_ASSERT(d_src != NULL && d_dst != NULL);
   CG_DT_SWITCH(dt, T,
-               cast_to_f32_kernel<T><<<grid_for(n, kBlock), kBlock, 0, s>>>(
+               cast_to_f32_kernel<T><<<cg_grid_for(n, kBlock), kBlock, 0, s>>>(
                    static_cast<const T *>(d_src), n, mul, d_dst));
   CG_CHECK_LAUNCH("cast_to_f32_kernel");
 }
@@ -745,7 +748,7 @@ void cg_k_cast_segs_to_f32(cg_dtype_t dt, const cg_k_segs_t *segs, cudaStream_t 
   }
   a.start[a.nseg] = u;
   if (u == 0) return;
-  CG_DT_SWITCH(dt, T, cast_segs_kernel<T><<<grid_for(u, kBlock), kBlock, 0, s>>>(a));
+  CG_DT_SWITCH(dt, T, cast_segs_kernel<T><<<cg_grid_for(u, kBlock), kBlock, 0, s>>>(a));
   CG_CHECK_LAUNCH("cast_segs_kernel");
 }
 
@@ -755,7 +758,7 @@ void cg_k_pad_channels_from_f32(cg_dtype_t dt, const float *d_src, int64_t npix,
   if (npix == 0) return;
   CG_ASSERT(d_src != NULL && d_dst != NULL);
   CG_DT_SWITCH(dt, T,
-               pad_from_f32_kernel<T><<<grid_for(npix * cpad, kBlock), kBlock, 0, s>>>(
+               pad_from_f32_kernel<T><<<cg_grid_for(npix * cpad, kBlock), kBlock, 0, s>>>(
                    d_src, npix, c, cpad, static_cast<T *>(d_dst)));
   CG_CHECK_LAUNCH("pad_from_f32_kernel");
 }
@@ -767,7 +770,7 @@ void cg_k_pack_weight_cpad(cg_dtype_t dt, const float *d_w, int k, int rs, int c
   if (rows == 0) return;
   CG_ASSERT(d_w != NULL && d_dst != NULL);
   CG_DT_SWITCH(dt, T,
-               pad_from_f32_kernel<T><<<grid_for(rows * cpad, kBlock), kBlock, 0, s>>>(
+               pad_from_f32_kernel<T><<<cg_grid_for(rows * cpad, kBlock), kBlock, 0, s>>>(
                    d_w, rows, c, cpad, static_cast<T *>(d_dst)));
   CG_CHECK_LAUNCH("pad_from_f32_kernel (weight)");
 }
@@ -779,7 +782,7 @@ void cg_k_unpack_grad_cpad(cg_dtype_t dt, const void *d_g, int k, int rs, int c,
   if (rows == 0) return;
   CG_ASSERT(d_g != NULL && d_dst != NULL);
   CG_DT_SWITCH(dt, T,
-               unpad_to_f32_kernel<T><<<grid_for(rows * c, kBlock), kBlock, 0, s>>>(
+               unpad_to_f32_kernel<T><<<cg_grid_for(rows * c, kBlock), kBlock, 0, s>>>(
                    static_cast<const T *>(d_g), rows, c, cpad, d_dst));
   CG_CHECK_LAUNCH("unpad_to_f32_kernel");
 }
@@ -790,7 +793,12 @@ void cg_k_fill_uniform(cg_dtype_t dt, void *d, int64_t n, uint64_t seed, float l
   if (n == 0) return;
   CG_ASSERT(d != NULL);
   CG_DT_SWITCH(dt, T,
-               fill_uniform_kernel<T><<<grid_for(n, kBlock), kBlock, 0, s>>>(static_cast<T *>(d),
-                                                                             n, seed, lo, hi));
+               fill_uniform_kernel<T><<<cg_grid_for(n, kBlock), kBlock, 0, s>>>(static_cast<T *>(d),
+                                                                                n, seed, lo, hi));
   CG_CHECK_LAUNCH("fill_uniform_kernel");
+}
+
+void cg_k_hold(unsigned long long ns, cudaStream_t s) {
+  hold_kernel<<<1, 1, 0, s>>>(ns);
+  CG_CHECK_LAUNCH("hold_kernel");
 }

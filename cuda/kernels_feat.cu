@@ -28,6 +28,7 @@
 #include "dtype.cuh"
 #include "kernels.h"
 #include "kernels_feat.h"
+#include "launch.h"
 
 extern "C" {
 #include "data.h"
@@ -234,19 +235,8 @@ __global__ void __launch_bounds__(kCBlock)
 
 /* ---- host helpers ---------------------------------------------------------------------- */
 
-struct conf_plan_t {
-  int nchunks;
-  int64_t chunk;
-};
-
-conf_plan_t conf_plan(int64_t hw) {
-  conf_plan_t q;
-  int64_t nch = (hw + kCChunkPix - 1) / kCChunkPix;
-  if (nch > kCMaxChunks) nch = kCMaxChunks;
-  q.nchunks = (int)(nch < 1 ? 1 : nch);
-  q.chunk = hw > 0 ? (hw + q.nchunks - 1) / q.nchunks : 0;
-  return q;
-}
+/* A pure function of hw: fixes the work size and the summation order. */
+cg_chunk_plan_t conf_plan(int64_t hw) { return cg_chunk_plan(hw, kCChunkPix, kCMaxChunks); }
 
 template <typename T>
 void prep_rgb_launch(const uint8_t *d_rgb, int ngpu, int h, int w, int cpad, void *d_out,
@@ -292,7 +282,7 @@ void cg_k_prep_input(cg_dtype_t dt, const float *d_x, int n_cpu, const uint8_t *
 
 size_t cg_k_confusion_work_bytes(int n, int64_t hw) {
   CG_ASSERT(n >= 0 && hw >= 0);
-  const conf_plan_t q = conf_plan(hw);
+  const cg_chunk_plan_t q = conf_plan(hw);
   return sizeof(unsigned long long) * 4 * (size_t)n * q.nchunks;
 }
 
@@ -300,7 +290,7 @@ void cg_k_confusion(const uint8_t *d_pred, const uint8_t *d_mask, const float *d
                     int64_t hw, unsigned long long *d_counts, void *d_work, cudaStream_t s) {
   CG_ASSERT(n >= 0 && n <= 65535 && hw >= 0);
   CG_ASSERT(d_counts != NULL);
-  const conf_plan_t q = conf_plan(hw);
+  const cg_chunk_plan_t q = conf_plan(hw);
   unsigned long long *partial = static_cast<unsigned long long *>(d_work);
   int64_t nparts = 0;
   if (n > 0 && hw > 0) {

@@ -1,5 +1,6 @@
 /* kernels_loss.cu: BCE-with-logits + soft Dice over n samples of hw pixels (see kernels.h and
- * cg_cpu_loss in src/cpu_layers.h, whose double-precision arithmetic this file mirrors).
+ * cg_cpu_loss in src/cpu_layers.h, whose double-precision arithmetic this file mirrors), and
+ * the test-only fault that makes a step's loss and loss gradient NaN.
  *
  * Dice couples every pixel of a sample through three sums, so the loss is three kernels:
  *  1. loss_partial: block (chunk j, sample i) reduces a fixed chunk of the sample's pixels to
@@ -18,6 +19,7 @@
 
 #include "dtype.cuh"
 #include "kernels.h"
+#include "launch.h"
 
 namespace {
 
@@ -124,27 +126,14 @@ __global__ void loss_grad_kernel(const T *logits, const uint8_t *mask, const flo
   }
 }
 
-struct loss_plan_t {
-  int nchunks;
-  int64_t chunk;
-};
-
 /* A pure function of hw: fixes the work size and the summation order. */
-loss_plan_t loss_plan(int64_t hw) {
-  loss_plan_t q;
-  int64_t nch = (hw + kChunkPix - 1) / kChunkPix;
-  if (nch > kMaxChunks) nch = kMaxChunks;
-  if (nch < 1) nch = 1;
-  q.nchunks = (int)nch;
-  q.chunk = (hw + nch - 1) / nch;
-  return q;
-}
+cg_chunk_plan_t loss_plan(int64_t hw) { return cg_chunk_plan(hw, kChunkPix, kMaxChunks); }
 
 template <typename T>
 void loss_launch(const void *d_logits, const uint8_t *d_mask, const float *d_weight, int n,
                  int64_t hw, const cg_scaler_t *d_scaler, void *d_dlogits, double *d_loss,
                  uint8_t *d_pred, double *work, cudaStream_t s) {
-  const loss_plan_t q = loss_plan(hw);
+  const cg_chunk_plan_t q = loss_plan(hw);
   double *partial = work;
   double *sums = partial + (size_t)n * q.nchunks * 4;
   double *terms = sums + (size_t)n * 4;
@@ -170,7 +159,7 @@ void loss_launch(const void *d_logits, const uint8_t *d_mask, const float *d_wei
 
 size_t cg_k_loss_work_bytes(int n, int64_t hw) {
   CG_ASSERT(n >= 0 && hw >= 0);
-  const loss_plan_t q = loss_plan(hw);
+  const cg_chunk_plan_t q = loss_plan(hw);
   /* partial[n][nchunks][4], sums[n][4], terms[n] */
   return sizeof(double) * ((size_t)n * q.nchunks * 4 + (size_t)n * 4 + (size_t)n);
 }
@@ -203,4 +192,41 @@ void cg_k_loss(cg_dtype_t dt, const void *d_logits, const uint8_t *d_mask, const
     default:
       CG_FATAL("unknown cg_dtype_t %d", (int)dt);
   }
+}
+
+/* ---- test-only fault ------------------------------------------------------------------- */
+
+namespace {
+
+template <typename T> __device__ __forceinline__ T nan_of();
+template <> __device__ __forceinline__ float nan_of<float>() { return __int_as_float(0x7fc00000); }
+template <> __device__ __forceinline__ __nv_bfloat16 nan_of<__nv_bfloat16>() {
+  return __float2bfloat16_rn(__int_as_float(0x7fc00000));
+}
+template <> __device__ __forceinline__ __half nan_of<__half>() {
+  return __float2half_rn(__int_as_float(0x7fc00000));
+}
+
+template <typename T> __global__ void fault_nan_kernel(T *dlogit, double *loss) {
+  dlogit[0] = nan_of<T>();
+  *loss = __longlong_as_double(0x7ff8000000000000LL);
+}
+
+}  // namespace
+
+void cg_k_fault_nan(cg_dtype_t dt, void *d_dlogit, double *d_loss, cudaStream_t s) {
+  CG_ASSERT(d_dlogit != NULL && d_loss != NULL);
+  switch (dt) {
+    case CG_DT_F32:
+      fault_nan_kernel<float><<<1, 1, 0, s>>>(static_cast<float *>(d_dlogit), d_loss);
+      break;
+    case CG_DT_BF16:
+      fault_nan_kernel<__nv_bfloat16><<<1, 1, 0, s>>>(static_cast<__nv_bfloat16 *>(d_dlogit),
+                                                      d_loss);
+      break;
+    case CG_DT_F16:
+      fault_nan_kernel<__half><<<1, 1, 0, s>>>(static_cast<__half *>(d_dlogit), d_loss);
+      break;
+  }
+  CG_CHECK_LAUNCH("fault_nan_kernel");
 }

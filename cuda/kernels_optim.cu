@@ -12,19 +12,12 @@
 
 #include "dtype.cuh"
 #include "kernels.h"
+#include "launch.h"
 
 namespace {
 
 constexpr int kBlock = 256;
-constexpr int64_t kMaxGrid = 8192;
 constexpr int kGrowthInterval = 2000; /* clean steps before the loss scale doubles */
-
-unsigned grid_for(int64_t n) {
-  int64_t g = (n + kBlock - 1) / kBlock;
-  if (g > kMaxGrid) g = kMaxGrid;
-  if (g < 1) g = 1;
-  return (unsigned)g;
-}
 
 /* ---- kernels --------------------------------------------------------------------------- */
 
@@ -81,8 +74,8 @@ template <typename T>
 void adamw_launch(float *d_p, const float *d_g, float *d_m, float *d_v, int64_t n,
                   const cg_step_params_t *d_hp, const cg_scaler_t *d_scaler, void *d_lowp,
                   cudaStream_t s) {
-  adamw_kernel<T><<<grid_for(n), kBlock, 0, s>>>(d_p, d_g, d_m, d_v, n, d_hp, d_scaler,
-                                                 static_cast<T *>(d_lowp));
+  adamw_kernel<T><<<cg_grid_for(n, kBlock), kBlock, 0, s>>>(d_p, d_g, d_m, d_v, n, d_hp,
+                                                             d_scaler, static_cast<T *>(d_lowp));
 }
 
 }  // namespace
@@ -93,7 +86,7 @@ void cg_k_check_finite(const float *d_g, int64_t n, cg_scaler_t *d_scaler, cudaS
   CG_ASSERT(n >= 0 && d_scaler != NULL);
   if (n == 0) return;
   CG_ASSERT(d_g != NULL);
-  check_finite_kernel<<<grid_for(n), kBlock, 0, s>>>(d_g, n, d_scaler);
+  check_finite_kernel<<<cg_grid_for(n, kBlock), kBlock, 0, s>>>(d_g, n, d_scaler);
   CG_CHECK_LAUNCH("check_finite_kernel");
 }
 

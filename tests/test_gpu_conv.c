@@ -26,10 +26,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
-#include "backend.h"
 #include "conv.h"
 #include "cpu_layers.h"
 #include "cuda_check.h"
@@ -37,6 +35,7 @@
 #include "kernels.h"
 #include "log.h"
 #include "testutil.h"
+#include "testutil_cuda.h"
 
 static cudaStream_t S;
 static cudnnHandle_t DNN;
@@ -193,6 +192,35 @@ static void test_first_conv(cg_dtype_t dt) {
 
 /* ---- plain conv and upconv: forward, dx (both modes), dW, db ------------------------------- */
 
+/* A conv3x3 (+ bias, ReLU when relu) or, with up, an upconv 2x2/2 (+ bias): x [n][h][w][ci] ->
+ * y [n][oh][ow][co]. */
+typedef struct {
+  int up, n, h, w, ci, co, k, relu, oh, ow;
+} layer_t;
+
+/* The CPU reference of layer L: the forward into yref; the backward from dy into dxref, dwref
+ * and dbref, the ReLU mask from y, the GPU's own output; dy copied (the reference may eat it). */
+static void layer_ref(const layer_t *L, const float *x, const float *wt, const float *bias,
+                      const float *y, const float *dy, float *yref, float *dxref, float *dwref,
+                      float *dbref) {
+  const int n = L->n, h = L->h, w = L->w, ci = L->ci, co = L->co, oh = L->oh, ow = L->ow;
+  const size_t pxo = (size_t)n * oh * ow;
+  cg_view_t xv = {(float *)x, n, h, w, ci, ci}, yv = {yref, n, oh, ow, co, co};
+  if (L->up)
+    cg_cpu_upconv_fwd(&xv, wt, bias, &yv, &CPU_WS);
+  else
+    cg_cpu_conv_fwd(&xv, wt, bias, L->k, L->relu, &yv, &CPU_WS);
+  float *dyc = hnew(pxo * co);
+  memcpy(dyc, dy, pxo * co * sizeof(float));
+  cg_view_t ygv = {(float *)y, n, oh, ow, co, co}, dyv = {dyc, n, oh, ow, co, co};
+  cg_view_t dxv = {dxref, n, h, w, ci, ci};
+  if (L->up)
+    cg_cpu_upconv_bwd(&xv, wt, &dyv, &dxv, 0, dwref, dbref, &CPU_WS);
+  else
+    cg_cpu_conv_bwd(&xv, wt, &ygv, &dyv, L->k, L->relu, &dxv, 0, dwref, dbref, &CPU_WS);
+  free(dyc);
+}
+
 static void test_layer(cg_conv_kind_t kind, cg_dtype_t dt) {
   const int up_ = kind == CG_CONV_UP;
   const int n = 2, h = up_ ? 6 : 12, w = up_ ? 5 : 10, ci = up_ ? 32 : 16, co = up_ ? 16 : 32;
@@ -225,21 +253,9 @@ static void test_layer(cg_conv_kind_t kind, cg_dtype_t dt) {
     cg_k_bias_act_fwd(dt, d_y, (int64_t)pxo, co, d_b, relu, S);
   }
   get(dt, d_y, pxo * co, y);
-  cg_view_t xv = {x, n, h, w, ci, ci}, yv = {yref, n, oh, ow, co, co};
-  if (up_)
-    cg_cpu_upconv_fwd(&xv, wt, bias, &yv, &CPU_WS);
-  else
-    cg_cpu_conv_fwd(&xv, wt, bias, k, relu, &yv, &CPU_WS);
+  const layer_t L = {up_, n, h, w, ci, co, k, relu, oh, ow};
+  layer_ref(&L, x, wt, bias, y, dy, yref, dxref, dwref, dbref);
   check("fwd", name, dt, y, yref, pxo * co);
-  /* reference backward; the ReLU mask from the GPU's y; dy copied (the reference may eat it) */
-  float *dyc = hnew(pxo * co);
-  memcpy(dyc, dy, pxo * co * sizeof(float));
-  cg_view_t ygv = {y, n, oh, ow, co, co}, dyv = {dyc, n, oh, ow, co, co};
-  cg_view_t dxv = {dxref, n, h, w, ci, ci};
-  if (up_)
-    cg_cpu_upconv_bwd(&xv, wt, &dyv, &dxv, 0, dwref, dbref, &CPU_WS);
-  else
-    cg_cpu_conv_bwd(&xv, wt, &ygv, &dyv, k, relu, &dxv, 0, dwref, dbref, &CPU_WS);
   /* GPU backward in the backend's order */
   put(dt, d_dy, dy, pxo * co);
   dpoison(d_db, co * 4);
@@ -264,7 +280,7 @@ static void test_layer(cg_conv_kind_t kind, cg_dtype_t dt) {
   cg_conv_destroy(cv);
   void *dfree[] = {d_x, d_w, d_y, d_dy, d_dx, d_dw, d_b, d_db, d_dw32, d_work};
   for (size_t i = 0; i < sizeof dfree / sizeof dfree[0]; i++) CG_CHECK_CUDA(cudaFree(dfree[i]));
-  float *hfree[] = {x, wt, bias, dy, dx0, y, yref, dx, dxref, dw, dwref, db, dbref, dyc};
+  float *hfree[] = {x, wt, bias, dy, dx0, y, yref, dx, dxref, dw, dwref, db, dbref};
   for (size_t i = 0; i < sizeof hfree / sizeof hfree[0]; i++) free(hfree[i]);
 }
 
@@ -351,21 +367,9 @@ static void test_strided(cg_conv_kind_t kind, cg_dtype_t dt) {
   }
   CG_TEST_CHECK(other_half_kept(dt, d_ybuf, ybuf, pxo, ld, off, co),
                 "%s %s: the forward wrote outside its half", name, dt_name(dt));
-  cg_view_t xv = {x, n, h, w, ci, ci}, yv = {yref, n, oh, ow, co, co};
-  if (up_)
-    cg_cpu_upconv_fwd(&xv, wt, bias, &yv, &CPU_WS);
-  else
-    cg_cpu_conv_fwd(&xv, wt, bias, k, relu, &yv, &CPU_WS);
+  const layer_t L = {up_, n, h, w, ci, co, k, relu, oh, ow};
+  layer_ref(&L, x, wt, bias, y, dy, yref, dxref, dwref, dbref);
   check("fwd", name, dt, y, yref, pxo * co);
-  /* reference backward (the ReLU mask from the GPU's y) */
-  float *dyc = hnew(pxo * co);
-  memcpy(dyc, dy, pxo * co * sizeof(float));
-  cg_view_t ygv = {y, n, oh, ow, co, co}, dyv = {dyc, n, oh, ow, co, co};
-  cg_view_t dxv = {dxref, n, h, w, ci, ci};
-  if (up_)
-    cg_cpu_upconv_bwd(&xv, wt, &dyv, &dxv, 0, dwref, dbref, &CPU_WS);
-  else
-    cg_cpu_conv_bwd(&xv, wt, &ygv, &dyv, k, relu, &dxv, 0, dwref, dbref, &CPU_WS);
   /* the dy half masked in place, with its bias gradient; then dW and dx read it strided */
   dpoison(d_db, co * 4);
   cg_k_bias_act_bwd_ld(dt, d_dy, ld, d_y, ld, (int64_t)pxo, co, relu, d_db, d_work, S);
@@ -390,7 +394,6 @@ static void test_strided(cg_conv_kind_t kind, cg_dtype_t dt) {
   CG_TEST_CHECK(other_half_kept(dt, d_dybuf, dybuf, pxo, ld, off, co),
                 "%s %s: the backward wrote outside the dy half", name, dt_name(dt));
   cg_conv_destroy(cv);
-  free(dyc);
 out:;
   void *dfree[] = {d_x, d_w, d_ybuf, d_dybuf, d_dx, d_dw, d_b, d_db, d_dw32, d_work};
   for (size_t i = 0; i < sizeof dfree / sizeof dfree[0]; i++) CG_CHECK_CUDA(cudaFree(dfree[i]));
@@ -496,13 +499,8 @@ static void test_cache(void) {
 }
 
 int main(void) {
-  char why[256];
-  if (!cg_cuda_usable(why, sizeof why)) {
-    printf("SKIP: no usable CUDA device (%s)\n", why);
-    return CG_TEST_SKIP;
-  }
-  const char *env = getenv("CG_TEST_SEED");
-  g_seed = env ? strtoull(env, NULL, 10) : (uint64_t)time(NULL);
+  if (cg_test_need_gpu()) return CG_TEST_SKIP;
+  g_seed = cg_test_seed();
   printf("seed %llu (CG_TEST_SEED=%llu repeats this run); cuDNN %zu (built with %d.%d)\n",
          (unsigned long long)g_seed, (unsigned long long)g_seed, cudnnGetVersion(), CUDNN_MAJOR,
          CUDNN_MINOR);

@@ -19,8 +19,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "data.h"
 #include "kernels_feat.h"
@@ -28,11 +26,11 @@
 #include "metrics.h"
 #include "rng.h"
 #include "testutil.h"
+#include "testutil_cuda.h"
 
-#define GUARD 256 /* bytes after every device buffer that no kernel may touch */
 #define NC (3 + CG_NFEAT)
 
-static cudaStream_t S;
+static cudaStream_t S; /* non-blocking: every kernel, fill and copy (testutil_cuda.h) */
 static uint64_t g_seed, g_ctr;
 static const cg_dtype_t DTS[3] = {CG_DT_F32, CG_DT_BF16, CG_DT_F16};
 
@@ -47,49 +45,6 @@ static float round_dt(cg_dtype_t dt, float x) {
   if (dt == CG_DT_BF16) return cg_test_bf16_to_f32(cg_test_f32_to_bf16(x));
   if (dt == CG_DT_F16) return cg_test_f16_to_f32(cg_test_f32_to_f16(x));
   return x;
-}
-
-/* ---- device buffers ------------------------------------------------------------------- */
-
-/* Every copy and fill goes through the non-blocking test stream S, ordered with the kernels. */
-static void dsync(void) {
-  CG_CHECK_CUDA(cudaStreamSynchronize(S));
-  CG_CHECK_CUDA(cudaGetLastError());
-}
-
-static void *dnew(size_t bytes) {
-  void *d = NULL;
-  CG_CHECK_CUDA(cudaMalloc(&d, bytes + GUARD));
-  CG_CHECK_CUDA(cudaMemsetAsync(d, 0xFF, bytes + GUARD, S));
-  return d;
-}
-
-static void dfree(void *d) {
-  CG_CHECK_CUDA(cudaStreamSynchronize(S)); /* no kernel may still use it */
-  if (d) CG_CHECK_CUDA(cudaFree(d));
-}
-
-static void dpoison(void *d, size_t bytes) { CG_CHECK_CUDA(cudaMemsetAsync(d, 0xFF, bytes, S)); }
-
-static void hput(void *d, const void *h, size_t bytes) {
-  if (bytes == 0) return;
-  CG_CHECK_CUDA(cudaMemcpyAsync(d, h, bytes, cudaMemcpyHostToDevice, S));
-  dsync(); /* h may be freed or changed right after */
-}
-
-static void hget(void *h, const void *d, size_t bytes) {
-  if (bytes == 0) return;
-  CG_CHECK_CUDA(cudaMemcpyAsync(h, d, bytes, cudaMemcpyDeviceToHost, S));
-  dsync();
-}
-
-/* The GUARD bytes after [d, d + bytes) must still be 0xFF. */
-static void guard_check(const char *name, const void *d, size_t bytes) {
-  unsigned char g[GUARD];
-  hget(g, (const char *)d + bytes, GUARD);
-  size_t bad = 0;
-  for (size_t i = 0; i < GUARD; i++) bad += g[i] != 0xFF;
-  CG_TEST_CHECK(bad == 0, "%s: %zu guard bytes after the output were overwritten", name, bad);
 }
 
 /* ---- images --------------------------------------------------------------------------- */
@@ -199,20 +154,20 @@ static void test_prep(cg_dtype_t dt, int n, int n_cpu, int h, int w, int cpad, s
     for (int c = 0; c < cpad; c++) ref[p * cpad + c] = c < NC ? x[p * NC + c] : 0.0f;
 
   /* the CPU share as fp32 5-channel samples, the GPU share as RGB8 only */
-  float *d_x = n_cpu ? dnew((size_t)n_cpu * per * sizeof(float)) : NULL;
-  uint8_t *d_rgb = n > n_cpu ? dnew((size_t)(n - n_cpu) * hw * 3) : NULL;
-  hput(d_x, x, (size_t)n_cpu * per * sizeof(float));
-  hput(d_rgb, rgb + (size_t)n_cpu * hw * 3, (size_t)(n - n_cpu) * hw * 3);
-  char *d_buf = dnew((off + nout) * es);
-  dpoison(d_buf, (off + nout) * es + GUARD);
+  float *d_x = n_cpu ? cg_test_dnew((size_t)n_cpu * per * sizeof(float), S) : NULL;
+  uint8_t *d_rgb = n > n_cpu ? cg_test_dnew((size_t)(n - n_cpu) * hw * 3, S) : NULL;
+  cg_test_hput(d_x, x, (size_t)n_cpu * per * sizeof(float), S);
+  cg_test_hput(d_rgb, rgb + (size_t)n_cpu * hw * 3, (size_t)(n - n_cpu) * hw * 3, S);
+  char *d_buf = cg_test_dnew((off + nout) * es, S);
+  cg_test_dpoison(d_buf, (off + nout) * es + CG_TEST_GUARD, S);
   printf("RUN %s ... ", name); /* completed on this line, so a device fault names the case */
   fflush(stdout);
   cg_k_prep_input(dt, d_x, n_cpu, d_rgb, n, h, w, cpad, d_buf + off * es, S);
-  dsync();
+  cg_test_dsync(S);
 
   /* download, convert, compare element by element */
   void *raw = cg_malloc(nout * es + 1, "raw");
-  hget(raw, d_buf + off * es, nout * es);
+  cg_test_hget(raw, d_buf + off * es, nout * es, S);
   region_t inner = {0}, border = {0}, pad = {0};
   for (size_t i = 0; i < nout; i++) {
     const size_t c = i % cpad, p = i / cpad;
@@ -259,12 +214,12 @@ static void test_prep(cg_dtype_t dt, int n, int n_cpu, int h, int w, int cpad, s
     note_failure(name);
   }
   const int before = cg_test_failures;
-  guard_check(name, d_buf, (off + nout) * es);
+  cg_test_guard_check(name, d_buf, (off + nout) * es, S);
   if (cg_test_failures != before) note_failure(name);
 
-  dfree(d_x);
-  dfree(d_rgb);
-  dfree(d_buf);
+  cg_test_dfree(d_x, S);
+  cg_test_dfree(d_rgb, S);
+  cg_test_dfree(d_buf, S);
   free(raw);
   free(rgb);
   free(x);
@@ -300,21 +255,21 @@ static void test_confusion(int n, int64_t hw, double p_pred, double p_mask, int 
     if (wt[i] > 0) cg_confusion_add(&ref, pred + (size_t)i * hw, mask + (size_t)i * hw, (size_t)hw);
   }
   const size_t wb = cg_k_confusion_work_bytes(n, hw);
-  uint8_t *d_pred = np ? dnew(np) : NULL, *d_mask = np ? dnew(np) : NULL;
-  float *d_w = n ? dnew((size_t)n * sizeof(float)) : NULL;
-  void *d_work = wb ? dnew(wb) : NULL; /* poisoned: an unwritten partial shows */
-  unsigned long long *d_counts = dnew(4 * sizeof(unsigned long long));
-  hput(d_pred, pred, np);
-  hput(d_mask, mask, np);
-  hput(d_w, wt, (size_t)n * sizeof(float));
+  uint8_t *d_pred = np ? cg_test_dnew(np, S) : NULL, *d_mask = np ? cg_test_dnew(np, S) : NULL;
+  float *d_w = n ? cg_test_dnew((size_t)n * sizeof(float), S) : NULL;
+  void *d_work = wb ? cg_test_dnew(wb, S) : NULL; /* poisoned: an unwritten partial shows */
+  unsigned long long *d_counts = cg_test_dnew(4 * sizeof(unsigned long long), S);
+  cg_test_hput(d_pred, pred, np, S);
+  cg_test_hput(d_mask, mask, np, S);
+  cg_test_hput(d_w, wt, (size_t)n * sizeof(float), S);
   unsigned long long got[2][4];
   printf("RUN %s ... ", name);
   fflush(stdout);
   for (int rep = 0; rep < 2; rep++) { /* twice: overwritten, not accumulated; deterministic */
-    dpoison(d_counts, 4 * sizeof(unsigned long long));
+    cg_test_dpoison(d_counts, 4 * sizeof(unsigned long long), S);
     cg_k_confusion(d_pred, d_mask, d_w, n, hw, d_counts, d_work, S);
-    dsync();
-    hget(got[rep], d_counts, sizeof got[rep]);
+    cg_test_dsync(S);
+    cg_test_hget(got[rep], d_counts, sizeof got[rep], S);
   }
   const unsigned long long want[4] = {(unsigned long long)ref.tp, (unsigned long long)ref.fp,
                                       (unsigned long long)ref.fn, (unsigned long long)ref.tn};
@@ -331,40 +286,24 @@ static void test_confusion(int n, int64_t hw, double p_pred, double p_mask, int 
            name, got[0][0], got[0][1], got[0][2], got[0][3], got[1][0], got[1][1], got[1][2],
            got[1][3], want[0], want[1], want[2], want[3]);
   }
-  guard_check(name, d_counts, 4 * sizeof(unsigned long long));
-  dfree(d_pred);
-  dfree(d_mask);
-  dfree(d_w);
-  dfree(d_work);
-  dfree(d_counts);
+  cg_test_guard_check(name, d_counts, 4 * sizeof(unsigned long long), S);
+  cg_test_dfree(d_pred, S);
+  cg_test_dfree(d_mask, S);
+  cg_test_dfree(d_w, S);
+  cg_test_dfree(d_work, S);
+  cg_test_dfree(d_counts, S);
   free(pred);
   free(mask);
   free(wt);
 }
 
 int main(void) {
-  setvbuf(stdout, NULL, _IOLBF, 0);
-  int ndev = 0;
-  cudaError_t rc = cudaGetDeviceCount(&ndev);
-  if (rc != cudaSuccess || ndev == 0) {
-    printf("SKIP: no usable CUDA device (%s)\n",
-           rc != cudaSuccess ? cudaGetErrorString(rc) : "0 devices");
-    return CG_TEST_SKIP;
-  }
-  struct cudaDeviceProp prop;
-  CG_CHECK_CUDA(cudaSetDevice(0));
-  CG_CHECK_CUDA(cudaGetDeviceProperties(&prop, 0));
-  CG_CHECK_CUDA(cudaStreamCreateWithFlags(&S, cudaStreamNonBlocking));
-  const char *env = getenv("CG_TEST_SEED");
-  g_seed = env ? strtoull(env, NULL, 10) : (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 20);
-  printf("test_gpu_feat on %s (sm_%d%d), seed %llu (CG_TEST_SEED=%llu repeats this run)\n",
-         prop.name, prop.major, prop.minor, (unsigned long long)g_seed,
-         (unsigned long long)g_seed);
+  if (cg_test_gpu_begin("test_gpu_feat", &S, &g_seed)) return CG_TEST_SKIP;
   const double t0 = cg_now();
 
   printf("RUN prep_input empty batch\n");
   cg_k_prep_input(CG_DT_BF16, NULL, 0, NULL, 0, 16, 16, 8, NULL, S);
-  dsync();
+  cg_test_dsync(S);
   printf("PASS prep_input n=0\n");
 
   /* sizes: the brief's four, then degenerate ones (every pixel a border, h or w below the

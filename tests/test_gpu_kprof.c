@@ -23,8 +23,8 @@
 #include "kprof.h"
 #include "log.h"
 #include "model.h"
-#include "rng.h"
 #include "testutil.h"
+#include "testutil_cuda.h"
 
 enum { N = 3, IN_C = 5, BASE = 8, DEPTH = 3, HW = 32, WARMUP = 4, STEPS = 5 };
 
@@ -190,31 +190,15 @@ static int run_config(const cg_model_t *m, const cg_buckets_t *bk, const float *
 }
 
 int main(void) {
-  char why[256];
-  if (!cg_cuda_usable(why, sizeof why)) {
-    printf("SKIP: no usable CUDA device (%s)\n", why);
-    return CG_TEST_SKIP;
-  }
+  if (cg_test_need_gpu()) return CG_TEST_SKIP;
   cg_model_t m;
-  char err[256];
-  CG_ASSERT(cg_model_build(&m, IN_C, BASE, DEPTH, HW, HW, err, sizeof err) == 0);
   cg_buckets_t bk;
-  cg_buckets_plan(&m, 0, &bk);
-  float *p0 = cg_malloc(sizeof(float) * m.nparams, "params");
-  cg_model_init_params(&m, 7, p0);
-  const size_t px = (size_t)N * HW * HW;
-  float *x = cg_malloc(sizeof(float) * px * IN_C, "x");
-  uint8_t *y = cg_malloc(px, "y");
-  float wt[N];
-  cg_test_fill(x, px * IN_C, -1.0f, 1.0f, 42);
-  cg_rng_t r = cg_rng_make(42, CG_RNG_TEST, 1, 0);
-  for (size_t i = 0; i < px; i++) y[i] = cg_rng_uniform(&r) < 0.4f;
-  for (int i = 0; i < N; i++) wt[i] = 1.0f / N;
-  cg_batch_t batch = {N, HW, HW, IN_C, x, y, wt, N, NULL, NULL, 0};
+  float *p0 = cg_test_unet(&m, &bk, IN_C, BASE, DEPTH, HW, 0, 7);
+  cg_test_data_t d = cg_test_data_make(N, HW, HW, IN_C, 0, 42);
+  cg_batch_t batch = cg_test_data_batch(&d);
   int rc = run_config(&m, &bk, p0, &batch, 1, 1);
   if (rc == 0) rc = run_config(&m, &bk, p0, &batch, 0, 0);
-  free(x);
-  free(y);
+  cg_test_data_free(&d);
   free(p0);
   if (rc == CG_TEST_SKIP) return CG_TEST_SKIP;
   return cg_test_done("test_gpu_kprof");

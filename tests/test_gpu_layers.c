@@ -16,18 +16,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "cpu_layers.h"
 #include "head.h"
 #include "kernels.h"
 #include "log.h"
 #include "testutil.h"
+#include "testutil_cuda.h"
 
-#define GUARD 256 /* bytes after every device buffer that no kernel may touch */
-
-static cudaStream_t S;
+static cudaStream_t S; /* non-blocking: every kernel, fill and copy (testutil_cuda.h) */
 static uint64_t g_seed, g_ctr;
 static const cg_dtype_t DTS[3] = {CG_DT_F32, CG_DT_BF16, CG_DT_F16};
 
@@ -69,51 +66,17 @@ static void round_dt(cg_dtype_t dt, float *x, size_t n) {
   }
 }
 
-/* ---- device buffers ------------------------------------------------------------------- */
-
-/* Every copy and fill goes through the test stream S, so they are ordered with the kernels
- * (cudaMemset/cudaMemcpy on the default stream would not be, S being non-blocking). */
-static void *dnew(size_t bytes) {
-  void *d = NULL;
-  CG_CHECK_CUDA(cudaMalloc(&d, bytes + GUARD));
-  CG_CHECK_CUDA(cudaMemsetAsync(d, 0xFF, bytes + GUARD, S));
-  return d;
-}
-
-static void dfree(void *d) {
-  CG_CHECK_CUDA(cudaStreamSynchronize(S)); /* no kernel may still use it */
-  if (d) CG_CHECK_CUDA(cudaFree(d));
-}
-
-/* Waits for the stream and surfaces asynchronous kernel faults here. */
-static void dsync(void) {
-  CG_CHECK_CUDA(cudaStreamSynchronize(S));
-  CG_CHECK_CUDA(cudaGetLastError());
-}
-
-static void dpoison(void *d, size_t bytes) {
-  CG_CHECK_CUDA(cudaMemsetAsync(d, 0xFF, bytes, S));
-}
-
-static void hput(void *d, const void *h, size_t bytes) {
-  CG_CHECK_CUDA(cudaMemcpyAsync(d, h, bytes, cudaMemcpyHostToDevice, S));
-  dsync(); /* h may be freed or changed right after */
-}
-
-static void hget(void *h, const void *d, size_t bytes) {
-  CG_CHECK_CUDA(cudaMemcpyAsync(h, d, bytes, cudaMemcpyDeviceToHost, S));
-  dsync();
-}
+/* ---- device buffers (guarded: testutil_cuda.h) ------------------------------------------ */
 
 /* A dt buffer holding h (n floats, converted), with `off` leading elements of slack; returns
  * the buffer, *data = its first element. */
 static void *dup_dt(cg_dtype_t dt, const float *h, size_t n, size_t off, void **data) {
   const size_t es = cg_dtype_size(dt);
-  void *d = dnew((n + off) * es);
+  void *d = cg_test_dnew((n + off) * es, S);
   void *tmp = cg_malloc(n * es, "upload");
   to_dt(dt, h, n, tmp);
   *data = (char *)d + off * es;
-  hput(*data, tmp, n * es);
+  cg_test_hput(*data, tmp, n * es, S);
   free(tmp);
   return d;
 }
@@ -124,26 +87,17 @@ static void *up_dt(cg_dtype_t dt, const float *h, size_t n) {
 }
 
 static void *up_bytes(const void *h, size_t bytes) {
-  void *d = dnew(bytes);
-  hput(d, h, bytes);
+  void *d = cg_test_dnew(bytes, S);
+  cg_test_hput(d, h, bytes, S);
   return d;
 }
 
 static void down_dt(cg_dtype_t dt, const void *d, size_t n, float *h) {
   const size_t es = cg_dtype_size(dt);
   void *tmp = cg_malloc(n * es, "download");
-  hget(tmp, d, n * es);
+  cg_test_hget(tmp, d, n * es, S);
   from_dt(dt, tmp, n, h);
   free(tmp);
-}
-
-/* The GUARD bytes after [d, d + bytes) must still be 0xFF. */
-static void guard_check(const char *name, const void *d, size_t bytes) {
-  unsigned char g[GUARD];
-  hget(g, (const char *)d + bytes, GUARD);
-  size_t bad = 0;
-  for (size_t i = 0; i < GUARD; i++) bad += g[i] != 0xFF;
-  CG_TEST_CHECK(bad == 0, "%s: %zu guard bytes after the output were overwritten", name, bad);
 }
 
 /* ---- host helpers --------------------------------------------------------------------- */
@@ -176,6 +130,15 @@ static void check_exact(const char *name, const float *got, const float *ref, si
   cg_test_close(name, got, ref, n, 0.0, 0.0);
 }
 
+/* Downloads the n dt elements at d into got: they must equal ref bitwise, and the guard after
+ * them must be intact. */
+static void check_exact_dev(const char *name, cg_dtype_t dt, const void *d, size_t n,
+                            const float *ref, float *got) {
+  down_dt(dt, d, n, got);
+  check_exact(name, got, ref, n);
+  cg_test_guard_check(name, d, n * cg_dtype_size(dt), S);
+}
+
 /* ---- bias + activation ------------------------------------------------------------------ */
 
 static void test_bias_act_fwd(cg_dtype_t dt, int64_t npix, int c, int relu, int with_bias,
@@ -198,9 +161,9 @@ static void test_bias_act_fwd(cg_dtype_t dt, int64_t npix, int c, int relu, int 
   cg_k_bias_act_fwd(dt, data, npix, c, with_bias ? d_b : NULL, relu, S);
   down_dt(dt, data, n, got);
   check_elem(name, got, ref, n, dt_tol(dt));
-  guard_check(name, d_y, (n + off) * es);
-  dfree(d_y);
-  dfree(d_b);
+  cg_test_guard_check(name, d_y, (n + off) * es, S);
+  cg_test_dfree(d_y, S);
+  cg_test_dfree(d_b, S);
   free(y);
   free(b);
   free(ref);
@@ -232,32 +195,32 @@ static void test_bias_act_bwd(cg_dtype_t dt, int64_t npix, int c, int relu, int 
   }
   void *d_dy = up_dt(dt, dy, n), *d_y = up_dt(dt, y, n);
   const size_t wb = cg_k_bias_act_bwd_work_bytes(npix, c);
-  float *d_db = dnew(c * sizeof(float));
-  void *d_work = dnew(wb); /* poisoned: a read of an unwritten partial gives NaN */
+  float *d_db = cg_test_dnew(c * sizeof(float), S);
+  void *d_work = cg_test_dnew(wb, S); /* poisoned: a read of an unwritten partial gives NaN */
   cg_k_bias_act_bwd(dt, d_dy, d_y, npix, c, relu, with_dbias ? d_db : NULL, d_work, S);
   down_dt(dt, d_dy, n, got);
   snprintf(name, sizeof name, "bias_act_bwd dy %s npix=%lld c=%d relu=%d dbias=%d", dt_name(dt),
            (long long)npix, c, relu, with_dbias);
   check_exact(name, got, ref, n); /* masking is exact */
-  guard_check(name, d_dy, n * es);
+  cg_test_guard_check(name, d_dy, n * es, S);
   if (with_dbias) {
     snprintf(name, sizeof name, "bias_act_bwd dbias %s npix=%lld c=%d relu=%d", dt_name(dt),
              (long long)npix, c, relu);
-    hget(dbg, d_db, c * sizeof(float));
+    cg_test_hget(dbg, d_db, c * sizeof(float), S);
     /* float summation error scales with sum |dy|, not with the (cancelling) sum itself */
     cg_test_close(name, dbg, dbr, c, 1e-6 * amax, 1e-4);
-    guard_check(name, d_db, c * sizeof(float));
-    guard_check("bias_act_bwd work", d_work, wb);
+    cg_test_guard_check(name, d_db, c * sizeof(float), S);
+    cg_test_guard_check("bias_act_bwd work", d_work, wb, S);
     /* again on the (idempotently) masked dy: bitwise the same sums */
-    dpoison(d_db, c * sizeof(float));
+    cg_test_dpoison(d_db, c * sizeof(float), S);
     cg_k_bias_act_bwd(dt, d_dy, d_y, npix, c, relu, d_db, d_work, S);
-    hget(dbg2, d_db, c * sizeof(float));
+    cg_test_hget(dbg2, d_db, c * sizeof(float), S);
     CG_TEST_CHECK(memcmp(dbg, dbg2, c * sizeof(float)) == 0, "%s: not deterministic", name);
   }
-  dfree(d_dy);
-  dfree(d_y);
-  dfree(d_db);
-  dfree(d_work);
+  cg_test_dfree(d_dy, S);
+  cg_test_dfree(d_y, S);
+  cg_test_dfree(d_db, S);
+  cg_test_dfree(d_work, S);
   free(dy);
   free(y);
   free(ref);
@@ -289,13 +252,11 @@ static void test_maxpool(cg_dtype_t dt, int n, int h, int w, int c, int ties) {
   cg_view_t xv = {x, n, h, w, c, c}, yv = {yr, n, h / 2, w / 2, c, c};
   cg_cpu_maxpool_fwd(&xv, &yv);
 
-  void *d_x = up_dt(dt, x, nx), *d_y = dnew(ny * es);
+  void *d_x = up_dt(dt, x, nx), *d_y = cg_test_dnew(ny * es, S);
   snprintf(name, sizeof name, "maxpool_fwd %s n=%d h=%d w=%d c=%d ties=%d", dt_name(dt), n, h, w,
            c, ties);
   cg_k_maxpool_fwd(dt, d_x, n, h, w, c, d_y, S);
-  down_dt(dt, d_y, ny, yg);
-  check_exact(name, yg, yr, ny);
-  guard_check(name, d_y, ny * es);
+  check_exact_dev(name, dt, d_y, ny, yr, yg);
 
   fill(dy, ny, -1, 1);
   round_dt(dt, dy, ny);
@@ -310,7 +271,7 @@ static void test_maxpool(cg_dtype_t dt, int n, int h, int w, int c, int ties) {
     memcpy(dxr, dx0, nx * sizeof(float));
     cg_view_t dyv = {dy, n, h / 2, w / 2, c, c}, dxv = {dxr, n, h, w, c, c};
     cg_cpu_maxpool_bwd(&xv, &yv, &dyv, &dxv, accum);
-    void *d_dx = accum ? up_dt(dt, dx0, nx) : dnew(nx * es); /* else poisoned */
+    void *d_dx = accum ? up_dt(dt, dx0, nx) : cg_test_dnew(nx * es, S); /* else poisoned */
     snprintf(name, sizeof name, "maxpool_bwd %s n=%d h=%d w=%d c=%d ties=%d accum=%d",
              dt_name(dt), n, h, w, c, ties, accum);
     cg_k_maxpool_bwd(dt, d_x, d_y, d_dy, n, h, w, c, d_dx, accum, S);
@@ -319,12 +280,12 @@ static void test_maxpool(cg_dtype_t dt, int n, int h, int w, int c, int ties) {
       check_elem(name, dxg, dxr, nx, dt_tol(dt)); /* one rounding of dx + dy */
     else
       check_exact(name, dxg, dxr, nx); /* the tie rule must route exactly as the CPU */
-    guard_check(name, d_dx, nx * es);
-    dfree(d_dx);
+    cg_test_guard_check(name, d_dx, nx * es, S);
+    cg_test_dfree(d_dx, S);
   }
-  dfree(d_x);
-  dfree(d_y);
-  dfree(d_dy);
+  cg_test_dfree(d_x, S);
+  cg_test_dfree(d_y, S);
+  cg_test_dfree(d_dy, S);
   free(x);
   free(yr);
   free(yg);
@@ -351,21 +312,19 @@ static void test_concat(cg_dtype_t dt, int64_t npix, int ca, int cb) {
     for (int k = 0; k < ca; k++) ref[p * cc + k] = a[p * ca + k];
     for (int k = 0; k < cb; k++) ref[p * cc + ca + k] = b[p * cb + k];
   }
-  void *d_a = up_dt(dt, a, na), *d_b = up_dt(dt, b, nb), *d_c = dnew(nc * es);
+  void *d_a = up_dt(dt, a, na), *d_b = up_dt(dt, b, nb), *d_c = cg_test_dnew(nc * es, S);
   snprintf(name, sizeof name, "concat_fwd %s npix=%lld ca=%d cb=%d", dt_name(dt),
            (long long)npix, ca, cb);
   cg_k_concat_fwd(dt, d_a, ca, d_b, cb, npix, d_c, S);
-  down_dt(dt, d_c, nc, got);
-  check_exact(name, got, ref, nc);
-  guard_check(name, d_c, nc * es);
+  check_exact_dev(name, dt, d_c, nc, ref, got);
 
   /* backward: split a fresh dcat (ref holds it) into poisoned da, db */
   fill(ref, nc, -3, 3);
   round_dt(dt, ref, nc);
-  dfree(d_c);
+  cg_test_dfree(d_c, S);
   d_c = up_dt(dt, ref, nc);
-  dpoison(d_a, na * es + GUARD);
-  dpoison(d_b, nb * es + GUARD);
+  cg_test_dpoison(d_a, na * es + CG_TEST_GUARD, S);
+  cg_test_dpoison(d_b, nb * es + CG_TEST_GUARD, S);
   for (int64_t p = 0; p < npix; p++) {
     for (int k = 0; k < ca; k++) a[p * ca + k] = ref[p * cc + k];
     for (int k = 0; k < cb; k++) b[p * cb + k] = ref[p * cc + ca + k];
@@ -376,14 +335,14 @@ static void test_concat(cg_dtype_t dt, int64_t npix, int ca, int cb) {
   snprintf(name, sizeof name, "concat_bwd da %s npix=%lld ca=%d cb=%d", dt_name(dt),
            (long long)npix, ca, cb);
   check_exact(name, ga, a, na);
-  guard_check(name, d_a, na * es);
+  cg_test_guard_check(name, d_a, na * es, S);
   snprintf(name, sizeof name, "concat_bwd db %s npix=%lld ca=%d cb=%d", dt_name(dt),
            (long long)npix, ca, cb);
   check_exact(name, gb, b, nb);
-  guard_check(name, d_b, nb * es);
-  dfree(d_a);
-  dfree(d_b);
-  dfree(d_c);
+  cg_test_guard_check(name, d_b, nb * es, S);
+  cg_test_dfree(d_a, S);
+  cg_test_dfree(d_b, S);
+  cg_test_dfree(d_c, S);
   free(a);
   free(b);
   free(ref);
@@ -404,28 +363,26 @@ static void test_casts(cg_dtype_t dt, size_t n) {
   memcpy(ref, src, n * sizeof(float));
   round_dt(dt, ref, n);
   float *d_src = up_bytes(src, n * sizeof(float));
-  void *d_dst = dnew(n * es);
+  void *d_dst = cg_test_dnew(n * es, S);
   snprintf(name, sizeof name, "cast_from_f32 %s n=%zu", dt_name(dt), n);
   cg_k_cast_from_f32(dt, d_src, (int64_t)n, d_dst, S);
-  down_dt(dt, d_dst, n, got);
-  check_exact(name, got, ref, n); /* round to nearest even, both sides */
-  guard_check(name, d_dst, n * es);
+  check_exact_dev(name, dt, d_dst, n, ref, got); /* round to nearest even, both sides */
 
   const float muls[3] = {1.0f, 0.125f, 1.0f / 3.0f};
-  float *d_out = dnew(n * sizeof(float));
+  float *d_out = cg_test_dnew(n * sizeof(float), S);
   for (int t = 0; t < 3; t++) {
     /* ref (already dt values, and in d_dst) times mul: one float multiply both sides */
     for (size_t i = 0; i < n; i++) e[i] = ref[i] * muls[t];
-    dpoison(d_out, n * sizeof(float));
+    cg_test_dpoison(d_out, n * sizeof(float), S);
     snprintf(name, sizeof name, "cast_to_f32 %s n=%zu mul=%g", dt_name(dt), n, muls[t]);
     cg_k_cast_to_f32(dt, d_dst, (int64_t)n, muls[t], d_out, S);
-    hget(got, d_out, n * sizeof(float));
+    cg_test_hget(got, d_out, n * sizeof(float), S);
     check_exact(name, got, e, n);
-    guard_check(name, d_out, n * sizeof(float));
+    cg_test_guard_check(name, d_out, n * sizeof(float), S);
   }
-  dfree(d_src);
-  dfree(d_dst);
-  dfree(d_out);
+  cg_test_dfree(d_src, S);
+  cg_test_dfree(d_dst, S);
+  cg_test_dfree(d_out, S);
   free(src);
   free(ref);
   free(got);
@@ -443,21 +400,17 @@ static void test_pad(cg_dtype_t dt, int k, int rs, int c, int cpad) {
     for (int j = 0; j < cpad; j++) ref[r * cpad + j] = j < c ? src[r * c + j] : 0.0f;
   round_dt(dt, ref, nd);
   float *d_src = up_bytes(src, ns * sizeof(float));
-  void *d_dst = dnew(nd * es);
+  void *d_dst = cg_test_dnew(nd * es, S);
   snprintf(name, sizeof name, "pad_channels_from_f32 %s npix=%lld c=%d cpad=%d", dt_name(dt),
            (long long)rows, c, cpad);
   cg_k_pad_channels_from_f32(dt, d_src, rows, c, cpad, d_dst, S);
-  down_dt(dt, d_dst, nd, got);
-  check_exact(name, got, ref, nd);
-  guard_check(name, d_dst, nd * es);
+  check_exact_dev(name, dt, d_dst, nd, ref, got);
 
-  dpoison(d_dst, nd * es + GUARD);
+  cg_test_dpoison(d_dst, nd * es + CG_TEST_GUARD, S);
   snprintf(name, sizeof name, "pack_weight_cpad %s k=%d rs=%d c=%d cpad=%d", dt_name(dt), k, rs,
            c, cpad);
   cg_k_pack_weight_cpad(dt, d_src, k, rs, c, cpad, d_dst, S);
-  down_dt(dt, d_dst, nd, got);
-  check_exact(name, got, ref, nd);
-  guard_check(name, d_dst, nd * es);
+  check_exact_dev(name, dt, d_dst, nd, ref, got);
 
   /* unpack: [k][rs][cpad] dt -> [k][rs][c] fp32 */
   fill(g, nd, -2, 2);
@@ -465,17 +418,17 @@ static void test_pad(cg_dtype_t dt, int k, int rs, int c, int cpad) {
   for (int64_t r = 0; r < rows; r++)
     for (int j = 0; j < c; j++) gref[r * c + j] = g[r * cpad + j];
   void *d_g = up_dt(dt, g, nd);
-  float *d_out = dnew(ns * sizeof(float));
+  float *d_out = cg_test_dnew(ns * sizeof(float), S);
   snprintf(name, sizeof name, "unpack_grad_cpad %s k=%d rs=%d c=%d cpad=%d", dt_name(dt), k, rs,
            c, cpad);
   cg_k_unpack_grad_cpad(dt, d_g, k, rs, c, cpad, d_out, S);
-  hget(got, d_out, ns * sizeof(float));
+  cg_test_hget(got, d_out, ns * sizeof(float), S);
   check_exact(name, got, gref, ns);
-  guard_check(name, d_out, ns * sizeof(float));
-  dfree(d_src);
-  dfree(d_dst);
-  dfree(d_g);
-  dfree(d_out);
+  cg_test_guard_check(name, d_out, ns * sizeof(float), S);
+  cg_test_dfree(d_src, S);
+  cg_test_dfree(d_dst, S);
+  cg_test_dfree(d_g, S);
+  cg_test_dfree(d_out, S);
   free(src);
   free(ref);
   free(got);
@@ -522,14 +475,14 @@ static sbuf_t sbuf_new(cg_dtype_t dt, const float *full, int64_t npix, int c, la
   if (poison_view)
     for (int64_t p = 0; p < npix; p++)
       memset(b.raw + ((size_t)p * l.ld + l.off) * es, 0xFF, c * es);
-  b.d = dnew(n * es);
+  b.d = cg_test_dnew(n * es, S);
   b.view = (char *)b.d + l.off * es;
-  hput(b.d, b.raw, n * es);
+  cg_test_hput(b.d, b.raw, n * es, S);
   return b;
 }
 
 static void sbuf_reset(cg_dtype_t dt, const sbuf_t *b) {
-  hput(b->d, b->raw, (size_t)b->npix * b->l.ld * cg_dtype_size(dt));
+  cg_test_hput(b->d, b->raw, (size_t)b->npix * b->l.ld * cg_dtype_size(dt), S);
 }
 
 /* The view into out (npix x c floats); fails if a byte outside the view or past the end
@@ -537,7 +490,7 @@ static void sbuf_reset(cg_dtype_t dt, const sbuf_t *b) {
 static void sbuf_get(const char *name, cg_dtype_t dt, const sbuf_t *b, float *out) {
   const size_t es = cg_dtype_size(dt), n = (size_t)b->npix * b->l.ld;
   unsigned char *now = cg_malloc(n * es + 1, "download");
-  hget(now, b->d, n * es);
+  cg_test_hget(now, b->d, n * es, S);
   size_t bad = 0;
   for (int64_t p = 0; p < b->npix; p++) {
     const size_t row = (size_t)p * b->l.ld * es, v0 = b->l.off * es, v1 = v0 + b->c * es;
@@ -547,12 +500,12 @@ static void sbuf_get(const char *name, cg_dtype_t dt, const sbuf_t *b, float *ou
   }
   CG_TEST_CHECK(bad == 0, "%s: %zu bytes outside the view (ld %d, off %d) changed", name, bad,
                 b->l.ld, b->l.off);
-  guard_check(name, b->d, n * es);
+  cg_test_guard_check(name, b->d, n * es, S);
   free(now);
 }
 
 static void sbuf_free(sbuf_t *b) {
-  dfree(b->d);
+  cg_test_dfree(b->d, S);
   free(b->raw);
 }
 
@@ -609,7 +562,7 @@ static void test_bias_act_fwd_ld(cg_dtype_t dt, int64_t npix, int c, lay_t l, in
   sbuf_get(name, dt, &sb, got);
   check_elem(name, got, ref, n, dt_tol(dt));
   sbuf_free(&sb);
-  dfree(d_b);
+  cg_test_dfree(d_b, S);
   free(full);
   free(y);
   free(ref);
@@ -639,8 +592,8 @@ static void test_bias_act_bwd_ld(cg_dtype_t dt, int64_t npix, int c, lay_t dl, l
 
   sbuf_t sdy = sbuf_new(dt, dyf, npix, c, dl, 0), sy = sbuf_new(dt, yf, npix, c, yl, 0);
   const size_t wb = cg_k_bias_act_bwd_work_bytes(npix, c);
-  float *d_db = dnew(c * sizeof(float));
-  void *d_work = dnew(wb);
+  float *d_db = cg_test_dnew(c * sizeof(float), S);
+  void *d_work = cg_test_dnew(wb, S);
   cg_k_bias_act_bwd_ld(dt, sdy.view, dl.ld, sy.view, yl.ld, npix, c, relu,
                        with_dbias ? d_db : NULL, d_work, S);
   snprintf(name, sizeof name, "bias_act_bwd_ld dy %s", tag);
@@ -651,28 +604,28 @@ static void test_bias_act_bwd_ld(cg_dtype_t dt, int64_t npix, int c, lay_t dl, l
   check_exact(name, got2, y, n);
   if (with_dbias) {
     snprintf(name, sizeof name, "bias_act_bwd_ld dbias %s", tag);
-    hget(dbg, d_db, c * sizeof(float));
+    cg_test_hget(dbg, d_db, c * sizeof(float), S);
     cg_test_close(name, dbg, dbr, c, 1e-6 * amax, 1e-4);
-    guard_check(name, d_db, c * sizeof(float));
-    guard_check(name, d_work, wb);
+    cg_test_guard_check(name, d_db, c * sizeof(float), S);
+    cg_test_guard_check(name, d_work, wb, S);
     if (same_path(dt, c, dl) && (!relu || same_path(dt, c, yl))) {
       /* the dense call on the same values: the same bits */
       void *d_dy = up_dt(dt, dy, n), *d_y = up_dt(dt, y, n);
-      dpoison(d_db, c * sizeof(float));
+      cg_test_dpoison(d_db, c * sizeof(float), S);
       cg_k_bias_act_bwd(dt, d_dy, d_y, npix, c, relu, d_db, d_work, S);
-      hget(dbd, d_db, c * sizeof(float));
+      cg_test_hget(dbd, d_db, c * sizeof(float), S);
       down_dt(dt, d_dy, n, got2);
       CG_TEST_CHECK(memcmp(dbg, dbd, c * sizeof(float)) == 0 &&
                         memcmp(got, got2, n * sizeof(float)) == 0,
                     "%s: the dense call's result differs", name);
-      dfree(d_dy);
-      dfree(d_y);
+      cg_test_dfree(d_dy, S);
+      cg_test_dfree(d_y, S);
     }
   }
   sbuf_free(&sdy);
   sbuf_free(&sy);
-  dfree(d_db);
-  dfree(d_work);
+  cg_test_dfree(d_db, S);
+  cg_test_dfree(d_work, S);
   free(dyf);
   free(yf);
   free(dy);
@@ -713,15 +666,13 @@ static void test_maxpool_fwd_ld(cg_dtype_t dt, int n, int h, int w, int c, lay_t
   cg_view_t xv = {xf + l.off, n, h, w, c, l.ld}, yv = {yr, n, h / 2, w / 2, c, c};
   cg_cpu_maxpool_fwd(&xv, &yv);
   sbuf_t sx = sbuf_new(dt, xf, npix, c, l, 0);
-  void *d_y = dnew(ny * es);
+  void *d_y = cg_test_dnew(ny * es, S);
   cg_k_maxpool_fwd_ld(dt, sx.view, l.ld, n, h, w, c, d_y, S);
-  down_dt(dt, d_y, ny, yg);
-  check_exact(name, yg, yr, ny);
-  guard_check(name, d_y, ny * es);
+  check_exact_dev(name, dt, d_y, ny, yr, yg);
   sbuf_get(name, dt, &sx, xg);
   CG_TEST_CHECK(memcmp(xg, x, nx * sizeof(float)) == 0, "%s: x changed", name);
   sbuf_free(&sx);
-  dfree(d_y);
+  cg_test_dfree(d_y, S);
   free(xf);
   free(x);
   free(xg);
@@ -765,18 +716,18 @@ static void test_maxpool_bwd_ld(cg_dtype_t dt, int n, int h, int w, int c, lay_t
   sbuf_t sx = sbuf_new(dt, xf, npix, c, xl, 0), sdx = sbuf_new(dt, dxf, npix, c, dl, !accum);
   void *d_dy = up_dt(dt, dy, ny);
   const size_t wb = cg_k_maxpool_bwd_work_bytes(n, h, w, c);
-  float *d_db = dnew(c * sizeof(float));
-  void *d_work = dnew(wb);
+  float *d_db = cg_test_dnew(c * sizeof(float), S);
+  void *d_work = cg_test_dnew(wb, S);
   for (int run = 0; run < 2; run++) {
     if (run) {
       sbuf_reset(dt, &sdx);
-      dpoison(d_db, c * sizeof(float));
+      cg_test_dpoison(d_db, c * sizeof(float), S);
     }
     cg_k_maxpool_bwd_ld(dt, sx.view, xl.ld, d_dy, n, h, w, c, sdx.view, dl.ld, accum, relu,
                         with_dbias ? d_db : NULL, d_work, S);
     snprintf(name, sizeof name, "maxpool_bwd_ld dx %s", tag);
     sbuf_get(name, dt, &sdx, run ? got2 : got);
-    if (with_dbias) hget(run ? dbg2 : dbg, d_db, c * sizeof(float));
+    if (with_dbias) cg_test_hget(run ? dbg2 : dbg, d_db, c * sizeof(float), S);
   }
   if (accum)
     check_elem(name, got, dxr, nx, dt_tol(dt));
@@ -786,15 +737,15 @@ static void test_maxpool_bwd_ld(cg_dtype_t dt, int n, int h, int w, int c, lay_t
   if (with_dbias) {
     snprintf(name, sizeof name, "maxpool_bwd_ld dbias %s", tag);
     cg_test_close(name, dbg, dbr, c, 1e-6 * amax, 1e-4);
-    guard_check(name, d_db, c * sizeof(float));
-    guard_check(name, d_work, wb);
+    cg_test_guard_check(name, d_db, c * sizeof(float), S);
+    cg_test_guard_check(name, d_work, wb, S);
     CG_TEST_CHECK(memcmp(dbg, dbg2, c * sizeof(float)) == 0, "%s: not deterministic", name);
   }
   sbuf_free(&sx);
   sbuf_free(&sdx);
-  dfree(d_dy);
-  dfree(d_db);
-  dfree(d_work);
+  cg_test_dfree(d_dy, S);
+  cg_test_dfree(d_db, S);
+  cg_test_dfree(d_work, S);
   free(xf);
   free(dxf);
   free(x);
@@ -837,42 +788,42 @@ static void test_head_fused(cg_dtype_t dt, int64_t npix, int c, int relu_x, int 
   const double ab = col_sums(dl, npix, 1, &dbr);
 
   void *d_x = up_dt(dt, x, n), *d_w = up_dt(dt, wt, c), *d_dl = up_dt(dt, dl, npix);
-  void *d_dx = dnew(n * es);
-  float *d_dw = dnew(c * sizeof(float)), *d_db = dnew(sizeof(float));
-  float *d_dbx = dnew(c * sizeof(float));
+  void *d_dx = cg_test_dnew(n * es, S);
+  float *d_dw = cg_test_dnew(c * sizeof(float), S), *d_db = cg_test_dnew(sizeof(float), S);
+  float *d_dbx = cg_test_dnew(c * sizeof(float), S);
   const size_t wb = cg_head_bwd_fused_work_bytes(npix, c);
-  void *d_work = dnew(wb);
+  void *d_work = cg_test_dnew(wb, S);
   for (int run = 0; run < 2; run++) {
     if (run) {
-      dpoison(d_dx, n * es);
-      dpoison(d_dw, c * sizeof(float));
-      dpoison(d_db, sizeof(float));
-      dpoison(d_dbx, c * sizeof(float));
+      cg_test_dpoison(d_dx, n * es, S);
+      cg_test_dpoison(d_dw, c * sizeof(float), S);
+      cg_test_dpoison(d_db, sizeof(float), S);
+      cg_test_dpoison(d_dbx, c * sizeof(float), S);
     }
     cg_head_bwd_fused(dt, d_x, d_w, d_dl, npix, c, d_dx, relu_x, with_dbias ? d_dbx : NULL,
                       d_dw, d_db, d_work, S);
     down_dt(dt, d_dx, n, run ? dx2 : dxg);
-    hget(run ? dw2 : dwg, d_dw, c * sizeof(float));
-    hget(run ? &db2 : &dbg, d_db, sizeof(float));
-    if (with_dbias) hget(run ? dbx2 : dbxg, d_dbx, c * sizeof(float));
+    cg_test_hget(run ? dw2 : dwg, d_dw, c * sizeof(float), S);
+    cg_test_hget(run ? &db2 : &dbg, d_db, sizeof(float), S);
+    if (with_dbias) cg_test_hget(run ? dbx2 : dbxg, d_dbx, c * sizeof(float), S);
   }
   snprintf(name, sizeof name, "head_bwd_fused dx %s", tag);
   check_elem(name, dxg, dxr, n, dt_tol(dt)); /* one rounding of dlogit * w, or exactly 0 */
-  guard_check(name, d_dx, n * es);
+  cg_test_guard_check(name, d_dx, n * es, S);
   snprintf(name, sizeof name, "head_bwd_fused dw %s", tag);
   cg_test_close(name, dwg, dwr, c, 1e-6 * aw, 1e-4);
-  guard_check(name, d_dw, c * sizeof(float));
+  cg_test_guard_check(name, d_dw, c * sizeof(float), S);
   snprintf(name, sizeof name, "head_bwd_fused db %s", tag);
   cg_test_close(name, &dbg, &dbr, 1, 1e-6 * ab, 1e-4);
-  guard_check(name, d_db, sizeof(float));
-  guard_check("head_bwd_fused work", d_work, wb);
+  cg_test_guard_check(name, d_db, sizeof(float), S);
+  cg_test_guard_check("head_bwd_fused work", d_work, wb, S);
   if (with_dbias) {
     snprintf(name, sizeof name, "head_bwd_fused dbias_x %s", tag);
     cg_test_close(name, dbxg, dbxr, c, 1e-6 * abx, 1e-4);
-    guard_check(name, d_dbx, c * sizeof(float));
+    cg_test_guard_check(name, d_dbx, c * sizeof(float), S);
   } else {
     unsigned char raw[4];
-    hget(raw, d_dbx, 4);
+    cg_test_hget(raw, d_dbx, 4, S);
     CG_TEST_CHECK(raw[0] == 0xFF && raw[3] == 0xFF, "head_bwd_fused %s: dbias_x NULL but written",
                   tag);
   }
@@ -880,14 +831,14 @@ static void test_head_fused(cg_dtype_t dt, int64_t npix, int c, int relu_x, int 
                     memcmp(dwg, dw2, c * sizeof(float)) == 0 && memcmp(&dbg, &db2, 4) == 0 &&
                     (!with_dbias || memcmp(dbxg, dbx2, c * sizeof(float)) == 0),
                 "head_bwd_fused %s: not deterministic", tag);
-  dfree(d_x);
-  dfree(d_w);
-  dfree(d_dl);
-  dfree(d_dx);
-  dfree(d_dw);
-  dfree(d_db);
-  dfree(d_dbx);
-  dfree(d_work);
+  cg_test_dfree(d_x, S);
+  cg_test_dfree(d_w, S);
+  cg_test_dfree(d_dl, S);
+  cg_test_dfree(d_dx, S);
+  cg_test_dfree(d_dw, S);
+  cg_test_dfree(d_db, S);
+  cg_test_dfree(d_dbx, S);
+  cg_test_dfree(d_work, S);
   free(x);
   free(wt);
   free(dl);
@@ -925,7 +876,7 @@ static void test_cast_segs(cg_dtype_t dt, const int64_t (*seg)[3], int nseg, int
   memset(ref, 0xFF, nd * sizeof(uint32_t));
   for (int k = 0; k < nseg; k++) memcpy(ref + seg[k][1], src + seg[k][0], seg[k][2] * 4);
   void *d_src = up_dt(dt, src, ns);
-  float *d_dst = dnew(nd * sizeof(float));
+  float *d_dst = cg_test_dnew(nd * sizeof(float), S);
   cg_k_segs_t t;
   memset(&t, 0, sizeof t);
   t.nseg = nseg;
@@ -943,22 +894,22 @@ static void test_cast_segs(cg_dtype_t dt, const int64_t (*seg)[3], int nseg, int
     CG_CHECK_CUDA(cudaGraphInstantiate(&ge, g, 0));
     memset(&t, 0xAB, sizeof t); /* a replay that read the host table would now fault */
     CG_CHECK_CUDA(cudaGraphLaunch(ge, S));
-    dsync();
+    cg_test_dsync(S);
     CG_CHECK_CUDA(cudaGraphExecDestroy(ge));
     CG_CHECK_CUDA(cudaGraphDestroy(g));
   } else {
     cg_k_cast_segs_to_f32(dt, &t, S);
   }
-  hget(got, d_dst, nd * sizeof(float));
+  cg_test_hget(got, d_dst, nd * sizeof(float), S);
   size_t bad = 0, first = 0;
   for (size_t i = 0; i < nd; i++)
     if (got[i] != ref[i] && bad++ == 0) first = i;
   CG_TEST_CHECK(bad == 0, "%s: %zu of %zu floats differ; first [%zu] got 0x%08x want 0x%08x",
                 name, bad, nd, first, got[first], ref[first]);
-  guard_check(name, d_dst, nd * sizeof(float));
+  cg_test_guard_check(name, d_dst, nd * sizeof(float), S);
   if (bad == 0) printf("PASS %s (%zu floats, bitwise)\n", name, nd);
-  dfree(d_src);
-  dfree(d_dst);
+  cg_test_dfree(d_src, S);
+  cg_test_dfree(d_dst, S);
   free(src);
   free(ref);
   free(got);
@@ -1015,50 +966,50 @@ static void test_loss(cg_dtype_t dt, int n, int64_t hw, float scale, int with_dl
   float *d_w = up_bytes(w, n * sizeof(float));
   cg_scaler_t sc = {scale, 1, 0, 0, 0, 0};
   cg_scaler_t *d_sc = scale > 0 ? up_bytes(&sc, sizeof sc) : NULL;
-  void *d_dz = dnew(np * es);
-  double *d_loss = dnew(sizeof(double));
-  uint8_t *d_pred = dnew(np);
+  void *d_dz = cg_test_dnew(np * es, S);
+  double *d_loss = cg_test_dnew(sizeof(double), S);
+  uint8_t *d_pred = cg_test_dnew(np, S);
   const size_t wb = cg_k_loss_work_bytes(n, hw);
-  void *d_work = dnew(wb);
+  void *d_work = cg_test_dnew(wb, S);
   double lgot = 0, lgot2 = 0;
   cg_k_loss(dt, d_z, d_mask, d_w, n, hw, d_sc, with_dlogits ? d_dz : NULL, d_loss,
             with_pred ? d_pred : NULL, d_work, S);
-  hget(&lgot, d_loss, sizeof(double));
+  cg_test_hget(&lgot, d_loss, sizeof(double), S);
   snprintf(name, sizeof name, "loss value %s", tag);
   cg_test_close_d(name, &lgot, &lref, 1, 1e-12, 1e-6);
-  guard_check(name, d_loss, sizeof(double));
-  guard_check("loss work", d_work, wb);
+  cg_test_guard_check(name, d_loss, sizeof(double), S);
+  cg_test_guard_check("loss work", d_work, wb, S);
   if (with_dlogits) {
     down_dt(dt, d_dz, np, got);
     snprintf(name, sizeof name, "loss dlogits %s", tag);
     check_rel(name, got, gref, np, dt_tol(dt));
-    guard_check(name, d_dz, np * es);
+    cg_test_guard_check(name, d_dz, np * es, S);
     int nonzero = 0;
     for (int64_t p = 0; p < hw; p++) nonzero += got[(size_t)1 * hw + p] != 0.0f;
     CG_TEST_CHECK(nonzero == 0, "%s: %d gradients of the weight-0 sample are not 0", name,
                   nonzero);
   }
   if (with_pred) {
-    hget(pred, d_pred, np);
+    cg_test_hget(pred, d_pred, np, S);
     for (size_t j = 0; j < np; j++) pg[j] = (float)pred[j]; /* 0xFF poison -> 255 fails */
     snprintf(name, sizeof name, "loss pred %s", tag);
     check_exact(name, pg, pr, np);
-    guard_check(name, d_pred, np);
+    cg_test_guard_check(name, d_pred, np, S);
   }
   /* a second run gives bitwise the same loss */
-  dpoison(d_loss, sizeof(double));
+  cg_test_dpoison(d_loss, sizeof(double), S);
   cg_k_loss(dt, d_z, d_mask, d_w, n, hw, d_sc, NULL, d_loss, NULL, d_work, S);
-  hget(&lgot2, d_loss, sizeof(double));
+  cg_test_hget(&lgot2, d_loss, sizeof(double), S);
   CG_TEST_CHECK(memcmp(&lgot, &lgot2, sizeof(double)) == 0, "loss %s: not deterministic (%.17g vs %.17g)",
                 tag, lgot, lgot2);
-  dfree(d_z);
-  dfree(d_mask);
-  dfree(d_w);
-  dfree(d_sc);
-  dfree(d_dz);
-  dfree(d_loss);
-  dfree(d_pred);
-  dfree(d_work);
+  cg_test_dfree(d_z, S);
+  cg_test_dfree(d_mask, S);
+  cg_test_dfree(d_w, S);
+  cg_test_dfree(d_sc, S);
+  cg_test_dfree(d_dz, S);
+  cg_test_dfree(d_loss, S);
+  cg_test_dfree(d_pred, S);
+  cg_test_dfree(d_work, S);
   free(z);
   free(u);
   free(gref);
@@ -1074,14 +1025,14 @@ static void test_loss(cg_dtype_t dt, int n, int64_t hw, float scale, int with_dl
 
 static cg_scaler_t scaler_get(const cg_scaler_t *d) {
   cg_scaler_t s;
-  hget(&s, d, sizeof s);
+  cg_test_hget(&s, d, sizeof s, S);
   return s;
 }
 
 static void scaler_put(cg_scaler_t *d, float scale, int enabled, int found_inf, int good,
                        long long skipped, long long steps) {
   cg_scaler_t s = {scale, enabled, found_inf, good, skipped, steps};
-  hput(d, &s, sizeof s);
+  cg_test_hput(d, &s, sizeof s, S);
 }
 
 static void test_check_finite(void) {
@@ -1090,7 +1041,7 @@ static void test_check_finite(void) {
   float *g = hnew(n);
   fill(g, n, -1e4f, 1e4f);
   float *d_g = up_bytes(g, n * sizeof(float));
-  cg_scaler_t *d_sc = dnew(sizeof(cg_scaler_t));
+  cg_scaler_t *d_sc = cg_test_dnew(sizeof(cg_scaler_t), S);
   const struct {
     size_t at;
     float val;
@@ -1103,7 +1054,7 @@ static void test_check_finite(void) {
       {n / 2 + 7, -INFINITY, 0, 1},
   };
   for (size_t t = 0; t < sizeof cases / sizeof cases[0]; t++) {
-    if (cases[t].at < n) hput(d_g + cases[t].at, &cases[t].val, sizeof(float));
+    if (cases[t].at < n) cg_test_hput(d_g + cases[t].at, &cases[t].val, sizeof(float), S);
     scaler_put(d_sc, 1024.0f, 1, cases[t].preset, 5, 0, 0);
     cg_k_check_finite(d_g, (int64_t)n, d_sc, S);
     const cg_scaler_t s = scaler_get(d_sc);
@@ -1112,10 +1063,11 @@ static void test_check_finite(void) {
                   s.found_inf, cases[t].expect);
     CG_TEST_CHECK(s.scale == 1024.0f && s.good_steps == 5, "%s: other fields changed", name);
     if (s.found_inf == cases[t].expect) printf("PASS %s\n", name);
-    if (cases[t].at < n) hput(d_g + cases[t].at, &g[cases[t].at], sizeof(float)); /* restore */
+    if (cases[t].at < n) /* restore */
+      cg_test_hput(d_g + cases[t].at, &g[cases[t].at], sizeof(float), S);
   }
-  dfree(d_g);
-  dfree(d_sc);
+  cg_test_dfree(d_g, S);
+  cg_test_dfree(d_sc, S);
   free(g);
 }
 
@@ -1149,11 +1101,11 @@ static void test_adamw(int dt_lowp, float scale, int found_inf) {
   cg_scaler_t *d_sc = scale > 0 ? up_bytes(&s0, sizeof s0) : NULL;
   const cg_dtype_t ldt = dt_lowp < 0 ? CG_DT_F32 : (cg_dtype_t)dt_lowp;
   const size_t les = cg_dtype_size(ldt);
-  void *d_low = dt_lowp < 0 ? NULL : dnew(n * les);
+  void *d_low = dt_lowp < 0 ? NULL : cg_test_dnew(n * les, S);
   cg_k_adamw(d_p, d_g, d_m, d_v, (int64_t)n, d_hp, d_sc, ldt, d_low, S);
-  hget(pg, d_p, n * sizeof(float));
-  hget(mg, d_m, n * sizeof(float));
-  hget(vg, d_v, n * sizeof(float));
+  cg_test_hget(pg, d_p, n * sizeof(float), S);
+  cg_test_hget(mg, d_m, n * sizeof(float), S);
+  cg_test_hget(vg, d_v, n * sizeof(float), S);
   if (found_inf) {
     snprintf(name, sizeof name, "adamw skipped %s", tag);
     int same = memcmp(pg, p, n * sizeof(float)) == 0 && memcmp(mg, m, n * sizeof(float)) == 0 &&
@@ -1161,7 +1113,7 @@ static void test_adamw(int dt_lowp, float scale, int found_inf) {
     CG_TEST_CHECK(same, "%s: p, m or v changed on a skipped step", name);
     if (d_low) {
       unsigned char *raw = cg_malloc(n * les, "lowp");
-      hget(raw, d_low, n * les);
+      cg_test_hget(raw, d_low, n * les, S);
       size_t touched = 0;
       for (size_t i = 0; i < n * les; i++) touched += raw[i] != 0xFF;
       CG_TEST_CHECK(touched == 0, "%s: low-precision copy written on a skipped step", name);
@@ -1189,19 +1141,19 @@ static void test_adamw(int dt_lowp, float scale, int found_inf) {
       down_dt(ldt, d_low, n, lg);
       snprintf(name, sizeof name, "adamw lowp copy %s", tag);
       check_exact(name, lg, dr, n);
-      guard_check(name, d_low, n * les);
+      cg_test_guard_check(name, d_low, n * les, S);
     }
   }
-  guard_check("adamw p", d_p, n * sizeof(float));
-  guard_check("adamw m", d_m, n * sizeof(float));
-  guard_check("adamw v", d_v, n * sizeof(float));
-  dfree(d_p);
-  dfree(d_g);
-  dfree(d_m);
-  dfree(d_v);
-  dfree(d_hp);
-  dfree(d_sc);
-  dfree(d_low);
+  cg_test_guard_check("adamw p", d_p, n * sizeof(float), S);
+  cg_test_guard_check("adamw m", d_m, n * sizeof(float), S);
+  cg_test_guard_check("adamw v", d_v, n * sizeof(float), S);
+  cg_test_dfree(d_p, S);
+  cg_test_dfree(d_g, S);
+  cg_test_dfree(d_m, S);
+  cg_test_dfree(d_v, S);
+  cg_test_dfree(d_hp, S);
+  cg_test_dfree(d_sc, S);
+  cg_test_dfree(d_low, S);
   free(p);
   free(g);
   free(m);
@@ -1238,28 +1190,28 @@ static void test_scaler(void) {
   float *d_m = up_bytes(z, n * sizeof(float)), *d_v = up_bytes(z, n * sizeof(float));
   cg_step_params_t hp = {1e-3f, 0.9f, 0.999f, 1e-8f, 1e-4f, 0.1f, 0.001f};
   cg_step_params_t *d_hp = up_bytes(&hp, sizeof hp);
-  cg_scaler_t *d_sc = dnew(sizeof(cg_scaler_t));
+  cg_scaler_t *d_sc = cg_test_dnew(sizeof(cg_scaler_t), S);
   scaler_put(d_sc, 65536.0f, 1, 0, 0, 0, 0);
 
   /* step 1: an inf in the gradient */
-  hput(d_g + 123, &inf, sizeof inf);
+  cg_test_hput(d_g + 123, &inf, sizeof inf, S);
   cg_k_check_finite(d_g, (int64_t)n, d_sc, S);
   cg_scaler_t s = scaler_get(d_sc);
   CG_TEST_CHECK(s.found_inf == 1, "scaler: inf in the gradient not found");
   cg_k_adamw(d_p, d_g, d_m, d_v, (int64_t)n, d_hp, d_sc, CG_DT_F16, NULL, S);
-  hget(pg, d_p, n * sizeof(float));
+  cg_test_hget(pg, d_p, n * sizeof(float), S);
   CG_TEST_CHECK(memcmp(pg, p, n * sizeof(float)) == 0, "scaler: overflow step was not skipped");
   cg_k_scaler_update(d_sc, S);
   s = scaler_get(d_sc);
   EXPECT_SCALER("scaler after overflow", s, 32768.0f, 0, 1, 1);
 
   /* step 2: clean */
-  hput(d_g + 123, &g[123], sizeof(float));
+  cg_test_hput(d_g + 123, &g[123], sizeof(float), S);
   cg_k_check_finite(d_g, (int64_t)n, d_sc, S);
   s = scaler_get(d_sc);
   CG_TEST_CHECK(s.found_inf == 0, "scaler: finite gradient flagged");
   cg_k_adamw(d_p, d_g, d_m, d_v, (int64_t)n, d_hp, d_sc, CG_DT_F16, NULL, S);
-  hget(pg, d_p, n * sizeof(float));
+  cg_test_hget(pg, d_p, n * sizeof(float), S);
   CG_TEST_CHECK(memcmp(pg, p, n * sizeof(float)) != 0, "scaler: clean step did not update p");
   cg_k_scaler_update(d_sc, S);
   s = scaler_get(d_sc);
@@ -1275,7 +1227,7 @@ static void test_scaler(void) {
 
   /* an overflow after some clean steps resets the count */
   for (int i = 0; i < 10; i++) cg_k_scaler_update(d_sc, S);
-  hput(d_g + n - 1, &inf, sizeof inf);
+  cg_test_hput(d_g + n - 1, &inf, sizeof inf, S);
   cg_k_check_finite(d_g, (int64_t)n, d_sc, S);
   cg_k_scaler_update(d_sc, S);
   s = scaler_get(d_sc);
@@ -1297,12 +1249,12 @@ static void test_scaler(void) {
   EXPECT_SCALER("scaler disabled 2000 clean", s, 1.0f, 0, 1, 2001);
 
   if (cg_test_failures == before) printf("PASS scaler sequences\n");
-  dfree(d_p);
-  dfree(d_g);
-  dfree(d_m);
-  dfree(d_v);
-  dfree(d_hp);
-  dfree(d_sc);
+  cg_test_dfree(d_p, S);
+  cg_test_dfree(d_g, S);
+  cg_test_dfree(d_m, S);
+  cg_test_dfree(d_v, S);
+  cg_test_dfree(d_hp, S);
+  cg_test_dfree(d_sc, S);
   free(p);
   free(g);
   free(z);
@@ -1311,12 +1263,12 @@ static void test_scaler(void) {
 
 /* Empty shapes launch nothing and fail nothing; an empty bias gradient is zeros. */
 static void test_empty(void) {
-  cg_scaler_t *d_sc = dnew(sizeof(cg_scaler_t));
+  cg_scaler_t *d_sc = cg_test_dnew(sizeof(cg_scaler_t), S);
   scaler_put(d_sc, 1.0f, 0, 0, 0, 0, 0);
   cg_step_params_t hp = {1e-3f, 0.9f, 0.999f, 1e-8f, 0.0f, 0.1f, 0.001f};
   cg_step_params_t *d_hp = up_bytes(&hp, sizeof hp);
-  float *d_db = dnew(5 * sizeof(float));
-  double *d_loss = dnew(sizeof(double));
+  float *d_db = cg_test_dnew(5 * sizeof(float), S);
+  double *d_loss = cg_test_dnew(sizeof(double), S);
   for (int t = 0; t < 3; t++) {
     cg_k_bias_act_fwd(DTS[t], NULL, 0, 8, NULL, 1, S);
     cg_k_maxpool_fwd(DTS[t], NULL, 0, 4, 4, 3, NULL, S);
@@ -1333,7 +1285,7 @@ static void test_empty(void) {
   cg_k_adamw(NULL, NULL, NULL, NULL, 0, d_hp, d_sc, CG_DT_BF16, NULL, S);
   cg_k_bias_act_bwd(CG_DT_BF16, NULL, NULL, 0, 5, 1, d_db, NULL, S);
   float db[5];
-  hget(db, d_db, sizeof db);
+  cg_test_hget(db, d_db, sizeof db, S);
   int zeros = 1;
   for (int k = 0; k < 5; k++) zeros &= db[k] == 0.0f;
   CG_TEST_CHECK(zeros, "bias_act_bwd npix=0: dbias not zeroed");
@@ -1349,29 +1301,29 @@ static void test_empty(void) {
     int kind;
   } zc[] = {{"bias_act_bwd_ld", 0}, {"maxpool_bwd_ld", 1}, {"head_bwd_fused dbias_x", 2},
             {"head_bwd_fused dw", 3}};
-  float *d_dw = dnew(5 * sizeof(float)), *d_db1 = dnew(sizeof(float));
+  float *d_dw = cg_test_dnew(5 * sizeof(float), S), *d_db1 = cg_test_dnew(sizeof(float), S);
   for (size_t z = 0; z < sizeof zc / sizeof zc[0]; z++) {
-    dpoison(d_db, 5 * sizeof(float));
-    dpoison(d_dw, 5 * sizeof(float));
+    cg_test_dpoison(d_db, 5 * sizeof(float), S);
+    cg_test_dpoison(d_dw, 5 * sizeof(float), S);
     if (zc[z].kind == 0)
       cg_k_bias_act_bwd_ld(CG_DT_F16, NULL, 10, NULL, 10, 0, 5, 1, d_db, NULL, S);
     if (zc[z].kind == 1)
       cg_k_maxpool_bwd_ld(CG_DT_BF16, NULL, 10, NULL, 0, 4, 4, 5, NULL, 10, 1, 1, d_db, NULL, S);
     if (zc[z].kind >= 2)
       cg_head_bwd_fused(CG_DT_BF16, NULL, NULL, NULL, 0, 5, NULL, 1, d_db, d_dw, d_db1, NULL, S);
-    hget(db, zc[z].kind == 3 ? d_dw : d_db, sizeof db);
+    cg_test_hget(db, zc[z].kind == 3 ? d_dw : d_db, sizeof db, S);
     int zz = 1;
     for (int k = 0; k < 5; k++) zz &= db[k] == 0.0f;
     if (zc[z].kind == 3) {
       float b1 = -1;
-      hget(&b1, d_db1, sizeof b1);
+      cg_test_hget(&b1, d_db1, sizeof b1, S);
       zz &= b1 == 0.0f;
     }
     CG_TEST_CHECK(zz, "%s with no pixels: sums not zeroed", zc[z].what);
     zeros &= zz;
   }
-  dfree(d_dw);
-  dfree(d_db1);
+  cg_test_dfree(d_dw, S);
+  cg_test_dfree(d_db1, S);
   cg_k_segs_t none;
   memset(&none, 0, sizeof none);
   cg_k_cast_segs_to_f32(CG_DT_BF16, &none, S); /* no segments */
@@ -1379,33 +1331,17 @@ static void test_empty(void) {
   cg_k_cast_segs_to_f32(CG_DT_F32, &none, S);
   cg_k_loss(CG_DT_BF16, NULL, NULL, NULL, 0, 16, NULL, NULL, d_loss, NULL, NULL, S);
   double l = -1;
-  hget(&l, d_loss, sizeof l);
+  cg_test_hget(&l, d_loss, sizeof l, S);
   CG_TEST_CHECK(l == 0.0, "loss n=0: %g, expected 0", l);
   if (zeros && l == 0.0) printf("PASS empty shapes\n");
-  dfree(d_sc);
-  dfree(d_hp);
-  dfree(d_db);
-  dfree(d_loss);
+  cg_test_dfree(d_sc, S);
+  cg_test_dfree(d_hp, S);
+  cg_test_dfree(d_db, S);
+  cg_test_dfree(d_loss, S);
 }
 
 int main(void) {
-  setvbuf(stdout, NULL, _IOLBF, 0);
-  int ndev = 0;
-  cudaError_t rc = cudaGetDeviceCount(&ndev);
-  if (rc != cudaSuccess || ndev == 0) {
-    printf("SKIP: no usable CUDA device (%s)\n",
-           rc != cudaSuccess ? cudaGetErrorString(rc) : "0 devices");
-    return CG_TEST_SKIP;
-  }
-  struct cudaDeviceProp prop;
-  CG_CHECK_CUDA(cudaSetDevice(0));
-  CG_CHECK_CUDA(cudaGetDeviceProperties(&prop, 0));
-  CG_CHECK_CUDA(cudaStreamCreateWithFlags(&S, cudaStreamNonBlocking));
-  const char *env = getenv("CG_TEST_SEED");
-  g_seed = env ? strtoull(env, NULL, 10) : (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 20);
-  printf("test_gpu_layers on %s (sm_%d%d), seed %llu (CG_TEST_SEED=%llu repeats this run)\n",
-         prop.name, prop.major, prop.minor, (unsigned long long)g_seed,
-         (unsigned long long)g_seed);
+  if (cg_test_gpu_begin("test_gpu_layers", &S, &g_seed)) return CG_TEST_SKIP;
   const double t0 = cg_now();
 
   printf("RUN empty shapes\n");

@@ -19,11 +19,11 @@
 #include "log.h"
 #include "model.h"
 #include "nccl_comm.h"
-#include "rng.h"
 #include "testutil.h"
 
 #if defined(COGPU_HAVE_CUDA) && defined(COGPU_HAVE_NCCL)
 #include "cuda_check.h"
+#include "testutil_cuda.h"
 #define HAVE_NCCL_TEST 1
 #endif
 
@@ -104,24 +104,6 @@ static void test_identity(const cg_comm_t *c, cg_nccl_t *n) {
 enum { N = 4, IN_C = 5, BASE = 8, DEPTH = 3, HW = 32, K = 6 };
 
 typedef struct {
-  float *x, *wt;
-  uint8_t *y;
-} data_t;
-
-static data_t make_data(uint64_t seed) {
-  const size_t px = (size_t)N * HW * HW;
-  data_t d;
-  d.x = cg_malloc(sizeof(float) * px * IN_C, "x");
-  d.y = cg_malloc(px, "y");
-  d.wt = cg_malloc(sizeof(float) * N, "weights");
-  cg_test_fill(d.x, px * IN_C, -1.0f, 1.0f, seed);
-  cg_rng_t r = cg_rng_make(seed, CG_RNG_TEST, 1, 0);
-  for (size_t i = 0; i < px; i++) d.y[i] = cg_rng_uniform(&r) < 0.4f;
-  for (int i = 0; i < N; i++) d.wt[i] = 1.0f / N;
-  return d;
-}
-
-typedef struct {
   double loss[K], wait_ms[K], bytes[K];
   float *params;
 } run_t;
@@ -161,7 +143,7 @@ static int grab_end(grab_t *g, const char *needle) {
 
 /* K fp32 steps, two in flight, uploads ahead; nccl may be NULL (no all-reduce at all). */
 static run_t run_steps(const cg_model_t *m, const cg_buckets_t *bk, const float *p0,
-                       const data_t *ds, int device, cg_nccl_t *nccl, int graph,
+                       const cg_test_data_t *ds, int device, cg_nccl_t *nccl, int graph,
                        const char *cache) {
   const cg_backend_ops_t *ops = &cg_backend_cuda;
   cg_backend_cfg_t cfg;
@@ -184,16 +166,7 @@ static run_t run_steps(const cg_model_t *m, const cg_buckets_t *bk, const float 
   run_t r;
   memset(&r, 0, sizeof r);
   cg_batch_t v[K];
-  for (int k = 0; k < K; k++) {
-    memset(&v[k], 0, sizeof v[k]); /* everything prepared on the CPU */
-    v[k].n = N;
-    v[k].h = v[k].w = HW;
-    v[k].c = IN_C;
-    v[k].x = ds[k].x;
-    v[k].y = ds[k].y;
-    v[k].weight = ds[k].wt;
-    v[k].n_cpu = N;
-  }
+  for (int k = 0; k < K; k++) v[k] = cg_test_data_batch(&ds[k]); /* all prepared on the CPU */
   cg_step_out_t o;
   int fetched = 0;
   ops->upload(b, 0, &v[0]);
@@ -248,17 +221,13 @@ static void check_wait(const char *what, const run_t *r) {
 
 static void test_training(const cg_comm_t *c, cg_nccl_t *n) {
   cg_model_t m;
-  char err[256];
-  CG_ASSERT(cg_model_build(&m, IN_C, BASE, DEPTH, HW, HW, err, sizeof err) == 0);
   cg_buckets_t bk;
-  cg_buckets_plan(&m, 50e3, &bk);
+  float *p0 = cg_test_unet(&m, &bk, IN_C, BASE, DEPTH, HW, 50e3, 11);
   printf("RUN %d fp32 steps, %zu parameters in %d buckets: no all-reduce vs NCCL eager vs NCCL "
          "in CUDA graphs\n", K, m.nparams, bk.n);
   CG_TEST_CHECK(bk.n >= 3, "want several buckets, got %d", bk.n);
-  float *p0 = cg_malloc(sizeof(float) * m.nparams, "params");
-  cg_model_init_params(&m, 11, p0);
-  data_t ds[K];
-  for (int k = 0; k < K; k++) ds[k] = make_data(200 + (uint64_t)k);
+  cg_test_data_t ds[K];
+  for (int k = 0; k < K; k++) ds[k] = cg_test_data_make(N, HW, HW, IN_C, 0, 200 + (uint64_t)k);
   char cache[] = "/tmp/cg_gpu_nccl_algosXXXXXX";
   const int fd = mkstemp(cache);
   CG_ASSERT(fd >= 0);
@@ -289,11 +258,7 @@ static void test_training(const cg_comm_t *c, cg_nccl_t *n) {
   free(eager.params);
   free(graph.params);
   free(graph_ref.params);
-  for (int k = 0; k < K; k++) {
-    free(ds[k].x);
-    free(ds[k].y);
-    free(ds[k].wt);
-  }
+  for (int k = 0; k < K; k++) cg_test_data_free(&ds[k]);
   free(p0);
 }
 
@@ -305,9 +270,7 @@ int main(int argc, char **argv) {
   test_choose(&c);
   int rc = 0;
 #ifdef HAVE_NCCL_TEST
-  char why[256];
-  if (!cg_cuda_usable(why, sizeof why)) {
-    printf("SKIP: no usable CUDA device (%s)\n", why);
+  if (cg_test_need_gpu()) {
     rc = CG_TEST_SKIP;
   } else {
     char ver[32], err[1024];

@@ -13,31 +13,19 @@
 #include "backend.h"
 #include "log.h"
 #include "model.h"
-#include "rng.h"
 #include "testutil.h"
+#include "testutil_cuda.h"
 
 enum { N = 3, IN_C = 5, BASE = 8, DEPTH = 3, HW = 32, STEPS = 6, FAULT = 2 };
 
 int main(void) {
-  char why[256];
-  if (!cg_cuda_usable(why, sizeof why)) {
-    printf("SKIP: no usable CUDA device (%s)\n", why);
-    return CG_TEST_SKIP;
-  }
+  if (cg_test_need_gpu()) return CG_TEST_SKIP;
   const cg_backend_ops_t *ops = &cg_backend_cuda;
   cg_model_t m;
-  char err[1024];
-  CG_ASSERT(cg_model_build(&m, IN_C, BASE, DEPTH, HW, HW, err, sizeof err) == 0);
   cg_buckets_t bk;
-  cg_buckets_plan(&m, 0, &bk);
-  const size_t np = m.nparams, px = (size_t)N * HW * HW;
-  float *p0 = cg_malloc(sizeof(float) * np, "params");
-  cg_model_init_params(&m, 3, p0);
-  float *x = cg_malloc(sizeof(float) * px * IN_C, "x"), wt[N] = {0.5f, 0.5f, 0.0f};
-  uint8_t *y = cg_malloc(px, "y");
-  cg_test_fill(x, px * IN_C, -1.0f, 1.0f, 5);
-  cg_rng_t r = cg_rng_make(5, CG_RNG_TEST, 1, 0);
-  for (size_t i = 0; i < px; i++) y[i] = cg_rng_uniform(&r) < 0.4f;
+  float *p0 = cg_test_unet(&m, &bk, IN_C, BASE, DEPTH, HW, 0, 3);
+  const size_t np = m.nparams;
+  cg_test_data_t d = cg_test_data_make(N, HW, HW, IN_C, 1, 5); /* weights 0.5, 0.5, 0 */
 
   cg_backend_cfg_t cfg;
   memset(&cfg, 0, sizeof cfg);
@@ -48,12 +36,13 @@ int main(void) {
   cfg.buckets = &bk;
   cfg.fault_nan_step = FAULT;
   cg_backend_t *b = NULL;
+  char err[1024];
   if (ops->create(&m, &cfg, &b, err, sizeof err)) CG_FATAL("cuda backend: %s", err);
   ops->set_params(b, p0);
   float *P[STEPS], *M1 = cg_malloc(sizeof(float) * np, "m"), *V1 = cg_malloc(sizeof(float) * np, "v");
   float *M2 = cg_malloc(sizeof(float) * np, "m"), *V2 = cg_malloc(sizeof(float) * np, "v");
   cg_step_out_t out[STEPS];
-  cg_batch_t batch = {N, HW, HW, IN_C, x, y, wt, N, NULL, NULL, 0};
+  cg_batch_t batch = cg_test_data_batch(&d);
   for (int k = 0; k < STEPS; k++) {
     cg_adamw_t opt = {1e-3f, 0.9f, 0.999f, 1e-8f, 1e-4f, k + 1};
     ops->upload(b, k % 2, &batch);
@@ -101,8 +90,7 @@ int main(void) {
   free(M2);
   free(V2);
   free(p0);
-  free(x);
-  free(y);
+  cg_test_data_free(&d);
   if (!cg_test_failures) printf("PASS fp16 overflow step skipped, scale halved, training resumes\n");
   return cg_test_done("test_gpu_scaler");
 }

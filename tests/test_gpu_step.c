@@ -18,38 +18,14 @@
 #include "backend.h"
 #include "log.h"
 #include "model.h"
-#include "rng.h"
 #include "testutil.h"
+#include "testutil_cuda.h"
 
 enum { N = 3, IN_C = 5, BASE = 8, DEPTH = 3, HW = 32 };
 
-typedef struct {
-  float *x, *wt;
-  uint8_t *y;
-} data_t;
-
-static data_t make_data(uint64_t seed) {
-  const size_t px = (size_t)N * HW * HW;
-  data_t d;
-  d.x = cg_malloc(sizeof(float) * px * IN_C, "x");
-  d.y = cg_malloc(px, "y");
-  d.wt = cg_malloc(sizeof(float) * N, "weights");
-  cg_test_fill(d.x, px * IN_C, -1.0f, 1.0f, seed);
-  cg_rng_t r = cg_rng_make(seed, CG_RNG_TEST, 1, 0);
-  for (size_t i = 0; i < px; i++) d.y[i] = cg_rng_uniform(&r) < 0.4f;
-  for (int i = 0; i < N; i++) d.wt[i] = i == N - 1 ? 0.0f : 0.5f; /* the last is padding */
-  return d;
-}
-
-static void free_data(data_t *d) {
-  free(d->x);
-  free(d->y);
-  free(d->wt);
-}
-
-static cg_batch_t view(const data_t *d) {
-  cg_batch_t b = {N, HW, HW, IN_C, d->x, d->y, d->wt, N, NULL, NULL, 0};
-  return b;
+/* A batch of N, the last sample padding (weight 0). */
+static cg_test_data_t make_data(uint64_t seed) {
+  return cg_test_data_make(N, HW, HW, IN_C, 1, seed);
 }
 
 static cg_backend_t *make(const cg_backend_ops_t *ops, const cg_model_t *m, const cg_buckets_t *bk,
@@ -83,7 +59,7 @@ typedef struct {
 
 /* eval, then one train step from params p0 on batch d. */
 static step_t one_step(const cg_backend_ops_t *ops, const cg_model_t *m, const cg_buckets_t *bk,
-                       cg_precision_t prec, const float *p0, const data_t *d) {
+                       cg_precision_t prec, const float *p0, const cg_test_data_t *d) {
   const size_t px = (size_t)N * HW * HW;
   step_t r;
   r.pred = cg_malloc(px, "pred");
@@ -91,7 +67,7 @@ static step_t one_step(const cg_backend_ops_t *ops, const cg_model_t *m, const c
   r.params = cg_malloc(sizeof(float) * m->nparams, "params");
   cg_backend_t *b = make(ops, m, bk, prec, 0, NULL);
   ops->set_params(b, p0);
-  cg_batch_t v = view(d);
+  cg_batch_t v = cg_test_data_batch(d);
   ops->upload(b, 0, &v);
   ops->upload_wait(b, 0);
   cg_step_out_t o;
@@ -189,7 +165,7 @@ static size_t pred_diff(const uint8_t *a, const uint8_t *b, size_t n) {
 }
 
 static void test_vs_cpu(const cg_model_t *m, const cg_buckets_t *bk, const float *p0,
-                        const data_t *d) {
+                        const cg_test_data_t *d) {
   const size_t px = (size_t)N * HW * HW;
   printf("RUN one step: cpu vs cuda fp32\n");
   step_t c = one_step(&cg_backend_cpu, m, bk, CG_PREC_FP32, p0, d);
@@ -241,7 +217,7 @@ typedef struct {
 /* K bf16 steps. pipelined: two steps in flight, uploads ahead (graph on); else one step at a
  * time (graph off). */
 static run_t run_seq(const cg_model_t *m, const cg_buckets_t *bk, const float *p0,
-                     const data_t *ds, int pipelined, const char *cache) {
+                     const cg_test_data_t *ds, int pipelined, const char *cache) {
   const cg_backend_ops_t *ops = &cg_backend_cuda;
   const size_t px = (size_t)N * HW * HW;
   run_t r;
@@ -249,7 +225,7 @@ static run_t run_seq(const cg_model_t *m, const cg_buckets_t *bk, const float *p
   ops->set_params(b, p0);
   cg_step_out_t o;
   cg_batch_t v[K];
-  for (int k = 0; k < K; k++) v[k] = view(&ds[k]);
+  for (int k = 0; k < K; k++) v[k] = cg_test_data_batch(&ds[k]);
   int fetched = 0;
   if (pipelined) ops->upload(b, 0, &v[0]);
   for (int k = 0; k < K; k++) {
@@ -284,7 +260,7 @@ static run_t run_seq(const cg_model_t *m, const cg_buckets_t *bk, const float *p
 
 static void test_graph_pipeline(const cg_model_t *m, const cg_buckets_t *bk, const float *p0) {
   printf("RUN %d bf16 steps: graphs + 2 in flight vs eager one at a time (deterministic)\n", K);
-  data_t ds[K];
+  cg_test_data_t ds[K];
   for (int k = 0; k < K; k++) ds[k] = make_data(100 + (uint64_t)k);
   char cache[] = "/tmp/cg_gpu_step_algosXXXXXX";
   int fd = mkstemp(cache);
@@ -312,30 +288,22 @@ static void test_graph_pipeline(const cg_model_t *m, const cg_buckets_t *bk, con
   if (same && ps) printf("PASS graphs + pipelining: bitwise equal to eager over %d steps\n", K);
   free(a.params);
   free(e.params);
-  for (int k = 0; k < K; k++) free_data(&ds[k]);
+  for (int k = 0; k < K; k++) cg_test_data_free(&ds[k]);
 }
 
 int main(void) {
-  char why[256];
-  if (!cg_cuda_usable(why, sizeof why)) {
-    printf("SKIP: no usable CUDA device (%s)\n", why);
-    return CG_TEST_SKIP;
-  }
+  if (cg_test_need_gpu()) return CG_TEST_SKIP;
   cg_model_t m;
-  char err[256];
-  CG_ASSERT(cg_model_build(&m, IN_C, BASE, DEPTH, HW, HW, err, sizeof err) == 0);
   cg_buckets_t bk;
-  cg_buckets_plan(&m, 0, &bk);
-  float *p0 = cg_malloc(sizeof(float) * m.nparams, "params");
-  cg_model_init_params(&m, 7, p0);
+  float *p0 = cg_test_unet(&m, &bk, IN_C, BASE, DEPTH, HW, 0, 7);
   /* non-zero biases so the bias paths matter */
   for (int i = 0; i < m.nlayers; i++)
     for (size_t j = 0; j < m.layers[i].b_len; j++)
       p0[m.layers[i].b_off + j] = 0.02f * (float)((int)(j % 5) - 2);
-  data_t d = make_data(42);
+  cg_test_data_t d = make_data(42);
   test_vs_cpu(&m, &bk, p0, &d);
   test_graph_pipeline(&m, &bk, p0);
-  free_data(&d);
+  cg_test_data_free(&d);
   free(p0);
   return cg_test_done("test_gpu_step");
 }

@@ -19,14 +19,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
-#include "backend.h"    /* cg_cuda_usable */
-#include "conv.h"       /* cg_conv_*: cuDNN's backward-filter for the comparison */
-#include "cuda_check.h" /* CG_CHECK_CUDA, cg_dtype_t */
-#include "log.h"        /* cg_malloc, CG_FATAL */
-#include "testutil.h"   /* cg_test_close, bf16/fp16 host conversions */
-#include "wgrad.h"      /* cg_wgrad_*: the kernel under test */
+#include "conv.h"          /* cg_conv_*: cuDNN's backward-filter for the comparison */
+#include "cuda_check.h"    /* CG_CHECK_CUDA, cg_dtype_t */
+#include "log.h"           /* cg_malloc, CG_FATAL */
+#include "testutil.h"      /* cg_test_close, cg_test_seed, bf16/fp16 host conversions */
+#include "testutil_cuda.h" /* cg_test_need_gpu: exit 77 without a GPU */
+#include "wgrad.h"         /* cg_wgrad_*: the kernel under test */
 
 static cudaStream_t S;
 static uint64_t g_seed, g_ctr;
@@ -420,13 +419,8 @@ static void test_speed(int all) {
 }
 
 int main(void) {
-  char why[256];
-  if (!cg_cuda_usable(why, sizeof why)) {
-    printf("SKIP: no usable CUDA device (%s)\n", why);
-    return CG_TEST_SKIP;
-  }
-  const char *env = getenv("CG_TEST_SEED");
-  g_seed = env ? strtoull(env, NULL, 10) : (uint64_t)time(NULL);
+  if (cg_test_need_gpu()) return CG_TEST_SKIP;
+  g_seed = cg_test_seed();
   const int quick = getenv("CG_TEST_WGRAD_QUICK") && atoi(getenv("CG_TEST_WGRAD_QUICK")) > 0;
   const int all = getenv("CG_TEST_WGRAD_ALL") && atoi(getenv("CG_TEST_WGRAD_ALL")) > 0;
   printf("seed %llu (CG_TEST_SEED=%llu repeats this run)\n", (unsigned long long)g_seed,

@@ -3,8 +3,12 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
+#include "log.h"
 #include "rng.h"
 
 int cg_test_failures = 0;
@@ -76,6 +80,51 @@ double cg_test_rel_err(const float *a, const float *b, size_t n) {
 void cg_test_fill(float *p, size_t n, float lo, float hi, uint64_t seed) {
   cg_rng_t r = cg_rng_make(seed, CG_RNG_TEST, 0, 0);
   for (size_t i = 0; i < n; i++) p[i] = lo + (hi - lo) * cg_rng_uniform(&r);
+}
+
+uint64_t cg_test_seed(void) {
+  const char *env = getenv("CG_TEST_SEED");
+  return env ? strtoull(env, NULL, 10) : (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 20);
+}
+
+/* ---- whole-step fixtures ---------------------------------------------------------------- */
+
+float *cg_test_unet(cg_model_t *m, cg_buckets_t *bk, int in_c, int base, int depth, int hw,
+                    double bucket_bytes, uint64_t seed) {
+  char err[256];
+  if (cg_model_build(m, in_c, base, depth, hw, hw, err, sizeof err))
+    CG_FATAL("cg_model_build: %s", err);
+  cg_buckets_plan(m, bucket_bytes, bk);
+  float *p0 = cg_malloc(sizeof(float) * m->nparams, "params");
+  cg_model_init_params(m, seed, p0);
+  return p0;
+}
+
+cg_test_data_t cg_test_data_make(int n, int h, int w, int c, int pad_last, uint64_t seed) {
+  const size_t px = (size_t)n * h * w;
+  cg_test_data_t d = {n, h, w, c, NULL, NULL, NULL};
+  d.x = cg_malloc(sizeof(float) * px * c, "x");
+  d.y = cg_malloc(px, "y");
+  d.wt = cg_malloc(sizeof(float) * n, "weights");
+  cg_test_fill(d.x, px * c, -1.0f, 1.0f, seed);
+  cg_rng_t r = cg_rng_make(seed, CG_RNG_TEST, 1, 0);
+  for (size_t i = 0; i < px; i++) d.y[i] = cg_rng_uniform(&r) < 0.4f;
+  for (int i = 0; i < n; i++)
+    d.wt[i] = !pad_last ? 1.0f / (float)n : i == n - 1 ? 0.0f : 1.0f / (float)(n - 1);
+  return d;
+}
+
+void cg_test_data_free(cg_test_data_t *d) {
+  free(d->x);
+  free(d->y);
+  free(d->wt);
+  d->x = d->wt = NULL;
+  d->y = NULL;
+}
+
+cg_batch_t cg_test_data_batch(const cg_test_data_t *d) {
+  cg_batch_t b = {d->n, d->h, d->w, d->c, d->x, d->y, d->wt, d->n, NULL, NULL, 0};
+  return b;
 }
 
 /* ---- host-side bf16 / fp16 (round to nearest even, as the device conversions) ---------- */
