@@ -26,7 +26,16 @@ enum { kPciLen = 32, kMsgLen = 400 };
 
 #if defined(COGPU_HAVE_CUDA) && defined(COGPU_HAVE_NCCL)
 
-#include "cuda_check.h"
+#include <cuda_runtime.h>
+#include <nccl.h>
+
+/* NCCL's check (as cuda/cuda_check.h has the CUDA backend's, which comm/ does not include). */
+#define CG_CHECK_NCCL(call)                                                                 \
+  do {                                                                                      \
+    ncclResult_t cg_nccl_rc_ = (call);                                                      \
+    if (cg_nccl_rc_ != ncclSuccess)                                                         \
+      cg_fatal(__FILE__, __LINE__, #call, "%s", ncclGetErrorString(cg_nccl_rc_));            \
+  } while (0)
 
 struct cg_nccl {
   ncclComm_t comm;
@@ -191,7 +200,10 @@ cg_nccl_t *cg_nccl_create(MPI_Comm comm, int device, char *err, size_t errlen) {
 
 void cg_nccl_destroy(cg_nccl_t *n) {
   if (!n) return;
-  CG_CHECK_CUDA(cudaSetDevice(n->dev));
+  const cudaError_t rc = cudaSetDevice(n->dev);
+  if (rc != cudaSuccess)
+    cg_fatal(__FILE__, __LINE__, "cudaSetDevice(n->dev)", "%s (%s)", cudaGetErrorString(rc),
+             cudaGetErrorName(rc));
   CG_CHECK_NCCL(ncclCommDestroy(n->comm));
   free(n);
 }

@@ -71,14 +71,11 @@
  * scaler struct is snapshotted into the step's result before and after its update, on the
  * compute stream, so the d2h copy never races the next step. */
 #include <math.h>
-#include <mpi.h>
+#include <mpi.h> /* before the extern "C" block: gsync.h and nccl_comm.h include it */
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
 
 extern "C" {
 #include "backend.h"
@@ -100,7 +97,7 @@ constexpr int kNQ = CG_MAX_INFLIGHT + 1; /* pinned result slots and per-step eve
 constexpr int kNDQ = CG_MAX_INFLIGHT;    /* device result slots, staging, graph variants */
 constexpr int kWarmupSteps = 2;          /* eager steps before a graph is captured */
 constexpr int kMaxAllocs = 3 * CG_MAX_TENSORS + 64;
-constexpr int kChannelAlign = 8;        /* first-layer input channels padded to this */
+constexpr int kChannelAlign = 8;         /* first-layer input channels padded to this */
 constexpr unsigned long long kProfileHoldNs = 40000000ull; /* 40 ms: see begin_step */
 constexpr size_t kArenaAlign = 256;      /* offsets of the buffers inside the arena */
 
@@ -386,56 +383,6 @@ int cuda_status(cg_backend_t *b, cudaError_t rc, const char *what, const char *f
     if (cuda_status((b), (call), #call, __FILE__, __LINE__)) return -1;                     \
   } while (0)
 
-/* ---- kernels ----------------------------------------------------------------------------- */
-
-/* Test-only fault: the loss and the first element of its gradient become NaN. */
-template <typename T> __device__ __forceinline__ T nan_of();
-template <> __device__ __forceinline__ float nan_of<float>() { return __int_as_float(0x7fc00000); }
-template <> __device__ __forceinline__ __nv_bfloat16 nan_of<__nv_bfloat16>() {
-  return __float2bfloat16_rn(__int_as_float(0x7fc00000));
-}
-template <> __device__ __forceinline__ __half nan_of<__half>() {
-  return __float2half_rn(__int_as_float(0x7fc00000));
-}
-
-template <typename T> __global__ void fault_nan_kernel(T *dlogit, double *loss) {
-  dlogit[0] = nan_of<T>();
-  *loss = __longlong_as_double(0x7ff8000000000000LL);
-}
-
-/* Spins one thread until ns nanoseconds of the global timer have passed. */
-__global__ void hold_kernel(unsigned long long ns) {
-  unsigned long long t0, t;
-  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t0));
-  do {
-    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
-  } while (t - t0 < ns);
-}
-
-/* ---- launchers --------------------------------------------------------------------------- */
-
-void hold_stream(cudaStream_t s, unsigned long long ns) {
-  hold_kernel<<<1, 1, 0, s>>>(ns);
-  CG_CHECK_LAUNCH("hold_kernel");
-}
-
-void fault_nan(cg_dtype_t dt, void *d_dlogit, double *d_loss, cudaStream_t s) {
-  CG_ASSERT(d_dlogit != NULL && d_loss != NULL);
-  switch (dt) {
-    case CG_DT_F32:
-      fault_nan_kernel<float><<<1, 1, 0, s>>>(static_cast<float *>(d_dlogit), d_loss);
-      break;
-    case CG_DT_BF16:
-      fault_nan_kernel<__nv_bfloat16><<<1, 1, 0, s>>>(static_cast<__nv_bfloat16 *>(d_dlogit),
-                                                      d_loss);
-      break;
-    case CG_DT_F16:
-      fault_nan_kernel<__half><<<1, 1, 0, s>>>(static_cast<__half *>(d_dlogit), d_loss);
-      break;
-  }
-  CG_CHECK_LAUNCH("fault_nan_kernel");
-}
-
 /* ---- set-up ------------------------------------------------------------------------------ */
 
 /* Points every tensor at its place in the arena under the current plan. */
@@ -716,11 +663,11 @@ int make_convs(cg_backend_t *b, int *conv_failed, char *err, size_t errlen) {
 
 /* ---- the step ---------------------------------------------------------------------------- */
 
+void prof_mark(cg_backend_t *b, int k, int e); /* with the profile, below */
+
 /* The network input of the slot's batch in the compute type, channels padded: samples the CPU
  * prepared are cast, the rest (RGB8, the split) normalised and featurised here. Runs eagerly
  * before the step body (or its graph), so the split may change from step to step. */
-void prof_mark(cg_backend_t *b, int k, int e);
-
 void prep_input(cg_backend_t *b, int slot) {
   const cg_model_t *m = b->m;
   prof_mark(b, 0, 0);
@@ -829,45 +776,30 @@ void prof_collect(cg_backend_t *b, int q) {
   b->prof_steps++;
 }
 
-/* The per-layer table, slowest first, with each op's share of the profiled step. */
+/* The per-layer table (kprof.h prints it): each layer's summed times and work. */
 void prof_print(const cg_backend_t *b) {
-  if (!b->prof_steps) return;
   const cg_model_t *m = b->m;
-  const double n = (double)b->prof_steps;
-  double total = b->prof_m[0] + b->prof_m[1] + b->prof_m[2];
-  for (int i = 0; i < m->nlayers; i++) total += b->prof_f[i] + b->prof_b[i];
-  printf("# per-layer GPU time, %s, batch %d, mean of %lld eager steps (events around each op; "
-         "graphs off; each step enqueued whole behind a 40 ms hold, so no launch gaps count and "
-         "the img/s of this run mean nothing): %.3f ms per step\n",
-         b->dt == CG_DT_BF16 ? "bf16" : b->dt == CG_DT_F16 ? "fp16" : "fp32", b->n,
-         (long long)b->prof_steps, total / n);
-  printf("# %-12s %-8s %10s %10s %10s %7s %12s %12s\n", "layer", "op", "fwd ms", "bwd ms",
-         "total ms", "share", "GFLOP", "TFLOP/s");
-  int order[CG_MAX_LAYERS];
-  for (int i = 0; i < m->nlayers; i++) order[i] = i;
-  for (int i = 0; i < m->nlayers; i++) /* insertion sort by total time, descending */
-    for (int j = i; j > 0; j--) {
-      double a = b->prof_f[order[j]] + b->prof_b[order[j]];
-      double c = b->prof_f[order[j - 1]] + b->prof_b[order[j - 1]];
-      if (a <= c) break;
-      int t = order[j];
-      order[j] = order[j - 1];
-      order[j - 1] = t;
-    }
-  for (int k = 0; k < m->nlayers; k++) {
-    const int i = order[k];
+  cg_kprof_layer_t rows[CG_MAX_LAYERS];
+  for (int i = 0; i < m->nlayers; i++) {
     const cg_layer_t *l = &m->layers[i];
-    const double f = b->prof_f[i] / n, bw = b->prof_b[i] / n;
-    const double gf = l->flops_fwd * b->n * (i == b->plan.first ? 2.0 : 3.0) / 1e9;
-    printf("  %-12s %-8s %10.3f %10.3f %10.3f %6.1f%% %12.2f %12.1f\n", l->name,
-           l->op == CG_OP_CONV ? "conv" : l->op == CG_OP_POOL ? "maxpool" : "upconv", f, bw, f + bw,
-           100.0 * (f + bw) * n / total, gf, (f + bw) > 0 ? gf / (f + bw) : 0.0);
+    rows[i].name = l->name;
+    rows[i].op = l->op == CG_OP_CONV ? "conv" : l->op == CG_OP_POOL ? "maxpool" : "upconv";
+    rows[i].fwd_ms = b->prof_f[i];
+    rows[i].bwd_ms = b->prof_b[i];
+    rows[i].gflop = l->flops_fwd * b->n * (i == b->plan.first ? 2.0 : 3.0) / 1e9;
   }
-  const char *names[3] = {"input prep", "loss", "optimizer"};
-  for (int k = 0; k < 3; k++)
-    printf("  %-21s %10s %10s %10.3f %6.1f%%\n", names[k], "", "", b->prof_m[k] / n,
-           100.0 * b->prof_m[k] / total);
-  fflush(stdout);
+  const cg_kprof_part_t parts[3] = {
+      {"input prep", b->prof_m[0]}, {"loss", b->prof_m[1]}, {"optimizer", b->prof_m[2]}};
+  cg_kprof_layers_t t;
+  t.precision = b->dt == CG_DT_BF16 ? "bf16" : b->dt == CG_DT_F16 ? "fp16" : "fp32";
+  t.batch = b->n;
+  t.steps = (long long)b->prof_steps;
+  t.hold_ms = (double)kProfileHoldNs / 1e6;
+  t.layers = rows;
+  t.nlayers = m->nlayers;
+  t.parts = parts;
+  t.nparts = 3;
+  cg_kprof_print_layers(&t, stdout);
 }
 
 /* Loss and predicted mask into result slot dq; with grad, the scaled loss gradient too. */
@@ -916,9 +848,15 @@ int bucket_ready(cg_backend_t *b, int i) {
   return b->capturing ? capture_broken(b, "ncclAllReduce") : 0;
 }
 
+/* cg_gsync_staged's hook: blocks until bucket j's copy to the host staging has landed. */
+void bucket_landed(void *ctx, int j) {
+  const cg_backend_t *b = static_cast<const cg_backend_t *>(ctx);
+  CG_CHECK_CUDA(cudaEventSynchronize(b->ev_bucket_host[j]));
+}
+
 /* Gradient-sync hook 2, before the optimizer. NCCL: compute waits for the comm stream (the
  * join), between two timed events. MPI: the host-staged all-reduce; each bucket is copied out
- * as soon as backward has produced it and posted as soon as its copy lands. */
+ * as soon as backward has produced it and posted (comm/gsync.h) as soon as its copy lands. */
 int grads_sync(cg_backend_t *b, int q, int dq) {
   if (b->nccl) {
     BODY_CUDA(b, record_timed(b, b->ev_xp_begin[dq]));
@@ -937,14 +875,7 @@ int grads_sync(cg_backend_t *b, int q, int dq) {
                                   bk->len[j] * sizeof(float), cudaMemcpyDeviceToHost, b->s_comm));
     CG_CHECK_CUDA(cudaEventRecord(b->ev_bucket_host[j], b->s_comm));
   }
-  b->mpi_t[q][0] = -1;
-  for (int j = 0; j < bk->n; j++) {
-    CG_CHECK_CUDA(cudaEventSynchronize(b->ev_bucket_host[j]));
-    if (j == 0) b->mpi_t[q][0] = cg_now();
-    cg_gsync_post(gs, j, b->h_grads);
-    cg_gsync_progress(gs);
-  }
-  const double wait = cg_gsync_wait(gs);
+  const double wait = cg_gsync_staged(gs, b->h_grads, bucket_landed, b, &b->mpi_t[q][0]);
   b->mpi_t[q][1] = cg_now();
   b->meta[q].comm_wait_ms = 1e3 * wait;
   b->meta[q].bytes = cg_gsync_take_bytes(gs);
@@ -1158,7 +1089,8 @@ int train_body(cg_backend_t *b, int slot, int dq, int q, int fault) {
   cg_kprof_leave(b->kp, s);
   prof_mark(b, 1, 1);
   if (fault)
-    fault_nan(b->dt, grad_at(b, b->m->logits_tensor, b->plan.loss, CG_DP_RW), loss_ptr(b, dq), s);
+    cg_k_fault_nan(b->dt, grad_at(b, b->m->logits_tensor, b->plan.loss, CG_DP_RW),
+                   loss_ptr(b, dq), s);
   cg_nvtx_push("backward");
   const int brc = backward(b);
   cg_nvtx_pop();
@@ -1637,7 +1569,7 @@ void begin_step(cg_backend_t *b, int slot, int train, int *q, int *dq) {
   /* The per-layer profile times eager steps with events around each op: a step whose launches
    * outpace the host would count the host's launch gaps as GPU time. Holding the stream for a
    * while lets the host enqueue the whole step first, so the events see only the kernels. */
-  if (b->cfg.profile) hold_stream(b->s_comp, kProfileHoldNs);
+  if (b->cfg.profile) cg_k_hold(kProfileHoldNs, b->s_comp);
   CG_CHECK_CUDA(cudaEventRecord(b->ev_start[*q], b->s_comp));
   prep_input(b, slot);
 }

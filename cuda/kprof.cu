@@ -1083,3 +1083,43 @@ int cg_kprof_report(cg_kprof_t *kp, const char *title, double step_ms, double pe
 }
 
 #endif /* CG_KPROF_HAVE_CUPTI */
+
+/* ---- the per-layer table ----------------------------------------------------------------- */
+
+void cg_kprof_print_layers(const cg_kprof_layers_t *t, FILE *out) {
+  if (t->steps <= 0) return;
+  const cg_kprof_layer_t *L = t->layers;
+  const double n = (double)t->steps;
+  double total = 0;
+  for (int k = 0; k < t->nparts; k++) total += t->parts[k].ms;
+  for (int i = 0; i < t->nlayers; i++) total += L[i].fwd_ms + L[i].bwd_ms;
+  fprintf(out,
+          "# per-layer GPU time, %s, batch %d, mean of %lld eager steps (events around each op; "
+          "graphs off; each step enqueued whole behind a %.0f ms hold, so no launch gaps count "
+          "and the img/s of this run mean nothing): %.3f ms per step\n",
+          t->precision, t->batch, t->steps, t->hold_ms, total / n);
+  fprintf(out, "# %-12s %-8s %10s %10s %10s %7s %12s %12s\n", "layer", "op", "fwd ms", "bwd ms",
+          "total ms", "share", "GFLOP", "TFLOP/s");
+  int *order = static_cast<int *>(cg_malloc(sizeof(int) * (size_t)t->nlayers, "layer order"));
+  for (int i = 0; i < t->nlayers; i++) order[i] = i;
+  for (int i = 0; i < t->nlayers; i++) /* insertion sort by total time, descending */
+    for (int j = i; j > 0; j--) {
+      double a = L[order[j]].fwd_ms + L[order[j]].bwd_ms;
+      double c = L[order[j - 1]].fwd_ms + L[order[j - 1]].bwd_ms;
+      if (a <= c) break;
+      int tmp = order[j];
+      order[j] = order[j - 1];
+      order[j - 1] = tmp;
+    }
+  for (int k = 0; k < t->nlayers; k++) {
+    const cg_kprof_layer_t *l = &L[order[k]];
+    const double f = l->fwd_ms / n, bw = l->bwd_ms / n, gf = l->gflop;
+    fprintf(out, "  %-12s %-8s %10.3f %10.3f %10.3f %6.1f%% %12.2f %12.1f\n", l->name, l->op, f,
+            bw, f + bw, 100.0 * (f + bw) * n / total, gf, (f + bw) > 0 ? gf / (f + bw) : 0.0);
+  }
+  free(order);
+  for (int k = 0; k < t->nparts; k++)
+    fprintf(out, "  %-21s %10s %10s %10.3f %6.1f%%\n", t->parts[k].name, "", "",
+            t->parts[k].ms / n, 100.0 * t->parts[k].ms / total);
+  fflush(out);
+}

@@ -1,6 +1,7 @@
 /* kprof.h: a per-kernel breakdown of the CUDA backend's training step, from CUPTI's activity
  * API (the kernels' own start and end times on the GPU), mapped back to the step's regions
- * (a layer and its pass, the loss, the optimizer...).
+ * (a layer and its pass, the loss, the optimizer...). At the end, the printer of the coarser
+ * per-layer table the backend measures with events (cg_backend_cfg_t.profile).
  *
  * Why: events around each op of an eager step count the host's launch gaps and whatever the
  * libraries do between kernels, and the captured graph cannot carry events per op at all. CUPTI
@@ -70,6 +71,37 @@ int cg_kprof_report(cg_kprof_t *kp, const char *title, double step_ms, double pe
 
 /* Clears everything counted (regions stay registered). */
 void cg_kprof_reset(cg_kprof_t *kp);
+
+/* ---- the per-layer table (cg_backend_cfg_t.profile) ---------------------------------------
+ * Not CUPTI: the backend times each layer's forward and backward in eager steps with events
+ * and sums the times; this prints the sums. Available whether or not CUPTI is. */
+
+typedef struct {
+  const char *name, *op;   /* the layer's name; "conv", "maxpool" or "upconv" */
+  double fwd_ms, bwd_ms;   /* summed over the steps */
+  double gflop;            /* per step */
+} cg_kprof_layer_t;
+
+typedef struct {
+  const char *name;        /* a part of the step outside the layers ("loss") */
+  double ms;               /* summed over the steps */
+} cg_kprof_part_t;
+
+typedef struct {
+  const char *precision;   /* "fp32", "bf16" or "fp16" */
+  int batch;
+  long long steps;         /* the eager steps summed; 0 prints nothing */
+  double hold_ms;          /* each step was enqueued behind a stream hold this long */
+  const cg_kprof_layer_t *layers;
+  int nlayers;
+  const cg_kprof_part_t *parts;
+  int nparts;
+} cg_kprof_layers_t;
+
+/* Prints a '#' header with the mean step time, then per step the layers, slowest first (fwd,
+ * bwd and total ms, share of the step, GFLOP, TFLOP/s), then the parts (ms, share); flushes
+ * out. */
+void cg_kprof_print_layers(const cg_kprof_layers_t *t, FILE *out);
 
 #ifdef __cplusplus
 }

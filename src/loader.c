@@ -271,8 +271,6 @@ cg_loader_t *cg_loader_create(const cg_loader_cfg_t *cfg) {
   return l;
 }
 
-int64_t cg_loader_steps_per_epoch(const cg_loader_t *l) { return l->spe; }
-
 static void *worker_main(void *arg) {
   worker_arg_t a = *(worker_arg_t *)arg;
   free(arg);
@@ -440,8 +438,6 @@ void cg_loader_set_cpu_count(cg_loader_t *l, int k) {
   l->cpu_count = k < 0 ? 0 : (k > l->cfg.batch ? l->cfg.batch : k);
   pthread_mutex_unlock(&l->mu);
 }
-
-int cg_loader_cpu_count(const cg_loader_t *l) { return l->cpu_count; }
 
 double cg_loader_take_busy(cg_loader_t *l, int *workers) {
   double t = 0;

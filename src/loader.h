@@ -74,7 +74,6 @@ typedef struct cg_loader cg_loader_t;
 
 cg_loader_t *cg_loader_create(const cg_loader_cfg_t *cfg);
 void cg_loader_destroy(cg_loader_t *l); /* NULL-safe; stops and joins the helpers */
-int64_t cg_loader_steps_per_epoch(const cg_loader_t *l);
 
 /* Next batch in order, or NULL after the last. *wait_s (optional) gets the seconds blocked. */
 cg_host_batch_t *cg_loader_next(cg_loader_t *l, double *wait_s);
@@ -88,7 +87,6 @@ void cg_loader_take_confusion(cg_loader_t *l, cg_confusion_t *out);
 /* The CPU/GPU split: how many samples of each batch indexed from now on the helpers featurise
  * (the rest go to the device as RGB8). Clamped to [0, batch]. */
 void cg_loader_set_cpu_count(cg_loader_t *l, int k);
-int cg_loader_cpu_count(const cg_loader_t *l);
 
 /* What the helpers' work costs, summed since the last call (for the split controller):
  * decoding/generating + augmenting every real sample, featurising + packing the CPU share,

@@ -16,7 +16,6 @@ void cg_log_set_identity(int rank, const char *host) {
 }
 
 int cg_log_rank(void) { return g_rank; }
-const char *cg_log_host(void) { return g_host; }
 
 static void vlog(const char *tag, const char *fmt, va_list ap) {
   char msg[2048];

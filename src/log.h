@@ -18,7 +18,6 @@
 
 void cg_log_set_identity(int rank, const char *host);
 int cg_log_rank(void);
-const char *cg_log_host(void);
 
 /* "[rank R host] message" on stderr. */
 void cg_log_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

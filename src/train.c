@@ -793,7 +793,7 @@ static int run_train(const cg_config_t *cfg, cg_comm_t *c, cg_train_result_t *re
   /* ---- backend ---- */
   cg_buckets_t buckets;
   cg_buckets_plan(&model, cfg->bucket_mb * 1e6, &buckets);
-  cg_gsync_t *gs = cg_gsync_create(c->world, &buckets, cfg->deterministic);
+  cg_gsync_t *gs = cg_gsync_create(c->world, buckets.n, buckets.off, buckets.len, cfg->deterministic);
   cg_backend_cfg_t bc = {0};
   bc.batch = cfg->batch;
   bc.precision = prec;
