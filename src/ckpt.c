@@ -129,6 +129,18 @@ static void decode_header(const uint8_t *h, cg_ckpt_info_t *o) {
   o->run_id = o->version >= 2 ? cg_le_get_u64(h + 172) : 0;
 }
 
+int64_t cg_ckpt_map_position(const cg_ckpt_info_t *in, int64_t ntrain, int64_t global,
+                             int64_t spe, int *exact) {
+  *exact = (int64_t)in->ranks * in->batch == global && in->train_samples == ntrain;
+  if (*exact) return in->step;
+  int64_t epoch = in->epoch, seen = in->epoch_samples;
+  if (seen >= ntrain) {
+    epoch++;
+    seen = 0;
+  }
+  return epoch * spe + seen / global;
+}
+
 uint64_t cg_ckpt_new_run_id(void) {
   uint64_t id = 0;
   int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);

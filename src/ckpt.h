@@ -116,6 +116,18 @@ int cg_ckpt_write(const char *dir, const cg_ckpt_info_t *info, const float *para
                   const float *m, const float *v, int keep, char *path, size_t pathlen,
                   char *err, size_t errlen);
 
+/* Where a run resumed from checkpoint `in` starts (0-based step = steps completed), for a
+ * training set of ntrain samples, `global` samples per step and spe steps per epoch. The
+ * checkpoint says how far into its epoch training had got: epoch_samples samples of the epoch's
+ * permutation, which depends on (seed, epoch) only. With the same global batch and training set
+ * that is exactly in->step (*exact = 1). Otherwise (*exact = 0) the run continues in the same
+ * epoch at the first batch of the new size that was not fully trained: batch
+ * floor(epoch_samples / global). Its first samples (fewer than one batch) are trained a second
+ * time; nothing is skipped. A training set that shrank below the position moves on to the next
+ * epoch. Steps (--steps, the schedule, reports) count batches of the new size from then on. */
+int64_t cg_ckpt_map_position(const cg_ckpt_info_t *in, int64_t ntrain, int64_t global,
+                             int64_t spe, int *exact);
+
 /* A new run id: random, never 0. */
 uint64_t cg_ckpt_new_run_id(void);
 

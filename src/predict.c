@@ -149,6 +149,160 @@ static void unfit_mask(const uint8_t *pred, int s, int h, int w, uint8_t *out) {
   }
 }
 
+/* The checks made before anything large is allocated, each rank for itself: the checkpoint's
+ * header and model, the input files, the output directory (rank 0 makes it) and the backend.
+ * 0, or -1 with err (a usage error). */
+static int check_inputs(const popts_t *o, const cg_comm_t *c, cg_ckpt_info_t *info,
+                        cg_model_t *model, char ***files, int *nfiles, cg_backend_choice_t *bk,
+                        char *err, size_t errlen) {
+  if (cg_ckpt_read(o->checkpoint, NULL, info, NULL, NULL, NULL, err, errlen) != CG_CKPT_OK)
+    return -1;
+  if (cg_model_build(model, info->shape.in_c, info->shape.base, info->shape.depth,
+                     info->shape.height, info->shape.width, err, errlen))
+    return -1;
+  if (info->shape.in_c != 3 + CG_NFEAT) {
+    snprintf(err, errlen, "checkpoint has %d input channels; this build feeds %d",
+             info->shape.in_c, 3 + CG_NFEAT);
+    return -1;
+  }
+  if (list_pngs(o->input, files, nfiles, err, errlen)) return -1;
+  if (*nfiles == 0) {
+    snprintf(err, errlen, "--input: no *.png files in '%.900s'", o->input);
+    return -1;
+  }
+  if (c->rank == 0 && mkdir(o->output, 0755) && errno != EEXIST) {
+    snprintf(err, errlen, "--output: cannot create '%.900s': %s", o->output, strerror(errno));
+    return -1;
+  }
+  /* fp32 for predictions; each rank takes its own GPU or none (no collectives in the steps) */
+  return cg_backend_choose(o->backend, "fp32", NULL, NULL, bk, err, errlen);
+}
+
+/* One batch of images on the host: the model's input and masks as they were fitted, and each
+ * image's file and original size. */
+typedef struct {
+  int n, s, in_c;
+  size_t px;               /* s * s */
+  float *x, *wt, *scratch; /* n x s x s x in_c; n; 3 x px */
+  uint8_t *y, *pred;       /* n x px */
+  uint8_t *frgb, *fmask;   /* one fitted image: px x 3, px */
+  int *idx, *oh, *ow;      /* n: file index (-1 padding), original height and width */
+} pbatch_t;
+
+static void batch_alloc(pbatch_t *b, int n, int s, int in_c) {
+  b->n = n;
+  b->s = s;
+  b->in_c = in_c;
+  b->px = (size_t)s * s;
+  b->x = cg_calloc(b->px * in_c * (size_t)n, sizeof(float), "batch");
+  b->y = cg_calloc(b->px * (size_t)n, 1, "masks");
+  b->pred = cg_calloc(b->px * (size_t)n, 1, "pred");
+  b->wt = cg_calloc((size_t)n, sizeof(float), "weights");
+  b->scratch = cg_malloc(sizeof(float) * 3 * b->px, "scratch");
+  b->frgb = cg_malloc(b->px * 3, "fitted rgb");
+  b->fmask = cg_malloc(b->px, "fitted mask");
+  b->idx = cg_malloc(sizeof(int) * (size_t)n, "batch files");
+  b->oh = cg_malloc(sizeof(int) * (size_t)n, "heights");
+  b->ow = cg_malloc(sizeof(int) * (size_t)n, "widths");
+}
+
+static void batch_free(pbatch_t *b) {
+  free(b->x);
+  free(b->y);
+  free(b->pred);
+  free(b->wt);
+  free(b->scratch);
+  free(b->frgb);
+  free(b->fmask);
+  free(b->idx);
+  free(b->oh);
+  free(b->ow);
+}
+
+/* Batch bi of this rank: its files r, r + R, ... (mine of them); padding past the end. Each
+ * image is decoded row by row into the model's size; a bad input file ends the job (exit 2). */
+static void fill_batch(pbatch_t *b, const popts_t *o, char **files, int bi, int mine,
+                       const cg_comm_t *c) {
+  char err[1024];
+  for (int j = 0; j < b->n; j++) {
+    int k = bi * b->n + j; /* k-th file of this rank */
+    b->idx[j] = k < mine ? c->rank + k * c->size : -1;
+    float *xs = b->x + (size_t)j * b->px * b->in_c;
+    uint8_t *ys = b->y + (size_t)j * b->px;
+    b->wt[j] = 0;
+    memset(ys, 0, b->px);
+    if (b->idx[j] < 0) {
+      memset(xs, 0, sizeof(float) * b->px * b->in_c);
+      continue;
+    }
+    char path[2200], mpath[2200];
+    snprintf(path, sizeof path, "%s/%s", o->input, files[b->idx[j]]);
+    snprintf(mpath, sizeof mpath, "%s/%s", o->masks, files[b->idx[j]]);
+    int h = 0, w = 0;
+    if (cg_fit_png(path, o->masks[0] ? mpath : NULL, o->max_pixels, b->s, 0, 0, b->frgb,
+                   b->fmask, &h, &w, err, sizeof err))
+      cg_die(CG_EXIT_USAGE, "predict: %s", err);
+    cg_pack_input(b->frgb, b->s, b->s, CG_NFEAT, b->scratch, xs);
+    memcpy(ys, b->fmask, b->px);
+    b->oh[j] = h;
+    b->ow[j] = w;
+    b->wt[j] = 1.0f;
+  }
+}
+
+/* The batch's predictions (pred: n x px) as masks of the images' sizes; with --masks, counted
+ * into conf. Returns the number of failed writes (warned); *done counts the masks. */
+static int write_masks(const pbatch_t *b, const uint8_t *pred, const popts_t *o, char **files,
+                       cg_confusion_t *conf, int64_t *done) {
+  int failures = 0;
+  char err[1024];
+  for (int j = 0; j < b->n; j++) {
+    if (b->idx[j] < 0) continue;
+    const uint8_t *pj = pred + (size_t)j * b->px;
+    if (o->masks[0]) cg_confusion_add(conf, pj, b->y + (size_t)j * b->px, b->px);
+    uint8_t *full = cg_malloc((size_t)b->oh[j] * b->ow[j], "output mask");
+    unfit_mask(pj, b->s, b->oh[j], b->ow[j], full);
+    char path[2200];
+    snprintf(path, sizeof path, "%s/%s", o->output, files[b->idx[j]]);
+    if (cg_png_write(path, full, b->oh[j], b->ow[j], CG_PNG_GRAY8, err, sizeof err)) {
+      cg_log_warn("%s", err);
+      failures++;
+    }
+    free(full);
+    (*done)++;
+  }
+  return failures;
+}
+
+/* Every batch of this rank through the backend; counts summed over ranks into counts[6]:
+ * tp, fp, fn, tn, masks written, failed writes. */
+static void predict_all(const cg_backend_ops_t *ops, cg_backend_t *be, const popts_t *o,
+                        char **files, int nfiles, const cg_model_t *model, const cg_comm_t *c,
+                        int64_t counts[6]) {
+  pbatch_t b;
+  batch_alloc(&b, o->batch, model->height, model->in_c);
+  cg_confusion_t conf = {0, 0, 0, 0};
+  int64_t done = 0;
+  int failures = 0;
+  /* rank r: files r, r + R, ...; every rank runs the same number of steps (padding) */
+  int mine = (nfiles - c->rank + c->size - 1) / c->size;
+  int steps_all = (nfiles + c->size - 1) / c->size;
+  int nbatches = (steps_all + b.n - 1) / b.n;
+  for (int bi = 0; bi < nbatches; bi++) {
+    fill_batch(&b, o, files, bi, mine, c);
+    cg_batch_t batch = {b.n, b.s, b.s, b.in_c, b.x, b.y, b.wt, b.n, NULL, b.pred, 0};
+    ops->upload(be, 0, &batch);
+    ops->eval_step(be, 0);
+    cg_step_out_t out;
+    ops->fetch(be, &out);
+    failures += write_masks(&b, out.pred, o, files, &conf, &done);
+  }
+  batch_free(&b);
+  int64_t sums[6] = {conf.tp, conf.fp, conf.fn, conf.tn, done, failures};
+  cg_comm_sum_i64(c, sums, 6);
+  memcpy(counts, sums, sizeof sums);
+}
+
 int cg_predict_run(int argc, char **argv, cg_comm_t *c) {
   popts_t o;
   char err[1024] = "";
@@ -157,31 +311,12 @@ int cg_predict_run(int argc, char **argv, cg_comm_t *c) {
     if (c->rank == 0) usage(stdout);
     return 0;
   }
-  /* The checkpoint's shape, then its weights. */
   cg_ckpt_info_t info;
-  float *params = NULL, *mm = NULL, *vv = NULL;
-  if (!rc && cg_ckpt_read(o.checkpoint, NULL, &info, NULL, NULL, NULL, err, sizeof err) != CG_CKPT_OK)
-    rc = -1;
   cg_model_t model;
-  if (!rc && cg_model_build(&model, info.shape.in_c, info.shape.base, info.shape.depth,
-                            info.shape.height, info.shape.width, err, sizeof err))
-    rc = -1;
-  if (!rc && info.shape.in_c != 3 + CG_NFEAT) {
-    snprintf(err, sizeof err, "checkpoint has %d input channels; this build feeds %d",
-             info.shape.in_c, 3 + CG_NFEAT);
-    rc = -1;
-  }
+  cg_backend_choice_t bk;
   char **files = NULL;
   int nfiles = 0;
-  if (!rc && list_pngs(o.input, &files, &nfiles, err, sizeof err)) rc = -1;
-  if (!rc && nfiles == 0) {
-    snprintf(err, sizeof err, "--input: no *.png files in '%.900s'", o.input);
-    rc = -1;
-  }
-  if (!rc && c->rank == 0 && mkdir(o.output, 0755) && errno != EEXIST) {
-    snprintf(err, sizeof err, "--output: cannot create '%.900s': %s", o.output, strerror(errno));
-    rc = -1;
-  }
+  if (!rc) rc = check_inputs(&o, c, &info, &model, &files, &nfiles, &bk, err, sizeof err);
   if (cg_comm_any(c, rc != 0)) {
     if (rc && c->rank == 0) fprintf(stderr, "cogpu-dist: error: %s\n", err);
     else if (rc) cg_log_info("%s", err);
@@ -190,34 +325,25 @@ int cg_predict_run(int argc, char **argv, cg_comm_t *c) {
     return CG_EXIT_USAGE;
   }
   CG_CHECK_MPI(MPI_Barrier(c->world)); /* the output directory exists for every rank */
-  const int S = info.shape.height, n = o.batch;
-  params = cg_malloc(sizeof(float) * model.nparams, "weights");
-  mm = cg_malloc(sizeof(float) * model.nparams, "m");
-  vv = cg_malloc(sizeof(float) * model.nparams, "v");
+  const int S = info.shape.height;
+  float *params = cg_malloc(sizeof(float) * model.nparams, "weights");
+  float *mm = cg_malloc(sizeof(float) * model.nparams, "m");
+  float *vv = cg_malloc(sizeof(float) * model.nparams, "v");
   if (cg_ckpt_read(o.checkpoint, &info.shape, NULL, params, mm, vv, err, sizeof err) != CG_CKPT_OK)
     CG_FATAL("%s", err);
   free(mm);
   free(vv);
-  /* backend: fp32 for predictions */
-  const cg_backend_ops_t *ops = &cg_backend_cpu;
-#ifdef COGPU_HAVE_CUDA
-  char why[256];
-  int usable = strcmp(o.backend, "cpu") ? cg_cuda_usable(why, sizeof why) : 0;
-  if (!strcmp(o.backend, "cuda") && !usable) CG_FATAL("--backend cuda: no usable GPU (%s)", why);
-  if (usable) ops = &cg_backend_cuda;
-#else
-  if (!strcmp(o.backend, "cuda")) CG_FATAL("--backend cuda: built without CUDA");
-#endif
-  cg_topo_t *topo = cg_topo_create(c, ops == &cg_backend_cpu ? CG_TOPO_GPU_NONE : CG_TOPO_GPU_AUTO);
+  const cg_backend_ops_t *ops = bk.ops;
+  cg_topo_t *topo = cg_topo_create(c, bk.is_cuda ? CG_TOPO_GPU_AUTO : CG_TOPO_GPU_NONE);
   const cg_topo_plan_t *pl = cg_topo_plan(topo);
-  cg_buckets_t bk;
-  cg_buckets_plan(&model, 0, &bk);
+  cg_buckets_t bkts;
+  cg_buckets_plan(&model, 0, &bkts);
   cg_backend_cfg_t bc = {0};
-  bc.batch = n;
-  bc.precision = CG_PREC_FP32;
+  bc.batch = o.batch;
+  bc.precision = bk.precision;
   bc.threads = pl->ncpus;
   bc.device = pl->gpu >= 0 ? pl->gpu : c->local_rank;
-  bc.buckets = &bk;
+  bc.buckets = &bkts;
   bc.fault_nan_step = -1;
   cg_backend_t *be = NULL;
   if (ops->create(&model, &bc, &be, err, sizeof err)) CG_FATAL("backend %s: %s", ops->name, err);
@@ -227,73 +353,8 @@ int cg_predict_run(int argc, char **argv, cg_comm_t *c) {
            "%dx%d (checkpoint %s, step %lld)\n",
            nfiles, o.input, c->size, ops->name, info.shape.base, info.shape.depth, S, S,
            o.checkpoint, (long long)info.step);
-  size_t px = (size_t)S * S;
-  float *x = cg_calloc(px * model.in_c * (size_t)n, sizeof(float), "batch");
-  uint8_t *y = cg_calloc(px * (size_t)n, 1, "masks"), *pred = cg_calloc(px * (size_t)n, 1, "pred");
-  float *wt = cg_calloc((size_t)n, sizeof(float), "weights");
-  float *scratch = cg_malloc(sizeof(float) * 3 * px, "scratch");
-  uint8_t *frgb = cg_malloc(px * 3, "fitted rgb"), *fmask = cg_malloc(px, "fitted mask");
-  int *idx = cg_malloc(sizeof(int) * (size_t)n, "batch files");
-  int *oh = cg_malloc(sizeof(int) * (size_t)n, "heights"), *ow = cg_malloc(sizeof(int) * (size_t)n, "widths");
-  cg_confusion_t conf = {0, 0, 0, 0};
-  int64_t done = 0;
-  int failures = 0;
-  /* rank r: files r, r + R, ...; every rank runs the same number of steps (padding) */
-  int mine = (nfiles - c->rank + c->size - 1) / c->size;
-  int steps_all = (nfiles + c->size - 1) / c->size;
-  int nbatches = (steps_all + n - 1) / n;
-  for (int bi = 0; bi < nbatches; bi++) {
-    int real = 0;
-    for (int j = 0; j < n; j++) {
-      int k = bi * n + j; /* k-th file of this rank */
-      idx[j] = k < mine ? c->rank + k * c->size : -1;
-      float *xs = x + (size_t)j * px * model.in_c;
-      uint8_t *ys = y + (size_t)j * px;
-      wt[j] = 0;
-      memset(ys, 0, px);
-      if (idx[j] < 0) {
-        memset(xs, 0, sizeof(float) * px * model.in_c);
-        continue;
-      }
-      char path[2200], mpath[2200];
-      snprintf(path, sizeof path, "%s/%s", o.input, files[idx[j]]);
-      snprintf(mpath, sizeof mpath, "%s/%s", o.masks, files[idx[j]]);
-      int h = 0, w = 0;
-      /* decoded row by row into the model's size; a bad input file ends the job (exit 2) */
-      if (cg_fit_png(path, o.masks[0] ? mpath : NULL, o.max_pixels, S, 0, 0, frgb, fmask, &h, &w,
-                     err, sizeof err))
-        cg_die(CG_EXIT_USAGE, "predict: %s", err);
-      cg_pack_input(frgb, S, S, CG_NFEAT, scratch, xs);
-      memcpy(ys, fmask, px);
-      oh[j] = h;
-      ow[j] = w;
-      wt[j] = 1.0f;
-      real++;
-    }
-    cg_batch_t batch = {n, S, S, model.in_c, x, y, wt, n, NULL, pred, 0};
-    ops->upload(be, 0, &batch);
-    ops->eval_step(be, 0);
-    cg_step_out_t out;
-    ops->fetch(be, &out);
-    for (int j = 0; j < n; j++) {
-      if (idx[j] < 0) continue;
-      const uint8_t *pj = out.pred + (size_t)j * px;
-      if (o.masks[0]) cg_confusion_add(&conf, pj, y + (size_t)j * px, px);
-      uint8_t *full = cg_malloc((size_t)oh[j] * ow[j], "output mask");
-      unfit_mask(pj, S, oh[j], ow[j], full);
-      char path[2200];
-      snprintf(path, sizeof path, "%s/%s", o.output, files[idx[j]]);
-      if (cg_png_write(path, full, oh[j], ow[j], CG_PNG_GRAY8, err, sizeof err)) {
-        cg_log_warn("%s", err);
-        failures++;
-      }
-      free(full);
-      done++;
-    }
-    (void)real;
-  }
-  int64_t counts[6] = {conf.tp, conf.fp, conf.fn, conf.tn, done, failures};
-  cg_comm_sum_i64(c, counts, 6);
+  int64_t counts[6];
+  predict_all(ops, be, &o, files, nfiles, &model, c, counts);
   if (c->rank == 0) {
     printf("predict: wrote %lld mask(s) to %s%s\n", (long long)counts[4], o.output,
            counts[5] ? " (some writes failed)" : "");
@@ -310,15 +371,5 @@ int cg_predict_run(int argc, char **argv, cg_comm_t *c) {
   for (int i = 0; i < nfiles; i++) free(files[i]);
   free(files);
   free(params);
-  free(x);
-  free(y);
-  free(pred);
-  free(wt);
-  free(scratch);
-  free(frgb);
-  free(fmask);
-  free(idx);
-  free(oh);
-  free(ow);
   return counts[5] ? 1 : 0;
 }

@@ -492,6 +492,21 @@ int cg_topo_pin_thread(const cg_topo_t *t, int index) {
   return why ? -1 : 0;
 }
 
+int cg_topo_helpers_default(const cg_topo_plan_t *p, int drives_gpu) {
+  return drives_gpu && p->ncpus > 1 ? p->ncpus - 1 : 1;
+}
+
+void cg_topo_helper_cpus(const cg_topo_plan_t *p, int drives_gpu, int n, int *cpus) {
+  for (int i = 0; i < n; i++)
+    cpus[i] = !drives_gpu || p->shared ? -1
+              : p->ncpus > 1           ? p->cpus[1 + i % (p->ncpus - 1)]
+                                       : p->cpus[0];
+}
+
+int cg_topo_pin_driver(const cg_topo_t *t, int drives_gpu) {
+  return drives_gpu && !t->plan.shared ? cg_topo_pin_thread(t, 0) : 0;
+}
+
 void cg_topo_report(const cg_topo_t *t, const cg_comm_t *c, FILE *f) {
   char line[512];
   memset(line, 0, sizeof line);

@@ -105,6 +105,19 @@ const cg_topo_plan_t *cg_topo_plan(const cg_topo_t *t);
  * the OS refusing). Threads created afterwards by the caller inherit the binding. */
 int cg_topo_pin_thread(const cg_topo_t *t, int index);
 
+/* How a training rank's threads share its cores (the helpers: loader.h). A rank that drives a GPU
+ * keeps core 0 of its plan for the driving thread and gives the others to the helpers, one each
+ * (round robin when there are more helpers than cores; core 0 when the plan has one core), so
+ * its default helper count is ncpus - 1 (at least 1). On the cpu backend the compute threads use
+ * every core: one helper by default, unpinned. On cores shared with other ranks nothing is
+ * pinned: the OS balances oversubscribed ranks better. */
+int cg_topo_helpers_default(const cg_topo_plan_t *p, int drives_gpu);
+/* Each of n helpers' core into cpus[0..n): a PU OS index, or -1 = unpinned. */
+void cg_topo_helper_cpus(const cg_topo_plan_t *p, int drives_gpu, int n, int *cpus);
+/* Pins the calling (driving) thread to core 0 when drives_gpu and the cores are the rank's own;
+ * returns 0 when there is nothing to pin, else what cg_topo_pin_thread returns. */
+int cg_topo_pin_driver(const cg_topo_t *t, int drives_gpu);
+
 /* Collective over c->world: rank 0 prints one line per rank, in rank order, to f. */
 void cg_topo_report(const cg_topo_t *t, const cg_comm_t *c, FILE *f);
 

@@ -1,0 +1,90 @@
+/* run.h: one training run's state (cg_run_t) and what it owns.
+ *
+ * cg_run_setup (run_setup.c) makes everything a run needs before its first step; the step loop
+ * (train.c) drives it and the reports (train_report.c) read it; cg_run_teardown frees it.
+ * Ownership: the run owns every pointer below except cfg, c and guard (borrowed, they must
+ * outlive it) and place (owned by topo). ck_p is params (one buffer); the rest are distinct. */
+#ifndef CG_RUN_H
+#define CG_RUN_H
+
+#include <stdint.h>
+
+#include "backend.h"
+#include "ckpt.h"
+#include "comm.h"
+#include "config.h"
+#include "guard.h"
+#include "model.h"
+#include "source.h"
+#include "split.h"
+#include "stats.h"
+#include "topo.h"
+#include "trace.h"
+
+typedef struct {
+  /* borrowed */
+  const cg_config_t *cfg;
+  cg_comm_t *c;
+  cg_guard_t *guard;
+  double t_begin;           /* cg_now() when set-up began: the run's wall clock */
+  /* backend, model and placement */
+  const cg_backend_ops_t *ops;
+  int is_cuda;
+  cg_precision_t prec;
+  cg_model_t model;
+  cg_ckpt_shape_t shape;    /* the model as checkpoints name it */
+  cg_topo_t *topo;
+  const cg_topo_plan_t *place;
+  int device;               /* GPU ordinal (the plan's, else the local rank) */
+  int threads, workers;     /* compute threads (cpu backend), helper threads */
+  int *helper_cpus;         /* core of each helper (-1 unpinned), workers entries */
+  /* data: the opened sources (NULL for synthetic data) and the train/val views of them */
+  cg_source_t *base_src, *val_base, *train_src, *val_src;
+  int synthetic;
+  int64_t ntrain, nval, spe, total, global; /* samples; steps per epoch, of the run; per step */
+  /* resume */
+  int resumed, exact;       /* exact: the same global batch and training set (ckpt.h) */
+  cg_ckpt_info_t ck;        /* the checkpoint resumed from */
+  char ck_path[CG_PATH_MAX + 64];
+  int64_t s0, opt_t0;       /* first step of this run; AdamW steps taken before it */
+  int64_t skipped0;         /* fp16 steps skipped before this run (from the checkpoint) */
+  uint64_t run_id;          /* the lineage written into every checkpoint (ckpt.h) */
+  float *params;            /* nparams: initial parameters, then the host copy for outputs */
+  float *adam_m, *adam_v;   /* the checkpoint's moments until the backend has them */
+  /* gradient sync, timeline, backend */
+  cg_buckets_t buckets;
+  struct cg_gsync *gs;      /* comm/gsync.h */
+  struct cg_nccl *nccl;     /* comm/nccl_comm.h; NULL: MPI (gs) or a single process */
+  cg_trace_t *trace;        /* --trace-out, or NULL */
+  int trace_written;        /* set by cg_run_teardown: the timeline files were written */
+  cg_backend_t *be;
+  cg_stats_t *stats;
+  /* the step loop */
+  int bar;                  /* progress: 2 bar, 1 plain, 0 off */
+  int slow;                 /* test-only: this rank sleeps per step */
+  cg_split_t split;
+  double busy_total;        /* device busy seconds of every fetched step (split controller) */
+  cg_guard_health_t health; /* verdicts of this rank's fetched training steps */
+  int64_t last_done;        /* last training step fetched here (1-based count) */
+  int64_t *table;           /* last_done of every rank, as of the last exchange */
+  float loss_scale;         /* as the last fetched step reported it */
+  /* checkpoints */
+  const char *ckpt_dir;     /* NULL: no checkpoints */
+  float *ck_p, *ck_m, *ck_v; /* rank 0: host copies for writing (ck_p is params) */
+  char last_ckpt[CG_PATH_MAX + 64]; /* the last good checkpoint, written or loaded ("" none) */
+  int64_t last_ckpt_step;   /* its step, -1 none */
+} cg_run_t;
+
+/* Collective. Makes the run of cfg on c: output paths, backend, model, placement, data, resume
+ * position, bucket plan, gradient sync, trace, NCCL, backend with its parameters, stats. Returns
+ * 0 with r ready, or the process exit code (CG_EXIT_USAGE for bad input, 1 when the backend
+ * cannot start) once the error has been reported (by rank 0, agreed by every rank) and
+ * everything made so far is freed again. */
+int cg_run_setup(cg_run_t *r, const cg_config_t *cfg, cg_comm_t *c, cg_guard_t *guard);
+
+/* Frees everything r owns, in the reverse order of set-up (the backend before the NCCL
+ * communicator it uses, before MPI_Finalize); any part not made yet is skipped. Closing the
+ * trace writes its files (r->trace_written). Not collective; r owns nothing afterwards. */
+void cg_run_teardown(cg_run_t *r);
+
+#endif

@@ -1,0 +1,452 @@
+/* run_setup.c: everything a training run needs before its first step, made stage by stage and
+ * undone along one path (run.h).
+ *
+ * The stages, in order (each a function below):
+ *   outputs    rank 0 checks every output path and the checkpoint directory; agreed
+ *   placement  --backend/--precision (cg_backend_choose), the model, this rank's cores, the
+ *              pre-flight memory estimate
+ *   data       the sources, opened and checked by every rank (agreed); steps per epoch and run
+ *   resume     rank 0 reads the checkpoint, every rank receives it; the position in the data
+ *   devices    bucket plan, MPI gradient sync, trace, NCCL, the backend with its parameters
+ *   loop       the step loop's state: step health, step table, checkpoint buffers, split, stats
+ * Start-up problems with the user's input are agreed by all ranks and reported once, by rank 0,
+ * with exit code 2 (a backend that fails to start: 1). A stage only adds to the run and every
+ * destroy takes NULL, so the one `goto fail` in cg_run_setup, which calls cg_run_teardown,
+ * undoes exactly what was made. */
+#include "run.h"
+
+#include <errno.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "backend.h"   /* cg_backend_choose: --backend and --precision */
+#include "ckpt.h"      /* cg_ckpt_*: checkpoint directory checks, reading, the resume position */
+#include "data.h"      /* CG_NFEAT, cg_sampler_*: feature channels, steps per epoch */
+#include "datacheck.h" /* cg_datacheck_run: --skip-bad / --check-data before the first step */
+#include "gsync.h"     /* cg_gsync_*: the MPI gradient all-reduce */
+#include "log.h"       /* CG_CHECK_MPI, cg_malloc, messages */
+#include "nccl_comm.h" /* cg_nccl_*: the NCCL gradient all-reduce and how auto chooses it */
+#include "preflight.h" /* cg_preflight_*: will the model and its batches fit */
+
+/* Rank 0 says what went wrong (err is the same on every rank, or only rank 0's counts). */
+static int usage(const cg_run_t *r, const char *err) {
+  if (r->c->rank == 0) fprintf(stderr, "cogpu-dist: error: %s\n", err);
+  return CG_EXIT_USAGE;
+}
+
+/* ---- outputs --------------------------------------------------------------------------------- */
+
+/* 0 if path can be created/overwritten: its directory exists and is writable, and the file,
+ * if present, is a writable regular file. Nothing is created. */
+static int check_output_path(const char *flag, const char *path, char *err, size_t errlen) {
+  if (!path[0]) return 0;
+  char tmp[CG_PATH_MAX];
+  snprintf(tmp, sizeof tmp, "%s", path);
+  const char *dir = dirname(tmp);
+  struct stat st;
+  if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
+    snprintf(err, errlen, "%s: directory '%.200s' of '%.200s' does not exist", flag, dir, path);
+    return -1;
+  }
+  if (access(dir, W_OK) != 0) {
+    snprintf(err, errlen, "%s: directory '%.300s' is not writable (%s)", flag, dir, strerror(errno));
+    return -1;
+  }
+  if (stat(path, &st) == 0 && (!S_ISREG(st.st_mode) || access(path, W_OK) != 0)) {
+    snprintf(err, errlen, "%s: '%.300s' exists and is not a writable file", flag, path);
+    return -1;
+  }
+  return 0;
+}
+
+/* A run that does not resume must not start in a directory holding another run's checkpoints:
+ * its checkpoints would mix with (and, with the same step numbers, replace) the earlier run's.
+ * 0, or -1 naming the directory, its newest checkpoint and the ways out. */
+static int check_no_checkpoints(const char *dir, char *err, size_t errlen) {
+  char **paths;
+  int64_t *steps;
+  int n;
+  if (cg_ckpt_list(dir, &paths, &steps, &n, err, errlen) != 0) return -1;
+  if (n > 0)
+    snprintf(err, errlen, "--checkpoint-dir %s already holds %d checkpoint(s), the newest %s "
+             "(step %lld): continue that run with --resume, or choose another --checkpoint-dir, "
+             "or start afresh there with --overwrite-checkpoints (the earlier run's checkpoints "
+             "are never rotated away, but one of the same step is replaced)", dir, n, paths[0],
+             (long long)steps[0]);
+  cg_ckpt_list_free(paths, steps, n);
+  return n > 0 ? -1 : 0;
+}
+
+/* Rank 0 checks; every rank gets its verdict. */
+static int check_outputs(cg_run_t *r, char *err, size_t errlen) {
+  const cg_config_t *cfg = r->cfg;
+  int rc = 0;
+  if (r->c->rank == 0) {
+    rc = check_output_path("--metrics-out", cfg->metrics_out, err, errlen);
+    if (!rc) rc = check_output_path("--params-out", cfg->params_out, err, errlen);
+    if (!rc) rc = check_output_path("--stats-out", cfg->stats_out, err, errlen);
+    if (!rc) rc = check_output_path("--prom-out", cfg->prom_out, err, errlen);
+    if (!rc && cfg->trace_out[0]) {
+      char probe[CG_PATH_MAX + 32];
+      snprintf(probe, sizeof probe, "%s.rank0.json", cfg->trace_out);
+      rc = check_output_path("--trace-out", probe, err, errlen);
+    }
+    if (!rc && cfg->checkpoint_dir[0]) rc = cg_ckpt_prepare_dir(cfg->checkpoint_dir, err, errlen);
+    if (!rc && cfg->checkpoint_dir[0] && !cfg->resume[0] && !cfg->overwrite_checkpoints)
+      rc = check_no_checkpoints(cfg->checkpoint_dir, err, errlen);
+  }
+  CG_CHECK_MPI(MPI_Bcast(&rc, 1, MPI_INT, 0, r->c->world));
+  if (!rc) return 0;
+  CG_CHECK_MPI(MPI_Bcast(err, (int)errlen, MPI_CHAR, 0, r->c->world));
+  return usage(r, err);
+}
+
+/* ---- placement ------------------------------------------------------------------------------- */
+
+static int place_rank(cg_run_t *r, char *err, size_t errlen) {
+  const cg_config_t *cfg = r->cfg;
+  cg_comm_t *c = r->c;
+  cg_backend_choice_t bk;
+  if (cg_backend_choose(cfg->backend, cfg->precision, c, c->rank == 0 ? stdout : NULL, &bk, err,
+                        errlen))
+    return usage(r, err);
+  r->ops = bk.ops;
+  r->is_cuda = bk.is_cuda;
+  r->prec = bk.precision;
+  cg_model_t *m = &r->model;
+  if (cg_model_build(m, 3 + CG_NFEAT, cfg->model_base, cfg->model_depth, cfg->image_size,
+                     cfg->image_size, err, errlen))
+    return usage(r, err);
+  r->shape = (cg_ckpt_shape_t){m->in_c, m->base, m->depth, m->height, m->width,
+                               (uint64_t)m->nparams};
+  r->topo = cg_topo_create(c, r->is_cuda ? CG_TOPO_GPU_AUTO : CG_TOPO_GPU_NONE);
+  r->place = cg_topo_plan(r->topo);
+  /* Threads started from here on (OpenMP, CUDA, NCCL) inherit the rank's cores. Cores shared
+   * with other ranks stay unpinned: the OS balances oversubscribed ranks better. */
+  if (!r->place->shared) cg_topo_pin_thread(r->topo, -1);
+  r->threads = cfg->threads > 0 ? cfg->threads : r->place->ncpus;
+  r->workers = cfg->cpu_workers >= 0 ? cfg->cpu_workers
+                                     : cg_topo_helpers_default(r->place, r->is_cuda);
+  /* pre-flight: will the model and its batches fit? (before anything large is allocated) */
+  const cg_preflight_t est = cg_preflight_estimate(m, cfg->batch, cfg->prefetch, r->is_cuda,
+                                                   r->prec == CG_PREC_FP32 ? 4 : 2);
+  r->device = r->place->gpu >= 0 ? r->place->gpu : c->local_rank;
+  const int bad = cg_preflight_check(&est, r->is_cuda, r->device, c->local_size, err, errlen);
+  return cg_comm_report_errors(c, bad ? err : NULL) ? CG_EXIT_USAGE : 0;
+}
+
+/* ---- data ------------------------------------------------------------------------------------ */
+
+/* Every rank opens the files itself (they are checked at open) and they agree on the verdict. */
+static int open_files(cg_run_t *r, char *err, size_t errlen) {
+  const cg_config_t *cfg = r->cfg;
+  const cg_source_opts_t so = {.size = cfg->image_size, .max_pixels = cfg->max_image_pixels,
+                               .skip_bad = cfg->skip_bad, .bad_hint = CG_BAD_SAMPLE_HINT,
+                               .seed = cfg->seed};
+  r->base_src = cg_source_open_opts(cfg->data, &so, err, errlen);
+  int rc = r->base_src ? 0 : -1;
+  if (!rc && cfg->val_data[0]) {
+    r->val_base = cg_source_open_opts(cfg->val_data, &so, err, errlen);
+    rc = r->val_base ? 0 : -1;
+  }
+  /* samples left out at open; --check-data (collective: only when every rank opened) */
+  if (!cg_comm_any(r->c, rc != 0))
+    rc = cg_datacheck_run(&r->base_src, &r->val_base, r->c, r->place->ncpus, cfg->check_data,
+                          cfg->skip_bad, err, errlen);
+  if (!rc && cfg->val_data[0]) {
+    r->train_src = r->base_src;
+    r->val_src = r->val_base;
+  } else if (!rc && cfg->val_fraction > 0) {
+    rc = cg_source_split(r->base_src, cfg->val_fraction, &r->train_src, &r->val_src, err, errlen);
+  } else if (!rc) {
+    r->train_src = r->base_src;
+  }
+  if (cg_comm_report_errors(r->c, rc ? err : NULL)) { /* once per distinct message */
+    CG_CHECK_MPI(MPI_Barrier(r->c->world));
+    return CG_EXIT_USAGE;
+  }
+  return 0;
+}
+
+static int open_data(cg_run_t *r, char *err, size_t errlen) {
+  const cg_config_t *cfg = r->cfg;
+  r->synthetic = !strcmp(cfg->data, "synthetic");
+  if (r->synthetic) {
+    r->train_src = cg_source_synthetic(cfg->seed, 0, cfg->train_samples, cfg->image_size,
+                                       cfg->image_size);
+    if (cfg->val_samples)
+      r->val_src = cg_source_synthetic(cfg->seed, cfg->train_samples, cfg->val_samples,
+                                       cfg->image_size, cfg->image_size);
+  } else {
+    const int code = open_files(r, err, errlen);
+    if (code) return code;
+  }
+  r->ntrain = r->train_src->count;
+  r->nval = r->val_src ? r->val_src->count : 0;
+  cg_sampler_t s;
+  cg_sampler_init(&s, r->ntrain, r->c->size, r->c->rank, cfg->batch, cfg->seed);
+  r->spe = cg_sampler_steps_per_epoch(&s);
+  cg_sampler_free(&s);
+  r->total = cfg->steps > 0 ? cfg->steps : cfg->epochs * r->spe;
+  r->global = (int64_t)r->c->size * cfg->batch;
+  return 0;
+}
+
+/* ---- resume ---------------------------------------------------------------------------------- */
+
+static void bcast_floats(const cg_comm_t *c, float *p, size_t n) {
+  const size_t chunk = (size_t)1 << 28; /* MPI counts are int */
+  for (size_t off = 0; off < n; off += chunk) {
+    int k = (int)(n - off < chunk ? n - off : chunk);
+    CG_CHECK_MPI(MPI_Bcast(p + off, k, MPI_FLOAT, 0, c->world));
+  }
+}
+
+static void warn_line(void *ctx, const char *line) {
+  (void)ctx;
+  cg_log_warn("%s", line);
+}
+
+/* Rank 0 finds and verifies the checkpoint of --resume. Returns 0 (r->ck, params, moments and
+ * ck_path filled), 1 when the directory holds no checkpoint (a fresh start), or -1 with err. */
+static int read_checkpoint(cg_run_t *r, char *err, size_t errlen) {
+  const cg_config_t *cfg = r->cfg;
+  const int latest = !strcmp(cfg->resume, CG_RESUME_LATEST);
+  const char *src = latest ? cfg->checkpoint_dir : cfg->resume;
+  struct stat st;
+  if (latest || (stat(src, &st) == 0 && S_ISDIR(st.st_mode))) {
+    int rc = cg_ckpt_find(src, &r->shape, &r->ck, r->params, r->adam_m, r->adam_v, r->ck_path,
+                          sizeof r->ck_path, warn_line, NULL, err, errlen);
+    if (rc < 0) {
+      size_t k = strlen(err);
+      snprintf(err + k, errlen - k, " (--resume: see the messages above; `cogpu-dist inspect "
+               "%s` lists them)", src);
+    }
+    return rc;
+  }
+  cg_ckpt_status_t s = cg_ckpt_read(src, &r->shape, &r->ck, r->params, r->adam_m, r->adam_v,
+                                    err, errlen);
+  if (s != CG_CKPT_OK) {
+    char why[1024];
+    snprintf(why, sizeof why, "%s", err);
+    snprintf(err, errlen, "--resume: %s", why);
+    return -1;
+  }
+  snprintf(r->ck_path, sizeof r->ck_path, "%s", src);
+  return 0;
+}
+
+/* --resume: every rank receives rank 0's checkpoint and starts where it says (ckpt.h). */
+static int load_resume(cg_run_t *r, char *err, size_t errlen) {
+  const cg_config_t *cfg = r->cfg;
+  const cg_comm_t *c = r->c;
+  const size_t np = r->model.nparams;
+  r->params = cg_malloc(sizeof(float) * np, "initial parameters");
+  if (!cfg->resume[0]) return 0;
+  r->adam_m = cg_malloc(sizeof(float) * np, "AdamW m from the checkpoint");
+  r->adam_v = cg_malloc(sizeof(float) * np, "AdamW v from the checkpoint");
+  int rc = c->rank == 0 ? read_checkpoint(r, err, errlen) : 0;
+  CG_CHECK_MPI(MPI_Bcast(&rc, 1, MPI_INT, 0, c->world));
+  if (rc < 0) {
+    CG_CHECK_MPI(MPI_Bcast(err, (int)errlen, MPI_CHAR, 0, c->world));
+    return usage(r, err);
+  }
+  if (rc == 1) {
+    if (c->rank == 0)
+      printf("resume: %s holds no checkpoint yet: starting at step 0\n",
+             !strcmp(cfg->resume, CG_RESUME_LATEST) ? cfg->checkpoint_dir : cfg->resume);
+    return 0;
+  }
+  CG_CHECK_MPI(MPI_Bcast(&r->ck, (int)sizeof r->ck, MPI_BYTE, 0, c->world));
+  bcast_floats(c, r->params, np);
+  bcast_floats(c, r->adam_m, np);
+  bcast_floats(c, r->adam_v, np);
+  r->resumed = 1;
+  r->s0 = cg_ckpt_map_position(&r->ck, r->ntrain, r->global, r->spe, &r->exact);
+  return 0;
+}
+
+/* ---- devices: gradient sync, trace, NCCL, the backend ---------------------------------------- */
+
+static cg_backend_cfg_t backend_cfg(const cg_run_t *r) {
+  const cg_config_t *cfg = r->cfg;
+  cg_backend_cfg_t bc = {0};
+  bc.batch = cfg->batch;
+  bc.precision = r->prec;
+  bc.threads = r->threads;
+  bc.device = r->device;
+  bc.deterministic = cfg->deterministic;
+  bc.cuda_graph = cfg->cuda_graph;
+  bc.tf32 = strcmp(cfg->tf32, "off") != 0; /* auto = on, as PyTorch */
+  bc.algo_cache = cfg->algo_cache[0] ? cfg->algo_cache : NULL;
+  bc.buckets = &r->buckets;
+  bc.gsync = r->nccl ? NULL : r->c->size > 1 ? r->gs : NULL;
+  bc.nccl = r->nccl;
+  /* the backend counts its own train steps from 0: --test-nan-step is 1-based and global */
+  bc.fault_nan_step = cfg->test_nan_step > r->s0 ? cfg->test_nan_step - 1 - r->s0 : -1;
+  bc.trace = r->trace != NULL;
+  return bc;
+}
+
+/* The checkpoint's parameters and optimizer state, or fresh ones. */
+static void load_params(cg_run_t *r) {
+  if (r->resumed) {
+    r->ops->set_params(r->be, r->params);
+    /* Another precision's scale (1) means nothing to an fp16 scaler: 0 keeps its initial one. */
+    const int same = r->ck.precision == (int)r->prec;
+    r->ops->set_opt_state(r->be, r->adam_m, r->adam_v, same ? r->ck.loss_scale : 0.0f,
+                          same ? r->ck.scale_good_steps : 0);
+  } else {
+    cg_model_init_params(&r->model, r->cfg->seed, r->params);
+    r->ops->set_params(r->be, r->params);
+  }
+}
+
+static int start_devices(cg_run_t *r, char *err, size_t errlen) {
+  const cg_config_t *cfg = r->cfg;
+  cg_comm_t *c = r->c;
+  cg_buckets_plan(&r->model, cfg->bucket_mb * 1e6, &r->buckets);
+  r->gs = cg_gsync_create(c->world, r->buckets.n, r->buckets.off, r->buckets.len,
+                          cfg->deterministic);
+  long long tr_a = 1, tr_b = -1;
+  sscanf(cfg->trace_steps, "%lld:%lld", &tr_a, &tr_b);
+  r->trace = cg_trace_create(cfg->trace_out, c->rank, c->host, tr_a, tr_b);
+  /* Gradient all-reduce: NCCL or MPI (--allreduce; nccl_comm.h says how auto chooses). */
+  char arnote[320] = "";
+  int use_nccl = cg_nccl_choose(c, cfg->allreduce, r->is_cuda, r->device, cfg->deterministic,
+                                arnote, sizeof arnote, err, errlen);
+  r->nccl = use_nccl > 0 ? cg_nccl_create(c->world, r->device, err, errlen) : NULL;
+  if (use_nccl < 0 || (use_nccl > 0 && !r->nccl)) /* every rank agrees: both are collective */
+    return usage(r, err);
+  if (c->rank == 0 && arnote[0]) printf("allreduce: %s\n", arnote);
+  const cg_backend_cfg_t bc = backend_cfg(r);
+  const int rc = r->ops->create(&r->model, &bc, &r->be, err, errlen);
+  if (cg_comm_any(c, rc != 0)) {
+    /* A backend that fails on one rank fails the job: say which. */
+    if (rc) cg_log_info("backend %s: %s", r->ops->name, err);
+    CG_CHECK_MPI(MPI_Barrier(c->world));
+    if (c->rank == 0)
+      fprintf(stderr, "cogpu-dist: error: could not start the %s backend\n", r->ops->name);
+    return 1;
+  }
+  cg_guard_watch_nccl(r->guard, r->nccl);
+  load_params(r);
+  return 0;
+}
+
+/* ---- the step loop's state ------------------------------------------------------------------- */
+
+static int prepare_loop(cg_run_t *r, char *err, size_t errlen) {
+  (void)err;
+  (void)errlen;
+  const cg_config_t *cfg = r->cfg;
+  const cg_comm_t *c = r->c;
+  r->slow = cfg->test_slow_rank == c->rank && cfg->test_slow_ms > 0;
+  cg_guard_health_init(&r->health, r->prec == CG_PREC_FP16, cfg->max_bad_steps);
+  r->last_done = r->s0;
+  r->table = cg_malloc(sizeof(int64_t) * (size_t)c->size, "step table");
+  for (int i = 0; i < c->size; i++) r->table[i] = r->s0;
+  cg_guard_set_table(r->guard, r->table);
+  r->loss_scale = r->resumed ? r->ck.loss_scale : 1.0f;
+  r->opt_t0 = r->resumed ? r->ck.opt_t : 0;
+  r->skipped0 = r->resumed ? r->ck.skipped_steps : 0;
+  /* a resumed run continues its lineage; a fresh one (or one resumed from a checkpoint made
+   * before run ids) starts a new one: rotation never touches another run's checkpoints */
+  r->run_id = r->resumed && r->ck.run_id ? r->ck.run_id : cg_ckpt_new_run_id();
+  r->last_ckpt_step = -1;
+  if (r->resumed) {
+    snprintf(r->last_ckpt, sizeof r->last_ckpt, "%s", r->ck_path);
+    r->last_ckpt_step = r->ck.step;
+  }
+  const size_t np = r->model.nparams;
+  if (cfg->checkpoint_dir[0]) {
+    r->ckpt_dir = cfg->checkpoint_dir;
+    if (c->rank == 0) { /* the writer's host copies: the run's own buffers where it has them */
+      r->ck_p = r->params;
+      r->ck_m = r->adam_m ? r->adam_m : cg_malloc(sizeof(float) * np, "checkpoint AdamW m");
+      r->ck_v = r->adam_v ? r->adam_v : cg_malloc(sizeof(float) * np, "checkpoint AdamW v");
+      r->adam_m = r->adam_v = NULL; /* owned as ck_m, ck_v now */
+    }
+  }
+  free(r->adam_m);
+  free(r->adam_v);
+  r->adam_m = r->adam_v = NULL;
+  cg_split_init(&r->split,
+                !strcmp(cfg->split, "cpu")   ? CG_SPLIT_CPU
+                : !strcmp(cfg->split, "gpu") ? CG_SPLIT_GPU
+                                             : CG_SPLIT_AUTO,
+                cfg->batch);
+  char gpu_name[48] = "-";
+  if (r->is_cuda) snprintf(gpu_name, sizeof gpu_name, "%d:%s", r->place->gpu, r->place->gpu_pci);
+  r->stats = cg_stats_create(c, gpu_name, r->is_cuda, cfg->stats_out[0] ? cfg->stats_out : NULL);
+  cg_stats_set_prom(r->stats, cfg->prom_out);
+  const int tty = isatty(STDERR_FILENO);
+  if (!strcmp(cfg->progress, "bar") || (!strcmp(cfg->progress, "auto") && tty)) r->bar = 2;
+  else if (!strcmp(cfg->progress, "off")) r->bar = 0;
+  else r->bar = 1;
+  r->helper_cpus = cg_malloc(sizeof(int) * (size_t)(r->workers > 0 ? r->workers : 1),
+                             "helper cpus");
+  cg_topo_helper_cpus(r->place, r->is_cuda, r->workers, r->helper_cpus);
+  return 0;
+}
+
+/* ---- set-up and teardown --------------------------------------------------------------------- */
+
+int cg_run_setup(cg_run_t *r, const cg_config_t *cfg, cg_comm_t *c, cg_guard_t *guard) {
+  static int (*const stages[])(cg_run_t *, char *, size_t) = {
+      check_outputs, place_rank, open_data, load_resume, start_devices, prepare_loop};
+  memset(r, 0, sizeof *r);
+  r->cfg = cfg;
+  r->c = c;
+  r->guard = guard;
+  r->t_begin = cg_now();
+  char err[2048] = "";
+  int code = 0;
+  for (size_t i = 0; i < sizeof stages / sizeof *stages; i++)
+    if ((code = stages[i](r, err, sizeof err)) != 0) goto fail;
+  return 0;
+fail:
+  cg_run_teardown(r);
+  return code;
+}
+
+/* The train/val views first, then the sources they borrow. */
+static void destroy_sources(cg_run_t *r) {
+  if (r->train_src != r->base_src) cg_source_destroy(r->train_src);
+  if (r->val_src != r->val_base) cg_source_destroy(r->val_src);
+  cg_source_destroy(r->val_base);
+  cg_source_destroy(r->base_src);
+  r->train_src = r->val_src = r->val_base = r->base_src = NULL;
+}
+
+void cg_run_teardown(cg_run_t *r) {
+  free(r->params);
+  free(r->adam_m);
+  free(r->adam_v);
+  free(r->table);
+  free(r->ck_m);
+  free(r->ck_v);
+  r->params = r->adam_m = r->adam_v = r->ck_p = r->ck_m = r->ck_v = NULL;
+  r->table = NULL;
+  cg_stats_destroy(r->stats);
+  r->stats = NULL;
+  if (r->ops) r->ops->destroy(r->be);
+  r->be = NULL;
+  r->trace_written = r->trace && cg_trace_close(r->trace) == 0;
+  r->trace = NULL;
+  cg_guard_watch_nccl(r->guard, NULL);
+  cg_nccl_destroy(r->nccl); /* after the backend's graphs are gone, before MPI_Finalize */
+  r->nccl = NULL;
+  cg_gsync_destroy(r->gs);
+  r->gs = NULL;
+  destroy_sources(r);
+  free(r->helper_cpus);
+  r->helper_cpus = NULL;
+  cg_topo_destroy(r->topo);
+  r->topo = NULL;
+  r->place = NULL;
+}

@@ -1,0 +1,294 @@
+/* train_report.c: what a training run prints and writes about itself (train_report.h).
+ *
+ * Every line a run prints about its progress and results is made here, from the run's state
+ * (run.h) and the figures the step loop keeps; the loop itself (train.c) only decides when.
+ * The cluster-wide balance table comes from stats.c, called here once per report window. */
+#include "train_report.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "atomic_file.h" /* cg_afile_save: --metrics-out, --params-out replaced atomically */
+#include "log.h"         /* cg_log_warn */
+
+/* ---- during the run -------------------------------------------------------------------------- */
+
+static void banner_resume(const cg_run_t *r) {
+  const cg_config_t *cfg = r->cfg;
+  const cg_ckpt_info_t *ck = &r->ck;
+  printf("resumed from %s: step %lld (epoch %lld, %lld of its %lld samples trained), AdamW t "
+         "%lld, loss scale %g\n", r->ck_path, (long long)ck->step, (long long)ck->epoch,
+         (long long)ck->epoch_samples, (long long)ck->train_samples, (long long)ck->opt_t,
+         (double)ck->loss_scale);
+  if (!r->exact)
+    printf("resume: global batch %lld (%d x %d) and %lld training samples -> global batch "
+           "%lld (%d x %d) and %lld samples: continuing at step %lld (epoch %lld, batch %lld "
+           "of %lld), the first batch of the new size not fully trained in that epoch; up to "
+           "%lld of its samples are trained a second time; steps count batches of %lld from "
+           "here\n",
+           (long long)ck->ranks * ck->batch, ck->ranks, ck->batch, (long long)ck->train_samples,
+           (long long)r->global, r->c->size, cfg->batch, (long long)r->ntrain, (long long)r->s0,
+           (long long)(r->s0 / r->spe), (long long)(r->s0 % r->spe + 1), (long long)r->spe,
+           (long long)(r->global - 1), (long long)r->global);
+  if (ck->seed != cfg->seed)
+    cg_log_warn("resume: the checkpoint was written with --seed %llu, this run has --seed "
+                "%llu: the sample order from here on follows %llu",
+                (unsigned long long)ck->seed, (unsigned long long)cfg->seed,
+                (unsigned long long)cfg->seed);
+  if (r->s0 >= r->total)
+    printf("resume: step %lld already reaches this run's %lld steps: nothing to train\n",
+           (long long)r->s0, (long long)r->total);
+}
+
+void cg_report_banner(const cg_run_t *r) {
+  const cg_config_t *cfg = r->cfg;
+  const cg_comm_t *c = r->c;
+  const cg_model_t *m = &r->model;
+  if (c->rank != 0) return;
+  printf("cogpu-dist train: %d rank(s) on %d node(s), backend %s, precision %s%s\n", c->size,
+         c->nnodes, r->ops->name, cg_precision_name(r->prec),
+         !r->is_cuda || r->prec != CG_PREC_FP32 ? ""
+         : strcmp(cfg->tf32, "off") ? " (convolutions in TF32, as PyTorch's default; --tf32 off "
+                                      "for strict fp32)"
+                                    : " (strict: no TF32)");
+  printf("model: UNet in %d, base %d, depth %d, %dx%d, %zu parameters\n", m->in_c, m->base,
+         m->depth, m->height, m->width, m->nparams);
+  printf("data: %s, %lld training / %lld validation samples; batch %d per rank, global %d; "
+         "%lld steps (%lld per epoch)\n",
+         cfg->data, (long long)r->ntrain, (long long)r->nval, cfg->batch, cfg->batch * c->size,
+         (long long)r->total, (long long)r->spe);
+  printf("rank 0: %d compute thread(s), %d helper thread(s), %d gradient bucket(s)\n",
+         r->threads, r->workers, r->buckets.n);
+  if (r->resumed) banner_resume(r);
+  fflush(stdout);
+}
+
+static void fmt_hms(double s, char *out, size_t len) {
+  if (!(s >= 0) || s > 1e7) {
+    snprintf(out, len, "--:--");
+    return;
+  }
+  int t = (int)(s + 0.5);
+  if (t >= 3600) snprintf(out, len, "%d:%02d:%02d", t / 3600, (t / 60) % 60, t % 60);
+  else snprintf(out, len, "%d:%02d", t / 60, t % 60);
+}
+
+void cg_report_progress(const cg_run_t *r, int64_t step, double elapsed, double ips, double loss,
+                        int final) {
+  if (r->c->rank != 0 || r->bar == 0) return;
+  const int64_t total = r->total;
+  char eta[32], el[32];
+  const double done = (double)(step - r->s0); /* steps of this run (it may have resumed) */
+  double rem = ips > 0 && done > 0 ? elapsed / done * (double)(total - step) : -1;
+  fmt_hms(rem, eta, sizeof eta);
+  fmt_hms(elapsed, el, sizeof el);
+  if (r->bar == 2) {
+    int width = 30, fill = total ? (int)((double)width * (double)step / (double)total) : width;
+    char bar[64];
+    for (int i = 0; i < width; i++) bar[i] = i < fill ? '=' : (i == fill ? '>' : ' ');
+    bar[width] = 0;
+    fprintf(stderr, "\r[%s] %lld/%lld steps  %.1f img/s  %s elapsed  ETA %s  loss %.4f ", bar,
+            (long long)step, (long long)total, ips, el, eta, loss);
+    if (final) fputc('\n', stderr);
+    fflush(stderr);
+  } else {
+    printf("progress: step %lld/%lld (%.0f%%)  %.1f img/s  elapsed %s  ETA %s  loss %.4f\n",
+           (long long)step, (long long)total, 100.0 * (double)step / (double)total, ips, el, eta,
+           loss);
+    fflush(stdout);
+  }
+}
+
+#define SKIP_LOG_MAX 20
+
+void cg_report_skip(const cg_run_t *r, int64_t step, float scale) {
+  if (r->c->rank != 0 || r->health.skipped > SKIP_LOG_MAX) return;
+  if (r->bar == 2) fputc('\n', stderr);
+  printf("fp16: step %lld skipped (inf/NaN gradients): loss scale now %g, %lld step(s) skipped so "
+         "far%s\n", (long long)step, (double)scale, (long long)(r->skipped0 + r->health.skipped),
+         r->health.skipped == SKIP_LOG_MAX ? " (further skips are only counted)" : "");
+  fflush(stdout);
+}
+
+void cg_report_split(const cg_run_t *r, int64_t step, int k0, int m0, double wait_pct) {
+  if (r->c->rank != 0) return;
+  printf("split at step %lld: features on the CPU for %d -> %d of %d samples per batch, "
+         "metrics on the %s%s (data wait %.1f%%, helpers %d)\n",
+         (long long)step, k0, r->split.k, r->cfg->batch, r->split.metrics_dev ? "device" : "CPU",
+         m0 != r->split.metrics_dev ? " (moved)" : "", wait_pct, r->workers);
+  fflush(stdout);
+}
+
+/* This rank's share of the window, as stats.c gathers it. */
+static cg_window_t fill_window(const cg_train_figs_t *f, double helper_busy, int helpers) {
+  const cg_acc_t *w = &f->win;
+  cg_window_t wv;
+  memset(&wv, 0, sizeof wv);
+  wv.steps = w->steps;
+  wv.wall = f->win_wall;
+  wv.data_wait = f->win_wait;
+  wv.comm_exposed = w->comm;
+  wv.busy = w->busy_measured ? w->busy : -1;
+  wv.helper_busy = helper_busy;
+  wv.helpers = helpers;
+  wv.cpu_share = f->win_share / (double)(w->steps ? w->steps : 1);
+  wv.samples = w->local_samples;
+  wv.h2d_bytes = w->h2d;
+  wv.d2h_bytes = w->d2h;
+  wv.loss = w->loss;
+  return wv;
+}
+
+void cg_report_window(cg_run_t *r, cg_train_figs_t *f, int64_t step, double elapsed,
+                      double helper_busy, int helpers) {
+  const cg_comm_t *c = r->c;
+  const cg_acc_t *w = &f->win;
+  const cg_window_t wv = fill_window(f, helper_busy, helpers);
+  const int64_t done_samples = f->total.samples + w->samples;
+  if (c->rank == 0 && r->bar == 2) fputc('\n', stderr);
+  const double mean_loss = cg_stats_report(r->stats, &wv, step, r->total, step == r->total,
+                                           c->rank == 0 ? stdout : NULL, &f->last_cluster);
+  f->last_window_loss = mean_loss;
+  if (c->rank == 0) {
+    int64_t nsteps = w->steps ? w->steps : 1;
+    double ms = 1e3 * f->win_wall / (double)nsteps, dw = 1e3 * f->win_wait / (double)nsteps;
+    double cm = 1e3 * w->comm / (double)nsteps, bz = 1e3 * w->busy / (double)nsteps;
+    printf("step %lld/%lld | loss %.4f | %.1f img/s | %.2f ms/step = compute %.2f + data wait "
+           "%.2f + comm %.2f + other %.2f | split %d/%d on CPU, metrics on %s (rank 0)\n",
+           (long long)step, (long long)r->total, mean_loss, (double)w->samples / f->win_wall, ms,
+           bz, dw, cm, ms - bz - dw - cm, r->split.k, r->cfg->batch,
+           r->split.metrics_dev ? "device" : "CPU");
+    fflush(stdout);
+  }
+  if (r->bar == 1)
+    cg_report_progress(r, step, elapsed, (double)done_samples / elapsed, mean_loss, 0);
+  f->total.samples += w->samples;
+  f->total.steps += w->steps;
+  cg_acc_add_conf(&f->total.conf, &w->conf);
+  memset(&f->win, 0, sizeof f->win);
+  f->win_wall = f->win_wait = f->win_share = 0;
+}
+
+void cg_report_validation(const cg_run_t *r, int64_t step, const cg_val_t *v) {
+  if (r->c->rank != 0) return;
+  if (r->bar == 2) fputc('\n', stderr);
+  printf("validation at step %lld: loss %.4f  IoU %.4f  Dice %.4f  accuracy %.4f\n",
+         (long long)step, v->loss, cg_confusion_iou(&v->conf), cg_confusion_dice(&v->conf),
+         cg_confusion_acc(&v->conf));
+  fflush(stdout);
+}
+
+void cg_report_skipped(const cg_run_t *r, int64_t left_out, int64_t loads, int validation) {
+  if (r->c->rank != 0) return;
+  if (validation && loads)
+    printf("--skip-bad: %lld sample load(s) skipped in validation\n", (long long)loads);
+  else if (!validation && (loads || left_out)) /* a bad file is met again every epoch: loads */
+    printf("--skip-bad: %lld bad sample(s) left out at start-up, %lld sample load(s) skipped in "
+           "training\n", (long long)left_out, (long long)loads);
+}
+
+/* ---- the end --------------------------------------------------------------------------------- */
+
+static void print_final(const cg_run_t *r, const cg_train_figs_t *f, const cg_confusion_t *train,
+                        double ips, double wall) {
+  const cg_config_t *cfg = r->cfg;
+  const int64_t total = r->total;
+  /* the last report window; a resumed run's first window starts at its first step */
+  int64_t last_win = total % cfg->report_every ? total % cfg->report_every : cfg->report_every;
+  if (last_win > total - r->s0) last_win = total > r->s0 ? total - r->s0 : 0;
+  printf("final: %lld steps, train loss %.4f (last %lld steps), train IoU %.4f, %.1f img/s, "
+         "%.1f s\n",
+         (long long)total, f->last_window_loss, (long long)last_win, cg_confusion_iou(train), ips,
+         wall);
+  if (f->have_val)
+    printf("final validation: loss %.4f  IoU %.4f  Dice %.4f  accuracy %.4f  (%lld images)\n",
+           f->val.loss, cg_confusion_iou(&f->val.conf), cg_confusion_dice(&f->val.conf),
+           cg_confusion_acc(&f->val.conf), (long long)r->nval);
+  if (r->prec == CG_PREC_FP16)
+    printf("fp16 loss scaling: %lld step(s) skipped for inf/NaN gradients (%lld in this run), "
+           "loss scale now %g\n", (long long)(r->skipped0 + r->health.skipped),
+           (long long)r->health.skipped, (double)r->loss_scale);
+  fflush(stdout);
+}
+
+static void fill_result(const cg_run_t *r, const cg_train_figs_t *f, double ips, double wall,
+                        cg_train_result_t *res) {
+  const cg_cluster_t *cl = &f->last_cluster;
+  memset(res, 0, sizeof *res);
+  res->steps = r->total;
+  res->img_per_s = ips;
+  res->train_s = f->train_s;
+  res->wall_s = wall;
+  res->gpu_busy = isfinite(cl->compute_busy) ? cl->compute_busy : -1;
+  res->data_wait = cl->data_wait;
+  res->comm_exposed = cl->comm_exposed;
+  res->cpu_busy = isfinite(cl->cpu_busy) ? cl->cpu_busy : -1;
+  res->cpu_share = cl->cpu_share;
+  res->val_iou = f->have_val ? cg_confusion_iou(&f->val.conf) : -1;
+  res->train_loss = f->last_window_loss;
+  res->last_img_per_s = cl->img_per_s;
+}
+
+/* --metrics-out: one JSON object; 0, or -1 after a warning. */
+static int write_metrics(const cg_run_t *r, const cg_train_figs_t *f, const cg_confusion_t *train,
+                         double ips, double wall) {
+  const cg_config_t *cfg = r->cfg;
+  char json[2048], err[2048];
+  char vi[32] = "null", vd[32] = "null", va[32] = "null", vl[32] = "null";
+  if (f->have_val) {
+    snprintf(vi, sizeof vi, "%.6f", cg_confusion_iou(&f->val.conf));
+    snprintf(vd, sizeof vd, "%.6f", cg_confusion_dice(&f->val.conf));
+    snprintf(va, sizeof va, "%.6f", cg_confusion_acc(&f->val.conf));
+    snprintf(vl, sizeof vl, "%.6f", f->val.loss);
+  }
+  snprintf(json, sizeof json,
+           "{\"steps\": %lld, \"ranks\": %d, \"global_batch\": %d, \"train_loss\": %.6f, "
+           "\"val_loss\": %s, \"val_iou\": %s, \"val_dice\": %s, \"val_acc\": %s, "
+           "\"train_iou\": %.6f, \"img_per_s\": %.3f, \"wall_s\": %.3f, \"train_s\": %.3f, "
+           "\"backend\": \"%s\", \"precision\": \"%s\", \"image_size\": %d, "
+           "\"model_base\": %d, \"model_depth\": %d, \"params\": %zu}\n",
+           (long long)r->total, r->c->size, cfg->batch * r->c->size, f->last_window_loss, vl, vi,
+           vd, va, cg_confusion_iou(train), ips, wall, f->train_s, r->ops->name,
+           cg_precision_name(r->prec), cfg->image_size, cfg->model_base, cfg->model_depth,
+           r->model.nparams);
+  if (cg_afile_save(cfg->metrics_out, json, strlen(json), err, sizeof err) != 0) {
+    cg_log_warn("--metrics-out: %s", err);
+    return -1;
+  }
+  return 0;
+}
+
+/* --params-out: the trained fp32 parameters, raw; 0, or -1 after a warning. */
+static int write_params(cg_run_t *r) {
+  char err[2048];
+  r->ops->get_params(r->be, r->params);
+  if (cg_afile_save(r->cfg->params_out, r->params, sizeof(float) * r->model.nparams, err,
+                    sizeof err)) {
+    cg_log_warn("--params-out: %s", err);
+    return -1;
+  }
+  return 0;
+}
+
+int cg_report_final(cg_run_t *r, const cg_train_figs_t *f, cg_train_result_t *res) {
+  const cg_config_t *cfg = r->cfg;
+  const int root = r->c->rank == 0;
+  const cg_confusion_t *tc = &f->total.conf;
+  int64_t cnt[4] = {tc->tp, tc->fp, tc->fn, tc->tn};
+  cg_comm_sum_i64(r->c, cnt, 4);
+  const cg_confusion_t train = {cnt[0], cnt[1], cnt[2], cnt[3]};
+  const double wall = cg_now() - r->t_begin;
+  const double ips = f->train_s > 0 ? (double)f->total.samples / f->train_s : 0;
+  if (root) print_final(r, f, &train, ips, wall);
+  if (res) fill_result(r, f, ips, wall, res);
+  int rc = 0;
+  if (root && cfg->metrics_out[0] && write_metrics(r, f, &train, ips, wall) != 0) rc = 1;
+  if (root && cfg->params_out[0] && write_params(r) != 0) rc = 1;
+  return rc;
+}
+
+void cg_report_timeline(const cg_run_t *r) {
+  if (r->trace_written && r->c->rank == 0)
+    printf("timeline: %s.rank<R>.json (steps %s)\n", r->cfg->trace_out, r->cfg->trace_steps);
+}

@@ -1,0 +1,97 @@
+/* train_report.h: what a training run says about itself — the banner, the progress bar, the
+ * lines of each report window and validation, the final lines, cg_train_result_t and the
+ * --metrics-out / --params-out files.
+ *
+ * The step loop (train.c) sums what each fetched step measured into cg_acc_t and keeps the
+ * window and run figures in cg_train_figs_t; everything printed or written from them is here.
+ * A new metric is a field of cg_acc_t (summed in train.c's collect) and its columns here.
+ * Printing is rank 0's (the functions return at once elsewhere) unless a function says it is
+ * collective; stdout is flushed after each report. */
+#ifndef CG_TRAIN_REPORT_H
+#define CG_TRAIN_REPORT_H
+
+#include <stdint.h>
+
+#include "metrics.h"
+#include "run.h"
+#include "stats.h"
+#include "train.h"
+
+/* What the host learns from finished steps (a sum over them). */
+typedef struct {
+  double loss;           /* sum of the steps' weighted local losses */
+  double loss_samples;   /* sum of loss x global count: the local share of the sample-loss sum */
+  double comm, busy;     /* seconds */
+  double last_loss;
+  int64_t samples;       /* global samples of the steps */
+  int64_t local_samples; /* this rank's real samples */
+  int64_t steps;
+  int busy_measured;
+  double h2d, d2h;       /* bytes */
+  cg_confusion_t conf;
+} cg_acc_t;
+
+static inline void cg_acc_add_conf(cg_confusion_t *to, const cg_confusion_t *from) {
+  to->tp += from->tp;
+  to->fp += from->fp;
+  to->fn += from->fn;
+  to->tn += from->tn;
+}
+
+/* One pass over the validation set: the mean loss per sample, counts summed over ranks. */
+typedef struct {
+  double loss;
+  cg_confusion_t conf;
+} cg_val_t;
+
+/* The figures the step loop keeps for the reports. */
+typedef struct {
+  cg_acc_t win;              /* the report window so far */
+  cg_acc_t total;            /* the finished windows (samples, steps and counts) */
+  double win_wall, win_wait; /* seconds of the window: wall, waiting for batches */
+  double win_share;          /* sum over the window's steps of the CPU share */
+  double last_window_loss;   /* global mean loss of the last window, NAN before the first */
+  cg_cluster_t last_cluster; /* the last window's cluster figures: the steady state */
+  double t_train0;           /* the training clock's origin (validation time is taken out) */
+  double train_s;            /* training seconds, once the loop ended */
+  int have_val;              /* val holds the final validation */
+  cg_val_t val;
+} cg_train_figs_t;
+
+/* The run's configuration before the first step; with a resumed run where it resumed. */
+void cg_report_banner(const cg_run_t *r);
+
+/* Progress (r->bar): a bar on stderr redrawn in place, or a plain line on stdout. elapsed:
+ * training seconds; ips: images per second; final ends the bar's line. */
+void cg_report_progress(const cg_run_t *r, int64_t step, double elapsed, double ips, double loss,
+                        int final);
+
+/* The fp16 scaler skipped `step` (every rank took the same decision); the first ones only. */
+void cg_report_skip(const cg_run_t *r, int64_t step, float scale);
+
+/* The split controller moved work at `step` (k0, m0: its previous split, split.h); wait_pct:
+ * the data wait of its window, in percent. */
+void cg_report_split(const cg_run_t *r, int64_t step, int k0, int m0, double wait_pct);
+
+/* Collective: the window ending at `step` goes to cg_stats_report (table, --stats-out,
+ * --prom-out), rank 0 prints its line, and the window is added to the run's figures and
+ * restarted. helper_busy, helpers: from cg_loader_take_busy; elapsed: training seconds. */
+void cg_report_window(cg_run_t *r, cg_train_figs_t *f, int64_t step, double elapsed,
+                      double helper_busy, int helpers);
+
+/* A validation pass at `step`. */
+void cg_report_validation(const cg_run_t *r, int64_t step, const cg_val_t *v);
+
+/* --skip-bad: samples left out when the files were opened and loads skipped (summed over
+ * ranks), in training or in a validation pass. Nothing when there were none. */
+void cg_report_skipped(const cg_run_t *r, int64_t left_out, int64_t loads, int validation);
+
+/* Collective, at the end of a run that was not stopped: the final lines, res (optional; every
+ * rank), --metrics-out and --params-out (rank 0). Returns 0, or 1 when an output file could not
+ * be written (warned). */
+int cg_report_final(cg_run_t *r, const cg_train_figs_t *f, cg_train_result_t *res);
+
+/* After cg_run_teardown: where the timeline went, when it was written. */
+void cg_report_timeline(const cg_run_t *r);
+
+#endif
