@@ -16,7 +16,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "atomic_file.h"
 #include "backend.h"
 #include "bench.h"
 #include "log.h"
@@ -30,11 +29,37 @@
 enum { kMaxSizes = 64 };
 
 typedef struct {
-  int mpi, nccl;
+  const char *comm; /* --comm: nccl, mpi or both */
+  int mpi, nccl;    /* from comm */
   size_t min_bytes, max_bytes;
   int factor, warmup, iters;
   const char *json_out;
 } opts_t;
+
+#define F(f) CG_OPT_FIELD(opts_t, f)
+#define MAX_BYTES (4.0 * INT_MAX + 3) /* MPI counts are int: INT_MAX floats */
+static const cg_opt_t g_opts[] = {
+    CG_OPT_ROW_TEXT(PTR, "comm", F(comm), "nccl|mpi|both", 0, "nccl|mpi|both",
+        "libraries to measure"),
+    CG_OPT_ROW_NUM(BYTES, "min-bytes", F(min_bytes), 4, MAX_BYTES, 0, "N",
+        "smallest message, suffix K/M/G = 2^10/2^20/2^30"),
+    CG_OPT_ROW_NUM(BYTES, "max-bytes", F(max_bytes), 4, MAX_BYTES, 0, "N",
+        "largest message (at most 8 GiB: MPI counts are int)"),
+    CG_OPT_ROW_NUM(INT, "factor", F(factor), 2, 1024, 0, "N", "size multiplier between rows"),
+    CG_OPT_ROW_NUM(INT, "warmup", F(warmup), 0, 1e6, 0, "N", "untimed iterations per size"),
+    CG_OPT_ROW_NUM(INT, "iters", F(iters), 1, 1e7, 0, "N", "timed iterations per size"),
+    CG_BENCH_OPT_JSON_OUT(opts_t),
+};
+static const opts_t g_defaults = {"both", 1, 1, 8, (size_t)256 << 20, 2, 5, 20, NULL};
+
+static int allreduce_check(void *arg, char *err, size_t errlen) {
+  opts_t *o = arg;
+  o->mpi = strcmp(o->comm, "nccl") != 0;
+  o->nccl = strcmp(o->comm, "mpi") != 0;
+  if (o->max_bytes >= o->min_bytes) return 0;
+  snprintf(err, errlen, "--max-bytes: %zu is below --min-bytes %zu", o->max_bytes, o->min_bytes);
+  return -1;
+}
 
 typedef struct {
   size_t bytes, count;
@@ -48,32 +73,6 @@ typedef struct {
   int n;
   int ran;
 } series_t;
-
-static void usage(void) {
-  printf("usage: cogpu-bench allreduce [options]   (run under mpirun -np N)\n"
-         "  --comm nccl|mpi|both   libraries to measure [both]\n"
-         "  --min-bytes N          smallest message, suffix K/M/G = 2^10/2^20/2^30 [8]\n"
-         "  --max-bytes N          largest message [256M]\n"
-         "  --factor N             size multiplier between rows [2]\n"
-         "  --warmup N             untimed iterations per size [5]\n"
-         "  --iters N              timed iterations per size [20]\n"
-         "  --json-out FILE        also write the JSON line to FILE\n");
-}
-
-/* "8", "64K", "256M", "1G" -> bytes; 0 on a bad value. */
-static size_t parse_bytes(const char *s) {
-  char *end = NULL;
-  const unsigned long long v = strtoull(s, &end, 10);
-  if (end == s || s[0] == '-') return 0;
-  unsigned long long mul = 1;
-  if (*end == 'K' || *end == 'k') mul = 1ull << 10;
-  else if (*end == 'M' || *end == 'm') mul = 1ull << 20;
-  else if (*end == 'G' || *end == 'g') mul = 1ull << 30;
-  else if (*end) return 0;
-  if (mul > 1 && end[1]) return 0;
-  if (v > (unsigned long long)SIZE_MAX / mul) return 0;
-  return (size_t)(v * mul);
-}
 
 static void fill(float *h, size_t n, int rank) {
   for (size_t i = 0; i < n; i++) h[i] = (float)((int)(i % 13) + rank);
@@ -261,54 +260,70 @@ static void print_header(const cg_comm_t *c) {
          "redop", "time(us)", "algbw(GB/s)", "busbw(GB/s)", "#wrong");
 }
 
-int cg_bench_allreduce(int argc, char **argv, cg_comm_t *c) {
-  opts_t o;
-  memset(&o, 0, sizeof o);
-  o.mpi = o.nccl = 1;
-  o.min_bytes = 8;
-  o.max_bytes = (size_t)256 << 20;
-  o.factor = 2;
-  o.warmup = 5;
-  o.iters = 20;
-  const char *comm = "both";
-  for (int i = 1; i < argc; i++) {
-    const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-    if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-      if (c->rank == 0) usage();
-      return 0;
+static void print_preamble(const opts_t *o, const cg_comm_t *c, const size_t *sizes, int nsizes,
+                           const cg_nccl_t *nc, const char *why, const char *ver, int aware) {
+  printf("# cogpu-bench allreduce: %d rank(s) on %d node(s); float32 sum\n", c->size, c->nnodes);
+  printf("# sizes %zu B .. %zu B (x%d); %d warm-up + %d timed iterations per size; out of place "
+         "timed, in place checked too\n",
+         sizes[0], sizes[nsizes - 1], o->factor, o->warmup, o->iters);
+  printf("# inputs: rank r, element i = (i mod 13) + r: small integers, every summation order "
+         "is exact; #wrong summed over ranks\n");
+  printf("# time = slowest rank's mean per call; algbw = size / time; busbw = algbw x 2(n-1)/n "
+         "= algbw x %.3f\n", 2.0 * (c->size - 1) / c->size);
+  printf("# mpi: %s; host buffers (the MPI library %s CUDA-aware)\n",
+         o->mpi ? "measured" : "not requested", aware ? "is" : "is not");
+  if (nc)
+    printf("# nccl: measured; NCCL %s, device buffers, rank 0 on GPU %d, CUDA events\n", ver,
+           cg_nccl_device(nc));
+  else
+    printf("# nccl: %s\n", !strcmp(o->comm, "mpi") ? "not requested" : why);
+  fflush(stdout);
+}
+
+/* Rank 0: the summary lines and the JSON line (also to --json-out). Returns 1 if the file could
+ * not be written, else 0. */
+static int report(const opts_t *o, const cg_comm_t *c, const series_t *ser, long long wrong,
+                  const char *ver, int aware) {
+  printf("#\n");
+  for (int s = 0; s < 2; s++)
+    if (ser[s].ran)
+      printf("# %s: avg busbw %.3f GB/s over %d sizes; wrong elements %lld (%s)\n", ser[s].name,
+             avg_busbw(&ser[s]), ser[s].n, total_wrong(&ser[s]),
+             total_wrong(&ser[s]) ? "FAILED" : "OK");
+  size_t cap = 64 + 2 * kMaxSizes * 200 + 1024, len = 0;
+  char *js = cg_malloc(cap, "json");
+  len += (size_t)snprintf(js + len, cap - len,
+                          "{\"bench\": \"allreduce\", \"ranks\": %d, \"nodes\": %d, \"dtype\": "
+                          "\"float32\", \"op\": \"sum\", \"warmup\": %d, \"iters\": %d, "
+                          "\"mpi_cuda_aware\": %s, \"nccl_version\": \"%s\", \"results\": [",
+                          c->size, c->nnodes, o->warmup, o->iters, aware ? "true" : "false", ver);
+  int first = 1;
+  for (int s = 0; s < 2; s++)
+    for (int i = 0; i < ser[s].n && len < cap - 256; i++, first = 0) {
+      const row_t *r = &ser[s].rows[i];
+      len += (size_t)snprintf(js + len, cap - len,
+                              "%s{\"comm\": \"%s\", \"bytes\": %zu, \"count\": %zu, "
+                              "\"time_us\": %.3f, \"algbw_gbps\": %.4f, \"busbw_gbps\": %.4f, "
+                              "\"wrong\": %lld}",
+                              first ? "" : ", ", ser[s].name, r->bytes, r->count, r->time_us,
+                              r->algbw, r->busbw, r->wrong);
     }
-    if (!v) {
-      if (c->rank == 0)
-        fprintf(stderr, "cogpu-bench allreduce: %s: missing value or unknown option (see --help)\n", a);
-      return 2;
+  len += (size_t)snprintf(js + len, cap - len, "], \"avg_busbw_gbps\": {");
+  first = 1;
+  for (int s = 0; s < 2; s++)
+    if (ser[s].ran) {
+      len += (size_t)snprintf(js + len, cap - len, "%s\"%s\": %.4f", first ? "" : ", ",
+                              ser[s].name, avg_busbw(&ser[s]));
+      first = 0;
     }
-    i++;
-    if (!strcmp(a, "--comm")) comm = v;
-    else if (!strcmp(a, "--min-bytes")) o.min_bytes = parse_bytes(v);
-    else if (!strcmp(a, "--max-bytes")) o.max_bytes = parse_bytes(v);
-    else if (!strcmp(a, "--factor")) o.factor = atoi(v);
-    else if (!strcmp(a, "--warmup")) o.warmup = atoi(v);
-    else if (!strcmp(a, "--iters")) o.iters = atoi(v);
-    else if (!strcmp(a, "--json-out")) o.json_out = v;
-    else {
-      if (c->rank == 0) fprintf(stderr, "cogpu-bench allreduce: unknown option %s (see --help)\n", a);
-      return 2;
-    }
-  }
-  const char *bad = NULL;
-  if (!strcmp(comm, "mpi")) o.nccl = 0;
-  else if (!strcmp(comm, "nccl")) o.mpi = 0;
-  else if (strcmp(comm, "both")) bad = "--comm must be nccl, mpi or both";
-  if (!bad && (o.min_bytes < sizeof(float) || o.max_bytes < o.min_bytes))
-    bad = "--min-bytes must be >= 4 and --max-bytes >= --min-bytes (suffixes K, M, G)";
-  if (!bad && o.max_bytes / sizeof(float) > (size_t)INT_MAX)
-    bad = "--max-bytes: at most 8 GiB (MPI counts are int)";
-  if (!bad && (o.factor < 2 || o.warmup < 0 || o.iters < 1))
-    bad = "--factor must be >= 2, --warmup >= 0, --iters >= 1";
-  if (bad) {
-    if (c->rank == 0) fprintf(stderr, "cogpu-bench allreduce: %s\n", bad);
-    return 2;
-  }
+  snprintf(js + len, cap - len, "}, \"wrong\": %lld, \"ok\": %s}", wrong, wrong ? "false" : "true");
+  const int rc = cg_bench_write_json(o->json_out, js);
+  free(js);
+  return rc;
+}
+
+static int allreduce_run(const void *arg, cg_comm_t *c) {
+  opts_t o = *(const opts_t *)arg;
   size_t sizes[kMaxSizes];
   int nsizes = 0;
   for (size_t b = o.min_bytes; b <= o.max_bytes && nsizes < kMaxSizes; b *= (size_t)o.factor) {
@@ -329,24 +344,7 @@ int cg_bench_allreduce(int argc, char **argv, cg_comm_t *c) {
   char ver[32];
   cg_nccl_version(ver, sizeof ver);
   const int aware = cg_nccl_mpi_cuda_aware();
-  if (c->rank == 0) {
-    printf("# cogpu-bench allreduce: %d rank(s) on %d node(s); float32 sum\n", c->size, c->nnodes);
-    printf("# sizes %zu B .. %zu B (x%d); %d warm-up + %d timed iterations per size; out of place "
-           "timed, in place checked too\n",
-           sizes[0], sizes[nsizes - 1], o.factor, o.warmup, o.iters);
-    printf("# inputs: rank r, element i = (i mod 13) + r: small integers, every summation order "
-           "is exact; #wrong summed over ranks\n");
-    printf("# time = slowest rank's mean per call; algbw = size / time; busbw = algbw x 2(n-1)/n "
-           "= algbw x %.3f\n", 2.0 * (c->size - 1) / c->size);
-    printf("# mpi: %s; host buffers (the MPI library %s CUDA-aware)\n",
-           o.mpi ? "measured" : "not requested", aware ? "is" : "is not");
-    if (nc)
-      printf("# nccl: measured; NCCL %s, device buffers, rank 0 on GPU %d, CUDA events\n", ver,
-             cg_nccl_device(nc));
-    else
-      printf("# nccl: %s\n", !strcmp(comm, "mpi") ? "not requested" : why);
-    fflush(stdout);
-  }
+  if (c->rank == 0) print_preamble(&o, c, sizes, nsizes, nc, why, ver, aware);
   series_t *ser = cg_calloc(2, sizeof(series_t), "allreduce results");
   ser[0].name = "mpi";
   ser[1].name = "nccl";
@@ -363,54 +361,19 @@ int cg_bench_allreduce(int argc, char **argv, cg_comm_t *c) {
   cg_nccl_destroy(nc);
   long long wrong = total_wrong(&ser[0]) + total_wrong(&ser[1]);
   int rc = wrong ? 1 : 0;
-  if (c->rank == 0) {
-    printf("#\n");
-    for (int s = 0; s < 2; s++)
-      if (ser[s].ran)
-        printf("# %s: avg busbw %.3f GB/s over %d sizes; wrong elements %lld (%s)\n", ser[s].name,
-               avg_busbw(&ser[s]), ser[s].n, total_wrong(&ser[s]),
-               total_wrong(&ser[s]) ? "FAILED" : "OK");
-    size_t cap = 64 + 2 * kMaxSizes * 200 + 1024, len = 0;
-    char *js = cg_malloc(cap, "json");
-    len += (size_t)snprintf(js + len, cap - len,
-                            "{\"bench\": \"allreduce\", \"ranks\": %d, \"nodes\": %d, \"dtype\": "
-                            "\"float32\", \"op\": \"sum\", \"warmup\": %d, \"iters\": %d, "
-                            "\"mpi_cuda_aware\": %s, \"nccl_version\": \"%s\", \"results\": [",
-                            c->size, c->nnodes, o.warmup, o.iters, aware ? "true" : "false", ver);
-    int first = 1;
-    for (int s = 0; s < 2; s++)
-      for (int i = 0; i < ser[s].n && len < cap - 256; i++, first = 0) {
-        const row_t *r = &ser[s].rows[i];
-        len += (size_t)snprintf(js + len, cap - len,
-                                "%s{\"comm\": \"%s\", \"bytes\": %zu, \"count\": %zu, "
-                                "\"time_us\": %.3f, \"algbw_gbps\": %.4f, \"busbw_gbps\": %.4f, "
-                                "\"wrong\": %lld}",
-                                first ? "" : ", ", ser[s].name, r->bytes, r->count, r->time_us,
-                                r->algbw, r->busbw, r->wrong);
-      }
-    len += (size_t)snprintf(js + len, cap - len, "], \"avg_busbw_gbps\": {");
-    first = 1;
-    for (int s = 0; s < 2; s++)
-      if (ser[s].ran) {
-        len += (size_t)snprintf(js + len, cap - len, "%s\"%s\": %.4f", first ? "" : ", ",
-                                ser[s].name, avg_busbw(&ser[s]));
-        first = 0;
-      }
-    snprintf(js + len, cap - len, "}, \"wrong\": %lld, \"ok\": %s}", wrong, wrong ? "false" : "true");
-    printf("JSON %s\n", js);
-    fflush(stdout);
-    if (o.json_out) {
-      char err[1024];
-      cg_afile_t *f = cg_afile_open(o.json_out, err, sizeof err);
-      if (f) fprintf(cg_afile_stream(f), "%s\n", js);
-      if (!f || cg_afile_commit(f, err, sizeof err)) {
-        fprintf(stderr, "cogpu-bench allreduce: could not write %s\n", err);
-        rc = 1;
-      }
-    }
-    free(js);
-  }
+  if (c->rank == 0 && report(&o, c, ser, wrong, ver, aware)) rc = 1;
   free(ser);
   CG_CHECK_MPI(MPI_Bcast(&rc, 1, MPI_INT, 0, c->world));
   return rc;
 }
+
+const cg_bench_t cg_bench_allreduce = {
+    .name = "allreduce",
+    .summary = "float32 sum all-reduce over the ranks, NCCL and MPI, 8 B to 256 MB\n"
+               "(all_reduce_perf style: time, algbw, busbw, results checked first)",
+    .about = "  run under mpirun -np N; every size is checked (out of place and in place) before\n"
+             "  it is timed, as nccl-tests' all_reduce_perf does",
+    CG_BENCH_OPTIONS(g_opts, opts_t, g_defaults),
+    .check = allreduce_check,
+    .run = allreduce_run,
+};

@@ -71,30 +71,31 @@ static double run_pool(pool_t *p, int threads) {
   return cg_now() - t0;
 }
 
-int cg_bench_cputasks(int argc, char **argv, cg_comm_t *c) {
-  const char *data = "synthetic";
-  int size = 256, ntasks = 0;
-  long long max_pixels = CG_PNG_DEFAULT_MAX_PIXELS;
-  const char *json_out = NULL;
-  for (int i = 1; i < argc; i++) {
-    if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-      printf("usage: cogpu-bench cpu-tasks [--data SRC] [--image-size N] [--tasks N] [--json-out F]\n"
-             "                           [--max-image-pixels N]\n"
-             "  helper-task throughput (load + augment + features + pack of one sample) on 1..all\n"
-             "  of the rank's cores, pinned and unpinned: tasks/s, speed-up, efficiency\n"
-             "  --max-image-pixels: larger PNGs are refused from their header [%lld]\n",
-             (long long)CG_PNG_DEFAULT_MAX_PIXELS);
-      return 0;
-    } else if (!strcmp(argv[i], "--data") && i + 1 < argc) data = argv[++i];
-    else if (!strcmp(argv[i], "--image-size") && i + 1 < argc) size = atoi(argv[++i]);
-    else if (!strcmp(argv[i], "--tasks") && i + 1 < argc) ntasks = atoi(argv[++i]);
-    else if (!strcmp(argv[i], "--max-image-pixels") && i + 1 < argc) max_pixels = atoll(argv[++i]);
-    else if (!strcmp(argv[i], "--json-out") && i + 1 < argc) json_out = argv[++i];
-    else {
-      fprintf(stderr, "cogpu-bench cpu-tasks: unknown option %s\n", argv[i]);
-      return 2;
-    }
-  }
+typedef struct {
+  const char *data;
+  int size, ntasks;
+  int64_t max_pixels;
+  const char *json_out;
+} opts_t;
+
+#define F(f) CG_OPT_FIELD(opts_t, f)
+static const cg_opt_t g_opts[] = {
+    CG_OPT_ROW_TEXT(PTR, "data", F(data), NULL, 0, "SRC",
+        "samples: synthetic, a PNG directory or a .cgds shard (as train --data)"),
+    CG_OPT_ROW_NUM(INT, "image-size", F(size), 1, 8192, 0, "N", "samples are N x N"),
+    CG_OPT_ROW_NUM(INT, "tasks", F(ntasks), 0, 1e9, 0, "N",
+        "tasks per run; 0 = by the image size (4000, 600 or 150), at least 2 per core"),
+    CG_OPT_ROW_NUM(I64, "max-image-pixels", F(max_pixels), 1, 1073741824, 0, "N",
+        "larger PNGs are refused from their header"),
+    CG_BENCH_OPT_JSON_OUT(opts_t),
+};
+static const opts_t g_defaults = {"synthetic", 256, 0, CG_PNG_DEFAULT_MAX_PIXELS, NULL};
+
+static int cputasks_run(const void *arg, cg_comm_t *c) {
+  const opts_t *o = arg;
+  const char *data = o->data, *json_out = o->json_out;
+  int size = o->size, ntasks = o->ntasks;
+  const int64_t max_pixels = o->max_pixels;
   cg_topo_t *topo = cg_topo_create(c, CG_TOPO_GPU_NONE);
   const cg_topo_plan_t *pl = cg_topo_plan(topo);
   int ncores = pl->ncpus;
@@ -160,9 +161,17 @@ int cg_bench_cputasks(int argc, char **argv, cg_comm_t *c) {
       first = 0;
     }
   snprintf(js + len, sizeof js - len, "]}");
-  printf("JSON %s\n", js);
   cg_bench_write_json(json_out, js);
   cg_source_destroy(src);
   cg_topo_destroy(topo);
   return bad ? 1 : 0;
 }
+
+const cg_bench_t cg_bench_cputasks = {
+    .name = "cpu-tasks",
+    .summary = "helper-task throughput on 1..all cores, pinned and unpinned",
+    .about = "  helper-task throughput (load + augment + features + pack of one sample) on 1..all\n"
+             "  of the rank's cores, pinned and unpinned: tasks/s, speed-up, efficiency",
+    CG_BENCH_OPTIONS(g_opts, opts_t, g_defaults),
+    .run = cputasks_run,
+};

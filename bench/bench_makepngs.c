@@ -12,28 +12,32 @@
 #include "log.h"
 #include "png_io.h"
 
-int cg_bench_makepngs(int argc, char **argv, cg_comm_t *c) {
-  const char *out = NULL;
-  int count = 512, size = 256;
-  uint64_t seed = 1;
-  for (int i = 1; i < argc; i++) {
-    if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-      printf("usage: cogpu-bench make-pngs --out DIR [--count N] [--image-size N] [--seed N]\n"
-             "  writes N synthetic samples as DIR/images/%%06d.png (RGB) and DIR/masks/%%06d.png\n");
-      return 0;
-    } else if (!strcmp(argv[i], "--out") && i + 1 < argc) out = argv[++i];
-    else if (!strcmp(argv[i], "--count") && i + 1 < argc) count = atoi(argv[++i]);
-    else if (!strcmp(argv[i], "--image-size") && i + 1 < argc) size = atoi(argv[++i]);
-    else if (!strcmp(argv[i], "--seed") && i + 1 < argc) seed = strtoull(argv[++i], NULL, 10);
-    else {
-      fprintf(stderr, "cogpu-bench make-pngs: unknown option %s\n", argv[i]);
-      return 2;
-    }
-  }
-  if (!out || count < 1 || size < 1) {
-    fprintf(stderr, "cogpu-bench make-pngs: --out DIR is required (and --count, --image-size >= 1)\n");
-    return 2;
-  }
+typedef struct {
+  const char *out;
+  int count, size;
+  uint64_t seed;
+} opts_t;
+
+#define F(f) CG_OPT_FIELD(opts_t, f)
+static const cg_opt_t g_opts[] = {
+    CG_OPT_ROW_TEXT(PTR, "out", F(out), NULL, 0, "DIR", "the directory to write (required)"),
+    CG_OPT_ROW_NUM(INT, "count", F(count), 1, 1e9, 0, "N", "samples to write"),
+    CG_OPT_ROW_NUM(INT, "image-size", F(size), 1, 8192, 0, "N", "images are N x N"),
+    CG_OPT_ROW_NUM(U64, "seed", F(seed), 0, 1.8e19, 0, "N", "seed of the synthetic dataset"),
+};
+static const opts_t g_defaults = {NULL, 512, 256, 1};
+
+static int makepngs_check(void *arg, char *err, size_t errlen) {
+  if (((opts_t *)arg)->out) return 0;
+  snprintf(err, errlen, "--out: the directory to write is required");
+  return -1;
+}
+
+static int makepngs_run(const void *arg, cg_comm_t *c) {
+  const opts_t *o = arg;
+  const char *out = o->out;
+  const int count = o->count, size = o->size;
+  const uint64_t seed = o->seed;
   if (c->rank != 0) return 0;
   char d1[1100], d2[1100];
   snprintf(d1, sizeof d1, "%s/images", out);
@@ -70,3 +74,13 @@ int cg_bench_makepngs(int argc, char **argv, cg_comm_t *c) {
          cg_now() - t0, bad ? " (with errors)" : "");
   return bad ? 1 : 0;
 }
+
+const cg_bench_t cg_bench_makepngs = {
+    .name = "make-pngs",
+    .summary = "write synthetic samples as a PNG directory (input for the PNG benchmarks)",
+    .about = "  writes --count synthetic samples to --out DIR: DIR/images/%06d.png (RGB) and\n"
+             "  DIR/masks/%06d.png, the layout train --data DIR reads",
+    CG_BENCH_OPTIONS(g_opts, opts_t, g_defaults),
+    .check = makepngs_check,
+    .run = makepngs_run,
+};

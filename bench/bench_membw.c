@@ -82,24 +82,52 @@ static double time_gpu(void *dst, const void *src, size_t bytes, enum cudaMemcpy
 }
 #endif
 
-int cg_bench_membw(int argc, char **argv, cg_comm_t *c) {
-  int reps = 10, gpu = 1;
-  const char *json_out = NULL;
-  for (int i = 1; i < argc; i++) {
-    if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-      printf("usage: cogpu-bench membw [--reps N] [--no-gpu] [--json-out FILE]\n"
-             "  copy bandwidth for 1024^2..8192^2 float matrices: CPU memcpy (1 and all threads),\n"
-             "  h2d/d2h pinned and pageable, d2d; each also as a fraction of its path's largest copy\n");
-      return 0;
-    } else if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoi(argv[++i]);
-    else if (!strcmp(argv[i], "--no-gpu")) gpu = 0;
-    else if (!strcmp(argv[i], "--json-out") && i + 1 < argc) json_out = argv[++i];
-    else {
-      fprintf(stderr, "cogpu-bench membw: unknown option %s\n", argv[i]);
-      return 2;
-    }
+typedef struct {
+  int reps, no_gpu;
+  const char *json_out;
+} opts_t;
+
+#define F(f) CG_OPT_FIELD(opts_t, f)
+static const cg_opt_t g_opts[] = {
+    CG_OPT_ROW_NUM(INT, "reps", F(reps), 1, 1e6, 0, "N", "timed copies per path and size"),
+    CG_OPT_ROW_FLAG("no-gpu", F(no_gpu), 0, "the CPU paths only"),
+    CG_BENCH_OPT_JSON_OUT(opts_t),
+};
+static const opts_t g_defaults = {10, 0, NULL};
+
+/* The table (GB/s and the fraction of the path's 8192^2 figure; gbs < 0: not measured) and
+ * the JSON line. */
+static void report(double gbs[4][NPATH], int reps, int gpu, int errors, const char *json_out) {
+  printf("# cogpu-bench membw: median of %d copies after 2 warm-ups; %s; %d OpenMP threads; "
+         "%d copy check error(s)\n", reps, gpu ? "GPU paths included" : "CPU only",
+         omp_get_max_threads(), errors);
+  printf("# fraction = GB/s / the same path's GB/s at 8192^2 (the ceiling measured in this run)\n");
+  printf("# %-24s %12s %12s %12s %12s\n", "path (GB/s, fraction)", "1024^2", "2048^2", "4096^2",
+         "8192^2");
+  for (int p = 0; p < NPATH; p++) {
+    if (gbs[0][p] < 0) continue;
+    printf("  %-24s", path_name[p]);
+    for (int i = 0; i < 4; i++) printf("  %6.1f %4.0f%%", gbs[i][p], 100.0 * gbs[i][p] / gbs[3][p]);
+    printf("\n");
   }
-  if (reps < 1) reps = 1;
+  char js[4096];
+  size_t len = (size_t)snprintf(js, sizeof js, "{\"bench\": \"membw\", \"errors\": %d, \"paths\": {", errors);
+  int first = 1;
+  for (int p = 0; p < NPATH; p++) {
+    if (gbs[0][p] < 0) continue;
+    len += (size_t)snprintf(js + len, sizeof js - len, "%s\"%s\": [%.3f, %.3f, %.3f, %.3f]",
+                            first ? "" : ", ", path_name[p], gbs[0][p], gbs[1][p], gbs[2][p], gbs[3][p]);
+    first = 0;
+  }
+  snprintf(js + len, sizeof js - len, "}, \"sides\": [1024, 2048, 4096, 8192]}");
+  cg_bench_write_json(json_out, js);
+}
+
+static int membw_run(const void *arg, cg_comm_t *c) {
+  const opts_t *o = arg;
+  const int reps = o->reps;
+  const char *json_out = o->json_out;
+  int gpu = !o->no_gpu;
   if (c->rank != 0) return 0;
 #ifdef COGPU_HAVE_CUDA
   char why[256];
@@ -158,30 +186,7 @@ int cg_bench_membw(int argc, char **argv, cg_comm_t *c) {
     }
 #endif
   }
-  printf("# cogpu-bench membw: median of %d copies after 2 warm-ups; %s; %d OpenMP threads; "
-         "%d copy check error(s)\n", reps, gpu ? "GPU paths included" : "CPU only",
-         omp_get_max_threads(), errors);
-  printf("# fraction = GB/s / the same path's GB/s at 8192^2 (the ceiling measured in this run)\n");
-  printf("# %-24s %12s %12s %12s %12s\n", "path (GB/s, fraction)", "1024^2", "2048^2", "4096^2",
-         "8192^2");
-  for (int p = 0; p < NPATH; p++) {
-    if (gbs[0][p] < 0) continue;
-    printf("  %-24s", path_name[p]);
-    for (int i = 0; i < 4; i++) printf("  %6.1f %4.0f%%", gbs[i][p], 100.0 * gbs[i][p] / gbs[3][p]);
-    printf("\n");
-  }
-  char js[4096];
-  size_t len = (size_t)snprintf(js, sizeof js, "{\"bench\": \"membw\", \"errors\": %d, \"paths\": {", errors);
-  int first = 1;
-  for (int p = 0; p < NPATH; p++) {
-    if (gbs[0][p] < 0) continue;
-    len += (size_t)snprintf(js + len, sizeof js - len, "%s\"%s\": [%.3f, %.3f, %.3f, %.3f]",
-                            first ? "" : ", ", path_name[p], gbs[0][p], gbs[1][p], gbs[2][p], gbs[3][p]);
-    first = 0;
-  }
-  snprintf(js + len, sizeof js - len, "}, \"sides\": [1024, 2048, 4096, 8192]}");
-  printf("JSON %s\n", js);
-  cg_bench_write_json(json_out, js);
+  report(gbs, reps, gpu, errors, json_out);
   free(a);
   free(b);
 #ifdef COGPU_HAVE_CUDA
@@ -195,3 +200,12 @@ int cg_bench_membw(int argc, char **argv, cg_comm_t *c) {
 #endif
   return errors ? 1 : 0;
 }
+
+const cg_bench_t cg_bench_membw = {
+    .name = "membw",
+    .summary = "copy bandwidth: CPU memcpy, h2d/d2h pinned and pageable, d2d",
+    .about = "  copy bandwidth for 1024^2..8192^2 float matrices: CPU memcpy (1 and all threads),\n"
+             "  h2d/d2h pinned and pageable, d2d; each also as a fraction of its path's largest copy",
+    CG_BENCH_OPTIONS(g_opts, opts_t, g_defaults),
+    .run = membw_run,
+};

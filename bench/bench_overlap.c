@@ -18,53 +18,23 @@
 #include "log.h"
 #include "train.h"
 
-int cg_bench_overlap(int argc, char **argv, cg_comm_t *c) {
-  const char *json_out = NULL;
-  /* Our own flags, then everything else goes to `train`. */
-  char **targv = cg_calloc((size_t)argc + 2, sizeof(char *), "argv");
-  int targc = 0;
-  targv[targc++] = "cogpu-bench";
-  targv[targc++] = "train";
-  for (int i = 1; i < argc; i++) {
-    if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-      if (c->rank == 0)
-        printf("usage: cogpu-bench overlap [--json-out FILE] [train options]\n"
-               "  runs the same training twice: serial (the driving thread does the data work\n"
-               "  between device steps) and cooperative (helpers, prefetch, async metrics,\n"
-               "  auto split), and prints img/s, speed-up, device busy and data wait of each.\n"
-               "  Defaults: --steps 120 --report-every 60 --val-samples 0 --progress off.\n");
-      free(targv);
-      return 0;
-    }
-    if (!strcmp(argv[i], "--json-out") && i + 1 < argc) {
-      json_out = argv[++i];
-      continue;
-    }
-    targv[targc++] = argv[i];
-  }
-  cg_config_t cfg;
-  char err[512];
-  int rc = cg_cli_parse(targc, targv, &cfg, err, sizeof err);
-  free(targv);
-  if (rc != 0) {
-    if (c->rank == 0) fprintf(stderr, "cogpu-bench overlap: %s\n", rc < 0 ? err : "bad arguments");
-    return 2;
-  }
-  /* Bench defaults where the user said nothing: a run long enough for a steady window. */
-  int user_steps = 0, user_report = 0, user_val = 0, user_progress = 0, user_workers = 0,
-      user_prefetch = 0;
-  for (int i = 1; i < argc; i++) {
-    user_steps |= !strncmp(argv[i], "--steps", 7) || !strncmp(argv[i], "--epochs", 8);
-    user_report |= !strncmp(argv[i], "--report-every", 14);
-    user_val |= !strncmp(argv[i], "--val-samples", 13) || !strncmp(argv[i], "--val-every", 11);
-    user_progress |= !strncmp(argv[i], "--progress", 10);
-    user_workers |= !strncmp(argv[i], "--cpu-workers", 13);
-    user_prefetch |= !strncmp(argv[i], "--prefetch", 10);
-  }
-  if (!user_steps) cfg.steps = 120;
-  if (!user_report) cfg.report_every = cfg.steps > 1 ? cfg.steps / 2 : 1;
-  if (!user_val) cfg.val_samples = 0;
-  if (!user_progress) snprintf(cfg.progress, sizeof cfg.progress, "off");
+typedef struct {
+  const char *json_out;
+  cg_config_t train; /* every `cogpu-dist train` option */
+} opts_t;
+
+static const cg_opt_t g_opts[] = {CG_BENCH_OPT_JSON_OUT(opts_t)};
+static const opts_t g_defaults = {NULL, {0}};
+
+/* Bench defaults where the user said nothing: a run long enough for a steady window. */
+static void overlap_given(void *arg, int argc, char **argv) {
+  cg_bench_train_defaults(&((opts_t *)arg)->train, argc, argv, 120, 1);
+}
+
+static int overlap_run(const void *arg, cg_comm_t *c) {
+  const opts_t *o = arg;
+  const char *json_out = o->json_out;
+  const cg_config_t cfg = o->train;
   cg_train_result_t res[2];
   const char *name[2] = {"serial", "cooperative"};
   for (int mode = 0; mode < 2; mode++) {
@@ -73,15 +43,12 @@ int cg_bench_overlap(int argc, char **argv, cg_comm_t *c) {
       run.cpu_workers = 0;
       run.prefetch = 1;
       snprintf(run.split, sizeof run.split, "cpu");
-    } else {
-      if (!user_workers) run.cpu_workers = -1;
-      if (!user_prefetch) run.prefetch = 3;
-    }
+    } /* else as given: by default --cpu-workers -1 (auto), --prefetch 3, --split auto */
     if (c->rank == 0) {
       printf("# ---- %s run ----\n", name[mode]);
       fflush(stdout);
     }
-    rc = cg_train_run(&run, c, &res[mode]);
+    const int rc = cg_train_run(&run, c, &res[mode]);
     if (rc) return rc;
   }
   if (c->rank != 0) return 0;
@@ -108,7 +75,20 @@ int cg_bench_overlap(int argc, char **argv, cg_comm_t *c) {
                             r->gpu_busy, r->data_wait, r->cpu_busy, r->cpu_share);
   }
   snprintf(js + len, sizeof js - len, "]}");
-  printf("JSON %s\n", js);
   cg_bench_write_json(json_out, js);
   return 0;
 }
+
+const cg_bench_t cg_bench_overlap = {
+    .name = "overlap",
+    .summary = "the same training run serial (driving thread does the data work) and\n"
+               "cooperative (helpers, prefetch, async metrics, split): img/s, GPU busy",
+    .about = "  runs the same training twice: serial (the driving thread does the data work\n"
+             "  between device steps) and cooperative (helpers, prefetch, async metrics,\n"
+             "  auto split), and prints img/s, speed-up, device busy and data wait of each.\n"
+             "  Defaults: --steps 120 --report-every 60 --val-samples 0 --progress off.",
+    CG_BENCH_OPTIONS(g_opts, opts_t, g_defaults),
+    .train_off = offsetof(opts_t, train),
+    .given = overlap_given,
+    .run = overlap_run,
+};

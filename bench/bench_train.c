@@ -42,50 +42,73 @@ static long cudnn_version(void) { return 0; }
 #endif
 
 typedef struct {
-  const char *backend;
-  int prec[3], nprec;
-  int batch[8], nbatch;
-  int threads[8], nthreads;
-  int base, depth, size;
+  const char *backend;           /* cpu | cuda | auto */
+  const char *precision;         /* --precision LIST; NULL = by the backend */
+  cg_opt_ints_t batch, threads;  /* --batch-list, --threads-list; batch.n = 0: by the backend */
+  int base, depth, size;         /* -1: by the backend */
   int warmup, steps, windows;
-  int graph_modes[2], ngraph;
-  int tf32;
+  const char *cuda_graph;        /* on | off | both */
+  const char *tf32_mode;         /* auto | on | off */
   int profile;
   const char *algo_cache;
   const char *json_out;
   int kernels, kernel_steps;     /* --kernels, --kernel-steps */
   const char *kernels_json;      /* --kernels-json PREFIX */
   double peak_tflops, peak_gbs;  /* ceilings of the --kernels floors */
+  /* derived from the above (train_check, then the backend) */
+  int prec[3], nprec;
+  int graph_modes[2], ngraph;
+  int tf32;
 } opts_t;
 
-static void usage(void) {
-  printf(
-      "usage: cogpu-bench train [options]\n"
-      "  --backend cpu|cuda|auto     [auto]\n"
-      "  --precision LIST            fp32,bf16,fp16 [cuda: bf16,fp16,fp32; cpu: fp32]\n"
-      "  --batch-list LIST           per-step batch sizes [cuda: 32,64; cpu: 8]\n"
-      "  --threads-list LIST         cpu compute threads to try [1,2]\n"
-      "  --model-base N --model-depth N --image-size N\n"
-      "                              [cuda: 32 4 256 (UNet-S); cpu: 8 3 64]\n"
-      "  --warmup N --steps N --windows N\n"
-      "                              warm-up steps, steps per timed window, windows [5 20 5]\n"
-      "  --cuda-graph on|off|both    [on]\n"
-      "  --tf32 auto|on|off          fp32 convolutions may use TF32; auto = on, as PyTorch's\n"
-      "                              default; off = strict fp32 [auto]\n"
-      "  --profile                   cuda: time every layer op with events (graphs off) and\n"
-      "                              print the per-layer table after each configuration\n"
-      "  --kernels                   cuda: per-kernel breakdown of each configuration (CUPTI):\n"
-      "                              --kernel-steps more steps after the timed windows, each\n"
-      "                              kernel mapped to its layer and pass; printed after the\n"
-      "                              configuration's row (timings of the run include CUPTI)\n"
-      "  --kernel-steps N            steps counted by --kernels [20]\n"
-      "  --kernels-json PREFIX       --kernels, also written to\n"
-      "                              PREFIX-<prec>-b<batch>-graph<on|off>.json\n"
-      "  --peak-tflops X --peak-gbs Y\n"
-      "                              ceilings for the --kernels floors [790 4300]\n"
-      "  --algo-cache FILE           cuda: reuse / record the cuDNN algorithm choices\n"
-      "  --json-out FILE             also write the JSON line to FILE\n");
-}
+#define F(f) CG_OPT_FIELD(opts_t, f)
+static const cg_opt_t g_opts[] = {
+    CG_OPT_ROW_TEXT(PTR, "backend", F(backend), "cpu|cuda|auto", 0, "cpu|cuda|auto",
+        "compute backend; auto = cuda when a GPU is usable"),
+    CG_OPT_ROW_TEXT(PTR, "precision", F(precision), NULL, 0, "LIST",
+        "precisions to run, of fp32,bf16,fp16 [cuda: bf16,fp16,fp32; cpu: fp32]"),
+    CG_OPT_ROW_NUM(INTS, "batch-list", F(batch), 1, 65536, 0, "LIST",
+        "per-step batch sizes [cuda: 32,64; cpu: 8]"),
+    CG_OPT_ROW_NUM(INTS, "threads-list", F(threads), 0, 4096, 0, "LIST",
+        "cpu compute threads to try"),
+    {"model-base", CG_OPT_INT, F(base), 1, 1024, CG_OPT_NODEF, NULL, 0, "N",
+     "UNet base width [cuda: 32 (UNet-S); cpu: 8]"},
+    {"model-depth", CG_OPT_INT, F(depth), 1, 6, CG_OPT_NODEF, NULL, 0, "N",
+     "UNet depth [cuda: 4; cpu: 3]"},
+    {"image-size", CG_OPT_INT, F(size), 2, 8192, CG_OPT_NODEF, NULL, 0, "N",
+     "images are N x N [cuda: 256; cpu: 64]"},
+    CG_OPT_ROW_NUM(INT, "warmup", F(warmup), 1, 1e6, 0, "N",
+        "warm-up steps (algorithm search, graph capture, the check)"),
+    CG_OPT_ROW_NUM(INT, "steps", F(steps), 1, 1e7, 0, "N", "steps per timed window"),
+    CG_OPT_ROW_NUM(INT, "windows", F(windows), 1, 1e4, 0, "N",
+        "timed windows; the median window is reported"),
+    CG_OPT_ROW_TEXT(PTR, "cuda-graph", F(cuda_graph), "on|off|both", 0, "on|off|both",
+        "cuda: replay the step as a CUDA graph; both = a row each"),
+    CG_OPT_ROW_TEXT(PTR, "tf32", F(tf32_mode), "auto|on|off", 0, "auto|on|off",
+        "fp32 convolutions may use TF32; auto = on, as PyTorch's default; off = strict fp32"),
+    CG_OPT_ROW_FLAG("profile", F(profile), 0,
+        "cuda: time every layer op with events (graphs off) and print the per-layer table after "
+        "each configuration"),
+    CG_OPT_ROW_FLAG("kernels", F(kernels), 0,
+        "cuda: per-kernel breakdown of each configuration (CUPTI): --kernel-steps more steps after "
+        "the timed windows, each kernel mapped to its layer and pass; printed after the "
+        "configuration's row (timings of the run include CUPTI)"),
+    CG_OPT_ROW_NUM(INT, "kernel-steps", F(kernel_steps), 1, 1e6, 0, "N",
+        "steps counted by --kernels"),
+    CG_OPT_ROW_TEXT(PTR, "kernels-json", F(kernels_json), NULL, 0, "PREFIX",
+        "--kernels, also written to PREFIX-<prec>-b<batch>-graph<on|off>.json"),
+    CG_OPT_ROW_NUM_GT(DBL, "peak-tflops", F(peak_tflops), 0, 1e7, 0, "X",
+        "compute ceiling of the --kernels floors, TFLOP/s"),
+    CG_OPT_ROW_NUM_GT(DBL, "peak-gbs", F(peak_gbs), 0, 1e8, 0, "X",
+        "memory-bandwidth ceiling of the --kernels floors, GB/s"),
+    CG_OPT_ROW_TEXT(PTR, "algo-cache", F(algo_cache), NULL, 0, "FILE",
+        "cuda: reuse / record the cuDNN algorithm choices"),
+    CG_BENCH_OPT_JSON_OUT(opts_t),
+};
+static const opts_t g_defaults = {
+    .backend = "auto", .threads = {2, {1, 2}}, .base = -1, .depth = -1, .size = -1, .warmup = 5,
+    .steps = 20, .windows = 5, .cuda_graph = "on", .tf32_mode = "auto", .kernel_steps = 20,
+    .peak_tflops = 790, .peak_gbs = 4300};
 
 static int parse_prec(const char *s, int *out) {
   int n = 0;
@@ -164,6 +187,99 @@ static void kernels_window(const cg_backend_ops_t *ops, cg_backend_t *be, const 
 }
 #endif
 
+static cg_backend_cfg_t backend_cfg(const opts_t *o, const result_t *res,
+                                    const cg_buckets_t *bk) {
+  cg_backend_cfg_t bc = {0};
+  bc.batch = res->batch;
+  bc.precision = (cg_precision_t)res->prec;
+  bc.threads = res->threads;
+  bc.cuda_graph = res->graph;
+  bc.tf32 = o->tf32;
+  bc.profile = o->profile;
+  bc.algo_cache = o->algo_cache;
+  bc.buckets = bk;
+  bc.fault_nan_step = -1;
+  return bc;
+}
+
+/* One batch of n real synthetic samples (size x size, c input channels with their features),
+ * uploaded to every device slot. */
+static void upload_batch(const cg_backend_ops_t *ops, cg_backend_t *be, int n, int size, int c) {
+  const int h = size, w = size;
+  size_t px = (size_t)h * w;
+  float *x = cg_malloc(sizeof(float) * px * c * n, "bench x");
+  uint8_t *y = cg_malloc(px * n, "bench y");
+  float *wt = cg_malloc(sizeof(float) * n, "bench w");
+  uint8_t *rgb = cg_malloc(px * 3, "rgb");
+  float *scratch = cg_malloc(sizeof(float) * 3 * px, "scratch");
+  for (int i = 0; i < n; i++) {
+    cg_synth_sample(1, i, h, w, rgb, y + i * px);
+    cg_pack_input(rgb, h, w, CG_NFEAT, scratch, x + i * px * c);
+    wt[i] = 1.0f / (float)n;
+  }
+  cg_batch_t batch = {n, h, w, c, x, y, wt, n, NULL, NULL, 0};
+  for (int s = 0; s < CG_DEV_SLOTS; s++) {
+    ops->upload(be, s, &batch);
+    ops->upload_wait(be, s); /* the host batch may go after this */
+  }
+  free(x);
+  free(y);
+  free(wt);
+  free(rgb);
+  free(scratch);
+}
+
+/* Sets the initial parameters, uploads the batch, runs the warm-up steps (algorithm search,
+ * graph capture) and checks them: the loss stays finite, the parameters change and stay
+ * finite. Returns NULL, or what failed. */
+static const char *warm_up(const cg_backend_ops_t *ops, cg_backend_t *be, const cg_model_t *m,
+                           const opts_t *o, int n, int64_t *t, cg_adamw_t *opt) {
+  float *p0 = cg_malloc(sizeof(float) * m->nparams, "params");
+  float *p1 = cg_malloc(sizeof(float) * m->nparams, "params");
+  cg_model_init_params(m, 1, p0);
+  ops->set_params(be, p0);
+  upload_batch(ops, be, n, o->size, m->in_c);
+  cg_step_out_t out;
+  int finite = 1;
+  for (int i = 0; i < o->warmup; i++) {
+    opt->t = ++*t;
+    ops->train_step(be, (int)(*t % CG_DEV_SLOTS), opt);
+    ops->fetch(be, &out);
+    finite &= isfinite(out.loss);
+  }
+  ops->get_params(be, p1);
+  double changed = 0;
+  for (size_t i = 0; i < m->nparams; i++) {
+    if (!isfinite(p1[i])) finite = 0;
+    changed += fabs((double)p1[i] - p0[i]);
+  }
+  free(p0);
+  free(p1);
+  if (!finite) return "non-finite loss or parameters";
+  return changed == 0 ? "parameters did not change" : NULL;
+}
+
+/* The timed windows of a batch of n: res->ips (the median window), ms and busy_frac. Returns
+ * the last loss. */
+static double time_windows(const cg_backend_ops_t *ops, cg_backend_t *be, const opts_t *o,
+                           int n, int64_t *t, cg_adamw_t *opt, result_t *res) {
+  double *win_ips = cg_malloc(sizeof(double) * o->windows, "windows");
+  double busy = 0, wall = 0, loss = 0;
+  for (int wdw = 0; wdw < o->windows; wdw++) {
+    double t0 = cg_now(), wb = 0;
+    loss = run_window(ops, be, o->steps, t, opt, &wb);
+    double dt = cg_now() - t0;
+    win_ips[wdw] = (double)o->steps * n / dt;
+    busy += wb * 1e-3;
+    wall += dt;
+  }
+  res->ips = cg_bench_median(win_ips, o->windows);
+  res->ms = 1e3 * n / res->ips;
+  res->busy_frac = busy > 0 ? busy / wall : -1;
+  free(win_ips);
+  return loss;
+}
+
 static void run_one(const cg_backend_ops_t *ops, const opts_t *o, result_t *res) {
   cg_model_t m;
   char err[512];
@@ -174,16 +290,7 @@ static void run_one(const cg_backend_ops_t *ops, const opts_t *o, result_t *res)
   }
   cg_buckets_t bk;
   cg_buckets_plan(&m, 25e6, &bk);
-  cg_backend_cfg_t bc = {0};
-  bc.batch = res->batch;
-  bc.precision = (cg_precision_t)res->prec;
-  bc.threads = res->threads;
-  bc.cuda_graph = res->graph;
-  bc.tf32 = o->tf32;
-  bc.profile = o->profile;
-  bc.algo_cache = o->algo_cache;
-  bc.buckets = &bk;
-  bc.fault_nan_step = -1;
+  cg_backend_cfg_t bc = backend_cfg(o, res, &bk);
 #ifdef COGPU_HAVE_CUDA
   cg_kprof_t *kp = NULL;
   if (o->kernels && ops == &cg_backend_cuda) { /* before the backend: see kprof.h */
@@ -206,74 +313,21 @@ static void run_one(const cg_backend_ops_t *ops, const opts_t *o, result_t *res)
 #endif
     return;
   }
-  float *p0 = cg_malloc(sizeof(float) * m.nparams, "params");
-  float *p1 = cg_malloc(sizeof(float) * m.nparams, "params");
-  cg_model_init_params(&m, 1, p0);
-  ops->set_params(be, p0);
-  /* One batch of real synthetic samples with their features. */
-  int n = res->batch, h = o->size, w = o->size, c = m.in_c;
-  size_t px = (size_t)h * w;
-  float *x = cg_malloc(sizeof(float) * px * c * n, "bench x");
-  uint8_t *y = cg_malloc(px * n, "bench y");
-  float *wt = cg_malloc(sizeof(float) * n, "bench w");
-  uint8_t *rgb = cg_malloc(px * 3, "rgb");
-  float *scratch = cg_malloc(sizeof(float) * 3 * px, "scratch");
-  for (int i = 0; i < n; i++) {
-    cg_synth_sample(1, i, h, w, rgb, y + i * px);
-    cg_pack_input(rgb, h, w, CG_NFEAT, scratch, x + i * px * c);
-    wt[i] = 1.0f / (float)n;
-  }
-  cg_batch_t batch = {n, h, w, c, x, y, wt, n, NULL, NULL, 0};
-  for (int s = 0; s < CG_DEV_SLOTS; s++) {
-    ops->upload(be, s, &batch);
-    ops->upload_wait(be, s);
-  }
   int64_t t = 0;
   cg_adamw_t opt = {1e-3f, 0.9f, 0.999f, 1e-8f, 1e-4f, 0};
-  cg_step_out_t out;
-  double loss = 0;
-  int finite = 1;
-  /* warm-up (algorithm search, graph capture) and the check */
-  for (int i = 0; i < o->warmup; i++) {
-    opt.t = ++t;
-    ops->train_step(be, (int)(t % CG_DEV_SLOTS), &opt);
-    ops->fetch(be, &out);
-    loss = out.loss;
-    finite &= isfinite(out.loss);
-  }
-  ops->get_params(be, p1);
-  double changed = 0;
-  for (size_t i = 0; i < m.nparams; i++) {
-    if (!isfinite(p1[i])) finite = 0;
-    changed += fabs((double)p1[i] - p0[i]);
-  }
-  if (!finite || changed == 0) {
-    snprintf(res->note, sizeof res->note, "check failed: %s",
-             !finite ? "non-finite loss or parameters" : "parameters did not change");
+  const char *bad = warm_up(ops, be, &m, o, res->batch, &t, &opt);
+  if (bad) {
+    snprintf(res->note, sizeof res->note, "check failed: %s", bad);
     goto done;
   }
-  double *win_ips = cg_malloc(sizeof(double) * o->windows, "windows");
-  double busy = 0, wall = 0;
-  for (int wdw = 0; wdw < o->windows; wdw++) {
-    double t0 = cg_now(), wb = 0;
-    loss = run_window(ops, be, o->steps, &t, &opt, &wb);
-    double dt = cg_now() - t0;
-    win_ips[wdw] = (double)o->steps * n / dt;
-    busy += wb * 1e-3;
-    wall += dt;
-  }
-  res->ips = cg_bench_median(win_ips, o->windows);
-  res->ms = 1e3 * n / res->ips;
-  res->busy_frac = busy > 0 ? busy / wall : -1;
+  res->loss = time_windows(ops, be, o, res->batch, &t, &opt, res);
   res->mem_gib = ops->mem_bytes ? (double)ops->mem_bytes(be) / (1024.0 * 1024 * 1024) : -1;
   if (used0 >= 0) { /* everything the backend and the libraries took, graphs included */
     const double used1 = device_used_bytes();
     if (used1 >= 0) res->mem_device_gib = (used1 - used0) / (1024.0 * 1024 * 1024);
   }
-  res->loss = loss;
-  res->ok = isfinite(loss);
+  res->ok = isfinite(res->loss);
   if (!res->ok) snprintf(res->note, sizeof res->note, "non-finite loss while timing");
-  free(win_ips);
 #ifdef COGPU_HAVE_CUDA
   if (kp) kernels_window(ops, be, o, res, kp, &t, &opt);
 #endif
@@ -282,166 +336,85 @@ done:
 #ifdef COGPU_HAVE_CUDA
   cg_kprof_destroy(kp); /* after the backend, which brackets its work with it */
 #endif
-  free(p0);
-  free(p1);
-  free(x);
-  free(y);
-  free(wt);
-  free(rgb);
-  free(scratch);
 }
 
-int cg_bench_train(int argc, char **argv, cg_comm_t *c) {
-  opts_t o;
-  memset(&o, 0, sizeof o);
-  o.backend = "auto";
-  o.base = o.depth = o.size = -1;
-  o.warmup = 5;
-  o.tf32 = 1; /* auto: TF32 convolutions for fp32, as PyTorch */
-  o.steps = 20;
-  o.windows = 5;
-  o.graph_modes[0] = 1;
-  o.ngraph = 1;
-  o.kernel_steps = 20;
-  const char *prec = NULL, *batches = NULL, *threads = "1,2";
-  for (int i = 1; i < argc; i++) {
-    const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-#define NEED()                                                                   \
-  do {                                                                           \
-    if (!v) {                                                                    \
-      fprintf(stderr, "cogpu-bench train: %s: missing value\n", a);              \
-      return 2;                                                                  \
-    }                                                                            \
-    i++;                                                                         \
-  } while (0)
-    if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(); return 0; }
-    else if (!strcmp(a, "--backend")) { NEED(); o.backend = v; }
-    else if (!strcmp(a, "--precision")) { NEED(); prec = v; }
-    else if (!strcmp(a, "--batch-list")) { NEED(); batches = v; }
-    else if (!strcmp(a, "--threads-list")) { NEED(); threads = v; }
-    else if (!strcmp(a, "--model-base")) { NEED(); o.base = atoi(v); }
-    else if (!strcmp(a, "--model-depth")) { NEED(); o.depth = atoi(v); }
-    else if (!strcmp(a, "--image-size")) { NEED(); o.size = atoi(v); }
-    else if (!strcmp(a, "--warmup")) { NEED(); o.warmup = atoi(v); }
-    else if (!strcmp(a, "--steps")) { NEED(); o.steps = atoi(v); }
-    else if (!strcmp(a, "--windows")) { NEED(); o.windows = atoi(v); }
-    else if (!strcmp(a, "--tf32")) {
-      NEED();
-      if (strcmp(v, "auto") && strcmp(v, "on") && strcmp(v, "off")) {
-        fprintf(stderr, "cogpu-bench train: --tf32 %s: expected auto, on or off\n", v);
-        return 2;
-      }
-      o.tf32 = strcmp(v, "off") != 0;
-    }
-    else if (!strcmp(a, "--json-out")) { NEED(); o.json_out = v; }
-    else if (!strcmp(a, "--profile")) { o.profile = 1; }
-    else if (!strcmp(a, "--kernels")) { o.kernels = 1; }
-    else if (!strcmp(a, "--kernel-steps")) { NEED(); o.kernel_steps = atoi(v); }
-    else if (!strcmp(a, "--kernels-json")) { NEED(); o.kernels_json = v; o.kernels = 1; }
-    else if (!strcmp(a, "--peak-tflops")) { NEED(); o.peak_tflops = atof(v); }
-    else if (!strcmp(a, "--peak-gbs")) { NEED(); o.peak_gbs = atof(v); }
-    else if (!strcmp(a, "--algo-cache")) { NEED(); o.algo_cache = v; }
-    else if (!strcmp(a, "--cuda-graph")) {
-      NEED();
-      if (!strcmp(v, "both")) { o.graph_modes[0] = 0; o.graph_modes[1] = 1; o.ngraph = 2; }
-      else { o.graph_modes[0] = !strcmp(v, "on"); o.ngraph = 1; }
-    } else {
-      fprintf(stderr, "cogpu-bench train: unknown option %s (see --help)\n", a);
-      return 2;
-    }
-#undef NEED
+static int train_check(void *arg, char *err, size_t errlen) {
+  opts_t *o = arg;
+  if (o->precision && (o->nprec = parse_prec(o->precision, o->prec)) < 1) {
+    snprintf(err, errlen, "--precision: '%s' is not a list of fp32, bf16, fp16", o->precision);
+    return -1;
   }
-  if (o.warmup < 1 || o.steps < 1 || o.windows < 1 || o.kernel_steps < 1) {
-    fprintf(stderr, "cogpu-bench train: --warmup, --steps, --windows and --kernel-steps must be "
-            ">= 1\n");
-    return 2;
-  }
-  if (o.peak_tflops <= 0) o.peak_tflops = 790;
-  if (o.peak_gbs <= 0) o.peak_gbs = 4300;
-  const cg_backend_ops_t *ops = &cg_backend_cpu;
-  int cuda = 0;
-#ifdef COGPU_HAVE_CUDA
-  char why[256] = "";
-  int usable = cg_cuda_usable(why, sizeof why);
-  if (!strcmp(o.backend, "cuda") && !usable) {
-    fprintf(stderr, "cogpu-bench train: --backend cuda: no usable GPU (%s)\n", why);
-    return 2;
-  }
-  if (strcmp(o.backend, "cpu") && usable) {
-    ops = &cg_backend_cuda;
-    cuda = 1;
-  }
-#else
-  if (!strcmp(o.backend, "cuda")) {
-    fprintf(stderr, "cogpu-bench train: built without CUDA\n");
-    return 2;
-  }
-#endif
-  if (o.base < 0) o.base = cuda ? 32 : 8;
-  if (o.depth < 0) o.depth = cuda ? 4 : 3;
-  if (o.size < 0) o.size = cuda ? 256 : 64;
-  o.nprec = parse_prec(prec ? prec : (cuda ? "bf16,fp16,fp32" : "fp32"), o.prec);
-  o.nbatch = cg_bench_parse_list(batches ? batches : (cuda ? "32,64" : "8"), o.batch, 8);
-  o.nthreads = cuda ? 1 : cg_bench_parse_list(threads, o.threads, 8);
-  if (cuda) o.threads[0] = 0;
-  if (o.nprec < 1 || o.nbatch < 1 || o.nthreads < 1) {
-    fprintf(stderr, "cogpu-bench train: bad --precision, --batch-list or --threads-list\n");
-    return 2;
-  }
-  if (c->rank != 0) return 0;
-  if (o.kernels && !cuda) printf("# kernels: needs the cuda backend; ignored\n");
-  cg_model_t m;
-  char err[256];
-  if (cg_model_build(&m, 3 + CG_NFEAT, o.base, o.depth, o.size, o.size, err, sizeof err)) {
-    fprintf(stderr, "cogpu-bench train: %s\n", err);
-    return 2;
-  }
-  double gflop = 3.0 * m.flops_fwd / 1e9;
+  o->tf32 = strcmp(o->tf32_mode, "off") != 0;
+  const int both = !strcmp(o->cuda_graph, "both");
+  o->graph_modes[0] = both ? 0 : !strcmp(o->cuda_graph, "on");
+  o->graph_modes[1] = 1;
+  o->ngraph = both ? 2 : 1;
+  o->kernels |= o->kernels_json != NULL;
+  return 0;
+}
+
+static void print_header(const cg_backend_ops_t *ops, const opts_t *o, const cg_model_t *m,
+                         int cuda, double gflop) {
   printf("# cogpu-bench train: backend %s, UNet in %d base %d depth %d, %dx%d, %zu parameters, "
          "%.2f GFLOP per trained image\n",
-         ops->name, m.in_c, o.base, o.depth, o.size, o.size, m.nparams, gflop);
-  printf("# warm-up %d steps, then %d windows of %d steps; median window reported\n", o.warmup,
-         o.windows, o.steps);
+         ops->name, m->in_c, o->base, o->depth, o->size, o->size, m->nparams, gflop);
+  printf("# warm-up %d steps, then %d windows of %d steps; median window reported\n", o->warmup,
+         o->windows, o->steps);
   if (cuda)
     printf("# cuDNN %ld loaded; mem GiB = what the backend allocated (cudaMalloc), dev GiB = device "
            "memory in use after the timed windows minus before the backend (cuDNN, graphs and "
            "loaded kernels included)\n", cudnn_version());
   printf("# %-6s %6s %7s %6s %10s %9s %8s %9s %9s %9s  %s\n", "prec", "batch", "threads", "graph",
          "img/s", "ms/step", "busy%", "mem GiB", "dev GiB", "TFLOP/s", "note");
-  result_t res[64];
-  int nres = 0, failures = 0;
-  for (int pi = 0; pi < o.nprec; pi++)
-    for (int bi = 0; bi < o.nbatch; bi++)
-      for (int ti = 0; ti < o.nthreads; ti++)
-        for (int gi = 0; gi < (cuda ? o.ngraph : 1); gi++) {
-          if (nres >= 64) break;
+}
+
+static void print_row(const result_t *r, int cuda, double gflop) {
+  char busy[16] = "-";
+  if (r->busy_frac >= 0) snprintf(busy, sizeof busy, "%.1f", 100 * r->busy_frac);
+  printf("  %-6s %6d %7d %6s %10.1f %9.2f %8s %9.3f %9.3f %9.1f  %s\n",
+         cg_precision_name((cg_precision_t)r->prec), r->batch, r->threads,
+         cuda ? (r->graph ? "on" : "off") : "-", r->ips, r->ms, busy, r->mem_gib,
+         r->mem_device_gib, r->ips * gflop / 1e3, r->ok ? "" : r->note);
+  if (r->kreport) fputs(r->kreport, stdout);
+  fflush(stdout);
+}
+
+enum { kMaxResults = 64 };
+
+/* Every configuration (precision x batch x threads x graph mode; the first kMaxResults): run,
+ * then its row printed. Returns how many ran; the failed ones are counted in *failures. */
+static int run_grid(const cg_backend_ops_t *ops, const opts_t *o, int cuda, double gflop,
+                    result_t *res, int *failures) {
+  int nres = 0;
+  for (int pi = 0; pi < o->nprec; pi++)
+    for (int bi = 0; bi < o->batch.n; bi++)
+      for (int ti = 0; ti < o->threads.n; ti++)
+        for (int gi = 0; gi < (cuda ? o->ngraph : 1) && nres < kMaxResults; gi++) {
           result_t *r = &res[nres++];
           memset(r, 0, sizeof *r);
-          r->prec = o.prec[pi];
-          r->batch = o.batch[bi];
-          r->threads = o.threads[ti];
-          r->graph = cuda ? o.graph_modes[gi] : 0;
-          run_one(ops, &o, r);
-          if (!r->ok) failures++;
-          char busy[16] = "-";
-          if (r->busy_frac >= 0) snprintf(busy, sizeof busy, "%.1f", 100 * r->busy_frac);
-          printf("  %-6s %6d %7d %6s %10.1f %9.2f %8s %9.3f %9.3f %9.1f  %s\n",
-                 cg_precision_name((cg_precision_t)r->prec), r->batch, r->threads,
-                 cuda ? (r->graph ? "on" : "off") : "-", r->ips, r->ms, busy, r->mem_gib,
-                 r->mem_device_gib, r->ips * gflop / 1e3, r->ok ? "" : r->note);
-          if (r->kreport) fputs(r->kreport, stdout);
+          r->prec = o->prec[pi];
+          r->batch = o->batch.v[bi];
+          r->threads = o->threads.v[ti];
+          r->graph = cuda ? o->graph_modes[gi] : 0;
+          run_one(ops, o, r);
+          if (!r->ok) ++*failures;
+          print_row(r, cuda, gflop);
           free(r->kreport);
           r->kreport = NULL;
-          fflush(stdout);
         }
-  /* JSON */
+  return nres;
+}
+
+/* The JSON line, also to --json-out; returns 1 if that file could not be written, else 0. */
+static int print_json(const cg_backend_ops_t *ops, const opts_t *o, const cg_model_t *m,
+                      int cuda, double gflop, const result_t *res, int nres) {
   size_t cap = 16384, len = 0;
   char *js = cg_malloc(cap, "json");
   len += (size_t)snprintf(js + len, cap - len,
                           "{\"bench\": \"train\", \"backend\": \"%s\", \"model_base\": %d, "
                           "\"model_depth\": %d, \"image_size\": %d, \"params\": %zu, "
                           "\"gflop_per_image\": %.4f, \"cudnn_version\": %ld, \"results\": [",
-                          ops->name, o.base, o.depth, o.size, m.nparams, gflop,
+                          ops->name, o->base, o->depth, o->size, m->nparams, gflop,
                           cuda ? cudnn_version() : 0L);
   for (int i = 0; i < nres && len < cap - 512; i++) {
     const result_t *r = &res[i];
@@ -455,8 +428,52 @@ int cg_bench_train(int argc, char **argv, cg_comm_t *c) {
                             r->mem_gib, r->mem_device_gib, r->ok ? "true" : "false");
   }
   snprintf(js + len, cap - len, "]}");
-  printf("JSON %s\n", js);
-  failures += cg_bench_write_json(o.json_out, js);
+  const int rc = cg_bench_write_json(o->json_out, js);
   free(js);
+  return rc;
+}
+
+static int train_run(const void *arg, cg_comm_t *c) {
+  opts_t o = *(const opts_t *)arg;
+  cg_backend_choice_t bk; /* this process's GPU, or none: the bench runs on rank 0 only */
+  char why[256];
+  if (cg_backend_choose(o.backend, NULL, NULL, NULL, &bk, why, sizeof why)) {
+    fprintf(stderr, "cogpu-bench train: %s\n", why);
+    return 2;
+  }
+  const cg_backend_ops_t *ops = bk.ops;
+  const int cuda = bk.is_cuda;
+  if (o.base < 0) o.base = cuda ? 32 : 8;
+  if (o.depth < 0) o.depth = cuda ? 4 : 3;
+  if (o.size < 0) o.size = cuda ? 256 : 64;
+  if (!o.precision) o.nprec = parse_prec(cuda ? "bf16,fp16,fp32" : "fp32", o.prec);
+  if (!o.batch.n) o.batch = cuda ? (cg_opt_ints_t){2, {32, 64}} : (cg_opt_ints_t){1, {8}};
+  if (cuda) o.threads = (cg_opt_ints_t){1, {0}}; /* no compute threads to choose */
+  if (c->rank != 0) return 0;
+  if (o.kernels && !cuda) printf("# kernels: needs the cuda backend; ignored\n");
+  cg_model_t m;
+  char err[256];
+  if (cg_model_build(&m, 3 + CG_NFEAT, o.base, o.depth, o.size, o.size, err, sizeof err)) {
+    fprintf(stderr, "cogpu-bench train: %s\n", err);
+    return 2;
+  }
+  const double gflop = 3.0 * m.flops_fwd / 1e9;
+  print_header(ops, &o, &m, cuda, gflop);
+  result_t res[kMaxResults];
+  int failures = 0;
+  const int nres = run_grid(ops, &o, cuda, gflop, res, &failures);
+  failures += print_json(ops, &o, &m, cuda, gflop, res, nres);
   return failures ? 1 : 0;
 }
+
+const cg_bench_t cg_bench_train = {
+    .name = "train",
+    .summary = "steady-state training img/s, ms/step and device memory of the real step,\n"
+               "data already on the device",
+    .about = "  every configuration (precision x batch x threads x graph mode) is checked (finite\n"
+             "  loss, parameters changed), warmed up, then timed over --windows windows of\n"
+             "  --steps steps; the median window is reported. One rank.",
+    CG_BENCH_OPTIONS(g_opts, opts_t, g_defaults),
+    .check = train_check,
+    .run = train_run,
+};

@@ -1,176 +1,156 @@
-/* cli.c: command-line parsing from one table of options.
+/* cli.c: the cogpu-dist command line — the table of every option of train and info, the
+ * command names, the checks across options, and the --help texts.
  *
  * The table is the single source of truth: parsing, range checks, error messages and --help
- * all come from it, so a documented flag cannot drift from what is parsed. */
-#include <errno.h>
-#include <limits.h>
-#include <math.h>
-#include <stddef.h>
-#include <stdlib.h>
+ * all come from it through the option engine (opts.h), so a documented flag cannot drift from
+ * what is parsed. cogpu-bench overlap and scaling take the same train rows (cg_cli_opts). */
+#include <stdio.h>
 #include <string.h>
 
-#include "config.h"
-#include "png_io.h"
+#include "cli.h"    // cg_cli_*: this file's contract
+#include "opts.h"   // cg_opts_*: the engine: parse, range checks, messages, --help lines
+#include "png_io.h" // CG_PNG_DEFAULT_MAX_PIXELS: the --max-image-pixels default
 
-/* T_OPTSTR: a string whose value may be left out (--resume [FILE]): the next argument is taken
- * only if it does not start with '-'; --name=VALUE always works. Given bare, the option stores
- * its `choices` field (the bare meaning, e.g. CG_RESUME_LATEST). */
-typedef enum { T_INT, T_I64, T_U64, T_DBL, T_STR, T_FLAG, T_ONOFF, T_OPTSTR } opt_type_t;
-
-/* Which commands take the option. */
+/* Which commands take an option (cg_opt_t.cmds). */
 #define C_TRAIN (1u << CG_CMD_TRAIN)
 #define C_INFO (1u << CG_CMD_INFO)
+#define O(f) CG_OPT_FIELD(cg_config_t, f)
 
-typedef struct {
-  const char *name;     /* without the leading "--" */
-  opt_type_t type;
-  size_t off;           /* into cg_config_t */
-  size_t size;          /* T_STR: buffer size */
-  double min, max;      /* numeric range, inclusive; min_excl makes min exclusive */
-  int min_excl;
-  const char *choices;  /* T_STR: "a|b|c", NULL = free text */
-  unsigned cmds;
-  const char *metavar;
-  const char *help;
-} opt_t;
-
-#define O(f) offsetof(cg_config_t, f), sizeof(((cg_config_t *)0)->f)
-
-static const opt_t g_opts[] = {
+static const cg_opt_t g_opts[] = {
     /* backend */
-    {"backend", T_STR, O(backend), 0, 0, 0, "auto|cpu|cuda", C_TRAIN | C_INFO, "B",
-     "compute backend; auto = cuda when a GPU is usable, else cpu (it says which)"},
-    {"precision", T_STR, O(precision), 0, 0, 0, "auto|fp32|bf16|fp16", C_TRAIN, "P",
-     "compute precision; auto = bf16 on a GPU, fp32 on the cpu backend (fp32 only)"},
-    {"threads", T_INT, O(threads), 0, 4096, 0, NULL, C_TRAIN, "N",
-     "compute threads per rank; 0 = the rank's share of the cores it may use"},
-    {"cuda-graph", T_ONOFF, O(cuda_graph), 0, 1, 0, NULL, C_TRAIN, "on|off",
-     "cuda: replay the steady-state step as a CUDA graph"},
-    {"tf32", T_STR, O(tf32), 0, 0, 0, "auto|on|off", C_TRAIN, "T",
-     "cuda fp32: TF32 tensor cores in the convolutions; auto = on, as PyTorch's default for "
-     "cuDNN convolutions; off = strict fp32"},
-    {"algo-cache", T_STR, O(algo_cache), 0, 0, 0, NULL, C_TRAIN, "FILE",
-     "cuda: keep the cuDNN algorithm choices in FILE and reuse them in later runs"},
+    CG_OPT_ROW_TEXT(STR, "backend", O(backend), "auto|cpu|cuda", C_TRAIN | C_INFO, "B",
+        "compute backend; auto = cuda when a GPU is usable, else cpu (it says which)"),
+    CG_OPT_ROW_TEXT(STR, "precision", O(precision), "auto|fp32|bf16|fp16", C_TRAIN, "P",
+        "compute precision; auto = bf16 on a GPU, fp32 on the cpu backend (fp32 only)"),
+    CG_OPT_ROW_NUM(INT, "threads", O(threads), 0, 4096, C_TRAIN, "N",
+        "compute threads per rank; 0 = the rank's share of the cores it may use"),
+    CG_OPT_ROW_ONOFF("cuda-graph", O(cuda_graph), C_TRAIN,
+        "cuda: replay the steady-state step as a CUDA graph"),
+    CG_OPT_ROW_TEXT(STR, "tf32", O(tf32), "auto|on|off", C_TRAIN, "T",
+        "cuda fp32: TF32 tensor cores in the convolutions; auto = on, as PyTorch's default for "
+        "cuDNN convolutions; off = strict fp32"),
+    CG_OPT_ROW_TEXT(STR, "algo-cache", O(algo_cache), NULL, C_TRAIN, "FILE",
+        "cuda: keep the cuDNN algorithm choices in FILE and reuse them in later runs"),
     /* model */
-    {"model-base", T_INT, O(model_base), 1, 1024, 0, NULL, C_TRAIN | C_INFO, "N",
-     "UNet base width b (widths b, 2b, ..., b*2^depth)"},
-    {"model-depth", T_INT, O(model_depth), 1, 6, 0, NULL, C_TRAIN | C_INFO, "N",
-     "UNet depth d (number of 2x2 poolings)"},
-    {"image-size", T_INT, O(image_size), 2, 8192, 0, NULL, C_TRAIN | C_INFO, "N",
-     "images are N x N; N must be a multiple of 2^depth"},
+    CG_OPT_ROW_NUM(INT, "model-base", O(model_base), 1, 1024, C_TRAIN | C_INFO, "N",
+        "UNet base width b (widths b, 2b, ..., b*2^depth)"),
+    CG_OPT_ROW_NUM(INT, "model-depth", O(model_depth), 1, 6, C_TRAIN | C_INFO, "N",
+        "UNet depth d (number of 2x2 poolings)"),
+    CG_OPT_ROW_NUM(INT, "image-size", O(image_size), 2, 8192, C_TRAIN | C_INFO, "N",
+        "images are N x N; N must be a multiple of 2^depth"),
     /* data */
-    {"data", T_STR, O(data), 0, 0, 0, NULL, C_TRAIN, "SRC",
-     "training data: synthetic (built in), a directory DIR with DIR/images/*.png and "
-     "DIR/masks/*.png paired by name, or a shard FILE.cgds written by `cogpu-dist pack`"},
-    {"val-data", T_STR, O(val_data), 0, 0, 0, NULL, C_TRAIN, "SRC",
-     "separate validation data (directory or .cgds); default: --val-fraction of --data"},
-    {"val-fraction", T_DBL, O(val_fraction), 0, 0.9, 0, NULL, C_TRAIN, "F",
-     "real data: fraction held out for validation, chosen by a hash of the file names"},
-    {"train-samples", T_I64, O(train_samples), 1, 1e12, 0, NULL, C_TRAIN, "N",
-     "synthetic: size of the training set"},
-    {"val-samples", T_I64, O(val_samples), 0, 1e12, 0, NULL, C_TRAIN, "N",
-     "synthetic: size of the held-out validation set (0 = no validation)"},
-    {"skip-bad", T_FLAG, O(skip_bad), 0, 1, 0, NULL, C_TRAIN, "",
-     "leave out and count bad samples (a PNG that is empty, truncated, corrupt or over "
-     "--max-image-pixels; a shard record failing its CRC), at start-up and while training, "
-     "instead of ending the job with exit code 2"},
-    {"max-image-pixels", T_I64, O(max_image_pixels), 1, 1073741824, 0, NULL, C_TRAIN, "N",
-     "an image of more pixels (width x height, read from the PNG header before anything is "
-     "allocated) is a bad sample; the default is Pillow's decompression-bomb limit, about "
-     "9459 x 9459, far more than any image worth fitting to --image-size"},
-    {"check-data", T_FLAG, O(check_data), 0, 1, 0, NULL, C_TRAIN, "",
-     "decode every sample once at start-up (split over the ranks and each rank's cores), list "
-     "every bad file and a summary; then exit 2 if any is bad, or with --skip-bad train without "
-     "them"},
-    {"crop", T_ONOFF, O(crop), 0, 1, 0, NULL, C_TRAIN, "on|off",
-     "real data: random crops (0.75-1.0 of the side) as augmentation, with the flips"},
-    {"cpu-workers", T_INT, O(cpu_workers), -1, 1024, 0, NULL, C_TRAIN, "N",
-     "helper threads per rank preparing batches; -1 = auto"},
-    {"prefetch", T_INT, O(prefetch), 1, 64, 0, NULL, C_TRAIN, "N",
-     "batches prepared ahead of the one being trained"},
-    {"split", T_STR, O(split), 0, 0, 0, "auto|cpu|gpu", C_TRAIN, "S",
-     "where features, normalisation and metrics run: the helpers (cpu), the device (gpu), or "
-     "auto: a controller moves samples between them so the device never waits for data"},
-    {"split-every", T_INT, O(split_every), 1, 1e6, 0, NULL, C_TRAIN, "N",
-     "steps per window of the auto split controller"},
+    CG_OPT_ROW_TEXT(STR, "data", O(data), NULL, C_TRAIN, "SRC",
+        "training data: synthetic (built in), a directory DIR with DIR/images/*.png and "
+        "DIR/masks/*.png paired by name, or a shard FILE.cgds written by `cogpu-dist pack`"),
+    CG_OPT_ROW_TEXT(STR, "val-data", O(val_data), NULL, C_TRAIN, "SRC",
+        "separate validation data (directory or .cgds); default: --val-fraction of --data"),
+    CG_OPT_ROW_NUM(DBL, "val-fraction", O(val_fraction), 0, 0.9, C_TRAIN, "F",
+        "real data: fraction held out for validation, chosen by a hash of the file names"),
+    CG_OPT_ROW_NUM(I64, "train-samples", O(train_samples), 1, 1e12, C_TRAIN, "N",
+        "synthetic: size of the training set"),
+    CG_OPT_ROW_NUM(I64, "val-samples", O(val_samples), 0, 1e12, C_TRAIN, "N",
+        "synthetic: size of the held-out validation set (0 = no validation)"),
+    CG_OPT_ROW_FLAG("skip-bad", O(skip_bad), C_TRAIN,
+        "leave out and count bad samples (a PNG that is empty, truncated, corrupt or over "
+        "--max-image-pixels; a shard record failing its CRC), at start-up and while training, "
+        "instead of ending the job with exit code 2"),
+    CG_OPT_ROW_NUM(I64, "max-image-pixels", O(max_image_pixels), 1, 1073741824, C_TRAIN, "N",
+        "an image of more pixels (width x height, read from the PNG header before anything is "
+        "allocated) is a bad sample; the default is Pillow's decompression-bomb limit, about "
+        "9459 x 9459, far more than any image worth fitting to --image-size"),
+    CG_OPT_ROW_FLAG("check-data", O(check_data), C_TRAIN,
+        "decode every sample once at start-up (split over the ranks and each rank's cores), list "
+        "every bad file and a summary; then exit 2 if any is bad, or with --skip-bad train without "
+        "them"),
+    CG_OPT_ROW_ONOFF("crop", O(crop), C_TRAIN,
+        "real data: random crops (0.75-1.0 of the side) as augmentation, with the flips"),
+    CG_OPT_ROW_NUM(INT, "cpu-workers", O(cpu_workers), -1, 1024, C_TRAIN, "N",
+        "helper threads per rank preparing batches; -1 = auto"),
+    CG_OPT_ROW_NUM(INT, "prefetch", O(prefetch), 1, 64, C_TRAIN, "N",
+        "batches prepared ahead of the one being trained"),
+    CG_OPT_ROW_TEXT(STR, "split", O(split), "auto|cpu|gpu", C_TRAIN, "S",
+        "where features, normalisation and metrics run: the helpers (cpu), the device (gpu), or "
+        "auto: a controller moves samples between them so the device never waits for data"),
+    CG_OPT_ROW_NUM(INT, "split-every", O(split_every), 1, 1e6, C_TRAIN, "N",
+        "steps per window of the auto split controller"),
     /* training */
-    {"batch", T_INT, O(batch), 1, 65536, 0, NULL, C_TRAIN, "N",
-     "samples per step per rank (global batch = ranks x N)"},
-    {"steps", T_I64, O(steps), 0, 1e15, 0, NULL, C_TRAIN, "N",
-     "training steps; 0 = run --epochs epochs"},
-    {"epochs", T_I64, O(epochs), 1, 1e9, 0, NULL, C_TRAIN, "N",
-     "epochs to train when --steps is 0"},
-    {"lr", T_DBL, O(lr), 0, 10, 1, NULL, C_TRAIN, "X", "AdamW learning rate, in (0, 10]"},
-    {"weight-decay", T_DBL, O(weight_decay), 0, 1, 0, NULL, C_TRAIN, "X",
-     "AdamW decoupled weight decay"},
-    {"beta1", T_DBL, O(beta1), 0, 1, 0, NULL, C_TRAIN, "X", "AdamW beta1, in [0, 1)"},
-    {"beta2", T_DBL, O(beta2), 0, 1, 0, NULL, C_TRAIN, "X", "AdamW beta2, in [0, 1)"},
-    {"eps", T_DBL, O(eps), 0, 1, 1, NULL, C_TRAIN, "X", "AdamW epsilon"},
-    {"warmup-steps", T_I64, O(warmup_steps), 0, 1e15, 0, NULL, C_TRAIN, "N",
-     "linear learning-rate warm-up over the first N steps"},
-    {"lr-schedule", T_STR, O(lr_schedule), 0, 0, 0, "constant|cosine", C_TRAIN, "S",
-     "learning rate after warm-up: constant, or cosine decay to 0 at the last step"},
-    {"seed", T_U64, O(seed), 0, 1.8e19, 0, NULL, C_TRAIN | C_INFO, "N",
-     "seed of the initial weights, the data and the shuffles"},
-    {"val-every", T_I64, O(val_every), 0, 1e15, 0, NULL, C_TRAIN, "N",
-     "validate every N steps (0 = only at the end)"},
-    {"report-every", T_I64, O(report_every), 1, 1e15, 0, NULL, C_TRAIN, "N",
-     "print the performance line every N steps"},
-    {"metrics-out", T_STR, O(metrics_out), 0, 0, 0, NULL, C_TRAIN, "FILE",
-     "write the final metrics as one JSON object to FILE"},
-    {"params-out", T_STR, O(params_out), 0, 0, 0, NULL, C_TRAIN, "FILE",
-     "write the final fp32 parameters to FILE (raw little-endian floats, model.h layout)"},
-    {"prom-out", T_STR, O(prom_out), 0, 0, 0, NULL, C_TRAIN, "FILE",
-     "rewrite FILE.prom (atomically) with the same figures in the Prometheus text format, "
-     "for node_exporter's textfile collector"},
-    {"trace-out", T_STR, O(trace_out), 0, 0, 0, NULL, C_TRAIN, "PREFIX",
-     "write a Chrome/Perfetto timeline per rank to PREFIX.rank<R>.json: the h2d, compute, comm "
-     "and d2h streams and every helper thread over --trace-steps"},
-    {"trace-steps", T_STR, O(trace_steps), 0, 0, 0, NULL, C_TRAIN, "A:B",
-     "the steps the timeline covers"},
-    {"stats-out", T_STR, O(stats_out), 0, 0, 0, NULL, C_TRAIN, "FILE",
-     "append the balance report as one JSON line per report to FILE (for monitors)"},
-    {"bucket-mb", T_DBL, O(bucket_mb), 0, 1e6, 0, NULL, C_TRAIN, "X",
-     "gradient all-reduce bucket size in MB (0 = one bucket)"},
-    {"deterministic", T_FLAG, O(deterministic), 0, 1, 0, NULL, C_TRAIN, "",
-     "fixed summation orders: results independent of --bucket-mb and timing"},
-    {"allreduce", T_STR, O(allreduce), 0, 0, 0, "auto|nccl|mpi", C_TRAIN, "M",
-     "gradient all-reduce: auto = nccl when every rank has its own GPU, else mpi (it says why)"},
-    {"progress", T_STR, O(progress), 0, 0, 0, "auto|bar|plain|off", C_TRAIN, "M",
-     "rank 0 progress: a bar on a terminal, plain log lines otherwise (auto)"},
+    CG_OPT_ROW_NUM(INT, "batch", O(batch), 1, 65536, C_TRAIN, "N",
+        "samples per step per rank (global batch = ranks x N)"),
+    CG_OPT_ROW_NUM(I64, "steps", O(steps), 0, 1e15, C_TRAIN, "N",
+        "training steps; 0 = run --epochs epochs"),
+    CG_OPT_ROW_NUM(I64, "epochs", O(epochs), 1, 1e9, C_TRAIN, "N",
+        "epochs to train when --steps is 0"),
+    CG_OPT_ROW_NUM_GT(DBL, "lr", O(lr), 0, 10, C_TRAIN, "X", "AdamW learning rate, in (0, 10]"),
+    CG_OPT_ROW_NUM(DBL, "weight-decay", O(weight_decay), 0, 1, C_TRAIN, "X",
+        "AdamW decoupled weight decay"),
+    CG_OPT_ROW_NUM(DBL, "beta1", O(beta1), 0, 1, C_TRAIN, "X", "AdamW beta1, in [0, 1)"),
+    CG_OPT_ROW_NUM(DBL, "beta2", O(beta2), 0, 1, C_TRAIN, "X", "AdamW beta2, in [0, 1)"),
+    CG_OPT_ROW_NUM_GT(DBL, "eps", O(eps), 0, 1, C_TRAIN, "X", "AdamW epsilon"),
+    CG_OPT_ROW_NUM(I64, "warmup-steps", O(warmup_steps), 0, 1e15, C_TRAIN, "N",
+        "linear learning-rate warm-up over the first N steps"),
+    CG_OPT_ROW_TEXT(STR, "lr-schedule", O(lr_schedule), "constant|cosine", C_TRAIN, "S",
+        "learning rate after warm-up: constant, or cosine decay to 0 at the last step"),
+    CG_OPT_ROW_NUM(U64, "seed", O(seed), 0, 1.8e19, C_TRAIN | C_INFO, "N",
+        "seed of the initial weights, the data and the shuffles"),
+    CG_OPT_ROW_NUM(I64, "val-every", O(val_every), 0, 1e15, C_TRAIN, "N",
+        "validate every N steps (0 = only at the end)"),
+    CG_OPT_ROW_NUM(I64, "report-every", O(report_every), 1, 1e15, C_TRAIN, "N",
+        "print the performance line every N steps"),
+    CG_OPT_ROW_TEXT(STR, "metrics-out", O(metrics_out), NULL, C_TRAIN, "FILE",
+        "write the final metrics as one JSON object to FILE"),
+    CG_OPT_ROW_TEXT(STR, "params-out", O(params_out), NULL, C_TRAIN, "FILE",
+        "write the final fp32 parameters to FILE (raw little-endian floats, model.h layout)"),
+    CG_OPT_ROW_TEXT(STR, "prom-out", O(prom_out), NULL, C_TRAIN, "FILE",
+        "rewrite FILE.prom (atomically) with the same figures in the Prometheus text format, "
+        "for node_exporter's textfile collector"),
+    CG_OPT_ROW_TEXT(STR, "trace-out", O(trace_out), NULL, C_TRAIN, "PREFIX",
+        "write a Chrome/Perfetto timeline per rank to PREFIX.rank<R>.json: the h2d, compute, comm "
+        "and d2h streams and every helper thread over --trace-steps"),
+    CG_OPT_ROW_TEXT(STR, "trace-steps", O(trace_steps), NULL, C_TRAIN, "A:B",
+        "the steps the timeline covers"),
+    CG_OPT_ROW_TEXT(STR, "stats-out", O(stats_out), NULL, C_TRAIN, "FILE",
+        "append the balance report as one JSON line per report to FILE (for monitors)"),
+    CG_OPT_ROW_NUM(DBL, "bucket-mb", O(bucket_mb), 0, 1e6, C_TRAIN, "X",
+        "gradient all-reduce bucket size in MB (0 = one bucket)"),
+    CG_OPT_ROW_FLAG("deterministic", O(deterministic), C_TRAIN,
+        "fixed summation orders: results independent of --bucket-mb and timing"),
+    CG_OPT_ROW_TEXT(STR, "allreduce", O(allreduce), "auto|nccl|mpi", C_TRAIN, "M",
+        "gradient all-reduce: auto = nccl when every rank has its own GPU, else mpi (it says why)"),
+    CG_OPT_ROW_TEXT(STR, "progress", O(progress), "auto|bar|plain|off", C_TRAIN, "M",
+        "rank 0 progress: a bar on a terminal, plain log lines otherwise (auto)"),
     /* checkpoints and failures */
-    {"checkpoint-dir", T_STR, O(checkpoint_dir), 0, 0, 0, NULL, C_TRAIN, "DIR",
-     "write checkpoints (weights, optimizer, loss scaler, data position) to DIR, created if "
-     "missing; one at the end and one when stopped by SIGTERM/SIGINT/SIGUSR1"},
-    {"checkpoint-every", T_I64, O(checkpoint_every), 0, 1e15, 0, NULL, C_TRAIN, "N",
-     "also write a checkpoint every N steps (0 = only at the end and on a stop signal)"},
-    {"keep", T_INT, O(keep), 1, 1e6, 0, NULL, C_TRAIN, "K",
-     "checkpoints of this run kept in --checkpoint-dir (its older ones are removed; another "
-     "run's never are)"},
-    {"overwrite-checkpoints", T_FLAG, O(overwrite_checkpoints), 0, 1, 0, NULL, C_TRAIN, "",
-     "start afresh in a --checkpoint-dir that already holds checkpoints (a checkpoint of the "
-     "same step is replaced; without this flag, or --resume, such a run refuses to start)"},
-    {"resume", T_OPTSTR, O(resume), 0, 0, 0, CG_RESUME_LATEST, C_TRAIN, "[FILE|DIR]",
-     "continue from a checkpoint: FILE, the newest valid one in DIR, or bare: in "
-     "--checkpoint-dir (a corrupt one is reported and the next older used; none: start afresh)"},
-    {"timeout-s", T_DBL, O(timeout_s), 0, 1e7, 0, NULL, C_TRAIN, "S",
-     "a rank that makes no progress for S seconds (hung peer, dead NCCL) ends the job with a "
-     "message; 0 = no watchdog"},
-    {"max-bad-steps", T_I64, O(max_bad_steps), 0, 1e15, 0, NULL, C_TRAIN, "N",
-     "fp16: stop after more than N consecutive steps skipped for inf/NaN gradients"},
+    CG_OPT_ROW_TEXT(STR, "checkpoint-dir", O(checkpoint_dir), NULL, C_TRAIN, "DIR",
+        "write checkpoints (weights, optimizer, loss scaler, data position) to DIR, created if "
+        "missing; one at the end and one when stopped by SIGTERM/SIGINT/SIGUSR1"),
+    CG_OPT_ROW_NUM(I64, "checkpoint-every", O(checkpoint_every), 0, 1e15, C_TRAIN, "N",
+        "also write a checkpoint every N steps (0 = only at the end and on a stop signal)"),
+    CG_OPT_ROW_NUM(INT, "keep", O(keep), 1, 1e6, C_TRAIN, "K",
+        "checkpoints of this run kept in --checkpoint-dir (its older ones are removed; another "
+        "run's never are)"),
+    CG_OPT_ROW_FLAG("overwrite-checkpoints", O(overwrite_checkpoints), C_TRAIN,
+        "start afresh in a --checkpoint-dir that already holds checkpoints (a checkpoint of the "
+        "same step is replaced; without this flag, or --resume, such a run refuses to start)"),
+    CG_OPT_ROW_TEXT(OPTSTR, "resume", O(resume), CG_RESUME_LATEST, C_TRAIN, "[FILE|DIR]",
+        "continue from a checkpoint: FILE, the newest valid one in DIR, or bare: in "
+        "--checkpoint-dir (a corrupt one is reported and the next older used; none: start afresh)"),
+    CG_OPT_ROW_NUM(DBL, "timeout-s", O(timeout_s), 0, 1e7, C_TRAIN, "S",
+        "a rank that makes no progress for S seconds (hung peer, dead NCCL) ends the job with a "
+        "message; 0 = no watchdog"),
+    CG_OPT_ROW_NUM(I64, "max-bad-steps", O(max_bad_steps), 0, 1e15, C_TRAIN, "N",
+        "fp16: stop after more than N consecutive steps skipped for inf/NaN gradients"),
     /* test-only faults */
-    {"test-nan-step", T_I64, O(test_nan_step), 0, 1e15, 0, NULL, C_TRAIN, "N",
-     "testing: make the loss and gradient of step N (1-based) NaN on every rank; 0 = off"},
-    {"test-slow-rank", T_INT, O(test_slow_rank), -1, 1e6, 0, NULL, C_TRAIN, "R",
-     "testing: rank R sleeps --test-slow-ms per step (a straggler)"},
-    {"test-slow-ms", T_INT, O(test_slow_ms), 0, 1e6, 0, NULL, C_TRAIN, "MS",
-     "testing: milliseconds the --test-slow-rank sleeps per step"},
-    {"test-feature-ms", T_DBL, O(test_feat_ms), 0, 1e4, 0, NULL, C_TRAIN, "MS",
-     "testing: extra helper milliseconds per sample featurised on the CPU (starved helpers)"},
+    CG_OPT_ROW_NUM(I64, "test-nan-step", O(test_nan_step), 0, 1e15, C_TRAIN, "N",
+        "testing: make the loss and gradient of step N (1-based) NaN on every rank; 0 = off"),
+    CG_OPT_ROW_NUM(INT, "test-slow-rank", O(test_slow_rank), -1, 1e6, C_TRAIN, "R",
+        "testing: rank R sleeps --test-slow-ms per step (a straggler)"),
+    CG_OPT_ROW_NUM(INT, "test-slow-ms", O(test_slow_ms), 0, 1e6, C_TRAIN, "MS",
+        "testing: milliseconds the --test-slow-rank sleeps per step"),
+    CG_OPT_ROW_NUM(DBL, "test-feature-ms", O(test_feat_ms), 0, 1e4, C_TRAIN, "MS",
+        "testing: extra helper milliseconds per sample featurised on the CPU (starved helpers)"),
     /* info */
-    {"model", T_FLAG, O(info_model), 0, 1, 0, NULL, C_INFO, "", "print the layer table"},
-    {"topology", T_FLAG, O(info_topology), 0, 1, 0, NULL, C_INFO, "",
-     "print each rank's host, GPU, NUMA node and cores"},
+    CG_OPT_ROW_FLAG("model", O(info_model), C_INFO, "print the layer table"),
+    CG_OPT_ROW_FLAG("topology", O(info_topology), C_INFO,
+        "print each rank's host, GPU, NUMA node and cores"),
 };
 #define NOPTS (sizeof g_opts / sizeof g_opts[0])
 
@@ -228,84 +208,8 @@ static const char *cmd_name(cg_command_t c) {
   }
 }
 
-static void fmt_range(const opt_t *o, char *buf, size_t len) {
-  if (o->type == T_OPTSTR)
-    snprintf(buf, len, "%s", o->metavar);
-  else if (o->type == T_STR && o->choices)
-    snprintf(buf, len, "one of %s", o->choices);
-  else if (o->type == T_ONOFF)
-    snprintf(buf, len, "on or off");
-  else if (o->type == T_DBL)
-    snprintf(buf, len, "%s%g, %g]", o->min_excl ? "(" : "[", o->min, o->max);
-  else
-    snprintf(buf, len, "%.0f..%.0f", o->min, o->max);
-}
-
-static int in_choices(const char *choices, const char *v) {
-  size_t n = strlen(v);
-  const char *p = choices;
-  while (*p) {
-    const char *e = strchr(p, '|');
-    size_t k = e ? (size_t)(e - p) : strlen(p);
-    if (k == n && strncmp(p, v, n) == 0) return 1;
-    if (!e) break;
-    p = e + 1;
-  }
-  return 0;
-}
-
-static int set_value(const opt_t *o, const char *v, cg_config_t *cfg, char *err, size_t errlen) {
-  char *base = (char *)cfg + o->off;
-  char range[96];
-  fmt_range(o, range, sizeof range);
-  if (o->type == T_STR || o->type == T_OPTSTR) {
-    if (o->type == T_STR && o->choices && !in_choices(o->choices, v)) {
-      snprintf(err, errlen, "--%s: '%s' is not %s", o->name, v, range);
-      return -1;
-    }
-    if (strlen(v) >= o->size) {
-      snprintf(err, errlen, "--%s: value longer than %zu characters", o->name, o->size - 1);
-      return -1;
-    }
-    snprintf(base, o->size, "%s", v);
-    return 0;
-  }
-  if (o->type == T_ONOFF) {
-    if (strcmp(v, "on") && strcmp(v, "off") && strcmp(v, "1") && strcmp(v, "0")) {
-      snprintf(err, errlen, "--%s: '%s' is not on or off", o->name, v);
-      return -1;
-    }
-    *(int *)base = (!strcmp(v, "on") || !strcmp(v, "1"));
-    return 0;
-  }
-  errno = 0;
-  char *end = NULL;
-  double d;
-  if (o->type == T_DBL) {
-    d = strtod(v, &end);
-  } else if (o->type == T_U64) {
-    if (v[0] == '-') end = (char *)v;
-    else d = (double)strtoull(v, &end, 10);
-  } else {
-    d = (double)strtoll(v, &end, 10);
-  }
-  if (end == v || (end && *end) || errno == ERANGE || !isfinite(d)) {
-    snprintf(err, errlen, "--%s: '%s' is not a %s", o->name, v,
-             o->type == T_DBL ? "number" : "whole number");
-    return -1;
-  }
-  if (d < o->min || d > o->max || (o->min_excl && d <= o->min)) {
-    snprintf(err, errlen, "--%s: %s is out of range %s", o->name, v, range);
-    return -1;
-  }
-  switch (o->type) {
-    case T_INT: *(int *)base = (int)d; break;
-    case T_I64: *(int64_t *)base = strtoll(v, NULL, 10); break;
-    case T_U64: *(uint64_t *)base = strtoull(v, NULL, 10); break;
-    case T_DBL: *(double *)base = d; break;
-    default: break;
-  }
-  return 0;
+cg_opts_set_t cg_cli_opts(cg_command_t cmd, cg_config_t *cfg) {
+  return (cg_opts_set_t){g_opts, NOPTS, 1u << cmd, cfg};
 }
 
 void cg_cli_print_help(FILE *f, cg_command_t cmd) {
@@ -325,35 +229,20 @@ void cg_cli_print_help(FILE *f, cg_command_t cmd) {
             COGPU_VERSION);
     return;
   }
-  fprintf(f, "usage: cogpu-dist %s [options]\n\noptions (default in brackets):\n", cmd_name(cmd));
+  fprintf(f, "usage: cogpu-dist %s [options]\n\n", cmd_name(cmd));
   cg_config_t d;
   cg_cli_defaults(&d);
-  for (size_t i = 0; i < NOPTS; i++) {
-    const opt_t *o = &g_opts[i];
-    if (!(o->cmds & (1u << cmd))) continue;
-    char lhs[64], def[64] = "";
-    snprintf(lhs, sizeof lhs, "--%s%s%s", o->name, o->metavar[0] ? " " : "", o->metavar);
-    const char *b = (const char *)&d + o->off;
-    switch (o->type) {
-      case T_INT: snprintf(def, sizeof def, " [%d]", *(const int *)b); break;
-      case T_I64: snprintf(def, sizeof def, " [%lld]", (long long)*(const int64_t *)b); break;
-      case T_U64: snprintf(def, sizeof def, " [%llu]", (unsigned long long)*(const uint64_t *)b); break;
-      case T_DBL: snprintf(def, sizeof def, " [%g]", *(const double *)b); break;
-      case T_STR:
-      case T_OPTSTR: if (b[0]) snprintf(def, sizeof def, " [%s]", b); break;
-      case T_ONOFF: snprintf(def, sizeof def, " [%s]", *(const int *)b ? "on" : "off"); break;
-      case T_FLAG: break;
-    }
-    fprintf(f, "  %-24s %s%s\n", lhs, o->help, def);
-  }
-  fprintf(f, "  %-24s %s\n", "-h, --help", "this help");
+  const cg_opts_set_t set = cg_cli_opts(cmd, &d);
+  cg_opts_print(f, "options (default in brackets):", &set);
+  cg_opts_print_help(f);
 }
 
-int cg_cli_parse(int argc, char **argv, cg_config_t *cfg, char *err, size_t errlen) {
-  cg_cli_defaults(cfg);
-  err[0] = 0;
+/* argv[1]: the command, or help / the version. 0 = a command (cfg->cmd), 1 = cfg->show. */
+static int parse_command(int argc, char **argv, cg_config_t *cfg, char *err, size_t errlen) {
+  static const char cmds[] =
+      "(commands: train, info, predict, pack, inspect; see cogpu-dist --help)";
   if (argc < 2) {
-    snprintf(err, errlen, "no command given (commands: train, info, predict, pack, inspect; see cogpu-dist --help)");
+    snprintf(err, errlen, "no command given %s", cmds);
     return -1;
   }
   const char *c = argv[1];
@@ -368,63 +257,27 @@ int cg_cli_parse(int argc, char **argv, cg_config_t *cfg, char *err, size_t errl
   if (!strcmp(c, "train")) cfg->cmd = CG_CMD_TRAIN;
   else if (!strcmp(c, "info")) cfg->cmd = CG_CMD_INFO;
   else {
-    snprintf(err, errlen,
-             "unknown command '%s' (commands: train, info, predict, pack, inspect; see cogpu-dist --help)", c);
+    snprintf(err, errlen, "unknown command '%s' %s", c, cmds);
     return -1;
   }
-  for (int i = 2; i < argc; i++) {
-    const char *a = argv[i];
-    if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-      cfg->show = CG_SHOW_HELP;
-      return 1;
-    }
-    if (strncmp(a, "--", 2) != 0) {
-      snprintf(err, errlen, "unexpected argument '%s' (options start with --; see cogpu-dist %s --help)",
-               a, cmd_name(cfg->cmd));
-      return -1;
-    }
-    const char *name = a + 2, *val = NULL;
-    char namebuf[64];
-    const char *eq = strchr(name, '=');
-    if (eq) {
-      size_t k = (size_t)(eq - name);
-      if (k >= sizeof namebuf) k = sizeof namebuf - 1;
-      memcpy(namebuf, name, k);
-      namebuf[k] = 0;
-      name = namebuf;
-      val = eq + 1;
-    }
-    const opt_t *o = NULL;
-    for (size_t j = 0; j < NOPTS; j++)
-      if (!strcmp(g_opts[j].name, name) && (g_opts[j].cmds & (1u << cfg->cmd))) o = &g_opts[j];
-    if (!o) {
-      snprintf(err, errlen, "unknown option --%s for '%s' (see cogpu-dist %s --help)", name,
-               cmd_name(cfg->cmd), cmd_name(cfg->cmd));
-      return -1;
-    }
-    if (o->type == T_FLAG) {
-      if (val) {
-        snprintf(err, errlen, "--%s takes no value", o->name);
-        return -1;
-      }
-      *(int *)((char *)cfg + o->off) = 1;
-      continue;
-    }
-    if (!val && o->type == T_OPTSTR)
-      val = i + 1 < argc && argv[i + 1][0] != '-' ? argv[++i] : o->choices;
-    if (!val) {
-      if (i + 1 >= argc) {
-        char range[96];
-        fmt_range(o, range, sizeof range);
-        snprintf(err, errlen, "--%s: missing value (%s%s)", o->name, o->type == T_STR && !o->choices ? "a " : "",
-                 o->type == T_STR && !o->choices ? o->metavar : range);
-        return -1;
-      }
-      val = argv[++i];
-    }
-    if (set_value(o, val, cfg, err, errlen)) return -1;
-  }
-  /* Cross-flag checks. */
+  return 0;
+}
+
+int cg_cli_parse(int argc, char **argv, cg_config_t *cfg, char *err, size_t errlen) {
+  cg_cli_defaults(cfg);
+  err[0] = 0;
+  int rc = parse_command(argc, argv, cfg, err, errlen);
+  if (rc) return rc;
+  char prog[32];
+  snprintf(prog, sizeof prog, "cogpu-dist %s", cmd_name(cfg->cmd));
+  const cg_opts_set_t set = cg_cli_opts(cfg->cmd, cfg);
+  rc = cg_opts_parse(&set, 1, argc - 2, argv + 2, cmd_name(cfg->cmd), prog, err, errlen);
+  if (rc == 1) cfg->show = CG_SHOW_HELP;
+  if (rc) return rc;
+  return cg_cli_check(cfg, err, errlen);
+}
+
+int cg_cli_check(const cg_config_t *cfg, char *err, size_t errlen) {
   if (cfg->cmd == CG_CMD_TRAIN) {
     long long a = -1, b = -1;
     char tail = 0;

@@ -1,8 +1,5 @@
-/* config.h: the run configuration, filled from the command line by cli.c.
- *
- * Every rank parses the same argv, so every rank reaches the same verdict on bad flags without
- * communicating; only rank 0 prints it. Checks that touch the file system (output paths) are
- * made on rank 0 and broadcast (train.c). */
+/* config.h: the run configuration, filled from the command line by cli.c (cli.h: the parser,
+ * its defaults and --help). */
 #ifndef CG_CONFIG_H
 #define CG_CONFIG_H
 
@@ -77,12 +74,5 @@ typedef struct {
   /* info */
   int info_model, info_topology;
 } cg_config_t;
-
-/* Returns 0 when cfg is ready, 1 when help or the version was asked for (cfg->show; the caller
- * prints it on one rank and exits 0), or -1 with a one-line message in err naming the flag and
- * the allowed range (exit 2). Prints nothing. */
-int cg_cli_parse(int argc, char **argv, cg_config_t *cfg, char *err, size_t errlen);
-void cg_cli_defaults(cg_config_t *cfg);
-void cg_cli_print_help(FILE *f, cg_command_t cmd);
 
 #endif

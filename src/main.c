@@ -10,6 +10,7 @@
 #include "comm.h"
 #include "cgds.h"
 #include "ckpt.h"
+#include "cli.h"
 #include "config.h"
 #include "data.h"
 #include "log.h"

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "cgds.h"
+#include "cli.h"
 #include "config.h"
 #include "log.h"
 

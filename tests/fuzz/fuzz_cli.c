@@ -1,13 +1,17 @@
-/* fuzz_cli.c: the command-line parser (src/cli.c) and the --help it prints.
+/* fuzz_cli.c: the command-line parsers — cogpu-dist's (src/cli.c) and every cogpu-bench
+ * sub-command's (bench/), both on the option engine (src/opts.c) — and the --help they print.
  *
  * An input is an argument vector: arguments separated by NUL bytes (printf '%s\0' ... writes
- * one), argv[0] = "cogpu-dist" added in front. The parser's contract (config.h) is checked:
+ * one), argv[0] = "cogpu-dist" added in front. The parser's contract (cli.h) is checked:
  * -1 always comes with a message, 0 and 1 with an empty one, 1 only with something to show,
- * and every string option is NUL-terminated within its field. */
+ * and every string option is NUL-terminated within its field. When argv[1] names a benchmark,
+ * the rest is also parsed as its command line (bench_util.h: the same contract for its -1, 0
+ * and 1; nothing is run). */
 #include <stdlib.h>
 #include <string.h>
 
-#include "config.h"    // cg_cli_parse, cg_cli_print_help, cg_config_t
+#include "bench.h"     // CG_BENCH_LIST, cg_bench_parse, cg_bench_print_help
+#include "cli.h"       // cg_cli_parse, cg_cli_print_help, cg_config_t
 #include "fuzz_util.h" // cg_fuzz_devnull, cg_fuzz_strndup
 
 #define MAX_ARGS 128
@@ -26,6 +30,23 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
   (void)argv;
   g_null = cg_fuzz_devnull(0);
   return 0;
+}
+
+/* argv[0] = a benchmark's name: its parser, under the same contract. */
+static void fuzz_bench(int argc, char **argv) {
+  static const cg_bench_t *const benches[] = {CG_BENCH_LIST};
+  for (size_t i = 0; i < sizeof benches / sizeof benches[0]; i++) {
+    const cg_bench_t *b = benches[i];
+    if (strcmp(argv[0], b->name)) continue;
+    void *opts = malloc(b->size);
+    char err[512] = "";
+    int rc = cg_bench_parse(b, argc, argv, opts, err, sizeof err);
+    if (rc < -1 || rc > 1) fail("cg_bench_parse returned something else than -1, 0 or 1");
+    if (rc == -1 && !err[0]) fail("a bench error without a message");
+    if (rc >= 0 && err[0]) fail("a bench message without an error");
+    if (rc == 1) cg_bench_print_help(g_null, b);
+    free(opts);
+  }
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t n) {
@@ -51,6 +72,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t n) {
       !TERMINATED(trace_steps) || !TERMINATED(stats_out) || !TERMINATED(lr_schedule))
     fail("a string option not NUL-terminated within its field");
   if (rc == 1) cg_cli_print_help(g_null, cfg.cmd);
+  if (argc >= 2) fuzz_bench(argc - 1, argv + 1);
   free(buf);
   return 0;
 }

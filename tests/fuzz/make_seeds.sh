@@ -93,4 +93,12 @@ seed train --resume="$T/ck" --lr=0.5 --trace-steps 3:5 --crop=off
 seed train --seed 18446744073709551615 --val-fraction 0.9 --eps 1e-300
 seed train --backend cpu --precision bf16
 seed frobnicate
+# cogpu-bench sub-commands (fuzz_cli parses argv[1..] as the benchmark argv[1] names)
+seed train --batch-list 8,16 --precision bf16,fp32 --cuda-graph both --kernels-json "$T/k" --tf32=off
+seed allreduce --comm mpi --min-bytes 64K --max-bytes 1G --factor 4 --iters 3
+seed scaling --project --step-ms 7.5 --nvlink-gbs 300 --gpus-per-node 4 --batch 16
+seed overlap --json-out "$T/o.json" --steps 10 --cpu-workers 2
+seed make-pngs --out "$T/p" --count 3 --image-size 64 --seed 5
+seed cpu-tasks --tasks 0 --max-image-pixels 100 --data synthetic
+seed membw --no-gpu --reps 3 --help
 echo "make_seeds: $(find "$OUT" -type f | wc -l) seeds in $OUT"

@@ -1,0 +1,31 @@
+/* cli.h: the cogpu-dist command line (cli.c): argv to a cg_config_t (config.h), and --help.
+ *
+ * Every rank parses the same argv, so every rank reaches the same verdict on bad flags without
+ * communicating; only rank 0 prints it. Checks that touch the file system (output paths) are
+ * made on rank 0 and broadcast (train.c). Nothing here prints unless asked to (print_help). */
+#ifndef CG_CLI_H
+#define CG_CLI_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+#include "config.h"
+#include "opts.h"
+
+/* Returns 0 when cfg is ready, 1 when help or the version was asked for (cfg->show; the caller
+ * prints it on one rank and exits 0), or -1 with a one-line message in err naming the flag and
+ * the allowed range (exit 2). Prints nothing. */
+int cg_cli_parse(int argc, char **argv, cg_config_t *cfg, char *err, size_t errlen);
+void cg_cli_defaults(cg_config_t *cfg);
+void cg_cli_print_help(FILE *f, cg_command_t cmd);
+
+/* For a command line that takes a command's options among its own (cogpu-bench overlap and
+ * scaling take every train option): the rows of cmd, their values going to cfg. The set
+ * points at a static table and at cfg, which the caller fills with cg_cli_defaults (and
+ * cfg->cmd = cmd) before parsing, and checks with cg_cli_check after. */
+cg_opts_set_t cg_cli_opts(cg_command_t cmd, cg_config_t *cfg);
+/* The checks across options that follow parsing (cfg->cmd says which apply): 0, or -1 with a
+ * one-line message in err naming the flag. */
+int cg_cli_check(const cg_config_t *cfg, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# cogpu-bench command lines: every sub-command parses with the option engine cogpu-dist uses
+# (src/opts.h). For each: --help lists every option below and no other; a bad value of each
+# option (a missing one for free text, a value for a flag) exits 2 with exactly one line
+# "cogpu-bench NAME: error: --option..." and nothing on stdout; so does an unknown option. No
+# benchmark runs. The training options of overlap and scaling are cogpu-dist train's (test_cli).
+set -uo pipefail
+MPIRUN="$2 --oversubscribe --bind-to none"; BUILD=$3
+BENCH=$BUILD/bench/cogpu-bench
+[ -x "$BENCH" ] || { echo "SKIP: no $BENCH (no benchmarks in a sanitizer build)"; exit 77; }
+T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
+fail=0
+declare -A OPTS=(
+  [train]="backend precision batch-list threads-list model-base model-depth image-size warmup
+           steps windows cuda-graph tf32 profile kernels kernel-steps kernels-json peak-tflops
+           peak-gbs algo-cache json-out"
+  [allreduce]="comm min-bytes max-bytes factor warmup iters json-out"
+  [membw]="reps no-gpu json-out"
+  [cpu-tasks]="data image-size tasks max-image-pixels json-out"
+  [overlap]="json-out"
+  [scaling]="project step-ms gpus-per-node nvlink-gbs nvlink-us net-gbs net-us json-out"
+  [make-pngs]="out count image-size seed"
+)
+
+# expect_usage "expected text" [mpirun -np N] ARGS...: exit 2, one error line naming it, no output.
+expect_usage() {
+  local want=$1 run=(timeout 60); shift
+  if [ "$1" = mpirun ]; then run+=($MPIRUN -np "$3"); shift 3; fi
+  "${run[@]}" "$BENCH" "$@" > "$T/out" 2> "$T/err"
+  local rc=$? n; n=$(grep -c "^cogpu-bench $1: error: " "$T/err")
+  if [ $rc -ne 2 ]; then
+    echo "FAIL $*: exit code $rc, want 2"; cat "$T/err"; fail=1
+  elif [ "$n" -ne 1 ] || ! grep "^cogpu-bench $1: error: " "$T/err" | grep -qF -- "$want"; then
+    echo "FAIL $*: want one line 'cogpu-bench $1: error: ...$want':"; cat "$T/err"; fail=1
+  elif [ -s "$T/out" ]; then
+    echo "FAIL $*: printed on stdout (did it run?):"; head -3 "$T/out"; fail=1
+  else
+    checked=$((checked + 1))
+  fi
+}
+
+listed=$("$BENCH" --help | sed -nE 's/^  ([a-z-]+) .*/\1/p' | sort | xargs)
+want=$(printf '%s\n' "${!OPTS[@]}" | sort | xargs)
+[ "$listed" = "$want" ] || { echo "FAIL cogpu-bench --help lists '$listed', want '$want'"; fail=1; }
+"$BENCH" --help | grep -A1 '^  allreduce' | grep -q 'all_reduce_perf' ||
+  { echo "FAIL the all_reduce_perf line is not under allreduce"; fail=1; }
+
+for b in $want; do
+  checked=0
+  timeout 60 "$BENCH" "$b" --help > "$T/help" 2>&1 || { echo "FAIL $b --help: exit $?"; fail=1; }
+  sed -n '/^options/,/^training options/p' "$T/help" > "$T/own"  # the benchmark's own options
+  for o in ${OPTS[$b]}; do
+    grep -qE -- "^  --$o( |$)" "$T/own" || { echo "FAIL $b --help lacks --$o"; fail=1; }
+  done
+  while read -r name meta; do
+    [[ " $(xargs <<< "${OPTS[$b]}") " == *" ${name#--} "* ]] ||
+      { echo "FAIL $b --help lists $name, which this test does not know"; fail=1; }
+    case $meta in
+      "") expect_usage "$name takes no value" "$b" "$name=1" ;;
+      FILE|DIR|PREFIX|SRC) expect_usage "$name: missing value" "$b" "$name" ;;
+      *) expect_usage "$name: 'bogus'" "$b" "$name" bogus ;;
+    esac
+  done < <(grep -oE -- '^  --[a-z0-9-]+( [^ ]+)?' "$T/own")
+  expect_usage "unknown option --no-such-option for '$b'" "$b" --no-such-option
+  expect_usage "unexpected argument 'stray'" "$b" stray
+  echo "PASS $b: --help lists its $(wc -w <<< "${OPTS[$b]}") options;" \
+    "$checked usage errors exit 2 naming the option"
+done
+# Range checks, the checks across options, and the training options of overlap and scaling.
+expect_usage "--warmup: 0 is out of range 1..1000000" train --warmup 0
+expect_usage "--batch-list: 0 is out of range 1..65536" train --batch-list 8,0
+expect_usage "--batch-list: more than 8 values" train --batch-list 1,2,3,4,5,6,7,8,9
+expect_usage "--max-bytes: 9G is out of range" allreduce --max-bytes 9G
+expect_usage "--max-bytes: 1024 is below --min-bytes 1048576" allreduce --min-bytes 1M \
+  --max-bytes 1K
+expect_usage "--out: the directory to write is required" make-pngs --count 4
+expect_usage "--net-gbs: 0 is out of range (0, 1e+06]" scaling --project --net-gbs 0
+expect_usage "--batch: 0 is out of range 1..65536" overlap --batch 0
+expect_usage "--image-size: 36 is not divisible" scaling --model-depth 3 --image-size 36
+# On two ranks: every rank exits 2, only rank 0 prints.
+expect_usage "--iters: 0 is out of range" mpirun -np 2 allreduce --iters 0
+expect_usage "unknown option --bogus for 'scaling'" mpirun -np 2 scaling --project --bogus
+[ $fail -eq 0 ] && echo "test_bench_cli: all passed"
+exit $fail
