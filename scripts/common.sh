@@ -5,15 +5,24 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BUILD=${BUILD:-$ROOT/build}
 # The sanitizer and fuzzing build (cg_build_san): its own directory, clang, no CUDA.
 BUILD_SAN=${BUILD_SAN:-$ROOT/build-san}
-# clang with its runtimes (libFuzzer, ASan, UBSan: libclang-rt-dev) and OpenMP (libomp-dev) for
-# the sanitizer build; llvm for llvm-symbolizer (stack traces with file:line).
-PACKAGES="build-essential cmake pkg-config libopenmpi-dev openmpi-bin libhwloc-dev hwloc
-  libopenblas-openmp-dev libpng-dev python3 slurm-wlm munge prometheus
-  clang libclang-rt-dev libomp-dev llvm ${EXTRA_PACKAGES:-}"
+# The Debian packages, in two lists:
+# - PACKAGES_MAIN: what building and running the trainer needs (scripts/quickstart.sh installs
+#   only these): compiler and CMake, MPI, hwloc, OpenBLAS, libpng;
+# - PACKAGES_TEST: what only the test suite adds (scripts/test.sh installs both lists): python3
+#   for the test scripts, hwloc's tools (lstopo), slurm-wlm and munge for the one-node Slurm
+#   test, prometheus for promtool, valgrind for the set-up leak test; clang with its runtimes (libFuzzer, ASan, UBSan:
+#   libclang-rt-dev) and OpenMP (libomp-dev) for the sanitizer build, llvm for llvm-symbolizer
+#   (stack traces with file:line).
+# EXTRA_PACKAGES is added to either.
+PACKAGES_MAIN="build-essential cmake pkg-config libopenmpi-dev openmpi-bin libhwloc-dev
+  libopenblas-openmp-dev libpng-dev"
+PACKAGES_TEST="python3 hwloc slurm-wlm munge prometheus valgrind clang libclang-rt-dev libomp-dev llvm"
 
+# cg_install_packages PACKAGE...: installs those of the list (and EXTRA_PACKAGES) that are
+# missing, with apt-get (through sudo when not root).
 cg_install_packages() {
   local missing=()
-  for p in $PACKAGES; do
+  for p in "$@" ${EXTRA_PACKAGES:-}; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
   done
   if [ ${#missing[@]} -eq 0 ]; then
@@ -27,12 +36,13 @@ cg_install_packages() {
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
 }
 
+# cg_build [TARGET...]: configures $BUILD and builds the targets given (default: everything).
 cg_build() {
   echo "== configuring and building in $BUILD"
   cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release ${CMAKE_ARGS:-} > "$BUILD.configure.log" 2>&1 \
     || { cat "$BUILD.configure.log"; exit 1; }
   grep -E "CUDA backend|OpenBLAS" "$BUILD.configure.log" || true
-  cmake --build "$BUILD" -j"$(nproc)"
+  cmake --build "$BUILD" -j"$(nproc)" ${1:+--target "$@"}
 }
 
 # The sanitizer build: clang, ASan + UBSan + libFuzzer coverage (-DCOGPU_FUZZ=ON), no CUDA.

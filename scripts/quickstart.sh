@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # scripts/quickstart.sh: installs what is missing, builds, and trains the UNet on 2 MPI ranks on
 # the built-in synthetic data (about a minute on 2 cores), showing progress and final metrics.
+# It installs only what the trainer needs (PACKAGES_MAIN in common.sh; Slurm, munge, Prometheus
+# and the sanitizer toolchain are scripts/test.sh's) and builds the three programs (the tests
+# are scripts/test.sh's), so `cmake --install build` works right after it.
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
-cg_install_packages
-cg_build
+cg_install_packages $PACKAGES_MAIN
+cg_build cogpu-dist cogpu-monitor cogpu-bench
 echo "== training: mpirun -np 2 cogpu-dist train (synthetic data, 64x64, small UNet)"
 start=$(date +%s)
 mpirun -np 2 --bind-to none "$BUILD/cogpu-dist" train \

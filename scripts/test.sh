@@ -9,7 +9,7 @@
 # the whole suite runs (no ctest arguments given) or SAN=1; SAN=0 skips it. Both stages run
 # even when the first fails; the exit code is non-zero when either did.
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
-cg_install_packages
+cg_install_packages $PACKAGES_MAIN $PACKAGES_TEST
 cg_build
 rc=0
 (cd "$BUILD" && ctest --output-on-failure --timeout 900 "$@") || rc=$?

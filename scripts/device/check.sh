@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # scripts/device/check.sh: the GPU check, for a lent machine with one H100/H200 and 16 cores
 # (Ubuntu 24.04 with nvcc 13.0, CMake, ninja, Open MPI, hwloc, NCCL and cuDNN installed; see
-# ../shared/ARCHITECTURE.md). Writes everything under $OUT (default ./devout).
+# docs/ARCHITECTURE.md). Writes everything under $OUT (default ./devout).
 #
 #   scripts/device/check.sh tests   configure + build, ctest -L gpu, compute-sanitizer on a short
 #                                   run, an end-to-end smoke run                     (~4 min)
