@@ -12,7 +12,8 @@
 #include <string.h>
 
 #include "bench.h"
-#include "data.h"
+#include "augment.h"
+#include "feat.h"
 #include "log.h"
 #include "png_io.h"
 #include "source.h"

@@ -8,7 +8,7 @@
 #include <sys/stat.h>
 
 #include "bench.h"
-#include "data.h"
+#include "synth.h"
 #include "log.h"
 #include "png_io.h"
 

@@ -25,7 +25,7 @@
 
 #include "bench.h"
 #include "config.h"
-#include "data.h"
+#include "feat.h"
 #include "log.h"
 #include "model.h"
 #include "train.h"

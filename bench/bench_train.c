@@ -14,9 +14,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "backend.h"
+#include "backend_choose.h"
 #include "bench.h"
-#include "data.h"
+#include "synth.h"
+#include "feat.h"
 #include "log.h"
 #include "model.h"
 #ifdef COGPU_HAVE_CUDA

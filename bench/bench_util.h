@@ -1,7 +1,7 @@
 /* bench_util.h: what every benchmark shares — its command line, the JSON line, the median.
  *
  * A benchmark is a cg_bench_t (bench.h lists them): a name, its help, a table of options
- * (src/opts.h, the engine cogpu-dist's own command line uses) over a struct of its own, an
+ * (src/base/opts.h, the engine cogpu-dist's own command line uses) over a struct of its own, an
  * optional check across options, and a run function. The driver (bench_main.c) parses,
  * answers --help, reports a bad option (one line naming the benchmark and the option, exit 2)
  * and only then runs it: every option is in --help, range-checked, and fails the same way. */

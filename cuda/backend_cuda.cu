@@ -39,7 +39,7 @@
  * dense tensors joined by cg_k_concat_fwd / split by cg_k_concat_bwd. The head's and the
  * pools' backward also do the ReLU + bias backward of the conv before them, and a conv's dx
  * may carry its input's ReLU mask (cuDNN fusion), leaving the layer before a plain bias sum.
- * The arena layout is the step plan of src/devplan.h:
+ * The arena layout is the step plan of src/model/devplan.h:
  * buffers whose live intervals within a step are disjoint share bytes, so nothing may be read
  * outside its interval and nothing survives from one step to the next (every buffer is fully
  * written before it is read in each step; the plan refuses a graph where that does not hold).

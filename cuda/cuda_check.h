@@ -1,8 +1,8 @@
-/* cuda_check.h: check macros for the CUDA runtime and cuDNN, and (from src/dtype.h) the element
+/* cuda_check.h: check macros for the CUDA runtime and cuDNN, and (from src/base/dtype.h) the element
  * type every user of them passes around.
  *
  * Each macro names rank, host, file:line, the call as text and the library's error string
- * (via cg_fatal in src/log.h, which ends the job with MPI_Abort). Included by .cu files
+ * (via cg_fatal in src/base/log.h, which ends the job with MPI_Abort). Included by .cu files
  * (compiled as C++ by nvcc) and by C files of the CUDA backend. NCCL's check lives with its
  * only user, comm/nccl_comm.c: comm/ does not include cuda/. */
 #ifndef CG_CUDA_CHECK_H

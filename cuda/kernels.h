@@ -158,7 +158,7 @@ void cg_k_unpack_grad_cpad(cg_dtype_t dt, const void *d_g, int k, int rs, int c,
 
 /* ---- loss ------------------------------------------------------------------------------- */
 
-/* BCE-with-logits + soft Dice, exactly as cg_cpu_loss (src/cpu_layers.h): logits (dt, n x hw,
+/* BCE-with-logits + soft Dice, exactly as cg_cpu_loss (src/model/cpu_layers.h): logits (dt, n x hw,
  * one channel, dense), masks uint8 0/1, weights fp32. Writes:
  *   d_loss[0]   (double) sum_i weight[i] * (BCE_i + Dice_i)
  *   d_dlogits   (dt) gradient of that sum times the loss scale (d_scaler->scale; pass NULL for 1);

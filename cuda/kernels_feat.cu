@@ -1,7 +1,7 @@
 /* kernels_feat.cu: input preparation (normalisation + Sobel + 5x5 local variance) from RGB8
  * and confusion counts on the GPU, for the CPU/GPU work split. See kernels_feat.h.
  *
- * Input preparation must reproduce cg_pack_input (src/features.c) so that a sample is the same
+ * Input preparation must reproduce cg_pack_input (src/data/feat.c) so that a sample is the same
  * whichever side prepared it. The CPU code is compiled without FMA contraction (ISO C mode), so
  * every operation here is an explicitly rounded intrinsic (__fadd_rn, __dmul_rn, ...) applied
  * in the CPU's order: nvcc never contracts those, and the fp32 result is then bitwise the
@@ -31,10 +31,10 @@
 #include "launch.h"
 
 extern "C" {
-#include "data.h"
+#include "feat.h"
 }
 
-static_assert(CG_NFEAT == 2, "cg_k_prep_input computes exactly the two features of data.h");
+static_assert(CG_NFEAT == 2, "cg_k_prep_input computes exactly the two features of feat.h");
 
 namespace {
 

@@ -1,5 +1,5 @@
 /* kernels_feat.h: the GPU side of the CPU/GPU work split — network-input preparation
- * (normalisation + the two feature channels of src/data.h) and confusion counts.
+ * (normalisation + the two feature channels of src/data/feat.h) and confusion counts.
  *
  * The adaptive split hands a fraction of each batch to the GPU: for those samples the host
  * uploads only the augmented RGB8 image (3 bytes a pixel instead of 20) and the GPU computes
@@ -21,7 +21,7 @@ extern "C" {
 #endif
 
 /* The network input of a batch of n samples, NHWC h x w x cpad of type dt (cpad >= 5:
- * channels 0..4 as src/data.h, zeros in 5..cpad-1), written to d_out (n*h*w*cpad elements,
+ * channels 0..4 as src/data/feat.h, zeros in 5..cpad-1), written to d_out (n*h*w*cpad elements,
  * overwritten), from mixed sources:
  *   samples [0, n_cpu)  d_x: fp32 NHWC 5-channel, already prepared on the CPU (cg_pack_input);
  *                       only cast to dt and padded. May be NULL when n_cpu == 0.
@@ -35,7 +35,7 @@ void cg_k_prep_input(cg_dtype_t dt, const float *d_x, int n_cpu, const uint8_t *
                      int h, int w, int cpad, void *d_out, cudaStream_t s);
 
 /* Exact confusion counts over the samples i with d_weight[i] > 0 (padding samples, weight 0,
- * are left out), as cg_confusion_add (src/metrics.h) summed over those samples: a pixel is
+ * are left out), as cg_confusion_add (src/report/metrics.h) summed over those samples: a pixel is
  * positive when its byte is non-zero. d_pred, d_mask: n x hw bytes; d_weight: n floats.
  * d_counts[4] = {tp, fp, fn, tn} is overwritten (not accumulated), so the host can copy it
  * back and add it to its int64 totals. Deterministic (integer two-pass reduction, no atomics);

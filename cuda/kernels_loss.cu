@@ -1,5 +1,5 @@
 /* kernels_loss.cu: BCE-with-logits + soft Dice over n samples of hw pixels (see kernels.h and
- * cg_cpu_loss in src/cpu_layers.h, whose double-precision arithmetic this file mirrors), and
+ * cg_cpu_loss in src/model/cpu_layers.h, whose double-precision arithmetic this file mirrors), and
  * the test-only fault that makes a step's loss and loss gradient NaN.
  *
  * Dice couples every pixel of a sample through three sums, so the loss is three kernels:

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # cogpu-bench command lines: every sub-command parses with the option engine cogpu-dist uses
-# (src/opts.h). For each: --help lists every option below and no other; a bad value of each
+# (src/base/opts.h). For each: --help lists every option below and no other; a bad value of each
 # option (a missing one for free text, a value for a flag) exits 2 with exactly one line
 # "cogpu-bench NAME: error: --option..." and nothing on stdout; so does an unknown option. No
 # benchmark runs. The training options of overlap and scaling are cogpu-dist train's (test_cli).

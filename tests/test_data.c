@@ -1,4 +1,4 @@
-/* test_data.c: the synthetic dataset, flips, the feature channels and input packing (data.h).
+/* test_data.c: the synthetic dataset, flips, the feature channels and input packing (synth.h, augment.h, feat.h).
  *
  * Sobel and local variance are compared with direct double-precision loops (explicit 3x3 / 5x5
  * windows, clamped indices, two-pass variance) on random images, and with hand-computed values
@@ -10,7 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "data.h"
+#include "synth.h"
+#include "augment.h"
+#include "feat.h"
 #include "log.h"
 #include "rng.h"
 #include "testutil.h"

@@ -1,5 +1,5 @@
 /* test_gpu_conv.c: the cuDNN layer ops of cuda/conv.h and the 1x1 head of cuda/head.h against
- * the CPU reference (src/cpu_layers.h), in the sequence the CUDA backend runs them:
+ * the CPU reference (src/model/cpu_layers.h), in the sequence the CUDA backend runs them:
  *   conv 3x3, 5 input channels padded to 8 (pad kernel + packed weights), + bias + ReLU:
  *     forward, dW (unpacked back to 5 channels), db
  *   conv 3x3 16 -> 32 + bias + ReLU: forward, dx (overwrite and accumulate), dW, db

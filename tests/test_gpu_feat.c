@@ -20,7 +20,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "data.h"
+#include "synth.h"
+#include "feat.h"
 #include "kernels_feat.h"
 #include "log.h"
 #include "metrics.h"

@@ -1,5 +1,5 @@
 /* test_gpu_layers.c: every custom CUDA kernel of cuda/kernels.h against the CPU reference
- * (src/cpu_layers.h where it has the layer, else a direct loop here).
+ * (src/model/cpu_layers.h where it has the layer, else a direct loop here).
  *
  * - Fresh random inputs each run; the seed is printed, CG_TEST_SEED=<n> repeats a run.
  * - Outputs are poisoned with 0xFF bytes (NaN in every float type, 255 in a mask) before each

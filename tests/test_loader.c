@@ -10,7 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "data.h"
+#include "feat.h"
 #include "loader.h"
 #include "log.h"
 #include "metrics.h"

@@ -109,8 +109,8 @@ checks() {
 checks "$MON" release
 CC=${CC:-cc}
 SAN="-fsanitize=address,undefined,float-cast-overflow -fno-sanitize-recover=all"
-if $CC -std=c11 -D_GNU_SOURCE -O1 -g $SAN -I"$SRC" "$SRC/monitor_main.c" "$SRC/monitor.c" \
-    "$SRC/json.c" -lm -o "$T/mon-san" 2> "$T/cc.err" && "$T/mon-san" --help > /dev/null 2>&1; then
+if $CC -std=c11 -D_GNU_SOURCE -O1 -g $SAN -I"$SRC/report" -I"$SRC/base" "$SRC/report/monitor_main.c" "$SRC/report/monitor.c" \
+    "$SRC/base/json.c" -lm -o "$T/mon-san" 2> "$T/cc.err" && "$T/mon-san" --help > /dev/null 2>&1; then
   export ASAN_OPTIONS=detect_leaks=0
   checks "$T/mon-san" sanitizers
 else

@@ -1,4 +1,4 @@
-/* test_prep.c: cg_prep_input_cpu (src/prep.h), the CPU twin of the GPU input preparation.
+/* test_prep.c: cg_prep_input_cpu (src/data/prep.h), the CPU twin of the GPU input preparation.
  *
  * For every split point n_cpu = 0..n of a batch, the mixed-source result must equal, bit for
  * bit, packing every sample of the batch with cg_pack_input; both with a separate x and in
@@ -12,7 +12,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "data.h"
+#include "synth.h"
+#include "feat.h"
 #include "log.h"
 #include "prep.h"
 #include "rng.h"

@@ -1,4 +1,4 @@
-/* test_sampler.c: the per-rank sampler (data.h) over awkward sizes.
+/* test_sampler.c: the per-rank sampler (sampler.h) over awkward sizes.
  *
  * For every (n, ranks, batch): all ranks have the same step count; one epoch over all ranks
  * covers every index exactly once; padding (-1) only at the end of a rank's batch and only in
@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "data.h"
+#include "sampler.h"
 #include "testutil.h"
 
 #define MAXR 5

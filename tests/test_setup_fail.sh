@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Start-up failures at every stage of a training run's set-up (src/run_setup.c), CPU backend:
+# Start-up failures at every stage of a training run's set-up (src/run/run_setup.c), CPU backend:
 # each ends with exit code 2 and one message from rank 0, after undoing what was made.
 #   outputs    an output path in a missing directory; a --checkpoint-dir holding another run's
 #              checkpoints

@@ -21,7 +21,8 @@
 
 #include "cgds.h"
 #include "crc32.h"
-#include "data.h"
+#include "augment.h"
+#include "feat.h"
 #include "loader.h"
 #include "log.h"
 #include "png_io.h"

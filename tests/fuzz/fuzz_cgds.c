@@ -1,4 +1,4 @@
-/* fuzz_cgds.c: the .cgds shard reader (src/cgds.c) as --data opens it: cg_source_open (magic,
+/* fuzz_cgds.c: the .cgds shard reader (src/data/cgds.c) as --data opens it: cg_source_open (magic,
  * header, table, names), every record loaded (record CRC, mask values), and the validation
  * split that hashes the record names.
  *

@@ -1,4 +1,4 @@
-/* fuzz_ckpt.c: the checkpoint reader (src/ckpt.c) on every path that reads a file:
+/* fuzz_ckpt.c: the checkpoint reader (src/run/ckpt.c) on every path that reads a file:
  *   - `cogpu-dist inspect FILE` and `inspect DIR` (verify only, then print the header);
  *   - the resume path: cg_ckpt_read into the model's arrays with the run's shape, and
  *     cg_ckpt_find over a directory holding the input (what --resume DIR does);
@@ -13,7 +13,7 @@
 #include <unistd.h>
 
 #include "ckpt.h"      // cg_ckpt_read, cg_ckpt_find, cg_ckpt_inspect_main, cg_ckpt_write
-#include "data.h"      // CG_NFEAT
+#include "feat.h"
 #include "fuzz_util.h" // cg_fuzz_*: memfd inputs, scratch directories, CRC fixers
 #include "le.h"        // cg_le_get_u64 (the input's run id)
 #include "model.h"     // cg_model_build: the shape and parameter count a resuming run wants

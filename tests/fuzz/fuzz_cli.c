@@ -1,5 +1,5 @@
-/* fuzz_cli.c: the command-line parsers — cogpu-dist's (src/cli.c) and every cogpu-bench
- * sub-command's (bench/), both on the option engine (src/opts.c) — and the --help they print.
+/* fuzz_cli.c: the command-line parsers — cogpu-dist's (src/run/cli.c) and every cogpu-bench
+ * sub-command's (bench/), both on the option engine (src/base/opts.c) — and the --help they print.
  *
  * An input is an argument vector: arguments separated by NUL bytes (printf '%s\0' ... writes
  * one), argv[0] = "cogpu-dist" added in front. The parser's contract (cli.h) is checked:

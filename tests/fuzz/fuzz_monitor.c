@@ -1,4 +1,4 @@
-/* fuzz_monitor.c: the stats JSON reader (src/json.c) and cogpu-monitor's view (src/monitor.c).
+/* fuzz_monitor.c: the stats JSON reader (src/base/json.c) and cogpu-monitor's view (src/report/monitor.c).
  *
  * An input is a --stats-out file: any bytes, lines of JSON records in the normal case. It is
  *   - parsed whole by cg_json_parse (the strict reader: one value);

@@ -1,4 +1,4 @@
-/* fuzz_png.c: the PNG decoder (src/png_io.c), every way the data loader and `predict` read an
+/* fuzz_png.c: the PNG decoder (src/data/png_io.c), every way the data loader and `predict` read an
  * image: the header alone (cg_png_read_size, at open), row by row into a sink as RGB and as a
  * mask (cg_png_read_rows), whole (cg_png_read_rgb / cg_png_read_mask), then the fitting to the
  * network's size (cg_fit_square) that source_png.c applies to a decoded pair.

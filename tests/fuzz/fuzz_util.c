@@ -98,7 +98,7 @@ char *cg_fuzz_strndup(const uint8_t *data, size_t n) {
 
 /* ---- CRC fixers --------------------------------------------------------------------------- */
 
-/* The layouts are those of src/cgds.h, src/ckpt.h and the PNG specification. */
+/* The layouts are those of src/data/cgds.h, src/run/ckpt.h and the PNG specification. */
 
 static int put_crc(uint8_t *at, uint32_t crc) {
   if (cg_le_get_u32(at) == crc) return 0;

@@ -1,4 +1,4 @@
-/* synth.c: the built-in synthetic segmentation dataset (cg_synth_sample, see data.h).
+/* synth.c: the built-in synthetic segmentation dataset (cg_synth_sample, see synth.h).
  *
  * An image is a pure function of (seed, index, h, w): a background (base colour, linear
  * shading, a weak large-scale texture) with 1..5 shapes (circles, ellipses, rotated rectangles)
@@ -19,7 +19,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "data.h"
+#include "synth.h"
 #include "log.h"
 #include "rng.h"
 

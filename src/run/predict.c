@@ -16,9 +16,9 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "backend.h"
+#include "backend_choose.h"
 #include "ckpt.h"
-#include "data.h"
+#include "feat.h"
 #include "log.h"
 #include "metrics.h"
 #include "model.h"

@@ -1,5 +1,5 @@
-/* features.c: flips, the CPU feature channels and packing into the NHWC network input
- * (see data.h for the channel layout).
+/* features.c: the CPU feature channels and packing into the NHWC network input
+ * (see feat.h for the channel layout).
  *
  * The kernels are plain loops with clamped (replicated-border) indices and no data-dependent
  * branches, so a GPU kernel doing one pixel per thread reproduces them to ~1e-6. Local variance
@@ -11,47 +11,9 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-#include "data.h"
+#include "feat.h"
 #include "log.h"
 #include "rng.h"
-
-void cg_augment_flip(uint64_t seed, int64_t epoch, int64_t index, int h, int w, uint8_t *rgb,
-                     uint8_t *mask) {
-  CG_ASSERT(h >= 1 && w >= 1 && rgb != NULL && mask != NULL);
-  cg_rng_t r = cg_rng_make(seed, CG_RNG_AUG, (uint64_t)epoch, (uint64_t)index);
-  const uint64_t bits = cg_rng_next(&r);
-  if (bits & 1) { /* horizontal: mirror every row */
-    for (int y = 0; y < h; y++) {
-      uint8_t *p = rgb + (size_t)y * w * 3, *m = mask + (size_t)y * w;
-      for (int i = 0, j = w - 1; i < j; i++, j--) {
-        for (int k = 0; k < 3; k++) {
-          uint8_t t = p[3 * i + k];
-          p[3 * i + k] = p[3 * j + k];
-          p[3 * j + k] = t;
-        }
-        uint8_t t = m[i];
-        m[i] = m[j];
-        m[j] = t;
-      }
-    }
-  }
-  if (bits & 2) { /* vertical: swap rows top/bottom */
-    for (int i = 0, j = h - 1; i < j; i++, j--) {
-      uint8_t *pi = rgb + (size_t)i * w * 3, *pj = rgb + (size_t)j * w * 3;
-      for (int x = 0; x < 3 * w; x++) {
-        uint8_t t = pi[x];
-        pi[x] = pj[x];
-        pj[x] = t;
-      }
-      uint8_t *mi = mask + (size_t)i * w, *mj = mask + (size_t)j * w;
-      for (int x = 0; x < w; x++) {
-        uint8_t t = mi[x];
-        mi[x] = mj[x];
-        mj[x] = t;
-      }
-    }
-  }
-}
 
 void cg_feat_gray(const uint8_t *rgb, int h, int w, float *gray) {
   CG_ASSERT(h >= 1 && w >= 1);

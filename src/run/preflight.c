@@ -62,7 +62,7 @@ cg_preflight_t cg_preflight_estimate(const cg_model_t *m, int batch, int prefetc
   e.params = 16.0 * np + (cuda ? 2.0 * np : 0.0); /* params, grads, AdamW m, v (+ the copy) */
   e.batches = ring + slots;
   if (cuda) {
-    /* the CUDA backend's arena: planned from the step's lifetimes (src/devplan.h), about half
+    /* the CUDA backend's arena: planned from the step's lifetimes (src/model/devplan.h), about half
      * of one buffer each; the plan with copies is the larger one */
     static cg_devplan_t p;
     char err[256];

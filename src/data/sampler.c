@@ -1,4 +1,4 @@
-/* sampler.c: which sample indices each rank takes at each step (see data.h).
+/* sampler.c: which sample indices each rank takes at each step (see sampler.h).
  *
  * The epoch's permutation depends only on (seed, epoch), never on ranks or batch, and global
  * batches are consecutive slices of it; so R ranks x batch B see exactly the samples of one
@@ -9,7 +9,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-#include "data.h"
+#include "sampler.h"
 #include "log.h"
 #include "rng.h"
 

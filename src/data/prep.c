@@ -5,7 +5,7 @@
 #include <stddef.h>
 #include <string.h>
 
-#include "data.h"
+#include "feat.h"
 #include "log.h"
 
 void cg_prep_input_cpu(const float *x, int n_cpu, const uint8_t *rgb, int n, int h, int w,

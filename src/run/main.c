@@ -12,7 +12,7 @@
 #include "ckpt.h"
 #include "cli.h"
 #include "config.h"
-#include "data.h"
+#include "feat.h"
 #include "log.h"
 #include "model.h"
 #include "predict.h"

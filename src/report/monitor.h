@@ -1,6 +1,6 @@
 /* monitor.h: the view of a running job that cogpu-monitor draws from its --stats-out file.
  *
- * One stats record (a JSON line written by the balance report, src/stats.c) becomes: a header
+ * One stats record (a JSON line written by the balance report, src/report/stats.c) becomes: a header
  * (step, progress, ranks, cluster img/s, loss), one row per rank (step, step_ms, gpu_busy,
  * data_wait, comm_exposed, cpu_busy, img/s; the straggler marked), and the cluster summary
  * (mean, max, imbalance). With ansi the straggler row is highlighted; without, it carries '*'.

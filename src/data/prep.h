@@ -6,7 +6,7 @@
 
 #include <stdint.h>
 
-/* out = the 5-channel fp32 NHWC input (n*h*w*5 floats, layout of data.h) of n samples:
+/* out = the 5-channel fp32 NHWC input (n*h*w*5 floats, layout of feat.h) of n samples:
  *   samples [0, n_cpu)  copied from x (n_cpu*h*w*5 floats, already packed by cg_pack_input);
  *                       x may be NULL when n_cpu == 0, and may equal out (then nothing moves);
  *                       otherwise x and out must not overlap;

@@ -3,7 +3,7 @@
 
 #include <stdlib.h>
 
-#include "data.h"
+#include "synth.h"
 #include "log.h"
 
 typedef struct {

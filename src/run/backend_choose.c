@@ -1,9 +1,9 @@
-/* backend.c: which backend and precision a command runs with (cg_backend_choose).
+/* backend_choose.c: which backend and precision a command runs with (cg_backend_choose).
  *
  * train, predict and the benches read --backend and --precision the same way, here. This is the
  * one file that asks whether the build has CUDA: the #if below picks the two answers at file
- * level, so no command has an #ifdef in its body for it (STYLE.md rule 6). */
-#include "backend.h"
+ * level, so no command has an #ifdef in its body for it. */
+#include "backend_choose.h"
 
 #include <string.h>
 

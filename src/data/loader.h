@@ -20,7 +20,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "backend.h"
 #include "metrics.h"
 #include "source.h"
 
@@ -37,14 +36,6 @@ typedef struct {
   int64_t step, epoch;
   int slot;          /* internal */
 } cg_host_batch_t;
-
-/* The batch as the backend's upload takes it; metrics_on_device asks the backend for the
- * confusion counts instead of (or besides) the predicted mask. */
-static inline cg_batch_t cg_host_batch_view(const cg_host_batch_t *b, int metrics_on_device) {
-  cg_batch_t v = {b->n, b->h, b->w, b->c, b->x, b->y, b->weight, b->n_cpu, b->rgb, b->pred,
-                  metrics_on_device};
-  return v;
-}
 
 typedef struct {
   cg_source_t *source;       /* not owned */
@@ -107,14 +98,5 @@ double cg_loader_take_busy(cg_loader_t *l, int *workers);
  * skipped sample simply contributes nothing (global is agreed by all ranks before the load, and
  * changing it would need communication). The first few skips are logged with their message. */
 int64_t cg_loader_take_bad(cg_loader_t *l);
-
-/* Random crop of one sample, in place: a window of (s*h) x (s*w) pixels, s uniform in
- * [CG_CROP_MIN_SCALE, 1], at a uniform position, resampled back to h x w (bilinear RGB,
- * nearest mask; cg_resample_*). Decided by the CG_RNG_AUG stream of (seed, epoch, index),
- * drawing after the one draw cg_augment_flip makes, so the flips are the same with or
- * without crops. tmp: h*w*4 bytes of scratch. */
-#define CG_CROP_MIN_SCALE 0.75
-void cg_augment_crop(uint64_t seed, int64_t epoch, int64_t index, int h, int w, uint8_t *rgb,
-                     uint8_t *mask, uint8_t *tmp);
 
 #endif

@@ -23,9 +23,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "backend.h"   /* cg_backend_choose: --backend and --precision */
+#include "backend_choose.h" /* cg_backend_choose: --backend and --precision */
 #include "ckpt.h"      /* cg_ckpt_*: checkpoint directory checks, reading, the resume position */
-#include "data.h"      /* CG_NFEAT, cg_sampler_*: feature channels, steps per epoch */
+#include "feat.h"
+#include "sampler.h"
 #include "datacheck.h" /* cg_datacheck_run: --skip-bad / --check-data before the first step */
 #include "gsync.h"     /* cg_gsync_*: the MPI gradient all-reduce */
 #include "log.h"       /* CG_CHECK_MPI, cg_malloc, messages */

@@ -21,7 +21,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "data.h"
+#include "augment.h"
+#include "feat.h"
+#include "sampler.h"
 #include "log.h"
 #include "nvtx.h"
 #include "rng.h"
@@ -93,20 +95,6 @@ static void index_batch(cg_loader_t *l, slot_t *s, int64_t k) {
 }
 
 #define BAD_LOG_MAX 10
-
-void cg_augment_crop(uint64_t seed, int64_t epoch, int64_t index, int h, int w, uint8_t *rgb,
-                     uint8_t *mask, uint8_t *tmp) {
-  cg_rng_t r = cg_rng_make(seed, CG_RNG_AUG, (uint64_t)epoch, (uint64_t)index);
-  (void)cg_rng_next(&r); /* the flip bits of cg_augment_flip */
-  const double s = CG_CROP_MIN_SCALE + (1.0 - CG_CROP_MIN_SCALE) * cg_rng_uniform(&r);
-  const double cw = s * w, ch = s * h;
-  const double x0 = cg_rng_uniform(&r) * (w - cw), y0 = cg_rng_uniform(&r) * (h - ch);
-  const size_t px = (size_t)h * w;
-  cg_resample_rgb(rgb, h, w, x0, y0, cw, ch, tmp, h, w);
-  cg_resample_mask(mask, h, w, x0, y0, cw, ch, tmp + 3 * px, h, w);
-  memcpy(rgb, tmp, 3 * px);
-  memcpy(mask, tmp + 3 * px, px);
-}
 
 /* Turns sample i of a batch into padding after a failed load (skip_bad; under the lock). */
 static void mark_bad(cg_loader_t *l, slot_t *s, int i, const char *err) {

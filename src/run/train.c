@@ -29,7 +29,7 @@
 
 #include "backend.h"      /* cg_backend_ops_t: upload, train/eval steps, fetch */
 #include "ckpt.h"         /* cg_ckpt_write: checkpoints */
-#include "data.h"         /* CG_NFEAT */
+#include "feat.h"
 #include "guard.h"        /* cg_guard_*: watchdog beats, stop signals, step health */
 #include "loader.h"       /* cg_loader_*: helper threads, pinned batch ring */
 #include "log.h"          /* cg_fatal, CG_CHECK_MPI, cg_now */
@@ -119,8 +119,16 @@ static void take_conf(cg_loader_t *ld, cg_acc_t *a) {
   cg_acc_add_conf(&a->conf, &cf);
 }
 
+/* The batch as the backend's upload takes it; metrics_on_device asks the backend for the
+ * confusion counts instead of (or besides) the predicted mask. */
+static cg_batch_t host_batch_view(const cg_host_batch_t *b, int metrics_on_device) {
+  cg_batch_t v = {b->n, b->h, b->w, b->c, b->x, b->y, b->weight, b->n_cpu, b->rgb, b->pred,
+                  metrics_on_device};
+  return v;
+}
+
 static void upload(cg_run_t *r, int64_t k, const cg_host_batch_t *b) {
-  cg_batch_t v = cg_host_batch_view(b, r->split.metrics_dev);
+  cg_batch_t v = host_batch_view(b, r->split.metrics_dev);
   r->ops->upload(r->be, (int)(k % CG_DEV_SLOTS), &v);
 }
 
