@@ -99,31 +99,12 @@ int cg_topo_partition(const int *cpus, int n, int nparts, int part, int *out, in
 
 /* ---- the planner ---- */
 
-int cg_topo_plan_node(hwloc_topology_t topo, const cg_topo_wish_t *wishes, int n,
-                      cg_topo_plan_t *plans) {
-  if (!topo || !wishes || !plans || n <= 0) {
-    errno = EINVAL;
-    return -1;
-  }
+/* Step 1 of the plan: each rank's allowed set and candidate PUs, GPU-local ∩ allowed;
+ * by_numa[j] = 1 leaves rank j to the NUMA rotation. */
+static void plan_candidates(hwloc_topology_t topo, const cg_topo_wish_t *wishes, int n,
+                            cg_topo_plan_t *plans, hwloc_bitmap_t *allowed, hwloc_bitmap_t *cand,
+                            int *by_numa) {
   hwloc_const_cpuset_t topo_allowed = hwloc_topology_get_allowed_cpuset(topo);
-  hwloc_bitmap_t *allowed = calloc((size_t)n, sizeof *allowed);
-  hwloc_bitmap_t *cand = calloc((size_t)n, sizeof *cand);   /* candidate PUs */
-  hwloc_bitmap_t *cores = calloc((size_t)n, sizeof *cores); /* one PU per candidate core */
-  hwloc_bitmap_t *used = calloc((size_t)n, sizeof *used);   /* full cpusets of the chosen cores */
-  int *by_numa = calloc((size_t)n, sizeof *by_numa);
-  int *list = malloc(sizeof(int) * CG_TOPO_MAX_CPUS);
-  hwloc_bitmap_t tmp = hwloc_bitmap_alloc();
-  int rc = -1;
-  if (!allowed || !cand || !cores || !used || !by_numa || !list || !tmp) goto done;
-  for (int j = 0; j < n; j++) {
-    allowed[j] = hwloc_bitmap_alloc();
-    cand[j] = hwloc_bitmap_alloc();
-    cores[j] = hwloc_bitmap_alloc();
-    used[j] = hwloc_bitmap_alloc();
-    if (!allowed[j] || !cand[j] || !cores[j] || !used[j]) goto done;
-  }
-
-  /* 1. Each rank's candidate PUs: GPU-local ∩ allowed, or left to the NUMA rotation. */
   for (int j = 0; j < n; j++) {
     const cg_topo_wish_t *w = &wishes[j];
     cg_topo_plan_t *p = &plans[j];
@@ -157,9 +138,13 @@ int cg_topo_plan_node(hwloc_topology_t topo, const cg_topo_wish_t *wishes, int n
       note_add(p, "binding excludes the GPU's cores");
     }
   }
+}
 
-  /* 2. NUMA rotation: the k-th of the ranks sharing one allowed set takes the (k mod m)-th of
-   * the m NUMA nodes that set has PUs in; a PU counts for its own node only. */
+/* Step 2: NUMA rotation: the k-th of the ranks sharing one allowed set takes the (k mod m)-th
+ * of the m NUMA nodes that set has PUs in; a PU counts for its own node only. Returns 0, or -1
+ * when out of memory. */
+static int plan_numa_rotation(hwloc_topology_t topo, int n, hwloc_bitmap_t *allowed,
+                              hwloc_bitmap_t *cand, const int *by_numa) {
   for (int j = 0; j < n; j++) {
     if (!by_numa[j]) continue;
     int k = 0;
@@ -168,7 +153,7 @@ int cg_topo_plan_node(hwloc_topology_t topo, const cg_topo_wish_t *wishes, int n
     /* nodes (by logical index) that are some allowed PU's own node */
     int nn = hwloc_get_nbobjs_by_type(topo, HWLOC_OBJ_NUMANODE), m = 0;
     int *home = calloc((size_t)(nn > 0 ? nn : 1), sizeof *home);
-    if (!home) goto done;
+    if (!home) return -1;
     unsigned pu;
     hwloc_bitmap_foreach_begin(pu, allowed[j]) {
       hwloc_obj_t nd = numa_of_pu(topo, pu);
@@ -193,13 +178,19 @@ int cg_topo_plan_node(hwloc_topology_t topo, const cg_topo_wish_t *wishes, int n
     }
     free(home);
   }
+  return 0;
+}
 
-  /* 3. One PU per core; ranks with equal core lists split them in local-rank order. */
+/* Step 3: one PU per core; ranks with equal core lists split them in local-rank order.
+ * used[j] gets the full cpusets of rank j's cores. Returns 0, or -1 (errno EINVAL) when no PU
+ * of a candidate set exists in the topology. */
+static int plan_cores(hwloc_topology_t topo, int n, cg_topo_plan_t *plans, hwloc_bitmap_t *cand,
+                      hwloc_bitmap_t *cores, hwloc_bitmap_t *used, int *list, hwloc_bitmap_t tmp) {
   for (int j = 0; j < n; j++) {
     if (core_list(topo, cand[j], list, CG_TOPO_MAX_CPUS, cores[j]) == 0) {
       /* no PU of the candidate set exists in the topology */
       errno = EINVAL;
-      goto done;
+      return -1;
     }
   }
   for (int j = 0; j < n; j++) {
@@ -223,8 +214,13 @@ int cg_topo_plan_node(hwloc_topology_t topo, const cg_topo_wish_t *wishes, int n
       else hwloc_bitmap_set(used[j], (unsigned)p->cpus[c]);
     }
   }
+  return 0;
+}
 
-  /* 4. Overlaps that the split did not see (different bindings, a GPU local to everything). */
+/* Step 4: overlaps that the split did not see (different bindings, a GPU local to
+ * everything), shared GPUs, and the NUMA nodes of the chosen cores. */
+static void plan_overlaps(hwloc_topology_t topo, int n, cg_topo_plan_t *plans,
+                          hwloc_bitmap_t *used, hwloc_bitmap_t tmp) {
   for (int j = 0; j < n; j++) {
     cg_topo_plan_t *p = &plans[j];
     for (int i = 0; i < n && !p->shared; i++) {
@@ -255,6 +251,36 @@ int cg_topo_plan_node(hwloc_topology_t topo, const cg_topo_wish_t *wishes, int n
     if (hwloc_bitmap_iszero(tmp)) snprintf(p->numa_list, sizeof p->numa_list, "?");
     else hwloc_bitmap_list_snprintf(p->numa_list, sizeof p->numa_list, tmp);
   }
+}
+
+int cg_topo_plan_node(hwloc_topology_t topo, const cg_topo_wish_t *wishes, int n,
+                      cg_topo_plan_t *plans) {
+  if (!topo || !wishes || !plans || n <= 0) {
+    errno = EINVAL;
+    return -1;
+  }
+  hwloc_bitmap_t *allowed = calloc((size_t)n, sizeof *allowed);
+  hwloc_bitmap_t *cand = calloc((size_t)n, sizeof *cand);   /* candidate PUs */
+  hwloc_bitmap_t *cores = calloc((size_t)n, sizeof *cores); /* one PU per candidate core */
+  hwloc_bitmap_t *used = calloc((size_t)n, sizeof *used);   /* full cpusets of the chosen cores */
+  int *by_numa = calloc((size_t)n, sizeof *by_numa);
+  int *list = malloc(sizeof(int) * CG_TOPO_MAX_CPUS);
+  hwloc_bitmap_t tmp = hwloc_bitmap_alloc();
+  int rc = -1;
+  if (!allowed || !cand || !cores || !used || !by_numa || !list || !tmp) goto done;
+  for (int j = 0; j < n; j++) {
+    allowed[j] = hwloc_bitmap_alloc();
+    cand[j] = hwloc_bitmap_alloc();
+    cores[j] = hwloc_bitmap_alloc();
+    used[j] = hwloc_bitmap_alloc();
+    if (!allowed[j] || !cand[j] || !cores[j] || !used[j]) goto done;
+  }
+
+  /* 1. candidates; 2. NUMA rotation; 3. one PU per core, split; 4. overlaps, NUMA nodes */
+  plan_candidates(topo, wishes, n, plans, allowed, cand, by_numa);
+  if (plan_numa_rotation(topo, n, allowed, cand, by_numa)) goto done;
+  if (plan_cores(topo, n, plans, cand, cores, used, list, tmp)) goto done;
+  plan_overlaps(topo, n, plans, used, tmp);
   rc = 0;
 
 done:
