@@ -5,7 +5,16 @@
  * real data), features and normalisation into the packed input. Run on 1..all of the rank's
  * cores (topology/), each thread pinned to its own core, and again unpinned; tasks/s, speed-up
  * over one thread and parallel efficiency per thread count. The packed outputs are checked
- * against a single-threaded pass before timing (they must be bitwise equal). */
+ * against a single-threaded pass before timing (they must be bitwise equal).
+ *
+ * --formats adds a table of the same task over one set of synthetic samples stored five ways:
+ * a PNG directory, a JPEG directory (quality 90), and .cgds shards packed raw, png and jpeg
+ * (written to a temporary directory, removed after): bytes per sample on disk and tasks/s on 1
+ * thread and on all cores, i.e. what each format costs the helpers. */
+#include <ftw.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -13,10 +22,13 @@
 
 #include "bench.h"
 #include "augment.h"
+#include "cgds.h"
 #include "feat.h"
+#include "jpeg_io.h"
 #include "log.h"
 #include "png_io.h"
 #include "source.h"
+#include "synth.h"
 #include "topo.h"
 
 typedef struct {
@@ -77,6 +89,7 @@ typedef struct {
   int size, ntasks;
   int64_t max_pixels;
   const char *json_out;
+  int formats;
 } opts_t;
 
 #define F(f) CG_OPT_FIELD(opts_t, f)
@@ -89,8 +102,106 @@ static const cg_opt_t g_opts[] = {
     CG_OPT_ROW_NUM(I64, "max-image-pixels", F(max_pixels), 1, 1073741824, 0, "N",
         "larger PNGs are refused from their header"),
     CG_BENCH_OPT_JSON_OUT(opts_t),
+    CG_OPT_ROW_FLAG("formats", F(formats), 0,
+        "also time PNG vs JPEG directories and raw/png/jpeg shards of the same samples"),
 };
-static const opts_t g_defaults = {"synthetic", 256, 0, CG_PNG_DEFAULT_MAX_PIXELS, NULL};
+static const opts_t g_defaults = {"synthetic", 256, 0, CG_PNG_DEFAULT_MAX_PIXELS, NULL, 0};
+
+/* ---- --formats ------------------------------------------------------------------------- */
+
+#define FMT_SAMPLES 64
+
+static int rm_cb(const char *p, const struct stat *st, int flag, struct FTW *ftw) {
+  (void)st, (void)flag, (void)ftw;
+  return remove(p);
+}
+
+static uint64_t dir_bytes(const char *dir) {
+  char cmd[1300];
+  snprintf(cmd, sizeof cmd, "du -sb %s", dir); /* apparent size: bytes of the files */
+  FILE *f = popen(cmd, "r");
+  unsigned long long n = 0;
+  if (f) {
+    if (fscanf(f, "%llu", &n) != 1) n = 0;
+    pclose(f);
+  }
+  return n;
+}
+
+/* FMT_SAMPLES synthetic samples as T/png and T/jpg directories (masks PNG). */
+static int write_dirs(const char *t, int size, char *err, size_t errlen) {
+  const char *sub[] = {"png", "png/images", "png/masks", "jpg", "jpg/images", "jpg/masks"};
+  char p[1200];
+  for (int i = 0; i < 6; i++) {
+    snprintf(p, sizeof p, "%s/%s", t, sub[i]);
+    if (mkdir(p, 0755)) {
+      snprintf(err, errlen, "%.900s: cannot create", p);
+      return -1;
+    }
+  }
+  const size_t px = (size_t)size * size;
+  uint8_t *rgb = cg_malloc(px * 3, "rgb"), *mask = cg_malloc(px, "mask");
+  int rc = 0;
+  for (int i = 0; i < FMT_SAMPLES && !rc; i++) {
+    cg_synth_sample(1, i, size, size, rgb, mask);
+    for (size_t k = 0; k < px; k++) mask[k] = mask[k] ? 255 : 0;
+    snprintf(p, sizeof p, "%s/png/images/%06d.png", t, i);
+    rc |= cg_png_write(p, rgb, size, size, CG_PNG_RGB8, err, errlen);
+    snprintf(p, sizeof p, "%s/jpg/images/%06d.jpg", t, i);
+    rc |= rc ? rc : cg_jpeg_write(p, rgb, size, size, 90, err, errlen);
+    snprintf(p, sizeof p, "%s/png/masks/%06d.png", t, i);
+    rc |= rc ? rc : cg_png_write(p, mask, size, size, CG_PNG_GRAY8, err, errlen);
+    snprintf(p, sizeof p, "%s/jpg/masks/%06d.png", t, i);
+    rc |= rc ? rc : cg_png_write(p, mask, size, size, CG_PNG_GRAY8, err, errlen);
+  }
+  free(rgb);
+  free(mask);
+  return rc ? -1 : 0;
+}
+
+static void run_formats(const opts_t *o, const cg_topo_t *topo, int ncores) {
+  char t[] = "/tmp/cg_formats_XXXXXX", err[1024], im[600], mk[600];
+  if (!mkdtemp(t)) {
+    fprintf(stderr, "cogpu-bench cpu-tasks: --formats: mkdtemp failed\n");
+    return;
+  }
+  if (write_dirs(t, o->size, err, sizeof err)) {
+    fprintf(stderr, "cogpu-bench cpu-tasks: --formats: %s\n", err);
+    nftw(t, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+    return;
+  }
+  snprintf(im, sizeof im, "%s/png/images", t);
+  snprintf(mk, sizeof mk, "%s/png/masks", t);
+  static const char *const enc_name[] = {"raw", "jpeg", "png"};
+  for (int e = 0; e < 3; e++) {
+    char out[600];
+    snprintf(out, sizeof out, "%s/%s.cgds", t, enc_name[e]);
+    const cg_cgds_pack_opts_t po = {o->size, o->max_pixels, (cg_cgds_enc_t)e, 90, 0, 1, -1};
+    if (cg_cgds_pack_opts(im, mk, out, &po, NULL, NULL, err, sizeof err))
+      fprintf(stderr, "cogpu-bench cpu-tasks: --formats: %s\n", err);
+  }
+  const char *const names[] = {"png-dir", "jpeg-dir", "raw-shard", "png-shard", "jpeg-shard"};
+  const char *const rel[] = {"png", "jpg", "raw.cgds", "png.cgds", "jpeg.cgds"};
+  printf("# formats: the same %d synthetic %dx%d samples (jpeg: quality 90), %d tasks per run\n",
+         FMT_SAMPLES, o->size, o->size, o->ntasks > 0 ? o->ntasks : 4 * FMT_SAMPLES);
+  printf("# %-11s %14s %16s %16s\n", "format", "bytes/sample", "tasks/s 1 thr", "tasks/s all");
+  for (int f = 0; f < 5; f++) {
+    char p[600];
+    snprintf(p, sizeof p, "%s/%s", t, rel[f]);
+    const cg_source_opts_t so = {.size = o->size, .max_pixels = o->max_pixels};
+    cg_source_t *src = cg_source_open_opts(p, &so, err, sizeof err);
+    if (!src) {
+      fprintf(stderr, "cogpu-bench cpu-tasks: --formats: %s\n", err);
+      continue;
+    }
+    pool_t pl = {src, o->size, o->ntasks > 0 ? o->ntasks : 4 * FMT_SAMPLES, 0, NULL, NULL, topo, 1};
+    run_pool(&pl, 1); /* warm the page cache */
+    const double t1 = pl.ntasks / run_pool(&pl, 1), tn = pl.ntasks / run_pool(&pl, ncores);
+    printf("  %-11s %14.0f %16.1f %16.1f\n", names[f], (double)dir_bytes(p) / FMT_SAMPLES, t1, tn);
+    cg_source_destroy(src);
+  }
+  nftw(t, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+}
 
 static int cputasks_run(const void *arg, cg_comm_t *c) {
   const opts_t *o = arg;
@@ -163,6 +274,7 @@ static int cputasks_run(const void *arg, cg_comm_t *c) {
     }
   snprintf(js + len, sizeof js - len, "]}");
   cg_bench_write_json(json_out, js);
+  if (o->formats) run_formats(o, topo, ncores);
   cg_source_destroy(src);
   cg_topo_destroy(topo);
   return bad ? 1 : 0;

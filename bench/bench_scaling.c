@@ -147,7 +147,7 @@ static size_t print_projected(const cg_config_t *cfg, const net_t *net, const ch
   cg_model_t m;
   char err[512];
   if (cg_model_build(&m, 3 + CG_NFEAT, cfg->model_base, cfg->model_depth, cfg->image_size,
-                     cfg->image_size, err, sizeof err)) {
+                     cfg->image_size, cfg->num_classes, err, sizeof err)) {
     fprintf(stderr, "cogpu-bench scaling: %s\n", err);
     return 0;
   }

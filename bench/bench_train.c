@@ -47,6 +47,7 @@ typedef struct {
   const char *precision;         /* --precision LIST; NULL = by the backend */
   cg_opt_ints_t batch, threads;  /* --batch-list, --threads-list; batch.n = 0: by the backend */
   int base, depth, size;         /* -1: by the backend */
+  int nclass;                    /* --num-classes: the head's classes (1 = binary) */
   int warmup, steps, windows;
   const char *cuda_graph;        /* on | off | both */
   const char *tf32_mode;         /* auto | on | off */
@@ -78,6 +79,9 @@ static const cg_opt_t g_opts[] = {
      "UNet depth [cuda: 4; cpu: 3]"},
     {"image-size", CG_OPT_INT, F(size), 2, 8192, CG_OPT_NODEF, NULL, 0, "N",
      "images are N x N [cuda: 256; cpu: 64]"},
+    CG_OPT_ROW_NUM(INT, "num-classes", F(nclass), 1, 255, 0, "K",
+        "classes of the head: 1 = binary; K >= 2 = softmax head and loss, the synthetic masks "
+        "with K class ids and ignore bands (label 255)"),
     CG_OPT_ROW_NUM(INT, "warmup", F(warmup), 1, 1e6, 0, "N",
         "warm-up steps (algorithm search, graph capture, the check)"),
     CG_OPT_ROW_NUM(INT, "steps", F(steps), 1, 1e7, 0, "N", "steps per timed window"),
@@ -107,7 +111,8 @@ static const cg_opt_t g_opts[] = {
     CG_BENCH_OPT_JSON_OUT(opts_t),
 };
 static const opts_t g_defaults = {
-    .backend = "auto", .threads = {2, {1, 2}}, .base = -1, .depth = -1, .size = -1, .warmup = 5,
+    .backend = "auto", .threads = {2, {1, 2}}, .base = -1, .depth = -1, .size = -1, .nclass = 1,
+    .warmup = 5,
     .steps = 20, .windows = 5, .cuda_graph = "on", .tf32_mode = "auto", .kernel_steps = 20,
     .peak_tflops = 790, .peak_gbs = 4300};
 
@@ -192,6 +197,8 @@ static cg_backend_cfg_t backend_cfg(const opts_t *o, const result_t *res,
                                     const cg_buckets_t *bk) {
   cg_backend_cfg_t bc = {0};
   bc.batch = res->batch;
+  bc.nclass = o->nclass;
+  bc.ignore_index = o->nclass > 1 ? 255 : -1;
   bc.precision = (cg_precision_t)res->prec;
   bc.threads = res->threads;
   bc.cuda_graph = res->graph;
@@ -205,7 +212,8 @@ static cg_backend_cfg_t backend_cfg(const opts_t *o, const result_t *res,
 
 /* One batch of n real synthetic samples (size x size, c input channels with their features),
  * uploaded to every device slot. */
-static void upload_batch(const cg_backend_ops_t *ops, cg_backend_t *be, int n, int size, int c) {
+static void upload_batch(const cg_backend_ops_t *ops, cg_backend_t *be, int n, int size, int c,
+                         int nclass) {
   const int h = size, w = size;
   size_t px = (size_t)h * w;
   float *x = cg_malloc(sizeof(float) * px * c * n, "bench x");
@@ -214,7 +222,7 @@ static void upload_batch(const cg_backend_ops_t *ops, cg_backend_t *be, int n, i
   uint8_t *rgb = cg_malloc(px * 3, "rgb");
   float *scratch = cg_malloc(sizeof(float) * 3 * px, "scratch");
   for (int i = 0; i < n; i++) {
-    cg_synth_sample(1, i, h, w, rgb, y + i * px);
+    cg_synth_sample_k(1, i, h, w, nclass, nclass > 1 ? 255 : -1, rgb, y + i * px);
     cg_pack_input(rgb, h, w, CG_NFEAT, scratch, x + i * px * c);
     wt[i] = 1.0f / (float)n;
   }
@@ -239,7 +247,7 @@ static const char *warm_up(const cg_backend_ops_t *ops, cg_backend_t *be, const 
   float *p1 = cg_malloc(sizeof(float) * m->nparams, "params");
   cg_model_init_params(m, 1, p0);
   ops->set_params(be, p0);
-  upload_batch(ops, be, n, o->size, m->in_c);
+  upload_batch(ops, be, n, o->size, m->in_c, m->nclass);
   cg_step_out_t out;
   int finite = 1;
   for (int i = 0; i < o->warmup; i++) {
@@ -285,7 +293,8 @@ static void run_one(const cg_backend_ops_t *ops, const opts_t *o, result_t *res)
   cg_model_t m;
   char err[512];
   res->ok = 0;
-  if (cg_model_build(&m, 3 + CG_NFEAT, o->base, o->depth, o->size, o->size, err, sizeof err)) {
+  if (cg_model_build(&m, 3 + CG_NFEAT, o->base, o->depth, o->size, o->size, o->nclass, err,
+                     sizeof err)) {
     snprintf(res->note, sizeof res->note, "%.120s", err);
     return;
   }
@@ -356,9 +365,9 @@ static int train_check(void *arg, char *err, size_t errlen) {
 
 static void print_header(const cg_backend_ops_t *ops, const opts_t *o, const cg_model_t *m,
                          int cuda, double gflop) {
-  printf("# cogpu-bench train: backend %s, UNet in %d base %d depth %d, %dx%d, %zu parameters, "
-         "%.2f GFLOP per trained image\n",
-         ops->name, m->in_c, o->base, o->depth, o->size, o->size, m->nparams, gflop);
+  printf("# cogpu-bench train: backend %s, UNet in %d base %d depth %d, %dx%d, %d class(es), "
+         "%zu parameters, %.2f GFLOP per trained image\n",
+         ops->name, m->in_c, o->base, o->depth, o->size, o->size, m->nclass, m->nparams, gflop);
   printf("# warm-up %d steps, then %d windows of %d steps; median window reported\n", o->warmup,
          o->windows, o->steps);
   if (cuda)
@@ -413,9 +422,10 @@ static int print_json(const cg_backend_ops_t *ops, const opts_t *o, const cg_mod
   char *js = cg_malloc(cap, "json");
   len += (size_t)snprintf(js + len, cap - len,
                           "{\"bench\": \"train\", \"backend\": \"%s\", \"model_base\": %d, "
-                          "\"model_depth\": %d, \"image_size\": %d, \"params\": %zu, "
-                          "\"gflop_per_image\": %.4f, \"cudnn_version\": %ld, \"results\": [",
-                          ops->name, o->base, o->depth, o->size, m->nparams, gflop,
+                          "\"model_depth\": %d, \"image_size\": %d, \"num_classes\": %d, "
+                          "\"params\": %zu, \"gflop_per_image\": %.4f, \"cudnn_version\": %ld, "
+                          "\"results\": [",
+                          ops->name, o->base, o->depth, o->size, m->nclass, m->nparams, gflop,
                           cuda ? cudnn_version() : 0L);
   for (int i = 0; i < nres && len < cap - 512; i++) {
     const result_t *r = &res[i];
@@ -454,7 +464,8 @@ static int train_run(const void *arg, cg_comm_t *c) {
   if (o.kernels && !cuda) printf("# kernels: needs the cuda backend; ignored\n");
   cg_model_t m;
   char err[256];
-  if (cg_model_build(&m, 3 + CG_NFEAT, o.base, o.depth, o.size, o.size, err, sizeof err)) {
+  if (cg_model_build(&m, 3 + CG_NFEAT, o.base, o.depth, o.size, o.size, o.nclass, err,
+                     sizeof err)) {
     fprintf(stderr, "cogpu-bench train: %s\n", err);
     return 2;
   }

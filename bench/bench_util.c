@@ -35,7 +35,7 @@ int cg_bench_parse(const cg_bench_t *b, int argc, char **argv, void *opts, char 
   int rc = cg_opts_parse(sets, nsets, argc - 1, argv + 1, b->name, prog, err, errlen);
   if (rc) return rc;
   if (b->given) b->given(opts, argc, argv);
-  const cg_config_t *cfg = train_cfg(b, opts);
+  cg_config_t *cfg = train_cfg(b, opts);
   if (cfg && cg_cli_check(cfg, err, errlen)) return -1;
   if (b->check && b->check(opts, err, errlen)) return -1;
   return 0;

@@ -127,6 +127,8 @@ struct cg_backend {
   const cg_model_t *m;
   cg_backend_cfg_t cfg;
   int n;            /* batch */
+  int nclass;       /* the head's classes: 1 binary, K >= 2 softmax (kernels *_k) */
+  int ign;          /* the ignore label, -1 = none */
   int dev, dev_set;
   cg_nccl_t *nccl;  /* = cfg.nccl: all-reduce on the comm stream; NULL = MPI or one process */
   cg_dtype_t dt;
@@ -177,6 +179,9 @@ struct cg_backend {
   float *d_grad_scale;     /* the loss scale of the last train step (get_grads) */
   result_t *d_res[kNDQ];
   uint8_t *d_pred[kNDQ];
+  unsigned long long *d_confk[kNDQ]; /* K >= 2, metrics on the device: K x K counts */
+  unsigned long long *h_confk[kNQ];  /* their pinned copies (cg_step_out_t.confk) */
+  float *d_logits32;       /* get_logits: fp32 copy of the head output (made on first use) */
 
   /* pinned host memory */
   cg_step_params_t *h_hp[kNDQ];
@@ -436,6 +441,7 @@ int alloc_all(cg_backend_t *b, char *err, size_t errlen) {
       size_t h = cg_head_bwd_work_bytes(npix_in, l->cin);
       const size_t hf = cg_head_bwd_fused_work_bytes(npix_in, l->cin);
       if (hf > h) h = hf;
+      if (l->cout > 1) h = cg_head_k_bwd_work_bytes(npix_in, l->cin, l->cout);
       if (h > head_work) head_work = h;
       continue;
     }
@@ -449,7 +455,10 @@ int alloc_all(cg_backend_t *b, char *err, size_t errlen) {
       dalloc(b, &b->d_bias_work, bias_work, "bias-gradient scratch", err, errlen) ||
       dalloc(b, &b->d_head_work, head_work, "head scratch", err, errlen) ||
       dalloc(b, &b->d_pool_work, pool_work, "pool-backward scratch", err, errlen) ||
-      dalloc(b, &b->d_loss_work, cg_k_loss_work_bytes(b->n, (int64_t)m->height * m->width),
+      dalloc(b, &b->d_loss_work,
+             b->nclass > 1
+                 ? cg_k_loss_k_work_bytes(b->n, (int64_t)m->height * m->width, b->nclass)
+                 : cg_k_loss_work_bytes(b->n, (int64_t)m->height * m->width),
              "loss scratch", err, errlen))
     return -1;
   mark = b->bytes;
@@ -477,6 +486,13 @@ int alloc_all(cg_backend_t *b, char *err, size_t errlen) {
         dalloc_t(b, &b->d_pred[q], px, "predictions", err, errlen) ||
         halloc_t(b, &b->h_hp[q], sizeof(cg_step_params_t), "step parameter staging", err, errlen))
       return -1;
+  if (b->nclass > 1) {
+    const size_t kk = (size_t)b->nclass * b->nclass * sizeof(unsigned long long);
+    for (int q = 0; q < kNDQ; q++)
+      if (dalloc_t(b, &b->d_confk[q], kk, "confusion counts", err, errlen)) return -1;
+    for (int q = 0; q < kNQ; q++)
+      if (halloc_t(b, &b->h_confk[q], kk, "confusion count slot", err, errlen)) return -1;
+  }
   for (int q = 0; q < kNQ; q++)
     if (halloc_t(b, &b->h_res[q], sizeof(result_t), "result slot", err, errlen) ||
         halloc_t(b, &b->h_pred[q], px, "prediction slot", err, errlen))
@@ -682,10 +698,16 @@ void prep_input(cg_backend_t *b, int slot) {
  * the body or its graph: the loss kernel wrote d_pred[dq]). */
 void device_metrics(cg_backend_t *b, int slot, int dq) {
   if (!b->metrics_dev[slot]) return;
-  cg_k_confusion(b->d_pred[dq], b->d_y[slot], b->d_wt[slot], b->n,
-                 (int64_t)b->m->height * b->m->width,
-                 reinterpret_cast<unsigned long long *>(res_field(b, dq, offsetof(result_t, conf))),
-                 b->d_conf_work, b->s_comp);
+  const int64_t hw = (int64_t)b->m->height * b->m->width;
+  if (b->nclass > 1) {
+    cg_k_confusion_k(b->d_pred[dq], b->d_y[slot], b->d_wt[slot], b->n, hw, b->nclass, b->ign,
+                     b->d_confk[dq], b->s_comp);
+    return;
+  }
+  cg_k_confusion_ign(
+      b->d_pred[dq], b->d_y[slot], b->d_wt[slot], b->n, hw, b->ign,
+      reinterpret_cast<unsigned long long *>(res_field(b, dq, offsetof(result_t, conf))),
+      b->d_conf_work, b->s_comp);
 }
 
 /* Layer i's forward (and, with concat copies, the concat that feeds it). Pixel strides come
@@ -710,7 +732,10 @@ int forward_layer(cg_backend_t *b, int i) {
   switch (l->op) {
     case CG_OP_CONV:
       if (P->is_head[i]) {
-        cg_head_fwd(dt, x, npix_in, l->cin, wptr(b, i), bias, y, s);
+        if (l->cout > 1) /* K classes */
+          cg_head_k_fwd(dt, x, npix_in, l->cin, l->cout, wptr(b, i), bias, y, s);
+        else
+          cg_head_fwd(dt, x, npix_in, l->cin, wptr(b, i), bias, y, s);
         break;
       }
       if (cg_conv_fused(b->conv[i])) { /* one cuDNN kernel: y = act(conv + bias) */
@@ -806,9 +831,16 @@ void prof_print(const cg_backend_t *b) {
 void run_loss(cg_backend_t *b, int slot, int dq, int grad) {
   const cg_model_t *m = b->m;
   const int lt = m->logits_tensor, p = b->plan.loss;
-  cg_k_loss(b->dt, act_at(b, lt, p, CG_DP_R), b->d_y[slot], b->d_wt[slot], b->n,
-            (int64_t)m->height * m->width, b->d_scaler, grad ? grad_at(b, lt, p, CG_DP_W) : NULL,
-            loss_ptr(b, dq), b->d_pred[dq], b->d_loss_work, b->s_comp);
+  const int64_t hw = (int64_t)m->height * m->width;
+  void *dz = grad ? grad_at(b, lt, p, CG_DP_W) : NULL;
+  if (b->nclass > 1)
+    cg_k_loss_k(b->dt, act_at(b, lt, p, CG_DP_R), b->d_y[slot], b->d_wt[slot], b->n, hw,
+                b->nclass, b->ign, b->d_scaler, dz, loss_ptr(b, dq), b->d_pred[dq],
+                b->d_loss_work, b->s_comp);
+  else /* ign < 0: exactly cg_k_loss */
+    cg_k_loss_ign(b->dt, act_at(b, lt, p, CG_DP_R), b->d_y[slot], b->d_wt[slot], b->n, hw,
+                  b->ign, b->d_scaler, dz, loss_ptr(b, dq), b->d_pred[dq], b->d_loss_work,
+                  b->s_comp);
 }
 
 /* A timed event on the compute stream. In a capture a plain record only orders streams; an
@@ -951,7 +983,10 @@ int backward_layer(cg_backend_t *b, int i) {
         const int p = P->bwd_dw[i];
         const void *x = act_at(b, l->in, p, CG_DP_R), *dy = grad_at(b, l->out, p, CG_DP_R);
         void *dx = l->need_dx ? grad_at(b, l->in, p, dxmode) : NULL;
-        if (j >= 0) /* also the ReLU + bias backward of the layer before */
+        if (l->cout > 1) /* K classes; with j, the ReLU + bias backward of j too */
+          cg_head_k_bwd(dt, x, wptr(b, i), dy, npix_in, l->cin, l->cout, dx, j >= 0, db_j, dw,
+                        db, b->d_head_work, s);
+        else if (j >= 0) /* also the ReLU + bias backward of the layer before */
           cg_head_bwd_fused(dt, x, wptr(b, i), dy, npix_in, l->cin, dx, 1, db_j, dw, db,
                             b->d_head_work, s);
         else
@@ -1148,6 +1183,10 @@ void issue_results(cg_backend_t *b, int q, int dq) {
   if (!b->meta[q].metrics_dev) /* else only the counts (in the result struct) come back */
     CG_CHECK_CUDA(cudaMemcpyAsync(b->meta[q].pred_dst, b->d_pred[dq], px, cudaMemcpyDeviceToHost,
                                   b->s_d2h));
+  else if (b->nclass > 1) /* the K x K counts */
+    CG_CHECK_CUDA(cudaMemcpyAsync(b->h_confk[q], b->d_confk[dq],
+                                  (size_t)b->nclass * b->nclass * sizeof(unsigned long long),
+                                  cudaMemcpyDeviceToHost, b->s_d2h));
   if (b->cfg.trace) CG_CHECK_CUDA(cudaEventRecord(b->ev_d2h_end[q], b->s_d2h));
   CG_CHECK_CUDA(cudaEventRecord(b->ev_result[q], b->s_d2h));
 }
@@ -1266,7 +1305,10 @@ void name_regions(cg_backend_t *b) {
   }
   const double px = (double)b->n * m->height * m->width, np = (double)m->nparams;
   b->kr_prep = cg_kprof_region(kp, "input prep", 0, px * (4.0 * m->in_c + es * b->cpad));
-  b->kr_loss = cg_kprof_region(kp, "loss", 0, px * (3.0 * es + 1.0));
+  /* logits read (twice for K >= 2), their gradient written, the mask read, the prediction */
+  b->kr_loss = cg_kprof_region(kp, "loss", 0,
+                               b->nclass > 1 ? px * (3.0 * es * b->nclass + 2.0)
+                                             : px * (3.0 * es + 1.0));
   /* AdamW: p, g, m, v read, p, m, v and the low-precision copy written */
   b->kr_opt = cg_kprof_region(kp, "optimizer", 0, np * (7.0 * 4.0 + es));
   b->kr_params = cg_kprof_region(kp, "step parameters", 0, 0);
@@ -1309,6 +1351,8 @@ int create_with(const cg_model_t *m, const cg_backend_cfg_t *cfg, const cg_devpl
   b->m = m;
   b->cfg = *cfg;
   b->n = cfg->batch;
+  b->nclass = m->nclass;
+  b->ign = cfg->ignore_index >= m->nclass ? cfg->ignore_index : -1; /* below K: none */
   b->dev = (cfg->device > 0 ? cfg->device : 0) % ndev;
   b->dt = dtype_of(cfg->precision);
   b->es = cg_dtype_size(b->dt);
@@ -1395,6 +1439,12 @@ int cuda_create(const cg_model_t *m, const cg_backend_cfg_t *cfg, cg_backend_t *
   *out = NULL;
   if (cfg->batch < 1) {
     snprintf(err, errlen, "batch %d must be >= 1", cfg->batch);
+    return -1;
+  }
+  if (m->nclass < 1 || m->nclass > CG_MAX_CLASSES ||
+      (cfg->nclass != 0 && cfg->nclass != m->nclass) || cfg->ignore_index > 255) {
+    snprintf(err, errlen, "classes: model %d, backend %d, ignore label %d", m->nclass,
+             cfg->nclass, cfg->ignore_index);
     return -1;
   }
   if ((cfg->gsync || cfg->nccl) && !cfg->buckets) {
@@ -1562,7 +1612,9 @@ void begin_step(cg_backend_t *b, int slot, int train, int *q, int *dq) {
   b->h2d_slot[*q] = slot;
   mt->pred_dst = b->pred_dst[slot] ? b->pred_dst[slot] : b->h_pred[*q];
   mt->h2d = b->h2d_bytes[slot];
-  mt->d2h = sizeof(result_t) + (mt->metrics_dev ? 0.0 : (double)b->n * b->m->height * b->m->width);
+  /* metrics on the device: the K x K counts (K >= 2) instead of the predicted mask */
+  const double kk = b->nclass > 1 ? 8.0 * b->nclass * b->nclass : 0.0;
+  mt->d2h = sizeof(result_t) + (mt->metrics_dev ? kk : (double)b->n * b->m->height * b->m->width);
   if (mt->nccl && cg_nccl_size(b->nccl) > 1) /* set here: a graph replay runs no host code */
     mt->bytes = 4.0 * (double)b->m->nparams;
   CG_CHECK_CUDA(cudaStreamWaitEvent(b->s_comp, b->ev_ready[slot], 0));
@@ -1683,6 +1735,8 @@ int cuda_fetch(cg_backend_t *b, cg_step_out_t *out) {
   if (mt->metrics_dev) {
     out->has_conf = 1;
     for (int k = 0; k < 4; k++) out->conf[k] = (int64_t)r->conf[k];
+    if (b->nclass > 1) /* counts < 2^63: the same bits as int64 */
+      out->confk = reinterpret_cast<const int64_t *>(b->h_confk[q]);
   }
   out->skipped = mt->train && r->after.skipped > r->before.skipped;
   out->loss_scale = r->after.scale;
@@ -1715,6 +1769,40 @@ int cuda_fetch(cg_backend_t *b, cg_step_out_t *out) {
 }
 
 size_t cuda_mem_bytes(cg_backend_t *b) { return b->bytes; }
+
+/* The head output of the last (eval) step, as fp32 on the host. The arena holds it until the
+ * next step: an eval step writes nothing after its loss reads the logits. A head stored with a
+ * pixel stride wider than its channels is compacted on the host. */
+int cuda_get_logits(cg_backend_t *b, float *out) {
+  CG_ASSERT(b->seq_submitted > 0 && b->seq_fetched == b->seq_submitted);
+  CG_ASSERT(!b->meta[(b->seq_submitted - 1) % kNQ].train);
+  CG_CHECK_CUDA(cudaSetDevice(b->dev));
+  const int lt = b->m->logits_tensor;
+  const cg_tensor_t *T = &b->m->tensors[lt];
+  const int ld = b->plan.ld[lt], coff = b->plan.coff[lt];
+  CG_ASSERT(ld >= T->c && coff + T->c <= ld);
+  const size_t px = tensor_px(b, lt), n = px * (size_t)ld;
+  const void *src = act_at(b, lt, b->plan.loss, CG_DP_R);
+  if (b->dt != CG_DT_F32) {
+    char err[256];
+    if (!b->d_logits32 &&
+        dalloc_t(b, &b->d_logits32, n * sizeof(float), "fp32 logits", err, sizeof err)) {
+      cg_log_warn("%s", err);
+      return -1;
+    }
+    cg_k_cast_to_f32(b->dt, src, (int64_t)n, 1.0f, b->d_logits32, b->s_comp);
+    src = b->d_logits32;
+  }
+  float *dst = ld == T->c ? out : static_cast<float *>(cg_malloc(n * sizeof(float), "logits"));
+  CG_CHECK_CUDA(cudaMemcpyAsync(dst, src, n * sizeof(float), cudaMemcpyDeviceToHost, b->s_comp));
+  CG_CHECK_CUDA(cudaStreamSynchronize(b->s_comp));
+  if (dst != out) {
+    for (size_t p = 0; p < px; p++)
+      memcpy(out + p * T->c, dst + p * ld + coff, sizeof(float) * T->c);
+    free(dst);
+  }
+  return 0;
+}
 
 /* Pinned (page-locked, portable) host memory for the loader's batch slots. */
 void *cuda_host_alloc(size_t bytes) {
@@ -1749,6 +1837,7 @@ const cg_backend_ops_t cg_backend_cuda = {
     /* mem_bytes */ cuda_mem_bytes,
     /* host_alloc */ cuda_host_alloc,
     /* host_free */ cuda_host_free,
+    /* get_logits */ cuda_get_logits,
 };
 
 int cg_cuda_usable(char *why, size_t len) {

@@ -417,3 +417,198 @@ void cg_head_bwd_fused(cg_dtype_t dt, const void *d_x, const void *d_w, const vo
   head_fused_final_kernel<<<g, kBlock, 0, s>>>(partial, q.nchunks, c, d_dw, d_dbias_x, d_db);
   CG_CHECK_LAUNCH("head_fused_final_kernel");
 }
+
+/* ---- K outputs (the multi-class head) -------------------------------------------------------
+ *  - Forward: a thread per (pixel, class), consecutive threads the classes of one pixel, so
+ *    the pixel's row of x is read once from memory and K times from L1; channel order, fp32.
+ *  - Backward: block j owns the fixed pixel range [j*chunk, (j+1)*chunk), walked in tiles of
+ *    TP pixels staged in shared memory as float (x, dlogit, and the dx it stores, rounded).
+ *    dx[p][c] = sum_k dlogit[p][k] w[k][c] (ReLU-masked with relu_x) by a thread per element;
+ *    then every output column of the weight side (dw[k][c], db[k], dbias_x[c]) is owned by one
+ *    thread, which adds the tile's pixels in order into its accumulator (shared memory, or the
+ *    block's row of the partials when K*C does not fit). Pass 2 is the one-warp-per-column sum
+ *    of head_fused_final_kernel over the chunks. Every order is fixed by (npix, c, K). */
+
+namespace {
+
+constexpr int kKTile = 32;                 /* pixels per staged tile (at most) */
+constexpr size_t kKShm = 48 * 1024;        /* static limit of dynamic shared memory */
+
+struct hk_layout_t {
+  int tp;          /* pixels per tile */
+  int w_in_shm;    /* the K x C weights staged as float */
+  int acc_in_shm;  /* the accumulators in shared memory (else in the partial row) */
+  size_t bytes;    /* dynamic shared memory */
+};
+
+/* Output columns of the weight side: dw [K*C], db [K], dbias_x [C]. */
+__host__ __device__ inline int64_t hk_ncol(int c, int k) { return (int64_t)k * c + k + c; }
+
+hk_layout_t hk_layout(int c, int k) {
+  hk_layout_t L;
+  const size_t f = sizeof(float), per_pix = (size_t)(2 * c + k) * f;
+  size_t tp = kKShm / 2 / per_pix; /* tiles take at most half */
+  if (tp > (size_t)kKTile) tp = kKTile;
+  if (tp < 1) tp = 1;
+  L.tp = (int)tp;
+  size_t used = tp * per_pix;
+  const size_t wb = (size_t)k * c * f, ab = (size_t)hk_ncol(c, k) * f;
+  L.w_in_shm = used + wb <= kKShm;
+  if (L.w_in_shm) used += wb;
+  L.acc_in_shm = used + ab <= kKShm;
+  if (L.acc_in_shm) used += ab;
+  L.bytes = used;
+  return L;
+}
+
+plan_t hk_plan(int64_t npix) {
+  plan_t q;
+  const int64_t by_size = (npix + 63) / 64;
+  q.nchunks = (int)(by_size < 1024 ? (by_size < 1 ? 1 : by_size) : 1024);
+  q.chunk = npix > 0 ? (npix + q.nchunks - 1) / q.nchunks : 0;
+  return q;
+}
+
+template <typename T>
+__global__ void head_k_fwd_kernel(const T *x, int64_t npix, int c, int k, const T *w,
+                                  const float *b, T *logit) {
+  const int64_t n = npix * k, stride = (int64_t)gridDim.x * blockDim.x;
+  for (int64_t e = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; e < n; e += stride) {
+    const int64_t p = e / k;
+    const int o = (int)(e - p * k);
+    const T *xp = x + p * c, *wp = w + (int64_t)o * c;
+    float acc = 0.0f;
+    for (int j = 0; j < c; j++) acc = fmaf(to_f(xp[j]), to_f(wp[j]), acc);
+    logit[e] = from_f<T>(acc + b[o]);
+  }
+}
+
+template <typename T>
+__global__ void __launch_bounds__(kBlock)
+    head_k_bwd_kernel(const T *__restrict__ x, const T *__restrict__ w,
+                      const T *__restrict__ dlogit, int64_t npix, int c, int k,
+                      T *__restrict__ dx, int relu, int want_dbx, int64_t chunk, int tp,
+                      int w_in_shm, int acc_in_shm, float *__restrict__ partial) {
+  extern __shared__ float shm[];
+  const int t = threadIdx.x;
+  const int64_t ncol = hk_ncol(c, k);
+  float *xs = shm, *gs = xs + (size_t)tp * c, *ds = gs + (size_t)tp * k;
+  float *ws = ds + (size_t)tp * c;
+  float *acc_shm = ws + (w_in_shm ? (size_t)k * c : 0);
+  float *acc = acc_in_shm ? acc_shm : partial + (int64_t)blockIdx.x * ncol;
+  if (w_in_shm)
+    for (int64_t e = t; e < (int64_t)k * c; e += kBlock) ws[e] = to_f(w[e]);
+  for (int64_t o = t; o < ncol; o += kBlock) acc[o] = 0.0f;
+  const int64_t p0 = (int64_t)blockIdx.x * chunk;
+  const int64_t p1 = p0 + chunk < npix ? p0 + chunk : npix;
+  for (int64_t q0 = p0; q0 < p1; q0 += tp) {
+    const int np = (int)(p1 - q0 < tp ? p1 - q0 : tp);
+    __syncthreads(); /* the previous tile is consumed (and ws, acc initialised) */
+    for (int e = t; e < np * c; e += kBlock) xs[e] = to_f(x[q0 * c + e]);
+    for (int e = t; e < np * k; e += kBlock) gs[e] = to_f(dlogit[q0 * k + e]);
+    __syncthreads();
+    if (dx) {
+      for (int e = t; e < np * c; e += kBlock) {
+        const int p = e / c, cc = e - p * c;
+        float v = 0.0f;
+        for (int o = 0; o < k; o++)
+          v = fmaf(gs[p * k + o], w_in_shm ? ws[o * c + cc] : to_f(w[(int64_t)o * c + cc]), v);
+        if (relu && !(xs[e] > 0.0f)) v = 0.0f;
+        const T r = from_f<T>(v);
+        dx[q0 * c + e] = r;
+        ds[e] = to_f(r);
+      }
+      __syncthreads();
+    }
+    for (int64_t o = t; o < ncol; o += kBlock) {
+      float a = acc[o];
+      if (o < (int64_t)k * c) { /* dw[kk][cc] */
+        const int kk = (int)(o / c), cc = (int)(o - (int64_t)kk * c);
+        for (int p = 0; p < np; p++) a = fmaf(gs[p * k + kk], xs[p * c + cc], a);
+      } else if (o < (int64_t)k * c + k) { /* db[kk] */
+        const int kk = (int)(o - (int64_t)k * c);
+        for (int p = 0; p < np; p++) a += gs[p * k + kk];
+      } else if (want_dbx) { /* dbias_x[cc] */
+        const int cc = (int)(o - (int64_t)k * c - k);
+        for (int p = 0; p < np; p++) a += ds[p * c + cc];
+      }
+      acc[o] = a;
+    }
+  }
+  if (acc_in_shm) {
+    __syncthreads();
+    for (int64_t o = t; o < ncol; o += kBlock) partial[(int64_t)blockIdx.x * ncol + o] = acc[o];
+  }
+}
+
+/* One warp per column of partial[nchunks][K*C + K + C]: lanes stride the chunks, then a fixed
+ * shuffle tree. */
+__global__ void head_k_final_kernel(const float *partial, int nchunks, int c, int k, float *dw,
+                                    float *db, float *dbias_x) {
+  const int lane = threadIdx.x & 31;
+  const int64_t ncol = hk_ncol(c, k), nwarps = (int64_t)gridDim.x * blockDim.x / 32;
+  const int64_t kc = (int64_t)k * c;
+  for (int64_t col = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) / 32; col < ncol;
+       col += nwarps) { /* uniform per warp */
+    if (!dbias_x && col >= kc + k) continue;
+    float a = 0.0f;
+    for (int j = lane; j < nchunks; j += 32) a += partial[(int64_t)j * ncol + col];
+    for (int off = 16; off > 0; off >>= 1) a += __shfl_down_sync(0xffffffffu, a, off);
+    if (lane == 0) {
+      if (col < kc)
+        dw[col] = a;
+      else if (col < kc + k)
+        db[col - kc] = a;
+      else
+        dbias_x[col - kc - k] = a;
+    }
+  }
+}
+
+}  // namespace
+
+void cg_head_k_fwd(cg_dtype_t dt, const void *d_x, int64_t npix, int c, int k, const void *d_w,
+                   const float *d_b, void *d_logit, cudaStream_t s) {
+  CG_ASSERT(npix >= 0 && c >= 1 && k >= 1);
+  if (npix == 0) return;
+  CG_ASSERT(d_x != NULL && d_w != NULL && d_b != NULL && d_logit != NULL);
+  CG_DT_SWITCH(dt, T, head_k_fwd_kernel<T><<<cg_grid_for(npix * k, kBlock), kBlock, 0, s>>>(
+                            static_cast<const T *>(d_x), npix, c, k, static_cast<const T *>(d_w),
+                            d_b, static_cast<T *>(d_logit)));
+  CG_CHECK_LAUNCH("head_k_fwd_kernel");
+}
+
+size_t cg_head_k_bwd_work_bytes(int64_t npix, int c, int k) {
+  CG_ASSERT(npix >= 0 && c >= 1 && k >= 1);
+  const plan_t q = hk_plan(npix);
+  return (size_t)q.nchunks * (size_t)hk_ncol(c, k) * sizeof(float);
+}
+
+void cg_head_k_bwd(cg_dtype_t dt, const void *d_x, const void *d_w, const void *d_dlogit,
+                   int64_t npix, int c, int k, void *d_dx, int relu_x, float *d_dbias_x,
+                   float *d_dw, float *d_db, void *d_work, cudaStream_t s) {
+  CG_ASSERT(npix >= 0 && c >= 1 && k >= 1);
+  CG_ASSERT(d_dw != NULL && d_db != NULL);
+  CG_ASSERT(!d_dbias_x || d_dx); /* the bias gradient of x is a sum of dx */
+  if (npix == 0) {
+    CG_CHECK_CUDA(cudaMemsetAsync(d_dw, 0, (size_t)k * c * sizeof(float), s));
+    CG_CHECK_CUDA(cudaMemsetAsync(d_db, 0, (size_t)k * sizeof(float), s));
+    if (d_dbias_x) CG_CHECK_CUDA(cudaMemsetAsync(d_dbias_x, 0, (size_t)c * sizeof(float), s));
+    return;
+  }
+  CG_ASSERT(d_x != NULL && d_w != NULL && d_dlogit != NULL && d_work != NULL);
+  CG_ASSERT(((uintptr_t)d_work & 3u) == 0);
+  const plan_t q = hk_plan(npix);
+  const hk_layout_t L = hk_layout(c, k);
+  CG_ASSERT(L.bytes <= kKShm);
+  float *partial = static_cast<float *>(d_work);
+  CG_DT_SWITCH(dt, T, head_k_bwd_kernel<T><<<q.nchunks, kBlock, L.bytes, s>>>(
+                            static_cast<const T *>(d_x), static_cast<const T *>(d_w),
+                            static_cast<const T *>(d_dlogit), npix, c, k, static_cast<T *>(d_dx),
+                            relu_x, d_dbias_x != NULL, q.chunk, L.tp, L.w_in_shm, L.acc_in_shm,
+                            partial));
+  CG_CHECK_LAUNCH("head_k_bwd_kernel");
+  const unsigned g = cg_grid_for(hk_ncol(c, k) * 32, kBlock);
+  head_k_final_kernel<<<g, kBlock, 0, s>>>(partial, q.nchunks, c, k, d_dw, d_db, d_dbias_x);
+  CG_CHECK_LAUNCH("head_k_final_kernel");
+}

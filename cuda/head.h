@@ -1,4 +1,4 @@
-/* head.h: the UNet's final 1x1 convolution to one logit, as custom kernels.
+/* head.h: the UNet's final 1x1 convolution to one logit (or K, multi-class), as custom kernels.
  *
  * cuDNN is a poor fit for a single output channel in NHWC (K = 1 has no tensor-core tiling),
  * and the operation is a dot product per pixel: memory-bound, one pass.
@@ -50,6 +50,23 @@ size_t cg_head_bwd_fused_work_bytes(int64_t npix, int c);
 void cg_head_bwd_fused(cg_dtype_t dt, const void *d_x, const void *d_w, const void *d_dlogit,
                        int64_t npix, int c, void *d_dx, int relu_x, float *d_dbias_x,
                        float *d_dw, float *d_db, void *d_work, cudaStream_t s);
+
+/* K outputs (the multi-class head): w is [K][c] (dt), b is K fp32 values, the logits and
+ * their gradient npix x K (dt, dense NHWC).
+ *   forward:  logit[p][k] = b[k] + sum_c x[p][c] w[k][c]
+ *   backward (all outputs overwritten):
+ *     dx[p][c]   = sum_k dlogit[p][k] w[k][c], exactly 0 where relu_x and !(x[p][c] > 0)
+ *                  (dt; skipped when d_dx is NULL)
+ *     dw[k][c]   = sum_p dlogit[p][k] x[p][c]; db[k] = sum_p dlogit[p][k] (fp32)
+ *     d_dbias_x  (nullable; needs d_dx) [c] = sum_p dx[p][c] as stored (rounded to dt), fp32
+ * Every sum runs in an order fixed by (npix, c, K): bitwise reproducible. K = 1 is valid but
+ * the binary model uses the kernels above. d_work: cg_head_k_bwd_work_bytes(npix, c, K). */
+void cg_head_k_fwd(cg_dtype_t dt, const void *d_x, int64_t npix, int c, int k, const void *d_w,
+                   const float *d_b, void *d_logit, cudaStream_t s);
+size_t cg_head_k_bwd_work_bytes(int64_t npix, int c, int k);
+void cg_head_k_bwd(cg_dtype_t dt, const void *d_x, const void *d_w, const void *d_dlogit,
+                   int64_t npix, int c, int k, void *d_dx, int relu_x, float *d_dbias_x,
+                   float *d_dw, float *d_db, void *d_work, cudaStream_t s);
 
 #ifdef __cplusplus
 }

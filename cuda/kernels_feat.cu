@@ -183,7 +183,7 @@ __device__ __forceinline__ unsigned long long block_sum_u64(unsigned long long v
  * zeros when !(weight[i] > 0). */
 __global__ void __launch_bounds__(kCBlock)
     confusion_partial_kernel(const uint8_t *pred, const uint8_t *mask, const float *weight,
-                             int64_t hw, int64_t chunk, int nchunks,
+                             int64_t hw, int64_t chunk, int nchunks, int ign,
                              unsigned long long *partial) {
   __shared__ unsigned long long red[kCBlock / 32];
   const int i = blockIdx.y, j = blockIdx.x, t = threadIdx.x;
@@ -195,8 +195,12 @@ __global__ void __launch_bounds__(kCBlock)
     return;
   }
   const uint8_t *pp = pred + (size_t)i * hw, *mp = mask + (size_t)i * hw;
-  unsigned long long tp = 0, np = 0, ny = 0;
+  unsigned long long tp = 0, np = 0, ny = 0, ni = 0;
   for (int64_t q = p0 + t; q < p1; q += kCBlock) {
+    if (mp[q] == ign) { /* ign < 0: never */
+      ni++;
+      continue;
+    }
     const unsigned a = pp[q] != 0, b = mp[q] != 0;
     tp += a & b;
     np += a;
@@ -205,11 +209,12 @@ __global__ void __launch_bounds__(kCBlock)
   tp = block_sum_u64(tp, red);
   np = block_sum_u64(np, red);
   ny = block_sum_u64(ny, red);
+  ni = block_sum_u64(ni, red);
   if (t == 0) {
     part[0] = tp;
     part[1] = np;
     part[2] = ny;
-    part[3] = (unsigned long long)(p1 - p0);
+    part[3] = (unsigned long long)(p1 - p0) - ni;
   }
 }
 
@@ -288,7 +293,14 @@ size_t cg_k_confusion_work_bytes(int n, int64_t hw) {
 
 void cg_k_confusion(const uint8_t *d_pred, const uint8_t *d_mask, const float *d_weight, int n,
                     int64_t hw, unsigned long long *d_counts, void *d_work, cudaStream_t s) {
+  cg_k_confusion_ign(d_pred, d_mask, d_weight, n, hw, -1, d_counts, d_work, s);
+}
+
+void cg_k_confusion_ign(const uint8_t *d_pred, const uint8_t *d_mask, const float *d_weight,
+                        int n, int64_t hw, int ignore, unsigned long long *d_counts,
+                        void *d_work, cudaStream_t s) {
   CG_ASSERT(n >= 0 && n <= 65535 && hw >= 0);
+  CG_ASSERT(ignore >= -1 && ignore <= 255);
   CG_ASSERT(d_counts != NULL);
   const cg_chunk_plan_t q = conf_plan(hw);
   unsigned long long *partial = static_cast<unsigned long long *>(d_work);
@@ -298,9 +310,69 @@ void cg_k_confusion(const uint8_t *d_pred, const uint8_t *d_mask, const float *d
     CG_ASSERT(((uintptr_t)d_work % sizeof(unsigned long long)) == 0);
     nparts = (int64_t)n * q.nchunks;
     confusion_partial_kernel<<<dim3((unsigned)q.nchunks, (unsigned)n), kCBlock, 0, s>>>(
-        d_pred, d_mask, d_weight, hw, q.chunk, q.nchunks, partial);
+        d_pred, d_mask, d_weight, hw, q.chunk, q.nchunks, ignore, partial);
     CG_CHECK_LAUNCH("confusion_partial_kernel");
   }
   confusion_final_kernel<<<1, kCBlock, 0, s>>>(partial, nparts, d_counts);
   CG_CHECK_LAUNCH("confusion_final_kernel");
+}
+
+/* ---- K x K confusion counts ------------------------------------------------------------
+ * Integer sums are exact in any order, so atomics are deterministic here: block (chunk j,
+ * sample i) counts its pixels into a shared-memory histogram of K*K 32-bit bins (global
+ * 64-bit atomics when K*K does not fit), then adds its non-zero bins to the 64-bit totals. */
+
+namespace {
+
+constexpr int kKCBlock = 256;
+constexpr int kKCShmBins = 12 * 1024; /* 48 KiB of 32-bit bins: K <= 110 in shared memory */
+
+__global__ void __launch_bounds__(kKCBlock)
+    confusion_k_kernel(const uint8_t *pred, const uint8_t *mask, const float *weight,
+                       int64_t hw, int64_t chunk, int K, int ign, int shm_bins,
+                       unsigned long long *counts) {
+  extern __shared__ unsigned int bins[];
+  const int i = blockIdx.y, j = blockIdx.x, t = threadIdx.x;
+  const int kk = K * K;
+  const int64_t p0 = (int64_t)j * chunk;
+  const int64_t p1 = p0 + chunk < hw ? p0 + chunk : hw;
+  if (!(weight[i] > 0.0f) || p0 >= p1) return; /* uniform over the block */
+  if (shm_bins) {
+    for (int e = t; e < kk; e += kKCBlock) bins[e] = 0;
+    __syncthreads();
+  }
+  const uint8_t *pp = pred + (size_t)i * hw, *mp = mask + (size_t)i * hw;
+  for (int64_t q = p0 + t; q < p1; q += kKCBlock) {
+    const int y = mp[q], a = pp[q];
+    if (y >= K || y == ign || a >= K) continue; /* ignore pixels (and ids out of range) */
+    if (shm_bins)
+      atomicAdd(&bins[y * K + a], 1u);
+    else
+      atomicAdd(&counts[y * K + a], 1ull);
+  }
+  if (shm_bins) {
+    __syncthreads();
+    for (int e = t; e < kk; e += kKCBlock)
+      if (bins[e]) atomicAdd(&counts[e], (unsigned long long)bins[e]);
+  }
+}
+
+}  // namespace
+
+void cg_k_confusion_k(const uint8_t *d_pred, const uint8_t *d_mask, const float *d_weight, int n,
+                      int64_t hw, int nclass, int ignore, unsigned long long *d_counts,
+                      cudaStream_t s) {
+  CG_ASSERT(n >= 0 && n <= 65535 && hw >= 0 && nclass >= 2 && nclass <= 255);
+  CG_ASSERT(ignore >= -1 && ignore <= 255);
+  CG_ASSERT(d_counts != NULL);
+  const int kk = nclass * nclass;
+  CG_CHECK_CUDA(cudaMemsetAsync(d_counts, 0, (size_t)kk * sizeof(unsigned long long), s));
+  if (n == 0 || hw == 0) return;
+  CG_ASSERT(d_pred != NULL && d_mask != NULL && d_weight != NULL);
+  const cg_chunk_plan_t q = conf_plan(hw);
+  const int shm = kk <= kKCShmBins;
+  confusion_k_kernel<<<dim3((unsigned)q.nchunks, (unsigned)n), kKCBlock,
+                       shm ? (size_t)kk * sizeof(unsigned int) : 0, s>>>(
+      d_pred, d_mask, d_weight, hw, q.chunk, nclass, ignore, shm, d_counts);
+  CG_CHECK_LAUNCH("confusion_k_kernel");
 }

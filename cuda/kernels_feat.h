@@ -44,6 +44,20 @@ void cg_k_prep_input(cg_dtype_t dt, const float *d_x, int n_cpu, const uint8_t *
 size_t cg_k_confusion_work_bytes(int n, int64_t hw);
 void cg_k_confusion(const uint8_t *d_pred, const uint8_t *d_mask, const float *d_weight, int n,
                     int64_t hw, unsigned long long *d_counts, void *d_work, cudaStream_t s);
+/* The same leaving out the pixels whose mask is `ignore` (binary with an ignore label; -1 is
+ * cg_k_confusion). */
+void cg_k_confusion_ign(const uint8_t *d_pred, const uint8_t *d_mask, const float *d_weight,
+                        int n, int64_t hw, int ignore, unsigned long long *d_counts,
+                        void *d_work, cudaStream_t s);
+
+/* K >= 2 classes: d_counts[nclass * nclass] (row = true class, column = predicted) overwritten
+ * with the exact counts over the samples with d_weight[i] > 0, leaving out pixels whose mask is
+ * `ignore` (-1: none) and, defensively, ids >= nclass (the loader refuses those); the same
+ * counts as the helpers' cg_confk_add (src/report/metrics.h). Deterministic (integer sums);
+ * no scratch. n <= 65535; n == 0 or hw == 0 writes zeros. */
+void cg_k_confusion_k(const uint8_t *d_pred, const uint8_t *d_mask, const float *d_weight, int n,
+                      int64_t hw, int nclass, int ignore, unsigned long long *d_counts,
+                      cudaStream_t s);
 
 #ifdef __cplusplus
 }

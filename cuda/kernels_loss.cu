@@ -36,17 +36,26 @@ __device__ __forceinline__ double sigmoid_e(double z, double *e_out) {
 
 /* ---- kernels --------------------------------------------------------------------------- */
 
-template <typename T>
+/* IGN: pixels whose mask is ign are left out, and a fifth sum counts the others (the BCE mean
+ * is over them); !IGN is the loss of every pixel, four sums. */
+template <typename T, bool IGN>
 __global__ void loss_partial_kernel(const T *logits, const uint8_t *mask, int64_t hw,
-                                    int64_t chunk, int nchunks, double *partial, uint8_t *pred) {
-  __shared__ double red[4][kBlock];
+                                    int64_t chunk, int nchunks, int ign, double *partial,
+                                    uint8_t *pred) {
+  constexpr int NQ = IGN ? 5 : 4;
+  __shared__ double red[NQ][kBlock];
   const int i = blockIdx.y, j = blockIdx.x, t = threadIdx.x;
   const int64_t base = (int64_t)i * hw;
   const int64_t p0 = (int64_t)j * chunk;
   const int64_t p1 = p0 + chunk < hw ? p0 + chunk : hw;
-  double spy = 0.0, sp = 0.0, sy = 0.0, sb = 0.0;
+  double spy = 0.0, sp = 0.0, sy = 0.0, sb = 0.0, nv = 0.0;
   for (int64_t p = p0 + t; p < p1; p += kBlock) {
     const float zf = to_f(logits[base + p]);
+    if (IGN && mask[base + p] == ign) {
+      if (pred) pred[base + p] = zf > 0.0f ? 1 : 0;
+      continue;
+    }
+    if (IGN) nv += 1.0;
     const double z = zf, y = mask[base + p] ? 1.0 : 0.0;
     double e;
     const double pr = sigmoid_e(z, &e);
@@ -60,33 +69,39 @@ __global__ void loss_partial_kernel(const T *logits, const uint8_t *mask, int64_
   red[1][t] = sp;
   red[2][t] = sy;
   red[3][t] = sb;
+  if (IGN) red[NQ - 1][t] = nv;
   __syncthreads();
   for (int off = kBlock / 2; off > 0; off >>= 1) {
     if (t < off) {
 #pragma unroll
-      for (int q = 0; q < 4; q++) red[q][t] += red[q][t + off];
+      for (int q = 0; q < NQ; q++) red[q][t] += red[q][t + off];
     }
     __syncthreads();
   }
-  if (t < 4) partial[((int64_t)i * nchunks + j) * 4 + t] = red[t][0];
+  if (t < NQ) partial[((int64_t)i * nchunks + j) * NQ + t] = red[t][0];
 }
 
-/* One block. sums[i][4] = the sample's totals; terms[i] = weight * (BCE mean + Dice), 0 for
+/* One block. sums[i][NQ] = the sample's totals; terms[i] = weight * (BCE mean + Dice), 0 for
  * weight 0 (padding adds nothing, not NaN), then loss = sum of terms in sample order. */
+template <bool IGN>
 __global__ void loss_finalize_kernel(const double *partial, int n, int nchunks, int64_t hw,
                                      const float *weight, double *sums, double *terms,
                                      double *loss) {
+  constexpr int NQ = IGN ? 5 : 4;
   for (int i = threadIdx.x; i < n; i += blockDim.x) {
-    double s[4] = {0.0, 0.0, 0.0, 0.0};
-    for (int j = 0; j < nchunks; j++) {
-      const double *q = partial + ((int64_t)i * nchunks + j) * 4;
+    double s[NQ];
 #pragma unroll
-      for (int k = 0; k < 4; k++) s[k] += q[k];
+    for (int k = 0; k < NQ; k++) s[k] = 0.0;
+    for (int j = 0; j < nchunks; j++) {
+      const double *q = partial + ((int64_t)i * nchunks + j) * NQ;
+#pragma unroll
+      for (int k = 0; k < NQ; k++) s[k] += q[k];
     }
 #pragma unroll
-    for (int k = 0; k < 4; k++) sums[(int64_t)i * 4 + k] = s[k];
+    for (int k = 0; k < NQ; k++) sums[(int64_t)i * NQ + k] = s[k];
     const double num = 2.0 * s[0] + 1.0, den = s[1] + s[2] + 1.0;
-    const double li = s[3] * (1.0 / (double)hw) + (1.0 - num / den);
+    const double inv_n = IGN ? 1.0 / (s[NQ - 1] > 1.0 ? s[NQ - 1] : 1.0) : 1.0 / (double)hw;
+    const double li = s[3] * inv_n + (1.0 - num / den);
     const float w = weight[i];
     terms[i] = w != 0.0f ? (double)w * li : 0.0;
   }
@@ -99,22 +114,25 @@ __global__ void loss_finalize_kernel(const double *partial, int n, int nchunks, 
 }
 
 /* blockIdx.y = sample; x grid-strides over its pixels. */
-template <typename T>
+template <typename T, bool IGN>
 __global__ void loss_grad_kernel(const T *logits, const uint8_t *mask, const float *weight,
-                                 int64_t hw, const double *sums, const cg_scaler_t *scaler,
-                                 T *dlogits) {
+                                 int64_t hw, int ign, const double *sums,
+                                 const cg_scaler_t *scaler, T *dlogits) {
+  constexpr int NQ = IGN ? 5 : 4;
   const int i = blockIdx.y;
   const int64_t base = (int64_t)i * hw;
   const float w = weight[i];
-  const double spy = sums[(int64_t)i * 4 + 0], sp = sums[(int64_t)i * 4 + 1];
-  const double sy = sums[(int64_t)i * 4 + 2];
+  const double spy = sums[(int64_t)i * NQ + 0], sp = sums[(int64_t)i * NQ + 1];
+  const double sy = sums[(int64_t)i * NQ + 2];
   const double num = 2.0 * spy + 1.0, den = sp + sy + 1.0;
-  const double inv_hw = 1.0 / (double)hw, inv_den2 = 1.0 / (den * den);
+  const double nv = IGN ? sums[(int64_t)i * NQ + NQ - 1] : 0.0;
+  const double inv_hw = IGN ? 1.0 / (nv > 1.0 ? nv : 1.0) : 1.0 / (double)hw;
+  const double inv_den2 = 1.0 / (den * den);
   const double sc = (double)w * (double)(scaler ? scaler->scale : 1.0f);
   for (int64_t p = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; p < hw;
        p += (int64_t)gridDim.x * blockDim.x) {
-    float g = 0.0f; /* weight 0: exactly zero gradient */
-    if (w != 0.0f) {
+    float g = 0.0f; /* weight 0 (and ignore pixels): exactly zero gradient */
+    if (w != 0.0f && !(IGN && mask[base + p] == ign)) {
       const double z = to_f(logits[base + p]), y = mask[base + p] ? 1.0 : 0.0;
       double e;
       const double pr = sigmoid_e(z, &e);
@@ -129,26 +147,27 @@ __global__ void loss_grad_kernel(const T *logits, const uint8_t *mask, const flo
 /* A pure function of hw: fixes the work size and the summation order. */
 cg_chunk_plan_t loss_plan(int64_t hw) { return cg_chunk_plan(hw, kChunkPix, kMaxChunks); }
 
-template <typename T>
+template <typename T, bool IGN>
 void loss_launch(const void *d_logits, const uint8_t *d_mask, const float *d_weight, int n,
-                 int64_t hw, const cg_scaler_t *d_scaler, void *d_dlogits, double *d_loss,
-                 uint8_t *d_pred, double *work, cudaStream_t s) {
+                 int64_t hw, int ign, const cg_scaler_t *d_scaler, void *d_dlogits,
+                 double *d_loss, uint8_t *d_pred, double *work, cudaStream_t s) {
+  constexpr int NQ = IGN ? 5 : 4;
   const cg_chunk_plan_t q = loss_plan(hw);
   double *partial = work;
-  double *sums = partial + (size_t)n * q.nchunks * 4;
-  double *terms = sums + (size_t)n * 4;
+  double *sums = partial + (size_t)n * q.nchunks * NQ;
+  double *terms = sums + (size_t)n * NQ;
   const T *logits = static_cast<const T *>(d_logits);
-  loss_partial_kernel<T><<<dim3(q.nchunks, n), kBlock, 0, s>>>(logits, d_mask, hw, q.chunk,
-                                                                q.nchunks, partial, d_pred);
+  loss_partial_kernel<T, IGN><<<dim3(q.nchunks, n), kBlock, 0, s>>>(
+      logits, d_mask, hw, q.chunk, q.nchunks, ign, partial, d_pred);
   CG_CHECK_LAUNCH("loss_partial_kernel");
-  loss_finalize_kernel<<<1, kBlock, 0, s>>>(partial, n, q.nchunks, hw, d_weight, sums, terms,
-                                            d_loss);
+  loss_finalize_kernel<IGN><<<1, kBlock, 0, s>>>(partial, n, q.nchunks, hw, d_weight, sums,
+                                                 terms, d_loss);
   CG_CHECK_LAUNCH("loss_finalize_kernel");
   if (d_dlogits) {
     int64_t gx = (hw + kBlock - 1) / kBlock;
     if (gx > 1024) gx = 1024;
-    loss_grad_kernel<T><<<dim3((unsigned)gx, n), kBlock, 0, s>>>(
-        logits, d_mask, d_weight, hw, sums, d_scaler, static_cast<T *>(d_dlogits));
+    loss_grad_kernel<T, IGN><<<dim3((unsigned)gx, n), kBlock, 0, s>>>(
+        logits, d_mask, d_weight, hw, ign, sums, d_scaler, static_cast<T *>(d_dlogits));
     CG_CHECK_LAUNCH("loss_grad_kernel");
   }
 }
@@ -160,14 +179,23 @@ void loss_launch(const void *d_logits, const uint8_t *d_mask, const float *d_wei
 size_t cg_k_loss_work_bytes(int n, int64_t hw) {
   CG_ASSERT(n >= 0 && hw >= 0);
   const cg_chunk_plan_t q = loss_plan(hw);
-  /* partial[n][nchunks][4], sums[n][4], terms[n] */
-  return sizeof(double) * ((size_t)n * q.nchunks * 4 + (size_t)n * 4 + (size_t)n);
+  /* partial[n][nchunks][5], sums[n][5], terms[n] (4 of each without an ignore label) */
+  return sizeof(double) * ((size_t)n * q.nchunks * 5 + (size_t)n * 5 + (size_t)n);
 }
 
 void cg_k_loss(cg_dtype_t dt, const void *d_logits, const uint8_t *d_mask, const float *d_weight,
                int n, int64_t hw, const cg_scaler_t *d_scaler, void *d_dlogits, double *d_loss,
                uint8_t *d_pred, void *d_work, cudaStream_t s) {
+  cg_k_loss_ign(dt, d_logits, d_mask, d_weight, n, hw, -1, d_scaler, d_dlogits, d_loss, d_pred,
+                d_work, s);
+}
+
+void cg_k_loss_ign(cg_dtype_t dt, const void *d_logits, const uint8_t *d_mask,
+                   const float *d_weight, int n, int64_t hw, int ignore,
+                   const cg_scaler_t *d_scaler, void *d_dlogits, double *d_loss, uint8_t *d_pred,
+                   void *d_work, cudaStream_t s) {
   CG_ASSERT(n >= 0 && n <= 65535 && hw >= 1);
+  CG_ASSERT(ignore >= -1 && ignore <= 255);
   CG_ASSERT(d_loss != NULL);
   if (n == 0) {
     CG_CHECK_CUDA(cudaMemsetAsync(d_loss, 0, sizeof(double), s)); /* +0.0 */
@@ -176,21 +204,14 @@ void cg_k_loss(cg_dtype_t dt, const void *d_logits, const uint8_t *d_mask, const
   CG_ASSERT(d_logits != NULL && d_mask != NULL && d_weight != NULL && d_work != NULL);
   CG_ASSERT(((uintptr_t)d_work % sizeof(double)) == 0);
   double *work = static_cast<double *>(d_work);
-  switch (dt) {
-    case CG_DT_F32:
-      loss_launch<float>(d_logits, d_mask, d_weight, n, hw, d_scaler, d_dlogits, d_loss, d_pred,
-                         work, s);
-      break;
-    case CG_DT_BF16:
-      loss_launch<__nv_bfloat16>(d_logits, d_mask, d_weight, n, hw, d_scaler, d_dlogits, d_loss,
-                                 d_pred, work, s);
-      break;
-    case CG_DT_F16:
-      loss_launch<__half>(d_logits, d_mask, d_weight, n, hw, d_scaler, d_dlogits, d_loss, d_pred,
-                          work, s);
-      break;
-    default:
-      CG_FATAL("unknown cg_dtype_t %d", (int)dt);
+  if (ignore < 0) {
+    CG_DT_SWITCH(dt, T,
+                 loss_launch<T, false>(d_logits, d_mask, d_weight, n, hw, -1, d_scaler,
+                                       d_dlogits, d_loss, d_pred, work, s));
+  } else {
+    CG_DT_SWITCH(dt, T,
+                 loss_launch<T, true>(d_logits, d_mask, d_weight, n, hw, ignore, d_scaler,
+                                      d_dlogits, d_loss, d_pred, work, s));
   }
 }
 
@@ -229,4 +250,226 @@ void cg_k_fault_nan(cg_dtype_t dt, void *d_dlogit, double *d_loss, cudaStream_t 
       break;
   }
   CG_CHECK_LAUNCH("fault_nan_kernel");
+}
+
+/* ---- K classes: softmax cross-entropy + class-averaged soft Dice ------------------------
+ * cg_cpu_loss_k (src/model/cpu_layers.h) in the same three passes as the binary loss:
+ *  1. loss_k_partial: block (chunk j, sample i), one pixel per lane; a lane takes its pixel's
+ *     softmax in double (max, sum of exp), and each warp adds, class by class, sum p_c and
+ *     sum p_c [y = c] by a fixed shuffle tree (the counts of y = c and of valid pixels by a
+ *     ballot, exact), lane 0 into the warp's row of shared memory; the rows are added in warp
+ *     order into partial[i][j][3K + 2]. It also writes the argmax (first max wins).
+ *  2. loss_k_finalize (one block): each sample's chunks in chunk order, the per-sample terms,
+ *     the weighted sum in sample order.
+ *  3. loss_k_grad: a thread per pixel, the K gradients from the per-sample sums.
+ * Columns of a sample's sums: [0, K) sum p_c, [K, 2K) sum p_c [y = c], [2K, 3K) count y = c,
+ * 3K the summed cross-entropy, 3K + 1 the valid pixels. A pixel is valid when its mask is
+ * not the ignore value and is < K (a larger id is a data error the loader refuses; here it is
+ * left out rather than read out of bounds). */
+
+namespace {
+
+constexpr int kKBlock = 128; /* 4 warps: the shared rows stay small for K up to 255 */
+constexpr int kKWarps = kKBlock / 32;
+
+__device__ __forceinline__ double warp_sum_d(double v) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
+__device__ __forceinline__ bool pix_valid(int y, int K, int ign) {
+  return y < K && y != ign; /* ign < 0: never equal to a byte */
+}
+
+template <typename T>
+__global__ void __launch_bounds__(kKBlock)
+    loss_k_partial_kernel(const T *logits, const uint8_t *mask, int64_t hw, int K, int ign,
+                          int64_t chunk, int nchunks, double *partial, uint8_t *pred) {
+  extern __shared__ double rows[]; /* [kKWarps][3K + 2] */
+  const int i = blockIdx.y, j = blockIdx.x, t = threadIdx.x, wp = t >> 5, lane = t & 31;
+  const int ncol = 3 * K + 2;
+  double *row = rows + (size_t)wp * ncol;
+  for (int c = lane; c < ncol; c += 32) row[c] = 0.0;
+  __syncwarp();
+  const int64_t base = (int64_t)i * hw;
+  const int64_t p0 = (int64_t)j * chunk;
+  const int64_t p1 = p0 + chunk < hw ? p0 + chunk : hw;
+  for (int64_t q = p0 + (int64_t)wp * 32; q < p1; q += kKBlock) { /* uniform per warp */
+    const int64_t p = q + lane;
+    const bool active = p < p1;
+    const T *z = logits + (base + (active ? p : p0)) * K;
+    const int y = active ? mask[base + p] : 0;
+    const bool valid = active && pix_valid(y, K, ign);
+    float zmax = to_f(z[0]);
+    int amax = 0;
+    for (int c = 1; c < K; c++) {
+      const float v = to_f(z[c]);
+      if (v > zmax) {
+        zmax = v;
+        amax = c;
+      }
+    }
+    if (pred && active) pred[base + p] = (uint8_t)amax;
+    double se = 0.0;
+    for (int c = 0; c < K; c++) se += exp((double)to_f(z[c]) - (double)zmax);
+    const double inv_se = 1.0 / se;
+    const double zy = valid ? (double)to_f(z[y]) : 0.0;
+    const double ce = valid ? (double)zmax + log(se) - zy : 0.0;
+    for (int c = 0; c < K; c++) {
+      const double pc = valid ? exp((double)to_f(z[c]) - (double)zmax) * inv_se : 0.0;
+      const double sp = warp_sum_d(pc);
+      const double spy = warp_sum_d(valid && y == c ? pc : 0.0);
+      const unsigned ny = __popc(__ballot_sync(0xffffffffu, valid && y == c));
+      if (lane == 0) {
+        row[c] += sp;
+        row[K + c] += spy;
+        row[2 * K + c] += (double)ny;
+      }
+    }
+    const double sce = warp_sum_d(ce);
+    const unsigned nv = __popc(__ballot_sync(0xffffffffu, valid));
+    if (lane == 0) {
+      row[3 * K] += sce;
+      row[3 * K + 1] += (double)nv;
+    }
+  }
+  __syncthreads();
+  double *out = partial + ((int64_t)i * nchunks + j) * ncol;
+  for (int c = t; c < ncol; c += kKBlock) {
+    double s = 0.0;
+    for (int w = 0; w < kKWarps; w++) s += rows[(size_t)w * ncol + c];
+    out[c] = s;
+  }
+}
+
+/* One block. sums[i][3K + 2] = the sample's totals; terms[i] = weight * (CE mean + Dice), 0 for
+ * weight 0; loss = sum of terms in sample order. */
+__global__ void loss_k_finalize_kernel(const double *partial, int n, int K, int nchunks,
+                                       const float *weight, double *sums, double *terms,
+                                       double *loss) {
+  const int ncol = 3 * K + 2;
+  for (int64_t e = threadIdx.x; e < (int64_t)n * ncol; e += blockDim.x) {
+    const int64_t i = e / ncol, c = e % ncol;
+    double s = 0.0;
+    for (int j = 0; j < nchunks; j++) s += partial[(i * nchunks + j) * ncol + c];
+    sums[e] = s;
+  }
+  __syncthreads();
+  for (int i = threadIdx.x; i < n; i += blockDim.x) {
+    const double *s = sums + (int64_t)i * ncol;
+    const double nv = s[3 * K + 1];
+    double dsum = 0.0;
+    for (int c = 0; c < K; c++)
+      dsum += (2.0 * s[K + c] + 1.0) / (s[c] + s[2 * K + c] + 1.0);
+    const double li = s[3 * K] / (nv > 1.0 ? nv : 1.0) + (1.0 - dsum / (double)K);
+    const float w = weight[i];
+    terms[i] = w != 0.0f ? (double)w * li : 0.0;
+  }
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    double total = 0.0;
+    for (int i = 0; i < n; i++) total += terms[i];
+    *loss = total;
+  }
+}
+
+/* blockIdx.y = sample; x grid-strides over its pixels, a thread per pixel writing its K
+ * gradients: dCE/dz_c = (p_c - [y = c]) / |V|; with a_c = dDice/dp_c =
+ * -(2 [y = c] den_c - num_c) / (K den_c^2), dDice/dz_c = p_c (a_c - sum_k p_k a_k). */
+template <typename T>
+__global__ void loss_k_grad_kernel(const T *logits, const uint8_t *mask, const float *weight,
+                                   int64_t hw, int K, int ign, const double *sums,
+                                   const cg_scaler_t *scaler, T *dlogits) {
+  const int i = blockIdx.y;
+  const int64_t base = (int64_t)i * hw;
+  const float w = weight[i];
+  const int ncol = 3 * K + 2;
+  const double *s = sums + (int64_t)i * ncol;
+  const double nv = s[3 * K + 1];
+  const double inv_v = 1.0 / (nv > 1.0 ? nv : 1.0), inv_k = 1.0 / (double)K;
+  const double sc = (double)w * (double)(scaler ? scaler->scale : 1.0f);
+  for (int64_t p = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; p < hw;
+       p += (int64_t)gridDim.x * blockDim.x) {
+    const T *z = logits + (base + p) * K;
+    T *g = dlogits + (base + p) * K;
+    const int y = mask[base + p];
+    if (w == 0.0f || !pix_valid(y, K, ign)) { /* exactly zero */
+      for (int c = 0; c < K; c++) g[c] = from_f<T>(0.0f);
+      continue;
+    }
+    float zmax = to_f(z[0]);
+    for (int c = 1; c < K; c++) zmax = fmaxf(zmax, to_f(z[c]));
+    double se = 0.0;
+    for (int c = 0; c < K; c++) se += exp((double)to_f(z[c]) - (double)zmax);
+    const double inv_se = 1.0 / se;
+    double pa = 0.0; /* sum_k p_k a_k */
+    for (int c = 0; c < K; c++) {
+      const double pc = exp((double)to_f(z[c]) - (double)zmax) * inv_se;
+      const double num = 2.0 * s[K + c] + 1.0, den = s[c] + s[2 * K + c] + 1.0;
+      const double a = -((y == c ? 2.0 * den : 0.0) - num) * inv_k / (den * den);
+      pa += pc * a;
+    }
+    for (int c = 0; c < K; c++) {
+      const double pc = exp((double)to_f(z[c]) - (double)zmax) * inv_se;
+      const double num = 2.0 * s[K + c] + 1.0, den = s[c] + s[2 * K + c] + 1.0;
+      const double a = -((y == c ? 2.0 * den : 0.0) - num) * inv_k / (den * den);
+      const double d = (pc - (y == c ? 1.0 : 0.0)) * inv_v + pc * (a - pa);
+      g[c] = from_f<T>((float)(sc * d));
+    }
+  }
+}
+
+template <typename T>
+void loss_k_launch(const void *d_logits, const uint8_t *d_mask, const float *d_weight, int n,
+                   int64_t hw, int K, int ign, const cg_scaler_t *d_scaler, void *d_dlogits,
+                   double *d_loss, uint8_t *d_pred, double *work, cudaStream_t s) {
+  const cg_chunk_plan_t q = loss_plan(hw);
+  const int ncol = 3 * K + 2;
+  double *partial = work;
+  double *sums = partial + (size_t)n * q.nchunks * ncol;
+  double *terms = sums + (size_t)n * ncol;
+  const T *logits = static_cast<const T *>(d_logits);
+  const size_t shm = sizeof(double) * kKWarps * ncol;
+  loss_k_partial_kernel<T><<<dim3(q.nchunks, n), kKBlock, shm, s>>>(
+      logits, d_mask, hw, K, ign, q.chunk, q.nchunks, partial, d_pred);
+  CG_CHECK_LAUNCH("loss_k_partial_kernel");
+  loss_k_finalize_kernel<<<1, kBlock, 0, s>>>(partial, n, K, q.nchunks, d_weight, sums, terms,
+                                              d_loss);
+  CG_CHECK_LAUNCH("loss_k_finalize_kernel");
+  if (d_dlogits) {
+    int64_t gx = (hw + kBlock - 1) / kBlock;
+    if (gx > 1024) gx = 1024;
+    loss_k_grad_kernel<T><<<dim3((unsigned)gx, n), kBlock, 0, s>>>(
+        logits, d_mask, d_weight, hw, K, ign, sums, d_scaler, static_cast<T *>(d_dlogits));
+    CG_CHECK_LAUNCH("loss_k_grad_kernel");
+  }
+}
+
+}  // namespace
+
+size_t cg_k_loss_k_work_bytes(int n, int64_t hw, int nclass) {
+  CG_ASSERT(n >= 0 && hw >= 0 && nclass >= 2 && nclass <= 255);
+  const cg_chunk_plan_t q = loss_plan(hw);
+  const size_t ncol = 3 * (size_t)nclass + 2;
+  /* partial[n][nchunks][ncol], sums[n][ncol], terms[n] */
+  return sizeof(double) * ((size_t)n * q.nchunks * ncol + (size_t)n * ncol + (size_t)n);
+}
+
+void cg_k_loss_k(cg_dtype_t dt, const void *d_logits, const uint8_t *d_mask,
+                 const float *d_weight, int n, int64_t hw, int nclass, int ignore,
+                 const cg_scaler_t *d_scaler, void *d_dlogits, double *d_loss, uint8_t *d_pred,
+                 void *d_work, cudaStream_t s) {
+  CG_ASSERT(n >= 0 && n <= 65535 && hw >= 1 && nclass >= 2 && nclass <= 255);
+  CG_ASSERT(ignore >= -1 && ignore <= 255);
+  CG_ASSERT(d_loss != NULL);
+  if (n == 0) {
+    CG_CHECK_CUDA(cudaMemsetAsync(d_loss, 0, sizeof(double), s)); /* +0.0 */
+    return;
+  }
+  CG_ASSERT(d_logits != NULL && d_mask != NULL && d_weight != NULL && d_work != NULL);
+  CG_ASSERT(((uintptr_t)d_work % sizeof(double)) == 0);
+  double *work = static_cast<double *>(d_work);
+  CG_DT_SWITCH(dt, T,
+               loss_k_launch<T>(d_logits, d_mask, d_weight, n, hw, nclass, ignore, d_scaler,
+                                d_dlogits, d_loss, d_pred, work, s));
 }

@@ -7,16 +7,16 @@ BUILD=${BUILD:-$ROOT/build}
 BUILD_SAN=${BUILD_SAN:-$ROOT/build-san}
 # The Debian packages, in two lists:
 # - PACKAGES_MAIN: what building and running the trainer needs (scripts/quickstart.sh installs
-#   only these): compiler and CMake, MPI, hwloc, OpenBLAS, libpng;
+#   only these): compiler and CMake, MPI, hwloc, OpenBLAS, libpng, libjpeg-turbo;
 # - PACKAGES_TEST: what only the test suite adds (scripts/test.sh installs both lists): python3
-#   for the test scripts, hwloc's tools (lstopo), slurm-wlm and munge for the one-node Slurm
+#   for the test scripts, djpeg/cjpeg (libjpeg-turbo-progs: the JPEG decode test), hwloc's tools (lstopo), slurm-wlm and munge for the one-node Slurm
 #   test, prometheus for promtool, valgrind for the set-up leak test; clang with its runtimes (libFuzzer, ASan, UBSan:
 #   libclang-rt-dev) and OpenMP (libomp-dev) for the sanitizer build, llvm for llvm-symbolizer
 #   (stack traces with file:line).
 # EXTRA_PACKAGES is added to either.
 PACKAGES_MAIN="build-essential cmake pkg-config libopenmpi-dev openmpi-bin libhwloc-dev
-  libopenblas-openmp-dev libpng-dev"
-PACKAGES_TEST="python3 hwloc slurm-wlm munge prometheus valgrind clang libclang-rt-dev libomp-dev llvm"
+  libopenblas-openmp-dev libpng-dev libjpeg62-turbo-dev"
+PACKAGES_TEST="python3 libjpeg-turbo-progs hwloc slurm-wlm munge prometheus valgrind clang libclang-rt-dev libomp-dev llvm"
 
 # cg_install_packages PACKAGE...: installs those of the list (and EXTRA_PACKAGES) that are
 # missing, with apt-get (through sudo when not root).

@@ -54,7 +54,7 @@ static cg_backend_t *make_backend(const cg_model_t *m, const cg_buckets_t *bk, i
 static void test_gradients(void) {
   cg_model_t m;
   char err[256];
-  CG_ASSERT(cg_model_build(&m, 5, 2, 2, 8, 8, err, sizeof err) == 0);
+  CG_ASSERT(cg_model_build(&m, 5, 2, 2, 8, 8, 1, err, sizeof err) == 0);
   cg_buckets_t bk;
   cg_buckets_plan(&m, 0, &bk);
   const int n = 3;
@@ -138,7 +138,7 @@ static float *run_steps(const cg_model_t *m, const cg_buckets_t *bk, int threads
 static void test_threads_and_order(void) {
   cg_model_t m;
   char err[256];
-  CG_ASSERT(cg_model_build(&m, 5, 8, 3, 32, 32, err, sizeof err) == 0);
+  CG_ASSERT(cg_model_build(&m, 5, 8, 3, 32, 32, 1, err, sizeof err) == 0);
   cg_buckets_t bk;
   cg_buckets_plan(&m, 0, &bk);
   double l1[8], l2[8];

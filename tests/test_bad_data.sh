@@ -80,13 +80,13 @@ expect "--max-image-pixels below the good images" 2 "48x40 image (1920 pixels) i
 # -- --check-data
 run check 2 $SMALL --data $D/mixed --check-data
 expect "--check-data, bad files" 2 "mixed/images/zz_trunc.png" "mixed/images/zz_cut16.png" \
-  "check-data: --data: 10 sample(s) (20 PNG files) checked in" "2 bad" "--check-data: 2 bad sample(s)"
+  "check-data: --data: 10 sample(s) (20 image files) checked in" "2 bad" "--check-data: 2 bad sample(s)"
 grep -q "^step" "$OUT.out" && { echo "FAIL --check-data trained"; fail=1; }
 run check_skip 2 $SMALL --data $D/mixed0 --check-data --skip-bad
 expect "--check-data --skip-bad" 0 "leaving out 1 bad sample" "zz_trunc.png" "zz_cut16.png" \
   "training without the 2 bad sample(s)" "--skip-bad: 3 bad sample(s) left out at start-up, 0 sample load(s) skipped in training"
 run check_good 1 $SMALL --data $D/good --check-data
-expect "--check-data, all good" 0 "8 sample(s) (16 PNG files) checked" ": 0 bad"
+expect "--check-data, all good" 0 "8 sample(s) (16 image files) checked" ": 0 bad"
 
 # -- a shard record whose CRC fails
 $BIN pack --images $D/good/images --masks $D/good/masks --out $T/good.cgds --image-size 32 > /dev/null ||

@@ -11,15 +11,15 @@ BENCH=$BUILD/bench/cogpu-bench
 T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
 fail=0
 declare -A OPTS=(
-  [train]="backend precision batch-list threads-list model-base model-depth image-size warmup
+  [train]="backend precision batch-list threads-list model-base model-depth image-size num-classes warmup
            steps windows cuda-graph tf32 profile kernels kernel-steps kernels-json peak-tflops
            peak-gbs algo-cache json-out"
   [allreduce]="comm min-bytes max-bytes factor warmup iters json-out"
   [membw]="reps no-gpu json-out"
-  [cpu-tasks]="data image-size tasks max-image-pixels json-out"
+  [cpu-tasks]="data image-size tasks max-image-pixels json-out formats"
   [overlap]="json-out"
   [scaling]="project step-ms gpus-per-node nvlink-gbs nvlink-us net-gbs net-us json-out"
-  [make-pngs]="out count image-size seed"
+  [make-pngs]="out count image-size seed format quality num-classes ignore-index mask-palette"
 )
 
 # expect_usage "expected text" [mpirun -np N] ARGS...: exit 2, one error line naming it, no output.
@@ -68,12 +68,16 @@ for b in $want; do
 done
 # Range checks, the checks across options, and the training options of overlap and scaling.
 expect_usage "--warmup: 0 is out of range 1..1000000" train --warmup 0
+expect_usage "--num-classes: 256 is out of range 1..255" train --num-classes 256
 expect_usage "--batch-list: 0 is out of range 1..65536" train --batch-list 8,0
 expect_usage "--batch-list: more than 8 values" train --batch-list 1,2,3,4,5,6,7,8,9
 expect_usage "--max-bytes: 9G is out of range" allreduce --max-bytes 9G
 expect_usage "--max-bytes: 1024 is below --min-bytes 1048576" allreduce --min-bytes 1M \
   --max-bytes 1K
 expect_usage "--out: the directory to write is required" make-pngs --count 4
+expect_usage "--ignore-index: 2 is a class id (--num-classes 4)" make-pngs --out "$T/x" \
+  --num-classes 4 --ignore-index 2
+expect_usage "--mask-palette: needs --num-classes >= 2" make-pngs --out "$T/x" --mask-palette
 expect_usage "--net-gbs: 0 is out of range (0, 1e+06]" scaling --project --net-gbs 0
 expect_usage "--batch: 0 is out of range 1..65536" overlap --batch 0
 expect_usage "--image-size: 36 is not divisible" scaling --model-depth 3 --image-size 36

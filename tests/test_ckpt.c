@@ -23,7 +23,7 @@
 static char g_dir[256];
 
 static cg_ckpt_shape_t shape(void) {
-  cg_ckpt_shape_t s = {5, 4, 2, 32, 32, NP};
+  cg_ckpt_shape_t s = {5, 4, 2, 32, 32, NP, 1};
   return s;
 }
 
@@ -108,6 +108,67 @@ static void expect(const char *name, const char *path, const cg_ckpt_shape_t *wa
   if (st == st_want && strstr(err, msg_want)) printf("PASS %s: %s\n", name, err);
 }
 
+/* Version 3 (issue 13): the classes, the ignore label and the masks' palette round trip; a
+ * class-count mismatch is another shape; a flipped palette byte is caught; a version-2 file
+ * (the same header without those fields) reads as binary. In its own directory. */
+static void test_classes(void) {
+  char dir[300], path[512], err[1024];
+  snprintf(dir, sizeof dir, "%s/k", g_dir);
+  mkdir(dir, 0777);
+  float p[NP], m[NP], v[NP];
+  fill(p, m, v, 5);
+  cg_ckpt_info_t in = info_at(5), out;
+  in.shape.nclass = 4;
+  in.ignore_index = 255;
+  in.npal = 21;
+  for (int i = 0; i < 63; i++) in.palette[i] = (uint8_t)(i * 11);
+  CG_TEST_CHECK(cg_ckpt_write(dir, &in, p, m, v, 3, path, sizeof path, err, sizeof err) == 0,
+                "write K = 4: %s", err);
+  cg_ckpt_shape_t want = shape();
+  want.nclass = 4;
+  cg_ckpt_status_t st = cg_ckpt_read(path, &want, &out, p, m, v, err, sizeof err);
+  CG_TEST_CHECK(st == CG_CKPT_OK && out.shape.nclass == 4 && out.ignore_index == 255 &&
+                    out.npal == 21 && !memcmp(out.palette, in.palette, 63),
+                "K = 4 round trip: %d classes, ignore %d, %d palette entries (%s)",
+                out.shape.nclass, out.ignore_index, out.npal, err);
+  if (st == CG_CKPT_OK) printf("PASS K = 4 round trip: classes, ignore label, palette\n");
+  cg_ckpt_shape_t bin = shape();
+  expect("another number of classes", path, &bin, CG_CKPT_ESHAPE,
+         "the checkpoint has in 5, base 4, depth 2, 32x32, 4 classes, 1000 parameters; this run "
+         "has in 5, base 4, depth 2, 32x32, 1000 parameters");
+  flip_byte(path, CG_CKPT_HEADER_BYTES + 3 * NP * 4 + 5);
+  expect("palette byte flipped", path, &want, CG_CKPT_ECORRUPT, "palette CRC mismatch");
+  /* version 2: a binary file of that layout (fields 180.. zero) */
+  in = info_at(6);
+  in.ignore_index = -1;
+  CG_TEST_CHECK(cg_ckpt_write(dir, &in, p, m, v, 3, path, sizeof path, err, sizeof err) == 0,
+                "write: %s", err);
+  FILE *f = fopen(path, "r+b");
+  uint8_t h[256];
+  CG_TEST_CHECK(f && fread(h, 1, 256, f) == 256, "read header");
+  if (!f) return;
+  h[8] = 2;
+  memset(h + 180, 0, 16);
+  const uint32_t crc = cg_crc32(0, h, 252);
+  for (int b = 0; b < 4; b++) h[252 + b] = (uint8_t)(crc >> (8 * b));
+  fseek(f, 0, SEEK_SET);
+  fwrite(h, 1, 256, f);
+  fclose(f);
+  st = cg_ckpt_read(path, &bin, &out, p, m, v, err, sizeof err);
+  CG_TEST_CHECK(st == CG_CKPT_OK && out.version == 2 && out.shape.nclass == 1 &&
+                    out.ignore_index == -1 && out.npal == 0,
+                "version 2: status %d, version %u, %d classes (%s)", (int)st, out.version,
+                out.shape.nclass, err);
+  if (st == CG_CKPT_OK) printf("PASS a version-2 checkpoint reads as binary\n");
+  char **paths;
+  int64_t *steps;
+  int n;
+  cg_ckpt_list(dir, &paths, &steps, &n, err, sizeof err);
+  for (int i = 0; i < n; i++) unlink(paths[i]);
+  cg_ckpt_list_free(paths, steps, n);
+  rmdir(dir);
+}
+
 static void report(void *ctx, const char *line) {
   int *n = ctx;
   (*n)++;
@@ -184,6 +245,7 @@ int main(void) {
            "base 8, depth 2, 32x32, 4000 parameters");
   }
   expect("verify-only reader sees the same damage", p50, NULL, CG_CKPT_ECORRUPT, "payload CRC");
+  test_classes();
 
   /* ---- newest-valid scan: 60 (foreign), 50 (payload), 40 (header), 30 (cut) -> 20 ---- */
   {

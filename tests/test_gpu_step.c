@@ -3,7 +3,8 @@
  * sample of weight 0).
  *  1. fp32 (TF32 off): loss, gradients (per layer, 1e-4 of the layer's largest), parameters
  *     after one AdamW step and the predicted mask agree with the CPU backend; eval_step and
- *     train_step give the same loss.
+ *     train_step give the same loss; get_logits after the eval step matches the CPU's logits
+ *     and its sign is the eval step's predicted mask (bf16 too).
  *  2. bf16: the same comparison, looser (loss 2e-2, gradients 5e-2 of the largest).
  *  3. Six bf16 steps, deterministic, with CUDA graphs and two steps in flight vs eager one at
  *     a time: bitwise the same losses, predictions and parameters, results in order. The two
@@ -53,6 +54,8 @@ typedef struct {
   double loss, eval_loss;
   uint8_t *pred;
   float *grads, *params;
+  float *logits;     /* get_logits after the eval step */
+  size_t logit_pred; /* pixels where logit > 0 disagrees with the eval step's predicted mask */
   float loss_scale;
   int skipped;
 } step_t;
@@ -74,6 +77,11 @@ static step_t one_step(const cg_backend_ops_t *ops, const cg_model_t *m, const c
   ops->eval_step(b, 0);
   ops->fetch(b, &o);
   r.eval_loss = o.loss;
+  r.logits = cg_malloc(sizeof(float) * px * m->nclass, "logits");
+  CG_ASSERT(ops->get_logits(b, r.logits) == 0);
+  r.logit_pred = 0;
+  if (m->nclass == 1)
+    for (size_t i = 0; i < px; i++) r.logit_pred += (r.logits[i] > 0.0f) != (o.pred[i] != 0);
   cg_adamw_t opt = {1e-3f, 0.9f, 0.999f, 1e-8f, 1e-4f, 1};
   ops->train_step(b, 0, &opt);
   ops->fetch(b, &o);
@@ -91,6 +99,7 @@ static step_t one_step(const cg_backend_ops_t *ops, const cg_model_t *m, const c
 }
 
 static void free_step(step_t *s) {
+  free(s->logits);
   free(s->pred);
   free(s->grads);
   free(s->params);
@@ -178,6 +187,12 @@ static void test_vs_cpu(const cg_model_t *m, const cg_buckets_t *bk, const float
                 g.skipped);
   check_grads(m, "fp32", g.grads, c.grads, 1e-4);
   check_params(m, g.params, c.params, c.grads);
+  const double lrel = cg_test_rel_err(g.logits, c.logits, px * m->nclass);
+  CG_TEST_CHECK(lrel < 1e-4 && g.logit_pred == 0 && c.logit_pred == 0,
+                "get_logits fp32: relative error %.3e, sign vs mask %zu (cpu %zu)", lrel,
+                g.logit_pred, c.logit_pred);
+  printf("%s get_logits fp32 (max abs err / max |ref| = %.3e; logit > 0 is the mask)\n",
+         lrel < 1e-4 && !g.logit_pred && !c.logit_pred ? "PASS" : "FAIL", lrel);
   size_t pd = pred_diff(g.pred, c.pred, px);
   CG_TEST_CHECK(pd <= 4, "fp32: %zu of %zu predicted pixels differ", pd, px);
   printf("%s fp32 predictions (%zu of %zu pixels differ)\n", pd <= 4 ? "PASS" : "FAIL", pd, px);
@@ -198,6 +213,11 @@ static void test_vs_cpu(const cg_model_t *m, const cg_buckets_t *bk, const float
            cg_test_rel_err(h.grads + l->w_off, c.grads + l->w_off, l->w_len),
            cg_test_rel_err(h.grads + l->b_off, c.grads + l->b_off, l->b_len));
   }
+  const double hrel = cg_test_rel_err(h.logits, c.logits, px * m->nclass);
+  CG_TEST_CHECK(hrel < 5e-2 && h.logit_pred == 0,
+                "get_logits bf16: relative error %.3e, sign vs mask %zu", hrel, h.logit_pred);
+  printf("%s get_logits bf16 (max abs err / max |ref| = %.3e)\n",
+         hrel < 5e-2 && !h.logit_pred ? "PASS" : "FAIL", hrel);
   pd = pred_diff(h.pred, c.pred, px);
   CG_TEST_CHECK(pd <= px / 20, "bf16: %zu of %zu predicted pixels differ", pd, px);
   printf("  bf16 predictions: %zu of %zu pixels differ\n", pd, px);

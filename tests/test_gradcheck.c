@@ -414,6 +414,118 @@ static void test_loss(void) {
                 "padding sample got a gradient");
 }
 
+/* The K-class loss of cpu_layers.h written out naively in double (softmax by its definition,
+ * sums over the valid pixels; K = 1: sigmoid BCE + Dice over them). */
+static double ref_loss_k(const double *z, const uint8_t *y, const double *w, int n, size_t hw,
+                         int K, int ignore, double *ps) {
+  double total = 0;
+  for (int s = 0; s < n; s++) {
+    double ce = 0, nv = 0, dice = 0;
+    for (int c = 0; c < (K == 1 ? 1 : K); c++) {
+      double inter = 0, psum = 0, gsum = 0;
+      for (size_t i = 0; i < hw; i++) {
+        const int yi = y[(size_t)s * hw + i];
+        if (yi == ignore) continue;
+        const double *zi = z + ((size_t)s * hw + i) * K;
+        double p, t;
+        if (K == 1) {
+          p = 1.0 / (1.0 + exp(-zi[0]));
+          t = yi ? 1.0 : 0.0;
+          if (c == 0) ce += -(t * log(p) + (1 - t) * log(1 - p)), nv += 1;
+        } else {
+          double den = 0;
+          for (int k = 0; k < K; k++) den += exp(zi[k]);
+          p = exp(zi[c]) / den;
+          t = yi == c;
+          if (c == 0) ce += -log(exp(zi[yi]) / den), nv += 1;
+        }
+        inter += p * t;
+        psum += p;
+        gsum += t;
+      }
+      dice += (2 * inter + 1) / (psum + gsum + 1);
+    }
+    const double l = ce / (nv > 1 ? nv : 1) + 1 - dice / (K == 1 ? 1 : K);
+    if (ps) ps[s] = l;
+    if (w[s] != 0) total += w[s] * l;
+  }
+  return total;
+}
+
+/* cg_cpu_loss_k against ref_loss_k and its central differences: K classes, with or without an
+ * ignore label (some pixels carry it), weights incl. 0, grad_scale 4. */
+static void test_loss_k_case(int K, int ignore, size_t hw, uint64_t seed) {
+  const int n = 3;
+  const float weight[3] = {0.75f, 0.0f, 1.5f};
+  const double weight_d[3] = {0.75, 0.0, 1.5};
+  const float scale = 4.0f;
+  const size_t nz = (size_t)n * hw * K;
+  float *z = cg_malloc(nz * sizeof(float), "z"), *dz = cg_malloc(nz * sizeof(float), "dz");
+  uint8_t *mask = cg_malloc((size_t)n * hw, "mask");
+  cg_test_fill(z, nz, -3, 3, seed);
+  cg_rng_t rg = cg_rng_make(seed, CG_RNG_TEST, 9, 0);
+  size_t nign = 0;
+  for (size_t i = 0; i < (size_t)n * hw; i++) {
+    const int r = (int)cg_rng_below(&rg, 8);
+    mask[i] = (uint8_t)(ignore >= 0 && r == 0 ? ignore : (int)cg_rng_below(&rg, K == 1 ? 2 : K));
+    nign += mask[i] == ignore;
+  }
+  CG_TEST_CHECK(ignore < 0 || nign > 0, "no ignore pixel drawn");
+  double ps[3], ps_ref[3];
+  const double loss = cg_cpu_loss_k(z, mask, weight, n, hw, K, ignore, scale, dz, ps);
+  double *zd = to_double(z, nz);
+  const double loss_ref = ref_loss_k(zd, mask, weight_d, n, hw, K, ignore, ps_ref);
+  char nm[96];
+  snprintf(nm, sizeof nm, "loss K=%d ignore %d value", K, ignore);
+  cg_test_close_d(nm, &loss, &loss_ref, 1, 0, 1e-11);
+  snprintf(nm, sizeof nm, "loss K=%d ignore %d per_sample", K, ignore);
+  cg_test_close_d(nm, ps, ps_ref, n, 0, 1e-11);
+  double *g = cg_malloc(nz * sizeof(double), "g");
+  for (size_t j = 0; j < nz; j++) {
+    const double s = zd[j];
+    zd[j] = s + FD_H;
+    const double lp = ref_loss_k(zd, mask, weight_d, n, hw, K, ignore, NULL);
+    zd[j] = s - FD_H;
+    const double lm = ref_loss_k(zd, mask, weight_d, n, hw, K, ignore, NULL);
+    zd[j] = s;
+    g[j] = scale * (lp - lm) / (2 * FD_H);
+  }
+  snprintf(nm, sizeof nm, "loss K=%d ignore %d dlogits (fd)", K, ignore);
+  check_grad(nm, dz, g, nz);
+  size_t bad = 0;
+  for (size_t i = 0; i < (size_t)n * hw; i++)
+    for (int c = 0; c < K; c++)
+      bad += (i / hw == 1 || mask[i] == ignore) && dz[i * K + c] != 0.0f;
+  CG_TEST_CHECK(bad == 0, "K=%d: %zu gradients of ignore pixels / weight-0 samples not zero", K,
+                bad);
+  free(g), free(zd), free(z), free(dz), free(mask);
+}
+
+static void test_loss_k(void) {
+  for (int ign = 0; ign < 2; ign++) {
+    test_loss_k_case(2, ign ? 255 : -1, 29, 11);
+    test_loss_k_case(4, ign ? 255 : -1, 23, 12);
+    test_loss_k_case(19, ign ? 19 : -1, 11, 13);
+    test_loss_k_case(1, ign ? 255 : -1, 31, 14); /* binary over the non-ignore pixels */
+  }
+  /* K = 1 without ignore is exactly cg_cpu_loss, bit for bit */
+  float z[64], d1[64], d2[64], w = 1.0f;
+  uint8_t m[64];
+  cg_test_fill(z, 64, -5, 5, 15);
+  for (int i = 0; i < 64; i++) m[i] = (uint8_t)(i % 3 == 0);
+  const double a = cg_cpu_loss(z, m, &w, 1, 64, 2.0f, d1, NULL);
+  const double b = cg_cpu_loss_k(z, m, &w, 1, 64, 1, -1, 2.0f, d2, NULL);
+  CG_TEST_CHECK(a == b && !memcmp(d1, d2, sizeof d1),
+                "K=1 without ignore differs from cg_cpu_loss");
+  /* extreme logits stay finite */
+  float ze[8] = {80, -80, 0, 0, -80, 80, 0, 0}, dze[8];
+  uint8_t me[2] = {0, 0};
+  const double le = cg_cpu_loss_k(ze, me, &w, 1, 2, 4, 255, 1.0f, dze, NULL);
+  size_t fin = isfinite(le);
+  for (int i = 0; i < 8; i++) fin += isfinite(dze[i]);
+  CG_TEST_CHECK(fin == 9, "K=4 extreme logits: loss %g not finite everywhere", le);
+}
+
 /* ---- the whole network ------------------------------------------------------------------ */
 
 typedef struct {
@@ -484,7 +596,7 @@ static void test_network(cg_cpu_ws_t *ws) {
   cg_model_t m;
   char err[256];
   const int n = 2, H = 8, W = 8, C = 5;
-  if (cg_model_build(&m, C, 2, 2, H, W, err, sizeof err) != 0) {
+  if (cg_model_build(&m, C, 2, 2, H, W, 1, err, sizeof err) != 0) {
     CG_TEST_CHECK(0, "cg_model_build: %s", err);
     return;
   }
@@ -611,6 +723,7 @@ int main(void) {
   test_layers(&ws);
   test_maxpool_ties();
   test_loss();
+  test_loss_k();
   test_network(&ws);
   test_threads(&ws);
   cg_cpu_ws_free(&ws);

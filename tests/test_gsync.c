@@ -46,7 +46,7 @@ int main(int argc, char **argv) {
   cg_comm_init(&c, &argc, &argv);
   cg_model_t m;
   char err[256];
-  CG_ASSERT(cg_model_build(&m, 5, 16, 3, 32, 32, err, sizeof err) == 0);
+  CG_ASSERT(cg_model_build(&m, 5, 16, 3, 32, 32, 1, err, sizeof err) == 0);
   size_t n = m.nparams;
   float *ref = malloc(n * sizeof(float)), *g = malloc(n * sizeof(float));
   float *det0 = malloc(n * sizeof(float)), *all = NULL;

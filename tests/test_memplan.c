@@ -177,7 +177,7 @@ int main(void) {
 
   char err[256];
   cg_model_t m;
-  CG_ASSERT(cg_model_build(&m, 5, 32, 4, 256, 256, err, sizeof err) == 0);
+  CG_ASSERT(cg_model_build(&m, 5, 32, 4, 256, 256, 1, err, sizeof err) == 0);
   static cg_devplan_t p; /* large: keep it off the stack */
   const int batch = 32, cpad = 8;
   const size_t es = 2; /* bf16 */
@@ -272,7 +272,7 @@ int main(void) {
 
   /* the small model of test_gpu_step, fp32 */
   cg_model_t s;
-  CG_ASSERT(cg_model_build(&s, 5, 8, 3, 32, 32, err, sizeof err) == 0);
+  CG_ASSERT(cg_model_build(&s, 5, 8, 3, 32, 32, 1, err, sizeof err) == 0);
   static cg_devplan_t ps;
   CG_TEST_CHECK(cg_devplan_make(&s, 3, 8, 4, 256, NULL, &ps, err, sizeof err) == 0,
                 "small plan: %s", err);
@@ -287,7 +287,7 @@ int main(void) {
   /* every depth the model allows */
   for (int depth = 1; depth <= CG_MAX_DEPTH; depth++) {
     cg_model_t d;
-    CG_ASSERT(cg_model_build(&d, 5, 4, depth, 64, 64, err, sizeof err) == 0);
+    CG_ASSERT(cg_model_build(&d, 5, 4, depth, 64, 64, 1, err, sizeof err) == 0);
     char tag[64];
     snprintf(tag, sizeof tag, "depth %d fp16 b2 64x64", depth);
     CG_TEST_CHECK(cg_devplan_make(&d, 2, 8, 2, 512, NULL, &ps, err, sizeof err) == 0, "%s: %s",

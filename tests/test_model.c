@@ -58,7 +58,7 @@ int main(void) {
   printf("PASS parameter counts 7,760,673 and 120,969\n");
   cg_model_t m;
   char err[256];
-  CG_TEST_CHECK(cg_model_build(&m, 5, 32, 4, 256, 256, err, sizeof err) == 0, "%s", err);
+  CG_TEST_CHECK(cg_model_build(&m, 5, 32, 4, 256, 256, 1, err, sizeof err) == 0, "%s", err);
   CG_TEST_CHECK(m.flops_fwd > 24.1e9 && m.flops_fwd < 24.3e9, "forward %.3f GFLOP, want 24.2",
                 m.flops_fwd / 1e9);
   check_layout(&m);
@@ -76,16 +76,16 @@ int main(void) {
   check_buckets(&m, 1e6);
   check_buckets(&m, 1);
   check_buckets(&m, 0);
-  CG_TEST_CHECK(cg_model_build(&m, 5, 8, 3, 36, 36, err, sizeof err) == -1, "36 is not a multiple of 8");
+  CG_TEST_CHECK(cg_model_build(&m, 5, 8, 3, 36, 36, 1, err, sizeof err) == -1, "36 is not a multiple of 8");
   CG_TEST_CHECK(strstr(err, "multiple of 2^depth") != NULL, "message: %s", err);
-  CG_TEST_CHECK(cg_model_build(&m, 5, 8, 7, 256, 256, err, sizeof err) == -1, "depth 7 refused");
+  CG_TEST_CHECK(cg_model_build(&m, 5, 8, 7, 256, 256, 1, err, sizeof err) == -1, "depth 7 refused");
   for (int d = 1; d <= 6; d++) {
-    CG_TEST_CHECK(cg_model_build(&m, 5, 4, d, 64, 64, err, sizeof err) == 0,
+    CG_TEST_CHECK(cg_model_build(&m, 5, 4, d, 64, 64, 1, err, sizeof err) == 0,
                   "depth %d: %s", d, err);
     check_layout(&m);
   }
   /* Non-square images. */
-  CG_TEST_CHECK(cg_model_build(&m, 5, 8, 3, 32, 64, err, sizeof err) == 0, "%s", err);
+  CG_TEST_CHECK(cg_model_build(&m, 5, 8, 3, 32, 64, 1, err, sizeof err) == 0, "%s", err);
   check_layout(&m);
   return cg_test_done("test_model");
 }

@@ -92,7 +92,7 @@ uint64_t cg_test_seed(void) {
 float *cg_test_unet(cg_model_t *m, cg_buckets_t *bk, int in_c, int base, int depth, int hw,
                     double bucket_bytes, uint64_t seed) {
   char err[256];
-  if (cg_model_build(m, in_c, base, depth, hw, hw, err, sizeof err))
+  if (cg_model_build(m, in_c, base, depth, hw, hw, 1, err, sizeof err))
     CG_FATAL("cg_model_build: %s", err);
   cg_buckets_plan(m, bucket_bytes, bk);
   float *p0 = cg_malloc(sizeof(float) * m->nparams, "params");

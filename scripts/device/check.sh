@@ -19,6 +19,9 @@
 #   scripts/device/check.sh short   the layer/conv/step/scaler tests, bench bf16/fp16 batch 32,
 #                                   profile, PyTorch eager + compile                (~3 min)
 #   scripts/device/check.sh all     tests and bench (the build is reused when present)
+#   scripts/device/check.sh mclass  issue 13: K = 19 classes beside binary, UNet-S bf16 batch 32
+#                                   256x256 synthetic: cogpu-bench train (data on the GPU) and
+#                                   cogpu-dist train end to end; img/s and their ratio (~1 min)
 #   scripts/device/check.sh speed [SECTION...]
 #                                   issue 16 in one deadline-aware pass (CHECK_BUDGET_S, default
 #                                   560 s from the start): build, our UNet-S bf16 b32 beside
@@ -28,7 +31,7 @@
 #                                   off (the before/after of each step). A section that would not
 #                                   end before the deadline is skipped and named in the summary,
 #                                   so a second call can run just those (SECTION...: build bench
-#                                   kernels peer tests sanitizer more ablate). Ours and PyTorch
+#                                   kernels peer tests sanitizer more ablate mclass). Ours and PyTorch
 #                                   use PyTorch's cuDNN where its wheel is found (both then run
 #                                   one cuDNN version); the algorithm cache persists in $W.
 #
@@ -272,6 +275,47 @@ for prefix, ranks, need in (("t1", 1, [1, 2, 4]), ("t2", 2, [1, 2, 3, 4])):
 PY
 }
 
+# ---- issue 13: multi-class --------------------------------------------------------------------
+# K = 19 (the street-scene count) beside binary, everything else equal: the K-class head, loss
+# and K x K counts should cost a few percent. Compute only (cogpu-bench, one batch kept on the
+# GPU), then end to end on synthetic data (CPU helpers, the split, metrics) with --metrics-out.
+sp_mclass() {
+  local B="$BUILD/bench/cogpu-bench" D="$BUILD/cogpu-dist"
+  section "multi-class: K = 19 beside binary (UNet-S bf16 b32, 256x256, synthetic)"
+  ours_env
+  for k in 1 19; do
+    ours "mclass bench K=$k" 60 env CG_CONV_BUDGET_S=1 "$B" train --backend cuda --precision bf16 \
+      --batch-list 32 --windows 3 --num-classes "$k" --json-out "$W/mclass-bench-k$k.json" \
+      --algo-cache "$W/algo.txt" > "$W/mclass-bench-k$k.log" 2>&1
+    grep -E "^# cogpu-bench|^  bf16" "$W/mclass-bench-k$k.log"
+  done
+  for k in 1 19; do
+    ours "mclass train K=$k" 60 env CG_CONV_BUDGET_S=1 "$D" train --backend cuda --precision bf16 \
+      --batch 32 --image-size 256 --num-classes "$k" --steps 300 --train-samples 9600 \
+      --val-samples 64 --report-every 100 --progress off --algo-cache "$W/algo.txt" \
+      --metrics-out "$W/mclass-train-k$k.json" > "$W/mclass-train-k$k.log" 2>&1
+    grep -E "^step|final|miou|mIoU" "$W/mclass-train-k$k.log" | tail -6
+  done
+  python3 - "$W" <<'PY'
+import json, os, sys
+w = sys.argv[1]
+def load(name, pick):
+    p = os.path.join(w, name)
+    try:
+        return pick(json.load(open(p)))
+    except Exception as e:  # a failed run: reported, never invented
+        return None
+rows = [("compute only (cogpu-bench train)", "mclass-bench-k%d.json", lambda d: d["results"][0]["img_per_s"]),
+        ("end to end (cogpu-dist train)", "mclass-train-k%d.json", lambda d: d["img_per_s"])]
+print("# multi-class cost          binary img/s   K=19 img/s   K=19 / binary")
+for label, pat, pick in rows:
+    a, b = load(pat % 1, pick), load(pat % 19, pick)
+    r = "%.3f" % (b / a) if a and b else "-"
+    print("  %-32s %10s %12s   %s" % (label, "%.1f" % a if a else "-", "%.1f" % b if b else "-", r))
+PY
+  keep mclass-bench-k1.json mclass-bench-k19.json
+}
+
 # ---- issue 16: speed ------------------------------------------------------------------------
 BUDGET=${CHECK_BUDGET_S:-560}
 # want NAME SECONDS: 0 when the section can still end before the deadline, else records a skip.
@@ -449,7 +493,7 @@ speed() {
   if [ -f "$ROOT/.devcache/algo.txt" ] && [ ! -f "$W/algo.txt" ]; then
     cp "$ROOT/.devcache/algo.txt" "$W/algo.txt" && echo "algorithm cache: $(grep -vc '^#' "$W/algo.txt") choices carried in"
   fi
-  [ ${#sections[@]} -eq 0 ] && sections=(build bench peer kernels tests sanitizer more ablate)
+  [ ${#sections[@]} -eq 0 ] && sections=(build bench peer kernels tests sanitizer more ablate mclass)
   for sec in "${sections[@]}"; do
     case "$sec" in
       build) build || return 1 ;;
@@ -462,6 +506,7 @@ speed() {
             want "fp32" 90 && sp_more fp32 ;;
       fp16|b64|fp32) want "$sec" 40 && sp_more "$sec" ;;
       ablate) want "ablate" 60 && sp_ablate ;;
+      mclass) want "mclass" 70 && sp_mclass ;;
       *) echo "unknown section $sec"; return 2 ;;
     esac
   done
@@ -477,8 +522,9 @@ case "$WHAT" in
   short) build && short ;;
   bench) build && bench ;;
   all) build && { tests; bench; } ;;
+  mclass) build && sp_mclass ;;
   speed) shift; [ "${1:-}" = build ] || [ $# -eq 0 ] || build; speed "$@" ;;
-  *) echo "usage: $0 tests|quick|short|bench|perf|trace|all|speed [SECTION...]"; exit 2 ;;
+  *) echo "usage: $0 tests|quick|short|bench|perf|trace|all|mclass|speed [SECTION...]"; exit 2 ;;
 esac
 section "summary ($WHAT, $(( $(date +%s) - T0 )) s)"
 printf '%s\n' "${SUMMARY[@]}"

@@ -1,5 +1,9 @@
 /* cgds.c: the .cgds shard — reader source over mmap and the atomic writer (format in cgds.h).
  *
+ * Encoded records (version 2) are decoded by load(), i.e. in the loader's helper threads, from
+ * the mapping (jpeg_io.h / png_io.h over memory) straight into the sample: a JPEG or PNG part
+ * must decode to exactly the header's h x w.
+ *
  * The reader trusts nothing it has not checked: at open the header, its CRC, the file length,
  * the table and names (and their CRC) and every entry's range; at load the record's CRC and
  * that the file has not been shortened under the mapping since (reading past the end of a
@@ -21,8 +25,11 @@
 
 #include "atomic_file.h"
 #include "crc32.h"
+#include "image_io.h"
+#include "jpeg_io.h"
 #include "le.h"
 #include "log.h"
+#include "png_io.h"
 
 
 /* ---- reader ----------------------------------------------------------------------------- */
@@ -33,20 +40,82 @@ typedef struct {
   int fd;
   const uint8_t *map;
   size_t len;
-  uint64_t rec_bytes;
-  uint64_t *off;
+  uint64_t rec_bytes; /* raw records: h*w*4 */
+  uint32_t version;
+  uint64_t *off, *rlen; /* rlen: version 2's record lengths */
   uint32_t *crc;
+  uint32_t *ibytes;   /* bytes of the image part */
+  uint8_t *ienc, *menc;
   char *names;     /* every name, NUL-terminated, back to back */
   size_t *name_at; /* start of name i in names */
   const char **name_ptr; /* base.names */
+  int nclass, ignore;    /* the mask values allowed (cg_cgds_set_labels): < nclass, ignore */
 } cgds_source_t;
+
+/* Rows of an encoded part into a fixed h x w buffer: the decoded size must be exactly that. */
+typedef struct {
+  uint8_t *out;
+  int h, w, bpp, take; /* take: bytes kept per pixel of each bpp-byte input pixel (mask: 1 of 3) */
+} part_t;
+
+static int part_begin(void *ctx, int h, int w, char *why, size_t whylen) {
+  part_t *p = ctx;
+  if (h != p->h || w != p->w) {
+    snprintf(why, whylen, "decodes to %dx%d, the shard's records are %dx%d", w, h, p->w, p->h);
+    return -1;
+  }
+  return 0;
+}
+
+static int part_row(void *ctx, int y, const uint8_t *px, char *why, size_t whylen) {
+  (void)why;
+  (void)whylen;
+  part_t *p = ctx;
+  uint8_t *o = p->out + (size_t)y * p->w * p->take;
+  if (p->take == p->bpp) memcpy(o, px, (size_t)p->w * p->bpp);
+  else
+    for (int x = 0; x < p->w; x++) o[x] = px[(size_t)x * p->bpp];
+  return 0;
+}
+
+/* Decodes record index (its bytes at rec, CRC checked) into rgb and mask. */
+static int decode_record(cgds_source_t *cs, int64_t index, const uint8_t *rec, uint8_t *rgb,
+                         uint8_t *mask, char *err, size_t errlen) {
+  const cg_source_t *s = &cs->base;
+  const size_t px = (size_t)s->h * s->w;
+  const uint64_t ib = cs->version == 1 ? px * 3 : cs->ibytes[index];
+  const uint8_t ie = cs->version == 1 ? CG_CGDS_RAW : cs->ienc[index];
+  const uint8_t me = cs->version == 1 ? CG_CGDS_RAW : cs->menc[index];
+  const uint64_t mb = (cs->version == 1 ? cs->rec_bytes : cs->rlen[index]) - ib;
+  char label[1200]; /* names the part in decoding errors */
+  snprintf(label, sizeof label, "%s: record %lld (%s): image", cs->path, (long long)index,
+           cs->names + cs->name_at[index]);
+  const int64_t limit = (int64_t)px; /* the part must be exactly h x w: nothing larger decodes */
+  part_t pi = {rgb, s->h, s->w, 3, 3};
+  const cg_png_sink_t si = {part_begin, part_row, &pi};
+  if (ie == CG_CGDS_RAW) memcpy(rgb, rec, px * 3);
+  else if (ie == CG_CGDS_JPEG) {
+    if (cg_jpeg_read_rows(label, rec, ib, limit, 0, &si, NULL, NULL, err, errlen)) return -1;
+  } else if (cg_png_read_rows_mem(label, rec, ib, limit, CG_PNG_AS_RGB, &si, err, errlen))
+    return -1;
+  if (me == CG_CGDS_RAW) {
+    memcpy(mask, rec + ib, px);
+    return 0;
+  }
+  /* an 8-bit gray PNG read as RGB: R = G = B = the stored byte, whatever it means */
+  snprintf(label, sizeof label, "%s: record %lld (%s): mask", cs->path, (long long)index,
+           cs->names + cs->name_at[index]);
+  part_t pm = {mask, s->h, s->w, 3, 1};
+  const cg_png_sink_t sm = {part_begin, part_row, &pm};
+  return cg_png_read_rows_mem(label, rec + ib, mb, limit, CG_PNG_AS_RGB, &sm, err, errlen);
+}
 
 static int cgds_load(cg_source_t *s, int64_t index, uint8_t *rgb, uint8_t *mask, char *err,
                      size_t errlen) {
   cgds_source_t *cs = (cgds_source_t *)s;
   CG_ASSERT(index >= 0 && index < s->count);
   const char *name = cs->names + cs->name_at[index];
-  const uint64_t off = cs->off[index], n = cs->rec_bytes;
+  const uint64_t off = cs->off[index], n = cs->version == 1 ? cs->rec_bytes : cs->rlen[index];
   struct stat st;
   if (fstat(cs->fd, &st)) {
     snprintf(err, errlen, "%s: record %lld (%s): %s", cs->path, (long long)index, name,
@@ -66,16 +135,27 @@ static int cgds_load(cg_source_t *s, int64_t index, uint8_t *rgb, uint8_t *mask,
              cs->path, (long long)index, name, cs->crc[index], crc);
     return -1;
   }
+  if (decode_record(cs, index, rec, rgb, mask, err, errlen)) return -1;
   const size_t px = (size_t)s->h * s->w;
-  memcpy(rgb, rec, px * 3);
-  memcpy(mask, rec + px * 3, px);
+  const int nclass = cs->nclass > 1 ? cs->nclass : 2; /* binary: 0 and 1 */
   for (size_t i = 0; i < px; i++)
-    if (mask[i] > 1) {
-      snprintf(err, errlen, "%s: record %lld (%s): mask value %d is not 0 or 1", cs->path,
-               (long long)index, name, mask[i]);
+    if (mask[i] >= nclass && mask[i] != cs->ignore) {
+      if (cs->nclass > 1)
+        snprintf(err, errlen, "%s: record %lld (%s): mask value %d is not a class id of "
+                 "--num-classes %d (0..%d) nor the ignore label %d", cs->path, (long long)index,
+                 name, mask[i], cs->nclass, cs->nclass - 1, cs->ignore);
+      else
+        snprintf(err, errlen, "%s: record %lld (%s): mask value %d is not 0 or 1", cs->path,
+                 (long long)index, name, mask[i]);
       return -1;
     }
   return 0;
+}
+
+void cg_cgds_set_labels(cg_source_t *s, int nclass, int ignore) {
+  cgds_source_t *cs = (cgds_source_t *)s;
+  cs->nclass = nclass > 1 ? nclass : 1;
+  cs->ignore = ignore >= (nclass > 1 ? nclass : 2) ? ignore : -1;
 }
 
 static void cgds_destroy(cg_source_t *s) {
@@ -84,7 +164,11 @@ static void cgds_destroy(cg_source_t *s) {
   if (cs->fd >= 0) close(cs->fd);
   free(cs->path);
   free(cs->off);
+  free(cs->rlen);
   free(cs->crc);
+  free(cs->ibytes);
+  free(cs->ienc);
+  free(cs->menc);
   free(cs->names);
   free(cs->name_at);
   free(cs->name_ptr);
@@ -92,6 +176,31 @@ static void cgds_destroy(cg_source_t *s) {
 }
 
 static const cg_source_ops_t cgds_ops = {"cgds", cgds_load, cgds_destroy};
+
+/* The version-2 fields of entry i: known encodings, part sizes that fit the record and match
+ * the raw sizes where raw. */
+static int check_entry_v2(cgds_source_t *cs, uint64_t i, const uint8_t *e, uint64_t len,
+                          const char *path, char *err, size_t errlen) {
+  const uint64_t px = (uint64_t)cs->base.h * cs->base.w;
+  const uint32_t ib = cg_le_get_u32(e + 32);
+  const uint8_t ie = e[36], me = e[37];
+  const uint64_t mb = len >= ib ? len - ib : 0;
+  const int ok = (ie == CG_CGDS_RAW || ie == CG_CGDS_JPEG || ie == CG_CGDS_PNG) &&
+                 (me == CG_CGDS_RAW || me == CG_CGDS_PNG) && e[38] == 0 && e[39] == 0 &&
+                 cg_le_get_u64(e + 40) == 0 && ib >= 1 && len > ib &&
+                 (ie != CG_CGDS_RAW || ib == px * 3) && (me != CG_CGDS_RAW || mb == px);
+  if (!ok) {
+    snprintf(err, errlen, "%s: record %llu: bad entry (image %u bytes, encoding %u, mask "
+             "encoding %u, record %llu bytes)", path, (unsigned long long)i, ib, ie, me,
+             (unsigned long long)len);
+    return -1;
+  }
+  cs->rlen[i] = len;
+  cs->ibytes[i] = ib;
+  cs->ienc[i] = ie;
+  cs->menc[i] = me;
+  return 0;
+}
 
 #define OPEN_FAIL(...)                    \
   do {                                    \
@@ -105,6 +214,8 @@ cg_source_t *cg_source_cgds(const char *path, char *err, size_t errlen) {
   cs->fd = -1;
   cs->path = strdup(path);
   if (!cs->path) CG_FATAL("out of memory");
+  cs->nclass = 1;
+  cs->ignore = -1;
   cs->fd = open(path, O_RDONLY | O_CLOEXEC);
   if (cs->fd < 0) OPEN_FAIL("%s: %s", path, strerror(errno));
   struct stat st;
@@ -129,9 +240,11 @@ cg_source_t *cg_source_cgds(const char *path, char *err, size_t errlen) {
   const uint32_t version = cg_le_get_u32(h + 4), hbytes = cg_le_get_u32(h + 8), flags = cg_le_get_u32(h + 12);
   const uint64_t count = cg_le_get_u64(h + 16), table = cg_le_get_u64(h + 40), fbytes = cg_le_get_u64(h + 48);
   const uint32_t rh = cg_le_get_u32(h + 24), rw = cg_le_get_u32(h + 28), ch = cg_le_get_u32(h + 32);
-  if (version != CG_CGDS_VERSION)
-    OPEN_FAIL("%s: unsupported version %u (this build reads version %u)", path, version,
+  if (version != 1 && version != CG_CGDS_VERSION)
+    OPEN_FAIL("%s: unsupported version %u (this build reads versions 1 and %u)", path, version,
               CG_CGDS_VERSION);
+  const uint64_t esize = version == 1 ? CG_CGDS_ENTRY_BYTES_V1 : CG_CGDS_ENTRY_BYTES;
+  cs->version = version;
   if (hbytes != CG_CGDS_HEADER_BYTES || flags != 0 || ch != 3)
     OPEN_FAIL("%s: unsupported header (header_bytes %u, flags 0x%x, channels %u)", path, hbytes,
               flags, ch);
@@ -144,7 +257,7 @@ cg_source_t *cg_source_cgds(const char *path, char *err, size_t errlen) {
     OPEN_FAIL("%s: %llu bytes, the header says %llu (trailing data)", path,
               (unsigned long long)size, (unsigned long long)fbytes);
   if (count < 1 || table < CG_CGDS_HEADER_BYTES || table % 8 || table > fbytes ||
-      count > (fbytes - table) / CG_CGDS_ENTRY_BYTES)
+      count > (fbytes - table) / esize)
     OPEN_FAIL("%s: corrupt header (count %llu, table at %llu, %llu bytes)", path,
               (unsigned long long)count, (unsigned long long)table, (unsigned long long)fbytes);
   if (cg_crc32(0, h + table, (size_t)(fbytes - table)) != cg_le_get_u32(h + 56))
@@ -153,17 +266,24 @@ cg_source_t *cg_source_cgds(const char *path, char *err, size_t errlen) {
   cs->base.h = (int)rh;
   cs->base.w = (int)rw;
   cs->rec_bytes = (uint64_t)rh * rw * 4;
-  const uint64_t names_start = table + count * CG_CGDS_ENTRY_BYTES;
+  const uint64_t names_start = table + count * esize;
   cs->off = cg_malloc(sizeof(uint64_t) * count, "cgds offsets");
+  if (version != 1) {
+    cs->rlen = cg_malloc(sizeof(uint64_t) * count, "cgds lengths");
+    cs->ibytes = cg_malloc(sizeof(uint32_t) * count, "cgds lengths");
+    cs->ienc = cg_malloc(count, "cgds encodings");
+    cs->menc = cg_malloc(count, "cgds encodings");
+  }
   cs->crc = cg_malloc(sizeof(uint32_t) * count, "cgds crcs");
   cs->name_at = cg_malloc(sizeof(size_t) * count, "cgds names");
   cs->names = cg_malloc((size_t)(fbytes - names_start) + count, "cgds names");
   size_t at = 0;
   for (uint64_t i = 0; i < count; i++) {
-    const uint8_t *e = h + table + i * CG_CGDS_ENTRY_BYTES;
+    const uint8_t *e = h + table + i * esize;
     const uint64_t off = cg_le_get_u64(e), len = cg_le_get_u64(e + 8), noff = cg_le_get_u64(e + 24);
     const uint32_t nlen = cg_le_get_u32(e + 20);
-    if (len != cs->rec_bytes)
+    if (version != 1 && check_entry_v2(cs, i, e, len, path, err, errlen)) goto fail;
+    if (version == 1 && len != cs->rec_bytes)
       OPEN_FAIL("%s: record %llu: length %llu, expected %llu for %ux%u", path,
                 (unsigned long long)i, (unsigned long long)len,
                 (unsigned long long)cs->rec_bytes, rw, rh);
@@ -198,18 +318,131 @@ fail:
 #define PACK_CHUNK 64
 
 typedef struct {
-  uint64_t off;
+  uint64_t off, len;
   uint32_t crc;
   uint32_t name_len;
+  uint32_t ibytes;
+  uint8_t ienc, menc;
 } entry_t;
+
+/* One record of a chunk: the fitted sample (raw), and its encoded bytes when encoded. */
+typedef struct {
+  uint8_t *bytes; /* encoded record (malloc'ed), or NULL: the raw sample buffer */
+  entry_t e;
+  int bad;
+  char err[512];
+} slot_t;
 
 static int write_all(FILE *f, const void *p, size_t n) { return fwrite(p, 1, n, f) == n ? 0 : -1; }
 
-int cg_cgds_pack(const char *images_dir, const char *masks_dir, const char *out_path, int size,
-                 int64_t max_pixels, volatile sig_atomic_t *cancel, cg_cgds_stats_t *stats,
-                 char *err, size_t errlen) {
+/* The input file's own bytes when it is a JPEG of exactly size x size (no re-encoding loss);
+ * NULL otherwise. */
+static uint8_t *original_jpeg(cg_source_t *src, int64_t i, int size, size_t *n) {
+  const char *path;
+  int h, w;
+  if (cg_source_png_image(src, i, &path, &h, &w) || h != size || w != size ||
+      !cg_image_is_jpeg(path))
+    return NULL;
+  FILE *f = fopen(path, "rb");
+  if (!f) return NULL;
+  uint8_t *p = NULL;
+  long len = fseek(f, 0, SEEK_END) == 0 ? ftell(f) : -1;
+  if (len > 0 && len < (1L << 30) && fseek(f, 0, SEEK_SET) == 0 && (p = malloc((size_t)len))) {
+    if (fread(p, 1, (size_t)len, f) != (size_t)len) {
+      free(p);
+      p = NULL;
+    }
+  }
+  fclose(f);
+  *n = (size_t)len;
+  return p;
+}
+
+/* Encodes the fitted sample r (rgb then mask) of record i as o->encoding asks into sl. */
+static int encode_record(cg_source_t *src, int64_t i, const uint8_t *r,
+                         const cg_cgds_pack_opts_t *o, slot_t *sl) {
+  const int size = o->size;
+  const size_t px = (size_t)size * size;
+  const char *name = cg_source_name(src, i);
+  uint8_t *img = NULL, *msk = NULL;
+  size_t ni = 0, nm = 0;
+  if (o->encoding == CG_CGDS_JPEG) {
+    img = original_jpeg(src, i, size, &ni);
+    if (!img && cg_jpeg_encode(name, r, size, size, o->quality ? o->quality : 90, &img, &ni,
+                               sl->err, sizeof sl->err))
+      return -1;
+  } else if (cg_png_encode(name, r, size, size, CG_PNG_RGB8, &img, &ni, sl->err, sizeof sl->err)) {
+    return -1;
+  }
+  if (cg_png_encode(name, r + 3 * px, size, size, CG_PNG_GRAY8, &msk, &nm, sl->err,
+                    sizeof sl->err) || ni > UINT32_MAX) {
+    free(img);
+    free(msk);
+    return -1;
+  }
+  sl->bytes = malloc(ni + nm);
+  if (!sl->bytes) CG_FATAL("out of memory for an encoded record");
+  memcpy(sl->bytes, img, ni);
+  memcpy(sl->bytes + ni, msk, nm);
+  free(img);
+  free(msk);
+  sl->e.len = ni + nm;
+  sl->e.ibytes = (uint32_t)ni;
+  sl->e.ienc = (uint8_t)o->encoding;
+  sl->e.menc = CG_CGDS_PNG;
+  return 0;
+}
+
+/* Loads (and encodes) records c0 .. c0+m-1 in parallel into slots. */
+static void make_chunk(cg_source_t *src, int64_t c0, int m, const cg_cgds_pack_opts_t *o,
+                       uint8_t *buf, slot_t *slots) {
+  const size_t px = (size_t)o->size * o->size, rec = px * 4;
+#pragma omp parallel for schedule(dynamic, 1)
+  for (int i = 0; i < m; i++) {
+    uint8_t *r = buf + (size_t)i * rec;
+    slot_t *sl = &slots[i];
+    memset(&sl->e, 0, sizeof sl->e);
+    sl->bytes = NULL;
+    sl->bad = cg_source_load(src, c0 + i, r, r + 3 * px, sl->err, sizeof sl->err);
+    if (sl->bad) continue;
+    if (o->encoding == CG_CGDS_RAW) {
+      sl->e.len = rec;
+      sl->e.ibytes = (uint32_t)(px * 3);
+    } else if (encode_record(src, c0 + i, r, o, sl)) {
+      sl->bad = 1;
+      continue;
+    }
+    sl->e.crc = cg_crc32(0, sl->bytes ? sl->bytes : r, sl->e.len);
+  }
+}
+
+/* The table entry of record i as version `version` lays it out. */
+static void put_entry(uint8_t *e, const entry_t *en, uint64_t noff, int version) {
+  cg_le_put_u64(e, en->off);
+  cg_le_put_u64(e + 8, en->len);
+  cg_le_put_u32(e + 16, en->crc);
+  cg_le_put_u32(e + 20, en->name_len);
+  cg_le_put_u64(e + 24, noff);
+  if (version == 1) return;
+  cg_le_put_u32(e + 32, en->ibytes);
+  e[36] = en->ienc;
+  e[37] = en->menc; /* 38..47: reserved, zero (the block is calloc'ed) */
+}
+
+int cg_cgds_pack_opts(const char *images_dir, const char *masks_dir, const char *out_path,
+                      const cg_cgds_pack_opts_t *o, volatile sig_atomic_t *cancel,
+                      cg_cgds_stats_t *stats, char *err, size_t errlen) {
+  const int size = o->size, version = o->version ? o->version : (int)CG_CGDS_VERSION;
   if (size < 1 || size > 65535) {
     snprintf(err, errlen, "image size %d out of range", size);
+    return CG_CGDS_EINPUT;
+  }
+  if ((version != 1 && version != (int)CG_CGDS_VERSION) ||
+      (version == 1 && o->encoding != CG_CGDS_RAW) ||
+      (o->encoding != CG_CGDS_RAW && o->encoding != CG_CGDS_JPEG && o->encoding != CG_CGDS_PNG) ||
+      o->quality < 0 || o->quality > 100) {
+    snprintf(err, errlen, "unsupported shard version %d / encoding %d / quality %d", version,
+             (int)o->encoding, o->quality);
     return CG_CGDS_EINPUT;
   }
   struct stat st;
@@ -217,19 +450,20 @@ int cg_cgds_pack(const char *images_dir, const char *masks_dir, const char *out_
     snprintf(err, errlen, "%s: is a directory", out_path);
     return CG_CGDS_EINPUT;
   }
-  const cg_source_opts_t so = {.size = size, .max_pixels = max_pixels};
+  const cg_source_opts_t so = {.size = size, .max_pixels = o->max_pixels, .nclass = o->nclass,
+                               .ignore = o->ignore};
   cg_source_t *src = cg_source_png_dirs(images_dir, masks_dir, &so, err, errlen);
   if (!src) return CG_CGDS_EINPUT;
 
   int rc = CG_CGDS_EIO;
   const int64_t n = src->count;
   const size_t px = (size_t)size * size, rec = px * 4;
+  const size_t esize = version == 1 ? CG_CGDS_ENTRY_BYTES_V1 : CG_CGDS_ENTRY_BYTES;
   cg_afile_t *af = NULL; /* the temporary beside out_path, renamed over it at the end */
   FILE *f = NULL;
   entry_t *ent = cg_calloc((size_t)n, sizeof(entry_t), "pack entries");
   uint8_t *buf = cg_malloc(rec * PACK_CHUNK, "pack buffer");
-  char(*errs)[512] = cg_malloc(sizeof(*errs) * PACK_CHUNK, "pack errors");
-  int *bad = cg_malloc(sizeof(int) * PACK_CHUNK, "pack flags");
+  slot_t *slots = cg_calloc(PACK_CHUNK, sizeof(slot_t), "pack slots");
   uint8_t *index = NULL;
 
   af = cg_afile_open(out_path, err, errlen);
@@ -250,22 +484,18 @@ int cg_cgds_pack(const char *images_dir, const char *masks_dir, const char *out_
       goto done;
     }
     const int m = (int)(n - c0 < PACK_CHUNK ? n - c0 : PACK_CHUNK);
-#pragma omp parallel for schedule(dynamic, 1)
+    make_chunk(src, c0, m, o, buf, slots);
     for (int i = 0; i < m; i++) {
-      uint8_t *r = buf + (size_t)i * rec;
-      bad[i] = cg_source_load(src, c0 + i, r, r + 3 * px, errs[i], sizeof errs[i]);
-      if (!bad[i]) ent[c0 + i].crc = cg_crc32(0, r, rec);
-    }
-    for (int i = 0; i < m; i++) {
-      if (bad[i]) {
-        snprintf(err, errlen, "%s", errs[i]);
+      slot_t *sl = &slots[i];
+      if (sl->bad) {
+        snprintf(err, errlen, "%s", sl->err);
         rc = CG_CGDS_EINPUT;
         goto done;
       }
       const char *name = cg_source_name(src, c0 + i);
       size_t nl = strlen(name);
       if (nl < 1 || nl > CG_CGDS_MAX_NAME) {
-        snprintf(err, errlen, "%s/%s.png: name longer than %d bytes", images_dir, name,
+        snprintf(err, errlen, "%s/%s: name longer than %d bytes", images_dir, name,
                  CG_CGDS_MAX_NAME);
         rc = CG_CGDS_EINPUT;
         goto done;
@@ -273,41 +503,40 @@ int cg_cgds_pack(const char *images_dir, const char *masks_dir, const char *out_
       size_t pad = (size_t)((CG_CGDS_ALIGN - pos % CG_CGDS_ALIGN) % CG_CGDS_ALIGN);
       if (pad && write_all(f, zeros, pad)) goto write_fail;
       pos += pad;
+      ent[c0 + i] = sl->e;
       ent[c0 + i].off = pos;
       ent[c0 + i].name_len = (uint32_t)nl;
       names_bytes += nl;
-      if (write_all(f, buf + (size_t)i * rec, rec)) goto write_fail;
-      pos += rec;
+      if (write_all(f, sl->bytes ? sl->bytes : buf + (size_t)i * rec, sl->e.len)) goto write_fail;
+      pos += sl->e.len;
+      free(sl->bytes);
+      sl->bytes = NULL;
     }
   }
   /* table + names, one block so that index_crc is one pass */
   size_t pad = (size_t)((8 - pos % 8) % 8);
   if (pad && write_all(f, zeros, pad)) goto write_fail;
   pos += pad;
-  const uint64_t table = pos, names_start = table + (uint64_t)n * CG_CGDS_ENTRY_BYTES;
-  const size_t iblock = (size_t)n * CG_CGDS_ENTRY_BYTES + (size_t)names_bytes;
+  const uint64_t table = pos, names_start = table + (uint64_t)n * esize;
+  const size_t iblock = (size_t)n * esize + (size_t)names_bytes;
   index = cg_calloc(iblock, 1, "pack index");
   uint64_t noff = names_start;
   for (int64_t i = 0; i < n; i++) {
-    uint8_t *e = index + (size_t)i * CG_CGDS_ENTRY_BYTES;
-    cg_le_put_u64(e, ent[i].off);
-    cg_le_put_u64(e + 8, rec);
-    cg_le_put_u32(e + 16, ent[i].crc);
-    cg_le_put_u32(e + 20, ent[i].name_len);
-    cg_le_put_u64(e + 24, noff);
+    put_entry(index + (size_t)i * esize, &ent[i], noff, version);
     memcpy(index + (noff - table), cg_source_name(src, i), ent[i].name_len);
     noff += ent[i].name_len;
   }
   if (write_all(f, index, iblock)) goto write_fail;
   const uint64_t fbytes = table + iblock;
   memcpy(hdr, CG_CGDS_MAGIC, 4);
-  cg_le_put_u32(hdr + 4, CG_CGDS_VERSION);
+  cg_le_put_u32(hdr + 4, (uint32_t)version);
   cg_le_put_u32(hdr + 8, CG_CGDS_HEADER_BYTES);
   cg_le_put_u32(hdr + 12, 0);
   cg_le_put_u64(hdr + 16, (uint64_t)n);
   cg_le_put_u32(hdr + 24, (uint32_t)size);
   cg_le_put_u32(hdr + 28, (uint32_t)size);
   cg_le_put_u32(hdr + 32, 3);
+  cg_le_put_u32(hdr + 36, version == 1 ? 0 : (uint32_t)o->encoding);
   cg_le_put_u64(hdr + 40, table);
   cg_le_put_u64(hdr + 48, fbytes);
   cg_le_put_u32(hdr + 56, cg_crc32(0, index, iblock));
@@ -327,11 +556,18 @@ write_fail:
   rc = CG_CGDS_EIO;
 done:
   cg_afile_abort(af); /* removes the temporary of a pack that did not finish */
+  for (int i = 0; i < PACK_CHUNK; i++) free(slots[i].bytes);
   free(ent);
   free(buf);
-  free(errs);
-  free(bad);
+  free(slots);
   free(index);
   cg_source_destroy(src);
   return rc;
+}
+
+int cg_cgds_pack(const char *images_dir, const char *masks_dir, const char *out_path, int size,
+                 int64_t max_pixels, volatile sig_atomic_t *cancel, cg_cgds_stats_t *stats,
+                 char *err, size_t errlen) {
+  const cg_cgds_pack_opts_t o = {size, max_pixels, CG_CGDS_RAW, 0, 0, 1, -1};
+  return cg_cgds_pack_opts(images_dir, masks_dir, out_path, &o, cancel, stats, err, errlen);
 }

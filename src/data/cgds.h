@@ -1,36 +1,50 @@
-/* cgds.h: the packed .cgds shard — every sample of a dataset already fitted to one size,
- * stored raw so that training reads it through mmap with no decoding.
+/* cgds.h: the packed .cgds shard — every sample of a dataset already fitted to one size, stored
+ * raw (training reads it through mmap with no decoding) or encoded (JPEG or PNG images, PNG
+ * masks: a fraction of the size, decoded by the loader's helpers).
  *
- * File layout (all integers little-endian; offsets are bytes from the start of the file):
+ * File layout, version 2 (all integers little-endian; offsets are bytes from the start of the
+ * file); version 1, written before issue 13, is the same with the differences marked [v1]:
  *
  *   header, 64 bytes at offset 0
  *     0  char[4] magic        "CGDS"
- *     4  u32     version      1
+ *     4  u32     version      2 [v1: 1]
  *     8  u32     header_bytes 64
  *    12  u32     flags        0 (no flags defined; a reader rejects unknown bits)
  *    16  u64     count        number of records
  *    24  u32     h            record height in pixels
  *    28  u32     w            record width in pixels
  *    32  u32     channels     3 (RGB8 image; one mask byte per pixel follows)
- *    36  u32     reserved     0
+ *    36  u32     encoding     what `pack --encoding` asked for: 0 raw, 1 jpeg, 2 png (each record
+ *                             says how it is stored; readers use the record's) [v1: 0]
  *    40  u64     table_offset position of the record table (a multiple of 8)
  *    48  u64     file_bytes   length of the whole file (a short file is a truncated file)
  *    56  u32     index_crc    CRC32 of bytes [table_offset, file_bytes): the table and names
  *    60  u32     header_crc   CRC32 of bytes [0, 60)
- *   records, from offset 64, each starting at a multiple of 64
- *     h*w*3 bytes RGB8 (row-major, interleaved), then h*w bytes mask (0 or 1)
- *   record table at table_offset: count entries of 32 bytes, in index order
+ *   records, from offset 64, each starting at a multiple of 64: the image part, then the mask
+ *   part right after it
+ *     image part: raw h*w*3 bytes RGB8 (row-major, interleaved), or a JPEG or PNG file of
+ *                 exactly h x w pixels
+ *     mask part:  raw h*w bytes, or an 8-bit gray PNG file of h x w holding the same bytes:
+ *                 0/1, or class ids and the ignore label (pack --num-classes K)
+ *     [v1: always raw]
+ *   record table at table_offset: count entries of 48 bytes [v1: 32], in index order
  *     0  u64 offset      where the record starts
- *     8  u64 length      h*w*4
+ *     8  u64 length      bytes of the record (image part + mask part) [v1: h*w*4]
  *    16  u32 crc         CRC32 of the record's length bytes
  *    20  u32 name_len    bytes of the name (no terminator), 1..4096
  *    24  u64 name_offset where the name starts (inside the names area)
+ *    32  u32 image_bytes bytes of the image part (raw: h*w*3)            [v1: absent]
+ *    36  u8  image_enc   0 raw, 1 JPEG, 2 PNG                           [v1: absent]
+ *    37  u8  mask_enc    0 raw, 2 PNG                                   [v1: absent]
+ *    38  u16 reserved    0; 40 u64 reserved 0                           [v1: absent]
  *   names, right after the table up to file_bytes: each record's sample name (the PNG file
  *   name without ".png"), which keys the validation split (source.h).
  *
  * CRC32 is zlib's (crc32.h). A writer produces records in index order, then the table and the
  * names, then the header; readers check the header, the table and the names at open, and a
- * record's CRC every time it is loaded. */
+ * record's CRC every time it is loaded, then decode its encoded parts (jpeg_io.h, png_io.h)
+ * with the size fixed by the header: a part that does not decode to exactly h x w is a bad
+ * record, like a CRC mismatch. Raw records of version 2 sit where version 1 put them. */
 #ifndef CG_CGDS_H
 #define CG_CGDS_H
 
@@ -41,9 +55,10 @@
 #include "source.h"
 
 #define CG_CGDS_MAGIC "CGDS"
-#define CG_CGDS_VERSION 1u
+#define CG_CGDS_VERSION 2u
 #define CG_CGDS_HEADER_BYTES 64
-#define CG_CGDS_ENTRY_BYTES 32
+#define CG_CGDS_ENTRY_BYTES 48    /* version 2 */
+#define CG_CGDS_ENTRY_BYTES_V1 32
 #define CG_CGDS_ALIGN 64
 #define CG_CGDS_MAX_NAME 4096
 
@@ -52,6 +67,11 @@
  * "PATH: reason" in err otherwise. load() checks the record's CRC and fails with
  * "PATH: record N (NAME): CRC mismatch ..." or "... truncated ..." (file shortened since open). */
 cg_source_t *cg_source_cgds(const char *path, char *err, size_t errlen);
+/* The mask values a shard's records may hold (issue 13): class ids 0..nclass-1 and the ignore
+ * label (>= nclass; -1 none). Default (not called): 0 and 1. A record holding another value is
+ * a bad sample: "PATH: record N (NAME): mask value V is not a class id of --num-classes K ...".
+ * s must come from cg_source_cgds. */
+void cg_cgds_set_labels(cg_source_t *s, int nclass, int ignore);
 
 /* Results of cg_cgds_pack. */
 enum {
@@ -66,18 +86,39 @@ typedef struct {
   uint64_t bytes; /* size of the written file */
 } cg_cgds_stats_t;
 
+/* Record encodings (the header's `encoding`, the entries' image_enc / mask_enc). */
+typedef enum { CG_CGDS_RAW = 0, CG_CGDS_JPEG = 1, CG_CGDS_PNG = 2 } cg_cgds_enc_t;
+
+typedef struct {
+  int size;           /* side of the stored samples */
+  int64_t max_pixels; /* as --max-image-pixels */
+  cg_cgds_enc_t encoding; /* raw: as version 1; jpeg: images re-encoded at `quality` (or the
+                             input's own bytes when it is a JPEG of exactly size x size), masks
+                             PNG; png: images and masks PNG (lossless) */
+  int quality;        /* JPEG quality 1..100 (0: 90) */
+  int version;        /* 0 or 2: the current format; 1: version 1 (raw only: old-shard tests) */
+  int nclass, ignore; /* masks (cg_source_opts_t): 0 or 1 binary; K >= 2 class ids; the
+                         ignore label (>= nclass; else none), stored as it is */
+} cg_cgds_pack_opts_t;
+
+/* cg_cgds_pack with the options above. */
+int cg_cgds_pack_opts(const char *images_dir, const char *masks_dir, const char *out_path,
+                      const cg_cgds_pack_opts_t *o, volatile sig_atomic_t *cancel,
+                      cg_cgds_stats_t *stats, char *err, size_t errlen);
+
 /* Packs IMAGES/NAME.png + MASKS/NAME.png (the pairing, fitting and pixel-limit rules of
  * cg_source_png_dirs; max_pixels as --max-image-pixels) at size x size into out_path. Writes a temporary file in out_path's
  * directory, fsyncs it and renames it over out_path, then fsyncs the directory: a reader sees
  * the old file or the complete new one. On any failure the temporary is removed and out_path
  * is left as it was. cancel (optional) is polled between records (set it from a signal
- * handler). stats (optional) is filled on success. */
+ * handler). stats (optional) is filled on success. Raw encoding, the current version. */
 int cg_cgds_pack(const char *images_dir, const char *masks_dir, const char *out_path, int size,
                  int64_t max_pixels, volatile sig_atomic_t *cancel, cg_cgds_stats_t *stats,
                  char *err, size_t errlen);
 
 /* The `pack` command: argv[0] = "pack", then --images DIR --masks DIR --out FILE.cgds
- * [--image-size N] [--max-image-pixels N] (defaults: train's) [--help]. Prints a one-line summary
+ * [--image-size N] [--max-image-pixels N] (defaults: train's) [--encoding raw|jpeg|png]
+ * [--quality Q] [--help]. Prints a one-line summary
  * on stdout, errors as "cogpu-dist pack: error: ..." on stderr. Returns the exit code: 0, 2 for
  * bad flags or bad input files, 1 when the output cannot be written, 130 when interrupted
  * (SIGINT/SIGTERM). Run it as one process: it does no MPI. */

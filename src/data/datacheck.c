@@ -58,7 +58,7 @@ static int64_t check_one(cg_source_t **s, const char *what, cg_comm_t *c, int th
                          char *err, size_t errlen) {
   const double t0 = cg_now();
   const int64_t n = (*s)->count;
-  const int files = strcmp((*s)->ops->kind, "png") ? 0 : 2; /* PNG: image + mask per sample */
+  const int files = strcmp((*s)->ops->kind, "png") ? 0 : 2; /* image + mask per sample */
   int64_t *mine = NULL;
   int64_t nmine = cg_source_check(*s, c->rank, c->size, threads, report_bad, (void *)what, &mine);
   int64_t nbad = 0;
@@ -67,7 +67,7 @@ static int64_t check_one(cg_source_t **s, const char *what, cg_comm_t *c, int th
   double dt = cg_now() - t0;
   if (c->rank == 0) {
     char nf[48] = "";
-    if (files) snprintf(nf, sizeof nf, " (%lld PNG files)", (long long)(files * n));
+    if (files) snprintf(nf, sizeof nf, " (%lld image files)", (long long)(files * n));
     printf("check-data: %s: %lld sample(s)%s checked in %.2f s on %d rank(s) x %d thread(s): "
            "%lld bad\n", what, (long long)n, nf, dt, c->size, threads, (long long)nbad);
     fflush(stdout);

@@ -49,6 +49,8 @@ struct cg_loader {
   int *mq;               /* metrics queue: slot indices, ring of nslots */
   int mq_head, mq_len, m_running;
   cg_confusion_t conf;   /* counted so far, guarded by mu */
+  int nclass, ignore;    /* metrics: classes (>= 1) and the ignore label (-1 none) */
+  int64_t *confk;        /* nclass >= 2: K x K counts so far, guarded by mu */
   cg_loader_costs_t costs; /* guarded by mu */
   int64_t next_task;     /* k * batch + i */
   int64_t released;      /* batches released */
@@ -174,13 +176,31 @@ static void account(cg_loader_t *l, const slot_t *s, int i, double dec, double f
   }
 }
 
-/* Confusion counts of a returned batch: its predicted masks against its masks, real samples. */
-static cg_confusion_t count_batch(const cg_host_batch_t *b) {
+/* Confusion counts of a returned batch: its predicted masks against its masks, real samples
+ * (K >= 2: into ck, K x K zeroed by the caller). */
+static cg_confusion_t count_batch(const cg_loader_t *l, const cg_host_batch_t *b, int64_t *ck) {
   cg_confusion_t c = {0, 0, 0, 0};
   size_t px = (size_t)b->h * b->w;
-  for (int i = 0; i < b->n; i++)
-    if (b->index[i] >= 0) cg_confusion_add(&c, b->pred + i * px, b->y + i * px, px);
+  for (int i = 0; i < b->n; i++) {
+    if (b->index[i] < 0) continue;
+    if (l->nclass > 1)
+      cg_confk_add(ck, l->nclass, b->pred + i * px, b->y + i * px, px, l->ignore);
+    else
+      cg_confusion_add_ignore(&c, b->pred + i * px, b->y + i * px, px, l->ignore);
+  }
   return c;
+}
+
+/* Adds a batch's K x K counts to the loader's (under mu). */
+static void add_confk(cg_loader_t *l, const int64_t *ck) {
+  if (l->nclass > 1)
+    for (int i = 0; i < l->nclass * l->nclass; i++) l->confk[i] += ck[i];
+}
+
+/* A zeroed K x K scratch for count_batch, or NULL for binary. */
+static int64_t *confk_scratch(const cg_loader_t *l) {
+  return l->nclass > 1 ? cg_calloc((size_t)l->nclass * l->nclass, sizeof(int64_t), "confusion")
+                       : NULL;
 }
 
 static void add_conf(cg_confusion_t *a, const cg_confusion_t *b) {
@@ -208,6 +228,10 @@ typedef struct {
 cg_loader_t *cg_loader_create(const cg_loader_cfg_t *cfg) {
   cg_loader_t *l = cg_calloc(1, sizeof *l, "loader");
   l->cfg = *cfg;
+  l->nclass = cfg->nclass > 1 ? cfg->nclass : 1;
+  l->ignore = cfg->ignore_index >= l->nclass ? cfg->ignore_index : -1;
+  if (l->nclass > 1)
+    l->confk = cg_calloc((size_t)l->nclass * l->nclass, sizeof(int64_t), "confusion");
   CG_ASSERT(cfg->batch >= 1 && cfg->nslots >= 1 && cfg->workers >= 0);
   cg_sampler_init(&l->sampler, cfg->nsamples, cfg->ranks, cfg->rank, cfg->batch, cfg->seed);
   l->sampler.shuffle = cfg->shuffle;
@@ -290,7 +314,8 @@ static void *worker_main(void *arg) {
       pthread_mutex_unlock(&l->mu);
       double t0 = cg_now();
       cg_nvtx_push("metrics");
-      cg_confusion_t cf = count_batch(&s->b);
+      int64_t *ck = confk_scratch(l);
+      cg_confusion_t cf = count_batch(l, &s->b, ck);
       cg_nvtx_pop();
       double dt = cg_now() - t0;
       cg_trace_event(l->cfg.trace, CG_TRACK_HELPER0 + a.id, "metrics", t0, t0 + dt);
@@ -299,6 +324,8 @@ static void *worker_main(void *arg) {
       l->costs.met_s += dt;
       l->costs.met_n++;
       add_conf(&l->conf, &cf);
+      add_confk(l, ck);
+      free(ck);
       l->m_running--;
       free_slot(l, s);
       pthread_cond_broadcast(&l->mdone);
@@ -395,8 +422,11 @@ void cg_loader_release(cg_loader_t *l, cg_host_batch_t *b, int count_metrics) {
   } else {
     if (count_metrics) { /* serial mode: the caller's thread counts */
       double t0 = cg_now();
-      cg_confusion_t cf = count_batch(b);
+      int64_t *ck = confk_scratch(l);
+      cg_confusion_t cf = count_batch(l, b, ck);
       add_conf(&l->conf, &cf);
+      add_confk(l, ck);
+      free(ck);
       l->busy_serial += cg_now() - t0;
       l->costs.met_s += cg_now() - t0;
       l->costs.met_n++;
@@ -406,12 +436,22 @@ void cg_loader_release(cg_loader_t *l, cg_host_batch_t *b, int count_metrics) {
   pthread_mutex_unlock(&l->mu);
 }
 
-void cg_loader_take_confusion(cg_loader_t *l, cg_confusion_t *out) {
+void cg_loader_take_confusion_k(cg_loader_t *l, cg_confusion_t *out, int64_t *confk_add) {
   pthread_mutex_lock(&l->mu);
   while (l->mq_len > 0 || l->m_running > 0) pthread_cond_wait(&l->mdone, &l->mu);
   *out = l->conf;
   memset(&l->conf, 0, sizeof l->conf);
+  if (l->nclass > 1) {
+    const int kk = l->nclass * l->nclass;
+    if (confk_add)
+      for (int i = 0; i < kk; i++) confk_add[i] += l->confk[i];
+    memset(l->confk, 0, sizeof(int64_t) * kk);
+  }
   pthread_mutex_unlock(&l->mu);
+}
+
+void cg_loader_take_confusion(cg_loader_t *l, cg_confusion_t *out) {
+  cg_loader_take_confusion_k(l, out, NULL);
 }
 
 void cg_loader_take_costs(cg_loader_t *l, cg_loader_costs_t *out) {
@@ -468,6 +508,7 @@ void cg_loader_destroy(cg_loader_t *l) {
     free(b->index);
   }
   free(l->slots);
+  free(l->confk);
   free(l->threads);
   free(l->busy);
   free(l->rgb);

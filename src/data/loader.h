@@ -48,6 +48,8 @@ typedef struct {
   int skip_bad;              /* a sample that fails to load becomes padding and is counted
                                 (cg_loader_take_bad); without it cg_loader_next ends the job
                                 with exit code 2 naming the file (cg_die, every rank ends) */
+  int nclass;                /* metrics: classes (0 or 1 = binary; K >= 2: K x K counts) */
+  int ignore_index;          /* metrics: mask label left out; -1 (or any value < nclass) none */
   int nfeat;                 /* feature channels computed on the CPU (0 or CG_NFEAT) */
   int cpu_count;             /* samples per batch packed on the CPU (< 0: all); see set_cpu_count */
   double test_feat_ms;       /* testing: extra milliseconds of helper work per CPU-featurised
@@ -74,6 +76,9 @@ cg_host_batch_t *cg_loader_next(cg_loader_t *l, double *wait_s);
 void cg_loader_release(cg_loader_t *l, cg_host_batch_t *b, int count_metrics);
 /* Waits for every queued metrics task, then returns and resets the totals. */
 void cg_loader_take_confusion(cg_loader_t *l, cg_confusion_t *out);
+/* The same for nclass >= 2: adds the K x K counts (truth x pred) into confk_add and resets
+ * them; out gets the binary totals (zero for K >= 2). */
+void cg_loader_take_confusion_k(cg_loader_t *l, cg_confusion_t *out, int64_t *confk_add);
 
 /* The CPU/GPU split: how many samples of each batch indexed from now on the helpers featurise
  * (the rest go to the device as RGB8). Clamped to [0, batch]. */

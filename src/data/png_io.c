@@ -104,8 +104,38 @@ static void row_to_mask(uint8_t *px, size_t n, size_t stride) {
   }
 }
 
+/* In place: 16-bit rows (big-endian, as libpng gives them) to bytes; returns the first value
+ * over 255, or -1. 8-bit rows are left as they are. */
+static int row_to_label(uint8_t *px, size_t n, int bps) {
+  if (bps == 1) return -1;
+  for (size_t i = 0; i < n; i++) {
+    const int v = (px[2 * i] << 8) | px[2 * i + 1];
+    if (v > 255) return v;
+    px[i] = (uint8_t)v;
+  }
+  return -1;
+}
+
+/* Class ids are the stored values: no palette expansion, no scaling of 1/2/4-bit gray. */
+static void set_label_transforms(png_structp png, int depth, int ctype) {
+  if (ctype & PNG_COLOR_MASK_COLOR && ctype != PNG_COLOR_TYPE_PALETTE)
+    png_error(png, "an RGB mask: class ids (--num-classes >= 2, --ignore-index) need a gray or "
+                   "palette PNG");
+  if (depth < 8) png_set_packing(png);
+  png_set_strip_alpha(png);
+}
+
+static const char *bad_label(char *buf, size_t len, int v) {
+  snprintf(buf, len, "mask value %d is over 255: not a class id", v);
+  return buf;
+}
+
 /* Sets up the conversion to `as` (read_png checks the resulting layout). */
 static void set_transforms(png_structp png, cg_png_as_t as, int depth, int ctype) {
+  if (as == CG_PNG_AS_LABEL) {
+    set_label_transforms(png, depth, ctype);
+    return;
+  }
   if (ctype == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(png); /* may add alpha (tRNS) */
   if (ctype == PNG_COLOR_TYPE_GRAY && depth < 8) png_set_expand_gray_1_2_4_to_8(png);
   png_set_strip_alpha(png);
@@ -162,6 +192,7 @@ static int read_png(png_ctx_t *c, cg_png_as_t as, const cg_png_sink_t *sink, int
   const size_t rb = png_get_rowbytes(png, info);
   const int bps = png_get_bit_depth(png, info) == 16 ? 2 : 1;
   if ((as == CG_PNG_AS_RGB && (ch != 3 || bps != 1)) || (as == CG_PNG_AS_MASK && ch != 1 && ch != 3) ||
+      (as == CG_PNG_AS_LABEL && ch != 1) ||
       rb != (size_t)pw * ch * bps)
     png_error(png, "unsupported pixel layout after conversion");
   char why[480] = "";
@@ -170,12 +201,15 @@ static int read_png(png_ctx_t *c, cg_png_as_t as, const cg_png_sink_t *sink, int
     png_error(png, why);
   }
   const size_t stride = (size_t)ch * bps;
+  int bad = -1;
   if (passes == 1) { /* row by row: one row of memory */
     buf = malloc(rb);
     if (!buf) png_error(png, "out of memory for a row");
     for (png_uint_32 y = 0; y < ph; y++) {
       png_read_row(png, buf, NULL);
       if (as == CG_PNG_AS_MASK) row_to_mask(buf, pw, stride);
+      if (as == CG_PNG_AS_LABEL && (bad = row_to_label(buf, pw, bps)) >= 0)
+        png_error(png, bad_label(why, sizeof why, bad));
       if (sink->row(sink->ctx, (int)y, buf, why, sizeof why)) {
         c->refused = 1;
         png_error(png, why);
@@ -189,6 +223,8 @@ static int read_png(png_ctx_t *c, cg_png_as_t as, const cg_png_sink_t *sink, int
     png_read_image(png, rows);
     for (png_uint_32 y = 0; y < ph; y++) {
       if (as == CG_PNG_AS_MASK) row_to_mask(rows[y], pw, stride);
+      if (as == CG_PNG_AS_LABEL && (bad = row_to_label(rows[y], pw, bps)) >= 0)
+        png_error(png, bad_label(why, sizeof why, bad));
       if (sink->row(sink->ctx, (int)y, rows[y], why, sizeof why)) {
         c->refused = 1;
         png_error(png, why);
@@ -202,15 +238,12 @@ static int read_png(png_ctx_t *c, cg_png_as_t as, const cg_png_sink_t *sink, int
   return 0;
 }
 
-static int read_file(const char *path, int64_t max_pixels, cg_png_as_t as, const cg_png_sink_t *sink,
-                     int *h, int *w, char *err, size_t errlen) {
+/* Decodes the stream f (a file, or a buffer through fmemopen); closes it. */
+static int read_stream(FILE *f, const char *path, int64_t max_pixels, cg_png_as_t as,
+                       const cg_png_sink_t *sink, int *h, int *w, char *err, size_t errlen) {
   png_ctx_t c;
   memset(&c, 0, sizeof c);
-  c.f = fopen(path, "rb");
-  if (!c.f) {
-    snprintf(err, errlen, "%s: %s", path, strerror(errno));
-    return -1;
-  }
+  c.f = f;
   if (check_header(c.f, path, max_pixels, err, errlen)) {
     fclose(c.f);
     return -1;
@@ -225,6 +258,30 @@ static int read_file(const char *path, int64_t max_pixels, cg_png_as_t as, const
   if (h) *h = hh;
   if (w) *w = ww;
   return 0;
+}
+
+static int read_file(const char *path, int64_t max_pixels, cg_png_as_t as, const cg_png_sink_t *sink,
+                     int *h, int *w, char *err, size_t errlen) {
+  FILE *f = fopen(path, "rb");
+  if (!f) {
+    snprintf(err, errlen, "%s: %s", path, strerror(errno));
+    return -1;
+  }
+  return read_stream(f, path, max_pixels, as, sink, h, w, err, errlen);
+}
+
+int cg_png_read_rows_mem(const char *name, const uint8_t *mem, size_t len, int64_t max_pixels,
+                         cg_png_as_t as, const cg_png_sink_t *sink, char *err, size_t errlen) {
+  if (len == 0) {
+    snprintf(err, errlen, "%s: not a PNG (empty: 0 bytes)", name);
+    return -1;
+  }
+  FILE *f = fmemopen((void *)mem, len, "rb"); /* read-only: the buffer is never written */
+  if (!f) {
+    snprintf(err, errlen, "%s: fmemopen: %s", name, strerror(errno));
+    return -1;
+  }
+  return read_stream(f, name, max_pixels, as, sink, NULL, NULL, err, errlen);
 }
 
 int cg_png_read_size(const char *path, int64_t max_pixels, int *h, int *w, char *err,
@@ -282,6 +339,11 @@ int cg_png_read_rgb(const char *path, int64_t max_pixels, uint8_t **rgb, int *h,
 int cg_png_read_mask(const char *path, int64_t max_pixels, uint8_t **mask, int *h, int *w,
                      char *err, size_t errlen) {
   return read_whole(path, max_pixels, CG_PNG_AS_MASK, mask, h, w, err, errlen);
+}
+
+int cg_png_read_labels(const char *path, int64_t max_pixels, uint8_t **ids, int *h, int *w,
+                       char *err, size_t errlen) {
+  return read_whole(path, max_pixels, CG_PNG_AS_LABEL, ids, h, w, err, errlen);
 }
 
 /* ---- writing ----------------------------------------------------------------------------- */
@@ -375,6 +437,33 @@ static int write_png(png_ctx_t *c, const void *px, int h, int w, const layout_t 
   return 0;
 }
 
+int cg_png_encode(const char *name, const void *px, int h, int w, cg_png_kind_t kind,
+                  uint8_t **out, size_t *len, char *err, size_t errlen) {
+  layout_t lay;
+  if (h < 1 || w < 1 || h > CG_PNG_MAX_SIDE || w > CG_PNG_MAX_SIDE || kind_layout(kind, &lay)) {
+    snprintf(err, errlen, "%s: cannot encode a %dx%d PNG of kind %d", name, w, h, (int)kind);
+    return -1;
+  }
+  png_ctx_t c;
+  memset(&c, 0, sizeof c);
+  char *buf = NULL;
+  size_t n = 0;
+  c.f = open_memstream(&buf, &n);
+  if (!c.f) {
+    snprintf(err, errlen, "%s: open_memstream: %s", name, strerror(errno));
+    return -1;
+  }
+  const int rc = write_png(&c, px, h, w, &lay);
+  if (fclose(c.f) || rc) {
+    free(buf);
+    snprintf(err, errlen, "%s: PNG encode failed: %s", name, rc ? c.msg : "out of memory");
+    return -1;
+  }
+  *out = (uint8_t *)buf;
+  *len = n;
+  return 0;
+}
+
 int cg_png_write(const char *path, const void *px, int h, int w, cg_png_kind_t kind, char *err,
                  size_t errlen) {
   if (h < 1 || w < 1 || h > CG_PNG_MAX_SIDE || w > CG_PNG_MAX_SIDE) {
@@ -400,6 +489,62 @@ int cg_png_write(const char *path, const void *px, int h, int w, cg_png_kind_t k
   return cg_afile_commit(af, err, errlen);
 }
 
+/* 8-bit palette PNG of the indices idx with the palette pal (npal RGB entries) as given. */
+static int write_indexed(png_ctx_t *c, const uint8_t *idx, int h, int w, const uint8_t *pal,
+                         int npal) {
+  png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, c, on_error, on_warning);
+  png_infop info = png ? png_create_info_struct(png) : NULL;
+  if (!info) {
+    if (png) png_destroy_write_struct(&png, NULL);
+    snprintf(c->msg, sizeof c->msg, "out of memory");
+    return -1;
+  }
+  if (setjmp(png_jmpbuf(png))) {
+    png_destroy_write_struct(&png, &info);
+    return -1;
+  }
+  png_color pc[256];
+  for (int i = 0; i < npal; i++) {
+    pc[i].red = pal[3 * i];
+    pc[i].green = pal[3 * i + 1];
+    pc[i].blue = pal[3 * i + 2];
+  }
+  png_init_io(png, c->f);
+  png_set_IHDR(png, info, (png_uint_32)w, (png_uint_32)h, 8, PNG_COLOR_TYPE_PALETTE,
+               PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+  png_set_PLTE(png, info, pc, npal);
+  png_write_info(png, info);
+  for (int y = 0; y < h; y++) png_write_row(png, (png_const_bytep)(idx + (size_t)y * w));
+  png_write_end(png, NULL);
+  png_destroy_write_struct(&png, &info);
+  return 0;
+}
+
+int cg_png_write_indexed(const char *path, const uint8_t *idx, int h, int w, const uint8_t *pal,
+                         int npal, char *err, size_t errlen) {
+  if (h < 1 || w < 1 || h > CG_PNG_MAX_SIDE || w > CG_PNG_MAX_SIDE || npal < 1 || npal > 256) {
+    snprintf(err, errlen, "%s: cannot write a %dx%d PNG with %d palette entries", path, w, h,
+             npal);
+    return -1;
+  }
+  for (size_t i = 0; i < (size_t)h * w; i++)
+    if (idx[i] >= npal) {
+      snprintf(err, errlen, "%s: index %d has no palette entry (%d entries)", path, idx[i], npal);
+      return -1;
+    }
+  png_ctx_t c;
+  memset(&c, 0, sizeof c);
+  cg_afile_t *af = cg_afile_open(path, err, errlen);
+  if (!af) return -1;
+  c.f = cg_afile_stream(af);
+  if (write_indexed(&c, idx, h, w, pal, npal)) {
+    cg_afile_abort(af);
+    snprintf(err, errlen, "%s: PNG write failed: %s", path, c.msg);
+    return -1;
+  }
+  return cg_afile_commit(af, err, errlen);
+}
+
 #else /* !COGPU_HAVE_PNG */
 
 #include <stdio.h>
@@ -415,6 +560,27 @@ int cg_png_read_size(const char *path, int64_t max_pixels, int *h, int *w, char 
   (void)h;
   (void)w;
   return no_png(path, err, errlen);
+}
+
+int cg_png_read_rows_mem(const char *name, const uint8_t *mem, size_t len, int64_t max_pixels,
+                         cg_png_as_t as, const cg_png_sink_t *sink, char *err, size_t errlen) {
+  (void)mem;
+  (void)len;
+  (void)max_pixels;
+  (void)as;
+  (void)sink;
+  return no_png(name, err, errlen);
+}
+
+int cg_png_encode(const char *name, const void *px, int h, int w, cg_png_kind_t kind,
+                  uint8_t **out, size_t *len, char *err, size_t errlen) {
+  (void)px;
+  (void)h;
+  (void)w;
+  (void)kind;
+  (void)out;
+  (void)len;
+  return no_png(name, err, errlen);
 }
 
 int cg_png_read_rows(const char *path, int64_t max_pixels, cg_png_as_t as, const cg_png_sink_t *sink,
@@ -443,6 +609,15 @@ int cg_png_read_mask(const char *path, int64_t max_pixels, uint8_t **mask, int *
   return no_png(path, err, errlen);
 }
 
+int cg_png_read_labels(const char *path, int64_t max_pixels, uint8_t **ids, int *h, int *w,
+                       char *err, size_t errlen) {
+  (void)max_pixels;
+  (void)ids;
+  (void)h;
+  (void)w;
+  return no_png(path, err, errlen);
+}
+
 int cg_png_write(const char *path, const void *px, int h, int w, cg_png_kind_t kind, char *err,
                  size_t errlen) {
   (void)px;
@@ -452,4 +627,67 @@ int cg_png_write(const char *path, const void *px, int h, int w, cg_png_kind_t k
   return no_png(path, err, errlen);
 }
 
+int cg_png_write_indexed(const char *path, const uint8_t *idx, int h, int w, const uint8_t *pal,
+                         int npal, char *err, size_t errlen) {
+  (void)idx;
+  (void)h;
+  (void)w;
+  (void)pal;
+  (void)npal;
+  return no_png(path, err, errlen);
+}
+
 #endif
+
+/* ---- the palette, from the chunks (no libpng needed) ------------------------------------- */
+
+#include <errno.h>
+#include <string.h>
+
+static uint32_t pal_be32(const uint8_t *p) {
+  return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+int cg_png_read_palette(const char *path, int64_t max_pixels, uint8_t *pal, int *npal, char *err,
+                        size_t errlen) {
+  *npal = 0;
+  FILE *f = fopen(path, "rb");
+  if (!f) {
+    snprintf(err, errlen, "%s: %s", path, strerror(errno));
+    return -1;
+  }
+  static const uint8_t sig[8] = {137, 80, 78, 71, 13, 10, 26, 10};
+  uint8_t hd[33];
+  int rc = -1;
+  if (fread(hd, 1, sizeof hd, f) != sizeof hd || memcmp(hd, sig, 8) || memcmp(hd + 12, "IHDR", 4)) {
+    snprintf(err, errlen, "%s: not a PNG file (bad signature or header)", path);
+    goto done;
+  }
+  const uint64_t w = pal_be32(hd + 16), h = pal_be32(hd + 20);
+  if (max_pixels > 0 && w * h > (uint64_t)max_pixels) {
+    snprintf(err, errlen, "%s: %llux%llu image is over the limit of %lld pixels", path,
+             (unsigned long long)w, (unsigned long long)h, (long long)max_pixels);
+    goto done;
+  }
+  rc = 0;
+  if (hd[25] != 3) goto done; /* not a palette image */
+  for (int guard = 0; guard < 1024; guard++) { /* the chunks up to PLTE (before IDAT) */
+    uint8_t ch[8];
+    if (fread(ch, 1, 8, f) != 8) break;
+    const uint32_t len = pal_be32(ch);
+    if (!memcmp(ch + 4, "IDAT", 4) || !memcmp(ch + 4, "IEND", 4)) break;
+    if (!memcmp(ch + 4, "PLTE", 4)) {
+      if (len % 3 || len == 0 || len > 768 || fread(pal, 1, len, f) != len) {
+        snprintf(err, errlen, "%s: corrupt PLTE chunk (%u bytes)", path, len);
+        rc = -1;
+      } else {
+        *npal = (int)(len / 3);
+      }
+      break;
+    }
+    if (len > (1u << 30) || fseek(f, (long)len + 4, SEEK_CUR)) break;
+  }
+done:
+  fclose(f);
+  return rc;
+}

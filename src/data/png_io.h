@@ -46,7 +46,11 @@ typedef enum {
 
 typedef enum {
   CG_PNG_AS_RGB, /* rows of w*3 bytes RGB8 */
-  CG_PNG_AS_MASK /* rows of w bytes 0/1 */
+  CG_PNG_AS_MASK, /* rows of w bytes 0/1 */
+  CG_PNG_AS_LABEL /* rows of w bytes: the stored values, class ids (--num-classes): gray 1..16
+                     bits (a 16-bit value over 255 fails, naming it), palette indices (the
+                     palette is not applied: the VOC convention); alpha dropped; an RGB file
+                     fails ("class ids need a gray or palette PNG") */
 } cg_png_as_t;
 
 /* Receives the decoded rows of one file. begin (optional) gets the size once, after the header
@@ -70,16 +74,39 @@ int cg_png_read_size(const char *path, int64_t max_pixels, int *h, int *w, char 
 int cg_png_read_rows(const char *path, int64_t max_pixels, cg_png_as_t as, const cg_png_sink_t *sink,
                      char *err, size_t errlen);
 
+/* cg_png_read_rows over the len bytes at mem (a shard record); name labels messages. */
+int cg_png_read_rows_mem(const char *name, const uint8_t *mem, size_t len, int64_t max_pixels,
+                         cg_png_as_t as, const cg_png_sink_t *sink, char *err, size_t errlen);
+
+/* The palette of a palette PNG (colour type 3), from its header chunks only: *npal entries
+ * (1..256) as RGB triples into pal (768 bytes); *npal = 0 for any other colour type. */
+int cg_png_read_palette(const char *path, int64_t max_pixels, uint8_t *pal, int *npal, char *err,
+                        size_t errlen);
+
 /* Decodes the whole file. On success *rgb (h*w*3) / *mask (h*w, 0/1) is the caller's to free;
  * on failure it is left unchanged. */
 int cg_png_read_rgb(const char *path, int64_t max_pixels, uint8_t **rgb, int *h, int *w, char *err,
                     size_t errlen);
 int cg_png_read_mask(const char *path, int64_t max_pixels, uint8_t **mask, int *h, int *w,
                      char *err, size_t errlen);
+/* The same as CG_PNG_AS_LABEL: *ids (h*w) holds the stored values (gray values, palette
+ * indices), unchecked against any class count (the caller checks). */
+int cg_png_read_labels(const char *path, int64_t max_pixels, uint8_t **ids, int *h, int *w,
+                       char *err, size_t errlen);
+
+/* Encodes px (layout given by kind) into *out (malloc'ed, the caller's) of *len bytes; name
+ * labels messages. */
+int cg_png_encode(const char *name, const void *px, int h, int w, cg_png_kind_t kind,
+                  uint8_t **out, size_t *len, char *err, size_t errlen);
 
 /* Writes px (layout given by kind) to path, replacing it atomically (atomic_file.h): on failure
  * a previous file at path is left as it was. */
 int cg_png_write(const char *path, const void *px, int h, int w, cg_png_kind_t kind, char *err,
                  size_t errlen);
+
+/* Writes the indices idx (h*w bytes, each < npal) as an 8-bit palette PNG whose palette is pal
+ * (npal RGB triples, 1..256) as given, atomically like cg_png_write (predict's class maps). */
+int cg_png_write_indexed(const char *path, const uint8_t *idx, int h, int w, const uint8_t *pal,
+                         int npal, char *err, size_t errlen);
 
 #endif

@@ -10,6 +10,7 @@ typedef struct {
   cg_source_t base;
   uint64_t seed;
   int64_t offset;
+  int nclass, ignore;
 } synth_source_t;
 
 static int synth_load(cg_source_t *s, int64_t index, uint8_t *rgb, uint8_t *mask, char *err,
@@ -18,7 +19,7 @@ static int synth_load(cg_source_t *s, int64_t index, uint8_t *rgb, uint8_t *mask
   (void)errlen;
   synth_source_t *ss = (synth_source_t *)s;
   CG_ASSERT(index >= 0 && index < s->count);
-  cg_synth_sample(ss->seed, ss->offset + index, s->h, s->w, rgb, mask);
+  cg_synth_sample_k(ss->seed, ss->offset + index, s->h, s->w, ss->nclass, ss->ignore, rgb, mask);
   return 0;
 }
 
@@ -27,7 +28,14 @@ static void synth_destroy(cg_source_t *s) { free(s); }
 static const cg_source_ops_t synth_ops = {"synthetic", synth_load, synth_destroy};
 
 cg_source_t *cg_source_synthetic(uint64_t seed, int64_t offset, int64_t count, int h, int w) {
+  return cg_source_synthetic_k(seed, offset, count, h, w, 1, -1);
+}
+
+cg_source_t *cg_source_synthetic_k(uint64_t seed, int64_t offset, int64_t count, int h, int w,
+                                   int nclass, int ignore) {
   synth_source_t *s = cg_calloc(1, sizeof *s, "synthetic source");
+  s->nclass = nclass;
+  s->ignore = ignore;
   s->base.ops = &synth_ops;
   s->base.count = count;
   s->base.h = h;

@@ -34,12 +34,19 @@ struct cg_source {
    * owned by the source (NULL: none). */
   int64_t dropped;
   const char *const *dropped_why;
+  /* Label masks of a PNG directory whose (first) mask is a palette PNG: its npal RGB entries,
+   * owned by the source; npal 0: gray masks, synthetic data or a shard. */
+  int npal;
+  const uint8_t *palette;
 };
 
 #define CG_SOURCE_WHY_MAX 10
 
 /* Synthetic samples offset .. offset+count-1 at h x w. */
 cg_source_t *cg_source_synthetic(uint64_t seed, int64_t offset, int64_t count, int h, int w);
+/* The same with K-class masks (cg_synth_sample_k; nclass 1 and ignore < 0: the above). */
+cg_source_t *cg_source_synthetic_k(uint64_t seed, int64_t offset, int64_t count, int h, int w,
+                                   int nclass, int ignore);
 
 static inline int cg_source_load(cg_source_t *s, int64_t index, uint8_t *rgb, uint8_t *mask,
                                  char *err, size_t errlen) {
@@ -71,6 +78,10 @@ typedef struct {
                             CG_BAD_SAMPLE_HINT for train */
   uint64_t seed;         /* synthetic: the generator's seed */
   int64_t synthetic_count;
+  int nclass;            /* masks: 0 or 1 = binary (value > 0 is foreground); K >= 2: class
+                            ids (gray values or palette indices), a value >= K that is not
+                            the ignore label makes the sample bad */
+  int ignore;            /* masks: the ignore label, kept as it is; -1 (or < nclass) = none */
 } cg_source_opts_t;
 
 /* PNG directory: DIR/images/NAME.png with DIR/masks/NAME.png (see source_png.c for the rules).
@@ -80,6 +91,10 @@ cg_source_t *cg_source_png_dir(const char *dir, const cg_source_opts_t *o, char 
 /* The same with the two directories given separately (the `pack` command). */
 cg_source_t *cg_source_png_dirs(const char *images_dir, const char *masks_dir,
                                 const cg_source_opts_t *o, char *err, size_t errlen);
+/* Sample index's image file of a source made by cg_source_png_dir(s) and its size seen at
+ * open (*path is the source's): 0, or -1 when s is another kind of source. For `pack
+ * --encoding jpeg`, which stores a JPEG of the right size as it is. */
+int cg_source_png_image(const cg_source_t *s, int64_t index, const char **path, int *h, int *w);
 
 /* --data SPEC: "synthetic" (samples 0..synthetic_count-1 of the generator keyed by seed), an
  * existing directory (PNG directory) or an existing file (.cgds shard, recognised by its
@@ -128,13 +143,24 @@ void cg_fit_square(const uint8_t *rgb, const uint8_t *mask, int sh, int sw, int 
                    uint8_t *out_rgb, uint8_t *out_mask);
 /* cg_fit_square of a PNG pair, decoded row by row (cg_png_read_rows) straight into out_rgb
  * (size*size*3) and out_mask (size*size): the same bytes, holding two rows of the image instead
- * of the whole of it. mask NULL: out_mask is zeros. expect_h/expect_w > 0: the image must have
+ * of the whole of it. The image may be a JPEG (by content, image_io.h): it is decoded at the
+ * smallest DCT scale M/8 that keeps both sides >= size, then fitted the same way (so a large
+ * JPEG's bytes differ slightly from a full decode + cg_fit_square; the mask is fitted from its
+ * full size over the same window). mask NULL: out_mask is zeros. expect_h/expect_w > 0: the image must have
  * that size (the one seen at start-up); the mask must have the image's. *h, *w (optional) get
  * the image's size. Returns 0, or -1 with "PATH: reason" in err (out_* then undefined).
  * Thread-safe. */
 int cg_fit_png(const char *image, const char *mask, int64_t max_pixels, int size, int expect_h,
                int expect_w, uint8_t *out_rgb, uint8_t *out_mask, int *h, int *w, char *err,
                size_t errlen);
+/* The same with label masks (cg_source_opts_t.nclass / .ignore): nclass >= 2 or an ignore label
+ * (>= nclass) reads the mask's stored values (CG_PNG_AS_LABEL: gray values, palette indices);
+ * a value that is neither a class id (< nclass) nor the ignore label fails with "MASK: mask
+ * value V is not a class id of --num-classes K ..."; binary with an ignore label keeps that
+ * label and maps other values > 0 to 1. nclass 1 and ignore < 1: exactly cg_fit_png. */
+int cg_fit_png_k(const char *image, const char *mask, int64_t max_pixels, int size, int expect_h,
+                 int expect_w, int nclass, int ignore, uint8_t *out_rgb, uint8_t *out_mask, int *h,
+                 int *w, char *err, size_t errlen);
 
 /* ---- --check-data ------------------------------------------------------------------------ */
 

@@ -31,7 +31,8 @@ cg_source_t *cg_source_open_opts(const char *spec, const cg_source_opts_t *o, ch
       snprintf(err, errlen, "synthetic: %lld samples, need at least 1", (long long)synthetic_count);
       return NULL;
     }
-    return cg_source_synthetic(seed, 0, synthetic_count, size, size);
+    return cg_source_synthetic_k(seed, 0, synthetic_count, size, size,
+                                 o->nclass > 1 ? o->nclass : 1, o->ignore);
   }
   struct stat st;
   if (stat(spec, &st)) {
@@ -44,6 +45,7 @@ cg_source_t *cg_source_open_opts(const char *spec, const cg_source_opts_t *o, ch
     return NULL;
   }
   cg_source_t *s = cg_source_cgds(spec, err, errlen);
+  if (s) cg_cgds_set_labels(s, o->nclass, o->ignore);
   if (s && (s->h != size || s->w != size)) {
     snprintf(err, errlen, "%s: records are %dx%d but --image-size is %d (re-pack with "
              "--image-size %d)", spec, s->w, s->h, size, size);
@@ -94,6 +96,8 @@ cg_source_t *cg_source_subset(cg_source_t *base, const int64_t *idx, int64_t n) 
   v->base.count = n;
   v->base.h = base->h;
   v->base.w = base->w;
+  v->base.npal = base->npal; /* base outlives the view: its palette too */
+  v->base.palette = base->palette;
   v->of = base;
   v->idx = cg_malloc(sizeof(int64_t) * (size_t)(n ? n : 1), "subset indices");
   for (int64_t i = 0; i < n; i++) {

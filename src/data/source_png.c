@@ -1,12 +1,13 @@
-/* source_png.c: a directory of PNG images and masks as a sample source, and the resampling
- * rule that fits real images to the network's size (see source.h).
+/* source_png.c: a directory of images (PNG or JPEG) and PNG masks as a sample source, and the
+ * resampling rule that fits real images to the network's size (see source.h).
  *
- * Layout: IMAGES/NAME.png pairs with MASKS/NAME.png (".png" in any letter case; names that
- * start with '.', other extensions and non-regular files are ignored). Every image needs its
- * mask and every mask its image; two files whose names differ only in the case of ".png" are
- * an error. Opening lists both directories, sorts by NAME (strcmp: independent of the locale and
- * of readdir order), and reads the IHDR chunk of every file to check that it is a PNG within
- * the pixel limit and that image and mask have the same size (a pair that fails is a bad
+ * Layout: IMAGES/NAME.png, NAME.jpg or NAME.jpeg pairs with MASKS/NAME.png (extensions in any
+ * letter case; names that start with '.', other extensions and non-regular files are ignored).
+ * An image is decoded by its content (image_io.h), so a JPEG named .png still reads. Every
+ * image needs its mask and every mask its image; two files whose names differ only in the
+ * extension are an error. Opening lists both directories, sorts by NAME (strcmp: independent of
+ * the locale and of readdir order), and reads the header (PNG IHDR, JPEG SOF) of every file to
+ * check that it decodes within the pixel limit and that image and mask have the same size (a pair that fails is a bad
  * sample: left out with skip_bad, else the open fails). load() decodes both files row by row
  * straight into the fitted sample (cg_fit_png): a helper holds two rows of an image, not the
  * image, so memory per helper does not depend on the files' sizes. Nothing is shared between
@@ -20,6 +21,7 @@
 #include <strings.h>
 #include <sys/stat.h>
 
+#include "image_io.h"
 #include "log.h"
 #include "png_io.h"
 #include "source.h"
@@ -119,6 +121,7 @@ void cg_fit_square(const uint8_t *rgb, const uint8_t *mask, int sh, int sw, int 
 typedef struct {
   int size, is_mask;
   int eh, ew;             /* the size the file must have, 0: any */
+  int fh, fw;             /* the file's size when the decoder scaled it (JPEG), else 0 */
   const char *image;      /* mask: its image's path, for the size message; NULL for the image */
   uint8_t *out;
   int sh, sw, m, x0, y0;  /* set by fit_begin */
@@ -126,20 +129,52 @@ typedef struct {
   uint8_t *keep;          /* RGB resample: 2 source rows */
   int *xi;
   float *xf;
+  int nclass, ignore;     /* label masks (CG_PNG_AS_LABEL): classes (1: binary) and the ignore
+                             label (-1 none); see label_row */
+  uint8_t *lrow;          /* label masks: the row at hand, checked and mapped */
 } fit_t;
+
+/* A label mask's row: with K >= 2 every value must be a class id (< K) or the ignore label;
+ * binary (K = 1) keeps the ignore label and maps any other value > 0 to 1. */
+static int label_row(const fit_t *f, const uint8_t *px, int w, char *why, size_t whylen) {
+  for (int x = 0; x < w; x++) {
+    const int v = px[x];
+    if (v == f->ignore) {
+      f->lrow[x] = (uint8_t)v;
+    } else if (f->nclass == 1) {
+      f->lrow[x] = v != 0;
+    } else if (v >= f->nclass) {
+      if (f->ignore >= 0)
+        snprintf(why, whylen, "mask value %d is not a class id of --num-classes %d (0..%d) nor "
+                 "the ignore label %d", v, f->nclass, f->nclass - 1, f->ignore);
+      else
+        snprintf(why, whylen, "mask value %d is not a class id of --num-classes %d (0..%d)", v,
+                 f->nclass, f->nclass - 1);
+      return -1;
+    } else {
+      f->lrow[x] = (uint8_t)v;
+    }
+  }
+  return 0;
+}
 
 static int fit_begin(void *ctx, int h, int w, char *why, size_t whylen) {
   fit_t *f = ctx;
-  if (f->eh > 0 && (h != f->eh || w != f->ew)) {
+  const int fh = f->fh > 0 ? f->fh : h, fw = f->fw > 0 ? f->fw : w;
+  if (f->eh > 0 && (fh != f->eh || fw != f->ew)) {
     if (f->image)
-      snprintf(why, whylen, "mask is %dx%d but its image %s is %dx%d", w, h, f->image, f->ew, f->eh);
+      snprintf(why, whylen, "mask is %dx%d but its image %s is %dx%d", fw, fh, f->image, f->ew, f->eh);
     else
-      snprintf(why, whylen, "size changed since start-up: %dx%d, expected %dx%d", w, h, f->ew,
+      snprintf(why, whylen, "size changed since start-up: %dx%d, expected %dx%d", fw, fh, f->ew,
                f->eh);
     return -1;
   }
   f->sh = h;
   f->sw = w;
+  if (f->is_mask && f->nclass > 0 && !(f->lrow = malloc((size_t)w))) {
+    snprintf(why, whylen, "out of memory for the row buffers");
+    return -1;
+  }
   f->m = h < w ? h : w;
   f->x0 = (w - f->m) / 2;
   f->y0 = (h - f->m) / 2;
@@ -162,9 +197,11 @@ static int fit_begin(void *ctx, int h, int w, char *why, size_t whylen) {
 }
 
 static int fit_row(void *ctx, int y, const uint8_t *px, char *why, size_t whylen) {
-  (void)why;
-  (void)whylen;
   fit_t *f = ctx;
+  if (f->lrow) { /* label mask: every source row is checked, whether the fit uses it or not */
+    if (label_row(f, px, f->sw, why, whylen)) return -1;
+    px = f->lrow;
+  }
   const int n = f->size;
   if (f->m == n) { /* pure crop: row next + y0 is output row next */
     const size_t bpp = f->is_mask ? 1 : 3;
@@ -200,14 +237,18 @@ static int fit_row(void *ctx, int y, const uint8_t *px, char *why, size_t whylen
   return 0;
 }
 
-/* Decodes one file into f->out; frees f's buffers. */
+/* Decodes one file into f->out; frees f's buffers. An image may be a JPEG (by its first bytes),
+ * decoded at the smallest DCT scale that still covers the fitted size; masks are PNG. */
 static int fit_file(const char *path, int64_t max_pixels, cg_png_as_t as, fit_t *f, char *err,
                     size_t errlen) {
   cg_png_sink_t sink = {fit_begin, fit_row, f};
-  int rc = cg_png_read_rows(path, max_pixels, as, &sink, err, errlen);
+  int rc = as == CG_PNG_AS_RGB
+               ? cg_image_read_rows(path, max_pixels, f->size, &sink, &f->fh, &f->fw, err, errlen)
+               : cg_png_read_rows(path, max_pixels, as, &sink, err, errlen);
   free(f->keep);
   free(f->xi);
   free(f->xf);
+  free(f->lrow);
   if (!rc && f->next != f->size) {
     snprintf(err, errlen, "%s: internal error: %d of %d fitted rows made", path, f->next, f->size);
     rc = -1;
@@ -218,16 +259,31 @@ static int fit_file(const char *path, int64_t max_pixels, cg_png_as_t as, fit_t 
 int cg_fit_png(const char *image, const char *mask, int64_t max_pixels, int size, int expect_h,
                int expect_w, uint8_t *out_rgb, uint8_t *out_mask, int *h, int *w, char *err,
                size_t errlen) {
-  fit_t fi = {size, 0, expect_h, expect_w, NULL, out_rgb, 0, 0, 0, 0, 0, 0, NULL, NULL, NULL};
+  return cg_fit_png_k(image, mask, max_pixels, size, expect_h, expect_w, 1, -1, out_rgb, out_mask,
+                      h, w, err, errlen);
+}
+
+int cg_fit_png_k(const char *image, const char *mask, int64_t max_pixels, int size, int expect_h,
+                 int expect_w, int nclass, int ignore, uint8_t *out_rgb, uint8_t *out_mask, int *h,
+                 int *w, char *err, size_t errlen) {
+  fit_t fi = {size, 0, expect_h, expect_w, 0, 0, NULL, out_rgb, 0, 0, 0, 0, 0, 0, NULL, NULL, NULL,
+              0, 0, NULL};
   if (fit_file(image, max_pixels, CG_PNG_AS_RGB, &fi, err, errlen)) return -1;
-  if (h) *h = fi.sh;
-  if (w) *w = fi.sw;
+  if (h) *h = fi.fh;
+  if (w) *w = fi.fw;
   if (!mask) {
     memset(out_mask, 0, (size_t)size * size);
     return 0;
   }
-  fit_t fm = {size, 1, fi.sh, fi.sw, image, out_mask, 0, 0, 0, 0, 0, 0, NULL, NULL, NULL};
-  return fit_file(mask, max_pixels, CG_PNG_AS_MASK, &fm, err, errlen);
+  fit_t fm = {size, 1, fi.fh, fi.fw, 0, 0, image, out_mask, 0, 0, 0, 0, 0, 0, NULL, NULL, NULL,
+              0, 0, NULL};
+  if (nclass < 1) nclass = 1;
+  if (ignore < nclass) ignore = -1; /* a class id is never the ignore label */
+  if (nclass == 1 && ignore < 0) /* binary: any value > 0 (any colour) is foreground */
+    return fit_file(mask, max_pixels, CG_PNG_AS_MASK, &fm, err, errlen);
+  fm.nclass = nclass;
+  fm.ignore = ignore;
+  return fit_file(mask, max_pixels, CG_PNG_AS_LABEL, &fm, err, errlen);
 }
 
 /* ---- the source ------------------------------------------------------------------------- */
@@ -244,6 +300,8 @@ typedef struct {
   pair_t *pairs;
   char **names; /* NAME of each pair: base.names */
   char *why[CG_SOURCE_WHY_MAX + 1]; /* the first pairs left out: base.dropped_why */
+  int nclass, ignore;  /* masks as labels (cg_fit_png_k) */
+  uint8_t pal[768];    /* the first mask's palette (base.palette) */
 } png_source_t;
 
 typedef struct {
@@ -251,7 +309,12 @@ typedef struct {
   size_t n, cap;
 } listing_t;
 
-static size_t stem_len(const char *f) { return strlen(f) - 4; }
+/* NAME's length without its extension (listed names have one of cg_image_has_ext's). */
+static size_t stem_len(const char *f) {
+  size_t n = strlen(f);
+  cg_image_has_ext(f, &n);
+  return n;
+}
 
 static int has_png_ext(const char *f) {
   size_t n = strlen(f);
@@ -282,8 +345,8 @@ static void listing_free(listing_t *l) {
   memset(l, 0, sizeof *l);
 }
 
-/* Lists dir's *.png regular files sorted by stem. */
-static int list_pngs(const char *dir, listing_t *l, char *err, size_t errlen) {
+/* Lists dir's *.png regular files (images: also *.jpg, *.jpeg) sorted by stem. */
+static int list_files(const char *dir, int images, listing_t *l, char *err, size_t errlen) {
   memset(l, 0, sizeof *l);
   DIR *d = opendir(dir);
   if (!d) {
@@ -293,7 +356,7 @@ static int list_pngs(const char *dir, listing_t *l, char *err, size_t errlen) {
   struct dirent *e;
   errno = 0;
   while ((e = readdir(d)) != NULL) {
-    if (!has_png_ext(e->d_name)) continue;
+    if (!(images ? cg_image_has_ext(e->d_name, NULL) : has_png_ext(e->d_name))) continue;
     if (e->d_type != DT_REG) {
       if (e->d_type != DT_UNKNOWN && e->d_type != DT_LNK) continue;
       char *p = join(dir, e->d_name);
@@ -336,8 +399,8 @@ static int png_load(cg_source_t *s, int64_t index, uint8_t *rgb, uint8_t *mask, 
   png_source_t *ps = (png_source_t *)s;
   CG_ASSERT(index >= 0 && index < s->count);
   const pair_t *p = &ps->pairs[index];
-  return cg_fit_png(p->image, p->mask, ps->max_pixels, ps->size, p->h, p->w, rgb, mask, NULL, NULL,
-                    err, errlen);
+  return cg_fit_png_k(p->image, p->mask, ps->max_pixels, ps->size, p->h, p->w, ps->nclass,
+                      ps->ignore, rgb, mask, NULL, NULL, err, errlen);
 }
 
 static void png_destroy(cg_source_t *s) {
@@ -355,10 +418,19 @@ static void png_destroy(cg_source_t *s) {
 
 static const cg_source_ops_t png_ops = {"png", png_load, png_destroy};
 
+int cg_source_png_image(const cg_source_t *s, int64_t index, const char **path, int *h, int *w) {
+  if (s->ops != &png_ops || index < 0 || index >= s->count) return -1;
+  const pair_t *p = &((const png_source_t *)s)->pairs[index];
+  *path = p->image;
+  *h = p->h;
+  *w = p->w;
+  return 0;
+}
+
 /* The start-up check of one pair: both headers (within the pixel limit), equal sizes. */
 static int check_pair(pair_t *p, int64_t max_pixels, char *err, size_t errlen) {
   int mh, mw;
-  if (cg_png_read_size(p->image, max_pixels, &p->h, &p->w, err, errlen)) return -1;
+  if (cg_image_read_size(p->image, max_pixels, &p->h, &p->w, err, errlen)) return -1;
   if (cg_png_read_size(p->mask, max_pixels, &mh, &mw, err, errlen)) return -1;
   if (mh != p->h || mw != p->w) {
     snprintf(err, errlen, "%s: mask is %dx%d but its image %s is %dx%d", p->mask, mw, mh, p->image,
@@ -390,8 +462,8 @@ cg_source_t *cg_source_png_dirs(const char *images_dir, const char *masks_dir,
     snprintf(err, errlen, "image size %d must be positive", o->size);
     return NULL;
   }
-  if (list_pngs(images_dir, &im, err, errlen)) return NULL;
-  if (list_pngs(masks_dir, &mk, err, errlen)) {
+  if (list_files(images_dir, 1, &im, err, errlen)) return NULL;
+  if (list_files(masks_dir, 0, &mk, err, errlen)) {
     listing_free(&im);
     return NULL;
   }
@@ -400,20 +472,22 @@ cg_source_t *cg_source_png_dirs(const char *images_dir, const char *masks_dir,
   ps->base.h = ps->base.w = o->size;
   ps->size = o->size;
   ps->max_pixels = o->max_pixels;
+  ps->nclass = o->nclass;
+  ps->ignore = o->ignore;
   ps->pairs = cg_calloc(im.n ? im.n : 1, sizeof(pair_t), "png pairs");
   ps->names = cg_calloc(im.n ? im.n : 1, sizeof(char *), "png names");
   ps->base.names = (const char *const *)ps->names;
   ps->base.dropped_why = (const char *const *)ps->why;
   size_t i = 0, j = 0;
   if (im.n == 0) {
-    snprintf(err, errlen, "%s: no *.png files", images_dir);
+    snprintf(err, errlen, "%s: no *.png, *.jpg or *.jpeg files", images_dir);
     goto fail;
   }
   while (i < im.n || j < mk.n) {
     int c = i == im.n ? 1 : j == mk.n ? -1 : cmp_stem(&im.files[i], &mk.files[j]);
     if (c != 0 && i < im.n && j < mk.n && stem_len(im.files[i]) == stem_len(mk.files[j]) &&
         !memcmp(im.files[i], mk.files[j], stem_len(im.files[i])))
-      c = 0; /* same stem, ".png" spelled differently */
+      c = 0; /* same stem, the extension spelled differently */
     if (c < 0) {
       char *p = join(images_dir, im.files[i]);
       snprintf(err, errlen, "%s: image has no mask (no %.*s.png in %s)", p,
@@ -423,7 +497,7 @@ cg_source_t *cg_source_png_dirs(const char *images_dir, const char *masks_dir,
     }
     if (c > 0) {
       char *p = join(masks_dir, mk.files[j]);
-      snprintf(err, errlen, "%s: mask has no image (no %.*s.png in %s)", p,
+      snprintf(err, errlen, "%s: mask has no image (no %.*s.png, .jpg or .jpeg in %s)", p,
                (int)stem_len(mk.files[j]), mk.files[j], images_dir);
       free(p);
       goto fail;
@@ -449,6 +523,15 @@ cg_source_t *cg_source_png_dirs(const char *images_dir, const char *masks_dir,
     snprintf(err, errlen, "%s: every one of the %lld sample(s) is bad (the first: %s)", images_dir,
              (long long)ps->base.dropped, ps->why[0] ? ps->why[0] : "?");
     goto fail;
+  }
+  if (o->nclass > 1) { /* palette masks: predict writes its class maps with the same palette */
+    int npal = 0;
+    if (cg_png_read_palette(ps->pairs[0].mask, o->max_pixels, ps->pal, &npal, err, errlen) == 0 &&
+        npal > 0) {
+      ps->base.npal = npal;
+      ps->base.palette = ps->pal;
+    }
+    err[0] = 0;
   }
   listing_free(&im);
   listing_free(&mk);

@@ -140,11 +140,16 @@ static int shape_bbox(const shape_t *sh, int h, int w, int *x0, int *x1, int *y0
   return *x0 <= *x1 && *y0 <= *y1;
 }
 
-static void paint_shape(const shape_t *sh, int h, int w, uint8_t *rgb, uint8_t *mask) {
+/* Paints a shape; its mask pixels get `label`, or `ignore` within `band` (1/16 px, 0 = none)
+ * of its border (inside it: the pixels of the shape shrunk by band are labelled). */
+static void paint_shape(const shape_t *sh, int h, int w, uint8_t *rgb, uint8_t *mask,
+                        uint8_t label, int32_t band, uint8_t ignore) {
   int x0, x1, y0, y1;
   if (!shape_bbox(sh, h, w, &x0, &x1, &y0, &y1)) return;
   const int64_t c = sh->rot.c, s = sh->rot.s, a = sh->a, b = sh->b;
   const int64_t aa = a * a, bb = b * b, aabb = aa * bb;
+  const int64_t ia = a > band ? a - band : 0, ib = b > band ? b - band : 0;
+  const int64_t iaa = ia * ia, ibb = ib * ib, iaabb = iaa * ibb;
   const int32_t p = sh->period, half = p / 2;
   for (int y = y0; y <= y1; y++) {
     const int64_t dy = (int64_t)y * SUB + SUB / 2 - sh->cy;
@@ -180,7 +185,14 @@ static void paint_shape(const shape_t *sh, int h, int w, uint8_t *rgb, uint8_t *
       px[0] = (uint8_t)col[0];
       px[1] = (uint8_t)col[1];
       px[2] = (uint8_t)col[2];
-      mask[(size_t)y * w + x] = 1;
+      int core = 1;
+      if (band) {
+        if (sh->kind == SH_RECT)
+          core = u <= ia && u >= -ia && v <= ib && v >= -ib;
+        else
+          core = u * u * ibb + v * v * iaa <= iaabb;
+      }
+      mask[(size_t)y * w + x] = core ? label : ignore;
     }
   }
 }
@@ -252,7 +264,13 @@ static int scene_scale(int h, int w) {
 }
 
 void cg_synth_sample(uint64_t seed, int64_t index, int h, int w, uint8_t *rgb, uint8_t *mask) {
+  cg_synth_sample_k(seed, index, h, w, 1, -1, rgb, mask);
+}
+
+void cg_synth_sample_k(uint64_t seed, int64_t index, int h, int w, int nclass, int ignore,
+                       uint8_t *rgb, uint8_t *mask) {
   CG_ASSERT(h >= 1 && w >= 1 && h <= 4096 && w <= 4096);
+  CG_ASSERT(nclass >= 1 && nclass <= 255 && ignore <= 255);
   CG_ASSERT(rgb != NULL && mask != NULL);
   cg_rng_t r = cg_rng_make(seed, CG_RNG_SAMPLE, (uint64_t)index, 0);
   const int s = scene_scale(h, w);
@@ -273,11 +291,28 @@ void cg_synth_sample(uint64_t seed, int64_t index, int h, int w, uint8_t *rgb, u
   const int nshapes = 1 + (int)cg_rng_below(&r, MAX_SHAPES);
   shape_t shapes[MAX_SHAPES];
   for (int i = 0; i < nshapes; i++) make_shape(&r, h, w, s, bgp.base, &shapes[i]);
+  /* K classes: a shape's class comes from its kind and drawn texture; its texture then follows
+   * the class (flat, stripes, checker, speckle by class), so a class has a local look a small
+   * UNet learns in a few hundred steps, beside its outline. No extra draw. */
+  uint8_t label[MAX_SHAPES];
+  for (int i = 0; i < nshapes && nclass > 1; i++) {
+    label[i] = (uint8_t)(1 + (shapes[i].kind + 3 * shapes[i].tex) % (nclass - 1));
+    shapes[i].tex = (label[i] - 1) % 4;
+  }
 
   paint_background(&bgp, h, w, rgb, mask);
 
-  /* ---- shapes, later ones over earlier ones; the mask is their union ---- */
-  for (int i = 0; i < nshapes; i++) paint_shape(&shapes[i], h, w, rgb, mask);
+  /* ---- shapes, later ones over earlier ones; the mask is their union (or their classes) ---- */
+  for (int i = 0; i < nshapes; i++) {
+    const shape_t *sh = &shapes[i];
+    if (nclass == 1) {
+      paint_shape(sh, h, w, rgb, mask, 1, 0, 0);
+      continue;
+    }
+    /* the band is chosen by a bit of the shape's own key: no extra draw, the scene is the same */
+    const int32_t band = ignore >= 0 && ((sh->key >> 17) & 1) ? SUB * 3 / 2 : 0;
+    paint_shape(sh, h, w, rgb, mask, label[i], band, (uint8_t)(ignore >= 0 ? ignore : 0));
+  }
 
   /* ---- pixel noise: two hash bytes per channel give a triangular distribution ---- */
   const size_t npx = (size_t)h * w;

@@ -18,6 +18,9 @@
  * BCE_i is the mean over pixels of BCE-with-logits and Dice_i = 1 - (2 sum p y + 1) /
  * (sum p + sum y + 1), p = sigmoid(logit). The gradient is that of the same weighted sum, so
  * with weight = 1/(global batch) the all-reduced SUM of gradients is the mean gradient.
+ * With nclass K >= 2 the per-sample term is CE_i + Dice_i of cg_cpu_loss_k (softmax
+ * cross-entropy + soft Dice averaged over the K classes); with an ignore index, pixels whose
+ * mask is that label are left out of both terms (binary too).
  */
 #ifndef CG_BACKEND_H
 #define CG_BACKEND_H
@@ -40,6 +43,11 @@ struct cg_kprof;                        /* cuda/kprof.h */
 
 typedef struct {
   int batch;                 /* static number of samples per step (per rank) */
+  int nclass;                /* classes of the model's head: 0 (take the model's) or equal to
+                                cg_model_t.nclass; 1 = binary */
+  int ignore_index;          /* mask label excluded from loss and metrics; -1 = none. A value
+                                below nclass (a class id, e.g. 0 from a zeroed struct) also
+                                means none: the command line refuses such a label. */
   cg_precision_t precision;
   int threads;               /* compute threads (CPU backend); 0 = all allowed cores */
   int device;                /* GPU ordinal (CUDA backend) */
@@ -69,13 +77,15 @@ typedef struct {
 typedef struct {
   int n, h, w, c;
   const float *x;            /* n*h*w*c; samples [0, n_cpu) valid */
-  const uint8_t *y;          /* n*h*w, values 0/1 */
+  const uint8_t *y;          /* n*h*w class ids: 0/1 (binary) or 0..K-1, and the ignore label
+                                when cg_backend_cfg_t.ignore_index >= 0 */
   const float *weight;       /* n */
   int n_cpu;                 /* see above; == n when everything was prepared on the CPU */
   const uint8_t *rgb;        /* n*h*w*3; samples [n_cpu, n) valid; NULL when n_cpu == n */
   uint8_t *pred;             /* where the step's predicted mask goes (host, n*h*w); NULL = the
                                 backend's own buffer. Written by the time the step is fetched. */
-  int metrics_on_device;     /* count tp/fp/fn/tn on the device (cg_step_out_t.conf) */
+  int metrics_on_device;     /* count tp/fp/fn/tn (K >= 2: the K x K matrix) on the device
+                                (cg_step_out_t.conf / confk) */
 } cg_batch_t;
 
 typedef struct {
@@ -85,7 +95,8 @@ typedef struct {
 
 typedef struct {
   double loss;               /* weighted local loss sum (see above) */
-  const uint8_t *pred;       /* n*h*w predicted mask (logit > 0), valid until the next fetch */
+  const uint8_t *pred;       /* n*h*w predicted class ids, valid until the next fetch: binary
+                                logit > 0 -> 1; K >= 2: argmax of the K logits (first max) */
   int skipped;               /* the optimizer step was skipped (fp16 overflow) */
   float loss_scale;          /* current fp16 loss scale (1 for other precisions) */
   double busy_ms;            /* compute-stream busy time of the step; < 0 = not measured */
@@ -93,7 +104,10 @@ typedef struct {
   double grad_bytes_reduced; /* bytes all-reduced this step */
   double h2d_bytes, d2h_bytes; /* bytes copied host->device (its upload) / device->host */
   int has_conf;              /* conf holds the step's counts (metrics_on_device) */
-  int64_t conf[4];           /* tp, fp, fn, tn over the real samples */
+  int64_t conf[4];           /* tp, fp, fn, tn over the real samples (binary) */
+  const int64_t *confk;      /* K >= 2 with has_conf: nclass*nclass counts, row = truth, col =
+                                pred, ignore pixels and padding samples excluded; valid until
+                                the next fetch. NULL for binary. */
   /* Stream activity of the step on the host clock (cg_now() seconds), for --trace-out; only
    * filled when cfg.trace is set; an interval with t1 < t0 did not happen. comm holds the
    * all-reduce of each bucket (ncomm of them). */
@@ -130,6 +144,10 @@ typedef struct cg_backend_ops {
    * and at full speed); NULL on failure. Not tied to a backend instance. */
   void *(*host_alloc)(size_t bytes);
   void (*host_free)(void *p);
+  /* The logits of the last evaluated batch (predict): call after eval_step and its fetch, before
+   * the next step is submitted. out: n*h*w*nclass fp32, NHWC, host memory (the caller's). On a
+   * GPU they are converted from the compute type on the device and copied once (synchronous). */
+  int (*get_logits)(cg_backend_t *b, float *out);
 } cg_backend_ops_t;
 
 extern const cg_backend_ops_t cg_backend_cpu;

@@ -42,6 +42,8 @@ struct cg_backend {
   int qhead, qcount;
   int64_t steps;
   size_t bytes; /* allocated, for mem_bytes */
+  int nclass, ignore;               /* the head's classes; the ignore label or -1 */
+  int64_t *confk[CG_MAX_INFLIGHT];  /* K >= 2: K x K counts per queued result */
 };
 
 static void cpu_destroy(cg_backend_t *b) {
@@ -59,7 +61,10 @@ static void cpu_destroy(cg_backend_t *b) {
     free(b->w[i]);
     free(b->y[i]);
   }
-  for (int i = 0; i < CG_MAX_INFLIGHT; i++) free(b->pred[i]);
+  for (int i = 0; i < CG_MAX_INFLIGHT; i++) {
+    free(b->pred[i]);
+    free(b->confk[i]);
+  }
   free(b->scratch);
   cg_cpu_ws_free(&b->ws);
   free(b);
@@ -77,10 +82,20 @@ static int cpu_create(const cg_model_t *m, const cg_backend_cfg_t *cfg, cg_backe
     snprintf(err, errlen, "batch %d must be >= 1", cfg->batch);
     return -1;
   }
+  if (cfg->nclass != 0 && cfg->nclass != m->nclass) {
+    snprintf(err, errlen, "backend configured for %d classes, the model has %d", cfg->nclass,
+             m->nclass);
+    return -1;
+  }
   cg_backend_t *b = cg_calloc(1, sizeof *b, "cpu backend");
   b->m = m;
   b->cfg = *cfg;
   b->n = cfg->batch;
+  b->nclass = m->nclass;
+  b->ignore = cfg->ignore_index >= m->nclass ? cfg->ignore_index : -1;
+  if (b->nclass > 1)
+    for (int i = 0; i < CG_MAX_INFLIGHT; i++)
+      b->confk[i] = cg_calloc((size_t)b->nclass * b->nclass, sizeof(int64_t), "confusion");
   size_t np = m->nparams;
   b->params = cg_calloc(np, sizeof(float), "parameters");
   b->grads = cg_calloc(np, sizeof(float), "gradients");
@@ -215,18 +230,40 @@ static cg_step_out_t *push_result(cg_backend_t *b, int slot, uint8_t **pred) {
   return &b->q[i];
 }
 
-static void predict_mask(const float *logits, size_t n, uint8_t *pred) {
-  for (size_t i = 0; i < n; i++) pred[i] = logits[i] > 0.0f;
+/* Class ids of n pixels: binary logit > 0; K >= 2 the first of the largest K logits. */
+static void predict_mask(const float *logits, size_t n, int K, uint8_t *pred) {
+  if (K == 1) {
+    for (size_t i = 0; i < n; i++) pred[i] = logits[i] > 0.0f;
+    return;
+  }
+#pragma omp parallel for schedule(static)
+  for (size_t i = 0; i < n; i++) {
+    const float *z = logits + i * K;
+    int best = 0;
+    for (int c = 1; c < K; c++)
+      if (z[c] > z[best]) best = c;
+    pred[i] = (uint8_t)best;
+  }
 }
 
 /* metrics_on_device: the counts of the real samples, on the compute thread. */
 static void device_metrics(cg_backend_t *b, int slot, const uint8_t *pred, cg_step_out_t *out) {
   if (!b->metrics_dev[slot]) return;
   size_t hw = (size_t)b->m->height * b->m->width;
+  out->has_conf = 1;
+  if (b->nclass > 1) {
+    int64_t *ck = b->confk[out - b->q];
+    memset(ck, 0, sizeof(int64_t) * b->nclass * b->nclass);
+    for (int i = 0; i < b->n; i++)
+      if (b->w[slot][i] > 0)
+        cg_confk_add(ck, b->nclass, pred + i * hw, b->y[slot] + i * hw, hw, b->ignore);
+    out->confk = ck;
+    return;
+  }
   cg_confusion_t c = {0, 0, 0, 0};
   for (int i = 0; i < b->n; i++)
-    if (b->w[slot][i] > 0) cg_confusion_add(&c, pred + i * hw, b->y[slot] + i * hw, hw);
-  out->has_conf = 1;
+    if (b->w[slot][i] > 0)
+      cg_confusion_add_ignore(&c, pred + i * hw, b->y[slot] + i * hw, hw, b->ignore);
   out->conf[0] = c.tp;
   out->conf[1] = c.fp;
   out->conf[2] = c.fn;
@@ -240,8 +277,9 @@ static int cpu_eval_step(cg_backend_t *b, int slot) {
   forward(b, slot);
   const float *logits = b->act[m->tensors[m->logits_tensor].buf];
   size_t hw = (size_t)m->height * m->width;
-  out->loss = cg_cpu_loss(logits, b->y[slot], b->w[slot], b->n, hw, 1.0f, NULL, NULL);
-  predict_mask(logits, hw * b->n, pred);
+  out->loss = cg_cpu_loss_k(logits, b->y[slot], b->w[slot], b->n, hw, b->nclass, b->ignore, 1.0f,
+                            NULL, NULL);
+  predict_mask(logits, hw * b->n, b->nclass, pred);
   device_metrics(b, slot, pred, out);
   return 0;
 }
@@ -257,9 +295,11 @@ static int cpu_train_step(cg_backend_t *b, int slot, const cg_adamw_t *opt) {
   const int lbuf = m->tensors[m->logits_tensor].buf;
   const float *logits = b->act[lbuf];
   size_t hw = (size_t)m->height * m->width;
-  out->loss = cg_cpu_loss(logits, b->y[slot], b->w[slot], b->n, hw, 1.0f, b->dact[lbuf], NULL);
+  out->loss = cg_cpu_loss_k(logits, b->y[slot], b->w[slot], b->n, hw, b->nclass, b->ignore, 1.0f,
+                            b->dact[lbuf], NULL);
   double tp0 = cg_now();
-  predict_mask(logits, hw * b->n, pred); /* the cpu backend's "d2h": results into host memory */
+  /* the cpu backend's "d2h": results into host memory */
+  predict_mask(logits, hw * b->n, b->nclass, pred);
   double tp1 = cg_now();
   device_metrics(b, slot, pred, out);
   if (b->steps == b->cfg.fault_nan_step) { /* test-only fault: a NaN loss and gradient */
@@ -320,6 +360,17 @@ static int cpu_train_step(cg_backend_t *b, int slot, const cg_adamw_t *opt) {
 
 static size_t cpu_mem_bytes(cg_backend_t *b) { return b->bytes; }
 
+/* Steps run synchronously: the logits buffer holds the last step's until the next one. */
+static int cpu_get_logits(cg_backend_t *b, float *out) {
+  const cg_model_t *m = b->m;
+  const cg_tensor_t *t = &m->tensors[m->logits_tensor];
+  const float *src = b->act[t->buf] + t->c_off;
+  size_t px = (size_t)b->n * t->h * t->w;
+  for (size_t p = 0; p < px; p++)
+    memcpy(out + p * t->c, src + p * t->ld, sizeof(float) * t->c);
+  return 0;
+}
+
 static int cpu_fetch(cg_backend_t *b, cg_step_out_t *out) {
   CG_ASSERT(b->qcount > 0);
   *out = b->q[b->qhead];
@@ -345,6 +396,7 @@ const cg_backend_ops_t cg_backend_cpu = {
     .mem_bytes = cpu_mem_bytes,
     .host_alloc = malloc,
     .host_free = free,
+    .get_logits = cpu_get_logits,
 };
 
 const char *cg_precision_name(cg_precision_t p) {

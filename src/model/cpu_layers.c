@@ -704,6 +704,133 @@ double cg_cpu_loss(const float *logits, const uint8_t *mask, const float *weight
   return total;
 }
 
+/* Binary BCE + Dice over the pixels whose mask is not `ignore` (ignore >= 0). */
+static double loss_binary_ignore(const float *z, const uint8_t *y, size_t hw, int ignore,
+                                 double s, float *dz) {
+  double sb = 0, sp = 0, sy = 0, spy = 0, nv = 0;
+  for (size_t j = 0; j < hw; j++) {
+    if (y[j] == ignore) continue;
+    const double zj = z[j], yj = y[j] ? 1.0 : 0.0;
+    const double e = exp(-fabs(zj));
+    const double p = zj >= 0 ? 1.0 / (1.0 + e) : e / (1.0 + e);
+    sb += (zj > 0 ? zj : 0.0) - zj * yj + log1p(e);
+    sp += p;
+    sy += yj;
+    spy += p * yj;
+    nv += 1;
+  }
+  const double inv_v = 1.0 / (nv > 1 ? nv : 1.0);
+  const double num = 2.0 * spy + 1.0, den = sp + sy + 1.0;
+  if (dz) {
+    const double inv_den2 = 1.0 / (den * den);
+    for (size_t j = 0; j < hw; j++) {
+      if (y[j] == ignore || s == 0) {
+        dz[j] = 0.0f;
+        continue;
+      }
+      const double zj = z[j], yj = y[j] ? 1.0 : 0.0;
+      const double e = exp(-fabs(zj));
+      const double p = zj >= 0 ? 1.0 / (1.0 + e) : e / (1.0 + e);
+      const double g = (p - yj) * inv_v + (num - 2.0 * yj * den) * inv_den2 * p * (1.0 - p);
+      dz[j] = (float)(s * g);
+    }
+  }
+  return sb * inv_v + (1.0 - num / den);
+}
+
+/* Softmax of one pixel's K logits into p (double); returns log(sum exp(z - max)) - (z_y - max)
+ * = -log p_y when 0 <= y < K (else 0). */
+static double softmax_px(const float *z, int K, int y, double *p) {
+  double mx = z[0];
+  for (int c = 1; c < K; c++)
+    if (z[c] > mx) mx = z[c];
+  double sum = 0;
+  for (int c = 0; c < K; c++) {
+    p[c] = exp((double)z[c] - mx);
+    sum += p[c];
+  }
+  const double inv = 1.0 / sum;
+  for (int c = 0; c < K; c++) p[c] *= inv;
+  return y >= 0 && y < K ? log(sum) - ((double)z[y] - mx) : 0.0;
+}
+
+/* One sample of the K-class loss (K >= 2); s = weight * grad_scale for the gradient. A mask
+ * value >= K that is not the ignore label is left out like one (the data layer refuses it). */
+static double loss_k_sample(const float *z, const uint8_t *y, size_t hw, int K, int ignore,
+                            double s, float *dz) {
+  double p[256], inter[256], psum[256], gsum[256], a[256];
+  for (int c = 0; c < K; c++) inter[c] = psum[c] = gsum[c] = 0;
+  double ce = 0, nv = 0;
+  for (size_t j = 0; j < hw; j++) {
+    const int yj = y[j];
+    if (yj == ignore || yj >= K) continue;
+    ce += softmax_px(z + j * K, K, yj, p);
+    for (int c = 0; c < K; c++) psum[c] += p[c];
+    inter[yj] += p[yj];
+    gsum[yj] += 1;
+    nv += 1;
+  }
+  const double inv_v = 1.0 / (nv > 1 ? nv : 1.0);
+  double dsum = 0;
+  for (int c = 0; c < K; c++) {
+    const double num = 2.0 * inter[c] + 1.0, den = psum[c] + gsum[c] + 1.0;
+    dsum += num / den;
+    /* d Dice / d p_c for a pixel of class y: -(1/K) (2 [y=c] den - num) / den^2, which is
+     * a_c + b_c [y=c] */
+    a[c] = num / (den * den) / K;
+  }
+  if (dz) {
+    for (size_t j = 0; j < hw; j++) {
+      float *d = dz + j * K;
+      const int yj = y[j];
+      if (yj == ignore || yj >= K || s == 0) {
+        for (int c = 0; c < K; c++) d[c] = 0.0f;
+        continue;
+      }
+      softmax_px(z + j * K, K, yj, p);
+      const double den_y = psum[yj] + gsum[yj] + 1.0;
+      const double b_y = -2.0 / (den_y * K); /* the [y=c] part: -(1/K) 2 den / den^2 */
+      /* dL/dz_k = p_k (g_k - sum_c g_c p_c), g_c = dDice/dp_c; CE adds (p_k - [y=k]) / |V| */
+      double gp = 0;
+      for (int c = 0; c < K; c++) gp += a[c] * p[c];
+      gp += b_y * p[yj];
+      for (int c = 0; c < K; c++) {
+        const double gc = a[c] + (c == yj ? b_y : 0.0);
+        const double g = (p[c] - (c == yj ? 1.0 : 0.0)) * inv_v + p[c] * (gc - gp);
+        d[c] = (float)(s * g);
+      }
+    }
+  }
+  return ce * inv_v + (1.0 - dsum / K);
+}
+
+double cg_cpu_loss_k(const float *logits, const uint8_t *mask, const float *weight, int n,
+                     size_t hw, int K, int ignore, float grad_scale, float *dlogits,
+                     double *per_sample) {
+  CG_ASSERT(K >= 1 && K <= 255);
+  if (K == 1 && ignore < 0)
+    return cg_cpu_loss(logits, mask, weight, n, hw, grad_scale, dlogits, per_sample);
+  CG_ASSERT(logits != NULL && mask != NULL && weight != NULL);
+  CG_ASSERT(n >= 1 && hw >= 1);
+  double *li = cg_malloc(sizeof(double) * n, "per-sample loss");
+#pragma omp parallel for schedule(dynamic, 1)
+  for (int i = 0; i < n; i++) {
+    const float *z = logits + (size_t)i * hw * K;
+    const uint8_t *y = mask + (size_t)i * hw;
+    float *dz = dlogits ? dlogits + (size_t)i * hw * K : NULL;
+    const double s = (double)weight[i] * grad_scale;
+    li[i] = K == 1 ? loss_binary_ignore(z, y, hw, ignore, s, dz)
+                   : loss_k_sample(z, y, hw, K, ignore, s, dz);
+  }
+  double total = 0;
+  for (int i = 0; i < n; i++) {
+    if (weight[i] != 0.0f) total += (double)weight[i] * li[i];
+    if (per_sample) per_sample[i] = li[i];
+  }
+  free(li);
+  return total;
+}
+
 /* ---- AdamW ------------------------------------------------------------------------------ */
 
 void cg_cpu_adamw(float *p, const float *g, float *m, float *v, size_t n, float lr, float beta1,

@@ -66,6 +66,18 @@ void cg_cpu_maxpool_bwd(const cg_view_t *x, const cg_view_t *y, const cg_view_t 
 double cg_cpu_loss(const float *logits, const uint8_t *mask, const float *weight, int n, size_t hw,
                    float grad_scale, float *dlogits, double *per_sample);
 
+/* K-class softmax cross-entropy + soft Dice (K >= 1; see docs/ARCHITECTURE.md), in double.
+ * logits NHWC: n samples x hw pixels x K channels. Per sample s, V_s = its pixels whose mask is
+ * not `ignore` (every pixel when ignore < 0), p = softmax of a pixel's K logits:
+ *   CE_s   = (1/max(|V_s|,1)) sum_{i in V_s} -log p_{i,y_i}
+ *   Dice_s = 1 - (1/K) sum_c (2 sum_V p_ic [y_i=c] + 1) / (sum_V p_ic + sum_V [y_i=c] + 1)
+ * Returns sum_s weight[s] (CE_s + Dice_s). dlogits (optional) = d(return)/d(logits) * grad_scale,
+ * zero for ignore pixels and weight-0 samples. K = 1: the binary loss (BCE + Dice, sigmoid) over
+ * V_s; with ignore < 0 exactly cg_cpu_loss. per_sample (n doubles) optional. */
+double cg_cpu_loss_k(const float *logits, const uint8_t *mask, const float *weight, int n,
+                     size_t hw, int K, int ignore, float grad_scale, float *dlogits,
+                     double *per_sample);
+
 /* AdamW (PyTorch semantics, decoupled weight decay applied to every parameter):
  *   p -= lr*wd*p; m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2;
  *   p -= lr * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)

@@ -15,7 +15,9 @@ int cg_devplan_graph(const cg_model_t *m, cg_devplan_t *p, char *err, size_t err
   p->first = -1;
   for (int i = 0; i < m->nlayers; i++) {
     const cg_layer_t *l = &m->layers[i];
-    p->is_head[i] = l->op == CG_OP_CONV && l->k == 1 && l->cout == 1;
+    /* the 1x1 conv to the logits: 1 channel (binary) or K (multi-class), custom kernels */
+    p->is_head[i] =
+        l->op == CG_OP_CONV && l->k == 1 && (l->cout == 1 || l->out == m->logits_tensor);
     if (p->is_head[i] && l->accum_dx) {
       snprintf(err, errlen, "layer %s: the head's input must have one consumer", l->name);
       return -1;

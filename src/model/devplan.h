@@ -84,7 +84,7 @@ typedef struct {
 typedef struct {
   /* the graph as the backend runs it */
   int first;                               /* the layer reading the input */
-  int is_head[CG_MAX_LAYERS];              /* the 1-channel 1x1 head (custom kernels) */
+  int is_head[CG_MAX_LAYERS];              /* the 1x1 head, 1 or K channels (custom kernels) */
   int cat_a[CG_MAX_TENSORS], cat_b[CG_MAX_TENSORS]; /* parts of a concat tensor, else -1 */
   cg_devplan_opts_t opts;                  /* as given (concurrent[] only for layers it fits) */
   int ld[CG_MAX_TENSORS], coff[CG_MAX_TENSORS]; /* pixel stride and first channel (above) */

@@ -103,7 +103,7 @@ static void plan_backward(cg_model_t *m) {
 }
 
 int cg_model_build(cg_model_t *m, int in_c, int base, int depth, int height, int width,
-                   char *err, size_t errlen) {
+                   int nclass, char *err, size_t errlen) {
   memset(m, 0, sizeof *m);
   if (depth < 1 || depth > CG_MAX_DEPTH) {
     snprintf(err, errlen, "model depth %d out of range 1..%d", depth, CG_MAX_DEPTH);
@@ -117,6 +117,10 @@ int cg_model_build(cg_model_t *m, int in_c, int base, int depth, int height, int
     snprintf(err, errlen, "input channels %d must be >= 1", in_c);
     return -1;
   }
+  if (nclass < 1 || nclass > CG_MAX_CLASSES) {
+    snprintf(err, errlen, "number of classes %d out of range 1..%d", nclass, CG_MAX_CLASSES);
+    return -1;
+  }
   int div = 1 << depth;
   if (height < div || width < div || height % div || width % div) {
     snprintf(err, errlen, "image size %dx%d must be a positive multiple of 2^depth = %d", height,
@@ -127,6 +131,7 @@ int cg_model_build(cg_model_t *m, int in_c, int base, int depth, int height, int
   m->in_c = in_c;
   m->base = base;
   m->depth = depth;
+  m->nclass = nclass;
   m->height = height;
   m->width = width;
   for (int l = 0; l <= depth; l++) m->widths[l] = base << l;
@@ -180,7 +185,7 @@ int cg_model_build(cg_model_t *m, int in_c, int base, int depth, int height, int
     cur = c2;
   }
   (void)skip;
-  int logits = new_tensor(&b, h, w, 1);
+  int logits = new_tensor(&b, h, w, nclass);
   add_layer(&b, CG_OP_CONV, "head", 1, 0, cur, logits);
   m->logits_tensor = logits;
   if (b.failed) {
@@ -195,7 +200,7 @@ size_t cg_model_param_count(int in_c, int base, int depth) {
   cg_model_t m;
   char err[128];
   int div = 1 << depth;
-  if (cg_model_build(&m, in_c, base, depth, div, div, err, sizeof err) != 0) return 0;
+  if (cg_model_build(&m, in_c, base, depth, div, div, 1, err, sizeof err) != 0) return 0;
   return m.nparams;
 }
 
@@ -233,8 +238,12 @@ static void fmt_count(size_t n, char *out, size_t len) {
 }
 
 void cg_model_print(const cg_model_t *m) {
-  printf("# UNet: in %d, base %d, depth %d, input %dx%d, activations NHWC\n", m->in_c, m->base,
-         m->depth, m->height, m->width);
+  if (m->nclass > 1)
+    printf("# UNet: in %d, base %d, depth %d, input %dx%d, %d classes, activations NHWC\n",
+           m->in_c, m->base, m->depth, m->height, m->width, m->nclass);
+  else
+    printf("# UNet: in %d, base %d, depth %d, input %dx%d, activations NHWC\n", m->in_c, m->base,
+           m->depth, m->height, m->width);
   printf("# %-3s %-12s %-8s %-9s %-15s %-15s %10s %10s\n", "id", "layer", "op", "kernel",
          "input (HxWxC)", "output (HxWxC)", "params", "MFLOP/img");
   for (int i = 0; i < m->nlayers; i++) {

@@ -28,6 +28,7 @@
 #define CG_MAX_TENSORS 64
 #define CG_MAX_BUFS 48
 #define CG_MAX_BUCKETS 64
+#define CG_MAX_CLASSES 255 /* class ids are uint8; 255 is the usual ignore label */
 
 typedef enum { CG_OP_CONV = 0, CG_OP_POOL = 1, CG_OP_UPCONV = 2 } cg_op_t;
 
@@ -58,6 +59,7 @@ typedef struct {
 typedef struct {
   /* architecture */
   int in_c, base, depth;
+  int nclass;                 /* 1 = binary (one logit); K >= 2: K logits (softmax head) */
   int height, width;          /* input image size */
   int widths[CG_MAX_DEPTH + 1];
   /* graph */
@@ -70,10 +72,11 @@ typedef struct {
   double flops_fwd;           /* per image */
 } cg_model_t;
 
-/* Builds the UNet. Returns 0, or -1 with a message in err when the shape is invalid
- * (height/width not divisible by 2^depth, depth out of 1..CG_MAX_DEPTH, base < 1). */
+/* Builds the UNet with nclass output channels (1 = binary). Returns 0, or -1 with a message
+ * in err when the shape is invalid (height/width not divisible by 2^depth, depth out of
+ * 1..CG_MAX_DEPTH, base < 1, nclass out of 1..CG_MAX_CLASSES). */
 int cg_model_build(cg_model_t *m, int in_c, int base, int depth, int height, int width,
-                   char *err, size_t errlen);
+                   int nclass, char *err, size_t errlen);
 
 /* Number of parameters of the architecture (independent of the image size). */
 size_t cg_model_param_count(int in_c, int base, int depth);

@@ -30,3 +30,71 @@ double cg_confusion_acc(const cg_confusion_t *c) {
   int64_t d = c->tp + c->fp + c->fn + c->tn;
   return d ? (double)(c->tp + c->tn) / (double)d : 0.0;
 }
+
+void cg_confusion_add_ignore(cg_confusion_t *c, const uint8_t *pred, const uint8_t *mask,
+                             size_t n, int ignore) {
+  if (ignore < 0) {
+    cg_confusion_add(c, pred, mask, n);
+    return;
+  }
+  int64_t tp = 0, pp = 0, yp = 0, nv = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (mask[i] == ignore) continue;
+    int p = pred[i] != 0, y = mask[i] != 0;
+    tp += p & y;
+    pp += p;
+    yp += y;
+    nv++;
+  }
+  c->tp += tp;
+  c->fp += pp - tp;
+  c->fn += yp - tp;
+  c->tn += nv - pp - yp + tp;
+}
+
+void cg_confk_add(int64_t *conf, int K, const uint8_t *pred, const uint8_t *mask, size_t n,
+                  int ignore) {
+  for (size_t i = 0; i < n; i++) {
+    const int y = mask[i], p = pred[i];
+    if (y == ignore || y >= K || p >= K) continue;
+    conf[y * K + p]++;
+  }
+}
+
+int cg_confk_class(const int64_t *conf, int K, int c, double *iou, double *dice, int64_t *gt,
+                   int64_t *pr) {
+  int64_t row = 0, col = 0;
+  for (int j = 0; j < K; j++) {
+    row += conf[c * K + j];
+    col += conf[j * K + c];
+  }
+  const int64_t tp = conf[c * K + c], fn = row - tp, fp = col - tp;
+  if (gt) *gt = row;
+  if (pr) *pr = col;
+  const int present = row + col > 0;
+  if (iou) *iou = present ? (double)tp / (double)(tp + fp + fn) : 0.0;
+  if (dice) *dice = present ? 2.0 * (double)tp / (double)(2 * tp + fp + fn) : 0.0;
+  return present;
+}
+
+static double confk_mean(const int64_t *conf, int K, int which) {
+  double sum = 0;
+  int np = 0;
+  for (int c = 0; c < K; c++) {
+    double iou, dice;
+    if (!cg_confk_class(conf, K, c, &iou, &dice, NULL, NULL)) continue;
+    sum += which ? dice : iou;
+    np++;
+  }
+  return np ? sum / np : 0.0;
+}
+
+double cg_confk_miou(const int64_t *conf, int K) { return confk_mean(conf, K, 0); }
+double cg_confk_mdice(const int64_t *conf, int K) { return confk_mean(conf, K, 1); }
+
+double cg_confk_acc(const int64_t *conf, int K) {
+  int64_t all = 0, diag = 0;
+  for (int i = 0; i < K * K; i++) all += conf[i];
+  for (int c = 0; c < K; c++) diag += conf[c * K + c];
+  return all ? (double)diag / (double)all : 0.0;
+}

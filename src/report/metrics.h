@@ -14,10 +14,32 @@ typedef struct {
 /* Adds the counts of n pixels (pred and mask 0/1). */
 void cg_confusion_add(cg_confusion_t *c, const uint8_t *pred, const uint8_t *mask, size_t n);
 
+/* As cg_confusion_add, leaving out the pixels whose mask is `ignore` (< 0: none, exactly
+ * cg_confusion_add); the other mask values > 0 are foreground. */
+void cg_confusion_add_ignore(cg_confusion_t *c, const uint8_t *pred, const uint8_t *mask,
+                             size_t n, int ignore);
+
 /* IoU = tp/(tp+fp+fn), Dice = 2tp/(2tp+fp+fn) (both 1 when there is no foreground at all),
  * accuracy = (tp+tn)/all. */
 double cg_confusion_iou(const cg_confusion_t *c);
 double cg_confusion_dice(const cg_confusion_t *c);
 double cg_confusion_acc(const cg_confusion_t *c);
+
+/* K-class confusion: conf is K*K int64 counts, conf[truth*K + pred]. Pixels whose mask is
+ * `ignore` (or any value >= K, which the data layer refuses) are left out; pred values >= K
+ * are not expected (argmax). */
+void cg_confk_add(int64_t *conf, int K, const uint8_t *pred, const uint8_t *mask, size_t n,
+                  int ignore);
+
+/* Class c of a K x K matrix: IoU = tp/(tp+fp+fn), Dice = 2tp/(2tp+fp+fn), each 0 when the
+ * class is in neither the truth nor the prediction (then the return is 0, else 1: the class
+ * counts in the mean); *gt = its ground-truth pixels (optional), *pr = predicted (optional). */
+int cg_confk_class(const int64_t *conf, int K, int c, double *iou, double *dice, int64_t *gt,
+                   int64_t *pr);
+/* mIoU / mean Dice over the classes present in the truth or the prediction (0 when none);
+ * pixel accuracy = trace / total (0 when empty). */
+double cg_confk_miou(const int64_t *conf, int K);
+double cg_confk_mdice(const int64_t *conf, int K);
+double cg_confk_acc(const int64_t *conf, int K);
 
 #endif

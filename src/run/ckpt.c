@@ -52,8 +52,10 @@ static double get_f64(const uint8_t *p) {
 }
 
 void cg_ckpt_shape_str(const cg_ckpt_shape_t *s, char *buf, size_t len) {
-  snprintf(buf, len, "in %d, base %d, depth %d, %dx%d, %llu parameters", s->in_c, s->base,
-           s->depth, s->height, s->width, (unsigned long long)s->nparams);
+  char k[32] = "";
+  if (s->nclass != 1) snprintf(k, sizeof k, ", %d classes", s->nclass);
+  snprintf(buf, len, "in %d, base %d, depth %d, %dx%d%s, %llu parameters", s->in_c, s->base,
+           s->depth, s->height, s->width, k, (unsigned long long)s->nparams);
 }
 
 void cg_ckpt_path(const char *dir, int64_t step, char *buf, size_t len) {
@@ -62,7 +64,8 @@ void cg_ckpt_path(const char *dir, int64_t step, char *buf, size_t len) {
 
 static int shape_eq(const cg_ckpt_shape_t *a, const cg_ckpt_shape_t *b) {
   return a->in_c == b->in_c && a->base == b->base && a->depth == b->depth &&
-         a->height == b->height && a->width == b->width && a->nparams == b->nparams;
+         a->height == b->height && a->width == b->width && a->nparams == b->nparams &&
+         a->nclass == b->nclass;
 }
 
 static void encode_header(const cg_ckpt_info_t *in, uint64_t payload_bytes, uint32_t payload_crc,
@@ -96,6 +99,12 @@ static void encode_header(const cg_ckpt_info_t *in, uint64_t payload_bytes, uint
   cg_le_put_u64(h + 160, payload_bytes);
   cg_le_put_u32(h + 168, payload_crc);
   cg_le_put_u64(h + 172, in->run_id);
+  cg_le_put_u32(h + 180, (uint32_t)in->shape.nclass);
+  /* a class id is never the ignore label: such a value (0 of a zeroed struct) means none */
+  const int ign = in->ignore_index >= in->shape.nclass ? in->ignore_index : -1;
+  cg_le_put_u32(h + 184, (uint32_t)ign);
+  cg_le_put_u32(h + 188, (uint32_t)in->npal);
+  cg_le_put_u32(h + 192, cg_crc32(0, in->palette, 3 * (size_t)in->npal));
   cg_le_put_u32(h + 252, cg_crc32(0, h, 252));
 }
 
@@ -109,6 +118,13 @@ static void decode_header(const uint8_t *h, cg_ckpt_info_t *o) {
   o->shape.width = (int)cg_le_get_u32(h + 32);
   o->precision = (int)cg_le_get_u32(h + 36);
   o->shape.nparams = cg_le_get_u64(h + 40);
+  o->shape.nclass = 1; /* versions 1 and 2: binary */
+  o->ignore_index = -1;
+  if (o->version >= 3) {
+    o->shape.nclass = (int)cg_le_get_u32(h + 180);
+    o->ignore_index = (int)(int32_t)cg_le_get_u32(h + 184);
+    o->npal = (int)cg_le_get_u32(h + 188);
+  }
   o->step = (int64_t)cg_le_get_u64(h + 48);
   o->epoch = (int64_t)cg_le_get_u64(h + 56);
   o->epoch_samples = (int64_t)cg_le_get_u64(h + 64);
@@ -172,6 +188,9 @@ static const char *header_out_of_range(const cg_ckpt_info_t *in) {
   if (in->shape.height < 1 || in->shape.height > 1 << 20) return "height";
   if (in->shape.width < 1 || in->shape.width > 1 << 20) return "width";
   if (in->shape.nparams < 1 || in->shape.nparams > ((uint64_t)1 << 40)) return "nparams";
+  if (in->shape.nclass < 1 || in->shape.nclass > 255) return "nclass";
+  if (in->ignore_index < -1 || in->ignore_index > 255) return "ignore_index";
+  if (in->npal < 0 || in->npal > 256) return "npal";
   if (in->precision < 0 || in->precision > 2) return "precision";
   if (in->step < 0 || in->step > kSteps) return "step";
   if (in->epoch < 0 || in->epoch > kSteps) return "epoch";
@@ -375,7 +394,7 @@ int cg_ckpt_write(const char *dir, const cg_ckpt_info_t *info, const float *para
   if (!af) return -1;
   FILE *f = cg_afile_stream(af);
   if (write_all(f, hdr, sizeof hdr) || write_all(f, params, bytes) || write_all(f, m, bytes) ||
-      write_all(f, v, bytes)) {
+      write_all(f, v, bytes) || write_all(f, info->palette, 3 * (size_t)info->npal)) {
     snprintf(err, errlen, "%s: write failed: %s (nothing was replaced)", final, strerror(errno));
     cg_afile_abort(af);
     return -1;
@@ -470,7 +489,7 @@ cg_ckpt_status_t cg_ckpt_read(const char *path, const cg_ckpt_shape_t *want,
     st = CG_CKPT_ECORRUPT;
     goto done;
   }
-  const uint64_t want_size = CG_CKPT_HEADER_BYTES + in.payload_bytes;
+  const uint64_t want_size = CG_CKPT_HEADER_BYTES + in.payload_bytes + 3 * (uint64_t)in.npal;
   if (fsize < want_size) {
     snprintf(err, errlen, "%s: truncated: the file is %llu bytes, its header says %llu", path,
              (unsigned long long)fsize, (unsigned long long)want_size);
@@ -506,6 +525,19 @@ cg_ckpt_status_t cg_ckpt_read(const char *path, const cg_ckpt_shape_t *want,
              in.payload_crc, crc);
     st = CG_CKPT_ECORRUPT;
     goto done;
+  }
+  if (in.npal > 0) {
+    if (fread(in.palette, 3, (size_t)in.npal, f) != (size_t)in.npal) {
+      snprintf(err, errlen, "%s: read error in the palette: %s", path,
+               ferror(f) ? strerror(errno) : "unexpected end of file");
+      st = feof(f) ? CG_CKPT_ETRUNC : CG_CKPT_EIO;
+      goto done;
+    }
+    if (cg_crc32(0, in.palette, 3 * (size_t)in.npal) != cg_le_get_u32(h + 192)) {
+      snprintf(err, errlen, "%s: corrupt: palette CRC mismatch", path);
+      st = CG_CKPT_ECORRUPT;
+      goto done;
+    }
   }
   if (info) *info = in;
   st = CG_CKPT_OK;
@@ -556,6 +588,11 @@ static void print_info(const char *path, const cg_ckpt_info_t *in) {
   printf("format:        cogpu-dist checkpoint, version %u, %d-byte header (CRC ok)\n",
          in->version, CG_CKPT_HEADER_BYTES);
   printf("model:         UNet %s\n", shape);
+  char ign[32] = "none";
+  if (in->ignore_index >= 0) snprintf(ign, sizeof ign, "%d", in->ignore_index);
+  printf("classes:       %d%s, ignore label %s%s\n", in->shape.nclass,
+         in->shape.nclass > 1 ? "" : " (binary)", ign,
+         in->npal ? ", masks with a palette (kept for predict)" : "");
   printf("precision:     %s (of the run that wrote it)\n", precision_str(in->precision));
   printf("step:          %lld completed; next: epoch %lld, %lld of its %lld samples trained\n",
          (long long)in->step, (long long)in->epoch, (long long)in->epoch_samples,

@@ -10,7 +10,7 @@
  * File layout (integers little-endian, offsets in bytes):
  *   header, 256 bytes
  *     0  char[8] magic            "CGCKPT\r\n"
- *     8  u32     version          2 (version 1, without the run id, is still read)
+ *     8  u32     version          3 (versions 1 and 2 are still read, as nclass 1)
  *    12  u32     header_bytes     256
  *    16  u32     in_c, base, depth, height, width   the model shape (5 x u32, to 36)
  *    36  u32     precision        cg_precision_t of the writing run
@@ -34,9 +34,16 @@
  *   168  u32     payload_crc      CRC32 of the payload
  *   172  u64     run_id           the run's lineage: made when a run starts afresh, kept when it
  *                                  resumes (0: written before run ids, version 1)
- *   180  ...     reserved, zero, up to 252
+ *   180  u32     nclass           classes of the head (1 = binary)             (version >= 3)
+ *   184  i32     ignore_index     the mask label left out (-1: none)            (version >= 3)
+ *   188  u32     npal             entries of the training masks' palette, 0..256 (0: gray
+ *                                  masks or none known)                          (version >= 3)
+ *   192  u32     palette_crc      CRC32 of the palette trailer                  (version >= 3)
+ *   196  ...     reserved, zero, up to 252
  *   252  u32     header_crc       CRC32 of bytes [0, 252)
  *   payload at 256: params, AdamW m, AdamW v (nparams little-endian f32 each, model.h layout)
+ *   then (version >= 3) the palette trailer: npal RGB triples (3 x npal bytes), so predict can
+ *   write masks with the palette the training masks had
  *
  * Files are DIR/ckpt-<step, 10 digits>.cgck. A write goes to a temporary file in DIR (atomic_file.h),
  * is fsynced, renamed over the final name and the directory is fsynced: a file with the final
@@ -60,13 +67,14 @@
 #include <stdio.h>
 
 #define CG_CKPT_MAGIC "CGCKPT\r\n"
-#define CG_CKPT_VERSION 2
+#define CG_CKPT_VERSION 3
 #define CG_CKPT_HEADER_BYTES 256
 
 /* The model a checkpoint belongs to; two shapes are compatible when every field is equal. */
 typedef struct {
   int in_c, base, depth, height, width;
   uint64_t nparams;
+  int nclass;          /* output classes (1 = binary; version <= 2 files read as 1) */
 } cg_ckpt_shape_t;
 
 typedef struct {
@@ -81,6 +89,9 @@ typedef struct {
   double lr;
   int64_t unix_time;
   uint64_t run_id;
+  int ignore_index;         /* -1: none (versions 1 and 2: none) */
+  int npal;                 /* 0..256 palette entries of the training masks (0: gray/unknown) */
+  uint8_t palette[768];     /* npal RGB triples */
   /* filled by the reader */
   uint32_t version;
   uint64_t payload_bytes;
@@ -150,7 +161,8 @@ void cg_ckpt_list_free(char **paths, int64_t *steps, int n);
  * (truncated, corrupt, wrong magic, another shape...) is passed to report (one line naming the
  * file and why; report may be NULL) and the next older one is tried. Returns 0 with the chosen
  * file in path, 1 when dir holds no checkpoint file at all, -1 when none of them is valid (err
- * then says how many were tried). Arrays as for cg_ckpt_read (not NULL here). */
+ * then says how many were tried). want and the arrays as for cg_ckpt_read (all NULL: verify
+ * only, as `predict --checkpoint DIR` does before it knows the model). */
 int cg_ckpt_find(const char *dir, const cg_ckpt_shape_t *want, cg_ckpt_info_t *info,
                  float *params, float *m, float *v, char *path, size_t pathlen,
                  void (*report)(void *ctx, const char *line), void *ctx, char *err,

@@ -38,10 +38,17 @@ static const cg_opt_t g_opts[] = {
         "UNet depth d (number of 2x2 poolings)"),
     CG_OPT_ROW_NUM(INT, "image-size", O(image_size), 2, 8192, C_TRAIN | C_INFO, "N",
         "images are N x N; N must be a multiple of 2^depth"),
+    CG_OPT_ROW_NUM(INT, "num-classes", O(num_classes), 1, 255, C_TRAIN | C_INFO, "K",
+        "classes: 1 = binary (mask pixel > 0 is foreground); K >= 2: masks hold class ids "
+        "0..K-1 (gray PNG values or palette indices), softmax cross-entropy + soft Dice"),
+    {"ignore-index", CG_OPT_INT, O(ignore_index), -1, 255, CG_OPT_NODEF, NULL, C_TRAIN, "I",
+     "mask label left out of the loss and the metrics, not a class id (>= --num-classes); "
+     "-1 = none; default 255 when --num-classes >= 2, none for binary"},
     /* data */
     CG_OPT_ROW_TEXT(STR, "data", O(data), NULL, C_TRAIN, "SRC",
-        "training data: synthetic (built in), a directory DIR with DIR/images/*.png and "
-        "DIR/masks/*.png paired by name, or a shard FILE.cgds written by `cogpu-dist pack`"),
+        "training data: synthetic (built in), a directory DIR with DIR/images/*.png, *.jpg or "
+        "*.jpeg (any case) and DIR/masks/*.png paired by name, or a shard FILE.cgds written by "
+        "`cogpu-dist pack`"),
     CG_OPT_ROW_TEXT(STR, "val-data", O(val_data), NULL, C_TRAIN, "SRC",
         "separate validation data (directory or .cgds); default: --val-fraction of --data"),
     CG_OPT_ROW_NUM(DBL, "val-fraction", O(val_fraction), 0, 0.9, C_TRAIN, "F",
@@ -164,6 +171,8 @@ void cg_cli_defaults(cg_config_t *c) {
   c->model_base = 32;
   c->model_depth = 4;
   c->image_size = 256;
+  c->num_classes = 1;
+  c->ignore_index = CG_IGNORE_DEFAULT;
   snprintf(c->data, sizeof c->data, "synthetic");
   c->val_fraction = 0.1;
   c->crop = 1;
@@ -277,7 +286,15 @@ int cg_cli_parse(int argc, char **argv, cg_config_t *cfg, char *err, size_t errl
   return cg_cli_check(cfg, err, errlen);
 }
 
-int cg_cli_check(const cg_config_t *cfg, char *err, size_t errlen) {
+int cg_cli_check(cg_config_t *cfg, char *err, size_t errlen) {
+  if (cfg->ignore_index == CG_IGNORE_DEFAULT)
+    cfg->ignore_index = cfg->num_classes >= 2 ? 255 : -1;
+  const int lo = cfg->num_classes > 1 ? cfg->num_classes : 2; /* binary masks hold 0 and 1 */
+  if (cfg->ignore_index >= 0 && cfg->ignore_index < lo) {
+    snprintf(err, errlen, "--ignore-index: %d is a class id (--num-classes %d); give a label "
+             ">= %d, or -1 for none", cfg->ignore_index, cfg->num_classes, lo);
+    return -1;
+  }
   if (cfg->cmd == CG_CMD_TRAIN) {
     long long a = -1, b = -1;
     char tail = 0;

@@ -26,6 +26,7 @@ void cg_cli_print_help(FILE *f, cg_command_t cmd);
 cg_opts_set_t cg_cli_opts(cg_command_t cmd, cg_config_t *cfg);
 /* The checks across options that follow parsing (cfg->cmd says which apply): 0, or -1 with a
  * one-line message in err naming the flag. */
-int cg_cli_check(const cg_config_t *cfg, char *err, size_t errlen);
+int cg_cli_check(cg_config_t *cfg, char *err, size_t errlen);
+/* cg_cli_check also resolves cfg->ignore_index (CG_IGNORE_DEFAULT -> 255 for K >= 2, else -1). */
 
 #endif

@@ -28,7 +28,7 @@ static int cmd_info(const cg_config_t *cfg, cg_comm_t *c) {
     cg_model_t m;
     char err[256];
     if (cg_model_build(&m, 3 + CG_NFEAT, cfg->model_base, cfg->model_depth, cfg->image_size,
-                       cfg->image_size, err, sizeof err)) {
+                       cfg->image_size, cfg->num_classes, err, sizeof err)) {
       fprintf(stderr, "cogpu-dist: error: %s\n", err);
       return CG_EXIT_USAGE;
     }

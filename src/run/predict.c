@@ -1,60 +1,107 @@
-/* predict.c: `cogpu-dist predict` — run a trained model on PNG images.
+/* predict.c: `cogpu-dist predict` — run a trained model on whole images at their own size.
  *
- *   mpirun -np N cogpu-dist predict --checkpoint FILE --input DIR --output DIR [--masks DIR]
+ *   mpirun -np N cogpu-dist predict --checkpoint FILE|DIR --input DIR --output DIR [--masks DIR]
  *
- * Every rank loads the checkpoint and takes every N-th image (data-parallel); each image is
- * fitted to the model's image size as in training (shorter side scaled, longer side
- * centre-cropped: cg_fit_png, decoded row by row), featurised like a training sample, and
- * predicted on the chosen backend. The mask written to DIR/NAME.png (8-bit gray, 255 = foreground) has the
- * image's original size: the prediction is scaled back onto the centred square it was taken
- * from (nearest neighbour), and the cropped margins of a non-square image are 0. With --masks,
- * IoU, Dice and pixel accuracy are computed exactly like validation (at the model's size,
- * against the fitted mask, counts summed over ranks). */
+ * Every rank loads the checkpoint and takes every N-th image (data-parallel). An image is
+ * predicted at its native resolution by sliding-window tiles of the model's size (the training
+ * size): tile origins are spread evenly along each axis so that neighbours overlap by at least
+ * --tile-overlap of a tile and the last tile ends at the image's edge; an axis shorter than a
+ * tile gets one tile, centred, whose outside is filled by mirror reflection of the image
+ * (numpy's "reflect": the edge pixel is not repeated). Each tile is featurised exactly as a
+ * training sample of that size (cg_pack_input on the tile's RGB) and the tiles go through the
+ * backend --batch at a time, across image boundaries. The logits are blended per pixel as a
+ * weighted mean over the tiles covering it, with the linear "tent" weight
+ * (1 + distance to the tile's nearest vertical edge) x (1 + the same for horizontal edges), so a
+ * tile's border, where its context is cut off, counts least. The class of a pixel: K = 1,
+ * blended logit > 0 (written 0/255); K >= 2, the argmax of the K blended logits (first max wins),
+ * written as the class id (8-bit gray) or, when the checkpoint carries the training masks'
+ * palette, as a palette PNG with that palette. --save-probs writes NAME.probs.npy beside the mask.
+ * With --masks, the counts (binary tp/fp/fn/tn, or a K x K confusion matrix without the ignore
+ * pixels) are taken over every pixel of every image at full resolution and summed over ranks.
+ * Memory per open image: its RGB8 and classes, plus the blended logits of one tile height of
+ * rows (rows above the current tile row are final and leave the ring, see pimg_t). */
 #include <dirent.h>
 #include <errno.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
-#include "backend_choose.h"
-#include "ckpt.h"
-#include "feat.h"
+#include "atomic_file.h"    /* cg_afile_*: every output file replaced whole or not at all */
+#include "backend_choose.h" /* cg_backend_choose: auto|cpu|cuda */
+#include "ckpt.h"           /* cg_ckpt_read, cg_ckpt_find: the checkpoint (FILE or newest in DIR) */
+#include "feat.h"           /* cg_pack_input: a tile's input exactly as training makes it */
+#include "image_io.h"       /* cg_image_read_rgb: PNG or JPEG images, by content */
+#include "le.h"             /* cg_le_put_u32: the .npy payload, little-endian */
 #include "log.h"
-#include "metrics.h"
+#include "metrics.h"        /* cg_confusion_*: binary IoU, Dice, accuracy */
 #include "model.h"
-#include "png_io.h"
+#include "png_io.h"         /* reading images and masks, writing masks */
 #include "predict.h"
-#include "source.h"
 #include "topo.h"
+
+#define PREDICT_DEFAULT_OVERLAP 0.5
 
 typedef struct {
   char checkpoint[1024], input[1024], output[1024], masks[1024];
   char backend[8];
   int batch;
   int64_t max_pixels; /* --max-image-pixels */
+  double overlap;     /* --tile-overlap */
+  int save_probs;     /* --save-probs */
 } popts_t;
 
 static void usage(FILE *f) {
   fprintf(f,
-          "usage: mpirun -np N cogpu-dist predict --checkpoint FILE --input DIR --output DIR\n"
-          "                                        [--masks DIR] [--backend auto|cpu|cuda] [--batch N]\n"
-          "  runs the model of a checkpoint on every DIR/*.png and writes the predicted masks as\n"
-          "  8-bit gray PNGs (255 = foreground) of the same names and sizes to the output directory;\n"
-          "  with --masks (masks of the same names) prints IoU, Dice and pixel accuracy.\n"
-          "  --backend   auto (cuda when usable), cpu or cuda [auto]; computes in fp32\n"
-          "  --batch     images per step per rank [8]\n"
+          "usage: mpirun -np N cogpu-dist predict --checkpoint FILE|DIR --input DIR --output DIR\n"
+          "         [--masks DIR] [--backend auto|cpu|cuda] [--batch N] [--tile-overlap F]\n"
+          "         [--save-probs] [--max-image-pixels N]\n"
+          "  runs the model of a checkpoint on every image of the --input directory (*.png, *.jpg,\n"
+          "  *.jpeg in any letter case) at the image's own size and writes NAME.png (the image's\n"
+          "  name without its extension) of the same size to the --output directory:\n"
+          "  binary models 8-bit gray 0/255; K-class models the class ids as 8-bit gray, or as a\n"
+          "  palette PNG with the training masks' palette when the checkpoint has one.\n"
+          "  Tiling: sliding windows of the model's (training) size, origins spread evenly so that\n"
+          "  neighbours overlap by at least F of a tile, the last tile at the edge; a side shorter\n"
+          "  than a tile is padded by mirror reflection. Each pixel's logits are the mean over the\n"
+          "  tiles covering it weighted by a tent, (1 + distance to the tile's nearest vertical\n"
+          "  edge) x (1 + the same horizontally); the class is logit > 0 (K = 1) or the argmax.\n"
+          "  --checkpoint   a checkpoint file, or a directory: its newest valid checkpoint, as\n"
+          "                 train --resume DIR picks it\n"
+          "  --masks DIR    ground-truth masks DIR/NAME.png: prints IoU, Dice and pixel accuracy\n"
+          "                 (K >= 2: per-class IoU and Dice, mIoU, accuracy; the checkpoint's\n"
+          "                 ignore label left out) over every pixel, counts summed over ranks\n"
+          "  --backend      auto (cuda when usable), cpu or cuda [auto]; computes in fp32\n"
+          "  --batch        tiles per step per rank [8]\n"
+          "  --tile-overlap F  least overlap of neighbouring tiles, 0..0.9 [%.1f]\n"
+          "  --save-probs   also writes NAME.probs.npy: a NumPy .npy file (version 1.0), float32\n"
+          "                 little-endian, C order, shape [H, W, K]: the per-class softmax\n"
+          "                 probabilities of the blended logits (K = 1: one channel, the sigmoid\n"
+          "                 probability of the foreground); numpy.load reads it\n"
           "  --max-image-pixels N  an image of more pixels (width x height, from its header) is\n"
-          "              refused before anything is allocated [%lld, Pillow's bomb limit]; images\n"
-          "              are decoded row by row into the model's size\n",
-          (long long)CG_PNG_DEFAULT_MAX_PIXELS);
+          "                 refused before anything is allocated [%lld, Pillow's bomb limit]\n",
+          PREDICT_DEFAULT_OVERLAP, (long long)CG_PNG_DEFAULT_MAX_PIXELS);
+}
+
+/* ---- input files ------------------------------------------------------------------------- */
+
+/* An image predict reads: .png, .jpg, .jpeg in any letter case, not hidden. */
+static int is_image(const char *name) { return cg_image_has_ext(name, NULL); }
+
+/* NAME without its extension into out. */
+static void stem_of(const char *name, char *out, size_t len) {
+  const char *dot = strrchr(name, '.');
+  size_t n = dot && dot != name ? (size_t)(dot - name) : strlen(name);
+  snprintf(out, len, "%.*s", (int)(n < len ? n : len - 1), name);
 }
 
 static int cmp_str(const void *a, const void *b) {
   return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* Sorted *.png names of dir (without the directory). */
-static int list_pngs(const char *dir, char ***out, int *n, char *err, size_t errlen) {
+/* Sorted image names of dir (without the directory); two images of one stem (a.png, a.JPG)
+ * would write the same mask: an error naming both. */
+static int list_images(const char *dir, char ***out, int *n, char *err, size_t errlen) {
   DIR *d = opendir(dir);
   if (!d) {
     snprintf(err, errlen, "--input: cannot open directory '%.900s': %s", dir, strerror(errno));
@@ -65,8 +112,7 @@ static int list_pngs(const char *dir, char ***out, int *n, char *err, size_t err
   *n = 0;
   struct dirent *e;
   while ((e = readdir(d))) {
-    size_t l = strlen(e->d_name);
-    if (l < 5 || strcmp(e->d_name + l - 4, ".png")) continue;
+    if (!is_image(e->d_name)) continue;
     if (*n == cap) {
       cap *= 2;
       char **nv = realloc(v, sizeof(char *) * (size_t)cap);
@@ -78,6 +124,37 @@ static int list_pngs(const char *dir, char ***out, int *n, char *err, size_t err
   closedir(d);
   qsort(v, (size_t)*n, sizeof(char *), cmp_str);
   *out = v;
+  for (int i = 0; i < *n; i++)
+    for (int j = i + 1; j < *n; j++) {
+      char a[512], b[512];
+      stem_of(v[i], a, sizeof a);
+      stem_of(v[j], b, sizeof b);
+      if (!strcmp(a, b)) {
+        snprintf(err, errlen, "--input: '%.400s' and '%.400s' would both be predicted to %.100s.png",
+                 v[i], v[j], a);
+        return -1;
+      }
+    }
+  return 0;
+}
+
+/* The whole image as RGB8 (h*w*3, caller frees): PNG or JPEG, told by its content. */
+static int load_rgb(const char *path, int64_t max_pixels, uint8_t **rgb, int *h, int *w,
+                    char *err, size_t errlen) {
+  return cg_image_read_rgb(path, max_pixels, rgb, h, w, err, errlen);
+}
+
+/* ---- options ----------------------------------------------------------------------------- */
+
+static int parse_num(const char *flag, const char *v, double lo, double hi, double *out,
+                     char *err, size_t errlen) {
+  char *end = NULL;
+  double x = v ? strtod(v, &end) : 0;
+  if (!v || end == v || *end || !(x >= lo && x <= hi)) {
+    snprintf(err, errlen, "%s: %s is out of range %g..%g", flag, v ? v : "missing value", lo, hi);
+    return -1;
+  }
+  *out = x;
   return 0;
 }
 
@@ -86,21 +163,30 @@ static int parse(int argc, char **argv, popts_t *o, char *err, size_t errlen) {
   snprintf(o->backend, sizeof o->backend, "auto");
   o->batch = 8;
   o->max_pixels = CG_PNG_DEFAULT_MAX_PIXELS;
+  o->overlap = PREDICT_DEFAULT_OVERLAP;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
     char *dst = NULL;
     size_t len = 0;
+    double x;
     if (!strcmp(a, "--checkpoint")) dst = o->checkpoint, len = sizeof o->checkpoint;
     else if (!strcmp(a, "--input")) dst = o->input, len = sizeof o->input;
     else if (!strcmp(a, "--output")) dst = o->output, len = sizeof o->output;
     else if (!strcmp(a, "--masks")) dst = o->masks, len = sizeof o->masks;
     else if (!strcmp(a, "--backend")) dst = o->backend, len = sizeof o->backend;
-    else if (!strcmp(a, "--batch")) {
-      if (!v || atoi(v) < 1 || atoi(v) > 4096) {
+    else if (!strcmp(a, "--save-probs")) {
+      o->save_probs = 1;
+      continue;
+    } else if (!strcmp(a, "--batch")) {
+      if (parse_num(a, v, 1, 4096, &x, err, errlen) || x != floor(x)) {
         snprintf(err, errlen, "--batch: %s is out of range 1..4096", v ? v : "missing value");
         return -1;
       }
-      o->batch = atoi(v);
+      o->batch = (int)x;
+      i++;
+      continue;
+    } else if (!strcmp(a, "--tile-overlap")) {
+      if (parse_num(a, v, 0, 0.9, &o->overlap, err, errlen)) return -1;
       i++;
       continue;
     } else if (!strcmp(a, "--max-image-pixels")) {
@@ -122,6 +208,10 @@ static int parse(int argc, char **argv, popts_t *o, char *err, size_t errlen) {
       snprintf(err, errlen, "%s: missing value", a);
       return -1;
     }
+    if (strlen(v) >= len) {
+      snprintf(err, errlen, "%s: value too long (%zu characters at most)", a, len - 1);
+      return -1;
+    }
     snprintf(dst, len, "%s", v);
     i++;
   }
@@ -130,44 +220,57 @@ static int parse(int argc, char **argv, popts_t *o, char *err, size_t errlen) {
     return -1;
   }
   if (!o->checkpoint[0] || !o->input[0] || !o->output[0]) {
-    snprintf(err, errlen, "predict needs --checkpoint FILE, --input DIR and --output DIR");
+    snprintf(err, errlen, "predict needs --checkpoint FILE|DIR, --input DIR and --output DIR");
     return -1;
   }
   return 0;
 }
 
-/* The predicted mask (s x s, 0/1) scaled back onto the centred square of an h x w image. */
-static void unfit_mask(const uint8_t *pred, int s, int h, int w, uint8_t *out) {
-  int m = h < w ? h : w, ox = (w - m) / 2, oy = (h - m) / 2;
-  memset(out, 0, (size_t)h * w);
-  for (int y = 0; y < m; y++) {
-    int sy = (int)((int64_t)y * s / m);
-    for (int x = 0; x < m; x++) {
-      int sx = (int)((int64_t)x * s / m);
-      out[(size_t)(y + oy) * w + x + ox] = pred[(size_t)sy * s + sx] ? 255 : 0;
+/* ---- checks before anything large is allocated ------------------------------------------- */
+
+static void report_skip(void *ctx, const char *line) {
+  if (*(const int *)ctx == 0) cg_log_warn("--checkpoint: %s", line); /* rank 0 speaks */
+}
+
+/* --checkpoint FILE, or DIR: its newest valid checkpoint (cg_ckpt_find, as --resume DIR), whose
+ * path then replaces DIR in o->checkpoint. Verifies the CRCs; info gets the header. */
+static int resolve_checkpoint(popts_t *o, int rank, cg_ckpt_info_t *info, char *err,
+                              size_t errlen) {
+  struct stat st;
+  if (stat(o->checkpoint, &st) == 0 && S_ISDIR(st.st_mode)) {
+    char path[1024], why[1200];
+    int rc = cg_ckpt_find(o->checkpoint, NULL, info, NULL, NULL, NULL, path, sizeof path,
+                          report_skip, &rank, why, sizeof why);
+    if (rc) {
+      snprintf(err, errlen, "--checkpoint: %.1000s", why);
+      return -1;
     }
+    snprintf(o->checkpoint, sizeof o->checkpoint, "%s", path);
+    return 0;
   }
+  return cg_ckpt_read(o->checkpoint, NULL, info, NULL, NULL, NULL, err, errlen) == CG_CKPT_OK
+             ? 0
+             : -1;
 }
 
 /* The checks made before anything large is allocated, each rank for itself: the checkpoint's
  * header and model, the input files, the output directory (rank 0 makes it) and the backend.
  * 0, or -1 with err (a usage error). */
-static int check_inputs(const popts_t *o, const cg_comm_t *c, cg_ckpt_info_t *info,
-                        cg_model_t *model, char ***files, int *nfiles, cg_backend_choice_t *bk,
-                        char *err, size_t errlen) {
-  if (cg_ckpt_read(o->checkpoint, NULL, info, NULL, NULL, NULL, err, errlen) != CG_CKPT_OK)
-    return -1;
+static int check_inputs(popts_t *o, const cg_comm_t *c, cg_ckpt_info_t *info, cg_model_t *model,
+                        char ***files, int *nfiles, cg_backend_choice_t *bk, char *err,
+                        size_t errlen) {
+  if (resolve_checkpoint(o, c->rank, info, err, errlen)) return -1;
   if (cg_model_build(model, info->shape.in_c, info->shape.base, info->shape.depth,
-                     info->shape.height, info->shape.width, err, errlen))
+                     info->shape.height, info->shape.width, info->shape.nclass, err, errlen))
     return -1;
   if (info->shape.in_c != 3 + CG_NFEAT) {
     snprintf(err, errlen, "checkpoint has %d input channels; this build feeds %d",
              info->shape.in_c, 3 + CG_NFEAT);
     return -1;
   }
-  if (list_pngs(o->input, files, nfiles, err, errlen)) return -1;
+  if (list_images(o->input, files, nfiles, err, errlen)) return -1;
   if (*nfiles == 0) {
-    snprintf(err, errlen, "--input: no *.png files in '%.900s'", o->input);
+    snprintf(err, errlen, "--input: no *.png, *.jpg or *.jpeg files in '%.900s'", o->input);
     return -1;
   }
   if (c->rank == 0 && mkdir(o->output, 0755) && errno != EEXIST) {
@@ -178,32 +281,333 @@ static int check_inputs(const popts_t *o, const cg_comm_t *c, cg_ckpt_info_t *in
   return cg_backend_choose(o->backend, "fp32", NULL, NULL, bk, err, errlen);
 }
 
-/* One batch of images on the host: the model's input and masks as they were fitted, and each
- * image's file and original size. */
+/* ---- tiling ------------------------------------------------------------------------------ */
+
+/* Tile origins along an axis of length L for tiles of T: one centred tile when L <= T (its
+ * outside reflected); else n = ceil((L - T) / stride) + 1 origins from 0 to L - T spread evenly,
+ * stride = floor(T (1 - overlap)) >= 1, so neighbours overlap by at least the overlap. Returns
+ * n; org (n entries) may be NULL to count. */
+static int tile_origins(int L, int T, double overlap, int *org) {
+  if (L <= T) {
+    if (org) org[0] = -((T - L) / 2);
+    return 1;
+  }
+  int stride = (int)floor(T * (1.0 - overlap));
+  if (stride < 1) stride = 1;
+  int n = (L - T + stride - 1) / stride + 1;
+  if (org)
+    for (int i = 0; i < n; i++) org[i] = (int)((int64_t)i * (L - T) / (n - 1));
+  return n;
+}
+
+/* Mirror reflection of coordinate i into [0, L) (numpy "reflect": the edge is not repeated). */
+static int reflect(int i, int L) {
+  if (L == 1) return 0;
+  const int p = 2 * (L - 1);
+  i %= p;
+  if (i < 0) i += p;
+  return i < L ? i : p - i;
+}
+
+/* ---- outputs ----------------------------------------------------------------------------- */
+
+/* Counts over ranks: binary tp fp fn tn, images, failed writes; then K x K (truth x pred). */
 typedef struct {
-  int n, s, in_c;
-  size_t px;               /* s * s */
-  float *x, *wt, *scratch; /* n x s x s x in_c; n; 3 x px */
-  uint8_t *y, *pred;       /* n x px */
-  uint8_t *frgb, *fmask;   /* one fitted image: px x 3, px */
-  int *idx, *oh, *ow;      /* n: file index (-1 padding), original height and width */
+  int k, ignore;
+  cg_confusion_t bin;
+  int64_t images, failures;
+  int64_t *confk; /* k*k, K >= 2 */
+} ptally_t;
+
+/* Opens NAME.probs.npy and writes its header: NumPy format 1.0, '<f4', C order, [h, w, k]. */
+static cg_afile_t *probs_open(const char *path, int h, int w, int k, char *err, size_t errlen) {
+  char hdr[160];
+  int n = snprintf(hdr, sizeof hdr,
+                   "{'descr': '<f4', 'fortran_order': False, 'shape': (%d, %d, %d), }", h, w, k);
+  const int total = (10 + n + 1 + 63) / 64 * 64; /* magic, version, length, dict, '\n' */
+  memset(hdr + n, ' ', (size_t)(total - 10 - n));
+  hdr[total - 10 - 1] = '\n';
+  const uint8_t pre[10] = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0, (uint8_t)(total - 10),
+                           (uint8_t)((total - 10) >> 8)};
+  cg_afile_t *f = cg_afile_open(path, err, errlen);
+  if (!f) return NULL;
+  cg_afile_write(f, pre, sizeof pre);
+  cg_afile_write(f, hdr, (size_t)(total - 10));
+  return f;
+}
+
+/* Appends the probabilities of w pixels' logits l (w*k): softmax, or the sigmoid for k = 1. */
+static void probs_row(cg_afile_t *f, const float *l, int w, int k) {
+  uint8_t buf[4 * 256];
+  float pr[256];
+  for (int x = 0; x < w; x++) {
+    const float *lq = l + (size_t)x * k;
+    if (k == 1) {
+      pr[0] = (float)(1.0 / (1.0 + exp(-(double)lq[0])));
+    } else {
+      double mx = lq[0], s = 0;
+      for (int c = 1; c < k; c++) mx = lq[c] > mx ? lq[c] : mx;
+      for (int c = 0; c < k; c++) s += exp((double)lq[c] - mx);
+      for (int c = 0; c < k; c++) pr[c] = (float)(exp((double)lq[c] - mx) / s);
+    }
+    for (int c = 0; c < k; c++) {
+      uint32_t u;
+      memcpy(&u, &pr[c], 4);
+      cg_le_put_u32(buf + 4 * c, u);
+    }
+    cg_afile_write(f, buf, 4 * (size_t)k);
+  }
+}
+
+/* ---- one image: tiles and blending ------------------------------------------------------- */
+
+/* One image being predicted: its pixels, the tiles still to cut, and the blended logits of the
+ * rows still open. Tiles are blended in row-major order, so when the first tile of tile row r
+ * arrives no later tile touches the rows above oy[r]: those are final (their class decided,
+ * their probabilities written) and leave the ring. The ring holds T rows (the tile height), which
+ * is all a tile row can still touch: memory is h*w*4 bytes (RGB and classes) plus T*w*(K+1)
+ * floats, whatever K and the image's height. */
+typedef struct {
+  int file, h, w, k, ring;
+  uint8_t *rgb;        /* h*w*3 */
+  uint8_t *cls;        /* h*w: the class of each final row */
+  float *acc, *wsum;   /* ring rows: weighted logit sums (ring*w*k), weight sums (ring*w) */
+  int done;            /* rows [0, done) are final */
+  cg_afile_t *probs;   /* --save-probs: NAME.probs.npy being written; NULL otherwise */
+  char probs_err[1200];/* why the probabilities could not be written ("" = fine) */
+  int nx, ny, *ox, *oy;
+  int next, pending;   /* next tile to cut; tiles cut whose logits have not come back */
+} pimg_t;
+
+static pimg_t *pimg_open(const popts_t *o, char **files, int file, const cg_model_t *m) {
+  pimg_t *p = cg_calloc(1, sizeof *p, "image");
+  char path[2200], err[1024];
+  snprintf(path, sizeof path, "%s/%s", o->input, files[file]);
+  if (load_rgb(path, o->max_pixels, &p->rgb, &p->h, &p->w, err, sizeof err))
+    cg_die(CG_EXIT_USAGE, "predict: %s", err);
+  p->file = file;
+  p->k = m->nclass;
+  p->ring = m->height;
+  p->cls = cg_malloc((size_t)p->h * p->w, "classes");
+  p->acc = cg_calloc((size_t)p->ring * p->w * p->k, sizeof(float), "blended logits");
+  p->wsum = cg_calloc((size_t)p->ring * p->w, sizeof(float), "blend weights");
+  p->nx = tile_origins(p->w, m->width, o->overlap, NULL);
+  p->ny = tile_origins(p->h, m->height, o->overlap, NULL);
+  p->ox = cg_malloc(sizeof(int) * (size_t)p->nx, "tile origins");
+  p->oy = cg_malloc(sizeof(int) * (size_t)p->ny, "tile origins");
+  tile_origins(p->w, m->width, o->overlap, p->ox);
+  tile_origins(p->h, m->height, o->overlap, p->oy);
+  if (o->save_probs) {
+    char stem[1024];
+    stem_of(files[file], stem, sizeof stem);
+    snprintf(path, sizeof path, "%s/%s.probs.npy", o->output, stem);
+    p->probs = probs_open(path, p->h, p->w, p->k, p->probs_err, sizeof p->probs_err);
+  }
+  return p;
+}
+
+static void pimg_close(pimg_t *p) {
+  if (!p) return;
+  cg_afile_abort(p->probs);
+  free(p->rgb);
+  free(p->cls);
+  free(p->acc);
+  free(p->wsum);
+  free(p->ox);
+  free(p->oy);
+  free(p);
+}
+
+/* Tile t of p (row-major over origins) as RGB8 th x tw, reflected outside the image. */
+static void cut_tile(const pimg_t *p, int t, int th, int tw, uint8_t *out) {
+  const int x0 = p->ox[t % p->nx], y0 = p->oy[t / p->nx];
+  for (int y = 0; y < th; y++) {
+    const uint8_t *row = p->rgb + (size_t)reflect(y0 + y, p->h) * p->w * 3;
+    for (int x = 0; x < tw; x++)
+      memcpy(out + ((size_t)y * tw + x) * 3, row + (size_t)reflect(x0 + x, p->w) * 3, 3);
+  }
+}
+
+/* Makes rows [p->done, upto) final: the mean logits, the class (K = 1: logit > 0; else the first
+ * argmax), the probabilities; their ring rows are cleared for the rows below. */
+static void pimg_flush(pimg_t *p, int upto) {
+  const int k = p->k;
+  if (upto > p->h) upto = p->h;
+  for (; p->done < upto; p->done++) {
+    const int y = p->done;
+    float *acc = p->acc + (size_t)(y % p->ring) * p->w * k;
+    float *ws = p->wsum + (size_t)(y % p->ring) * p->w;
+    uint8_t *cls = p->cls + (size_t)y * p->w;
+    for (int x = 0; x < p->w; x++) {
+      float *l = acc + (size_t)x * k;
+      const float inv = 1.0f / ws[x];
+      int best = 0;
+      for (int c = 0; c < k; c++) {
+        l[c] *= inv;
+        if (l[c] > l[best]) best = c;
+      }
+      cls[x] = k == 1 ? (l[0] > 0.0f) : (uint8_t)best;
+    }
+    if (p->probs) probs_row(p->probs, acc, p->w, k);
+    memset(acc, 0, sizeof(float) * (size_t)p->w * k);
+    memset(ws, 0, sizeof(float) * (size_t)p->w);
+  }
+}
+
+/* Adds tile t's logits (th x tw x k) into p with the tent weights wy[th] x wx[tw]; the padding
+ * of a tile larger than the image falls outside and is dropped. Tiles come in row-major order:
+ * the first tile of a tile row makes the rows above it final. */
+static void blend_tile(pimg_t *p, int t, int th, int tw, const float *lg, const float *wy,
+                       const float *wx) {
+  const int x0 = p->ox[t % p->nx], y0 = p->oy[t / p->nx], k = p->k;
+  if (t % p->nx == 0) pimg_flush(p, y0);
+  CG_ASSERT(y0 + th <= p->done + p->ring || p->h <= p->ring);
+  for (int y = 0; y < th; y++) {
+    const int iy = y0 + y;
+    if (iy < 0 || iy >= p->h) continue;
+    float *acc = p->acc + (size_t)(iy % p->ring) * p->w * k;
+    float *ws = p->wsum + (size_t)(iy % p->ring) * p->w;
+    for (int x = 0; x < tw; x++) {
+      const int ix = x0 + x;
+      if (ix < 0 || ix >= p->w) continue;
+      const float wt = wy[y] * wx[x];
+      const float *l = lg + ((size_t)y * tw + x) * k;
+      for (int c = 0; c < k; c++) acc[(size_t)ix * k + c] += wt * l[c];
+      ws[ix] += wt;
+    }
+  }
+}
+
+/* Reading a ground-truth mask row by row into a buffer of its image's size. */
+typedef struct {
+  int h, w, k, ignore;
+  uint8_t *m;
+} truth_sink_t;
+
+static int truth_begin(void *ctx, int h, int w, char *why, size_t whylen) {
+  truth_sink_t *t = ctx;
+  if (h != t->h || w != t->w) {
+    snprintf(why, whylen, "mask is %dx%d but its image is %dx%d", w, h, t->w, t->h);
+    return -1;
+  }
+  t->m = cg_malloc((size_t)h * w, "mask");
+  return 0;
+}
+
+/* As training reads masks (cg_fit_png_k): K >= 2, class ids or the ignore label; binary with an
+ * ignore label, that label kept and other values > 0 made 1. */
+static int truth_row(void *ctx, int y, const uint8_t *px, char *why, size_t whylen) {
+  truth_sink_t *t = ctx;
+  uint8_t *r = t->m + (size_t)y * t->w;
+  memcpy(r, px, (size_t)t->w);
+  if (t->k == 1 && t->ignore < 0) return 0; /* read as 0/1 */
+  for (int x = 0; x < t->w; x++) {
+    if (r[x] == t->ignore) continue;
+    if (t->k == 1) {
+      r[x] = r[x] > 0;
+    } else if (r[x] >= t->k) {
+      snprintf(why, whylen, "mask value %d at (%d, %d) is not a class id of --num-classes %d%s",
+               r[x], x, y, t->k, t->ignore >= 0 ? " nor the ignore label" : "");
+      return -1;
+    }
+  }
+  return 0;
+}
+
+/* The ground truth of p at its size (class ids, the ignore label; binary: 0/1), or NULL with
+ * a message naming the file. */
+static uint8_t *load_truth(const popts_t *o, char **files, const pimg_t *p, int ignore,
+                           char *err, size_t errlen) {
+  char stem[1024], path[2200];
+  stem_of(files[p->file], stem, sizeof stem);
+  snprintf(path, sizeof path, "%s/%s.png", o->masks, stem);
+  truth_sink_t t = {p->h, p->w, p->k, ignore, NULL};
+  const cg_png_sink_t sink = {truth_begin, truth_row, &t};
+  const cg_png_as_t as = p->k == 1 && ignore < 0 ? CG_PNG_AS_MASK : CG_PNG_AS_LABEL;
+  if (cg_png_read_rows(path, o->max_pixels, as, &sink, err, errlen)) {
+    free(t.m);
+    return NULL;
+  }
+  return t.m;
+}
+
+/* The last rows of p made final, counted against the truth with --masks, written as NAME.png
+ * (and NAME.probs.npy committed). */
+static void pimg_finish(pimg_t *p, const popts_t *o, char **files, const cg_ckpt_info_t *info,
+                        ptally_t *t) {
+  pimg_flush(p, p->h);
+  const size_t px = (size_t)p->h * p->w;
+  const int k = p->k;
+  uint8_t *cls = p->cls;
+  char err[2400], stem[1024], path[2200];
+  if (o->masks[0]) {
+    uint8_t *truth = load_truth(o, files, p, t->ignore, err, sizeof err);
+    if (!truth) cg_die(CG_EXIT_USAGE, "predict: --masks: %s", err);
+    if (k == 1) cg_confusion_add_ignore(&t->bin, cls, truth, px, t->ignore);
+    else cg_confk_add(t->confk, k, cls, truth, px, t->ignore);
+    free(truth);
+  }
+  stem_of(files[p->file], stem, sizeof stem);
+  snprintf(path, sizeof path, "%s/%s.png", o->output, stem);
+  int rc;
+  if (k == 1) {
+    for (size_t q = 0; q < px; q++) cls[q] = cls[q] ? 255 : 0;
+    rc = cg_png_write(path, cls, p->h, p->w, CG_PNG_GRAY8, err, sizeof err);
+  } else if (info->npal >= k) { /* the training masks were palette PNGs: the same palette */
+    rc = cg_png_write_indexed(path, cls, p->h, p->w, info->palette, info->npal, err, sizeof err);
+  } else {
+    rc = cg_png_write(path, cls, p->h, p->w, CG_PNG_GRAY8, err, sizeof err);
+  }
+  if (rc == 0 && o->save_probs) {
+    if (p->probs) {
+      rc = cg_afile_commit(p->probs, err, sizeof err);
+      p->probs = NULL; /* freed by the commit, whatever its outcome */
+    } else {
+      snprintf(err, sizeof err, "%s", p->probs_err);
+      rc = -1;
+    }
+  }
+  if (rc) {
+    cg_log_warn("%s", err);
+    t->failures++;
+  }
+  t->images++;
+}
+
+/* ---- the loop ---------------------------------------------------------------------------- */
+
+/* Host side of one step: the tiles' input, and which image and tile each slot holds. */
+typedef struct {
+  int n, th, tw, in_c, k;
+  size_t px;          /* th * tw */
+  float *x, *wt, *scratch, *logits; /* scratch: 3 * px per slot */
+  uint8_t *y, *pred, *rgb;           /* rgb: px * 3 per slot */
+  pimg_t **img;       /* n: the slot's image (NULL: padding) */
+  int *tile;
+  float *wy, *wx;     /* tent weights */
 } pbatch_t;
 
-static void batch_alloc(pbatch_t *b, int n, int s, int in_c) {
+static void batch_alloc(pbatch_t *b, int n, const cg_model_t *m) {
+  memset(b, 0, sizeof *b);
   b->n = n;
-  b->s = s;
-  b->in_c = in_c;
-  b->px = (size_t)s * s;
-  b->x = cg_calloc(b->px * in_c * (size_t)n, sizeof(float), "batch");
+  b->th = m->height;
+  b->tw = m->width;
+  b->in_c = m->in_c;
+  b->k = m->nclass;
+  b->px = (size_t)b->th * b->tw;
+  b->x = cg_calloc(b->px * b->in_c * (size_t)n, sizeof(float), "batch");
   b->y = cg_calloc(b->px * (size_t)n, 1, "masks");
   b->pred = cg_calloc(b->px * (size_t)n, 1, "pred");
   b->wt = cg_calloc((size_t)n, sizeof(float), "weights");
-  b->scratch = cg_malloc(sizeof(float) * 3 * b->px, "scratch");
-  b->frgb = cg_malloc(b->px * 3, "fitted rgb");
-  b->fmask = cg_malloc(b->px, "fitted mask");
-  b->idx = cg_malloc(sizeof(int) * (size_t)n, "batch files");
-  b->oh = cg_malloc(sizeof(int) * (size_t)n, "heights");
-  b->ow = cg_malloc(sizeof(int) * (size_t)n, "widths");
+  b->logits = cg_malloc(sizeof(float) * b->px * (size_t)n * b->k, "logits");
+  b->scratch = cg_malloc(sizeof(float) * 3 * b->px * (size_t)n, "scratch");
+  b->rgb = cg_malloc(b->px * 3 * (size_t)n, "tile rgb");
+  b->img = cg_calloc((size_t)n, sizeof(pimg_t *), "batch images");
+  b->tile = cg_calloc((size_t)n, sizeof(int), "batch tiles");
+  b->wy = cg_malloc(sizeof(float) * (size_t)b->th, "tent");
+  b->wx = cg_malloc(sizeof(float) * (size_t)b->tw, "tent");
+  for (int i = 0; i < b->th; i++) b->wy[i] = (float)(1 + (i < b->th - 1 - i ? i : b->th - 1 - i));
+  for (int i = 0; i < b->tw; i++) b->wx[i] = (float)(1 + (i < b->tw - 1 - i ? i : b->tw - 1 - i));
 }
 
 static void batch_free(pbatch_t *b) {
@@ -211,96 +615,128 @@ static void batch_free(pbatch_t *b) {
   free(b->y);
   free(b->pred);
   free(b->wt);
+  free(b->logits);
   free(b->scratch);
-  free(b->frgb);
-  free(b->fmask);
-  free(b->idx);
-  free(b->oh);
-  free(b->ow);
+  free(b->rgb);
+  free(b->img);
+  free(b->tile);
+  free(b->wy);
+  free(b->wx);
 }
 
-/* Batch bi of this rank: its files r, r + R, ... (mine of them); padding past the end. Each
- * image is decoded row by row into the model's size; a bad input file ends the job (exit 2). */
-static void fill_batch(pbatch_t *b, const popts_t *o, char **files, int bi, int mine,
-                       const cg_comm_t *c) {
-  char err[1024];
-  for (int j = 0; j < b->n; j++) {
-    int k = bi * b->n + j; /* k-th file of this rank */
-    b->idx[j] = k < mine ? c->rank + k * c->size : -1;
-    float *xs = b->x + (size_t)j * b->px * b->in_c;
-    uint8_t *ys = b->y + (size_t)j * b->px;
-    b->wt[j] = 0;
-    memset(ys, 0, b->px);
-    if (b->idx[j] < 0) {
-      memset(xs, 0, sizeof(float) * b->px * b->in_c);
-      continue;
+/* Fills the batch with the next tiles of this rank's images (files r, r + R, ...), opening
+ * images as needed (*cur: the one being cut, *next_k: this rank's next file). Returns the
+ * number of real tiles; the rest of the batch is padding (weight 0). The tiles are cut and
+ * featurised in parallel (OpenMP), each slot in its own buffers. */
+static int fill_batch(pbatch_t *b, const popts_t *o, char **files, int nfiles,
+                      const cg_model_t *m, const cg_comm_t *c, pimg_t **cur, int *next_k) {
+  int j = 0;
+  while (j < b->n) {
+    if (!*cur || (*cur)->next == (*cur)->nx * (*cur)->ny) {
+      const int f = c->rank + *next_k * c->size;
+      if (f >= nfiles) break;
+      (*next_k)++;
+      *cur = pimg_open(o, files, f, m); /* the previous one lives on in the batch's slots */
     }
-    char path[2200], mpath[2200];
-    snprintf(path, sizeof path, "%s/%s", o->input, files[b->idx[j]]);
-    snprintf(mpath, sizeof mpath, "%s/%s", o->masks, files[b->idx[j]]);
-    int h = 0, w = 0;
-    if (cg_fit_png(path, o->masks[0] ? mpath : NULL, o->max_pixels, b->s, 0, 0, b->frgb,
-                   b->fmask, &h, &w, err, sizeof err))
-      cg_die(CG_EXIT_USAGE, "predict: %s", err);
-    cg_pack_input(b->frgb, b->s, b->s, CG_NFEAT, b->scratch, xs);
-    memcpy(ys, b->fmask, b->px);
-    b->oh[j] = h;
-    b->ow[j] = w;
+    pimg_t *p = *cur;
+    b->img[j] = p;
+    b->tile[j] = p->next++;
+    p->pending++;
     b->wt[j] = 1.0f;
+    j++;
   }
+#pragma omp parallel for schedule(dynamic, 1)
+  for (int i = 0; i < j; i++) {
+    uint8_t *rgb = b->rgb + (size_t)i * b->px * 3;
+    cut_tile(b->img[i], b->tile[i], b->th, b->tw, rgb);
+    cg_pack_input(rgb, b->th, b->tw, CG_NFEAT, b->scratch + (size_t)i * 3 * b->px,
+                  b->x + (size_t)i * b->px * b->in_c);
+  }
+  for (int i = j; i < b->n; i++) {
+    memset(b->x + (size_t)i * b->px * b->in_c, 0, sizeof(float) * b->px * b->in_c);
+    b->img[i] = NULL;
+    b->wt[i] = 0.0f;
+  }
+  return j;
 }
 
-/* The batch's predictions (pred: n x px) as masks of the images' sizes; with --masks, counted
- * into conf. Returns the number of failed writes (warned); *done counts the masks. */
-static int write_masks(const pbatch_t *b, const uint8_t *pred, const popts_t *o, char **files,
-                       cg_confusion_t *conf, int64_t *done) {
-  int failures = 0;
-  char err[1024];
-  for (int j = 0; j < b->n; j++) {
-    if (b->idx[j] < 0) continue;
-    const uint8_t *pj = pred + (size_t)j * b->px;
-    if (o->masks[0]) cg_confusion_add(conf, pj, b->y + (size_t)j * b->px, b->px);
-    uint8_t *full = cg_malloc((size_t)b->oh[j] * b->ow[j], "output mask");
-    unfit_mask(pj, b->s, b->oh[j], b->ow[j], full);
-    char path[2200];
-    snprintf(path, sizeof path, "%s/%s", o->output, files[b->idx[j]]);
-    if (cg_png_write(path, full, b->oh[j], b->ow[j], CG_PNG_GRAY8, err, sizeof err)) {
-      cg_log_warn("%s", err);
-      failures++;
-    }
-    free(full);
-    (*done)++;
-  }
-  return failures;
-}
-
-/* Every batch of this rank through the backend; counts summed over ranks into counts[6]:
- * tp, fp, fn, tn, masks written, failed writes. */
+/* Every tile of this rank's images through the backend; images are finished (written,
+ * counted) as their last tile comes back. */
 static void predict_all(const cg_backend_ops_t *ops, cg_backend_t *be, const popts_t *o,
-                        char **files, int nfiles, const cg_model_t *model, const cg_comm_t *c,
-                        int64_t counts[6]) {
+                        char **files, int nfiles, const cg_model_t *model,
+                        const cg_ckpt_info_t *info, const cg_comm_t *c, ptally_t *t) {
   pbatch_t b;
-  batch_alloc(&b, o->batch, model->height, model->in_c);
-  cg_confusion_t conf = {0, 0, 0, 0};
-  int64_t done = 0;
-  int failures = 0;
-  /* rank r: files r, r + R, ...; every rank runs the same number of steps (padding) */
-  int mine = (nfiles - c->rank + c->size - 1) / c->size;
-  int steps_all = (nfiles + c->size - 1) / c->size;
-  int nbatches = (steps_all + b.n - 1) / b.n;
-  for (int bi = 0; bi < nbatches; bi++) {
-    fill_batch(&b, o, files, bi, mine, c);
-    cg_batch_t batch = {b.n, b.s, b.s, b.in_c, b.x, b.y, b.wt, b.n, NULL, b.pred, 0};
+  batch_alloc(&b, o->batch, model);
+  pimg_t *cur = NULL;
+  int next_k = 0;
+  for (;;) {
+    const int real = fill_batch(&b, o, files, nfiles, model, c, &cur, &next_k);
+    if (real == 0) break;
+    cg_batch_t batch = {b.n, b.th, b.tw, b.in_c, b.x, b.y, b.wt, b.n, NULL, b.pred, 0};
     ops->upload(be, 0, &batch);
     ops->eval_step(be, 0);
     cg_step_out_t out;
     ops->fetch(be, &out);
-    failures += write_masks(&b, out.pred, o, files, &conf, &done);
+    if (ops->get_logits(be, b.logits)) CG_FATAL("backend %s: cannot read the logits", ops->name);
+    for (int j = 0; j < real; j++) {
+      pimg_t *p = b.img[j];
+      blend_tile(p, b.tile[j], b.th, b.tw, b.logits + (size_t)j * b.px * b.k, b.wy, b.wx);
+      if (--p->pending == 0 && p->next == p->nx * p->ny) {
+        pimg_finish(p, o, files, info, t);
+        if (p == cur) cur = NULL;
+        pimg_close(p);
+      }
+    }
   }
   batch_free(&b);
-  int64_t sums[6] = {conf.tp, conf.fp, conf.fn, conf.tn, done, failures};
-  cg_comm_sum_i64(c, sums, 6);
-  memcpy(counts, sums, sizeof sums);
+}
+
+/* Rank 0's summary of the counts summed over ranks. */
+static void print_metrics(const ptally_t *t) {
+  if (t->k == 1) {
+    printf("predict: IoU %.6f  Dice %.6f  accuracy %.6f  (%lld images, full resolution)\n",
+           cg_confusion_iou(&t->bin), cg_confusion_dice(&t->bin), cg_confusion_acc(&t->bin),
+           (long long)t->images);
+    return;
+  }
+  const int k = t->k;
+  printf("predict: class   IoU        Dice       gt_pixels    pred_pixels\n");
+  for (int c = 0; c < k; c++) {
+    double iou, dice;
+    int64_t gt, pr;
+    if (cg_confk_class(t->confk, k, c, &iou, &dice, &gt, &pr))
+      printf("predict: %5d   %.6f   %.6f   %-12lld %lld\n", c, iou, dice, (long long)gt,
+             (long long)pr);
+    else
+      printf("predict: %5d   -          -          %-12lld %lld\n", c, (long long)gt,
+             (long long)pr);
+  }
+  printf("predict: mIoU %.6f  mDice %.6f  accuracy %.6f  (%lld images, full resolution%s)\n",
+         cg_confk_miou(t->confk, k), cg_confk_mdice(t->confk, k), cg_confk_acc(t->confk, k),
+         (long long)t->images, t->ignore >= 0 ? ", ignore label left out" : "");
+}
+
+/* The backend of this rank with the checkpoint's weights. */
+static cg_backend_t *open_backend(const cg_backend_choice_t *bk, const cg_model_t *model,
+                                  const popts_t *o, cg_topo_t *topo, const cg_comm_t *c,
+                                  const float *params, cg_buckets_t *bkts) {
+  const cg_topo_plan_t *pl = cg_topo_plan(topo);
+  cg_buckets_plan(model, 0, bkts);
+  cg_backend_cfg_t bc = {0};
+  bc.batch = o->batch;
+  bc.precision = bk->precision;
+  bc.threads = pl->ncpus;
+  bc.device = pl->gpu >= 0 ? pl->gpu : c->local_rank;
+  bc.buckets = bkts;
+  bc.fault_nan_step = -1;
+  bc.nclass = model->nclass;
+  bc.ignore_index = -1; /* no loss is used: the logits are what predict wants */
+  cg_backend_t *be = NULL;
+  char err[1024];
+  if (bk->ops->create(model, &bc, &be, err, sizeof err))
+    CG_FATAL("backend %s: %s", bk->ops->name, err);
+  bk->ops->set_params(be, params);
+  return be;
 }
 
 int cg_predict_run(int argc, char **argv, cg_comm_t *c) {
@@ -325,7 +761,6 @@ int cg_predict_run(int argc, char **argv, cg_comm_t *c) {
     return CG_EXIT_USAGE;
   }
   CG_CHECK_MPI(MPI_Barrier(c->world)); /* the output directory exists for every rank */
-  const int S = info.shape.height;
   float *params = cg_malloc(sizeof(float) * model.nparams, "weights");
   float *mm = cg_malloc(sizeof(float) * model.nparams, "m");
   float *vv = cg_malloc(sizeof(float) * model.nparams, "v");
@@ -333,43 +768,38 @@ int cg_predict_run(int argc, char **argv, cg_comm_t *c) {
     CG_FATAL("%s", err);
   free(mm);
   free(vv);
-  const cg_backend_ops_t *ops = bk.ops;
   cg_topo_t *topo = cg_topo_create(c, bk.is_cuda ? CG_TOPO_GPU_AUTO : CG_TOPO_GPU_NONE);
-  const cg_topo_plan_t *pl = cg_topo_plan(topo);
   cg_buckets_t bkts;
-  cg_buckets_plan(&model, 0, &bkts);
-  cg_backend_cfg_t bc = {0};
-  bc.batch = o.batch;
-  bc.precision = bk.precision;
-  bc.threads = pl->ncpus;
-  bc.device = pl->gpu >= 0 ? pl->gpu : c->local_rank;
-  bc.buckets = &bkts;
-  bc.fault_nan_step = -1;
-  cg_backend_t *be = NULL;
-  if (ops->create(&model, &bc, &be, err, sizeof err)) CG_FATAL("backend %s: %s", ops->name, err);
-  ops->set_params(be, params);
+  cg_backend_t *be = open_backend(&bk, &model, &o, topo, c, params, &bkts);
   if (c->rank == 0)
-    printf("predict: %d image(s) from %s on %d rank(s), backend %s, model base %d depth %d at "
-           "%dx%d (checkpoint %s, step %lld)\n",
-           nfiles, o.input, c->size, ops->name, info.shape.base, info.shape.depth, S, S,
-           o.checkpoint, (long long)info.step);
-  int64_t counts[6];
-  predict_all(ops, be, &o, files, nfiles, &model, c, counts);
+    printf("predict: %d image(s) from %s on %d rank(s), backend %s, model base %d depth %d, "
+           "%d class(es), tiles %dx%d overlap %.2f (checkpoint %s, step %lld)\n",
+           nfiles, o.input, c->size, bk.ops->name, info.shape.base, info.shape.depth,
+           model.nclass, model.height, model.width, o.overlap, o.checkpoint,
+           (long long)info.step);
+  ptally_t t;
+  memset(&t, 0, sizeof t);
+  t.k = model.nclass;
+  t.ignore = info.ignore_index;
+  if (t.k > 1) t.confk = cg_calloc((size_t)t.k * t.k, sizeof(int64_t), "confusion");
+  predict_all(bk.ops, be, &o, files, nfiles, &model, &info, c, &t);
+  int64_t sums[6] = {t.bin.tp, t.bin.fp, t.bin.fn, t.bin.tn, t.images, t.failures};
+  cg_comm_sum_i64(c, sums, 6);
+  if (t.k > 1) cg_comm_sum_i64(c, t.confk, t.k * t.k);
+  t.bin = (cg_confusion_t){sums[0], sums[1], sums[2], sums[3]};
+  t.images = sums[4];
+  t.failures = sums[5];
   if (c->rank == 0) {
-    printf("predict: wrote %lld mask(s) to %s%s\n", (long long)counts[4], o.output,
-           counts[5] ? " (some writes failed)" : "");
-    if (o.masks[0]) {
-      cg_confusion_t t = {counts[0], counts[1], counts[2], counts[3]};
-      printf("predict: IoU %.6f  Dice %.6f  accuracy %.6f  (%lld images, at %dx%d)\n",
-             cg_confusion_iou(&t), cg_confusion_dice(&t), cg_confusion_acc(&t),
-             (long long)counts[4], S, S);
-    }
+    printf("predict: wrote %lld mask(s) to %s%s\n", (long long)t.images, o.output,
+           t.failures ? " (some writes failed)" : "");
+    if (o.masks[0]) print_metrics(&t);
     fflush(stdout);
   }
-  ops->destroy(be);
+  bk.ops->destroy(be);
   cg_topo_destroy(topo);
   for (int i = 0; i < nfiles; i++) free(files[i]);
   free(files);
   free(params);
-  return counts[5] ? 1 : 0;
+  free(t.confk);
+  return t.failures ? 1 : 0;
 }

@@ -120,10 +120,10 @@ static int place_rank(cg_run_t *r, char *err, size_t errlen) {
   r->prec = bk.precision;
   cg_model_t *m = &r->model;
   if (cg_model_build(m, 3 + CG_NFEAT, cfg->model_base, cfg->model_depth, cfg->image_size,
-                     cfg->image_size, err, errlen))
+                     cfg->image_size, cfg->num_classes, err, errlen))
     return usage(r, err);
   r->shape = (cg_ckpt_shape_t){m->in_c, m->base, m->depth, m->height, m->width,
-                               (uint64_t)m->nparams};
+                               (uint64_t)m->nparams, m->nclass};
   r->topo = cg_topo_create(c, r->is_cuda ? CG_TOPO_GPU_AUTO : CG_TOPO_GPU_NONE);
   r->place = cg_topo_plan(r->topo);
   /* Threads started from here on (OpenMP, CUDA, NCCL) inherit the rank's cores. Cores shared
@@ -147,7 +147,8 @@ static int open_files(cg_run_t *r, char *err, size_t errlen) {
   const cg_config_t *cfg = r->cfg;
   const cg_source_opts_t so = {.size = cfg->image_size, .max_pixels = cfg->max_image_pixels,
                                .skip_bad = cfg->skip_bad, .bad_hint = CG_BAD_SAMPLE_HINT,
-                               .seed = cfg->seed};
+                               .seed = cfg->seed, .nclass = cfg->num_classes,
+                               .ignore = cfg->ignore_index};
   r->base_src = cg_source_open_opts(cfg->data, &so, err, errlen);
   int rc = r->base_src ? 0 : -1;
   if (!rc && cfg->val_data[0]) {
@@ -177,11 +178,12 @@ static int open_data(cg_run_t *r, char *err, size_t errlen) {
   const cg_config_t *cfg = r->cfg;
   r->synthetic = !strcmp(cfg->data, "synthetic");
   if (r->synthetic) {
-    r->train_src = cg_source_synthetic(cfg->seed, 0, cfg->train_samples, cfg->image_size,
-                                       cfg->image_size);
+    r->train_src = cg_source_synthetic_k(cfg->seed, 0, cfg->train_samples, cfg->image_size,
+                                         cfg->image_size, cfg->num_classes, cfg->ignore_index);
     if (cfg->val_samples)
-      r->val_src = cg_source_synthetic(cfg->seed, cfg->train_samples, cfg->val_samples,
-                                       cfg->image_size, cfg->image_size);
+      r->val_src = cg_source_synthetic_k(cfg->seed, cfg->train_samples, cfg->val_samples,
+                                         cfg->image_size, cfg->image_size, cfg->num_classes,
+                                         cfg->ignore_index);
   } else {
     const int code = open_files(r, err, errlen);
     if (code) return code;
@@ -277,6 +279,8 @@ static cg_backend_cfg_t backend_cfg(const cg_run_t *r) {
   const cg_config_t *cfg = r->cfg;
   cg_backend_cfg_t bc = {0};
   bc.batch = cfg->batch;
+  bc.nclass = cfg->num_classes;
+  bc.ignore_index = cfg->ignore_index;
   bc.precision = r->prec;
   bc.threads = r->threads;
   bc.device = r->device;

@@ -107,6 +107,10 @@ static void collect(cg_run_t *r, cg_loader_t *ld, cg_host_batch_t *pb, cg_acc_t 
   if (out.has_conf) { /* the device counted */
     cg_confusion_t cf = {out.conf[0], out.conf[1], out.conf[2], out.conf[3]};
     cg_acc_add_conf(&a->conf, &cf);
+    if (a->confk && out.confk) {
+      const int kk = r->model.nclass * r->model.nclass;
+      for (int i = 0; i < kk; i++) a->confk[i] += out.confk[i];
+    }
   }
   /* Otherwise the helpers count pb->pred against its masks before reusing the slot. */
   cg_loader_release(ld, pb, !out.has_conf);
@@ -115,7 +119,7 @@ static void collect(cg_run_t *r, cg_loader_t *ld, cg_host_batch_t *pb, cg_acc_t 
 /* Adds the counts the helpers finished since the last call. */
 static void take_conf(cg_loader_t *ld, cg_acc_t *a) {
   cg_confusion_t cf;
-  cg_loader_take_confusion(ld, &cf);
+  cg_loader_take_confusion_k(ld, &cf, a->confk);
   cg_acc_add_conf(&a->conf, &cf);
 }
 
@@ -150,6 +154,8 @@ static cg_loader_cfg_t loader_cfg(const cg_run_t *r, cg_source_t *src) {
   lc.batch = cfg->batch;
   lc.seed = cfg->seed;
   lc.skip_bad = cfg->skip_bad;
+  lc.nclass = cfg->num_classes;
+  lc.ignore_index = cfg->ignore_index;
   lc.nfeat = CG_NFEAT;
   lc.cpu_count = r->split.k;
   lc.alloc = slot_alloc;
@@ -169,6 +175,8 @@ static cg_val_t validate(cg_run_t *r) {
   cg_loader_t *ld = cg_loader_create(&lc);
   cg_acc_t a;
   memset(&a, 0, sizeof a);
+  const int K = r->model.nclass;
+  if (K > 1) a.confk = cg_calloc((size_t)K * K, sizeof(int64_t), "confusion");
   cg_host_batch_t *held[2] = {NULL, NULL};
   cg_host_batch_t *b = cg_loader_next(ld, NULL);
   int64_t k = 0;
@@ -190,6 +198,8 @@ static cg_val_t validate(cg_run_t *r) {
   cg_comm_sum_i64(r->c, cnt, 5);
   cg_report_skipped(r, 0, cnt[4], 1);
   res.conf = (cg_confusion_t){cnt[0], cnt[1], cnt[2], cnt[3]};
+  if (K > 1) cg_comm_sum_i64(r->c, a.confk, K * K);
+  res.confk = a.confk; /* the caller frees */
   /* The last global batch may be short: weight each step's mean by its global count. */
   cg_comm_sum_f64(r->c, &a.loss_samples, 1);
   res.loss = val_src->count ? a.loss_samples / (double)val_src->count : 0;
@@ -301,6 +311,11 @@ static int write_ckpt(cg_run_t *r, int64_t step, int quiet) {
   in.lr = step > 0 ? cg_train_lr(cfg, step - 1, r->total) : cfg->lr;
   in.unix_time = (int64_t)time(NULL);
   in.run_id = r->run_id;
+  in.ignore_index = cfg->ignore_index;
+  if (r->base_src && r->base_src->npal > 0) { /* palette masks: predict writes the same palette */
+    in.npal = r->base_src->npal;
+    memcpy(in.palette, r->base_src->palette, 3 * (size_t)in.npal);
+  }
   char path[CG_PATH_MAX + 64], err[1400];
   if (cg_ckpt_write(r->ckpt_dir, &in, r->ck_p, r->ck_m, r->ck_v, cfg->keep, path, sizeof path,
                     err, sizeof err)) {
@@ -488,6 +503,7 @@ static void validate_at(cg_run_t *r, loop_t *L, int64_t k) {
   const cg_val_t val = validate(r);
   if (L->b) upload(r, k + 1, L->b); /* validation reused the device batch slots */
   cg_report_validation(r, k + 1, &val);
+  free(val.confk);
   double dv = cg_now() - tv;
   L->f.t_train0 += dv;
   L->t_prev += dv;
@@ -555,7 +571,10 @@ static int finish(cg_run_t *r, loop_t *L, cg_train_result_t *res) {
     f->have_val = 1;
   }
   cg_guard_beat(r->guard, r->total, "final reports and outputs");
-  return cg_report_final(r, f, res) ? 1 : L->out_rc;
+  const int rc = cg_report_final(r, f, res) ? 1 : L->out_rc;
+  free(f->val.confk);
+  f->val.confk = NULL;
+  return rc;
 }
 
 static int run_train(const cg_config_t *cfg, cg_comm_t *c, cg_train_result_t *res,
@@ -569,9 +588,16 @@ static int run_train(const cg_config_t *cfg, cg_comm_t *c, cg_train_result_t *re
   loop_t L;
   memset(&L, 0, sizeof L);
   L.f.last_window_loss = NAN;
+  const int K = r.model.nclass;
+  if (K > 1) {
+    L.f.win.confk = cg_calloc((size_t)K * K, sizeof(int64_t), "confusion");
+    L.f.total.confk = cg_calloc((size_t)K * K, sizeof(int64_t), "confusion");
+  }
   L.ld = train_loader(&r);
   train_loop(&r, &L);
   int out_rc = finish(&r, &L, res);
+  free(L.f.win.confk);
+  free(L.f.total.confk);
   cg_guard_arm(guard, 0); /* teardown may wait on other ranks' teardown: not a hang */
   cg_run_teardown(&r);
   cg_report_timeline(&r);

@@ -54,6 +54,11 @@ void cg_report_banner(const cg_run_t *r) {
                                     : " (strict: no TF32)");
   printf("model: UNet in %d, base %d, depth %d, %dx%d, %zu parameters\n", m->in_c, m->base,
          m->depth, m->height, m->width, m->nparams);
+  if (m->nclass > 1) { /* binary runs print exactly what they always did */
+    char ign[40] = "none";
+    if (r->cfg->ignore_index >= 0) snprintf(ign, sizeof ign, "label %d", r->cfg->ignore_index);
+    printf("classes: %d (softmax cross-entropy + soft Dice), ignored: %s\n", m->nclass, ign);
+  }
   printf("data: %s, %lld training / %lld validation samples; batch %d per rank, global %d; "
          "%lld steps (%lld per epoch)\n",
          cfg->data, (long long)r->ntrain, (long long)r->nval, cfg->batch, cfg->batch * c->size,
@@ -166,13 +171,46 @@ void cg_report_window(cg_run_t *r, cg_train_figs_t *f, int64_t step, double elap
   f->total.samples += w->samples;
   f->total.steps += w->steps;
   cg_acc_add_conf(&f->total.conf, &w->conf);
-  memset(&f->win, 0, sizeof f->win);
+  const int K = r->model.nclass;
+  if (K > 1)
+    for (int i = 0; i < K * K; i++) f->total.confk[i] += w->confk[i];
+  cg_acc_reset(&f->win, K);
   f->win_wall = f->win_wait = f->win_share = 0;
+}
+
+void cg_acc_reset(cg_acc_t *a, int K) {
+  int64_t *ck = a->confk;
+  memset(a, 0, sizeof *a);
+  a->confk = ck;
+  if (ck && K > 1) memset(ck, 0, sizeof(int64_t) * (size_t)K * K);
+}
+
+/* K >= 2: one line per class of the K x K counts (rank 0 prints). */
+static void print_class_table(const int64_t *ck, int K, int ignore) {
+  printf("# %-5s %8s %8s %14s %14s\n", "class", "IoU", "Dice", "gt pixels", "pred pixels");
+  for (int c = 0; c < K; c++) {
+    double iou, dice;
+    int64_t gt, pr;
+    if (cg_confk_class(ck, K, c, &iou, &dice, &gt, &pr))
+      printf("  %-5d %8.4f %8.4f %14lld %14lld\n", c, iou, dice, (long long)gt, (long long)pr);
+    else
+      printf("  %-5d %8s %8s %14lld %14lld\n", c, "-", "-", (long long)gt, (long long)pr);
+  }
+  if (ignore >= 0) printf("  (pixels labelled %d are ignored)\n", ignore);
 }
 
 void cg_report_validation(const cg_run_t *r, int64_t step, const cg_val_t *v) {
   if (r->c->rank != 0) return;
   if (r->bar == 2) fputc('\n', stderr);
+  const int K = r->model.nclass;
+  if (K > 1) {
+    printf("validation at step %lld: loss %.4f  mIoU %.4f  mDice %.4f  accuracy %.4f\n",
+           (long long)step, v->loss, cg_confk_miou(v->confk, K), cg_confk_mdice(v->confk, K),
+           cg_confk_acc(v->confk, K));
+    print_class_table(v->confk, K, r->cfg->ignore_index);
+    fflush(stdout);
+    return;
+  }
   printf("validation at step %lld: loss %.4f  IoU %.4f  Dice %.4f  accuracy %.4f\n",
          (long long)step, v->loss, cg_confusion_iou(&v->conf), cg_confusion_dice(&v->conf),
          cg_confusion_acc(&v->conf));
@@ -190,21 +228,42 @@ void cg_report_skipped(const cg_run_t *r, int64_t left_out, int64_t loads, int v
 
 /* ---- the end --------------------------------------------------------------------------------- */
 
+/* K >= 2: the final lines with mIoU (tk: the training counts summed over ranks). */
+static void print_final_k(const cg_run_t *r, const cg_train_figs_t *f, const int64_t *tk,
+                          int64_t last_win, double ips, double wall) {
+  const int K = r->model.nclass;
+  printf("final: %lld steps, train loss %.4f (last %lld steps), train mIoU %.4f, %.1f img/s, "
+         "%.1f s\n",
+         (long long)r->total, f->last_window_loss, (long long)last_win, cg_confk_miou(tk, K), ips,
+         wall);
+  if (f->have_val) {
+    printf("final validation: loss %.4f  mIoU %.4f  mDice %.4f  accuracy %.4f  (%lld images, %d "
+           "classes)\n",
+           f->val.loss, cg_confk_miou(f->val.confk, K), cg_confk_mdice(f->val.confk, K),
+           cg_confk_acc(f->val.confk, K), (long long)r->nval, K);
+    print_class_table(f->val.confk, K, r->cfg->ignore_index);
+  }
+}
+
 static void print_final(const cg_run_t *r, const cg_train_figs_t *f, const cg_confusion_t *train,
-                        double ips, double wall) {
+                        const int64_t *tk, double ips, double wall) {
   const cg_config_t *cfg = r->cfg;
   const int64_t total = r->total;
   /* the last report window; a resumed run's first window starts at its first step */
   int64_t last_win = total % cfg->report_every ? total % cfg->report_every : cfg->report_every;
   if (last_win > total - r->s0) last_win = total > r->s0 ? total - r->s0 : 0;
-  printf("final: %lld steps, train loss %.4f (last %lld steps), train IoU %.4f, %.1f img/s, "
-         "%.1f s\n",
-         (long long)total, f->last_window_loss, (long long)last_win, cg_confusion_iou(train), ips,
-         wall);
-  if (f->have_val)
-    printf("final validation: loss %.4f  IoU %.4f  Dice %.4f  accuracy %.4f  (%lld images)\n",
-           f->val.loss, cg_confusion_iou(&f->val.conf), cg_confusion_dice(&f->val.conf),
-           cg_confusion_acc(&f->val.conf), (long long)r->nval);
+  if (r->model.nclass > 1) {
+    print_final_k(r, f, tk, last_win, ips, wall);
+  } else {
+    printf("final: %lld steps, train loss %.4f (last %lld steps), train IoU %.4f, %.1f img/s, "
+           "%.1f s\n",
+           (long long)total, f->last_window_loss, (long long)last_win, cg_confusion_iou(train),
+           ips, wall);
+    if (f->have_val)
+      printf("final validation: loss %.4f  IoU %.4f  Dice %.4f  accuracy %.4f  (%lld images)\n",
+             f->val.loss, cg_confusion_iou(&f->val.conf), cg_confusion_dice(&f->val.conf),
+             cg_confusion_acc(&f->val.conf), (long long)r->nval);
+  }
   if (r->prec == CG_PREC_FP16)
     printf("fp16 loss scaling: %lld step(s) skipped for inf/NaN gradients (%lld in this run), "
            "loss scale now %g\n", (long long)(r->skipped0 + r->health.skipped),
@@ -225,34 +284,75 @@ static void fill_result(const cg_run_t *r, const cg_train_figs_t *f, double ips,
   res->comm_exposed = cl->comm_exposed;
   res->cpu_busy = isfinite(cl->cpu_busy) ? cl->cpu_busy : -1;
   res->cpu_share = cl->cpu_share;
-  res->val_iou = f->have_val ? cg_confusion_iou(&f->val.conf) : -1;
+  res->val_iou = !f->have_val           ? -1
+                 : r->model.nclass > 1 ? cg_confk_miou(f->val.confk, r->model.nclass)
+                                       : cg_confusion_iou(&f->val.conf);
   res->train_loss = f->last_window_loss;
   res->last_img_per_s = cl->img_per_s;
 }
 
+/* K >= 2: the keys after the binary ones: ", \"num_classes\": K, \"ignore_index\": I,
+ * \"miou\": m, \"train_miou\": t, \"per_class\": [...]" (validation figures; null without). */
+static char *metrics_k(const cg_run_t *r, const cg_train_figs_t *f, const int64_t *tk) {
+  const int K = r->model.nclass;
+  size_t cap = 256 + (size_t)K * 160, n = 0;
+  char *s = cg_malloc(cap, "metrics");
+  char mi[32] = "null";
+  if (f->have_val) snprintf(mi, sizeof mi, "%.6f", cg_confk_miou(f->val.confk, K));
+  n += (size_t)snprintf(s + n, cap - n, ", \"num_classes\": %d, \"ignore_index\": %d, "
+                        "\"miou\": %s, \"train_miou\": %.6f, \"per_class\": [", K,
+                        r->cfg->ignore_index, mi, cg_confk_miou(tk, K));
+  for (int c = 0; f->have_val && c < K; c++) {
+    double iou, dice;
+    int64_t gt;
+    const int present = cg_confk_class(f->val.confk, K, c, &iou, &dice, &gt, NULL);
+    char a[32] = "null", b[32] = "null";
+    if (present) {
+      snprintf(a, sizeof a, "%.6f", iou);
+      snprintf(b, sizeof b, "%.6f", dice);
+    }
+    n += (size_t)snprintf(s + n, cap - n, "%s{\"class\": %d, \"iou\": %s, \"dice\": %s, "
+                          "\"gt_pixels\": %lld}", c ? ", " : "", c, a, b, (long long)gt);
+  }
+  snprintf(s + n, cap - n, "]");
+  return s;
+}
+
 /* --metrics-out: one JSON object; 0, or -1 after a warning. */
 static int write_metrics(const cg_run_t *r, const cg_train_figs_t *f, const cg_confusion_t *train,
-                         double ips, double wall) {
+                         const int64_t *tk, double ips, double wall) {
   const cg_config_t *cfg = r->cfg;
-  char json[2048], err[2048];
+  const int K = r->model.nclass;
+  char err[2048];
   char vi[32] = "null", vd[32] = "null", va[32] = "null", vl[32] = "null";
-  if (f->have_val) {
+  if (f->have_val && K > 1) { /* the binary keys carry the class means */
+    snprintf(vi, sizeof vi, "%.6f", cg_confk_miou(f->val.confk, K));
+    snprintf(vd, sizeof vd, "%.6f", cg_confk_mdice(f->val.confk, K));
+    snprintf(va, sizeof va, "%.6f", cg_confk_acc(f->val.confk, K));
+    snprintf(vl, sizeof vl, "%.6f", f->val.loss);
+  } else if (f->have_val) {
     snprintf(vi, sizeof vi, "%.6f", cg_confusion_iou(&f->val.conf));
     snprintf(vd, sizeof vd, "%.6f", cg_confusion_dice(&f->val.conf));
     snprintf(va, sizeof va, "%.6f", cg_confusion_acc(&f->val.conf));
     snprintf(vl, sizeof vl, "%.6f", f->val.loss);
   }
-  snprintf(json, sizeof json,
+  char *extra = K > 1 ? metrics_k(r, f, tk) : NULL;
+  const size_t cap = 2048 + (extra ? strlen(extra) : 0);
+  char *json = cg_malloc(cap, "metrics");
+  snprintf(json, cap,
            "{\"steps\": %lld, \"ranks\": %d, \"global_batch\": %d, \"train_loss\": %.6f, "
            "\"val_loss\": %s, \"val_iou\": %s, \"val_dice\": %s, \"val_acc\": %s, "
            "\"train_iou\": %.6f, \"img_per_s\": %.3f, \"wall_s\": %.3f, \"train_s\": %.3f, "
            "\"backend\": \"%s\", \"precision\": \"%s\", \"image_size\": %d, "
-           "\"model_base\": %d, \"model_depth\": %d, \"params\": %zu}\n",
+           "\"model_base\": %d, \"model_depth\": %d, \"params\": %zu%s}\n",
            (long long)r->total, r->c->size, cfg->batch * r->c->size, f->last_window_loss, vl, vi,
-           vd, va, cg_confusion_iou(train), ips, wall, f->train_s, r->ops->name,
-           cg_precision_name(r->prec), cfg->image_size, cfg->model_base, cfg->model_depth,
-           r->model.nparams);
-  if (cg_afile_save(cfg->metrics_out, json, strlen(json), err, sizeof err) != 0) {
+           vd, va, K > 1 ? cg_confk_miou(tk, K) : cg_confusion_iou(train), ips, wall, f->train_s,
+           r->ops->name, cg_precision_name(r->prec), cfg->image_size, cfg->model_base,
+           cfg->model_depth, r->model.nparams, extra ? extra : "");
+  free(extra);
+  const int rc = cg_afile_save(cfg->metrics_out, json, strlen(json), err, sizeof err);
+  free(json);
+  if (rc != 0) {
     cg_log_warn("--metrics-out: %s", err);
     return -1;
   }
@@ -278,12 +378,20 @@ int cg_report_final(cg_run_t *r, const cg_train_figs_t *f, cg_train_result_t *re
   int64_t cnt[4] = {tc->tp, tc->fp, tc->fn, tc->tn};
   cg_comm_sum_i64(r->c, cnt, 4);
   const cg_confusion_t train = {cnt[0], cnt[1], cnt[2], cnt[3]};
+  const int K = r->model.nclass;
+  int64_t *tk = NULL;
+  if (K > 1) {
+    tk = cg_malloc(sizeof(int64_t) * K * K, "confusion");
+    memcpy(tk, f->total.confk, sizeof(int64_t) * K * K);
+    cg_comm_sum_i64(r->c, tk, K * K);
+  }
   const double wall = cg_now() - r->t_begin;
   const double ips = f->train_s > 0 ? (double)f->total.samples / f->train_s : 0;
-  if (root) print_final(r, f, &train, ips, wall);
+  if (root) print_final(r, f, &train, tk, ips, wall);
   if (res) fill_result(r, f, ips, wall, res);
   int rc = 0;
-  if (root && cfg->metrics_out[0] && write_metrics(r, f, &train, ips, wall) != 0) rc = 1;
+  if (root && cfg->metrics_out[0] && write_metrics(r, f, &train, tk, ips, wall) != 0) rc = 1;
+  free(tk);
   if (root && cfg->params_out[0] && write_params(r) != 0) rc = 1;
   return rc;
 }

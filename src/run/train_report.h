@@ -29,7 +29,12 @@ typedef struct {
   int busy_measured;
   double h2d, d2h;       /* bytes */
   cg_confusion_t conf;
+  int64_t *confk;        /* --num-classes K >= 2: K x K counts (truth x pred), not owned; NULL
+                            for binary. Kept (and zeroed) by cg_acc_reset. */
 } cg_acc_t;
+
+/* Zeroes a, keeping its confk buffer (zeroed too); K = the run's classes. */
+void cg_acc_reset(cg_acc_t *a, int K);
 
 static inline void cg_acc_add_conf(cg_confusion_t *to, const cg_confusion_t *from) {
   to->tp += from->tp;
@@ -42,6 +47,7 @@ static inline void cg_acc_add_conf(cg_confusion_t *to, const cg_confusion_t *fro
 typedef struct {
   double loss;
   cg_confusion_t conf;
+  int64_t *confk;        /* K >= 2: K x K counts summed over ranks (malloc'ed, the holder frees) */
 } cg_val_t;
 
 /* The figures the step loop keeps for the reports. */

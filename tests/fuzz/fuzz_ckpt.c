@@ -66,7 +66,7 @@ static void run(const uint8_t *data, size_t n) {
   if (n >= 256 && vs == CG_CKPT_OK) {
     cg_ckpt_info_t w;
     memset(&w, 0, sizeof w);
-    w.shape = (cg_ckpt_shape_t){1, 1, 1, 16, 16, 1};
+    w.shape = (cg_ckpt_shape_t){1, 1, 1, 16, 16, 1, 1};
     w.step = 1;
     w.steps_per_epoch = w.train_samples = w.ranks = w.batch = 1;
     w.loss_scale = 1;
@@ -86,9 +86,9 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
   static cg_model_t m;
   char err[256];
   if (cg_model_build(&m, 3 + CG_NFEAT, CG_FUZZ_SEED_BASE, CG_FUZZ_SEED_DEPTH,
-                     CG_FUZZ_SEED_SIZE, CG_FUZZ_SEED_SIZE, err, sizeof err))
+                     CG_FUZZ_SEED_SIZE, CG_FUZZ_SEED_SIZE, 1, err, sizeof err))
     fail(err);
-  g_want = (cg_ckpt_shape_t){m.in_c, m.base, m.depth, m.height, m.width, (uint64_t)m.nparams};
+  g_want = (cg_ckpt_shape_t){m.in_c, m.base, m.depth, m.height, m.width, (uint64_t)m.nparams, 1};
   g_p = malloc(sizeof(float) * m.nparams);
   g_m = malloc(sizeof(float) * m.nparams);
   g_v = malloc(sizeof(float) * m.nparams);

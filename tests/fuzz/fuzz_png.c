@@ -73,6 +73,16 @@ static void run(const uint8_t *data, size_t n) {
   if (h < 1 || w < 1 || (int64_t)h * w > CG_PNG_DEFAULT_MAX_PIXELS) fail("read_size: bad size");
   rows(h, w, CG_PNG_AS_RGB);
   rows(h, w, CG_PNG_AS_MASK);
+  rows(h, w, CG_PNG_AS_LABEL); /* class ids (issue 13): stored values, no palette expansion */
+  uint8_t *ids = NULL, pal[768];
+  int ih = 0, iw = 0, npal = 0;
+  if (!cg_png_read_labels(g_in.path, CG_PNG_DEFAULT_MAX_PIXELS, &ids, &ih, &iw, err, sizeof err) &&
+      (ih != h || iw != w))
+    fail("read_labels: bad size");
+  free(ids);
+  if (!cg_png_read_palette(g_in.path, CG_PNG_DEFAULT_MAX_PIXELS, pal, &npal, err, sizeof err) &&
+      (npal < 0 || npal > 256))
+    fail("read_palette: bad count");
   uint8_t *rgb = NULL, *mask = NULL;
   int rh = 0, rw = 0, mh = 0, mw = 0;
   const int64_t max = CG_PNG_DEFAULT_MAX_PIXELS;

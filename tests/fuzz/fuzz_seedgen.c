@@ -5,6 +5,8 @@
  *                               RGB 8/16, RGBA, palette), at a few small sizes
  *   fuzz_seedgen pngdir DIR N   DIR/images/sNN.png and DIR/masks/sNN.png, N pairs of varying
  *                               sizes and aspect ratios: the input of `cogpu-dist pack`
+ *   fuzz_seedgen jpeg DIR       JPEGs from the project's writer (cg_jpeg_write) at a few small
+ *                               sizes and qualities
  *
  * Seeds are small on purpose (a few hundred bytes): the fuzzer mutates them faster, and the
  * decoder's paths do not depend on the size. Exit 0, or 1 with a message. */
@@ -13,6 +15,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "jpeg_io.h" // cg_jpeg_write
 #include "png_io.h" // cg_png_write
 
 static int write_one(const char *dir, const char *name, int h, int w, cg_png_kind_t kind,
@@ -65,9 +68,29 @@ static int pairs(const char *dir, int n) {
   return 0;
 }
 
+static int jpegs(const char *dir) {
+  static const int sizes[][3] = {{1, 1, 90}, {5, 7, 50}, {16, 16, 90}, {17, 33, 75}, {24, 8, 20}};
+  mkdir(dir, 0777);
+  for (size_t s = 0; s < sizeof sizes / sizeof *sizes; s++) {
+    const int h = sizes[s][0], w = sizes[s][1];
+    uint8_t *px = malloc((size_t)h * w * 3);
+    for (int i = 0; i < h * w * 3; i++) px[i] = (uint8_t)(i * 37 + s * 11);
+    char path[4096], err[512];
+    snprintf(path, sizeof path, "%s/q%d-%dx%d.jpg", dir, sizes[s][2], w, h);
+    int rc = cg_jpeg_write(path, px, h, w, sizes[s][2], err, sizeof err);
+    free(px);
+    if (rc) {
+      fprintf(stderr, "fuzz_seedgen: %s\n", err);
+      return 1;
+    }
+  }
+  return 0;
+}
+
 int main(int argc, char **argv) {
   if (argc == 3 && !strcmp(argv[1], "png")) return kinds(argv[2]);
+  if (argc == 3 && !strcmp(argv[1], "jpeg")) return jpegs(argv[2]);
   if (argc == 4 && !strcmp(argv[1], "pngdir")) return pairs(argv[2], atoi(argv[3]));
-  fprintf(stderr, "usage: fuzz_seedgen png DIR | pngdir DIR N\n");
+  fprintf(stderr, "usage: fuzz_seedgen png DIR | jpeg DIR | pngdir DIR N\n");
   return 2;
 }

@@ -112,10 +112,11 @@ int cg_fuzz_fix_cgds(uint8_t *b, size_t n) {
   const uint64_t count = cg_le_get_u64(b + 16), table = cg_le_get_u64(b + 40);
   uint64_t fbytes = cg_le_get_u64(b + 48);
   if (table <= n) {
-    /* record CRCs first: they live in the table, which the index CRC covers */
-    const uint64_t fit = (n - table) / 32;
+    /* record CRCs first: they live in the table, which the index CRC covers; entries are 32
+     * bytes in version 1, 48 from version 2 */
+    const uint64_t es = cg_le_get_u32(b + 4) == 1 ? 32 : 48, fit = (n - table) / es;
     for (uint64_t i = 0; i < count && i < fit; i++) {
-      uint8_t *e = b + table + i * 32;
+      uint8_t *e = b + table + i * es;
       const uint64_t off = cg_le_get_u64(e), len = cg_le_get_u64(e + 8);
       if (len <= n && off <= n - len) changed |= put_crc(e + 16, cg_crc32(0, b + off, (size_t)len));
     }
@@ -129,7 +130,19 @@ int cg_fuzz_fix_cgds(uint8_t *b, size_t n) {
 
 int cg_fuzz_fix_ckpt(uint8_t *b, size_t n) {
   if (n < 256) return 0;
-  int changed = put_crc(b + 168, cg_crc32(0, b + 256, n - 256));
+  /* version 3: the payload (payload_bytes at 160), then the palette trailer (npal at 188,
+   * its CRC at 192); when the header's sizes do not fit, everything after it is the payload */
+  uint64_t pb = 0;
+  for (int i = 7; i >= 0; i--) pb = pb << 8 | b[160 + i];
+  const uint32_t npal = (uint32_t)b[188] | (uint32_t)b[189] << 8 | (uint32_t)b[190] << 16 |
+                        (uint32_t)b[191] << 24;
+  int changed;
+  if (pb <= n - 256 && npal <= 256 && 3 * (uint64_t)npal <= n - 256 - pb) {
+    changed = put_crc(b + 168, cg_crc32(0, b + 256, (size_t)pb));
+    changed |= put_crc(b + 192, cg_crc32(0, b + 256 + pb, 3 * (size_t)npal));
+  } else {
+    changed = put_crc(b + 168, cg_crc32(0, b + 256, n - 256));
+  }
   changed |= put_crc(b + 252, cg_crc32(0, b, 252));
   return changed;
 }

@@ -16,7 +16,7 @@ set -euo pipefail
 BIN=$1 SEEDGEN=$2 OUT=$3 BASE=$4 DEPTH=$5 SIZE=$6 MPIRUN=$7
 HERE=$(cd "$(dirname "$0")" && pwd)
 rm -rf "$OUT"
-mkdir -p "$OUT"/{cgds,ckpt,png,monitor,cli}
+mkdir -p "$OUT"/{cgds,ckpt,png,jpeg,monitor,cli}
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
 # Open MPI keeps allocations past exit (not our leaks: tests/fuzz/sanitize.cmake).
@@ -28,6 +28,15 @@ mpi1() { "$MPIRUN" --oversubscribe --bind-to none -np 1 "$BIN" "$@"; }
 run "$SEEDGEN" png "$OUT/png"
 run python3 "$HERE/png_variants.py" "$OUT/png"
 
+# ---- jpeg: the project's writer, plus progressive / restart / gray / arithmetic files when
+# libjpeg-turbo-progs is installed
+run "$SEEDGEN" jpeg "$OUT/jpeg"
+if command -v cjpeg > /dev/null; then
+  for o in "-progressive" "-restart 1" "-grayscale" "-arithmetic" "-sample 1x1"; do
+    djpeg -ppm "$OUT/jpeg/q75-33x17.jpg" | cjpeg $o > "$OUT/jpeg/cjpeg${o// /}.jpg"
+  done
+fi
+
 # ---- cgds
 run "$SEEDGEN" pngdir "$T/three" 3
 run "$BIN" pack --images "$T/three/images" --masks "$T/three/masks" --out "$OUT/cgds/three-8x8.cgds" \
@@ -35,6 +44,11 @@ run "$BIN" pack --images "$T/three/images" --masks "$T/three/masks" --out "$OUT/
 run "$SEEDGEN" pngdir "$T/one" 1
 run "$BIN" pack --images "$T/one/images" --masks "$T/one/masks" --out "$OUT/cgds/one-4x4.cgds" \
   --image-size 4
+# encoded records (version 2): JPEG and PNG parts decoded at load
+run "$BIN" pack --images "$T/three/images" --masks "$T/three/masks" --out "$OUT/cgds/three-8x8-jpeg.cgds" \
+  --image-size 8 --encoding jpeg --quality 50
+run "$BIN" pack --images "$T/three/images" --masks "$T/three/masks" --out "$OUT/cgds/three-8x8-png.cgds" \
+  --image-size 8 --encoding png
 
 # ---- ckpt and monitor: one short run
 TRAIN=(train --backend cpu --model-base "$BASE" --model-depth "$DEPTH" --image-size "$SIZE"

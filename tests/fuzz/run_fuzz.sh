@@ -28,6 +28,9 @@ case $NAME in
   # png_io.c's own largest buffer is an interlaced image at the pixel limit (~537 MB for
   # 16-bit RGB as a mask): 1 GiB in one malloc is beyond what the decoder may ask for.
   png) flags+=(-max_len=4096 -malloc_limit_mb=1024) ;;
+  # jpeg_io.c's largest buffers are libjpeg's: a progressive file's coefficients at the pixel
+  # limit (~360 MB for 4:4:4), so 1 GiB in one malloc is a finding here too.
+  jpeg) flags+=(-max_len=4096 -malloc_limit_mb=1024) ;;
   monitor) flags+=(-max_len=16384 -dict="$HERE/monitor.dict") ;;
   cli) flags+=(-max_len=2048) ;;
 esac

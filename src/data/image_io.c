@@ -1,0 +1,72 @@
+/* image_io.c: PNG or JPEG by the first bytes (image_io.h). */
+#include "image_io.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include "jpeg_io.h"
+
+int cg_image_is_jpeg(const char *path) {
+  FILE *f = fopen(path, "rb");
+  if (!f) return 0;
+  uint8_t sig[3];
+  const size_t got = fread(sig, 1, sizeof sig, f);
+  fclose(f);
+  return cg_jpeg_sniff(sig, got);
+}
+
+int cg_image_has_ext(const char *name, size_t *stem) {
+  static const char *const ext[] = {".png", ".jpg", ".jpeg"};
+  const size_t n = strlen(name);
+  if (n == 0 || name[0] == '.') return 0;
+  for (size_t i = 0; i < sizeof ext / sizeof *ext; i++) {
+    const size_t e = strlen(ext[i]);
+    if (n > e && strcasecmp(name + n - e, ext[i]) == 0) {
+      if (stem) *stem = n - e;
+      return 1;
+    }
+  }
+  return 0;
+}
+
+int cg_image_read_size(const char *path, int64_t max_pixels, int *h, int *w, char *err,
+                       size_t errlen) {
+  if (cg_image_is_jpeg(path)) return cg_jpeg_read_size(path, max_pixels, h, w, err, errlen);
+  return cg_png_read_size(path, max_pixels, h, w, err, errlen);
+}
+
+int cg_image_read_rgb(const char *path, int64_t max_pixels, uint8_t **rgb, int *h, int *w,
+                      char *err, size_t errlen) {
+  if (cg_image_is_jpeg(path)) return cg_jpeg_read_rgb(path, max_pixels, rgb, h, w, err, errlen);
+  return cg_png_read_rgb(path, max_pixels, rgb, h, w, err, errlen);
+}
+
+/* Hands the PNG's size out before the caller's begin, as the JPEG reader does. */
+typedef struct {
+  const cg_png_sink_t *inner;
+  int *full_h, *full_w;
+} outer_t;
+
+static int outer_begin(void *ctx, int h, int w, char *why, size_t whylen) {
+  outer_t *o = ctx;
+  if (o->full_h) *o->full_h = h;
+  if (o->full_w) *o->full_w = w;
+  return o->inner->begin ? o->inner->begin(o->inner->ctx, h, w, why, whylen) : 0;
+}
+
+static int outer_row(void *ctx, int y, const uint8_t *px, char *why, size_t whylen) {
+  outer_t *o = ctx;
+  return o->inner->row(o->inner->ctx, y, px, why, whylen);
+}
+
+int cg_image_read_rows(const char *path, int64_t max_pixels, int min_side,
+                       const cg_png_sink_t *sink, int *full_h, int *full_w, char *err,
+                       size_t errlen) {
+  if (cg_image_is_jpeg(path))
+    return cg_jpeg_read_rows(path, NULL, 0, max_pixels, min_side, sink, full_h, full_w, err,
+                             errlen);
+  outer_t o = {sink, full_h, full_w};
+  const cg_png_sink_t s = {outer_begin, outer_row, &o};
+  return cg_png_read_rows(path, max_pixels, CG_PNG_AS_RGB, &s, err, errlen);
+}

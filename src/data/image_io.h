@@ -1,0 +1,36 @@
+/* image_io.h: one entry point for the image formats the trainer reads (PNG, JPEG), chosen by
+ * the file's first bytes, not its name: a JPEG named x.png is read as a JPEG, and the reverse.
+ * Anything that is not a JPEG goes to the PNG reader, whose message then says what is wrong
+ * ("not a PNG file (bad signature)"). Images come out as RGB8 (png_io.h, jpeg_io.h); masks
+ * stay PNG-only (png_io.h). Return values, ownership and thread-safety as in png_io.h. */
+#ifndef CG_IMAGE_IO_H
+#define CG_IMAGE_IO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "png_io.h"
+
+/* 1 when the file starts like a JPEG, 0 otherwise (also when it cannot be read). */
+int cg_image_is_jpeg(const char *path);
+
+/* 1 when NAME ends in .png, .jpg or .jpeg in any letter case (and does not start with '.');
+ * *stem (optional) gets the length of NAME without the extension. */
+int cg_image_has_ext(const char *name, size_t *stem);
+
+/* Width and height from the header (PNG IHDR or JPEG SOF) within the pixel limit. */
+int cg_image_read_size(const char *path, int64_t max_pixels, int *h, int *w, char *err,
+                       size_t errlen);
+
+/* The whole image at full size as RGB8: *rgb (h*w*3) is the caller's to free. */
+int cg_image_read_rgb(const char *path, int64_t max_pixels, uint8_t **rgb, int *h, int *w,
+                      char *err, size_t errlen);
+
+/* Row by row as RGB8 into sink (cg_png_read_rows / cg_jpeg_read_rows); min_side > 0 lets a
+ * JPEG decode at a reduced DCT scale keeping both sides >= min_side (PNG ignores it). sink->begin
+ * gets the decoded size, *full_h, *full_w (optional) the file's, before begin. */
+int cg_image_read_rows(const char *path, int64_t max_pixels, int min_side,
+                       const cg_png_sink_t *sink, int *full_h, int *full_w, char *err,
+                       size_t errlen);
+
+#endif

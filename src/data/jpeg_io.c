@@ -1,0 +1,400 @@
+/* jpeg_io.c: JPEG decoding and encoding with libjpeg-turbo (see jpeg_io.h).
+ *
+ * libjpeg reports fatal errors through error_exit, which must not return: ours formats the
+ * message and longjmps to the setjmp of the function that owns the decompressor. As in
+ * png_io.c, what the error path frees is held in volatile pointers set after setjmp. Warnings
+ * arrive through emit_message(-1); the ones that mean lost image data (premature end of file or
+ * of a data segment, lost sync) are raised to errors the same way, because libjpeg would
+ * otherwise pad the image silently and a truncated file would train as a grey-bottomed one. */
+#include "jpeg_io.h"
+
+#ifdef COGPU_HAVE_JPEG
+
+#include <errno.h>
+#include <setjmp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jpeglib.h> /* after stdio.h: it uses FILE and size_t */
+#include <jerror.h>
+
+#include "atomic_file.h"
+
+typedef struct {
+  struct jpeg_error_mgr pub;
+  jmp_buf jb;
+  char msg[JMSG_LENGTH_MAX + 64];
+  int refused; /* the reason is the sink's (or the limit's), not libjpeg's */
+} jerr_t;
+
+static void on_error_exit(j_common_ptr c) {
+  jerr_t *e = (jerr_t *)c->err;
+  (*c->err->format_message)(c, e->msg);
+  longjmp(e->jb, 1);
+}
+
+static void on_emit(j_common_ptr c, int level) {
+  if (level >= 0) return; /* trace messages */
+  const int code = c->err->msg_code;
+  if (code == JWRN_JPEG_EOF || code == JWRN_HIT_MARKER || code == JWRN_MUST_RESYNC) {
+    jerr_t *e = (jerr_t *)c->err;
+    (*c->err->format_message)(c, e->msg);
+    if (code == JWRN_JPEG_EOF) strncat(e->msg, " (truncated)", sizeof e->msg - strlen(e->msg) - 1);
+    longjmp(e->jb, 1);
+  }
+  c->err->num_warnings++;
+}
+
+/* A progressive file may have any number of scans, each a pass over the whole coefficient
+ * buffer: a few KB of scans can cost minutes (libjpeg-turbo's own advice is to cap them, as
+ * `djpeg -maxscans` does). Real encoders write at most a few dozen. */
+#define MAX_SCANS 500
+
+static void on_progress(j_common_ptr c) {
+  const j_decompress_ptr d = (j_decompress_ptr)c;
+  if (d->input_scan_number > MAX_SCANS) {
+    jerr_t *e = (jerr_t *)c->err;
+    snprintf(e->msg, sizeof e->msg, "more than %d progressive scans (a decoding-time bomb?)",
+             MAX_SCANS);
+    longjmp(e->jb, 1);
+  }
+}
+
+static void set_errors(jerr_t *e) {
+  memset(e, 0, sizeof *e);
+  jpeg_std_error(&e->pub);
+  e->pub.error_exit = on_error_exit;
+  e->pub.emit_message = on_emit;
+}
+
+int cg_jpeg_sniff(const uint8_t *p, size_t n) {
+  return n >= 3 && p[0] == 0xFF && p[1] == 0xD8 && p[2] == 0xFF;
+}
+
+/* Smallest M in 1..8 with both sides of the M/8 output >= min_side (libjpeg rounds up). */
+static unsigned pick_scale(unsigned h, unsigned w, int min_side) {
+  if (min_side <= 0) return 8;
+  for (unsigned m = 1; m < 8; m++) {
+    const unsigned long sh = ((unsigned long)h * m + 7) / 8, sw = ((unsigned long)w * m + 7) / 8;
+    if (sh >= (unsigned long)min_side && sw >= (unsigned long)min_side) return m;
+  }
+  return 8;
+}
+
+/* CMYK (inverted for Adobe files) to RGB, in place over the first w*3 bytes. */
+static void cmyk_to_rgb(uint8_t *px, unsigned w, int adobe) {
+  for (unsigned x = 0; x < w; x++) {
+    unsigned c = px[4 * x], m = px[4 * x + 1], y = px[4 * x + 2], k = px[4 * x + 3];
+    if (!adobe) {
+      c = 255 - c;
+      m = 255 - m;
+      y = 255 - y;
+      k = 255 - k;
+    }
+    px[3 * x] = (uint8_t)((c * k + 127) / 255);
+    px[3 * x + 1] = (uint8_t)((m * k + 127) / 255);
+    px[3 * x + 2] = (uint8_t)((y * k + 127) / 255);
+  }
+}
+
+typedef struct {
+  const char *name;
+  const uint8_t *mem;
+  size_t len;
+  int64_t max_pixels;
+  int min_side;
+  const cg_png_sink_t *sink; /* NULL: the size only */
+  int h, w;                  /* the file's size, once the header is read */
+} job_t;
+
+/* The decoder proper; the caller opened f (NULL when j->mem is used). Returns 0, or -1 with
+ * e->msg set. */
+static int decode(job_t *j, FILE *f, jerr_t *e) {
+  struct jpeg_decompress_struct cinfo;
+  struct jpeg_progress_mgr progress = {on_progress, 0, 0, 0, 0};
+  uint8_t *volatile row = NULL;
+  cinfo.err = &e->pub;
+  if (setjmp(e->jb)) {
+    jpeg_destroy_decompress(&cinfo);
+    free(row);
+    return -1;
+  }
+  jpeg_create_decompress(&cinfo);
+  cinfo.progress = &progress;
+  if (j->mem) jpeg_mem_src(&cinfo, j->mem, (unsigned long)j->len);
+  else jpeg_stdio_src(&cinfo, f);
+  jpeg_read_header(&cinfo, TRUE);
+  j->h = (int)cinfo.image_height;
+  j->w = (int)cinfo.image_width;
+  const uint64_t npx = (uint64_t)cinfo.image_width * cinfo.image_height;
+  if (j->max_pixels > 0 && npx > (uint64_t)j->max_pixels) {
+    snprintf(e->msg, sizeof e->msg, "%ux%u image (%llu pixels) is over the limit of %lld pixels "
+             "(a decompression bomb? if the image is genuine, raise --max-image-pixels)",
+             cinfo.image_width, cinfo.image_height, (unsigned long long)npx,
+             (long long)j->max_pixels);
+    e->refused = 1;
+    longjmp(e->jb, 1);
+  }
+  if (!j->sink) {
+    jpeg_destroy_decompress(&cinfo);
+    return 0;
+  }
+  const int cmyk = cinfo.jpeg_color_space == JCS_CMYK || cinfo.jpeg_color_space == JCS_YCCK;
+  cinfo.out_color_space = cmyk ? JCS_CMYK : JCS_RGB;
+  cinfo.scale_num = pick_scale(cinfo.image_height, cinfo.image_width, j->min_side);
+  cinfo.scale_denom = 8;
+  jpeg_start_decompress(&cinfo);
+  const unsigned ow = cinfo.output_width, oh = cinfo.output_height;
+  if (cinfo.output_components != (cmyk ? 4 : 3)) ERREXIT(&cinfo, JERR_CONVERSION_NOTIMPL);
+  if (j->sink->begin && j->sink->begin(j->sink->ctx, (int)oh, (int)ow, e->msg, sizeof e->msg)) {
+    e->refused = 1;
+    longjmp(e->jb, 1);
+  }
+  row = malloc((size_t)ow * cinfo.output_components);
+  if (!row) {
+    snprintf(e->msg, sizeof e->msg, "out of memory for a row");
+    longjmp(e->jb, 1);
+  }
+  while (cinfo.output_scanline < oh) {
+    const int y = (int)cinfo.output_scanline;
+    JSAMPROW rp = row;
+    if (jpeg_read_scanlines(&cinfo, &rp, 1) != 1) ERREXIT(&cinfo, JERR_INPUT_EMPTY);
+    if (cmyk) cmyk_to_rgb(row, ow, cinfo.saw_Adobe_marker);
+    if (j->sink->row(j->sink->ctx, y, row, e->msg, sizeof e->msg)) {
+      e->refused = 1;
+      longjmp(e->jb, 1);
+    }
+  }
+  jpeg_finish_decompress(&cinfo); /* reads up to EOI: a file cut after the last row fails */
+  jpeg_destroy_decompress(&cinfo);
+  free(row);
+  return 0;
+}
+
+static int run(job_t *j, char *err, size_t errlen) {
+  FILE *f = NULL;
+  if (!j->mem) {
+    f = fopen(j->name, "rb");
+    if (!f) {
+      snprintf(err, errlen, "%s: %s", j->name, strerror(errno));
+      return -1;
+    }
+    uint8_t sig[3];
+    const size_t got = fread(sig, 1, 3, f);
+    if (!cg_jpeg_sniff(sig, got)) {
+      snprintf(err, errlen, "%s: not a JPEG file (%s)", j->name,
+               got == 0 ? "empty: 0 bytes" : got < 3 ? "truncated signature" : "bad signature");
+      fclose(f);
+      return -1;
+    }
+    rewind(f);
+  } else if (!cg_jpeg_sniff(j->mem, j->len)) {
+    snprintf(err, errlen, "%s: not a JPEG (bad signature)", j->name);
+    return -1;
+  }
+  jerr_t e;
+  set_errors(&e);
+  const int rc = decode(j, f, &e);
+  if (f) fclose(f);
+  if (rc) snprintf(err, errlen, "%s: %s%s", j->name, e.refused ? "" : "JPEG decode failed: ", e.msg);
+  return rc;
+}
+
+int cg_jpeg_read_size(const char *path, int64_t max_pixels, int *h, int *w, char *err,
+                      size_t errlen) {
+  job_t j = {path, NULL, 0, max_pixels, 0, NULL, 0, 0};
+  if (run(&j, err, errlen)) return -1;
+  *h = j.h;
+  *w = j.w;
+  return 0;
+}
+
+/* Passes the file's size out before the caller's begin runs. */
+typedef struct {
+  const cg_png_sink_t *inner;
+  job_t *job;
+  int *full_h, *full_w;
+} outer_t;
+
+static int outer_begin(void *ctx, int h, int w, char *why, size_t whylen) {
+  outer_t *o = ctx;
+  if (o->full_h) *o->full_h = o->job->h;
+  if (o->full_w) *o->full_w = o->job->w;
+  return o->inner->begin ? o->inner->begin(o->inner->ctx, h, w, why, whylen) : 0;
+}
+
+static int outer_row(void *ctx, int y, const uint8_t *px, char *why, size_t whylen) {
+  outer_t *o = ctx;
+  return o->inner->row(o->inner->ctx, y, px, why, whylen);
+}
+
+int cg_jpeg_read_rows(const char *name, const uint8_t *mem, size_t len, int64_t max_pixels,
+                      int min_side, const cg_png_sink_t *sink, int *full_h, int *full_w, char *err,
+                      size_t errlen) {
+  job_t j = {name, mem, len, max_pixels, min_side, NULL, 0, 0};
+  outer_t o = {sink, &j, full_h, full_w};
+  const cg_png_sink_t s = {outer_begin, outer_row, &o};
+  j.sink = &s;
+  return run(&j, err, errlen);
+}
+
+typedef struct {
+  uint8_t *px;
+  size_t rb;
+} whole_t;
+
+static int whole_begin(void *ctx, int h, int w, char *why, size_t whylen) {
+  whole_t *t = ctx;
+  t->rb = (size_t)w * 3;
+  t->px = malloc(t->rb * (size_t)h);
+  if (!t->px) snprintf(why, whylen, "out of memory for the decoded %dx%d image", w, h);
+  return t->px ? 0 : -1;
+}
+
+static int whole_row(void *ctx, int y, const uint8_t *px, char *why, size_t whylen) {
+  (void)why;
+  (void)whylen;
+  whole_t *t = ctx;
+  memcpy(t->px + (size_t)y * t->rb, px, t->rb);
+  return 0;
+}
+
+int cg_jpeg_read_rgb(const char *path, int64_t max_pixels, uint8_t **rgb, int *h, int *w,
+                     char *err, size_t errlen) {
+  whole_t t = {NULL, 0};
+  const cg_png_sink_t sink = {whole_begin, whole_row, &t};
+  int hh = 0, ww = 0;
+  if (cg_jpeg_read_rows(path, NULL, 0, max_pixels, 0, &sink, &hh, &ww, err, errlen)) {
+    free(t.px);
+    return -1;
+  }
+  *rgb = t.px;
+  *h = hh;
+  *w = ww;
+  return 0;
+}
+
+/* ---- writing ----------------------------------------------------------------------------- */
+
+static int encode(const uint8_t *rgb, int h, int w, int quality, unsigned char **buf,
+                  unsigned long *len, jerr_t *e) {
+  struct jpeg_compress_struct cinfo;
+  cinfo.err = &e->pub;
+  if (setjmp(e->jb)) {
+    jpeg_destroy_compress(&cinfo);
+    return -1;
+  }
+  jpeg_create_compress(&cinfo);
+  jpeg_mem_dest(&cinfo, buf, len);
+  cinfo.image_width = (JDIMENSION)w;
+  cinfo.image_height = (JDIMENSION)h;
+  cinfo.input_components = 3;
+  cinfo.in_color_space = JCS_RGB;
+  jpeg_set_defaults(&cinfo);
+  jpeg_set_quality(&cinfo, quality, TRUE);
+  jpeg_start_compress(&cinfo, TRUE);
+  while (cinfo.next_scanline < cinfo.image_height) {
+    JSAMPROW rp = (JSAMPROW)(rgb + (size_t)cinfo.next_scanline * w * 3);
+    jpeg_write_scanlines(&cinfo, &rp, 1);
+  }
+  jpeg_finish_compress(&cinfo);
+  jpeg_destroy_compress(&cinfo);
+  return 0;
+}
+
+int cg_jpeg_encode(const char *name, const uint8_t *rgb, int h, int w, int quality, uint8_t **out,
+                   size_t *len, char *err, size_t errlen) {
+  if (h < 1 || w < 1 || h > JPEG_MAX_DIMENSION || w > JPEG_MAX_DIMENSION || quality < 1 ||
+      quality > 100) {
+    snprintf(err, errlen, "%s: cannot encode a %dx%d JPEG at quality %d", name, w, h, quality);
+    return -1;
+  }
+  jerr_t e;
+  set_errors(&e);
+  unsigned char *buf = NULL; /* jpeg_mem_dest's: malloc'ed, grown as needed */
+  unsigned long n = 0;
+  if (encode(rgb, h, w, quality, &buf, &n, &e)) {
+    free(buf);
+    snprintf(err, errlen, "%s: JPEG encode failed: %s", name, e.msg);
+    return -1;
+  }
+  *out = buf;
+  *len = n;
+  return 0;
+}
+
+int cg_jpeg_write(const char *path, const uint8_t *rgb, int h, int w, int quality, char *err,
+                  size_t errlen) {
+  uint8_t *buf = NULL;
+  size_t n = 0;
+  if (cg_jpeg_encode(path, rgb, h, w, quality, &buf, &n, err, errlen)) return -1;
+  int rc = cg_afile_save(path, buf, n, err, errlen);
+  free(buf);
+  return rc;
+}
+
+#else /* !COGPU_HAVE_JPEG */
+
+#include <stdio.h>
+
+static int no_jpeg(const char *name, char *err, size_t errlen) {
+  snprintf(err, errlen, "%s: cannot read or write JPEG files: built without libjpeg", name);
+  return -1;
+}
+
+int cg_jpeg_sniff(const uint8_t *p, size_t n) {
+  return n >= 3 && p[0] == 0xFF && p[1] == 0xD8 && p[2] == 0xFF;
+}
+
+int cg_jpeg_read_size(const char *path, int64_t max_pixels, int *h, int *w, char *err,
+                      size_t errlen) {
+  (void)max_pixels;
+  (void)h;
+  (void)w;
+  return no_jpeg(path, err, errlen);
+}
+
+int cg_jpeg_read_rows(const char *name, const uint8_t *mem, size_t len, int64_t max_pixels,
+                      int min_side, const cg_png_sink_t *sink, int *full_h, int *full_w, char *err,
+                      size_t errlen) {
+  (void)mem;
+  (void)len;
+  (void)max_pixels;
+  (void)min_side;
+  (void)sink;
+  (void)full_h;
+  (void)full_w;
+  return no_jpeg(name, err, errlen);
+}
+
+int cg_jpeg_read_rgb(const char *path, int64_t max_pixels, uint8_t **rgb, int *h, int *w,
+                     char *err, size_t errlen) {
+  (void)max_pixels;
+  (void)rgb;
+  (void)h;
+  (void)w;
+  return no_jpeg(path, err, errlen);
+}
+
+int cg_jpeg_encode(const char *name, const uint8_t *rgb, int h, int w, int quality, uint8_t **out,
+                   size_t *len, char *err, size_t errlen) {
+  (void)rgb;
+  (void)h;
+  (void)w;
+  (void)quality;
+  (void)out;
+  (void)len;
+  return no_jpeg(name, err, errlen);
+}
+
+int cg_jpeg_write(const char *path, const uint8_t *rgb, int h, int w, int quality, char *err,
+                  size_t errlen) {
+  (void)rgb;
+  (void)h;
+  (void)w;
+  (void)quality;
+  return no_jpeg(path, err, errlen);
+}
+
+#endif

@@ -1,0 +1,63 @@
+/* jpeg_io.h: reading and writing JPEG files through libjpeg-turbo (the libjpeg API).
+ *
+ * Reading returns RGB8 rows (w*3 bytes, interleaved) whatever the file holds: gray is
+ * replicated to R=G=B by libjpeg (out_color_space JCS_RGB), YCbCr is converted by libjpeg with
+ * its defaults (islow IDCT, fancy upsampling: the pixels `djpeg -rgb` prints), CMYK and YCCK
+ * (Adobe) files are decoded as CMYK and converted here (R = C*K/255 for Adobe's inverted
+ * CMYK, (255-C)*(255-K)/255 otherwise; likewise G from M, B from Y). Baseline, progressive,
+ * arithmetic-coded files and restart markers are all libjpeg's.
+ *
+ * Hardening, as for PNG (png_io.h): the pixel limit is checked from the frame header (SOF)
+ * before libjpeg allocates anything for the pixels; rows are handed to the caller's sink one
+ * at a time (memory: libjpeg's band of one MCU row, or its coefficient buffer for progressive
+ * files, bounded by the pixel limit). libjpeg's fatal errors longjmp back here (never exit());
+ * a truncated or corrupt file is an error "PATH: JPEG decode failed: <libjpeg's reason>" even
+ * where libjpeg alone would only warn and pad (premature end of file, premature end of a data
+ * segment, lost sync); harmless warnings (extraneous bytes between markers) are ignored. A
+ * progressive file of more than 500 scans is refused (decoding time grows with the scans).
+ *
+ * Return values: 0, or -1 with a one-line message in err that names the file (or the record
+ * name given for data in memory). Returned buffers are malloc'ed and the caller's. Every
+ * function is thread-safe. Without libjpeg (COGPU_HAVE_JPEG undefined) every function returns
+ * -1 with "built without libjpeg". */
+#ifndef CG_JPEG_IO_H
+#define CG_JPEG_IO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "png_io.h" /* cg_png_sink_t: the same row sink for both decoders */
+
+/* 1 when the n bytes at p start like a JPEG file (SOI marker then another marker). */
+int cg_jpeg_sniff(const uint8_t *p, size_t n);
+
+/* Width and height from the frame header only (no pixel is decoded). */
+int cg_jpeg_read_size(const char *path, int64_t max_pixels, int *h, int *w, char *err,
+                      size_t errlen);
+
+/* Decodes a JPEG row by row into sink (RGB8 rows). The input is the file `name`, or, when mem
+ * is not NULL, the len bytes at mem (name then only labels messages). min_side > 0 enables
+ * libjpeg's DCT scaling: the image is decoded at the smallest scale M/8 (M = 1..8) whose
+ * output keeps both sides >= min_side, so a 4000x3000 photo for a 256 network decodes at 1/8
+ * (500x375) in about a tenth of the time; min_side <= 0 decodes at full size. sink->begin gets
+ * the decoded (scaled) size; *full_h, *full_w (optional) get the file's own size, set before
+ * sink->begin is called. */
+int cg_jpeg_read_rows(const char *name, const uint8_t *mem, size_t len, int64_t max_pixels,
+                      int min_side, const cg_png_sink_t *sink, int *full_h, int *full_w, char *err,
+                      size_t errlen);
+
+/* The whole image at full size: *rgb (h*w*3) is the caller's to free. */
+int cg_jpeg_read_rgb(const char *path, int64_t max_pixels, uint8_t **rgb, int *h, int *w,
+                     char *err, size_t errlen);
+
+/* Encodes RGB8 pixels (h*w*3) as a baseline JPEG of the given quality (1..100, 4:2:0 chroma,
+ * libjpeg's defaults otherwise) into *out (malloc'ed, the caller's) of *len bytes. name only
+ * labels messages. */
+int cg_jpeg_encode(const char *name, const uint8_t *rgb, int h, int w, int quality, uint8_t **out,
+                   size_t *len, char *err, size_t errlen);
+
+/* cg_jpeg_encode written to path atomically (atomic_file.h). */
+int cg_jpeg_write(const char *path, const uint8_t *rgb, int h, int w, int quality, char *err,
+                  size_t errlen);
+
+#endif

@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# Multi-class on the command line (issue 13): --num-classes / --ignore-index ranges (exit 2
+# naming the flag); a mask value that is no class id is a bad sample naming the file, the value
+# and K (exit 2; --check-data lists it; --skip-bad skips and counts it); palette masks train
+# and the checkpoint keeps their palette and the classes (inspect shows them); resuming with
+# another K is refused.
+set -euo pipefail
+BIN=$1; MPIRUN="$2 --oversubscribe --bind-to none"; BUILD=$3
+BENCH=$BUILD/bench/cogpu-bench
+[ -x "$BENCH" ] || { echo "SKIP: no $BENCH (no benchmarks in a sanitizer build)"; exit 77; }
+T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
+fail() { echo "FAIL: $*"; exit 1; }
+expect2() { # expect2 WANT_TEXT ARGS...: exit 2 and the text in the output
+  local want=$1; shift
+  set +e; "$@" > "$T/o" 2>&1; local rc=$?; set -e
+  [ $rc -eq 2 ] || { cat "$T/o"; fail "exit $rc, want 2: $*"; }
+  grep -qF -- "$want" "$T/o" || { cat "$T/o"; fail "no '$want' in the output of: $*"; }
+  echo "ok (exit 2): $want"
+}
+SMALL="--backend cpu --model-base 4 --model-depth 2 --image-size 32 --batch 4 --progress off"
+expect2 "--num-classes" $BIN train $SMALL --num-classes 0
+expect2 "--num-classes" $BIN train $SMALL --num-classes 256
+expect2 "--ignore-index: 2 is a class id" $BIN train $SMALL --num-classes 4 --ignore-index 2
+expect2 "--ignore-index" $BIN train $SMALL --num-classes 4 --ignore-index 256
+expect2 "--ignore-index: 0 is a class id" $BIN train $SMALL --ignore-index 0
+$BIN train --help > "$T/help"  # (not piped into grep -q: SIGPIPE under pipefail)
+grep -q -- "--num-classes K" "$T/help" || fail "--help lacks --num-classes"
+grep -q -- "--ignore-index I" "$T/help" || fail "--help lacks --ignore-index"
+
+$BENCH make-pngs --out "$T/d" --count 24 --image-size 32 --num-classes 4 > /dev/null
+# K = 3: the masks hold class 3 (rectangles), which is no class id
+expect2 "mask value 3 is not a class id of --num-classes 3 (0..2) nor the ignore label 255" \
+  $MPIRUN -np 1 $BIN train $SMALL --data "$T/d" --num-classes 3 --steps 2 --val-fraction 0.2
+grep -q "masks/0000[0-9][0-9].png" "$T/o" || fail "the message does not name the mask file"
+expect2 "mask value 3" $MPIRUN -np 1 $BIN train $SMALL --data "$T/d" --num-classes 3 \
+  --steps 2 --val-fraction 0.2 --check-data
+$MPIRUN -np 1 $BIN train $SMALL --data "$T/d" --num-classes 3 --steps 2 --val-fraction 0.2 \
+  --skip-bad > "$T/skip.log" 2>&1 || { cat "$T/skip.log"; fail "--skip-bad run failed"; }
+grep -q "skipping a bad sample (--skip-bad): .*mask value 3" "$T/skip.log" || \
+  fail "--skip-bad did not report the sample"
+grep -qE -- "--skip-bad: .*skipped" "$T/skip.log" || fail "--skip-bad did not count"
+echo "ok: --skip-bad skips and counts masks with values outside the classes"
+
+# shards: pack stores the class ids (raw or PNG masks); a shard trains exactly like its
+# directory; a shard read with too few classes names the record, the value and K
+V="--num-classes 4 --steps 2 --val-fraction 0.25 --seed 3"
+$MPIRUN -np 1 $BIN train $SMALL --data "$T/d" $V > "$T/dir.log" 2>&1 || { cat "$T/dir.log"; fail dir; }
+for e in raw png; do
+  $BIN pack --images "$T/d/images" --masks "$T/d/masks" --out "$T/k_$e.cgds" --image-size 32 \
+    --num-classes 4 --encoding $e > /dev/null
+  $MPIRUN -np 1 $BIN train $SMALL --data "$T/k_$e.cgds" $V > "$T/$e.log" 2>&1 ||
+    { cat "$T/$e.log"; fail "shard $e"; }
+  diff <(grep "final validation" "$T/dir.log") <(grep "final validation" "$T/$e.log") ||
+    fail "the $e shard does not train like its directory"
+done
+echo "ok: K = 4 shards (raw, png) train exactly like their directory"
+expect2 "mask value 3 is not a class id of --num-classes 3" \
+  $MPIRUN -np 1 $BIN train $SMALL --data "$T/k_png.cgds" --num-classes 3 --steps 2
+grep -qE "k_png.cgds: record [0-9]+ \([0-9]+\): mask value 3" "$T/o" || fail "record not named"
+expect2 "--ignore-index: 2 is a class id" $BIN pack --images "$T/d/images" --masks "$T/d/masks" \
+  --out "$T/x.cgds" --num-classes 4 --ignore-index 2
+expect2 "--num-classes: '0' is not an integer in 1..255" $BIN pack --images "$T/d/images" \
+  --masks "$T/d/masks" --out "$T/x.cgds" --num-classes 0
+
+# palette masks: the palette goes into the checkpoint, inspect shows K and the palette
+$BENCH make-pngs --out "$T/p" --count 16 --image-size 32 --num-classes 4 --mask-palette > /dev/null
+$MPIRUN -np 1 $BIN train $SMALL --data "$T/p" --num-classes 4 --steps 2 --val-fraction 0.25 \
+  --check-data --checkpoint-dir "$T/ck" > "$T/p.log" 2>&1 ||
+  { cat "$T/p.log"; fail "palette run failed"; }
+grep -q "final validation: .*mIoU .*(4 images, 4 classes)" "$T/p.log" || fail "no mIoU line"
+$BIN inspect "$T/ck/ckpt-0000000002.cgck" > "$T/i.log"
+grep -q "classes:       4, ignore label 255, masks with a palette" "$T/i.log" || \
+  { cat "$T/i.log"; fail "inspect does not show the classes and the palette"; }
+grep -q "version 3" "$T/i.log" || fail "not version 3"
+echo "ok: palette masks train; the checkpoint keeps K, the ignore label and the palette"
+expect2 "another model shape: the checkpoint has in 5, base 4, depth 2, 32x32, 4 classes" \
+  $MPIRUN -np 1 $BIN train $SMALL --data "$T/p" --num-classes 5 --steps 4 --val-fraction 0.25 \
+  --resume "$T/ck/ckpt-0000000002.cgck"
+# the K x K counts are the same whether the helpers or the backend ("device") count them
+for s in cpu gpu; do
+  $BIN train $SMALL --num-classes 4 --steps 6 --train-samples 32 --val-samples 8 --split $s \
+    --metrics-out "$T/s_$s.json" > "$T/s_$s.log" 2>&1 || { cat "$T/s_$s.log"; fail "--split $s"; }
+done
+grep -q "metrics on device" "$T/s_gpu.log" || fail "--split gpu did not count on the device"
+python3 - "$T/s_cpu.json" "$T/s_gpu.json" <<'PY'
+import json, sys
+a, b = (json.load(open(p)) for p in sys.argv[1:3])
+for k in ("per_class", "miou", "train_miou", "val_acc"):
+    assert a[k] == b[k], (k, a[k], b[k])
+print("ok: helper and device K x K counts agree (train and validation)")
+PY
+echo "test_labels_cli: all passed"
