@@ -12,11 +12,13 @@ BUILD_SAN=${BUILD_SAN:-$ROOT/build-san}
 #   for the test scripts, djpeg/cjpeg (libjpeg-turbo-progs: the JPEG decode test), hwloc's tools (lstopo), slurm-wlm and munge for the one-node Slurm
 #   test, prometheus for promtool, valgrind for the set-up leak test; clang with its runtimes (libFuzzer, ASan, UBSan:
 #   libclang-rt-dev) and OpenMP (libomp-dev) for the sanitizer build, llvm for llvm-symbolizer
-#   (stack traces with file:line).
+#   (stack traces with file:line); python3-matplotlib for scripts/plot_history.py (its test);
+#   python3-torch and python3-venv for the interop tests (PyTorch parity; scripts/test.sh makes
+#   a venv over them with onnxruntime from PyPI).
 # EXTRA_PACKAGES is added to either.
 PACKAGES_MAIN="build-essential cmake pkg-config libopenmpi-dev openmpi-bin libhwloc-dev
   libopenblas-openmp-dev libpng-dev libjpeg62-turbo-dev"
-PACKAGES_TEST="python3 libjpeg-turbo-progs hwloc slurm-wlm munge prometheus valgrind clang libclang-rt-dev libomp-dev llvm"
+PACKAGES_TEST="python3 libjpeg-turbo-progs hwloc slurm-wlm munge prometheus valgrind clang libclang-rt-dev libomp-dev llvm python3-matplotlib python3-torch python3-venv"
 
 # cg_install_packages PACKAGE...: installs those of the list (and EXTRA_PACKAGES) that are
 # missing, with apt-get (through sudo when not root).

@@ -11,7 +11,9 @@ echo "== training: mpirun -np 2 cogpu-dist train (synthetic data, 64x64, small U
 start=$(date +%s)
 mpirun -np 2 --bind-to none "$BUILD/cogpu-dist" train \
   --model-base 8 --model-depth 3 --image-size 64 --batch 8 --lr 3e-3 \
-  --train-samples 4096 --val-samples 512 --epochs 5 --val-every 512 --report-every 256 \
-  --metrics-out "$BUILD/quickstart-metrics.json" "$@"
+  --train-samples 4096 --val-samples 512 --epochs 5 --val-every 128 --report-every 256 \
+  --metrics-out "$BUILD/quickstart-metrics.json" --history-out "$BUILD/quickstart-history.jsonl" "$@"
 echo "== done in $(( $(date +%s) - start )) s; metrics in $BUILD/quickstart-metrics.json:"
 cat "$BUILD/quickstart-metrics.json"
+echo "== learning curves: one record per validation in $BUILD/quickstart-history.jsonl; draw them with"
+echo "   /usr/bin/python3 scripts/plot_history.py $BUILD/quickstart-history.jsonl curves.png   # needs python3-matplotlib"

@@ -11,6 +11,16 @@
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 cg_install_packages $PACKAGES_MAIN $PACKAGES_TEST
 cg_build
+# The interop tests' ONNX part (label interop) needs onnxruntime, from PyPI, in a venv that sees
+# Debian's torch; tests/test_interop.sh finds it at $BUILD/interop-venv and, without it, runs
+# the PyTorch part only and says so.
+if ! "$BUILD/interop-venv/bin/python" -c "import onnxruntime" 2> /dev/null; then
+  t0=$(date +%s)
+  { /usr/bin/python3 -m venv --system-site-packages "$BUILD/interop-venv" &&
+    "$BUILD/interop-venv/bin/pip" install -q onnxruntime; } ||
+    echo "== interop venv with onnxruntime could not be made: the ONNX checks will be skipped"
+  echo "== interop venv: $(($(date +%s) - t0)) s"
+fi
 rc=0
 (cd "$BUILD" && ctest --output-on-failure --timeout 900 "$@") || rc=$?
 SAN=${SAN:-$([ $# -eq 0 ] && echo 1 || echo 0)}

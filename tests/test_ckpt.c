@@ -169,6 +169,124 @@ static void test_classes(void) {
   rmdir(dir);
 }
 
+/* Removes a test directory: its checkpoints, the pointer files, the directory. */
+static void rm_dir(const char *dir) {
+  char **paths, err[256], f[600];
+  int64_t *steps;
+  int n;
+  if (cg_ckpt_list(dir, &paths, &steps, &n, err, sizeof err) == 0) {
+    for (int i = 0; i < n; i++) unlink(paths[i]);
+    cg_ckpt_list_free(paths, steps, n);
+  }
+  snprintf(f, sizeof f, "%s/last", dir);
+  unlink(f);
+  snprintf(f, sizeof f, "%s/best", dir);
+  unlink(f);
+  rmdir(dir);
+}
+
+/* Version 4: the settings trailer and the validation figures survive a round trip, a flipped
+ * settings byte is caught, a version-3 file (no trailer) still reads; DIR/last names the newest,
+ * DIR/best the highest val_iou (or lowest val_loss), and rotation keeps best's file besides the
+ * `keep` newest. */
+static void test_best_last(void) {
+  char dir[] = "/tmp/cg_test_ckpt_best.XXXXXX";
+  if (!mkdtemp(dir)) return;
+  float p[NP], m[NP], v[NP];
+  char err[1024], path[512], bp[600], met[32];
+  const cg_ckpt_shape_t want = shape();
+  /* step: val_iou (-1: no validation at that step), val_loss */
+  const double figs[][3] = {{10, 0.5, 0.9}, {20, 0.7, 0.4}, {30, 0.6, 0.3}, {40, -1, 0}};
+  for (int i = 0; i < 4; i++) {
+    cg_ckpt_info_t in = info_at((int64_t)figs[i][0]);
+    snprintf(in.settings, sizeof in.settings, "{\"model-base\": \"4\", \"data\": \"a \\\"b\\\"\"}");
+    in.have_val = figs[i][1] >= 0;
+    in.val_step = in.step;
+    in.val_iou = figs[i][1];
+    in.val_loss = figs[i][2];
+    fill(p, m, v, in.step);
+    CG_TEST_CHECK(cg_ckpt_write(dir, &in, p, m, v, 1, path, sizeof path, err, sizeof err) == 0,
+                  "write: %s", err);
+  }
+  int64_t s = -1;
+  double val = 0;
+  CG_TEST_CHECK(cg_ckpt_read_pointer(dir, "last", bp, sizeof bp, &s, NULL, 0, NULL) == 0 &&
+                    s == 40 && strstr(bp, "ckpt-0000000040.cgck"),
+                "last: step %lld %s", (long long)s, bp);
+  CG_TEST_CHECK(cg_ckpt_read_pointer(dir, "best", bp, sizeof bp, &s, met, sizeof met, &val) == 0 &&
+                    s == 20 && !strcmp(met, "val_iou") && val == 0.7,
+                "best: step %lld %s %s %g", (long long)s, bp, met, val);
+  char **paths;
+  int64_t *steps;
+  int n;
+  cg_ckpt_list(dir, &paths, &steps, &n, err, sizeof err);
+  CG_TEST_CHECK(n == 2 && steps[0] == 40 && steps[1] == 20,
+                "keep 1 + best: %d files, newest %lld", n, n ? (long long)steps[0] : -1LL);
+  cg_ckpt_list_free(paths, steps, n);
+  printf("PASS last -> step 40, best -> step 20 (val_iou 0.7), kept besides the 1 newest\n");
+  cg_ckpt_info_t *out = malloc(sizeof *out);
+  cg_ckpt_path(dir, 20, path, sizeof path);
+  cg_ckpt_status_t st = cg_ckpt_read(path, &want, out, p, m, v, err, sizeof err);
+  CG_TEST_CHECK(st == CG_CKPT_OK && out->version == 4 && out->have_val && out->val_step == 20 &&
+                    out->val_iou == 0.7 && out->val_loss == 0.4 &&
+                    !strcmp(out->settings, "{\"model-base\": \"4\", \"data\": \"a \\\"b\\\"\"}"),
+                "v4 round trip: %s (settings '%s')", err, out->settings);
+  printf("PASS version 4: settings and validation figures round trip\n");
+  /* by val_loss: a best chosen by another metric is replaced at once, then kept while lower */
+  cg_ckpt_info_t in = info_at(50);
+  in.have_val = 1;
+  in.val_step = 50;
+  in.val_loss = 0.35;
+  in.val_iou = 0.1;
+  in.best_by = CG_CKPT_BEST_LOSS;
+  fill(p, m, v, 50);
+  CG_TEST_CHECK(cg_ckpt_write(dir, &in, p, m, v, 1, path, sizeof path, err, sizeof err) == 0,
+                "write: %s", err);
+  CG_TEST_CHECK(cg_ckpt_read_pointer(dir, "best", bp, sizeof bp, &s, met, sizeof met, &val) == 0 &&
+                    s == 50 && !strcmp(met, "val_loss"),
+                "best by loss: step %lld %s", (long long)s, met);
+  in = info_at(60);
+  in.have_val = 1;
+  in.val_step = 60;
+  in.val_loss = 0.5;
+  in.best_by = CG_CKPT_BEST_LOSS;
+  CG_TEST_CHECK(cg_ckpt_write(dir, &in, p, m, v, 1, path, sizeof path, err, sizeof err) == 0,
+                "write: %s", err);
+  CG_TEST_CHECK(cg_ckpt_read_pointer(dir, "best", bp, sizeof bp, &s, met, sizeof met, &val) == 0 &&
+                    s == 50 && val == 0.35,
+                "best by loss after a worse one: step %lld %g", (long long)s, val);
+  cg_ckpt_path(dir, 50, path, sizeof path);
+  CG_TEST_CHECK(access(path, F_OK) == 0, "best's file (step 50) was rotated away");
+  printf("PASS --best-metric val_loss: the lowest stays best and is kept\n");
+  /* a flipped settings byte; then the same file as version 3 (no trailer) */
+  cg_ckpt_path(dir, 60, path, sizeof path);
+  cg_ckpt_info_t w = info_at(70);
+  snprintf(w.settings, sizeof w.settings, "{\"seed\": \"7\"}");
+  CG_TEST_CHECK(cg_ckpt_write(dir, &w, p, m, v, 3, path, sizeof path, err, sizeof err) == 0,
+                "write: %s", err);
+  flip_byte(path, CG_CKPT_HEADER_BYTES + 3 * NP * 4 + 3);
+  expect("settings byte flipped", path, &want, CG_CKPT_ECORRUPT, "settings CRC mismatch");
+  w.settings[0] = 0;
+  CG_TEST_CHECK(cg_ckpt_write(dir, &w, p, m, v, 3, path, sizeof path, err, sizeof err) == 0,
+                "write: %s", err);
+  FILE *f = fopen(path, "r+b");
+  uint8_t h[256];
+  if (f && fread(h, 1, 256, f) == 256) {
+    h[8] = 3;
+    const uint32_t crc = cg_crc32(0, h, 252);
+    for (int b = 0; b < 4; b++) h[252 + b] = (uint8_t)(crc >> (8 * b));
+    fseek(f, 0, SEEK_SET);
+    fwrite(h, 1, 256, f);
+  }
+  if (f) fclose(f);
+  st = cg_ckpt_read(path, &want, out, p, m, v, err, sizeof err);
+  CG_TEST_CHECK(st == CG_CKPT_OK && out->version == 3 && !out->settings[0] && !out->have_val,
+                "version 3: status %d (%s)", (int)st, err);
+  if (st == CG_CKPT_OK) printf("PASS a version-3 checkpoint still reads (no settings)\n");
+  free(out);
+  rm_dir(dir);
+}
+
 static void report(void *ctx, const char *line) {
   int *n = ctx;
   (*n)++;
@@ -454,5 +572,7 @@ int main(void) {
     cg_ckpt_list_free(paths, steps, n);
   }
   rmdir(g_dir);
+  test_best_last();
+  rm_dir(g_dir);
   return cg_test_done("test_ckpt");
 }

@@ -29,7 +29,8 @@ round() {
   local r=$1 seed=$2 ck=$3
   timeout 120 $MPIRUN -np 2 $BIN train $COMMON --seed $seed $OUTS > "$T/$r.train.log" 2>&1
   echo $? > "$T/$r.train.rc"
-  timeout 120 $MPIRUN -np 2 $BIN train $COMMON --seed $seed --checkpoint-dir "$M/ck" $ck \
+  # seed 1 in both rounds: the second resumes the first, and a resumed run keeps its seed
+  timeout 120 $MPIRUN -np 2 $BIN train $COMMON --seed 1 --checkpoint-dir "$M/ck" $ck \
     > "$T/$r.ckpt.log" 2>&1
   echo $? > "$T/$r.ckpt.rc"
   timeout 120 $BIN pack --images "$T/pngs/images" --masks "$T/pngs/masks" --out "$M/ds.cgds" \

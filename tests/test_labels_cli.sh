@@ -71,9 +71,9 @@ grep -q "final validation: .*mIoU .*(4 images, 4 classes)" "$T/p.log" || fail "n
 $BIN inspect "$T/ck/ckpt-0000000002.cgck" > "$T/i.log"
 grep -q "classes:       4, ignore label 255, masks with a palette" "$T/i.log" || \
   { cat "$T/i.log"; fail "inspect does not show the classes and the palette"; }
-grep -q "version 3" "$T/i.log" || fail "not version 3"
+grep -q "version 4" "$T/i.log" || fail "not version 4"
 echo "ok: palette masks train; the checkpoint keeps K, the ignore label and the palette"
-expect2 "another model shape: the checkpoint has in 5, base 4, depth 2, 32x32, 4 classes" \
+expect2 "--num-classes: the checkpoint has 4, the command line 5" \
   $MPIRUN -np 1 $BIN train $SMALL --data "$T/p" --num-classes 5 --steps 4 --val-fraction 0.25 \
   --resume "$T/ck/ckpt-0000000002.cgck"
 # the K x K counts are the same whether the helpers or the backend ("device") count them

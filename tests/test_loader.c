@@ -4,7 +4,9 @@
  *  - batches come out in order with the sampler's indices;
  *  - memory is bounded: over thousands of batches (with metrics tasks) the process's resident
  *    size does not grow after the first few hundred batches — the ring never grows;
- *  - the metrics counted by the helpers equal a direct count. */
+ *  - the metrics counted by the helpers equal a direct count;
+ *  - without augmentation (--flip off, --crop off) a sample is exactly the source's pixels, and
+ *    with the flips on some samples differ from them. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -135,6 +137,34 @@ int main(void) {
          rss_warm, (long long)(steps - 300), rss_peak);
   CG_TEST_CHECK(rss_warm > 0 && rss_peak - rss_warm < 1024,
                 "memory grew by %ld kB over %lld batches", rss_peak - rss_warm, (long long)steps);
+  /* 3. --flip off: the source's pixels as they are; on: flipped ones among them */
+  for (int aug = 0; aug < 2; aug++) {
+    cg_loader_cfg_t cf = cfg_for(src, 1, 0, 10); /* no sample featurised: rgb holds the pixels */
+    cf.augment = aug;
+    cg_loader_t *lf = cg_loader_create(&cf);
+    const size_t px = 24 * 24;
+    uint8_t rgb[24 * 24 * 3], mask[24 * 24];
+    char err[256];
+    int differ = 0, seen = 0;
+    for (int k = 0; k < 10; k++) {
+      cg_host_batch_t *b = cg_loader_next(lf, NULL);
+      CG_ASSERT(b != NULL && b->n_cpu == 0);
+      for (int i = 0; i < b->n; i++) {
+        if (b->index[i] < 0) continue;
+        CG_ASSERT(cg_source_load(src, b->index[i], rgb, mask, err, sizeof err) == 0);
+        differ += memcmp(b->rgb + i * px * 3, rgb, px * 3) || memcmp(b->y + i * px, mask, px);
+        seen++;
+      }
+      cg_loader_release(lf, b, 0);
+    }
+    cg_loader_destroy(lf);
+    if (!aug)
+      CG_TEST_CHECK(differ == 0, "flip off: %d of %d samples differ from the source", differ, seen);
+    else
+      CG_TEST_CHECK(differ > seen / 2, "flip on: only %d of %d samples flipped", differ, seen);
+    printf("%s flips %s: %d of %d samples differ from the source's pixels\n",
+           differ == 0 || aug ? "PASS" : "FAIL", aug ? "on" : "off", differ, seen);
+  }
   cg_source_destroy(src);
   return cg_test_done("test_loader");
 }

@@ -22,7 +22,9 @@ for every in 100 1; do # reports every step (the NaN seen at once) and rarely (o
   [ $rc -ne 0 ] || { echo "FAIL: exit code 0"; fail=1; }
   grep -q "cogpu-dist: error: NaN/Inf loss at step 3 .*the last good checkpoint is $dir/ckpt-0000000002.cgck (step 2)" $T/nan$every.log ||
     { echo "FAIL: no message naming step 3 and the checkpoint of step 2"; cat $T/nan$every.log; fail=1; }
-  [ "$(ls $dir)" = "ckpt-0000000002.cgck" ] || { echo "FAIL: checkpoints left: $(ls $dir)"; fail=1; }
+  [ "$(cd $dir && ls *.cgck)" = "ckpt-0000000002.cgck" ] ||
+    { echo "FAIL: checkpoints left: $(ls $dir)"; fail=1; }
+  grep -qx "ckpt-0000000002.cgck" $dir/last || { echo "FAIL: $dir/last does not name step 2"; fail=1; }
   $BIN inspect $dir/ckpt-0000000002.cgck > $T/inspect.log || { echo "FAIL: step 2 is not valid"; cat $T/inspect.log; fail=1; }
 done
 

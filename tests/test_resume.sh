@@ -93,7 +93,9 @@ want inspect_dir "--resume would load $T/bad2/ckpt-0000000080.cgck"
 timeout 60 $MPIRUN -np 2 $BIN $COMMON --model-base 8 --batch 4 --steps 100 \
     --resume $T/ck/ckpt-0000000060.cgck > $T/shape.log 2>&1; rc=$?
 [ $rc -eq 2 ] || { echo "FAIL another shape: exit $rc, want 2"; fail=1; }
-want shape "the checkpoint has in 5, base 4, depth 2, 32x32, 7541 parameters; this run has in 5, base 8, depth 2, 32x32, 29609 parameters"
+# since checkpoint version 4 (issue 14) the stored settings refuse it first, naming both values
+# (the shape check behind it: test_ckpt)
+want shape "--model-base: the checkpoint has 4, the command line 8"
 touch $T/afile
 timeout 60 $MPIRUN -np 2 $BIN $COMMON --batch 4 --steps 5 --checkpoint-dir $T/afile/ck \
     > $T/unwritable.log 2>&1; rc=$?

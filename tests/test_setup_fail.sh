@@ -116,17 +116,20 @@ expect data_check 2 "--check-data: 2 bad sample(s)"
 run resume_junk $SMALL --resume "$T/junk.cgck"
 expect resume_junk 2 "--resume: $T/junk.cgck: not a cogpu-dist checkpoint"
 run resume_shape $SMALL --model-base 8 --resume "$CK"
-expect resume_shape 2 "--resume: $CK"
+expect resume_shape 2 "--model-base: the checkpoint has 4, the command line 8" # stored settings
+
 
 # ---- devices: the last stage that can fail, with everything before it made ----
-run devices $SMALL --data "$T/ds/good" --val-fraction 0.25 --resume "$CK" --allreduce nccl \
-    --trace-out "$T/tr"
+run devices $SMALL --resume "$CK" --allreduce nccl --trace-out "$T/tr"
 expect devices 2 "--allreduce nccl needs the cuda backend"
 
 # ---- a run that set-up lets through ends along the same teardown (leak modes only) ----
 if [ -n "$MODE" ]; then
+  # a checkpoint of the same data (a resumed run cannot change --data: run_settings.h)
+  timeout 120 $BIN $SMALL --data "$T/ds/mixed" --skip-bad --val-fraction 0.25 \
+      --checkpoint-dir "$T/ckm" > /dev/null 2>&1 || { echo "FAIL: no checkpoint of ds/mixed"; exit 1; }
   run full $SMALL --data "$T/ds/mixed" --skip-bad --val-fraction 0.25 --steps 4 --val-every 2 \
-      --report-every 2 --resume "$CK" --checkpoint-dir "$T/ck2" --trace-out "$T/tr2" \
+      --report-every 2 --resume "$T/ckm" --checkpoint-dir "$T/ck2" --trace-out "$T/tr2" \
       --metrics-out "$T/m.json" --params-out "$T/p.bin"
   expect full 0 "final validation:"
 fi

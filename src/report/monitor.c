@@ -38,6 +38,10 @@ static const field_t k_row[] = {{"step_ms", 0, 1e9, 0},       {"own_ms", -1e9, 1
                                 {"data_wait", -1e3, 1e3, 0},  {"comm_exposed", -1e3, 1e3, 0},
                                 {"cpu_busy", -1e3, 1e3, 0},   {"img_per_s", 0, 1e12, 0}};
 static const field_t k_cluster[] = {{"img_per_s", 0, 1e12, 0}, {"median_own_ms", -1e9, 1e9, 0}};
+static const field_t k_val[] = {{"step", 0, 1e15, F_REQ | F_INT}, {"loss", -1e30, 1e30, 0},
+                                {"iou", -1e3, 1e3, 0},   {"miou", -1e3, 1e3, 0},
+                                {"dice", -1e3, 1e3, 0},  {"mdice", -1e3, 1e3, 0},
+                                {"acc", -1e3, 1e3, 0}};
 static const field_t k_imb[] = {{"own_ms", -1e3, 1e6, 0}, {"step_ms", -1e3, 1e6, 0}};
 #define NF(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -95,6 +99,14 @@ static int check_tree(const cg_json_t *r, char *why, size_t whylen) {
                    whylen) ||
       check_rank(cg_json_get(cl, "straggler"), "cluster.straggler", ranks->n, 0, why, whylen))
     return -1;
+  const cg_json_t *val = cg_json_get(r, "val"); /* optional: the latest validation */
+  if (val && val->type != CG_JSON_NULL) {
+    if (val->type != CG_JSON_OBJ) {
+      snprintf(why, whylen, "\"val\" is not an object");
+      return -1;
+    }
+    if (check_fields(val, "val.", k_val, NF(k_val), why, whylen)) return -1;
+  }
   for (int i = 0; i < ranks->n; i++) {
     const cg_json_t *k = &ranks->items[i];
     char where[32];
@@ -186,6 +198,14 @@ int cg_monitor_render(const char *line, const cg_monitor_view_t *v, FILE *out, c
   for (int g = 0; g < 2; g++) {
     const cg_json_t *o = cg_json_get(cl, grp[g]);
     if (o) draw_row(out, grp[g], "", "", "", o, gpu, "", "");
+  }
+  const cg_json_t *val = cg_json_get(r, "val");
+  if (val && val->type == CG_JSON_OBJ) {
+    const int k = cg_json_get(val, "miou") != NULL;
+    fprintf(out, "  validation at step %.0f: loss %.4f  %s %.4f  %s %.4f  accuracy %.4f\n",
+            cg_json_num(val, "step", 0), cg_json_num(val, "loss", NAN), k ? "mIoU" : "IoU",
+            cg_json_num(val, k ? "miou" : "iou", NAN), k ? "mDice" : "Dice",
+            cg_json_num(val, k ? "mdice" : "dice", NAN), cg_json_num(val, "acc", NAN));
   }
   const cg_json_t *imb = cg_json_get(cl, "imbalance");
   fprintf(out, "  imbalance (max/mean - 1): own time %.1f%%, step %.1f%%\n",

@@ -21,6 +21,7 @@ struct cg_stats {
   char *prom;  /* --prom-out path, rank 0 */
   char *names; /* rank 0: host then gpu per rank, NAME_LEN each */
   double *all; /* NF x size */
+  double val[6]; /* the latest validation: step, loss, iou, dice, acc, classes; step < 0 none */
 };
 
 /* Derived figures of one rank. */
@@ -56,6 +57,7 @@ static fig_t derive(const double *v, int gpu) {
 cg_stats_t *cg_stats_create(const cg_comm_t *c, const char *gpu_name, int backend_is_gpu,
                             const char *jsonl_path) {
   cg_stats_t *s = cg_calloc(1, sizeof *s, "stats");
+  s->val[0] = -1;
   s->c = c;
   s->gpu = backend_is_gpu;
   char mine[2 * NAME_LEN];
@@ -200,6 +202,13 @@ static void cluster_means(const cg_stats_t *s, cg_cluster_t *cl) {
   cl->straggler = -1;
 }
 
+void cg_stats_set_val(cg_stats_t *s, int64_t step, double loss, double iou, double dice,
+                      double acc, int classes) {
+  if (!s) return;
+  const double v[6] = {(double)step, loss, iou, dice, acc, (double)classes};
+  memcpy(s->val, v, sizeof v);
+}
+
 double cg_stats_report(cg_stats_t *s, const cg_window_t *w, int64_t step, int64_t total,
                        int final, FILE *out, cg_cluster_t *cl) {
   const cg_comm_t *c = s->c;
@@ -300,6 +309,14 @@ double cg_stats_report(cg_stats_t *s, const cg_window_t *w, int64_t step, int64_
             (long long)step, (long long)total, final ? "true" : "false", (double)time(NULL));
     fprintf(j, "\"window_steps\": %.0f, \"gpu_backend\": %s, ", mine[F_STEPS], s->gpu ? "true" : "false");
     json_num(j, "loss", loss, 1);
+    if (s->val[0] >= 0) { /* the latest validation, for cogpu-monitor */
+      fprintf(j, "\"val\": {\"step\": %.0f, ", s->val[0]);
+      json_num(j, "loss", s->val[1], 1);
+      json_num(j, s->val[5] > 1 ? "miou" : "iou", s->val[2], 1);
+      json_num(j, s->val[5] > 1 ? "mdice" : "dice", s->val[3], 1);
+      json_num(j, "acc", s->val[4], 0);
+      fprintf(j, "}, ");
+    }
     fprintf(j, "\"ranks\": [");
     for (int r = 0; r < R; r++) {
       fprintf(j, "%s{\"rank\": %d, \"host\": \"%s\", \"gpu\": \"%s\", ", r ? ", " : "", r,

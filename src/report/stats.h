@@ -48,6 +48,11 @@ void cg_stats_destroy(cg_stats_t *s); /* NULL-safe */
  * gauges named cogpu_<figure>_<unit> labelled by rank, host and gpu, and cluster-wide ones. */
 void cg_stats_set_prom(cg_stats_t *s, const char *path);
 
+/* Rank 0: the latest validation (iou, dice: the class means when classes > 1), added to every
+ * following --stats-out record as "val": {step, loss, iou|miou, dice|mdice, acc}. */
+void cg_stats_set_val(cg_stats_t *s, int64_t step, double loss, double iou, double dice,
+                      double acc, int classes);
+
 /* The cluster's means over ranks for one window (NAN where a figure is absent). */
 typedef struct {
   double step_ms, gpu_busy, compute_busy, data_wait, comm_exposed, cpu_busy, cpu_share, img_per_s;

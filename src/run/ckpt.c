@@ -105,6 +105,15 @@ static void encode_header(const cg_ckpt_info_t *in, uint64_t payload_bytes, uint
   cg_le_put_u32(h + 184, (uint32_t)ign);
   cg_le_put_u32(h + 188, (uint32_t)in->npal);
   cg_le_put_u32(h + 192, cg_crc32(0, in->palette, 3 * (size_t)in->npal));
+  const size_t sb = strnlen(in->settings, CG_CKPT_SETTINGS_MAX - 1);
+  cg_le_put_u32(h + 196, (uint32_t)sb);
+  cg_le_put_u32(h + 200, cg_crc32(0, in->settings, sb));
+  if (in->have_val) {
+    cg_le_put_u32(h + 204, 1);
+    cg_le_put_u64(h + 208, (uint64_t)in->val_step);
+    put_f64(h + 216, in->val_loss);
+    put_f64(h + 224, in->val_iou);
+  }
   cg_le_put_u32(h + 252, cg_crc32(0, h, 252));
 }
 
@@ -124,6 +133,14 @@ static void decode_header(const uint8_t *h, cg_ckpt_info_t *o) {
     o->shape.nclass = (int)cg_le_get_u32(h + 180);
     o->ignore_index = (int)(int32_t)cg_le_get_u32(h + 184);
     o->npal = (int)cg_le_get_u32(h + 188);
+  }
+  if (o->version >= 4) {
+    o->have_val = cg_le_get_u32(h + 204) == 1;
+    if (o->have_val) {
+      o->val_step = (int64_t)cg_le_get_u64(h + 208);
+      o->val_loss = get_f64(h + 216);
+      o->val_iou = get_f64(h + 224);
+    }
   }
   o->step = (int64_t)cg_le_get_u64(h + 48);
   o->epoch = (int64_t)cg_le_get_u64(h + 56);
@@ -345,7 +362,7 @@ static uint64_t header_run_id(const char *path) {
 /* Among the checkpoints of run run_id only: removes those of later steps than `step` and all
  * but the `keep` newest others. Another run's files, and files whose header cannot be read,
  * are left alone. */
-static void rotate(const char *dir, int64_t step, uint64_t run_id, int keep) {
+static void rotate(const char *dir, int64_t step, uint64_t run_id, int keep, int64_t best) {
   char **paths;
   int64_t *steps;
   int n;
@@ -360,6 +377,7 @@ static void rotate(const char *dir, int64_t step, uint64_t run_id, int keep) {
       kept++;
       continue;
     }
+    if (steps[i] == best) continue; /* DIR/best's: kept besides the `keep` newest */
     if (header_run_id(paths[i]) != run_id) continue; /* not this lineage's: never ours to remove */
     int drop = steps[i] > step || (steps[i] <= step && kept >= keep);
     if (!drop) {
@@ -373,6 +391,69 @@ static void rotate(const char *dir, int64_t step, uint64_t run_id, int keep) {
                   "resumed before)", paths[i]);
   }
   cg_ckpt_list_free(paths, steps, n);
+}
+
+/* ---- pointer files: DIR/best, DIR/last ------------------------------------------------------ */
+
+static const char *base_name(const char *path) {
+  const char *b = strrchr(path, '/');
+  return b ? b + 1 : path;
+}
+
+int cg_ckpt_read_pointer(const char *dir, const char *name, char *path, size_t pathlen,
+                         int64_t *step, char *metric, size_t metriclen, double *value) {
+  char p[4200], file[256] = "", met[32] = "";
+  snprintf(p, sizeof p, "%s/%s", dir, name);
+  FILE *f = fopen(p, "r");
+  if (!f) return -1;
+  long long s = -1;
+  double v = 0;
+  int got = fscanf(f, "%255s step %lld %31s %lf", file, &s, met, &v);
+  fclose(f);
+  if (got < 2 || name_step(file) < 0 || s != name_step(file)) return -1;
+  snprintf(path, pathlen, "%s/%s", dir, file);
+  if (step) *step = s;
+  if (metric) snprintf(metric, metriclen, "%s", got == 4 ? met : "");
+  if (value) *value = got == 4 ? v : 0;
+  return 0;
+}
+
+static int write_pointer(const char *dir, const char *name, const char *ckpt, int64_t step,
+                         const char *metric, double value) {
+  char p[4200], text[512], err[512];
+  snprintf(p, sizeof p, "%s/%s", dir, name);
+  int n = snprintf(text, sizeof text, "%s\nstep %lld\n", base_name(ckpt), (long long)step);
+  if (metric) n += snprintf(text + n, sizeof text - (size_t)n, "%s %.9g\n", metric, value);
+  if (cg_afile_save(p, text, (size_t)n, err, sizeof err) != 0) {
+    cg_log_warn("checkpoint pointer: %s", err);
+    return -1;
+  }
+  return 0;
+}
+
+/* After `path` (of info->step) is in place: DIR/best when its validation figure beats the one
+ * DIR/best records (or DIR/best is missing, names a file that is gone, or was chosen by another
+ * metric), then DIR/last. Returns the step DIR/best names afterwards (-1: none). */
+static int64_t update_pointers(const char *dir, const char *path, const cg_ckpt_info_t *in) {
+  const int by_loss = in->best_by == CG_CKPT_BEST_LOSS;
+  const char *metric = by_loss ? "val_loss" : "val_iou";
+  char bpath[4200], bmet[32];
+  int64_t bstep = -1;
+  double bval = 0;
+  struct stat sb;
+  int have = cg_ckpt_read_pointer(dir, "best", bpath, sizeof bpath, &bstep, bmet, sizeof bmet,
+                                  &bval) == 0 &&
+             stat(bpath, &sb) == 0 && !strcmp(bmet, metric);
+  if (in->have_val) {
+    const double v = by_loss ? in->val_loss : in->val_iou;
+    const int better = !have || bstep == in->step || (by_loss ? v < bval : v > bval);
+    if (v == v && better && write_pointer(dir, "best", path, in->step, metric, v) == 0) {
+      have = 1;
+      bstep = in->step;
+    }
+  }
+  write_pointer(dir, "last", path, in->step, NULL, 0);
+  return have ? bstep : -1;
 }
 
 int cg_ckpt_write(const char *dir, const cg_ckpt_info_t *info, const float *params,
@@ -394,13 +475,15 @@ int cg_ckpt_write(const char *dir, const cg_ckpt_info_t *info, const float *para
   if (!af) return -1;
   FILE *f = cg_afile_stream(af);
   if (write_all(f, hdr, sizeof hdr) || write_all(f, params, bytes) || write_all(f, m, bytes) ||
-      write_all(f, v, bytes) || write_all(f, info->palette, 3 * (size_t)info->npal)) {
+      write_all(f, v, bytes) || write_all(f, info->palette, 3 * (size_t)info->npal) ||
+      write_all(f, info->settings, strnlen(info->settings, CG_CKPT_SETTINGS_MAX - 1))) {
     snprintf(err, errlen, "%s: write failed: %s (nothing was replaced)", final, strerror(errno));
     cg_afile_abort(af);
     return -1;
   }
   if (cg_afile_commit(af, err, errlen)) return -1;
-  rotate(dir, info->step, info->run_id, keep);
+  const int64_t best = update_pointers(dir, final, info);
+  rotate(dir, info->step, info->run_id, keep, best);
   return 0;
 }
 
@@ -408,6 +491,23 @@ int cg_ckpt_write(const char *dir, const cg_ckpt_info_t *info, const float *para
 
 static const char *precision_str(int p) {
   return p >= CG_PREC_FP32 && p <= CG_PREC_FP16 ? cg_precision_name((cg_precision_t)p) : "?";
+}
+
+/* Reads the n-byte trailer `what` (palette, settings) of the checkpoint at f's position into dst
+ * and checks it against its CRC; n == 0 is nothing to read. */
+static cg_ckpt_status_t read_trailer(FILE *f, const char *path, const char *what, void *dst,
+                                     size_t n, uint32_t crc, char *err, size_t errlen) {
+  if (n == 0) return CG_CKPT_OK;
+  if (fread(dst, 1, n, f) != n) {
+    snprintf(err, errlen, "%s: read error in the %s: %s", path, what,
+             ferror(f) ? strerror(errno) : "unexpected end of file");
+    return feof(f) ? CG_CKPT_ETRUNC : CG_CKPT_EIO;
+  }
+  if (cg_crc32(0, dst, n) != crc) {
+    snprintf(err, errlen, "%s: corrupt: %s CRC mismatch", path, what);
+    return CG_CKPT_ECORRUPT;
+  }
+  return CG_CKPT_OK;
 }
 
 cg_ckpt_status_t cg_ckpt_read(const char *path, const cg_ckpt_shape_t *want,
@@ -489,7 +589,15 @@ cg_ckpt_status_t cg_ckpt_read(const char *path, const cg_ckpt_shape_t *want,
     st = CG_CKPT_ECORRUPT;
     goto done;
   }
-  const uint64_t want_size = CG_CKPT_HEADER_BYTES + in.payload_bytes + 3 * (uint64_t)in.npal;
+  const uint32_t sbytes = in.version >= 4 ? cg_le_get_u32(h + 196) : 0;
+  if (sbytes >= CG_CKPT_SETTINGS_MAX) {
+    snprintf(err, errlen, "%s: corrupt: settings trailer of %u bytes (at most %d)", path, sbytes,
+             CG_CKPT_SETTINGS_MAX - 1);
+    st = CG_CKPT_ECORRUPT;
+    goto done;
+  }
+  const uint64_t want_size =
+      CG_CKPT_HEADER_BYTES + in.payload_bytes + 3 * (uint64_t)in.npal + sbytes;
   if (fsize < want_size) {
     snprintf(err, errlen, "%s: truncated: the file is %llu bytes, its header says %llu", path,
              (unsigned long long)fsize, (unsigned long long)want_size);
@@ -526,19 +634,13 @@ cg_ckpt_status_t cg_ckpt_read(const char *path, const cg_ckpt_shape_t *want,
     st = CG_CKPT_ECORRUPT;
     goto done;
   }
-  if (in.npal > 0) {
-    if (fread(in.palette, 3, (size_t)in.npal, f) != (size_t)in.npal) {
-      snprintf(err, errlen, "%s: read error in the palette: %s", path,
-               ferror(f) ? strerror(errno) : "unexpected end of file");
-      st = feof(f) ? CG_CKPT_ETRUNC : CG_CKPT_EIO;
-      goto done;
-    }
-    if (cg_crc32(0, in.palette, 3 * (size_t)in.npal) != cg_le_get_u32(h + 192)) {
-      snprintf(err, errlen, "%s: corrupt: palette CRC mismatch", path);
-      st = CG_CKPT_ECORRUPT;
-      goto done;
-    }
-  }
+  st = read_trailer(f, path, "palette", in.palette, 3 * (size_t)in.npal, cg_le_get_u32(h + 192),
+                    err, errlen);
+  if (st != CG_CKPT_OK) goto done;
+  st = read_trailer(f, path, "settings", in.settings, sbytes, cg_le_get_u32(h + 200), err,
+                    errlen);
+  if (st != CG_CKPT_OK) goto done;
+  in.settings[sbytes] = 0;
   if (info) *info = in;
   st = CG_CKPT_OK;
 done:
@@ -613,6 +715,21 @@ static void print_info(const char *path, const cg_ckpt_info_t *in) {
     printf("run id:        none (format version 1)\n");
   printf("payload:       %llu bytes (params, AdamW m, AdamW v), CRC %08x ok\n",
          (unsigned long long)in->payload_bytes, in->payload_crc);
+  if (in->have_val)
+    printf("validation:    at step %lld: val_loss %.6f, %s %.6f\n", (long long)in->val_step,
+           in->val_loss, in->shape.nclass > 1 ? "val_miou" : "val_iou", in->val_iou);
+  else
+    printf("validation:    none at this step\n");
+  printf("settings:      %s\n", in->settings[0] ? in->settings
+                                                : "none stored (format version 3 or older)");
+}
+
+/* "val_iou 0.8123, val_loss 0.2345" or "no validation" */
+static void val_str(const cg_ckpt_info_t *in, char *buf, size_t len) {
+  if (!in->have_val) snprintf(buf, len, "no validation");
+  else
+    snprintf(buf, len, "%s %.4f  val_loss %.4f", in->shape.nclass > 1 ? "val_miou" : "val_iou",
+             in->val_iou, in->val_loss);
 }
 
 int cg_ckpt_inspect_main(int argc, char **argv) {
@@ -620,8 +737,9 @@ int cg_ckpt_inspect_main(int argc, char **argv) {
     FILE *o = argc == 2 ? stdout : stderr;
     fprintf(o, "usage: cogpu-dist inspect FILE|DIR\n\n"
                "Prints a checkpoint's header and verifies its CRCs (exit 0 valid, 1 not). For a\n"
-               "directory, lists its checkpoints newest first with their verdict and says which\n"
-               "one `train --resume` would load (exit 0 when one is usable).\n");
+               "directory, lists its checkpoints newest first with their verdict and validation\n"
+               "figures, marks the ones DIR/last and DIR/best name, and says which one\n"
+               "`train --resume` would load (exit 0 when one is usable).\n");
     return argc == 2 ? 0 : CG_EXIT_USAGE;
   }
   const char *arg = argv[1];
@@ -650,19 +768,34 @@ int cg_ckpt_inspect_main(int argc, char **argv) {
     return CG_EXIT_USAGE;
   }
   int chosen = -1;
+  char lpath[4200] = "", bpath[4200] = "", bmet[32] = "";
+  int64_t lstep = -1, bstep = -1;
+  double bval = 0;
+  const int has_last =
+      cg_ckpt_read_pointer(arg, "last", lpath, sizeof lpath, &lstep, NULL, 0, NULL) == 0;
+  const int has_best = cg_ckpt_read_pointer(arg, "best", bpath, sizeof bpath, &bstep, bmet,
+                                            sizeof bmet, &bval) == 0;
   printf("%s: %d checkpoint(s), newest first\n", arg, n);
   for (int i = 0; i < n; i++) {
     cg_ckpt_info_t in;
     cg_ckpt_status_t st = cg_ckpt_read(paths[i], NULL, &in, NULL, NULL, NULL, err, sizeof err);
     if (st == CG_CKPT_OK) {
-      char shape[160];
+      char shape[160], vs[96], mark[16];
       cg_ckpt_shape_str(&in.shape, shape, sizeof shape);
-      printf("  step %-10lld valid    %s (%s)\n", (long long)steps[i], paths[i], shape);
+      val_str(&in, vs, sizeof vs);
+      snprintf(mark, sizeof mark, "%s%s", has_last && lstep == steps[i] ? " last" : "",
+               has_best && bstep == steps[i] ? " best" : "");
+      printf("  step %-10lld valid    %-34s %s  (%s)%s\n", (long long)steps[i], vs, paths[i],
+             shape, mark);
       if (chosen < 0) chosen = i;
     } else {
       printf("  step %-10lld INVALID  %s\n", (long long)steps[i], err);
     }
   }
+  if (has_last) printf("last: %s (step %lld)\n", lpath, (long long)lstep);
+  else printf("last: none (no pointer file %s/last)\n", arg);
+  if (has_best) printf("best: %s (step %lld, %s %.6f)\n", bpath, (long long)bstep, bmet, bval);
+  else printf("best: none (no checkpoint with validation figures yet)\n");
   if (chosen >= 0)
     printf("--resume would load %s (it also skips checkpoints of another model shape)\n",
            paths[chosen]);

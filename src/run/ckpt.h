@@ -39,11 +39,30 @@
  *   188  u32     npal             entries of the training masks' palette, 0..256 (0: gray
  *                                  masks or none known)                          (version >= 3)
  *   192  u32     palette_crc      CRC32 of the palette trailer                  (version >= 3)
- *   196  ...     reserved, zero, up to 252
+ *   196  u32     settings_bytes   length of the settings trailer, 0..8191         (version >= 4)
+ *   200  u32     settings_crc     CRC32 of the settings trailer                 (version >= 4)
+ *   204  u32     val_have         1: a validation ran at `val_step` (the figures below), 0: none
+ *   208  i64     val_step         the step the validation figures were measured at (= step)
+ *   216  f64     val_loss         mean validation loss per sample
+ *   224  f64     val_iou          validation IoU: foreground IoU (binary) or mIoU (K >= 2)
+ *   232  ...     reserved, zero, up to 252
  *   252  u32     header_crc       CRC32 of bytes [0, 252)
  *   payload at 256: params, AdamW m, AdamW v (nparams little-endian f32 each, model.h layout)
  *   then (version >= 3) the palette trailer: npal RGB triples (3 x npal bytes), so predict can
  *   write masks with the palette the training masks had
+ *   then (version >= 4) the settings trailer: settings_bytes of UTF-8 JSON, one flat object
+ *   {"flag": "value as given on the command line", ...} of every training-defining setting
+ *   (run_settings.h lists them), so `train --resume DIR` needs no other flag
+ *
+ * Pointer files (version 4 writers): DIR/last names the newest checkpoint written, DIR/best
+ * the one with the best validation figure (ckpt_info.best_by: highest val_iou, or lowest
+ * val_loss). Each is a small text file, replaced atomically (atomic_file.h) after the
+ * checkpoint itself is in place:
+ *     ckpt-0000000060.cgck          the file name, in the same directory
+ *     step 60
+ *     val_iou 0.812345              (best only: the metric it was chosen by, and its value)
+ * A checkpoint without validation figures never becomes best. Rotation never removes the file
+ * `best` names (it is kept in addition to the `keep` newest).
  *
  * Files are DIR/ckpt-<step, 10 digits>.cgck. A write goes to a temporary file in DIR (atomic_file.h),
  * is fsynced, renamed over the final name and the directory is fsynced: a file with the final
@@ -67,7 +86,8 @@
 #include <stdio.h>
 
 #define CG_CKPT_MAGIC "CGCKPT\r\n"
-#define CG_CKPT_VERSION 3
+#define CG_CKPT_VERSION 4
+#define CG_CKPT_SETTINGS_MAX 8192 /* settings trailer bytes + NUL */
 #define CG_CKPT_HEADER_BYTES 256
 
 /* The model a checkpoint belongs to; two shapes are compatible when every field is equal. */
@@ -92,11 +112,19 @@ typedef struct {
   int ignore_index;         /* -1: none (versions 1 and 2: none) */
   int npal;                 /* 0..256 palette entries of the training masks (0: gray/unknown) */
   uint8_t palette[768];     /* npal RGB triples */
+  char settings[CG_CKPT_SETTINGS_MAX]; /* the settings JSON ("" = none: version <= 3) */
+  int have_val;             /* a validation ran at val_step (its figures below) */
+  int64_t val_step;
+  double val_loss, val_iou; /* val_iou: IoU (binary) or mIoU (K >= 2) */
+  int best_by;              /* writer only, not stored: CG_CKPT_BEST_* that picks DIR/best */
   /* filled by the reader */
   uint32_t version;
   uint64_t payload_bytes;
   uint32_t payload_crc;
 } cg_ckpt_info_t;
+
+/* What DIR/best is chosen by (cg_ckpt_info_t.best_by). */
+enum { CG_CKPT_BEST_IOU = 0, CG_CKPT_BEST_LOSS = 1 };
 
 /* What the reader found wrong (or CG_CKPT_OK). */
 typedef enum {
@@ -126,6 +154,11 @@ int cg_ckpt_prepare_dir(const char *dir, char *err, size_t errlen);
 int cg_ckpt_write(const char *dir, const cg_ckpt_info_t *info, const float *params,
                   const float *m, const float *v, int keep, char *path, size_t pathlen,
                   char *err, size_t errlen);
+
+/* Reads the pointer file DIR/NAME ("best" or "last"): the checkpoint's path (DIR/file) into
+ * path, its step, and (best) the metric's name and value. 0, or -1 when absent or malformed. */
+int cg_ckpt_read_pointer(const char *dir, const char *name, char *path, size_t pathlen,
+                         int64_t *step, char *metric, size_t metriclen, double *value);
 
 /* Where a run resumed from checkpoint `in` starts (0-based step = steps completed), for a
  * training set of ntrain samples, `global` samples per step and spe steps per epoch. The
@@ -168,9 +201,10 @@ int cg_ckpt_find(const char *dir, const cg_ckpt_shape_t *want, cg_ckpt_info_t *i
                  void (*report)(void *ctx, const char *line), void *ctx, char *err,
                  size_t errlen);
 
-/* `cogpu-dist inspect FILE|DIR`: prints the header of FILE and verifies its CRCs, or for a
- * directory each checkpoint's step and verdict, newest first, and which one --resume would
- * use. Returns the process exit code: 0 all valid / one usable, 1 invalid, 2 usage. */
+/* `cogpu-dist inspect FILE|DIR`: prints the header of FILE (with its validation figures and
+ * settings) and verifies its CRCs, or for a directory each checkpoint's step, verdict and
+ * validation figures, newest first, marked `last` / `best` as the pointer files name them, and
+ * which one --resume would use. Returns the process exit code: 0 all valid / one usable, 1 invalid, 2 usage. */
 int cg_ckpt_inspect_main(int argc, char **argv);
 
 #endif

@@ -71,6 +71,9 @@ static const cg_opt_t g_opts[] = {
         "them"),
     CG_OPT_ROW_ONOFF("crop", O(crop), C_TRAIN,
         "real data: random crops (0.75-1.0 of the side) as augmentation, with the flips"),
+    CG_OPT_ROW_ONOFF("flip", O(flip), C_TRAIN,
+        "random horizontal and vertical flips as augmentation; --crop off --flip off trains on "
+        "exactly the pixels of the files"),
     CG_OPT_ROW_NUM(INT, "cpu-workers", O(cpu_workers), -1, 1024, C_TRAIN, "N",
         "helper threads per rank preparing batches; -1 = auto"),
     CG_OPT_ROW_NUM(INT, "prefetch", O(prefetch), 1, 64, C_TRAIN, "N",
@@ -99,8 +102,8 @@ static const cg_opt_t g_opts[] = {
         "learning rate after warm-up: constant, or cosine decay to 0 at the last step"),
     CG_OPT_ROW_NUM(U64, "seed", O(seed), 0, 1.8e19, C_TRAIN | C_INFO, "N",
         "seed of the initial weights, the data and the shuffles"),
-    CG_OPT_ROW_NUM(I64, "val-every", O(val_every), 0, 1e15, C_TRAIN, "N",
-        "validate every N steps (0 = only at the end)"),
+    {"val-every", CG_OPT_I64, O(val_every), 0, 1e15, CG_OPT_NODEF, NULL, C_TRAIN, "N",
+     "validate every N steps; 0 = only at the end; default: once per epoch (and at the end)"},
     CG_OPT_ROW_NUM(I64, "report-every", O(report_every), 1, 1e15, C_TRAIN, "N",
         "print the performance line every N steps"),
     CG_OPT_ROW_TEXT(STR, "metrics-out", O(metrics_out), NULL, C_TRAIN, "FILE",
@@ -117,6 +120,12 @@ static const cg_opt_t g_opts[] = {
         "the steps the timeline covers"),
     CG_OPT_ROW_TEXT(STR, "stats-out", O(stats_out), NULL, C_TRAIN, "FILE",
         "append the balance report as one JSON line per report to FILE (for monitors)"),
+    CG_OPT_ROW_TEXT(STR, "history-out", O(history_out), NULL, C_TRAIN, "FILE",
+        "append one JSON line per validation (step, epoch, wall time, train and val loss, IoU or "
+        "mIoU and per-class IoU, learning rate, img/s) to FILE; default: history.jsonl in "
+        "--checkpoint-dir, none without it; a resumed run drops the records after its step"),
+    CG_OPT_ROW_TEXT(STR, "history-csv", O(history_csv), NULL, C_TRAIN, "FILE",
+        "the same validation history as CSV (a header, one row per validation)"),
     CG_OPT_ROW_NUM(DBL, "bucket-mb", O(bucket_mb), 0, 1e6, C_TRAIN, "X",
         "gradient all-reduce bucket size in MB (0 = one bucket)"),
     CG_OPT_ROW_FLAG("deterministic", O(deterministic), C_TRAIN,
@@ -134,6 +143,9 @@ static const cg_opt_t g_opts[] = {
     CG_OPT_ROW_NUM(INT, "keep", O(keep), 1, 1e6, C_TRAIN, "K",
         "checkpoints of this run kept in --checkpoint-dir (its older ones are removed; another "
         "run's never are)"),
+    CG_OPT_ROW_TEXT(STR, "best-metric", O(best_metric), "auto|val_loss|val_iou|val_miou", C_TRAIN,
+        "M", "what DIR/best is chosen by: the highest validation IoU (val_iou; val_miou, the "
+        "mean over classes, for --num-classes >= 2; auto = that one) or the lowest val_loss"),
     CG_OPT_ROW_FLAG("overwrite-checkpoints", O(overwrite_checkpoints), C_TRAIN,
         "start afresh in a --checkpoint-dir that already holds checkpoints (a checkpoint of the "
         "same step is replaced; without this flag, or --resume, such a run refuses to start)"),
@@ -176,6 +188,7 @@ void cg_cli_defaults(cg_config_t *c) {
   snprintf(c->data, sizeof c->data, "synthetic");
   c->val_fraction = 0.1;
   c->crop = 1;
+  c->flip = 1;
   c->max_image_pixels = CG_PNG_DEFAULT_MAX_PIXELS;
   c->train_samples = 4096;
   c->val_samples = 512;
@@ -195,7 +208,7 @@ void cg_cli_defaults(cg_config_t *c) {
   c->warmup_steps = 0;
   snprintf(c->lr_schedule, sizeof c->lr_schedule, "constant");
   c->seed = 1;
-  c->val_every = 0;
+  c->val_every = -1; /* once per epoch */
   c->report_every = 100;
   c->bucket_mb = 25;
   snprintf(c->progress, sizeof c->progress, "auto");
@@ -203,6 +216,7 @@ void cg_cli_defaults(cg_config_t *c) {
   c->test_slow_rank = -1;
   c->checkpoint_every = 0;
   c->keep = 3;
+  snprintf(c->best_metric, sizeof c->best_metric, "auto");
   c->timeout_s = 60;
   c->max_bad_steps = 20;
   c->test_nan_step = 0;
@@ -232,7 +246,11 @@ void cg_cli_print_help(FILE *f, cg_command_t cmd) {
             "  info     print the model (--model) or the ranks' placement (--topology)\n"
             "  pack     pack a PNG directory into a .cgds shard (one process; see pack --help)\n"
             "  predict  run a checkpoint's model on PNG images, write the masks (see predict --help)\n"
-            "  inspect  print a checkpoint's header and verify its CRC (one process)\n\n"
+            "  inspect  print a checkpoint's header and verify its CRC (one process)\n"
+            "  export   write a checkpoint's weights as safetensors for PyTorch/ONNX (one process;\n"
+            "           see export --help)\n"
+            "  import   make a step-0 checkpoint from an exported safetensors file (one process;\n"
+            "           see import --help)\n\n"
             "cogpu-dist COMMAND --help lists the options of a command.\n"
             "cogpu-dist --version prints the version.\n",
             COGPU_VERSION);
@@ -249,7 +267,7 @@ void cg_cli_print_help(FILE *f, cg_command_t cmd) {
 /* argv[1]: the command, or help / the version. 0 = a command (cfg->cmd), 1 = cfg->show. */
 static int parse_command(int argc, char **argv, cg_config_t *cfg, char *err, size_t errlen) {
   static const char cmds[] =
-      "(commands: train, info, predict, pack, inspect; see cogpu-dist --help)";
+      "(commands: train, info, predict, pack, inspect, export, import; see cogpu-dist --help)";
   if (argc < 2) {
     snprintf(err, errlen, "no command given %s", cmds);
     return -1;
@@ -281,6 +299,8 @@ int cg_cli_parse(int argc, char **argv, cg_config_t *cfg, char *err, size_t errl
   snprintf(prog, sizeof prog, "cogpu-dist %s", cmd_name(cfg->cmd));
   const cg_opts_set_t set = cg_cli_opts(cfg->cmd, cfg);
   rc = cg_opts_parse(&set, 1, argc - 2, argv + 2, cmd_name(cfg->cmd), prog, err, errlen);
+  cfg->argc = argc - 2;
+  cfg->argv = argv + 2;
   if (rc == 1) cfg->show = CG_SHOW_HELP;
   if (rc) return rc;
   return cg_cli_check(cfg, err, errlen);

@@ -38,6 +38,7 @@ typedef struct {
   int64_t max_image_pixels; /* a larger image (width x height) is a bad sample */
   int check_data;      /* decode every sample once at start-up */
   int crop;            /* random-crop augmentation of real data (1 on, 0 off) */
+  int flip;            /* random-flip augmentation (1 on, 0 off) */
   int64_t train_samples, val_samples;
   int cpu_workers;     /* helper threads per rank; -1 = auto */
   int prefetch;        /* batches prepared ahead */
@@ -51,10 +52,13 @@ typedef struct {
   int64_t warmup_steps;
   char lr_schedule[12]; /* constant | cosine */
   uint64_t seed;
-  int64_t val_every, report_every;
+  int64_t val_every;   /* steps between validations; 0 = only at the end; < 0 = once per epoch */
+  int64_t report_every;
   char metrics_out[CG_PATH_MAX];
   char params_out[CG_PATH_MAX];
   char stats_out[CG_PATH_MAX];
+  char history_out[CG_PATH_MAX]; /* validation history, JSON lines ("" = CKPT_DIR/history.jsonl) */
+  char history_csv[CG_PATH_MAX]; /* the same as CSV ("" = none) */
   char prom_out[CG_PATH_MAX];
   char trace_out[CG_PATH_MAX];  /* prefix */
   char trace_steps[32];         /* "A:B" */
@@ -66,6 +70,7 @@ typedef struct {
   char checkpoint_dir[CG_PATH_MAX];
   int64_t checkpoint_every; /* steps; 0 = only at the end and when stopped by a signal */
   int keep;                 /* checkpoints of this run's lineage kept in checkpoint_dir */
+  char best_metric[12];     /* auto | val_loss | val_iou | val_miou: what DIR/best is chosen by */
   int overwrite_checkpoints; /* start afresh in a checkpoint_dir that holds checkpoints */
   char resume[CG_PATH_MAX]; /* "" = no; CG_RESUME_LATEST = newest valid in checkpoint_dir;
                                else a checkpoint FILE or a DIR of them */
@@ -76,6 +81,10 @@ typedef struct {
   int test_slow_rank;   /* rank that sleeps test_slow_ms per step; -1 none */
   int test_slow_ms;
   double test_feat_ms;  /* extra helper milliseconds per CPU-featurised sample */
+  /* the options as given (set by cg_cli_parse; argc 0 elsewhere): which flags were on the
+   * command line, for --resume (run_settings.h) */
+  int argc;
+  char **argv;
   /* info */
   int info_model, info_topology;
 } cg_config_t;

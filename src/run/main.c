@@ -12,10 +12,12 @@
 #include "ckpt.h"
 #include "cli.h"
 #include "config.h"
+#include "export.h"
 #include "feat.h"
 #include "log.h"
 #include "model.h"
 #include "predict.h"
+#include "run_settings.h"
 #include "topo.h"
 #include "train.h"
 
@@ -48,6 +50,8 @@ int main(int argc, char **argv) {
   /* pack and inspect are single-process tools: no MPI. */
   if (argc >= 2 && !strcmp(argv[1], "pack")) return cg_pack_main(argc - 1, argv + 1);
   if (argc >= 2 && !strcmp(argv[1], "inspect")) return cg_ckpt_inspect_main(argc - 1, argv + 1);
+  if (argc >= 2 && !strcmp(argv[1], "export")) return cg_export_main(argc - 1, argv + 1);
+  if (argc >= 2 && !strcmp(argv[1], "import")) return cg_import_main(argc - 1, argv + 1);
   cg_comm_t c;
   cg_comm_init(&c, &argc, &argv);
   if (argc >= 2 && !strcmp(argv[1], "predict")) { /* its own flags (predict.c) */
@@ -64,7 +68,10 @@ int main(int argc, char **argv) {
     if (c.rank == 0) fprintf(stderr, "cogpu-dist: error: %s\n", err);
     code = CG_EXIT_USAGE;
   } else if (rc == 0) {
-    if (cfg.cmd == CG_CMD_TRAIN) code = cg_train_run(&cfg, &c, NULL);
+    if (cfg.cmd == CG_CMD_TRAIN) {
+      code = cg_settings_resume(&cfg, &c); /* --resume: the checkpoint's settings */
+      if (!code) code = cg_train_run(&cfg, &c, NULL);
+    }
     else if (cfg.cmd == CG_CMD_INFO) code = cmd_info(&cfg, &c);
   }
   if (rc == 1 && c.rank == 0) {

@@ -73,6 +73,9 @@ typedef struct {
   float *ck_p, *ck_m, *ck_v; /* rank 0: host copies for writing (ck_p is params) */
   char last_ckpt[CG_PATH_MAX + 64]; /* the last good checkpoint, written or loaded ("" none) */
   int64_t last_ckpt_step;   /* its step, -1 none */
+  int have_val;             /* the latest validation (written into checkpoints of its step) */
+  int64_t val_step;
+  double val_loss, val_iou; /* val_iou: IoU (binary) or mIoU (K >= 2) */
 } cg_run_t;
 
 /* Collective. Makes the run of cfg on c: output paths, backend, model, placement, data, resume

@@ -91,6 +91,8 @@ static int check_outputs(cg_run_t *r, char *err, size_t errlen) {
     if (!rc) rc = check_output_path("--params-out", cfg->params_out, err, errlen);
     if (!rc) rc = check_output_path("--stats-out", cfg->stats_out, err, errlen);
     if (!rc) rc = check_output_path("--prom-out", cfg->prom_out, err, errlen);
+    if (!rc) rc = check_output_path("--history-out", cfg->history_out, err, errlen);
+    if (!rc) rc = check_output_path("--history-csv", cfg->history_csv, err, errlen);
     if (!rc && cfg->trace_out[0]) {
       char probe[CG_PATH_MAX + 32];
       snprintf(probe, sizeof probe, "%s.rank0.json", cfg->trace_out);

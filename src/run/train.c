@@ -29,6 +29,7 @@
 
 #include "backend.h"      /* cg_backend_ops_t: upload, train/eval steps, fetch */
 #include "ckpt.h"         /* cg_ckpt_write: checkpoints */
+#include "run_settings.h" /* cg_settings_json: the settings each checkpoint stores */
 #include "feat.h"
 #include "guard.h"        /* cg_guard_*: watchdog beats, stop signals, step health */
 #include "loader.h"       /* cg_loader_*: helper threads, pinned batch ring */
@@ -312,6 +313,12 @@ static int write_ckpt(cg_run_t *r, int64_t step, int quiet) {
   in.unix_time = (int64_t)time(NULL);
   in.run_id = r->run_id;
   in.ignore_index = cfg->ignore_index;
+  cg_settings_json(cfg, in.settings, sizeof in.settings); /* `train --resume DIR` alone */
+  in.have_val = r->have_val && r->val_step == step;
+  in.val_step = step;
+  in.val_loss = r->val_loss;
+  in.val_iou = r->val_iou;
+  in.best_by = !strcmp(cfg->best_metric, "val_loss") ? CG_CKPT_BEST_LOSS : CG_CKPT_BEST_IOU;
   if (r->base_src && r->base_src->npal > 0) { /* palette masks: predict writes the same palette */
     in.npal = r->base_src->npal;
     memcpy(in.palette, r->base_src->palette, 3 * (size_t)in.npal);
@@ -412,7 +419,7 @@ typedef struct {
 static cg_loader_t *train_loader(const cg_run_t *r) {
   cg_loader_cfg_t lc = loader_cfg(r, r->train_src);
   lc.shuffle = 1;
-  lc.augment = 1;
+  lc.augment = r->cfg->flip;
   lc.crop = !r->synthetic && r->cfg->crop;
   lc.first_step = r->s0; /* a resumed run continues the same sample order */
   lc.nsteps = r->total > r->s0 ? r->total - r->s0 : 0;
@@ -497,21 +504,37 @@ static void account_step(cg_run_t *r, loop_t *L, int64_t step, double now) {
   L->ctl_busy0 = r->busy_total;
 }
 
+/* The latest validation's figures, for the checkpoint of the same step (and DIR/best). */
+static void note_val(cg_run_t *r, int64_t step, const cg_val_t *v) {
+  const int K = r->model.nclass;
+  r->have_val = 1;
+  r->val_step = step;
+  r->val_loss = v->loss;
+  r->val_iou = K > 1 ? cg_confk_miou(v->confk, K) : cg_confusion_iou(&v->conf);
+}
+
 /* Validation in the middle of training; its time is not training time. */
 static void validate_at(cg_run_t *r, loop_t *L, int64_t k) {
   double tv = cg_now();
   const cg_val_t val = validate(r);
+  note_val(r, k + 1, &val);
   if (L->b) upload(r, k + 1, L->b); /* validation reused the device batch slots */
-  cg_report_validation(r, k + 1, &val);
+  cg_report_validation(r, &L->f, k + 1, tv - L->f.t_train0, &val, 1);
   free(val.confk);
   double dv = cg_now() - tv;
   L->f.t_train0 += dv;
   L->t_prev += dv;
 }
 
+/* --val-every: N, 0 (only at the end) or, by default, once per epoch. */
+static int64_t val_every(const cg_run_t *r) {
+  return r->cfg->val_every < 0 ? r->spe : r->cfg->val_every;
+}
+
 static void train_loop(cg_run_t *r, loop_t *L) {
   const cg_config_t *cfg = r->cfg;
   cg_train_figs_t *f = &L->f;
+  const int64_t vevery = val_every(r);
   f->t_train0 = L->t_prev = cg_now();
   cg_guard_beat(r->guard, r->s0 + 1, "waiting for the first batch");
   L->b = cg_loader_next(L->ld, &L->wait);
@@ -521,12 +544,15 @@ static void train_loop(cg_run_t *r, loop_t *L) {
     const int64_t step = k + 1;
     submit_step(r, L, k);
     int report = step % cfg->report_every == 0 || step == r->total;
-    int do_val = r->val_src && cfg->val_every > 0 && step % cfg->val_every == 0 && step != r->total;
+    int do_val = r->val_src && vevery > 0 && step % vevery == 0 && step != r->total;
     int do_ckpt = r->ckpt_dir && ((cfg->checkpoint_every > 0 && step % cfg->checkpoint_every == 0) ||
                                   step == r->total);
     if (report || do_val || step == r->total || do_ckpt) drain(r, L); /* every figure complete */
     if (step_boundary(r, L, k)) break;
-    if (do_ckpt && write_ckpt(r, step, 0) != 0) L->out_rc = 1;
+    /* a checkpoint follows the validation of its step (it carries its figures); the last
+     * step's is written by finish(), after the final validation */
+    const int ckpt_now = do_ckpt && !do_val && step != r->total;
+    if (ckpt_now && write_ckpt(r, step, 0) != 0) L->out_rc = 1;
     const double now = cg_now();
     account_step(r, L, step, now);
     const double elapsed = now - f->t_train0;
@@ -541,6 +567,7 @@ static void train_loop(cg_run_t *r, loop_t *L) {
       cg_report_window(r, f, step, elapsed, helper_busy, helpers);
     }
     if (do_val) validate_at(r, L, k);
+    if (do_ckpt && do_val && write_ckpt(r, step, 0) != 0) L->out_rc = 1;
   }
   f->train_s = cg_now() - f->t_train0;
 }
@@ -569,7 +596,11 @@ static int finish(cg_run_t *r, loop_t *L, cg_train_result_t *res) {
   if (r->val_src) {
     f->val = validate(r);
     f->have_val = 1;
+    note_val(r, r->total, &f->val);
+    cg_report_validation(r, f, r->total, f->train_s, &f->val, 0);
   }
+  if (r->ckpt_dir && r->last_ckpt_step != r->total && write_ckpt(r, r->total, 0) != 0)
+    L->out_rc = 1;
   cg_guard_beat(r->guard, r->total, "final reports and outputs");
   const int rc = cg_report_final(r, f, res) ? 1 : L->out_rc;
   free(f->val.confk);
@@ -592,12 +623,16 @@ static int run_train(const cg_config_t *cfg, cg_comm_t *c, cg_train_result_t *re
   if (K > 1) {
     L.f.win.confk = cg_calloc((size_t)K * K, sizeof(int64_t), "confusion");
     L.f.total.confk = cg_calloc((size_t)K * K, sizeof(int64_t), "confusion");
+    L.f.last_confk = cg_calloc((size_t)K * K, sizeof(int64_t), "confusion");
   }
+  cg_report_history_open(&r, &L.f);
   L.ld = train_loader(&r);
   train_loop(&r, &L);
   int out_rc = finish(&r, &L, res);
+  cg_history_destroy(L.f.hist);
   free(L.f.win.confk);
   free(L.f.total.confk);
+  free(L.f.last_confk);
   cg_guard_arm(guard, 0); /* teardown may wait on other ranks' teardown: not a hang */
   cg_run_teardown(&r);
   cg_report_timeline(&r);

@@ -171,9 +171,13 @@ void cg_report_window(cg_run_t *r, cg_train_figs_t *f, int64_t step, double elap
   f->total.samples += w->samples;
   f->total.steps += w->steps;
   cg_acc_add_conf(&f->total.conf, &w->conf);
+  f->last_conf = w->conf;
+  f->hist_loss += w->loss;
+  f->hist_steps += w->steps;
   const int K = r->model.nclass;
   if (K > 1)
     for (int i = 0; i < K * K; i++) f->total.confk[i] += w->confk[i];
+  if (K > 1 && f->last_confk) memcpy(f->last_confk, w->confk, sizeof(int64_t) * (size_t)K * K);
   cg_acc_reset(&f->win, K);
   f->win_wall = f->win_wait = f->win_share = 0;
 }
@@ -199,8 +203,69 @@ static void print_class_table(const int64_t *ck, int K, int ignore) {
   if (ignore >= 0) printf("  (pixels labelled %d are ignored)\n", ignore);
 }
 
-void cg_report_validation(const cg_run_t *r, int64_t step, const cg_val_t *v) {
+void cg_report_history_open(const cg_run_t *r, cg_train_figs_t *f) {
+  const cg_config_t *cfg = r->cfg;
   if (r->c->rank != 0) return;
+  if (!r->val_src) {
+    if (cfg->history_out[0] || cfg->history_csv[0])
+      cg_log_warn("--history-out/--history-csv: this run has no validation set, so no records");
+    return;
+  }
+  char def[CG_PATH_MAX + 16] = "", err[1600];
+  const char *jsonl = cfg->history_out;
+  if (!jsonl[0] && r->ckpt_dir && r->ckpt_dir[0]) {
+    snprintf(def, sizeof def, "%s/history.jsonl", r->ckpt_dir);
+    jsonl = def;
+  }
+  f->hist = cg_history_create(jsonl, cfg->history_csv, r->model.nclass, r->resumed ? r->s0 : -1,
+                              err, sizeof err);
+  if (!f->hist && err[0]) cg_log_warn("history: %s; the run goes on without it", err);
+}
+
+/* Appends the validation at `step` to the history. Collective: the train loss since the
+ * previous validation is summed over ranks. */
+static void history_add(cg_run_t *r, cg_train_figs_t *f, int64_t step, double elapsed,
+                        const cg_val_t *v) {
+  double loss = f->hist_loss + f->win.loss;
+  const int64_t steps = f->hist_steps + f->win.steps;
+  cg_comm_sum_f64(r->c, &loss, 1);
+  /* the unreported part of the window is counted here: its report adds it again */
+  f->hist_loss = -f->win.loss;
+  f->hist_steps = -f->win.steps;
+  const int64_t samples = f->total.samples + f->win.samples;
+  const double dt = elapsed - f->hist_t0;
+  const double ips = dt > 0 ? (double)(samples - f->hist_samples0) / dt : NAN;
+  f->hist_samples0 = samples;
+  f->hist_t0 = elapsed;
+  const int K = r->model.nclass;
+  cg_history_rec_t rec;
+  memset(&rec, 0, sizeof rec);
+  rec.step = step;
+  rec.epoch = (double)step / (double)(r->spe > 0 ? r->spe : 1);
+  rec.wall_s = cg_now() - r->t_begin + cg_history_wall_offset(f->hist);
+  rec.train_loss = steps > 0 ? loss / (double)steps : NAN;
+  rec.val_loss = v->loss;
+  rec.iou = K > 1 ? cg_confk_miou(v->confk, K) : cg_confusion_iou(&v->conf);
+  rec.dice = K > 1 ? cg_confk_mdice(v->confk, K) : cg_confusion_dice(&v->conf);
+  rec.acc = K > 1 ? cg_confk_acc(v->confk, K) : cg_confusion_acc(&v->conf);
+  rec.lr = cg_train_lr(r->cfg, step > 0 ? step - 1 : 0, r->total);
+  rec.img_per_s = ips;
+  rec.confk = K > 1 ? v->confk : NULL;
+  if (r->c->rank == 0) cg_stats_set_val(r->stats, step, rec.val_loss, rec.iou, rec.dice,
+                                        rec.acc, K);
+  char err[1600];
+  if (r->resumed && step <= r->s0) return; /* already in the history the run resumed */
+  if (f->hist && cg_history_add(f->hist, &rec, err, sizeof err)) {
+    cg_log_warn("history: %s; no more records are written", err);
+    cg_history_destroy(f->hist);
+    f->hist = NULL;
+  }
+}
+
+void cg_report_validation(cg_run_t *r, cg_train_figs_t *f, int64_t step, double elapsed,
+                          const cg_val_t *v, int print) {
+  history_add(r, f, step, elapsed, v);
+  if (r->c->rank != 0 || !print) return;
   if (r->bar == 2) fputc('\n', stderr);
   const int K = r->model.nclass;
   if (K > 1) {
@@ -229,12 +294,12 @@ void cg_report_skipped(const cg_run_t *r, int64_t left_out, int64_t loads, int v
 /* ---- the end --------------------------------------------------------------------------------- */
 
 /* K >= 2: the final lines with mIoU (tk: the training counts summed over ranks). */
-static void print_final_k(const cg_run_t *r, const cg_train_figs_t *f, const int64_t *tk,
+static void print_final_k(const cg_run_t *r, const cg_train_figs_t *f, const int64_t *lk,
                           int64_t last_win, double ips, double wall) {
   const int K = r->model.nclass;
-  printf("final: %lld steps, train loss %.4f (last %lld steps), train mIoU %.4f, %.1f img/s, "
-         "%.1f s\n",
-         (long long)r->total, f->last_window_loss, (long long)last_win, cg_confk_miou(tk, K), ips,
+  printf("final: %lld steps, train loss %.4f (last %lld steps), train mIoU %.4f (same steps), "
+         "%.1f img/s, %.1f s\n",
+         (long long)r->total, f->last_window_loss, (long long)last_win, cg_confk_miou(lk, K), ips,
          wall);
   if (f->have_val) {
     printf("final validation: loss %.4f  mIoU %.4f  mDice %.4f  accuracy %.4f  (%lld images, %d "
@@ -245,19 +310,19 @@ static void print_final_k(const cg_run_t *r, const cg_train_figs_t *f, const int
   }
 }
 
-static void print_final(const cg_run_t *r, const cg_train_figs_t *f, const cg_confusion_t *train,
-                        const int64_t *tk, double ips, double wall) {
+static void print_final(const cg_run_t *r, const cg_train_figs_t *f, const cg_confusion_t *last,
+                        const int64_t *lk, double ips, double wall) {
   const cg_config_t *cfg = r->cfg;
   const int64_t total = r->total;
   /* the last report window; a resumed run's first window starts at its first step */
   int64_t last_win = total % cfg->report_every ? total % cfg->report_every : cfg->report_every;
   if (last_win > total - r->s0) last_win = total > r->s0 ? total - r->s0 : 0;
   if (r->model.nclass > 1) {
-    print_final_k(r, f, tk, last_win, ips, wall);
+    print_final_k(r, f, lk, last_win, ips, wall);
   } else {
-    printf("final: %lld steps, train loss %.4f (last %lld steps), train IoU %.4f, %.1f img/s, "
-           "%.1f s\n",
-           (long long)total, f->last_window_loss, (long long)last_win, cg_confusion_iou(train),
+    printf("final: %lld steps, train loss %.4f (last %lld steps), train IoU %.4f (same steps), "
+           "%.1f img/s, %.1f s\n",
+           (long long)total, f->last_window_loss, (long long)last_win, cg_confusion_iou(last),
            ips, wall);
     if (f->have_val)
       printf("final validation: loss %.4f  IoU %.4f  Dice %.4f  accuracy %.4f  (%lld images)\n",
@@ -293,15 +358,17 @@ static void fill_result(const cg_run_t *r, const cg_train_figs_t *f, double ips,
 
 /* K >= 2: the keys after the binary ones: ", \"num_classes\": K, \"ignore_index\": I,
  * \"miou\": m, \"train_miou\": t, \"per_class\": [...]" (validation figures; null without). */
-static char *metrics_k(const cg_run_t *r, const cg_train_figs_t *f, const int64_t *tk) {
+static char *metrics_k(const cg_run_t *r, const cg_train_figs_t *f, const int64_t *tk,
+                       const int64_t *lk) {
   const int K = r->model.nclass;
   size_t cap = 256 + (size_t)K * 160, n = 0;
   char *s = cg_malloc(cap, "metrics");
   char mi[32] = "null";
   if (f->have_val) snprintf(mi, sizeof mi, "%.6f", cg_confk_miou(f->val.confk, K));
   n += (size_t)snprintf(s + n, cap - n, ", \"num_classes\": %d, \"ignore_index\": %d, "
-                        "\"miou\": %s, \"train_miou\": %.6f, \"per_class\": [", K,
-                        r->cfg->ignore_index, mi, cg_confk_miou(tk, K));
+                        "\"miou\": %s, \"train_miou\": %.6f, \"train_miou_run\": %.6f, "
+                        "\"per_class\": [", K, r->cfg->ignore_index, mi, cg_confk_miou(lk, K),
+                        cg_confk_miou(tk, K));
   for (int c = 0; f->have_val && c < K; c++) {
     double iou, dice;
     int64_t gt;
@@ -320,7 +387,8 @@ static char *metrics_k(const cg_run_t *r, const cg_train_figs_t *f, const int64_
 
 /* --metrics-out: one JSON object; 0, or -1 after a warning. */
 static int write_metrics(const cg_run_t *r, const cg_train_figs_t *f, const cg_confusion_t *train,
-                         const int64_t *tk, double ips, double wall) {
+                         const cg_confusion_t *last, const int64_t *tk, const int64_t *lk,
+                         double ips, double wall) {
   const cg_config_t *cfg = r->cfg;
   const int K = r->model.nclass;
   char err[2048];
@@ -336,17 +404,19 @@ static int write_metrics(const cg_run_t *r, const cg_train_figs_t *f, const cg_c
     snprintf(va, sizeof va, "%.6f", cg_confusion_acc(&f->val.conf));
     snprintf(vl, sizeof vl, "%.6f", f->val.loss);
   }
-  char *extra = K > 1 ? metrics_k(r, f, tk) : NULL;
+  char *extra = K > 1 ? metrics_k(r, f, tk, lk) : NULL;
   const size_t cap = 2048 + (extra ? strlen(extra) : 0);
   char *json = cg_malloc(cap, "metrics");
   snprintf(json, cap,
            "{\"steps\": %lld, \"ranks\": %d, \"global_batch\": %d, \"train_loss\": %.6f, "
            "\"val_loss\": %s, \"val_iou\": %s, \"val_dice\": %s, \"val_acc\": %s, "
-           "\"train_iou\": %.6f, \"img_per_s\": %.3f, \"wall_s\": %.3f, \"train_s\": %.3f, "
+           "\"train_iou\": %.6f, \"train_iou_run\": %.6f, \"img_per_s\": %.3f, \"wall_s\": %.3f, "
+           "\"train_s\": %.3f, "
            "\"backend\": \"%s\", \"precision\": \"%s\", \"image_size\": %d, "
            "\"model_base\": %d, \"model_depth\": %d, \"params\": %zu%s}\n",
            (long long)r->total, r->c->size, cfg->batch * r->c->size, f->last_window_loss, vl, vi,
-           vd, va, K > 1 ? cg_confk_miou(tk, K) : cg_confusion_iou(train), ips, wall, f->train_s,
+           vd, va, K > 1 ? cg_confk_miou(lk, K) : cg_confusion_iou(last),
+           K > 1 ? cg_confk_miou(tk, K) : cg_confusion_iou(train), ips, wall, f->train_s,
            r->ops->name, cg_precision_name(r->prec), cfg->image_size, cfg->model_base,
            cfg->model_depth, r->model.nparams, extra ? extra : "");
   free(extra);
@@ -374,23 +444,28 @@ static int write_params(cg_run_t *r) {
 int cg_report_final(cg_run_t *r, const cg_train_figs_t *f, cg_train_result_t *res) {
   const cg_config_t *cfg = r->cfg;
   const int root = r->c->rank == 0;
-  const cg_confusion_t *tc = &f->total.conf;
-  int64_t cnt[4] = {tc->tp, tc->fp, tc->fn, tc->tn};
-  cg_comm_sum_i64(r->c, cnt, 4);
+  const cg_confusion_t *tc = &f->total.conf, *lc = &f->last_conf;
+  int64_t cnt[8] = {tc->tp, tc->fp, tc->fn, tc->tn, lc->tp, lc->fp, lc->fn, lc->tn};
+  cg_comm_sum_i64(r->c, cnt, 8);
   const cg_confusion_t train = {cnt[0], cnt[1], cnt[2], cnt[3]};
+  const cg_confusion_t last = {cnt[4], cnt[5], cnt[6], cnt[7]};
   const int K = r->model.nclass;
-  int64_t *tk = NULL;
-  if (K > 1) {
-    tk = cg_malloc(sizeof(int64_t) * K * K, "confusion");
+  int64_t *tk = NULL, *lk = NULL;
+  if (K > 1) { /* the run's counts, then the last window's */
+    tk = cg_malloc(2 * sizeof(int64_t) * K * K, "confusion");
+    lk = tk + K * K;
     memcpy(tk, f->total.confk, sizeof(int64_t) * K * K);
-    cg_comm_sum_i64(r->c, tk, K * K);
+    if (f->last_confk) memcpy(lk, f->last_confk, sizeof(int64_t) * K * K);
+    else memset(lk, 0, sizeof(int64_t) * K * K);
+    cg_comm_sum_i64(r->c, tk, 2 * K * K);
   }
   const double wall = cg_now() - r->t_begin;
   const double ips = f->train_s > 0 ? (double)f->total.samples / f->train_s : 0;
-  if (root) print_final(r, f, &train, tk, ips, wall);
+  if (root) print_final(r, f, &last, lk, ips, wall);
   if (res) fill_result(r, f, ips, wall, res);
   int rc = 0;
-  if (root && cfg->metrics_out[0] && write_metrics(r, f, &train, tk, ips, wall) != 0) rc = 1;
+  if (root && cfg->metrics_out[0] && write_metrics(r, f, &train, &last, tk, lk, ips, wall) != 0)
+    rc = 1;
   free(tk);
   if (root && cfg->params_out[0] && write_params(r) != 0) rc = 1;
   return rc;

@@ -12,6 +12,7 @@
 
 #include <stdint.h>
 
+#include "history.h"
 #include "metrics.h"
 #include "run.h"
 #include "stats.h"
@@ -62,6 +63,16 @@ typedef struct {
   double train_s;            /* training seconds, once the loop ended */
   int have_val;              /* val holds the final validation */
   cg_val_t val;
+  /* the last finished report window's training counts (train_iou / train_miou); local */
+  cg_confusion_t last_conf;
+  int64_t *last_confk;       /* K >= 2: K x K, the holder allocates; NULL for binary */
+  /* the metrics history (history.h): rank 0's handle (NULL: none), and the figures of the
+   * training since the previous validation */
+  cg_history_t *hist;
+  double hist_loss;          /* local loss sum of the reported windows since then */
+  int64_t hist_steps;        /* their steps */
+  int64_t hist_samples0;     /* global samples trained at the previous validation */
+  double hist_t0;            /* training seconds at the previous validation */
 } cg_train_figs_t;
 
 /* The run's configuration before the first step; with a resumed run where it resumed. */
@@ -85,8 +96,16 @@ void cg_report_split(const cg_run_t *r, int64_t step, int k0, int m0, double wai
 void cg_report_window(cg_run_t *r, cg_train_figs_t *f, int64_t step, double elapsed,
                       double helper_busy, int helpers);
 
-/* A validation pass at `step`. */
-void cg_report_validation(const cg_run_t *r, int64_t step, const cg_val_t *v);
+/* Rank 0 opens the metrics history (--history-out, else CKPT_DIR/history.jsonl; --history-csv)
+ * into f->hist; a resumed run keeps the records up to its first step. A file that cannot be
+ * opened is warned about and left out. */
+void cg_report_history_open(const cg_run_t *r, cg_train_figs_t *f);
+
+/* Collective: a validation pass at `step` (elapsed: training seconds so far): rank 0 prints it
+ * when `print` (the final one is printed by cg_report_final), appends it to the history and
+ * hands it to the stats records (cogpu-monitor shows it). */
+void cg_report_validation(cg_run_t *r, cg_train_figs_t *f, int64_t step, double elapsed,
+                          const cg_val_t *v, int print);
 
 /* --skip-bad: samples left out when the files were opened and loads skipped (summed over
  * ranks), in training or in a validation pass. Nothing when there were none. */

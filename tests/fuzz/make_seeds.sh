@@ -74,6 +74,11 @@ while IFS= read -r line; do
   i=$((i + 1))
 done < "$T/stats.jsonl"
 cp "$HERE/../data/stats-4rank.jsonl" "$OUT/monitor/"
+# records carrying the latest validation, binary and multi-class (issue 14)
+tail -n 1 "$T/stats.jsonl" | sed 's/"ranks": \[/"val": {"step": 2, "loss": 0.5, "iou": 0.7, "dice": 0.8, "acc": 0.9}, "ranks": [/' \
+  > "$OUT/monitor/val.json"
+tail -n 1 "$T/stats.jsonl" | sed 's/"ranks": \[/"val": {"step": 2, "loss": 0.5, "miou": 0.7, "mdice": 0.8, "acc": 0.9}, "ranks": [/' \
+  > "$OUT/monitor/valk.json"
 
 # ---- cli
 n=0

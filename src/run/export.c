@@ -1,0 +1,605 @@
+/* export.c: `cogpu-dist export` (checkpoint -> safetensors) and `cogpu-dist import`
+ * (safetensors -> a step-0 checkpoint for fine-tuning). See export.h for the file.
+ *
+ * One table (tensor_t) maps every parameter tensor of the PyTorch module to its layer in
+ * model.h's flat buffer and says how its layout differs; export and import walk the same table
+ * in opposite directions, so export -> import -> export is bitwise by construction (the header
+ * is a function of the model and the metadata import keeps). Import refuses, naming the tensor,
+ * any file that is not exactly that table: a missing or extra name, another dtype or shape,
+ * offsets outside the data or of the wrong length. */
+#include "export.h"
+
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "atomic_file.h" /* cg_afile_*: the output written whole or not at all */
+#include "ckpt.h"        /* cg_ckpt_find/read/write: the checkpoint side */
+#include "feat.h"        /* CG_NFEAT: the model's 3 + 2 input channels */
+#include "json.h"        /* cg_json_parse: the header on import */
+#include "le.h"          /* cg_le_put_u64 / get_u64: the header length */
+#include "log.h"         /* CG_EXIT_USAGE */
+#include "model.h"       /* cg_model_build: layers and the flat parameter layout */
+
+#define FORMAT_NAME "cogpu-unet"
+#define FORMAT_VERSION 1
+#define MAX_HEADER_BYTES (64u << 20) /* far above any UNet's header; bounds a hostile N */
+
+typedef struct {
+  char name[48];
+  int layer;      /* index into cg_model_t.layers */
+  int is_bias;
+  int ndim;
+  int64_t shape[4];
+  size_t numel;
+} tensor_t;
+
+typedef struct {
+  int n;
+  tensor_t t[2 * CG_MAX_LAYERS];
+} table_t;
+
+/* Sort key of a C layer name in state_dict order: enc by level, then up, dec, head. */
+static int torch_name(const char *cname, char *out, size_t len, int *key) {
+  int l, k;
+  if (sscanf(cname, "enc%d.conv%d", &l, &k) == 2) {
+    snprintf(out, len, "enc.%d.conv%d", l, k);
+    *key = 0 * 10000 + l * 10 + k;
+  } else if (sscanf(cname, "dec%d.conv%d", &l, &k) == 2) {
+    snprintf(out, len, "dec.%d.conv%d", l, k);
+    *key = 2 * 10000 + l * 10 + k;
+  } else if (sscanf(cname, "dec%d.up", &l) == 1) {
+    snprintf(out, len, "up.%d", l);
+    *key = 1 * 10000 + l * 10;
+  } else if (!strcmp(cname, "head")) {
+    snprintf(out, len, "head");
+    *key = 3 * 10000;
+  } else {
+    return -1;
+  }
+  return 0;
+}
+
+static void table_build(const cg_model_t *m, table_t *tb) {
+  int order[CG_MAX_LAYERS], keys[CG_MAX_LAYERS], n = 0;
+  char base[32];
+  for (int i = 0; i < m->nlayers; i++) {
+    if (m->layers[i].op == CG_OP_POOL) continue;
+    int key;
+    int named = torch_name(m->layers[i].name, base, sizeof base, &key);
+    CG_ASSERT(named == 0);
+    int j = n++;
+    while (j > 0 && keys[j - 1] > key) { /* insertion sort: a few dozen layers */
+      keys[j] = keys[j - 1];
+      order[j] = order[j - 1];
+      j--;
+    }
+    keys[j] = key;
+    order[j] = i;
+  }
+  tb->n = 0;
+  for (int j = 0; j < n; j++) {
+    const cg_layer_t *L = &m->layers[order[j]];
+    int key;
+    torch_name(L->name, base, sizeof base, &key);
+    for (int b = 0; b < 2; b++) {
+      tensor_t *t = &tb->t[tb->n++];
+      memset(t, 0, sizeof *t);
+      snprintf(t->name, sizeof t->name, "%s.%s", base, b ? "bias" : "weight");
+      t->layer = order[j];
+      t->is_bias = b;
+      if (b) {
+        t->ndim = 1;
+        t->shape[0] = L->cout;
+      } else if (L->op == CG_OP_CONV) { /* OIHW */
+        t->ndim = 4;
+        t->shape[0] = L->cout, t->shape[1] = L->cin, t->shape[2] = L->k, t->shape[3] = L->k;
+      } else { /* ConvTranspose2d: (in, out, kh, kw) */
+        t->ndim = 4;
+        t->shape[0] = L->cin, t->shape[1] = L->cout, t->shape[2] = 2, t->shape[3] = 2;
+      }
+      t->numel = b ? L->b_len : L->w_len;
+    }
+  }
+}
+
+/* Copies tensor t between the flat buffer and its PyTorch layout: to_torch 1 fills dst (numel
+ * floats) from params, 0 fills params from src. */
+static void tensor_copy(const cg_model_t *m, const tensor_t *t, float *params, float *torch,
+                        int to_torch) {
+  const cg_layer_t *L = &m->layers[t->layer];
+  if (t->is_bias) {
+    if (to_torch) memcpy(torch, params + L->b_off, t->numel * sizeof(float));
+    else memcpy(params + L->b_off, torch, t->numel * sizeof(float));
+    return;
+  }
+  float *w = params + L->w_off;
+  const size_t k = (size_t)(L->op == CG_OP_CONV ? L->k : 2), ci = L->cin, co = L->cout;
+  for (size_t o = 0; o < co; o++)
+    for (size_t i = 0; i < ci; i++)
+      for (size_t y = 0; y < k; y++)
+        for (size_t x = 0; x < k; x++) {
+          size_t flat, tt;
+          if (L->op == CG_OP_CONV) { /* KRSC [o][y][x][i] <-> OIHW [o][i][y][x] */
+            flat = ((o * k + y) * k + x) * ci + i;
+            tt = ((o * ci + i) * k + y) * k + x;
+          } else { /* [i][y][x][o] <-> (in, out, kh, kw) [i][o][y][x] */
+            flat = ((i * k + y) * k + x) * co + o;
+            tt = ((i * co + o) * k + y) * k + x;
+          }
+          if (to_torch) torch[tt] = w[flat];
+          else w[flat] = torch[tt];
+        }
+}
+
+/* ---- export ---------------------------------------------------------------------------- */
+
+typedef struct {
+  const char *checkpoint, *out;
+} eopts_t;
+
+static void export_usage(FILE *f) {
+  fprintf(f,
+          "usage: cogpu-dist export --checkpoint DIR|FILE --out FILE.safetensors\n"
+          "  Writes the weights of a checkpoint (FILE, or the newest valid one in DIR) as a\n"
+          "  safetensors file with the model definition in its __metadata__; tensor names and\n"
+          "  layouts are those of python/cogpu_torch.py's state_dict (README: Export).\n");
+}
+
+static void import_usage(FILE *f) {
+  fprintf(f,
+          "usage: cogpu-dist import --in FILE.safetensors --out DIR\n"
+          "  Makes a checkpoint (step 0, fresh optimizer state, the model of the file's\n"
+          "  metadata) in DIR, which must hold no checkpoint yet, for train --resume DIR.\n");
+}
+
+/* Parses "--flag VALUE" pairs into the slots named by flags. 0, 1 (help shown) or 2. */
+static int parse_pairs(int argc, char **argv, const char *const *flags, const char **vals,
+                       int nflags, void (*usage)(FILE *), const char *cmd) {
+  for (int i = 1; i < argc; i++) {
+    if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+      usage(stdout);
+      return 1;
+    }
+    int f = 0;
+    while (f < nflags && strcmp(argv[i], flags[f])) f++;
+    if (f == nflags) {
+      fprintf(stderr, "cogpu-dist: error: %s: unknown argument '%s'\n", cmd, argv[i]);
+      return 2;
+    }
+    if (i + 1 >= argc || !argv[i + 1][0]) {
+      fprintf(stderr, "cogpu-dist: error: %s: %s needs a value\n", cmd, flags[f]);
+      return 2;
+    }
+    vals[f] = argv[++i];
+  }
+  for (int f = 0; f < nflags; f++)
+    if (!vals[f]) {
+      fprintf(stderr, "cogpu-dist: error: %s: %s is required\n", cmd, flags[f]);
+      usage(stderr);
+      return 2;
+    }
+  return 0;
+}
+
+/* The JSON header (unpadded) into a malloc'd string; *len its length. */
+static char *header_build(const cg_model_t *m, const table_t *tb, const cg_ckpt_info_t *info,
+                          size_t *len) {
+  char *buf = NULL;
+  size_t n = 0;
+  FILE *f = open_memstream(&buf, &n);
+  CG_ASSERT(f != NULL);
+  fprintf(f,
+          "{\"__metadata__\":{\"format\":\"%s\",\"format_version\":\"%d\",\"producer\":"
+          "\"cogpu-dist %s\",\"in_c\":\"%d\",\"base\":\"%d\",\"depth\":\"%d\",\"nclass\":\"%d\","
+          "\"height\":\"%d\",\"width\":\"%d\",\"ignore_index\":\"%d\",\"palette\":\"",
+          FORMAT_NAME, FORMAT_VERSION, COGPU_VERSION, m->in_c, m->base, m->depth, m->nclass,
+          m->height, m->width, info->ignore_index);
+  for (int i = 0; i < 3 * info->npal; i++) fprintf(f, "%02x", info->palette[i]);
+  fprintf(f, "\"}");
+  size_t off = 0;
+  for (int i = 0; i < tb->n; i++) {
+    const tensor_t *t = &tb->t[i];
+    fprintf(f, ",\"%s\":{\"dtype\":\"F32\",\"shape\":[", t->name);
+    for (int d = 0; d < t->ndim; d++) fprintf(f, "%s%lld", d ? "," : "", (long long)t->shape[d]);
+    fprintf(f, "],\"data_offsets\":[%zu,%zu]}", off, off + 4 * t->numel);
+    off += 4 * t->numel;
+  }
+  fprintf(f, "}");
+  fclose(f);
+  *len = n;
+  return buf;
+}
+
+/* Writes the file through the atomic path. 0 or -1 with err. */
+static int safetensors_write(const char *path, const cg_model_t *m, const table_t *tb,
+                             const cg_ckpt_info_t *info, float *params, char *err,
+                             size_t errlen) {
+  size_t hlen;
+  char *hdr = header_build(m, tb, info, &hlen);
+  size_t padded = (hlen + 7) & ~(size_t)7;
+  uint8_t n8[8];
+  cg_le_put_u64(n8, padded);
+  float *tmp = cg_malloc(sizeof(float) * (m->nparams ? m->nparams : 1), "export tensor");
+  cg_afile_t *f = cg_afile_open(path, err, errlen);
+  if (!f) goto fail;
+  cg_afile_write(f, n8, 8);
+  cg_afile_write(f, hdr, hlen);
+  for (size_t i = hlen; i < padded; i++) cg_afile_write(f, " ", 1);
+  for (int i = 0; i < tb->n; i++) {
+    tensor_copy(m, &tb->t[i], params, tmp, 1);
+    for (size_t j = 0; j < tb->t[i].numel; j++) { /* little-endian on any host */
+      uint32_t u;
+      uint8_t b[4];
+      memcpy(&u, &tmp[j], 4);
+      for (int k = 0; k < 4; k++) b[k] = (uint8_t)(u >> (8 * k));
+      cg_afile_write(f, b, 4);
+    }
+  }
+  free(tmp);
+  free(hdr);
+  return cg_afile_commit(f, err, errlen);
+fail:
+  free(tmp);
+  free(hdr);
+  return -1;
+}
+
+/* Loads the checkpoint (FILE, or DIR's newest valid one) and its model. 0, or the exit code. */
+static int load_checkpoint(const char *src, cg_ckpt_info_t *info, cg_model_t *m, float **params,
+                           char *path, size_t pathlen) {
+  char err[1200];
+  struct stat st;
+  if (stat(src, &st) != 0) {
+    fprintf(stderr, "cogpu-dist: error: export: --checkpoint %s: %s\n", src, strerror(errno));
+    return CG_EXIT_USAGE;
+  }
+  if (S_ISDIR(st.st_mode)) {
+    int rc = cg_ckpt_find(src, NULL, info, NULL, NULL, NULL, path, pathlen, NULL, NULL, err,
+                          sizeof err);
+    if (rc) {
+      fprintf(stderr, "cogpu-dist: error: export: --checkpoint %s: %s\n", src,
+              rc == 1 ? "no checkpoint in this directory" : err);
+      return CG_EXIT_USAGE;
+    }
+  } else {
+    snprintf(path, pathlen, "%s", src);
+    if (cg_ckpt_read(path, NULL, info, NULL, NULL, NULL, err, sizeof err) != CG_CKPT_OK) {
+      fprintf(stderr, "cogpu-dist: error: export: --checkpoint: %s\n", err);
+      return CG_EXIT_USAGE;
+    }
+  }
+  const cg_ckpt_shape_t *s = &info->shape;
+  if (cg_model_build(m, s->in_c, s->base, s->depth, s->height, s->width, s->nclass, err,
+                     sizeof err) ||
+      m->nparams != s->nparams) {
+    fprintf(stderr, "cogpu-dist: error: export: %s: the model it describes cannot be built\n",
+            path);
+    return CG_EXIT_USAGE;
+  }
+  *params = cg_malloc(sizeof(float) * m->nparams, "weights");
+  float *mv = cg_malloc(2 * sizeof(float) * m->nparams, "adamw moments");
+  cg_ckpt_status_t st2 =
+      cg_ckpt_read(path, &info->shape, NULL, *params, mv, mv + m->nparams, err, sizeof err);
+  free(mv);
+  if (st2 != CG_CKPT_OK) {
+    fprintf(stderr, "cogpu-dist: error: export: %s\n", err);
+    return 1;
+  }
+  return 0;
+}
+
+int cg_export_main(int argc, char **argv) {
+  static const char *const flags[] = {"--checkpoint", "--out"};
+  const char *vals[2] = {NULL, NULL};
+  int rc = parse_pairs(argc, argv, flags, vals, 2, export_usage, "export");
+  if (rc) return rc == 1 ? 0 : CG_EXIT_USAGE;
+  cg_ckpt_info_t info;
+  cg_model_t m;
+  float *params = NULL;
+  char path[1024], err[1200];
+  rc = load_checkpoint(vals[0], &info, &m, &params, path, sizeof path);
+  if (rc) return rc;
+  table_t tb;
+  table_build(&m, &tb);
+  if (safetensors_write(vals[1], &m, &tb, &info, params, err, sizeof err)) {
+    fprintf(stderr, "cogpu-dist: error: export: --out: %s\n", err);
+    free(params);
+    return 1;
+  }
+  printf("export: %s (step %lld) -> %s: %d tensors, %zu parameters, model base %d depth %d, "
+         "%d class(es), %dx%d\n",
+         path, (long long)info.step, vals[1], tb.n, m.nparams, m.base, m.depth, m.nclass,
+         m.height, m.width);
+  free(params);
+  return 0;
+}
+
+/* ---- import ---------------------------------------------------------------------------- */
+
+/* The whole file in memory (a UNet is tens of MB at most). NULL with err. */
+static uint8_t *slurp(const char *path, size_t *len, char *err, size_t errlen) {
+  FILE *f = fopen(path, "rb");
+  if (!f) {
+    snprintf(err, errlen, "%s: %s", path, strerror(errno));
+    return NULL;
+  }
+  uint8_t *buf = NULL;
+  size_t n = 0, cap = 0;
+  for (;;) {
+    if (n == cap) {
+      cap = cap ? 2 * cap : 1 << 20;
+      uint8_t *nb = realloc(buf, cap);
+      if (!nb) {
+        snprintf(err, errlen, "%s: out of memory", path);
+        free(buf);
+        fclose(f);
+        return NULL;
+      }
+      buf = nb;
+    }
+    size_t got = fread(buf + n, 1, cap - n, f);
+    n += got;
+    if (got == 0) break;
+  }
+  int bad = ferror(f);
+  fclose(f);
+  if (bad) {
+    snprintf(err, errlen, "%s: read error", path);
+    free(buf);
+    return NULL;
+  }
+  *len = n;
+  return buf;
+}
+
+/* A metadata integer in [lo, hi]. 0 or -1 with err. */
+static int meta_int(const cg_json_t *meta, const char *key, int lo, int hi, int *out, char *err,
+                    size_t errlen) {
+  const char *s = cg_json_str(meta, key, NULL);
+  char *end;
+  if (!s) {
+    snprintf(err, errlen, "__metadata__ has no string \"%s\"", key);
+    return -1;
+  }
+  errno = 0;
+  long v = strtol(s, &end, 10);
+  if (!*s || *end || errno || v < lo || v > hi) {
+    snprintf(err, errlen, "__metadata__ \"%s\" = \"%.40s\" is not an integer in %d..%d", key, s,
+             lo, hi);
+    return -1;
+  }
+  *out = (int)v;
+  return 0;
+}
+
+/* The model definition and palette from the metadata, checked. 0 or -1 with err. */
+static int meta_read(const cg_json_t *hdr, cg_model_t *m, cg_ckpt_info_t *info, char *err,
+                     size_t errlen) {
+  const cg_json_t *meta = cg_json_get(hdr, "__metadata__");
+  if (!meta || meta->type != CG_JSON_OBJ) {
+    snprintf(err, errlen, "no __metadata__ object: not written by cogpu-dist export");
+    return -1;
+  }
+  const char *fmt = cg_json_str(meta, "format", "");
+  if (strcmp(fmt, FORMAT_NAME)) {
+    snprintf(err, errlen, "__metadata__ format \"%.40s\", expected \"%s\"", fmt, FORMAT_NAME);
+    return -1;
+  }
+  int ver, in_c, base, depth, nclass, h, w, ign;
+  if (meta_int(meta, "format_version", 1, 1 << 20, &ver, err, errlen)) return -1;
+  if (ver != FORMAT_VERSION) {
+    snprintf(err, errlen, "__metadata__ format_version %d: this build reads version %d", ver,
+             FORMAT_VERSION);
+    return -1;
+  }
+  if (meta_int(meta, "in_c", 1, 4096, &in_c, err, errlen) ||
+      meta_int(meta, "base", 1, 65536, &base, err, errlen) ||
+      meta_int(meta, "depth", 1, CG_MAX_DEPTH, &depth, err, errlen) ||
+      meta_int(meta, "nclass", 1, CG_MAX_CLASSES, &nclass, err, errlen) ||
+      meta_int(meta, "height", 1, 1 << 20, &h, err, errlen) ||
+      meta_int(meta, "width", 1, 1 << 20, &w, err, errlen) ||
+      meta_int(meta, "ignore_index", -1, 255, &ign, err, errlen))
+    return -1;
+  if (in_c != 3 + CG_NFEAT) {
+    snprintf(err, errlen, "__metadata__ in_c %d: this build's model takes %d input channels",
+             in_c, 3 + CG_NFEAT);
+    return -1;
+  }
+  char why[256];
+  if (cg_model_build(m, in_c, base, depth, h, w, nclass, why, sizeof why)) {
+    snprintf(err, errlen, "__metadata__ describes no valid model: %s", why);
+    return -1;
+  }
+  info->ignore_index = ign;
+  const char *pal = cg_json_str(meta, "palette", "");
+  size_t pl = strlen(pal);
+  if (pl % 6 || pl / 6 > 256) {
+    snprintf(err, errlen, "__metadata__ palette: %zu hex digits, expected 6 per entry, <= 256",
+             pl);
+    return -1;
+  }
+  info->npal = (int)(pl / 6);
+  for (size_t i = 0; i < pl / 2; i++) {
+    unsigned v;
+    if (sscanf(pal + 2 * i, "%2x", &v) != 1) {
+      snprintf(err, errlen, "__metadata__ palette: not hex at digit %zu", 2 * i);
+      return -1;
+    }
+    info->palette[i] = (uint8_t)v;
+  }
+  return 0;
+}
+
+static void shape_str(const int64_t *s, int nd, char *buf, size_t len) {
+  size_t o = (size_t)snprintf(buf, len, "[");
+  for (int d = 0; d < nd && o < len; d++)
+    o += (size_t)snprintf(buf + o, len - o, "%s%lld", d ? ", " : "", (long long)s[d]);
+  if (o < len) snprintf(buf + o, len - o, "]");
+}
+
+/* Checks one tensor entry against t and copies its data into params. 0 or -1 with err. */
+static int tensor_take(const cg_model_t *m, const tensor_t *t, const cg_json_t *e,
+                       const uint8_t *data, size_t dlen, float *params, char *err,
+                       size_t errlen) {
+  const char *dt = cg_json_str(e, "dtype", "?");
+  if (strcmp(dt, "F32")) {
+    snprintf(err, errlen, "tensor %s: dtype %.20s, expected F32", t->name, dt);
+    return -1;
+  }
+  const cg_json_t *sh = cg_json_get(e, "shape"), *off = cg_json_get(e, "data_offsets");
+  int64_t got[8];
+  int nd = sh && sh->type == CG_JSON_ARR ? sh->n : -1;
+  int same = nd == t->ndim;
+  for (int d = 0; d < nd && d < 8; d++) {
+    got[d] = sh->items[d].type == CG_JSON_NUM ? (int64_t)sh->items[d].num : -1;
+    if (d < t->ndim && got[d] != t->shape[d]) same = 0;
+  }
+  if (!same) {
+    char a[96], b[96];
+    shape_str(t->shape, t->ndim, a, sizeof a);
+    if (nd < 0) snprintf(b, sizeof b, "none");
+    else shape_str(got, nd < 8 ? nd : 8, b, sizeof b);
+    snprintf(err, errlen, "tensor %s: shape %s, the metadata's model needs %s", t->name, b, a);
+    return -1;
+  }
+  if (!off || off->type != CG_JSON_ARR || off->n != 2 || off->items[0].type != CG_JSON_NUM ||
+      off->items[1].type != CG_JSON_NUM || off->items[0].num < 0 ||
+      off->items[1].num > (double)dlen || off->items[1].num - off->items[0].num != 4.0 * t->numel) {
+    snprintf(err, errlen, "tensor %s: data_offsets missing, outside the %zu data bytes or not "
+             "%zu bytes long", t->name, dlen, 4 * t->numel);
+    return -1;
+  }
+  const uint8_t *p = data + (size_t)off->items[0].num;
+  float *tmp = cg_malloc(sizeof(float) * t->numel, "import tensor");
+  for (size_t j = 0; j < t->numel; j++) {
+    uint32_t u = cg_le_get_u32(p + 4 * j);
+    memcpy(&tmp[j], &u, 4);
+  }
+  tensor_copy(m, t, params, tmp, 0);
+  free(tmp);
+  return 0;
+}
+
+/* Parses and checks buf (the whole file) into m, info's palette and ignore label, and params
+ * (malloc'd). 0 or -1 with err. */
+static int safetensors_parse(const uint8_t *buf, size_t len, cg_model_t *m, cg_ckpt_info_t *info,
+                             float **params, char *err, size_t errlen) {
+  if (len < 8) {
+    snprintf(err, errlen, "%zu bytes: too short for a safetensors file", len);
+    return -1;
+  }
+  uint64_t n = cg_le_get_u64(buf);
+  if (n < 2 || n > MAX_HEADER_BYTES || n > len - 8) {
+    snprintf(err, errlen, "header length %llu does not fit the file's %zu bytes: not a "
+             "safetensors file", (unsigned long long)n, len);
+    return -1;
+  }
+  char *text = cg_malloc(n + 1, "safetensors header");
+  memcpy(text, buf + 8, n);
+  text[n] = 0;
+  char why[256];
+  cg_json_t *hdr = cg_json_parse(text, why, sizeof why);
+  free(text);
+  if (!hdr || hdr->type != CG_JSON_OBJ) {
+    snprintf(err, errlen, "header is not a JSON object%s%s", hdr ? "" : ": ", hdr ? "" : why);
+    cg_json_free(hdr);
+    return -1;
+  }
+  *params = NULL;
+  int rc = meta_read(hdr, m, info, err, errlen);
+  table_t tb;
+  if (!rc) table_build(m, &tb);
+  for (int i = 0; !rc && i < hdr->n; i++) { /* strict: no name the module does not have */
+    if (!strcmp(hdr->keys[i], "__metadata__")) continue;
+    int j = 0;
+    while (j < tb.n && strcmp(tb.t[j].name, hdr->keys[i])) j++;
+    if (j == tb.n) {
+      snprintf(err, errlen, "unexpected tensor %.60s: not in the metadata's model", hdr->keys[i]);
+      rc = -1;
+    }
+  }
+  if (!rc) *params = cg_calloc(m->nparams, sizeof(float), "weights");
+  for (int j = 0; !rc && j < tb.n; j++) {
+    const cg_json_t *e = cg_json_get(hdr, tb.t[j].name);
+    if (!e || e->type != CG_JSON_OBJ) {
+      snprintf(err, errlen, "missing tensor %s", tb.t[j].name);
+      rc = -1;
+    } else {
+      rc = tensor_take(m, &tb.t[j], e, buf + 8 + n, len - 8 - n, *params, err, errlen);
+    }
+  }
+  if (rc) { /* free(NULL) when the metadata was refused */
+    free(*params);
+    *params = NULL;
+  }
+  cg_json_free(hdr);
+  return rc;
+}
+
+int cg_import_main(int argc, char **argv) {
+  static const char *const flags[] = {"--in", "--out"};
+  const char *vals[2] = {NULL, NULL};
+  int rc = parse_pairs(argc, argv, flags, vals, 2, import_usage, "import");
+  if (rc) return rc == 1 ? 0 : CG_EXIT_USAGE;
+  char err[1400], why[1200];
+  size_t len;
+  uint8_t *buf = slurp(vals[0], &len, why, sizeof why);
+  if (!buf) {
+    fprintf(stderr, "cogpu-dist: error: import: --in %s\n", why);
+    return CG_EXIT_USAGE;
+  }
+  cg_model_t m;
+  cg_ckpt_info_t info;
+  memset(&info, 0, sizeof info);
+  float *params = NULL;
+  rc = safetensors_parse(buf, len, &m, &info, &params, why, sizeof why);
+  free(buf);
+  if (rc) {
+    fprintf(stderr, "cogpu-dist: error: import: %s: %s\n", vals[0], why);
+    return CG_EXIT_USAGE;
+  }
+  char **paths = NULL;
+  int64_t *steps = NULL;
+  int nck = 0;
+  if (cg_ckpt_prepare_dir(vals[1], err, sizeof err) ||
+      cg_ckpt_list(vals[1], &paths, &steps, &nck, err, sizeof err)) {
+    fprintf(stderr, "cogpu-dist: error: import: --out: %s\n", err);
+    free(params);
+    return CG_EXIT_USAGE;
+  }
+  cg_ckpt_list_free(paths, steps, nck);
+  if (nck > 0) {
+    fprintf(stderr, "cogpu-dist: error: import: --out %s already holds %d checkpoint(s): "
+            "import into an empty directory\n", vals[1], nck);
+    free(params);
+    return CG_EXIT_USAGE;
+  }
+  /* Step 0 of a fresh run: what a run with the defaults would write before its first step. */
+  info.shape = (cg_ckpt_shape_t){m.in_c, m.base, m.depth, m.height, m.width, m.nparams,
+                                 m.nclass};
+  info.precision = 0; /* fp32 */
+  info.train_samples = 1;
+  info.steps_per_epoch = 1;
+  info.ranks = 1;
+  info.batch = 1;
+  info.loss_scale = 1.0f;
+  info.unix_time = (int64_t)time(NULL);
+  info.run_id = cg_ckpt_new_run_id();
+  float *zeros = cg_calloc(m.nparams, sizeof(float), "adamw moments");
+  char path[1024];
+  rc = cg_ckpt_write(vals[1], &info, params, zeros, zeros, 1, path, sizeof path, err, sizeof err);
+  free(zeros);
+  free(params);
+  if (rc) {
+    fprintf(stderr, "cogpu-dist: error: import: %s\n", err);
+    return 1;
+  }
+  printf("import: %s -> %s: %zu parameters, model base %d depth %d, %d class(es), %dx%d\n",
+         vals[0], path, m.nparams, m.base, m.depth, m.nclass, m.height, m.width);
+  return 0;
+}

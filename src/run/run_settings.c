@@ -1,0 +1,233 @@
+/* run_settings.c: the settings a checkpoint stores and `train --resume` takes back
+ * (run_settings.h has the rules; cli.c's table the flags, their types and fields). */
+#include "run_settings.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <libgen.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "ckpt.h" /* cg_ckpt_find / cg_ckpt_read: the checkpoint --resume will load */
+#include "cli.h"  /* cg_cli_opts: the table; cg_cli_check after the merge */
+#include "json.h" /* cg_json_parse: the stored object */
+#include "log.h"  /* CG_CHECK_MPI, CG_EXIT_USAGE */
+
+typedef enum { REFUSED, NOTICE } rule_t;
+
+/* Every stored flag and its rule on resume; README.md's table follows this list. A name the
+ * table lacks is skipped. */
+static const struct {
+  const char *name;
+  rule_t rule;
+} kStored[] = {
+    {"model-base", REFUSED},    {"model-depth", REFUSED},   {"image-size", REFUSED},
+    {"num-classes", REFUSED},   {"ignore-index", REFUSED},  {"seed", REFUSED},
+    {"data", REFUSED},          {"val-data", REFUSED},      {"val-fraction", REFUSED},
+    {"train-samples", REFUSED}, {"val-samples", REFUSED},   {"crop", REFUSED},
+    {"flip", REFUSED},          {"batch", NOTICE},          {"steps", NOTICE},
+    {"epochs", NOTICE},         {"lr", NOTICE},             {"weight-decay", NOTICE},
+    {"beta1", NOTICE},          {"beta2", NOTICE},          {"eps", NOTICE},
+    {"warmup-steps", NOTICE},   {"lr-schedule", NOTICE},    {"precision", NOTICE},
+    {"backend", NOTICE},        {"tf32", NOTICE},           {"deterministic", NOTICE},
+    {"bucket-mb", NOTICE},      {"skip-bad", NOTICE},       {"max-image-pixels", NOTICE},
+    {"val-every", NOTICE},      {"checkpoint-every", NOTICE}, {"keep", NOTICE},
+    {"best-metric", NOTICE},
+};
+#define NSTORED (sizeof kStored / sizeof kStored[0])
+
+static const cg_opt_t *row(const cg_opts_set_t *set, const char *name) {
+  for (size_t i = 0; i < set->n; i++)
+    if (!strcmp(set->opts[i].name, name) && (set->opts[i].cmds & set->cmds)) return &set->opts[i];
+  return NULL;
+}
+
+/* The value of o in cfg as the command line writes it. */
+static void fmt(const cg_opt_t *o, const cg_config_t *cfg, char *buf, size_t len) {
+  const char *p = (const char *)cfg + o->off;
+  switch (o->type) {
+    case CG_OPT_INT: snprintf(buf, len, "%d", *(const int *)p); break;
+    case CG_OPT_I64: snprintf(buf, len, "%" PRId64, *(const int64_t *)p); break;
+    case CG_OPT_U64: snprintf(buf, len, "%" PRIu64, *(const uint64_t *)p); break;
+    case CG_OPT_DBL: snprintf(buf, len, "%.17g", *(const double *)p); break;
+    case CG_OPT_FLAG:
+    case CG_OPT_ONOFF: snprintf(buf, len, "%s", *(const int *)p ? "on" : "off"); break;
+    case CG_OPT_STR:
+    case CG_OPT_OPTSTR: snprintf(buf, len, "%s", p); break;
+    default: snprintf(buf, len, "?"); break;
+  }
+}
+
+/* Sets o in cfg from the stored text v (written by fmt): 0, or -1 when it does not parse. */
+static int set_stored(const cg_opt_t *o, cg_config_t *cfg, const char *v) {
+  char *p = (char *)cfg + o->off, *end = NULL;
+  errno = 0;
+  switch (o->type) {
+    case CG_OPT_INT: {
+      long x = strtol(v, &end, 10);
+      if (x < -2147483647L || x > 2147483647L) return -1;
+      *(int *)p = (int)x;
+      break;
+    }
+    case CG_OPT_I64: *(int64_t *)p = strtoll(v, &end, 10); break;
+    case CG_OPT_U64: *(uint64_t *)p = strtoull(v, &end, 10); break;
+    case CG_OPT_DBL: *(double *)p = strtod(v, &end); break;
+    case CG_OPT_FLAG:
+    case CG_OPT_ONOFF:
+      if (strcmp(v, "on") && strcmp(v, "off")) return -1;
+      *(int *)p = !strcmp(v, "on");
+      return 0;
+    case CG_OPT_STR:
+    case CG_OPT_OPTSTR:
+      if (strlen(v) >= o->size) return -1;
+      memcpy(p, v, strlen(v) + 1);
+      return 0;
+    default: return -1;
+  }
+  return errno || end == v || *end ? -1 : 0;
+}
+
+/* Was --name on the command line? The options are walked as cg_opts_parse takes them. */
+static int given(const cg_config_t *cfg, const cg_opts_set_t *set, const char *name) {
+  for (int i = 0; i < cfg->argc; i++) {
+    const char *a = cfg->argv[i];
+    if (strncmp(a, "--", 2) != 0) continue;
+    const char *n = a + 2, *eq = strchr(n, '=');
+    const size_t k = eq ? (size_t)(eq - n) : strlen(n);
+    char nb[64];
+    snprintf(nb, sizeof nb, "%.*s", (int)(k < 63 ? k : 63), n);
+    const cg_opt_t *o = row(set, nb);
+    if (o && !strcmp(o->name, name)) return 1;
+    if (!o || eq || o->type == CG_OPT_FLAG) continue;
+    if (o->type == CG_OPT_OPTSTR) {
+      if (i + 1 < cfg->argc && cfg->argv[i + 1][0] != '-') i++;
+    } else {
+      i++;
+    }
+  }
+  return 0;
+}
+
+/* JSON string body of s (quotes and backslashes escaped, control bytes as \u00XX). */
+static size_t json_esc(const char *s, char *out, size_t len) {
+  size_t n = 0;
+  for (; *s; s++) {
+    char e[8];
+    unsigned char ch = (unsigned char)*s;
+    if (ch == '"' || ch == '\\') snprintf(e, sizeof e, "\\%c", ch);
+    else if (ch < 0x20) snprintf(e, sizeof e, "\\u%04x", ch);
+    else snprintf(e, sizeof e, "%c", ch);
+    const size_t k = strlen(e);
+    if (n + k + 1 > len) return (size_t)-1;
+    memcpy(out + n, e, k + 1);
+    n += k;
+  }
+  return n;
+}
+
+int cg_settings_json(const cg_config_t *cfg, char *buf, size_t len) {
+  cg_config_t tmp = *cfg;
+  const cg_opts_set_t set = cg_cli_opts(CG_CMD_TRAIN, &tmp);
+  size_t n = (size_t)snprintf(buf, len, "{");
+  for (size_t i = 0; i < NSTORED; i++) {
+    const cg_opt_t *o = row(&set, kStored[i].name);
+    if (!o) continue;
+    char v[CG_PATH_MAX + 8], e[2 * CG_PATH_MAX + 64];
+    fmt(o, cfg, v, sizeof v);
+    if (json_esc(v, e, sizeof e) == (size_t)-1) goto overflow;
+    const int k = snprintf(buf + n, len - n, "%s\"%s\": \"%s\"", n > 1 ? ", " : "", o->name, e);
+    if (k < 0 || (size_t)k >= len - n) goto overflow;
+    n += (size_t)k;
+  }
+  if (n + 2 > len) goto overflow;
+  memcpy(buf + n, "}", 2);
+  return 0;
+overflow:
+  snprintf(buf, len, "{}");
+  return -1;
+}
+
+int cg_settings_apply(cg_config_t *cfg, const char *json, FILE *out, char *err, size_t errlen) {
+  char jerr[256];
+  cg_json_t *j = cg_json_parse(json, jerr, sizeof jerr);
+  if (!j || j->type != CG_JSON_OBJ) {
+    snprintf(err, errlen, "--resume: the checkpoint's settings are not a JSON object (%s)",
+             j ? "another JSON value" : jerr);
+    cg_json_free(j);
+    return -1;
+  }
+  const cg_opts_set_t set = cg_cli_opts(CG_CMD_TRAIN, cfg);
+  int rc = 0;
+  for (size_t i = 0; i < NSTORED && !rc; i++) {
+    const cg_opt_t *o = row(&set, kStored[i].name);
+    const char *stored = o ? cg_json_str(j, o->name, NULL) : NULL;
+    if (!stored) continue; /* not stored by the writer's build: the command line's value */
+    char now[CG_PATH_MAX + 8];
+    fmt(o, cfg, now, sizeof now);
+    if (!given(cfg, &set, o->name)) {
+      if (set_stored(o, cfg, stored) != 0) {
+        snprintf(err, errlen, "--resume: the checkpoint's value of --%s, '%.200s', is not valid",
+                 o->name, stored);
+        rc = -1;
+      }
+    } else if (strcmp(now, stored) != 0) {
+      if (kStored[i].rule == REFUSED) {
+        snprintf(err, errlen, "--%s: the checkpoint has %.300s, the command line %.300s; a "
+                 "resumed run cannot change it (leave the flag out, or start a new run with "
+                 "another --checkpoint-dir)", o->name, stored, now);
+        rc = -1;
+      } else if (out) {
+        fprintf(out, "resume: --%s %s (the checkpoint has %s): the run goes on with the new "
+                "value\n", o->name, now, stored);
+      }
+    }
+  }
+  cg_json_free(j);
+  if (!rc && cg_cli_check(cfg, err, errlen) != 0) rc = -1;
+  return rc;
+}
+
+/* Rank 0: the settings of the checkpoint --resume names ("" when none: no checkpoint yet, an
+ * invalid one (the run set-up reports it), or version <= 3). */
+static void find_settings(const cg_config_t *cfg, char *settings, int *is_dir) {
+  settings[0] = 0;
+  const int latest = !strcmp(cfg->resume, CG_RESUME_LATEST);
+  const char *src = latest ? cfg->checkpoint_dir : cfg->resume;
+  struct stat st;
+  *is_dir = latest || (stat(src, &st) == 0 && S_ISDIR(st.st_mode));
+  cg_ckpt_info_t *in = cg_malloc(sizeof *in, "checkpoint header");
+  char path[CG_PATH_MAX + 64], err[1024];
+  const int ok = *is_dir ? cg_ckpt_find(src, NULL, in, NULL, NULL, NULL, path, sizeof path, NULL,
+                                        NULL, err, sizeof err) == 0
+                         : cg_ckpt_read(src, NULL, in, NULL, NULL, NULL, err, sizeof err) ==
+                               CG_CKPT_OK;
+  if (ok) memcpy(settings, in->settings, CG_CKPT_SETTINGS_MAX);
+  free(in);
+}
+
+int cg_settings_resume(cg_config_t *cfg, cg_comm_t *c) {
+  if (!cfg->resume[0]) return 0;
+  char *settings = cg_malloc(CG_CKPT_SETTINGS_MAX, "checkpoint settings");
+  int is_dir = 0;
+  if (c->rank == 0) find_settings(cfg, settings, &is_dir);
+  CG_CHECK_MPI(MPI_Bcast(settings, CG_CKPT_SETTINGS_MAX, MPI_CHAR, 0, c->world));
+  CG_CHECK_MPI(MPI_Bcast(&is_dir, 1, MPI_INT, 0, c->world));
+  FILE *out = c->rank == 0 ? stdout : NULL;
+  if (!cfg->checkpoint_dir[0]) { /* --resume DIR|FILE: go on writing beside it */
+    char tmp[CG_PATH_MAX];
+    snprintf(tmp, sizeof tmp, "%s", cfg->resume);
+    snprintf(cfg->checkpoint_dir, sizeof cfg->checkpoint_dir, "%s", is_dir ? tmp : dirname(tmp));
+    if (out)
+      fprintf(out, "resume: checkpoints go on to %s (no --checkpoint-dir given)\n",
+              cfg->checkpoint_dir);
+  }
+  char err[1024] = "";
+  int rc = settings[0] ? cg_settings_apply(cfg, settings, out, err, sizeof err) : 0;
+  free(settings);
+  if (rc) {
+    if (c->rank == 0) fprintf(stderr, "cogpu-dist: error: %s\n", err);
+    return CG_EXIT_USAGE;
+  }
+  return 0;
+}

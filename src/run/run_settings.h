@@ -1,0 +1,40 @@
+/* run_settings.h: the training-defining settings a checkpoint stores, and how `train --resume`
+ * takes them back so that no flag needs retyping.
+ *
+ * The settings are the values of named train flags (cli.c's table), stored as one flat JSON
+ * object {"model-base": "4", "lr": "0.001", ...} of the values as the command line would take
+ * them (ckpt.h: the settings trailer). Each flag has a rule on resume:
+ *   refused  the run would no longer be the same run (model shape, classes, ignore label, seed,
+ *            data source and split, augmentation): a command-line value that differs from the
+ *            checkpoint's is exit 2, naming the flag and both values;
+ *   notice   allowed, with a printed notice that it differs (more --steps, another learning
+ *            rate or schedule, batch, precision, backend, --val-every, --checkpoint-every...).
+ * A stored flag not given on the command line takes the checkpoint's value. Flags not stored
+ * (outputs, threads, workers, progress...) come from the command line as always.
+ * README.md has the table. */
+#ifndef CG_RUN_SETTINGS_H
+#define CG_RUN_SETTINGS_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+#include "comm.h"
+#include "config.h"
+
+/* Writes cfg's stored settings as the JSON object into buf (len: CG_CKPT_SETTINGS_MAX).
+ * 0, or -1 when they do not fit (buf then holds "{}"). */
+int cg_settings_json(const cg_config_t *cfg, char *buf, size_t len);
+
+/* Applies a checkpoint's settings JSON to cfg (see above), printing each notice to out (may be
+ * NULL). 0, or -1 with a one-line message in err naming the flag (a refused difference, or a
+ * malformed JSON). */
+int cg_settings_apply(cg_config_t *cfg, const char *json, FILE *out, char *err, size_t errlen);
+
+/* Collective, before the run is set up: with --resume, rank 0 finds the checkpoint (the newest
+ * valid one, as the run will load), every rank applies its settings to cfg, and a --resume DIR
+ * without --checkpoint-dir keeps writing checkpoints to DIR (FILE: to FILE's directory).
+ * Returns 0 or CG_EXIT_USAGE after rank 0 printed why. A checkpoint without settings (version
+ * <= 3) or none at all leaves cfg as the command line made it. */
+int cg_settings_resume(cg_config_t *cfg, cg_comm_t *c);
+
+#endif

@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# Learning curves (issue 14), CPU backend, 2 ranks, tiny synthetic data (8 steps per epoch):
+#  1. by default a run validates once per epoch; its history (CKPT_DIR/history.jsonl and
+#     --history-csv) has one record per validation with every key, steps increasing; the stats
+#     records carry the latest validation and cogpu-monitor shows it; --metrics-out has
+#     train_iou (last window) and train_iou_run;
+#  2. validating changes nothing in training: --val-every 0 gives the same loss lines and
+#     bitwise the same parameters; --val-every 5 validates at 5, 10, ... and at the end;
+#  3. a resumed run drops the records beyond its step (and a torn last line) and continues the
+#     file without duplicates;
+#  4. scripts/plot_history.py writes a PNG (skipped when matplotlib is missing) and refuses a
+#     missing or empty history; bad flags exit 2 naming the flag.
+set -uo pipefail
+BIN=$1; MPIRUN="$2 --oversubscribe --bind-to none"; BUILD=$3
+MON=$(cd "$BUILD" && pwd)/cogpu-monitor
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+PY=/usr/bin/python3; [ -x "$PY" ] || PY=python3
+T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
+fail=0
+COMMON="train --backend cpu --model-base 4 --model-depth 2 --image-size 32 --batch 4
+        --train-samples 64 --val-samples 16 --progress off --threads 1 --seed 5 --report-every 5"
+run() { # run NAME ARGS...: must exit 0; output in $T/NAME.log
+  local name=$1; shift
+  timeout 120 "$@" > "$T/$name.log" 2>&1
+  local rc=$?
+  if [ $rc -ne 0 ]; then echo "FAIL $name: exit code $rc"; cat "$T/$name.log"; fail=1; return 1; fi
+}
+# check FILE STEPS...: the history FILE (JSONL) holds exactly records of these steps, in order,
+# each with every key; and FILE's CSV twin (if given as CSV=...) the same rows
+check() {
+  local file=$1; shift
+  if "$PY" - "$file" "$@" <<'EOF'
+import json, sys
+path, want = sys.argv[1], [int(s) for s in sys.argv[2:]]
+recs = [json.loads(l) for l in open(path) if l.strip()]
+steps = [r["step"] for r in recs]
+assert steps == want, f"{path}: steps {steps}, want {want}"
+keys = ("step", "epoch", "wall_s", "train_loss", "val_loss", "val_iou", "val_dice", "val_acc",
+        "lr", "img_per_s")
+for r in recs:
+    miss = [k for k in keys if k not in r]
+    assert not miss, f"{path}: record of step {r['step']} lacks {miss}"
+    assert all(isinstance(r[k], (int, float)) for k in keys), f"{path}: a null in {r}"
+    assert abs(r["epoch"] - r["step"] / 8) < 1e-9, r
+walls = [r["wall_s"] for r in recs]
+assert walls == sorted(walls), f"{path}: wall_s not increasing: {walls}"
+EOF
+  then echo "  ok: $file has steps $*"; else fail=1; fi
+}
+
+# ---- 1. a run with the defaults: once per epoch ----
+run a $MPIRUN -np 2 $BIN $COMMON --epochs 3 --checkpoint-dir $T/ck --history-csv $T/a.csv \
+  --stats-out $T/a.stats --metrics-out $T/a.json --params-out $T/a.bin
+check $T/ck/history.jsonl 8 16 24
+"$PY" - $T/a.csv $T/ck/history.jsonl $T/a.json <<'EOF' || fail=1
+import csv, json, sys
+rows = list(csv.DictReader(open(sys.argv[1])))
+recs = [json.loads(l) for l in open(sys.argv[2])]
+assert [int(r["step"]) for r in rows] == [r["step"] for r in recs], rows
+for r, j in zip(rows, recs):
+    for k in ("val_loss", "val_iou", "train_loss", "lr", "img_per_s"):
+        assert abs(float(r[k]) - j[k]) <= 1e-9 + 1e-6 * abs(j[k]), (k, r[k], j[k])
+m = json.load(open(sys.argv[3]))
+for k in ("train_iou", "train_iou_run"):
+    assert isinstance(m.get(k), float), f"--metrics-out lacks {k}: {m}"
+print("  ok: CSV rows match the JSON lines; --metrics-out has train_iou and train_iou_run")
+EOF
+grep -c '^validation at step' $T/a.log | grep -qx 2 || { echo "FAIL a: want 2 mid-run validations"; fail=1; }
+grep -q '"val": {"step": 16' $T/a.stats || { echo "FAIL: no validation in the stats records"; fail=1; }
+if $MON --once --plain $T/a.stats > $T/mon.txt 2>&1 && grep -q "validation at step 16: loss" $T/mon.txt
+then echo "  ok: cogpu-monitor: $(grep validation $T/mon.txt)"
+else echo "FAIL: cogpu-monitor shows no validation line:"; cat $T/mon.txt; fail=1; fi
+
+# ---- 2. validation changes nothing in training ----
+run b $MPIRUN -np 2 $BIN $COMMON --epochs 3 --val-every 0 --history-out $T/b.jsonl --params-out $T/b.bin
+check $T/b.jsonl 24
+if cmp -s $T/a.bin $T/b.bin && diff <(grep '^step ' $T/a.log | cut -d'|' -f1-2) \
+                                    <(grep '^step ' $T/b.log | cut -d'|' -f1-2) > /dev/null
+then echo "  ok: --val-every 0 and once per epoch train the same (loss lines, parameters bitwise)"
+else echo "FAIL: validating every epoch changed the training"; fail=1; fi
+run c $MPIRUN -np 2 $BIN $COMMON --epochs 3 --val-every 5 --history-out $T/c.jsonl
+check $T/c.jsonl 5 10 15 20 24
+
+# ---- 3. resume continues the file ----
+run d1 $MPIRUN -np 2 $BIN $COMMON --steps 20 --checkpoint-dir $T/ck2 --history-csv $T/d.csv
+check $T/ck2/history.jsonl 8 16 20
+# as if a later part of the run had crashed: a record beyond the checkpoint and a torn line
+printf '{"step": 28, "epoch": 3.5, "wall_s": 9}\n{"step": 3' >> $T/ck2/history.jsonl
+printf '28,3.5,9\n3' >> $T/d.csv
+run d2 $MPIRUN -np 2 $BIN $COMMON --steps 40 --checkpoint-dir $T/ck2 --resume --history-csv $T/d.csv
+check $T/ck2/history.jsonl 8 16 20 24 32 40
+csv_steps=$(tail -n +2 $T/d.csv | cut -d, -f1 | tr '\n' ' ')
+[ "$csv_steps" = "8 16 20 24 32 40 " ] && echo "  ok: resumed CSV steps $csv_steps" \
+  || { echo "FAIL: resumed CSV steps '$csv_steps'"; fail=1; }
+
+# ---- 4. the plot, and bad input ----
+if "$PY" -c "import matplotlib" 2> /dev/null; then
+  if "$PY" "$ROOT/scripts/plot_history.py" $T/ck2/history.jsonl $T/h.png > $T/plot.log 2>&1 &&
+     [ -s $T/h.png ] && [ "$(head -c 8 $T/h.png | od -An -tx1 | tr -d ' \n')" = "89504e470d0a1a0a" ]
+  then echo "  ok: plot_history.py wrote a PNG of $(stat -c %s $T/h.png) bytes"
+  else echo "FAIL: plot_history.py:"; cat $T/plot.log; fail=1; fi
+else
+  echo "SKIP plot part: matplotlib is missing for $PY (Debian: python3-matplotlib)"
+fi
+: > $T/empty.jsonl
+for f in $T/none.jsonl $T/empty.jsonl; do
+  "$PY" "$ROOT/scripts/plot_history.py" $f $T/x.png 2> $T/perr; rc=$?
+  if [ $rc -eq 1 ] && grep -q "$f" $T/perr; then echo "  ok: plot of $(basename $f): $(cat $T/perr)"
+  else echo "FAIL: plot of $f: exit $rc, $(cat $T/perr)"; fail=1; fi
+done
+for bad in "--flip maybe" "--history-out $T/no/such/dir/h.jsonl" "--history-csv $T/no/h.csv"; do
+  $MPIRUN -np 1 $BIN $COMMON --steps 2 $bad > $T/bad.log 2>&1; rc=$?
+  flag=${bad%% *}
+  if [ $rc -eq 2 ] && grep -q -- "$flag" $T/bad.log; then echo "  ok: $flag bad value: exit 2"
+  else echo "FAIL: $bad: exit $rc"; cat $T/bad.log; fail=1; fi
+done
+[ $fail -eq 0 ] && echo PASS
+exit $fail

@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# export -> PyTorch -> ONNX Runtime parity (issue 14), label interop. For a binary model
+# (synthetic data) and a K = 4 one (palette masks with the ignore label, tests/
+# predict_full_fixture.py), each trained a few steps on the CPU at 32x32:
+#   - `export` to safetensors; python/cogpu_torch.py loads it (strict) and its probabilities on
+#     8 held-out 32x32 PNGs equal `predict --save-probs` (one tile per image) within 1e-4 of
+#     max|b| (tests/interop_check.py states the metric);
+#   - ONNX Runtime on the same images agrees with PyTorch's logits within 1e-4 (also at another
+#     batch and image size: dynamic axes). Needs onnxruntime in BUILD/interop-venv, which
+#     scripts/test.sh makes (pip); without it that part is skipped with a message;
+#   - export -> import -> export is bitwise (cmp), and the imported checkpoint resumes;
+#   - import refuses a file with a misshapen or missing tensor, or a non-F32 one (exit 2, naming
+#     the tensor); export/import usage errors exit 2.
+# Torch comes from Debian's python3-torch (/usr/bin/python3); no torch: skipped (77).
+set -euo pipefail
+BIN=$1; MPIRUN="$2 --oversubscribe --bind-to none"; BUILD=$3
+HERE=$(cd "$(dirname "$0")" && pwd)
+PY=/usr/bin/python3
+export PYTHONDONTWRITEBYTECODE=1 # no __pycache__ in the source tree
+if ! $PY -c "import torch, numpy" 2> /dev/null; then
+  echo "SKIP: $PY has no torch/numpy (Debian: apt-get install python3-torch)"; exit 77
+fi
+VPY=$BUILD/interop-venv/bin/python
+ONNX=1
+if ! [ -x "$VPY" ] || ! "$VPY" -c "import onnxruntime, torch" 2> /dev/null; then
+  echo "NOTE: no onnxruntime in $BUILD/interop-venv (scripts/test.sh makes it): ONNX part skipped"
+  ONNX=0
+fi
+T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
+$PY "$HERE/interop_check.py" images "$T/held" 32 8
+python3 "$HERE/predict_full_fixture.py" make "$T/fx" 32 4
+
+fail() { echo "FAIL $*"; exit 1; }
+for K in 1 4; do
+  if [ $K = 1 ]; then DATA=(--train-samples 256 --val-samples 16); else
+    DATA=(--data "$T/fx/train" --val-fraction 0.1 --num-classes 4 --ignore-index 255); fi
+  $MPIRUN -np 1 $BIN train --backend cpu "${DATA[@]}" --image-size 32 --model-base 4 \
+    --model-depth 2 --batch 8 --steps 30 --lr 3e-3 --progress off --threads 1 \
+    --checkpoint-dir "$T/ck$K" --checkpoint-every 30 > "$T/train$K.log" 2>&1 ||
+    { cat "$T/train$K.log"; fail "train K=$K"; }
+  $BIN export --checkpoint "$T/ck$K" --out "$T/m$K.safetensors" || fail "export K=$K"
+  $MPIRUN -np 1 $BIN predict --backend cpu --checkpoint "$T/ck$K" --input "$T/held" \
+    --output "$T/pred$K" --save-probs > "$T/pred$K.log" 2>&1 ||
+    { cat "$T/pred$K.log"; fail "predict K=$K"; }
+  grep -q "tiles 32x32" "$T/pred$K.log" || fail "predict did not use one 32x32 tile per image"
+  $PY "$HERE/interop_check.py" torch "$T/m$K.safetensors" "$T/held" "$T/pred$K" ||
+    fail "PyTorch parity K=$K"
+  if [ $ONNX = 1 ]; then
+    "$VPY" "$HERE/interop_check.py" onnx "$T/m$K.safetensors" "$T/held" "$T/m$K.onnx" ||
+      fail "ONNX Runtime parity K=$K"
+  fi
+  $BIN import --in "$T/m$K.safetensors" --out "$T/imp$K" || fail "import K=$K"
+  $BIN export --checkpoint "$T/imp$K" --out "$T/r$K.safetensors" || fail "re-export K=$K"
+  cmp "$T/m$K.safetensors" "$T/r$K.safetensors" || fail "export -> import -> export differs"
+  echo "PASS K=$K: export -> import -> export bitwise ($(stat -c %s "$T/m$K.safetensors") bytes)"
+done
+# The module's command line writes ONNX too (torch.onnx.export needs no onnxruntime).
+(cd "$HERE/../python" && $PY -m cogpu_torch "$T/m4.safetensors" --onnx "$T/cli.onnx") ||
+  fail "python3 -m cogpu_torch --onnx"
+[ -s "$T/cli.onnx" ] || fail "no ONNX file written"
+# Fine-tuning from the imported checkpoint: train --resume runs on from step 0.
+$MPIRUN -np 1 $BIN train --backend cpu --train-samples 256 --val-samples 16 --image-size 32 \
+  --model-base 4 --model-depth 2 --batch 8 --steps 5 --progress off --threads 1 \
+  --checkpoint-dir "$T/imp1" --resume "$T/imp1" > "$T/ft.log" 2>&1 ||
+  { cat "$T/ft.log"; fail "train --resume from an imported checkpoint"; }
+[ -f "$T/imp1/ckpt-0000000005.cgck" ] || { cat "$T/ft.log"; fail "no step-5 checkpoint"; }
+echo "PASS an imported checkpoint resumes (fine-tuning)"
+
+# Refusals: exit 2, naming what is wrong.
+expect2() { # WHAT PATTERN CMD...
+  local what=$1 pat=$2; shift 2
+  local rc=0; "$@" > "$T/err.log" 2>&1 || rc=$?
+  [ $rc = 2 ] || { cat "$T/err.log"; fail "$what: exit $rc, expected 2"; }
+  grep -q -- "$pat" "$T/err.log" || { cat "$T/err.log"; fail "$what: message lacks '$pat'"; }
+  echo "PASS $what: $(head -1 "$T/err.log")"
+}
+edit() { # IN OUT PYTHON-EXPR-ON-header-dict
+  $PY - "$1" "$2" "$3" <<'PY'
+import json, struct, sys
+d = open(sys.argv[1], "rb").read(); n = struct.unpack("<Q", d[:8])[0]
+h = json.loads(d[8:8 + n]); exec(sys.argv[3])
+t = json.dumps(h).encode(); t += b" " * (-len(t) % 8)
+open(sys.argv[2], "wb").write(struct.pack("<Q", len(t)) + t + d[8 + n:])
+PY
+}
+edit "$T/m1.safetensors" "$T/shape.st" 'h["head.weight"]["shape"] = [1, 4, 2, 2]'
+expect2 "import of a misshapen tensor" "tensor head.weight: shape \[1, 4, 2, 2\]" \
+  $BIN import --in "$T/shape.st" --out "$T/bad1"
+edit "$T/m1.safetensors" "$T/miss.st" 'h["up.0.bias_x"] = h.pop("up.0.bias")'
+expect2 "import of a renamed tensor" "up.0.bias" $BIN import --in "$T/miss.st" --out "$T/bad2"
+edit "$T/m1.safetensors" "$T/del.st" 'del h["dec.1.conv2.weight"]'
+expect2 "import without a tensor" "missing tensor dec.1.conv2.weight" \
+  $BIN import --in "$T/del.st" --out "$T/bad6"
+edit "$T/m1.safetensors" "$T/f16.st" 'h["enc.0.conv1.bias"]["dtype"] = "F16"'
+expect2 "import of an F16 tensor" "enc.0.conv1.bias: dtype F16" \
+  $BIN import --in "$T/f16.st" --out "$T/bad3"
+edit "$T/m1.safetensors" "$T/meta.st" 'h["__metadata__"]["depth"] = "3"'
+expect2 "import with another depth in the metadata" "missing tensor\|unexpected tensor\|shape" \
+  $BIN import --in "$T/meta.st" --out "$T/bad4"
+head -c 5 "$T/m1.safetensors" > "$T/short.st"
+expect2 "import of a truncated file" "short.st" $BIN import --in "$T/short.st" --out "$T/bad5"
+expect2 "import into a directory with checkpoints" "already holds" \
+  $BIN import --in "$T/m1.safetensors" --out "$T/imp1"
+expect2 "export without --out" "--out is required" $BIN export --checkpoint "$T/ck1"
+expect2 "export of a missing checkpoint" "$T/nope" $BIN export --checkpoint "$T/nope" --out "$T/x"
+expect2 "import with an unknown flag" "unknown argument" $BIN import --in x --bogus y
+echo "PASS interop"

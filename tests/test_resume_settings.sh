@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# Resume without retyping, best and last checkpoints (issue 14), CPU backend, real mpirun:
+#  1. `train --resume DIR` with no training flag (only the output --params-out) continues the
+#     run from the settings stored in the checkpoint and ends bitwise equal to an uninterrupted
+#     run (cosine schedule with warm-up, 2 ranks, validation every 10 steps);
+#  2. a refused flag (--model-base, --seed, --data) exits 2 naming the flag and both values;
+#     an allowed one (--steps, --lr) prints a notice and trains on;
+#  3. DIR/last names the newest checkpoint, DIR/best the one of the highest val_iou among the
+#     validations of the run, and its file outlives rotation (--keep 1); inspect marks both.
+set -uo pipefail
+BIN=$1; MPIRUN="$2 --oversubscribe --bind-to none"; BUILD=$3
+CMP=$BUILD/tests/cg_cmp_params
+T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
+fail=0
+FLAGS="train --backend cpu --model-base 4 --model-depth 2 --image-size 32 --train-samples 64
+       --val-samples 16 --seed 5 --batch 4 --steps 40 --lr-schedule cosine --warmup-steps 5
+       --val-every 10 --report-every 20 --progress off --threads 1"
+run() { # run NAME ARGS...: must exit 0; output in $T/NAME.log
+  local name=$1; shift
+  timeout 120 "$@" > "$T/$name.log" 2>&1
+  local rc=$?
+  if [ $rc -ne 0 ]; then echo "FAIL $name: exit code $rc"; cat "$T/$name.log"; fail=1; return 1; fi
+}
+want() { # want NAME TEXT: the log of NAME contains TEXT
+  if grep -qF -- "$2" "$T/$1.log"; then echo "  ok: $(grep -F -- "$2" "$T/$1.log" | head -1)"
+  else echo "FAIL $1: no '$2' in:"; cat "$T/$1.log"; fail=1; fi
+}
+refused() { # refused NAME TEXT ARGS...: exits 2 with TEXT on stderr
+  local name=$1 text=$2; shift 2
+  timeout 60 "$@" > "$T/$name.log" 2>&1
+  local rc=$?
+  if [ $rc -ne 2 ]; then echo "FAIL $name: exit code $rc, not 2"; cat "$T/$name.log"; fail=1
+  else want "$name" "$text"; fi
+}
+
+# ---- 1. --resume DIR alone ----
+run plain $MPIRUN -np 2 $BIN $FLAGS --params-out $T/plain.bin
+run ckpt $MPIRUN -np 2 $BIN $FLAGS --checkpoint-dir $T/ck --checkpoint-every 10 --keep 5
+cp -r $T/ck $T/cut
+rm -f $T/cut/ckpt-0000000030.cgck $T/cut/ckpt-0000000040.cgck  # as if stopped after step 20
+# no flag but the output (not even --threads 1 the reference runs had: not a training setting)
+run resumed $MPIRUN -np 2 $BIN train --resume $T/cut --params-out $T/resumed.bin
+want resumed "resumed from $T/cut/ckpt-0000000020.cgck: step 20"
+want resumed "resume: checkpoints go on to $T/cut (no --checkpoint-dir given)"
+if grep -q "the checkpoint has" "$T/resumed.log"; then
+  echo "FAIL resumed: a notice although no setting was given:"; grep "the checkpoint has" "$T/resumed.log"; fail=1
+fi
+echo "--resume DIR alone, from step 20 to 40, vs uninterrupted (bitwise):"
+$CMP $T/resumed.bin $T/plain.bin 0 bitwise || fail=1
+want resumed "checkpoint: step 40"
+
+# ---- 2. refused and allowed flags ----
+refused r_base "--model-base: the checkpoint has 4, the command line 8" \
+    $MPIRUN -np 1 $BIN train --resume $T/ck --model-base 8
+refused r_seed "--seed: the checkpoint has 5, the command line 6" \
+    $MPIRUN -np 1 $BIN train --resume $T/ck --seed 6
+refused r_data "--data: the checkpoint has synthetic, the command line $T/nodata" \
+    $MPIRUN -np 1 $BIN train --resume $T/ck --data $T/nodata
+cp -r $T/ck $T/more
+run more $MPIRUN -np 2 $BIN train --resume $T/more --threads 1 --steps 45 --lr 0.002
+want more "resume: --steps 45 (the checkpoint has 40)"
+want more "resume: --lr 0.002 (the checkpoint has 0.001)"
+want more "checkpoint: step 45"
+
+# ---- 3. best and last ----
+run keep1 $MPIRUN -np 2 $BIN $FLAGS --checkpoint-dir $T/k1 --checkpoint-every 10 --keep 1
+$BUILD/cogpu-dist inspect $T/k1 > $T/inspect.log 2>&1 || { echo "FAIL inspect"; cat $T/inspect.log; fail=1; }
+cat $T/inspect.log
+python3 - "$T/k1" "$T/keep1.log" "$T/inspect.log" <<'PY' || fail=1
+import os, re, sys
+d, log, insp = sys.argv[1:]
+last = open(os.path.join(d, "last")).read().split()
+best = open(os.path.join(d, "best")).read().split()
+assert last[0] == "ckpt-0000000040.cgck" and last[2] == "40", last
+# the validations the run printed, by step: the best must be the highest val_iou
+vals = {}
+for line in open(log):
+    m = re.search(r"validation at step (\d+): loss [0-9.]+\s+IoU ([0-9.]+)", line)
+    if m: vals[int(m.group(1))] = float(m.group(2))
+    m = re.search(r"final validation: loss [0-9.]+\s+IoU ([0-9.]+)", line)
+    if m: vals[40] = float(m.group(1))
+assert len(vals) == 4, ("validations of steps 10, 20, 30, 40 expected", vals)
+hi = max(vals.values())
+top = int(best[2])
+# printed with 4 decimals: the best is one of those within rounding of the highest
+assert top in vals and vals[top] >= hi - 1e-4, (best, vals)
+assert best[3] == "val_iou" and abs(float(best[4]) - vals[top]) < 1e-4, (best, vals)
+files = sorted(f for f in os.listdir(d) if f.endswith(".cgck"))
+want = sorted({last[0], best[0]})
+assert files == want, (files, want)
+text = open(insp).read()
+assert re.search(r"step %d .* last" % 40, text), text
+assert re.search(r"step %d .* best" % top, text), text
+print("PASS last -> step 40, best -> step %d (val_iou %.4f); files %s" % (top, vals[top], files))
+PY
+[ $fail -eq 0 ] && echo "test_resume_settings: all passed"
+exit $fail
