@@ -121,6 +121,14 @@ struct meta_t {
   double bytes;
 };
 
+/* Checked mode (COGPU_CHECK_DEVICE=1): the device of every stream and event the backend made,
+ * by handle, in open addressing; far larger than the few hundred handles, so it never fills. */
+constexpr int kDevTab = 4096;
+struct dev_entry_t {
+  const void *h;
+  int dev;
+};
+
 }  // namespace
 
 struct cg_backend {
@@ -130,6 +138,8 @@ struct cg_backend {
   int nclass;       /* the head's classes: 1 binary, K >= 2 softmax (kernels *_k) */
   int ign;          /* the ignore label, -1 = none */
   int dev, dev_set;
+  int check_dev;            /* COGPU_CHECK_DEVICE=1: assert the device at entries and uses */
+  dev_entry_t *devtab;      /* checked mode: stream/event -> its device (kDevTab entries) */
   cg_nccl_t *nccl;  /* = cfg.nccl: all-reduce on the comm stream; NULL = MPI or one process */
   cg_dtype_t dt;
   size_t es;        /* bytes per activation element */
@@ -225,6 +235,103 @@ struct cg_backend {
   int64_t seq_submitted, seq_fetched, train_steps;
   meta_t meta[kNQ];
 };
+
+namespace {
+
+/* ---- checked mode: every CUDA call on the backend's device ------------------------------- *
+ * With COGPU_CHECK_DEVICE=1 (read at create) each op asserts, before it sets the device, that
+ * the calling thread is already on b->dev (nothing between two calls moved it), and every
+ * stream and event this file creates is noted with the device current at its creation, then
+ * checked where it is recorded or waited on. The macros below route this file's calls through
+ * the checks; off, each costs one branch. */
+
+void dev_fail(const cg_backend_t *b, const char *fn, const char *what, int actual) {
+  CG_FATAL("%s: %s is on GPU %d, expected the backend's GPU %d (COGPU_CHECK_DEVICE=1)", fn, what,
+           actual, b->dev);
+}
+
+int dev_current(void) {
+  int d = -1;
+  if (cudaGetDevice(&d) != cudaSuccess) {
+    (void)cudaGetLastError();
+    return -1;
+  }
+  return d;
+}
+
+void dev_entry(const cg_backend_t *b, const char *fn) {
+  if (!b->check_dev) return;
+  const int d = dev_current();
+  if (d != b->dev) dev_fail(b, fn, "the calling thread", d);
+}
+
+size_t dev_hash(const void *h) {
+  return (size_t)(((uintptr_t)h >> 4) * 2654435761u) & (kDevTab - 1);
+}
+
+void dev_note(cg_backend_t *b, const void *h) {
+  if (!b->devtab || !h) return;
+  size_t i = dev_hash(h);
+  for (int n = 0; n < kDevTab; n++, i = (i + 1) & (kDevTab - 1))
+    if (!b->devtab[i].h || b->devtab[i].h == h) {
+      b->devtab[i].h = h;
+      b->devtab[i].dev = dev_current();
+      return;
+    }
+  CG_FATAL("COGPU_CHECK_DEVICE: more than %d streams and events", kDevTab);
+}
+
+/* The stream's or event's device as noted at creation; the NULL stream is the thread's. */
+void dev_use(const cg_backend_t *b, const void *h, const char *what, const char *fn) {
+  if (!b->devtab) return;
+  int d = dev_current();
+  if (d != b->dev) dev_fail(b, fn, "the calling thread", d);
+  if (!h) return;
+  size_t i = dev_hash(h);
+  for (int n = 0; n < kDevTab && b->devtab[i].h; n++, i = (i + 1) & (kDevTab - 1))
+    if (b->devtab[i].h == h) {
+      if (b->devtab[i].dev != b->dev) dev_fail(b, fn, what, b->devtab[i].dev);
+      return;
+    }
+  CG_FATAL("%s: %s %p was not created by this backend (COGPU_CHECK_DEVICE=1)", fn, what, h);
+}
+
+cudaError_t chk_event_create(cg_backend_t *b, cudaEvent_t *e, unsigned flags) {
+  const cudaError_t rc = (cudaEventCreateWithFlags)(e, flags);
+  if (rc == cudaSuccess) dev_note(b, *e);
+  return rc;
+}
+
+cudaError_t chk_stream_create(cg_backend_t *b, cudaStream_t *s, unsigned flags) {
+  const cudaError_t rc = (cudaStreamCreateWithFlags)(s, flags);
+  if (rc == cudaSuccess) dev_note(b, *s);
+  return rc;
+}
+
+cudaError_t chk_record(const cg_backend_t *b, cudaEvent_t e, cudaStream_t s, unsigned flags,
+                       const char *fn) {
+  dev_use(b, e, "event", fn);
+  dev_use(b, s, "stream", fn);
+  return flags ? (cudaEventRecordWithFlags)(e, s, flags) : (cudaEventRecord)(e, s);
+}
+
+cudaError_t chk_wait(const cg_backend_t *b, cudaStream_t s, cudaEvent_t e, unsigned flags,
+                     const char *fn) {
+  dev_use(b, e, "event", fn);
+  dev_use(b, s, "stream", fn);
+  return (cudaStreamWaitEvent)(s, e, flags);
+}
+
+}  // namespace
+
+/* From here on, in this file, with a cg_backend_t *b in scope. */
+#define cudaEventCreate(e) chk_event_create(b, (e), cudaEventDefault)
+#define cudaEventCreateWithFlags(e, f) chk_event_create(b, (e), (f))
+#define cudaStreamCreateWithFlags(s, f) chk_stream_create(b, (s), (f))
+#define cudaEventRecord(e, s) chk_record(b, (e), (s), 0u, __func__)
+#define cudaEventRecordWithFlags(e, s, f) chk_record(b, (e), (s), (f), __func__)
+#define cudaStreamWaitEvent(s, e, f) chk_wait(b, (s), (e), (f), __func__)
+#define DEV_ENTRY(b) dev_entry((b), __func__)
 
 namespace {
 
@@ -1197,6 +1304,7 @@ void cuda_destroy(cg_backend_t *b) {
   if (!b) return;
   if (b->cfg.profile) prof_print(b);
   if (b->dev_set) {
+    DEV_ENTRY(b);
     CG_CHECK_CUDA(cudaSetDevice(b->dev));
     CG_CHECK_CUDA(cudaDeviceSynchronize()); /* nothing in flight may touch what is freed */
   }
@@ -1241,6 +1349,7 @@ void cuda_destroy(cg_backend_t *b) {
     if (ss[k]) CG_CHECK_CUDA(cudaStreamDestroy(ss[k]));
   for (int i = 0; i < b->nallocs; i++) CG_CHECK_CUDA(cudaFree(b->allocs[i]));
   for (int i = 0; i < b->nhallocs; i++) CG_CHECK_CUDA(cudaFreeHost(b->hallocs[i]));
+  free(b->devtab);
   free(b);
 }
 
@@ -1364,6 +1473,13 @@ int create_with(const cg_model_t *m, const cg_backend_cfg_t *cfg, const cg_devpl
   /* the device first: every stream and event below belongs to it */
   CG_CHECK_CUDA(cudaSetDevice(b->dev));
   b->dev_set = 1;
+  {
+    const char *chk = getenv("COGPU_CHECK_DEVICE");
+    b->check_dev = chk && chk[0] && strcmp(chk, "0") != 0;
+  }
+  if (b->check_dev)
+    b->devtab = static_cast<dev_entry_t *>(cg_calloc(kDevTab, sizeof(dev_entry_t), "device table"));
+  DEV_ENTRY(b);
   if (b->nccl && cg_nccl_device(b->nccl) != b->dev) {
     snprintf(err, errlen, "the NCCL communicator is on GPU %d, the backend on GPU %d",
              cg_nccl_device(b->nccl), b->dev);
@@ -1491,6 +1607,7 @@ int cuda_create(const cg_model_t *m, const cg_backend_cfg_t *cfg, cg_backend_t *
 
 int cuda_set_params(cg_backend_t *b, const float *params) {
   const size_t np = b->m->nparams;
+  DEV_ENTRY(b);
   CG_CHECK_CUDA(cudaSetDevice(b->dev));
   CG_CHECK_CUDA(cudaStreamSynchronize(b->s_comp));
   CG_CHECK_CUDA(cudaMemcpyAsync(b->d_params, params, np * sizeof(float), cudaMemcpyHostToDevice,
@@ -1501,6 +1618,7 @@ int cuda_set_params(cg_backend_t *b, const float *params) {
 }
 
 int cuda_get_params(cg_backend_t *b, float *params) {
+  DEV_ENTRY(b);
   CG_CHECK_CUDA(cudaSetDevice(b->dev));
   CG_CHECK_CUDA(cudaMemcpyAsync(params, b->d_params, b->m->nparams * sizeof(float),
                                 cudaMemcpyDeviceToHost, b->s_comp));
@@ -1511,6 +1629,7 @@ int cuda_get_params(cg_backend_t *b, float *params) {
 int cuda_get_grads(cg_backend_t *b, float *grads) {
   const size_t np = b->m->nparams;
   float scale = 1.0f;
+  DEV_ENTRY(b);
   CG_CHECK_CUDA(cudaSetDevice(b->dev));
   CG_CHECK_CUDA(cudaMemcpyAsync(grads, b->d_grads, np * sizeof(float), cudaMemcpyDeviceToHost,
                                 b->s_comp));
@@ -1526,6 +1645,7 @@ int cuda_get_grads(cg_backend_t *b, float *grads) {
 int cuda_get_opt_state(cg_backend_t *b, float *m, float *v, float *scale, int64_t *good_steps) {
   const size_t np = b->m->nparams;
   cg_scaler_t sc;
+  DEV_ENTRY(b);
   CG_CHECK_CUDA(cudaSetDevice(b->dev));
   CG_CHECK_CUDA(cudaMemcpyAsync(m, b->d_m, np * sizeof(float), cudaMemcpyDeviceToHost, b->s_comp));
   CG_CHECK_CUDA(cudaMemcpyAsync(v, b->d_v, np * sizeof(float), cudaMemcpyDeviceToHost, b->s_comp));
@@ -1540,6 +1660,7 @@ int cuda_set_opt_state(cg_backend_t *b, const float *m, const float *v, float sc
                        int64_t good_steps) {
   const size_t np = b->m->nparams;
   cg_scaler_t sc;
+  DEV_ENTRY(b);
   CG_CHECK_CUDA(cudaSetDevice(b->dev));
   CG_CHECK_CUDA(cudaStreamSynchronize(b->s_comp));
   CG_CHECK_CUDA(cudaMemcpyAsync(&sc, b->d_scaler, sizeof sc, cudaMemcpyDeviceToHost, b->s_comp));
@@ -1565,6 +1686,7 @@ int cuda_upload(cg_backend_t *b, int slot, const cg_batch_t *batch) {
   CG_ASSERT(batch->n_cpu == batch->n || batch->rgb != NULL);
   const size_t hw = (size_t)m->height * m->width, px = (size_t)b->n * hw;
   const size_t ncpu = (size_t)batch->n_cpu, ndev = (size_t)(batch->n - batch->n_cpu);
+  DEV_ENTRY(b);
   CG_CHECK_CUDA(cudaSetDevice(b->dev));
   CG_CHECK_CUDA(cudaStreamWaitEvent(b->s_h2d, b->ev_free[slot], 0));
   if (b->cfg.trace) CG_CHECK_CUDA(cudaEventRecord(b->ev_h2d_start[slot], b->s_h2d));
@@ -1590,6 +1712,7 @@ int cuda_upload(cg_backend_t *b, int slot, const cg_batch_t *batch) {
 
 int cuda_upload_wait(cg_backend_t *b, int slot) {
   CG_ASSERT(slot >= 0 && slot < CG_DEV_SLOTS);
+  DEV_ENTRY(b);
   CG_CHECK_CUDA(cudaEventSynchronize(b->ev_ready[slot]));
   return 0;
 }
@@ -1598,6 +1721,7 @@ int cuda_upload_wait(cg_backend_t *b, int slot) {
 void begin_step(cg_backend_t *b, int slot, int train, int *q, int *dq) {
   CG_ASSERT(slot >= 0 && slot < CG_DEV_SLOTS);
   CG_ASSERT(b->seq_submitted - b->seq_fetched < CG_MAX_INFLIGHT);
+  DEV_ENTRY(b); /* train_step, eval_step */
   CG_CHECK_CUDA(cudaSetDevice(b->dev));
   const int64_t seq = b->seq_submitted;
   *q = (int)(seq % kNQ);
@@ -1722,6 +1846,7 @@ void trace_times(cg_backend_t *b, int q, cg_step_out_t *out) {
 
 int cuda_fetch(cg_backend_t *b, cg_step_out_t *out) {
   CG_ASSERT(b->seq_fetched < b->seq_submitted);
+  DEV_ENTRY(b);
   CG_CHECK_CUDA(cudaSetDevice(b->dev));
   const int q = (int)(b->seq_fetched % kNQ);
   CG_CHECK_CUDA(cudaEventSynchronize(b->ev_result[q]));
@@ -1776,6 +1901,7 @@ size_t cuda_mem_bytes(cg_backend_t *b) { return b->bytes; }
 int cuda_get_logits(cg_backend_t *b, float *out) {
   CG_ASSERT(b->seq_submitted > 0 && b->seq_fetched == b->seq_submitted);
   CG_ASSERT(!b->meta[(b->seq_submitted - 1) % kNQ].train);
+  DEV_ENTRY(b);
   CG_CHECK_CUDA(cudaSetDevice(b->dev));
   const int lt = b->m->logits_tensor;
   const cg_tensor_t *T = &b->m->tensors[lt];

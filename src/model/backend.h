@@ -141,7 +141,9 @@ typedef struct cg_backend_ops {
    * state, workspaces, batch slots): what it allocated, the peak, as it allocates up front. */
   size_t (*mem_bytes)(cg_backend_t *b);
   /* Host memory for batches the backend uploads (pinned on a GPU, so copies are asynchronous
-   * and at full speed); NULL on failure. Not tied to a backend instance. */
+   * and at full speed); NULL on failure. Not tied to a backend instance, but on a GPU it makes
+   * a context on the calling thread's device (GPU 0 on a fresh thread): call it after create, on
+   * the thread that created the backend (the trainer's loaders do). */
   void *(*host_alloc)(size_t bytes);
   void (*host_free)(void *p);
   /* The logits of the last evaluated batch (predict): call after eval_step and its fetch, before
