@@ -534,16 +534,54 @@ int cg_topo_pin_driver(const cg_topo_t *t, int drives_gpu) {
 }
 
 void cg_topo_report(const cg_topo_t *t, const cg_comm_t *c, FILE *f) {
-  char line[512];
-  memset(line, 0, sizeof line);
-  cg_topo_plan_format(&t->plan, c->rank, c->host, line, sizeof line);
-  char *all = NULL;
-  if (c->rank == 0) all = cg_calloc((size_t)c->size, sizeof line, "topology lines");
-  CG_CHECK_MPI(MPI_Gather(line, (int)sizeof line, MPI_CHAR, all, (int)sizeof line, MPI_CHAR, 0,
+  cg_topo_report_view(t, c, (cg_rank_view_t){CG_VIEW_ALL, 0}, f);
+}
+
+/* Whether rank 0 prints rank r's line under view v (nodes: the first rank seen on its node). */
+static int view_shows(cg_rank_view_t v, int r, const int *node, const char *seen) {
+  if (v.mode == CG_VIEW_NODES) return !seen[node[r]];
+  if (v.mode == CG_VIEW_TOP) return r < v.top;
+  return 1;
+}
+
+void cg_topo_report_view(const cg_topo_t *t, const cg_comm_t *c, cg_rank_view_t v, FILE *f) {
+  struct {
+    char line[512];
+    int node;
+  } mine, *all = NULL;
+  memset(&mine, 0, sizeof mine);
+  cg_topo_plan_format(&t->plan, c->rank, c->host, mine.line, sizeof mine.line);
+  mine.node = c->node;
+  if (c->rank == 0) all = cg_calloc((size_t)c->size, sizeof mine, "topology lines");
+  CG_CHECK_MPI(MPI_Gather(&mine, (int)sizeof mine, MPI_BYTE, all, (int)sizeof mine, MPI_BYTE, 0,
                           c->world));
-  if (c->rank == 0) {
-    for (int r = 0; r < c->size; r++) fprintf(f, "%s\n", all + (size_t)r * sizeof line);
-    fflush(f);
-    free(all);
+  if (c->rank != 0) return;
+  v = cg_rank_view_resolve(v, c->size, c->nnodes);
+  int *node = cg_malloc(sizeof(int) * (size_t)c->size, "topology nodes");
+  char *seen = cg_calloc((size_t)c->size, 1, "topology seen");
+  int *count = cg_calloc((size_t)c->size, sizeof(int), "topology counts");
+  for (int r = 0; r < c->size; r++) {
+    node[r] = all[r].node >= 0 && all[r].node < c->size ? all[r].node : 0;
+    count[node[r]]++;
   }
+  int hidden = 0;
+  for (int r = 0; r < c->size; r++) {
+    if (view_shows(v, r, node, seen)) {
+      if (v.mode == CG_VIEW_NODES && !seen[node[r]] && count[node[r]] > 1)
+        fprintf(f, "%s (+%d more rank(s) on this node)\n", all[r].line, count[node[r]] - 1);
+      else
+        fprintf(f, "%s\n", all[r].line);
+    } else {
+      hidden++;
+    }
+    seen[node[r]] = 1;
+  }
+  if (hidden)
+    fprintf(f, "(%d more binding line(s) not shown: --report-ranks all or info --topology shows "
+               "every rank)\n", hidden);
+  fflush(f);
+  free(count);
+  free(seen);
+  free(node);
+  free(all);
 }

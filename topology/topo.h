@@ -30,6 +30,7 @@
 #include <stdio.h>
 
 #include "comm.h"
+#include "rank_view.h"
 
 #define CG_TOPO_MAX_CPUS 1024
 #define CG_TOPO_PCI_LEN 16   /* "dddd:bb:dd.f" and its NUL */
@@ -120,6 +121,10 @@ int cg_topo_pin_driver(const cg_topo_t *t, int drives_gpu);
 
 /* Collective over c->world: rank 0 prints one line per rank, in rank order, to f. */
 void cg_topo_report(const cg_topo_t *t, const cg_comm_t *c, FILE *f);
+/* The same under a --report-ranks view (rank_view.h; auto is resolved here): all = every line;
+ * nodes = the first rank's line of each node and how many more share it; top:N = the first N
+ * lines (nothing is slow yet at start-up). Ends with how many lines were left out. */
+void cg_topo_report_view(const cg_topo_t *t, const cg_comm_t *c, cg_rank_view_t v, FILE *f);
 
 /* ---- CUDA runtime side (topo_cuda.c); without CUDA they report no device ---- */
 

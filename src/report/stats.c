@@ -8,6 +8,7 @@
 
 #include "atomic_file.h"
 #include "log.h"
+#include "rank_view.h"
 
 enum { F_STEPS, F_WALL, F_WAIT, F_COMM, F_BUSY, F_HBUSY, F_HELPERS, F_SHARE, F_SAMPLES, F_H2D,
        F_D2H, F_LOSS, NF };
@@ -21,6 +22,9 @@ struct cg_stats {
   char *prom;  /* --prom-out path, rank 0 */
   char *names; /* rank 0: host then gpu per rank, NAME_LEN each */
   double *all; /* NF x size */
+  int *node;   /* node index per rank */
+  cg_rank_view_t view; /* the table's rows (--report-ranks), resolved */
+  int timing;  /* COGPU_STATS_TIMING set: rank 0 prints the gather and format times */
   double val[6]; /* the latest validation: step, loss, iou, dice, acc, classes; step < 0 none */
 };
 
@@ -68,12 +72,22 @@ cg_stats_t *cg_stats_create(const cg_comm_t *c, const char *gpu_name, int backen
   CG_CHECK_MPI(MPI_Allgather(mine, (int)sizeof mine, MPI_CHAR, s->names, (int)sizeof mine,
                              MPI_CHAR, c->world));
   s->all = cg_calloc((size_t)c->size * NF, sizeof(double), "stats records");
+  s->node = cg_calloc((size_t)c->size, sizeof(int), "stats nodes");
+  CG_CHECK_MPI(MPI_Allgather(&c->node, 1, MPI_INT, s->node, 1, MPI_INT, c->world));
+  s->view = cg_rank_view_resolve((cg_rank_view_t){CG_VIEW_AUTO, CG_VIEW_TOP_DEFAULT}, c->size,
+                                 c->nnodes);
+  const char *tm = getenv("COGPU_STATS_TIMING");
+  s->timing = tm && tm[0] && strcmp(tm, "0");
   if (c->rank == 0 && jsonl_path && jsonl_path[0]) {
     char err[4400];
     s->jsonl = cg_afile_append(jsonl_path, err, sizeof err);
     if (!s->jsonl) cg_log_warn("--stats-out: %s", err);
   }
   return s;
+}
+
+void cg_stats_set_view(cg_stats_t *s, cg_rank_view_t v) {
+  s->view = cg_rank_view_resolve(v, s->c->size, s->c->nnodes);
 }
 
 void cg_stats_set_prom(cg_stats_t *s, const char *path) {
@@ -163,6 +177,7 @@ void cg_stats_destroy(cg_stats_t *s) {
   if (s->jsonl) fclose(s->jsonl);
   free(s->names);
   free(s->all);
+  free(s->node);
   free(s);
 }
 
@@ -209,13 +224,134 @@ void cg_stats_set_val(cg_stats_t *s, int64_t step, double loss, double iou, doub
   memcpy(s->val, v, sizeof v);
 }
 
+/* What the printed table needs besides the per-rank figures. */
+typedef struct {
+  const fig_t *f, *mean, *max, *imb;
+  int straggler;
+  double median;
+  int64_t step, total;
+  int final;
+  double window_steps, cluster_ips;
+} table_t;
+
+static void print_row(FILE *out, const cg_stats_t *s, const char *label, const char *host,
+                      const char *gpu, const fig_t *g, const char *extra) {
+  char b1[16], b2[16], b3[16], b4[16], b5[16];
+  fmt_pct(b1, sizeof b1, s->gpu ? g->busy : g->compute);
+  fmt_pct(b2, sizeof b2, g->wait);
+  fmt_pct(b3, sizeof b3, g->comm);
+  fmt_pct(b4, sizeof b4, g->cpu_busy);
+  fmt_pct(b5, sizeof b5, g->share);
+  fprintf(out, "  %-5s %-14.14s %-14.14s %8.2f %8s %9s %8s %8s %9s %9.1f %8.1f %8.2f %8.2f%s\n",
+          label, host, gpu, g->step_ms, b1, b2, b3, b4, b5, g->ips, g->h2d, g->d2h, g->own_ms,
+          extra ? extra : "");
+}
+
+static void print_rank(FILE *out, const cg_stats_t *s, const table_t *tb, int r) {
+  char label[24];
+  snprintf(label, sizeof label, "%d%s", r, r == tb->straggler ? "*" : "");
+  print_row(out, s, label, s->names + (size_t)r * 2 * NAME_LEN,
+            s->names + (size_t)r * 2 * NAME_LEN + NAME_LEN, &tb->f[r], NULL);
+}
+
+/* --report-ranks nodes: per node the mean of its ranks' figures and its worst (slowest own
+ * time) rank, named. */
+static void print_nodes(FILE *out, const cg_stats_t *s, const table_t *tb) {
+  const int R = s->c->size;
+  int nn = 0;
+  for (int r = 0; r < R; r++)
+    if (s->node[r] + 1 > nn) nn = s->node[r] + 1;
+  for (int n = 0; n < nn; n++) {
+    fig_t m;
+    memset(&m, 0, sizeof m);
+    int k = 0, worst = -1;
+    for (int r = 0; r < R; r++) {
+      if (s->node[r] != n) continue;
+      k++;
+      if (worst < 0 || tb->f[r].own_ms > tb->f[worst].own_ms) worst = r;
+    }
+    if (!k) continue;
+    for (int r = 0; r < R; r++)
+      if (s->node[r] == n)
+        for (int i = 0; i < NFIG; i++) *fig_at(&m, i) += *fig_at((fig_t *)&tb->f[r], i) / k;
+    char label[24], ranks[24], extra[96];
+    snprintf(label, sizeof label, "n%d", n);
+    snprintf(ranks, sizeof ranks, "%d rank(s)", k);
+    snprintf(extra, sizeof extra, "  worst rank %d%s (own %.2f ms)", worst,
+             worst == tb->straggler ? "*" : "", tb->f[worst].own_ms);
+    print_row(out, s, label, s->names + (size_t)worst * 2 * NAME_LEN, ranks, &m, extra);
+  }
+}
+
+typedef struct {
+  double own;
+  int rank;
+} own_rank_t;
+
+static int cmp_own_desc(const void *a, const void *b) {
+  const own_rank_t *x = a, *y = b;
+  if (x->own != y->own) return x->own < y->own ? 1 : -1;
+  return (x->rank > y->rank) - (x->rank < y->rank);
+}
+
+/* --report-ranks top:N: the N ranks with the slowest own time, slowest first. */
+static void print_top(FILE *out, const cg_stats_t *s, const table_t *tb) {
+  const int R = s->c->size, n = s->view.top < R ? s->view.top : R;
+  own_rank_t *order = cg_malloc(sizeof *order * (size_t)R, "stats order");
+  for (int r = 0; r < R; r++) order[r] = (own_rank_t){tb->f[r].own_ms, r};
+  qsort(order, (size_t)R, sizeof *order, cmp_own_desc);
+  for (int i = 0; i < n; i++) print_rank(out, s, tb, order[i].rank);
+  if (n < R)
+    fprintf(out, "  ... %d more rank(s) not shown (--report-ranks all shows every rank)\n", R - n);
+  free(order);
+}
+
+static void print_table(const cg_stats_t *s, const table_t *tb, FILE *out) {
+  const int R = s->c->size;
+  const char *busy_h = s->gpu ? "gpu_busy" : "compute";
+  char vn[32] = "";
+  if (s->view.mode == CG_VIEW_NODES) snprintf(vn, sizeof vn, ", one row per node");
+  else if (s->view.mode == CG_VIEW_TOP)
+    snprintf(vn, sizeof vn, ", the %d slowest", s->view.top < R ? s->view.top : R);
+  fprintf(out, "# balance %s step %lld/%lld, window of %.0f steps, %d rank(s)%s, %.1f img/s in all\n",
+          tb->final ? "at the end," : "at", (long long)tb->step, (long long)tb->total,
+          tb->window_steps, R, vn, tb->cluster_ips);
+  fprintf(out, "# %-5s %-14s %-14s %8s %8s %9s %8s %8s %9s %9s %8s %8s %8s%s\n",
+          s->view.mode == CG_VIEW_NODES ? "node" : "rank", "host",
+          s->view.mode == CG_VIEW_NODES ? "ranks" : "gpu", "step_ms", busy_h, "data_wait",
+          "comm_exp", "cpu_busy", "cpu_share", "img/s", "h2d_MB/s", "d2h_MB/s", "own_ms",
+          s->view.mode == CG_VIEW_NODES ? "  worst" : "");
+  if (s->view.mode == CG_VIEW_NODES) print_nodes(out, s, tb);
+  else if (s->view.mode == CG_VIEW_TOP) print_top(out, s, tb);
+  else
+    for (int r = 0; r < R; r++) print_rank(out, s, tb, r);
+  print_row(out, s, "mean", "", "", tb->mean, NULL);
+  print_row(out, s, "max", "", "", tb->max, NULL);
+  char i1[16], i2[16];
+  fmt_pct(i1, sizeof i1, tb->imb->own_ms);
+  fmt_pct(i2, sizeof i2, s->gpu ? tb->imb->busy : tb->imb->compute);
+  fprintf(out, "  imbalance (max/mean - 1): own_ms %s, %s %s\n", i1, busy_h, i2);
+  if (tb->straggler >= 0)
+    fprintf(out, "  straggler: rank %d on %s (own %.2f ms/step, %.0f%% above the median %.2f)\n",
+            tb->straggler, s->names + (size_t)tb->straggler * 2 * NAME_LEN,
+            tb->f[tb->straggler].own_ms,
+            100.0 * (tb->f[tb->straggler].own_ms / tb->median - 1.0), tb->median);
+  else
+    fprintf(out, "  straggler: none (no rank's own time is more than 10%% above the median %.2f ms)\n",
+            tb->median);
+  fflush(out);
+}
+
 double cg_stats_report(cg_stats_t *s, const cg_window_t *w, int64_t step, int64_t total,
                        int final, FILE *out, cg_cluster_t *cl) {
   const cg_comm_t *c = s->c;
   double mine[NF] = {(double)w->steps, w->wall, w->data_wait, w->comm_exposed, w->busy,
                      w->helper_busy, (double)w->helpers, w->cpu_share, (double)w->samples,
                      w->h2d_bytes, w->d2h_bytes, w->loss};
+  if (s->timing) CG_CHECK_MPI(MPI_Barrier(c->world));
+  const double t0 = MPI_Wtime();
   CG_CHECK_MPI(MPI_Allgather(mine, NF, MPI_DOUBLE, s->all, NF, MPI_DOUBLE, c->world));
+  const double t_gather = MPI_Wtime() - t0;
   const int R = c->size;
   double loss = 0, steps = mine[F_STEPS] > 0 ? mine[F_STEPS] : 1;
   for (int r = 0; r < R; r++) loss += s->all[(size_t)r * NF + F_LOSS];
@@ -259,47 +395,13 @@ double cg_stats_report(cg_stats_t *s, const cg_window_t *w, int64_t step, int64_
   }
 
   if (out) {
-    const char *busy_h = s->gpu ? "gpu_busy" : "compute";
-    fprintf(out, "# balance %s step %lld/%lld, window of %.0f steps, %d rank(s), %.1f img/s in all\n",
-            final ? "at the end," : "at", (long long)step, (long long)total, mine[F_STEPS], R,
-            cluster_ips);
-    fprintf(out, "# %-5s %-14s %-14s %8s %8s %9s %8s %8s %9s %9s %8s %8s %8s\n", "rank", "host",
-            "gpu", "step_ms", busy_h, "data_wait", "comm_exp", "cpu_busy", "cpu_share", "img/s",
-            "h2d_MB/s", "d2h_MB/s", "own_ms");
-    for (int r = -1; r < R + 2; r++) {
-      const fig_t *g;
-      char label[24], host[20], gpu[20];
-      if (r == -1) continue;
-      if (r < R) {
-        g = &f[r];
-        snprintf(label, sizeof label, "%d%s", r, r == straggler ? "*" : "");
-        snprintf(host, sizeof host, "%.14s", s->names + (size_t)r * 2 * NAME_LEN);
-        snprintf(gpu, sizeof gpu, "%.14s", s->names + (size_t)r * 2 * NAME_LEN + NAME_LEN);
-      } else {
-        g = r == R ? &mean : &max;
-        snprintf(label, sizeof label, "%s", r == R ? "mean" : "max");
-        host[0] = gpu[0] = 0;
-      }
-      char b1[16], b2[16], b3[16], b4[16], b5[16];
-      fmt_pct(b1, sizeof b1, s->gpu ? g->busy : g->compute);
-      fmt_pct(b2, sizeof b2, g->wait);
-      fmt_pct(b3, sizeof b3, g->comm);
-      fmt_pct(b4, sizeof b4, g->cpu_busy);
-      fmt_pct(b5, sizeof b5, g->share);
-      fprintf(out, "  %-5s %-14s %-14s %8.2f %8s %9s %8s %8s %9s %9.1f %8.1f %8.2f %8.2f\n", label,
-              host, gpu, g->step_ms, b1, b2, b3, b4, b5, g->ips, g->h2d, g->d2h, g->own_ms);
-    }
-    char i1[16], i2[16];
-    fmt_pct(i1, sizeof i1, imb.own_ms);
-    fmt_pct(i2, sizeof i2, s->gpu ? imb.busy : imb.compute);
-    fprintf(out, "  imbalance (max/mean - 1): own_ms %s, %s %s\n", i1, busy_h, i2);
-    if (straggler >= 0)
-      fprintf(out, "  straggler: rank %d on %s (own %.2f ms/step, %.0f%% above the median %.2f)\n",
-              straggler, s->names + (size_t)straggler * 2 * NAME_LEN, f[straggler].own_ms,
-              100.0 * (f[straggler].own_ms / median - 1.0), median);
-    else
-      fprintf(out, "  straggler: none (no rank's own time is more than 10%% above the median %.2f ms)\n",
-              median);
+    const table_t tb = {f, &mean, &max, &imb, straggler, median, step, total, final,
+                        mine[F_STEPS], cluster_ips};
+    print_table(s, &tb, out);
+  }
+  if (out && s->timing) { /* gather as measured above; format: the rank-0 work up to here */
+    fprintf(out, "# stats timing: gather %.3f ms, format %.3f ms, %d rank(s)\n", 1e3 * t_gather,
+            1e3 * (MPI_Wtime() - t0 - t_gather), R);
     fflush(out);
   }
   if (s->prom) write_prom(s, f, R, step, total, final, loss, cluster_ips, straggler, &imb);

@@ -2,12 +2,16 @@
  *
  * Every rank accumulates its figures over a report window (ARCHITECTURE.md, "Load figures");
  * at each report all ranks call cg_stats_report, which gathers one fixed-size record per rank
- * on rank 0 with a single MPI_Gather, and rank 0 prints the table (one row per rank, then
- * mean / max / imbalance and the straggler) and appends one JSON line to --stats-out.
+ * with a single MPI_Allgather, and rank 0 prints the table (the rows of cg_stats_set_view, then
+ * mean / max / imbalance and the straggler) and appends one JSON line (every rank) to --stats-out.
  *
  * Straggler: the rank whose own time per step (step_ms - comm_exposed_ms: the time it did not
  * spend waiting for the others) is more than 10% above the median of all ranks; in synchronous
  * data parallelism every rank's wall step time is the same, so the wall time cannot tell.
+ *
+ * With COGPU_STATS_TIMING=1 in the environment, every rank meets at a barrier before the
+ * gather (so the time measures the collective, not the ranks' skew) and rank 0 prints
+ * "# stats timing: gather X ms, format Y ms" after each table (bench/RESULTS.md, issue 15).
  *
  * A figure a backend cannot measure (gpu_busy on the cpu backend) is reported as absent
  * ("-" in the table, null in JSON), never invented. */
@@ -18,6 +22,7 @@
 #include <stdio.h>
 
 #include "comm.h"
+#include "rank_view.h"
 
 /* One window of one rank, accumulated by the training loop. */
 typedef struct {
@@ -47,6 +52,13 @@ void cg_stats_destroy(cg_stats_t *s); /* NULL-safe */
  * node_exporter's textfile collector) with the same figures in the Prometheus text format:
  * gauges named cogpu_<figure>_<unit> labelled by rank, host and gpu, and cluster-wide ones. */
 void cg_stats_set_prom(cg_stats_t *s, const char *path);
+
+/* The printed table's rows (--report-ranks; rank_view.h), resolved for this job: all = one row
+ * per rank; nodes = one row per node (the means over its ranks, and its slowest rank by own
+ * time, named); top:N = the N ranks with the slowest own time, slowest first. The mean, max,
+ * imbalance and straggler lines always follow; --stats-out and --prom-out keep every rank.
+ * Default (before any call): auto. */
+void cg_stats_set_view(cg_stats_t *s, cg_rank_view_t v);
 
 /* Rank 0: the latest validation (iou, dice: the class means when classes > 1), added to every
  * following --stats-out record as "val": {step, loss, iou|miou, dice|mdice, acc}. */

@@ -10,6 +10,7 @@
 #include "cli.h"    // cg_cli_*: this file's contract
 #include "opts.h"   // cg_opts_*: the engine: parse, range checks, messages, --help lines
 #include "png_io.h" // CG_PNG_DEFAULT_MAX_PIXELS: the --max-image-pixels default
+#include "rank_view.h" // cg_rank_view_parse: --report-ranks
 
 /* Which commands take an option (cg_opt_t.cmds). */
 #define C_TRAIN (1u << CG_CMD_TRAIN)
@@ -106,6 +107,11 @@ static const cg_opt_t g_opts[] = {
      "validate every N steps; 0 = only at the end; default: once per epoch (and at the end)"},
     CG_OPT_ROW_NUM(I64, "report-every", O(report_every), 1, 1e15, C_TRAIN, "N",
         "print the performance line every N steps"),
+    CG_OPT_ROW_TEXT(STR, "report-ranks", O(report_ranks), NULL, C_TRAIN, "MODE",
+        "rows of the balance table and the start-up binding report: all = every rank; nodes = one "
+        "row per node (the means over its ranks and its slowest rank, named); top[:N] = the N "
+        "slowest ranks (default 8); auto = all up to 16 ranks, above that nodes on several nodes, "
+        "else top. --stats-out, --prom-out and info --topology keep every rank"),
     CG_OPT_ROW_TEXT(STR, "metrics-out", O(metrics_out), NULL, C_TRAIN, "FILE",
         "write the final metrics as one JSON object to FILE"),
     CG_OPT_ROW_TEXT(STR, "params-out", O(params_out), NULL, C_TRAIN, "FILE",
@@ -210,6 +216,7 @@ void cg_cli_defaults(cg_config_t *c) {
   c->seed = 1;
   c->val_every = -1; /* once per epoch */
   c->report_every = 100;
+  snprintf(c->report_ranks, sizeof c->report_ranks, "auto");
   c->bucket_mb = 25;
   snprintf(c->progress, sizeof c->progress, "auto");
   snprintf(c->allreduce, sizeof c->allreduce, "auto");
@@ -328,6 +335,14 @@ int cg_cli_check(cg_config_t *cfg, char *err, size_t errlen) {
     if (cfg->image_size % div) {
       snprintf(err, errlen, "--image-size: %d is not divisible by 2^depth = %d (--model-depth %d)",
                cfg->image_size, div, cfg->model_depth);
+      return -1;
+    }
+  }
+  if (cfg->cmd == CG_CMD_TRAIN) {
+    cg_rank_view_t v;
+    char why[128];
+    if (cg_rank_view_parse(cfg->report_ranks, &v, why, sizeof why)) {
+      snprintf(err, errlen, "--report-ranks: %s", why);
       return -1;
     }
   }

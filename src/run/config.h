@@ -54,6 +54,7 @@ typedef struct {
   uint64_t seed;
   int64_t val_every;   /* steps between validations; 0 = only at the end; < 0 = once per epoch */
   int64_t report_every;
+  char report_ranks[24]; /* --report-ranks: auto|all|nodes|top|top:N (rank_view.h) */
   char metrics_out[CG_PATH_MAX];
   char params_out[CG_PATH_MAX];
   char stats_out[CG_PATH_MAX];

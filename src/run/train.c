@@ -36,7 +36,7 @@
 #include "log.h"          /* cg_fatal, CG_CHECK_MPI, cg_now */
 #include "nvtx.h"         /* cg_nvtx_*: profiler ranges */
 #include "run.h"          /* cg_run_t, cg_run_setup/teardown: the run's state */
-#include "topo.h"         /* cg_topo_report, cg_topo_pin_driver */
+#include "topo.h"         /* cg_topo_report_view, cg_topo_pin_driver */
 #include "trace.h"        /* cg_trace_*: --trace-out timeline */
 #include "train_report.h" /* cg_report_*, cg_acc_t: every line the run prints */
 
@@ -614,7 +614,10 @@ static int run_train(const cg_config_t *cfg, cg_comm_t *c, cg_train_result_t *re
   const int code = cg_run_setup(&r, cfg, c, guard);
   if (code) return code;
   cg_report_banner(&r);
-  cg_topo_report(r.topo, c, stdout);
+  cg_rank_view_t view = {CG_VIEW_AUTO, CG_VIEW_TOP_DEFAULT}; /* --report-ranks, checked */
+  char why[128];
+  cg_rank_view_parse(cfg->report_ranks, &view, why, sizeof why);
+  cg_topo_report_view(r.topo, c, view, stdout);
   cg_topo_pin_driver(r.topo, r.is_cuda); /* before the helpers start: they take the other cores */
   loop_t L;
   memset(&L, 0, sizeof L);
