@@ -293,15 +293,10 @@ static void report(void *ctx, const char *line) {
   printf("  scan: %s\n", line);
 }
 
-int main(void) {
-  snprintf(g_dir, sizeof g_dir, "/tmp/cg_test_ckpt.XXXXXX");
-  if (!mkdtemp(g_dir)) {
-    perror("mkdtemp");
-    return 1;
-  }
+/* Round trip: the header and the payload bit for bit. */
+static void test_round_trip(void) {
   char err[1024], path[512];
   const cg_ckpt_shape_t want = shape();
-
   /* ---- round trip ---- */
   CG_TEST_CHECK(write_step(10, 5) == 0, "write step 10");
   {
@@ -322,7 +317,11 @@ int main(void) {
     if (st == CG_CKPT_OK) printf("PASS round trip: header and %d x 3 floats bit for bit\n", NP);
     CG_TEST_CHECK(count_files(".ckpt-") == 0, "a temporary file was left");
   }
+}
 
+/* Each kind of damage, on its own copy (files 20..60 stay damaged for the scan). */
+static void test_damage(void) {
+  const cg_ckpt_shape_t want = shape();
   /* ---- each kind of damage, on its own copy ---- */
   CG_TEST_CHECK(write_step(20, 5) == 0 && write_step(30, 5) == 0 && write_step(40, 5) == 0 &&
                     write_step(50, 5) == 0,
@@ -364,7 +363,14 @@ int main(void) {
   }
   expect("verify-only reader sees the same damage", p50, NULL, CG_CKPT_ECORRUPT, "payload CRC");
   test_classes();
+}
 
+/* The newest-valid scan over the damaged files. */
+static void test_scan(void) {
+  char err[1024], path[512];
+  const cg_ckpt_shape_t want = shape();
+  char p20[512];
+  cg_ckpt_path(g_dir, 20, p20, sizeof p20);
   /* ---- newest-valid scan: 60 (foreign), 50 (payload), 40 (header), 30 (cut) -> 20 ---- */
   {
     float p[NP], m[NP], v[NP];
@@ -397,7 +403,11 @@ int main(void) {
     CG_TEST_CHECK(rc == 1, "empty directory: rc %d (%s)", rc, err);
     rmdir(empty);
   }
+}
 
+/* Rotation within this run's lineage. */
+static void test_rotation(void) {
+  char err[1024];
   /* ---- rotation: keep this run's 3 newest; its later steps (an abandoned attempt) go; files
    * whose header cannot say whose they are (60: not a checkpoint, 40: header CRC) are never
    * removed. Ours with a readable header: 10, 20, 30 (cut, header intact), 50 (payload). ---- */
@@ -422,7 +432,11 @@ int main(void) {
     printf("PASS rotation: keeps the run's 3 newest, drops its later steps after a resume, never "
            "a file it cannot tell is its own\n");
   }
+}
 
+/* Rotation and another run's checkpoints. */
+static void test_rotation_foreign(void) {
+  char err[1024], path[512];
   /* ---- rotation never removes another run's checkpoints (issue 11: a forgotten --resume or a
    * fresh run into the same directory wiped an earlier run) ---- */
   {
@@ -465,7 +479,11 @@ int main(void) {
     unlink(victim);
     unlink(p95);
   }
+}
 
+/* Header fields out of range with valid CRCs. */
+static void test_header_ranges(void) {
+  const cg_ckpt_shape_t want = shape();
   /* ---- header fields out of range, with valid CRCs: rejected by name, never trusted (a huge
    * epoch overflowed the resume position and tripped an assertion) ---- */
   {
@@ -500,7 +518,12 @@ int main(void) {
       unlink(p57);
     }
   }
+}
 
+/* Failed writes leave the previous checkpoint intact. */
+static void test_failed_writes(void) {
+  char err[1024], path[512];
+  const cg_ckpt_shape_t want = shape();
   /* ---- failed writes leave the previous checkpoint intact ---- */
   CG_TEST_CHECK(write_step(80, 3) == 0, "write 80");
   int n_before_failures = 0;
@@ -562,7 +585,24 @@ int main(void) {
     cg_ckpt_list_free(paths, steps, n);
     if (st == CG_CKPT_OK) printf("PASS after the failed writes: step 80 intact, no partial file\n");
   }
+}
 
+int main(void) {
+  snprintf(g_dir, sizeof g_dir, "/tmp/cg_test_ckpt.XXXXXX");
+  if (!mkdtemp(g_dir)) {
+    perror("mkdtemp");
+    return 1;
+  }
+  /* in order: each step works on the files the ones before it left */
+  test_round_trip();
+  test_damage();
+  test_scan();
+  test_rotation();
+  test_rotation_foreign();
+  test_header_ranges();
+  test_failed_writes();
+
+  char err[1024];
   /* clean up */
   char **paths;
   int64_t *steps;
