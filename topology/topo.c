@@ -550,7 +550,9 @@ void cg_topo_report_view(const cg_topo_t *t, const cg_comm_t *c, cg_rank_view_t 
     int node;
   } mine, *all = NULL;
   memset(&mine, 0, sizeof mine);
-  cg_topo_plan_format(&t->plan, c->rank, c->host, mine.line, sizeof mine.line);
+  char host[sizeof c->host + 48]; /* the host, and where this rank stands among its ranks there */
+  snprintf(host, sizeof host, "%s, local rank %d of %d", c->host, c->local_rank, c->local_size);
+  cg_topo_plan_format(&t->plan, c->rank, host, mine.line, sizeof mine.line);
   mine.node = c->node;
   if (c->rank == 0) all = cg_calloc((size_t)c->size, sizeof mine, "topology lines");
   CG_CHECK_MPI(MPI_Gather(&mine, (int)sizeof mine, MPI_BYTE, all, (int)sizeof mine, MPI_BYTE, 0,
