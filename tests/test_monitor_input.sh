@@ -45,6 +45,15 @@ checks() {
   grep -q "no valid record (2 bad lines skipped; last: " "$T/err" || fail "$(cat "$T/err")"
   echo "PASS [$2] out-of-range numbers and garbage lines are skipped and counted"
 
+  CUR="$2: control bytes"
+  # host and GPU names from the file reach the terminal as text: ESC, BEL, newline become '?'
+  sed 's/"host": "vm", "gpu": "-"/"host": "\\u001b[2Jevil\\u0007", "gpu": "g\\npu"/' <<< "$LAST" > "$T/esc.jsonl"
+  grep -q 'u001b' "$T/esc.jsonl" || fail "sed changed nothing"
+  "$M" --once "$T/esc.jsonl" > "$T/out" 2> "$T/err" || fail "exit $?: $(cat "$T/err")"
+  ! LC_ALL=C grep -q $'[\x01-\x08\x0b-\x1f\x7f]' "$T/out" || fail "a control byte reached the output"
+  grep -q '?\[2Jevil? *g?pu ' "$T/out" || fail "names not shown: $(sed -n 3p "$T/out")"
+  echo "PASS [$2] control bytes in host and GPU names are shown as '?'"
+
   CUR="$2: --interval"
   for v in nan inf -inf -1 0 0.01 1e10 86401 abc 1x ""; do
     set +e; timeout 5 "$M" --plain --interval "$v" "$T/good2.jsonl" > /dev/null 2> "$T/err"; rc=$?; set -e

@@ -151,17 +151,29 @@ static void pct(char *b, size_t n, const cg_json_t *o, const char *key) {
   else snprintf(b, n, "-");
 }
 
+/* s with every control byte (escape sequences, newlines, ...) as '?': names that come from the
+ * file (hosts, GPUs) are text to show, never commands to the terminal. */
+static const char *printable(char *buf, size_t n, const char *s) {
+  size_t i = 0;
+  for (; s[i] && i + 1 < n; i++) {
+    const unsigned char c = (unsigned char)s[i];
+    buf[i] = c < 0x20 || c == 0x7f ? '?' : (char)c;
+  }
+  buf[i] = '\0';
+  return buf;
+}
+
 static void draw_row(FILE *out, const char *label, const char *host, const char *gpu,
                      const char *step, const cg_json_t *o, int gpu_backend, const char *on,
                      const char *off) {
-  char b1[16], b2[16], b3[16], b4[16];
+  char b1[16], b2[16], b3[16], b4[16], h[64], g[64];
   pct(b1, sizeof b1, o, gpu_backend ? "gpu_busy" : "compute_busy");
   pct(b2, sizeof b2, o, "data_wait");
   pct(b3, sizeof b3, o, "comm_exposed");
   pct(b4, sizeof b4, o, "cpu_busy");
-  fprintf(out, "%s  %-5s %-14.14s %-16.16s %8s %9.2f %9s %9s %9s %9s %9.1f%s\n", on, label, host,
-          gpu, step, cg_json_num(o, "step_ms", NAN), b1, b2, b3, b4,
-          cg_json_num(o, "img_per_s", NAN), off);
+  fprintf(out, "%s  %-5s %-14.14s %-16.16s %8s %9.2f %9s %9s %9s %9s %9.1f%s\n", on, label,
+          printable(h, sizeof h, host), printable(g, sizeof g, gpu), step,
+          cg_json_num(o, "step_ms", NAN), b1, b2, b3, b4, cg_json_num(o, "img_per_s", NAN), off);
 }
 
 int cg_monitor_render(const char *line, const cg_monitor_view_t *v, FILE *out, char *err,
@@ -212,11 +224,12 @@ int cg_monitor_render(const char *line, const cg_monitor_view_t *v, FILE *out, c
           100.0 * cg_json_num(imb, "own_ms", NAN), 100.0 * cg_json_num(imb, "step_ms", NAN));
   if (straggler >= 0) {
     const cg_json_t *k = NULL;
+    char h[64];
     for (int i = 0; i < ranks->n; i++)
       if ((int)cg_json_num(&ranks->items[i], "rank", i) == straggler) k = &ranks->items[i];
     fprintf(out, "  %sstraggler: rank %d%s on %s, own time %.2f ms/step vs median %.2f\n", rev,
-            straggler, off, k ? cg_json_str(k, "host", "?") : "?", k ? cg_json_num(k, "own_ms", NAN) : NAN,
-            cg_json_num(cl, "median_own_ms", NAN));
+            straggler, off, printable(h, sizeof h, k ? cg_json_str(k, "host", "?") : "?"),
+            k ? cg_json_num(k, "own_ms", NAN) : NAN, cg_json_num(cl, "median_own_ms", NAN));
   } else {
     fprintf(out, "  straggler: none\n");
   }
