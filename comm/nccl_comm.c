@@ -219,16 +219,28 @@ int cg_nccl_rank(const cg_nccl_t *n) { return n->rank; }
 int cg_nccl_size(const cg_nccl_t *n) { return n->size; }
 int cg_nccl_device(const cg_nccl_t *n) { return n->dev; }
 
-int cg_nccl_allreduce_sum_f32(cg_nccl_t *n, const float *d_send, float *d_recv, size_t count,
-                              struct CUstream_st *stream, char *err, size_t errlen) {
+/* In-place or out-of-place sum of count elements of type t ("floats" / "bf16" in messages). */
+static int allreduce_sum(cg_nccl_t *n, const void *d_send, void *d_recv, size_t count,
+                         ncclDataType_t t, const char *what, struct CUstream_st *stream, char *err,
+                         size_t errlen) {
   CG_ASSERT(n != NULL && d_send != NULL && d_recv != NULL);
   if (count == 0) return 0;
-  const ncclResult_t r =
-      ncclAllReduce(d_send, d_recv, count, ncclFloat32, ncclSum, n->comm, (cudaStream_t)stream);
+  const ncclResult_t r = ncclAllReduce(d_send, d_recv, count, t, ncclSum, n->comm,
+                                       (cudaStream_t)stream);
   if (r == ncclSuccess) return 0;
-  snprintf(err, errlen, "ncclAllReduce(%zu floats): %s [%s]", count, ncclGetErrorString(r),
+  snprintf(err, errlen, "ncclAllReduce(%zu %s): %s [%s]", count, what, ncclGetErrorString(r),
            ncclGetLastError(n->comm));
   return -1;
+}
+
+int cg_nccl_allreduce_sum_f32(cg_nccl_t *n, const float *d_send, float *d_recv, size_t count,
+                              struct CUstream_st *stream, char *err, size_t errlen) {
+  return allreduce_sum(n, d_send, d_recv, count, ncclFloat32, "floats", stream, err, errlen);
+}
+
+int cg_nccl_allreduce_sum_bf16(cg_nccl_t *n, const uint16_t *d_send, uint16_t *d_recv,
+                               size_t count, struct CUstream_st *stream, char *err, size_t errlen) {
+  return allreduce_sum(n, d_send, d_recv, count, ncclBfloat16, "bf16", stream, err, errlen);
 }
 
 int cg_nccl_check_async(cg_nccl_t *n, char *err, size_t errlen) {
@@ -275,15 +287,21 @@ int cg_nccl_rank(const cg_nccl_t *n) { (void)n; return 0; }
 int cg_nccl_size(const cg_nccl_t *n) { (void)n; return 1; }
 int cg_nccl_device(const cg_nccl_t *n) { (void)n; return -1; }
 
-int cg_nccl_allreduce_sum_f32(cg_nccl_t *n, const float *d_send, float *d_recv, size_t count,
-                              struct CUstream_st *stream, char *err, size_t errlen) {
-  (void)n;
-  (void)d_send;
-  (void)d_recv;
-  (void)count;
-  (void)stream;
+static int no_nccl(char *err, size_t errlen) {
   snprintf(err, errlen, "this build has no NCCL");
   return -1;
+}
+
+int cg_nccl_allreduce_sum_f32(cg_nccl_t *n, const float *d_send, float *d_recv, size_t count,
+                              struct CUstream_st *stream, char *err, size_t errlen) {
+  (void)n, (void)d_send, (void)d_recv, (void)count, (void)stream;
+  return no_nccl(err, errlen);
+}
+
+int cg_nccl_allreduce_sum_bf16(cg_nccl_t *n, const uint16_t *d_send, uint16_t *d_recv,
+                               size_t count, struct CUstream_st *stream, char *err, size_t errlen) {
+  (void)n, (void)d_send, (void)d_recv, (void)count, (void)stream;
+  return no_nccl(err, errlen);
 }
 
 int cg_nccl_check_async(cg_nccl_t *n, char *err, size_t errlen) {

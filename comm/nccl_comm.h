@@ -30,6 +30,7 @@
 
 #include <mpi.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "comm.h"
 
@@ -63,6 +64,11 @@ int cg_nccl_device(const cg_nccl_t *n); /* the CUDA ordinal the communicator use
  * decides whether that is fatal: inside a graph capture it is not). */
 int cg_nccl_allreduce_sum_f32(cg_nccl_t *n, const float *d_send, float *d_recv, size_t count,
                               struct CUstream_st *stream, char *err, size_t errlen);
+
+/* The same in bf16 (ncclBfloat16, --grad-comm bf16): count bf16 values, as uint16_t bit
+ * patterns (comm/bf16.h); NCCL adds them in fp32 and rounds each partial sum to bf16. */
+int cg_nccl_allreduce_sum_bf16(cg_nccl_t *n, const uint16_t *d_send, uint16_t *d_recv,
+                               size_t count, struct CUstream_st *stream, char *err, size_t errlen);
 
 /* Asynchronous errors of the communicator (ncclCommGetAsyncError), for a watchdog: 0 = none
  * (or still in progress), -1 with a message. Local, not collective. */

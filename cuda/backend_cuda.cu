@@ -13,7 +13,10 @@
  *            time between the two is the exposed communication. With MPI (cfg.gsync) comm
  *            copies each bucket to pinned host memory, the host reduces it and copies it back
  *            (always staged: Open MPI's non-blocking reductions do not take device memory,
- *            even when it is CUDA-aware);
+ *            even when it is CUDA-aware). --grad-comm bf16 (gradcast.h): bucket_ready casts
+ *            the bucket into d_gbf16 on compute before ev_bucket; NCCL sums that in bf16 and
+ *            comm widens it back into d_grads; MPI copies the bf16 bucket (half the bytes) out
+ *            and back and comm widens the whole buffer;
  *   d2h      waits ev_end, copies the step's results to pinned host memory, records ev_result;
  *   side     the dW of the layers whose dW and dx run at the same time (the plan's concurrent
  *            ones): forked from compute by ev_fork, joined back by ev_join before the layer's
@@ -89,6 +92,7 @@ extern "C" {
 #include "head.h"
 #include "kernels.h"
 #include "kernels_feat.h"
+#include "gradcast.h"
 #include "kprof.h"
 
 namespace {
@@ -160,6 +164,8 @@ struct cg_backend {
   size_t bytes;
   size_t mem_params, mem_arena, mem_slots, mem_scratch; /* parts of bytes, for the log line */
   float *d_params, *d_grads, *d_m, *d_v;
+  uint16_t *d_gbf16;       /* --grad-comm bf16: the gradients as all-reduced (bucket j at off[j]);
+                              NULL otherwise */
   void *d_lowp;            /* compute-precision parameter copy; NULL for fp32 */
   void *d_w0;              /* the first layer's weights, input channels padded */
   void *d_arena;           /* activations and their gradients (the plan's offsets) */
@@ -197,7 +203,8 @@ struct cg_backend {
   cg_step_params_t *h_hp[kNDQ];
   result_t *h_res[kNQ];
   uint8_t *h_pred[kNQ];
-  float *h_grads;          /* gradient staging for the MPI all-reduce */
+  float *h_grads;          /* gradient staging for the MPI all-reduce; --grad-comm bf16: holds
+                              nparams uint16_t bf16 values instead (half the size) */
 
   /* events */
   cudaEvent_t ev_ready[CG_DEV_SLOTS], ev_free[CG_DEV_SLOTS];
@@ -210,6 +217,7 @@ struct cg_backend {
   cudaEvent_t ev_ref, ev_h2d_start[CG_DEV_SLOTS], ev_d2h_start[kNQ];
   cudaEvent_t ev_h2d_end[CG_DEV_SLOTS], ev_d2h_end[kNQ]; /* timed twins of ev_ready/ev_result */
   cudaEvent_t ev_cb[kNDQ][CG_MAX_BUCKETS][2]; /* NCCL bucket all-reduce edges */
+  cudaEvent_t ev_rd[kNDQ][CG_MAX_BUCKETS], ev_bw0[kNDQ]; /* bucket ready, backward start */
   double ref_host;
   double h2d_t0[CG_DEV_SLOTS], h2d_t1[CG_DEV_SLOTS]; /* host times of the upload's events */
   int h2d_slot[kNQ];                                 /* the slot each step read */
@@ -604,7 +612,12 @@ int alloc_all(cg_backend_t *b, char *err, size_t errlen) {
     if (halloc_t(b, &b->h_res[q], sizeof(result_t), "result slot", err, errlen) ||
         halloc_t(b, &b->h_pred[q], px, "prediction slot", err, errlen))
       return -1;
-  if (b->cfg.gsync && halloc_t(b, &b->h_grads, np * sizeof(float), "gradient staging", err, errlen))
+  const size_t gsz = b->cfg.grad_bf16 ? sizeof(uint16_t) : sizeof(float);
+  if (b->cfg.gsync && halloc_t(b, &b->h_grads, np * gsz, "gradient staging", err, errlen))
+    return -1;
+  /* one rank (NCCL forced on one process) reduces nothing: its gradients stay fp32 */
+  if (b->cfg.grad_bf16 && (b->cfg.gsync || (b->nccl && cg_nccl_size(b->nccl) > 1)) &&
+      dalloc_t(b, &b->d_gbf16, np * sizeof(uint16_t), "bf16 gradients", err, errlen))
     return -1;
   b->mem_scratch = b->bytes - b->mem_params - b->mem_arena - b->mem_slots;
   cg_scaler_t sc;
@@ -960,14 +973,21 @@ cudaError_t record_timed(cg_backend_t *b, cudaEvent_t ev) {
 /* Gradient-sync hook 1: backward has finished layer i. With NCCL the comm stream all-reduces
  * the bucket this completes while backward continues on compute. */
 int bucket_ready(cg_backend_t *b, int i) {
+  if (b->cfg.trace && b->cfg.buckets && b->cfg.buckets->ready_after[i] >= 0) /* --trace-out */
+    BODY_CUDA(b, record_timed(b, b->ev_rd[b->seq_submitted % kNDQ][b->cfg.buckets->ready_after[i]]));
   if (!b->cfg.gsync && !b->nccl) return 0;
   const int j = b->cfg.buckets->ready_after[i];
   if (j < 0) return 0;
+  const cg_buckets_t *bk = b->cfg.buckets;
+  float *d = b->d_grads + bk->off[j];
+  if (b->d_gbf16) { /* --grad-comm bf16: one small cast per bucket, on compute */
+    cg_kprof_enter(b->kp, b->kr_casts, b->s_comp);
+    cg_k_grad_to_bf16(d, b->d_gbf16 + bk->off[j], (int64_t)bk->len[j], b->s_comp);
+    cg_kprof_leave(b->kp, b->s_comp);
+  }
   BODY_CUDA(b, cudaEventRecord(b->ev_bucket[j], b->s_comp));
   if (!b->nccl) return 0; /* MPI: grads_sync moves the bucket */
   BODY_CUDA(b, cudaStreamWaitEvent(b->s_comm, b->ev_bucket[j], 0));
-  const cg_buckets_t *bk = b->cfg.buckets;
-  float *d = b->d_grads + bk->off[j];
   char e[sizeof b->capture_err];
   const int tq = (int)(b->seq_submitted % kNDQ);
   if (b->cfg.trace)
@@ -975,11 +995,14 @@ int bucket_ready(cg_backend_t *b, int i) {
                                                          cudaEventRecordExternal)
                               : cudaEventRecord(b->ev_cb[tq][j][0], b->s_comm));
   /* sum only: the loss weights (1 / global batch) already make the sum the mean */
-  if (cg_nccl_allreduce_sum_f32(b->nccl, d, d, bk->len[j], b->s_comm, e, sizeof e)) {
-    if (!b->capturing) cg_fatal(__FILE__, __LINE__, "cg_nccl_allreduce_sum_f32", "%s", e);
+  uint16_t *w = b->d_gbf16 ? b->d_gbf16 + bk->off[j] : NULL; /* bf16: what NCCL sums */
+  if (w ? cg_nccl_allreduce_sum_bf16(b->nccl, w, w, bk->len[j], b->s_comm, e, sizeof e)
+        : cg_nccl_allreduce_sum_f32(b->nccl, d, d, bk->len[j], b->s_comm, e, sizeof e)) {
+    if (!b->capturing) cg_fatal(__FILE__, __LINE__, "cg_nccl_allreduce", "%s", e);
     snprintf(b->capture_err, sizeof b->capture_err, "%s", e);
     return -1;
   }
+  if (w) cg_k_grad_from_bf16(w, d, (int64_t)bk->len[j], b->s_comm); /* the fp32 master grads */
   if (b->cfg.trace)
     BODY_CUDA(b, b->capturing ? cudaEventRecordWithFlags(b->ev_cb[tq][j][1], b->s_comm,
                                                          cudaEventRecordExternal)
@@ -1008,18 +1031,24 @@ int grads_sync(cg_backend_t *b, int q, int dq) {
   const cg_buckets_t *bk = b->cfg.buckets;
   cg_gsync_t *gs = b->cfg.gsync;
   CG_CHECK_CUDA(cudaEventRecord(b->ev_bwd_end[q], b->s_comp));
+  /* bf16: the buckets were cast on compute (bucket_ready); half the bytes travel */
+  const int bf = b->d_gbf16 != NULL;
+  char *h = (char *)b->h_grads, *dsrc = bf ? (char *)b->d_gbf16 : (char *)b->d_grads;
+  const size_t es = bf ? sizeof(uint16_t) : sizeof(float);
   for (int j = 0; j < bk->n; j++) {
     CG_CHECK_CUDA(cudaStreamWaitEvent(b->s_comm, b->ev_bucket[j], 0));
-    CG_CHECK_CUDA(cudaMemcpyAsync(b->h_grads + bk->off[j], b->d_grads + bk->off[j],
-                                  bk->len[j] * sizeof(float), cudaMemcpyDeviceToHost, b->s_comm));
+    CG_CHECK_CUDA(cudaMemcpyAsync(h + bk->off[j] * es, dsrc + bk->off[j] * es, bk->len[j] * es,
+                                  cudaMemcpyDeviceToHost, b->s_comm));
     CG_CHECK_CUDA(cudaEventRecord(b->ev_bucket_host[j], b->s_comm));
   }
-  const double wait = cg_gsync_staged(gs, b->h_grads, bucket_landed, b, &b->mpi_t[q][0]);
+  const double wait =
+      bf ? cg_gsync_staged_bf16(gs, (uint16_t *)h, bucket_landed, b, &b->mpi_t[q][0])
+         : cg_gsync_staged(gs, b->h_grads, bucket_landed, b, &b->mpi_t[q][0]);
   b->mpi_t[q][1] = cg_now();
   b->meta[q].comm_wait_ms = 1e3 * wait;
   b->meta[q].bytes = cg_gsync_take_bytes(gs);
-  CG_CHECK_CUDA(cudaMemcpyAsync(b->d_grads, b->h_grads, b->m->nparams * sizeof(float),
-                                cudaMemcpyHostToDevice, b->s_comm));
+  CG_CHECK_CUDA(cudaMemcpyAsync(dsrc, h, b->m->nparams * es, cudaMemcpyHostToDevice, b->s_comm));
+  if (bf) cg_k_grad_from_bf16(b->d_gbf16, b->d_grads, (int64_t)b->m->nparams, b->s_comm);
   CG_CHECK_CUDA(cudaEventRecord(b->ev_comm_done, b->s_comm));
   CG_CHECK_CUDA(cudaStreamWaitEvent(b->s_comp, b->ev_comm_done, 0));
   CG_CHECK_CUDA(cudaEventRecord(b->ev_opt_begin[q], b->s_comp));
@@ -1167,6 +1196,7 @@ int backward(cg_backend_t *b) {
   const cg_model_t *m = b->m;
   const cudaStream_t s = b->s_comp;
   b->npending = 0;
+  if (b->cfg.trace) BODY_CUDA(b, record_timed(b, b->ev_bw0[b->seq_submitted % kNDQ]));
   for (int i = m->nlayers - 1; i >= 0; i--) {
     if (b->cfg.profile && !b->capturing) CG_CHECK_CUDA(cudaEventRecord(b->ev_pb[i][0], s));
     cg_kprof_enter(b->kp, b->kr_bwd[i], s);
@@ -1343,6 +1373,11 @@ void cuda_destroy(cg_backend_t *b) {
       for (int j = 0; j < CG_MAX_BUCKETS; j++)
         for (int e = 0; e < 2; e++)
           if (b->ev_cb[q][j][e]) CG_CHECK_CUDA(cudaEventDestroy(b->ev_cb[q][j][e]));
+    for (int q = 0; q < kNDQ; q++) {
+      for (int j = 0; j < CG_MAX_BUCKETS; j++)
+        if (b->ev_rd[q][j]) CG_CHECK_CUDA(cudaEventDestroy(b->ev_rd[q][j]));
+      if (b->ev_bw0[q]) CG_CHECK_CUDA(cudaEventDestroy(b->ev_bw0[q]));
+    }
   }
   cudaStream_t ss[] = {b->s_h2d, b->s_comp, b->s_comm, b->s_d2h, b->s_side};
   for (size_t k = 0; k < sizeof ss / sizeof ss[0]; k++)
@@ -1512,6 +1547,10 @@ int create_with(const cg_model_t *m, const cg_backend_cfg_t *cfg, const cg_devpl
     for (int q = 0; q < kNDQ; q++)
       for (int j = 0; j < CG_MAX_BUCKETS; j++)
         for (int e = 0; e < 2; e++) CG_CHECK_CUDA(cudaEventCreate(&b->ev_cb[q][j][e]));
+    for (int q = 0; q < kNDQ; q++) {
+      for (int j = 0; j < CG_MAX_BUCKETS; j++) CG_CHECK_CUDA(cudaEventCreate(&b->ev_rd[q][j]));
+      CG_CHECK_CUDA(cudaEventCreate(&b->ev_bw0[q]));
+    }
     CG_CHECK_CUDA(cudaEventRecord(b->ev_ref, b->s_comp));
     CG_CHECK_CUDA(cudaEventSynchronize(b->ev_ref));
     b->ref_host = cg_now();
@@ -1569,6 +1608,11 @@ int cuda_create(const cg_model_t *m, const cg_backend_cfg_t *cfg, cg_backend_t *
   }
   if (cfg->gsync && cfg->nccl) {
     snprintf(err, errlen, "gradients are all-reduced by NCCL or by MPI, not both");
+    return -1;
+  }
+  if (cfg->gsync && (cg_gsync_dtype(cfg->gsync) == CG_GSYNC_BF16) != (cfg->grad_bf16 != 0)) {
+    snprintf(err, errlen, "gradient sync in %s, backend asked for %s",
+             cg_gsync_dtype_name(cg_gsync_dtype(cfg->gsync)), cfg->grad_bf16 ? "bf16" : "fp32");
     return -1;
   }
   if (cfg->nccl) { /* every bucket must be handed to the comm stream, or it is never joined */
@@ -1740,7 +1784,7 @@ void begin_step(cg_backend_t *b, int slot, int train, int *q, int *dq) {
   const double kk = b->nclass > 1 ? 8.0 * b->nclass * b->nclass : 0.0;
   mt->d2h = sizeof(result_t) + (mt->metrics_dev ? kk : (double)b->n * b->m->height * b->m->width);
   if (mt->nccl && cg_nccl_size(b->nccl) > 1) /* set here: a graph replay runs no host code */
-    mt->bytes = 4.0 * (double)b->m->nparams;
+    mt->bytes = (b->d_gbf16 ? 2.0 : 4.0) * (double)b->m->nparams;
   CG_CHECK_CUDA(cudaStreamWaitEvent(b->s_comp, b->ev_ready[slot], 0));
   /* The per-layer profile times eager steps with events around each op: a step whose launches
    * outpace the host would count the host's launch gaps as GPU time. Holding the stream for a
@@ -1819,6 +1863,27 @@ double ev_host(const cg_backend_t *b, cudaEvent_t ev) {
   return b->ref_host + 1e-3 * ms;
 }
 
+/* The step's phases for --trace-out (cg_step_out_t.t_ready, t_bwd, t_opt): bucket-ready and
+ * backward-start events on compute; backward ends where compute joins the all-reduce (NCCL),
+ * where the gradients are staged (MPI), or at the last bucket (one GPU); AdamW runs from the
+ * join to the step's end (which includes the little after it). */
+void trace_phase_times(cg_backend_t *b, int q, int dqf, const meta_t *mt, cg_step_out_t *out) {
+  const cg_buckets_t *bk = b->cfg.buckets;
+  out->t_bwd[0] = ev_host(b, b->ev_bw0[dqf]);
+  out->nready = 0;
+  for (int j = 0; bk && j < bk->n; j++) out->t_ready[out->nready++] = ev_host(b, b->ev_rd[dqf][j]);
+  if (mt->nccl) {
+    out->t_bwd[1] = ev_host(b, b->ev_xp_begin[dqf]);
+    out->t_opt[0] = ev_host(b, b->ev_xp_end[dqf]);
+  } else if (mt->mpi) {
+    out->t_bwd[1] = ev_host(b, b->ev_bwd_end[q]);
+    out->t_opt[0] = ev_host(b, b->ev_opt_begin[q]);
+  } else {
+    out->t_bwd[1] = out->t_opt[0] = out->nready ? out->t_ready[out->nready - 1] : -1;
+  }
+  out->t_opt[1] = out->t_compute[1];
+}
+
 /* Fills the stream-activity intervals of the fetched step q (after its result event). */
 void trace_times(cg_backend_t *b, int q, cg_step_out_t *out) {
   const meta_t *mt = &b->meta[q];
@@ -1842,6 +1907,7 @@ void trace_times(cg_backend_t *b, int q, cg_step_out_t *out) {
     out->t_comm[0][1] = b->mpi_t[q][1];
     out->ncomm = 1;
   }
+  trace_phase_times(b, q, dqf, mt, out);
 }
 
 int cuda_fetch(cg_backend_t *b, cg_step_out_t *out) {

@@ -18,7 +18,8 @@ declare -A OPTS=(
   [membw]="reps no-gpu json-out"
   [cpu-tasks]="data image-size tasks max-image-pixels json-out formats"
   [overlap]="json-out"
-  [scaling]="project step-ms gpus-per-node nvlink-gbs nvlink-us net-gbs net-us json-out"
+  [scaling]="project trace kernels-json gpus gpus-per-node nvlink-gbs nvlink-us net-gbs net-us base-us
+             algo grad-bytes overlap-slowdown ref-step-ms json-out"
   [make-pngs]="out count image-size seed format quality num-classes ignore-index mask-palette"
 )
 
@@ -79,6 +80,10 @@ expect_usage "--ignore-index: 2 is a class id (--num-classes 4)" make-pngs --out
   --num-classes 4 --ignore-index 2
 expect_usage "--mask-palette: needs --num-classes >= 2" make-pngs --out "$T/x" --mask-palette
 expect_usage "--net-gbs: 0 is out of range (0, 1e+06]" scaling --project --net-gbs 0
+expect_usage "--trace: needs --project" scaling --trace x.json
+expect_usage "--trace: give --trace or --kernels-json, not both" scaling --project --trace a.json \
+  --kernels-json b.json
+expect_usage "--gpus: 0 is out of range" scaling --project --gpus 8,0
 expect_usage "--batch: 0 is out of range 1..65536" overlap --batch 0
 expect_usage "--image-size: 36 is not divisible" scaling --model-depth 3 --image-size 36
 # On two ranks: every rank exits 2, only rank 0 prints.

@@ -3,7 +3,8 @@
 #  1. --allreduce auto takes the MPI fallback, says why once, and np 2 x batch 4 gives the
 #     parameters of np 1 x batch 8 (fp32, TF32 off, 5 steps) within 1e-5;
 #  2. --allreduce nccl fails with one clear message and a non-zero exit, promptly (no hang);
-#  3. --deterministic: --bucket-mb 0.05 (several buckets) and 100 (one) are bitwise equal.
+#  3. --deterministic: --bucket-mb 0.05 (several buckets) and 100 (one) are bitwise equal;
+#  4. the same with --grad-comm bf16 (host-staged bf16), which also moves half the bytes.
 # AdamW's eps is 1e-2 here: with the default 1e-8 the update is about lr * sign(g), and a
 # gradient element that is zero up to rounding (different cuDNN algorithms for batch 4 and 8)
 # would move by a whole step either way; with a larger eps the update is smooth in g.
@@ -86,6 +87,21 @@ if [ -f "$T/ds.bin" ] && [ -f "$T/dl.bin" ]; then
     { echo "FAIL --deterministic: no notice that it keeps the MPI rank-order sum"; fail=1; }
   echo "np 2 --deterministic, --bucket-mb 0.05 vs 100 (bitwise):"
   $CMP $T/ds.bin $T/dl.bin 0 bitwise || { echo "FAIL bucket size changed the result"; fail=1; }
+fi
+
+# ---- 4. --grad-comm bf16 on the host-staged path (issue 15): the per-bucket cast kernels, the
+# bf16 copies to and from the host, gsync's bf16 sum and the widening. Deterministic, so several
+# buckets and one are bitwise equal; exactly 2 bytes a parameter a step; not fp32's numbers.
+run bf_small $MPIRUN -np 2 $BIN $COMMON --batch 4 --deterministic --algo-cache $T/algos \
+  --grad-comm bf16 --bucket-mb 0.05 --params-out $T/bs.bin --metrics-out $T/bs.json
+run bf_large $MPIRUN -np 2 $BIN $COMMON --batch 4 --deterministic --algo-cache $T/algos \
+  --grad-comm bf16 --bucket-mb 100 --params-out $T/bl.bin
+if [ -f "$T/bs.bin" ] && [ -f "$T/bl.bin" ] && [ -f "$T/dl.bin" ]; then
+  echo "np 2 --grad-comm bf16 --deterministic, --bucket-mb 0.05 vs 100 (bitwise):"
+  $CMP $T/bs.bin $T/bl.bin 0 bitwise || { echo "FAIL bf16: bucket size changed the result"; fail=1; }
+  cmp -s $T/bs.bin $T/ds.bin && { echo "FAIL bf16 gave fp32's parameters bitwise"; fail=1; }
+  python3 -c 'import json,sys; m=json.load(open(sys.argv[1])); b=m["grad_comm_bytes"]; w=2*m["params"]*m["steps"]; print("bf16 bytes %d, want %d" % (b, w)); sys.exit(b != w)' \
+    "$T/bs.json" || { echo "FAIL bf16 byte count"; fail=1; }
 fi
 [ $fail -eq 0 ] && echo "test_gpu_2rank: all passed"
 exit $fail

@@ -26,15 +26,37 @@ static void check_layout(const cg_model_t *m) {
   CG_TEST_CHECK(off == m->nparams, "layout covers %zu of %zu params", off, m->nparams);
 }
 
-static void check_buckets(const cg_model_t *m, double bytes) {
+/* Buckets of bytes with the final one split off at last (0 = not). */
+/* --last-bucket-mb: the fewest first layers whose gradients reach last bytes end at a bucket
+ * boundary (unless they are the whole model), so the final bucket lies within them. */
+static void check_last(const cg_model_t *m, const cg_buckets_t *b, double last) {
+  size_t edge = m->nparams; /* where those first layers end */
+  double sum = 0;
+  for (int i = 0; i < m->nlayers && edge == m->nparams; i++) {
+    const cg_layer_t *l = &m->layers[i];
+    if (l->w_len + l->b_len == 0) continue;
+    if (sum >= last) edge = l->w_off;
+    sum += 4.0 * (double)(l->w_len + l->b_len);
+  }
+  int boundary = edge == m->nparams;
+  for (int j = 0; j < b->n; j++) boundary |= b->off[j] == edge;
+  CG_TEST_CHECK(boundary, "no bucket starts at %zu, the end of the first layers reaching %.0f "
+                "bytes", edge, last);
+  CG_TEST_CHECK(b->len[b->n - 1] <= edge, "last bucket %zu floats > %zu", b->len[b->n - 1], edge);
+  CG_TEST_CHECK(edge == m->nparams || 4.0 * (double)edge >= last, "first layers %zu floats < %.0f "
+                "bytes", edge, last);
+}
+
+static void check_buckets(const cg_model_t *m, double bytes, double last) {
   cg_buckets_t b;
-  cg_buckets_plan(m, bytes, &b);
+  cg_buckets_plan_last(m, bytes, last, &b);
   size_t hi = m->nparams;
   for (int i = 0; i < b.n; i++) {
     CG_TEST_CHECK(b.off[i] + b.len[i] == hi, "bucket %d ends where bucket %d began", i, i - 1);
     CG_TEST_CHECK(b.len[i] > 0, "bucket %d is empty", i);
     if (bytes > 0 && i < b.n - 1)
-      CG_TEST_CHECK(4.0 * b.len[i] >= bytes, "bucket %d smaller than the bucket size", i);
+      CG_TEST_CHECK(4.0 * b.len[i] >= bytes || (last > 0 && i == b.n - 2),
+                    "bucket %d smaller than the bucket size", i);
     hi = b.off[i];
   }
   CG_TEST_CHECK(hi == 0, "buckets cover every parameter (start at %zu)", hi);
@@ -47,7 +69,9 @@ static void check_buckets(const cg_model_t *m, double bytes) {
       next++;
     }
   CG_TEST_CHECK(next == b.n, "%d of %d buckets become ready", next, b.n);
-  printf("PASS buckets at %.0f bytes: %d bucket(s)\n", bytes, b.n);
+  if (last > 0) check_last(m, &b, last);
+  printf("PASS buckets at %.0f bytes, last %.0f: %d bucket(s), the last %.0f bytes\n", bytes,
+         last, b.n, 4.0 * b.len[b.n - 1]);
 }
 
 int main(void) {
@@ -72,10 +96,22 @@ int main(void) {
       CG_TEST_CHECK(m.layers[i].accum_dx == 0, "%s must overwrite dx", m.layers[i].name);
     }
   CG_TEST_CHECK(pools == 4, "4 pools, got %d", pools);
-  check_buckets(&m, 25e6);
-  check_buckets(&m, 1e6);
-  check_buckets(&m, 1);
-  check_buckets(&m, 0);
+  check_buckets(&m, 25e6, 0);
+  check_buckets(&m, 1e6, 0);
+  check_buckets(&m, 1, 0);
+  check_buckets(&m, 0, 0);
+  check_buckets(&m, 25e6, 1e6);
+  check_buckets(&m, 0, 1e6);
+  check_buckets(&m, 1e6, 1e6);
+  check_buckets(&m, 25e6, 1e9); /* more than the model: no split */
+  {
+    cg_buckets_t b0, b1;
+    cg_buckets_plan(&m, 25e6, &b0);
+    cg_buckets_plan_last(&m, 25e6, 1e6, &b1);
+    CG_TEST_CHECK(b1.n == b0.n + 1 && 4.0 * b1.len[b1.n - 1] < 2e6,
+                  "--last-bucket-mb 1 adds one bucket of about 1 MB (%d -> %d, %zu floats)", b0.n,
+                  b1.n, b1.len[b1.n - 1]);
+  }
   CG_TEST_CHECK(cg_model_build(&m, 5, 8, 3, 36, 36, 1, err, sizeof err) == -1, "36 is not a multiple of 8");
   CG_TEST_CHECK(strstr(err, "multiple of 2^depth") != NULL, "message: %s", err);
   CG_TEST_CHECK(cg_model_build(&m, 5, 8, 7, 256, 256, 1, err, sizeof err) == -1, "depth 7 refused");

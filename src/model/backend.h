@@ -59,6 +59,9 @@ typedef struct {
   struct cg_gsync *gsync;    /* gradient sync across ranks; NULL = single process */
   struct cg_nccl *nccl;      /* CUDA: NCCL gradient all-reduce (caller-owned, on this GPU);
                                 NULL = MPI (gsync) or single process; not with gsync */
+  int grad_bf16;             /* --grad-comm bf16: gradients all-reduced in bf16 and widened back
+                                into the fp32 gradients (gsync: set its dtype to match; the
+                                CPU backend leaves it all to gsync) */
   int trace;                 /* report stream activity times in cg_step_out_t (--trace-out) */
   int profile;               /* CUDA: time every layer op with events (graphs off) and print
                                 the table when the backend is destroyed */
@@ -101,7 +104,7 @@ typedef struct {
   float loss_scale;          /* current fp16 loss scale (1 for other precisions) */
   double busy_ms;            /* compute-stream busy time of the step; < 0 = not measured */
   double comm_wait_ms;       /* time compute waited for gradient communication; < 0 = n/a */
-  double grad_bytes_reduced; /* bytes all-reduced this step */
+  double grad_bytes_reduced; /* bytes all-reduced this step (elements x 4 fp32, x 2 bf16) */
   double h2d_bytes, d2h_bytes; /* bytes copied host->device (its upload) / device->host */
   int has_conf;              /* conf holds the step's counts (metrics_on_device) */
   int64_t conf[4];           /* tp, fp, fn, tn over the real samples (binary) */
@@ -110,10 +113,14 @@ typedef struct {
                                 the next fetch. NULL for binary. */
   /* Stream activity of the step on the host clock (cg_now() seconds), for --trace-out; only
    * filled when cfg.trace is set; an interval with t1 < t0 did not happen. comm holds the
-   * all-reduce of each bucket (ncomm of them). */
+   * all-reduce of each bucket (ncomm of them). t_ready[j] (nready of them): when bucket j's
+   * gradients were complete (posted for the all-reduce); t_bwd: backward's interval; t_opt:
+   * the optimizer's (after the all-reduce) — the inputs of `cogpu-bench scaling --trace`. */
   double t_h2d[2], t_compute[2], t_d2h[2];
   int ncomm;
   double t_comm[CG_MAX_BUCKETS][2];
+  int nready;
+  double t_ready[CG_MAX_BUCKETS], t_bwd[2], t_opt[2];
 } cg_step_out_t;
 
 typedef struct cg_backend_ops {

@@ -306,6 +306,7 @@ static int cpu_train_step(cg_backend_t *b, int slot, const cg_adamw_t *opt) {
     out->loss = NAN;
     b->dact[lbuf][0] = NAN;
   }
+  out->t_bwd[0] = cg_now();
   for (int i = m->nlayers - 1; i >= 0; i--) {
     const cg_layer_t *l = &m->layers[i];
     cg_view_t x = view_of(b, l->in, b->act, slot), y = view_of(b, l->out, b->act, slot);
@@ -324,13 +325,15 @@ static int cpu_train_step(cg_backend_t *b, int slot, const cg_adamw_t *opt) {
         if (pdx) cg_cpu_maxpool_bwd(&x, &y, &dy, pdx, l->accum_dx);
         break;
     }
+    const int bucket = bk ? bk->ready_after[i] : -1;
+    if (bucket >= 0 && out->nready < CG_MAX_BUCKETS) out->t_ready[out->nready++] = cg_now();
     if (gs) {
-      int bucket = bk ? bk->ready_after[i] : -1;
       if (bucket >= 0 && t_first_post < 0) t_first_post = cg_now();
       if (bucket >= 0) cg_gsync_post(gs, bucket, b->grads);
       cg_gsync_progress(gs);
     }
   }
+  out->t_bwd[1] = cg_now();
   double comm_wait = 0;
   if (gs) {
     comm_wait = cg_gsync_wait(gs);
@@ -342,8 +345,10 @@ static int cpu_train_step(cg_backend_t *b, int slot, const cg_adamw_t *opt) {
     out->t_comm[0][0] = t_first_post > 0 ? t_first_post : cg_now() - comm_wait;
     out->t_comm[0][1] = cg_now();
   }
+  out->t_opt[0] = cg_now();
   cg_cpu_adamw(b->params, b->grads, b->adam_m, b->adam_v, m->nparams, opt->lr, opt->beta1,
                opt->beta2, opt->eps, opt->weight_decay, opt->t, 1.0f);
+  out->t_opt[1] = cg_now();
   /* On the CPU backend the "device" is these threads: busy = the step minus comm waits. */
   out->busy_ms = 1e3 * (cg_now() - t0 - comm_wait);
   if (b->cfg.trace) {

@@ -266,8 +266,28 @@ void cg_model_print(const cg_model_t *m) {
          m->flops_fwd / 1e9, 3.0 * m->flops_fwd / 1e9);
 }
 
+/* The first parameter layer above the model's first layers whose fp32 gradients add up to at
+ * least last_bytes (the final bucket is those first layers), or -1 for no such split. */
+static int tail_split(const cg_model_t *m, double last_bytes) {
+  if (last_bytes <= 0) return -1;
+  double sum = 0;
+  for (int i = 0; i < m->nlayers; i++) {
+    size_t n = m->layers[i].w_len + m->layers[i].b_len;
+    if (!n) continue;
+    if (sum >= last_bytes) return i;
+    sum += 4.0 * (double)n;
+  }
+  return -1;
+}
+
 void cg_buckets_plan(const cg_model_t *m, double bucket_bytes, cg_buckets_t *out) {
+  cg_buckets_plan_last(m, bucket_bytes, 0, out);
+}
+
+void cg_buckets_plan_last(const cg_model_t *m, double bucket_bytes, double last_bytes,
+                          cg_buckets_t *out) {
   memset(out, 0, sizeof *out);
+  const int split = tail_split(m, last_bytes);
   for (int i = 0; i < CG_MAX_LAYERS; i++) out->ready_after[i] = -1;
   size_t hi = m->nparams; /* current bucket is [lo, hi) with lo moving down */
   size_t lo = hi;
@@ -280,7 +300,8 @@ void cg_buckets_plan(const cg_model_t *m, double bucket_bytes, cg_buckets_t *out
     int last = 1;
     for (int j = i - 1; j >= 0; j--)
       if (m->layers[j].w_len + m->layers[j].b_len) { last = 0; break; }
-    if ((bucket_bytes > 0 && bytes >= bucket_bytes && out->n < CG_MAX_BUCKETS - 1) || last) {
+    const int full = (bucket_bytes > 0 && bytes >= bucket_bytes) || i == split;
+    if ((full && out->n < CG_MAX_BUCKETS - 1) || last) {
       out->off[out->n] = lo;
       out->len[out->n] = hi - lo;
       out->ready_after[i] = out->n;

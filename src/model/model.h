@@ -104,5 +104,10 @@ typedef struct {
 /* Groups layers (from the last) into buckets of at least bucket_bytes (of fp32 gradients);
  * layers without parameters join the current bucket. bucket_bytes <= 0 gives one bucket. */
 void cg_buckets_plan(const cg_model_t *m, double bucket_bytes, cg_buckets_t *out);
+/* The same, and the final bucket (the model's first layers, complete last in backward) is
+ * split off as soon as those layers' gradients reach last_bytes, so little is left to reduce
+ * after backward ends (--last-bucket-mb). last_bytes <= 0: no such split. */
+void cg_buckets_plan_last(const cg_model_t *m, double bucket_bytes, double last_bytes,
+                          cg_buckets_t *out);
 
 #endif

@@ -134,10 +134,17 @@ static const cg_opt_t g_opts[] = {
         "the same validation history as CSV (a header, one row per validation)"),
     CG_OPT_ROW_NUM(DBL, "bucket-mb", O(bucket_mb), 0, 1e6, C_TRAIN, "X",
         "gradient all-reduce bucket size in MB (0 = one bucket)"),
+    CG_OPT_ROW_NUM(DBL, "last-bucket-mb", O(last_bucket_mb), 0, 1e6, C_TRAIN, "X",
+        "make the final bucket (the first layers, reduced after backward ends) about X MB "
+        "(0 = off)"),
     CG_OPT_ROW_FLAG("deterministic", O(deterministic), C_TRAIN,
         "fixed summation orders: results independent of --bucket-mb and timing"),
     CG_OPT_ROW_TEXT(STR, "allreduce", O(allreduce), "auto|nccl|mpi", C_TRAIN, "M",
         "gradient all-reduce: auto = nccl when every rank has its own GPU, else mpi (it says why)"),
+    CG_OPT_ROW_TEXT(STR, "grad-comm", O(grad_comm), "fp32|bf16", C_TRAIN, "T",
+        "element type of the gradient all-reduce, fp32 or bf16: bf16 rounds each bucket to bf16 "
+        "(half the bytes), sums in bf16 and widens the sums into the fp32 gradients AdamW reads; "
+        "no effect on one rank"),
     CG_OPT_ROW_TEXT(STR, "progress", O(progress), "auto|bar|plain|off", C_TRAIN, "M",
         "rank 0 progress: a bar on a terminal, plain log lines otherwise (auto)"),
     /* checkpoints and failures */
@@ -218,8 +225,10 @@ void cg_cli_defaults(cg_config_t *c) {
   c->report_every = 100;
   snprintf(c->report_ranks, sizeof c->report_ranks, "auto");
   c->bucket_mb = 25;
+  c->last_bucket_mb = 1;
   snprintf(c->progress, sizeof c->progress, "auto");
   snprintf(c->allreduce, sizeof c->allreduce, "auto");
+  snprintf(c->grad_comm, sizeof c->grad_comm, "fp32");
   c->test_slow_rank = -1;
   c->checkpoint_every = 0;
   c->keep = 3;

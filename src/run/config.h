@@ -64,8 +64,10 @@ typedef struct {
   char trace_out[CG_PATH_MAX];  /* prefix */
   char trace_steps[32];         /* "A:B" */
   double bucket_mb;
+  double last_bucket_mb; /* the final bucket's target size (0 = not split off) */
   int deterministic;
   char allreduce[8];   /* auto | nccl | mpi */
+  char grad_comm[8];   /* fp32 | bf16: the gradient all-reduce's element type */
   char progress[8];    /* auto | bar | plain | off */
   /* checkpoints and failures (ckpt.h, guard.h) */
   char checkpoint_dir[CG_PATH_MAX];

@@ -68,6 +68,7 @@ typedef struct {
   int64_t last_done;        /* last training step fetched here (1-based count) */
   int64_t *table;           /* last_done of every rank, as of the last exchange */
   float loss_scale;         /* as the last fetched step reported it */
+  double grad_bytes;        /* gradient bytes this rank all-reduced in this run (--grad-comm) */
   /* checkpoints */
   const char *ckpt_dir;     /* NULL: no checkpoints */
   float *ck_p, *ck_m, *ck_v; /* rank 0: host copies for writing (ck_p is params) */

@@ -293,6 +293,7 @@ static cg_backend_cfg_t backend_cfg(const cg_run_t *r) {
   bc.buckets = &r->buckets;
   bc.gsync = r->nccl ? NULL : r->c->size > 1 ? r->gs : NULL;
   bc.nccl = r->nccl;
+  bc.grad_bf16 = !strcmp(cfg->grad_comm, "bf16");
   /* the backend counts its own train steps from 0: --test-nan-step is 1-based and global */
   bc.fault_nan_step = cfg->test_nan_step > r->s0 ? cfg->test_nan_step - 1 - r->s0 : -1;
   bc.trace = r->trace != NULL;
@@ -316,9 +317,11 @@ static void load_params(cg_run_t *r) {
 static int start_devices(cg_run_t *r, char *err, size_t errlen) {
   const cg_config_t *cfg = r->cfg;
   cg_comm_t *c = r->c;
-  cg_buckets_plan(&r->model, cfg->bucket_mb * 1e6, &r->buckets);
+  cg_buckets_plan_last(&r->model, cfg->bucket_mb * 1e6, cfg->last_bucket_mb * 1e6,
+                       &r->buckets);
   r->gs = cg_gsync_create(c->world, r->buckets.n, r->buckets.off, r->buckets.len,
                           cfg->deterministic);
+  cg_gsync_set_dtype(r->gs, strcmp(cfg->grad_comm, "bf16") ? CG_GSYNC_FP32 : CG_GSYNC_BF16);
   long long tr_a = 1, tr_b = -1;
   sscanf(cfg->trace_steps, "%lld:%lld", &tr_a, &tr_b);
   r->trace = cg_trace_create(cfg->trace_out, c->rank, c->host, tr_a, tr_b);

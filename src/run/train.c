@@ -52,9 +52,27 @@ double cg_train_lr(const cg_config_t *cfg, int64_t t, int64_t total) {
 
 /* ---- fetching results, validation ------------------------------------------------------------ */
 
+/* The step's phases on the compute track: forward, backward with an instant "bucket J ready
+ * N" as bucket J's N gradients are complete, AdamW (read back by `cogpu-bench scaling
+ * --trace`). */
+static void trace_phases(cg_trace_t *t, const cg_step_out_t *o, const cg_buckets_t *bk) {
+  if (o->t_bwd[0] > 0 && o->t_compute[0] > 0)
+    cg_trace_event(t, CG_TRACK_COMPUTE, "forward", o->t_compute[0], o->t_bwd[0]);
+  if (o->t_bwd[1] >= o->t_bwd[0] && o->t_bwd[0] > 0)
+    cg_trace_event(t, CG_TRACK_COMPUTE, "backward", o->t_bwd[0], o->t_bwd[1]);
+  for (int j = 0; j < o->nready && j < bk->n; j++) {
+    char name[32];
+    snprintf(name, sizeof name, "bucket %d ready %zu", j, bk->len[j]);
+    if (o->t_ready[j] > 0) cg_trace_event(t, CG_TRACK_COMPUTE, name, o->t_ready[j], o->t_ready[j]);
+  }
+  if (o->t_opt[1] >= o->t_opt[0] && o->t_opt[0] > 0)
+    cg_trace_event(t, CG_TRACK_COMPUTE, "adamw", o->t_opt[0], o->t_opt[1]);
+}
+
 /* The backend's stream activity of a fetched step on the timeline. */
-static void trace_streams(cg_trace_t *t, const cg_step_out_t *o) {
+static void trace_streams(cg_trace_t *t, const cg_step_out_t *o, const cg_buckets_t *bk) {
   if (!t) return;
+  trace_phases(t, o, bk);
   if (o->t_h2d[1] >= o->t_h2d[0] && o->t_h2d[0] > 0)
     cg_trace_event(t, CG_TRACK_H2D, "batch upload", o->t_h2d[0], o->t_h2d[1]);
   if (o->t_compute[1] >= o->t_compute[0] && o->t_compute[0] > 0)
@@ -77,7 +95,7 @@ static void collect(cg_run_t *r, cg_loader_t *ld, cg_host_batch_t *pb, cg_acc_t 
   cg_nvtx_pop();
   if (train) {
     cg_trace_event(r->trace, CG_TRACK_DRIVER, "wait for results", t_f0, cg_now());
-    trace_streams(r->trace, &out);
+    trace_streams(r->trace, &out, &r->buckets);
   }
   int skipped = 0;
   if (train) {
@@ -95,6 +113,7 @@ static void collect(cg_run_t *r, cg_loader_t *ld, cg_host_batch_t *pb, cg_acc_t 
     a->last_loss = out.loss;
   }
   if (out.comm_wait_ms > 0) a->comm += 1e-3 * out.comm_wait_ms;
+  if (train) r->grad_bytes += out.grad_bytes_reduced;
   if (out.busy_ms >= 0) {
     a->busy += 1e-3 * out.busy_ms;
     a->busy_measured = 1;

@@ -63,8 +63,8 @@ void cg_report_banner(const cg_run_t *r) {
          "%lld steps (%lld per epoch)\n",
          cfg->data, (long long)r->ntrain, (long long)r->nval, cfg->batch, cfg->batch * c->size,
          (long long)r->total, (long long)r->spe);
-  printf("rank 0: %d compute thread(s), %d helper thread(s), %d gradient bucket(s)\n",
-         r->threads, r->workers, r->buckets.n);
+  printf("rank 0: %d compute thread(s), %d helper thread(s), %d gradient bucket(s), gradient "
+         "comm %s\n", r->threads, r->workers, r->buckets.n, cfg->grad_comm);
   if (r->resumed) banner_resume(r);
   fflush(stdout);
 }
@@ -329,6 +329,9 @@ static void print_final(const cg_run_t *r, const cg_train_figs_t *f, const cg_co
              f->val.loss, cg_confusion_iou(&f->val.conf), cg_confusion_dice(&f->val.conf),
              cg_confusion_acc(&f->val.conf), (long long)r->nval);
   }
+  if (r->c->size > 1)
+    printf("gradient all-reduce: %.0f bytes in %s on rank 0 (%lld steps)\n", r->grad_bytes,
+           cfg->grad_comm, (long long)(total - r->s0));
   if (r->prec == CG_PREC_FP16)
     printf("fp16 loss scaling: %lld step(s) skipped for inf/NaN gradients (%lld in this run), "
            "loss scale now %g\n", (long long)(r->skipped0 + r->health.skipped),
@@ -413,12 +416,13 @@ static int write_metrics(const cg_run_t *r, const cg_train_figs_t *f, const cg_c
            "\"train_iou\": %.6f, \"train_iou_run\": %.6f, \"img_per_s\": %.3f, \"wall_s\": %.3f, "
            "\"train_s\": %.3f, "
            "\"backend\": \"%s\", \"precision\": \"%s\", \"image_size\": %d, "
-           "\"model_base\": %d, \"model_depth\": %d, \"params\": %zu%s}\n",
+           "\"model_base\": %d, \"model_depth\": %d, \"params\": %zu, \"grad_comm\": \"%s\", "
+           "\"grad_comm_bytes\": %.0f%s}\n",
            (long long)r->total, r->c->size, cfg->batch * r->c->size, f->last_window_loss, vl, vi,
            vd, va, K > 1 ? cg_confk_miou(lk, K) : cg_confusion_iou(last),
            K > 1 ? cg_confk_miou(tk, K) : cg_confusion_iou(train), ips, wall, f->train_s,
            r->ops->name, cg_precision_name(r->prec), cfg->image_size, cfg->model_base,
-           cfg->model_depth, r->model.nparams, extra ? extra : "");
+           cfg->model_depth, r->model.nparams, cfg->grad_comm, r->grad_bytes, extra ? extra : "");
   free(extra);
   const int rc = cg_afile_save(cfg->metrics_out, json, strlen(json), err, sizeof err);
   free(json);
