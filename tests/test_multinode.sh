@@ -6,7 +6,8 @@
 # there through an rsh agent, and ranks on different nodes talk over TCP. CPU backend:
 #   1. the banner says "4 rank(s) on 2 node(s)"; the binding lines give each node's local
 #      ranks 0 and 1 and split that node's cores between them; the balance table names both
-#      hosts;
+#      hosts; with --report-ranks nodes, one binding line and one table row per node (its
+#      worst rank named), the stats JSONL still every rank;
 #   2. the weights equal 1 rank with the same global batch (the -np equivalence tolerance);
 #   3. kill -9 of a rank on the second node ends the job in bounded time, naming the rank and
 #      its host;
@@ -47,6 +48,14 @@ table=$(sed -n '/^# balance at the end/,/^  max/p' $T/n4.log)
 for h in cgnode0 cgnode1; do
   echo "$table" | grep -q "^  [0-9]\**  *$h " || bad "the balance table does not name $h"
 done
+# --report-ranks nodes: one binding line and one table row per node, the JSONL keeps every rank
+timeout 120 $NODES $BIN $COMMON --steps 5 --batch 4 --progress plain --report-every 5 \
+  --report-ranks nodes --stats-out $T/nodes.jsonl > $T/nodes.log 2>&1 || { bad "nodes view"; cat $T/nodes.log; }
+[ "$(grep -c '^rank [0-9]*: host ' $T/nodes.log)" -eq 2 ] || bad "nodes view: want 2 binding lines"
+for h in cgnode0 cgnode1; do
+  grep -qE "^  n[01] +$h +2 rank\(s\) .* worst rank [0-3]" $T/nodes.log || bad "nodes view: no row for $h"
+done
+[ "$(tail -n1 $T/nodes.jsonl | grep -o '"rank": [0-9]*' | wc -l)" -eq 4 ] || bad "nodes view: the JSONL lost ranks"
 $MPIRUN -np 1 $BIN $COMMON --steps 5 --batch 16 --progress off --params-out $T/n1.bin \
   > $T/n1.log 2>&1 || { bad "the 1-rank run"; cat $T/n1.log; }
 echo "2 nodes x 2 ranks x batch 4 vs 1 rank x batch 16:"
