@@ -3,8 +3,10 @@
 rank_pid() { # rank_pid TAG RANK: the pid of that rank of the job whose command line has TAG
   local d
   for d in /proc/[0-9]*; do
-    tr '\0' ' ' < $d/cmdline 2> /dev/null | grep -qF -- "$1" || continue
-    if tr '\0' '\n' < $d/environ 2> /dev/null | grep -qx "OMPI_COMM_WORLD_RANK=$2"; then
+    # grep reads the files itself (-z: NUL-separated records): no pipe whose writer a quitting
+    # grep -q could kill with SIGPIPE, which pipefail would count as no match
+    grep -qzF -- "$1" "$d/cmdline" 2> /dev/null || continue
+    if grep -qzx "OMPI_COMM_WORLD_RANK=$2" "$d/environ" 2> /dev/null; then
       echo "${d#/proc/}"; return 0
     fi
   done

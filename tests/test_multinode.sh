@@ -67,7 +67,11 @@ mkdir -p $T/kill
 $NODES $BIN $LONG --test-slow-ms 10 --timeout-s 10 --checkpoint-dir $T/kill/ck \
   > $T/kill/log 2>&1 &
 JOB=$!
-if wait_step $T/kill/log 30 && pid=$(rank_pid "$T/kill/ck" 3); then
+if ! wait_step $T/kill/log 30; then
+  bad "kill: the job did not reach step 30"; cat $T/kill/log
+elif ! pid=$(rank_pid "$T/kill/ck" 3); then
+  bad "kill: no process of rank 3 found"; ps -eo pid,args | grep -F "$T/kill" | cut -c1-200
+else
   t0=$(now_ms)
   kill -KILL "$pid"
   while kill -0 $JOB 2> /dev/null && [ $(($(now_ms) - t0)) -lt 40000 ]; do sleep 0.1; done
@@ -81,9 +85,8 @@ if wait_step $T/kill/log 30 && pid=$(rank_pid "$T/kill/ck" 3); then
   [ $dt -le 15000 ] || bad "kill: $dt ms, over the 10 s timeout + 5 s"
   grep -qE "rank 3 .*on node cgnode1|rank 3 .*cgnode1|cgnode1.*rank 3" $T/kill/log ||
     { bad "kill: rank 3 and cgnode1 are not named together"; cat $T/kill/log; }
-else
-  bad "kill: the job did not reach step 30"; cat $T/kill/log
 fi
+[ -n "$JOB" ] && { kill -KILL $JOB 2> /dev/null; wait $JOB 2> /dev/null; JOB=; }
 
 # ---- 4: SIGUSR1 to mpirun: checkpoint on both nodes, resume over both nodes ----
 STEPS=200
