@@ -30,13 +30,19 @@ CG_NODE_NAMES=() CG_NODE_ADDRS=()
 
 _cg_nodes_fail() { CG_NODES_WHY=$*; cg_nodes_down; return 1; }
 
-# the pids of every process in the network namespace of pid $1 (the holder included)
+# the pids of every process in the network namespace of holder pid $1 (the holder included);
+# nothing unless $1 is still our holder (a sleep) in a namespace that is not the host's: a dead
+# holder's pid may belong to any process by now
 _cg_nodes_members() {
   local ns p
   ns=$(readlink "/proc/$1/ns/net" 2> /dev/null) || return 0
+  [ "$ns" != "$(readlink /proc/1/ns/net)" ] && [ "$ns" != "$(readlink /proc/$$/ns/net)" ] ||
+    return 0
+  grep -qzx "sleep" "/proc/$1/cmdline" 2> /dev/null || return 0
   for p in /proc/[0-9]*; do
     [ "$(readlink "$p/ns/net" 2> /dev/null)" = "$ns" ] && echo "${p#/proc/}"
   done
+  return 0
 }
 
 # removes the nodes described by state directory $1 (its pid files and bridge name)
@@ -59,6 +65,8 @@ _cg_nodes_reap() {
     [ -d "$d" ] || continue
     owner=$(cat "$d/owner" 2> /dev/null)
     [ -n "$owner" ] && kill -0 "$owner" 2> /dev/null && continue
+    # no owner yet: another cg_nodes_up between its mktemp and writing the owner
+    [ -z "$owner" ] && [ -n "$(find "$d" -maxdepth 0 -mmin -1)" ] && continue
     _cg_nodes_remove "$d"
   done
 }
@@ -116,6 +124,30 @@ _cg_nodes_agent() {
   chmod +x "$f"
 }
 
+# TCP from the last node to node 0 across the bridge: a host whose firewall filters bridged
+# traffic (br_netfilter with a FORWARD policy of DROP, as Docker sets up) cannot emulate nodes.
+# Needs python3 for the listener; without it the check is left out.
+_cg_nodes_probe() {
+  local n=$1 lpid ok
+  [ "$n" -ge 2 ] && command -v python3 > /dev/null || return 0
+  cg_node_exec 0 python3 -c 'import socket
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("", 47999)); s.listen(1); s.settimeout(10)
+c, _ = s.accept(); c.sendall(b"cg-nodes-ok")' > /dev/null 2>&1 &
+  lpid=$!
+  ok=$(cg_node_exec $((n - 1)) python3 -c 'import socket, sys, time
+for _ in range(50):
+    try:
+        c = socket.create_connection((sys.argv[1], 47999), timeout=2)
+        print(c.recv(64).decode())
+        break
+    except OSError:
+        time.sleep(0.1)' "${CG_NODE_ADDRS[0]}" 2> /dev/null)
+  kill "$lpid" 2> /dev/null
+  wait "$lpid" 2> /dev/null
+  [ "$ok" = cg-nodes-ok ]
+}
+
 cg_nodes_up() {
   local n=${1:?cg_nodes_up N [NAME]} name=${2:-cgnode} k c
   CG_NODES_WHY="" CG_NODE_NAMES=() CG_NODE_ADDRS=()
@@ -134,6 +166,10 @@ cg_nodes_up() {
     echo "$name$k slots=${CG_NODES_SLOTS:-4}" >> "$CG_NODES_DIR/hostfile"
   done
   _cg_nodes_agent
+  _cg_nodes_probe "$n" ||
+    _cg_nodes_fail "no TCP between the emulated nodes over the bridge" \
+      "(is bridged traffic filtered by iptables/nftables here?)" ||
+    return 1
 }
 
 cg_node_pid() { cat "$CG_NODES_DIR/node$1.pid"; }
