@@ -73,7 +73,8 @@ static const cg_opt_t g_opts[] = {
  *     (460-480 GB/s, docs.alayanew.com/en/docs/tech-blog/2026-05-06-nccl-tests), low end;
  *   400 GB/s: the same across nodes, H100/H200 SXM with NVLink + NDR InfiniBand (400-450 GB/s,
  *     saturncloud.io/blog/crusoe-nccl-cluster-validation), low end;
- *   8.4 / 3.4 / 9.6 us: NCCL's ring/Simple base, NVLink and network latencies (tuning.cc);
+ *   8.4 / 3.4 / 9.6 us: NCCL's ring/Simple base, NVLink and network latencies (the cost-model
+ *     tables of NCCL 2.7-2.8's tuning.cc/tuning.h);
  *   overlap slowdown 0.10: an ASSUMPTION, not measured (one GPU was lent): NCCL runs one CTA
  *     per channel, up to 32 channels, i.e. up to a quarter of an H200's 132 SMs while it runs. */
 static const opts_t g_defaults = {
@@ -167,8 +168,9 @@ static void print_assumptions(const opts_t *o, const cg_timeline_t *tl, double r
   printf("# cogpu-bench scaling --project: a PROJECTION from measured step timings, not a "
          "measurement\n# timeline: %s\n", tl->whence);
   printf("# one-rank step T = %.3f ms (%s): backward ends %.3f ms, AdamW %.3f ms after the "
-         "last bucket, %.3f ms after it\n", 1e3 * ref, o->ref_ms > 0 ? "--ref-step-ms" :
-         "the timeline's compute", 1e3 * tl->bwd_end, 1e3 * tl->opt, 1e3 * tl->after_opt);
+         "last bucket, then %.3f ms to the next step\n", 1e3 * ref,
+         o->ref_ms > 0 ? "--ref-step-ms" : "the timeline's compute", 1e3 * tl->bwd_end,
+         1e3 * tl->opt, 1e3 * tl->after_opt);
   printf("# buckets (ready at ms, MB on the wire):");
   for (int b = 0; b < tl->n; b++)
     printf(" %d:%.3f/%.3f", b, 1e3 * tl->ready[b], 1e-6 * tl->elems[b] * n->grad_bytes);
@@ -176,10 +178,11 @@ static void print_assumptions(const opts_t *o, const cg_timeline_t *tl, double r
          "GB/s across (achievable busbw, not link peaks);\n", n->ring_only ? "ring only" :
          "min(ring, tree)", n->nv_gbs, n->per_node, n->net_gbs);
   printf("#   latency %.1f us per call + %.1f us per ring step within a node, %.1f us between "
-         "nodes (NCCL tuning.cc); tree as NCCL's LL128 model;\n", n->base_us, n->nv_us, n->net_us);
+         "nodes (NCCL 2.7-2.8 cost-model tables); tree as NCCL's LL128 model;\n", n->base_us,
+         n->nv_us, n->net_us);
   printf("#   %s-byte gradients; buckets reduced in ready order on one comm stream; AdamW after "
-         "the last bucket; backward %.0f%% slower while an all-reduce overlaps it;\n", o->grad_bytes,
-         100 * n->slowdown);
+         "the last bucket; backward %.0f%% slower while an all-reduce overlaps it;\n",
+         o->grad_bytes, 100 * n->slowdown);
   printf("#   same per-GPU compute at every P (weak scaling, no stragglers, no data stalls)\n");
 }
 
@@ -191,7 +194,7 @@ static size_t print_projection(const opts_t *o, const cg_timeline_t *tl, char *j
   printf("# %-6s %12s %12s %11s %14s %11s\n", "GPUs", "step", "exposed tail", "efficiency",
          "step no-ovl", "efficiency");
   len += (size_t)snprintf(js + len, cap - len, ", \"projection\": true, \"ref_step_ms\": %.4f, "
-                          "\"tail_buckets\": %d, \"projected\": [", 1e3 * ref, tl->n);
+                          "\"buckets\": %d, \"projected\": [", 1e3 * ref, tl->n);
   for (int k = 0; k < o->gpus.n; k++) {
     const int p = o->gpus.v[k];
     double tail = 0, s1 = cg_netmodel_step(&o->net, tl, p, &tail);

@@ -10,17 +10,19 @@
  * bandwidth B = nv_gbs when N = 1, else net_gbs (what nccl-tests' all_reduce_perf reports as
  * busbw, not a link peak):
  *   ring = base + (2(P-1) - 2(N-1)) nv_us + 2(N-1) net_us + 2(P-1)/P S/B
- *   tree = 4.4 us + 2 ((g-1) 1.2 us + ceil(log2 N) 8.5 us) + 2 S/(0.9 B)
+ *   tree = 4.4 us + 2 ((g-1) 1.2 us + floor(log2 N) 8.5 us) + 2 S/(0.9 B)
  *   T_ar = min(ring, tree) (ring only with ring_only).
- * The latency terms are NCCL's own cost model (src/graph/tuning.cc of NVIDIA/nccl, read at
- * commit 01afd20: baseLat ring/Simple 8.4 us, hwLat NVLink ring/Simple 3.4 us, NET ring/Simple
- * 9.6 us; tree/LL128 base 4.4 us, NVLink 1.2 us, NET 8.5 us; tree bus bandwidth 0.9 x ring's;
- * its tree time uses the same 2 S / busbw conversion). Step on P ranks: the comm stream takes
+ * The latency terms are the values of NCCL's cost-model tables (baseLat and hwLat of
+ * src/graph/tuning.cc / tuning.h in the NCCL 2.7-2.8 releases: baseLat ring/Simple 8.4 us, tree
+ * LL128 4.4 us; hwLat NVLink ring/Simple 3.4 us, tree/LL128 1.2 us; NET ring/Simple 9.6 us,
+ * tree/LL128 8.5 us; later releases changed them, e.g. a larger tree base), with NCCL's
+ * rounded-down log2 of the node count for the tree's depth; tree bus bandwidth 0.9 x ring's;
+ * its tree time uses the same 2 S / busbw conversion. Step on P ranks: the comm stream takes
  * the buckets in ready order, F_b = max(F_(b-1), t_b') + T_ar(S_b); while an all-reduce runs
- * during backward, backward runs (1 + slowdown) slower (NCCL's kernels take SMs and memory
- * bandwidth): each overlap of length o pushes the rest of backward (t_b', bwd_end') back by
- * slowdown x o; tail = max(0, F_last - bwd_end'); step = bwd_end' + tail + AdamW + the rest
- * after AdamW. */
+ * during backward, backward runs (1 + slowdown) times slower (NCCL's kernels take SMs and memory
+ * bandwidth), so the ready times t_b' and backward's end bwd_end' move later by slowdown times
+ * the comm time that overlapped backward before them; tail = max(0, F_last - bwd_end');
+ * step = bwd_end' + tail + AdamW + the rest after AdamW. */
 #include "bench_scaling_model.h"
 
 #include <math.h>
@@ -212,16 +214,23 @@ int cg_timeline_from_kernels(const char *path, const cg_model_t *m, const cg_buc
     fwd += region_us(rg, name);
   }
   t = fwd + region_us(rg, "input prep") + region_us(rg, "loss");
+  /* the backend casts each bucket's dW to fp32 before the bucket is ready: that region's time
+   * goes before each ready time, in proportion to the bucket's elements */
+  double nel = 0;
+  for (int b = 0; b < bk->n; b++) nel += (double)bk->len[b];
+  const double cast = region_us(rg, "dW to fp32");
   for (int i = m->nlayers - 1; i >= 0; i--) {
     snprintf(name, sizeof name, "%s/bwd", m->layers[i].name);
     double us = region_us(rg, name);
     seen += us;
     t += us;
     const int b = bk->ready_after[i];
-    if (b >= 0) tl->ready[b] = t, tl->elems[b] = (double)bk->len[b];
+    if (b < 0) continue;
+    t += nel > 0 ? cast * (double)bk->len[b] / nel : 0;
+    tl->ready[b] = t, tl->elems[b] = (double)bk->len[b];
   }
   tl->n = bk->n;
-  tl->bwd_end = t + region_us(rg, "dW to fp32");
+  tl->bwd_end = t;
   tl->opt = region_us(rg, "optimizer");
   const double s = 1e3 * step_ms / all; /* us of kernels -> s of the measured step */
   tl->after_opt = (all - tl->bwd_end - tl->opt) * s * 1e-6;
@@ -250,20 +259,39 @@ double cg_netmodel_allreduce(const cg_netmodel_t *n, double bytes, int p) {
                 2.0 * (p - 1) / p * bytes / bw;
   if (n->ring_only) return ring;
   double tree = 1e-6 * (TREE_BASE_US + 2 * ((g - 1) * TREE_INTRA_US +
-                                            ceil(log2((double)nodes)) * TREE_INTER_US)) +
+                                            floor(log2((double)nodes)) * TREE_INTER_US)) +
                 2.0 * bytes / (TREE_BW_FACTOR * bw);
   return ring < tree ? ring : tree;
 }
 
-double cg_netmodel_step(const cg_netmodel_t *n, const cg_timeline_t *tl, int p, double *tail) {
-  double f = 0, delay = 0; /* comm stream free at f; backward pushed back by delay */
-  for (int b = 0; b < tl->n; b++) {
-    const double t = tl->ready[b] + delay, start = f > t ? f : t;
-    f = start + cg_netmodel_allreduce(n, tl->elems[b] * n->grad_bytes, p);
-    const double be = tl->bwd_end + delay, ov = (f < be ? f : be) - start;
-    if (ov > 0 && p > 1) delay += n->slowdown * ov;
+/* The time backward, at time x, has done dp more of its work: it runs 1 + s times slower while
+ * the comm stream is busy (iv[0..k): that stream's intervals, in order, disjoint). */
+static double advance(double x, double dp, const double (*iv)[2], int k, double s) {
+  for (int i = 0; i < k && dp > 0; i++) {
+    if (iv[i][1] <= x) continue;
+    if (iv[i][0] > x) { /* free until the interval starts */
+      if (dp <= iv[i][0] - x) return x + dp;
+      dp -= iv[i][0] - x;
+      x = iv[i][0];
+    }
+    const double slow = (iv[i][1] - x) / (1 + s); /* work done until the interval ends */
+    if (dp <= slow) return x + dp * (1 + s);
+    dp -= slow;
+    x = iv[i][1];
   }
-  const double be = tl->bwd_end + delay;
+  return x + dp;
+}
+
+double cg_netmodel_step(const cg_netmodel_t *n, const cg_timeline_t *tl, int p, double *tail) {
+  double iv[CG_MAX_BUCKETS][2], f = 0, r = tl->n > 0 ? tl->ready[0] : 0;
+  const double s = p > 1 ? n->slowdown : 0;
+  for (int b = 0; b < tl->n; b++) {
+    if (b > 0) r = advance(r, tl->ready[b] - tl->ready[b - 1], iv, b, s); /* bucket b ready */
+    iv[b][0] = f > r ? f : r;
+    f = iv[b][1] = iv[b][0] + cg_netmodel_allreduce(n, tl->elems[b] * n->grad_bytes, p);
+  }
+  const double be = tl->n > 0 ? advance(r, tl->bwd_end - tl->ready[tl->n - 1], iv, tl->n, s)
+                              : tl->bwd_end;
   const double ex = f > be ? f - be : 0;
   if (tail) *tail = ex;
   return be + ex + tl->opt + tl->after_opt;

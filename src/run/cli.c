@@ -133,10 +133,10 @@ static const cg_opt_t g_opts[] = {
     CG_OPT_ROW_TEXT(STR, "history-csv", O(history_csv), NULL, C_TRAIN, "FILE",
         "the same validation history as CSV (a header, one row per validation)"),
     CG_OPT_ROW_NUM(DBL, "bucket-mb", O(bucket_mb), 0, 1e6, C_TRAIN, "X",
-        "gradient all-reduce bucket size in MB (0 = one bucket)"),
+        "gradient all-reduce bucket size in MB (0 = one bucket, besides --last-bucket-mb's)"),
     CG_OPT_ROW_NUM(DBL, "last-bucket-mb", O(last_bucket_mb), 0, 1e6, C_TRAIN, "X",
-        "make the final bucket (the first layers, reduced after backward ends) about X MB "
-        "(0 = off)"),
+        "a final bucket of the fewest first layers holding at least X MB (backward finishes "
+        "them last, so a small one shortens the exposed all-reduce); 0 = none"),
     CG_OPT_ROW_FLAG("deterministic", O(deterministic), C_TRAIN,
         "fixed summation orders: results independent of --bucket-mb and timing"),
     CG_OPT_ROW_TEXT(STR, "allreduce", O(allreduce), "auto|nccl|mpi", C_TRAIN, "M",
