@@ -96,7 +96,7 @@ run bf_small $MPIRUN -np 2 $BIN $COMMON --batch 4 --deterministic --algo-cache $
   --grad-comm bf16 --bucket-mb 0.05 --params-out $T/bs.bin --metrics-out $T/bs.json
 run bf_large $MPIRUN -np 2 $BIN $COMMON --batch 4 --deterministic --algo-cache $T/algos \
   --grad-comm bf16 --bucket-mb 100 --params-out $T/bl.bin
-if [ -f "$T/bs.bin" ] && [ -f "$T/bl.bin" ] && [ -f "$T/dl.bin" ]; then
+if [ -f "$T/bs.bin" ] && [ -f "$T/bl.bin" ] && [ -f "$T/ds.bin" ]; then
   echo "np 2 --grad-comm bf16 --deterministic, --bucket-mb 0.05 vs 100 (bitwise):"
   $CMP $T/bs.bin $T/bl.bin 0 bitwise || { echo "FAIL bf16: bucket size changed the result"; fail=1; }
   cmp -s $T/bs.bin $T/ds.bin && { echo "FAIL bf16 gave fp32's parameters bitwise"; fail=1; }
