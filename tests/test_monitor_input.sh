@@ -47,11 +47,12 @@ checks() {
 
   CUR="$2: control bytes"
   # host and GPU names from the file reach the terminal as text: ESC, BEL, newline become '?'
-  sed 's/"host": "vm", "gpu": "-"/"host": "\\u001b[2Jevil\\u0007", "gpu": "g\\npu"/' <<< "$LAST" > "$T/esc.jsonl"
+  sed 's/"host": "vm", "gpu": "-"/"host": "\\u001b[2Jevil\\u0007", "gpu": "g\\npu\\u009b"/' <<< "$LAST" > "$T/esc.jsonl"
   grep -q 'u001b' "$T/esc.jsonl" || fail "sed changed nothing"
   "$M" --once "$T/esc.jsonl" > "$T/out" 2> "$T/err" || fail "exit $?: $(cat "$T/err")"
   ! LC_ALL=C grep -q $'[\x01-\x08\x0b-\x1f\x7f]' "$T/out" || fail "a control byte reached the output"
-  grep -q '?\[2Jevil? *g?pu ' "$T/out" || fail "names not shown: $(sed -n 3p "$T/out")"
+  ! LC_ALL=C grep -q $'\xc2[\x80-\x9f]' "$T/out" || fail "a C1 control (UTF-8) reached the output"
+  grep -q '?\[2Jevil? *g?pu?? ' "$T/out" || fail "names not shown: $(sed -n 3p "$T/out")"
   echo "PASS [$2] control bytes in host and GPU names are shown as '?'"
 
   CUR="$2: --interval"

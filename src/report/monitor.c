@@ -151,12 +151,18 @@ static void pct(char *b, size_t n, const cg_json_t *o, const char *key) {
   else snprintf(b, n, "-");
 }
 
-/* s with every control byte (escape sequences, newlines, ...) as '?': names that come from the
- * file (hosts, GPUs) are text to show, never commands to the terminal. */
+/* s with every control character (C0 bytes, DEL, and the C1 controls U+0080..U+009F, UTF-8
+ * C2 80..C2 9F, which some terminals take as CSI) as '?': names that come from the file (hosts,
+ * GPUs) are text to show, never commands to the terminal. */
 static const char *printable(char *buf, size_t n, const char *s) {
   size_t i = 0;
   for (; s[i] && i + 1 < n; i++) {
-    const unsigned char c = (unsigned char)s[i];
+    const unsigned char c = (unsigned char)s[i], d = (unsigned char)s[i + 1];
+    if (c == 0xc2 && d >= 0x80 && d <= 0x9f && i + 2 < n) {
+      buf[i] = buf[i + 1] = '?';
+      i++;
+      continue;
+    }
     buf[i] = c < 0x20 || c == 0x7f ? '?' : (char)c;
   }
   buf[i] = '\0';
