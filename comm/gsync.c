@@ -140,18 +140,26 @@ void cg_gsync_set_dtype(cg_gsync_t *g, cg_gsync_dtype_t dt) {
 
 cg_gsync_dtype_t cg_gsync_dtype(const cg_gsync_t *g) { return g->dtype; }
 
-/* Starts bucket b's collective on s->grad (fp32) or s->wire (bf16). */
+/* Bucket b's elements as reduced: in s->grad (fp32) or s->wire (bf16), with their type. */
+static void *bucket_base(const cg_gsync_t *g, int b, MPI_Datatype *t) {
+  const bucket_state_t *s = &g->st[b];
+  const int bf = g->dtype == CG_GSYNC_BF16;
+  *t = bf ? g->t16 : MPI_FLOAT;
+  return bf ? (void *)(s->wire + g->off[b]) : (void *)(s->grad + g->off[b]);
+}
+
+/* Starts bucket b's collective. */
 static void start(cg_gsync_t *g, int b) {
   bucket_state_t *s = &g->st[b];
-  const int bf = g->dtype == CG_GSYNC_BF16, len = (int)g->len[b];
-  void *base = bf ? (void *)(s->wire + g->off[b]) : (void *)(s->grad + g->off[b]);
-  const MPI_Datatype t = bf ? g->t16 : MPI_FLOAT;
+  const int len = (int)g->len[b];
+  MPI_Datatype t;
+  void *base = bucket_base(g, b, &t);
   int tsize = 0;
   CG_CHECK_MPI(MPI_Type_size(t, &tsize));
   g->bytes += (double)tsize * len;
   if (!g->deterministic) {
-    CG_CHECK_MPI(MPI_Iallreduce(MPI_IN_PLACE, base, len, t, bf ? g->op16 : MPI_SUM, g->comm,
-                                &s->req));
+    CG_CHECK_MPI(MPI_Iallreduce(MPI_IN_PLACE, base, len, t,
+                                g->dtype == CG_GSYNC_BF16 ? g->op16 : MPI_SUM, g->comm, &s->req));
     s->phase = PH_GATHER; /* the last phase: completion means done */
     return;
   }
@@ -160,22 +168,24 @@ static void start(cg_gsync_t *g, int b) {
   s->phase = PH_REDUCE;
 }
 
-void cg_gsync_post(cg_gsync_t *g, int b, float *grad) {
-  CG_ASSERT(b >= 0 && b < g->n);
+/* Posts bucket b on the fp32 gradients grad (NULL: bf16 only) and the bf16 buffer wire. */
+static void post_on(cg_gsync_t *g, int b, float *grad, uint16_t *wire) {
   bucket_state_t *s = &g->st[b];
   CG_ASSERT(s->phase == PH_IDLE);
   s->grad = grad;
-  s->wire = g->wire;
-  if (g->size == 1) {
-    s->phase = PH_DONE;
-    return;
-  }
-  if (g->dtype == CG_GSYNC_BF16) {
+  s->wire = wire;
+  if (g->size == 1) s->phase = PH_DONE;
+  else start(g, b);
+}
+
+void cg_gsync_post(cg_gsync_t *g, int b, float *grad) {
+  CG_ASSERT(b >= 0 && b < g->n);
+  if (g->dtype == CG_GSYNC_BF16 && g->size > 1) {
     const float *src = grad + g->off[b];
     uint16_t *dst = g->wire + g->off[b];
     for (size_t i = 0; i < g->len[b]; i++) dst[i] = cg_bf16_from_f32(src[i]);
   }
-  start(g, b);
+  post_on(g, b, grad, g->wire);
 }
 
 /* Deterministic: this rank's segment of bucket b, summed over the R received copies in rank
@@ -221,10 +231,10 @@ static void advance(cg_gsync_t *g, int b) {
   }
   CG_ASSERT(s->phase == PH_REDUCE);
   sum_own(g, b);
-  const int bf = g->dtype == CG_GSYNC_BF16;
-  void *base = bf ? (void *)(s->wire + g->off[b]) : (void *)(s->grad + g->off[b]);
-  CG_CHECK_MPI(MPI_Iallgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, base, s->counts, s->displs,
-                               bf ? g->t16 : MPI_FLOAT, g->comm_gather, &s->req));
+  MPI_Datatype t;
+  void *base = bucket_base(g, b, &t);
+  CG_CHECK_MPI(MPI_Iallgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, base, s->counts, s->displs, t,
+                               g->comm_gather, &s->req));
   s->phase = PH_GATHER;
 }
 
@@ -261,32 +271,28 @@ double cg_gsync_take_bytes(cg_gsync_t *g) {
   return b;
 }
 
-double cg_gsync_staged(cg_gsync_t *g, float *grad, void (*landed)(void *ctx, int b), void *ctx,
-                       double *t_first) {
+/* The staged loop: each bucket as it lands, on grad (fp32, rounded to bf16 by post when the
+ * dtype is bf16) or, when wire is given, on the caller's bf16 buffer. */
+static double staged(cg_gsync_t *g, float *grad, uint16_t *wire, void (*landed)(void *ctx, int b),
+                     void *ctx, double *t_first) {
   if (t_first) *t_first = -1;
   for (int b = 0; b < g->n; b++) {
     landed(ctx, b);
     if (b == 0 && t_first) *t_first = cg_now();
-    cg_gsync_post(g, b, grad);
+    if (wire) post_on(g, b, NULL, wire); /* nothing to widen here: the caller does */
+    else cg_gsync_post(g, b, grad);
     cg_gsync_progress(g);
   }
   return cg_gsync_wait(g);
 }
 
+double cg_gsync_staged(cg_gsync_t *g, float *grad, void (*landed)(void *ctx, int b), void *ctx,
+                       double *t_first) {
+  return staged(g, grad, NULL, landed, ctx, t_first);
+}
+
 double cg_gsync_staged_bf16(cg_gsync_t *g, uint16_t *wire, void (*landed)(void *ctx, int b),
                             void *ctx, double *t_first) {
   CG_ASSERT(g->dtype == CG_GSYNC_BF16);
-  if (t_first) *t_first = -1;
-  for (int b = 0; b < g->n; b++) {
-    landed(ctx, b);
-    if (b == 0 && t_first) *t_first = cg_now();
-    bucket_state_t *s = &g->st[b];
-    CG_ASSERT(s->phase == PH_IDLE);
-    s->grad = NULL; /* nothing to widen here */
-    s->wire = wire;
-    if (g->size == 1) s->phase = PH_DONE;
-    else start(g, b);
-    cg_gsync_progress(g);
-  }
-  return cg_gsync_wait(g);
+  return staged(g, NULL, wire, landed, ctx, t_first);
 }

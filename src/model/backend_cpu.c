@@ -290,7 +290,7 @@ static int cpu_train_step(cg_backend_t *b, int slot, const cg_adamw_t *opt) {
   struct cg_gsync *gs = b->cfg.gsync;
   uint8_t *pred;
   cg_step_out_t *out = push_result(b, slot, &pred);
-  double t0 = cg_now(), t_first_post = -1;
+  double t0 = cg_now();
   forward(b, slot);
   const int lbuf = m->tensors[m->logits_tensor].buf;
   const float *logits = b->act[lbuf];
@@ -328,7 +328,6 @@ static int cpu_train_step(cg_backend_t *b, int slot, const cg_adamw_t *opt) {
     const int bucket = bk ? bk->ready_after[i] : -1;
     if (bucket >= 0 && out->nready < CG_MAX_BUCKETS) out->t_ready[out->nready++] = cg_now();
     if (gs) {
-      if (bucket >= 0 && t_first_post < 0) t_first_post = cg_now();
       if (bucket >= 0) cg_gsync_post(gs, bucket, b->grads);
       cg_gsync_progress(gs);
     }
@@ -340,9 +339,10 @@ static int cpu_train_step(cg_backend_t *b, int slot, const cg_adamw_t *opt) {
     out->grad_bytes_reduced = cg_gsync_take_bytes(gs);
   }
   out->comm_wait_ms = 1e3 * comm_wait;
-  if (gs && b->cfg.trace) { /* the all-reduce ran from the first post to the end of the wait */
+  if (gs && b->cfg.trace) { /* the all-reduce ran from the first post (bucket 0 ready) to the
+                            * end of the wait */
     out->ncomm = 1;
-    out->t_comm[0][0] = t_first_post > 0 ? t_first_post : cg_now() - comm_wait;
+    out->t_comm[0][0] = out->nready > 0 ? out->t_ready[0] : cg_now() - comm_wait;
     out->t_comm[0][1] = cg_now();
   }
   out->t_opt[0] = cg_now();
