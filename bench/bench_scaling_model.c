@@ -25,11 +25,13 @@
  * step = bwd_end' + tail + AdamW + the rest after AdamW. */
 #include "bench_scaling_model.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "atomic_file.h"
 #include "json.h"
 #include "trace.h"
 
@@ -38,31 +40,12 @@
 #define TREE_INTER_US 8.5
 #define TREE_BW_FACTOR 0.9
 
-/* The whole file as a NUL-terminated string (caller frees), or NULL with a message. */
-static char *slurp(const char *path, char *err, size_t errlen) {
-  FILE *f = fopen(path, "rb");
-  if (!f) {
-    snprintf(err, errlen, "%s: cannot open", path);
+static cg_json_t *load_json(const char *path, char *err, size_t errlen) {
+  char *s = cg_file_read(path, NULL);
+  if (!s) {
+    snprintf(err, errlen, "%s: cannot read: %s", path, strerror(errno));
     return NULL;
   }
-  fseek(f, 0, SEEK_END);
-  long n = ftell(f);
-  fseek(f, 0, SEEK_SET);
-  char *s = n >= 0 ? malloc((size_t)n + 1) : NULL;
-  if (s && fread(s, 1, (size_t)n, f) == (size_t)n) {
-    s[n] = 0;
-  } else {
-    free(s);
-    s = NULL;
-    snprintf(err, errlen, "%s: cannot read", path);
-  }
-  fclose(f);
-  return s;
-}
-
-static cg_json_t *load_json(const char *path, char *err, size_t errlen) {
-  char *s = slurp(path, err, errlen);
-  if (!s) return NULL;
   char e[256];
   cg_json_t *v = cg_json_parse(s, e, sizeof e);
   free(s);

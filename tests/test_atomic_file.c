@@ -209,6 +209,26 @@ static void test_symlinks(void) {
   printf("PASS a symlink at the target is replaced; the log follows one; a FIFO is refused\n");
 }
 
+/* cg_file_read: larger than its first buffer, binary (NUL bytes kept), NUL-terminated; a
+ * missing file gives NULL with ENOENT. */
+static void test_read(void) {
+  char err[512];
+  const size_t n = 200000;
+  char *data = malloc(n);
+  for (size_t i = 0; i < n; i++) data[i] = (char)(i * 7 % 251);
+  CG_TEST_CHECK(cg_afile_save(at("read.bin"), data, n, err, sizeof err) == 0, "save: %s", err);
+  size_t len = 0;
+  char *back = cg_file_read(at("read.bin"), &len);
+  CG_TEST_CHECK(back && len == n && !memcmp(back, data, n) && back[n] == 0,
+                "read back %zu of %zu bytes", back ? len : 0, n);
+  free(back);
+  errno = 0;
+  CG_TEST_CHECK(!cg_file_read(at("none.bin"), &len) && errno == ENOENT, "missing: errno %d",
+                errno);
+  unlink(at("read.bin"));
+  free(data);
+}
+
 int main(void) {
   snprintf(dir, sizeof dir, "/tmp/cg_afile_XXXXXX");
   if (!mkdtemp(dir)) return 1;
@@ -218,6 +238,7 @@ int main(void) {
   test_other_failures();
   test_modes();
   test_symlinks();
+  test_read();
   unlink(at("out.txt"));
   unlink(at("keep.txt"));
   CG_TEST_CHECK(entries() == 0, "%d entries left in the directory", entries());

@@ -258,3 +258,36 @@ fail:
   close(fd);
   return NULL;
 }
+
+/* ---- reading a whole file ---------------------------------------------------------------- */
+
+char *cg_file_read(const char *path, size_t *len) {
+  FILE *f = fopen(path, "rb");
+  if (!f) return NULL;
+  size_t cap = 1 << 16, n = 0, got;
+  char *buf = malloc(cap);
+  while (buf) {
+    if (cap - n < 2) { /* room for one more byte and the NUL */
+      char *nb = realloc(buf, 2 * cap);
+      if (!nb) {
+        free(buf);
+        buf = NULL;
+        break;
+      }
+      buf = nb;
+      cap *= 2;
+    }
+    if ((got = fread(buf + n, 1, cap - n - 1, f)) == 0) break;
+    n += got;
+  }
+  const int bad = !buf ? ENOMEM : ferror(f) ? EIO : 0;
+  fclose(f);
+  if (bad) {
+    free(buf);
+    errno = bad;
+    return NULL;
+  }
+  buf[n] = 0;
+  if (len) *len = n;
+  return buf;
+}

@@ -63,4 +63,9 @@ int cg_afile_save(const char *path, const void *buf, size_t n, char *err, size_t
  * device or directory there is refused (opened O_NONBLOCK first, so a FIFO cannot block). */
 FILE *cg_afile_append(const char *path, char *err, size_t errlen);
 
+/* The reading side: the whole file in memory, NUL-terminated (binary-safe: *len bytes, len may
+ * be NULL); the caller frees. NULL with errno set (fopen's, EIO on a read error, ENOMEM), so the
+ * caller can tell a missing file (ENOENT) and word its own message. */
+char *cg_file_read(const char *path, size_t *len);
+
 #endif

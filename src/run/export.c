@@ -321,41 +321,6 @@ int cg_export_main(int argc, char **argv) {
 
 /* ---- import ---------------------------------------------------------------------------- */
 
-/* The whole file in memory (a UNet is tens of MB at most). NULL with err. */
-static uint8_t *slurp(const char *path, size_t *len, char *err, size_t errlen) {
-  FILE *f = fopen(path, "rb");
-  if (!f) {
-    snprintf(err, errlen, "%s: %s", path, strerror(errno));
-    return NULL;
-  }
-  uint8_t *buf = NULL;
-  size_t n = 0, cap = 0;
-  for (;;) {
-    if (n == cap) {
-      cap = cap ? 2 * cap : 1 << 20;
-      uint8_t *nb = realloc(buf, cap);
-      if (!nb) {
-        snprintf(err, errlen, "%s: out of memory", path);
-        free(buf);
-        fclose(f);
-        return NULL;
-      }
-      buf = nb;
-    }
-    size_t got = fread(buf + n, 1, cap - n, f);
-    n += got;
-    if (got == 0) break;
-  }
-  int bad = ferror(f);
-  fclose(f);
-  if (bad) {
-    snprintf(err, errlen, "%s: read error", path);
-    free(buf);
-    return NULL;
-  }
-  *len = n;
-  return buf;
-}
 
 /* A metadata integer in [lo, hi]. 0 or -1 with err. */
 static int meta_int(const cg_json_t *meta, const char *key, int lo, int hi, int *out, char *err,
@@ -548,9 +513,9 @@ int cg_import_main(int argc, char **argv) {
   if (rc) return rc == 1 ? 0 : CG_EXIT_USAGE;
   char err[1400], why[1200];
   size_t len;
-  uint8_t *buf = slurp(vals[0], &len, why, sizeof why);
+  uint8_t *buf = (uint8_t *)cg_file_read(vals[0], &len); /* a UNet is tens of MB at most */
   if (!buf) {
-    fprintf(stderr, "cogpu-dist: error: import: --in %s\n", why);
+    fprintf(stderr, "cogpu-dist: error: import: --in %s: %s\n", vals[0], strerror(errno));
     return CG_EXIT_USAGE;
   }
   cg_model_t m;

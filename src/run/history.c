@@ -12,7 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "atomic_file.h" /* cg_afile_save, cg_afile_append */
+#include "atomic_file.h" /* cg_afile_save, cg_afile_append, cg_file_read */
 #include "json.h"        /* cg_json_parse: the steps of the records kept on resume */
 #include "log.h"         /* cg_malloc */
 #include "metrics.h"     /* cg_confk_class: per-class IoU */
@@ -25,37 +25,9 @@ struct cg_history {
 
 /* The whole file, NUL-terminated; NULL with *missing = 1 when it does not exist. */
 static char *slurp(const char *path, size_t *len, int *missing, char *err, size_t errlen) {
-  *missing = 0;
-  FILE *f = fopen(path, "rb");
-  if (!f) {
-    if (errno == ENOENT) {
-      *missing = 1;
-      return NULL;
-    }
-    snprintf(err, errlen, "cannot read '%.300s': %s", path, strerror(errno));
-    return NULL;
-  }
-  size_t cap = 4096, n = 0;
-  char *buf = cg_malloc(cap, "history");
-  size_t got;
-  while ((got = fread(buf + n, 1, cap - n - 1, f)) > 0) {
-    n += got;
-    if (cap - n < 2) {
-      cap *= 2;
-      char *nb = realloc(buf, cap);
-      if (!nb) cg_fatal(__FILE__, __LINE__, "realloc", "out of memory reading '%s'", path);
-      buf = nb;
-    }
-  }
-  const int bad = ferror(f);
-  fclose(f);
-  if (bad) {
-    free(buf);
-    snprintf(err, errlen, "cannot read '%.300s'", path);
-    return NULL;
-  }
-  buf[n] = 0;
-  *len = n;
+  char *buf = cg_file_read(path, len);
+  *missing = !buf && errno == ENOENT;
+  if (!buf && !*missing) snprintf(err, errlen, "cannot read '%.300s': %s", path, strerror(errno));
   return buf;
 }
 
