@@ -38,8 +38,11 @@
  * the upconv and the encoder's last conv write their halves of it (pixel stride = the
  * buffer's channels), the decoder's conv reads it whole, and the backward reads the halves of
  * its gradient where that conv's dx wrote them (the pool's backward accumulating into the
- * skip half); or, when cuDNN has no engine for a strided half (or CG_CONCAT=copy), as three
- * dense tensors joined by cg_k_concat_fwd / split by cg_k_concat_bwd. The head's and the
+ * skip half); or, per concat buffer, when cuDNN has no engine for a strided half of it (or
+ * CG_CONCAT=copy, CG_CONCAT_COPY_HW), as three dense tensors joined by cg_k_concat_fwd / split
+ * by cg_k_concat_bwd; the backward then reads the skip from its copy in the concat buffer and
+ * the split writes the skip's gradient into the upsampled half's dead bytes there (gcat in
+ * devplan.h), which the pool's backward reads as the gradient to add to. The head's and the
  * pools' backward also do the ReLU + bias backward of the conv before them, and a conv's dx
  * may carry its input's ReLU mask (cuDNN fusion), leaving the layer before a plain bias sum.
  * The arena layout is the step plan of src/model/devplan.h:
@@ -392,6 +395,23 @@ void *grad_at(const cg_backend_t *b, int t, int pos, int mode) {
   return b->d_dact[t];
 }
 
+/* Where the split of a copied concat's gradient puts part t at position pos, and where the
+ * pool reading t then finds it: gcat(t) inside the concat buffer (pixel stride *ld) when the
+ * plan has one, else grad(t) (dense). */
+void *gsplit_at(const cg_backend_t *b, int t, int pos, int mode, int64_t *ld) {
+  const cg_devplan_t *P = &b->plan;
+  const int g = cg_devplan_gcat(P, t);
+  if (P->parent[g] < 0) {
+    *ld = P->ld[t];
+    return grad_at(b, t, pos, mode);
+  }
+  if (!cg_devplan_allows(P, pos, g, mode))
+    CG_FATAL("gradient of tensor %d in its concat accessed at step position %d (mode %d) "
+             "outside the plan", t, pos, mode);
+  *ld = P->copy_ld[t];
+  return static_cast<char *>(b->d_arena) + P->offset[g];
+}
+
 /* The weight operand of layer i in the compute type. */
 const void *wptr(const cg_backend_t *b, int i) {
   const cg_layer_t *l = &b->m->layers[i];
@@ -705,7 +725,7 @@ int make_convs(cg_backend_t *b, int *conv_failed, char *err, size_t errlen) {
     char e2[400];
     if (cg_conv_create(&sh, ops, &b->conv[i], e2, sizeof e2)) {
       snprintf(err, errlen, "layer %s: %s", l->name, e2);
-      *conv_failed = 1;
+      *conv_failed = i + 1;
       return -1;
     }
     size_t s = cg_conv_search_ws_bytes(b->cctx, b->conv[i]);
@@ -767,7 +787,7 @@ int make_convs(cg_backend_t *b, int *conv_failed, char *err, size_t errlen) {
     char e2[400];
     if (cg_conv_select(b->cctx, b->conv[i], &bufs, tune, cap, b->s_comp, e2, sizeof e2)) {
       snprintf(err, errlen, "layer %s: %s", l->name, e2);
-      *conv_failed = 1;
+      *conv_failed = i + 1;
       rc = -1;
       break;
     }
@@ -1175,19 +1195,25 @@ int backward_layer(cg_backend_t *b, int i) {
     case CG_OP_POOL: /* the output is not read: the argmax is recomputed from x */
       if (l->need_dx) {
         const int p = P->bwd_dx[i];
-        int64_t ldx = P->ld[l->in];
+        int64_t ldx = P->ld[l->in], ldold = P->ld[l->in];
         const void *x = act_src(b, l->in, p, &ldx); /* the skip, or its copy in the concat */
-        cg_k_maxpool_bwd_ld(dt, x, ldx,
-                            grad_at(b, l->out, p, CG_DP_R), b->n, ti->h, ti->w, ti->c,
-                            grad_at(b, l->in, p, dxmode), P->ld[l->in], l->accum_dx, j >= 0,
-                            db_j, b->d_pool_work, s);
+        /* the gradient to add to: dx itself, or the skip's part of the concat's in gcat */
+        const bool gcat = P->parent[cg_devplan_gcat(P, l->in)] >= 0;
+        const void *old = gcat ? gsplit_at(b, l->in, p, CG_DP_R, &ldold) : NULL;
+        void *dx = grad_at(b, l->in, p, gcat ? CG_DP_W : dxmode);
+        if (!gcat && l->accum_dx) old = dx;
+        cg_k_maxpool_bwd_ld(dt, x, ldx, grad_at(b, l->out, p, CG_DP_R), b->n, ti->h, ti->w,
+                            ti->c, dx, P->ld[l->in], old, ldold, j >= 0, db_j, b->d_pool_work,
+                            s);
       }
       break;
   }
   if (P->cat_bwd[i] >= 0) {
     const int pa = P->cat_a[l->in], pb = P->cat_b[l->in], p = P->cat_bwd[i];
-    cg_k_concat_bwd(dt, grad_at(b, l->in, p, CG_DP_R), m->tensors[pa].c, m->tensors[pb].c,
-                    npix_in, grad_at(b, pa, p, CG_DP_W), grad_at(b, pb, p, CG_DP_W), s);
+    int64_t lda, ldb;
+    void *ga = gsplit_at(b, pa, p, CG_DP_W, &lda), *gb = gsplit_at(b, pb, p, CG_DP_W, &ldb);
+    cg_k_concat_bwd_ld(dt, grad_at(b, l->in, p, CG_DP_R), m->tensors[pa].c, m->tensors[pb].c,
+                       npix_in, ga, lda, gb, ldb, s);
   }
   return 0;
 }
@@ -1461,8 +1487,11 @@ void name_regions(cg_backend_t *b) {
 }
 
 /* The step's structure (devplan.h), from the environment for experiments: CG_CONCAT=copy
- * (default in place), CG_SKIP_FROM_CAT=0 (with copies, the backward reads the skip from its
- * copy in the concat buffer by default), CG_FUSE_RELU_BIAS=0 (default 1), CG_CONCURRENT_HW=N: the convolutions
+ * (default in place), CG_CONCAT_COPY_HW=N: copy the concat buffers at least N pixels high
+ * (default none), CG_SKIP_FROM_CAT=0 (with copies, the backward reads the skip from its
+ * copy in the concat buffer by default), CG_GRAD_IN_CAT=0 (with copies, the skip's gradient
+ * lives in the concat's upsampled half after the split by default),
+ * CG_FUSE_RELU_BIAS=0 (default 1), CG_CONCURRENT_HW=N: the convolutions
  * whose input is at most N pixels high run dW and dx at the same time (default 64; 0 = none),
  * CG_DRELU=0: never mask dx by the ReLU inside the convolution (default: where cuDNN measures
  * it faster, make_convs decides). */
@@ -1475,6 +1504,11 @@ cg_devplan_opts_t plan_opts(const cg_model_t *m) {
   const char *sfc = getenv("CG_SKIP_FROM_CAT");
   o.skip_from_cat = !(sfc && !strcmp(sfc, "0")); /* where the concat is copied */
   o.fuse_relu_bias = !(fuse && !strcmp(fuse, "0"));
+  const char *gic = getenv("CG_GRAD_IN_CAT"), *chw = getenv("CG_CONCAT_COPY_HW");
+  o.grad_in_cat = !(gic && !strcmp(gic, "0"));
+  const int copyhw = chw ? atoi(chw) : 0;
+  for (int t = 0; t < m->ntensors; t++)
+    o.copy_concat[t] = copyhw > 0 && m->tensors[t].h >= copyhw;
   const int maxhw = hw ? atoi(hw) : 64;
   const char *dr = getenv("CG_DRELU");
   const int drelu = dr && !strcmp(dr, "0") ? 0 : 2; /* 2: either way until the search decides */
@@ -1485,9 +1519,40 @@ cg_devplan_opts_t plan_opts(const cg_model_t *m) {
   return o;
 }
 
-/* One attempt at the backend with the step structure opts. *conv_failed: the failure was that
- * some convolution has no cuDNN algorithm for its shape (the caller may retry with dense
- * tensors). */
+/* The concat tensor held in place under o of which layer i reads or writes a strided half,
+ * or -1. */
+int strided_concat(const cg_model_t *m, const cg_devplan_opts_t *o, int i) {
+  const int ts[2] = {m->layers[i].in, m->layers[i].out};
+  for (int k = 0; k < 2; k++) {
+    const cg_tensor_t *T = &m->tensors[ts[k]];
+    if (T->c == T->ld) continue;
+    for (int u = 0; u < m->ntensors; u++) {
+      const cg_tensor_t *U = &m->tensors[u];
+      if (U->buf == T->buf && U->c == U->ld)
+        return o->inplace_concat && !o->copy_concat[u] ? u : -1;
+    }
+  }
+  return -1;
+}
+
+/* How the plan holds its concat buffers, for the memory line: "in place", "copied", or
+ * "K of N in place". */
+const char *concat_ways(const cg_devplan_t *p, char *buf, size_t len) {
+  int n = 0, k = 0;
+  for (int t = 0; t < p->ntensors; t++)
+    if (p->cat_a[t] >= 0) {
+      n++;
+      k += cg_devplan_inplace(p, t);
+    }
+  if (k == n) return "in place";
+  if (k == 0) return "copied";
+  snprintf(buf, len, "%d of %d in place", k, n);
+  return buf;
+}
+
+/* One attempt at the backend with the step structure opts. *conv_failed: i + 1 when the
+ * failure was that convolution layer i has no cuDNN algorithm for its shape (the caller may
+ * retry with dense tensors), else 0. */
 int create_with(const cg_model_t *m, const cg_backend_cfg_t *cfg, const cg_devplan_opts_t *opts,
                 int ndev, cg_backend_t **out, int *conv_failed, char *err, size_t errlen) {
   *conv_failed = 0;
@@ -1574,12 +1639,13 @@ int create_with(const cg_model_t *m, const cg_backend_cfg_t *cfg, const cg_devpl
   if (alloc_all(b, err, errlen)) goto fail;
   if (make_convs(b, conv_failed, err, errlen)) goto fail;
   CG_CHECK_CUDA(cudaDeviceSynchronize());
+  char cw[32];
   if (cg_log_rank() <= 0)
     cg_log_info("cuda memory: parameters+optimizer %.1f MiB, activation arena %.1f MiB (%.1f MiB "
                 "as one buffer each; concat %s), batch slots %.1f MiB, scratch+results %.1f MiB, "
                 "cuDNN workspace %.1f + %.1f MiB; total %.1f MiB",
                 b->mem_params / 1048576.0, b->mem_arena / 1048576.0, b->plan.naive / 1048576.0,
-                b->plan.opts.inplace_concat ? "in place" : "copied",
+                concat_ways(&b->plan, cw, sizeof cw),
                 b->mem_slots / 1048576.0, b->mem_scratch / 1048576.0, b->ws_bytes / 1048576.0,
                 b->ws2_bytes / 1048576.0, b->bytes / 1048576.0);
   *out = b;
@@ -1639,14 +1705,18 @@ int cuda_create(const cg_model_t *m, const cg_backend_cfg_t *cfg, cg_backend_t *
     return -1;
   }
   cg_devplan_opts_t opts = plan_opts(m);
-  int conv_failed = 0;
-  if (create_with(m, cfg, &opts, ndev, out, &conv_failed, err, errlen) == 0) return 0;
-  if (!conv_failed || !opts.inplace_concat) return -1;
-  /* cuDNN may have no engine for some strided half of a concat buffer: copy instead */
-  if (cg_log_rank() <= 0)
-    cg_log_warn("concat in place is not possible (%s): concatenating with copies", err);
-  opts.inplace_concat = 0;
-  return create_with(m, cfg, &opts, ndev, out, &conv_failed, err, errlen);
+  for (;;) { /* ends: each retry copies one more concat, or returns */
+    int failed = 0;
+    if (create_with(m, cfg, &opts, ndev, out, &failed, err, errlen) == 0) return 0;
+    /* cuDNN may have no engine for a strided half of one concat buffer (on an H200, the
+     * 256x256 one): copy that one, keep the others in place */
+    const int t = failed > 0 ? strided_concat(m, &opts, failed - 1) : -1;
+    if (t < 0) return -1;
+    if (cg_log_rank() <= 0)
+      cg_log_warn("concat of %dx%dx%d in place is not possible (%s): concatenating it with "
+                  "copies", m->tensors[t].h, m->tensors[t].w, m->tensors[t].c, err);
+    opts.copy_concat[t] = 1;
+  }
 }
 
 int cuda_set_params(cg_backend_t *b, const float *params) {

@@ -70,6 +70,10 @@ void cg_k_concat_fwd(cg_dtype_t dt, const void *d_a, int ca, const void *d_b, in
                      int64_t npix, void *d_cat, cudaStream_t s);
 void cg_k_concat_bwd(cg_dtype_t dt, const void *d_dcat, int ca, int cb, int64_t npix, void *d_da,
                      void *d_db, cudaStream_t s);
+/* cg_k_concat_bwd into a strided da (lda >= ca) and db (ldb >= cb): only their ca, cb
+ * channels per pixel are written. */
+void cg_k_concat_bwd_ld(cg_dtype_t dt, const void *d_dcat, int ca, int cb, int64_t npix,
+                        void *d_da, int64_t lda, void *d_db, int64_t ldb, cudaStream_t s);
 
 /* ---- strided and fused variants (the in-place concat and the fused backward) ------------
  * A strided activation is npix pixels x c channels whose pixel stride is ld elements (ld >= c):
@@ -96,7 +100,9 @@ void cg_k_maxpool_fwd_ld(cg_dtype_t dt, const void *d_x, int64_t ldx, int n, int
                          void *d_y, cudaStream_t s);
 /* Max-pool backward into a strided dx (lddx), x strided (ldx), dy dense, then optionally the
  * backward of the ReLU and bias that produced x, in the same pass:
- *   dx  = route(dy) (+ dx when accum), as cg_k_maxpool_bwd (one rounding of old + dy);
+ *   dx  = route(dy) (+ old, when d_old is not NULL), as cg_k_maxpool_bwd (one rounding of
+ *     old + dy); old (stride ldold) is dx itself (accumulation in place, ldold == lddx) or a
+ *     tensor whose bytes do not overlap dx's (dx is then only written);
  *   relu: dx = 0 where !(x > 0), applied to that final value (x is the ReLU's output), so
  *     dx is exactly what cg_k_bias_act_bwd(relu) would leave after the unfused pool backward;
  *   d_dbias (nullable): d_dbias[k] = sum over all n*h*w pixels of the final dx[.][k] as stored
@@ -108,8 +114,8 @@ void cg_k_maxpool_fwd_ld(cg_dtype_t dt, const void *d_x, int64_t ldx, int n, int
  * n*h/2*w/2 pixels; only used with d_dbias; contents need no initialisation). */
 size_t cg_k_maxpool_bwd_work_bytes(int n, int h, int w, int c);
 void cg_k_maxpool_bwd_ld(cg_dtype_t dt, const void *d_x, int64_t ldx, const void *d_dy, int n,
-                         int h, int w, int c, void *d_dx, int64_t lddx, int accum, int relu,
-                         float *d_dbias, void *d_work, cudaStream_t s);
+                         int h, int w, int c, void *d_dx, int64_t lddx, const void *d_old,
+                         int64_t ldold, int relu, float *d_dbias, void *d_work, cudaStream_t s);
 
 /* Several fp32 conversions in one launch: for each segment k < nseg, dst[k][i] = src[k][i] (dt)
  * for i < n[k] (the weight gradients of several layers, from the dW scratch into the flat fp32

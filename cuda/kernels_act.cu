@@ -243,8 +243,8 @@ __global__ void maxpool_fwd_kernel(const T *x, int64_t ldx, int64_t nop, int wo,
  * partial[blockIdx.x][c]: the bias-backward pass 1 of this layout. */
 template <typename T, int V, bool ACCUM, bool RELU>
 __global__ void maxpool_bwd_kernel(const T *x, int64_t ldx, const T *dy, int64_t nop, int wo,
-                                   int w, int cpk, T *dx, int64_t lddx, int64_t chunk,
-                                   float *partial) {
+                                   int w, int cpk, T *dx, int64_t lddx, const T *old,
+                                   int64_t ldold, int64_t chunk, float *partial) {
   typedef pack_t<T, V> P;
   __shared__ float red[kBlock * V];
   const int tx = threadIdx.x, ty = threadIdx.y, TX = blockDim.x, TY = blockDim.y;
@@ -254,6 +254,7 @@ __global__ void maxpool_bwd_kernel(const T *x, int64_t ldx, const T *dy, int64_t
   const P *xp = reinterpret_cast<const P *>(x);
   const P *gp = reinterpret_cast<const P *>(dy);
   P *dp = reinterpret_cast<P *>(dx);
+  const P *op_ = reinterpret_cast<const P *>(old); /* may be dx itself: read before written */
   float acc[V];
 #pragma unroll
   for (int e = 0; e < V; e++) acc[e] = 0.0f;
@@ -271,7 +272,7 @@ __global__ void maxpool_bwd_kernel(const T *x, int64_t ldx, const T *dy, int64_t
       for (int t = 0; t < 4; t++) xv[t] = xp[px[t] * ldx + pk];
       if (ACCUM) {
 #pragma unroll
-        for (int t = 0; t < 4; t++) o[t] = dp[px[t] * lddx + pk];
+        for (int t = 0; t < 4; t++) o[t] = op_[px[t] * ldold + pk];
       }
       const P g = gp[op * cpk + pk];
 #pragma unroll
@@ -311,23 +312,26 @@ __global__ void maxpool_bwd_kernel(const T *x, int64_t ldx, const T *dy, int64_t
   block_partials<V>(red, acc, pk < cpk, (int64_t)blockIdx.x * cpk * V + (int64_t)pk * V, partial);
 }
 
-/* Concat moves bytes: U is an unsigned type of 2, 4, 8 or 16 bytes; ua, ub in units of U. */
+/* Concat moves bytes: U is an unsigned type of 2, 4, 8 or 16 bytes; ua, ub (channels) and
+ * la, lb (pixel strides of a and b) in units of U. */
 template <typename U>
-__global__ void concat_fwd_kernel(const U *a, int ua, const U *b, int ub, int64_t npix, U *cat) {
+__global__ void concat_fwd_kernel(const U *a, int ua, int64_t la, const U *b, int ub, int64_t lb,
+                                  int64_t npix, U *cat) {
   const int64_t total = npix * (ua + ub);
   for (rowcol_t it(ua + ub); it.i < total; it.next())
-    cat[it.i] = it.k < ua ? a[it.p * ua + it.k] : b[it.p * ub + (it.k - ua)];
+    cat[it.i] = it.k < ua ? a[it.p * la + it.k] : b[it.p * lb + (it.k - ua)];
 }
 
 template <typename U>
-__global__ void concat_bwd_kernel(const U *dcat, int ua, int ub, int64_t npix, U *da, U *db) {
+__global__ void concat_bwd_kernel(const U *dcat, int ua, int ub, int64_t npix, U *da, int64_t la,
+                                  U *db, int64_t lb) {
   const int64_t total = npix * (ua + ub);
   for (rowcol_t it(ua + ub); it.i < total; it.next()) {
     const U v = dcat[it.i];
     if (it.k < ua)
-      da[it.p * ua + it.k] = v;
+      da[it.p * la + it.k] = v;
     else
-      db[it.p * ub + (it.k - ua)] = v;
+      db[it.p * lb + (it.k - ua)] = v;
   }
 }
 
@@ -426,6 +430,17 @@ __global__ void hold_kernel(unsigned long long ns) {
 
 bool aligned(const void *p, size_t a) { return ((uintptr_t)p % a) == 0; }
 
+/* Whether the byte spans of two strided tensors of npix pixels (a: ca channels, stride la
+ * elements; b: cb, lb; elements of es bytes) intersect. */
+bool spans_overlap(const void *a, int64_t la, int ca, const void *b, int64_t lb, int cb,
+                   int64_t npix, size_t es) {
+  if (npix <= 0) return false;
+  const uintptr_t a0 = (uintptr_t)a, b0 = (uintptr_t)b;
+  const uintptr_t a1 = a0 + (uintptr_t)(((npix - 1) * la + ca) * (int64_t)es);
+  const uintptr_t b1 = b0 + (uintptr_t)(((npix - 1) * lb + cb) * (int64_t)es);
+  return a0 < b1 && b0 < a1;
+}
+
 /* Threads of a block along the channels: the smallest power of two >= cpk, at most 32, so
  * that small channel counts (the 1-channel head) do not leave most lanes idle. */
 int tile_x(int cpk) {
@@ -481,8 +496,8 @@ void maxpool_fwd_launch(const void *d_x, int64_t ldx, int n, int h, int w, int c
  * bias gradient is folded in) have the layout and size of cg_k_bias_act_bwd's. */
 template <typename T, int V>
 void maxpool_bwd_launch(const void *d_x, int64_t ldx, const void *d_dy, int n, int h, int w,
-                        int c, void *d_dx, int64_t lddx, int accum, int relu, float *partial,
-                        cudaStream_t s) {
+                        int c, void *d_dx, int64_t lddx, const void *d_old, int64_t ldold,
+                        int relu, float *partial, cudaStream_t s) {
   const int cpk = c / V;
   const int tx = tile_x(cpk), ty = kBlock / tx;
   const int64_t nop = (int64_t)n * (h / 2) * (w / 2);
@@ -492,10 +507,13 @@ void maxpool_bwd_launch(const void *d_x, int64_t ldx, const void *d_dy, int n, i
   const dim3 grid(q.nchunks, ntiles), block(tx, ty);
   const T *x = static_cast<const T *>(d_x), *dy = static_cast<const T *>(d_dy);
   T *dx = static_cast<T *>(d_dx);
+  const T *old = static_cast<const T *>(d_old);
+  const bool accum = old != nullptr;
   /* accum and relu as template flags: no per-element tests, fewer registers */
 #define CG_POOL_BWD(A, R)                                                                    \
   maxpool_bwd_kernel<T, V, A, R><<<grid, block, 0, s>>>(x, ldx / V, dy, nop, w / 2, w, cpk, dx, \
-                                                        lddx / V, q.chunk, partial)
+                                                        lddx / V, old, ldold / V, q.chunk,    \
+                                                        partial)
   if (accum && relu)
     CG_POOL_BWD(true, true);
   else if (accum)
@@ -508,45 +526,57 @@ void maxpool_bwd_launch(const void *d_x, int64_t ldx, const void *d_dy, int n, i
 }
 
 /* The widest unit (16, 8, 4 or 2 bytes, never below the element size) that divides both
- * channel blocks and aligns every pointer. */
-int concat_unit(size_t es, int ca, int cb, const void *p0, const void *p1, const void *p2) {
+ * channel blocks and both part strides and aligns every pointer. */
+int concat_unit(size_t es, int ca, int cb, int64_t la, int64_t lb, const void *p0,
+                const void *p1, const void *p2) {
   const size_t ba = (size_t)ca * es, bb = (size_t)cb * es;
+  const size_t sa = (size_t)la * es, sb = (size_t)lb * es;
   for (size_t u = 16; u > es; u /= 2)
-    if (ba % u == 0 && bb % u == 0 && aligned(p0, u) && aligned(p1, u) && aligned(p2, u))
+    if (ba % u == 0 && bb % u == 0 && sa % u == 0 && sb % u == 0 && aligned(p0, u) &&
+        aligned(p1, u) && aligned(p2, u))
       return (int)u;
   return (int)es;
 }
 
 template <typename U>
-void concat_launch(int fwd, const void *d_a, int ca, const void *d_b, int cb, int64_t npix,
-                   void *d_cat, size_t es, cudaStream_t s) {
-  /* channel counts in units of U (exact: concat_unit chose U to divide them) */
+void concat_launch(int fwd, const void *d_a, int ca, int64_t la, const void *d_b, int cb,
+                   int64_t lb, int64_t npix, void *d_cat, size_t es, cudaStream_t s) {
+  /* counts in units of U (exact: concat_unit chose U to divide them) */
   const int ua = (int)((size_t)ca * es / sizeof(U)), ub = (int)((size_t)cb * es / sizeof(U));
+  const int64_t va = (int64_t)((size_t)la * es / sizeof(U));
+  const int64_t vb = (int64_t)((size_t)lb * es / sizeof(U));
   const unsigned grid = cg_grid_for(npix * (ua + ub), kBlock);
   if (fwd)
-    concat_fwd_kernel<U><<<grid, kBlock, 0, s>>>(static_cast<const U *>(d_a), ua,
-                                                 static_cast<const U *>(d_b), ub, npix,
+    concat_fwd_kernel<U><<<grid, kBlock, 0, s>>>(static_cast<const U *>(d_a), ua, va,
+                                                 static_cast<const U *>(d_b), ub, vb, npix,
                                                  static_cast<U *>(d_cat));
   else /* d_a, d_b are da, db (written), d_cat is dcat (read) */
     concat_bwd_kernel<U><<<grid, kBlock, 0, s>>>(static_cast<const U *>(d_cat), ua, ub, npix,
-                                                 static_cast<U *>(const_cast<void *>(d_a)),
-                                                 static_cast<U *>(const_cast<void *>(d_b)));
+                                                 static_cast<U *>(const_cast<void *>(d_a)), va,
+                                                 static_cast<U *>(const_cast<void *>(d_b)), vb);
 }
 
-void concat_any(int fwd, cg_dtype_t dt, const void *d_a, int ca, const void *d_b, int cb,
-                int64_t npix, void *d_cat, cudaStream_t s) {
+/* The parts a, b have pixel strides la >= ca, lb >= cb; the whole is dense. */
+void concat_any(int fwd, cg_dtype_t dt, const void *d_a, int ca, int64_t la, const void *d_b,
+                int cb, int64_t lb, int64_t npix, void *d_cat, cudaStream_t s) {
   CG_ASSERT(dt == CG_DT_F32 || dt == CG_DT_BF16 || dt == CG_DT_F16);
-  CG_ASSERT(ca >= 1 && cb >= 1 && npix >= 0);
+  CG_ASSERT(ca >= 1 && cb >= 1 && npix >= 0 && la >= ca && lb >= cb);
   CG_ASSERT((int64_t)ca + cb <= INT32_MAX / 16);
   if (npix == 0) return;
   CG_ASSERT(d_a != NULL && d_b != NULL && d_cat != NULL);
   const size_t es = cg_dtype_size(dt);
   CG_ASSERT(aligned(d_a, es) && aligned(d_b, es) && aligned(d_cat, es));
-  switch (concat_unit(es, ca, cb, d_a, d_b, d_cat)) {
-    case 16: concat_launch<uint4>(fwd, d_a, ca, d_b, cb, npix, d_cat, es, s); break;
-    case 8: concat_launch<uint2>(fwd, d_a, ca, d_b, cb, npix, d_cat, es, s); break;
-    case 4: concat_launch<unsigned int>(fwd, d_a, ca, d_b, cb, npix, d_cat, es, s); break;
-    default: concat_launch<unsigned short>(fwd, d_a, ca, d_b, cb, npix, d_cat, es, s); break;
+  /* a strided part (the backward may write one into another tensor's free half) shares no
+   * bytes with the whole */
+  CG_ASSERT((la == ca || !spans_overlap(d_a, la, ca, d_cat, ca + cb, ca + cb, npix, es)) &&
+            (lb == cb || !spans_overlap(d_b, lb, cb, d_cat, ca + cb, ca + cb, npix, es)));
+  switch (concat_unit(es, ca, cb, la, lb, d_a, d_b, d_cat)) {
+    case 16: concat_launch<uint4>(fwd, d_a, ca, la, d_b, cb, lb, npix, d_cat, es, s); break;
+    case 8: concat_launch<uint2>(fwd, d_a, ca, la, d_b, cb, lb, npix, d_cat, es, s); break;
+    case 4: concat_launch<unsigned int>(fwd, d_a, ca, la, d_b, cb, lb, npix, d_cat, es, s); break;
+    default:
+      concat_launch<unsigned short>(fwd, d_a, ca, la, d_b, cb, lb, npix, d_cat, es, s);
+      break;
   }
 }
 
@@ -651,7 +681,8 @@ void cg_k_maxpool_fwd_ld(cg_dtype_t dt, const void *d_x, int64_t ldx, int n, int
 void cg_k_maxpool_bwd(cg_dtype_t dt, const void *d_x, const void *d_y, const void *d_dy, int n,
                       int h, int w, int c, void *d_dx, int accum, cudaStream_t s) {
   (void)d_y; /* the argmax is recomputed from x (see maxpool_bwd_kernel) */
-  cg_k_maxpool_bwd_ld(dt, d_x, c, d_dy, n, h, w, c, d_dx, c, accum, 0, NULL, NULL, s);
+  cg_k_maxpool_bwd_ld(dt, d_x, c, d_dy, n, h, w, c, d_dx, c, accum ? d_dx : NULL, c, 0, NULL,
+                      NULL, s);
 }
 
 size_t cg_k_maxpool_bwd_work_bytes(int n, int h, int w, int c) {
@@ -660,10 +691,14 @@ size_t cg_k_maxpool_bwd_work_bytes(int n, int h, int w, int c) {
 }
 
 void cg_k_maxpool_bwd_ld(cg_dtype_t dt, const void *d_x, int64_t ldx, const void *d_dy, int n,
-                         int h, int w, int c, void *d_dx, int64_t lddx, int accum, int relu,
-                         float *d_dbias, void *d_work, cudaStream_t s) {
+                         int h, int w, int c, void *d_dx, int64_t lddx, const void *d_old,
+                         int64_t ldold, int relu, float *d_dbias, void *d_work, cudaStream_t s) {
   check_pool_shape(n, h, w, c);
-  CG_ASSERT(ldx >= c && lddx >= c);
+  CG_ASSERT(ldx >= c && lddx >= c && (!d_old || ldold >= c));
+  /* old in place (dx itself, the same stride) or apart from dx: never a partial overlap */
+  const int64_t npix = (int64_t)n * h * w;
+  if (d_old == d_dx) CG_ASSERT(ldold == lddx);
+  else if (d_old) CG_ASSERT(!spans_overlap(d_old, ldold, c, d_dx, lddx, c, npix, cg_dtype_size(dt)));
   if (n == 0) {
     if (d_dbias) CG_CHECK_CUDA(cudaMemsetAsync(d_dbias, 0, (size_t)c * sizeof(float), s));
     return;
@@ -673,12 +708,14 @@ void cg_k_maxpool_bwd_ld(cg_dtype_t dt, const void *d_x, int64_t ldx, const void
   float *partial = d_dbias ? static_cast<float *>(d_work) : nullptr;
   const int v = (int)(16 / cg_dtype_size(dt));
   const bool vec = c % v == 0 && ldx % v == 0 && lddx % v == 0 && aligned(d_x, 16) &&
-                   aligned(d_dy, 16) && aligned(d_dx, 16);
+                   aligned(d_dy, 16) && aligned(d_dx, 16) &&
+                   (!d_old || (ldold % v == 0 && aligned(d_old, 16)));
   CG_DT_SWITCH(dt, T,
                if (vec) maxpool_bwd_launch<T, 16 / sizeof(T)>(d_x, ldx, d_dy, n, h, w, c, d_dx,
-                                                              lddx, accum, relu, partial, s);
-               else maxpool_bwd_launch<T, 1>(d_x, ldx, d_dy, n, h, w, c, d_dx, lddx, accum,
-                                             relu, partial, s));
+                                                              lddx, d_old, ldold, relu, partial,
+                                                              s);
+               else maxpool_bwd_launch<T, 1>(d_x, ldx, d_dy, n, h, w, c, d_dx, lddx, d_old,
+                                             ldold, relu, partial, s));
   CG_CHECK_LAUNCH("maxpool_bwd_kernel");
   if (d_dbias) {
     const bias_plan_t q = bias_plan((int64_t)n * (h / 2) * (w / 2), c);
@@ -688,13 +725,18 @@ void cg_k_maxpool_bwd_ld(cg_dtype_t dt, const void *d_x, int64_t ldx, const void
 
 void cg_k_concat_fwd(cg_dtype_t dt, const void *d_a, int ca, const void *d_b, int cb,
                      int64_t npix, void *d_cat, cudaStream_t s) {
-  concat_any(1, dt, d_a, ca, d_b, cb, npix, d_cat, s);
+  concat_any(1, dt, d_a, ca, ca, d_b, cb, cb, npix, d_cat, s);
   CG_CHECK_LAUNCH("concat_fwd_kernel");
 }
 
 void cg_k_concat_bwd(cg_dtype_t dt, const void *d_dcat, int ca, int cb, int64_t npix, void *d_da,
                      void *d_db, cudaStream_t s) {
-  concat_any(0, dt, d_da, ca, d_db, cb, npix, const_cast<void *>(d_dcat), s);
+  cg_k_concat_bwd_ld(dt, d_dcat, ca, cb, npix, d_da, ca, d_db, cb, s);
+}
+
+void cg_k_concat_bwd_ld(cg_dtype_t dt, const void *d_dcat, int ca, int cb, int64_t npix,
+                        void *d_da, int64_t lda, void *d_db, int64_t ldb, cudaStream_t s) {
+  concat_any(0, dt, d_da, ca, lda, d_db, cb, ldb, npix, const_cast<void *>(d_dcat), s);
   CG_CHECK_LAUNCH("concat_bwd_kernel");
 }
 

@@ -515,6 +515,47 @@ static void view_of(const float *full, int64_t npix, int c, lay_t l, float *out)
     memcpy(out + (size_t)p * c, full + (size_t)p * l.ld + l.off, c * sizeof(float));
 }
 
+/* The split of a dense dcat (ca + cb channels) into strided parts: da in layout la, db in lb
+ * (the skip's gradient into the other half of its concat's copy: devplan.h gcat). Exact,
+ * and nothing outside the views changes. */
+static void test_concat_bwd_ld(cg_dtype_t dt, int64_t npix, int ca, int cb, lay_t la, lay_t lb) {
+  char name[200];
+  snprintf(name, sizeof name, "concat_bwd_ld %s npix=%lld ca=%d cb=%d a(ld=%d off=%d) "
+           "b(ld=%d off=%d)", dt_name(dt), (long long)npix, ca, cb, la.ld, la.off, lb.ld, lb.off);
+  const int cc = ca + cb;
+  const size_t nc = (size_t)npix * cc, na = (size_t)npix * ca, nb = (size_t)npix * cb;
+  const size_t nfa = (size_t)npix * la.ld, nfb = (size_t)npix * lb.ld;
+  float *dcat = hnew(nc), *fa = hnew(nfa), *fb = hnew(nfb), *ra = hnew(na), *rb = hnew(nb);
+  float *ga = hnew(na), *gb = hnew(nb);
+  fill(dcat, nc, -3, 3);
+  round_dt(dt, dcat, nc);
+  fill(fa, nfa, -1, 1); /* the bytes around the views, checked unchanged */
+  round_dt(dt, fa, nfa);
+  fill(fb, nfb, -1, 1);
+  round_dt(dt, fb, nfb);
+  for (int64_t p = 0; p < npix; p++) {
+    for (int k = 0; k < ca; k++) ra[p * ca + k] = dcat[p * cc + k];
+    for (int k = 0; k < cb; k++) rb[p * cb + k] = dcat[p * cc + ca + k];
+  }
+  void *d_c = up_dt(dt, dcat, nc);
+  sbuf_t sa = sbuf_new(dt, fa, npix, ca, la, 1), sb = sbuf_new(dt, fb, npix, cb, lb, 1);
+  cg_k_concat_bwd_ld(dt, d_c, ca, cb, npix, sa.view, la.ld, sb.view, lb.ld, S);
+  sbuf_get(name, dt, &sa, ga);
+  sbuf_get(name, dt, &sb, gb);
+  check_exact(name, ga, ra, na);
+  check_exact(name, gb, rb, nb);
+  sbuf_free(&sa);
+  sbuf_free(&sb);
+  cg_test_dfree(d_c, S);
+  free(dcat);
+  free(fa);
+  free(fb);
+  free(ra);
+  free(rb);
+  free(ga);
+  free(gb);
+}
+
 /* Whether a strided tensor takes the packed path exactly when a dense one of c channels does
  * (then the two reductions run in the same order and agree bitwise). */
 static int same_path(cg_dtype_t dt, int c, lay_t l) {
@@ -681,14 +722,18 @@ static void test_maxpool_fwd_ld(cg_dtype_t dt, int n, int h, int w, int c, lay_t
 }
 
 /* The fused pool backward: x in layout xl, dx in layout dl, dy dense; dbias against the
- * column sums of the reference's final dx. Run twice: bitwise the same dx and dbias. */
+ * column sums of the reference's final dx. With accum, the gradient added to is dx itself, or,
+ * with ol, a tensor of its own in layout ol (dx then only written; the old one unchanged).
+ * Run twice: bitwise the same dx and dbias. */
 static void test_maxpool_bwd_ld(cg_dtype_t dt, int n, int h, int w, int c, lay_t xl, lay_t dl,
-                                int ties, int accum, int relu, int with_dbias) {
-  char tag[180], name[240];
+                                int ties, int accum, int relu, int with_dbias, const lay_t *ol) {
+  char tag[220], name[280];
   snprintf(tag, sizeof tag,
            "%s n=%d h=%d w=%d c=%d x(ld=%d off=%d) dx(ld=%d off=%d) ties=%d accum=%d relu=%d "
-           "dbias=%d",
-           dt_name(dt), n, h, w, c, xl.ld, xl.off, dl.ld, dl.off, ties, accum, relu, with_dbias);
+           "dbias=%d old(ld=%d off=%d)",
+           dt_name(dt), n, h, w, c, xl.ld, xl.off, dl.ld, dl.off, ties, accum, relu, with_dbias,
+           ol ? ol->ld : 0, ol ? ol->off : 0);
+  if (ol) accum = 1;
   const int64_t npix = (int64_t)n * h * w;
   const size_t nxf = (size_t)npix * xl.ld, ndf = (size_t)npix * dl.ld, nx = (size_t)npix * c;
   const size_t ny = nx / 4;
@@ -698,9 +743,24 @@ static void test_maxpool_bwd_ld(cg_dtype_t dt, int n, int h, int w, int c, lay_t
   view_of(xf, npix, c, xl, x);
   fill(dy, ny, -1, 1);
   round_dt(dt, dy, ny);
-  fill(dxf, ndf, -1, 1); /* the other half's contents, and the old dx when accum */
+  fill(dxf, ndf, -1, 1); /* the other half's contents, and the old dx when accum in place */
   round_dt(dt, dxf, ndf);
-  if (accum)
+  sbuf_t sold = {0};
+  float *oldv = NULL, *oldg = NULL;
+  if (ol) { /* the gradient to add to, apart from dx */
+    const size_t nof = (size_t)npix * ol->ld;
+    float *of = hnew(nof);
+    fill(of, nof, -1, 1);
+    round_dt(dt, of, nof);
+    oldv = hnew(nx);
+    oldg = hnew(nx);
+    view_of(of, npix, c, *ol, oldv);
+    sold = sbuf_new(dt, of, npix, c, *ol, 0);
+    free(of);
+  }
+  if (ol)
+    memcpy(dxr, oldv, nx * sizeof(float));
+  else if (accum)
     view_of(dxf, npix, c, dl, dxr);
   else
     memset(dxr, 0, nx * sizeof(float));
@@ -713,7 +773,8 @@ static void test_maxpool_bwd_ld(cg_dtype_t dt, int n, int h, int w, int c, lay_t
   round_dt(dt, dxr, nx); /* what the device stores: one rounding of old + dy */
   const double amax = col_sums(dxr, npix, c, dbr);
 
-  sbuf_t sx = sbuf_new(dt, xf, npix, c, xl, 0), sdx = sbuf_new(dt, dxf, npix, c, dl, !accum);
+  sbuf_t sx = sbuf_new(dt, xf, npix, c, xl, 0);
+  sbuf_t sdx = sbuf_new(dt, dxf, npix, c, dl, !accum || ol != NULL);
   void *d_dy = up_dt(dt, dy, ny);
   const size_t wb = cg_k_maxpool_bwd_work_bytes(n, h, w, c);
   float *d_db = cg_test_dnew(c * sizeof(float), S);
@@ -723,8 +784,9 @@ static void test_maxpool_bwd_ld(cg_dtype_t dt, int n, int h, int w, int c, lay_t
       sbuf_reset(dt, &sdx);
       cg_test_dpoison(d_db, c * sizeof(float), S);
     }
-    cg_k_maxpool_bwd_ld(dt, sx.view, xl.ld, d_dy, n, h, w, c, sdx.view, dl.ld, accum, relu,
-                        with_dbias ? d_db : NULL, d_work, S);
+    const void *old = ol ? sold.view : accum ? sdx.view : NULL;
+    cg_k_maxpool_bwd_ld(dt, sx.view, xl.ld, d_dy, n, h, w, c, sdx.view, dl.ld, old,
+                        ol ? ol->ld : dl.ld, relu, with_dbias ? d_db : NULL, d_work, S);
     snprintf(name, sizeof name, "maxpool_bwd_ld dx %s", tag);
     sbuf_get(name, dt, &sdx, run ? got2 : got);
     if (with_dbias) cg_test_hget(run ? dbg2 : dbg, d_db, c * sizeof(float), S);
@@ -740,6 +802,15 @@ static void test_maxpool_bwd_ld(cg_dtype_t dt, int n, int h, int w, int c, lay_t
     cg_test_guard_check(name, d_db, c * sizeof(float), S);
     cg_test_guard_check(name, d_work, wb, S);
     CG_TEST_CHECK(memcmp(dbg, dbg2, c * sizeof(float)) == 0, "%s: not deterministic", name);
+  }
+  if (ol) {
+    snprintf(name, sizeof name, "maxpool_bwd_ld old %s", tag);
+    sbuf_get(name, dt, &sold, oldg);
+    CG_TEST_CHECK(memcmp(oldg, oldv, nx * sizeof(float)) == 0, "%s: the old gradient changed",
+                  name);
+    sbuf_free(&sold);
+    free(oldv);
+    free(oldg);
   }
   sbuf_free(&sx);
   sbuf_free(&sdx);
@@ -1294,7 +1365,7 @@ static void test_empty(void) {
     cg_k_bias_act_fwd_ld(DTS[t], NULL, 16, 0, 8, NULL, 1, S);
     cg_k_bias_act_bwd_ld(DTS[t], NULL, 10, NULL, 10, 0, 5, 1, NULL, NULL, S);
     cg_k_maxpool_fwd_ld(DTS[t], NULL, 6, 0, 4, 4, 3, NULL, S);
-    cg_k_maxpool_bwd_ld(DTS[t], NULL, 6, NULL, 0, 4, 4, 3, NULL, 6, 1, 1, NULL, NULL, S);
+    cg_k_maxpool_bwd_ld(DTS[t], NULL, 6, NULL, 0, 4, 4, 3, NULL, 6, NULL, 6, 1, NULL, NULL, S);
   }
   const struct {
     const char *what;
@@ -1308,7 +1379,8 @@ static void test_empty(void) {
     if (zc[z].kind == 0)
       cg_k_bias_act_bwd_ld(CG_DT_F16, NULL, 10, NULL, 10, 0, 5, 1, d_db, NULL, S);
     if (zc[z].kind == 1)
-      cg_k_maxpool_bwd_ld(CG_DT_BF16, NULL, 10, NULL, 0, 4, 4, 5, NULL, 10, 1, 1, d_db, NULL, S);
+      cg_k_maxpool_bwd_ld(CG_DT_BF16, NULL, 10, NULL, 0, 4, 4, 5, NULL, 10, NULL, 10, 1, d_db,
+                          NULL, S);
     if (zc[z].kind >= 2)
       cg_head_bwd_fused(CG_DT_BF16, NULL, NULL, NULL, 0, 5, NULL, 1, d_db, d_dw, d_db1, NULL, S);
     cg_test_hget(db, zc[z].kind == 3 ? d_dw : d_db, sizeof db, S);
@@ -1436,6 +1508,22 @@ int main(void) {
     }
   }
 
+  printf("RUN strided concat backward\n");
+  for (int t = 0; t < 3; t++) {
+    const int sh[][3] = {{333, 3, 3}, {4096, 32, 32}, {1000, 8, 8}, {777, 6, 10}};
+    for (size_t i = 0; i < sizeof sh / sizeof sh[0]; i++) {
+      const int ca = sh[i][1], cb = sh[i][2];
+      const lay_t dense_a = {ca, 0}, dense_b = {cb, 0};
+      const lay_t half2 = {ca + cb, cb}; /* a into the second half of an [b | a]-sized buffer */
+      const lay_t half1 = {ca + cb, 0}, odd = {ca + 3, 1};
+      test_concat_bwd_ld(DTS[t], sh[i][0], ca, cb, half2, dense_b);
+      test_concat_bwd_ld(DTS[t], sh[i][0], ca, cb, dense_a, (lay_t){ca + cb, ca});
+      test_concat_bwd_ld(DTS[t], sh[i][0], ca, cb, half1, dense_b);
+      test_concat_bwd_ld(DTS[t], sh[i][0], ca, cb, odd, dense_b);
+      test_concat_bwd_ld(DTS[t], sh[i][0], ca, cb, dense_a, dense_b);
+    }
+  }
+
   printf("RUN strided maxpool, fused backward\n");
   for (int t = 0; t < 3; t++) {
     /* scalar (c = 3, 6), packed (8, 32), and 2x64x64x32 / 4x64x64x32: many chunks */
@@ -1453,15 +1541,23 @@ int main(void) {
             for (int db = 0; db <= 1; db++) {
               if (big && !(relu && db) && j != 2) continue; /* the big shapes: the UNet's case */
               test_maxpool_bwd_ld(DTS[t], n, h, w, c, l[j], l[j], (accum + relu + j) % 2, accum,
-                                  relu, db);
+                                  relu, db, NULL);
             }
       }
       /* x and dx in different layouts (a concat half and a dense tensor, both ways) */
-      test_maxpool_bwd_ld(DTS[t], n, h, w, c, l[2], l[0], 1, 1, 1, 1);
-      test_maxpool_bwd_ld(DTS[t], n, h, w, c, l[0], l[2], 0, 1, 1, 1);
-      test_maxpool_bwd_ld(DTS[t], n, h, w, c, l[3], l[1], 1, 0, 1, 1);
-      test_maxpool_bwd_ld(DTS[t], n, h, w, c, l[2], l[4], 0, 1, 1, 1);
-      test_maxpool_bwd_ld(DTS[t], n, h, w, c, l[4], l[2], 1, 1, 0, 1);
+      test_maxpool_bwd_ld(DTS[t], n, h, w, c, l[2], l[0], 1, 1, 1, 1, NULL);
+      test_maxpool_bwd_ld(DTS[t], n, h, w, c, l[0], l[2], 0, 1, 1, 1, NULL);
+      test_maxpool_bwd_ld(DTS[t], n, h, w, c, l[3], l[1], 1, 0, 1, 1, NULL);
+      test_maxpool_bwd_ld(DTS[t], n, h, w, c, l[2], l[4], 0, 1, 1, 1, NULL);
+      test_maxpool_bwd_ld(DTS[t], n, h, w, c, l[4], l[2], 1, 1, 0, 1, NULL);
+      /* the gradient to add to apart from dx: the skip's part in the other half of its copied
+       * concat buffer (x its copy in the first half: one buffer's two halves in the step, two
+       * here), dx dense (the UNet's case, devplan.h gcat); then odd strides both ways */
+      test_maxpool_bwd_ld(DTS[t], n, h, w, c, l[1], l[0], 1, 1, 1, 1, &l[2]);
+      test_maxpool_bwd_ld(DTS[t], n, h, w, c, l[1], l[0], 0, 1, 1, 0, &l[2]);
+      test_maxpool_bwd_ld(DTS[t], n, h, w, c, l[0], l[0], 1, 1, 0, 1, &l[0]);
+      test_maxpool_bwd_ld(DTS[t], n, h, w, c, l[3], l[0], 0, 1, 1, 1, &l[4]);
+      test_maxpool_bwd_ld(DTS[t], n, h, w, c, l[0], l[3], 1, 1, 1, 1, &l[3]);
     }
   }
 

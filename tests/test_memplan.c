@@ -97,6 +97,18 @@ static void root_range(const cg_devplan_t *p, int b, size_t *lo, size_t *hi) {
 
 static int root_of(const cg_devplan_t *p, int b) { return p->parent[b] >= 0 ? p->parent[b] : b; }
 
+/* The channels of its root that buffer b covers: a view's (part in place, copy, gcat) or all. */
+static void chan_range(const cg_model_t *m, const cg_devplan_t *p, int b, int *lo, int *hi) {
+  const int nt = p->ntensors, t = b % nt;
+  if (p->parent[b] < 0) {
+    *lo = 0;
+    *hi = 1 << 30;
+    return;
+  }
+  *lo = b >= 3 * nt ? p->gcat_coff[t] : b >= 2 * nt ? p->copy_coff[t] : p->coff[t];
+  *hi = *lo + m->tensors[t].c;
+}
+
 /* Every access the backend makes is in the list; buffers used at one position never overlap
  * (the planner's verification covers intervals; this checks the positions themselves). */
 static void check_plan(const cg_model_t *m, const cg_devplan_t *p, const char *tag) {
@@ -112,6 +124,17 @@ static void check_plan(const cg_model_t *m, const cg_devplan_t *p, const char *t
     }
     for (int j = p->acc_at[a->pos]; j < p->acc_at[a->pos + 1]; j++) {
       const int u = a->buf, v = p->acc[j].buf;
+      if (u != v && root_of(p, u) == root_of(p, v) &&
+          (a->mode != CG_DP_R || p->acc[j].mode != CG_DP_R)) {
+        /* two views of one buffer, one written, at one position: disjoint channels */
+        int ul, uh, vl, vh;
+        chan_range(m, p, u, &ul, &uh);
+        chan_range(m, p, v, &vl, &vh);
+        if (ul < vh && vl < uh) {
+          printf("FAIL %s: buffers %d and %d share channels at position %d\n", tag, u, v, a->pos);
+          bad++;
+        }
+      }
       if (root_of(p, u) == root_of(p, v)) continue;
       size_t ul, uh, vl, vh;
       root_range(p, u, &ul, &uh);
@@ -131,8 +154,10 @@ static void check_plan(const cg_model_t *m, const cg_devplan_t *p, const char *t
     if (!cg_devplan_allows(p, p->fwd[i], ai, CG_DP_R) ||
         !cg_devplan_allows(p, p->fwd[i], ao, CG_DP_W))
       bad++;
+    /* a pool whose input keeps its gradient in its concat (gcat) reads it there, writes gi */
+    const int gc = p->parent[cg_devplan_gcat(p, l->in)] >= 0;
     if (l->need_dx &&
-        !cg_devplan_allows(p, p->bwd_dx[i], gi, l->accum_dx ? CG_DP_RW : CG_DP_W))
+        !cg_devplan_allows(p, p->bwd_dx[i], gi, l->accum_dx && !gc ? CG_DP_RW : CG_DP_W))
       bad++;
     if (l->op != CG_OP_POOL && !cg_devplan_allows(p, p->bwd_dw[i], ai, CG_DP_R)) bad++;
     if (l->op != CG_OP_POOL && !cg_devplan_allows(p, p->bwd_dw[i], go, CG_DP_R)) bad++;
@@ -156,6 +181,31 @@ static void check_plan(const cg_model_t *m, const cg_devplan_t *p, const char *t
       for (int q = 0; q < k; q++)
         if (lo[k] < hi[q] && lo[q] < hi[k]) bad++;
     }
+  }
+  /* views of one buffer (parts in place, copies, gcat) live at the same time only on disjoint
+   * channels, and the whole is not written while a view holds a value */
+  for (int u = 0; u < p->nbufs; u++) {
+    if (p->parent[u] < 0 || p->first_use[u] < 0) continue;
+    int ul, uh;
+    chan_range(m, p, u, &ul, &uh);
+    for (int v = 0; v < u; v++) {
+      if (p->parent[v] != p->parent[u] || p->first_use[v] < 0) continue;
+      int vl, vh;
+      chan_range(m, p, v, &vl, &vh);
+      if (ul < vh && vl < uh && p->first_use[u] <= p->last_use[v] &&
+          p->first_use[v] <= p->last_use[u]) {
+        printf("FAIL %s: views %d and %d of buffer %d share channels while both live\n", tag, u,
+               v, p->parent[u]);
+        bad++;
+      }
+    }
+    for (int k = 0; k < p->nacc; k++)
+      if (p->acc[k].buf == p->parent[u] && p->acc[k].mode != CG_DP_R &&
+          p->acc[k].pos > p->first_use[u] && p->acc[k].pos <= p->last_use[u]) {
+        printf("FAIL %s: buffer %d written at %d while its view %d holds a value\n", tag,
+               p->parent[u], p->acc[k].pos, u);
+        bad++;
+      }
   }
   /* the first access of a buffer that is neither a part nor a whole with parts writes it
    * (cg_devplan_make checks the rule with parts itself; check it held for the rest) */
@@ -265,7 +315,79 @@ int main(void) {
   CG_TEST_CHECK(pi.arena + ((size_t)100 << 20) < p.arena,
                 "the skip read from the concat saves at least 100 MiB (%.1f -> %.1f MiB)",
                 mib(p.arena), mib(pi.arena));
-  oc.skip_from_cat = 0;
+  const size_t arena_sfc = pi.arena;
+
+  /* ... and the skip's gradient in the upsampled half of its concat's copy (gcat): the split's
+   * peak (the concat's gradient, both parts' gradients, the concat) loses one part */
+  oc.grad_in_cat = 1;
+  CG_TEST_CHECK(cg_devplan_make(&m, batch, cpad, es, 256, &oc, &pi, err, sizeof err) == 0,
+                "UNet-S copies, grad in the concat: %s", err);
+  check_plan(&m, &pi, "UNet-S bf16 b32 256x256, concat copied, skip gradient in the concat");
+  int ngcat = 0;
+  for (int t = 0; t < m.ntensors; t++) {
+    const int g = cg_devplan_gcat(&pi, t);
+    if (pi.parent[g] < 0) continue;
+    ngcat++;
+    int pool = -1, cat = -1;
+    for (int i = 0; i < m.nlayers; i++) {
+      if (m.layers[i].in == t) pool = i;
+      if (pi.cat_bwd[i] >= 0 && (pi.cat_a[m.layers[i].in] == t || pi.cat_b[m.layers[i].in] == t))
+        cat = i;
+    }
+    CG_TEST_CHECK(pool >= 0 && cat >= 0 && m.layers[pool].op == CG_OP_POOL &&
+                      cg_devplan_allows(&pi, pi.cat_bwd[cat], g, CG_DP_W) &&
+                      !cg_devplan_allows(&pi, pi.cat_bwd[cat], cg_devplan_grad(&pi, t), CG_DP_W) &&
+                      cg_devplan_allows(&pi, pi.bwd_dx[pool], g, CG_DP_R) &&
+                      cg_devplan_allows(&pi, pi.bwd_dx[pool], cg_devplan_grad(&pi, t), CG_DP_W),
+                  "tensor %d: the split writes gcat, the pool reads it and writes grad", t);
+  }
+  CG_TEST_CHECK(ngcat == m.depth, "%d skips keep their gradient in their concat (want %d)",
+                ngcat, m.depth);
+  const size_t dev_gcat = params + pi.arena + slots;
+  printf("... and the skip's gradient in its concat's upsampled half: arena %.1f MiB (live "
+         "maximum %.1f MiB), %.1f MiB less; expected device memory without the cuDNN workspace "
+         "%.1f MiB (%.3f GiB)\n", mib(pi.arena), mib(pi.live_max), mib(arena_sfc) - mib(pi.arena),
+         mib(dev_gcat), (double)dev_gcat / 1073741824.0);
+  CG_TEST_CHECK(pi.arena + ((size_t)100 << 20) <= arena_sfc,
+                "the gradient in the concat saves at least 100 MiB (%.1f -> %.1f MiB)",
+                mib(arena_sfc), mib(pi.arena));
+  if (getenv("CG_MEMPLAN_PRINT")) cg_devplan_print(&pi, &m);
+
+  /* per concat buffer: the 256x256 one copied (cuDNN 9.19 on an H200 has no engine writing its
+   * strided halves), the others in place */
+  cg_devplan_opts_t om = o;
+  om.inplace_concat = om.skip_from_cat = om.grad_in_cat = 1;
+  int ncat = 0;
+  for (int t = 0; t < m.ntensors; t++) om.copy_concat[t] = m.tensors[t].h == 256;
+  CG_TEST_CHECK(cg_devplan_make(&m, batch, cpad, es, 256, &om, &pi, err, sizeof err) == 0,
+                "UNet-S mixed: %s", err);
+  check_plan(&m, &pi, "UNet-S bf16 b32 256x256, the 256x256 concat copied, the rest in place");
+  int ninplace = 0, copied_ok = 1;
+  ngcat = 0;
+  for (int t = 0; t < m.ntensors; t++) {
+    if (pi.cat_a[t] < 0) continue;
+    ncat++;
+    const int in = cg_devplan_inplace(&pi, t);
+    ninplace += in;
+    const int s_ = pi.cat_a[t], u_ = pi.cat_b[t];
+    const int g = pi.parent[cg_devplan_gcat(&pi, s_)] >= 0 || pi.parent[cg_devplan_gcat(&pi, u_)] >= 0;
+    ngcat += g;
+    /* a copied concat has a forward copy and a split; one in place neither, and its parts are
+     * views of it with its pixel stride */
+    int has_copy = 0;
+    for (int i = 0; i < m.nlayers; i++)
+      if (m.layers[i].in == t) has_copy = pi.cat_fwd[i] >= 0 && pi.cat_bwd[i] >= 0;
+    if (in == has_copy || in == g || (in && pi.ld[s_] != m.tensors[t].c)) copied_ok = 0;
+  }
+  CG_TEST_CHECK(ncat == m.depth && ninplace == m.depth - 1 && ngcat == 1 && copied_ok,
+                "mixed: %d of %d concats in place (want %d), %d with gcat (want 1), layouts %s",
+                ninplace, ncat, m.depth - 1, ngcat, copied_ok ? "ok" : "wrong");
+  printf("the 256x256 concat copied (skip gradient in it), the others in place: arena %.1f MiB "
+         "(live maximum %.1f MiB)\n", mib(pi.arena), mib(pi.live_max));
+  CG_TEST_CHECK(pi.arena <= arena_sfc - ((size_t)100 << 20), "mixed saves 100 MiB too (%.1f MiB)",
+                mib(pi.arena));
+
+  oc.skip_from_cat = oc.grad_in_cat = 0;
   CG_TEST_CHECK(cg_devplan_make(&m, batch, cpad, es, 256, &oc, &pi, err, sizeof err) == 0,
                 "UNet-S copies: %s", err);
   check_plan(&m, &pi, "UNet-S bf16 b32 256x256, concat copied, fused backward");
@@ -283,6 +405,19 @@ int main(void) {
   CG_TEST_CHECK(cg_devplan_make(&s, 3, 8, 4, 256, &all, &ps, err, sizeof err) == 0,
                 "small plan, every option: %s", err);
   check_plan(&s, &ps, "test_gpu_step model fp32 b3 32x32, every option");
+  /* as test_gpu_step_catcopy (CG_CONCAT=copy) and test_gpu_step (CG_CONCAT_COPY_HW=32) run it */
+  static cg_devplan_opts_t cp;
+  cp = all;
+  cp.inplace_concat = 0;
+  cp.grad_in_cat = 1;
+  CG_TEST_CHECK(cg_devplan_make(&s, 3, 8, 4, 256, &cp, &ps, err, sizeof err) == 0,
+                "small plan, copies, gcat: %s", err);
+  check_plan(&s, &ps, "test_gpu_step model fp32 b3 32x32, copies, skip gradient in the concat");
+  cp.inplace_concat = 1;
+  for (int t = 0; t < s.ntensors; t++) cp.copy_concat[t] = s.tensors[t].h >= 32;
+  CG_TEST_CHECK(cg_devplan_make(&s, 3, 8, 4, 256, &cp, &ps, err, sizeof err) == 0,
+                "small plan, mixed: %s", err);
+  check_plan(&s, &ps, "test_gpu_step model fp32 b3 32x32, the 32x32 concat copied");
 
   /* every depth the model allows */
   for (int depth = 1; depth <= CG_MAX_DEPTH; depth++) {
@@ -301,6 +436,20 @@ int main(void) {
     copies.inplace_concat = 0;
     snprintf(tag, sizeof tag, "depth %d fp16 b2 64x64, copies, skip from the concat", depth);
     CG_TEST_CHECK(cg_devplan_make(&d, 2, 8, 2, 512, &copies, &ps, err, sizeof err) == 0,
+                  "%s: %s", tag, err);
+    check_plan(&d, &ps, tag);
+    copies.grad_in_cat = 1;
+    snprintf(tag, sizeof tag, "depth %d fp16 b2 64x64, copies, skip gradient in the concat", depth);
+    CG_TEST_CHECK(cg_devplan_make(&d, 2, 8, 2, 512, &copies, &ps, err, sizeof err) == 0,
+                  "%s: %s", tag, err);
+    check_plan(&d, &ps, tag);
+    /* every other concat copied */
+    cg_devplan_opts_t mixed = copies;
+    mixed.inplace_concat = 1;
+    for (int t = 0, k = 0; t < d.ntensors; t++)
+      if (ps.cat_a[t] >= 0) mixed.copy_concat[t] = k++ % 2;
+    snprintf(tag, sizeof tag, "depth %d fp16 b2 64x64, every other concat copied", depth);
+    CG_TEST_CHECK(cg_devplan_make(&d, 2, 8, 2, 512, &mixed, &ps, err, sizeof err) == 0,
                   "%s: %s", tag, err);
     check_plan(&d, &ps, tag);
     /* drelu "either way": both access lists at once */

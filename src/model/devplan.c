@@ -101,6 +101,9 @@ static int trace(const cg_model_t *m, cg_devplan_t *p) {
 #define GRAD(t) cg_devplan_grad(p, (t))
 /* where the backward reads an activation: a concat part's copy inside the whole, when it has one */
 #define SRC(t) (p->parent[cg_devplan_copy(p, (t))] >= 0 ? cg_devplan_copy(p, (t)) : ACT(t))
+/* where the split of a concat's gradient writes part t: gcat(t), when it has one */
+#define HAS_GCAT(t) (p->parent[cg_devplan_gcat(p, (t))] >= 0)
+#define GSPLIT(t) (HAS_GCAT(t) ? cg_devplan_gcat(p, (t)) : GRAD(t))
   /* prep_input */
   p->prep = pos++;
   add(p, &fail, p->prep, ACT(m->input_tensor), CG_DP_W);
@@ -108,7 +111,7 @@ static int trace(const cg_model_t *m, cg_devplan_t *p) {
   for (int i = 0; i < m->nlayers; i++) {
     const cg_layer_t *l = &m->layers[i];
     const int pa = p->cat_a[l->in], pb = p->cat_b[l->in];
-    if (pa >= 0 && !p->opts.inplace_concat) {
+    if (pa >= 0 && !cg_devplan_inplace(p, l->in)) {
       p->cat_fwd[i] = pos++;
       add(p, &fail, p->cat_fwd[i], ACT(pa), CG_DP_R);
       add(p, &fail, p->cat_fwd[i], ACT(pb), CG_DP_R);
@@ -139,7 +142,12 @@ static int trace(const cg_model_t *m, cg_devplan_t *p) {
         p->bwd_dx[i] = pos++;
         add(p, &fail, p->bwd_dx[i], SRC(l->in), CG_DP_R);
         add(p, &fail, p->bwd_dx[i], GRAD(l->out), CG_DP_R);
-        add(p, &fail, p->bwd_dx[i], GRAD(l->in), dxmode);
+        if (HAS_GCAT(l->in)) { /* adds to the concat's part of the gradient, writes it dense */
+          add(p, &fail, p->bwd_dx[i], cg_devplan_gcat(p, l->in), CG_DP_R);
+          add(p, &fail, p->bwd_dx[i], GRAD(l->in), CG_DP_W);
+        } else {
+          add(p, &fail, p->bwd_dx[i], GRAD(l->in), dxmode);
+        }
       }
     } else {
       if (p->bias_by[i] < 0) { /* else the consumer's backward did it */
@@ -166,16 +174,18 @@ static int trace(const cg_model_t *m, cg_devplan_t *p) {
       }
     }
     const int pa = p->cat_a[l->in], pb = p->cat_b[l->in];
-    if (pa >= 0 && l->need_dx && !p->opts.inplace_concat) {
+    if (pa >= 0 && l->need_dx && !cg_devplan_inplace(p, l->in)) {
       p->cat_bwd[i] = pos++;
       add(p, &fail, p->cat_bwd[i], GRAD(l->in), CG_DP_R);
-      add(p, &fail, p->cat_bwd[i], GRAD(pa), CG_DP_W);
-      add(p, &fail, p->cat_bwd[i], GRAD(pb), CG_DP_W);
+      add(p, &fail, p->cat_bwd[i], GSPLIT(pa), CG_DP_W);
+      add(p, &fail, p->cat_bwd[i], GSPLIT(pb), CG_DP_W);
     }
   }
 #undef ACT
 #undef GRAD
 #undef SRC
+#undef HAS_GCAT
+#undef GSPLIT
   p->npos = pos;
   if (fail || pos > CG_DEVPLAN_MAX_POS) return -1;
   int k = 0;
@@ -187,41 +197,6 @@ static int trace(const cg_model_t *m, cg_devplan_t *p) {
 }
 
 static size_t align_up(size_t v, size_t a) { return (v + a - 1) & ~(a - 1); }
-
-/* Pixel strides and first channels of the tensors as the backend holds them; with the concat
- * in place, each part's buffers get the whole's as their parent. */
-static void set_views(const cg_model_t *m, int cpad, cg_devplan_t *p) {
-  for (int b = 0; b < CG_DEVPLAN_MAX_BUFS; b++) p->parent[b] = -1;
-  for (int t = 0; t < m->ntensors; t++) {
-    p->ld[t] = t == m->input_tensor ? cpad : m->tensors[t].c;
-    p->coff[t] = p->copy_ld[t] = p->copy_coff[t] = 0;
-  }
-  if (!p->opts.inplace_concat) {
-    if (!p->opts.skip_from_cat) return;
-    for (int t = 0; t < m->ntensors; t++) {
-      if (p->cat_a[t] < 0) continue;
-      const int parts[2] = {p->cat_a[t], p->cat_b[t]};
-      for (int k = 0; k < 2; k++) {
-        const int u = parts[k];
-        p->copy_ld[u] = m->tensors[t].c;
-        p->copy_coff[u] = m->tensors[u].c_off - m->tensors[t].c_off;
-        p->parent[cg_devplan_copy(p, u)] = cg_devplan_act(p, t);
-      }
-    }
-    return;
-  }
-  for (int t = 0; t < m->ntensors; t++) {
-    if (p->cat_a[t] < 0) continue;
-    const int parts[2] = {p->cat_a[t], p->cat_b[t]};
-    for (int k = 0; k < 2; k++) {
-      const int u = parts[k];
-      p->ld[u] = m->tensors[t].c;
-      p->coff[u] = m->tensors[u].c_off - m->tensors[t].c_off;
-      p->parent[cg_devplan_act(p, u)] = cg_devplan_act(p, t);
-      p->parent[cg_devplan_grad(p, u)] = cg_devplan_grad(p, t);
-    }
-  }
-}
 
 /* Whether tensors t and u share bytes of one model buffer. */
 static int overlaps(const cg_model_t *m, int t, int u) {
@@ -248,6 +223,101 @@ static void set_bias_by(const cg_model_t *m, cg_devplan_t *p) {
       if (k != i && overlaps(m, m->layers[k].in, l->in) && k < i) ok = 0;
     if (ok) p->bias_by[j] = i;
   }
+}
+
+/* The layer producing tensor t, or -1. */
+static int producer(const cg_model_t *m, int t) {
+  for (int k = 0; k < m->nlayers; k++)
+    if (m->layers[k].out == t) return k;
+  return -1;
+}
+
+/* opts.grad_in_cat for the copied concat t = [s | u] or [u | s]: the skip s's gradient may live
+ * in u's copy when u has as many channels or more, nothing reads u (or its bytes) in the
+ * backward but the concat (no reader of its own, no ReLU on its producer), and s's only other
+ * reader is a pool that does the ReLU + bias backward of s's producer (so it can read the
+ * gradient from gcat(s) and write grad(s) dense). */
+static int gcat_fits(const cg_model_t *m, const cg_devplan_t *p, int t, int s, int u) {
+  if (m->tensors[u].c < m->tensors[s].c) return 0;
+  const int ju = producer(m, u), js = producer(m, s);
+  if (ju < 0 || m->layers[ju].relu || js < 0) return 0;
+  int pool = -1, nreaders = 0;
+  for (int k = 0; k < m->nlayers; k++) {
+    const int in = m->layers[k].in;
+    if (in == t) continue;
+    if (overlaps(m, in, u)) return 0;
+    if (overlaps(m, in, s)) {
+      nreaders++;
+      pool = k;
+    }
+  }
+  return nreaders == 1 && m->layers[pool].in == s && m->layers[pool].op == CG_OP_POOL &&
+         m->layers[pool].need_dx && p->bias_by[js] == pool;
+}
+
+/* Pixel strides and first channels of the tensors as the backend holds them; a concat in
+ * place gives each part's buffers the whole's as their parent; a copied one with
+ * skip_from_cat its parts' copies (and gcat, with grad_in_cat). After set_bias_by. */
+static void set_views(const cg_model_t *m, int cpad, cg_devplan_t *p) {
+  for (int b = 0; b < CG_DEVPLAN_MAX_BUFS; b++) p->parent[b] = -1;
+  for (int t = 0; t < m->ntensors; t++) {
+    p->ld[t] = t == m->input_tensor ? cpad : m->tensors[t].c;
+    p->coff[t] = p->copy_ld[t] = p->copy_coff[t] = p->gcat_coff[t] = 0;
+  }
+  for (int t = 0; t < m->ntensors; t++) {
+    if (p->cat_a[t] < 0) continue;
+    const int inplace = cg_devplan_inplace(p, t);
+    if (!inplace && !p->opts.skip_from_cat) continue;
+    const int parts[2] = {p->cat_a[t], p->cat_b[t]};
+    for (int k = 0; k < 2; k++) {
+      const int u = parts[k];
+      const int coff = m->tensors[u].c_off - m->tensors[t].c_off;
+      if (inplace) {
+        p->ld[u] = m->tensors[t].c;
+        p->coff[u] = coff;
+        p->parent[cg_devplan_act(p, u)] = cg_devplan_act(p, t);
+        p->parent[cg_devplan_grad(p, u)] = cg_devplan_grad(p, t);
+      } else {
+        p->copy_ld[u] = m->tensors[t].c;
+        p->copy_coff[u] = coff;
+        p->parent[cg_devplan_copy(p, u)] = cg_devplan_act(p, t);
+      }
+    }
+    if (inplace || !p->opts.grad_in_cat) continue;
+    for (int k = 0; k < 2; k++)
+      if (gcat_fits(m, p, t, parts[k], parts[1 - k])) {
+        p->gcat_coff[parts[k]] = p->copy_coff[parts[1 - k]];
+        p->parent[cg_devplan_gcat(p, parts[k])] = cg_devplan_act(p, t);
+        break;
+      }
+  }
+}
+
+/* gcat(s) takes the bytes of the other part's copy: between its first and last access nothing
+ * may touch those bytes or the whole concat activation. 0, or -1 with a message. */
+static int check_gcat(const cg_devplan_t *p, char *err, size_t errlen) {
+  for (int s = 0; s < p->ntensors; s++) {
+    const int g = cg_devplan_gcat(p, s), w = p->parent[g];
+    if (w < 0) continue;
+    int f = -1, l = -1;
+    for (int k = 0; k < p->nacc; k++)
+      if (p->acc[k].buf == g) {
+        if (f < 0) f = p->acc[k].pos;
+        l = p->acc[k].pos;
+      }
+    if (f < 0) continue;
+    const int u = p->cat_a[w] == s ? p->cat_b[w] : p->cat_a[w];
+    for (int k = 0; k < p->nacc; k++) {
+      const cg_devplan_acc_t *a = &p->acc[k];
+      if (a->pos < f || a->pos > l) continue;
+      if (a->buf == w || a->buf == cg_devplan_copy(p, u)) {
+        snprintf(err, errlen, "device plan: the gradient of tensor %d in its concat's bytes is "
+                 "live at position %d, where buffer %d is accessed", s, a->pos, a->buf);
+        return -1;
+      }
+    }
+  }
+  return 0;
 }
 
 /* opts.drelu: layer i's dx may carry the ReLU mask of its producer j when j is a convolution
@@ -315,19 +385,19 @@ int cg_devplan_make(const cg_model_t *m, int n, int cpad, size_t es, size_t alig
   if (opts) p->opts = *opts;
   if (cg_devplan_graph(m, p, err, errlen)) return -1;
   p->ntensors = m->ntensors;
-  p->nbufs = 3 * m->ntensors;
+  p->nbufs = 4 * m->ntensors;
   p->align = align;
   for (int i = 0; i < CG_MAX_LAYERS; i++) /* only where there are two operations to overlap */
     if (i >= m->nlayers || m->layers[i].op == CG_OP_POOL || p->is_head[i] || !m->layers[i].need_dx)
       p->opts.concurrent[i] = 0;
-  set_views(m, cpad, p);
   set_bias_by(m, p);
+  set_views(m, cpad, p);
   set_mask_by(m, p);
   if (trace(m, p)) {
     snprintf(err, errlen, "device plan: the step does not fit the plan's tables");
     return -1;
   }
-  if (check_written(p, err, errlen)) return -1;
+  if (check_written(p, err, errlen) || check_gcat(p, err, errlen)) return -1;
   for (int b = 0; b < p->nbufs; b++) p->first_use[b] = p->last_use[b] = -1;
   for (int k = 0; k < p->nacc; k++) {
     const cg_devplan_acc_t *a = &p->acc[k];
@@ -373,7 +443,9 @@ int cg_devplan_make(const cg_model_t *m, int n, int cpad, size_t es, size_t alig
   for (int b = 0; b < p->nbufs; b++) {
     if (p->parent[b] < 0) continue;
     const int t = b % p->ntensors;
-    const int coff = b >= 2 * p->ntensors ? p->copy_coff[t] : p->coff[t];
+    const int coff = b >= 3 * p->ntensors   ? p->gcat_coff[t]
+                     : b >= 2 * p->ntensors ? p->copy_coff[t]
+                                            : p->coff[t];
     p->offset[b] = p->offset[p->parent[b]] + (size_t)coff * es;
   }
   /* the intervals the planner used: a whole's span its parts' */

@@ -19,6 +19,18 @@
  * (no bytes of its own either: parent[copy(t)] is the whole, at channel copy_coff[t], pixel
  * stride copy_ld[t]); the backward reads t there, so t's own buffer lives only until the
  * concat's forward copy (the skip then costs nothing while the decoder runs).
+ * The choice is per concat buffer: opts.inplace_concat asks for every concat in place but the
+ * ones opts.copy_concat[t] names (cuDNN may refuse a strided half at one resolution only);
+ * cg_devplan_inplace(p, t) says which way concat t is held.
+ * With copies, skip_from_cat and opts.grad_in_cat, the skip's gradient also lives in the concat
+ * buffer: once the concat's reader has done its backward, the other part's copy (the
+ * upsampled half, which no backward reads) is dead bytes, and the split of the concat's
+ * gradient writes the skip's part there: gcat(t), a view of act(concat) at channel
+ * gcat_coff[t], pixel stride copy_ld[t]. The pool reading the skip then reads gcat(t) as the
+ * gradient to add to and writes grad(t) dense, with its producer's ReLU + bias backward
+ * (fuse_relu_bias): the skip's gradient costs no bytes from the split to the pool's backward.
+ * Only where the skip's other reader is a pool that does its producer's ReLU + bias backward,
+ * the other part has no reader in the backward and at least as many channels.
  *
  * A step is a sequence of positions, one per kernel group of cuda/backend_cuda.cu, in the order
  * the backend runs them:
@@ -30,8 +42,10 @@
  *     bwd_dw[i]          dW from act(in) and dy
  *     bwd_dx[i]          dx from dy (need_dx), written or accumulated (accum_dx)
  *   the head: bwd_dw[i] = bwd_dx[i], one kernel reading act(in) and dy, writing dx;
- *   a pool: bwd_dx[i] (when need_dx), reading act(in) and dy (the output is not read);
- *   cat_bwd[i]           splits grad(concat) of layer i's input into its parts (copies only).
+ *   a pool: bwd_dx[i] (when need_dx), reading act(in) and dy (the output is not read); where
+ *     in has gcat(in), it reads gcat(in) (the gradient to add to) and writes grad(in);
+ *   cat_bwd[i]           splits grad(concat) of layer i's input into its parts (copies only;
+ *                        the skip's part into gcat(skip) where it has one).
  * dW runs before dx so that dx may reuse act(in)'s bytes when nothing later reads act(in);
  * a layer whose dW and dx run at the same time (opts.concurrent) reads act(in) at bwd_dx too.
  * With opts.fuse_relu_bias, the backward of the head or of a pool also does the ReLU + bias
@@ -53,7 +67,7 @@
 
 #include "model.h"
 
-#define CG_DEVPLAN_MAX_BUFS (3 * CG_MAX_TENSORS)
+#define CG_DEVPLAN_MAX_BUFS (4 * CG_MAX_TENSORS)
 #define CG_DEVPLAN_MAX_POS (6 * CG_MAX_LAYERS + 2)
 #define CG_DEVPLAN_MAX_ACC (16 * CG_MAX_LAYERS + 4)
 
@@ -79,6 +93,8 @@ typedef struct {
    * ways); the producer's bias backward is then a plain reduction of its dy. Only where the
    * producer is a convolution with a ReLU whose output layer i alone reads. */
   int drelu[CG_MAX_LAYERS];
+  int copy_concat[CG_MAX_TENSORS]; /* concat tensor t is copied even with inplace_concat */
+  int grad_in_cat;               /* with copies and skip_from_cat: gcat(t) above */
 } cg_devplan_opts_t;
 
 typedef struct {
@@ -89,6 +105,7 @@ typedef struct {
   cg_devplan_opts_t opts;                  /* as given (concurrent[] only for layers it fits) */
   int ld[CG_MAX_TENSORS], coff[CG_MAX_TENSORS]; /* pixel stride and first channel (above) */
   int copy_ld[CG_MAX_TENSORS], copy_coff[CG_MAX_TENSORS]; /* of copy(t), where it exists */
+  int gcat_coff[CG_MAX_TENSORS];           /* of gcat(t), where it exists (stride copy_ld[t]) */
   int bias_by[CG_MAX_LAYERS];              /* the layer doing i's ReLU + bias backward, or -1 */
   int mask_by[CG_MAX_LAYERS];              /* the layer whose dx may carry i's ReLU mask
                                               (opts.drelu), or -1 */
@@ -101,11 +118,13 @@ typedef struct {
   int nacc;
   cg_devplan_acc_t acc[CG_DEVPLAN_MAX_ACC];
   int acc_at[CG_DEVPLAN_MAX_POS + 1];
-  /* buffers: act(t) = t, grad(t) = ntensors + t, copy(t) = 2 ntensors + t */
+  /* buffers: act(t) = t, grad(t) = ntensors + t, copy(t) = 2 ntensors + t,
+   * gcat(t) = 3 ntensors + t */
   int ntensors, nbufs;
   size_t size[CG_DEVPLAN_MAX_BUFS];        /* bytes; 0 for a buffer the step never touches
                                               and for a part in place (its parent holds it) */
-  int parent[CG_DEVPLAN_MAX_BUFS];         /* a part in place: the whole's buffer, else -1 */
+  int parent[CG_DEVPLAN_MAX_BUFS];         /* a part in place, copy(t), gcat(t): the whole's
+                                              buffer, else -1 */
   int first_use[CG_DEVPLAN_MAX_BUFS], last_use[CG_DEVPLAN_MAX_BUFS]; /* -1 when unused */
   size_t offset[CG_DEVPLAN_MAX_BUFS];      /* into the arena (a part: its first element) */
   size_t align;
@@ -118,6 +137,11 @@ typedef struct {
 static inline int cg_devplan_act(const cg_devplan_t *p, int t) { (void)p; return t; }
 static inline int cg_devplan_grad(const cg_devplan_t *p, int t) { return p->ntensors + t; }
 static inline int cg_devplan_copy(const cg_devplan_t *p, int t) { return 2 * p->ntensors + t; }
+static inline int cg_devplan_gcat(const cg_devplan_t *p, int t) { return 3 * p->ntensors + t; }
+/* Concat tensor t (cat_a[t] >= 0) held in place (its parts views of it), else copied. */
+static inline int cg_devplan_inplace(const cg_devplan_t *p, int t) {
+  return p->opts.inplace_concat && !p->opts.copy_concat[t];
+}
 
 /* Which layer reads the input, which is the head, how the concat buffers split into dense
  * tensors; checks the backward plan of the model fits that split (the concat's single reader
