@@ -41,6 +41,7 @@ extern "C" {
 }
 #include "conv.h"
 #include "conv_graph.h"
+#include "fprop.h"
 #include "kernels.h"
 #include "wgrad.h"
 
@@ -60,7 +61,7 @@ enum { kSweepTop = 4, kSweepMax = 96 }; /* knob sweep: of the best heuristic eng
 struct entry_t {
   char key[256];
   int graph; /* candidate index in the graph's list, -1: the legacy algorithm, -2: our own
-                weight-gradient kernel (wgrad.h) */
+                weight-gradient kernel (wgrad.h), -3: our own 3x3 kernel (fprop.h) */
   int algo;  /* legacy algorithm, -1 when none was usable */
   int math;
 };
@@ -139,11 +140,21 @@ struct cg_conv {
   int custom;               /* COP_BWD_FILTER runs wgrad.h's kernel */
   cg_wgrad_shape_t wsh;     /* its shape */
   float ms_custom, err_custom; /* at selection: its time, and its error against cuDNN's */
+  /* our 3x3 kernel (fprop.h): for COP_FWD / COP_BWD_DATA of a plain layer (fp[cop]), the
+   * forward with its bias (+ ReLU) (fp_fused, in place of gf) and the input gradient masked by
+   * the ReLU of x (fp_drelu, in place of gd); the shapes as run (accum set at each call) */
+  int fp[COP_N], fp_fused, fp_drelu;
+  cg_fprop_shape_t fsh[COP_N], fsh_fused, fsh_drelu;
+  float ms_fp[COP_N], err_fp[COP_N]; /* at selection: its time, its error against cuDNN's */
 };
 
 namespace {
 
 bool custom_shape(const cg_conv_t *c, cg_wgrad_shape_t *w); /* our dW kernel's shape, below */
+bool fprop_shape(const cg_conv_t *c, int cop, int bias, int relu, int mask,
+                 cg_fprop_shape_t *f); /* our 3x3 kernel's, below */
+cudnnStatus_t run_fprop(const cg_fprop_shape_t *f, int accum, const void *x, const void *w,
+                        const float *bias, const void *m, void *y, cudaStream_t s);
 
 /* The cuDNN operation behind a layer operation (see the design note above). */
 int cop_of(const cg_conv_t *c, int layer_op) {
@@ -232,13 +243,18 @@ void make_key(const cg_conv_ctx_t *ctx, const cg_conv_t *c, const char *op, char
   const cg_conv_shape_t *s = &c->shape;
   /* what the search could choose from is part of the key: an experiment with a narrower
    * search must not reuse a wider one's choice */
-  const char *wg = getenv("CG_CONV_WGRAD");
+  const char *wg = getenv("CG_CONV_WGRAD"), *fp = getenv("CG_CONV_FPROP");
+  const bool plain3 = s->kind == CG_CONV_PLAIN && s->k == 3 && s->dt != CG_DT_F32;
   char api[48];
   snprintf(api, sizeof api, "%s%s%s",
            ctx->api == CG_CONV_API_LEGACY ? "-legacy" : ctx->api == CG_CONV_API_GRAPH ? "-graph" : "",
            ctx->sweep_ms < 0 ? "-nosweep" : "",
-           /* the version of our dW kernel: a changed kernel is timed and checked anew */
-           !strcmp(op, "bwd_filter") ? (wg && !strcmp(wg, "off") ? "-nowg" : "-wg1") : "");
+           /* the version of our dW kernel, and of our 3x3 kernel for the other operations and
+            * the fusions of a plain bf16/fp16 3x3 layer: a changed kernel is timed and checked
+            * anew */
+           !strcmp(op, "bwd_filter") ? (wg && !strcmp(wg, "off") ? "-nowg" : "-wg1")
+           : plain3                  ? (fp && !strcmp(fp, "off") ? "-nofp" : "-fp1")
+                                     : "");
   char ld[32] = "";
   if (s->ldx || s->ldy) snprintf(ld, sizeof ld, " ldx%d ldy%d", s->ldx, s->ldy);
   snprintf(key, len, "%s cudnn%zu sel3%s %s %s %s tf32=%d det=%d n%d h%d w%d ci%d co%d k%d%s",
@@ -282,11 +298,13 @@ void load_cache(cg_conv_ctx_t *ctx) {
     if (sscanf(eq + 3, " %c", &kind) != 1) continue;
     if (kind == 'L' && sscanf(eq + 3, " L %d %d", &algo, &math) != 2) continue;
     if (kind == 'G' && sscanf(eq + 3, " G %d %d %d", &graph, &algo, &math) != 3) continue;
-    if (kind == 'W') {
-      if (sscanf(eq + 3, " W %d %d", &algo, &math) != 2) continue;
-      graph = -2;
+    if (kind == 'W' || kind == 'F') {
+      if (sscanf(eq + 3, kind == 'W' ? " W %d %d" : " F %d %d", &algo, &math) != 2) continue;
+      graph = kind == 'W' ? -2 : -3;
     }
-    if ((kind != 'L' && kind != 'G' && kind != 'W') || graph < -2 || graph >= kMaxCand) continue;
+    if ((kind != 'L' && kind != 'G' && kind != 'W' && kind != 'F') || graph < -3 ||
+        graph >= kMaxCand)
+      continue;
     if (algo < -1 || algo >= kMaxAlgos || math < 0 || math > (int)CUDNN_FMA_MATH) continue;
     if (algo < 0 && graph == -1) continue;
     *eq = 0;
@@ -378,11 +396,13 @@ int cg_conv_ctx_save(cg_conv_ctx_t *ctx, char *err, size_t errlen) {
   FILE *f = cg_afile_stream(af);
   int ok = fprintf(f, "# cogpu-dist cuDNN algorithm cache: <device> <cuDNN> <op> <shape> = "
                       "L <legacy algo> <math type> | G <graph candidate> <legacy algo> <math> | W <legacy "
-                      "algo> <math> (our own dW kernel)\n") > 0;
+                      "algo> <math> (our own dW kernel) | F <legacy algo> <math> (our own 3x3 "
+                      "kernel)\n") > 0;
   for (int i = 0; i < ctx->n && ok; i++) {
     const entry_t *e = &ctx->e[i];
     if (e->graph >= 0) ok = fprintf(f, "%s = G %d %d %d\n", e->key, e->graph, e->algo, e->math) > 0;
     else if (e->graph == -2) ok = fprintf(f, "%s = W %d %d\n", e->key, e->algo, e->math) > 0;
+    else if (e->graph == -3) ok = fprintf(f, "%s = F %d %d\n", e->key, e->algo, e->math) > 0;
     else ok = fprintf(f, "%s = L %d %d\n", e->key, e->algo, e->math) > 0;
   }
   if (cg_afile_commit(af, why, sizeof why)) { /* reports the write error that stopped the loop */
@@ -551,6 +571,17 @@ void describe(const cg_conv_t *c, char *buf, size_t len, int times) {
   if (times && k > 0 && (size_t)k < len && c->ms_unfused >= 0)
     k += snprintf(buf + k, len - (size_t)k, " (dx+drelu %.3f ms vs dx + 2/3 mask pass %.3f ms)",
                   c->ms_drelu, c->ms_unfused);
+  for (int cop = 0; cop < COP_BWD_FILTER && k > 0 && (size_t)k < len; cop++) {
+    if (c->fp[cop]) k += snprintf(buf + k, len - (size_t)k, "; %s by our 3x3 kernel", kCopName[cop]);
+    if (times && k > 0 && (size_t)k < len && c->ms_fp[cop] >= 0)
+      k += snprintf(buf + k, len - (size_t)k, " (ours %.3f ms, error %.2g of cuDNN's max)",
+                    c->ms_fp[cop], c->err_fp[cop]);
+  }
+  if (c->fp_fused && k > 0 && (size_t)k < len)
+    k += snprintf(buf + k, len - (size_t)k, "; fwd+bias%s by our 3x3 kernel",
+                  c->shape.bias_act == 2 ? "+relu" : "");
+  if (c->fp_drelu && k > 0 && (size_t)k < len)
+    k += snprintf(buf + k, len - (size_t)k, "; bwd_data+drelu by our 3x3 kernel");
   if (c->custom && k > 0 && (size_t)k < len)
     k += snprintf(buf + k, len - (size_t)k, "; dW by our kernel");
   if (times && k > 0 && (size_t)k < len && c->ms_custom >= 0)
@@ -776,6 +807,42 @@ bool custom_shape(const cg_conv_t *c, cg_wgrad_shape_t *w) {
   return cg_wgrad_supported(w) != 0;
 }
 
+/* The shape of our 3x3 kernel for cop (COP_FWD: the forward, COP_BWD_DATA: the input
+ * gradient) of a plain layer with the epilogue given (bias and relu forward only, mask = the
+ * ReLU of x, input gradient only), when it handles it (bf16/fp16, CG_CONV_FPROP not "off"). */
+bool fprop_shape(const cg_conv_t *c, int cop, int bias, int relu, int mask, cg_fprop_shape_t *f) {
+  const cg_conv_shape_t *s = &c->shape;
+  const char *env = getenv("CG_CONV_FPROP");
+  if (env && !strcmp(env, "off")) return false;
+  if (s->kind != CG_CONV_PLAIN || s->dt == CG_DT_F32 || s->k != 3) return false;
+  if (cop != COP_FWD && cop != COP_BWD_DATA) return false;
+  const int ldx = s->ldx ? s->ldx : s->cin, ldy = s->ldy ? s->ldy : s->cout;
+  const bool dg = cop == COP_BWD_DATA;
+  memset(f, 0, sizeof *f);
+  f->dt = s->dt;
+  f->n = s->n;
+  f->h = s->h;
+  f->w = s->w;
+  f->dgrad = dg;
+  f->cin = dg ? s->cout : s->cin;
+  f->cout = dg ? s->cin : s->cout;
+  f->ldx = dg ? ldy : ldx;
+  f->ldy = dg ? ldx : ldy;
+  f->ldm = mask ? ldx : 0;
+  f->bias = bias;
+  f->relu = relu;
+  f->mask = mask;
+  return cg_fprop_supported(f) != 0;
+}
+
+cudnnStatus_t run_fprop(const cg_fprop_shape_t *f, int accum, const void *x, const void *w,
+                        const float *bias, const void *m, void *y, cudaStream_t s) {
+  cg_fprop_shape_t g = *f;
+  g.accum = accum != 0;
+  return cg_fprop_run(&g, x, w, bias, m, y, s) == cudaSuccess ? CUDNN_STATUS_SUCCESS
+                                                               : CUDNN_STATUS_EXECUTION_FAILED;
+}
+
 /* Runs ref, then cand, each writing the n elements (type dt) at out, and compares them on the
  * host: they agree when max |cand - ref| <= tol x max |ref|, neither has a NaN, and max |ref| > 0
  * (an all-zero reference proves nothing; the backend fills its buffers with random values
@@ -871,6 +938,61 @@ int select_custom(const cg_conv_ctx_t *ctx, cg_conv_t *c, const void *x, const v
   return 0;
 }
 
+/* Our 3x3 kernel as a candidate of cop (forward or input gradient of a plain layer), as
+ * select_custom: used when 2% faster than cuDNN's choice and its output agrees with it (1e-2 of
+ * the largest element). Where cuDNN has nothing for the shape (*best < 0: a strided half of a
+ * concat buffer at 256x256 on an H200) it is taken as it is (test_gpu_fprop checks it against
+ * the CPU). Returns 1 when it won (c->fp[cop], c->fsh[cop], *best, *best_ws set). */
+template <typename F>
+int select_fprop(const cg_conv_ctx_t *ctx, cg_conv_t *c, int cop, const void *in0, const void *in1,
+                 void *out, cudaStream_t s, F run_best, float *best, size_t *best_ws) {
+  c->ms_fp[cop] = c->err_fp[cop] = -1.0f;
+  cg_fprop_shape_t f;
+  if (!fprop_shape(c, cop, 0, 0, 0, &f)) return 0;
+  auto ours = [&] { return run_fprop(&f, 0, in0, in1, NULL, NULL, out, s); };
+  if (*best >= 0 && !outputs_agree(c->shape.dt, out, out_elems(c, cop), s, run_best, ours, 1e-2f,
+                                   &c->err_fp[cop])) {
+    if (ctx->verbose) {
+      char desc[256];
+      cg_conv_describe(c, desc, sizeof desc);
+      fprintf(stderr, "conv search: our 3x3 kernel does not agree with cuDNN on %s %s (error "
+              "%.3g of the largest element); not used\n", desc, kCopName[cop], c->err_fp[cop]);
+    }
+    return 0;
+  }
+  const float t = time_runs(s, ours);
+  c->ms_fp[cop] = t;
+  if (t >= 0 && (*best < 0 || t < 0.98f * *best)) {
+    if (*best < 0 && ctx->verbose)
+      fprintf(stderr, "conv search: cuDNN has nothing for %s; our 3x3 kernel takes it\n",
+              kCopName[cop]);
+    *best = t;
+    *best_ws = 0;
+    c->fsh[cop] = f;
+    return 1;
+  }
+  return 0;
+}
+
+/* Our 3x3 kernel (ours) as the candidate of a fusion decision on cop: checked against the
+ * separate passes (ref) on out within tol, then timed (*t, -1 when it does not agree: logged,
+ * what names it). True when *t beats the better of rival_a and rival_b (< 0: none) by 2%. */
+template <typename R, typename O>
+bool fusion_by_ours(const cg_conv_ctx_t *ctx, const cg_conv_t *c, int cop, void *out,
+                    cudaStream_t s, R ref, O ours, float tol, const char *what, float rival_a,
+                    float rival_b, float *t) {
+  float e = -1.0f;
+  *t = -1.0f;
+  if (outputs_agree(c->shape.dt, out, out_elems(c, cop), s, ref, ours, tol, &e))
+    *t = time_runs(s, ours);
+  else if (ctx->verbose)
+    fprintf(stderr, "conv search: our %s does not agree with the separate passes (error %.3g); "
+            "not used\n", what, e);
+  float rival = rival_a;
+  if (rival_b >= 0 && (rival < 0 || rival_b < rival)) rival = rival_b;
+  return *t >= 0 && (rival < 0 || *t < 0.98f * rival);
+}
+
 /* A cache entry applied to cop: 0, or -1 when cuDNN no longer accepts it. */
 int apply_cached(cg_conv_ctx_t *ctx, cg_conv_t *c, int cop, const entry_t *e) {
   size_t b = 0;
@@ -888,6 +1010,11 @@ int apply_cached(cg_conv_ctx_t *ctx, cg_conv_t *c, int cop, const entry_t *e) {
     if (cop != COP_BWD_FILTER || !custom_shape(c, &c->wsh)) return -1;
     c->custom = 1;
     c->ws[cop] = cg_wgrad_work_bytes(&c->wsh);
+  }
+  if (e->graph == -3) { /* our 3x3 kernel: likewise */
+    if (!fprop_shape(c, cop, 0, 0, 0, &c->fsh[cop])) return -1;
+    c->fp[cop] = 1;
+    c->ws[cop] = 0;
   }
   if (e->graph >= 0) {
     cg_cgraph_t *g = NULL;
@@ -913,7 +1040,7 @@ int select_fused(cg_conv_ctx_t *ctx, cg_conv_t *c, const cg_conv_bufs_t *bufs, v
   const cg_conv_shape_t *sh = &c->shape;
   c->ms_fused = c->ms_split = -1.0f;
   if (sh->kind != CG_CONV_PLAIN || !sh->bias_act || !c->need[COP_FWD] || !bufs->bias ||
-      ctx->api == CG_CONV_API_LEGACY || c->gf)
+      ctx->api == CG_CONV_API_LEGACY || c->gf || c->fp_fused)
     return 0;
   int64_t align = 16;
   while (align > 4 && (uintptr_t)bufs->bias % (uintptr_t)align) align /= 2;
@@ -922,7 +1049,11 @@ int select_fused(cg_conv_ctx_t *ctx, cg_conv_t *c, const cg_conv_bufs_t *bufs, v
   make_key(ctx, c, op, key, sizeof key);
   const entry_t *e = lookup(ctx, key);
   cg_cgraph_t *g = NULL;
-  if (e) {
+  if (e && e->graph == -3 && fprop_shape(c, COP_FWD, 1, sh->bias_act == 2, 0, &c->fsh_fused)) {
+    c->fp_fused = 1; /* our kernel, as on the run that chose it */
+    return 0;
+  }
+  if (e && e->graph != -3) {
     if (e->graph < 0) return 0; /* measured before: split is faster */
     size_t b = 0;
     const bool made = graph_create(ctx, c, COP_FWD, sh->bias_act, align, &g) == CUDNN_STATUS_SUCCESS;
@@ -949,17 +1080,36 @@ int select_fused(cg_conv_ctx_t *ctx, cg_conv_t *c, const cg_conv_bufs_t *bufs, v
     return CUDNN_STATUS_SUCCESS;
   };
   const float t_pass = time_runs(s, pass);
+  auto split = [&] {
+    const cudnnStatus_t st = cg_conv_fwd(ctx, c, x, w, y, d_ws, ws_bytes, s);
+    return st == CUDNN_STATUS_SUCCESS ? pass() : st;
+  };
   int best_i = -1;
   float best = -1.0f;
   size_t best_ws = 0;
   if (graph_create(ctx, c, COP_FWD, sh->bias_act, align, &g) == CUDNN_STATUS_SUCCESS)
     best_i = search_graph(
         ctx, g, ws_bytes, 0.0f, s, [&] { return cg_cgraph_exec(g, x, w, y, bufs->bias, d_ws); },
-        &best, &best_ws, sh->dt, y, out_elems(c, COP_FWD), [&] {
-          const cudnnStatus_t st = cg_conv_fwd(ctx, c, x, w, y, d_ws, ws_bytes, s);
-          return st == CUDNN_STATUS_SUCCESS ? pass() : st;
-        });
+        &best, &best_ws, sh->dt, y, out_elems(c, COP_FWD), split);
   const bool split_ok = t_conv >= 0 && t_pass >= 0;
+  /* our kernel with the bias (+ ReLU) in its epilogue */
+  cg_fprop_shape_t ff;
+  float t_ours = -1.0f;
+  if (ctx->api == CG_CONV_API_AUTO && split_ok &&
+      fprop_shape(c, COP_FWD, 1, sh->bias_act == 2, 0, &ff) &&
+      fusion_by_ours(
+          ctx, c, COP_FWD, y, s, split,
+          [&] { return run_fprop(&ff, 0, x, w, bufs->bias, NULL, y, s); }, 1e-2f,
+          "fused forward", t_conv + t_pass, best_i >= 0 ? best : -1.0f, &t_ours)) {
+    cg_cgraph_destroy(g);
+    c->fp_fused = 1;
+    c->fsh_fused = ff;
+    c->ms_fused = t_ours;
+    c->ms_split = t_conv + t_pass;
+    put(ctx, key, -3, 0, 0);
+    ctx->dirty = 1;
+    return 1;
+  }
   bool fuse = best_i >= 0 && (ctx->api == CG_CONV_API_GRAPH || !split_ok ||
                               best < 0.98f * (t_conv + t_pass));
   cudnnStatus_t kst = CUDNN_STATUS_SUCCESS;
@@ -997,13 +1147,17 @@ int select_drelu(cg_conv_ctx_t *ctx, cg_conv_t *c, const cg_conv_bufs_t *bufs, v
   const cg_conv_shape_t *sh = &c->shape;
   c->ms_drelu = c->ms_unfused = -1.0f;
   if (sh->kind != CG_CONV_PLAIN || !sh->drelu || !c->need[COP_BWD_DATA] ||
-      ctx->api == CG_CONV_API_LEGACY || c->gd)
+      ctx->api == CG_CONV_API_LEGACY || c->gd || c->fp_drelu)
     return 0;
   char key[sizeof(((entry_t *)0)->key)];
   make_key(ctx, c, "bwd_data_drelu", key, sizeof key);
   const entry_t *e = lookup(ctx, key);
   cg_cgraph_t *g = NULL;
-  if (e) {
+  if (e && e->graph == -3 && fprop_shape(c, COP_BWD_DATA, 0, 0, 1, &c->fsh_drelu)) {
+    c->fp_drelu = 1; /* our kernel, as on the run that chose it */
+    return 0;
+  }
+  if (e && e->graph != -3) {
     if (e->graph < 0) return 0; /* measured before: the separate pass is faster */
     size_t b = 0;
     const bool made = graph_create(ctx, c, COP_BWD_DATA, 0, 0, &g, 1) == CUDNN_STATUS_SUCCESS;
@@ -1030,30 +1184,42 @@ int select_drelu(cg_conv_ctx_t *ctx, cg_conv_t *c, const cg_conv_bufs_t *bufs, v
     return CUDNN_STATUS_SUCCESS;
   };
   const float t_mask = time_runs(s, mask);
+  auto unfused_run = [&] {
+    const cudnnStatus_t st = cg_conv_bwd_data(ctx, c, dy, w, dx, 0, d_ws, ws_bytes, s);
+    return st == CUDNN_STATUS_SUCCESS ? mask() : st;
+  };
   int best_i = -1;
   float best = -1.0f;
   size_t best_ws = 0;
   if (graph_create(ctx, c, COP_BWD_DATA, 0, 0, &g, 1) == CUDNN_STATUS_SUCCESS)
     best_i = search_graph(
         ctx, g, ws_bytes, 0.0f, s, [&] { return cg_cgraph_exec(g, dy, w, dx, x, d_ws); }, &best,
-        &best_ws, sh->dt, dx, out_elems(c, COP_BWD_DATA), [&] {
-          const cudnnStatus_t st = cg_conv_bwd_data(ctx, c, dy, w, dx, 0, d_ws, ws_bytes, s);
-          return st == CUDNN_STATUS_SUCCESS ? mask() : st;
-        });
+        &best_ws, sh->dt, dx, out_elems(c, COP_BWD_DATA), unfused_run);
   const bool base_ok = t_dx >= 0 && t_mask >= 0;
   const float unfused = base_ok ? t_dx + 0.66f * t_mask : -1.0f;
+  /* our kernel with the mask in its epilogue */
+  cg_fprop_shape_t fd;
+  float t_ours = -1.0f;
+  if (ctx->api == CG_CONV_API_AUTO && base_ok && fprop_shape(c, COP_BWD_DATA, 0, 0, 1, &fd) &&
+      fusion_by_ours(
+          ctx, c, COP_BWD_DATA, dx, s, unfused_run,
+          [&] { return run_fprop(&fd, 0, dy, w, NULL, x, dx, s); }, 2e-2f,
+          "dx + ReLU backward", unfused, best_i >= 0 ? best : -1.0f, &t_ours)) {
+    cg_cgraph_destroy(g);
+    c->fp_drelu = 1;
+    c->fsh_drelu = fd;
+    c->ms_drelu = t_ours;
+    c->ms_unfused = unfused;
+    put(ctx, key, -3, 0, 0);
+    ctx->dirty = 1;
+    return 1;
+  }
   bool fuse = best_i >= 0 && (ctx->api == CG_CONV_API_GRAPH || !base_ok || best < 0.98f * unfused);
   if (fuse && cg_cgraph_use_kept(g, &best_ws) != CUDNN_STATUS_SUCCESS) fuse = false;
   /* the fused kernel must mask exactly as the separate pass does (x > 0 passes, x == 0 not) */
   float err = -1.0f;
-  if (fuse &&
-      !outputs_agree(
-          sh->dt, dx, out_elems(c, COP_BWD_DATA), s,
-          [&] {
-            const cudnnStatus_t st = cg_conv_bwd_data(ctx, c, dy, w, dx, 0, d_ws, ws_bytes, s);
-            return st == CUDNN_STATUS_SUCCESS ? mask() : st;
-          },
-          [&] { return cg_cgraph_exec(g, dy, w, dx, x, d_ws); }, 2e-2f, &err)) {
+  if (fuse && !outputs_agree(sh->dt, dx, out_elems(c, COP_BWD_DATA), s, unfused_run,
+                            [&] { return cg_cgraph_exec(g, dy, w, dx, x, d_ws); }, 2e-2f, &err)) {
     fuse = false;
     if (ctx->verbose)
       fprintf(stderr, "conv search: dx + ReLU backward fused does not agree with dx and the mask "
@@ -1146,6 +1312,19 @@ int cg_conv_select(cg_conv_ctx_t *ctx, cg_conv_t *c, const cg_conv_bufs_t *bufs,
         g = NULL;
       }
     }
+    if (cop != COP_BWD_FILTER) c->fp[cop] = 0;
+    if (cop != COP_BWD_FILTER && ctx->api == CG_CONV_API_AUTO) {
+      auto run_best = [&] {
+        return g ? cg_cgraph_exec(g, in0, in1, o, NULL, d_ws)
+                 : run_cop(ctx->h, c, cop, in0, in1, o, 0.0f, d_ws, ws_bytes);
+      };
+      if (select_fprop(ctx, c, cop, in0, in1, o, s, run_best, &best, &best_ws)) {
+        c->fp[cop] = 1;
+        best_g = -3;
+        cg_cgraph_destroy(g);
+        g = NULL;
+      }
+    }
     if (best < 0) {
       const char *what = up ? "an upconv" : "a conv";
       if (ctx->api == CG_CONV_API_GRAPH)
@@ -1205,6 +1384,7 @@ cudnnStatus_t launch(const cg_conv_ctx_t *ctx, const cg_conv_t *c, int cop, cons
   CG_ASSERT(ws_bytes >= c->ws[cop] && (c->ws[cop] == 0 || d_ws != NULL));
   cudnnStatus_t st = cudnnSetStream(ctx->h, s);
   if (st != CUDNN_STATUS_SUCCESS) return st;
+  if (c->fp[cop]) return run_fprop(&c->fsh[cop], beta != 0.0f, in0, in1, NULL, NULL, out, s);
   if (c->g[cop] && beta == 0.0f) return cg_cgraph_exec(c->g[cop], in0, in1, out, NULL, d_ws);
   if (c->custom && cop == COP_BWD_FILTER)
     return cg_wgrad_run(&c->wsh, in0, in1, out, NULL, d_ws, s) == cudaSuccess
@@ -1222,11 +1402,12 @@ cudnnStatus_t cg_conv_fwd(const cg_conv_ctx_t *ctx, const cg_conv_t *c, const vo
   return launch(ctx, c, cop_of(c, CG_CONV_OP_FWD), d_x, d_w, d_y, 0.0f, d_ws, ws_bytes, s);
 }
 
-int cg_conv_fused(const cg_conv_t *c) { return c->gf != NULL; }
+int cg_conv_fused(const cg_conv_t *c) { return c->gf != NULL || c->fp_fused; }
 
 cudnnStatus_t cg_conv_fwd_bias_act(const cg_conv_ctx_t *ctx, const cg_conv_t *c, const void *d_x,
                                    const void *d_w, const float *d_bias, void *d_y, void *d_ws,
                                    size_t ws_bytes, cudaStream_t s) {
+  if (c->fp_fused) return run_fprop(&c->fsh_fused, 0, d_x, d_w, d_bias, NULL, d_y, s);
   CG_ASSERT(c->gf != NULL && d_x != NULL && d_w != NULL && d_bias != NULL && d_y != NULL);
   CG_ASSERT(ws_bytes >= c->ws_fused && (c->ws_fused == 0 || d_ws != NULL));
   cudnnStatus_t st = cudnnSetStream(ctx->h, s);
@@ -1250,11 +1431,12 @@ cudnnStatus_t cg_conv_bwd_filter(const cg_conv_ctx_t *ctx, const cg_conv_t *c, c
                 ws_bytes, s);
 }
 
-int cg_conv_drelu_fused(const cg_conv_t *c) { return c->gd != NULL; }
+int cg_conv_drelu_fused(const cg_conv_t *c) { return c->gd != NULL || c->fp_drelu; }
 
 cudnnStatus_t cg_conv_bwd_data_drelu(const cg_conv_ctx_t *ctx, const cg_conv_t *c, const void *d_dy,
                                      const void *d_w, const void *d_x, void *d_dx, void *d_ws,
                                      size_t ws_bytes, cudaStream_t s) {
+  if (c->fp_drelu) return run_fprop(&c->fsh_drelu, 0, d_dy, d_w, NULL, d_x, d_dx, s);
   CG_ASSERT(c->gd != NULL && d_dy != NULL && d_w != NULL && d_x != NULL && d_dx != NULL);
   CG_ASSERT(ws_bytes >= c->ws_drelu && (c->ws_drelu == 0 || d_ws != NULL));
   cudnnStatus_t st = cudnnSetStream(ctx->h, s);

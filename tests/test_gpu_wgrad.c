@@ -41,13 +41,6 @@ typedef struct {
 
 /* ---- host helpers ------------------------------------------------------------------------ */
 
-static uint16_t to_dt(cg_dtype_t dt, float f) {
-  return dt == CG_DT_BF16 ? cg_test_f32_to_bf16(f) : cg_test_f32_to_f16(f);
-}
-static float from_dt(cg_dtype_t dt, uint16_t b) {
-  return dt == CG_DT_BF16 ? cg_test_bf16_to_f32(b) : cg_test_f16_to_f32(b);
-}
-static uint16_t nan_dt(cg_dtype_t dt) { return dt == CG_DT_BF16 ? 0x7FC0 : 0x7E00; }
 static const char *dt_name(cg_dtype_t dt) { return dt == CG_DT_BF16 ? "bf16" : "fp16"; }
 
 static void *dnew(size_t bytes) {
@@ -63,12 +56,12 @@ static uint16_t *make_act(cg_dtype_t dt, size_t npix, int c, int ld, int off, fl
   uint16_t *h = cg_malloc(len * 2, "test activation");
   float *d = cg_malloc(npix * c * sizeof(float) + 4, "test activation (dense)");
   cg_test_fill(d, npix * c, -1.0f, 1.0f, g_seed * 1000003u + g_ctr++);
-  for (size_t i = 0; i < len; i++) h[i] = nan_dt(dt);
+  for (size_t i = 0; i < len; i++) h[i] = cg_test_nan_dt16(dt);
   for (size_t p = 0; p < npix; p++)
     for (int k = 0; k < c; k++) {
-      const uint16_t b = to_dt(dt, d[p * c + k]);
+      const uint16_t b = cg_test_to_dt16(dt, d[p * c + k]);
       h[off + p * ld + k] = b;
-      d[p * c + k] = from_dt(dt, b);
+      d[p * c + k] = cg_test_from_dt16(dt, b);
     }
   *dense = d;
   return h;
@@ -164,7 +157,7 @@ static void run_case(const tcase_t *t) {
   double *gdw = cg_malloc(wl * sizeof(double), "dw as double");
   double mx = 0;
   for (size_t i = 0; i < wl; i++) {
-    gdw[i] = from_dt(t->dt, dw[0][i]);
+    gdw[i] = cg_test_from_dt16(t->dt, dw[0][i]);
     if (fabs(rdw[i]) > mx) mx = fabs(rdw[i]);
   }
   /* bf16 output: half an ulp is up to 2^-8 relative; fp16: 2^-11 */
@@ -245,7 +238,7 @@ static void fill_random(cg_dtype_t dt, uint16_t *d, size_t len) {
   float *f = cg_malloc(blk * sizeof(float), "random block");
   uint16_t *h = cg_malloc(blk * 2, "random block");
   cg_test_fill(f, blk, -1.0f, 1.0f, g_seed * 1000003u + g_ctr++);
-  for (size_t i = 0; i < blk; i++) h[i] = to_dt(dt, f[i]);
+  for (size_t i = 0; i < blk; i++) h[i] = cg_test_to_dt16(dt, f[i]);
   const size_t first = len < blk ? len : blk;
   CG_CHECK_CUDA(cudaMemcpy(d, h, first * 2, cudaMemcpyHostToDevice));
   for (size_t done = first; done < len;) {
@@ -388,8 +381,8 @@ static void test_speed(int all) {
         CG_CHECK_CUDA(cudaMemcpy(h1, d_dw, wl * 2, cudaMemcpyDeviceToHost));
         CG_CHECK_CUDA(cudaMemcpy(h2, d_dw2, wl * 2, cudaMemcpyDeviceToHost));
         for (size_t k = 0; k < wl; k++) {
-          f1[k] = from_dt(dt, h1[k]);
-          f2[k] = from_dt(dt, h2[k]);
+          f1[k] = cg_test_from_dt16(dt, h1[k]);
+          f2[k] = cg_test_from_dt16(dt, h2[k]);
         }
         rel = (float)cg_test_rel_err(f1, f2, wl);
         CG_TEST_CHECK(rel <= 1e-2f, "%s: differs from cuDNN by %.3g of the largest element", label,

@@ -174,3 +174,13 @@ float cg_test_f16_to_f32(uint16_t h) {
     f = ldexpf((float)(m | 0x400), e - 25);
   return (h & 0x8000) ? -f : f;
 }
+
+uint16_t cg_test_to_dt16(cg_dtype_t dt, float f) {
+  return dt == CG_DT_BF16 ? cg_test_f32_to_bf16(f) : cg_test_f32_to_f16(f);
+}
+
+float cg_test_from_dt16(cg_dtype_t dt, uint16_t b) {
+  return dt == CG_DT_BF16 ? cg_test_bf16_to_f32(b) : cg_test_f16_to_f32(b);
+}
+
+uint16_t cg_test_nan_dt16(cg_dtype_t dt) { return dt == CG_DT_BF16 ? 0x7FC0 : 0x7E00; }

@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "backend.h" /* cg_batch_t */
+#include "dtype.h"   /* cg_dtype_t */
 #include "model.h"   /* cg_model_t, cg_buckets_t */
 
 #define CG_TEST_SKIP 77
@@ -71,5 +72,9 @@ uint16_t cg_test_f32_to_bf16(float f);
 float cg_test_bf16_to_f32(uint16_t b);
 uint16_t cg_test_f32_to_f16(float f);
 float cg_test_f16_to_f32(uint16_t h);
+/* The same for a 16-bit dtype (CG_DT_BF16 or CG_DT_F16), and its quiet NaN. */
+uint16_t cg_test_to_dt16(cg_dtype_t dt, float f);
+float cg_test_from_dt16(cg_dtype_t dt, uint16_t b);
+uint16_t cg_test_nan_dt16(cg_dtype_t dt);
 
 #endif

@@ -361,17 +361,17 @@ sp_bench() {
     --batch-list 32 --windows 5 --json-out "$W/bench-final.json" --algo-cache "$W/algo.txt" \
     2> "$W/search-bf16.log" ||
   { tail -30 "$W/search-bf16.log"
-    echo "=== the headline run failed: once more without our dW kernel, then with every change off"
-    ours "bench bf16 b32 (no own dW)" 200 env CG_CONV_WGRAD=off CG_CONV_BUDGET_S=1 "$B" train \
+    echo "=== the headline run failed: once more without our own kernels, then with every change off"
+    ours "bench bf16 b32 (no own kernels)" 200 env CG_CONV_WGRAD=off CG_CONV_FPROP=off CG_CONV_BUDGET_S=1 "$B" train \
       --backend cuda --precision bf16 --batch-list 32 --windows 3 --json-out "$W/bench-final.json" \
       --algo-cache "$W/algo-retry.txt" 2> "$W/search-retry.log" ||
-    ours "bench bf16 b32 (all off)" 200 env CG_CONV_WGRAD=off CG_CONCAT=copy CG_FUSE_RELU_BIAS=0 \
+    ours "bench bf16 b32 (all off)" 200 env CG_CONV_WGRAD=off CG_CONV_FPROP=off CG_CONCAT=copy CG_FUSE_RELU_BIAS=0 \
       CG_DRELU=0 CG_CONCURRENT_HW=0 CG_MERGE_CASTS=0 CG_CONV_BUDGET_S=1 "$B" train --backend cuda \
       --precision bf16 --batch-list 32 --windows 3 --json-out "$W/bench-final.json" \
       --algo-cache "$W/algo-retry2.txt" 2> "$W/search-retry2.log"
     tail -20 "$W"/search-retry*.log; }
   grep -cE "conv search: conv|conv search: upconv" "$W/search-bf16.log" | sed 's/^/searched layers: /'
-  grep -E "knob sweep|disagrees|dW by our|drelu fused|concat in place|cuda memory" "$W/search-bf16.log" | head -40
+  grep -E "knob sweep|disagrees|does not agree|by our|drelu fused|concat .*in place|cuDNN has nothing|cuda memory" "$W/search-bf16.log" | head -60
   keep bench-final.json search-bf16.log
 }
 
@@ -430,7 +430,7 @@ sp_ablate() {
   local B="$BUILD/bench/cogpu-bench"
   section "each change switched off alone (bf16 b32)"
   ours_env
-  local runs=("cudnnwgrad:CG_CONV_WGRAD=off" "nofuse:CG_FUSE_RELU_BIAS=0" "serial:CG_CONCURRENT_HW=0"
+  local runs=("cudnnwgrad:CG_CONV_WGRAD=off" "cudnnfprop:CG_CONV_FPROP=off" "nofuse:CG_FUSE_RELU_BIAS=0" "serial:CG_CONCURRENT_HW=0"
               "nodrelu:CG_DRELU=0" "percast:CG_MERGE_CASTS=0" "skipkept:CG_SKIP_FROM_CAT=0"
               "gradkept:CG_GRAD_IN_CAT=0" "copy:CG_CONCAT=copy" "nosweep:CG_CONV_SWEEP_MS=off")
   for r in "${runs[@]}"; do

@@ -1,0 +1,255 @@
+/* test_gpu_fprop.c: the tensor-core 3x3 convolution kernel (cuda/fprop.h), forward and input
+ * gradient, against a double-precision CPU reference computed from the same bf16/fp16-rounded
+ * inputs.
+ *
+ * Cases: every channel count the kernel takes (16..128 in, 16/32/64 out), widths 32..256, one
+ * row per image (h = 1) and odd heights (runs crossing images), each epilogue step alone and
+ * together (bias, ReLU, ReLU mask, accumulation), strided x, y and mask with NaN in the unused
+ * channels (a half of a concat buffer: must not leak in, and y's other channels must keep
+ * their bytes), fp16 and bf16, and the UNet's 256x256 layers at batch 2. y is poisoned (NaN)
+ * before every run but the accumulating ones; two runs must agree bitwise. Shapes the kernel
+ * does not handle must be refused. CG_TEST_SEED=<n> repeats a run's inputs. Exits 77 without a
+ * usable GPU. */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cuda_check.h"    /* CG_CHECK_CUDA, cg_dtype_t */
+#include "fprop.h"         /* the kernel under test */
+#include "log.h"           /* cg_malloc */
+#include "testutil.h"      /* cg_test_close_d, bf16/fp16 host conversions */
+#include "testutil_cuda.h" /* cg_test_gpu_begin: exit 77 without a GPU */
+
+static cudaStream_t S;
+static uint64_t g_seed, g_ctr;
+
+typedef struct {
+  const char *name;
+  cg_dtype_t dt;
+  int n, h, w, cin, cout, dgrad;
+  int bias, relu, mask, accum;
+  int ldx, ldy, ldm; /* 0: dense */
+} tcase_t;
+
+
+/* npix pixels of stride ld (elements): channels [0, c) uniform in [lo, hi) rounded to dt, the
+ * rest NaN; the values, dense, in *dense (npix x c). */
+static uint16_t *make_act(cg_dtype_t dt, size_t npix, int c, int ld, float lo, float hi,
+                          float **dense) {
+  const size_t len = npix * ld;
+  uint16_t *h = cg_malloc(len * 2 + 2, "test activation");
+  float *d = cg_malloc(npix * c * sizeof(float) + 4, "test activation (dense)");
+  cg_test_fill(d, npix * c, lo, hi, g_seed * 1000003u + g_ctr++);
+  for (size_t i = 0; i < len; i++) h[i] = cg_test_nan_dt16(dt);
+  for (size_t p = 0; p < npix; p++)
+    for (int k = 0; k < c; k++) {
+      const uint16_t b = cg_test_to_dt16(dt, d[p * c + k]);
+      h[p * ld + k] = b;
+      d[p * c + k] = cg_test_from_dt16(dt, b);
+    }
+  *dense = d;
+  return h;
+}
+
+/* The layer's weight as the kernel reads it: wk(co, r, s, ci) of fprop.h. */
+static float wk(const tcase_t *t, const float *w, int co, int tap, int ci) {
+  if (!t->dgrad) return w[((size_t)co * 9 + tap) * t->cin + ci];
+  return w[((size_t)ci * 9 + (8 - tap)) * t->cout + co];
+}
+
+/* y (npix x cout, double) from x, w, bias, m and the old y, in the order of fprop.h. */
+static void reference(const tcase_t *t, const float *x, const float *w, const float *bias,
+                      const float *m, const float *old, double *y) {
+  const int h = t->h, wd = t->w, ci_n = t->cin, co_n = t->cout;
+  const int64_t rows = (int64_t)t->n * h;
+#pragma omp parallel for schedule(dynamic, 4)
+  for (int64_t g = 0; g < rows; g++) {
+    const int64_t n = g / h;
+    const int yy0 = (int)(g % h);
+    for (int xx = 0; xx < wd; xx++) {
+      double *out = y + ((size_t)g * wd + xx) * co_n;
+      for (int co = 0; co < co_n; co++) out[co] = 0;
+      for (int tap = 0; tap < 9; tap++) {
+        const int yy = yy0 + tap / 3 - 1, x2 = xx + tap % 3 - 1;
+        if (yy < 0 || yy >= h || x2 < 0 || x2 >= wd) continue;
+        const float *xv = x + (((size_t)n * h + yy) * wd + x2) * ci_n;
+        for (int co = 0; co < co_n; co++) {
+          double s = 0;
+          for (int ci = 0; ci < ci_n; ci++) s += (double)xv[ci] * wk(t, w, co, tap, ci);
+          out[co] += s;
+        }
+      }
+      const size_t p = (size_t)g * wd + xx;
+      for (int co = 0; co < co_n; co++) {
+        double v = out[co];
+        if (t->bias) v += bias[co];
+        if (t->relu && !(v > 0)) v = 0;
+        if (t->mask && !(m[p * co_n + co] > 0)) v = 0;
+        if (t->accum) v += old[p * co_n + co];
+        out[co] = v;
+      }
+    }
+  }
+}
+
+static void run_case(const tcase_t *t) {
+  const int ldx = t->ldx ? t->ldx : t->cin, ldy = t->ldy ? t->ldy : t->cout;
+  const int ldm = t->ldm ? t->ldm : t->cout;
+  const cg_fprop_shape_t sh = {t->dt,   t->n,    t->h,    t->w,     t->cin, t->cout, t->dgrad,
+                               t->bias, t->relu, t->mask, t->accum, ldx,    ldy,     ldm};
+  char desc[256], name[200];
+  cg_fprop_describe(&sh, desc, sizeof desc);
+  snprintf(name, sizeof name, "%s %s n%d %dx%d %d->%d%s ldx %d ldy %d%s%s%s%s", t->name,
+           t->dt == CG_DT_BF16 ? "bf16" : "fp16", t->n, t->h, t->w, t->cin, t->cout,
+           t->dgrad ? " dgrad" : "", ldx, ldy, t->bias ? " bias" : "", t->relu ? " relu" : "",
+           t->mask ? " mask" : "", t->accum ? " accum" : "");
+  printf("RUN %s\n  %s\n", name, desc);
+  if (!cg_fprop_supported(&sh)) {
+    CG_TEST_CHECK(0, "%s: not supported", name);
+    return;
+  }
+  const size_t npix = (size_t)t->n * t->h * t->w, wl = (size_t)t->cout * 9 * t->cin;
+  float *xf, *wf, *yf, *mf = NULL;
+  uint16_t *xh = make_act(t->dt, npix, t->cin, ldx, -1.0f, 1.0f, &xf);
+  uint16_t *wh = make_act(t->dt, wl, 1, 1, -0.2f, 0.2f, &wf); /* [rows][3][3][cols], dense */
+  uint16_t *yh = make_act(t->dt, npix, t->cout, ldy, -1.0f, 1.0f, &yf); /* old y (accum) */
+  uint16_t *mh = t->mask ? make_act(t->dt, npix, t->cout, ldm, -1.0f, 1.0f, &mf) : NULL;
+  float *bias = cg_malloc(t->cout * sizeof(float), "bias");
+  cg_test_fill(bias, t->cout, -0.5f, 0.5f, g_seed * 1000003u + g_ctr++);
+  const size_t xlen = npix * ldx * 2, ylen = npix * ldy * 2, mlen = npix * ldm * 2;
+  void *d_x = cg_test_dnew(xlen, S), *d_w = cg_test_dnew(wl * 2, S), *d_y = cg_test_dnew(ylen, S);
+  void *d_m = t->mask ? cg_test_dnew(mlen, S) : NULL;
+  float *d_b = cg_test_dnew(t->cout * sizeof(float), S);
+  cg_test_hput(d_x, xh, xlen, S);
+  cg_test_hput(d_w, wh, wl * 2, S);
+  if (d_m) cg_test_hput(d_m, mh, mlen, S);
+  cg_test_hput(d_b, bias, t->cout * sizeof(float), S);
+  uint16_t *got[2];
+  for (int k = 0; k < 2; k++) {
+    got[k] = cg_malloc(ylen + 2, "y");
+    if (t->accum) {
+      cg_test_hput(d_y, yh, ylen, S);
+    } else { /* the view poisoned, the other channels as uploaded (checked below) */
+      uint16_t *p = cg_malloc(ylen + 2, "poisoned y");
+      memcpy(p, yh, ylen);
+      for (size_t q = 0; q < npix; q++)
+        for (int c = 0; c < t->cout; c++) p[q * ldy + c] = 0xFFFF;
+      cg_test_hput(d_y, p, ylen, S);
+      free(p);
+    }
+    const cudaError_t rc = cg_fprop_run(&sh, d_x, d_w, t->bias ? d_b : NULL, d_m, d_y, S);
+    CG_TEST_CHECK(rc == cudaSuccess, "%s: cg_fprop_run: %s", name, cudaGetErrorString(rc));
+    cg_test_hget(got[k], d_y, ylen, S);
+  }
+  cg_test_guard_check(name, d_y, ylen, S);
+  double *ref = cg_malloc(npix * t->cout * sizeof(double), "reference");
+  double *gd = cg_malloc(npix * t->cout * sizeof(double), "y as double");
+  reference(t, xf, wf, bias, mf, yf, ref);
+  double mx = 0;
+  size_t outside = 0;
+  for (size_t q = 0; q < npix; q++) {
+    for (int c = 0; c < ldy; c++) {
+      const uint16_t v = got[0][q * ldy + c];
+      if (c >= t->cout) {
+        outside += v != yh[q * ldy + c];
+        continue;
+      }
+      gd[q * t->cout + c] = cg_test_from_dt16(t->dt, v);
+      if (fabs(ref[q * t->cout + c]) > mx) mx = fabs(ref[q * t->cout + c]);
+    }
+  }
+  CG_TEST_CHECK(outside == 0, "%s: %zu elements outside y's channels changed", name, outside);
+  /* fp32 sums of up to 9 x 128 products, one rounding to bf16 (2^-8) or fp16 (2^-11) */
+  const double rtol = t->dt == CG_DT_BF16 ? 1e-2 : 2e-3;
+  const double atol = (t->dt == CG_DT_BF16 ? 4e-3 : 1e-3) * (mx > 1 ? mx : 1);
+  cg_test_close_d(name, gd, ref, npix * t->cout, atol, rtol);
+  CG_TEST_CHECK(memcmp(got[0], got[1], ylen) == 0, "%s: y differs between two runs", name);
+  void *dfree[] = {d_x, d_w, d_y, d_m, d_b};
+  for (size_t i = 0; i < sizeof dfree / sizeof dfree[0]; i++) cg_test_dfree(dfree[i], S);
+  void *hfree[] = {xh, wh, yh, mh, xf, wf, yf, mf, bias, got[0], got[1], ref, gd};
+  for (size_t i = 0; i < sizeof hfree / sizeof hfree[0]; i++) free(hfree[i]);
+}
+
+static void test_refused(void) {
+  printf("RUN refused shapes\n");
+  const cg_fprop_shape_t ok = {CG_DT_BF16, 2, 4, 32, 32, 32, 0, 1, 1, 0, 0, 32, 32, 32};
+  CG_TEST_CHECK(cg_fprop_supported(&ok) == 1, "the base shape must be supported");
+  cg_fprop_shape_t bad[16];
+  const char *why[16];
+  int nb = 0;
+#define BAD(WHY, FIELD, VAL)                                                                   \
+  do {                                                                                         \
+    bad[nb] = ok;                                                                              \
+    bad[nb].FIELD = VAL;                                                                       \
+    why[nb++] = WHY;                                                                           \
+  } while (0)
+  BAD("fp32", dt, CG_DT_F32);
+  BAD("w 48", w, 48);
+  BAD("w 512", w, 512);
+  BAD("w 16", w, 16);
+  BAD("cin 8", cin, 8);
+  BAD("cin 48", cin, 48);
+  BAD("cin 256", cin, 256);
+  BAD("cout 48", cout, 48);
+  BAD("cout 128", cout, 128);
+  BAD("ldx 36", ldx, 36);
+  BAD("ldy 16 < cout", ldy, 16);
+  BAD("n 0", n, 0);
+  BAD("relu 2", relu, 2);
+#undef BAD
+  for (int i = 0; i < nb; i++) {
+    CG_TEST_CHECK(cg_fprop_supported(&bad[i]) == 0, "%s must be refused", why[i]);
+    CG_TEST_CHECK(cg_fprop_run(&bad[i], (void *)256, (void *)256, (float *)256, NULL, (void *)256,
+                               S) == cudaErrorInvalidValue,
+                  "%s: run must return cudaErrorInvalidValue", why[i]);
+  }
+  cg_fprop_shape_t m = ok;
+  m.mask = 1;
+  m.ldm = 20;
+  CG_TEST_CHECK(cg_fprop_supported(&m) == 0, "a mask stride below cout must be refused");
+  CG_TEST_CHECK(cg_fprop_run(&ok, (void *)264, (void *)256, (float *)256, NULL, (void *)256, S) ==
+                    cudaErrorInvalidValue,
+                "a misaligned x must be refused");
+  CG_TEST_CHECK(cg_fprop_run(&ok, (void *)256, (void *)256, NULL, NULL, (void *)256, S) ==
+                    cudaErrorInvalidValue,
+                "bias asked for without a pointer must be refused");
+  printf("PASS refused shapes\n");
+}
+
+int main(void) {
+  const int rc = cg_test_gpu_begin("test_gpu_fprop", &S, &g_seed);
+  if (rc) return rc;
+  test_refused();
+  const cg_dtype_t B = CG_DT_BF16, H = CG_DT_F16;
+  const tcase_t cases[] = {
+      /* name, dt, n, h, w, cin, cout, dgrad, bias, relu, mask, accum, ldx, ldy, ldm */
+      {"plain", B, 2, 5, 32, 32, 32, 0, 0, 0, 0, 0, 0, 0, 0},
+      {"bias relu", B, 2, 7, 64, 32, 32, 0, 1, 1, 0, 0, 0, 0, 0},
+      {"one row", B, 3, 1, 32, 16, 16, 0, 1, 0, 0, 0, 0, 0, 0},
+      {"concat in, half out", B, 2, 6, 64, 64, 32, 0, 1, 1, 0, 0, 0, 64, 0},
+      {"half in", B, 2, 4, 32, 32, 64, 0, 1, 1, 0, 0, 64, 0, 0},
+      {"wide channels", B, 1, 4, 32, 128, 64, 0, 1, 1, 0, 0, 0, 0, 0},
+      {"dgrad", B, 2, 5, 32, 32, 32, 1, 0, 0, 0, 0, 0, 0, 0},
+      {"dgrad 32->64", B, 2, 3, 64, 32, 64, 1, 0, 0, 0, 0, 0, 0, 0},
+      {"dgrad masked", B, 2, 5, 32, 64, 32, 1, 0, 0, 1, 0, 0, 0, 0},
+      {"dgrad into a half", B, 2, 5, 32, 32, 32, 1, 0, 0, 0, 0, 0, 64, 0},
+      {"dgrad accumulated", B, 3, 2, 32, 32, 16, 1, 0, 0, 0, 1, 0, 0, 0},
+      {"dgrad 128->32 masked, strided mask", B, 1, 3, 32, 128, 32, 1, 0, 0, 1, 0, 0, 0, 64},
+      {"everything", B, 2, 3, 96, 64, 32, 0, 1, 1, 1, 1, 128, 64, 40},
+      {"fp16 bias relu", H, 2, 5, 64, 32, 32, 0, 1, 1, 0, 0, 0, 0, 0},
+      {"fp16 dgrad masked", H, 2, 4, 32, 32, 64, 1, 0, 0, 1, 0, 0, 0, 0},
+      {"fp16 wide", H, 1, 3, 256, 16, 64, 0, 1, 0, 0, 1, 0, 0, 0},
+      /* the UNet's 256x256 layers (batch 2): enc0.conv2 / dec0.conv2, dec0.conv1 into the
+       * concat, and the dgrad of dec0.conv1 (32 -> 64, into the concat's gradient) */
+      {"unet enc0.conv2", B, 2, 256, 256, 32, 32, 0, 1, 1, 0, 0, 0, 64, 0},
+      {"unet dec0.conv1", B, 2, 256, 256, 64, 32, 0, 1, 1, 0, 0, 0, 0, 0},
+      {"unet dec0.conv1 dx", B, 2, 256, 256, 32, 64, 1, 0, 0, 0, 0, 0, 0, 0},
+      {"unet dec0.conv2 dx masked", B, 2, 256, 256, 32, 32, 1, 0, 0, 1, 0, 0, 0, 0},
+      {"unet 128x128 64->64", B, 2, 128, 128, 64, 64, 0, 1, 1, 0, 0, 0, 0, 0},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) run_case(&cases[i]);
+  CG_CHECK_CUDA(cudaStreamDestroy(S));
+  return cg_test_done("test_gpu_fprop");
+}
