@@ -941,8 +941,8 @@ int select_custom(const cg_conv_ctx_t *ctx, cg_conv_t *c, const void *x, const v
 /* Our 3x3 kernel as a candidate of cop (forward or input gradient of a plain layer), as
  * select_custom: used when 2% faster than cuDNN's choice and its output agrees with it (1e-2 of
  * the largest element). Where cuDNN has nothing for the shape (*best < 0: a strided half of a
- * concat buffer at 256x256 on an H200) it is taken as it is (test_gpu_fprop checks it against
- * the CPU). Returns 1 when it won (c->fp[cop], c->fsh[cop], *best, *best_ws set). */
+ * concat buffer at 256x256 on an H200) it is taken when it agrees with the naive kernel of
+ * fprop.h instead. Returns 1 when it won (c->fp[cop], c->fsh[cop], *best, *best_ws set). */
 template <typename F>
 int select_fprop(const cg_conv_ctx_t *ctx, cg_conv_t *c, int cop, const void *in0, const void *in1,
                  void *out, cudaStream_t s, F run_best, float *best, size_t *best_ws) {
@@ -950,13 +950,22 @@ int select_fprop(const cg_conv_ctx_t *ctx, cg_conv_t *c, int cop, const void *in
   cg_fprop_shape_t f;
   if (!fprop_shape(c, cop, 0, 0, 0, &f)) return 0;
   auto ours = [&] { return run_fprop(&f, 0, in0, in1, NULL, NULL, out, s); };
-  if (*best >= 0 && !outputs_agree(c->shape.dt, out, out_elems(c, cop), s, run_best, ours, 1e-2f,
-                                   &c->err_fp[cop])) {
+  /* where cuDNN has nothing, the naive kernel of fprop.h is the reference */
+  auto naive = [&] {
+    return cg_fprop_reference(&f, in0, in1, NULL, NULL, out, s) == cudaSuccess
+               ? CUDNN_STATUS_SUCCESS : CUDNN_STATUS_EXECUTION_FAILED;
+  };
+  const bool agree = *best >= 0 ? outputs_agree(c->shape.dt, out, out_elems(c, cop), s, run_best,
+                                                ours, 1e-2f, &c->err_fp[cop])
+                                : outputs_agree(c->shape.dt, out, out_elems(c, cop), s, naive, ours,
+                                                1e-2f, &c->err_fp[cop]);
+  if (!agree) {
     if (ctx->verbose) {
       char desc[256];
       cg_conv_describe(c, desc, sizeof desc);
-      fprintf(stderr, "conv search: our 3x3 kernel does not agree with cuDNN on %s %s (error "
-              "%.3g of the largest element); not used\n", desc, kCopName[cop], c->err_fp[cop]);
+      fprintf(stderr, "conv search: our 3x3 kernel does not agree with %s on %s %s (error %.3g "
+              "of the largest element); not used\n", *best >= 0 ? "cuDNN" : "the naive kernel",
+              desc, kCopName[cop], c->err_fp[cop]);
     }
     return 0;
   }

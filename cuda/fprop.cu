@@ -97,7 +97,8 @@ __device__ __forceinline__ void load_xrow(uint32_t slot, const T *src, int64_t l
                                           int nthr) {
   for (int q = tid; q < w * CP; q += nthr) {
     const int col = q / CP, c = q % CP, px = col + 1;
-    cp_async16(slot + (uint32_t)((px * CP + (c ^ swz<CP>(px))) << 4), src + (int64_t)col * ld + c * 8);
+    cp_async16(slot + (uint32_t)((px * CP + (c ^ swz<CP>(px))) << 4),
+               src + (int64_t)col * ld + c * 8);
   }
 }
 
@@ -251,6 +252,37 @@ __global__ void __launch_bounds__(256) fprop_kernel(const args_t a) {
   cp_async_wait<0>(); /* no copy left in flight at exit */
 }
 
+/* cg_fprop_reference: thread = one output element (pixel, co). */
+template <typename T>
+__global__ void fprop_ref_kernel(const T *x, const T *wt, const float *bias, const T *m, T *y,
+                                 int n, int h, int w, int cin, int cout, int dgrad, int64_t ldx,
+                                 int64_t ldy, int64_t ldm, int relu, int accum) {
+  const int64_t total = (int64_t)n * h * w * cout;
+  for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < total;
+       i += (int64_t)gridDim.x * blockDim.x) {
+    const int co = (int)(i % cout);
+    const int64_t p = i / cout;
+    const int xx = (int)(p % w), yy = (int)(p / w % h);
+    const int64_t img = p / ((int64_t)w * h);
+    float acc = 0.0f;
+    for (int tap = 0; tap < 9; tap++) {
+      const int y2 = yy + tap / 3 - 1, x2 = xx + tap % 3 - 1;
+      if (y2 < 0 || y2 >= h || x2 < 0 || x2 >= w) continue;
+      const T *xv = x + ((img * h + y2) * w + x2) * ldx;
+      for (int ci = 0; ci < cin; ci++) {
+        const T wv = dgrad ? wt[((int64_t)ci * 9 + (8 - tap)) * cout + co]
+                           : wt[((int64_t)co * 9 + tap) * cin + ci];
+        acc += to_f(xv[ci]) * to_f(wv);
+      }
+    }
+    if (bias) acc += bias[co];
+    if (relu) acc = acc > 0.0f ? acc : 0.0f;
+    if (m && !(to_f(m[p * ldm + co]) > 0.0f)) acc = 0.0f;
+    if (accum) acc += to_f(y[p * ldy + co]);
+    y[p * ldy + co] = from_f<T>(acc);
+  }
+}
+
 template <typename T, int CP, int NT, bool DGRAD>
 cudaError_t launch(const plan_t &p, const args_t &a, cudaStream_t stream) {
   auto k = fprop_kernel<T, CP, NT, DGRAD>;
@@ -258,7 +290,8 @@ cudaError_t launch(const plan_t &p, const args_t &a, cudaStream_t stream) {
    * memory must stay valid at replay */
   static int raised = 0;
   if (p.smem > raised) {
-    const cudaError_t rc = cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, p.smem);
+    const cudaError_t rc =
+        cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, p.smem);
     if (rc != cudaSuccess) return rc;
     raised = p.smem;
   }
@@ -338,4 +371,27 @@ extern "C" cudaError_t cg_fprop_run(const cg_fprop_shape_t *s, const void *d_x, 
   a.accum = s->accum;
   if (s->dt == CG_DT_BF16) return launch_t<__nv_bfloat16>(p, s, a, stream);
   return launch_t<__half>(p, s, a, stream);
+}
+
+extern "C" cudaError_t cg_fprop_reference(const cg_fprop_shape_t *s, const void *d_x,
+                                          const void *d_w, const float *d_bias, const void *d_m,
+                                          void *d_y, cudaStream_t stream) {
+  if (!s || (s->dt != CG_DT_BF16 && s->dt != CG_DT_F16) || s->n < 1 || s->h < 1 || s->w < 1 ||
+      s->cin < 1 || s->cout < 1 || s->ldx < s->cin || s->ldy < s->cout ||
+      (s->mask && s->ldm < s->cout) || !d_x || !d_w || !d_y || (s->bias && !d_bias) ||
+      (s->mask && !d_m))
+    return cudaErrorInvalidValue;
+  const int64_t total = (int64_t)s->n * s->h * s->w * s->cout;
+  const unsigned grid = (unsigned)((total + 255) / 256 < 65536 ? (total + 255) / 256 : 65536);
+#define CG_REF(T)                                                                               \
+  fprop_ref_kernel<T><<<grid, 256, 0, stream>>>(                                                \
+      static_cast<const T *>(d_x), static_cast<const T *>(d_w), s->bias ? d_bias : nullptr,     \
+      s->mask ? static_cast<const T *>(d_m) : nullptr, static_cast<T *>(d_y), s->n, s->h, s->w, \
+      s->cin, s->cout, s->dgrad, s->ldx, s->ldy, s->ldm, s->relu, s->accum)
+  if (s->dt == CG_DT_BF16)
+    CG_REF(__nv_bfloat16);
+  else
+    CG_REF(__half);
+#undef CG_REF
+  return cudaGetLastError();
 }

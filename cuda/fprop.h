@@ -58,6 +58,14 @@ void cg_fprop_describe(const cg_fprop_shape_t *s, char *buf, size_t len);
 cudaError_t cg_fprop_run(const cg_fprop_shape_t *s, const void *d_x, const void *d_w,
                          const float *d_bias, const void *d_m, void *d_y, cudaStream_t stream);
 
+/* The same function, computed naively (one thread per output element, fp32 sums over taps and
+ * channels in order): slow, simple, independent of the fast kernel's tiling; any shape with
+ * cin, cout >= 1 and the strides above. For checking the fast kernel where cuDNN has nothing
+ * to compare with. */
+cudaError_t cg_fprop_reference(const cg_fprop_shape_t *s, const void *d_x, const void *d_w,
+                               const float *d_bias, const void *d_m, void *d_y,
+                               cudaStream_t stream);
+
 #ifdef __cplusplus
 }
 #endif

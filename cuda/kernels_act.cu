@@ -698,7 +698,8 @@ void cg_k_maxpool_bwd_ld(cg_dtype_t dt, const void *d_x, int64_t ldx, const void
   /* old in place (dx itself, the same stride) or apart from dx: never a partial overlap */
   const int64_t npix = (int64_t)n * h * w;
   if (d_old == d_dx) CG_ASSERT(ldold == lddx);
-  else if (d_old) CG_ASSERT(!spans_overlap(d_old, ldold, c, d_dx, lddx, c, npix, cg_dtype_size(dt)));
+  else if (d_old)
+    CG_ASSERT(!spans_overlap(d_old, ldold, c, d_dx, lddx, c, npix, cg_dtype_size(dt)));
   if (n == 0) {
     if (d_dbias) CG_CHECK_CUDA(cudaMemsetAsync(d_dbias, 0, (size_t)c * sizeof(float), s));
     return;

@@ -1,6 +1,7 @@
 /* test_gpu_fprop.c: the tensor-core 3x3 convolution kernel (cuda/fprop.h), forward and input
  * gradient, against a double-precision CPU reference computed from the same bf16/fp16-rounded
- * inputs.
+ * inputs; and its naive counterpart (cg_fprop_reference, the search's check where cuDNN has
+ * nothing) against the same reference.
  *
  * Cases: every channel count the kernel takes (16..128 in, 16/32/64 out), widths 32..256, one
  * row per image (h = 1) and odd heights (runs crossing images), each epilogue step alone and
@@ -8,7 +9,8 @@
  * channels (a half of a concat buffer: must not leak in, and y's other channels must keep
  * their bytes), fp16 and bf16, and the UNet's 256x256 layers at batch 2. y is poisoned (NaN)
  * before every run but the accumulating ones; two runs must agree bitwise. Shapes the kernel
- * does not handle must be refused. CG_TEST_SEED=<n> repeats a run's inputs. Exits 77 without a
+ * does not handle must be refused. CG_TEST_SEED=<n> repeats a run's inputs;
+ * CG_TEST_FPROP_QUICK=1 leaves out the UNet layers (for compute-sanitizer). Exits 77 without a
  * usable GPU. */
 #include <math.h>
 #include <stdint.h>
@@ -166,6 +168,17 @@ static void run_case(const tcase_t *t) {
   const double atol = (t->dt == CG_DT_BF16 ? 4e-3 : 1e-3) * (mx > 1 ? mx : 1);
   cg_test_close_d(name, gd, ref, npix * t->cout, atol, rtol);
   CG_TEST_CHECK(memcmp(got[0], got[1], ylen) == 0, "%s: y differs between two runs", name);
+  /* the naive kernel (the search's reference where cuDNN has nothing) against the CPU too */
+  cg_test_hput(d_y, yh, ylen, S);
+  const cudaError_t rr = cg_fprop_reference(&sh, d_x, d_w, t->bias ? d_b : NULL, d_m, d_y, S);
+  CG_TEST_CHECK(rr == cudaSuccess, "%s: cg_fprop_reference: %s", name, cudaGetErrorString(rr));
+  cg_test_hget(got[1], d_y, ylen, S);
+  for (size_t q = 0; q < npix; q++)
+    for (int c = 0; c < t->cout; c++)
+      gd[q * t->cout + c] = cg_test_from_dt16(t->dt, got[1][q * ldy + c]);
+  char rname[240];
+  snprintf(rname, sizeof rname, "%s (naive reference kernel)", name);
+  cg_test_close_d(rname, gd, ref, npix * t->cout, atol, rtol);
   void *dfree[] = {d_x, d_w, d_y, d_m, d_b};
   for (size_t i = 0; i < sizeof dfree / sizeof dfree[0]; i++) cg_test_dfree(dfree[i], S);
   void *hfree[] = {xh, wh, yh, mh, xf, wf, yf, mf, bias, got[0], got[1], ref, gd};
@@ -249,7 +262,11 @@ int main(void) {
       {"unet dec0.conv2 dx masked", B, 2, 256, 256, 32, 32, 1, 0, 0, 1, 0, 0, 0, 0},
       {"unet 128x128 64->64", B, 2, 128, 128, 64, 64, 0, 1, 1, 0, 0, 0, 0, 0},
   };
-  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) run_case(&cases[i]);
+  /* CG_TEST_FPROP_QUICK=1 (compute-sanitizer): the small cases only */
+  const char *quick = getenv("CG_TEST_FPROP_QUICK");
+  const int q = quick && quick[0] == '1';
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+    if (!q || strncmp(cases[i].name, "unet", 4) != 0) run_case(&cases[i]);
   CG_CHECK_CUDA(cudaStreamDestroy(S));
   return cg_test_done("test_gpu_fprop");
 }

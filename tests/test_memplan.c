@@ -370,7 +370,8 @@ int main(void) {
     const int in = cg_devplan_inplace(&pi, t);
     ninplace += in;
     const int s_ = pi.cat_a[t], u_ = pi.cat_b[t];
-    const int g = pi.parent[cg_devplan_gcat(&pi, s_)] >= 0 || pi.parent[cg_devplan_gcat(&pi, u_)] >= 0;
+    const int g =
+        pi.parent[cg_devplan_gcat(&pi, s_)] >= 0 || pi.parent[cg_devplan_gcat(&pi, u_)] >= 0;
     ngcat += g;
     /* a copied concat has a forward copy and a split; one in place neither, and its parts are
      * views of it with its pixel stride */

@@ -24,14 +24,14 @@
 #                                   cogpu-dist train end to end; img/s and their ratio (~1 min)
 #   scripts/device/check.sh speed [SECTION...]
 #                                   issue 16 in one deadline-aware pass (CHECK_BUDGET_S, default
-#                                   560 s from the start): build, our UNet-S bf16 b32 beside
-#                                   PyTorch eager / torch.compile / max-autotune, the per-kernel
-#                                   breakdown (CUPTI), the gpu tests, compute-sanitizer, fp16 /
+#                                   560 s from the start): build, the gpu tests, our UNet-S bf16
+#                                   b32, the per-kernel breakdown (CUPTI), compute-sanitizer,
+#                                   PyTorch eager / torch.compile / max-autotune, fp16 /
 #                                   batch 64 / fp32, and one run per structural change switched
 #                                   off (the before/after of each step). A section that would not
 #                                   end before the deadline is skipped and named in the summary,
-#                                   so a second call can run just those (SECTION...: build bench
-#                                   kernels peer tests sanitizer more ablate mclass). Ours and PyTorch
+#                                   so a second call can run just those (SECTION...: build tests
+#                                   bench kernels sanitizer peer more ablate mclass). Ours and PyTorch
 #                                   use PyTorch's cuDNN where its wheel is found (both then run
 #                                   one cuDNN version); the algorithm cache persists in $W.
 #
@@ -112,6 +112,15 @@ sanitizer() {
     "$BUILD/cogpu-dist" train $small --steps 3 --cuda-graph off --split gpu \
     > "$W/sanitizer.log" 2>&1
   grep -E "ERROR SUMMARY|Invalid|error" "$W/sanitizer.log" | head -20
+  # our 3x3 kernel on its own: out-of-bounds accesses, and shared-memory races of its cp.async
+  # ring (small cases only)
+  local t
+  for t in memcheck racecheck; do
+    run_box "compute-sanitizer $t test_gpu_fprop" 90 env CG_TEST_FPROP_QUICK=1 \
+      compute-sanitizer --tool $t --error-exitcode 9 "$BUILD/tests/test_gpu_fprop" \
+      > "$W/sanitizer-fprop-$t.log" 2>&1
+    grep -E "ERROR SUMMARY|RACECHECK SUMMARY|Invalid|hazard|FAIL" "$W/sanitizer-fprop-$t.log" | head -10
+  done
 }
 
 smoke() {
@@ -493,7 +502,8 @@ speed() {
   if [ -f "$ROOT/.devcache/algo.txt" ] && [ ! -f "$W/algo.txt" ]; then
     cp "$ROOT/.devcache/algo.txt" "$W/algo.txt" && echo "algorithm cache: $(grep -vc '^#' "$W/algo.txt") choices carried in"
   fi
-  [ ${#sections[@]} -eq 0 ] && sections=(build bench peer kernels tests sanitizer more ablate mclass)
+  # the tests first: new kernels must prove themselves before their timings mean anything
+  [ ${#sections[@]} -eq 0 ] && sections=(build tests bench kernels sanitizer peer more ablate mclass)
   for sec in "${sections[@]}"; do
     case "$sec" in
       build) build || return 1 ;;
@@ -501,7 +511,7 @@ speed() {
       kernels) want "kernels" 30 && sp_kernels ;;
       peer) want "peer" 300 && sp_peer && sp_compare ;; # the ratios early: a timeout loses less
       tests) want "tests" 90 && sp_tests ;;
-      sanitizer) want "sanitizer" 25 && sanitizer ;;
+      sanitizer) want "sanitizer" 60 && sanitizer ;;
       more) want "fp16" 40 && sp_more fp16; want "b64" 50 && sp_more b64
             want "fp32" 90 && sp_more fp32 ;;
       fp16|b64|fp32) want "$sec" 40 && sp_more "$sec" ;;
