@@ -693,6 +693,22 @@ int replan(cg_backend_t *b, char *err, size_t errlen) {
   return 0;
 }
 
+/* The concat tensor held in place under o of which layer i reads or writes a strided half,
+ * or -1. */
+int strided_concat(const cg_model_t *m, const cg_devplan_opts_t *o, int i) {
+  const int ts[2] = {m->layers[i].in, m->layers[i].out};
+  for (int k = 0; k < 2; k++) {
+    const cg_tensor_t *T = &m->tensors[ts[k]];
+    if (T->c == T->ld) continue;
+    for (int u = 0; u < m->ntensors; u++) {
+      const cg_tensor_t *U = &m->tensors[u];
+      if (U->buf == T->buf && U->c == U->ld)
+        return o->inplace_concat && !o->copy_concat[u] ? u : -1;
+    }
+  }
+  return -1;
+}
+
 /* cuDNN descriptors for every convolution, algorithm selection on device buffers of the real
  * shapes, and the workspace the chosen algorithms need. The search runs a layer's forward and
  * both backwards on one set of operands, but in the step dx may reuse the bytes of x or y
@@ -768,9 +784,17 @@ int make_convs(cg_backend_t *b, int *conv_failed, char *err, size_t errlen) {
   CG_CHECK_CUDA(cudaStreamSynchronize(s0));
   int rc = 0;
   size_t ws = 0, ws2 = 0;
-  for (int i = 0; i < m->nlayers && rc == 0; i++) {
+  /* the layers touching a strided half of a concat buffer first: where one has no algorithm the
+   * backend is made again with that concat copied (cuda_create), so the search of the others is
+   * not thrown away */
+  int order[CG_MAX_LAYERS], norder = 0;
+  for (int pass = 0; pass < 2; pass++)
+    for (int i = 0; i < m->nlayers; i++)
+      if (b->conv[i] && (strided_concat(m, &b->plan.opts, i) >= 0) == (pass == 0))
+        order[norder++] = i;
+  for (int k = 0; k < norder && rc == 0; k++) {
+    const int i = order[k];
     const cg_layer_t *l = &m->layers[i];
-    if (!b->conv[i]) continue;
     size_t ox, oy, ody, odx;
     const size_t span = cg_devplan_search_layout(&b->plan, m, i, &ox, &oy, &ody, &odx);
     CG_ASSERT(span <= b->mem_arena);
@@ -1519,22 +1543,6 @@ cg_devplan_opts_t plan_opts(const cg_model_t *m) {
   return o;
 }
 
-/* The concat tensor held in place under o of which layer i reads or writes a strided half,
- * or -1. */
-int strided_concat(const cg_model_t *m, const cg_devplan_opts_t *o, int i) {
-  const int ts[2] = {m->layers[i].in, m->layers[i].out};
-  for (int k = 0; k < 2; k++) {
-    const cg_tensor_t *T = &m->tensors[ts[k]];
-    if (T->c == T->ld) continue;
-    for (int u = 0; u < m->ntensors; u++) {
-      const cg_tensor_t *U = &m->tensors[u];
-      if (U->buf == T->buf && U->c == U->ld)
-        return o->inplace_concat && !o->copy_concat[u] ? u : -1;
-    }
-  }
-  return -1;
-}
-
 /* How the plan holds its concat buffers, for the memory line: "in place", "copied", or
  * "K of N in place". */
 const char *concat_ways(const cg_devplan_t *p, char *buf, size_t len) {
@@ -1639,7 +1647,7 @@ int create_with(const cg_model_t *m, const cg_backend_cfg_t *cfg, const cg_devpl
   if (alloc_all(b, err, errlen)) goto fail;
   if (make_convs(b, conv_failed, err, errlen)) goto fail;
   CG_CHECK_CUDA(cudaDeviceSynchronize());
-  char cw[32];
+  char cw[48];
   if (cg_log_rank() <= 0)
     cg_log_info("cuda memory: parameters+optimizer %.1f MiB, activation arena %.1f MiB (%.1f MiB "
                 "as one buffer each; concat %s), batch slots %.1f MiB, scratch+results %.1f MiB, "

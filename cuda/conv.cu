@@ -904,8 +904,9 @@ size_t out_elems(const cg_conv_t *c, int cop) {
 
 /* Our dW kernel as a candidate of COP_BWD_FILTER: timed like cuDNN's, used when faster by 2%,
  * but only after its output agrees with that of cuDNN's choice on the same operands (1e-2 of the
- * largest element), so that a kernel wrong on this device or shape is never used. run_best runs
- * cuDNN's choice into out. Returns 1 when it won (c->custom set, *best and *best_ws updated). */
+ * largest element), so that a kernel wrong on this device or shape is never used; where cuDNN
+ * has nothing (*best < 0), with the naive kernel's output instead. run_best runs cuDNN's choice
+ * into out. Returns 1 when it won (c->custom set, *best and *best_ws updated). */
 template <typename F>
 int select_custom(const cg_conv_ctx_t *ctx, cg_conv_t *c, const void *x, const void *dy, void *out,
                   void *d_ws, size_t ws_bytes, cudaStream_t s, F run_best, float *best,
@@ -918,8 +919,18 @@ int select_custom(const cg_conv_ctx_t *ctx, cg_conv_t *c, const void *x, const v
     return cg_wgrad_run(&c->wsh, x, dy, out, NULL, d_ws, s) == cudaSuccess
                ? CUDNN_STATUS_SUCCESS : CUDNN_STATUS_EXECUTION_FAILED;
   };
-  if (!outputs_agree(c->shape.dt, out, out_elems(c, COP_BWD_FILTER), s, run_best, ours, 1e-2f,
-                     &c->err_custom)) {
+  /* where cuDNN has nothing (*best < 0: dy a strided concat half it refuses), the naive kernel
+   * of wgrad.h is the reference */
+  auto naive = [&] {
+    return cg_wgrad_reference(&c->wsh, x, dy, out, s) == cudaSuccess
+               ? CUDNN_STATUS_SUCCESS : CUDNN_STATUS_EXECUTION_FAILED;
+  };
+  const bool agree =
+      *best >= 0 ? outputs_agree(c->shape.dt, out, out_elems(c, COP_BWD_FILTER), s, run_best,
+                                 ours, 1e-2f, &c->err_custom)
+                 : outputs_agree(c->shape.dt, out, out_elems(c, COP_BWD_FILTER), s, naive, ours,
+                                 1e-2f, &c->err_custom);
+  if (!agree) {
     if (ctx->verbose) {
       char desc[256];
       cg_conv_describe(c, desc, sizeof desc);
@@ -1308,7 +1319,7 @@ int cg_conv_select(cg_conv_ctx_t *ctx, cg_conv_t *c, const cg_conv_bufs_t *bufs,
     }
     if (cop == COP_BWD_FILTER) c->custom = 0;
     /* (deterministic too: its sums run in a fixed order) */
-    if (cop == COP_BWD_FILTER && best >= 0 && ctx->api == CG_CONV_API_AUTO) {
+    if (cop == COP_BWD_FILTER && ctx->api == CG_CONV_API_AUTO) {
       /* cuDNN's winner (the graph plan if one won, else the legacy algorithm) as the reference */
       auto run_best = [&] {
         return g ? cg_cgraph_exec(g, in0, in1, o, NULL, d_ws)

@@ -388,6 +388,31 @@ __global__ void wgrad_reduce_kernel(const rargs_t a, T *dw, float *db) {
   dw[((int64_t)(co_t * a.co_b + co) * 9 + tap) * a.cin + ci_t * a.ci_b + ci] = from_f<T>(v);
 }
 
+/* cg_wgrad_reference: block = one dw element (co, tap, ci); 256 threads stride the pixels,
+ * then a fixed tree over the block. */
+template <typename T>
+__global__ void wgrad_ref_kernel(const T *x, const T *dy, T *dw, int n, int h, int w, int cin,
+                                 int cout, int64_t ldx, int64_t lddy) {
+  __shared__ float red[256];
+  const int e = blockIdx.x, ci = e % cin, tap = e / cin % 9, co = e / cin / 9;
+  const int64_t npix = (int64_t)n * h * w;
+  float acc = 0.0f;
+  for (int64_t p = threadIdx.x; p < npix; p += blockDim.x) {
+    const int xx = (int)(p % w), yy = (int)(p / w % h);
+    const int64_t img = p / ((int64_t)w * h);
+    const int y2 = yy + tap / 3 - 1, x2 = xx + tap % 3 - 1;
+    if (y2 < 0 || y2 >= h || x2 < 0 || x2 >= w) continue;
+    acc += to_f(dy[p * lddy + co]) * to_f(x[((img * h + y2) * w + x2) * ldx + ci]);
+  }
+  red[threadIdx.x] = acc;
+  __syncthreads();
+  for (int k = 128; k > 0; k >>= 1) {
+    if ((int)threadIdx.x < k) red[threadIdx.x] += red[threadIdx.x + k];
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) dw[e] = from_f<T>(red[0]);
+}
+
 /* ---- launchers ---------------------------------------------------------------------------- */
 
 template <typename T, int CO_B, int CI_B>
@@ -500,4 +525,24 @@ extern "C" cudaError_t cg_wgrad_run(const cg_wgrad_shape_t *s, const void *d_x, 
     return cudaErrorInvalidValue;
   if (s->dt == CG_DT_BF16) return run_t<__nv_bfloat16>(p, s, d_x, d_dy, d_dw, d_db, d_work, stream);
   return run_t<__half>(p, s, d_x, d_dy, d_dw, d_db, d_work, stream);
+}
+
+extern "C" cudaError_t cg_wgrad_reference(const cg_wgrad_shape_t *s, const void *d_x,
+                                          const void *d_dy, void *d_dw, cudaStream_t stream) {
+  if (!s || (s->dt != CG_DT_BF16 && s->dt != CG_DT_F16) || s->k != 3 || s->n < 1 || s->h < 1 ||
+      s->w < 1 || s->cin < 1 || s->cout < 1 || s->ldx < s->cin || s->lddy < s->cout || !d_x ||
+      !d_dy || !d_dw)
+    return cudaErrorInvalidValue;
+  const int64_t blocks = (int64_t)s->cout * 9 * s->cin;
+  if (blocks > INT32_MAX) return cudaErrorInvalidValue;
+#define CG_REF(T)                                                                            \
+  wgrad_ref_kernel<T><<<(unsigned)blocks, 256, 0, stream>>>(                                 \
+      static_cast<const T *>(d_x), static_cast<const T *>(d_dy), static_cast<T *>(d_dw), s->n, \
+      s->h, s->w, s->cin, s->cout, s->ldx, s->lddy)
+  if (s->dt == CG_DT_BF16)
+    CG_REF(__nv_bfloat16);
+  else
+    CG_REF(__half);
+#undef CG_REF
+  return cudaGetLastError();
 }

@@ -56,6 +56,12 @@ void cg_wgrad_describe(const cg_wgrad_shape_t *s, char *buf, size_t len);
 cudaError_t cg_wgrad_run(const cg_wgrad_shape_t *s, const void *d_x, const void *d_dy, void *d_dw,
                          float *d_db, void *d_work, cudaStream_t stream);
 
+/* dw only, computed naively (one block per dw element, a fixed-order fp32 sum): slow and
+ * simple, independent of the fast kernel's tiling; any shape with k 3, cin, cout >= 1 and the
+ * strides above. For checking the fast kernel where cuDNN has nothing to compare with. */
+cudaError_t cg_wgrad_reference(const cg_wgrad_shape_t *s, const void *d_x, const void *d_dy,
+                               void *d_dw, cudaStream_t stream);
+
 #ifdef __cplusplus
 }
 #endif

@@ -6,7 +6,9 @@
  * the channel count with NaN in the unused channels (a half of a concat buffer: must not leak
  * in), pointers 16 but not 32-byte aligned, with and without db, fp16 and bf16, and one real
  * layer (n=4, 256x256, 32->32). dw and db are poisoned (NaN) before every run, the scratch too;
- * two runs must agree bitwise. Shapes the kernel does not handle must be refused.
+ * two runs must agree bitwise. Shapes the kernel does not handle must be refused. The naive
+ * kernel (cg_wgrad_reference, the search's check where cuDNN has nothing) against the same
+ * reference.
  *
  * Then, for batch-32 layers of the UNet (256x256 32->32 and 64->32, 128x128 64->64; every
  * listed layer with CG_TEST_WGRAD_ALL=1), the kernel's time (median of 9 batches of 10) and
@@ -167,6 +169,15 @@ static void run_case(const tcase_t *t) {
   snprintf(what, sizeof what, "%s dw", name);
   cg_test_close_d(what, gdw, rdw, wl, atol, rtol);
   CG_TEST_CHECK(memcmp(dw[0], dw[1], wl * 2) == 0, "%s: dw differs between two runs", name);
+  /* the naive kernel (the search's reference where cuDNN has nothing) against the CPU too */
+  CG_CHECK_CUDA(cudaMemsetAsync(d_dw, 0xFF, wl * 2, S));
+  const cudaError_t rr = cg_wgrad_reference(&sh, d_x + t->xoff, d_dy + t->dyoff, d_dw, S);
+  CG_TEST_CHECK(rr == cudaSuccess, "%s: cg_wgrad_reference: %s", name, cudaGetErrorString(rr));
+  CG_CHECK_CUDA(cudaStreamSynchronize(S));
+  CG_CHECK_CUDA(cudaMemcpy(dw[1], d_dw, wl * 2, cudaMemcpyDeviceToHost));
+  for (size_t i = 0; i < wl; i++) gdw[i] = cg_test_from_dt16(t->dt, dw[1][i]);
+  snprintf(what, sizeof what, "%s dw (naive reference kernel)", name);
+  cg_test_close_d(what, gdw, rdw, wl, atol, rtol);
   if (t->db) {
     double mb = 0, *gdb = cg_malloc(t->cout * sizeof(double), "db as double");
     for (int co = 0; co < t->cout; co++) {
