@@ -702,8 +702,9 @@ int strided_concat(const cg_model_t *m, const cg_devplan_opts_t *o, int i) {
     if (T->c == T->ld) continue;
     for (int u = 0; u < m->ntensors; u++) {
       const cg_tensor_t *U = &m->tensors[u];
-      if (U->buf == T->buf && U->c == U->ld)
-        return o->inplace_concat && !o->copy_concat[u] ? u : -1;
+      if (U->buf != T->buf || U->c != U->ld) continue;
+      if (o->inplace_concat && !o->copy_concat[u]) return u;
+      break; /* copied already: the other tensor may still be a half in place */
     }
   }
   return -1;

@@ -303,7 +303,7 @@ void load_cache(cg_conv_ctx_t *ctx) {
       graph = kind == 'W' ? -2 : -3;
     }
     if ((kind != 'L' && kind != 'G' && kind != 'W' && kind != 'F') || graph < -3 ||
-        graph >= kMaxCand)
+        graph >= kMaxCand || (kind == 'G' && graph < 0))
       continue;
     if (algo < -1 || algo >= kMaxAlgos || math < 0 || math > (int)CUDNN_FMA_MATH) continue;
     if (algo < 0 && graph == -1) continue;
@@ -451,6 +451,7 @@ int cg_conv_create(const cg_conv_shape_t *shape, int ops, cg_conv_t **out, char 
   CG_ASSERT(s->dt == CG_DT_F32 || s->dt == CG_DT_BF16 || s->dt == CG_DT_F16);
   CG_ASSERT(s->bias_act >= 0 && s->bias_act <= 2 && (s->bias_act == 0 || s->kind == CG_CONV_PLAIN));
   cg_conv_t *c = (cg_conv_t *)cg_calloc(1, sizeof *c, "conv layer");
+  for (int k = 0; k < COP_N; k++) c->ms_fp[k] = c->err_fp[k] = -1.0f; /* not timed */
   c->shape = *s;
   c->ms_custom = c->err_custom = c->ms_drelu = c->ms_unfused = c->ms_fused = c->ms_split = -1.0f;
   if (s->dt != CG_DT_F32) c->shape.tf32 = 0; /* meaningless there; keeps cache keys canonical */
@@ -572,9 +573,10 @@ void describe(const cg_conv_t *c, char *buf, size_t len, int times) {
     k += snprintf(buf + k, len - (size_t)k, " (dx+drelu %.3f ms vs dx + 2/3 mask pass %.3f ms)",
                   c->ms_drelu, c->ms_unfused);
   for (int cop = 0; cop < COP_BWD_FILTER && k > 0 && (size_t)k < len; cop++) {
-    if (c->fp[cop]) k += snprintf(buf + k, len - (size_t)k, "; %s by our 3x3 kernel", kCopName[cop]);
+    if (c->fp[cop])
+      k += snprintf(buf + k, len - (size_t)k, "; %s by our 3x3 kernel", kCopName[cop]);
     if (times && k > 0 && (size_t)k < len && c->ms_fp[cop] >= 0)
-      k += snprintf(buf + k, len - (size_t)k, " (ours %.3f ms, error %.2g of cuDNN's max)",
+      k += snprintf(buf + k, len - (size_t)k, " (ours %.3f ms, error %.2g of the reference's max)",
                     c->ms_fp[cop], c->err_fp[cop]);
   }
   if (c->fp_fused && k > 0 && (size_t)k < len)

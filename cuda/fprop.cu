@@ -6,8 +6,8 @@
  * K = 9 x cin, with the A operand a shifted window of an input row.
  *
  * Block (w / 32 warps, one per 32 output pixels) = a run of consecutive image rows (flattened
- * over n * h; a fixed grid of 132 x (blocks per SM) runs, so the weights are loaded once per
- * run and each x row about once). Shared memory holds:
+ * over n * h; one wave of blocks, SMs x blocks per SM as the occupancy API says, so the weights
+ * are loaded once per run and each x row about once). Shared memory holds:
  *  - the weights, all 9 taps, as [tap][row][16-byte chunk] with the rows the filter's first
  *    dimension (cout forward, the layer's cout = our cin for dgrad) and the chunks its last;
  *  - a ring of 4 x rows, [pixel][chunk], with one zero pixel on each side (the column padding):
@@ -32,6 +32,7 @@
 #include <cuda_fp16.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "dtype.cuh"
 #include "fprop.h"
@@ -137,10 +138,18 @@ __global__ void __launch_bounds__(256) fprop_kernel(const args_t a) {
 
   /* group 0: the weights and rows g0 - 1, g0; group 1: row g0 + 1 */
   const T *wg = static_cast<const T *>(a.wt);
+  const bool w16 = ((uintptr_t)wg & 15) == 0; /* the flat parameters need not align a layer */
   for (int q = tid; q < WR * 9 * WCP; q += nthr) {
     const int c = q % WCP, rt = q / WCP, tap = rt % 9, row = rt / 9;
-    cp_async16(sbase + (uint32_t)(a.woff + (((tap * WR + row) * WCP + (c ^ swz<WCP>(row))) << 4)),
-               wg + ((int64_t)rt * WCP + c) * 8);
+    const uint32_t off = (uint32_t)(a.woff + (((tap * WR + row) * WCP + (c ^ swz<WCP>(row))) << 4));
+    const T *src = wg + ((int64_t)rt * WCP + c) * 8;
+    if (w16) {
+      cp_async16(sbase + off, src);
+    } else { /* element by element (weights are few) */
+      T *dst = reinterpret_cast<T *>(smem + off);
+#pragma unroll
+      for (int e = 0; e < 8; e++) dst[e] = src[e];
+    }
   }
   const T *xg = static_cast<const T *>(a.x);
   const int64_t xrow = (int64_t)a.w * a.ldx;
@@ -284,10 +293,11 @@ __global__ void fprop_ref_kernel(const T *x, const T *wt, const float *bias, con
 }
 
 template <typename T, int CP, int NT, bool DGRAD>
-cudaError_t launch(const plan_t &p, const args_t &a, cudaStream_t stream) {
+cudaError_t launch(const plan_t &p, args_t a, cudaStream_t stream) {
   auto k = fprop_kernel<T, CP, NT, DGRAD>;
   /* raised as needed, never lowered: a captured launch of another shape with more shared
-   * memory must stay valid at replay */
+   * memory must stay valid at replay. Per process, while the attribute is per device: one
+   * process drives one GPU (one rank per GPU). */
   static int raised = 0;
   if (p.smem > raised) {
     const cudaError_t rc =
@@ -295,7 +305,20 @@ cudaError_t launch(const plan_t &p, const args_t &a, cudaStream_t stream) {
     if (rc != cudaSuccess) return rc;
     raised = p.smem;
   }
-  k<<<p.runs, p.threads, p.smem, stream>>>(a);
+  /* one wave: as many runs as blocks fit at once (registers may allow fewer than shared memory
+   * does); the result does not depend on it (each output is one thread's sum) */
+  int dev = 0, sms = kSms, per_sm = 0;
+  if (cudaGetDevice(&dev) == cudaSuccess)
+    (void)cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
+  if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, k, p.threads, p.smem) !=
+          cudaSuccess || per_sm < 1)
+    per_sm = 1;
+  int64_t runs = (int64_t)sms * per_sm;
+  /* tests: fewer runs, so that every block computes many rows (its ring of x rows wraps) */
+  const char *cap = getenv("CG_FPROP_MAX_RUNS");
+  if (cap && atoi(cap) > 0 && atoi(cap) < runs) runs = atoi(cap);
+  a.runs = (int)(a.rows < runs ? a.rows : runs);
+  k<<<a.runs, p.threads, p.smem, stream>>>(a);
   return cudaGetLastError();
 }
 
@@ -335,7 +358,7 @@ extern "C" void cg_fprop_describe(const cg_fprop_shape_t *s, char *buf, size_t l
     snprintf(buf, len, "fprop: unsupported");
     return;
   }
-  snprintf(buf, len, "fprop%s %dx%d %d->%d: %d runs of %d warps, %.1f KB shared%s%s%s%s",
+  snprintf(buf, len, "fprop%s %dx%d %d->%d: ~%d runs of %d warps, %.1f KB shared%s%s%s%s",
            s->dgrad ? " (dgrad)" : "", s->h, s->w, s->cin, s->cout, p.runs, p.threads / 32,
            p.smem / 1024.0, s->bias ? ", +bias" : "", s->relu ? ", relu" : "",
            s->mask ? ", masked" : "", s->accum ? ", accumulated" : "");
@@ -347,7 +370,7 @@ extern "C" cudaError_t cg_fprop_run(const cg_fprop_shape_t *s, const void *d_x, 
   plan_t p;
   if (!make_plan(s, &p) || !d_x || !d_w || !d_y || (s->bias && !d_bias) || (s->mask && !d_m))
     return cudaErrorInvalidValue;
-  if (((uintptr_t)d_x | (uintptr_t)d_w | (uintptr_t)d_y | (uintptr_t)d_m) % 16 ||
+  if (((uintptr_t)d_x | (uintptr_t)d_y | (uintptr_t)d_m) % 16 || (uintptr_t)d_w % 2 ||
       (uintptr_t)d_bias % 4)
     return cudaErrorInvalidValue;
   args_t a;

@@ -697,7 +697,7 @@ void cg_k_maxpool_bwd_ld(cg_dtype_t dt, const void *d_x, int64_t ldx, const void
   CG_ASSERT(ldx >= c && lddx >= c && (!d_old || ldold >= c));
   /* old in place (dx itself, the same stride) or apart from dx: never a partial overlap */
   const int64_t npix = (int64_t)n * h * w;
-  if (d_old == d_dx) CG_ASSERT(ldold == lddx);
+  if (d_old && d_old == d_dx) CG_ASSERT(ldold == lddx);
   else if (d_old)
     CG_ASSERT(!spans_overlap(d_old, ldold, c, d_dx, lddx, c, npix, cg_dtype_size(dt)));
   if (n == 0) {

@@ -7,7 +7,8 @@
  * row per image (h = 1) and odd heights (runs crossing images), each epilogue step alone and
  * together (bias, ReLU, ReLU mask, accumulation), strided x, y and mask with NaN in the unused
  * channels (a half of a concat buffer: must not leak in, and y's other channels must keep
- * their bytes), fp16 and bf16, and the UNet's 256x256 layers at batch 2. y is poisoned (NaN)
+ * their bytes), weights not 16-byte aligned, few blocks with many rows each (CG_FPROP_MAX_RUNS),
+ * fp16 and bf16, and the UNet's 256x256 layers at batch 2. y is poisoned (NaN)
  * before every run but the accumulating ones; two runs must agree bitwise. Shapes the kernel
  * does not handle must be refused. CG_TEST_SEED=<n> repeats a run's inputs;
  * CG_TEST_FPROP_QUICK=1 leaves out the UNet layers (for compute-sanitizer). Exits 77 without a
@@ -33,6 +34,8 @@ typedef struct {
   int n, h, w, cin, cout, dgrad;
   int bias, relu, mask, accum;
   int ldx, ldy, ldm; /* 0: dense */
+  int runs;          /* > 0: at most this many blocks (CG_FPROP_MAX_RUNS): many rows each */
+  int wmis;          /* the weights 2 bytes past a 16-byte boundary */
 } tcase_t;
 
 
@@ -103,10 +106,10 @@ static void run_case(const tcase_t *t) {
                                t->bias, t->relu, t->mask, t->accum, ldx,    ldy,     ldm};
   char desc[256], name[200];
   cg_fprop_describe(&sh, desc, sizeof desc);
-  snprintf(name, sizeof name, "%s %s n%d %dx%d %d->%d%s ldx %d ldy %d%s%s%s%s", t->name,
+  snprintf(name, sizeof name, "%s %s n%d %dx%d %d->%d%s ldx %d ldy %d%s%s%s%s runs %d%s", t->name,
            t->dt == CG_DT_BF16 ? "bf16" : "fp16", t->n, t->h, t->w, t->cin, t->cout,
            t->dgrad ? " dgrad" : "", ldx, ldy, t->bias ? " bias" : "", t->relu ? " relu" : "",
-           t->mask ? " mask" : "", t->accum ? " accum" : "");
+           t->mask ? " mask" : "", t->accum ? " accum" : "", t->runs, t->wmis ? " w+2" : "");
   printf("RUN %s\n  %s\n", name, desc);
   if (!cg_fprop_supported(&sh)) {
     CG_TEST_CHECK(0, "%s: not supported", name);
@@ -121,13 +124,17 @@ static void run_case(const tcase_t *t) {
   float *bias = cg_malloc(t->cout * sizeof(float), "bias");
   cg_test_fill(bias, t->cout, -0.5f, 0.5f, g_seed * 1000003u + g_ctr++);
   const size_t xlen = npix * ldx * 2, ylen = npix * ldy * 2, mlen = npix * ldm * 2;
-  void *d_x = cg_test_dnew(xlen, S), *d_w = cg_test_dnew(wl * 2, S), *d_y = cg_test_dnew(ylen, S);
+  void *d_x = cg_test_dnew(xlen, S), *d_wbuf = cg_test_dnew(wl * 2 + 2, S);
+  void *d_w = (char *)d_wbuf + (t->wmis ? 2 : 0), *d_y = cg_test_dnew(ylen, S);
   void *d_m = t->mask ? cg_test_dnew(mlen, S) : NULL;
   float *d_b = cg_test_dnew(t->cout * sizeof(float), S);
   cg_test_hput(d_x, xh, xlen, S);
   cg_test_hput(d_w, wh, wl * 2, S);
   if (d_m) cg_test_hput(d_m, mh, mlen, S);
   cg_test_hput(d_b, bias, t->cout * sizeof(float), S);
+  char runs[16];
+  snprintf(runs, sizeof runs, "%d", t->runs);
+  if (t->runs > 0) setenv("CG_FPROP_MAX_RUNS", runs, 1);
   uint16_t *got[2];
   for (int k = 0; k < 2; k++) {
     got[k] = cg_malloc(ylen + 2, "y");
@@ -145,6 +152,7 @@ static void run_case(const tcase_t *t) {
     CG_TEST_CHECK(rc == cudaSuccess, "%s: cg_fprop_run: %s", name, cudaGetErrorString(rc));
     cg_test_hget(got[k], d_y, ylen, S);
   }
+  unsetenv("CG_FPROP_MAX_RUNS");
   cg_test_guard_check(name, d_y, ylen, S);
   double *ref = cg_malloc(npix * t->cout * sizeof(double), "reference");
   double *gd = cg_malloc(npix * t->cout * sizeof(double), "y as double");
@@ -179,7 +187,7 @@ static void run_case(const tcase_t *t) {
   char rname[240];
   snprintf(rname, sizeof rname, "%s (naive reference kernel)", name);
   cg_test_close_d(rname, gd, ref, npix * t->cout, atol, rtol);
-  void *dfree[] = {d_x, d_w, d_y, d_m, d_b};
+  void *dfree[] = {d_x, d_wbuf, d_y, d_m, d_b};
   for (size_t i = 0; i < sizeof dfree / sizeof dfree[0]; i++) cg_test_dfree(dfree[i], S);
   void *hfree[] = {xh, wh, yh, mh, xf, wf, yf, mf, bias, got[0], got[1], ref, gd};
   for (size_t i = 0; i < sizeof hfree / sizeof hfree[0]; i++) free(hfree[i]);
@@ -237,30 +245,36 @@ int main(void) {
   test_refused();
   const cg_dtype_t B = CG_DT_BF16, H = CG_DT_F16;
   const tcase_t cases[] = {
-      /* name, dt, n, h, w, cin, cout, dgrad, bias, relu, mask, accum, ldx, ldy, ldm */
-      {"plain", B, 2, 5, 32, 32, 32, 0, 0, 0, 0, 0, 0, 0, 0},
-      {"bias relu", B, 2, 7, 64, 32, 32, 0, 1, 1, 0, 0, 0, 0, 0},
-      {"one row", B, 3, 1, 32, 16, 16, 0, 1, 0, 0, 0, 0, 0, 0},
-      {"concat in, half out", B, 2, 6, 64, 64, 32, 0, 1, 1, 0, 0, 0, 64, 0},
-      {"half in", B, 2, 4, 32, 32, 64, 0, 1, 1, 0, 0, 64, 0, 0},
-      {"wide channels", B, 1, 4, 32, 128, 64, 0, 1, 1, 0, 0, 0, 0, 0},
-      {"dgrad", B, 2, 5, 32, 32, 32, 1, 0, 0, 0, 0, 0, 0, 0},
-      {"dgrad 32->64", B, 2, 3, 64, 32, 64, 1, 0, 0, 0, 0, 0, 0, 0},
-      {"dgrad masked", B, 2, 5, 32, 64, 32, 1, 0, 0, 1, 0, 0, 0, 0},
-      {"dgrad into a half", B, 2, 5, 32, 32, 32, 1, 0, 0, 0, 0, 0, 64, 0},
-      {"dgrad accumulated", B, 3, 2, 32, 32, 16, 1, 0, 0, 0, 1, 0, 0, 0},
-      {"dgrad 128->32 masked, strided mask", B, 1, 3, 32, 128, 32, 1, 0, 0, 1, 0, 0, 0, 64},
-      {"everything", B, 2, 3, 96, 64, 32, 0, 1, 1, 1, 1, 128, 64, 40},
-      {"fp16 bias relu", H, 2, 5, 64, 32, 32, 0, 1, 1, 0, 0, 0, 0, 0},
-      {"fp16 dgrad masked", H, 2, 4, 32, 32, 64, 1, 0, 0, 1, 0, 0, 0, 0},
-      {"fp16 wide", H, 1, 3, 256, 16, 64, 0, 1, 0, 0, 1, 0, 0, 0},
+      /* name, dt, n, h, w, cin, cout, dgrad, bias, relu, mask, accum, ldx, ldy, ldm, runs,
+       * wmis */
+      /* 3 or 5 blocks: each computes many rows across images (the ring of rows wraps) */
+      {"many rows", B, 3, 9, 32, 32, 32, 0, 1, 1, 0, 0, 0, 0, 0, 3, 0},
+      {"many rows dgrad masked", B, 2, 11, 64, 32, 16, 1, 0, 0, 1, 0, 0, 0, 0, 5, 0},
+      {"many rows, strided, weights off 16", H, 4, 5, 32, 16, 32, 0, 1, 0, 0, 1, 32, 64, 0, 3, 1},
+      {"weights off 16 dgrad", B, 2, 3, 32, 64, 32, 1, 0, 0, 0, 0, 0, 0, 0, 0, 1},
+      {"plain", B, 2, 5, 32, 32, 32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+      {"bias relu", B, 2, 7, 64, 32, 32, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0},
+      {"one row", B, 3, 1, 32, 16, 16, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0},
+      {"concat in, half out", B, 2, 6, 64, 64, 32, 0, 1, 1, 0, 0, 0, 64, 0, 0, 0},
+      {"half in", B, 2, 4, 32, 32, 64, 0, 1, 1, 0, 0, 64, 0, 0, 0, 0},
+      {"wide channels", B, 1, 4, 32, 128, 64, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0},
+      {"dgrad", B, 2, 5, 32, 32, 32, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+      {"dgrad 32->64", B, 2, 3, 64, 32, 64, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+      {"dgrad masked", B, 2, 5, 32, 64, 32, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0},
+      {"dgrad into a half", B, 2, 5, 32, 32, 32, 1, 0, 0, 0, 0, 0, 64, 0, 0, 0},
+      {"dgrad accumulated", B, 3, 2, 32, 32, 16, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0},
+      {"dgrad 128->32 masked, strided mask", B, 1, 3, 32, 128, 32, 1, 0, 0, 1, 0, 0, 0, 64, 0, 0},
+      {"everything", B, 2, 3, 96, 64, 32, 0, 1, 1, 1, 1, 128, 64, 40, 0, 0},
+      {"fp16 bias relu", H, 2, 5, 64, 32, 32, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0},
+      {"fp16 dgrad masked", H, 2, 4, 32, 32, 64, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0},
+      {"fp16 wide", H, 1, 3, 256, 16, 64, 0, 1, 0, 0, 1, 0, 0, 0, 0, 0},
       /* the UNet's 256x256 layers (batch 2): enc0.conv2 / dec0.conv2, dec0.conv1 into the
        * concat, and the dgrad of dec0.conv1 (32 -> 64, into the concat's gradient) */
-      {"unet enc0.conv2", B, 2, 256, 256, 32, 32, 0, 1, 1, 0, 0, 0, 64, 0},
-      {"unet dec0.conv1", B, 2, 256, 256, 64, 32, 0, 1, 1, 0, 0, 0, 0, 0},
-      {"unet dec0.conv1 dx", B, 2, 256, 256, 32, 64, 1, 0, 0, 0, 0, 0, 0, 0},
-      {"unet dec0.conv2 dx masked", B, 2, 256, 256, 32, 32, 1, 0, 0, 1, 0, 0, 0, 0},
-      {"unet 128x128 64->64", B, 2, 128, 128, 64, 64, 0, 1, 1, 0, 0, 0, 0, 0},
+      {"unet enc0.conv2", B, 2, 256, 256, 32, 32, 0, 1, 1, 0, 0, 0, 64, 0, 0, 0},
+      {"unet dec0.conv1", B, 2, 256, 256, 64, 32, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0},
+      {"unet dec0.conv1 dx", B, 2, 256, 256, 32, 64, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+      {"unet dec0.conv2 dx masked", B, 2, 256, 256, 32, 32, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0},
+      {"unet 128x128 64->64", B, 2, 128, 128, 64, 64, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0},
   };
   /* CG_TEST_FPROP_QUICK=1 (compute-sanitizer): the small cases only */
   const char *quick = getenv("CG_TEST_FPROP_QUICK");

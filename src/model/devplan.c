@@ -244,7 +244,10 @@ static int gcat_fits(const cg_model_t *m, const cg_devplan_t *p, int t, int s, i
   int pool = -1, nreaders = 0;
   for (int k = 0; k < m->nlayers; k++) {
     const int in = m->layers[k].in;
-    if (in == t) continue;
+    if (in == t) {
+      if (!m->layers[k].need_dx) return 0; /* no split of the concat's gradient to write gcat */
+      continue;
+    }
     if (overlaps(m, in, u)) return 0;
     if (overlaps(m, in, s)) {
       nreaders++;
@@ -350,7 +353,7 @@ static int check_written(const cg_devplan_t *p, char *err, size_t errlen) {
   memset(written, 0, sizeof written);
   memset(nparts, 0, sizeof nparts);
   memset(nwritten, 0, sizeof nwritten);
-  for (int b = 0; b < p->nbufs; b++)
+  for (int b = 0; b < 3 * p->ntensors; b++) /* gcat is no part of what the whole holds */
     if (p->parent[b] >= 0) nparts[p->parent[b]]++;
   for (int k = 0; k < p->nacc; k++) {
     const cg_devplan_acc_t *a = &p->acc[k];
@@ -358,7 +361,9 @@ static int check_written(const cg_devplan_t *p, char *err, size_t errlen) {
     if (a->mode == CG_DP_W) {
       if (!written[b] && p->parent[b] >= 0) nwritten[p->parent[b]]++;
       written[b] = 1;
-      for (int c = 0; c < p->nbufs; c++)
+      /* the parts and copies hold what the whole holds; gcat(t) holds a gradient, which only
+       * the split writes */
+      for (int c = 0; c < 3 * p->ntensors; c++)
         if (p->parent[c] == b) written[c] = 1;
       continue;
     }
@@ -366,7 +371,8 @@ static int check_written(const cg_devplan_t *p, char *err, size_t errlen) {
     if (!ok) {
       const int t = b % p->ntensors;
       snprintf(err, errlen, "device plan: the %s of tensor %d is read at position %d before the "
-               "step writes it", b < p->ntensors ? "activation" : "gradient", t, a->pos);
+               "step writes it", b < p->ntensors || (b >= 2 * p->ntensors && b < 3 * p->ntensors)
+                                     ? "activation" : "gradient", t, a->pos);
       return -1;
     }
   }
@@ -507,7 +513,9 @@ void cg_devplan_print(const cg_devplan_t *p, const cg_model_t *m) {
   for (int b = 0; b < p->nbufs; b++) {
     if (!p->size[b]) continue;
     const int t = b % p->ntensors;
-    printf("  %-4d %-5s %-6d %10.2f %6d %6d %12.2f\n", b, b < p->ntensors ? "act" : "grad", t,
+    const int kind = b / p->ntensors;
+    printf("  %-4d %-5s %-6d %10.2f %6d %6d %12.2f\n", b,
+           kind == 0 ? "act" : kind == 1 ? "grad" : kind == 2 ? "copy" : "gcat", t,
            (double)p->size[b] / 1048576.0, p->first_use[b], p->last_use[b],
            (double)p->offset[b] / 1048576.0);
   }
