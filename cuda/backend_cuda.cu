@@ -177,6 +177,7 @@ struct cg_backend {
   void *dw_lp[CG_MAX_LAYERS];
   int pending[CG_MAX_LAYERS], npending; /* layers whose dW awaits its fp32 conversion */
   int merge_casts;         /* convert per bucket (1, default) or per layer (CG_MERGE_CASTS=0) */
+  int dw_bias;             /* bias gradient from our dW kernel where it can (fold_db; CG_DW_BIAS) */
   cudaStream_t s_side;     /* dW of the layers whose dW and dx run concurrently */
   cudaEvent_t ev_fork, ev_join;
   void *d_ws2;             /* the side stream's cuDNN workspace */
@@ -1136,12 +1137,25 @@ int fused_producer(const cg_backend_t *b, int i) {
   return -1;
 }
 
-/* dW of a convolution into its low-precision slot, on stream s with workspace ws. */
-cudnnStatus_t run_dw(cg_backend_t *b, int i, cudaStream_t s, void *ws, size_t wsb) {
+/* dW of a convolution into its low-precision slot, on stream s with workspace ws; with db
+ * (fold_db), the fp32 bias gradient from the same pass too. */
+cudnnStatus_t run_dw(cg_backend_t *b, int i, cudaStream_t s, void *ws, size_t wsb, float *db) {
   const cg_layer_t *l = &b->m->layers[i];
   const int p = b->plan.bwd_dw[i];
-  return cg_conv_bwd_filter(b->cctx, b->conv[i], act_at(b, l->in, p, CG_DP_R),
-                            grad_at(b, l->out, p, CG_DP_R), b->dw_lp[i], ws, wsb, s);
+  const void *x = act_at(b, l->in, p, CG_DP_R), *dy = grad_at(b, l->out, p, CG_DP_R);
+  if (db) return cg_conv_bwd_filter_db(b->cctx, b->conv[i], x, dy, b->dw_lp[i], db, ws, wsb, s);
+  return cg_conv_bwd_filter(b->cctx, b->conv[i], x, dy, b->dw_lp[i], ws, wsb, s);
+}
+
+/* Whether layer i's bias gradient comes from its dW kernel (our own, which sums dy in the same
+ * pass): where its bias backward is a plain sum (no ReLU left to apply: none, or the next
+ * layer's dx carried the mask) and CG_DW_BIAS is not 0. */
+bool fold_db(const cg_backend_t *b, int i) {
+  const cg_devplan_t *P = &b->plan;
+  const cg_layer_t *l = &b->m->layers[i];
+  if (P->bwd_mask[i] < 0 || !b->dw_bias || !cg_conv_dw_has_db(b->conv[i])) return false;
+  const bool masked = P->mask_by[i] >= 0 && cg_conv_drelu_fused(b->conv[P->mask_by[i]]);
+  return !l->relu || masked;
 }
 
 /* Layer i's backward (and, with concat copies, the split of its input gradient). */
@@ -1175,8 +1189,9 @@ int backward_layer(cg_backend_t *b, int i) {
         break;
       }
       /* masks dy in place (ReLU; y is read only then) and writes the fp32 bias gradient,
-       * unless the consumer's backward did both */
-      if (P->bwd_mask[i] >= 0) {
+       * unless the consumer's backward did both, or the sum is left to our dW kernel */
+      const bool fold = fold_db(b, i);
+      if (P->bwd_mask[i] >= 0 && !fold) {
         const int p = P->bwd_mask[i];
         /* the next layer's dx carried the ReLU mask already: only the bias sum is left */
         const int relu = l->relu && !(P->mask_by[i] >= 0 && cg_conv_drelu_fused(b->conv[P->mask_by[i]]));
@@ -1195,10 +1210,11 @@ int backward_layer(cg_backend_t *b, int i) {
       if (side) {
         cf = cudaEventRecord(b->ev_fork, s);
         if (cf == cudaSuccess) cf = cudaStreamWaitEvent(b->s_side, b->ev_fork, 0);
-        if (cf == cudaSuccess) sdw = run_dw(b, i, b->s_side, b->d_ws2, b->ws2_bytes);
+        if (cf == cudaSuccess)
+          sdw = run_dw(b, i, b->s_side, b->d_ws2, b->ws2_bytes, fold ? db : NULL);
         if (cf == cudaSuccess) cj = cudaEventRecord(b->ev_join, b->s_side);
       } else {
-        sdw = run_dw(b, i, s, b->d_ws, b->ws_bytes);
+        sdw = run_dw(b, i, s, b->d_ws, b->ws_bytes, fold ? db : NULL);
       }
       if (l->need_dx && cg_conv_drelu_fused(b->conv[i])) /* dx * (x > 0), one kernel */
         sdx = cg_conv_bwd_data_drelu(b->cctx, b->conv[i], grad_at(b, l->out, P->bwd_dx[i], CG_DP_R),
@@ -1579,6 +1595,8 @@ int create_with(const cg_model_t *m, const cg_backend_cfg_t *cfg, const cg_devpl
   b->nccl = cfg->nccl;
   const char *mc = getenv("CG_MERGE_CASTS");
   b->merge_casts = !(mc && !strcmp(mc, "0"));
+  const char *dwb = getenv("CG_DW_BIAS");
+  b->dw_bias = !(dwb && !strcmp(dwb, "0"));
   /* the device first: every stream and event below belongs to it */
   CG_CHECK_CUDA(cudaSetDevice(b->dev));
   b->dev_set = 1;

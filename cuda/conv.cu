@@ -1453,6 +1453,20 @@ cudnnStatus_t cg_conv_bwd_filter(const cg_conv_ctx_t *ctx, const cg_conv_t *c, c
                 ws_bytes, s);
 }
 
+int cg_conv_dw_has_db(const cg_conv_t *c) { return c->custom && c->selected[COP_BWD_FILTER]; }
+
+cudnnStatus_t cg_conv_bwd_filter_db(const cg_conv_ctx_t *ctx, const cg_conv_t *c, const void *d_x,
+                                    const void *d_dy, void *d_dw, float *d_db, void *d_ws,
+                                    size_t ws_bytes, cudaStream_t s) {
+  (void)ctx;
+  if (!cg_conv_dw_has_db(c)) return CUDNN_STATUS_NOT_SUPPORTED;
+  CG_ASSERT(d_x != NULL && d_dy != NULL && d_dw != NULL && d_db != NULL);
+  CG_ASSERT(ws_bytes >= c->ws[COP_BWD_FILTER] && d_ws != NULL);
+  return cg_wgrad_run(&c->wsh, d_x, d_dy, d_dw, d_db, d_ws, s) == cudaSuccess
+             ? CUDNN_STATUS_SUCCESS
+             : CUDNN_STATUS_EXECUTION_FAILED;
+}
+
 int cg_conv_drelu_fused(const cg_conv_t *c) { return c->gd != NULL || c->fp_drelu; }
 
 cudnnStatus_t cg_conv_bwd_data_drelu(const cg_conv_ctx_t *ctx, const cg_conv_t *c, const void *d_dy,

@@ -146,6 +146,14 @@ cudnnStatus_t cg_conv_bwd_data_drelu(const cg_conv_ctx_t *ctx, const cg_conv_t *
 cudnnStatus_t cg_conv_bwd_filter(const cg_conv_ctx_t *ctx, const cg_conv_t *c, const void *d_x,
                                  const void *d_dy, void *d_dw, void *d_ws, size_t ws_bytes,
                                  cudaStream_t s);
+/* Whether the chosen dW is our own kernel (wgrad.h), which can also sum dy into the bias
+ * gradient in the same pass (cg_conv_bwd_filter_db). */
+int cg_conv_dw_has_db(const cg_conv_t *c);
+/* cg_conv_bwd_filter and db[co] = sum of dy over all pixels (fp32, overwritten), one kernel
+ * (cg_conv_dw_has_db only; else CUDNN_STATUS_NOT_SUPPORTED). */
+cudnnStatus_t cg_conv_bwd_filter_db(const cg_conv_ctx_t *ctx, const cg_conv_t *c, const void *d_x,
+                                    const void *d_dy, void *d_dw, float *d_db, void *d_ws,
+                                    size_t ws_bytes, cudaStream_t s);
 
 /* One line describing the shape and the chosen algorithms (for logs). */
 void cg_conv_describe(const cg_conv_t *c, char *buf, size_t len);
