@@ -17,7 +17,9 @@
  * Rows of both are 16-byte chunks XOR-swizzled by row (cg_mma::swz), so the 8 rows of every
  * 8x8 ldmatrix hit 8 distinct bank groups for any 8 consecutive pixels or weight rows.
  * Warp tile: 2 m-tiles of 16 pixels x cout (2, 4 or 8 n-tiles of 8), fp32 accumulators
- * (16-64 per thread). Per tap and 16 channels: 2 ldmatrix.x4 for A (pixels x channels, row
+ * (16-64 per thread). With 8 input channels (the first layer, forward only) a k-step of 16 is
+ * two taps of one row, the third tap paired with the slot's zero pad pixel. Per tap and 16
+ * channels: 2 ldmatrix.x4 for A (pixels x channels, row
  * major as stored), cout / 16 ldmatrix.x4 for B (forward: [co][ci] rows as stored, the "col"
  * operand directly; dgrad: [co_layer][ci_layer] rows, i.e. [k][n], through .trans), then
  * 2 x cout / 8 mma.sync m16n8k16.
@@ -59,7 +61,8 @@ int make_plan(const cg_fprop_shape_t *s, plan_t *p) {
   if (!s || (s->dt != CG_DT_BF16 && s->dt != CG_DT_F16)) return 0;
   if (s->n < 1 || s->h < 1 || (int64_t)s->n * s->h > (1 << 30)) return 0;
   if (s->w < 32 || s->w > 256 || s->w % 32) return 0;
-  if (s->cin != 16 && s->cin != 32 && s->cin != 64 && s->cin != 128) return 0;
+  if (s->cin != 16 && s->cin != 32 && s->cin != 64 && s->cin != 128 && (s->cin != 8 || s->dgrad))
+    return 0;
   if (s->cout != 16 && s->cout != 32 && s->cout != 64) return 0;
   if (s->ldx < s->cin || s->ldy < s->cout || s->ldx % 8 || s->ldy % 8) return 0;
   if (s->mask && (s->ldm < s->cout || s->ldm % 8)) return 0;
@@ -193,32 +196,60 @@ __global__ void __launch_bounds__(256) fprop_kernel(const args_t a) {
     for (int r = 0; r < 3; r++) {
       if (y + r - 1 < 0 || y + r - 1 >= a.h) continue; /* zero rows: no contribution */
       const uint32_t xs = sbase + (uint32_t)(((g + r - 1) % kSlots) * a.xslot);
+      if constexpr (CP == 1) {
+        /* 8 channels (the first layer): a k-step is two taps (s, s + 1), the third tap paired
+         * with a zero half of A (the slot's pad pixel; B then repeats finite weights) */
 #pragma unroll
-      for (int s = 0; s < 3; s++) {
-        const int tap = r * 3 + s;
-        const uint32_t wsb = sbase + (uint32_t)(a.woff + (DGRAD ? 8 - tap : tap) * WR * WCP * 16);
-#pragma unroll
-        for (int kc = 0; kc < KS; kc++) {
+        for (int sp = 0; sp < 2; sp++) {
+          const int s0 = 2 * sp, s1 = s0 + 1, tap0 = r * 3 + s0;
           uint32_t af[kMT][4];
 #pragma unroll
           for (int mt = 0; mt < kMT; mt++) {
-            const int px = x0 + mt * 16 + a_px + s, c = 2 * kc + a_c;
-            ldsm_x4(af[mt], xs + (uint32_t)((px * CP + (c ^ swz<CP>(px))) << 4));
+            const int px = !a_c ? x0 + mt * 16 + a_px + s0 : s1 < 3 ? x0 + mt * 16 + a_px + s1 : 0;
+            ldsm_x4(af[mt], xs + (uint32_t)(px << 4));
           }
+          const int tap_b = b_hi && s1 < 3 ? tap0 + 1 : tap0;
 #pragma unroll
           for (int j = 0; j < NT; j += 2) {
             uint32_t bf[4];
-            if (!DGRAD) {
-              const int row = (j + a_c) * 8 + b_lo, c = 2 * kc + b_hi;
-              ldsm_x4(bf, wsb + (uint32_t)((row * WCP + (c ^ swz<WCP>(row))) << 4));
-            } else {
-              const int row = 16 * kc + b_hi * 8 + b_lo, c = j + a_c;
-              ldsm_x4_t(bf, wsb + (uint32_t)((row * WCP + (c ^ swz<WCP>(row))) << 4));
-            }
+            const int row = (j + a_c) * 8 + b_lo;
+            ldsm_x4(bf, sbase + (uint32_t)(a.woff + ((tap_b * WR + row) << 4)));
 #pragma unroll
             for (int mt = 0; mt < kMT; mt++) {
               mma16816<T>(acc[mt][j], af[mt], bf[0], bf[1]);
               mma16816<T>(acc[mt][j + 1], af[mt], bf[2], bf[3]);
+            }
+          }
+        }
+      } else {
+#pragma unroll
+        for (int s = 0; s < 3; s++) {
+          const int tap = r * 3 + s;
+          const uint32_t wsb =
+              sbase + (uint32_t)(a.woff + (DGRAD ? 8 - tap : tap) * WR * WCP * 16);
+#pragma unroll
+          for (int kc = 0; kc < KS; kc++) {
+            uint32_t af[kMT][4];
+#pragma unroll
+            for (int mt = 0; mt < kMT; mt++) {
+              const int px = x0 + mt * 16 + a_px + s, c = 2 * kc + a_c;
+              ldsm_x4(af[mt], xs + (uint32_t)((px * CP + (c ^ swz<CP>(px))) << 4));
+            }
+#pragma unroll
+            for (int j = 0; j < NT; j += 2) {
+              uint32_t bf[4];
+              if (!DGRAD) {
+                const int row = (j + a_c) * 8 + b_lo, c = 2 * kc + b_hi;
+                ldsm_x4(bf, wsb + (uint32_t)((row * WCP + (c ^ swz<WCP>(row))) << 4));
+              } else {
+                const int row = 16 * kc + b_hi * 8 + b_lo, c = j + a_c;
+                ldsm_x4_t(bf, wsb + (uint32_t)((row * WCP + (c ^ swz<WCP>(row))) << 4));
+              }
+#pragma unroll
+              for (int mt = 0; mt < kMT; mt++) {
+                mma16816<T>(acc[mt][j], af[mt], bf[0], bf[1]);
+                mma16816<T>(acc[mt][j + 1], af[mt], bf[2], bf[3]);
+              }
             }
           }
         }
@@ -332,6 +363,9 @@ cudaError_t launch_nt(const plan_t &p, const args_t &a, cudaStream_t stream) {
 template <typename T, bool DGRAD>
 cudaError_t launch_cp(const plan_t &p, const args_t &a, cudaStream_t stream) {
   switch (p.cp) {
+    case 1: /* the forward only (make_plan) */
+      if constexpr (!DGRAD) return launch_nt<T, 1, false>(p, a, stream);
+      return cudaErrorInvalidValue;
     case 2: return launch_nt<T, 2, DGRAD>(p, a, stream);
     case 4: return launch_nt<T, 4, DGRAD>(p, a, stream);
     case 8: return launch_nt<T, 8, DGRAD>(p, a, stream);

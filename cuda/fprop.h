@@ -42,12 +42,12 @@ typedef struct {
 } cg_fprop_shape_t;
 
 /* 1 when the kernel handles the shape (and the alignment the pointers will have: x, y and m
- * 16-byte aligned, w to its element), else 0. Handled: dt bf16 or fp16; w a multiple of 32 up to 256 (one
- * block row of w pixels, w / 32 warps); cin 16, 32, 64 or 128; cout 16, 32 or 64;
- * ldx, ldy, ldm multiples of 8, ldx >= cin, ldy >= cout, ldm >= cout (with mask); n * h up to
- * 2^30; the block's shared memory (4 rows of x, all of w) within the GPU's opt-in limit
- * (227 KB: 256 wide x 64 channels in, 128 wide x 128 in with 32 out). cg_fprop_run returns
- * cudaErrorInvalidValue for anything else, or for misaligned pointers. */
+ * 16-byte aligned, w to its element), else 0. Handled: dt bf16 or fp16; w a multiple of 32 up
+ * to 256 (one block row of w pixels, w / 32 warps); cin 16, 32, 64 or 128, or 8 for the
+ * forward; cout 16, 32 or 64; ldx, ldy, ldm multiples of 8, ldx >= cin, ldy >= cout, ldm >=
+ * cout (with mask); n * h up to 2^30; the block's shared memory (4 rows of x, all of w) within
+ * the GPU's opt-in limit (227 KB: 256 wide x 64 channels in, 128 wide x 128 in with 32 out).
+ * cg_fprop_run returns cudaErrorInvalidValue for anything else, or for misaligned pointers. */
 int cg_fprop_supported(const cg_fprop_shape_t *s);
 
 /* One line on how the kernel runs the shape (for logs), or "fprop: unsupported". */

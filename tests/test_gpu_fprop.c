@@ -3,7 +3,7 @@
  * inputs; and its naive counterpart (cg_fprop_reference, the search's check where cuDNN has
  * nothing) against the same reference.
  *
- * Cases: every channel count the kernel takes (16..128 in, 16/32/64 out), widths 32..256, one
+ * Cases: every channel count the kernel takes (8..128 in, 16/32/64 out), widths 32..256, one
  * row per image (h = 1) and odd heights (runs crossing images), each epilogue step alone and
  * together (bias, ReLU, ReLU mask, accumulation), strided x, y and mask with NaN in the unused
  * channels (a half of a concat buffer: must not leak in, and y's other channels must keep
@@ -210,7 +210,7 @@ static void test_refused(void) {
   BAD("w 48", w, 48);
   BAD("w 512", w, 512);
   BAD("w 16", w, 16);
-  BAD("cin 8", cin, 8);
+  BAD("cin 24", cin, 24);
   BAD("cin 48", cin, 48);
   BAD("cin 256", cin, 256);
   BAD("cout 48", cout, 48);
@@ -226,6 +226,12 @@ static void test_refused(void) {
                                S) == cudaErrorInvalidValue,
                   "%s: run must return cudaErrorInvalidValue", why[i]);
   }
+  cg_fprop_shape_t d8 = ok; /* 8 input channels: the forward only */
+  d8.cin = d8.ldx = 8;
+  CG_TEST_CHECK(cg_fprop_supported(&d8) == 1, "cin 8 forward must be supported");
+  d8.dgrad = 1;
+  d8.bias = d8.relu = 0;
+  CG_TEST_CHECK(cg_fprop_supported(&d8) == 0, "cin 8 dgrad must be refused");
   cg_fprop_shape_t m = ok;
   m.mask = 1;
   m.ldm = 20;
@@ -252,6 +258,9 @@ int main(void) {
       {"many rows dgrad masked", B, 2, 11, 64, 32, 16, 1, 0, 0, 1, 0, 0, 0, 0, 5, 0},
       {"many rows, strided, weights off 16", H, 4, 5, 32, 16, 32, 0, 1, 0, 0, 1, 32, 64, 0, 3, 1},
       {"weights off 16 dgrad", B, 2, 3, 32, 64, 32, 1, 0, 0, 0, 0, 0, 0, 0, 0, 1},
+      /* 8 input channels (the first layer: two taps per k-step) */
+      {"first layer", B, 2, 5, 64, 8, 32, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0},
+      {"first layer many rows, weights off 16", H, 3, 7, 32, 8, 16, 0, 1, 0, 0, 0, 0, 0, 0, 3, 1},
       {"plain", B, 2, 5, 32, 32, 32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
       {"bias relu", B, 2, 7, 64, 32, 32, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0},
       {"one row", B, 3, 1, 32, 16, 16, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0},
@@ -270,6 +279,7 @@ int main(void) {
       {"fp16 wide", H, 1, 3, 256, 16, 64, 0, 1, 0, 0, 1, 0, 0, 0, 0, 0},
       /* the UNet's 256x256 layers (batch 2): enc0.conv2 / dec0.conv2, dec0.conv1 into the
        * concat, and the dgrad of dec0.conv1 (32 -> 64, into the concat's gradient) */
+      {"unet enc0.conv1", B, 2, 256, 256, 8, 32, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0},
       {"unet enc0.conv2", B, 2, 256, 256, 32, 32, 0, 1, 1, 0, 0, 0, 64, 0, 0, 0},
       {"unet dec0.conv1", B, 2, 256, 256, 64, 32, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0},
       {"unet dec0.conv1 dx", B, 2, 256, 256, 32, 64, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0},
