@@ -178,6 +178,7 @@ struct cg_backend {
   int pending[CG_MAX_LAYERS], npending; /* layers whose dW awaits its fp32 conversion */
   int merge_casts;         /* convert per bucket (1, default) or per layer (CG_MERGE_CASTS=0) */
   int dw_bias;             /* bias gradient from our dW kernel where it can (fold_db; CG_DW_BIAS) */
+  int cat_bias;            /* an upconv's bias forward in its concat's copy (bias_in_copy) */
   cudaStream_t s_side;     /* dW of the layers whose dW and dx run concurrently */
   cudaEvent_t ev_fork, ev_join;
   void *d_ws2;             /* the side stream's cuDNN workspace */
@@ -878,6 +879,24 @@ void device_metrics(cg_backend_t *b, int slot, int dq) {
 
 /* Layer i's forward (and, with concat copies, the concat that feeds it). Pixel strides come
  * from the plan: a concat part in place is written and read inside its concat buffer. */
+/* Whether layer i's bias (+ ReLU) forward is folded into the copy of the concat its output is a
+ * part of (the cat_fwd of the concat's reader) instead of a pass of its own: an upconv (never
+ * fused into cuDNN) whose output only that copy reads, unless CG_CAT_BIAS=0. Returns the
+ * concat's reader, or -1. */
+int bias_in_copy(const cg_backend_t *b, int i) {
+  const cg_model_t *m = b->m;
+  const cg_devplan_t *P = &b->plan;
+  const cg_layer_t *l = &m->layers[i];
+  if (l->op != CG_OP_UPCONV || !b->cat_bias) return -1;
+  for (int k = 0; k < m->nlayers; k++)
+    if (m->layers[k].in == l->out) return -1; /* read as it is */
+  for (int r = 0; r < m->nlayers; r++) {
+    const int t = m->layers[r].in;
+    if (P->cat_fwd[r] >= 0 && (P->cat_a[t] == l->out || P->cat_b[t] == l->out)) return r;
+  }
+  return -1;
+}
+
 int forward_layer(cg_backend_t *b, int i) {
   const cg_model_t *m = b->m;
   const cudaStream_t s = b->s_comp;
@@ -890,8 +909,17 @@ int forward_layer(cg_backend_t *b, int i) {
   const float *bias = b->d_params + l->b_off;
   if (P->cat_fwd[i] >= 0) {
     const int pa = P->cat_a[l->in], pb = P->cat_b[l->in], pc = P->cat_fwd[i];
-    cg_k_concat_fwd(dt, act_at(b, pa, pc, CG_DP_R), m->tensors[pa].c, act_at(b, pb, pc, CG_DP_R),
-                    m->tensors[pb].c, npix_in, act_at(b, l->in, pc, CG_DP_W), s);
+    const void *xa = act_at(b, pa, pc, CG_DP_R), *xb = act_at(b, pb, pc, CG_DP_R);
+    void *cat = act_at(b, l->in, pc, CG_DP_W);
+    int prod = -1; /* the producer of a part whose bias forward this copy does */
+    for (int k = 0; k < m->nlayers && prod < 0; k++)
+      if ((m->layers[k].out == pa || m->layers[k].out == pb) && bias_in_copy(b, k) == i) prod = k;
+    if (prod >= 0)
+      cg_k_concat_fwd_bias(dt, xa, m->tensors[pa].c, xb, m->tensors[pb].c,
+                           m->layers[prod].out == pa ? 0 : 1, b->d_params + m->layers[prod].b_off,
+                           m->layers[prod].relu, npix_in, cat, s);
+    else
+      cg_k_concat_fwd(dt, xa, m->tensors[pa].c, xb, m->tensors[pb].c, npix_in, cat, s);
   }
   const void *x = act_at(b, l->in, p, CG_DP_R);
   void *y = act_at(b, l->out, p, CG_DP_W);
@@ -915,8 +943,9 @@ int forward_layer(cg_backend_t *b, int i) {
       break;
     case CG_OP_UPCONV:
       BODY_DNN(b, cg_conv_fwd(b->cctx, b->conv[i], x, wptr(b, i), y, b->d_ws, b->ws_bytes, s));
-      cg_k_bias_act_fwd_ld(dt, act_at(b, l->out, p, CG_DP_RW), P->ld[l->out], npix_out, l->cout,
-                           bias, l->relu, s);
+      if (bias_in_copy(b, i) < 0) /* else the concat's copy adds it */
+        cg_k_bias_act_fwd_ld(dt, act_at(b, l->out, p, CG_DP_RW), P->ld[l->out], npix_out,
+                             l->cout, bias, l->relu, s);
       break;
     case CG_OP_POOL:
       cg_k_maxpool_fwd_ld(dt, x, P->ld[l->in], b->n, ti->h, ti->w, ti->c, y, s);
@@ -1597,6 +1626,8 @@ int create_with(const cg_model_t *m, const cg_backend_cfg_t *cfg, const cg_devpl
   b->merge_casts = !(mc && !strcmp(mc, "0"));
   const char *dwb = getenv("CG_DW_BIAS");
   b->dw_bias = !(dwb && !strcmp(dwb, "0"));
+  const char *cb = getenv("CG_CAT_BIAS");
+  b->cat_bias = !(cb && !strcmp(cb, "0"));
   /* the device first: every stream and event below belongs to it */
   CG_CHECK_CUDA(cudaSetDevice(b->dev));
   b->dev_set = 1;

@@ -70,6 +70,12 @@ void cg_k_concat_fwd(cg_dtype_t dt, const void *d_a, int ca, const void *d_b, in
                      int64_t npix, void *d_cat, cudaStream_t s);
 void cg_k_concat_bwd(cg_dtype_t dt, const void *d_dcat, int ca, int cb, int64_t npix, void *d_da,
                      void *d_db, cudaStream_t s);
+/* cg_k_concat_fwd that also adds a bias (fp32, one per channel of that part; + ReLU with relu)
+ * to part a (part 0) or b (part 1) on the way: e.g. cat = [act(a + bias) | b], one rounding
+ * (the upconv's bias forward folded into the copy when its output is a copied concat part). */
+void cg_k_concat_fwd_bias(cg_dtype_t dt, const void *d_a, int ca, const void *d_b, int cb,
+                          int part, const float *d_bias, int relu, int64_t npix, void *d_cat,
+                          cudaStream_t s);
 /* cg_k_concat_bwd into a strided da (lda >= ca) and db (ldb >= cb): only their ca, cb
  * channels per pixel are written. */
 void cg_k_concat_bwd_ld(cg_dtype_t dt, const void *d_dcat, int ca, int cb, int64_t npix,

@@ -335,6 +335,31 @@ __global__ void concat_bwd_kernel(const U *dcat, int ua, int ub, int64_t npix, U
   }
 }
 
+/* cat = [a | b] with act(x + bias) on part `part` (0: a, 1: b), in packs of V elements (ca, cb
+ * multiples of V). */
+template <typename T, int V, bool RELU>
+__global__ void concat_fwd_bias_kernel(const T *a, int ca, const T *b, int cb, int part,
+                                       const float *bias, int64_t npix, T *cat) {
+  typedef pack_t<T, V> P;
+  const int pa = ca / V, pb = cb / V, pw = pa + pb;
+  const P *ap = reinterpret_cast<const P *>(a), *bp = reinterpret_cast<const P *>(b);
+  P *cp = reinterpret_cast<P *>(cat);
+  for (rowcol_t it(pw); it.i < npix * pw; it.next()) {
+    const bool in_a = it.k < pa;
+    const int kk = in_a ? it.k : it.k - pa; /* pack within its part */
+    P v = in_a ? ap[it.p * pa + kk] : bp[it.p * pb + kk];
+    if (in_a == (part == 0)) {
+#pragma unroll
+      for (int e = 0; e < V; e++) {
+        float f = to_f(v.v[e]) + bias[kk * V + e];
+        if (RELU) f = f > 0.0f ? f : 0.0f;
+        v.v[e] = from_f<T>(f);
+      }
+    }
+    cp[it.i] = v;
+  }
+}
+
 template <typename T>
 __global__ void cast_from_f32_kernel(const float *src, int64_t n, T *dst) {
   for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n;
@@ -728,6 +753,31 @@ void cg_k_concat_fwd(cg_dtype_t dt, const void *d_a, int ca, const void *d_b, in
                      int64_t npix, void *d_cat, cudaStream_t s) {
   concat_any(1, dt, d_a, ca, ca, d_b, cb, cb, npix, d_cat, s);
   CG_CHECK_LAUNCH("concat_fwd_kernel");
+}
+
+void cg_k_concat_fwd_bias(cg_dtype_t dt, const void *d_a, int ca, const void *d_b, int cb,
+                          int part, const float *d_bias, int relu, int64_t npix, void *d_cat,
+                          cudaStream_t s) {
+  CG_ASSERT(ca >= 1 && cb >= 1 && npix >= 0 && d_bias != NULL && (part == 0 || part == 1));
+  if (npix == 0) return;
+  CG_ASSERT(d_a != NULL && d_b != NULL && d_cat != NULL);
+  const int v = (int)(16 / cg_dtype_size(dt));
+  const bool vec = ca % v == 0 && cb % v == 0 && aligned(d_a, 16) && aligned(d_b, 16) &&
+                   aligned(d_cat, 16);
+  const int64_t units = npix * (vec ? (ca + cb) / v : ca + cb);
+  const unsigned grid = cg_grid_for(units, kBlock);
+#define CG_CAT_BIAS(V)                                                                          \
+  if (relu)                                                                                     \
+    concat_fwd_bias_kernel<T, V, true><<<grid, kBlock, 0, s>>>(                                 \
+        static_cast<const T *>(d_a), ca, static_cast<const T *>(d_b), cb, part, d_bias, npix,   \
+        static_cast<T *>(d_cat));                                                               \
+  else                                                                                          \
+    concat_fwd_bias_kernel<T, V, false><<<grid, kBlock, 0, s>>>(                                \
+        static_cast<const T *>(d_a), ca, static_cast<const T *>(d_b), cb, part, d_bias, npix,   \
+        static_cast<T *>(d_cat))
+  CG_DT_SWITCH(dt, T, if (vec) { CG_CAT_BIAS(16 / sizeof(T)); } else { CG_CAT_BIAS(1); });
+#undef CG_CAT_BIAS
+  CG_CHECK_LAUNCH("concat_fwd_bias_kernel");
 }
 
 void cg_k_concat_bwd(cg_dtype_t dt, const void *d_dcat, int ca, int cb, int64_t npix, void *d_da,

@@ -515,6 +515,48 @@ static void view_of(const float *full, int64_t npix, int c, lay_t l, float *out)
     memcpy(out + (size_t)p * c, full + (size_t)p * l.ld + l.off, c * sizeof(float));
 }
 
+/* The concat copy with one part's bias (+ ReLU) forward folded in, against the concat of the
+ * part with that bias applied on the host (one rounding of x + bias, as cg_k_bias_act_fwd). */
+static void test_concat_fwd_bias(cg_dtype_t dt, int64_t npix, int ca, int cb, int part, int relu) {
+  char name[160];
+  snprintf(name, sizeof name, "concat_fwd_bias %s npix=%lld ca=%d cb=%d part=%d relu=%d",
+           dt_name(dt), (long long)npix, ca, cb, part, relu);
+  const int cc = ca + cb, cp = part ? cb : ca;
+  const size_t na = (size_t)npix * ca, nb = (size_t)npix * cb, nc = (size_t)npix * cc;
+  float *a = hnew(na), *b = hnew(nb), *bias = hnew(cp), *ref = hnew(nc), *got = hnew(nc);
+  fill(a, na, -3, 3);
+  fill(b, nb, -3, 3);
+  fill(bias, cp, -1, 1);
+  round_dt(dt, a, na);
+  round_dt(dt, b, nb);
+  for (int64_t p = 0; p < npix; p++)
+    for (int k = 0; k < cc; k++) {
+      const int in_a = k < ca;
+      float v = in_a ? a[p * ca + k] : b[p * cb + (k - ca)];
+      if (in_a == (part == 0)) {
+        v += bias[in_a ? k : k - ca];
+        if (relu && !(v > 0.0f)) v = 0.0f;
+      }
+      ref[p * cc + k] = v;
+    }
+  round_dt(dt, ref, nc);
+  void *d_a = up_dt(dt, a, na), *d_b = up_dt(dt, b, nb);
+  void *d_c = cg_test_dnew(nc * cg_dtype_size(dt), S);
+  float *d_bias = cg_test_dnew(cp * sizeof(float), S);
+  cg_test_hput(d_bias, bias, cp * sizeof(float), S);
+  cg_k_concat_fwd_bias(dt, d_a, ca, d_b, cb, part, d_bias, relu, npix, d_c, S);
+  check_exact_dev(name, dt, d_c, nc, ref, got);
+  cg_test_dfree(d_a, S);
+  cg_test_dfree(d_b, S);
+  cg_test_dfree(d_c, S);
+  cg_test_dfree(d_bias, S);
+  free(a);
+  free(b);
+  free(bias);
+  free(ref);
+  free(got);
+}
+
 /* The split of a dense dcat (ca + cb channels) into strided parts: da in layout la, db in lb
  * (the skip's gradient into the other half of its concat's copy: devplan.h gcat). Exact,
  * and nothing outside the views changes. */
@@ -1506,6 +1548,15 @@ int main(void) {
       test_bias_act_bwd_ld(DTS[t], shb[i].npix, shb[i].c, l[0], l[4], 1, 1);
       test_bias_act_bwd_ld(DTS[t], shb[i].npix, shb[i].c, l[4], l[0], 1, 1);
     }
+  }
+
+  printf("RUN concat forward with a part's bias\n");
+  for (int t = 0; t < 3; t++) {
+    const int sh[][3] = {{333, 3, 5}, {4096, 32, 32}, {1000, 8, 16}, {70001, 32, 32}};
+    for (size_t i = 0; i < sizeof sh / sizeof sh[0]; i++)
+      for (int part = 0; part <= 1; part++)
+        for (int relu = 0; relu <= 1; relu++)
+          test_concat_fwd_bias(DTS[t], sh[i][0], sh[i][1], sh[i][2], part, relu);
   }
 
   printf("RUN strided concat backward\n");

@@ -441,7 +441,8 @@ sp_ablate() {
   ours_env
   local runs=("cudnnwgrad:CG_CONV_WGRAD=off" "cudnnfprop:CG_CONV_FPROP=off" "nofuse:CG_FUSE_RELU_BIAS=0" "serial:CG_CONCURRENT_HW=0"
               "nodrelu:CG_DRELU=0" "percast:CG_MERGE_CASTS=0" "skipkept:CG_SKIP_FROM_CAT=0"
-              "gradkept:CG_GRAD_IN_CAT=0" "dwbias:CG_DW_BIAS=0" "copy:CG_CONCAT=copy"
+              "gradkept:CG_GRAD_IN_CAT=0" "dwbias:CG_DW_BIAS=0" "catbias:CG_CAT_BIAS=0"
+              "copy:CG_CONCAT=copy"
               "nosweep:CG_CONV_SWEEP_MS=off")
   for r in "${runs[@]}"; do
     local tag=${r%%:*} env=${r#*:}
