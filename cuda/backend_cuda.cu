@@ -179,6 +179,7 @@ struct cg_backend {
   int merge_casts;         /* convert per bucket (1, default) or per layer (CG_MERGE_CASTS=0) */
   int dw_bias;             /* bias gradient from our dW kernel where it can (fold_db; CG_DW_BIAS) */
   int cat_bias;            /* an upconv's bias forward in its concat's copy (bias_in_copy) */
+  int bias_copy[CG_MAX_LAYERS]; /* bias_in_copy(i), fixed once the plan is (set_bias_copy) */
   cudaStream_t s_side;     /* dW of the layers whose dW and dx run concurrently */
   cudaEvent_t ev_fork, ev_join;
   void *d_ws2;             /* the side stream's cuDNN workspace */
@@ -879,22 +880,35 @@ void device_metrics(cg_backend_t *b, int slot, int dq) {
 
 /* Layer i's forward (and, with concat copies, the concat that feeds it). Pixel strides come
  * from the plan: a concat part in place is written and read inside its concat buffer. */
-/* Whether layer i's bias (+ ReLU) forward is folded into the copy of the concat its output is a
- * part of (the cat_fwd of the concat's reader) instead of a pass of its own: an upconv (never
- * fused into cuDNN) whose output only that copy reads, unless CG_CAT_BIAS=0. Returns the
- * concat's reader, or -1. */
+/* Whether layer i's bias forward is folded into the copy of the concat its output is a part of
+ * (the cat_fwd of the concat's reader) instead of a pass of its own: an upconv without ReLU
+ * (never fused into cuDNN, and its backward reads no mask) whose output only that copy reads,
+ * the concat's only copy, the other part not folded likewise; unless CG_CAT_BIAS=0. Returns
+ * the concat's reader, or -1. */
 int bias_in_copy(const cg_backend_t *b, int i) {
   const cg_model_t *m = b->m;
   const cg_devplan_t *P = &b->plan;
   const cg_layer_t *l = &m->layers[i];
-  if (l->op != CG_OP_UPCONV || !b->cat_bias) return -1;
+  if (l->op != CG_OP_UPCONV || l->relu || !b->cat_bias) return -1;
   for (int k = 0; k < m->nlayers; k++)
     if (m->layers[k].in == l->out) return -1; /* read as it is */
+  int reader = -1, copies = 0;
   for (int r = 0; r < m->nlayers; r++) {
     const int t = m->layers[r].in;
-    if (P->cat_fwd[r] >= 0 && (P->cat_a[t] == l->out || P->cat_b[t] == l->out)) return r;
+    if (P->cat_fwd[r] < 0 || (P->cat_a[t] != l->out && P->cat_b[t] != l->out)) continue;
+    copies++;
+    reader = r;
+    const int other = P->cat_a[t] == l->out ? P->cat_b[t] : P->cat_a[t];
+    for (int k = 0; k < m->nlayers; k++)
+      if (m->layers[k].out == other && m->layers[k].op == CG_OP_UPCONV) return -1;
   }
-  return -1;
+  return copies == 1 ? reader : -1;
+}
+
+/* b->bias_copy from the plan as it is now (after replan). */
+void set_bias_copy(cg_backend_t *b) {
+  for (int i = 0; i < CG_MAX_LAYERS; i++)
+    b->bias_copy[i] = i < b->m->nlayers ? bias_in_copy(b, i) : -1;
 }
 
 int forward_layer(cg_backend_t *b, int i) {
@@ -913,7 +927,7 @@ int forward_layer(cg_backend_t *b, int i) {
     void *cat = act_at(b, l->in, pc, CG_DP_W);
     int prod = -1; /* the producer of a part whose bias forward this copy does */
     for (int k = 0; k < m->nlayers && prod < 0; k++)
-      if ((m->layers[k].out == pa || m->layers[k].out == pb) && bias_in_copy(b, k) == i) prod = k;
+      if ((m->layers[k].out == pa || m->layers[k].out == pb) && b->bias_copy[k] == i) prod = k;
     if (prod >= 0)
       cg_k_concat_fwd_bias(dt, xa, m->tensors[pa].c, xb, m->tensors[pb].c,
                            m->layers[prod].out == pa ? 0 : 1, b->d_params + m->layers[prod].b_off,
@@ -943,7 +957,7 @@ int forward_layer(cg_backend_t *b, int i) {
       break;
     case CG_OP_UPCONV:
       BODY_DNN(b, cg_conv_fwd(b->cctx, b->conv[i], x, wptr(b, i), y, b->d_ws, b->ws_bytes, s));
-      if (bias_in_copy(b, i) < 0) /* else the concat's copy adds it */
+      if (b->bias_copy[i] < 0) /* else the concat's copy adds it */
         cg_k_bias_act_fwd_ld(dt, act_at(b, l->out, p, CG_DP_RW), P->ld[l->out], npix_out,
                              l->cout, bias, l->relu, s);
       break;
@@ -1176,15 +1190,21 @@ cudnnStatus_t run_dw(cg_backend_t *b, int i, cudaStream_t s, void *ws, size_t ws
   return cg_conv_bwd_filter(b->cctx, b->conv[i], x, dy, b->dw_lp[i], ws, wsb, s);
 }
 
+/* Whether layer i's own bias backward still has its ReLU mask to apply to dy: it has a ReLU
+ * and the next layer's dx did not carry the mask (cuDNN's or our fused dgrad). */
+bool relu_left(const cg_backend_t *b, int i) {
+  const cg_devplan_t *P = &b->plan;
+  return b->m->layers[i].relu &&
+         !(P->mask_by[i] >= 0 && cg_conv_drelu_fused(b->conv[P->mask_by[i]]));
+}
+
 /* Whether layer i's bias gradient comes from its dW kernel (our own, which sums dy in the same
  * pass): where its bias backward is a plain sum (no ReLU left to apply: none, or the next
  * layer's dx carried the mask) and CG_DW_BIAS is not 0. */
 bool fold_db(const cg_backend_t *b, int i) {
   const cg_devplan_t *P = &b->plan;
-  const cg_layer_t *l = &b->m->layers[i];
   if (P->bwd_mask[i] < 0 || !b->dw_bias || !cg_conv_dw_has_db(b->conv[i])) return false;
-  const bool masked = P->mask_by[i] >= 0 && cg_conv_drelu_fused(b->conv[P->mask_by[i]]);
-  return !l->relu || masked;
+  return !relu_left(b, i);
 }
 
 /* Layer i's backward (and, with concat copies, the split of its input gradient). */
@@ -1223,7 +1243,7 @@ int backward_layer(cg_backend_t *b, int i) {
       if (P->bwd_mask[i] >= 0 && !fold) {
         const int p = P->bwd_mask[i];
         /* the next layer's dx carried the ReLU mask already: only the bias sum is left */
-        const int relu = l->relu && !(P->mask_by[i] >= 0 && cg_conv_drelu_fused(b->conv[P->mask_by[i]]));
+        const int relu = relu_left(b, i);
         int64_t ldy = P->ld[l->out];
         const void *y = relu ? act_src(b, l->out, p, &ldy) : NULL;
         cg_k_bias_act_bwd_ld(dt, grad_at(b, l->out, p, relu ? CG_DP_RW : CG_DP_R),
@@ -1696,6 +1716,7 @@ int create_with(const cg_model_t *m, const cg_backend_cfg_t *cfg, const cg_devpl
   b->cctx = cg_conv_ctx_create(b->dnn, cfg->deterministic, cfg->algo_cache);
   if (alloc_all(b, err, errlen)) goto fail;
   if (make_convs(b, conv_failed, err, errlen)) goto fail;
+  set_bias_copy(b); /* the plan is final */
   CG_CHECK_CUDA(cudaDeviceSynchronize());
   char cw[48];
   if (cg_log_rank() <= 0)

@@ -1320,6 +1320,8 @@ int cg_conv_select(cg_conv_ctx_t *ctx, cg_conv_t *c, const cg_conv_bufs_t *bufs,
       }
     }
     if (cop == COP_BWD_FILTER) c->custom = 0;
+    /* (our dW kernel is timed without the bias sum it may also do in the step, fold_db in
+     * backend_cuda.cu: that costs it a few mma and saves a whole pass, so the choice stands) */
     /* (deterministic too: its sums run in a fixed order) */
     if (cop == COP_BWD_FILTER && ctx->api == CG_CONV_API_AUTO) {
       /* cuDNN's winner (the graph plan if one won, else the legacy algorithm) as the reference */

@@ -758,9 +758,14 @@ void cg_k_concat_fwd(cg_dtype_t dt, const void *d_a, int ca, const void *d_b, in
 void cg_k_concat_fwd_bias(cg_dtype_t dt, const void *d_a, int ca, const void *d_b, int cb,
                           int part, const float *d_bias, int relu, int64_t npix, void *d_cat,
                           cudaStream_t s) {
+  CG_ASSERT(dt == CG_DT_F32 || dt == CG_DT_BF16 || dt == CG_DT_F16);
   CG_ASSERT(ca >= 1 && cb >= 1 && npix >= 0 && d_bias != NULL && (part == 0 || part == 1));
+  CG_ASSERT((int64_t)ca + cb <= INT32_MAX / 16);
   if (npix == 0) return;
   CG_ASSERT(d_a != NULL && d_b != NULL && d_cat != NULL);
+  const size_t es = cg_dtype_size(dt);
+  CG_ASSERT(aligned(d_a, es) && aligned(d_b, es) && aligned(d_cat, es) &&
+            aligned(d_bias, sizeof(float)));
   const int v = (int)(16 / cg_dtype_size(dt));
   const bool vec = ca % v == 0 && cb % v == 0 && aligned(d_a, 16) && aligned(d_b, 16) &&
                    aligned(d_cat, 16);

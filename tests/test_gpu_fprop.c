@@ -261,6 +261,8 @@ int main(void) {
       /* 8 input channels (the first layer: two taps per k-step) */
       {"first layer", B, 2, 5, 64, 8, 32, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0},
       {"first layer many rows, weights off 16", H, 3, 7, 32, 8, 16, 0, 1, 0, 0, 0, 0, 0, 0, 3, 1},
+      {"first layer strided, masked, accumulated", B, 2, 4, 32, 8, 32, 0, 1, 1, 1, 1, 24, 64, 40,
+       0, 0},
       {"plain", B, 2, 5, 32, 32, 32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
       {"bias relu", B, 2, 7, 64, 32, 32, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0},
       {"one row", B, 3, 1, 32, 16, 16, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0},
