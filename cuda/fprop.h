@@ -54,7 +54,9 @@ int cg_fprop_supported(const cg_fprop_shape_t *s);
 void cg_fprop_describe(const cg_fprop_shape_t *s, char *buf, size_t len);
 
 /* y as above (d_bias with bias, d_m with mask; else NULL). x and y must not overlap, nor m
- * and y unless m is y itself read before it is written (never: use accum for that). */
+ * and y unless m is y itself read before it is written (never: use accum for that). One wave
+ * of blocks, each a run of rows; the environment variable CG_FPROP_MAX_RUNS=N caps their number
+ * (tests: few blocks of many rows each). */
 cudaError_t cg_fprop_run(const cg_fprop_shape_t *s, const void *d_x, const void *d_w,
                          const float *d_bias, const void *d_m, void *d_y, cudaStream_t stream);
 
