@@ -796,9 +796,17 @@ int make_convs(cg_backend_t *b, int *conv_failed, char *err, size_t errlen) {
     for (int i = 0; i < m->nlayers; i++)
       if (b->conv[i] && (strided_concat(m, &b->plan.opts, i) >= 0) == (pass == 0))
         order[norder++] = i;
-  for (int k = 0; k < norder && rc == 0; k++) {
+  /* CG_CONV_VERBOSE=1: after a layer fails on a strided half, the other layers touching that
+   * concat are still searched, and each one's result is logged (what cuDNN and our kernels
+   * take at that resolution, in one run) */
+  const char *vb = getenv("CG_CONV_VERBOSE");
+  const bool probe = vb && !strcmp(vb, "1");
+  int probe_t = -1;
+  for (int k = 0; k < norder; k++) {
     const int i = order[k];
     const cg_layer_t *l = &m->layers[i];
+    if (rc != 0 && probe_t < 0) break;
+    if (rc != 0 && strided_concat(m, &b->plan.opts, i) != probe_t) continue;
     size_t ox, oy, ody, odx;
     const size_t span = cg_devplan_search_layout(&b->plan, m, i, &ox, &oy, &ody, &odx);
     CG_ASSERT(span <= b->mem_arena);
@@ -814,10 +822,20 @@ int make_convs(cg_backend_t *b, int *conv_failed, char *err, size_t errlen) {
     bufs.bias = b->d_params + l->b_off; /* the pointer every forward passes */
     char e2[400];
     if (cg_conv_select(b->cctx, b->conv[i], &bufs, tune, cap, b->s_comp, e2, sizeof e2)) {
-      snprintf(err, errlen, "layer %s: %s", l->name, e2);
-      *conv_failed = i + 1;
-      rc = -1;
-      break;
+      if (rc == 0) {
+        snprintf(err, errlen, "layer %s: %s", l->name, e2);
+        *conv_failed = i + 1;
+        rc = -1;
+        probe_t = probe ? strided_concat(m, &b->plan.opts, i) : -1;
+      }
+      if (probe_t >= 0)
+        fprintf(stderr, "conv probe: layer %s has no algorithm with its strided concat half: "
+                "%s\n", l->name, e2);
+      continue;
+    }
+    if (rc != 0) { /* probing only */
+      fprintf(stderr, "conv probe: layer %s runs with its strided concat half\n", l->name);
+      continue;
     }
     /* a layer whose dW runs on the side stream has it there, in its own workspace */
     const bool side = b->plan.opts.concurrent[i] != 0;

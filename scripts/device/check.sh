@@ -380,7 +380,7 @@ sp_bench() {
       --algo-cache "$W/algo-retry2.txt" 2> "$W/search-retry2.log"
     tail -20 "$W"/search-retry*.log; }
   grep -cE "conv search: conv|conv search: upconv" "$W/search-bf16.log" | sed 's/^/searched layers: /'
-  grep -E "knob sweep|disagrees|does not agree|by our|drelu fused|concat .*in place|cuDNN has nothing|cuda memory" "$W/search-bf16.log" | head -60
+  grep -E "knob sweep|disagrees|does not agree|by our|drelu fused|concat .*in place|cuDNN has nothing|conv probe|cuda memory" "$W/search-bf16.log" | head -70
   keep bench-final.json search-bf16.log
 }
 
