@@ -45,8 +45,7 @@ namespace {
 using namespace cg_mma;
 
 constexpr int kSlots = 4;        /* x rows resident: g - 1, g, g + 1, and g + 2 loading */
-constexpr int kSms = 132;        /* H100 / H200: the grid depends only on the shape */
-constexpr int kSmemTwo = 115712; /* (228 KB - 2 x 1 KB reserved) / 2: two blocks per SM */
+constexpr int kSms = 132;        /* H100 / H200: if the device cannot be asked */
 constexpr int kSmemMax = 232448; /* 227 KB: the per-block opt-in limit of sm_90 */
 constexpr int kMT = 2;           /* m-tiles of 16 pixels per warp */
 
@@ -54,7 +53,7 @@ struct plan_t {
   int cp, nt;         /* 16-byte chunks of an x pixel (cin / 8), n-tiles (cout / 8) */
   int wr, wcp;        /* weight rows (filter dim 0) and their chunks (filter dim 3 / 8) */
   int xslot, woff, smem;
-  int threads, runs;
+  int threads;
 };
 
 int make_plan(const cg_fprop_shape_t *s, plan_t *p) {
@@ -77,9 +76,6 @@ int make_plan(const cg_fprop_shape_t *s, plan_t *p) {
   q.smem = q.woff + 9 * q.wr * q.wcp * 16;
   if (q.smem > kSmemMax) return 0;
   q.threads = s->w;
-  const int64_t rows = (int64_t)s->n * s->h;
-  const int64_t runs = (int64_t)kSms * (q.smem <= kSmemTwo ? 2 : 1);
-  q.runs = (int)(rows < runs ? rows : runs);
   *p = q;
   return 1;
 }
@@ -120,11 +116,118 @@ template <typename T> __device__ __forceinline__ uint32_t pack2(float a, float b
   return u;
 }
 
+/* The contribution of kernel row r (x row in the slot at xs) to the warp's accumulators: its
+ * three taps, each as k-steps of 16 channels. Lane roles: A rows = pixels (lane & 15), chunk
+ * 2 kc + (lane >> 4); B forward rows = cout (j + (lane >> 4)) * 8 + (lane & 7), chunk
+ * 2 kc + ((lane >> 3) & 1); B dgrad rows = 16 kc + ((lane >> 3) & 1) * 8 + (lane & 7), chunk
+ * j + (lane >> 4). With 8 channels (the first layer) a k-step is two taps (s, s + 1), the third
+ * tap paired with a zero half of A (the slot's pad pixel; B then repeats finite weights). */
+template <typename T, int CP, int NT, bool DGRAD>
+__device__ __forceinline__ void mma_row(float (&acc)[kMT][NT][4], uint32_t xs, uint32_t wbase,
+                                        int r, int x0, int lane) {
+  constexpr int WCP = DGRAD ? NT : CP;        /* chunks of a weight row */
+  constexpr int WR = DGRAD ? CP * 8 : NT * 8; /* weight rows */
+  const int a_px = lane & 15, a_c = lane >> 4;
+  const int b_hi = (lane >> 3) & 1, b_lo = lane & 7;
+  if constexpr (CP == 1) {
+#pragma unroll
+    for (int sp = 0; sp < 2; sp++) {
+      const int s0 = 2 * sp, s1 = s0 + 1, tap0 = r * 3 + s0;
+      uint32_t af[kMT][4];
+#pragma unroll
+      for (int mt = 0; mt < kMT; mt++) {
+        const int px = !a_c ? x0 + mt * 16 + a_px + s0 : s1 < 3 ? x0 + mt * 16 + a_px + s1 : 0;
+        ldsm_x4(af[mt], xs + (uint32_t)(px << 4));
+      }
+      const int tap_b = b_hi && s1 < 3 ? tap0 + 1 : tap0;
+#pragma unroll
+      for (int j = 0; j < NT; j += 2) {
+        uint32_t bf[4];
+        ldsm_x4(bf, wbase + (uint32_t)((tap_b * WR + (j + a_c) * 8 + b_lo) << 4));
+#pragma unroll
+        for (int mt = 0; mt < kMT; mt++) {
+          mma16816<T>(acc[mt][j], af[mt], bf[0], bf[1]);
+          mma16816<T>(acc[mt][j + 1], af[mt], bf[2], bf[3]);
+        }
+      }
+    }
+  } else {
+#pragma unroll
+    for (int s = 0; s < 3; s++) {
+      const int tap = r * 3 + s;
+      const uint32_t wsb = wbase + (uint32_t)((DGRAD ? 8 - tap : tap) * WR * WCP * 16);
+#pragma unroll
+      for (int kc = 0; kc < CP / 2; kc++) {
+        uint32_t af[kMT][4];
+#pragma unroll
+        for (int mt = 0; mt < kMT; mt++) {
+          const int px = x0 + mt * 16 + a_px + s, c = 2 * kc + a_c;
+          ldsm_x4(af[mt], xs + (uint32_t)((px * CP + (c ^ swz<CP>(px))) << 4));
+        }
+#pragma unroll
+        for (int j = 0; j < NT; j += 2) {
+          uint32_t bf[4];
+          if (!DGRAD) {
+            const int row = (j + a_c) * 8 + b_lo, c = 2 * kc + b_hi;
+            ldsm_x4(bf, wsb + (uint32_t)((row * WCP + (c ^ swz<WCP>(row))) << 4));
+          } else {
+            const int row = 16 * kc + b_hi * 8 + b_lo, c = j + a_c;
+            ldsm_x4_t(bf, wsb + (uint32_t)((row * WCP + (c ^ swz<WCP>(row))) << 4));
+          }
+#pragma unroll
+          for (int mt = 0; mt < kMT; mt++) {
+            mma16816<T>(acc[mt][j], af[mt], bf[0], bf[1]);
+            mma16816<T>(acc[mt][j + 1], af[mt], bf[2], bf[3]);
+          }
+        }
+      }
+    }
+  }
+}
+
+/* The epilogue of output row g: lane owns channels co_l, co_l + 1 of pixels (lane >> 2) and + 8
+ * of each of the warp's tiles; bias, ReLU, mask, accumulation in the order of fprop.h. */
+template <typename T, int NT>
+__device__ __forceinline__ void store_row(const args_t &a, const float (&acc)[kMT][NT][4],
+                                          const float (&bias_r)[NT][2], int g, int x0, int lane) {
+  T *yg = static_cast<T *>(a.y);
+  const T *mg = static_cast<const T *>(a.m);
+  const int co_l = 2 * (lane & 3);
+#pragma unroll
+  for (int mt = 0; mt < kMT; mt++)
+#pragma unroll
+    for (int hf = 0; hf < 2; hf++) {
+      const int64_t pix = (int64_t)g * a.w + x0 + mt * 16 + (lane >> 2) + hf * 8;
+#pragma unroll
+      for (int j = 0; j < NT; j++) {
+        float v0 = acc[mt][j][2 * hf] + bias_r[j][0], v1 = acc[mt][j][2 * hf + 1] + bias_r[j][1];
+        if (a.relu) {
+          v0 = v0 > 0.0f ? v0 : 0.0f;
+          v1 = v1 > 0.0f ? v1 : 0.0f;
+        }
+        const int co = j * 8 + co_l;
+        if (a.mask) {
+          float m0, m1;
+          unpack2<T>(*reinterpret_cast<const uint32_t *>(mg + pix * a.ldm + co), &m0, &m1);
+          if (!(m0 > 0.0f)) v0 = 0.0f;
+          if (!(m1 > 0.0f)) v1 = 0.0f;
+        }
+        uint32_t *dst = reinterpret_cast<uint32_t *>(yg + pix * a.ldy + co);
+        if (a.accum) {
+          float o0, o1;
+          unpack2<T>(*dst, &o0, &o1);
+          v0 += o0;
+          v1 += o1;
+        }
+        *dst = pack2<T>(v0, v1);
+      }
+    }
+}
+
 template <typename T, int CP, int NT, bool DGRAD>
 __global__ void __launch_bounds__(256) fprop_kernel(const args_t a) {
-  constexpr int WCP = DGRAD ? NT : CP; /* chunks of a weight row */
+  constexpr int WCP = DGRAD ? NT : CP;        /* chunks of a weight row */
   constexpr int WR = DGRAD ? CP * 8 : NT * 8; /* weight rows */
-  constexpr int KS = CP / 2;           /* k-steps of 16 channels per tap */
   extern __shared__ __align__(128) unsigned char smem[];
   const uint32_t sbase = (uint32_t)__cvta_generic_to_shared(smem);
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, nthr = blockDim.x;
@@ -165,13 +268,7 @@ __global__ void __launch_bounds__(256) fprop_kernel(const args_t a) {
   if (g0 + 1 <= last && g0 < g1) CG_XROW(g0 + 1);
   cp_async_commit();
 
-  /* per-lane constants: A rows = pixels (lane & 15), chunk 2 kc + (lane >> 4); B forward rows =
-   * cout (j + (lane >> 4)) * 8 + (lane & 7), chunk 2 kc + ((lane >> 3) & 1); B dgrad rows =
-   * 16 kc + ((lane >> 3) & 1) * 8 + (lane & 7), chunk j + (lane >> 4) */
-  const int a_px = lane & 15, a_c = lane >> 4;
-  const int b_hi = (lane >> 3) & 1, b_lo = lane & 7;
-  const int x0 = warp * 32;
-  const int co_l = 2 * (lane & 3);
+  const int x0 = warp * 32, co_l = 2 * (lane & 3);
   float bias_r[NT][2];
 #pragma unroll
   for (int j = 0; j < NT; j++) {
@@ -195,98 +292,10 @@ __global__ void __launch_bounds__(256) fprop_kernel(const args_t a) {
         for (int e = 0; e < 4; e++) acc[mt][j][e] = 0.0f;
     for (int r = 0; r < 3; r++) {
       if (y + r - 1 < 0 || y + r - 1 >= a.h) continue; /* zero rows: no contribution */
-      const uint32_t xs = sbase + (uint32_t)(((g + r - 1) % kSlots) * a.xslot);
-      if constexpr (CP == 1) {
-        /* 8 channels (the first layer): a k-step is two taps (s, s + 1), the third tap paired
-         * with a zero half of A (the slot's pad pixel; B then repeats finite weights) */
-#pragma unroll
-        for (int sp = 0; sp < 2; sp++) {
-          const int s0 = 2 * sp, s1 = s0 + 1, tap0 = r * 3 + s0;
-          uint32_t af[kMT][4];
-#pragma unroll
-          for (int mt = 0; mt < kMT; mt++) {
-            const int px = !a_c ? x0 + mt * 16 + a_px + s0 : s1 < 3 ? x0 + mt * 16 + a_px + s1 : 0;
-            ldsm_x4(af[mt], xs + (uint32_t)(px << 4));
-          }
-          const int tap_b = b_hi && s1 < 3 ? tap0 + 1 : tap0;
-#pragma unroll
-          for (int j = 0; j < NT; j += 2) {
-            uint32_t bf[4];
-            const int row = (j + a_c) * 8 + b_lo;
-            ldsm_x4(bf, sbase + (uint32_t)(a.woff + ((tap_b * WR + row) << 4)));
-#pragma unroll
-            for (int mt = 0; mt < kMT; mt++) {
-              mma16816<T>(acc[mt][j], af[mt], bf[0], bf[1]);
-              mma16816<T>(acc[mt][j + 1], af[mt], bf[2], bf[3]);
-            }
-          }
-        }
-      } else {
-#pragma unroll
-        for (int s = 0; s < 3; s++) {
-          const int tap = r * 3 + s;
-          const uint32_t wsb =
-              sbase + (uint32_t)(a.woff + (DGRAD ? 8 - tap : tap) * WR * WCP * 16);
-#pragma unroll
-          for (int kc = 0; kc < KS; kc++) {
-            uint32_t af[kMT][4];
-#pragma unroll
-            for (int mt = 0; mt < kMT; mt++) {
-              const int px = x0 + mt * 16 + a_px + s, c = 2 * kc + a_c;
-              ldsm_x4(af[mt], xs + (uint32_t)((px * CP + (c ^ swz<CP>(px))) << 4));
-            }
-#pragma unroll
-            for (int j = 0; j < NT; j += 2) {
-              uint32_t bf[4];
-              if (!DGRAD) {
-                const int row = (j + a_c) * 8 + b_lo, c = 2 * kc + b_hi;
-                ldsm_x4(bf, wsb + (uint32_t)((row * WCP + (c ^ swz<WCP>(row))) << 4));
-              } else {
-                const int row = 16 * kc + b_hi * 8 + b_lo, c = j + a_c;
-                ldsm_x4_t(bf, wsb + (uint32_t)((row * WCP + (c ^ swz<WCP>(row))) << 4));
-              }
-#pragma unroll
-              for (int mt = 0; mt < kMT; mt++) {
-                mma16816<T>(acc[mt][j], af[mt], bf[0], bf[1]);
-                mma16816<T>(acc[mt][j + 1], af[mt], bf[2], bf[3]);
-              }
-            }
-          }
-        }
-      }
+      mma_row<T, CP, NT, DGRAD>(acc, sbase + (uint32_t)(((g + r - 1) % kSlots) * a.xslot),
+                                sbase + (uint32_t)a.woff, r, x0, lane);
     }
-    /* epilogue: lane owns channels co_l, co_l + 1 of pixels (lane >> 2) and + 8 of each tile */
-    T *yg = static_cast<T *>(a.y);
-    const T *mg = static_cast<const T *>(a.m);
-#pragma unroll
-    for (int mt = 0; mt < kMT; mt++)
-#pragma unroll
-      for (int hf = 0; hf < 2; hf++) {
-        const int64_t pix = (int64_t)g * a.w + x0 + mt * 16 + (lane >> 2) + hf * 8;
-#pragma unroll
-        for (int j = 0; j < NT; j++) {
-          float v0 = acc[mt][j][2 * hf] + bias_r[j][0], v1 = acc[mt][j][2 * hf + 1] + bias_r[j][1];
-          if (a.relu) {
-            v0 = v0 > 0.0f ? v0 : 0.0f;
-            v1 = v1 > 0.0f ? v1 : 0.0f;
-          }
-          const int co = j * 8 + co_l;
-          if (a.mask) {
-            float m0, m1;
-            unpack2<T>(*reinterpret_cast<const uint32_t *>(mg + pix * a.ldm + co), &m0, &m1);
-            if (!(m0 > 0.0f)) v0 = 0.0f;
-            if (!(m1 > 0.0f)) v1 = 0.0f;
-          }
-          uint32_t *dst = reinterpret_cast<uint32_t *>(yg + pix * a.ldy + co);
-          if (a.accum) {
-            float o0, o1;
-            unpack2<T>(*dst, &o0, &o1);
-            v0 += o0;
-            v1 += o1;
-          }
-          *dst = pack2<T>(v0, v1);
-        }
-      }
+    store_row<T, NT>(a, acc, bias_r, g, x0, lane);
   }
 #undef CG_XROW
   cp_async_wait<0>(); /* no copy left in flight at exit */
@@ -337,13 +346,22 @@ cudaError_t launch(const plan_t &p, args_t a, cudaStream_t stream) {
     raised = p.smem;
   }
   /* one wave: as many runs as blocks fit at once (registers may allow fewer than shared memory
-   * does); the result does not depend on it (each output is one thread's sum) */
-  int dev = 0, sms = kSms, per_sm = 0;
-  if (cudaGetDevice(&dev) == cudaSuccess)
-    (void)cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
-  if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, k, p.threads, p.smem) !=
-          cudaSuccess || per_sm < 1)
-    per_sm = 1;
+   * does); the result does not depend on it (each output is one thread's sum). Asked once per
+   * process (the SM count: one GPU per process, as above) and per block shape. */
+  static int sms = 0, occ_threads = -1, occ_smem = -1, per_sm = 1;
+  if (!sms) {
+    int dev = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess || sms < 1)
+      sms = kSms;
+  }
+  if (p.threads != occ_threads || p.smem != occ_smem) {
+    if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, k, p.threads, p.smem) !=
+            cudaSuccess || per_sm < 1)
+      per_sm = 1;
+    occ_threads = p.threads;
+    occ_smem = p.smem;
+  }
   int64_t runs = (int64_t)sms * per_sm;
   /* tests: fewer runs, so that every block computes many rows (its ring of x rows wraps) */
   const char *cap = getenv("CG_FPROP_MAX_RUNS");
@@ -392,8 +410,8 @@ extern "C" void cg_fprop_describe(const cg_fprop_shape_t *s, char *buf, size_t l
     snprintf(buf, len, "fprop: unsupported");
     return;
   }
-  snprintf(buf, len, "fprop%s %dx%d %d->%d: ~%d runs of %d warps, %.1f KB shared%s%s%s%s",
-           s->dgrad ? " (dgrad)" : "", s->h, s->w, s->cin, s->cout, p.runs, p.threads / 32,
+  snprintf(buf, len, "fprop%s %dx%d %d->%d: blocks of %d warps, %.1f KB shared%s%s%s%s",
+           s->dgrad ? " (dgrad)" : "", s->h, s->w, s->cin, s->cout, p.threads / 32,
            p.smem / 1024.0, s->bias ? ", +bias" : "", s->relu ? ", relu" : "",
            s->mask ? ", masked" : "", s->accum ? ", accumulated" : "");
 }
@@ -416,7 +434,7 @@ extern "C" cudaError_t cg_fprop_run(const cg_fprop_shape_t *s, const void *d_x, 
   a.h = s->h;
   a.w = s->w;
   a.rows = s->n * s->h;
-  a.runs = p.runs;
+  a.runs = 0; /* launch: one wave */
   a.ldx = s->ldx;
   a.ldy = s->ldy;
   a.ldm = s->mask ? s->ldm : 0;
@@ -440,15 +458,11 @@ extern "C" cudaError_t cg_fprop_reference(const cg_fprop_shape_t *s, const void 
     return cudaErrorInvalidValue;
   const int64_t total = (int64_t)s->n * s->h * s->w * s->cout;
   const unsigned grid = (unsigned)((total + 255) / 256 < 65536 ? (total + 255) / 256 : 65536);
-#define CG_REF(T)                                                                               \
-  fprop_ref_kernel<T><<<grid, 256, 0, stream>>>(                                                \
-      static_cast<const T *>(d_x), static_cast<const T *>(d_w), s->bias ? d_bias : nullptr,     \
-      s->mask ? static_cast<const T *>(d_m) : nullptr, static_cast<T *>(d_y), s->n, s->h, s->w, \
-      s->cin, s->cout, s->dgrad, s->ldx, s->ldy, s->ldm, s->relu, s->accum)
-  if (s->dt == CG_DT_BF16)
-    CG_REF(__nv_bfloat16);
-  else
-    CG_REF(__half);
-#undef CG_REF
+  CG_DT_SWITCH(s->dt, T,
+               fprop_ref_kernel<T><<<grid, 256, 0, stream>>>(
+                   static_cast<const T *>(d_x), static_cast<const T *>(d_w),
+                   s->bias ? d_bias : nullptr, s->mask ? static_cast<const T *>(d_m) : nullptr,
+                   static_cast<T *>(d_y), s->n, s->h, s->w, s->cin, s->cout, s->dgrad, s->ldx,
+                   s->ldy, s->ldm, s->relu, s->accum));
   return cudaGetLastError();
 }

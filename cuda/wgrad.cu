@@ -535,14 +535,9 @@ extern "C" cudaError_t cg_wgrad_reference(const cg_wgrad_shape_t *s, const void 
     return cudaErrorInvalidValue;
   const int64_t blocks = (int64_t)s->cout * 9 * s->cin;
   if (blocks > INT32_MAX) return cudaErrorInvalidValue;
-#define CG_REF(T)                                                                            \
-  wgrad_ref_kernel<T><<<(unsigned)blocks, 256, 0, stream>>>(                                 \
-      static_cast<const T *>(d_x), static_cast<const T *>(d_dy), static_cast<T *>(d_dw), s->n, \
-      s->h, s->w, s->cin, s->cout, s->ldx, s->lddy)
-  if (s->dt == CG_DT_BF16)
-    CG_REF(__nv_bfloat16);
-  else
-    CG_REF(__half);
-#undef CG_REF
+  CG_DT_SWITCH(s->dt, T,
+               wgrad_ref_kernel<T><<<(unsigned)blocks, 256, 0, stream>>>(
+                   static_cast<const T *>(d_x), static_cast<const T *>(d_dy),
+                   static_cast<T *>(d_dw), s->n, s->h, s->w, s->cin, s->cout, s->ldx, s->lddy));
   return cudaGetLastError();
 }
