@@ -1454,67 +1454,9 @@ static void test_empty(void) {
   cg_test_dfree(d_loss, S);
 }
 
-int main(void) {
-  if (cg_test_gpu_begin("test_gpu_layers", &S, &g_seed)) return CG_TEST_SKIP;
-  const double t0 = cg_now();
-
-  printf("RUN empty shapes\n");
-  test_empty();
-
-  printf("RUN bias_act_fwd\n");
-  for (int t = 0; t < 3; t++) {
-    const struct {
-      int64_t npix;
-      int c;
-    } sh[] = {{420, 1}, {420, 5}, {333, 37}, {256, 64}, {70001, 37}};
-    for (size_t i = 0; i < sizeof sh / sizeof sh[0]; i++)
-      for (int relu = 0; relu <= 1; relu++)
-        for (int bias = 0; bias <= 1; bias++)
-          test_bias_act_fwd(DTS[t], sh[i].npix, sh[i].c, relu, bias, 0);
-    test_bias_act_fwd(DTS[t], 300, 64, 1, 1, 1); /* misaligned: the 16-byte path must step aside */
-  }
-
-  printf("RUN bias_act_bwd\n");
-  for (int t = 0; t < 3; t++) {
-    const struct {
-      int64_t npix;
-      int c;
-    } sh[] = {{420, 1},    {420, 5},  {333, 37}, {4096, 64},  {20000, 3}, {5000, 70}, {1, 1},
-              {63, 33},    /* 16-byte packs: UNet-like, several tiles, one pack per pixel */
-              {70001, 32}, {1000, 512}, {333, 8}};
-    for (size_t i = 0; i < sizeof sh / sizeof sh[0]; i++)
-      for (int relu = 0; relu <= 1; relu++)
-        for (int db = 0; db <= 1; db++) test_bias_act_bwd(DTS[t], sh[i].npix, sh[i].c, relu, db);
-  }
-
-  printf("RUN maxpool\n");
-  for (int t = 0; t < 3; t++) {
-    const int sh[][4] = {{2, 6, 10, 3}, {2, 4, 8, 16}, {1, 8, 6, 37}, {3, 2, 2, 8}, {2, 16, 12, 64}};
-    for (size_t i = 0; i < sizeof sh / sizeof sh[0]; i++)
-      for (int ties = 0; ties <= 1; ties++)
-        test_maxpool(DTS[t], sh[i][0], sh[i][1], sh[i][2], sh[i][3], ties);
-  }
-
-  printf("RUN concat\n");
-  for (int t = 0; t < 3; t++) {
-    const int sh[][3] = {{333, 3, 5}, {333, 16, 8}, {257, 32, 32}, {100, 7, 1}, {70000, 20, 13},
-                         {4099, 4, 4}};
-    for (size_t i = 0; i < sizeof sh / sizeof sh[0]; i++)
-      test_concat(DTS[t], sh[i][0], sh[i][1], sh[i][2]);
-  }
-
-  printf("RUN casts, padding, weight packing\n");
-  for (int t = 0; t < 3; t++) {
-    test_casts(DTS[t], 1001);
-    test_casts(DTS[t], 2500003); /* more than one grid-stride pass */
-    test_pad(DTS[t], 257, 1, 5, 8);
-    test_pad(DTS[t], 100, 1, 3, 4);
-    test_pad(DTS[t], 64, 1, 8, 8);
-    test_pad(DTS[t], 33, 1, 1, 8);
-    test_pad(DTS[t], 32, 9, 5, 8); /* enc0.conv1 weight: 32 x 3x3 x 5 -> 8 */
-    test_pad(DTS[t], 7, 1, 3, 4);
-  }
-
+/* The strided and fused variants (the in-place concat, the concat copies, the fused
+ * backward): every layout of layouts() and the UNet's shapes. */
+static void test_strided(void) {
   printf("RUN strided bias_act (concat halves)\n");
   for (int t = 0; t < 3; t++) {
     const struct {
@@ -1611,6 +1553,70 @@ int main(void) {
       test_maxpool_bwd_ld(DTS[t], n, h, w, c, l[0], l[3], 1, 1, 1, 1, &l[3]);
     }
   }
+}
+
+int main(void) {
+  if (cg_test_gpu_begin("test_gpu_layers", &S, &g_seed)) return CG_TEST_SKIP;
+  const double t0 = cg_now();
+
+  printf("RUN empty shapes\n");
+  test_empty();
+
+  printf("RUN bias_act_fwd\n");
+  for (int t = 0; t < 3; t++) {
+    const struct {
+      int64_t npix;
+      int c;
+    } sh[] = {{420, 1}, {420, 5}, {333, 37}, {256, 64}, {70001, 37}};
+    for (size_t i = 0; i < sizeof sh / sizeof sh[0]; i++)
+      for (int relu = 0; relu <= 1; relu++)
+        for (int bias = 0; bias <= 1; bias++)
+          test_bias_act_fwd(DTS[t], sh[i].npix, sh[i].c, relu, bias, 0);
+    test_bias_act_fwd(DTS[t], 300, 64, 1, 1, 1); /* misaligned: the 16-byte path must step aside */
+  }
+
+  printf("RUN bias_act_bwd\n");
+  for (int t = 0; t < 3; t++) {
+    const struct {
+      int64_t npix;
+      int c;
+    } sh[] = {{420, 1},    {420, 5},  {333, 37}, {4096, 64},  {20000, 3}, {5000, 70}, {1, 1},
+              {63, 33},    /* 16-byte packs: UNet-like, several tiles, one pack per pixel */
+              {70001, 32}, {1000, 512}, {333, 8}};
+    for (size_t i = 0; i < sizeof sh / sizeof sh[0]; i++)
+      for (int relu = 0; relu <= 1; relu++)
+        for (int db = 0; db <= 1; db++) test_bias_act_bwd(DTS[t], sh[i].npix, sh[i].c, relu, db);
+  }
+
+  printf("RUN maxpool\n");
+  for (int t = 0; t < 3; t++) {
+    const int sh[][4] = {{2, 6, 10, 3}, {2, 4, 8, 16}, {1, 8, 6, 37}, {3, 2, 2, 8}, {2, 16, 12, 64}};
+    for (size_t i = 0; i < sizeof sh / sizeof sh[0]; i++)
+      for (int ties = 0; ties <= 1; ties++)
+        test_maxpool(DTS[t], sh[i][0], sh[i][1], sh[i][2], sh[i][3], ties);
+  }
+
+  printf("RUN concat\n");
+  for (int t = 0; t < 3; t++) {
+    const int sh[][3] = {{333, 3, 5}, {333, 16, 8}, {257, 32, 32}, {100, 7, 1}, {70000, 20, 13},
+                         {4099, 4, 4}};
+    for (size_t i = 0; i < sizeof sh / sizeof sh[0]; i++)
+      test_concat(DTS[t], sh[i][0], sh[i][1], sh[i][2]);
+  }
+
+  printf("RUN casts, padding, weight packing\n");
+  for (int t = 0; t < 3; t++) {
+    test_casts(DTS[t], 1001);
+    test_casts(DTS[t], 2500003); /* more than one grid-stride pass */
+    test_pad(DTS[t], 257, 1, 5, 8);
+    test_pad(DTS[t], 100, 1, 3, 4);
+    test_pad(DTS[t], 64, 1, 8, 8);
+    test_pad(DTS[t], 33, 1, 1, 8);
+    test_pad(DTS[t], 32, 9, 5, 8); /* enc0.conv1 weight: 32 x 3x3 x 5 -> 8 */
+    test_pad(DTS[t], 7, 1, 3, 4);
+  }
+
+  test_strided();
 
   printf("RUN fused head backward\n");
   for (int t = 0; t < 3; t++) {

@@ -222,6 +222,171 @@ static void check_plan(const cg_model_t *m, const cg_devplan_t *p, const char *t
   if (!bad) printf("PASS %s: %d positions, %d accesses consistent\n", tag, p->npos, p->nacc);
 }
 
+/* With concat copies and the skip read from its copy (oc; arena_sfc its arena): the skip's
+ * gradient in the upsampled half of the copy (gcat), then per buffer, the 256x256 concat copied
+ * and the others in place. rest: the device bytes besides the arena. */
+static void unet_grad_in_cat(const cg_model_t *m, cg_devplan_opts_t oc, size_t arena_sfc,
+                             size_t rest) {
+  char err[256];
+  static cg_devplan_t pi;
+  const int batch = 32, cpad = 8;
+  const size_t es = 2; /* bf16 */
+  /* ... and the skip's gradient in the upsampled half of its concat's copy (gcat): the split's
+   * peak (the concat's gradient, both parts' gradients, the concat) loses one part */
+  oc.grad_in_cat = 1;
+  CG_TEST_CHECK(cg_devplan_make(m, batch, cpad, es, 256, &oc, &pi, err, sizeof err) == 0,
+                "UNet-S copies, grad in the concat: %s", err);
+  check_plan(m, &pi, "UNet-S bf16 b32 256x256, concat copied, skip gradient in the concat");
+  int ngcat = 0;
+  for (int t = 0; t < m->ntensors; t++) {
+    const int g = cg_devplan_gcat(&pi, t);
+    if (pi.parent[g] < 0) continue;
+    ngcat++;
+    int pool = -1, cat = -1;
+    for (int i = 0; i < m->nlayers; i++) {
+      if (m->layers[i].in == t) pool = i;
+      if (pi.cat_bwd[i] >= 0 && (pi.cat_a[m->layers[i].in] == t || pi.cat_b[m->layers[i].in] == t))
+        cat = i;
+    }
+    CG_TEST_CHECK(pool >= 0 && cat >= 0 && m->layers[pool].op == CG_OP_POOL &&
+                      cg_devplan_allows(&pi, pi.cat_bwd[cat], g, CG_DP_W) &&
+                      !cg_devplan_allows(&pi, pi.cat_bwd[cat], cg_devplan_grad(&pi, t), CG_DP_W) &&
+                      cg_devplan_allows(&pi, pi.bwd_dx[pool], g, CG_DP_R) &&
+                      cg_devplan_allows(&pi, pi.bwd_dx[pool], cg_devplan_grad(&pi, t), CG_DP_W),
+                  "tensor %d: the split writes gcat, the pool reads it and writes grad", t);
+  }
+  CG_TEST_CHECK(ngcat == m->depth, "%d skips keep their gradient in their concat (want %d)",
+                ngcat, m->depth);
+  const size_t dev_gcat = pi.arena + rest;
+  printf("... and the skip's gradient in its concat's upsampled half: arena %.1f MiB (live "
+         "maximum %.1f MiB), %.1f MiB less; expected device memory without the cuDNN workspace "
+         "%.1f MiB (%.3f GiB)\n", mib(pi.arena), mib(pi.live_max), mib(arena_sfc) - mib(pi.arena),
+         mib(dev_gcat), (double)dev_gcat / 1073741824.0);
+  CG_TEST_CHECK(pi.arena + ((size_t)100 << 20) <= arena_sfc,
+                "the gradient in the concat saves at least 100 MiB (%.1f -> %.1f MiB)",
+                mib(arena_sfc), mib(pi.arena));
+  if (getenv("CG_MEMPLAN_PRINT")) cg_devplan_print(&pi, m);
+
+  /* per concat buffer: the 256x256 one copied (cuDNN 9.19 on an H200 has no engine writing its
+   * strided halves), the others in place */
+  cg_devplan_opts_t om = oc;
+  om.inplace_concat = om.skip_from_cat = om.grad_in_cat = 1;
+  int ncat = 0;
+  for (int t = 0; t < m->ntensors; t++) om.copy_concat[t] = m->tensors[t].h == 256;
+  CG_TEST_CHECK(cg_devplan_make(m, batch, cpad, es, 256, &om, &pi, err, sizeof err) == 0,
+                "UNet-S mixed: %s", err);
+  check_plan(m, &pi, "UNet-S bf16 b32 256x256, the 256x256 concat copied, the rest in place");
+  int ninplace = 0, copied_ok = 1;
+  ngcat = 0;
+  for (int t = 0; t < m->ntensors; t++) {
+    if (pi.cat_a[t] < 0) continue;
+    ncat++;
+    const int in = cg_devplan_inplace(&pi, t);
+    ninplace += in;
+    const int s_ = pi.cat_a[t], u_ = pi.cat_b[t];
+    const int g =
+        pi.parent[cg_devplan_gcat(&pi, s_)] >= 0 || pi.parent[cg_devplan_gcat(&pi, u_)] >= 0;
+    ngcat += g;
+    /* a copied concat has a forward copy and a split; one in place neither, and its parts are
+     * views of it with its pixel stride */
+    int has_copy = 0;
+    for (int i = 0; i < m->nlayers; i++)
+      if (m->layers[i].in == t) has_copy = pi.cat_fwd[i] >= 0 && pi.cat_bwd[i] >= 0;
+    if (in == has_copy || in == g || (in && pi.ld[s_] != m->tensors[t].c)) copied_ok = 0;
+  }
+  CG_TEST_CHECK(ncat == m->depth && ninplace == m->depth - 1 && ngcat == 1 && copied_ok,
+                "mixed: %d of %d concats in place (want %d), %d with gcat (want 1), layouts %s",
+                ninplace, ncat, m->depth - 1, ngcat, copied_ok ? "ok" : "wrong");
+  printf("the 256x256 concat copied (skip gradient in it), the others in place: arena %.1f MiB "
+         "(live maximum %.1f MiB)\n", mib(pi.arena), mib(pi.live_max));
+  CG_TEST_CHECK(pi.arena <= arena_sfc - ((size_t)100 << 20), "mixed saves 100 MiB too (%.1f MiB)",
+                mib(pi.arena));
+}
+
+/* The small model of test_gpu_step with every option set, every depth the model allows, and
+ * a model the plan must refuse. */
+static void small_models(void) {
+  char err[256];
+  /* the small model of test_gpu_step, fp32 */
+  cg_model_t s;
+  CG_ASSERT(cg_model_build(&s, 5, 8, 3, 32, 32, 1, err, sizeof err) == 0);
+  static cg_devplan_t ps;
+  CG_TEST_CHECK(cg_devplan_make(&s, 3, 8, 4, 256, NULL, &ps, err, sizeof err) == 0,
+                "small plan: %s", err);
+  check_plan(&s, &ps, "test_gpu_step model fp32 b3 32x32");
+  static cg_devplan_opts_t all;
+  all.inplace_concat = all.fuse_relu_bias = all.skip_from_cat = 1;
+  for (int i = 0; i < CG_MAX_LAYERS; i++) all.concurrent[i] = all.drelu[i] = 1;
+  CG_TEST_CHECK(cg_devplan_make(&s, 3, 8, 4, 256, &all, &ps, err, sizeof err) == 0,
+                "small plan, every option: %s", err);
+  check_plan(&s, &ps, "test_gpu_step model fp32 b3 32x32, every option");
+  /* concats copied (skip gradient in the concat), and as test_gpu_step_mixed runs it
+   * (CG_CONCAT_COPY_HW=32) */
+  static cg_devplan_opts_t cp;
+  cp = all;
+  cp.inplace_concat = 0;
+  cp.grad_in_cat = 1;
+  CG_TEST_CHECK(cg_devplan_make(&s, 3, 8, 4, 256, &cp, &ps, err, sizeof err) == 0,
+                "small plan, copies, gcat: %s", err);
+  check_plan(&s, &ps, "test_gpu_step model fp32 b3 32x32, copies, skip gradient in the concat");
+  cp.inplace_concat = 1;
+  for (int t = 0; t < s.ntensors; t++) cp.copy_concat[t] = s.tensors[t].h >= 32;
+  CG_TEST_CHECK(cg_devplan_make(&s, 3, 8, 4, 256, &cp, &ps, err, sizeof err) == 0,
+                "small plan, mixed: %s", err);
+  check_plan(&s, &ps, "test_gpu_step model fp32 b3 32x32, the 32x32 concat copied");
+
+  /* every depth the model allows */
+  for (int depth = 1; depth <= CG_MAX_DEPTH; depth++) {
+    cg_model_t d;
+    CG_ASSERT(cg_model_build(&d, 5, 4, depth, 64, 64, 1, err, sizeof err) == 0);
+    char tag[64];
+    snprintf(tag, sizeof tag, "depth %d fp16 b2 64x64", depth);
+    CG_TEST_CHECK(cg_devplan_make(&d, 2, 8, 2, 512, NULL, &ps, err, sizeof err) == 0, "%s: %s",
+                  tag, err);
+    check_plan(&d, &ps, tag);
+    snprintf(tag, sizeof tag, "depth %d fp16 b2 64x64, every option", depth);
+    CG_TEST_CHECK(cg_devplan_make(&d, 2, 8, 2, 512, &all, &ps, err, sizeof err) == 0, "%s: %s",
+                  tag, err);
+    check_plan(&d, &ps, tag);
+    cg_devplan_opts_t copies = all;
+    copies.inplace_concat = 0;
+    snprintf(tag, sizeof tag, "depth %d fp16 b2 64x64, copies, skip from the concat", depth);
+    CG_TEST_CHECK(cg_devplan_make(&d, 2, 8, 2, 512, &copies, &ps, err, sizeof err) == 0,
+                  "%s: %s", tag, err);
+    check_plan(&d, &ps, tag);
+    copies.grad_in_cat = 1;
+    snprintf(tag, sizeof tag, "depth %d fp16 b2 64x64, copies, skip gradient in the concat", depth);
+    CG_TEST_CHECK(cg_devplan_make(&d, 2, 8, 2, 512, &copies, &ps, err, sizeof err) == 0,
+                  "%s: %s", tag, err);
+    check_plan(&d, &ps, tag);
+    /* every other concat copied */
+    cg_devplan_opts_t mixed = copies;
+    mixed.inplace_concat = 1;
+    for (int t = 0, k = 0; t < d.ntensors; t++)
+      if (ps.cat_a[t] >= 0) mixed.copy_concat[t] = k++ % 2;
+    snprintf(tag, sizeof tag, "depth %d fp16 b2 64x64, every other concat copied", depth);
+    CG_TEST_CHECK(cg_devplan_make(&d, 2, 8, 2, 512, &mixed, &ps, err, sizeof err) == 0,
+                  "%s: %s", tag, err);
+    check_plan(&d, &ps, tag);
+    /* drelu "either way": both access lists at once */
+    cg_devplan_opts_t maybe = all;
+    for (int i = 0; i < CG_MAX_LAYERS; i++) maybe.drelu[i] = 2;
+    snprintf(tag, sizeof tag, "depth %d fp16 b2 64x64, every option, drelu either way", depth);
+    CG_TEST_CHECK(cg_devplan_make(&d, 2, 8, 2, 512, &maybe, &ps, err, sizeof err) == 0,
+                  "%s: %s", tag, err);
+    check_plan(&d, &ps, tag);
+  }
+
+  /* dec0.conv2 made to accumulate into its input gradient, which nothing wrote before */
+  cg_model_t bad = s;
+  for (int i = 0; i < bad.nlayers; i++)
+    if (!strcmp(bad.layers[i].name, "dec0.conv2")) bad.layers[i].accum_dx = 1;
+  err[0] = 0;
+  CG_TEST_CHECK(cg_devplan_make(&bad, 3, 8, 4, 256, NULL, &ps, err, sizeof err) == -1 &&
+                    strstr(err, "before the step writes it"),
+                "accumulating into an unwritten gradient refused (%s)", err);
+}
+
 int main(void) {
   random_instances();
 
@@ -317,158 +482,13 @@ int main(void) {
                 mib(p.arena), mib(pi.arena));
   const size_t arena_sfc = pi.arena;
 
-  /* ... and the skip's gradient in the upsampled half of its concat's copy (gcat): the split's
-   * peak (the concat's gradient, both parts' gradients, the concat) loses one part */
-  oc.grad_in_cat = 1;
-  CG_TEST_CHECK(cg_devplan_make(&m, batch, cpad, es, 256, &oc, &pi, err, sizeof err) == 0,
-                "UNet-S copies, grad in the concat: %s", err);
-  check_plan(&m, &pi, "UNet-S bf16 b32 256x256, concat copied, skip gradient in the concat");
-  int ngcat = 0;
-  for (int t = 0; t < m.ntensors; t++) {
-    const int g = cg_devplan_gcat(&pi, t);
-    if (pi.parent[g] < 0) continue;
-    ngcat++;
-    int pool = -1, cat = -1;
-    for (int i = 0; i < m.nlayers; i++) {
-      if (m.layers[i].in == t) pool = i;
-      if (pi.cat_bwd[i] >= 0 && (pi.cat_a[m.layers[i].in] == t || pi.cat_b[m.layers[i].in] == t))
-        cat = i;
-    }
-    CG_TEST_CHECK(pool >= 0 && cat >= 0 && m.layers[pool].op == CG_OP_POOL &&
-                      cg_devplan_allows(&pi, pi.cat_bwd[cat], g, CG_DP_W) &&
-                      !cg_devplan_allows(&pi, pi.cat_bwd[cat], cg_devplan_grad(&pi, t), CG_DP_W) &&
-                      cg_devplan_allows(&pi, pi.bwd_dx[pool], g, CG_DP_R) &&
-                      cg_devplan_allows(&pi, pi.bwd_dx[pool], cg_devplan_grad(&pi, t), CG_DP_W),
-                  "tensor %d: the split writes gcat, the pool reads it and writes grad", t);
-  }
-  CG_TEST_CHECK(ngcat == m.depth, "%d skips keep their gradient in their concat (want %d)",
-                ngcat, m.depth);
-  const size_t dev_gcat = params + pi.arena + slots;
-  printf("... and the skip's gradient in its concat's upsampled half: arena %.1f MiB (live "
-         "maximum %.1f MiB), %.1f MiB less; expected device memory without the cuDNN workspace "
-         "%.1f MiB (%.3f GiB)\n", mib(pi.arena), mib(pi.live_max), mib(arena_sfc) - mib(pi.arena),
-         mib(dev_gcat), (double)dev_gcat / 1073741824.0);
-  CG_TEST_CHECK(pi.arena + ((size_t)100 << 20) <= arena_sfc,
-                "the gradient in the concat saves at least 100 MiB (%.1f -> %.1f MiB)",
-                mib(arena_sfc), mib(pi.arena));
-  if (getenv("CG_MEMPLAN_PRINT")) cg_devplan_print(&pi, &m);
-
-  /* per concat buffer: the 256x256 one copied (cuDNN 9.19 on an H200 has no engine writing its
-   * strided halves), the others in place */
-  cg_devplan_opts_t om = o;
-  om.inplace_concat = om.skip_from_cat = om.grad_in_cat = 1;
-  int ncat = 0;
-  for (int t = 0; t < m.ntensors; t++) om.copy_concat[t] = m.tensors[t].h == 256;
-  CG_TEST_CHECK(cg_devplan_make(&m, batch, cpad, es, 256, &om, &pi, err, sizeof err) == 0,
-                "UNet-S mixed: %s", err);
-  check_plan(&m, &pi, "UNet-S bf16 b32 256x256, the 256x256 concat copied, the rest in place");
-  int ninplace = 0, copied_ok = 1;
-  ngcat = 0;
-  for (int t = 0; t < m.ntensors; t++) {
-    if (pi.cat_a[t] < 0) continue;
-    ncat++;
-    const int in = cg_devplan_inplace(&pi, t);
-    ninplace += in;
-    const int s_ = pi.cat_a[t], u_ = pi.cat_b[t];
-    const int g =
-        pi.parent[cg_devplan_gcat(&pi, s_)] >= 0 || pi.parent[cg_devplan_gcat(&pi, u_)] >= 0;
-    ngcat += g;
-    /* a copied concat has a forward copy and a split; one in place neither, and its parts are
-     * views of it with its pixel stride */
-    int has_copy = 0;
-    for (int i = 0; i < m.nlayers; i++)
-      if (m.layers[i].in == t) has_copy = pi.cat_fwd[i] >= 0 && pi.cat_bwd[i] >= 0;
-    if (in == has_copy || in == g || (in && pi.ld[s_] != m.tensors[t].c)) copied_ok = 0;
-  }
-  CG_TEST_CHECK(ncat == m.depth && ninplace == m.depth - 1 && ngcat == 1 && copied_ok,
-                "mixed: %d of %d concats in place (want %d), %d with gcat (want 1), layouts %s",
-                ninplace, ncat, m.depth - 1, ngcat, copied_ok ? "ok" : "wrong");
-  printf("the 256x256 concat copied (skip gradient in it), the others in place: arena %.1f MiB "
-         "(live maximum %.1f MiB)\n", mib(pi.arena), mib(pi.live_max));
-  CG_TEST_CHECK(pi.arena <= arena_sfc - ((size_t)100 << 20), "mixed saves 100 MiB too (%.1f MiB)",
-                mib(pi.arena));
+  unet_grad_in_cat(&m, oc, arena_sfc, params + slots);
 
   oc.skip_from_cat = oc.grad_in_cat = 0;
   CG_TEST_CHECK(cg_devplan_make(&m, batch, cpad, es, 256, &oc, &pi, err, sizeof err) == 0,
                 "UNet-S copies: %s", err);
   check_plan(&m, &pi, "UNet-S bf16 b32 256x256, concat copied, fused backward");
 
-  /* the small model of test_gpu_step, fp32 */
-  cg_model_t s;
-  CG_ASSERT(cg_model_build(&s, 5, 8, 3, 32, 32, 1, err, sizeof err) == 0);
-  static cg_devplan_t ps;
-  CG_TEST_CHECK(cg_devplan_make(&s, 3, 8, 4, 256, NULL, &ps, err, sizeof err) == 0,
-                "small plan: %s", err);
-  check_plan(&s, &ps, "test_gpu_step model fp32 b3 32x32");
-  static cg_devplan_opts_t all;
-  all.inplace_concat = all.fuse_relu_bias = all.skip_from_cat = 1;
-  for (int i = 0; i < CG_MAX_LAYERS; i++) all.concurrent[i] = all.drelu[i] = 1;
-  CG_TEST_CHECK(cg_devplan_make(&s, 3, 8, 4, 256, &all, &ps, err, sizeof err) == 0,
-                "small plan, every option: %s", err);
-  check_plan(&s, &ps, "test_gpu_step model fp32 b3 32x32, every option");
-  /* as test_gpu_step_catcopy (CG_CONCAT=copy) and test_gpu_step (CG_CONCAT_COPY_HW=32) run it */
-  static cg_devplan_opts_t cp;
-  cp = all;
-  cp.inplace_concat = 0;
-  cp.grad_in_cat = 1;
-  CG_TEST_CHECK(cg_devplan_make(&s, 3, 8, 4, 256, &cp, &ps, err, sizeof err) == 0,
-                "small plan, copies, gcat: %s", err);
-  check_plan(&s, &ps, "test_gpu_step model fp32 b3 32x32, copies, skip gradient in the concat");
-  cp.inplace_concat = 1;
-  for (int t = 0; t < s.ntensors; t++) cp.copy_concat[t] = s.tensors[t].h >= 32;
-  CG_TEST_CHECK(cg_devplan_make(&s, 3, 8, 4, 256, &cp, &ps, err, sizeof err) == 0,
-                "small plan, mixed: %s", err);
-  check_plan(&s, &ps, "test_gpu_step model fp32 b3 32x32, the 32x32 concat copied");
-
-  /* every depth the model allows */
-  for (int depth = 1; depth <= CG_MAX_DEPTH; depth++) {
-    cg_model_t d;
-    CG_ASSERT(cg_model_build(&d, 5, 4, depth, 64, 64, 1, err, sizeof err) == 0);
-    char tag[64];
-    snprintf(tag, sizeof tag, "depth %d fp16 b2 64x64", depth);
-    CG_TEST_CHECK(cg_devplan_make(&d, 2, 8, 2, 512, NULL, &ps, err, sizeof err) == 0, "%s: %s",
-                  tag, err);
-    check_plan(&d, &ps, tag);
-    snprintf(tag, sizeof tag, "depth %d fp16 b2 64x64, every option", depth);
-    CG_TEST_CHECK(cg_devplan_make(&d, 2, 8, 2, 512, &all, &ps, err, sizeof err) == 0, "%s: %s",
-                  tag, err);
-    check_plan(&d, &ps, tag);
-    cg_devplan_opts_t copies = all;
-    copies.inplace_concat = 0;
-    snprintf(tag, sizeof tag, "depth %d fp16 b2 64x64, copies, skip from the concat", depth);
-    CG_TEST_CHECK(cg_devplan_make(&d, 2, 8, 2, 512, &copies, &ps, err, sizeof err) == 0,
-                  "%s: %s", tag, err);
-    check_plan(&d, &ps, tag);
-    copies.grad_in_cat = 1;
-    snprintf(tag, sizeof tag, "depth %d fp16 b2 64x64, copies, skip gradient in the concat", depth);
-    CG_TEST_CHECK(cg_devplan_make(&d, 2, 8, 2, 512, &copies, &ps, err, sizeof err) == 0,
-                  "%s: %s", tag, err);
-    check_plan(&d, &ps, tag);
-    /* every other concat copied */
-    cg_devplan_opts_t mixed = copies;
-    mixed.inplace_concat = 1;
-    for (int t = 0, k = 0; t < d.ntensors; t++)
-      if (ps.cat_a[t] >= 0) mixed.copy_concat[t] = k++ % 2;
-    snprintf(tag, sizeof tag, "depth %d fp16 b2 64x64, every other concat copied", depth);
-    CG_TEST_CHECK(cg_devplan_make(&d, 2, 8, 2, 512, &mixed, &ps, err, sizeof err) == 0,
-                  "%s: %s", tag, err);
-    check_plan(&d, &ps, tag);
-    /* drelu "either way": both access lists at once */
-    cg_devplan_opts_t maybe = all;
-    for (int i = 0; i < CG_MAX_LAYERS; i++) maybe.drelu[i] = 2;
-    snprintf(tag, sizeof tag, "depth %d fp16 b2 64x64, every option, drelu either way", depth);
-    CG_TEST_CHECK(cg_devplan_make(&d, 2, 8, 2, 512, &maybe, &ps, err, sizeof err) == 0,
-                  "%s: %s", tag, err);
-    check_plan(&d, &ps, tag);
-  }
-
-  /* dec0.conv2 made to accumulate into its input gradient, which nothing wrote before */
-  cg_model_t bad = s;
-  for (int i = 0; i < bad.nlayers; i++)
-    if (!strcmp(bad.layers[i].name, "dec0.conv2")) bad.layers[i].accum_dx = 1;
-  err[0] = 0;
-  CG_TEST_CHECK(cg_devplan_make(&bad, 3, 8, 4, 256, NULL, &ps, err, sizeof err) == -1 &&
-                    strstr(err, "before the step writes it"),
-                "accumulating into an unwritten gradient refused (%s)", err);
+  small_models();
   return cg_test_done("test_memplan");
 }
