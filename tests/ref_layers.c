@@ -49,6 +49,47 @@ void cg_ref_upconv_fwd(const cg_ref_view_t *x, const double *wt, const double *b
         }
 }
 
+void cg_ref_upconv_bwd_data(const cg_ref_view_t *dy, const double *wt, const cg_ref_view_t *dx) {
+  CG_ASSERT(dy->n == dx->n && dy->h == 2 * dx->h && dy->w == 2 * dx->w);
+  const int cin = dx->c, cout = dy->c;
+  for (int i = 0; i < dx->n; i++)
+    for (int a = 0; a < dx->h; a++)
+      for (int b = 0; b < dx->w; b++)
+        for (int ci = 0; ci < cin; ci++) {
+          double s = 0;
+          for (int u = 0; u < 2; u++)
+            for (int v = 0; v < 2; v++)
+              for (int co = 0; co < cout; co++)
+                s += at(dy, i, 2 * a + u, 2 * b + v)[co] *
+                     wt[(((size_t)ci * 2 + u) * 2 + v) * cout + co];
+          at(dx, i, a, b)[ci] = s;
+        }
+}
+
+void cg_ref_upconv_bwd_filter(const cg_ref_view_t *x, const cg_ref_view_t *dy, double *dw,
+                              double *db) {
+  CG_ASSERT(dy->n == x->n && dy->h == 2 * x->h && dy->w == 2 * x->w);
+  const int cin = x->c, cout = dy->c;
+  for (int ci = 0; ci < cin; ci++)
+    for (int u = 0; u < 2; u++)
+      for (int v = 0; v < 2; v++)
+        for (int co = 0; co < cout; co++) {
+          double s = 0;
+          for (int i = 0; i < x->n; i++)
+            for (int a = 0; a < x->h; a++)
+              for (int b = 0; b < x->w; b++)
+                s += at(x, i, a, b)[ci] * at(dy, i, 2 * a + u, 2 * b + v)[co];
+          dw[(((size_t)ci * 2 + u) * 2 + v) * cout + co] = s;
+        }
+  for (int co = 0; co < cout && db; co++) {
+    double s = 0;
+    for (int i = 0; i < dy->n; i++)
+      for (int y = 0; y < dy->h; y++)
+        for (int x2 = 0; x2 < dy->w; x2++) s += at(dy, i, y, x2)[co];
+    db[co] = s;
+  }
+}
+
 void cg_ref_maxpool_fwd(const cg_ref_view_t *x, const cg_ref_view_t *y) {
   CG_ASSERT(y->n == x->n && y->h * 2 == x->h && y->w * 2 == x->w && y->c == x->c);
   for (int i = 0; i < y->n; i++)

@@ -23,6 +23,13 @@ void cg_ref_conv_fwd(const cg_ref_view_t *x, const double *wt, const double *bia
 /* y[i, 2a+u, 2b+v, co] = bias[co] + sum_ci x[i, a, b, ci] * wt[ci][u][v][co]. */
 void cg_ref_upconv_fwd(const cg_ref_view_t *x, const double *wt, const double *bias,
                        const cg_ref_view_t *y);
+/* The upconv's input gradient: dx[i, a, b, ci] = sum over u, v, co of
+ * dy[i, 2a+u, 2b+v, co] * wt[ci][u][v][co]. */
+void cg_ref_upconv_bwd_data(const cg_ref_view_t *dy, const double *wt, const cg_ref_view_t *dx);
+/* The upconv's weight gradient: dw[ci][u][v][co] = sum over i, a, b of x[i, a, b, ci] *
+ * dy[i, 2a+u, 2b+v, co]; and, unless db is NULL, db[co] = the sum of dy[., ., ., co]. */
+void cg_ref_upconv_bwd_filter(const cg_ref_view_t *x, const cg_ref_view_t *dy, double *dw,
+                              double *db);
 /* 2x2 stride-2 max pool. */
 void cg_ref_maxpool_fwd(const cg_ref_view_t *x, const cg_ref_view_t *y);
 

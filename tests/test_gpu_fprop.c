@@ -39,25 +39,11 @@ typedef struct {
 } tcase_t;
 
 
-/* npix pixels of stride ld (elements): channels [0, c) uniform in [lo, hi) rounded to dt, the
- * rest NaN; the values, dense, in *dense (npix x c). */
+/* cg_test_act16 with this run's next seed. */
 static uint16_t *make_act(cg_dtype_t dt, size_t npix, int c, int ld, float lo, float hi,
                           float **dense) {
-  const size_t len = npix * ld;
-  uint16_t *h = cg_malloc(len * 2 + 2, "test activation");
-  float *d = cg_malloc(npix * c * sizeof(float) + 4, "test activation (dense)");
-  cg_test_fill(d, npix * c, lo, hi, g_seed * 1000003u + g_ctr++);
-  for (size_t i = 0; i < len; i++) h[i] = cg_test_nan_dt16(dt);
-  for (size_t p = 0; p < npix; p++)
-    for (int k = 0; k < c; k++) {
-      const uint16_t b = cg_test_to_dt16(dt, d[p * c + k]);
-      h[p * ld + k] = b;
-      d[p * c + k] = cg_test_from_dt16(dt, b);
-    }
-  *dense = d;
-  return h;
+  return cg_test_act16(dt, npix, c, ld, lo, hi, g_seed * 1000003u + g_ctr++, dense);
 }
-
 /* The layer's weight as the kernel reads it: wk(co, r, s, ci) of fprop.h. */
 static float wk(const tcase_t *t, const float *w, int co, int tap, int ci) {
   if (!t->dgrad) return w[((size_t)co * 9 + tap) * t->cin + ci];

@@ -184,3 +184,20 @@ float cg_test_from_dt16(cg_dtype_t dt, uint16_t b) {
 }
 
 uint16_t cg_test_nan_dt16(cg_dtype_t dt) { return dt == CG_DT_BF16 ? 0x7FC0 : 0x7E00; }
+
+uint16_t *cg_test_act16(cg_dtype_t dt, size_t npix, int c, int ld, float lo, float hi,
+                        uint64_t seed, float **dense) {
+  const size_t len = npix * ld;
+  uint16_t *h = cg_malloc(len * 2 + 2, "test activation");
+  float *d = cg_malloc(npix * c * sizeof(float) + 4, "test activation (dense)");
+  cg_test_fill(d, npix * c, lo, hi, seed);
+  for (size_t i = 0; i < len; i++) h[i] = cg_test_nan_dt16(dt);
+  for (size_t p = 0; p < npix; p++)
+    for (int k = 0; k < c; k++) {
+      const uint16_t b = cg_test_to_dt16(dt, d[p * c + k]);
+      h[p * ld + k] = b;
+      d[p * c + k] = cg_test_from_dt16(dt, b);
+    }
+  *dense = d;
+  return h;
+}

@@ -76,5 +76,10 @@ float cg_test_f16_to_f32(uint16_t h);
 uint16_t cg_test_to_dt16(cg_dtype_t dt, float f);
 float cg_test_from_dt16(cg_dtype_t dt, uint16_t b);
 uint16_t cg_test_nan_dt16(cg_dtype_t dt);
+/* npix pixels of stride ld (elements) in dt: channels [0, c) uniform in [lo, hi) (seeded) and
+ * rounded to dt, the rest NaN (the unused channels of a concat half must not leak into a
+ * kernel's result). The rounded values, dense (npix x c), in *dense. Both cg_malloc'd. */
+uint16_t *cg_test_act16(cg_dtype_t dt, size_t npix, int c, int ld, float lo, float hi,
+                        uint64_t seed, float **dense);
 
 #endif
