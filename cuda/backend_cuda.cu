@@ -736,8 +736,9 @@ int make_convs(cg_backend_t *b, int *conv_failed, char *err, size_t errlen) {
     sh.k = l->op == CG_OP_UPCONV ? 2 : l->k;
     sh.dt = b->dt;
     sh.tf32 = b->cfg.tf32;
-    /* a plain layer offers its bias (+ ReLU) for fusion into the convolution */
-    sh.bias_act = sh.kind == CG_CONV_PLAIN ? (l->relu ? 2 : 1) : 0;
+    /* every layer offers its bias (+ ReLU) for fusion into the convolution (an upconv: into
+     * our upconv kernel, conv.h) */
+    sh.bias_act = l->relu ? 2 : 1;
     sh.ldx = b->plan.ld[l->in];
     sh.ldy = b->plan.ld[l->out];
     sh.drelu = b->plan.opts.drelu[i] != 0; /* the plan kept only where it applies */
@@ -900,14 +901,15 @@ void device_metrics(cg_backend_t *b, int slot, int dq) {
  * from the plan: a concat part in place is written and read inside its concat buffer. */
 /* Whether layer i's bias forward is folded into the copy of the concat its output is a part of
  * (the cat_fwd of the concat's reader) instead of a pass of its own: an upconv without ReLU
- * (never fused into cuDNN, and its backward reads no mask) whose output only that copy reads,
- * the concat's only copy, the other part not folded likewise; unless CG_CAT_BIAS=0. Returns
- * the concat's reader, or -1. */
+ * (its backward reads no mask) whose forward is not fused with its bias already (our upconv
+ * kernel), whose output only that copy reads, the concat's only copy, the other part not
+ * folded likewise; unless CG_CAT_BIAS=0. Returns the concat's reader, or -1. */
 int bias_in_copy(const cg_backend_t *b, int i) {
   const cg_model_t *m = b->m;
   const cg_devplan_t *P = &b->plan;
   const cg_layer_t *l = &m->layers[i];
   if (l->op != CG_OP_UPCONV || l->relu || !b->cat_bias) return -1;
+  if (b->conv[i] && cg_conv_fused(b->conv[i])) return -1;
   for (int k = 0; k < m->nlayers; k++)
     if (m->layers[k].in == l->out) return -1; /* read as it is */
   int reader = -1, copies = 0;
@@ -974,6 +976,11 @@ int forward_layer(cg_backend_t *b, int i) {
                            bias, l->relu, s);
       break;
     case CG_OP_UPCONV:
+      if (cg_conv_fused(b->conv[i])) { /* our upconv kernel with the bias in its epilogue */
+        BODY_DNN(b, cg_conv_fwd_bias_act(b->cctx, b->conv[i], x, wptr(b, i), bias, y, b->d_ws,
+                                         b->ws_bytes, s));
+        break;
+      }
       BODY_DNN(b, cg_conv_fwd(b->cctx, b->conv[i], x, wptr(b, i), y, b->d_ws, b->ws_bytes, s));
       if (b->bias_copy[i] < 0) /* else the concat's copy adds it */
         cg_k_bias_act_fwd_ld(dt, act_at(b, l->out, p, CG_DP_RW), P->ld[l->out], npix_out,

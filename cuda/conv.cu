@@ -43,6 +43,7 @@ extern "C" {
 #include "conv_graph.h"
 #include "fprop.h"
 #include "kernels.h"
+#include "upconv.h"
 #include "wgrad.h"
 
 namespace {
@@ -61,7 +62,8 @@ enum { kSweepTop = 4, kSweepMax = 96 }; /* knob sweep: of the best heuristic eng
 struct entry_t {
   char key[256];
   int graph; /* candidate index in the graph's list, -1: the legacy algorithm, -2: our own
-                weight-gradient kernel (wgrad.h), -3: our own 3x3 kernel (fprop.h) */
+                weight-gradient kernel (wgrad.h), -3: our own 3x3 kernel (fprop.h), -4: our
+                own upconv kernels (upconv.h) */
   int algo;  /* legacy algorithm, -1 when none was usable */
   int math;
 };
@@ -146,11 +148,20 @@ struct cg_conv {
   int fp[COP_N], fp_fused, fp_drelu;
   cg_fprop_shape_t fsh[COP_N], fsh_fused, fsh_drelu;
   float ms_fp[COP_N], err_fp[COP_N]; /* at selection: its time, its error against cuDNN's */
+  /* our upconv kernels (upconv.h): for cuDNN operation cop of an upconv (up[cop]), and the
+   * layer's forward with its bias (+ ReLU) (up_fused); the shapes as run (accum set at each
+   * call) */
+  int up[COP_N], up_fused;
+  cg_upconv_shape_t ush[COP_N], ush_fused;
+  float ms_up[COP_N], err_up[COP_N]; /* at selection: time, error against the reference */
 };
 
 namespace {
 
 bool custom_shape(const cg_conv_t *c, cg_wgrad_shape_t *w); /* our dW kernel's shape, below */
+bool up_shape(const cg_conv_t *c, int cop, int bias, cg_upconv_shape_t *u); /* upconv.h's */
+cudnnStatus_t run_up(const cg_upconv_shape_t *u, int accum, const void *in0, const void *in1,
+                     const float *bias, void *out, float *db, void *ws, cudaStream_t s);
 bool fprop_shape(const cg_conv_t *c, int cop, int bias, int relu, int mask,
                  cg_fprop_shape_t *f); /* our 3x3 kernel's, below */
 cudnnStatus_t run_fprop(const cg_fprop_shape_t *f, int accum, const void *x, const void *w,
@@ -238,29 +249,31 @@ cudnnStatus_t ws_cop(cudnnHandle_t h, const cg_conv_t *c, int cop, int algo, siz
   return CUDNN_STATUS_BAD_PARAM;
 }
 
+/* The key's tag of our kernels under the switch var: on, off ("off") or forced ("force"). */
+const char *tag3(const char *var, const char *on, const char *off, const char *force) {
+  const char *v = getenv(var);
+  return !v ? on : !strcmp(v, "off") ? off : !strcmp(v, "force") ? force : on;
+}
+
 /* op: kCopName[cop], or "fwd_fused" with the bias alignment (the fusion decision). */
 void make_key(const cg_conv_ctx_t *ctx, const cg_conv_t *c, const char *op, char *key, size_t len) {
   const cg_conv_shape_t *s = &c->shape;
   /* what the search could choose from is part of the key: an experiment with a narrower
    * search must not reuse a wider one's choice */
-  const char *wg = getenv("CG_CONV_WGRAD"), *fp = getenv("CG_CONV_FPROP");
   const bool plain3 = s->kind == CG_CONV_PLAIN && s->k == 3 && s->dt != CG_DT_F32;
+  const bool up16 = s->kind == CG_CONV_UP && s->dt != CG_DT_F32;
+  /* the version of our kernels that could take the operation, and their switch: our upconv
+   * kernels for every operation of a bf16/fp16 upconv; else our dW kernel for the weight
+   * gradient, our 3x3 kernel for the other operations and the fusions of a plain bf16/fp16
+   * 3x3 layer. A changed kernel is timed and checked anew. */
   char api[48];
   snprintf(api, sizeof api, "%s%s%s",
            ctx->api == CG_CONV_API_LEGACY ? "-legacy" : ctx->api == CG_CONV_API_GRAPH ? "-graph" : "",
            ctx->sweep_ms < 0 ? "-nosweep" : "",
-           /* the version of our dW kernel, and of our 3x3 kernel for the other operations and
-            * the fusions of a plain bf16/fp16 3x3 layer: a changed kernel is timed and checked
-            * anew */
-           !strcmp(op, "bwd_filter") ? (!wg                      ? "-wg1"
-                                        : !strcmp(wg, "off")   ? "-nowg"
-                                        : !strcmp(wg, "force") ? "-wgF"
-                                                               : "-wg1")
-           : plain3 ? (!fp                      ? "-fp1"
-                       : !strcmp(fp, "off")   ? "-nofp"
-                       : !strcmp(fp, "force") ? "-fpF"
-                                              : "-fp1")
-                                     : "");
+           up16                        ? tag3("CG_CONV_UPCONV", "-up1", "-noup", "-upF")
+           : !strcmp(op, "bwd_filter") ? tag3("CG_CONV_WGRAD", "-wg1", "-nowg", "-wgF")
+           : plain3                    ? tag3("CG_CONV_FPROP", "-fp1", "-nofp", "-fpF")
+                                       : "");
   char ld[32] = "";
   if (s->ldx || s->ldy) snprintf(ld, sizeof ld, " ldx%d ldy%d", s->ldx, s->ldy);
   snprintf(key, len, "%s cudnn%zu sel3%s %s %s %s tf32=%d det=%d n%d h%d w%d ci%d co%d k%d%s",
@@ -304,11 +317,12 @@ void load_cache(cg_conv_ctx_t *ctx) {
     if (sscanf(eq + 3, " %c", &kind) != 1) continue;
     if (kind == 'L' && sscanf(eq + 3, " L %d %d", &algo, &math) != 2) continue;
     if (kind == 'G' && sscanf(eq + 3, " G %d %d %d", &graph, &algo, &math) != 3) continue;
-    if (kind == 'W' || kind == 'F') {
-      if (sscanf(eq + 3, kind == 'W' ? " W %d %d" : " F %d %d", &algo, &math) != 2) continue;
-      graph = kind == 'W' ? -2 : -3;
+    if (kind == 'W' || kind == 'F' || kind == 'U') {
+      const char *fmt = kind == 'W' ? " W %d %d" : kind == 'F' ? " F %d %d" : " U %d %d";
+      if (sscanf(eq + 3, fmt, &algo, &math) != 2) continue;
+      graph = kind == 'W' ? -2 : kind == 'F' ? -3 : -4;
     }
-    if ((kind != 'L' && kind != 'G' && kind != 'W' && kind != 'F') || graph < -3 ||
+    if ((kind != 'L' && kind != 'G' && kind != 'W' && kind != 'F' && kind != 'U') || graph < -4 ||
         graph >= kMaxCand || (kind == 'G' && graph < 0))
       continue;
     if (algo < -1 || algo >= kMaxAlgos || math < 0 || math > (int)CUDNN_FMA_MATH) continue;
@@ -403,12 +417,13 @@ int cg_conv_ctx_save(cg_conv_ctx_t *ctx, char *err, size_t errlen) {
   int ok = fprintf(f, "# cogpu-dist cuDNN algorithm cache: <device> <cuDNN> <op> <shape> = "
                       "L <legacy algo> <math type> | G <graph candidate> <legacy algo> <math> | W <legacy "
                       "algo> <math> (our own dW kernel) | F <legacy algo> <math> (our own 3x3 "
-                      "kernel)\n") > 0;
+                      "kernel) | U <legacy algo> <math> (our own upconv kernels)\n") > 0;
   for (int i = 0; i < ctx->n && ok; i++) {
     const entry_t *e = &ctx->e[i];
     if (e->graph >= 0) ok = fprintf(f, "%s = G %d %d %d\n", e->key, e->graph, e->algo, e->math) > 0;
     else if (e->graph == -2) ok = fprintf(f, "%s = W %d %d\n", e->key, e->algo, e->math) > 0;
     else if (e->graph == -3) ok = fprintf(f, "%s = F %d %d\n", e->key, e->algo, e->math) > 0;
+    else if (e->graph == -4) ok = fprintf(f, "%s = U %d %d\n", e->key, e->algo, e->math) > 0;
     else ok = fprintf(f, "%s = L %d %d\n", e->key, e->algo, e->math) > 0;
   }
   if (cg_afile_commit(af, why, sizeof why)) { /* reports the write error that stopped the loop */
@@ -455,9 +470,10 @@ int cg_conv_create(const cg_conv_shape_t *shape, int ops, cg_conv_t **out, char 
   CG_ASSERT(s->kind == CG_CONV_PLAIN ? (s->k >= 1 && s->k % 2 == 1) : s->k == 2);
   CG_ASSERT(ops >= 1 && (ops & ~CG_CONV_OP_ALL) == 0);
   CG_ASSERT(s->dt == CG_DT_F32 || s->dt == CG_DT_BF16 || s->dt == CG_DT_F16);
-  CG_ASSERT(s->bias_act >= 0 && s->bias_act <= 2 && (s->bias_act == 0 || s->kind == CG_CONV_PLAIN));
+  CG_ASSERT(s->bias_act >= 0 && s->bias_act <= 2);
   cg_conv_t *c = (cg_conv_t *)cg_calloc(1, sizeof *c, "conv layer");
-  for (int k = 0; k < COP_N; k++) c->ms_fp[k] = c->err_fp[k] = -1.0f; /* not timed */
+  for (int k = 0; k < COP_N; k++) /* not timed */
+    c->ms_fp[k] = c->err_fp[k] = c->ms_up[k] = c->err_up[k] = -1.0f;
   c->shape = *s;
   c->ms_custom = c->err_custom = c->ms_drelu = c->ms_unfused = c->ms_fused = c->ms_split = -1.0f;
   if (s->dt != CG_DT_F32) c->shape.tf32 = 0; /* meaningless there; keeps cache keys canonical */
@@ -531,6 +547,10 @@ size_t cg_conv_search_ws_bytes(cg_conv_ctx_t *ctx, const cg_conv_t *c) {
   cg_wgrad_shape_t w;
   if (c->need[COP_BWD_FILTER] && custom_shape(c, &w) && cg_wgrad_work_bytes(&w) > most)
     most = cg_wgrad_work_bytes(&w); /* our dW kernel's partial sums */
+  cg_upconv_shape_t u;
+  if (c->need[COP_BWD_FILTER] && up_shape(c, COP_BWD_FILTER, 0, &u) &&
+      cg_upconv_work_bytes(&u) > most)
+    most = cg_upconv_work_bytes(&u); /* our upconv dW kernel's */
   return most;
 }
 
@@ -548,7 +568,10 @@ void describe(const cg_conv_t *c, char *buf, size_t len, int times) {
     if (!c->selected[cop]) continue;
     char gd[64] = "";
     if (c->g[cop]) cg_cgraph_describe(c->g[cop], gd, sizeof gd);
-    if (c->g[cop])
+    const bool own = c->fp[cop] || c->up[cop] || (cop == COP_BWD_FILTER && c->custom);
+    if (own) /* named below */
+      k += snprintf(buf + k, len - (size_t)k, "; %s own kernel ws %zu", kCopName[cop], c->ws[cop]);
+    else if (c->g[cop])
       k += snprintf(buf + k, len - (size_t)k, "; %s graph %s ws %zu", kCopName[cop], gd,
                     c->ws[cop]);
     else
@@ -578,18 +601,29 @@ void describe(const cg_conv_t *c, char *buf, size_t len, int times) {
   if (times && k > 0 && (size_t)k < len && c->ms_unfused >= 0)
     k += snprintf(buf + k, len - (size_t)k, " (dx+drelu %.3f ms vs dx + 2/3 mask pass %.3f ms)",
                   c->ms_drelu, c->ms_unfused);
-  for (int cop = 0; cop < COP_BWD_FILTER && k > 0 && (size_t)k < len; cop++) {
-    if (c->fp[cop])
-      k += snprintf(buf + k, len - (size_t)k, "; %s by our 3x3 kernel", kCopName[cop]);
-    if (times && k > 0 && (size_t)k < len && c->ms_fp[cop] >= 0)
-      k += snprintf(buf + k, len - (size_t)k, " (ours %.3f ms, error %.2g of the reference's max)",
-                    c->ms_fp[cop], c->err_fp[cop]);
-  }
+  const struct {
+    const int *on;
+    const float *ms, *err;
+    const char *what;
+  } ours[2] = {{c->fp, c->ms_fp, c->err_fp, "our 3x3 kernel"},
+               {c->up, c->ms_up, c->err_up, "our upconv kernel"}};
+  for (int o = 0; o < 2; o++)
+    for (int cop = 0; cop < COP_N && k > 0 && (size_t)k < len; cop++) {
+      if (ours[o].on[cop])
+        k += snprintf(buf + k, len - (size_t)k, "; %s by %s", kCopName[cop], ours[o].what);
+      if (times && k > 0 && (size_t)k < len && ours[o].ms[cop] >= 0)
+        k += snprintf(buf + k, len - (size_t)k, " (%s: %s %.3f ms, error %.2g of the "
+                      "reference's max)", kCopName[cop], ours[o].what, ours[o].ms[cop],
+                      ours[o].err[cop]);
+    }
   if (c->fp_fused && k > 0 && (size_t)k < len)
     k += snprintf(buf + k, len - (size_t)k, "; fwd+bias%s by our 3x3 kernel",
                   c->shape.bias_act == 2 ? "+relu" : "");
   if (c->fp_drelu && k > 0 && (size_t)k < len)
     k += snprintf(buf + k, len - (size_t)k, "; bwd_data+drelu by our 3x3 kernel");
+  if (c->up_fused && k > 0 && (size_t)k < len)
+    k += snprintf(buf + k, len - (size_t)k, "; forward+bias%s by our upconv kernel",
+                  c->shape.bias_act == 2 ? "+relu" : "");
   if (c->custom && k > 0 && (size_t)k < len)
     k += snprintf(buf + k, len - (size_t)k, "; dW by our kernel");
   if (times && k > 0 && (size_t)k < len && c->ms_custom >= 0)
@@ -858,6 +892,42 @@ cudnnStatus_t run_fprop(const cg_fprop_shape_t *f, int accum, const void *x, con
                                                                : CUDNN_STATUS_EXECUTION_FAILED;
 }
 
+/* The shape of our upconv kernel for cuDNN operation cop of an upconv (COP_BWD_DATA: the
+ * layer's forward, with its bias (+ ReLU) when bias; COP_FWD: its input gradient;
+ * COP_BWD_FILTER: its weight gradient), when it handles it (bf16/fp16, CG_CONV_UPCONV not
+ * "off"). */
+bool up_shape(const cg_conv_t *c, int cop, int bias, cg_upconv_shape_t *u) {
+  const cg_conv_shape_t *s = &c->shape;
+  const char *env = getenv("CG_CONV_UPCONV");
+  if (env && !strcmp(env, "off")) return false;
+  if (s->kind != CG_CONV_UP || s->dt == CG_DT_F32) return false;
+  memset(u, 0, sizeof *u);
+  u->dt = s->dt;
+  u->op = cop == COP_BWD_DATA ? CG_UPCONV_FWD : cop == COP_FWD ? CG_UPCONV_DGRAD : CG_UPCONV_WGRAD;
+  u->n = s->n;
+  u->h = s->h;
+  u->w = s->w;
+  u->cin = s->cin;
+  u->cout = s->cout;
+  u->bias = bias != 0;
+  u->relu = bias && s->bias_act == 2;
+  u->ldx = s->ldx ? s->ldx : s->cin;
+  u->ldy = s->ldy ? s->ldy : s->cout;
+  return cg_upconv_supported(u) != 0;
+}
+
+/* Our upconv kernel on cuDNN's operands (run_cop): in0 = layer x (forward), dy (input
+ * gradient, weight gradient); in1 = w, w, x. */
+cudnnStatus_t run_up(const cg_upconv_shape_t *u, int accum, const void *in0, const void *in1,
+                     const float *bias, void *out, float *db, void *ws, cudaStream_t s) {
+  cg_upconv_shape_t g = *u;
+  g.accum = accum != 0 && g.op == CG_UPCONV_DGRAD;
+  const bool w = g.op == CG_UPCONV_WGRAD;
+  return cg_upconv_run(&g, w ? in1 : in0, w ? in0 : in1, bias, out, db, ws, s) == cudaSuccess
+             ? CUDNN_STATUS_SUCCESS
+             : CUDNN_STATUS_EXECUTION_FAILED;
+}
+
 /* Runs ref, then cand, each writing the n elements (type dt) at out, and compares them on the
  * host: they agree when max |cand - ref| <= tol x max |ref|, neither has a NaN, and max |ref| > 0
  * (an all-zero reference proves nothing; the backend fills its buffers with random values
@@ -917,11 +987,45 @@ size_t out_elems(const cg_conv_t *c, int cop) {
   return (px - 1) * (size_t)(is_a ? lda : ldb) + (size_t)(is_a ? ca : cb);
 }
 
-/* Our dW kernel as a candidate of COP_BWD_FILTER: timed like cuDNN's, used when faster by 2%,
- * but only after its output agrees with that of cuDNN's choice on the same operands (1e-2 of the
- * largest element), so that a kernel wrong on this device or shape is never used; where cuDNN
- * has nothing (*best < 0), with the naive kernel's output instead. run_best runs cuDNN's choice
- * into out. Returns 1 when it won (c->custom set, *best and *best_ws updated). */
+/* Our kernel (ours) as a candidate of cop beside cuDNN's choice (run_best, which took best ms;
+ * best < 0: cuDNN has nothing for the shape, e.g. a strided concat half it refuses). Its output
+ * must first agree with that of cuDNN's choice on the same operands (1e-2 of the largest
+ * element), or, where cuDNN has nothing, with the naive kernel's (naive), so that a kernel wrong
+ * on this device or shape is never used; then it is timed (*ms; *err: the disagreement) and
+ * wins when 2% faster, when cuDNN has nothing, or when the variable var is "force" (tests).
+ * what names it in the log (CG_CONV_VERBOSE). */
+template <typename B, typename N, typename O>
+bool ours_wins(const cg_conv_ctx_t *ctx, const cg_conv_t *c, int cop, void *out, cudaStream_t s,
+               B run_best, N naive, O ours, const char *what, const char *var, float best,
+               float *ms, float *err) {
+  *ms = *err = -1.0f;
+  const size_t n = out_elems(c, cop);
+  const bool agree = best >= 0 ? outputs_agree(c->shape.dt, out, n, s, run_best, ours, 1e-2f, err)
+                               : outputs_agree(c->shape.dt, out, n, s, naive, ours, 1e-2f, err);
+  if (!agree) {
+    if (ctx->verbose) {
+      char desc[256];
+      cg_conv_describe(c, desc, sizeof desc);
+      fprintf(stderr, "conv search: %s does not agree with %s on %s %s (error %.3g of the "
+              "largest element); not used\n", what, best >= 0 ? "cuDNN" : "the naive kernel",
+              desc, kCopName[cop], *err);
+    }
+    return false;
+  }
+  *ms = time_runs(s, ours);
+  if (*ms < 0 || !(best < 0 || forced(var) || *ms < 0.98f * best)) return false;
+  if (best < 0 && ctx->verbose)
+    fprintf(stderr, "conv search: cuDNN has nothing for %s; %s takes it\n", kCopName[cop], what);
+  return true;
+}
+
+/* cudaError_t to cudnnStatus_t, for the candidates' lambdas. */
+cudnnStatus_t st_of(cudaError_t rc) {
+  return rc == cudaSuccess ? CUDNN_STATUS_SUCCESS : CUDNN_STATUS_EXECUTION_FAILED;
+}
+
+/* Our dW kernel as a candidate of COP_BWD_FILTER (ours_wins; the naive kernel of wgrad.h).
+ * Returns 1 when it won (c->custom's shape, *best and *best_ws set). */
 template <typename F>
 int select_custom(const cg_conv_ctx_t *ctx, cg_conv_t *c, const void *x, const void *dy, void *out,
                   void *d_ws, size_t ws_bytes, cudaStream_t s, F run_best, float *best,
@@ -930,45 +1034,19 @@ int select_custom(const cg_conv_ctx_t *ctx, cg_conv_t *c, const void *x, const v
   if (!custom_shape(c, &c->wsh)) return 0;
   const size_t need = cg_wgrad_work_bytes(&c->wsh);
   if (need > ws_bytes) return 0;
-  auto ours = [&] {
-    return cg_wgrad_run(&c->wsh, x, dy, out, NULL, d_ws, s) == cudaSuccess
-               ? CUDNN_STATUS_SUCCESS : CUDNN_STATUS_EXECUTION_FAILED;
-  };
-  /* where cuDNN has nothing (*best < 0: dy a strided concat half it refuses), the naive kernel
-   * of wgrad.h is the reference */
-  auto naive = [&] {
-    return cg_wgrad_reference(&c->wsh, x, dy, out, s) == cudaSuccess
-               ? CUDNN_STATUS_SUCCESS : CUDNN_STATUS_EXECUTION_FAILED;
-  };
-  const bool agree =
-      *best >= 0 ? outputs_agree(c->shape.dt, out, out_elems(c, COP_BWD_FILTER), s, run_best,
-                                 ours, 1e-2f, &c->err_custom)
-                 : outputs_agree(c->shape.dt, out, out_elems(c, COP_BWD_FILTER), s, naive, ours,
-                                 1e-2f, &c->err_custom);
-  if (!agree) {
-    if (ctx->verbose) {
-      char desc[256];
-      cg_conv_describe(c, desc, sizeof desc);
-      fprintf(stderr, "conv search: our dW kernel does not agree with cuDNN on %s (error %.3g of "
-              "the largest element); not used\n", desc, c->err_custom);
-    }
+  auto ours = [&] { return st_of(cg_wgrad_run(&c->wsh, x, dy, out, NULL, d_ws, s)); };
+  auto naive = [&] { return st_of(cg_wgrad_reference(&c->wsh, x, dy, out, s)); };
+  if (!ours_wins(ctx, c, COP_BWD_FILTER, out, s, run_best, naive, ours, "our dW kernel",
+                 "CG_CONV_WGRAD", *best, &c->ms_custom, &c->err_custom))
     return 0;
-  }
-  const float t = time_runs(s, ours);
-  c->ms_custom = t;
-  if (t >= 0 && (*best < 0 || forced("CG_CONV_WGRAD") || t < 0.98f * *best)) {
-    *best = t;
-    *best_ws = need;
-    return 1;
-  }
-  return 0;
+  *best = c->ms_custom;
+  *best_ws = need;
+  return 1;
 }
 
-/* Our 3x3 kernel as a candidate of cop (forward or input gradient of a plain layer), as
- * select_custom: used when 2% faster than cuDNN's choice and its output agrees with it (1e-2 of
- * the largest element). Where cuDNN has nothing for the shape (*best < 0: a strided half of a
- * concat buffer at 256x256 on an H200) it is taken when it agrees with the naive kernel of
- * fprop.h instead. Returns 1 when it won (c->fp[cop], c->fsh[cop], *best, *best_ws set). */
+/* Our 3x3 kernel as a candidate of cop, the forward or input gradient of a plain layer
+ * (ours_wins; the naive kernel of fprop.h). Returns 1 when it won (c->fsh[cop], *best,
+ * *best_ws set). */
 template <typename F>
 int select_fprop(const cg_conv_ctx_t *ctx, cg_conv_t *c, int cop, const void *in0, const void *in1,
                  void *out, cudaStream_t s, F run_best, float *best, size_t *best_ws) {
@@ -976,41 +1054,43 @@ int select_fprop(const cg_conv_ctx_t *ctx, cg_conv_t *c, int cop, const void *in
   cg_fprop_shape_t f;
   if (!fprop_shape(c, cop, 0, 0, 0, &f)) return 0;
   auto ours = [&] { return run_fprop(&f, 0, in0, in1, NULL, NULL, out, s); };
-  /* where cuDNN has nothing, the naive kernel of fprop.h is the reference */
-  auto naive = [&] {
-    return cg_fprop_reference(&f, in0, in1, NULL, NULL, out, s) == cudaSuccess
-               ? CUDNN_STATUS_SUCCESS : CUDNN_STATUS_EXECUTION_FAILED;
-  };
-  const bool agree = *best >= 0 ? outputs_agree(c->shape.dt, out, out_elems(c, cop), s, run_best,
-                                                ours, 1e-2f, &c->err_fp[cop])
-                                : outputs_agree(c->shape.dt, out, out_elems(c, cop), s, naive, ours,
-                                                1e-2f, &c->err_fp[cop]);
-  if (!agree) {
-    if (ctx->verbose) {
-      char desc[256];
-      cg_conv_describe(c, desc, sizeof desc);
-      fprintf(stderr, "conv search: our 3x3 kernel does not agree with %s on %s %s (error %.3g "
-              "of the largest element); not used\n", *best >= 0 ? "cuDNN" : "the naive kernel",
-              desc, kCopName[cop], c->err_fp[cop]);
-    }
+  auto naive = [&] { return st_of(cg_fprop_reference(&f, in0, in1, NULL, NULL, out, s)); };
+  if (!ours_wins(ctx, c, cop, out, s, run_best, naive, ours, "our 3x3 kernel", "CG_CONV_FPROP",
+                 *best, &c->ms_fp[cop], &c->err_fp[cop]))
     return 0;
-  }
-  const float t = time_runs(s, ours);
-  c->ms_fp[cop] = t;
-  if (t >= 0 && (*best < 0 || forced("CG_CONV_FPROP") || t < 0.98f * *best)) {
-    if (*best < 0 && ctx->verbose)
-      fprintf(stderr, "conv search: cuDNN has nothing for %s; our 3x3 kernel takes it\n",
-              kCopName[cop]);
-    *best = t;
-    *best_ws = 0;
-    c->fsh[cop] = f;
-    return 1;
-  }
-  return 0;
+  *best = c->ms_fp[cop];
+  *best_ws = 0;
+  c->fsh[cop] = f;
+  return 1;
 }
 
-/* Our 3x3 kernel (ours) as the candidate of a fusion decision on cop: checked against the
- * separate passes (ref) on out within tol, then timed (*t, -1 when it does not agree: logged,
+/* Our upconv kernel as a candidate of cop of an upconv (ours_wins; the naive kernels of
+ * upconv.h). Returns 1 when it won (c->ush[cop], *best, *best_ws set). */
+template <typename F>
+int select_up(const cg_conv_ctx_t *ctx, cg_conv_t *c, int cop, const void *in0, const void *in1,
+              void *out, void *d_ws, size_t ws_bytes, cudaStream_t s, F run_best, float *best,
+              size_t *best_ws) {
+  c->ms_up[cop] = c->err_up[cop] = -1.0f;
+  cg_upconv_shape_t u;
+  if (!up_shape(c, cop, 0, &u)) return 0;
+  const size_t need = cg_upconv_work_bytes(&u);
+  if (need > ws_bytes) return 0;
+  const bool w = u.op == CG_UPCONV_WGRAD; /* cuDNN's operands: dy, then x */
+  auto ours = [&] { return run_up(&u, 0, in0, in1, NULL, out, NULL, d_ws, s); };
+  auto naive = [&] {
+    return st_of(cg_upconv_reference(&u, w ? in1 : in0, w ? in0 : in1, NULL, out, NULL, s));
+  };
+  if (!ours_wins(ctx, c, cop, out, s, run_best, naive, ours, "our upconv kernel",
+                 "CG_CONV_UPCONV", *best, &c->ms_up[cop], &c->err_up[cop]))
+    return 0;
+  *best = c->ms_up[cop];
+  *best_ws = need;
+  c->ush[cop] = u;
+  return 1;
+}
+
+/* Our 3x3 or upconv kernel (ours) as the candidate of a fusion decision on cop: checked against
+ * the separate passes (ref) on out within tol, then timed (*t, -1 when it does not agree: logged,
  * what names it). True when *t beats the better of rival_a and rival_b (< 0: none) by 2%. */
 template <typename R, typename O>
 bool fusion_by_ours(const cg_conv_ctx_t *ctx, const cg_conv_t *c, int cop, void *out,
@@ -1025,12 +1105,15 @@ bool fusion_by_ours(const cg_conv_ctx_t *ctx, const cg_conv_t *c, int cop, void 
             "not used\n", what, e);
   float rival = rival_a;
   if (rival_b >= 0 && (rival < 0 || rival_b < rival)) rival = rival_b;
-  return *t >= 0 && (rival < 0 || forced("CG_CONV_FPROP") || *t < 0.98f * rival);
+  const char *var = c->shape.kind == CG_CONV_UP ? "CG_CONV_UPCONV" : "CG_CONV_FPROP";
+  return *t >= 0 && (rival < 0 || forced(var) || *t < 0.98f * rival);
 }
 
 /* A cache entry applied to cop: 0, or -1 when cuDNN no longer accepts it. */
 int apply_cached(cg_conv_ctx_t *ctx, cg_conv_t *c, int cop, const entry_t *e) {
   size_t b = 0;
+  c->fp[cop] = c->up[cop] = 0; /* whatever ran cop before: the entry says */
+  if (cop == COP_BWD_FILTER) c->custom = 0;
   if (e->algo >= 0) {
     if (cudnnSetConvolutionMathType(c->cd[cop], (cudnnMathType_t)e->math) != CUDNN_STATUS_SUCCESS ||
         ws_cop(ctx->h, c, cop, e->algo, &b) != CUDNN_STATUS_SUCCESS)
@@ -1051,6 +1134,11 @@ int apply_cached(cg_conv_ctx_t *ctx, cg_conv_t *c, int cop, const entry_t *e) {
     c->fp[cop] = 1;
     c->ws[cop] = 0;
   }
+  if (e->graph == -4) { /* our upconv kernel: likewise */
+    if (!up_shape(c, cop, 0, &c->ush[cop])) return -1;
+    c->up[cop] = 1;
+    c->ws[cop] = cg_upconv_work_bytes(&c->ush[cop]);
+  }
   if (e->graph >= 0) {
     cg_cgraph_t *g = NULL;
     if (graph_create(ctx, c, cop, 0, 0, &g) != CUDNN_STATUS_SUCCESS) return -1;
@@ -1066,6 +1154,37 @@ int apply_cached(cg_conv_ctx_t *ctx, cg_conv_t *c, int cop, const entry_t *e) {
   c->selected[cop] = 1;
   return 0;
 }
+
+/* A layer's forward as separate passes, the rival of its fusions: the convolution as selected
+ * (cg_conv_fwd), then cg_k_bias_act_fwd over y (maybe a half of a concat buffer). Callable. */
+struct split_fwd {
+  const cg_conv_ctx_t *ctx;
+  const cg_conv_t *c;
+  const cg_conv_bufs_t *bufs;
+  void *d_ws;
+  size_t ws_bytes;
+  cudaStream_t s;
+  cudnnStatus_t conv() const {
+    return cg_conv_fwd(ctx, c, bufs->x, bufs->w, bufs->y, d_ws, ws_bytes, s);
+  }
+  cudnnStatus_t pass() const {
+    const cg_conv_shape_t *sh = &c->shape;
+    const int64_t npix = (int64_t)sh->n * sh->h * sh->w * (sh->kind == CG_CONV_UP ? 4 : 1);
+    const int ldy = sh->ldy ? sh->ldy : sh->cout;
+    cg_k_bias_act_fwd_ld(sh->dt, bufs->y, ldy, npix, sh->cout, bufs->bias, sh->bias_act == 2, s);
+    return CUDNN_STATUS_SUCCESS;
+  }
+  cudnnStatus_t operator()() const {
+    const cudnnStatus_t st = conv();
+    return st == CUDNN_STATUS_SUCCESS ? pass() : st;
+  }
+  /* The two parts' times (ms; -1: failed), the convolution's from its selection if measured. */
+  void time(float *t_conv, float *t_pass) const {
+    const int cop = cop_of(c, CG_CONV_OP_FWD);
+    *t_conv = c->ms[cop] >= 0 ? c->ms[cop] : time_runs(s, [&] { return conv(); });
+    *t_pass = time_runs(s, [&] { return pass(); });
+  }
+};
 
 /* The fusion decision of a plain layer's forward with its bias (+ ReLU): from the cache, or by
  * timing the fused graph's candidates against the chosen convolution plus cg_k_bias_act_fwd.
@@ -1105,20 +1224,9 @@ int select_fused(cg_conv_ctx_t *ctx, cg_conv_t *c, const cg_conv_bufs_t *bufs, v
   const void *x = bufs->x, *w = bufs->w;
   void *y = bufs->y;
   CG_ASSERT(x != NULL && w != NULL && y != NULL);
-  float t_conv = c->ms[COP_FWD];
-  if (t_conv < 0)
-    t_conv = time_runs(s, [&] { return cg_conv_fwd(ctx, c, x, w, y, d_ws, ws_bytes, s); });
-  const int64_t npix = (int64_t)sh->n * sh->h * sh->w;
-  const int ldy = sh->ldy ? sh->ldy : sh->cout; /* y may be a half of a concat buffer */
-  auto pass = [&] {
-    cg_k_bias_act_fwd_ld(sh->dt, y, ldy, npix, sh->cout, bufs->bias, sh->bias_act == 2, s);
-    return CUDNN_STATUS_SUCCESS;
-  };
-  const float t_pass = time_runs(s, pass);
-  auto split = [&] {
-    const cudnnStatus_t st = cg_conv_fwd(ctx, c, x, w, y, d_ws, ws_bytes, s);
-    return st == CUDNN_STATUS_SUCCESS ? pass() : st;
-  };
+  const split_fwd split{ctx, c, bufs, d_ws, ws_bytes, s};
+  float t_conv, t_pass;
+  split.time(&t_conv, &t_pass);
   int best_i = -1;
   float best = -1.0f;
   size_t best_ws = 0;
@@ -1171,6 +1279,48 @@ int select_fused(cg_conv_ctx_t *ctx, cg_conv_t *c, const cg_conv_bufs_t *bufs, v
 }  // namespace
 
 namespace {
+
+/* The fusion decision of an upconv's forward with its bias (+ ReLU) (shape.bias_act): our
+ * upconv kernel with them in its epilogue, against the chosen forward plus cg_k_bias_act_fwd
+ * (cuDNN offers no fused transposed convolution); checked against that split first. From the
+ * cache, or timed. Returns 1 when it searched. Never fails: without it the layer stays split. */
+int select_up_fused(cg_conv_ctx_t *ctx, cg_conv_t *c, const cg_conv_bufs_t *bufs, void *d_ws,
+                    size_t ws_bytes, cudaStream_t s) {
+  const cg_conv_shape_t *sh = &c->shape;
+  cg_upconv_shape_t u;
+  if (sh->kind != CG_CONV_UP || !sh->bias_act || !c->need[COP_BWD_DATA] || !bufs->bias ||
+      ctx->api != CG_CONV_API_AUTO || c->up_fused || !up_shape(c, COP_BWD_DATA, 1, &u))
+    return 0;
+  char op[32], key[sizeof(((entry_t *)0)->key)];
+  snprintf(op, sizeof op, "fwd_fused%d_up", sh->bias_act);
+  make_key(ctx, c, op, key, sizeof key);
+  const entry_t *e = lookup(ctx, key);
+  if (e) { /* measured before */
+    c->up_fused = e->graph == -4;
+    if (c->up_fused) c->ush_fused = u;
+    return 0;
+  }
+  const void *x = bufs->x, *w = bufs->w;
+  void *y = bufs->y;
+  CG_ASSERT(x != NULL && w != NULL && y != NULL);
+  const split_fwd split{ctx, c, bufs, d_ws, ws_bytes, s};
+  float t_conv, t_pass;
+  split.time(&t_conv, &t_pass);
+  float t_ours = -1.0f;
+  const bool fuse =
+      t_conv >= 0 && t_pass >= 0 &&
+      fusion_by_ours(
+          ctx, c, COP_BWD_DATA, y, s, split,
+          [&] { return run_up(&u, 0, x, w, bufs->bias, y, NULL, d_ws, s); }, 1e-2f,
+          "upconv forward with its bias", t_conv + t_pass, -1.0f, &t_ours);
+  c->up_fused = fuse;
+  if (fuse) c->ush_fused = u;
+  c->ms_fused = t_ours;
+  c->ms_split = t_conv >= 0 && t_pass >= 0 ? t_conv + t_pass : -1.0f;
+  put(ctx, key, fuse ? -4 : -1, 0, 0);
+  ctx->dirty = 1;
+  return 1;
+}
 
 /* The fusion decision of a plain layer's input gradient with the ReLU backward of its input
  * (shape.drelu): from the cache, or by timing the fused graph's candidates against the plain
@@ -1362,6 +1512,19 @@ int cg_conv_select(cg_conv_ctx_t *ctx, cg_conv_t *c, const cg_conv_bufs_t *bufs,
         g = NULL;
       }
     }
+    if (up) c->up[cop] = 0;
+    if (up && ctx->api == CG_CONV_API_AUTO) {
+      auto run_best = [&] {
+        return g ? cg_cgraph_exec(g, in0, in1, o, NULL, d_ws)
+                 : run_cop(ctx->h, c, cop, in0, in1, o, 0.0f, d_ws, ws_bytes);
+      };
+      if (select_up(ctx, c, cop, in0, in1, o, d_ws, ws_bytes, s, run_best, &best, &best_ws)) {
+        c->up[cop] = 1;
+        best_g = -4;
+        cg_cgraph_destroy(g);
+        g = NULL;
+      }
+    }
     if (best < 0) {
       const char *what = up ? "an upconv" : "a conv";
       if (ctx->api == CG_CONV_API_GRAPH)
@@ -1384,6 +1547,7 @@ int cg_conv_select(cg_conv_ctx_t *ctx, cg_conv_t *c, const cg_conv_bufs_t *bufs,
     searched = 1;
   }
   if (select_fused(ctx, c, bufs, d_ws, ws_bytes, s)) searched = 1;
+  if (select_up_fused(ctx, c, bufs, d_ws, ws_bytes, s)) searched = 1;
   if (select_drelu(ctx, c, bufs, d_ws, ws_bytes, s)) searched = 1;
   if (searched && ctx->verbose) {
     char desc[768];
@@ -1422,6 +1586,10 @@ cudnnStatus_t launch(const cg_conv_ctx_t *ctx, const cg_conv_t *c, int cop, cons
   cudnnStatus_t st = cudnnSetStream(ctx->h, s);
   if (st != CUDNN_STATUS_SUCCESS) return st;
   if (c->fp[cop]) return run_fprop(&c->fsh[cop], beta != 0.0f, in0, in1, NULL, NULL, out, s);
+  if (c->up[cop]) {
+    CG_ASSERT(beta == 0.0f || cop == COP_FWD); /* only the input gradient accumulates */
+    return run_up(&c->ush[cop], beta != 0.0f, in0, in1, NULL, out, NULL, d_ws, s);
+  }
   if (c->g[cop] && beta == 0.0f) return cg_cgraph_exec(c->g[cop], in0, in1, out, NULL, d_ws);
   if (c->custom && cop == COP_BWD_FILTER)
     return cg_wgrad_run(&c->wsh, in0, in1, out, NULL, d_ws, s) == cudaSuccess
@@ -1439,12 +1607,13 @@ cudnnStatus_t cg_conv_fwd(const cg_conv_ctx_t *ctx, const cg_conv_t *c, const vo
   return launch(ctx, c, cop_of(c, CG_CONV_OP_FWD), d_x, d_w, d_y, 0.0f, d_ws, ws_bytes, s);
 }
 
-int cg_conv_fused(const cg_conv_t *c) { return c->gf != NULL || c->fp_fused; }
+int cg_conv_fused(const cg_conv_t *c) { return c->gf != NULL || c->fp_fused || c->up_fused; }
 
 cudnnStatus_t cg_conv_fwd_bias_act(const cg_conv_ctx_t *ctx, const cg_conv_t *c, const void *d_x,
                                    const void *d_w, const float *d_bias, void *d_y, void *d_ws,
                                    size_t ws_bytes, cudaStream_t s) {
   if (c->fp_fused) return run_fprop(&c->fsh_fused, 0, d_x, d_w, d_bias, NULL, d_y, s);
+  if (c->up_fused) return run_up(&c->ush_fused, 0, d_x, d_w, d_bias, d_y, NULL, d_ws, s);
   CG_ASSERT(c->gf != NULL && d_x != NULL && d_w != NULL && d_bias != NULL && d_y != NULL);
   CG_ASSERT(ws_bytes >= c->ws_fused && (c->ws_fused == 0 || d_ws != NULL));
   cudnnStatus_t st = cudnnSetStream(ctx->h, s);
@@ -1468,7 +1637,9 @@ cudnnStatus_t cg_conv_bwd_filter(const cg_conv_ctx_t *ctx, const cg_conv_t *c, c
                 ws_bytes, s);
 }
 
-int cg_conv_dw_has_db(const cg_conv_t *c) { return c->custom && c->selected[COP_BWD_FILTER]; }
+int cg_conv_dw_has_db(const cg_conv_t *c) {
+  return (c->custom || c->up[COP_BWD_FILTER]) && c->selected[COP_BWD_FILTER];
+}
 
 cudnnStatus_t cg_conv_bwd_filter_db(const cg_conv_ctx_t *ctx, const cg_conv_t *c, const void *d_x,
                                     const void *d_dy, void *d_dw, float *d_db, void *d_ws,
@@ -1477,6 +1648,8 @@ cudnnStatus_t cg_conv_bwd_filter_db(const cg_conv_ctx_t *ctx, const cg_conv_t *c
   if (!cg_conv_dw_has_db(c)) return CUDNN_STATUS_NOT_SUPPORTED;
   CG_ASSERT(d_x != NULL && d_dy != NULL && d_dw != NULL && d_db != NULL);
   CG_ASSERT(ws_bytes >= c->ws[COP_BWD_FILTER] && d_ws != NULL);
+  if (c->up[COP_BWD_FILTER]) /* cuDNN's operands: dy, then x */
+    return run_up(&c->ush[COP_BWD_FILTER], 0, d_dy, d_x, NULL, d_dw, d_db, d_ws, s);
   return cg_wgrad_run(&c->wsh, d_x, d_dy, d_dw, d_db, d_ws, s) == cudaSuccess
              ? CUDNN_STATUS_SUCCESS
              : CUDNN_STATUS_EXECUTION_FAILED;

@@ -53,9 +53,10 @@ typedef struct {
   int k;           /* PLAIN: 1, 3, 5...; UP: 2 */
   cg_dtype_t dt;
   int tf32;        /* fp32 only: allow TF32 tensor cores */
-  /* PLAIN only: what follows the forward in the layer, 0 nothing, 1 + bias, 2 + bias + ReLU
-   * (fp32 bias per output channel). cg_conv_select may then fuse it into the convolution
-   * (cg_conv_fused) when that measures faster than the convolution plus cg_k_bias_act_fwd. */
+  /* What follows the forward in the layer, 0 nothing, 1 + bias, 2 + bias + ReLU (fp32 bias
+   * per output channel). cg_conv_select may then fuse it into the convolution (cg_conv_fused)
+   * when that measures faster than the convolution plus cg_k_bias_act_fwd: cuDNN's fused
+   * graph or our 3x3 kernel for a plain layer, our upconv kernel (upconv.h) for an upconv. */
   int bias_act;
   /* Pixel strides in elements (0 = dense): ldx of x and dx, ldy of y and dy. A tensor that is
    * one half of a concat buffer has the buffer's channel count as its pixel stride. */
@@ -146,8 +147,8 @@ cudnnStatus_t cg_conv_bwd_data_drelu(const cg_conv_ctx_t *ctx, const cg_conv_t *
 cudnnStatus_t cg_conv_bwd_filter(const cg_conv_ctx_t *ctx, const cg_conv_t *c, const void *d_x,
                                  const void *d_dy, void *d_dw, void *d_ws, size_t ws_bytes,
                                  cudaStream_t s);
-/* Whether the chosen dW is our own kernel (wgrad.h), which can also sum dy into the bias
- * gradient in the same pass (cg_conv_bwd_filter_db). */
+/* Whether the chosen dW is our own kernel (wgrad.h, or upconv.h for an upconv), which can also
+ * sum dy into the bias gradient in the same pass (cg_conv_bwd_filter_db). */
 int cg_conv_dw_has_db(const cg_conv_t *c);
 /* cg_conv_bwd_filter and db[co] = sum of dy over all pixels (fp32, overwritten), one kernel
  * (cg_conv_dw_has_db only; else CUDNN_STATUS_NOT_SUPPORTED). */
