@@ -112,14 +112,17 @@ sanitizer() {
     "$BUILD/cogpu-dist" train $small --steps 3 --cuda-graph off --split gpu \
     > "$W/sanitizer.log" 2>&1
   grep -E "ERROR SUMMARY|Invalid|error" "$W/sanitizer.log" | head -20
-  # our 3x3 kernel on its own: out-of-bounds accesses, and shared-memory races of its cp.async
-  # ring (small cases only)
-  local t
-  for t in memcheck racecheck; do
-    run_box "compute-sanitizer $t test_gpu_fprop" 90 env CG_TEST_FPROP_QUICK=1 \
-      compute-sanitizer --tool $t --error-exitcode 9 "$BUILD/tests/test_gpu_fprop" \
-      > "$W/sanitizer-fprop-$t.log" 2>&1
-    grep -E "ERROR SUMMARY|RACECHECK SUMMARY|Invalid|hazard|FAIL" "$W/sanitizer-fprop-$t.log" | head -10
+  # our 3x3 and upconv kernels on their own: out-of-bounds accesses, and shared-memory races of
+  # their cp.async buffers (small cases only)
+  local t k
+  for k in fprop upconv; do
+    for t in memcheck racecheck; do
+      run_box "compute-sanitizer $t test_gpu_$k" 90 env CG_TEST_FPROP_QUICK=1 \
+        CG_TEST_UPCONV_QUICK=1 compute-sanitizer --tool $t --error-exitcode 9 \
+        "$BUILD/tests/test_gpu_$k" > "$W/sanitizer-$k-$t.log" 2>&1
+      grep -E "ERROR SUMMARY|RACECHECK SUMMARY|Invalid|hazard|FAIL" "$W/sanitizer-$k-$t.log" |
+        head -10
+    done
   done
 }
 
@@ -371,10 +374,10 @@ sp_bench() {
     2> "$W/search-bf16.log" ||
   { tail -30 "$W/search-bf16.log"
     echo "=== the headline run failed: once more without our own kernels, then with every change off"
-    ours "bench bf16 b32 (no own kernels)" 200 env CG_CONV_WGRAD=off CG_CONV_FPROP=off CG_CONV_BUDGET_S=1 "$B" train \
+    ours "bench bf16 b32 (no own kernels)" 200 env CG_CONV_WGRAD=off CG_CONV_FPROP=off CG_CONV_UPCONV=off CG_CONV_BUDGET_S=1 "$B" train \
       --backend cuda --precision bf16 --batch-list 32 --windows 3 --json-out "$W/bench-final.json" \
       --algo-cache "$W/algo-retry.txt" 2> "$W/search-retry.log" ||
-    ours "bench bf16 b32 (all off)" 200 env CG_CONV_WGRAD=off CG_CONV_FPROP=off CG_CONCAT=copy CG_FUSE_RELU_BIAS=0 \
+    ours "bench bf16 b32 (all off)" 200 env CG_CONV_WGRAD=off CG_CONV_FPROP=off CG_CONV_UPCONV=off CG_CONCAT=copy CG_FUSE_RELU_BIAS=0 \
       CG_DRELU=0 CG_CONCURRENT_HW=0 CG_MERGE_CASTS=0 CG_CONV_BUDGET_S=1 "$B" train --backend cuda \
       --precision bf16 --batch-list 32 --windows 3 --json-out "$W/bench-final.json" \
       --algo-cache "$W/algo-retry2.txt" 2> "$W/search-retry2.log"
@@ -439,7 +442,8 @@ sp_ablate() {
   local B="$BUILD/bench/cogpu-bench"
   section "each change switched off alone (bf16 b32)"
   ours_env
-  local runs=("cudnnwgrad:CG_CONV_WGRAD=off" "cudnnfprop:CG_CONV_FPROP=off" "nofuse:CG_FUSE_RELU_BIAS=0" "serial:CG_CONCURRENT_HW=0"
+  local runs=("cudnnup:CG_CONV_UPCONV=off" "cudnnwgrad:CG_CONV_WGRAD=off" "cudnnfprop:CG_CONV_FPROP=off"
+              "nofuse:CG_FUSE_RELU_BIAS=0" "serial:CG_CONCURRENT_HW=0"
               "nodrelu:CG_DRELU=0" "percast:CG_MERGE_CASTS=0" "skipkept:CG_SKIP_FROM_CAT=0"
               "gradkept:CG_GRAD_IN_CAT=0" "dwbias:CG_DW_BIAS=0" "catbias:CG_CAT_BIAS=0"
               "copy:CG_CONCAT=copy"
