@@ -1,7 +1,8 @@
 /* mma.cuh: the PTX the tensor-core kernels of this directory share (wgrad.cu, fprop.cu):
  * cp.async of 16-byte chunks, ldmatrix, mma.sync m16n8k16 with fp32 accumulators, and the
  * XOR swizzle of [pixel][channel] tiles in shared memory. Device code only, sm_80 and newer;
- * include after cuda_bf16.h and cuda_fp16.h. */
+ * include after cuda_bf16.h and cuda_fp16.h. With CG_MMA_EMULATE defined only the swizzle is
+ * here: tests/emu_cuda.h provides the rest, emulated on the CPU. */
 #ifndef CG_CUDA_MMA_CUH
 #define CG_CUDA_MMA_CUH
 
@@ -19,6 +20,7 @@ template <int CP> __device__ __forceinline__ int swz(int px) {
   return (px >> sh) & mask;
 }
 
+#ifndef CG_MMA_EMULATE /* tests/emu_cuda.h emulates what follows on the CPU */
 __device__ __forceinline__ void cp_async16(uint32_t dst, const void *src) {
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(dst), "l"(src) : "memory");
 }
@@ -67,6 +69,7 @@ __device__ __forceinline__ void mma16816<__half>(float *d, const uint32_t *a, ui
       : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
+#endif /* CG_MMA_EMULATE */
 }  // namespace cg_mma
 
 #endif

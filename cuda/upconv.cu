@@ -137,7 +137,6 @@ cudaError_t launch_dx(const cg_upconv_shape_t *s, args_t a, cudaStream_t stream)
   int per_sm = 1;
   const cudaError_t rc = prepare(k, smem, &per_sm);
   if (rc != cudaSuccess) return rc;
-  a.tiles = (a.m + kBM - 1) / kBM;
   int64_t wave = (int64_t)sm_count() * per_sm;
   if (max_blocks() && wave > max_blocks()) wave = max_blocks();
   const unsigned grid = (unsigned)(a.tiles < wave ? a.tiles : wave);
@@ -162,10 +161,6 @@ cudaError_t launch_w(const cg_upconv_shape_t *s, args_t a, float *db, cudaStream
   void (*k)(args_t);
   const cudaError_t rc = wgrad_grid(s, &blocks, &parts, &nf, &smem, &k);
   if (rc != cudaSuccess) return rc;
-  a.tiles = (a.m + kBMW - 1) / kBMW;
-  a.nb = 4 * s->cout / parts;
-  a.wstride = wgrad_stride(s);
-  a.bias_on = db != NULL;
   k<<<dim3((unsigned)blocks, (unsigned)parts), kThreads, smem, stream>>>(a);
   const cudaError_t lr = cudaGetLastError();
   if (lr != cudaSuccess) return lr;
@@ -237,7 +232,7 @@ extern "C" cudaError_t cg_upconv_run(const cg_upconv_shape_t *s, const void *a, 
   /* 16-byte copies of the activations; the weights (and dw) element by element */
   const uintptr_t act = (uintptr_t)a | (w ? (uintptr_t)b : (uintptr_t)out);
   if (act % 16 || (uintptr_t)(w ? out : b) % 2) return cudaErrorInvalidValue;
-  const args_t r = make_args(s, a, b, bias, out, work);
+  const args_t r = make_args(s, a, b, bias, out, work, db != NULL);
   if (w)
     return s->dt == CG_DT_BF16 ? launch_w<__nv_bfloat16>(s, r, db, stream)
                                : launch_w<__half>(s, r, db, stream);
@@ -253,7 +248,7 @@ extern "C" cudaError_t cg_upconv_reference(const cg_upconv_shape_t *s, const voi
       s->cout < 1 || s->ldx < s->cin || s->ldy < s->cout || !a || !b || !out ||
       (s->op == CG_UPCONV_FWD && s->bias && !bias))
     return cudaErrorInvalidValue;
-  const args_t r = make_args(s, a, b, bias, out, NULL);
+  const args_t r = make_args(s, a, b, bias, out, NULL, false);
   const int64_t total = s->op == CG_UPCONV_FWD ? r.m * 4 * s->cout : r.m * s->cin;
   const unsigned grid = (unsigned)((total + 255) / 256 < 65536 ? (total + 255) / 256 : 65536);
   const unsigned wblocks = (unsigned)(s->cin * 4 * s->cout + (db ? s->cout : 0));

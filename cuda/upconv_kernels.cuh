@@ -417,8 +417,10 @@ int64_t wgrad_stride(const cg_upconv_shape_t *s) {
 
 bool pow2_in(int v, int lo, int hi) { return v >= lo && v <= hi && (v & (v - 1)) == 0; }
 
+/* The kernels' arguments for s (db: the weight gradient also sums the bias gradient), with
+ * the tiles and, for the weight gradient, its column parts (wgrad_split) and partial sums. */
 args_t make_args(const cg_upconv_shape_t *s, const void *a, const void *b, const float *bias,
-                 void *out, void *work) {
+                 void *out, void *work, bool db) {
   args_t r;
   memset(&r, 0, sizeof r);
   r.a = a;
@@ -433,9 +435,19 @@ args_t make_args(const cg_upconv_shape_t *s, const void *a, const void *b, const
   r.cout = s->cout;
   r.ldx = s->ldx;
   r.ldy = s->ldy;
-  r.bias_on = s->op == CG_UPCONV_FWD && s->bias;
   r.relu = s->op == CG_UPCONV_FWD && s->relu;
   r.accum = s->op == CG_UPCONV_DGRAD && s->accum;
+  if (s->op != CG_UPCONV_WGRAD) {
+    r.bias_on = s->op == CG_UPCONV_FWD && s->bias;
+    r.tiles = (r.m + kBM - 1) / kBM;
+    return r;
+  }
+  int parts, nf;
+  wgrad_split(s, &parts, &nf);
+  r.bias_on = db;
+  r.tiles = (r.m + kBMW - 1) / kBMW;
+  r.nb = 4 * s->cout / parts;
+  r.wstride = wgrad_stride(s);
   return r;
 }
 

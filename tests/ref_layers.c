@@ -90,6 +90,89 @@ void cg_ref_upconv_bwd_filter(const cg_ref_view_t *x, const cg_ref_view_t *dy, d
   }
 }
 
+/* The layer's weight as the kernel reads it: wk(co, r, s, ci) of fprop.h. */
+static float fprop_wk(const cg_ref_fprop_t *t, const float *w, int co, int tap, int ci) {
+  if (!t->dgrad) return w[((size_t)co * 9 + tap) * t->cin + ci];
+  return w[((size_t)ci * 9 + (8 - tap)) * t->cout + co];
+}
+
+void cg_ref_fprop(const cg_ref_fprop_t *t, const float *x, const float *w, const float *bias,
+                  const float *m, const float *old, double *y) {
+  const int h = t->h, wd = t->w, ci_n = t->cin, co_n = t->cout;
+  const int64_t rows = (int64_t)t->n * h;
+#pragma omp parallel for schedule(dynamic, 4)
+  for (int64_t g = 0; g < rows; g++) {
+    const int64_t n = g / h;
+    const int yy0 = (int)(g % h);
+    for (int xx = 0; xx < wd; xx++) {
+      double *out = y + ((size_t)g * wd + xx) * co_n;
+      for (int co = 0; co < co_n; co++) out[co] = 0;
+      for (int tap = 0; tap < 9; tap++) {
+        const int yy = yy0 + tap / 3 - 1, x2 = xx + tap % 3 - 1;
+        if (yy < 0 || yy >= h || x2 < 0 || x2 >= wd) continue;
+        const float *xv = x + (((size_t)n * h + yy) * wd + x2) * ci_n;
+        for (int co = 0; co < co_n; co++) {
+          double s = 0;
+          for (int ci = 0; ci < ci_n; ci++) s += (double)xv[ci] * fprop_wk(t, w, co, tap, ci);
+          out[co] += s;
+        }
+      }
+      const size_t p = (size_t)g * wd + xx;
+      for (int co = 0; co < co_n; co++) {
+        double v = out[co];
+        if (t->bias) v += bias[co];
+        if (t->relu && !(v > 0)) v = 0;
+        if (t->mask && !(m[p * co_n + co] > 0)) v = 0;
+        if (t->accum) v += old[p * co_n + co];
+        out[co] = v;
+      }
+    }
+  }
+}
+
+void cg_ref_conv3_wgrad(int n_img, int h, int w, int ci_n, int co_n, const float *x,
+                        const float *dy, double *dw, double *db) {
+  enum { NCH = 16 };
+  const size_t wl = (size_t)co_n * 9 * ci_n;
+  const int64_t rows = (int64_t)n_img * h;
+  double *part = cg_calloc(wl * NCH, sizeof(double), "reference partials");
+  double *pdb = cg_calloc((size_t)co_n * NCH, sizeof(double), "reference db partials");
+#pragma omp parallel for schedule(dynamic, 1)
+  for (int c = 0; c < NCH; c++) {
+    double *acc = part + wl * c, *adb = pdb + (size_t)co_n * c;
+    for (int64_t g = rows * c / NCH; g < rows * (c + 1) / NCH; g++) {
+      const int64_t n = g / h;
+      const int y = (int)(g % h);
+      for (int xx = 0; xx < w; xx++) {
+        const float *d = dy + ((size_t)g * w + xx) * co_n;
+        for (int co = 0; co < co_n; co++) adb[co] += d[co];
+        for (int tap = 0; tap < 9; tap++) {
+          const int yy = y + tap / 3 - 1, x2 = xx + tap % 3 - 1;
+          if (yy < 0 || yy >= h || x2 < 0 || x2 >= w) continue;
+          const float *xv = x + (((size_t)n * h + yy) * w + x2) * ci_n;
+          for (int co = 0; co < co_n; co++) {
+            const double dv = d[co];
+            double *a = acc + ((size_t)co * 9 + tap) * ci_n;
+            for (int ci = 0; ci < ci_n; ci++) a[ci] += dv * xv[ci];
+          }
+        }
+      }
+    }
+  }
+  for (size_t i = 0; i < wl; i++) {
+    double s = 0;
+    for (int c = 0; c < NCH; c++) s += part[wl * c + i];
+    dw[i] = s;
+  }
+  for (int co = 0; co < co_n; co++) {
+    double s = 0;
+    for (int c = 0; c < NCH; c++) s += pdb[(size_t)co_n * c + co];
+    db[co] = s;
+  }
+  free(part);
+  free(pdb);
+}
+
 void cg_ref_maxpool_fwd(const cg_ref_view_t *x, const cg_ref_view_t *y) {
   CG_ASSERT(y->n == x->n && y->h * 2 == x->h && y->w * 2 == x->w && y->c == x->c);
   for (int i = 0; i < y->n; i++)

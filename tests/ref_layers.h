@@ -30,6 +30,21 @@ void cg_ref_upconv_bwd_data(const cg_ref_view_t *dy, const double *wt, const cg_
  * dy[i, 2a+u, 2b+v, co]; and, unless db is NULL, db[co] = the sum of dy[., ., ., co]. */
 void cg_ref_upconv_bwd_filter(const cg_ref_view_t *x, const cg_ref_view_t *dy, double *dw,
                               double *db);
+/* The function of cuda/fprop.h in double, dense tensors (float inputs, as the GPU tests round
+ * them): y (n h w x cout) from x (n h w x cin), the weight w ([cout][3][3][cin] forward,
+ * [cin][3][3][cout] for dgrad: the layer's dx from its dy, flipped), bias, the mask m and the
+ * old y (n h w x cout; used only with mask / accum), with the epilogue in fprop.h's order. */
+typedef struct {
+  int n, h, w, cin, cout;
+  int dgrad, bias, relu, mask, accum;
+} cg_ref_fprop_t;
+void cg_ref_fprop(const cg_ref_fprop_t *t, const float *x, const float *w, const float *bias,
+                  const float *m, const float *old, double *y);
+/* The weight and bias gradient of a 3x3 pad-1 convolution in double, dense tensors (float
+ * inputs, as the GPU tests round them): dw[co][3][3][ci] = sum over pixels of x (shifted by the
+ * tap, zero outside) times dy; db[co] = the sum of dy. x n h w x ci_n, dy n h w x co_n. */
+void cg_ref_conv3_wgrad(int n_img, int h, int w, int ci_n, int co_n, const float *x,
+                        const float *dy, double *dw, double *db);
 /* 2x2 stride-2 max pool. */
 void cg_ref_maxpool_fwd(const cg_ref_view_t *x, const cg_ref_view_t *y);
 

@@ -22,6 +22,7 @@
 #include "cuda_check.h"    /* CG_CHECK_CUDA, cg_dtype_t */
 #include "fprop.h"         /* the kernel under test */
 #include "log.h"           /* cg_malloc */
+#include "ref_layers.h"    /* cg_ref_fprop */
 #include "testutil.h"      /* cg_test_close_d, bf16/fp16 host conversions */
 #include "testutil_cuda.h" /* cg_test_gpu_begin: exit 77 without a GPU */
 
@@ -44,45 +45,12 @@ static uint16_t *make_act(cg_dtype_t dt, size_t npix, int c, int ld, float lo, f
                           float **dense) {
   return cg_test_act16(dt, npix, c, ld, lo, hi, g_seed * 1000003u + g_ctr++, dense);
 }
-/* The layer's weight as the kernel reads it: wk(co, r, s, ci) of fprop.h. */
-static float wk(const tcase_t *t, const float *w, int co, int tap, int ci) {
-  if (!t->dgrad) return w[((size_t)co * 9 + tap) * t->cin + ci];
-  return w[((size_t)ci * 9 + (8 - tap)) * t->cout + co];
-}
-
 /* y (npix x cout, double) from x, w, bias, m and the old y, in the order of fprop.h. */
 static void reference(const tcase_t *t, const float *x, const float *w, const float *bias,
                       const float *m, const float *old, double *y) {
-  const int h = t->h, wd = t->w, ci_n = t->cin, co_n = t->cout;
-  const int64_t rows = (int64_t)t->n * h;
-#pragma omp parallel for schedule(dynamic, 4)
-  for (int64_t g = 0; g < rows; g++) {
-    const int64_t n = g / h;
-    const int yy0 = (int)(g % h);
-    for (int xx = 0; xx < wd; xx++) {
-      double *out = y + ((size_t)g * wd + xx) * co_n;
-      for (int co = 0; co < co_n; co++) out[co] = 0;
-      for (int tap = 0; tap < 9; tap++) {
-        const int yy = yy0 + tap / 3 - 1, x2 = xx + tap % 3 - 1;
-        if (yy < 0 || yy >= h || x2 < 0 || x2 >= wd) continue;
-        const float *xv = x + (((size_t)n * h + yy) * wd + x2) * ci_n;
-        for (int co = 0; co < co_n; co++) {
-          double s = 0;
-          for (int ci = 0; ci < ci_n; ci++) s += (double)xv[ci] * wk(t, w, co, tap, ci);
-          out[co] += s;
-        }
-      }
-      const size_t p = (size_t)g * wd + xx;
-      for (int co = 0; co < co_n; co++) {
-        double v = out[co];
-        if (t->bias) v += bias[co];
-        if (t->relu && !(v > 0)) v = 0;
-        if (t->mask && !(m[p * co_n + co] > 0)) v = 0;
-        if (t->accum) v += old[p * co_n + co];
-        out[co] = v;
-      }
-    }
-  }
+  const cg_ref_fprop_t r = {t->n,    t->h,    t->w,    t->cin,  t->cout,
+                            t->dgrad, t->bias, t->relu, t->mask, t->accum};
+  cg_ref_fprop(&r, x, w, bias, m, old, y);
 }
 
 static void run_case(const tcase_t *t) {

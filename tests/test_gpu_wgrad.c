@@ -24,7 +24,8 @@
 
 #include "conv.h"          /* cg_conv_*: cuDNN's backward-filter for the comparison */
 #include "cuda_check.h"    /* CG_CHECK_CUDA, cg_dtype_t */
-#include "log.h"           /* cg_malloc, CG_FATAL */
+#include "log.h"
+#include "ref_layers.h" /* cg_ref_conv3_wgrad */           /* cg_malloc, CG_FATAL */
 #include "testutil.h"      /* cg_test_close, cg_test_seed, bf16/fp16 host conversions */
 #include "testutil_cuda.h" /* cg_test_need_gpu: exit 77 without a GPU */
 #include "wgrad.h"         /* cg_wgrad_*: the kernel under test */
@@ -69,48 +70,9 @@ static uint16_t *make_act(cg_dtype_t dt, size_t npix, int c, int ld, int off, fl
   return h;
 }
 
-/* dw[co][r][s][ci] and db[co] in double, rows split in 16 fixed chunks summed in order. */
+/* dw[co][r][s][ci] and db[co] in double (ref_layers.h). */
 static void reference(const tcase_t *t, const float *x, const float *dy, double *dw, double *db) {
-  enum { NCH = 16 };
-  const int ci_n = t->cin, co_n = t->cout, h = t->h, w = t->w;
-  const size_t wl = (size_t)co_n * 9 * ci_n;
-  const int64_t rows = (int64_t)t->n * h;
-  double *part = cg_calloc(wl * NCH, sizeof(double), "reference partials");
-  double *pdb = cg_calloc((size_t)co_n * NCH, sizeof(double), "reference db partials");
-#pragma omp parallel for schedule(dynamic, 1)
-  for (int c = 0; c < NCH; c++) {
-    double *acc = part + wl * c, *adb = pdb + (size_t)co_n * c;
-    for (int64_t g = rows * c / NCH; g < rows * (c + 1) / NCH; g++) {
-      const int64_t n = g / h;
-      const int y = (int)(g % h);
-      for (int xx = 0; xx < w; xx++) {
-        const float *d = dy + ((size_t)g * w + xx) * co_n;
-        for (int co = 0; co < co_n; co++) adb[co] += d[co];
-        for (int tap = 0; tap < 9; tap++) {
-          const int yy = y + tap / 3 - 1, x2 = xx + tap % 3 - 1;
-          if (yy < 0 || yy >= h || x2 < 0 || x2 >= w) continue;
-          const float *xv = x + (((size_t)n * h + yy) * w + x2) * ci_n;
-          for (int co = 0; co < co_n; co++) {
-            const double dv = d[co];
-            double *a = acc + ((size_t)co * 9 + tap) * ci_n;
-            for (int ci = 0; ci < ci_n; ci++) a[ci] += dv * xv[ci];
-          }
-        }
-      }
-    }
-  }
-  for (size_t i = 0; i < wl; i++) {
-    double s = 0;
-    for (int c = 0; c < NCH; c++) s += part[wl * c + i];
-    dw[i] = s;
-  }
-  for (int co = 0; co < co_n; co++) {
-    double s = 0;
-    for (int c = 0; c < NCH; c++) s += pdb[(size_t)co_n * c + co];
-    db[co] = s;
-  }
-  free(part);
-  free(pdb);
+  cg_ref_conv3_wgrad(t->n, t->h, t->w, t->cin, t->cout, x, dy, dw, db);
 }
 
 /* ---- one case against the reference --------------------------------------------------------- */

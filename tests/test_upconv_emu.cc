@@ -1,169 +1,30 @@
-/* test_upconv_emu.cc: the upconv kernels of cuda/upconv_kernels.cuh, run on the CPU.
+/* test_upconv_emu.cc: the upconv kernels (cuda/upconv_kernels.cuh) run on the CPU by
+ * tests/emu_cuda.h, against the double-precision reference of ref_layers.h, as
+ * test_gpu_upconv does on a GPU.
  *
- * Why: the kernels are new and most machines this suite runs on (CI, laptops) have no GPU, so
- * test_gpu_upconv skips there. This test compiles the very same device code with the host
- * C++ compiler and executes it: one host thread per CUDA thread of a block (std::thread), the
- * blocks of a grid one after the other, __syncthreads and __syncwarp as barriers, dynamic
- * shared memory one buffer (poisoned with NaN before every block), cp.async as an immediate
- * 16-byte copy, and wmma's collective operations on whole 16x16 tiles by lane 0 of the warp
- * (the result is the same for every lane; the others only reach the barriers). The emulated
- * operations also check wmma's and cp.async's rules: 32-byte aligned tile pointers, leading
- * dimensions a multiple of 8 elements (16-bit) or 4 (fp32), 16-byte aligned copies inside the
- * shared buffer. What it cannot see: timing, bank conflicts, a race that only an asynchronous
- * copy would expose, or a wrong reading of wmma's semantics (the GPU test covers those).
- *
- * The launch arithmetic (tiles, grids, the weight gradient's column parts and partial sums) is
- * upconv_kernels.cuh's own; the grids here are small (1-3 blocks), so that blocks walk many
- * tiles and both buffers take turns. Results are compared with ref_layers.h in double, as in
- * test_gpu_upconv: forward (bias, ReLU, strided x and y), input gradient (accumulated, strided
- * dy and dx), weight gradient (with the bias gradient, two column parts for 128 -> 64), the
- * reduction kernel and the naive reference kernels too. Unused channels of strided tensors
- * hold NaN; outputs outside the named channels must keep their bytes. */
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
-#include <cuda_runtime.h> /* uint4, make_uint4 */
-
-#include <barrier>
+ * The launch arithmetic is upconv_kernels.cuh's own (make_args: tiles, the weight gradient's
+ * column parts and partial sums); the grids are small (1-3 blocks), so that blocks walk many
+ * tiles and both buffers take turns. Cases: forward (bias, ReLU, strided x and y), input
+ * gradient (accumulated, strided dy and dx), weight gradient (with the bias gradient; 1, 2, 4
+ * and 8 fragments a warp; two column parts for 128 -> 64), the reduction kernel, and the naive
+ * reference kernels of the forward and input gradient. Unused channels of strided tensors hold
+ * NaN; outputs outside the named channels must keep their bytes. */
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <memory>
-#include <thread>
 #include <type_traits>
 #include <vector>
 
+#include "emu_cuda.h" /* the emulated device: threadIdx, launch, wmma, cp.async; CUDA headers */
 extern "C" {
 #include "ref_layers.h"
 #include "testutil.h"
 #include "upconv.h"
 }
-#include "dtype.cuh"
-
-/* ---- the emulated CUDA device ------------------------------------------------------------ */
-
-#define __launch_bounds__(...)
-
-struct emu_dim {
-  unsigned x, y, z;
-};
-static thread_local emu_dim threadIdx;
-static emu_dim blockIdx, gridDim, blockDim;
-static int g_faults; /* broken rules of wmma / cp.async */
-
-static void fault(const char *what, const void *p, unsigned v) {
-  if (g_faults++ < 10) fprintf(stderr, "emulation: %s (%p, %u)\n", what, p, v);
-}
-
-namespace {
-alignas(128) unsigned char smem[232448]; /* the block's dynamic shared memory (227 KB) */
-std::barrier<> *g_block;                 /* __syncthreads */
-std::vector<std::unique_ptr<std::barrier<>>> g_warps; /* __syncwarp, one a warp */
-}  // namespace
-
-static void __syncthreads() { g_block->arrive_and_wait(); }
-static void __syncwarp() { g_warps[threadIdx.x / 32]->arrive_and_wait(); }
-static size_t __cvta_generic_to_shared(const void *p) {
-  const unsigned char *c = static_cast<const unsigned char *>(p);
-  if (c < smem || c >= smem + sizeof smem) fault("a shared address outside shared memory", p, 0);
-  return (size_t)(c - smem);
-}
-
-namespace cg_mma {
-static void cp_async16(uint32_t dst, const void *src) {
-  if (dst % 16 || (uintptr_t)src % 16 || dst + 16 > sizeof smem)
-    fault("cp.async: misaligned or out of range", src, dst);
-  else
-    memcpy(smem + dst, src, 16);
-}
-static void cp_async_commit() {}
-template <int N> static void cp_async_wait() {}
-}  // namespace cg_mma
-
-namespace nvcuda {
-namespace wmma {
-struct matrix_a {};
-struct matrix_b {};
-struct accumulator {};
-struct row_major {};
-struct col_major {};
-enum layout_t { mem_row_major, mem_col_major };
-
-template <typename Use, int M, int N, int K, typename T, typename L = void> struct fragment {
-  float v[16 * 16]; /* the whole tile, row-major (lane 0's copy is the one used) */
-};
-
-static bool lane0() { return threadIdx.x % 32 == 0; }
-
-template <typename Use, typename T, typename L>
-static void load_matrix_sync(fragment<Use, 16, 16, 16, T, L> &f, const T *p, unsigned ldm) {
-  if (!lane0()) return;
-  if ((uintptr_t)p % 32 || ldm % 8) fault("wmma load: pointer or ldm", p, ldm);
-  constexpr bool col = std::is_same<L, col_major>::value;
-  for (int r = 0; r < 16; r++)
-    for (int c = 0; c < 16; c++) f.v[r * 16 + c] = to_f(col ? p[c * ldm + r] : p[r * ldm + c]);
-}
-
-template <typename F> static void fill_fragment(F &f, float v) {
-  if (!lane0()) return;
-  for (float &e : f.v) e = v;
-}
-
-template <typename FD, typename FA, typename FB, typename FC>
-static void mma_sync(FD &d, const FA &a, const FB &b, const FC &c) {
-  if (!lane0()) return;
-  float t[256];
-  for (int r = 0; r < 16; r++)
-    for (int col = 0; col < 16; col++) {
-      float s = c.v[r * 16 + col];
-      for (int k = 0; k < 16; k++) s += a.v[r * 16 + k] * b.v[k * 16 + col];
-      t[r * 16 + col] = s;
-    }
-  memcpy(d.v, t, sizeof t);
-}
-
-template <typename F> static void store_matrix_sync(float *p, const F &f, unsigned ldm, layout_t) {
-  if (!lane0()) return;
-  if ((uintptr_t)p % 32 || ldm % 4) fault("wmma store: pointer or ldm", p, ldm);
-  for (int r = 0; r < 16; r++)
-    for (int c = 0; c < 16; c++) p[r * ldm + c] = f.v[r * 16 + c];
-}
-}  // namespace wmma
-}  // namespace nvcuda
 
 #include "upconv_kernels.cuh"
-
-/* Runs kernel (a callable run by every thread) on a gx x gy grid of blocks of `threads`
- * (a multiple of 32), with `shared` bytes of dynamic shared memory: one host thread per CUDA
- * thread, which walk the blocks together (blockIdx and the poisoned shared memory set between
- * two barriers). */
-template <typename K>
-static void launch(unsigned gx, unsigned gy, unsigned threads, size_t shared, K kernel) {
-  gridDim = {gx, gy, 1};
-  blockDim = {threads, 1, 1};
-  std::barrier<> block((std::ptrdiff_t)threads);
-  g_block = &block;
-  g_warps.clear();
-  for (unsigned w = 0; w < threads / 32; w++)
-    g_warps.emplace_back(std::make_unique<std::barrier<>>(32));
-  std::vector<std::thread> ts;
-  for (unsigned t = 0; t < threads; t++)
-    ts.emplace_back([t, gx, gy, shared, &block, &kernel] {
-      threadIdx = {t, 0, 0};
-      for (unsigned by = 0; by < gy; by++)
-        for (unsigned bx = 0; bx < gx; bx++) {
-          if (t == 0) {
-            blockIdx = {bx, by, 0};
-            memset(smem, 0xFF, shared); /* NaN: a read of what no one wrote shows */
-          }
-          block.arrive_and_wait();
-          kernel();
-          block.arrive_and_wait();
-        }
-    });
-  for (auto &t : ts) t.join();
-}
 
 /* ---- the cases --------------------------------------------------------------------------- */
 
@@ -178,33 +39,15 @@ struct tcase_t {
 
 static uint64_t g_ctr;
 
-/* npix x c values in [lo, hi) rounded to T at pixel stride ld (the rest NaN), and their dense
- * double copy. */
+/* emu_act with this test's next seed, dense copy in double. */
 template <typename T>
 static std::vector<T> make(size_t npix, int c, int ld, float lo, float hi,
                            std::vector<double> *dense) {
-  std::vector<float> f(npix * c + 1);
-  cg_test_fill(f.data(), npix * c, lo, hi, 977u + g_ctr++);
-  std::vector<T> v(npix * ld + 8, from_f<T>(NAN));
-  dense->assign(npix * c, 0.0);
-  for (size_t p = 0; p < npix; p++)
-    for (int k = 0; k < c; k++) {
-      v[p * ld + k] = from_f<T>(f[p * c + k]);
-      (*dense)[p * c + k] = to_f(v[p * ld + k]);
-    }
+  std::vector<float> f;
+  std::vector<T> v = emu_act<T>(npix, c, ld, lo, hi, 977u + g_ctr++, &f);
+  dense->assign(f.begin(), f.begin() + npix * c);
   return v;
 }
-
-/* 16-byte aligned copy of v (the kernels' 16-byte loads), plus an offset of `off` elements. */
-template <typename T> struct dbuf {
-  std::vector<unsigned char> raw;
-  T *p;
-  dbuf(const std::vector<T> &v, int off) : raw(v.size() * sizeof(T) + 64 + off * sizeof(T)) {
-    uintptr_t a = ((uintptr_t)raw.data() + 31) / 32 * 32;
-    p = reinterpret_cast<T *>(a) + off;
-    memcpy(p, v.data(), v.size() * sizeof(T));
-  }
-};
 
 template <typename T> static void run_case(const tcase_t *t) {
   const int ldx = t->ldx ? t->ldx : t->cin, ldy = t->ldy ? t->ldy : t->cout;
@@ -242,24 +85,23 @@ template <typename T> static void run_case(const tcase_t *t) {
   } else {
     cg_ref_upconv_bwd_filter(&vx, &vdy, ref.data(), refdb.data());
   }
-  dbuf<T> bx(x, 0), bdy(dy, 0), bw(w, 1); /* w 2 bytes past a 32-byte boundary */
+  emu_buf<T> bx(x, 0), bdy(dy, 0), bw(w, 1); /* w 2 bytes past a 32-byte boundary */
   for (int naive = 0; naive < 2; naive++) {
     if (naive && !fw && !dg) break; /* the weight gradient's: one block an output, too slow */
-    dbuf<T> out(oldv, dg || fw ? 0 : 1);
+    emu_buf<T> out(oldv, dg || fw ? 0 : 1);
     if (!t->accum) /* poisoned in the named channels */
       for (size_t p = 0; p < onpix; p++)
         for (int k = 0; k < oc; k++) out.p[p * old + k] = from_f<T>(NAN);
     std::vector<float> db(t->cout, NAN);
     args_t a = make_args(&sh, dg ? (const void *)bdy.p : bx.p,
                          t->op == CG_UPCONV_WGRAD ? (const void *)bdy.p : bw.p, bias.data(),
-                         out.p, nullptr);
+                         out.p, nullptr, t->db);
     if (naive) {
       if (fw) launch(3, 1, 256, 0, [&] { ref_fwd<T>(a); });
       if (dg) launch(3, 1, 256, 0, [&] { ref_dgrad<T>(a); });
     } else if (fw || dg) {
       const int shared = dx_smem(t->cin, t->cout, dg);
       CG_TEST_CHECK(shared <= (int)sizeof smem, "%s: shared memory", t->name);
-      a.tiles = ((int64_t)m + kBM - 1) / kBM;
       const unsigned grid = (unsigned)(a.tiles < t->grid ? a.tiles : t->grid);
       auto run = [&](auto ci) {
         constexpr int CI = decltype(ci)::value;
@@ -274,10 +116,6 @@ template <typename T> static void run_case(const tcase_t *t) {
       int parts, nf;
       wgrad_split(&sh, &parts, &nf);
       CG_TEST_CHECK(wgrad_smem(&sh, parts) <= (int)sizeof smem, "%s: shared memory", t->name);
-      a.tiles = ((int64_t)m + kBMW - 1) / kBMW;
-      a.nb = 4 * t->cout / parts;
-      a.wstride = wgrad_stride(&sh);
-      a.bias_on = t->db;
       const unsigned grid = (unsigned)(a.tiles < t->grid ? a.tiles : t->grid);
       /* 64 floats of slack: room to align the partial sums to 256 bytes */
       std::vector<float> work((size_t)grid * a.wstride + 64, NAN);

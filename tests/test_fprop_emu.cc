@@ -1,0 +1,152 @@
+/* test_fprop_emu.cc: our 3x3 convolution kernel (cuda/fprop_kernels.cuh: forward and input
+ * gradient with its epilogue) run on the CPU by tests/emu_cuda.h, against the double-precision
+ * reference of ref_layers.h (cg_ref_fprop), as test_gpu_fprop does on a GPU.
+ *
+ * The kernel's launch arithmetic is fprop_kernels.cuh's own (make_plan: the ring of x rows, the
+ * swizzled weights, the threads); the grids are small (1-3 blocks), so that blocks walk rows
+ * across images and the ring of four rows wraps. Cases: 8 input channels (the first layer:
+ * two taps a k-step), 16-128 in, 16-64 out, forward and dgrad, every epilogue step (bias,
+ * ReLU, mask, accumulation), strided x, y and mask with NaN in the unused channels (which must
+ * not leak in, and y's other channels must keep their bytes), weights 2 bytes past a 16-byte
+ * boundary, one and two warps. */
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <type_traits>
+#include <vector>
+
+#include "emu_cuda.h" /* the emulated device; CUDA headers */
+extern "C" {
+#include "fprop.h"
+#include "ref_layers.h"
+#include "testutil.h"
+}
+
+#include "fprop_kernels.cuh"
+
+struct tcase_t {
+  const char *name;
+  cg_dtype_t dt;
+  int n, h, w, cin, cout, dgrad;
+  int bias, relu, mask, accum;
+  int ldx, ldy, ldm; /* 0: dense */
+  int runs;          /* blocks */
+  int wmis;          /* weights 2 bytes past a 16-byte boundary */
+};
+
+static uint64_t g_ctr;
+
+template <typename T>
+static std::vector<T> make(size_t npix, int c, int ld, float lo, float hi, std::vector<float> *d) {
+  return emu_act<T>(npix, c, ld, lo, hi, 4099u + g_ctr++, d);
+}
+
+template <typename T, int CP, int NT, bool DG>
+static void run_kernel(const plan_t &p, const args_t &a) {
+  launch((unsigned)a.runs, 1, (unsigned)p.threads, (size_t)p.smem,
+         [&] { fprop_kernel<T, CP, NT, DG>(a); });
+}
+
+template <typename T, int CP, bool DG>
+static void run_nt(int nt, const plan_t &p, const args_t &a) {
+  if (nt == 2) run_kernel<T, CP, 2, DG>(p, a);
+  if (nt == 4) run_kernel<T, CP, 4, DG>(p, a);
+  if (nt == 8) run_kernel<T, CP, 8, DG>(p, a);
+}
+
+template <typename T, bool DG> static void run_cp(const plan_t &p, const args_t &a) {
+  switch (p.cp) {
+    case 1:
+      if constexpr (!DG) run_nt<T, 1, false>(p.nt, p, a);
+      break;
+    case 2: run_nt<T, 2, DG>(p.nt, p, a); break;
+    case 4: run_nt<T, 4, DG>(p.nt, p, a); break;
+    case 8: run_nt<T, 8, DG>(p.nt, p, a); break;
+    case 16: run_nt<T, 16, DG>(p.nt, p, a); break;
+  }
+}
+
+template <typename T> static void run_case(const tcase_t *t) {
+  const int ldx = t->ldx ? t->ldx : t->cin, ldy = t->ldy ? t->ldy : t->cout;
+  const int ldm = t->ldm ? t->ldm : t->cout;
+  const cg_fprop_shape_t sh = {t->dt,   t->n,    t->h,    t->w,     t->cin, t->cout, t->dgrad,
+                               t->bias, t->relu, t->mask, t->accum, ldx,    ldy,     ldm};
+  printf("RUN %s (%s)\n", t->name, t->dt == CG_DT_BF16 ? "bf16" : "fp16");
+  plan_t p;
+  if (!make_plan(&sh, &p)) {
+    CG_TEST_CHECK(0, "%s: not supported", t->name);
+    return;
+  }
+  const size_t npix = (size_t)t->n * t->h * t->w, wl = (size_t)t->cout * 9 * t->cin;
+  std::vector<float> xf, wf, yf, mf;
+  auto xh = make<T>(npix, t->cin, ldx, -1, 1, &xf);
+  auto wh = make<T>(wl, 1, 1, -0.2f, 0.2f, &wf);
+  auto yh = make<T>(npix, t->cout, ldy, -1, 1, &yf); /* the old y (accum) */
+  auto mh = make<T>(npix, t->cout, ldm, -1, 1, &mf);
+  std::vector<float> bias(t->cout);
+  cg_test_fill(bias.data(), t->cout, -0.5f, 0.5f, 77u + g_ctr++);
+  std::vector<double> ref(npix * t->cout);
+  const cg_ref_fprop_t r = {t->n,     t->h,    t->w,    t->cin,  t->cout,
+                            t->dgrad, t->bias, t->relu, t->mask, t->accum};
+  cg_ref_fprop(&r, xf.data(), wf.data(), bias.data(), mf.data(), yf.data(), ref.data());
+  emu_buf<T> bx(xh, 0), bw(wh, t->wmis ? 1 : 0), bm(mh, 0), by(yh, 0);
+  if (!t->accum) /* poisoned in y's channels */
+    for (size_t q = 0; q < npix; q++)
+      for (int c = 0; c < t->cout; c++) by.p[q * ldy + c] = from_f<T>(NAN);
+  args_t a = make_args(p, &sh, bx.p, bw.p, t->bias ? bias.data() : nullptr,
+                       t->mask ? bm.p : nullptr, by.p);
+  a.runs = t->runs < a.rows ? t->runs : a.rows; /* the launcher's: one wave */
+  if (t->dgrad)
+    run_cp<T, true>(p, a);
+  else
+    run_cp<T, false>(p, a);
+  std::vector<double> got(npix * t->cout);
+  size_t outside = 0;
+  for (size_t q = 0; q < npix; q++)
+    for (int c = 0; c < ldy; c++) {
+      const T v = by.p[q * ldy + c];
+      if (c >= t->cout) {
+        outside += memcmp(&v, &yh[q * ldy + c], sizeof v) != 0;
+        continue;
+      }
+      got[q * t->cout + c] = to_f(v);
+    }
+  CG_TEST_CHECK(outside == 0, "%s: %zu elements outside y's channels changed", t->name, outside);
+  double mx = 0;
+  for (double v : ref) mx = fabs(v) > mx ? fabs(v) : mx;
+  const double rtol = t->dt == CG_DT_BF16 ? 1e-2 : 2e-3;
+  const double atol = (t->dt == CG_DT_BF16 ? 4e-3 : 1e-3) * (mx > 1 ? mx : 1);
+  cg_test_close_d(t->name, got.data(), ref.data(), got.size(), atol, rtol);
+  CG_TEST_CHECK(g_faults == 0, "%s: %d broken ldmatrix / cp.async rules", t->name, g_faults);
+  g_faults = 0;
+}
+
+int main(void) {
+  const cg_dtype_t B = CG_DT_BF16, H = CG_DT_F16;
+  const tcase_t cases[] = {
+      /* name, dt, n, h, w, cin, cout, dgrad, bias, relu, mask, accum, ldx, ldy, ldm, runs,
+       * wmis */
+      {"fwd 32->32 bias relu, rows across images", B, 2, 3, 32, 32, 32, 0, 1, 1, 0, 0, 0, 0, 0, 2,
+       0},
+      {"first layer 8->32, weights off 16", B, 1, 4, 32, 8, 32, 0, 1, 1, 0, 0, 0, 0, 0, 1, 1},
+      {"first layer 8->16 strided, masked, accumulated", H, 2, 2, 32, 8, 16, 0, 1, 0, 1, 1, 24,
+       64, 40, 3, 0},
+      {"fwd 16->64 two warps, half out", B, 1, 3, 64, 16, 64, 0, 1, 0, 0, 0, 32, 128, 0, 2, 0},
+      {"fwd 128->16, one block", H, 1, 3, 32, 128, 16, 0, 0, 0, 0, 1, 0, 0, 0, 1, 1},
+      {"dgrad 32->16 masked, rows across images", B, 2, 3, 32, 32, 16, 1, 0, 0, 1, 0, 0, 0, 0, 3,
+       0},
+      {"dgrad 64->32 into a half, accumulated", B, 1, 4, 32, 64, 32, 1, 0, 0, 0, 1, 0, 64, 0, 2,
+       1},
+      {"dgrad 16->64 from a half, strided mask", H, 1, 3, 32, 16, 64, 1, 0, 0, 1, 0, 32, 0, 128, 1,
+       0},
+  };
+  for (const tcase_t &c : cases) {
+    if (c.dt == CG_DT_BF16)
+      run_case<__nv_bfloat16>(&c);
+    else
+      run_case<__half>(&c);
+  }
+  return cg_test_done("test_fprop_emu");
+}
