@@ -1306,13 +1306,17 @@ int select_up_fused(cg_conv_ctx_t *ctx, cg_conv_t *c, const cg_conv_bufs_t *bufs
   const split_fwd split{ctx, c, bufs, d_ws, ws_bytes, s};
   float t_conv, t_pass;
   split.time(&t_conv, &t_pass);
+  /* What fusing saves: the bias pass where y is a half of a concat buffer in place; where y is
+   * dense its concat is copied and the copy adds the bias for nothing (the backend's
+   * bias_in_copy), so the fused kernel must beat the convolution alone. */
+  const float rival = sh->ldy ? t_conv + t_pass : t_conv;
   float t_ours = -1.0f;
   const bool fuse =
       t_conv >= 0 && t_pass >= 0 &&
       fusion_by_ours(
           ctx, c, COP_BWD_DATA, y, s, split,
           [&] { return run_up(&u, 0, x, w, bufs->bias, y, NULL, d_ws, s); }, 1e-2f,
-          "upconv forward with its bias", t_conv + t_pass, -1.0f, &t_ours);
+          "upconv forward with its bias", rival, -1.0f, &t_ours);
   c->up_fused = fuse;
   if (fuse) c->ush_fused = u;
   c->ms_fused = t_ours;
