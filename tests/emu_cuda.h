@@ -16,7 +16,10 @@
  *    elements 2(l%4) and 2(l%4)+1, or with .trans the column l/4, rows 2(l%4) and 2(l%4)+1;
  *    mma: g = l/4, t = l%4, A registers (g, 2t..) (g+8, 2t..) (g, 2t+8..) (g+8, 2t+8..), B
  *    (2t.., g) (2t+8.., g), C/D (g, 2t) (g, 2t+1) (g+8, 2t) (g+8, 2t+1), the lower 16 bits the
- *    lower index).
+ *    lower index). These maps were checked against NVIDIA's own encoding of them in CUTLASS
+ *    (CuTe's Copy_Traits of SM75_U32x4_LDSM_N / SM75_U16x8_LDSM_T / SM75_U16x4_LDSM_T and
+ *    MMA_Traits of SM80_16x8x16_F32BF16BF16F32_TN: the thread/value layouts work out to the
+ *    same elements).
  * The emulated operations also check their rules (g_faults): 32-byte aligned wmma tiles, leading
  * dimensions a multiple of 8 elements (16-bit) or 4 (fp32), 16-byte aligned cp.async and
  * ldmatrix rows inside shared memory.
