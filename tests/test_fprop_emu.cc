@@ -8,7 +8,7 @@
  * two taps a k-step), 16-128 in, 16-64 out, forward and dgrad, every epilogue step (bias,
  * ReLU, mask, accumulation), strided x, y and mask with NaN in the unused channels (which must
  * not leak in, and y's other channels must keep their bytes), weights 2 bytes past a 16-byte
- * boundary, one and two warps. */
+ * boundary, one to eight warps (rows of 32 to 256 pixels). */
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -141,6 +141,10 @@ int main(void) {
        1},
       {"dgrad 16->64 from a half, strided mask", H, 1, 3, 32, 16, 64, 1, 0, 0, 1, 0, 32, 0, 128, 1,
        0},
+      {"fwd 64->32 three warps, concat in, half out", B, 1, 2, 96, 64, 32, 0, 1, 1, 0, 0, 0, 64, 0,
+       1, 0},
+      {"dgrad 32->32 eight warps (256 wide), masked", B, 1, 2, 256, 32, 32, 1, 0, 0, 1, 0, 0, 0, 0,
+       2, 0},
   };
   for (const tcase_t &c : cases) {
     if (c.dt == CG_DT_BF16)
