@@ -7,7 +7,9 @@
  * How: one host thread per CUDA thread of a block (std::thread), the blocks of a grid one after
  * the other (blockIdx and freshly poisoned shared memory between two barriers), __syncthreads
  * and __syncwarp as barriers, dynamic shared memory one buffer (extern __shared__ only), and:
- *  - cp.async (cg_mma::cp_async16): an immediate 16-byte copy; commit and wait do nothing;
+ *  - cp.async (cg_mma::cp_async16): the 16-byte copy lands only when the thread's
+ *    cp.async.wait_group lets its group complete, as late as allowed (so a read before the
+ *    wait, or before the barrier after it, sees the NaN poison);
  *  - wmma (nvcuda::wmma): whole 16x16 tiles loaded, multiplied and stored by lane 0 of the warp
  *    (the result is the same for every lane; the others only reach the barriers);
  *  - ldmatrix (cg_mma::ldsm_x4, ldsm_x4_t, ldsm_x2_t) and mma.sync m16n8k16 (cg_mma::mma16816)
@@ -23,9 +25,11 @@
  * The emulated operations also check their rules (g_faults): 32-byte aligned wmma tiles, leading
  * dimensions a multiple of 8 elements (16-bit) or 4 (fp32), 16-byte aligned cp.async and
  * ldmatrix rows inside shared memory.
- * What it cannot see: timing, bank conflicts, a race that only an asynchronous copy would
- * expose, or a misreading of the PTX / wmma semantics above (shared by the kernel and this
- * emulation); the GPU tests cover those. */
+ * What it cannot see: timing, bank conflicts, races between plain shared-memory accesses of
+ * threads the host happens to schedule in a safe order, a copy overwriting a buffer another
+ * thread still reads (copies land late, never early), or a misreading of the PTX / wmma
+ * semantics above (shared by the kernel and this emulation); the GPU tests and
+ * compute-sanitizer's racecheck cover those. */
 #ifndef CG_TEST_EMU_CUDA_H
 #define CG_TEST_EMU_CUDA_H
 
@@ -80,14 +84,42 @@ static size_t __cvta_generic_to_shared(const void *p) {
 }
 
 namespace cg_mma {
+/* cp.async, as late as the rules allow: a copy lands in shared memory only when its thread's
+ * cp.async.wait_group lets its group complete (or the thread's kernel returns), so a kernel that
+ * reads a tile before waiting for it (and passing a barrier) reads the NaN poison instead. */
+struct emu_cp {
+  uint32_t dst;
+  const void *src;
+};
+static thread_local std::vector<emu_cp> g_cp_open;                /* not committed yet */
+static thread_local std::vector<std::vector<emu_cp>> g_cp_groups; /* committed, oldest first */
+
+static void emu_cp_land(const std::vector<emu_cp> &g) {
+  for (const emu_cp &c : g) memcpy(smem + c.dst, c.src, 16);
+}
 static void cp_async16(uint32_t dst, const void *src) {
   if (dst % 16 || (uintptr_t)src % 16 || dst + 16 > sizeof smem)
     fault("cp.async: misaligned or out of range", src, dst);
   else
-    memcpy(smem + dst, src, 16);
+    g_cp_open.push_back({dst, src});
 }
-static void cp_async_commit() {}
-template <int N> static void cp_async_wait() {}
+static void cp_async_commit() {
+  g_cp_groups.push_back(std::move(g_cp_open));
+  g_cp_open.clear();
+}
+template <int N> static void cp_async_wait() {
+  while (g_cp_groups.size() > (size_t)N) {
+    emu_cp_land(g_cp_groups.front());
+    g_cp_groups.erase(g_cp_groups.begin());
+  }
+}
+/* At the end of a thread's kernel: what is still in flight lands (nothing may read it). */
+static void emu_cp_drain() {
+  for (const auto &g : g_cp_groups) emu_cp_land(g);
+  emu_cp_land(g_cp_open);
+  g_cp_groups.clear();
+  g_cp_open.clear();
+}
 }  // namespace cg_mma
 
 namespace nvcuda {
@@ -253,6 +285,7 @@ static void launch(unsigned gx, unsigned gy, unsigned tx, unsigned ty, size_t sh
           }
           block.arrive_and_wait();
           kernel();
+          cg_mma::emu_cp_drain();
           block.arrive_and_wait();
         }
     });
