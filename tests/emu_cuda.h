@@ -9,7 +9,8 @@
  * and __syncwarp as barriers, dynamic shared memory one buffer (extern __shared__ only), and:
  *  - cp.async (cg_mma::cp_async16): the 16-byte copy lands only when the thread's
  *    cp.async.wait_group lets its group complete, as late as allowed (so a read before the
- *    wait, or before the barrier after it, sees the NaN poison);
+ *    wait, or before the barrier after it, sees the NaN poison); or, the second time round
+ *    (emu_both_ways), at once (so a refill of a buffer others still read shows);
  *  - wmma (nvcuda::wmma): whole 16x16 tiles loaded, multiplied and stored by lane 0 of the warp
  *    (the result is the same for every lane; the others only reach the barriers);
  *  - ldmatrix (cg_mma::ldsm_x4, ldsm_x4_t, ldsm_x2_t) and mma.sync m16n8k16 (cg_mma::mma16816)
@@ -26,8 +27,7 @@
  * dimensions a multiple of 8 elements (16-bit) or 4 (fp32), 16-byte aligned cp.async and
  * ldmatrix rows inside shared memory.
  * What it cannot see: timing, bank conflicts, races between plain shared-memory accesses of
- * threads the host happens to schedule in a safe order, a copy overwriting a buffer another
- * thread still reads (copies land late, never early), or a misreading of the PTX / wmma
+ * threads the host happens to schedule in a safe order, or a misreading of the PTX / wmma
  * semantics above (shared by the kernel and this emulation); the GPU tests and
  * compute-sanitizer's racecheck cover those. */
 #ifndef CG_TEST_EMU_CUDA_H
@@ -97,9 +97,13 @@ static thread_local std::vector<std::vector<emu_cp>> g_cp_groups; /* committed, 
 static void emu_cp_land(const std::vector<emu_cp> &g) {
   for (const emu_cp &c : g) memcpy(smem + c.dst, c.src, 16);
 }
+static bool g_cp_early; /* land every copy at once instead (emu_both_ways) */
+
 static void cp_async16(uint32_t dst, const void *src) {
   if (dst % 16 || (uintptr_t)src % 16 || dst + 16 > sizeof smem)
     fault("cp.async: misaligned or out of range", src, dst);
+  else if (g_cp_early)
+    memcpy(smem + dst, src, 16);
   else
     g_cp_open.push_back({dst, src});
 }
@@ -296,6 +300,17 @@ static void launch(unsigned gx, unsigned gy, unsigned tx, unsigned ty, size_t sh
 template <typename K>
 static void launch(unsigned gx, unsigned gy, unsigned threads, size_t shared, K kernel) {
   launch(gx, gy, threads, 1u, shared, kernel);
+}
+
+/* Runs the test body twice: copies landing as late as allowed (a read before its wait shows),
+ * then at once (a refill of a buffer before every thread is done reading it shows). */
+template <typename F> static void emu_both_ways(F body) {
+  for (int early = 0; early < 2; early++) {
+    cg_mma::g_cp_early = early != 0;
+    printf("== cp.async copies land %s\n", early ? "at once" : "as late as allowed");
+    body();
+  }
+  cg_mma::g_cp_early = false;
 }
 
 /* ---- test data ---------------------------------------------------------------------------- */

@@ -146,11 +146,13 @@ int main(void) {
       {"dgrad 32->32 eight warps (256 wide), masked", B, 1, 2, 256, 32, 32, 1, 0, 0, 1, 0, 0, 0, 0,
        2, 0},
   };
-  for (const tcase_t &c : cases) {
-    if (c.dt == CG_DT_BF16)
-      run_case<__nv_bfloat16>(&c);
-    else
-      run_case<__half>(&c);
-  }
+  emu_both_ways([&] {
+    for (const tcase_t &c : cases) {
+      if (c.dt == CG_DT_BF16)
+        run_case<__nv_bfloat16>(&c);
+      else
+        run_case<__half>(&c);
+    }
+  });
   return cg_test_done("test_fprop_emu");
 }
