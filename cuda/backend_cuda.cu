@@ -713,6 +713,8 @@ int strided_concat(const cg_model_t *m, const cg_devplan_opts_t *o, int i) {
   return -1;
 }
 
+int bias_in_copy_plan(const cg_backend_t *b, int i); /* below, with bias_in_copy */
+
 /* cuDNN descriptors for every convolution, algorithm selection on device buffers of the real
  * shapes, and the workspace the chosen algorithms need. The search runs a layer's forward and
  * both backwards on one set of operands, but in the step dx may reuse the bytes of x or y
@@ -742,6 +744,7 @@ int make_convs(cg_backend_t *b, int *conv_failed, char *err, size_t errlen) {
     sh.ldx = b->plan.ld[l->in];
     sh.ldy = b->plan.ld[l->out];
     sh.drelu = b->plan.opts.drelu[i] != 0; /* the plan kept only where it applies */
+    sh.bias_copy = bias_in_copy_plan(b, i) >= 0;
     const int ops = CG_CONV_OP_FWD | CG_CONV_OP_BWD_FILTER | (l->need_dx ? CG_CONV_OP_BWD_DATA : 0);
     char e2[400];
     if (cg_conv_create(&sh, ops, &b->conv[i], e2, sizeof e2)) {
@@ -905,11 +908,17 @@ void device_metrics(cg_backend_t *b, int slot, int dq) {
  * kernel), whose output only that copy reads, the concat's only copy, the other part not
  * folded likewise; unless CG_CAT_BIAS=0. Returns the concat's reader, or -1. */
 int bias_in_copy(const cg_backend_t *b, int i) {
+  if (b->conv[i] && cg_conv_fused(b->conv[i])) return -1;
+  return bias_in_copy_plan(b, i);
+}
+
+/* bias_in_copy as far as the plan decides it (not whether the forward fused the bias): what
+ * the upconv's fusion decision is told (cg_conv_shape_t.bias_copy). */
+int bias_in_copy_plan(const cg_backend_t *b, int i) {
   const cg_model_t *m = b->m;
   const cg_devplan_t *P = &b->plan;
   const cg_layer_t *l = &m->layers[i];
   if (l->op != CG_OP_UPCONV || l->relu || !b->cat_bias) return -1;
-  if (b->conv[i] && cg_conv_fused(b->conv[i])) return -1;
   for (int k = 0; k < m->nlayers; k++)
     if (m->layers[k].in == l->out) return -1; /* read as it is */
   int reader = -1, copies = 0;

@@ -591,8 +591,10 @@ void describe(const cg_conv_t *c, char *buf, size_t len, int times) {
                   c->shape.bias_act == 2 ? "+relu" : "", gd, c->ws_fused);
   }
   if (times && k > 0 && (size_t)k < len && c->ms_split >= 0)
-    k += snprintf(buf + k, len - (size_t)k, " (fused %.3f ms vs conv + bias pass %.3f ms)",
-                  c->ms_fused, c->ms_split);
+    k += snprintf(buf + k, len - (size_t)k, " (fused %.3f ms vs %s %.3f ms)", c->ms_fused,
+                  c->shape.bias_copy ? "the upconv alone, its concat's copy adding the bias"
+                                     : "conv + bias pass",
+                  c->ms_split);
   if (c->gd && k > 0 && (size_t)k < len) {
     char gd[64];
     cg_cgraph_describe(c->gd, gd, sizeof gd);
@@ -1292,7 +1294,7 @@ int select_up_fused(cg_conv_ctx_t *ctx, cg_conv_t *c, const cg_conv_bufs_t *bufs
       ctx->api != CG_CONV_API_AUTO || c->up_fused || !up_shape(c, COP_BWD_DATA, 1, &u))
     return 0;
   char op[32], key[sizeof(((entry_t *)0)->key)];
-  snprintf(op, sizeof op, "fwd_fused%d_up", sh->bias_act);
+  snprintf(op, sizeof op, "fwd_fused%d_up%s", sh->bias_act, sh->bias_copy ? "_cb" : "");
   make_key(ctx, c, op, key, sizeof key);
   const entry_t *e = lookup(ctx, key);
   if (e) { /* measured before */
@@ -1306,10 +1308,9 @@ int select_up_fused(cg_conv_ctx_t *ctx, cg_conv_t *c, const cg_conv_bufs_t *bufs
   const split_fwd split{ctx, c, bufs, d_ws, ws_bytes, s};
   float t_conv, t_pass;
   split.time(&t_conv, &t_pass);
-  /* What fusing saves: the bias pass where y is a half of a concat buffer in place; where y is
-   * dense its concat is copied and the copy adds the bias for nothing (the backend's
-   * bias_in_copy), so the fused kernel must beat the convolution alone. */
-  const float rival = sh->ldy ? t_conv + t_pass : t_conv;
+  /* What fusing saves: the bias pass, unless the concat's copy would add the bias for nothing
+   * (shape.bias_copy); then the fused kernel must beat the convolution alone. */
+  const float rival = sh->bias_copy ? t_conv : t_conv + t_pass;
   float t_ours = -1.0f;
   const bool fuse =
       t_conv >= 0 && t_pass >= 0 &&
@@ -1320,7 +1321,7 @@ int select_up_fused(cg_conv_ctx_t *ctx, cg_conv_t *c, const cg_conv_bufs_t *bufs
   c->up_fused = fuse;
   if (fuse) c->ush_fused = u;
   c->ms_fused = t_ours;
-  c->ms_split = t_conv >= 0 && t_pass >= 0 ? t_conv + t_pass : -1.0f;
+  c->ms_split = t_conv >= 0 && t_pass >= 0 ? rival : -1.0f;
   put(ctx, key, fuse ? -4 : -1, 0, 0);
   ctx->dirty = 1;
   return 1;

@@ -64,6 +64,10 @@ typedef struct {
   /* PLAIN only: x is the output of a ReLU and dx may be masked by it in the same kernel
    * (cg_conv_bwd_data_drelu); cg_conv_select fuses when that measures faster. */
   int drelu;
+  /* UP only: where y is dense, its concat's copy would add the bias (and the ReLU) for nothing
+   * (the backend's bias_in_copy): fusing them into the upconv then saves no pass, and the fused
+   * kernel must beat the upconv alone. */
+  int bias_copy;
 } cg_conv_shape_t;
 
 typedef struct cg_conv_ctx cg_conv_ctx_t;

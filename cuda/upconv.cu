@@ -72,26 +72,38 @@ int sm_count() {
 }
 
 /* Raises kernel k's dynamic shared memory limit to smem (never lowers it: a captured launch
- * of another shape must stay valid at replay) and returns its blocks an SM (>= 1). */
+ * of another shape must stay valid at replay) and returns its blocks an SM (>= 1), asked of the
+ * occupancy API once per kernel and shared memory size (per process: one GPU each). */
 cudaError_t prepare(void (*k)(args_t), int smem, int *per_sm) {
-  static void (*kern[64])(args_t); /* what each kernel was raised to, per process */
-  static int raised[64], nk = 0;
+  static struct {
+    void (*k)(args_t);
+    int raised, occ_smem, occ;
+  } t[64];
+  static int nk = 0;
   int i = 0;
-  while (i < nk && kern[i] != k) i++;
+  while (i < nk && t[i].k != k) i++;
   if (i == nk) {
     if (nk == 64) return cudaErrorInvalidValue; /* never: fewer kernels exist */
-    kern[nk] = k;
-    raised[nk++] = 0;
+    t[nk].k = k;
+    t[nk].raised = 0;
+    t[nk++].occ_smem = -1;
   }
-  if (smem > raised[i]) {
+  if (smem > t[i].raised) {
     const cudaError_t rc =
         cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
     if (rc != cudaSuccess) return rc;
-    raised[i] = smem;
+    t[i].raised = smem;
   }
-  if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(per_sm, k, kThreads, smem) != cudaSuccess ||
-      *per_sm < 1)
-    *per_sm = 1;
+  if (t[i].occ_smem != smem) {
+    int occ = 1;
+    if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, k, kThreads, smem) != cudaSuccess ||
+        occ < 1)
+      occ = 1;
+    (void)cudaGetLastError();
+    t[i].occ = occ;
+    t[i].occ_smem = smem;
+  }
+  *per_sm = t[i].occ;
   return cudaSuccess;
 }
 
@@ -105,8 +117,7 @@ template <typename T> cudaError_t wgrad_kernel_for(int nf, void (**k)(args_t)) {
   return cudaErrorInvalidValue;
 }
 
-/* The weight gradient's grid (blocks along x; parts along y): one wave, at least 4 tiles a
- * block, no more partial sums than kWorkMax. */
+/* The weight gradient's kernel, split and grid (wgrad_blocks along x, parts along y). */
 cudaError_t wgrad_grid(const cg_upconv_shape_t *s, int *blocks, int *parts, int *nf, int *smem,
                        void (**k)(args_t)) {
   wgrad_split(s, parts, nf);
@@ -117,15 +128,7 @@ cudaError_t wgrad_grid(const cg_upconv_shape_t *s, int *blocks, int *parts, int 
   int per_sm = 1;
   const cudaError_t pr = prepare(*k, *smem, &per_sm);
   if (pr != cudaSuccess) return pr;
-  const int64_t tiles = ((int64_t)s->n * s->h * s->w + kBMW - 1) / kBMW;
-  int64_t b = (int64_t)sm_count() * per_sm / *parts;
-  if (b < 1) b = 1;
-  if (b > tiles / 4) b = tiles / 4; /* 4 tiles a block at least: partials cost a pass too */
-  if (b < 1) b = 1;
-  const int64_t cap = (int64_t)(kWorkMax / (sizeof(float) * (size_t)wgrad_stride(s)));
-  if (b > cap) b = cap;
-  if (max_blocks() && b > max_blocks()) b = max_blocks();
-  *blocks = (int)(b < 1 ? 1 : b);
+  *blocks = (int)wgrad_blocks(s, *parts, (int64_t)sm_count() * per_sm, max_blocks());
   return cudaSuccess;
 }
 
@@ -137,9 +140,7 @@ cudaError_t launch_dx(const cg_upconv_shape_t *s, args_t a, cudaStream_t stream)
   int per_sm = 1;
   const cudaError_t rc = prepare(k, smem, &per_sm);
   if (rc != cudaSuccess) return rc;
-  int64_t wave = (int64_t)sm_count() * per_sm;
-  if (max_blocks() && wave > max_blocks()) wave = max_blocks();
-  const unsigned grid = (unsigned)(a.tiles < wave ? a.tiles : wave);
+  const unsigned grid = (unsigned)dx_blocks(a.tiles, (int64_t)sm_count() * per_sm, max_blocks());
   k<<<grid, kThreads, smem, stream>>>(a);
   return cudaGetLastError();
 }
@@ -173,19 +174,7 @@ cudaError_t launch_w(const cg_upconv_shape_t *s, args_t a, float *db, cudaStream
 }  // namespace
 
 extern "C" int cg_upconv_supported(const cg_upconv_shape_t *s) {
-  if (!s || (s->dt != CG_DT_BF16 && s->dt != CG_DT_F16)) return 0;
-  if (s->op < CG_UPCONV_FWD || s->op > CG_UPCONV_WGRAD) return 0;
-  if (!pow2_in(s->cin, 16, 128) || !pow2_in(s->cout, 16, 64)) return 0;
-  if (s->n < 1 || s->h < 1 || s->w < 1 || (int64_t)s->n * s->h * s->w >= ((int64_t)1 << 31))
-    return 0;
-  if (s->ldx < s->cin || s->ldy < s->cout || s->ldx % 8 || s->ldy % 8) return 0;
-  if (s->op == CG_UPCONV_WGRAD) {
-    if (s->cin * s->cout < 512) return 0; /* at least one fragment a warp */
-    int parts, nf;
-    wgrad_split(s, &parts, &nf);
-    return parts <= 4 && wgrad_smem(s, parts) <= smem_limit();
-  }
-  return dx_smem(s->cin, s->cout, s->op == CG_UPCONV_DGRAD) <= smem_limit();
+  return shape_ok(s, smem_limit());
 }
 
 extern "C" void cg_upconv_describe(const cg_upconv_shape_t *s, char *buf, size_t len) {

@@ -417,6 +417,45 @@ int64_t wgrad_stride(const cg_upconv_shape_t *s) {
 
 bool pow2_in(int v, int lo, int hi) { return v >= lo && v <= hi && (v & (v - 1)) == 0; }
 
+/* Blocks of the forward / input gradient: one wave (SMs x blocks an SM), no more than the
+ * tiles, nor than cap (> 0: CG_UPCONV_MAX_BLOCKS). */
+int64_t dx_blocks(int64_t tiles, int64_t wave, int64_t cap) {
+  int64_t b = tiles < wave ? tiles : wave;
+  if (cap > 0 && b > cap) b = cap;
+  return b < 1 ? 1 : b;
+}
+
+/* Blocks along x of the weight gradient in `parts` column parts: one wave over the parts, at
+ * least 4 tiles a block (partial sums cost a pass too), no more partial sums than kWorkMax,
+ * nor blocks than cap (> 0). */
+int64_t wgrad_blocks(const cg_upconv_shape_t *s, int parts, int64_t wave, int64_t cap) {
+  const int64_t tiles = ((int64_t)s->n * s->h * s->w + kBMW - 1) / kBMW;
+  int64_t b = wave / parts;
+  if (b > tiles / 4) b = tiles / 4;
+  const int64_t work = (int64_t)(kWorkMax / (sizeof(float) * (size_t)wgrad_stride(s)));
+  if (b > work) b = work;
+  if (cap > 0 && b > cap) b = cap;
+  return b < 1 ? 1 : b;
+}
+
+/* Whether the kernels handle s (upconv.h's rules) with at most smem_max bytes of shared
+ * memory a block. */
+bool shape_ok(const cg_upconv_shape_t *s, int smem_max) {
+  if (!s || (s->dt != CG_DT_BF16 && s->dt != CG_DT_F16)) return false;
+  if (s->op < CG_UPCONV_FWD || s->op > CG_UPCONV_WGRAD) return false;
+  if (!pow2_in(s->cin, 16, 128) || !pow2_in(s->cout, 16, 64)) return false;
+  if (s->n < 1 || s->h < 1 || s->w < 1 || (int64_t)s->n * s->h * s->w >= ((int64_t)1 << 31))
+    return false;
+  if (s->ldx < s->cin || s->ldy < s->cout || s->ldx % 8 || s->ldy % 8) return false;
+  if (s->op == CG_UPCONV_WGRAD) {
+    if (s->cin * s->cout < 512) return false; /* at least one fragment a warp */
+    int parts, nf;
+    wgrad_split(s, &parts, &nf);
+    return parts <= 4 && wgrad_smem(s, parts) <= smem_max;
+  }
+  return dx_smem(s->cin, s->cout, s->op == CG_UPCONV_DGRAD) <= smem_max;
+}
+
 /* The kernels' arguments for s (db: the weight gradient also sums the bias gradient), with
  * the tiles and, for the weight gradient, its column parts (wgrad_split) and partial sums. */
 args_t make_args(const cg_upconv_shape_t *s, const void *a, const void *b, const float *bias,

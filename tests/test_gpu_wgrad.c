@@ -24,8 +24,8 @@
 
 #include "conv.h"          /* cg_conv_*: cuDNN's backward-filter for the comparison */
 #include "cuda_check.h"    /* CG_CHECK_CUDA, cg_dtype_t */
-#include "log.h"
-#include "ref_layers.h" /* cg_ref_conv3_wgrad */           /* cg_malloc, CG_FATAL */
+#include "log.h"           /* cg_malloc, CG_FATAL */
+#include "ref_layers.h"    /* cg_ref_conv3_wgrad */
 #include "testutil.h"      /* cg_test_close, cg_test_seed, bf16/fp16 host conversions */
 #include "testutil_cuda.h" /* cg_test_need_gpu: exit 77 without a GPU */
 #include "wgrad.h"         /* cg_wgrad_*: the kernel under test */
