@@ -161,7 +161,8 @@ namespace {
 bool custom_shape(const cg_conv_t *c, cg_wgrad_shape_t *w); /* our dW kernel's shape, below */
 bool up_shape(const cg_conv_t *c, int cop, int bias, cg_upconv_shape_t *u); /* upconv.h's */
 cudnnStatus_t run_up(const cg_upconv_shape_t *u, int accum, const void *in0, const void *in1,
-                     const float *bias, void *out, float *db, void *ws, cudaStream_t s);
+                     const float *bias, void *out, float *db, void *ws, size_t wsb,
+                     cudaStream_t s);
 bool fprop_shape(const cg_conv_t *c, int cop, int bias, int relu, int mask,
                  cg_fprop_shape_t *f); /* our 3x3 kernel's, below */
 cudnnStatus_t run_fprop(const cg_fprop_shape_t *f, int accum, const void *x, const void *w,
@@ -921,11 +922,12 @@ bool up_shape(const cg_conv_t *c, int cop, int bias, cg_upconv_shape_t *u) {
 /* Our upconv kernel on cuDNN's operands (run_cop): in0 = layer x (forward), dy (input
  * gradient, weight gradient); in1 = w, w, x. */
 cudnnStatus_t run_up(const cg_upconv_shape_t *u, int accum, const void *in0, const void *in1,
-                     const float *bias, void *out, float *db, void *ws, cudaStream_t s) {
+                     const float *bias, void *out, float *db, void *ws, size_t wsb,
+                     cudaStream_t s) {
   cg_upconv_shape_t g = *u;
   g.accum = accum != 0 && g.op == CG_UPCONV_DGRAD;
   const bool w = g.op == CG_UPCONV_WGRAD;
-  return cg_upconv_run(&g, w ? in1 : in0, w ? in0 : in1, bias, out, db, ws, s) == cudaSuccess
+  return cg_upconv_run(&g, w ? in1 : in0, w ? in0 : in1, bias, out, db, ws, wsb, s) == cudaSuccess
              ? CUDNN_STATUS_SUCCESS
              : CUDNN_STATUS_EXECUTION_FAILED;
 }
@@ -1078,7 +1080,7 @@ int select_up(const cg_conv_ctx_t *ctx, cg_conv_t *c, int cop, const void *in0, 
   const size_t need = cg_upconv_work_bytes(&u);
   if (need > ws_bytes) return 0;
   const bool w = u.op == CG_UPCONV_WGRAD; /* cuDNN's operands: dy, then x */
-  auto ours = [&] { return run_up(&u, 0, in0, in1, NULL, out, NULL, d_ws, s); };
+  auto ours = [&] { return run_up(&u, 0, in0, in1, NULL, out, NULL, d_ws, ws_bytes, s); };
   auto naive = [&] {
     return st_of(cg_upconv_reference(&u, w ? in1 : in0, w ? in0 : in1, NULL, out, NULL, s));
   };
@@ -1316,7 +1318,7 @@ int select_up_fused(cg_conv_ctx_t *ctx, cg_conv_t *c, const cg_conv_bufs_t *bufs
       t_conv >= 0 && t_pass >= 0 &&
       fusion_by_ours(
           ctx, c, COP_BWD_DATA, y, s, split,
-          [&] { return run_up(&u, 0, x, w, bufs->bias, y, NULL, d_ws, s); }, 1e-2f,
+          [&] { return run_up(&u, 0, x, w, bufs->bias, y, NULL, d_ws, ws_bytes, s); }, 1e-2f,
           "upconv forward with its bias", rival, -1.0f, &t_ours);
   c->up_fused = fuse;
   if (fuse) c->ush_fused = u;
@@ -1593,7 +1595,7 @@ cudnnStatus_t launch(const cg_conv_ctx_t *ctx, const cg_conv_t *c, int cop, cons
   if (c->fp[cop]) return run_fprop(&c->fsh[cop], beta != 0.0f, in0, in1, NULL, NULL, out, s);
   if (c->up[cop]) {
     CG_ASSERT(beta == 0.0f || cop == COP_FWD); /* only the input gradient accumulates */
-    return run_up(&c->ush[cop], beta != 0.0f, in0, in1, NULL, out, NULL, d_ws, s);
+    return run_up(&c->ush[cop], beta != 0.0f, in0, in1, NULL, out, NULL, d_ws, ws_bytes, s);
   }
   if (c->g[cop] && beta == 0.0f) return cg_cgraph_exec(c->g[cop], in0, in1, out, NULL, d_ws);
   if (c->custom && cop == COP_BWD_FILTER)
@@ -1618,7 +1620,8 @@ cudnnStatus_t cg_conv_fwd_bias_act(const cg_conv_ctx_t *ctx, const cg_conv_t *c,
                                    const void *d_w, const float *d_bias, void *d_y, void *d_ws,
                                    size_t ws_bytes, cudaStream_t s) {
   if (c->fp_fused) return run_fprop(&c->fsh_fused, 0, d_x, d_w, d_bias, NULL, d_y, s);
-  if (c->up_fused) return run_up(&c->ush_fused, 0, d_x, d_w, d_bias, d_y, NULL, d_ws, s);
+  if (c->up_fused)
+    return run_up(&c->ush_fused, 0, d_x, d_w, d_bias, d_y, NULL, d_ws, ws_bytes, s);
   CG_ASSERT(c->gf != NULL && d_x != NULL && d_w != NULL && d_bias != NULL && d_y != NULL);
   CG_ASSERT(ws_bytes >= c->ws_fused && (c->ws_fused == 0 || d_ws != NULL));
   cudnnStatus_t st = cudnnSetStream(ctx->h, s);
@@ -1654,7 +1657,7 @@ cudnnStatus_t cg_conv_bwd_filter_db(const cg_conv_ctx_t *ctx, const cg_conv_t *c
   CG_ASSERT(d_x != NULL && d_dy != NULL && d_dw != NULL && d_db != NULL);
   CG_ASSERT(ws_bytes >= c->ws[COP_BWD_FILTER] && d_ws != NULL);
   if (c->up[COP_BWD_FILTER]) /* cuDNN's operands: dy, then x */
-    return run_up(&c->ush[COP_BWD_FILTER], 0, d_dy, d_x, NULL, d_dw, d_db, d_ws, s);
+    return run_up(&c->ush[COP_BWD_FILTER], 0, d_dy, d_x, NULL, d_dw, d_db, d_ws, ws_bytes, s);
   return cg_wgrad_run(&c->wsh, d_x, d_dy, d_dw, d_db, d_ws, s) == cudaSuccess
              ? CUDNN_STATUS_SUCCESS
              : CUDNN_STATUS_EXECUTION_FAILED;

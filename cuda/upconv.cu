@@ -157,11 +157,14 @@ cudaError_t launch_dx_ci(const cg_upconv_shape_t *s, const args_t &a, cudaStream
 }
 
 template <typename T>
-cudaError_t launch_w(const cg_upconv_shape_t *s, args_t a, float *db, cudaStream_t stream) {
+cudaError_t launch_w(const cg_upconv_shape_t *s, args_t a, float *db, size_t work_bytes,
+                     cudaStream_t stream) {
   int blocks, parts, nf, smem;
   void (*k)(args_t);
   const cudaError_t rc = wgrad_grid(s, &blocks, &parts, &nf, &smem, &k);
   if (rc != cudaSuccess) return rc;
+  /* the grid as sized by cg_upconv_work_bytes, unless the environment changed since */
+  if ((size_t)blocks * (size_t)a.wstride * sizeof(float) > work_bytes) return cudaErrorInvalidValue;
   k<<<dim3((unsigned)blocks, (unsigned)parts), kThreads, smem, stream>>>(a);
   const cudaError_t lr = cudaGetLastError();
   if (lr != cudaSuccess) return lr;
@@ -212,7 +215,7 @@ extern "C" size_t cg_upconv_work_bytes(const cg_upconv_shape_t *s) {
 
 extern "C" cudaError_t cg_upconv_run(const cg_upconv_shape_t *s, const void *a, const void *b,
                                      const float *bias, void *out, float *db, void *work,
-                                     cudaStream_t stream) {
+                                     size_t work_bytes, cudaStream_t stream) {
   if (!cg_upconv_supported(s) || !a || !b || !out) return cudaErrorInvalidValue;
   const bool w = s->op == CG_UPCONV_WGRAD;
   if (s->op == CG_UPCONV_FWD && s->bias && (!bias || (uintptr_t)bias % 4))
@@ -223,8 +226,8 @@ extern "C" cudaError_t cg_upconv_run(const cg_upconv_shape_t *s, const void *a, 
   if (act % 16 || (uintptr_t)(w ? out : b) % 2) return cudaErrorInvalidValue;
   const args_t r = make_args(s, a, b, bias, out, work, db != NULL);
   if (w)
-    return s->dt == CG_DT_BF16 ? launch_w<__nv_bfloat16>(s, r, db, stream)
-                               : launch_w<__half>(s, r, db, stream);
+    return s->dt == CG_DT_BF16 ? launch_w<__nv_bfloat16>(s, r, db, work_bytes, stream)
+                               : launch_w<__half>(s, r, db, work_bytes, stream);
   return s->dt == CG_DT_BF16 ? launch_dx_ci<__nv_bfloat16>(s, r, stream)
                              : launch_dx_ci<__half>(s, r, stream);
 }

@@ -64,13 +64,14 @@ size_t cg_upconv_work_bytes(const cg_upconv_shape_t *s);
  *   FWD:   a = x, b = w, out = y (bias: the fp32 bias with s->bias, else NULL);
  *   DGRAD: a = dy, b = w, out = dx;
  *   WGRAD: a = x, b = dy, out = dw (element type dt), db = the fp32 bias gradient or NULL,
- *          work = cg_upconv_work_bytes(s) bytes of device memory, 256-byte aligned.
+ *          work = work_bytes >= cg_upconv_work_bytes(s) bytes of device memory, 256-byte
+ *          aligned (less: cudaErrorInvalidValue; the other operations ignore work).
  * out must not overlap a or b. Only the channels the shape names are read or written in a
  * strided tensor. Blocks are one wave; the environment variable CG_UPCONV_MAX_BLOCKS=N caps
  * their number (tests: each block then walks many tiles). */
 cudaError_t cg_upconv_run(const cg_upconv_shape_t *s, const void *a, const void *b,
                           const float *bias, void *out, float *db, void *work,
-                          cudaStream_t stream);
+                          size_t work_bytes, cudaStream_t stream);
 
 /* The same function computed naively (one thread per output element, fp32 sums in order):
  * slow, simple, independent of the fast kernels' tiling, any cin, cout >= 1 and strides

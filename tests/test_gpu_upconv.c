@@ -111,7 +111,7 @@ static size_t read_out(const tcase_t *t, const uint16_t *got, const uint16_t *be
 typedef struct {
   void *a, *b, *out, *outbuf, *work;
   float *bias, *db;
-  size_t outlen;
+  size_t outlen, work_bytes;
 } bufs_t;
 
 /* One run of the kernel (naive: the reference kernel) into d->out (and d->db), from the
@@ -131,7 +131,7 @@ static void run_once(const tcase_t *t, const cg_upconv_shape_t *sh, const bufs_t
   if (d->db) CG_CHECK_CUDA(cudaMemsetAsync(d->db, 0xFF, t->cout * sizeof(float), S));
   const cudaError_t rc =
       naive ? cg_upconv_reference(sh, d->a, d->b, d->bias, d->out, d->db, S)
-            : cg_upconv_run(sh, d->a, d->b, d->bias, d->out, d->db, d->work, S);
+            : cg_upconv_run(sh, d->a, d->b, d->bias, d->out, d->db, d->work, d->work_bytes, S);
   CG_TEST_CHECK(rc == cudaSuccess, "%s: %s: %s", t->name, naive ? "reference" : "run",
                 cudaGetErrorString(rc));
   cg_test_hget(got, d->out, d->outlen, S);
@@ -209,6 +209,7 @@ static void run_case(const tcase_t *t) {
   d.out = w ? d_w : d.outbuf;
   const size_t work = cg_upconv_work_bytes(&sh);
   d.work = w ? cg_test_dnew(work, S) : NULL;
+  d.work_bytes = w ? work : 0;
   d.bias = t->bias ? cg_test_dnew(t->cout * sizeof(float), S) : NULL;
   d.db = w && t->db ? cg_test_dnew(t->cout * sizeof(float), S) : NULL;
   cg_test_hput(d_x, xh, xlen, S);
@@ -279,7 +280,7 @@ static void test_refused(void) {
   for (int i = 0; i < nb; i++) {
     CG_TEST_CHECK(cg_upconv_supported(&bad[i]) == 0, "%s must be refused", why[i]);
     CG_TEST_CHECK(cg_upconv_run(&bad[i], (void *)256, (void *)256, (float *)256, (void *)256,
-                                NULL, (void *)256, S) == cudaErrorInvalidValue,
+                                NULL, (void *)256, 1 << 20, S) == cudaErrorInvalidValue,
                   "%s: run must return cudaErrorInvalidValue", why[i]);
   }
   cg_upconv_shape_t w16 = ok; /* 16 -> 16: fewer fragments than warps */
@@ -289,17 +290,20 @@ static void test_refused(void) {
   w16.op = CG_UPCONV_FWD;
   CG_TEST_CHECK(cg_upconv_supported(&w16) == 1, "a 16 -> 16 forward must be supported");
   CG_TEST_CHECK(cg_upconv_run(&ok, (void *)264, (void *)256, (float *)256, (void *)256, NULL,
-                              NULL, S) == cudaErrorInvalidValue,
+                              NULL, 0, S) == cudaErrorInvalidValue,
                 "a misaligned x must be refused");
-  CG_TEST_CHECK(cg_upconv_run(&ok, (void *)256, (void *)256, NULL, (void *)256, NULL, NULL, S) ==
-                    cudaErrorInvalidValue,
+  CG_TEST_CHECK(cg_upconv_run(&ok, (void *)256, (void *)256, NULL, (void *)256, NULL, NULL, 0,
+                              S) == cudaErrorInvalidValue,
                 "bias asked for without a pointer must be refused");
   cg_upconv_shape_t wg = ok;
   wg.op = CG_UPCONV_WGRAD;
   CG_TEST_CHECK(cg_upconv_work_bytes(&wg) > 0, "the weight gradient needs work memory");
-  CG_TEST_CHECK(cg_upconv_run(&wg, (void *)256, (void *)256, NULL, (void *)256, NULL, NULL, S) ==
-                    cudaErrorInvalidValue,
+  CG_TEST_CHECK(cg_upconv_run(&wg, (void *)256, (void *)256, NULL, (void *)256, NULL, NULL, 0,
+                              S) == cudaErrorInvalidValue,
                 "a weight gradient without work memory must be refused");
+  CG_TEST_CHECK(cg_upconv_run(&wg, (void *)256, (void *)256, NULL, (void *)256, NULL, (void *)256,
+                              cg_upconv_work_bytes(&wg) - 4, S) == cudaErrorInvalidValue,
+                "work memory below cg_upconv_work_bytes must be refused");
   printf("PASS refused shapes\n");
 }
 
