@@ -1494,7 +1494,10 @@ static void test_strided(void) {
 
   printf("RUN concat forward with a part's bias\n");
   for (int t = 0; t < 3; t++) {
-    const int sh[][3] = {{333, 3, 5}, {4096, 32, 32}, {1000, 8, 16}, {70001, 32, 32}};
+    /* ... and packs in one part only (ca % V == 0 but cb % V != 0, and the other way round):
+     * the vector path must not be taken */
+    const int sh[][3] = {{333, 3, 5},    {4096, 32, 32}, {1000, 8, 16}, {70001, 32, 32},
+                         {1000, 16, 4},  {1000, 4, 16},  {777, 8, 12}};
     for (size_t i = 0; i < sizeof sh / sizeof sh[0]; i++)
       for (int part = 0; part <= 1; part++)
         for (int relu = 0; relu <= 1; relu++)
@@ -1514,6 +1517,9 @@ static void test_strided(void) {
       test_concat_bwd_ld(DTS[t], sh[i][0], ca, cb, half1, dense_b);
       test_concat_bwd_ld(DTS[t], sh[i][0], ca, cb, odd, dense_b);
       test_concat_bwd_ld(DTS[t], sh[i][0], ca, cb, dense_a, dense_b);
+      /* odd strides behind aligned pointers: the word size must follow the strides too */
+      test_concat_bwd_ld(DTS[t], sh[i][0], ca, cb, (lay_t){ca + 1, 0}, dense_b);
+      test_concat_bwd_ld(DTS[t], sh[i][0], ca, cb, dense_a, (lay_t){cb + 2, 0});
     }
   }
 
@@ -1551,6 +1557,10 @@ static void test_strided(void) {
       test_maxpool_bwd_ld(DTS[t], n, h, w, c, l[0], l[0], 1, 1, 0, 1, &l[0]);
       test_maxpool_bwd_ld(DTS[t], n, h, w, c, l[3], l[0], 0, 1, 1, 1, &l[4]);
       test_maxpool_bwd_ld(DTS[t], n, h, w, c, l[0], l[3], 1, 1, 1, 1, &l[3]);
+      /* x and dx packed, the old gradient alone misaligned or of an odd stride: it alone must
+       * send the pool to the one-element path */
+      test_maxpool_bwd_ld(DTS[t], n, h, w, c, l[1], l[0], 1, 1, 1, 1, &l[4]);
+      test_maxpool_bwd_ld(DTS[t], n, h, w, c, l[1], l[0], 1, 1, 1, 1, &l[3]);
     }
   }
 }
