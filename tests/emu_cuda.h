@@ -4,13 +4,18 @@
  *
  * Why: most machines this suite runs on (CI, laptops) have no GPU, so the GPU tests skip there;
  * these tests compile the very same device code with the host C++ compiler and execute it.
- * How: one host thread per CUDA thread of a block (std::thread), the blocks of a grid one after
- * the other (blockIdx and freshly poisoned shared memory between two barriers), __syncthreads
- * and __syncwarp as barriers, dynamic shared memory one buffer (extern __shared__ only), and:
- *  - cp.async (cg_mma::cp_async16): the 16-byte copy lands only when the thread's
- *    cp.async.wait_group lets its group complete, as late as allowed (so a read before the
- *    wait, or before the barrier after it, sees the NaN poison); or, the second time round
- *    (emu_both_ways), at once (so a refill of a buffer others still read shows);
+ * How: the CUDA threads of a block are fibers of the one host thread (ucontext: each runs until
+ * it reaches __syncthreads or __syncwarp, or returns; a barrier is released when every thread
+ * that must reach it has, exited threads counting as arrived; threads waiting at different
+ * barriers are reported as a deadlock), the blocks of a grid one after the other, each with
+ * freshly poisoned shared memory; deterministic, and no host threads to schedule. Two
+ * schedules (emu_both_ways runs a test under both): warps in lockstep, and warps skewed (the
+ * last first, each as far as it can go before the next starts). Dynamic shared memory is one
+ * buffer (extern __shared__ only), and:
+ *  - cp.async (cg_mma::cp_async16): in the lockstep schedule the 16-byte copy lands only when
+ *    the thread's cp.async.wait_group lets its group complete, as late as allowed (so a read
+ *    before the wait, or before the barrier after it, sees the NaN poison); in the skewed one
+ *    at once (so a warp refilling a buffer other warps still have to read spoils their read);
  *  - wmma (nvcuda::wmma): whole 16x16 tiles loaded, multiplied and stored by lane 0 of the warp
  *    (the result is the same for every lane; the others only reach the barriers);
  *  - ldmatrix (cg_mma::ldsm_x4, ldsm_x4_t, ldsm_x2_t) and mma.sync m16n8k16 (cg_mma::mma16816)
@@ -26,24 +31,28 @@
  * The emulated operations also check their rules (g_faults): 32-byte aligned wmma tiles, leading
  * dimensions a multiple of 8 elements (16-bit) or 4 (fp32), 16-byte aligned cp.async and
  * ldmatrix rows inside shared memory.
- * What it cannot see: timing, bank conflicts, races between plain shared-memory accesses of
- * threads the host happens to schedule in a safe order, or a misreading of the PTX / wmma
- * semantics above (shared by the kernel and this emulation); the GPU tests and
- * compute-sanitizer's racecheck cover those. */
+ * What it cannot see: timing, bank conflicts, races that neither schedule exposes (e.g. among
+ * the threads of one warp between two __syncwarp), or a misreading of the PTX / wmma semantics
+ * above (shared by the kernel and this emulation); the GPU tests and compute-sanitizer's
+ * racecheck cover those. The kernels' inline PTX outside mma.cuh leaves itself out under
+ * CG_EMULATED_DEVICE (kernels_act.cu's hold kernel). */
 #ifndef CG_TEST_EMU_CUDA_H
 #define CG_TEST_EMU_CUDA_H
+
+/* Device code that cannot run here (inline PTX) leaves itself out under this. */
+#define CG_EMULATED_DEVICE 1
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h> /* uint4, make_uint4 */
 #include <math.h>
 
-#include <barrier>
+#include <ucontext.h>
+
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
-#include <memory>
-#include <thread>
 #include <type_traits>
 #include <vector>
 
@@ -60,8 +69,8 @@ extern "C" {
 struct emu_dim {
   unsigned x, y, z;
 };
-static thread_local emu_dim threadIdx;
-static thread_local unsigned g_tid; /* the thread's linear index in its block */
+static emu_dim threadIdx;
+static unsigned g_tid; /* the running thread's linear index in its block */
 static emu_dim blockIdx, gridDim, blockDim;
 static int g_faults; /* broken rules of wmma / cp.async */
 
@@ -71,12 +80,27 @@ static void fault(const char *what, const void *p, unsigned v) {
 
 namespace {
 alignas(128) unsigned char smem[232448]; /* the block's dynamic shared memory (227 KB) */
-std::barrier<> *g_block;                 /* __syncthreads */
-std::vector<std::unique_ptr<std::barrier<>>> g_warps; /* __syncwarp, one a warp */
+
+/* The block's threads as fibers: state, context, the scheduler they yield to. */
+enum { kEmuRun = 0, kEmuAtBlock = 1, kEmuAtWarp = 2, kEmuDone = 3 };
+constexpr size_t kEmuStack = (size_t)256 << 10; /* a fiber's stack */
+struct emu_fiber {
+  ucontext_t ctx;
+  int state;
+};
+emu_fiber g_fib[256];
+ucontext_t g_sched;
+unsigned char *g_stacks;          /* 256 stacks of kEmuStack bytes, allocated once */
+void (*g_run)(void *);            /* the launch's kernel callable, type-erased */
+void *g_run_arg;
 }  // namespace
 
-static void __syncthreads() { g_block->arrive_and_wait(); }
-static void __syncwarp() { g_warps[g_tid / 32]->arrive_and_wait(); }
+static void emu_yield(int state) {
+  g_fib[g_tid].state = state;
+  swapcontext(&g_fib[g_tid].ctx, &g_sched);
+}
+static void __syncthreads() { emu_yield(kEmuAtBlock); }
+static void __syncwarp() { emu_yield(kEmuAtWarp); }
 static size_t __cvta_generic_to_shared(const void *p) {
   const unsigned char *c = static_cast<const unsigned char *>(p);
   if (c < smem || c >= smem + sizeof smem) fault("a shared address outside shared memory", p, 0);
@@ -91,8 +115,10 @@ struct emu_cp {
   uint32_t dst;
   const void *src;
 };
-static thread_local std::vector<emu_cp> g_cp_open;                /* not committed yet */
-static thread_local std::vector<std::vector<emu_cp>> g_cp_groups; /* committed, oldest first */
+static std::vector<emu_cp> g_cp_open_[256];                /* per thread: not committed yet */
+static std::vector<std::vector<emu_cp>> g_cp_groups_[256]; /* committed, oldest first */
+static std::vector<emu_cp> &cp_open() { return g_cp_open_[g_tid]; }
+static std::vector<std::vector<emu_cp>> &cp_groups() { return g_cp_groups_[g_tid]; }
 
 static void emu_cp_land(const std::vector<emu_cp> &g) {
   for (const emu_cp &c : g) memcpy(smem + c.dst, c.src, 16);
@@ -105,24 +131,24 @@ static void cp_async16(uint32_t dst, const void *src) {
   else if (g_cp_early)
     memcpy(smem + dst, src, 16);
   else
-    g_cp_open.push_back({dst, src});
+    cp_open().push_back({dst, src});
 }
 static void cp_async_commit() {
-  g_cp_groups.push_back(std::move(g_cp_open));
-  g_cp_open.clear();
+  cp_groups().push_back(std::move(cp_open()));
+  cp_open().clear();
 }
 template <int N> static void cp_async_wait() {
-  while (g_cp_groups.size() > (size_t)N) {
-    emu_cp_land(g_cp_groups.front());
-    g_cp_groups.erase(g_cp_groups.begin());
+  while (cp_groups().size() > (size_t)N) {
+    emu_cp_land(cp_groups().front());
+    cp_groups().erase(cp_groups().begin());
   }
 }
 /* At the end of a thread's kernel: what is still in flight lands (nothing may read it). */
 static void emu_cp_drain() {
-  for (const auto &g : g_cp_groups) emu_cp_land(g);
-  emu_cp_land(g_cp_open);
-  g_cp_groups.clear();
-  g_cp_open.clear();
+  for (const auto &g : cp_groups()) emu_cp_land(g);
+  emu_cp_land(cp_open());
+  cp_groups().clear();
+  cp_open().clear();
 }
 }  // namespace cg_mma
 
@@ -257,10 +283,79 @@ static void mma16816(float *d, const uint32_t *a, uint32_t b0, uint32_t b1) {
 #define CG_MMA_EMULATE 1
 #include "mma.cuh"
 
+/* A fiber's life: the kernel, then its copies still in flight land, then done. */
+static void emu_fiber_main() {
+  g_run(g_run_arg);
+  cg_mma::emu_cp_drain();
+  g_fib[g_tid].state = kEmuDone; /* returns to g_sched (uc_link) */
+}
+
+/* Runs warp w's runnable threads in turn until each yields; releases its __syncwarp when all
+ * its threads are there (exited ones counting). True when it released one. */
+static bool emu_warp_round(unsigned w, unsigned tx) {
+  unsigned at_warp = 0, done = 0;
+  for (unsigned t = 32 * w; t < 32 * w + 32; t++) {
+    if (g_fib[t].state == kEmuRun) {
+      g_tid = t;
+      threadIdx = {t % tx, t / tx, 0};
+      swapcontext(&g_sched, &g_fib[t].ctx);
+    }
+    at_warp += g_fib[t].state == kEmuAtWarp;
+    done += g_fib[t].state == kEmuDone;
+  }
+  if (!at_warp || at_warp + done != 32) return false;
+  for (unsigned t = 32 * w; t < 32 * w + 32; t++)
+    if (g_fib[t].state == kEmuAtWarp) g_fib[t].state = kEmuRun;
+  return true;
+}
+
+static bool g_emu_skew; /* emu_block's second schedule (emu_both_ways) */
+
+/* Runs every thread of the block until all are done, in one of two schedules: lockstep (every
+ * warp one step, warp after warp, barriers released as they fill), or skewed (the last warp
+ * first, each warp as far as it can go before the next starts: up to a __syncthreads, so a
+ * warp that refills a buffer others still have to read does it before they read). Then the
+ * __syncthreads is released when every thread is there (exited ones counting). */
+static void emu_block(unsigned n, unsigned tx) {
+  for (unsigned t = 0; t < n; t++) {
+    getcontext(&g_fib[t].ctx);
+    g_fib[t].ctx.uc_stack.ss_sp = g_stacks + (size_t)t * kEmuStack;
+    g_fib[t].ctx.uc_stack.ss_size = kEmuStack;
+    g_fib[t].ctx.uc_link = &g_sched;
+    makecontext(&g_fib[t].ctx, emu_fiber_main, 0);
+    g_fib[t].state = kEmuRun;
+  }
+  const unsigned nw = n / 32;
+  for (;;) {
+    bool released = false;
+    for (unsigned i = 0; i < nw; i++) {
+      const unsigned w = g_emu_skew ? nw - 1 - i : i;
+      if (g_emu_skew)
+        while (emu_warp_round(w, tx)) {
+        }
+      else
+        released = emu_warp_round(w, tx) || released;
+    }
+    if (released) continue;
+    unsigned at_block = 0, done = 0;
+    for (unsigned t = 0; t < n; t++) {
+      at_block += g_fib[t].state == kEmuAtBlock;
+      done += g_fib[t].state == kEmuDone;
+    }
+    if (done == n) return;
+    if (at_block + done == n) {
+      for (unsigned t = 0; t < n; t++)
+        if (g_fib[t].state == kEmuAtBlock) g_fib[t].state = kEmuRun;
+      continue;
+    }
+    fault("deadlock: threads wait at different barriers", nullptr, at_block);
+    return; /* the fibers left behind are started afresh by the next block */
+  }
+}
+
 /* Runs kernel (a callable run by every thread) on a gx x gy grid of blocks of tx x ty threads
- * (tx * ty a multiple of 32, at most 256), with `shared` bytes of dynamic shared memory: one
- * host thread per CUDA thread, which walk the blocks together (blockIdx and the poisoned shared
- * memory set between two barriers). */
+ * (tx * ty a multiple of 32, at most 256), with `shared` bytes of dynamic shared memory,
+ * poisoned with NaN (0xFF) before each block, so that a read of what no one wrote shows. */
 template <typename K>
 static void launch(unsigned gx, unsigned gy, unsigned tx, unsigned ty, size_t shared, K kernel) {
   const unsigned threads = tx * ty;
@@ -269,31 +364,20 @@ static void launch(unsigned gx, unsigned gy, unsigned tx, unsigned ty, size_t sh
           threads);
     return;
   }
+  if (!g_stacks) {
+    g_stacks = static_cast<unsigned char *>(malloc(256 * kEmuStack)); /* touched as used */
+    if (!g_stacks) abort();
+  }
   gridDim = {gx, gy, 1};
   blockDim = {tx, ty, 1};
-  std::barrier<> block((std::ptrdiff_t)threads);
-  g_block = &block;
-  g_warps.clear();
-  for (unsigned w = 0; w < threads / 32; w++)
-    g_warps.emplace_back(std::make_unique<std::barrier<>>(32));
-  std::vector<std::thread> ts;
-  for (unsigned t = 0; t < threads; t++)
-    ts.emplace_back([t, tx, gx, gy, shared, &block, &kernel] {
-      threadIdx = {t % tx, t / tx, 0};
-      g_tid = t;
-      for (unsigned by = 0; by < gy; by++)
-        for (unsigned bx = 0; bx < gx; bx++) {
-          if (t == 0) {
-            blockIdx = {bx, by, 0};
-            memset(smem, 0xFF, shared); /* NaN: a read of what no one wrote shows */
-          }
-          block.arrive_and_wait();
-          kernel();
-          cg_mma::emu_cp_drain();
-          block.arrive_and_wait();
-        }
-    });
-  for (auto &t : ts) t.join();
+  g_run = [](void *k) { (*static_cast<K *>(k))(); };
+  g_run_arg = &kernel;
+  for (unsigned by = 0; by < gy; by++)
+    for (unsigned bx = 0; bx < gx; bx++) {
+      blockIdx = {bx, by, 0};
+      memset(smem, 0xFF, shared);
+      emu_block(threads, tx);
+    }
 }
 
 /* One-dimensional blocks of `threads`. */
@@ -302,15 +386,17 @@ static void launch(unsigned gx, unsigned gy, unsigned threads, size_t shared, K 
   launch(gx, gy, threads, 1u, shared, kernel);
 }
 
-/* Runs the test body twice: copies landing as late as allowed (a read before its wait shows),
- * then at once (a refill of a buffer before every thread is done reading it shows). */
+/* Runs the test body twice: warps in lockstep with copies landing as late as allowed (a read
+ * before its wait shows), then warps skewed with copies landing at once (a refill of a buffer
+ * before every warp is done reading it shows). */
 template <typename F> static void emu_both_ways(F body) {
-  for (int early = 0; early < 2; early++) {
-    cg_mma::g_cp_early = early != 0;
-    printf("== cp.async copies land %s\n", early ? "at once" : "as late as allowed");
+  for (int second = 0; second < 2; second++) {
+    cg_mma::g_cp_early = g_emu_skew = second != 0;
+    printf("== %s\n", second ? "warps skewed, cp.async copies landing at once"
+                              : "warps in lockstep, cp.async copies landing as late as allowed");
     body();
   }
-  cg_mma::g_cp_early = false;
+  cg_mma::g_cp_early = g_emu_skew = false;
 }
 
 /* ---- test data ---------------------------------------------------------------------------- */

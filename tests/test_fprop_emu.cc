@@ -145,6 +145,12 @@ int main(void) {
        1, 0},
       {"dgrad 32->32 eight warps (256 wide), masked", B, 1, 2, 256, 32, 32, 1, 0, 0, 1, 0, 0, 0, 0,
        2, 0},
+      /* several warps walking many rows in one block: the ring of x rows wraps while other
+       * warps may still read a slot (the skewed schedule of emu_both_ways) */
+      {"fwd 32->32 two warps, nine rows in one block", B, 1, 9, 64, 32, 32, 0, 1, 1, 0, 0, 0, 0, 0,
+       1, 0},
+      {"dgrad 64->16 three warps, seven rows across images", H, 2, 4, 96, 64, 16, 1, 0, 0, 1, 0, 0,
+       0, 0, 1, 0},
   };
   emu_both_ways([&] {
     for (const tcase_t &c : cases) {
