@@ -25,6 +25,10 @@
 #include "testutil_cuda.h"
 
 static cudaStream_t S; /* non-blocking: every kernel, fill and copy (testutil_cuda.h) */
+/* Set by test_layers_emu.c (an emulated device, a thousand times slower): the sections of
+ * test_elementwise leave out their largest shapes (too_big). */
+static int g_small;
+static int too_big(int64_t elems) { return g_small && elems > 300000; }
 static uint64_t g_seed, g_ctr;
 static const cg_dtype_t DTS[3] = {CG_DT_F32, CG_DT_BF16, CG_DT_F16};
 
@@ -1499,7 +1503,8 @@ static void test_strided(void) {
     const int sh[][3] = {{333, 3, 5},    {4096, 32, 32}, {1000, 8, 16}, {70001, 32, 32},
                          {1000, 16, 4},  {1000, 4, 16},  {777, 8, 12}};
     for (size_t i = 0; i < sizeof sh / sizeof sh[0]; i++)
-      for (int part = 0; part <= 1; part++)
+      for (int part = 0; part <= 1 && !too_big((int64_t)sh[i][0] * (sh[i][1] + sh[i][2]));
+           part++)
         for (int relu = 0; relu <= 1; relu++)
           test_concat_fwd_bias(DTS[t], sh[i][0], sh[i][1], sh[i][2], part, relu);
   }
@@ -1531,6 +1536,7 @@ static void test_strided(void) {
     for (size_t i = 0; i < sizeof sh / sizeof sh[0]; i++) {
       const int n = sh[i][0], h = sh[i][1], w = sh[i][2], c = sh[i][3];
       const int big = n * h * w > 10000;
+      if (too_big((int64_t)n * h * w * c)) continue;
       lay_t l[NLAY];
       const int nl = layouts(c, l);
       for (int j = 0; j < nl; j++) {
@@ -1565,13 +1571,9 @@ static void test_strided(void) {
   }
 }
 
-int main(void) {
-  if (cg_test_gpu_begin("test_gpu_layers", &S, &g_seed)) return CG_TEST_SKIP;
-  const double t0 = cg_now();
-
-  printf("RUN empty shapes\n");
-  test_empty();
-
+/* The element-wise and data-movement kernels of kernels_act.cu: the sections an emulated
+ * device runs too (test_layers_emu.c, with g_small). */
+static void test_elementwise(void) {
   printf("RUN bias_act_fwd\n");
   for (int t = 0; t < 3; t++) {
     const struct {
@@ -1579,7 +1581,7 @@ int main(void) {
       int c;
     } sh[] = {{420, 1}, {420, 5}, {333, 37}, {256, 64}, {70001, 37}};
     for (size_t i = 0; i < sizeof sh / sizeof sh[0]; i++)
-      for (int relu = 0; relu <= 1; relu++)
+      for (int relu = 0; relu <= 1 && !too_big(sh[i].npix * sh[i].c); relu++)
         for (int bias = 0; bias <= 1; bias++)
           test_bias_act_fwd(DTS[t], sh[i].npix, sh[i].c, relu, bias, 0);
     test_bias_act_fwd(DTS[t], 300, 64, 1, 1, 1); /* misaligned: the 16-byte path must step aside */
@@ -1594,7 +1596,7 @@ int main(void) {
               {63, 33},    /* 16-byte packs: UNet-like, several tiles, one pack per pixel */
               {70001, 32}, {1000, 512}, {333, 8}};
     for (size_t i = 0; i < sizeof sh / sizeof sh[0]; i++)
-      for (int relu = 0; relu <= 1; relu++)
+      for (int relu = 0; relu <= 1 && !too_big(sh[i].npix * sh[i].c); relu++)
         for (int db = 0; db <= 1; db++) test_bias_act_bwd(DTS[t], sh[i].npix, sh[i].c, relu, db);
   }
 
@@ -1611,13 +1613,14 @@ int main(void) {
     const int sh[][3] = {{333, 3, 5}, {333, 16, 8}, {257, 32, 32}, {100, 7, 1}, {70000, 20, 13},
                          {4099, 4, 4}};
     for (size_t i = 0; i < sizeof sh / sizeof sh[0]; i++)
-      test_concat(DTS[t], sh[i][0], sh[i][1], sh[i][2]);
+      if (!too_big((int64_t)sh[i][0] * (sh[i][1] + sh[i][2])))
+        test_concat(DTS[t], sh[i][0], sh[i][1], sh[i][2]);
   }
 
   printf("RUN casts, padding, weight packing\n");
   for (int t = 0; t < 3; t++) {
     test_casts(DTS[t], 1001);
-    test_casts(DTS[t], 2500003); /* more than one grid-stride pass */
+    if (!too_big(2500003)) test_casts(DTS[t], 2500003); /* more than one grid-stride pass */
     test_pad(DTS[t], 257, 1, 5, 8);
     test_pad(DTS[t], 100, 1, 3, 4);
     test_pad(DTS[t], 64, 1, 8, 8);
@@ -1627,6 +1630,16 @@ int main(void) {
   }
 
   test_strided();
+}
+
+int main(void) {
+  if (cg_test_gpu_begin("test_gpu_layers", &S, &g_seed)) return CG_TEST_SKIP;
+  const double t0 = cg_now();
+
+  printf("RUN empty shapes\n");
+  test_empty();
+
+  test_elementwise();
 
   printf("RUN fused head backward\n");
   for (int t = 0; t < 3; t++) {
