@@ -250,10 +250,28 @@ cudnnStatus_t ws_cop(cudnnHandle_t h, const cg_conv_t *c, int cop, int algo, siz
   return CUDNN_STATUS_BAD_PARAM;
 }
 
+/* CG_CONV_WGRAD / CG_CONV_FPROP / CG_CONV_UPCONV = force (tests): our kernel is used wherever
+ * it handles the shape and agrees with the reference, however fast cuDNN is, so a step test
+ * runs it. */
+bool forced(const char *var) {
+  const char *v = getenv(var);
+  return v && !strcmp(v, "force");
+}
+
+/* CG_CONV_WGRAD / CG_CONV_FPROP / CG_CONV_UPCONV = off: our kernel is never a candidate. */
+bool switched_off(const char *var) {
+  const char *v = getenv(var);
+  return v && !strcmp(v, "off");
+}
+
+/* cudaError_t to cudnnStatus_t (our kernels' launchers report the former). */
+cudnnStatus_t st_of(cudaError_t rc) {
+  return rc == cudaSuccess ? CUDNN_STATUS_SUCCESS : CUDNN_STATUS_EXECUTION_FAILED;
+}
+
 /* The key's tag of our kernels under the switch var: on, off ("off") or forced ("force"). */
 const char *tag3(const char *var, const char *on, const char *off, const char *force) {
-  const char *v = getenv(var);
-  return !v ? on : !strcmp(v, "off") ? off : !strcmp(v, "force") ? force : on;
+  return forced(var) ? force : switched_off(var) ? off : on;
 }
 
 /* op: kCopName[cop], or "fwd_fused" with the bias alignment (the fusion decision). */
@@ -818,13 +836,6 @@ int select_legacy(cg_conv_ctx_t *ctx, cg_conv_t *c, int cop, const void *in0, co
   return 0;
 }
 
-/* CG_CONV_WGRAD / CG_CONV_FPROP = force (tests): our kernel is used wherever it handles the
- * shape and agrees with the reference, however fast cuDNN is, so a step test runs it. */
-bool forced(const char *var) {
-  const char *v = getenv(var);
-  return v && !strcmp(v, "force");
-}
-
 /* Host conversions of 16-bit values (the check of our dW kernel). */
 float bf16_to_f(uint16_t v) {
   const uint32_t u = (uint32_t)v << 16;
@@ -843,8 +854,7 @@ float f16_to_f(uint16_t v) {
  * bf16/fp16, CG_CONV_WGRAD not "off"). */
 bool custom_shape(const cg_conv_t *c, cg_wgrad_shape_t *w) {
   const cg_conv_shape_t *s = &c->shape;
-  const char *env = getenv("CG_CONV_WGRAD");
-  if (env && !strcmp(env, "off")) return false;
+  if (switched_off("CG_CONV_WGRAD")) return false;
   if (s->kind != CG_CONV_PLAIN || s->dt == CG_DT_F32) return false;
   memset(w, 0, sizeof *w);
   w->dt = s->dt;
@@ -864,8 +874,7 @@ bool custom_shape(const cg_conv_t *c, cg_wgrad_shape_t *w) {
  * ReLU of x, input gradient only), when it handles it (bf16/fp16, CG_CONV_FPROP not "off"). */
 bool fprop_shape(const cg_conv_t *c, int cop, int bias, int relu, int mask, cg_fprop_shape_t *f) {
   const cg_conv_shape_t *s = &c->shape;
-  const char *env = getenv("CG_CONV_FPROP");
-  if (env && !strcmp(env, "off")) return false;
+  if (switched_off("CG_CONV_FPROP")) return false;
   if (s->kind != CG_CONV_PLAIN || s->dt == CG_DT_F32 || s->k != 3) return false;
   if (cop != COP_FWD && cop != COP_BWD_DATA) return false;
   const int ldx = s->ldx ? s->ldx : s->cin, ldy = s->ldy ? s->ldy : s->cout;
@@ -891,8 +900,7 @@ cudnnStatus_t run_fprop(const cg_fprop_shape_t *f, int accum, const void *x, con
                         const float *bias, const void *m, void *y, cudaStream_t s) {
   cg_fprop_shape_t g = *f;
   g.accum = accum != 0;
-  return cg_fprop_run(&g, x, w, bias, m, y, s) == cudaSuccess ? CUDNN_STATUS_SUCCESS
-                                                               : CUDNN_STATUS_EXECUTION_FAILED;
+  return st_of(cg_fprop_run(&g, x, w, bias, m, y, s));
 }
 
 /* The shape of our upconv kernel for cuDNN operation cop of an upconv (COP_BWD_DATA: the
@@ -901,8 +909,7 @@ cudnnStatus_t run_fprop(const cg_fprop_shape_t *f, int accum, const void *x, con
  * "off"). */
 bool up_shape(const cg_conv_t *c, int cop, int bias, cg_upconv_shape_t *u) {
   const cg_conv_shape_t *s = &c->shape;
-  const char *env = getenv("CG_CONV_UPCONV");
-  if (env && !strcmp(env, "off")) return false;
+  if (switched_off("CG_CONV_UPCONV")) return false;
   if (s->kind != CG_CONV_UP || s->dt == CG_DT_F32) return false;
   memset(u, 0, sizeof *u);
   u->dt = s->dt;
@@ -927,9 +934,7 @@ cudnnStatus_t run_up(const cg_upconv_shape_t *u, int accum, const void *in0, con
   cg_upconv_shape_t g = *u;
   g.accum = accum != 0 && g.op == CG_UPCONV_DGRAD;
   const bool w = g.op == CG_UPCONV_WGRAD;
-  return cg_upconv_run(&g, w ? in1 : in0, w ? in0 : in1, bias, out, db, ws, wsb, s) == cudaSuccess
-             ? CUDNN_STATUS_SUCCESS
-             : CUDNN_STATUS_EXECUTION_FAILED;
+  return st_of(cg_upconv_run(&g, w ? in1 : in0, w ? in0 : in1, bias, out, db, ws, wsb, s));
 }
 
 /* Runs ref, then cand, each writing the n elements (type dt) at out, and compares them on the
@@ -1021,11 +1026,6 @@ bool ours_wins(const cg_conv_ctx_t *ctx, const cg_conv_t *c, int cop, void *out,
   if (best < 0 && ctx->verbose)
     fprintf(stderr, "conv search: cuDNN has nothing for %s; %s takes it\n", kCopName[cop], what);
   return true;
-}
-
-/* cudaError_t to cudnnStatus_t, for the candidates' lambdas. */
-cudnnStatus_t st_of(cudaError_t rc) {
-  return rc == cudaSuccess ? CUDNN_STATUS_SUCCESS : CUDNN_STATUS_EXECUTION_FAILED;
 }
 
 /* Our dW kernel as a candidate of COP_BWD_FILTER (ours_wins; the naive kernel of wgrad.h).
@@ -1599,8 +1599,7 @@ cudnnStatus_t launch(const cg_conv_ctx_t *ctx, const cg_conv_t *c, int cop, cons
   }
   if (c->g[cop] && beta == 0.0f) return cg_cgraph_exec(c->g[cop], in0, in1, out, NULL, d_ws);
   if (c->custom && cop == COP_BWD_FILTER)
-    return cg_wgrad_run(&c->wsh, in0, in1, out, NULL, d_ws, s) == cudaSuccess
-               ? CUDNN_STATUS_SUCCESS : CUDNN_STATUS_EXECUTION_FAILED;
+    return st_of(cg_wgrad_run(&c->wsh, in0, in1, out, NULL, d_ws, s));
   /* an accumulating call, or no graph plan: the legacy algorithm, if its workspace fits */
   if (!c->have_legacy[cop] || c->ws_legacy[cop] > ws_bytes) return CUDNN_STATUS_NOT_SUPPORTED;
   return run_cop(ctx->h, c, cop, in0, in1, out, beta, d_ws, ws_bytes);
@@ -1658,9 +1657,7 @@ cudnnStatus_t cg_conv_bwd_filter_db(const cg_conv_ctx_t *ctx, const cg_conv_t *c
   CG_ASSERT(ws_bytes >= c->ws[COP_BWD_FILTER] && d_ws != NULL);
   if (c->up[COP_BWD_FILTER]) /* cuDNN's operands: dy, then x */
     return run_up(&c->ush[COP_BWD_FILTER], 0, d_dy, d_x, NULL, d_dw, d_db, d_ws, ws_bytes, s);
-  return cg_wgrad_run(&c->wsh, d_x, d_dy, d_dw, d_db, d_ws, s) == cudaSuccess
-             ? CUDNN_STATUS_SUCCESS
-             : CUDNN_STATUS_EXECUTION_FAILED;
+  return st_of(cg_wgrad_run(&c->wsh, d_x, d_dy, d_dw, d_db, d_ws, s));
 }
 
 int cg_conv_drelu_fused(const cg_conv_t *c) { return c->gd != NULL || c->fp_drelu; }
