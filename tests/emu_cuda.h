@@ -16,6 +16,7 @@
  *    the thread's cp.async.wait_group lets its group complete, as late as allowed (so a read
  *    before the wait, or before the barrier after it, sees the NaN poison); in the skewed one
  *    at once (so a warp refilling a buffer other warps still have to read spoils their read);
+ *  - __shfl_down_sync through a per-warp exchange area;
  *  - wmma (nvcuda::wmma): whole 16x16 tiles loaded, multiplied and stored by lane 0 of the warp
  *    (the result is the same for every lane; the others only reach the barriers);
  *  - ldmatrix (cg_mma::ldsm_x4, ldsm_x4_t, ldsm_x2_t) and mma.sync m16n8k16 (cg_mma::mma16816)
@@ -279,6 +280,17 @@ static void mma16816(float *d, const uint32_t *a, uint32_t b0, uint32_t b1) {
 }
 }  // namespace cg_mma
 
+/* shfl.down within the warp (all 32 lanes taking part), through an exchange area. */
+template <typename T> static T __shfl_down_sync(unsigned, T v, unsigned off) {
+  static T xch[256];
+  xch[g_tid] = v;
+  __syncwarp();
+  const unsigned lane = g_tid % 32;
+  const T r = lane + off < 32 ? xch[g_tid + off] : v;
+  __syncwarp();
+  return r;
+}
+
 /* The arithmetic of mma.cuh (the swizzle) as it is; its PTX is emulated above. */
 #define CG_MMA_EMULATE 1
 #include "mma.cuh"
@@ -397,6 +409,19 @@ template <typename F> static void emu_both_ways(F body) {
     body();
   }
   cg_mma::g_cp_early = g_emu_skew = false;
+}
+
+/* Runs run(T(), &c) for every case c of cases under both schedules (emu_both_ways), with T
+ * the element type of c.dt (bf16 or fp16). */
+template <typename C, typename F> static void emu_run_cases(const C &cases, F run) {
+  emu_both_ways([&] {
+    for (const auto &c : cases) {
+      if (c.dt == CG_DT_BF16)
+        run(__nv_bfloat16(), &c);
+      else
+        run(__half(), &c);
+    }
+  });
 }
 
 /* ---- test data ---------------------------------------------------------------------------- */

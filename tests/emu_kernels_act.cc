@@ -5,8 +5,7 @@
  *
  * "Device" memory is host memory here: cg_test_dnew is aligned_alloc with the guard bytes of
  * testutil_cuda.h, copies are memcpy, streams are nothing. Static __shared__ arrays become
- * function statics (one block runs at a time, so that is the block's shared memory), and
- * __shfl_down_sync exchanges through a per-warp area like the emulated ldmatrix. Kernels of
+ * function statics (one block runs at a time, so that is the block's shared memory). Kernels of
  * the other .cu files that test_gpu_layers.c also calls (loss, AdamW, head, graphs) abort
  * (emu_not_here.c): test_layers_emu runs only its element-wise sections. */
 #include "emu_cuda.h" /* the emulated device; CUDA headers */
@@ -23,17 +22,6 @@ extern "C" {
 #define __shared__ static
 #undef __grid_constant__
 #define __grid_constant__
-
-/* shfl.down within the warp (all 32 lanes take part, as in every use here). */
-template <typename T> static T __shfl_down_sync(unsigned, T v, unsigned off) {
-  static T xch[256];
-  xch[g_tid] = v;
-  __syncwarp();
-  const unsigned lane = g_tid % 32;
-  const T r = lane + off < 32 ? xch[g_tid + off] : v;
-  __syncwarp();
-  return r;
-}
 
 /* The rewritten launch: kernel on grid x block with smem bytes of dynamic shared memory. */
 template <typename K> static void emu_go(dim3 grid, dim3 block, size_t smem, cudaStream_t, K k) {

@@ -152,13 +152,6 @@ int main(void) {
       {"dgrad 64->16 three warps, seven rows across images", H, 2, 4, 96, 64, 16, 1, 0, 0, 1, 0, 0,
        0, 0, 1, 0},
   };
-  emu_both_ways([&] {
-    for (const tcase_t &c : cases) {
-      if (c.dt == CG_DT_BF16)
-        run_case<__nv_bfloat16>(&c);
-      else
-        run_case<__half>(&c);
-    }
-  });
+  emu_run_cases(cases, [](auto t, const tcase_t *c) { run_case<decltype(t)>(c); });
   return cg_test_done("test_fprop_emu");
 }

@@ -188,13 +188,6 @@ int main(void) {
       {"wgrad 32->32 (2 fragments a warp)", H, W, 2, 6, 11, 32, 32, 0, 0, 0, 1, 0, 64, 3},
       {"wgrad 64->64 (8 fragments a warp)", B, W, 1, 9, 10, 64, 64, 0, 0, 0, 1, 128, 0, 2},
   };
-  emu_both_ways([&] {
-    for (const tcase_t &c : cases) {
-      if (c.dt == CG_DT_BF16)
-        run_case<__nv_bfloat16>(&c);
-      else
-        run_case<__half>(&c);
-    }
-  });
+  emu_run_cases(cases, [](auto t, const tcase_t *c) { run_case<decltype(t)>(c); });
   return cg_test_done("test_upconv_emu");
 }

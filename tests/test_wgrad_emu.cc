@@ -112,13 +112,6 @@ int main(void) {
       {"64->32 two channel tiles, w 48, dy a half", B, 1, 3, 48, 64, 32, 0, 64, 1},
       {"32->64 w 16", H, 1, 5, 16, 32, 64, 0, 0, 1},
   };
-  emu_both_ways([&] {
-    for (const tcase_t &c : cases) {
-      if (c.dt == CG_DT_BF16)
-        run_case<__nv_bfloat16>(&c);
-      else
-        run_case<__half>(&c);
-    }
-  });
+  emu_run_cases(cases, [](auto t, const tcase_t *c) { run_case<decltype(t)>(c); });
   return cg_test_done("test_wgrad_emu");
 }
