@@ -1,22 +1,27 @@
 /* emu_cuda.h: an emulated CUDA device for running this project's kernels on the CPU
- * (tests/test_*_emu.cc). Include once, in one C++20 translation unit, before the kernels'
- * device code (cuda/*_kernels.cuh).
+ * (tests/test_*_emu.cc, tests/emu_kernels.h). Include before the kernels' device code
+ * (cuda/*_kernels.cuh), in C++20. Each translation unit that includes it gets an emulator of
+ * its own (blocks run one at a time wherever they come from); the count of broken rules,
+ * g_faults, is one for the program.
  *
  * Why: most machines this suite runs on (CI, laptops) have no GPU, so the GPU tests skip there;
  * these tests compile the very same device code with the host C++ compiler and execute it.
- * How: the CUDA threads of a block are fibers of the one host thread (ucontext: each runs until
+ * How: the CUDA threads of a block are fibers of the one host thread (each runs until
  * it reaches __syncthreads or __syncwarp, or returns; a barrier is released when every thread
  * that must reach it has, exited threads counting as arrived; threads waiting at different
  * barriers are reported as a deadlock), the blocks of a grid one after the other, each with
  * freshly poisoned shared memory; deterministic, and no host threads to schedule. Two
  * schedules (emu_both_ways runs a test under both): warps in lockstep, and warps skewed (the
- * last first, each as far as it can go before the next starts). Dynamic shared memory is one
- * buffer (extern __shared__ only), and:
+ * last first, each as far as it can go before the next starts). Grids of up to three
+ * dimensions, blocks of up to 256 threads in two. Dynamic shared memory is one buffer (static
+ * __shared__ arrays: see emu_kernels.h), and:
  *  - cp.async (cg_mma::cp_async16): in the lockstep schedule the 16-byte copy lands only when
  *    the thread's cp.async.wait_group lets its group complete, as late as allowed (so a read
  *    before the wait, or before the barrier after it, sees the NaN poison); in the skewed one
  *    at once (so a warp refilling a buffer other warps still have to read spoils their read);
- *  - __shfl_down_sync through a per-warp exchange area;
+ *  - __shfl_down_sync, __shfl_xor_sync and __ballot_sync through a per-warp exchange area,
+ *    __syncthreads_or through a per-block one; atomicAdd as a plain read-modify-write (fibers
+ *    switch only at barriers);
  *  - wmma (nvcuda::wmma): whole 16x16 tiles loaded, multiplied and stored by lane 0 of the warp
  *    (the result is the same for every lane; the others only reach the barriers);
  *  - ldmatrix (cg_mma::ldsm_x4, ldsm_x4_t, ldsm_x2_t) and mma.sync m16n8k16 (cg_mma::mma16816)
@@ -73,7 +78,9 @@ struct emu_dim {
 static emu_dim threadIdx;
 static unsigned g_tid; /* the running thread's linear index in its block */
 static emu_dim blockIdx, gridDim, blockDim;
-static int g_faults; /* broken rules of wmma / cp.async */
+/* broken rules of wmma / cp.async, and faults of the emulated runtime: one count for every
+ * translation unit that includes this (tests/emu_kernels.h builds several) */
+inline int g_faults;
 
 static void fault(const char *what, const void *p, unsigned v) {
   if (g_faults++ < 10) fprintf(stderr, "emulation: %s (%p, %u)\n", what, p, v);
@@ -86,19 +93,47 @@ alignas(128) unsigned char smem[232448]; /* the block's dynamic shared memory (2
 enum { kEmuRun = 0, kEmuAtBlock = 1, kEmuAtWarp = 2, kEmuDone = 3 };
 constexpr size_t kEmuStack = (size_t)256 << 10; /* a fiber's stack */
 struct emu_fiber {
-  ucontext_t ctx;
+  void *sp;        /* its saved stack pointer (emu_ctx_swap) */
+  ucontext_t ctx;  /* or its context (elsewhere) */
   int state;
 };
 emu_fiber g_fib[256];
+void *g_sched_sp;
 ucontext_t g_sched;
 unsigned char *g_stacks;          /* 256 stacks of kEmuStack bytes, allocated once */
 void (*g_run)(void *);            /* the launch's kernel callable, type-erased */
 void *g_run_arg;
 }  // namespace
 
+/* Switching between the scheduler and a fiber. On x86-64 a switch saves the callee-saved
+ * registers on the stack it leaves and restores them from the one it enters: a few
+ * instructions, where swapcontext also makes a system call (the signal mask) each time, which
+ * made a kernel with many warp collectives run for minutes. Elsewhere, and under AddressSanitizer
+ * (which must see the stacks change), ucontext. */
+#if defined(__x86_64__) && !defined(__SANITIZE_ADDRESS__)
+#define CG_EMU_FAST_SWITCH 1
+/* Saves the running context's stack pointer in *from and continues the one saved at to. */
+#if defined(__clang__)
+__attribute__((naked, noinline)) static void emu_ctx_swap(void **from, void *to)
+#else
+__attribute__((naked, noipa)) static void emu_ctx_swap(void **from, void *to)
+#endif
+{
+  (void)from;
+  (void)to;
+  asm("pushq %rbp\n\tpushq %rbx\n\tpushq %r12\n\tpushq %r13\n\tpushq %r14\n\tpushq %r15\n\t"
+      "movq %rsp, (%rdi)\n\tmovq %rsi, %rsp\n\t"
+      "popq %r15\n\tpopq %r14\n\tpopq %r13\n\tpopq %r12\n\tpopq %rbx\n\tpopq %rbp\n\tret");
+}
+#endif
+
 static void emu_yield(int state) {
   g_fib[g_tid].state = state;
+#ifdef CG_EMU_FAST_SWITCH
+  emu_ctx_swap(&g_fib[g_tid].sp, g_sched_sp);
+#else
   swapcontext(&g_fib[g_tid].ctx, &g_sched);
+#endif
 }
 static void __syncthreads() { emu_yield(kEmuAtBlock); }
 static void __syncwarp() { emu_yield(kEmuAtWarp); }
@@ -124,7 +159,8 @@ static std::vector<std::vector<emu_cp>> &cp_groups() { return g_cp_groups_[g_tid
 static void emu_cp_land(const std::vector<emu_cp> &g) {
   for (const emu_cp &c : g) memcpy(smem + c.dst, c.src, 16);
 }
-static bool g_cp_early; /* land every copy at once instead (emu_both_ways) */
+/* land every copy at once instead (emu_both_ways); one for the program, as g_emu_skew */
+inline bool g_cp_early;
 
 static void cp_async16(uint32_t dst, const void *src) {
   if (dst % 16 || (uintptr_t)src % 16 || dst + 16 > sizeof smem)
@@ -280,16 +316,83 @@ static void mma16816(float *d, const uint32_t *a, uint32_t b0, uint32_t b1) {
 }
 }  // namespace cg_mma
 
-/* shfl.down within the warp (all 32 lanes taking part), through an exchange area. */
-template <typename T> static T __shfl_down_sync(unsigned, T v, unsigned off) {
+/* ---- warp and block collectives, atomics, bit casts ---------------------------------------- */
+
+/* The value that lane src(lane) of the calling warp passed (all 32 lanes taking part; a source
+ * outside the warp gives the lane its own value), through an exchange area. */
+template <typename T, typename F> static T emu_shfl(T v, F src) {
   static T xch[256];
   xch[g_tid] = v;
   __syncwarp();
-  const unsigned lane = g_tid % 32;
-  const T r = lane + off < 32 ? xch[g_tid + off] : v;
+  const unsigned lane = g_tid % 32, from = src(lane);
+  const T r = from < 32 ? xch[g_tid - lane + from] : v;
   __syncwarp();
   return r;
 }
+template <typename T> static T __shfl_down_sync(unsigned, T v, unsigned off) {
+  return emu_shfl(v, [off](unsigned lane) { return lane + off; });
+}
+template <typename T> static T __shfl_xor_sync(unsigned, T v, int m) {
+  return emu_shfl(v, [m](unsigned lane) { return lane ^ (unsigned)m; });
+}
+
+/* Bit l of the result: lane l's predicate, for the lanes of mask that have not exited. */
+static unsigned __ballot_sync(unsigned mask, int pred) {
+  static int xch[256];
+  xch[g_tid] = pred != 0;
+  __syncwarp();
+  const unsigned w0 = g_tid / 32 * 32;
+  unsigned r = 0;
+  for (unsigned l = 0; l < 32; l++)
+    if ((mask >> l & 1u) && g_fib[w0 + l].state != kEmuDone && xch[w0 + l]) r |= 1u << l;
+  __syncwarp();
+  return r;
+}
+
+/* __syncthreads, returning 1 when any thread of the block that has not exited passed a
+ * nonzero predicate. */
+static int __syncthreads_or(int pred) {
+  static int vote[256];
+  vote[g_tid] = pred != 0;
+  __syncthreads();
+  int r = 0;
+  for (unsigned t = 0; t < blockDim.x * blockDim.y; t++)
+    r |= g_fib[t].state != kEmuDone && vote[t];
+  __syncthreads();
+  return r;
+}
+
+/* The threads of a block are fibers that switch only at barriers, and blocks run one after the
+ * other: a read-modify-write is atomic as it is. */
+template <typename T> static T atomicAdd(T *p, T v) {
+  const T old = *p;
+  *p = old + v;
+  return old;
+}
+
+static int __popc(unsigned v) { return __builtin_popcount(v); }
+template <typename To, typename From> static To emu_bits(From v) {
+  static_assert(sizeof(To) == sizeof(From), "a bit cast between types of one size");
+  To r;
+  memcpy(&r, &v, sizeof r);
+  return r;
+}
+static float __int_as_float(int v) { return emu_bits<float>(v); }
+static float __uint_as_float(unsigned v) { return emu_bits<float>(v); }
+static int __float_as_int(float v) { return emu_bits<int>(v); }
+static unsigned __float_as_uint(float v) { return emu_bits<unsigned>(v); }
+static double __longlong_as_double(long long v) { return emu_bits<double>(v); }
+
+/* Arithmetic rounded to nearest, never fused (the build compiles with -ffp-contract=off). */
+static float __fadd_rn(float a, float b) { return a + b; }
+static float __fsub_rn(float a, float b) { return a - b; }
+static float __fmul_rn(float a, float b) { return a * b; }
+static float __fdiv_rn(float a, float b) { return a / b; }
+static float __fsqrt_rn(float a) { return sqrtf(a); }
+static double __dadd_rn(double a, double b) { return a + b; }
+static double __dsub_rn(double a, double b) { return a - b; }
+static double __dmul_rn(double a, double b) { return a * b; }
+static float __double2float_rn(double a) { return (float)a; }
 
 /* The arithmetic of mma.cuh (the swizzle) as it is; its PTX is emulated above. */
 #define CG_MMA_EMULATE 1
@@ -299,7 +402,34 @@ template <typename T> static T __shfl_down_sync(unsigned, T v, unsigned off) {
 static void emu_fiber_main() {
   g_run(g_run_arg);
   cg_mma::emu_cp_drain();
-  g_fib[g_tid].state = kEmuDone; /* returns to g_sched (uc_link) */
+  g_fib[g_tid].state = kEmuDone;
+#ifdef CG_EMU_FAST_SWITCH
+  emu_ctx_swap(&g_fib[g_tid].sp, g_sched_sp); /* never resumed */
+  abort();
+#endif
+  /* else returns to g_sched (uc_link) */
+}
+
+/* Fiber t, ready to start emu_fiber_main on its own stack. */
+static void emu_fiber_init(unsigned t) {
+#ifdef CG_EMU_FAST_SWITCH
+  /* what emu_ctx_swap pops: six registers, then the address it returns to, emu_fiber_main,
+   * which is entered with the stack as after a call (16-byte aligned + 8: its own return
+   * address, never used) */
+  void **sp = reinterpret_cast<void **>(
+      (uintptr_t)(g_stacks + (size_t)(t + 1) * kEmuStack) / 16 * 16);
+  *--sp = nullptr;
+  *--sp = reinterpret_cast<void *>(emu_fiber_main);
+  for (int i = 0; i < 6; i++) *--sp = nullptr;
+  g_fib[t].sp = sp;
+#else
+  getcontext(&g_fib[t].ctx);
+  g_fib[t].ctx.uc_stack.ss_sp = g_stacks + (size_t)t * kEmuStack;
+  g_fib[t].ctx.uc_stack.ss_size = kEmuStack;
+  g_fib[t].ctx.uc_link = &g_sched;
+  makecontext(&g_fib[t].ctx, emu_fiber_main, 0);
+#endif
+  g_fib[t].state = kEmuRun;
 }
 
 /* Runs warp w's runnable threads in turn until each yields; releases its __syncwarp when all
@@ -310,7 +440,11 @@ static bool emu_warp_round(unsigned w, unsigned tx) {
     if (g_fib[t].state == kEmuRun) {
       g_tid = t;
       threadIdx = {t % tx, t / tx, 0};
+#ifdef CG_EMU_FAST_SWITCH
+      emu_ctx_swap(&g_sched_sp, g_fib[t].sp);
+#else
       swapcontext(&g_sched, &g_fib[t].ctx);
+#endif
     }
     at_warp += g_fib[t].state == kEmuAtWarp;
     done += g_fib[t].state == kEmuDone;
@@ -321,7 +455,9 @@ static bool emu_warp_round(unsigned w, unsigned tx) {
   return true;
 }
 
-static bool g_emu_skew; /* emu_block's second schedule (emu_both_ways) */
+/* emu_block's second schedule (emu_both_ways, or cg_emu_schedule of emu_runtime.cc for every
+ * translation unit at once) */
+inline bool g_emu_skew;
 
 /* Runs every thread of the block until all are done, in one of two schedules: lockstep (every
  * warp one step, warp after warp, barriers released as they fill), or skewed (the last warp
@@ -330,14 +466,10 @@ static bool g_emu_skew; /* emu_block's second schedule (emu_both_ways) */
  * __syncthreads is released when every thread is there (exited ones counting). */
 static void emu_block(unsigned n, unsigned tx) {
   for (unsigned t = 0; t < n; t++) {
-    getcontext(&g_fib[t].ctx);
-    g_fib[t].ctx.uc_stack.ss_sp = g_stacks + (size_t)t * kEmuStack;
-    g_fib[t].ctx.uc_stack.ss_size = kEmuStack;
-    g_fib[t].ctx.uc_link = &g_sched;
-    makecontext(&g_fib[t].ctx, emu_fiber_main, 0);
-    g_fib[t].state = kEmuRun;
+    emu_fiber_init(t);
+  for (unsigned t = n; t % 32; t++) g_fib[t].state = kEmuDone; /* the lanes a last warp lacks */
   }
-  const unsigned nw = n / 32;
+  const unsigned nw = (n + 31) / 32;
   for (;;) {
     bool released = false;
     for (unsigned i = 0; i < nw; i++) {
@@ -365,13 +497,14 @@ static void emu_block(unsigned n, unsigned tx) {
   }
 }
 
-/* Runs kernel (a callable run by every thread) on a gx x gy grid of blocks of tx x ty threads
- * (tx * ty a multiple of 32, at most 256), with `shared` bytes of dynamic shared memory,
+/* Runs kernel (a callable run by every thread) on a gx x gy x gz grid of blocks of tx x ty threads
+ * (tx * ty at most 256), with `shared` bytes of dynamic shared memory,
  * poisoned with NaN (0xFF) before each block, so that a read of what no one wrote shows. */
 template <typename K>
-static void launch(unsigned gx, unsigned gy, unsigned tx, unsigned ty, size_t shared, K kernel) {
+static void launch3(unsigned gx, unsigned gy, unsigned gz, unsigned tx, unsigned ty, size_t shared,
+                    K kernel) {
   const unsigned threads = tx * ty;
-  if (threads % 32 || threads > 256 || shared > sizeof smem) {
+  if (threads < 1 || threads > 256 || shared > sizeof smem) {
     fault("launch: a block shape or shared memory size the emulation does not take", nullptr,
           threads);
     return;
@@ -380,16 +513,21 @@ static void launch(unsigned gx, unsigned gy, unsigned tx, unsigned ty, size_t sh
     g_stacks = static_cast<unsigned char *>(malloc(256 * kEmuStack)); /* touched as used */
     if (!g_stacks) abort();
   }
-  gridDim = {gx, gy, 1};
+  gridDim = {gx, gy, gz};
   blockDim = {tx, ty, 1};
   g_run = [](void *k) { (*static_cast<K *>(k))(); };
   g_run_arg = &kernel;
-  for (unsigned by = 0; by < gy; by++)
-    for (unsigned bx = 0; bx < gx; bx++) {
-      blockIdx = {bx, by, 0};
-      memset(smem, 0xFF, shared);
-      emu_block(threads, tx);
-    }
+  for (unsigned bz = 0; bz < gz; bz++)
+    for (unsigned by = 0; by < gy; by++)
+      for (unsigned bx = 0; bx < gx; bx++) {
+        blockIdx = {bx, by, bz};
+        memset(smem, 0xFF, shared);
+        emu_block(threads, tx);
+      }
+}
+template <typename K>
+static void launch(unsigned gx, unsigned gy, unsigned tx, unsigned ty, size_t shared, K kernel) {
+  launch3(gx, gy, 1, tx, ty, shared, kernel);
 }
 
 /* One-dimensional blocks of `threads`. */

@@ -594,8 +594,9 @@ static void test_step_k(void) {
   free(p0);
 }
 
-int main(void) {
-  if (cg_test_gpu_begin("test_gpu_mclass", &S, &g_seed)) return CG_TEST_SKIP;
+/* Sections 1-3, the kernels on their own (test_mclass_emu.c runs them on the emulated
+ * device). */
+static void test_kernels(void) {
   static const int KS[3] = {2, 4, 19};
   printf("RUN loss_k\n");
   for (int t = 0; t < 3; t++)
@@ -628,6 +629,11 @@ int main(void) {
   test_confusion_k(3, 1000, 4, -1);
   test_confusion_ign(4, 30000, 255);
   test_confusion_ign(4, 30000, -1);
+}
+
+int main(void) {
+  if (cg_test_gpu_begin("test_gpu_mclass", &S, &g_seed)) return CG_TEST_SKIP;
+  test_kernels();
   test_step_k();
   CG_CHECK_CUDA(cudaStreamDestroy(S));
   return cg_test_done("test_gpu_mclass");
