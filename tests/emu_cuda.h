@@ -37,7 +37,9 @@
  * The emulated operations also check their rules (g_faults): 32-byte aligned wmma tiles, leading
  * dimensions a multiple of 8 elements (16-bit) or 4 (fp32), 16-byte aligned cp.async and
  * ldmatrix rows inside shared memory.
- * What it cannot see: timing, bank conflicts, races that neither schedule exposes (e.g. among
+ * Bank conflicts of those matrix loads are counted (emu_bank_matrix), not those of other
+ * shared-memory accesses.
+ * What it cannot see: timing, races that neither schedule exposes (e.g. among
  * the threads of one warp between two __syncwarp), or a misreading of the PTX / wmma semantics
  * above (shared by the kernel and this emulation); the GPU tests and compute-sanitizer's
  * racecheck cover those. The kernels' inline PTX outside mma.cuh leaves itself out under
@@ -189,6 +191,25 @@ static void emu_cp_drain() {
 }
 }  // namespace cg_mma
 
+/* Shared-memory banks of the warp-wide matrix loads (ldmatrix, and wmma's 16-bit loads from
+ * shared memory, which read 8x8 matrices the same way): a matrix is 8 rows of 16 bytes, read in
+ * one pass when its rows fall in 8 distinct 16-byte bank groups ((address / 16) mod 8; rows at
+ * one address count once), else in as many passes as the most rows in one group. Counted for
+ * the program (tests print them and require no extra pass where a kernel claims so). */
+inline long long g_bank_mats, g_bank_extra;
+static void emu_bank_matrix(const uint32_t *row_addr /* 8 byte offsets in smem */) {
+  int per_group[8] = {0};
+  for (int i = 0; i < 8; i++) {
+    bool seen = false;
+    for (int k = 0; k < i; k++) seen = seen || row_addr[k] == row_addr[i];
+    if (!seen) per_group[(row_addr[i] / 16) % 8]++;
+  }
+  int most = 1;
+  for (int g = 0; g < 8; g++) most = per_group[g] > most ? per_group[g] : most;
+  g_bank_mats++;
+  g_bank_extra += most - 1;
+}
+
 namespace nvcuda {
 namespace wmma {
 struct matrix_a {};
@@ -208,6 +229,14 @@ template <typename Use, typename T, typename L>
 static void load_matrix_sync(fragment<Use, 16, 16, 16, T, L> &f, const T *p, unsigned ldm) {
   if (!lane0()) return;
   if ((uintptr_t)p % 32 || ldm % 8) fault("wmma load: pointer or ldm", p, ldm);
+  const unsigned char *b = reinterpret_cast<const unsigned char *>(p);
+  if (sizeof(T) == 2 && b >= smem && b < smem + sizeof smem) /* 16 rows of 2 x 16 bytes */
+    for (int m = 0; m < 4; m++) {
+      uint32_t rows[8];
+      for (int i = 0; i < 8; i++)
+        rows[i] = (uint32_t)(b - smem) + ((m % 2) * 8 + i) * ldm * 2 + (m / 2) * 16;
+      emu_bank_matrix(rows);
+    }
   constexpr bool col = std::is_same<L, col_major>::value;
   for (int r = 0; r < 16; r++)
     for (int c = 0; c < 16; c++) f.v[r * 16 + c] = to_f(col ? p[c * ldm + r] : p[r * ldm + c]);
@@ -271,6 +300,7 @@ static void emu_ldsm(uint32_t *r, uint32_t addr, int nm, bool trans) {
     for (int k = 0; k < 8; k++)
       if (lane == 0 && w->addr[j * 8 + k] % 16) fault("ldmatrix: a row not 16-byte aligned",
                                                       nullptr, w->addr[j * 8 + k]);
+    if (lane == 0) emu_bank_matrix(&w->addr[j * 8]);
     if (!trans) {
       r[j] = emu_ld32(w->addr[j * 8 + lane / 4] + (lane % 4) * 4);
     } else {
@@ -544,7 +574,13 @@ template <typename F> static void emu_both_ways(F body) {
     cg_mma::g_cp_early = g_emu_skew = second != 0;
     printf("== %s\n", second ? "warps skewed, cp.async copies landing at once"
                               : "warps in lockstep, cp.async copies landing as late as allowed");
+    const long long mats = g_bank_mats, extra = g_bank_extra;
     body();
+    printf("shared-memory banks: %lld 8x8 matrices loaded, %lld extra passes (conflicts)\n",
+           g_bank_mats - mats, g_bank_extra - extra);
+    /* the kernels run so (fprop, wgrad, upconv) lay out their tiles against conflicts */
+    CG_TEST_CHECK(g_bank_extra == extra, "%lld extra shared-memory passes: the tiles' layout "
+                  "has bank conflicts", g_bank_extra - extra);
   }
   cg_mma::g_cp_early = g_emu_skew = false;
 }
