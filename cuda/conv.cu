@@ -66,6 +66,7 @@ struct entry_t {
                 own upconv kernels (upconv.h) */
   int algo;  /* legacy algorithm, -1 when none was usable */
   int math;
+  int mt;    /* graph -3: the pixels a warp of our 3x3 kernel computes, in 16s (fprop.h; 0: 2) */
 };
 
 /* The part of a cudnn*AlgoPerf_t this file uses (the three types have the same fields). */
@@ -291,7 +292,7 @@ void make_key(const cg_conv_ctx_t *ctx, const cg_conv_t *c, const char *op, char
            ctx->sweep_ms < 0 ? "-nosweep" : "",
            up16                        ? tag3("CG_CONV_UPCONV", "-up1", "-noup", "-upF")
            : !strcmp(op, "bwd_filter") ? tag3("CG_CONV_WGRAD", "-wg1", "-nowg", "-wgF")
-           : plain3                    ? tag3("CG_CONV_FPROP", "-fp1", "-nofp", "-fpF")
+           : plain3                    ? tag3("CG_CONV_FPROP", "-fp2", "-nofp", "-fpF")
                                        : "");
   char ld[32] = "";
   if (s->ldx || s->ldy) snprintf(ld, sizeof ld, " ldx%d ldy%d", s->ldx, s->ldy);
@@ -306,7 +307,7 @@ entry_t *lookup(cg_conv_ctx_t *ctx, const char *key) {
   return NULL;
 }
 
-void put(cg_conv_ctx_t *ctx, const char *key, int graph, int algo, int math) {
+void put(cg_conv_ctx_t *ctx, const char *key, int graph, int algo, int math, int mt = 0) {
   entry_t *e = lookup(ctx, key);
   if (!e) {
     if (ctx->n == ctx->cap) {
@@ -321,6 +322,7 @@ void put(cg_conv_ctx_t *ctx, const char *key, int graph, int algo, int math) {
   e->graph = graph;
   e->algo = algo;
   e->math = math;
+  e->mt = mt;
 }
 
 void load_cache(cg_conv_ctx_t *ctx) {
@@ -331,14 +333,15 @@ void load_cache(cg_conv_ctx_t *ctx) {
     if (line[0] == '#') continue;
     char *eq = strstr(line, " = ");
     if (!eq || (size_t)(eq - line) >= sizeof(((entry_t *)0)->key)) continue;
-    int graph = -1, algo, math;
+    int graph = -1, algo, math, mt = 0;
     char kind = 0;
     if (sscanf(eq + 3, " %c", &kind) != 1) continue;
     if (kind == 'L' && sscanf(eq + 3, " L %d %d", &algo, &math) != 2) continue;
     if (kind == 'G' && sscanf(eq + 3, " G %d %d %d", &graph, &algo, &math) != 3) continue;
     if (kind == 'W' || kind == 'F' || kind == 'U') {
-      const char *fmt = kind == 'W' ? " W %d %d" : kind == 'F' ? " F %d %d" : " U %d %d";
-      if (sscanf(eq + 3, fmt, &algo, &math) != 2) continue;
+      /* F: our 3x3 kernel's pixels a warp third (older caches: none, i.e. 32) */
+      const char *fmt = kind == 'W' ? " W %d %d" : kind == 'F' ? " F %d %d %d" : " U %d %d";
+      if (sscanf(eq + 3, fmt, &algo, &math, &mt) < 2 || (mt != 0 && mt != 2 && mt != 4)) continue;
       graph = kind == 'W' ? -2 : kind == 'F' ? -3 : -4;
     }
     if ((kind != 'L' && kind != 'G' && kind != 'W' && kind != 'F' && kind != 'U') || graph < -4 ||
@@ -347,7 +350,7 @@ void load_cache(cg_conv_ctx_t *ctx) {
     if (algo < -1 || algo >= kMaxAlgos || math < 0 || math > (int)CUDNN_FMA_MATH) continue;
     if (algo < 0 && graph == -1) continue;
     *eq = 0;
-    put(ctx, line, graph, algo, math);
+    put(ctx, line, graph, algo, math, mt);
   }
   fclose(f);
   ctx->dirty = 0;
@@ -435,13 +438,15 @@ int cg_conv_ctx_save(cg_conv_ctx_t *ctx, char *err, size_t errlen) {
   FILE *f = cg_afile_stream(af);
   int ok = fprintf(f, "# cogpu-dist cuDNN algorithm cache: <device> <cuDNN> <op> <shape> = "
                       "L <legacy algo> <math type> | G <graph candidate> <legacy algo> <math> | W <legacy "
-                      "algo> <math> (our own dW kernel) | F <legacy algo> <math> (our own 3x3 "
-                      "kernel) | U <legacy algo> <math> (our own upconv kernels)\n") > 0;
+                      "algo> <math> (our own dW kernel) | F <legacy algo> <math> <16-pixel tiles a "
+                      "warp> (our own 3x3 kernel) | U <legacy algo> <math> (our own upconv "
+                      "kernels)\n") > 0;
   for (int i = 0; i < ctx->n && ok; i++) {
     const entry_t *e = &ctx->e[i];
     if (e->graph >= 0) ok = fprintf(f, "%s = G %d %d %d\n", e->key, e->graph, e->algo, e->math) > 0;
     else if (e->graph == -2) ok = fprintf(f, "%s = W %d %d\n", e->key, e->algo, e->math) > 0;
-    else if (e->graph == -3) ok = fprintf(f, "%s = F %d %d\n", e->key, e->algo, e->math) > 0;
+    else if (e->graph == -3)
+      ok = fprintf(f, "%s = F %d %d %d\n", e->key, e->algo, e->math, e->mt ? e->mt : 2) > 0;
     else if (e->graph == -4) ok = fprintf(f, "%s = U %d %d\n", e->key, e->algo, e->math) > 0;
     else ok = fprintf(f, "%s = L %d %d\n", e->key, e->algo, e->math) > 0;
   }
@@ -903,6 +908,15 @@ cudnnStatus_t run_fprop(const cg_fprop_shape_t *f, int accum, const void *x, con
   return st_of(cg_fprop_run(&g, x, w, bias, m, y, s));
 }
 
+/* fprop_shape, with the pixels a warp that cache entry e (our 3x3 kernel's) recorded. */
+bool fprop_cached(const cg_conv_t *c, int cop, int bias, int relu, int mask, const entry_t *e,
+                  cg_fprop_shape_t *f) {
+  if (!fprop_shape(c, cop, bias, relu, mask, f)) return false;
+  f->mt = e->mt;
+  if (!cg_fprop_supported(f)) f->mt = 0; /* as 32 pixels a warp, which the shape has */
+  return true;
+}
+
 /* The shape of our upconv kernel for cuDNN operation cop of an upconv (COP_BWD_DATA: the
  * layer's forward, with its bias (+ ReLU) when bias; COP_FWD: its input gradient;
  * COP_BWD_FILTER: its weight gradient), when it handles it (bf16/fp16, CG_CONV_UPCONV not
@@ -1048,9 +1062,41 @@ int select_custom(const cg_conv_ctx_t *ctx, cg_conv_t *c, const void *x, const v
   return 1;
 }
 
+/* The faster of our 3x3 kernel's two warp sizes for *f (fprop.h: 32 or 64 pixels a warp,
+ * where the shape allows 64), run() running it as *f says on the operands whose output is out
+ * (n elements). The two must give the same values (the same sums in the same order), then
+ * each is timed; 64 is kept when 2% faster. Leaves f->mt 2 or 4. */
+template <typename R>
+void pick_mt(const cg_conv_ctx_t *ctx, cg_fprop_shape_t *f, void *out, size_t n, cudaStream_t s,
+             R run) {
+  f->mt = 4;
+  const bool has4 = cg_fprop_supported(f) != 0;
+  f->mt = 2;
+  if (!has4) return;
+  float err = -1.0f;
+  const bool same = outputs_agree(
+      f->dt, out, n, s, [&] { f->mt = 2; return run(); }, [&] { f->mt = 4; return run(); }, 0.0f,
+      &err);
+  f->mt = 2;
+  const float t2 = same ? time_runs(s, run) : -1.0f;
+  f->mt = 4;
+  const float t4 = same ? time_runs(s, run) : -1.0f;
+  f->mt = t2 >= 0 && t4 >= 0 && t4 < 0.98f * t2 ? 4 : 2;
+  if (ctx->verbose) {
+    char desc[160];
+    cg_fprop_describe(f, desc, sizeof desc);
+    if (same)
+      fprintf(stderr, "conv search: our 3x3 kernel, 64 pixels a warp %.4f ms, 32 %.4f ms: %s\n",
+              t4, t2, desc);
+    else
+      fprintf(stderr, "conv search: our 3x3 kernel differs between 32 and 64 pixels a warp "
+              "(error %.3g); 32 kept\n", err);
+  }
+}
+
 /* Our 3x3 kernel as a candidate of cop, the forward or input gradient of a plain layer
- * (ours_wins; the naive kernel of fprop.h). Returns 1 when it won (c->fsh[cop], *best,
- * *best_ws set). */
+ * (ours_wins; the naive kernel of fprop.h; the warp size by pick_mt). Returns 1 when it won
+ * (c->fsh[cop], *best, *best_ws set). */
 template <typename F>
 int select_fprop(const cg_conv_ctx_t *ctx, cg_conv_t *c, int cop, const void *in0, const void *in1,
                  void *out, cudaStream_t s, F run_best, float *best, size_t *best_ws) {
@@ -1058,6 +1104,7 @@ int select_fprop(const cg_conv_ctx_t *ctx, cg_conv_t *c, int cop, const void *in
   cg_fprop_shape_t f;
   if (!fprop_shape(c, cop, 0, 0, 0, &f)) return 0;
   auto ours = [&] { return run_fprop(&f, 0, in0, in1, NULL, NULL, out, s); };
+  pick_mt(ctx, &f, out, out_elems(c, cop), s, ours);
   auto naive = [&] { return st_of(cg_fprop_reference(&f, in0, in1, NULL, NULL, out, s)); };
   if (!ours_wins(ctx, c, cop, out, s, run_best, naive, ours, "our 3x3 kernel", "CG_CONV_FPROP",
                  *best, &c->ms_fp[cop], &c->err_fp[cop]))
@@ -1134,7 +1181,7 @@ int apply_cached(cg_conv_ctx_t *ctx, cg_conv_t *c, int cop, const entry_t *e) {
     c->ws[cop] = cg_wgrad_work_bytes(&c->wsh);
   }
   if (e->graph == -3) { /* our 3x3 kernel: likewise */
-    if (!fprop_shape(c, cop, 0, 0, 0, &c->fsh[cop])) return -1;
+    if (!fprop_cached(c, cop, 0, 0, 0, e, &c->fsh[cop])) return -1;
     c->fp[cop] = 1;
     c->ws[cop] = 0;
   }
@@ -1207,7 +1254,7 @@ int select_fused(cg_conv_ctx_t *ctx, cg_conv_t *c, const cg_conv_bufs_t *bufs, v
   make_key(ctx, c, op, key, sizeof key);
   const entry_t *e = lookup(ctx, key);
   cg_cgraph_t *g = NULL;
-  if (e && e->graph == -3 && fprop_shape(c, COP_FWD, 1, sh->bias_act == 2, 0, &c->fsh_fused)) {
+  if (e && e->graph == -3 && fprop_cached(c, COP_FWD, 1, sh->bias_act == 2, 0, e, &c->fsh_fused)) {
     c->fp_fused = 1; /* our kernel, as on the run that chose it */
     return 0;
   }
@@ -1242,18 +1289,18 @@ int select_fused(cg_conv_ctx_t *ctx, cg_conv_t *c, const cg_conv_bufs_t *bufs, v
   /* our kernel with the bias (+ ReLU) in its epilogue */
   cg_fprop_shape_t ff;
   float t_ours = -1.0f;
-  if (ctx->api == CG_CONV_API_AUTO && split_ok &&
-      fprop_shape(c, COP_FWD, 1, sh->bias_act == 2, 0, &ff) &&
-      fusion_by_ours(
-          ctx, c, COP_FWD, y, s, split,
-          [&] { return run_fprop(&ff, 0, x, w, bufs->bias, NULL, y, s); }, 1e-2f,
-          "fused forward", t_conv + t_pass, best_i >= 0 ? best : -1.0f, &t_ours)) {
+  auto ours = [&] { return run_fprop(&ff, 0, x, w, bufs->bias, NULL, y, s); };
+  const bool ours_ok = ctx->api == CG_CONV_API_AUTO && split_ok &&
+                       fprop_shape(c, COP_FWD, 1, sh->bias_act == 2, 0, &ff);
+  if (ours_ok) pick_mt(ctx, &ff, y, out_elems(c, COP_FWD), s, ours);
+  if (ours_ok && fusion_by_ours(ctx, c, COP_FWD, y, s, split, ours, 1e-2f, "fused forward",
+                                t_conv + t_pass, best_i >= 0 ? best : -1.0f, &t_ours)) {
     cg_cgraph_destroy(g);
     c->fp_fused = 1;
     c->fsh_fused = ff;
     c->ms_fused = t_ours;
     c->ms_split = t_conv + t_pass;
-    put(ctx, key, -3, 0, 0);
+    put(ctx, key, -3, 0, 0, ff.mt);
     ctx->dirty = 1;
     return 1;
   }
@@ -1345,7 +1392,7 @@ int select_drelu(cg_conv_ctx_t *ctx, cg_conv_t *c, const cg_conv_bufs_t *bufs, v
   make_key(ctx, c, "bwd_data_drelu", key, sizeof key);
   const entry_t *e = lookup(ctx, key);
   cg_cgraph_t *g = NULL;
-  if (e && e->graph == -3 && fprop_shape(c, COP_BWD_DATA, 0, 0, 1, &c->fsh_drelu)) {
+  if (e && e->graph == -3 && fprop_cached(c, COP_BWD_DATA, 0, 0, 1, e, &c->fsh_drelu)) {
     c->fp_drelu = 1; /* our kernel, as on the run that chose it */
     return 0;
   }
@@ -1392,17 +1439,19 @@ int select_drelu(cg_conv_ctx_t *ctx, cg_conv_t *c, const cg_conv_bufs_t *bufs, v
   /* our kernel with the mask in its epilogue */
   cg_fprop_shape_t fd;
   float t_ours = -1.0f;
-  if (ctx->api == CG_CONV_API_AUTO && base_ok && fprop_shape(c, COP_BWD_DATA, 0, 0, 1, &fd) &&
-      fusion_by_ours(
-          ctx, c, COP_BWD_DATA, dx, s, unfused_run,
-          [&] { return run_fprop(&fd, 0, dy, w, NULL, x, dx, s); }, 2e-2f,
-          "dx + ReLU backward", unfused, best_i >= 0 ? best : -1.0f, &t_ours)) {
+  auto ours = [&] { return run_fprop(&fd, 0, dy, w, NULL, x, dx, s); };
+  const bool ours_ok = ctx->api == CG_CONV_API_AUTO && base_ok &&
+                       fprop_shape(c, COP_BWD_DATA, 0, 0, 1, &fd);
+  if (ours_ok) pick_mt(ctx, &fd, dx, out_elems(c, COP_BWD_DATA), s, ours);
+  if (ours_ok && fusion_by_ours(ctx, c, COP_BWD_DATA, dx, s, unfused_run, ours, 2e-2f,
+                                "dx + ReLU backward", unfused, best_i >= 0 ? best : -1.0f,
+                                &t_ours)) {
     cg_cgraph_destroy(g);
     c->fp_drelu = 1;
     c->fsh_drelu = fd;
     c->ms_drelu = t_ours;
     c->ms_unfused = unfused;
-    put(ctx, key, -3, 0, 0);
+    put(ctx, key, -3, 0, 0, fd.mt);
     ctx->dirty = 1;
     return 1;
   }
@@ -1548,7 +1597,8 @@ int cg_conv_select(cg_conv_ctx_t *ctx, cg_conv_t *c, const cg_conv_bufs_t *bufs,
     c->ws[cop] = best_ws;
     c->ms[cop] = best;
     c->selected[cop] = 1;
-    put(ctx, key, best_g, c->have_legacy[cop] ? c->algo[cop] : -1, (int)c->math[cop]);
+    put(ctx, key, best_g, c->have_legacy[cop] ? c->algo[cop] : -1, (int)c->math[cop],
+        best_g == -3 ? c->fsh[cop].mt : 0);
     if (c->custom && !c->have_legacy[cop]) { /* a W line needs no legacy algorithm */ }
     ctx->dirty = 1;
     searched = 1;

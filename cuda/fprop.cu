@@ -5,7 +5,8 @@
  * xrow(y + r - 1)[x + s - 1][ci] * wk(co, r, s, ci): M = the row's w pixels, N = cout,
  * K = 9 x cin, with the A operand a shifted window of an input row.
  *
- * Block (w / 32 warps, one per 32 output pixels) = a run of consecutive image rows (flattened
+ * Block (w / (16 mt) warps, one per 16 mt output pixels, mt = 2 or 4) = a run of consecutive
+ * image rows (flattened
  * over n * h; one wave of blocks, SMs x blocks per SM as the occupancy API says, so the weights
  * are loaded once per run and each x row about once). Shared memory holds:
  *  - the weights, all 9 taps, as [tap][row][16-byte chunk] with the rows the filter's first
@@ -16,13 +17,14 @@
  *    (uniform over the block).
  * Rows of both are 16-byte chunks XOR-swizzled by row (cg_mma::swz), so the 8 rows of every
  * 8x8 ldmatrix hit 8 distinct bank groups for any 8 consecutive pixels or weight rows.
- * Warp tile: 2 m-tiles of 16 pixels x cout (2, 4 or 8 n-tiles of 8), fp32 accumulators
- * (16-64 per thread). With 8 input channels (the first layer, forward only) a k-step of 16 is
- * two taps of one row, the third tap paired with the slot's zero pad pixel. Per tap and 16
- * channels: 2 ldmatrix.x4 for A (pixels x channels, row
- * major as stored), cout / 16 ldmatrix.x4 for B (forward: [co][ci] rows as stored, the "col"
- * operand directly; dgrad: [co_layer][ci_layer] rows, i.e. [k][n], through .trans), then
- * 2 x cout / 8 mma.sync m16n8k16.
+ * Warp tile: mt m-tiles of 16 pixels x cout (2, 4 or 8 n-tiles of 8), fp32 accumulators
+ * (16-64 per thread with mt 2, 32-64 with mt 4). With 8 input channels (the first layer,
+ * forward only) a k-step of 16 is two taps of one row, the third tap paired with the slot's
+ * zero pad pixel. Per tap and 16 channels: mt ldmatrix.x4 for A (pixels x channels, row major
+ * as stored), cout / 16 ldmatrix.x4 for B (forward: [co][ci] rows as stored, the "col" operand
+ * directly; dgrad: [co_layer][ci_layer] rows, i.e. [k][n], through .trans), then mt x cout / 8
+ * mma.sync m16n8k16: with mt 4 a B load serves twice the products (shared-memory reads per
+ * product -25% at 32 channels out), with half the warps per block.
  * Epilogue straight from the accumulators: each lane owns 2 adjacent channels of a pixel
  * (4-byte loads of bias, mask, old y and the store), in the order of fprop.h.
  *
@@ -47,9 +49,9 @@ namespace {
 
 using namespace cg_mma;
 
-template <typename T, int CP, int NT, bool DGRAD>
+template <typename T, int CP, int NT, int MT, bool DGRAD>
 cudaError_t launch(const plan_t &p, args_t a, cudaStream_t stream) {
-  auto k = fprop_kernel<T, CP, NT, DGRAD>;
+  auto k = fprop_kernel<T, CP, NT, MT, DGRAD>;
   /* raised as needed, never lowered: a captured launch of another shape with more shared
    * memory must stay valid at replay. Per process, while the attribute is per device: one
    * process drives one GPU (one rank per GPU). */
@@ -88,9 +90,15 @@ cudaError_t launch(const plan_t &p, args_t a, cudaStream_t stream) {
 
 template <typename T, int CP, bool DGRAD>
 cudaError_t launch_nt(const plan_t &p, const args_t &a, cudaStream_t stream) {
-  if (p.nt == 2) return launch<T, CP, 2, DGRAD>(p, a, stream);
-  if (p.nt == 4) return launch<T, CP, 4, DGRAD>(p, a, stream);
-  return launch<T, CP, 8, DGRAD>(p, a, stream);
+  if constexpr (CP <= 8) /* 64 pixels a warp: at most 64 channels in, 32 out (make_plan) */
+    if (p.mt == 4) {
+      if (p.nt == 2) return launch<T, CP, 2, 4, DGRAD>(p, a, stream);
+      if (p.nt == 4) return launch<T, CP, 4, 4, DGRAD>(p, a, stream);
+      return cudaErrorInvalidValue;
+    }
+  if (p.nt == 2) return launch<T, CP, 2, 2, DGRAD>(p, a, stream);
+  if (p.nt == 4) return launch<T, CP, 4, 2, DGRAD>(p, a, stream);
+  return launch<T, CP, 8, 2, DGRAD>(p, a, stream);
 }
 
 template <typename T, bool DGRAD>
@@ -125,8 +133,9 @@ extern "C" void cg_fprop_describe(const cg_fprop_shape_t *s, char *buf, size_t l
     snprintf(buf, len, "fprop: unsupported");
     return;
   }
-  snprintf(buf, len, "fprop%s %dx%d %d->%d: blocks of %d warps, %.1f KB shared%s%s%s%s",
-           s->dgrad ? " (dgrad)" : "", s->h, s->w, s->cin, s->cout, p.threads / 32,
+  snprintf(buf, len, "fprop%s %dx%d %d->%d: blocks of %d warps of %d pixels, %.1f KB shared"
+           "%s%s%s%s",
+           s->dgrad ? " (dgrad)" : "", s->h, s->w, s->cin, s->cout, p.threads / 32, 16 * p.mt,
            p.smem / 1024.0, s->bias ? ", +bias" : "", s->relu ? ", relu" : "",
            s->mask ? ", masked" : "", s->accum ? ", accumulated" : "");
 }

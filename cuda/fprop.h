@@ -39,15 +39,21 @@ typedef struct {
   int dgrad;              /* 0 forward, 1 input gradient (above) */
   int bias, relu, mask, accum; /* the epilogue steps (above), each 0 or 1 */
   int64_t ldx, ldy, ldm;  /* pixel strides of x, y, m, elements */
+  /* pixels a warp computes, in m-tiles of 16: 2 (0 means 2) or 4 (w a multiple of 64, cin up
+   * to 64, cout up to 32: the weights' shared-memory reads serve twice the pixels, with half
+   * the warps). A
+   * speed choice only: each output is the same thread-order sum either way, bit for bit. */
+  int mt;
 } cg_fprop_shape_t;
 
 /* 1 when the kernel handles the shape (and the alignment the pointers will have: x, y and m
  * 16-byte aligned, w to its element), else 0. Handled: dt bf16 or fp16; w a multiple of 32 up
- * to 256 (one block row of w pixels, w / 32 warps); cin 16, 32, 64 or 128, or 8 for the
- * forward; cout 16, 32 or 64; ldx, ldy, ldm multiples of 8, ldx >= cin, ldy >= cout, ldm >=
- * cout (with mask); n * h up to 2^30; the block's shared memory (4 rows of x, all of w) within
- * the GPU's opt-in limit (227 KB: 256 wide x 64 channels in, 128 wide x 128 in with 32 out).
- * cg_fprop_run returns cudaErrorInvalidValue for anything else, or for misaligned pointers. */
+ * to 256 (one block row of w pixels, w / (16 mt) warps; mt above); cin 16, 32, 64 or 128, or
+ * 8 for the forward; cout 16, 32 or 64; ldx, ldy, ldm multiples of 8, ldx >= cin, ldy >= cout,
+ * ldm >= cout (with mask); n * h up to 2^30; the block's shared memory (4 rows of x, all of
+ * w) within the GPU's opt-in limit (227 KB: 256 wide x 64 channels in, 128 wide x 128 in
+ * with 32 out). cg_fprop_run returns cudaErrorInvalidValue for anything else, or for
+ * misaligned pointers. */
 int cg_fprop_supported(const cg_fprop_shape_t *s);
 
 /* One line on how the kernel runs the shape (for logs), or "fprop: unsupported". */

@@ -14,10 +14,10 @@ using namespace cg_mma;
 constexpr int kSlots = 4;        /* x rows resident: g - 1, g, g + 1, and g + 2 loading */
 constexpr int kSms = 132;        /* H100 / H200: if the device cannot be asked */
 constexpr int kSmemMax = 232448; /* 227 KB: the per-block opt-in limit of sm_90 */
-constexpr int kMT = 2;           /* m-tiles of 16 pixels per warp */
 
 struct plan_t {
   int cp, nt;         /* 16-byte chunks of an x pixel (cin / 8), n-tiles (cout / 8) */
+  int mt;             /* m-tiles of 16 pixels per warp (cg_fprop_shape_t.mt) */
   int wr, wcp;        /* weight rows (filter dim 0) and their chunks (filter dim 3 / 8) */
   int xslot, woff, smem;
   int threads;
@@ -33,7 +33,13 @@ int make_plan(const cg_fprop_shape_t *s, plan_t *p) {
   if (s->ldx < s->cin || s->ldy < s->cout || s->ldx % 8 || s->ldy % 8) return 0;
   if (s->mask && (s->ldm < s->cout || s->ldm % 8)) return 0;
   if ((s->dgrad | s->bias | s->relu | s->mask | s->accum) & ~1) return 0;
+  /* 4 m-tiles: rows of whole 64-pixel warps, at most 32 channels out (the accumulators) and 64
+   * in (with 128, registers spill) */
+  const int mt = s->mt ? s->mt : 2;
+  if ((mt != 2 && mt != 4) || s->w % (16 * mt) || (mt == 4 && (s->cout > 32 || s->cin > 64)))
+    return 0;
   plan_t q;
+  q.mt = mt;
   q.cp = s->cin / 8;
   q.nt = s->cout / 8;
   q.wr = s->dgrad ? s->cin : s->cout;
@@ -42,7 +48,7 @@ int make_plan(const cg_fprop_shape_t *s, plan_t *p) {
   q.woff = kSlots * q.xslot;
   q.smem = q.woff + 9 * q.wr * q.wcp * 16;
   if (q.smem > kSmemMax) return 0;
-  q.threads = s->w;
+  q.threads = s->w * 2 / mt; /* a warp per 16 x mt pixels */
   *p = q;
   return 1;
 }
@@ -89,8 +95,8 @@ template <typename T> __device__ __forceinline__ uint32_t pack2(float a, float b
  * 2 kc + ((lane >> 3) & 1); B dgrad rows = 16 kc + ((lane >> 3) & 1) * 8 + (lane & 7), chunk
  * j + (lane >> 4). With 8 channels (the first layer) a k-step is two taps (s, s + 1), the third
  * tap paired with a zero half of A (the slot's pad pixel; B then repeats finite weights). */
-template <typename T, int CP, int NT, bool DGRAD>
-__device__ __forceinline__ void mma_row(float (&acc)[kMT][NT][4], uint32_t xs, uint32_t wbase,
+template <typename T, int CP, int NT, int MT, bool DGRAD>
+__device__ __forceinline__ void mma_row(float (&acc)[MT][NT][4], uint32_t xs, uint32_t wbase,
                                         int r, int x0, int lane) {
   constexpr int WCP = DGRAD ? NT : CP;        /* chunks of a weight row */
   constexpr int WR = DGRAD ? CP * 8 : NT * 8; /* weight rows */
@@ -100,9 +106,9 @@ __device__ __forceinline__ void mma_row(float (&acc)[kMT][NT][4], uint32_t xs, u
 #pragma unroll
     for (int sp = 0; sp < 2; sp++) {
       const int s0 = 2 * sp, s1 = s0 + 1, tap0 = r * 3 + s0;
-      uint32_t af[kMT][4];
+      uint32_t af[MT][4];
 #pragma unroll
-      for (int mt = 0; mt < kMT; mt++) {
+      for (int mt = 0; mt < MT; mt++) {
         const int px = !a_c ? x0 + mt * 16 + a_px + s0 : s1 < 3 ? x0 + mt * 16 + a_px + s1 : 0;
         ldsm_x4(af[mt], xs + (uint32_t)(px << 4));
       }
@@ -112,7 +118,7 @@ __device__ __forceinline__ void mma_row(float (&acc)[kMT][NT][4], uint32_t xs, u
         uint32_t bf[4];
         ldsm_x4(bf, wbase + (uint32_t)((tap_b * WR + (j + a_c) * 8 + b_lo) << 4));
 #pragma unroll
-        for (int mt = 0; mt < kMT; mt++) {
+        for (int mt = 0; mt < MT; mt++) {
           mma16816<T>(acc[mt][j], af[mt], bf[0], bf[1]);
           mma16816<T>(acc[mt][j + 1], af[mt], bf[2], bf[3]);
         }
@@ -125,9 +131,9 @@ __device__ __forceinline__ void mma_row(float (&acc)[kMT][NT][4], uint32_t xs, u
       const uint32_t wsb = wbase + (uint32_t)((DGRAD ? 8 - tap : tap) * WR * WCP * 16);
 #pragma unroll
       for (int kc = 0; kc < CP / 2; kc++) {
-        uint32_t af[kMT][4];
+        uint32_t af[MT][4];
 #pragma unroll
-        for (int mt = 0; mt < kMT; mt++) {
+        for (int mt = 0; mt < MT; mt++) {
           const int px = x0 + mt * 16 + a_px + s, c = 2 * kc + a_c;
           ldsm_x4(af[mt], xs + (uint32_t)((px * CP + (c ^ swz<CP>(px))) << 4));
         }
@@ -142,7 +148,7 @@ __device__ __forceinline__ void mma_row(float (&acc)[kMT][NT][4], uint32_t xs, u
             ldsm_x4_t(bf, wsb + (uint32_t)((row * WCP + (c ^ swz<WCP>(row))) << 4));
           }
 #pragma unroll
-          for (int mt = 0; mt < kMT; mt++) {
+          for (int mt = 0; mt < MT; mt++) {
             mma16816<T>(acc[mt][j], af[mt], bf[0], bf[1]);
             mma16816<T>(acc[mt][j + 1], af[mt], bf[2], bf[3]);
           }
@@ -154,14 +160,14 @@ __device__ __forceinline__ void mma_row(float (&acc)[kMT][NT][4], uint32_t xs, u
 
 /* The epilogue of output row g: lane owns channels co_l, co_l + 1 of pixels (lane >> 2) and + 8
  * of each of the warp's tiles; bias, ReLU, mask, accumulation in the order of fprop.h. */
-template <typename T, int NT>
-__device__ __forceinline__ void store_row(const args_t &a, const float (&acc)[kMT][NT][4],
+template <typename T, int NT, int MT>
+__device__ __forceinline__ void store_row(const args_t &a, const float (&acc)[MT][NT][4],
                                           const float (&bias_r)[NT][2], int g, int x0, int lane) {
   T *yg = static_cast<T *>(a.y);
   const T *mg = static_cast<const T *>(a.m);
   const int co_l = 2 * (lane & 3);
 #pragma unroll
-  for (int mt = 0; mt < kMT; mt++)
+  for (int mt = 0; mt < MT; mt++)
 #pragma unroll
     for (int hf = 0; hf < 2; hf++) {
       const int64_t pix = (int64_t)g * a.w + x0 + mt * 16 + (lane >> 2) + hf * 8;
@@ -191,7 +197,7 @@ __device__ __forceinline__ void store_row(const args_t &a, const float (&acc)[kM
     }
 }
 
-template <typename T, int CP, int NT, bool DGRAD>
+template <typename T, int CP, int NT, int MT, bool DGRAD>
 __global__ void __launch_bounds__(256) fprop_kernel(const args_t a) {
   constexpr int WCP = DGRAD ? NT : CP;        /* chunks of a weight row */
   constexpr int WR = DGRAD ? CP * 8 : NT * 8; /* weight rows */
@@ -235,7 +241,7 @@ __global__ void __launch_bounds__(256) fprop_kernel(const args_t a) {
   if (g0 + 1 <= last && g0 < g1) CG_XROW(g0 + 1);
   cp_async_commit();
 
-  const int x0 = warp * 32, co_l = 2 * (lane & 3);
+  const int x0 = warp * 16 * MT, co_l = 2 * (lane & 3);
   float bias_r[NT][2];
 #pragma unroll
   for (int j = 0; j < NT; j++) {
@@ -250,19 +256,19 @@ __global__ void __launch_bounds__(256) fprop_kernel(const args_t a) {
     cp_async_wait<1>();
     __syncthreads(); /* rows g - 1, g, g + 1 are in */
     const int y = g % a.h;
-    float acc[kMT][NT][4];
+    float acc[MT][NT][4];
 #pragma unroll
-    for (int mt = 0; mt < kMT; mt++)
+    for (int mt = 0; mt < MT; mt++)
 #pragma unroll
       for (int j = 0; j < NT; j++)
 #pragma unroll
         for (int e = 0; e < 4; e++) acc[mt][j][e] = 0.0f;
     for (int r = 0; r < 3; r++) {
       if (y + r - 1 < 0 || y + r - 1 >= a.h) continue; /* zero rows: no contribution */
-      mma_row<T, CP, NT, DGRAD>(acc, sbase + (uint32_t)(((g + r - 1) % kSlots) * a.xslot),
+      mma_row<T, CP, NT, MT, DGRAD>(acc, sbase + (uint32_t)(((g + r - 1) % kSlots) * a.xslot),
                                 sbase + (uint32_t)a.woff, r, x0, lane);
     }
-    store_row<T, NT>(a, acc, bias_r, g, x0, lane);
+    store_row<T, NT, MT>(a, acc, bias_r, g, x0, lane);
   }
 #undef CG_XROW
   cp_async_wait<0>(); /* no copy left in flight at exit */

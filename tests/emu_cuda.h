@@ -622,7 +622,7 @@ template <typename T> struct emu_buf {
   T *p;
   emu_buf(const std::vector<T> &v, int off) : raw(v.size() * sizeof(T) + 64 + off * sizeof(T)) {
     p = reinterpret_cast<T *>(((uintptr_t)raw.data() + 31) / 32 * 32) + off;
-    memcpy(p, v.data(), v.size() * sizeof(T));
+    for (size_t i = 0; i < v.size(); i++) p[i] = v[i]; /* (memcpy: a GCC 12 false warning) */
   }
 };
 

@@ -34,6 +34,7 @@ struct tcase_t {
   int ldx, ldy, ldm; /* 0: dense */
   int runs;          /* blocks */
   int wmis;          /* weights 2 bytes past a 16-byte boundary */
+  int mt;            /* m-tiles a warp (cg_fprop_shape_t.mt; 0: 2) */
 };
 
 static uint64_t g_ctr;
@@ -43,17 +44,23 @@ static std::vector<T> make(size_t npix, int c, int ld, float lo, float hi, std::
   return emu_act<T>(npix, c, ld, lo, hi, 4099u + g_ctr++, d);
 }
 
-template <typename T, int CP, int NT, bool DG>
+template <typename T, int CP, int NT, int MT, bool DG>
 static void run_kernel(const plan_t &p, const args_t &a) {
   launch((unsigned)a.runs, 1, (unsigned)p.threads, (size_t)p.smem,
-         [&] { fprop_kernel<T, CP, NT, DG>(a); });
+         [&] { fprop_kernel<T, CP, NT, MT, DG>(a); });
 }
 
 template <typename T, int CP, bool DG>
 static void run_nt(int nt, const plan_t &p, const args_t &a) {
-  if (nt == 2) run_kernel<T, CP, 2, DG>(p, a);
-  if (nt == 4) run_kernel<T, CP, 4, DG>(p, a);
-  if (nt == 8) run_kernel<T, CP, 8, DG>(p, a);
+  if constexpr (CP <= 8) /* 64 pixels a warp (make_plan) */
+    if (p.mt == 4) {
+      if (nt == 2) run_kernel<T, CP, 2, 4, DG>(p, a);
+      if (nt == 4) run_kernel<T, CP, 4, 4, DG>(p, a);
+      return;
+    }
+  if (nt == 2) run_kernel<T, CP, 2, 2, DG>(p, a);
+  if (nt == 4) run_kernel<T, CP, 4, 2, DG>(p, a);
+  if (nt == 8) run_kernel<T, CP, 8, 2, DG>(p, a);
 }
 
 template <typename T, bool DG> static void run_cp(const plan_t &p, const args_t &a) {
@@ -72,8 +79,9 @@ template <typename T> static void run_case(const tcase_t *t) {
   const int ldx = t->ldx ? t->ldx : t->cin, ldy = t->ldy ? t->ldy : t->cout;
   const int ldm = t->ldm ? t->ldm : t->cout;
   const cg_fprop_shape_t sh = {t->dt,   t->n,    t->h,    t->w,     t->cin, t->cout, t->dgrad,
-                               t->bias, t->relu, t->mask, t->accum, ldx,    ldy,     ldm};
-  printf("RUN %s (%s)\n", t->name, t->dt == CG_DT_BF16 ? "bf16" : "fp16");
+                               t->bias, t->relu, t->mask, t->accum, ldx,    ldy,     ldm, t->mt};
+  printf("RUN %s (%s, %d pixels a warp)\n", t->name, t->dt == CG_DT_BF16 ? "bf16" : "fp16",
+         t->mt == 4 ? 64 : 32);
   plan_t p;
   if (!make_plan(&sh, &p)) {
     CG_TEST_CHECK(0, "%s: not supported", t->name);
@@ -95,13 +103,28 @@ template <typename T> static void run_case(const tcase_t *t) {
   if (!t->accum) /* poisoned in y's channels */
     for (size_t q = 0; q < npix; q++)
       for (int c = 0; c < t->cout; c++) by.p[q * ldy + c] = from_f<T>(NAN);
-  args_t a = make_args(p, &sh, bx.p, bw.p, t->bias ? bias.data() : nullptr,
-                       t->mask ? bm.p : nullptr, by.p);
-  a.runs = t->runs < a.rows ? t->runs : a.rows; /* the launcher's: one wave */
-  if (t->dgrad)
-    run_cp<T, true>(p, a);
-  else
-    run_cp<T, false>(p, a);
+  const std::vector<T> y0(by.p, by.p + yh.size()); /* y before (accum; mt 2 again below) */
+  auto run = [&](const plan_t &pl) {
+    args_t a = make_args(pl, &sh, bx.p, bw.p, t->bias ? bias.data() : nullptr,
+                         t->mask ? bm.p : nullptr, by.p);
+    a.runs = t->runs < a.rows ? t->runs : a.rows; /* the launcher's: one wave */
+    if (t->dgrad)
+      run_cp<T, true>(pl, a);
+    else
+      run_cp<T, false>(pl, a);
+  };
+  run(p);
+  if (t->mt == 4) { /* the same sums in the same order with 32 pixels a warp: the same bits */
+    const std::vector<T> y4(by.p, by.p + yh.size());
+    memcpy(by.p, y0.data(), y0.size() * sizeof(T));
+    cg_fprop_shape_t s2 = sh;
+    s2.mt = 2;
+    plan_t p2;
+    CG_TEST_CHECK(make_plan(&s2, &p2), "%s: mt 2 not supported", t->name);
+    run(p2);
+    CG_TEST_CHECK(memcmp(y4.data(), by.p, y4.size() * sizeof(T)) == 0,
+                  "%s: 64 and 32 pixels a warp give different bits", t->name);
+  }
   std::vector<double> got(npix * t->cout);
   size_t outside = 0;
   for (size_t q = 0; q < npix; q++)
@@ -127,7 +150,7 @@ int main(void) {
   const cg_dtype_t B = CG_DT_BF16, H = CG_DT_F16;
   const tcase_t cases[] = {
       /* name, dt, n, h, w, cin, cout, dgrad, bias, relu, mask, accum, ldx, ldy, ldm, runs,
-       * wmis */
+       * wmis, mt */
       {"fwd 32->32 bias relu, rows across images", B, 2, 3, 32, 32, 32, 0, 1, 1, 0, 0, 0, 0, 0, 2,
        0},
       {"first layer 8->32, weights off 16", B, 1, 4, 32, 8, 32, 0, 1, 1, 0, 0, 0, 0, 0, 1, 1},
@@ -151,6 +174,16 @@ int main(void) {
        1, 0},
       {"dgrad 64->16 three warps, seven rows across images", H, 2, 4, 96, 64, 16, 1, 0, 0, 1, 0, 0,
        0, 0, 1, 0},
+      /* 64 pixels a warp (mt 4) */
+      {"fwd 32->32 mt4 two warps, nine rows in one block", B, 1, 9, 128, 32, 32, 0, 1, 1, 0, 0, 0,
+       0, 0, 1, 0, 4},
+      {"first layer 8->32 mt4, weights off 16", H, 1, 3, 64, 8, 32, 0, 1, 1, 0, 0, 0, 0, 0, 2, 1,
+       4},
+      {"fwd 64->32 mt4 concat in, half out", B, 2, 2, 64, 64, 32, 0, 1, 1, 0, 0, 0, 64, 0, 3, 0, 4},
+      {"dgrad 32->16 mt4 masked, accumulated, strided", H, 2, 3, 128, 32, 16, 1, 0, 0, 1, 1, 40,
+       24, 48, 2, 0, 4},
+      {"dgrad 64->32 mt4 four warps (256 wide) into a half", B, 1, 3, 256, 64, 32, 1, 0, 0, 0, 0, 0,
+       64, 0, 1, 0, 4},
   };
   emu_run_cases(cases, [](auto t, const tcase_t *c) { run_case<decltype(t)>(c); });
   return cg_test_done("test_fprop_emu");

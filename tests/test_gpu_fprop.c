@@ -8,8 +8,9 @@
  * together (bias, ReLU, ReLU mask, accumulation), strided x, y and mask with NaN in the unused
  * channels (a half of a concat buffer: must not leak in, and y's other channels must keep
  * their bytes), weights not 16-byte aligned, few blocks with many rows each (CG_FPROP_MAX_RUNS),
- * fp16 and bf16, and the UNet's 256x256 layers at batch 2. y is poisoned (NaN)
- * before every run but the accumulating ones; two runs must agree bitwise. Shapes the kernel
+ * fp16 and bf16, and the UNet's 256x256 layers at batch 2; 32 and 64 pixels a warp. y is
+ * poisoned (NaN) before every run but the accumulating ones; two runs must agree bitwise (with
+ * 64 pixels a warp, the second with 32). Shapes the kernel
  * does not handle must be refused. CG_TEST_SEED=<n> repeats a run's inputs;
  * CG_TEST_FPROP_QUICK=1 leaves out the UNet layers (for compute-sanitizer). Exits 77 without a
  * usable GPU. */
@@ -37,6 +38,7 @@ typedef struct {
   int ldx, ldy, ldm; /* 0: dense */
   int runs;          /* > 0: at most this many blocks (CG_FPROP_MAX_RUNS): many rows each */
   int wmis;          /* the weights 2 bytes past a 16-byte boundary */
+  int mt;            /* 4: 64 pixels a warp (the second run then 32: the same bits) */
 } tcase_t;
 
 
@@ -57,13 +59,14 @@ static void run_case(const tcase_t *t) {
   const int ldx = t->ldx ? t->ldx : t->cin, ldy = t->ldy ? t->ldy : t->cout;
   const int ldm = t->ldm ? t->ldm : t->cout;
   const cg_fprop_shape_t sh = {t->dt,   t->n,    t->h,    t->w,     t->cin, t->cout, t->dgrad,
-                               t->bias, t->relu, t->mask, t->accum, ldx,    ldy,     ldm};
+                               t->bias, t->relu, t->mask, t->accum, ldx,    ldy,     ldm, t->mt};
   char desc[256], name[200];
   cg_fprop_describe(&sh, desc, sizeof desc);
-  snprintf(name, sizeof name, "%s %s n%d %dx%d %d->%d%s ldx %d ldy %d%s%s%s%s runs %d%s", t->name,
-           t->dt == CG_DT_BF16 ? "bf16" : "fp16", t->n, t->h, t->w, t->cin, t->cout,
+  snprintf(name, sizeof name, "%s %s n%d %dx%d %d->%d%s ldx %d ldy %d%s%s%s%s runs %d%s%s",
+           t->name, t->dt == CG_DT_BF16 ? "bf16" : "fp16", t->n, t->h, t->w, t->cin, t->cout,
            t->dgrad ? " dgrad" : "", ldx, ldy, t->bias ? " bias" : "", t->relu ? " relu" : "",
-           t->mask ? " mask" : "", t->accum ? " accum" : "", t->runs, t->wmis ? " w+2" : "");
+           t->mask ? " mask" : "", t->accum ? " accum" : "", t->runs, t->wmis ? " w+2" : "",
+           t->mt == 4 ? " mt4" : "");
   printf("RUN %s\n  %s\n", name, desc);
   if (!cg_fprop_supported(&sh)) {
     CG_TEST_CHECK(0, "%s: not supported", name);
@@ -102,7 +105,9 @@ static void run_case(const tcase_t *t) {
       cg_test_hput(d_y, p, ylen, S);
       free(p);
     }
-    const cudaError_t rc = cg_fprop_run(&sh, d_x, d_w, t->bias ? d_b : NULL, d_m, d_y, S);
+    cg_fprop_shape_t sk = sh; /* with 64 pixels a warp, the second run with 32 */
+    if (k == 1) sk.mt = 0;
+    const cudaError_t rc = cg_fprop_run(&sk, d_x, d_w, t->bias ? d_b : NULL, d_m, d_y, S);
     CG_TEST_CHECK(rc == cudaSuccess, "%s: cg_fprop_run: %s", name, cudaGetErrorString(rc));
     cg_test_hget(got[k], d_y, ylen, S);
   }
@@ -129,7 +134,8 @@ static void run_case(const tcase_t *t) {
   const double rtol = t->dt == CG_DT_BF16 ? 1e-2 : 2e-3;
   const double atol = (t->dt == CG_DT_BF16 ? 4e-3 : 1e-3) * (mx > 1 ? mx : 1);
   cg_test_close_d(name, gd, ref, npix * t->cout, atol, rtol);
-  CG_TEST_CHECK(memcmp(got[0], got[1], ylen) == 0, "%s: y differs between two runs", name);
+  CG_TEST_CHECK(memcmp(got[0], got[1], ylen) == 0, "%s: y differs between two runs%s", name,
+                t->mt == 4 ? " (64 and 32 pixels a warp)" : "");
   /* the naive kernel (the search's reference where cuDNN has nothing) against the CPU too */
   cg_test_hput(d_y, yh, ylen, S);
   const cudaError_t rr = cg_fprop_reference(&sh, d_x, d_w, t->bias ? d_b : NULL, d_m, d_y, S);
@@ -149,7 +155,7 @@ static void run_case(const tcase_t *t) {
 
 static void test_refused(void) {
   printf("RUN refused shapes\n");
-  const cg_fprop_shape_t ok = {CG_DT_BF16, 2, 4, 32, 32, 32, 0, 1, 1, 0, 0, 32, 32, 32};
+  const cg_fprop_shape_t ok = {CG_DT_BF16, 2, 4, 32, 32, 32, 0, 1, 1, 0, 0, 32, 32, 32, 0};
   CG_TEST_CHECK(cg_fprop_supported(&ok) == 1, "the base shape must be supported");
   cg_fprop_shape_t bad[16];
   const char *why[16];
@@ -173,6 +179,8 @@ static void test_refused(void) {
   BAD("ldy 16 < cout", ldy, 16);
   BAD("n 0", n, 0);
   BAD("relu 2", relu, 2);
+  BAD("mt 3", mt, 3);
+  BAD("mt 4 with w 32", mt, 4);
 #undef BAD
   for (int i = 0; i < nb; i++) {
     CG_TEST_CHECK(cg_fprop_supported(&bad[i]) == 0, "%s must be refused", why[i]);
@@ -190,6 +198,15 @@ static void test_refused(void) {
   m.mask = 1;
   m.ldm = 20;
   CG_TEST_CHECK(cg_fprop_supported(&m) == 0, "a mask stride below cout must be refused");
+  cg_fprop_shape_t m4 = ok; /* 64 pixels a warp: at most 32 channels out */
+  m4.w = 64;
+  m4.mt = 4;
+  CG_TEST_CHECK(cg_fprop_supported(&m4) == 1, "mt 4 at w 64 must be supported");
+  m4.cout = m4.ldy = 64;
+  CG_TEST_CHECK(cg_fprop_supported(&m4) == 0, "mt 4 with 64 channels out must be refused");
+  m4.cout = m4.ldy = 32;
+  m4.cin = m4.ldx = 128;
+  CG_TEST_CHECK(cg_fprop_supported(&m4) == 0, "mt 4 with 128 channels in must be refused");
   CG_TEST_CHECK(cg_fprop_run(&ok, (void *)264, (void *)256, (float *)256, NULL, (void *)256, S) ==
                     cudaErrorInvalidValue,
                 "a misaligned x must be refused");
@@ -206,41 +223,53 @@ int main(void) {
   const cg_dtype_t B = CG_DT_BF16, H = CG_DT_F16;
   const tcase_t cases[] = {
       /* name, dt, n, h, w, cin, cout, dgrad, bias, relu, mask, accum, ldx, ldy, ldm, runs,
-       * wmis */
+       * wmis, mt */
       /* 3 or 5 blocks: each computes many rows across images (the ring of rows wraps) */
-      {"many rows", B, 3, 9, 32, 32, 32, 0, 1, 1, 0, 0, 0, 0, 0, 3, 0},
-      {"many rows dgrad masked", B, 2, 11, 64, 32, 16, 1, 0, 0, 1, 0, 0, 0, 0, 5, 0},
-      {"many rows, strided, weights off 16", H, 4, 5, 32, 16, 32, 0, 1, 0, 0, 1, 32, 64, 0, 3, 1},
-      {"weights off 16 dgrad", B, 2, 3, 32, 64, 32, 1, 0, 0, 0, 0, 0, 0, 0, 0, 1},
+      {"many rows", B, 3, 9, 32, 32, 32, 0, 1, 1, 0, 0, 0, 0, 0, 3, 0, 0},
+      {"many rows dgrad masked", B, 2, 11, 64, 32, 16, 1, 0, 0, 1, 0, 0, 0, 0, 5, 0, 0},
+      {"many rows, strided, weights off 16", H, 4, 5, 32, 16, 32, 0, 1, 0, 0, 1, 32, 64, 0, 3, 1,
+       0},
+      {"weights off 16 dgrad", B, 2, 3, 32, 64, 32, 1, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0},
       /* 8 input channels (the first layer: two taps per k-step) */
-      {"first layer", B, 2, 5, 64, 8, 32, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0},
-      {"first layer many rows, weights off 16", H, 3, 7, 32, 8, 16, 0, 1, 0, 0, 0, 0, 0, 0, 3, 1},
+      {"first layer", B, 2, 5, 64, 8, 32, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0},
+      {"first layer many rows, weights off 16", H, 3, 7, 32, 8, 16, 0, 1, 0, 0, 0, 0, 0, 0, 3, 1,
+       0},
       {"first layer strided, masked, accumulated", B, 2, 4, 32, 8, 32, 0, 1, 1, 1, 1, 24, 64, 40,
-       0, 0},
-      {"plain", B, 2, 5, 32, 32, 32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
-      {"bias relu", B, 2, 7, 64, 32, 32, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0},
-      {"one row", B, 3, 1, 32, 16, 16, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0},
-      {"concat in, half out", B, 2, 6, 64, 64, 32, 0, 1, 1, 0, 0, 0, 64, 0, 0, 0},
-      {"half in", B, 2, 4, 32, 32, 64, 0, 1, 1, 0, 0, 64, 0, 0, 0, 0},
-      {"wide channels", B, 1, 4, 32, 128, 64, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0},
-      {"dgrad", B, 2, 5, 32, 32, 32, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0},
-      {"dgrad 32->64", B, 2, 3, 64, 32, 64, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0},
-      {"dgrad masked", B, 2, 5, 32, 64, 32, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0},
-      {"dgrad into a half", B, 2, 5, 32, 32, 32, 1, 0, 0, 0, 0, 0, 64, 0, 0, 0},
-      {"dgrad accumulated", B, 3, 2, 32, 32, 16, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0},
-      {"dgrad 128->32 masked, strided mask", B, 1, 3, 32, 128, 32, 1, 0, 0, 1, 0, 0, 0, 64, 0, 0},
-      {"everything", B, 2, 3, 96, 64, 32, 0, 1, 1, 1, 1, 128, 64, 40, 0, 0},
-      {"fp16 bias relu", H, 2, 5, 64, 32, 32, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0},
-      {"fp16 dgrad masked", H, 2, 4, 32, 32, 64, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0},
-      {"fp16 wide", H, 1, 3, 256, 16, 64, 0, 1, 0, 0, 1, 0, 0, 0, 0, 0},
+       0, 0, 0},
+      {"plain", B, 2, 5, 32, 32, 32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+      {"bias relu", B, 2, 7, 64, 32, 32, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0},
+      {"one row", B, 3, 1, 32, 16, 16, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+      {"concat in, half out", B, 2, 6, 64, 64, 32, 0, 1, 1, 0, 0, 0, 64, 0, 0, 0, 0},
+      {"half in", B, 2, 4, 32, 32, 64, 0, 1, 1, 0, 0, 64, 0, 0, 0, 0, 0},
+      {"wide channels", B, 1, 4, 32, 128, 64, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0},
+      {"dgrad", B, 2, 5, 32, 32, 32, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+      {"dgrad 32->64", B, 2, 3, 64, 32, 64, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+      {"dgrad masked", B, 2, 5, 32, 64, 32, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0},
+      {"dgrad into a half", B, 2, 5, 32, 32, 32, 1, 0, 0, 0, 0, 0, 64, 0, 0, 0, 0},
+      {"dgrad accumulated", B, 3, 2, 32, 32, 16, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0},
+      {"dgrad 128->32 masked, strided mask", B, 1, 3, 32, 128, 32, 1, 0, 0, 1, 0, 0, 0, 64, 0, 0,
+       0},
+      {"everything", B, 2, 3, 96, 64, 32, 0, 1, 1, 1, 1, 128, 64, 40, 0, 0, 0},
+      {"fp16 bias relu", H, 2, 5, 64, 32, 32, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0},
+      {"fp16 dgrad masked", H, 2, 4, 32, 32, 64, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0},
+      {"fp16 wide", H, 1, 3, 256, 16, 64, 0, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0},
       /* the UNet's 256x256 layers (batch 2): enc0.conv2 / dec0.conv2, dec0.conv1 into the
        * concat, and the dgrad of dec0.conv1 (32 -> 64, into the concat's gradient) */
-      {"unet enc0.conv1", B, 2, 256, 256, 8, 32, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0},
-      {"unet enc0.conv2", B, 2, 256, 256, 32, 32, 0, 1, 1, 0, 0, 0, 64, 0, 0, 0},
-      {"unet dec0.conv1", B, 2, 256, 256, 64, 32, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0},
-      {"unet dec0.conv1 dx", B, 2, 256, 256, 32, 64, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0},
-      {"unet dec0.conv2 dx masked", B, 2, 256, 256, 32, 32, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0},
-      {"unet 128x128 64->64", B, 2, 128, 128, 64, 64, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0},
+      {"unet enc0.conv1", B, 2, 256, 256, 8, 32, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0},
+      {"unet enc0.conv2", B, 2, 256, 256, 32, 32, 0, 1, 1, 0, 0, 0, 64, 0, 0, 0, 0},
+      {"unet dec0.conv1", B, 2, 256, 256, 64, 32, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0},
+      {"unet dec0.conv1 dx", B, 2, 256, 256, 32, 64, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+      {"unet dec0.conv2 dx masked", B, 2, 256, 256, 32, 32, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0},
+      {"unet 128x128 64->64", B, 2, 128, 128, 64, 64, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0},
+      /* 64 pixels a warp (mt 4), its second run with 32: the same bits */
+      {"many rows", B, 3, 9, 64, 32, 32, 0, 1, 1, 0, 0, 0, 0, 0, 3, 0, 4},
+      {"many rows dgrad masked, strided", H, 2, 7, 128, 32, 16, 1, 0, 0, 1, 1, 40, 24, 48, 5, 1, 4},
+      {"first layer", B, 2, 5, 64, 8, 32, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0, 4},
+      {"concat in, half out", B, 2, 6, 192, 64, 32, 0, 1, 1, 0, 0, 0, 64, 0, 0, 0, 4},
+      {"unet enc0.conv1", B, 2, 256, 256, 8, 32, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0, 4},
+      {"unet enc0.conv2", B, 2, 256, 256, 32, 32, 0, 1, 1, 0, 0, 0, 64, 0, 0, 0, 4},
+      {"unet dec0.conv1", B, 2, 256, 256, 64, 32, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0, 4},
+      {"unet dec0.conv2 dx masked", B, 2, 256, 256, 32, 32, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 4},
   };
   /* CG_TEST_FPROP_QUICK=1 (compute-sanitizer): the small cases only */
   const char *quick = getenv("CG_TEST_FPROP_QUICK");

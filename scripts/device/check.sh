@@ -383,7 +383,8 @@ sp_bench() {
       --algo-cache "$W/algo-retry2.txt" 2> "$W/search-retry2.log"
     tail -20 "$W"/search-retry*.log; }
   grep -cE "conv search: conv|conv search: upconv" "$W/search-bf16.log" | sed 's/^/searched layers: /'
-  grep -E "knob sweep|disagrees|does not agree|by our|drelu fused|concat .*in place|cuDNN has nothing|conv probe|cuda memory" "$W/search-bf16.log" | head -70
+  grep -E "knob sweep|disagrees|does not agree|differs|by our|drelu fused|concat .*in place|cuDNN has nothing|conv probe|cuda memory" "$W/search-bf16.log" | head -70
+  grep -E "pixels a warp" "$W/search-bf16.log" | head -30 # our 3x3 kernel's warp size, both timed
   keep bench-final.json search-bf16.log
 }
 
