@@ -83,6 +83,9 @@ static emu_dim blockIdx, gridDim, blockDim;
 /* broken rules of wmma / cp.async, and faults of the emulated runtime: one count for every
  * translation unit that includes this (tests/emu_kernels.h builds several) */
 inline int g_faults;
+/* The instruction mix of the tensor-core kernels, for the program: warp-wide mma.sync
+ * m16n8k16 (counted once a warp) and bytes copied by cp.async. */
+inline long long g_emu_mma, g_emu_cp_bytes;
 
 static void fault(const char *what, const void *p, unsigned v) {
   if (g_faults++ < 10) fprintf(stderr, "emulation: %s (%p, %u)\n", what, p, v);
@@ -165,6 +168,7 @@ static void emu_cp_land(const std::vector<emu_cp> &g) {
 inline bool g_cp_early;
 
 static void cp_async16(uint32_t dst, const void *src) {
+  g_emu_cp_bytes += 16;
   if (dst % 16 || (uintptr_t)src % 16 || dst + 16 > sizeof smem)
     fault("cp.async: misaligned or out of range", src, dst);
   else if (g_cp_early)
@@ -325,6 +329,7 @@ template <typename T> static float emu_half(uint32_t reg, int hi) {
 template <typename T>
 static void mma16816(float *d, const uint32_t *a, uint32_t b0, uint32_t b1) {
   const int lane = g_tid % 32, g = lane / 4, t = lane % 4;
+  g_emu_mma += lane == 0;
   emu_warp_x *w = &g_wx[g_tid / 32];
   for (int i = 0; i < 4; i++) w->a[lane][i] = a[i];
   w->b[lane][0] = b0;

@@ -113,7 +113,15 @@ template <typename T> static void run_case(const tcase_t *t) {
     else
       run_cp<T, false>(pl, a);
   };
-  run(p);
+  /* shared-memory bytes read by ldmatrix per mma.sync (the design's point of 64 pixels a warp) */
+  auto mix = [&](const plan_t &pl, long long *mma) {
+    const long long m0 = g_emu_mma, l0 = g_bank_mats;
+    run(pl);
+    *mma = g_emu_mma - m0;
+    return *mma ? 128.0 * (double)(g_bank_mats - l0) / (double)*mma : 0.0;
+  };
+  long long mma4 = 0, mma2 = 0;
+  const double per4 = mix(p, &mma4);
   if (t->mt == 4) { /* the same sums in the same order with 32 pixels a warp: the same bits */
     const std::vector<T> y4(by.p, by.p + yh.size());
     memcpy(by.p, y0.data(), y0.size() * sizeof(T));
@@ -121,9 +129,13 @@ template <typename T> static void run_case(const tcase_t *t) {
     s2.mt = 2;
     plan_t p2;
     CG_TEST_CHECK(make_plan(&s2, &p2), "%s: mt 2 not supported", t->name);
-    run(p2);
+    const double per2 = mix(p2, &mma2);
     CG_TEST_CHECK(memcmp(y4.data(), by.p, y4.size() * sizeof(T)) == 0,
                   "%s: 64 and 32 pixels a warp give different bits", t->name);
+    printf("  %lld mma.sync a pass; ldmatrix bytes per mma.sync: %.1f with 64 pixels a warp, "
+           "%.1f with 32 (%+.0f%%)\n", mma4, per4, per2, 100.0 * (per4 / per2 - 1.0));
+    CG_TEST_CHECK(mma4 == mma2 && per4 < per2, "%s: 64 pixels a warp should read less shared "
+                  "memory per product (%.1f against %.1f bytes)", t->name, per4, per2);
   }
   std::vector<double> got(npix * t->cout);
   size_t outside = 0;
