@@ -292,7 +292,7 @@ void make_key(const cg_conv_ctx_t *ctx, const cg_conv_t *c, const char *op, char
            ctx->sweep_ms < 0 ? "-nosweep" : "",
            up16                        ? tag3("CG_CONV_UPCONV", "-up1", "-noup", "-upF")
            : !strcmp(op, "bwd_filter") ? tag3("CG_CONV_WGRAD", "-wg1", "-nowg", "-wgF")
-           : plain3                    ? tag3("CG_CONV_FPROP", "-fp2", "-nofp", "-fpF")
+           : plain3                    ? tag3("CG_CONV_FPROP", "-fp2", "-nofp", "-fp2F")
                                        : "");
   char ld[32] = "";
   if (s->ldx || s->ldy) snprintf(ld, sizeof ld, " ldx%d ldy%d", s->ldx, s->ldy);
@@ -1089,8 +1089,8 @@ void pick_mt(const cg_conv_ctx_t *ctx, cg_fprop_shape_t *f, void *out, size_t n,
       fprintf(stderr, "conv search: our 3x3 kernel, 64 pixels a warp %.4f ms, 32 %.4f ms: %s\n",
               t4, t2, desc);
     else
-      fprintf(stderr, "conv search: our 3x3 kernel differs between 32 and 64 pixels a warp "
-              "(error %.3g); 32 kept\n", err);
+      fprintf(stderr, "conv search: our 3x3 kernel differs between 32 and 64 pixels a warp, or "
+              "failed, or gave zeros only (error %.3g); 32 kept\n", err);
   }
 }
 

@@ -90,12 +90,13 @@ cudaError_t launch(const plan_t &p, args_t a, cudaStream_t stream) {
 
 template <typename T, int CP, bool DGRAD>
 cudaError_t launch_nt(const plan_t &p, const args_t &a, cudaStream_t stream) {
-  if constexpr (CP <= 8) /* 64 pixels a warp: at most 64 channels in, 32 out (make_plan) */
-    if (p.mt == 4) {
+  if (p.mt == 4) { /* 64 pixels a warp: at most 64 channels in, 32 out (make_plan) */
+    if constexpr (CP <= 8) {
       if (p.nt == 2) return launch<T, CP, 2, 4, DGRAD>(p, a, stream);
       if (p.nt == 4) return launch<T, CP, 4, 4, DGRAD>(p, a, stream);
-      return cudaErrorInvalidValue;
     }
+    return cudaErrorInvalidValue;
+  }
   if (p.nt == 2) return launch<T, CP, 2, 2, DGRAD>(p, a, stream);
   if (p.nt == 4) return launch<T, CP, 4, 2, DGRAD>(p, a, stream);
   return launch<T, CP, 8, 2, DGRAD>(p, a, stream);

@@ -9,7 +9,8 @@
  * How: the CUDA threads of a block are fibers of the one host thread (each runs until
  * it reaches __syncthreads or __syncwarp, or returns; a barrier is released when every thread
  * that must reach it has, exited threads counting as arrived; threads waiting at different
- * barriers are reported as a deadlock), the blocks of a grid one after the other, each with
+ * kinds of barrier are reported as a deadlock, at different __syncthreads or warp collectives
+ * as a fault, as is a shuffle from or a ballot over a lane that has exited), the blocks of a grid one after the other, each with
  * freshly poisoned shared memory; deterministic, and no host threads to schedule. Two
  * schedules (emu_both_ways runs a test under both): warps in lockstep, and warps skewed (the
  * last first, each as far as it can go before the next starts). Grids of up to three
@@ -55,6 +56,7 @@
 #include <cuda_runtime.h> /* uint4, make_uint4 */
 #include <math.h>
 
+#include <sys/mman.h>
 #include <ucontext.h>
 
 #include <cstdint>
@@ -101,6 +103,9 @@ struct emu_fiber {
   void *sp;        /* its saved stack pointer (emu_ctx_swap) */
   ucontext_t ctx;  /* or its context (elsewhere) */
   int state;
+  const char *site_file; /* the __syncthreads it waits at (every thread must be at one) */
+  int site_line;
+  const void *coll;      /* the warp collective it takes part in (emu_coll) */
 };
 emu_fiber g_fib[256];
 void *g_sched_sp;
@@ -115,17 +120,25 @@ void *g_run_arg;
  * instructions, where swapcontext also makes a system call (the signal mask) each time, which
  * made a kernel with many warp collectives run for minutes. Elsewhere, and under AddressSanitizer
  * (which must see the stacks change), ucontext. */
-#if defined(__x86_64__) && !defined(__SANITIZE_ADDRESS__)
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define CG_EMU_ASAN 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__)
+#define CG_EMU_ASAN 1
+#endif
+/* (and not with CET shadow stacks, which a return into another stack would break) */
+#if defined(__x86_64__) && !defined(CG_EMU_ASAN) && !(defined(__CET__) && (__CET__ & 2))
 #define CG_EMU_FAST_SWITCH 1
-/* Saves the running context's stack pointer in *from and continues the one saved at to. */
+/* Saves the running context's stack pointer in *from (rdi) and continues the one saved at to
+ * (rsi). Parameters unnamed: a naked function may hold nothing but the assembly. */
 #if defined(__clang__)
-__attribute__((naked, noinline)) static void emu_ctx_swap(void **from, void *to)
+__attribute__((naked, noinline)) static void emu_ctx_swap(void **, void *)
 #else
-__attribute__((naked, noipa)) static void emu_ctx_swap(void **from, void *to)
+__attribute__((naked, noipa)) static void emu_ctx_swap(void **, void *)
 #endif
 {
-  (void)from;
-  (void)to;
   asm("pushq %rbp\n\tpushq %rbx\n\tpushq %r12\n\tpushq %r13\n\tpushq %r14\n\tpushq %r15\n\t"
       "movq %rsp, (%rdi)\n\tmovq %rsi, %rsp\n\t"
       "popq %r15\n\tpopq %r14\n\tpopq %r13\n\tpopq %r12\n\tpopq %rbx\n\tpopq %rbp\n\tret");
@@ -140,7 +153,14 @@ static void emu_yield(int state) {
   swapcontext(&g_fib[g_tid].ctx, &g_sched);
 #endif
 }
-static void __syncthreads() { emu_yield(kEmuAtBlock); }
+/* __syncthreads is a macro so that the barrier knows where it is: CUDA requires every thread
+ * of the block to reach the same one (emu_block faults otherwise). */
+static void emu_syncthreads_at(const char *file, int line) {
+  g_fib[g_tid].site_file = file;
+  g_fib[g_tid].site_line = line;
+  emu_yield(kEmuAtBlock);
+}
+#define __syncthreads() emu_syncthreads_at(__FILE__, __LINE__)
 static void __syncwarp() { emu_yield(kEmuAtWarp); }
 static size_t __cvta_generic_to_shared(const void *p) {
   const unsigned char *c = static_cast<const unsigned char *>(p);
@@ -353,13 +373,29 @@ static void mma16816(float *d, const uint32_t *a, uint32_t b0, uint32_t b1) {
 
 /* ---- warp and block collectives, atomics, bit casts ---------------------------------------- */
 
+/* Joins the warp collective named by tag (its exchange area) and waits for the warp's other
+ * lanes: a fault when a lane that has not exited waits at another collective (CUDA requires
+ * the lanes to meet at the same one; their exchange areas would differ). */
+static void emu_coll(const void *tag) {
+  g_fib[g_tid].coll = tag;
+  __syncwarp();
+  const unsigned w0 = g_tid / 32 * 32;
+  if (g_tid % 32 == 0)
+    for (unsigned l = 0; l < 32; l++)
+      if (g_fib[w0 + l].state != kEmuDone && g_fib[w0 + l].coll != tag)
+        fault("warp collective: lanes at different collectives", tag, l);
+}
+
 /* The value that lane src(lane) of the calling warp passed (all 32 lanes taking part; a source
- * outside the warp gives the lane its own value), through an exchange area. */
+ * outside the warp gives the lane its own value), through an exchange area. A source lane that
+ * has exited (or that a partial warp lacks) is a fault: CUDA leaves its value undefined. */
 template <typename T, typename F> static T emu_shfl(T v, F src) {
   static T xch[256];
   xch[g_tid] = v;
-  __syncwarp();
+  emu_coll(xch);
   const unsigned lane = g_tid % 32, from = src(lane);
+  if (from < 32 && g_fib[g_tid - lane + from].state == kEmuDone)
+    fault("shfl: from a lane that has exited", xch, from);
   const T r = from < 32 ? xch[g_tid - lane + from] : v;
   __syncwarp();
   return r;
@@ -371,15 +407,19 @@ template <typename T> static T __shfl_xor_sync(unsigned, T v, int m) {
   return emu_shfl(v, [m](unsigned lane) { return lane ^ (unsigned)m; });
 }
 
-/* Bit l of the result: lane l's predicate, for the lanes of mask that have not exited. */
+/* Bit l of the result: lane l's predicate, for the lanes of mask; a lane of mask that has
+ * exited (or that a partial warp lacks) is a fault, as in CUDA an undefined result. */
 static unsigned __ballot_sync(unsigned mask, int pred) {
   static int xch[256];
   xch[g_tid] = pred != 0;
-  __syncwarp();
+  emu_coll(xch);
   const unsigned w0 = g_tid / 32 * 32;
   unsigned r = 0;
-  for (unsigned l = 0; l < 32; l++)
-    if ((mask >> l & 1u) && g_fib[w0 + l].state != kEmuDone && xch[w0 + l]) r |= 1u << l;
+  for (unsigned l = 0; l < 32; l++) {
+    if (!(mask >> l & 1u)) continue;
+    if (g_fib[w0 + l].state == kEmuDone) fault("ballot: a lane of the mask has exited", xch, l);
+    else if (xch[w0 + l]) r |= 1u << l;
+  }
   __syncwarp();
   return r;
 }
@@ -465,6 +505,9 @@ static void emu_fiber_init(unsigned t) {
   makecontext(&g_fib[t].ctx, emu_fiber_main, 0);
 #endif
   g_fib[t].state = kEmuRun;
+  g_fib[t].coll = nullptr;
+  cg_mma::g_cp_open_[t].clear(); /* copies a deadlocked block left in flight never land */
+  cg_mma::g_cp_groups_[t].clear();
 }
 
 /* Runs warp w's runnable threads in turn until each yields; releases its __syncwarp when all
@@ -500,10 +543,8 @@ inline bool g_emu_skew;
  * warp that refills a buffer others still have to read does it before they read). Then the
  * __syncthreads is released when every thread is there (exited ones counting). */
 static void emu_block(unsigned n, unsigned tx) {
-  for (unsigned t = 0; t < n; t++) {
-    emu_fiber_init(t);
+  for (unsigned t = 0; t < n; t++) emu_fiber_init(t);
   for (unsigned t = n; t % 32; t++) g_fib[t].state = kEmuDone; /* the lanes a last warp lacks */
-  }
   const unsigned nw = (n + 31) / 32;
   for (;;) {
     bool released = false;
@@ -523,8 +564,16 @@ static void emu_block(unsigned n, unsigned tx) {
     }
     if (done == n) return;
     if (at_block + done == n) {
-      for (unsigned t = 0; t < n; t++)
-        if (g_fib[t].state == kEmuAtBlock) g_fib[t].state = kEmuRun;
+      const emu_fiber *first = nullptr;
+      for (unsigned t = 0; t < n; t++) {
+        emu_fiber *f = &g_fib[t];
+        if (f->state != kEmuAtBlock) continue;
+        if (!first) first = f;
+        else if (f->site_line != first->site_line || strcmp(f->site_file, first->site_file))
+          fault("__syncthreads: threads of the block wait at different ones", nullptr,
+                (unsigned)f->site_line);
+        f->state = kEmuRun;
+      }
       continue;
     }
     fault("deadlock: threads wait at different barriers", nullptr, at_block);
@@ -544,9 +593,12 @@ static void launch3(unsigned gx, unsigned gy, unsigned gz, unsigned tx, unsigned
           threads);
     return;
   }
-  if (!g_stacks) {
-    g_stacks = static_cast<unsigned char *>(malloc(256 * kEmuStack)); /* touched as used */
-    if (!g_stacks) abort();
+  if (!g_stacks) { /* 256 stacks, touched as used, each above a page that faults if touched */
+    void *m = mmap(nullptr, 256 * kEmuStack, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (m == MAP_FAILED) abort();
+    g_stacks = static_cast<unsigned char *>(m);
+    for (size_t t = 0; t < 256; t++) mprotect(g_stacks + t * kEmuStack, 4096, PROT_NONE);
   }
   gridDim = {gx, gy, gz};
   blockDim = {tx, ty, 1};

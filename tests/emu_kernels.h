@@ -1,7 +1,9 @@
 /* emu_kernels.h: the head of a .cu file rebuilt for the emulated device (tests/emu_cuda.h).
  * tests/emu_launch.py writes cuda/X.cu as X_emu.cc: this header, then the file itself with its
  * <<<>>> launches turned into emu_go calls and its extern __shared__ arrays into views of the
- * block's dynamic shared memory. Kernels and launchers run as they are; tests/emu_runtime.cc
+ * block's dynamic shared memory. A launch's arguments are the launcher's parameters and locals,
+ * copied when it launches (a captured launch's expressions are evaluated at replay, on those
+ * copies). Kernels and launchers run as they are; tests/emu_runtime.cc
  * stands in for the CUDA runtime calls on host memory ("device" memory is host memory).
  *
  * Static __shared__ arrays become function statics: one block runs at a time, so that is the

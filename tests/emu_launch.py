@@ -6,7 +6,8 @@ OUT.cc is tests/emu_kernels.h, then IN.cu (its lines numbered as in IN.cu) with 
     `emu_go(grid, block, smem, stream, [=] { kernel<T, V>(args); })`: the arguments taken by
     value at the launch, as CUDA takes them (a captured launch runs later);
   - every `extern __shared__ TYPE name[];` becomes a view of the emulated block's dynamic
-    shared memory, `TYPE *const name = reinterpret_cast<TYPE *>(smem);`.
+    shared memory, `TYPE *const name = reinterpret_cast<TYPE *>(::smem);` (::smem: the
+    emulator's, even where the array itself is called smem).
 Nothing else changes, so the host C++ compiler builds the file and its kernels run on the
 emulated device. The kernel expression is found by walking back from `<<<` over one balanced
 template argument list and an identifier, the arguments by balanced parentheses; launches inside
@@ -63,7 +64,7 @@ def rewrite_launches(src):
 
 
 def rewrite(src):
-    src = SHARED.sub(lambda m: '%s *const %s = reinterpret_cast<%s *>(smem);'
+    src = SHARED.sub(lambda m: '%s *const %s = reinterpret_cast<%s *>(::smem);'
                      % (m.group(1), m.group(2), m.group(1)), src)
     if re.search(r'extern\s+__shared__', src):
         sys.exit('emu_launch.py: an extern __shared__ declaration it cannot rewrite')

@@ -25,7 +25,10 @@ cudaError_t cudaGetLastError(void) { return g_faults ? cudaErrorUnknown : cudaSu
 const char *cudaGetErrorString(cudaError_t) { return "a fault of the emulated device"; }
 const char *cudaGetErrorName(cudaError_t) { return "cudaErrorUnknown (emulated)"; }
 cudaError_t cudaMemsetAsync(void *d, int v, size_t n, cudaStream_t) {
-  memset(d, v, n);
+  if (g_emu_capture) /* a node of the graph being captured, as a launch is */
+    g_emu_capture->push_back([d, v, n] { memset(d, v, n); });
+  else
+    memset(d, v, n);
   return cudaSuccess;
 }
 cudaError_t cudaStreamDestroy(cudaStream_t) { return cudaSuccess; }

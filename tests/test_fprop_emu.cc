@@ -52,12 +52,13 @@ static void run_kernel(const plan_t &p, const args_t &a) {
 
 template <typename T, int CP, bool DG>
 static void run_nt(int nt, const plan_t &p, const args_t &a) {
-  if constexpr (CP <= 8) /* 64 pixels a warp (make_plan) */
-    if (p.mt == 4) {
+  if (p.mt == 4) { /* 64 pixels a warp (make_plan) */
+    if constexpr (CP <= 8) {
       if (nt == 2) run_kernel<T, CP, 2, 4, DG>(p, a);
       if (nt == 4) run_kernel<T, CP, 4, 4, DG>(p, a);
-      return;
     }
+    return;
+  }
   if (nt == 2) run_kernel<T, CP, 2, 2, DG>(p, a);
   if (nt == 4) run_kernel<T, CP, 4, 2, DG>(p, a);
   if (nt == 8) run_kernel<T, CP, 8, 2, DG>(p, a);
