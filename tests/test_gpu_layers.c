@@ -971,6 +971,71 @@ static void test_head_fused(cg_dtype_t dt, int64_t npix, int c, int relu_x, int 
   free(dbx2);
 }
 
+/* ---- the plain head ----------------------------------------------------------------------- */
+
+/* cg_head_fwd and cg_head_bwd against loops in double (test_gpu_conv also runs them, beside
+ * cuDNN's convolutions; here without cuDNN, so that the emulated device runs them too). c a
+ * multiple of a 16-byte pack takes the packed paths, others the warp-per-pixel ones. */
+static void test_head_plain(cg_dtype_t dt, int64_t npix, int c) {
+  char tag[80], name[160];
+  snprintf(tag, sizeof tag, "%s npix=%lld c=%d", dt_name(dt), (long long)npix, c);
+  const size_t n = (size_t)npix * c, es = cg_dtype_size(dt);
+  float *x = hnew(n), *wt = hnew(c), *dl = hnew(npix), *lg = hnew(npix), *lgr = hnew(npix);
+  float *dx = hnew(n), *dxr = hnew(n), *gx = hnew(n), *dw = hnew(c), *dwr = hnew(c);
+  float *dw2 = hnew(c), db, dbr, db2;
+  const float b = 0.25f;
+  fill(x, n, -1, 2);
+  round_dt(dt, x, n);
+  fill(wt, c, -0.5f, 0.5f);
+  round_dt(dt, wt, c);
+  fill(dl, npix, -1, 1);
+  round_dt(dt, dl, npix);
+  for (int64_t p = 0; p < npix; p++) {
+    double z = b;
+    for (int k = 0; k < c; k++) {
+      const size_t i = (size_t)p * c + k;
+      z += (double)x[i] * wt[k];
+      dxr[i] = dl[p] * wt[k];
+      gx[i] = (float)((double)dl[p] * x[i]);
+    }
+    lgr[p] = (float)z;
+  }
+  round_dt(dt, dxr, n);
+  const double aw = col_sums(gx, npix, c, dwr), ab = col_sums(dl, npix, 1, &dbr);
+  void *d_x = up_dt(dt, x, n), *d_w = up_dt(dt, wt, c), *d_dl = up_dt(dt, dl, npix);
+  float *d_b = up_bytes(&b, sizeof b);
+  void *d_l = cg_test_dnew(npix * es, S), *d_dx = cg_test_dnew(n * es, S);
+  float *d_dw = cg_test_dnew(c * sizeof(float), S), *d_db = cg_test_dnew(sizeof(float), S);
+  const size_t wb = cg_head_bwd_work_bytes(npix, c);
+  void *d_work = cg_test_dnew(wb, S);
+  cg_head_fwd(dt, d_x, npix, c, d_w, d_b, d_l, S);
+  down_dt(dt, d_l, npix, lg);
+  snprintf(name, sizeof name, "head_fwd %s", tag);
+  check_rel(name, lg, lgr, npix, dt_tol(dt)); /* fp32 sums of c products, one rounding */
+  cg_test_guard_check(name, d_l, npix * es, S);
+  for (int run = 0; run < 2; run++) { /* the second without dx */
+    cg_head_bwd(dt, d_x, d_w, d_dl, npix, c, run ? NULL : d_dx, d_dw, d_db, d_work, S);
+    cg_test_hget(run ? dw2 : dw, d_dw, c * sizeof(float), S);
+    cg_test_hget(run ? &db2 : &db, d_db, sizeof(float), S);
+  }
+  down_dt(dt, d_dx, n, dx);
+  snprintf(name, sizeof name, "head_bwd dx %s", tag);
+  check_elem(name, dx, dxr, n, dt_tol(dt)); /* one rounding of dlogit * w */
+  cg_test_guard_check(name, d_dx, n * es, S);
+  snprintf(name, sizeof name, "head_bwd dw %s", tag);
+  cg_test_close(name, dw, dwr, c, 1e-6 * aw, 1e-4);
+  cg_test_guard_check(name, d_dw, c * sizeof(float), S);
+  snprintf(name, sizeof name, "head_bwd db %s", tag);
+  cg_test_close(name, &db, &dbr, 1, 1e-6 * ab, 1e-4);
+  cg_test_guard_check("head_bwd work", d_work, wb, S);
+  CG_TEST_CHECK(memcmp(dw, dw2, c * sizeof(float)) == 0 && memcmp(&db, &db2, 4) == 0,
+                "head_bwd %s: not deterministic", tag);
+  void *dfree[] = {d_x, d_w, d_dl, d_b, d_l, d_dx, d_dw, d_db, d_work};
+  for (size_t i = 0; i < sizeof dfree / sizeof dfree[0]; i++) cg_test_dfree(dfree[i], S);
+  float *hfree[] = {x, wt, dl, lg, lgr, dx, dxr, gx, dw, dwr, dw2};
+  for (size_t i = 0; i < sizeof hfree / sizeof hfree[0]; i++) free(hfree[i]);
+}
+
 /* ---- batched casts ------------------------------------------------------------------------ */
 
 /* Segments (src offset, dst offset, length) in a src buffer of dt and a dst buffer of floats;
@@ -1649,6 +1714,16 @@ static void test_all(void) {
     for (size_t i = 0; i < sizeof sh / sizeof sh[0]; i++)
       for (int relu = 0; relu <= 1; relu++)
         for (int db = 0; db <= 1; db++) test_head_fused(DTS[t], sh[i].npix, sh[i].c, relu, db);
+  }
+
+  printf("RUN plain head\n");
+  for (int t = 0; t < 3; t++) {
+    const struct {
+      int64_t npix;
+      int c;
+    } sh[] = {{1200, 16}, {4096, 32}, {630, 5}, {777, 40}, {1, 1}};
+    for (size_t i = 0; i < sizeof sh / sizeof sh[0]; i++)
+      test_head_plain(DTS[t], sh[i].npix, sh[i].c);
   }
 
   printf("RUN batched casts\n");
