@@ -10,7 +10,7 @@
  * it reaches __syncthreads or __syncwarp, or returns; a barrier is released when every thread
  * that must reach it has, exited threads counting as arrived; threads waiting at different
  * kinds of barrier are reported as a deadlock, at different __syncthreads or warp collectives
- * as a fault, as is a shuffle from or a ballot over a lane that has exited), the blocks of a grid one after the other, each with
+ * as a fault; a shuffle from a lane that has exited gives all bits set), the blocks of a grid one after the other, each with
  * freshly poisoned shared memory; deterministic, and no host threads to schedule. Two
  * schedules (emu_both_ways runs a test under both): warps in lockstep, and warps skewed (the
  * last first, each as far as it can go before the next starts). Grids of up to three
@@ -374,30 +374,43 @@ static void mma16816(float *d, const uint32_t *a, uint32_t b0, uint32_t b1) {
 /* ---- warp and block collectives, atomics, bit casts ---------------------------------------- */
 
 /* Joins the warp collective named by tag (its exchange area) and waits for the warp's other
- * lanes: a fault when a lane that has not exited waits at another collective (CUDA requires
- * the lanes to meet at the same one; their exchange areas would differ). */
+ * lanes: a fault when a lane that has not exited waits at another collective or at a plain
+ * __syncwarp (CUDA requires the lanes of the full-warp masks these kernels use to meet at the
+ * same one; their exchange areas would differ). The lowest lane still running checks, before
+ * any other resumes (emu_warp_round runs lanes in order); emu_coll_end clears the tag. Masks
+ * are not modelled: two collectives over disjoint masks at once would be reported too. */
 static void emu_coll(const void *tag) {
   g_fib[g_tid].coll = tag;
   __syncwarp();
   const unsigned w0 = g_tid / 32 * 32;
-  if (g_tid % 32 == 0)
+  unsigned first = w0;
+  while (g_fib[first].state == kEmuDone) first++;
+  if (g_tid == first)
     for (unsigned l = 0; l < 32; l++)
       if (g_fib[w0 + l].state != kEmuDone && g_fib[w0 + l].coll != tag)
         fault("warp collective: lanes at different collectives", tag, l);
 }
+/* The second barrier of a collective (its exchange area is free again), tag cleared. */
+static void emu_coll_end() {
+  __syncwarp();
+  g_fib[g_tid].coll = nullptr;
+}
 
 /* The value that lane src(lane) of the calling warp passed (all 32 lanes taking part; a source
- * outside the warp gives the lane its own value), through an exchange area. A source lane that
- * has exited (or that a partial warp lacks) is a fault: CUDA leaves its value undefined. */
+ * outside the warp gives the lane its own value), through an exchange area. From a lane that
+ * has exited (or that a partial warp lacks), whose value CUDA leaves undefined: all bits set
+ * (NaN in a float), so that a result that uses it shows. */
 template <typename T, typename F> static T emu_shfl(T v, F src) {
   static T xch[256];
   xch[g_tid] = v;
   emu_coll(xch);
   const unsigned lane = g_tid % 32, from = src(lane);
+  T r = v;
   if (from < 32 && g_fib[g_tid - lane + from].state == kEmuDone)
-    fault("shfl: from a lane that has exited", xch, from);
-  const T r = from < 32 ? xch[g_tid - lane + from] : v;
-  __syncwarp();
+    memset(&r, 0xFF, sizeof r);
+  else if (from < 32)
+    r = xch[g_tid - lane + from];
+  emu_coll_end();
   return r;
 }
 template <typename T> static T __shfl_down_sync(unsigned, T v, unsigned off) {
@@ -407,20 +420,17 @@ template <typename T> static T __shfl_xor_sync(unsigned, T v, int m) {
   return emu_shfl(v, [m](unsigned lane) { return lane ^ (unsigned)m; });
 }
 
-/* Bit l of the result: lane l's predicate, for the lanes of mask; a lane of mask that has
- * exited (or that a partial warp lacks) is a fault, as in CUDA an undefined result. */
+/* Bit l of the result: lane l's predicate, for the lanes of mask that have not exited (as
+ * CUDA defines it: an exited lane gives 0). */
 static unsigned __ballot_sync(unsigned mask, int pred) {
   static int xch[256];
   xch[g_tid] = pred != 0;
   emu_coll(xch);
   const unsigned w0 = g_tid / 32 * 32;
   unsigned r = 0;
-  for (unsigned l = 0; l < 32; l++) {
-    if (!(mask >> l & 1u)) continue;
-    if (g_fib[w0 + l].state == kEmuDone) fault("ballot: a lane of the mask has exited", xch, l);
-    else if (xch[w0 + l]) r |= 1u << l;
-  }
-  __syncwarp();
+  for (unsigned l = 0; l < 32; l++)
+    if ((mask >> l & 1u) && g_fib[w0 + l].state != kEmuDone && xch[w0 + l]) r |= 1u << l;
+  emu_coll_end();
   return r;
 }
 
@@ -598,7 +608,8 @@ static void launch3(unsigned gx, unsigned gy, unsigned gz, unsigned tx, unsigned
                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (m == MAP_FAILED) abort();
     g_stacks = static_cast<unsigned char *>(m);
-    for (size_t t = 0; t < 256; t++) mprotect(g_stacks + t * kEmuStack, 4096, PROT_NONE);
+    for (size_t t = 0; t < 256; t++)
+      if (mprotect(g_stacks + t * kEmuStack, 4096, PROT_NONE) != 0) abort();
   }
   gridDim = {gx, gy, gz};
   blockDim = {tx, ty, 1};

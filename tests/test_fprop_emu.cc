@@ -54,9 +54,10 @@ template <typename T, int CP, bool DG>
 static void run_nt(int nt, const plan_t &p, const args_t &a) {
   if (p.mt == 4) { /* 64 pixels a warp (make_plan) */
     if constexpr (CP <= 8) {
-      if (nt == 2) run_kernel<T, CP, 2, 4, DG>(p, a);
-      if (nt == 4) run_kernel<T, CP, 4, 4, DG>(p, a);
+      if (nt == 2) return run_kernel<T, CP, 2, 4, DG>(p, a);
+      if (nt == 4) return run_kernel<T, CP, 4, 4, DG>(p, a);
     }
+    fault("64 pixels a warp: a plan the kernels do not have", nullptr, (unsigned)nt);
     return;
   }
   if (nt == 2) run_kernel<T, CP, 2, 2, DG>(p, a);
