@@ -637,11 +637,17 @@ static void launch(unsigned gx, unsigned gy, unsigned threads, size_t shared, K 
 /* Runs the test body twice: warps in lockstep with copies landing as late as allowed (a read
  * before its wait shows), then warps skewed with copies landing at once (a refill of a buffer
  * before every warp is done reading it shows). */
+/* Sets the schedule for every emulator of the program (lockstep with late copies, or skewed
+ * with copies landing at once; the globals are one for the program) and says which. */
+static void emu_schedule(bool skewed) {
+  cg_mma::g_cp_early = g_emu_skew = skewed;
+  printf("== %s\n", skewed ? "warps skewed, cp.async copies landing at once"
+                           : "warps in lockstep, cp.async copies landing as late as allowed");
+}
+
 template <typename F> static void emu_both_ways(F body) {
   for (int second = 0; second < 2; second++) {
-    cg_mma::g_cp_early = g_emu_skew = second != 0;
-    printf("== %s\n", second ? "warps skewed, cp.async copies landing at once"
-                              : "warps in lockstep, cp.async copies landing as late as allowed");
+    emu_schedule(second != 0);
     const long long mats = g_bank_mats, extra = g_bank_extra;
     body();
     printf("shared-memory banks: %lld 8x8 matrices loaded, %lld extra passes (conflicts)\n",
@@ -650,7 +656,7 @@ template <typename F> static void emu_both_ways(F body) {
     CG_TEST_CHECK(g_bank_extra == extra, "%lld extra shared-memory passes: the tiles' layout "
                   "has bank conflicts", g_bank_extra - extra);
   }
-  cg_mma::g_cp_early = g_emu_skew = false;
+  cg_mma::g_cp_early = g_emu_skew = false; /* back to lockstep, without a line */
 }
 
 /* Runs run(T(), &c) for every case c of cases under both schedules (emu_both_ways), with T

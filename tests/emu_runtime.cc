@@ -15,11 +15,7 @@ extern "C" {
 extern "C" {
 /* The schedule of every kernel file's emulator (emu_cuda.h): 0 warps in lockstep with cp.async
  * copies landing as late as allowed, 1 warps skewed with copies landing at once. */
-void cg_emu_schedule(int skewed) {
-  cg_mma::g_cp_early = g_emu_skew = skewed != 0;
-  printf("== %s\n", skewed ? "warps skewed, cp.async copies landing at once"
-                           : "warps in lockstep, cp.async copies landing as late as allowed");
-}
+void cg_emu_schedule(int skewed) { emu_schedule(skewed != 0); }
 
 cudaError_t cudaGetLastError(void) { return g_faults ? cudaErrorUnknown : cudaSuccess; }
 const char *cudaGetErrorString(cudaError_t) { return "a fault of the emulated device"; }
