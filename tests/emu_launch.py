@@ -1,10 +1,13 @@
 #!/usr/bin/env python3
 """emu_launch.py IN.cu OUT.cc: a .cu file rebuilt for the emulated device (tests/emu_cuda.h).
 
-OUT.cc is tests/emu_kernels.h, then IN.cu (its lines numbered as in IN.cu) with two rewrites:
+OUT.cc is tests/emu_kernels.h, then IN.cu (its lines numbered as in IN.cu, and the kernels'
+headers it includes, `#include "X_kernels.cuh"`, put in its place with their own numbering) with
+two rewrites:
   - every `kernel<T, V><<<grid, block, smem, stream>>>(args)` becomes
-    `emu_go(grid, block, smem, stream, [=] { kernel<T, V>(args); })`: the arguments taken by
-    value at the launch, as CUDA takes them (a captured launch runs later);
+    `emu_go(emu_cfg(grid, block, smem, stream), [=](auto... v_) { kernel<T, V>(v_...); }, args)`:
+    the arguments evaluated and copied at the launch, as CUDA takes them (a captured launch runs
+    later, when a pointer an argument was read through may be gone);
   - every `extern __shared__ TYPE name[];` becomes a view of the emulated block's dynamic
     shared memory, `TYPE *const name = reinterpret_cast<TYPE *>(::smem);` (::smem: the
     emulator's, even where the array itself is called smem).
@@ -59,16 +62,37 @@ def rewrite_launches(src):
             p += 1
         args = src[e + 4:p]
         out.append(src[i:k])
-        out.append('emu_go(%s, [=] { %s(%s); })' % (cfg, kern, args))
+        out.append('emu_go(emu_cfg(%s), [=](auto... v_) { %s(v_...); }%s)'
+                   % (cfg, kern, ', ' + args if args.strip() else ''))
         i = p + 1
 
 
 def rewrite(src):
     src = SHARED.sub(lambda m: '%s *const %s = reinterpret_cast<%s *>(::smem);'
                      % (m.group(1), m.group(2), m.group(1)), src)
-    if re.search(r'extern\s+__shared__', src):
+    if re.search(r'extern\s+__shared__\s+\w', src):  # a declaration left (not a comment's word)
         sys.exit('emu_launch.py: an extern __shared__ declaration it cannot rewrite')
     return rewrite_launches(src)
+
+
+INCLUDE = re.compile(r'^#include "(\w+_kernels\.cuh)"[^\n]*\n', re.M)
+
+
+def inline_kernels(src, path):
+    """The file with each `#include "X_kernels.cuh"` replaced by that header's text (from the
+    .cu's folder), #line directives keeping both numberings."""
+    import os
+    folder = os.path.dirname(path)
+
+    def put(m):
+        line = src.count('\n', 0, m.start()) + 1
+        inc = os.path.join(folder, m.group(1))
+        with open(inc) as f:
+            text = f.read()
+        if not text.endswith('\n'):
+            text += '\n'
+        return '#line 1 "%s"\n%s#line %d "%s"\n' % (inc, text, line + 1, path)
+    return INCLUDE.sub(put, src)
 
 
 def main():
@@ -76,7 +100,7 @@ def main():
         sys.exit('usage: emu_launch.py IN.cu OUT.cc')
     with open(sys.argv[1]) as f:
         src = f.read()
-    res = rewrite(src)
+    res = rewrite(inline_kernels(src, sys.argv[1]))
     if '<<<' in res:
         sys.exit('emu_launch.py: a launch was left in ' + sys.argv[1])
     with open(sys.argv[2], 'w') as f:

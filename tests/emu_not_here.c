@@ -11,4 +11,11 @@
     fprintf(stderr, "emulated device: %s is not emulated\n", #f);                              \
     abort();                                                                                   \
   }
+#ifndef CG_EMU_BACKEND /* cgemu_step has the backend itself */
 CG_EMU_NOT_HERE(cg_backend_cuda)
+#endif
+/* NCCL (comm/nccl_comm.c): one rank, no communicator, on the emulated device */
+CG_EMU_NOT_HERE(cg_nccl_size)
+CG_EMU_NOT_HERE(cg_nccl_device)
+CG_EMU_NOT_HERE(cg_nccl_allreduce_sum_f32)
+CG_EMU_NOT_HERE(cg_nccl_allreduce_sum_bf16)

@@ -1,11 +1,34 @@
 /* emu_runtime.cc: a stand-in for the CUDA runtime calls that the kernel files rebuilt for the
- * emulated device (tests/emu_kernels.h, emu_launch.py) and the GPU tests run on them make, on
- * host memory: "device" memory is aligned_alloc with the guard bytes of testutil_cuda.h, copies
- * are memcpy, streams are nothing (every launch has run when it returns), a captured stream
- * keeps its launches for cudaGraphLaunch. Linked instead of libcudart and testutil_cuda.c. */
-#include "emu_kernels.h" /* g_faults, g_emu_capture; CUDA headers */
+ * emulated device (tests/emu_kernels.h, emu_launch.py), the CUDA backend's host code
+ * (backend_cuda.cu, conv.cu: test_step_emu) and the GPU tests run on them make, on host
+ * memory: "device" memory is aligned_alloc (poisoned with NaN, as the tests' allocations are;
+ * with the guard bytes of testutil_cuda.h there), copies are memcpy, events hold the host time
+ * they were recorded at.
+ *
+ * Streams have two schedules (cg_emu_streams, or CG_EMU_STREAMS=lazy in the environment):
+ *  - eager (the default): every launch, copy or memset runs when it is issued, so the host's
+ *    order is the device's;
+ *  - lazy: work waits in its stream's queue until something needs it: a synchronisation of
+ *    the stream, the device or an event recorded after it, a stream made to wait for such an
+ *    event (cudaStreamWaitEvent) when that stream's work runs, a cudaFree. Work of two streams
+ *    with no event between them then runs in the order least like the host's (the work a
+ *    forked stream was given runs at the join, after what the first stream did meanwhile), so
+ *    a missing dependency between streams shows as a wrong result.
+ * A stream being captured (cudaStreamBeginCapture) keeps its work, and that of the streams
+ * forked off it (made to wait for an event recorded in the capture), as the graph's nodes in
+ * order with their streams and events; other streams' work runs as usual meanwhile;
+ * cudaGraphLaunch issues them again on those streams (the captured one's on the launch's
+ * stream) under the schedule in force, and joins the others back into the launch's stream.
+ *
+ * One device, an H100/H200-like "Emulated device" (sm_90, 132 SMs, 227 KB of shared memory a
+ * block). Linked instead of libcudart and testutil_cuda.c. */
+#include "emu_kernels.h" /* g_faults, emu_enqueue; CUDA headers */
 
+#include <algorithm>
 #include <cstdlib>
+#include <ctime>
+#include <deque>
+#include <map>
 
 extern "C" {
 #include "testutil.h"
@@ -20,42 +43,379 @@ void cg_emu_schedule(int skewed) { emu_schedule(skewed != 0); }
 cudaError_t cudaGetLastError(void) { return g_faults ? cudaErrorUnknown : cudaSuccess; }
 const char *cudaGetErrorString(cudaError_t) { return "a fault of the emulated device"; }
 const char *cudaGetErrorName(cudaError_t) { return "cudaErrorUnknown (emulated)"; }
-cudaError_t cudaMemsetAsync(void *d, int v, size_t n, cudaStream_t) {
-  if (g_emu_capture) /* a node of the graph being captured, as a launch is */
-    g_emu_capture->push_back([d, v, n] { memset(d, v, n); });
-  else
-    memset(d, v, n);
-  return cudaSuccess;
-}
-cudaError_t cudaStreamDestroy(cudaStream_t) { return cudaSuccess; }
+}  // extern "C"
 
-/* Graphs: one stream captured at a time; a graph and its executable are its list of launches. */
-using emu_graph = std::vector<std::function<void()>>;
-cudaError_t cudaStreamBeginCapture(cudaStream_t, cudaStreamCaptureMode) {
-  if (g_emu_capture) return cudaErrorIllegalState;
-  g_emu_capture = new emu_graph;
+/* ---- streams, events and graphs ---- */
+namespace {
+
+struct emu_stream_t;
+struct emu_event_t {
+  double ms = -1.0;               /* host time the last record ran, -1 before */
+  emu_stream_t *st = nullptr;     /* the last record's stream and position (lazy) */
+  uint64_t seq = 0;
+  const void *capture = nullptr;  /* the graph its last record went into, if captured */
+};
+/* An item of a stream or a captured graph: work, an event record, or a wait for the record
+ * of an event that was current when the wait was issued (st, seq). */
+struct emu_item_t {
+  enum { WORK, RECORD, WAIT } kind;
+  std::function<void()> fn;
+  emu_event_t *ev = nullptr;
+  emu_stream_t *st = nullptr;
+  uint64_t seq = 0;
+  cudaStream_t stream = nullptr; /* captured items: where it was issued */
+};
+struct emu_stream_t {
+  std::deque<emu_item_t> q; /* issued, not yet run (lazy) */
+  uint64_t issued = 0, ran = 0;
+};
+struct emu_graph_t {
+  cudaStream_t origin = nullptr;       /* the captured stream */
+  std::vector<cudaStream_t> streams;   /* it and those forked off it (captured too) */
+  std::vector<emu_item_t> items;
+};
+
+bool g_lazy, g_lazy_read;
+std::map<cudaStream_t, emu_stream_t> g_streams; /* NULL (the legacy stream) included */
+emu_graph_t *g_capture;                          /* the graph being captured, or NULL */
+
+bool lazy() {
+  if (!g_lazy_read) {
+    const char *v = getenv("CG_EMU_STREAMS");
+    g_lazy = v && !strcmp(v, "lazy");
+    g_lazy_read = true;
+  }
+  return g_lazy;
+}
+double now_ms(void) {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return 1e3 * (double)ts.tv_sec + 1e-6 * (double)ts.tv_nsec;
+}
+void flush(emu_stream_t *st, uint64_t upto);
+/* Runs an item (its stream's turn has come). */
+void run_item(emu_item_t &it) {
+  switch (it.kind) {
+    case emu_item_t::WORK: it.fn(); break;
+    case emu_item_t::RECORD: it.ev->ms = now_ms(); break;
+    case emu_item_t::WAIT:
+      if (it.st) flush(it.st, it.seq);
+      break;
+  }
+}
+/* Runs st's queue until upto items of it have run. */
+void flush(emu_stream_t *st, uint64_t upto) {
+  while (st->ran < upto && !st->q.empty()) {
+    emu_item_t it = std::move(st->q.front());
+    st->q.pop_front();
+    st->ran++;
+    run_item(it);
+  }
+}
+void flush_all() {
+  for (bool more = true; more;) {
+    more = false;
+    for (auto &kv : g_streams)
+      if (!kv.second.q.empty()) {
+        flush(&kv.second, kv.second.issued);
+        more = true;
+      }
+  }
+}
+/* Issues it on stream s (not captured): queued (lazy) or run now; a record or wait is
+ * bound here to the stream's position. */
+void issue(cudaStream_t s, emu_item_t it) {
+  emu_stream_t *st = &g_streams[s];
+  if (it.kind == emu_item_t::WAIT) { /* the event's current record */
+    it.st = it.ev->st;
+    it.seq = it.ev->seq;
+  }
+  st->issued++;
+  if (it.kind == emu_item_t::RECORD) {
+    it.ev->st = st;
+    it.ev->seq = st->issued;
+  }
+  if (lazy()) {
+    st->q.push_back(std::move(it));
+  } else {
+    st->ran++;
+    run_item(it);
+  }
+}
+bool captured(cudaStream_t s) {
+  return g_capture &&
+         std::find(g_capture->streams.begin(), g_capture->streams.end(), s) !=
+             g_capture->streams.end();
+}
+/* Issues it on s, or keeps it in the graph being captured when s is captured: the captured
+ * stream, or one made to wait for an event recorded in the capture (a fork), from then on. */
+void put(cudaStream_t s, emu_item_t it) {
+  if (g_capture && !captured(s) && it.kind == emu_item_t::WAIT && it.ev->capture == g_capture)
+    g_capture->streams.push_back(s);
+  if (captured(s)) {
+    if (it.kind == emu_item_t::RECORD) it.ev->capture = g_capture;
+    it.stream = s;
+    g_capture->items.push_back(std::move(it));
+  } else {
+    if (it.kind == emu_item_t::RECORD) it.ev->capture = nullptr;
+    issue(s, std::move(it));
+  }
+}
+
+}  // namespace
+
+void emu_enqueue(cudaStream_t s, std::function<void()> fn) {
+  put(s, emu_item_t{emu_item_t::WORK, std::move(fn)});
+}
+bool emu_captured(cudaStream_t s) { return captured(s); }
+
+extern "C" {
+void cg_emu_streams(int lazy_streams) {
+  flush_all();
+  g_lazy = lazy_streams != 0;
+  g_lazy_read = true;
+}
+
+cudaError_t cudaMemsetAsync(void *d, int v, size_t n, cudaStream_t s) {
+  emu_enqueue(s, [d, v, n] { memset(d, v, n); });
   return cudaSuccess;
 }
-cudaError_t cudaStreamEndCapture(cudaStream_t, cudaGraph_t *g) {
-  if (!g_emu_capture) return cudaErrorIllegalState;
-  *g = reinterpret_cast<cudaGraph_t>(g_emu_capture);
-  g_emu_capture = nullptr;
+cudaError_t cudaMemcpyAsync(void *d, const void *src, size_t n, cudaMemcpyKind,
+                            cudaStream_t s) {
+  emu_enqueue(s, [d, src, n] { memcpy(d, src, n); });
+  return cudaSuccess;
+}
+/* The synchronous copies: on the legacy stream, after what it was given (the backend's
+ * streams are non-blocking: no other stream is waited for, as on a GPU). */
+cudaError_t cudaMemcpy(void *d, const void *src, size_t n, cudaMemcpyKind) {
+  if (captured(nullptr)) return cudaErrorStreamCaptureUnsupported;
+  emu_enqueue(nullptr, [d, src, n] { memcpy(d, src, n); });
+  flush(&g_streams[nullptr], g_streams[nullptr].issued);
+  return cudaGetLastError();
+}
+cudaError_t cudaMemset(void *d, int v, size_t n) {
+  if (captured(nullptr)) return cudaErrorStreamCaptureUnsupported;
+  emu_enqueue(nullptr, [d, v, n] { memset(d, v, n); });
+  flush(&g_streams[nullptr], g_streams[nullptr].issued);
+  return cudaSuccess;
+}
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, unsigned int) {
+  static int streams[64], next;
+  if (next == 64) return cudaErrorMemoryAllocation;
+  *s = reinterpret_cast<cudaStream_t>(&streams[next++]); /* distinct, never NULL */
+  g_streams[*s];
+  return cudaSuccess;
+}
+cudaError_t cudaStreamDestroy(cudaStream_t s) { /* its work still runs, as CUDA's does */
+  flush(&g_streams[s], g_streams[s].issued);
+  return cudaSuccess;
+}
+cudaError_t cudaStreamSynchronize(cudaStream_t s) {
+  if (captured(s)) return cudaErrorStreamCaptureUnsupported;
+  flush(&g_streams[s], g_streams[s].issued);
+  return cudaGetLastError();
+}
+cudaError_t cudaDeviceSynchronize(void) {
+  if (g_capture) return cudaErrorStreamCaptureUnsupported;
+  flush_all();
+  return cudaGetLastError();
+}
+cudaError_t cudaStreamWaitEvent(cudaStream_t s, cudaEvent_t e, unsigned int) {
+  emu_item_t it{emu_item_t::WAIT};
+  it.ev = reinterpret_cast<emu_event_t *>(e);
+  put(s, std::move(it));
+  return cudaSuccess;
+}
+cudaError_t cudaStreamIsCapturing(cudaStream_t s, cudaStreamCaptureStatus *st) {
+  *st = captured(s) ? cudaStreamCaptureStatusActive : cudaStreamCaptureStatusNone;
+  return cudaSuccess;
+}
+cudaError_t cudaEventCreate(cudaEvent_t *e) {
+  *e = reinterpret_cast<cudaEvent_t>(new emu_event_t);
+  return cudaSuccess;
+}
+cudaError_t cudaEventCreateWithFlags(cudaEvent_t *e, unsigned int) { return cudaEventCreate(e); }
+cudaError_t cudaEventDestroy(cudaEvent_t e) {
+  delete reinterpret_cast<emu_event_t *>(e);
+  return cudaSuccess;
+}
+/* In a capture a record orders the streams of the graph (it forks and joins them); the
+ * external kind also records at replay, which every record here does. */
+cudaError_t cudaEventRecordWithFlags(cudaEvent_t e, cudaStream_t s, unsigned int) {
+  emu_item_t it{emu_item_t::RECORD};
+  it.ev = reinterpret_cast<emu_event_t *>(e);
+  put(s, std::move(it));
+  return cudaSuccess;
+}
+cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s) {
+  return cudaEventRecordWithFlags(e, s, 0);
+}
+cudaError_t cudaEventSynchronize(cudaEvent_t e) {
+  emu_event_t *ev = reinterpret_cast<emu_event_t *>(e);
+  if (ev->st) flush(ev->st, ev->seq);
+  return cudaGetLastError();
+}
+cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t a, cudaEvent_t b) {
+  const emu_event_t *ea = reinterpret_cast<emu_event_t *>(a);
+  const emu_event_t *eb = reinterpret_cast<emu_event_t *>(b);
+  if (ea->ms < 0 || eb->ms < 0) return cudaErrorInvalidResourceHandle;
+  if ((ea->st && ea->st->ran < ea->seq) || (eb->st && eb->st->ran < eb->seq))
+    return cudaErrorNotReady; /* recorded, not yet reached */
+  *ms = (float)(eb->ms - ea->ms);
+  return cudaSuccess;
+}
+cudaError_t cudaPeekAtLastError(void) { return cudaGetLastError(); }
+
+/* ---- the device ---- */
+cudaError_t cudaGetDeviceCount(int *n) {
+  *n = 1;
+  return cudaSuccess;
+}
+cudaError_t cudaSetDevice(int d) { return d == 0 ? cudaSuccess : cudaErrorInvalidDevice; }
+cudaError_t cudaGetDevice(int *d) {
+  *d = 0;
+  return cudaSuccess;
+}
+enum : size_t { kEmuMem = (size_t)141 << 30, kEmuSmemOptin = 232448 };
+cudaError_t cudaGetDeviceProperties(cudaDeviceProp *p, int d) {
+  if (d != 0) return cudaErrorInvalidDevice;
+  memset(p, 0, sizeof *p);
+  snprintf(p->name, sizeof p->name, "Emulated device (tests/emu_cuda.h)");
+  p->major = 9;
+  p->minor = 0;
+  p->multiProcessorCount = 132;
+  p->totalGlobalMem = kEmuMem;
+  p->sharedMemPerBlock = 49152;
+  p->sharedMemPerBlockOptin = kEmuSmemOptin;
+  p->sharedMemPerMultiprocessor = 233472;
+  p->maxThreadsPerBlock = 1024;
+  p->maxThreadsPerMultiProcessor = 2048;
+  p->warpSize = 32;
+  return cudaSuccess;
+}
+cudaError_t cudaDeviceGetAttribute(int *v, cudaDeviceAttr a, int d) {
+  if (d != 0) return cudaErrorInvalidDevice;
+  switch (a) {
+    case cudaDevAttrMultiProcessorCount: *v = 132; return cudaSuccess;
+    case cudaDevAttrMaxSharedMemoryPerBlockOptin: *v = (int)kEmuSmemOptin; return cudaSuccess;
+    default: return cudaErrorInvalidValue; /* one the emulation does not know: say so */
+  }
+}
+
+/* ---- memory: "device" memory is host memory, counted for cudaMemGetInfo ---- */
+static size_t g_emu_used;
+cudaError_t cudaMalloc(void **p, size_t n) {
+  const size_t size = (n + 255) / 256 * 256 + 256;
+  unsigned char *q = static_cast<unsigned char *>(aligned_alloc(256, size));
+  if (!q) return cudaErrorMemoryAllocation;
+  memset(q, 0xFF, size); /* junk, as fresh device memory is: NaN */
+  memcpy(q, &size, sizeof size); /* the size in a header of 256 bytes, for cudaFree */
+  g_emu_used += size;
+  *p = q + 256;
+  return cudaSuccess;
+}
+cudaError_t cudaFree(void *p) {
+  if (!p) return cudaSuccess;
+  flush_all(); /* cudaFree waits for the device, as CUDA's does */
+  unsigned char *q = static_cast<unsigned char *>(p) - 256;
+  size_t size;
+  memcpy(&size, q, sizeof size);
+  g_emu_used -= size;
+  free(q);
+  return cudaSuccess;
+}
+cudaError_t cudaMemGetInfo(size_t *free_b, size_t *total_b) {
+  *total_b = kEmuMem;
+  *free_b = kEmuMem - g_emu_used;
+  return cudaSuccess;
+}
+cudaError_t cudaHostAlloc(void **p, size_t n, unsigned int) {
+  *p = malloc(n ? n : 1);
+  return *p ? cudaSuccess : cudaErrorMemoryAllocation;
+}
+cudaError_t cudaFreeHost(void *p) {
+  free(p);
+  return cudaSuccess;
+}
+/* Graphs: one stream captured at a time (with the streams forked off it). */
+cudaError_t cudaStreamBeginCapture(cudaStream_t s, cudaStreamCaptureMode) {
+  if (g_capture) return cudaErrorIllegalState;
+  g_capture = new emu_graph_t;
+  g_capture->origin = s;
+  g_capture->streams.push_back(s);
+  return cudaSuccess;
+}
+cudaError_t cudaStreamEndCapture(cudaStream_t s, cudaGraph_t *g) {
+  if (!g_capture || s != g_capture->origin) return cudaErrorIllegalState;
+  *g = reinterpret_cast<cudaGraph_t>(g_capture);
+  g_capture = nullptr;
+  return cudaSuccess;
+}
+cudaError_t cudaStreamGetCaptureInfo(cudaStream_t s, cudaStreamCaptureStatus *st,
+                                     unsigned long long *id, cudaGraph_t *g,
+                                     const cudaGraphNode_t **deps, const cudaGraphEdgeData **edges,
+                                     size_t *ndeps) {
+  static unsigned long long captures; /* an id per capture: counted at its first look */
+  static const void *last;
+  *st = captured(s) ? cudaStreamCaptureStatusActive : cudaStreamCaptureStatusNone;
+  if (g_capture && g_capture != last) {
+    last = g_capture;
+    captures++;
+  }
+  if (id) *id = captures;
+  if (g) *g = reinterpret_cast<cudaGraph_t>(g_capture);
+  if (deps) *deps = nullptr;
+  if (edges) *edges = nullptr;
+  if (ndeps) *ndeps = 0;
+  return cudaSuccess;
+}
+/* A graph's nodes are its work items in order; a node handle is its position + 1. */
+cudaError_t cudaGraphGetNodes(cudaGraph_t g, cudaGraphNode_t *nodes, size_t *n) {
+  const emu_graph_t *v = reinterpret_cast<const emu_graph_t *>(g);
+  size_t k = 0;
+  for (const emu_item_t &it : v->items) {
+    if (it.kind != emu_item_t::WORK) continue;
+    if (nodes && k < *n) nodes[k] = reinterpret_cast<cudaGraphNode_t>(k + 1);
+    k++;
+  }
+  *n = k;
   return cudaSuccess;
 }
 cudaError_t cudaGraphInstantiate(cudaGraphExec_t *ge, cudaGraph_t g, unsigned long long) {
-  *ge = reinterpret_cast<cudaGraphExec_t>(new emu_graph(*reinterpret_cast<emu_graph *>(g)));
+  *ge = reinterpret_cast<cudaGraphExec_t>(new emu_graph_t(*reinterpret_cast<emu_graph_t *>(g)));
   return cudaSuccess;
 }
-cudaError_t cudaGraphLaunch(cudaGraphExec_t ge, cudaStream_t) {
-  for (auto &run : *reinterpret_cast<emu_graph *>(ge)) run();
+/* The nodes issued again on their streams, the captured one's on s; then every other stream
+ * they used joined into s (the launch is done when all its nodes are). */
+cudaError_t cudaGraphLaunch(cudaGraphExec_t ge, cudaStream_t s) {
+  if (g_capture) return cudaErrorStreamCaptureUnsupported;
+  const emu_graph_t *g = reinterpret_cast<const emu_graph_t *>(ge);
+  std::vector<cudaStream_t> others;
+  for (const emu_item_t &it : g->items) {
+    const cudaStream_t on = it.stream == g->origin ? s : it.stream;
+    if (on != s && std::find(others.begin(), others.end(), on) == others.end())
+      others.push_back(on);
+    issue(on, it);
+  }
+  for (cudaStream_t o : others) {
+    static emu_event_t joins[64];
+    static int next;
+    emu_event_t *ev = &joins[next++ % 64];
+    emu_item_t rec{emu_item_t::RECORD};
+    rec.ev = ev;
+    issue(o, rec);
+    emu_item_t wait{emu_item_t::WAIT};
+    wait.ev = ev;
+    issue(s, wait);
+  }
   return g_faults ? cudaErrorUnknown : cudaSuccess;
 }
 cudaError_t cudaGraphExecDestroy(cudaGraphExec_t ge) {
-  delete reinterpret_cast<emu_graph *>(ge);
+  delete reinterpret_cast<emu_graph_t *>(ge);
   return cudaSuccess;
 }
 cudaError_t cudaGraphDestroy(cudaGraph_t g) {
-  delete reinterpret_cast<emu_graph *>(g);
+  delete reinterpret_cast<emu_graph_t *>(g);
   return cudaSuccess;
 }
 
@@ -75,12 +435,26 @@ void *cg_test_dnew(size_t bytes, cudaStream_t) {
   memset(p, 0xFF, n); /* as on the device: NaN everywhere, the guard included */
   return p;
 }
-void cg_test_dfree(void *d, cudaStream_t) { free(d); }
-void cg_test_dsync(cudaStream_t) {}
-void cg_test_dpoison(void *d, size_t bytes, cudaStream_t) { memset(d, 0xFF, bytes); }
-void cg_test_hput(void *d, const void *h, size_t bytes, cudaStream_t) { memcpy(d, h, bytes); }
-void cg_test_hget(void *h, const void *d, size_t bytes, cudaStream_t) { memcpy(h, d, bytes); }
+/* The tests' helpers synchronise their stream (testutil_cuda.c): here the whole device. */
+void cg_test_dfree(void *d, cudaStream_t) {
+  flush_all();
+  free(d);
+}
+void cg_test_dsync(cudaStream_t) { flush_all(); }
+void cg_test_dpoison(void *d, size_t bytes, cudaStream_t) {
+  flush_all();
+  memset(d, 0xFF, bytes);
+}
+void cg_test_hput(void *d, const void *h, size_t bytes, cudaStream_t) {
+  flush_all();
+  memcpy(d, h, bytes);
+}
+void cg_test_hget(void *h, const void *d, size_t bytes, cudaStream_t) {
+  flush_all();
+  memcpy(h, d, bytes);
+}
 void cg_test_guard_check(const char *name, const void *d, size_t bytes, cudaStream_t) {
+  flush_all();
   const unsigned char *g = static_cast<const unsigned char *>(d) + bytes;
   size_t bad = 0;
   for (int i = 0; i < CG_TEST_GUARD; i++) bad += g[i] != 0xFF;

@@ -1,7 +1,8 @@
-/* test_mclass_emu.c: test_gpu_mclass's kernel sections (the K-class loss, head and confusion
- * counts) on the emulated device, against the same CPU references: cuda/kernels_loss.cu,
- * head.cu and kernels_feat.cu as they are (rebuilt by tests/emu_launch.py; tests/emu_runtime.cc
- * for the runtime). The whole training step (section 4) needs cuDNN: test_gpu_mclass only. */
+/* test_mclass_emu.c: test_gpu_mclass on the emulated device, against the same CPU references:
+ * its kernel sections (the K-class loss, head and confusion counts: cuda/kernels_loss.cu, head.cu
+ * and kernels_feat.cu as they are, rebuilt by tests/emu_launch.py; tests/emu_runtime.cc for the
+ * runtime) under both schedules of the emulator, then its whole K-class training step (section
+ * 4: the CUDA backend, tests/emu_cudnn.cc for cuDNN) once. */
 #define main test_gpu_mclass_main
 #include "test_gpu_mclass.c"
 #undef main
@@ -15,6 +16,8 @@ int main(void) {
     cg_emu_schedule(skewed);
     test_kernels();
   }
+  cg_emu_schedule(0);
+  test_step_k();
   printf("test_mclass_emu: %.2f s\n", cg_now() - t0);
   return cg_test_done("test_mclass_emu");
 }
