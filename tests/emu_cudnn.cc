@@ -361,7 +361,8 @@ cudnnStatus_t cudnnFindConvolutionForwardAlgorithmEx(
     cudnnConvolutionFwdAlgoPerf_t *perf, void *ws, size_t wsb) {
   if (want < 1 || emu_captured(stream_of(h))) return CUDNN_STATUS_BAD_PARAM;
   const float one = 1.0f, zero = 0.0f;
-  const double t0 = now_ms();
+  if (cudaStreamSynchronize(stream_of(h)) != cudaSuccess) return CUDNN_STATUS_EXECUTION_FAILED;
+  const double t0 = now_ms(); /* (what the stream had before, run first, is not timed) */
   const cudnnStatus_t st = find_done(h, cudnnConvolutionForward(h, &one, xd, x, wd, w, cd,
                                                    CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM,
                                                    ws, wsb, &zero, yd, y));
@@ -375,7 +376,8 @@ cudnnStatus_t cudnnFindConvolutionBackwardDataAlgorithmEx(
     cudnnConvolutionBwdDataAlgoPerf_t *perf, void *ws, size_t wsb) {
   if (want < 1 || emu_captured(stream_of(h))) return CUDNN_STATUS_BAD_PARAM;
   const float one = 1.0f, zero = 0.0f;
-  const double t0 = now_ms();
+  if (cudaStreamSynchronize(stream_of(h)) != cudaSuccess) return CUDNN_STATUS_EXECUTION_FAILED;
+  const double t0 = now_ms(); /* (what the stream had before, run first, is not timed) */
   const cudnnStatus_t st = find_done(h, cudnnConvolutionBackwardData(
       h, &one, wd, w, dyd, dy, cd, CUDNN_CONVOLUTION_BWD_DATA_ALGO_1, ws, wsb, &zero, dxd, dx));
   if (st == CUDNN_STATUS_SUCCESS) one_result(perf, got, C(cd).math, (float)(now_ms() - t0));
@@ -388,7 +390,8 @@ cudnnStatus_t cudnnFindConvolutionBackwardFilterAlgorithmEx(
     cudnnConvolutionBwdFilterAlgoPerf_t *perf, void *ws, size_t wsb) {
   if (want < 1 || emu_captured(stream_of(h))) return CUDNN_STATUS_BAD_PARAM;
   const float one = 1.0f, zero = 0.0f;
-  const double t0 = now_ms();
+  if (cudaStreamSynchronize(stream_of(h)) != cudaSuccess) return CUDNN_STATUS_EXECUTION_FAILED;
+  const double t0 = now_ms(); /* (what the stream had before, run first, is not timed) */
   const cudnnStatus_t st = find_done(h, cudnnConvolutionBackwardFilter(
       h, &one, xd, x, dyd, dy, cd, CUDNN_CONVOLUTION_BWD_FILTER_ALGO_1, ws, wsb, &zero, dwd, dw));
   if (st == CUDNN_STATUS_SUCCESS) one_result(perf, got, C(cd).math, (float)(now_ms() - t0));

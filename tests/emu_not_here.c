@@ -1,7 +1,8 @@
-/* emu_not_here.c: what the GPU tests rebuilt for the emulated device link to but never run there
- * (test_gpu_mclass's whole step through the CUDA backend, which needs cuDNN): each aborts with
- * its name if it is reached. Deliberately
- * without the real headers, whose prototypes these symbols only stand in for at link time. */
+/* emu_not_here.c: what the tests rebuilt for the emulated device link to but never run there:
+ * the CUDA backend for the tests of the kernels alone (test_layers_emu and kin, which link no
+ * backend: cgemu), NCCL's all-reduce for those of the whole backend (one rank: cgemu_step,
+ * built with CG_EMU_BACKEND). Each aborts with its name if it is reached. Deliberately without
+ * the real headers, whose prototypes these symbols only stand in for at link time. */
 #include <stdio.h>
 #include <stdlib.h>
 

@@ -29,6 +29,8 @@
 #include <ctime>
 #include <deque>
 #include <map>
+#include <memory>
+#include <vector>
 
 extern "C" {
 #include "testutil.h"
@@ -41,8 +43,22 @@ extern "C" {
 void cg_emu_schedule(int skewed) { emu_schedule(skewed != 0); }
 
 cudaError_t cudaGetLastError(void) { return g_faults ? cudaErrorUnknown : cudaSuccess; }
-const char *cudaGetErrorString(cudaError_t) { return "a fault of the emulated device"; }
-const char *cudaGetErrorName(cudaError_t) { return "cudaErrorUnknown (emulated)"; }
+const char *cudaGetErrorName(cudaError_t rc) {
+  switch (rc) {
+    case cudaSuccess: return "cudaSuccess";
+    case cudaErrorInvalidValue: return "cudaErrorInvalidValue";
+    case cudaErrorMemoryAllocation: return "cudaErrorMemoryAllocation";
+    case cudaErrorInvalidDevice: return "cudaErrorInvalidDevice";
+    case cudaErrorNotReady: return "cudaErrorNotReady";
+    case cudaErrorIllegalState: return "cudaErrorIllegalState";
+    case cudaErrorStreamCaptureUnsupported: return "cudaErrorStreamCaptureUnsupported";
+    case cudaErrorStreamCaptureUnjoined: return "cudaErrorStreamCaptureUnjoined";
+    case cudaErrorStreamCaptureIsolation: return "cudaErrorStreamCaptureIsolation";
+    case cudaErrorUnknown: return "cudaErrorUnknown (a fault of the emulated device)";
+    default: return "another cudaError_t (emulated)";
+  }
+}
+const char *cudaGetErrorString(cudaError_t rc) { return cudaGetErrorName(rc); }
 }  // extern "C"
 
 /* ---- streams, events and graphs ---- */
@@ -53,7 +69,8 @@ struct emu_event_t {
   double ms = -1.0;               /* host time the last record ran, -1 before */
   emu_stream_t *st = nullptr;     /* the last record's stream and position (lazy) */
   uint64_t seq = 0;
-  const void *capture = nullptr;  /* the graph its last record went into, if captured */
+  uint64_t capture = 0;           /* the capture its last record went into (its id), or 0 */
+  bool external = false;          /* that record: cudaEventRecordExternal (a node at replay) */
 };
 /* An item of a stream or a captured graph: work, an event record, or a wait for the record
  * of an event that was current when the wait was issued (st, seq). */
@@ -64,18 +81,22 @@ struct emu_item_t {
   emu_stream_t *st = nullptr;
   uint64_t seq = 0;
   cudaStream_t stream = nullptr; /* captured items: where it was issued */
+  bool external = false;         /* a record: cudaEventRecordExternal */
 };
 struct emu_stream_t {
   std::deque<emu_item_t> q; /* issued, not yet run (lazy) */
   uint64_t issued = 0, ran = 0;
 };
 struct emu_graph_t {
+  uint64_t id = 0;                     /* of the capture that made it: 1, 2, ... */
   cudaStream_t origin = nullptr;       /* the captured stream */
   std::vector<cudaStream_t> streams;   /* it and those forked off it (captured too) */
   std::vector<emu_item_t> items;
+  std::map<emu_event_t *, emu_event_t> own; /* the graph's copies of its ordering events */
 };
 
 bool g_lazy, g_lazy_read;
+uint64_t g_captures; /* captures begun */
 std::map<cudaStream_t, emu_stream_t> g_streams; /* NULL (the legacy stream) included */
 emu_graph_t *g_capture;                          /* the graph being captured, or NULL */
 
@@ -122,6 +143,7 @@ void flush_all() {
       }
   }
 }
+bool any_capture() { return g_capture != nullptr; }
 /* Issues it on stream s (not captured): queued (lazy) or run now; a record or wait is
  * bound here to the stream's position. */
 void issue(cudaStream_t s, emu_item_t it) {
@@ -134,6 +156,7 @@ void issue(cudaStream_t s, emu_item_t it) {
   if (it.kind == emu_item_t::RECORD) {
     it.ev->st = st;
     it.ev->seq = st->issued;
+    it.ev->capture = 0;
   }
   if (lazy()) {
     st->q.push_back(std::move(it));
@@ -148,24 +171,32 @@ bool captured(cudaStream_t s) {
              g_capture->streams.end();
 }
 /* Issues it on s, or keeps it in the graph being captured when s is captured: the captured
- * stream, or one made to wait for an event recorded in the capture (a fork), from then on. */
-void put(cudaStream_t s, emu_item_t it) {
-  if (g_capture && !captured(s) && it.kind == emu_item_t::WAIT && it.ev->capture == g_capture)
+ * stream, or one made to wait for an event recorded in the capture (a fork), from then on.
+ * Returns an error where CUDA refuses: a captured stream waiting for an event recorded outside
+ * the capture (cudaErrorStreamCaptureIsolation). */
+cudaError_t put(cudaStream_t s, emu_item_t it) {
+  const uint64_t cap = g_capture ? g_capture->id : 0;
+  if (cap && !captured(s) && it.kind == emu_item_t::WAIT && it.ev->capture == cap)
     g_capture->streams.push_back(s);
   if (captured(s)) {
-    if (it.kind == emu_item_t::RECORD) it.ev->capture = g_capture;
+    if (it.kind == emu_item_t::WAIT && it.ev->capture != cap)
+      return cudaErrorStreamCaptureIsolation;
+    if (it.kind == emu_item_t::RECORD) {
+      it.ev->capture = cap;
+      it.ev->external = it.external;
+    }
     it.stream = s;
     g_capture->items.push_back(std::move(it));
   } else {
-    if (it.kind == emu_item_t::RECORD) it.ev->capture = nullptr;
     issue(s, std::move(it));
   }
+  return cudaSuccess;
 }
 
 }  // namespace
 
 void emu_enqueue(cudaStream_t s, std::function<void()> fn) {
-  put(s, emu_item_t{emu_item_t::WORK, std::move(fn)});
+  (void)put(s, emu_item_t{emu_item_t::WORK, std::move(fn)});
 }
 bool emu_captured(cudaStream_t s) { return captured(s); }
 
@@ -185,24 +216,36 @@ cudaError_t cudaMemcpyAsync(void *d, const void *src, size_t n, cudaMemcpyKind,
   emu_enqueue(s, [d, src, n] { memcpy(d, src, n); });
   return cudaSuccess;
 }
-/* The synchronous copies: on the legacy stream, after what it was given (the backend's
- * streams are non-blocking: no other stream is waited for, as on a GPU). */
-cudaError_t cudaMemcpy(void *d, const void *src, size_t n, cudaMemcpyKind) {
-  if (captured(nullptr)) return cudaErrorStreamCaptureUnsupported;
-  emu_enqueue(nullptr, [d, src, n] { memcpy(d, src, n); });
-  flush(&g_streams[nullptr], g_streams[nullptr].issued);
+/* The "synchronous" copies and memsets, on the legacy stream, whose work no stream of the
+ * backend (all non-blocking) waits for, as on a GPU. A copy to the host returns when done; one
+ * from the host when the source has been read (the device's copy of it may still be queued);
+ * device to device and memsets are queued like any work. */
+cudaError_t cudaMemcpy(void *d, const void *src, size_t n, cudaMemcpyKind kind) {
+  if (any_capture()) return cudaErrorStreamCaptureUnsupported;
+  emu_stream_t *st = &g_streams[nullptr];
+  if (kind == cudaMemcpyDeviceToHost || kind == cudaMemcpyHostToHost) {
+    emu_enqueue(nullptr, [d, src, n] { memcpy(d, src, n); });
+    flush(st, st->issued);
+  } else if (kind == cudaMemcpyHostToDevice) {
+    auto copy = std::make_shared<std::vector<unsigned char>>(
+        static_cast<const unsigned char *>(src), static_cast<const unsigned char *>(src) + n);
+    emu_enqueue(nullptr, [d, copy, n] { memcpy(d, copy->data(), n); });
+  } else if (kind == cudaMemcpyDeviceToDevice) {
+    emu_enqueue(nullptr, [d, src, n] { memcpy(d, src, n); });
+  } else {
+    return cudaErrorInvalidMemcpyDirection; /* cudaMemcpyDefault: not used, not emulated */
+  }
   return cudaGetLastError();
 }
 cudaError_t cudaMemset(void *d, int v, size_t n) {
-  if (captured(nullptr)) return cudaErrorStreamCaptureUnsupported;
+  if (any_capture()) return cudaErrorStreamCaptureUnsupported;
   emu_enqueue(nullptr, [d, v, n] { memset(d, v, n); });
-  flush(&g_streams[nullptr], g_streams[nullptr].issued);
   return cudaSuccess;
 }
 cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, unsigned int) {
-  static int streams[64], next;
-  if (next == 64) return cudaErrorMemoryAllocation;
-  *s = reinterpret_cast<cudaStream_t>(&streams[next++]); /* distinct, never NULL */
+  if (any_capture()) return cudaErrorStreamCaptureUnsupported;
+  /* distinct, never NULL, never reused (events may name a destroyed stream's queue) */
+  *s = reinterpret_cast<cudaStream_t>(new int(0));
   g_streams[*s];
   return cudaSuccess;
 }
@@ -216,15 +259,14 @@ cudaError_t cudaStreamSynchronize(cudaStream_t s) {
   return cudaGetLastError();
 }
 cudaError_t cudaDeviceSynchronize(void) {
-  if (g_capture) return cudaErrorStreamCaptureUnsupported;
+  if (any_capture()) return cudaErrorStreamCaptureUnsupported;
   flush_all();
   return cudaGetLastError();
 }
 cudaError_t cudaStreamWaitEvent(cudaStream_t s, cudaEvent_t e, unsigned int) {
   emu_item_t it{emu_item_t::WAIT};
   it.ev = reinterpret_cast<emu_event_t *>(e);
-  put(s, std::move(it));
-  return cudaSuccess;
+  return put(s, std::move(it));
 }
 cudaError_t cudaStreamIsCapturing(cudaStream_t s, cudaStreamCaptureStatus *st) {
   *st = captured(s) ? cudaStreamCaptureStatusActive : cudaStreamCaptureStatusNone;
@@ -235,17 +277,20 @@ cudaError_t cudaEventCreate(cudaEvent_t *e) {
   return cudaSuccess;
 }
 cudaError_t cudaEventCreateWithFlags(cudaEvent_t *e, unsigned int) { return cudaEventCreate(e); }
-cudaError_t cudaEventDestroy(cudaEvent_t e) {
-  delete reinterpret_cast<emu_event_t *>(e);
+cudaError_t cudaEventDestroy(cudaEvent_t e) { /* released once its record has run, as CUDA's */
+  emu_event_t *ev = reinterpret_cast<emu_event_t *>(e);
+  if (ev->capture) return cudaErrorStreamCaptureUnsupported; /* graphs name it */
+  if (ev->st) flush(ev->st, ev->seq);
+  delete ev;
   return cudaSuccess;
 }
-/* In a capture a record orders the streams of the graph (it forks and joins them); the
- * external kind also records at replay, which every record here does. */
-cudaError_t cudaEventRecordWithFlags(cudaEvent_t e, cudaStream_t s, unsigned int) {
+/* In a capture a record orders the streams of the graph (it forks and joins them); only the
+ * external kind (cudaEventRecordExternal) is a node that records the event at each replay. */
+cudaError_t cudaEventRecordWithFlags(cudaEvent_t e, cudaStream_t s, unsigned int flags) {
   emu_item_t it{emu_item_t::RECORD};
   it.ev = reinterpret_cast<emu_event_t *>(e);
-  put(s, std::move(it));
-  return cudaSuccess;
+  it.external = (flags & cudaEventRecordExternal) != 0;
+  return put(s, std::move(it));
 }
 cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s) {
   return cudaEventRecordWithFlags(e, s, 0);
@@ -305,6 +350,7 @@ cudaError_t cudaDeviceGetAttribute(int *v, cudaDeviceAttr a, int d) {
 /* ---- memory: "device" memory is host memory, counted for cudaMemGetInfo ---- */
 static size_t g_emu_used;
 cudaError_t cudaMalloc(void **p, size_t n) {
+  if (any_capture()) return cudaErrorStreamCaptureUnsupported; /* unsafe in a capture */
   const size_t size = (n + 255) / 256 * 256 + 256;
   unsigned char *q = static_cast<unsigned char *>(aligned_alloc(256, size));
   if (!q) return cudaErrorMemoryAllocation;
@@ -315,6 +361,7 @@ cudaError_t cudaMalloc(void **p, size_t n) {
   return cudaSuccess;
 }
 cudaError_t cudaFree(void *p) {
+  if (any_capture()) return cudaErrorStreamCaptureUnsupported; /* unsafe in a capture */
   if (!p) return cudaSuccess;
   flush_all(); /* cudaFree waits for the device, as CUDA's does */
   unsigned char *q = static_cast<unsigned char *>(p) - 256;
@@ -341,28 +388,47 @@ cudaError_t cudaFreeHost(void *p) {
 cudaError_t cudaStreamBeginCapture(cudaStream_t s, cudaStreamCaptureMode) {
   if (g_capture) return cudaErrorIllegalState;
   g_capture = new emu_graph_t;
+  g_capture->id = ++g_captures;
   g_capture->origin = s;
   g_capture->streams.push_back(s);
   return cudaSuccess;
 }
+/* Every stream forked off the captured one must have been joined back: its last item a
+ * record that the captured stream waited for afterwards (else cudaErrorStreamCaptureUnjoined,
+ * and no graph, as CUDA does). */
 cudaError_t cudaStreamEndCapture(cudaStream_t s, cudaGraph_t *g) {
   if (!g_capture || s != g_capture->origin) return cudaErrorIllegalState;
-  *g = reinterpret_cast<cudaGraph_t>(g_capture);
+  emu_graph_t *cg = g_capture;
   g_capture = nullptr;
+  for (const cudaStream_t o : cg->streams) {
+    if (o == cg->origin) continue;
+    size_t last = 0;
+    for (size_t i = 0; i < cg->items.size(); i++)
+      if (cg->items[i].stream == o) last = i;
+    const emu_item_t &rec = cg->items[last];
+    bool joined = false;
+    for (size_t i = last + 1; i < cg->items.size() && rec.kind == emu_item_t::RECORD; i++)
+      joined = joined || (cg->items[i].stream == cg->origin &&
+                          cg->items[i].kind == emu_item_t::WAIT && cg->items[i].ev == rec.ev);
+    if (!joined) {
+      for (const emu_item_t &it : cg->items)
+        if (it.kind == emu_item_t::RECORD) it.ev->capture = 0;
+      delete cg;
+      *g = nullptr;
+      return cudaErrorStreamCaptureUnjoined;
+    }
+  }
+  for (const emu_item_t &it : cg->items)
+    if (it.kind == emu_item_t::RECORD) it.ev->capture = 0;
+  *g = reinterpret_cast<cudaGraph_t>(cg);
   return cudaSuccess;
 }
 cudaError_t cudaStreamGetCaptureInfo(cudaStream_t s, cudaStreamCaptureStatus *st,
                                      unsigned long long *id, cudaGraph_t *g,
                                      const cudaGraphNode_t **deps, const cudaGraphEdgeData **edges,
                                      size_t *ndeps) {
-  static unsigned long long captures; /* an id per capture: counted at its first look */
-  static const void *last;
   *st = captured(s) ? cudaStreamCaptureStatusActive : cudaStreamCaptureStatusNone;
-  if (g_capture && g_capture != last) {
-    last = g_capture;
-    captures++;
-  }
-  if (id) *id = captures;
+  if (id) *id = g_capture ? g_capture->id : 0;
   if (g) *g = reinterpret_cast<cudaGraph_t>(g_capture);
   if (deps) *deps = nullptr;
   if (edges) *edges = nullptr;
@@ -385,16 +451,21 @@ cudaError_t cudaGraphInstantiate(cudaGraphExec_t *ge, cudaGraph_t g, unsigned lo
   *ge = reinterpret_cast<cudaGraphExec_t>(new emu_graph_t(*reinterpret_cast<emu_graph_t *>(g)));
   return cudaSuccess;
 }
-/* The nodes issued again on their streams, the captured one's on s; then every other stream
- * they used joined into s (the launch is done when all its nodes are). */
+/* The nodes issued again on their streams, the captured one's on s: the graph's own copy of
+ * each event its plain records and waits order the streams by (the events themselves are not
+ * recorded), the event itself for an external record; then every other stream they used
+ * joined into s (the launch is done when all its nodes are). */
 cudaError_t cudaGraphLaunch(cudaGraphExec_t ge, cudaStream_t s) {
-  if (g_capture) return cudaErrorStreamCaptureUnsupported;
-  const emu_graph_t *g = reinterpret_cast<const emu_graph_t *>(ge);
+  if (any_capture()) return cudaErrorStreamCaptureUnsupported;
+  emu_graph_t *g = reinterpret_cast<emu_graph_t *>(ge);
   std::vector<cudaStream_t> others;
-  for (const emu_item_t &it : g->items) {
-    const cudaStream_t on = it.stream == g->origin ? s : it.stream;
+  for (const emu_item_t &it0 : g->items) {
+    const cudaStream_t on = it0.stream == g->origin ? s : it0.stream;
     if (on != s && std::find(others.begin(), others.end(), on) == others.end())
       others.push_back(on);
+    if (it0.kind == emu_item_t::RECORD && it0.external) issue(on, it0); /* the node */
+    emu_item_t it = it0;
+    if (it.kind != emu_item_t::WORK) it.ev = &g->own[it0.ev]; /* the ordering */
     issue(on, it);
   }
   for (cudaStream_t o : others) {

@@ -318,8 +318,9 @@ static void test_graph_pipeline(const cg_model_t *m, const cg_buckets_t *bk, con
 int main(void) {
   if (cg_test_need_gpu()) return CG_TEST_SKIP;
   const char *shape = getenv("CG_TEST_STEP_SHAPE");
-  if (shape && (sscanf(shape, "%d,%d", &BASE, &HW) != 2 || BASE < 1 || BASE > 64 || HW < 8 ||
-                HW > 256 || HW % (1 << DEPTH)))
+  int used = 0;
+  if (shape && (sscanf(shape, "%d,%d%n", &BASE, &HW, &used) != 2 || shape[used] || BASE < 1 ||
+                BASE > 64 || HW < 8 || HW > 256 || HW % (1 << DEPTH)))
     CG_FATAL("CG_TEST_STEP_SHAPE=%s: want BASE,HW (1-64 channels, 8-256 pixels, a multiple of "
              "%d)", shape, 1 << DEPTH);
   printf("UNet: in %d, base %d, depth %d, %dx%d, batch %d\n", IN_C, BASE, DEPTH, HW, HW, N);
