@@ -249,6 +249,7 @@ cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, unsigned int) {
   g_streams[*s];
   return cudaSuccess;
 }
+cudaError_t cudaStreamCreate(cudaStream_t *s) { return cudaStreamCreateWithFlags(s, 0); }
 cudaError_t cudaStreamDestroy(cudaStream_t s) { /* its work still runs, as CUDA's does */
   flush(&g_streams[s], g_streams[s].issued);
   return cudaSuccess;
