@@ -2160,10 +2160,13 @@ int cuda_get_logits(cg_backend_t *b, float *out) {
   const void *src = act_at(b, lt, b->plan.loss, CG_DP_R);
   if (b->dt != CG_DT_F32) {
     char err[256];
-    if (!b->d_logits32 &&
-        dalloc_t(b, &b->d_logits32, n * sizeof(float), "fp32 logits", err, sizeof err)) {
-      cg_log_warn("%s", err);
-      return -1;
+    if (!b->d_logits32) {
+      if (dalloc_t(b, &b->d_logits32, n * sizeof(float), "fp32 logits", err, sizeof err)) {
+        cg_log_warn("%s", err);
+        return -1;
+      }
+      /* its zeroing ran on the legacy stream, which s_comp (non-blocking) does not wait for */
+      CG_CHECK_CUDA(cudaDeviceSynchronize());
     }
     cg_k_cast_to_f32(b->dt, src, (int64_t)n, 1.0f, b->d_logits32, b->s_comp);
     src = b->d_logits32;

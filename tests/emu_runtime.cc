@@ -19,6 +19,13 @@
  * order with their streams and events; other streams' work runs as usual meanwhile;
  * cudaGraphLaunch issues them again on those streams (the captured one's on the launch's
  * stream) under the schedule in force, and joins the others back into the launch's stream.
+ * As CUDA, a capture fails at its end when a forked stream was not joined back (its last item
+ * a record the captured stream waits for), or when a call was refused during it (a wait for an
+ * event recorded outside it, allocation, freeing, a synchronisation or a synchronous copy):
+ * the capture is invalidated. Only external records (cudaEventRecordExternal) record their
+ * event at a replay, so such an event must outlive the graph's launches, as on a GPU. Not
+ * modelled: blocking streams under the lazy schedule (refused), waits with flags, a graph
+ * launched inside a capture.
  *
  * One device, an H100/H200-like "Emulated device" (sm_90, 132 SMs, 227 KB of shared memory a
  * block). Linked instead of libcudart and testutil_cuda.c. */
@@ -54,6 +61,10 @@ const char *cudaGetErrorName(cudaError_t rc) {
     case cudaErrorStreamCaptureUnsupported: return "cudaErrorStreamCaptureUnsupported";
     case cudaErrorStreamCaptureUnjoined: return "cudaErrorStreamCaptureUnjoined";
     case cudaErrorStreamCaptureIsolation: return "cudaErrorStreamCaptureIsolation";
+    case cudaErrorStreamCaptureInvalidated: return "cudaErrorStreamCaptureInvalidated";
+    case cudaErrorInvalidMemcpyDirection: return "cudaErrorInvalidMemcpyDirection";
+    case cudaErrorInvalidResourceHandle: return "cudaErrorInvalidResourceHandle";
+    case cudaErrorNotSupported: return "cudaErrorNotSupported";
     case cudaErrorUnknown: return "cudaErrorUnknown (a fault of the emulated device)";
     default: return "another cudaError_t (emulated)";
   }
@@ -70,7 +81,6 @@ struct emu_event_t {
   emu_stream_t *st = nullptr;     /* the last record's stream and position (lazy) */
   uint64_t seq = 0;
   uint64_t capture = 0;           /* the capture its last record went into (its id), or 0 */
-  bool external = false;          /* that record: cudaEventRecordExternal (a node at replay) */
 };
 /* An item of a stream or a captured graph: work, an event record, or a wait for the record
  * of an event that was current when the wait was issued (st, seq). */
@@ -93,6 +103,7 @@ struct emu_graph_t {
   std::vector<cudaStream_t> streams;   /* it and those forked off it (captured too) */
   std::vector<emu_item_t> items;
   std::map<emu_event_t *, emu_event_t> own; /* the graph's copies of its ordering events */
+  bool invalid = false;                /* a call CUDA refuses was made during the capture */
 };
 
 bool g_lazy, g_lazy_read;
@@ -144,6 +155,11 @@ void flush_all() {
   }
 }
 bool any_capture() { return g_capture != nullptr; }
+/* A refusal during a capture invalidates it, as CUDA's do: EndCapture then gives no graph. */
+cudaError_t refuse(cudaError_t rc) {
+  if (g_capture) g_capture->invalid = true;
+  return rc;
+}
 /* Issues it on stream s (not captured): queued (lazy) or run now; a record or wait is
  * bound here to the stream's position. */
 void issue(cudaStream_t s, emu_item_t it) {
@@ -180,11 +196,8 @@ cudaError_t put(cudaStream_t s, emu_item_t it) {
     g_capture->streams.push_back(s);
   if (captured(s)) {
     if (it.kind == emu_item_t::WAIT && it.ev->capture != cap)
-      return cudaErrorStreamCaptureIsolation;
-    if (it.kind == emu_item_t::RECORD) {
-      it.ev->capture = cap;
-      it.ev->external = it.external;
-    }
+      return refuse(cudaErrorStreamCaptureIsolation);
+    if (it.kind == emu_item_t::RECORD) it.ev->capture = cap;
     it.stream = s;
     g_capture->items.push_back(std::move(it));
   } else {
@@ -221,7 +234,7 @@ cudaError_t cudaMemcpyAsync(void *d, const void *src, size_t n, cudaMemcpyKind,
  * from the host when the source has been read (the device's copy of it may still be queued);
  * device to device and memsets are queued like any work. */
 cudaError_t cudaMemcpy(void *d, const void *src, size_t n, cudaMemcpyKind kind) {
-  if (any_capture()) return cudaErrorStreamCaptureUnsupported;
+  if (any_capture()) return refuse(cudaErrorStreamCaptureUnsupported);
   emu_stream_t *st = &g_streams[nullptr];
   if (kind == cudaMemcpyDeviceToHost || kind == cudaMemcpyHostToHost) {
     emu_enqueue(nullptr, [d, src, n] { memcpy(d, src, n); });
@@ -238,12 +251,18 @@ cudaError_t cudaMemcpy(void *d, const void *src, size_t n, cudaMemcpyKind kind) 
   return cudaGetLastError();
 }
 cudaError_t cudaMemset(void *d, int v, size_t n) {
-  if (any_capture()) return cudaErrorStreamCaptureUnsupported;
+  if (any_capture()) return refuse(cudaErrorStreamCaptureUnsupported);
   emu_enqueue(nullptr, [d, v, n] { memset(d, v, n); });
   return cudaSuccess;
 }
-cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, unsigned int) {
-  if (any_capture()) return cudaErrorStreamCaptureUnsupported;
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, unsigned int flags) {
+  if (any_capture()) return refuse(cudaErrorStreamCaptureUnsupported);
+  /* a blocking stream orders itself with the legacy one, which the lazy schedule does not
+   * model: refused there (the backend's streams are all non-blocking) */
+  if (lazy() && !(flags & cudaStreamNonBlocking)) {
+    fprintf(stderr, "emulated device: a blocking stream under CG_EMU_STREAMS=lazy\n");
+    return cudaErrorNotSupported;
+  }
   /* distinct, never NULL, never reused (events may name a destroyed stream's queue) */
   *s = reinterpret_cast<cudaStream_t>(new int(0));
   g_streams[*s];
@@ -255,12 +274,12 @@ cudaError_t cudaStreamDestroy(cudaStream_t s) { /* its work still runs, as CUDA'
   return cudaSuccess;
 }
 cudaError_t cudaStreamSynchronize(cudaStream_t s) {
-  if (captured(s)) return cudaErrorStreamCaptureUnsupported;
+  if (captured(s)) return refuse(cudaErrorStreamCaptureUnsupported);
   flush(&g_streams[s], g_streams[s].issued);
   return cudaGetLastError();
 }
 cudaError_t cudaDeviceSynchronize(void) {
-  if (any_capture()) return cudaErrorStreamCaptureUnsupported;
+  if (any_capture()) return refuse(cudaErrorStreamCaptureUnsupported);
   flush_all();
   return cudaGetLastError();
 }
@@ -270,7 +289,9 @@ cudaError_t cudaStreamWaitEvent(cudaStream_t s, cudaEvent_t e, unsigned int) {
   return put(s, std::move(it));
 }
 cudaError_t cudaStreamIsCapturing(cudaStream_t s, cudaStreamCaptureStatus *st) {
-  *st = captured(s) ? cudaStreamCaptureStatusActive : cudaStreamCaptureStatusNone;
+  *st = !captured(s)            ? cudaStreamCaptureStatusNone
+        : g_capture->invalid    ? cudaStreamCaptureStatusInvalidated
+                                : cudaStreamCaptureStatusActive;
   return cudaSuccess;
 }
 cudaError_t cudaEventCreate(cudaEvent_t *e) {
@@ -281,7 +302,7 @@ cudaError_t cudaEventCreateWithFlags(cudaEvent_t *e, unsigned int) { return cuda
 cudaError_t cudaEventDestroy(cudaEvent_t e) { /* released once its record has run, as CUDA's */
   emu_event_t *ev = reinterpret_cast<emu_event_t *>(e);
   if (ev->capture) return cudaErrorStreamCaptureUnsupported; /* graphs name it */
-  if (ev->st) flush(ev->st, ev->seq);
+  flush_all(); /* any of its records may still be queued (lazy) */
   delete ev;
   return cudaSuccess;
 }
@@ -351,7 +372,7 @@ cudaError_t cudaDeviceGetAttribute(int *v, cudaDeviceAttr a, int d) {
 /* ---- memory: "device" memory is host memory, counted for cudaMemGetInfo ---- */
 static size_t g_emu_used;
 cudaError_t cudaMalloc(void **p, size_t n) {
-  if (any_capture()) return cudaErrorStreamCaptureUnsupported; /* unsafe in a capture */
+  if (any_capture()) return refuse(cudaErrorStreamCaptureUnsupported); /* unsafe in a capture */
   const size_t size = (n + 255) / 256 * 256 + 256;
   unsigned char *q = static_cast<unsigned char *>(aligned_alloc(256, size));
   if (!q) return cudaErrorMemoryAllocation;
@@ -362,7 +383,7 @@ cudaError_t cudaMalloc(void **p, size_t n) {
   return cudaSuccess;
 }
 cudaError_t cudaFree(void *p) {
-  if (any_capture()) return cudaErrorStreamCaptureUnsupported; /* unsafe in a capture */
+  if (any_capture()) return refuse(cudaErrorStreamCaptureUnsupported); /* unsafe in a capture */
   if (!p) return cudaSuccess;
   flush_all(); /* cudaFree waits for the device, as CUDA's does */
   unsigned char *q = static_cast<unsigned char *>(p) - 256;
@@ -401,6 +422,13 @@ cudaError_t cudaStreamEndCapture(cudaStream_t s, cudaGraph_t *g) {
   if (!g_capture || s != g_capture->origin) return cudaErrorIllegalState;
   emu_graph_t *cg = g_capture;
   g_capture = nullptr;
+  if (cg->invalid) {
+    for (const emu_item_t &it : cg->items)
+      if (it.kind == emu_item_t::RECORD) it.ev->capture = 0;
+    delete cg;
+    *g = nullptr;
+    return cudaErrorStreamCaptureInvalidated;
+  }
   for (const cudaStream_t o : cg->streams) {
     if (o == cg->origin) continue;
     size_t last = 0;
@@ -428,7 +456,9 @@ cudaError_t cudaStreamGetCaptureInfo(cudaStream_t s, cudaStreamCaptureStatus *st
                                      unsigned long long *id, cudaGraph_t *g,
                                      const cudaGraphNode_t **deps, const cudaGraphEdgeData **edges,
                                      size_t *ndeps) {
-  *st = captured(s) ? cudaStreamCaptureStatusActive : cudaStreamCaptureStatusNone;
+  *st = !captured(s)            ? cudaStreamCaptureStatusNone
+        : g_capture->invalid    ? cudaStreamCaptureStatusInvalidated
+                                : cudaStreamCaptureStatusActive;
   if (id) *id = g_capture ? g_capture->id : 0;
   if (g) *g = reinterpret_cast<cudaGraph_t>(g_capture);
   if (deps) *deps = nullptr;
@@ -483,6 +513,7 @@ cudaError_t cudaGraphLaunch(cudaGraphExec_t ge, cudaStream_t s) {
   return g_faults ? cudaErrorUnknown : cudaSuccess;
 }
 cudaError_t cudaGraphExecDestroy(cudaGraphExec_t ge) {
+  flush_all(); /* its replayed items may still be queued (lazy): they name its events */
   delete reinterpret_cast<emu_graph_t *>(ge);
   return cudaSuccess;
 }
