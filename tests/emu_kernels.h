@@ -24,8 +24,8 @@
 #define __grid_constant__
 
 /* Work for the emulated device on stream s (emu_runtime.cc): run now, or queued on s until
- * something waits for it (lazy streams: cg_emu_streams), or kept as a node of the graph being
- * captured (cudaStreamBeginCapture) to run at each cudaGraphLaunch. */
+ * something waits for it (lazy and early streams: cg_emu_streams), or kept as a node of the
+ * graph being captured (cudaStreamBeginCapture) to run at each cudaGraphLaunch. */
 void emu_enqueue(cudaStream_t s, std::function<void()> fn);
 bool emu_captured(cudaStream_t s); /* s is being captured: its work goes into the graph */
 

@@ -5,7 +5,8 @@
  * with the guard bytes of testutil_cuda.h there), copies are memcpy, events hold the host time
  * they were recorded at.
  *
- * Streams have two schedules (cg_emu_streams, or CG_EMU_STREAMS=lazy in the environment):
+ * Streams have three schedules (cg_emu_streams, or CG_EMU_STREAMS=lazy|early in the
+ * environment):
  *  - eager (the default): every launch, copy or memset runs when it is issued, so the host's
  *    order is the device's;
  *  - lazy: work waits in its stream's queue until something needs it: a synchronisation of
@@ -13,7 +14,11 @@
  *    event (cudaStreamWaitEvent) when that stream's work runs, a cudaFree. Work of two streams
  *    with no event between them then runs in the order least like the host's (the work a
  *    forked stream was given runs at the join, after what the first stream did meanwhile), so
- *    a missing dependency between streams shows as a wrong result.
+ *    a missing join shows as a wrong result;
+ *  - early (CG_EMU_STREAMS=early): lazy for the stream given the most work (the backend's
+ *    compute stream), every other stream's work at once, after what its waits need: the work
+ *    forked to a side stream runs before what the compute stream was given ahead of the fork
+ *    unless the fork waits for it, so a missing fork shows.
  * A stream being captured (cudaStreamBeginCapture) keeps its work, and that of the streams
  * forked off it (made to wait for an event recorded in the capture), as the graph's nodes in
  * order with their streams and events; other streams' work runs as usual meanwhile;
@@ -106,7 +111,7 @@ struct emu_graph_t {
   bool invalid = false;                /* a call CUDA refuses was made during the capture */
 };
 
-bool g_lazy, g_lazy_read;
+bool g_lazy, g_early, g_lazy_read; /* g_early: lazy but for the busiest stream only */
 uint64_t g_captures; /* captures begun */
 std::map<cudaStream_t, emu_stream_t> g_streams; /* NULL (the legacy stream) included */
 emu_graph_t *g_capture;                          /* the graph being captured, or NULL */
@@ -114,7 +119,8 @@ emu_graph_t *g_capture;                          /* the graph being captured, or
 bool lazy() {
   if (!g_lazy_read) {
     const char *v = getenv("CG_EMU_STREAMS");
-    g_lazy = v && !strcmp(v, "lazy");
+    g_early = v && !strcmp(v, "early");
+    g_lazy = g_early || (v && !strcmp(v, "lazy"));
     g_lazy_read = true;
   }
   return g_lazy;
@@ -176,6 +182,12 @@ void issue(cudaStream_t s, emu_item_t it) {
   }
   if (lazy()) {
     st->q.push_back(std::move(it));
+    if (g_early) { /* every stream but the one given the most work runs at once */
+      const emu_stream_t *busiest = st;
+      for (const auto &kv : g_streams)
+        if (kv.second.issued > busiest->issued) busiest = &kv.second;
+      if (st != busiest) flush(st, st->issued);
+    }
   } else {
     st->ran++;
     run_item(it);
@@ -214,9 +226,10 @@ void emu_enqueue(cudaStream_t s, std::function<void()> fn) {
 bool emu_captured(cudaStream_t s) { return captured(s); }
 
 extern "C" {
-void cg_emu_streams(int lazy_streams) {
+void cg_emu_streams(int schedule) { /* 0 eager, 1 lazy, 2 early */
   flush_all();
-  g_lazy = lazy_streams != 0;
+  g_lazy = schedule != 0;
+  g_early = schedule == 2;
   g_lazy_read = true;
 }
 
