@@ -10,8 +10,9 @@
  * it reaches __syncthreads or __syncwarp, or returns; a barrier is released when every thread
  * that must reach it has, exited threads counting as arrived; threads waiting at different
  * kinds of barrier are reported as a deadlock, at different __syncthreads or warp collectives
- * as a fault; a shuffle from a lane that has exited gives all bits set), the blocks of a grid one after the other, each with
- * freshly poisoned shared memory; deterministic, and no host threads to schedule. Two
+ * as a fault; a shuffle from a lane that has exited gives all bits set), the blocks of a grid
+ * one after the other, each with freshly poisoned shared memory; deterministic, and no host
+ * threads to schedule. Two
  * schedules (emu_both_ways runs a test under both): warps in lockstep, and warps skewed (the
  * last first, each as far as it can go before the next starts). Grids of up to three
  * dimensions, blocks of up to 256 threads in two. Dynamic shared memory is one buffer (static
@@ -89,12 +90,18 @@ inline int g_faults;
  * m16n8k16 (counted once a warp) and bytes copied by cp.async. */
 inline long long g_emu_mma, g_emu_cp_bytes;
 
+/* The device emulated: an H100/H200's SMs, their count and shared memory (a block's at most,
+ * and an SM's), for the runtime's answers (emu_runtime.cc, emu_kernels.h) and the block's
+ * buffer below. */
+constexpr int kEmuSms = 132;
+constexpr size_t kEmuSmemBlock = 232448, kEmuSmemSm = 233472;
+
 static void fault(const char *what, const void *p, unsigned v) {
   if (g_faults++ < 10) fprintf(stderr, "emulation: %s (%p, %u)\n", what, p, v);
 }
 
 namespace {
-alignas(128) unsigned char smem[232448]; /* the block's dynamic shared memory (227 KB) */
+alignas(128) unsigned char smem[kEmuSmemBlock]; /* the block's dynamic shared memory */
 
 /* The block's threads as fibers: state, context, the scheduler they yield to. */
 enum { kEmuRun = 0, kEmuAtBlock = 1, kEmuAtWarp = 2, kEmuDone = 3 };

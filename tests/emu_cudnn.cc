@@ -152,19 +152,24 @@ struct handle_t {
   cudaStream_t s; /* cudnnSetStream's */
 };
 cudaStream_t stream_of(cudnnHandle_t h) { return reinterpret_cast<handle_t *>(h)->s; }
-/* On the handle's stream (emu_enqueue: now, later in the stream's order, or at the replay of
- * the graph being captured). */
-template <typename F> void run(cudnnHandle_t h, F fn) {
-  emu_enqueue(reinterpret_cast<handle_t *>(h)->s, fn);
-}
-/* cudnnFind*Ex's end: synchronous, as cuDNN's (which times its runs). */
-cudnnStatus_t find_done(cudnnHandle_t h, cudnnStatus_t st) {
-  if (st == CUDNN_STATUS_SUCCESS &&
-      cudaStreamSynchronize(reinterpret_cast<handle_t *>(h)->s) != cudaSuccess)
-    return CUDNN_STATUS_EXECUTION_FAILED;
-  return st;
+/* A convolution of a by f into b (cuDNN's roles): op(alpha, beta) on the handle's stream
+ * (emu_enqueue: now, later in the stream's order, or at the replay of the graph being
+ * captured), alpha and beta read now, as cuDNN does. */
+template <typename O>
+cudnnStatus_t enqueue(cudnnHandle_t h, const tensor_t &a, const filter_t &f, const conv_t &cv,
+                      const tensor_t &b, const void *alpha, const void *beta, O op) {
+  if (!consistent(a, f, cv, b)) return CUDNN_STATUS_BAD_PARAM;
+  const float al = *static_cast<const float *>(alpha), be = *static_cast<const float *>(beta);
+  emu_enqueue(stream_of(h), [=] { op(al, be); });
+  return CUDNN_STATUS_SUCCESS;
 }
 
+double now_ms() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return 1e3 * (double)ts.tv_sec + 1e-6 * (double)ts.tv_nsec;
+}
+const float kOne = 1.0f, kZero = 0.0f; /* alpha and beta of cudnnFind*Ex's runs */
 template <typename P> void one_result(P *perf, int *got, cudnnMathType_t math, float ms) {
   memset(perf, 0, sizeof *perf);
   perf->algo = static_cast<decltype(perf->algo)>(1);
@@ -175,11 +180,20 @@ template <typename P> void one_result(P *perf, int *got, cudnnMathType_t math, f
   perf->mathType = math;
   *got = 1;
 }
-
-double now_ms() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return 1e3 * (double)ts.tv_sec + 1e-6 * (double)ts.tv_nsec;
+/* cudnnFind*Ex: the operation once (run()), synchronously as cuDNN's, timed after what the
+ * stream had before; one result. */
+template <typename P, typename R>
+cudnnStatus_t find(cudnnHandle_t h, const cudnnConvolutionDescriptor_t cd, int want, int *got,
+                   P *perf, R run) {
+  if (want < 1 || emu_captured(stream_of(h))) return CUDNN_STATUS_BAD_PARAM;
+  if (cudaStreamSynchronize(stream_of(h)) != cudaSuccess) return CUDNN_STATUS_EXECUTION_FAILED;
+  const double t0 = now_ms();
+  cudnnStatus_t st = run();
+  if (st == CUDNN_STATUS_SUCCESS && cudaStreamSynchronize(stream_of(h)) != cudaSuccess)
+    st = CUDNN_STATUS_EXECUTION_FAILED;
+  if (st == CUDNN_STATUS_SUCCESS)
+    one_result(perf, got, reinterpret_cast<const conv_t *>(cd)->math, (float)(now_ms() - t0));
+  return st;
 }
 
 }  // namespace
@@ -318,10 +332,8 @@ cudnnStatus_t cudnnConvolutionForward(cudnnHandle_t h, const void *alpha,
   const tensor_t a = T(xd), b = T(yd);
   const filter_t f = F(wd);
   const conv_t cv = C(cd);
-  if (!consistent(a, f, cv, b)) return CUDNN_STATUS_BAD_PARAM;
-  const float al = *static_cast<const float *>(alpha), be = *static_cast<const float *>(beta);
-  run(h, [=] { fwd(a, x, f, w, cv, al, be, b, y); });
-  return CUDNN_STATUS_SUCCESS;
+  return enqueue(h, a, f, cv, b, alpha, beta,
+                 [=](float al, float be) { fwd(a, x, f, w, cv, al, be, b, y); });
 }
 cudnnStatus_t cudnnConvolutionBackwardData(cudnnHandle_t h, const void *alpha,
                                            const cudnnFilterDescriptor_t wd, const void *w,
@@ -333,10 +345,8 @@ cudnnStatus_t cudnnConvolutionBackwardData(cudnnHandle_t h, const void *alpha,
   const tensor_t a = T(dxd), b = T(dyd);
   const filter_t f = F(wd);
   const conv_t cv = C(cd);
-  if (!consistent(a, f, cv, b)) return CUDNN_STATUS_BAD_PARAM;
-  const float al = *static_cast<const float *>(alpha), be = *static_cast<const float *>(beta);
-  run(h, [=] { bwd_data(f, w, b, dy, cv, al, be, a, dx); });
-  return CUDNN_STATUS_SUCCESS;
+  return enqueue(h, a, f, cv, b, alpha, beta,
+                 [=](float al, float be) { bwd_data(f, w, b, dy, cv, al, be, a, dx); });
 }
 cudnnStatus_t cudnnConvolutionBackwardFilter(cudnnHandle_t h, const void *alpha,
                                              const cudnnTensorDescriptor_t xd, const void *x,
@@ -348,10 +358,8 @@ cudnnStatus_t cudnnConvolutionBackwardFilter(cudnnHandle_t h, const void *alpha,
   const tensor_t a = T(xd), b = T(dyd);
   const filter_t f = F(dwd);
   const conv_t cv = C(cd);
-  if (!consistent(a, f, cv, b)) return CUDNN_STATUS_BAD_PARAM;
-  const float al = *static_cast<const float *>(alpha), be = *static_cast<const float *>(beta);
-  run(h, [=] { bwd_filter(a, x, b, dy, cv, al, be, f, dw); });
-  return CUDNN_STATUS_SUCCESS;
+  return enqueue(h, a, f, cv, b, alpha, beta,
+                 [=](float al, float be) { bwd_filter(a, x, b, dy, cv, al, be, f, dw); });
 }
 
 cudnnStatus_t cudnnFindConvolutionForwardAlgorithmEx(
@@ -359,43 +367,33 @@ cudnnStatus_t cudnnFindConvolutionForwardAlgorithmEx(
     const cudnnFilterDescriptor_t wd, const void *w, const cudnnConvolutionDescriptor_t cd,
     const cudnnTensorDescriptor_t yd, void *y, const int want, int *got,
     cudnnConvolutionFwdAlgoPerf_t *perf, void *ws, size_t wsb) {
-  if (want < 1 || emu_captured(stream_of(h))) return CUDNN_STATUS_BAD_PARAM;
-  const float one = 1.0f, zero = 0.0f;
-  if (cudaStreamSynchronize(stream_of(h)) != cudaSuccess) return CUDNN_STATUS_EXECUTION_FAILED;
-  const double t0 = now_ms(); /* (what the stream had before, run first, is not timed) */
-  const cudnnStatus_t st = find_done(h, cudnnConvolutionForward(h, &one, xd, x, wd, w, cd,
-                                                   CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM,
-                                                   ws, wsb, &zero, yd, y));
-  if (st == CUDNN_STATUS_SUCCESS) one_result(perf, got, C(cd).math, (float)(now_ms() - t0));
-  return st;
+  return find(h, cd, want, got, perf, [&] {
+    return cudnnConvolutionForward(h, &kOne, xd, x, wd, w, cd,
+                                   CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM, ws, wsb,
+                                   &kZero, yd, y);
+  });
 }
 cudnnStatus_t cudnnFindConvolutionBackwardDataAlgorithmEx(
     cudnnHandle_t h, const cudnnFilterDescriptor_t wd, const void *w,
     const cudnnTensorDescriptor_t dyd, const void *dy, const cudnnConvolutionDescriptor_t cd,
     const cudnnTensorDescriptor_t dxd, void *dx, const int want, int *got,
     cudnnConvolutionBwdDataAlgoPerf_t *perf, void *ws, size_t wsb) {
-  if (want < 1 || emu_captured(stream_of(h))) return CUDNN_STATUS_BAD_PARAM;
-  const float one = 1.0f, zero = 0.0f;
-  if (cudaStreamSynchronize(stream_of(h)) != cudaSuccess) return CUDNN_STATUS_EXECUTION_FAILED;
-  const double t0 = now_ms(); /* (what the stream had before, run first, is not timed) */
-  const cudnnStatus_t st = find_done(h, cudnnConvolutionBackwardData(
-      h, &one, wd, w, dyd, dy, cd, CUDNN_CONVOLUTION_BWD_DATA_ALGO_1, ws, wsb, &zero, dxd, dx));
-  if (st == CUDNN_STATUS_SUCCESS) one_result(perf, got, C(cd).math, (float)(now_ms() - t0));
-  return st;
+  return find(h, cd, want, got, perf, [&] {
+    return cudnnConvolutionBackwardData(h, &kOne, wd, w, dyd, dy, cd,
+                                        CUDNN_CONVOLUTION_BWD_DATA_ALGO_1, ws, wsb, &kZero, dxd,
+                                        dx);
+  });
 }
 cudnnStatus_t cudnnFindConvolutionBackwardFilterAlgorithmEx(
     cudnnHandle_t h, const cudnnTensorDescriptor_t xd, const void *x,
     const cudnnTensorDescriptor_t dyd, const void *dy, const cudnnConvolutionDescriptor_t cd,
     const cudnnFilterDescriptor_t dwd, void *dw, const int want, int *got,
     cudnnConvolutionBwdFilterAlgoPerf_t *perf, void *ws, size_t wsb) {
-  if (want < 1 || emu_captured(stream_of(h))) return CUDNN_STATUS_BAD_PARAM;
-  const float one = 1.0f, zero = 0.0f;
-  if (cudaStreamSynchronize(stream_of(h)) != cudaSuccess) return CUDNN_STATUS_EXECUTION_FAILED;
-  const double t0 = now_ms(); /* (what the stream had before, run first, is not timed) */
-  const cudnnStatus_t st = find_done(h, cudnnConvolutionBackwardFilter(
-      h, &one, xd, x, dyd, dy, cd, CUDNN_CONVOLUTION_BWD_FILTER_ALGO_1, ws, wsb, &zero, dwd, dw));
-  if (st == CUDNN_STATUS_SUCCESS) one_result(perf, got, C(cd).math, (float)(now_ms() - t0));
-  return st;
+  return find(h, cd, want, got, perf, [&] {
+    return cudnnConvolutionBackwardFilter(h, &kOne, xd, x, dyd, dy, cd,
+                                          CUDNN_CONVOLUTION_BWD_FILTER_ALGO_1, ws, wsb, &kZero,
+                                          dwd, dw);
+  });
 }
 
 /* The graph API: no engine for anything. */

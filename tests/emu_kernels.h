@@ -16,7 +16,6 @@
 #include "emu_cuda.h" /* the emulated device; CUDA headers */
 
 #include <functional>
-#include <vector>
 
 #undef __shared__
 #define __shared__ static
@@ -55,14 +54,15 @@ template <typename K, typename... A> static void emu_go(emu_cfg_t c, K k, A... a
  * at most, 228 KB and 2,048 threads an SM, 1 KB reserved per block; registers are not modelled,
  * so the occupancy is shared memory's and threads'. */
 template <typename T> cudaError_t cudaFuncSetAttribute(T *, cudaFuncAttribute attr, int value) {
-  if (attr == cudaFuncAttributeMaxDynamicSharedMemorySize && (value < 0 || value > 232448))
+  if (attr == cudaFuncAttributeMaxDynamicSharedMemorySize &&
+      (value < 0 || (size_t)value > kEmuSmemBlock))
     return cudaErrorInvalidValue;
   return cudaSuccess;
 }
 template <typename T>
 cudaError_t cudaOccupancyMaxActiveBlocksPerMultiprocessor(int *n, T *, int threads, size_t smem) {
-  if (threads < 1 || threads > 1024 || smem > 232448) return cudaErrorInvalidValue;
-  const int by_smem = (int)(233472 / (smem + 1024)), by_threads = 2048 / threads;
+  if (threads < 1 || threads > 1024 || smem > kEmuSmemBlock) return cudaErrorInvalidValue;
+  const int by_smem = (int)(kEmuSmemSm / (smem + 1024)), by_threads = 2048 / threads;
   *n = by_smem < by_threads ? by_smem : by_threads;
   if (*n > 32) *n = 32;
   return cudaSuccess;

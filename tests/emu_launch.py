@@ -16,6 +16,7 @@ emulated device. The kernel expression is found by walking back from `<<<` over 
 template argument list and an identifier, the arguments by balanced parentheses; launches inside
 macros keep their line continuations. Fails loudly on anything else (a launch or shared array it
 cannot parse must not pass silently)."""
+import os
 import re
 import sys
 
@@ -81,7 +82,6 @@ INCLUDE = re.compile(r'^#include "(\w+_kernels\.cuh)"[^\n]*\n', re.M)
 def inline_kernels(src, path):
     """The file with each `#include "X_kernels.cuh"` replaced by that header's text (from the
     .cu's folder), #line directives keeping both numberings."""
-    import os
     folder = os.path.dirname(path)
 
     def put(m):

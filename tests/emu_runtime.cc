@@ -150,12 +150,13 @@ void flush(emu_stream_t *st, uint64_t upto) {
     run_item(it);
   }
 }
+void drain(cudaStream_t s) { flush(&g_streams[s], g_streams[s].issued); }
 void flush_all() {
   for (bool more = true; more;) {
     more = false;
     for (auto &kv : g_streams)
       if (!kv.second.q.empty()) {
-        flush(&kv.second, kv.second.issued);
+        drain(kv.first);
         more = true;
       }
   }
@@ -248,10 +249,9 @@ cudaError_t cudaMemcpyAsync(void *d, const void *src, size_t n, cudaMemcpyKind,
  * device to device and memsets are queued like any work. */
 cudaError_t cudaMemcpy(void *d, const void *src, size_t n, cudaMemcpyKind kind) {
   if (any_capture()) return refuse(cudaErrorStreamCaptureUnsupported);
-  emu_stream_t *st = &g_streams[nullptr];
   if (kind == cudaMemcpyDeviceToHost || kind == cudaMemcpyHostToHost) {
     emu_enqueue(nullptr, [d, src, n] { memcpy(d, src, n); });
-    flush(st, st->issued);
+    drain(nullptr);
   } else if (kind == cudaMemcpyHostToDevice) {
     auto copy = std::make_shared<std::vector<unsigned char>>(
         static_cast<const unsigned char *>(src), static_cast<const unsigned char *>(src) + n);
@@ -283,12 +283,12 @@ cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, unsigned int flags) {
 }
 cudaError_t cudaStreamCreate(cudaStream_t *s) { return cudaStreamCreateWithFlags(s, 0); }
 cudaError_t cudaStreamDestroy(cudaStream_t s) { /* its work still runs, as CUDA's does */
-  flush(&g_streams[s], g_streams[s].issued);
+  drain(s);
   return cudaSuccess;
 }
 cudaError_t cudaStreamSynchronize(cudaStream_t s) {
   if (captured(s)) return refuse(cudaErrorStreamCaptureUnsupported);
-  flush(&g_streams[s], g_streams[s].issued);
+  drain(s);
   return cudaGetLastError();
 }
 cudaError_t cudaDeviceSynchronize(void) {
@@ -356,18 +356,18 @@ cudaError_t cudaGetDevice(int *d) {
   *d = 0;
   return cudaSuccess;
 }
-enum : size_t { kEmuMem = (size_t)141 << 30, kEmuSmemOptin = 232448 };
+enum : size_t { kEmuMem = (size_t)141 << 30 };
 cudaError_t cudaGetDeviceProperties(cudaDeviceProp *p, int d) {
   if (d != 0) return cudaErrorInvalidDevice;
   memset(p, 0, sizeof *p);
   snprintf(p->name, sizeof p->name, "Emulated device (tests/emu_cuda.h)");
   p->major = 9;
   p->minor = 0;
-  p->multiProcessorCount = 132;
+  p->multiProcessorCount = kEmuSms;
   p->totalGlobalMem = kEmuMem;
   p->sharedMemPerBlock = 49152;
-  p->sharedMemPerBlockOptin = kEmuSmemOptin;
-  p->sharedMemPerMultiprocessor = 233472;
+  p->sharedMemPerBlockOptin = kEmuSmemBlock;
+  p->sharedMemPerMultiprocessor = kEmuSmemSm;
   p->maxThreadsPerBlock = 1024;
   p->maxThreadsPerMultiProcessor = 2048;
   p->warpSize = 32;
@@ -376,8 +376,8 @@ cudaError_t cudaGetDeviceProperties(cudaDeviceProp *p, int d) {
 cudaError_t cudaDeviceGetAttribute(int *v, cudaDeviceAttr a, int d) {
   if (d != 0) return cudaErrorInvalidDevice;
   switch (a) {
-    case cudaDevAttrMultiProcessorCount: *v = 132; return cudaSuccess;
-    case cudaDevAttrMaxSharedMemoryPerBlockOptin: *v = (int)kEmuSmemOptin; return cudaSuccess;
+    case cudaDevAttrMultiProcessorCount: *v = kEmuSms; return cudaSuccess;
+    case cudaDevAttrMaxSharedMemoryPerBlockOptin: *v = (int)kEmuSmemBlock; return cudaSuccess;
     default: return cudaErrorInvalidValue; /* one the emulation does not know: say so */
   }
 }
@@ -435,15 +435,11 @@ cudaError_t cudaStreamEndCapture(cudaStream_t s, cudaGraph_t *g) {
   if (!g_capture || s != g_capture->origin) return cudaErrorIllegalState;
   emu_graph_t *cg = g_capture;
   g_capture = nullptr;
-  if (cg->invalid) {
-    for (const emu_item_t &it : cg->items)
-      if (it.kind == emu_item_t::RECORD) it.ev->capture = 0;
-    delete cg;
-    *g = nullptr;
-    return cudaErrorStreamCaptureInvalidated;
-  }
+  for (const emu_item_t &it : cg->items) /* its events are free again */
+    if (it.kind == emu_item_t::RECORD) it.ev->capture = 0;
+  cudaError_t rc = cg->invalid ? cudaErrorStreamCaptureInvalidated : cudaSuccess;
   for (const cudaStream_t o : cg->streams) {
-    if (o == cg->origin) continue;
+    if (o == cg->origin || rc != cudaSuccess) continue;
     size_t last = 0;
     for (size_t i = 0; i < cg->items.size(); i++)
       if (cg->items[i].stream == o) last = i;
@@ -452,18 +448,14 @@ cudaError_t cudaStreamEndCapture(cudaStream_t s, cudaGraph_t *g) {
     for (size_t i = last + 1; i < cg->items.size() && rec.kind == emu_item_t::RECORD; i++)
       joined = joined || (cg->items[i].stream == cg->origin &&
                           cg->items[i].kind == emu_item_t::WAIT && cg->items[i].ev == rec.ev);
-    if (!joined) {
-      for (const emu_item_t &it : cg->items)
-        if (it.kind == emu_item_t::RECORD) it.ev->capture = 0;
-      delete cg;
-      *g = nullptr;
-      return cudaErrorStreamCaptureUnjoined;
-    }
+    if (!joined) rc = cudaErrorStreamCaptureUnjoined;
   }
-  for (const emu_item_t &it : cg->items)
-    if (it.kind == emu_item_t::RECORD) it.ev->capture = 0;
+  if (rc != cudaSuccess) {
+    delete cg;
+    cg = nullptr;
+  }
   *g = reinterpret_cast<cudaGraph_t>(cg);
-  return cudaSuccess;
+  return rc;
 }
 cudaError_t cudaStreamGetCaptureInfo(cudaStream_t s, cudaStreamCaptureStatus *st,
                                      unsigned long long *id, cudaGraph_t *g,
@@ -512,15 +504,13 @@ cudaError_t cudaGraphLaunch(cudaGraphExec_t ge, cudaStream_t s) {
     if (it.kind != emu_item_t::WORK) it.ev = &g->own[it0.ev]; /* the ordering */
     issue(on, it);
   }
-  for (cudaStream_t o : others) {
-    static emu_event_t joins[64];
-    static int next;
-    emu_event_t *ev = &joins[next++ % 64];
+  for (cudaStream_t o : others) { /* one event serves: a wait binds to its record at issue */
+    static emu_event_t join;
     emu_item_t rec{emu_item_t::RECORD};
-    rec.ev = ev;
+    rec.ev = &join;
     issue(o, rec);
     emu_item_t wait{emu_item_t::WAIT};
-    wait.ev = ev;
+    wait.ev = &join;
     issue(s, wait);
   }
   return g_faults ? cudaErrorUnknown : cudaSuccess;
