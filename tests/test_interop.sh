@@ -10,7 +10,8 @@
 #     scripts/test.sh makes (pip); without it that part is skipped with a message;
 #   - export -> import -> export is bitwise (cmp), and the imported checkpoint resumes;
 #   - import refuses a file with a misshapen or missing tensor, or a non-F32 one (exit 2, naming
-#     the tensor); export/import usage errors exit 2.
+#     the tensor), one claiming a model far larger than its bytes, tensors sharing bytes and
+#     bytes after the tensors; export/import usage errors exit 2.
 # Torch comes from Debian's python3-torch (/usr/bin/python3); no torch: skipped (77).
 set -euo pipefail
 BIN=$1; MPIRUN="$2 --oversubscribe --bind-to none"; BUILD=$3
@@ -94,6 +95,19 @@ expect2 "import without a tensor" "missing tensor dec.1.conv2.weight" \
 edit "$T/m1.safetensors" "$T/f16.st" 'h["enc.0.conv1.bias"]["dtype"] = "F16"'
 expect2 "import of an F16 tensor" "enc.0.conv1.bias: dtype F16" \
   $BIN import --in "$T/f16.st" --out "$T/bad3"
+# a file may claim any model: one of 122 billion weights is refused for its tensors, before
+# anything its size is allocated (it used to end in "out of memory", exit 1)
+edit "$T/m1.safetensors" "$T/giant.st" \
+  'm = h["__metadata__"]; m["base"] = str(65536 >> int(m["depth"]))'
+expect2 "import of a file claiming a giant model" "shape .*, the metadata's model needs" \
+  $BIN import --in "$T/giant.st" --out "$T/bad7"
+edit "$T/m1.safetensors" "$T/overlap.st" \
+  'h["enc.0.conv2.bias"]["data_offsets"] = h["enc.0.conv1.bias"]["data_offsets"]'
+expect2 "import of tensors sharing bytes" "enc.0.conv1.bias and enc.0.conv2.bias overlap" \
+  $BIN import --in "$T/overlap.st" --out "$T/bad8"
+{ cat "$T/m1.safetensors"; printf 'tail'; } > "$T/tail.st"
+expect2 "import of a file with bytes after the tensors" "the data section has" \
+  $BIN import --in "$T/tail.st" --out "$T/bad9"
 edit "$T/m1.safetensors" "$T/meta.st" 'h["__metadata__"]["depth"] = "3"'
 expect2 "import with another depth in the metadata" "missing tensor\|unexpected tensor\|shape" \
   $BIN import --in "$T/meta.st" --out "$T/bad4"

@@ -403,14 +403,23 @@ static int meta_read(const cg_json_t *hdr, cg_model_t *m, cg_ckpt_info_t *info, 
 static void shape_str(const int64_t *s, int nd, char *buf, size_t len) {
   size_t o = (size_t)snprintf(buf, len, "[");
   for (int d = 0; d < nd && o < len; d++)
-    o += (size_t)snprintf(buf + o, len - o, "%s%lld", d ? ", " : "", (long long)s[d]);
+    o += s[d] < 0 ? (size_t)snprintf(buf + o, len - o, "%s?", d ? ", " : "") /* not an index */
+                  : (size_t)snprintf(buf + o, len - o, "%s%lld", d ? ", " : "", (long long)s[d]);
   if (o < len) snprintf(buf + o, len - o, "]");
 }
 
-/* Checks one tensor entry against t and copies its data into params. 0 or -1 with err. */
-static int tensor_take(const cg_model_t *m, const tensor_t *t, const cg_json_t *e,
-                       const uint8_t *data, size_t dlen, float *params, char *err,
-                       size_t errlen) {
+/* A JSON number that is an integer in [0, hi] (hi <= 2^53), else -1: no float is converted to
+ * an integer type it does not fit. */
+static int64_t json_index(const cg_json_t *v, double hi) {
+  if (!v || v->type != CG_JSON_NUM || !(v->num >= 0 && v->num <= hi)) return -1;
+  const int64_t i = (int64_t)v->num;
+  return (double)i == v->num ? i : -1;
+}
+
+/* Checks one tensor entry against t: dtype, shape, and data offsets inside the dlen data bytes
+ * spanning exactly its elements. 0 with *begin, or -1 with err. */
+static int tensor_check(const tensor_t *t, const cg_json_t *e, size_t dlen, size_t *begin,
+                        char *err, size_t errlen) {
   const char *dt = cg_json_str(e, "dtype", "?");
   if (strcmp(dt, "F32")) {
     snprintf(err, errlen, "tensor %s: dtype %.20s, expected F32", t->name, dt);
@@ -421,7 +430,7 @@ static int tensor_take(const cg_model_t *m, const tensor_t *t, const cg_json_t *
   int nd = sh && sh->type == CG_JSON_ARR ? sh->n : -1;
   int same = nd == t->ndim;
   for (int d = 0; d < nd && d < 8; d++) {
-    got[d] = sh->items[d].type == CG_JSON_NUM ? (int64_t)sh->items[d].num : -1;
+    got[d] = json_index(&sh->items[d], 9007199254740992.0);
     if (d < t->ndim && got[d] != t->shape[d]) same = 0;
   }
   if (!same) {
@@ -432,14 +441,20 @@ static int tensor_take(const cg_model_t *m, const tensor_t *t, const cg_json_t *
     snprintf(err, errlen, "tensor %s: shape %s, the metadata's model needs %s", t->name, b, a);
     return -1;
   }
-  if (!off || off->type != CG_JSON_ARR || off->n != 2 || off->items[0].type != CG_JSON_NUM ||
-      off->items[1].type != CG_JSON_NUM || off->items[0].num < 0 ||
-      off->items[1].num > (double)dlen || off->items[1].num - off->items[0].num != 4.0 * t->numel) {
+  const int64_t lo = off && off->type == CG_JSON_ARR && off->n == 2
+                         ? json_index(&off->items[0], (double)dlen) : -1;
+  const int64_t hi = lo >= 0 ? json_index(&off->items[1], (double)dlen) : -1;
+  if (hi < 0 || (uint64_t)(hi - lo) != 4 * (uint64_t)t->numel) {
     snprintf(err, errlen, "tensor %s: data_offsets missing, outside the %zu data bytes or not "
              "%zu bytes long", t->name, dlen, 4 * t->numel);
     return -1;
   }
-  const uint8_t *p = data + (size_t)off->items[0].num;
+  *begin = (size_t)lo;
+  return 0;
+}
+
+/* Copies tensor t's data (little-endian floats at p) into params, in model.h's layout. */
+static void tensor_load(const cg_model_t *m, const tensor_t *t, const uint8_t *p, float *params) {
   float *tmp = cg_malloc(sizeof(float) * t->numel, "import tensor");
   for (size_t j = 0; j < t->numel; j++) {
     uint32_t u = cg_le_get_u32(p + 4 * j);
@@ -447,13 +462,47 @@ static int tensor_take(const cg_model_t *m, const tensor_t *t, const cg_json_t *
   }
   tensor_copy(m, t, params, tmp, 0);
   free(tmp);
+}
+
+/* The tensors, each dlen-checked (begin[j] for tb->t[j]), must tile the data section as the
+ * format says: no two share a byte, none is left over. 0 or -1 with err. */
+static int tensors_tile(const table_t *tb, const size_t *begin, size_t dlen, char *err,
+                        size_t errlen) {
+  int order[2 * CG_MAX_LAYERS];
+  for (int j = 0; j < tb->n; j++) { /* insertion sort by offset: a few dozen tensors */
+    int k = j;
+    while (k > 0 && begin[order[k - 1]] > begin[j]) {
+      order[k] = order[k - 1];
+      k--;
+    }
+    order[k] = j;
+  }
+  size_t at = 0; /* where the tensors so far end */
+  for (int k = 0; k < tb->n; k++) {
+    const tensor_t *t = &tb->t[order[k]];
+    const size_t b = begin[order[k]];
+    if (b < at) {
+      snprintf(err, errlen, "tensors %s and %s overlap in the data section",
+               tb->t[order[k - 1]].name, t->name);
+      return -1;
+    }
+    if (b > at) {
+      snprintf(err, errlen, "data bytes %zu..%zu belong to no tensor (before %s)", at, b, t->name);
+      return -1;
+    }
+    at = b + 4 * t->numel;
+  }
+  if (at != dlen) {
+    snprintf(err, errlen, "the data section has %zu bytes, the tensors end at byte %zu", dlen,
+             at);
+    return -1;
+  }
   return 0;
 }
 
-/* Parses and checks buf (the whole file) into m, info's palette and ignore label, and params
- * (malloc'd). 0 or -1 with err. */
-static int safetensors_parse(const uint8_t *buf, size_t len, cg_model_t *m, cg_ckpt_info_t *info,
-                             float **params, char *err, size_t errlen) {
+int cg_import_parse(const uint8_t *buf, size_t len, cg_model_t *m, cg_ckpt_info_t *info,
+                    float **params, char *err, size_t errlen) {
+  *params = NULL;
   if (len < 8) {
     snprintf(err, errlen, "%zu bytes: too short for a safetensors file", len);
     return -1;
@@ -475,7 +524,6 @@ static int safetensors_parse(const uint8_t *buf, size_t len, cg_model_t *m, cg_c
     cg_json_free(hdr);
     return -1;
   }
-  *params = NULL;
   int rc = meta_read(hdr, m, info, err, errlen);
   table_t tb;
   if (!rc) table_build(m, &tb);
@@ -488,19 +536,24 @@ static int safetensors_parse(const uint8_t *buf, size_t len, cg_model_t *m, cg_c
       rc = -1;
     }
   }
-  if (!rc) *params = cg_calloc(m->nparams, sizeof(float), "weights");
+  /* Every tensor is checked against the file before the weights are allocated: the metadata
+   * may claim any model, and only a file that holds its bytes gets that much memory. */
+  const uint8_t *data = buf + 8 + n;
+  const size_t dlen = len - 8 - n;
+  size_t begin[2 * CG_MAX_LAYERS];
   for (int j = 0; !rc && j < tb.n; j++) {
     const cg_json_t *e = cg_json_get(hdr, tb.t[j].name);
     if (!e || e->type != CG_JSON_OBJ) {
       snprintf(err, errlen, "missing tensor %s", tb.t[j].name);
       rc = -1;
     } else {
-      rc = tensor_take(m, &tb.t[j], e, buf + 8 + n, len - 8 - n, *params, err, errlen);
+      rc = tensor_check(&tb.t[j], e, dlen, &begin[j], err, errlen);
     }
   }
-  if (rc) { /* free(NULL) when the metadata was refused */
-    free(*params);
-    *params = NULL;
+  if (!rc) rc = tensors_tile(&tb, begin, dlen, err, errlen);
+  if (!rc) {
+    *params = cg_calloc(m->nparams, sizeof(float), "weights");
+    for (int j = 0; j < tb.n; j++) tensor_load(m, &tb.t[j], data + begin[j], *params);
   }
   cg_json_free(hdr);
   return rc;
@@ -522,7 +575,7 @@ int cg_import_main(int argc, char **argv) {
   cg_ckpt_info_t info;
   memset(&info, 0, sizeof info);
   float *params = NULL;
-  rc = safetensors_parse(buf, len, &m, &info, &params, why, sizeof why);
+  rc = cg_import_parse(buf, len, &m, &info, &params, why, sizeof why);
   free(buf);
   if (rc) {
     fprintf(stderr, "cogpu-dist: error: import: %s: %s\n", vals[0], why);

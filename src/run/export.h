@@ -21,7 +21,20 @@
 #ifndef CG_EXPORT_H
 #define CG_EXPORT_H
 
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ckpt.h"  /* cg_ckpt_info_t: the palette and ignore label read back */
+#include "model.h" /* cg_model_t: the model the metadata describes */
+
 int cg_export_main(int argc, char **argv);
 int cg_import_main(int argc, char **argv);
+
+/* What import reads: buf (the whole file, len bytes) parsed and checked into m (the metadata's
+ * model), info's palette, npal and ignore_index, and *params (malloc'd, m->nparams floats, in
+ * model.h's layout). 0, or -1 with err and *params NULL. Nothing is allocated by the size the
+ * file claims before the file is known to hold that many bytes. (Exposed for the fuzzer.) */
+int cg_import_parse(const uint8_t *buf, size_t len, cg_model_t *m, cg_ckpt_info_t *info,
+                    float **params, char *err, size_t errlen);
 
 #endif

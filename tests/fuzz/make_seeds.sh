@@ -7,6 +7,7 @@
 #   ckpt/     the checkpoints of a 2-step CPU run (model BASE/DEPTH/SIZE: fuzz_ckpt.c resumes
 #             with that shape), and a version-1 copy of one (no run id)
 #   monitor/  that run's --stats-out file, each of its lines alone, and tests/data's 4-rank one
+#   import/   that run's last checkpoint exported as safetensors, and a 3-class variant of it
 #   cli/      argument vectors (NUL-separated): the run's own command line, every option of
 #             `train --help` and `info --help` with its default, and a few special forms
 # OUT is emptied first. BIN is the sanitizer build's cogpu-dist: the 2-step run is also a
@@ -16,7 +17,7 @@ set -euo pipefail
 BIN=$1 SEEDGEN=$2 OUT=$3 BASE=$4 DEPTH=$5 SIZE=$6 MPIRUN=$7
 HERE=$(cd "$(dirname "$0")" && pwd)
 rm -rf "$OUT"
-mkdir -p "$OUT"/{cgds,ckpt,png,jpeg,monitor,cli}
+mkdir -p "$OUT"/{cgds,ckpt,png,jpeg,monitor,cli,import}
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
 # Open MPI keeps allocations past exit (not our leaks: tests/fuzz/sanitize.cmake).
@@ -66,6 +67,31 @@ b[8:12] = struct.pack("<I", 1)
 b[172:180] = bytes(8)
 b[252:256] = struct.pack("<I", zlib.crc32(bytes(b[:252])))
 open(sys.argv[1] + "/version1.cgck", "wb").write(bytes(b))
+EOF
+# ---- import: that run's weights exported, and the same file made a 3-class model with a
+# palette and an ignore label (the head's tensors resized, the offsets recomputed)
+run "$BIN" export --checkpoint "$T/ck" --out "$OUT/import/binary.safetensors"
+python3 - "$OUT/import/binary.safetensors" "$OUT/import/k3-palette.safetensors" <<'EOF'
+import json, struct, sys
+b = open(sys.argv[1], "rb").read()
+n = struct.unpack("<Q", b[:8])[0]
+hdr = json.loads(b[8:8 + n])
+data = b[8 + n:]
+meta = hdr.pop("__metadata__")
+meta.update(nclass="3", palette="ff000000ff000000ff", ignore_index="255")
+out, blob = {"__metadata__": meta}, b""
+for name, e in hdr.items():  # header order is data order
+    lo, hi = e["data_offsets"]
+    raw = data[lo:hi]
+    if name.startswith("head."):
+        e["shape"][0] = 3
+        raw = raw * 3
+    e["data_offsets"] = [len(blob), len(blob) + len(raw)]
+    out[name] = e
+    blob += raw
+h = json.dumps(out, separators=(",", ":")).encode()
+h += b" " * (-len(h) % 8)
+open(sys.argv[2], "wb").write(struct.pack("<Q", len(h)) + h + blob)
 EOF
 cp "$T/stats.jsonl" "$OUT/monitor/run.jsonl"
 i=0
