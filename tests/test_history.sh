@@ -85,6 +85,8 @@ check $T/c.jsonl 5 10 15 20 24
 run d1 $MPIRUN -np 2 $BIN $COMMON --steps 20 --checkpoint-dir $T/ck2 --history-csv $T/d.csv
 check $T/ck2/history.jsonl 8 16 20
 # as if a later part of the run had crashed: a record beyond the checkpoint and a torn line
+# (and lines no run writes: a step no integer holds, not JSON, a negative step)
+printf '{"step": 1e300}\nnot json\n{"step": -4}\n' >> $T/ck2/history.jsonl
 printf '{"step": 28, "epoch": 3.5, "wall_s": 9}\n{"step": 3' >> $T/ck2/history.jsonl
 printf '28,3.5,9\n3' >> $T/d.csv
 run d2 $MPIRUN -np 2 $BIN $COMMON --steps 40 --checkpoint-dir $T/ck2 --resume --history-csv $T/d.csv

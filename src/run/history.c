@@ -45,7 +45,7 @@ static int64_t line_step(const char *line, int csv, double *wall) {
   const double s = cg_json_num(o, "step", -1);
   if (wall) *wall = cg_json_num(o, "wall_s", 0);
   cg_json_free(o);
-  return s >= 0 && s == floor(s) ? (int64_t)s : -1;
+  return s >= 0 && s <= 9007199254740992.0 && s == floor(s) ? (int64_t)s : -1; /* no cast UB */
 }
 
 /* Rewrites path (atomically) with `head` and the complete records of step <= keep_upto, then
