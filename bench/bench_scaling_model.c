@@ -221,7 +221,8 @@ int cg_timeline_from_kernels(const char *path, const cg_model_t *m, const cg_buc
   tl->bwd_end *= 1e-6 * s;
   tl->opt *= 1e-6 * s;
   tl->compute = 1e-3 * step_ms;
-  tl->steps = (int)cg_json_num(v, "steps", 0);
+  const double steps = cg_json_num(v, "steps", 0); /* shown only; no out-of-range cast */
+  tl->steps = steps >= 0 && steps < 1e9 ? (int)steps : 0;
   snprintf(tl->whence, sizeof tl->whence, "kernel times of %s (\"%s\", %d steps), layer order",
            path, cg_json_str(v, "title", "?"), tl->steps);
   cg_json_free(v);
