@@ -6,7 +6,11 @@
 #  2. a refused flag (--model-base, --seed, --data) exits 2 naming the flag and both values;
 #     an allowed one (--steps, --lr) prints a notice and trains on;
 #  3. DIR/last names the newest checkpoint, DIR/best the one of the highest val_iou among the
-#     validations of the run, and its file outlives rotation (--keep 1); inspect marks both.
+#     validations of the run, and its file outlives rotation (--keep 1); inspect marks both;
+#  4. on a PNG directory with a held-out fraction, the resumed run keeps the split (the same
+#     training / validation counts) and ends bitwise equal to an uninterrupted run; so does a
+#     resume from a checkpoint whose settings name --data as --val-data too (as builds before
+#     2026-12-05 stored an empty --val-data), with a notice.
 set -uo pipefail
 BIN=$1; MPIRUN="$2 --oversubscribe --bind-to none"; BUILD=$3
 CMP=$BUILD/tests/cg_cmp_params
@@ -93,5 +97,44 @@ assert re.search(r"step %d .* last" % 40, text), text
 assert re.search(r"step %d .* best" % top, text), text
 print("PASS last -> step 40, best -> step %d (val_iou %.4f); files %s" % (top, vals[top], files))
 PY
+# ---- 4. real data: the held-out split survives the resume ----
+# (an empty setting, --val-data here, used to be stored as the setting before it, --data: the
+# resumed run then trained on the held-out images and validated on its training set)
+$BUILD/bench/cogpu-bench make-pngs --out $T/pngs --count 24 --image-size 32 > /dev/null
+REAL="train --backend cpu --model-base 4 --model-depth 2 --image-size 32 --data $T/pngs
+      --val-fraction 0.25 --seed 5 --batch 2 --steps 16 --val-every 8 --report-every 8
+      --progress off --threads 1"
+run rplain $MPIRUN -np 2 $BIN $REAL --params-out $T/rplain.bin
+run rckpt $MPIRUN -np 2 $BIN $REAL --checkpoint-dir $T/rck --checkpoint-every 8 --keep 5
+rm -f $T/rck/ckpt-0000000016.cgck
+run rresumed $MPIRUN -np 2 $BIN train --resume $T/rck --params-out $T/rresumed.bin
+split=$(grep -m1 "^data: " "$T/rplain.log")
+want rresumed "$split"
+echo "--resume DIR alone on a PNG directory, from step 8 to 16, vs uninterrupted (bitwise):"
+$CMP $T/rresumed.bin $T/rplain.bin 0 bitwise || fail=1
+$BUILD/cogpu-dist inspect $T/rck/ckpt-0000000008.cgck > $T/rinspect.log 2>&1
+want rinspect '"val-data": ""'
+# a checkpoint as those builds wrote it (val-data = data): read as no --val-data, with a notice
+cp -r $T/rck $T/rold
+rm -f $T/rold/ckpt-0000000016.cgck  # written by the resumed run above
+python3 - $T/rold/ckpt-0000000008.cgck <<'PY' || fail=1
+import json, struct, sys, zlib
+p = sys.argv[1]
+b = bytearray(open(p, "rb").read())
+sb = struct.unpack("<I", b[196:200])[0]          # the settings trailer ends the file
+s = json.loads(bytes(b[len(b) - sb:]))
+s["val-data"] = s["data"]
+t = json.dumps(s).encode()
+b = b[:len(b) - sb] + t
+b[196:200] = struct.pack("<I", len(t))
+b[200:204] = struct.pack("<I", zlib.crc32(t))
+b[252:256] = struct.pack("<I", zlib.crc32(bytes(b[:252])))
+open(p, "wb").write(bytes(b))
+PY
+run rold $MPIRUN -np 2 $BIN train --resume $T/rold --params-out $T/rold.bin
+want rold "resume: the checkpoint names $T/pngs as --val-data too"
+want rold "$split"
+$CMP $T/rold.bin $T/rplain.bin 0 bitwise || fail=1
+
 [ $fail -eq 0 ] && echo "test_resume_settings: all passed"
 exit $fail

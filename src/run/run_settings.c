@@ -113,6 +113,8 @@ static int given(const cg_config_t *cfg, const cg_opts_set_t *set, const char *n
 /* JSON string body of s (quotes and backslashes escaped, control bytes as \u00XX). */
 static size_t json_esc(const char *s, char *out, size_t len) {
   size_t n = 0;
+  if (!len) return (size_t)-1;
+  out[0] = 0; /* an empty setting is "": out must not keep the previous setting's text */
   for (; *s; s++) {
     char e[8];
     unsigned char ch = (unsigned char)*s;
@@ -160,10 +162,21 @@ int cg_settings_apply(cg_config_t *cfg, const char *json, FILE *out, char *err, 
   }
   const cg_opts_set_t set = cg_cli_opts(CG_CMD_TRAIN, cfg);
   int rc = 0;
+  /* Builds before 2026-12-05 stored an empty --val-data as the text of the setting before it,
+   * --data: such a checkpoint names one source for both. A run that meant it (validating on
+   * its training data) says so again with --val-data; otherwise it is taken as none. */
+  const char *sd = cg_json_str(j, "data", NULL), *sv = cg_json_str(j, "val-data", NULL);
+  const int old_val = sd && sv && sd[0] && !strcmp(sd, sv) && strcmp(sd, "synthetic") &&
+                      !given(cfg, &set, "val-data");
+  if (old_val && out)
+    fprintf(out, "resume: the checkpoint names %s as --val-data too, as builds before "
+            "2026-12-05 stored an empty --val-data: taken as none (the held-out --val-fraction "
+            "split); to validate on the training data itself, give --val-data %s\n", sd, sd);
   for (size_t i = 0; i < NSTORED && !rc; i++) {
     const cg_opt_t *o = row(&set, kStored[i].name);
     const char *stored = o ? cg_json_str(j, o->name, NULL) : NULL;
     if (!stored) continue; /* not stored by the writer's build: the command line's value */
+    if (old_val && !strcmp(o->name, "val-data")) stored = "";
     char now[CG_PATH_MAX + 8];
     fmt(o, cfg, now, sizeof now);
     if (!given(cfg, &set, o->name)) {
