@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # predict round trip: train briefly on a PNG directory with a separate validation directory,
 # predict that directory's images from the final checkpoint on 2 ranks: one mask per image,
-# same names and sizes, and the IoU predict prints equals the final validation IoU.
+# same names and sizes, and the IoU predict prints equals the final validation IoU; an --output
+# that is the --input or --masks directory is refused (exit 2) and nothing there changes.
 set -euo pipefail
 BIN=$1; MPIRUN="$2 --oversubscribe --bind-to none"; BUILD=$3
 T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
@@ -35,3 +36,18 @@ rc=$?
 set -e
 [ $rc -eq 2 ] && grep -q "nothing.cgck" "$T/err" || { echo "FAIL: missing checkpoint: rc $rc"; cat "$T/err"; exit 1; }
 echo "PASS a missing checkpoint is named, exit 2"
+# --output onto the images or the ground truth (spelled another way): refused, nothing replaced
+sums() { cat "$T"/val/images/* "$T"/val/masks/* | md5sum; }
+before=$(sums)
+for pair in "images/.:--input" "masks:--masks"; do
+  bad=${pair%%:*} flag=${pair#*:}
+  set +e
+  $MPIRUN -np 2 $BIN predict --backend cpu --checkpoint "$CK" --input "$T/val/images" \
+    --masks "$T/val/masks" --output "$T/val/$bad" 2> "$T/err"
+  rc=$?
+  set -e
+  [ $rc -eq 2 ] && grep -q -- "is the $flag directory" "$T/err" ||
+    { echo "FAIL: --output onto $flag: rc $rc"; cat "$T/err"; exit 1; }
+  echo "PASS --output onto $flag refused, exit 2: $(cat "$T/err")"
+done
+[ "$(sums)" = "$before" ] || { echo "FAIL: the images or masks changed"; exit 1; }

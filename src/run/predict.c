@@ -58,7 +58,8 @@ static void usage(FILE *f) {
           "         [--save-probs] [--max-image-pixels N]\n"
           "  runs the model of a checkpoint on every image of the --input directory (*.png, *.jpg,\n"
           "  *.jpeg in any letter case) at the image's own size and writes NAME.png (the image's\n"
-          "  name without its extension) of the same size to the --output directory:\n"
+          "  name without its extension) of the same size to the --output directory (not the\n"
+          "  --input or --masks one):\n"
           "  binary models 8-bit gray 0/255; K-class models the class ids as 8-bit gray, or as a\n"
           "  palette PNG with the training masks' palette when the checkpoint has one.\n"
           "  Tiling: sliding windows of the model's (training) size, origins spread evenly so that\n"
@@ -277,6 +278,17 @@ static int check_inputs(popts_t *o, const cg_comm_t *c, cg_ckpt_info_t *info, cg
     snprintf(err, errlen, "--output: cannot create '%.900s': %s", o->output, strerror(errno));
     return -1;
   }
+  /* the masks written as STEM.png would replace the images or the ground truth there (rank 0
+   * has made the directory; the verdict is shared) */
+  struct stat so, si;
+  const char *const same_as[2][2] = {{o->input, "--input"}, {o->masks, "--masks"}};
+  for (int k = 0; c->rank == 0 && k < 2; k++)
+    if (same_as[k][0][0] && stat(o->output, &so) == 0 && stat(same_as[k][0], &si) == 0 &&
+        so.st_dev == si.st_dev && so.st_ino == si.st_ino) {
+      snprintf(err, errlen, "--output '%.400s' is the %s directory: the predicted masks would "
+               "replace its files; give another directory", o->output, same_as[k][1]);
+      return -1;
+    }
   /* fp32 for predictions; each rank takes its own GPU or none (no collectives in the steps) */
   return cg_backend_choose(o->backend, "fp32", NULL, NULL, bk, err, errlen);
 }
