@@ -10,7 +10,10 @@
 #     --resume FILE; --resume DIR falls back to the next older one) instead of tripping an
 #     assertion;
 #  4. a start-up error every rank hits (a missing --data) is printed once, "(all 3 ranks)";
-#  5. a shape that needs hundreds of GB is refused before allocating, with the estimate (exit 2).
+#  5. a shape that needs hundreds of GB is refused before allocating, with the estimate (exit 2);
+#  6. a second run into a --checkpoint-dir another run is writing to (even with
+#     --overwrite-checkpoints or --resume) is refused (exit 2, naming the holder); the first
+#     run's checkpoints stay as they are, and after it ends the directory can be resumed.
 set -uo pipefail
 BIN=$1; MPIRUN="$2 --oversubscribe --bind-to none"; BUILD=$3
 T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
@@ -97,5 +100,25 @@ run huge 2 $MPIRUN -np 2 $BIN train --backend cpu --model-base 1024 --model-dept
     --image-size 8192 --batch 65536 --steps 1 --progress off
 want huge "not enough host memory: this run needs at least"
 want huge "reduce --batch"
+
+# ---- 6. one run at a time in a checkpoint directory ----
+# a second run (here --overwrite-checkpoints or --resume, which the first refusal lets through)
+# started while another writes there is refused, naming the holder, and changes nothing; once
+# the first has ended, the directory is free again
+timeout 120 $MPIRUN -np 2 $BIN $COMMON --steps 100 --checkpoint-dir $T/busy --checkpoint-every 25 \
+  --keep 100 --test-slow-rank 0 --test-slow-ms 100 > $T/first.log 2>&1 &  # ~10 s
+first=$!
+for _ in $(seq 100); do [ -s $T/busy/.cogpu-dist.lock ] && break; sleep 0.1; done
+run second 2 $MPIRUN -np 2 $BIN $COMMON --steps 4 --checkpoint-dir $T/busy --overwrite-checkpoints
+want second "is in use by another run (pid "
+run second_resume 2 $MPIRUN -np 1 $BIN train --resume $T/busy --steps 200
+want second_resume "is in use by another run"
+wait $first || { echo "FAIL: the first run (exit $?):"; cat $T/first.log; fail=1; }
+grep -q "checkpoint: step 100" $T/first.log && echo "  ok: the first run ended at step 100" \
+  || { echo "FAIL: the first run's last checkpoint"; cat $T/first.log; fail=1; }
+[ "$(ls $T/busy/ckpt-*.cgck | wc -l)" -eq 4 ] && echo "  ok: its 4 checkpoints, none replaced" \
+  || { echo "FAIL: $(ls $T/busy)"; fail=1; }
+run after 0 $MPIRUN -np 1 $BIN train --resume $T/busy --steps 102 --threads 1
+want after "checkpoint: step 102"
 
 exit $fail

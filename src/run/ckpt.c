@@ -12,6 +12,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h> /* flock: one run per checkpoint directory */
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -271,6 +272,49 @@ int cg_ckpt_prepare_dir(const char *dir, char *err, size_t errlen) {
   close(fd);
   unlink(probe);
   return 0;
+}
+
+int cg_ckpt_lock_dir(const char *dir, char *err, size_t errlen) {
+  char path[4200];
+  snprintf(path, sizeof path, "%s/.cogpu-dist.lock", dir);
+  const int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    snprintf(err, errlen, "--checkpoint-dir: cannot open '%.300s': %s", path, strerror(errno));
+    return -2;
+  }
+  if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    const int e = errno;
+    if (e != EWOULDBLOCK) {
+      snprintf(err, errlen, "--checkpoint-dir %.300s: no lock against a second run (%s)", dir,
+               strerror(e));
+      close(fd);
+      return -2;
+    }
+    char who[256] = "";
+    const ssize_t n = pread(fd, who, sizeof who - 1, 0);
+    who[n > 0 ? n : 0] = 0;
+    who[strcspn(who, "\n")] = 0;
+    snprintf(err, errlen, "--checkpoint-dir %.300s is in use by another run (%s): two runs in "
+             "one directory would replace each other's checkpoints; wait for it to end, or "
+             "choose another --checkpoint-dir", dir, who[0] ? who : "its holder unknown");
+    close(fd);
+    return -1;
+  }
+  char host[128] = "?", line[320];
+  gethostname(host, sizeof host - 1);
+  host[sizeof host - 1] = 0;
+  const time_t now = time(NULL);
+  struct tm tm;
+  char when[32] = "?";
+  if (gmtime_r(&now, &tm)) strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S UTC", &tm);
+  const int k = snprintf(line, sizeof line, "pid %ld on %s since %s\n", (long)getpid(), host,
+                         when);
+  /* who holds it: a hint for a refused run only, so a failed write is no error */
+  if (ftruncate(fd, 0) == 0) {
+    const ssize_t w = pwrite(fd, line, (size_t)k, 0);
+    (void)w;
+  }
+  return fd;
 }
 
 /* Parses "ckpt-<digits>.cgck"; returns the step or -1. */

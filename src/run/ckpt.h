@@ -155,6 +155,14 @@ int cg_ckpt_write(const char *dir, const cg_ckpt_info_t *info, const float *para
                   const float *m, const float *v, int keep, char *path, size_t pathlen,
                   char *err, size_t errlen);
 
+/* One run at a time writes to a checkpoint directory: rank 0 holds an exclusive flock(2) on
+ * DIR/.cogpu-dist.lock for the run's life (the kernel drops it when the process ends, however
+ * it ends), and writes its pid, host and start time there. Two runs in one directory would
+ * replace each other's checkpoints, last and best. Returns the lock's descriptor (>= 0), -1
+ * with err naming the holder when another process holds it, or -2 with err when the directory's
+ * filesystem takes no locks (the caller warns and goes on). */
+int cg_ckpt_lock_dir(const char *dir, char *err, size_t errlen);
+
 /* Reads the pointer file DIR/NAME ("best" or "last"): the checkpoint's path (DIR/file) into
  * path, its step, and (best) the metric's name and value. 0, or -1 when absent or malformed. */
 int cg_ckpt_read_pointer(const char *dir, const char *name, char *path, size_t pathlen,

@@ -71,6 +71,7 @@ typedef struct {
   double grad_bytes;        /* gradient bytes this rank all-reduced in this run (--grad-comm) */
   /* checkpoints */
   const char *ckpt_dir;     /* NULL: no checkpoints */
+  int ck_lock;              /* rank 0: cg_ckpt_lock_dir's descriptor, held to the end; else -1 */
   float *ck_p, *ck_m, *ck_v; /* rank 0: host copies for writing (ck_p is params) */
   char last_ckpt[CG_PATH_MAX + 64]; /* the last good checkpoint, written or loaded ("" none) */
   int64_t last_ckpt_step;   /* its step, -1 none */

@@ -99,6 +99,11 @@ static int check_outputs(cg_run_t *r, char *err, size_t errlen) {
       rc = check_output_path("--trace-out", probe, err, errlen);
     }
     if (!rc && cfg->checkpoint_dir[0]) rc = cg_ckpt_prepare_dir(cfg->checkpoint_dir, err, errlen);
+    if (!rc && cfg->checkpoint_dir[0]) {
+      r->ck_lock = cg_ckpt_lock_dir(cfg->checkpoint_dir, err, errlen);
+      if (r->ck_lock == -1) rc = -1;
+      if (r->ck_lock == -2) cg_log_warn("%s: going on without it", err);
+    }
     if (!rc && cfg->checkpoint_dir[0] && !cfg->resume[0] && !cfg->overwrite_checkpoints)
       rc = check_no_checkpoints(cfg->checkpoint_dir, err, errlen);
   }
@@ -414,6 +419,7 @@ int cg_run_setup(cg_run_t *r, const cg_config_t *cfg, cg_comm_t *c, cg_guard_t *
   static int (*const stages[])(cg_run_t *, char *, size_t) = {
       check_outputs, place_rank, open_data, load_resume, start_devices, prepare_loop};
   memset(r, 0, sizeof *r);
+  r->ck_lock = -1;
   r->cfg = cfg;
   r->c = c;
   r->guard = guard;
@@ -463,4 +469,6 @@ void cg_run_teardown(cg_run_t *r) {
   cg_topo_destroy(r->topo);
   r->topo = NULL;
   r->place = NULL;
+  if (r->ck_lock >= 0) close(r->ck_lock); /* the next run may take the directory */
+  r->ck_lock = -1;
 }
