@@ -10,8 +10,8 @@
 #     scripts/test.sh makes (pip); without it that part is skipped with a message;
 #   - export -> import -> export is bitwise (cmp), and the imported checkpoint resumes;
 #   - import refuses a file with a misshapen or missing tensor, or a non-F32 one (exit 2, naming
-#     the tensor), one claiming a model far larger than its bytes, tensors sharing bytes and
-#     bytes after the tensors; export/import usage errors exit 2.
+#     the tensor), one claiming a model far larger than its bytes, tensors sharing bytes,
+#     bytes after the tensors and a name given twice; export/import usage errors exit 2.
 # Torch comes from Debian's python3-torch (/usr/bin/python3); no torch: skipped (77).
 set -euo pipefail
 BIN=$1; MPIRUN="$2 --oversubscribe --bind-to none"; BUILD=$3
@@ -105,6 +105,16 @@ edit "$T/m1.safetensors" "$T/overlap.st" \
   'h["enc.0.conv2.bias"]["data_offsets"] = h["enc.0.conv1.bias"]["data_offsets"]'
 expect2 "import of tensors sharing bytes" "enc.0.conv1.bias and enc.0.conv2.bias overlap" \
   $BIN import --in "$T/overlap.st" --out "$T/bad8"
+$PY - "$T/m1.safetensors" "$T/dup.st" <<'PY'
+import json, struct, sys
+d = open(sys.argv[1], "rb").read(); n = struct.unpack("<Q", d[:8])[0]
+h = json.loads(d[8:8 + n])
+t = json.dumps(h)[:-1] + ', "head.bias": ' + json.dumps(h["head.bias"]) + "}"  # named twice
+t = t.encode(); t += b" " * (-len(t) % 8)
+open(sys.argv[2], "wb").write(struct.pack("<Q", len(t)) + t + d[8 + n:])
+PY
+expect2 "import of a tensor named twice" "head.bias appears twice" \
+  $BIN import --in "$T/dup.st" --out "$T/bad10"
 { cat "$T/m1.safetensors"; printf 'tail'; } > "$T/tail.st"
 expect2 "import of a file with bytes after the tensors" "the data section has" \
   $BIN import --in "$T/tail.st" --out "$T/bad9"

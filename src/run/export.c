@@ -487,7 +487,8 @@ static int tensors_tile(const table_t *tb, const size_t *begin, size_t dlen, cha
       return -1;
     }
     if (b > at) {
-      snprintf(err, errlen, "data bytes %zu..%zu belong to no tensor (before %s)", at, b, t->name);
+      snprintf(err, errlen, "data bytes %zu..%zu belong to no tensor (before %s)", at, b - 1,
+               t->name);
       return -1;
     }
     at = b + 4 * t->numel;
@@ -528,7 +529,13 @@ int cg_import_parse(const uint8_t *buf, size_t len, cg_model_t *m, cg_ckpt_info_
   table_t tb;
   if (!rc) table_build(m, &tb);
   for (int i = 0; !rc && i < hdr->n; i++) { /* strict: no name the module does not have */
-    if (!strcmp(hdr->keys[i], "__metadata__")) continue;
+    /* and none twice: JSON readers differ on which one counts (Python's takes the last) */
+    for (int k = 0; !rc && k < i; k++)
+      if (!strcmp(hdr->keys[k], hdr->keys[i])) {
+        snprintf(err, errlen, "%.60s appears twice in the header", hdr->keys[i]);
+        rc = -1;
+      }
+    if (rc || !strcmp(hdr->keys[i], "__metadata__")) continue;
     int j = 0;
     while (j < tb.n && strcmp(tb.t[j].name, hdr->keys[i])) j++;
     if (j == tb.n) {
