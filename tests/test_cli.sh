@@ -34,6 +34,10 @@ expect_usage "negative learning rate" "--lr: -0.1 is out of range (0, 10]" train
 expect_usage "zero learning rate" "--lr: 0 is out of range (0, 10]" train $SMALL --lr 0
 expect_usage "bad choice" "--backend: 'tpu' is not one of auto|cpu|cuda" train --backend tpu
 expect_usage "precision on cpu" "--precision" train $SMALL --precision bf16
+expect_usage "--val-data with synthetic data" "--val-data $T: separate validation data goes with" \
+  train $SMALL --val-data "$T"
+expect_usage "--val-data synthetic" "--val-data synthetic: separate validation data goes with" \
+  train $SMALL --data "$T" --val-data synthetic
 mkdir -p "$T/ro"; chmod 555 "$T/ro"
 if [ "$(id -u)" -eq 0 ]; then
   # root can write anywhere: use a directory that does not exist instead.

@@ -51,9 +51,11 @@ static const cg_opt_t g_opts[] = {
         "*.jpeg (any case) and DIR/masks/*.png paired by name, or a shard FILE.cgds written by "
         "`cogpu-dist pack`"),
     CG_OPT_ROW_TEXT(STR, "val-data", O(val_data), NULL, C_TRAIN, "SRC",
-        "separate validation data (directory or .cgds); default: --val-fraction of --data"),
+        "separate validation data (directory or .cgds), with --data DIR or FILE.cgds; default: "
+        "--val-fraction of --data"),
     CG_OPT_ROW_NUM(DBL, "val-fraction", O(val_fraction), 0, 0.9, C_TRAIN, "F",
-        "real data: fraction held out for validation, chosen by a hash of the file names"),
+        "real data: fraction held out for validation (0 to 0.9), chosen by a hash of the file "
+        "names"),
     CG_OPT_ROW_NUM(I64, "train-samples", O(train_samples), 1, 1e12, C_TRAIN, "N",
         "synthetic: size of the training set"),
     CG_OPT_ROW_NUM(I64, "val-samples", O(val_samples), 0, 1e12, C_TRAIN, "N",
@@ -357,6 +359,14 @@ int cg_cli_check(cg_config_t *cfg, char *err, size_t errlen) {
   }
   if (cfg->checkpoint_every > 0 && !cfg->checkpoint_dir[0]) {
     snprintf(err, errlen, "--checkpoint-every: needs --checkpoint-dir DIR");
+    return -1;
+  }
+  /* synthetic data brings its own held-out set (--val-samples); files have --val-data */
+  if (cfg->cmd == CG_CMD_TRAIN && cfg->val_data[0] &&
+      (!strcmp(cfg->data, "synthetic") || !strcmp(cfg->val_data, "synthetic"))) {
+    snprintf(err, errlen, "--val-data %s: separate validation data goes with --data DIR or "
+             "FILE.cgds; synthetic data validates on its own held-out samples (--val-samples)",
+             cfg->val_data);
     return -1;
   }
   if (!strcmp(cfg->resume, CG_RESUME_LATEST) && !cfg->checkpoint_dir[0]) {
