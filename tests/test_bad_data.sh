@@ -100,6 +100,16 @@ expect "shard record with a bad CRC, --skip-bad" 0 "0 bad sample(s) left out at 
 run shard_check 1 $SMALL --data $T/bad.cgds --check-data
 expect "--check-data on a shard" 2 "record 1 (s01): CRC mismatch" "8 sample(s) checked" "1 bad"
 
+# -- an image that is a dangling symbolic link is named as one (it used to read as a mask
+#    without an image)
+mkdir -p $T/dang
+cp -r $D/trunc/masks $T/dang/masks
+cp -r $D/trunc/images $T/dang/images
+rm $T/dang/images/zz.png
+ln -s $T/nowhere.png $T/dang/images/zz.png
+run dangling 1 $SMALL --data $T/dang
+expect "an image that is a dangling symlink" 2 "dang/images/zz.png: a symbolic link to nothing usable"
+
 # -- pack refuses the bomb from its header
 $BIN pack --images $D/bomb/images --masks $D/bomb/masks --out $T/bomb.cgds > "$T/pack.out" 2>&1
 rc=$?

@@ -361,7 +361,15 @@ static int list_files(const char *dir, int images, listing_t *l, char *err, size
       if (e->d_type != DT_UNKNOWN && e->d_type != DT_LNK) continue;
       char *p = join(dir, e->d_name);
       struct stat st;
-      int reg = stat(p, &st) == 0 && S_ISREG(st.st_mode);
+      const int found = stat(p, &st) == 0, why = errno;
+      if (!found && lstat(p, &st) == 0 && S_ISLNK(st.st_mode)) { /* not "missing" later on */
+        snprintf(err, errlen, "%s: a symbolic link to nothing usable (%s)", p, strerror(why));
+        free(p);
+        closedir(d);
+        listing_free(l);
+        return -1;
+      }
+      const int reg = found && S_ISREG(st.st_mode);
       free(p);
       if (!reg) continue;
     }
