@@ -48,7 +48,8 @@ round first 1 ""
 for w in train ckpt pack predict; do
   [ "$(cat "$T/first.$w.rc")" = 0 ] || { echo "FAIL first round, $w: exit $(cat "$T/first.$w.rc")"; cat "$T/first.$w.log"; fail=1; }
 done
-(cd "$M" && find . -type f | sort | xargs sha256sum) > "$T/before.sum"
+# the checkpoint directory's lock file is no output: each run writes its pid there
+(cd "$M" && find . -type f ! -name .cogpu-dist.lock | sort | xargs sha256sum) > "$T/before.sum"
 echo "first round wrote $(wc -l < "$T/before.sum") files; $(df -k --output=used "$M" | tail -1) KiB used"
 [ $fail -eq 0 ] || exit 1
 
@@ -79,13 +80,13 @@ for w in train ckpt pack predict; do
 done
 # the previous versions are intact and nothing else is there
 rm -f "$M/filler"
-(cd "$M" && find . -type f | sort | xargs sha256sum) > "$T/after.sum"
+(cd "$M" && find . -type f ! -name .cogpu-dist.lock | sort | xargs sha256sum) > "$T/after.sum"
 if ! diff "$T/before.sum" "$T/after.sum" > "$T/diff.txt"; then
   echo "FAIL the previous outputs changed (< before, > after):"; cat "$T/diff.txt"; fail=1
 else
   echo "  ok: all $(wc -l < "$T/before.sum") previous files byte-for-byte intact"
 fi
-(cd "$M" && find . | sort) > "$T/after.names"
+(cd "$M" && find . ! -name .cogpu-dist.lock | sort) > "$T/after.names"
 (cd "$M" && sed 's/^[0-9a-f]*  //' "$T/before.sum"; echo .; find . -type d) | sort -u > "$T/want.names"
 if ! diff "$T/want.names" "$T/after.names" > "$T/names.txt"; then
   echo "FAIL left behind or missing (< missing, > extra):"; cat "$T/names.txt"; fail=1

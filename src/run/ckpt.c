@@ -277,7 +277,8 @@ int cg_ckpt_prepare_dir(const char *dir, char *err, size_t errlen) {
 int cg_ckpt_lock_dir(const char *dir, char *err, size_t errlen) {
   char path[4200];
   snprintf(path, sizeof path, "%s/.cogpu-dist.lock", dir);
-  const int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  /* never through a symbolic link planted there: the file is truncated below */
+  const int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
   if (fd < 0) {
     snprintf(err, errlen, "--checkpoint-dir: cannot open '%.300s': %s", path, strerror(errno));
     return -2;
