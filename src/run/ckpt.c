@@ -280,7 +280,8 @@ int cg_ckpt_lock_dir(const char *dir, char *err, size_t errlen) {
   /* never through a symbolic link planted there: the file is truncated below */
   const int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
   if (fd < 0) {
-    snprintf(err, errlen, "--checkpoint-dir: cannot open '%.300s': %s", path, strerror(errno));
+    snprintf(err, errlen, "--checkpoint-dir: cannot open its lock '%.300s' (%s): no lock "
+             "against a second run", path, strerror(errno));
     return -2;
   }
   if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
