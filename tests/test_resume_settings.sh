@@ -10,7 +10,8 @@
 #  4. on a PNG directory with a held-out fraction, the resumed run keeps the split (the same
 #     training / validation counts) and ends bitwise equal to an uninterrupted run; so does a
 #     resume from a checkpoint whose settings name --data as --val-data too (as builds before
-#     2026-12-05 stored an empty --val-data), with a notice.
+#     2026-12-05 stored an empty --val-data), with a notice; an old synthetic checkpoint
+#     resumes; this build's --val-data = --data stays so.
 set -uo pipefail
 BIN=$1; MPIRUN="$2 --oversubscribe --bind-to none"; BUILD=$3
 CMP=$BUILD/tests/cg_cmp_params
@@ -114,15 +115,16 @@ echo "--resume DIR alone on a PNG directory, from step 8 to 16, vs uninterrupted
 $CMP $T/rresumed.bin $T/rplain.bin 0 bitwise || fail=1
 $BUILD/cogpu-dist inspect $T/rck/ckpt-0000000008.cgck > $T/rinspect.log 2>&1
 want rinspect '"val-data": ""'
-# a checkpoint as those builds wrote it (val-data = data): read as no --val-data, with a notice
-cp -r $T/rck $T/rold
-rm -f $T/rold/ckpt-0000000016.cgck  # written by the resumed run above
-python3 - $T/rold/ckpt-0000000008.cgck <<'PY' || fail=1
+# oldify FILE: the checkpoint's settings as builds before 2026-12-05 wrote them: no
+# "settings-format", and an empty --val-data stored as the --data text
+oldify() {
+  python3 - "$1" <<'PY' || fail=1
 import json, struct, sys, zlib
 p = sys.argv[1]
 b = bytearray(open(p, "rb").read())
 sb = struct.unpack("<I", b[196:200])[0]          # the settings trailer ends the file
 s = json.loads(bytes(b[len(b) - sb:]))
+assert s.pop("settings-format") == "2" and s["val-data"] == "", s
 s["val-data"] = s["data"]
 t = json.dumps(s).encode()
 b = b[:len(b) - sb] + t
@@ -131,10 +133,30 @@ b[200:204] = struct.pack("<I", zlib.crc32(t))
 b[252:256] = struct.pack("<I", zlib.crc32(bytes(b[:252])))
 open(p, "wb").write(bytes(b))
 PY
+}
+# such a checkpoint on files: read as no --val-data, with a notice
+cp -r $T/rck $T/rold
+rm -f $T/rold/ckpt-0000000016.cgck  # written by the resumed run above
+oldify $T/rold/ckpt-0000000008.cgck
 run rold $MPIRUN -np 2 $BIN train --resume $T/rold --params-out $T/rold.bin
 want rold "resume: the checkpoint names $T/pngs as --val-data too"
 want rold "$split"
 $CMP $T/rold.bin $T/rplain.bin 0 bitwise || fail=1
+# ... on synthetic data (every default run of those builds: "val-data": "synthetic"): resumes
+cp -r $T/ck $T/sold
+rm -f $T/sold/ckpt-0000000030.cgck $T/sold/ckpt-0000000040.cgck
+oldify $T/sold/ckpt-0000000020.cgck
+run sold $MPIRUN -np 2 $BIN train --resume $T/sold --params-out $T/sold.bin
+echo "an old synthetic checkpoint, resumed from step 20 to 40, vs uninterrupted (bitwise):"
+$CMP $T/sold.bin $T/plain.bin 0 bitwise || fail=1
+# a run of this build that validates on its training data (--val-data = --data) keeps doing so
+run same $MPIRUN -np 2 $BIN $REAL --val-data $T/pngs --checkpoint-dir $T/same --checkpoint-every 8
+rm -f $T/same/ckpt-0000000016.cgck
+run same2 $MPIRUN -np 2 $BIN train --resume $T/same
+want same2 "$(grep -m1 "^data: " "$T/same.log")"
+if grep -q "as --val-data too" "$T/same2.log"; then
+  echo "FAIL same2: the old-checkpoint notice on this build's checkpoint"; fail=1
+fi
 
 [ $fail -eq 0 ] && echo "test_resume_settings: all passed"
 exit $fail

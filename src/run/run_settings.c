@@ -143,8 +143,9 @@ int cg_settings_json(const cg_config_t *cfg, char *buf, size_t len) {
     if (k < 0 || (size_t)k >= len - n) goto overflow;
     n += (size_t)k;
   }
-  if (n + 2 > len) goto overflow;
-  memcpy(buf + n, "}", 2);
+  /* what the reader knows of this writer: format 2 stores an empty setting as "" (below) */
+  const int k = snprintf(buf + n, len - n, ", \"settings-format\": \"2\"}");
+  if (k < 0 || (size_t)k >= len - n) goto overflow;
   return 0;
 overflow:
   snprintf(buf, len, "{}");
@@ -162,12 +163,15 @@ int cg_settings_apply(cg_config_t *cfg, const char *json, FILE *out, char *err, 
   }
   const cg_opts_set_t set = cg_cli_opts(CG_CMD_TRAIN, cfg);
   int rc = 0;
-  /* Builds before 2026-12-05 stored an empty --val-data as the text of the setting before it,
-   * --data: such a checkpoint names one source for both. A run that meant it (validating on
-   * its training data) says so again with --val-data; otherwise it is taken as none. */
+  /* Settings without "settings-format" (builds before 2026-12-05) stored an empty --val-data as
+   * the text of the setting before it, --data. With synthetic data --val-data was ignored, so
+   * it is read as none. With files, a checkpoint naming one source for both is read as none
+   * too, with a notice: a run that meant it (validating on its training data) says so again
+   * with --val-data. */
   const char *sd = cg_json_str(j, "data", NULL), *sv = cg_json_str(j, "val-data", NULL);
-  const int old_val = sd && sv && sd[0] && !strcmp(sd, sv) && strcmp(sd, "synthetic") &&
-                      !given(cfg, &set, "val-data");
+  const int old_format = !cg_json_str(j, "settings-format", NULL) && sd && sv && sv[0];
+  const int old_syn = old_format && !strcmp(sd, "synthetic");
+  const int old_val = old_format && !old_syn && !strcmp(sd, sv) && !given(cfg, &set, "val-data");
   if (old_val && out)
     fprintf(out, "resume: the checkpoint names %s as --val-data too, as builds before "
             "2026-12-05 stored an empty --val-data: taken as none (the held-out --val-fraction "
@@ -176,7 +180,7 @@ int cg_settings_apply(cg_config_t *cfg, const char *json, FILE *out, char *err, 
     const cg_opt_t *o = row(&set, kStored[i].name);
     const char *stored = o ? cg_json_str(j, o->name, NULL) : NULL;
     if (!stored) continue; /* not stored by the writer's build: the command line's value */
-    if (old_val && !strcmp(o->name, "val-data")) stored = "";
+    if ((old_val || old_syn) && !strcmp(o->name, "val-data")) stored = "";
     char now[CG_PATH_MAX + 8];
     fmt(o, cfg, now, sizeof now);
     if (!given(cfg, &set, o->name)) {
