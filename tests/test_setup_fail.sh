@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Start-up failures at every stage of a training run's set-up (src/run/run_setup.c), CPU backend:
 # each ends with exit code 2 and one message from rank 0, after undoing what was made.
+#   settings   ranks started with different settings (synthetic vs files, --lr), or reading
+#              different copies of the data (normal mode only: one command line per rank)
 #   outputs    an output path in a missing directory; a --checkpoint-dir holding another run's
 #              checkpoints
 #   placement  --backend cuda without a usable GPU (skipped where one is); a shape that cannot
@@ -132,6 +134,31 @@ if [ -n "$MODE" ]; then
       --report-every 2 --resume "$T/ckm" --checkpoint-dir "$T/ck2" --trace-out "$T/tr2" \
       --metrics-out "$T/m.json" --params-out "$T/p.bin"
   expect full 0 "final validation:"
+fi
+
+# settings and data: ranks started with different command lines, or reading different copies
+# of the data (MPMD: one command line per rank), end at once with exit 2 naming the rank; the
+# synthetic-vs-files case used to hang in mismatched collectives until killed
+if [ -z "$MODE" ]; then
+  $BUILD/bench/cogpu-bench make-pngs --out "$T/dA" --count 12 --image-size 32 > /dev/null
+  cp -r "$T/dA" "$T/dB"
+  rm "$T/dB/images/$(ls "$T/dB/images" | head -1)" "$T/dB/masks/$(ls "$T/dB/masks" | head -1)"
+  mpmd() { # mpmd NAME ARGS0 -- ARGS1: rank 0 and rank 1 with their own arguments
+    local name=$1; shift
+    local a=() b=()
+    while [ "$1" != "--" ]; do a+=("$1"); shift; done
+    shift
+    b=("$@")
+    OUT="$T/$name.log"
+    timeout 60 $MPIRUN -np 1 $BIN $SMALL "${a[@]}" : -np 1 $BIN $SMALL "${b[@]}" > "$OUT" 2>&1
+    RC=$?
+  }
+  mpmd kind --steps 1 -- --data "$T/dA"
+  expect kind 2 "rank 1 has --data files (rank 0: synthetic)"
+  mpmd lr --lr 0.001 -- --lr 0.002
+  expect lr 2 "rank 1 has --lr 0.002 (rank 0: 0.001)"
+  mpmd copies --data "$T/dA" -- --data "$T/dB"
+  expect copies 2 "rank 1 reads other data than rank 0: 9 training / 2 validation samples (rank 0: 10 / 2)"
 fi
 
 [ $fail -eq 0 ] && echo "PASS every set-up stage fails cleanly${MODE:+ ($MODE)}"

@@ -2,6 +2,8 @@
  * undone along one path (run.h).
  *
  * The stages, in order (each a function below):
+ *   settings   every rank's training settings equal rank 0's (else no collective below could
+ *              be trusted to match)
  *   outputs    rank 0 checks every output path and the checkpoint directory; agreed
  *   placement  --backend/--precision (cg_backend_choose), the model, this rank's cores, the
  *              pre-flight memory estimate
@@ -32,11 +34,91 @@
 #include "log.h"       /* CG_CHECK_MPI, cg_malloc, messages */
 #include "nccl_comm.h" /* cg_nccl_*: the NCCL gradient all-reduce and how auto chooses it */
 #include "preflight.h" /* cg_preflight_*: will the model and its batches fit */
+#include "json.h"      /* cg_json_parse: which setting differs between two ranks */
+#include "run_settings.h" /* cg_settings_json: the settings every rank must share */
 
 /* Rank 0 says what went wrong (err is the same on every rank, or only rank 0's counts). */
 static int usage(const cg_run_t *r, const char *err) {
   if (r->c->rank == 0) fprintf(stderr, "cogpu-dist: error: %s\n", err);
   return CG_EXIT_USAGE;
+}
+
+/* ---- the same run on every rank --------------------------------------------------------------- */
+
+static uint64_t fnv1a(uint64_t h, const void *p, size_t n) {
+  const unsigned char *b = p;
+  for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 1099511628211ull;
+  return h;
+}
+
+/* Every rank hashes what it holds; 0 when all agree, else the lowest rank whose hash differs
+ * from rank 0's (every rank gets it) and, on rank 0, how many differ. Collective. */
+static int first_other(const cg_comm_t *c, uint64_t h, int *ndiff) {
+  uint64_t lo = h, hi = h;
+  CG_CHECK_MPI(MPI_Allreduce(MPI_IN_PLACE, &lo, 1, MPI_UINT64_T, MPI_MIN, c->world));
+  CG_CHECK_MPI(MPI_Allreduce(MPI_IN_PLACE, &hi, 1, MPI_UINT64_T, MPI_MAX, c->world));
+  *ndiff = 0;
+  if (lo == hi) return 0;
+  uint64_t *all = c->rank == 0 ? cg_malloc(sizeof *all * (size_t)c->size, "hashes") : NULL;
+  CG_CHECK_MPI(MPI_Gather(&h, 1, MPI_UINT64_T, all, 1, MPI_UINT64_T, 0, c->world));
+  int first = 0;
+  for (int k = 1; c->rank == 0 && k < c->size; k++)
+    if (all[k] != all[0]) {
+      if (!first) first = k;
+      ++*ndiff;
+    }
+  free(all);
+  CG_CHECK_MPI(MPI_Bcast(&first, 1, MPI_INT, 0, c->world));
+  return first;
+}
+
+/* Ranks started with different training settings would train different things, or meet in
+ * different collectives and wait for ever (a --data of synthetic on one rank and of files on
+ * another): before anything else, every rank's settings (cg_settings_json, with --data and
+ * --val-data as their kind: each rank may read its own copy of the files, which open_data
+ * compares) must equal rank 0's. Rank 0 names the first rank that differs and the setting. */
+static int check_same_settings(cg_run_t *r, char *err, size_t errlen) {
+  const cg_comm_t *c = r->c;
+  if (c->size == 1) return 0;
+  cg_config_t *kind = cg_malloc(sizeof *kind, "settings");
+  *kind = *r->cfg;
+  snprintf(kind->data, sizeof kind->data, "%s",
+           !strcmp(r->cfg->data, "synthetic") ? "synthetic" : "files");
+  snprintf(kind->val_data, sizeof kind->val_data, "%s", r->cfg->val_data[0] ? "files" : "");
+  char *mine = cg_malloc(CG_CKPT_SETTINGS_MAX, "settings");
+  cg_settings_json(kind, mine, CG_CKPT_SETTINGS_MAX);
+  free(kind);
+  int ndiff;
+  const int other = first_other(c, fnv1a(14695981039346656037ull, mine, strlen(mine)), &ndiff);
+  if (!other) {
+    free(mine);
+    return 0;
+  }
+  char *theirs = c->rank == 0 ? cg_malloc(CG_CKPT_SETTINGS_MAX, "settings") : NULL;
+  if (c->rank == other)
+    CG_CHECK_MPI(MPI_Send(mine, CG_CKPT_SETTINGS_MAX, MPI_CHAR, 0, 0, c->world));
+  if (c->rank == 0) {
+    CG_CHECK_MPI(MPI_Recv(theirs, CG_CKPT_SETTINGS_MAX, MPI_CHAR, other, 0, c->world,
+                          MPI_STATUS_IGNORE));
+    theirs[CG_CKPT_SETTINGS_MAX - 1] = 0;
+    char what[512] = "";
+    char je[64];
+    cg_json_t *a = cg_json_parse(mine, je, sizeof je), *b = cg_json_parse(theirs, je, sizeof je);
+    for (int i = 0; a && b && a->type == CG_JSON_OBJ && i < a->n && !what[0]; i++) {
+      const char *va = a->items[i].type == CG_JSON_STR ? a->items[i].str : "";
+      const char *vb = cg_json_str(b, a->keys[i], "(none)");
+      if (strcmp(va, vb))
+        snprintf(what, sizeof what, "--%.40s %.200s (rank 0: %.200s)", a->keys[i], vb, va);
+    }
+    cg_json_free(a);
+    cg_json_free(b);
+    snprintf(err, errlen, "the ranks were started with different settings: rank %d has %s%s; "
+             "every rank must run the same command line", other, what[0] ? what : "others",
+             ndiff > 1 ? ", and more ranks differ" : "");
+  }
+  free(theirs);
+  free(mine);
+  return usage(r, err);
 }
 
 /* ---- outputs --------------------------------------------------------------------------------- */
@@ -181,6 +263,35 @@ static int open_files(cg_run_t *r, char *err, size_t errlen) {
   return 0;
 }
 
+/* Every rank must read the same samples (a node-local copy of the data may differ): the
+ * counts and the names of the training and validation sets, in order, equal rank 0's. */
+static int check_same_data(cg_run_t *r, char *err, size_t errlen) {
+  const cg_comm_t *c = r->c;
+  if (c->size == 1) return 0;
+  int64_t n[2] = {r->ntrain, r->nval};
+  uint64_t h = fnv1a(14695981039346656037ull, n, sizeof n);
+  const cg_source_t *src[2] = {r->train_src, r->val_src};
+  for (int k = 0; k < 2; k++)
+    for (int64_t i = 0; src[k] && i < src[k]->count; i++) {
+      const char *name = cg_source_name(src[k], i);
+      if (name) h = fnv1a(h, name, strlen(name) + 1);
+    }
+  int ndiff;
+  const int other = first_other(c, h, &ndiff);
+  if (!other) return 0;
+  int64_t theirs[2] = {0, 0};
+  if (c->rank == other) CG_CHECK_MPI(MPI_Send(n, 2, MPI_INT64_T, 0, 1, c->world));
+  if (c->rank == 0) {
+    CG_CHECK_MPI(MPI_Recv(theirs, 2, MPI_INT64_T, other, 1, c->world, MPI_STATUS_IGNORE));
+    snprintf(err, errlen, "rank %d reads other data than rank 0: %lld training / %lld "
+             "validation samples (rank 0: %lld / %lld)%s%s; every rank must see the same files",
+             other, (long long)theirs[0], (long long)theirs[1], (long long)n[0], (long long)n[1],
+             theirs[0] == n[0] && theirs[1] == n[1] ? ", under other names" : "",
+             ndiff > 1 ? ", and more ranks differ" : "");
+  }
+  return usage(r, err);
+}
+
 static int open_data(cg_run_t *r, char *err, size_t errlen) {
   const cg_config_t *cfg = r->cfg;
   r->synthetic = !strcmp(cfg->data, "synthetic");
@@ -197,6 +308,8 @@ static int open_data(cg_run_t *r, char *err, size_t errlen) {
   }
   r->ntrain = r->train_src->count;
   r->nval = r->val_src ? r->val_src->count : 0;
+  const int code = check_same_data(r, err, errlen);
+  if (code) return code;
   cg_sampler_t s;
   cg_sampler_init(&s, r->ntrain, r->c->size, r->c->rank, cfg->batch, cfg->seed);
   r->spe = cg_sampler_steps_per_epoch(&s);
@@ -417,7 +530,8 @@ static int prepare_loop(cg_run_t *r, char *err, size_t errlen) {
 
 int cg_run_setup(cg_run_t *r, const cg_config_t *cfg, cg_comm_t *c, cg_guard_t *guard) {
   static int (*const stages[])(cg_run_t *, char *, size_t) = {
-      check_outputs, place_rank, open_data, load_resume, start_devices, prepare_loop};
+      check_same_settings, check_outputs, place_rank, open_data, load_resume, start_devices,
+      prepare_loop};
   memset(r, 0, sizeof *r);
   r->ck_lock = -1;
   r->cfg = cfg;
