@@ -13,7 +13,8 @@
 #  5. a shape that needs hundreds of GB is refused before allocating, with the estimate (exit 2);
 #  6. a second run into a --checkpoint-dir another run is writing to (even with
 #     --overwrite-checkpoints or --resume) is refused (exit 2, naming the holder); the first
-#     run's checkpoints stay as they are, and after it ends the directory can be resumed.
+#     run's checkpoints stay as they are, and after it ends the directory can be resumed; a
+#     holder on another host is waited for.
 set -uo pipefail
 BIN=$1; MPIRUN="$2 --oversubscribe --bind-to none"; BUILD=$3
 T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
@@ -103,22 +104,40 @@ want huge "reduce --batch"
 
 # ---- 6. one run at a time in a checkpoint directory ----
 # a second run (here --overwrite-checkpoints or --resume, which the first refusal lets through)
-# started while another writes there is refused, naming the holder, and changes nothing; once
-# the first has ended, the directory is free again
-timeout 120 $MPIRUN -np 2 $BIN $COMMON --steps 100 --checkpoint-dir $T/busy --checkpoint-every 25 \
-  --keep 100 --test-slow-rank 0 --test-slow-ms 100 > $T/first.log 2>&1 &  # ~10 s
+# started while another writes there is refused, naming the holder, and changes nothing; the
+# first runs until it is told to stop (SIGUSR1 to mpirun: checkpoint, exit 0), so the checks
+# do not race its end; then the directory is free again
+$MPIRUN -np 2 $BIN $COMMON --steps 1000000 --checkpoint-dir $T/busy --checkpoint-every 25 \
+  --keep 1000 --test-slow-rank 0 --test-slow-ms 20 > $T/first.log 2>&1 &
 first=$!
-for _ in $(seq 100); do [ -s $T/busy/.cogpu-dist.lock ] && break; sleep 0.1; done
+for _ in $(seq 300); do [ -s $T/busy/.cogpu-dist.lock ] && break; sleep 0.1; done
+[ -s $T/busy/.cogpu-dist.lock ] || { echo "FAIL: the first run took no lock"; cat $T/first.log; fail=1; }
 run second 2 $MPIRUN -np 2 $BIN $COMMON --steps 4 --checkpoint-dir $T/busy --overwrite-checkpoints
 want second "is in use by another run (pid "
-run second_resume 2 $MPIRUN -np 1 $BIN train --resume $T/busy --steps 200
+run second_resume 2 $MPIRUN -np 1 $BIN train --resume $T/busy --steps 2000000
 want second_resume "is in use by another run"
+kill -USR1 $first
+( sleep 60; kill -9 $first ) > /dev/null 2>&1 &  # never holds the test's output open
+guard=$!
 wait $first || { echo "FAIL: the first run (exit $?):"; cat $T/first.log; fail=1; }
-grep -q "checkpoint: step 100" $T/first.log && echo "  ok: the first run ended at step 100" \
-  || { echo "FAIL: the first run's last checkpoint"; cat $T/first.log; fail=1; }
-[ "$(ls $T/busy/ckpt-*.cgck | wc -l)" -eq 4 ] && echo "  ok: its 4 checkpoints, none replaced" \
-  || { echo "FAIL: $(ls $T/busy)"; fail=1; }
-run after 0 $MPIRUN -np 1 $BIN train --resume $T/busy --steps 102 --threads 1
-want after "checkpoint: step 102"
+kill $guard 2> /dev/null
+stop=$(sed -n 's/.*checkpoint: step \([0-9]*\) .*/\1/p' $T/first.log | tail -1)
+[ -n "$stop" ] && [ -f $T/busy/ckpt-$(printf %010d "$stop").cgck ] &&
+  echo "  ok: the first run stopped at step $stop, its checkpoint there" ||
+  { echo "FAIL: the first run's last checkpoint"; cat $T/first.log; fail=1; }
+if grep -q "checkpoint: step" $T/second.log $T/second_resume.log; then
+  echo "FAIL: a refused run wrote a checkpoint"; fail=1
+fi
+run after 0 $MPIRUN -np 1 $BIN train --resume $T/busy --steps $((stop + 2)) --threads 1
+want after "checkpoint: step $((stop + 2))"
+# a holder on another host (a node that may have died: on NFS its lock outlives it until the
+# server's lease ends) is waited for, up to 120 s; here it lets go after ~4 s
+mkdir -p $T/remote
+printf 'pid 1 on some-other-node since 2026-01-01 00:00:00 UTC\n' > $T/remote/.cogpu-dist.lock
+flock $T/remote/.cogpu-dist.lock sleep 4 > /dev/null 2>&1 &
+sleep 0.5
+run remote 0 $MPIRUN -np 1 $BIN $COMMON --steps 2 --checkpoint-dir $T/remote --threads 1
+want remote "is locked by pid 1 on some-other-node since 2026-01-01 00:00:00 UTC, on another host: waiting up to 120 s"
+want remote "checkpoint: step 2"
 
 exit $fail

@@ -371,6 +371,7 @@ static int list_files(const char *dir, int images, listing_t *l, char *err, size
       }
       const int reg = found && S_ISREG(st.st_mode);
       free(p);
+      errno = 0; /* stat's, not readdir's: the loop's end tests readdir's */
       if (!reg) continue;
     }
     if (l->n == l->cap) {

@@ -274,6 +274,18 @@ int cg_ckpt_prepare_dir(const char *dir, char *err, size_t errlen) {
   return 0;
 }
 
+/* The holder's line of a lock file ("pid P on HOST since T"), and whether HOST is not this one. */
+static int lock_holder(int fd, char *who, size_t len) {
+  const ssize_t n = pread(fd, who, len - 1, 0);
+  who[n > 0 ? n : 0] = 0;
+  who[strcspn(who, "\n")] = 0;
+  char host[128] = "", me[128] = "";
+  long pid;
+  if (sscanf(who, "pid %ld on %127s", &pid, host) != 2 || gethostname(me, sizeof me - 1) != 0)
+    return 0;
+  return strcmp(host, me) != 0;
+}
+
 int cg_ckpt_lock_dir(const char *dir, char *err, size_t errlen) {
   char path[4200];
   snprintf(path, sizeof path, "%s/.cogpu-dist.lock", dir);
@@ -284,7 +296,11 @@ int cg_ckpt_lock_dir(const char *dir, char *err, size_t errlen) {
              "against a second run", path, strerror(errno));
     return -2;
   }
-  if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+  /* A holder on another host may be a node that died: on NFS its lock lasts until the file
+   * server's lease for it ends (about 90 s), so a job requeued elsewhere waits that long. */
+  char who[256] = "";
+  for (int waited = 0;; waited += 2) {
+    if (flock(fd, LOCK_EX | LOCK_NB) == 0) break;
     const int e = errno;
     if (e != EWOULDBLOCK) {
       snprintf(err, errlen, "--checkpoint-dir %.300s: no lock against a second run (%s)", dir,
@@ -292,15 +308,20 @@ int cg_ckpt_lock_dir(const char *dir, char *err, size_t errlen) {
       close(fd);
       return -2;
     }
-    char who[256] = "";
-    const ssize_t n = pread(fd, who, sizeof who - 1, 0);
-    who[n > 0 ? n : 0] = 0;
-    who[strcspn(who, "\n")] = 0;
-    snprintf(err, errlen, "--checkpoint-dir %.300s is in use by another run (%s): two runs in "
-             "one directory would replace each other's checkpoints; wait for it to end, or "
-             "choose another --checkpoint-dir", dir, who[0] ? who : "its holder unknown");
-    close(fd);
-    return -1;
+    const int remote = lock_holder(fd, who, sizeof who);
+    if (!remote || waited >= 120) {
+      snprintf(err, errlen, "--checkpoint-dir %.300s is in use by another run (%s%s): two runs "
+               "in one directory would replace each other's checkpoints; wait for it to end, or "
+               "choose another --checkpoint-dir", dir, who[0] ? who : "its holder unknown",
+               remote ? ", still after 120 s" : "");
+      close(fd);
+      return -1;
+    }
+    if (!waited)
+      fprintf(stderr, "cogpu-dist: --checkpoint-dir %s is locked by %s, on another host: "
+              "waiting up to 120 s (a node that died keeps its lock until its lease ends)\n",
+              dir, who);
+    sleep(2);
   }
   char host[128] = "?", line[320];
   gethostname(host, sizeof host - 1);
@@ -311,8 +332,10 @@ int cg_ckpt_lock_dir(const char *dir, char *err, size_t errlen) {
   if (gmtime_r(&now, &tm)) strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S UTC", &tm);
   const int k = snprintf(line, sizeof line, "pid %ld on %s since %s\n", (long)getpid(), host,
                          when);
-  /* who holds it: a hint for a refused run only, so a failed write is no error */
-  if (ftruncate(fd, 0) == 0) {
+  /* who holds it: a hint for a refused run only, so a failed write is no error; never into a
+   * file with other names (a hard link planted there) */
+  struct stat st;
+  if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_nlink == 1 && ftruncate(fd, 0) == 0) {
     const ssize_t w = pwrite(fd, line, (size_t)k, 0);
     (void)w;
   }

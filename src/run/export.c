@@ -16,6 +16,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h> /* close: the --out lock */
 
 #include "atomic_file.h" /* cg_afile_*: the output written whole or not at all */
 #include "ckpt.h"        /* cg_ckpt_find/read/write: the checkpoint side */
@@ -408,6 +409,27 @@ static void shape_str(const int64_t *s, int nd, char *buf, size_t len) {
   if (o < len) snprintf(buf + o, len - o, "]");
 }
 
+static int cmp_key(const void *a, const void *b) {
+  return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* A key that one object of v (at any depth) holds twice, or NULL. Sorted per object: a hostile
+ * header may hold a million keys. */
+static const char *json_dup_key(const cg_json_t *v) {
+  if (v->type != CG_JSON_OBJ && v->type != CG_JSON_ARR) return NULL;
+  const char *dup = NULL;
+  if (v->type == CG_JSON_OBJ && v->n > 1) {
+    char **k = cg_malloc(sizeof *k * (size_t)v->n, "header keys");
+    memcpy(k, v->keys, sizeof *k * (size_t)v->n);
+    qsort(k, (size_t)v->n, sizeof *k, cmp_key);
+    for (int i = 1; i < v->n && !dup; i++)
+      if (!strcmp(k[i - 1], k[i])) dup = k[i];
+    free(k);
+  }
+  for (int i = 0; i < v->n && !dup; i++) dup = json_dup_key(&v->items[i]);
+  return dup;
+}
+
 /* A JSON number that is an integer in [0, hi] (hi <= 2^53), else -1: no float is converted to
  * an integer type it does not fit. */
 static int64_t json_index(const cg_json_t *v, double hi) {
@@ -525,17 +547,19 @@ int cg_import_parse(const uint8_t *buf, size_t len, cg_model_t *m, cg_ckpt_info_
     cg_json_free(hdr);
     return -1;
   }
-  int rc = meta_read(hdr, m, info, err, errlen);
+  /* no key twice in one object, at any depth: JSON readers differ on which one counts (this
+   * one takes the first, Python's the last), so the two sides would load different weights */
+  const char *dup = json_dup_key(hdr);
+  int rc = 0;
+  if (dup) {
+    snprintf(err, errlen, "%.60s appears twice in one object of the header", dup);
+    rc = -1;
+  }
+  if (!rc) rc = meta_read(hdr, m, info, err, errlen);
   table_t tb;
   if (!rc) table_build(m, &tb);
   for (int i = 0; !rc && i < hdr->n; i++) { /* strict: no name the module does not have */
-    /* and none twice: JSON readers differ on which one counts (Python's takes the last) */
-    for (int k = 0; !rc && k < i; k++)
-      if (!strcmp(hdr->keys[k], hdr->keys[i])) {
-        snprintf(err, errlen, "%.60s appears twice in the header", hdr->keys[i]);
-        rc = -1;
-      }
-    if (rc || !strcmp(hdr->keys[i], "__metadata__")) continue;
+    if (!strcmp(hdr->keys[i], "__metadata__")) continue;
     int j = 0;
     while (j < tb.n && strcmp(tb.t[j].name, hdr->keys[i])) j++;
     if (j == tb.n) {
@@ -590,17 +614,21 @@ int cg_import_main(int argc, char **argv) {
   }
   char **paths = NULL;
   int64_t *steps = NULL;
-  int nck = 0;
+  int nck = 0, lock = -1;
   if (cg_ckpt_prepare_dir(vals[1], err, sizeof err) ||
+      (lock = cg_ckpt_lock_dir(vals[1], err, sizeof err)) == -1 || /* a run writing there */
       cg_ckpt_list(vals[1], &paths, &steps, &nck, err, sizeof err)) {
     fprintf(stderr, "cogpu-dist: error: import: --out: %s\n", err);
+    if (lock >= 0) close(lock);
     free(params);
     return CG_EXIT_USAGE;
   }
+  if (lock == -2) fprintf(stderr, "cogpu-dist: warning: import: %s\n", err);
   cg_ckpt_list_free(paths, steps, nck);
   if (nck > 0) {
     fprintf(stderr, "cogpu-dist: error: import: --out %s already holds %d checkpoint(s): "
             "import into an empty directory\n", vals[1], nck);
+    if (lock >= 0) close(lock);
     free(params);
     return CG_EXIT_USAGE;
   }
@@ -618,6 +646,7 @@ int cg_import_main(int argc, char **argv) {
   float *zeros = cg_calloc(m.nparams, sizeof(float), "adamw moments");
   char path[1024];
   rc = cg_ckpt_write(vals[1], &info, params, zeros, zeros, 1, path, sizeof path, err, sizeof err);
+  if (lock >= 0) close(lock);
   free(zeros);
   free(params);
   if (rc) {
