@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # --trace-out: every rank writes PREFIX.rank<R>.json that loads as a Chrome trace and holds
 # events on each stream track (h2d, compute, comm, d2h), the driving thread and a helper,
-# only for the --trace-steps window.
+# only for the --trace-steps window, each step's compute under its own number.
 set -euo pipefail
 BIN=$1; MPIRUN="$2 --oversubscribe --bind-to none"; BUILD=$3
 T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
@@ -23,5 +23,12 @@ for r in (0, 1):
     steps = {e["args"]["step"] for e in ev}
     assert steps <= set(range(5, 9)), "rank %d: steps outside 5..8: %s" % (r, sorted(steps))
     assert all(e["dur"] >= 0 for e in ev)
+    # each step's compute starts after the driving thread submitted it, and each step of the
+    # window has exactly one (the fetched step's events used to carry the next step's number)
+    sub = {e["args"]["step"]: e["ts"] for e in ev if e["name"] == "submit step"}
+    run = [(e["args"]["step"], e["ts"]) for e in ev if e["name"] == "train step"]
+    assert sorted(s for s, _ in run) == list(range(5, 9)), "rank %d: train steps %s" % (r, run)
+    for s, ts in run:
+        assert s in sub and ts >= sub[s], "rank %d: step %d computed before it was submitted" % (r, s)
     print("PASS rank %d: %d events on %d tracks, steps %s" % (r, len(ev), len(tracks), sorted(steps)))
 PY

@@ -57,8 +57,12 @@ void cg_trace_set_step(cg_trace_t *t, int64_t step) {
 }
 
 void cg_trace_event(cg_trace_t *t, int track, const char *name, double t0, double t1) {
+  if (t) cg_trace_event_step(t, track, name, t0, t1, atomic_load(&t->step));
+}
+
+void cg_trace_event_step(cg_trace_t *t, int track, const char *name, double t0, double t1,
+                         int64_t step) {
   if (!t) return;
-  int64_t step = atomic_load(&t->step);
   if (!cg_trace_on(t, step) || !(t1 >= t0)) return;
   pthread_mutex_lock(&t->mu);
   if (t->n == t->cap) {

@@ -34,6 +34,9 @@ int cg_trace_on(const cg_trace_t *t, int64_t step);
 void cg_trace_set_step(cg_trace_t *t, int64_t step);
 /* A complete event on a track, [t0, t1] in cg_now() seconds, if the current step is traced. */
 void cg_trace_event(cg_trace_t *t, int track, const char *name, double t0, double t1);
+/* The same for a given step: the streams' work of a step fetched while the next one runs. */
+void cg_trace_event_step(cg_trace_t *t, int track, const char *name, double t0, double t1,
+                         int64_t step);
 /* Writes PREFIX.rank<R>.json (atomically) and frees; returns 0 or -1 (a warning is printed). */
 int cg_trace_close(cg_trace_t *t);
 

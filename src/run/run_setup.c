@@ -43,7 +43,7 @@ static int usage(const cg_run_t *r, const char *err) {
   return CG_EXIT_USAGE;
 }
 
-/* ---- the same run on every rank --------------------------------------------------------------- */
+/* ---- the same run on every rank ----------------------------------------------------------- */
 
 static uint64_t fnv1a(uint64_t h, const void *p, size_t n) {
   const unsigned char *b = p;

@@ -55,34 +55,39 @@ double cg_train_lr(const cg_config_t *cfg, int64_t t, int64_t total) {
 /* The step's phases on the compute track: forward, backward with an instant "bucket J ready
  * N" as bucket J's N gradients are complete, AdamW (read back by `cogpu-bench scaling
  * --trace`). */
-static void trace_phases(cg_trace_t *t, const cg_step_out_t *o, const cg_buckets_t *bk) {
+static void trace_phases(cg_trace_t *t, const cg_step_out_t *o, const cg_buckets_t *bk,
+                         int64_t step) {
   if (o->t_bwd[0] > 0 && o->t_compute[0] > 0)
-    cg_trace_event(t, CG_TRACK_COMPUTE, "forward", o->t_compute[0], o->t_bwd[0]);
+    cg_trace_event_step(t, CG_TRACK_COMPUTE, "forward", o->t_compute[0], o->t_bwd[0], step);
   if (o->t_bwd[1] >= o->t_bwd[0] && o->t_bwd[0] > 0)
-    cg_trace_event(t, CG_TRACK_COMPUTE, "backward", o->t_bwd[0], o->t_bwd[1]);
+    cg_trace_event_step(t, CG_TRACK_COMPUTE, "backward", o->t_bwd[0], o->t_bwd[1], step);
   for (int j = 0; j < o->nready && j < bk->n; j++) {
     char name[32];
     snprintf(name, sizeof name, "bucket %d ready %zu", j, bk->len[j]);
-    if (o->t_ready[j] > 0) cg_trace_event(t, CG_TRACK_COMPUTE, name, o->t_ready[j], o->t_ready[j]);
+    if (o->t_ready[j] > 0)
+      cg_trace_event_step(t, CG_TRACK_COMPUTE, name, o->t_ready[j], o->t_ready[j], step);
   }
   if (o->t_opt[1] >= o->t_opt[0] && o->t_opt[0] > 0)
-    cg_trace_event(t, CG_TRACK_COMPUTE, "adamw", o->t_opt[0], o->t_opt[1]);
+    cg_trace_event_step(t, CG_TRACK_COMPUTE, "adamw", o->t_opt[0], o->t_opt[1], step);
 }
 
-/* The backend's stream activity of a fetched step on the timeline. */
-static void trace_streams(cg_trace_t *t, const cg_step_out_t *o, const cg_buckets_t *bk) {
+/* The backend's stream activity of a fetched step on the timeline, under that step's number (the
+ * driving thread is on the next step by then). */
+static void trace_streams(cg_trace_t *t, const cg_step_out_t *o, const cg_buckets_t *bk,
+                          int64_t step) {
   if (!t) return;
-  trace_phases(t, o, bk);
+  trace_phases(t, o, bk, step);
   if (o->t_h2d[1] >= o->t_h2d[0] && o->t_h2d[0] > 0)
-    cg_trace_event(t, CG_TRACK_H2D, "batch upload", o->t_h2d[0], o->t_h2d[1]);
+    cg_trace_event_step(t, CG_TRACK_H2D, "batch upload", o->t_h2d[0], o->t_h2d[1], step);
   if (o->t_compute[1] >= o->t_compute[0] && o->t_compute[0] > 0)
-    cg_trace_event(t, CG_TRACK_COMPUTE, "train step", o->t_compute[0],
-                   o->t_compute[1]);
+    cg_trace_event_step(t, CG_TRACK_COMPUTE, "train step", o->t_compute[0], o->t_compute[1],
+                        step);
   for (int j = 0; j < o->ncomm && j < CG_MAX_BUCKETS; j++)
     if (o->t_comm[j][1] >= o->t_comm[j][0] && o->t_comm[j][0] > 0)
-      cg_trace_event(t, CG_TRACK_COMM, "all-reduce", o->t_comm[j][0], o->t_comm[j][1]);
+      cg_trace_event_step(t, CG_TRACK_COMM, "all-reduce", o->t_comm[j][0], o->t_comm[j][1],
+                          step);
   if (o->t_d2h[1] >= o->t_d2h[0] && o->t_d2h[0] > 0)
-    cg_trace_event(t, CG_TRACK_D2H, "results", o->t_d2h[0], o->t_d2h[1]);
+    cg_trace_event_step(t, CG_TRACK_D2H, "results", o->t_d2h[0], o->t_d2h[1], step);
 }
 
 /* Fetches the results of the oldest submitted step (whose host batch is pb), accounts them and
@@ -95,7 +100,7 @@ static void collect(cg_run_t *r, cg_loader_t *ld, cg_host_batch_t *pb, cg_acc_t 
   cg_nvtx_pop();
   if (train) {
     cg_trace_event(r->trace, CG_TRACK_DRIVER, "wait for results", t_f0, cg_now());
-    trace_streams(r->trace, &out, &r->buckets);
+    trace_streams(r->trace, &out, &r->buckets, pb->step + 1);
   }
   int skipped = 0;
   if (train) {
