@@ -13,7 +13,8 @@
  * the one-rank step (--ref-step-ms, or the timeline's own compute time). */
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
+#include <sched.h>  /* sched_getaffinity: the cores a point's ranks share */
+#include <unistd.h> /* usleep: the ranks left out of a point wait asleep */
 
 #include "bench.h"
 #include "bench_scaling_model.h" // cg_timeline_*, cg_netmodel_*: the timeline and the model
@@ -98,7 +99,18 @@ static int scaling_check(void *arg, char *err, size_t errlen) {
 
 /* The training run on the first pts[k] ranks for each k: the steady img/s in ips[k] on every
  * rank. Returns 0, or the exit code of a run that failed. */
-static int measure(const cg_config_t *cfg, cg_comm_t *c, const int *pts, int np, double *ips) {
+static int measure(const cg_config_t *cfg0, cg_comm_t *c, const int *pts, int np, double *ips) {
+  /* every point's ranks compute with the threads they have in the full job: the cores this
+   * process may use shared among the job's ranks on this node (a point of fewer ranks would
+   * otherwise give its ranks every core while the others wait on them) */
+  cg_config_t run = *cfg0;
+  const cg_config_t *cfg = &run;
+  if (run.threads <= 0) {
+    cpu_set_t cs;
+    const int ncpu = sched_getaffinity(0, sizeof cs, &cs) == 0 ? CPU_COUNT(&cs) : 1;
+    run.threads = ncpu / (c->local_size > 0 ? c->local_size : 1);
+    if (run.threads < 1) run.threads = 1;
+  }
   for (int k = 0; k < np; k++) {
     int n = pts[k], rc = 0;
     MPI_Comm sub;
@@ -115,6 +127,15 @@ static int measure(const cg_config_t *cfg, cg_comm_t *c, const int *pts, int np,
       rc = cg_train_run(cfg, &sc, &res);
       cg_comm_free(&sc);
       MPI_Comm_free(&sub);
+    }
+    /* The ranks left out wait asleep: a blocking collective spins (Open MPI polls), and its
+     * core is one the run's compute threads were given (the 1-rank point ran 10-100x slow). */
+    MPI_Request rq;
+    CG_CHECK_MPI(MPI_Ibarrier(c->world, &rq));
+    for (int done = 0;;) {
+      CG_CHECK_MPI(MPI_Test(&rq, &done, MPI_STATUS_IGNORE));
+      if (done) break;
+      usleep(2000);
     }
     CG_CHECK_MPI(MPI_Bcast(&rc, 1, MPI_INT, 0, c->world));
     if (rc) return rc;
@@ -278,7 +299,7 @@ const cg_bench_t cg_bench_scaling = {
         "  one-rank run here. Per bucket of S bytes on P GPUs (g per node, N nodes, bus\n"
         "  bandwidth B within or across nodes, nccl-tests busbw):\n"
         "    ring = base + 2(P-N) nvlink-us + 2(N-1) net-us + 2(P-1)/P S/B\n"
-        "    tree = 4.4 us + 2((g-1) 1.2 us + ceil(log2 N) 8.5 us) + 2S/(0.9B)\n"
+        "    tree = 4.4 us + 2((g-1) 1.2 us + floor(log2 N) 8.5 us) + 2S/(0.9B)\n"
         "    T_ar = min(ring, tree) (--algo ring: ring)\n"
         "  buckets reduced in ready order: F_b = max(F_(b-1), t_b) + T_ar(S_b); backward runs\n"
         "  (1 + --overlap-slowdown) slower while an all-reduce overlaps it; exposed tail =\n"
