@@ -2,7 +2,8 @@
 # Learning curves (issue 14), CPU backend, 2 ranks, tiny synthetic data (8 steps per epoch):
 #  1. by default a run validates once per epoch; its history (CKPT_DIR/history.jsonl and
 #     --history-csv) has one record per validation with every key, steps increasing; the stats
-#     records carry the latest validation and cogpu-monitor shows it; --metrics-out has
+#     records carry the latest validation (the final one, the final validation) and
+#     cogpu-monitor shows it; --metrics-out has
 #     train_iou (last window) and train_iou_run;
 #  2. validating changes nothing in training: --val-every 0 gives the same loss lines and
 #     bitwise the same parameters; --val-every 5 validates at 5, 10, ... and at the end;
@@ -67,7 +68,9 @@ print("  ok: CSV rows match the JSON lines; --metrics-out has train_iou and trai
 EOF
 grep -c '^validation at step' $T/a.log | grep -qx 2 || { echo "FAIL a: want 2 mid-run validations"; fail=1; }
 grep -q '"val": {"step": 16' $T/a.stats || { echo "FAIL: no validation in the stats records"; fail=1; }
-if $MON --once --plain $T/a.stats > $T/mon.txt 2>&1 && grep -q "validation at step 16: loss" $T/mon.txt
+# the final record carries the final validation (it waits for it), so the monitor ends on it
+grep -q '"final": true.*"val": {"step": 24' $T/a.stats || { echo "FAIL: no final validation in the last stats record"; fail=1; }
+if $MON --once --plain $T/a.stats > $T/mon.txt 2>&1 && grep -q "validation at step 24: loss" $T/mon.txt
 then echo "  ok: cogpu-monitor: $(grep validation $T/mon.txt)"
 else echo "FAIL: cogpu-monitor shows no validation line:"; cat $T/mon.txt; fail=1; fi
 

@@ -26,6 +26,9 @@ struct cg_stats {
   cg_rank_view_t view; /* the table's rows (--report-ranks), resolved */
   int timing;  /* COGPU_STATS_TIMING set: rank 0 prints the gather and format times */
   double val[6]; /* the latest validation: step, loss, iou, dice, acc, classes; step < 0 none */
+  int hold_final;  /* the final record waits for the final validation (cg_stats_hold_final) */
+  char *held;      /* that record without its "val", which goes at held_at */
+  size_t held_at;
 };
 
 /* Derived figures of one rank. */
@@ -173,6 +176,8 @@ static void write_prom(cg_stats_t *s, const fig_t *f, int R, int64_t step, int64
 
 void cg_stats_destroy(cg_stats_t *s) {
   if (!s) return;
+  cg_stats_flush_final(s); /* a held final record is never lost */
+  free(s->held);
   free(s->prom);
   if (s->jsonl) fclose(s->jsonl);
   free(s->names);
@@ -406,19 +411,17 @@ double cg_stats_report(cg_stats_t *s, const cg_window_t *w, int64_t step, int64_
   }
   if (s->prom) write_prom(s, f, R, step, total, final, loss, cluster_ips, straggler, &imb);
   if (s->jsonl) {
-    FILE *j = s->jsonl;
+    /* the line is made in memory: the final one may wait for the final validation */
+    char *line = NULL;
+    size_t len = 0;
+    FILE *j = open_memstream(&line, &len);
+    if (!j) CG_FATAL("out of memory (stats record)");
     fprintf(j, "{\"step\": %lld, \"total_steps\": %lld, \"final\": %s, \"time\": %.3f, ",
             (long long)step, (long long)total, final ? "true" : "false", (double)time(NULL));
     fprintf(j, "\"window_steps\": %.0f, \"gpu_backend\": %s, ", mine[F_STEPS], s->gpu ? "true" : "false");
     json_num(j, "loss", loss, 1);
-    if (s->val[0] >= 0) { /* the latest validation, for cogpu-monitor */
-      fprintf(j, "\"val\": {\"step\": %.0f, ", s->val[0]);
-      json_num(j, "loss", s->val[1], 1);
-      json_num(j, s->val[5] > 1 ? "miou" : "iou", s->val[2], 1);
-      json_num(j, s->val[5] > 1 ? "mdice" : "dice", s->val[3], 1);
-      json_num(j, "acc", s->val[4], 0);
-      fprintf(j, "}, ");
-    }
+    fflush(j);
+    const size_t val_at = len;
     fprintf(j, "\"ranks\": [");
     for (int r = 0; r < R; r++) {
       fprintf(j, "%s{\"rank\": %d, \"host\": \"%s\", \"gpu\": \"%s\", ", r ? ", " : "", r,
@@ -438,8 +441,38 @@ double cg_stats_report(cg_stats_t *s, const cg_window_t *w, int64_t step, int64_
     }
     if (straggler >= 0) fprintf(j, "\"straggler\": %d}}\n", straggler);
     else fprintf(j, "\"straggler\": null}}\n");
-    fflush(j);
+    fclose(j);
+    free(s->held);
+    s->held = line;
+    s->held_at = val_at;
+    if (!(final && s->hold_final)) cg_stats_flush_final(s);
   }
   free(f);
   return loss;
+}
+
+/* The latest validation, for cogpu-monitor. */
+static void write_val(const cg_stats_t *s, FILE *j) {
+  if (s->val[0] < 0) return;
+  fprintf(j, "\"val\": {\"step\": %.0f, ", s->val[0]);
+  json_num(j, "loss", s->val[1], 1);
+  json_num(j, s->val[5] > 1 ? "miou" : "iou", s->val[2], 1);
+  json_num(j, s->val[5] > 1 ? "mdice" : "dice", s->val[3], 1);
+  json_num(j, "acc", s->val[4], 0);
+  fprintf(j, "}, ");
+}
+
+void cg_stats_hold_final(cg_stats_t *s) {
+  if (s) s->hold_final = 1;
+}
+
+void cg_stats_flush_final(cg_stats_t *s) {
+  if (!s || !s->held || !s->jsonl) return;
+  FILE *j = s->jsonl;
+  fwrite(s->held, 1, s->held_at, j);
+  write_val(s, j);
+  fputs(s->held + s->held_at, j);
+  fflush(j);
+  free(s->held);
+  s->held = NULL;
 }

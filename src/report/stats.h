@@ -64,6 +64,11 @@ void cg_stats_set_view(cg_stats_t *s, cg_rank_view_t v);
  * following --stats-out record as "val": {step, loss, iou|miou, dice|mdice, acc}. */
 void cg_stats_set_val(cg_stats_t *s, int64_t step, double loss, double iou, double dice,
                       double acc, int classes);
+/* The run validates after its final report: that record ("final": true) is held until
+ * cg_stats_flush_final, which writes it with the final validation (cg_stats_destroy writes it
+ * too, if still held), so cogpu-monitor ends on the run's last figures. NULL-safe. */
+void cg_stats_hold_final(cg_stats_t *s);
+void cg_stats_flush_final(cg_stats_t *s);
 
 /* The cluster's means over ranks for one window (NAN where a figure is absent). */
 typedef struct {

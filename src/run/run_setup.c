@@ -512,6 +512,7 @@ static int prepare_loop(cg_run_t *r, char *err, size_t errlen) {
   if (r->is_cuda) snprintf(gpu_name, sizeof gpu_name, "%d:%s", r->place->gpu, r->place->gpu_pci);
   r->stats = cg_stats_create(c, gpu_name, r->is_cuda, cfg->stats_out[0] ? cfg->stats_out : NULL);
   cg_stats_set_prom(r->stats, cfg->prom_out);
+  if (r->val_src) cg_stats_hold_final(r->stats); /* finish() validates after the last report */
   cg_rank_view_t view; /* --report-ranks, checked by cg_cli_check */
   char why[128];
   if (!cg_rank_view_parse(cfg->report_ranks, &view, why, sizeof why))

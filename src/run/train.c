@@ -622,6 +622,7 @@ static int finish(cg_run_t *r, loop_t *L, cg_train_result_t *res) {
     f->have_val = 1;
     note_val(r, r->total, &f->val);
     cg_report_validation(r, f, r->total, f->train_s, &f->val, 0);
+    cg_stats_flush_final(r->stats); /* the final record, held for this validation */
   }
   if (r->ckpt_dir && r->last_ckpt_step != r->total && write_ckpt(r, r->total, 0) != 0)
     L->out_rc = 1;
