@@ -6,7 +6,9 @@
 #     uninterrupted run: nothing was lost;
 #  2. SIGUSR1 (Slurm's --signal=USR1@T) to rank 0: the same, with the signal named;
 #  3. a second signal right after the first: that rank exits at once (128 + signal), the job
-#     ends non-zero promptly, and every checkpoint file left is valid (the atomic write).
+#     ends non-zero promptly, and every checkpoint file left is valid (the atomic write);
+#  4. SIGUSR1 to rank 1 during start-up (MPI_Init): kept for the run, which stops after its first
+#     step with a checkpoint and exits 0.
 # Rank processes are found by the OMPI_COMM_WORLD_RANK of their environment among the
 # processes whose command line holds this test's temporary directory, and signalled by pid.
 set -uo pipefail
@@ -89,6 +91,30 @@ if wait_step $dir/log 40 && pid=$(rank_pid "$dir/ck" 1); then
   echo "  checkpoints left, all valid: $(ls $dir/ck | tr '\n' ' ')"
 else
   echo "FAIL twice: the run did not start"; cat $dir/log; fail=1
+fi
+# ---- a signal during start-up (MPI_Init and set-up): kept for the run, which stops at its
+# first step boundary with a checkpoint (it used to end the rank with the signal's default
+# action, exit 138). Sent as soon as rank 1 has the handler (SigCgt): from process start, before
+# MPI_Init, which its line's prefix shows (the guard's own handler names the host instead).
+dir=$T/early; mkdir -p $dir
+$MPIRUN -np 2 $BIN $COMMON $SLOW --steps $STEPS --checkpoint-dir $dir/ck > $dir/log 2>&1 &
+JOB=$!
+sent=
+for _ in $(seq 1000); do
+  if pid=$(rank_pid "$dir/ck" 1); then
+    m=$(awk '/^SigCgt/ {print $2}' /proc/$pid/status 2> /dev/null)
+    if [ -n "$m" ] && (( (0x$m >> 9) & 1 )); then kill -USR1 $pid && sent=1; break; fi
+  fi
+  sleep 0.005
+done
+wait $JOB; rc=$?
+JOB=
+if [ -z "$sent" ]; then echo "FAIL early: rank 1 never had a SIGUSR1 handler"; cat $dir/log; fail=1
+elif [ $rc -eq 0 ] && grep -q "\[rank 1, starting\] SIGUSR1 received during step 0 (start-up)" $dir/log &&
+     grep -q "stopped by SIGUSR1 (rank 1) after step 1 of $STEPS" $dir/log; then
+  echo "early: SIGUSR1 to rank 1 during start-up: exit 0, $(grep -o 'checkpoint [^ ]* written' $dir/log)"
+else
+  echo "FAIL early: exit $rc"; cat $dir/log; fail=1
 fi
 [ $fail -eq 0 ] && echo "test_signals: all passed"
 exit $fail

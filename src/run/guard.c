@@ -116,6 +116,25 @@ static void on_signal(int sig) {
   errno = saved;
 }
 
+/* Set by cg_guard_catch_early: the next create keeps what arrived before it. */
+static atomic_int g_early;
+
+void cg_guard_catch_early(void) {
+  /* the rank as the launcher tells it (MPI does not yet) */
+  const char *r = getenv("OMPI_COMM_WORLD_RANK");
+  if (!r) r = getenv("PMIX_RANK");
+  if (!r) r = getenv("SLURM_PROCID");
+  snprintf(g_prefix, sizeof g_prefix, "[rank %.16s, starting] ", r ? r : "?");
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_signal;
+  sa.sa_flags = SA_RESTART;
+  sigemptyset(&sa.sa_mask);
+  for (int i = 0; i < NSIG_HANDLED; i++) sigaddset(&sa.sa_mask, g_signals[i]);
+  for (int i = 0; i < NSIG_HANDLED; i++) sigaction(g_signals[i], &sa, NULL);
+  atomic_store(&g_early, 1);
+}
+
 int cg_guard_signal(const cg_guard_t *g) {
   (void)g;
   return atomic_load(&g_first_sig);
@@ -215,8 +234,10 @@ cg_guard_t *cg_guard_create(const cg_guard_cfg_t *cfg) {
   pthread_cond_init(&g->cv, &ca);
   pthread_condattr_destroy(&ca);
 
-  atomic_store(&g_sig_count, 0);
-  atomic_store(&g_first_sig, 0);
+  if (!atomic_exchange(&g_early, 0)) { /* else what arrived since process start counts */
+    atomic_store(&g_sig_count, 0);
+    atomic_store(&g_first_sig, 0);
+  }
   atomic_store(&g_beat_step, 0);
   atomic_store(&g_beat_phase, (const char *)NULL);
   g_tab = cg_malloc(sizeof(atomic_llong) * (size_t)cfg->size, "signal step table");

@@ -46,6 +46,11 @@ typedef struct {
 /* Installs the signal handlers and starts the watchdog thread (disarmed).
  * Fatal if another guard exists. */
 cg_guard_t *cg_guard_create(const cg_guard_cfg_t *cfg);
+/* Installs the same stop-signal handlers at process start, before MPI_Init (which can take
+ * seconds on a cluster, and the default action of SIGTERM and SIGUSR1 ends the process): a
+ * signal that early counts for the first cg_guard_create, so the run stops at its first step
+ * boundary as it would for one during training. Only for commands that create a guard. */
+void cg_guard_catch_early(void);
 /* Stops the watchdog and restores the previous handlers. A signal recorded so far is kept
  * (cg_guard_signal(NULL) still returns it) until the next create. NULL is a no-op. */
 void cg_guard_destroy(cg_guard_t *g);

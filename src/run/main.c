@@ -14,6 +14,7 @@
 #include "config.h"
 #include "export.h"
 #include "feat.h"
+#include "guard.h"  /* cg_guard_catch_early: stop signals from process start */
 #include "log.h"
 #include "model.h"
 #include "predict.h"
@@ -52,6 +53,8 @@ int main(int argc, char **argv) {
   if (argc >= 2 && !strcmp(argv[1], "inspect")) return cg_ckpt_inspect_main(argc - 1, argv + 1);
   if (argc >= 2 && !strcmp(argv[1], "export")) return cg_export_main(argc - 1, argv + 1);
   if (argc >= 2 && !strcmp(argv[1], "import")) return cg_import_main(argc - 1, argv + 1);
+  /* train: a stop signal during MPI_Init is kept for the run (guard.h) */
+  if (argc >= 2 && !strcmp(argv[1], "train")) cg_guard_catch_early();
   cg_comm_t c;
   cg_comm_init(&c, &argc, &argv);
   if (argc >= 2 && !strcmp(argv[1], "predict")) { /* its own flags (predict.c) */
