@@ -13,7 +13,6 @@
  * the one-rank step (--ref-step-ms, or the timeline's own compute time). */
 #include <stdlib.h>
 #include <string.h>
-#include <sched.h>  /* sched_getaffinity: the cores a point's ranks share */
 #include <unistd.h> /* usleep: the ranks left out of a point wait asleep */
 
 #include "bench.h"
@@ -22,6 +21,7 @@
 #include "feat.h"
 #include "log.h"
 #include "model.h"
+#include "topo.h"  /* cg_topo_*: a rank's cores in the full job */
 #include "train.h"
 
 typedef struct {
@@ -100,16 +100,14 @@ static int scaling_check(void *arg, char *err, size_t errlen) {
 /* The training run on the first pts[k] ranks for each k: the steady img/s in ips[k] on every
  * rank. Returns 0, or the exit code of a run that failed. */
 static int measure(const cg_config_t *cfg0, cg_comm_t *c, const int *pts, int np, double *ips) {
-  /* every point's ranks compute with the threads they have in the full job: the cores this
-   * process may use shared among the job's ranks on this node (a point of fewer ranks would
-   * otherwise give its ranks every core while the others wait on them) */
+  /* every point's ranks compute with the threads they have in the full job (a point of fewer
+   * ranks would otherwise give its ranks every core while the others wait on them) */
   cg_config_t run = *cfg0;
   const cg_config_t *cfg = &run;
-  if (run.threads <= 0) {
-    cpu_set_t cs;
-    const int ncpu = sched_getaffinity(0, sizeof cs, &cs) == 0 ? CPU_COUNT(&cs) : 1;
-    run.threads = ncpu / (c->local_size > 0 ? c->local_size : 1);
-    if (run.threads < 1) run.threads = 1;
+  if (run.threads <= 0) { /* the full job's plan: one per core of this rank's share */
+    cg_topo_t *t = cg_topo_create(c, CG_TOPO_GPU_NONE);
+    run.threads = cg_topo_plan(t)->ncpus;
+    cg_topo_destroy(t);
   }
   for (int k = 0; k < np; k++) {
     int n = pts[k], rc = 0;

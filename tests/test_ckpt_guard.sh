@@ -121,14 +121,14 @@ kill -USR1 $first
 guard=$!
 wait $first || { echo "FAIL: the first run (exit $?):"; cat $T/first.log; fail=1; }
 kill $guard 2> /dev/null
-stop=$(sed -n 's/.*checkpoint: step \([0-9]*\) .*/\1/p' $T/first.log | tail -1)
+stop=$(sed -n 's/.*stopped by SIGUSR1 .* after step \([0-9]*\) of.*/\1/p' $T/first.log | tail -1)
 [ -n "$stop" ] && [ -f $T/busy/ckpt-$(printf %010d "$stop").cgck ] &&
   echo "  ok: the first run stopped at step $stop, its checkpoint there" ||
   { echo "FAIL: the first run's last checkpoint"; cat $T/first.log; fail=1; }
 if grep -q "checkpoint: step" $T/second.log $T/second_resume.log; then
   echo "FAIL: a refused run wrote a checkpoint"; fail=1
 fi
-run after 0 $MPIRUN -np 1 $BIN train --resume $T/busy --steps $((stop + 2)) --threads 1
+run after 0 $MPIRUN -np 2 $BIN train --resume $T/busy --steps $((stop + 2)) --threads 1
 want after "checkpoint: step $((stop + 2))"
 # a holder on another host (a node that may have died: on NFS its lock outlives it until the
 # server's lease ends) is waited for, up to 120 s; here it lets go after ~4 s

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Start-up failures at every stage of a training run's set-up (src/run/run_setup.c), CPU backend:
 # each ends with exit code 2 and one message from rank 0, after undoing what was made.
-#   settings   ranks started with different settings (synthetic vs files, --lr), or reading
-#              different copies of the data (normal mode only: one command line per rank)
+#   settings   ranks started with different settings (synthetic vs files, --lr, --report-every,
+#              --resume on one rank only), or reading different copies of the data (normal
+#              mode only: one command line per rank)
 #   outputs    an output path in a missing directory; a --checkpoint-dir holding another run's
 #              checkpoints
 #   placement  --backend cuda without a usable GPU (skipped where one is); a shape that cannot
@@ -157,6 +158,10 @@ if [ -z "$MODE" ]; then
   expect kind 2 "rank 1 has --data files (rank 0: synthetic)"
   mpmd lr --lr 0.001 -- --lr 0.002
   expect lr 2 "rank 1 has --lr 0.002 (rank 0: 0.001)"
+  mpmd report --report-every 2 -- --report-every 3  # not stored, but decides the collectives
+  expect report 2 "rank 1 has --report-every 3 (rank 0: 2)"
+  mpmd resume1 -- --resume "$T/ck"
+  expect resume1 2 "some ranks have --resume, others without"
   mpmd copies --data "$T/dA" -- --data "$T/dB"
   expect copies 2 "rank 1 reads other data than rank 0: 9 training / 2 validation samples (rank 0: 10 / 2)"
 fi

@@ -106,6 +106,11 @@ static char *parse_string(parser_t *ps) {
           return NULL;
         }
         ps->p += 4;
+        if (cp == 0) { /* a C string cannot hold it: "x\u0000" would read as "x" */
+          free(out);
+          fail(ps, "\\u0000 in a string");
+          return NULL;
+        }
         if (cp >= 0xD800 && cp < 0xDC00 && ps->p[0] == '\\' && ps->p[1] == 'u') {
           unsigned lo;
           if (!hex4(ps->p + 2, &lo) && lo >= 0xDC00 && lo < 0xE000) {

@@ -2,7 +2,7 @@
  *
  * Ownership: cg_json_parse returns a tree the caller frees with cg_json_free; getters return
  * pointers into it. Numbers are doubles; strings are UTF-8 with escapes decoded (\uXXXX outside
- * ASCII is kept as UTF-8). */
+ * ASCII is kept as UTF-8); \u0000 is refused, as a C string would end there. */
 #ifndef CG_JSON_H
 #define CG_JSON_H
 

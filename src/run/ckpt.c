@@ -20,6 +20,7 @@
 #include "atomic_file.h"
 #include "backend.h"
 #include "crc32.h"
+#include "guard.h" /* cg_guard_signal: a stop signal ends the wait for a lock */
 #include "le.h"
 #include "log.h"
 
@@ -286,14 +287,14 @@ static int lock_holder(int fd, char *who, size_t len) {
   return strcmp(host, me) != 0;
 }
 
-int cg_ckpt_lock_dir(const char *dir, char *err, size_t errlen) {
+int cg_ckpt_lock_dir(const char *dir, const char *flag, char *err, size_t errlen) {
   char path[4200];
   snprintf(path, sizeof path, "%s/.cogpu-dist.lock", dir);
   /* never through a symbolic link planted there: the file is truncated below */
   const int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
   if (fd < 0) {
-    snprintf(err, errlen, "--checkpoint-dir: cannot open its lock '%.300s' (%s): no lock "
-             "against a second run", path, strerror(errno));
+    snprintf(err, errlen, "%s: cannot open its lock '%.300s' (%s): no lock against a second "
+             "run", flag, path, strerror(errno));
     return -2;
   }
   /* A holder on another host may be a node that died: on NFS its lock lasts until the file
@@ -303,24 +304,24 @@ int cg_ckpt_lock_dir(const char *dir, char *err, size_t errlen) {
     if (flock(fd, LOCK_EX | LOCK_NB) == 0) break;
     const int e = errno;
     if (e != EWOULDBLOCK) {
-      snprintf(err, errlen, "--checkpoint-dir %.300s: no lock against a second run (%s)", dir,
+      snprintf(err, errlen, "%s %.300s: no lock against a second run (%s)", flag, dir,
                strerror(e));
       close(fd);
       return -2;
     }
     const int remote = lock_holder(fd, who, sizeof who);
-    if (!remote || waited >= 120) {
-      snprintf(err, errlen, "--checkpoint-dir %.300s is in use by another run (%s%s): two runs "
-               "in one directory would replace each other's checkpoints; wait for it to end, or "
-               "choose another --checkpoint-dir", dir, who[0] ? who : "its holder unknown",
-               remote ? ", still after 120 s" : "");
+    const int sig = cg_guard_signal(NULL); /* a stop signal ends the wait */
+    if (!remote || waited >= 120 || sig) {
+      snprintf(err, errlen, "%s %.300s is in use by another run (%s%s): two runs in one "
+               "directory would replace each other's checkpoints; wait for it to end, or choose "
+               "another %s", flag, dir, who[0] ? who : "its holder unknown",
+               sig ? ", stopped waiting by a signal" : remote ? ", still after 120 s" : "", flag);
       close(fd);
       return -1;
     }
     if (!waited)
-      fprintf(stderr, "cogpu-dist: --checkpoint-dir %s is locked by %s, on another host: "
-              "waiting up to 120 s (a node that died keeps its lock until its lease ends)\n",
-              dir, who);
+      fprintf(stderr, "cogpu-dist: %s %s is locked by %s, on another host: waiting up to 120 s "
+              "(a node that died keeps its lock until its lease ends)\n", flag, dir, who);
     sleep(2);
   }
   char host[128] = "?", line[320];

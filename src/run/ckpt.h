@@ -160,11 +160,12 @@ int cg_ckpt_write(const char *dir, const cg_ckpt_info_t *info, const float *para
  * it ends; on NFS, a dead node's lock lasts until the server's lease for it ends), and writes
  * its pid, host and start time there. Two runs in one directory would replace each other's
  * checkpoints, last and best. A holder on another host is waited for up to 120 s (a job
- * requeued after its node died). Returns the lock's descriptor (>= 0), -1 with err naming the
+ * requeued after its node died; a stop signal ends the wait). flag: the option that named DIR,
+ * for the messages. Returns the lock's descriptor (>= 0), -1 with err naming the
  * holder when another process holds it, or -2 with err when the directory's filesystem takes
  * no locks (the caller warns and goes on). Filesystems that keep flock node-local (Lustre's
  * localflock, BeeGFS by default) exclude runs on one node only. */
-int cg_ckpt_lock_dir(const char *dir, char *err, size_t errlen);
+int cg_ckpt_lock_dir(const char *dir, const char *flag, char *err, size_t errlen);
 
 /* Reads the pointer file DIR/NAME ("best" or "last"): the checkpoint's path (DIR/file) into
  * path, its step, and (best) the metric's name and value. 0, or -1 when absent or malformed. */

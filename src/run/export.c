@@ -616,9 +616,9 @@ int cg_import_main(int argc, char **argv) {
   int64_t *steps = NULL;
   int nck = 0, lock = -1;
   if (cg_ckpt_prepare_dir(vals[1], err, sizeof err) ||
-      (lock = cg_ckpt_lock_dir(vals[1], err, sizeof err)) == -1 || /* a run writing there */
+      (lock = cg_ckpt_lock_dir(vals[1], "--out", err, sizeof err)) == -1 || /* a run there */
       cg_ckpt_list(vals[1], &paths, &steps, &nck, err, sizeof err)) {
-    fprintf(stderr, "cogpu-dist: error: import: --out: %s\n", err);
+    fprintf(stderr, "cogpu-dist: error: import: %s%s\n", lock == -1 ? "" : "--out: ", err);
     if (lock >= 0) close(lock);
     free(params);
     return CG_EXIT_USAGE;

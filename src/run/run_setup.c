@@ -85,9 +85,18 @@ static int check_same_settings(cg_run_t *r, char *err, size_t errlen) {
   snprintf(kind->data, sizeof kind->data, "%s",
            !strcmp(r->cfg->data, "synthetic") ? "synthetic" : "files");
   snprintf(kind->val_data, sizeof kind->val_data, "%s", r->cfg->val_data[0] ? "files" : "");
-  char *mine = cg_malloc(CG_CKPT_SETTINGS_MAX, "settings");
+  char *mine = cg_calloc(1, CG_CKPT_SETTINGS_MAX, "settings"); /* sent whole: no stale bytes */
   cg_settings_json(kind, mine, CG_CKPT_SETTINGS_MAX);
   free(kind);
+  /* and what is not stored but decides which collectives a rank makes */
+  const cg_config_t *cfg = r->cfg;
+  const size_t n = strlen(mine);
+  if (n > 0 && mine[n - 1] == '}')
+    snprintf(mine + n - 1, CG_CKPT_SETTINGS_MAX - (n - 1),
+             ", \"report-every\": \"%lld\", \"check-data\": \"%s\", \"allreduce\": \"%s\", "
+             "\"split\": \"%s\", \"split-every\": \"%d\"}",
+             (long long)cfg->report_every, cfg->check_data ? "on" : "off", cfg->allreduce,
+             cfg->split, cfg->split_every);
   int ndiff;
   const int other = first_other(c, fnv1a(14695981039346656037ull, mine, strlen(mine)), &ndiff);
   if (!other) {
@@ -182,7 +191,7 @@ static int check_outputs(cg_run_t *r, char *err, size_t errlen) {
     }
     if (!rc && cfg->checkpoint_dir[0]) rc = cg_ckpt_prepare_dir(cfg->checkpoint_dir, err, errlen);
     if (!rc && cfg->checkpoint_dir[0]) {
-      r->ck_lock = cg_ckpt_lock_dir(cfg->checkpoint_dir, err, errlen);
+      r->ck_lock = cg_ckpt_lock_dir(cfg->checkpoint_dir, "--checkpoint-dir", err, errlen);
       if (r->ck_lock == -1) rc = -1;
       if (r->ck_lock == -2) cg_log_warn("%s: going on without it", err);
     }
