@@ -32,3 +32,10 @@ for r in (0, 1):
         assert s in sub and ts >= sub[s], "rank %d: step %d computed before it was submitted" % (r, s)
     print("PASS rank %d: %d events on %d tracks, steps %s" % (r, len(ev), len(tracks), sorted(steps)))
 PY
+# a window outside the run is said at start-up (the file would hold no step)
+$MPIRUN -np 1 $BIN train --backend cpu --model-base 4 --model-depth 2 --image-size 32 --batch 4 \
+  --steps 4 --train-samples 16 --val-samples 0 --progress off --threads 1 \
+  --trace-out "$T/none" --trace-steps 10:12 > "$T/none.log" 2>&1
+grep -q "trace-steps 10:12: this run trains steps 1 to 4, so the timeline will hold none" \
+  "$T/none.log" && echo "PASS a window outside the run is warned about" ||
+  { echo "FAIL no warning for a window outside the run"; cat "$T/none.log"; exit 1; }

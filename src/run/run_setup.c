@@ -452,6 +452,9 @@ static int start_devices(cg_run_t *r, char *err, size_t errlen) {
   long long tr_a = 1, tr_b = -1;
   sscanf(cfg->trace_steps, "%lld:%lld", &tr_a, &tr_b);
   r->trace = cg_trace_create(cfg->trace_out, c->rank, c->host, tr_a, tr_b);
+  if (r->trace && c->rank == 0 && (tr_a > r->total || (tr_b >= 0 && tr_b <= r->s0)))
+    cg_log_warn("--trace-steps %s: this run trains steps %lld to %lld, so the timeline will "
+                "hold none of them", cfg->trace_steps, (long long)r->s0 + 1, (long long)r->total);
   /* Gradient all-reduce: NCCL or MPI (--allreduce; nccl_comm.h says how auto chooses). */
   char arnote[320] = "";
   int use_nccl = cg_nccl_choose(c, cfg->allreduce, r->is_cuda, r->device, cfg->deterministic,
