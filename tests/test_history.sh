@@ -81,8 +81,12 @@ if cmp -s $T/a.bin $T/b.bin && diff <(grep '^step ' $T/a.log | cut -d'|' -f1-2) 
                                     <(grep '^step ' $T/b.log | cut -d'|' -f1-2) > /dev/null
 then echo "  ok: --val-every 0 and once per epoch train the same (loss lines, parameters bitwise)"
 else echo "FAIL: validating every epoch changed the training"; fail=1; fi
-run c $MPIRUN -np 2 $BIN $COMMON --epochs 3 --val-every 5 --history-out $T/c.jsonl
+run c $MPIRUN -np 2 $BIN $COMMON --epochs 3 --val-every 5 --history-out $T/c.jsonl \
+  --stats-out $T/c.stats
 check $T/c.jsonl 5 10 15 20 24
+# a report at a validation's step carries that validation (it runs first)
+grep -q '"step": 10, .*"val": {"step": 10,' $T/c.stats && echo "  ok: the step-10 record carries its validation" \
+  || { echo "FAIL: the step-10 stats record lacks the validation of step 10"; fail=1; }
 
 # ---- 3. resume continues the file ----
 run d1 $MPIRUN -np 2 $BIN $COMMON --steps 20 --checkpoint-dir $T/ck2 --history-csv $T/d.csv

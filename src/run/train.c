@@ -584,13 +584,14 @@ static void train_loop(cg_run_t *r, loop_t *L) {
     if (r->bar == 2)
       cg_report_progress(r, step, elapsed, (double)done_samples / elapsed, f->win.last_loss, 0);
     if (r->slow && k + 1 < r->total) usleep((useconds_t)cfg->test_slow_ms * 1000);
+    /* a validation of this step first, so that the report's stats record carries it */
+    if (do_val) validate_at(r, L, k);
     if (report) {
       int helpers = 0;
       const double helper_busy = cg_loader_take_busy(L->ld, &helpers);
       take_conf(L->ld, &f->win); /* the helpers' counts of this window's batches */
       cg_report_window(r, f, step, elapsed, helper_busy, helpers);
     }
-    if (do_val) validate_at(r, L, k);
     if (do_ckpt && do_val && write_ckpt(r, step, 0) != 0) L->out_rc = 1;
   }
   f->train_s = cg_now() - f->t_train0;
