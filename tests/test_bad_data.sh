@@ -100,6 +100,28 @@ expect "shard record with a bad CRC, --skip-bad" 0 "0 bad sample(s) left out at 
 run shard_check 1 $SMALL --data $T/bad.cgds --check-data
 expect "--check-data on a shard" 2 "record 1 (s01): CRC mismatch" "8 sample(s) checked" "1 bad"
 
+# -- a validation image that fails to load weighs nothing: the validation equals one without it
+#    (its loss was divided by 9 for 8 images scored); with none readable, no figures at all
+mkdir -p $T/val8 $T/val0/images $T/val0/masks
+cp -r $D/trunc/images $D/trunc/masks $T/val8/
+rm $T/val8/images/zz.png $T/val8/masks/zz.png
+cp $D/trunc/images/zz.png $T/val0/images/; cp $D/trunc/masks/zz.png $T/val0/masks/
+for v in trunc:$D/trunc val8:$T/val8 val0:$T/val0; do
+  run v_${v%%:*} 1 $SMALL --data $D/good --val-data ${v#*:} --skip-bad --metrics-out $T/m_${v%%:*}.json
+done
+fv() { grep "^final validation" "$T/v_$1.out"; }
+if [ -n "$(fv trunc)" ] && [ "$(fv trunc)" = "$(fv val8)" ] && fv trunc | grep -q "(8 images)"; then
+  echo "PASS a bad validation image weighs nothing: $(fv trunc)"
+else
+  echo "FAIL validation with a bad image: '$(fv trunc)' vs without it: '$(fv val8)'"; fail=1
+fi
+if [ "$RC" -eq 0 ] && grep -q "validation at step 3: no image could be read (all 1 left out by --skip-bad)" \
+     "$T/v_val0.out" && [ -z "$(fv val0)" ] && grep -q '"val_iou": null' $T/m_val0.json; then
+  echo "PASS no readable validation image: no figures"
+else
+  echo "FAIL no readable validation image:"; cat "$T/v_val0.out" $T/m_val0.json; fail=1
+fi
+
 # -- an image that is a dangling symbolic link is named as one (it used to read as a mask
 #    without an image)
 mkdir -p $T/dang

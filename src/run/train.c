@@ -225,9 +225,11 @@ static cg_val_t validate(cg_run_t *r) {
   res.conf = (cg_confusion_t){cnt[0], cnt[1], cnt[2], cnt[3]};
   if (K > 1) cg_comm_sum_i64(r->c, a.confk, K * K);
   res.confk = a.confk; /* the caller frees */
-  /* The last global batch may be short: weight each step's mean by its global count. */
+  /* The last global batch may be short: weight each step's mean by its global count. A sample
+   * --skip-bad left out weighs nothing: the mean is over the images scored. */
   cg_comm_sum_f64(r->c, &a.loss_samples, 1);
-  res.loss = val_src->count ? a.loss_samples / (double)val_src->count : 0;
+  res.images = val_src->count - cnt[4];
+  res.loss = res.images > 0 ? a.loss_samples / (double)res.images : NAN;
   return res;
 }
 
@@ -531,6 +533,7 @@ static void account_step(cg_run_t *r, loop_t *L, int64_t step, double now) {
 /* The latest validation's figures, for the checkpoint of the same step (and DIR/best). */
 static void note_val(cg_run_t *r, int64_t step, const cg_val_t *v) {
   const int K = r->model.nclass;
+  if (v->images <= 0) return; /* nothing was scored: no figures for checkpoints or best */
   r->have_val = 1;
   r->val_step = step;
   r->val_loss = v->loss;
@@ -620,7 +623,7 @@ static int finish(cg_run_t *r, loop_t *L, cg_train_result_t *res) {
                        f->last_window_loss, 1);
   if (r->val_src) {
     f->val = validate(r);
-    f->have_val = 1;
+    f->have_val = f->val.images > 0; /* else the final figures say there were none */
     note_val(r, r->total, &f->val);
     cg_report_validation(r, f, r->total, f->train_s, &f->val, 0);
     cg_stats_flush_final(r->stats); /* the final record, held for this validation */

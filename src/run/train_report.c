@@ -264,6 +264,13 @@ static void history_add(cg_run_t *r, cg_train_figs_t *f, int64_t step, double el
 
 void cg_report_validation(cg_run_t *r, cg_train_figs_t *f, int64_t step, double elapsed,
                           const cg_val_t *v, int print) {
+  if (v->images <= 0) { /* every image failed to load (--skip-bad): no figures to give */
+    if (r->c->rank == 0)
+      printf("validation at step %lld: no image could be read (all %lld left out by "
+             "--skip-bad)\n", (long long)step, (long long)r->nval);
+    fflush(stdout);
+    return;
+  }
   history_add(r, f, step, elapsed, v);
   if (r->c->rank != 0 || !print) return;
   if (r->bar == 2) fputc('\n', stderr);
@@ -305,7 +312,7 @@ static void print_final_k(const cg_run_t *r, const cg_train_figs_t *f, const int
     printf("final validation: loss %.4f  mIoU %.4f  mDice %.4f  accuracy %.4f  (%lld images, %d "
            "classes)\n",
            f->val.loss, cg_confk_miou(f->val.confk, K), cg_confk_mdice(f->val.confk, K),
-           cg_confk_acc(f->val.confk, K), (long long)r->nval, K);
+           cg_confk_acc(f->val.confk, K), (long long)f->val.images, K);
     print_class_table(f->val.confk, K, r->cfg->ignore_index);
   }
 }
@@ -327,7 +334,7 @@ static void print_final(const cg_run_t *r, const cg_train_figs_t *f, const cg_co
     if (f->have_val)
       printf("final validation: loss %.4f  IoU %.4f  Dice %.4f  accuracy %.4f  (%lld images)\n",
              f->val.loss, cg_confusion_iou(&f->val.conf), cg_confusion_dice(&f->val.conf),
-             cg_confusion_acc(&f->val.conf), (long long)r->nval);
+             cg_confusion_acc(&f->val.conf), (long long)f->val.images);
   }
   if (r->c->size > 1)
     printf("gradient all-reduce: %.0f bytes in %s on rank 0 (%lld steps)\n", r->grad_bytes,

@@ -46,9 +46,10 @@ static inline void cg_acc_add_conf(cg_confusion_t *to, const cg_confusion_t *fro
 
 /* One pass over the validation set: the mean loss per sample, counts summed over ranks. */
 typedef struct {
-  double loss;
+  double loss;           /* per image scored; NAN when none was */
   cg_confusion_t conf;
   int64_t *confk;        /* K >= 2: K x K counts summed over ranks (malloc'ed, the holder frees) */
+  int64_t images;        /* the images scored: the set less those --skip-bad left out */
 } cg_val_t;
 
 /* The figures the step loop keeps for the reports. */
