@@ -102,7 +102,8 @@ static const cg_opt_t g_opts[] = {
     CG_OPT_ROW_NUM(I64, "warmup-steps", O(warmup_steps), 0, 1e15, C_TRAIN, "N",
         "linear learning-rate warm-up over the first N steps"),
     CG_OPT_ROW_TEXT(STR, "lr-schedule", O(lr_schedule), "constant|cosine", C_TRAIN, "S",
-        "learning rate after warm-up: constant, or cosine decay to 0 at the last step"),
+        "learning rate after warm-up: constant, or cosine decay to 0 at the end of the last "
+        "step (PyTorch's CosineAnnealingLR over the steps after warm-up)"),
     CG_OPT_ROW_NUM(U64, "seed", O(seed), 0, 1.8e19, C_TRAIN | C_INFO, "N",
         "seed of the initial weights, the data and the shuffles"),
     {"val-every", CG_OPT_I64, O(val_every), 0, 1e15, CG_OPT_NODEF, NULL, C_TRAIN, "N",

@@ -325,6 +325,9 @@ static int open_data(cg_run_t *r, char *err, size_t errlen) {
   cg_sampler_free(&s);
   r->total = cfg->steps > 0 ? cfg->steps : cfg->epochs * r->spe;
   r->global = (int64_t)r->c->size * cfg->batch;
+  if (cfg->warmup_steps > r->total && r->c->rank == 0)
+    cg_log_warn("--warmup-steps %lld is longer than the run's %lld steps: the learning rate "
+                "never reaches --lr", (long long)cfg->warmup_steps, (long long)r->total);
   return 0;
 }
 
