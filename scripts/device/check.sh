@@ -61,15 +61,20 @@ export PYTHONUNBUFFERED=1
 SUMMARY=()
 section() { echo; echo "=== $1   [t = $(( $(date +%s) - T0 )) s]"; }
 record() { SUMMARY+=("$(printf '%-34s %s' "$1" "$2")"); }
-# run_box NAME SECONDS CMD...: time-boxed, status recorded
-run_box() {
-  local name=$1 secs=$2; shift 2
-  local s=$(date +%s)
-  # speed: no box runs past the deadline by more than 30 s (the call's limit is 600 s)
+# box SECONDS: the time box to use; under speed, none runs past the deadline by more than 30 s
+# (the call's limit is 600 s)
+box() {
+  local secs=$1
   if [ -n "${SPEED_CAP:-}" ]; then
-    local cap=$(( BUDGET + 30 - (s - T0) ))
+    local cap=$(( BUDGET + 30 - ($(date +%s) - T0) ))
     [ "$cap" -ge "$secs" ] || secs=$(( cap > 5 ? cap : 5 ))
   fi
+  echo "$secs"
+}
+# run_box NAME SECONDS CMD...: time-boxed, status recorded
+run_box() {
+  local name=$1 secs; secs=$(box "$2"); shift 2
+  local s=$(date +%s)
   timeout "$secs" "$@"
   local rc=$?
   local took=$(( $(date +%s) - s ))
@@ -441,12 +446,7 @@ sp_peer_eager() { # 52 s on an H200
 
 sp_tests() {
   section "ctest -L gpu (4 at a time)"
-  local box=300
-  if [ -n "${SPEED_CAP:-}" ]; then # speed: not past the deadline + 30 s either
-    local cap=$(( BUDGET + 30 - ($(date +%s) - T0) ))
-    [ "$cap" -ge "$box" ] || box=$(( cap > 5 ? cap : 5 ))
-  fi
-  (cd "$BUILD" && timeout "$box" ctest -L gpu -j4 --output-on-failure --timeout 240) \
+  (cd "$BUILD" && timeout "$(box 300)" ctest -L gpu -j4 --output-on-failure --timeout 240) \
     > "$W/ctest-gpu.log" 2>&1
   grep -E "Test +#|tests passed|FAIL|Worst|worst|kernel|TFLOP" "$W/ctest-gpu.log" | head -70
   # a gpu test that skips on the device (a missing library, a second GPU) is named, not hidden

@@ -8,6 +8,7 @@
 #define CG_RNG_H
 
 #include <math.h>
+#include <stddef.h>
 #include <stdint.h>
 
 enum {
@@ -26,6 +27,15 @@ static inline uint64_t cg_mix64(uint64_t z) {
   z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
   z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
   return z ^ (z >> 31);
+}
+
+/* FNV-1a over n bytes, chained from h (start from CG_FNV1A_INIT): a hash of names and
+ * settings, not a generator. */
+#define CG_FNV1A_INIT 0xcbf29ce484222325ULL
+static inline uint64_t cg_fnv1a(uint64_t h, const void *p, size_t n) {
+  const unsigned char *b = (const unsigned char *)p;
+  for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 0x100000001b3ULL;
+  return h;
 }
 
 static inline cg_rng_t cg_rng_make(uint64_t seed, uint64_t purpose, uint64_t a, uint64_t b) {

@@ -141,12 +141,7 @@ typedef struct {
 
 /* FNV-1a over the name, finished with splitmix64 so that near-identical names spread. */
 static uint64_t name_key(const char *name) {
-  uint64_t h = 0xcbf29ce484222325ULL;
-  for (const unsigned char *p = (const unsigned char *)name; *p; p++) {
-    h ^= *p;
-    h *= 0x100000001b3ULL;
-  }
-  return cg_mix64(h);
+  return cg_mix64(cg_fnv1a(CG_FNV1A_INIT, name, strlen(name)));
 }
 
 static int cmp_keyed(const void *a, const void *b) {

@@ -119,19 +119,27 @@ static void on_signal(int sig) {
 /* Set by cg_guard_catch_early: the next create keeps what arrived before it. */
 static atomic_int g_early;
 
+/* on_signal for the stop signals (each blocked while one is handled); the previous actions into
+ * old when not NULL. */
+static void install_handlers(struct sigaction *old) {
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_signal;
+  sa.sa_flags = SA_RESTART; /* file and socket I/O of the loop goes on undisturbed */
+  sigemptyset(&sa.sa_mask);
+  for (int i = 0; i < NSIG_HANDLED; i++) sigaddset(&sa.sa_mask, g_signals[i]);
+  for (int i = 0; i < NSIG_HANDLED; i++)
+    if (sigaction(g_signals[i], &sa, old ? &old[i] : NULL) != 0)
+      CG_FATAL("sigaction(%s): %s", cg_guard_signal_name(g_signals[i]), strerror(errno));
+}
+
 void cg_guard_catch_early(void) {
   /* the rank as the launcher tells it (MPI does not yet) */
   const char *r = getenv("OMPI_COMM_WORLD_RANK");
   if (!r) r = getenv("PMIX_RANK");
   if (!r) r = getenv("SLURM_PROCID");
   snprintf(g_prefix, sizeof g_prefix, "[rank %.16s, starting] ", r ? r : "?");
-  struct sigaction sa;
-  memset(&sa, 0, sizeof sa);
-  sa.sa_handler = on_signal;
-  sa.sa_flags = SA_RESTART;
-  sigemptyset(&sa.sa_mask);
-  for (int i = 0; i < NSIG_HANDLED; i++) sigaddset(&sa.sa_mask, g_signals[i]);
-  for (int i = 0; i < NSIG_HANDLED; i++) sigaction(g_signals[i], &sa, NULL);
+  install_handlers(NULL);
   atomic_store(&g_early, 1);
 }
 
@@ -244,15 +252,7 @@ cg_guard_t *cg_guard_create(const cg_guard_cfg_t *cfg) {
   for (int r = 0; r < cfg->size; r++) atomic_init(&g_tab[r], -1);
   atomic_store(&g_tab_n, cfg->size);
   snprintf(g_prefix, sizeof g_prefix, "[rank %d %s] ", cfg->rank, g->host);
-  struct sigaction sa;
-  memset(&sa, 0, sizeof sa);
-  sa.sa_handler = on_signal;
-  sa.sa_flags = SA_RESTART; /* file and socket I/O of the loop goes on undisturbed */
-  sigemptyset(&sa.sa_mask);
-  for (int i = 0; i < NSIG_HANDLED; i++) sigaddset(&sa.sa_mask, g_signals[i]);
-  for (int i = 0; i < NSIG_HANDLED; i++)
-    if (sigaction(g_signals[i], &sa, &g_old[i]) != 0)
-      CG_FATAL("sigaction(%s): %s", cg_guard_signal_name(g_signals[i]), strerror(errno));
+  install_handlers(g_old);
 
   if (pthread_create(&g->thread, NULL, watchdog, g) != 0)
     CG_FATAL("pthread_create (watchdog): %s", strerror(errno));

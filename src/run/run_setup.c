@@ -35,6 +35,7 @@
 #include "nccl_comm.h" /* cg_nccl_*: the NCCL gradient all-reduce and how auto chooses it */
 #include "preflight.h" /* cg_preflight_*: will the model and its batches fit */
 #include "json.h"      /* cg_json_parse: which setting differs between two ranks */
+#include "rng.h"       /* cg_fnv1a: the ranks' settings and sample names compared by hash */
 #include "run_settings.h" /* cg_settings_json: the settings every rank must share */
 
 /* Rank 0 says what went wrong (err is the same on every rank, or only rank 0's counts). */
@@ -44,12 +45,6 @@ static int usage(const cg_run_t *r, const char *err) {
 }
 
 /* ---- the same run on every rank ----------------------------------------------------------- */
-
-static uint64_t fnv1a(uint64_t h, const void *p, size_t n) {
-  const unsigned char *b = p;
-  for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 1099511628211ull;
-  return h;
-}
 
 /* Every rank hashes what it holds; 0 when all agree, else the lowest rank whose hash differs
  * from rank 0's (every rank gets it) and, on rank 0, how many differ. Collective. */
@@ -98,7 +93,7 @@ static int check_same_settings(cg_run_t *r, char *err, size_t errlen) {
              (long long)cfg->report_every, cfg->check_data ? "on" : "off", cfg->allreduce,
              cfg->split, cfg->split_every);
   int ndiff;
-  const int other = first_other(c, fnv1a(14695981039346656037ull, mine, strlen(mine)), &ndiff);
+  const int other = first_other(c, cg_fnv1a(CG_FNV1A_INIT, mine, strlen(mine)), &ndiff);
   if (!other) {
     free(mine);
     return 0;
@@ -278,12 +273,12 @@ static int check_same_data(cg_run_t *r, char *err, size_t errlen) {
   const cg_comm_t *c = r->c;
   if (c->size == 1) return 0;
   int64_t n[2] = {r->ntrain, r->nval};
-  uint64_t h = fnv1a(14695981039346656037ull, n, sizeof n);
+  uint64_t h = cg_fnv1a(CG_FNV1A_INIT, n, sizeof n);
   const cg_source_t *src[2] = {r->train_src, r->val_src};
   for (int k = 0; k < 2; k++)
     for (int64_t i = 0; src[k] && i < src[k]->count; i++) {
       const char *name = cg_source_name(src[k], i);
-      if (name) h = fnv1a(h, name, strlen(name) + 1);
+      if (name) h = cg_fnv1a(h, name, strlen(name) + 1);
     }
   int ndiff;
   const int other = first_other(c, h, &ndiff);
