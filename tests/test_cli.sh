@@ -32,6 +32,14 @@ expect_usage "batch not a number" "--batch: 'x' is not a whole number" train $SM
 expect_usage "image size not divisible" "--image-size: 36 is not divisible by 2^depth = 8" train --model-depth 3 --image-size 36
 expect_usage "negative learning rate" "--lr: -0.1 is out of range (0, 10]" train $SMALL --lr -0.1
 expect_usage "zero learning rate" "--lr: 0 is out of range (0, 10]" train $SMALL --lr 0
+expect_usage "hex float" "--lr: '0x1p-10' is not a number" train $SMALL --lr 0x1p-10
+expect_usage "infinity" "--lr: 'inf' is not a number" train $SMALL --lr inf
+expect_usage "leading blank" "--batch: ' 4' is not a whole number" train $SMALL --batch " 4"
+expect_usage "size with a blank" "--bucket-mb: ' 1' is not a number" train $SMALL --bucket-mb " 1"
+expect_usage "--val-fraction with --val-data" "--val-fraction: not used with --val-data" \
+  train $SMALL --data "$T" --val-data "$T" --val-fraction 0.2
+expect_usage "--test-slow-rank beyond the job" "--test-slow-rank: rank 2 does not exist (the job \
+has 2 ranks)" train $SMALL --test-slow-rank 2 --test-slow-ms 1
 expect_usage "bad choice" "--backend: 'tpu' is not one of auto|cpu|cuda" train --backend tpu
 expect_usage "precision on cpu" "--precision" train $SMALL --precision bf16
 expect_usage "--val-data with synthetic data" "--val-data $T: separate validation data goes with" \

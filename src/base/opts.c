@@ -100,7 +100,7 @@ static int set_onoff(const cg_opt_t *o, const char *v, int *p, char *err, size_t
 static int set_bytes(const cg_opt_t *o, const char *v, size_t *p, char *err, size_t errlen) {
   char *end = NULL;
   errno = 0;
-  const unsigned long long n = v[0] == '-' ? 0 : strtoull(v, &end, 10);
+  const unsigned long long n = v[0] >= '0' && v[0] <= '9' ? strtoull(v, &end, 10) : 0;
   unsigned long long mul = 1;
   if (end && end != v && *end) {
     const char *u = "KkMmGg", *s = strchr(u, *end);
@@ -123,8 +123,9 @@ static int set_ints(const cg_opt_t *o, const char *v, cg_opt_ints_t *p, char *er
   for (const char *s = v;;) {
     char *end = NULL;
     errno = 0;
-    const long long x = strtoll(s, &end, 10);
-    if (end == s || (*end && *end != ',') || errno == ERANGE) {
+    const int sign = *s == '-' || *s == '+';
+    const long long x = s[sign] >= '0' && s[sign] <= '9' ? strtoll(s, &end, 10) : 0;
+    if (!end || end == s || (*end && *end != ',') || errno == ERANGE) {
       snprintf(err, errlen, "--%s: '%s' is not a comma-separated list of whole numbers", o->name,
                v);
       return -1;
@@ -146,11 +147,23 @@ static int set_ints(const cg_opt_t *o, const char *v, cg_opt_ints_t *p, char *er
   return 0;
 }
 
+/* Plain decimal text: digits with an optional sign, and for a real number a point and an
+ * exponent. strtod alone would take "0x1p-10", "inf" and leading blanks too. */
+static int plain_decimal(const char *v, int real) {
+  if (!*v) return 0;
+  for (const char *s = v; *s; s++)
+    if (!((*s >= '0' && *s <= '9') || *s == '-' || *s == '+' ||
+          (real && (*s == '.' || *s == 'e' || *s == 'E'))))
+      return 0;
+  return 1;
+}
+
 static int set_number(const cg_opt_t *o, const char *v, char *p, char *err, size_t errlen) {
   errno = 0;
   char *end = NULL;
   double d = 0;
-  if (o->type == CG_OPT_DBL) d = strtod(v, &end);
+  if (!plain_decimal(v, o->type == CG_OPT_DBL)) end = (char *)v; /* rejected below */
+  else if (o->type == CG_OPT_DBL) d = strtod(v, &end);
   else if (o->type == CG_OPT_U64 && v[0] == '-') end = (char *)v; /* strtoull would wrap it */
   else if (o->type == CG_OPT_U64) d = (double)strtoull(v, &end, 10);
   else d = (double)strtoll(v, &end, 10);
@@ -229,6 +242,27 @@ int cg_opts_parse(const cg_opts_set_t *sets, int nsets, int argc, char **argv, c
       val = argv[++i];
     }
     if (set_value(o, val, dst, err, errlen)) return -1;
+  }
+  return 0;
+}
+
+int cg_opts_given(const cg_opts_set_t *set, int argc, char *const *argv, const char *name) {
+  for (int i = 0; i < argc; i++) {
+    const char *a = argv[i];
+    if (strncmp(a, "--", 2) != 0) continue;
+    const char *n = a + 2, *eq = strchr(n, '=');
+    const size_t k = eq ? (size_t)(eq - n) : strlen(n);
+    char nb[64];
+    snprintf(nb, sizeof nb, "%.*s", (int)(k < 63 ? k : 63), n);
+    void *dst;
+    const cg_opt_t *o = find(set, 1, nb, &dst);
+    if (o && !strcmp(o->name, name)) return 1;
+    if (!o || eq || o->type == CG_OPT_FLAG) continue;
+    if (o->type == CG_OPT_OPTSTR) {
+      if (i + 1 < argc && argv[i + 1][0] != '-') i++;
+    } else {
+      i++;
+    }
   }
   return 0;
 }

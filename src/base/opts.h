@@ -89,6 +89,10 @@ typedef struct {
 int cg_opts_parse(const cg_opts_set_t *sets, int nsets, int argc, char **argv, const char *cmd,
                   const char *prog, char *err, size_t errlen);
 
+/* Whether --name is among argv[0..argc) (as cg_opts_parse walks them: a value is not taken for
+ * an option). For the checks that depend on an option being given, not on its value. */
+int cg_opts_given(const cg_opts_set_t *set, int argc, char *const *argv, const char *name);
+
 /* Writes title (when not NULL) and a line "  --name METAVAR   help [default]" per row of the
  * set, the default read from set->dst. */
 void cg_opts_print(FILE *f, const char *title, const cg_opts_set_t *set);

@@ -89,25 +89,9 @@ static int set_stored(const cg_opt_t *o, cg_config_t *cfg, const char *v) {
   return errno || end == v || *end ? -1 : 0;
 }
 
-/* Was --name on the command line? The options are walked as cg_opts_parse takes them. */
+/* Was --name on the command line? */
 static int given(const cg_config_t *cfg, const cg_opts_set_t *set, const char *name) {
-  for (int i = 0; i < cfg->argc; i++) {
-    const char *a = cfg->argv[i];
-    if (strncmp(a, "--", 2) != 0) continue;
-    const char *n = a + 2, *eq = strchr(n, '=');
-    const size_t k = eq ? (size_t)(eq - n) : strlen(n);
-    char nb[64];
-    snprintf(nb, sizeof nb, "%.*s", (int)(k < 63 ? k : 63), n);
-    const cg_opt_t *o = row(set, nb);
-    if (o && !strcmp(o->name, name)) return 1;
-    if (!o || eq || o->type == CG_OPT_FLAG) continue;
-    if (o->type == CG_OPT_OPTSTR) {
-      if (i + 1 < cfg->argc && cfg->argv[i + 1][0] != '-') i++;
-    } else {
-      i++;
-    }
-  }
-  return 0;
+  return cg_opts_given(set, cfg->argc, cfg->argv, name);
 }
 
 /* JSON string body of s (quotes and backslashes escaped, control bytes as \u00XX). */

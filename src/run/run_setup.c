@@ -172,7 +172,12 @@ static int check_no_checkpoints(const char *dir, char *err, size_t errlen) {
 static int check_outputs(cg_run_t *r, char *err, size_t errlen) {
   const cg_config_t *cfg = r->cfg;
   int rc = 0;
-  if (r->c->rank == 0) {
+  if (r->c->rank == 0 && cfg->test_slow_rank >= r->c->size) { /* the one flag naming a rank */
+    snprintf(err, errlen, "--test-slow-rank: rank %d does not exist (the job has %d rank%s)",
+             cfg->test_slow_rank, r->c->size, r->c->size > 1 ? "s" : "");
+    rc = -1;
+  }
+  if (r->c->rank == 0 && !rc) {
     rc = check_output_path("--metrics-out", cfg->metrics_out, err, errlen);
     if (!rc) rc = check_output_path("--params-out", cfg->params_out, err, errlen);
     if (!rc) rc = check_output_path("--stats-out", cfg->stats_out, err, errlen);
