@@ -54,8 +54,8 @@ static const cg_opt_t g_opts[] = {
         "separate validation data (directory or .cgds), with --data DIR or FILE.cgds; default: "
         "--val-fraction of --data"),
     CG_OPT_ROW_NUM(DBL, "val-fraction", O(val_fraction), 0, 0.9, C_TRAIN, "F",
-        "real data: fraction held out for validation (0 to 0.9), chosen by a hash of the file "
-        "names"),
+        "real data without --val-data: fraction held out for validation (0 to 0.9), chosen by "
+        "a hash of the file names"),
     CG_OPT_ROW_NUM(I64, "train-samples", O(train_samples), 1, 1e12, C_TRAIN, "N",
         "synthetic: size of the training set"),
     CG_OPT_ROW_NUM(I64, "val-samples", O(val_samples), 0, 1e12, C_TRAIN, "N",
