@@ -41,6 +41,20 @@ grep -q "skipping a bad sample (--skip-bad): .*mask value 3" "$T/skip.log" || \
 grep -qE -- "--skip-bad: .*skipped" "$T/skip.log" || fail "--skip-bad did not count"
 echo "ok: --skip-bad skips and counts masks with values outside the classes"
 
+# binary masks saved as 0/255 trained as K = 2: 255 is the default ignore label, so rank 0 warns
+$BENCH make-pngs --out "$T/b" --count 8 --image-size 32 > /dev/null
+$MPIRUN -np 1 $BIN train $SMALL --data "$T/b" --num-classes 2 --steps 1 --val-fraction 0.25 \
+  > "$T/b.log" 2>&1 || { cat "$T/b.log"; fail "0/255 run failed"; }
+grep -q "hold only 0 and 255, and 255 is the ignore label" "$T/b.log" || \
+  { cat "$T/b.log"; fail "no warning for 0/255 masks with --num-classes 2"; }
+for k in "--num-classes 1" "--num-classes 2 --ignore-index -1"; do
+  set +e; $MPIRUN -np 1 $BIN train $SMALL --data "$T/b" $k --steps 1 --val-fraction 0.25 \
+    > "$T/b1.log" 2>&1; set -e
+  ! grep -q "hold only 0 and 255" "$T/b1.log" || fail "the 0/255 warning with $k"
+done
+grep -q "hold only 0 and 255" "$T/skip.log" && fail "the 0/255 warning for class-id masks"
+echo "ok: 0/255 masks with --num-classes 2 are warned about"
+
 # shards: pack stores the class ids (raw or PNG masks); a shard trains exactly like its
 # directory; a shard read with too few classes names the record, the value and K
 V="--num-classes 4 --steps 2 --val-fraction 0.25 --seed 3"

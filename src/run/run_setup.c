@@ -301,6 +301,38 @@ static int check_same_data(cg_run_t *r, char *err, size_t errlen) {
   return usage(r, err);
 }
 
+/* A binary data set saved as 0/255 masks, trained with --num-classes >= 2: 255 is the default
+ * --ignore-index, so every foreground pixel would be left out of the loss and the metrics. Rank
+ * 0 looks at the first training masks (it stops at the first pixel of a class other than 0)
+ * and warns when they hold only 0 and 255. */
+static void warn_masks_0_255(const cg_run_t *r) {
+  const cg_config_t *cfg = r->cfg;
+  if (r->synthetic || r->c->rank != 0 || cfg->num_classes < 2 || cfg->ignore_index != 255)
+    return;
+  cg_source_t *s = r->train_src;
+  const int64_t n = s->count < 8 ? s->count : 8;
+  const size_t px = (size_t)s->h * (size_t)s->w;
+  uint8_t *rgb = cg_malloc(3 * px, "mask check"), *mask = cg_malloc(px, "mask check");
+  int64_t looked = 0, ignored = 0, other = 0;
+  char why[512];
+  for (int64_t i = 0; i < n && !other; i++) {
+    if (cg_source_load(s, i, rgb, mask, why, sizeof why) != 0) continue; /* met again later */
+    looked++;
+    for (size_t p = 0; p < px; p++) {
+      ignored += mask[p] == 255;
+      other += mask[p] != 255 && mask[p] != 0;
+    }
+  }
+  free(rgb);
+  free(mask);
+  if (looked && ignored && !other)
+    cg_log_warn("the first %lld training mask(s) of %s hold only 0 and 255, and 255 is the "
+                "ignore label (--ignore-index 255, the default with --num-classes %d): no pixel "
+                "would train a class other than 0. Binary masks saved as 0/255 train with "
+                "--num-classes 1 (a pixel > 0 is foreground)",
+                (long long)looked, cfg->data, cfg->num_classes);
+}
+
 static int open_data(cg_run_t *r, char *err, size_t errlen) {
   const cg_config_t *cfg = r->cfg;
   r->synthetic = !strcmp(cfg->data, "synthetic");
@@ -319,6 +351,7 @@ static int open_data(cg_run_t *r, char *err, size_t errlen) {
   r->nval = r->val_src ? r->val_src->count : 0;
   const int code = check_same_data(r, err, errlen);
   if (code) return code;
+  warn_masks_0_255(r);
   cg_sampler_t s;
   cg_sampler_init(&s, r->ntrain, r->c->size, r->c->rank, cfg->batch, cfg->seed);
   r->spe = cg_sampler_steps_per_epoch(&s);
