@@ -36,7 +36,7 @@ expect_usage "hex float" "--lr: '0x1p-10' is not a number" train $SMALL --lr 0x1
 expect_usage "infinity" "--lr: 'inf' is not a number" train $SMALL --lr inf
 expect_usage "leading blank" "--batch: ' 4' is not a whole number" train $SMALL --batch " 4"
 expect_usage "size with a blank" "--bucket-mb: ' 1' is not a number" train $SMALL --bucket-mb " 1"
-expect_usage "--val-fraction with --val-data" "--val-fraction: not used with --val-data" \
+expect_usage "--val-fraction with --val-data" "--val-fraction: 0.2 of --data held out, and --val-data" \
   train $SMALL --data "$T" --val-data "$T" --val-fraction 0.2
 expect_usage "--test-slow-rank beyond the job" "--test-slow-rank: rank 2 does not exist (the job \
 has 2 ranks)" train $SMALL --test-slow-rank 2 --test-slow-ms 1

@@ -68,9 +68,13 @@ for e in raw png; do
     fail "the $e shard does not train like its directory"
 done
 echo "ok: K = 4 shards (raw, png) train exactly like their directory"
-expect2 "mask value 3 is not a class id of --num-classes 3" \
+# the shard records its classes: read with others, it is refused at start-up, naming both
+expect2 "k_png.cgds: packed with --num-classes 4 --ignore-index 255, read with --num-classes 3" \
   $MPIRUN -np 1 $BIN train $SMALL --data "$T/k_png.cgds" --num-classes 3 --steps 2
-grep -qE "k_png.cgds: record [0-9]+ \([0-9]+\): mask value 3" "$T/o" || fail "record not named"
+$BIN pack --images "$T/d/images" --masks "$T/d/masks" --out "$T/bin.cgds" --image-size 32 \
+  > /dev/null
+expect2 "bin.cgds: packed with --num-classes 1 --ignore-index -1, read with --num-classes 4" \
+  $MPIRUN -np 1 $BIN train $SMALL --data "$T/bin.cgds" --num-classes 4 --steps 2
 expect2 "--ignore-index: 2 is a class id" $BIN pack --images "$T/d/images" --masks "$T/d/masks" \
   --out "$T/x.cgds" --num-classes 4 --ignore-index 2
 expect2 "--num-classes: '0' is not an integer in 1..255" $BIN pack --images "$T/d/images" \
@@ -86,7 +90,18 @@ $BIN inspect "$T/ck/ckpt-0000000002.cgck" > "$T/i.log"
 grep -q "classes:       4, ignore label 255, masks with a palette" "$T/i.log" || \
   { cat "$T/i.log"; fail "inspect does not show the classes and the palette"; }
 grep -q "version 4" "$T/i.log" || fail "not version 4"
-echo "ok: palette masks train; the checkpoint keeps K, the ignore label and the palette"
+# the same from a shard of them: the shard keeps the palette, and so does the checkpoint
+$BIN pack --images "$T/p/images" --masks "$T/p/masks" --out "$T/p.cgds" --image-size 32 \
+  --num-classes 4 > /dev/null
+$MPIRUN -np 1 $BIN train $SMALL --data "$T/p.cgds" --num-classes 4 --steps 2 --val-fraction 0.25 \
+  --checkpoint-dir "$T/ckp" > "$T/ps.log" 2>&1 || { cat "$T/ps.log"; fail "palette shard run"; }
+$BIN inspect "$T/ckp/ckpt-0000000002.cgck" > "$T/ip.log"
+grep -q "classes:       4, ignore label 255, masks with a palette" "$T/ip.log" || \
+  { cat "$T/ip.log"; fail "a shard of palette masks lost the palette"; }
+diff <(grep "final validation" "$T/p.log") <(grep "final validation" "$T/ps.log") ||
+  fail "the palette shard does not train like its directory"
+echo "ok: palette masks train (directory and shard); the checkpoint keeps K, the ignore label" \
+  "and the palette"
 expect2 "--num-classes: the checkpoint has 4, the command line 5" \
   $MPIRUN -np 1 $BIN train $SMALL --data "$T/p" --num-classes 5 --steps 4 --val-fraction 0.25 \
   --resume "$T/ck/ckpt-0000000002.cgck"

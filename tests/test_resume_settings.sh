@@ -150,7 +150,8 @@ run sold $MPIRUN -np 2 $BIN train --resume $T/sold --params-out $T/sold.bin
 echo "an old synthetic checkpoint, resumed from step 20 to 40, vs uninterrupted (bitwise):"
 $CMP $T/sold.bin $T/plain.bin 0 bitwise || fail=1
 # a run of this build that validates on its training data (--val-data = --data) keeps doing so
-run same $MPIRUN -np 2 $BIN $REAL --val-data $T/pngs --checkpoint-dir $T/same --checkpoint-every 8
+run same $MPIRUN -np 2 $BIN ${REAL/--val-fraction 0.25/} --val-data $T/pngs \
+  --checkpoint-dir $T/same --checkpoint-every 8
 rm -f $T/same/ckpt-0000000016.cgck
 run same2 $MPIRUN -np 2 $BIN train --resume $T/same
 want same2 "$(grep -m1 "^data: " "$T/same.log")"

@@ -1,4 +1,5 @@
-/* test_shards.c: encoded .cgds shards (issue 13: `pack --encoding raw|jpeg|png`, version 2).
+/* test_shards.c: encoded .cgds shards (issue 13: `pack --encoding raw|jpeg|png`, version 2;
+ * version 3 adds the labels block).
  *
  * One directory of mixed inputs (PNG and JPEG images of several sizes, PNG masks) is packed at
  * 32 x 32 four ways: raw (version 2), raw written as version 1 (the old layout), png and jpeg.
@@ -258,6 +259,64 @@ static void test_encodings(void) {
   free(jpg.rgb), free(jpg.mask);
 }
 
+/* Version 3 says what its masks hold; version 2 still reads and does not say. */
+static void test_labels(void) {
+  char dir[128], v3[128], v2[128], bad[128], im[256], mk[256], err[1024];
+  at(dir, sizeof dir, "in");
+  at(v3, sizeof v3, "labels_v3.cgds");
+  at(v2, sizeof v2, "labels_v2.cgds");
+  at(bad, sizeof bad, "labels_bad.cgds");
+  snprintf(im, sizeof im, "%s/images", dir);
+  snprintf(mk, sizeof mk, "%s/masks", dir);
+  loaded_t a = {0}, b = {0};
+  if (pack_and_load(dir, v3, CG_CGDS_RAW, 0, &a) || pack_and_load(dir, v2, CG_CGDS_RAW, 2, &b))
+    return;
+  CG_TEST_CHECK(a.n == b.n && !memcmp(a.rgb, b.rgb, (size_t)a.n * S * S * 3) &&
+                    !memcmp(a.mask, b.mask, (size_t)a.n * S * S) &&
+                    a.bytes == b.bytes + CG_CGDS_LABELS_BYTES,
+                "version 2 does not read as version 3 (%llu vs %llu bytes)",
+                (unsigned long long)b.bytes, (unsigned long long)a.bytes);
+  int k = 0, ig = 0;
+  cg_source_t *s = cg_source_open(v3, S, 1, 0, err, sizeof err);
+  CG_TEST_CHECK(s && cg_cgds_labels(s, &k, &ig) == 1 && k == 1 && ig == -1 && s->npal == 0,
+                "v3 binary shard: labels %d / %d", k, ig);
+  cg_source_destroy(s);
+  s = cg_source_open(v2, S, 1, 0, err, sizeof err);
+  CG_TEST_CHECK(s && cg_cgds_labels(s, &k, &ig) == 0, "a version-2 shard claims labels");
+  cg_source_destroy(s);
+  /* read as 4 classes: the binary v3 shard is refused at open, the v2 one opens (its records
+   * are checked one by one) */
+  const cg_source_opts_t k4 = {.size = S, .max_pixels = CG_PNG_DEFAULT_MAX_PIXELS, .nclass = 4,
+                               .ignore = 255};
+  s = cg_source_open_opts(v3, &k4, err, sizeof err);
+  CG_TEST_CHECK(!s && contains(err, "packed with --num-classes 1 --ignore-index -1, read with "
+                               "--num-classes 4 --ignore-index 255"), "v3 as K = 4: '%s'",
+                s ? "opened" : err);
+  cg_source_destroy(s);
+  s = cg_source_open_opts(v2, &k4, err, sizeof err);
+  CG_TEST_CHECK(s != NULL, "v2 as K = 4: %s", err);
+  cg_source_destroy(s);
+  /* K = 3 with ignore 200, packed from 0/255 masks: the pack refuses value 255 */
+  const cg_cgds_pack_opts_t o3 = {S, CG_PNG_DEFAULT_MAX_PIXELS, CG_CGDS_RAW, 0, 0, 3, 200};
+  CG_TEST_CHECK(cg_cgds_pack_opts(im, mk, bad, &o3, NULL, NULL, err, sizeof err) ==
+                    CG_CGDS_EINPUT && contains(err, "mask value 255"), "K = 3 pack: '%s'", err);
+  /* a corrupt labels block behind valid CRCs is refused at open */
+  size_t n = 0;
+  uint8_t *sh = slurp(v3, &n);
+  uint8_t *lb = sh + n - CG_CGDS_LABELS_BYTES;
+  CG_TEST_CHECK(!memcmp(lb, CG_CGDS_LABELS_MAGIC, 4), "no labels block at the end");
+  cg_le_put_u32(lb + 4, 0); /* 0 classes */
+  fix_crcs(sh, n);
+  spit(bad, sh, n);
+  s = cg_source_open(bad, S, 1, 0, err, sizeof err);
+  CG_TEST_CHECK(!s && contains(err, "corrupt labels block"), "0 classes: '%s'", s ? "opened" : err);
+  cg_source_destroy(s);
+  free(sh);
+  printf("PASS version 3 records its labels (binary: 1 / -1) and refuses K = 4; version 2 reads "
+         "as version 3 without them\n");
+  free(a.rgb), free(a.mask), free(b.rgb), free(b.mask);
+}
+
 static int rm_cb(const char *p, const struct stat *st, int flag, struct FTW *ftw) {
   (void)st, (void)flag, (void)ftw;
   return remove(p);
@@ -270,6 +329,7 @@ int main(void) {
     return 1;
   }
   test_encodings();
+  test_labels();
   if (!cg_test_failures) nftw(root, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
   else printf("files kept in %s\n", root);
   return cg_test_done("test_shards");

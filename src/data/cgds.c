@@ -1,6 +1,6 @@
 /* cgds.c: the .cgds shard — reader source over mmap and the atomic writer (format in cgds.h).
  *
- * Encoded records (version 2) are decoded by load(), i.e. in the loader's helper threads, from
+ * Encoded records (versions 2 and 3) are decoded by load(), i.e. in the loader's helper threads, from
  * the mapping (jpeg_io.h / png_io.h over memory) straight into the sample: a JPEG or PNG part
  * must decode to exactly the header's h x w.
  *
@@ -50,6 +50,8 @@ typedef struct {
   size_t *name_at; /* start of name i in names */
   const char **name_ptr; /* base.names */
   int nclass, ignore;    /* the mask values allowed (cg_cgds_set_labels): < nclass, ignore */
+  int packed_nclass, packed_ignore; /* version 3's labels block (packed_nclass 0: none) */
+  uint8_t palette[768];  /* version 3: the masks' palette (base.palette) */
 } cgds_source_t;
 
 /* Rows of an encoded part into a fixed h x w buffer: the decoded size must be exactly that. */
@@ -158,6 +160,34 @@ void cg_cgds_set_labels(cg_source_t *s, int nclass, int ignore) {
   cs->ignore = ignore >= (nclass > 1 ? nclass : 2) ? ignore : -1;
 }
 
+int cg_cgds_labels(const cg_source_t *s, int *nclass, int *ignore) {
+  const cgds_source_t *cs = (const cgds_source_t *)s;
+  if (!cs->packed_nclass) return 0;
+  *nclass = cs->packed_nclass;
+  *ignore = cs->packed_ignore;
+  return 1;
+}
+
+/* Version 3's labels block at b (inside the checked index area). */
+static int read_labels(cgds_source_t *cs, const uint8_t *b, const char *path, char *err,
+                       size_t errlen) {
+  const uint32_t k = cg_le_get_u32(b + 4), npal = cg_le_get_u32(b + 12);
+  const int32_t ig = (int32_t)cg_le_get_u32(b + 8);
+  const int lo = k > 1 ? (int)k : 2;
+  if (memcmp(b, CG_CGDS_LABELS_MAGIC, 4) || k < 1 || k > 255 ||
+      !(ig == -1 || (ig >= lo && ig <= 255)) || npal > 256) {
+    snprintf(err, errlen, "%s: corrupt labels block (classes %u, ignore label %d, palette of "
+             "%u)", path, k, (int)ig, npal);
+    return -1;
+  }
+  cs->packed_nclass = (int)k;
+  cs->packed_ignore = (int)ig;
+  memcpy(cs->palette, b + 16, 3 * (size_t)npal);
+  cs->base.npal = (int)npal;
+  cs->base.palette = npal ? cs->palette : NULL;
+  return 0;
+}
+
 static void cgds_destroy(cg_source_t *s) {
   cgds_source_t *cs = (cgds_source_t *)s;
   if (cs->map) munmap((void *)cs->map, cs->len);
@@ -240,9 +270,10 @@ cg_source_t *cg_source_cgds(const char *path, char *err, size_t errlen) {
   const uint32_t version = cg_le_get_u32(h + 4), hbytes = cg_le_get_u32(h + 8), flags = cg_le_get_u32(h + 12);
   const uint64_t count = cg_le_get_u64(h + 16), table = cg_le_get_u64(h + 40), fbytes = cg_le_get_u64(h + 48);
   const uint32_t rh = cg_le_get_u32(h + 24), rw = cg_le_get_u32(h + 28), ch = cg_le_get_u32(h + 32);
-  if (version != 1 && version != CG_CGDS_VERSION)
-    OPEN_FAIL("%s: unsupported version %u (this build reads versions 1 and %u)", path, version,
+  if (version < 1 || version > CG_CGDS_VERSION)
+    OPEN_FAIL("%s: unsupported version %u (this build reads versions 1 to %u)", path, version,
               CG_CGDS_VERSION);
+  const uint64_t lbytes = version >= 3 ? CG_CGDS_LABELS_BYTES : 0; /* the labels block */
   const uint64_t esize = version == 1 ? CG_CGDS_ENTRY_BYTES_V1 : CG_CGDS_ENTRY_BYTES;
   cs->version = version;
   if (hbytes != CG_CGDS_HEADER_BYTES || flags != 0 || ch != 3)
@@ -257,7 +288,7 @@ cg_source_t *cg_source_cgds(const char *path, char *err, size_t errlen) {
     OPEN_FAIL("%s: %llu bytes, the header says %llu (trailing data)", path,
               (unsigned long long)size, (unsigned long long)fbytes);
   if (count < 1 || table < CG_CGDS_HEADER_BYTES || table % 8 || table > fbytes ||
-      count > (fbytes - table) / esize)
+      lbytes > fbytes - table || count > (fbytes - table - lbytes) / esize)
     OPEN_FAIL("%s: corrupt header (count %llu, table at %llu, %llu bytes)", path,
               (unsigned long long)count, (unsigned long long)table, (unsigned long long)fbytes);
   if (cg_crc32(0, h + table, (size_t)(fbytes - table)) != cg_le_get_u32(h + 56))
@@ -266,7 +297,8 @@ cg_source_t *cg_source_cgds(const char *path, char *err, size_t errlen) {
   cs->base.h = (int)rh;
   cs->base.w = (int)rw;
   cs->rec_bytes = (uint64_t)rh * rw * 4;
-  const uint64_t names_start = table + count * esize;
+  const uint64_t names_start = table + count * esize, names_end = fbytes - lbytes;
+  if (lbytes && read_labels(cs, h + names_end, path, err, errlen)) goto fail;
   cs->off = cg_malloc(sizeof(uint64_t) * count, "cgds offsets");
   if (version != 1) {
     cs->rlen = cg_malloc(sizeof(uint64_t) * count, "cgds lengths");
@@ -276,7 +308,7 @@ cg_source_t *cg_source_cgds(const char *path, char *err, size_t errlen) {
   }
   cs->crc = cg_malloc(sizeof(uint32_t) * count, "cgds crcs");
   cs->name_at = cg_malloc(sizeof(size_t) * count, "cgds names");
-  cs->names = cg_malloc((size_t)(fbytes - names_start) + count, "cgds names");
+  cs->names = cg_malloc((size_t)(names_end - names_start) + count, "cgds names");
   size_t at = 0;
   for (uint64_t i = 0; i < count; i++) {
     const uint8_t *e = h + table + i * esize;
@@ -292,7 +324,7 @@ cg_source_t *cg_source_cgds(const char *path, char *err, size_t errlen) {
                 (unsigned long long)off);
     /* names are back to back in index order: anything else is corruption */
     if (nlen < 1 || nlen > CG_CGDS_MAX_NAME || noff != names_start + (at - i) ||
-        nlen > fbytes - noff || memchr(h + noff, 0, nlen))
+        noff > names_end || nlen > names_end - noff || memchr(h + noff, 0, nlen))
       OPEN_FAIL("%s: record %llu: bad name entry", path, (unsigned long long)i);
     cs->off[i] = off;
     cs->crc[i] = cg_le_get_u32(e + 16);
@@ -301,9 +333,9 @@ cg_source_t *cg_source_cgds(const char *path, char *err, size_t errlen) {
     at += nlen;
     cs->names[at++] = 0;
   }
-  if (names_start + (at - count) != fbytes)
+  if (names_start + (at - count) != names_end)
     OPEN_FAIL("%s: corrupt names area (%llu bytes after the last name)", path,
-              (unsigned long long)(fbytes - (names_start + (at - count))));
+              (unsigned long long)(names_end - (names_start + (at - count))));
   cs->name_ptr = cg_malloc(sizeof(char *) * count, "cgds names");
   for (uint64_t i = 0; i < count; i++) cs->name_ptr[i] = cs->names + cs->name_at[i];
   cs->base.names = cs->name_ptr;
@@ -429,6 +461,19 @@ static void put_entry(uint8_t *e, const entry_t *en, uint64_t noff, int version)
   e[37] = en->menc; /* 38..47: reserved, zero (the block is calloc'ed) */
 }
 
+/* Version 3's labels block: what the masks hold, as packed (o's classes and ignore label,
+ * normalised as cg_cgds_set_labels does), and the masks' palette. */
+static void put_labels(uint8_t *b, const cg_cgds_pack_opts_t *o, const cg_source_t *src) {
+  const int k = o->nclass > 1 ? o->nclass : 1;
+  const int ig = o->ignore >= (k > 1 ? k : 2) && o->ignore <= 255 ? o->ignore : -1;
+  memcpy(b, CG_CGDS_LABELS_MAGIC, 4);
+  cg_le_put_u32(b + 4, (uint32_t)k);
+  cg_le_put_u32(b + 8, (uint32_t)ig);
+  const int npal = src->npal > 0 && src->npal <= 256 ? src->npal : 0;
+  cg_le_put_u32(b + 12, (uint32_t)npal);
+  if (npal) memcpy(b + 16, src->palette, 3 * (size_t)npal);
+}
+
 int cg_cgds_pack_opts(const char *images_dir, const char *masks_dir, const char *out_path,
                       const cg_cgds_pack_opts_t *o, volatile sig_atomic_t *cancel,
                       cg_cgds_stats_t *stats, char *err, size_t errlen) {
@@ -437,7 +482,7 @@ int cg_cgds_pack_opts(const char *images_dir, const char *masks_dir, const char 
     snprintf(err, errlen, "image size %d out of range", size);
     return CG_CGDS_EINPUT;
   }
-  if ((version != 1 && version != (int)CG_CGDS_VERSION) ||
+  if (version < 1 || version > (int)CG_CGDS_VERSION ||
       (version == 1 && o->encoding != CG_CGDS_RAW) ||
       (o->encoding != CG_CGDS_RAW && o->encoding != CG_CGDS_JPEG && o->encoding != CG_CGDS_PNG) ||
       o->quality < 0 || o->quality > 100) {
@@ -518,7 +563,8 @@ int cg_cgds_pack_opts(const char *images_dir, const char *masks_dir, const char 
   if (pad && write_all(f, zeros, pad)) goto write_fail;
   pos += pad;
   const uint64_t table = pos, names_start = table + (uint64_t)n * esize;
-  const size_t iblock = (size_t)n * esize + (size_t)names_bytes;
+  const size_t lbytes = version >= 3 ? CG_CGDS_LABELS_BYTES : 0;
+  const size_t iblock = (size_t)n * esize + (size_t)names_bytes + lbytes;
   index = cg_calloc(iblock, 1, "pack index");
   uint64_t noff = names_start;
   for (int64_t i = 0; i < n; i++) {
@@ -526,6 +572,7 @@ int cg_cgds_pack_opts(const char *images_dir, const char *masks_dir, const char 
     memcpy(index + (noff - table), cg_source_name(src, i), ent[i].name_len);
     noff += ent[i].name_len;
   }
+  if (lbytes) put_labels(index + (noff - table), o, src);
   if (write_all(f, index, iblock)) goto write_fail;
   const uint64_t fbytes = table + iblock;
   memcpy(hdr, CG_CGDS_MAGIC, 4);

@@ -2,12 +2,13 @@
  * raw (training reads it through mmap with no decoding) or encoded (JPEG or PNG images, PNG
  * masks: a fraction of the size, decoded by the loader's helpers).
  *
- * File layout, version 2 (all integers little-endian; offsets are bytes from the start of the
- * file); version 1, written before issue 13, is the same with the differences marked [v1]:
+ * File layout, version 3 (all integers little-endian; offsets are bytes from the start of the
+ * file); versions 1 (before issue 13) and 2 (before 2026-12-05) are the same with the
+ * differences marked [v1], [v2]:
  *
  *   header, 64 bytes at offset 0
  *     0  char[4] magic        "CGDS"
- *     4  u32     version      2 [v1: 1]
+ *     4  u32     version      3 [v1: 1, v2: 2]
  *     8  u32     header_bytes 64
  *    12  u32     flags        0 (no flags defined; a reader rejects unknown bits)
  *    16  u64     count        number of records
@@ -37,14 +38,23 @@
  *    36  u8  image_enc   0 raw, 1 JPEG, 2 PNG                           [v1: absent]
  *    37  u8  mask_enc    0 raw, 2 PNG                                   [v1: absent]
  *    38  u16 reserved    0; 40 u64 reserved 0                           [v1: absent]
- *   names, right after the table up to file_bytes: each record's sample name (the PNG file
- *   name without ".png"), which keys the validation split (source.h).
+ *   names, right after the table up to the labels block [v1, v2: up to file_bytes]: each
+ *   record's sample name (the PNG file name without ".png"), which keys the validation split
+ *   (source.h).
+ *   labels block, the last 784 bytes of the file [v1, v2: absent]: what the masks hold
+ *     0  char[4] magic        "CGLB"
+ *     4  u32     nclass       1 (binary: 0/1) or K >= 2 (class ids 0..K-1), as pack --num-classes
+ *     8  i32     ignore       the ignore label (>= max(K, 2), <= 255), or -1: none
+ *    12  u32     npal         0, or the entries of the masks' palette (palette PNG masks), <= 256
+ *    16  u8[768] palette      npal RGB triples, then zeros
+ *   Training reads a version-3 shard only with the same --num-classes and --ignore-index, and
+ *   keeps its palette in the checkpoint for predict, as it does for a directory.
  *
  * CRC32 is zlib's (crc32.h). A writer produces records in index order, then the table and the
  * names, then the header; readers check the header, the table and the names at open, and a
  * record's CRC every time it is loaded, then decode its encoded parts (jpeg_io.h, png_io.h)
  * with the size fixed by the header: a part that does not decode to exactly h x w is a bad
- * record, like a CRC mismatch. Raw records of version 2 sit where version 1 put them. */
+ * record, like a CRC mismatch. Raw records of versions 2 and 3 sit where version 1 put them. */
 #ifndef CG_CGDS_H
 #define CG_CGDS_H
 
@@ -55,9 +65,11 @@
 #include "source.h"
 
 #define CG_CGDS_MAGIC "CGDS"
-#define CG_CGDS_VERSION 2u
+#define CG_CGDS_VERSION 3u
+#define CG_CGDS_LABELS_MAGIC "CGLB"
+#define CG_CGDS_LABELS_BYTES 784 /* version 3's labels block */
 #define CG_CGDS_HEADER_BYTES 64
-#define CG_CGDS_ENTRY_BYTES 48    /* version 2 */
+#define CG_CGDS_ENTRY_BYTES 48    /* versions 2 and 3 */
 #define CG_CGDS_ENTRY_BYTES_V1 32
 #define CG_CGDS_ALIGN 64
 #define CG_CGDS_MAX_NAME 4096
@@ -72,6 +84,10 @@ cg_source_t *cg_source_cgds(const char *path, char *err, size_t errlen);
  * a bad sample: "PATH: record N (NAME): mask value V is not a class id of --num-classes K ...".
  * s must come from cg_source_cgds. */
 void cg_cgds_set_labels(cg_source_t *s, int nclass, int ignore);
+/* What a version-3 shard's labels block says its masks hold: 1 with *nclass (1: binary) and
+ * *ignore (-1: none), or 0 for an older shard, which does not say. The palette, if any, is the
+ * source's npal / palette. */
+int cg_cgds_labels(const cg_source_t *s, int *nclass, int *ignore);
 
 /* Results of cg_cgds_pack. */
 enum {
@@ -96,7 +112,8 @@ typedef struct {
                              input's own bytes when it is a JPEG of exactly size x size), masks
                              PNG; png: images and masks PNG (lossless) */
   int quality;        /* JPEG quality 1..100 (0: 90) */
-  int version;        /* 0 or 2: the current format; 1: version 1 (raw only: old-shard tests) */
+  int version;        /* 0 or 3: the current format; 1, 2: those versions (old-shard tests;
+                         1 is raw only) */
   int nclass, ignore; /* masks (cg_source_opts_t): 0 or 1 binary; K >= 2 class ids; the
                          ignore label (>= nclass; else none), stored as it is */
 } cg_cgds_pack_opts_t;

@@ -17,6 +17,22 @@
 #include "rng.h"
 #include "source.h"
 
+/* A shard that says what its masks hold (version 3) is read with those classes and that ignore
+ * label only: a binary shard read as K classes would train every class id as 1, and other
+ * classes would mis-train or fail record by record. */
+static int check_labels(const cg_source_t *s, const char *spec, const cg_source_opts_t *o,
+                        char *err, size_t errlen) {
+  int pk, pi;
+  if (!cg_cgds_labels(s, &pk, &pi)) return 0; /* an older shard: each record is checked */
+  const int k = o->nclass > 1 ? o->nclass : 1;
+  const int ig = o->ignore >= (k > 1 ? k : 2) ? o->ignore : -1;
+  if (k == pk && ig == pi) return 0;
+  snprintf(err, errlen, "%s: packed with --num-classes %d --ignore-index %d, read with "
+           "--num-classes %d --ignore-index %d: train with the shard's (or pack it again)", spec,
+           pk, pi, k, ig);
+  return -1;
+}
+
 cg_source_t *cg_source_open_opts(const char *spec, const cg_source_opts_t *o, char *err,
                                  size_t errlen) {
   const int size = o->size;
@@ -45,6 +61,10 @@ cg_source_t *cg_source_open_opts(const char *spec, const cg_source_opts_t *o, ch
     return NULL;
   }
   cg_source_t *s = cg_source_cgds(spec, err, errlen);
+  if (s && check_labels(s, spec, o, err, errlen)) {
+    cg_source_destroy(s);
+    return NULL;
+  }
   if (s) cg_cgds_set_labels(s, o->nclass, o->ignore);
   if (s && (s->h != size || s->w != size)) {
     snprintf(err, errlen, "%s: records are %dx%d but --image-size is %d (re-pack with "

@@ -370,11 +370,12 @@ int cg_cli_check(cg_config_t *cfg, char *err, size_t errlen) {
              cfg->val_data);
     return -1;
   }
-  if (cfg->cmd == CG_CMD_TRAIN && cfg->val_data[0] &&
+  if (cfg->cmd == CG_CMD_TRAIN && cfg->val_data[0] && cfg->val_fraction > 0 &&
       cg_opts_given(&(cg_opts_set_t){g_opts, NOPTS, C_TRAIN, cfg}, cfg->argc, cfg->argv,
                     "val-fraction")) {
-    snprintf(err, errlen, "--val-fraction: not used with --val-data %s (every sample of --data "
-             "trains, --val-data validates); give one of the two", cfg->val_data);
+    snprintf(err, errlen, "--val-fraction: %g of --data held out, and --val-data %s: give one "
+             "of the two (with --val-data every sample of --data trains)", cfg->val_fraction,
+             cfg->val_data);
     return -1;
   }
   if (!strcmp(cfg->resume, CG_RESUME_LATEST) && !cfg->checkpoint_dir[0]) {

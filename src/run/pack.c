@@ -46,7 +46,9 @@ static void pack_help(FILE *f, int size, long long max_pixels) {
           "  --quality Q        JPEG quality for --encoding jpeg, 1..100 (default 90)\n"
           "  --num-classes K    masks hold class ids 0..K-1 (gray values or palette indices),\n"
           "                     stored as they are, for `train --num-classes K`; 1 (default):\n"
-          "                     binary, pixel > 0 = foreground\n"
+          "                     binary, pixel > 0 = foreground. The shard records K, the ignore\n"
+          "                     label and a palette of the masks: train must give the same\n"
+          "                     --num-classes and --ignore-index\n"
           "  --ignore-index I   the ignore label the masks may hold besides the classes, >= K\n"
           "                     (default 255 when K >= 2; -1: none)\n"
           "  --max-image-pixels N\n"
@@ -166,10 +168,16 @@ int cg_pack_main(int argc, char **argv) {
     return rc == CG_CGDS_EINPUT ? CG_EXIT_USAGE : rc == CG_CGDS_EINTR ? 130 : 1;
   }
   static const char *const enc_name[] = {"raw", "jpeg", "png"};
-  printf("packed %lld records of %dx%d into %s: %llu bytes (%.1f MiB, %.1f KiB a record, %s) "
+  char labels[96];
+  if (nclass > 1) snprintf(labels, sizeof labels, "%d classes", nclass);
+  else snprintf(labels, sizeof labels, "binary masks");
+  if (ignore >= (nclass > 1 ? nclass : 2))
+    snprintf(labels + strlen(labels), sizeof labels - strlen(labels), ", ignore label %d", ignore);
+  printf("packed %lld records of %dx%d into %s: %llu bytes (%.1f MiB, %.1f KiB a record, %s; %s) "
          "in %.2f s\n", (long long)st.records, size, size, out, (unsigned long long)st.bytes,
          (double)st.bytes / (1024.0 * 1024.0),
-         st.records ? (double)st.bytes / 1024.0 / (double)st.records : 0.0, enc_name[encoding], dt);
+         st.records ? (double)st.bytes / 1024.0 / (double)st.records : 0.0, enc_name[encoding],
+         labels, dt);
   fflush(stdout);
   return 0;
 }
