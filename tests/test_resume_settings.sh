@@ -11,7 +11,7 @@
 #     training / validation counts) and ends bitwise equal to an uninterrupted run; so does a
 #     resume from a checkpoint whose settings name --data as --val-data too (as builds before
 #     2026-12-05 stored an empty --val-data), with a notice; an old synthetic checkpoint
-#     resumes; this build's --val-data = --data stays so.
+#     resumes; this build's --val-data = --data stays so; a relative --data is kept absolute.
 set -uo pipefail
 BIN=$1; MPIRUN="$2 --oversubscribe --bind-to none"; BUILD=$3
 CMP=$BUILD/tests/cg_cmp_params
@@ -158,6 +158,21 @@ want same2 "$(grep -m1 "^data: " "$T/same.log")"
 if grep -q "as --val-data too" "$T/same2.log"; then
   echo "FAIL same2: the old-checkpoint notice on this build's checkpoint"; fail=1
 fi
+# a relative --data is kept as an absolute path: resumed from another directory, where the same
+# relative name is another data set, the run reads its own files; --data ./NAME/ given again
+# from the first directory is the same setting
+mkdir -p $T/w1 $T/w2/pngs
+cp -r $T/pngs/images $T/pngs/masks $T/w2/pngs/
+rm -f $T/w2/pngs/images/$(ls $T/w2/pngs/images | head -1)
+rm -f $T/w2/pngs/masks/$(ls $T/w2/pngs/masks | head -1)
+ln -s ../pngs $T/w1/pngs
+(cd $T/w1 && run rel $MPIRUN -np 1 $BIN ${REAL/--data $T\/pngs/--data pngs} --steps 8 \
+  --checkpoint-dir ck)
+want rel "data: $T/w1/pngs, 18 training / 6 validation samples"
+(cd $T/w2 && run rel2 $MPIRUN -np 1 $BIN train --resume $T/w1/ck --steps 16)
+want rel2 "data: $T/w1/pngs, 18 training / 6 validation samples"
+(cd $T/w1 && run rel3 $MPIRUN -np 1 $BIN train --resume ck --data ./pngs/ --steps 16)
+want rel3 "resumed from ck/ckpt-0000000016.cgck: step 16"
 
 [ $fail -eq 0 ] && echo "test_resume_settings: all passed"
 exit $fail

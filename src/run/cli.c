@@ -9,6 +9,7 @@
 
 #include "cli.h"    // cg_cli_*: this file's contract
 #include "opts.h"   // cg_opts_*: the engine: parse, range checks, messages, --help lines
+#include "path.h"   // cg_path_abs: --data and --val-data independent of the working directory
 #include "png_io.h" // CG_PNG_DEFAULT_MAX_PIXELS: the --max-image-pixels default
 #include "rank_view.h" // cg_rank_view_parse: --report-ranks
 
@@ -325,6 +326,14 @@ int cg_cli_parse(int argc, char **argv, cg_config_t *cfg, char *err, size_t errl
   return cg_cli_check(cfg, err, errlen);
 }
 
+int cg_cli_data_path(const char *in, char *out, size_t outlen) {
+  if (!in[0] || !strcmp(in, "synthetic")) {
+    if (out != in) snprintf(out, outlen, "%s", in);
+    return 0;
+  }
+  return cg_path_abs(in, out, outlen);
+}
+
 int cg_cli_check(cg_config_t *cfg, char *err, size_t errlen) {
   if (cfg->ignore_index == CG_IGNORE_DEFAULT)
     cfg->ignore_index = cfg->num_classes >= 2 ? 255 : -1;
@@ -378,6 +387,16 @@ int cg_cli_check(cg_config_t *cfg, char *err, size_t errlen) {
              cfg->val_data);
     return -1;
   }
+  /* the data paths as the checkpoint stores them: a resumed run started from another
+   * directory must read the same files, not whatever is there under the same relative name */
+  char *paths[2] = {cfg->data, cfg->val_data};
+  for (int i = 0; i < 2 && cfg->cmd == CG_CMD_TRAIN; i++)
+    if (cg_cli_data_path(paths[i], paths[i], CG_PATH_MAX) != 0) {
+      snprintf(err, errlen, "--%s: '%.200s' cannot be made an absolute path (no working "
+               "directory, or longer than %d bytes)", i ? "val-data" : "data", paths[i],
+               CG_PATH_MAX - 1);
+      return -1;
+    }
   if (!strcmp(cfg->resume, CG_RESUME_LATEST) && !cfg->checkpoint_dir[0]) {
     snprintf(err, errlen, "--resume: without a FILE or DIR it loads from --checkpoint-dir, which "
              "is not set");

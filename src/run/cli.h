@@ -27,6 +27,9 @@ cg_opts_set_t cg_cli_opts(cg_command_t cmd, cg_config_t *cfg);
 /* The checks across options that follow parsing (cfg->cmd says which apply): 0, or -1 with a
  * one-line message in err naming the flag. */
 int cg_cli_check(cg_config_t *cfg, char *err, size_t errlen);
+/* A --data / --val-data value as a run keeps it: a file or directory as an absolute path
+ * (cg_path_abs), "synthetic" and "" as they are. in may be out. 0, or -1 (cg_path_abs). */
+int cg_cli_data_path(const char *in, char *out, size_t outlen);
 /* cg_cli_check also resolves cfg->ignore_index (CG_IGNORE_DEFAULT -> 255 for K >= 2, else -1). */
 
 #endif

@@ -165,8 +165,12 @@ int cg_settings_apply(cg_config_t *cfg, const char *json, FILE *out, char *err, 
     const char *stored = o ? cg_json_str(j, o->name, NULL) : NULL;
     if (!stored) continue; /* not stored by the writer's build: the command line's value */
     if ((old_val || old_syn) && !strcmp(o->name, "val-data")) stored = "";
-    char now[CG_PATH_MAX + 8];
+    char now[CG_PATH_MAX + 8], abs[CG_PATH_MAX];
     fmt(o, cfg, now, sizeof now);
+    /* builds before 2026-12-05 stored the data paths as typed: relative to this directory */
+    if ((!strcmp(o->name, "data") || !strcmp(o->name, "val-data")) &&
+        cg_cli_data_path(stored, abs, sizeof abs) == 0)
+      stored = abs;
     if (!given(cfg, &set, o->name)) {
       if (set_stored(o, cfg, stored) != 0) {
         snprintf(err, errlen, "--resume: the checkpoint's value of --%s, '%.200s', is not valid",

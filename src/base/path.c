@@ -1,0 +1,41 @@
+/* path.c: cg_path_abs (path.h). */
+#include "path.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+int cg_path_abs(const char *path, char *out, size_t outlen) {
+  if (!path[0] || outlen < 2) return -1;
+  const size_t need = strlen(path) + 2;
+  char *cwd = NULL;
+  if (path[0] != '/' && !(cwd = getcwd(NULL, 0))) return -1;
+  const size_t n = (cwd ? strlen(cwd) + 1 : 0) + need;
+  char *in = malloc(n), *res = malloc(n);
+  if (!in || !res) {
+    free(in), free(res), free(cwd);
+    return -1;
+  }
+  snprintf(in, n, "%s%s%s", cwd ? cwd : "", cwd ? "/" : "", path);
+  free(cwd);
+  size_t len = 0; /* res holds "/a/b" (no trailing '/'), or "" for the root */
+  for (char *save = NULL, *c = strtok_r(in, "/", &save); c; c = strtok_r(NULL, "/", &save)) {
+    if (!strcmp(c, ".")) continue;
+    if (!strcmp(c, "..")) {
+      while (len > 0 && res[len - 1] != '/') len--;
+      if (len > 0) len--; /* the '/' before the dropped component */
+      continue;
+    }
+    res[len++] = '/';
+    memcpy(res + len, c, strlen(c));
+    len += strlen(c);
+  }
+  if (len == 0) res[len++] = '/';
+  res[len] = 0;
+  const int fits = len < outlen;
+  if (fits) memcpy(out, res, len + 1);
+  free(in);
+  free(res);
+  return fits ? 0 : -1;
+}

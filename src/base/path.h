@@ -1,0 +1,13 @@
+/* path.h: file names as the user typed them, made independent of the working directory. */
+#ifndef CG_PATH_H
+#define CG_PATH_H
+
+#include <stddef.h>
+
+/* The absolute form of path, made lexically as Python's os.path.abspath does: a relative path
+ * is put under the working directory, then "." and empty components are dropped and ".." takes
+ * the one before it (symbolic links are not resolved: /data/current stays /data/current).
+ * 0, or -1 (out unchanged) when the working directory is unknown or out is too short. */
+int cg_path_abs(const char *path, char *out, size_t outlen);
+
+#endif
