@@ -3,7 +3,10 @@
  * the right message, and the scan falls back to the next older valid file; rotation keeps the
  * K newest and drops later steps of an abandoned run; a write that fails (a directory that is a
  * file, a full disk simulated with RLIMIT_FSIZE, which binds root too) leaves the previous
- * checkpoint intact and no temporary file behind. */
+ * checkpoint intact and no temporary file behind. Several runs in one directory: the scan takes
+ * the newest run's (DIR/last's, else the latest written) before a higher step of another run;
+ * DIR/best never names a file replaced without its own figures; the lock's holder removes the
+ * temporaries a killed writer left (nothing else); --overwrite-checkpoints' set-aside. */
 #include <dirent.h>
 #include <errno.h>
 #include <signal.h>
@@ -167,6 +170,23 @@ static void test_classes(void) {
   for (int i = 0; i < n; i++) unlink(paths[i]);
   cg_ckpt_list_free(paths, steps, n);
   rmdir(dir);
+}
+
+/* Writes the checkpoint of `step` of run `id`, written at unix time t, with validation figure
+ * iou (< 0: none), into dir with keep 10. */
+static void write_run(const char *dir, int64_t step, uint64_t id, int64_t t, double iou) {
+  float p[NP], m[NP], v[NP];
+  fill(p, m, v, step + (int64_t)id);
+  cg_ckpt_info_t in = info_at(step);
+  in.run_id = id;
+  in.unix_time = t;
+  in.have_val = iou >= 0;
+  in.val_step = step;
+  in.val_iou = iou;
+  in.val_loss = 1;
+  char err[1024], path[512];
+  CG_TEST_CHECK(cg_ckpt_write(dir, &in, p, m, v, 10, path, sizeof path, err, sizeof err) == 0,
+                "write step %lld of run %llx: %s", (long long)step, (unsigned long long)id, err);
 }
 
 /* Removes a test directory: its checkpoints, the pointer files, the directory. */
@@ -587,6 +607,241 @@ static void test_failed_writes(void) {
   }
 }
 
+/* The step cg_ckpt_find picks in dir and its run id; -1 when none. */
+static int64_t found(const char *dir, uint64_t *id, int *reports) {
+  float p[NP], m[NP], v[NP];
+  char err[1024], path[512];
+  const cg_ckpt_shape_t want = shape();
+  cg_ckpt_info_t in;
+  int n = 0;
+  const int rc = cg_ckpt_find(dir, &want, &in, p, m, v, path, sizeof path, report, &n, err,
+                              sizeof err);
+  if (reports) *reports = n;
+  if (rc != 0) return -1;
+  if (id) *id = in.run_id;
+  return in.step;
+}
+
+/* Sets the unix_time in path's header (its CRC made again). */
+static void set_time(const char *path, int64_t t) {
+  FILE *f = fopen(path, "r+b");
+  uint8_t h[256];
+  if (f && fread(h, 1, 256, f) == 256) {
+    for (int b = 0; b < 8; b++) h[152 + b] = (uint8_t)((uint64_t)t >> (8 * b));
+    const uint32_t crc = cg_crc32(0, h, 252);
+    for (int b = 0; b < 4; b++) h[252 + b] = (uint8_t)(crc >> (8 * b));
+    fseek(f, 0, SEEK_SET);
+    fwrite(h, 1, 256, f);
+  }
+  if (f) fclose(f);
+}
+
+/* Two runs in one directory: run A (steps 20, 40), then run B (steps 10, 30), B written last.
+ * --resume DIR continues B (DIR/last's run), not A's higher step; without DIR/last the latest
+ * written run, by header time; a damaged file of B falls back within B first, and to A only
+ * when none of B's is usable, with a report saying so. */
+static void test_resume_newest_run(void) {
+  char dir[] = "/tmp/cg_test_ckpt_runs.XXXXXX";
+  if (!mkdtemp(dir)) return;
+  char path[512], f[600];
+  uint64_t id = 0;
+  int reports = 0;
+  write_run(dir, 20, 0xA, 1700000000, -1);
+  write_run(dir, 40, 0xA, 1700000010, -1);
+  write_run(dir, 10, 0xB, 1700000100, -1);
+  write_run(dir, 30, 0xB, 1700000110, -1);
+  int64_t s = found(dir, &id, NULL);
+  CG_TEST_CHECK(s == 30 && id == 0xB, "with DIR/last: step %lld of run %llx, want 30 of b",
+                (long long)s, (unsigned long long)id);
+  snprintf(f, sizeof f, "%s/last", dir);
+  unlink(f);
+  s = found(dir, &id, NULL);
+  CG_TEST_CHECK(s == 30 && id == 0xB, "without DIR/last: step %lld of run %llx, want 30 of b",
+                (long long)s, (unsigned long long)id);
+  cg_ckpt_path(dir, 40, path, sizeof path); /* A's 40 now the latest written by its header */
+  set_time(path, 1700000200);
+  s = found(dir, &id, NULL);
+  CG_TEST_CHECK(s == 40 && id == 0xA, "by header time: step %lld of run %llx, want 40 of a",
+                (long long)s, (unsigned long long)id);
+  set_time(path, 1700000010);
+  write_run(dir, 30, 0xB, 1700000110, -1); /* DIR/last again names B's 30 */
+  cg_ckpt_path(dir, 30, path, sizeof path);
+  flip_byte(path, CG_CKPT_HEADER_BYTES + 40);
+  s = found(dir, &id, &reports);
+  CG_TEST_CHECK(s == 10 && id == 0xB && reports == 1,
+                "B's 30 damaged: step %lld of run %llx (%d reports), want 10 of b", (long long)s,
+                (unsigned long long)id, reports);
+  cg_ckpt_path(dir, 10, path, sizeof path);
+  flip_byte(path, CG_CKPT_HEADER_BYTES + 40);
+  s = found(dir, &id, &reports);
+  CG_TEST_CHECK(s == 40 && id == 0xA && reports == 3,
+                "all of B damaged: step %lld of run %llx (%d reports: 2 skipped + another run), "
+                "want 40 of a", (long long)s, (unsigned long long)id, reports);
+  printf("PASS --resume DIR: the newest run (DIR/last's, else the latest written) before a "
+         "higher step of another; within it first when a file is damaged\n");
+  rm_dir(dir);
+  /* within one run: the file written last. DIR/last left stale (a crash between a checkpoint
+   * and its pointer) costs nothing; a later step of an abandoned attempt (kept as best) is not
+   * taken over the branch written after it; files of the same second: the higher step */
+  char d2[] = "/tmp/cg_test_ckpt_order.XXXXXX";
+  if (!mkdtemp(d2)) return;
+  write_run(d2, 10, 0xA, 1700000100, -1);
+  write_run(d2, 20, 0xA, 1700000200, -1);
+  snprintf(f, sizeof f, "%s/last", d2);
+  FILE *lf = fopen(f, "w");
+  if (lf) {
+    fputs("ckpt-0000000010.cgck\nstep 10\n", lf);
+    fclose(lf);
+  }
+  s = found(d2, &id, NULL);
+  CG_TEST_CHECK(s == 20, "DIR/last stale at 10: step %lld, want 20", (long long)s);
+  rm_dir(d2);
+  if (!mkdtemp(strcpy(d2, "/tmp/cg_test_ckpt_order.XXXXXX"))) return;
+  write_run(d2, 10, 0xA, 1700000100, -1);
+  write_run(d2, 30, 0xA, 1700000300, 0.9); /* an attempt abandoned; best keeps it */
+  write_run(d2, 20, 0xA, 1700000400, -1);  /* the branch resumed from 10 */
+  cg_ckpt_path(d2, 30, path, sizeof path);
+  CG_TEST_CHECK(access(path, F_OK) == 0, "best's 30 was rotated away");
+  s = found(d2, &id, NULL);
+  CG_TEST_CHECK(s == 20, "abandoned 30 kept as best: step %lld, want the branch's 20", (long long)s);
+  snprintf(f, sizeof f, "%s/last", d2);
+  unlink(f);
+  s = found(d2, &id, NULL);
+  CG_TEST_CHECK(s == 20, "the same without DIR/last: step %lld, want 20", (long long)s);
+  rm_dir(d2);
+  if (!mkdtemp(strcpy(d2, "/tmp/cg_test_ckpt_order.XXXXXX"))) return;
+  write_run(d2, 20, 0xA, 1700000100, 0.9); /* same second, no nanoseconds (older files): */
+  write_run(d2, 10, 0xA, 1700000100, -1);  /* the higher step (20, kept as best) */
+  snprintf(f, sizeof f, "%s/last", d2);
+  unlink(f);
+  s = found(d2, &id, NULL);
+  CG_TEST_CHECK(s == 20, "same second: step %lld, want 20", (long long)s);
+  printf("PASS within a run: the file written last (a stale DIR/last, an abandoned later step), "
+         "the higher step within one second\n");
+  rm_dir(d2);
+}
+
+/* DIR/best names step 20 (0.7); step 20 written again without validation (a resumed branch, a
+ * run started afresh): best is chosen again from the files' own figures (10: 0.5), and removed
+ * when no file has any; a replacement with figures competes with the others. */
+static void test_best_replaced(void) {
+  char dir[] = "/tmp/cg_test_ckpt_rebest.XXXXXX";
+  if (!mkdtemp(dir)) return;
+  char bp[600], met[32];
+  int64_t s = -1;
+  double val = 0;
+  write_run(dir, 10, 0xA, 1700000000, 0.5);
+  write_run(dir, 20, 0xA, 1700000000, 0.7);
+  write_run(dir, 30, 0xA, 1700000000, -1);
+  CG_TEST_CHECK(cg_ckpt_read_pointer(dir, "best", bp, sizeof bp, &s, met, sizeof met, &val) == 0 &&
+                    s == 20 && val == 0.7, "best: step %lld %g", (long long)s, val);
+  write_run(dir, 20, 0xB, 1700000100, -1);
+  CG_TEST_CHECK(cg_ckpt_read_pointer(dir, "best", bp, sizeof bp, &s, met, sizeof met, &val) == 0 &&
+                    s == 10 && val == 0.5,
+                "20 replaced without figures: best step %lld %g, want 10 (0.5)", (long long)s, val);
+  write_run(dir, 10, 0xB, 1700000100, -1);
+  CG_TEST_CHECK(cg_ckpt_read_pointer(dir, "best", bp, sizeof bp, &s, NULL, 0, NULL) != 0,
+                "no file has figures: best still names step %lld", (long long)s);
+  write_run(dir, 30, 0xB, 1700000100, 0.8);
+  write_run(dir, 20, 0xC, 1700000200, 0.6); /* another run's (B's rotation keeps its 30) */
+  CG_TEST_CHECK(cg_ckpt_read_pointer(dir, "best", bp, sizeof bp, &s, met, sizeof met, &val) == 0 &&
+                    s == 30 && val == 0.8, "best: step %lld %g, want 30 (0.8)", (long long)s, val);
+  write_run(dir, 30, 0xB, 1700000300, 0.1); /* best's file again, now worse than 20's */
+  CG_TEST_CHECK(cg_ckpt_read_pointer(dir, "best", bp, sizeof bp, &s, met, sizeof met, &val) == 0 &&
+                    s == 20 && val == 0.6,
+                "30 replaced with a worse figure: best step %lld %g, want 20 (0.6)", (long long)s,
+                val);
+  printf("PASS DIR/best never names a file replaced without its own figures (chosen again, or "
+         "removed)\n");
+  rm_dir(dir);
+}
+
+static int exists(const char *dir, const char *name) {
+  char p[600];
+  struct stat st;
+  snprintf(p, sizeof p, "%s/%s", dir, name);
+  return lstat(p, &st) == 0;
+}
+
+static void touch(const char *dir, const char *name, size_t bytes) {
+  char p[600];
+  snprintf(p, sizeof p, "%s/%s", dir, name);
+  FILE *f = fopen(p, "wb");
+  for (size_t i = 0; f && i < bytes; i++) fputc(0, f);
+  if (f) fclose(f);
+}
+
+/* The lock's holder removes the temporaries a writer killed mid-write left (a checkpoint's,
+ * best's, last's, the history's), only regular files of exactly that pattern. */
+static void test_stale_temps(void) {
+  char dir[] = "/tmp/cg_test_ckpt_tmp.XXXXXX";
+  if (!mkdtemp(dir)) return;
+  const char *gone[] = {".ckpt-0000000020.cgck.Ab12Cd", ".best.XyZ123", ".last.QQQQQQ",
+                        ".history.jsonl.a1b2c3"};
+  const char *kept[] = {".ckpt-0000000020.cgck.Ab12C", ".ckpt-0000000020.cgck.Ab12Cde",
+                        ".ckpt-x.cgck.ABCDEF", ".notes.txt.ABCDEF", "ckpt-0000000020.cgck.Ab12Cd",
+                        ".ckpt-0000000020.cgck.Ab-2Cd", "notes.txt"};
+  for (int i = 0; i < 4; i++) touch(dir, gone[i], i ? 10 : 4096);
+  for (int i = 0; i < 7; i++) touch(dir, kept[i], 10);
+  char link[600];
+  snprintf(link, sizeof link, "%s/.ckpt-0000000030.cgck.LnK123", dir);
+  CG_TEST_CHECK(symlink("notes.txt", link) == 0, "symlink: %s", strerror(errno));
+  char sub[600];
+  snprintf(sub, sizeof sub, "%s/.ckpt-0000000040.cgck.DiR123", dir);
+  mkdir(sub, 0777);
+  char err[1024];
+  const int fd = cg_ckpt_lock_dir(dir, "--checkpoint-dir", err, sizeof err);
+  CG_TEST_CHECK(fd >= 0, "lock: %s", err);
+  int bad = 0;
+  for (int i = 0; i < 4; i++)
+    if (exists(dir, gone[i])) bad = printf("FAIL stale temporary %s left\n", gone[i]);
+  for (int i = 0; i < 7; i++)
+    if (!exists(dir, kept[i])) bad = printf("FAIL %s removed: not a writer's temporary\n", kept[i]);
+  if (!exists(dir, ".ckpt-0000000030.cgck.LnK123") || !exists(dir, ".ckpt-0000000040.cgck.DiR123"))
+    bad = printf("FAIL a symbolic link or directory of the pattern was removed\n");
+  CG_TEST_CHECK(!bad, "stale temporaries");
+  if (!bad) printf("PASS the lock's holder removes a killed writer's temporaries, nothing else\n");
+  if (fd >= 0) close(fd);
+  char cmd[700];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+  CG_TEST_CHECK(system(cmd) == 0, "rm %s", dir);
+}
+
+/* --overwrite-checkpoints: the earlier run's checkpoints, best, last and history.jsonl move into
+ * DIR/previous-<time>/, unchanged; other files stay; a directory with none of them gets no
+ * folder. */
+static void test_set_aside(void) {
+  char dir[] = "/tmp/cg_test_ckpt_aside.XXXXXX";
+  if (!mkdtemp(dir)) return;
+  write_run(dir, 10, 0xA, 1700000000, 0.5);
+  write_run(dir, 20, 0xA, 1700000000, -1);
+  touch(dir, "history.jsonl", 10);
+  touch(dir, "notes.txt", 10);
+  char sub[600], err[1024], p[700];
+  int moved = -1;
+  const int rc = cg_ckpt_set_aside(dir, sub, sizeof sub, &moved, err, sizeof err);
+  CG_TEST_CHECK(rc == 0 && moved == 5 && strstr(sub, "/previous-"), "set aside: rc %d, %d moved "
+                "into '%s' (%s)", rc, moved, sub, rc ? err : "");
+  const char *names[] = {"ckpt-0000000010.cgck", "ckpt-0000000020.cgck", "best", "last",
+                         "history.jsonl"};
+  int bad = 0;
+  for (int i = 0; i < 5; i++) {
+    snprintf(p, sizeof p, "%s/%s", sub, names[i]);
+    if (exists(dir, names[i]) || access(p, F_OK) != 0) bad = printf("FAIL %s not moved\n", names[i]);
+  }
+  if (!exists(dir, "notes.txt")) bad = printf("FAIL notes.txt moved\n");
+  int64_t s = -1;
+  uint64_t id = 0;
+  if (!bad) s = found(sub, &id, NULL);
+  CG_TEST_CHECK(!bad && s == 20, "the set-aside run resumes from its folder: step %lld", (long long)s);
+  char sub2[600];
+  CG_TEST_CHECK(cg_ckpt_set_aside(dir, sub2, sizeof sub2, &moved, err, sizeof err) == 0 &&
+                    moved == 0 && !sub2[0], "nothing to set aside: %d moved, '%s'", moved, sub2);
+  if (!bad && s == 20) printf("PASS --overwrite-checkpoints sets the earlier run aside in %s\n", sub);
+  snprintf(p, sizeof p, "rm -rf '%s'", dir);
+  CG_TEST_CHECK(system(p) == 0, "rm %s", dir);
+}
+
 int main(void) {
   snprintf(g_dir, sizeof g_dir, "/tmp/cg_test_ckpt.XXXXXX");
   if (!mkdtemp(g_dir)) {
@@ -614,5 +869,9 @@ int main(void) {
   rmdir(g_dir);
   test_best_last();
   rm_dir(g_dir);
+  test_resume_newest_run();
+  test_best_replaced();
+  test_stale_temps();
+  test_set_aside();
   return cg_test_done("test_ckpt");
 }

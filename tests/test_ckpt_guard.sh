@@ -3,9 +3,10 @@
 #  1. a run without --resume into a --checkpoint-dir that holds another run's checkpoints 10 and
 #     20 refuses to start (exit 2, naming the directory, its newest checkpoint and the ways out)
 #     and leaves them alone (before: rotation deleted them as "later steps");
-#  2. --overwrite-checkpoints starts afresh there and its rotation (--keep 1) never removes the
-#     other run's files; inspect shows each file's run id; a resumed run keeps its lineage's id
-#     and rotates its own files only;
+#  2. --overwrite-checkpoints starts afresh there: the earlier run's files are moved, unchanged,
+#     into DIR/previous-<time>/ (nothing deleted or replaced); inspect shows each file's run id;
+#     a run resumed from the set-aside files into DIR keeps its lineage's id and rotates its own
+#     files only (--keep 1), never the other run's;
 #  3. a checkpoint with a valid CRC but an absurd epoch is refused by name and field (exit 2 for
 #     --resume FILE; --resume DIR falls back to the next older one) instead of tripping an
 #     assertion;
@@ -56,16 +57,22 @@ has $P10 $P20
 
 # ---- 2. a new run there on purpose, lineages, resume ----
 run fresh 0 $MPIRUN -np 2 $BIN $COMMON --steps 2 --checkpoint-dir $CK --overwrite-checkpoints --keep 1
-has $P10 $P20 $P2
-id20=$($BIN inspect $P20 | sed -n 's/^run id: *\([0-9a-f]*\).*/\1/p')
+want fresh "--overwrite-checkpoints: the earlier run's 3 file(s) in $CK (checkpoints, best, last, history.jsonl) moved to $CK/previous-"
+PREV=$(ls -d $CK/previous-* 2> /dev/null | head -1)
+has $P2 $PREV/ckpt-0000000010.cgck $PREV/ckpt-0000000020.cgck $PREV/last
+[ ! -f $P10 ] && [ ! -f $P20 ] || { echo "FAIL: the earlier run's checkpoints are still in $CK"; ls $CK; fail=1; }
+[ "$(cd $PREV && md5sum ckpt-0000000010.cgck ckpt-0000000020.cgck)" = "$(echo "$sum_before" | sed "s|$CK/||")" ] \
+  && echo "  ok: set aside unchanged in $PREV" || { echo "FAIL: the set-aside checkpoints changed"; fail=1; }
+id20=$($BIN inspect $PREV/ckpt-0000000020.cgck | sed -n 's/^run id: *\([0-9a-f]*\).*/\1/p')
 id2=$($BIN inspect $P2 | sed -n 's/^run id: *\([0-9a-f]*\).*/\1/p')
 if [ -n "$id20" ] && [ -n "$id2" ] && [ "$id20" != "$id2" ]; then
   echo "ok: inspect shows the run ids: the earlier run $id20, the new one $id2"
 else echo "FAIL: run ids '$id20' and '$id2'"; $BIN inspect $P2; fail=1; fi
-run resumed 0 $MPIRUN -np 2 $BIN $COMMON --steps 30 --checkpoint-dir $CK --resume $P20 --keep 1
+run resumed 0 $MPIRUN -np 2 $BIN $COMMON --steps 30 --checkpoint-every 5 --checkpoint-dir $CK \
+    --resume $PREV/ckpt-0000000020.cgck --keep 1
 P30=$CK/ckpt-0000000030.cgck
-has $P30 $P2
-[ -f $P10 ] || [ -f $P20 ] && { echo "FAIL: the resumed run kept its lineage's older files"; ls $CK; fail=1; }
+has $P30 $P2 $PREV/ckpt-0000000020.cgck
+[ -f $CK/ckpt-0000000025.cgck ] && { echo "FAIL: the resumed run kept its lineage's older file"; ls $CK; fail=1; }
 id30=$($BIN inspect $P30 | sed -n 's/^run id: *\([0-9a-f]*\).*/\1/p')
 [ "$id30" = "$id20" ] && echo "ok: the resumed run keeps its lineage's run id $id30" \
   || { echo "FAIL: resumed run id '$id30', want '$id20'"; fail=1; }

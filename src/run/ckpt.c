@@ -10,6 +10,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h> /* flock: one run per checkpoint directory */
@@ -110,6 +111,7 @@ static void encode_header(const cg_ckpt_info_t *in, uint64_t payload_bytes, uint
   const size_t sb = strnlen(in->settings, CG_CKPT_SETTINGS_MAX - 1);
   cg_le_put_u32(h + 196, (uint32_t)sb);
   cg_le_put_u32(h + 200, cg_crc32(0, in->settings, sb));
+  cg_le_put_u32(h + 232, in->unix_nsec < 1000000000u ? in->unix_nsec : 0);
   if (in->have_val) {
     cg_le_put_u32(h + 204, 1);
     cg_le_put_u64(h + 208, (uint64_t)in->val_step);
@@ -137,6 +139,7 @@ static void decode_header(const uint8_t *h, cg_ckpt_info_t *o) {
     o->npal = (int)cg_le_get_u32(h + 188);
   }
   if (o->version >= 4) {
+    o->unix_nsec = cg_le_get_u32(h + 232) % 1000000000u; /* 0 in files written before it */
     o->have_val = cg_le_get_u32(h + 204) == 1;
     if (o->have_val) {
       o->val_step = (int64_t)cg_le_get_u64(h + 208);
@@ -229,6 +232,12 @@ static const char *header_out_of_range(const cg_ckpt_info_t *in) {
 
 /* ---- directory helpers ------------------------------------------------------------------- */
 
+static const char *base_name(const char *path) {
+  const char *b = strrchr(path, '/');
+  return b ? b + 1 : path;
+}
+
+
 /* mkdir -p; 0 or -1 with errno. */
 static int mkdir_p(const char *dir) {
   char buf[4096];
@@ -287,6 +296,8 @@ static int lock_holder(int fd, char *who, size_t len) {
   return strcmp(host, me) != 0;
 }
 
+static void remove_stale_temps(const char *dir);
+
 int cg_ckpt_lock_dir(const char *dir, const char *flag, char *err, size_t errlen) {
   char path[4200];
   snprintf(path, sizeof path, "%s/.cogpu-dist.lock", dir);
@@ -340,6 +351,7 @@ int cg_ckpt_lock_dir(const char *dir, const char *flag, char *err, size_t errlen
     const ssize_t w = pwrite(fd, line, (size_t)k, 0);
     (void)w;
   }
+  remove_stale_temps(dir); /* no other writer can be at work here now */
   return fd;
 }
 
@@ -350,6 +362,131 @@ static int64_t name_step(const char *name) {
   while (*q >= '0' && *q <= '9') q++;
   if (q == p || q - p > 18 || strcmp(q, ".cgck") != 0) return -1;
   return strtoll(p, NULL, 10);
+}
+
+/* A temporary of this directory's writers, as atomic_file.h names them (".<name>.XXXXXX", six
+ * letters or digits): of a checkpoint, DIR/best, DIR/last or DIR/history.jsonl; or a probe of
+ * cg_ckpt_prepare_dir (".cgck-probe.XXXXXX"). Nothing else is ever taken for one. */
+static int is_writer_temp(const char *name) {
+  const size_t len = strlen(name);
+  if (name[0] != '.' || len < 9 || len > 250 || name[len - 7] != '.') return 0;
+  for (size_t i = len - 6; i < len; i++) {
+    const char ch = name[i];
+    if (!((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9')))
+      return 0;
+  }
+  char base[256];
+  memcpy(base, name + 1, len - 8);
+  base[len - 8] = 0;
+  return name_step(base) >= 0 || !strcmp(base, "best") || !strcmp(base, "last") ||
+         !strcmp(base, "history.jsonl") || !strcmp(base, "cgck-probe");
+}
+
+/* A writer killed mid-write (SIGKILL, a second signal, a node that died) leaves its temporary
+ * behind, as large as a checkpoint; the next holder of the directory's lock removes them (only
+ * regular files of the writers' own pattern) and says so. */
+static void remove_stale_temps(const char *dir) {
+  DIR *d = opendir(dir);
+  if (!d) return;
+  int n = 0;
+  double bytes = 0;
+  char first[300] = "";
+  struct dirent *de;
+  while ((de = readdir(d)) != NULL) {
+    struct stat st;
+    if (!is_writer_temp(de->d_name) ||
+        fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode))
+      continue;
+    if (unlinkat(dirfd(d), de->d_name, 0) != 0) {
+      cg_log_warn("%s: cannot remove the stale temporary %s: %s", dir, de->d_name,
+                  strerror(errno));
+      continue;
+    }
+    if (!n++) snprintf(first, sizeof first, "%s", de->d_name);
+    bytes += (double)st.st_size;
+  }
+  closedir(d);
+  if (n)
+    cg_log_info("%s: removed %d stale temporary file(s) of an interrupted checkpoint write "
+                "(%s%s, %.1f MB in all), left by a run killed while writing", dir, n, first,
+                n > 1 ? ", ..." : "", bytes / 1e6);
+}
+
+/* The names --overwrite-checkpoints sets aside: the earlier run's files in DIR. */
+static int is_run_file(const char *name) {
+  return name_step(name) >= 0 || !strcmp(name, "best") || !strcmp(name, "last") ||
+         !strcmp(name, "history.jsonl");
+}
+
+/* Makes DIR/previous-<UTC time>[-K] (relative to the open directory dfd) into sub. */
+static int make_aside_dir(int dfd, const char *dir, char *sub, size_t sublen, char *err,
+                          size_t errlen) {
+  const time_t now = time(NULL);
+  struct tm tm;
+  char stamp[32] = "unknown-time", cand[64];
+  if (gmtime_r(&now, &tm)) strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%SZ", &tm);
+  for (int k = 1; k < 1000; k++) {
+    if (k == 1) snprintf(cand, sizeof cand, "previous-%s", stamp);
+    else snprintf(cand, sizeof cand, "previous-%s-%d", stamp, k);
+    if (mkdirat(dfd, cand, 0777) == 0) {
+      snprintf(sub, sublen, "%s/%s", dir, cand);
+      return 0;
+    }
+    if (errno != EEXIST) break;
+  }
+  snprintf(err, errlen, "%s: cannot create %s: %s", dir, cand, strerror(errno));
+  return -1;
+}
+
+int cg_ckpt_set_aside(const char *dir, char *sub, size_t sublen, int *moved, char *err,
+                      size_t errlen) {
+  *moved = 0;
+  sub[0] = 0;
+  DIR *d = opendir(dir);
+  if (!d) {
+    if (errno == ENOENT) return 0;
+    snprintf(err, errlen, "%s: cannot list: %s", dir, strerror(errno));
+    return -1;
+  }
+  /* the names first: renaming entries while readdir walks the directory may skip some */
+  char **names = NULL;
+  int n = 0, cap = 0, rc = 0;
+  struct dirent *de;
+  while ((de = readdir(d)) != NULL) {
+    struct stat st;
+    if (!is_run_file(de->d_name) ||
+        fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || S_ISDIR(st.st_mode))
+      continue;
+    if (n == cap) {
+      cap = cap ? 2 * cap : 16;
+      char **nn = realloc(names, sizeof *names * (size_t)cap);
+      if (!nn) CG_FATAL("out of memory listing %s", dir);
+      names = nn;
+    }
+    const size_t len = strlen(de->d_name) + 1;
+    names[n] = cg_malloc(len, "file name");
+    memcpy(names[n++], de->d_name, len);
+  }
+  if (n) rc = make_aside_dir(dirfd(d), dir, sub, sublen, err, errlen);
+  for (int i = 0; i < n && rc == 0; i++) {
+    char to[400];
+    snprintf(to, sizeof to, "%s/%s", base_name(sub), names[i]);
+    if (renameat(dirfd(d), names[i], dirfd(d), to) != 0) {
+      snprintf(err, errlen, "%s: cannot move %s into %s: %s (%d of %d files moved)", dir,
+               names[i], sub, strerror(errno), *moved, n);
+      rc = -1;
+    } else {
+      ++*moved;
+    }
+  }
+  if (rc == 0 && *moved && fsync(dirfd(d)) != 0) { /* durable before the new run's files */
+    snprintf(err, errlen, "%s: fsync: %s", dir, strerror(errno));
+    rc = -1;
+  }
+  for (int i = 0; i < n; i++) free(names[i]);
+  free(names);
+  closedir(d);
+  return rc;
 }
 
 typedef struct {
@@ -415,18 +552,26 @@ void cg_ckpt_list_free(char **paths, int64_t *steps, int n) {
 
 static int write_all(FILE *f, const void *p, size_t n) { return fwrite(p, 1, n, f) == n ? 0 : -1; }
 
-/* The run id in path's header (its magic, version and header CRC checked), or 0 when the
- * header cannot be read or trusted. */
-static uint64_t header_run_id(const char *path) {
+/* The header of path (its magic, version, header CRC checked; the payload is not read), for
+ * choosing among files without reading them whole. 0, or -1 when it cannot be read or trusted. */
+static int read_header(const char *path, cg_ckpt_info_t *in) {
   uint8_t h[CG_CKPT_HEADER_BYTES];
   FILE *f = fopen(path, "rb");
-  if (!f) return 0;
+  if (!f) return -1;
   const size_t got = fread(h, 1, sizeof h, f);
   fclose(f);
   if (got != sizeof h || memcmp(h, CG_CKPT_MAGIC, 8) != 0 ||
-      cg_crc32(0, h, 252) != cg_le_get_u32(h + 252) || cg_le_get_u32(h + 8) < 2)
-    return 0;
-  return cg_le_get_u64(h + 172);
+      cg_crc32(0, h, 252) != cg_le_get_u32(h + 252) || cg_le_get_u32(h + 8) < 1 ||
+      cg_le_get_u32(h + 8) > CG_CKPT_VERSION)
+    return -1;
+  decode_header(h, in);
+  return 0;
+}
+
+/* The run id in path's header, or 0 when the header cannot be read or trusted. */
+static uint64_t header_run_id(const char *path) {
+  cg_ckpt_info_t in;
+  return read_header(path, &in) == 0 ? in.run_id : 0;
 }
 
 /* Among the checkpoints of run run_id only: removes those of later steps than `step` and all
@@ -465,11 +610,6 @@ static void rotate(const char *dir, int64_t step, uint64_t run_id, int keep, int
 
 /* ---- pointer files: DIR/best, DIR/last ------------------------------------------------------ */
 
-static const char *base_name(const char *path) {
-  const char *b = strrchr(path, '/');
-  return b ? b + 1 : path;
-}
-
 int cg_ckpt_read_pointer(const char *dir, const char *name, char *path, size_t pathlen,
                          int64_t *step, char *metric, size_t metriclen, double *value) {
   char p[4200], file[256] = "", met[32] = "";
@@ -501,9 +641,55 @@ static int write_pointer(const char *dir, const char *name, const char *ckpt, in
   return 0;
 }
 
+/* The figure DIR/best is chosen by, of a checkpoint whose header carries its own validation;
+ * 0 when it has none (or a figure that is not finite). */
+static int best_figure(const cg_ckpt_info_t *in, int by_loss, double *v) {
+  if (!in->have_val || in->val_step != in->step) return 0;
+  *v = by_loss ? in->val_loss : in->val_iou;
+  return isfinite(*v);
+}
+
+/* DIR/best chosen afresh among every checkpoint of dir whose header carries its own validation
+ * (the best figure; the newest step on a tie), or removed when none does. For when the file it
+ * named was replaced or is gone: a pointer must never vouch for weights that were not measured.
+ * Returns the step it names afterwards (-1: none). */
+static int64_t repick_best(const char *dir, int by_loss, const char *metric) {
+  char **paths;
+  int64_t *steps;
+  int n;
+  char err[256], p[4200];
+  int64_t bstep = -1;
+  double bval = 0;
+  const char *bpath = NULL;
+  if (cg_ckpt_list(dir, &paths, &steps, &n, err, sizeof err) != 0) n = 0; /* then: none */
+  for (int i = 0; i < n; i++) { /* newest step first: a later one wins only when better */
+    cg_ckpt_info_t in;
+    double v;
+    if (read_header(paths[i], &in) != 0 || in.step != steps[i] || !best_figure(&in, by_loss, &v))
+      continue;
+    if (bstep < 0 || (by_loss ? v < bval : v > bval)) {
+      bstep = steps[i];
+      bval = v;
+      bpath = paths[i];
+    }
+  }
+  if (bpath) {
+    if (write_pointer(dir, "best", bpath, bstep, metric, bval) != 0) bstep = -1;
+  } else {
+    snprintf(p, sizeof p, "%s/best", dir);
+    if (unlink(p) != 0 && errno != ENOENT)
+      cg_log_warn("checkpoint pointer: cannot remove %s: %s", p, strerror(errno));
+  }
+  cg_ckpt_list_free(paths, steps, n);
+  return bstep;
+}
+
 /* After `path` (of info->step) is in place: DIR/best when its validation figure beats the one
- * DIR/best records (or DIR/best is missing, names a file that is gone, or was chosen by another
- * metric), then DIR/last. Returns the step DIR/best names afterwards (-1: none). */
+ * DIR/best records (or DIR/best is missing or was chosen by another metric), then DIR/last.
+ * When DIR/best named the file just replaced (a step written again: a resumed branch, a run
+ * started afresh) or a file that is gone, its figure no longer describes that file: best is
+ * chosen again from the checkpoints' own figures (repick_best). Returns the step DIR/best
+ * names afterwards (-1: none). */
 static int64_t update_pointers(const char *dir, const char *path, const cg_ckpt_info_t *in) {
   const int by_loss = in->best_by == CG_CKPT_BEST_LOSS;
   const char *metric = by_loss ? "val_loss" : "val_iou";
@@ -511,19 +697,20 @@ static int64_t update_pointers(const char *dir, const char *path, const cg_ckpt_
   int64_t bstep = -1;
   double bval = 0;
   struct stat sb;
-  int have = cg_ckpt_read_pointer(dir, "best", bpath, sizeof bpath, &bstep, bmet, sizeof bmet,
-                                  &bval) == 0 &&
-             stat(bpath, &sb) == 0 && !strcmp(bmet, metric);
-  if (in->have_val) {
-    const double v = by_loss ? in->val_loss : in->val_iou;
-    const int better = !have || bstep == in->step || (by_loss ? v < bval : v > bval);
-    if (v == v && better && write_pointer(dir, "best", path, in->step, metric, v) == 0) {
-      have = 1;
+  const int named = cg_ckpt_read_pointer(dir, "best", bpath, sizeof bpath, &bstep, bmet,
+                                         sizeof bmet, &bval) == 0;
+  if (named && (bstep == in->step || stat(bpath, &sb) != 0)) {
+    bstep = repick_best(dir, by_loss, metric);
+  } else {
+    const int have = named && !strcmp(bmet, metric);
+    double v;
+    if (!have) bstep = -1;
+    if (best_figure(in, by_loss, &v) && (!have || (by_loss ? v < bval : v > bval)) &&
+        write_pointer(dir, "best", path, in->step, metric, v) == 0)
       bstep = in->step;
-    }
   }
   write_pointer(dir, "last", path, in->step, NULL, 0);
-  return have ? bstep : -1;
+  return bstep;
 }
 
 int cg_ckpt_write(const char *dir, const cg_ckpt_info_t *info, const float *params,
@@ -719,6 +906,76 @@ done:
   return st;
 }
 
+/* ---- which checkpoint --resume DIR continues ---------------------------------------------- */
+
+/* One file of the directory as the resume order sees it. */
+typedef struct {
+  int i;           /* index in the list */
+  int rank;        /* 0: the newest run (and files whose run cannot be told); 1..: by recency */
+  int64_t step;
+  uint64_t run_id;
+  int64_t t, ns;   /* when it was written: the header's time (the mtime for an unread header) */
+} cand_t;
+
+static int newer(const cand_t *x, const cand_t *y) {
+  if (x->t != y->t) return x->t > y->t;
+  if (x->ns != y->ns) return x->ns > y->ns;
+  return x->step > y->step;
+}
+
+static int by_rank_time(const void *a, const void *b) {
+  const cand_t *x = a, *y = b;
+  if (x->rank != y->rank) return x->rank < y->rank ? -1 : 1;
+  return newer(x, y) ? -1 : newer(y, x) ? 1 : 0;
+}
+
+/* The order in which --resume DIR tries the n checkpoints of dir (cg_ckpt_list's) into order[]
+ * (cg_ckpt_find says why): the newest run's files (DIR/last's run, else the run of the file
+ * written last), newest written first, with the files whose header cannot be read placed by
+ * their mtime; then every other run's, runs by recency. *newest_run gets the newest run's id
+ * (0: none known). */
+static void resume_order(const char *dir, char **paths, const int64_t *steps, int n, int *order,
+                         uint64_t *newest_run) {
+  cand_t *c = cg_malloc(sizeof *c * (size_t)(n ? n : 1), "resume order");
+  char lpath[4200];
+  int64_t lstep = -1;
+  const int has_last = cg_ckpt_read_pointer(dir, "last", lpath, sizeof lpath, &lstep, NULL, 0,
+                                            NULL) == 0;
+  int head = -1;
+  for (int i = 0; i < n; i++) {
+    cg_ckpt_info_t in;
+    struct stat sb;
+    c[i] = (cand_t){i, 0, steps[i], 0, 0, 0};
+    if (read_header(paths[i], &in) != 0) { /* whose it is cannot be told: tried when written */
+      if (stat(paths[i], &sb) == 0) {
+        c[i].t = (int64_t)sb.st_mtim.tv_sec;
+        c[i].ns = (int64_t)sb.st_mtim.tv_nsec;
+      }
+      continue;
+    }
+    c[i].rank = -1; /* placed below */
+    c[i].run_id = in.run_id;
+    c[i].t = in.unix_time;
+    c[i].ns = in.unix_nsec;
+    if (has_last && !strcmp(base_name(paths[i]), base_name(lpath))) head = i;
+  }
+  /* runs by recency: DIR/last's first, then repeatedly the run of the newest file left */
+  *newest_run = 0;
+  for (int rank = 0;; rank++) {
+    int pick = rank == 0 ? head : -1;
+    for (int i = 0; i < n && !(rank == 0 && head >= 0); i++)
+      if (c[i].rank == -1 && (pick < 0 || newer(&c[i], &c[pick]))) pick = i;
+    if (pick < 0) break;
+    if (rank == 0) *newest_run = c[pick].run_id;
+    const uint64_t id = c[pick].run_id;
+    for (int i = 0; i < n; i++)
+      if (c[i].rank == -1 && c[i].run_id == id) c[i].rank = rank;
+  }
+  qsort(c, (size_t)n, sizeof *c, by_rank_time);
+  for (int i = 0; i < n; i++) order[i] = c[i].i;
+  free(c);
+}
+
 int cg_ckpt_find(const char *dir, const cg_ckpt_shape_t *want, cg_ckpt_info_t *info,
                  float *params, float *m, float *v, char *path, size_t pathlen,
                  void (*report)(void *ctx, const char *line), void *ctx, char *err,
@@ -727,22 +984,34 @@ int cg_ckpt_find(const char *dir, const cg_ckpt_shape_t *want, cg_ckpt_info_t *i
   int64_t *steps;
   int n;
   if (cg_ckpt_list(dir, &paths, &steps, &n, err, errlen) != 0) return -1;
+  int *order = cg_malloc(sizeof(int) * (size_t)(n ? n : 1), "resume order");
+  uint64_t newest_run = 0;
+  resume_order(dir, paths, steps, n, order, &newest_run);
   int rc = n ? -1 : 1;
-  for (int i = 0; i < n && rc != 0; i++) {
+  for (int k = 0; k < n && rc != 0; k++) {
+    const int i = order[k];
     char why[1024];
     cg_ckpt_status_t st = cg_ckpt_read(paths[i], want, info, params, m, v, why, sizeof why);
     if (st == CG_CKPT_OK) {
       snprintf(path, pathlen, "%s", paths[i]);
       rc = 0;
+      if (report && k > 0 && info && newest_run && info->run_id != newest_run) {
+        char line[1400];
+        snprintf(line, sizeof line, "no checkpoint of the newest run in %s (run id %016llx) is "
+                 "usable: going on with %s, of another run (run id %016llx)", dir,
+                 (unsigned long long)newest_run, paths[i], (unsigned long long)info->run_id);
+        report(ctx, line);
+      }
     } else if (report) {
       char line[1200];
       snprintf(line, sizeof line, "skipping checkpoint %s%s", why,
-               i + 1 < n ? "; trying the next older one" : "");
+               k + 1 < n ? "; trying the next one" : "");
       report(ctx, line);
     }
   }
   if (rc == 1) snprintf(err, errlen, "%s holds no checkpoint (ckpt-*.cgck)", dir);
   else if (rc < 0) snprintf(err, errlen, "%s: none of its %d checkpoint(s) is valid", dir, n);
+  free(order);
   cg_ckpt_list_free(paths, steps, n);
   return rc;
 }
@@ -845,30 +1114,51 @@ int cg_ckpt_inspect_main(int argc, char **argv) {
       cg_ckpt_read_pointer(arg, "last", lpath, sizeof lpath, &lstep, NULL, 0, NULL) == 0;
   const int has_best = cg_ckpt_read_pointer(arg, "best", bpath, sizeof bpath, &bstep, bmet,
                                             sizeof bmet, &bval) == 0;
-  printf("%s: %d checkpoint(s), newest first\n", arg, n);
+  int *order = cg_malloc(sizeof(int) * (size_t)(n ? n : 1), "resume order");
+  int *ok = cg_calloc((size_t)(n ? n : 1), sizeof(int), "verdicts");
+  uint64_t newest_run = 0;
+  resume_order(arg, paths, steps, n, order, &newest_run);
+  /* several runs here: each line names its run, so the choice of --resume can be followed */
+  int runs = 0;
+  uint64_t first_run = 0;
+  for (int i = 0; i < n && runs < 2; i++) {
+    cg_ckpt_info_t h;
+    if (read_header(paths[i], &h) != 0) continue;
+    if (!runs || h.run_id != first_run) runs++;
+    if (runs == 1) first_run = h.run_id;
+  }
+  printf("%s: %d checkpoint(s), newest step first%s\n", arg, n,
+         runs > 1 ? "; more than one run (run ids shown; --resume takes the newest run's)" : "");
   for (int i = 0; i < n; i++) {
     cg_ckpt_info_t in;
     cg_ckpt_status_t st = cg_ckpt_read(paths[i], NULL, &in, NULL, NULL, NULL, err, sizeof err);
+    ok[i] = st == CG_CKPT_OK;
     if (st == CG_CKPT_OK) {
-      char shape[160], vs[96], mark[16];
+      char shape[160], vs[96], mark[48];
       cg_ckpt_shape_str(&in.shape, shape, sizeof shape);
       val_str(&in, vs, sizeof vs);
       snprintf(mark, sizeof mark, "%s%s", has_last && lstep == steps[i] ? " last" : "",
                has_best && bstep == steps[i] ? " best" : "");
+      if (runs > 1)
+        snprintf(mark + strlen(mark), sizeof mark - strlen(mark), " run %016llx",
+                 (unsigned long long)in.run_id);
       printf("  step %-10lld valid    %-34s %s  (%s)%s\n", (long long)steps[i], vs, paths[i],
              shape, mark);
-      if (chosen < 0) chosen = i;
     } else {
       printf("  step %-10lld INVALID  %s\n", (long long)steps[i], err);
     }
   }
+  for (int k = 0; k < n && chosen < 0; k++)
+    if (ok[order[k]]) chosen = order[k];
+  free(order);
+  free(ok);
   if (has_last) printf("last: %s (step %lld)\n", lpath, (long long)lstep);
   else printf("last: none (no pointer file %s/last)\n", arg);
   if (has_best) printf("best: %s (step %lld, %s %.6f)\n", bpath, (long long)bstep, bmet, bval);
   else printf("best: none (no checkpoint with validation figures yet)\n");
   if (chosen >= 0)
-    printf("--resume would load %s (it also skips checkpoints of another model shape)\n",
-           paths[chosen]);
+    printf("--resume would load %s: the newest run's last written valid checkpoint (DIR/last names "
+           "the newest run; it also skips checkpoints of another model shape)\n", paths[chosen]);
   else printf("--resume would find no valid checkpoint here\n");
   cg_ckpt_list_free(paths, steps, n);
   return chosen >= 0 ? 0 : 1;

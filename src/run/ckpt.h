@@ -29,7 +29,8 @@
  *   128  i64     scale_good_steps clean steps since the scale last changed
  *   136  i64     skipped_steps    fp16 steps skipped so far (inf/NaN gradients)
  *   144  f64     lr               learning rate of the last step (informative)
- *   152  i64     unix_time        when it was written (informative)
+ *   152  i64     unix_time        when it was written (seconds; with unix_nsec below, the order
+ *                                  in which --resume DIR tries a run's files)
  *   160  u64     payload_bytes    3 x nparams x 4
  *   168  u32     payload_crc      CRC32 of the payload
  *   172  u64     run_id           the run's lineage: made when a run starts afresh, kept when it
@@ -45,7 +46,8 @@
  *   208  i64     val_step         the step the validation figures were measured at (= step)
  *   216  f64     val_loss         mean validation loss per sample
  *   224  f64     val_iou          validation IoU: foreground IoU (binary) or mIoU (K >= 2)
- *   232  ...     reserved, zero, up to 252
+ *   232  u32     unix_nsec        nanoseconds of unix_time (0: written before it was stored)
+ *   236  ...     reserved, zero, up to 252
  *   252  u32     header_crc       CRC32 of bytes [0, 252)
  *   payload at 256: params, AdamW m, AdamW v (nparams little-endian f32 each, model.h layout)
  *   then (version >= 3) the palette trailer: npal RGB triples (3 x npal bytes), so predict can
@@ -61,17 +63,24 @@
  *     ckpt-0000000060.cgck          the file name, in the same directory
  *     step 60
  *     val_iou 0.812345              (best only: the metric it was chosen by, and its value)
- * A checkpoint without validation figures never becomes best. Rotation never removes the file
- * `best` names (it is kept in addition to the `keep` newest).
+ * A checkpoint without validation figures never becomes best. When the file best names is
+ * replaced (a step written again: a run resumed from an older checkpoint, or one without
+ * validation at that step) or is gone, best is chosen again among the checkpoints whose headers
+ * carry their own figures, or removed when none does: it never vouches for unmeasured weights.
+ * Rotation never removes the file `best` names, and it does not count towards `keep`: the
+ * `keep` newest others are kept besides it (keep + 1 files of this run while best is not the
+ * newest).
  *
  * Files are DIR/ckpt-<step, 10 digits>.cgck. A write goes to a temporary file in DIR (atomic_file.h),
  * is fsynced, renamed over the final name and the directory is fsynced: a file with the final
  * name is always complete, and a failed write (full disk, unwritable directory) leaves every
  * existing checkpoint as it was. After a successful write, rotation removes, among the
  * checkpoints of the same run id only (this run and the runs it resumed from), all but the
- * `keep` newest, and any of a later step than the one written (left by an abandoned attempt of
- * this lineage: it holds one line of history). A checkpoint of another run, or one whose header
- * cannot be read, is never removed.
+ * `keep` newest (besides best's), and any of a later step than the one written (left by an
+ * abandoned attempt of this lineage: it holds one line of history). A checkpoint of another
+ * run, or one whose header cannot be read, is never removed. A writer killed mid-write leaves
+ * its temporary (".ckpt-<step>.cgck.XXXXXX"); the next holder of the directory's lock removes
+ * those (cg_ckpt_lock_dir).
  *
  * The reader bounds every header field (steps, epochs, sizes, counts: see cg_ckpt_read), so a
  * file with a valid CRC but absurd numbers is rejected by name and field rather than trusted.
@@ -108,6 +117,7 @@ typedef struct {
   int64_t scale_good_steps, skipped_steps;
   double lr;
   int64_t unix_time;
+  uint32_t unix_nsec;       /* nanoseconds of unix_time (0: not stored) */
   uint64_t run_id;
   int ignore_index;         /* -1: none (versions 1 and 2: none) */
   int npal;                 /* 0..256 palette entries of the training masks (0: gray/unknown) */
@@ -164,8 +174,19 @@ int cg_ckpt_write(const char *dir, const cg_ckpt_info_t *info, const float *para
  * for the messages. Returns the lock's descriptor (>= 0), -1 with err naming the
  * holder when another process holds it, or -2 with err when the directory's filesystem takes
  * no locks (the caller warns and goes on). Filesystems that keep flock node-local (Lustre's
- * localflock, BeeGFS by default) exclude runs on one node only. */
+ * localflock, BeeGFS by default) exclude runs on one node only. Once the lock is held, the
+ * temporaries a writer killed mid-write left in DIR are removed, with a notice: regular files
+ * named as atomic_file.h names the temporaries of a checkpoint, best, last or history.jsonl
+ * (".<name>.XXXXXX"), nothing else. */
 int cg_ckpt_lock_dir(const char *dir, const char *flag, char *err, size_t errlen);
+
+/* --overwrite-checkpoints: a run starting afresh in DIR (holding its lock) first moves the
+ * earlier run's files there (checkpoints, best, last, history.jsonl) into a new folder
+ * DIR/previous-<UTC time>/, whose path goes to sub: nothing is deleted or replaced, and
+ * `--resume DIR`, best, last and the history then see the new run only. *moved: files moved
+ * (0: there were none, and no folder is made). 0, or -1 with err (some may have moved). */
+int cg_ckpt_set_aside(const char *dir, char *sub, size_t sublen, int *moved, char *err,
+                      size_t errlen);
 
 /* Reads the pointer file DIR/NAME ("best" or "last"): the checkpoint's path (DIR/file) into
  * path, its step, and (best) the metric's name and value. 0, or -1 when absent or malformed. */
@@ -202,9 +223,17 @@ int cg_ckpt_list(const char *dir, char ***paths, int64_t **steps, int *n, char *
                  size_t errlen);
 void cg_ckpt_list_free(char **paths, int64_t *steps, int n);
 
-/* Loads the newest valid checkpoint of dir: files are tried newest first; each one rejected
- * (truncated, corrupt, wrong magic, another shape...) is passed to report (one line naming the
- * file and why; report may be NULL) and the next older one is tried. Returns 0 with the chosen
+/* Loads the newest valid checkpoint of the newest run in dir. The newest run is the run (run id)
+ * of the file DIR/last names (the checkpoint written most recently, by whichever run), or
+ * without a usable DIR/last the run whose newest file was written last (header time). A higher
+ * step is not newer: a run started afresh, or resumed from an older checkpoint, writes low steps
+ * after high ones. That run's files are tried newest written first (header time; the higher
+ * step on a tie, as in files written before nanoseconds were stored), so a DIR/last left stale
+ * by a crash between a checkpoint and its pointer costs nothing, and a later step left by an
+ * abandoned attempt (kept as best) is not taken; files whose header cannot be read are tried
+ * among them by their mtime; then the other runs', runs by recency (reported when one is used).
+ * Each one rejected (truncated, corrupt, wrong magic, another shape...) is passed to report (one line
+ * naming the file and why; report may be NULL) and the next one is tried. Returns 0 with the chosen
  * file in path, 1 when dir holds no checkpoint file at all, -1 when none of them is valid (err
  * then says how many were tried). want and the arrays as for cg_ckpt_read (all NULL: verify
  * only, as `predict --checkpoint DIR` does before it knows the model). */
@@ -215,8 +244,8 @@ int cg_ckpt_find(const char *dir, const cg_ckpt_shape_t *want, cg_ckpt_info_t *i
 
 /* `cogpu-dist inspect FILE|DIR`: prints the header of FILE (with its validation figures and
  * settings) and verifies its CRCs, or for a directory each checkpoint's step, verdict and
- * validation figures, newest first, marked `last` / `best` as the pointer files name them, and
- * which one --resume would use. Returns the process exit code: 0 all valid / one usable, 1 invalid, 2 usage. */
+ * validation figures, newest step first, marked `last` / `best` as the pointer files name them,
+ * and which one --resume would use (cg_ckpt_find's order). Returns the process exit code: 0 all valid / one usable, 1 invalid, 2 usage. */
 int cg_ckpt_inspect_main(int argc, char **argv);
 
 #endif

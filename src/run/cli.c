@@ -158,17 +158,20 @@ static const cg_opt_t g_opts[] = {
     CG_OPT_ROW_NUM(I64, "checkpoint-every", O(checkpoint_every), 0, 1e15, C_TRAIN, "N",
         "also write a checkpoint every N steps (0 = only at the end and on a stop signal)"),
     CG_OPT_ROW_NUM(INT, "keep", O(keep), 1, 1e6, C_TRAIN, "K",
-        "checkpoints of this run kept in --checkpoint-dir (its older ones are removed; another "
-        "run's never are)"),
+        "checkpoints of this run kept in --checkpoint-dir besides the one DIR/best names (the K "
+        "newest others; best does not count, so K + 1 files while it is not the newest; older "
+        "ones of this run are removed, another run's never are)"),
     CG_OPT_ROW_TEXT(STR, "best-metric", O(best_metric), "auto|val_loss|val_iou|val_miou", C_TRAIN,
         "M", "what DIR/best is chosen by: the highest validation IoU (val_iou; val_miou, the "
         "mean over classes, for --num-classes >= 2; auto = that one) or the lowest val_loss"),
     CG_OPT_ROW_FLAG("overwrite-checkpoints", O(overwrite_checkpoints), C_TRAIN,
-        "start afresh in a --checkpoint-dir that already holds checkpoints (a checkpoint of the "
-        "same step is replaced; without this flag, or --resume, such a run refuses to start)"),
+        "start afresh in a --checkpoint-dir that already holds checkpoints: the earlier run's "
+        "checkpoints, best, last and history.jsonl are moved into DIR/previous-<UTC time>/ "
+        "(nothing is deleted); without this flag, or --resume, such a run refuses to start"),
     CG_OPT_ROW_TEXT(OPTSTR, "resume", O(resume), CG_RESUME_LATEST, C_TRAIN, "[FILE|DIR]",
-        "continue from a checkpoint: FILE, the newest valid one in DIR, or bare: in "
-        "--checkpoint-dir (a corrupt one is reported and the next older used; none: start afresh)"),
+        "continue from a checkpoint: FILE, or in DIR (bare: --checkpoint-dir) the newest run's "
+        "last written valid one: the run of the file DIR/last names, not the highest step (a "
+        "corrupt one is reported and the next older used; none: start afresh)"),
     CG_OPT_ROW_NUM(DBL, "timeout-s", O(timeout_s), 0, 1e7, C_TRAIN, "S",
         "a rank that makes no progress for S seconds (hung peer, dead NCCL) ends the job with a "
         "message; 0 = no watchdog"),

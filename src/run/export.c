@@ -146,9 +146,10 @@ typedef struct {
 static void export_usage(FILE *f) {
   fprintf(f,
           "usage: cogpu-dist export --checkpoint DIR|FILE --out FILE.safetensors\n"
-          "  Writes the weights of a checkpoint (FILE, or the newest valid one in DIR) as a\n"
-          "  safetensors file with the model definition in its __metadata__; tensor names and\n"
-          "  layouts are those of python/cogpu_torch.py's state_dict (README: Export).\n");
+          "  Writes the weights of a checkpoint (FILE, or in DIR the one train --resume DIR\n"
+          "  would load: the newest run's newest valid one) as a safetensors file with the\n"
+          "  model definition in its __metadata__; tensor names and layouts are those of\n"
+          "  python/cogpu_torch.py's state_dict (README: Export).\n");
 }
 
 static void import_usage(FILE *f) {

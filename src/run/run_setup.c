@@ -161,9 +161,9 @@ static int check_no_checkpoints(const char *dir, char *err, size_t errlen) {
   if (n > 0)
     snprintf(err, errlen, "--checkpoint-dir %s already holds %d checkpoint(s), the newest %s "
              "(step %lld): continue that run with --resume, or choose another --checkpoint-dir, "
-             "or start afresh there with --overwrite-checkpoints (the earlier run's checkpoints "
-             "are never rotated away, but one of the same step is replaced)", dir, n, paths[0],
-             (long long)steps[0]);
+             "or start afresh there with --overwrite-checkpoints (the earlier run's checkpoints, "
+             "best, last and history.jsonl are then moved into %s/previous-<time>/, nothing is "
+             "deleted)", dir, n, paths[0], (long long)steps[0], dir);
   cg_ckpt_list_free(paths, steps, n);
   return n > 0 ? -1 : 0;
 }
@@ -516,11 +516,30 @@ static int start_devices(cg_run_t *r, char *err, size_t errlen) {
 
 /* ---- the step loop's state ------------------------------------------------------------------- */
 
+/* --overwrite-checkpoints without --resume: rank 0, holding the directory's lock, sets the
+ * earlier run's files aside (cg_ckpt_set_aside) once every start-up check has passed, so that
+ * the new run's checkpoints, best, last and history never mix with them. */
+static void set_aside_earlier(const cg_run_t *r) {
+  const cg_config_t *cfg = r->cfg;
+  if (r->c->rank != 0 || !cfg->checkpoint_dir[0] || !cfg->overwrite_checkpoints || cfg->resume[0])
+    return;
+  char sub[CG_PATH_MAX + 64], err[CG_PATH_MAX + 512];
+  int moved = 0;
+  if (cg_ckpt_set_aside(cfg->checkpoint_dir, sub, sizeof sub, &moved, err, sizeof err) != 0)
+    cg_log_warn("--overwrite-checkpoints: %s; the earlier run's files left there stay beside "
+                "this run's (--resume %s follows DIR/last, this run's)", err, cfg->checkpoint_dir);
+  else if (moved)
+    printf("--overwrite-checkpoints: the earlier run's %d file(s) in %s (checkpoints, best, last, "
+           "history.jsonl) moved to %s; nothing was deleted\n", moved, cfg->checkpoint_dir, sub);
+  fflush(stdout);
+}
+
 static int prepare_loop(cg_run_t *r, char *err, size_t errlen) {
   (void)err;
   (void)errlen;
   const cg_config_t *cfg = r->cfg;
   const cg_comm_t *c = r->c;
+  set_aside_earlier(r);
   r->slow = cfg->test_slow_rank == c->rank && cfg->test_slow_ms > 0;
   cg_guard_health_init(&r->health, r->prec == CG_PREC_FP16, cfg->max_bad_steps);
   r->last_done = r->s0;
@@ -534,9 +553,10 @@ static int prepare_loop(cg_run_t *r, char *err, size_t errlen) {
    * before run ids) starts a new one: rotation never touches another run's checkpoints */
   r->run_id = r->resumed && r->ck.run_id ? r->ck.run_id : cg_ckpt_new_run_id();
   r->last_ckpt_step = -1;
-  if (r->resumed) {
+  if (r->resumed) { /* the state loaded is step s0 of this run's steps (ck.step counts batches
+                      * of the checkpoint's global batch: with another one it names another step) */
     snprintf(r->last_ckpt, sizeof r->last_ckpt, "%s", r->ck_path);
-    r->last_ckpt_step = r->ck.step;
+    r->last_ckpt_step = r->s0;
   }
   const size_t np = r->model.nparams;
   if (cfg->checkpoint_dir[0]) {

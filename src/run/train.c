@@ -302,7 +302,10 @@ static void exchange_table(cg_run_t *r, int64_t step) {
 }
 
 static void describe_last(const cg_run_t *r, char *buf, size_t len) {
-  if (r->last_ckpt[0])
+  if (r->last_ckpt[0] && r->resumed && !r->exact && r->last_ckpt_step == r->s0)
+    snprintf(buf, len, "%s (the one this run resumed from; its step %lld in this run's steps)",
+             r->last_ckpt, (long long)r->s0);
+  else if (r->last_ckpt[0])
     snprintf(buf, len, "%s (step %lld)", r->last_ckpt, (long long)r->last_ckpt_step);
   else if (r->ckpt_dir)
     snprintf(buf, len, "none (nothing written to %s yet)", r->ckpt_dir);
@@ -315,6 +318,8 @@ static void describe_last(const cg_run_t *r, char *buf, size_t len) {
  * and go on to the next step, where they wait for rank 0 in the gradient all-reduce. */
 static int write_ckpt(cg_run_t *r, int64_t step, int quiet) {
   if (r->c->rank != 0) return 0;
+  /* only a state this run reached: a step before its first has no AdamW count or position */
+  CG_ASSERT(step > r->s0 || (step == r->s0 && !r->resumed));
   const cg_config_t *cfg = r->cfg;
   cg_guard_beat(r->guard, step, "writing a checkpoint");
   const double t0 = cg_now();
@@ -336,7 +341,10 @@ static int write_ckpt(cg_run_t *r, int64_t step, int quiet) {
   r->ops->get_opt_state(r->be, r->ck_m, r->ck_v, &in.loss_scale, &in.scale_good_steps);
   in.skipped_steps = r->skipped0 + r->health.skipped;
   in.lr = step > 0 ? cg_train_lr(cfg, step - 1, r->total) : cfg->lr;
-  in.unix_time = (int64_t)time(NULL);
+  struct timespec now;
+  clock_gettime(CLOCK_REALTIME, &now); /* the order of a run's files for --resume DIR */
+  in.unix_time = (int64_t)now.tv_sec;
+  in.unix_nsec = (uint32_t)now.tv_nsec;
   in.run_id = r->run_id;
   in.ignore_index = cfg->ignore_index;
   cg_settings_json(cfg, in.settings, sizeof in.settings); /* `train --resume DIR` alone */
@@ -352,7 +360,7 @@ static int write_ckpt(cg_run_t *r, int64_t step, int quiet) {
   char path[CG_PATH_MAX + 64], err[1400];
   if (cg_ckpt_write(r->ckpt_dir, &in, r->ck_p, r->ck_m, r->ck_v, cfg->keep, path, sizeof path,
                     err, sizeof err)) {
-    char last[CG_PATH_MAX + 96];
+    char last[CG_PATH_MAX + 160];
     describe_last(r, last, sizeof last);
     if (r->bar == 2) fputc('\n', stderr);
     fprintf(stderr, "cogpu-dist: error: checkpoint of step %lld not written: %s; the last good "
@@ -373,7 +381,7 @@ static int write_ckpt(cg_run_t *r, int64_t step, int quiet) {
 
 /* Rank 0's message for a fatal step: nothing is written, the last good checkpoint stays. */
 static void say_fatal(const cg_run_t *r, const verdict_t *vd, int64_t step) {
-  char last[CG_PATH_MAX + 96];
+  char last[CG_PATH_MAX + 160];
   describe_last(r, last, sizeof last);
   if (vd->bad == CG_BAD_NAN)
     fprintf(stderr, "cogpu-dist: error: NaN/Inf loss at step %lld (rank %d; %s has no loss "
@@ -396,7 +404,7 @@ static void say_fatal(const cg_run_t *r, const verdict_t *vd, int64_t step) {
  * broadcasts it). */
 static int stop_run(cg_run_t *r, const verdict_t *vd, int64_t step) {
   const int root = r->c->rank == 0;
-  char last[CG_PATH_MAX + 96];
+  char last[CG_PATH_MAX + 160];
   if (root && r->bar == 2) fputc('\n', stderr);
   if (vd->bad) {
     if (root) say_fatal(r, vd, step);
@@ -628,7 +636,11 @@ static int finish(cg_run_t *r, loop_t *L, cg_train_result_t *res) {
     cg_report_validation(r, f, r->total, f->train_s, &f->val, 0);
     cg_stats_flush_final(r->stats); /* the final record, held for this validation */
   }
-  if (r->ckpt_dir && r->last_ckpt_step != r->total && write_ckpt(r, r->total, 0) != 0)
+  /* A run resumed at or past its end trained nothing: the directory stays as it is (writing
+   * the total's checkpoint would put the resumed weights under a lower step and rotate away the
+   * run's later checkpoints as an abandoned attempt's). */
+  if (r->ckpt_dir && r->s0 < r->total && r->last_ckpt_step != r->total &&
+      write_ckpt(r, r->total, 0) != 0)
     L->out_rc = 1;
   cg_guard_beat(r->guard, r->total, "final reports and outputs");
   const int rc = cg_report_final(r, f, res) ? 1 : L->out_rc;

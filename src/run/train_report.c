@@ -12,6 +12,12 @@
 #include "atomic_file.h" /* cg_afile_save: --metrics-out, --params-out replaced atomically */
 #include "log.h"         /* cg_log_warn */
 
+/* A JSON number ("%.6f"), or null for a value that is not finite: JSON has no NaN or Infinity. */
+static void json_num(char *buf, size_t len, double v) {
+  if (isfinite(v)) snprintf(buf, len, "%.6f", v);
+  else snprintf(buf, len, "null");
+}
+
 /* ---- during the run -------------------------------------------------------------------------- */
 
 static void banner_resume(const cg_run_t *r) {
@@ -37,8 +43,10 @@ static void banner_resume(const cg_run_t *r) {
                 (unsigned long long)ck->seed, (unsigned long long)cfg->seed,
                 (unsigned long long)cfg->seed);
   if (r->s0 >= r->total)
-    printf("resume: step %lld already reaches this run's %lld steps: nothing to train\n",
-           (long long)r->s0, (long long)r->total);
+    printf("resume: step %lld already reaches this run's %lld steps: nothing to train, and no "
+           "checkpoint is written or removed%s%s (give a larger --steps or --epochs to train "
+           "on)\n", (long long)r->s0, (long long)r->total, r->ckpt_dir ? " in " : "",
+           r->ckpt_dir ? r->ckpt_dir : "");
 }
 
 void cg_report_banner(const cg_run_t *r) {
@@ -206,6 +214,7 @@ static void print_class_table(const int64_t *ck, int K, int ignore) {
 void cg_report_history_open(const cg_run_t *r, cg_train_figs_t *f) {
   const cg_config_t *cfg = r->cfg;
   if (r->c->rank != 0) return;
+  if (r->s0 >= r->total) return; /* nothing to train: no record, and the history left as it is */
   if (!r->val_src) {
     if (cfg->history_out[0] || cfg->history_csv[0])
       cg_log_warn("--history-out/--history-csv: this run has no validation set, so no records");
@@ -317,10 +326,36 @@ static void print_final_k(const cg_run_t *r, const cg_train_figs_t *f, const int
   }
 }
 
+/* The final lines of a run that trained no step (resumed at or past its end): no training
+ * figures, which were not measured; the validation of the weights it loaded. */
+static void print_final_idle(const cg_run_t *r, const cg_train_figs_t *f, double wall) {
+  const int K = r->model.nclass;
+  printf("final: no steps trained (resumed at step %lld, at or past this run's %lld steps), "
+         "%.1f s; no checkpoint written\n", (long long)r->s0, (long long)r->total, wall);
+  if (!f->have_val) return;
+  if (K > 1) {
+    printf("final validation: loss %.4f  mIoU %.4f  mDice %.4f  accuracy %.4f  (%lld images, %d "
+           "classes; the checkpoint's weights)\n",
+           f->val.loss, cg_confk_miou(f->val.confk, K), cg_confk_mdice(f->val.confk, K),
+           cg_confk_acc(f->val.confk, K), (long long)f->val.images, K);
+    print_class_table(f->val.confk, K, r->cfg->ignore_index);
+  } else {
+    printf("final validation: loss %.4f  IoU %.4f  Dice %.4f  accuracy %.4f  (%lld images; the "
+           "checkpoint's weights)\n", f->val.loss, cg_confusion_iou(&f->val.conf),
+           cg_confusion_dice(&f->val.conf), cg_confusion_acc(&f->val.conf),
+           (long long)f->val.images);
+  }
+}
+
 static void print_final(const cg_run_t *r, const cg_train_figs_t *f, const cg_confusion_t *last,
                         const int64_t *lk, double ips, double wall) {
   const cg_config_t *cfg = r->cfg;
   const int64_t total = r->total;
+  if (r->s0 >= total) {
+    print_final_idle(r, f, wall);
+    fflush(stdout);
+    return;
+  }
   /* the last report window; a resumed run's first window starts at its first step */
   int64_t last_win = total % cfg->report_every ? total % cfg->report_every : cfg->report_every;
   if (last_win > total - r->s0) last_win = total > r->s0 ? total - r->s0 : 0;
@@ -373,21 +408,21 @@ static char *metrics_k(const cg_run_t *r, const cg_train_figs_t *f, const int64_
   const int K = r->model.nclass;
   size_t cap = 256 + (size_t)K * 160, n = 0;
   char *s = cg_malloc(cap, "metrics");
-  char mi[32] = "null";
-  if (f->have_val) snprintf(mi, sizeof mi, "%.6f", cg_confk_miou(f->val.confk, K));
+  char mi[32], tm[32], tr[32];
+  const int trained = r->s0 < r->total;
+  json_num(mi, sizeof mi, f->have_val ? cg_confk_miou(f->val.confk, K) : NAN);
+  json_num(tm, sizeof tm, trained ? cg_confk_miou(lk, K) : NAN);
+  json_num(tr, sizeof tr, trained ? cg_confk_miou(tk, K) : NAN);
   n += (size_t)snprintf(s + n, cap - n, ", \"num_classes\": %d, \"ignore_index\": %d, "
-                        "\"miou\": %s, \"train_miou\": %.6f, \"train_miou_run\": %.6f, "
-                        "\"per_class\": [", K, r->cfg->ignore_index, mi, cg_confk_miou(lk, K),
-                        cg_confk_miou(tk, K));
+                        "\"miou\": %s, \"train_miou\": %s, \"train_miou_run\": %s, "
+                        "\"per_class\": [", K, r->cfg->ignore_index, mi, tm, tr);
   for (int c = 0; f->have_val && c < K; c++) {
     double iou, dice;
     int64_t gt;
     const int present = cg_confk_class(f->val.confk, K, c, &iou, &dice, &gt, NULL);
-    char a[32] = "null", b[32] = "null";
-    if (present) {
-      snprintf(a, sizeof a, "%.6f", iou);
-      snprintf(b, sizeof b, "%.6f", dice);
-    }
+    char a[32], b[32];
+    json_num(a, sizeof a, present ? iou : NAN);
+    json_num(b, sizeof b, present ? dice : NAN);
     n += (size_t)snprintf(s + n, cap - n, "%s{\"class\": %d, \"iou\": %s, \"dice\": %s, "
                           "\"gt_pixels\": %lld}", c ? ", " : "", c, a, b, (long long)gt);
   }
@@ -395,39 +430,41 @@ static char *metrics_k(const cg_run_t *r, const cg_train_figs_t *f, const int64_
   return s;
 }
 
-/* --metrics-out: one JSON object; 0, or -1 after a warning. */
+/* --metrics-out: one JSON object; 0, or -1 after a warning. A figure that was not measured
+ * (no validation, no step trained) or is not finite is null: the file is always valid JSON. */
 static int write_metrics(const cg_run_t *r, const cg_train_figs_t *f, const cg_confusion_t *train,
                          const cg_confusion_t *last, const int64_t *tk, const int64_t *lk,
                          double ips, double wall) {
   const cg_config_t *cfg = r->cfg;
   const int K = r->model.nclass;
+  const int trained = r->s0 < r->total; /* a run resumed at or past its end trained nothing */
   char err[2048];
-  char vi[32] = "null", vd[32] = "null", va[32] = "null", vl[32] = "null";
-  if (f->have_val && K > 1) { /* the binary keys carry the class means */
-    snprintf(vi, sizeof vi, "%.6f", cg_confk_miou(f->val.confk, K));
-    snprintf(vd, sizeof vd, "%.6f", cg_confk_mdice(f->val.confk, K));
-    snprintf(va, sizeof va, "%.6f", cg_confk_acc(f->val.confk, K));
-    snprintf(vl, sizeof vl, "%.6f", f->val.loss);
-  } else if (f->have_val) {
-    snprintf(vi, sizeof vi, "%.6f", cg_confusion_iou(&f->val.conf));
-    snprintf(vd, sizeof vd, "%.6f", cg_confusion_dice(&f->val.conf));
-    snprintf(va, sizeof va, "%.6f", cg_confusion_acc(&f->val.conf));
-    snprintf(vl, sizeof vl, "%.6f", f->val.loss);
-  }
+  char vi[32], vd[32], va[32], vl[32], tl[32], ti[32], tr[32], ip[32];
+  const int hv = f->have_val;
+  json_num(vi, sizeof vi, !hv ? NAN : K > 1 ? cg_confk_miou(f->val.confk, K)
+                                             : cg_confusion_iou(&f->val.conf));
+  json_num(vd, sizeof vd, !hv ? NAN : K > 1 ? cg_confk_mdice(f->val.confk, K)
+                                             : cg_confusion_dice(&f->val.conf));
+  json_num(va, sizeof va, !hv ? NAN : K > 1 ? cg_confk_acc(f->val.confk, K)
+                                             : cg_confusion_acc(&f->val.conf));
+  json_num(vl, sizeof vl, hv ? f->val.loss : NAN);
+  json_num(tl, sizeof tl, trained ? f->last_window_loss : NAN);
+  json_num(ti, sizeof ti, !trained ? NAN : K > 1 ? cg_confk_miou(lk, K) : cg_confusion_iou(last));
+  json_num(tr, sizeof tr, !trained ? NAN : K > 1 ? cg_confk_miou(tk, K) : cg_confusion_iou(train));
+  json_num(ip, sizeof ip, trained ? ips : NAN);
   char *extra = K > 1 ? metrics_k(r, f, tk, lk) : NULL;
   const size_t cap = 2048 + (extra ? strlen(extra) : 0);
   char *json = cg_malloc(cap, "metrics");
   snprintf(json, cap,
-           "{\"steps\": %lld, \"ranks\": %d, \"global_batch\": %d, \"train_loss\": %.6f, "
-           "\"val_loss\": %s, \"val_iou\": %s, \"val_dice\": %s, \"val_acc\": %s, "
-           "\"train_iou\": %.6f, \"train_iou_run\": %.6f, \"img_per_s\": %.3f, \"wall_s\": %.3f, "
-           "\"train_s\": %.3f, "
+           "{\"steps\": %lld, \"steps_trained\": %lld, \"ranks\": %d, \"global_batch\": %d, "
+           "\"train_loss\": %s, \"val_loss\": %s, \"val_iou\": %s, \"val_dice\": %s, "
+           "\"val_acc\": %s, \"train_iou\": %s, \"train_iou_run\": %s, \"img_per_s\": %s, "
+           "\"wall_s\": %.3f, \"train_s\": %.3f, "
            "\"backend\": \"%s\", \"precision\": \"%s\", \"image_size\": %d, "
            "\"model_base\": %d, \"model_depth\": %d, \"params\": %zu, \"grad_comm\": \"%s\", "
            "\"grad_comm_bytes\": %.0f%s}\n",
-           (long long)r->total, r->c->size, cfg->batch * r->c->size, f->last_window_loss, vl, vi,
-           vd, va, K > 1 ? cg_confk_miou(lk, K) : cg_confusion_iou(last),
-           K > 1 ? cg_confk_miou(tk, K) : cg_confusion_iou(train), ips, wall, f->train_s,
+           (long long)r->total, (long long)(trained ? r->total - r->s0 : 0), r->c->size,
+           cfg->batch * r->c->size, tl, vl, vi, vd, va, ti, tr, ip, wall, f->train_s,
            r->ops->name, cg_precision_name(r->prec), cfg->image_size, cfg->model_base,
            cfg->model_depth, r->model.nparams, cfg->grad_comm, r->grad_bytes, extra ? extra : "");
   free(extra);
