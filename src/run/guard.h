@@ -7,8 +7,10 @@
  * in and the step table (below) — when mpirun tears a job down because a peer died, that line
  * is each surviving rank's last word. The training loop polls cg_guard_signal at
  * each step boundary, all ranks agree on it, and rank 0 writes a checkpoint before everyone
- * exits 0. A second signal while that is under way ends the process at once (_exit(128 +
- * signal)): the atomic checkpoint write leaves the previous checkpoint intact. Signals are
+ * exits 0. A second signal while that is under way, 3 s or more after the first, ends the
+ * process at once (_exit(128 + signal)): the atomic checkpoint write leaves the previous
+ * checkpoint intact. Within 3 s it is a copy of the same stop (a scheduler signals every
+ * process, and the batch script and mpirun pass it on again). Signals are
  * process-wide, so this is the one piece of global state: only one guard may exist at a time.
  *
  * Watchdog. A thread wakes every second (or a quarter of the timeout) and, while armed
