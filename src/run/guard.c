@@ -27,6 +27,7 @@ static const int g_signals[NSIG_HANDLED] = {SIGTERM, SIGINT, SIGUSR1};
 static atomic_int g_sig_count;   /* signals received since create */
 static atomic_int g_first_sig;   /* the first one */
 static atomic_llong g_first_ns;  /* when it came (CLOCK_MONOTONIC) */
+static atomic_int g_failed;      /* cg_guard_failed: a signal ends the rank quietly */
 /* A stop signal this soon after the first is another copy of the same stop, not a second one:
  * a scheduler signals every process of the job (scancel, preemption), and the batch script and
  * mpirun pass the stop on to the ranks again, so each rank gets two or three at once. */
@@ -87,6 +88,7 @@ static long long now_ns(void) {
 }
 
 static void on_signal(int sig) {
+  if (atomic_load(&g_failed)) _exit(128 + sig);
   int saved = errno; /* write() may change it under the interrupted code */
   const long long t = now_ns();
   long long unset = 0; /* the time first: a copy on another thread must not see 0 */
@@ -158,6 +160,11 @@ void cg_guard_catch_early(void) {
   snprintf(g_prefix, sizeof g_prefix, "[rank %.16s, starting] ", r ? r : "?");
   install_handlers(NULL);
   atomic_store(&g_early, 1);
+}
+
+void cg_guard_failed(cg_guard_t *g) {
+  (void)g;
+  atomic_store(&g_failed, 1);
 }
 
 int cg_guard_signal(const cg_guard_t *g) {
@@ -264,6 +271,7 @@ cg_guard_t *cg_guard_create(const cg_guard_cfg_t *cfg) {
     atomic_store(&g_first_sig, 0);
     atomic_store(&g_first_ns, 0);
   }
+  atomic_store(&g_failed, 0);
   atomic_store(&g_beat_step, 0);
   atomic_store(&g_beat_phase, (const char *)NULL);
   g_tab = cg_malloc(sizeof(atomic_llong) * (size_t)cfg->size, "signal step table");

@@ -67,6 +67,10 @@ const char *cg_guard_signal_name(int sig);
 void cg_guard_beat(cg_guard_t *g, int64_t step, const char *phase);
 /* Arms (on = 1) or disarms the timeout; arming restarts the clock. */
 void cg_guard_arm(cg_guard_t *g, int on);
+/* The run failed (its error is printed) and the rank is ending: a stop signal from now on is the
+ * launcher tearing the job down, and ends the rank without the stop line, which would promise
+ * a checkpoint. */
+void cg_guard_failed(cg_guard_t *g);
 /* This rank completed `step` (its own entry of the table, kept current between exchanges). */
 void cg_guard_done(cg_guard_t *g, int64_t step);
 /* The last completed step of every rank (size entries), as learnt from the last exchange. */

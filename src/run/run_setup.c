@@ -593,6 +593,7 @@ int cg_run_setup(cg_run_t *r, const cg_config_t *cfg, cg_comm_t *c, cg_guard_t *
     if ((code = stages[i](r, err, sizeof err)) != 0) goto fail;
   return 0;
 fail:
+  cg_guard_failed(guard); /* rank 0 printed why; mpirun's teardown signal is no stop request */
   cg_run_teardown(r);
   return code;
 }
