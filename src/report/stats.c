@@ -462,6 +462,15 @@ static void write_val(const cg_stats_t *s, FILE *j) {
   fprintf(j, "}, ");
 }
 
+void cg_stats_stopped(cg_stats_t *s, int64_t step, int64_t total, const char *why) {
+  if (!s || !s->jsonl) return;
+  FILE *j = s->jsonl;
+  /* why is one of the trainer's own words (a signal name...): nothing to escape */
+  fprintf(j, "{\"final\": true, \"stopped\": \"%s\", \"step\": %lld, \"total_steps\": %lld, "
+          "\"time\": %.3f}\n", why, (long long)step, (long long)total, (double)time(NULL));
+  fflush(j);
+}
+
 void cg_stats_hold_final(cg_stats_t *s) {
   if (s) s->hold_final = 1;
 }

@@ -69,6 +69,10 @@ void cg_stats_set_val(cg_stats_t *s, int64_t step, double loss, double iou, doub
  * too, if still held), so cogpu-monitor ends on the run's last figures. NULL-safe. */
 void cg_stats_hold_final(cg_stats_t *s);
 void cg_stats_flush_final(cg_stats_t *s);
+/* Rank 0: the run stopped early (a stop signal, a NaN, a failed rank's verdict) after `step` of
+ * `total`: --stats-out ends with {"final": true, "stopped": why, "step", "total_steps",
+ * "time"}, so cogpu-monitor knows the job is over. why: "SIGTERM", "NaN loss", ... NULL-safe. */
+void cg_stats_stopped(cg_stats_t *s, int64_t step, int64_t total, const char *why);
 
 /* The cluster's means over ranks for one window (NAN where a figure is absent). */
 typedef struct {

@@ -398,6 +398,10 @@ static int stop_run(cg_run_t *r, const verdict_t *vd, int64_t step) {
   const int root = r->c->rank == 0;
   char last[CG_PATH_MAX + 96];
   if (root && r->bar == 2) fputc('\n', stderr);
+  if (root) /* --stats-out ends here: cogpu-monitor stops following */
+    cg_stats_stopped(r->stats, step, r->total,
+                     !vd->bad ? cg_guard_signal_name(vd->sig)
+                     : vd->bad == CG_BAD_NAN ? "a NaN/Inf loss" : "too many skipped steps");
   if (vd->bad) {
     if (root) say_fatal(r, vd, step);
     return 1;
