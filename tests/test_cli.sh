@@ -55,6 +55,10 @@ else
 fi
 expect_usage "output path is a directory" "--params-out:" train $SMALL --params-out "$T"
 if ls "$T/missing" "$T/ro/m.json" > /dev/null 2>&1; then echo "FAIL: a partial output file was left"; fail=1; fi
+# --epochs beside --steps is not used: said once, by rank 0
+timeout 60 $MPIRUN -np 2 $BIN train $SMALL --epochs 3 > "$T/ep" 2>&1 || { echo "FAIL --epochs run"; fail=1; }
+[ "$(grep -c -- "warning: --epochs 3 is not used: --steps 1 sets the run's length" "$T/ep")" -eq 1 ] ||
+  { echo "FAIL --epochs with --steps: want one warning"; cat "$T/ep"; fail=1; }
 # --help lists every flag and exits 0 (printed once on 2 ranks).
 $MPIRUN -np 2 $BIN train --help > "$T/help" 2>&1 || { echo "FAIL train --help exit code"; fail=1; }
 for f in backend precision threads model-base model-depth image-size data batch steps epochs lr \

@@ -65,6 +65,9 @@ $MPIRUN -np 1 $BIN train --backend cpu --train-samples 256 --val-samples 16 --im
   --checkpoint-dir "$T/imp1" --resume "$T/imp1" > "$T/ft.log" 2>&1 ||
   { cat "$T/ft.log"; fail "train --resume from an imported checkpoint"; }
 [ -f "$T/imp1/ckpt-0000000005.cgck" ] || { cat "$T/ft.log"; fail "no step-5 checkpoint"; }
+# step 0 has no data position: nothing is "trained a second time", no seed to continue
+! grep -qE "trained a second time|was written with --seed" "$T/ft.log" ||
+  { cat "$T/ft.log"; fail "data-position notices on a step-0 checkpoint"; }
 echo "PASS an imported checkpoint resumes (fine-tuning)"
 
 # Refusals: exit 2, naming what is wrong.

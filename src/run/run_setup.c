@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "backend_choose.h" /* cg_backend_choose: --backend and --precision */
+#include "cli.h"       /* cg_cli_opts, cg_opts_given: which flags the command line gave */
 #include "ckpt.h"      /* cg_ckpt_*: checkpoint directory checks, reading, the resume position */
 #include "feat.h"
 #include "sampler.h"
@@ -358,6 +359,10 @@ static int open_data(cg_run_t *r, char *err, size_t errlen) {
   cg_sampler_free(&s);
   r->total = cfg->steps > 0 ? cfg->steps : cfg->epochs * r->spe;
   r->global = (int64_t)r->c->size * cfg->batch;
+  const cg_opts_set_t set = cg_cli_opts(CG_CMD_TRAIN, (void *)cfg);
+  if (cfg->steps > 0 && r->c->rank == 0 && cg_opts_given(&set, cfg->argc, cfg->argv, "epochs"))
+    cg_log_warn("--epochs %lld is not used: --steps %lld sets the run's length (--steps 0 trains "
+                "--epochs epochs)", (long long)cfg->epochs, (long long)cfg->steps);
   if (cfg->warmup_steps > r->total && r->c->rank == 0)
     cg_log_warn("--warmup-steps %lld is longer than the run's %lld steps: the learning rate "
                 "never reaches --lr", (long long)cfg->warmup_steps, (long long)r->total);
