@@ -155,6 +155,7 @@ run same $MPIRUN -np 2 $BIN ${REAL/--val-fraction 0.25/} --val-data $T/pngs \
 rm -f $T/same/ckpt-0000000016.cgck
 run same2 $MPIRUN -np 2 $BIN train --resume $T/same
 want same2 "$(grep -m1 "^data: " "$T/same.log")"
+want same "warning: --val-data is --data ($T/pngs): the run validates on its training samples"
 if grep -q "as --val-data too" "$T/same2.log"; then
   echo "FAIL same2: the old-checkpoint notice on this build's checkpoint"; fail=1
 fi
