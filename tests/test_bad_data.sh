@@ -49,6 +49,15 @@ run trunc 1 $SMALL --data $D/trunc
 expect "truncated PNG in training, no --skip-bad" 2 "trunc/images/zz.png" "truncated" "--skip-bad"
 run trunc_skip 1 $SMALL --data $D/trunc --skip-bad
 expect "truncated PNG in training, --skip-bad" 0 "--skip-bad: 0 bad sample(s) left out at start-up, 1 sample load(s) skipped in training"
+# every sample of the set truncated: --skip-bad has nothing left to train on (exit 2, not 0)
+mkdir -p $T/alltrunc/images $T/alltrunc/masks
+for n in a b c d e; do
+  cp $D/trunc/images/zz.png $T/alltrunc/images/$n.png; cp $D/trunc/masks/zz.png $T/alltrunc/masks/$n.png
+done
+run alltrunc 1 $SMALL --data $T/alltrunc --skip-bad --metrics-out $T/m_all.json
+expect "every training sample truncated, --skip-bad" 2 \
+  "--skip-bad: every one of the 9 training sample loads of this run failed"
+[ ! -e $T/m_all.json ] || { echo "FAIL every sample bad: --metrics-out written"; fail=1; }
 # serial loader (no helpers): the same rule
 run trunc_serial 1 $SMALL --data $D/trunc --cpu-workers 0
 expect "truncated PNG, serial loader" 2 "zz.png" "--skip-bad"

@@ -622,6 +622,14 @@ static int finish(cg_run_t *r, loop_t *L, cg_train_result_t *res) {
       r->base_src ? r->base_src->dropped + (r->val_base ? r->val_base->dropped : 0) : 0;
   cg_report_skipped(r, left_out, bad, 0);
   cg_loader_destroy(L->ld);
+  const int64_t tried = f->total.samples + f->win.samples; /* every rank has the same */
+  if (bad > 0 && bad >= tried) { /* --skip-bad made every sample padding: nothing was learnt */
+    if (r->c->rank == 0)
+      fprintf(stderr, "cogpu-dist: error: --skip-bad: every one of the %lld training sample "
+              "loads of this run failed (the first are named above): nothing was trained, nothing "
+              "more is written\n", (long long)bad);
+    return CG_EXIT_USAGE;
+  }
   if (r->bar == 2)
     cg_report_progress(r, r->total, f->train_s, (double)f->total.samples / f->train_s,
                        f->last_window_loss, 1);
