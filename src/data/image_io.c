@@ -42,16 +42,20 @@ int cg_image_read_rgb(const char *path, int64_t max_pixels, uint8_t **rgb, int *
   return cg_png_read_rgb(path, max_pixels, rgb, h, w, err, errlen);
 }
 
-/* Hands the PNG's size out before the caller's begin, as the JPEG reader does. */
+/* Hands the file's size and the decoding scale out before the caller's begin. */
 typedef struct {
   const cg_png_sink_t *inner;
-  int *full_h, *full_w;
+  int *full_h, *full_w, *scale;
+  int jpeg, min_side;
+  int fh, fw; /* JPEG: the file's size, set by the decoder before begin */
 } outer_t;
 
 static int outer_begin(void *ctx, int h, int w, char *why, size_t whylen) {
   outer_t *o = ctx;
-  if (o->full_h) *o->full_h = h;
-  if (o->full_w) *o->full_w = w;
+  const int fh = o->jpeg ? o->fh : h, fw = o->jpeg ? o->fw : w;
+  if (o->full_h) *o->full_h = fh;
+  if (o->full_w) *o->full_w = fw;
+  if (o->scale) *o->scale = o->jpeg ? cg_jpeg_scale(fh, fw, o->min_side) : 8;
   return o->inner->begin ? o->inner->begin(o->inner->ctx, h, w, why, whylen) : 0;
 }
 
@@ -61,12 +65,11 @@ static int outer_row(void *ctx, int y, const uint8_t *px, char *why, size_t whyl
 }
 
 int cg_image_read_rows(const char *path, int64_t max_pixels, int min_side,
-                       const cg_png_sink_t *sink, int *full_h, int *full_w, char *err,
-                       size_t errlen) {
-  if (cg_image_is_jpeg(path))
-    return cg_jpeg_read_rows(path, NULL, 0, max_pixels, min_side, sink, full_h, full_w, err,
-                             errlen);
-  outer_t o = {sink, full_h, full_w};
+                       const cg_png_sink_t *sink, int *full_h, int *full_w, int *scale,
+                       char *err, size_t errlen) {
+  outer_t o = {sink, full_h, full_w, scale, cg_image_is_jpeg(path), min_side, 0, 0};
   const cg_png_sink_t s = {outer_begin, outer_row, &o};
+  if (o.jpeg)
+    return cg_jpeg_read_rows(path, NULL, 0, max_pixels, min_side, &s, &o.fh, &o.fw, err, errlen);
   return cg_png_read_rows(path, max_pixels, CG_PNG_AS_RGB, &s, err, errlen);
 }

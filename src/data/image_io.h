@@ -28,9 +28,10 @@ int cg_image_read_rgb(const char *path, int64_t max_pixels, uint8_t **rgb, int *
 
 /* Row by row as RGB8 into sink (cg_png_read_rows / cg_jpeg_read_rows); min_side > 0 lets a
  * JPEG decode at a reduced DCT scale keeping both sides >= min_side (PNG ignores it). sink->begin
- * gets the decoded size, *full_h, *full_w (optional) the file's, before begin. */
+ * gets the decoded size; before it, *full_h, *full_w (optional) get the file's and *scale
+ * (optional) the M of the scale M/8 it is decoded at (cg_jpeg_scale; 8: full size). */
 int cg_image_read_rows(const char *path, int64_t max_pixels, int min_side,
-                       const cg_png_sink_t *sink, int *full_h, int *full_w, char *err,
-                       size_t errlen);
+                       const cg_png_sink_t *sink, int *full_h, int *full_w, int *scale,
+                       char *err, size_t errlen);
 
 #endif

@@ -144,12 +144,13 @@ void cg_fit_square(const uint8_t *rgb, const uint8_t *mask, int sh, int sw, int 
 /* cg_fit_square of a PNG pair, decoded row by row (cg_png_read_rows) straight into out_rgb
  * (size*size*3) and out_mask (size*size): the same bytes, holding two rows of the image instead
  * of the whole of it. The image may be a JPEG (by content, image_io.h): it is decoded at the
- * smallest DCT scale M/8 that keeps both sides >= size, then fitted the same way (so a large
- * JPEG's bytes differ slightly from a full decode + cg_fit_square; the mask is fitted from its
- * full size over the same window). mask NULL: out_mask is zeros. expect_h/expect_w > 0: the image must have
- * that size (the one seen at start-up); the mask must have the image's. *h, *w (optional) get
- * the image's size. Returns 0, or -1 with "PATH: reason" in err (out_* then undefined).
- * Thread-safe. */
+ * smallest DCT scale M/8 that keeps both sides >= size (cg_jpeg_scale), then fitted over the
+ * same window of the file, reached through the factor M/8 (so a large JPEG's bytes differ
+ * slightly from a full decode + cg_fit_square, but sample the same points: the mask, fitted
+ * from its full size, stays aligned). mask NULL: out_mask is zeros. expect_h/expect_w > 0: the
+ * image must have that size (the one seen at start-up); the mask must have the image's. *h, *w
+ * (optional) get the image's size. Returns 0, or -1 with "PATH: reason" in err (out_* then
+ * undefined). Thread-safe. */
 int cg_fit_png(const char *image, const char *mask, int64_t max_pixels, int size, int expect_h,
                int expect_w, uint8_t *out_rgb, uint8_t *out_mask, int *h, int *w, char *err,
                size_t errlen);
