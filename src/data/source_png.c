@@ -310,7 +310,9 @@ typedef struct {
   int64_t max_pixels;
   pair_t *pairs;
   char **names; /* NAME of each pair: base.names */
-  char *why[CG_SOURCE_WHY_MAX + 1]; /* the first pairs left out: base.dropped_why */
+  char **why;          /* the (first) pairs left out: base.dropped_why, NULL-terminated */
+  size_t nwhy;
+  int all_why;         /* cg_source_opts_t.all_why */
   int nclass, ignore;  /* masks as labels (cg_fit_png_k) */
   uint8_t pal[768];    /* the first mask's palette (base.palette) */
 } png_source_t;
@@ -430,7 +432,8 @@ static void png_destroy(cg_source_t *s) {
     free(ps->pairs[i].image);
     free(ps->pairs[i].mask);
   }
-  for (int i = 0; i < CG_SOURCE_WHY_MAX; i++) free(ps->why[i]);
+  for (size_t i = 0; i < ps->nwhy; i++) free(ps->why[i]);
+  free(ps->why);
   free(ps->pairs);
   free(ps->names);
   free(ps);
@@ -468,9 +471,12 @@ static void drop_last(png_source_t *ps, const char *why) {
   free(ps->pairs[k].mask);
   ps->names[k] = NULL;
   memset(&ps->pairs[k], 0, sizeof ps->pairs[k]);
-  if (ps->base.dropped < CG_SOURCE_WHY_MAX) {
-    ps->why[ps->base.dropped] = strdup(why);
-    if (!ps->why[ps->base.dropped]) CG_FATAL("out of memory");
+  if (ps->all_why || ps->nwhy < CG_SOURCE_WHY_MAX) {
+    char **nw = realloc(ps->why, (ps->nwhy + 2) * sizeof *nw);
+    if (!nw || !(nw[ps->nwhy] = strdup(why))) CG_FATAL("out of memory");
+    nw[++ps->nwhy] = NULL;
+    ps->why = nw;
+    ps->base.dropped_why = (const char *const *)nw;
   }
   ps->base.dropped++;
 }
@@ -497,7 +503,7 @@ cg_source_t *cg_source_png_dirs(const char *images_dir, const char *masks_dir,
   ps->pairs = cg_calloc(im.n ? im.n : 1, sizeof(pair_t), "png pairs");
   ps->names = cg_calloc(im.n ? im.n : 1, sizeof(char *), "png names");
   ps->base.names = (const char *const *)ps->names;
-  ps->base.dropped_why = (const char *const *)ps->why;
+  ps->all_why = o->all_why;
   size_t i = 0, j = 0;
   if (im.n == 0) {
     snprintf(err, errlen, "%s: no *.png, *.jpg or *.jpeg files", images_dir);
@@ -539,12 +545,12 @@ cg_source_t *cg_source_png_dirs(const char *images_dir, const char *masks_dir,
     i++;
     j++;
   }
-  if (ps->base.count == 0) {
+  if (ps->base.count == 0 && !o->all_why) {
     snprintf(err, errlen, "%s: every one of the %lld sample(s) is bad (the first: %s)", images_dir,
              (long long)ps->base.dropped, ps->why[0] ? ps->why[0] : "?");
     goto fail;
   }
-  if (o->nclass > 1) { /* palette masks: predict writes its class maps with the same palette */
+  if (o->nclass > 1 && ps->base.count > 0) { /* palette masks: predict writes its maps alike */
     int npal = 0;
     if (cg_png_read_palette(ps->pairs[0].mask, o->max_pixels, ps->pal, &npal, err, errlen) == 0 &&
         npal > 0) {
