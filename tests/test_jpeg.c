@@ -338,6 +338,34 @@ static void test_bad_files(void) {
   rc = cg_image_read_rgb(bad, 0, &out, &h, &w, err, sizeof err);
   CG_TEST_CHECK(rc == 0 && h == 2 && w == 2 && !memcmp(out, px, 12), "png named .JPG: %s", err);
   free(out);
+  /* neither: named for what it is not, and what it looks like (it was "not a PNG file") */
+  static const struct {
+    const char *name, *bytes;
+    size_t n;
+    const char *want;
+  } other[] = {
+      {"empty.jpg", "", 0, "neither a PNG nor a JPEG file (empty: 0 bytes)"},
+      {"bmp.jpg", "BM6\0\0\0", 6, "(starts with 'BM6\\x00': a BMP?)"},
+      {"gif.png", "GIF89a", 6, "(starts with 'GIF8': a GIF?)"},
+      {"webp.jpg", "RIFF\x10\0\0\0WEBPVP8 ", 16, "a WebP?"},
+      {"text.png", "hello", 5, "neither a PNG nor a JPEG file (starts with 'hell')"},
+  };
+  for (size_t i = 0; i < sizeof other / sizeof *other; i++) {
+    at(bad, sizeof bad, other[i].name);
+    spit(bad, (const uint8_t *)other[i].bytes, other[i].n);
+    const char *who[3] = {"size", "rgb", "fit"};
+    for (int k = 0; k < 3; k++) {
+      uint8_t o[8 * 8 * 3], om[8 * 8];
+      out = NULL;
+      rc = k == 0   ? cg_image_read_size(bad, 0, &h, &w, err, sizeof err)
+           : k == 1 ? cg_image_read_rgb(bad, 0, &out, &h, &w, err, sizeof err)
+                    : cg_fit_png(bad, NULL, 0, 8, 0, 0, o, om, NULL, NULL, err, sizeof err);
+      free(out);
+      CG_TEST_CHECK(rc && contains(err, bad) && contains(err, other[i].want), "%s (%s): '%s'",
+                    other[i].name, who[k], err);
+    }
+    printf("%s: %s\n", other[i].name, err);
+  }
 }
 
 typedef struct {

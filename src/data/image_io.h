@@ -1,8 +1,9 @@
 /* image_io.h: one entry point for the image formats the trainer reads (PNG, JPEG), chosen by
  * the file's first bytes, not its name: a JPEG named x.png is read as a JPEG, and the reverse.
- * Anything that is not a JPEG goes to the PNG reader, whose message then says what is wrong
- * ("not a PNG file (bad signature)"). Images come out as RGB8 (png_io.h, jpeg_io.h); masks
- * stay PNG-only (png_io.h). Return values, ownership and thread-safety as in png_io.h. */
+ * A file that starts like neither fails with "PATH: neither a PNG nor a JPEG file (starts
+ * with 'BM': a BMP?)" (or "(empty: 0 bytes)"); one cut inside a signature goes to that
+ * format's reader, which says so. Images come out as RGB8 (png_io.h, jpeg_io.h); masks stay
+ * PNG-only (png_io.h). Return values, ownership and thread-safety as in png_io.h. */
 #ifndef CG_IMAGE_IO_H
 #define CG_IMAGE_IO_H
 
