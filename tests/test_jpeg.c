@@ -600,6 +600,23 @@ static void test_source(void) {
   s = cg_source_png_dir(dir, &o, err, sizeof err);
   CG_TEST_CHECK(!s && contains(err, "same name"), "a.JPG + a.png: '%s'", s ? "opened" : err);
   cg_source_destroy(s);
+  /* a mask with the JPEG's sides swapped (drawn on the photo as a viewer turned it by its EXIF
+   * orientation, which is not applied here): the mismatch names EXIF */
+  at(dir, sizeof dir, "exif");
+  mkdir(dir, 0755);
+  snprintf(p, sizeof p, "%s/images", dir);
+  mkdir(p, 0755);
+  snprintf(p, sizeof p, "%s/masks", dir);
+  mkdir(p, 0755);
+  snprintf(p, sizeof p, "%s/images/e.jpg", dir);
+  CG_TEST_CHECK(cg_jpeg_write(p, rgb, H, W, 90, err, sizeof err) == 0, "%s", err);
+  snprintf(p, sizeof p, "%s/masks/e.png", dir);
+  CG_TEST_CHECK(cg_png_write(p, mask, W, H, CG_PNG_GRAY8, err, sizeof err) == 0, "%s", err);
+  s = cg_source_png_dir(dir, &o, err, sizeof err);
+  CG_TEST_CHECK(!s && contains(err, "e.png") && contains(err, "EXIF orientation"),
+                "sides swapped: '%s'", s ? "opened" : err);
+  if (!s) printf("sides swapped: %s\n", err);
+  cg_source_destroy(s);
   free(rgb);
   free(mask);
 }

@@ -456,8 +456,12 @@ static int check_pair(pair_t *p, int64_t max_pixels, char *err, size_t errlen) {
   if (cg_image_read_size(p->image, max_pixels, &p->h, &p->w, err, errlen)) return -1;
   if (cg_png_read_size(p->mask, max_pixels, &mh, &mw, err, errlen)) return -1;
   if (mh != p->h || mw != p->w) {
-    snprintf(err, errlen, "%s: mask is %dx%d but its image %s is %dx%d", p->mask, mw, mh, p->image,
-             p->w, p->h);
+    /* sides swapped on a JPEG: likely a camera photo whose EXIF orientation a viewer (and the
+     * tool that drew the mask) applied; it is not applied here, as PIL's Image.open does not */
+    const int exif = mh == p->w && mw == p->h && cg_image_is_jpeg(p->image);
+    snprintf(err, errlen, "%s: mask is %dx%d but its image %s is %dx%d%s", p->mask, mw, mh,
+             p->image, p->w, p->h, exif ? " (sides swapped: an EXIF orientation? it is ignored, as "
+             "by PIL without ImageOps.exif_transpose; save the image upright)" : "");
     return -1;
   }
   return 0;
