@@ -62,13 +62,14 @@ static const cg_opt_t g_opts[] = {
     CG_OPT_ROW_NUM(I64, "val-samples", O(val_samples), 0, 1e12, C_TRAIN, "N",
         "synthetic: size of the held-out validation set (0 = no validation)"),
     CG_OPT_ROW_FLAG("skip-bad", O(skip_bad), C_TRAIN,
-        "leave out and count bad samples (a PNG that is empty, truncated, corrupt or over "
-        "--max-image-pixels; a shard record failing its CRC), at start-up and while training, "
-        "instead of ending the job with exit code 2"),
+        "leave out and count bad samples (an image or mask that is empty, not a PNG/JPEG, "
+        "truncated, corrupt or over --max-image-pixels; a mask value that is no class id; an "
+        "image and mask of different sizes; a shard record failing its CRC), at start-up and "
+        "while training, instead of ending the job with exit code 2"),
     CG_OPT_ROW_NUM(I64, "max-image-pixels", O(max_image_pixels), 1, 1073741824, C_TRAIN, "N",
-        "an image of more pixels (width x height, read from the PNG header before anything is "
-        "allocated) is a bad sample; the default is Pillow's decompression-bomb limit, about "
-        "9459 x 9459, far more than any image worth fitting to --image-size"),
+        "an image of more pixels (width x height, read from the PNG or JPEG header before "
+        "anything is allocated) is a bad sample; the default is Pillow's decompression-bomb "
+        "limit, about 9459 x 9459, far more than any image worth fitting to --image-size"),
     CG_OPT_ROW_FLAG("check-data", O(check_data), C_TRAIN,
         "decode every sample once at start-up (split over the ranks and each rank's cores), list "
         "every bad file and a summary; then exit 2 if any is bad, or with --skip-bad train without "
@@ -264,8 +265,10 @@ void cg_cli_print_help(FILE *f, cg_command_t cmd) {
             "commands:\n"
             "  train    train the UNet data-parallel over all ranks\n"
             "  info     print the model (--model) or the ranks' placement (--topology)\n"
-            "  pack     pack a PNG directory into a .cgds shard (one process; see pack --help)\n"
-            "  predict  run a checkpoint's model on PNG images, write the masks (see predict --help)\n"
+            "  pack     pack a directory of PNG or JPEG images and PNG masks into a .cgds shard\n"
+            "           (one process; see pack --help)\n"
+            "  predict  run a checkpoint's model on PNG or JPEG images, write the masks (see\n"
+            "           predict --help)\n"
             "  inspect  print a checkpoint's header and verify its CRC (one process)\n"
             "  export   write a checkpoint's weights as safetensors for PyTorch/ONNX (one process;\n"
             "           see export --help)\n"

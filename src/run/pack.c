@@ -25,7 +25,7 @@ static void pack_help(FILE *f, int size, long long max_pixels) {
   fprintf(f,
           "usage: cogpu-dist pack --images DIR --masks DIR --out FILE.cgds [--image-size N]\n"
           "                       [--encoding raw|jpeg|png] [--quality Q]\n"
-          "                       [--num-classes K] [--ignore-index I]\n"
+          "                       [--num-classes K] [--ignore-index I] [--max-image-pixels N]\n"
           "\n"
           "Packs DIR/NAME.png (or NAME.jpg, NAME.jpeg) images and their NAME.png masks into one\n"
           ".cgds shard for `train --data FILE.cgds`: each pair is fitted to N x N (shorter side\n"
@@ -34,7 +34,8 @@ static void pack_help(FILE *f, int size, long long max_pixels) {
           "\n"
           "  --images DIR       directory of input images (*.png: gray, RGB, RGBA, palette; 8/16\n"
           "                     bit; *.jpg, *.jpeg: baseline or progressive, gray, YCbCr, CMYK)\n"
-          "  --masks DIR        directory of masks with the same names (pixel > 0 = foreground)\n"
+          "  --masks DIR        directory of PNG masks with the same names (gray value or palette\n"
+          "                     index > 0, or a non-black RGB colour = foreground)\n"
           "  --out FILE         the shard to write (replaced atomically)\n"
           "  --image-size N     side of the stored samples, 2..8192 (default %d)\n"
           "  --encoding E       how records are stored (default raw):\n"

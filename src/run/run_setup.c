@@ -241,11 +241,14 @@ static int place_rank(cg_run_t *r, char *err, size_t errlen) {
 
 /* ---- data ------------------------------------------------------------------------------------ */
 
-/* Every rank opens the files itself (they are checked at open) and they agree on the verdict. */
+/* Every rank opens the files itself (they are checked at open) and they agree on the verdict.
+ * With --check-data a pair failing at open is left out and kept for the check's list (even
+ * without --skip-bad), so every bad file is listed and counted, not the first alone. */
 static int open_files(cg_run_t *r, char *err, size_t errlen) {
   const cg_config_t *cfg = r->cfg;
   const cg_source_opts_t so = {.size = cfg->image_size, .max_pixels = cfg->max_image_pixels,
-                               .skip_bad = cfg->skip_bad, .bad_hint = CG_BAD_SAMPLE_HINT,
+                               .skip_bad = cfg->skip_bad || cfg->check_data,
+                               .all_why = cfg->check_data, .bad_hint = CG_BAD_SAMPLE_HINT,
                                .seed = cfg->seed, .nclass = cfg->num_classes,
                                .ignore = cfg->ignore_index};
   r->base_src = cg_source_open_opts(cfg->data, &so, err, errlen);

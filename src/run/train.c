@@ -179,6 +179,7 @@ static cg_loader_cfg_t loader_cfg(const cg_run_t *r, cg_source_t *src) {
   lc.batch = cfg->batch;
   lc.seed = cfg->seed;
   lc.skip_bad = cfg->skip_bad;
+  lc.bad_hint = cfg->check_data ? CG_BAD_SAMPLE_HINT_CHECKED : CG_BAD_SAMPLE_HINT;
   lc.nclass = cfg->num_classes;
   lc.ignore_index = cfg->ignore_index;
   lc.nfeat = CG_NFEAT;
