@@ -8,9 +8,11 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <libgen.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
@@ -227,6 +229,64 @@ int cg_afile_save(const char *path, const void *buf, size_t n, char *err, size_t
   if (!f) return -1;
   cg_afile_write(f, buf, n); /* a failure is reported by commit */
   return cg_afile_commit(f, err, errlen);
+}
+
+/* ---- checking an output path ------------------------------------------------------------- */
+
+const char *cg_afile_kind(unsigned mode) {
+  if (S_ISREG(mode)) return "a regular file";
+  if (S_ISDIR(mode)) return "a directory";
+  if (S_ISFIFO(mode)) return "a FIFO";
+  if (S_ISCHR(mode)) return "a character device";
+  if (S_ISBLK(mode)) return "a block device";
+  if (S_ISSOCK(mode)) return "a socket";
+  return "not a regular file";
+}
+
+int cg_afile_check(const char *flag, const char *path, cg_afile_how_t how, char *err,
+                   size_t errlen) {
+  const size_t n = strlen(path);
+  if (!n || path[n - 1] == '/') {
+    snprintf(err, errlen, "%s: '%.300s' names no file%s", flag, path, n ? " (it ends in '/')" : "");
+    return -1;
+  }
+  struct stat st;
+  const int exists = stat(path, &st) == 0;
+  if (exists && S_ISDIR(st.st_mode)) {
+    snprintf(err, errlen, "%s: '%.300s' is a directory; give a file name", flag, path);
+    return -1;
+  }
+  if (exists && !S_ISREG(st.st_mode)) {
+    snprintf(err, errlen, "%s: '%.300s' is %s: %s %s", flag, path, cg_afile_kind(st.st_mode),
+             flag, how == CG_AFILE_APPEND
+                       ? "appends to a regular file"
+                       : "writes a regular file by renaming a temporary over it");
+    return -1;
+  }
+  if (exists && access(path, W_OK) != 0) {
+    snprintf(err, errlen, "%s: '%.300s' is not writable (%s)", flag, path, strerror(errno));
+    return -1;
+  }
+  if (exists && how == CG_AFILE_APPEND) return 0; /* its directory is not written */
+  char *tmp = strdup(path);
+  if (!tmp) {
+    snprintf(err, errlen, "%s: out of memory", flag);
+    return -1;
+  }
+  const char *dir = dirname(tmp);
+  int rc = 0;
+  const int found = stat(dir, &st) == 0;
+  if (!found || !S_ISDIR(st.st_mode)) {
+    snprintf(err, errlen, "%s: directory '%.300s' of '%.300s' %s", flag, dir, path,
+             found ? "is not a directory" : "does not exist");
+    rc = -1;
+  } else if (access(dir, W_OK) != 0) {
+    snprintf(err, errlen, "%s: directory '%.300s' is not writable (%s)", flag, dir,
+             strerror(errno));
+    rc = -1;
+  }
+  free(tmp);
+  return rc;
 }
 
 /* ---- append-only logs -------------------------------------------------------------------- */

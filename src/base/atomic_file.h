@@ -54,6 +54,22 @@ void cg_afile_abort(cg_afile_t *f);
 /* open + write n bytes + commit, for content already in memory. */
 int cg_afile_save(const char *path, const void *buf, size_t n, char *err, size_t errlen);
 
+/* How an output is written, for cg_afile_check. */
+typedef enum {
+  CG_AFILE_REPLACE, /* cg_afile_open/commit: a regular file, a temporary renamed over it */
+  CG_AFILE_APPEND,  /* cg_afile_append: a regular file, only ever appended to */
+} cg_afile_how_t;
+
+/* The start-up check of an output path the user named with flag ("--out"), so that a bad one
+ * is a usage error before any work, and a FIFO or device is never replaced by a regular file:
+ * 0 when path can be written as `how` says (an existing target is writable and of a kind `how`
+ * takes; a new one's directory exists and is writable), else -1 with one line in err naming
+ * flag, path and what it is. Nothing is created. */
+int cg_afile_check(const char *flag, const char *path, cg_afile_how_t how, char *err,
+                   size_t errlen);
+/* "a FIFO", "a character device", "a directory"...: what a st_mode is, for messages. */
+const char *cg_afile_kind(unsigned mode);
+
 /* Opens a log for appending, created (0666 & ~umask) when absent, O_APPEND | O_CLOEXEC; the
  * caller fclose()s it. The path is the user's: a symlink there is followed, because pointing a
  * log elsewhere is a legitimate choice (where others may plant links, in sticky world-writable

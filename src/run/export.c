@@ -303,6 +303,10 @@ int cg_export_main(int argc, char **argv) {
   cg_model_t m;
   float *params = NULL;
   char path[1024], err[1200];
+  if (cg_afile_check("--out", vals[1], CG_AFILE_REPLACE, err, sizeof err)) {
+    fprintf(stderr, "cogpu-dist: error: export: %s\n", err);
+    return CG_EXIT_USAGE;
+  }
   rc = load_checkpoint(vals[0], &info, &m, &params, path, sizeof path);
   if (rc) return rc;
   table_t tb;
