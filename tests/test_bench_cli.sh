@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # cogpu-bench command lines: every sub-command parses with the option engine cogpu-dist uses
 # (src/base/opts.h). For each: --help lists every option below and no other; a bad value of each
-# option (a missing one for free text, a value for a flag) exits 2 with exactly one line
+# option (a missing or empty one for a path, a value for a flag) exits 2 with exactly one line
 # "cogpu-bench NAME: error: --option..." and nothing on stdout; so does an unknown option. No
 # benchmark runs. The training options of overlap and scaling are cogpu-dist train's (test_cli).
 set -uo pipefail
@@ -58,7 +58,8 @@ for b in $want; do
       { echo "FAIL $b --help lists $name, which this test does not know"; fail=1; }
     case $meta in
       "") expect_usage "$name takes no value" "$b" "$name=1" ;;
-      FILE|DIR|PREFIX|SRC) expect_usage "$name: missing value" "$b" "$name" ;;
+      FILE|DIR|PREFIX|SRC) expect_usage "$name: missing value" "$b" "$name"
+                           expect_usage "$name: empty value" "$b" "$name=" ;;
       *) expect_usage "$name: 'bogus'" "$b" "$name" bogus ;;
     esac
   done < <(grep -oE -- '^  --[a-z0-9-]+( [^ ]+)?' "$T/own")

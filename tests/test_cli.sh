@@ -46,6 +46,18 @@ expect_usage "--val-data with synthetic data" "--val-data $T: separate validatio
   train $SMALL --val-data "$T"
 expect_usage "--val-data synthetic" "--val-data synthetic: separate validation data goes with" \
   train $SMALL --data "$T" --val-data synthetic
+# an empty path is a mistake, never "none" (--resume alone means --checkpoint-dir)
+expect_usage "empty --checkpoint-dir" "--checkpoint-dir: empty value" \
+  train $SMALL --checkpoint-dir ""
+expect_usage "empty --metrics-out=" "--metrics-out: empty value" train $SMALL --metrics-out=
+expect_usage "empty --resume=" "--resume: empty value; give FILE|DIR, or --resume alone" \
+  train $SMALL --checkpoint-dir "$T/ck" --resume=
+expect_usage "empty --resume" "--resume: empty value" train $SMALL --resume ""
+expect_usage "empty --data" "--data: empty value" train $SMALL --data ""
+expect_usage "empty --trace-out" "--trace-out: empty value" train $SMALL --trace-out ""
+expect_usage "empty predict --masks" "--masks: empty value" predict --checkpoint "$T/ck" \
+  --input "$T" --output "$T/p" --masks ""
+[ ! -e "$T/ck" ] || { echo "FAIL a refused run made its --checkpoint-dir"; fail=1; }
 mkdir -p "$T/ro"; chmod 555 "$T/ro"
 if [ "$(id -u)" -eq 0 ]; then
   # root can write anywhere: use a directory that does not exist instead.

@@ -70,7 +70,31 @@ static int in_choices(const char *choices, const char *v) {
   return 0;
 }
 
+/* Whether the metavar names a path: FILE, DIR, PREFIX or SRC as a word ("[FILE|DIR]" too). */
+static int names_path(const char *metavar) {
+  static const char *const words[] = {"FILE", "DIR", "PREFIX", "SRC"};
+  for (size_t w = 0; w < sizeof words / sizeof words[0]; w++) {
+    const size_t n = strlen(words[w]);
+    for (const char *s = strstr(metavar, words[w]); s; s = strstr(s + 1, words[w]))
+      if ((s == metavar || !(s[-1] >= 'A' && s[-1] <= 'Z')) && !(s[n] >= 'A' && s[n] <= 'Z'))
+        return 1;
+  }
+  return 0;
+}
+
 static int set_text(const cg_opt_t *o, const char *v, char *p, char *err, size_t errlen) {
+  /* an empty path is a mistake (an unset shell variable), never "none": for none leave the
+   * option out */
+  if (!v[0] && names_path(o->metavar)) {
+    const char *m = o->metavar;
+    const int bare = o->type == CG_OPT_OPTSTR && m[0] == '[';
+    if (bare)
+      snprintf(err, errlen, "--%s: empty value; give %.*s, or --%s alone", o->name,
+               (int)strlen(m) - 2, m + 1, o->name);
+    else
+      snprintf(err, errlen, "--%s: empty value; give a %s, or leave the option out", o->name, m);
+    return -1;
+  }
   if (o->type != CG_OPT_OPTSTR && o->choices && !in_choices(o->choices, v)) {
     snprintf(err, errlen, "--%s: '%s' is not one of %s", o->name, v, o->choices);
     return -1;

@@ -8,7 +8,9 @@
  * with code 2), so every MPI rank reaches the same verdict without communicating.
  *
  * Syntax: --name VALUE or --name=VALUE; a flag takes no value; -h or --help anywhere stops the
- * parse with "help". No short options, no positional arguments. */
+ * parse with "help". No short options, no positional arguments. A text option whose metavar
+ * names a path (FILE, DIR, PREFIX or SRC as a word) refuses an empty value: "" is a mistake
+ * (an unset shell variable), never "none". Given twice, the last value wins. */
 #ifndef CG_OPTS_H
 #define CG_OPTS_H
 
