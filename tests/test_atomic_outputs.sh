@@ -9,7 +9,7 @@
 # the right content, and nothing new left in the directories. --stats-out (an append-only log
 # the user names) is appended to, never truncated. A FIFO or device node at an output path, a
 # missing directory or a directory there is refused (exit 2) by pack, export and train, and left
-# as it was.
+# as it was; --stats-out (appended to) takes a FIFO and /dev/stdout, read live by cogpu-monitor.
 set -uo pipefail
 BIN=$1; MPIRUN="$2 --oversubscribe --bind-to none"; BUILD=$3
 T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
@@ -172,6 +172,30 @@ refused "--out: '$N/dir' is a directory" "${PACK[@]}" --out "$N/dir"
 refused "--out: '$N/dir' is a directory" "${EXPORT[@]}" --out "$N/dir"
 left=$(unexpected "$N" fifo dev dir)$(unexpected "$N/dir")
 [ -z "$left" ] || { echo "FAIL refused outputs left behind: $left"; fail=1; }
+
+# ---- --stats-out is appended to, so a FIFO or a character device is a fine target: live into
+# cogpu-monitor through a FIFO or /dev/stdout; a reader that goes is a warning, not the end ----
+TINY=($MPIRUN -np 1 $BIN train $COMMON --batch 2 --train-samples 16 --val-samples 0 --steps 4
+      --report-every 2)
+(timeout 120 $BUILD/cogpu-monitor --once "$N/fifo" > "$T/mon.log" 2>&1 &)
+sleep 1 # the monitor opens the FIFO first: a FIFO nobody reads is refused, never waited for
+timeout 120 "${TINY[@]}" --stats-out "$N/fifo" > "$T/fifo.log" 2>&1 ||
+  { echo "FAIL --stats-out FIFO: exit $?"; cat "$T/fifo.log"; fail=1; }
+for i in $(seq 50); do grep -q "step 4/4" "$T/mon.log" && break; sleep 0.1; done
+grep -q "step 4/4 (100%) finished" "$T/mon.log" ||
+  { echo "FAIL cogpu-monitor on the --stats-out FIFO:"; cat "$T/mon.log" "$T/fifo.log"; fail=1; }
+timeout 120 "${TINY[@]}" --stats-out /dev/stdout 2> /dev/null |
+  timeout 60 $BUILD/cogpu-monitor --once /dev/stdin > "$T/mon2.log" 2>&1
+grep -q "step 4/4 (100%) finished" "$T/mon2.log" ||
+  { echo "FAIL --stats-out /dev/stdout | cogpu-monitor /dev/stdin:"; cat "$T/mon2.log"; fail=1; }
+(timeout 120 head -c 1 "$N/fifo" > /dev/null &)
+sleep 1
+timeout 120 "${TINY[@]}" --steps 30 --report-every 1 --stats-out "$N/fifo" > "$T/gone.log" 2>&1 ||
+  { echo "FAIL --stats-out FIFO whose reader goes: exit $?"; cat "$T/gone.log"; fail=1; }
+grep -q -- "--stats-out: its reader has gone" "$T/gone.log" ||
+  { echo "FAIL no warning for a --stats-out reader that went:"; cat "$T/gone.log"; fail=1; }
+[ -p "$N/fifo" ] || { echo "FAIL --stats-out replaced the FIFO"; fail=1; }
+refused "--prom-out: '$N/fifo' is a FIFO" "${TINY[@]}" --prom-out "$N/fifo"
 
 [ $fail -eq 0 ] && echo "test_atomic_outputs: all passed"
 exit $fail

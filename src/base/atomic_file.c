@@ -256,10 +256,11 @@ int cg_afile_check(const char *flag, const char *path, cg_afile_how_t how, char 
     snprintf(err, errlen, "%s: '%.300s' is a directory; give a file name", flag, path);
     return -1;
   }
-  if (exists && !S_ISREG(st.st_mode)) {
+  const int stream = exists && (S_ISFIFO(st.st_mode) || S_ISCHR(st.st_mode));
+  if (exists && !S_ISREG(st.st_mode) && !(how == CG_AFILE_APPEND && stream)) {
     snprintf(err, errlen, "%s: '%.300s' is %s: %s %s", flag, path, cg_afile_kind(st.st_mode),
              flag, how == CG_AFILE_APPEND
-                       ? "appends to a regular file"
+                       ? "appends to a regular file, a FIFO or a character device"
                        : "writes a regular file by renaming a temporary over it");
     return -1;
   }
@@ -291,8 +292,13 @@ int cg_afile_check(const char *flag, const char *path, cg_afile_how_t how, char 
 
 /* ---- append-only logs -------------------------------------------------------------------- */
 
-FILE *cg_afile_append(const char *path, char *err, size_t errlen) {
+FILE *cg_afile_append(const char *path, int streams_ok, char *err, size_t errlen) {
   int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY | O_NONBLOCK, 0666);
+  if (fd < 0 && errno == ENXIO) {
+    fail(err, errlen, errno, "%s: %s", path, streams_ok ? "a FIFO that no process reads "
+         "(start its reader first)" : "a FIFO or device, not a regular file");
+    return NULL;
+  }
   if (fd < 0) {
     fail(err, errlen, errno, "%s: cannot open for appending", path);
     return NULL;
@@ -302,8 +308,8 @@ FILE *cg_afile_append(const char *path, char *err, size_t errlen) {
     fail(err, errlen, errno, "%s: cannot stat", path);
     goto fail;
   }
-  if (!S_ISREG(st.st_mode)) {
-    fail(err, errlen, EINVAL, "%s: not a regular file", path);
+  if (!S_ISREG(st.st_mode) && !(streams_ok && (S_ISFIFO(st.st_mode) || S_ISCHR(st.st_mode)))) {
+    fail(err, errlen, EINVAL, "%s: %s", path, cg_afile_kind(st.st_mode));
     goto fail;
   }
   int fl = fcntl(fd, F_GETFL);

@@ -129,7 +129,8 @@ static const cg_opt_t g_opts[] = {
     CG_OPT_ROW_TEXT(STR, "trace-steps", O(trace_steps), NULL, C_TRAIN, "A:B",
         "the steps the timeline covers"),
     CG_OPT_ROW_TEXT(STR, "stats-out", O(stats_out), NULL, C_TRAIN, "FILE",
-        "append the balance report as one JSON line per report to FILE (for monitors)"),
+        "append the balance report as one JSON line per report to FILE (for monitors; a FIFO or "
+        "/dev/stdout too)"),
     CG_OPT_ROW_TEXT(STR, "history-out", O(history_out), NULL, C_TRAIN, "FILE",
         "append one JSON line per validation (step, epoch, wall time, train and val loss, IoU or "
         "mIoU and per-class IoU, learning rate, img/s) to FILE; default: history.jsonl in "
