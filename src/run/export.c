@@ -619,7 +619,7 @@ int cg_import_main(int argc, char **argv) {
   char **paths = NULL;
   int64_t *steps = NULL;
   int nck = 0, lock = -1;
-  if (cg_ckpt_prepare_dir(vals[1], err, sizeof err) ||
+  if (cg_ckpt_prepare_dir(vals[1], "--out", err, sizeof err) ||
       (lock = cg_ckpt_lock_dir(vals[1], "--out", err, sizeof err)) == -1 || /* a run there */
       cg_ckpt_list(vals[1], &paths, &steps, &nck, err, sizeof err)) {
     fprintf(stderr, "cogpu-dist: error: import: %s%s\n", lock == -1 ? "" : "--out: ", err);

@@ -177,7 +177,8 @@ static int check_outputs(cg_run_t *r, char *err, size_t errlen) {
       snprintf(probe, sizeof probe, "%s.rank0.json", cfg->trace_out);
       rc = check_output_path("--trace-out", probe, CG_AFILE_REPLACE, err, errlen);
     }
-    if (!rc && cfg->checkpoint_dir[0]) rc = cg_ckpt_prepare_dir(cfg->checkpoint_dir, err, errlen);
+    if (!rc && cfg->checkpoint_dir[0])
+      rc = cg_ckpt_prepare_dir(cfg->checkpoint_dir, "--checkpoint-dir", err, errlen);
     if (!rc && cfg->checkpoint_dir[0]) {
       r->ck_lock = cg_ckpt_lock_dir(cfg->checkpoint_dir, "--checkpoint-dir", err, errlen);
       if (r->ck_lock == -1) rc = -1;
