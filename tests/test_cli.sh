@@ -35,6 +35,10 @@ expect_usage "zero learning rate" "--lr: 0 is out of range (0, 10]" train $SMALL
 expect_usage "hex float" "--lr: '0x1p-10' is not a number" train $SMALL --lr 0x1p-10
 expect_usage "infinity" "--lr: 'inf' is not a number" train $SMALL --lr inf
 expect_usage "leading blank" "--batch: ' 4' is not a whole number" train $SMALL --batch " 4"
+expect_usage "negative unsigned" "--seed: -1 is out of range 0..18000000000000000000" \
+  train $SMALL --seed -1
+expect_usage "overflow" "--steps: 99999999999999999999 is out of range 0..1000000000000000" \
+  train $SMALL --steps 99999999999999999999
 expect_usage "size with a blank" "--bucket-mb: ' 1' is not a number" train $SMALL --bucket-mb " 1"
 expect_usage "--val-fraction with --val-data" "--val-fraction: 0.2 of --data held out, and --val-data" \
   train $SMALL --data "$T" --val-data "$T" --val-fraction 0.2

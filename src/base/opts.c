@@ -182,15 +182,26 @@ static int plain_decimal(const char *v, int real) {
   return 1;
 }
 
+/* A whole number as text: an optional sign, then one digit or more, nothing else. */
+static int whole_text(const char *v) {
+  const char *s = v + (*v == '-' || *v == '+');
+  return *s && strspn(s, "0123456789") == strlen(s);
+}
+
 static int set_number(const cg_opt_t *o, const char *v, char *p, char *err, size_t errlen) {
   errno = 0;
   char *end = NULL;
   double d = 0;
+  const int whole = o->type != CG_OPT_DBL && whole_text(v);
+  /* a whole number beyond what the type holds, or below 0 for an unsigned one, is out of
+   * range, not "not a whole number" (-0 is 0) */
+  if (whole && o->type == CG_OPT_U64 && v[0] == '-' && strspn(v + 1, "0") != strlen(v + 1))
+    return out_of_range(o, v, err, errlen); /* strtoull would wrap it */
   if (!plain_decimal(v, o->type == CG_OPT_DBL)) end = (char *)v; /* rejected below */
   else if (o->type == CG_OPT_DBL) d = strtod(v, &end);
-  else if (o->type == CG_OPT_U64 && v[0] == '-') end = (char *)v; /* strtoull would wrap it */
   else if (o->type == CG_OPT_U64) d = (double)strtoull(v, &end, 10);
   else d = (double)strtoll(v, &end, 10);
+  if (whole && errno == ERANGE) return out_of_range(o, v, err, errlen);
   if (end == v || (end && *end) || errno == ERANGE || !isfinite(d)) {
     snprintf(err, errlen, "--%s: '%s' is not a %s", o->name, v,
              o->type == CG_OPT_DBL ? "number" : "whole number");
