@@ -348,7 +348,7 @@ void cg_opts_print(FILE *f, const char *title, const cg_opts_set_t *set) {
   if (title) fprintf(f, "%s\n", title);
   for (size_t i = 0; i < set->n; i++) {
     const cg_opt_t *o = &set->opts[i];
-    if (!in_set(set, o)) continue;
+    if (!in_set(set, o) || (o->flags & set->hide)) continue;
     char lhs[64], def[1100];
     snprintf(lhs, sizeof lhs, "--%s%s%s", o->name, o->metavar[0] ? " " : "", o->metavar);
     fmt_default(o, set->dst, def, sizeof def);
