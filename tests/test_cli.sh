@@ -81,8 +81,17 @@ done
 $BIN --help | grep -q "train" || { echo "FAIL top-level --help"; fail=1; }
 $BIN info --model | grep -q "parameters: 7,760,673" || { echo "FAIL info --model count"; fail=1; }
 $BIN info --model --model-base 8 --model-depth 3 --image-size 64 | grep -q "parameters: 120,969" || { echo "FAIL small model count"; fail=1; }
-# The README documents every flag --help shows (both come from the option table).
+# a flag given twice: the last value wins (README says so, as argparse does)
+$BIN info --model --model-base 4 --model-base 8 --model-depth 3 --image-size 64 |
+  grep -q "parameters: 120,969" || { echo "FAIL a repeated flag: not the last value"; fail=1; }
+# The README documents every flag --help shows (both come from the option table), and its copy of
+# the train --help block is that block, word for word.
 README=$(dirname "$0")/../README.md
+if ! diff <($BIN train --help | sed -n '/^  --backend/,/^  -h, --help/p') \
+          <(sed -n '/^  --backend B/,/^  -h, --help/p' "$README") > "$T/readme.diff"; then
+  echo "FAIL README.md's train --help block differs from train --help:"; cat "$T/readme.diff"
+  fail=1
+fi
 for f in $($BIN train --help | grep -oE '^  --[a-z0-9-]+' | tr -d ' '); do
   grep -q -- "$f" "$README" || { echo "FAIL README.md lacks $f"; fail=1; }
 done

@@ -121,8 +121,8 @@ static const cg_opt_t g_opts[] = {
     CG_OPT_ROW_OUT(STR, "params-out", O(params_out), C_TRAIN, "FILE",
         "write the final fp32 parameters to FILE (raw little-endian floats, model.h layout)"),
     CG_OPT_ROW_OUT(STR, "prom-out", O(prom_out), C_TRAIN, "FILE",
-        "rewrite FILE.prom (atomically) with the same figures in the Prometheus text format, "
-        "for node_exporter's textfile collector"),
+        "rewrite FILE, the name as given (atomically), with the same figures in the Prometheus "
+        "text format, for node_exporter's textfile collector (which reads only *.prom)"),
     CG_OPT_ROW_TEXT(STR, "trace-out", O(trace_out), NULL, C_TRAIN, "PREFIX",
         "write a Chrome/Perfetto timeline per rank to PREFIX.rank<R>.json: the h2d, compute, comm "
         "and d2h streams and every helper thread over --trace-steps"),
