@@ -11,7 +11,8 @@
 #   - export -> import -> export is bitwise (cmp), and the imported checkpoint resumes;
 #   - import refuses a file with a misshapen or missing tensor, or a non-F32 one (exit 2, naming
 #     the tensor), one claiming a model far larger than its bytes, tensors sharing bytes,
-#     bytes after the tensors and a name given twice; export/import usage errors exit 2.
+#     bytes after the tensors and a name given twice; export/import usage errors exit 2 (an
+#     uncreatable import --out is named as --out).
 # Torch comes from Debian's python3-torch (/usr/bin/python3); no torch: skipped (77).
 set -euo pipefail
 BIN=$1; MPIRUN="$2 --oversubscribe --bind-to none"; BUILD=$3
@@ -131,4 +132,6 @@ expect2 "import into a directory with checkpoints" "already holds" \
 expect2 "export without --out" "--out is required" $BIN export --checkpoint "$T/ck1"
 expect2 "export of a missing checkpoint" "$T/nope" $BIN export --checkpoint "$T/nope" --out "$T/x"
 expect2 "import with an unknown flag" "unknown argument" $BIN import --in x --bogus y
+expect2 "import into an uncreatable directory" "import: --out: cannot create directory" \
+  $BIN import --in "$T/m1.safetensors" --out "$T/m1.safetensors/sub"
 echo "PASS interop"

@@ -43,7 +43,9 @@ typedef struct cg_stats cg_stats_t;
 
 /* Collective. gpu_name: this rank's device ("-" on the cpu backend). backend_is_gpu selects
  * the column headings. jsonl_path: --stats-out or NULL; the file is appended to (rank 0), opened
- * by cg_afile_append (atomic_file.h: a link the user made is followed; a regular file only). */
+ * by cg_afile_append (atomic_file.h: a link the user made is followed; a regular file, a FIFO
+ * or a character device such as /dev/stdout). A FIFO's reader that goes ends the records with a
+ * warning, never the job (SIGPIPE is blocked while a record is written). */
 cg_stats_t *cg_stats_create(const cg_comm_t *c, const char *gpu_name, int backend_is_gpu,
                             const char *jsonl_path);
 void cg_stats_destroy(cg_stats_t *s); /* NULL-safe */

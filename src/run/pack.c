@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "atomic_file.h" /* cg_afile_check: --out before any work */
 #include "cgds.h"
 #include "cli.h"
 #include "config.h"
@@ -148,6 +149,9 @@ int cg_pack_main(int argc, char **argv) {
   if (ignore == -2) ignore = nclass > 1 ? 255 : -1;
   if (ignore >= 0 && ignore < (nclass > 1 ? nclass : 2))
     return usage_error("--ignore-index: %d is a class id (--num-classes %d)", ignore, nclass);
+  char err[1024];
+  if (cg_afile_check("--out", out, CG_AFILE_REPLACE, err, sizeof err))
+    return usage_error("%s", err);
 
   struct sigaction sa, old_int, old_term;
   memset(&sa, 0, sizeof sa);
@@ -156,7 +160,6 @@ int cg_pack_main(int argc, char **argv) {
   pack_cancel = 0;
   sigaction(SIGINT, &sa, &old_int);
   sigaction(SIGTERM, &sa, &old_term);
-  char err[1024];
   cg_cgds_stats_t st;
   double t0 = cg_now();
   const cg_cgds_pack_opts_t po = {size, max_pixels, encoding, quality, 0, nclass, ignore};

@@ -18,13 +18,13 @@
 #include "run.h"
 
 #include <errno.h>
-#include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "atomic_file.h"    /* cg_afile_check: the output paths */
 #include "backend_choose.h" /* cg_backend_choose: --backend and --precision */
 #include "cli.h"       /* cg_cli_opts, cg_opts_given: which flags the command line gave */
 #include "ckpt.h"      /* cg_ckpt_*: checkpoint directory checks, reading, the resume position */
@@ -128,27 +128,10 @@ static int check_same_settings(cg_run_t *r, char *err, size_t errlen) {
 
 /* ---- outputs --------------------------------------------------------------------------------- */
 
-/* 0 if path can be created/overwritten: its directory exists and is writable, and the file,
- * if present, is a writable regular file. Nothing is created. */
-static int check_output_path(const char *flag, const char *path, char *err, size_t errlen) {
-  if (!path[0]) return 0;
-  char tmp[CG_PATH_MAX];
-  snprintf(tmp, sizeof tmp, "%s", path);
-  const char *dir = dirname(tmp);
-  struct stat st;
-  if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
-    snprintf(err, errlen, "%s: directory '%.200s' of '%.200s' does not exist", flag, dir, path);
-    return -1;
-  }
-  if (access(dir, W_OK) != 0) {
-    snprintf(err, errlen, "%s: directory '%.300s' is not writable (%s)", flag, dir, strerror(errno));
-    return -1;
-  }
-  if (stat(path, &st) == 0 && (!S_ISREG(st.st_mode) || access(path, W_OK) != 0)) {
-    snprintf(err, errlen, "%s: '%.300s' exists and is not a writable file", flag, path);
-    return -1;
-  }
-  return 0;
+/* 0 if flag's path (none: "") can be written as `how` says (cg_afile_check). */
+static int check_output_path(const char *flag, const char *path, cg_afile_how_t how, char *err,
+                             size_t errlen) {
+  return path[0] ? cg_afile_check(flag, path, how, err, errlen) : 0;
 }
 
 /* A run that does not resume must not start in a directory holding another run's checkpoints:
@@ -179,18 +162,24 @@ static int check_outputs(cg_run_t *r, char *err, size_t errlen) {
     rc = -1;
   }
   if (r->c->rank == 0 && !rc) {
-    rc = check_output_path("--metrics-out", cfg->metrics_out, err, errlen);
-    if (!rc) rc = check_output_path("--params-out", cfg->params_out, err, errlen);
-    if (!rc) rc = check_output_path("--stats-out", cfg->stats_out, err, errlen);
-    if (!rc) rc = check_output_path("--prom-out", cfg->prom_out, err, errlen);
-    if (!rc) rc = check_output_path("--history-out", cfg->history_out, err, errlen);
-    if (!rc) rc = check_output_path("--history-csv", cfg->history_csv, err, errlen);
+    const struct {
+      const char *flag, *path;
+      cg_afile_how_t how;
+    } outs[] = {{"--metrics-out", cfg->metrics_out, CG_AFILE_REPLACE},
+                {"--params-out", cfg->params_out, CG_AFILE_REPLACE},
+                {"--stats-out", cfg->stats_out, CG_AFILE_APPEND},
+                {"--prom-out", cfg->prom_out, CG_AFILE_REPLACE},
+                {"--history-out", cfg->history_out, CG_AFILE_REPLACE}, /* rewritten on resume */
+                {"--history-csv", cfg->history_csv, CG_AFILE_REPLACE}};
+    for (size_t i = 0; i < sizeof outs / sizeof outs[0] && !rc; i++)
+      rc = check_output_path(outs[i].flag, outs[i].path, outs[i].how, err, errlen);
     if (!rc && cfg->trace_out[0]) {
       char probe[CG_PATH_MAX + 32];
       snprintf(probe, sizeof probe, "%s.rank0.json", cfg->trace_out);
-      rc = check_output_path("--trace-out", probe, err, errlen);
+      rc = check_output_path("--trace-out", probe, CG_AFILE_REPLACE, err, errlen);
     }
-    if (!rc && cfg->checkpoint_dir[0]) rc = cg_ckpt_prepare_dir(cfg->checkpoint_dir, err, errlen);
+    if (!rc && cfg->checkpoint_dir[0])
+      rc = cg_ckpt_prepare_dir(cfg->checkpoint_dir, "--checkpoint-dir", err, errlen);
     if (!rc && cfg->checkpoint_dir[0]) {
       r->ck_lock = cg_ckpt_lock_dir(cfg->checkpoint_dir, "--checkpoint-dir", err, errlen);
       if (r->ck_lock == -1) rc = -1;
