@@ -48,6 +48,8 @@ expect_usage "bad choice" "--backend: 'tpu' is not one of auto|cpu|cuda" train -
 expect_usage "precision on cpu" "--precision" train $SMALL --precision bf16
 expect_usage "--val-data with synthetic data" "--val-data $T: separate validation data goes with" \
   train $SMALL --val-data "$T"
+expect_usage "--val-fraction with synthetic data" "--val-fraction 0.3: synthetic data validates on" \
+  train $SMALL --val-fraction 0.3
 expect_usage "--val-data synthetic" "--val-data synthetic: separate validation data goes with" \
   train $SMALL --data "$T" --val-data synthetic
 # an empty path is a mistake, never "none" (--resume alone means --checkpoint-dir)

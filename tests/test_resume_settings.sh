@@ -162,6 +162,9 @@ rm -f $T/same/ckpt-0000000016.cgck
 run same2 $MPIRUN -np 2 $BIN train --resume $T/same
 want same2 "$(grep -m1 "^data: " "$T/same.log")"
 want same "warning: --val-data is --data ($T/pngs): the run validates on its training samples"
+# the stored --val-data given again without --data, and --val-fraction 0 beside it: the same run
+run same3 $MPIRUN -np 1 $BIN train --resume $T/same --val-data $T/pngs --val-fraction 0 --steps 20
+want same3 "resumed from $T/same/ckpt-0000000016.cgck"
 if grep -q "as --val-data too" "$T/same2.log"; then
   echo "FAIL same2: the old-checkpoint notice on this build's checkpoint"; fail=1
 fi

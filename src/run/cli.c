@@ -377,21 +377,29 @@ int cg_cli_check(cg_config_t *cfg, char *err, size_t errlen) {
     return -1;
   }
   /* synthetic data brings its own held-out set (--val-samples); files have --val-data */
-  if (cfg->cmd == CG_CMD_TRAIN && cfg->val_data[0] &&
+  const int data_known = cfg->cmd == CG_CMD_TRAIN && (!cfg->resume[0] || cfg->merged);
+  const cg_opts_set_t given = {g_opts, NOPTS, C_TRAIN, cfg, 0};
+  if (data_known && cfg->val_data[0] &&
       (!strcmp(cfg->data, "synthetic") || !strcmp(cfg->val_data, "synthetic"))) {
     snprintf(err, errlen, "--val-data %s: separate validation data goes with --data DIR or "
              "FILE.cgds; synthetic data validates on its own held-out samples (--val-samples)",
              cfg->val_data);
     return -1;
   }
-  if (cfg->cmd == CG_CMD_TRAIN && cfg->val_data[0] && cfg->val_fraction > 0 &&
-      cg_opts_given(&(cg_opts_set_t){g_opts, NOPTS, C_TRAIN, cfg, 0}, cfg->argc, cfg->argv,
-                    "val-fraction")) {
+  if (data_known && !strcmp(cfg->data, "synthetic") && cfg->val_fraction > 0 &&
+      cg_opts_given(&given, cfg->argc, cfg->argv, "val-fraction")) {
+    snprintf(err, errlen, "--val-fraction %g: synthetic data validates on its own held-out "
+             "samples (--val-samples); --val-fraction splits real data", cfg->val_fraction);
+    return -1;
+  }
+  if (data_known && cfg->val_data[0] && cfg->val_fraction > 0 &&
+      cg_opts_given(&given, cfg->argc, cfg->argv, "val-fraction")) {
     snprintf(err, errlen, "--val-fraction: %g of --data held out, and --val-data %s: give one "
              "of the two (with --val-data every sample of --data trains)", cfg->val_fraction,
              cfg->val_data);
     return -1;
   }
+  if (data_known && cfg->val_data[0]) cfg->val_fraction = 0; /* unused: stored as such */
   /* the data paths as the checkpoint stores them: a resumed run started from another
    * directory must read the same files, not whatever is there under the same relative name */
   char *paths[2] = {cfg->data, cfg->val_data};

@@ -174,6 +174,8 @@ int cg_settings_apply(cg_config_t *cfg, const char *json, FILE *out, char *err, 
     const char *stored = o ? cg_json_str(j, o->name, NULL) : NULL;
     if (!stored) continue; /* not stored by the writer's build: the command line's value */
     if ((old_val || old_syn) && !strcmp(o->name, "val-data")) stored = "";
+    /* with --val-data the fraction is unused: builds before 2026-12-05 stored the default */
+    if (!strcmp(o->name, "val-fraction") && sv && sv[0] && !old_val && !old_syn) stored = "0";
     char now[CG_PATH_MAX + 8], abs[CG_PATH_MAX], num[32];
     fmt(o, cfg, now, sizeof now);
     /* builds before 2026-12-06 stored a number with %.17g (0.050000000000000003): compared and
@@ -207,6 +209,7 @@ int cg_settings_apply(cg_config_t *cfg, const char *json, FILE *out, char *err, 
     }
   }
   cg_json_free(j);
+  cfg->merged = 1;
   if (!rc && cg_cli_check(cfg, err, errlen) != 0) rc = -1;
   return rc;
 }
@@ -257,7 +260,13 @@ int cg_settings_resume(cg_config_t *cfg, cg_comm_t *c) {
               cfg->checkpoint_dir);
   }
   char err[1024] = "";
-  int rc = settings[0] ? cg_settings_apply(cfg, settings, out, err, sizeof err) : 0;
+  int rc;
+  if (settings[0]) {
+    rc = cg_settings_apply(cfg, settings, out, err, sizeof err);
+  } else { /* nothing to take back: the command line alone, checked as a whole now */
+    cfg->merged = 1;
+    rc = cg_cli_check(cfg, err, sizeof err);
+  }
   free(settings);
   if (rc) {
     if (c->rank == 0) fprintf(stderr, "cogpu-dist: error: %s\n", err);
