@@ -163,6 +163,13 @@ for n in "${nodes[@]}"; do
   refused "--metrics-out: '$n' is $kind" $MPIRUN -np 1 $BIN train $COMMON --steps 1 \
     --train-samples 8 --val-samples 0 --metrics-out "$n"
 done
+# the timeline is one file per rank: rank 1's is checked by rank 1
+mkfifo "$N/tl.rank1.json"
+refused "--trace-out: '$N/tl.rank1.json' is a FIFO: --trace-out writes a regular file by \
+renaming a temporary over it (rank 1)" $MPIRUN -np 2 $BIN train $COMMON --steps 2 \
+  --train-samples 8 --val-samples 0 --trace-out "$N/tl" --trace-steps 1:2
+[ -p "$N/tl.rank1.json" ] || { echo "FAIL rank 1's timeline FIFO was replaced"; fail=1; }
+rm -f "$N/tl.rank1.json"
 [ -p "$N/fifo" ] || { echo "FAIL the FIFO was replaced: $(ls -l "$N/fifo")"; fail=1; }
 [ ${#nodes[@]} -lt 2 ] || [ -c "$N/dev" ] || { echo "FAIL the device was replaced"; fail=1; }
 refused "--out: directory '$N/nodir' of '$N/nodir/x.cgds' does not exist" "${PACK[@]}" \

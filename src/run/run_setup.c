@@ -173,11 +173,6 @@ static int check_outputs(cg_run_t *r, char *err, size_t errlen) {
                 {"--history-csv", cfg->history_csv, CG_AFILE_REPLACE}};
     for (size_t i = 0; i < sizeof outs / sizeof outs[0] && !rc; i++)
       rc = check_output_path(outs[i].flag, outs[i].path, outs[i].how, err, errlen);
-    if (!rc && cfg->trace_out[0]) {
-      char probe[CG_PATH_MAX + 32];
-      snprintf(probe, sizeof probe, "%s.rank0.json", cfg->trace_out);
-      rc = check_output_path("--trace-out", probe, CG_AFILE_REPLACE, err, errlen);
-    }
     if (!rc && cfg->checkpoint_dir[0])
       rc = cg_ckpt_prepare_dir(cfg->checkpoint_dir, "--checkpoint-dir", err, errlen);
     if (!rc && cfg->checkpoint_dir[0]) {
@@ -189,9 +184,16 @@ static int check_outputs(cg_run_t *r, char *err, size_t errlen) {
       rc = check_no_checkpoints(cfg->checkpoint_dir, err, errlen);
   }
   CG_CHECK_MPI(MPI_Bcast(&rc, 1, MPI_INT, 0, r->c->world));
-  if (!rc) return 0;
-  CG_CHECK_MPI(MPI_Bcast(err, (int)errlen, MPI_CHAR, 0, r->c->world));
-  return usage(r, err);
+  if (rc) {
+    CG_CHECK_MPI(MPI_Bcast(err, (int)errlen, MPI_CHAR, 0, r->c->world));
+    return usage(r, err);
+  }
+  if (!cfg->trace_out[0]) return 0;
+  /* every rank writes its own timeline, maybe on its own node: each checks its file */
+  char probe[CG_PATH_MAX + 32];
+  snprintf(probe, sizeof probe, "%s.rank%d.json", cfg->trace_out, r->c->rank);
+  const int bad = check_output_path("--trace-out", probe, CG_AFILE_REPLACE, err, errlen) != 0;
+  return cg_comm_report_errors(r->c, bad ? err : NULL) ? CG_EXIT_USAGE : 0;
 }
 
 /* ---- placement ------------------------------------------------------------------------------- */
