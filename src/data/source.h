@@ -85,6 +85,8 @@ typedef struct {
                             ids (gray values or palette indices), a value >= K that is not
                             the ignore label makes the sample bad */
   int ignore;            /* masks: the ignore label, kept as it is; -1 (or < nclass) = none */
+  int shard_labels;      /* a shard that records its labels (.cgds version 3) is read with
+                            them instead of nclass / ignore: for tools that only time the data */
 } cg_source_opts_t;
 
 /* PNG directory: DIR/images/NAME.png with DIR/masks/NAME.png (see source_png.c for the rules).
