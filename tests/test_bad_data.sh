@@ -54,10 +54,13 @@ mkdir -p $T/alltrunc/images $T/alltrunc/masks
 for n in a b c d e; do
   cp $D/trunc/images/zz.png $T/alltrunc/images/$n.png; cp $D/trunc/masks/zz.png $T/alltrunc/masks/$n.png
 done
-run alltrunc 1 $SMALL --data $T/alltrunc --skip-bad --metrics-out $T/m_all.json
+run alltrunc 1 $SMALL --data $T/alltrunc --skip-bad --metrics-out $T/m_all.json \
+  --stats-out $T/s_all.jsonl
 expect "every training sample truncated, --skip-bad" 2 \
   "--skip-bad: every one of the 9 training sample loads of this run failed"
 [ ! -e $T/m_all.json ] || { echo "FAIL every sample bad: --metrics-out written"; fail=1; }
+tail -1 $T/s_all.jsonl | grep -q '"stopped": "every training load failing"' ||
+  { echo "FAIL every sample bad: the stats do not end with a stop record"; fail=1; }
 # serial loader (no helpers): the same rule
 run trunc_serial 1 $SMALL --data $D/trunc --cpu-workers 0
 expect "truncated PNG, serial loader" 2 "zz.png" "--skip-bad"

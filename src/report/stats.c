@@ -474,6 +474,12 @@ void cg_stats_stopped(cg_stats_t *s, int64_t step, int64_t total, const char *wh
   fflush(j);
 }
 
+void cg_stats_drop_final(cg_stats_t *s) {
+  if (!s) return;
+  free(s->held);
+  s->held = NULL;
+}
+
 void cg_stats_hold_final(cg_stats_t *s) {
   if (s) s->hold_final = 1;
 }

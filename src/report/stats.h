@@ -75,6 +75,8 @@ void cg_stats_flush_final(cg_stats_t *s);
  * `total`: --stats-out ends with {"final": true, "stopped": why, "step", "total_steps",
  * "time"}, so cogpu-monitor knows the job is over. why: "SIGTERM", "NaN loss", ... NULL-safe. */
 void cg_stats_stopped(cg_stats_t *s, int64_t step, int64_t total, const char *why);
+/* Forgets a held final record: the run ends without its final figures (cg_stats_stopped). */
+void cg_stats_drop_final(cg_stats_t *s);
 
 /* The cluster's means over ranks for one window (NAN where a figure is absent). */
 typedef struct {

@@ -625,10 +625,13 @@ static int finish(cg_run_t *r, loop_t *L, cg_train_result_t *res) {
   cg_loader_destroy(L->ld);
   const int64_t tried = f->total.samples + f->win.samples; /* every rank has the same */
   if (bad > 0 && bad >= tried) { /* --skip-bad made every sample padding: nothing was learnt */
-    if (r->c->rank == 0)
+    if (r->c->rank == 0) {
       fprintf(stderr, "cogpu-dist: error: --skip-bad: every one of the %lld training sample "
-              "loads of this run failed (the first are named above): nothing was trained, nothing "
-              "more is written\n", (long long)bad);
+              "loads of this run failed (the first are named above): nothing was trained; no "
+              "final validation, checkpoint or metrics are written\n", (long long)bad);
+      cg_stats_drop_final(r->stats); /* the monitor must not show a finished run */
+      cg_stats_stopped(r->stats, r->total, r->total, "every training load failing");
+    }
     return CG_EXIT_USAGE;
   }
   if (r->bar == 2)
