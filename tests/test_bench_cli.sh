@@ -98,7 +98,10 @@ done
 expect_usage "--resume: a training output" overlap --resume
 expect_usage "--resume: a training output" scaling --resume "$T/ck"
 expect_usage "--overwrite-checkpoints: a training output" overlap --overwrite-checkpoints
-"$BENCH" overlap --help | grep -qE -- '^  --(metrics-out|checkpoint-dir|resume) ' &&
+expect_usage "--checkpoint-every: a training output" scaling --checkpoint-every 2
+expect_usage "--keep: a training output" overlap --keep 2
+expect_usage "--best-metric: a training output" overlap --best-metric val_loss
+"$BENCH" overlap --help | grep -qE -- '^  --(metrics-out|checkpoint-dir|resume|keep) ' &&
   { echo "FAIL overlap --help lists a refused training output"; fail=1; }
 "$BENCH" scaling --help | grep -q -- "train's outputs are refused" ||
   { echo "FAIL scaling --help does not say train's outputs are refused"; fail=1; }

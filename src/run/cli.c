@@ -157,14 +157,16 @@ static const cg_opt_t g_opts[] = {
     CG_OPT_ROW_OUT(STR, "checkpoint-dir", O(checkpoint_dir), C_TRAIN, "DIR",
         "write checkpoints (weights, optimizer, loss scaler, data position) to DIR, created if "
         "missing; one at the end and one when stopped by SIGTERM/SIGINT/SIGUSR1"),
-    CG_OPT_ROW_NUM(I64, "checkpoint-every", O(checkpoint_every), 0, 1e15, C_TRAIN, "N",
-        "also write a checkpoint every N steps (0 = only at the end and on a stop signal)"),
-    CG_OPT_ROW_NUM(INT, "keep", O(keep), 1, 1e6, C_TRAIN, "K",
-        "checkpoints of this run kept in --checkpoint-dir (its older ones are removed; another "
-        "run's never are)"),
-    CG_OPT_ROW_TEXT(STR, "best-metric", O(best_metric), "auto|val_loss|val_iou|val_miou", C_TRAIN,
-        "M", "what DIR/best is chosen by: the highest validation IoU (val_iou; val_miou, the "
-        "mean over classes, for --num-classes >= 2; auto = that one) or the lowest val_loss"),
+    /* the checkpoint options are outputs too (CG_OPT_OUTPUT): a benchmark refuses them */
+    {"checkpoint-every", CG_OPT_I64, O(checkpoint_every), 0, 1e15, CG_OPT_OUTPUT, NULL, C_TRAIN,
+     "N", "also write a checkpoint every N steps (0 = only at the end and on a stop signal)"},
+    {"keep", CG_OPT_INT, O(keep), 1, 1e6, CG_OPT_OUTPUT, NULL, C_TRAIN, "K",
+     "checkpoints of this run kept in --checkpoint-dir (its older ones are removed; another "
+     "run's never are)"},
+    {"best-metric", CG_OPT_STR, O(best_metric), 0, 0, CG_OPT_OUTPUT,
+     "auto|val_loss|val_iou|val_miou", C_TRAIN, "M", "what DIR/best is chosen by: the highest "
+     "validation IoU (val_iou; val_miou, the mean over classes, for --num-classes >= 2; auto = "
+     "that one) or the lowest val_loss"},
     {"overwrite-checkpoints", CG_OPT_FLAG, O(overwrite_checkpoints), 0, 1, CG_OPT_OUTPUT, NULL,
      C_TRAIN, "", "start afresh in a --checkpoint-dir that already holds checkpoints (a "
      "checkpoint of the same step is replaced; without this flag, or --resume, such a run "
