@@ -325,7 +325,7 @@ static void warn_masks_0_255(const cg_run_t *r) {
   free(mask);
   if (looked && ignored && !other)
     cg_log_warn("the first %lld training mask(s) of %s hold only 0 and 255, and 255 is the "
-                "ignore label (--ignore-index 255, the default with --num-classes %d): no pixel "
+                "ignore label (--ignore-index 255, the default for --num-classes %d): no pixel "
                 "would train a class other than 0. Binary masks saved as 0/255 train with "
                 "--num-classes 1 (a pixel > 0 is foreground)",
                 (long long)looked, cfg->data, cfg->num_classes);

@@ -17,12 +17,15 @@
 static void banner_resume(const cg_run_t *r) {
   const cg_config_t *cfg = r->cfg;
   const cg_ckpt_info_t *ck = &r->ck;
-  printf("resumed from %s: step %lld (epoch %lld, %lld of its %lld samples trained), AdamW t "
-         "%lld, loss scale %g\n", r->ck_path, (long long)ck->step, (long long)ck->epoch,
-         (long long)ck->epoch_samples, (long long)ck->train_samples, (long long)ck->opt_t,
-         (double)ck->loss_scale);
   /* a step-0 checkpoint (import, or a run stopped in start-up) has no data position to keep */
   const int trained = ck->step > 0;
+  if (trained)
+    printf("resumed from %s: step %lld (epoch %lld, %lld of its %lld samples trained), AdamW t "
+           "%lld, loss scale %g\n", r->ck_path, (long long)ck->step, (long long)ck->epoch,
+           (long long)ck->epoch_samples, (long long)ck->train_samples, (long long)ck->opt_t,
+           (double)ck->loss_scale);
+  else
+    printf("resumed from %s: step 0 (its weights; nothing trained yet)\n", r->ck_path);
   if (!r->exact && trained)
     printf("resume: global batch %lld (%d x %d) and %lld training samples -> global batch "
            "%lld (%d x %d) and %lld samples: continuing at step %lld (epoch %lld, batch %lld "
