@@ -217,7 +217,7 @@ static int cputasks_run(const void *arg, cg_comm_t *c) {
   }
   char err[512];
   const cg_source_opts_t so = {.size = size, .max_pixels = max_pixels, .seed = 1,
-                               .synthetic_count = 4096};
+                               .synthetic_count = 4096, .shard_labels = 1};
   cg_source_t *src = cg_source_open_opts(data, &so, err, sizeof err);
   if (!src) {
     fprintf(stderr, "cogpu-bench cpu-tasks: %s\n", err);

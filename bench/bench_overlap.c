@@ -1,6 +1,7 @@
 /* bench_overlap.c: `cogpu-bench overlap` — what CPU-GPU cooperation buys, on the real trainer.
  *
- * The same training run (every `train` flag is accepted and passed through) twice:
+ * The same training run (every `train` flag but its outputs, which bench_util.c refuses, passed
+ * through) twice:
  *  (a) serial: no helper threads — the driving thread loads, augments, featurises and packs
  *      each batch when it needs it and counts the metrics of the last step between device
  *      steps (--cpu-workers 0 --split cpu --prefetch 1);

@@ -1,8 +1,9 @@
 /* bench_scaling.c: `cogpu-bench scaling` — weak scaling, measured and projected.
  *
- * Measured (default; run under mpirun -np N): the real training run (every `train` flag passes
- * through) on the first n ranks for n = 1, 2, 4, ..., N with the per-rank batch fixed; img/s and
- * the efficiency E(n) = img/s(n) / (n x img/s(1)) per point.
+ * Measured (default; run under mpirun -np N): the real training run (every `train` flag but its
+ * outputs, which bench_util.c refuses, passes through) on the first n ranks for n = 1, 2, 4,
+ * ..., N with the per-rank batch fixed; img/s and the efficiency E(n) = img/s(n) / (n x
+ * img/s(1)) per point.
  *
  * Projected (--project): a PROJECTION from measurements, not a measurement. The step timeline
  * (bucket ready times, backward end, AdamW, the rest of the step) comes from a --trace-out file

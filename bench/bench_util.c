@@ -17,13 +17,31 @@ static cg_config_t *train_cfg(const cg_bench_t *b, void *opts) {
 /* opts = the defaults; the sets: the benchmark's own rows, then train's when it takes them. */
 static int option_sets(const cg_bench_t *b, void *opts, cg_opts_set_t sets[2]) {
   memcpy(opts, b->defaults, b->size);
-  sets[0] = (cg_opts_set_t){b->opts, b->nopts, 0, opts};
+  sets[0] = (cg_opts_set_t){b->opts, b->nopts, 0, opts, 0};
   cg_config_t *cfg = train_cfg(b, opts);
   if (!cfg) return 1;
   cg_cli_defaults(cfg);
   cfg->cmd = CG_CMD_TRAIN;
   sets[1] = cg_cli_opts(CG_CMD_TRAIN, cfg);
+  sets[1].hide = CG_OPT_OUTPUT; /* refused below: not in --help */
   return 2;
+}
+
+/* A benchmark runs several trainings (scaling's points, overlap's two modes): one checkpoint
+ * directory, metrics file or log shared by them would be refused by the second run, overwritten
+ * by each or mixed. The first of train's output flags given, as an error; 0 when none. */
+static int refuse_outputs(const cg_bench_t *b, const cg_opts_set_t *train, int argc,
+                          char **argv, char *err, size_t errlen) {
+  for (size_t i = 0; i < train->n; i++) {
+    const cg_opt_t *o = &train->opts[i];
+    if (!(o->flags & CG_OPT_OUTPUT) || !(o->cmds & train->cmds) ||
+        !cg_opts_given(train, argc, argv, o->name))
+      continue;
+    snprintf(err, errlen, "--%s: a training output, not taken by cogpu-bench %s: it runs several "
+             "trainings and writes its own JSON line (stdout, --json-out)", o->name, b->name);
+    return -1;
+  }
+  return 0;
 }
 
 int cg_bench_parse(const cg_bench_t *b, int argc, char **argv, void *opts, char *err,
@@ -34,6 +52,7 @@ int cg_bench_parse(const cg_bench_t *b, int argc, char **argv, void *opts, char 
   snprintf(prog, sizeof prog, "cogpu-bench %s", b->name);
   int rc = cg_opts_parse(sets, nsets, argc - 1, argv + 1, b->name, prog, err, errlen);
   if (rc) return rc;
+  if (nsets > 1 && refuse_outputs(b, &sets[1], argc - 1, argv + 1, err, errlen)) return -1;
   if (b->given) b->given(opts, argc, argv);
   cg_config_t *cfg = train_cfg(b, opts);
   if (cfg && cg_cli_check(cfg, err, errlen)) return -1;
@@ -48,9 +67,20 @@ void cg_bench_print_help(FILE *f, const cg_bench_t *b) {
   fprintf(f, "usage: cogpu-bench %s [options]%s\n%s\n\n", b->name,
           nsets > 1 ? " [training options]" : "", b->about);
   cg_opts_print(f, "options (default in brackets):", &sets[0]);
-  if (nsets > 1)
+  if (nsets > 1) {
     cg_opts_print(f, "\ntraining options (as for cogpu-dist train; defaults as there unless said "
                      "above):", &sets[1]);
+    fprintf(f, "  train's outputs are refused: the benchmark runs several trainings and writes its "
+               "own JSON line:");
+    for (size_t i = 0, col = 80; i < sets[1].n; i++) {
+      const cg_opt_t *o = &sets[1].opts[i];
+      if (!(o->flags & CG_OPT_OUTPUT) || !(o->cmds & sets[1].cmds)) continue;
+      if (col + strlen(o->name) > 90) col = (size_t)fprintf(f, "\n   ") - 1;
+      col += (size_t)fprintf(f, " --%s", o->name);
+    }
+    fprintf(f, "\n  --trace-out keeps the last training's timeline (scaling: the N-rank point; "
+               "overlap: the\n  cooperative run)\n");
+  }
   cg_opts_print_help(f);
   free(opts);
 }

@@ -25,7 +25,8 @@ typedef struct cg_bench {
   size_t size;           /* of its options struct, which the rows' offsets point into */
   const void *defaults;  /* that struct, holding every default */
   /* > 0: the struct holds a cg_config_t at this offset (never first), filled from every
-   * `cogpu-dist train` option as the training run of the benchmark; 0: none. */
+   * `cogpu-dist train` option as the training run of the benchmark, except train's outputs
+   * (CG_OPT_OUTPUT rows: refused, a benchmark runs several trainings); 0: none. */
   size_t train_off;
   /* NULL, or sets the defaults that depend on which options were given (argv: the command
    * line after "cogpu-bench", argv[0] = NAME); called after parsing, before check. */

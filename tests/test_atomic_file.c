@@ -162,7 +162,7 @@ static void test_modes(void) {
     unlink(at("mode.txt"));
     int rc = cg_afile_save(at("mode.txt"), "m", 1, err, sizeof err);
     unlink(at("mode.log"));
-    FILE *a = cg_afile_append(at("mode.log"), err, sizeof err);
+    FILE *a = cg_afile_append(at("mode.log"), 0, err, sizeof err);
     if (a) fclose(a);
     umask(old);
     struct stat st, sa;
@@ -192,7 +192,7 @@ static void test_symlinks(void) {
   unlink(at("link.txt"));
   /* the append-only log: a link the user made is followed, a FIFO is refused at once */
   symlink(at("victim"), at("log.lnk"));
-  FILE *a = cg_afile_append(at("log.lnk"), err, sizeof err);
+  FILE *a = cg_afile_append(at("log.lnk"), 0, err, sizeof err);
   CG_TEST_CHECK(a != NULL, "append: %s", err);
   if (a) {
     fputs("appended\n", a);
@@ -200,13 +200,30 @@ static void test_symlinks(void) {
   }
   CG_TEST_CHECK(!strcmp(get(at("victim")), "victim\nappended\n"), "log: '%s'", get(at("victim")));
   mkfifo(at("fifo"), 0600);
-  CG_TEST_CHECK(cg_afile_append(at("fifo"), err, sizeof err) == NULL, "a FIFO was opened");
+  CG_TEST_CHECK(cg_afile_append(at("fifo"), 0, err, sizeof err) == NULL, "a FIFO was opened");
   printf("  message: %s\n", err);
-  CG_TEST_CHECK(cg_afile_append(dir, err, sizeof err) == NULL, "a directory was opened");
+  /* streams_ok (--stats-out): a FIFO nobody reads is an error at once, never a wait; one
+   * with a reader is appended to */
+  CG_TEST_CHECK(cg_afile_append(at("fifo"), 1, err, sizeof err) == NULL &&
+                    strstr(err, "no process reads"), "a FIFO without a reader: %s", err);
+  const int rd = open(at("fifo"), O_RDONLY | O_NONBLOCK);
+  FILE *fa = rd >= 0 ? cg_afile_append(at("fifo"), 1, err, sizeof err) : NULL;
+  CG_TEST_CHECK(fa != NULL, "a FIFO with a reader: %s", err);
+  if (fa) {
+    fputs("line\n", fa);
+    fflush(fa);
+    char got[16] = "";
+    CG_TEST_CHECK(read(rd, got, sizeof got - 1) == 5 && !strcmp(got, "line\n"), "read '%s'", got);
+    fclose(fa);
+  }
+  if (rd >= 0) close(rd);
+  CG_TEST_CHECK(cg_afile_append(dir, 0, err, sizeof err) == NULL, "a directory was opened");
+  CG_TEST_CHECK(cg_afile_append(dir, 1, err, sizeof err) == NULL, "a directory was opened");
   unlink(at("log.lnk"));
   unlink(at("fifo"));
   unlink(at("victim"));
-  printf("PASS a symlink at the target is replaced; the log follows one; a FIFO is refused\n");
+  printf("PASS a symlink at the target is replaced; the log follows one; a FIFO is refused, or "
+         "with streams_ok appended to\n");
 }
 
 /* cg_file_read: larger than its first buffer, binary (NUL bytes kept), NUL-terminated; a

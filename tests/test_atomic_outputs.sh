@@ -7,7 +7,9 @@
 # predict's masks (there also at the mask's own name: predict used to open it directly). Then a
 # tiny CPU run writes them all: the victim must be unchanged, every output a regular file with
 # the right content, and nothing new left in the directories. --stats-out (an append-only log
-# the user names) is appended to, never truncated.
+# the user names) is appended to, never truncated. A FIFO or device node at an output path, a
+# missing directory or a directory there is refused (exit 2) by pack, export and train, and left
+# as it was; --stats-out (appended to) takes a FIFO and /dev/stdout, read live by cogpu-monitor.
 set -uo pipefail
 BIN=$1; MPIRUN="$2 --oversubscribe --bind-to none"; BUILD=$3
 T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
@@ -136,6 +138,71 @@ check_victim predict "predict's masks"
 regular "${masks[@]}"
 left=$(unexpected "$T/pred" $(cd "$T/pngs/images" && ls))
 [ -z "$left" ] || { echo "FAIL predict left behind: $left"; fail=1; }
+
+# ---- outputs that are not files: a FIFO or device node is never replaced by a regular file;
+# those and a missing directory or a directory are usage errors (exit 2) naming the flag ----
+N=$T/nodes; mkdir -p "$N/dir"
+mkfifo "$N/fifo"
+nodes=("$N/fifo")
+if [ "$(id -u)" -eq 0 ] && mknod "$N/dev" c 1 3 2> /dev/null; then nodes+=("$N/dev"); fi # null
+refused() { # refused WANT CMD...: exit 2 and one error line holding WANT
+  timeout 120 "${@:2}" > "$T/refused.log" 2>&1
+  local rc=$?
+  if [ $rc -ne 2 ] || ! grep -q -- "$1" "$T/refused.log"; then
+    echo "FAIL ${*:2}: exit $rc (want 2), want '$1':"; cat "$T/refused.log"; fail=1
+  else
+    echo "  ok: $(grep error: "$T/refused.log")"
+  fi
+}
+PACK=($BIN pack --images "$T/pngs/images" --masks "$T/pngs/masks" --image-size 32)
+EXPORT=($BIN export --checkpoint "$O/ck")
+for n in "${nodes[@]}"; do
+  kind="a FIFO"; [ -c "$n" ] && kind="a character device"
+  refused "--out: '$n' is $kind: --out writes a regular file by renaming" "${PACK[@]}" --out "$n"
+  refused "--out: '$n' is $kind: --out writes a regular file by renaming" "${EXPORT[@]}" --out "$n"
+  refused "--metrics-out: '$n' is $kind" $MPIRUN -np 1 $BIN train $COMMON --steps 1 \
+    --train-samples 8 --val-samples 0 --metrics-out "$n"
+done
+# the timeline is one file per rank: rank 1's is checked by rank 1
+mkfifo "$N/tl.rank1.json"
+refused "--trace-out: '$N/tl.rank1.json' is a FIFO: --trace-out writes a regular file by \
+renaming a temporary over it (rank 1)" $MPIRUN -np 2 $BIN train $COMMON --steps 2 \
+  --train-samples 8 --val-samples 0 --trace-out "$N/tl" --trace-steps 1:2
+[ -p "$N/tl.rank1.json" ] || { echo "FAIL rank 1's timeline FIFO was replaced"; fail=1; }
+rm -f "$N/tl.rank1.json"
+[ -p "$N/fifo" ] || { echo "FAIL the FIFO was replaced: $(ls -l "$N/fifo")"; fail=1; }
+[ ${#nodes[@]} -lt 2 ] || [ -c "$N/dev" ] || { echo "FAIL the device was replaced"; fail=1; }
+refused "--out: directory '$N/nodir' of '$N/nodir/x.cgds' does not exist" "${PACK[@]}" \
+  --out "$N/nodir/x.cgds"
+refused "--out: directory '$N/nodir' of" "${EXPORT[@]}" --out "$N/nodir/m.safetensors"
+refused "--out: '$N/dir' is a directory" "${PACK[@]}" --out "$N/dir"
+refused "--out: '$N/dir' is a directory" "${EXPORT[@]}" --out "$N/dir"
+left=$(unexpected "$N" fifo dev dir)$(unexpected "$N/dir")
+[ -z "$left" ] || { echo "FAIL refused outputs left behind: $left"; fail=1; }
+
+# ---- --stats-out is appended to, so a FIFO or a character device is a fine target: live into
+# cogpu-monitor through a FIFO or /dev/stdout; a reader that goes is a warning, not the end ----
+TINY=($MPIRUN -np 1 $BIN train $COMMON --batch 2 --train-samples 16 --val-samples 0 --steps 4
+      --report-every 2)
+(timeout 120 $BUILD/cogpu-monitor --once "$N/fifo" > "$T/mon.log" 2>&1 &)
+sleep 1 # the monitor opens the FIFO first: a FIFO nobody reads is refused, never waited for
+timeout 120 "${TINY[@]}" --stats-out "$N/fifo" > "$T/fifo.log" 2>&1 ||
+  { echo "FAIL --stats-out FIFO: exit $?"; cat "$T/fifo.log"; fail=1; }
+for i in $(seq 50); do grep -q "step 4/4" "$T/mon.log" && break; sleep 0.1; done
+grep -q "step 4/4 (100%) finished" "$T/mon.log" ||
+  { echo "FAIL cogpu-monitor on the --stats-out FIFO:"; cat "$T/mon.log" "$T/fifo.log"; fail=1; }
+timeout 120 "${TINY[@]}" --stats-out /dev/stdout 2> /dev/null |
+  timeout 60 $BUILD/cogpu-monitor --once /dev/stdin > "$T/mon2.log" 2>&1
+grep -q "step 4/4 (100%) finished" "$T/mon2.log" ||
+  { echo "FAIL --stats-out /dev/stdout | cogpu-monitor /dev/stdin:"; cat "$T/mon2.log"; fail=1; }
+(timeout 120 head -c 1 "$N/fifo" > /dev/null &)
+sleep 1
+timeout 120 "${TINY[@]}" --steps 30 --report-every 1 --stats-out "$N/fifo" > "$T/gone.log" 2>&1 ||
+  { echo "FAIL --stats-out FIFO whose reader goes: exit $?"; cat "$T/gone.log"; fail=1; }
+grep -q -- "--stats-out: its reader has gone" "$T/gone.log" ||
+  { echo "FAIL no warning for a --stats-out reader that went:"; cat "$T/gone.log"; fail=1; }
+[ -p "$N/fifo" ] || { echo "FAIL --stats-out replaced the FIFO"; fail=1; }
+refused "--prom-out: '$N/fifo' is a FIFO" "${TINY[@]}" --prom-out "$N/fifo"
 
 [ $fail -eq 0 ] && echo "test_atomic_outputs: all passed"
 exit $fail

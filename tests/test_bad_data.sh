@@ -6,8 +6,8 @@
 #    --skip-bad, whether it is found at start-up or by a helper thread while training, on 1 rank
 #    and on 2 ranks (every rank ends, promptly: no process of the job is left);
 #  - with --skip-bad the job trains and reports how many samples it skipped;
-#  - --check-data lists every bad file with a summary, exits 2, or trains without them with
-#    --skip-bad;
+#  - --check-data lists every bad file with a summary (files whose header fails at open
+#    included), exits 2, or trains without them with --skip-bad;
 #  - a shard record whose CRC fails follows the same rule; pack refuses the bomb.
 set -uo pipefail
 BIN=$1; MPIRUN="$2 --oversubscribe --bind-to none"; BUILD=$3
@@ -49,6 +49,18 @@ run trunc 1 $SMALL --data $D/trunc
 expect "truncated PNG in training, no --skip-bad" 2 "trunc/images/zz.png" "truncated" "--skip-bad"
 run trunc_skip 1 $SMALL --data $D/trunc --skip-bad
 expect "truncated PNG in training, --skip-bad" 0 "--skip-bad: 0 bad sample(s) left out at start-up, 1 sample load(s) skipped in training"
+# every sample of the set truncated: --skip-bad has nothing left to train on (exit 2, not 0)
+mkdir -p $T/alltrunc/images $T/alltrunc/masks
+for n in a b c d e; do
+  cp $D/trunc/images/zz.png $T/alltrunc/images/$n.png; cp $D/trunc/masks/zz.png $T/alltrunc/masks/$n.png
+done
+run alltrunc 1 $SMALL --data $T/alltrunc --skip-bad --metrics-out $T/m_all.json \
+  --stats-out $T/s_all.jsonl
+expect "every training sample truncated, --skip-bad" 2 \
+  "--skip-bad: every one of the 9 training sample loads of this run failed"
+[ ! -e $T/m_all.json ] || { echo "FAIL every sample bad: --metrics-out written"; fail=1; }
+tail -1 $T/s_all.jsonl | grep -q '"stopped": "every training load failing"' ||
+  { echo "FAIL every sample bad: the stats do not end with a stop record"; fail=1; }
 # serial loader (no helpers): the same rule
 run trunc_serial 1 $SMALL --data $D/trunc --cpu-workers 0
 expect "truncated PNG, serial loader" 2 "zz.png" "--skip-bad"
@@ -83,8 +95,27 @@ expect "--check-data, bad files" 2 "mixed/images/zz_trunc.png" "mixed/images/zz_
   "check-data: --data: 10 sample(s) (20 image files) checked in" "2 bad" "--check-data: 2 bad sample(s)"
 grep -q "^step" "$OUT.out" && { echo "FAIL --check-data trained"; fail=1; }
 run check_skip 2 $SMALL --data $D/mixed0 --check-data --skip-bad
-expect "--check-data --skip-bad" 0 "leaving out 1 bad sample" "zz_trunc.png" "zz_cut16.png" \
-  "training without the 2 bad sample(s)" "--skip-bad: 3 bad sample(s) left out at start-up, 0 sample load(s) skipped in training"
+expect "--check-data --skip-bad" 0 "bad sample (--data): .*zz_zero.png" "zz_trunc.png" \
+  "zz_cut16.png" "checked in .*: 3 bad" "training without the 3 bad sample(s)" \
+  "--skip-bad: 3 bad sample(s) left out at start-up, 0 sample load(s) skipped in training"
+# files whose header fails at open (a BMP and an empty file named .jpg, a 0-byte PNG) are listed
+# and counted with the rest, not only the first of them (it used to end the job there, with a
+# hint to use --check-data; with --skip-bad the summary said "2 bad" of 5)
+cp -r $D/mixed0 $T/hdr
+printf 'BM\x36\x00\x00\x00\x00\x00' > $T/hdr/images/zz_bmp.jpg
+: > $T/hdr/images/zz_empty.jpg
+cp $T/hdr/masks/s00.png $T/hdr/masks/zz_bmp.png; cp $T/hdr/masks/s00.png $T/hdr/masks/zz_empty.png
+run check_hdr 2 $SMALL --data $T/hdr --check-data
+expect "--check-data, header failures" 2 "bad sample (--data): .*zz_bmp.jpg" \
+  "bad sample (--data): .*zz_empty.jpg" "bad sample (--data): .*zz_zero.png" "zz_trunc.png" \
+  "zz_cut16.png" "13 sample(s) (26 image files) checked in .*: 5 bad" \
+  "--check-data: 5 bad sample(s)"
+grep -q "check-data lists" "$OUT.out" "$OUT.err" &&
+  { echo "FAIL --check-data: its hint suggests --check-data"; fail=1; }
+grep -q "^step" "$OUT.out" && { echo "FAIL --check-data trained"; fail=1; }
+run check_hdr_skip 1 $SMALL --data $T/hdr --check-data --skip-bad
+expect "--check-data --skip-bad, header failures" 0 "checked in .*: 5 bad" \
+  "training without the 5 bad sample(s)" "--skip-bad: 5 bad sample(s) left out at start-up"
 run check_good 1 $SMALL --data $D/good --check-data
 expect "--check-data, all good" 0 "8 sample(s) (16 image files) checked" ": 0 bad"
 

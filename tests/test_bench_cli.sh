@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # cogpu-bench command lines: every sub-command parses with the option engine cogpu-dist uses
 # (src/base/opts.h). For each: --help lists every option below and no other; a bad value of each
-# option (a missing one for free text, a value for a flag) exits 2 with exactly one line
+# option (a missing or empty one for a path, a value for a flag) exits 2 with exactly one line
 # "cogpu-bench NAME: error: --option..." and nothing on stdout; so does an unknown option. No
-# benchmark runs. The training options of overlap and scaling are cogpu-dist train's (test_cli).
+# benchmark runs. The training options of overlap and scaling are cogpu-dist train's (test_cli)
+# but its outputs, which they refuse.
 set -uo pipefail
 MPIRUN="$2 --oversubscribe --bind-to none"; BUILD=$3
 BENCH=$BUILD/bench/cogpu-bench
@@ -58,7 +59,8 @@ for b in $want; do
       { echo "FAIL $b --help lists $name, which this test does not know"; fail=1; }
     case $meta in
       "") expect_usage "$name takes no value" "$b" "$name=1" ;;
-      FILE|DIR|PREFIX|SRC) expect_usage "$name: missing value" "$b" "$name" ;;
+      FILE|DIR|PREFIX|SRC) expect_usage "$name: missing value" "$b" "$name"
+                           expect_usage "$name: empty value" "$b" "$name=" ;;
       *) expect_usage "$name: 'bogus'" "$b" "$name" bogus ;;
     esac
   done < <(grep -oE -- '^  --[a-z0-9-]+( [^ ]+)?' "$T/own")
@@ -86,6 +88,24 @@ expect_usage "--trace: give --trace or --kernels-json, not both" scaling --proje
 expect_usage "--gpus: 0 is out of range" scaling --project --gpus 8,0
 expect_usage "--batch: 0 is out of range 1..65536" overlap --batch 0
 expect_usage "--image-size: 36 is not divisible" scaling --model-depth 3 --image-size 36
+# train's outputs: refused (several trainings would share them), and not in --help's list;
+# --trace-out is taken (the last training's timeline: scaling_validate.sh reads it)
+for f in checkpoint-dir metrics-out params-out stats-out prom-out history-out history-csv; do
+  for b in scaling overlap; do
+    expect_usage "--$f: a training output, not taken by cogpu-bench $b" "$b" --$f "$T/o"
+  done
+done
+expect_usage "--resume: a training output" overlap --resume
+expect_usage "--resume: a training output" scaling --resume "$T/ck"
+expect_usage "--overwrite-checkpoints: a training output" overlap --overwrite-checkpoints
+expect_usage "--checkpoint-every: a training output" scaling --checkpoint-every 2
+expect_usage "--keep: a training output" overlap --keep 2
+expect_usage "--best-metric: a training output" overlap --best-metric val_loss
+"$BENCH" overlap --help | grep -qE -- '^  --(metrics-out|checkpoint-dir|resume|keep) ' &&
+  { echo "FAIL overlap --help lists a refused training output"; fail=1; }
+"$BENCH" scaling --help | grep -q -- "train's outputs are refused" ||
+  { echo "FAIL scaling --help does not say train's outputs are refused"; fail=1; }
+[ -e "$T/o" ] || [ -e "$T/ck" ] && { echo "FAIL a refused output was made"; fail=1; }
 # On two ranks: every rank exits 2, only rank 0 prints.
 expect_usage "--iters: 0 is out of range" mpirun -np 2 allreduce --iters 0
 expect_usage "unknown option --bogus for 'scaling'" mpirun -np 2 scaling --project --bogus

@@ -565,7 +565,7 @@ static void test_failed_writes(void) {
     int rc = cg_ckpt_write(notdir, &in, p, m, v, 3, path, sizeof path, err, sizeof err);
     CG_TEST_CHECK(rc == -1 && strstr(err, "cannot create a temporary file"),
                   "write into a file: rc %d (%s)", rc, err);
-    rc = cg_ckpt_prepare_dir(notdir, err, sizeof err);
+    rc = cg_ckpt_prepare_dir(notdir, "--checkpoint-dir", err, sizeof err);
     CG_TEST_CHECK(rc == -1 && strstr(err, "Not a directory"), "prepare_dir: %s", err);
     if (rc == -1) printf("PASS unwritable directory: %s\n", err);
   }

@@ -35,6 +35,10 @@ expect_usage "zero learning rate" "--lr: 0 is out of range (0, 10]" train $SMALL
 expect_usage "hex float" "--lr: '0x1p-10' is not a number" train $SMALL --lr 0x1p-10
 expect_usage "infinity" "--lr: 'inf' is not a number" train $SMALL --lr inf
 expect_usage "leading blank" "--batch: ' 4' is not a whole number" train $SMALL --batch " 4"
+expect_usage "negative unsigned" "--seed: -1 is out of range 0..18000000000000000000" \
+  train $SMALL --seed -1
+expect_usage "overflow" "--steps: 99999999999999999999 is out of range 0..1000000000000000" \
+  train $SMALL --steps 99999999999999999999
 expect_usage "size with a blank" "--bucket-mb: ' 1' is not a number" train $SMALL --bucket-mb " 1"
 expect_usage "--val-fraction with --val-data" "--val-fraction: 0.2 of --data held out, and --val-data" \
   train $SMALL --data "$T" --val-data "$T" --val-fraction 0.2
@@ -44,8 +48,22 @@ expect_usage "bad choice" "--backend: 'tpu' is not one of auto|cpu|cuda" train -
 expect_usage "precision on cpu" "--precision" train $SMALL --precision bf16
 expect_usage "--val-data with synthetic data" "--val-data $T: separate validation data goes with" \
   train $SMALL --val-data "$T"
+expect_usage "--val-fraction with synthetic data" "--val-fraction 0.3: synthetic data validates on" \
+  train $SMALL --val-fraction 0.3
 expect_usage "--val-data synthetic" "--val-data synthetic: separate validation data goes with" \
   train $SMALL --data "$T" --val-data synthetic
+# an empty path is a mistake, never "none" (--resume alone means --checkpoint-dir)
+expect_usage "empty --checkpoint-dir" "--checkpoint-dir: empty value" \
+  train $SMALL --checkpoint-dir ""
+expect_usage "empty --metrics-out=" "--metrics-out: empty value" train $SMALL --metrics-out=
+expect_usage "empty --resume=" "--resume: empty value; give FILE|DIR, or --resume alone" \
+  train $SMALL --checkpoint-dir "$T/ck" --resume=
+expect_usage "empty --resume" "--resume: empty value" train $SMALL --resume ""
+expect_usage "empty --data" "--data: empty value" train $SMALL --data ""
+expect_usage "empty --trace-out" "--trace-out: empty value" train $SMALL --trace-out ""
+expect_usage "empty predict --masks" "--masks: empty value" predict --checkpoint "$T/ck" \
+  --input "$T" --output "$T/p" --masks ""
+[ ! -e "$T/ck" ] || { echo "FAIL a refused run made its --checkpoint-dir"; fail=1; }
 mkdir -p "$T/ro"; chmod 555 "$T/ro"
 if [ "$(id -u)" -eq 0 ]; then
   # root can write anywhere: use a directory that does not exist instead.
@@ -55,6 +73,10 @@ else
 fi
 expect_usage "output path is a directory" "--params-out:" train $SMALL --params-out "$T"
 if ls "$T/missing" "$T/ro/m.json" > /dev/null 2>&1; then echo "FAIL: a partial output file was left"; fail=1; fi
+# --epochs beside --steps is not used: said once, by rank 0
+timeout 60 $MPIRUN -np 2 $BIN train $SMALL --epochs 3 > "$T/ep" 2>&1 || { echo "FAIL --epochs run"; fail=1; }
+[ "$(grep -c -- "warning: --epochs 3 is not used: --steps 1 sets the run's length" "$T/ep")" -eq 1 ] ||
+  { echo "FAIL --epochs with --steps: want one warning"; cat "$T/ep"; fail=1; }
 # --help lists every flag and exits 0 (printed once on 2 ranks).
 $MPIRUN -np 2 $BIN train --help > "$T/help" 2>&1 || { echo "FAIL train --help exit code"; fail=1; }
 for f in backend precision threads model-base model-depth image-size data batch steps epochs lr \
@@ -65,8 +87,17 @@ done
 $BIN --help | grep -q "train" || { echo "FAIL top-level --help"; fail=1; }
 $BIN info --model | grep -q "parameters: 7,760,673" || { echo "FAIL info --model count"; fail=1; }
 $BIN info --model --model-base 8 --model-depth 3 --image-size 64 | grep -q "parameters: 120,969" || { echo "FAIL small model count"; fail=1; }
-# The README documents every flag --help shows (both come from the option table).
+# a flag given twice: the last value wins (README says so, as argparse does)
+$BIN info --model --model-base 4 --model-base 8 --model-depth 3 --image-size 64 |
+  grep -q "parameters: 120,969" || { echo "FAIL a repeated flag: not the last value"; fail=1; }
+# The README documents every flag --help shows (both come from the option table), and its copy of
+# the train --help block is that block, word for word.
 README=$(dirname "$0")/../README.md
+if ! diff <($BIN train --help | sed -n '/^  --backend/,/^  -h, --help/p') \
+          <(sed -n '/^  --backend B/,/^  -h, --help/p' "$README") > "$T/readme.diff"; then
+  echo "FAIL README.md's train --help block differs from train --help:"; cat "$T/readme.diff"
+  fail=1
+fi
 for f in $($BIN train --help | grep -oE '^  --[a-z0-9-]+' | tr -d ' '); do
   grep -q -- "$f" "$README" || { echo "FAIL README.md lacks $f"; fail=1; }
 done

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -46,6 +47,11 @@ static void two_signals(void) {
   cg_guard_beat(g, 42, "training step");
   raise(SIGTERM);
   if (cg_guard_signal(g) != SIGTERM) _exit(3);
+  raise(SIGTERM); /* at once: another copy of the same stop (a scheduler and mpirun both send) */
+  raise(SIGUSR1);
+  if (cg_guard_signal(g) != SIGTERM) _exit(5);
+  const struct timespec wait = {3, 100000000}; /* past the 3 s of copies */
+  nanosleep(&wait, NULL);
   raise(SIGUSR1); /* must not return */
   _exit(4);
 }
@@ -128,13 +134,15 @@ int main(void) {
   cg_guard_destroy(g);
   printf("PASS first signal: recorded, the process goes on\n");
 
-  /* ---- a second signal ends the process at once ---- */
+  /* ---- copies within 3 s are one stop; a second signal after that ends the process at once */
   char out[4096];
   double secs;
   int st = in_child(two_signals, out, sizeof out, &secs);
   CG_TEST_CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 128 + SIGUSR1,
                 "second signal: status %d (want exit %d)", st, 128 + SIGUSR1);
   CG_TEST_CHECK(strstr(out, "[rank 3 testhost] SIGTERM received during step 42 (training step)") &&
+                    strstr(out, "SIGUSR1 received during step 42 (training step): within 3 s "
+                                "of the first: the same stop") &&
                     strstr(out, "second signal: exiting now"),
                 "second signal: messages: %s", out);
   if (WIFEXITED(st) && WEXITSTATUS(st) == 128 + SIGUSR1)

@@ -11,7 +11,8 @@
 #   - export -> import -> export is bitwise (cmp), and the imported checkpoint resumes;
 #   - import refuses a file with a misshapen or missing tensor, or a non-F32 one (exit 2, naming
 #     the tensor), one claiming a model far larger than its bytes, tensors sharing bytes,
-#     bytes after the tensors and a name given twice; export/import usage errors exit 2.
+#     bytes after the tensors and a name given twice; export/import usage errors exit 2 (an
+#     uncreatable import --out is named as --out).
 # Torch comes from Debian's python3-torch (/usr/bin/python3); no torch: skipped (77).
 set -euo pipefail
 BIN=$1; MPIRUN="$2 --oversubscribe --bind-to none"; BUILD=$3
@@ -65,6 +66,9 @@ $MPIRUN -np 1 $BIN train --backend cpu --train-samples 256 --val-samples 16 --im
   --checkpoint-dir "$T/imp1" --resume "$T/imp1" > "$T/ft.log" 2>&1 ||
   { cat "$T/ft.log"; fail "train --resume from an imported checkpoint"; }
 [ -f "$T/imp1/ckpt-0000000005.cgck" ] || { cat "$T/ft.log"; fail "no step-5 checkpoint"; }
+# step 0 has no data position: nothing is "trained a second time", no seed to continue
+! grep -qE "trained a second time|was written with --seed" "$T/ft.log" ||
+  { cat "$T/ft.log"; fail "data-position notices on a step-0 checkpoint"; }
 echo "PASS an imported checkpoint resumes (fine-tuning)"
 
 # Refusals: exit 2, naming what is wrong.
@@ -128,4 +132,6 @@ expect2 "import into a directory with checkpoints" "already holds" \
 expect2 "export without --out" "--out is required" $BIN export --checkpoint "$T/ck1"
 expect2 "export of a missing checkpoint" "$T/nope" $BIN export --checkpoint "$T/nope" --out "$T/x"
 expect2 "import with an unknown flag" "unknown argument" $BIN import --in x --bogus y
+expect2 "import into an uncreatable directory" "import: --out: cannot create directory" \
+  $BIN import --in "$T/m1.safetensors" --out "$T/m1.safetensors/sub"
 echo "PASS interop"

@@ -13,14 +13,16 @@
  *    --max-image-pixels); truncated and corrupted files fail naming the file; a JPEG named .png
  *    and a PNG named .jpg decode by content.
  *  - DCT scaling: a 1024x768 JPEG fitted to 64 decodes at 1/8 and stays close to a full decode
- *    + cg_fit_square; a 4000x4000 JPEG fitted to 256 peaks under 8 MB in a fresh process (a
- *    whole decode: over 40 MB).
+ *    + cg_fit_square; odd sizes (500x333 to 128, 260x1000 to 32, ...) decoded scaled stay
+ *    aligned with their masks to 0.05 output pixels (the phase of a smooth wave); a 4000x4000
+ *    JPEG fitted to 256 peaks under 8 MB in a fresh process (a whole decode: over 40 MB).
  *  - The source: NAME.JPG, NAME.jpeg, NAME.png (holding a JPEG) with PNG masks open, load and
  *    pass cg_source_check; NAME.jpg beside NAME.png is an error. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
 #include <ftw.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -336,6 +338,34 @@ static void test_bad_files(void) {
   rc = cg_image_read_rgb(bad, 0, &out, &h, &w, err, sizeof err);
   CG_TEST_CHECK(rc == 0 && h == 2 && w == 2 && !memcmp(out, px, 12), "png named .JPG: %s", err);
   free(out);
+  /* neither: named for what it is not, and what it looks like (it was "not a PNG file") */
+  static const struct {
+    const char *name, *bytes;
+    size_t n;
+    const char *want;
+  } other[] = {
+      {"empty.jpg", "", 0, "neither a PNG nor a JPEG file (empty: 0 bytes)"},
+      {"bmp.jpg", "BM6\0\0\0", 6, "(starts with 'BM6\\x00': a BMP?)"},
+      {"gif.png", "GIF89a", 6, "(starts with 'GIF8': a GIF?)"},
+      {"webp.jpg", "RIFF\x10\0\0\0WEBPVP8 ", 16, "a WebP?"},
+      {"text.png", "hello", 5, "neither a PNG nor a JPEG file (starts with 'hell')"},
+  };
+  for (size_t i = 0; i < sizeof other / sizeof *other; i++) {
+    at(bad, sizeof bad, other[i].name);
+    spit(bad, (const uint8_t *)other[i].bytes, other[i].n);
+    const char *who[3] = {"size", "rgb", "fit"};
+    for (int k = 0; k < 3; k++) {
+      uint8_t o[8 * 8 * 3], om[8 * 8];
+      out = NULL;
+      rc = k == 0   ? cg_image_read_size(bad, 0, &h, &w, err, sizeof err)
+           : k == 1 ? cg_image_read_rgb(bad, 0, &out, &h, &w, err, sizeof err)
+                    : cg_fit_png(bad, NULL, 0, 8, 0, 0, o, om, NULL, NULL, err, sizeof err);
+      free(out);
+      CG_TEST_CHECK(rc && contains(err, bad) && contains(err, other[i].want), "%s (%s): '%s'",
+                    other[i].name, who[k], err);
+    }
+    printf("%s: %s\n", other[i].name, err);
+  }
 }
 
 typedef struct {
@@ -394,6 +424,62 @@ static void test_scaling(void) {
   CG_TEST_CHECK(mad < 2.0, "scaled fit differs from the full fit by %.2f on average", mad);
   if (mad < 2.0) printf("PASS DCT-scaled fit of %dx%d to %d: mean |diff| %.2f vs full decode + fit\n", W, H, S, mad);
   free(full), free(a), free(b), free(ma), free(mb), free(zeros);
+}
+
+/* Phase of the profile p[0..n) against sin(2 pi (i + 0.5) / 8), as a shift in output pixels. */
+static double phase_shift(const double *p, int n) {
+  double sn = 0, cs = 0;
+  for (int i = 0; i < n; i++) {
+    const double t = 2 * M_PI * (i + 0.5) / 8;
+    sn += p[i] * sin(t);
+    cs += p[i] * cos(t);
+  }
+  return atan2(cs, sn) * 8 / (2 * M_PI);
+}
+
+/* Image against mask: the fit must map an output pixel to the same source point whether the JPEG
+ * is decoded at a reduced DCT scale or not (the mask, a PNG, is fitted from its full size). The
+ * image is a smooth gray wave of period 8 output pixels along x and along y, placed in the
+ * file's own coordinates where the fitting rule puts the output pixels: its phase in the fitted
+ * sample is 0 when aligned (DCT scaling and bilinear taps only damp a wave this smooth). A
+ * scaled decode once took its rounded-up size for the file's extent and rounded the crop at
+ * its scale: 0.4-0.7 output pixels off. */
+static void test_alignment(void) {
+  static const struct {
+    int w, h, s;
+  } cases[] = {{500, 333, 128}, {260, 1000, 32}, {421, 637, 48}, {777, 555, 200}, {96, 96, 32}};
+  for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
+    const int W = cases[c].w, H = cases[c].h, S = cases[c].s, M = W < H ? W : H;
+    const double x0 = (W - M) / 2, y0 = (H - M) / 2, period = 8.0 * M / S; /* file pixels */
+    uint8_t *rgb = malloc((size_t)H * W * 3);
+    for (int y = 0; y < H; y++)
+      for (int x = 0; x < W; x++) {
+        const double v = 128 + 50 * sin(2 * M_PI * (x + 0.5 - x0) / period) +
+                         50 * sin(2 * M_PI * (y + 0.5 - y0) / period);
+        memset(rgb + ((size_t)y * W + x) * 3, (int)lrint(v), 3);
+      }
+    char path[128], rel[64], err[512];
+    snprintf(rel, sizeof rel, "wave%zu.jpg", c);
+    at(path, sizeof path, rel);
+    CG_TEST_CHECK(cg_jpeg_write(path, rgb, H, W, 100, err, sizeof err) == 0, "%s", err);
+    free(rgb);
+    uint8_t *out = malloc((size_t)S * S * 3), *om = malloc((size_t)S * S);
+    double *px = calloc((size_t)S, sizeof *px), *py = calloc((size_t)S, sizeof *py);
+    int rc = cg_fit_png(path, NULL, 0, S, H, W, out, om, NULL, NULL, err, sizeof err);
+    CG_TEST_CHECK(rc == 0, "fit %s: %s", rel, err);
+    for (int y = 0; y < S; y++)
+      for (int x = 0; x < S; x++) {
+        px[x] += out[((size_t)y * S + x) * 3];
+        py[y] += out[((size_t)y * S + x) * 3];
+      }
+    const double dx = phase_shift(px, S), dy = phase_shift(py, S);
+    CG_TEST_CHECK(fabs(dx) < 0.05 && fabs(dy) < 0.05,
+                  "%dx%d JPEG fitted to %d: off by %.3f px in x, %.3f in y", W, H, S, dx, dy);
+    if (fabs(dx) < 0.05 && fabs(dy) < 0.05)
+      printf("PASS alignment: %dx%d JPEG fitted to %d (DCT scaled): %.3f px in x, %.3f in y\n", W,
+             H, S, dx, dy);
+    free(out), free(om), free(px), free(py);
+  }
 }
 
 static long maxrss_kb(void) {
@@ -514,6 +600,23 @@ static void test_source(void) {
   s = cg_source_png_dir(dir, &o, err, sizeof err);
   CG_TEST_CHECK(!s && contains(err, "same name"), "a.JPG + a.png: '%s'", s ? "opened" : err);
   cg_source_destroy(s);
+  /* a mask with the JPEG's sides swapped (drawn on the photo as a viewer turned it by its EXIF
+   * orientation, which is not applied here): the mismatch names EXIF */
+  at(dir, sizeof dir, "exif");
+  mkdir(dir, 0755);
+  snprintf(p, sizeof p, "%s/images", dir);
+  mkdir(p, 0755);
+  snprintf(p, sizeof p, "%s/masks", dir);
+  mkdir(p, 0755);
+  snprintf(p, sizeof p, "%s/images/e.jpg", dir);
+  CG_TEST_CHECK(cg_jpeg_write(p, rgb, H, W, 90, err, sizeof err) == 0, "%s", err);
+  snprintf(p, sizeof p, "%s/masks/e.png", dir);
+  CG_TEST_CHECK(cg_png_write(p, mask, W, H, CG_PNG_GRAY8, err, sizeof err) == 0, "%s", err);
+  s = cg_source_png_dir(dir, &o, err, sizeof err);
+  CG_TEST_CHECK(!s && contains(err, "e.png") && contains(err, "EXIF orientation"),
+                "sides swapped: '%s'", s ? "opened" : err);
+  if (!s) printf("sides swapped: %s\n", err);
+  cg_source_destroy(s);
   free(rgb);
   free(mask);
 }
@@ -533,6 +636,7 @@ int main(void) {
   test_cmyk();
   test_bad_files();
   test_scaling();
+  test_alignment();
   test_memory();
   test_source();
   if (!cg_test_failures) nftw(root, rm_cb, 16, FTW_DEPTH | FTW_PHYS);

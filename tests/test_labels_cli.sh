@@ -73,6 +73,9 @@ expect2 "k_png.cgds: packed with --num-classes 4 --ignore-index 255, read with -
   $MPIRUN -np 1 $BIN train $SMALL --data "$T/k_png.cgds" --num-classes 3 --steps 2
 $BIN pack --images "$T/d/images" --masks "$T/d/masks" --out "$T/bin.cgds" --image-size 32 \
   > /dev/null
+# a tool that only times the data reads a shard with the labels it records
+$BENCH cpu-tasks --data "$T/k_png.cgds" --image-size 32 --tasks 20 > "$T/ct.log" 2>&1 ||
+  { cat "$T/ct.log"; fail "cpu-tasks on a K = 4 shard"; }
 expect2 "bin.cgds: packed with --num-classes 1 --ignore-index -1, read with --num-classes 4" \
   $MPIRUN -np 1 $BIN train $SMALL --data "$T/bin.cgds" --num-classes 4 --steps 2
 expect2 "--ignore-index: 2 is a class id" $BIN pack --images "$T/d/images" --masks "$T/d/masks" \

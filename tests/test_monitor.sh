@@ -27,3 +27,18 @@ grep -q "no complete record" "$T/err"
 set +e; $MON --bogus x 2> /dev/null; rc=$?; set -e
 [ $rc -eq 2 ] || { echo "FAIL: bad option exit $rc"; exit 1; }
 echo "PASS live file, straggler flagged, follow mode ends, errors"
+# a run that stops early ends its stats with a stop record: the live mode ends there too, and
+# shows the last figures and how the job ended
+set +e
+$BIN train --backend cpu --model-base 4 --model-depth 2 --image-size 32 --batch 2 --steps 30 \
+  --report-every 5 --train-samples 60 --val-samples 0 --progress off --threads 1 \
+  --test-nan-step 12 --stats-out "$T/stop.jsonl" > "$T/stop.log" 2>&1
+rc=$?; set -e
+[ $rc -ne 0 ] || { echo "FAIL: the NaN run exited 0"; exit 1; }
+tail -1 "$T/stop.jsonl" | grep -q '"final": true, "stopped": "a NaN/Inf loss"' ||
+  { tail -1 "$T/stop.jsonl"; echo "FAIL: no stop record"; exit 1; }
+timeout 20 $MON --plain --interval 0.2 "$T/stop.jsonl" > "$T/stopf.txt" ||
+  { cat "$T/stopf.txt"; echo "FAIL: follow mode did not end at the stop record"; exit 1; }
+grep -q "the job stopped by a NaN/Inf loss after step 1[1-3] of 30" "$T/stopf.txt" &&
+  grep -q "step 10/30" "$T/stopf.txt" || { cat "$T/stopf.txt"; echo "FAIL: stop not shown"; exit 1; }
+echo "PASS a stopped run's stats end with a stop record; the live mode ends there"

@@ -11,7 +11,9 @@
 #     training / validation counts) and ends bitwise equal to an uninterrupted run; so does a
 #     resume from a checkpoint whose settings name --data as --val-data too (as builds before
 #     2026-12-05 stored an empty --val-data), with a notice; an old synthetic checkpoint
-#     resumes; this build's --val-data = --data stays so; a relative --data is kept absolute.
+#     resumes; this build's --val-data = --data stays so; a relative --data is kept absolute;
+#  5. a number is stored and shown in its shortest text (--lr 0.05, not 0.050000000000000003);
+#     an old %.17g one reads as the same value (no notice for the same --lr).
 set -uo pipefail
 BIN=$1; MPIRUN="$2 --oversubscribe --bind-to none"; BUILD=$3
 CMP=$BUILD/tests/cg_cmp_params
@@ -62,9 +64,9 @@ refused r_seed "--seed: the checkpoint has 5, the command line 6" \
 refused r_data "--data: the checkpoint has synthetic, the command line $T/nodata" \
     $MPIRUN -np 1 $BIN train --resume $T/ck --data $T/nodata
 cp -r $T/ck $T/more
-run more $MPIRUN -np 2 $BIN train --resume $T/more --threads 1 --steps 45 --lr 0.002
+run more $MPIRUN -np 2 $BIN train --resume $T/more --threads 1 --steps 45 --lr 0.05
 want more "resume: --steps 45 (the checkpoint has 40)"
-want more "resume: --lr 0.002 (the checkpoint has 0.001)"
+want more "resume: --lr 0.05 (the checkpoint has 0.001)" # not %.17g's 0.050000000000000003
 want more "checkpoint: step 45"
 
 # ---- 3. best and last ----
@@ -115,17 +117,15 @@ echo "--resume DIR alone on a PNG directory, from step 8 to 16, vs uninterrupted
 $CMP $T/rresumed.bin $T/rplain.bin 0 bitwise || fail=1
 $BUILD/cogpu-dist inspect $T/rck/ckpt-0000000008.cgck > $T/rinspect.log 2>&1
 want rinspect '"val-data": ""'
-# oldify FILE: the checkpoint's settings as builds before 2026-12-05 wrote them: no
-# "settings-format", and an empty --val-data stored as the --data text
-oldify() {
-  python3 - "$1" <<'PY' || fail=1
+# edit_settings FILE PYTHON: runs PYTHON on the settings dict s of checkpoint FILE, rewrites it
+edit_settings() {
+  python3 - "$1" "$2" <<'PY' || fail=1
 import json, struct, sys, zlib
 p = sys.argv[1]
 b = bytearray(open(p, "rb").read())
 sb = struct.unpack("<I", b[196:200])[0]          # the settings trailer ends the file
 s = json.loads(bytes(b[len(b) - sb:]))
-assert s.pop("settings-format") == "2" and s["val-data"] == "", s
-s["val-data"] = s["data"]
+exec(sys.argv[2])
 t = json.dumps(s).encode()
 b = b[:len(b) - sb] + t
 b[196:200] = struct.pack("<I", len(t))
@@ -133,6 +133,12 @@ b[200:204] = struct.pack("<I", zlib.crc32(t))
 b[252:256] = struct.pack("<I", zlib.crc32(bytes(b[:252])))
 open(p, "wb").write(bytes(b))
 PY
+}
+# oldify FILE: the checkpoint's settings as builds before 2026-12-05 wrote them: no
+# "settings-format", and an empty --val-data stored as the --data text
+oldify() {
+  edit_settings "$1" 'assert s.pop("settings-format") == "2" and s["val-data"] == "", s
+s["val-data"] = s["data"]'
 }
 # such a checkpoint on files: read as no --val-data, with a notice
 cp -r $T/rck $T/rold
@@ -155,6 +161,10 @@ run same $MPIRUN -np 2 $BIN ${REAL/--val-fraction 0.25/} --val-data $T/pngs \
 rm -f $T/same/ckpt-0000000016.cgck
 run same2 $MPIRUN -np 2 $BIN train --resume $T/same
 want same2 "$(grep -m1 "^data: " "$T/same.log")"
+want same "warning: --val-data is --data ($T/pngs): the run validates on its training samples"
+# the stored --val-data given again without --data, and --val-fraction 0 beside it: the same run
+run same3 $MPIRUN -np 1 $BIN train --resume $T/same --val-data $T/pngs --val-fraction 0 --steps 20
+want same3 "resumed from $T/same/ckpt-0000000016.cgck"
 if grep -q "as --val-data too" "$T/same2.log"; then
   echo "FAIL same2: the old-checkpoint notice on this build's checkpoint"; fail=1
 fi
@@ -173,6 +183,18 @@ want rel "data: $T/w1/pngs, 18 training / 6 validation samples"
 want rel2 "data: $T/w1/pngs, 18 training / 6 validation samples"
 (cd $T/w1 && run rel3 $MPIRUN -np 1 $BIN train --resume ck --data ./pngs/ --steps 16)
 want rel3 "resumed from ck/ckpt-0000000016.cgck: step 16"
+
+# ---- numbers are stored in the shortest text that reads back; builds before 2026-12-06 stored
+# %.17g (0.050000000000000003), which reads as the same value: no notice for the same --lr ----
+edit_settings "$T/more/ckpt-0000000045.cgck" 'assert s["lr"] == "0.05", "stored --lr " + s["lr"]
+s["lr"] = "0.050000000000000003"'
+run num $MPIRUN -np 1 $BIN train --resume $T/more --threads 1 --steps 46 --lr 0.05
+want num "resume: --steps 46 (the checkpoint has 45)"
+if grep -q "resume: --lr" "$T/num.log"; then
+  echo "FAIL num: a notice for the same --lr:"; grep "resume: --lr" "$T/num.log"; fail=1
+fi
+run num2 $MPIRUN -np 1 $BIN train --resume $T/more --threads 1 --steps 47 --lr 0.07
+want num2 "resume: --lr 0.07 (the checkpoint has 0.05)"
 
 [ $fail -eq 0 ] && echo "test_resume_settings: all passed"
 exit $fail

@@ -86,6 +86,10 @@ expect() {
   if grep -qE "AddressSanitizer|LeakSanitizer|runtime error:" "$OUT"; then
     echo "FAIL $name: sanitizer report"; ok=0
   fi
+  # mpirun's teardown signal after a start-up error is no stop: no line promising a checkpoint
+  if [ "$want" -ne 0 ] && grep -q "received during step .*stopping at the next" "$OUT"; then
+    echo "FAIL $name: a stop line after the error"; ok=0
+  fi
   if [ "$MODE" = valgrind ] && ! vg_check "$T/$name.vg"; then
     echo "FAIL $name: valgrind found the errors above"; ok=0
   fi

@@ -205,7 +205,7 @@ static void test_png_kinds(void) {
   write_or_die("rgba.png", rgba, h, w, CG_PNG_RGBA8);
   check_read("rgba.png", rgb, mask, h, w);
 
-  /* palette: five colours, one of them black; a colour mask is foreground where not black */
+  /* palette: five colours, black first (index 0): foreground where the index is > 0 */
   static const uint8_t pal[5][3] = {{0, 0, 0}, {255, 0, 0}, {0, 0, 1}, {10, 200, 30}, {7, 7, 7}};
   uint8_t prgb[7 * 13 * 3], pmask[7 * 13];
   for (size_t i = 0; i < n; i++) {
@@ -214,6 +214,37 @@ static void test_png_kinds(void) {
   }
   write_or_die("palette.png", prgb, h, w, CG_PNG_PALETTE);
   check_read("palette.png", prgb, pmask, h, w);
+
+  /* binary palette masks are read by index, not colour: index 0 white, 1 black, and a palette
+   * of two black entries (PIL's np.array gives the indices; both used to read by colour:
+   * inverted, and all background) */
+  static const uint8_t wb[2 * 3] = {255, 255, 255, 0, 0, 0}, bb[2 * 3] = {0};
+  uint8_t idx[7 * 13], want_idx[7 * 13];
+  for (size_t i = 0; i < n; i++) want_idx[i] = idx[i] = g[i] % 3 == 0;
+  const uint8_t *pals[2] = {wb, bb};
+  for (int k = 0; k < 2; k++) {
+    char pp[512], perr[512];
+    CG_TEST_CHECK(!cg_png_write_indexed(path_of(pp, sizeof pp, "pal_index.png"), idx, h, w,
+                                        pals[k], 2, perr, sizeof perr), "%s", perr);
+    uint8_t *m = NULL;
+    int mh = 0, mw = 0;
+    CG_TEST_CHECK(!cg_png_read_mask(pp, 0, &m, &mh, &mw, perr, sizeof perr), "%s", perr);
+    size_t diff = 0;
+    for (size_t i = 0; m && i < n; i++) diff += m[i] != want_idx[i];
+    CG_TEST_CHECK(m && diff == 0, "palette %s: %zu mask pixels not index > 0", k ? "black/black"
+                  : "white/black", diff);
+    free(m);
+    /* the fit (train, pack) and predict's --masks read through the same rows */
+    uint8_t frgb[7 * 7 * 3], fm[7 * 7];
+    write_or_die("pal_img.png", g, h, w, CG_PNG_GRAY8);
+    char ip[512];
+    CG_TEST_CHECK(!cg_fit_png(path_of(ip, sizeof ip, "pal_img.png"), pp, 0, 7, 0, 0, frgb, fm,
+                              NULL, NULL, perr, sizeof perr), "%s", perr);
+    diff = 0;
+    for (int y = 0; y < 7; y++)
+      for (int x = 0; x < 7; x++) diff += fm[y * 7 + x] != want_idx[y * 13 + 3 + x];
+    CG_TEST_CHECK(diff == 0, "fitted palette mask (%d): %zu pixels not index > 0", k, diff);
+  }
 
   /* a palette of more than 256 colours cannot be written, and leaves no file */
   char p[512], err[512];

@@ -39,3 +39,13 @@ $MPIRUN -np 1 $BIN train --backend cpu --model-base 4 --model-depth 2 --image-si
 grep -q "trace-steps 10:12: this run trains steps 1 to 4, so the timeline will hold none" \
   "$T/none.log" && echo "PASS a window outside the run is warned about" ||
   { echo "FAIL no warning for a window outside the run"; cat "$T/none.log"; exit 1; }
+# a window past the run's end: the file says which steps it holds
+$MPIRUN -np 1 $BIN train --backend cpu --model-base 4 --model-depth 2 --image-size 32 --batch 4 \
+  --steps 4 --train-samples 16 --val-samples 0 --progress off --threads 1 \
+  --trace-out "$T/part" --trace-steps 2:12 > "$T/part.log" 2>&1
+python3 - "$T/part.rank0.json" <<'PY'
+import json, sys
+o = json.load(open(sys.argv[1]))["otherData"]
+assert (o["first_step"], o["last_step"]) == (2, 4), o
+print("PASS a window past the run's end: the file holds steps 2 to 4 and says so")
+PY

@@ -8,9 +8,11 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <libgen.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
@@ -229,10 +231,74 @@ int cg_afile_save(const char *path, const void *buf, size_t n, char *err, size_t
   return cg_afile_commit(f, err, errlen);
 }
 
+/* ---- checking an output path ------------------------------------------------------------- */
+
+const char *cg_afile_kind(unsigned mode) {
+  if (S_ISREG(mode)) return "a regular file";
+  if (S_ISDIR(mode)) return "a directory";
+  if (S_ISFIFO(mode)) return "a FIFO";
+  if (S_ISCHR(mode)) return "a character device";
+  if (S_ISBLK(mode)) return "a block device";
+  if (S_ISSOCK(mode)) return "a socket";
+  return "not a regular file";
+}
+
+int cg_afile_check(const char *flag, const char *path, cg_afile_how_t how, char *err,
+                   size_t errlen) {
+  const size_t n = strlen(path);
+  if (!n || path[n - 1] == '/') {
+    snprintf(err, errlen, "%s: '%.300s' names no file%s", flag, path, n ? " (it ends in '/')" : "");
+    return -1;
+  }
+  struct stat st;
+  const int exists = stat(path, &st) == 0;
+  if (exists && S_ISDIR(st.st_mode)) {
+    snprintf(err, errlen, "%s: '%.300s' is a directory; give a file name", flag, path);
+    return -1;
+  }
+  const int stream = exists && (S_ISFIFO(st.st_mode) || S_ISCHR(st.st_mode));
+  if (exists && !S_ISREG(st.st_mode) && !(how == CG_AFILE_APPEND && stream)) {
+    snprintf(err, errlen, "%s: '%.300s' is %s: %s %s", flag, path, cg_afile_kind(st.st_mode),
+             flag, how == CG_AFILE_APPEND
+                       ? "appends to a regular file, a FIFO or a character device"
+                       : "writes a regular file by renaming a temporary over it");
+    return -1;
+  }
+  if (exists && access(path, W_OK) != 0) {
+    snprintf(err, errlen, "%s: '%.300s' is not writable (%s)", flag, path, strerror(errno));
+    return -1;
+  }
+  if (exists && how == CG_AFILE_APPEND) return 0; /* its directory is not written */
+  char *tmp = strdup(path);
+  if (!tmp) {
+    snprintf(err, errlen, "%s: out of memory", flag);
+    return -1;
+  }
+  const char *dir = dirname(tmp);
+  int rc = 0;
+  const int found = stat(dir, &st) == 0;
+  if (!found || !S_ISDIR(st.st_mode)) {
+    snprintf(err, errlen, "%s: directory '%.300s' of '%.300s' %s", flag, dir, path,
+             found ? "is not a directory" : "does not exist");
+    rc = -1;
+  } else if (access(dir, W_OK) != 0) {
+    snprintf(err, errlen, "%s: directory '%.300s' is not writable (%s)", flag, dir,
+             strerror(errno));
+    rc = -1;
+  }
+  free(tmp);
+  return rc;
+}
+
 /* ---- append-only logs -------------------------------------------------------------------- */
 
-FILE *cg_afile_append(const char *path, char *err, size_t errlen) {
+FILE *cg_afile_append(const char *path, int streams_ok, char *err, size_t errlen) {
   int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY | O_NONBLOCK, 0666);
+  if (fd < 0 && errno == ENXIO) {
+    fail(err, errlen, errno, "%s: %s", path, streams_ok ? "a FIFO that no process reads "
+         "(start its reader first)" : "a FIFO or device, not a regular file");
+    return NULL;
+  }
   if (fd < 0) {
     fail(err, errlen, errno, "%s: cannot open for appending", path);
     return NULL;
@@ -242,8 +308,8 @@ FILE *cg_afile_append(const char *path, char *err, size_t errlen) {
     fail(err, errlen, errno, "%s: cannot stat", path);
     goto fail;
   }
-  if (!S_ISREG(st.st_mode)) {
-    fail(err, errlen, EINVAL, "%s: not a regular file", path);
+  if (!S_ISREG(st.st_mode) && !(streams_ok && (S_ISFIFO(st.st_mode) || S_ISCHR(st.st_mode)))) {
+    fail(err, errlen, EINVAL, "%s: %s", path, cg_afile_kind(st.st_mode));
     goto fail;
   }
   int fl = fcntl(fd, F_GETFL);

@@ -54,14 +54,34 @@ void cg_afile_abort(cg_afile_t *f);
 /* open + write n bytes + commit, for content already in memory. */
 int cg_afile_save(const char *path, const void *buf, size_t n, char *err, size_t errlen);
 
+/* How an output is written, for cg_afile_check. */
+typedef enum {
+  CG_AFILE_REPLACE, /* cg_afile_open/commit: a regular file, a temporary renamed over it */
+  CG_AFILE_APPEND,  /* cg_afile_append with streams_ok: a regular file, a FIFO or a character
+                       device (/dev/stdout), only ever appended to */
+} cg_afile_how_t;
+
+/* The start-up check of an output path the user named with flag ("--out"), so that a bad one
+ * is a usage error before any work, and a FIFO or device is never replaced by a regular file:
+ * 0 when path can be written as `how` says (an existing target is writable and of a kind `how`
+ * takes; a new one's directory exists and is writable), else -1 with one line in err naming
+ * flag, path and what it is. Nothing is created. */
+int cg_afile_check(const char *flag, const char *path, cg_afile_how_t how, char *err,
+                   size_t errlen);
+/* "a FIFO", "a character device", "a directory"...: what a st_mode is, for messages. */
+const char *cg_afile_kind(unsigned mode);
+
 /* Opens a log for appending, created (0666 & ~umask) when absent, O_APPEND | O_CLOEXEC; the
  * caller fclose()s it. The path is the user's: a symlink there is followed, because pointing a
  * log elsewhere is a legitimate choice (where others may plant links, in sticky world-writable
  * directories such as /tmp, the kernel's fs.protected_symlinks refuses to follow another
  * user's link). What makes it safe instead: it is never truncated or replaced, only appended
- * to; the descriptor is not inherited by children; and it must be a regular file — a FIFO,
- * device or directory there is refused (opened O_NONBLOCK first, so a FIFO cannot block). */
-FILE *cg_afile_append(const char *path, char *err, size_t errlen);
+ * to; the descriptor is not inherited by children; and it must be a regular file, or with
+ * streams_ok also a FIFO or a character device (/dev/stdout) — anything else is refused. It is
+ * opened O_NONBLOCK, so a FIFO that no process reads is an error (ENXIO), never a wait; writes
+ * block afterwards, as a pipe's do. The writer to a FIFO must expect its reader to go (EPIPE,
+ * and SIGPIPE unless blocked). */
+FILE *cg_afile_append(const char *path, int streams_ok, char *err, size_t errlen);
 
 /* The reading side: the whole file in memory, NUL-terminated (binary-safe: *len bytes, len may
  * be NULL); the caller frees. NULL with errno set (fopen's, EIO on a read error, ENOMEM), so the

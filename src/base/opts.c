@@ -70,7 +70,31 @@ static int in_choices(const char *choices, const char *v) {
   return 0;
 }
 
+/* Whether the metavar names a path: FILE, DIR, PREFIX or SRC as a word ("[FILE|DIR]" too). */
+static int names_path(const char *metavar) {
+  static const char *const words[] = {"FILE", "DIR", "PREFIX", "SRC"};
+  for (size_t w = 0; w < sizeof words / sizeof words[0]; w++) {
+    const size_t n = strlen(words[w]);
+    for (const char *s = strstr(metavar, words[w]); s; s = strstr(s + 1, words[w]))
+      if ((s == metavar || !(s[-1] >= 'A' && s[-1] <= 'Z')) && !(s[n] >= 'A' && s[n] <= 'Z'))
+        return 1;
+  }
+  return 0;
+}
+
 static int set_text(const cg_opt_t *o, const char *v, char *p, char *err, size_t errlen) {
+  /* an empty path is a mistake (an unset shell variable), never "none": for none leave the
+   * option out */
+  if (!v[0] && names_path(o->metavar)) {
+    const char *m = o->metavar;
+    const int bare = o->type == CG_OPT_OPTSTR && m[0] == '[';
+    if (bare)
+      snprintf(err, errlen, "--%s: empty value; give %.*s, or --%s alone", o->name,
+               (int)strlen(m) - 2, m + 1, o->name);
+    else
+      snprintf(err, errlen, "--%s: empty value; give a %s, or leave the option out", o->name, m);
+    return -1;
+  }
   if (o->type != CG_OPT_OPTSTR && o->choices && !in_choices(o->choices, v)) {
     snprintf(err, errlen, "--%s: '%s' is not one of %s", o->name, v, o->choices);
     return -1;
@@ -158,15 +182,26 @@ static int plain_decimal(const char *v, int real) {
   return 1;
 }
 
+/* A whole number as text: an optional sign, then one digit or more, nothing else. */
+static int whole_text(const char *v) {
+  const char *s = v + (*v == '-' || *v == '+');
+  return *s && strspn(s, "0123456789") == strlen(s);
+}
+
 static int set_number(const cg_opt_t *o, const char *v, char *p, char *err, size_t errlen) {
   errno = 0;
   char *end = NULL;
   double d = 0;
+  const int whole = o->type != CG_OPT_DBL && whole_text(v);
+  /* a whole number beyond what the type holds, or below 0 for an unsigned one, is out of
+   * range, not "not a whole number" (-0 is 0) */
+  if (whole && o->type == CG_OPT_U64 && v[0] == '-' && strspn(v + 1, "0") != strlen(v + 1))
+    return out_of_range(o, v, err, errlen); /* strtoull would wrap it */
   if (!plain_decimal(v, o->type == CG_OPT_DBL)) end = (char *)v; /* rejected below */
   else if (o->type == CG_OPT_DBL) d = strtod(v, &end);
-  else if (o->type == CG_OPT_U64 && v[0] == '-') end = (char *)v; /* strtoull would wrap it */
   else if (o->type == CG_OPT_U64) d = (double)strtoull(v, &end, 10);
   else d = (double)strtoll(v, &end, 10);
+  if (whole && errno == ERANGE) return out_of_range(o, v, err, errlen);
   if (end == v || (end && *end) || errno == ERANGE || !isfinite(d)) {
     snprintf(err, errlen, "--%s: '%s' is not a %s", o->name, v,
              o->type == CG_OPT_DBL ? "number" : "whole number");
@@ -313,7 +348,7 @@ void cg_opts_print(FILE *f, const char *title, const cg_opts_set_t *set) {
   if (title) fprintf(f, "%s\n", title);
   for (size_t i = 0; i < set->n; i++) {
     const cg_opt_t *o = &set->opts[i];
-    if (!in_set(set, o)) continue;
+    if (!in_set(set, o) || (o->flags & set->hide)) continue;
     char lhs[64], def[1100];
     snprintf(lhs, sizeof lhs, "--%s%s%s", o->name, o->metavar[0] ? " " : "", o->metavar);
     fmt_default(o, set->dst, def, sizeof def);

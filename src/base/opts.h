@@ -8,7 +8,9 @@
  * with code 2), so every MPI rank reaches the same verdict without communicating.
  *
  * Syntax: --name VALUE or --name=VALUE; a flag takes no value; -h or --help anywhere stops the
- * parse with "help". No short options, no positional arguments. */
+ * parse with "help". No short options, no positional arguments. A text option whose metavar
+ * names a path (FILE, DIR, PREFIX or SRC as a word) refuses an empty value: "" is a mistake
+ * (an unset shell variable), never "none". Given twice, the last value wins. */
 #ifndef CG_OPTS_H
 #define CG_OPTS_H
 
@@ -34,6 +36,8 @@ typedef enum {
 #define CG_OPT_MIN_EXCL 1u /* the range excludes min */
 #define CG_OPT_NODEF 2u    /* --help shows no default: it depends on something else (the help
                               text says what) */
+#define CG_OPT_OUTPUT 4u   /* an output of a training run (a file or directory it writes, or
+                              resumes from): refused by the benchmarks that run several */
 
 #define CG_OPT_INTS_MAX 8
 typedef struct {
@@ -47,7 +51,7 @@ typedef struct {
   size_t off;       /* of the value in the struct the set's dst points to */
   size_t size;      /* of the value (STR, OPTSTR: the buffer) */
   double min, max;  /* numeric range, inclusive (see CG_OPT_MIN_EXCL) */
-  unsigned flags;   /* CG_OPT_MIN_EXCL, CG_OPT_NODEF */
+  unsigned flags;   /* CG_OPT_MIN_EXCL, CG_OPT_NODEF, CG_OPT_OUTPUT */
   const char *choices; /* STR, PTR: "a|b|c" or NULL; OPTSTR: the value given bare */
   unsigned cmds;    /* the sets that take it (cg_opts_set_t.cmds); 0 = every set */
   const char *metavar; /* "" for a flag */
@@ -67,6 +71,9 @@ typedef struct {
 /* T = STR or PTR (choices "a|b|c" or NULL), or OPTSTR (choices: the value given bare). */
 #define CG_OPT_ROW_TEXT(T, name, field, choices, cmds, meta, help)                            \
   { name, CG_OPT_##T, field, 0, 0, 0, choices, cmds, meta, help }
+/* A path a training run writes (CG_OPT_OUTPUT): T = STR or PTR. */
+#define CG_OPT_ROW_OUT(T, name, field, cmds, meta, help)                                      \
+  { name, CG_OPT_##T, field, 0, 0, CG_OPT_OUTPUT, NULL, cmds, meta, help }
 #define CG_OPT_ROW_FLAG(name, field, cmds, help)                                              \
   { name, CG_OPT_FLAG, field, 0, 1, 0, NULL, cmds, "", help }
 #define CG_OPT_ROW_ONOFF(name, field, cmds, help)                                             \
@@ -79,6 +86,7 @@ typedef struct {
   size_t n;
   unsigned cmds; /* rows with (cmds & row.cmds) != 0, and rows with cmds 0 */
   void *dst;
+  unsigned hide; /* rows with (flags & hide) != 0 are parsed but left out of cg_opts_print */
 } cg_opts_set_t;
 
 /* Parses argv[0..argc) (the options only: the caller skips the program and command names)

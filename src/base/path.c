@@ -22,11 +22,6 @@ int cg_path_abs(const char *path, char *out, size_t outlen) {
   size_t len = 0; /* res holds "/a/b" (no trailing '/'), or "" for the root */
   for (char *save = NULL, *c = strtok_r(in, "/", &save); c; c = strtok_r(NULL, "/", &save)) {
     if (!strcmp(c, ".")) continue;
-    if (!strcmp(c, "..")) {
-      while (len > 0 && res[len - 1] != '/') len--;
-      if (len > 0) len--; /* the '/' before the dropped component */
-      continue;
-    }
     res[len++] = '/';
     memcpy(res + len, c, strlen(c));
     len += strlen(c);

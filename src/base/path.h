@@ -4,10 +4,11 @@
 
 #include <stddef.h>
 
-/* The absolute form of path, made lexically as Python's os.path.abspath does: a relative path
- * is put under the working directory, then "." and empty components are dropped and ".." takes
- * the one before it (symbolic links are not resolved: /data/current stays /data/current).
- * 0, or -1 (out unchanged) when the working directory is unknown or out is too short. */
+/* The absolute form of path: a relative path is put under the working directory, then "." and
+ * empty components are dropped. ".." is kept: after a symbolic link it leads where the link's
+ * target's parent is, which only the file system knows (lnk/../x is not x), and links are not
+ * resolved either (/data/current stays /data/current). 0, or -1 (out unchanged) when the
+ * working directory is unknown or out is too short. */
 int cg_path_abs(const char *path, char *out, size_t outlen);
 
 #endif

@@ -53,17 +53,27 @@ static int64_t *gather_bad(cg_comm_t *c, const int64_t *mine, int64_t n, int64_t
   return all;
 }
 
-/* Checks one source; returns its number of bad samples (the same on every rank). */
+/* Checks one source; returns its number of bad samples (the same on every rank). The samples
+ * whose headers failed at open were left out then (the source was opened with all_why): they
+ * are listed and counted here with the ones that fail to decode. */
 static int64_t check_one(cg_source_t **s, const char *what, cg_comm_t *c, int threads, int skip_bad,
                          char *err, size_t errlen) {
   const double t0 = cg_now();
-  const int64_t n = (*s)->count;
+  const int64_t nopen = (*s)->dropped, n = (*s)->count + nopen;
   const int files = strcmp((*s)->ops->kind, "png") ? 0 : 2; /* image + mask per sample */
+  if (c->rank == 0) {
+    const char *const *why = (*s)->dropped_why;
+    int64_t k = 0;
+    for (; why && why[k]; k++) report_bad((void *)what, -1, why[k]);
+    if (nopen > k) cg_log_info("check-data: ... and %lld more bad sample(s) (%s)",
+                               (long long)(nopen - k), what);
+  }
   int64_t *mine = NULL;
   int64_t nmine = cg_source_check(*s, c->rank, c->size, threads, report_bad, (void *)what, &mine);
-  int64_t nbad = 0;
-  int64_t *all = gather_bad(c, mine, nmine, &nbad);
+  int64_t nload = 0;
+  int64_t *all = gather_bad(c, mine, nmine, &nload);
   free(mine);
+  const int64_t nbad = nopen + nload;
   double dt = cg_now() - t0;
   if (c->rank == 0) {
     char nf[48] = "";
@@ -72,14 +82,14 @@ static int64_t check_one(cg_source_t **s, const char *what, cg_comm_t *c, int th
            "%lld bad\n", what, (long long)n, nf, dt, c->size, threads, (long long)nbad);
     fflush(stdout);
   }
-  if (nbad && !skip_bad)
+  if (nbad && nbad == n)
+    snprintf(err, errlen, "--check-data: every one of the %lld sample(s) in %s is bad (listed "
+             "above)", (long long)n, what);
+  else if (nbad && !skip_bad)
     snprintf(err, errlen, "--check-data: %lld bad sample(s) in %s (listed above): fix or remove "
              "them, or add --skip-bad to train without them", (long long)nbad, what);
-  else if (nbad && nbad == n)
-    snprintf(err, errlen, "--check-data: every one of the %lld sample(s) in %s is bad",
-             (long long)n, what);
   else if (nbad) {
-    *s = cg_source_without(*s, all, nbad);
+    if (nload) *s = cg_source_without(*s, all, nload);
     if (c->rank == 0)
       printf("check-data: %s: training without the %lld bad sample(s) (--skip-bad)\n", what,
              (long long)nbad);
@@ -90,13 +100,17 @@ static int64_t check_one(cg_source_t **s, const char *what, cg_comm_t *c, int th
 
 int cg_datacheck_run(cg_source_t **data, cg_source_t **val, cg_comm_t *c, int threads, int check,
                      int skip_bad, char *err, size_t errlen) {
-  if (c->rank == 0) {
-    report_dropped(*data, "--data");
-    report_dropped(val ? *val : NULL, "--val-data");
+  if (!check) { /* with check, check_one lists them */
+    if (c->rank == 0) {
+      report_dropped(*data, "--data");
+      report_dropped(val ? *val : NULL, "--val-data");
+    }
+    return 0;
   }
-  if (!check) return 0;
   err[0] = 0;
+  char verr[512] = ""; /* both are checked, so that every bad file is listed */
   check_one(data, "--data", c, threads, skip_bad, err, errlen);
-  if (!err[0] && val && *val) check_one(val, "--val-data", c, threads, skip_bad, err, errlen);
+  if (val && *val) check_one(val, "--val-data", c, threads, skip_bad, verr, sizeof verr);
+  if (!err[0] && verr[0]) snprintf(err, errlen, "%s", verr);
   return err[0] ? -1 : 0;
 }

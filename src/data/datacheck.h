@@ -11,12 +11,14 @@
 #include "source.h"
 
 /* Call after every rank opened *data (and *val, NULL if none) from the same files; collective.
- * Rank 0 prints how many samples --skip-bad left out at open, with the first reasons. With
- * check: rank r loads samples r, r + R, ... with `threads` threads; each bad sample is printed
- * by the rank that found it, rank 0 prints the summary (samples and files checked, bad,
- * seconds). Then, when samples were bad: with skip_bad *data / *val become views without them
- * (owning the sources they replace; identical on every rank) and 0 is returned; without it -1,
- * with the message in err (the caller exits 2). */
+ * Without check, rank 0 prints how many samples --skip-bad left out at open, with the first
+ * reasons. With check (the sources opened with skip_bad and all_why, source.h): rank 0 lists
+ * every sample left out at open; rank r loads samples r, r + R, ... with `threads` threads and
+ * prints each bad one it finds; rank 0 prints the summary (samples and files checked, bad, both
+ * kinds counted, seconds). Then, when samples were bad: with skip_bad *data / *val become
+ * views without them (owning the sources they replace; identical on every rank) and 0 is
+ * returned; without it, or when every sample is bad, -1 with the message in err (the caller
+ * exits 2). */
 int cg_datacheck_run(cg_source_t **data, cg_source_t **val, cg_comm_t *c, int threads, int check,
                      int skip_bad, char *err, size_t errlen);
 

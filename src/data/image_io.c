@@ -1,6 +1,9 @@
-/* image_io.c: PNG or JPEG by the first bytes (image_io.h). */
+/* image_io.c: PNG or JPEG by the first bytes (image_io.h). A file that starts like neither is
+ * refused here, saying so and what it looks like, rather than by the PNG reader ("not a PNG"
+ * for an image that could as well have been a JPEG). */
 #include "image_io.h"
 
+#include <ctype.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -14,6 +17,42 @@ int cg_image_is_jpeg(const char *path) {
   const size_t got = fread(sig, 1, sizeof sig, f);
   fclose(f);
   return cg_jpeg_sniff(sig, got);
+}
+
+/* What a file starting with p[0..n) may be, for the message (NULL: no idea). */
+static const char *guess(const uint8_t *p, size_t n) {
+  if (n >= 2 && !memcmp(p, "BM", 2)) return "a BMP";
+  if (n >= 4 && !memcmp(p, "GIF8", 4)) return "a GIF";
+  if (n >= 12 && !memcmp(p, "RIFF", 4) && !memcmp(p + 8, "WEBP", 4)) return "a WebP";
+  if (n >= 4 && (!memcmp(p, "II*\0", 4) || !memcmp(p, "MM\0*", 4))) return "a TIFF";
+  if (n >= 12 && !memcmp(p + 4, "ftyp", 4)) return "a HEIC or AVIF";
+  if (n >= 1 && p[0] == '<') return "HTML or SVG text";
+  return NULL;
+}
+
+/* 1: a JPEG, 0: a PNG (or unreadable, or cut inside a signature: the reader says which), -1:
+ * neither, with the reason in err. */
+static int sniff(const char *path, char *err, size_t errlen) {
+  static const uint8_t png[8] = {0x89, 'P', 'N', 'G', 0x0D, 0x0A, 0x1A, 0x0A};
+  FILE *f = fopen(path, "rb");
+  if (!f) return 0;
+  uint8_t p[12];
+  const size_t n = fread(p, 1, sizeof p, f);
+  fclose(f);
+  if (cg_jpeg_sniff(p, n)) return 1;
+  if (n > 0 && !memcmp(p, png, n < 8 ? n : 8)) return 0;
+  if (n > 0 && n < 3 && p[0] == 0xFF && (n == 1 || p[1] == 0xD8)) return 1;
+  if (n == 0) {
+    snprintf(err, errlen, "%s: neither a PNG nor a JPEG file (empty: 0 bytes)", path);
+    return -1;
+  }
+  char start[4 * 4 + 1] = ""; /* the first 4 bytes, printable or as \xNN */
+  for (size_t i = 0, k = 0; i < n && i < 4; i++)
+    k += (size_t)snprintf(start + k, sizeof start - k, isprint(p[i]) ? "%c" : "\\x%02X", p[i]);
+  const char *g = guess(p, n);
+  snprintf(err, errlen, "%s: neither a PNG nor a JPEG file (starts with '%s'%s%s%s)", path, start,
+           g ? ": " : "", g ? g : "", g ? "?" : "");
+  return -1;
 }
 
 int cg_image_has_ext(const char *name, size_t *stem) {
@@ -32,26 +71,34 @@ int cg_image_has_ext(const char *name, size_t *stem) {
 
 int cg_image_read_size(const char *path, int64_t max_pixels, int *h, int *w, char *err,
                        size_t errlen) {
-  if (cg_image_is_jpeg(path)) return cg_jpeg_read_size(path, max_pixels, h, w, err, errlen);
+  const int kind = sniff(path, err, errlen);
+  if (kind < 0) return -1;
+  if (kind) return cg_jpeg_read_size(path, max_pixels, h, w, err, errlen);
   return cg_png_read_size(path, max_pixels, h, w, err, errlen);
 }
 
 int cg_image_read_rgb(const char *path, int64_t max_pixels, uint8_t **rgb, int *h, int *w,
                       char *err, size_t errlen) {
-  if (cg_image_is_jpeg(path)) return cg_jpeg_read_rgb(path, max_pixels, rgb, h, w, err, errlen);
+  const int kind = sniff(path, err, errlen);
+  if (kind < 0) return -1;
+  if (kind) return cg_jpeg_read_rgb(path, max_pixels, rgb, h, w, err, errlen);
   return cg_png_read_rgb(path, max_pixels, rgb, h, w, err, errlen);
 }
 
-/* Hands the PNG's size out before the caller's begin, as the JPEG reader does. */
+/* Hands the file's size and the decoding scale out before the caller's begin. */
 typedef struct {
   const cg_png_sink_t *inner;
-  int *full_h, *full_w;
+  int *full_h, *full_w, *scale;
+  int jpeg, min_side;
+  int fh, fw; /* JPEG: the file's size, set by the decoder before begin */
 } outer_t;
 
 static int outer_begin(void *ctx, int h, int w, char *why, size_t whylen) {
   outer_t *o = ctx;
-  if (o->full_h) *o->full_h = h;
-  if (o->full_w) *o->full_w = w;
+  const int fh = o->jpeg ? o->fh : h, fw = o->jpeg ? o->fw : w;
+  if (o->full_h) *o->full_h = fh;
+  if (o->full_w) *o->full_w = fw;
+  if (o->scale) *o->scale = o->jpeg ? cg_jpeg_scale(fh, fw, o->min_side) : 8;
   return o->inner->begin ? o->inner->begin(o->inner->ctx, h, w, why, whylen) : 0;
 }
 
@@ -61,12 +108,13 @@ static int outer_row(void *ctx, int y, const uint8_t *px, char *why, size_t whyl
 }
 
 int cg_image_read_rows(const char *path, int64_t max_pixels, int min_side,
-                       const cg_png_sink_t *sink, int *full_h, int *full_w, char *err,
-                       size_t errlen) {
-  if (cg_image_is_jpeg(path))
-    return cg_jpeg_read_rows(path, NULL, 0, max_pixels, min_side, sink, full_h, full_w, err,
-                             errlen);
-  outer_t o = {sink, full_h, full_w};
+                       const cg_png_sink_t *sink, int *full_h, int *full_w, int *scale,
+                       char *err, size_t errlen) {
+  const int kind = sniff(path, err, errlen);
+  if (kind < 0) return -1;
+  outer_t o = {sink, full_h, full_w, scale, kind, min_side, 0, 0};
   const cg_png_sink_t s = {outer_begin, outer_row, &o};
+  if (o.jpeg)
+    return cg_jpeg_read_rows(path, NULL, 0, max_pixels, min_side, &s, &o.fh, &o.fw, err, errlen);
   return cg_png_read_rows(path, max_pixels, CG_PNG_AS_RGB, &s, err, errlen);
 }

@@ -1,8 +1,9 @@
 /* image_io.h: one entry point for the image formats the trainer reads (PNG, JPEG), chosen by
  * the file's first bytes, not its name: a JPEG named x.png is read as a JPEG, and the reverse.
- * Anything that is not a JPEG goes to the PNG reader, whose message then says what is wrong
- * ("not a PNG file (bad signature)"). Images come out as RGB8 (png_io.h, jpeg_io.h); masks
- * stay PNG-only (png_io.h). Return values, ownership and thread-safety as in png_io.h. */
+ * A file that starts like neither fails with "PATH: neither a PNG nor a JPEG file (starts
+ * with 'BM': a BMP?)" (or "(empty: 0 bytes)"); one cut inside a signature goes to that
+ * format's reader, which says so. Images come out as RGB8 (png_io.h, jpeg_io.h); masks stay
+ * PNG-only (png_io.h). Return values, ownership and thread-safety as in png_io.h. */
 #ifndef CG_IMAGE_IO_H
 #define CG_IMAGE_IO_H
 
@@ -28,9 +29,10 @@ int cg_image_read_rgb(const char *path, int64_t max_pixels, uint8_t **rgb, int *
 
 /* Row by row as RGB8 into sink (cg_png_read_rows / cg_jpeg_read_rows); min_side > 0 lets a
  * JPEG decode at a reduced DCT scale keeping both sides >= min_side (PNG ignores it). sink->begin
- * gets the decoded size, *full_h, *full_w (optional) the file's, before begin. */
+ * gets the decoded size; before it, *full_h, *full_w (optional) get the file's and *scale
+ * (optional) the M of the scale M/8 it is decoded at (cg_jpeg_scale; 8: full size). */
 int cg_image_read_rows(const char *path, int64_t max_pixels, int min_side,
-                       const cg_png_sink_t *sink, int *full_h, int *full_w, char *err,
-                       size_t errlen);
+                       const cg_png_sink_t *sink, int *full_h, int *full_w, int *scale,
+                       char *err, size_t errlen);
 
 #endif

@@ -72,13 +72,13 @@ int cg_jpeg_sniff(const uint8_t *p, size_t n) {
   return n >= 3 && p[0] == 0xFF && p[1] == 0xD8 && p[2] == 0xFF;
 }
 
-/* Smallest M in 1..8 with both sides of the M/8 output >= min_side (libjpeg rounds up). */
-static unsigned pick_scale(unsigned h, unsigned w, int min_side) {
+/* The exact extent h * M / 8, not libjpeg's rounded-up output size: the last output pixel of
+ * a side that is no multiple of 8 / M covers less than a whole scaled pixel of the file. */
+int cg_jpeg_scale(int h, int w, int min_side) {
   if (min_side <= 0) return 8;
-  for (unsigned m = 1; m < 8; m++) {
-    const unsigned long sh = ((unsigned long)h * m + 7) / 8, sw = ((unsigned long)w * m + 7) / 8;
-    if (sh >= (unsigned long)min_side && sw >= (unsigned long)min_side) return m;
-  }
+  for (int m = 1; m < 8; m++)
+    if ((int64_t)h * m >= 8 * (int64_t)min_side && (int64_t)w * m >= 8 * (int64_t)min_side)
+      return m;
   return 8;
 }
 
@@ -142,7 +142,8 @@ static int decode(job_t *j, FILE *f, jerr_t *e) {
   }
   const int cmyk = cinfo.jpeg_color_space == JCS_CMYK || cinfo.jpeg_color_space == JCS_YCCK;
   cinfo.out_color_space = cmyk ? JCS_CMYK : JCS_RGB;
-  cinfo.scale_num = pick_scale(cinfo.image_height, cinfo.image_width, j->min_side);
+  cinfo.scale_num = (unsigned)cg_jpeg_scale((int)cinfo.image_height, (int)cinfo.image_width,
+                                            j->min_side);
   cinfo.scale_denom = 8;
   jpeg_start_decompress(&cinfo);
   const unsigned ow = cinfo.output_width, oh = cinfo.output_height;
@@ -345,6 +346,13 @@ static int no_jpeg(const char *name, char *err, size_t errlen) {
 
 int cg_jpeg_sniff(const uint8_t *p, size_t n) {
   return n >= 3 && p[0] == 0xFF && p[1] == 0xD8 && p[2] == 0xFF;
+}
+
+int cg_jpeg_scale(int h, int w, int min_side) {
+  (void)h;
+  (void)w;
+  (void)min_side;
+  return 8;
 }
 
 int cg_jpeg_read_size(const char *path, int64_t max_pixels, int *h, int *w, char *err,

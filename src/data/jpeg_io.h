@@ -35,13 +35,20 @@ int cg_jpeg_sniff(const uint8_t *p, size_t n);
 int cg_jpeg_read_size(const char *path, int64_t max_pixels, int *h, int *w, char *err,
                       size_t errlen);
 
+/* The M of the DCT scale M/8 cg_jpeg_read_rows uses for an h x w file and min_side: the
+ * smallest M in 1..8 with both h * M / 8 and w * M / 8 >= min_side (exactly, not rounded up:
+ * the scaled image never has fewer pixels across than min_side); 8 when min_side <= 0. Output
+ * pixel k of a side then covers the file's [k * 8 / M, (k + 1) * 8 / M): a scaled decode is
+ * fitted in the file's coordinates through this factor, not through its rounded-up size. */
+int cg_jpeg_scale(int h, int w, int min_side);
+
 /* Decodes a JPEG row by row into sink (RGB8 rows). The input is the file `name`, or, when mem
  * is not NULL, the len bytes at mem (name then only labels messages). min_side > 0 enables
- * libjpeg's DCT scaling: the image is decoded at the smallest scale M/8 (M = 1..8) whose
- * output keeps both sides >= min_side, so a 4000x3000 photo for a 256 network decodes at 1/8
- * (500x375) in about a tenth of the time; min_side <= 0 decodes at full size. sink->begin gets
- * the decoded (scaled) size; *full_h, *full_w (optional) get the file's own size, set before
- * sink->begin is called. */
+ * libjpeg's DCT scaling: the image is decoded at the scale M/8 of cg_jpeg_scale, so a
+ * 4000x3000 photo for a 256 network decodes at 1/8 (500x375, libjpeg rounding sides up) in
+ * about a tenth of the time; min_side <= 0 decodes at full size. sink->begin gets the decoded
+ * (scaled) size; *full_h, *full_w (optional) get the file's own size, set before sink->begin
+ * is called. */
 int cg_jpeg_read_rows(const char *name, const uint8_t *mem, size_t len, int64_t max_pixels,
                       int min_side, const cg_png_sink_t *sink, int *full_h, int *full_w, char *err,
                       size_t errlen);

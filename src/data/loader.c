@@ -160,9 +160,9 @@ static int prepare(cg_loader_t *l, slot_t *s, int i, uint8_t *rgb, uint8_t *mask
 static void *worker_main(void *arg);
 
 /* The one rule for a sample that fails without skip_bad: the job ends with exit code 2. */
-static void bad_sample(const char *why) __attribute__((noreturn));
-static void bad_sample(const char *why) {
-  cg_die(CG_EXIT_USAGE, "data: %s%s", why, CG_BAD_SAMPLE_HINT);
+static void bad_sample(const cg_loader_t *l, const char *why) __attribute__((noreturn));
+static void bad_sample(const cg_loader_t *l, const char *why) {
+  cg_die(CG_EXIT_USAGE, "data: %s%s", why, l->cfg.bad_hint ? l->cfg.bad_hint : CG_BAD_SAMPLE_HINT);
 }
 
 /* Cost accounting of one prepared sample (under the lock). */
@@ -384,7 +384,7 @@ cg_host_batch_t *cg_loader_next(cg_loader_t *l, double *wait_s) {
     for (int i = 0; i < s->b.n; i++) {
       double dec = 0, feat = 0;
       int rc = prepare(l, s, i, l->rgb, l->mask, l->scratch, err, sizeof err, &dec, &feat);
-      if (rc < 0) bad_sample(err);
+      if (rc < 0) bad_sample(l, err);
       pthread_mutex_lock(&l->mu);
       account(l, s, i, dec, feat);
       if (rc > 0) mark_bad(l, s, i, err);
@@ -404,7 +404,7 @@ cg_host_batch_t *cg_loader_next(cg_loader_t *l, double *wait_s) {
   int failed = l->failed;
   if (!failed) l->consumed++;
   pthread_mutex_unlock(&l->mu);
-  if (failed) bad_sample(l->fail_msg);
+  if (failed) bad_sample(l, l->fail_msg);
   if (wait_s) *wait_s = cg_now() - t0;
   return &s->b;
 }

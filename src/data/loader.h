@@ -48,6 +48,7 @@ typedef struct {
   int skip_bad;              /* a sample that fails to load becomes padding and is counted
                                 (cg_loader_take_bad); without it cg_loader_next ends the job
                                 with exit code 2 naming the file (cg_die, every rank ends) */
+  const char *bad_hint;      /* ends that message; NULL: CG_BAD_SAMPLE_HINT (source.h) */
   int nclass;                /* metrics: classes (0 or 1 = binary; K >= 2: K x K counts) */
   int ignore_index;          /* metrics: mask label left out; -1 (or any value < nclass) none */
   int nfeat;                 /* feature channels computed on the CPU (0 or CG_NFEAT) */

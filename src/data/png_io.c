@@ -136,6 +136,12 @@ static void set_transforms(png_structp png, cg_png_as_t as, int depth, int ctype
     set_label_transforms(png, depth, ctype);
     return;
   }
+  if (as == CG_PNG_AS_MASK && ctype == PNG_COLOR_TYPE_PALETTE) {
+    /* the index, not its colour (as PIL's np.array and K >= 2 read it): index > 0 is
+     * foreground, whatever colours the palette gives 0 and 1 */
+    if (depth < 8) png_set_packing(png);
+    return;
+  }
   if (ctype == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(png); /* may add alpha (tRNS) */
   if (ctype == PNG_COLOR_TYPE_GRAY && depth < 8) png_set_expand_gray_1_2_4_to_8(png);
   png_set_strip_alpha(png);

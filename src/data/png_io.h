@@ -6,8 +6,9 @@
  *     rounding (v * 255 / 65535), gray is replicated to R=G=B, palettes are expanded, alpha and
  *     tRNS transparency are dropped;
  *   - a mask: h*w bytes of 0/1, 1 where the pixel is foreground: for gray, gray value > 0; for
- *     RGB and palette, any of R, G, B > 0 (palette entries by their colour); alpha is ignored.
- *     16-bit masks are tested before any scaling, so 1/65535 is still foreground.
+ *     palette, index > 0 (the index, not its colour: PIL's np.array(Image.open(mask))); for
+ *     RGB, any of R, G, B > 0; alpha is ignored. 16-bit masks are tested before any scaling,
+ *     so 1/65535 is still foreground.
  * Writing takes pixels in one of the cg_png_kind_t layouts (for tests, and `predict`).
  *
  * Return values: 0, or -1 with a one-line message in err that names the file and gives the

@@ -30,8 +30,8 @@ struct cg_source {
    * for PNG directories and shards), owned by the source. Keys the validation split. */
   const char *const *names;
   /* Samples left out (skip_bad: their files failed the start-up check, or --check-data), and
-   * the reasons of the first ones left out at open: at most CG_SOURCE_WHY_MAX, NULL-terminated,
-   * owned by the source (NULL: none). */
+   * the reasons of the first ones left out at open: at most CG_SOURCE_WHY_MAX (all with
+   * all_why), NULL-terminated, owned by the source (NULL: none). */
   int64_t dropped;
   const char *const *dropped_why;
   /* Label masks of a PNG directory whose (first) mask is a palette PNG: its npal RGB entries,
@@ -76,12 +76,17 @@ typedef struct {
   int skip_bad;          /* leave out pairs whose files fail the start-up check */
   const char *bad_hint;  /* appended to the message of a bad sample at open (NULL: none), e.g.
                             CG_BAD_SAMPLE_HINT for train */
+  int all_why;           /* --check-data, with skip_bad: keep the reason of every pair left out
+                            (dropped_why), not only the first CG_SOURCE_WHY_MAX, and open even
+                            when every pair is left out (count 0), so that all are listed */
   uint64_t seed;         /* synthetic: the generator's seed */
   int64_t synthetic_count;
   int nclass;            /* masks: 0 or 1 = binary (value > 0 is foreground); K >= 2: class
                             ids (gray values or palette indices), a value >= K that is not
                             the ignore label makes the sample bad */
   int ignore;            /* masks: the ignore label, kept as it is; -1 (or < nclass) = none */
+  int shard_labels;      /* a shard that records its labels (.cgds version 3) is read with
+                            them instead of nclass / ignore: for tools that only time the data */
 } cg_source_opts_t;
 
 /* PNG directory: DIR/images/NAME.png with DIR/masks/NAME.png (see source_png.c for the rules).
@@ -105,10 +110,14 @@ cg_source_t *cg_source_open_opts(const char *spec, const cg_source_opts_t *o, ch
 cg_source_t *cg_source_open(const char *spec, int size, uint64_t seed, int64_t synthetic_count,
                             char *err, size_t errlen);
 
-/* train's ending of a bad sample's message without --skip-bad (after the file's reason). */
+/* train's ending of a bad sample's message without --skip-bad (after the file's reason); with
+ * --check-data given, which passed the sample, the other one. */
 #define CG_BAD_SAMPLE_HINT                                                                   \
   " (a bad sample: --skip-bad leaves such samples out and counts them; --check-data lists "  \
   "every bad file before training)"
+#define CG_BAD_SAMPLE_HINT_CHECKED                                                           \
+  " (a bad sample that passed --check-data: did the file change? --skip-bad leaves such "   \
+  "samples out and counts them)"
 
 /* A view of base: sample i is base's sample idx[i] (idx copied). The view borrows base, which
  * must outlive it: destroy the views, then base. */
@@ -144,12 +153,13 @@ void cg_fit_square(const uint8_t *rgb, const uint8_t *mask, int sh, int sw, int 
 /* cg_fit_square of a PNG pair, decoded row by row (cg_png_read_rows) straight into out_rgb
  * (size*size*3) and out_mask (size*size): the same bytes, holding two rows of the image instead
  * of the whole of it. The image may be a JPEG (by content, image_io.h): it is decoded at the
- * smallest DCT scale M/8 that keeps both sides >= size, then fitted the same way (so a large
- * JPEG's bytes differ slightly from a full decode + cg_fit_square; the mask is fitted from its
- * full size over the same window). mask NULL: out_mask is zeros. expect_h/expect_w > 0: the image must have
- * that size (the one seen at start-up); the mask must have the image's. *h, *w (optional) get
- * the image's size. Returns 0, or -1 with "PATH: reason" in err (out_* then undefined).
- * Thread-safe. */
+ * smallest DCT scale M/8 that keeps both sides >= size (cg_jpeg_scale), then fitted over the
+ * same window of the file, reached through the factor M/8 (so a large JPEG's bytes differ
+ * slightly from a full decode + cg_fit_square, but sample the same points: the mask, fitted
+ * from its full size, stays aligned). mask NULL: out_mask is zeros. expect_h/expect_w > 0: the
+ * image must have that size (the one seen at start-up); the mask must have the image's. *h, *w
+ * (optional) get the image's size. Returns 0, or -1 with "PATH: reason" in err (out_* then
+ * undefined). Thread-safe. */
 int cg_fit_png(const char *image, const char *mask, int64_t max_pixels, int size, int expect_h,
                int expect_w, uint8_t *out_rgb, uint8_t *out_mask, int *h, int *w, char *err,
                size_t errlen);

@@ -24,6 +24,7 @@ static int check_labels(const cg_source_t *s, const char *spec, const cg_source_
                         char *err, size_t errlen) {
   int pk, pi;
   if (!cg_cgds_labels(s, &pk, &pi)) return 0; /* an older shard: each record is checked */
+  if (o->shard_labels) return 0; /* read as packed (the caller sets the shard's labels) */
   const int k = o->nclass > 1 ? o->nclass : 1;
   const int ig = o->ignore >= (k > 1 ? k : 2) ? o->ignore : -1;
   if (k == pk && ig == pi) return 0;
@@ -65,7 +66,9 @@ cg_source_t *cg_source_open_opts(const char *spec, const cg_source_opts_t *o, ch
     cg_source_destroy(s);
     return NULL;
   }
-  if (s) cg_cgds_set_labels(s, o->nclass, o->ignore);
+  int pk, pi;
+  if (s && o->shard_labels && cg_cgds_labels(s, &pk, &pi)) cg_cgds_set_labels(s, pk, pi);
+  else if (s) cg_cgds_set_labels(s, o->nclass, o->ignore);
   if (s && (s->h != size || s->w != size)) {
     snprintf(err, errlen, "%s: records are %dx%d but --image-size is %d (re-pack with "
              "--image-size %d)", spec, s->w, s->h, size, size);

@@ -121,10 +121,13 @@ void cg_fit_square(const uint8_t *rgb, const uint8_t *mask, int sh, int sw, int 
 typedef struct {
   int size, is_mask;
   int eh, ew;             /* the size the file must have, 0: any */
-  int fh, fw;             /* the file's size when the decoder scaled it (JPEG), else 0 */
+  int fh, fw;             /* image: the file's size (the decoder may scale it), else 0 */
+  int scale;              /* image: decoded at scale/8 of the file's size (cg_jpeg_scale) */
   const char *image;      /* mask: its image's path, for the size message; NULL for the image */
   uint8_t *out;
-  int sh, sw, m, x0, y0;  /* set by fit_begin */
+  int sh, sw, m, x0, y0;  /* set by fit_begin: decoded size, the file's window (m: side) */
+  int crop;               /* the window is the output, pixel for pixel: rows are copied */
+  double ox, oy, span;    /* the window in decoded pixels (lin_tap, near_tap) */
   int next;               /* next output row */
   uint8_t *keep;          /* RGB resample: 2 source rows */
   int *xi;
@@ -175,19 +178,27 @@ static int fit_begin(void *ctx, int h, int w, char *why, size_t whylen) {
     snprintf(why, whylen, "out of memory for the row buffers");
     return -1;
   }
-  f->m = h < w ? h : w;
-  f->x0 = (w - f->m) / 2;
-  f->y0 = (h - f->m) / 2;
-  if (f->m == f->size) return 0;
+  /* The window is the file's (as the mask's, fitted at full size), mapped into the decoded
+   * pixels by the decoder's exact factor: a scaled JPEG's rounded-up size is not the file's
+   * extent, and rounding the crop at the scale would shift the image against its mask. */
+  const double s = f->scale > 0 && f->scale < 8 ? f->scale / 8.0 : 1.0;
+  f->m = fh < fw ? fh : fw;
+  f->x0 = (fw - f->m) / 2;
+  f->y0 = (fh - f->m) / 2;
+  f->ox = f->x0 * s;
+  f->oy = f->y0 * s;
+  f->span = f->m * s;
+  f->crop = s == 1.0 && f->m == f->size;
+  if (f->crop) return 0;
   if (f->is_mask) {
     f->xi = malloc(sizeof(int) * (size_t)f->size);
     if (f->xi)
-      for (int x = 0; x < f->size; x++) f->xi[x] = near_tap(f->x0, f->m, x, f->size, w);
+      for (int x = 0; x < f->size; x++) f->xi[x] = near_tap(f->ox, f->span, x, f->size, w);
   } else {
     f->xi = malloc(sizeof(int) * 2 * (size_t)f->size);
     f->xf = malloc(sizeof(float) * (size_t)f->size);
     f->keep = malloc((size_t)w * 3 * 2);
-    if (f->xi && f->xf) lin_cols(f->x0, f->m, f->size, w, f->xi, f->xf);
+    if (f->xi && f->xf) lin_cols(f->ox, f->span, f->size, w, f->xi, f->xf);
   }
   if (!f->xi || (!f->is_mask && (!f->xf || !f->keep))) {
     snprintf(why, whylen, "out of memory for the row buffers");
@@ -203,7 +214,7 @@ static int fit_row(void *ctx, int y, const uint8_t *px, char *why, size_t whylen
     px = f->lrow;
   }
   const int n = f->size;
-  if (f->m == n) { /* pure crop: row next + y0 is output row next */
+  if (f->crop) { /* row next + y0 is output row next */
     const size_t bpp = f->is_mask ? 1 : 3;
     if (f->next < n && y == f->y0 + f->next) {
       memcpy(f->out + (size_t)f->next * n * bpp, px + (size_t)f->x0 * bpp, (size_t)n * bpp);
@@ -213,7 +224,7 @@ static int fit_row(void *ctx, int y, const uint8_t *px, char *why, size_t whylen
   }
   if (f->is_mask) {
     while (f->next < n) {
-      const int j = near_tap(f->y0, f->m, f->next, n, f->sh);
+      const int j = near_tap(f->oy, f->span, f->next, n, f->sh);
       if (j > y) break;
       CG_ASSERT(j == y); /* taps increase with the output row: never behind the row at hand */
       uint8_t *o = f->out + (size_t)f->next * n;
@@ -227,7 +238,7 @@ static int fit_row(void *ctx, int y, const uint8_t *px, char *why, size_t whylen
   while (f->next < n) {
     int j0, j1;
     float g;
-    lin_tap(f->y0, f->m, f->next, n, f->sh, &j0, &j1, &g);
+    lin_tap(f->oy, f->span, f->next, n, f->sh, &j0, &j1, &g);
     if (j1 > y) break;
     CG_ASSERT(j1 == y && j0 >= y - 1);
     blend_row(f->keep + (size_t)(j0 & 1) * rb, f->keep + (size_t)(j1 & 1) * rb, g, f->xi, f->xf,
@@ -243,7 +254,8 @@ static int fit_file(const char *path, int64_t max_pixels, cg_png_as_t as, fit_t 
                     size_t errlen) {
   cg_png_sink_t sink = {fit_begin, fit_row, f};
   int rc = as == CG_PNG_AS_RGB
-               ? cg_image_read_rows(path, max_pixels, f->size, &sink, &f->fh, &f->fw, err, errlen)
+               ? cg_image_read_rows(path, max_pixels, f->size, &sink, &f->fh, &f->fw, &f->scale,
+                                    err, errlen)
                : cg_png_read_rows(path, max_pixels, as, &sink, err, errlen);
   free(f->keep);
   free(f->xi);
@@ -266,8 +278,7 @@ int cg_fit_png(const char *image, const char *mask, int64_t max_pixels, int size
 int cg_fit_png_k(const char *image, const char *mask, int64_t max_pixels, int size, int expect_h,
                  int expect_w, int nclass, int ignore, uint8_t *out_rgb, uint8_t *out_mask, int *h,
                  int *w, char *err, size_t errlen) {
-  fit_t fi = {size, 0, expect_h, expect_w, 0, 0, NULL, out_rgb, 0, 0, 0, 0, 0, 0, NULL, NULL, NULL,
-              0, 0, NULL};
+  fit_t fi = {.size = size, .eh = expect_h, .ew = expect_w, .out = out_rgb};
   if (fit_file(image, max_pixels, CG_PNG_AS_RGB, &fi, err, errlen)) return -1;
   if (h) *h = fi.fh;
   if (w) *w = fi.fw;
@@ -275,8 +286,8 @@ int cg_fit_png_k(const char *image, const char *mask, int64_t max_pixels, int si
     memset(out_mask, 0, (size_t)size * size);
     return 0;
   }
-  fit_t fm = {size, 1, fi.fh, fi.fw, 0, 0, image, out_mask, 0, 0, 0, 0, 0, 0, NULL, NULL, NULL,
-              0, 0, NULL};
+  fit_t fm = {.size = size, .is_mask = 1, .eh = fi.fh, .ew = fi.fw, .image = image,
+              .out = out_mask};
   if (nclass < 1) nclass = 1;
   if (ignore < nclass) ignore = -1; /* a class id is never the ignore label */
   if (nclass == 1 && ignore < 0) /* binary: any value > 0 (any colour) is foreground */
@@ -299,7 +310,9 @@ typedef struct {
   int64_t max_pixels;
   pair_t *pairs;
   char **names; /* NAME of each pair: base.names */
-  char *why[CG_SOURCE_WHY_MAX + 1]; /* the first pairs left out: base.dropped_why */
+  char **why;          /* the (first) pairs left out: base.dropped_why, NULL-terminated */
+  size_t nwhy;
+  int all_why;         /* cg_source_opts_t.all_why */
   int nclass, ignore;  /* masks as labels (cg_fit_png_k) */
   uint8_t pal[768];    /* the first mask's palette (base.palette) */
 } png_source_t;
@@ -419,7 +432,8 @@ static void png_destroy(cg_source_t *s) {
     free(ps->pairs[i].image);
     free(ps->pairs[i].mask);
   }
-  for (int i = 0; i < CG_SOURCE_WHY_MAX; i++) free(ps->why[i]);
+  for (size_t i = 0; i < ps->nwhy; i++) free(ps->why[i]);
+  free(ps->why);
   free(ps->pairs);
   free(ps->names);
   free(ps);
@@ -442,8 +456,12 @@ static int check_pair(pair_t *p, int64_t max_pixels, char *err, size_t errlen) {
   if (cg_image_read_size(p->image, max_pixels, &p->h, &p->w, err, errlen)) return -1;
   if (cg_png_read_size(p->mask, max_pixels, &mh, &mw, err, errlen)) return -1;
   if (mh != p->h || mw != p->w) {
-    snprintf(err, errlen, "%s: mask is %dx%d but its image %s is %dx%d", p->mask, mw, mh, p->image,
-             p->w, p->h);
+    /* sides swapped on a JPEG: likely a camera photo whose EXIF orientation a viewer (and the
+     * tool that drew the mask) applied; it is not applied here, as PIL's Image.open does not */
+    const int exif = mh == p->w && mw == p->h && cg_image_is_jpeg(p->image);
+    snprintf(err, errlen, "%s: mask is %dx%d but its image %s is %dx%d%s", p->mask, mw, mh,
+             p->image, p->w, p->h, exif ? " (sides swapped: an EXIF orientation? it is ignored, as "
+             "by PIL without ImageOps.exif_transpose; save the image upright)" : "");
     return -1;
   }
   return 0;
@@ -457,9 +475,12 @@ static void drop_last(png_source_t *ps, const char *why) {
   free(ps->pairs[k].mask);
   ps->names[k] = NULL;
   memset(&ps->pairs[k], 0, sizeof ps->pairs[k]);
-  if (ps->base.dropped < CG_SOURCE_WHY_MAX) {
-    ps->why[ps->base.dropped] = strdup(why);
-    if (!ps->why[ps->base.dropped]) CG_FATAL("out of memory");
+  if (ps->all_why || ps->nwhy < CG_SOURCE_WHY_MAX) {
+    char **nw = realloc(ps->why, (ps->nwhy + 2) * sizeof *nw);
+    if (!nw || !(nw[ps->nwhy] = strdup(why))) CG_FATAL("out of memory");
+    nw[++ps->nwhy] = NULL;
+    ps->why = nw;
+    ps->base.dropped_why = (const char *const *)nw;
   }
   ps->base.dropped++;
 }
@@ -486,7 +507,7 @@ cg_source_t *cg_source_png_dirs(const char *images_dir, const char *masks_dir,
   ps->pairs = cg_calloc(im.n ? im.n : 1, sizeof(pair_t), "png pairs");
   ps->names = cg_calloc(im.n ? im.n : 1, sizeof(char *), "png names");
   ps->base.names = (const char *const *)ps->names;
-  ps->base.dropped_why = (const char *const *)ps->why;
+  ps->all_why = o->all_why;
   size_t i = 0, j = 0;
   if (im.n == 0) {
     snprintf(err, errlen, "%s: no *.png, *.jpg or *.jpeg files", images_dir);
@@ -528,12 +549,12 @@ cg_source_t *cg_source_png_dirs(const char *images_dir, const char *masks_dir,
     i++;
     j++;
   }
-  if (ps->base.count == 0) {
+  if (ps->base.count == 0 && !o->all_why) {
     snprintf(err, errlen, "%s: every one of the %lld sample(s) is bad (the first: %s)", images_dir,
              (long long)ps->base.dropped, ps->why[0] ? ps->why[0] : "?");
     goto fail;
   }
-  if (o->nclass > 1) { /* palette masks: predict writes its class maps with the same palette */
+  if (o->nclass > 1 && ps->base.count > 0) { /* palette masks: predict writes its maps alike */
     int npal = 0;
     if (cg_png_read_palette(ps->pairs[0].mask, o->max_pixels, ps->pal, &npal, err, errlen) == 0 &&
         npal > 0) {

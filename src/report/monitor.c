@@ -85,7 +85,14 @@ static int check_rank(const cg_json_t *v, const char *what, int nranks, int requ
   return 0;
 }
 
+/* The last line of a run that stopped early (cg_stats_stopped): "stopped", step, total_steps. */
+static int is_stop_record(const cg_json_t *r) {
+  const cg_json_t *st = cg_json_get(r, "stopped");
+  return st && st->type == CG_JSON_STR;
+}
+
 static int check_tree(const cg_json_t *r, char *why, size_t whylen) {
+  if (is_stop_record(r)) return check_fields(r, "", k_top, NF(k_top), why, whylen);
   const cg_json_t *ranks = cg_json_get(r, "ranks"), *cl = cg_json_get(r, "cluster");
   if (!ranks || ranks->type != CG_JSON_ARR || !cl || cl->type != CG_JSON_OBJ) {
     snprintf(why, whylen, "not a cogpu-dist stats record (no \"ranks\" / \"cluster\")");
@@ -186,6 +193,14 @@ int cg_monitor_render(const char *line, const cg_monitor_view_t *v, FILE *out, c
                       size_t errlen) {
   cg_json_t *r = parse_record(line, NULL, err, errlen);
   if (!r) return -1;
+  if (is_stop_record(r)) { /* no figures: what the job ended with */
+    char b[64];
+    fprintf(out, "cogpu-monitor %s  stopped by %s after step %.0f of %.0f\n", v->source,
+            printable(b, sizeof b, cg_json_str(r, "stopped", "?")), cg_json_num(r, "step", 0),
+            cg_json_num(r, "total_steps", 0));
+    cg_json_free(r);
+    return 0;
+  }
   const cg_json_t *ranks = cg_json_get(r, "ranks"), *cl = cg_json_get(r, "cluster");
   double step = cg_json_num(r, "step", 0), total = cg_json_num(r, "total_steps", 0);
   const cg_json_t *st = cg_json_get(cl, "straggler");
@@ -259,7 +274,8 @@ struct cg_monitor_src {
   char *part;              /* the line being assembled, npart bytes of cap */
   size_t npart, cap;
   int skip;                /* drop bytes up to the next '\n' (a cut or over-long line) */
-  char *rec;               /* the last valid record */
+  char *rec;               /* the last valid record with figures */
+  char stopped[160];       /* a stop record's "stopped by WHY after step S of T", or "" */
   int fresh;               /* a valid record arrived during this read */
   long bad;
   char why[256];
@@ -303,6 +319,14 @@ static int take_line(cg_monitor_src_t *s, char *line, size_t n, time_t when) {
   if (final) s->final = 1;
   if (!r) {
     refuse(s, why);
+    return 0;
+  }
+  if (is_stop_record(r)) { /* keep the figures of the last record; say how it ended */
+    char b[64];
+    snprintf(s->stopped, sizeof s->stopped, "stopped by %s after step %.0f of %.0f",
+             printable(b, sizeof b, cg_json_str(r, "stopped", "?")), cg_json_num(r, "step", 0),
+             cg_json_num(r, "total_steps", 0));
+    cg_json_free(r);
     return 0;
   }
   cg_json_free(r);
@@ -474,5 +498,9 @@ double cg_monitor_src_age(const cg_monitor_src_t *s) {
 }
 
 int cg_monitor_src_final(const cg_monitor_src_t *s) { return s->final; }
+
+const char *cg_monitor_src_stopped(const cg_monitor_src_t *s) {
+  return s->stopped[0] ? s->stopped : NULL;
+}
 int cg_monitor_src_ended(const cg_monitor_src_t *s) { return s->ended; }
 int cg_monitor_src_is_stream(const cg_monitor_src_t *s) { return s->stream; }

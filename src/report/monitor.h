@@ -63,6 +63,9 @@ long cg_monitor_src_bad(const cg_monitor_src_t *s, const char **why);
 double cg_monitor_src_age(const cg_monitor_src_t *s);
 /* The job's final record has been read (even if that line was refused). */
 int cg_monitor_src_final(const cg_monitor_src_t *s);
+/* "stopped by SIGTERM after step S of T" when the job stopped early (its last line says so:
+ * cg_stats_stopped), else NULL. The last record's figures stay the record. */
+const char *cg_monitor_src_stopped(const cg_monitor_src_t *s);
 /* A stream whose writers are gone: nothing more will come. */
 int cg_monitor_src_ended(const cg_monitor_src_t *s);
 /* The file is read as a stream (not a regular file). */

@@ -54,6 +54,8 @@ static int draw(cg_monitor_src_t *src, const char *path, int once, int plain) {
     fprintf(stderr, "cogpu-monitor: %s: %s\n", path, err);
     return -1;
   }
+  const char *stopped = cg_monitor_src_stopped(src);
+  if (stopped) printf("the job %s\n", stopped);
   if (plain && !once) fputc('\n', stdout);
   fflush(stdout);
   return 0;

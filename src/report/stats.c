@@ -1,7 +1,10 @@
 /* stats.c: gathers the load figures and prints the balance report (see stats.h). */
 #include "stats.h"
 
+#include <errno.h>
 #include <math.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -83,7 +86,7 @@ cg_stats_t *cg_stats_create(const cg_comm_t *c, const char *gpu_name, int backen
   s->timing = tm && tm[0] && strcmp(tm, "0");
   if (c->rank == 0 && jsonl_path && jsonl_path[0]) {
     char err[4400];
-    s->jsonl = cg_afile_append(jsonl_path, err, sizeof err);
+    s->jsonl = cg_afile_append(jsonl_path, 1, err, sizeof err); /* a FIFO too: cogpu-monitor */
     if (!s->jsonl) cg_log_warn("--stats-out: %s", err);
   }
   return s;
@@ -462,17 +465,56 @@ static void write_val(const cg_stats_t *s, FILE *j) {
   fprintf(j, "}, ");
 }
 
+void cg_stats_stopped(cg_stats_t *s, int64_t step, int64_t total, const char *why) {
+  if (!s || !s->jsonl) return;
+  FILE *j = s->jsonl;
+  /* why is one of the trainer's own words (a signal name...): nothing to escape */
+  fprintf(j, "{\"final\": true, \"stopped\": \"%s\", \"step\": %lld, \"total_steps\": %lld, "
+          "\"time\": %.3f}\n", why, (long long)step, (long long)total, (double)time(NULL));
+  fflush(j);
+}
+
+void cg_stats_drop_final(cg_stats_t *s) {
+  if (!s) return;
+  free(s->held);
+  s->held = NULL;
+}
+
 void cg_stats_hold_final(cg_stats_t *s) {
   if (s) s->hold_final = 1;
 }
 
 void cg_stats_flush_final(cg_stats_t *s) {
   if (!s || !s->held || !s->jsonl) return;
+  /* --stats-out may be a FIFO whose reader has gone: SIGPIPE would end rank 0 and the job, so
+   * it is blocked here (and a pending one taken back), the write fails with EPIPE, and the log
+   * is closed with a warning while training goes on */
+  sigset_t pipe, old, pending;
+  sigemptyset(&pipe);
+  sigaddset(&pipe, SIGPIPE);
+  pthread_sigmask(SIG_BLOCK, &pipe, &old);
+  sigpending(&pending);
+  const int was_pending = sigismember(&pending, SIGPIPE) == 1;
   FILE *j = s->jsonl;
   fwrite(s->held, 1, s->held_at, j);
   write_val(s, j);
   fputs(s->held + s->held_at, j);
-  fflush(j);
+  const int bad = fflush(j) != 0 || ferror(j);
+  const int e = errno;
+  if (bad && e == EPIPE) {
+    cg_log_warn("--stats-out: its reader has gone (%s): no more records are written to it",
+                strerror(e));
+    fclose(j); /* fails likewise: the reader is gone */
+    s->jsonl = NULL;
+  } else if (bad) {
+    clearerr(j); /* a full disk: the next record tries again, as before */
+  }
+  sigpending(&pending);
+  if (!was_pending && sigismember(&pending, SIGPIPE) == 1) {
+    const struct timespec now = {0, 0};
+    sigtimedwait(&pipe, NULL, &now);
+  }
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
   free(s->held);
   s->held = NULL;
 }

@@ -43,7 +43,9 @@ typedef struct cg_stats cg_stats_t;
 
 /* Collective. gpu_name: this rank's device ("-" on the cpu backend). backend_is_gpu selects
  * the column headings. jsonl_path: --stats-out or NULL; the file is appended to (rank 0), opened
- * by cg_afile_append (atomic_file.h: a link the user made is followed; a regular file only). */
+ * by cg_afile_append (atomic_file.h: a link the user made is followed; a regular file, a FIFO
+ * or a character device such as /dev/stdout). A FIFO's reader that goes ends the records with a
+ * warning, never the job (SIGPIPE is blocked while a record is written). */
 cg_stats_t *cg_stats_create(const cg_comm_t *c, const char *gpu_name, int backend_is_gpu,
                             const char *jsonl_path);
 void cg_stats_destroy(cg_stats_t *s); /* NULL-safe */
@@ -69,6 +71,12 @@ void cg_stats_set_val(cg_stats_t *s, int64_t step, double loss, double iou, doub
  * too, if still held), so cogpu-monitor ends on the run's last figures. NULL-safe. */
 void cg_stats_hold_final(cg_stats_t *s);
 void cg_stats_flush_final(cg_stats_t *s);
+/* Rank 0: the run stopped early (a stop signal, a NaN, a failed rank's verdict) after `step` of
+ * `total`: --stats-out ends with {"final": true, "stopped": why, "step", "total_steps",
+ * "time"}, so cogpu-monitor knows the job is over. why: "SIGTERM", "NaN loss", ... NULL-safe. */
+void cg_stats_stopped(cg_stats_t *s, int64_t step, int64_t total, const char *why);
+/* Forgets a held final record: the run ends without its final figures (cg_stats_stopped). */
+void cg_stats_drop_final(cg_stats_t *s);
 
 /* The cluster's means over ranks for one window (NAN where a figure is absent). */
 typedef struct {

@@ -103,9 +103,12 @@ int cg_trace_close(cg_trace_t *t) {
   int rc = -1;
   if (af) {
     FILE *f = cg_afile_stream(af);
+    int64_t last = t->last, seen = t->first; /* a run stopped early covers fewer steps */
+    for (size_t i = 0; i < t->n; i++) seen = t->ev[i].step > seen ? t->ev[i].step : seen;
+    if (t->n && seen < last) last = seen;
     fprintf(f, "{\"displayTimeUnit\": \"ms\", \"otherData\": {\"rank\": %d, \"host\": \"%s\", "
                "\"first_step\": %lld, \"last_step\": %lld, \"dropped\": %d},\n \"traceEvents\": [\n",
-            t->rank, t->host, (long long)t->first, (long long)t->last, t->dropped);
+            t->rank, t->host, (long long)t->first, (long long)last, t->dropped);
     fprintf(f, "  {\"name\": \"process_name\", \"ph\": \"M\", \"pid\": %d, \"args\": {\"name\": "
                "\"rank %d (%s)\"}}", t->rank, t->rank, t->host);
     /* a name for every track used */

@@ -261,22 +261,20 @@ static int mkdir_p(const char *dir) {
   return 0;
 }
 
-int cg_ckpt_prepare_dir(const char *dir, char *err, size_t errlen) {
+int cg_ckpt_prepare_dir(const char *dir, const char *flag, char *err, size_t errlen) {
   if (!dir[0]) {
-    snprintf(err, errlen, "--checkpoint-dir: empty path");
+    snprintf(err, errlen, "%s: empty path", flag);
     return -1;
   }
   if (mkdir_p(dir) != 0) {
-    snprintf(err, errlen, "--checkpoint-dir: cannot create directory '%.300s': %s", dir,
-             strerror(errno));
+    snprintf(err, errlen, "%s: cannot create directory '%.300s': %s", flag, dir, strerror(errno));
     return -1;
   }
   char probe[4200];
   snprintf(probe, sizeof probe, "%s/.cgck-probe.XXXXXX", dir);
   int fd = mkstemp(probe);
   if (fd < 0) {
-    snprintf(err, errlen, "--checkpoint-dir: cannot create files in '%.300s': %s", dir,
-             strerror(errno));
+    snprintf(err, errlen, "%s: cannot create files in '%.300s': %s", flag, dir, strerror(errno));
     return -1;
   }
   close(fd);

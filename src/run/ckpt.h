@@ -154,8 +154,9 @@ void cg_ckpt_shape_str(const cg_ckpt_shape_t *s, char *buf, size_t len);
 void cg_ckpt_path(const char *dir, int64_t step, char *buf, size_t len);
 
 /* Creates dir (and missing parents) if needed and checks that a file can be created in it
- * (a probe file is created and removed: permission bits alone say nothing to root). */
-int cg_ckpt_prepare_dir(const char *dir, char *err, size_t errlen);
+ * (a probe file is created and removed: permission bits alone say nothing to root). flag
+ * ("--checkpoint-dir", import's "--out") names the directory in err. */
+int cg_ckpt_prepare_dir(const char *dir, const char *flag, char *err, size_t errlen);
 
 /* Writes the checkpoint of info->step to DIR atomically, then rotates (see above). params, m,
  * v: info->shape.nparams floats each. path (optional) receives the file's name. On failure the

@@ -62,13 +62,14 @@ static const cg_opt_t g_opts[] = {
     CG_OPT_ROW_NUM(I64, "val-samples", O(val_samples), 0, 1e12, C_TRAIN, "N",
         "synthetic: size of the held-out validation set (0 = no validation)"),
     CG_OPT_ROW_FLAG("skip-bad", O(skip_bad), C_TRAIN,
-        "leave out and count bad samples (a PNG that is empty, truncated, corrupt or over "
-        "--max-image-pixels; a shard record failing its CRC), at start-up and while training, "
-        "instead of ending the job with exit code 2"),
+        "leave out and count bad samples (an image or mask that is empty, not a PNG/JPEG, "
+        "truncated, corrupt or over --max-image-pixels; a mask value that is no class id; an "
+        "image and mask of different sizes; a shard record failing its CRC), at start-up and "
+        "while training, instead of ending the job with exit code 2"),
     CG_OPT_ROW_NUM(I64, "max-image-pixels", O(max_image_pixels), 1, 1073741824, C_TRAIN, "N",
-        "an image of more pixels (width x height, read from the PNG header before anything is "
-        "allocated) is a bad sample; the default is Pillow's decompression-bomb limit, about "
-        "9459 x 9459, far more than any image worth fitting to --image-size"),
+        "an image of more pixels (width x height, read from the PNG or JPEG header before "
+        "anything is allocated) is a bad sample; the default is Pillow's decompression-bomb "
+        "limit, about 9459 x 9459, far more than any image worth fitting to --image-size"),
     CG_OPT_ROW_FLAG("check-data", O(check_data), C_TRAIN,
         "decode every sample once at start-up (split over the ranks and each rank's cores), list "
         "every bad file and a summary; then exit 2 if any is bad, or with --skip-bad train without "
@@ -116,25 +117,26 @@ static const cg_opt_t g_opts[] = {
         "row per node (the means over its ranks and its slowest rank, named); top[:N] = the N "
         "slowest ranks (default 8); auto = all up to 16 ranks, above that nodes on several nodes, "
         "else top. --stats-out, --prom-out and info --topology keep every rank"),
-    CG_OPT_ROW_TEXT(STR, "metrics-out", O(metrics_out), NULL, C_TRAIN, "FILE",
+    CG_OPT_ROW_OUT(STR, "metrics-out", O(metrics_out), C_TRAIN, "FILE",
         "write the final metrics as one JSON object to FILE"),
-    CG_OPT_ROW_TEXT(STR, "params-out", O(params_out), NULL, C_TRAIN, "FILE",
+    CG_OPT_ROW_OUT(STR, "params-out", O(params_out), C_TRAIN, "FILE",
         "write the final fp32 parameters to FILE (raw little-endian floats, model.h layout)"),
-    CG_OPT_ROW_TEXT(STR, "prom-out", O(prom_out), NULL, C_TRAIN, "FILE",
-        "rewrite FILE.prom (atomically) with the same figures in the Prometheus text format, "
-        "for node_exporter's textfile collector"),
+    CG_OPT_ROW_OUT(STR, "prom-out", O(prom_out), C_TRAIN, "FILE",
+        "rewrite FILE, the name as given (atomically), with the same figures in the Prometheus "
+        "text format, for node_exporter's textfile collector (which reads only *.prom)"),
     CG_OPT_ROW_TEXT(STR, "trace-out", O(trace_out), NULL, C_TRAIN, "PREFIX",
         "write a Chrome/Perfetto timeline per rank to PREFIX.rank<R>.json: the h2d, compute, comm "
         "and d2h streams and every helper thread over --trace-steps"),
     CG_OPT_ROW_TEXT(STR, "trace-steps", O(trace_steps), NULL, C_TRAIN, "A:B",
         "the steps the timeline covers"),
-    CG_OPT_ROW_TEXT(STR, "stats-out", O(stats_out), NULL, C_TRAIN, "FILE",
-        "append the balance report as one JSON line per report to FILE (for monitors)"),
-    CG_OPT_ROW_TEXT(STR, "history-out", O(history_out), NULL, C_TRAIN, "FILE",
+    CG_OPT_ROW_OUT(STR, "stats-out", O(stats_out), C_TRAIN, "FILE",
+        "append the balance report as one JSON line per report to FILE (for monitors; a FIFO or "
+        "/dev/stdout too)"),
+    CG_OPT_ROW_OUT(STR, "history-out", O(history_out), C_TRAIN, "FILE",
         "append one JSON line per validation (step, epoch, wall time, train and val loss, IoU or "
         "mIoU and per-class IoU, learning rate, img/s) to FILE; default: history.jsonl in "
         "--checkpoint-dir, none without it; a resumed run drops the records after its step"),
-    CG_OPT_ROW_TEXT(STR, "history-csv", O(history_csv), NULL, C_TRAIN, "FILE",
+    CG_OPT_ROW_OUT(STR, "history-csv", O(history_csv), C_TRAIN, "FILE",
         "the same validation history as CSV (a header, one row per validation)"),
     CG_OPT_ROW_NUM(DBL, "bucket-mb", O(bucket_mb), 0, 1e6, C_TRAIN, "X",
         "gradient all-reduce bucket size in MB (0 = one bucket, besides --last-bucket-mb's)"),
@@ -152,26 +154,29 @@ static const cg_opt_t g_opts[] = {
     CG_OPT_ROW_TEXT(STR, "progress", O(progress), "auto|bar|plain|off", C_TRAIN, "M",
         "rank 0 progress: a bar on a terminal, plain log lines otherwise (auto)"),
     /* checkpoints and failures */
-    CG_OPT_ROW_TEXT(STR, "checkpoint-dir", O(checkpoint_dir), NULL, C_TRAIN, "DIR",
+    CG_OPT_ROW_OUT(STR, "checkpoint-dir", O(checkpoint_dir), C_TRAIN, "DIR",
         "write checkpoints (weights, optimizer, loss scaler, data position) to DIR, created if "
         "missing; one at the end and one when stopped by SIGTERM/SIGINT/SIGUSR1"),
-    CG_OPT_ROW_NUM(I64, "checkpoint-every", O(checkpoint_every), 0, 1e15, C_TRAIN, "N",
-        "also write a checkpoint every N steps (0 = only at the end and on a stop signal)"),
-    CG_OPT_ROW_NUM(INT, "keep", O(keep), 1, 1e6, C_TRAIN, "K",
-        "checkpoints of this run kept in --checkpoint-dir besides the one DIR/best names (the K "
-        "newest others; best does not count, so K + 1 files while it is not the newest; older "
-        "ones of this run are removed, another run's never are)"),
-    CG_OPT_ROW_TEXT(STR, "best-metric", O(best_metric), "auto|val_loss|val_iou|val_miou", C_TRAIN,
-        "M", "what DIR/best is chosen by: the highest validation IoU (val_iou; val_miou, the "
-        "mean over classes, for --num-classes >= 2; auto = that one) or the lowest val_loss"),
-    CG_OPT_ROW_FLAG("overwrite-checkpoints", O(overwrite_checkpoints), C_TRAIN,
-        "start afresh in a --checkpoint-dir that already holds checkpoints: the earlier run's "
-        "checkpoints, best, last and history.jsonl are moved into DIR/previous-<UTC time>/ "
-        "(nothing is deleted); without this flag, or --resume, such a run refuses to start"),
-    CG_OPT_ROW_TEXT(OPTSTR, "resume", O(resume), CG_RESUME_LATEST, C_TRAIN, "[FILE|DIR]",
-        "continue from a checkpoint: FILE, or in DIR (bare: --checkpoint-dir) the newest run's "
-        "last written valid one: the run of the file DIR/last names, not the highest step (a "
-        "corrupt one is reported and the next older used; none: start afresh)"),
+    /* the checkpoint options are outputs too (CG_OPT_OUTPUT): a benchmark refuses them */
+    {"checkpoint-every", CG_OPT_I64, O(checkpoint_every), 0, 1e15, CG_OPT_OUTPUT, NULL, C_TRAIN,
+     "N", "also write a checkpoint every N steps (0 = only at the end and on a stop signal)"},
+    {"keep", CG_OPT_INT, O(keep), 1, 1e6, CG_OPT_OUTPUT, NULL, C_TRAIN, "K",
+     "checkpoints of this run kept in --checkpoint-dir besides the one DIR/best names (the K "
+     "newest others; best does not count, so K + 1 files while it is not the newest; older "
+     "ones of this run are removed, another run's never are)"},
+    {"best-metric", CG_OPT_STR, O(best_metric), 0, 0, CG_OPT_OUTPUT,
+     "auto|val_loss|val_iou|val_miou", C_TRAIN, "M", "what DIR/best is chosen by: the highest "
+     "validation IoU (val_iou; val_miou, the mean over classes, for --num-classes >= 2; auto = "
+     "that one) or the lowest val_loss"},
+    {"overwrite-checkpoints", CG_OPT_FLAG, O(overwrite_checkpoints), 0, 1, CG_OPT_OUTPUT, NULL,
+     C_TRAIN, "", "start afresh in a --checkpoint-dir that already holds checkpoints: the "
+     "earlier run's checkpoints, best, last and history.jsonl are moved into "
+     "DIR/previous-<UTC time>/ (nothing is deleted); without this flag, or --resume, such a run "
+     "refuses to start"},
+    {"resume", CG_OPT_OPTSTR, O(resume), 0, 0, CG_OPT_OUTPUT, CG_RESUME_LATEST, C_TRAIN,
+     "[FILE|DIR]", "continue from a checkpoint: FILE, or in DIR (bare: --checkpoint-dir) the "
+     "newest run's last written valid one: the run of the file DIR/last names, not the highest "
+     "step (a corrupt one is reported and the next older used; none: start afresh)"},
     CG_OPT_ROW_NUM(DBL, "timeout-s", O(timeout_s), 0, 1e7, C_TRAIN, "S",
         "a rank that makes no progress for S seconds (hung peer, dead NCCL) ends the job with a "
         "message; 0 = no watchdog"),
@@ -255,7 +260,7 @@ static const char *cmd_name(cg_command_t c) {
 }
 
 cg_opts_set_t cg_cli_opts(cg_command_t cmd, cg_config_t *cfg) {
-  return (cg_opts_set_t){g_opts, NOPTS, 1u << cmd, cfg};
+  return (cg_opts_set_t){g_opts, NOPTS, 1u << cmd, cfg, 0};
 }
 
 void cg_cli_print_help(FILE *f, cg_command_t cmd) {
@@ -267,8 +272,10 @@ void cg_cli_print_help(FILE *f, cg_command_t cmd) {
             "commands:\n"
             "  train    train the UNet data-parallel over all ranks\n"
             "  info     print the model (--model) or the ranks' placement (--topology)\n"
-            "  pack     pack a PNG directory into a .cgds shard (one process; see pack --help)\n"
-            "  predict  run a checkpoint's model on PNG images, write the masks (see predict --help)\n"
+            "  pack     pack a directory of PNG or JPEG images and PNG masks into a .cgds shard\n"
+            "           (one process; see pack --help)\n"
+            "  predict  run a checkpoint's model on PNG or JPEG images, write the masks (see\n"
+            "           predict --help)\n"
             "  inspect  print a checkpoint's header and verify its CRC (one process)\n"
             "  export   write a checkpoint's weights as safetensors for PyTorch/ONNX (one process;\n"
             "           see export --help)\n"
@@ -375,21 +382,29 @@ int cg_cli_check(cg_config_t *cfg, char *err, size_t errlen) {
     return -1;
   }
   /* synthetic data brings its own held-out set (--val-samples); files have --val-data */
-  if (cfg->cmd == CG_CMD_TRAIN && cfg->val_data[0] &&
+  const int data_known = cfg->cmd == CG_CMD_TRAIN && (!cfg->resume[0] || cfg->merged);
+  const cg_opts_set_t given = {g_opts, NOPTS, C_TRAIN, cfg, 0};
+  if (data_known && cfg->val_data[0] &&
       (!strcmp(cfg->data, "synthetic") || !strcmp(cfg->val_data, "synthetic"))) {
     snprintf(err, errlen, "--val-data %s: separate validation data goes with --data DIR or "
              "FILE.cgds; synthetic data validates on its own held-out samples (--val-samples)",
              cfg->val_data);
     return -1;
   }
-  if (cfg->cmd == CG_CMD_TRAIN && cfg->val_data[0] && cfg->val_fraction > 0 &&
-      cg_opts_given(&(cg_opts_set_t){g_opts, NOPTS, C_TRAIN, cfg}, cfg->argc, cfg->argv,
-                    "val-fraction")) {
+  if (data_known && !strcmp(cfg->data, "synthetic") && cfg->val_fraction > 0 &&
+      cg_opts_given(&given, cfg->argc, cfg->argv, "val-fraction")) {
+    snprintf(err, errlen, "--val-fraction %g: synthetic data validates on its own held-out "
+             "samples (--val-samples); --val-fraction splits real data", cfg->val_fraction);
+    return -1;
+  }
+  if (data_known && cfg->val_data[0] && cfg->val_fraction > 0 &&
+      cg_opts_given(&given, cfg->argc, cfg->argv, "val-fraction")) {
     snprintf(err, errlen, "--val-fraction: %g of --data held out, and --val-data %s: give one "
              "of the two (with --val-data every sample of --data trains)", cfg->val_fraction,
              cfg->val_data);
     return -1;
   }
+  if (data_known && cfg->val_data[0]) cfg->val_fraction = 0; /* unused: stored as such */
   /* the data paths as the checkpoint stores them: a resumed run started from another
    * directory must read the same files, not whatever is there under the same relative name */
   char *paths[2] = {cfg->data, cfg->val_data};

@@ -86,6 +86,9 @@ typedef struct {
   double test_feat_ms;  /* extra helper milliseconds per CPU-featurised sample */
   /* the options as given (set by cg_cli_parse; argc 0 elsewhere): which flags were on the
    * command line, for --resume (run_settings.h) */
+  /* cg_settings_apply merged a checkpoint's settings (or --resume found none): until then a
+   * resumed run's --data and --val-data are not known, nor checked against each other */
+  int merged;
   int argc;
   char **argv;
   /* info */

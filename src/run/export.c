@@ -304,6 +304,10 @@ int cg_export_main(int argc, char **argv) {
   cg_model_t m;
   float *params = NULL;
   char path[1024], err[1200];
+  if (cg_afile_check("--out", vals[1], CG_AFILE_REPLACE, err, sizeof err)) {
+    fprintf(stderr, "cogpu-dist: error: export: %s\n", err);
+    return CG_EXIT_USAGE;
+  }
   rc = load_checkpoint(vals[0], &info, &m, &params, path, sizeof path);
   if (rc) return rc;
   table_t tb;
@@ -616,7 +620,7 @@ int cg_import_main(int argc, char **argv) {
   char **paths = NULL;
   int64_t *steps = NULL;
   int nck = 0, lock = -1;
-  if (cg_ckpt_prepare_dir(vals[1], err, sizeof err) ||
+  if (cg_ckpt_prepare_dir(vals[1], "--out", err, sizeof err) ||
       (lock = cg_ckpt_lock_dir(vals[1], "--out", err, sizeof err)) == -1 || /* a run there */
       cg_ckpt_list(vals[1], &paths, &steps, &nck, err, sizeof err)) {
     fprintf(stderr, "cogpu-dist: error: import: %s%s\n", lock == -1 ? "" : "--out: ", err);

@@ -26,6 +26,12 @@ static const int g_signals[NSIG_HANDLED] = {SIGTERM, SIGINT, SIGUSR1};
 /* ---- process-wide signal state (signals are per process, not per object) ------------------ */
 static atomic_int g_sig_count;   /* signals received since create */
 static atomic_int g_first_sig;   /* the first one */
+static atomic_llong g_first_ns;  /* when it came (CLOCK_MONOTONIC) */
+static atomic_int g_failed;      /* cg_guard_failed: a signal ends the rank quietly */
+/* A stop signal this soon after the first is another copy of the same stop, not a second one:
+ * a scheduler signals every process of the job (scancel, preemption), and the batch script and
+ * mpirun pass the stop on to the ranks again, so each rank gets two or three at once. */
+#define SIG_SAME_STOP_NS 3000000000LL
 static atomic_int g_guard_alive; /* one guard at a time */
 static atomic_llong g_beat_step;          /* what the handler says the rank was doing */
 static _Atomic(const char *) g_beat_phase;
@@ -75,10 +81,21 @@ static void put_i64(char *buf, size_t cap, size_t *n, long long v) {
   while (k > 0 && *n + 1 < cap) buf[(*n)++] = d[--k];
 }
 
+static long long now_ns(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t); /* async-signal-safe */
+  return (long long)t.tv_sec * 1000000000LL + t.tv_nsec;
+}
+
 static void on_signal(int sig) {
+  if (atomic_load(&g_failed)) _exit(128 + sig);
   int saved = errno; /* write() may change it under the interrupted code */
+  const long long t = now_ns();
+  long long unset = 0; /* the time first: a copy on another thread must not see 0 */
+  atomic_compare_exchange_strong(&g_first_ns, &unset, t);
   int first = atomic_fetch_add(&g_sig_count, 1) == 0;
   if (first) atomic_store(&g_first_sig, sig);
+  const int copy = !first && t - atomic_load(&g_first_ns) < SIG_SAME_STOP_NS;
   /* One line: which signal, what this rank was doing, and what happens next. */
   char buf[2048];
   size_t n = 0;
@@ -89,10 +106,12 @@ static void on_signal(int sig) {
   put_i64(buf, sizeof buf, &n, atomic_load(&g_beat_step));
   put_str(buf, sizeof buf, &n, " (");
   put_str(buf, sizeof buf, &n, phase ? phase : "start-up");
-  put_str(buf, sizeof buf, &n, first ? "): stopping at the next step boundary, with a checkpoint "
-                                       "when --checkpoint-dir is set; a second signal exits at once"
-                                     : "): second signal: exiting now without waiting for the "
-                                       "checkpoint (the previous one is intact)");
+  put_str(buf, sizeof buf, &n,
+          first  ? "): stopping at the next step boundary, with a checkpoint when "
+                   "--checkpoint-dir is set; a second signal (3 s or more later) exits at once"
+          : copy ? "): within 3 s of the first: the same stop, going on with it"
+                 : "): second signal: exiting now; a checkpoint not yet written is not waited "
+                   "for (the previous one is intact)");
   /* When the runtime is tearing the job down (a peer died), this is the last word of the rank. */
   const int tn = atomic_load(&g_tab_n);
   if (tn > 0) {
@@ -112,7 +131,7 @@ static void on_signal(int sig) {
   ssize_t w = write(STDERR_FILENO, buf, n);
   (void)w;
   /* The second signal: the user or the scheduler will not wait for the checkpoint. */
-  if (!first) _exit(128 + sig);
+  if (!first && !copy) _exit(128 + sig);
   errno = saved;
 }
 
@@ -141,6 +160,11 @@ void cg_guard_catch_early(void) {
   snprintf(g_prefix, sizeof g_prefix, "[rank %.16s, starting] ", r ? r : "?");
   install_handlers(NULL);
   atomic_store(&g_early, 1);
+}
+
+void cg_guard_failed(cg_guard_t *g) {
+  (void)g;
+  atomic_store(&g_failed, 1);
 }
 
 int cg_guard_signal(const cg_guard_t *g) {
@@ -245,7 +269,9 @@ cg_guard_t *cg_guard_create(const cg_guard_cfg_t *cfg) {
   if (!atomic_exchange(&g_early, 0)) { /* else what arrived since process start counts */
     atomic_store(&g_sig_count, 0);
     atomic_store(&g_first_sig, 0);
+    atomic_store(&g_first_ns, 0);
   }
+  atomic_store(&g_failed, 0);
   atomic_store(&g_beat_step, 0);
   atomic_store(&g_beat_phase, (const char *)NULL);
   g_tab = cg_malloc(sizeof(atomic_llong) * (size_t)cfg->size, "signal step table");

@@ -7,8 +7,10 @@
  * in and the step table (below) — when mpirun tears a job down because a peer died, that line
  * is each surviving rank's last word. The training loop polls cg_guard_signal at
  * each step boundary, all ranks agree on it, and rank 0 writes a checkpoint before everyone
- * exits 0. A second signal while that is under way ends the process at once (_exit(128 +
- * signal)): the atomic checkpoint write leaves the previous checkpoint intact. Signals are
+ * exits 0. A second signal while that is under way, 3 s or more after the first, ends the
+ * process at once (_exit(128 + signal)): the atomic checkpoint write leaves the previous
+ * checkpoint intact. Within 3 s it is a copy of the same stop (a scheduler signals every
+ * process, and the batch script and mpirun pass it on again). Signals are
  * process-wide, so this is the one piece of global state: only one guard may exist at a time.
  *
  * Watchdog. A thread wakes every second (or a quarter of the timeout) and, while armed
@@ -65,6 +67,10 @@ const char *cg_guard_signal_name(int sig);
 void cg_guard_beat(cg_guard_t *g, int64_t step, const char *phase);
 /* Arms (on = 1) or disarms the timeout; arming restarts the clock. */
 void cg_guard_arm(cg_guard_t *g, int on);
+/* The run failed (its error is printed) and the rank is ending: a stop signal from now on is the
+ * launcher tearing the job down, and ends the rank without the stop line, which would promise
+ * a checkpoint. */
+void cg_guard_failed(cg_guard_t *g);
 /* This rank completed `step` (its own entry of the table, kept current between exchanges). */
 void cg_guard_done(cg_guard_t *g, int64_t step);
 /* The last completed step of every rank (size entries), as learnt from the last exchange. */

@@ -78,7 +78,7 @@ static FILE *reopen(const char *path, int csv, const char *head, int64_t keep_up
     snprintf(err, errlen, "%s", e2);
     return NULL;
   }
-  return cg_afile_append(path, err, errlen);
+  return cg_afile_append(path, 0, err, errlen);
 }
 
 cg_history_t *cg_history_create(const char *jsonl, const char *csv, int K, int64_t keep_upto,

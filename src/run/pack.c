@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "atomic_file.h" /* cg_afile_check: --out before any work */
 #include "cgds.h"
 #include "cli.h"
 #include "config.h"
@@ -25,7 +26,7 @@ static void pack_help(FILE *f, int size, long long max_pixels) {
   fprintf(f,
           "usage: cogpu-dist pack --images DIR --masks DIR --out FILE.cgds [--image-size N]\n"
           "                       [--encoding raw|jpeg|png] [--quality Q]\n"
-          "                       [--num-classes K] [--ignore-index I]\n"
+          "                       [--num-classes K] [--ignore-index I] [--max-image-pixels N]\n"
           "\n"
           "Packs DIR/NAME.png (or NAME.jpg, NAME.jpeg) images and their NAME.png masks into one\n"
           ".cgds shard for `train --data FILE.cgds`: each pair is fitted to N x N (shorter side\n"
@@ -34,7 +35,8 @@ static void pack_help(FILE *f, int size, long long max_pixels) {
           "\n"
           "  --images DIR       directory of input images (*.png: gray, RGB, RGBA, palette; 8/16\n"
           "                     bit; *.jpg, *.jpeg: baseline or progressive, gray, YCbCr, CMYK)\n"
-          "  --masks DIR        directory of masks with the same names (pixel > 0 = foreground)\n"
+          "  --masks DIR        directory of PNG masks with the same names (gray value or palette\n"
+          "                     index > 0, or a non-black RGB colour = foreground)\n"
           "  --out FILE         the shard to write (replaced atomically)\n"
           "  --image-size N     side of the stored samples, 2..8192 (default %d)\n"
           "  --encoding E       how records are stored (default raw):\n"
@@ -147,6 +149,9 @@ int cg_pack_main(int argc, char **argv) {
   if (ignore == -2) ignore = nclass > 1 ? 255 : -1;
   if (ignore >= 0 && ignore < (nclass > 1 ? nclass : 2))
     return usage_error("--ignore-index: %d is a class id (--num-classes %d)", ignore, nclass);
+  char err[1024];
+  if (cg_afile_check("--out", out, CG_AFILE_REPLACE, err, sizeof err))
+    return usage_error("%s", err);
 
   struct sigaction sa, old_int, old_term;
   memset(&sa, 0, sizeof sa);
@@ -155,7 +160,6 @@ int cg_pack_main(int argc, char **argv) {
   pack_cancel = 0;
   sigaction(SIGINT, &sa, &old_int);
   sigaction(SIGTERM, &sa, &old_term);
-  char err[1024];
   cg_cgds_stats_t st;
   double t0 = cg_now();
   const cg_cgds_pack_opts_t po = {size, max_pixels, encoding, quality, 0, nclass, ignore};

@@ -209,6 +209,11 @@ static int parse(int argc, char **argv, popts_t *o, char *err, size_t errlen) {
       snprintf(err, errlen, "%s: missing value", a);
       return -1;
     }
+    if (!v[0]) { /* an unset shell variable, never "none" */
+      snprintf(err, errlen, "%s: empty value; give a %s, or leave the option out", a,
+               dst == o->checkpoint ? "FILE|DIR" : dst == o->backend ? "backend" : "DIR");
+      return -1;
+    }
     if (strlen(v) >= len) {
       snprintf(err, errlen, "%s: value too long (%zu characters at most)", a, len - 1);
       return -1;

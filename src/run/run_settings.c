@@ -44,6 +44,15 @@ static const cg_opt_t *row(const cg_opts_set_t *set, const char *name) {
   return NULL;
 }
 
+/* d in the shortest of %.15g, %.16g, %.17g that reads back as d: 0.05, not the
+ * 0.050000000000000003 of %.17g alone. */
+static void fmt_double(double d, char *buf, size_t len) {
+  for (int prec = 15; prec <= 17; prec++) {
+    snprintf(buf, len, "%.*g", prec, d);
+    if (strtod(buf, NULL) == d) return;
+  }
+}
+
 /* The value of o in cfg as the command line writes it. */
 static void fmt(const cg_opt_t *o, const cg_config_t *cfg, char *buf, size_t len) {
   const char *p = (const char *)cfg + o->off;
@@ -51,7 +60,7 @@ static void fmt(const cg_opt_t *o, const cg_config_t *cfg, char *buf, size_t len
     case CG_OPT_INT: snprintf(buf, len, "%d", *(const int *)p); break;
     case CG_OPT_I64: snprintf(buf, len, "%" PRId64, *(const int64_t *)p); break;
     case CG_OPT_U64: snprintf(buf, len, "%" PRIu64, *(const uint64_t *)p); break;
-    case CG_OPT_DBL: snprintf(buf, len, "%.17g", *(const double *)p); break;
+    case CG_OPT_DBL: fmt_double(*(const double *)p, buf, len); break;
     case CG_OPT_FLAG:
     case CG_OPT_ONOFF: snprintf(buf, len, "%s", *(const int *)p ? "on" : "off"); break;
     case CG_OPT_STR:
@@ -165,8 +174,18 @@ int cg_settings_apply(cg_config_t *cfg, const char *json, FILE *out, char *err, 
     const char *stored = o ? cg_json_str(j, o->name, NULL) : NULL;
     if (!stored) continue; /* not stored by the writer's build: the command line's value */
     if ((old_val || old_syn) && !strcmp(o->name, "val-data")) stored = "";
-    char now[CG_PATH_MAX + 8], abs[CG_PATH_MAX];
+    /* with --val-data the fraction is unused: builds before 2026-12-05 stored the default */
+    if (!strcmp(o->name, "val-fraction") && sv && sv[0] && !old_val && !old_syn) stored = "0";
+    char now[CG_PATH_MAX + 8], abs[CG_PATH_MAX], num[32];
     fmt(o, cfg, now, sizeof now);
+    /* builds before 2026-12-06 stored a number with %.17g (0.050000000000000003): compared and
+     * shown as the shortest text of the same double */
+    char *end = NULL;
+    const double d = o->type == CG_OPT_DBL ? strtod(stored, &end) : 0;
+    if (end && end != stored && !*end) {
+      fmt_double(d, num, sizeof num);
+      stored = num;
+    }
     /* builds before 2026-12-05 stored the data paths as typed: relative to this directory */
     if ((!strcmp(o->name, "data") || !strcmp(o->name, "val-data")) &&
         cg_cli_data_path(stored, abs, sizeof abs) == 0)
@@ -190,6 +209,7 @@ int cg_settings_apply(cg_config_t *cfg, const char *json, FILE *out, char *err, 
     }
   }
   cg_json_free(j);
+  cfg->merged = 1;
   if (!rc && cg_cli_check(cfg, err, errlen) != 0) rc = -1;
   return rc;
 }
@@ -240,7 +260,13 @@ int cg_settings_resume(cg_config_t *cfg, cg_comm_t *c) {
               cfg->checkpoint_dir);
   }
   char err[1024] = "";
-  int rc = settings[0] ? cg_settings_apply(cfg, settings, out, err, sizeof err) : 0;
+  int rc;
+  if (settings[0]) {
+    rc = cg_settings_apply(cfg, settings, out, err, sizeof err);
+  } else { /* nothing to take back: the command line alone, checked as a whole now */
+    cfg->merged = 1;
+    rc = cg_cli_check(cfg, err, sizeof err);
+  }
   free(settings);
   if (rc) {
     if (c->rank == 0) fprintf(stderr, "cogpu-dist: error: %s\n", err);

@@ -18,14 +18,15 @@
 #include "run.h"
 
 #include <errno.h>
-#include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "atomic_file.h"    /* cg_afile_check: the output paths */
 #include "backend_choose.h" /* cg_backend_choose: --backend and --precision */
+#include "cli.h"       /* cg_cli_opts, cg_opts_given: which flags the command line gave */
 #include "ckpt.h"      /* cg_ckpt_*: checkpoint directory checks, reading, the resume position */
 #include "feat.h"
 #include "sampler.h"
@@ -127,27 +128,10 @@ static int check_same_settings(cg_run_t *r, char *err, size_t errlen) {
 
 /* ---- outputs --------------------------------------------------------------------------------- */
 
-/* 0 if path can be created/overwritten: its directory exists and is writable, and the file,
- * if present, is a writable regular file. Nothing is created. */
-static int check_output_path(const char *flag, const char *path, char *err, size_t errlen) {
-  if (!path[0]) return 0;
-  char tmp[CG_PATH_MAX];
-  snprintf(tmp, sizeof tmp, "%s", path);
-  const char *dir = dirname(tmp);
-  struct stat st;
-  if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
-    snprintf(err, errlen, "%s: directory '%.200s' of '%.200s' does not exist", flag, dir, path);
-    return -1;
-  }
-  if (access(dir, W_OK) != 0) {
-    snprintf(err, errlen, "%s: directory '%.300s' is not writable (%s)", flag, dir, strerror(errno));
-    return -1;
-  }
-  if (stat(path, &st) == 0 && (!S_ISREG(st.st_mode) || access(path, W_OK) != 0)) {
-    snprintf(err, errlen, "%s: '%.300s' exists and is not a writable file", flag, path);
-    return -1;
-  }
-  return 0;
+/* 0 if flag's path (none: "") can be written as `how` says (cg_afile_check). */
+static int check_output_path(const char *flag, const char *path, cg_afile_how_t how, char *err,
+                             size_t errlen) {
+  return path[0] ? cg_afile_check(flag, path, how, err, errlen) : 0;
 }
 
 /* A run that does not resume must not start in a directory holding another run's checkpoints:
@@ -178,18 +162,19 @@ static int check_outputs(cg_run_t *r, char *err, size_t errlen) {
     rc = -1;
   }
   if (r->c->rank == 0 && !rc) {
-    rc = check_output_path("--metrics-out", cfg->metrics_out, err, errlen);
-    if (!rc) rc = check_output_path("--params-out", cfg->params_out, err, errlen);
-    if (!rc) rc = check_output_path("--stats-out", cfg->stats_out, err, errlen);
-    if (!rc) rc = check_output_path("--prom-out", cfg->prom_out, err, errlen);
-    if (!rc) rc = check_output_path("--history-out", cfg->history_out, err, errlen);
-    if (!rc) rc = check_output_path("--history-csv", cfg->history_csv, err, errlen);
-    if (!rc && cfg->trace_out[0]) {
-      char probe[CG_PATH_MAX + 32];
-      snprintf(probe, sizeof probe, "%s.rank0.json", cfg->trace_out);
-      rc = check_output_path("--trace-out", probe, err, errlen);
-    }
-    if (!rc && cfg->checkpoint_dir[0]) rc = cg_ckpt_prepare_dir(cfg->checkpoint_dir, err, errlen);
+    const struct {
+      const char *flag, *path;
+      cg_afile_how_t how;
+    } outs[] = {{"--metrics-out", cfg->metrics_out, CG_AFILE_REPLACE},
+                {"--params-out", cfg->params_out, CG_AFILE_REPLACE},
+                {"--stats-out", cfg->stats_out, CG_AFILE_APPEND},
+                {"--prom-out", cfg->prom_out, CG_AFILE_REPLACE},
+                {"--history-out", cfg->history_out, CG_AFILE_REPLACE}, /* rewritten on resume */
+                {"--history-csv", cfg->history_csv, CG_AFILE_REPLACE}};
+    for (size_t i = 0; i < sizeof outs / sizeof outs[0] && !rc; i++)
+      rc = check_output_path(outs[i].flag, outs[i].path, outs[i].how, err, errlen);
+    if (!rc && cfg->checkpoint_dir[0])
+      rc = cg_ckpt_prepare_dir(cfg->checkpoint_dir, "--checkpoint-dir", err, errlen);
     if (!rc && cfg->checkpoint_dir[0]) {
       r->ck_lock = cg_ckpt_lock_dir(cfg->checkpoint_dir, "--checkpoint-dir", err, errlen);
       if (r->ck_lock == -1) rc = -1;
@@ -199,9 +184,16 @@ static int check_outputs(cg_run_t *r, char *err, size_t errlen) {
       rc = check_no_checkpoints(cfg->checkpoint_dir, err, errlen);
   }
   CG_CHECK_MPI(MPI_Bcast(&rc, 1, MPI_INT, 0, r->c->world));
-  if (!rc) return 0;
-  CG_CHECK_MPI(MPI_Bcast(err, (int)errlen, MPI_CHAR, 0, r->c->world));
-  return usage(r, err);
+  if (rc) {
+    CG_CHECK_MPI(MPI_Bcast(err, (int)errlen, MPI_CHAR, 0, r->c->world));
+    return usage(r, err);
+  }
+  if (!cfg->trace_out[0]) return 0;
+  /* every rank writes its own timeline, maybe on its own node: each checks its file */
+  char probe[CG_PATH_MAX + 32];
+  snprintf(probe, sizeof probe, "%s.rank%d.json", cfg->trace_out, r->c->rank);
+  const int bad = check_output_path("--trace-out", probe, CG_AFILE_REPLACE, err, errlen) != 0;
+  return cg_comm_report_errors(r->c, bad ? err : NULL) ? CG_EXIT_USAGE : 0;
 }
 
 /* ---- placement ------------------------------------------------------------------------------- */
@@ -240,11 +232,14 @@ static int place_rank(cg_run_t *r, char *err, size_t errlen) {
 
 /* ---- data ------------------------------------------------------------------------------------ */
 
-/* Every rank opens the files itself (they are checked at open) and they agree on the verdict. */
+/* Every rank opens the files itself (they are checked at open) and they agree on the verdict.
+ * With --check-data a pair failing at open is left out and kept for the check's list (even
+ * without --skip-bad), so every bad file is listed and counted, not the first alone. */
 static int open_files(cg_run_t *r, char *err, size_t errlen) {
   const cg_config_t *cfg = r->cfg;
   const cg_source_opts_t so = {.size = cfg->image_size, .max_pixels = cfg->max_image_pixels,
-                               .skip_bad = cfg->skip_bad, .bad_hint = CG_BAD_SAMPLE_HINT,
+                               .skip_bad = cfg->skip_bad || cfg->check_data,
+                               .all_why = cfg->check_data, .bad_hint = CG_BAD_SAMPLE_HINT,
                                .seed = cfg->seed, .nclass = cfg->num_classes,
                                .ignore = cfg->ignore_index};
   r->base_src = cg_source_open_opts(cfg->data, &so, err, errlen);
@@ -260,6 +255,9 @@ static int open_files(cg_run_t *r, char *err, size_t errlen) {
   if (!rc && cfg->val_data[0]) {
     r->train_src = r->base_src;
     r->val_src = r->val_base;
+    if (!strcmp(cfg->val_data, cfg->data) && r->c->rank == 0) /* both absolute (cli.c) */
+      cg_log_warn("--val-data is --data (%s): the run validates on its training samples, which "
+                  "says nothing of unseen ones (--val-fraction F holds some out)", cfg->data);
   } else if (!rc && cfg->val_fraction > 0) {
     rc = cg_source_split(r->base_src, cfg->val_fraction, &r->train_src, &r->val_src, err, errlen);
   } else if (!rc) {
@@ -327,7 +325,7 @@ static void warn_masks_0_255(const cg_run_t *r) {
   free(mask);
   if (looked && ignored && !other)
     cg_log_warn("the first %lld training mask(s) of %s hold only 0 and 255, and 255 is the "
-                "ignore label (--ignore-index 255, the default with --num-classes %d): no pixel "
+                "ignore label (--ignore-index 255, the default for --num-classes %d): no pixel "
                 "would train a class other than 0. Binary masks saved as 0/255 train with "
                 "--num-classes 1 (a pixel > 0 is foreground)",
                 (long long)looked, cfg->data, cfg->num_classes);
@@ -358,6 +356,10 @@ static int open_data(cg_run_t *r, char *err, size_t errlen) {
   cg_sampler_free(&s);
   r->total = cfg->steps > 0 ? cfg->steps : cfg->epochs * r->spe;
   r->global = (int64_t)r->c->size * cfg->batch;
+  const cg_opts_set_t set = cg_cli_opts(CG_CMD_TRAIN, (void *)cfg);
+  if (cfg->steps > 0 && r->c->rank == 0 && cg_opts_given(&set, cfg->argc, cfg->argv, "epochs"))
+    cg_log_warn("--epochs %lld is not used: --steps %lld sets the run's length (--steps 0 trains "
+                "--epochs epochs)", (long long)cfg->epochs, (long long)cfg->steps);
   if (cfg->warmup_steps > r->total && r->c->rank == 0)
     cg_log_warn("--warmup-steps %lld is longer than the run's %lld steps: the learning rate "
                 "never reaches --lr", (long long)cfg->warmup_steps, (long long)r->total);
@@ -613,6 +615,7 @@ int cg_run_setup(cg_run_t *r, const cg_config_t *cfg, cg_comm_t *c, cg_guard_t *
     if ((code = stages[i](r, err, sizeof err)) != 0) goto fail;
   return 0;
 fail:
+  cg_guard_failed(guard); /* rank 0 printed why; mpirun's teardown signal is no stop request */
   cg_run_teardown(r);
   return code;
 }

@@ -179,6 +179,7 @@ static cg_loader_cfg_t loader_cfg(const cg_run_t *r, cg_source_t *src) {
   lc.batch = cfg->batch;
   lc.seed = cfg->seed;
   lc.skip_bad = cfg->skip_bad;
+  lc.bad_hint = cfg->check_data ? CG_BAD_SAMPLE_HINT_CHECKED : CG_BAD_SAMPLE_HINT;
   lc.nclass = cfg->num_classes;
   lc.ignore_index = cfg->ignore_index;
   lc.nfeat = CG_NFEAT;
@@ -406,6 +407,10 @@ static int stop_run(cg_run_t *r, const verdict_t *vd, int64_t step) {
   const int root = r->c->rank == 0;
   char last[CG_PATH_MAX + 160];
   if (root && r->bar == 2) fputc('\n', stderr);
+  if (root) /* --stats-out ends here: cogpu-monitor stops following */
+    cg_stats_stopped(r->stats, step, r->total,
+                     !vd->bad ? cg_guard_signal_name(vd->sig)
+                     : vd->bad == CG_BAD_NAN ? "a NaN/Inf loss" : "too many skipped steps");
   if (vd->bad) {
     if (root) say_fatal(r, vd, step);
     return 1;
@@ -626,6 +631,17 @@ static int finish(cg_run_t *r, loop_t *L, cg_train_result_t *res) {
       r->base_src ? r->base_src->dropped + (r->val_base ? r->val_base->dropped : 0) : 0;
   cg_report_skipped(r, left_out, bad, 0);
   cg_loader_destroy(L->ld);
+  const int64_t tried = f->total.samples + f->win.samples; /* every rank has the same */
+  if (bad > 0 && bad >= tried) { /* --skip-bad made every sample padding: nothing was learnt */
+    if (r->c->rank == 0) {
+      fprintf(stderr, "cogpu-dist: error: --skip-bad: every one of the %lld training sample "
+              "loads of this run failed (the first are named above): nothing was trained; no "
+              "final validation, checkpoint or metrics are written\n", (long long)bad);
+      cg_stats_drop_final(r->stats); /* the monitor must not show a finished run */
+      cg_stats_stopped(r->stats, r->total, r->total, "every training load failing");
+    }
+    return CG_EXIT_USAGE;
+  }
   if (r->bar == 2)
     cg_report_progress(r, r->total, f->train_s, (double)f->total.samples / f->train_s,
                        f->last_window_loss, 1);

@@ -23,11 +23,16 @@ static void json_num(char *buf, size_t len, double v) {
 static void banner_resume(const cg_run_t *r) {
   const cg_config_t *cfg = r->cfg;
   const cg_ckpt_info_t *ck = &r->ck;
-  printf("resumed from %s: step %lld (epoch %lld, %lld of its %lld samples trained), AdamW t "
-         "%lld, loss scale %g\n", r->ck_path, (long long)ck->step, (long long)ck->epoch,
-         (long long)ck->epoch_samples, (long long)ck->train_samples, (long long)ck->opt_t,
-         (double)ck->loss_scale);
-  if (!r->exact)
+  /* a step-0 checkpoint (import, or a run stopped in start-up) has no data position to keep */
+  const int trained = ck->step > 0;
+  if (trained)
+    printf("resumed from %s: step %lld (epoch %lld, %lld of its %lld samples trained), AdamW t "
+           "%lld, loss scale %g\n", r->ck_path, (long long)ck->step, (long long)ck->epoch,
+           (long long)ck->epoch_samples, (long long)ck->train_samples, (long long)ck->opt_t,
+           (double)ck->loss_scale);
+  else
+    printf("resumed from %s: step 0 (its weights; nothing trained yet)\n", r->ck_path);
+  if (!r->exact && trained)
     printf("resume: global batch %lld (%d x %d) and %lld training samples -> global batch "
            "%lld (%d x %d) and %lld samples: continuing at step %lld (epoch %lld, batch %lld "
            "of %lld), the first batch of the new size not fully trained in that epoch; up to "
@@ -37,7 +42,7 @@ static void banner_resume(const cg_run_t *r) {
            (long long)r->global, r->c->size, cfg->batch, (long long)r->ntrain, (long long)r->s0,
            (long long)(r->s0 / r->spe), (long long)(r->s0 % r->spe + 1), (long long)r->spe,
            (long long)(r->global - 1), (long long)r->global);
-  if (ck->seed != cfg->seed)
+  if (ck->seed != cfg->seed && trained)
     cg_log_warn("resume: the checkpoint was written with --seed %llu, this run has --seed "
                 "%llu: the sample order from here on follows %llu",
                 (unsigned long long)ck->seed, (unsigned long long)cfg->seed,
