@@ -26,7 +26,8 @@ typedef struct {
 
 #define F(f) CG_OPT_FIELD(opts_t, f)
 static const cg_opt_t g_opts[] = {
-    CG_OPT_ROW_TEXT(PTR, "out", F(out), NULL, 0, "DIR", "the directory to write (required)"),
+    {"out", CG_OPT_PTR, F(out), 0, 0, CG_OPT_REQUIRED, NULL, 0, "DIR",
+     "the directory to write (required)"},
     CG_OPT_ROW_NUM(INT, "count", F(count), 1, 1e9, 0, "N", "samples to write"),
     CG_OPT_ROW_NUM(INT, "image-size", F(size), 1, 8192, 0, "N", "images are N x N"),
     CG_OPT_ROW_NUM(U64, "seed", F(seed), 0, 1.8e19, 0, "N", "seed of the synthetic dataset"),

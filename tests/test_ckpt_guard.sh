@@ -22,20 +22,7 @@ T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
 fail=0
 COMMON="train --backend cpu --model-base 4 --model-depth 2 --image-size 32 --train-samples 64
         --val-samples 0 --progress off --threads 1 --seed 7 --report-every 50 --batch 4"
-# run NAME WANT_RC ARGS...: the exit code must be WANT_RC; output in $T/NAME.log
-run() {
-  local name=$1 want=$2; shift 2
-  timeout 120 "$@" > "$T/$name.log" 2>&1
-  local rc=$?
-  if [ $rc -ne "$want" ]; then
-    echo "FAIL $name: exit code $rc, want $want"; cat "$T/$name.log"; fail=1; return 1
-  fi
-  echo "ok: $name exits $rc"
-}
-want() { # want NAME TEXT: the log of NAME contains TEXT
-  if grep -qF -- "$2" "$T/$1.log"; then echo "  ok: $(grep -F -- "$2" "$T/$1.log" | head -1 | cut -c1-200)"
-  else echo "FAIL $1: no '$2' in:"; cat "$T/$1.log"; fail=1; fi
-}
+source "$(dirname "${BASH_SOURCE[0]}")/runlib.sh" # run, want
 has() { # has FILE...: every file exists
   local f
   for f in "$@"; do [ -f "$f" ] || { echo "FAIL: $f is gone"; ls -la "$(dirname "$f")"; fail=1; }; done

@@ -63,6 +63,15 @@ expect_usage "empty --data" "--data: empty value" train $SMALL --data ""
 expect_usage "empty --trace-out" "--trace-out: empty value" train $SMALL --trace-out ""
 expect_usage "empty predict --masks" "--masks: empty value" predict --checkpoint "$T/ck" \
   --input "$T" --output "$T/p" --masks ""
+P=(predict --checkpoint "$T/ck" --input "$T" --output "$T/p") # predict: the same engine
+expect_usage "predict hex float" "--tile-overlap: '0x0.8p0' is not a number" "${P[@]}" \
+  --tile-overlap 0x0.8p0
+expect_usage "predict fractional batch" "--batch: '4.0' is not a whole number" "${P[@]}" --batch 4.0
+expect_usage "predict --max-image-pixels text" "--max-image-pixels: 'abc' is not a whole number" \
+  "${P[@]}" --max-image-pixels abc
+expect_usage "empty required predict --checkpoint" "--checkpoint: empty value; give a FILE|DIR" \
+  predict --checkpoint "" --input "$T" --output "$T/p"
+grep -q "leave the option out" "$T/err" && { echo "FAIL a required option may be left out?"; fail=1; }
 [ ! -e "$T/ck" ] || { echo "FAIL a refused run made its --checkpoint-dir"; fail=1; }
 mkdir -p "$T/ro"; chmod 555 "$T/ro"
 if [ "$(id -u)" -eq 0 ]; then

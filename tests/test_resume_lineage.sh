@@ -24,19 +24,7 @@ T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
 fail=0
 S="train --backend cpu --model-base 4 --model-depth 2 --image-size 32 --batch 4
    --train-samples 64 --val-samples 16 --progress off --threads 1"
-run() { # run NAME WANT_RC ARGS...: the exit code must be WANT_RC; output in $T/NAME.log
-  local name=$1 want=$2; shift 2
-  timeout 120 "$@" > "$T/$name.log" 2>&1
-  local rc=$?
-  if [ $rc -ne "$want" ]; then
-    echo "FAIL $name: exit code $rc, want $want"; cat "$T/$name.log"; fail=1; return 1
-  fi
-  echo "ok: $name exits $rc"
-}
-want() { # want NAME TEXT: the log of NAME contains TEXT
-  if grep -qF -- "$2" "$T/$1.log"; then echo "  ok: $(grep -F -- "$2" "$T/$1.log" | head -1 | cut -c1-160)"
-  else echo "FAIL $1: no '$2' in:"; cat "$T/$1.log"; fail=1; fi
-}
+source "$(dirname "${BASH_SOURCE[0]}")/runlib.sh" # run, want
 lacks() { # lacks NAME TEXT: the log of NAME does not contain TEXT
   if grep -qF -- "$2" "$T/$1.log"; then echo "FAIL $1: '$2' in:"; cat "$T/$1.log"; fail=1; fi
 }

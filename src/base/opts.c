@@ -92,7 +92,8 @@ static int set_text(const cg_opt_t *o, const char *v, char *p, char *err, size_t
       snprintf(err, errlen, "--%s: empty value; give %.*s, or --%s alone", o->name,
                (int)strlen(m) - 2, m + 1, o->name);
     else
-      snprintf(err, errlen, "--%s: empty value; give a %s, or leave the option out", o->name, m);
+      snprintf(err, errlen, "--%s: empty value; give a %s%s", o->name, m,
+               (o->flags & CG_OPT_REQUIRED) ? "" : ", or leave the option out");
     return -1;
   }
   if (o->type != CG_OPT_OPTSTR && o->choices && !in_choices(o->choices, v)) {

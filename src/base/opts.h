@@ -39,6 +39,8 @@ typedef enum {
 #define CG_OPT_OUTPUT 4u   /* an output of a training run (a file or directory it writes, or
                               resumes from): refused by the benchmarks that run several */
 
+#define CG_OPT_REQUIRED 8u /* the command cannot run without it: an empty value's message does
+                              not suggest leaving it out (the caller checks it was given) */
 #define CG_OPT_INTS_MAX 8
 typedef struct {
   int n; /* 0 = not given (when the default is empty) */

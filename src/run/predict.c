@@ -36,6 +36,7 @@
 #include "log.h"
 #include "metrics.h"        /* cg_confusion_*: binary IoU, Dice, accuracy */
 #include "model.h"
+#include "opts.h"           /* cg_opts_parse: the options, as every command line */
 #include "png_io.h"         /* reading images and masks, writing masks */
 #include "predict.h"
 #include "topo.h"
@@ -147,17 +148,21 @@ static int load_rgb(const char *path, int64_t max_pixels, uint8_t **rgb, int *h,
 
 /* ---- options ----------------------------------------------------------------------------- */
 
-static int parse_num(const char *flag, const char *v, double lo, double hi, double *out,
-                     char *err, size_t errlen) {
-  char *end = NULL;
-  double x = v ? strtod(v, &end) : 0;
-  if (!v || end == v || *end || !(x >= lo && x <= hi)) {
-    snprintf(err, errlen, "%s: %s is out of range %g..%g", flag, v ? v : "missing value", lo, hi);
-    return -1;
-  }
-  *out = x;
-  return 0;
-}
+/* predict's options, on the engine every command line uses (opts.h): the same number rules,
+ * range messages and empty-path refusal as train's. --help is usage() above. */
+#define PO(f) CG_OPT_FIELD(popts_t, f)
+static const cg_opt_t k_popts[] = {
+    {"checkpoint", CG_OPT_STR, PO(checkpoint), 0, 0, CG_OPT_REQUIRED, NULL, 0, "FILE|DIR", "required"},
+    {"input", CG_OPT_STR, PO(input), 0, 0, CG_OPT_REQUIRED, NULL, 0, "DIR", "required"},
+    {"output", CG_OPT_STR, PO(output), 0, 0, CG_OPT_REQUIRED, NULL, 0, "DIR", "required"},
+    {"masks", CG_OPT_STR, PO(masks), 0, 0, 0, NULL, 0, "DIR", "masks to score against"},
+    {"backend", CG_OPT_STR, PO(backend), 0, 0, 0, "auto|cpu|cuda", 0, "B", "backend"},
+    {"save-probs", CG_OPT_FLAG, PO(save_probs), 0, 1, 0, NULL, 0, "", "probabilities too"},
+    {"batch", CG_OPT_INT, PO(batch), 1, 4096, 0, NULL, 0, "N", "tiles per forward pass"},
+    {"tile-overlap", CG_OPT_DBL, PO(overlap), 0, 0.9, 0, NULL, 0, "F", "tile overlap"},
+    {"max-image-pixels", CG_OPT_I64, PO(max_pixels), 1, 1073741824, 0, NULL, 0, "N",
+     "pixel limit"},
+};
 
 static int parse(int argc, char **argv, popts_t *o, char *err, size_t errlen) {
   memset(o, 0, sizeof *o);
@@ -165,66 +170,10 @@ static int parse(int argc, char **argv, popts_t *o, char *err, size_t errlen) {
   o->batch = 8;
   o->max_pixels = CG_PNG_DEFAULT_MAX_PIXELS;
   o->overlap = PREDICT_DEFAULT_OVERLAP;
-  for (int i = 1; i < argc; i++) {
-    const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-    char *dst = NULL;
-    size_t len = 0;
-    double x;
-    if (!strcmp(a, "--checkpoint")) dst = o->checkpoint, len = sizeof o->checkpoint;
-    else if (!strcmp(a, "--input")) dst = o->input, len = sizeof o->input;
-    else if (!strcmp(a, "--output")) dst = o->output, len = sizeof o->output;
-    else if (!strcmp(a, "--masks")) dst = o->masks, len = sizeof o->masks;
-    else if (!strcmp(a, "--backend")) dst = o->backend, len = sizeof o->backend;
-    else if (!strcmp(a, "--save-probs")) {
-      o->save_probs = 1;
-      continue;
-    } else if (!strcmp(a, "--batch")) {
-      if (parse_num(a, v, 1, 4096, &x, err, errlen) || x != floor(x)) {
-        snprintf(err, errlen, "--batch: %s is out of range 1..4096", v ? v : "missing value");
-        return -1;
-      }
-      o->batch = (int)x;
-      i++;
-      continue;
-    } else if (!strcmp(a, "--tile-overlap")) {
-      if (parse_num(a, v, 0, 0.9, &o->overlap, err, errlen)) return -1;
-      i++;
-      continue;
-    } else if (!strcmp(a, "--max-image-pixels")) {
-      char *end = NULL;
-      long long n = v ? strtoll(v, &end, 10) : 0;
-      if (!v || *end || n < 1 || n > 1073741824LL) {
-        snprintf(err, errlen, "--max-image-pixels: %s is out of range 1..1073741824",
-                 v ? v : "missing value");
-        return -1;
-      }
-      o->max_pixels = n;
-      i++;
-      continue;
-    } else {
-      snprintf(err, errlen, "unknown option %s for 'predict' (see cogpu-dist predict --help)", a);
-      return -1;
-    }
-    if (!v) {
-      snprintf(err, errlen, "%s: missing value", a);
-      return -1;
-    }
-    if (!v[0]) { /* an unset shell variable, never "none" */
-      snprintf(err, errlen, "%s: empty value; give a %s, or leave the option out", a,
-               dst == o->checkpoint ? "FILE|DIR" : dst == o->backend ? "backend" : "DIR");
-      return -1;
-    }
-    if (strlen(v) >= len) {
-      snprintf(err, errlen, "%s: value too long (%zu characters at most)", a, len - 1);
-      return -1;
-    }
-    snprintf(dst, len, "%s", v);
-    i++;
-  }
-  if (strcmp(o->backend, "auto") && strcmp(o->backend, "cpu") && strcmp(o->backend, "cuda")) {
-    snprintf(err, errlen, "--backend: '%s' is not one of auto|cpu|cuda", o->backend);
-    return -1;
-  }
+  const cg_opts_set_t set = {k_popts, sizeof k_popts / sizeof k_popts[0], 0, o, 0};
+  const int rc = cg_opts_parse(&set, 1, argc - 1, argv + 1, "predict", "cogpu-dist predict", err,
+                               errlen);
+  if (rc) return rc; /* 1: --help, which cg_predict_run prints */
   if (!o->checkpoint[0] || !o->input[0] || !o->output[0]) {
     snprintf(err, errlen, "predict needs --checkpoint FILE|DIR, --input DIR and --output DIR");
     return -1;
@@ -760,7 +709,7 @@ int cg_predict_run(int argc, char **argv, cg_comm_t *c) {
   popts_t o;
   char err[1024] = "";
   int rc = parse(argc, argv, &o, err, sizeof err);
-  if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+  if (rc == 1) {
     if (c->rank == 0) usage(stdout);
     return 0;
   }
