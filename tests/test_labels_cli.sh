@@ -93,6 +93,9 @@ $BIN inspect "$T/ck/ckpt-0000000002.cgck" > "$T/i.log"
 grep -q "classes:       4, ignore label 255, masks with a palette" "$T/i.log" || \
   { cat "$T/i.log"; fail "inspect does not show the classes and the palette"; }
 grep -q "version 4" "$T/i.log" || fail "not version 4"
+$BIN inspect "$T/ck" > "$T/id.log"
+grep -q "^best: .*, val_miou " "$T/id.log" || { cat "$T/id.log"; fail "inspect DIR: best not by mIoU"; }
+expect2 "inspect: error: empty FILE|DIR" $BIN inspect ""
 # the same from a shard of them: the shard keeps the palette, and so does the checkpoint
 $BIN pack --images "$T/p/images" --masks "$T/p/masks" --out "$T/p.cgds" --image-size 32 \
   --num-classes 4 > /dev/null

@@ -1076,10 +1076,15 @@ int cg_ckpt_inspect_main(int argc, char **argv) {
                "Prints a checkpoint's header and verifies its CRCs (exit 0 valid, 1 not). For a\n"
                "directory, lists its checkpoints newest first with their verdict and validation\n"
                "figures, marks the ones DIR/last and DIR/best name, and says which one\n"
-               "`train --resume` would load (exit 0 when one is usable).\n");
+               "`train --resume` would load (exit 0 when one is usable). A path that does not\n"
+               "exist, or a directory that cannot be listed, is exit 2.\n");
     return argc == 2 ? 0 : CG_EXIT_USAGE;
   }
   const char *arg = argv[1];
+  if (!arg[0]) { /* an unset shell variable */
+    fprintf(stderr, "cogpu-dist inspect: error: empty FILE|DIR\n");
+    return CG_EXIT_USAGE;
+  }
   struct stat sb;
   if (stat(arg, &sb) != 0) {
     fprintf(stderr, "cogpu-dist inspect: error: %s: %s\n", arg, strerror(errno));
@@ -1152,7 +1157,15 @@ int cg_ckpt_inspect_main(int argc, char **argv) {
   free(ok);
   if (has_last) printf("last: %s (step %lld)\n", lpath, (long long)lstep);
   else printf("last: none (no pointer file %s/last)\n", arg);
-  if (has_best) printf("best: %s (step %lld, %s %.6f)\n", bpath, (long long)bstep, bmet, bval);
+  if (has_best) { /* DIR/best says val_iou for the class mean too: name it as train does */
+    cg_ckpt_info_t *bi = cg_malloc(sizeof *bi, "checkpoint header");
+    const int k = !strcmp(bmet, "val_iou") &&
+                  cg_ckpt_read(bpath, NULL, bi, NULL, NULL, NULL, err, sizeof err) == CG_CKPT_OK &&
+                  bi->shape.nclass > 1;
+    free(bi);
+    printf("best: %s (step %lld, %s %.6f)\n", bpath, (long long)bstep, k ? "val_miou" : bmet,
+           bval);
+  }
   else printf("best: none (no checkpoint with validation figures yet)\n");
   if (chosen >= 0)
     printf("--resume would load %s: the newest run's last written valid checkpoint (DIR/last names "
