@@ -69,7 +69,7 @@ void cg_guard_beat(cg_guard_t *g, int64_t step, const char *phase);
 void cg_guard_arm(cg_guard_t *g, int on);
 /* The run failed (its error is printed) and the rank is ending: a stop signal from now on is the
  * launcher tearing the job down, and ends the rank without the stop line, which would promise
- * a checkpoint. */
+ * a checkpoint. g may be NULL: the early handlers (cg_guard_catch_early) obey it too. */
 void cg_guard_failed(cg_guard_t *g);
 /* This rank completed `step` (its own entry of the table, kept current between exchanges). */
 void cg_guard_done(cg_guard_t *g, int64_t step);

@@ -77,6 +77,8 @@ int main(int argc, char **argv) {
     }
     else if (cfg.cmd == CG_CMD_INFO) code = cmd_info(&cfg, &c);
   }
+  /* failed (rank 0 said why): mpirun's teardown signal is no stop request (guard.h) */
+  if (code != 0) cg_guard_failed(NULL);
   if (rc == 1 && c.rank == 0) {
     if (cfg.show == CG_SHOW_VERSION) printf("cogpu-dist %s\n", COGPU_VERSION);
     else cg_cli_print_help(stdout, cfg.cmd);
