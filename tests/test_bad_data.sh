@@ -61,6 +61,8 @@ expect "every training sample truncated, --skip-bad" 2 \
 [ ! -e $T/m_all.json ] || { echo "FAIL every sample bad: --metrics-out written"; fail=1; }
 tail -1 $T/s_all.jsonl | grep -q '"stopped": "every training load failing"' ||
   { echo "FAIL every sample bad: the stats do not end with a stop record"; fail=1; }
+[ "$(grep -c '"final": true' $T/s_all.jsonl)" -eq 1 ] ||
+  { echo "FAIL every sample bad: a finished record before the stop record"; fail=1; }
 # serial loader (no helpers): the same rule
 run trunc_serial 1 $SMALL --data $D/trunc --cpu-workers 0
 expect "truncated PNG, serial loader" 2 "zz.png" "--skip-bad"

@@ -13,6 +13,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <fcntl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -771,6 +773,14 @@ static void touch(const char *dir, const char *name, size_t bytes) {
   if (f) fclose(f);
 }
 
+/* name's times set `age` seconds back: a temporary nobody has written to for that long. */
+static void age(const char *dir, const char *name, int seconds) {
+  char p[600];
+  snprintf(p, sizeof p, "%s/%s", dir, name);
+  const struct timespec t[2] = {{time(NULL) - seconds, 0}, {time(NULL) - seconds, 0}};
+  utimensat(AT_FDCWD, p, t, AT_SYMLINK_NOFOLLOW);
+}
+
 /* The lock's holder removes the temporaries a writer killed mid-write left (a checkpoint's,
  * best's, last's, the history's), only regular files of exactly that pattern. */
 static void test_stale_temps(void) {
@@ -781,8 +791,11 @@ static void test_stale_temps(void) {
   const char *kept[] = {".ckpt-0000000020.cgck.Ab12C", ".ckpt-0000000020.cgck.Ab12Cde",
                         ".ckpt-x.cgck.ABCDEF", ".notes.txt.ABCDEF", "ckpt-0000000020.cgck.Ab12Cd",
                         ".ckpt-0000000020.cgck.Ab-2Cd", "notes.txt"};
-  for (int i = 0; i < 4; i++) touch(dir, gone[i], i ? 10 : 4096);
-  for (int i = 0; i < 7; i++) touch(dir, kept[i], 10);
+  for (int i = 0; i < 4; i++) touch(dir, gone[i], i ? 10 : 4096), age(dir, gone[i], 700);
+  for (int i = 0; i < 7; i++) touch(dir, kept[i], 10), age(dir, kept[i], 700);
+  /* one written to a minute ago: another node's writer may be at work (a node-local lock) */
+  touch(dir, ".ckpt-0000000050.cgck.NoW123", 10);
+  age(dir, ".ckpt-0000000050.cgck.NoW123", 60);
   char link[600];
   snprintf(link, sizeof link, "%s/.ckpt-0000000030.cgck.LnK123", dir);
   CG_TEST_CHECK(symlink("notes.txt", link) == 0, "symlink: %s", strerror(errno));
@@ -799,6 +812,8 @@ static void test_stale_temps(void) {
     if (!exists(dir, kept[i])) bad = printf("FAIL %s removed: not a writer's temporary\n", kept[i]);
   if (!exists(dir, ".ckpt-0000000030.cgck.LnK123") || !exists(dir, ".ckpt-0000000040.cgck.DiR123"))
     bad = printf("FAIL a symbolic link or directory of the pattern was removed\n");
+  if (!exists(dir, ".ckpt-0000000050.cgck.NoW123"))
+    bad = printf("FAIL a temporary written to a minute ago was removed\n");
   CG_TEST_CHECK(!bad, "stale temporaries");
   if (!bad) printf("PASS the lock's holder removes a killed writer's temporaries, nothing else\n");
   if (fd >= 0) close(fd);

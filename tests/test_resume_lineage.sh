@@ -157,12 +157,14 @@ C7=$T/c7
 run a7 0 $MPIRUN -np 1 $BIN $S --steps 10 --checkpoint-dir $C7
 cp "$(ck $C7 10)" $C7/.ckpt-0000000020.cgck.Ab12Cd     # as SIGKILL mid-write leaves it
 echo x > $C7/.best.XyZ123
+touch -d "20 minutes ago" $C7/.ckpt-0000000020.cgck.Ab12Cd $C7/.best.XyZ123
 echo keep > $C7/.notes.ABCDEF; echo keep > $C7/ckpt-notes.txt
+echo x > $C7/.ckpt-0000000030.cgck.NoW123 # being written, maybe on another node: kept
 run clean 0 $MPIRUN -np 1 $BIN train --resume $C7 --steps 12
 want clean "removed 2 stale temporary file(s) of an interrupted checkpoint write"
 for f in .ckpt-0000000020.cgck.Ab12Cd .best.XyZ123; do
   [ -e $C7/$f ] && { echo "FAIL: $f left"; fail=1; }; done
-for f in .notes.ABCDEF ckpt-notes.txt; do
+for f in .notes.ABCDEF ckpt-notes.txt .ckpt-0000000030.cgck.NoW123; do
   [ -e $C7/$f ] || { echo "FAIL: $f removed"; fail=1; }; done
 run clean2 0 $MPIRUN -np 1 $BIN train --resume $C7 --steps 14
 lacks clean2 "stale temporary"

@@ -1,8 +1,8 @@
 /* cgds.c: the .cgds shard — reader source over mmap and the atomic writer (format in cgds.h).
  *
- * Encoded records (versions 2 and 3) are decoded by load(), i.e. in the loader's helper threads, from
- * the mapping (jpeg_io.h / png_io.h over memory) straight into the sample: a JPEG or PNG part
- * must decode to exactly the header's h x w.
+ * Encoded records (versions 2 and 3) are decoded by load(), i.e. in the loader's helper threads,
+ * from the mapping (jpeg_io.h / png_io.h over memory) straight into the sample: a JPEG or PNG
+ * part must decode to exactly the header's h x w.
  *
  * The reader trusts nothing it has not checked: at open the header, its CRC, the file length,
  * the table and names (and their CRC) and every entry's range; at load the record's CRC and

@@ -465,15 +465,6 @@ static void write_val(const cg_stats_t *s, FILE *j) {
   fprintf(j, "}, ");
 }
 
-void cg_stats_stopped(cg_stats_t *s, int64_t step, int64_t total, const char *why) {
-  if (!s || !s->jsonl) return;
-  FILE *j = s->jsonl;
-  /* why is one of the trainer's own words (a signal name...): nothing to escape */
-  fprintf(j, "{\"final\": true, \"stopped\": \"%s\", \"step\": %lld, \"total_steps\": %lld, "
-          "\"time\": %.3f}\n", why, (long long)step, (long long)total, (double)time(NULL));
-  fflush(j);
-}
-
 void cg_stats_drop_final(cg_stats_t *s) {
   if (!s) return;
   free(s->held);
@@ -484,11 +475,11 @@ void cg_stats_hold_final(cg_stats_t *s) {
   if (s) s->hold_final = 1;
 }
 
-void cg_stats_flush_final(cg_stats_t *s) {
-  if (!s || !s->held || !s->jsonl) return;
-  /* --stats-out may be a FIFO whose reader has gone: SIGPIPE would end rank 0 and the job, so
-   * it is blocked here (and a pending one taken back), the write fails with EPIPE, and the log
-   * is closed with a warning while training goes on */
+/* Writes one record to --stats-out: the held final one (with the latest validation) or a stop
+ * record. --stats-out may be a FIFO whose reader has gone: SIGPIPE would end rank 0 and the job
+ * (at a stop, before its checkpoint), so it is blocked here (and a pending one taken back), the
+ * write fails with EPIPE, and the log is closed with a warning while training goes on. */
+static void write_record(cg_stats_t *s, const char *stop_why, int64_t step, int64_t total) {
   sigset_t pipe, old, pending;
   sigemptyset(&pipe);
   sigaddset(&pipe, SIGPIPE);
@@ -496,9 +487,15 @@ void cg_stats_flush_final(cg_stats_t *s) {
   sigpending(&pending);
   const int was_pending = sigismember(&pending, SIGPIPE) == 1;
   FILE *j = s->jsonl;
-  fwrite(s->held, 1, s->held_at, j);
-  write_val(s, j);
-  fputs(s->held + s->held_at, j);
+  if (stop_why) { /* one of the trainer's own words (a signal name...): nothing to escape */
+    fprintf(j, "{\"final\": true, \"stopped\": \"%s\", \"step\": %lld, \"total_steps\": "
+            "%lld, \"time\": %.3f}\n", stop_why, (long long)step, (long long)total,
+            (double)time(NULL));
+  } else {
+    fwrite(s->held, 1, s->held_at, j);
+    write_val(s, j);
+    fputs(s->held + s->held_at, j);
+  }
   const int bad = fflush(j) != 0 || ferror(j);
   const int e = errno;
   if (bad && e == EPIPE) {
@@ -515,6 +512,15 @@ void cg_stats_flush_final(cg_stats_t *s) {
     sigtimedwait(&pipe, NULL, &now);
   }
   pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+
+void cg_stats_stopped(cg_stats_t *s, int64_t step, int64_t total, const char *why) {
+  if (s && s->jsonl) write_record(s, why, step, total);
+}
+
+void cg_stats_flush_final(cg_stats_t *s) {
+  if (!s || !s->held || !s->jsonl) return;
+  write_record(s, NULL, 0, 0);
   free(s->held);
   s->held = NULL;
 }

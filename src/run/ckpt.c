@@ -349,7 +349,7 @@ int cg_ckpt_lock_dir(const char *dir, const char *flag, char *err, size_t errlen
     const ssize_t w = pwrite(fd, line, (size_t)k, 0);
     (void)w;
   }
-  remove_stale_temps(dir); /* no other writer can be at work here now */
+  remove_stale_temps(dir); /* no other writer at work here now (on this node, at least) */
   return fd;
 }
 
@@ -382,10 +382,14 @@ static int is_writer_temp(const char *name) {
 
 /* A writer killed mid-write (SIGKILL, a second signal, a node that died) leaves its temporary
  * behind, as large as a checkpoint; the next holder of the directory's lock removes them (only
- * regular files of the writers' own pattern) and says so. */
+ * regular files of the writers' own pattern) and says so. Only those untouched for
+ * STALE_TEMP_S: where the lock is node-local (Lustre localflock, BeeGFS) a writer on another
+ * node may be at work on its own temporary. */
+#define STALE_TEMP_S 600
 static void remove_stale_temps(const char *dir) {
   DIR *d = opendir(dir);
   if (!d) return;
+  const time_t now = time(NULL);
   int n = 0;
   double bytes = 0;
   char first[300] = "";
@@ -393,7 +397,8 @@ static void remove_stale_temps(const char *dir) {
   while ((de = readdir(d)) != NULL) {
     struct stat st;
     if (!is_writer_temp(de->d_name) ||
-        fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode))
+        fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode) ||
+        now - st.st_mtime < STALE_TEMP_S)
       continue;
     if (unlinkat(dirfd(d), de->d_name, 0) != 0) {
       cg_log_warn("%s: cannot remove the stale temporary %s: %s", dir, de->d_name,

@@ -233,10 +233,10 @@ void cg_ckpt_list_free(char **paths, int64_t *steps, int n);
  * by a crash between a checkpoint and its pointer costs nothing, and a later step left by an
  * abandoned attempt (kept as best) is not taken; files whose header cannot be read are tried
  * among them by their mtime; then the other runs', runs by recency (reported when one is used).
- * Each one rejected (truncated, corrupt, wrong magic, another shape...) is passed to report (one line
- * naming the file and why; report may be NULL) and the next one is tried. Returns 0 with the chosen
- * file in path, 1 when dir holds no checkpoint file at all, -1 when none of them is valid (err
- * then says how many were tried). want and the arrays as for cg_ckpt_read (all NULL: verify
+ * Each one rejected (truncated, corrupt, wrong magic, another shape...) is passed to report (one
+ * line naming the file and why; report may be NULL) and the next one is tried. Returns 0 with
+ * the chosen file in path, 1 when dir holds no checkpoint file at all, -1 when none of them is
+ * valid (err then says how many were tried). want and the arrays as for cg_ckpt_read (all NULL: verify
  * only, as `predict --checkpoint DIR` does before it knows the model). */
 int cg_ckpt_find(const char *dir, const cg_ckpt_shape_t *want, cg_ckpt_info_t *info,
                  float *params, float *m, float *v, char *path, size_t pathlen,
@@ -246,7 +246,8 @@ int cg_ckpt_find(const char *dir, const cg_ckpt_shape_t *want, cg_ckpt_info_t *i
 /* `cogpu-dist inspect FILE|DIR`: prints the header of FILE (with its validation figures and
  * settings) and verifies its CRCs, or for a directory each checkpoint's step, verdict and
  * validation figures, newest step first, marked `last` / `best` as the pointer files name them,
- * and which one --resume would use (cg_ckpt_find's order). Returns the process exit code: 0 all valid / one usable, 1 invalid, 2 usage. */
+ * and which one --resume would use (cg_ckpt_find's order). Returns the process exit code: 0 all
+ * valid / one usable, 1 invalid, 2 usage. */
 int cg_ckpt_inspect_main(int argc, char **argv);
 
 #endif

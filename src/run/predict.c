@@ -152,7 +152,8 @@ static int load_rgb(const char *path, int64_t max_pixels, uint8_t **rgb, int *h,
  * range messages and empty-path refusal as train's. --help is usage() above. */
 #define PO(f) CG_OPT_FIELD(popts_t, f)
 static const cg_opt_t k_popts[] = {
-    {"checkpoint", CG_OPT_STR, PO(checkpoint), 0, 0, CG_OPT_REQUIRED, NULL, 0, "FILE|DIR", "required"},
+    {"checkpoint", CG_OPT_STR, PO(checkpoint), 0, 0, CG_OPT_REQUIRED, NULL, 0, "FILE|DIR",
+     "required"},
     {"input", CG_OPT_STR, PO(input), 0, 0, CG_OPT_REQUIRED, NULL, 0, "DIR", "required"},
     {"output", CG_OPT_STR, PO(output), 0, 0, CG_OPT_REQUIRED, NULL, 0, "DIR", "required"},
     {"masks", CG_OPT_STR, PO(masks), 0, 0, 0, NULL, 0, "DIR", "masks to score against"},

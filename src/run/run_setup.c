@@ -323,12 +323,14 @@ static void warn_masks_0_255(const cg_run_t *r) {
   }
   free(rgb);
   free(mask);
+  const cg_opts_set_t set = cg_cli_opts(CG_CMD_TRAIN, (cg_config_t *)cfg);
+  const int given = cg_opts_given(&set, cfg->argc, cfg->argv, "ignore-index");
   if (looked && ignored && !other)
     cg_log_warn("the first %lld training mask(s) of %s hold only 0 and 255, and 255 is the "
-                "ignore label (--ignore-index 255, the default for --num-classes %d): no pixel "
-                "would train a class other than 0. Binary masks saved as 0/255 train with "
-                "--num-classes 1 (a pixel > 0 is foreground)",
-                (long long)looked, cfg->data, cfg->num_classes);
+                "ignore label (--ignore-index 255%s): no pixel would train a class other than "
+                "0. Binary masks saved as 0/255 train with --num-classes 1 (a pixel > 0 is "
+                "foreground)", (long long)looked, cfg->data,
+                given ? "" : ", the default with --num-classes >= 2");
 }
 
 static int open_data(cg_run_t *r, char *err, size_t errlen) {
@@ -582,7 +584,8 @@ static int prepare_loop(cg_run_t *r, char *err, size_t errlen) {
   if (r->is_cuda) snprintf(gpu_name, sizeof gpu_name, "%d:%s", r->place->gpu, r->place->gpu_pci);
   r->stats = cg_stats_create(c, gpu_name, r->is_cuda, cfg->stats_out[0] ? cfg->stats_out : NULL);
   cg_stats_set_prom(r->stats, cfg->prom_out);
-  if (r->val_src) cg_stats_hold_final(r->stats); /* finish() validates after the last report */
+  /* finish() checks the run and validates after the last report */
+  cg_stats_hold_final(r->stats);
   cg_rank_view_t view; /* --report-ranks, checked by cg_cli_check */
   char why[128];
   if (!cg_rank_view_parse(cfg->report_ranks, &view, why, sizeof why))

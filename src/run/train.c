@@ -407,12 +407,11 @@ static int stop_run(cg_run_t *r, const verdict_t *vd, int64_t step) {
   const int root = r->c->rank == 0;
   char last[CG_PATH_MAX + 160];
   if (root && r->bar == 2) fputc('\n', stderr);
-  if (root) /* --stats-out ends here: cogpu-monitor stops following */
-    cg_stats_stopped(r->stats, step, r->total,
-                     !vd->bad ? cg_guard_signal_name(vd->sig)
-                     : vd->bad == CG_BAD_NAN ? "a NaN/Inf loss" : "too many skipped steps");
   if (vd->bad) {
     if (root) say_fatal(r, vd, step);
+    if (root) /* --stats-out ends here: cogpu-monitor stops following */
+      cg_stats_stopped(r->stats, step, r->total,
+                       vd->bad == CG_BAD_NAN ? "a NaN/Inf loss" : "too many skipped steps");
     return 1;
   }
   const char *name = cg_guard_signal_name(vd->sig);
@@ -434,6 +433,8 @@ static int stop_run(cg_run_t *r, const verdict_t *vd, int64_t step) {
     printf("stopped by %s (rank %d) after step %lld of %lld; no --checkpoint-dir, so nothing was "
            "saved\n", name, vd->sig_rank, (long long)step, (long long)r->total);
   }
+  /* after the checkpoint: a monitor on a FIFO, signalled with the job, may be gone */
+  if (root) cg_stats_stopped(r->stats, step, r->total, name);
   fflush(stdout);
   fflush(stderr);
   return code;
@@ -650,8 +651,8 @@ static int finish(cg_run_t *r, loop_t *L, cg_train_result_t *res) {
     f->have_val = f->val.images > 0; /* else the final figures say there were none */
     note_val(r, r->total, &f->val);
     cg_report_validation(r, f, r->total, f->train_s, &f->val, 0);
-    cg_stats_flush_final(r->stats); /* the final record, held for this validation */
   }
+  cg_stats_flush_final(r->stats); /* the final record, held for this check and validation */
   /* A run resumed at or past its end trained nothing: the directory stays as it is (writing
    * the total's checkpoint would put the resumed weights under a lower step and rotate away the
    * run's later checkpoints as an abandoned attempt's). */

@@ -12,9 +12,10 @@
 #include "atomic_file.h" /* cg_afile_save: --metrics-out, --params-out replaced atomically */
 #include "log.h"         /* cg_log_warn */
 
-/* A JSON number ("%.6f"), or null for a value that is not finite: JSON has no NaN or Infinity. */
+/* A JSON number ("%.9g": any finite double fits 32 bytes), or null for a value that is not
+ * finite: JSON has no NaN or Infinity. */
 static void json_num(char *buf, size_t len, double v) {
-  if (isfinite(v)) snprintf(buf, len, "%.6f", v);
+  if (isfinite(v)) snprintf(buf, len, "%.9g", v);
   else snprintf(buf, len, "null");
 }
 
