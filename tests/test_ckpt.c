@@ -753,8 +753,23 @@ static void test_best_replaced(void) {
                     s == 20 && val == 0.6,
                 "30 replaced with a worse figure: best step %lld %g, want 20 (0.6)", (long long)s,
                 val);
+  /* --best-metric changed on resume: best is chosen again by the new metric (it kept the old
+   * metric's pointer, which rotation could leave naming a removed file) */
+  float p[NP], m[NP], v[NP];
+  fill(p, m, v, 50);
+  cg_ckpt_info_t in = info_at(50);
+  in.run_id = 0xB;
+  in.unix_time = 1700000400;
+  in.best_by = CG_CKPT_BEST_LOSS;
+  char err[1024], path[512];
+  struct stat sb;
+  CG_TEST_CHECK(cg_ckpt_write(dir, &in, p, m, v, 1, path, sizeof path, err, sizeof err) == 0,
+                "write 50: %s", err);
+  CG_TEST_CHECK(cg_ckpt_read_pointer(dir, "best", bp, sizeof bp, &s, met, sizeof met, &val) == 0 &&
+                    !strcmp(met, "val_loss") && stat(bp, &sb) == 0,
+                "after a --best-metric change: best %s by %s", bp, met);
   printf("PASS DIR/best never names a file replaced without its own figures (chosen again, or "
-         "removed)\n");
+         "removed), and follows a --best-metric change\n");
   rm_dir(dir);
 }
 

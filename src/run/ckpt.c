@@ -688,10 +688,11 @@ static int64_t repick_best(const char *dir, int by_loss, const char *metric) {
 }
 
 /* After `path` (of info->step) is in place: DIR/best when its validation figure beats the one
- * DIR/best records (or DIR/best is missing or was chosen by another metric), then DIR/last.
+ * DIR/best records (or DIR/best is missing), then DIR/last.
  * When DIR/best named the file just replaced (a step written again: a resumed branch, a run
- * started afresh) or a file that is gone, its figure no longer describes that file: best is
- * chosen again from the checkpoints' own figures (repick_best). Returns the step DIR/best
+ * started afresh) or a file that is gone, its figure no longer describes that file, and when
+ * it was chosen by another metric its figure cannot be compared: best is chosen again from the
+ * checkpoints' own figures (repick_best). Returns the step DIR/best
  * names afterwards (-1: none). */
 static int64_t update_pointers(const char *dir, const char *path, const cg_ckpt_info_t *in) {
   const int by_loss = in->best_by == CG_CKPT_BEST_LOSS;
@@ -702,12 +703,13 @@ static int64_t update_pointers(const char *dir, const char *path, const cg_ckpt_
   struct stat sb;
   const int named = cg_ckpt_read_pointer(dir, "best", bpath, sizeof bpath, &bstep, bmet,
                                          sizeof bmet, &bval) == 0;
-  if (named && (bstep == in->step || stat(bpath, &sb) != 0)) {
+  /* also when --best-metric changed on resume: the old figure cannot be compared, and a best
+   * left naming a file rotation may then remove would dangle */
+  if (named && (bstep == in->step || stat(bpath, &sb) != 0 || strcmp(bmet, metric))) {
     bstep = repick_best(dir, by_loss, metric);
   } else {
-    const int have = named && !strcmp(bmet, metric);
+    const int have = named;
     double v;
-    if (!have) bstep = -1;
     if (best_figure(in, by_loss, &v) && (!have || (by_loss ? v < bval : v > bval)) &&
         write_pointer(dir, "best", path, in->step, metric, v) == 0)
       bstep = in->step;
