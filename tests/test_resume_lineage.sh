@@ -179,4 +179,26 @@ want_n=$([ "$bestf" = "$lastf" ] && echo 2 || echo 3)
 [ "$n" -eq "$want_n" ] && [ -f "$C8/$bestf" ] && echo "  ok: --keep 2: $n files (best $bestf, last $lastf)" \
   || { echo "FAIL: --keep 2 kept $n files, want $want_n (best $bestf, last $lastf)"; ls $C8; fail=1; }
 
+# ---- 7. another run's files are never replaced, the set-aside folder never written to ----
+C9=$T/c9 C10=$T/c10
+run a9 0 $MPIRUN -np 1 $BIN $S --steps 20 --checkpoint-every 5 --seed 1 --checkpoint-dir $C9
+run b9 0 $MPIRUN -np 1 $BIN $S --steps 10 --seed 2 --checkpoint-dir $C10
+A15=$(md5sum < "$(ck $C9 15)") A20=$(md5sum < "$(ck $C9 20)")
+run c9 0 $MPIRUN -np 1 $BIN train --resume "$(ck $C10 10)" --checkpoint-dir $C9 --steps 20 \
+  --checkpoint-every 5
+want c9 "held another run's checkpoint of this step"
+n=0; for f in $C9/previous-*/ckpt-0000000015.cgck $C9/previous-*/ckpt-0000000020.cgck; do
+  [ -f "$f" ] && n=$((n + 1)); done
+[ "$(cat $C9/previous-*/ckpt-0000000015.cgck | md5sum)" = "$A15" ] &&
+  [ "$(cat $C9/previous-*/ckpt-0000000020.cgck | md5sum)" = "$A20" ] && [ $n -eq 2 ] &&
+  echo "  ok: run A's 15 and 20 set aside whole, not replaced" ||
+  { echo "FAIL: another run's checkpoints replaced"; ls -R $C9; fail=1; }
+P=$(ls -d $C9/previous-* | head -1)
+run d9 2 $MPIRUN -np 1 $BIN train --resume "$P/ckpt-0000000015.cgck" --steps 25
+want d9 "is a folder of an earlier run set aside by --overwrite-checkpoints"
+# --resume DIR writes beside it, so --checkpoint-every needs no --checkpoint-dir there
+run e9 0 $MPIRUN -np 1 $BIN train --resume $C9 --steps 25 --checkpoint-every 5
+run f9 2 $MPIRUN -np 1 $BIN train --resume $C9 --overwrite-checkpoints --steps 30
+want f9 "--overwrite-checkpoints: not with --resume"
+
 exit $fail

@@ -368,11 +368,18 @@ static int64_t name_step(const char *name) {
 static int is_writer_temp(const char *name) {
   const size_t len = strlen(name);
   if (name[0] != '.' || len < 9 || len > 250 || name[len - 7] != '.') return 0;
+  int lower = 0, upper = 0, digit = 0;
   for (size_t i = len - 6; i < len; i++) {
     const char ch = name[i];
+    lower |= ch >= 'a' && ch <= 'z';
+    upper |= ch >= 'A' && ch <= 'Z';
+    digit |= ch >= '0' && ch <= '9';
     if (!((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9')))
       return 0;
   }
+  /* mkstemp's six letters and digits mix classes; a user's ".best.backup" or ".last.OLDONE"
+   * does not (about 1% of temporaries are left for that, harmlessly) */
+  if (lower + upper + digit < 2) return 0;
   char base[256];
   memcpy(base, name + 1, len - 8);
   base[len - 8] = 0;
@@ -718,6 +725,34 @@ static int64_t update_pointers(const char *dir, const char *path, const cg_ckpt_
   return bstep;
 }
 
+/* `final` of another run (its header's run id is not `run_id`) is moved into a new
+ * DIR/previous-<UTC time>/ before this run's file of the same step takes its name: a run resumed
+ * into a directory from a FILE elsewhere (or requeued into one that holds two runs) never
+ * replaces another run's checkpoint. 0 when there was nothing to move, or it was moved. */
+static int aside_other_run(const char *dir, const char *final, uint64_t run_id, char *err,
+                           size_t errlen) {
+  cg_ckpt_info_t in;
+  if (read_header(final, &in) != 0 || !in.run_id || !run_id || in.run_id == run_id) return 0;
+  const int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd < 0) {
+    snprintf(err, errlen, "%s: %s", dir, strerror(errno));
+    return -1;
+  }
+  char sub[4300], to[640]; /* previous-<stamp>[-K]/ckpt-<step>.cgck */
+  int rc = make_aside_dir(dfd, dir, sub, sizeof sub, err, errlen);
+  snprintf(to, sizeof to, "%.300s/%.300s", base_name(sub), base_name(final));
+  if (!rc && (renameat(dfd, base_name(final), dfd, to) != 0 || fsync(dfd) != 0)) {
+    snprintf(err, errlen, "%s: cannot move another run's %s into %s: %s", dir, base_name(final),
+             sub, strerror(errno));
+    rc = -1;
+  }
+  close(dfd);
+  if (!rc)
+    cg_log_info("%s held another run's checkpoint of this step (run id %016llx): moved to %s, "
+                "not replaced", final, (unsigned long long)in.run_id, sub);
+  return rc;
+}
+
 int cg_ckpt_write(const char *dir, const cg_ckpt_info_t *info, const float *params,
                   const float *m, const float *v, int keep, char *path, size_t pathlen,
                   char *err, size_t errlen) {
@@ -741,6 +776,10 @@ int cg_ckpt_write(const char *dir, const cg_ckpt_info_t *info, const float *para
       write_all(f, info->settings, strnlen(info->settings, CG_CKPT_SETTINGS_MAX - 1))) {
     snprintf(err, errlen, "%s: write failed: %s (nothing was replaced)", final, strerror(errno));
     cg_afile_abort(af);
+    return -1;
+  }
+  if (aside_other_run(dir, final, info->run_id, err, errlen) != 0) {
+    cg_afile_abort(af); /* nothing replaced: the other run's file stays where it is */
     return -1;
   }
   if (cg_afile_commit(af, err, errlen)) return -1;
@@ -936,8 +975,8 @@ static int by_rank_time(const void *a, const void *b) {
 
 /* The order in which --resume DIR tries the n checkpoints of dir (cg_ckpt_list's) into order[]
  * (cg_ckpt_find says why): the newest run's files (DIR/last's run, else the run of the file
- * written last), newest written first, with the files whose header cannot be read placed by
- * their mtime; then every other run's, runs by recency. *newest_run gets the newest run's id
+ * written last), DIR/last's file first, then newest written first, with the files whose header
+ * cannot be read placed by their mtime; then every other run's, runs by recency. *newest_run gets the newest run's id
  * (0: none known). */
 static void resume_order(const char *dir, char **paths, const int64_t *steps, int n, int *order,
                          uint64_t *newest_run) {
@@ -977,6 +1016,19 @@ static void resume_order(const char *dir, char **paths, const int64_t *steps, in
       if (c[i].rank == -1 && c[i].run_id == id) c[i].rank = rank;
   }
   qsort(c, (size_t)n, sizeof *c, by_rank_time);
+  /* Within the newest run, the file DIR/last names goes first: header times come from the
+   * writers' clocks, and a requeued attempt on a node whose clock lags would otherwise lose to
+   * its own predecessor. Only a file both written later and of a higher step wins over it (a
+   * crash between a checkpoint's rename and the pointer's update). */
+  int h = -1, later = 0;
+  for (int k = 0; k < n && c[k].rank == 0; k++)
+    if (c[k].i == head) h = k;
+  for (int k = 0; h > 0 && k < h; k++) later |= newer(&c[k], &c[h]) && c[k].step > c[h].step;
+  if (h > 0 && !later) {
+    const cand_t keep = c[h];
+    memmove(c + 1, c, sizeof *c * (size_t)h);
+    c[0] = keep;
+  }
   for (int i = 0; i < n; i++) order[i] = c[i].i;
   free(c);
 }

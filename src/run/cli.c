@@ -377,7 +377,9 @@ int cg_cli_check(cg_config_t *cfg, char *err, size_t errlen) {
       return -1;
     }
   }
-  if (cfg->checkpoint_every > 0 && !cfg->checkpoint_dir[0]) {
+  /* --resume DIR|FILE without --checkpoint-dir writes beside it: known once it is merged */
+  if (cfg->checkpoint_every > 0 && !cfg->checkpoint_dir[0] &&
+      !(cfg->cmd == CG_CMD_TRAIN && cfg->resume[0] && !cfg->merged)) {
     snprintf(err, errlen, "--checkpoint-every: needs --checkpoint-dir DIR");
     return -1;
   }
@@ -415,6 +417,11 @@ int cg_cli_check(cg_config_t *cfg, char *err, size_t errlen) {
                CG_PATH_MAX - 1);
       return -1;
     }
+  if (cfg->resume[0] && cfg->overwrite_checkpoints) {
+    snprintf(err, errlen, "--overwrite-checkpoints: not with --resume (a resumed run continues "
+             "its checkpoints; to start afresh leave --resume out)");
+    return -1;
+  }
   if (!strcmp(cfg->resume, CG_RESUME_LATEST) && !cfg->checkpoint_dir[0]) {
     snprintf(err, errlen, "--resume: without a FILE or DIR it loads from --checkpoint-dir, which "
              "is not set");

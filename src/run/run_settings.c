@@ -255,6 +255,16 @@ int cg_settings_resume(cg_config_t *cfg, cg_comm_t *c) {
     char tmp[CG_PATH_MAX];
     snprintf(tmp, sizeof tmp, "%s", cfg->resume);
     snprintf(cfg->checkpoint_dir, sizeof cfg->checkpoint_dir, "%s", is_dir ? tmp : dirname(tmp));
+    /* but never into a folder --overwrite-checkpoints set aside: it stays as it was */
+    snprintf(tmp, sizeof tmp, "%s", cfg->checkpoint_dir);
+    if (!strncmp(basename(tmp), "previous-", 9)) {
+      if (c->rank == 0)
+        fprintf(stderr, "cogpu-dist: error: --resume %s: %s is a folder of an earlier run set "
+                "aside by --overwrite-checkpoints; give --checkpoint-dir DIR for this run's "
+                "checkpoints\n", cfg->resume, cfg->checkpoint_dir);
+      free(settings);
+      return CG_EXIT_USAGE;
+    }
     if (out)
       fprintf(out, "resume: checkpoints go on to %s (no --checkpoint-dir given)\n",
               cfg->checkpoint_dir);
