@@ -163,6 +163,12 @@ for n in "${nodes[@]}"; do
   refused "--metrics-out: '$n' is $kind" $MPIRUN -np 1 $BIN train $COMMON --steps 1 \
     --train-samples 8 --val-samples 0 --metrics-out "$n"
 done
+# the history a --checkpoint-dir holds by default is checked like --history-out
+mkdir -p "$N/hck"; mkfifo "$N/hck/history.jsonl"
+refused "'$N/hck/history.jsonl' is a FIFO" $MPIRUN -np 1 $BIN train $COMMON --steps 1 \
+  --train-samples 8 --val-samples 0 --checkpoint-dir "$N/hck"
+[ -p "$N/hck/history.jsonl" ] || { echo "FAIL the default history's FIFO was replaced"; fail=1; }
+rm -rf "$N/hck"
 # the timeline is one file per rank: rank 1's is checked by rank 1
 mkfifo "$N/tl.rank1.json"
 refused "--trace-out: '$N/tl.rank1.json' is a FIFO: --trace-out writes a regular file by \

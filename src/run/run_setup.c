@@ -182,6 +182,12 @@ static int check_outputs(cg_run_t *r, char *err, size_t errlen) {
     }
     if (!rc && cfg->checkpoint_dir[0] && !cfg->resume[0] && !cfg->overwrite_checkpoints)
       rc = check_no_checkpoints(cfg->checkpoint_dir, err, errlen);
+    if (!rc && cfg->checkpoint_dir[0] && !cfg->history_out[0]) { /* the default history */
+      char hist[CG_PATH_MAX + 32];
+      snprintf(hist, sizeof hist, "%s/history.jsonl", cfg->checkpoint_dir);
+      rc = check_output_path("--history-out (default: DIR/history.jsonl)", hist,
+                             CG_AFILE_REPLACE, err, errlen);
+    }
   }
   CG_CHECK_MPI(MPI_Bcast(&rc, 1, MPI_INT, 0, r->c->world));
   if (rc) {
