@@ -69,6 +69,13 @@ want more "resume: --steps 45 (the checkpoint has 40)"
 want more "resume: --lr 0.05 (the checkpoint has 0.001)" # not %.17g's 0.050000000000000003
 want more "checkpoint: step 45"
 
+# --epochs beside a stored --steps: not used, said once (no "goes on with the new value")
+run r_ep $MPIRUN -np 1 $BIN train --resume $T/ck --epochs 3
+want r_ep "warning: --epochs 3 is not used: --steps 40 sets the run's length"
+if grep -q "resume: --epochs" "$T/r_ep.log"; then
+  echo "FAIL r_ep: a resume notice for an --epochs that is not used"; fail=1
+fi
+
 # ---- 3. best and last ----
 run keep1 $MPIRUN -np 2 $BIN $FLAGS --checkpoint-dir $T/k1 --checkpoint-every 10 --keep 1
 $BUILD/cogpu-dist inspect $T/k1 > $T/inspect.log 2>&1 || { echo "FAIL inspect"; cat $T/inspect.log; fail=1; }

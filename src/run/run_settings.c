@@ -202,7 +202,7 @@ int cg_settings_apply(cg_config_t *cfg, const char *json, FILE *out, char *err, 
                  "resumed run cannot change it (leave the flag out, or start a new run with "
                  "another --checkpoint-dir)", o->name, stored, now);
         rc = -1;
-      } else if (out) {
+      } else if (out && !(!strcmp(o->name, "epochs") && cfg->steps > 0)) { /* --steps rules */
         fprintf(out, "resume: --%s %s (the checkpoint has %s): the run goes on with the new "
                 "value\n", o->name, now, stored);
       }
