@@ -176,6 +176,15 @@ static const char *printable(char *buf, size_t n, const char *s) {
   return buf;
 }
 
+/* "stopped by WHY after step S of T" of a stop record, into buf. */
+static const char *stop_text(const cg_json_t *r, char *buf, size_t n) {
+  char b[64];
+  snprintf(buf, n, "stopped by %s after step %.0f of %.0f",
+           printable(b, sizeof b, cg_json_str(r, "stopped", "?")), cg_json_num(r, "step", 0),
+           cg_json_num(r, "total_steps", 0));
+  return buf;
+}
+
 static void draw_row(FILE *out, const char *label, const char *host, const char *gpu,
                      const char *step, const cg_json_t *o, int gpu_backend, const char *on,
                      const char *off) {
@@ -194,10 +203,8 @@ int cg_monitor_render(const char *line, const cg_monitor_view_t *v, FILE *out, c
   cg_json_t *r = parse_record(line, NULL, err, errlen);
   if (!r) return -1;
   if (is_stop_record(r)) { /* no figures: what the job ended with */
-    char b[64];
-    fprintf(out, "cogpu-monitor %s  stopped by %s after step %.0f of %.0f\n", v->source,
-            printable(b, sizeof b, cg_json_str(r, "stopped", "?")), cg_json_num(r, "step", 0),
-            cg_json_num(r, "total_steps", 0));
+    char text[160];
+    fprintf(out, "cogpu-monitor %s  %s\n", v->source, stop_text(r, text, sizeof text));
     cg_json_free(r);
     return 0;
   }
@@ -322,10 +329,7 @@ static int take_line(cg_monitor_src_t *s, char *line, size_t n, time_t when) {
     return 0;
   }
   if (is_stop_record(r)) { /* keep the figures of the last record; say how it ended */
-    char b[64];
-    snprintf(s->stopped, sizeof s->stopped, "stopped by %s after step %.0f of %.0f",
-             printable(b, sizeof b, cg_json_str(r, "stopped", "?")), cg_json_num(r, "step", 0),
-             cg_json_num(r, "total_steps", 0));
+    stop_text(r, s->stopped, sizeof s->stopped);
     cg_json_free(r);
     return 0;
   }

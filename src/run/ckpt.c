@@ -448,6 +448,30 @@ static int make_aside_dir(int dfd, const char *dir, char *sub, size_t sublen, ch
   return -1;
 }
 
+/* Moves names[0..n) of the open directory dfd (dir) into a new DIR/previous-<UTC time>/ (its
+ * path into sub), then fsyncs dfd: durable before anything takes their place. *moved counts
+ * the files moved. 0, or -1 with err. */
+static int move_aside(int dfd, const char *dir, const char *const *names, int n, char *sub,
+                      size_t sublen, int *moved, char *err, size_t errlen) {
+  int rc = make_aside_dir(dfd, dir, sub, sublen, err, errlen);
+  for (int i = 0; i < n && rc == 0; i++) {
+    char to[640]; /* previous-<stamp>[-K]/NAME */
+    snprintf(to, sizeof to, "%.300s/%.300s", base_name(sub), names[i]);
+    if (renameat(dfd, names[i], dfd, to) != 0) {
+      snprintf(err, errlen, "%s: cannot move %s into %s: %s (%d of %d files moved)", dir,
+               names[i], sub, strerror(errno), *moved, n);
+      rc = -1;
+    } else {
+      ++*moved;
+    }
+  }
+  if (rc == 0 && *moved && fsync(dfd) != 0) {
+    snprintf(err, errlen, "%s: fsync: %s", dir, strerror(errno));
+    rc = -1;
+  }
+  return rc;
+}
+
 int cg_ckpt_set_aside(const char *dir, char *sub, size_t sublen, int *moved, char *err,
                       size_t errlen) {
   *moved = 0;
@@ -477,22 +501,8 @@ int cg_ckpt_set_aside(const char *dir, char *sub, size_t sublen, int *moved, cha
     names[n] = cg_malloc(len, "file name");
     memcpy(names[n++], de->d_name, len);
   }
-  if (n) rc = make_aside_dir(dirfd(d), dir, sub, sublen, err, errlen);
-  for (int i = 0; i < n && rc == 0; i++) {
-    char to[400];
-    snprintf(to, sizeof to, "%s/%s", base_name(sub), names[i]);
-    if (renameat(dirfd(d), names[i], dirfd(d), to) != 0) {
-      snprintf(err, errlen, "%s: cannot move %s into %s: %s (%d of %d files moved)", dir,
-               names[i], sub, strerror(errno), *moved, n);
-      rc = -1;
-    } else {
-      ++*moved;
-    }
-  }
-  if (rc == 0 && *moved && fsync(dirfd(d)) != 0) { /* durable before the new run's files */
-    snprintf(err, errlen, "%s: fsync: %s", dir, strerror(errno));
-    rc = -1;
-  }
+  if (n) rc = move_aside(dirfd(d), dir, (const char *const *)names, n, sub, sublen, moved, err,
+                         errlen);
   for (int i = 0; i < n; i++) free(names[i]);
   free(names);
   closedir(d);
@@ -738,14 +748,10 @@ static int aside_other_run(const char *dir, const char *final, uint64_t run_id, 
     snprintf(err, errlen, "%s: %s", dir, strerror(errno));
     return -1;
   }
-  char sub[4300], to[640]; /* previous-<stamp>[-K]/ckpt-<step>.cgck */
-  int rc = make_aside_dir(dfd, dir, sub, sizeof sub, err, errlen);
-  snprintf(to, sizeof to, "%.300s/%.300s", base_name(sub), base_name(final));
-  if (!rc && (renameat(dfd, base_name(final), dfd, to) != 0 || fsync(dfd) != 0)) {
-    snprintf(err, errlen, "%s: cannot move another run's %s into %s: %s", dir, base_name(final),
-             sub, strerror(errno));
-    rc = -1;
-  }
+  char sub[4300];
+  const char *name = base_name(final);
+  int moved = 0;
+  const int rc = move_aside(dfd, dir, &name, 1, sub, sizeof sub, &moved, err, errlen);
   close(dfd);
   if (!rc)
     cg_log_info("%s held another run's checkpoint of this step (run id %016llx): moved to %s, "
@@ -1219,7 +1225,7 @@ int cg_ckpt_inspect_main(int argc, char **argv) {
   if (has_best) { /* DIR/best says val_iou for the class mean too: name it as train does */
     cg_ckpt_info_t *bi = cg_malloc(sizeof *bi, "checkpoint header");
     const int k = !strcmp(bmet, "val_iou") &&
-                  cg_ckpt_read(bpath, NULL, bi, NULL, NULL, NULL, err, sizeof err) == CG_CKPT_OK &&
+                  read_header(bpath, bi) == 0 &&
                   bi->shape.nclass > 1;
     free(bi);
     printf("best: %s (step %lld, %s %.6f)\n", bpath, (long long)bstep, k ? "val_miou" : bmet,

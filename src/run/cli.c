@@ -385,7 +385,7 @@ int cg_cli_check(cg_config_t *cfg, char *err, size_t errlen) {
   }
   /* synthetic data brings its own held-out set (--val-samples); files have --val-data */
   const int data_known = cfg->cmd == CG_CMD_TRAIN && (!cfg->resume[0] || cfg->merged);
-  const cg_opts_set_t given = {g_opts, NOPTS, C_TRAIN, cfg, 0};
+  const cg_opts_set_t given = cg_cli_opts(CG_CMD_TRAIN, cfg);
   if (data_known && cfg->val_data[0] &&
       (!strcmp(cfg->data, "synthetic") || !strcmp(cfg->val_data, "synthetic"))) {
     snprintf(err, errlen, "--val-data %s: separate validation data goes with --data DIR or "

@@ -98,11 +98,6 @@ static int set_stored(const cg_opt_t *o, cg_config_t *cfg, const char *v) {
   return errno || end == v || *end ? -1 : 0;
 }
 
-/* Was --name on the command line? */
-static int given(const cg_config_t *cfg, const cg_opts_set_t *set, const char *name) {
-  return cg_opts_given(set, cfg->argc, cfg->argv, name);
-}
-
 /* JSON string body of s (quotes and backslashes escaped, control bytes as \u00XX). */
 static size_t json_esc(const char *s, char *out, size_t len) {
   size_t n = 0;
@@ -164,7 +159,7 @@ int cg_settings_apply(cg_config_t *cfg, const char *json, FILE *out, char *err, 
   const char *sd = cg_json_str(j, "data", NULL), *sv = cg_json_str(j, "val-data", NULL);
   const int old_format = !cg_json_str(j, "settings-format", NULL) && sd && sv && sv[0];
   const int old_syn = old_format && !strcmp(sd, "synthetic");
-  const int old_val = old_format && !old_syn && !strcmp(sd, sv) && !given(cfg, &set, "val-data");
+  const int old_val = old_format && !old_syn && !strcmp(sd, sv) && !cg_opts_given(&set, cfg->argc, cfg->argv, "val-data");
   if (old_val && out)
     fprintf(out, "resume: the checkpoint names %s as --val-data too, as builds before "
             "2026-12-05 stored an empty --val-data: taken as none (the held-out --val-fraction "
@@ -190,7 +185,7 @@ int cg_settings_apply(cg_config_t *cfg, const char *json, FILE *out, char *err, 
     if ((!strcmp(o->name, "data") || !strcmp(o->name, "val-data")) &&
         cg_cli_data_path(stored, abs, sizeof abs) == 0)
       stored = abs;
-    if (!given(cfg, &set, o->name)) {
+    if (!cg_opts_given(&set, cfg->argc, cfg->argv, o->name)) {
       if (set_stored(o, cfg, stored) != 0) {
         snprintf(err, errlen, "--resume: the checkpoint's value of --%s, '%.200s', is not valid",
                  o->name, stored);
