@@ -131,7 +131,8 @@ expect2 "import into a directory with checkpoints" "already holds" \
   $BIN import --in "$T/m1.safetensors" --out "$T/imp1"
 expect2 "export without --out" "--out is required" $BIN export --checkpoint "$T/ck1"
 expect2 "export of a missing checkpoint" "$T/nope" $BIN export --checkpoint "$T/nope" --out "$T/x"
-expect2 "import with an unknown flag" "unknown argument" $BIN import --in x --bogus y
+expect2 "import with an unknown flag" "unknown option --bogus" $BIN import --in x --bogus y
+expect2 "export with an empty --out=" "--out: empty value" $BIN export --checkpoint="$T/ck1" --out=
 expect2 "import into an uncreatable directory" "import: --out: cannot create directory" \
   $BIN import --in "$T/m1.safetensors" --out "$T/m1.safetensors/sub"
 echo "PASS interop"

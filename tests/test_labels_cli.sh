@@ -53,6 +53,14 @@ for k in "--num-classes 1" "--num-classes 2 --ignore-index -1"; do
   ! grep -q "hold only 0 and 255" "$T/b1.log" || fail "the 0/255 warning with $k"
 done
 grep -q "hold only 0 and 255" "$T/skip.log" && fail "the 0/255 warning for class-id masks"
+# pack warns about the same shard, and not with --num-classes 1 or class-id masks
+$BIN pack --images "$T/b/images" --masks "$T/b/masks" --out "$T/b2.cgds" --num-classes 2 \
+  --image-size 32 > "$T/bp.log" 2>&1 || { cat "$T/bp.log"; fail "pack of 0/255 masks failed"; }
+grep -q "every mask holds only 0 and 255, the ignore label" "$T/bp.log" || \
+  { cat "$T/bp.log"; fail "pack did not warn about 0/255 masks with --num-classes 2"; }
+$BIN pack --images "$T/b/images" --masks "$T/b/masks" --out "$T/b1.cgds" --image-size 32 \
+  > "$T/bp1.log" 2>&1 || { cat "$T/bp1.log"; fail "binary pack failed"; }
+! grep -q "holds only 0" "$T/bp1.log" || fail "pack warned with --num-classes 1"
 echo "ok: 0/255 masks with --num-classes 2 are warned about"
 
 # shards: pack stores the class ids (raw or PNG masks); a shard trains exactly like its
@@ -61,7 +69,8 @@ V="--num-classes 4 --steps 2 --val-fraction 0.25 --seed 3"
 $MPIRUN -np 1 $BIN train $SMALL --data "$T/d" $V > "$T/dir.log" 2>&1 || { cat "$T/dir.log"; fail dir; }
 for e in raw png; do
   $BIN pack --images "$T/d/images" --masks "$T/d/masks" --out "$T/k_$e.cgds" --image-size 32 \
-    --num-classes 4 --encoding $e > /dev/null
+    --num-classes 4 --encoding $e > "$T/pk.log" 2>&1 || { cat "$T/pk.log"; fail "pack $e"; }
+  ! grep -q "holds only 0" "$T/pk.log" || fail "pack warned about class-id masks"
   $MPIRUN -np 1 $BIN train $SMALL --data "$T/k_$e.cgds" $V > "$T/$e.log" 2>&1 ||
     { cat "$T/$e.log"; fail "shard $e"; }
   diff <(grep "final validation" "$T/dir.log") <(grep "final validation" "$T/$e.log") ||
@@ -80,8 +89,12 @@ expect2 "bin.cgds: packed with --num-classes 1 --ignore-index -1, read with --nu
   $MPIRUN -np 1 $BIN train $SMALL --data "$T/bin.cgds" --num-classes 4 --steps 2
 expect2 "--ignore-index: 2 is a class id" $BIN pack --images "$T/d/images" --masks "$T/d/masks" \
   --out "$T/x.cgds" --num-classes 4 --ignore-index 2
-expect2 "--num-classes: '0' is not an integer in 1..255" $BIN pack --images "$T/d/images" \
+expect2 "--num-classes: 0 is out of range 1..255" $BIN pack --images "$T/d/images" \
   --masks "$T/d/masks" --out "$T/x.cgds" --num-classes 0
+# pack parses on the shared engine: plain decimal numbers only, --name=VALUE, no empty paths
+expect2 "--image-size: ' 32' is not a whole number" $BIN pack --images "$T/d/images" \
+  --masks "$T/d/masks" --out "$T/x.cgds" --image-size ' 32'
+expect2 "--masks: empty value" $BIN pack --images="$T/d/images" --masks= --out "$T/x.cgds"
 
 # palette masks: the palette goes into the checkpoint, inspect shows K and the palette
 $BENCH make-pngs --out "$T/p" --count 16 --image-size 32 --num-classes 4 --mask-palette > /dev/null

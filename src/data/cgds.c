@@ -362,6 +362,7 @@ typedef struct {
   uint8_t *bytes; /* encoded record (malloc'ed), or NULL: the raw sample buffer */
   entry_t e;
   int bad;
+  uint64_t nclass_px, nignore_px; /* mask pixels of a class other than 0, of the ignore label */
   char err[512];
 } slot_t;
 
@@ -437,6 +438,12 @@ static void make_chunk(cg_source_t *src, int64_t c0, int m, const cg_cgds_pack_o
     sl->bytes = NULL;
     sl->bad = cg_source_load(src, c0 + i, r, r + 3 * px, sl->err, sizeof sl->err);
     if (sl->bad) continue;
+    sl->nclass_px = sl->nignore_px = 0;
+    for (size_t p = 0; p < px; p++) {
+      const int v = r[3 * px + p];
+      sl->nignore_px += v == o->ignore;
+      sl->nclass_px += v != 0 && v != o->ignore;
+    }
     if (o->encoding == CG_CGDS_RAW) {
       sl->e.len = rec;
       sl->e.ibytes = (uint32_t)(px * 3);
@@ -521,7 +528,7 @@ int cg_cgds_pack_opts(const char *images_dir, const char *masks_dir, const char 
   static const uint8_t zeros[CG_CGDS_ALIGN];
   if (write_all(f, hdr, sizeof hdr)) goto write_fail;
   pos = sizeof hdr;
-  uint64_t names_bytes = 0;
+  uint64_t names_bytes = 0, nclass_px = 0, nignore_px = 0;
   for (int64_t c0 = 0; c0 < n; c0 += PACK_CHUNK) {
     if (cancel && *cancel) {
       snprintf(err, errlen, "%s: interrupted", out_path);
@@ -552,6 +559,8 @@ int cg_cgds_pack_opts(const char *images_dir, const char *masks_dir, const char 
       ent[c0 + i].off = pos;
       ent[c0 + i].name_len = (uint32_t)nl;
       names_bytes += nl;
+      nclass_px += sl->nclass_px;
+      nignore_px += sl->nignore_px;
       if (write_all(f, sl->bytes ? sl->bytes : buf + (size_t)i * rec, sl->e.len)) goto write_fail;
       pos += sl->e.len;
       free(sl->bytes);
@@ -595,6 +604,8 @@ int cg_cgds_pack_opts(const char *images_dir, const char *masks_dir, const char 
   if (stats) {
     stats->records = n;
     stats->bytes = fbytes;
+    stats->nclass_px = nclass_px;
+    stats->nignore_px = nignore_px;
   }
   rc = CG_CGDS_OK;
   goto done;

@@ -100,6 +100,8 @@ enum {
 typedef struct {
   int64_t records;
   uint64_t bytes; /* size of the written file */
+  uint64_t nclass_px, nignore_px; /* mask pixels of a class other than 0 (binary: > 0), and of
+                                     the ignore label (the ignore label is stored as it is) */
 } cg_cgds_stats_t;
 
 /* Record encodings (the header's `encoding`, the entries' image_enc / mask_enc). */

@@ -25,6 +25,7 @@
 #include "le.h"          /* cg_le_put_u64 / get_u64: the header length */
 #include "log.h"         /* CG_EXIT_USAGE */
 #include "model.h"       /* cg_model_build: layers and the flat parameter layout */
+#include "opts.h"        /* cg_opts_parse: the options, as every command line */
 
 #define FORMAT_NAME "cogpu-unet"
 #define FORMAT_VERSION 1
@@ -140,7 +141,7 @@ static void tensor_copy(const cg_model_t *m, const tensor_t *t, float *params, f
 /* ---- export ---------------------------------------------------------------------------- */
 
 typedef struct {
-  const char *checkpoint, *out;
+  const char *a, *b; /* export: --checkpoint, --out; import: --in, --out (into argv) */
 } eopts_t;
 
 static void export_usage(FILE *f) {
@@ -159,29 +160,25 @@ static void import_usage(FILE *f) {
           "  metadata) in DIR, which must hold no checkpoint yet, for train --resume DIR.\n");
 }
 
-/* Parses "--flag VALUE" pairs into the slots named by flags. 0, 1 (help shown) or 2. */
-static int parse_pairs(int argc, char **argv, const char *const *flags, const char **vals,
-                       int nflags, void (*usage)(FILE *), const char *cmd) {
-  for (int i = 1; i < argc; i++) {
-    if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-      usage(stdout);
-      return 1;
-    }
-    int f = 0;
-    while (f < nflags && strcmp(argv[i], flags[f])) f++;
-    if (f == nflags) {
-      fprintf(stderr, "cogpu-dist: error: %s: unknown argument '%s'\n", cmd, argv[i]);
-      return 2;
-    }
-    if (i + 1 >= argc || !argv[i + 1][0]) {
-      fprintf(stderr, "cogpu-dist: error: %s: %s needs a value\n", cmd, flags[f]);
-      return 2;
-    }
-    vals[f] = argv[++i];
+/* The two required path options of export or import, on the engine every command line uses
+ * (opts.h): --name VALUE or --name=VALUE, an empty value refused. Values point into argv.
+ * 0, 1 (help shown) or 2 (usage error, printed). */
+#define EO(f) CG_OPT_FIELD(eopts_t, f)
+static int parse_pair(int argc, char **argv, const cg_opt_t rows[2], eopts_t *o,
+                      void (*usage)(FILE *), const char *cmd) {
+  char err[512], prog[64];
+  snprintf(prog, sizeof prog, "cogpu-dist %s", cmd);
+  const cg_opts_set_t set = {rows, 2, 0, o, 0};
+  memset(o, 0, sizeof *o);
+  const int rc = cg_opts_parse(&set, 1, argc - 1, argv + 1, cmd, prog, err, sizeof err);
+  if (rc == 1) usage(stdout);
+  if (rc) {
+    if (rc < 0) fprintf(stderr, "cogpu-dist: error: %s: %s\n", cmd, err);
+    return rc < 0 ? 2 : 1;
   }
-  for (int f = 0; f < nflags; f++)
-    if (!vals[f]) {
-      fprintf(stderr, "cogpu-dist: error: %s: %s is required\n", cmd, flags[f]);
+  for (int f = 0; f < 2; f++)
+    if (!(f ? o->b : o->a)) {
+      fprintf(stderr, "cogpu-dist: error: %s: --%s is required\n", cmd, rows[f].name);
       usage(stderr);
       return 2;
     }
@@ -296,10 +293,13 @@ static int load_checkpoint(const char *src, cg_ckpt_info_t *info, cg_model_t *m,
 }
 
 int cg_export_main(int argc, char **argv) {
-  static const char *const flags[] = {"--checkpoint", "--out"};
-  const char *vals[2] = {NULL, NULL};
-  int rc = parse_pairs(argc, argv, flags, vals, 2, export_usage, "export");
+  static const cg_opt_t rows[2] = {
+      {"checkpoint", CG_OPT_PTR, EO(a), 0, 0, CG_OPT_REQUIRED, NULL, 0, "DIR|FILE", "required"},
+      {"out", CG_OPT_PTR, EO(b), 0, 0, CG_OPT_REQUIRED, NULL, 0, "FILE", "required"}};
+  eopts_t o;
+  int rc = parse_pair(argc, argv, rows, &o, export_usage, "export");
   if (rc) return rc == 1 ? 0 : CG_EXIT_USAGE;
+  const char *vals[2] = {o.a, o.b};
   cg_ckpt_info_t info;
   cg_model_t m;
   float *params = NULL;
@@ -596,10 +596,13 @@ int cg_import_parse(const uint8_t *buf, size_t len, cg_model_t *m, cg_ckpt_info_
 }
 
 int cg_import_main(int argc, char **argv) {
-  static const char *const flags[] = {"--in", "--out"};
-  const char *vals[2] = {NULL, NULL};
-  int rc = parse_pairs(argc, argv, flags, vals, 2, import_usage, "import");
+  static const cg_opt_t rows[2] = {
+      {"in", CG_OPT_PTR, EO(a), 0, 0, CG_OPT_REQUIRED, NULL, 0, "FILE", "required"},
+      {"out", CG_OPT_PTR, EO(b), 0, 0, CG_OPT_REQUIRED, NULL, 0, "DIR", "required"}};
+  eopts_t o;
+  int rc = parse_pair(argc, argv, rows, &o, import_usage, "import");
   if (rc) return rc == 1 ? 0 : CG_EXIT_USAGE;
+  const char *vals[2] = {o.a, o.b};
   char err[1400], why[1200];
   size_t len;
   uint8_t *buf = (uint8_t *)cg_file_read(vals[0], &len); /* a UNet is tens of MB at most */

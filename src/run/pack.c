@@ -1,8 +1,9 @@
 /* pack.c: the `pack` command — image directories (PNG, JPEG) to a .cgds shard (cgds.h).
  *
- * Flags are parsed here rather than by cli.c because pack shares none of train's options and
- * runs as a single process. SIGINT/SIGTERM set a flag that cg_cgds_pack polls between chunks
- * of records, so an interrupted pack still removes its temporary file. */
+ * Flags are parsed here, on the shared option engine (opts.h), rather than by cli.c because pack
+ * shares none of train's options and runs as a single process. SIGINT/SIGTERM set a flag that
+ * cg_cgds_pack polls between chunks of records, so an interrupted pack still removes its
+ * temporary file. */
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -14,6 +15,7 @@
 #include "cli.h"
 #include "config.h"
 #include "log.h"
+#include "opts.h" /* cg_opts_parse: the options, as every command line */
 
 static volatile sig_atomic_t pack_cancel; /* set by the signal handler only */
 
@@ -72,84 +74,59 @@ static int usage_error(const char *fmt, ...) {
   return CG_EXIT_USAGE;
 }
 
+typedef struct {
+  const char *images, *masks, *out; /* into argv */
+  int size, quality, nclass, ignore; /* ignore -2: not given (255 when nclass >= 2, else -1) */
+  int64_t max_pixels;
+  char encoding[8];
+} popts_t;
+
+/* pack's options, on the engine every command line uses (opts.h): the same number rules,
+ * range messages and empty-path refusal as train's. --help is pack_help() above. */
+#define PO(f) CG_OPT_FIELD(popts_t, f)
+static const cg_opt_t k_pack_opts[] = {
+    {"images", CG_OPT_PTR, PO(images), 0, 0, CG_OPT_REQUIRED, NULL, 0, "DIR", "required"},
+    {"masks", CG_OPT_PTR, PO(masks), 0, 0, CG_OPT_REQUIRED, NULL, 0, "DIR", "required"},
+    {"out", CG_OPT_PTR, PO(out), 0, 0, CG_OPT_REQUIRED, NULL, 0, "FILE", "required"},
+    CG_OPT_ROW_NUM(INT, "image-size", PO(size), 2, 8192, 0, "N", "side"),
+    CG_OPT_ROW_TEXT(STR, "encoding", PO(encoding), "raw|jpeg|png", 0, "E", "record encoding"),
+    CG_OPT_ROW_NUM(INT, "quality", PO(quality), 1, 100, 0, "Q", "JPEG quality"),
+    CG_OPT_ROW_NUM(INT, "num-classes", PO(nclass), 1, 255, 0, "K", "classes"),
+    CG_OPT_ROW_NUM(INT, "ignore-index", PO(ignore), -1, 255, 0, "I", "ignore label"),
+    CG_OPT_ROW_NUM(I64, "max-image-pixels", PO(max_pixels), 1, 1073741824, 0, "N",
+                   "pixel limit"),
+};
+
 int cg_pack_main(int argc, char **argv) {
   cg_config_t defaults;
   cg_cli_defaults(&defaults);
-  const char *images = NULL, *masks = NULL, *out = NULL;
-  int size = defaults.image_size, quality = 90, quality_given = 0, nclass = 1, ignore = -2;
-  int64_t max_pixels = defaults.max_image_pixels;
-  cg_cgds_enc_t encoding = CG_CGDS_RAW;
-  for (int i = 1; i < argc; i++) {
-    const char *a = argv[i];
-    if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-      pack_help(stdout, defaults.image_size, (long long)defaults.max_image_pixels);
-      return 0;
-    }
-    if (strncmp(a, "--", 2) != 0) return usage_error("unexpected argument '%s'", a);
-    const char *eq = strchr(a, '=');
-    size_t nl = eq ? (size_t)(eq - a) : strlen(a);
-    const char *v = eq ? eq + 1 : NULL;
-    const char **dst = NULL;
-    int is_size = 0, is_pixels = 0, is_enc = 0, is_quality = 0, is_k = 0, is_ign = 0;
-    if (nl == 8 && !strncmp(a, "--images", nl)) dst = &images;
-    else if (nl == 7 && !strncmp(a, "--masks", nl)) dst = &masks;
-    else if (nl == 5 && !strncmp(a, "--out", nl)) dst = &out;
-    else if (nl == 12 && !strncmp(a, "--image-size", nl)) is_size = 1;
-    else if (nl == 18 && !strncmp(a, "--max-image-pixels", nl)) is_pixels = 1;
-    else if (nl == 10 && !strncmp(a, "--encoding", nl)) is_enc = 1;
-    else if (nl == 9 && !strncmp(a, "--quality", nl)) is_quality = 1;
-    else if (nl == 13 && !strncmp(a, "--num-classes", nl)) is_k = 1;
-    else if (nl == 14 && !strncmp(a, "--ignore-index", nl)) is_ign = 1;
-    else return usage_error("unknown option '%.*s'", (int)nl, a);
-    if (!v) {
-      if (i + 1 >= argc) return usage_error("%s: missing value", a);
-      v = argv[++i];
-    }
-    if (!*v) return usage_error("%.*s: empty value", (int)nl, a);
-    if (is_size) {
-      char *end;
-      long n = strtol(v, &end, 10);
-      if (*end || end == v || n < 2 || n > 8192)
-        return usage_error("--image-size: '%s' is not an integer in 2..8192", v);
-      size = (int)n;
-    } else if (is_enc) {
-      if (!strcmp(v, "raw")) encoding = CG_CGDS_RAW;
-      else if (!strcmp(v, "jpeg")) encoding = CG_CGDS_JPEG;
-      else if (!strcmp(v, "png")) encoding = CG_CGDS_PNG;
-      else return usage_error("--encoding: '%s' is not one of raw, jpeg, png", v);
-    } else if (is_quality) {
-      char *end;
-      long q = strtol(v, &end, 10);
-      if (*end || end == v || q < 1 || q > 100)
-        return usage_error("--quality: '%s' is not an integer in 1..100", v);
-      quality = (int)q;
-      quality_given = 1;
-    } else if (is_k || is_ign) {
-      char *end;
-      long n = strtol(v, &end, 10);
-      if (*end || end == v || n < (is_k ? 1 : -1) || n > 255)
-        return usage_error("%s: '%s' is not an integer in %s..255", is_k ? "--num-classes" :
-                           "--ignore-index", v, is_k ? "1" : "-1");
-      *(is_k ? &nclass : &ignore) = (int)n;
-    } else if (is_pixels) {
-      char *end;
-      long long n = strtoll(v, &end, 10);
-      if (*end || end == v || n < 1 || n > 1073741824LL)
-        return usage_error("--max-image-pixels: '%s' is not an integer in 1..1073741824", v);
-      max_pixels = n;
-    } else {
-      *dst = v;
-    }
+  popts_t o = {.size = defaults.image_size, .quality = 90, .nclass = 1, .ignore = -2,
+               .max_pixels = defaults.max_image_pixels, .encoding = "raw"};
+  const cg_opts_set_t set = {k_pack_opts, sizeof k_pack_opts / sizeof k_pack_opts[0], 0, &o, 0};
+  char err[1024];
+  const int prc = cg_opts_parse(&set, 1, argc - 1, argv + 1, "pack", "cogpu-dist pack", err,
+                                sizeof err);
+  if (prc == 1) {
+    pack_help(stdout, defaults.image_size, (long long)defaults.max_image_pixels);
+    return 0;
   }
-  if (!images) return usage_error("--images DIR is required");
-  if (!masks) return usage_error("--masks DIR is required");
-  if (!out) return usage_error("--out FILE.cgds is required");
-  if (quality_given && encoding != CG_CGDS_JPEG)
+  if (prc) {
+    fprintf(stderr, "cogpu-dist pack: error: %s\n", err);
+    return CG_EXIT_USAGE;
+  }
+  if (!o.images) return usage_error("--images DIR is required");
+  if (!o.masks) return usage_error("--masks DIR is required");
+  if (!o.out) return usage_error("--out FILE.cgds is required");
+  const cg_cgds_enc_t encoding = !strcmp(o.encoding, "jpeg") ? CG_CGDS_JPEG
+                                 : !strcmp(o.encoding, "png") ? CG_CGDS_PNG : CG_CGDS_RAW;
+  if (encoding != CG_CGDS_JPEG && cg_opts_given(&set, argc - 1, argv + 1, "quality"))
     return usage_error("--quality: only for --encoding jpeg");
-  if (ignore == -2) ignore = nclass > 1 ? 255 : -1;
+  const int nclass = o.nclass, size = o.size, quality = o.quality;
+  const int ignore = o.ignore == -2 ? (nclass > 1 ? 255 : -1) : o.ignore;
   if (ignore >= 0 && ignore < (nclass > 1 ? nclass : 2))
     return usage_error("--ignore-index: %d is a class id (--num-classes %d)", ignore, nclass);
-  char err[1024];
+  const char *images = o.images, *masks = o.masks, *out = o.out;
+  const int64_t max_pixels = o.max_pixels;
   if (cg_afile_check("--out", out, CG_AFILE_REPLACE, err, sizeof err))
     return usage_error("%s", err);
 
@@ -182,6 +159,11 @@ int cg_pack_main(int argc, char **argv) {
          (double)st.bytes / (1024.0 * 1024.0),
          st.records ? (double)st.bytes / 1024.0 / (double)st.records : 0.0, enc_name[encoding],
          labels, dt);
+  if (nclass > 1 && st.nignore_px && !st.nclass_px)
+    cg_log_warn("pack: every mask holds only 0 and %d, the ignore label (--ignore-index %d%s): "
+                "this shard trains no class other than 0. Binary masks saved as 0/255 pack "
+                "with --num-classes 1 (a pixel > 0 is foreground)", ignore, ignore,
+                o.ignore == -2 ? ", the default with --num-classes 2 or more" : "");
   fflush(stdout);
   return 0;
 }
