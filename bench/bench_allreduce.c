@@ -24,6 +24,10 @@
 #if defined(COGPU_HAVE_CUDA) && defined(COGPU_HAVE_NCCL)
 #include "cuda_check.h"
 #define HAVE_NCCL_BENCH 1
+#elif defined(COGPU_HAVE_CUDA)
+#define NO_NCCL_WHY "built without NCCL"
+#else
+#define NO_NCCL_WHY "built without CUDA"
 #endif
 
 enum { kMaxSizes = 64 };
@@ -201,14 +205,12 @@ static void run_nccl(const opts_t *o, const cg_comm_t *c, cg_nccl_t *n, const si
   CG_CHECK_CUDA(cudaEventDestroy(ev1));
   CG_CHECK_CUDA(cudaStreamDestroy(st));
 }
-#endif
 
 /* Every rank: 1 if NCCL can run on every rank; else 0 with the reason in why (the same on
  * every rank). forced: try NCCL even where two ranks share a GPU (NCCL then says no). The
  * communicator is returned in *out. */
 static int nccl_setup(const cg_comm_t *c, int forced, cg_nccl_t **out, char *why, size_t len) {
   *out = NULL;
-#ifdef HAVE_NCCL_BENCH
   char w[256] = "";
   int usable = cg_cuda_usable(w, sizeof w), all = usable;
   CG_CHECK_MPI(MPI_Allreduce(&usable, &all, 1, MPI_INT, MPI_MIN, c->world));
@@ -230,17 +232,19 @@ static int nccl_setup(const cg_comm_t *c, int forced, cg_nccl_t **out, char *why
     return 0;
   }
   return 1;
-#else
-  (void)c;
-  (void)forced;
-#ifdef COGPU_HAVE_CUDA
-  snprintf(why, len, "built without NCCL");
-#else
-  snprintf(why, len, "built without CUDA");
-#endif
-  return 0;
-#endif
 }
+#else /* a build without CUDA or NCCL measures MPI only */
+static int nccl_setup(const cg_comm_t *c, int forced, cg_nccl_t **out, char *why, size_t len) {
+  (void)c, (void)forced;
+  *out = NULL;
+  snprintf(why, len, "%s", NO_NCCL_WHY);
+  return 0;
+}
+static void run_nccl(const opts_t *o, const cg_comm_t *c, cg_nccl_t *nc, const size_t *sizes,
+                     int nsizes, series_t *out) {
+  (void)o, (void)c, (void)nc, (void)sizes, (void)nsizes, (void)out;
+}
+#endif
 
 static double avg_busbw(const series_t *s) {
   double a = 0;
@@ -352,12 +356,10 @@ static int allreduce_run(const void *arg, cg_comm_t *c) {
     print_header(c);
     run_mpi(&o, c, sizes, nsizes, &ser[0]);
   }
-#ifdef HAVE_NCCL_BENCH
   if (nc) {
     print_header(c);
     run_nccl(&o, c, nc, sizes, nsizes, &ser[1]);
   }
-#endif
   cg_nccl_destroy(nc);
   long long wrong = total_wrong(&ser[0]) + total_wrong(&ser[1]);
   int rc = wrong ? 1 : 0;

@@ -52,6 +52,8 @@ static double time_cpu(void *dst, const void *src, size_t bytes, int par, int re
   return bytes / m / 1e9;
 }
 
+/* ---- the GPU paths: one section per build, so membw_run reads the same in both ---------- */
+
 #ifdef COGPU_HAVE_CUDA
 #define CK(call)                                                                     \
   do {                                                                               \
@@ -80,6 +82,71 @@ static double time_gpu(void *dst, const void *src, size_t bytes, enum cudaMemcpy
   CK(cudaEventDestroy(b));
   return bytes / m / 1e9;
 }
+
+/* Pinned host buffers, two device buffers and a stream, each maxb bytes. */
+typedef struct {
+  float *hp, *hq, *d0, *d1;
+  cudaStream_t s;
+} gpu_bufs_t;
+
+/* 1 with g set up when a GPU is usable (else says why and returns 0, g untouched). */
+static int gpu_open(gpu_bufs_t *g, size_t maxb) {
+  char why[256];
+  if (!cg_cuda_usable(why, sizeof why)) {
+    printf("# no usable GPU (%s): CPU paths only\n", why);
+    return 0;
+  }
+  CK(cudaMallocHost((void **)&g->hp, maxb));
+  CK(cudaMallocHost((void **)&g->hq, maxb));
+  CK(cudaMalloc((void **)&g->d0, maxb));
+  CK(cudaMalloc((void **)&g->d1, maxb));
+  CK(cudaStreamCreate(&g->s));
+  fill(g->hp, maxb / 4, 2.0f);
+  return 1;
+}
+
+/* Checks, then times, the GPU paths for copies of `bytes` into row[]; a and b are pageable
+ * host buffers. Returns the number of copies that did not round-trip exactly. */
+static int gpu_measure(gpu_bufs_t *g, float *a, float *b, size_t bytes, int reps,
+                       double row[NPATH]) {
+  int errors = 0;
+  CK(cudaMemcpy(g->d0, g->hp, bytes, cudaMemcpyHostToDevice));
+  CK(cudaMemcpy(g->d1, g->d0, bytes, cudaMemcpyDeviceToDevice));
+  CK(cudaMemcpy(g->hq, g->d1, bytes, cudaMemcpyDeviceToHost));
+  if (memcmp(g->hp, g->hq, bytes)) errors++;
+  CK(cudaMemcpy(g->d0, a, bytes, cudaMemcpyHostToDevice));
+  CK(cudaMemcpy(b, g->d0, bytes, cudaMemcpyDeviceToHost));
+  if (memcmp(a, b, bytes)) errors++;
+  row[P_H2D_PIN] = time_gpu(g->d0, g->hp, bytes, cudaMemcpyHostToDevice, reps, g->s);
+  row[P_H2D_PAGE] = time_gpu(g->d0, a, bytes, cudaMemcpyHostToDevice, reps, g->s);
+  row[P_D2H_PIN] = time_gpu(g->hq, g->d0, bytes, cudaMemcpyDeviceToHost, reps, g->s);
+  row[P_D2H_PAGE] = time_gpu(b, g->d0, bytes, cudaMemcpyDeviceToHost, reps, g->s);
+  row[P_D2D] = 2 * time_gpu(g->d1, g->d0, bytes, cudaMemcpyDeviceToDevice, reps, g->s);
+  return errors;
+}
+
+static void gpu_close(gpu_bufs_t *g) {
+  cudaFreeHost(g->hp);
+  cudaFreeHost(g->hq);
+  cudaFree(g->d0);
+  cudaFree(g->d1);
+  cudaStreamDestroy(g->s);
+}
+#else /* a CPU-only build measures the CPU paths */
+typedef struct {
+  int unused;
+} gpu_bufs_t;
+static int gpu_open(gpu_bufs_t *g, size_t maxb) {
+  (void)g;
+  (void)maxb;
+  return 0;
+}
+static int gpu_measure(gpu_bufs_t *g, float *a, float *b, size_t bytes, int reps,
+                       double row[NPATH]) {
+  (void)g, (void)a, (void)b, (void)bytes, (void)reps, (void)row;
+  return 0;
+}
+static void gpu_close(gpu_bufs_t *g) { (void)g; }
 #endif
 
 typedef struct {
@@ -126,39 +193,18 @@ static void report(double gbs[4][NPATH], int reps, int gpu, int errors, const ch
 static int membw_run(const void *arg, cg_comm_t *c) {
   const opts_t *o = arg;
   const int reps = o->reps;
-  const char *json_out = o->json_out;
-  int gpu = !o->no_gpu;
   if (c->rank != 0) return 0;
-#ifdef COGPU_HAVE_CUDA
-  char why[256];
-  if (gpu && !cg_cuda_usable(why, sizeof why)) {
-    printf("# no usable GPU (%s): CPU paths only\n", why);
-    gpu = 0;
-  }
-#else
-  gpu = 0;
-#endif
   const int sides[4] = {1024, 2048, 4096, 8192};
   double gbs[4][NPATH];
   for (int i = 0; i < 4; i++)
     for (int p = 0; p < NPATH; p++) gbs[i][p] = -1;
   int errors = 0;
   size_t maxb = (size_t)8192 * 8192 * sizeof(float);
+  gpu_bufs_t g;
+  const int gpu = !o->no_gpu && gpu_open(&g, maxb);
   float *a = cg_malloc(maxb, "membw a"), *b = cg_malloc(maxb, "membw b");
   fill(a, maxb / 4, 1.0f);
   memset(b, 0, maxb);
-#ifdef COGPU_HAVE_CUDA
-  float *hp = NULL, *hq = NULL, *d0 = NULL, *d1 = NULL;
-  cudaStream_t s = 0;
-  if (gpu) {
-    CK(cudaMallocHost((void **)&hp, maxb));
-    CK(cudaMallocHost((void **)&hq, maxb));
-    CK(cudaMalloc((void **)&d0, maxb));
-    CK(cudaMalloc((void **)&d1, maxb));
-    CK(cudaStreamCreate(&s));
-    fill(hp, maxb / 4, 2.0f);
-  }
-#endif
   for (int i = 0; i < 4; i++) {
     size_t bytes = (size_t)sides[i] * sides[i] * sizeof(float);
     /* check, then time */
@@ -169,35 +215,12 @@ static int membw_run(const void *arg, cg_comm_t *c) {
     memcpy_par(b, a, bytes);
     if (memcmp(a, b, bytes)) errors++;
     gbs[i][P_MEMCPYN] = time_cpu(b, a, bytes, 1, reps);
-#ifdef COGPU_HAVE_CUDA
-    if (gpu) {
-      CK(cudaMemcpy(d0, hp, bytes, cudaMemcpyHostToDevice));
-      CK(cudaMemcpy(d1, d0, bytes, cudaMemcpyDeviceToDevice));
-      CK(cudaMemcpy(hq, d1, bytes, cudaMemcpyDeviceToHost));
-      if (memcmp(hp, hq, bytes)) errors++;
-      CK(cudaMemcpy(d0, a, bytes, cudaMemcpyHostToDevice));
-      CK(cudaMemcpy(b, d0, bytes, cudaMemcpyDeviceToHost));
-      if (memcmp(a, b, bytes)) errors++;
-      gbs[i][P_H2D_PIN] = time_gpu(d0, hp, bytes, cudaMemcpyHostToDevice, reps, s);
-      gbs[i][P_H2D_PAGE] = time_gpu(d0, a, bytes, cudaMemcpyHostToDevice, reps, s);
-      gbs[i][P_D2H_PIN] = time_gpu(hq, d0, bytes, cudaMemcpyDeviceToHost, reps, s);
-      gbs[i][P_D2H_PAGE] = time_gpu(b, d0, bytes, cudaMemcpyDeviceToHost, reps, s);
-      gbs[i][P_D2D] = 2 * time_gpu(d1, d0, bytes, cudaMemcpyDeviceToDevice, reps, s);
-    }
-#endif
+    if (gpu) errors += gpu_measure(&g, a, b, bytes, reps, gbs[i]);
   }
-  report(gbs, reps, gpu, errors, json_out);
+  report(gbs, reps, gpu, errors, o->json_out);
   free(a);
   free(b);
-#ifdef COGPU_HAVE_CUDA
-  if (gpu) {
-    cudaFreeHost(hp);
-    cudaFreeHost(hq);
-    cudaFree(d0);
-    cudaFree(d1);
-    cudaStreamDestroy(s);
-  }
-#endif
+  if (gpu) gpu_close(&g);
   return errors ? 1 : 0;
 }
 

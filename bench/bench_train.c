@@ -191,6 +191,35 @@ static void kernels_window(const cg_backend_ops_t *ops, cg_backend_t *be, const 
     fprintf(f, "# kernels: wrote %s\n", path);
   fclose(f);
 }
+
+/* --kernels on the CUDA backend: the profiler, made before the backend (see kprof.h) and set in
+ * bc; NULL otherwise, or when CUPTI is unavailable (said in res->kreport). */
+static cg_kprof_t *kprof_begin(const cg_backend_ops_t *ops, const opts_t *o, result_t *res,
+                               cg_backend_cfg_t *bc) {
+  if (!o->kernels || ops != &cg_backend_cuda) return NULL;
+  char err[512];
+  cg_kprof_t *kp = cg_kprof_create(err, sizeof err);
+  if (!kp) {
+    char line[600];
+    snprintf(line, sizeof line, "# kernels: unavailable (%.500s)\n", err);
+    res->kreport = strdup(line);
+  }
+  bc->kprof = kp;
+  return kp;
+}
+static void kprof_end(cg_kprof_t *kp) { cg_kprof_destroy(kp); }
+#else /* a CPU-only build has no kernel breakdown */
+typedef struct cg_kprof cg_kprof_t;
+static cg_kprof_t *kprof_begin(const cg_backend_ops_t *ops, const opts_t *o, result_t *res,
+                               cg_backend_cfg_t *bc) {
+  (void)ops, (void)o, (void)res, (void)bc;
+  return NULL;
+}
+static void kernels_window(const cg_backend_ops_t *ops, cg_backend_t *be, const opts_t *o,
+                           result_t *res, cg_kprof_t *kp, int64_t *t, cg_adamw_t *opt) {
+  (void)ops, (void)be, (void)o, (void)res, (void)kp, (void)t, (void)opt;
+}
+static void kprof_end(cg_kprof_t *kp) { (void)kp; }
 #endif
 
 static cg_backend_cfg_t backend_cfg(const opts_t *o, const result_t *res,
@@ -301,26 +330,13 @@ static void run_one(const cg_backend_ops_t *ops, const opts_t *o, result_t *res)
   cg_buckets_t bk;
   cg_buckets_plan(&m, 25e6, &bk);
   cg_backend_cfg_t bc = backend_cfg(o, res, &bk);
-#ifdef COGPU_HAVE_CUDA
-  cg_kprof_t *kp = NULL;
-  if (o->kernels && ops == &cg_backend_cuda) { /* before the backend: see kprof.h */
-    kp = cg_kprof_create(err, sizeof err);
-    if (!kp) {
-      char line[600];
-      snprintf(line, sizeof line, "# kernels: unavailable (%.500s)\n", err);
-      res->kreport = strdup(line);
-    }
-    bc.kprof = kp;
-  }
-#endif
+  cg_kprof_t *kp = kprof_begin(ops, o, res, &bc);
   cg_backend_t *be = NULL;
   const double used0 = ops == &cg_backend_cpu ? -1 : device_used_bytes();
   res->mem_device_gib = -1;
   if (ops->create(&m, &bc, &be, err, sizeof err)) {
     snprintf(res->note, sizeof res->note, "%.120s", err);
-#ifdef COGPU_HAVE_CUDA
-    cg_kprof_destroy(kp);
-#endif
+    kprof_end(kp);
     return;
   }
   int64_t t = 0;
@@ -338,14 +354,10 @@ static void run_one(const cg_backend_ops_t *ops, const opts_t *o, result_t *res)
   }
   res->ok = isfinite(res->loss);
   if (!res->ok) snprintf(res->note, sizeof res->note, "non-finite loss while timing");
-#ifdef COGPU_HAVE_CUDA
   if (kp) kernels_window(ops, be, o, res, kp, &t, &opt);
-#endif
 done:
   ops->destroy(be);
-#ifdef COGPU_HAVE_CUDA
-  cg_kprof_destroy(kp); /* after the backend, which brackets its work with it */
-#endif
+  kprof_end(kp); /* after the backend, which brackets its work with it */
 }
 
 static int train_check(void *arg, char *err, size_t errlen) {
