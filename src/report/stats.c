@@ -350,6 +350,90 @@ static void print_table(const cg_stats_t *s, const table_t *tb, FILE *out) {
   fflush(out);
 }
 
+/* The cluster's figures of one window, from every rank's gathered numbers (rank 0). */
+typedef struct {
+  fig_t *f;             /* per rank, malloc'ed (summarise): the caller frees */
+  fig_t mean, max, imb; /* imb: max / mean - 1 */
+  double median;        /* of the ranks' own time, ms/step */
+  double cluster_ips;   /* samples / mean wall time */
+  int straggler;        /* the slowest rank more than 10% above the median, or -1 */
+} summary_t;
+
+static void summarise(const cg_stats_t *s, int R, summary_t *u) {
+  u->f = cg_calloc((size_t)R, sizeof(fig_t), "stats figures");
+  memset(&u->mean, 0, sizeof u->mean);
+  for (int i = 0; i < NFIG; i++) *fig_at(&u->max, i) = -INFINITY;
+  double samples = 0, wall = 0;
+  for (int r = 0; r < R; r++) {
+    u->f[r] = derive(s->all + (size_t)r * NF, s->gpu);
+    samples += s->all[(size_t)r * NF + F_SAMPLES];
+    wall += s->all[(size_t)r * NF + F_WALL];
+    for (int i = 0; i < NFIG; i++) {
+      double v = *fig_at(&u->f[r], i);
+      *fig_at(&u->mean, i) += v / R; /* NaN stays NaN: absent on one rank = absent */
+      if (v > *fig_at(&u->max, i)) *fig_at(&u->max, i) = v;
+    }
+  }
+  for (int i = 0; i < NFIG; i++)
+    if (!isfinite(*fig_at(&u->mean, i))) *fig_at(&u->max, i) = NAN;
+  u->cluster_ips = wall > 0 ? samples / (wall / R) : 0;
+  /* straggler: own time > 1.1 x median own time */
+  double *own = cg_malloc(sizeof(double) * (size_t)R, "own");
+  for (int r = 0; r < R; r++) own[r] = u->f[r].own_ms;
+  qsort(own, (size_t)R, sizeof(double), cmp_d);
+  u->median = R % 2 ? own[R / 2] : 0.5 * (own[R / 2 - 1] + own[R / 2]);
+  free(own);
+  u->straggler = -1;
+  for (int r = 0; r < R; r++)
+    if (u->f[r].own_ms > 1.1 * u->median &&
+        (u->straggler < 0 || u->f[r].own_ms > u->f[u->straggler].own_ms))
+      u->straggler = r;
+  for (int i = 0; i < NFIG; i++) {
+    double mv = *fig_at(&u->mean, i);
+    *fig_at(&u->imb, i) = mv > 0 ? *fig_at(&u->max, i) / mv - 1.0 : NAN;
+  }
+}
+
+/* The --stats-out record of the window, made in memory (the final one may wait for the final
+ * validation): a malloc'ed line the caller owns; *val_at is where the validation goes. */
+static char *jsonl_record(const cg_stats_t *s, const summary_t *u, int R, int64_t step,
+                          int64_t total, int final, double window_steps, double loss,
+                          size_t *val_at) {
+  char *line = NULL;
+  size_t len = 0;
+  FILE *j = open_memstream(&line, &len);
+  if (!j) CG_FATAL("out of memory (stats record)");
+  fprintf(j, "{\"step\": %lld, \"total_steps\": %lld, \"final\": %s, \"time\": %.3f, ",
+          (long long)step, (long long)total, final ? "true" : "false", (double)time(NULL));
+  fprintf(j, "\"window_steps\": %.0f, \"gpu_backend\": %s, ", window_steps,
+          s->gpu ? "true" : "false");
+  json_num(j, "loss", loss, 1);
+  fflush(j);
+  *val_at = len;
+  fprintf(j, "\"ranks\": [");
+  for (int r = 0; r < R; r++) {
+    fprintf(j, "%s{\"rank\": %d, \"host\": \"%s\", \"gpu\": \"%s\", ", r ? ", " : "", r,
+            s->names + (size_t)r * 2 * NAME_LEN, s->names + (size_t)r * 2 * NAME_LEN + NAME_LEN);
+    for (int i = 0; i < NFIG; i++) json_num(j, fig_key[i], *fig_at(&u->f[r], i), i < NFIG - 1);
+    fprintf(j, "}");
+  }
+  fprintf(j, "], \"cluster\": {");
+  json_num(j, "img_per_s", u->cluster_ips, 1);
+  json_num(j, "median_own_ms", u->median, 1);
+  const char *grp[3] = {"mean", "max", "imbalance"};
+  const fig_t *gv[3] = {&u->mean, &u->max, &u->imb};
+  for (int k = 0; k < 3; k++) {
+    fprintf(j, "\"%s\": {", grp[k]);
+    for (int i = 0; i < NFIG; i++)
+      json_num(j, fig_key[i], *fig_at((fig_t *)gv[k], i), i < NFIG - 1);
+    fprintf(j, "}, ");
+  }
+  if (u->straggler >= 0) fprintf(j, "\"straggler\": %d}}\n", u->straggler);
+  else fprintf(j, "\"straggler\": null}}\n");
+  fclose(j);
+  return line;
+}
+
 double cg_stats_report(cg_stats_t *s, const cg_window_t *w, int64_t step, int64_t total,
                        int final, FILE *out, cg_cluster_t *cl) {
   const cg_comm_t *c = s->c;
@@ -367,44 +451,12 @@ double cg_stats_report(cg_stats_t *s, const cg_window_t *w, int64_t step, int64_
   if (cl) cluster_means(s, cl);
   if (c->rank != 0) return loss;
 
-  fig_t *f = cg_calloc((size_t)R, sizeof(fig_t), "stats figures");
-  fig_t mean, max;
-  memset(&mean, 0, sizeof mean);
-  for (int i = 0; i < NFIG; i++) *fig_at(&max, i) = -INFINITY;
-  double samples = 0, wall = 0;
-  for (int r = 0; r < R; r++) {
-    f[r] = derive(s->all + (size_t)r * NF, s->gpu);
-    samples += s->all[(size_t)r * NF + F_SAMPLES];
-    wall += s->all[(size_t)r * NF + F_WALL];
-    for (int i = 0; i < NFIG; i++) {
-      double v = *fig_at(&f[r], i);
-      *fig_at(&mean, i) += v / R; /* NaN stays NaN: absent on one rank = absent */
-      if (v > *fig_at(&max, i)) *fig_at(&max, i) = v;
-    }
-  }
-  for (int i = 0; i < NFIG; i++)
-    if (!isfinite(*fig_at(&mean, i))) *fig_at(&max, i) = NAN;
-  double cluster_ips = wall > 0 ? samples / (wall / R) : 0;
-  /* straggler: own time > 1.1 x median own time */
-  double *own = cg_malloc(sizeof(double) * (size_t)R, "own");
-  for (int r = 0; r < R; r++) own[r] = f[r].own_ms;
-  qsort(own, (size_t)R, sizeof(double), cmp_d);
-  double median = R % 2 ? own[R / 2] : 0.5 * (own[R / 2 - 1] + own[R / 2]);
-  free(own);
-  int straggler = -1;
-  for (int r = 0; r < R; r++)
-    if (f[r].own_ms > 1.1 * median && (straggler < 0 || f[r].own_ms > f[straggler].own_ms))
-      straggler = r;
-  if (cl) cl->straggler = straggler; /* rank 0 only: the others do not sort */
-  fig_t imb;
-  for (int i = 0; i < NFIG; i++) {
-    double mv = *fig_at(&mean, i);
-    *fig_at(&imb, i) = mv > 0 ? *fig_at(&max, i) / mv - 1.0 : NAN;
-  }
-
+  summary_t u;
+  summarise(s, R, &u);
+  if (cl) cl->straggler = u.straggler; /* rank 0 only: the others do not sort */
   if (out) {
-    const table_t tb = {f, &mean, &max, &imb, straggler, median, step, total, final,
-                        mine[F_STEPS], cluster_ips};
+    const table_t tb = {u.f, &u.mean, &u.max, &u.imb, u.straggler, u.median, step, total, final,
+                        mine[F_STEPS], u.cluster_ips};
     print_table(s, &tb, out);
   }
   if (out && s->timing) { /* gather as measured above; format: the rank-0 work up to here */
@@ -412,45 +464,17 @@ double cg_stats_report(cg_stats_t *s, const cg_window_t *w, int64_t step, int64_
             1e3 * (MPI_Wtime() - t0 - t_gather), R);
     fflush(out);
   }
-  if (s->prom) write_prom(s, f, R, step, total, final, loss, cluster_ips, straggler, &imb);
+  if (s->prom)
+    write_prom(s, u.f, R, step, total, final, loss, u.cluster_ips, u.straggler, &u.imb);
   if (s->jsonl) {
-    /* the line is made in memory: the final one may wait for the final validation */
-    char *line = NULL;
-    size_t len = 0;
-    FILE *j = open_memstream(&line, &len);
-    if (!j) CG_FATAL("out of memory (stats record)");
-    fprintf(j, "{\"step\": %lld, \"total_steps\": %lld, \"final\": %s, \"time\": %.3f, ",
-            (long long)step, (long long)total, final ? "true" : "false", (double)time(NULL));
-    fprintf(j, "\"window_steps\": %.0f, \"gpu_backend\": %s, ", mine[F_STEPS], s->gpu ? "true" : "false");
-    json_num(j, "loss", loss, 1);
-    fflush(j);
-    const size_t val_at = len;
-    fprintf(j, "\"ranks\": [");
-    for (int r = 0; r < R; r++) {
-      fprintf(j, "%s{\"rank\": %d, \"host\": \"%s\", \"gpu\": \"%s\", ", r ? ", " : "", r,
-              s->names + (size_t)r * 2 * NAME_LEN, s->names + (size_t)r * 2 * NAME_LEN + NAME_LEN);
-      for (int i = 0; i < NFIG; i++) json_num(j, fig_key[i], *fig_at(&f[r], i), i < NFIG - 1);
-      fprintf(j, "}");
-    }
-    fprintf(j, "], \"cluster\": {");
-    json_num(j, "img_per_s", cluster_ips, 1);
-    json_num(j, "median_own_ms", median, 1);
-    const char *grp[3] = {"mean", "max", "imbalance"};
-    const fig_t *gv[3] = {&mean, &max, &imb};
-    for (int k = 0; k < 3; k++) {
-      fprintf(j, "\"%s\": {", grp[k]);
-      for (int i = 0; i < NFIG; i++) json_num(j, fig_key[i], *fig_at((fig_t *)gv[k], i), i < NFIG - 1);
-      fprintf(j, "}, ");
-    }
-    if (straggler >= 0) fprintf(j, "\"straggler\": %d}}\n", straggler);
-    else fprintf(j, "\"straggler\": null}}\n");
-    fclose(j);
+    size_t val_at;
+    char *line = jsonl_record(s, &u, R, step, total, final, mine[F_STEPS], loss, &val_at);
     free(s->held);
     s->held = line;
     s->held_at = val_at;
     if (!(final && s->hold_final)) cg_stats_flush_final(s);
   }
-  free(f);
+  free(u.f);
   return loss;
 }
 
