@@ -110,5 +110,10 @@ fi
 for f in $($BIN train --help | grep -oE '^  --[a-z0-9-]+' | tr -d ' '); do
   grep -q -- "$f" "$README" || { echo "FAIL README.md lacks $f"; fail=1; }
 done
+# The README names every Debian package the set-up scripts install (scripts/common.sh's lists).
+for p in $(bash -c 'source "$1/scripts/common.sh"; echo $PACKAGES_MAIN $PACKAGES_TEST' _ \
+           "$(dirname "$0")/.."); do
+  grep -qE -- "(^|[ \`])$p([ \`]|\$)" "$README" || { echo "FAIL README.md lacks package $p"; fail=1; }
+done
 [ $fail -eq 0 ] && echo "test_cli: all passed"
 exit $fail

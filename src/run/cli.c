@@ -23,7 +23,8 @@ static const cg_opt_t g_opts[] = {
     CG_OPT_ROW_TEXT(STR, "backend", O(backend), "auto|cpu|cuda", C_TRAIN | C_INFO, "B",
         "compute backend; auto = cuda when a GPU is usable, else cpu (it says which)"),
     CG_OPT_ROW_TEXT(STR, "precision", O(precision), "auto|fp32|bf16|fp16", C_TRAIN, "P",
-        "compute precision; auto = bf16 on a GPU, fp32 on the cpu backend (fp32 only)"),
+        "compute precision: auto, fp32, bf16 or fp16; auto = bf16 on a GPU, fp32 on the cpu "
+        "backend (fp32 only)"),
     CG_OPT_ROW_NUM(INT, "threads", O(threads), 0, 4096, C_TRAIN, "N",
         "compute threads per rank; 0 = the rank's share of the cores it may use"),
     CG_OPT_ROW_ONOFF("cuda-graph", O(cuda_graph), C_TRAIN,
@@ -35,13 +36,13 @@ static const cg_opt_t g_opts[] = {
         "cuda: keep the cuDNN algorithm choices in FILE and reuse them in later runs"),
     /* model */
     CG_OPT_ROW_NUM(INT, "model-base", O(model_base), 1, 1024, C_TRAIN | C_INFO, "N",
-        "UNet base width b (widths b, 2b, ..., b*2^depth)"),
+        "UNet base width b, 1..1024 (widths b, 2b, ..., b*2^depth)"),
     CG_OPT_ROW_NUM(INT, "model-depth", O(model_depth), 1, 6, C_TRAIN | C_INFO, "N",
-        "UNet depth d (number of 2x2 poolings)"),
+        "UNet depth d, 1..6 (number of 2x2 poolings)"),
     CG_OPT_ROW_NUM(INT, "image-size", O(image_size), 2, 8192, C_TRAIN | C_INFO, "N",
-        "images are N x N; N must be a multiple of 2^depth"),
+        "images are N x N, 2..8192; N must be a multiple of 2^depth"),
     CG_OPT_ROW_NUM(INT, "num-classes", O(num_classes), 1, 255, C_TRAIN | C_INFO, "K",
-        "classes: 1 = binary (mask pixel > 0 is foreground); K >= 2: masks hold class ids "
+        "classes, 1..255: 1 = binary (mask pixel > 0 is foreground); K >= 2: masks hold class ids "
         "0..K-1 (gray PNG values or palette indices), softmax cross-entropy + soft Dice"),
     {"ignore-index", CG_OPT_INT, O(ignore_index), -1, 255, CG_OPT_NODEF, NULL, C_TRAIN, "I",
      "mask label left out of the loss and the metrics, not a class id (>= --num-classes); "
@@ -97,7 +98,7 @@ static const cg_opt_t g_opts[] = {
         "epochs to train when --steps is 0"),
     CG_OPT_ROW_NUM_GT(DBL, "lr", O(lr), 0, 10, C_TRAIN, "X", "AdamW learning rate, in (0, 10]"),
     CG_OPT_ROW_NUM(DBL, "weight-decay", O(weight_decay), 0, 1, C_TRAIN, "X",
-        "AdamW decoupled weight decay"),
+        "AdamW decoupled weight decay, in [0, 1]"),
     CG_OPT_ROW_NUM(DBL, "beta1", O(beta1), 0, 1, C_TRAIN, "X", "AdamW beta1, in [0, 1)"),
     CG_OPT_ROW_NUM(DBL, "beta2", O(beta2), 0, 1, C_TRAIN, "X", "AdamW beta2, in [0, 1)"),
     CG_OPT_ROW_NUM_GT(DBL, "eps", O(eps), 0, 1, C_TRAIN, "X", "AdamW epsilon"),
@@ -152,7 +153,8 @@ static const cg_opt_t g_opts[] = {
         "(half the bytes), sums in bf16 and widens the sums into the fp32 gradients AdamW reads; "
         "no effect on one rank"),
     CG_OPT_ROW_TEXT(STR, "progress", O(progress), "auto|bar|plain|off", C_TRAIN, "M",
-        "rank 0 progress: a bar on a terminal, plain log lines otherwise (auto)"),
+        "rank 0 progress: bar, plain (log lines), off, or auto: a bar on a terminal, plain "
+        "log lines otherwise"),
     /* checkpoints and failures */
     CG_OPT_ROW_OUT(STR, "checkpoint-dir", O(checkpoint_dir), C_TRAIN, "DIR",
         "write checkpoints (weights, optimizer, loss scaler, data position) to DIR, created if "
