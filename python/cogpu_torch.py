@@ -108,6 +108,11 @@ class CogpuUNet(nn.Module):
         self.head = nn.Conv2d(w[0], nclass, 1, bias=True)
 
     def forward(self, x):
+        m = 1 << self.depth
+        if not torch.jit.is_tracing() and (x.shape[-2] % m or x.shape[-1] % m):
+            raise ValueError("input of %d x %d: height and width must be multiples of 2^depth = "
+                             "%d (cogpu-dist predict tiles any size)" % (x.shape[-2],
+                                                                        x.shape[-1], m))
         if self.features is not None:
             x = self.features(x)
         skips = []
@@ -130,6 +135,9 @@ def read_safetensors(path):
     """(tensors: name -> torch.Tensor float32, metadata: dict of str) from a safetensors file."""
     with open(path, "rb") as f:
         data = f.read()
+    if data[:8] == b"CGCKPT\r\n":
+        raise ValueError("%s: a cogpu-dist checkpoint, not a safetensors file: run `cogpu-dist "
+                         "export --checkpoint %s --out FILE.safetensors` first" % (path, path))
     if len(data) < 8:
         raise ValueError("%s: too short for a safetensors file" % path)
     (n,) = struct.unpack("<Q", data[:8])

@@ -60,6 +60,23 @@ done
 (cd "$HERE/../python" && $PY -m cogpu_torch "$T/m4.safetensors" --onnx "$T/cli.onnx") ||
   fail "python3 -m cogpu_torch --onnx"
 [ -s "$T/cli.onnx" ] || fail "no ONNX file written"
+# The module names the two mistakes a PyTorch user makes: a checkpoint for an export, and a size
+# that is not a multiple of 2^depth.
+(cd "$HERE/../python" && $PY - "$T" <<'PYEOF'
+import glob, sys, torch, cogpu_torch
+t = sys.argv[1]
+for call, want in ((lambda: cogpu_torch.load(glob.glob(t + "/ck4/ckpt-*.cgck")[0]),
+                    "a cogpu-dist checkpoint, not a safetensors file"),
+                   (lambda: cogpu_torch.load(t + "/m4.safetensors")(torch.zeros(1, 3, 30, 32)),
+                    "multiples of 2^depth = 4")):
+    try:
+        call()
+        sys.exit("no error")
+    except ValueError as e:
+        if want not in str(e):
+            sys.exit("unexpected message: %s" % e)
+PYEOF
+) || fail "cogpu_torch's messages for a checkpoint and a bad size"
 # Fine-tuning from the imported checkpoint: train --resume runs on from step 0.
 $MPIRUN -np 1 $BIN train --backend cpu --train-samples 256 --val-samples 16 --image-size 32 \
   --model-base 4 --model-depth 2 --batch 8 --steps 5 --progress off --threads 1 \
@@ -133,6 +150,9 @@ expect2 "export without --out" "--out is required" $BIN export --checkpoint "$T/
 expect2 "export of a missing checkpoint" "$T/nope" $BIN export --checkpoint "$T/nope" --out "$T/x"
 expect2 "import with an unknown flag" "unknown option --bogus" $BIN import --in x --bogus y
 expect2 "export with an empty --out=" "--out: empty value" $BIN export --checkpoint="$T/ck1" --out=
+expect2 "export to FILE.onnx" "export writes safetensors, not ONNX" \
+  $BIN export --checkpoint "$T/ck1" --out "$T/m.onnx"
+[ ! -e "$T/m.onnx" ] || fail "export --out FILE.onnx wrote a file"
 expect2 "import into an uncreatable directory" "import: --out: cannot create directory" \
   $BIN import --in "$T/m1.safetensors" --out "$T/m1.safetensors/sub"
 echo "PASS interop"

@@ -300,6 +300,13 @@ int cg_export_main(int argc, char **argv) {
   int rc = parse_pair(argc, argv, rows, &o, export_usage, "export");
   if (rc) return rc == 1 ? 0 : CG_EXIT_USAGE;
   const char *vals[2] = {o.a, o.b};
+  const size_t ol = strlen(vals[1]);
+  if (ol >= 5 && !strcmp(vals[1] + ol - 5, ".onnx")) { /* the README's section says ONNX too */
+    fprintf(stderr, "cogpu-dist: error: export: --out %s: export writes safetensors, not ONNX: "
+            "write FILE.safetensors, then `python3 -m cogpu_torch FILE.safetensors --onnx %s` "
+            "(README: Export)\n", vals[1], vals[1]);
+    return CG_EXIT_USAGE;
+  }
   cg_ckpt_info_t info;
   cg_model_t m;
   float *params = NULL;
