@@ -109,6 +109,11 @@ grep -q "version 4" "$T/i.log" || fail "not version 4"
 $BIN inspect "$T/ck" > "$T/id.log"
 grep -q "^best: .*, val_miou " "$T/id.log" || { cat "$T/id.log"; fail "inspect DIR: best not by mIoU"; }
 expect2 "inspect: error: empty FILE|DIR" $BIN inspect ""
+# predict --masks names a value outside the model's classes as train does (range, ignore label)
+$BENCH make-pngs --out "$T/p8" --count 4 --image-size 32 --num-classes 8 > /dev/null
+expect2 "is not a class id of the model's --num-classes 4 (0..3) nor the ignore label 255" \
+  $MPIRUN -np 1 $BIN predict --backend cpu --checkpoint "$T/ck" --input "$T/p8/images" \
+  --masks "$T/p8/masks" --output "$T/p8out"
 # the same from a shard of them: the shard keeps the palette, and so does the checkpoint
 $BIN pack --images "$T/p/images" --masks "$T/p/masks" --out "$T/p.cgds" --image-size 32 \
   --num-classes 4 > /dev/null

@@ -473,8 +473,10 @@ static int truth_row(void *ctx, int y, const uint8_t *px, char *why, size_t whyl
     if (t->k == 1) {
       r[x] = r[x] > 0;
     } else if (r[x] >= t->k) {
-      snprintf(why, whylen, "mask value %d at (%d, %d) is not a class id of --num-classes %d%s",
-               r[x], x, y, t->k, t->ignore >= 0 ? " nor the ignore label" : "");
+      char ign[48] = "";
+      if (t->ignore >= 0) snprintf(ign, sizeof ign, " nor the ignore label %d", t->ignore);
+      snprintf(why, whylen, "mask value %d at x %d, y %d is not a class id of the model's "
+               "--num-classes %d (0..%d)%s", r[x], x, y, t->k, t->k - 1, ign);
       return -1;
     }
   }
