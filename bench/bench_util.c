@@ -44,6 +44,19 @@ static int refuse_outputs(const cg_bench_t *b, const cg_opts_set_t *train, int a
   return 0;
 }
 
+/* --json-out is checked before the benchmark runs (minutes on a GPU), as train checks its
+ * outputs: a directory that does not exist, a FIFO or a device is refused up front. */
+static int check_json_out(const cg_opts_set_t *set, char *err, size_t errlen) {
+  for (size_t i = 0; i < set->n; i++) {
+    const cg_opt_t *o = &set->opts[i];
+    if (strcmp(o->name, "json-out") != 0) continue;
+    const char *path;
+    memcpy(&path, (const char *)set->dst + o->off, sizeof path);
+    if (path && cg_afile_check("--json-out", path, CG_AFILE_REPLACE, err, errlen)) return -1;
+  }
+  return 0;
+}
+
 int cg_bench_parse(const cg_bench_t *b, int argc, char **argv, void *opts, char *err,
                    size_t errlen) {
   cg_opts_set_t sets[2];
@@ -57,7 +70,7 @@ int cg_bench_parse(const cg_bench_t *b, int argc, char **argv, void *opts, char 
   cg_config_t *cfg = train_cfg(b, opts);
   if (cfg && cg_cli_check(cfg, err, errlen)) return -1;
   if (b->check && b->check(opts, err, errlen)) return -1;
-  return 0;
+  return check_json_out(&sets[0], err, errlen);
 }
 
 void cg_bench_print_help(FILE *f, const cg_bench_t *b) {

@@ -78,6 +78,10 @@ expect_usage "--max-bytes: 9G is out of range" allreduce --max-bytes 9G
 expect_usage "--max-bytes: 1024 is below --min-bytes 1048576" allreduce --min-bytes 1M \
   --max-bytes 1K
 expect_usage "--out: the directory to write is required" make-pngs --count 4
+# --json-out is checked before the benchmark runs, and a device is never replaced
+expect_usage "--json-out: directory '$T/nodir' of '$T/nodir/x.json' does not exist" \
+  membw --reps 1 --json-out "$T/nodir/x.json"
+expect_usage "--json-out: '/dev/null' is a character device" membw --reps 1 --json-out /dev/null
 expect_usage "--ignore-index: 2 is a class id (--num-classes 4)" make-pngs --out "$T/x" \
   --num-classes 4 --ignore-index 2
 expect_usage "--mask-palette: needs --num-classes >= 2" make-pngs --out "$T/x" --mask-palette
