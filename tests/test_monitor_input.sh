@@ -71,6 +71,10 @@ checks() {
   sed 's/^cogpu-monitor stats-4rank.jsonl /cogpu-monitor \/dev\/stdin /' "$D/stats-4rank.monitor.txt" > "$T/want"
   cat "$T/big.jsonl" | timeout 20 "$M" --once /dev/stdin > "$T/out" 2> "$T/err" || fail "pipe: $(cat "$T/err")"
   diff -u "$T/want" "$T/out" || fail "pipe --once"
+  # --stats-out /dev/stdout | cogpu-monitor /dev/stdin: the job's log lines are not bad records
+  { echo "[rank 0 host] step 1/30 loss 0.7"; echo "  a log line"; cat "$D/stats-4rank.jsonl"; } |
+    timeout 20 "$M" --once /dev/stdin > "$T/out" 2> "$T/err" || fail "pipe with log lines"
+  diff -u "$T/want" "$T/out" || fail "a pipe's log lines were counted as bad"
   timeout 20 "$M" --once /dev/stdin < "$T/big.jsonl" > "$T/out" || fail "redirected file"
   diff -u "$T/want" "$T/out" || fail "redirected file --once"
   # following a pipe: the latest record of what arrived, ends at the final one; a pipe ending

@@ -320,6 +320,8 @@ static int take_line(cg_monitor_src_t *s, char *line, size_t n, time_t when) {
   if (n && line[n - 1] == '\r') n--;
   line[n] = 0;
   if (n == 0) return 0; /* blank lines are not records, nor errors */
+  size_t lead = strspn(line, " \t");
+  if (s->stream && line[lead] != '{') return 0; /* the job's log lines (--stats-out /dev/stdout) */
   char why[sizeof s->why];
   int final;
   cg_json_t *r = parse_record(line, &final, why, sizeof why);
