@@ -24,8 +24,8 @@
 
 static void usage(FILE *f) {
   fprintf(f, "usage: cogpu-monitor [--once] [--plain] [--interval SECONDS] FILE.jsonl\n"
-             "  live view of a job's --stats-out file: per-rank rows (step, step_ms, gpu_busy,\n"
-             "  data_wait, comm_exposed, cpu_busy, img/s), the straggler highlighted, the\n"
+             "  live view of a job's --stats-out file: per-rank rows (step, step_ms, compute,\n"
+             "  data_wait, comm_exp, cpu_busy, img/s), the straggler highlighted, the\n"
              "  cluster summary; refreshes as the file grows, ends at the job's final record.\n"
              "  FILE may be a pipe or FIFO (e.g. /dev/stdin), read as it comes.\n"
              "  --once      print the latest record and exit (a pipe is read to its end)\n"
