@@ -34,6 +34,7 @@ typedef struct {
   double ref_ms;
   cg_netmodel_t net;
   cg_config_t train; /* every `cogpu-dist train` option */
+  int batch_given;   /* --batch on the command line (a projection from a file has no batch) */
 } opts_t;
 
 #define F(f) CG_OPT_FIELD(opts_t, f)
@@ -81,7 +82,7 @@ static const cg_opt_t g_opts[] = {
  *     per channel, up to 32 channels, i.e. up to a quarter of an H200's 132 SMs while it runs. */
 static const opts_t g_defaults = {
     NULL, 0, NULL, NULL, {8, {8, 16, 32, 64, 128, 256, 512, 1024}}, "best", "4", 0,
-    {8, 460.0, 400.0, 3.4, 9.6, 8.4, 0, 4, 0.10}, {0}};
+    {8, 460.0, 400.0, 3.4, 9.6, 8.4, 0, 4, 0.10}, {0}, 0};
 
 static int scaling_check(void *arg, char *err, size_t errlen) {
   opts_t *o = arg;
@@ -250,7 +251,10 @@ static int project(const opts_t *o, const char *prefix, char *js, size_t *len, s
 
 /* Bench defaults where the user said nothing: a run long enough for a steady window. */
 static void scaling_given(void *arg, int argc, char **argv) {
-  cg_bench_train_defaults(&((opts_t *)arg)->train, argc, argv, 60, 0);
+  opts_t *o = arg;
+  cg_bench_train_defaults(&o->train, argc, argv, 60, 0);
+  for (int i = 1; i < argc; i++)
+    if (!strcmp(argv[i], "--batch") || !strncmp(argv[i], "--batch=", 8)) o->batch_given = 1;
 }
 
 static int scaling_run(const void *arg, cg_comm_t *c) {
@@ -275,7 +279,11 @@ static int scaling_run(const void *arg, cg_comm_t *c) {
   int rc = measure(&cfg, c, pts, np, ips);
   if (rc || c->rank != 0) return rc;
   char js[8192];
-  size_t len = (size_t)snprintf(js, sizeof js, "{\"bench\": \"scaling\", \"batch\": %d", cfg.batch);
+  size_t len;
+  if (np == 0 && !o->batch_given) /* the timeline came from a file: its batch is not known */
+    len = (size_t)snprintf(js, sizeof js, "{\"bench\": \"scaling\", \"batch\": null");
+  else
+    len = (size_t)snprintf(js, sizeof js, "{\"bench\": \"scaling\", \"batch\": %d", cfg.batch);
   if (!o->project)
     len = print_measured(&cfg, pts, np, ips, js, len, sizeof js);
   else if ((rc = project(o, prefix, js, &len, sizeof js)))

@@ -49,6 +49,12 @@ K=$(dirname "$0")/../bench/issue16-kernels-bf16-b32.json
   grep -qE '^  1024 +[0-9.]+ ms +[0-9.]+ ms +[0-9.]+%' "$T/k.txt" &&
   echo "PASS kernel-time stand-in: $(grep -E '^  1024 ' "$T/k.txt" | xargs)" ||
   { echo "FAIL --kernels-json"; cat "$T/k.txt"; fail=1; }
+# The JSON names the batch only when it is known: --batch given, or measured here.
+"$BENCH" scaling --project --kernels-json "$K" > "$T/k2.txt" 2>&1 &&
+  grep -q '^JSON {"bench": "scaling", "batch": null' "$T/k2.txt" &&
+  grep -q '^JSON {"bench": "scaling", "batch": 32,' "$T/k.txt" &&
+  echo "PASS the projection's batch: null from a file unless --batch is given" ||
+  { echo "FAIL the projection's batch"; cat "$T/k2.txt"; fail=1; }
 # A trace without the compute-track events: exit 2, naming the file.
 echo '{"traceEvents": []}' > "$T/empty.json"
 "$BENCH" scaling --project --trace "$T/empty.json" > "$T/e.txt" 2>&1
