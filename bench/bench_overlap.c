@@ -63,17 +63,18 @@ static int overlap_run(const void *arg, cg_comm_t *c) {
                                 "\"steps\": %lld, \"rows\": [", c->size, cfg.batch, (long long)cfg.steps);
   for (int m = 0; m < 2; m++) {
     const cg_train_result_t *r = &res[m];
-    char busy[16] = "-", cb[16] = "-";
+    char busy[16] = "-", cb[16] = "-", f1[32], f2[32];
     if (r->gpu_busy >= 0) snprintf(busy, sizeof busy, "%.1f%%", 100 * r->gpu_busy);
     if (r->cpu_busy >= 0) snprintf(cb, sizeof cb, "%.1f%%", 100 * r->cpu_busy);
     printf("  %-12s %10.1f %9.2f %10s %9.1f%% %10s %9.2f\n", name[m], r->last_img_per_s,
            r->last_img_per_s / base, busy, 100 * r->data_wait, cb, r->cpu_share);
     len += (size_t)snprintf(js + len, sizeof js - len,
                             "%s{\"mode\": \"%s\", \"img_per_s\": %.3f, \"speedup\": %.4f, "
-                            "\"busy\": %.4f, \"data_wait\": %.4f, \"cpu_busy\": %.4f, "
+                            "\"busy\": %s, \"data_wait\": %.4f, \"cpu_busy\": %s, "
                             "\"cpu_share\": %.4f}",
                             m ? ", " : "", name[m], r->last_img_per_s, r->last_img_per_s / base,
-                            r->gpu_busy, r->data_wait, r->cpu_busy, r->cpu_share);
+                            cg_bench_json_fig(f1, r->gpu_busy), r->data_wait,
+                            cg_bench_json_fig(f2, r->cpu_busy), r->cpu_share);
   }
   snprintf(js + len, sizeof js - len, "]}");
   cg_bench_write_json(json_out, js);

@@ -441,14 +441,16 @@ static int print_json(const cg_backend_ops_t *ops, const opts_t *o, const cg_mod
                           cuda ? cudnn_version() : 0L);
   for (int i = 0; i < nres && len < cap - 512; i++) {
     const result_t *r = &res[i];
+    char f1[32], f2[32], f3[32];
     len += (size_t)snprintf(js + len, cap - len,
                             "%s{\"precision\": \"%s\", \"batch\": %d, \"threads\": %d, "
                             "\"cuda_graph\": %s, \"img_per_s\": %.3f, \"ms_per_step\": %.4f, "
-                            "\"busy_frac\": %.4f, \"mem_gib\": %.4f, \"mem_device_gib\": %.4f, "
+                            "\"busy_frac\": %s, \"mem_gib\": %s, \"mem_device_gib\": %s, "
                             "\"ok\": %s}",
                             i ? ", " : "", cg_precision_name((cg_precision_t)r->prec), r->batch,
-                            r->threads, r->graph ? "true" : "false", r->ips, r->ms, r->busy_frac,
-                            r->mem_gib, r->mem_device_gib, r->ok ? "true" : "false");
+                            r->threads, r->graph ? "true" : "false", r->ips, r->ms,
+                            cg_bench_json_fig(f1, r->busy_frac), cg_bench_json_fig(f2, r->mem_gib),
+                            cg_bench_json_fig(f3, r->mem_device_gib), r->ok ? "true" : "false");
   }
   snprintf(js + len, cap - len, "]}");
   const int rc = cg_bench_write_json(o->json_out, js);

@@ -1,6 +1,7 @@
 /* bench_util.c: what every benchmark shares (bench_util.h): parsing a benchmark's command line
  * with the option engine, its --help, the training-run defaults of overlap and scaling, the
  * JSON line and the median. */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -145,4 +146,10 @@ double cg_bench_median(const double *v, int n) {
   double m = n % 2 ? t[n / 2] : 0.5 * (t[n / 2 - 1] + t[n / 2]);
   free(t);
   return m;
+}
+
+const char *cg_bench_json_fig(char buf[32], double v) {
+  if (v < 0 || !isfinite(v)) snprintf(buf, 32, "null");
+  else snprintf(buf, 32, "%.4f", v);
+  return buf;
 }

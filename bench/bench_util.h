@@ -69,4 +69,8 @@ int cg_bench_write_json(const char *path, const char *json);
 /* Median of n doubles (sorts a copy). */
 double cg_bench_median(const double *v, int n);
 
+/* A figure for the JSON line: "%.4f" of v, or "null" when v < 0 (not measured: a figure that
+ * cannot be measured is absent, never invented). Returns buf. */
+const char *cg_bench_json_fig(char buf[32], double v);
+
 #endif

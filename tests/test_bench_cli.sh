@@ -113,5 +113,12 @@ expect_usage "--best-metric: a training output" overlap --best-metric val_loss
 # On two ranks: every rank exits 2, only rank 0 prints.
 expect_usage "--iters: 0 is out of range" mpirun -np 2 allreduce --iters 0
 expect_usage "unknown option --bogus for 'scaling'" mpirun -np 2 scaling --project --bogus
+# A figure that cannot be measured is null in the JSON, never a made-up -1 (the CPU backend has no
+# device memory).
+"$BENCH" train --backend cpu --threads-list 1 --windows 1 --steps 2 --batch-list 2 \
+  --model-base 4 --model-depth 2 --image-size 32 --json-out "$T/tr.json" > /dev/null ||
+  { echo "FAIL a tiny bench train"; fail=1; }
+grep -q '"mem_device_gib": null' "$T/tr.json" ||
+  { echo "FAIL mem_device_gib not null on the CPU: $(cat "$T/tr.json")"; fail=1; }
 [ $fail -eq 0 ] && echo "test_bench_cli: all passed"
 exit $fail

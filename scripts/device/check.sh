@@ -514,9 +514,9 @@ final = json.load(open(os.path.join(w, "bench-final.json")))["results"][0] if os
 print("# change switched off    img/s   ms/step   mem GiB   final img/s / this")
 for tag, r in rows.items():
     ratio = final["img_per_s"] / r["img_per_s"] if final and r["img_per_s"] > 0 else float("nan")
-    print("  %-20s %8.1f %9.3f %9.3f   %.3f" % (tag, r["img_per_s"], r["ms_per_step"], r["mem_gib"], ratio))
+    print("  %-20s %8.1f %9.3f %9.3f   %.3f" % (tag, r["img_per_s"], r["ms_per_step"], r["mem_gib"] or float("nan"), ratio))
 if final:
-    print("  %-20s %8.1f %9.3f %9.3f" % ("(final)", final["img_per_s"], final["ms_per_step"], final["mem_gib"]))
+    print("  %-20s %8.1f %9.3f %9.3f" % ("(final)", final["img_per_s"], final["ms_per_step"], final["mem_gib"] or float("nan")))
 PY
 }
 
