@@ -63,6 +63,12 @@ tail -1 $T/s_all.jsonl | grep -q '"stopped": "every training load failing"' ||
   { echo "FAIL every sample bad: the stats do not end with a stop record"; fail=1; }
 [ "$(grep -c '"final": true' $T/s_all.jsonl)" -eq 1 ] ||
   { echo "FAIL every sample bad: a finished record before the stop record"; fail=1; }
+# the same started without mpirun (a singleton): one error line, none of Open MPI's abort noise
+timeout 60 $BIN $SMALL --data $D/trunc > "$T/single.out" 2> "$T/single.err"
+RC=$?; OUT=$T/single; SECS=0
+expect "truncated PNG, singleton" 2 "zz.png" "--skip-bad"
+grep -qE "MPI_ABORT|ORTE_ERROR_LOG" "$T/single.err" &&
+  { echo "FAIL singleton: Open MPI's abort noise: $(cat "$T/single.err")"; fail=1; }
 # serial loader (no helpers): the same rule
 run trunc_serial 1 $SMALL --data $D/trunc --cpu-workers 0
 expect "truncated PNG, serial loader" 2 "zz.png" "--skip-bad"

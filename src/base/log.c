@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <time.h>
 
 static int g_rank = -1;
@@ -49,7 +50,13 @@ static void abort_job(int code) {
   MPI_Finalized(&fin);
   fflush(stdout);
   fflush(stderr);
-  if (init && !fin) MPI_Abort(MPI_COMM_WORLD, code);
+  int size = 0;
+  if (init && !fin) MPI_Comm_size(MPI_COMM_WORLD, &size);
+  /* One process has nobody to take down: MPI_Abort would only add Open MPI's banner (and, run
+   * without mpirun, a spurious ORTE_ERROR_LOG line). _exit, not exit: this may be a helper
+   * thread, and atexit handlers must not run under the other threads' feet. */
+  if (size > 1) MPI_Abort(MPI_COMM_WORLD, code);
+  if (size == 1) _exit(code);
   exit(code);
 }
 
