@@ -239,14 +239,6 @@ int cg_monitor_render(const char *line, const cg_monitor_view_t *v, FILE *out, c
     const cg_json_t *o = cg_json_get(cl, grp[g]);
     if (o) draw_row(out, grp[g], "", "", "", o, gpu, "", "");
   }
-  const cg_json_t *val = cg_json_get(r, "val");
-  if (val && val->type == CG_JSON_OBJ) {
-    const int k = cg_json_get(val, "miou") != NULL;
-    fprintf(out, "  validation at step %.0f: loss %.4f  %s %.4f  %s %.4f  accuracy %.4f\n",
-            cg_json_num(val, "step", 0), cg_json_num(val, "loss", NAN), k ? "mIoU" : "IoU",
-            cg_json_num(val, k ? "miou" : "iou", NAN), k ? "mDice" : "Dice",
-            cg_json_num(val, k ? "mdice" : "dice", NAN), cg_json_num(val, "acc", NAN));
-  }
   const cg_json_t *imb = cg_json_get(cl, "imbalance");
   fprintf(out, "  imbalance (max/mean - 1): own time %.1f%%, step %.1f%%\n",
           100.0 * cg_json_num(imb, "own_ms", NAN), 100.0 * cg_json_num(imb, "step_ms", NAN));
@@ -260,6 +252,14 @@ int cg_monitor_render(const char *line, const cg_monitor_view_t *v, FILE *out, c
             k ? cg_json_num(k, "own_ms", NAN) : NAN, cg_json_num(cl, "median_own_ms", NAN));
   } else {
     fprintf(out, "  straggler: none\n");
+  }
+  const cg_json_t *val = cg_json_get(r, "val");
+  if (val && val->type == CG_JSON_OBJ) {
+    const int k = cg_json_get(val, "miou") != NULL;
+    fprintf(out, "  validation at step %.0f: loss %.4f  %s %.4f  %s %.4f  accuracy %.4f\n",
+            cg_json_num(val, "step", 0), cg_json_num(val, "loss", NAN), k ? "mIoU" : "IoU",
+            cg_json_num(val, k ? "miou" : "iou", NAN), k ? "mDice" : "Dice",
+            cg_json_num(val, k ? "mdice" : "dice", NAN), cg_json_num(val, "acc", NAN));
   }
   if (v->bad_lines > 0)
     fprintf(out, "  %ld bad line%s skipped%s%s%s\n", v->bad_lines, v->bad_lines == 1 ? "" : "s",
