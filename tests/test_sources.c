@@ -23,6 +23,7 @@
 #include "crc32.h"
 #include "augment.h"
 #include "feat.h"
+#include "fit.h"
 #include "loader.h"
 #include "log.h"
 #include "png_io.h"
