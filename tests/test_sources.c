@@ -26,6 +26,7 @@
 #include "fit.h"
 #include "loader.h"
 #include "log.h"
+#include "pack.h"
 #include "png_io.h"
 #include "rng.h"
 #include "source.h"

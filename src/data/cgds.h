@@ -137,12 +137,6 @@ int cg_cgds_pack(const char *images_dir, const char *masks_dir, const char *out_
                  int64_t max_pixels, volatile sig_atomic_t *cancel, cg_cgds_stats_t *stats,
                  char *err, size_t errlen);
 
-/* The `pack` command: argv[0] = "pack", then --images DIR --masks DIR --out FILE.cgds
- * [--image-size N] [--max-image-pixels N] (defaults: train's) [--encoding raw|jpeg|png]
- * [--quality Q] [--help]. Prints a one-line summary
- * on stdout, errors as "cogpu-dist pack: error: ..." on stderr. Returns the exit code: 0, 2 for
- * bad flags or bad input files, 1 when the output cannot be written, 130 when interrupted
- * (SIGINT/SIGTERM). Run it as one process: it does no MPI. */
-int cg_pack_main(int argc, char **argv);
+/* The `pack` command around these, cg_pack_main, is src/run/pack.h's. */
 
 #endif
