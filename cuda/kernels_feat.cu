@@ -78,7 +78,7 @@ __device__ __forceinline__ float norm_of(uint8_t v) {
   return __fdiv_rn(__fsub_rn(__fdiv_rn((float)v, 255.0f), 0.5f), 0.25f);
 }
 
-/* sobel_at of features.c: u/m/d rows, columns xm, x, xp. */
+/* sobel_at of feat.c: u/m/d rows, columns xm, x, xp. */
 __device__ __forceinline__ float sobel_of(const float *u, const float *m, const float *d, int xm,
                                           int x, int xp) {
   const float gx = __fsub_rn(__fadd_rn(__fadd_rn(u[xp], __fmul_rn(2.0f, m[xp])), d[xp]),

@@ -30,8 +30,8 @@
 #include "crc32.h"
 #include "log.h"
 #include "png_io.h"
+#include "fit.h"
 #include "rng.h"
-#include "source.h"
 #include "testutil.h"
 
 static char root[64];

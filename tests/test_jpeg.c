@@ -33,6 +33,7 @@
 
 #include <jpeglib.h>
 
+#include "fit.h"
 #include "image_io.h"
 #include "jpeg_io.h"
 #include "png_io.h"

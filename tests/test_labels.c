@@ -18,9 +18,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "fit.h"
 #include "metrics.h"
 #include "png_io.h"
-#include "source.h"
 #include "synth.h"
 #include "testutil.h"
 

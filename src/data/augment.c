@@ -6,7 +6,7 @@
 #include "augment.h"
 #include "log.h"
 #include "rng.h"
-#include "source.h" /* cg_resample_rgb, cg_resample_mask */
+#include "fit.h" /* cg_resample_rgb, cg_resample_mask */
 
 void cg_augment_flip(uint64_t seed, int64_t epoch, int64_t index, int h, int w, uint8_t *rgb,
                      uint8_t *mask) {

@@ -11,7 +11,10 @@
  * of the mapping at open, so later writes to the file cannot redirect a read.
  *
  * The writer decodes chunks of records in parallel (OpenMP) and writes them in index order, so
- * the file does not depend on the thread count. */
+ * the file does not depend on the thread count.
+ *
+ * Both sides go through the same named offsets and header struct (encode_header, decode_header),
+ * so the writer and the reader cannot disagree on where a field lies. */
 #include "cgds.h"
 
 #include <errno.h>
@@ -31,6 +34,95 @@
 #include "log.h"
 #include "png_io.h"
 
+/* ---- the format: named offsets, and the header that the writer and the reader share ------ */
+
+/* Header fields (cgds.h), in bytes from the start of the file. */
+enum {
+  HDR_MAGIC = 0,
+  HDR_VERSION = 4,
+  HDR_HEADER_BYTES = 8,
+  HDR_FLAGS = 12,
+  HDR_COUNT = 16,
+  HDR_H = 24,
+  HDR_W = 28,
+  HDR_CHANNELS = 32,
+  HDR_ENCODING = 36,
+  HDR_TABLE = 40,
+  HDR_FILE_BYTES = 48,
+  HDR_INDEX_CRC = 56,
+  HDR_CRC = 60 /* covers [0, HDR_CRC) */
+};
+/* Record table entry fields, from the entry's start ([v1]: up to ENT_IMAGE_BYTES). */
+enum {
+  ENT_OFFSET = 0,
+  ENT_LENGTH = 8,
+  ENT_CRC = 16,
+  ENT_NAME_LEN = 20,
+  ENT_NAME_OFFSET = 24,
+  ENT_IMAGE_BYTES = 32,
+  ENT_IMAGE_ENC = 36,
+  ENT_MASK_ENC = 37,
+  ENT_RESERVED16 = 38,
+  ENT_RESERVED64 = 40
+};
+/* Version 3's labels block fields. */
+enum { LAB_MAGIC = 0, LAB_NCLASS = 4, LAB_IGNORE = 8, LAB_NPAL = 12, LAB_PALETTE = 16 };
+
+_Static_assert(HDR_CRC + 4 == CG_CGDS_HEADER_BYTES, "header layout");
+_Static_assert(ENT_IMAGE_BYTES == CG_CGDS_ENTRY_BYTES_V1, "version 1 entry layout");
+_Static_assert(ENT_RESERVED64 + 8 == CG_CGDS_ENTRY_BYTES, "entry layout");
+_Static_assert(LAB_PALETTE + 768 == CG_CGDS_LABELS_BYTES, "labels block layout");
+
+/* The header's fields as numbers. The magic is not among them: the reader checks it before
+ * anything else, the writer always writes CG_CGDS_MAGIC. */
+typedef struct {
+  uint32_t version, header_bytes, flags;
+  uint64_t count;
+  uint32_t h, w, channels, encoding;
+  uint64_t table, file_bytes; /* table_offset, file_bytes */
+  uint32_t index_crc;
+} cgds_header_t;
+
+/* The CG_CGDS_HEADER_BYTES bytes at h: magic, hd's fields and header_crc. */
+static void encode_header(const cgds_header_t *hd, uint8_t *h) {
+  memset(h, 0, CG_CGDS_HEADER_BYTES);
+  memcpy(h + HDR_MAGIC, CG_CGDS_MAGIC, 4);
+  cg_le_put_u32(h + HDR_VERSION, hd->version);
+  cg_le_put_u32(h + HDR_HEADER_BYTES, hd->header_bytes);
+  cg_le_put_u32(h + HDR_FLAGS, hd->flags);
+  cg_le_put_u64(h + HDR_COUNT, hd->count);
+  cg_le_put_u32(h + HDR_H, hd->h);
+  cg_le_put_u32(h + HDR_W, hd->w);
+  cg_le_put_u32(h + HDR_CHANNELS, hd->channels);
+  cg_le_put_u32(h + HDR_ENCODING, hd->encoding);
+  cg_le_put_u64(h + HDR_TABLE, hd->table);
+  cg_le_put_u64(h + HDR_FILE_BYTES, hd->file_bytes);
+  cg_le_put_u32(h + HDR_INDEX_CRC, hd->index_crc);
+  cg_le_put_u32(h + HDR_CRC, cg_crc32(0, h, HDR_CRC));
+}
+
+/* h's fields into hd, unchecked: check_header decides what they may be. */
+static void decode_header(const uint8_t *h, cgds_header_t *hd) {
+  hd->version = cg_le_get_u32(h + HDR_VERSION);
+  hd->header_bytes = cg_le_get_u32(h + HDR_HEADER_BYTES);
+  hd->flags = cg_le_get_u32(h + HDR_FLAGS);
+  hd->count = cg_le_get_u64(h + HDR_COUNT);
+  hd->h = cg_le_get_u32(h + HDR_H);
+  hd->w = cg_le_get_u32(h + HDR_W);
+  hd->channels = cg_le_get_u32(h + HDR_CHANNELS);
+  hd->encoding = cg_le_get_u32(h + HDR_ENCODING);
+  hd->table = cg_le_get_u64(h + HDR_TABLE);
+  hd->file_bytes = cg_le_get_u64(h + HDR_FILE_BYTES);
+  hd->index_crc = cg_le_get_u32(h + HDR_INDEX_CRC);
+}
+
+/* Bytes of a table entry, and of the labels block at the end (0: none), in a version. */
+static size_t entry_bytes(uint32_t version) {
+  return version == 1 ? CG_CGDS_ENTRY_BYTES_V1 : CG_CGDS_ENTRY_BYTES;
+}
+static size_t labels_bytes(uint32_t version) {
+  return version >= 3 ? CG_CGDS_LABELS_BYTES : 0;
+}
 
 /* ---- reader ----------------------------------------------------------------------------- */
 
@@ -171,10 +263,10 @@ int cg_cgds_labels(const cg_source_t *s, int *nclass, int *ignore) {
 /* Version 3's labels block at b (inside the checked index area). */
 static int read_labels(cgds_source_t *cs, const uint8_t *b, const char *path, char *err,
                        size_t errlen) {
-  const uint32_t k = cg_le_get_u32(b + 4), npal = cg_le_get_u32(b + 12);
-  const int32_t ig = (int32_t)cg_le_get_u32(b + 8);
+  const uint32_t k = cg_le_get_u32(b + LAB_NCLASS), npal = cg_le_get_u32(b + LAB_NPAL);
+  const int32_t ig = (int32_t)cg_le_get_u32(b + LAB_IGNORE);
   const int lo = k > 1 ? (int)k : 2;
-  if (memcmp(b, CG_CGDS_LABELS_MAGIC, 4) || k < 1 || k > 255 ||
+  if (memcmp(b + LAB_MAGIC, CG_CGDS_LABELS_MAGIC, 4) || k < 1 || k > 255 ||
       !(ig == -1 || (ig >= lo && ig <= 255)) || npal > 256) {
     snprintf(err, errlen, "%s: corrupt labels block (classes %u, ignore label %d, palette of "
              "%u)", path, k, (int)ig, npal);
@@ -182,7 +274,7 @@ static int read_labels(cgds_source_t *cs, const uint8_t *b, const char *path, ch
   }
   cs->packed_nclass = (int)k;
   cs->packed_ignore = (int)ig;
-  memcpy(cs->palette, b + 16, 3 * (size_t)npal);
+  memcpy(cs->palette, b + LAB_PALETTE, 3 * (size_t)npal);
   cs->base.npal = (int)npal;
   cs->base.palette = npal ? cs->palette : NULL;
   return 0;
@@ -212,13 +304,14 @@ static const cg_source_ops_t cgds_ops = {"cgds", cgds_load, cgds_destroy};
 static int check_entry_v2(cgds_source_t *cs, uint64_t i, const uint8_t *e, uint64_t len,
                           const char *path, char *err, size_t errlen) {
   const uint64_t px = (uint64_t)cs->base.h * cs->base.w;
-  const uint32_t ib = cg_le_get_u32(e + 32);
-  const uint8_t ie = e[36], me = e[37];
+  const uint32_t ib = cg_le_get_u32(e + ENT_IMAGE_BYTES);
+  const uint8_t ie = e[ENT_IMAGE_ENC], me = e[ENT_MASK_ENC];
   const uint64_t mb = len >= ib ? len - ib : 0;
   const int ok = (ie == CG_CGDS_RAW || ie == CG_CGDS_JPEG || ie == CG_CGDS_PNG) &&
-                 (me == CG_CGDS_RAW || me == CG_CGDS_PNG) && e[38] == 0 && e[39] == 0 &&
-                 cg_le_get_u64(e + 40) == 0 && ib >= 1 && len > ib &&
-                 (ie != CG_CGDS_RAW || ib == px * 3) && (me != CG_CGDS_RAW || mb == px);
+                 (me == CG_CGDS_RAW || me == CG_CGDS_PNG) && e[ENT_RESERVED16] == 0 &&
+                 e[ENT_RESERVED16 + 1] == 0 && cg_le_get_u64(e + ENT_RESERVED64) == 0 &&
+                 ib >= 1 && len > ib && (ie != CG_CGDS_RAW || ib == px * 3) &&
+                 (me != CG_CGDS_RAW || mb == px);
   if (!ok) {
     snprintf(err, errlen, "%s: record %llu: bad entry (image %u bytes, encoding %u, mask "
              "encoding %u, record %llu bytes)", path, (unsigned long long)i, ib, ie, me,
@@ -232,75 +325,81 @@ static int check_entry_v2(cgds_source_t *cs, uint64_t i, const uint8_t *e, uint6
   return 0;
 }
 
+/* The open's steps below return 0, or -1 with "PATH: reason" in err; what they have set in cs
+ * by then is freed by cgds_destroy. */
 #define OPEN_FAIL(...)                    \
   do {                                    \
     snprintf(err, errlen, __VA_ARGS__);   \
-    goto fail;                            \
+    return -1;                            \
   } while (0)
 
-cg_source_t *cg_source_cgds(const char *path, char *err, size_t errlen) {
-  cgds_source_t *cs = cg_calloc(1, sizeof *cs, "cgds source");
-  cs->base.ops = &cgds_ops;
-  cs->fd = -1;
-  cs->path = strdup(path);
-  if (!cs->path) CG_FATAL("out of memory");
-  cs->nclass = 1;
-  cs->ignore = -1;
+/* Opens path and maps the whole of it read-only into cs (fd, map, len): a regular file that is
+ * not empty. */
+static int map_file(cgds_source_t *cs, const char *path, char *err, size_t errlen) {
   cs->fd = open(path, O_RDONLY | O_CLOEXEC);
   if (cs->fd < 0) OPEN_FAIL("%s: %s", path, strerror(errno));
   struct stat st;
   if (fstat(cs->fd, &st)) OPEN_FAIL("%s: %s", path, strerror(errno));
   if (!S_ISREG(st.st_mode)) OPEN_FAIL("%s: not a regular file", path);
-  const uint64_t size = (uint64_t)st.st_size;
-  if (size == 0) OPEN_FAIL("%s: empty file, not a .cgds shard", path);
-  cs->len = (size_t)size;
+  if (st.st_size == 0) OPEN_FAIL("%s: empty file, not a .cgds shard", path);
+  cs->len = (size_t)st.st_size;
   void *m = mmap(NULL, cs->len, PROT_READ, MAP_PRIVATE, cs->fd, 0);
   if (m == MAP_FAILED) {
     cs->len = 0;
     OPEN_FAIL("%s: mmap failed: %s", path, strerror(errno));
   }
   cs->map = m;
-  const uint8_t *h = cs->map;
-  if (size < 4 || memcmp(h, CG_CGDS_MAGIC, 4) != 0)
+  return 0;
+}
+
+/* The header of the size-byte file mapped at h, decoded into hd and checked against the file:
+ * magic, length, CRCs, version, sizes and where the table lies. The order of the checks decides
+ * which message a damaged file gets (tests/test_sources.c): keep it. */
+static int check_header(const uint8_t *h, uint64_t size, const char *path, cgds_header_t *hd,
+                        char *err, size_t errlen) {
+  if (size < 4 || memcmp(h + HDR_MAGIC, CG_CGDS_MAGIC, 4) != 0)
     OPEN_FAIL("%s: not a .cgds shard (bad magic)", path);
   if (size < CG_CGDS_HEADER_BYTES)
     OPEN_FAIL("%s: truncated: %llu bytes, shorter than the %d-byte header", path,
               (unsigned long long)size, CG_CGDS_HEADER_BYTES);
-  if (cg_crc32(0, h, 60) != cg_le_get_u32(h + 60)) OPEN_FAIL("%s: corrupt header (CRC mismatch)", path);
-  const uint32_t version = cg_le_get_u32(h + 4), hbytes = cg_le_get_u32(h + 8), flags = cg_le_get_u32(h + 12);
-  const uint64_t count = cg_le_get_u64(h + 16), table = cg_le_get_u64(h + 40), fbytes = cg_le_get_u64(h + 48);
-  const uint32_t rh = cg_le_get_u32(h + 24), rw = cg_le_get_u32(h + 28), ch = cg_le_get_u32(h + 32);
-  if (version < 1 || version > CG_CGDS_VERSION)
-    OPEN_FAIL("%s: unsupported version %u (this build reads versions 1 to %u)", path, version,
-              CG_CGDS_VERSION);
-  const uint64_t lbytes = version >= 3 ? CG_CGDS_LABELS_BYTES : 0; /* the labels block */
-  const uint64_t esize = version == 1 ? CG_CGDS_ENTRY_BYTES_V1 : CG_CGDS_ENTRY_BYTES;
-  cs->version = version;
-  if (hbytes != CG_CGDS_HEADER_BYTES || flags != 0 || ch != 3)
-    OPEN_FAIL("%s: unsupported header (header_bytes %u, flags 0x%x, channels %u)", path, hbytes,
-              flags, ch);
-  if (rh < 1 || rw < 1 || rh > 65535 || rw > 65535)
-    OPEN_FAIL("%s: bad record size %ux%u", path, rw, rh);
+  if (cg_crc32(0, h, HDR_CRC) != cg_le_get_u32(h + HDR_CRC))
+    OPEN_FAIL("%s: corrupt header (CRC mismatch)", path);
+  decode_header(h, hd);
+  if (hd->version < 1 || hd->version > CG_CGDS_VERSION)
+    OPEN_FAIL("%s: unsupported version %u (this build reads versions 1 to %u)", path,
+              hd->version, CG_CGDS_VERSION);
+  if (hd->header_bytes != CG_CGDS_HEADER_BYTES || hd->flags != 0 || hd->channels != 3)
+    OPEN_FAIL("%s: unsupported header (header_bytes %u, flags 0x%x, channels %u)", path,
+              hd->header_bytes, hd->flags, hd->channels);
+  if (hd->h < 1 || hd->w < 1 || hd->h > 65535 || hd->w > 65535)
+    OPEN_FAIL("%s: bad record size %ux%u", path, hd->w, hd->h);
+  const uint64_t fbytes = hd->file_bytes, table = hd->table, count = hd->count;
   if (size < fbytes)
     OPEN_FAIL("%s: truncated: %llu bytes, the header says %llu", path, (unsigned long long)size,
               (unsigned long long)fbytes);
   if (size > fbytes)
     OPEN_FAIL("%s: %llu bytes, the header says %llu (trailing data)", path,
               (unsigned long long)size, (unsigned long long)fbytes);
+  const uint64_t lbytes = labels_bytes(hd->version), esize = entry_bytes(hd->version);
   if (count < 1 || table < CG_CGDS_HEADER_BYTES || table % 8 || table > fbytes ||
       lbytes > fbytes - table || count > (fbytes - table - lbytes) / esize)
     OPEN_FAIL("%s: corrupt header (count %llu, table at %llu, %llu bytes)", path,
               (unsigned long long)count, (unsigned long long)table, (unsigned long long)fbytes);
-  if (cg_crc32(0, h + table, (size_t)(fbytes - table)) != cg_le_get_u32(h + 56))
+  if (cg_crc32(0, h + table, (size_t)(fbytes - table)) != hd->index_crc)
     OPEN_FAIL("%s: corrupt record table or names (CRC mismatch)", path);
-  cs->base.count = (int64_t)count;
-  cs->base.h = (int)rh;
-  cs->base.w = (int)rw;
-  cs->rec_bytes = (uint64_t)rh * rw * 4;
-  const uint64_t names_start = table + count * esize, names_end = fbytes - lbytes;
-  if (lbytes && read_labels(cs, h + names_end, path, err, errlen)) goto fail;
+  return 0;
+}
+
+/* The record table and the names of the file mapped at h, whose header hd has passed
+ * check_header, copied into cs: every entry checked (record in range, names back to back in
+ * index order), so that nothing is read from the table again. */
+static int read_table(cgds_source_t *cs, const uint8_t *h, const cgds_header_t *hd,
+                      const char *path, char *err, size_t errlen) {
+  const uint64_t count = hd->count, table = hd->table, esize = entry_bytes(hd->version);
+  const uint64_t names_start = table + count * esize;
+  const uint64_t names_end = hd->file_bytes - labels_bytes(hd->version);
   cs->off = cg_malloc(sizeof(uint64_t) * count, "cgds offsets");
-  if (version != 1) {
+  if (hd->version != 1) {
     cs->rlen = cg_malloc(sizeof(uint64_t) * count, "cgds lengths");
     cs->ibytes = cg_malloc(sizeof(uint32_t) * count, "cgds lengths");
     cs->ienc = cg_malloc(count, "cgds encodings");
@@ -312,13 +411,14 @@ cg_source_t *cg_source_cgds(const char *path, char *err, size_t errlen) {
   size_t at = 0;
   for (uint64_t i = 0; i < count; i++) {
     const uint8_t *e = h + table + i * esize;
-    const uint64_t off = cg_le_get_u64(e), len = cg_le_get_u64(e + 8), noff = cg_le_get_u64(e + 24);
-    const uint32_t nlen = cg_le_get_u32(e + 20);
-    if (version != 1 && check_entry_v2(cs, i, e, len, path, err, errlen)) goto fail;
-    if (version == 1 && len != cs->rec_bytes)
+    const uint64_t off = cg_le_get_u64(e + ENT_OFFSET), len = cg_le_get_u64(e + ENT_LENGTH);
+    const uint64_t noff = cg_le_get_u64(e + ENT_NAME_OFFSET);
+    const uint32_t nlen = cg_le_get_u32(e + ENT_NAME_LEN);
+    if (hd->version != 1 && check_entry_v2(cs, i, e, len, path, err, errlen)) return -1;
+    if (hd->version == 1 && len != cs->rec_bytes)
       OPEN_FAIL("%s: record %llu: length %llu, expected %llu for %ux%u", path,
                 (unsigned long long)i, (unsigned long long)len,
-                (unsigned long long)cs->rec_bytes, rw, rh);
+                (unsigned long long)cs->rec_bytes, hd->w, hd->h);
     if (off < CG_CGDS_HEADER_BYTES || off > table || len > table - off)
       OPEN_FAIL("%s: record %llu: offset %llu out of range", path, (unsigned long long)i,
                 (unsigned long long)off);
@@ -327,7 +427,7 @@ cg_source_t *cg_source_cgds(const char *path, char *err, size_t errlen) {
         noff > names_end || nlen > names_end - noff || memchr(h + noff, 0, nlen))
       OPEN_FAIL("%s: record %llu: bad name entry", path, (unsigned long long)i);
     cs->off[i] = off;
-    cs->crc[i] = cg_le_get_u32(e + 16);
+    cs->crc[i] = cg_le_get_u32(e + ENT_CRC);
     cs->name_at[i] = at;
     memcpy(cs->names + at, h + noff, nlen);
     at += nlen;
@@ -339,6 +439,29 @@ cg_source_t *cg_source_cgds(const char *path, char *err, size_t errlen) {
   cs->name_ptr = cg_malloc(sizeof(char *) * count, "cgds names");
   for (uint64_t i = 0; i < count; i++) cs->name_ptr[i] = cs->names + cs->name_at[i];
   cs->base.names = cs->name_ptr;
+  return 0;
+}
+
+cg_source_t *cg_source_cgds(const char *path, char *err, size_t errlen) {
+  cgds_source_t *cs = cg_calloc(1, sizeof *cs, "cgds source");
+  cs->base.ops = &cgds_ops;
+  cs->fd = -1;
+  cs->path = strdup(path);
+  if (!cs->path) CG_FATAL("out of memory");
+  cs->nclass = 1;
+  cs->ignore = -1;
+  cgds_header_t hd;
+  if (map_file(cs, path, err, errlen) || check_header(cs->map, cs->len, path, &hd, err, errlen))
+    goto fail;
+  cs->version = hd.version;
+  cs->base.count = (int64_t)hd.count;
+  cs->base.h = (int)hd.h;
+  cs->base.w = (int)hd.w;
+  cs->rec_bytes = (uint64_t)hd.h * hd.w * 4;
+  const size_t lbytes = labels_bytes(hd.version);
+  if (lbytes && read_labels(cs, cs->map + (hd.file_bytes - lbytes), path, err, errlen))
+    goto fail;
+  if (read_table(cs, cs->map, &hd, path, err, errlen)) goto fail;
   return &cs->base;
 fail:
   cgds_destroy(&cs->base);
@@ -457,15 +580,15 @@ static void make_chunk(cg_source_t *src, int64_t c0, int m, const cg_cgds_pack_o
 
 /* The table entry of record i as version `version` lays it out. */
 static void put_entry(uint8_t *e, const entry_t *en, uint64_t noff, int version) {
-  cg_le_put_u64(e, en->off);
-  cg_le_put_u64(e + 8, en->len);
-  cg_le_put_u32(e + 16, en->crc);
-  cg_le_put_u32(e + 20, en->name_len);
-  cg_le_put_u64(e + 24, noff);
+  cg_le_put_u64(e + ENT_OFFSET, en->off);
+  cg_le_put_u64(e + ENT_LENGTH, en->len);
+  cg_le_put_u32(e + ENT_CRC, en->crc);
+  cg_le_put_u32(e + ENT_NAME_LEN, en->name_len);
+  cg_le_put_u64(e + ENT_NAME_OFFSET, noff);
   if (version == 1) return;
-  cg_le_put_u32(e + 32, en->ibytes);
-  e[36] = en->ienc;
-  e[37] = en->menc; /* 38..47: reserved, zero (the block is calloc'ed) */
+  cg_le_put_u32(e + ENT_IMAGE_BYTES, en->ibytes);
+  e[ENT_IMAGE_ENC] = en->ienc;
+  e[ENT_MASK_ENC] = en->menc; /* the reserved bytes stay zero (the block is calloc'ed) */
 }
 
 /* Version 3's labels block: what the masks hold, as packed (o's classes and ignore label,
@@ -473,27 +596,28 @@ static void put_entry(uint8_t *e, const entry_t *en, uint64_t noff, int version)
 static void put_labels(uint8_t *b, const cg_cgds_pack_opts_t *o, const cg_source_t *src) {
   const int k = o->nclass > 1 ? o->nclass : 1;
   const int ig = o->ignore >= (k > 1 ? k : 2) && o->ignore <= 255 ? o->ignore : -1;
-  memcpy(b, CG_CGDS_LABELS_MAGIC, 4);
-  cg_le_put_u32(b + 4, (uint32_t)k);
-  cg_le_put_u32(b + 8, (uint32_t)ig);
+  memcpy(b + LAB_MAGIC, CG_CGDS_LABELS_MAGIC, 4);
+  cg_le_put_u32(b + LAB_NCLASS, (uint32_t)k);
+  cg_le_put_u32(b + LAB_IGNORE, (uint32_t)ig);
   const int npal = src->npal > 0 && src->npal <= 256 ? src->npal : 0;
-  cg_le_put_u32(b + 12, (uint32_t)npal);
-  if (npal) memcpy(b + 16, src->palette, 3 * (size_t)npal);
+  cg_le_put_u32(b + LAB_NPAL, (uint32_t)npal);
+  if (npal) memcpy(b + LAB_PALETTE, src->palette, 3 * (size_t)npal);
 }
 
-int cg_cgds_pack_opts(const char *images_dir, const char *masks_dir, const char *out_path,
-                      const cg_cgds_pack_opts_t *o, volatile sig_atomic_t *cancel,
-                      cg_cgds_stats_t *stats, char *err, size_t errlen) {
-  const int size = o->size, version = o->version ? o->version : (int)CG_CGDS_VERSION;
-  if (size < 1 || size > 65535) {
-    snprintf(err, errlen, "image size %d out of range", size);
+/* o's settings, and out_path not a directory: CG_CGDS_OK with *version (0 taken as the current
+ * one), or CG_CGDS_EINPUT with the message. Checked before any input is read. */
+static int check_pack_opts(const cg_cgds_pack_opts_t *o, const char *out_path, int *version,
+                           char *err, size_t errlen) {
+  *version = o->version ? o->version : (int)CG_CGDS_VERSION;
+  if (o->size < 1 || o->size > 65535) {
+    snprintf(err, errlen, "image size %d out of range", o->size);
     return CG_CGDS_EINPUT;
   }
-  if (version < 1 || version > (int)CG_CGDS_VERSION ||
-      (version == 1 && o->encoding != CG_CGDS_RAW) ||
+  if (*version < 1 || *version > (int)CG_CGDS_VERSION ||
+      (*version == 1 && o->encoding != CG_CGDS_RAW) ||
       (o->encoding != CG_CGDS_RAW && o->encoding != CG_CGDS_JPEG && o->encoding != CG_CGDS_PNG) ||
       o->quality < 0 || o->quality > 100) {
-    snprintf(err, errlen, "unsupported shard version %d / encoding %d / quality %d", version,
+    snprintf(err, errlen, "unsupported shard version %d / encoding %d / quality %d", *version,
              (int)o->encoding, o->quality);
     return CG_CGDS_EINPUT;
   }
@@ -502,123 +626,163 @@ int cg_cgds_pack_opts(const char *images_dir, const char *masks_dir, const char 
     snprintf(err, errlen, "%s: is a directory", out_path);
     return CG_CGDS_EINPUT;
   }
-  const cg_source_opts_t so = {.size = size, .max_pixels = o->max_pixels, .nclass = o->nclass,
-                               .ignore = o->ignore};
-  cg_source_t *src = cg_source_png_dirs(images_dir, masks_dir, &so, err, errlen);
-  if (!src) return CG_CGDS_EINPUT;
+  return CG_CGDS_OK;
+}
 
-  int rc = CG_CGDS_EIO;
-  const int64_t n = src->count;
-  const size_t px = (size_t)size * size, rec = px * 4;
-  const size_t esize = version == 1 ? CG_CGDS_ENTRY_BYTES_V1 : CG_CGDS_ENTRY_BYTES;
-  cg_afile_t *af = NULL; /* the temporary beside out_path, renamed over it at the end */
-  FILE *f = NULL;
-  entry_t *ent = cg_calloc((size_t)n, sizeof(entry_t), "pack entries");
-  uint8_t *buf = cg_malloc(rec * PACK_CHUNK, "pack buffer");
-  slot_t *slots = cg_calloc(PACK_CHUNK, sizeof(slot_t), "pack slots");
-  uint8_t *index = NULL;
+/* One pack under way: what its steps share. */
+typedef struct {
+  cg_source_t *src; /* the input directories */
+  const cg_cgds_pack_opts_t *o;
+  int version;
+  const char *images_dir, *out_path; /* for messages */
+  FILE *f;                           /* the temporary beside out_path */
+  uint64_t pos;                      /* bytes written to f so far */
+  entry_t *ent;                      /* src->count table entries, made by write_records */
+  uint64_t names_bytes, nclass_px, nignore_px; /* sums over the records written */
+  uint8_t *buf;                      /* PACK_CHUNK fitted samples */
+  slot_t *slots;                     /* PACK_CHUNK */
+  uint8_t *index;                    /* table, names and labels block, made by write_index */
+} pack_t;
 
-  af = cg_afile_open(out_path, err, errlen);
-  if (!af) goto done;
-  f = cg_afile_stream(af);
+/* The message of a failed write (errno) to out_path; CG_CGDS_EIO. Call it right after the
+ * failure, before anything can change errno. */
+static int write_failed(const pack_t *p, char *err, size_t errlen) {
+  snprintf(err, errlen, "%s: write failed: %s (nothing was replaced)", p->out_path,
+           strerror(errno));
+  return CG_CGDS_EIO;
+}
 
-  uint8_t hdr[CG_CGDS_HEADER_BYTES];
-  memset(hdr, 0, sizeof hdr);
-  uint64_t pos = 0;
+/* Zeros up to the next multiple of align; 0 or -1 (errno). */
+static int pad_to(pack_t *p, uint64_t align) {
   static const uint8_t zeros[CG_CGDS_ALIGN];
-  if (write_all(f, hdr, sizeof hdr)) goto write_fail;
-  pos = sizeof hdr;
-  uint64_t names_bytes = 0, nclass_px = 0, nignore_px = 0;
+  const size_t pad = (size_t)((align - p->pos % align) % align);
+  if (pad && write_all(p->f, zeros, pad)) return -1;
+  p->pos += pad;
+  return 0;
+}
+
+/* Every record in index order, each at a multiple of CG_CGDS_ALIGN, made a chunk of PACK_CHUNK
+ * at a time; their entries go to p->ent. cancel is polled before each chunk. CG_CGDS_OK, or an
+ * error code with err. */
+static int write_records(pack_t *p, volatile sig_atomic_t *cancel, char *err, size_t errlen) {
+  const int64_t n = p->src->count;
+  const size_t rec = (size_t)p->o->size * p->o->size * 4;
   for (int64_t c0 = 0; c0 < n; c0 += PACK_CHUNK) {
     if (cancel && *cancel) {
-      snprintf(err, errlen, "%s: interrupted", out_path);
-      rc = CG_CGDS_EINTR;
-      goto done;
+      snprintf(err, errlen, "%s: interrupted", p->out_path);
+      return CG_CGDS_EINTR;
     }
     const int m = (int)(n - c0 < PACK_CHUNK ? n - c0 : PACK_CHUNK);
-    make_chunk(src, c0, m, o, buf, slots);
+    make_chunk(p->src, c0, m, p->o, p->buf, p->slots);
     for (int i = 0; i < m; i++) {
-      slot_t *sl = &slots[i];
+      slot_t *sl = &p->slots[i];
       if (sl->bad) {
         snprintf(err, errlen, "%s", sl->err);
-        rc = CG_CGDS_EINPUT;
-        goto done;
+        return CG_CGDS_EINPUT;
       }
-      const char *name = cg_source_name(src, c0 + i);
+      const char *name = cg_source_name(p->src, c0 + i);
       size_t nl = strlen(name);
       if (nl < 1 || nl > CG_CGDS_MAX_NAME) {
-        snprintf(err, errlen, "%s/%s: name longer than %d bytes", images_dir, name,
+        snprintf(err, errlen, "%s/%s: name longer than %d bytes", p->images_dir, name,
                  CG_CGDS_MAX_NAME);
-        rc = CG_CGDS_EINPUT;
-        goto done;
+        return CG_CGDS_EINPUT;
       }
-      size_t pad = (size_t)((CG_CGDS_ALIGN - pos % CG_CGDS_ALIGN) % CG_CGDS_ALIGN);
-      if (pad && write_all(f, zeros, pad)) goto write_fail;
-      pos += pad;
-      ent[c0 + i] = sl->e;
-      ent[c0 + i].off = pos;
-      ent[c0 + i].name_len = (uint32_t)nl;
-      names_bytes += nl;
-      nclass_px += sl->nclass_px;
-      nignore_px += sl->nignore_px;
-      if (write_all(f, sl->bytes ? sl->bytes : buf + (size_t)i * rec, sl->e.len)) goto write_fail;
-      pos += sl->e.len;
+      if (pad_to(p, CG_CGDS_ALIGN)) return write_failed(p, err, errlen);
+      entry_t *e = &p->ent[c0 + i];
+      *e = sl->e;
+      e->off = p->pos;
+      e->name_len = (uint32_t)nl;
+      p->names_bytes += nl;
+      p->nclass_px += sl->nclass_px;
+      p->nignore_px += sl->nignore_px;
+      if (write_all(p->f, sl->bytes ? sl->bytes : p->buf + (size_t)i * rec, sl->e.len))
+        return write_failed(p, err, errlen);
+      p->pos += sl->e.len;
       free(sl->bytes);
       sl->bytes = NULL;
     }
   }
-  /* table + names, one block so that index_crc is one pass */
-  size_t pad = (size_t)((8 - pos % 8) % 8);
-  if (pad && write_all(f, zeros, pad)) goto write_fail;
-  pos += pad;
-  const uint64_t table = pos, names_start = table + (uint64_t)n * esize;
-  const size_t lbytes = version >= 3 ? CG_CGDS_LABELS_BYTES : 0;
-  const size_t iblock = (size_t)n * esize + (size_t)names_bytes + lbytes;
-  index = cg_calloc(iblock, 1, "pack index");
+  return CG_CGDS_OK;
+}
+
+/* After the records, at a multiple of 8: the table, the names and (version 3) the labels block,
+ * made as one block so that index_crc is one pass; sets hd's table, file_bytes and index_crc.
+ * CG_CGDS_OK, or CG_CGDS_EIO with err. */
+static int write_index(pack_t *p, cgds_header_t *hd, char *err, size_t errlen) {
+  const int64_t n = p->src->count;
+  const size_t esize = entry_bytes((uint32_t)p->version);
+  const size_t lbytes = labels_bytes((uint32_t)p->version);
+  if (pad_to(p, 8)) return write_failed(p, err, errlen);
+  const uint64_t table = p->pos, names_start = table + (uint64_t)n * esize;
+  const size_t iblock = (size_t)n * esize + (size_t)p->names_bytes + lbytes;
+  p->index = cg_calloc(iblock, 1, "pack index");
   uint64_t noff = names_start;
   for (int64_t i = 0; i < n; i++) {
-    put_entry(index + (size_t)i * esize, &ent[i], noff, version);
-    memcpy(index + (noff - table), cg_source_name(src, i), ent[i].name_len);
-    noff += ent[i].name_len;
+    put_entry(p->index + (size_t)i * esize, &p->ent[i], noff, p->version);
+    memcpy(p->index + (noff - table), cg_source_name(p->src, i), p->ent[i].name_len);
+    noff += p->ent[i].name_len;
   }
-  if (lbytes) put_labels(index + (noff - table), o, src);
-  if (write_all(f, index, iblock)) goto write_fail;
-  const uint64_t fbytes = table + iblock;
-  memcpy(hdr, CG_CGDS_MAGIC, 4);
-  cg_le_put_u32(hdr + 4, (uint32_t)version);
-  cg_le_put_u32(hdr + 8, CG_CGDS_HEADER_BYTES);
-  cg_le_put_u32(hdr + 12, 0);
-  cg_le_put_u64(hdr + 16, (uint64_t)n);
-  cg_le_put_u32(hdr + 24, (uint32_t)size);
-  cg_le_put_u32(hdr + 28, (uint32_t)size);
-  cg_le_put_u32(hdr + 32, 3);
-  cg_le_put_u32(hdr + 36, version == 1 ? 0 : (uint32_t)o->encoding);
-  cg_le_put_u64(hdr + 40, table);
-  cg_le_put_u64(hdr + 48, fbytes);
-  cg_le_put_u32(hdr + 56, cg_crc32(0, index, iblock));
-  cg_le_put_u32(hdr + 60, cg_crc32(0, hdr, 60));
-  if (fseek(f, 0, SEEK_SET) || write_all(f, hdr, sizeof hdr)) goto write_fail;
-  const int committed = cg_afile_commit(af, err, errlen);
-  af = NULL; /* commit frees it, and removes the temporary on failure */
-  if (committed) goto done;
-  if (stats) {
-    stats->records = n;
-    stats->bytes = fbytes;
-    stats->nclass_px = nclass_px;
-    stats->nignore_px = nignore_px;
-  }
-  rc = CG_CGDS_OK;
-  goto done;
-write_fail:
-  snprintf(err, errlen, "%s: write failed: %s (nothing was replaced)", out_path, strerror(errno));
+  if (lbytes) put_labels(p->index + (noff - table), p->o, p->src);
+  if (write_all(p->f, p->index, iblock)) return write_failed(p, err, errlen);
+  hd->table = table;
+  hd->file_bytes = table + iblock;
+  hd->index_crc = cg_crc32(0, p->index, iblock);
+  return CG_CGDS_OK;
+}
+
+int cg_cgds_pack_opts(const char *images_dir, const char *masks_dir, const char *out_path,
+                      const cg_cgds_pack_opts_t *o, volatile sig_atomic_t *cancel,
+                      cg_cgds_stats_t *stats, char *err, size_t errlen) {
+  int version;
+  int rc = check_pack_opts(o, out_path, &version, err, errlen);
+  if (rc) return rc;
+  const cg_source_opts_t so = {.size = o->size, .max_pixels = o->max_pixels,
+                               .nclass = o->nclass, .ignore = o->ignore};
+  cg_source_t *src = cg_source_png_dirs(images_dir, masks_dir, &so, err, errlen);
+  if (!src) return CG_CGDS_EINPUT;
+
+  const int64_t n = src->count;
+  const size_t rec = (size_t)o->size * o->size * 4;
+  pack_t p = {.src = src, .o = o, .version = version, .images_dir = images_dir,
+              .out_path = out_path};
+  p.ent = cg_calloc((size_t)n, sizeof(entry_t), "pack entries");
+  p.buf = cg_malloc(rec * PACK_CHUNK, "pack buffer");
+  p.slots = cg_calloc(PACK_CHUNK, sizeof(slot_t), "pack slots");
+  cgds_header_t hd = {.version = (uint32_t)version, .header_bytes = CG_CGDS_HEADER_BYTES,
+                      .count = (uint64_t)n, .h = (uint32_t)o->size, .w = (uint32_t)o->size,
+                      .channels = 3, .encoding = version == 1 ? 0 : (uint32_t)o->encoding};
+  uint8_t hdr[CG_CGDS_HEADER_BYTES] = {0}; /* zeros until the index is written */
   rc = CG_CGDS_EIO;
+  cg_afile_t *af = cg_afile_open(out_path, err, errlen); /* renamed over out_path at the end */
+  if (!af) goto done;
+  p.f = cg_afile_stream(af);
+  if (write_all(p.f, hdr, sizeof hdr)) {
+    rc = write_failed(&p, err, errlen);
+    goto done;
+  }
+  p.pos = sizeof hdr;
+  if ((rc = write_records(&p, cancel, err, errlen)) || (rc = write_index(&p, &hd, err, errlen)))
+    goto done;
+  encode_header(&hd, hdr);
+  if (fseek(p.f, 0, SEEK_SET) || write_all(p.f, hdr, sizeof hdr)) {
+    rc = write_failed(&p, err, errlen);
+    goto done;
+  }
+  rc = cg_afile_commit(af, err, errlen) ? CG_CGDS_EIO : CG_CGDS_OK;
+  af = NULL; /* commit frees it, and removes the temporary on failure */
+  if (rc == CG_CGDS_OK && stats) {
+    stats->records = n;
+    stats->bytes = hd.file_bytes;
+    stats->nclass_px = p.nclass_px;
+    stats->nignore_px = p.nignore_px;
+  }
 done:
   cg_afile_abort(af); /* removes the temporary of a pack that did not finish */
-  for (int i = 0; i < PACK_CHUNK; i++) free(slots[i].bytes);
-  free(ent);
-  free(buf);
-  free(slots);
-  free(index);
+  for (int i = 0; i < PACK_CHUNK; i++) free(p.slots[i].bytes);
+  free(p.ent);
+  free(p.buf);
+  free(p.slots);
+  free(p.index);
   cg_source_destroy(src);
   return rc;
 }

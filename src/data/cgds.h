@@ -126,21 +126,17 @@ int cg_cgds_pack_opts(const char *images_dir, const char *masks_dir, const char 
                       cg_cgds_stats_t *stats, char *err, size_t errlen);
 
 /* Packs IMAGES/NAME.png + MASKS/NAME.png (the pairing, fitting and pixel-limit rules of
- * cg_source_png_dirs; max_pixels as --max-image-pixels) at size x size into out_path. Writes a temporary file in out_path's
- * directory, fsyncs it and renames it over out_path, then fsyncs the directory: a reader sees
- * the old file or the complete new one. On any failure the temporary is removed and out_path
- * is left as it was. cancel (optional) is polled between records (set it from a signal
- * handler). stats (optional) is filled on success. Raw encoding, the current version. */
+ * cg_source_png_dirs; max_pixels as --max-image-pixels) at size x size into out_path. Writes a
+ * temporary file in out_path's directory, fsyncs it and renames it over out_path, then fsyncs
+ * the directory: a reader sees the old file or the complete new one. On any failure the
+ * temporary is removed and out_path is left as it was. cancel (optional) is polled before each
+ * chunk of 64 records, which are fitted and encoded in parallel, so a pack stops within one
+ * chunk (set it from a signal handler). stats (optional) is filled on success. Raw encoding,
+ * the current version. */
 int cg_cgds_pack(const char *images_dir, const char *masks_dir, const char *out_path, int size,
                  int64_t max_pixels, volatile sig_atomic_t *cancel, cg_cgds_stats_t *stats,
                  char *err, size_t errlen);
 
-/* The `pack` command: argv[0] = "pack", then --images DIR --masks DIR --out FILE.cgds
- * [--image-size N] [--max-image-pixels N] (defaults: train's) [--encoding raw|jpeg|png]
- * [--quality Q] [--help]. Prints a one-line summary
- * on stdout, errors as "cogpu-dist pack: error: ..." on stderr. Returns the exit code: 0, 2 for
- * bad flags or bad input files, 1 when the output cannot be written, 130 when interrupted
- * (SIGINT/SIGTERM). Run it as one process: it does no MPI. */
-int cg_pack_main(int argc, char **argv);
+/* The `pack` command around these, cg_pack_main, is src/run/pack.h's. */
 
 #endif

@@ -1,4 +1,4 @@
-/* features.c: the CPU feature channels and packing into the NHWC network input
+/* feat.c: the CPU feature channels and packing into the NHWC network input
  * (see feat.h for the channel layout).
  *
  * The kernels are plain loops with clamped (replicated-border) indices and no data-dependent

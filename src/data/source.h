@@ -90,7 +90,7 @@ typedef struct {
 } cg_source_opts_t;
 
 /* PNG directory: DIR/images/NAME.png with DIR/masks/NAME.png (see source_png.c for the rules).
- * Samples are ordered by NAME (byte order) and fitted to size x size by cg_fit_png. */
+ * Samples are ordered by NAME (byte order) and fitted to size x size by cg_fit_png (fit.h). */
 cg_source_t *cg_source_png_dir(const char *dir, const cg_source_opts_t *o, char *err,
                                size_t errlen);
 /* The same with the two directories given separately (the `pack` command). */
@@ -134,43 +134,6 @@ cg_source_t *cg_source_without(cg_source_t *base, const int64_t *drop, int64_t n
  * Both views keep base's order. 0 < F < 1 and n >= 2, else -1 with a message. */
 int cg_source_split(cg_source_t *base, double val_fraction, cg_source_t **train, cg_source_t **val,
                     char *err, size_t errlen);
-
-/* ---- resampling (the fitting rule of real data, and the random crop of the loader) -------- */
-
-/* Resamples the window [x0, x0+ww) x [y0, y0+wh) of src (sh x sw, in pixels; pixel (x, y)
- * covers [x, x+1)) onto the whole of dst (h x w): bilinear with pixel centres aligned for RGB,
- * nearest for masks; reads outside src clamp to its border. A window equal to src at the same
- * size copies exactly. */
-void cg_resample_rgb(const uint8_t *src, int sh, int sw, double x0, double y0, double ww,
-                     double wh, uint8_t *dst, int h, int w);
-void cg_resample_mask(const uint8_t *src, int sh, int sw, double x0, double y0, double ww,
-                      double wh, uint8_t *dst, int h, int w);
-/* The fitting rule: the centred square of side m = min(sh, sw) (offsets floor((sw-m)/2),
- * floor((sh-m)/2)) scaled to size x size, i.e. scale the shorter side to size, centre-crop the
- * longer. An image already size x size is copied unchanged. */
-void cg_fit_square(const uint8_t *rgb, const uint8_t *mask, int sh, int sw, int size,
-                   uint8_t *out_rgb, uint8_t *out_mask);
-/* cg_fit_square of a PNG pair, decoded row by row (cg_png_read_rows) straight into out_rgb
- * (size*size*3) and out_mask (size*size): the same bytes, holding two rows of the image instead
- * of the whole of it. The image may be a JPEG (by content, image_io.h): it is decoded at the
- * smallest DCT scale M/8 that keeps both sides >= size (cg_jpeg_scale), then fitted over the
- * same window of the file, reached through the factor M/8 (so a large JPEG's bytes differ
- * slightly from a full decode + cg_fit_square, but sample the same points: the mask, fitted
- * from its full size, stays aligned). mask NULL: out_mask is zeros. expect_h/expect_w > 0: the
- * image must have that size (the one seen at start-up); the mask must have the image's. *h, *w
- * (optional) get the image's size. Returns 0, or -1 with "PATH: reason" in err (out_* then
- * undefined). Thread-safe. */
-int cg_fit_png(const char *image, const char *mask, int64_t max_pixels, int size, int expect_h,
-               int expect_w, uint8_t *out_rgb, uint8_t *out_mask, int *h, int *w, char *err,
-               size_t errlen);
-/* The same with label masks (cg_source_opts_t.nclass / .ignore): nclass >= 2 or an ignore label
- * (>= nclass) reads the mask's stored values (CG_PNG_AS_LABEL: gray values, palette indices);
- * a value that is neither a class id (< nclass) nor the ignore label fails with "MASK: mask
- * value V is not a class id of --num-classes K ..."; binary with an ignore label keeps that
- * label and maps other values > 0 to 1. nclass 1 and ignore < 1: exactly cg_fit_png. */
-int cg_fit_png_k(const char *image, const char *mask, int64_t max_pixels, int size, int expect_h,
-                 int expect_w, int nclass, int ignore, uint8_t *out_rgb, uint8_t *out_mask, int *h,
-                 int *w, char *err, size_t errlen);
 
 /* ---- --check-data ------------------------------------------------------------------------ */
 

@@ -8,7 +8,6 @@
 #include <string.h>
 
 #include "comm.h"
-#include "cgds.h"
 #include "ckpt.h"
 #include "cli.h"
 #include "config.h"
@@ -17,6 +16,7 @@
 #include "guard.h"  /* cg_guard_catch_early: stop signals from process start */
 #include "log.h"
 #include "model.h"
+#include "pack.h" /* cg_pack_main: the pack command */
 #include "predict.h"
 #include "run_settings.h"
 #include "topo.h"

@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "pack.h"
+
 #include "atomic_file.h" /* cg_afile_check: --out before any work */
 #include "cgds.h"
 #include "cli.h"

@@ -11,9 +11,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fit.h"       // cg_fit_png
 #include "fuzz_util.h" // cg_fuzz_*: memfd inputs
 #include "jpeg_io.h"   // cg_jpeg_read_*
-#include "source.h"    // cg_fit_png
 
 static cg_fuzz_file_t g_in;
 

@@ -11,9 +11,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fit.h"       // cg_fit_square
 #include "fuzz_util.h" // cg_fuzz_*: memfd inputs, CRC fixers
 #include "png_io.h"    // cg_png_read_*
-#include "source.h"    // cg_fit_square
 
 static cg_fuzz_file_t g_in;
 

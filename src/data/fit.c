@@ -1,0 +1,289 @@
+/* fit.c: the fitting rule that brings real images to the network's size, and the resampling it
+ * is made of (fit.h): whole images in memory (cg_resample_*, cg_fit_square, also the loader's
+ * random crop) and the same rule streamed row by row from a file (cg_fit_png, cg_fit_png_k),
+ * which gives the same bytes while holding two rows of the image instead of all of it.
+ *
+ * Both paths take their taps from lin_tap and near_tap, which is why they agree. */
+#include "fit.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "image_io.h"
+#include "log.h"
+#include "png_io.h"
+
+/* ---- resampling ------------------------------------------------------------------------- */
+
+static int clampi(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v; }
+
+/* Output coordinate i of n over the window [origin, origin + span) of a source axis of nsrc
+ * pixels: the two bilinear taps and the weight of the second (pixel centres aligned, clamped
+ * to the border), or the nearest pixel. The whole-image and the streaming paths both use these,
+ * so they give the same bytes. */
+static void lin_tap(double origin, double span, int i, int n, int nsrc, int *i0, int *i1,
+                    float *f) {
+  double u = origin + (i + 0.5) * span / n - 0.5;
+  if (u < 0) u = 0;
+  if (u > nsrc - 1) u = nsrc - 1;
+  const int a = (int)floor(u);
+  *i0 = a;
+  *i1 = a + 1 < nsrc ? a + 1 : a;
+  *f = (float)(u - a);
+}
+
+static int near_tap(double origin, double span, int i, int n, int nsrc) {
+  return clampi((int)floor(origin + (i + 0.5) * span / n), 0, nsrc - 1);
+}
+
+/* Column taps of a bilinear resample: xi[2x], xi[2x+1], weight xf[x]. */
+static void lin_cols(double x0, double ww, int w, int sw, int *xi, float *xf) {
+  for (int x = 0; x < w; x++) lin_tap(x0, ww, x, w, sw, &xi[2 * x], &xi[2 * x + 1], &xf[x]);
+}
+
+/* One output RGB row from source rows r0, r1 (weight g of r1). */
+static void blend_row(const uint8_t *r0, const uint8_t *r1, float g, const int *xi,
+                      const float *xf, uint8_t *o, int w) {
+  for (int x = 0; x < w; x++) {
+    const int a = 3 * xi[2 * x], b = 3 * xi[2 * x + 1];
+    const float f = xf[x];
+    for (int k = 0; k < 3; k++) {
+      float top = r0[a + k] + f * (float)(r0[b + k] - r0[a + k]);
+      float bot = r1[a + k] + f * (float)(r1[b + k] - r1[a + k]);
+      float val = top + g * (bot - top) + 0.5f;
+      o[3 * x + k] = (uint8_t)(val < 0 ? 0 : val > 255 ? 255 : val);
+    }
+  }
+}
+
+void cg_resample_rgb(const uint8_t *src, int sh, int sw, double x0, double y0, double ww,
+                     double wh, uint8_t *dst, int h, int w) {
+  int *xi = cg_malloc(sizeof(int) * 2 * (size_t)w, "resample columns");
+  float *xf = cg_malloc(sizeof(float) * (size_t)w, "resample weights");
+  lin_cols(x0, ww, w, sw, xi, xf);
+  for (int y = 0; y < h; y++) {
+    int j0, j1;
+    float g;
+    lin_tap(y0, wh, y, h, sh, &j0, &j1, &g);
+    blend_row(src + (size_t)j0 * sw * 3, src + (size_t)j1 * sw * 3, g, xi, xf,
+              dst + (size_t)y * w * 3, w);
+  }
+  free(xi);
+  free(xf);
+}
+
+void cg_resample_mask(const uint8_t *src, int sh, int sw, double x0, double y0, double ww,
+                      double wh, uint8_t *dst, int h, int w) {
+  int *xi = cg_malloc(sizeof(int) * (size_t)w, "resample columns");
+  for (int x = 0; x < w; x++) xi[x] = near_tap(x0, ww, x, w, sw);
+  for (int y = 0; y < h; y++) {
+    const uint8_t *r = src + (size_t)near_tap(y0, wh, y, h, sh) * sw;
+    uint8_t *o = dst + (size_t)y * w;
+    for (int x = 0; x < w; x++) o[x] = r[xi[x]];
+  }
+  free(xi);
+}
+
+void cg_fit_square(const uint8_t *rgb, const uint8_t *mask, int sh, int sw, int size,
+                   uint8_t *out_rgb, uint8_t *out_mask) {
+  const int m = sh < sw ? sh : sw;
+  const int x0 = (sw - m) / 2, y0 = (sh - m) / 2;
+  if (m == size) { /* pure crop: copy rows */
+    for (int y = 0; y < size; y++) {
+      memcpy(out_rgb + (size_t)y * size * 3, rgb + ((size_t)(y + y0) * sw + x0) * 3,
+             (size_t)size * 3);
+      memcpy(out_mask + (size_t)y * size, mask + (size_t)(y + y0) * sw + x0, (size_t)size);
+    }
+    return;
+  }
+  cg_resample_rgb(rgb, sh, sw, x0, y0, m, m, out_rgb, size, size);
+  cg_resample_mask(mask, sh, sw, x0, y0, m, m, out_mask, size, size);
+}
+
+/* ---- the fitting rule, streamed ----------------------------------------------------------
+ * Output rows need source rows in increasing order, so each output row is made as soon as its
+ * last source row arrives: bilinear RGB keeps the two latest rows (row j at parity j & 1: an
+ * output row's taps are j-1 and j, or j and j), nearest masks and pure crops need only the row
+ * at hand. */
+
+typedef struct {
+  int size, is_mask;
+  int eh, ew;             /* the size the file must have, 0: any */
+  int fh, fw;             /* image: the file's size (the decoder may scale it), else 0 */
+  int scale;              /* image: decoded at scale/8 of the file's size (cg_jpeg_scale) */
+  const char *image;      /* mask: its image's path, for the size message; NULL for the image */
+  uint8_t *out;
+  int sh, sw, m, x0, y0;  /* set by fit_begin: decoded size, the file's window (m: side) */
+  int crop;               /* the window is the output, pixel for pixel: rows are copied */
+  double ox, oy, span;    /* the window in decoded pixels (lin_tap, near_tap) */
+  int next;               /* next output row */
+  uint8_t *keep;          /* RGB resample: 2 source rows */
+  int *xi;
+  float *xf;
+  int nclass, ignore;     /* label masks (CG_PNG_AS_LABEL): classes (1: binary) and the ignore
+                             label (-1 none); see label_row */
+  uint8_t *lrow;          /* label masks: the row at hand, checked and mapped */
+} fit_t;
+
+/* A label mask's row: with K >= 2 every value must be a class id (< K) or the ignore label;
+ * binary (K = 1) keeps the ignore label and maps any other value > 0 to 1. */
+static int label_row(const fit_t *f, const uint8_t *px, int w, char *why, size_t whylen) {
+  for (int x = 0; x < w; x++) {
+    const int v = px[x];
+    if (v == f->ignore) {
+      f->lrow[x] = (uint8_t)v;
+    } else if (f->nclass == 1) {
+      f->lrow[x] = v != 0;
+    } else if (v >= f->nclass) {
+      if (f->ignore >= 0)
+        snprintf(why, whylen, "mask value %d is not a class id of --num-classes %d (0..%d) nor "
+                 "the ignore label %d", v, f->nclass, f->nclass - 1, f->ignore);
+      else
+        snprintf(why, whylen, "mask value %d is not a class id of --num-classes %d (0..%d)", v,
+                 f->nclass, f->nclass - 1);
+      return -1;
+    } else {
+      f->lrow[x] = (uint8_t)v;
+    }
+  }
+  return 0;
+}
+
+static int fit_begin(void *ctx, int h, int w, char *why, size_t whylen) {
+  fit_t *f = ctx;
+  const int fh = f->fh > 0 ? f->fh : h, fw = f->fw > 0 ? f->fw : w;
+  if (f->eh > 0 && (fh != f->eh || fw != f->ew)) {
+    if (f->image)
+      snprintf(why, whylen, "mask is %dx%d but its image %s is %dx%d", fw, fh, f->image, f->ew,
+               f->eh);
+    else
+      snprintf(why, whylen, "size changed since start-up: %dx%d, expected %dx%d", fw, fh, f->ew,
+               f->eh);
+    return -1;
+  }
+  f->sh = h;
+  f->sw = w;
+  if (f->is_mask && f->nclass > 0 && !(f->lrow = malloc((size_t)w))) {
+    snprintf(why, whylen, "out of memory for the row buffers");
+    return -1;
+  }
+  /* The window is the file's (as the mask's, fitted at full size), mapped into the decoded
+   * pixels by the decoder's exact factor: a scaled JPEG's rounded-up size is not the file's
+   * extent, and rounding the crop at the scale would shift the image against its mask. */
+  const double s = f->scale > 0 && f->scale < 8 ? f->scale / 8.0 : 1.0;
+  f->m = fh < fw ? fh : fw;
+  f->x0 = (fw - f->m) / 2;
+  f->y0 = (fh - f->m) / 2;
+  f->ox = f->x0 * s;
+  f->oy = f->y0 * s;
+  f->span = f->m * s;
+  f->crop = s == 1.0 && f->m == f->size;
+  if (f->crop) return 0;
+  if (f->is_mask) {
+    f->xi = malloc(sizeof(int) * (size_t)f->size);
+    if (f->xi)
+      for (int x = 0; x < f->size; x++) f->xi[x] = near_tap(f->ox, f->span, x, f->size, w);
+  } else {
+    f->xi = malloc(sizeof(int) * 2 * (size_t)f->size);
+    f->xf = malloc(sizeof(float) * (size_t)f->size);
+    f->keep = malloc((size_t)w * 3 * 2);
+    if (f->xi && f->xf) lin_cols(f->ox, f->span, f->size, w, f->xi, f->xf);
+  }
+  if (!f->xi || (!f->is_mask && (!f->xf || !f->keep))) {
+    snprintf(why, whylen, "out of memory for the row buffers");
+    return -1;
+  }
+  return 0;
+}
+
+static int fit_row(void *ctx, int y, const uint8_t *px, char *why, size_t whylen) {
+  fit_t *f = ctx;
+  if (f->lrow) { /* label mask: every source row is checked, whether the fit uses it or not */
+    if (label_row(f, px, f->sw, why, whylen)) return -1;
+    px = f->lrow;
+  }
+  const int n = f->size;
+  if (f->crop) { /* row next + y0 is output row next */
+    const size_t bpp = f->is_mask ? 1 : 3;
+    if (f->next < n && y == f->y0 + f->next) {
+      memcpy(f->out + (size_t)f->next * n * bpp, px + (size_t)f->x0 * bpp, (size_t)n * bpp);
+      f->next++;
+    }
+    return 0;
+  }
+  if (f->is_mask) {
+    while (f->next < n) {
+      const int j = near_tap(f->oy, f->span, f->next, n, f->sh);
+      if (j > y) break;
+      CG_ASSERT(j == y); /* taps increase with the output row: never behind the row at hand */
+      uint8_t *o = f->out + (size_t)f->next * n;
+      for (int x = 0; x < n; x++) o[x] = px[f->xi[x]];
+      f->next++;
+    }
+    return 0;
+  }
+  const size_t rb = (size_t)f->sw * 3;
+  memcpy(f->keep + (size_t)(y & 1) * rb, px, rb);
+  while (f->next < n) {
+    int j0, j1;
+    float g;
+    lin_tap(f->oy, f->span, f->next, n, f->sh, &j0, &j1, &g);
+    if (j1 > y) break;
+    CG_ASSERT(j1 == y && j0 >= y - 1);
+    blend_row(f->keep + (size_t)(j0 & 1) * rb, f->keep + (size_t)(j1 & 1) * rb, g, f->xi, f->xf,
+              f->out + (size_t)f->next * n * 3, n);
+    f->next++;
+  }
+  return 0;
+}
+
+/* Decodes one file into f->out; frees f's buffers. An image may be a JPEG (by its first bytes),
+ * decoded at the smallest DCT scale that still covers the fitted size; masks are PNG. */
+static int fit_file(const char *path, int64_t max_pixels, cg_png_as_t as, fit_t *f, char *err,
+                    size_t errlen) {
+  cg_png_sink_t sink = {fit_begin, fit_row, f};
+  int rc = as == CG_PNG_AS_RGB
+               ? cg_image_read_rows(path, max_pixels, f->size, &sink, &f->fh, &f->fw, &f->scale,
+                                    err, errlen)
+               : cg_png_read_rows(path, max_pixels, as, &sink, err, errlen);
+  free(f->keep);
+  free(f->xi);
+  free(f->xf);
+  free(f->lrow);
+  if (!rc && f->next != f->size) {
+    snprintf(err, errlen, "%s: internal error: %d of %d fitted rows made", path, f->next, f->size);
+    rc = -1;
+  }
+  return rc;
+}
+
+int cg_fit_png(const char *image, const char *mask, int64_t max_pixels, int size, int expect_h,
+               int expect_w, uint8_t *out_rgb, uint8_t *out_mask, int *h, int *w, char *err,
+               size_t errlen) {
+  return cg_fit_png_k(image, mask, max_pixels, size, expect_h, expect_w, 1, -1, out_rgb, out_mask,
+                      h, w, err, errlen);
+}
+
+int cg_fit_png_k(const char *image, const char *mask, int64_t max_pixels, int size, int expect_h,
+                 int expect_w, int nclass, int ignore, uint8_t *out_rgb, uint8_t *out_mask, int *h,
+                 int *w, char *err, size_t errlen) {
+  fit_t fi = {.size = size, .eh = expect_h, .ew = expect_w, .out = out_rgb};
+  if (fit_file(image, max_pixels, CG_PNG_AS_RGB, &fi, err, errlen)) return -1;
+  if (h) *h = fi.fh;
+  if (w) *w = fi.fw;
+  if (!mask) {
+    memset(out_mask, 0, (size_t)size * size);
+    return 0;
+  }
+  fit_t fm = {.size = size, .is_mask = 1, .eh = fi.fh, .ew = fi.fw, .image = image,
+              .out = out_mask};
+  if (nclass < 1) nclass = 1;
+  if (ignore < nclass) ignore = -1; /* a class id is never the ignore label */
+  if (nclass == 1 && ignore < 0) /* binary: any value > 0 (any colour) is foreground */
+    return fit_file(mask, max_pixels, CG_PNG_AS_MASK, &fm, err, errlen);
+  fm.nclass = nclass;
+  fm.ignore = ignore;
+  return fit_file(mask, max_pixels, CG_PNG_AS_LABEL, &fm, err, errlen);
+}
