@@ -116,11 +116,10 @@ static int row_to_label(uint8_t *px, size_t n, int bps) {
   return -1;
 }
 
-/* Class ids are the stored values: no palette expansion, no scaling of 1/2/4-bit gray. */
+/* Class ids are the stored values: no palette expansion, no scaling of 1/2/4-bit gray. (An RGB
+ * file is refused by read_png, from the header.) */
 static void set_label_transforms(png_structp png, int depth, int ctype) {
-  if (ctype & PNG_COLOR_MASK_COLOR && ctype != PNG_COLOR_TYPE_PALETTE)
-    png_error(png, "an RGB mask: class ids (--num-classes >= 2, --ignore-index) need a gray or "
-                   "palette PNG");
+  (void)ctype;
   if (depth < 8) png_set_packing(png);
   png_set_strip_alpha(png);
 }
@@ -187,6 +186,11 @@ static int read_png(png_ctx_t *c, cg_png_as_t as, const cg_png_sink_t *sink, int
   png_get_IHDR(png, info, &pw, &ph, &depth, &ctype, NULL, NULL, NULL);
   *h = (int)ph;
   *w = (int)pw;
+  if (as == CG_PNG_AS_LABEL && ctype & PNG_COLOR_MASK_COLOR && ctype != PNG_COLOR_TYPE_PALETTE) {
+    c->refused = 1; /* the file is fine: it cannot hold ids */
+    png_error(png, "an RGB mask: class ids (--num-classes >= 2, --ignore-index) need a gray or "
+                   "palette PNG");
+  }
   if (!sink) {
     png_destroy_read_struct(&png, &info, NULL);
     return 0;
@@ -293,6 +297,11 @@ int cg_png_read_rows_mem(const char *name, const uint8_t *mem, size_t len, int64
 int cg_png_read_size(const char *path, int64_t max_pixels, int *h, int *w, char *err,
                      size_t errlen) {
   return read_file(path, max_pixels, CG_PNG_AS_RGB, NULL, h, w, err, errlen);
+}
+
+int cg_png_read_size_as(const char *path, int64_t max_pixels, cg_png_as_t as, int *h, int *w,
+                        char *err, size_t errlen) {
+  return read_file(path, max_pixels, as, NULL, h, w, err, errlen);
 }
 
 int cg_png_read_rows(const char *path, int64_t max_pixels, cg_png_as_t as, const cg_png_sink_t *sink,
@@ -566,6 +575,12 @@ int cg_png_read_size(const char *path, int64_t max_pixels, int *h, int *w, char 
   (void)h;
   (void)w;
   return no_png(path, err, errlen);
+}
+
+int cg_png_read_size_as(const char *path, int64_t max_pixels, cg_png_as_t as, int *h, int *w,
+                        char *err, size_t errlen) {
+  (void)as;
+  return cg_png_read_size(path, max_pixels, h, w, err, errlen);
 }
 
 int cg_png_read_rows_mem(const char *name, const uint8_t *mem, size_t len, int64_t max_pixels,

@@ -67,6 +67,10 @@ typedef struct {
 /* Width and height from the IHDR chunk only (cheap: nothing is decompressed). */
 int cg_png_read_size(const char *path, int64_t max_pixels, int *h, int *w, char *err,
                      size_t errlen);
+/* The same, also checking the file can be read `as` says from its header alone: as
+ * CG_PNG_AS_LABEL, an RGB file fails ("an RGB mask: class ids ... need a gray or palette PNG"). */
+int cg_png_read_size_as(const char *path, int64_t max_pixels, cg_png_as_t as, int *h, int *w,
+                        char *err, size_t errlen);
 
 /* Decodes the file row by row into sink, converted as `as` says. Memory: two rows of the file
  * (libpng's) and one converted row, whatever the height; only interlaced (Adam7) files are

@@ -179,11 +179,14 @@ int cg_source_png_image(const cg_source_t *s, int64_t index, const char **path, 
   return 0;
 }
 
-/* The start-up check of one pair: both headers (within the pixel limit), equal sizes. */
-static int check_pair(pair_t *p, int64_t max_pixels, char *err, size_t errlen) {
+/* The start-up check of one pair: both headers (within the pixel limit), equal sizes, and a
+ * mask that can hold ids when they are read as labels (as cg_fit_png_k reads them). */
+static int check_pair(pair_t *p, int64_t max_pixels, int labels, char *err, size_t errlen) {
   int mh, mw;
   if (cg_image_read_size(p->image, max_pixels, &p->h, &p->w, err, errlen)) return -1;
-  if (cg_png_read_size(p->mask, max_pixels, &mh, &mw, err, errlen)) return -1;
+  if (cg_png_read_size_as(p->mask, max_pixels, labels ? CG_PNG_AS_LABEL : CG_PNG_AS_MASK, &mh,
+                          &mw, err, errlen))
+    return -1;
   if (mh != p->h || mw != p->w) {
     /* sides swapped on a JPEG: likely a camera photo whose EXIF orientation a viewer (and the
      * tool that drew the mask) applied; it is not applied here, as PIL's Image.open does not */
@@ -233,6 +236,9 @@ cg_source_t *cg_source_png_dirs(const char *images_dir, const char *masks_dir,
   ps->max_pixels = o->max_pixels;
   ps->nclass = o->nclass;
   ps->ignore = o->ignore;
+  /* masks are read as ids unless binary without an ignore label (cg_fit_png_k's rule) */
+  const int kk = o->nclass > 1 ? o->nclass : 1;
+  const int labels = kk > 1 || o->ignore >= kk;
   ps->pairs = cg_calloc(im.n ? im.n : 1, sizeof(pair_t), "png pairs");
   ps->names = cg_calloc(im.n ? im.n : 1, sizeof(char *), "png names");
   ps->base.names = (const char *const *)ps->names;
@@ -266,7 +272,7 @@ cg_source_t *cg_source_png_dirs(const char *images_dir, const char *masks_dir,
     p->image = join(images_dir, im.files[i]);
     p->mask = join(masks_dir, mk.files[j]);
     if (!ps->names[ps->base.count - 1]) CG_FATAL("out of memory");
-    if (check_pair(p, o->max_pixels, err, errlen)) {
+    if (check_pair(p, o->max_pixels, labels, err, errlen)) {
       if (!o->skip_bad) {
         size_t n = strlen(err);
         if (o->bad_hint) snprintf(err + n, errlen - n, "%s", o->bad_hint);
