@@ -183,6 +183,25 @@ refused "--out: directory '$N/nodir' of '$N/nodir/x.cgds' does not exist" "${PAC
 refused "--out: directory '$N/nodir' of" "${EXPORT[@]}" --out "$N/nodir/m.safetensors"
 refused "--out: '$N/dir' is a directory" "${PACK[@]}" --out "$N/dir"
 refused "--out: '$N/dir' is a directory" "${EXPORT[@]}" --out "$N/dir"
+# an output never replaces input data: an image, a checkpoint, or (except pack's) a shard
+IMG=$(ls "$T/pngs/images"/*.png | head -1); MSK=$(ls "$T/pngs/masks"/*.png | head -1)
+CKF=$(ls "$O/ck"/ckpt-*.cgck | head -1)
+cp "$IMG" "$T/img.keep"; cp "$MSK" "$T/msk.keep"; cp "$CKF" "$T/ck.keep"
+refused "--out: '$IMG' is a PNG image (input data)" "${PACK[@]}" --out "$IMG"
+refused "--out: '$CKF' is a cogpu-dist checkpoint (input data)" "${EXPORT[@]}" --out "$CKF"
+refused "--metrics-out: '$CKF' is a cogpu-dist checkpoint" $MPIRUN -np 1 $BIN train $COMMON \
+  --steps 1 --train-samples 8 --val-samples 0 --metrics-out "$CKF"
+refused "--history-csv: '$MSK' is a PNG image" $MPIRUN -np 1 $BIN train $COMMON --steps 1 \
+  --train-samples 8 --val-samples 0 --history-csv "$MSK"
+refused "--stats-out: '$IMG' is a PNG image" $MPIRUN -np 1 $BIN train $COMMON --steps 1 \
+  --train-samples 8 --val-samples 0 --stats-out "$IMG"
+cmp -s "$IMG" "$T/img.keep" && cmp -s "$MSK" "$T/msk.keep" && cmp -s "$CKF" "$T/ck.keep" ||
+  { echo "FAIL an input was changed by a refused output"; fail=1; }
+"${PACK[@]}" --out "$N/s.cgds" > /dev/null && "${PACK[@]}" --out "$N/s.cgds" > /dev/null ||
+  { echo "FAIL pack could not replace its own shard"; fail=1; }
+refused "--json-out: '$N/s.cgds' is a .cgds shard" $BUILD/bench/cogpu-bench membw --reps 1 \
+  --json-out "$N/s.cgds"
+rm -f "$N/s.cgds"
 left=$(unexpected "$N" fifo dev dir)$(unexpected "$N/dir")
 [ -z "$left" ] || { echo "FAIL refused outputs left behind: $left"; fail=1; }
 

@@ -243,6 +243,20 @@ const char *cg_afile_kind(unsigned mode) {
   return "not a regular file";
 }
 
+/* What input data the file at path holds, from its first bytes, or NULL. */
+static const char *input_kind(const char *path) {
+  unsigned char b[8] = {0};
+  FILE *f = fopen(path, "rb");
+  if (!f) return NULL;
+  const size_t n = fread(b, 1, sizeof b, f);
+  fclose(f);
+  if (n >= 8 && !memcmp(b, "\x89PNG\r\n\x1a\n", 8)) return "a PNG image";
+  if (n >= 3 && b[0] == 0xff && b[1] == 0xd8 && b[2] == 0xff) return "a JPEG image";
+  if (n >= 8 && !memcmp(b, "CGCKPT\r\n", 8)) return "a cogpu-dist checkpoint";
+  if (n >= 4 && !memcmp(b, "CGDS", 4)) return "a .cgds shard";
+  return NULL;
+}
+
 int cg_afile_check(const char *flag, const char *path, cg_afile_how_t how, char *err,
                    size_t errlen) {
   const size_t n = strlen(path);
@@ -266,6 +280,12 @@ int cg_afile_check(const char *flag, const char *path, cg_afile_how_t how, char 
   }
   if (exists && access(path, W_OK) != 0) {
     snprintf(err, errlen, "%s: '%.300s' is not writable (%s)", flag, path, strerror(errno));
+    return -1;
+  }
+  const char *data = exists && S_ISREG(st.st_mode) ? input_kind(path) : NULL;
+  if (data && !(how == CG_AFILE_REPLACE_SHARD && !strcmp(data, "a .cgds shard"))) {
+    snprintf(err, errlen, "%s: '%.300s' is %s (input data), not an output: give another file "
+             "name", flag, path, data);
     return -1;
   }
   if (exists && how == CG_AFILE_APPEND) return 0; /* its directory is not written */

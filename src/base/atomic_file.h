@@ -59,13 +59,17 @@ typedef enum {
   CG_AFILE_REPLACE, /* cg_afile_open/commit: a regular file, a temporary renamed over it */
   CG_AFILE_APPEND,  /* cg_afile_append with streams_ok: a regular file, a FIFO or a character
                        device (/dev/stdout), only ever appended to */
+  CG_AFILE_REPLACE_SHARD, /* as REPLACE, for the one writer of .cgds shards (pack --out): the
+                             existing file may be a shard */
 } cg_afile_how_t;
 
 /* The start-up check of an output path the user named with flag ("--out"), so that a bad one
  * is a usage error before any work, and a FIFO or device is never replaced by a regular file:
  * 0 when path can be written as `how` says (an existing target is writable and of a kind `how`
  * takes; a new one's directory exists and is writable), else -1 with one line in err naming
- * flag, path and what it is. Nothing is created. */
+ * flag, path and what it is. Nothing is created. An existing file that holds input data (a PNG
+ * or JPEG image, a checkpoint, a .cgds shard, known by their first bytes) is refused: a
+ * mistyped output path must not destroy a data set or a run. */
 int cg_afile_check(const char *flag, const char *path, cg_afile_how_t how, char *err,
                    size_t errlen);
 /* "a FIFO", "a character device", "a directory"...: what a st_mode is, for messages. */

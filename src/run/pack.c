@@ -129,7 +129,7 @@ int cg_pack_main(int argc, char **argv) {
     return usage_error("--ignore-index: %d is a class id (--num-classes %d)", ignore, nclass);
   const char *images = o.images, *masks = o.masks, *out = o.out;
   const int64_t max_pixels = o.max_pixels;
-  if (cg_afile_check("--out", out, CG_AFILE_REPLACE, err, sizeof err))
+  if (cg_afile_check("--out", out, CG_AFILE_REPLACE_SHARD, err, sizeof err))
     return usage_error("%s", err);
 
   struct sigaction sa, old_int, old_term;
