@@ -622,6 +622,117 @@ static uint64_t header_run_id(const char *path) {
   return read_header(path, &in) == 0 ? in.run_id : 0;
 }
 
+/* The reader's checks of the header of path, a file of fsize bytes whose first hn bytes (at most
+ * CG_CKPT_HEADER_BYTES) are h: cheapest first, and in an order that decides which message a
+ * damaged file gets: magic, length, version, header CRC, field bounds, the shape (against want,
+ * when given), the header's own consistency, the settings trailer's length, the file's length.
+ * CG_CKPT_OK with the header in *in and the settings trailer's length in *sbytes, or the first
+ * status found with err naming the file. */
+static cg_ckpt_status_t check_header(const char *path, const uint8_t *h, size_t hn,
+                                     uint64_t fsize, const cg_ckpt_shape_t *want,
+                                     cg_ckpt_info_t *in, uint32_t *sbytes, char *err,
+                                     size_t errlen) {
+  const cg_ckpt_status_t trust = header_trusted(h, hn);
+  if (trust == CG_CKPT_EMAGIC) {
+    snprintf(err, errlen, "%s: not a cogpu-dist checkpoint (bad magic)", path);
+    return CG_CKPT_EMAGIC;
+  }
+  if (trust == CG_CKPT_ETRUNC) {
+    snprintf(err, errlen, "%s: truncated: %llu bytes, less than the %d-byte header", path,
+             (unsigned long long)fsize, CG_CKPT_HEADER_BYTES);
+    return CG_CKPT_ETRUNC;
+  }
+  decode_header(h, in);
+  /* a header of another length is another format, whatever its CRC says */
+  const uint32_t hbytes = cg_le_get_u32(h + HDR_HEADER_BYTES);
+  if (trust == CG_CKPT_EVERSION || hbytes != CG_CKPT_HEADER_BYTES) {
+    snprintf(err, errlen, "%s: format version %u (header %u bytes); this build reads versions 1 "
+             "to %d", path, in->version, hbytes, CG_CKPT_VERSION);
+    return CG_CKPT_EVERSION;
+  }
+  if (trust == CG_CKPT_ECORRUPT) {
+    snprintf(err, errlen, "%s: corrupt: header CRC mismatch (stored %08x, computed %08x)", path,
+             cg_le_get_u32(h + HDR_CRC), cg_crc32(0, h, HDR_CRC));
+    return CG_CKPT_ECORRUPT;
+  }
+  const char *bad = header_out_of_range(in);
+  if (bad) {
+    snprintf(err, errlen, "%s: corrupt: header field %s out of range (step %lld, epoch %lld, "
+             "epoch samples %lld of %lld, batch %d x %d ranks)", path, bad, (long long)in->step,
+             (long long)in->epoch, (long long)in->epoch_samples, (long long)in->train_samples,
+             in->batch, in->ranks);
+    return CG_CKPT_ECORRUPT;
+  }
+  if (want && !shape_eq(&in->shape, want)) {
+    char a[160], b[160];
+    cg_ckpt_shape_str(&in->shape, a, sizeof a);
+    cg_ckpt_shape_str(want, b, sizeof b);
+    snprintf(err, errlen, "%s: another model shape: the checkpoint has %s; this run has %s", path,
+             a, b);
+    return CG_CKPT_ESHAPE;
+  }
+  if (in->payload_bytes != 3 * in->shape.nparams * sizeof(float) || in->step < 0 ||
+      in->epoch < 0 || in->epoch_samples < 0 || in->steps_per_epoch < 1 ||
+      in->train_samples < 1 || in->epoch_samples > in->train_samples || in->ranks < 1 ||
+      in->batch < 1 || in->opt_t < 0 || !(in->loss_scale > 0)) {
+    snprintf(err, errlen, "%s: corrupt: inconsistent header (payload %llu bytes for %llu "
+             "parameters, step %lld)", path, (unsigned long long)in->payload_bytes,
+             (unsigned long long)in->shape.nparams, (long long)in->step);
+    return CG_CKPT_ECORRUPT;
+  }
+  *sbytes = in->version >= 4 ? cg_le_get_u32(h + HDR_SETTINGS_BYTES) : 0;
+  if (*sbytes >= CG_CKPT_SETTINGS_MAX) {
+    snprintf(err, errlen, "%s: corrupt: settings trailer of %u bytes (at most %d)", path, *sbytes,
+             CG_CKPT_SETTINGS_MAX - 1);
+    return CG_CKPT_ECORRUPT;
+  }
+  const uint64_t want_size =
+      CG_CKPT_HEADER_BYTES + in->payload_bytes + 3 * (uint64_t)in->npal + *sbytes;
+  if (fsize < want_size) {
+    snprintf(err, errlen, "%s: truncated: the file is %llu bytes, its header says %llu", path,
+             (unsigned long long)fsize, (unsigned long long)want_size);
+    return CG_CKPT_ETRUNC;
+  }
+  if (fsize > want_size) {
+    snprintf(err, errlen, "%s: corrupt: the file is %llu bytes, longer than the %llu its header "
+             "says", path, (unsigned long long)fsize, (unsigned long long)want_size);
+    return CG_CKPT_ECORRUPT;
+  }
+  return CG_CKPT_OK;
+}
+
+/* Streams the payload at f's position (params, AdamW m, AdamW v: np floats each) through the
+ * CRC, into dst[0..2] when given (all NULL: through a scratch chunk, to verify only), and
+ * compares the CRC with the header's, `stored`. */
+static cg_ckpt_status_t read_payload(FILE *f, const char *path, size_t np, float *const dst[3],
+                                     uint32_t stored, char *err, size_t errlen) {
+  cg_ckpt_status_t st = CG_CKPT_OK;
+  float *buf = NULL;
+  if (!dst[0]) buf = cg_malloc(sizeof(float) * CHUNK_FLOATS, "checkpoint read buffer");
+  uint32_t crc = 0;
+  for (int a = 0; a < 3; a++) {
+    for (size_t off = 0; off < np; off += CHUNK_FLOATS) {
+      size_t k = np - off < CHUNK_FLOATS ? np - off : CHUNK_FLOATS;
+      float *p = dst[a] ? dst[a] + off : buf;
+      if (fread(p, sizeof(float), k, f) != k) {
+        snprintf(err, errlen, "%s: read error in the payload: %s", path,
+                 ferror(f) ? strerror(errno) : "unexpected end of file");
+        st = feof(f) ? CG_CKPT_ETRUNC : CG_CKPT_EIO;
+        goto done;
+      }
+      crc = cg_crc32(crc, p, k * sizeof(float));
+    }
+  }
+  if (crc != stored) {
+    snprintf(err, errlen, "%s: corrupt: payload CRC mismatch (stored %08x, computed %08x)", path,
+             stored, crc);
+    st = CG_CKPT_ECORRUPT;
+  }
+done:
+  free(buf);
+  return st;
+}
+
 /* Reads the n-byte trailer `what` (palette, settings) of the checkpoint at f's position into dst
  * and checks it against its CRC; n == 0 is nothing to read. */
 static cg_ckpt_status_t read_trailer(FILE *f, const char *path, const char *what, void *dst,
@@ -645,7 +756,6 @@ cg_ckpt_status_t cg_ckpt_read(const char *path, const cg_ckpt_shape_t *want,
   CG_ASSERT((params && m && v) || (!params && !m && !v));
   CG_ASSERT(!params || want);
   cg_ckpt_status_t st = CG_CKPT_EIO;
-  float *buf = NULL;
   FILE *f = fopen(path, "rb");
   if (!f) {
     snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
@@ -663,106 +773,13 @@ cg_ckpt_status_t cg_ckpt_read(const char *path, const cg_ckpt_shape_t *want,
     snprintf(err, errlen, "%s: read error: %s", path, strerror(errno));
     goto done;
   }
-  const cg_ckpt_status_t trust = header_trusted(h, hn);
-  if (trust == CG_CKPT_EMAGIC) {
-    snprintf(err, errlen, "%s: not a cogpu-dist checkpoint (bad magic)", path);
-    st = CG_CKPT_EMAGIC;
-    goto done;
-  }
-  if (trust == CG_CKPT_ETRUNC) {
-    snprintf(err, errlen, "%s: truncated: %llu bytes, less than the %d-byte header", path,
-             (unsigned long long)fsize, CG_CKPT_HEADER_BYTES);
-    st = CG_CKPT_ETRUNC;
-    goto done;
-  }
   cg_ckpt_info_t in;
-  decode_header(h, &in);
-  /* a header of another length is another format, whatever its CRC says */
-  if (trust == CG_CKPT_EVERSION || cg_le_get_u32(h + HDR_HEADER_BYTES) != CG_CKPT_HEADER_BYTES) {
-    snprintf(err, errlen, "%s: format version %u (header %u bytes); this build reads versions 1 "
-             "to %d", path, in.version, cg_le_get_u32(h + HDR_HEADER_BYTES), CG_CKPT_VERSION);
-    st = CG_CKPT_EVERSION;
-    goto done;
-  }
-  if (trust == CG_CKPT_ECORRUPT) {
-    snprintf(err, errlen, "%s: corrupt: header CRC mismatch (stored %08x, computed %08x)", path,
-             cg_le_get_u32(h + HDR_CRC), cg_crc32(0, h, HDR_CRC));
-    st = CG_CKPT_ECORRUPT;
-    goto done;
-  }
-  const char *bad = header_out_of_range(&in);
-  if (bad) {
-    snprintf(err, errlen, "%s: corrupt: header field %s out of range (step %lld, epoch %lld, "
-             "epoch samples %lld of %lld, batch %d x %d ranks)", path, bad, (long long)in.step,
-             (long long)in.epoch, (long long)in.epoch_samples, (long long)in.train_samples,
-             in.batch, in.ranks);
-    st = CG_CKPT_ECORRUPT;
-    goto done;
-  }
-  if (want && !shape_eq(&in.shape, want)) {
-    char a[160], b[160];
-    cg_ckpt_shape_str(&in.shape, a, sizeof a);
-    cg_ckpt_shape_str(want, b, sizeof b);
-    snprintf(err, errlen, "%s: another model shape: the checkpoint has %s; this run has %s", path,
-             a, b);
-    st = CG_CKPT_ESHAPE;
-    goto done;
-  }
-  if (in.payload_bytes != 3 * in.shape.nparams * sizeof(float) || in.step < 0 || in.epoch < 0 ||
-      in.epoch_samples < 0 || in.steps_per_epoch < 1 || in.train_samples < 1 ||
-      in.epoch_samples > in.train_samples || in.ranks < 1 || in.batch < 1 || in.opt_t < 0 ||
-      !(in.loss_scale > 0)) {
-    snprintf(err, errlen, "%s: corrupt: inconsistent header (payload %llu bytes for %llu "
-             "parameters, step %lld)", path, (unsigned long long)in.payload_bytes,
-             (unsigned long long)in.shape.nparams, (long long)in.step);
-    st = CG_CKPT_ECORRUPT;
-    goto done;
-  }
-  const uint32_t sbytes = in.version >= 4 ? cg_le_get_u32(h + HDR_SETTINGS_BYTES) : 0;
-  if (sbytes >= CG_CKPT_SETTINGS_MAX) {
-    snprintf(err, errlen, "%s: corrupt: settings trailer of %u bytes (at most %d)", path, sbytes,
-             CG_CKPT_SETTINGS_MAX - 1);
-    st = CG_CKPT_ECORRUPT;
-    goto done;
-  }
-  const uint64_t want_size =
-      CG_CKPT_HEADER_BYTES + in.payload_bytes + 3 * (uint64_t)in.npal + sbytes;
-  if (fsize < want_size) {
-    snprintf(err, errlen, "%s: truncated: the file is %llu bytes, its header says %llu", path,
-             (unsigned long long)fsize, (unsigned long long)want_size);
-    st = CG_CKPT_ETRUNC;
-    goto done;
-  }
-  if (fsize > want_size) {
-    snprintf(err, errlen, "%s: corrupt: the file is %llu bytes, longer than the %llu its header "
-             "says", path, (unsigned long long)fsize, (unsigned long long)want_size);
-    st = CG_CKPT_ECORRUPT;
-    goto done;
-  }
-  /* The payload, streamed through the CRC (into the caller's arrays when given). */
-  const size_t np = (size_t)in.shape.nparams;
-  float *dst[3] = {params, m, v};
-  if (!params) buf = cg_malloc(sizeof(float) * CHUNK_FLOATS, "checkpoint read buffer");
-  uint32_t crc = 0;
-  for (int a = 0; a < 3; a++) {
-    for (size_t off = 0; off < np; off += CHUNK_FLOATS) {
-      size_t k = np - off < CHUNK_FLOATS ? np - off : CHUNK_FLOATS;
-      float *p = dst[a] ? dst[a] + off : buf;
-      if (fread(p, sizeof(float), k, f) != k) {
-        snprintf(err, errlen, "%s: read error in the payload: %s", path,
-                 ferror(f) ? strerror(errno) : "unexpected end of file");
-        st = feof(f) ? CG_CKPT_ETRUNC : CG_CKPT_EIO;
-        goto done;
-      }
-      crc = cg_crc32(crc, p, k * sizeof(float));
-    }
-  }
-  if (crc != in.payload_crc) {
-    snprintf(err, errlen, "%s: corrupt: payload CRC mismatch (stored %08x, computed %08x)", path,
-             in.payload_crc, crc);
-    st = CG_CKPT_ECORRUPT;
-    goto done;
-  }
+  uint32_t sbytes = 0;
+  st = check_header(path, h, hn, fsize, want, &in, &sbytes, err, errlen);
+  if (st != CG_CKPT_OK) goto done;
+  float *const dst[3] = {params, m, v}; /* into the caller's arrays when given */
+  st = read_payload(f, path, (size_t)in.shape.nparams, dst, in.payload_crc, err, errlen);
+  if (st != CG_CKPT_OK) goto done;
   st = read_trailer(f, path, "palette", in.palette, 3 * (size_t)in.npal,
                     cg_le_get_u32(h + HDR_PALETTE_CRC), err, errlen);
   if (st != CG_CKPT_OK) goto done;
@@ -771,9 +788,7 @@ cg_ckpt_status_t cg_ckpt_read(const char *path, const cg_ckpt_shape_t *want,
   if (st != CG_CKPT_OK) goto done;
   in.settings[sbytes] = 0;
   if (info) *info = in;
-  st = CG_CKPT_OK;
 done:
-  free(buf);
   fclose(f);
   return st;
 }
