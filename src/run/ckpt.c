@@ -1,4 +1,5 @@
-/* ckpt.c: checkpoint files (format and rules in ckpt.h).
+/* ckpt.c: checkpoint files (format and rules in ckpt.h): writing, rotation, the pointer files,
+ * the directory lock, reading and the resume order. `inspect` is ckpt_inspect.c.
  *
  * The payload CRC is computed before anything is written, so the header goes out first and
  * the file is written front to back (no seek back: works on pipes-like file systems too).
@@ -6,6 +7,7 @@
  * the payload only for a file that could be used; a payload is never trusted before its CRC
  * has been compared, and the caller is told to discard the arrays otherwise. */
 #include "ckpt.h"
+#include "ckpt_impl.h" /* cg_ckpt_read_header, cg_ckpt_resume_order: shared with inspect */
 
 #include <dirent.h>
 #include <errno.h>
@@ -19,7 +21,6 @@
 #include <unistd.h>
 
 #include "atomic_file.h"
-#include "backend.h"
 #include "crc32.h"
 #include "guard.h" /* cg_guard_signal: a stop signal ends the wait for a lock */
 #include "le.h"
@@ -603,9 +604,8 @@ static cg_ckpt_status_t header_trusted(const uint8_t *h, size_t n) {
   return CG_CKPT_OK;
 }
 
-/* The header of path (header_trusted; the payload is not read), for choosing among files
- * without reading them whole. 0, or -1 when it cannot be read or trusted. */
-static int read_header(const char *path, cg_ckpt_info_t *in) {
+/* cg_ckpt_read_header (ckpt_impl.h): header_trusted, then decoded. */
+int cg_ckpt_read_header(const char *path, cg_ckpt_info_t *in) {
   uint8_t h[CG_CKPT_HEADER_BYTES];
   FILE *f = fopen(path, "rb");
   if (!f) return -1;
@@ -619,7 +619,7 @@ static int read_header(const char *path, cg_ckpt_info_t *in) {
 /* The run id in path's header, or 0 when the header cannot be read or trusted. */
 static uint64_t header_run_id(const char *path) {
   cg_ckpt_info_t in;
-  return read_header(path, &in) == 0 ? in.run_id : 0;
+  return cg_ckpt_read_header(path, &in) == 0 ? in.run_id : 0;
 }
 
 /* The reader's checks of the header of path, a file of fsize bytes whose first hn bytes (at most
@@ -886,7 +886,8 @@ static int64_t repick_best(const char *dir, int by_loss, const char *metric) {
   for (int i = 0; i < n; i++) { /* newest step first: a later one wins only when better */
     cg_ckpt_info_t in;
     double v;
-    if (read_header(paths[i], &in) != 0 || in.step != steps[i] || !best_figure(&in, by_loss, &v))
+    if (cg_ckpt_read_header(paths[i], &in) != 0 || in.step != steps[i] ||
+        !best_figure(&in, by_loss, &v))
       continue;
     if (bstep < 0 || (by_loss ? v < bval : v > bval)) {
       bstep = steps[i];
@@ -947,7 +948,8 @@ static int write_all(FILE *f, const void *p, size_t n) { return fwrite(p, 1, n, 
 static int aside_other_run(const char *dir, const char *final, uint64_t run_id, char *err,
                            size_t errlen) {
   cg_ckpt_info_t in;
-  if (read_header(final, &in) != 0 || !in.run_id || !run_id || in.run_id == run_id) return 0;
+  if (cg_ckpt_read_header(final, &in) != 0 || !in.run_id || !run_id || in.run_id == run_id)
+    return 0;
   const int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (dfd < 0) {
     snprintf(err, errlen, "%s: %s", dir, strerror(errno));
@@ -1022,13 +1024,9 @@ static int by_rank_time(const void *a, const void *b) {
   return newer(x, y) ? -1 : newer(y, x) ? 1 : 0;
 }
 
-/* The order in which --resume DIR tries the n checkpoints of dir (cg_ckpt_list's) into order[]
- * (cg_ckpt_find says why): the newest run's files (DIR/last's run, else the run of the file
- * written last), DIR/last's file first, then newest written first, with the files whose header
- * cannot be read placed by their mtime; then every other run's, runs by recency. *newest_run gets the newest run's id
- * (0: none known). */
-static void resume_order(const char *dir, char **paths, const int64_t *steps, int n, int *order,
-                         uint64_t *newest_run) {
+/* cg_ckpt_resume_order (ckpt_impl.h). */
+void cg_ckpt_resume_order(const char *dir, char **paths, const int64_t *steps, int n,
+                          int *order, uint64_t *newest_run) {
   cand_t *c = cg_malloc(sizeof *c * (size_t)(n ? n : 1), "resume order");
   char lpath[4200];
   int64_t lstep = -1;
@@ -1039,7 +1037,8 @@ static void resume_order(const char *dir, char **paths, const int64_t *steps, in
     cg_ckpt_info_t in;
     struct stat sb;
     c[i] = (cand_t){i, 0, steps[i], 0, 0, 0};
-    if (read_header(paths[i], &in) != 0) { /* whose it is cannot be told: tried when written */
+    /* whose it is cannot be told: tried when written */
+    if (cg_ckpt_read_header(paths[i], &in) != 0) {
       if (stat(paths[i], &sb) == 0) {
         c[i].t = (int64_t)sb.st_mtim.tv_sec;
         c[i].ns = (int64_t)sb.st_mtim.tv_nsec;
@@ -1092,7 +1091,7 @@ int cg_ckpt_find(const char *dir, const cg_ckpt_shape_t *want, cg_ckpt_info_t *i
   if (cg_ckpt_list(dir, &paths, &steps, &n, err, errlen) != 0) return -1;
   int *order = cg_malloc(sizeof(int) * (size_t)(n ? n : 1), "resume order");
   uint64_t newest_run = 0;
-  resume_order(dir, paths, steps, n, order, &newest_run);
+  cg_ckpt_resume_order(dir, paths, steps, n, order, &newest_run);
   int rc = n ? -1 : 1;
   for (int k = 0; k < n && rc != 0; k++) {
     const int i = order[k];
@@ -1120,169 +1119,4 @@ int cg_ckpt_find(const char *dir, const cg_ckpt_shape_t *want, cg_ckpt_info_t *i
   free(order);
   cg_ckpt_list_free(paths, steps, n);
   return rc;
-}
-
-/* ---- inspect ----------------------------------------------------------------------------- */
-
-static const char *precision_str(int p) {
-  return p >= CG_PREC_FP32 && p <= CG_PREC_FP16 ? cg_precision_name((cg_precision_t)p) : "?";
-}
-
-static void print_info(const char *path, const cg_ckpt_info_t *in) {
-  char shape[160], when[64] = "?";
-  cg_ckpt_shape_str(&in->shape, shape, sizeof shape);
-  time_t t = (time_t)in->unix_time;
-  struct tm tmv;
-  if (gmtime_r(&t, &tmv)) strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S UTC", &tmv);
-  const int64_t global = (int64_t)in->ranks * in->batch;
-  printf("file:          %s\n", path);
-  printf("format:        cogpu-dist checkpoint, version %u, %d-byte header (CRC ok)\n",
-         in->version, CG_CKPT_HEADER_BYTES);
-  printf("model:         UNet %s\n", shape);
-  char ign[32] = "none";
-  if (in->ignore_index >= 0) snprintf(ign, sizeof ign, "%d", in->ignore_index);
-  printf("classes:       %d%s, ignore label %s%s\n", in->shape.nclass,
-         in->shape.nclass > 1 ? "" : " (binary)", ign,
-         in->npal ? ", masks with a palette (kept for predict)" : "");
-  printf("precision:     %s (of the run that wrote it)\n", precision_str(in->precision));
-  printf("step:          %lld completed; next: epoch %lld, %lld of its %lld samples trained\n",
-         (long long)in->step, (long long)in->epoch, (long long)in->epoch_samples,
-         (long long)in->train_samples);
-  printf("written by:    %d rank(s) x batch %d (global batch %lld, %lld steps per epoch), "
-         "seed %llu\n",
-         in->ranks, in->batch, (long long)global, (long long)in->steps_per_epoch,
-         (unsigned long long)in->seed);
-  printf("optimizer:     AdamW t %lld, last lr %g, planned total %lld steps\n",
-         (long long)in->opt_t, in->lr, (long long)in->total_steps);
-  printf("loss scaler:   scale %g, %lld clean steps since the last change, %lld steps skipped\n",
-         (double)in->loss_scale, (long long)in->scale_good_steps, (long long)in->skipped_steps);
-  printf("written:       %s\n", when);
-  if (in->run_id)
-    printf("run id:        %016llx (kept across resumes; rotation only removes this run's files)\n",
-           (unsigned long long)in->run_id);
-  else
-    printf("run id:        none (format version 1)\n");
-  printf("payload:       %llu bytes (params, AdamW m, AdamW v), CRC %08x ok\n",
-         (unsigned long long)in->payload_bytes, in->payload_crc);
-  if (in->have_val)
-    printf("validation:    at step %lld: val_loss %.6f, %s %.6f\n", (long long)in->val_step,
-           in->val_loss, in->shape.nclass > 1 ? "val_miou" : "val_iou", in->val_iou);
-  else
-    printf("validation:    none at this step\n");
-  printf("settings:      %s\n", in->settings[0] ? in->settings
-                                                : "none stored (format version 3 or older)");
-}
-
-/* "val_iou 0.8123, val_loss 0.2345" or "no validation" */
-static void val_str(const cg_ckpt_info_t *in, char *buf, size_t len) {
-  if (!in->have_val) snprintf(buf, len, "no validation");
-  else
-    snprintf(buf, len, "%s %.4f  val_loss %.4f", in->shape.nclass > 1 ? "val_miou" : "val_iou",
-             in->val_iou, in->val_loss);
-}
-
-int cg_ckpt_inspect_main(int argc, char **argv) {
-  if (argc != 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
-    FILE *o = argc == 2 ? stdout : stderr;
-    fprintf(o, "usage: cogpu-dist inspect FILE|DIR\n\n"
-               "Prints a checkpoint's header and verifies its CRCs (exit 0 valid, 1 not). For a\n"
-               "directory, lists its checkpoints newest first with their verdict and validation\n"
-               "figures, marks the ones DIR/last and DIR/best name, and says which one\n"
-               "`train --resume` would load (exit 0 when one is usable). A path that does not\n"
-               "exist, or a directory that cannot be listed, is exit 2.\n");
-    return argc == 2 ? 0 : CG_EXIT_USAGE;
-  }
-  const char *arg = argv[1];
-  if (!arg[0]) { /* an unset shell variable */
-    fprintf(stderr, "cogpu-dist inspect: error: empty FILE|DIR\n");
-    return CG_EXIT_USAGE;
-  }
-  struct stat sb;
-  if (stat(arg, &sb) != 0) {
-    fprintf(stderr, "cogpu-dist inspect: error: %s: %s\n", arg, strerror(errno));
-    return CG_EXIT_USAGE;
-  }
-  char err[1024];
-  if (!S_ISDIR(sb.st_mode)) {
-    cg_ckpt_info_t in;
-    cg_ckpt_status_t st = cg_ckpt_read(arg, NULL, &in, NULL, NULL, NULL, err, sizeof err);
-    if (st != CG_CKPT_OK) {
-      printf("file:          %s\nverdict:       INVALID: %s\n", arg, err);
-      return 1;
-    }
-    print_info(arg, &in);
-    printf("verdict:       valid\n");
-    return 0;
-  }
-  char **paths;
-  int64_t *steps;
-  int n;
-  if (cg_ckpt_list(arg, &paths, &steps, &n, err, sizeof err) != 0) {
-    fprintf(stderr, "cogpu-dist inspect: error: %s\n", err);
-    return CG_EXIT_USAGE;
-  }
-  int chosen = -1;
-  char lpath[4200] = "", bpath[4200] = "", bmet[32] = "";
-  int64_t lstep = -1, bstep = -1;
-  double bval = 0;
-  const int has_last =
-      cg_ckpt_read_pointer(arg, "last", lpath, sizeof lpath, &lstep, NULL, 0, NULL) == 0;
-  const int has_best = cg_ckpt_read_pointer(arg, "best", bpath, sizeof bpath, &bstep, bmet,
-                                            sizeof bmet, &bval) == 0;
-  int *order = cg_malloc(sizeof(int) * (size_t)(n ? n : 1), "resume order");
-  int *ok = cg_calloc((size_t)(n ? n : 1), sizeof(int), "verdicts");
-  uint64_t newest_run = 0;
-  resume_order(arg, paths, steps, n, order, &newest_run);
-  /* several runs here: each line names its run, so the choice of --resume can be followed */
-  int runs = 0;
-  uint64_t first_run = 0;
-  for (int i = 0; i < n && runs < 2; i++) {
-    cg_ckpt_info_t h;
-    if (read_header(paths[i], &h) != 0) continue;
-    if (!runs || h.run_id != first_run) runs++;
-    if (runs == 1) first_run = h.run_id;
-  }
-  printf("%s: %d checkpoint(s), newest step first%s\n", arg, n,
-         runs > 1 ? "; more than one run (run ids shown; --resume takes the newest run's)" : "");
-  for (int i = 0; i < n; i++) {
-    cg_ckpt_info_t in;
-    cg_ckpt_status_t st = cg_ckpt_read(paths[i], NULL, &in, NULL, NULL, NULL, err, sizeof err);
-    ok[i] = st == CG_CKPT_OK;
-    if (st == CG_CKPT_OK) {
-      char shape[160], vs[96], mark[48];
-      cg_ckpt_shape_str(&in.shape, shape, sizeof shape);
-      val_str(&in, vs, sizeof vs);
-      snprintf(mark, sizeof mark, "%s%s", has_last && lstep == steps[i] ? " last" : "",
-               has_best && bstep == steps[i] ? " best" : "");
-      if (runs > 1)
-        snprintf(mark + strlen(mark), sizeof mark - strlen(mark), " run %016llx",
-                 (unsigned long long)in.run_id);
-      printf("  step %-10lld valid    %-34s %s  (%s)%s\n", (long long)steps[i], vs, paths[i],
-             shape, mark);
-    } else {
-      printf("  step %-10lld INVALID  %s\n", (long long)steps[i], err);
-    }
-  }
-  for (int k = 0; k < n && chosen < 0; k++)
-    if (ok[order[k]]) chosen = order[k];
-  free(order);
-  free(ok);
-  if (has_last) printf("last: %s (step %lld)\n", lpath, (long long)lstep);
-  else printf("last: none (no pointer file %s/last)\n", arg);
-  if (has_best) { /* DIR/best says val_iou for the class mean too: name it as train does */
-    cg_ckpt_info_t *bi = cg_malloc(sizeof *bi, "checkpoint header");
-    const int k = !strcmp(bmet, "val_iou") &&
-                  read_header(bpath, bi) == 0 &&
-                  bi->shape.nclass > 1;
-    free(bi);
-    printf("best: %s (step %lld, %s %.6f)\n", bpath, (long long)bstep, k ? "val_miou" : bmet,
-           bval);
-  }
-  else printf("best: none (no checkpoint with validation figures yet)\n");
-  if (chosen >= 0)
-    printf("--resume would load %s: the newest run's last written valid checkpoint (DIR/last names "
-           "the newest run; it also skips checkpoints of another model shape)\n", paths[chosen]);
-  else printf("--resume would find no valid checkpoint here\n");
-  cg_ckpt_list_free(paths, steps, n);
-  return chosen >= 0 ? 0 : 1;
 }
