@@ -1,4 +1,5 @@
-/* ckpt.c: checkpoint files (format and rules in ckpt.h).
+/* ckpt.c: checkpoint files (format and rules in ckpt.h): writing, rotation, the pointer files,
+ * the directory lock, reading and the resume order. `inspect` is ckpt_inspect.c.
  *
  * The payload CRC is computed before anything is written, so the header goes out first and
  * the file is written front to back (no seek back: works on pipes-like file systems too).
@@ -6,6 +7,7 @@
  * the payload only for a file that could be used; a payload is never trusted before its CRC
  * has been compared, and the caller is told to discard the arrays otherwise. */
 #include "ckpt.h"
+#include "ckpt_impl.h" /* cg_ckpt_read_header, cg_ckpt_resume_order: shared with inspect */
 
 #include <dirent.h>
 #include <errno.h>
@@ -19,7 +21,6 @@
 #include <unistd.h>
 
 #include "atomic_file.h"
-#include "backend.h"
 #include "crc32.h"
 #include "guard.h" /* cg_guard_signal: a stop signal ends the wait for a lock */
 #include "le.h"
@@ -71,100 +72,120 @@ static int shape_eq(const cg_ckpt_shape_t *a, const cg_ckpt_shape_t *b) {
          a->nclass == b->nclass;
 }
 
+/* Byte offsets of the header's fields (the table in ckpt.h): encode_header and decode_header
+ * are their only users but for the reader's checks of what decode_header does not keep (the
+ * header's length and CRC, the trailers' lengths and CRCs). */
+enum {
+  HDR_MAGIC = 0, HDR_VERSION = 8, HDR_HEADER_BYTES = 12,
+  HDR_IN_C = 16, HDR_BASE = 20, HDR_DEPTH = 24, HDR_HEIGHT = 28, HDR_WIDTH = 32,
+  HDR_PRECISION = 36, HDR_NPARAMS = 40,
+  HDR_STEP = 48, HDR_EPOCH = 56, HDR_EPOCH_SAMPLES = 64, HDR_STEPS_PER_EPOCH = 72,
+  HDR_TRAIN_SAMPLES = 80, HDR_RANKS = 88, HDR_BATCH = 92, HDR_SEED = 96,
+  HDR_OPT_T = 104, HDR_TOTAL_STEPS = 112, HDR_LOSS_SCALE = 120, HDR_SCALE_GOOD_STEPS = 128,
+  HDR_SKIPPED_STEPS = 136, HDR_LR = 144, HDR_UNIX_TIME = 152,
+  HDR_PAYLOAD_BYTES = 160, HDR_PAYLOAD_CRC = 168, HDR_RUN_ID = 172,
+  HDR_NCLASS = 180, HDR_IGNORE_INDEX = 184, HDR_NPAL = 188, HDR_PALETTE_CRC = 192, /* v >= 3 */
+  HDR_SETTINGS_BYTES = 196, HDR_SETTINGS_CRC = 200,                               /* v >= 4 */
+  HDR_VAL_HAVE = 204, HDR_VAL_STEP = 208, HDR_VAL_LOSS = 216, HDR_VAL_IOU = 224,  /* v >= 4 */
+  HDR_UNIX_NSEC = 232,                                                            /* v >= 4 */
+  HDR_CRC = 252 /* CRC32 of the bytes before it */
+};
+
 static void encode_header(const cg_ckpt_info_t *in, uint64_t payload_bytes, uint32_t payload_crc,
                           uint8_t *h) {
   memset(h, 0, CG_CKPT_HEADER_BYTES);
-  memcpy(h, CG_CKPT_MAGIC, 8);
-  cg_le_put_u32(h + 8, CG_CKPT_VERSION);
-  cg_le_put_u32(h + 12, CG_CKPT_HEADER_BYTES);
-  cg_le_put_u32(h + 16, (uint32_t)in->shape.in_c);
-  cg_le_put_u32(h + 20, (uint32_t)in->shape.base);
-  cg_le_put_u32(h + 24, (uint32_t)in->shape.depth);
-  cg_le_put_u32(h + 28, (uint32_t)in->shape.height);
-  cg_le_put_u32(h + 32, (uint32_t)in->shape.width);
-  cg_le_put_u32(h + 36, (uint32_t)in->precision);
-  cg_le_put_u64(h + 40, in->shape.nparams);
-  cg_le_put_u64(h + 48, (uint64_t)in->step);
-  cg_le_put_u64(h + 56, (uint64_t)in->epoch);
-  cg_le_put_u64(h + 64, (uint64_t)in->epoch_samples);
-  cg_le_put_u64(h + 72, (uint64_t)in->steps_per_epoch);
-  cg_le_put_u64(h + 80, (uint64_t)in->train_samples);
-  cg_le_put_u32(h + 88, (uint32_t)in->ranks);
-  cg_le_put_u32(h + 92, (uint32_t)in->batch);
-  cg_le_put_u64(h + 96, in->seed);
-  cg_le_put_u64(h + 104, (uint64_t)in->opt_t);
-  cg_le_put_u64(h + 112, (uint64_t)in->total_steps);
-  put_f32(h + 120, in->loss_scale);
-  cg_le_put_u64(h + 128, (uint64_t)in->scale_good_steps);
-  cg_le_put_u64(h + 136, (uint64_t)in->skipped_steps);
-  put_f64(h + 144, in->lr);
-  cg_le_put_u64(h + 152, (uint64_t)in->unix_time);
-  cg_le_put_u64(h + 160, payload_bytes);
-  cg_le_put_u32(h + 168, payload_crc);
-  cg_le_put_u64(h + 172, in->run_id);
-  cg_le_put_u32(h + 180, (uint32_t)in->shape.nclass);
+  memcpy(h + HDR_MAGIC, CG_CKPT_MAGIC, 8);
+  cg_le_put_u32(h + HDR_VERSION, CG_CKPT_VERSION);
+  cg_le_put_u32(h + HDR_HEADER_BYTES, CG_CKPT_HEADER_BYTES);
+  cg_le_put_u32(h + HDR_IN_C, (uint32_t)in->shape.in_c);
+  cg_le_put_u32(h + HDR_BASE, (uint32_t)in->shape.base);
+  cg_le_put_u32(h + HDR_DEPTH, (uint32_t)in->shape.depth);
+  cg_le_put_u32(h + HDR_HEIGHT, (uint32_t)in->shape.height);
+  cg_le_put_u32(h + HDR_WIDTH, (uint32_t)in->shape.width);
+  cg_le_put_u32(h + HDR_PRECISION, (uint32_t)in->precision);
+  cg_le_put_u64(h + HDR_NPARAMS, in->shape.nparams);
+  cg_le_put_u64(h + HDR_STEP, (uint64_t)in->step);
+  cg_le_put_u64(h + HDR_EPOCH, (uint64_t)in->epoch);
+  cg_le_put_u64(h + HDR_EPOCH_SAMPLES, (uint64_t)in->epoch_samples);
+  cg_le_put_u64(h + HDR_STEPS_PER_EPOCH, (uint64_t)in->steps_per_epoch);
+  cg_le_put_u64(h + HDR_TRAIN_SAMPLES, (uint64_t)in->train_samples);
+  cg_le_put_u32(h + HDR_RANKS, (uint32_t)in->ranks);
+  cg_le_put_u32(h + HDR_BATCH, (uint32_t)in->batch);
+  cg_le_put_u64(h + HDR_SEED, in->seed);
+  cg_le_put_u64(h + HDR_OPT_T, (uint64_t)in->opt_t);
+  cg_le_put_u64(h + HDR_TOTAL_STEPS, (uint64_t)in->total_steps);
+  put_f32(h + HDR_LOSS_SCALE, in->loss_scale);
+  cg_le_put_u64(h + HDR_SCALE_GOOD_STEPS, (uint64_t)in->scale_good_steps);
+  cg_le_put_u64(h + HDR_SKIPPED_STEPS, (uint64_t)in->skipped_steps);
+  put_f64(h + HDR_LR, in->lr);
+  cg_le_put_u64(h + HDR_UNIX_TIME, (uint64_t)in->unix_time);
+  cg_le_put_u64(h + HDR_PAYLOAD_BYTES, payload_bytes);
+  cg_le_put_u32(h + HDR_PAYLOAD_CRC, payload_crc);
+  cg_le_put_u64(h + HDR_RUN_ID, in->run_id);
+  cg_le_put_u32(h + HDR_NCLASS, (uint32_t)in->shape.nclass);
   /* a class id is never the ignore label: such a value (0 of a zeroed struct) means none */
   const int ign = in->ignore_index >= in->shape.nclass ? in->ignore_index : -1;
-  cg_le_put_u32(h + 184, (uint32_t)ign);
-  cg_le_put_u32(h + 188, (uint32_t)in->npal);
-  cg_le_put_u32(h + 192, cg_crc32(0, in->palette, 3 * (size_t)in->npal));
+  cg_le_put_u32(h + HDR_IGNORE_INDEX, (uint32_t)ign);
+  cg_le_put_u32(h + HDR_NPAL, (uint32_t)in->npal);
+  cg_le_put_u32(h + HDR_PALETTE_CRC, cg_crc32(0, in->palette, 3 * (size_t)in->npal));
   const size_t sb = strnlen(in->settings, CG_CKPT_SETTINGS_MAX - 1);
-  cg_le_put_u32(h + 196, (uint32_t)sb);
-  cg_le_put_u32(h + 200, cg_crc32(0, in->settings, sb));
-  cg_le_put_u32(h + 232, in->unix_nsec < 1000000000u ? in->unix_nsec : 0);
+  cg_le_put_u32(h + HDR_SETTINGS_BYTES, (uint32_t)sb);
+  cg_le_put_u32(h + HDR_SETTINGS_CRC, cg_crc32(0, in->settings, sb));
+  cg_le_put_u32(h + HDR_UNIX_NSEC, in->unix_nsec < 1000000000u ? in->unix_nsec : 0);
   if (in->have_val) {
-    cg_le_put_u32(h + 204, 1);
-    cg_le_put_u64(h + 208, (uint64_t)in->val_step);
-    put_f64(h + 216, in->val_loss);
-    put_f64(h + 224, in->val_iou);
+    cg_le_put_u32(h + HDR_VAL_HAVE, 1);
+    cg_le_put_u64(h + HDR_VAL_STEP, (uint64_t)in->val_step);
+    put_f64(h + HDR_VAL_LOSS, in->val_loss);
+    put_f64(h + HDR_VAL_IOU, in->val_iou);
   }
-  cg_le_put_u32(h + 252, cg_crc32(0, h, 252));
+  cg_le_put_u32(h + HDR_CRC, cg_crc32(0, h, HDR_CRC));
 }
 
 static void decode_header(const uint8_t *h, cg_ckpt_info_t *o) {
   memset(o, 0, sizeof *o);
-  o->version = cg_le_get_u32(h + 8);
-  o->shape.in_c = (int)cg_le_get_u32(h + 16);
-  o->shape.base = (int)cg_le_get_u32(h + 20);
-  o->shape.depth = (int)cg_le_get_u32(h + 24);
-  o->shape.height = (int)cg_le_get_u32(h + 28);
-  o->shape.width = (int)cg_le_get_u32(h + 32);
-  o->precision = (int)cg_le_get_u32(h + 36);
-  o->shape.nparams = cg_le_get_u64(h + 40);
+  o->version = cg_le_get_u32(h + HDR_VERSION);
+  o->shape.in_c = (int)cg_le_get_u32(h + HDR_IN_C);
+  o->shape.base = (int)cg_le_get_u32(h + HDR_BASE);
+  o->shape.depth = (int)cg_le_get_u32(h + HDR_DEPTH);
+  o->shape.height = (int)cg_le_get_u32(h + HDR_HEIGHT);
+  o->shape.width = (int)cg_le_get_u32(h + HDR_WIDTH);
+  o->precision = (int)cg_le_get_u32(h + HDR_PRECISION);
+  o->shape.nparams = cg_le_get_u64(h + HDR_NPARAMS);
   o->shape.nclass = 1; /* versions 1 and 2: binary */
   o->ignore_index = -1;
   if (o->version >= 3) {
-    o->shape.nclass = (int)cg_le_get_u32(h + 180);
-    o->ignore_index = (int)(int32_t)cg_le_get_u32(h + 184);
-    o->npal = (int)cg_le_get_u32(h + 188);
+    o->shape.nclass = (int)cg_le_get_u32(h + HDR_NCLASS);
+    o->ignore_index = (int)(int32_t)cg_le_get_u32(h + HDR_IGNORE_INDEX);
+    o->npal = (int)cg_le_get_u32(h + HDR_NPAL);
   }
   if (o->version >= 4) {
-    o->unix_nsec = cg_le_get_u32(h + 232) % 1000000000u; /* 0 in files written before it */
-    o->have_val = cg_le_get_u32(h + 204) == 1;
+    /* 0 in files written before it */
+    o->unix_nsec = cg_le_get_u32(h + HDR_UNIX_NSEC) % 1000000000u;
+    o->have_val = cg_le_get_u32(h + HDR_VAL_HAVE) == 1;
     if (o->have_val) {
-      o->val_step = (int64_t)cg_le_get_u64(h + 208);
-      o->val_loss = get_f64(h + 216);
-      o->val_iou = get_f64(h + 224);
+      o->val_step = (int64_t)cg_le_get_u64(h + HDR_VAL_STEP);
+      o->val_loss = get_f64(h + HDR_VAL_LOSS);
+      o->val_iou = get_f64(h + HDR_VAL_IOU);
     }
   }
-  o->step = (int64_t)cg_le_get_u64(h + 48);
-  o->epoch = (int64_t)cg_le_get_u64(h + 56);
-  o->epoch_samples = (int64_t)cg_le_get_u64(h + 64);
-  o->steps_per_epoch = (int64_t)cg_le_get_u64(h + 72);
-  o->train_samples = (int64_t)cg_le_get_u64(h + 80);
-  o->ranks = (int)cg_le_get_u32(h + 88);
-  o->batch = (int)cg_le_get_u32(h + 92);
-  o->seed = cg_le_get_u64(h + 96);
-  o->opt_t = (int64_t)cg_le_get_u64(h + 104);
-  o->total_steps = (int64_t)cg_le_get_u64(h + 112);
-  o->loss_scale = get_f32(h + 120);
-  o->scale_good_steps = (int64_t)cg_le_get_u64(h + 128);
-  o->skipped_steps = (int64_t)cg_le_get_u64(h + 136);
-  o->lr = get_f64(h + 144);
-  o->unix_time = (int64_t)cg_le_get_u64(h + 152);
-  o->payload_bytes = cg_le_get_u64(h + 160);
-  o->payload_crc = cg_le_get_u32(h + 168);
-  o->run_id = o->version >= 2 ? cg_le_get_u64(h + 172) : 0;
+  o->step = (int64_t)cg_le_get_u64(h + HDR_STEP);
+  o->epoch = (int64_t)cg_le_get_u64(h + HDR_EPOCH);
+  o->epoch_samples = (int64_t)cg_le_get_u64(h + HDR_EPOCH_SAMPLES);
+  o->steps_per_epoch = (int64_t)cg_le_get_u64(h + HDR_STEPS_PER_EPOCH);
+  o->train_samples = (int64_t)cg_le_get_u64(h + HDR_TRAIN_SAMPLES);
+  o->ranks = (int)cg_le_get_u32(h + HDR_RANKS);
+  o->batch = (int)cg_le_get_u32(h + HDR_BATCH);
+  o->seed = cg_le_get_u64(h + HDR_SEED);
+  o->opt_t = (int64_t)cg_le_get_u64(h + HDR_OPT_T);
+  o->total_steps = (int64_t)cg_le_get_u64(h + HDR_TOTAL_STEPS);
+  o->loss_scale = get_f32(h + HDR_LOSS_SCALE);
+  o->scale_good_steps = (int64_t)cg_le_get_u64(h + HDR_SCALE_GOOD_STEPS);
+  o->skipped_steps = (int64_t)cg_le_get_u64(h + HDR_SKIPPED_STEPS);
+  o->lr = get_f64(h + HDR_LR);
+  o->unix_time = (int64_t)cg_le_get_u64(h + HDR_UNIX_TIME);
+  o->payload_bytes = cg_le_get_u64(h + HDR_PAYLOAD_BYTES);
+  o->payload_crc = cg_le_get_u32(h + HDR_PAYLOAD_CRC);
+  o->run_id = o->version >= 2 ? cg_le_get_u64(h + HDR_RUN_ID) : 0;
 }
 
 int64_t cg_ckpt_map_position(const cg_ckpt_info_t *in, int64_t ntrain, int64_t global,
@@ -568,22 +589,29 @@ void cg_ckpt_list_free(char **paths, int64_t *steps, int n) {
   free(steps);
 }
 
-/* ---- writer ------------------------------------------------------------------------------ */
+/* ---- reader ------------------------------------------------------------------------------ */
 
-static int write_all(FILE *f, const void *p, size_t n) { return fwrite(p, 1, n, f) == n ? 0 : -1; }
+/* What a header of n bytes (at most CG_CKPT_HEADER_BYTES) is, on its own bytes only: the first
+ * of not a checkpoint (CG_CKPT_EMAGIC), too short (CG_CKPT_ETRUNC), a version this build does
+ * not read (CG_CKPT_EVERSION) and a CRC mismatch (CG_CKPT_ECORRUPT), else CG_CKPT_OK. This order
+ * is the reader's: it decides which message a damaged file gets. */
+static cg_ckpt_status_t header_trusted(const uint8_t *h, size_t n) {
+  if (n < 8 || memcmp(h + HDR_MAGIC, CG_CKPT_MAGIC, 8) != 0) return CG_CKPT_EMAGIC;
+  if (n < CG_CKPT_HEADER_BYTES) return CG_CKPT_ETRUNC;
+  const uint32_t version = cg_le_get_u32(h + HDR_VERSION);
+  if (version < 1 || version > CG_CKPT_VERSION) return CG_CKPT_EVERSION;
+  if (cg_crc32(0, h, HDR_CRC) != cg_le_get_u32(h + HDR_CRC)) return CG_CKPT_ECORRUPT;
+  return CG_CKPT_OK;
+}
 
-/* The header of path (its magic, version, header CRC checked; the payload is not read), for
- * choosing among files without reading them whole. 0, or -1 when it cannot be read or trusted. */
-static int read_header(const char *path, cg_ckpt_info_t *in) {
+/* cg_ckpt_read_header (ckpt_impl.h): header_trusted, then decoded. */
+int cg_ckpt_read_header(const char *path, cg_ckpt_info_t *in) {
   uint8_t h[CG_CKPT_HEADER_BYTES];
   FILE *f = fopen(path, "rb");
   if (!f) return -1;
   const size_t got = fread(h, 1, sizeof h, f);
   fclose(f);
-  if (got != sizeof h || memcmp(h, CG_CKPT_MAGIC, 8) != 0 ||
-      cg_crc32(0, h, 252) != cg_le_get_u32(h + 252) || cg_le_get_u32(h + 8) < 1 ||
-      cg_le_get_u32(h + 8) > CG_CKPT_VERSION)
-    return -1;
+  if (header_trusted(h, got) != CG_CKPT_OK) return -1;
   decode_header(h, in);
   return 0;
 }
@@ -591,8 +619,181 @@ static int read_header(const char *path, cg_ckpt_info_t *in) {
 /* The run id in path's header, or 0 when the header cannot be read or trusted. */
 static uint64_t header_run_id(const char *path) {
   cg_ckpt_info_t in;
-  return read_header(path, &in) == 0 ? in.run_id : 0;
+  return cg_ckpt_read_header(path, &in) == 0 ? in.run_id : 0;
 }
+
+/* The reader's checks of the header of path, a file of fsize bytes whose first hn bytes (at most
+ * CG_CKPT_HEADER_BYTES) are h: cheapest first, and in an order that decides which message a
+ * damaged file gets: magic, length, version, header CRC, field bounds, the shape (against want,
+ * when given), the header's own consistency, the settings trailer's length, the file's length.
+ * CG_CKPT_OK with the header in *in and the settings trailer's length in *sbytes, or the first
+ * status found with err naming the file. */
+static cg_ckpt_status_t check_header(const char *path, const uint8_t *h, size_t hn,
+                                     uint64_t fsize, const cg_ckpt_shape_t *want,
+                                     cg_ckpt_info_t *in, uint32_t *sbytes, char *err,
+                                     size_t errlen) {
+  const cg_ckpt_status_t trust = header_trusted(h, hn);
+  if (trust == CG_CKPT_EMAGIC) {
+    snprintf(err, errlen, "%s: not a cogpu-dist checkpoint (bad magic)", path);
+    return CG_CKPT_EMAGIC;
+  }
+  if (trust == CG_CKPT_ETRUNC) {
+    snprintf(err, errlen, "%s: truncated: %llu bytes, less than the %d-byte header", path,
+             (unsigned long long)fsize, CG_CKPT_HEADER_BYTES);
+    return CG_CKPT_ETRUNC;
+  }
+  decode_header(h, in);
+  /* a header of another length is another format, whatever its CRC says */
+  const uint32_t hbytes = cg_le_get_u32(h + HDR_HEADER_BYTES);
+  if (trust == CG_CKPT_EVERSION || hbytes != CG_CKPT_HEADER_BYTES) {
+    snprintf(err, errlen, "%s: format version %u (header %u bytes); this build reads versions 1 "
+             "to %d", path, in->version, hbytes, CG_CKPT_VERSION);
+    return CG_CKPT_EVERSION;
+  }
+  if (trust == CG_CKPT_ECORRUPT) {
+    snprintf(err, errlen, "%s: corrupt: header CRC mismatch (stored %08x, computed %08x)", path,
+             cg_le_get_u32(h + HDR_CRC), cg_crc32(0, h, HDR_CRC));
+    return CG_CKPT_ECORRUPT;
+  }
+  const char *bad = header_out_of_range(in);
+  if (bad) {
+    snprintf(err, errlen, "%s: corrupt: header field %s out of range (step %lld, epoch %lld, "
+             "epoch samples %lld of %lld, batch %d x %d ranks)", path, bad, (long long)in->step,
+             (long long)in->epoch, (long long)in->epoch_samples, (long long)in->train_samples,
+             in->batch, in->ranks);
+    return CG_CKPT_ECORRUPT;
+  }
+  if (want && !shape_eq(&in->shape, want)) {
+    char a[160], b[160];
+    cg_ckpt_shape_str(&in->shape, a, sizeof a);
+    cg_ckpt_shape_str(want, b, sizeof b);
+    snprintf(err, errlen, "%s: another model shape: the checkpoint has %s; this run has %s", path,
+             a, b);
+    return CG_CKPT_ESHAPE;
+  }
+  if (in->payload_bytes != 3 * in->shape.nparams * sizeof(float) || in->step < 0 ||
+      in->epoch < 0 || in->epoch_samples < 0 || in->steps_per_epoch < 1 ||
+      in->train_samples < 1 || in->epoch_samples > in->train_samples || in->ranks < 1 ||
+      in->batch < 1 || in->opt_t < 0 || !(in->loss_scale > 0)) {
+    snprintf(err, errlen, "%s: corrupt: inconsistent header (payload %llu bytes for %llu "
+             "parameters, step %lld)", path, (unsigned long long)in->payload_bytes,
+             (unsigned long long)in->shape.nparams, (long long)in->step);
+    return CG_CKPT_ECORRUPT;
+  }
+  *sbytes = in->version >= 4 ? cg_le_get_u32(h + HDR_SETTINGS_BYTES) : 0;
+  if (*sbytes >= CG_CKPT_SETTINGS_MAX) {
+    snprintf(err, errlen, "%s: corrupt: settings trailer of %u bytes (at most %d)", path, *sbytes,
+             CG_CKPT_SETTINGS_MAX - 1);
+    return CG_CKPT_ECORRUPT;
+  }
+  const uint64_t want_size =
+      CG_CKPT_HEADER_BYTES + in->payload_bytes + 3 * (uint64_t)in->npal + *sbytes;
+  if (fsize < want_size) {
+    snprintf(err, errlen, "%s: truncated: the file is %llu bytes, its header says %llu", path,
+             (unsigned long long)fsize, (unsigned long long)want_size);
+    return CG_CKPT_ETRUNC;
+  }
+  if (fsize > want_size) {
+    snprintf(err, errlen, "%s: corrupt: the file is %llu bytes, longer than the %llu its header "
+             "says", path, (unsigned long long)fsize, (unsigned long long)want_size);
+    return CG_CKPT_ECORRUPT;
+  }
+  return CG_CKPT_OK;
+}
+
+/* Streams the payload at f's position (params, AdamW m, AdamW v: np floats each) through the
+ * CRC, into dst[0..2] when given (all NULL: through a scratch chunk, to verify only), and
+ * compares the CRC with the header's, `stored`. */
+static cg_ckpt_status_t read_payload(FILE *f, const char *path, size_t np, float *const dst[3],
+                                     uint32_t stored, char *err, size_t errlen) {
+  cg_ckpt_status_t st = CG_CKPT_OK;
+  float *buf = NULL;
+  if (!dst[0]) buf = cg_malloc(sizeof(float) * CHUNK_FLOATS, "checkpoint read buffer");
+  uint32_t crc = 0;
+  for (int a = 0; a < 3; a++) {
+    for (size_t off = 0; off < np; off += CHUNK_FLOATS) {
+      size_t k = np - off < CHUNK_FLOATS ? np - off : CHUNK_FLOATS;
+      float *p = dst[a] ? dst[a] + off : buf;
+      if (fread(p, sizeof(float), k, f) != k) {
+        snprintf(err, errlen, "%s: read error in the payload: %s", path,
+                 ferror(f) ? strerror(errno) : "unexpected end of file");
+        st = feof(f) ? CG_CKPT_ETRUNC : CG_CKPT_EIO;
+        goto done;
+      }
+      crc = cg_crc32(crc, p, k * sizeof(float));
+    }
+  }
+  if (crc != stored) {
+    snprintf(err, errlen, "%s: corrupt: payload CRC mismatch (stored %08x, computed %08x)", path,
+             stored, crc);
+    st = CG_CKPT_ECORRUPT;
+  }
+done:
+  free(buf);
+  return st;
+}
+
+/* Reads the n-byte trailer `what` (palette, settings) of the checkpoint at f's position into dst
+ * and checks it against its CRC; n == 0 is nothing to read. */
+static cg_ckpt_status_t read_trailer(FILE *f, const char *path, const char *what, void *dst,
+                                     size_t n, uint32_t crc, char *err, size_t errlen) {
+  if (n == 0) return CG_CKPT_OK;
+  if (fread(dst, 1, n, f) != n) {
+    snprintf(err, errlen, "%s: read error in the %s: %s", path, what,
+             ferror(f) ? strerror(errno) : "unexpected end of file");
+    return feof(f) ? CG_CKPT_ETRUNC : CG_CKPT_EIO;
+  }
+  if (cg_crc32(0, dst, n) != crc) {
+    snprintf(err, errlen, "%s: corrupt: %s CRC mismatch", path, what);
+    return CG_CKPT_ECORRUPT;
+  }
+  return CG_CKPT_OK;
+}
+
+cg_ckpt_status_t cg_ckpt_read(const char *path, const cg_ckpt_shape_t *want,
+                              cg_ckpt_info_t *info, float *params, float *m, float *v,
+                              char *err, size_t errlen) {
+  CG_ASSERT((params && m && v) || (!params && !m && !v));
+  CG_ASSERT(!params || want);
+  cg_ckpt_status_t st = CG_CKPT_EIO;
+  FILE *f = fopen(path, "rb");
+  if (!f) {
+    snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+    return CG_CKPT_EIO;
+  }
+  struct stat sb;
+  if (fstat(fileno(f), &sb) != 0) {
+    snprintf(err, errlen, "%s: cannot stat: %s", path, strerror(errno));
+    goto done;
+  }
+  const uint64_t fsize = (uint64_t)sb.st_size;
+  uint8_t h[CG_CKPT_HEADER_BYTES];
+  const size_t hn = fsize < sizeof h ? (size_t)fsize : sizeof h;
+  if (fread(h, 1, hn, f) != hn) {
+    snprintf(err, errlen, "%s: read error: %s", path, strerror(errno));
+    goto done;
+  }
+  cg_ckpt_info_t in;
+  uint32_t sbytes = 0;
+  st = check_header(path, h, hn, fsize, want, &in, &sbytes, err, errlen);
+  if (st != CG_CKPT_OK) goto done;
+  float *const dst[3] = {params, m, v}; /* into the caller's arrays when given */
+  st = read_payload(f, path, (size_t)in.shape.nparams, dst, in.payload_crc, err, errlen);
+  if (st != CG_CKPT_OK) goto done;
+  st = read_trailer(f, path, "palette", in.palette, 3 * (size_t)in.npal,
+                    cg_le_get_u32(h + HDR_PALETTE_CRC), err, errlen);
+  if (st != CG_CKPT_OK) goto done;
+  st = read_trailer(f, path, "settings", in.settings, sbytes,
+                    cg_le_get_u32(h + HDR_SETTINGS_CRC), err, errlen);
+  if (st != CG_CKPT_OK) goto done;
+  in.settings[sbytes] = 0;
+  if (info) *info = in;
+done:
+  fclose(f);
+  return st;
+}
+
+/* ---- rotation ---------------------------------------------------------------------------- */
 
 /* Among the checkpoints of run run_id only: removes those of later steps than `step` and all
  * but the `keep` newest others. Another run's files, and files whose header cannot be read,
@@ -685,7 +886,8 @@ static int64_t repick_best(const char *dir, int by_loss, const char *metric) {
   for (int i = 0; i < n; i++) { /* newest step first: a later one wins only when better */
     cg_ckpt_info_t in;
     double v;
-    if (read_header(paths[i], &in) != 0 || in.step != steps[i] || !best_figure(&in, by_loss, &v))
+    if (cg_ckpt_read_header(paths[i], &in) != 0 || in.step != steps[i] ||
+        !best_figure(&in, by_loss, &v))
       continue;
     if (bstep < 0 || (by_loss ? v < bval : v > bval)) {
       bstep = steps[i];
@@ -735,6 +937,10 @@ static int64_t update_pointers(const char *dir, const char *path, const cg_ckpt_
   return bstep;
 }
 
+/* ---- writer ------------------------------------------------------------------------------ */
+
+static int write_all(FILE *f, const void *p, size_t n) { return fwrite(p, 1, n, f) == n ? 0 : -1; }
+
 /* `final` of another run (its header's run id is not `run_id`) is moved into a new
  * DIR/previous-<UTC time>/ before this run's file of the same step takes its name: a run resumed
  * into a directory from a FILE elsewhere (or requeued into one that holds two runs) never
@@ -742,7 +948,8 @@ static int64_t update_pointers(const char *dir, const char *path, const cg_ckpt_
 static int aside_other_run(const char *dir, const char *final, uint64_t run_id, char *err,
                            size_t errlen) {
   cg_ckpt_info_t in;
-  if (read_header(final, &in) != 0 || !in.run_id || !run_id || in.run_id == run_id) return 0;
+  if (cg_ckpt_read_header(final, &in) != 0 || !in.run_id || !run_id || in.run_id == run_id)
+    return 0;
   const int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (dfd < 0) {
     snprintf(err, errlen, "%s: %s", dir, strerror(errno));
@@ -794,168 +1001,6 @@ int cg_ckpt_write(const char *dir, const cg_ckpt_info_t *info, const float *para
   return 0;
 }
 
-/* ---- reader ------------------------------------------------------------------------------ */
-
-static const char *precision_str(int p) {
-  return p >= CG_PREC_FP32 && p <= CG_PREC_FP16 ? cg_precision_name((cg_precision_t)p) : "?";
-}
-
-/* Reads the n-byte trailer `what` (palette, settings) of the checkpoint at f's position into dst
- * and checks it against its CRC; n == 0 is nothing to read. */
-static cg_ckpt_status_t read_trailer(FILE *f, const char *path, const char *what, void *dst,
-                                     size_t n, uint32_t crc, char *err, size_t errlen) {
-  if (n == 0) return CG_CKPT_OK;
-  if (fread(dst, 1, n, f) != n) {
-    snprintf(err, errlen, "%s: read error in the %s: %s", path, what,
-             ferror(f) ? strerror(errno) : "unexpected end of file");
-    return feof(f) ? CG_CKPT_ETRUNC : CG_CKPT_EIO;
-  }
-  if (cg_crc32(0, dst, n) != crc) {
-    snprintf(err, errlen, "%s: corrupt: %s CRC mismatch", path, what);
-    return CG_CKPT_ECORRUPT;
-  }
-  return CG_CKPT_OK;
-}
-
-cg_ckpt_status_t cg_ckpt_read(const char *path, const cg_ckpt_shape_t *want,
-                              cg_ckpt_info_t *info, float *params, float *m, float *v,
-                              char *err, size_t errlen) {
-  CG_ASSERT((params && m && v) || (!params && !m && !v));
-  CG_ASSERT(!params || want);
-  cg_ckpt_status_t st = CG_CKPT_EIO;
-  float *buf = NULL;
-  FILE *f = fopen(path, "rb");
-  if (!f) {
-    snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
-    return CG_CKPT_EIO;
-  }
-  struct stat sb;
-  if (fstat(fileno(f), &sb) != 0) {
-    snprintf(err, errlen, "%s: cannot stat: %s", path, strerror(errno));
-    goto done;
-  }
-  const uint64_t fsize = (uint64_t)sb.st_size;
-  uint8_t h[CG_CKPT_HEADER_BYTES];
-  const size_t hn = fsize < sizeof h ? (size_t)fsize : sizeof h;
-  if (fread(h, 1, hn, f) != hn) {
-    snprintf(err, errlen, "%s: read error: %s", path, strerror(errno));
-    goto done;
-  }
-  if (hn < 8 || memcmp(h, CG_CKPT_MAGIC, 8) != 0) {
-    snprintf(err, errlen, "%s: not a cogpu-dist checkpoint (bad magic)", path);
-    st = CG_CKPT_EMAGIC;
-    goto done;
-  }
-  if (hn < sizeof h) {
-    snprintf(err, errlen, "%s: truncated: %llu bytes, less than the %d-byte header", path,
-             (unsigned long long)fsize, CG_CKPT_HEADER_BYTES);
-    st = CG_CKPT_ETRUNC;
-    goto done;
-  }
-  cg_ckpt_info_t in;
-  decode_header(h, &in);
-  if (in.version < 1 || in.version > CG_CKPT_VERSION ||
-      cg_le_get_u32(h + 12) != CG_CKPT_HEADER_BYTES) {
-    snprintf(err, errlen, "%s: format version %u (header %u bytes); this build reads versions 1 "
-             "to %d", path, in.version, cg_le_get_u32(h + 12), CG_CKPT_VERSION);
-    st = CG_CKPT_EVERSION;
-    goto done;
-  }
-  const uint32_t hcrc = cg_crc32(0, h, 252);
-  if (hcrc != cg_le_get_u32(h + 252)) {
-    snprintf(err, errlen, "%s: corrupt: header CRC mismatch (stored %08x, computed %08x)", path,
-             cg_le_get_u32(h + 252), hcrc);
-    st = CG_CKPT_ECORRUPT;
-    goto done;
-  }
-  const char *bad = header_out_of_range(&in);
-  if (bad) {
-    snprintf(err, errlen, "%s: corrupt: header field %s out of range (step %lld, epoch %lld, "
-             "epoch samples %lld of %lld, batch %d x %d ranks)", path, bad, (long long)in.step,
-             (long long)in.epoch, (long long)in.epoch_samples, (long long)in.train_samples,
-             in.batch, in.ranks);
-    st = CG_CKPT_ECORRUPT;
-    goto done;
-  }
-  if (want && !shape_eq(&in.shape, want)) {
-    char a[160], b[160];
-    cg_ckpt_shape_str(&in.shape, a, sizeof a);
-    cg_ckpt_shape_str(want, b, sizeof b);
-    snprintf(err, errlen, "%s: another model shape: the checkpoint has %s; this run has %s", path,
-             a, b);
-    st = CG_CKPT_ESHAPE;
-    goto done;
-  }
-  if (in.payload_bytes != 3 * in.shape.nparams * sizeof(float) || in.step < 0 || in.epoch < 0 ||
-      in.epoch_samples < 0 || in.steps_per_epoch < 1 || in.train_samples < 1 ||
-      in.epoch_samples > in.train_samples || in.ranks < 1 || in.batch < 1 || in.opt_t < 0 ||
-      !(in.loss_scale > 0)) {
-    snprintf(err, errlen, "%s: corrupt: inconsistent header (payload %llu bytes for %llu "
-             "parameters, step %lld)", path, (unsigned long long)in.payload_bytes,
-             (unsigned long long)in.shape.nparams, (long long)in.step);
-    st = CG_CKPT_ECORRUPT;
-    goto done;
-  }
-  const uint32_t sbytes = in.version >= 4 ? cg_le_get_u32(h + 196) : 0;
-  if (sbytes >= CG_CKPT_SETTINGS_MAX) {
-    snprintf(err, errlen, "%s: corrupt: settings trailer of %u bytes (at most %d)", path, sbytes,
-             CG_CKPT_SETTINGS_MAX - 1);
-    st = CG_CKPT_ECORRUPT;
-    goto done;
-  }
-  const uint64_t want_size =
-      CG_CKPT_HEADER_BYTES + in.payload_bytes + 3 * (uint64_t)in.npal + sbytes;
-  if (fsize < want_size) {
-    snprintf(err, errlen, "%s: truncated: the file is %llu bytes, its header says %llu", path,
-             (unsigned long long)fsize, (unsigned long long)want_size);
-    st = CG_CKPT_ETRUNC;
-    goto done;
-  }
-  if (fsize > want_size) {
-    snprintf(err, errlen, "%s: corrupt: the file is %llu bytes, longer than the %llu its header "
-             "says", path, (unsigned long long)fsize, (unsigned long long)want_size);
-    st = CG_CKPT_ECORRUPT;
-    goto done;
-  }
-  /* The payload, streamed through the CRC (into the caller's arrays when given). */
-  const size_t np = (size_t)in.shape.nparams;
-  float *dst[3] = {params, m, v};
-  if (!params) buf = cg_malloc(sizeof(float) * CHUNK_FLOATS, "checkpoint read buffer");
-  uint32_t crc = 0;
-  for (int a = 0; a < 3; a++) {
-    for (size_t off = 0; off < np; off += CHUNK_FLOATS) {
-      size_t k = np - off < CHUNK_FLOATS ? np - off : CHUNK_FLOATS;
-      float *p = dst[a] ? dst[a] + off : buf;
-      if (fread(p, sizeof(float), k, f) != k) {
-        snprintf(err, errlen, "%s: read error in the payload: %s", path,
-                 ferror(f) ? strerror(errno) : "unexpected end of file");
-        st = feof(f) ? CG_CKPT_ETRUNC : CG_CKPT_EIO;
-        goto done;
-      }
-      crc = cg_crc32(crc, p, k * sizeof(float));
-    }
-  }
-  if (crc != in.payload_crc) {
-    snprintf(err, errlen, "%s: corrupt: payload CRC mismatch (stored %08x, computed %08x)", path,
-             in.payload_crc, crc);
-    st = CG_CKPT_ECORRUPT;
-    goto done;
-  }
-  st = read_trailer(f, path, "palette", in.palette, 3 * (size_t)in.npal, cg_le_get_u32(h + 192),
-                    err, errlen);
-  if (st != CG_CKPT_OK) goto done;
-  st = read_trailer(f, path, "settings", in.settings, sbytes, cg_le_get_u32(h + 200), err,
-                    errlen);
-  if (st != CG_CKPT_OK) goto done;
-  in.settings[sbytes] = 0;
-  if (info) *info = in;
-  st = CG_CKPT_OK;
-done:
-  free(buf);
-  fclose(f);
-  return st;
-}
-
 /* ---- which checkpoint --resume DIR continues ---------------------------------------------- */
 
 /* One file of the directory as the resume order sees it. */
@@ -979,13 +1024,9 @@ static int by_rank_time(const void *a, const void *b) {
   return newer(x, y) ? -1 : newer(y, x) ? 1 : 0;
 }
 
-/* The order in which --resume DIR tries the n checkpoints of dir (cg_ckpt_list's) into order[]
- * (cg_ckpt_find says why): the newest run's files (DIR/last's run, else the run of the file
- * written last), DIR/last's file first, then newest written first, with the files whose header
- * cannot be read placed by their mtime; then every other run's, runs by recency. *newest_run gets the newest run's id
- * (0: none known). */
-static void resume_order(const char *dir, char **paths, const int64_t *steps, int n, int *order,
-                         uint64_t *newest_run) {
+/* cg_ckpt_resume_order (ckpt_impl.h). */
+void cg_ckpt_resume_order(const char *dir, char **paths, const int64_t *steps, int n,
+                          int *order, uint64_t *newest_run) {
   cand_t *c = cg_malloc(sizeof *c * (size_t)(n ? n : 1), "resume order");
   char lpath[4200];
   int64_t lstep = -1;
@@ -996,7 +1037,8 @@ static void resume_order(const char *dir, char **paths, const int64_t *steps, in
     cg_ckpt_info_t in;
     struct stat sb;
     c[i] = (cand_t){i, 0, steps[i], 0, 0, 0};
-    if (read_header(paths[i], &in) != 0) { /* whose it is cannot be told: tried when written */
+    /* whose it is cannot be told: tried when written */
+    if (cg_ckpt_read_header(paths[i], &in) != 0) {
       if (stat(paths[i], &sb) == 0) {
         c[i].t = (int64_t)sb.st_mtim.tv_sec;
         c[i].ns = (int64_t)sb.st_mtim.tv_nsec;
@@ -1049,7 +1091,7 @@ int cg_ckpt_find(const char *dir, const cg_ckpt_shape_t *want, cg_ckpt_info_t *i
   if (cg_ckpt_list(dir, &paths, &steps, &n, err, errlen) != 0) return -1;
   int *order = cg_malloc(sizeof(int) * (size_t)(n ? n : 1), "resume order");
   uint64_t newest_run = 0;
-  resume_order(dir, paths, steps, n, order, &newest_run);
+  cg_ckpt_resume_order(dir, paths, steps, n, order, &newest_run);
   int rc = n ? -1 : 1;
   for (int k = 0; k < n && rc != 0; k++) {
     const int i = order[k];
@@ -1077,165 +1119,4 @@ int cg_ckpt_find(const char *dir, const cg_ckpt_shape_t *want, cg_ckpt_info_t *i
   free(order);
   cg_ckpt_list_free(paths, steps, n);
   return rc;
-}
-
-/* ---- inspect ----------------------------------------------------------------------------- */
-
-static void print_info(const char *path, const cg_ckpt_info_t *in) {
-  char shape[160], when[64] = "?";
-  cg_ckpt_shape_str(&in->shape, shape, sizeof shape);
-  time_t t = (time_t)in->unix_time;
-  struct tm tmv;
-  if (gmtime_r(&t, &tmv)) strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S UTC", &tmv);
-  const int64_t global = (int64_t)in->ranks * in->batch;
-  printf("file:          %s\n", path);
-  printf("format:        cogpu-dist checkpoint, version %u, %d-byte header (CRC ok)\n",
-         in->version, CG_CKPT_HEADER_BYTES);
-  printf("model:         UNet %s\n", shape);
-  char ign[32] = "none";
-  if (in->ignore_index >= 0) snprintf(ign, sizeof ign, "%d", in->ignore_index);
-  printf("classes:       %d%s, ignore label %s%s\n", in->shape.nclass,
-         in->shape.nclass > 1 ? "" : " (binary)", ign,
-         in->npal ? ", masks with a palette (kept for predict)" : "");
-  printf("precision:     %s (of the run that wrote it)\n", precision_str(in->precision));
-  printf("step:          %lld completed; next: epoch %lld, %lld of its %lld samples trained\n",
-         (long long)in->step, (long long)in->epoch, (long long)in->epoch_samples,
-         (long long)in->train_samples);
-  printf("written by:    %d rank(s) x batch %d (global batch %lld, %lld steps per epoch), "
-         "seed %llu\n",
-         in->ranks, in->batch, (long long)global, (long long)in->steps_per_epoch,
-         (unsigned long long)in->seed);
-  printf("optimizer:     AdamW t %lld, last lr %g, planned total %lld steps\n",
-         (long long)in->opt_t, in->lr, (long long)in->total_steps);
-  printf("loss scaler:   scale %g, %lld clean steps since the last change, %lld steps skipped\n",
-         (double)in->loss_scale, (long long)in->scale_good_steps, (long long)in->skipped_steps);
-  printf("written:       %s\n", when);
-  if (in->run_id)
-    printf("run id:        %016llx (kept across resumes; rotation only removes this run's files)\n",
-           (unsigned long long)in->run_id);
-  else
-    printf("run id:        none (format version 1)\n");
-  printf("payload:       %llu bytes (params, AdamW m, AdamW v), CRC %08x ok\n",
-         (unsigned long long)in->payload_bytes, in->payload_crc);
-  if (in->have_val)
-    printf("validation:    at step %lld: val_loss %.6f, %s %.6f\n", (long long)in->val_step,
-           in->val_loss, in->shape.nclass > 1 ? "val_miou" : "val_iou", in->val_iou);
-  else
-    printf("validation:    none at this step\n");
-  printf("settings:      %s\n", in->settings[0] ? in->settings
-                                                : "none stored (format version 3 or older)");
-}
-
-/* "val_iou 0.8123, val_loss 0.2345" or "no validation" */
-static void val_str(const cg_ckpt_info_t *in, char *buf, size_t len) {
-  if (!in->have_val) snprintf(buf, len, "no validation");
-  else
-    snprintf(buf, len, "%s %.4f  val_loss %.4f", in->shape.nclass > 1 ? "val_miou" : "val_iou",
-             in->val_iou, in->val_loss);
-}
-
-int cg_ckpt_inspect_main(int argc, char **argv) {
-  if (argc != 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
-    FILE *o = argc == 2 ? stdout : stderr;
-    fprintf(o, "usage: cogpu-dist inspect FILE|DIR\n\n"
-               "Prints a checkpoint's header and verifies its CRCs (exit 0 valid, 1 not). For a\n"
-               "directory, lists its checkpoints newest first with their verdict and validation\n"
-               "figures, marks the ones DIR/last and DIR/best name, and says which one\n"
-               "`train --resume` would load (exit 0 when one is usable). A path that does not\n"
-               "exist, or a directory that cannot be listed, is exit 2.\n");
-    return argc == 2 ? 0 : CG_EXIT_USAGE;
-  }
-  const char *arg = argv[1];
-  if (!arg[0]) { /* an unset shell variable */
-    fprintf(stderr, "cogpu-dist inspect: error: empty FILE|DIR\n");
-    return CG_EXIT_USAGE;
-  }
-  struct stat sb;
-  if (stat(arg, &sb) != 0) {
-    fprintf(stderr, "cogpu-dist inspect: error: %s: %s\n", arg, strerror(errno));
-    return CG_EXIT_USAGE;
-  }
-  char err[1024];
-  if (!S_ISDIR(sb.st_mode)) {
-    cg_ckpt_info_t in;
-    cg_ckpt_status_t st = cg_ckpt_read(arg, NULL, &in, NULL, NULL, NULL, err, sizeof err);
-    if (st != CG_CKPT_OK) {
-      printf("file:          %s\nverdict:       INVALID: %s\n", arg, err);
-      return 1;
-    }
-    print_info(arg, &in);
-    printf("verdict:       valid\n");
-    return 0;
-  }
-  char **paths;
-  int64_t *steps;
-  int n;
-  if (cg_ckpt_list(arg, &paths, &steps, &n, err, sizeof err) != 0) {
-    fprintf(stderr, "cogpu-dist inspect: error: %s\n", err);
-    return CG_EXIT_USAGE;
-  }
-  int chosen = -1;
-  char lpath[4200] = "", bpath[4200] = "", bmet[32] = "";
-  int64_t lstep = -1, bstep = -1;
-  double bval = 0;
-  const int has_last =
-      cg_ckpt_read_pointer(arg, "last", lpath, sizeof lpath, &lstep, NULL, 0, NULL) == 0;
-  const int has_best = cg_ckpt_read_pointer(arg, "best", bpath, sizeof bpath, &bstep, bmet,
-                                            sizeof bmet, &bval) == 0;
-  int *order = cg_malloc(sizeof(int) * (size_t)(n ? n : 1), "resume order");
-  int *ok = cg_calloc((size_t)(n ? n : 1), sizeof(int), "verdicts");
-  uint64_t newest_run = 0;
-  resume_order(arg, paths, steps, n, order, &newest_run);
-  /* several runs here: each line names its run, so the choice of --resume can be followed */
-  int runs = 0;
-  uint64_t first_run = 0;
-  for (int i = 0; i < n && runs < 2; i++) {
-    cg_ckpt_info_t h;
-    if (read_header(paths[i], &h) != 0) continue;
-    if (!runs || h.run_id != first_run) runs++;
-    if (runs == 1) first_run = h.run_id;
-  }
-  printf("%s: %d checkpoint(s), newest step first%s\n", arg, n,
-         runs > 1 ? "; more than one run (run ids shown; --resume takes the newest run's)" : "");
-  for (int i = 0; i < n; i++) {
-    cg_ckpt_info_t in;
-    cg_ckpt_status_t st = cg_ckpt_read(paths[i], NULL, &in, NULL, NULL, NULL, err, sizeof err);
-    ok[i] = st == CG_CKPT_OK;
-    if (st == CG_CKPT_OK) {
-      char shape[160], vs[96], mark[48];
-      cg_ckpt_shape_str(&in.shape, shape, sizeof shape);
-      val_str(&in, vs, sizeof vs);
-      snprintf(mark, sizeof mark, "%s%s", has_last && lstep == steps[i] ? " last" : "",
-               has_best && bstep == steps[i] ? " best" : "");
-      if (runs > 1)
-        snprintf(mark + strlen(mark), sizeof mark - strlen(mark), " run %016llx",
-                 (unsigned long long)in.run_id);
-      printf("  step %-10lld valid    %-34s %s  (%s)%s\n", (long long)steps[i], vs, paths[i],
-             shape, mark);
-    } else {
-      printf("  step %-10lld INVALID  %s\n", (long long)steps[i], err);
-    }
-  }
-  for (int k = 0; k < n && chosen < 0; k++)
-    if (ok[order[k]]) chosen = order[k];
-  free(order);
-  free(ok);
-  if (has_last) printf("last: %s (step %lld)\n", lpath, (long long)lstep);
-  else printf("last: none (no pointer file %s/last)\n", arg);
-  if (has_best) { /* DIR/best says val_iou for the class mean too: name it as train does */
-    cg_ckpt_info_t *bi = cg_malloc(sizeof *bi, "checkpoint header");
-    const int k = !strcmp(bmet, "val_iou") &&
-                  read_header(bpath, bi) == 0 &&
-                  bi->shape.nclass > 1;
-    free(bi);
-    printf("best: %s (step %lld, %s %.6f)\n", bpath, (long long)bstep, k ? "val_miou" : bmet,
-           bval);
-  }
-  else printf("best: none (no checkpoint with validation figures yet)\n");
-  if (chosen >= 0)
-    printf("--resume would load %s: the newest run's last written valid checkpoint (DIR/last names "
-           "the newest run; it also skips checkpoints of another model shape)\n", paths[chosen]);
-  else printf("--resume would find no valid checkpoint here\n");
-  cg_ckpt_list_free(paths, steps, n);
-  return chosen >= 0 ? 0 : 1;
 }

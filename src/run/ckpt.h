@@ -10,7 +10,7 @@
  * File layout (integers little-endian, offsets in bytes):
  *   header, 256 bytes
  *     0  char[8] magic            "CGCKPT\r\n"
- *     8  u32     version          3 (versions 1 and 2 are still read, as nclass 1)
+ *     8  u32     version          4 (versions 1 to 3 are still read; 1 and 2 as nclass 1)
  *    12  u32     header_bytes     256
  *    16  u32     in_c, base, depth, height, width   the model shape (5 x u32, to 36)
  *    36  u32     precision        cg_precision_t of the writing run
@@ -36,17 +36,18 @@
  *   172  u64     run_id           the run's lineage: made when a run starts afresh, kept when it
  *                                  resumes (0: written before run ids, version 1)
  *   180  u32     nclass           classes of the head (1 = binary)             (version >= 3)
- *   184  i32     ignore_index     the mask label left out (-1: none)            (version >= 3)
+ *   184  i32     ignore_index     the mask label left out (-1: none)           (version >= 3)
  *   188  u32     npal             entries of the training masks' palette, 0..256 (0: gray
- *                                  masks or none known)                          (version >= 3)
- *   192  u32     palette_crc      CRC32 of the palette trailer                  (version >= 3)
- *   196  u32     settings_bytes   length of the settings trailer, 0..8191         (version >= 4)
- *   200  u32     settings_crc     CRC32 of the settings trailer                 (version >= 4)
- *   204  u32     val_have         1: a validation ran at `val_step` (the figures below), 0: none
- *   208  i64     val_step         the step the validation figures were measured at (= step)
- *   216  f64     val_loss         mean validation loss per sample
- *   224  f64     val_iou          validation IoU: foreground IoU (binary) or mIoU (K >= 2)
- *   232  u32     unix_nsec        nanoseconds of unix_time (0: written before it was stored)
+ *                                  masks or none known)                        (version >= 3)
+ *   192  u32     palette_crc      CRC32 of the palette trailer                 (version >= 3)
+ *   196  u32     settings_bytes   length of the settings trailer, 0..8191      (version >= 4)
+ *   200  u32     settings_crc     CRC32 of the settings trailer                (version >= 4)
+ *   204  u32     val_have         1: a validation ran at val_step, 0: none     (version >= 4)
+ *   208  i64     val_step         the step the figures below were measured at  (version >= 4)
+ *                                  (= step)
+ *   216  f64     val_loss         mean validation loss per sample              (version >= 4)
+ *   224  f64     val_iou          foreground IoU (binary) or mIoU (K >= 2)     (version >= 4)
+ *   232  u32     unix_nsec        nanoseconds of unix_time (0: not stored)     (version >= 4)
  *   236  ...     reserved, zero, up to 252
  *   252  u32     header_crc       CRC32 of bytes [0, 252)
  *   payload at 256: params, AdamW m, AdamW v (nparams little-endian f32 each, model.h layout)
@@ -71,16 +72,16 @@
  * `keep` newest others are kept besides it (keep + 1 files of this run while best is not the
  * newest).
  *
- * Files are DIR/ckpt-<step, 10 digits>.cgck. A write goes to a temporary file in DIR (atomic_file.h),
- * is fsynced, renamed over the final name and the directory is fsynced: a file with the final
- * name is always complete, and a failed write (full disk, unwritable directory) leaves every
- * existing checkpoint as it was. After a successful write, rotation removes, among the
- * checkpoints of the same run id only (this run and the runs it resumed from), all but the
- * `keep` newest (besides best's), and any of a later step than the one written (left by an
- * abandoned attempt of this lineage: it holds one line of history). A checkpoint of another
- * run, or one whose header cannot be read, is never removed. A writer killed mid-write leaves
- * its temporary (".ckpt-<step>.cgck.XXXXXX"); the next holder of the directory's lock removes
- * those (cg_ckpt_lock_dir).
+ * Files are DIR/ckpt-<step, 10 digits>.cgck. A write goes to a temporary file in DIR
+ * (atomic_file.h), is fsynced, renamed over the final name and the directory is fsynced: a file
+ * with the final name is always complete, and a failed write (full disk, unwritable directory)
+ * leaves every existing checkpoint as it was. After a successful write, rotation removes, among the
+ * checkpoints of the same run id only (this run and the runs it resumed from), all but the `keep`
+ * newest (besides best's), and any of a later step than the one written (left by an abandoned
+ * attempt of this lineage: it holds one line of history). A checkpoint of another run, or one whose
+ * header cannot be read, is never removed. A writer killed mid-write leaves its temporary
+ * (".ckpt-<step>.cgck.XXXXXX"); the next holder of the directory's lock removes those
+ * (cg_ckpt_lock_dir).
  *
  * The reader bounds every header field (steps, epochs, sizes, counts: see cg_ckpt_read), so a
  * file with a valid CRC but absurd numbers is rejected by name and field rather than trusted.
@@ -234,9 +235,9 @@ void cg_ckpt_list_free(char **paths, int64_t *steps, int n);
  * abandoned attempt (kept as best) is not taken; files whose header cannot be read are tried
  * among them by their mtime; then the other runs', runs by recency (reported when one is used).
  * Each one rejected (truncated, corrupt, wrong magic, another shape...) is passed to report (one
- * line naming the file and why; report may be NULL) and the next one is tried. Returns 0 with
- * the chosen file in path, 1 when dir holds no checkpoint file at all, -1 when none of them is
- * valid (err then says how many were tried). want and the arrays as for cg_ckpt_read (all NULL: verify
+ * line naming the file and why; report may be NULL) and the next one is tried. Returns 0 with the
+ * chosen file in path, 1 when dir holds no checkpoint file at all, -1 when none of them is valid
+ * (err then says how many were tried). want and the arrays as for cg_ckpt_read (all NULL: verify
  * only, as `predict --checkpoint DIR` does before it knows the model). */
 int cg_ckpt_find(const char *dir, const cg_ckpt_shape_t *want, cg_ckpt_info_t *info,
                  float *params, float *m, float *v, char *path, size_t pathlen,
