@@ -116,10 +116,13 @@ expect2 "import without a tensor" "missing tensor dec.1.conv2.weight" \
 edit "$T/m1.safetensors" "$T/f16.st" 'h["enc.0.conv1.bias"]["dtype"] = "F16"'
 expect2 "import of an F16 tensor" "enc.0.conv1.bias: dtype F16" \
   $BIN import --in "$T/f16.st" --out "$T/bad3"
-# a file may claim any model: one of 122 billion weights is refused for its tensors, before
-# anything its size is allocated (it used to end in "out of memory", exit 1)
-edit "$T/m1.safetensors" "$T/giant.st" \
-  'm = h["__metadata__"]; m["base"] = str(65536 >> int(m["depth"]))'
+# a file may claim any model train could make: the largest (base 1024) is refused for its
+# tensors, before anything its size is allocated (it used to end in "out of memory", exit 1);
+# beyond train's bounds the metadata itself is refused
+edit "$T/m1.safetensors" "$T/giant.st" 'm = h["__metadata__"]; m["base"] = "1024"'
+edit "$T/m1.safetensors" "$T/huge.st" 'm = h["__metadata__"]; m["height"] = "16384"'
+expect2 "import of a file claiming 16384-pixel tiles" "\"height\" = \"16384\" is not an integer \
+in 2..8192" $BIN import --in "$T/huge.st" --out "$T/bad7"
 expect2 "import of a file claiming a giant model" "shape .*, the metadata's model needs" \
   $BIN import --in "$T/giant.st" --out "$T/bad7"
 edit "$T/m1.safetensors" "$T/overlap.st" \

@@ -51,3 +51,48 @@ for pair in "images/.:--input" "masks:--masks"; do
   echo "PASS --output onto $flag refused, exit 2: $(cat "$T/err")"
 done
 [ "$(sums)" = "$before" ] || { echo "FAIL: the images or masks changed"; exit 1; }
+# A forged checkpoint (base and nclass changed, header CRC made to match): its header contradicts
+# its parameter count. inspect calls it invalid; predict and export refuse it (exit 2) instead of
+# reading the payload into buffers sized for another model.
+for f in base:20 nclass:180; do
+  name=${f%%:*} off=${f#*:}
+  python3 - "$CK" "$T/forged_$name.cgck" "$off" <<'PY'
+import struct, sys, zlib
+src, dst, off = sys.argv[1], sys.argv[2], int(sys.argv[3])
+b = bytearray(open(src, "rb").read())
+v = struct.unpack_from("<i", b, off)[0]
+struct.pack_into("<i", b, off, 3 if off == 20 else 2)
+struct.pack_into("<I", b, 252, zlib.crc32(bytes(b[:252])) & 0xffffffff)
+open(dst, "wb").write(bytes(b))
+PY
+  set +e
+  $BIN inspect "$T/forged_$name.cgck" > "$T/insp" 2>&1; ri=$?
+  $MPIRUN -np 1 $BIN predict --backend cpu --checkpoint "$T/forged_$name.cgck" \
+    --input "$T/val/images" --output "$T/pf_$name" > "$T/err" 2>&1; rp=$?
+  $BIN export --checkpoint "$T/forged_$name.cgck" --out "$T/f.safetensors" > "$T/err2" 2>&1; re=$?
+  set -e
+  [ $ri -eq 1 ] && grep -q "INVALID: .*inconsistent header" "$T/insp" ||
+    { echo "FAIL inspect of a forged $name: rc $ri"; cat "$T/insp"; exit 1; }
+  [ $rp -eq 2 ] && grep -q "inconsistent header" "$T/err" ||
+    { echo "FAIL predict of a forged $name: rc $rp"; cat "$T/err"; exit 1; }
+  [ $re -eq 2 ] && grep -q "inconsistent header" "$T/err2" ||
+    { echo "FAIL export of a forged $name: rc $re"; cat "$T/err2"; exit 1; }
+  echo "PASS a forged $name: $(grep -o 'inconsistent header.*' "$T/insp")"
+done
+# A checkpoint of 8192x8192 tiles (the largest --image-size; forged here, CRC made to match):
+# the cpu backend's batch of tiles would need far more host memory than a test machine has, so
+# predict refuses it up front, naming the checkpoint and the tile size, instead of swapping.
+python3 - "$CK" "$T/huge.cgck" <<'PY'
+import struct, sys, zlib
+b = bytearray(open(sys.argv[1], "rb").read())
+struct.pack_into("<ii", b, 28, 8192, 8192)
+struct.pack_into("<I", b, 252, zlib.crc32(bytes(b[:252])) & 0xffffffff)
+open(sys.argv[2], "wb").write(bytes(b))
+PY
+set +e
+timeout 60 $MPIRUN -np 1 $BIN predict --backend cpu --checkpoint "$T/huge.cgck" \
+  --input "$T/val/images" --output "$T/ph" > "$T/err" 2>&1; rc=$?
+set -e
+[ $rc -eq 2 ] && grep -q "huge.cgck: tiles of 8192x8192, --batch 8: not enough host memory" \
+  "$T/err" || { echo "FAIL predict of 8192x8192 tiles: rc $rc"; cat "$T/err"; exit 1; }
+echo "PASS 8192x8192 tiles refused up front: $(grep -o 'not enough host memory[^:]*' "$T/err")"

@@ -226,10 +226,12 @@ static const char *header_out_of_range(const cg_ckpt_info_t *in) {
   const int64_t kSteps = (int64_t)1 << 50; /* --steps allows 1e15 */
   const int64_t kSamples = (int64_t)1 << 40; /* --train-samples allows 1e12 */
   if (in->shape.in_c < 1 || in->shape.in_c > 4096) return "in_c";
-  if (in->shape.base < 1 || in->shape.base > 65536) return "base";
-  if (in->shape.depth < 1 || in->shape.depth > 64) return "depth";
-  if (in->shape.height < 1 || in->shape.height > 1 << 20) return "height";
-  if (in->shape.width < 1 || in->shape.width > 1 << 20) return "width";
+  /* the model's bounds are train's (--model-base, --model-depth, --image-size): no run makes
+   * another, and predict sizes its tiles and buffers from them */
+  if (in->shape.base < 1 || in->shape.base > 1024) return "base";
+  if (in->shape.depth < 1 || in->shape.depth > CG_MAX_DEPTH) return "depth";
+  if (in->shape.height < 2 || in->shape.height > 8192) return "height";
+  if (in->shape.width < 2 || in->shape.width > 8192) return "width";
   if (in->shape.nparams < 1 || in->shape.nparams > ((uint64_t)1 << 40)) return "nparams";
   if (in->shape.nclass < 1 || in->shape.nclass > 255) return "nclass";
   if (in->ignore_index < -1 || in->ignore_index > 255) return "ignore_index";
@@ -1119,4 +1121,23 @@ int cg_ckpt_find(const char *dir, const cg_ckpt_shape_t *want, cg_ckpt_info_t *i
   free(order);
   cg_ckpt_list_free(paths, steps, n);
   return rc;
+}
+
+int cg_ckpt_model(const char *path, const cg_ckpt_info_t *in, cg_model_t *m, char *err,
+                  size_t errlen) {
+  const cg_ckpt_shape_t *s = &in->shape;
+  char why[256];
+  if (cg_model_build(m, s->in_c, s->base, s->depth, s->height, s->width, s->nclass, why,
+                     sizeof why)) {
+    snprintf(err, errlen, "%s: corrupt: inconsistent header: it describes no valid model (%s)",
+             path, why);
+    return -1;
+  }
+  if (m->nparams != s->nparams) {
+    snprintf(err, errlen, "%s: corrupt: inconsistent header: its model (base %d, depth %d, %d "
+             "class(es)) has %zu parameters, the header says %llu", path, s->base, s->depth,
+             s->nclass, m->nparams, (unsigned long long)s->nparams);
+    return -1;
+  }
+  return 0;
 }

@@ -95,6 +95,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "model.h" /* cg_model_t: the model a header describes (cg_ckpt_model) */
+
 #define CG_CKPT_MAGIC "CGCKPT\r\n"
 #define CG_CKPT_VERSION 4
 #define CG_CKPT_SETTINGS_MAX 8192 /* settings trailer bytes + NUL */
@@ -217,6 +219,13 @@ uint64_t cg_ckpt_new_run_id(void);
 cg_ckpt_status_t cg_ckpt_read(const char *path, const cg_ckpt_shape_t *want,
                               cg_ckpt_info_t *info, float *params, float *m, float *v,
                               char *err, size_t errlen);
+
+/* The model a verified header in describes, built into m: the format only checks the header's
+ * fields one by one, so a header whose parameter count is not its model's (a forged or broken
+ * file whose CRCs were made to match) is caught here, before a reader sizes buffers from the
+ * model and reads the count's floats into them. 0, or -1 with err naming path. */
+int cg_ckpt_model(const char *path, const cg_ckpt_info_t *in, cg_model_t *m, char *err,
+                  size_t errlen);
 
 /* Checkpoint files of dir (by name only, not verified), newest step first. *paths and *steps
  * are malloc'd arrays of *n entries (each path malloc'd); free with cg_ckpt_list_free.

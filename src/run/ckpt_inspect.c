@@ -104,12 +104,24 @@ static int count_runs(char **paths, int n) {
   return runs;
 }
 
+/* cg_ckpt_read, verify only, and the model the header describes (cg_ckpt_model): a file whose
+ * header contradicts its own model is not valid, whatever its CRCs say. */
+static cg_ckpt_status_t read_checked(const char *path, cg_ckpt_info_t *in, char *err,
+                                     size_t errlen) {
+  cg_ckpt_status_t st = cg_ckpt_read(path, NULL, in, NULL, NULL, NULL, err, errlen);
+  if (st != CG_CKPT_OK) return st;
+  cg_model_t *m = cg_malloc(sizeof *m, "model");
+  if (cg_ckpt_model(path, in, m, err, errlen)) st = CG_CKPT_ECORRUPT;
+  free(m);
+  return st;
+}
+
 /* One line of the directory listing: the checkpoint path of `step`, verified whole. Returns
  * whether it is valid. */
 static int print_entry(const char *path, int64_t step, const pointers_t *pt, int show_run) {
   char err[1024];
   cg_ckpt_info_t in;
-  cg_ckpt_status_t st = cg_ckpt_read(path, NULL, &in, NULL, NULL, NULL, err, sizeof err);
+  cg_ckpt_status_t st = read_checked(path, &in, err, sizeof err);
   if (st != CG_CKPT_OK) {
     printf("  step %-10lld INVALID  %s\n", (long long)step, err);
     return 0;
@@ -147,7 +159,7 @@ static void print_pointers(const char *dir, const pointers_t *pt) {
 static int inspect_file(const char *path) {
   char err[1024];
   cg_ckpt_info_t in;
-  cg_ckpt_status_t st = cg_ckpt_read(path, NULL, &in, NULL, NULL, NULL, err, sizeof err);
+  cg_ckpt_status_t st = read_checked(path, &in, err, sizeof err);
   if (st != CG_CKPT_OK) {
     printf("file:          %s\nverdict:       INVALID: %s\n", path, err);
     return 1;

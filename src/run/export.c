@@ -272,12 +272,8 @@ static int load_checkpoint(const char *src, cg_ckpt_info_t *info, cg_model_t *m,
       return CG_EXIT_USAGE;
     }
   }
-  const cg_ckpt_shape_t *s = &info->shape;
-  if (cg_model_build(m, s->in_c, s->base, s->depth, s->height, s->width, s->nclass, err,
-                     sizeof err) ||
-      m->nparams != s->nparams) {
-    fprintf(stderr, "cogpu-dist: error: export: %s: the model it describes cannot be built\n",
-            path);
+  if (cg_ckpt_model(path, info, m, err, sizeof err)) {
+    fprintf(stderr, "cogpu-dist: error: export: %s\n", err);
     return CG_EXIT_USAGE;
   }
   *params = cg_malloc(sizeof(float) * m->nparams, "weights");
@@ -376,11 +372,11 @@ static int meta_read(const cg_json_t *hdr, cg_model_t *m, cg_ckpt_info_t *info, 
     return -1;
   }
   if (meta_int(meta, "in_c", 1, 4096, &in_c, err, errlen) ||
-      meta_int(meta, "base", 1, 65536, &base, err, errlen) ||
+      meta_int(meta, "base", 1, 1024, &base, err, errlen) || /* train's bounds, as ckpt's */
       meta_int(meta, "depth", 1, CG_MAX_DEPTH, &depth, err, errlen) ||
       meta_int(meta, "nclass", 1, CG_MAX_CLASSES, &nclass, err, errlen) ||
-      meta_int(meta, "height", 1, 1 << 20, &h, err, errlen) ||
-      meta_int(meta, "width", 1, 1 << 20, &w, err, errlen) ||
+      meta_int(meta, "height", 2, 8192, &h, err, errlen) ||
+      meta_int(meta, "width", 2, 8192, &w, err, errlen) ||
       meta_int(meta, "ignore_index", -1, 255, &ign, err, errlen))
     return -1;
   if (in_c != 3 + CG_NFEAT) {

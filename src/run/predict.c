@@ -37,6 +37,7 @@
 #include "metrics.h"        /* cg_confusion_*: binary IoU, Dice, accuracy */
 #include "model.h"
 #include "opts.h"           /* cg_opts_parse: the options, as every command line */
+#include "preflight.h"      /* cg_preflight_*: will a batch of tiles fit in memory */
 #include "png_io.h"         /* reading images and masks, writing masks */
 #include "predict.h"
 #include "topo.h"
@@ -216,9 +217,7 @@ static int check_inputs(popts_t *o, const cg_comm_t *c, cg_ckpt_info_t *info, cg
                         char ***files, int *nfiles, cg_backend_choice_t *bk, char *err,
                         size_t errlen) {
   if (resolve_checkpoint(o, c->rank, info, err, errlen)) return -1;
-  if (cg_model_build(model, info->shape.in_c, info->shape.base, info->shape.depth,
-                     info->shape.height, info->shape.width, info->shape.nclass, err, errlen))
-    return -1;
+  if (cg_ckpt_model(o->checkpoint, info, model, err, errlen)) return -1;
   if (info->shape.in_c != 3 + CG_NFEAT) {
     snprintf(err, errlen, "checkpoint has %d input channels; this build feeds %d",
              info->shape.in_c, 3 + CG_NFEAT);
@@ -245,7 +244,18 @@ static int check_inputs(popts_t *o, const cg_comm_t *c, cg_ckpt_info_t *info, cg
       return -1;
     }
   /* fp32 for predictions; each rank takes its own GPU or none (no collectives in the steps) */
-  return cg_backend_choose(o->backend, "fp32", NULL, NULL, bk, err, errlen);
+  if (cg_backend_choose(o->backend, "fp32", NULL, NULL, bk, err, errlen)) return -1;
+  /* the cpu backend holds a batch of tiles of the checkpoint's size in host memory: a tile side
+   * of thousands needs tens of GiB, refused here rather than by the kernel's OOM killer (a CUDA
+   * backend's allocation failure is its own clear error) */
+  char why[512];
+  const cg_preflight_t est = cg_preflight_estimate(model, o->batch, 0, 0, 4);
+  if (!bk->is_cuda && cg_preflight_check(&est, 0, 0, c->local_size, why, sizeof why)) {
+    snprintf(err, errlen, "--checkpoint %.400s: tiles of %dx%d, --batch %d: %s", o->checkpoint,
+             model->height, model->width, o->batch, why);
+    return -1;
+  }
+  return 0;
 }
 
 /* ---- tiling ------------------------------------------------------------------------------ */
