@@ -96,3 +96,17 @@ set -e
 [ $rc -eq 2 ] && grep -q "huge.cgck: tiles of 8192x8192, --batch 8: not enough host memory" \
   "$T/err" || { echo "FAIL predict of 8192x8192 tiles: rc $rc"; cat "$T/err"; exit 1; }
 echo "PASS 8192x8192 tiles refused up front: $(grep -o 'not enough host memory[^:]*' "$T/err")"
+# --input lists regular image files only (as train does): a FIFO named like an image is skipped,
+# not read forever; two images of one stem would write one mask: exit 2 naming both
+mkdir -p "$T/in2"; cp "$T"/val/images/00000[0-2].png "$T/in2/"; mkfifo "$T/in2/zz.png"
+timeout 60 $MPIRUN -np 1 $BIN predict --backend cpu --checkpoint "$CK" --input "$T/in2" \
+  --output "$T/p3" > "$T/err" 2>&1 || { echo "FAIL predict beside a FIFO: rc $?"; cat "$T/err"; exit 1; }
+[ "$(ls "$T/p3" | wc -l)" -eq 3 ] || { echo "FAIL want 3 masks beside a FIFO"; exit 1; }
+rm "$T/in2/zz.png"; cp "$T/in2/000001.png" "$T/in2/000001.PNG"
+set +e
+$MPIRUN -np 1 $BIN predict --backend cpu --checkpoint "$CK" --input "$T/in2" --output "$T/p4" \
+  > "$T/err" 2>&1; rc=$?
+set -e
+[ $rc -eq 2 ] && grep -q "'000001.PNG' and '000001.png' would both be predicted to 000001.png" \
+  "$T/err" || { echo "FAIL two images of one stem: rc $rc"; cat "$T/err"; exit 1; }
+echo "PASS a FIFO in --input is skipped; two images of one stem are refused"

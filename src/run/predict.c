@@ -102,8 +102,17 @@ static int cmp_str(const void *a, const void *b) {
   return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* Sorted image names of dir (without the directory); two images of one stem (a.png, a.JPG)
- * would write the same mask: an error naming both. */
+/* Orders names by stem, so that two of one stem are neighbours. */
+static int cmp_stem(const void *a, const void *b) {
+  char x[512], y[512];
+  stem_of(*(char *const *)a, x, sizeof x);
+  stem_of(*(char *const *)b, y, sizeof y);
+  return strcmp(x, y);
+}
+
+/* Sorted image names of dir (without the directory): regular files (or links to them) with an
+ * image extension, as train lists a directory (a FIFO there would block the read forever); two
+ * images of one stem (a.png, a.JPG) would write the same mask: an error naming both. */
 static int list_images(const char *dir, char ***out, int *n, char *err, size_t errlen) {
   DIR *d = opendir(dir);
   if (!d) {
@@ -115,7 +124,9 @@ static int list_images(const char *dir, char ***out, int *n, char *err, size_t e
   *n = 0;
   struct dirent *e;
   while ((e = readdir(d))) {
-    if (!is_image(e->d_name)) continue;
+    struct stat st;
+    if (!is_image(e->d_name) || fstatat(dirfd(d), e->d_name, &st, 0) || !S_ISREG(st.st_mode))
+      continue;
     if (*n == cap) {
       cap *= 2;
       char **nv = realloc(v, sizeof(char *) * (size_t)cap);
@@ -125,19 +136,18 @@ static int list_images(const char *dir, char ***out, int *n, char *err, size_t e
     v[(*n)++] = strdup(e->d_name);
   }
   closedir(d);
-  qsort(v, (size_t)*n, sizeof(char *), cmp_str);
   *out = v;
-  for (int i = 0; i < *n; i++)
-    for (int j = i + 1; j < *n; j++) {
-      char a[512], b[512];
+  qsort(v, (size_t)*n, sizeof(char *), cmp_stem);
+  for (int i = 0; i + 1 < *n; i++)
+    if (!cmp_stem(&v[i], &v[i + 1])) {
+      char a[512];
       stem_of(v[i], a, sizeof a);
-      stem_of(v[j], b, sizeof b);
-      if (!strcmp(a, b)) {
-        snprintf(err, errlen, "--input: '%.400s' and '%.400s' would both be predicted to %.100s.png",
-                 v[i], v[j], a);
-        return -1;
-      }
+      const int k = strcmp(v[i], v[i + 1]) < 0 ? i : i + 1; /* named in name order */
+      snprintf(err, errlen, "--input: '%.400s' and '%.400s' would both be predicted to %.100s.png",
+               v[k], v[2 * i + 1 - k], a);
+      return -1;
     }
+  qsort(v, (size_t)*n, sizeof(char *), cmp_str);
   return 0;
 }
 
