@@ -75,4 +75,21 @@ expect2 "unknown encoding" --encoding --encoding webp
 expect2 "quality out of range" --quality --encoding jpeg --quality 0
 expect2 "quality without jpeg" --quality --encoding png --quality 80
 $BIN pack --help | grep -q -- "--encoding" && ok "pack --help documents --encoding" || bad "pack --help"
+# SIGINT while a pack of few, large records runs: it stops within a record (it used to finish
+# its chunk of up to 64 records, then report success and commit), exits 130, writes nothing
+$BENCH make-pngs --out "$T/big" --count 32 --image-size 64 > /dev/null
+$BIN pack --images "$T/big/images" --masks "$T/big/masks" --out "$T/big.cgds" \
+  --image-size 4096 > "$T/int.log" 2>&1 &
+pid=$!
+sleep 1
+kill -INT $pid
+t0=$(date +%s%N)
+wait $pid; rc=$?
+ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+if [ $rc -eq 130 ] && [ ! -e "$T/big.cgds" ] && [ -z "$(ls -A "$T" | grep '^\.big')" ] &&
+   grep -q "interrupted" "$T/int.log"; then
+  ok "pack interrupted: exit 130 ${ms} ms after SIGINT, nothing written"
+else
+  bad "pack interrupted: exit $rc after ${ms} ms; $(cat "$T/int.log"); $(ls -a "$T")"
+fi
 exit $fail

@@ -19,6 +19,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -471,6 +472,7 @@ fail:
 /* ---- writer ----------------------------------------------------------------------------- */
 
 #define PACK_CHUNK 64
+#define PACK_CHUNK_BYTES ((size_t)256 << 20) /* the chunk's fitted samples, at most */
 
 typedef struct {
   uint64_t off, len;
@@ -551,7 +553,7 @@ static int encode_record(cg_source_t *src, int64_t i, const uint8_t *r,
 
 /* Loads (and encodes) records c0 .. c0+m-1 in parallel into slots. */
 static void make_chunk(cg_source_t *src, int64_t c0, int m, const cg_cgds_pack_opts_t *o,
-                       uint8_t *buf, slot_t *slots) {
+                       uint8_t *buf, slot_t *slots, volatile sig_atomic_t *cancel) {
   const size_t px = (size_t)o->size * o->size, rec = px * 4;
 #pragma omp parallel for schedule(dynamic, 1)
   for (int i = 0; i < m; i++) {
@@ -559,6 +561,10 @@ static void make_chunk(cg_source_t *src, int64_t c0, int m, const cg_cgds_pack_o
     slot_t *sl = &slots[i];
     memset(&sl->e, 0, sizeof sl->e);
     sl->bytes = NULL;
+    if (cancel && *cancel) { /* interrupted: the rest of the chunk is not worth decoding */
+      sl->bad = 1;
+      continue;
+    }
     sl->bad = cg_source_load(src, c0 + i, r, r + 3 * px, sl->err, sizeof sl->err);
     if (sl->bad) continue;
     sl->nclass_px = sl->nignore_px = 0;
@@ -639,8 +645,9 @@ typedef struct {
   uint64_t pos;                      /* bytes written to f so far */
   entry_t *ent;                      /* src->count table entries, made by write_records */
   uint64_t names_bytes, nclass_px, nignore_px; /* sums over the records written */
-  uint8_t *buf;                      /* PACK_CHUNK fitted samples */
-  slot_t *slots;                     /* PACK_CHUNK */
+  int chunk;                         /* records decoded in parallel, then written */
+  uint8_t *buf;                      /* chunk fitted samples */
+  slot_t *slots;                     /* chunk */
   uint8_t *index;                    /* table, names and labels block, made by write_index */
 } pack_t;
 
@@ -661,19 +668,19 @@ static int pad_to(pack_t *p, uint64_t align) {
   return 0;
 }
 
-/* Every record in index order, each at a multiple of CG_CGDS_ALIGN, made a chunk of PACK_CHUNK
- * at a time; their entries go to p->ent. cancel is polled before each chunk. CG_CGDS_OK, or an
- * error code with err. */
+/* Every record in index order, each at a multiple of CG_CGDS_ALIGN, made p->chunk at a time;
+ * their entries go to p->ent. cancel is polled before each record is decoded and before each
+ * chunk is written. CG_CGDS_OK, or an error code with err. */
 static int write_records(pack_t *p, volatile sig_atomic_t *cancel, char *err, size_t errlen) {
   const int64_t n = p->src->count;
   const size_t rec = (size_t)p->o->size * p->o->size * 4;
-  for (int64_t c0 = 0; c0 < n; c0 += PACK_CHUNK) {
+  for (int64_t c0 = 0; c0 < n; c0 += p->chunk) {
+    const int m = (int)(n - c0 < p->chunk ? n - c0 : p->chunk);
+    if (!(cancel && *cancel)) make_chunk(p->src, c0, m, p->o, p->buf, p->slots, cancel);
     if (cancel && *cancel) {
       snprintf(err, errlen, "%s: interrupted", p->out_path);
       return CG_CGDS_EINTR;
     }
-    const int m = (int)(n - c0 < PACK_CHUNK ? n - c0 : PACK_CHUNK);
-    make_chunk(p->src, c0, m, p->o, p->buf, p->slots);
     for (int i = 0; i < m; i++) {
       slot_t *sl = &p->slots[i];
       if (sl->bad) {
@@ -746,8 +753,13 @@ int cg_cgds_pack_opts(const char *images_dir, const char *masks_dir, const char 
   pack_t p = {.src = src, .o = o, .version = version, .images_dir = images_dir,
               .out_path = out_path};
   p.ent = cg_calloc((size_t)n, sizeof(entry_t), "pack entries");
-  p.buf = cg_malloc(rec * PACK_CHUNK, "pack buffer");
-  p.slots = cg_calloc(PACK_CHUNK, sizeof(slot_t), "pack slots");
+  /* PACK_CHUNK records, fewer when that is over PACK_CHUNK_BYTES (large --image-size), never
+   * fewer than the threads that decode them */
+  const size_t fit = PACK_CHUNK_BYTES / rec;
+  const int threads = omp_get_max_threads();
+  p.chunk = fit >= PACK_CHUNK ? PACK_CHUNK : (int)fit > threads ? (int)fit : threads;
+  p.buf = cg_malloc(rec * (size_t)p.chunk, "pack buffer");
+  p.slots = cg_calloc((size_t)p.chunk, sizeof(slot_t), "pack slots");
   cgds_header_t hd = {.version = (uint32_t)version, .header_bytes = CG_CGDS_HEADER_BYTES,
                       .count = (uint64_t)n, .h = (uint32_t)o->size, .w = (uint32_t)o->size,
                       .channels = 3, .encoding = version == 1 ? 0 : (uint32_t)o->encoding};
@@ -763,6 +775,11 @@ int cg_cgds_pack_opts(const char *images_dir, const char *masks_dir, const char 
   p.pos = sizeof hdr;
   if ((rc = write_records(&p, cancel, err, errlen)) || (rc = write_index(&p, &hd, err, errlen)))
     goto done;
+  if (cancel && *cancel) { /* after the last record: nothing is committed */
+    snprintf(err, errlen, "%s: interrupted", out_path);
+    rc = CG_CGDS_EINTR;
+    goto done;
+  }
   encode_header(&hd, hdr);
   if (fseek(p.f, 0, SEEK_SET) || write_all(p.f, hdr, sizeof hdr)) {
     rc = write_failed(&p, err, errlen);
@@ -778,7 +795,7 @@ int cg_cgds_pack_opts(const char *images_dir, const char *masks_dir, const char 
   }
 done:
   cg_afile_abort(af); /* removes the temporary of a pack that did not finish */
-  for (int i = 0; i < PACK_CHUNK; i++) free(p.slots[i].bytes);
+  for (int i = 0; p.slots && i < p.chunk; i++) free(p.slots[i].bytes);
   free(p.ent);
   free(p.buf);
   free(p.slots);

@@ -129,10 +129,11 @@ int cg_cgds_pack_opts(const char *images_dir, const char *masks_dir, const char 
  * cg_source_png_dirs; max_pixels as --max-image-pixels) at size x size into out_path. Writes a
  * temporary file in out_path's directory, fsyncs it and renames it over out_path, then fsyncs
  * the directory: a reader sees the old file or the complete new one. On any failure the
- * temporary is removed and out_path is left as it was. cancel (optional) is polled before each
- * chunk of 64 records, which are fitted and encoded in parallel, so a pack stops within one
- * chunk (set it from a signal handler). stats (optional) is filled on success. Raw encoding,
- * the current version. */
+ * temporary is removed and out_path is left as it was. Records are fitted and encoded in
+ * parallel, in chunks of 64 (fewer for large sizes: a chunk's samples take at most 256 MiB);
+ * cancel (optional; set it from a signal handler) is polled before each record, so a pack stops
+ * within one record per thread and commits nothing. stats (optional) is filled on success. Raw
+ * encoding, the current version. */
 int cg_cgds_pack(const char *images_dir, const char *masks_dir, const char *out_path, int size,
                  int64_t max_pixels, volatile sig_atomic_t *cancel, cg_cgds_stats_t *stats,
                  char *err, size_t errlen);

@@ -2,8 +2,8 @@
  *
  * Flags are parsed here, on the shared option engine (opts.h), rather than by cli.c because pack
  * shares none of train's options and runs as a single process. SIGINT/SIGTERM set a flag that
- * cg_cgds_pack polls between chunks of records, so an interrupted pack still removes its
- * temporary file. */
+ * cg_cgds_pack polls before each record, so an interrupted pack stops promptly (exit 130),
+ * removes its temporary file and commits nothing. */
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
