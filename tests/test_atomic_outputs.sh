@@ -228,6 +228,13 @@ grep -q -- "--stats-out: its reader has gone" "$T/gone.log" ||
   { echo "FAIL no warning for a --stats-out reader that went:"; cat "$T/gone.log"; fail=1; }
 [ -p "$N/fifo" ] || { echo "FAIL --stats-out replaced the FIFO"; fail=1; }
 refused "--prom-out: '$N/fifo' is a FIFO" "${TINY[@]}" --prom-out "$N/fifo"
+# a record that cannot be written (a full disk: /dev/full) is said once; training goes on
+if [ -c /dev/full ]; then
+  timeout 120 "${TINY[@]}" --report-every 1 --stats-out /dev/full > "$T/full.log" 2>&1 ||
+    { echo "FAIL --stats-out /dev/full: exit $?"; cat "$T/full.log"; fail=1; }
+  [ "$(grep -c -- "--stats-out: a record could not be written" "$T/full.log")" -eq 1 ] ||
+    { echo "FAIL --stats-out /dev/full: not warned exactly once:"; cat "$T/full.log"; fail=1; }
+fi
 
 [ $fail -eq 0 ] && echo "test_atomic_outputs: all passed"
 exit $fail

@@ -32,6 +32,7 @@ struct cg_stats {
   int hold_final;  /* the final record waits for the final validation (cg_stats_hold_final) */
   char *held;      /* that record without its "val", which goes at held_at */
   size_t held_at;
+  int lost;    /* --stats-out records that could not be written (a full disk): said once */
 };
 
 /* Derived figures of one rank. */
@@ -528,6 +529,10 @@ static void write_record(cg_stats_t *s, const char *stop_why, int64_t step, int6
     fclose(j); /* fails likewise: the reader is gone */
     s->jsonl = NULL;
   } else if (bad) {
+    if (!s->lost++)
+      cg_log_warn("--stats-out: a record could not be written (%s): the records are lost until "
+                  "writes succeed again (each next record is tried); training goes on",
+                  strerror(e));
     clearerr(j); /* a full disk: the next record tries again, as before */
   }
   sigpending(&pending);
