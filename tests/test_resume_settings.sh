@@ -203,5 +203,23 @@ fi
 run num2 $MPIRUN -np 1 $BIN train --resume $T/more --threads 1 --steps 47 --lr 0.07
 want num2 "resume: --lr 0.07 (the checkpoint has 0.05)"
 
+# 6. a settings trailer whose value is not text (damaged or edited; its CRCs made to match) is
+#    refused naming the setting, not skipped (the run took the default --batch 32 and re-planned)
+mkdir -p $T/forged
+python3 - "$(ls $T/more/ckpt-*.cgck | tail -1)" $T/forged/ckpt-0000000047.cgck <<'PY'
+import re, struct, sys, zlib
+b = bytearray(open(sys.argv[1], "rb").read())
+n = struct.unpack_from("<I", b, 196)[0]
+st = bytes(b[len(b) - n:])
+new, k = re.subn(rb'"batch": "(\d+)"', rb'"batch": \1', st)
+assert k == 1, st
+b = b[:len(b) - n] + new
+struct.pack_into("<I", b, 196, len(new))
+struct.pack_into("<I", b, 200, zlib.crc32(new) & 0xffffffff)
+struct.pack_into("<I", b, 252, zlib.crc32(bytes(b[:252])) & 0xffffffff)
+open(sys.argv[2], "wb").write(bytes(b))
+PY
+refused forged 'the checkpoint'"'"'s setting "batch" is not text' \
+  $MPIRUN -np 1 $BIN train --resume $T/forged --threads 1 --steps 50
 [ $fail -eq 0 ] && echo "test_resume_settings: all passed"
 exit $fail

@@ -166,6 +166,13 @@ int cg_settings_apply(cg_config_t *cfg, const char *json, FILE *out, char *err, 
             "split); to validate on the training data itself, give --val-data %s\n", sd, sd);
   for (size_t i = 0; i < NSTORED && !rc; i++) {
     const cg_opt_t *o = row(&set, kStored[i].name);
+    const cg_json_t *v = o ? cg_json_get(j, o->name) : NULL;
+    if (v && v->type != CG_JSON_STR) { /* every build stores text: a damaged or edited trailer */
+      snprintf(err, errlen, "--resume: the checkpoint's setting \"%s\" is not text: its "
+               "settings are damaged", o->name);
+      rc = -1;
+      break;
+    }
     const char *stored = o ? cg_json_str(j, o->name, NULL) : NULL;
     if (!stored) continue; /* not stored by the writer's build: the command line's value */
     if ((old_val || old_syn) && !strcmp(o->name, "val-data")) stored = "";
