@@ -672,10 +672,7 @@ static int run_train(const cg_config_t *cfg, cg_comm_t *c, cg_train_result_t *re
   const int code = cg_run_setup(&r, cfg, c, guard);
   if (code) return code;
   cg_report_banner(&r);
-  cg_rank_view_t view = {CG_VIEW_AUTO, CG_VIEW_TOP_DEFAULT}; /* --report-ranks, checked */
-  char why[128];
-  cg_rank_view_parse(cfg->report_ranks, &view, why, sizeof why);
-  cg_topo_report_view(r.topo, c, view, stdout);
+  cg_topo_report_view(r.topo, c, r.view, stdout);
   cg_topo_pin_driver(r.topo, r.is_cuda); /* before the helpers start: they take the other cores */
   loop_t L;
   memset(&L, 0, sizeof L);
