@@ -131,11 +131,8 @@ static void collect(cg_run_t *r, cg_loader_t *ld, cg_host_batch_t *pb, cg_acc_t 
   a->steps++;
   if (out.has_conf) { /* the device counted */
     cg_confusion_t cf = {out.conf[0], out.conf[1], out.conf[2], out.conf[3]};
-    cg_acc_add_conf(&a->conf, &cf);
-    if (a->confk && out.confk) {
-      const int kk = r->model.nclass * r->model.nclass;
-      for (int i = 0; i < kk; i++) a->confk[i] += out.confk[i];
-    }
+    cg_confusion_merge(&a->conf, &cf);
+    if (a->confk && out.confk) cg_confk_merge(a->confk, out.confk, r->model.nclass);
   }
   /* Otherwise the helpers count pb->pred against its masks before reusing the slot. */
   cg_loader_release(ld, pb, !out.has_conf);
@@ -145,7 +142,7 @@ static void collect(cg_run_t *r, cg_loader_t *ld, cg_host_batch_t *pb, cg_acc_t 
 static void take_conf(cg_loader_t *ld, cg_acc_t *a) {
   cg_confusion_t cf;
   cg_loader_take_confusion_k(ld, &cf, a->confk);
-  cg_acc_add_conf(&a->conf, &cf);
+  cg_confusion_merge(&a->conf, &cf);
 }
 
 /* The batch as the backend's upload takes it; metrics_on_device asks the backend for the
