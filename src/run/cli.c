@@ -254,7 +254,6 @@ static const char *cmd_name(cg_command_t c) {
   switch (c) {
     case CG_CMD_TRAIN: return "train";
     case CG_CMD_INFO: return "info";
-    case CG_CMD_PACK: return "pack";
     default: return "";
   }
 }
