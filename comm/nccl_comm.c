@@ -43,7 +43,7 @@ struct cg_nccl {
 };
 
 /* Every rank: returns 1 if some rank of comm had a non-empty mine, and puts the message of the
- * lowest such rank into err (or mine itself when err is NULL). */
+ * lowest such rank into err (never NULL: cg_nccl_create's callers always give one). */
 static int agree(MPI_Comm comm, const char *mine, char *err, size_t errlen) {
   int rank, size;
   CG_CHECK_MPI(MPI_Comm_rank(comm, &rank));

@@ -21,8 +21,10 @@
  *    reused and the plan says `shared`;
  *  - one PU per core: hyperthread siblings are never handed out twice.
  *
- * Return values follow hwloc: 0 on success, -1 on failure. Nothing here aborts the job: pinning
- * that cannot be done warns once per call and returns -1. */
+ * Return values follow hwloc: 0 on success, -1 on failure. Pinning that cannot be done warns
+ * once per call and returns -1. The job is aborted only where nothing can be planned at all:
+ * cg_topo_create when hwloc cannot even load a synthetic topology of the online CPUs (and, as
+ * everywhere, on an MPI error or when memory runs out). */
 #ifndef CG_TOPO_H
 #define CG_TOPO_H
 
@@ -90,8 +92,9 @@ int cg_topo_plan_format(const cg_topo_plan_t *p, int rank, const char *host, cha
 typedef struct cg_topo cg_topo_t; /* opaque: a loaded topology and this rank's plan */
 
 /* Collective over c->local. gpu_wish is CG_TOPO_GPU_AUTO, CG_TOPO_GPU_NONE or an ordinal
- * (taken modulo the visible devices). Never fails: when hwloc cannot read the machine or the
- * binding it warns and plans over what it has. The caller owns the handle. */
+ * (taken modulo the visible devices). Returns a handle: when hwloc cannot read the machine or
+ * the binding it warns and plans over what it has (a synthetic topology of the online CPUs;
+ * aborts the job only when hwloc cannot load even that). The caller owns the handle. */
 cg_topo_t *cg_topo_create(const cg_comm_t *c, int gpu_wish);
 /* Wraps a topology (ownership passes to the handle) and a ready plan; for tests and tools. */
 cg_topo_t *cg_topo_create_from(hwloc_topology_t topo, const cg_topo_plan_t *plan);

@@ -191,23 +191,16 @@ static cg_confusion_t count_batch(const cg_loader_t *l, const cg_host_batch_t *b
   return c;
 }
 
-/* Adds a batch's K x K counts to the loader's (under mu). */
-static void add_confk(cg_loader_t *l, const int64_t *ck) {
-  if (l->nclass > 1)
-    for (int i = 0; i < l->nclass * l->nclass; i++) l->confk[i] += ck[i];
+/* Adds a batch's counts to the loader's (under mu); ck: K x K, NULL for binary. */
+static void add_counts(cg_loader_t *l, const cg_confusion_t *cf, const int64_t *ck) {
+  cg_confusion_merge(&l->conf, cf);
+  if (l->nclass > 1) cg_confk_merge(l->confk, ck, l->nclass);
 }
 
 /* A zeroed K x K scratch for count_batch, or NULL for binary. */
 static int64_t *confk_scratch(const cg_loader_t *l) {
   return l->nclass > 1 ? cg_calloc((size_t)l->nclass * l->nclass, sizeof(int64_t), "confusion")
                        : NULL;
-}
-
-static void add_conf(cg_confusion_t *a, const cg_confusion_t *b) {
-  a->tp += b->tp;
-  a->fp += b->fp;
-  a->fn += b->fn;
-  a->tn += b->tn;
 }
 
 /* The slot's use is over (under the lock): advance `released` over consecutive freed batches
@@ -323,8 +316,7 @@ static void *worker_main(void *arg) {
       l->busy[a.id] += dt;
       l->costs.met_s += dt;
       l->costs.met_n++;
-      add_conf(&l->conf, &cf);
-      add_confk(l, ck);
+      add_counts(l, &cf, ck);
       free(ck);
       l->m_running--;
       free_slot(l, s);
@@ -424,8 +416,7 @@ void cg_loader_release(cg_loader_t *l, cg_host_batch_t *b, int count_metrics) {
       double t0 = cg_now();
       int64_t *ck = confk_scratch(l);
       cg_confusion_t cf = count_batch(l, b, ck);
-      add_conf(&l->conf, &cf);
-      add_confk(l, ck);
+      add_counts(l, &cf, ck);
       free(ck);
       l->busy_serial += cg_now() - t0;
       l->costs.met_s += cg_now() - t0;
@@ -442,10 +433,8 @@ void cg_loader_take_confusion_k(cg_loader_t *l, cg_confusion_t *out, int64_t *co
   *out = l->conf;
   memset(&l->conf, 0, sizeof l->conf);
   if (l->nclass > 1) {
-    const int kk = l->nclass * l->nclass;
-    if (confk_add)
-      for (int i = 0; i < kk; i++) confk_add[i] += l->confk[i];
-    memset(l->confk, 0, sizeof(int64_t) * kk);
+    if (confk_add) cg_confk_merge(confk_add, l->confk, l->nclass);
+    memset(l->confk, 0, sizeof(int64_t) * l->nclass * l->nclass);
   }
   pthread_mutex_unlock(&l->mu);
 }

@@ -83,7 +83,7 @@ static void plan_backward(cg_model_t *m) {
   /* written[buf] as a bitmask over channel ranges is overkill: record tensor ranges. */
   struct { int buf, lo, hi; } written[CG_MAX_LAYERS];
   int nw = 0;
-  /* The logits gradient comes from the loss: counts as written. */
+  /* The logits gradient comes from the loss, and no layer reads the logits: no entry for it. */
   for (int i = m->nlayers - 1; i >= 0; i--) {
     cg_layer_t *l = &m->layers[i];
     const cg_tensor_t *t = &m->tensors[l->in];
@@ -140,7 +140,7 @@ int cg_model_build(cg_model_t *m, int in_c, int base, int depth, int height, int
   int h = height, w = width;
   int x = new_tensor(&b, h, w, in_c);
   m->input_tensor = x;
-  int skip[CG_MAX_DEPTH + 1], cat_buf[CG_MAX_DEPTH + 1];
+  int cat_buf[CG_MAX_DEPTH + 1]; /* enc l's output is the skip half of cat_buf[l] */
   int cur = x;
   for (int l = 0; l <= depth; l++) {
     int wl = m->widths[l];
@@ -156,7 +156,6 @@ int cg_model_build(cg_model_t *m, int in_c, int base, int depth, int height, int
     }
     snprintf(name, sizeof name, "enc%d.conv2", l);
     add_layer(&b, CG_OP_CONV, name, 3, 1, a, s);
-    skip[l] = s;
     if (l < depth) {
       int p = new_tensor(&b, h / 2, w / 2, wl);
       snprintf(name, sizeof name, "enc%d.pool", l);
@@ -184,7 +183,6 @@ int cg_model_build(cg_model_t *m, int in_c, int base, int depth, int height, int
     add_layer(&b, CG_OP_CONV, name, 3, 1, a, c2);
     cur = c2;
   }
-  (void)skip;
   int logits = new_tensor(&b, h, w, nclass);
   add_layer(&b, CG_OP_CONV, "head", 1, 0, cur, logits);
   m->logits_tensor = logits;

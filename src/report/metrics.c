@@ -16,6 +16,13 @@ void cg_confusion_add(cg_confusion_t *c, const uint8_t *pred, const uint8_t *mas
   c->tn += (int64_t)n - pp - yp + tp;
 }
 
+void cg_confusion_merge(cg_confusion_t *to, const cg_confusion_t *from) {
+  to->tp += from->tp;
+  to->fp += from->fp;
+  to->fn += from->fn;
+  to->tn += from->tn;
+}
+
 double cg_confusion_iou(const cg_confusion_t *c) {
   int64_t d = c->tp + c->fp + c->fn;
   return d ? (double)c->tp / (double)d : 1.0;
@@ -50,6 +57,10 @@ void cg_confusion_add_ignore(cg_confusion_t *c, const uint8_t *pred, const uint8
   c->fp += pp - tp;
   c->fn += yp - tp;
   c->tn += nv - pp - yp + tp;
+}
+
+void cg_confk_merge(int64_t *to, const int64_t *from, int K) {
+  for (int i = 0; i < K * K; i++) to[i] += from[i];
 }
 
 void cg_confk_add(int64_t *conf, int K, const uint8_t *pred, const uint8_t *mask, size_t n,

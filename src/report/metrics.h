@@ -19,6 +19,9 @@ void cg_confusion_add(cg_confusion_t *c, const uint8_t *pred, const uint8_t *mas
 void cg_confusion_add_ignore(cg_confusion_t *c, const uint8_t *pred, const uint8_t *mask,
                              size_t n, int ignore);
 
+/* to += from, count by count: batches, windows or ranks summed into one. */
+void cg_confusion_merge(cg_confusion_t *to, const cg_confusion_t *from);
+
 /* IoU = tp/(tp+fp+fn), Dice = 2tp/(2tp+fp+fn) (both 1 when there is no foreground at all),
  * accuracy = (tp+tn)/all. */
 double cg_confusion_iou(const cg_confusion_t *c);
@@ -30,6 +33,8 @@ double cg_confusion_acc(const cg_confusion_t *c);
  * are not expected (argmax). */
 void cg_confk_add(int64_t *conf, int K, const uint8_t *pred, const uint8_t *mask, size_t n,
                   int ignore);
+/* to += from over K x K counts, as cg_confusion_merge. */
+void cg_confk_merge(int64_t *to, const int64_t *from, int K);
 
 /* Class c of a K x K matrix: IoU = tp/(tp+fp+fn), Dice = 2tp/(2tp+fp+fn), each 0 when the
  * class is in neither the truth nor the prediction (then the return is 0, else 1: the class

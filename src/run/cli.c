@@ -256,7 +256,6 @@ static const char *cmd_name(cg_command_t c) {
   switch (c) {
     case CG_CMD_TRAIN: return "train";
     case CG_CMD_INFO: return "info";
-    case CG_CMD_PACK: return "pack";
     default: return "";
   }
 }
@@ -346,7 +345,11 @@ int cg_cli_data_path(const char *in, char *out, size_t outlen) {
   return cg_path_abs(in, out, outlen);
 }
 
-int cg_cli_check(cg_config_t *cfg, char *err, size_t errlen) {
+/* The checks below run in this order, and the first that fails gives cg_cli_check's message:
+ * a command line with several mistakes is told the same one first, whatever the grouping. */
+
+/* Resolves --ignore-index's default (cfg changed), then checks it is no class id. */
+static int check_labels(cg_config_t *cfg, char *err, size_t errlen) {
   if (cfg->ignore_index == CG_IGNORE_DEFAULT)
     cfg->ignore_index = cfg->num_classes >= 2 ? 255 : -1;
   const int lo = cfg->num_classes > 1 ? cfg->num_classes : 2; /* binary masks hold 0 and 1 */
@@ -355,6 +358,12 @@ int cg_cli_check(cg_config_t *cfg, char *err, size_t errlen) {
              ">= %d, or -1 for none", cfg->ignore_index, cfg->num_classes, lo);
     return -1;
   }
+  return 0;
+}
+
+/* --trace-steps, --image-size against --model-depth (info too), --report-ranks,
+ * --checkpoint-every's directory. */
+static int check_train_flags(cg_config_t *cfg, char *err, size_t errlen) {
   if (cfg->cmd == CG_CMD_TRAIN) {
     long long a = -1, b = -1;
     char tail = 0;
@@ -385,6 +394,12 @@ int cg_cli_check(cg_config_t *cfg, char *err, size_t errlen) {
     snprintf(err, errlen, "--checkpoint-every: needs --checkpoint-dir DIR");
     return -1;
   }
+  return 0;
+}
+
+/* --data, --val-data and --val-fraction together; then (cfg changed) val_fraction is 0 beside
+ * --val-data and train's data paths are made absolute. */
+static int check_data_flags(cg_config_t *cfg, char *err, size_t errlen) {
   /* synthetic data brings its own held-out set (--val-samples); files have --val-data */
   const int data_known = cfg->cmd == CG_CMD_TRAIN && (!cfg->resume[0] || cfg->merged);
   const cg_opts_set_t given = cg_cli_opts(CG_CMD_TRAIN, cfg);
@@ -419,6 +434,11 @@ int cg_cli_check(cg_config_t *cfg, char *err, size_t errlen) {
                CG_PATH_MAX - 1);
       return -1;
     }
+  return 0;
+}
+
+/* --resume with --overwrite-checkpoints, and --resume's default source. */
+static int check_resume_flags(cg_config_t *cfg, char *err, size_t errlen) {
   if (cfg->resume[0] && cfg->overwrite_checkpoints) {
     snprintf(err, errlen, "--overwrite-checkpoints: not with --resume (a resumed run continues "
              "its checkpoints; to start afresh leave --resume out)");
@@ -429,14 +449,29 @@ int cg_cli_check(cg_config_t *cfg, char *err, size_t errlen) {
              "is not set");
     return -1;
   }
+  return 0;
+}
+
+/* AdamW's betas, and a precision the chosen backend computes in. */
+static int check_optim_flags(cg_config_t *cfg, char *err, size_t errlen) {
   if (cfg->beta1 >= 1.0 || cfg->beta2 >= 1.0) {
     snprintf(err, errlen, "--%s: must be below 1", cfg->beta1 >= 1.0 ? "beta1" : "beta2");
     return -1;
   }
-  if (!strcmp(cfg->backend, "cpu") && (!strcmp(cfg->precision, "bf16") || !strcmp(cfg->precision, "fp16"))) {
-    snprintf(err, errlen, "--precision: %s needs --backend cuda (the cpu backend computes in fp32)",
+  if (!strcmp(cfg->backend, "cpu") &&
+      (!strcmp(cfg->precision, "bf16") || !strcmp(cfg->precision, "fp16"))) {
+    snprintf(err, errlen,
+             "--precision: %s needs --backend cuda (the cpu backend computes in fp32)",
              cfg->precision);
     return -1;
   }
+  return 0;
+}
+
+int cg_cli_check(cg_config_t *cfg, char *err, size_t errlen) {
+  static int (*const checks[])(cg_config_t *, char *, size_t) = {
+      check_labels, check_train_flags, check_data_flags, check_resume_flags, check_optim_flags};
+  for (size_t i = 0; i < sizeof checks / sizeof *checks; i++)
+    if (checks[i](cfg, err, errlen)) return -1;
   return 0;
 }

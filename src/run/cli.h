@@ -2,7 +2,8 @@
  *
  * Every rank parses the same argv, so every rank reaches the same verdict on bad flags without
  * communicating; only rank 0 prints it. Checks that touch the file system (output paths) are
- * made on rank 0 and broadcast (train.c). Nothing here prints unless asked to (print_help). */
+ * made on rank 0 and broadcast (run_setup.c, check_outputs). Nothing here prints unless asked
+ * to (print_help). */
 #ifndef CG_CLI_H
 #define CG_CLI_H
 
@@ -25,11 +26,14 @@ void cg_cli_print_help(FILE *f, cg_command_t cmd);
  * cfg->cmd = cmd) before parsing, and checks with cg_cli_check after. */
 cg_opts_set_t cg_cli_opts(cg_command_t cmd, cg_config_t *cfg);
 /* The checks across options that follow parsing (cfg->cmd says which apply): 0, or -1 with a
- * one-line message in err naming the flag. */
+ * one-line message in err naming the flag (the first check to fail, in a fixed order). It also
+ * changes cfg, as a run keeps it, before any later check can fail:
+ *   ignore_index         CG_IGNORE_DEFAULT resolved: 255 for --num-classes >= 2, else -1
+ *   val_fraction         train with --val-data (data known: not a --resume to be merged): 0
+ *   data, val_data       train: as cg_cli_data_path makes them (absolute paths) */
 int cg_cli_check(cg_config_t *cfg, char *err, size_t errlen);
 /* A --data / --val-data value as a run keeps it: a file or directory as an absolute path
  * (cg_path_abs), "synthetic" and "" as they are. in may be out. 0, or -1 (cg_path_abs). */
 int cg_cli_data_path(const char *in, char *out, size_t outlen);
-/* cg_cli_check also resolves cfg->ignore_index (CG_IGNORE_DEFAULT -> 255 for K >= 2, else -1). */
 
 #endif

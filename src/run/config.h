@@ -12,7 +12,9 @@
 /* cg_config_t.ignore_index before cg_cli_check: --ignore-index was not given. */
 #define CG_IGNORE_DEFAULT (-2)
 
-typedef enum { CG_CMD_NONE = 0, CG_CMD_TRAIN, CG_CMD_INFO, CG_CMD_PACK } cg_command_t;
+/* The commands cli.c parses; pack, inspect, export, import and predict parse their own flags
+ * (main.c dispatches them). */
+typedef enum { CG_CMD_NONE = 0, CG_CMD_TRAIN, CG_CMD_INFO } cg_command_t;
 typedef enum { CG_SHOW_NONE = 0, CG_SHOW_HELP, CG_SHOW_VERSION } cg_show_t;
 
 typedef struct {
@@ -27,7 +29,7 @@ typedef struct {
   char algo_cache[CG_PATH_MAX];
   /* model */
   int model_base, model_depth, image_size;
-  int num_classes;     /* 1 = binary (today's mode); K >= 2: K classes, softmax head */
+  int num_classes;     /* 1 = binary (sigmoid head, BCE + Dice); K >= 2: K classes, softmax head */
   int ignore_index;    /* mask label left out of loss and metrics; -1 = none. cg_cli_check
                           resolves CG_IGNORE_DEFAULT (not given): 255 when K >= 2, else none */
   /* data */

@@ -1,26 +1,26 @@
 /* main.c: cogpu-dist entry point — MPI start-up, command-line parsing and command dispatch.
  *
  * MPI starts first so that a usage error is printed once (by rank 0) and every rank exits
- * with code 2 without entering any collective. The single-process tools (pack, inspect) are
- * dispatched before MPI starts: they must work where no MPI runtime is set up. */
+ * with code 2 without entering any collective. The single-process tools (pack, inspect, export,
+ * import) are dispatched before MPI starts: they must work where no MPI runtime is set up. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "comm.h"
-#include "ckpt.h"
-#include "cli.h"
-#include "config.h"
-#include "export.h"
-#include "feat.h"
-#include "guard.h"  /* cg_guard_catch_early: stop signals from process start */
-#include "log.h"
-#include "model.h"
-#include "pack.h" /* cg_pack_main: the pack command */
-#include "predict.h"
-#include "run_settings.h"
-#include "topo.h"
-#include "train.h"
+#include "comm.h"         /* cg_comm_init/finalize: MPI, this rank's place in the job */
+#include "ckpt.h"         /* cg_ckpt_inspect_main: `inspect`, what a checkpoint holds */
+#include "cli.h"          /* cg_cli_parse, cg_cli_print_help: train's and info's command line */
+#include "config.h"       /* cg_config_t: the parsed command line */
+#include "export.h"       /* cg_export_main, cg_import_main: `export`, `import` */
+#include "feat.h"         /* CG_NFEAT: the feature channels beside RGB (info --model) */
+#include "guard.h"        /* cg_guard_catch_early, cg_guard_failed: stop signals */
+#include "log.h"          /* CG_EXIT_USAGE */
+#include "model.h"        /* cg_model_build, cg_model_print: info --model */
+#include "pack.h"         /* cg_pack_main: `pack`, images and masks into a .cgds shard */
+#include "predict.h"      /* cg_predict_run: `predict`, with its own flags */
+#include "run_settings.h" /* cg_settings_resume: --resume's settings from the checkpoint */
+#include "topo.h"         /* cg_topo_create, cg_topo_report: info --topology */
+#include "train.h"        /* cg_train_run: `train` */
 
 static int cmd_info(const cg_config_t *cfg, cg_comm_t *c) {
   if (!cfg->info_model && !cfg->info_topology) {
@@ -48,7 +48,7 @@ static int cmd_info(const cg_config_t *cfg, cg_comm_t *c) {
 }
 
 int main(int argc, char **argv) {
-  /* pack and inspect are single-process tools: no MPI. */
+  /* pack, inspect, export and import are single-process tools: no MPI. */
   if (argc >= 2 && !strcmp(argv[1], "pack")) return cg_pack_main(argc - 1, argv + 1);
   if (argc >= 2 && !strcmp(argv[1], "inspect")) return cg_ckpt_inspect_main(argc - 1, argv + 1);
   if (argc >= 2 && !strcmp(argv[1], "export")) return cg_export_main(argc - 1, argv + 1);

@@ -16,6 +16,7 @@
 #include "guard.h"
 #include "model.h"
 #include "source.h"
+#include "rank_view.h"
 #include "split.h"
 #include "stats.h"
 #include "topo.h"
@@ -59,6 +60,7 @@ typedef struct {
   int trace_written;        /* set by cg_run_teardown: the timeline files were written */
   cg_backend_t *be;
   cg_stats_t *stats;
+  cg_rank_view_t view;      /* --report-ranks: the balance table's and binding report's rows */
   /* the step loop */
   int bar;                  /* progress: 2 bar, 1 plain, 0 off */
   int slow;                 /* test-only: this rank sleeps per step */

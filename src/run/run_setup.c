@@ -10,7 +10,12 @@
  *   data       the sources, opened and checked by every rank (agreed); steps per epoch and run
  *   resume     rank 0 reads the checkpoint, every rank receives it; the position in the data
  *   devices    bucket plan, MPI gradient sync, trace, NCCL, the backend with its parameters
- *   loop       the step loop's state: step health, step table, checkpoint buffers, split, stats
+ * then, every check passed, the step loop's state (these cannot fail on the user's input):
+ *   set-aside  --overwrite-checkpoints: rank 0 moves the earlier run's files aside
+ *   steps      step health, step table, resume counters and run id, the CPU/GPU split
+ *   ckpt       rank 0's host buffers for writing checkpoints
+ *   reporting  load figures (stats) with the --report-ranks view, progress mode
+ *   helpers    the loader helpers' cores
  * Start-up problems with the user's input are agreed by all ranks and reported once, by rank 0,
  * with exit code 2 (a backend that fails to start: 1). A stage only adds to the run and every
  * destroy takes NULL, so the one `goto fail` in cg_run_setup, which calls cg_run_teardown,
@@ -529,7 +534,7 @@ static int start_devices(cg_run_t *r, char *err, size_t errlen) {
 /* --overwrite-checkpoints without --resume: rank 0, holding the directory's lock, sets the
  * earlier run's files aside (cg_ckpt_set_aside) once every start-up check has passed, so that
  * the new run's checkpoints, best, last and history never mix with them. */
-static void set_aside_earlier(const cg_run_t *r) {
+static void set_aside_earlier(cg_run_t *r) {
   const cg_config_t *cfg = r->cfg;
   if (r->c->rank != 0 || !cfg->checkpoint_dir[0] || !cfg->overwrite_checkpoints || cfg->resume[0])
     return;
@@ -544,12 +549,11 @@ static void set_aside_earlier(const cg_run_t *r) {
   fflush(stdout);
 }
 
-static int prepare_loop(cg_run_t *r, char *err, size_t errlen) {
-  (void)err;
-  (void)errlen;
+/* Step health, the step table, the counters carried over from the checkpoint, the run id and
+ * the CPU/GPU split controller. */
+static void init_step_state(cg_run_t *r) {
   const cg_config_t *cfg = r->cfg;
   const cg_comm_t *c = r->c;
-  set_aside_earlier(r);
   r->slow = cfg->test_slow_rank == c->rank && cfg->test_slow_ms > 0;
   cg_guard_health_init(&r->health, r->prec == CG_PREC_FP16, cfg->max_bad_steps);
   r->last_done = r->s0;
@@ -568,10 +572,21 @@ static int prepare_loop(cg_run_t *r, char *err, size_t errlen) {
     snprintf(r->last_ckpt, sizeof r->last_ckpt, "%s", r->ck_path);
     r->last_ckpt_step = r->s0;
   }
+  cg_split_init(&r->split,
+                !strcmp(cfg->split, "cpu")   ? CG_SPLIT_CPU
+                : !strcmp(cfg->split, "gpu") ? CG_SPLIT_GPU
+                                             : CG_SPLIT_AUTO,
+                cfg->batch);
+}
+
+/* Rank 0 with --checkpoint-dir keeps host copies to write checkpoints from: params, and the
+ * checkpoint's moments where it has them (they pass to ck_m, ck_v). Moments left anywhere else
+ * are freed: the backend holds them now. */
+static void alloc_ckpt_buffers(cg_run_t *r) {
   const size_t np = r->model.nparams;
-  if (cfg->checkpoint_dir[0]) {
-    r->ckpt_dir = cfg->checkpoint_dir;
-    if (c->rank == 0) { /* the writer's host copies: the run's own buffers where it has them */
+  if (r->cfg->checkpoint_dir[0]) {
+    r->ckpt_dir = r->cfg->checkpoint_dir;
+    if (r->c->rank == 0) {
       r->ck_p = r->params;
       r->ck_m = r->adam_m ? r->adam_m : cg_malloc(sizeof(float) * np, "checkpoint AdamW m");
       r->ck_v = r->adam_v ? r->adam_v : cg_malloc(sizeof(float) * np, "checkpoint AdamW v");
@@ -581,37 +596,44 @@ static int prepare_loop(cg_run_t *r, char *err, size_t errlen) {
   free(r->adam_m);
   free(r->adam_v);
   r->adam_m = r->adam_v = NULL;
-  cg_split_init(&r->split,
-                !strcmp(cfg->split, "cpu")   ? CG_SPLIT_CPU
-                : !strcmp(cfg->split, "gpu") ? CG_SPLIT_GPU
-                                             : CG_SPLIT_AUTO,
-                cfg->batch);
+}
+
+/* Collective (cg_stats_create). The load figures with their --report-ranks view, the progress
+ * mode. */
+static void init_reporting(cg_run_t *r) {
+  const cg_config_t *cfg = r->cfg;
   char gpu_name[48] = "-";
   if (r->is_cuda) snprintf(gpu_name, sizeof gpu_name, "%d:%s", r->place->gpu, r->place->gpu_pci);
-  r->stats = cg_stats_create(c, gpu_name, r->is_cuda, cfg->stats_out[0] ? cfg->stats_out : NULL);
+  r->stats = cg_stats_create(r->c, gpu_name, r->is_cuda,
+                             cfg->stats_out[0] ? cfg->stats_out : NULL);
   cg_stats_set_prom(r->stats, cfg->prom_out);
   /* finish() checks the run and validates after the last report */
   cg_stats_hold_final(r->stats);
-  cg_rank_view_t view; /* --report-ranks, checked by cg_cli_check */
-  char why[128];
-  if (!cg_rank_view_parse(cfg->report_ranks, &view, why, sizeof why))
-    cg_stats_set_view(r->stats, view);
+  char why[128]; /* checked by cg_cli_check; a failed parse would leave auto, the default */
+  cg_rank_view_parse(cfg->report_ranks, &r->view, why, sizeof why);
+  cg_stats_set_view(r->stats, r->view);
   const int tty = isatty(STDERR_FILENO);
   if (!strcmp(cfg->progress, "bar") || (!strcmp(cfg->progress, "auto") && tty)) r->bar = 2;
   else if (!strcmp(cfg->progress, "off")) r->bar = 0;
   else r->bar = 1;
+}
+
+/* The core each loader helper is pinned to (-1: unpinned). */
+static void plan_helpers(cg_run_t *r) {
   r->helper_cpus = cg_malloc(sizeof(int) * (size_t)(r->workers > 0 ? r->workers : 1),
                              "helper cpus");
   cg_topo_helper_cpus(r->place, r->is_cuda, r->workers, r->helper_cpus);
-  return 0;
 }
 
 /* ---- set-up and teardown --------------------------------------------------------------------- */
 
 int cg_run_setup(cg_run_t *r, const cg_config_t *cfg, cg_comm_t *c, cg_guard_t *guard) {
   static int (*const stages[])(cg_run_t *, char *, size_t) = {
-      check_same_settings, check_outputs, place_rank, open_data, load_resume, start_devices,
-      prepare_loop};
+      check_same_settings, check_outputs, place_rank, open_data, load_resume, start_devices};
+  /* the step loop's state: every check has passed, nothing here fails on the user's input */
+  static void (*const loop_stages[])(cg_run_t *) = {set_aside_earlier, init_step_state,
+                                                     alloc_ckpt_buffers, init_reporting,
+                                                     plan_helpers};
   memset(r, 0, sizeof *r);
   r->ck_lock = -1;
   r->cfg = cfg;
@@ -622,6 +644,7 @@ int cg_run_setup(cg_run_t *r, const cg_config_t *cfg, cg_comm_t *c, cg_guard_t *
   int code = 0;
   for (size_t i = 0; i < sizeof stages / sizeof *stages; i++)
     if ((code = stages[i](r, err, sizeof err)) != 0) goto fail;
+  for (size_t i = 0; i < sizeof loop_stages / sizeof *loop_stages; i++) loop_stages[i](r);
   return 0;
 fail:
   cg_guard_failed(guard); /* rank 0 printed why; mpirun's teardown signal is no stop request */

@@ -131,11 +131,8 @@ static void collect(cg_run_t *r, cg_loader_t *ld, cg_host_batch_t *pb, cg_acc_t 
   a->steps++;
   if (out.has_conf) { /* the device counted */
     cg_confusion_t cf = {out.conf[0], out.conf[1], out.conf[2], out.conf[3]};
-    cg_acc_add_conf(&a->conf, &cf);
-    if (a->confk && out.confk) {
-      const int kk = r->model.nclass * r->model.nclass;
-      for (int i = 0; i < kk; i++) a->confk[i] += out.confk[i];
-    }
+    cg_confusion_merge(&a->conf, &cf);
+    if (a->confk && out.confk) cg_confk_merge(a->confk, out.confk, r->model.nclass);
   }
   /* Otherwise the helpers count pb->pred against its masks before reusing the slot. */
   cg_loader_release(ld, pb, !out.has_conf);
@@ -145,7 +142,7 @@ static void collect(cg_run_t *r, cg_loader_t *ld, cg_host_batch_t *pb, cg_acc_t 
 static void take_conf(cg_loader_t *ld, cg_acc_t *a) {
   cg_confusion_t cf;
   cg_loader_take_confusion_k(ld, &cf, a->confk);
-  cg_acc_add_conf(&a->conf, &cf);
+  cg_confusion_merge(&a->conf, &cf);
 }
 
 /* The batch as the backend's upload takes it; metrics_on_device asks the backend for the
@@ -314,6 +311,43 @@ static void describe_last(const cg_run_t *r, char *buf, size_t len) {
     snprintf(buf, len, "none (no --checkpoint-dir)");
 }
 
+/* What the checkpoint of `step` says about itself (ckpt.h), all but the optimizer's loss scale
+ * and good-step count, which the backend reports with the moments. */
+static void ckpt_info_of(const cg_run_t *r, int64_t step, cg_ckpt_info_t *in) {
+  const cg_config_t *cfg = r->cfg;
+  memset(in, 0, sizeof *in);
+  in->shape = r->shape;
+  in->precision = (int)r->prec;
+  in->step = step;
+  in->steps_per_epoch = r->spe;
+  in->epoch = step / r->spe;
+  in->epoch_samples = (step % r->spe) * (int64_t)r->c->size * cfg->batch;
+  in->train_samples = r->ntrain;
+  in->ranks = r->c->size;
+  in->batch = cfg->batch;
+  in->seed = cfg->seed;
+  in->opt_t = r->opt_t0 + (step - r->s0);
+  in->total_steps = r->total;
+  in->skipped_steps = r->skipped0 + r->health.skipped;
+  in->lr = step > 0 ? cg_train_lr(cfg, step - 1, r->total) : cfg->lr;
+  struct timespec now;
+  clock_gettime(CLOCK_REALTIME, &now); /* the order of a run's files for --resume DIR */
+  in->unix_time = (int64_t)now.tv_sec;
+  in->unix_nsec = (uint32_t)now.tv_nsec;
+  in->run_id = r->run_id;
+  in->ignore_index = cfg->ignore_index;
+  cg_settings_json(cfg, in->settings, sizeof in->settings); /* `train --resume DIR` alone */
+  in->have_val = r->have_val && r->val_step == step;
+  in->val_step = step;
+  in->val_loss = r->val_loss;
+  in->val_iou = r->val_iou;
+  in->best_by = !strcmp(cfg->best_metric, "val_loss") ? CG_CKPT_BEST_LOSS : CG_CKPT_BEST_IOU;
+  if (r->base_src && r->base_src->npal > 0) { /* palette masks: predict writes the same palette */
+    in->npal = r->base_src->npal;
+    memcpy(in->palette, r->base_src->palette, 3 * (size_t)in->npal);
+  }
+}
+
 /* Rank 0 writes the checkpoint of `step` (every step up to it fetched and judged good). Returns
  * 0, or -1 after printing why (the previous checkpoint is intact). Other ranks return 0 at once
  * and go on to the next step, where they wait for rank 0 in the gradient all-reduce. */
@@ -325,39 +359,9 @@ static int write_ckpt(cg_run_t *r, int64_t step, int quiet) {
   cg_guard_beat(r->guard, step, "writing a checkpoint");
   const double t0 = cg_now();
   cg_ckpt_info_t in;
-  memset(&in, 0, sizeof in);
-  in.shape = r->shape;
-  in.precision = (int)r->prec;
-  in.step = step;
-  in.steps_per_epoch = r->spe;
-  in.epoch = step / r->spe;
-  in.epoch_samples = (step % r->spe) * (int64_t)r->c->size * cfg->batch;
-  in.train_samples = r->ntrain;
-  in.ranks = r->c->size;
-  in.batch = cfg->batch;
-  in.seed = cfg->seed;
-  in.opt_t = r->opt_t0 + (step - r->s0);
-  in.total_steps = r->total;
+  ckpt_info_of(r, step, &in);
   r->ops->get_params(r->be, r->ck_p);
   r->ops->get_opt_state(r->be, r->ck_m, r->ck_v, &in.loss_scale, &in.scale_good_steps);
-  in.skipped_steps = r->skipped0 + r->health.skipped;
-  in.lr = step > 0 ? cg_train_lr(cfg, step - 1, r->total) : cfg->lr;
-  struct timespec now;
-  clock_gettime(CLOCK_REALTIME, &now); /* the order of a run's files for --resume DIR */
-  in.unix_time = (int64_t)now.tv_sec;
-  in.unix_nsec = (uint32_t)now.tv_nsec;
-  in.run_id = r->run_id;
-  in.ignore_index = cfg->ignore_index;
-  cg_settings_json(cfg, in.settings, sizeof in.settings); /* `train --resume DIR` alone */
-  in.have_val = r->have_val && r->val_step == step;
-  in.val_step = step;
-  in.val_loss = r->val_loss;
-  in.val_iou = r->val_iou;
-  in.best_by = !strcmp(cfg->best_metric, "val_loss") ? CG_CKPT_BEST_LOSS : CG_CKPT_BEST_IOU;
-  if (r->base_src && r->base_src->npal > 0) { /* palette masks: predict writes the same palette */
-    in.npal = r->base_src->npal;
-    memcpy(in.palette, r->base_src->palette, 3 * (size_t)in.npal);
-  }
   char path[CG_PATH_MAX + 64], err[1400];
   if (cg_ckpt_write(r->ckpt_dir, &in, r->ck_p, r->ck_m, r->ck_v, cfg->keep, path, sizeof path,
                     err, sizeof err)) {
@@ -672,10 +676,7 @@ static int run_train(const cg_config_t *cfg, cg_comm_t *c, cg_train_result_t *re
   const int code = cg_run_setup(&r, cfg, c, guard);
   if (code) return code;
   cg_report_banner(&r);
-  cg_rank_view_t view = {CG_VIEW_AUTO, CG_VIEW_TOP_DEFAULT}; /* --report-ranks, checked */
-  char why[128];
-  cg_rank_view_parse(cfg->report_ranks, &view, why, sizeof why);
-  cg_topo_report_view(r.topo, c, view, stdout);
+  cg_topo_report_view(r.topo, c, r.view, stdout);
   cg_topo_pin_driver(r.topo, r.is_cuda); /* before the helpers start: they take the other cores */
   loop_t L;
   memset(&L, 0, sizeof L);

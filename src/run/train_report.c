@@ -184,13 +184,12 @@ void cg_report_window(cg_run_t *r, cg_train_figs_t *f, int64_t step, double elap
     cg_report_progress(r, step, elapsed, (double)done_samples / elapsed, mean_loss, 0);
   f->total.samples += w->samples;
   f->total.steps += w->steps;
-  cg_acc_add_conf(&f->total.conf, &w->conf);
+  cg_confusion_merge(&f->total.conf, &w->conf);
   f->last_conf = w->conf;
   f->hist_loss += w->loss;
   f->hist_steps += w->steps;
   const int K = r->model.nclass;
-  if (K > 1)
-    for (int i = 0; i < K * K; i++) f->total.confk[i] += w->confk[i];
+  if (K > 1) cg_confk_merge(f->total.confk, w->confk, K);
   if (K > 1 && f->last_confk) memcpy(f->last_confk, w->confk, sizeof(int64_t) * (size_t)K * K);
   cg_acc_reset(&f->win, K);
   f->win_wall = f->win_wait = f->win_share = 0;

@@ -37,13 +37,6 @@ typedef struct {
 /* Zeroes a, keeping its confk buffer (zeroed too); K = the run's classes. */
 void cg_acc_reset(cg_acc_t *a, int K);
 
-static inline void cg_acc_add_conf(cg_confusion_t *to, const cg_confusion_t *from) {
-  to->tp += from->tp;
-  to->fp += from->fp;
-  to->fn += from->fn;
-  to->tn += from->tn;
-}
-
 /* One pass over the validation set: the mean loss per sample, counts summed over ranks. */
 typedef struct {
   double loss;           /* per image scored; NAN when none was */
