@@ -75,6 +75,20 @@ expect2 "unknown encoding" --encoding --encoding webp
 expect2 "quality out of range" --quality --encoding jpeg --quality 0
 expect2 "quality without jpeg" --quality --encoding png --quality 80
 $BIN pack --help | grep -q -- "--encoding" && ok "pack --help documents --encoding" || bad "pack --help"
+# info --split names the samples --val-fraction holds out: the directory and its shard split
+# alike, with train's counts
+for src in "$T/jpg" "$T/raw.cgds"; do
+  $MPIRUN -np 1 $BIN info --split --data "$src" --val-fraction 0.25 --image-size 32 \
+    > "$T/split.$(basename "$src")" 2>&1 || bad "info --split --data $src: $(cat "$T/split.$(basename "$src")")"
+done
+diff <(grep -v '^#' "$T/split.jpg") <(grep -v '^#' "$T/split.raw.cgds") > /dev/null &&
+  [ "$(grep -c '^val ' "$T/split.jpg")" = 3 ] && [ "$(grep -c '^train ' "$T/split.jpg")" = 9 ] ||
+  bad "info --split: $(cat "$T/split.jpg" "$T/split.raw.cgds")"
+timeout 120 $MPIRUN -np 1 $BIN ${SMALL/--val-fraction 0/--val-fraction 0.25} --data "$T/jpg" \
+  > "$T/vf.out" 2>&1 && grep -q "9 training / 3 validation samples" "$T/vf.out" &&
+  ok "info --split: 9 train / 3 val names, the same for the directory and its shard, as train" ||
+  bad "train --val-fraction 0.25: $(grep 'data:' "$T/vf.out")"
+
 # SIGINT while a pack of few, large records runs: it stops within a record (it used to finish
 # its chunk of up to 64 records, then report success and commit), exits 130, writes nothing
 $BENCH make-pngs --out "$T/big" --count 32 --image-size 64 > /dev/null

@@ -44,18 +44,18 @@ static const cg_opt_t g_opts[] = {
     CG_OPT_ROW_NUM(INT, "num-classes", O(num_classes), 1, 255, C_TRAIN | C_INFO, "K",
         "classes, 1..255: 1 = binary (mask pixel > 0 is foreground); K >= 2: masks hold class ids "
         "0..K-1 (gray PNG values or palette indices), softmax cross-entropy + soft Dice"),
-    {"ignore-index", CG_OPT_INT, O(ignore_index), -1, 255, CG_OPT_NODEF, NULL, C_TRAIN, "I",
+    {"ignore-index", CG_OPT_INT, O(ignore_index), -1, 255, CG_OPT_NODEF, NULL, C_TRAIN | C_INFO, "I",
      "mask label left out of the loss and the metrics, not a class id (>= --num-classes); "
      "-1 = none; default 255 when --num-classes >= 2, none for binary"},
     /* data */
-    CG_OPT_ROW_TEXT(STR, "data", O(data), NULL, C_TRAIN, "SRC",
+    CG_OPT_ROW_TEXT(STR, "data", O(data), NULL, C_TRAIN | C_INFO, "SRC",
         "training data: synthetic (built in), a directory DIR with DIR/images/*.png, *.jpg or "
         "*.jpeg (any case) and DIR/masks/*.png paired by name, or a shard FILE.cgds written by "
         "`cogpu-dist pack`"),
     CG_OPT_ROW_TEXT(STR, "val-data", O(val_data), NULL, C_TRAIN, "SRC",
         "separate validation data (directory or .cgds), with --data DIR or FILE.cgds; default: "
         "--val-fraction of --data"),
-    CG_OPT_ROW_NUM(DBL, "val-fraction", O(val_fraction), 0, 0.9, C_TRAIN, "F",
+    CG_OPT_ROW_NUM(DBL, "val-fraction", O(val_fraction), 0, 0.9, C_TRAIN | C_INFO, "F",
         "real data without --val-data: fraction held out for validation (0 to 0.9), chosen by "
         "a hash of the file names"),
     CG_OPT_ROW_NUM(I64, "train-samples", O(train_samples), 1, 1e12, C_TRAIN, "N",
@@ -67,7 +67,8 @@ static const cg_opt_t g_opts[] = {
         "truncated, corrupt or over --max-image-pixels; a mask value that is no class id; an "
         "image and mask of different sizes; a shard record failing its CRC), at start-up and "
         "while training, instead of ending the job with exit code 2"),
-    CG_OPT_ROW_NUM(I64, "max-image-pixels", O(max_image_pixels), 1, 1073741824, C_TRAIN, "N",
+    CG_OPT_ROW_NUM(I64, "max-image-pixels", O(max_image_pixels), 1, 1073741824, C_TRAIN | C_INFO,
+        "N",
         "an image of more pixels (width x height, read from the PNG or JPEG header before "
         "anything is allocated) is a bad sample; the default is Pillow's decompression-bomb "
         "limit, about 9459 x 9459, far more than any image worth fitting to --image-size"),
@@ -197,6 +198,9 @@ static const cg_opt_t g_opts[] = {
     CG_OPT_ROW_FLAG("model", O(info_model), C_INFO, "print the layer table"),
     CG_OPT_ROW_FLAG("topology", O(info_topology), C_INFO,
         "print each rank's host, GPU, NUMA node and cores"),
+    CG_OPT_ROW_FLAG("split", O(info_split), C_INFO,
+        "print which samples of --data train and which --val-fraction holds out for validation, "
+        "as train splits them: one line 'train NAME' or 'val NAME' per sample"),
 };
 #define NOPTS (sizeof g_opts / sizeof g_opts[0])
 

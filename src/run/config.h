@@ -94,7 +94,7 @@ typedef struct {
   int argc;
   char **argv;
   /* info */
-  int info_model, info_topology;
+  int info_model, info_topology, info_split;
 } cg_config_t;
 
 #endif

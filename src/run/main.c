@@ -19,13 +19,53 @@
 #include "pack.h"         /* cg_pack_main: `pack`, images and masks into a .cgds shard */
 #include "predict.h"      /* cg_predict_run: `predict`, with its own flags */
 #include "run_settings.h" /* cg_settings_resume: --resume's settings from the checkpoint */
+#include "source.h"       /* cg_source_open_opts, cg_source_split: info --split */
 #include "topo.h"         /* cg_topo_create, cg_topo_report: info --topology */
 #include "train.h"        /* cg_train_run: `train` */
 
-static int cmd_info(const cg_config_t *cfg, cg_comm_t *c) {
-  if (!cfg->info_model && !cfg->info_topology) {
-    if (c->rank == 0) fprintf(stderr, "cogpu-dist: error: info needs --model or --topology\n");
+/* info --split: every sample of --data as "train NAME" or "val NAME", as train's
+ * --val-fraction splits it (cg_source_split: by a hash of the names). Rank 0 only. */
+static int print_split(const cg_config_t *cfg) {
+  if (!strcmp(cfg->data, "synthetic")) {
+    fprintf(stderr, "cogpu-dist: error: info --split: give --data DIR or FILE.cgds (synthetic "
+            "data holds its validation samples apart: --val-samples)\n");
     return CG_EXIT_USAGE;
+  }
+  char err[1024];
+  const cg_source_opts_t so = {.size = cfg->image_size, .max_pixels = cfg->max_image_pixels,
+                               .nclass = cfg->num_classes, .ignore = cfg->ignore_index};
+  cg_source_t *base = cg_source_open_opts(cfg->data, &so, err, sizeof err);
+  cg_source_t *tr = NULL, *va = NULL;
+  if (!base || (cfg->val_fraction > 0 &&
+                cg_source_split(base, cfg->val_fraction, &tr, &va, err, sizeof err))) {
+    fprintf(stderr, "cogpu-dist: error: info --split: %s\n", err);
+    cg_source_destroy(base);
+    return CG_EXIT_USAGE;
+  }
+  printf("# --data %s, --val-fraction %g: %lld training, %lld validation sample(s)\n",
+         cfg->data, cfg->val_fraction, (long long)(tr ? tr->count : base->count),
+         (long long)(va ? va->count : 0));
+  const cg_source_t *part[2] = {tr ? tr : base, va};
+  for (int k = 0; k < 2; k++)
+    for (int64_t i = 0; part[k] && i < part[k]->count; i++) {
+      const char *name = cg_source_name(part[k], i);
+      printf("%s %s\n", k ? "val" : "train", name ? name : "?");
+    }
+  cg_source_destroy(tr); /* the views borrow base: they go first */
+  cg_source_destroy(va);
+  cg_source_destroy(base);
+  return 0;
+}
+
+static int cmd_info(const cg_config_t *cfg, cg_comm_t *c) {
+  if (!cfg->info_model && !cfg->info_topology && !cfg->info_split) {
+    if (c->rank == 0)
+      fprintf(stderr, "cogpu-dist: error: info needs --model, --topology or --split\n");
+    return CG_EXIT_USAGE;
+  }
+  if (cfg->info_split && c->rank == 0) {
+    const int rc = print_split(cfg);
+    if (rc) return rc;
   }
   if (cfg->info_model && c->rank == 0) {
     cg_model_t m;
