@@ -20,6 +20,7 @@
 #include <strings.h>
 #include <sys/stat.h>
 
+#include "atomic_file.h" /* cg_afile_kind: what a path that is not a file is */
 #include "fit.h" /* cg_fit_png_k: a pair, decoded straight into the fitted sample */
 #include "image_io.h"
 #include "log.h"
@@ -88,6 +89,19 @@ static void listing_free(listing_t *l) {
 }
 
 /* Lists dir's *.png regular files (images: also *.jpg, *.jpeg) sorted by stem. */
+/* What dir/STEM.EXT is (STEM: name's stem; the first of exts, lowercase, that exists) when it is
+ * there but not a regular file (list_files leaves such entries out): "a FIFO", "a directory"...
+ * NULL when none is there. For a pairing error that would otherwise say the file is missing. */
+static const char *unlisted(const char *dir, const char *name, const char *const *exts) {
+  for (int k = 0; exts[k]; k++) {
+    char p[4096];
+    struct stat st;
+    snprintf(p, sizeof p, "%s/%.*s%s", dir, (int)stem_len(name), name, exts[k]);
+    if (stat(p, &st) == 0 && !S_ISREG(st.st_mode)) return cg_afile_kind(st.st_mode);
+  }
+  return NULL;
+}
+
 static int list_files(const char *dir, int images, listing_t *l, char *err, size_t errlen) {
   memset(l, 0, sizeof *l);
   DIR *d = opendir(dir);
@@ -255,15 +269,26 @@ cg_source_t *cg_source_png_dirs(const char *images_dir, const char *masks_dir,
       c = 0; /* same stem, the extension spelled differently */
     if (c < 0) {
       char *p = join(images_dir, im.files[i]);
-      snprintf(err, errlen, "%s: image has no mask (no %.*s.png in %s)", p,
-               (int)stem_len(im.files[i]), im.files[i], masks_dir);
+      const char *what = unlisted(masks_dir, im.files[i], (const char *const[]){".png", NULL});
+      if (what)
+        snprintf(err, errlen, "%s: its mask %s/%.*s.png is %s, not a regular file", p, masks_dir,
+                 (int)stem_len(im.files[i]), im.files[i], what);
+      else
+        snprintf(err, errlen, "%s: image has no mask (no %.*s.png in %s)", p,
+                 (int)stem_len(im.files[i]), im.files[i], masks_dir);
       free(p);
       goto fail;
     }
     if (c > 0) {
       char *p = join(masks_dir, mk.files[j]);
-      snprintf(err, errlen, "%s: mask has no image (no %.*s.png, .jpg or .jpeg in %s)", p,
-               (int)stem_len(mk.files[j]), mk.files[j], images_dir);
+      const char *what = unlisted(images_dir, mk.files[j],
+                                  (const char *const[]){".png", ".jpg", ".jpeg", NULL});
+      if (what)
+        snprintf(err, errlen, "%s: its image in %s (%.*s.png, .jpg or .jpeg) is %s, not a regular "
+                 "file", p, images_dir, (int)stem_len(mk.files[j]), mk.files[j], what);
+      else
+        snprintf(err, errlen, "%s: mask has no image (no %.*s.png, .jpg or .jpeg in %s)", p,
+                 (int)stem_len(mk.files[j]), mk.files[j], images_dir);
       free(p);
       goto fail;
     }
