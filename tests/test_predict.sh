@@ -110,3 +110,16 @@ set -e
 [ $rc -eq 2 ] && grep -q "'000001.PNG' and '000001.png' would both be predicted to 000001.png" \
   "$T/err" || { echo "FAIL two images of one stem: rc $rc"; cat "$T/err"; exit 1; }
 echo "PASS a FIFO in --input is skipped; two images of one stem are refused"
+# SIGTERM while predicting: it stops at the next batch, exits 143, and every mask it wrote is
+# complete (no partial file, no hidden temporary left in --output)
+$BUILD/bench/cogpu-bench make-pngs --out "$T/big" --count 6 --image-size 1024 > /dev/null
+$BIN predict --backend cpu --checkpoint "$CK" --input "$T/big/images" --output "$T/pb" \
+  --save-probs > "$T/stop.log" 2>&1 &
+pid=$!
+for i in $(seq 200); do grep -q "^predict: 6 image(s)" "$T/stop.log" && break; sleep 0.05; done
+kill -TERM $pid
+set +e; wait $pid; rc=$?; set -e
+[ $rc -eq 143 ] && grep -q "stopped by a signal" "$T/stop.log" &&
+  [ -z "$(ls -A "$T/pb" | grep '^\.')" ] ||
+  { echo "FAIL SIGTERM during predict: rc $rc, $(ls -A "$T/pb")"; cat "$T/stop.log"; exit 1; }
+echo "PASS SIGTERM during predict: exit 143, $(ls "$T/pb" | grep -c 'png$') complete mask(s), no temporary"

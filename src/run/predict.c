@@ -21,6 +21,7 @@
  * Memory per open image: its RGB8 and classes, plus the blended logits of one tile height of
  * rows (rows above the current tile row are final and leave the ring, see pimg_t). */
 #include <dirent.h>
+#include <signal.h>
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
@@ -651,6 +652,12 @@ static int fill_batch(pbatch_t *b, const popts_t *o, char **files, int nfiles,
 
 /* Every tile of this rank's images through the backend; images are finished (written,
  * counted) as their last tile comes back. */
+/* SIGINT/SIGTERM: the signal, set by the handler only. predict_all stops at the next batch;
+ * every mask already written is complete (each file is replaced atomically). */
+static volatile sig_atomic_t predict_stop;
+
+static void on_stop(int sig) { predict_stop = sig; }
+
 static void predict_all(const cg_backend_ops_t *ops, cg_backend_t *be, const popts_t *o,
                         char **files, int nfiles, const cg_model_t *model,
                         const cg_ckpt_info_t *info, const cg_comm_t *c, ptally_t *t) {
@@ -659,6 +666,7 @@ static void predict_all(const cg_backend_ops_t *ops, cg_backend_t *be, const pop
   pimg_t *cur = NULL;
   int next_k = 0;
   for (;;) {
+    if (predict_stop) break;
     const int real = fill_batch(&b, o, files, nfiles, model, c, &cur, &next_k);
     if (real == 0) break;
     cg_batch_t batch = {b.n, b.th, b.tw, b.in_c, b.x, b.y, b.wt, b.n, NULL, b.pred, 0};
@@ -677,6 +685,7 @@ static void predict_all(const cg_backend_ops_t *ops, cg_backend_t *be, const pop
       }
     }
   }
+  if (predict_stop && cur) pimg_close(cur); /* stopped inside an image: its mask is not written */
   batch_free(&b);
 }
 
@@ -766,14 +775,26 @@ int cg_predict_run(int argc, char **argv, cg_comm_t *c) {
            nfiles, o.input, c->size, bk.ops->name, info.shape.base, info.shape.depth,
            model.nclass, model.height, model.width, o.overlap, o.checkpoint,
            (long long)info.step);
+  fflush(stdout); /* a log followed while predict runs (tail -f) shows it at once */
   ptally_t t;
   memset(&t, 0, sizeof t);
   t.k = model.nclass;
   t.ignore = info.ignore_index;
   if (t.k > 1) t.confk = cg_calloc((size_t)t.k * t.k, sizeof(int64_t), "confusion");
+  struct sigaction sa, old_int, old_term;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_stop;
+  sa.sa_flags = SA_RESTART; /* a mask being written is finished, not cut */
+  sigemptyset(&sa.sa_mask);
+  predict_stop = 0;
+  sigaction(SIGINT, &sa, &old_int);
+  sigaction(SIGTERM, &sa, &old_term);
   predict_all(bk.ops, be, &o, files, nfiles, &model, &info, c, &t);
-  int64_t sums[6] = {t.bin.tp, t.bin.fp, t.bin.fn, t.bin.tn, t.images, t.failures};
-  cg_comm_sum_i64(c, sums, 6);
+  sigaction(SIGINT, &old_int, NULL);
+  sigaction(SIGTERM, &old_term, NULL);
+  int64_t sums[7] = {t.bin.tp, t.bin.fp, t.bin.fn, t.bin.tn, t.images, t.failures, predict_stop};
+  cg_comm_sum_i64(c, sums, 7);
+  const int stopped = sums[6] != 0;
   if (t.k > 1) cg_comm_sum_i64(c, t.confk, t.k * t.k);
   t.bin = (cg_confusion_t){sums[0], sums[1], sums[2], sums[3]};
   t.images = sums[4];
@@ -781,7 +802,12 @@ int cg_predict_run(int argc, char **argv, cg_comm_t *c) {
   if (c->rank == 0) {
     printf("predict: wrote %lld mask(s) to %s%s\n", (long long)t.images, o.output,
            t.failures ? " (some writes failed)" : "");
-    if (o.masks[0]) print_metrics(&t);
+    if (stopped)
+      printf("predict: stopped by a signal before the last image: the %lld mask(s) written are "
+             "complete, the others were not written (run again to finish)\n",
+             (long long)t.images);
+    else if (o.masks[0])
+      print_metrics(&t);
     fflush(stdout);
   }
   bk.ops->destroy(be);
@@ -790,5 +816,6 @@ int cg_predict_run(int argc, char **argv, cg_comm_t *c) {
   free(files);
   free(params);
   free(t.confk);
+  if (stopped) return 128 + (predict_stop ? (int)predict_stop : SIGTERM);
   return t.failures ? 1 : 0;
 }
