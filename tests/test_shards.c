@@ -248,6 +248,28 @@ static void test_encodings(void) {
   free(orig);
   free(sh);
 
+  /* a PNG part whose header claims 30000 x 30000 (CRCs fixed): the limit is the record size,
+   * so the message says the record is damaged, not to raise --max-image-pixels */
+  size_t np = 0;
+  uint8_t *ps = slurp(p[2], &np);
+  const uint8_t *pe1 = ps + cg_le_get_u64(ps + 40) + CG_CGDS_ENTRY_BYTES;
+  uint8_t *png1 = ps + cg_le_get_u64(pe1);
+  for (int k = 16; k < 24; k += 4) png1[k] = 0, png1[k + 1] = 0, png1[k + 2] = 0x75,
+                                   png1[k + 3] = 0x30; /* 30000, big-endian */
+  fix_crcs(ps, np);
+  at(bad, sizeof bad, "bigpng.cgds");
+  spit(bad, ps, np);
+  s = cg_source_open(bad, S, 1, 0, err, sizeof err);
+  CG_TEST_CHECK(s != NULL, "open: %s", err);
+  if (s) {
+    uint8_t r[S * S * 3], m[S * S];
+    int rc = cg_source_load(s, 1, r, m, err, sizeof err);
+    CG_TEST_CHECK(rc && contains(err, "records are") && contains(err, "this one is damaged") &&
+                      !contains(err, "--max-image-pixels"), "oversized part: '%s'", err);
+    cg_source_destroy(s);
+  }
+  free(ps);
+
   /* options */
   char im[256], mk[256];
   snprintf(im, sizeof im, "%s/images", dir);

@@ -173,6 +173,16 @@ static int part_row(void *ctx, int y, const uint8_t *px, char *why, size_t whyle
   return 0;
 }
 
+/* A part over the pixel limit in a shard: the limit is the record size, not --max-image-pixels,
+ * so the decoders' hint to raise that flag is replaced by what is wrong. Returns -1. */
+static int part_too_large(const cg_source_t *s, char *err, size_t errlen) {
+  char *hint = strstr(err, " (a decompression bomb?");
+  if (hint)
+    snprintf(hint, errlen - (size_t)(hint - err), " (the shard's records are %dx%d: this one is "
+             "damaged)", s->w, s->h);
+  return -1;
+}
+
 /* Decodes record index (its bytes at rec, CRC checked) into rgb and mask. */
 static int decode_record(cgds_source_t *cs, int64_t index, const uint8_t *rec, uint8_t *rgb,
                          uint8_t *mask, char *err, size_t errlen) {
@@ -190,9 +200,10 @@ static int decode_record(cgds_source_t *cs, int64_t index, const uint8_t *rec, u
   const cg_png_sink_t si = {part_begin, part_row, &pi};
   if (ie == CG_CGDS_RAW) memcpy(rgb, rec, px * 3);
   else if (ie == CG_CGDS_JPEG) {
-    if (cg_jpeg_read_rows(label, rec, ib, limit, 0, &si, NULL, NULL, err, errlen)) return -1;
+    if (cg_jpeg_read_rows(label, rec, ib, limit, 0, &si, NULL, NULL, err, errlen))
+      return part_too_large(s, err, errlen);
   } else if (cg_png_read_rows_mem(label, rec, ib, limit, CG_PNG_AS_RGB, &si, err, errlen))
-    return -1;
+    return part_too_large(s, err, errlen);
   if (me == CG_CGDS_RAW) {
     memcpy(mask, rec + ib, px);
     return 0;
@@ -202,7 +213,9 @@ static int decode_record(cgds_source_t *cs, int64_t index, const uint8_t *rec, u
            cs->names + cs->name_at[index]);
   part_t pm = {mask, s->h, s->w, 3, 1};
   const cg_png_sink_t sm = {part_begin, part_row, &pm};
-  return cg_png_read_rows_mem(label, rec + ib, mb, limit, CG_PNG_AS_RGB, &sm, err, errlen);
+  if (cg_png_read_rows_mem(label, rec + ib, mb, limit, CG_PNG_AS_RGB, &sm, err, errlen))
+    return part_too_large(s, err, errlen);
+  return 0;
 }
 
 static int cgds_load(cg_source_t *s, int64_t index, uint8_t *rgb, uint8_t *mask, char *err,
