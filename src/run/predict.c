@@ -76,7 +76,7 @@ static void usage(FILE *f) {
           "                 (K >= 2: per-class IoU and Dice, mIoU, accuracy; the checkpoint's\n"
           "                 ignore label left out) over every pixel, counts summed over ranks\n"
           "  --backend      auto (cuda when usable), cpu or cuda [auto]; computes in fp32\n"
-          "  --batch        tiles per step per rank [8]\n"
+          "  --batch        tiles per step per rank, 1..4096 [8]\n"
           "  --tile-overlap F  least overlap of neighbouring tiles, 0..0.9 [%.1f]\n"
           "  --save-probs   also writes NAME.probs.npy: a NumPy .npy file (version 1.0), float32\n"
           "                 little-endian, C order, shape [H, W, K]: the per-class softmax\n"
