@@ -99,25 +99,38 @@ fi
 # first step boundary with a checkpoint (it used to end the rank with the signal's default
 # action, exit 138). Sent as soon as rank 1 has the handler (SigCgt): from process start, before
 # MPI_Init, which its line's prefix shows (the guard's own handler names the host instead).
-dir=$T/early; mkdir -p $dir
-$MPIRUN -np 2 $BIN $COMMON $SLOW --steps $STEPS --checkpoint-dir $dir/ck > $dir/log 2>&1 &
-JOB=$!
-sent=
-for _ in $(seq 1000); do
-  if pid=$(rank_pid "$dir/ck" 1); then
-    m=$(awk '/^SigCgt/ {print $2}' /proc/$pid/status 2> /dev/null)
-    if [ -n "$m" ] && (( (0x$m >> 9) & 1 )); then kill -USR1 $pid && sent=1; break; fi
+# On a loaded machine the poll below can wake only after start-up is over (the signal then
+# lands in a later step: a correct stop, but not this case): up to 3 tries, one must hit it.
+early_try() { # early_try DIR: 0 hit, 1 failed, 2 missed start-up (retry)
+  local dir=$1 pid m sent= rc
+  mkdir -p $dir
+  $MPIRUN -np 2 $BIN $COMMON $SLOW --steps $STEPS --checkpoint-dir $dir/ck > $dir/log 2>&1 &
+  JOB=$!
+  for _ in $(seq 1000); do
+    if pid=$(rank_pid "$dir/ck" 1); then
+      m=$(awk '/^SigCgt/ {print $2}' /proc/$pid/status 2> /dev/null)
+      if [ -n "$m" ] && (( (0x$m >> 9) & 1 )); then kill -USR1 $pid && sent=1; break; fi
+    fi
+    sleep 0.005
+  done
+  wait $JOB; rc=$?
+  JOB=
+  if [ -z "$sent" ]; then echo "FAIL early: rank 1 never had a SIGUSR1 handler"; cat $dir/log; return 1
+  elif [ $rc -eq 0 ] && grep -q "\[rank 1, starting\] SIGUSR1 received during step 0 (start-up)" $dir/log &&
+       grep -q "stopped by SIGUSR1 (rank 1) after step 1 of $STEPS" $dir/log; then
+    echo "early: SIGUSR1 to rank 1 during start-up: exit 0, $(grep -o 'checkpoint [^ ]* written' $dir/log)"
+    return 0
+  elif [ $rc -eq 0 ] && grep -q "stopped by SIGUSR1 (rank 1) after step" $dir/log; then
+    echo "early: the signal reached rank 1 after start-up (a loaded machine): trying again"
+    return 2
   fi
-  sleep 0.005
+  echo "FAIL early: exit $rc"; cat $dir/log; return 1
+}
+for try in 1 2 3; do
+  early_try $T/early$try; r=$?
+  [ $r -eq 2 ] && [ $try -lt 3 ] && continue
+  [ $r -eq 0 ] || { [ $r -eq 2 ] && echo "FAIL early: missed start-up 3 times"; fail=1; }
+  break
 done
-wait $JOB; rc=$?
-JOB=
-if [ -z "$sent" ]; then echo "FAIL early: rank 1 never had a SIGUSR1 handler"; cat $dir/log; fail=1
-elif [ $rc -eq 0 ] && grep -q "\[rank 1, starting\] SIGUSR1 received during step 0 (start-up)" $dir/log &&
-     grep -q "stopped by SIGUSR1 (rank 1) after step 1 of $STEPS" $dir/log; then
-  echo "early: SIGUSR1 to rank 1 during start-up: exit 0, $(grep -o 'checkpoint [^ ]* written' $dir/log)"
-else
-  echo "FAIL early: exit $rc"; cat $dir/log; fail=1
-fi
 [ $fail -eq 0 ] && echo "test_signals: all passed"
 exit $fail
