@@ -123,3 +123,13 @@ set +e; wait $pid; rc=$?; set -e
   [ -z "$(ls -A "$T/pb" | grep '^\.')" ] ||
   { echo "FAIL SIGTERM during predict: rc $rc, $(ls -A "$T/pb")"; cat "$T/stop.log"; exit 1; }
 echo "PASS SIGTERM during predict: exit 143, $(ls "$T/pb" | grep -c 'png$') complete mask(s), no temporary"
+# a FIFO named like a --masks file is refused naming it, not read forever
+mkdir -p "$T/m5"; cp "$T"/val/masks/00000[0-2].png "$T/m5/"; rm "$T/m5/000001.png"
+mkfifo "$T/m5/000001.png"; rm -f "$T/in2/000001.PNG"
+set +e
+timeout 60 $MPIRUN -np 1 $BIN predict --backend cpu --checkpoint "$CK" --input "$T/in2" \
+  --masks "$T/m5" --output "$T/p5" > "$T/err" 2>&1; rc=$?
+set -e
+[ $rc -eq 2 ] && grep -q "m5/000001.png: a FIFO, not a regular file" "$T/err" ||
+  { echo "FAIL a FIFO in --masks: rc $rc"; cat "$T/err"; exit 1; }
+echo "PASS a FIFO in --masks is named, exit 2"

@@ -89,11 +89,18 @@ timeout 120 $MPIRUN -np 1 $BIN ${SMALL/--val-fraction 0/--val-fraction 0.25} --d
   ok "info --split: 9 train / 3 val names, the same for the directory and its shard, as train" ||
   bad "train --val-fraction 0.25: $(grep 'data:' "$T/vf.out")"
 
+# a bad --data with --split beside the collective --topology: every rank ends (exit 2), no hang
+timeout 60 $MPIRUN -np 2 $BIN info --split --topology --data "$T/nothing" > "$T/sp2.out" 2>&1
+rc=$?
+[ $rc -eq 2 ] && grep -q "info --split: .*nothing" "$T/sp2.out" &&
+  ok "info --split --topology with a missing --data on 2 ranks: exit 2" ||
+  bad "info --split --topology, missing --data, 2 ranks: exit $rc: $(cat "$T/sp2.out")"
+
 # SIGINT while a pack of few, large records runs: it stops within a record (it used to finish
 # its chunk of up to 64 records, then report success and commit), exits 130, writes nothing
-$BENCH make-pngs --out "$T/big" --count 32 --image-size 64 > /dev/null
+$BENCH make-pngs --out "$T/big" --count 64 --image-size 64 > /dev/null
 $BIN pack --images "$T/big/images" --masks "$T/big/masks" --out "$T/big.cgds" \
-  --image-size 4096 > "$T/int.log" 2>&1 &
+  --image-size 2048 > "$T/int.log" 2>&1 &
 pid=$!
 sleep 1
 kill -INT $pid

@@ -251,7 +251,12 @@ static const char *input_kind(const char *path) {
   const size_t n = fread(b, 1, sizeof b, f);
   fclose(f);
   if (n >= 8 && !memcmp(b, "\x89PNG\r\n\x1a\n", 8)) return "a PNG image";
-  if (n >= 3 && b[0] == 0xff && b[1] == 0xd8 && b[2] == 0xff) return "a JPEG image";
+  /* SOI, then a marker a JPEG starts with (APPn, DQT, DHT, SOFn, COM): raw floats
+   * (--params-out) starting FF D8 FF are then 2^-8 as likely again */
+  if (n >= 4 && b[0] == 0xff && b[1] == 0xd8 && b[2] == 0xff &&
+      ((b[3] >= 0xe0 && b[3] <= 0xef) || b[3] == 0xdb || b[3] == 0xc4 || b[3] == 0xfe ||
+       (b[3] >= 0xc0 && b[3] <= 0xc2)))
+    return "a JPEG image";
   if (n >= 8 && !memcmp(b, "CGCKPT\r\n", 8)) return "a cogpu-dist checkpoint";
   if (n >= 4 && !memcmp(b, "CGDS", 4)) return "a .cgds shard";
   return NULL;

@@ -54,10 +54,10 @@ static void abort_job(int code) {
   if (init && !fin) MPI_Comm_size(MPI_COMM_WORLD, &size);
   /* One process has nobody to take down: MPI_Abort would only add Open MPI's banner (and, run
    * without mpirun, a spurious ORTE_ERROR_LOG line). _exit, not exit: this may be a helper
-   * thread, and atexit handlers must not run under the other threads' feet. */
+   * thread, and atexit handlers must not run under the other threads' feet (stdio is flushed
+   * above). */
   if (size > 1) MPI_Abort(MPI_COMM_WORLD, code);
-  if (size == 1) _exit(code);
-  exit(code);
+  _exit(code); /* also without MPI (pack's OpenMP threads): no atexit handler under them */
 }
 
 void cg_fatal(const char *file, int line, const char *what, const char *fmt, ...) {

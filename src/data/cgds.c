@@ -19,7 +19,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -696,6 +695,10 @@ static int write_records(pack_t *p, volatile sig_atomic_t *cancel, char *err, si
     }
     for (int i = 0; i < m; i++) {
       slot_t *sl = &p->slots[i];
+      if (cancel && *cancel) {
+        snprintf(err, errlen, "%s: interrupted", p->out_path);
+        return CG_CGDS_EINTR;
+      }
       if (sl->bad) {
         snprintf(err, errlen, "%s", sl->err);
         return CG_CGDS_EINPUT;
@@ -766,11 +769,10 @@ int cg_cgds_pack_opts(const char *images_dir, const char *masks_dir, const char 
   pack_t p = {.src = src, .o = o, .version = version, .images_dir = images_dir,
               .out_path = out_path};
   p.ent = cg_calloc((size_t)n, sizeof(entry_t), "pack entries");
-  /* PACK_CHUNK records, fewer when that is over PACK_CHUNK_BYTES (large --image-size), never
-   * fewer than the threads that decode them */
+  /* PACK_CHUNK records, fewer when that is over PACK_CHUNK_BYTES (large --image-size; at
+   * least one): the bound holds whatever the number of threads (fewer then work) */
   const size_t fit = PACK_CHUNK_BYTES / rec;
-  const int threads = omp_get_max_threads();
-  p.chunk = fit >= PACK_CHUNK ? PACK_CHUNK : (int)fit > threads ? (int)fit : threads;
+  p.chunk = fit >= PACK_CHUNK ? PACK_CHUNK : fit > 1 ? (int)fit : 1;
   p.buf = cg_malloc(rec * (size_t)p.chunk, "pack buffer");
   p.slots = cg_calloc((size_t)p.chunk, sizeof(slot_t), "pack slots");
   cgds_header_t hd = {.version = (uint32_t)version, .header_bytes = CG_CGDS_HEADER_BYTES,

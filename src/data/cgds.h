@@ -130,7 +130,8 @@ int cg_cgds_pack_opts(const char *images_dir, const char *masks_dir, const char 
  * temporary file in out_path's directory, fsyncs it and renames it over out_path, then fsyncs
  * the directory: a reader sees the old file or the complete new one. On any failure the
  * temporary is removed and out_path is left as it was. Records are fitted and encoded in
- * parallel, in chunks of 64 (fewer for large sizes: a chunk's samples take at most 256 MiB);
+ * parallel, in chunks of 64 (fewer for large sizes: a chunk's samples take at most 256 MiB, or
+ * one sample);
  * cancel (optional; set it from a signal handler) is polled before each record, so a pack stops
  * within one record per thread and commits nothing. stats (optional) is filled on success. Raw
  * encoding, the current version. */

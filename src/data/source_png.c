@@ -88,7 +88,6 @@ static void listing_free(listing_t *l) {
   memset(l, 0, sizeof *l);
 }
 
-/* Lists dir's *.png regular files (images: also *.jpg, *.jpeg) sorted by stem. */
 /* What dir/STEM.EXT is (STEM: name's stem; the first of exts, lowercase, that exists) when it is
  * there but not a regular file (list_files leaves such entries out): "a FIFO", "a directory"...
  * NULL when none is there. For a pairing error that would otherwise say the file is missing. */
@@ -102,6 +101,7 @@ static const char *unlisted(const char *dir, const char *name, const char *const
   return NULL;
 }
 
+/* Lists dir's *.png regular files (images: also *.jpg, *.jpeg) sorted by stem. */
 static int list_files(const char *dir, int images, listing_t *l, char *err, size_t errlen) {
   memset(l, 0, sizeof *l);
   DIR *d = opendir(dir);

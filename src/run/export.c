@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h> /* strcasecmp: FILE.ONNX too */
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h> /* close: the --out lock */
@@ -297,7 +298,7 @@ int cg_export_main(int argc, char **argv) {
   if (rc) return rc == 1 ? 0 : CG_EXIT_USAGE;
   const char *vals[2] = {o.a, o.b};
   const size_t ol = strlen(vals[1]);
-  if (ol >= 5 && !strcmp(vals[1] + ol - 5, ".onnx")) { /* the README's section says ONNX too */
+  if (ol >= 5 && !strcasecmp(vals[1] + ol - 5, ".onnx")) { /* the README's section says ONNX too */
     fprintf(stderr, "cogpu-dist: error: export: --out %s: export writes safetensors, not ONNX: "
             "write FILE.safetensors, then `python3 -m cogpu_torch FILE.safetensors --onnx %s` "
             "(README: Export)\n", vals[1], vals[1]);

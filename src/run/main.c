@@ -42,9 +42,10 @@ static int print_split(const cg_config_t *cfg) {
     cg_source_destroy(base);
     return CG_EXIT_USAGE;
   }
-  printf("# --data %s, --val-fraction %g: %lld training, %lld validation sample(s)\n",
-         cfg->data, cfg->val_fraction, (long long)(tr ? tr->count : base->count),
-         (long long)(va ? va->count : 0));
+  printf("# --data %s, --val-fraction %g: %lld training, %lld validation sample(s) (train "
+         "--check-data --skip-bad leaves out samples that fail to decode first, which can move "
+         "others across)\n", cfg->data, cfg->val_fraction,
+         (long long)(tr ? tr->count : base->count), (long long)(va ? va->count : 0));
   const cg_source_t *part[2] = {tr ? tr : base, va};
   for (int k = 0; k < 2; k++)
     for (int64_t i = 0; part[k] && i < part[k]->count; i++) {
@@ -63,9 +64,10 @@ static int cmd_info(const cg_config_t *cfg, cg_comm_t *c) {
       fprintf(stderr, "cogpu-dist: error: info needs --model, --topology or --split\n");
     return CG_EXIT_USAGE;
   }
-  if (cfg->info_split && c->rank == 0) {
-    const int rc = print_split(cfg);
-    if (rc) return rc;
+  if (cfg->info_split) { /* rank 0 lists; every rank learns whether it failed (--topology is
+                            collective and must not wait for a rank that has left) */
+    const int rc = c->rank == 0 ? print_split(cfg) : 0;
+    if (cg_comm_any(c, rc != 0)) return CG_EXIT_USAGE;
   }
   if (cfg->info_model && c->rank == 0) {
     cg_model_t m;

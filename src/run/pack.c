@@ -2,8 +2,8 @@
  *
  * Flags are parsed here, on the shared option engine (opts.h), rather than by cli.c because pack
  * shares none of train's options and runs as a single process. SIGINT/SIGTERM set a flag that
- * cg_cgds_pack polls before each record, so an interrupted pack stops promptly (exit 130),
- * removes its temporary file and commits nothing. */
+ * cg_cgds_pack polls before each record, so an interrupted pack stops promptly (exit 128 + the
+ * signal: 130, 143), removes its temporary file and commits nothing. */
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -21,10 +21,7 @@
 
 static volatile sig_atomic_t pack_cancel; /* set by the signal handler only */
 
-static void on_signal(int sig) {
-  (void)sig;
-  pack_cancel = 1;
-}
+static void on_signal(int sig) { pack_cancel = sig; }
 
 static void pack_help(FILE *f, int size, long long max_pixels) {
   fprintf(f,
@@ -148,7 +145,7 @@ int cg_pack_main(int argc, char **argv) {
   sigaction(SIGTERM, &old_term, NULL);
   if (rc != CG_CGDS_OK) {
     fprintf(stderr, "cogpu-dist pack: error: %s\n", err);
-    return rc == CG_CGDS_EINPUT ? CG_EXIT_USAGE : rc == CG_CGDS_EINTR ? 130 : 1;
+    return rc == CG_CGDS_EINPUT ? CG_EXIT_USAGE : rc == CG_CGDS_EINTR ? 128 + pack_cancel : 1;
   }
   static const char *const enc_name[] = {"raw", "jpeg", "png"};
   char labels[96];

@@ -259,11 +259,15 @@ static int check_inputs(popts_t *o, const cg_comm_t *c, cg_ckpt_info_t *info, cg
   /* the cpu backend holds a batch of tiles of the checkpoint's size in host memory: a tile side
    * of thousands needs tens of GiB, refused here rather than by the kernel's OOM killer (a CUDA
    * backend's allocation failure is its own clear error) */
-  char why[512];
-  const cg_preflight_t est = cg_preflight_estimate(model, o->batch, 0, 0, 4);
-  if (!bk->is_cuda && cg_preflight_check(&est, 0, 0, c->local_size, why, sizeof why)) {
-    snprintf(err, errlen, "--checkpoint %.400s: tiles of %dx%d, --batch %d: %s", o->checkpoint,
-             model->height, model->width, o->batch, why);
+  const double gib = 1024.0 * 1024.0 * 1024.0, host = cg_preflight_host_available();
+  const cg_preflight_t est = cg_preflight_estimate_eval(model, o->batch);
+  const int share = c->local_size > 0 ? c->local_size : 1;
+  if (!bk->is_cuda && host > 0 && est.host * share > host) {
+    snprintf(err, errlen, "--checkpoint %.400s: tiles of %dx%d, --batch %d: not enough host "
+             "memory: at least %.1f GiB per rank (activations %.1f GiB) x %d rank(s) on this "
+             "node, and %.1f GiB is available: lower --batch, or run fewer ranks per node",
+             o->checkpoint, model->height, model->width, o->batch, est.host / gib,
+             est.acts / gib, share, host / gib);
     return -1;
   }
   return 0;
@@ -514,6 +518,11 @@ static uint8_t *load_truth(const popts_t *o, char **files, const pimg_t *p, int 
   truth_sink_t t = {p->h, p->w, p->k, ignore, NULL};
   const cg_png_sink_t sink = {truth_begin, truth_row, &t};
   const cg_png_as_t as = p->k == 1 && ignore < 0 ? CG_PNG_AS_MASK : CG_PNG_AS_LABEL;
+  struct stat st; /* a FIFO there would block the read forever */
+  if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
+    snprintf(err, errlen, "%s: %s, not a regular file", path, cg_afile_kind(st.st_mode));
+    return NULL;
+  }
   if (cg_png_read_rows(path, o->max_pixels, as, &sink, err, errlen)) {
     free(t.m);
     return NULL;
@@ -769,6 +778,15 @@ int cg_predict_run(int argc, char **argv, cg_comm_t *c) {
   cg_topo_t *topo = cg_topo_create(c, bk.is_cuda ? CG_TOPO_GPU_AUTO : CG_TOPO_GPU_NONE);
   cg_buckets_t bkts;
   cg_backend_t *be = open_backend(&bk, &model, &o, topo, c, params, &bkts);
+  /* from here a stop signal ends predict at the next batch; a second one, the default action */
+  struct sigaction sa, old_int, old_term;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_stop;
+  sa.sa_flags = SA_RESTART | SA_RESETHAND; /* a mask being written is finished, not cut */
+  sigemptyset(&sa.sa_mask);
+  predict_stop = 0;
+  sigaction(SIGINT, &sa, &old_int);
+  sigaction(SIGTERM, &sa, &old_term);
   if (c->rank == 0)
     printf("predict: %d image(s) from %s on %d rank(s), backend %s, model base %d depth %d, "
            "%d class(es), tiles %dx%d overlap %.2f (checkpoint %s, step %lld)\n",
@@ -781,20 +799,12 @@ int cg_predict_run(int argc, char **argv, cg_comm_t *c) {
   t.k = model.nclass;
   t.ignore = info.ignore_index;
   if (t.k > 1) t.confk = cg_calloc((size_t)t.k * t.k, sizeof(int64_t), "confusion");
-  struct sigaction sa, old_int, old_term;
-  memset(&sa, 0, sizeof sa);
-  sa.sa_handler = on_stop;
-  sa.sa_flags = SA_RESTART; /* a mask being written is finished, not cut */
-  sigemptyset(&sa.sa_mask);
-  predict_stop = 0;
-  sigaction(SIGINT, &sa, &old_int);
-  sigaction(SIGTERM, &sa, &old_term);
   predict_all(bk.ops, be, &o, files, nfiles, &model, &info, c, &t);
   sigaction(SIGINT, &old_int, NULL);
   sigaction(SIGTERM, &old_term, NULL);
   int64_t sums[7] = {t.bin.tp, t.bin.fp, t.bin.fn, t.bin.tn, t.images, t.failures, predict_stop};
   cg_comm_sum_i64(c, sums, 7);
-  const int stopped = sums[6] != 0;
+  const int stopped = sums[6] != 0 && sums[4] < nfiles; /* images were left undone */
   if (t.k > 1) cg_comm_sum_i64(c, t.confk, t.k * t.k);
   t.bin = (cg_confusion_t){sums[0], sums[1], sums[2], sums[3]};
   t.images = sums[4];

@@ -78,6 +78,19 @@ cg_preflight_t cg_preflight_estimate(const cg_model_t *m, int batch, int prefetc
   return e;
 }
 
+cg_preflight_t cg_preflight_estimate_eval(const cg_model_t *m, int batch) {
+  cg_preflight_t e;
+  memset(&e, 0, sizeof e);
+  const double np = (double)m->nparams, px = (double)batch * m->height * m->width;
+  e.params = 8.0 * np;                 /* the weights read, and the backend's copy */
+  e.acts = naive_acts(m, batch, 4) / 2; /* the forward's activations; no gradient is touched */
+  e.batches = px * (4.0 * m->in_c + 4.0 * m->nclass); /* the tiles in, the logits out */
+  e.host = e.params + e.acts + e.batches;
+  return e;
+}
+
+double cg_preflight_host_available(void) { return host_available(); }
+
 int cg_preflight_check(const cg_preflight_t *e, int cuda, int device, int ranks_on_node,
                        char *err, size_t errlen) {
   const double gib = 1024.0 * 1024.0 * 1024.0;

@@ -25,6 +25,14 @@ typedef struct {
 cg_preflight_t cg_preflight_estimate(const cg_model_t *m, int batch, int prefetch, int cuda,
                                      int es);
 
+/* The host memory of the cpu backend running model m forward only (predict), `batch` tiles at
+ * a time: what it touches (weights, activations once, tiles and logits), not what a training
+ * run would. host is the total. */
+cg_preflight_t cg_preflight_estimate_eval(const cg_model_t *m, int batch);
+
+/* MemAvailable of /proc/meminfo in bytes, else the physical memory; -1 when unknown. */
+double cg_preflight_host_available(void);
+
 /* Checks the estimate against the memory available: host RAM (MemAvailable) shared by the
  * ranks_on_node ranks of this node, and, with cuda, the free memory of GPU `device`. 0 when it
  * fits; -1 with a message giving the estimate, the limit and what to reduce. */
