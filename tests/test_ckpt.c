@@ -519,7 +519,10 @@ static void test_header_ranges(void) {
     } bad[] = {{"epoch", 56, (uint64_t)1 << 62}, {"step", 48, (uint64_t)-5},
                {"steps_per_epoch", 72, 0}, {"train_samples", 80, (uint64_t)1 << 61},
                {"opt_t", 104, (uint64_t)1 << 60}, {"total_steps", 112, (uint64_t)-1},
-               {"batch", 92, 0}};
+               {"batch", 92, 0}, {"base", 20, 2048},
+               /* a binary model whose ignore label is 0: a class id (no run writes it; predict's
+                * metrics would drop every background pixel) */
+               {"ignore_index", 184, 0}};
     for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
       CG_TEST_CHECK(write_step(57, 10) == 0, "write 57");
       char p57[512];
@@ -528,7 +531,7 @@ static void test_header_ranges(void) {
       uint8_t h[256];
       CG_TEST_CHECK(f && fread(h, 1, 256, f) == 256, "read header");
       if (!f) continue;
-      const int w = bad[k].off == 92 ? 4 : 8;
+      const int w = bad[k].off == 92 || bad[k].off == 20 || bad[k].off == 184 ? 4 : 8;
       for (int b = 0; b < w; b++) h[bad[k].off + b] = (uint8_t)(bad[k].value >> (8 * b));
       const uint32_t crc = cg_crc32(0, h, 252);
       for (int b = 0; b < 4; b++) h[252 + b] = (uint8_t)(crc >> (8 * b));

@@ -50,6 +50,14 @@ for pair in "images/.:--input" "masks:--masks"; do
     { echo "FAIL: --output onto $flag: rc $rc"; cat "$T/err"; exit 1; }
   echo "PASS --output onto $flag refused, exit 2: $(cat "$T/err")"
 done
+# the same without --masks: DIR/masks beside --input DIR/images is the ground truth
+set +e
+$MPIRUN -np 1 $BIN predict --backend cpu --checkpoint "$CK" --input "$T/val/images" \
+  --output "$T/val/masks/" 2> "$T/err"; rc=$?
+set -e
+[ $rc -eq 2 ] && grep -q -- "is the masks directory beside --input's images" "$T/err" ||
+  { echo "FAIL: --output onto DIR/masks without --masks: rc $rc"; cat "$T/err"; exit 1; }
+echo "PASS --output onto DIR/masks beside --input DIR/images refused, exit 2"
 [ "$(sums)" = "$before" ] || { echo "FAIL: the images or masks changed"; exit 1; }
 # A forged checkpoint (base and nclass changed, header CRC made to match): its header contradicts
 # its parameter count. inspect calls it invalid; predict and export refuse it (exit 2) instead of
@@ -133,3 +141,14 @@ set -e
 [ $rc -eq 2 ] && grep -q "m5/000001.png: a FIFO, not a regular file" "$T/err" ||
   { echo "FAIL a FIFO in --masks: rc $rc"; cat "$T/err"; exit 1; }
 echo "PASS a FIFO in --masks is named, exit 2"
+# partial files a killed predict left (hidden mkstemp temporaries of this run's images) are
+# removed at the next start, with a notice; another hidden file is not touched
+mkdir -p "$T/p6"; touch "$T/p6/.000001.png.Ab3dE9" "$T/p6/.000002.probs.npy.Zz9yQ1" \
+  "$T/p6/.other.png.ABCDEF"
+$MPIRUN -np 1 $BIN predict --backend cpu --checkpoint "$CK" --input "$T/in2" --output "$T/p6" \
+  > "$T/p6.log" 2>&1 || { echo "FAIL predict into p6"; cat "$T/p6.log"; exit 1; }
+grep -q "removed 2 partial file(s) an interrupted predict left" "$T/p6.log" &&
+  [ ! -e "$T/p6/.000001.png.Ab3dE9" ] && [ ! -e "$T/p6/.000002.probs.npy.Zz9yQ1" ] &&
+  [ -e "$T/p6/.other.png.ABCDEF" ] ||
+  { echo "FAIL partial files: $(ls -A "$T/p6")"; cat "$T/p6.log"; exit 1; }
+echo "PASS partial files of an interrupted predict removed at the next start"

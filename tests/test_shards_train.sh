@@ -81,7 +81,11 @@ for src in "$T/jpg" "$T/raw.cgds"; do
   $MPIRUN -np 1 $BIN info --split --data "$src" --val-fraction 0.25 --image-size 32 \
     > "$T/split.$(basename "$src")" 2>&1 || bad "info --split --data $src: $(cat "$T/split.$(basename "$src")")"
 done
+# a shard splits whatever --image-size says (its records' size is its own)
+$MPIRUN -np 1 $BIN info --split --data "$T/raw.cgds" --val-fraction 0.25 > "$T/split.nosize" 2>&1 ||
+  bad "info --split of a shard without --image-size: $(cat "$T/split.nosize")"
 diff <(grep -v '^#' "$T/split.jpg") <(grep -v '^#' "$T/split.raw.cgds") > /dev/null &&
+  diff <(grep -v '^#' "$T/split.jpg") <(grep -v '^#' "$T/split.nosize") > /dev/null &&
   [ "$(grep -c '^val ' "$T/split.jpg")" = 3 ] && [ "$(grep -c '^train ' "$T/split.jpg")" = 9 ] ||
   bad "info --split: $(cat "$T/split.jpg" "$T/split.raw.cgds")"
 timeout 120 $MPIRUN -np 1 $BIN ${SMALL/--val-fraction 0/--val-fraction 0.25} --data "$T/jpg" \

@@ -71,7 +71,8 @@ static inline const char *cg_source_name(const cg_source_t *s, int64_t index) {
  * layout (missing directory, unpaired file, bad shard header) always fails the open. */
 
 typedef struct {
-  int size;              /* samples are size x size */
+  int size;              /* samples are size x size (a shard: 0 takes its records' size, for
+                            tools that only list or split) */
   int64_t max_pixels;    /* PNG: images of more pixels are bad samples (<= 0: no limit) */
   int skip_bad;          /* leave out pairs whose files fail the start-up check */
   const char *bad_hint;  /* appended to the message of a bad sample at open (NULL: none), e.g.

@@ -39,7 +39,7 @@ cg_source_t *cg_source_open_opts(const char *spec, const cg_source_opts_t *o, ch
   const int size = o->size;
   const uint64_t seed = o->seed;
   const int64_t synthetic_count = o->synthetic_count;
-  if (size < 1) {
+  if (size < 0 || (size == 0 && !strcmp(spec, "synthetic"))) {
     snprintf(err, errlen, "image size %d must be positive", size);
     return NULL;
   }
@@ -69,7 +69,7 @@ cg_source_t *cg_source_open_opts(const char *spec, const cg_source_opts_t *o, ch
   int pk, pi;
   if (s && o->shard_labels && cg_cgds_labels(s, &pk, &pi)) cg_cgds_set_labels(s, pk, pi);
   else if (s) cg_cgds_set_labels(s, o->nclass, o->ignore);
-  if (s && (s->h != size || s->w != size)) {
+  if (s && size > 0 && (s->h != size || s->w != size)) {
     snprintf(err, errlen, "%s: records are %dx%d but --image-size is %d (re-pack with "
              "--image-size %d)", spec, s->w, s->h, size, size);
     cg_source_destroy(s);

@@ -219,38 +219,60 @@ uint64_t cg_ckpt_new_run_id(void) {
   return id ? id : 1;
 }
 
+/* One integer field against [lo, hi]: 0, or -1 with "NAME out of range: V, allowed LO..HI" in
+ * buf. */
+static int field_bad(const char *name, long long v, long long lo, long long hi, char *buf,
+                     size_t len) {
+  if (v >= lo && v <= hi) return 0;
+  snprintf(buf, len, "%s out of range: %lld, allowed %lld..%lld", name, v, lo, hi);
+  return -1;
+}
+
 /* The bounds every header field must satisfy (the ranges the command line accepts, with room):
  * a file with a valid CRC can still carry numbers no run wrote, and they would overflow the
- * position arithmetic. Returns the first field out of range, or NULL. */
-static const char *header_out_of_range(const cg_ckpt_info_t *in) {
-  const int64_t kSteps = (int64_t)1 << 50; /* --steps allows 1e15 */
-  const int64_t kSamples = (int64_t)1 << 40; /* --train-samples allows 1e12 */
-  if (in->shape.in_c < 1 || in->shape.in_c > 4096) return "in_c";
+ * position arithmetic. Returns 0, or -1 with the first field out of range, its value and its
+ * bounds in buf ("base out of range: 2048, allowed 1..1024"). */
+static int header_out_of_range(const cg_ckpt_info_t *in, char *buf, size_t len) {
+  const long long kSteps = 1LL << 50;   /* --steps allows 1e15 */
+  const long long kSamples = 1LL << 40; /* --train-samples allows 1e12 */
+  const cg_ckpt_shape_t *s = &in->shape;
   /* the model's bounds are train's (--model-base, --model-depth, --image-size): no run makes
    * another, and predict sizes its tiles and buffers from them */
-  if (in->shape.base < 1 || in->shape.base > 1024) return "base";
-  if (in->shape.depth < 1 || in->shape.depth > CG_MAX_DEPTH) return "depth";
-  if (in->shape.height < 2 || in->shape.height > 8192) return "height";
-  if (in->shape.width < 2 || in->shape.width > 8192) return "width";
-  if (in->shape.nparams < 1 || in->shape.nparams > ((uint64_t)1 << 40)) return "nparams";
-  if (in->shape.nclass < 1 || in->shape.nclass > 255) return "nclass";
-  if (in->ignore_index < -1 || in->ignore_index > 255) return "ignore_index";
-  if (in->npal < 0 || in->npal > 256) return "npal";
-  if (in->precision < 0 || in->precision > 2) return "precision";
-  if (in->step < 0 || in->step > kSteps) return "step";
-  if (in->epoch < 0 || in->epoch > kSteps) return "epoch";
-  if (in->train_samples < 1 || in->train_samples > kSamples) return "train_samples";
-  if (in->epoch_samples < 0 || in->epoch_samples > in->train_samples) return "epoch_samples";
-  if (in->steps_per_epoch < 1 || in->steps_per_epoch > kSteps) return "steps_per_epoch";
-  if (in->ranks < 1 || in->ranks > 1 << 24) return "ranks";
-  if (in->batch < 1 || in->batch > 1 << 24) return "batch";
-  if (in->opt_t < 0 || in->opt_t > kSteps) return "opt_t";
-  if (in->total_steps < 0 || in->total_steps > kSteps) return "total_steps";
-  if (!(in->loss_scale > 0) || !(in->loss_scale < 3.0e38f)) return "loss_scale";
-  if (in->scale_good_steps < 0 || in->scale_good_steps > kSteps) return "scale_good_steps";
-  if (in->skipped_steps < 0 || in->skipped_steps > kSteps) return "skipped_steps";
-  if (!(in->lr >= 0 && in->lr <= 1e6)) return "lr";
-  return NULL;
+  const int lo_ignore = s->nclass > 1 ? s->nclass : 2; /* an ignore label is no class id */
+  if (field_bad("in_c", s->in_c, 1, 4096, buf, len) ||
+      field_bad("base", s->base, 1, 1024, buf, len) ||
+      field_bad("depth", s->depth, 1, CG_MAX_DEPTH, buf, len) ||
+      field_bad("height", s->height, 2, 8192, buf, len) ||
+      field_bad("width", s->width, 2, 8192, buf, len) ||
+      field_bad("nparams", (long long)(s->nparams > (1ULL << 41) ? (1ULL << 41) : s->nparams), 1,
+                1LL << 40, buf, len) ||
+      field_bad("nclass", s->nclass, 1, 255, buf, len) ||
+      field_bad("ignore_index", in->ignore_index, -1, 255, buf, len) ||
+      (in->ignore_index >= 0 &&
+       field_bad("ignore_index", in->ignore_index, lo_ignore, 255, buf, len)) ||
+      field_bad("npal", in->npal, 0, 256, buf, len) ||
+      field_bad("precision", in->precision, 0, 2, buf, len) ||
+      field_bad("step", in->step, 0, kSteps, buf, len) ||
+      field_bad("epoch", in->epoch, 0, kSteps, buf, len) ||
+      field_bad("train_samples", in->train_samples, 1, kSamples, buf, len) ||
+      field_bad("epoch_samples", in->epoch_samples, 0, in->train_samples, buf, len) ||
+      field_bad("steps_per_epoch", in->steps_per_epoch, 1, kSteps, buf, len) ||
+      field_bad("ranks", in->ranks, 1, 1 << 24, buf, len) ||
+      field_bad("batch", in->batch, 1, 1 << 24, buf, len) ||
+      field_bad("opt_t", in->opt_t, 0, kSteps, buf, len) ||
+      field_bad("total_steps", in->total_steps, 0, kSteps, buf, len) ||
+      field_bad("scale_good_steps", in->scale_good_steps, 0, kSteps, buf, len) ||
+      field_bad("skipped_steps", in->skipped_steps, 0, kSteps, buf, len))
+    return -1;
+  if (!(in->loss_scale > 0) || !(in->loss_scale < 3.0e38f)) {
+    snprintf(buf, len, "loss_scale out of range: %g, allowed (0, 3e38)", (double)in->loss_scale);
+    return -1;
+  }
+  if (!(in->lr >= 0 && in->lr <= 1e6)) {
+    snprintf(buf, len, "lr out of range: %g, allowed 0..1e6", in->lr);
+    return -1;
+  }
+  return 0;
 }
 
 /* ---- directory helpers ------------------------------------------------------------------- */
@@ -647,9 +669,15 @@ static cg_ckpt_status_t check_header(const char *path, const uint8_t *h, size_t 
   decode_header(h, in);
   /* a header of another length is another format, whatever its CRC says */
   const uint32_t hbytes = cg_le_get_u32(h + HDR_HEADER_BYTES);
-  if (trust == CG_CKPT_EVERSION || hbytes != CG_CKPT_HEADER_BYTES) {
-    snprintf(err, errlen, "%s: format version %u (header %u bytes); this build reads versions 1 "
-             "to %d", path, in->version, hbytes, CG_CKPT_VERSION);
+  if (trust == CG_CKPT_EVERSION) {
+    snprintf(err, errlen, "%s: format version %u; this build reads versions 1 to %d", path,
+             in->version, CG_CKPT_VERSION);
+    return CG_CKPT_EVERSION;
+  }
+  if (hbytes != CG_CKPT_HEADER_BYTES) {
+    snprintf(err, errlen, "%s: format version %u with a header of %u bytes; this build's "
+             "headers are %d bytes (another format)", path, in->version, hbytes,
+             CG_CKPT_HEADER_BYTES);
     return CG_CKPT_EVERSION;
   }
   if (trust == CG_CKPT_ECORRUPT) {
@@ -657,12 +685,9 @@ static cg_ckpt_status_t check_header(const char *path, const uint8_t *h, size_t 
              cg_le_get_u32(h + HDR_CRC), cg_crc32(0, h, HDR_CRC));
     return CG_CKPT_ECORRUPT;
   }
-  const char *bad = header_out_of_range(in);
-  if (bad) {
-    snprintf(err, errlen, "%s: corrupt: header field %s out of range (step %lld, epoch %lld, "
-             "epoch samples %lld of %lld, batch %d x %d ranks)", path, bad, (long long)in->step,
-             (long long)in->epoch, (long long)in->epoch_samples, (long long)in->train_samples,
-             in->batch, in->ranks);
+  char bad[160];
+  if (header_out_of_range(in, bad, sizeof bad)) {
+    snprintf(err, errlen, "%s: corrupt: header field %s", path, bad);
     return CG_CKPT_ECORRUPT;
   }
   if (want && !shape_eq(&in->shape, want)) {

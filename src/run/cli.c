@@ -62,7 +62,7 @@ static const cg_opt_t g_opts[] = {
         "synthetic: size of the training set"),
     CG_OPT_ROW_NUM(I64, "val-samples", O(val_samples), 0, 1e12, C_TRAIN, "N",
         "synthetic: size of the held-out validation set (0 = no validation)"),
-    CG_OPT_ROW_FLAG("skip-bad", O(skip_bad), C_TRAIN,
+    CG_OPT_ROW_FLAG("skip-bad", O(skip_bad), C_TRAIN | C_INFO,
         "leave out and count bad samples (an image or mask that is empty, not a PNG/JPEG, "
         "truncated, corrupt or over --max-image-pixels; a mask value that is no class id; an "
         "image and mask of different sizes; a shard record failing its CRC), at start-up and "

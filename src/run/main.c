@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "comm.h"         /* cg_comm_init/finalize: MPI, this rank's place in the job */
 #include "ckpt.h"         /* cg_ckpt_inspect_main: `inspect`, what a checkpoint holds */
@@ -32,8 +33,14 @@ static int print_split(const cg_config_t *cfg) {
     return CG_EXIT_USAGE;
   }
   char err[1024];
-  const cg_source_opts_t so = {.size = cfg->image_size, .max_pixels = cfg->max_image_pixels,
-                               .nclass = cfg->num_classes, .ignore = cfg->ignore_index};
+  struct stat st;
+  const int dir = stat(cfg->data, &st) == 0 && S_ISDIR(st.st_mode);
+  /* a shard splits by its record names whatever its size and labels; a directory is opened as
+   * train opens it (its pairs, pixel limit, label masks, --skip-bad) */
+  const cg_source_opts_t so = {.size = dir ? cfg->image_size : 0,
+                               .max_pixels = cfg->max_image_pixels, .skip_bad = cfg->skip_bad,
+                               .nclass = cfg->num_classes, .ignore = cfg->ignore_index,
+                               .shard_labels = !dir};
   cg_source_t *base = cg_source_open_opts(cfg->data, &so, err, sizeof err);
   cg_source_t *tr = NULL, *va = NULL;
   if (!base || (cfg->val_fraction > 0 &&
@@ -42,10 +49,11 @@ static int print_split(const cg_config_t *cfg) {
     cg_source_destroy(base);
     return CG_EXIT_USAGE;
   }
-  printf("# --data %s, --val-fraction %g: %lld training, %lld validation sample(s) (train "
-         "--check-data --skip-bad leaves out samples that fail to decode first, which can move "
+  printf("# --data %s, --val-fraction %g: %lld training, %lld validation sample(s)%s (train "
+         "--check-data --skip-bad also leaves out samples that fail to decode, which can move "
          "others across)\n", cfg->data, cfg->val_fraction,
-         (long long)(tr ? tr->count : base->count), (long long)(va ? va->count : 0));
+         (long long)(tr ? tr->count : base->count), (long long)(va ? va->count : 0),
+         base->dropped ? ", after --skip-bad left some out" : "");
   const cg_source_t *part[2] = {tr ? tr : base, va};
   for (int k = 0; k < 2; k++)
     for (int64_t i = 0; part[k] && i < part[k]->count; i++) {

@@ -21,6 +21,7 @@
  * Memory per open image: its RGB8 and classes, plus the blended logits of one tile height of
  * rows (rows above the current tile row are final and leave the ring, see pimg_t). */
 #include <dirent.h>
+#include <limits.h> /* PATH_MAX: realpath */
 #include <signal.h>
 #include <errno.h>
 #include <math.h>
@@ -244,7 +245,8 @@ static int check_inputs(popts_t *o, const cg_comm_t *c, cg_ckpt_info_t *info, cg
     return -1;
   }
   /* the masks written as STEM.png would replace the images or the ground truth there (rank 0
-   * has made the directory; the verdict is shared) */
+   * has made the directory; the verdict is shared): --input, --masks, and the masks of a
+   * training layout DIR/images + DIR/masks even when --masks is not given */
   struct stat so, si;
   const char *const same_as[2][2] = {{o->input, "--input"}, {o->masks, "--masks"}};
   for (int k = 0; c->rank == 0 && k < 2; k++)
@@ -254,6 +256,20 @@ static int check_inputs(popts_t *o, const cg_comm_t *c, cg_ckpt_info_t *info, cg
                "replace its files; give another directory", o->output, same_as[k][1]);
       return -1;
     }
+  char in_real[PATH_MAX], masks_dir[PATH_MAX + 8];
+  if (c->rank == 0 && realpath(o->input, in_real)) {
+    char *slash = strrchr(in_real, '/');
+    if (slash && !strcmp(slash + 1, "images")) {
+      snprintf(masks_dir, sizeof masks_dir, "%.*s/masks", (int)(slash - in_real), in_real);
+      if (stat(o->output, &so) == 0 && stat(masks_dir, &si) == 0 && so.st_dev == si.st_dev &&
+          so.st_ino == si.st_ino) {
+        snprintf(err, errlen, "--output '%.400s' is the masks directory beside --input's "
+                 "images: the predicted masks would replace the ground truth; give another "
+                 "directory", o->output);
+        return -1;
+      }
+    }
+  }
   /* fp32 for predictions; each rank takes its own GPU or none (no collectives in the steps) */
   if (cg_backend_choose(o->backend, "fp32", NULL, NULL, bk, err, errlen)) return -1;
   /* the cpu backend holds a batch of tiles of the checkpoint's size in host memory: a tile side
@@ -661,6 +677,37 @@ static int fill_batch(pbatch_t *b, const popts_t *o, char **files, int nfiles,
 
 /* Every tile of this rank's images through the backend; images are finished (written,
  * counted) as their last tile comes back. */
+/* The hidden temporaries ".STEM.png.XXXXXX" and ".STEM.probs.npy.XXXXXX" (atomic_file.h) of this
+ * run's images left in out by a predict that was killed (a second Ctrl-C, SIGKILL, a fatal
+ * error): removed, with a notice, before any is written again. */
+static void remove_partials(const char *out, char **files, int nfiles) {
+  DIR *d = opendir(out);
+  if (!d) return;
+  int removed = 0;
+  struct dirent *e;
+  while ((e = readdir(d))) {
+    const char *n = e->d_name, *x = strrchr(n, '.');
+    if (n[0] != '.' || !x || strlen(x) != 7 || x == n) continue; /* ".XXXXXX": mkstemp's */
+    const size_t base = (size_t)(x - n) - 1; /* "STEM.png" or "STEM.probs.npy" */
+    for (int i = 0; i < nfiles; i++) {
+      char stem[1024], want[1100];
+      stem_of(files[i], stem, sizeof stem);
+      const int png = snprintf(want, sizeof want, "%s.png", stem);
+      int hit = (size_t)png == base && !memcmp(n + 1, want, base);
+      const int npy = snprintf(want, sizeof want, "%s.probs.npy", stem);
+      hit = hit || ((size_t)npy == base && !memcmp(n + 1, want, base));
+      if (hit && unlinkat(dirfd(d), n, 0) == 0) {
+        removed++;
+        break;
+      }
+    }
+  }
+  closedir(d);
+  if (removed)
+    cg_log_info("predict: removed %d partial file(s) an interrupted predict left in %s", removed,
+                out);
+}
+
 /* SIGINT/SIGTERM: the signal, set by the handler only. predict_all stops at the next batch;
  * every mask already written is complete (each file is replaced atomically). */
 static volatile sig_atomic_t predict_stop;
@@ -767,6 +814,7 @@ int cg_predict_run(int argc, char **argv, cg_comm_t *c) {
     free(files);
     return CG_EXIT_USAGE;
   }
+  if (c->rank == 0) remove_partials(o.output, files, nfiles);
   CG_CHECK_MPI(MPI_Barrier(c->world)); /* the output directory exists for every rank */
   float *params = cg_malloc(sizeof(float) * model.nparams, "weights");
   float *mm = cg_malloc(sizeof(float) * model.nparams, "m");
