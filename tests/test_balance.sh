@@ -25,5 +25,8 @@ for ln in lines:
     for k in ("mean", "max", "imbalance", "straggler", "img_per_s"):
         assert k in rec["cluster"], "cluster lacks " + k
     assert rec["cluster"]["straggler"] == 1, "straggler %r, want 1" % rec["cluster"]["straggler"]
+times = [json.loads(ln)["time"] for ln in lines]
+assert times == sorted(times) and any(t != int(t) for t in times), \
+    "record times %r: want rising, to the millisecond" % times
 print("PASS: %d JSON reports, every rank present, rank 1 flagged in each" % len(lines))
 PY

@@ -351,6 +351,14 @@ static void print_table(const cg_stats_t *s, const table_t *tb, FILE *out) {
   fflush(out);
 }
 
+/* Seconds since the epoch to the millisecond, for the records' "time" (time(NULL) would end
+ * every value in .000). */
+static double wall_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
 /* The cluster's figures of one window, from every rank's gathered numbers (rank 0). */
 typedef struct {
   fig_t *f;             /* per rank, malloc'ed (summarise): the caller frees */
@@ -405,7 +413,7 @@ static char *jsonl_record(const cg_stats_t *s, const summary_t *u, int R, int64_
   FILE *j = open_memstream(&line, &len);
   if (!j) CG_FATAL("out of memory (stats record)");
   fprintf(j, "{\"step\": %lld, \"total_steps\": %lld, \"final\": %s, \"time\": %.3f, ",
-          (long long)step, (long long)total, final ? "true" : "false", (double)time(NULL));
+          (long long)step, (long long)total, final ? "true" : "false", wall_now());
   fprintf(j, "\"window_steps\": %.0f, \"gpu_backend\": %s, ", window_steps,
           s->gpu ? "true" : "false");
   json_num(j, "loss", loss, 1);
@@ -515,7 +523,7 @@ static void write_record(cg_stats_t *s, const char *stop_why, int64_t step, int6
   if (stop_why) { /* one of the trainer's own words (a signal name...): nothing to escape */
     fprintf(j, "{\"final\": true, \"stopped\": \"%s\", \"step\": %lld, \"total_steps\": "
             "%lld, \"time\": %.3f}\n", stop_why, (long long)step, (long long)total,
-            (double)time(NULL));
+            wall_now());
   } else {
     fwrite(s->held, 1, s->held_at, j);
     write_val(s, j);
