@@ -243,6 +243,23 @@ const char *cg_afile_kind(unsigned mode) {
   return "not a regular file";
 }
 
+int cg_afile_temp_base(const char *name, char *base, size_t len) {
+  const size_t n = strlen(name);
+  if (name[0] != '.' || n < 9 || name[n - 7] != '.') return 0;
+  int lower = 0, upper = 0, digit = 0;
+  for (size_t i = n - 6; i < n; i++) {
+    const char ch = name[i];
+    lower |= ch >= 'a' && ch <= 'z';
+    upper |= ch >= 'A' && ch <= 'Z';
+    digit |= ch >= '0' && ch <= '9';
+    if (!((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9')))
+      return 0;
+  }
+  if (lower + upper + digit < 2) return 0;
+  snprintf(base, len, "%.*s", (int)(n - 8), name + 1);
+  return 1;
+}
+
 /* What input data the file at path holds, from its first bytes, or NULL. */
 static const char *input_kind(const char *path) {
   unsigned char b[8] = {0};

@@ -51,6 +51,12 @@ int cg_afile_commit(cg_afile_t *f, char *err, size_t errlen);
 /* Removes the temporary and frees f; the target is untouched. NULL is a no-op. */
 void cg_afile_abort(cg_afile_t *f);
 
+/* Whether name (a directory entry) looks like a temporary cg_afile_open made, ".<base>.XXXXXX"
+ * with six letters or digits of more than one kind (mkstemp's mix them; a user's ".best.backup"
+ * does not, so about 1% of real temporaries are not recognised, harmlessly). 1 with <base> in
+ * base (len bytes, truncated), else 0. For the cleanup of a writer killed mid-write. */
+int cg_afile_temp_base(const char *name, char *base, size_t len);
+
 /* open + write n bytes + commit, for content already in memory. */
 int cg_afile_save(const char *path, const void *buf, size_t n, char *err, size_t errlen);
 

@@ -407,27 +407,12 @@ static int64_t name_step(const char *name) {
   return strtoll(p, NULL, 10);
 }
 
-/* A temporary of this directory's writers, as atomic_file.h names them (".<name>.XXXXXX", six
- * letters or digits): of a checkpoint, DIR/best, DIR/last or DIR/history.jsonl; or a probe of
- * cg_ckpt_prepare_dir (".cgck-probe.XXXXXX"). Nothing else is ever taken for one. */
+/* A temporary of this directory's writers (cg_afile_temp_base): of a checkpoint, DIR/best,
+ * DIR/last or DIR/history.jsonl; or a probe of cg_ckpt_prepare_dir (".cgck-probe.XXXXXX").
+ * Nothing else is ever taken for one. */
 static int is_writer_temp(const char *name) {
-  const size_t len = strlen(name);
-  if (name[0] != '.' || len < 9 || len > 250 || name[len - 7] != '.') return 0;
-  int lower = 0, upper = 0, digit = 0;
-  for (size_t i = len - 6; i < len; i++) {
-    const char ch = name[i];
-    lower |= ch >= 'a' && ch <= 'z';
-    upper |= ch >= 'A' && ch <= 'Z';
-    digit |= ch >= '0' && ch <= '9';
-    if (!((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9')))
-      return 0;
-  }
-  /* mkstemp's six letters and digits mix classes; a user's ".best.backup" or ".last.OLDONE"
-   * does not (about 1% of temporaries are left for that, harmlessly) */
-  if (lower + upper + digit < 2) return 0;
   char base[256];
-  memcpy(base, name + 1, len - 8);
-  base[len - 8] = 0;
+  if (strlen(name) > 250 || !cg_afile_temp_base(name, base, sizeof base)) return 0;
   return name_step(base) >= 0 || !strcmp(base, "best") || !strcmp(base, "last") ||
          !strcmp(base, "history.jsonl") || !strcmp(base, "cgck-probe");
 }

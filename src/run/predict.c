@@ -21,6 +21,7 @@
  * Memory per open image: its RGB8 and classes, plus the blended logits of one tile height of
  * rows (rows above the current tile row are final and leave the ring, see pimg_t). */
 #include <dirent.h>
+#include <fcntl.h> /* AT_SYMLINK_NOFOLLOW */
 #include <limits.h> /* PATH_MAX: realpath */
 #include <signal.h>
 #include <errno.h>
@@ -677,26 +678,27 @@ static int fill_batch(pbatch_t *b, const popts_t *o, char **files, int nfiles,
 
 /* Every tile of this rank's images through the backend; images are finished (written,
  * counted) as their last tile comes back. */
-/* The hidden temporaries ".STEM.png.XXXXXX" and ".STEM.probs.npy.XXXXXX" (atomic_file.h) of this
- * run's images left in out by a predict that was killed (a second Ctrl-C, SIGKILL, a fatal
- * error): removed, with a notice, before any is written again. */
+/* The hidden temporaries ".STEM.png.XXXXXX" and ".STEM.probs.npy.XXXXXX" (cg_afile_temp_base)
+ * of this run's images left in out by a predict that was killed (a second Ctrl-C, SIGKILL, a
+ * fatal error): removed, with a notice, before any is written again. */
 static void remove_partials(const char *out, char **files, int nfiles) {
   DIR *d = opendir(out);
   if (!d) return;
   int removed = 0;
   struct dirent *e;
   while ((e = readdir(d))) {
-    const char *n = e->d_name, *x = strrchr(n, '.');
-    if (n[0] != '.' || !x || strlen(x) != 7 || x == n) continue; /* ".XXXXXX": mkstemp's */
-    const size_t base = (size_t)(x - n) - 1; /* "STEM.png" or "STEM.probs.npy" */
+    char base[1100], stem[1024];
+    struct stat st;
+    if (!cg_afile_temp_base(e->d_name, base, sizeof base) ||
+        fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) || !S_ISREG(st.st_mode))
+      continue;
+    const size_t bl = strlen(base);
     for (int i = 0; i < nfiles; i++) {
-      char stem[1024], want[1100];
       stem_of(files[i], stem, sizeof stem);
-      const int png = snprintf(want, sizeof want, "%s.png", stem);
-      int hit = (size_t)png == base && !memcmp(n + 1, want, base);
-      const int npy = snprintf(want, sizeof want, "%s.probs.npy", stem);
-      hit = hit || ((size_t)npy == base && !memcmp(n + 1, want, base));
-      if (hit && unlinkat(dirfd(d), n, 0) == 0) {
+      const size_t sl = strlen(stem);
+      const int ours = bl > sl && !memcmp(base, stem, sl) &&
+                       (!strcmp(base + sl, ".png") || !strcmp(base + sl, ".probs.npy"));
+      if (ours && unlinkat(dirfd(d), e->d_name, 0) == 0) {
         removed++;
         break;
       }
