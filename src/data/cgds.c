@@ -681,18 +681,14 @@ static int pad_to(pack_t *p, uint64_t align) {
 }
 
 /* Every record in index order, each at a multiple of CG_CGDS_ALIGN, made p->chunk at a time;
- * their entries go to p->ent. cancel is polled before each record is decoded and before each
- * chunk is written. CG_CGDS_OK, or an error code with err. */
+ * their entries go to p->ent. cancel is polled before each record is decoded (make_chunk) and
+ * before each is written. CG_CGDS_OK, or an error code with err. */
 static int write_records(pack_t *p, volatile sig_atomic_t *cancel, char *err, size_t errlen) {
   const int64_t n = p->src->count;
   const size_t rec = (size_t)p->o->size * p->o->size * 4;
   for (int64_t c0 = 0; c0 < n; c0 += p->chunk) {
     const int m = (int)(n - c0 < p->chunk ? n - c0 : p->chunk);
-    if (!(cancel && *cancel)) make_chunk(p->src, c0, m, p->o, p->buf, p->slots, cancel);
-    if (cancel && *cancel) {
-      snprintf(err, errlen, "%s: interrupted", p->out_path);
-      return CG_CGDS_EINTR;
-    }
+    make_chunk(p->src, c0, m, p->o, p->buf, p->slots, cancel);
     for (int i = 0; i < m; i++) {
       slot_t *sl = &p->slots[i];
       if (cancel && *cancel) {

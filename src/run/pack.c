@@ -120,13 +120,11 @@ int cg_pack_main(int argc, char **argv) {
                                  : !strcmp(o.encoding, "png") ? CG_CGDS_PNG : CG_CGDS_RAW;
   if (encoding != CG_CGDS_JPEG && cg_opts_given(&set, argc - 1, argv + 1, "quality"))
     return usage_error("--quality: only for --encoding jpeg");
-  const int nclass = o.nclass, size = o.size, quality = o.quality;
+  const int nclass = o.nclass;
   const int ignore = o.ignore == -2 ? (nclass > 1 ? 255 : -1) : o.ignore;
   if (ignore >= 0 && ignore < (nclass > 1 ? nclass : 2))
     return usage_error("--ignore-index: %d is a class id (--num-classes %d)", ignore, nclass);
-  const char *images = o.images, *masks = o.masks, *out = o.out;
-  const int64_t max_pixels = o.max_pixels;
-  if (cg_afile_check("--out", out, CG_AFILE_REPLACE_SHARD, err, sizeof err))
+  if (cg_afile_check("--out", o.out, CG_AFILE_REPLACE_SHARD, err, sizeof err))
     return usage_error("%s", err);
 
   struct sigaction sa, old_int, old_term;
@@ -138,8 +136,8 @@ int cg_pack_main(int argc, char **argv) {
   sigaction(SIGTERM, &sa, &old_term);
   cg_cgds_stats_t st;
   double t0 = cg_now();
-  const cg_cgds_pack_opts_t po = {size, max_pixels, encoding, quality, 0, nclass, ignore};
-  int rc = cg_cgds_pack_opts(images, masks, out, &po, &pack_cancel, &st, err, sizeof err);
+  const cg_cgds_pack_opts_t po = {o.size, o.max_pixels, encoding, o.quality, 0, nclass, ignore};
+  int rc = cg_cgds_pack_opts(o.images, o.masks, o.out, &po, &pack_cancel, &st, err, sizeof err);
   double dt = cg_now() - t0;
   sigaction(SIGINT, &old_int, NULL);
   sigaction(SIGTERM, &old_term, NULL);
@@ -154,7 +152,7 @@ int cg_pack_main(int argc, char **argv) {
   if (ignore >= (nclass > 1 ? nclass : 2))
     snprintf(labels + strlen(labels), sizeof labels - strlen(labels), ", ignore label %d", ignore);
   printf("packed %lld records of %dx%d into %s: %llu bytes (%.1f MiB, %.1f KiB a record, %s; %s) "
-         "in %.2f s\n", (long long)st.records, size, size, out, (unsigned long long)st.bytes,
+         "in %.2f s\n", (long long)st.records, o.size, o.size, o.out, (unsigned long long)st.bytes,
          (double)st.bytes / (1024.0 * 1024.0),
          st.records ? (double)st.bytes / 1024.0 / (double)st.records : 0.0, enc_name[encoding],
          labels, dt);
