@@ -118,8 +118,7 @@ static int row_to_label(uint8_t *px, size_t n, int bps) {
 
 /* Class ids are the stored values: no palette expansion, no scaling of 1/2/4-bit gray. (An RGB
  * file is refused by read_png, from the header.) */
-static void set_label_transforms(png_structp png, int depth, int ctype) {
-  (void)ctype;
+static void set_label_transforms(png_structp png, int depth) {
   if (depth < 8) png_set_packing(png);
   png_set_strip_alpha(png);
 }
@@ -132,7 +131,7 @@ static const char *bad_label(char *buf, size_t len, int v) {
 /* Sets up the conversion to `as` (read_png checks the resulting layout). */
 static void set_transforms(png_structp png, cg_png_as_t as, int depth, int ctype) {
   if (as == CG_PNG_AS_LABEL) {
-    set_label_transforms(png, depth, ctype);
+    set_label_transforms(png, depth);
     return;
   }
   if (as == CG_PNG_AS_MASK && ctype == PNG_COLOR_TYPE_PALETTE) {
