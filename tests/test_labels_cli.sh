@@ -9,14 +9,7 @@ BIN=$1; MPIRUN="$2 --oversubscribe --bind-to none"; BUILD=$3
 BENCH=$BUILD/bench/cogpu-bench
 [ -x "$BENCH" ] || { echo "SKIP: no $BENCH (no benchmarks in a sanitizer build)"; exit 77; }
 T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
-fail() { echo "FAIL: $*"; exit 1; }
-expect2() { # expect2 WANT_TEXT ARGS...: exit 2 and the text in the output
-  local want=$1; shift
-  set +e; "$@" > "$T/o" 2>&1; local rc=$?; set -e
-  [ $rc -eq 2 ] || { cat "$T/o"; fail "exit $rc, want 2: $*"; }
-  grep -qF -- "$want" "$T/o" || { cat "$T/o"; fail "no '$want' in the output of: $*"; }
-  echo "ok (exit 2): $want"
-}
+. "$(dirname "$0")/clilib.sh" # fail, expect2
 SMALL="--backend cpu --model-base 4 --model-depth 2 --image-size 32 --batch 4 --progress off"
 expect2 "--num-classes" $BIN train $SMALL --num-classes 0
 expect2 "--num-classes" $BIN train $SMALL --num-classes 256

@@ -649,6 +649,128 @@ static void test_bad_inputs(void) {
 
 /* ---- pack failures ---------------------------------------------------------------------- */
 
+/* ---- a list of pairs --------------------------------------------------------------------- */
+
+static void write_text(const char *rel, const char *text, size_t n) {
+  char p[512];
+  FILE *f = fopen(path_of(p, sizeof p, rel), "wb");
+  if (!f || fwrite(text, 1, n, f) != n || fclose(f)) {
+    perror(p);
+    exit(1);
+  }
+}
+
+static void expect_list_fail(const char *rel, const char *text, const char *want) {
+  char p[512], err[1024] = "";
+  write_text(rel, text, strlen(text));
+  const cg_source_opts_t o = {.size = 16, .max_pixels = CG_PNG_DEFAULT_MAX_PIXELS};
+  cg_source_t *s = cg_source_open_opts(path_of(p, sizeof p, rel), &o, err, sizeof err);
+  CG_TEST_CHECK(!s && contains(err, rel) && contains(err, want), "%s: '%s' lacks '%s'", rel, err,
+                want);
+  if (!s && contains(err, want)) printf("PASS bad list: %s\n", err);
+  cg_source_destroy(s);
+}
+
+/* A list of IMAGE MASK lines reads the very pairs of the directory, in the list's order, named
+ * alike (so it splits alike), whatever its separators, comments, line ends and path forms; and
+ * pack packs it. Bad lines name LIST:LINE. */
+static void test_pair_list(void) {
+  char d[512], lst[512], err[1024], text[4096];
+  path_of(d, sizeof d, "ds");
+  mkdir_rel("lst");
+  mkdir_rel("lst/sub dir");
+  char a[600], b[600];
+  snprintf(a, sizeof a, "%s/images/c02.png", d);
+  copy_file(a, path_of(b, sizeof b, "lst/sub dir/my c02.png"));
+  /* the list's order: e04, c02 (tab, a name with spaces, absolute mask), b01 (CRLF) */
+  snprintf(text, sizeof text,
+           "# comment\n\n../ds/images/e04.png   ../ds/masks/e04.png\n"
+           "sub dir/my c02.png \t %s/masks/c02.png\n  # indented comment\n"
+           "%s/images/b01.png ../ds/masks/b01.png\r\n", d, d);
+  write_text("lst/pairs.txt", text, strlen(text));
+  path_of(lst, sizeof lst, "lst/pairs.txt");
+  CG_TEST_CHECK(cg_source_spec_kind(lst) == CG_SPEC_LIST && cg_source_spec_kind(d) == CG_SPEC_DIR,
+                "spec kinds");
+  cg_source_t *dir = cg_source_open(d, 16, 1, 0, err, sizeof err);
+  cg_source_t *l = cg_source_open(lst, 16, 1, 0, err, sizeof err);
+  CG_TEST_CHECK(dir && l, "open list: %s", err);
+  if (!dir || !l) return;
+  static const char *const want[3] = {"e04", "my c02", "b01"};
+  static const char *const same[3] = {"e04", "c02", "b01"};
+  CG_TEST_CHECK(l->count == 3, "list count %lld", (long long)l->count);
+  uint8_t rgb[16 * 16 * 3], mask[16 * 16], rgb2[16 * 16 * 3], mask2[16 * 16];
+  for (int64_t i = 0; i < l->count && i < 3; i++) {
+    CG_TEST_CHECK(!strcmp(cg_source_name(l, i), want[i]), "list name %lld: %s", (long long)i,
+                  cg_source_name(l, i));
+    int64_t j = 0;
+    while (j < dir->count && strcmp(cg_source_name(dir, j), same[i])) j++;
+    int rc = cg_source_load(l, i, rgb, mask, err, sizeof err);
+    rc |= cg_source_load(dir, j, rgb2, mask2, err, sizeof err);
+    CG_TEST_CHECK(rc == 0 && !memcmp(rgb, rgb2, sizeof rgb) && !memcmp(mask, mask2, sizeof mask),
+                  "list pair %s differs from the directory's: %s", want[i], err);
+  }
+  printf("PASS list of pairs: order, names, separators, comments, CRLF, paths\n");
+
+  /* pack --list: the same records and names */
+  char shard[512];
+  cg_cgds_pack_opts_t po = {.size = 16, .max_pixels = CG_PNG_DEFAULT_MAX_PIXELS};
+  int rc = cg_cgds_pack_opts(lst, NULL, path_of(shard, sizeof shard, "lst/l.cgds"), &po, NULL, NULL,
+                             err, sizeof err);
+  cg_source_t *sh = rc ? NULL : cg_source_open(shard, 16, 1, 0, err, sizeof err);
+  CG_TEST_CHECK(sh && sh->count == 3, "pack a list: %s", err);
+  for (int64_t i = 0; sh && i < 3; i++) {
+    rc = cg_source_load(l, i, rgb, mask, err, sizeof err);
+    rc |= cg_source_load(sh, i, rgb2, mask2, err, sizeof err);
+    CG_TEST_CHECK(rc == 0 && !memcmp(rgb, rgb2, sizeof rgb) && !memcmp(mask, mask2, sizeof mask) &&
+                      !strcmp(cg_source_name(sh, i), want[i]), "packed list record %lld", (long long)i);
+  }
+  if (sh) printf("PASS pack a list\n");
+  cg_source_destroy(sh);
+  cg_source_destroy(l);
+  cg_source_destroy(dir);
+
+  /* a bad pair (mask of another size) is a bad sample: refused, or left out with skip_bad */
+  snprintf(text, sizeof text, "../ds/images/a00.png ../ds/masks/a00.png\n"
+           "../ds/images/b01.png ../ds/masks/e04.png\n");
+  write_text("lst/bad.txt", text, strlen(text));
+  cg_source_opts_t o = {.size = 16, .max_pixels = CG_PNG_DEFAULT_MAX_PIXELS};
+  path_of(lst, sizeof lst, "lst/bad.txt");
+  l = cg_source_open_opts(lst, &o, err, sizeof err);
+  CG_TEST_CHECK(!l && contains(err, "masks/e04.png") && contains(err, "images/b01.png"), "%s", err);
+  o.skip_bad = 1;
+  l = cg_source_open_opts(lst, &o, err, sizeof err);
+  CG_TEST_CHECK(l && l->count == 1 && l->dropped == 1 && !strcmp(cg_source_name(l, 0), "a00"),
+                "skip_bad list: %s", err);
+  if (l) printf("PASS list: a bad pair is a bad sample\n");
+  cg_source_destroy(l);
+
+  expect_list_fail("lst/one.txt", "../ds/images/a00.png\n", "lst/one.txt:1: 1 field, need 2");
+  expect_list_fail("lst/three.txt", "# x\n../ds/images/a00.png ../ds/masks/a00.png x\n",
+                   "lst/three.txt:2: 3 or more fields");
+  expect_list_fail("lst/missing.txt", "../ds/images/a00.png ../ds/masks/zz.png\n",
+                   "lst/missing.txt:1: ");
+  expect_list_fail("lst/isdir.txt", "../ds/images ../ds/masks/a00.png\n", "is a directory");
+  expect_list_fail("lst/dup.txt", "../ds/images/a00.png ../ds/masks/a00.png\n"
+                   "../ds/images/a00.png ../ds/masks/b01.png\n",
+                   "lst/dup.txt:2: image name a00 is line 1's");
+  expect_list_fail("lst/empty.txt", "# nothing\n\n", "no IMAGE MASK lines");
+  static char longl[9000];
+  memset(longl, 'x', sizeof longl - 1);
+  expect_list_fail("lst/long.txt", longl, "lst/long.txt:1: line longer than 8192 bytes");
+  /* a NUL byte past the first 4 KiB (before it, the file is no list: opened as a shard) */
+  static char nul[5000];
+  memset(nul, '#', sizeof nul);
+  nul[4500] = '\n';
+  nul[4700] = 0;
+  write_text("lst/nul.txt", nul, sizeof nul);
+  o.skip_bad = 0;
+  l = cg_source_open_opts(path_of(lst, sizeof lst, "lst/nul.txt"), &o, err, sizeof err);
+  CG_TEST_CHECK(!l && contains(err, "nul.txt:2: a NUL byte"), "%s", err);
+  cg_source_destroy(l);
+  /* a text file named .cgds is a broken shard, not a list */
+  expect_list_fail("lst/text.cgds", "../ds/images/a00.png ../ds/masks/a00.png\n", "bad magic");
+}
+
 static void test_pack_failures(void) {
   char im[512], mk[512], out[512], dir[512], err[1024];
   /* a bad PNG among the inputs: no output, no temporary */
@@ -828,6 +950,7 @@ int main(void) {
   test_fit_rule();
   test_png_dir_and_shard();
   test_bad_inputs();
+  test_pair_list();
   test_pack_failures();
   test_loader_skip_bad();
   if (!cg_test_failures) nftw(root, rm_cb, 16, FTW_DEPTH | FTW_PHYS);

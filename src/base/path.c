@@ -1,9 +1,10 @@
-/* path.c: cg_path_abs (path.h). */
+/* path.c: cg_path_abs and cg_path_same_file (path.h). */
 #include "path.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 int cg_path_abs(const char *path, char *out, size_t outlen) {
@@ -33,4 +34,10 @@ int cg_path_abs(const char *path, char *out, size_t outlen) {
   free(in);
   free(res);
   return fits ? 0 : -1;
+}
+
+int cg_path_same_file(const char *a, const char *b) {
+  struct stat sa, sb;
+  return a[0] && b[0] && stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev &&
+         sa.st_ino == sb.st_ino;
 }

@@ -11,4 +11,8 @@
  * working directory is unknown or out is too short. */
 int cg_path_abs(const char *path, char *out, size_t outlen);
 
+/* 1 when a and b both exist and are the same file (device and inode: through links and
+ * different spellings), else 0. For refusing an output that is one of the inputs. */
+int cg_path_same_file(const char *a, const char *b);
+
 #endif

@@ -757,7 +757,8 @@ int cg_cgds_pack_opts(const char *images_dir, const char *masks_dir, const char 
   if (rc) return rc;
   const cg_source_opts_t so = {.size = o->size, .max_pixels = o->max_pixels,
                                .nclass = o->nclass, .ignore = o->ignore};
-  cg_source_t *src = cg_source_png_dirs(images_dir, masks_dir, &so, err, errlen);
+  cg_source_t *src = masks_dir ? cg_source_png_dirs(images_dir, masks_dir, &so, err, errlen)
+                               : cg_source_png_list(images_dir, &so, err, errlen);
   if (!src) return CG_CGDS_EINPUT;
 
   const int64_t n = src->count;

@@ -120,7 +120,8 @@ typedef struct {
                          ignore label (>= nclass; else none), stored as it is */
 } cg_cgds_pack_opts_t;
 
-/* cg_cgds_pack with the options above. */
+/* cg_cgds_pack with the options above; masks_dir NULL: images_dir names a list of pairs
+ * instead of a directory (cg_source_png_list, source.h). */
 int cg_cgds_pack_opts(const char *images_dir, const char *masks_dir, const char *out_path,
                       const cg_cgds_pack_opts_t *o, volatile sig_atomic_t *cancel,
                       cg_cgds_stats_t *stats, char *err, size_t errlen);

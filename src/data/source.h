@@ -97,19 +97,40 @@ cg_source_t *cg_source_png_dir(const char *dir, const cg_source_opts_t *o, char 
 /* The same with the two directories given separately (the `pack` command). */
 cg_source_t *cg_source_png_dirs(const char *images_dir, const char *masks_dir,
                                 const cg_source_opts_t *o, char *err, size_t errlen);
-/* Sample index's image file of a source made by cg_source_png_dir(s) and its size seen at
+/* A text file listing the pairs, one "IMAGE MASK" line each (PaddleSeg's and DeepLab's train
+ * lists): two paths separated by spaces, or by a tab when a name holds spaces; relative paths
+ * are under the list's directory; blank lines and lines starting with '#' are skipped. Pairs
+ * keep the list's order and are named by their image's file name without its extension (names
+ * must be unique). A missing file or a malformed line fails the open naming LIST:LINE; a pair
+ * whose files fail the start-up check is a bad sample, as in a directory. */
+cg_source_t *cg_source_png_list(const char *list, const cg_source_opts_t *o, char *err,
+                                size_t errlen);
+/* Sample index's image file of a source made by cg_source_png_dir(s) or _list and its size seen at
  * open (*path is the source's): 0, or -1 when s is another kind of source. For `pack
  * --encoding jpeg`, which stores a JPEG of the right size as it is. */
 int cg_source_png_image(const cg_source_t *s, int64_t index, const char **path, int *h, int *w);
 
 /* --data SPEC: "synthetic" (samples 0..synthetic_count-1 of the generator keyed by seed), an
- * existing directory (PNG directory) or an existing file (.cgds shard, recognised by its
- * magic; its records must be size x size). Write "./synthetic" for a directory of that name. */
+ * existing directory (PNG directory) or an existing file: a .cgds shard, recognised by its magic
+ * (its records must be size x size), or a text list of pairs (cg_source_png_list). Write
+ * "./synthetic" for a directory of that name. */
 cg_source_t *cg_source_open_opts(const char *spec, const cg_source_opts_t *o, char *err,
                                  size_t errlen);
 /* The same with the default pixel limit and no skipping. */
 cg_source_t *cg_source_open(const char *spec, int size, uint64_t seed, int64_t synthetic_count,
                             char *err, size_t errlen);
+/* What --data SPEC names, by its first bytes, without opening it as a source: OTHER when it
+ * cannot be read or is neither a directory nor a regular file (the open then says why). A
+ * regular file is a SHARD when it is named *.cgds or starts with the .cgds magic, a LIST when its first 4 KiB hold
+ * no NUL byte and it is not a PNG or JPEG, else OTHER (an image: the open fails as a shard). */
+typedef enum {
+  CG_SPEC_SYNTHETIC,
+  CG_SPEC_DIR,
+  CG_SPEC_LIST,
+  CG_SPEC_SHARD,
+  CG_SPEC_OTHER
+} cg_spec_t;
+cg_spec_t cg_source_spec_kind(const char *spec);
 
 /* train's ending of a bad sample's message without --skip-bad (after the file's reason); with
  * --check-data given, which passed the sample, the other one. */

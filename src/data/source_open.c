@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 
 #include "cgds.h"
@@ -58,9 +59,10 @@ cg_source_t *cg_source_open_opts(const char *spec, const cg_source_opts_t *o, ch
   }
   if (S_ISDIR(st.st_mode)) return cg_source_png_dir(spec, o, err, errlen);
   if (!S_ISREG(st.st_mode)) {
-    snprintf(err, errlen, "%s: neither a directory nor a .cgds file", spec);
+    snprintf(err, errlen, "%s: neither a directory, a .cgds file nor a list of pairs", spec);
     return NULL;
   }
+  if (cg_source_spec_kind(spec) == CG_SPEC_LIST) return cg_source_png_list(spec, o, err, errlen);
   cg_source_t *s = cg_source_cgds(spec, err, errlen);
   if (s && check_labels(s, spec, o, err, errlen)) {
     cg_source_destroy(s);
@@ -76,6 +78,26 @@ cg_source_t *cg_source_open_opts(const char *spec, const cg_source_opts_t *o, ch
     return NULL;
   }
   return s;
+}
+
+cg_spec_t cg_source_spec_kind(const char *spec) {
+  if (!strcmp(spec, "synthetic")) return CG_SPEC_SYNTHETIC;
+  struct stat st;
+  if (stat(spec, &st)) return CG_SPEC_OTHER;
+  if (S_ISDIR(st.st_mode)) return CG_SPEC_DIR;
+  if (!S_ISREG(st.st_mode)) return CG_SPEC_OTHER;
+  const size_t len = strlen(spec);
+  if (len > 5 && !strcasecmp(spec + len - 5, ".cgds")) return CG_SPEC_SHARD; /* even when broken */
+  FILE *f = fopen(spec, "rb");
+  if (!f) return CG_SPEC_OTHER;
+  unsigned char b[4096];
+  const size_t n = fread(b, 1, sizeof b, f);
+  fclose(f);
+  if (n >= 4 && !memcmp(b, CG_CGDS_MAGIC, 4)) return CG_SPEC_SHARD;
+  if (memchr(b, 0, n)) return CG_SPEC_OTHER;
+  if ((n >= 4 && !memcmp(b, "\x89PNG", 4)) || (n >= 3 && !memcmp(b, "\xff\xd8\xff", 3)))
+    return CG_SPEC_OTHER;
+  return CG_SPEC_LIST;
 }
 
 cg_source_t *cg_source_open(const char *spec, int size, uint64_t seed, int64_t synthetic_count,

@@ -50,10 +50,12 @@ static const cg_opt_t g_opts[] = {
     /* data */
     CG_OPT_ROW_TEXT(STR, "data", O(data), NULL, C_TRAIN | C_INFO, "SRC",
         "training data: synthetic (built in), a directory DIR with DIR/images/*.png, *.jpg or "
-        "*.jpeg (any case) and DIR/masks/*.png paired by name, or a shard FILE.cgds written by "
-        "`cogpu-dist pack`"),
+        "*.jpeg (any case) and DIR/masks/*.png paired by name, a shard FILE.cgds written by "
+        "`cogpu-dist pack`, or a text file LIST of 'IMAGE MASK' lines (paths relative to LIST's "
+        "directory; separated by spaces, or a tab when names hold spaces; '#' comments), for "
+        "layouts such as VOC's JPEGImages/ and SegmentationClass/"),
     CG_OPT_ROW_TEXT(STR, "val-data", O(val_data), NULL, C_TRAIN, "SRC",
-        "separate validation data (directory or .cgds), with --data DIR or FILE.cgds; default: "
+        "separate validation data (directory, .cgds or list), with real --data; default: "
         "--val-fraction of --data"),
     CG_OPT_ROW_NUM(DBL, "val-fraction", O(val_fraction), 0, 0.9, C_TRAIN | C_INFO, "F",
         "real data without --val-data: fraction held out for validation (0 to 0.9), chosen by "
@@ -410,8 +412,8 @@ static int check_data_flags(cg_config_t *cfg, char *err, size_t errlen) {
   const cg_opts_set_t given = cg_cli_opts(CG_CMD_TRAIN, cfg);
   if (data_known && cfg->val_data[0] &&
       (!strcmp(cfg->data, "synthetic") || !strcmp(cfg->val_data, "synthetic"))) {
-    snprintf(err, errlen, "--val-data %s: separate validation data goes with --data DIR or "
-             "FILE.cgds; synthetic data validates on its own held-out samples (--val-samples)",
+    snprintf(err, errlen, "--val-data %s: separate validation data goes with --data DIR, "
+             "FILE.cgds or LIST; synthetic data validates on its own held-out samples (--val-samples)",
              cfg->val_data);
     return -1;
   }

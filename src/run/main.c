@@ -6,7 +6,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "comm.h"         /* cg_comm_init/finalize: MPI, this rank's place in the job */
 #include "ckpt.h"         /* cg_ckpt_inspect_main: `inspect`, what a checkpoint holds */
@@ -28,15 +27,14 @@
  * --val-fraction splits it (cg_source_split: by a hash of the names). Rank 0 only. */
 static int print_split(const cg_config_t *cfg) {
   if (!strcmp(cfg->data, "synthetic")) {
-    fprintf(stderr, "cogpu-dist: error: info --split: give --data DIR or FILE.cgds (synthetic "
-            "data holds its validation samples apart: --val-samples)\n");
+    fprintf(stderr, "cogpu-dist: error: info --split: give --data DIR, FILE.cgds or LIST "
+            "(synthetic data holds its validation samples apart: --val-samples)\n");
     return CG_EXIT_USAGE;
   }
   char err[1024];
-  struct stat st;
-  const int dir = stat(cfg->data, &st) == 0 && S_ISDIR(st.st_mode);
-  /* a shard splits by its record names whatever its size and labels; a directory is opened as
-   * train opens it (its pairs, pixel limit, label masks, --skip-bad) */
+  const int dir = cg_source_spec_kind(cfg->data) != CG_SPEC_SHARD;
+  /* a shard splits by its record names whatever its size and labels; a directory or a list is
+   * opened as train opens it (its pairs, pixel limit, label masks, --skip-bad) */
   const cg_source_opts_t so = {.size = dir ? cfg->image_size : 0,
                                .max_pixels = cfg->max_image_pixels, .skip_bad = cfg->skip_bad,
                                .nclass = cfg->num_classes, .ignore = cfg->ignore_index,

@@ -18,6 +18,7 @@
 #include "config.h"
 #include "log.h"
 #include "opts.h" /* cg_opts_parse: the options, as every command line */
+#include "path.h" /* cg_path_same_file: --out is not --list */
 
 static volatile sig_atomic_t pack_cancel; /* set by the signal handler only */
 
@@ -25,19 +26,25 @@ static void on_signal(int sig) { pack_cancel = sig; }
 
 static void pack_help(FILE *f, int size, long long max_pixels) {
   fprintf(f,
-          "usage: cogpu-dist pack --images DIR --masks DIR --out FILE.cgds [--image-size N]\n"
+          "usage: cogpu-dist pack (--images DIR --masks DIR | --list FILE) --out FILE.cgds\n"
+          "                       [--image-size N]\n"
           "                       [--encoding raw|jpeg|png] [--quality Q]\n"
           "                       [--num-classes K] [--ignore-index I] [--max-image-pixels N]\n"
           "\n"
-          "Packs DIR/NAME.png (or NAME.jpg, NAME.jpeg) images and their NAME.png masks into one\n"
-          ".cgds shard for `train --data FILE.cgds`: each pair is fitted to N x N (shorter side\n"
-          "scaled to N, bilinear for images and nearest for masks, then centre-cropped) and stored\n"
-          "with a CRC32 per record. The file appears complete or not at all.\n"
+          "Packs DIR/NAME.png (or NAME.jpg, NAME.jpeg) images and their NAME.png masks, or the\n"
+          "pairs a --list names, into one .cgds shard for `train --data FILE.cgds`: each pair is\n"
+          "fitted to N x N (shorter side scaled to N, bilinear for images and nearest for masks,\n"
+          "then centre-cropped) and stored with a CRC32 per record. The file appears complete or\n"
+          "not at all.\n"
           "\n"
           "  --images DIR       directory of input images (*.png: gray, RGB, RGBA, palette; 8/16\n"
           "                     bit; *.jpg, *.jpeg: baseline or progressive, gray, YCbCr, CMYK)\n"
           "  --masks DIR        directory of PNG masks with the same names (gray value or palette\n"
           "                     index > 0, or a non-black RGB colour = foreground)\n"
+          "  --list FILE        instead of --images and --masks: a text file of IMAGE MASK lines\n"
+          "                     (two paths separated by spaces, or a tab when a name holds\n"
+          "                     spaces; relative to FILE's directory; '#' starts a comment line),\n"
+          "                     as `train --data FILE` reads it\n"
           "  --out FILE         the shard to write (replaced atomically)\n"
           "  --image-size N     side of the stored samples, 2..8192 (default %d)\n"
           "  --encoding E       how records are stored (default raw):\n"
@@ -74,7 +81,7 @@ static int usage_error(const char *fmt, ...) {
 }
 
 typedef struct {
-  const char *images, *masks, *out; /* into argv */
+  const char *images, *masks, *list, *out; /* into argv */
   int size, quality, nclass, ignore; /* ignore -2: not given (255 when nclass >= 2, else -1) */
   int64_t max_pixels;
   char encoding[8];
@@ -86,6 +93,7 @@ typedef struct {
 static const cg_opt_t k_pack_opts[] = {
     {"images", CG_OPT_PTR, PO(images), 0, 0, CG_OPT_REQUIRED, NULL, 0, "DIR", "required"},
     {"masks", CG_OPT_PTR, PO(masks), 0, 0, CG_OPT_REQUIRED, NULL, 0, "DIR", "required"},
+    {"list", CG_OPT_PTR, PO(list), 0, 0, CG_OPT_REQUIRED, NULL, 0, "FILE", "a list of pairs"},
     {"out", CG_OPT_PTR, PO(out), 0, 0, CG_OPT_REQUIRED, NULL, 0, "FILE", "required"},
     CG_OPT_ROW_NUM(INT, "image-size", PO(size), 2, 8192, 0, "N", "side"),
     CG_OPT_ROW_TEXT(STR, "encoding", PO(encoding), "raw|jpeg|png", 0, "E", "record encoding"),
@@ -113,8 +121,10 @@ int cg_pack_main(int argc, char **argv) {
     fprintf(stderr, "cogpu-dist pack: error: %s\n", err);
     return CG_EXIT_USAGE;
   }
-  if (!o.images) return usage_error("--images DIR is required");
-  if (!o.masks) return usage_error("--masks DIR is required");
+  if (o.list && (o.images || o.masks))
+    return usage_error("--list FILE replaces --images and --masks: give one or the other");
+  if (!o.list && !o.images) return usage_error("--images DIR (or --list FILE) is required");
+  if (!o.list && !o.masks) return usage_error("--masks DIR is required");
   if (!o.out) return usage_error("--out FILE.cgds is required");
   const cg_cgds_enc_t encoding = !strcmp(o.encoding, "jpeg") ? CG_CGDS_JPEG
                                  : !strcmp(o.encoding, "png") ? CG_CGDS_PNG : CG_CGDS_RAW;
@@ -126,6 +136,8 @@ int cg_pack_main(int argc, char **argv) {
     return usage_error("--ignore-index: %d is a class id (--num-classes %d)", ignore, nclass);
   if (cg_afile_check("--out", o.out, CG_AFILE_REPLACE_SHARD, err, sizeof err))
     return usage_error("%s", err);
+  if (o.list && cg_path_same_file(o.out, o.list))
+    return usage_error("--out: '%s' is the --list being read", o.out);
 
   struct sigaction sa, old_int, old_term;
   memset(&sa, 0, sizeof sa);
@@ -137,7 +149,8 @@ int cg_pack_main(int argc, char **argv) {
   cg_cgds_stats_t st;
   double t0 = cg_now();
   const cg_cgds_pack_opts_t po = {o.size, o.max_pixels, encoding, o.quality, 0, nclass, ignore};
-  int rc = cg_cgds_pack_opts(o.images, o.masks, o.out, &po, &pack_cancel, &st, err, sizeof err);
+  int rc = cg_cgds_pack_opts(o.list ? o.list : o.images, o.list ? NULL : o.masks, o.out, &po,
+                             &pack_cancel, &st, err, sizeof err);
   double dt = cg_now() - t0;
   sigaction(SIGINT, &old_int, NULL);
   sigaction(SIGTERM, &old_term, NULL);

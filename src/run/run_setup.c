@@ -41,6 +41,7 @@
 #include "nccl_comm.h" /* cg_nccl_*: the NCCL gradient all-reduce and how auto chooses it */
 #include "preflight.h" /* cg_preflight_*: will the model and its batches fit */
 #include "json.h"      /* cg_json_parse: which setting differs between two ranks */
+#include "path.h"      /* cg_path_same_file: an output is not the --data list */
 #include "rng.h"       /* cg_fnv1a: the ranks' settings and sample names compared by hash */
 #include "run_settings.h" /* cg_settings_json: the settings every rank must share */
 
@@ -176,8 +177,15 @@ static int check_outputs(cg_run_t *r, char *err, size_t errlen) {
                 {"--prom-out", cfg->prom_out, CG_AFILE_REPLACE},
                 {"--history-out", cfg->history_out, CG_AFILE_REPLACE}, /* rewritten on resume */
                 {"--history-csv", cfg->history_csv, CG_AFILE_REPLACE}};
-    for (size_t i = 0; i < sizeof outs / sizeof outs[0] && !rc; i++)
+    for (size_t i = 0; i < sizeof outs / sizeof outs[0] && !rc; i++) {
       rc = check_output_path(outs[i].flag, outs[i].path, outs[i].how, err, errlen);
+      const char *in = cg_path_same_file(outs[i].path, cfg->data) ? "--data"
+                       : cg_path_same_file(outs[i].path, cfg->val_data) ? "--val-data" : NULL;
+      if (!rc && in) { /* a list of pairs is text, which cg_afile_check lets through */
+        snprintf(err, errlen, "%s: '%s' is the %s being read", outs[i].flag, outs[i].path, in);
+        rc = -1;
+      }
+    }
     if (!rc && cfg->checkpoint_dir[0])
       rc = cg_ckpt_prepare_dir(cfg->checkpoint_dir, "--checkpoint-dir", err, errlen);
     if (!rc && cfg->checkpoint_dir[0]) {

@@ -8,6 +8,7 @@
 #             with that shape), and a version-1 copy of one (no run id)
 #   monitor/  that run's --stats-out file, each of its lines alone, and tests/data's 4-rank one
 #   import/   that run's last checkpoint exported as safetensors, and a 3-class variant of it
+#   list/     lists of IMAGE MASK lines naming the pairs fuzz_list.c makes beside them
 #   cli/      argument vectors (NUL-separated): the run's own command line, every option of
 #             `train --help` and `info --help` with its default, and a few special forms
 # OUT is emptied first. BIN is the sanitizer build's cogpu-dist: the 2-step run is also a
@@ -17,7 +18,7 @@ set -euo pipefail
 BIN=$1 SEEDGEN=$2 OUT=$3 BASE=$4 DEPTH=$5 SIZE=$6 MPIRUN=$7
 HERE=$(cd "$(dirname "$0")" && pwd)
 rm -rf "$OUT"
-mkdir -p "$OUT"/{cgds,ckpt,png,jpeg,monitor,cli,import}
+mkdir -p "$OUT"/{cgds,ckpt,png,jpeg,monitor,cli,import,list}
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
 # Open MPI keeps allocations past exit (not our leaks: tests/fuzz/sanitize.cmake).
@@ -146,4 +147,11 @@ seed overlap --json-out "$T/o.json" --steps 10 --cpu-workers 2
 seed make-pngs --out "$T/p" --count 3 --image-size 64 --seed 5
 seed cpu-tasks --tasks 0 --max-image-pixels 100 --data synthetic
 seed membw --no-gpu --reps 3 --help
+
+# ---- list: fuzz_list.c's files (images/a.png, images/b.jpg, masks/{a,b,c}.png)
+printf 'images/a.png masks/a.png\nimages/b.jpg masks/b.png\n' > "$OUT/list/two.txt"
+printf '# pairs\r\n\r\nimages/a.png\tmasks/a.png\r\n  images/b.jpg   masks/c.png\n' \
+  > "$OUT/list/crlf-tab-bad.txt"
+printf 'images/a.png masks/a.png\nimages/a.png masks/b.png\n' > "$OUT/list/dup.txt"
+printf 'images/a.png\n' > "$OUT/list/one-field.txt"
 echo "make_seeds: $(find "$OUT" -type f | wc -l) seeds in $OUT"

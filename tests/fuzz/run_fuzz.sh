@@ -33,6 +33,7 @@ case $NAME in
   jpeg) flags+=(-max_len=4096 -malloc_limit_mb=1024) ;;
   monitor) flags+=(-max_len=16384 -dict="$HERE/monitor.dict") ;;
   cli) flags+=(-max_len=2048) ;;
+  list) flags+=(-max_len=2048 -dict="$HERE/list.dict") ;;
   # an accepted file of the seed model allocates its few hundred weights; a hostile one may
   # claim a model of billions, which must be refused before anything that size is allocated
   import) flags+=(-max_len=8192 -malloc_limit_mb=256) ;;

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# --data LIST: a text file of IMAGE MASK lines trains exactly as the directory of the same pairs
+# (same parameters after training, same --val-fraction split), works as --val-data, packs with
+# pack --list; a malformed line is exit 2 naming LIST:LINE, and no output may replace the list.
+set -euo pipefail
+BIN=$1; MPIRUN="$2 --oversubscribe --bind-to none"; BUILD=$3
+BENCH=$BUILD/bench/cogpu-bench
+[ -x "$BENCH" ] || { echo "SKIP: no $BENCH (no benchmarks in a sanitizer build)"; exit 77; }
+T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
+. "$(dirname "$0")/clilib.sh" # fail, expect2
+SMALL="--backend cpu --model-base 4 --model-depth 2 --image-size 32 --batch 4 --progress off"
+$BENCH make-pngs --out "$T/d" --count 24 --image-size 40 --num-classes 4 --format jpeg \
+  > /dev/null
+# a VOC-like layout beside it, and lists in a directory of their own (relative paths)
+mkdir -p "$T/voc/JPEGImages" "$T/voc/SegmentationClass" "$T/voc/lists"
+cp "$T"/d/images/* "$T/voc/JPEGImages/"
+cp "$T"/d/masks/* "$T/voc/SegmentationClass/"
+(cd "$T/d/images" && ls) | sed 's/\.jpg$//' | sort > "$T/stems"
+awk '{print "../JPEGImages/" $1 ".jpg ../SegmentationClass/" $1 ".png"}' "$T/stems" \
+  > "$T/voc/lists/all.txt"
+head -16 "$T/voc/lists/all.txt" > "$T/voc/lists/train.txt"
+{ echo "# the held-out pairs"; tail -8 "$T/voc/lists/all.txt"; } > "$T/voc/lists/val.txt"
+
+K="--num-classes 4 --steps 3 --seed 3"
+$MPIRUN -np 2 $BIN train $SMALL $K --data "$T/d" --val-fraction 0.25 \
+  --params-out "$T/dir.params" > "$T/dir.log" 2>&1 || { cat "$T/dir.log"; fail "dir run"; }
+$MPIRUN -np 2 $BIN train $SMALL $K --data "$T/voc/lists/all.txt" --val-fraction 0.25 \
+  --params-out "$T/list.params" > "$T/list.log" 2>&1 || { cat "$T/list.log"; fail "list run"; }
+cmp -s "$T/dir.params" "$T/list.params" || fail "--data LIST trained other parameters than DIR"
+grep "final validation" "$T/list.log" > "$T/v1"
+grep "final validation" "$T/dir.log" > "$T/v2"
+cmp -s "$T/v1" "$T/v2" || fail "validation differs: $(cat "$T/v1") / $(cat "$T/v2")"
+echo "ok: --data LIST trains the very parameters of --data DIR ($(cat "$T/v1"))"
+
+$BIN info --split --data "$T/d" --val-fraction 0.25 --num-classes 4 --image-size 32 \
+  | tail -n +2 > "$T/split.dir"
+$BIN info --split --data "$T/voc/lists/all.txt" --val-fraction 0.25 --num-classes 4 \
+  --image-size 32 | tail -n +2 > "$T/split.list"
+cmp -s "$T/split.dir" "$T/split.list" || fail "info --split differs between DIR and LIST"
+echo "ok: info --split of a list lists the directory's split"
+
+$MPIRUN -np 1 $BIN train $SMALL $K --data "$T/voc/lists/train.txt" \
+  --val-data "$T/voc/lists/val.txt" > "$T/val.log" 2>&1 || { cat "$T/val.log"; fail "--val-data"; }
+grep -q "16 training, 8 validation\|(8 images, 4 classes)" "$T/val.log" || \
+  { cat "$T/val.log"; fail "--val-data LIST did not validate on its 8 pairs"; }
+echo "ok: --val-data LIST"
+
+$BIN pack --list "$T/voc/lists/all.txt" --num-classes 4 --image-size 32 --out "$T/all.cgds" \
+  > /dev/null
+$BIN pack --images "$T/d/images" --masks "$T/d/masks" --num-classes 4 --image-size 32 \
+  --out "$T/dir.cgds" > /dev/null
+cmp -s "$T/all.cgds" "$T/dir.cgds" || fail "pack --list wrote another shard than pack --images"
+echo "ok: pack --list writes the shard of pack --images/--masks"
+
+printf '../JPEGImages/000000.jpg ../SegmentationClass/000000.png\nbroken\n' > "$T/voc/lists/bad.txt"
+expect2 "lists/bad.txt:2: 1 field, need 2" $MPIRUN -np 2 $BIN train $SMALL $K \
+  --data "$T/voc/lists/bad.txt"
+expect2 "is the --data being read" $BIN train $SMALL $K --data "$T/voc/lists/all.txt" \
+  --metrics-out "$T/voc/lists/all.txt"
+expect2 "is the --val-data being read" $BIN train $SMALL $K --data "$T/voc/lists/train.txt" \
+  --val-data "$T/voc/lists/val.txt" --history-csv "$T/voc/lists/val.txt"
+expect2 "is the --list being read" $BIN pack --list "$T/voc/lists/all.txt" \
+  --out "$T/voc/lists/all.txt"
+expect2 "--list FILE replaces --images and --masks" $BIN pack --list "$T/voc/lists/all.txt" \
+  --images "$T/d/images" --out "$T/x.cgds"
+grep -q "^\.\./JPEGImages/000000.jpg" "$T/voc/lists/all.txt" || fail "the list was changed"
+echo "PASS test_lists"
