@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # predict round trip: train briefly on a PNG directory with a separate validation directory,
 # predict that directory's images from the final checkpoint on 2 ranks: one mask per image,
-# same names and sizes, and the IoU predict prints equals the final validation IoU; an --output
+# same names and sizes, a batch no larger than the rank's tiles, and the IoU predict prints
+# equals the final validation IoU; an --output
 # that is the --input or --masks directory is refused (exit 2) and nothing there changes.
 set -euo pipefail
 BIN=$1; MPIRUN="$2 --oversubscribe --bind-to none"; BUILD=$3
@@ -15,6 +16,9 @@ CK=$(ls "$T"/ck/*.cgck | tail -1)
 $MPIRUN -np 2 $BIN predict --backend cpu --checkpoint "$CK" --input "$T/val/images" \
   --masks "$T/val/masks" --output "$T/pred" | tee "$T/pred.log"
 [ "$(ls "$T/pred" | wc -l)" -eq 13 ] || { echo "FAIL: want 13 masks"; exit 1; }
+# rank 0's 7 images are 7 tiles: its backend's batch is 7, not the default 8 (the IoU below
+# shows the smaller batch predicts the same)
+grep -q "tiles 32x32 overlap 0.50, 7 a step" "$T/pred.log" || { echo "FAIL: batch not 7"; exit 1; }
 python3 - "$T" <<'PY'
 import json, os, re, struct, sys
 t = sys.argv[1]

@@ -34,7 +34,7 @@
 #include "backend_choose.h" /* cg_backend_choose: auto|cpu|cuda */
 #include "ckpt.h"           /* cg_ckpt_read, cg_ckpt_find: the checkpoint (FILE or newest in DIR) */
 #include "feat.h"           /* cg_pack_input: a tile's input exactly as training makes it */
-#include "image_io.h"       /* cg_image_read_rgb: PNG or JPEG images, by content */
+#include "image_io.h"       /* cg_image_read_*: PNG or JPEG images, by content */
 #include "le.h"             /* cg_le_put_u32: the .npy payload, little-endian */
 #include "log.h"
 #include "metrics.h"        /* cg_confusion_*: binary IoU, Dice, accuracy */
@@ -78,7 +78,7 @@ static void usage(FILE *f) {
           "                 (K >= 2: per-class IoU and Dice, mIoU, accuracy; the checkpoint's\n"
           "                 ignore label left out) over every pixel, counts summed over ranks\n"
           "  --backend      auto (cuda when usable), cpu or cuda [auto]; computes in fp32\n"
-          "  --batch        tiles per step per rank, 1..4096 [8]\n"
+          "  --batch        tiles per step per rank, 1..4096 [8]; at most the rank's tiles\n"
           "  --tile-overlap F  least overlap of neighbouring tiles, 0..0.9 [%.1f]\n"
           "  --save-probs   also writes NAME.probs.npy: a NumPy .npy file (version 1.0), float32\n"
           "                 little-endian, C order, shape [H, W, K]: the per-class softmax\n"
@@ -772,6 +772,25 @@ static void print_metrics(const ptally_t *t) {
          (long long)t->images, t->ignore >= 0 ? ", ignore label left out" : "");
 }
 
+/* The tiles of this rank's images (files r, r + R, ...), counted from their headers up to
+ * `cap`: the backend's batch need not be larger (a few small images at --batch 32 would
+ * otherwise push mostly padding through every step). An image whose header cannot be read
+ * counts as cap: pimg_open says what is wrong with it when its turn comes. */
+static int rank_tiles(const popts_t *o, char **files, int nfiles, const cg_model_t *m,
+                      const cg_comm_t *c, int cap) {
+  int n = 0;
+  for (int f = c->rank; f < nfiles && n < cap; f += c->size) {
+    char path[2200], err[1024];
+    int h, w;
+    snprintf(path, sizeof path, "%s/%s", o->input, files[f]);
+    if (cg_image_read_size(path, o->max_pixels, &h, &w, err, sizeof err)) return cap;
+    const int64_t t = (int64_t)tile_origins(w, m->width, o->overlap, NULL) *
+                      tile_origins(h, m->height, o->overlap, NULL);
+    n = t >= cap - n ? cap : n + (int)t;
+  }
+  return n > 0 ? n : 1;
+}
+
 /* The backend of this rank with the checkpoint's weights. */
 static cg_backend_t *open_backend(const cg_backend_choice_t *bk, const cg_model_t *model,
                                   const popts_t *o, cg_topo_t *topo, const cg_comm_t *c,
@@ -827,6 +846,7 @@ int cg_predict_run(int argc, char **argv, cg_comm_t *c) {
   free(vv);
   cg_topo_t *topo = cg_topo_create(c, bk.is_cuda ? CG_TOPO_GPU_AUTO : CG_TOPO_GPU_NONE);
   cg_buckets_t bkts;
+  o.batch = rank_tiles(&o, files, nfiles, &model, c, o.batch); /* this rank's tiles at most */
   cg_backend_t *be = open_backend(&bk, &model, &o, topo, c, params, &bkts);
   /* from here a stop signal ends predict at the next batch; a second one, the default action */
   struct sigaction sa, old_int, old_term;
@@ -839,9 +859,9 @@ int cg_predict_run(int argc, char **argv, cg_comm_t *c) {
   sigaction(SIGTERM, &sa, &old_term);
   if (c->rank == 0)
     printf("predict: %d image(s) from %s on %d rank(s), backend %s, model base %d depth %d, "
-           "%d class(es), tiles %dx%d overlap %.2f (checkpoint %s, step %lld)\n",
+           "%d class(es), tiles %dx%d overlap %.2f, %d a step (checkpoint %s, step %lld)\n",
            nfiles, o.input, c->size, bk.ops->name, info.shape.base, info.shape.depth,
-           model.nclass, model.height, model.width, o.overlap, o.checkpoint,
+           model.nclass, model.height, model.width, o.overlap, o.batch, o.checkpoint,
            (long long)info.step);
   fflush(stdout); /* a log followed while predict runs (tail -f) shows it at once */
   ptally_t t;
