@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # --data LIST: a text file of IMAGE MASK lines trains exactly as the directory of the same pairs
 # (same parameters after training, same --val-fraction split), works as --val-data, packs with
-# pack --list; a malformed line is exit 2 naming LIST:LINE, and no output may replace the list.
+# pack --list, predicts with predict --input LIST (the masks and metrics of --input DIR --masks
+# DIR); a malformed line is exit 2 naming LIST:LINE, and no output may replace the list or land
+# among the data.
 set -euo pipefail
 BIN=$1; MPIRUN="$2 --oversubscribe --bind-to none"; BUILD=$3
 BENCH=$BUILD/bench/cogpu-bench
@@ -25,7 +27,7 @@ K="--num-classes 4 --steps 3 --seed 3"
 $MPIRUN -np 2 $BIN train $SMALL $K --data "$T/d" --val-fraction 0.25 \
   --params-out "$T/dir.params" > "$T/dir.log" 2>&1 || { cat "$T/dir.log"; fail "dir run"; }
 $MPIRUN -np 2 $BIN train $SMALL $K --data "$T/voc/lists/all.txt" --val-fraction 0.25 \
-  --params-out "$T/list.params" > "$T/list.log" 2>&1 || { cat "$T/list.log"; fail "list run"; }
+  --checkpoint-dir "$T/voc/ck" --params-out "$T/list.params" > "$T/list.log" 2>&1 || { cat "$T/list.log"; fail "list run"; }
 cmp -s "$T/dir.params" "$T/list.params" || fail "--data LIST trained other parameters than DIR"
 grep "final validation" "$T/list.log" > "$T/v1"
 grep "final validation" "$T/dir.log" > "$T/v2"
@@ -51,6 +53,33 @@ $BIN pack --images "$T/d/images" --masks "$T/d/masks" --num-classes 4 --image-si
   --out "$T/dir.cgds" > /dev/null
 cmp -s "$T/all.cgds" "$T/dir.cgds" || fail "pack --list wrote another shard than pack --images"
 echo "ok: pack --list writes the shard of pack --images/--masks"
+
+# predict --input LIST: the masks and the metrics of --input DIR --masks DIR, in the list's order
+$MPIRUN -np 2 $BIN predict --backend cpu --checkpoint "$T/voc/ck" --input "$T/voc/lists/all.txt" \
+  --output "$T/pl" > "$T/pl.log" 2>&1 || { cat "$T/pl.log"; fail "predict --input LIST"; }
+$MPIRUN -np 2 $BIN predict --backend cpu --checkpoint "$T/voc/ck" --input "$T/d/images" \
+  --masks "$T/d/masks" --output "$T/pd" > "$T/pd.log" 2>&1 || { cat "$T/pd.log"; fail "predict"; }
+diff <(grep -E "^predict: (class|mIoU| +[0-9]+ )" "$T/pl.log") \
+  <(grep -E "^predict: (class|mIoU| +[0-9]+ )" "$T/pd.log") || \
+  fail "predict --input LIST scored otherwise than --input DIR --masks DIR"
+for f in "$T"/pd/*.png; do cmp -s "$f" "$T/pl/$(basename "$f")" || fail "$f differs"; done
+[ "$(ls "$T/pl" | wc -l)" -eq 24 ] || fail "predict --input LIST wrote $(ls "$T/pl" | wc -l) masks"
+echo "ok: predict --input LIST: $(grep "^predict: mIoU" "$T/pl.log")"
+sed 's/ .*//' "$T/voc/lists/all.txt" > "$T/voc/lists/images.txt" # IMAGE lines: no scoring
+$MPIRUN -np 1 $BIN predict --backend cpu --checkpoint "$T/voc/ck" \
+  --input "$T/voc/lists/images.txt" --output "$T/pi" > "$T/pi.log" 2>&1 || fail "IMAGE lines"
+grep -q "mIoU" "$T/pi.log" && fail "a list without masks was scored"
+[ "$(ls "$T/pi" | wc -l)" -eq 24 ] || fail "predict of IMAGE lines wrote $(ls "$T/pi" | wc -l)"
+echo "ok: predict --input LIST of IMAGE lines"
+expect2 "is a list, which names the masks itself" $BIN predict --checkpoint "$T/voc/ck" \
+  --input "$T/voc/lists/all.txt" --masks "$T/d/masks" --output "$T/px"
+expect2 "which --input names" $BIN predict --checkpoint "$T/voc/ck" \
+  --input "$T/voc/lists/all.txt" --output "$T/voc/SegmentationClass"
+{ head -1 "$T/voc/lists/all.txt"; head -2 "$T/voc/lists/images.txt" | tail -1; } \
+  > "$T/voc/lists/mixed.txt"
+expect2 "mixed.txt:2: an image without a mask, and line 1 has a mask" $BIN predict \
+  --checkpoint "$T/voc/ck" --input "$T/voc/lists/mixed.txt" --output "$T/px"
+cmp -s "$T/d/masks/000000.png" "$T/voc/SegmentationClass/000000.png" || fail "a mask changed"
 
 printf '../JPEGImages/000000.jpg ../SegmentationClass/000000.png\nbroken\n' > "$T/voc/lists/bad.txt"
 expect2 "lists/bad.txt:2: 1 field, need 2" $MPIRUN -np 2 $BIN train $SMALL $K \

@@ -24,6 +24,7 @@
 #include "fit.h" /* cg_fit_png_k: a pair, decoded straight into the fitted sample */
 #include "image_io.h"
 #include "log.h"
+#include "pairlist.h" /* cg_pairlist_read: --data LIST */
 #include "png_io.h"
 #include "source.h"
 
@@ -376,172 +377,22 @@ cg_source_t *cg_source_png_dir(const char *dir, const cg_source_opts_t *o, char 
 
 /* ---- a list of pairs -------------------------------------------------------------------- */
 
-#define LIST_LINE_MAX 8192
-
-/* Reads one line of f into buf (without its end: "\n" or "\r\n"): its length, -1 at the end of
- * the file, -2 for a line over LIST_LINE_MAX bytes, -3 for a NUL byte (not a text file). */
-static int list_line(FILE *f, char *buf) {
-  int n = 0, c;
-  while ((c = getc(f)) != EOF && c != '\n') {
-    if (c == 0) return -3;
-    if (n == LIST_LINE_MAX) return -2;
-    buf[n++] = (char)c;
-  }
-  if (c == EOF && n == 0) return -1;
-  if (n && buf[n - 1] == '\r') n--;
-  buf[n] = 0;
-  return n;
-}
-
-/* Splits line into at most 3 fields (more are counted as 3): at tabs when it has one (so that
- * names may hold spaces; spaces around a field are dropped), else at runs of spaces. */
-static int list_fields(char *line, char *field[3]) {
-  const char *sep = strchr(line, '\t') ? "\t" : " ";
-  int n = 0;
-  for (char *save = NULL, *t = strtok_r(line, sep, &save); t; t = strtok_r(NULL, sep, &save)) {
-    while (*t == ' ') t++;
-    size_t k = strlen(t);
-    while (k && t[k - 1] == ' ') t[--k] = 0;
-    if (!*t) continue;
-    if (n == 3) break;
-    field[n++] = t;
-  }
-  return n;
-}
-
-/* path as the list gives it: absolute, or relative to the list's directory dir. */
-static char *list_path(const char *dir, const char *path) {
-  if (path[0] == '/' || !dir[0]) return strdup(path);
-  return join(dir, path);
-}
-
-/* The name of a pair: its image's file name without the extension (the last ".x" that does
- * not start the name), as a directory's pairs are named. */
-static char *list_name(const char *image) {
-  const char *b = strrchr(image, '/');
-  b = b ? b + 1 : image;
-  const char *dot = strrchr(b, '.');
-  return strndup(b, dot && dot != b ? (size_t)(dot - b) : strlen(b));
-}
-
-/* 0 when path is a regular file, else -1 with "LIST:LINE: PATH: why" in err. */
-static int list_file_ok(const char *list, long line, const char *path, char *err, size_t errlen) {
-  struct stat st;
-  if (stat(path, &st))
-    snprintf(err, errlen, "%s:%ld: %s: %s", list, line, path, strerror(errno));
-  else if (!S_ISREG(st.st_mode))
-    snprintf(err, errlen, "%s:%ld: %s is %s, not a regular file", list, line, path,
-             cg_afile_kind(st.st_mode));
-  else
-    return 0;
-  return -1;
-}
-
-typedef struct {
-  const char *name;
-  long line;
-} named_line_t;
-
-static int cmp_named_line(const void *a, const void *b) {
-  const named_line_t *x = a, *y = b;
-  int c = strcmp(x->name, y->name);
-  return c ? c : (x->line > y->line) - (x->line < y->line);
-}
-
-/* Names key the split and a shard's records: two pairs of one name are an error. */
-static int list_unique(const png_source_t *ps, const long *lines, const char *list, char *err,
-                       size_t errlen) {
-  const int64_t n = ps->base.count;
-  named_line_t *v = cg_malloc(sizeof *v * (size_t)(n ? n : 1), "list names");
-  for (int64_t i = 0; i < n; i++) v[i] = (named_line_t){ps->names[i], lines[i]};
-  qsort(v, (size_t)n, sizeof *v, cmp_named_line);
-  int rc = 0;
-  for (int64_t i = 1; i < n && !rc; i++)
-    if (!strcmp(v[i].name, v[i - 1].name)) {
-      snprintf(err, errlen, "%s:%ld: image name %s is line %ld's too: pairs are named by their "
-               "image's file name without its extension, and names must be unique (they key "
-               "--val-fraction's split and a shard's records)", list, v[i].line, v[i].name,
-               v[i - 1].line);
-      rc = -1;
-    }
-  free(v);
-  return rc;
-}
-
 cg_source_t *cg_source_png_list(const char *list, const cg_source_opts_t *o, char *err,
                                 size_t errlen) {
   if (o->size < 1) {
     snprintf(err, errlen, "image size %d must be positive", o->size);
     return NULL;
   }
-  FILE *f = fopen(list, "r");
-  if (!f) {
-    snprintf(err, errlen, "%s: %s", list, strerror(errno));
-    return NULL;
+  cg_pairlist_t pl;
+  if (cg_pairlist_read(list, CG_PAIRLIST_MASKS, &pl, err, errlen)) return NULL;
+  png_source_t *ps = new_source(o, (size_t)pl.n);
+  int rc = 0;
+  for (int64_t i = 0; i < pl.n && !rc; i++) {
+    rc = add_pair(ps, pl.image[i], pl.mask[i], pl.name[i], o, err, errlen);
+    pl.image[i] = pl.mask[i] = pl.name[i] = NULL; /* the source's now */
   }
-  char dir[4096];
-  const char *slash = strrchr(list, '/');
-  snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - list) + (slash == list) : 0, list);
-  size_t cap = 64;
-  png_source_t *ps = new_source(o, cap);
-  long *lines = cg_malloc(sizeof *lines * cap, "list lines");
-  char *buf = cg_malloc(LIST_LINE_MAX + 1, "list line");
-  long line = 0;
-  int n, rc = -1;
-  while ((n = list_line(f, buf)) >= 0) {
-    line++;
-    char *field[3];
-    const char *t = buf + strspn(buf, " \t");
-    if (!*t || *t == '#') continue;
-    const int nf = list_fields(buf, field);
-    if (nf != 2) {
-      snprintf(err, errlen, "%s:%ld: %s, need 2: IMAGE MASK (separated by spaces, or by "
-               "a tab when a name holds spaces)", list, line, nf > 2 ? "3 or more fields" :
-               "1 field");
-      goto out;
-    }
-    char *image = list_path(dir, field[0]), *mask = list_path(dir, field[1]);
-    if (!image || !mask) CG_FATAL("out of memory");
-    if (list_file_ok(list, line, image, err, errlen) ||
-        list_file_ok(list, line, mask, err, errlen)) {
-      free(image);
-      free(mask);
-      goto out;
-    }
-    if ((size_t)ps->base.count == cap) {
-      cap *= 2;
-      pair_t *np = realloc(ps->pairs, cap * sizeof *np);
-      char **nn = realloc(ps->names, cap * sizeof *nn);
-      long *nl = realloc(lines, cap * sizeof *nl);
-      if (!np || !nn || !nl) CG_FATAL("out of memory reading %s", list);
-      ps->pairs = np;
-      ps->names = nn;
-      ps->base.names = (const char *const *)nn;
-      lines = nl;
-    }
-    lines[ps->base.count] = line;
-    if (add_pair(ps, image, mask, list_name(image), o, err, errlen)) goto out;
-  }
-  if (n == -2 || n == -3) {
-    snprintf(err, errlen, "%s:%ld: %s", list, line + 1, n == -2 ? "line longer than 8192 bytes" :
-             "a NUL byte: not a text list of IMAGE MASK lines");
-    goto out;
-  }
-  if (ferror(f)) {
-    snprintf(err, errlen, "%s: read error", list);
-    goto out;
-  }
-  if (ps->base.count == 0 && ps->base.dropped == 0) {
-    snprintf(err, errlen, "%s: no IMAGE MASK lines", list);
-    goto out;
-  }
-  rc = 0;
-out:
-  if (!rc) rc = list_unique(ps, lines, list, err, errlen);
+  cg_pairlist_free(&pl);
   if (!rc) rc = finish_source(ps, o, list, err, errlen);
-  fclose(f);
-  free(buf);
-  free(lines);
   if (rc) {
     png_destroy(&ps->base);
     return NULL;

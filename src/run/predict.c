@@ -40,9 +40,11 @@
 #include "metrics.h"        /* cg_confusion_*: binary IoU, Dice, accuracy */
 #include "model.h"
 #include "opts.h"           /* cg_opts_parse: the options, as every command line */
+#include "pairlist.h"       /* cg_pairlist_read: --input LIST */
 #include "preflight.h"      /* cg_preflight_*: will a batch of tiles fit in memory */
 #include "png_io.h"         /* reading images and masks, writing masks */
 #include "predict.h"
+#include "source.h"         /* cg_source_spec_kind: --input DIR or LIST */
 #include "topo.h"
 
 #define PREDICT_DEFAULT_OVERLAP 0.5
@@ -54,17 +56,19 @@ typedef struct {
   int64_t max_pixels; /* --max-image-pixels */
   double overlap;     /* --tile-overlap */
   int save_probs;     /* --save-probs */
+  char **list_masks;  /* --input LIST of IMAGE MASK lines: image i's mask (else NULL) */
 } popts_t;
 
 static void usage(FILE *f) {
   fprintf(f,
-          "usage: mpirun -np N cogpu-dist predict --checkpoint FILE|DIR --input DIR --output DIR\n"
-          "         [--masks DIR] [--backend auto|cpu|cuda] [--batch N] [--tile-overlap F]\n"
-          "         [--save-probs] [--max-image-pixels N]\n"
+          "usage: mpirun -np N cogpu-dist predict --checkpoint FILE|DIR --input DIR|LIST\n"
+          "         --output DIR [--masks DIR] [--backend auto|cpu|cuda] [--batch N]\n"
+          "         [--tile-overlap F] [--save-probs] [--max-image-pixels N]\n"
           "  runs the model of a checkpoint on every image of the --input directory (*.png, *.jpg,\n"
-          "  *.jpeg in any letter case) at the image's own size and writes NAME.png (the image's\n"
-          "  name without its extension) of the same size to the --output directory (not the\n"
-          "  --input or --masks one):\n"
+          "  *.jpeg in any letter case), or every image a text LIST names (IMAGE or IMAGE MASK\n"
+          "  lines, as train --data LIST reads them; its masks are scored as --masks ones), at\n"
+          "  the image's own size and writes NAME.png (the image's name without its extension)\n"
+          "  of the same size to the --output directory (not one holding the input or masks):\n"
           "  binary models 8-bit gray 0/255; K-class models the class ids as 8-bit gray, or as a\n"
           "  palette PNG with the training masks' palette when the checkpoint has one.\n"
           "  Tiling: sliding windows of the model's (training) size, origins spread evenly so that\n"
@@ -94,8 +98,10 @@ static void usage(FILE *f) {
 /* An image predict reads: .png, .jpg, .jpeg in any letter case, not hidden. */
 static int is_image(const char *name) { return cg_image_has_ext(name, NULL); }
 
-/* NAME without its extension into out. */
+/* NAME without its directory and its extension into out. */
 static void stem_of(const char *name, char *out, size_t len) {
+  const char *slash = strrchr(name, '/');
+  if (slash) name = slash + 1;
   const char *dot = strrchr(name, '.');
   size_t n = dot && dot != name ? (size_t)(dot - name) : strlen(name);
   snprintf(out, len, "%.*s", (int)(n < len ? n : len - 1), name);
@@ -113,8 +119,8 @@ static int cmp_stem(const void *a, const void *b) {
   return strcmp(x, y);
 }
 
-/* Sorted image names of dir (without the directory): regular files (or links to them) with an
- * image extension, as train lists a directory (a FIFO there would block the read forever); two
+/* Sorted image paths of dir (dir/NAME): regular files (or links to them) with an image
+ * extension, as train lists a directory (a FIFO there would block the read forever); two
  * images of one stem (a.png, a.JPG) would write the same mask: an error naming both. */
 static int list_images(const char *dir, char ***out, int *n, char *err, size_t errlen) {
   DIR *d = opendir(dir);
@@ -136,7 +142,8 @@ static int list_images(const char *dir, char ***out, int *n, char *err, size_t e
       if (!nv) CG_FATAL("out of memory listing %s", dir);
       v = nv;
     }
-    v[(*n)++] = strdup(e->d_name);
+    if (asprintf(&v[*n], "%s/%s", dir, e->d_name) < 0) CG_FATAL("out of memory");
+    (*n)++;
   }
   closedir(d);
   *out = v;
@@ -146,12 +153,71 @@ static int list_images(const char *dir, char ***out, int *n, char *err, size_t e
       char a[512];
       stem_of(v[i], a, sizeof a);
       const int k = strcmp(v[i], v[i + 1]) < 0 ? i : i + 1; /* named in name order */
+      const char *x = v[k] + strlen(dir) + 1, *y = v[2 * i + 1 - k] + strlen(dir) + 1;
       snprintf(err, errlen, "--input: '%.400s' and '%.400s' would both be predicted to %.100s.png",
-               v[k], v[2 * i + 1 - k], a);
+               x, y, a);
       return -1;
     }
   qsort(v, (size_t)*n, sizeof(char *), cmp_str);
   return 0;
+}
+
+/* --input LIST: the images (and with IMAGE MASK lines, the masks: o->list_masks) in the
+ * list's order. The list names the ground truth, so --masks is refused beside it. */
+static int read_input_list(popts_t *o, char ***files, int *nfiles, char *err, size_t errlen) {
+  if (o->masks[0]) {
+    snprintf(err, errlen, "--masks: --input '%.800s' is a list, which names the masks itself "
+             "(IMAGE MASK lines)", o->input);
+    return -1;
+  }
+  cg_pairlist_t pl;
+  if (cg_pairlist_read(o->input, CG_PAIRLIST_MASKS_OPTIONAL, &pl, err, errlen)) return -1;
+  if (pl.n > 100000000) {
+    snprintf(err, errlen, "--input: %lld images: at most 100,000,000", (long long)pl.n);
+    cg_pairlist_free(&pl);
+    return -1;
+  }
+  *files = pl.image;
+  *nfiles = (int)pl.n;
+  o->list_masks = pl.has_masks ? pl.mask : NULL;
+  if (!pl.has_masks) free(pl.mask);
+  for (int64_t i = 0; i < pl.n; i++) free(pl.name[i]);
+  free(pl.name);
+  free(pl.line);
+  return 0;
+}
+
+/* Rank 0, --input LIST: -1 when --output is the directory of a listed image or mask (the
+ * masks written there as NAME.png could replace them). */
+static int output_holds_listed(const popts_t *o, char **files, int nfiles, char *err,
+                               size_t errlen) {
+  struct stat so, sd;
+  if (stat(o->output, &so)) return 0;
+  for (int k = 0; k < 2 * nfiles; k++) {
+    const char *f = k < nfiles ? files[k] : o->list_masks ? o->list_masks[k - nfiles] : NULL;
+    if (!f) break;
+    const char *slash = strrchr(f, '/');
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - f) + (slash == f) : 1,
+             slash ? f : ".");
+    if (stat(dir, &sd) == 0 && sd.st_dev == so.st_dev && sd.st_ino == so.st_ino) {
+      snprintf(err, errlen, "--output '%.400s' is the directory of %.400s, which --input names: "
+               "the predicted masks would be written among the data; give another directory",
+               o->output, f);
+      return -1;
+    }
+  }
+  return 0;
+}
+
+static void free_inputs(popts_t *o, char **files, int nfiles) {
+  for (int i = 0; i < nfiles; i++) {
+    free(files[i]);
+    if (o->list_masks) free(o->list_masks[i]);
+  }
+  free(files);
+  free(o->list_masks);
+  o->list_masks = NULL;
 }
 
 /* The whole image as RGB8 (h*w*3, caller frees): PNG or JPEG, told by its content. */
@@ -168,7 +234,7 @@ static int load_rgb(const char *path, int64_t max_pixels, uint8_t **rgb, int *h,
 static const cg_opt_t k_popts[] = {
     {"checkpoint", CG_OPT_STR, PO(checkpoint), 0, 0, CG_OPT_REQUIRED, NULL, 0, "FILE|DIR",
      "required"},
-    {"input", CG_OPT_STR, PO(input), 0, 0, CG_OPT_REQUIRED, NULL, 0, "DIR", "required"},
+    {"input", CG_OPT_STR, PO(input), 0, 0, CG_OPT_REQUIRED, NULL, 0, "DIR|LIST", "required"},
     {"output", CG_OPT_STR, PO(output), 0, 0, CG_OPT_REQUIRED, NULL, 0, "DIR", "required"},
     {"masks", CG_OPT_STR, PO(masks), 0, 0, 0, NULL, 0, "DIR", "masks to score against"},
     {"backend", CG_OPT_STR, PO(backend), 0, 0, 0, "auto|cpu|cuda", 0, "B", "backend"},
@@ -190,7 +256,7 @@ static int parse(int argc, char **argv, popts_t *o, char *err, size_t errlen) {
                                errlen);
   if (rc) return rc; /* 1: --help, which cg_predict_run prints */
   if (!o->checkpoint[0] || !o->input[0] || !o->output[0]) {
-    snprintf(err, errlen, "predict needs --checkpoint FILE|DIR, --input DIR and --output DIR");
+    snprintf(err, errlen, "predict needs --checkpoint FILE|DIR, --input DIR|LIST and --output DIR");
     return -1;
   }
   return 0;
@@ -236,7 +302,10 @@ static int check_inputs(popts_t *o, const cg_comm_t *c, cg_ckpt_info_t *info, cg
              info->shape.in_c, 3 + CG_NFEAT);
     return -1;
   }
-  if (list_images(o->input, files, nfiles, err, errlen)) return -1;
+  const int is_list = cg_source_spec_kind(o->input) == CG_SPEC_LIST;
+  if (is_list ? read_input_list(o, files, nfiles, err, errlen)
+              : list_images(o->input, files, nfiles, err, errlen))
+    return -1;
   if (*nfiles == 0) {
     snprintf(err, errlen, "--input: no *.png, *.jpg or *.jpeg files in '%.900s'", o->input);
     return -1;
@@ -248,6 +317,7 @@ static int check_inputs(popts_t *o, const cg_comm_t *c, cg_ckpt_info_t *info, cg
   /* the masks written as STEM.png would replace the images or the ground truth there (rank 0
    * has made the directory; the verdict is shared): --input, --masks, and the masks of a
    * training layout DIR/images + DIR/masks even when --masks is not given */
+  if (c->rank == 0 && is_list && output_holds_listed(o, *files, *nfiles, err, errlen)) return -1;
   struct stat so, si;
   const char *const same_as[2][2] = {{o->input, "--input"}, {o->masks, "--masks"}};
   for (int k = 0; c->rank == 0 && k < 2; k++)
@@ -258,7 +328,7 @@ static int check_inputs(popts_t *o, const cg_comm_t *c, cg_ckpt_info_t *info, cg
       return -1;
     }
   char in_real[PATH_MAX], masks_dir[PATH_MAX + 8];
-  if (c->rank == 0 && realpath(o->input, in_real)) {
+  if (c->rank == 0 && !is_list && realpath(o->input, in_real)) {
     char *slash = strrchr(in_real, '/');
     if (slash && !strcmp(slash + 1, "images")) {
       snprintf(masks_dir, sizeof masks_dir, "%.*s/masks", (int)(slash - in_real), in_real);
@@ -391,7 +461,7 @@ typedef struct {
 static pimg_t *pimg_open(const popts_t *o, char **files, int file, const cg_model_t *m) {
   pimg_t *p = cg_calloc(1, sizeof *p, "image");
   char path[2200], err[1024];
-  snprintf(path, sizeof path, "%s/%s", o->input, files[file]);
+  snprintf(path, sizeof path, "%s", files[file]);
   if (load_rgb(path, o->max_pixels, &p->rgb, &p->h, &p->w, err, sizeof err))
     cg_die(CG_EXIT_USAGE, "predict: %s", err);
   p->file = file;
@@ -531,7 +601,8 @@ static uint8_t *load_truth(const popts_t *o, char **files, const pimg_t *p, int 
                            char *err, size_t errlen) {
   char stem[1024], path[2200];
   stem_of(files[p->file], stem, sizeof stem);
-  snprintf(path, sizeof path, "%s/%s.png", o->masks, stem);
+  if (o->list_masks) snprintf(path, sizeof path, "%s", o->list_masks[p->file]);
+  else snprintf(path, sizeof path, "%s/%s.png", o->masks, stem);
   truth_sink_t t = {p->h, p->w, p->k, ignore, NULL};
   const cg_png_sink_t sink = {truth_begin, truth_row, &t};
   const cg_png_as_t as = p->k == 1 && ignore < 0 ? CG_PNG_AS_MASK : CG_PNG_AS_LABEL;
@@ -556,7 +627,7 @@ static void pimg_finish(pimg_t *p, const popts_t *o, char **files, const cg_ckpt
   const int k = p->k;
   uint8_t *cls = p->cls;
   char err[2400], stem[1024], path[2200];
-  if (o->masks[0]) {
+  if (o->masks[0] || o->list_masks) {
     uint8_t *truth = load_truth(o, files, p, t->ignore, err, sizeof err);
     if (!truth) cg_die(CG_EXIT_USAGE, "predict: --masks: %s", err);
     if (k == 1) cg_confusion_add_ignore(&t->bin, cls, truth, px, t->ignore);
@@ -782,7 +853,7 @@ static int rank_tiles(const popts_t *o, char **files, int nfiles, const cg_model
   for (int f = c->rank; f < nfiles && n < cap; f += c->size) {
     char path[2200], err[1024];
     int h, w;
-    snprintf(path, sizeof path, "%s/%s", o->input, files[f]);
+    snprintf(path, sizeof path, "%s", files[f]);
     if (cg_image_read_size(path, o->max_pixels, &h, &w, err, sizeof err)) return cap;
     const int64_t t = (int64_t)tile_origins(w, m->width, o->overlap, NULL) *
                       tile_origins(h, m->height, o->overlap, NULL);
@@ -831,8 +902,7 @@ int cg_predict_run(int argc, char **argv, cg_comm_t *c) {
   if (cg_comm_any(c, rc != 0)) {
     if (rc && c->rank == 0) fprintf(stderr, "cogpu-dist: error: %s\n", err);
     else if (rc) cg_log_info("%s", err);
-    for (int i = 0; i < nfiles; i++) free(files[i]);
-    free(files);
+    free_inputs(&o, files, nfiles);
     return CG_EXIT_USAGE;
   }
   if (c->rank == 0) remove_partials(o.output, files, nfiles);
@@ -886,14 +956,13 @@ int cg_predict_run(int argc, char **argv, cg_comm_t *c) {
       printf("predict: stopped by a signal before the last image: the %lld mask(s) written are "
              "complete, the others were not written (run again to finish)\n",
              (long long)t.images);
-    else if (o.masks[0])
+    else if (o.masks[0] || o.list_masks)
       print_metrics(&t);
     fflush(stdout);
   }
   bk.ops->destroy(be);
   cg_topo_destroy(topo);
-  for (int i = 0; i < nfiles; i++) free(files[i]);
-  free(files);
+  free_inputs(&o, files, nfiles);
   free(params);
   free(t.confk);
   if (stopped) return 128 + (predict_stop ? (int)predict_stop : SIGTERM);

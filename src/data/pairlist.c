@@ -1,0 +1,215 @@
+/* pairlist.c: reading a list of IMAGE [MASK] lines (pairlist.h). */
+#include "pairlist.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "atomic_file.h" /* cg_afile_kind: what a named path that is not a file is */
+#include "log.h"
+
+#define LIST_LINE_MAX 8192
+
+/* Reads one line of f into buf (without its end: "\n" or "\r\n"): its length, -1 at the end of
+ * the file, -2 for a line over LIST_LINE_MAX bytes, -3 for a NUL byte (not a text file). */
+static int read_line(FILE *f, char *buf) {
+  int n = 0, c;
+  while ((c = getc(f)) != EOF && c != '\n') {
+    if (c == 0) return -3;
+    if (n == LIST_LINE_MAX) return -2;
+    buf[n++] = (char)c;
+  }
+  if (c == EOF && n == 0) return -1;
+  if (n && buf[n - 1] == '\r') n--;
+  buf[n] = 0;
+  return n;
+}
+
+/* Splits line into at most 3 fields (more are counted as 3): at tabs when it has one (so that
+ * names may hold spaces; spaces around a field are dropped), else at runs of spaces. */
+static int split_fields(char *line, char *field[3]) {
+  const char *sep = strchr(line, '\t') ? "\t" : " ";
+  int n = 0;
+  for (char *save = NULL, *t = strtok_r(line, sep, &save); t; t = strtok_r(NULL, sep, &save)) {
+    while (*t == ' ') t++;
+    size_t k = strlen(t);
+    while (k && t[k - 1] == ' ') t[--k] = 0;
+    if (!*t) continue;
+    if (n == 3) break;
+    field[n++] = t;
+  }
+  return n;
+}
+
+/* path as the list gives it: absolute, or relative to the list's directory dir. */
+static char *resolve(const char *dir, const char *path) {
+  char *p;
+  if (path[0] == '/' || !dir[0]) p = strdup(path);
+  else if (asprintf(&p, "%s%s%s", dir, dir[strlen(dir) - 1] == '/' ? "" : "/", path) < 0) p = NULL;
+  if (!p) CG_FATAL("out of memory");
+  return p;
+}
+
+static char *name_of(const char *image) {
+  const char *b = strrchr(image, '/');
+  b = b ? b + 1 : image;
+  const char *dot = strrchr(b, '.');
+  char *n = strndup(b, dot && dot != b ? (size_t)(dot - b) : strlen(b));
+  if (!n) CG_FATAL("out of memory");
+  return n;
+}
+
+/* 0 when path is a regular file, else -1 with "LIST:LINE: PATH: why" in err. */
+static int file_ok(const char *list, long line, const char *path, char *err, size_t errlen) {
+  struct stat st;
+  if (stat(path, &st))
+    snprintf(err, errlen, "%s:%ld: %s: %s", list, line, path, strerror(errno));
+  else if (!S_ISREG(st.st_mode))
+    snprintf(err, errlen, "%s:%ld: %s is %s, not a regular file", list, line, path,
+             cg_afile_kind(st.st_mode));
+  else
+    return 0;
+  return -1;
+}
+
+typedef struct {
+  const char *name;
+  long line;
+} named_line_t;
+
+static int cmp_named_line(const void *a, const void *b) {
+  const named_line_t *x = a, *y = b;
+  int c = strcmp(x->name, y->name);
+  return c ? c : (x->line > y->line) - (x->line < y->line);
+}
+
+/* Two entries of one name: -1 naming both lines. */
+static int check_unique(const cg_pairlist_t *pl, const char *list, char *err, size_t errlen) {
+  named_line_t *v = cg_malloc(sizeof *v * (size_t)(pl->n ? pl->n : 1), "list names");
+  for (int64_t i = 0; i < pl->n; i++) v[i] = (named_line_t){pl->name[i], pl->line[i]};
+  qsort(v, (size_t)pl->n, sizeof *v, cmp_named_line);
+  int rc = 0;
+  for (int64_t i = 1; i < pl->n && !rc; i++)
+    if (!strcmp(v[i].name, v[i - 1].name)) {
+      snprintf(err, errlen, "%s:%ld: image name %s is line %ld's too: entries are named by their "
+               "image's file name without its extension, and names must be unique (they key "
+               "--val-fraction's split, a shard's records and predict's outputs)", list,
+               v[i].line, v[i].name, v[i - 1].line);
+      rc = -1;
+    }
+  free(v);
+  return rc;
+}
+
+/* Appends (image, mask) read from line to pl (taken over). */
+static void append(cg_pairlist_t *pl, size_t *cap, char *image, char *mask, long line) {
+  if ((size_t)pl->n == *cap) {
+    *cap = *cap ? 2 * *cap : 64;
+    char **ni = realloc(pl->image, *cap * sizeof *ni);
+    if (ni) pl->image = ni;
+    char **nm = realloc(pl->mask, *cap * sizeof *nm);
+    if (nm) pl->mask = nm;
+    char **nn = realloc(pl->name, *cap * sizeof *nn);
+    if (nn) pl->name = nn;
+    long *nl = realloc(pl->line, *cap * sizeof *nl);
+    if (nl) pl->line = nl;
+    if (!ni || !nm || !nn || !nl) CG_FATAL("out of memory reading a list");
+  }
+  pl->image[pl->n] = image;
+  pl->mask[pl->n] = mask;
+  pl->name[pl->n] = name_of(image);
+  pl->line[pl->n] = line;
+  pl->n++;
+}
+
+/* One line's fields as an entry of pl: 0, or -1 with err. first_line: the line that set
+ * whether the list has masks (0: none yet). */
+static int take_line(cg_pairlist_t *pl, size_t *cap, char **field, int nf, const char *dir,
+                     const char *list, long line, cg_pairlist_masks_t masks, long *first_line,
+                     char *err, size_t errlen) {
+  const int optional = masks == CG_PAIRLIST_MASKS_OPTIONAL;
+  const char *form = optional ? "IMAGE or IMAGE MASK" : "2: IMAGE MASK";
+  if (nf > 2 || (nf == 1 && !optional)) {
+    snprintf(err, errlen, "%s:%ld: %s, need %s (separated by spaces, or by a tab when a name "
+             "holds spaces)", list, line, nf > 2 ? "3 or more fields" : "1 field", form);
+    return -1;
+  }
+  if (*first_line && (nf == 2) != pl->has_masks) {
+    snprintf(err, errlen, "%s:%ld: %s, and line %ld has %s: give every image its mask, or none",
+             list, line, nf == 2 ? "an image and a mask" : "an image without a mask",
+             *first_line, pl->has_masks ? "a mask" : "none");
+    return -1;
+  }
+  if (!*first_line) {
+    *first_line = line;
+    pl->has_masks = nf == 2;
+  }
+  char *image = resolve(dir, field[0]), *mask = nf == 2 ? resolve(dir, field[1]) : NULL;
+  if (file_ok(list, line, image, err, errlen) ||
+      (mask && file_ok(list, line, mask, err, errlen))) {
+    free(image);
+    free(mask);
+    return -1;
+  }
+  append(pl, cap, image, mask, line);
+  return 0;
+}
+
+int cg_pairlist_read(const char *list, cg_pairlist_masks_t masks, cg_pairlist_t *pl, char *err,
+                     size_t errlen) {
+  memset(pl, 0, sizeof *pl);
+  FILE *f = fopen(list, "r");
+  if (!f) {
+    snprintf(err, errlen, "%s: %s", list, strerror(errno));
+    return -1;
+  }
+  char dir[4096];
+  const char *slash = strrchr(list, '/');
+  snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - list) + (slash == list) : 0, list);
+  char *buf = cg_malloc(LIST_LINE_MAX + 1, "list line");
+  size_t cap = 0;
+  long line = 0, first_line = 0;
+  int n, rc = 0;
+  while (!rc && (n = read_line(f, buf)) >= 0) {
+    line++;
+    const char *t = buf + strspn(buf, " \t");
+    if (!*t || *t == '#') continue;
+    char *field[3];
+    const int nf = split_fields(buf, field);
+    rc = take_line(pl, &cap, field, nf, dir, list, line, masks, &first_line, err, errlen);
+  }
+  if (!rc && (n == -2 || n == -3)) {
+    snprintf(err, errlen, "%s:%ld: %s", list, line + 1, n == -2 ? "line longer than 8192 bytes" :
+             "a NUL byte: not a text list of IMAGE MASK lines");
+    rc = -1;
+  }
+  if (!rc && ferror(f)) {
+    snprintf(err, errlen, "%s: read error", list);
+    rc = -1;
+  }
+  if (!rc && pl->n == 0) {
+    snprintf(err, errlen, "%s: no %s lines", list,
+             masks == CG_PAIRLIST_MASKS ? "IMAGE MASK" : "IMAGE or IMAGE MASK");
+    rc = -1;
+  }
+  if (!rc) rc = check_unique(pl, list, err, errlen);
+  fclose(f);
+  free(buf);
+  if (rc) cg_pairlist_free(pl);
+  return rc;
+}
+
+void cg_pairlist_free(cg_pairlist_t *pl) {
+  for (int64_t i = 0; i < pl->n; i++) {
+    free(pl->image[i]);
+    free(pl->mask[i]);
+    free(pl->name[i]);
+  }
+  free(pl->image);
+  free(pl->mask);
+  free(pl->name);
+  free(pl->line);
+  memset(pl, 0, sizeof *pl);
+}
