@@ -88,6 +88,9 @@ expect2 "is the --data being read" $BIN train $SMALL $K --data "$T/voc/lists/all
   --metrics-out "$T/voc/lists/all.txt"
 expect2 "is the --val-data being read" $BIN train $SMALL $K --data "$T/voc/lists/train.txt" \
   --val-data "$T/voc/lists/val.txt" --history-csv "$T/voc/lists/val.txt"
+mkdir "$T/voc/ckl" && cp "$T/voc/lists/all.txt" "$T/voc/ckl/history.jsonl" # the default history
+expect2 "--history-out (default: DIR/history.jsonl): '$T/voc/ckl/history.jsonl' is the --data" \
+  $BIN train $SMALL $K --data "$T/voc/ckl/history.jsonl" --checkpoint-dir "$T/voc/ckl"
 expect2 "is the --list being read" $BIN pack --list "$T/voc/lists/all.txt" \
   --out "$T/voc/lists/all.txt"
 expect2 "--list FILE replaces --images and --masks" $BIN pack --list "$T/voc/lists/all.txt" \

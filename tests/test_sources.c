@@ -767,6 +767,36 @@ static void test_pair_list(void) {
   l = cg_source_open_opts(path_of(lst, sizeof lst, "lst/nul.txt"), &o, err, sizeof err);
   CG_TEST_CHECK(!l && contains(err, "nul.txt:2: a NUL byte"), "%s", err);
   cg_source_destroy(l);
+  /* every missing file is counted, not only the first */
+  expect_list_fail("lst/missing3.txt", "../ds/images/a00.png ../ds/masks/zz.png\n"
+                   "../ds/images/b01.png ../ds/masks/b01.png\n../ds/images/yy.png ../ds/masks/a00.png\n"
+                   "../ds/images/xx.png ../ds/masks/xx.png\n",
+                   "zz.png: No such file or directory (and 2 more line(s) naming missing or "
+                   "unusable files: 3 4)");
+  /* what is no list is named: UTF-16 (Windows' redirection), an image, a directory for pack */
+  write_text("lst/u16.txt", "\xff\xfe.\0.\0/\0", 8);
+  l = cg_source_open_opts(path_of(lst, sizeof lst, "lst/u16.txt"), &o, err, sizeof err);
+  CG_TEST_CHECK(!l && contains(err, "UTF-16 text (save the list as UTF-8)"), "%s", err);
+  char png[600];
+  snprintf(png, sizeof png, "%s/images/a00.png", d);
+  o.skip_bad = 0;
+  l = cg_source_open_opts(png, &o, err, sizeof err);
+  CG_TEST_CHECK(!l && contains(err, "a PNG image: --data takes synthetic, a directory"), "%s", err);
+  l = cg_source_png_list(d, &o, err, sizeof err);
+  CG_TEST_CHECK(!l && contains(err, "is a directory, not a list file"), "%s", err);
+  /* a UTF-8 byte-order mark, a tab ending a space-separated line, a name starting CGDS */
+  mkdir_rel("lst/CGDS2019");
+  snprintf(a, sizeof a, "%s/images/a00.png", d);
+  copy_file(a, path_of(b, sizeof b, "lst/CGDS2019/a.png"));
+  const char *bom = "\xef\xbb\xbf" "CGDS2019/a.png ../ds/masks/a00.png\t\n"
+                    "\t../ds/images/b01.png ../ds/masks/b01.png \n";
+  write_text("lst/bom.txt", bom, strlen(bom));
+  path_of(lst, sizeof lst, "lst/bom.txt");
+  l = cg_source_open_opts(lst, &o, err, sizeof err);
+  CG_TEST_CHECK(l && l->count == 2 && !strcmp(cg_source_name(l, 0), "a") &&
+                    cg_source_spec_kind(lst) == CG_SPEC_LIST, "BOM, tabs, CGDS name: %s", err);
+  if (l) printf("PASS list: a byte-order mark, stray tabs and a name starting CGDS read\n");
+  cg_source_destroy(l);
   /* a text file named .cgds is a broken shard, not a list */
   expect_list_fail("lst/text.cgds", "../ds/images/a00.png ../ds/masks/a00.png\n", "bad magic");
 }

@@ -27,6 +27,27 @@ static int read_line(FILE *f, char *buf) {
   return n;
 }
 
+const char *cg_pairlist_not_text(const unsigned char *b, size_t n) {
+  if (n >= 2 && ((b[0] == 0xff && b[1] == 0xfe) || (b[0] == 0xfe && b[1] == 0xff)))
+    return "UTF-16 text (save the list as UTF-8)";
+  const int nul = memchr(b, 0, n) != NULL;
+  if (n >= 4 && !memcmp(b, "CGDS", 4) && (nul || n < 8)) return "a .cgds shard";
+  if (n >= 8 && !memcmp(b, "CGCKPT\r\n", 8)) return "a cogpu-dist checkpoint";
+  if (n >= 4 && !memcmp(b, "\x89PNG", 4)) return "a PNG image";
+  if (n >= 3 && !memcmp(b, "\xff\xd8\xff", 3)) return "a JPEG image";
+  if (n >= 2 && b[0] == 0x1f && b[1] == 0x8b) return "gzip-compressed data (decompress it first)";
+  if (nul) return "binary data (it holds NUL bytes)";
+  return NULL;
+}
+
+/* Drops the spaces and tabs that start and end line. */
+static char *trim(char *line) {
+  line += strspn(line, " \t");
+  size_t k = strlen(line);
+  while (k && (line[k - 1] == ' ' || line[k - 1] == '\t')) line[--k] = 0;
+  return line;
+}
+
 /* Splits line into at most 3 fields (more are counted as 3): at tabs when it has one (so that
  * names may hold spaces; spaces around a field are dropped), else at runs of spaces. */
 static int split_fields(char *line, char *field[3]) {
@@ -95,8 +116,9 @@ static int check_unique(const cg_pairlist_t *pl, const char *list, char *err, si
     if (!strcmp(v[i].name, v[i - 1].name)) {
       snprintf(err, errlen, "%s:%ld: image name %s is line %ld's too: entries are named by their "
                "image's file name without its extension, and names must be unique (they key "
-               "--val-fraction's split, a shard's records and predict's outputs)", list,
-               v[i].line, v[i].name, v[i - 1].line);
+               "--val-fraction's split, a shard's records and predict's outputs): rename one, "
+               "or name it through a symbolic link of another name", list, v[i].line,
+               v[i].name, v[i - 1].line);
       rc = -1;
     }
   free(v);
@@ -151,18 +173,43 @@ static int take_line(cg_pairlist_t *pl, size_t *cap, char **field, int nf, const
       (mask && file_ok(list, line, mask, err, errlen))) {
     free(image);
     free(mask);
-    return -1;
+    return -2;
   }
   append(pl, cap, image, mask, line);
+  return 0;
+}
+
+/* The list's first bytes: -1 with err when it is no text list (UTF-16, a shard, an image...);
+ * else 0, f past a UTF-8 byte-order mark. */
+static int check_start(FILE *f, const char *list, char *err, size_t errlen) {
+  unsigned char b[4096];
+  const size_t n = fread(b, 1, sizeof b, f);
+  const char *what = cg_pairlist_not_text(b, n);
+  if (what) {
+    snprintf(err, errlen, "%s: %s, not a text list of IMAGE [MASK] lines", list, what);
+    return -1;
+  }
+  rewind(f);
+  if (n >= 3 && !memcmp(b, "\xef\xbb\xbf", 3)) (void)!fread(b, 1, 3, f);
   return 0;
 }
 
 int cg_pairlist_read(const char *list, cg_pairlist_masks_t masks, cg_pairlist_t *pl, char *err,
                      size_t errlen) {
   memset(pl, 0, sizeof *pl);
+  struct stat st;
+  if (stat(list, &st) == 0 && !S_ISREG(st.st_mode)) { /* a pipe: each rank would read its own */
+    snprintf(err, errlen, "%s is %s, not a list file (a regular file)", list,
+             cg_afile_kind(st.st_mode));
+    return -1;
+  }
   FILE *f = fopen(list, "r");
   if (!f) {
     snprintf(err, errlen, "%s: %s", list, strerror(errno));
+    return -1;
+  }
+  if (check_start(f, list, err, errlen)) {
+    fclose(f);
     return -1;
   }
   char dir[4096];
@@ -170,15 +217,32 @@ int cg_pairlist_read(const char *list, cg_pairlist_masks_t masks, cg_pairlist_t 
   snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - list) + (slash == list) : 0, list);
   char *buf = cg_malloc(LIST_LINE_MAX + 1, "list line");
   size_t cap = 0;
-  long line = 0, first_line = 0;
-  int n, rc = 0;
+  long line = 0, first_line = 0, missing_at[6];
+  int n, rc = 0, missing = 0;
+  char first_missing[1024] = "";
   while (!rc && (n = read_line(f, buf)) >= 0) {
     line++;
-    const char *t = buf + strspn(buf, " \t");
+    char *t = trim(buf);
     if (!*t || *t == '#') continue;
     char *field[3];
-    const int nf = split_fields(buf, field);
+    const int nf = split_fields(t, field);
     rc = take_line(pl, &cap, field, nf, dir, list, line, masks, &first_line, err, errlen);
+    if (rc == -2) { /* a missing file: the others are listed too, not found one run at a time */
+      if (!missing++) snprintf(first_missing, sizeof first_missing, "%s", err);
+      if (missing <= 6) missing_at[missing - 1] = line;
+      rc = 0;
+    }
+  }
+  if (!rc && missing) {
+    int k = snprintf(err, errlen, "%s", first_missing);
+    if (missing > 1 && k >= 0 && (size_t)k < errlen)
+      k += snprintf(err + k, errlen - (size_t)k, " (and %d more line(s) naming missing or unusable "
+                    "files:", missing - 1);
+    for (int i = 1; i < missing && i < 6 && k >= 0 && (size_t)k < errlen; i++)
+      k += snprintf(err + k, errlen - (size_t)k, " %ld", missing_at[i]);
+    if (missing > 1 && k >= 0 && (size_t)k < errlen)
+      snprintf(err + k, errlen - (size_t)k, "%s)", missing > 6 ? " ..." : "");
+    rc = -1;
   }
   if (!rc && (n == -2 || n == -3)) {
     snprintf(err, errlen, "%s:%ld: %s", list, line + 1, n == -2 ? "line longer than 8192 bytes" :

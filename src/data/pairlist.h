@@ -3,12 +3,18 @@
  * LIST` read it.
  *
  * Two paths separated by spaces, or by a tab when a name holds spaces (spaces around a field
- * are then dropped); a relative path is under the list's directory; blank lines, lines whose
- * first non-blank character is '#', and "\r\n" line ends are read. Each entry is named by its
- * image's file name without the extension (the last ".x" that does not start the name), as a
- * directory's pairs are, and names must be unique: they key --val-fraction's split, a shard's
- * records and predict's output files. Every named file must exist and be a regular file (or a
- * link to one). Lines are at most 8192 bytes; a NUL byte makes the file no list. */
+ * are then dropped; spaces and tabs around a line are dropped first); a relative path is under
+ * the directory of the list's path as given (a symbolic link's, not its target's). Blank
+ * lines, lines whose first non-blank character is '#' (a file named "#x.png" is written
+ * ./#x.png), a UTF-8 byte-order mark and "\r\n" line ends are read. A list is a regular file
+ * in UTF-8 (or ASCII): UTF-16 text, a shard or an image is named as such; lines are at most
+ * 8192 bytes, and a NUL byte makes the file no list.
+ *
+ * Each entry is named by its image's file name without the extension (the last ".x" that does
+ * not start the name), as a directory's pairs are, and names must be unique: they key
+ * --val-fraction's split, a shard's records and predict's output files. Every named file must
+ * exist and be a regular file (or a link to one): all lines that name others are counted and
+ * the first 6 listed, so that a list is not fixed one run at a time. */
 #ifndef CG_PAIRLIST_H
 #define CG_PAIRLIST_H
 
@@ -31,5 +37,9 @@ typedef enum {
 int cg_pairlist_read(const char *list, cg_pairlist_masks_t masks, cg_pairlist_t *pl, char *err,
                      size_t errlen);
 void cg_pairlist_free(cg_pairlist_t *pl); /* NULL entries are skipped */
+
+/* What the first n bytes of a file b show it to be when it is no text list ("UTF-16 text
+ * (save the list as UTF-8)", "a .cgds shard", "a PNG image", "binary data ..."), or NULL. */
+const char *cg_pairlist_not_text(const unsigned char *b, size_t n);
 
 #endif

@@ -14,6 +14,7 @@
 
 #include "cgds.h"
 #include "log.h"
+#include "pairlist.h" /* cg_pairlist_not_text: what a file given as --data is */
 #include "png_io.h"
 #include "rng.h"
 #include "source.h"
@@ -33,6 +34,15 @@ static int check_labels(const cg_source_t *s, const char *spec, const cg_source_
            "--num-classes %d --ignore-index %d: train with the shard's (or pack it again)", spec,
            pk, pi, k, ig);
   return -1;
+}
+
+/* The first 4 KiB of the regular file path (*n bytes into b), or -1. */
+static int head_of(const char *path, unsigned char *b, size_t len, size_t *n) {
+  FILE *f = fopen(path, "rb");
+  if (!f) return -1;
+  *n = fread(b, 1, len, f);
+  fclose(f);
+  return 0;
 }
 
 cg_source_t *cg_source_open_opts(const char *spec, const cg_source_opts_t *o, char *err,
@@ -62,7 +72,15 @@ cg_source_t *cg_source_open_opts(const char *spec, const cg_source_opts_t *o, ch
     snprintf(err, errlen, "%s: neither a directory, a .cgds file nor a list of pairs", spec);
     return NULL;
   }
-  if (cg_source_spec_kind(spec) == CG_SPEC_LIST) return cg_source_png_list(spec, o, err, errlen);
+  const cg_spec_t kind = cg_source_spec_kind(spec);
+  if (kind == CG_SPEC_LIST) return cg_source_png_list(spec, o, err, errlen);
+  unsigned char b[4096];
+  size_t n;
+  if (kind == CG_SPEC_OTHER && head_of(spec, b, sizeof b, &n) == 0) { /* what it is instead */
+    snprintf(err, errlen, "%s: %s: --data takes synthetic, a directory, a .cgds shard or a text "
+             "list of IMAGE MASK lines", spec, cg_pairlist_not_text(b, n));
+    return NULL;
+  }
   cg_source_t *s = cg_source_cgds(spec, err, errlen);
   if (s && check_labels(s, spec, o, err, errlen)) {
     cg_source_destroy(s);
@@ -88,16 +106,12 @@ cg_spec_t cg_source_spec_kind(const char *spec) {
   if (!S_ISREG(st.st_mode)) return CG_SPEC_OTHER;
   const size_t len = strlen(spec);
   if (len > 5 && !strcasecmp(spec + len - 5, ".cgds")) return CG_SPEC_SHARD; /* even when broken */
-  FILE *f = fopen(spec, "rb");
-  if (!f) return CG_SPEC_OTHER;
   unsigned char b[4096];
-  const size_t n = fread(b, 1, sizeof b, f);
-  fclose(f);
-  if (n >= 4 && !memcmp(b, CG_CGDS_MAGIC, 4)) return CG_SPEC_SHARD;
-  if (memchr(b, 0, n)) return CG_SPEC_OTHER;
-  if ((n >= 4 && !memcmp(b, "\x89PNG", 4)) || (n >= 3 && !memcmp(b, "\xff\xd8\xff", 3)))
-    return CG_SPEC_OTHER;
-  return CG_SPEC_LIST;
+  size_t n;
+  if (head_of(spec, b, sizeof b, &n)) return CG_SPEC_OTHER;
+  const char *what = cg_pairlist_not_text(b, n);
+  if (!what) return CG_SPEC_LIST;
+  return !strcmp(what, "a .cgds shard") ? CG_SPEC_SHARD : CG_SPEC_OTHER;
 }
 
 cg_source_t *cg_source_open(const char *spec, int size, uint64_t seed, int64_t synthetic_count,

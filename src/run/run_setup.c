@@ -134,10 +134,23 @@ static int check_same_settings(cg_run_t *r, char *err, size_t errlen) {
 
 /* ---- outputs --------------------------------------------------------------------------------- */
 
-/* 0 if flag's path (none: "") can be written as `how` says (cg_afile_check). */
-static int check_output_path(const char *flag, const char *path, cg_afile_how_t how, char *err,
-                             size_t errlen) {
-  return path[0] ? cg_afile_check(flag, path, how, err, errlen) : 0;
+/* -1 when flag's path is a file the run reads as data (--data or --val-data: a list of pairs
+ * is text, which cg_afile_check lets through). */
+static int check_not_input(const cg_config_t *cfg, const char *flag, const char *path, char *err,
+                           size_t errlen) {
+  const char *in = cg_path_same_file(path, cfg->data)       ? "--data"
+                   : cg_path_same_file(path, cfg->val_data) ? "--val-data"
+                                                            : NULL;
+  if (in) snprintf(err, errlen, "%s: '%s' is the %s being read", flag, path, in);
+  return in ? -1 : 0;
+}
+
+/* 0 if flag's path (none: "") can be written as `how` says (cg_afile_check) and is no input. */
+static int check_output_path(const cg_config_t *cfg, const char *flag, const char *path,
+                             cg_afile_how_t how, char *err, size_t errlen) {
+  if (!path[0]) return 0;
+  if (cg_afile_check(flag, path, how, err, errlen)) return -1;
+  return check_not_input(cfg, flag, path, err, errlen);
 }
 
 /* A run that does not resume must not start in a directory holding another run's checkpoints:
@@ -177,15 +190,10 @@ static int check_outputs(cg_run_t *r, char *err, size_t errlen) {
                 {"--prom-out", cfg->prom_out, CG_AFILE_REPLACE},
                 {"--history-out", cfg->history_out, CG_AFILE_REPLACE}, /* rewritten on resume */
                 {"--history-csv", cfg->history_csv, CG_AFILE_REPLACE}};
-    for (size_t i = 0; i < sizeof outs / sizeof outs[0] && !rc; i++) {
-      rc = check_output_path(outs[i].flag, outs[i].path, outs[i].how, err, errlen);
-      const char *in = cg_path_same_file(outs[i].path, cfg->data) ? "--data"
-                       : cg_path_same_file(outs[i].path, cfg->val_data) ? "--val-data" : NULL;
-      if (!rc && in) { /* a list of pairs is text, which cg_afile_check lets through */
-        snprintf(err, errlen, "%s: '%s' is the %s being read", outs[i].flag, outs[i].path, in);
-        rc = -1;
-      }
-    }
+    for (size_t i = 0; i < sizeof outs / sizeof outs[0] && !rc; i++)
+      rc = check_output_path(cfg, outs[i].flag, outs[i].path, outs[i].how, err, errlen);
+    if (!rc) /* read, and rewritten by the CUDA backend */
+      rc = check_not_input(cfg, "--algo-cache", cfg->algo_cache, err, errlen);
     if (!rc && cfg->checkpoint_dir[0])
       rc = cg_ckpt_prepare_dir(cfg->checkpoint_dir, "--checkpoint-dir", err, errlen);
     if (!rc && cfg->checkpoint_dir[0]) {
@@ -198,7 +206,7 @@ static int check_outputs(cg_run_t *r, char *err, size_t errlen) {
     if (!rc && cfg->checkpoint_dir[0] && !cfg->history_out[0]) { /* the default history */
       char hist[CG_PATH_MAX + 32];
       snprintf(hist, sizeof hist, "%s/history.jsonl", cfg->checkpoint_dir);
-      rc = check_output_path("--history-out (default: DIR/history.jsonl)", hist,
+      rc = check_output_path(cfg, "--history-out (default: DIR/history.jsonl)", hist,
                              CG_AFILE_REPLACE, err, errlen);
     }
   }
@@ -211,7 +219,7 @@ static int check_outputs(cg_run_t *r, char *err, size_t errlen) {
   /* every rank writes its own timeline, maybe on its own node: each checks its file */
   char probe[CG_PATH_MAX + 32];
   snprintf(probe, sizeof probe, "%s.rank%d.json", cfg->trace_out, r->c->rank);
-  const int bad = check_output_path("--trace-out", probe, CG_AFILE_REPLACE, err, errlen) != 0;
+  const int bad = check_output_path(cfg, "--trace-out", probe, CG_AFILE_REPLACE, err, errlen) != 0;
   return cg_comm_report_errors(r->c, bad ? err : NULL) ? CG_EXIT_USAGE : 0;
 }
 
