@@ -45,7 +45,13 @@ $MPIRUN -np 1 $BIN train $SMALL $K --data "$T/voc/lists/train.txt" \
   --val-data "$T/voc/lists/val.txt" > "$T/val.log" 2>&1 || { cat "$T/val.log"; fail "--val-data"; }
 grep -q "16 training, 8 validation\|(8 images, 4 classes)" "$T/val.log" || \
   { cat "$T/val.log"; fail "--val-data LIST did not validate on its 8 pairs"; }
-echo "ok: --val-data LIST"
+grep -q "have the name of a training sample" "$T/val.log" && fail "disjoint lists: a warning"
+sed -n 13,20p "$T/voc/lists/all.txt" > "$T/voc/lists/val2.txt" # 4 of them in train.txt
+$MPIRUN -np 1 $BIN train $SMALL $K --data "$T/voc/lists/train.txt" \
+  --val-data "$T/voc/lists/val2.txt" > "$T/val2.log" 2>&1 || { cat "$T/val2.log"; fail "val2"; }
+grep -q "4 of the 8 --val-data samples have the name of a training sample" "$T/val2.log" || \
+  { cat "$T/val2.log"; fail "no warning of validation samples that are training samples"; }
+echo "ok: --val-data LIST; one sharing names with --data is warned of"
 
 $BIN pack --list "$T/voc/lists/all.txt" --num-classes 4 --image-size 32 --out "$T/all.cgds" \
   > /dev/null

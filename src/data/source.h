@@ -159,6 +159,11 @@ cg_source_t *cg_source_without(cg_source_t *base, const int64_t *drop, int64_t n
 int cg_source_split(cg_source_t *base, double val_fraction, cg_source_t **train, cg_source_t **val,
                     char *err, size_t errlen);
 
+/* How many samples of b have the name of a sample of a (*example: the first of them, owned by
+ * b; NULL when none); 0 when either has no names. For a --val-data that shares files with
+ * --data. */
+int64_t cg_source_shared_names(const cg_source_t *a, const cg_source_t *b, const char **example);
+
 /* ---- --check-data ------------------------------------------------------------------------ */
 
 /* Loads samples first, first + step, ... of src once each (one rank's share when step is the

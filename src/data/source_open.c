@@ -254,3 +254,26 @@ int cg_source_split(cg_source_t *base, double val_fraction, cg_source_t **train,
   free(ti);
   return 0;
 }
+
+/* ---- names shared by two sources -------------------------------------------------------- */
+
+static int cmp_name_ptr(const void *a, const void *b) {
+  return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+int64_t cg_source_shared_names(const cg_source_t *a, const cg_source_t *b, const char **example) {
+  *example = NULL;
+  if (!a->names || !b->names || a->count < 1) return 0;
+  const char **v = cg_malloc(sizeof(char *) * (size_t)a->count, "names");
+  for (int64_t i = 0; i < a->count; i++) v[i] = cg_source_name(a, i);
+  qsort(v, (size_t)a->count, sizeof *v, cmp_name_ptr);
+  int64_t shared = 0;
+  for (int64_t i = 0; i < b->count; i++) {
+    const char *name = cg_source_name(b, i);
+    if (bsearch(&name, v, (size_t)a->count, sizeof *v, cmp_name_ptr)) {
+      if (!shared++) *example = name;
+    }
+  }
+  free(v);
+  return shared;
+}

@@ -282,9 +282,15 @@ static int open_files(cg_run_t *r, char *err, size_t errlen) {
   if (!rc && cfg->val_data[0]) {
     r->train_src = r->base_src;
     r->val_src = r->val_base;
+    const char *one;
+    int64_t shared;
     if (!strcmp(cfg->val_data, cfg->data) && r->c->rank == 0) /* both absolute (cli.c) */
       cg_log_warn("--val-data is --data (%s): the run validates on its training samples, which "
                   "says nothing of unseen ones (--val-fraction F holds some out)", cfg->data);
+    else if (r->c->rank == 0 && (shared = cg_source_shared_names(r->train_src, r->val_src, &one)))
+      cg_log_warn("%lld of the %lld --val-data samples have the name of a training sample (%s "
+                  "the first): if they are the same images, validation is not on unseen data",
+                  (long long)shared, (long long)r->val_src->count, one);
   } else if (!rc && cfg->val_fraction > 0) {
     rc = cg_source_split(r->base_src, cfg->val_fraction, &r->train_src, &r->val_src, err, errlen);
   } else if (!rc) {
