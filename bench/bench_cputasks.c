@@ -176,7 +176,7 @@ static void run_formats(const opts_t *o, const cg_topo_t *topo, int ncores) {
   for (int e = 0; e < 3; e++) {
     char out[600];
     snprintf(out, sizeof out, "%s/%s.cgds", t, enc_name[e]);
-    const cg_cgds_pack_opts_t po = {o->size, o->max_pixels, (cg_cgds_enc_t)e, 90, 0, 1, -1};
+    const cg_cgds_pack_opts_t po = {o->size, o->max_pixels, (cg_cgds_enc_t)e, 90, 0, 1, -1, NULL};
     if (cg_cgds_pack_opts(im, mk, out, &po, NULL, NULL, err, sizeof err))
       fprintf(stderr, "cogpu-bench cpu-tasks: --formats: %s\n", err);
   }

@@ -756,7 +756,8 @@ int cg_cgds_pack_opts(const char *images_dir, const char *masks_dir, const char 
   int rc = check_pack_opts(o, out_path, &version, err, errlen);
   if (rc) return rc;
   const cg_source_opts_t so = {.size = o->size, .max_pixels = o->max_pixels,
-                               .nclass = o->nclass, .ignore = o->ignore};
+                               .nclass = o->nclass, .ignore = o->ignore,
+                               .label_map = o->label_map};
   cg_source_t *src = masks_dir ? cg_source_png_dirs(images_dir, masks_dir, &so, err, errlen)
                                : cg_source_png_list(images_dir, &so, err, errlen);
   if (!src) return CG_CGDS_EINPUT;
@@ -819,6 +820,6 @@ done:
 int cg_cgds_pack(const char *images_dir, const char *masks_dir, const char *out_path, int size,
                  int64_t max_pixels, volatile sig_atomic_t *cancel, cg_cgds_stats_t *stats,
                  char *err, size_t errlen) {
-  const cg_cgds_pack_opts_t o = {size, max_pixels, CG_CGDS_RAW, 0, 0, 1, -1};
+  const cg_cgds_pack_opts_t o = {size, max_pixels, CG_CGDS_RAW, 0, 0, 1, -1, NULL};
   return cg_cgds_pack_opts(images_dir, masks_dir, out_path, &o, cancel, stats, err, errlen);
 }

@@ -118,6 +118,8 @@ typedef struct {
                          1 is raw only) */
   int nclass, ignore; /* masks (cg_source_opts_t): 0 or 1 binary; K >= 2 class ids; the
                          ignore label (>= nclass; else none), stored as it is */
+  const cg_labelmap_t *label_map; /* --label-map: the masks' values mapped before they are
+                                     stored (NULL: as they are) */
 } cg_cgds_pack_opts_t;
 
 /* cg_cgds_pack with the options above; masks_dir NULL: images_dir names a list of pairs

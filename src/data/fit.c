@@ -125,24 +125,35 @@ typedef struct {
   int nclass, ignore;     /* label masks (CG_PNG_AS_LABEL): classes (1: binary) and the ignore
                              label (-1 none); see label_row */
   uint8_t *lrow;          /* label masks: the row at hand, checked and mapped */
+  const cg_labelmap_t *map; /* --label-map applied first (NULL: none) */
 } fit_t;
 
 /* A label mask's row: with K >= 2 every value must be a class id (< K) or the ignore label;
  * binary (K = 1) keeps the ignore label and maps any other value > 0 to 1. */
 static int label_row(const fit_t *f, const uint8_t *px, int w, char *why, size_t whylen) {
   for (int x = 0; x < w; x++) {
-    const int v = px[x];
+    int v = px[x];
+    char was[128] = "";
+    if (f->map) {
+      if (f->map->to[v] < 0) {
+        snprintf(why, whylen, "mask value %d is not in --label-map %s", v, f->map->spec);
+        return -1;
+      }
+      if (f->map->to[v] != v)
+        snprintf(was, sizeof was, " (stored %d, mapped by --label-map %s)", v, f->map->spec);
+      v = f->map->to[v];
+    }
     if (v == f->ignore) {
       f->lrow[x] = (uint8_t)v;
     } else if (f->nclass == 1) {
       f->lrow[x] = v != 0;
     } else if (v >= f->nclass) {
       if (f->ignore >= 0)
-        snprintf(why, whylen, "mask value %d is not a class id of --num-classes %d (0..%d) nor "
-                 "the ignore label %d", v, f->nclass, f->nclass - 1, f->ignore);
+        snprintf(why, whylen, "mask value %d%s is not a class id of --num-classes %d (0..%d) "
+                 "nor the ignore label %d", v, was, f->nclass, f->nclass - 1, f->ignore);
       else
-        snprintf(why, whylen, "mask value %d is not a class id of --num-classes %d (0..%d)", v,
-                 f->nclass, f->nclass - 1);
+        snprintf(why, whylen, "mask value %d%s is not a class id of --num-classes %d (0..%d)", v,
+                 was, f->nclass, f->nclass - 1);
       return -1;
     } else {
       f->lrow[x] = (uint8_t)v;
@@ -269,6 +280,14 @@ int cg_fit_png(const char *image, const char *mask, int64_t max_pixels, int size
 int cg_fit_png_k(const char *image, const char *mask, int64_t max_pixels, int size, int expect_h,
                  int expect_w, int nclass, int ignore, uint8_t *out_rgb, uint8_t *out_mask, int *h,
                  int *w, char *err, size_t errlen) {
+  return cg_fit_png_map(image, mask, max_pixels, size, expect_h, expect_w, nclass, ignore, NULL,
+                        out_rgb, out_mask, h, w, err, errlen);
+}
+
+int cg_fit_png_map(const char *image, const char *mask, int64_t max_pixels, int size,
+                   int expect_h, int expect_w, int nclass, int ignore, const cg_labelmap_t *map,
+                   uint8_t *out_rgb, uint8_t *out_mask, int *h, int *w, char *err,
+                   size_t errlen) {
   fit_t fi = {.size = size, .eh = expect_h, .ew = expect_w, .out = out_rgb};
   if (fit_file(image, max_pixels, CG_PNG_AS_RGB, &fi, err, errlen)) return -1;
   if (h) *h = fi.fh;
@@ -281,9 +300,10 @@ int cg_fit_png_k(const char *image, const char *mask, int64_t max_pixels, int si
               .out = out_mask};
   if (nclass < 1) nclass = 1;
   if (ignore < nclass) ignore = -1; /* a class id is never the ignore label */
-  if (nclass == 1 && ignore < 0) /* binary: any value > 0 (any colour) is foreground */
+  if (nclass == 1 && ignore < 0 && !map) /* binary: any value > 0 (any colour) is foreground */
     return fit_file(mask, max_pixels, CG_PNG_AS_MASK, &fm, err, errlen);
   fm.nclass = nclass;
   fm.ignore = ignore;
+  fm.map = map;
   return fit_file(mask, max_pixels, CG_PNG_AS_LABEL, &fm, err, errlen);
 }

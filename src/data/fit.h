@@ -11,6 +11,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "labelmap.h"
+
 /* Resamples the window [x0, x0+ww) x [y0, y0+wh) of src (sh x sw, in pixels; pixel (x, y)
  * covers [x, x+1)) onto the whole of dst (h x w): bilinear with pixel centres aligned for RGB,
  * nearest for masks; reads outside src clamp to its border. A window equal to src at the same
@@ -45,5 +47,12 @@ int cg_fit_png(const char *image, const char *mask, int64_t max_pixels, int size
 int cg_fit_png_k(const char *image, const char *mask, int64_t max_pixels, int size, int expect_h,
                  int expect_w, int nclass, int ignore, uint8_t *out_rgb, uint8_t *out_mask, int *h,
                  int *w, char *err, size_t errlen);
+/* The same with --label-map (labelmap.h; NULL: none) applied to the stored values first: a value
+ * the map leaves out fails naming it, and the mapped ids are checked as above (masks are then
+ * read as labels even when binary). */
+int cg_fit_png_map(const char *image, const char *mask, int64_t max_pixels, int size,
+                   int expect_h, int expect_w, int nclass, int ignore, const cg_labelmap_t *map,
+                   uint8_t *out_rgb, uint8_t *out_mask, int *h, int *w, char *err,
+                   size_t errlen);
 
 #endif

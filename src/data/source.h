@@ -12,6 +12,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "labelmap.h" /* cg_labelmap_t: --label-map */
+
 typedef struct cg_source cg_source_t;
 
 typedef struct {
@@ -86,6 +88,8 @@ typedef struct {
                             ids (gray values or palette indices), a value >= K that is not
                             the ignore label makes the sample bad */
   int ignore;            /* masks: the ignore label, kept as it is; -1 (or < nclass) = none */
+  const cg_labelmap_t *label_map; /* --label-map for image files' masks (copied; NULL: none);
+                                     a shard is refused with one: pack applied it */
   int shard_labels;      /* a shard that records its labels (.cgds version 3) is read with
                             them instead of nclass / ignore: for tools that only time the data */
 } cg_source_opts_t;

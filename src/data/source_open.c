@@ -81,6 +81,11 @@ cg_source_t *cg_source_open_opts(const char *spec, const cg_source_opts_t *o, ch
              "list of IMAGE MASK lines", spec, cg_pairlist_not_text(b, n));
     return NULL;
   }
+  if (o->label_map) {
+    snprintf(err, errlen, "%s: a .cgds shard holds the class ids pack stored: --label-map "
+             "applies to image files (pack --label-map maps the masks as it packs them)", spec);
+    return NULL;
+  }
   cg_source_t *s = cg_source_cgds(spec, err, errlen);
   if (s && check_labels(s, spec, o, err, errlen)) {
     cg_source_destroy(s);

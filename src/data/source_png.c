@@ -46,6 +46,8 @@ typedef struct {
   int all_why;         /* cg_source_opts_t.all_why */
   int nclass, ignore;  /* masks as labels (cg_fit_png_k) */
   uint8_t pal[768];    /* the first mask's palette (base.palette) */
+  cg_labelmap_t map;   /* --label-map, when has_map */
+  int has_map;
 } png_source_t;
 
 typedef struct {
@@ -165,8 +167,8 @@ static int png_load(cg_source_t *s, int64_t index, uint8_t *rgb, uint8_t *mask, 
   png_source_t *ps = (png_source_t *)s;
   CG_ASSERT(index >= 0 && index < s->count);
   const pair_t *p = &ps->pairs[index];
-  return cg_fit_png_k(p->image, p->mask, ps->max_pixels, ps->size, p->h, p->w, ps->nclass,
-                      ps->ignore, rgb, mask, NULL, NULL, err, errlen);
+  return cg_fit_png_map(p->image, p->mask, ps->max_pixels, ps->size, p->h, p->w, ps->nclass,
+                        ps->ignore, ps->has_map ? &ps->map : NULL, rgb, mask, NULL, NULL, err, errlen);
 }
 
 static void png_destroy(cg_source_t *s) {
@@ -245,6 +247,10 @@ static png_source_t *new_source(const cg_source_opts_t *o, size_t n) {
   ps->names = cg_calloc(n ? n : 1, sizeof(char *), "png names");
   ps->base.names = (const char *const *)ps->names;
   ps->all_why = o->all_why;
+  if (o->label_map) {
+    ps->map = *o->label_map;
+    ps->has_map = 1;
+  }
   return ps;
 }
 
@@ -254,7 +260,7 @@ static int add_pair(png_source_t *ps, char *image, char *mask, char *name,
                     const cg_source_opts_t *o, char *err, size_t errlen) {
   /* masks are read as ids unless binary without an ignore label (cg_fit_png_k's rule) */
   const int kk = o->nclass > 1 ? o->nclass : 1;
-  const int labels = kk > 1 || o->ignore >= kk;
+  const int labels = kk > 1 || o->ignore >= kk || o->label_map;
   pair_t *p = &ps->pairs[ps->base.count];
   ps->names[ps->base.count++] = name;
   p->image = image;

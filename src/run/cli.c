@@ -57,6 +57,11 @@ static const cg_opt_t g_opts[] = {
     CG_OPT_ROW_TEXT(STR, "val-data", O(val_data), NULL, C_TRAIN, "SRC",
         "separate validation data (directory, .cgds or list), with real --data; default: "
         "--val-fraction of --data"),
+    CG_OPT_ROW_TEXT(STR, "label-map", O(label_map), NULL, C_TRAIN, "SPEC",
+        "image files' mask values turned into class ids as they are read: reduce-zero (0 = the "
+        "ignore label, v = v - 1: ADE20K's masks) or a file of 'FROM TO' lines, 0..255 each "
+        "('* TO': every value not listed; without it such a value is a bad sample), e.g. "
+        "Cityscapes' labelIds to its 19 train ids"),
     CG_OPT_ROW_NUM(DBL, "val-fraction", O(val_fraction), 0, 0.9, C_TRAIN | C_INFO, "F",
         "real data without --val-data: fraction held out for validation (0 to 0.9), chosen by "
         "a hash of the file names"),
@@ -413,8 +418,13 @@ static int check_data_flags(cg_config_t *cfg, char *err, size_t errlen) {
   if (data_known && cfg->val_data[0] &&
       (!strcmp(cfg->data, "synthetic") || !strcmp(cfg->val_data, "synthetic"))) {
     snprintf(err, errlen, "--val-data %s: separate validation data goes with --data DIR, "
-             "FILE.cgds or LIST; synthetic data validates on its own held-out samples (--val-samples)",
-             cfg->val_data);
+             "FILE.cgds or LIST; synthetic data validates on its own held-out samples "
+             "(--val-samples)", cfg->val_data);
+    return -1;
+  }
+  if (data_known && cfg->label_map[0] && !strcmp(cfg->data, "synthetic")) {
+    snprintf(err, errlen, "--label-map %s: maps the masks of image files; synthetic data makes "
+             "its own class ids", cfg->label_map);
     return -1;
   }
   if (data_known && !strcmp(cfg->data, "synthetic") && cfg->val_fraction > 0 &&
@@ -433,12 +443,13 @@ static int check_data_flags(cg_config_t *cfg, char *err, size_t errlen) {
   if (data_known && cfg->val_data[0]) cfg->val_fraction = 0; /* unused: stored as such */
   /* the data paths as the checkpoint stores them: a resumed run started from another
    * directory must read the same files, not whatever is there under the same relative name */
-  char *paths[2] = {cfg->data, cfg->val_data};
-  for (int i = 0; i < 2 && cfg->cmd == CG_CMD_TRAIN; i++)
-    if (cg_cli_data_path(paths[i], paths[i], CG_PATH_MAX) != 0) {
+  char *paths[3] = {cfg->data, cfg->val_data, cfg->label_map};
+  static const char *const flag[3] = {"data", "val-data", "label-map"};
+  for (int i = 0; i < 3 && cfg->cmd == CG_CMD_TRAIN; i++)
+    if ((i < 2 || strcmp(paths[i], "reduce-zero")) &&
+        cg_cli_data_path(paths[i], paths[i], CG_PATH_MAX) != 0) {
       snprintf(err, errlen, "--%s: '%.200s' cannot be made an absolute path (no working "
-               "directory, or longer than %d bytes)", i ? "val-data" : "data", paths[i],
-               CG_PATH_MAX - 1);
+               "directory, or longer than %d bytes)", flag[i], paths[i], CG_PATH_MAX - 1);
       return -1;
     }
   return 0;

@@ -35,6 +35,7 @@ typedef struct {
   /* data */
   char data[CG_PATH_MAX]; /* "synthetic", a PNG directory or a .cgds shard */
   char val_data[CG_PATH_MAX];
+  char label_map[CG_PATH_MAX]; /* --label-map: "", "reduce-zero" or a file (made absolute) */
   double val_fraction;
   int skip_bad;
   int64_t max_image_pixels; /* a larger image (width x height) is a bad sample */

@@ -29,7 +29,8 @@ static void pack_help(FILE *f, int size, long long max_pixels) {
           "usage: cogpu-dist pack (--images DIR --masks DIR | --list FILE) --out FILE.cgds\n"
           "                       [--image-size N]\n"
           "                       [--encoding raw|jpeg|png] [--quality Q]\n"
-          "                       [--num-classes K] [--ignore-index I] [--max-image-pixels N]\n"
+          "                       [--num-classes K] [--ignore-index I] [--label-map SPEC]\n"
+          "                       [--max-image-pixels N]\n"
           "\n"
           "Packs DIR/NAME.png (or NAME.jpg, NAME.jpeg) images and their NAME.png masks, or the\n"
           "pairs a --list names, into one .cgds shard for `train --data FILE.cgds`: each pair is\n"
@@ -61,6 +62,9 @@ static void pack_help(FILE *f, int size, long long max_pixels) {
           "                     --num-classes and --ignore-index\n"
           "  --ignore-index I   the ignore label the masks may hold besides the classes, >= K\n"
           "                     (default 255 when K >= 2; -1: none)\n"
+          "  --label-map SPEC   the masks' stored values turned into class ids before they are\n"
+          "                     stored, as `train --label-map` does: reduce-zero (0 = ignore,\n"
+          "                     v = v - 1: ADE20K) or a file of FROM TO lines ('* TO': the rest)\n"
           "  --max-image-pixels N\n"
           "                     refuse an image of more pixels (width x height, from its header,\n"
           "                     before anything is allocated; default %lld, Pillow's\n"
@@ -81,7 +85,7 @@ static int usage_error(const char *fmt, ...) {
 }
 
 typedef struct {
-  const char *images, *masks, *list, *out; /* into argv */
+  const char *images, *masks, *list, *out, *label_map; /* into argv */
   int size, quality, nclass, ignore; /* ignore -2: not given (255 when nclass >= 2, else -1) */
   int64_t max_pixels;
   char encoding[8];
@@ -94,6 +98,8 @@ static const cg_opt_t k_pack_opts[] = {
     {"images", CG_OPT_PTR, PO(images), 0, 0, CG_OPT_REQUIRED, NULL, 0, "DIR", "required"},
     {"masks", CG_OPT_PTR, PO(masks), 0, 0, CG_OPT_REQUIRED, NULL, 0, "DIR", "required"},
     {"list", CG_OPT_PTR, PO(list), 0, 0, CG_OPT_REQUIRED, NULL, 0, "FILE", "a list of pairs"},
+    {"label-map", CG_OPT_PTR, PO(label_map), 0, 0, CG_OPT_REQUIRED, NULL, 0, "SPEC",
+     "mask values to class ids"},
     {"out", CG_OPT_PTR, PO(out), 0, 0, CG_OPT_REQUIRED, NULL, 0, "FILE", "required"},
     CG_OPT_ROW_NUM(INT, "image-size", PO(size), 2, 8192, 0, "N", "side"),
     CG_OPT_ROW_TEXT(STR, "encoding", PO(encoding), "raw|jpeg|png", 0, "E", "record encoding"),
@@ -148,7 +154,11 @@ int cg_pack_main(int argc, char **argv) {
   sigaction(SIGTERM, &sa, &old_term);
   cg_cgds_stats_t st;
   double t0 = cg_now();
-  const cg_cgds_pack_opts_t po = {o.size, o.max_pixels, encoding, o.quality, 0, nclass, ignore};
+  cg_labelmap_t lm;
+  if (o.label_map && cg_labelmap_parse(o.label_map, nclass, ignore, &lm, err, sizeof err))
+    return usage_error("%s", err);
+  const cg_cgds_pack_opts_t po = {o.size, o.max_pixels, encoding, o.quality, 0, nclass, ignore,
+                                  o.label_map ? &lm : NULL};
   int rc = cg_cgds_pack_opts(o.list ? o.list : o.images, o.list ? NULL : o.masks, o.out, &po,
                              &pack_cancel, &st, err, sizeof err);
   double dt = cg_now() - t0;

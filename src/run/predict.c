@@ -35,6 +35,7 @@
 #include "ckpt.h"           /* cg_ckpt_read, cg_ckpt_find: the checkpoint (FILE or newest in DIR) */
 #include "feat.h"           /* cg_pack_input: a tile's input exactly as training makes it */
 #include "image_io.h"       /* cg_image_read_*: PNG or JPEG images, by content */
+#include "json.h"           /* cg_json_parse: the run's --label-map in the checkpoint */
 #include "le.h"             /* cg_le_put_u32: the .npy payload, little-endian */
 #include "log.h"
 #include "metrics.h"        /* cg_confusion_*: binary IoU, Dice, accuracy */
@@ -57,13 +58,16 @@ typedef struct {
   double overlap;     /* --tile-overlap */
   int save_probs;     /* --save-probs */
   char **list_masks;  /* --input LIST of IMAGE MASK lines: image i's mask (else NULL) */
+  char label_map[1024]; /* --label-map SPEC for the ground truth */
+  cg_labelmap_t map;    /* parsed once the checkpoint's classes are known (has_map) */
+  int has_map;
 } popts_t;
 
 static void usage(FILE *f) {
   fprintf(f,
           "usage: mpirun -np N cogpu-dist predict --checkpoint FILE|DIR --input DIR|LIST\n"
           "         --output DIR [--masks DIR] [--backend auto|cpu|cuda] [--batch N]\n"
-          "         [--tile-overlap F] [--save-probs] [--max-image-pixels N]\n"
+          "         [--tile-overlap F] [--save-probs] [--max-image-pixels N] [--label-map SPEC]\n"
           "  runs the model of a checkpoint on every image of the --input directory (*.png, *.jpg,\n"
           "  *.jpeg in any letter case), or every image a text LIST names (IMAGE or IMAGE MASK\n"
           "  lines, as train --data LIST reads them; its masks are scored as --masks ones), at\n"
@@ -89,7 +93,10 @@ static void usage(FILE *f) {
           "                 probabilities of the blended logits (K = 1: one channel, the sigmoid\n"
           "                 probability of the foreground); numpy.load reads it\n"
           "  --max-image-pixels N  an image of more pixels (width x height, from its header) is\n"
-          "                 refused before anything is allocated [%lld, Pillow's bomb limit]\n",
+          "                 refused before anything is allocated [%lld, Pillow's bomb limit]\n"
+          "  --label-map SPEC  the ground truth's values turned into class ids before they are\n"
+          "                 scored, as train --label-map does [the run's, from the checkpoint;\n"
+          "                 none: the values are the ids]\n",
           PREDICT_DEFAULT_OVERLAP, (long long)CG_PNG_DEFAULT_MAX_PIXELS);
 }
 
@@ -243,6 +250,8 @@ static const cg_opt_t k_popts[] = {
     {"tile-overlap", CG_OPT_DBL, PO(overlap), 0, 0.9, 0, NULL, 0, "F", "tile overlap"},
     {"max-image-pixels", CG_OPT_I64, PO(max_pixels), 1, 1073741824, 0, NULL, 0, "N",
      "pixel limit"},
+    {"label-map", CG_OPT_STR, PO(label_map), 0, 0, CG_OPT_REQUIRED, NULL, 0, "SPEC",
+     "mask values to class ids"},
 };
 
 static int parse(int argc, char **argv, popts_t *o, char *err, size_t errlen) {
@@ -310,6 +319,27 @@ static int check_inputs(popts_t *o, const cg_comm_t *c, cg_ckpt_info_t *info, cg
     snprintf(err, errlen, "--input: no *.png, *.jpg or *.jpeg files in '%.900s'", o->input);
     return -1;
   }
+  const int truth = o->masks[0] || o->list_masks;
+  if (!o->label_map[0] && truth) { /* the run's, kept in the checkpoint's settings */
+    char jerr[128];
+    cg_json_t *j = info->settings[0] ? cg_json_parse(info->settings, jerr, sizeof jerr) : NULL;
+    const char *run_map = j && j->type == CG_JSON_OBJ ? cg_json_str(j, "label-map", "") : "";
+    snprintf(o->label_map, sizeof o->label_map, "%s", run_map);
+    if (run_map[0] && c->rank == 0)
+      cg_log_info("predict: the ground truth is mapped by the run's --label-map %s (--label-map "
+                  "none: read as class ids)", run_map);
+    cg_json_free(j);
+  }
+  if (!strcmp(o->label_map, "none")) o->label_map[0] = 0;
+  if (o->label_map[0] && !truth) {
+    snprintf(err, errlen, "--label-map: maps the ground truth, and there is none (give --masks "
+             "DIR, or an --input list of IMAGE MASK lines)");
+    return -1;
+  }
+  if (o->label_map[0] && cg_labelmap_parse(o->label_map, model->nclass, info->ignore_index,
+                                           &o->map, err, errlen))
+    return -1;
+  o->has_map = o->label_map[0] != 0;
   if (c->rank == 0 && mkdir(o->output, 0755) && errno != EEXIST) {
     snprintf(err, errlen, "--output: cannot create '%.900s': %s", o->output, strerror(errno));
     return -1;
@@ -561,6 +591,7 @@ static void blend_tile(pimg_t *p, int t, int th, int tw, const float *lg, const 
 typedef struct {
   int h, w, k, ignore;
   uint8_t *m;
+  const cg_labelmap_t *map; /* --label-map (NULL: none) */
 } truth_sink_t;
 
 static int truth_begin(void *ctx, int h, int w, char *why, size_t whylen) {
@@ -573,13 +604,21 @@ static int truth_begin(void *ctx, int h, int w, char *why, size_t whylen) {
   return 0;
 }
 
-/* As training reads masks (cg_fit_png_k): K >= 2, class ids or the ignore label; binary with an
- * ignore label, that label kept and other values > 0 made 1. */
+/* As training reads masks (cg_fit_png_map): the --label-map first; K >= 2, class ids or the
+ * ignore label; binary with an ignore label, that label kept and other values > 0 made 1. */
 static int truth_row(void *ctx, int y, const uint8_t *px, char *why, size_t whylen) {
   truth_sink_t *t = ctx;
   uint8_t *r = t->m + (size_t)y * t->w;
   memcpy(r, px, (size_t)t->w);
-  if (t->k == 1 && t->ignore < 0) return 0; /* read as 0/1 */
+  for (int x = 0; t->map && x < t->w; x++) {
+    if (t->map->to[r[x]] < 0) {
+      snprintf(why, whylen, "mask value %d at x %d, y %d is not in --label-map %s", r[x], x, y,
+               t->map->spec);
+      return -1;
+    }
+    r[x] = (uint8_t)t->map->to[r[x]];
+  }
+  if (t->k == 1 && t->ignore < 0 && !t->map) return 0; /* read as 0/1 */
   for (int x = 0; x < t->w; x++) {
     if (r[x] == t->ignore) continue;
     if (t->k == 1) {
@@ -603,9 +642,10 @@ static uint8_t *load_truth(const popts_t *o, char **files, const pimg_t *p, int 
   stem_of(files[p->file], stem, sizeof stem);
   if (o->list_masks) snprintf(path, sizeof path, "%s", o->list_masks[p->file]);
   else snprintf(path, sizeof path, "%s/%s.png", o->masks, stem);
-  truth_sink_t t = {p->h, p->w, p->k, ignore, NULL};
+  truth_sink_t t = {p->h, p->w, p->k, ignore, NULL, o->has_map ? &o->map : NULL};
   const cg_png_sink_t sink = {truth_begin, truth_row, &t};
-  const cg_png_as_t as = p->k == 1 && ignore < 0 ? CG_PNG_AS_MASK : CG_PNG_AS_LABEL;
+  const cg_png_as_t as = p->k == 1 && ignore < 0 && !o->has_map ? CG_PNG_AS_MASK
+                                                                : CG_PNG_AS_LABEL;
   struct stat st; /* a FIFO there would block the read forever */
   if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
     snprintf(err, errlen, "%s: %s, not a regular file", path, cg_afile_kind(st.st_mode));

@@ -25,6 +25,7 @@ static const struct {
     {"model-base", REFUSED},    {"model-depth", REFUSED},   {"image-size", REFUSED},
     {"num-classes", REFUSED},   {"ignore-index", REFUSED},  {"seed", REFUSED},
     {"data", REFUSED},          {"val-data", REFUSED},      {"val-fraction", REFUSED},
+    {"label-map", REFUSED},
     {"train-samples", REFUSED}, {"val-samples", REFUSED},   {"crop", REFUSED},
     {"flip", REFUSED},          {"batch", NOTICE},          {"steps", NOTICE},
     {"epochs", NOTICE},         {"lr", NOTICE},             {"weight-decay", NOTICE},

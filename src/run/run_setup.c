@@ -264,13 +264,17 @@ static int place_rank(cg_run_t *r, char *err, size_t errlen) {
  * without --skip-bad), so every bad file is listed and counted, not the first alone. */
 static int open_files(cg_run_t *r, char *err, size_t errlen) {
   const cg_config_t *cfg = r->cfg;
+  cg_labelmap_t lm;
+  int rc = cfg->label_map[0] ? cg_labelmap_parse(cfg->label_map, cfg->num_classes,
+                                                 cfg->ignore_index, &lm, err, errlen) : 0;
   const cg_source_opts_t so = {.size = cfg->image_size, .max_pixels = cfg->max_image_pixels,
                                .skip_bad = cfg->skip_bad || cfg->check_data,
                                .all_why = cfg->check_data, .bad_hint = CG_BAD_SAMPLE_HINT,
                                .seed = cfg->seed, .nclass = cfg->num_classes,
-                               .ignore = cfg->ignore_index};
-  r->base_src = cg_source_open_opts(cfg->data, &so, err, errlen);
-  int rc = r->base_src ? 0 : -1;
+                               .ignore = cfg->ignore_index,
+                               .label_map = cfg->label_map[0] ? &lm : NULL};
+  if (!rc) r->base_src = cg_source_open_opts(cfg->data, &so, err, errlen);
+  if (!rc && !r->base_src) rc = -1;
   if (!rc && cfg->val_data[0]) {
     r->val_base = cg_source_open_opts(cfg->val_data, &so, err, errlen);
     rc = r->val_base ? 0 : -1;

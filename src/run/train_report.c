@@ -73,6 +73,7 @@ void cg_report_banner(const cg_run_t *r) {
     if (r->cfg->ignore_index >= 0) snprintf(ign, sizeof ign, "label %d", r->cfg->ignore_index);
     printf("classes: %d (softmax cross-entropy + soft Dice), ignored: %s\n", m->nclass, ign);
   }
+  if (cfg->label_map[0]) printf("masks: stored values mapped by --label-map %s\n", cfg->label_map);
   printf("data: %s, %lld training / %lld validation samples; batch %d per rank, global %d; "
          "%lld steps (%lld per epoch)\n",
          cfg->data, (long long)r->ntrain, (long long)r->nval, cfg->batch, cfg->batch * c->size,

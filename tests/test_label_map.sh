@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# --label-map: stored mask values turned into class ids as masks are read. One data set stored
+# three ways (class ids 0..3 with 255 ignored; ADE20K's 0 = other, ids + 1; Cityscapes-like ids
+# 7, 11, 15, 19 with 0 unlabelled) trains the very same parameters with reduce-zero and with a
+# FROM TO file; pack --label-map writes the same shard; predict --label-map scores the same; a
+# shard, synthetic data, a bad map file and a resume with another map are refused (exit 2).
+set -euo pipefail
+BIN=$1; MPIRUN="$2 --oversubscribe --bind-to none"; BUILD=$3
+T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
+. "$(dirname "$0")/clilib.sh" # fail, expect2
+python3 - "$T" <<'PY'
+import os, random, struct, sys, zlib
+def png(path, w, h, ctype, rows):  # 8-bit gray (0) or RGB (2), filter 0
+    raw = b"".join(b"\0" + bytes(r) for r in rows)
+    def chunk(t, d):
+        return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d))
+    hdr = struct.pack(">IIBBBBB", w, h, 8, ctype, 0, 0, 0)
+    open(path, "wb").write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", hdr) +
+                           chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+t, S = sys.argv[1], 32
+for d in ("orig", "ade", "city"):
+    os.makedirs(f"{t}/{d}/masks")
+os.makedirs(f"{t}/images")
+random.seed(3)
+ade = lambda v: 0 if v == 255 else v + 1
+city = lambda v: 0 if v == 255 else 7 + 4 * v
+for i in range(24):
+    ids = [[0] * S for _ in range(S)]
+    for k in range(3):
+        c, x0, y0 = random.randint(1, 3), random.randint(0, S - 9), random.randint(0, S - 9)
+        w, h = random.randint(4, 12), random.randint(4, 12)
+        for y in range(y0, min(S, y0 + h)):
+            for x in range(x0, min(S, x0 + w)):
+                ids[y][x] = c
+    for y in range(S):  # an ignored band along the top
+        if y < 2: ids[y] = [255] * S
+    rgb = [[min(255, 40 + 60 * (v % 4) + random.randint(0, 30)) for v in r for _ in range(3)]
+           for r in ids]
+    png(f"{t}/images/{i:03d}.png", S, S, 2, rgb)
+    for d, f in (("orig", lambda v: v), ("ade", ade), ("city", city)):
+        png(f"{t}/{d}/masks/{i:03d}.png", S, S, 0, [[f(v) for v in r] for r in ids])
+for d in ("orig", "ade", "city"):
+    os.symlink(f"{t}/images", f"{t}/{d}/images")
+open(f"{t}/city.map", "w").write("# labelIds to train ids\n7 0\n11 1\n15 2\n19 3\n* 255\n")
+PY
+S="--backend cpu --model-base 4 --model-depth 2 --image-size 32 --batch 4 --progress off"
+K="--num-classes 4 --steps 3 --val-fraction 0.25 --seed 5"
+train() { # train NAME ARGS...: one rank; parameters in $T/NAME.params, log in $T/NAME.log
+  local name=$1; shift
+  $MPIRUN -np 1 $BIN train $S $K --params-out "$T/$name.params" "$@" > "$T/$name.log" 2>&1 ||
+    { cat "$T/$name.log"; fail "train $name"; }
+}
+train orig --data "$T/orig"
+train ade --data "$T/ade" --label-map reduce-zero --checkpoint-dir "$T/ck"
+train city --data "$T/city" --label-map "$T/city.map"
+cmp -s "$T/orig.params" "$T/ade.params" || fail "reduce-zero trained other parameters"
+cmp -s "$T/orig.params" "$T/city.params" || fail "the FROM TO file trained other parameters"
+echo "ok: reduce-zero and a FROM TO file train the parameters of the ids themselves"
+
+expect2 "mask value 4 is not a class id of --num-classes 4" $BIN train $S $K --data "$T/ade"
+grep -q "ade/masks/0[0-9][0-9].png" "$T/o" || fail "the bad sample is not named"
+printf '7 0\n11 1\n15 2\n19 3\n' > "$T/nostar.map"
+expect2 "mask value 0 is not in --label-map" $BIN train $S $K --data "$T/city" \
+  --label-map "$T/nostar.map"
+printf '7 0\n7 1\n' > "$T/twice.map"
+expect2 "twice.map:2: 7 is mapped twice" $BIN train $S $K --data "$T/city" \
+  --label-map "$T/twice.map"
+printf '7 9\n' > "$T/nine.map"
+expect2 "nine.map:1: 9 is not a class id of --num-classes 4" $BIN train $S $K \
+  --data "$T/city" --label-map "$T/nine.map"
+expect2 "--label-map reduce-zero: makes 0 the ignore label, and there is none" $BIN train $S \
+  --steps 1 --data "$T/ade"  --label-map reduce-zero
+expect2 "synthetic data makes its own class ids" $BIN train $S $K --data synthetic \
+  --label-map reduce-zero
+
+$BIN pack --images "$T/images" --masks "$T/ade/masks" --num-classes 4 --image-size 32 \
+  --label-map reduce-zero --out "$T/ade.cgds" > /dev/null
+$BIN pack --images "$T/images" --masks "$T/orig/masks" --num-classes 4 --image-size 32 \
+  --out "$T/orig.cgds" > /dev/null
+cmp -s "$T/ade.cgds" "$T/orig.cgds" || fail "pack --label-map wrote another shard"
+echo "ok: pack --label-map reduce-zero packs the shard of the ids themselves"
+expect2 "a .cgds shard holds the class ids pack stored" $BIN train $S $K \
+  --data "$T/ade.cgds" --label-map reduce-zero
+
+CK=$(ls "$T"/ck/*.cgck | tail -1)
+$MPIRUN -np 1 $BIN predict --backend cpu --checkpoint "$CK" --input "$T/images" \
+  --masks "$T/orig/masks" --label-map none --output "$T/p1" > "$T/p1.log"
+# the run's reduce-zero comes from the checkpoint, and is said
+$MPIRUN -np 1 $BIN predict --backend cpu --checkpoint "$CK" --input "$T/images" \
+  --masks "$T/ade/masks" --output "$T/p2" > "$T/p2.log" 2>&1
+grep -q "mapped by the run's --label-map reduce-zero" "$T/p2.log" || fail "no word of the map"
+$MPIRUN -np 1 $BIN predict --backend cpu --checkpoint "$T/ck" --input "$T/images" \
+  --masks "$T/city/masks" --label-map "$T/city.map" --output "$T/p4" > "$T/p4.log" 2>&1
+diff <(grep -E "^predict: (class|mIoU| +[0-9]+ )" "$T/p1.log") \
+  <(grep -E "^predict: (class|mIoU| +[0-9]+ )" "$T/p4.log") || fail "predict --label-map FILE"
+diff <(grep -E "^predict: (class|mIoU| +[0-9]+ )" "$T/p1.log") \
+  <(grep -E "^predict: (class|mIoU| +[0-9]+ )" "$T/p2.log") || fail "predict --label-map scored otherwise"
+grep -q "^predict: mIoU" "$T/p2.log" || fail "predict printed no mIoU"
+echo "ok: predict --label-map reduce-zero: $(grep "^predict: mIoU" "$T/p2.log")"
+expect2 "--label-map: maps the ground truth, and there is none" $BIN predict \
+  --checkpoint "$CK" --input "$T/images" --output "$T/p3" --label-map reduce-zero
+
+expect2 "label-map" $BIN train $S $K --data "$T/ade" --label-map "$T/city.map" --resume \
+  --checkpoint-dir "$T/ck" --steps 6
+echo "PASS test_label_map"
