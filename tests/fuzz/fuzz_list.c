@@ -1,6 +1,7 @@
-/* fuzz_list.c: the list-of-pairs reader (cg_source_png_list, src/data/source_png.c) as --data
- * LIST opens it: line splitting (spaces, tabs, comments, CRLF, over-long lines, NUL bytes),
- * paths relative to the list, the unique-name check, skip_bad, and every pair loaded.
+/* fuzz_list.c: the list-of-pairs reader (cg_pairlist_read, src/data/pairlist.c) as --data LIST
+ * opens it: line splitting (spaces, tabs, comments, CRLF, over-long lines, NUL bytes, UTF-16),
+ * paths relative to the list, the unique-name check, skip_bad, and every pair loaded; and the
+ * same bytes as a --label-map file (cg_labelmap_parse).
  *
  * The input is written as DIR/list.txt (a real file: its relative paths resolve in DIR), where
  * Initialize made a few real pairs for lines to name: images/a.png, images/b.jpg, masks/a.png,
@@ -13,6 +14,7 @@
 
 #include "fuzz_util.h" // cg_fuzz_tmpdir, cg_fuzz_write_file
 #include "jpeg_io.h"   // cg_jpeg_write: the pairs the lines name
+#include "labelmap.h"  // cg_labelmap_parse: the same bytes as a --label-map file
 #include "png_io.h"
 #include "source.h"    // cg_source_open_opts, cg_source_load, cg_source_split
 
@@ -50,6 +52,11 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t n) {
   cg_fuzz_write_file(g_dir, "list.txt", data, n);
   char err[1024];
+  /* the same bytes as a --label-map file: every id it gives is a class id or the ignore label */
+  cg_labelmap_t m;
+  if (cg_labelmap_parse(g_list, 4, 255, &m, err, sizeof err) == 0)
+    for (int v = 0; v < 256; v++)
+      if (m.to[v] != -1 && m.to[v] >= 4 && m.to[v] != 255) abort();
   const cg_source_opts_t o = {.size = 8, .max_pixels = 1 << 20, .skip_bad = !(n & 1)};
   cg_source_t *s = cg_source_open_opts(g_list, &o, err, sizeof err);
   if (!s) return 0;

@@ -154,4 +154,5 @@ printf '# pairs\r\n\r\nimages/a.png\tmasks/a.png\r\n  images/b.jpg   masks/c.png
   > "$OUT/list/crlf-tab-bad.txt"
 printf 'images/a.png masks/a.png\nimages/a.png masks/b.png\n' > "$OUT/list/dup.txt"
 printf 'images/a.png\n' > "$OUT/list/one-field.txt"
+printf '# labelIds\n7 0\n8 1\n11 2\n* 255\n' > "$OUT/list/label-map.txt"
 echo "make_seeds: $(find "$OUT" -type f | wc -l) seeds in $OUT"
