@@ -627,6 +627,55 @@ static int rm_cb(const char *p, const struct stat *st, int flag, struct FTW *ftw
   return remove(p);
 }
 
+/* Binary JPEG masks (Kvasir-SEG's layout, images/NAME.jpg with masks/NAME.jpg): foreground
+ * where the decoded luma is >= 128, not > 0, which would take the compression's ringing around
+ * edges for foreground; as class ids (K >= 2) a JPEG mask is refused naming the file. */
+static void test_jpeg_masks(void) {
+  char dir[128], p[192], err[1024];
+  at(dir, sizeof dir, "jm");
+  mkdir(dir, 0755);
+  snprintf(p, sizeof p, "%s/images", dir);
+  mkdir(p, 0755);
+  snprintf(p, sizeof p, "%s/masks", dir);
+  mkdir(p, 0755);
+  const int S = 32;
+  uint8_t *rgb = make_rgb(S, S, 9), gray[32 * 32 * 3];
+  for (int y = 0; y < S; y++)
+    for (int x = 0; x < S; x++)
+      memset(gray + 3 * (y * S + x), (x - 16) * (x - 16) + (y - 12) * (y - 12) < 90 ? 255 : 0, 3);
+  snprintf(p, sizeof p, "%s/images/k.jpg", dir);
+  CG_TEST_CHECK(cg_jpeg_write(p, rgb, S, S, 90, err, sizeof err) == 0, "%s", err);
+  snprintf(p, sizeof p, "%s/masks/k.jpg", dir);
+  CG_TEST_CHECK(cg_jpeg_write(p, gray, S, S, 30, err, sizeof err) == 0, "%s", err);
+  uint8_t *dec = NULL, out[32 * 32 * 3], m[32 * 32];
+  int h, w, ringing = 0, bad = 0;
+  CG_TEST_CHECK(cg_jpeg_read_rgb(p, 0, &dec, &h, &w, err, sizeof err) == 0, "%s", err);
+  cg_source_opts_t o = {.size = S, .max_pixels = CG_PNG_DEFAULT_MAX_PIXELS};
+  cg_source_t *s = cg_source_png_dir(dir, &o, err, sizeof err);
+  CG_TEST_CHECK(s && s->count == 1, "open with a JPEG mask: %s", s ? "count" : err);
+  if (s && dec && cg_source_load(s, 0, out, m, err, sizeof err) == 0) {
+    for (int i = 0; i < S * S; i++) {
+      const int luma = (77 * dec[3 * i] + 150 * dec[3 * i + 1] + 29 * dec[3 * i + 2] + 128) >> 8;
+      ringing += luma > 0 && luma < 128;
+      bad += m[i] != (luma >= 128);
+    }
+    CG_TEST_CHECK(ringing > 0 && bad == 0, "JPEG mask: %d pixels differ from luma >= 128 (%d "
+                  "ringing pixels)", bad, ringing);
+    if (!bad) printf("PASS a JPEG mask is foreground where luma >= 128 (%d ringing pixels "
+                     "below it)\n", ringing);
+  }
+  cg_source_destroy(s);
+  o.nclass = 2;
+  o.ignore = 255;
+  s = cg_source_png_dir(dir, &o, err, sizeof err);
+  CG_TEST_CHECK(!s && strstr(err, "masks/k.jpg: a JPEG mask") && strstr(err, "need a PNG"),
+                "a JPEG label mask: %s", s ? "opened" : err);
+  if (!s) printf("PASS a JPEG mask as class ids is refused: %s\n", err);
+  cg_source_destroy(s);
+  free(dec);
+  free(rgb);
+}
+
 int main(void) {
   snprintf(root, sizeof root, "/tmp/cg_jpeg_XXXXXX");
   if (!mkdtemp(root)) {
@@ -640,6 +689,7 @@ int main(void) {
   test_alignment();
   test_memory();
   test_source();
+  test_jpeg_masks();
   if (!cg_test_failures) nftw(root, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
   else printf("files kept in %s\n", root);
   return cg_test_done("test_jpeg");

@@ -258,7 +258,7 @@ static int fit_file(const char *path, int64_t max_pixels, cg_png_as_t as, fit_t 
   int rc = as == CG_PNG_AS_RGB
                ? cg_image_read_rows(path, max_pixels, f->size, &sink, &f->fh, &f->fw, &f->scale,
                                     err, errlen)
-               : cg_png_read_rows(path, max_pixels, as, &sink, err, errlen);
+               : cg_image_read_mask_rows(path, max_pixels, as, &sink, err, errlen);
   free(f->keep);
   free(f->xi);
   free(f->xf);

@@ -5,6 +5,7 @@
 
 #include <ctype.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -117,4 +118,63 @@ int cg_image_read_rows(const char *path, int64_t max_pixels, int min_side,
   if (o.jpeg)
     return cg_jpeg_read_rows(path, NULL, 0, max_pixels, min_side, &s, &o.fh, &o.fw, err, errlen);
   return cg_png_read_rows(path, max_pixels, CG_PNG_AS_RGB, &s, err, errlen);
+}
+
+/* ---- masks ------------------------------------------------------------------------------ */
+
+/* A JPEG mask's RGB rows to 0/1 rows for the caller's sink. */
+typedef struct {
+  const cg_png_sink_t *inner;
+  uint8_t *row;
+  int w;
+} jmask_t;
+
+static int jmask_begin(void *ctx, int h, int w, char *why, size_t whylen) {
+  jmask_t *j = ctx;
+  if (!(j->row = malloc((size_t)w))) {
+    snprintf(why, whylen, "out of memory for a mask row");
+    return -1;
+  }
+  j->w = w;
+  return j->inner->begin ? j->inner->begin(j->inner->ctx, h, w, why, whylen) : 0;
+}
+
+static int jmask_row(void *ctx, int y, const uint8_t *px, char *why, size_t whylen) {
+  jmask_t *j = ctx;
+  for (int x = 0; x < j->w; x++, px += 3)
+    j->row[x] = (77 * px[0] + 150 * px[1] + 29 * px[2] + 128) >> 8 >= 128;
+  return j->inner->row(j->inner->ctx, y, j->row, why, whylen);
+}
+
+/* 0 for a PNG, 1 for a JPEG read as a binary mask, -1 (err) for a JPEG read as labels or a
+ * file that is neither. */
+static int mask_kind(const char *path, cg_png_as_t as, char *err, size_t errlen) {
+  const int kind = sniff(path, err, errlen);
+  if (kind == 1 && as == CG_PNG_AS_LABEL) {
+    snprintf(err, errlen, "%s: a JPEG mask: its lossy compression changes the values, and class "
+             "ids (--num-classes K >= 2, --ignore-index, --label-map) need a PNG (binary masks "
+             "may be JPEG: foreground where gray >= 128)", path);
+    return -1;
+  }
+  return kind;
+}
+
+int cg_image_read_mask_rows(const char *path, int64_t max_pixels, cg_png_as_t as,
+                            const cg_png_sink_t *sink, char *err, size_t errlen) {
+  const int kind = mask_kind(path, as, err, errlen);
+  if (kind <= 0) return kind < 0 ? -1 : cg_png_read_rows(path, max_pixels, as, sink, err, errlen);
+  jmask_t j = {sink, NULL, 0};
+  const cg_png_sink_t s = {jmask_begin, jmask_row, &j};
+  int fh, fw;
+  const int rc = cg_jpeg_read_rows(path, NULL, 0, max_pixels, 0, &s, &fh, &fw, err, errlen);
+  free(j.row);
+  return rc;
+}
+
+int cg_image_read_mask_size(const char *path, int64_t max_pixels, cg_png_as_t as, int *h, int *w,
+                            char *err, size_t errlen) {
+  const int kind = mask_kind(path, as, err, errlen);
+  if (kind < 0) return -1;
+  if (kind) return cg_jpeg_read_size(path, max_pixels, h, w, err, errlen);
+  return cg_png_read_size_as(path, max_pixels, as, h, w, err, errlen);
 }

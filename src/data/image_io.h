@@ -35,4 +35,16 @@ int cg_image_read_rows(const char *path, int64_t max_pixels, int min_side,
                        const cg_png_sink_t *sink, int *full_h, int *full_w, int *scale,
                        char *err, size_t errlen);
 
+/* A mask row by row into sink, read as `as` says (CG_PNG_AS_MASK or CG_PNG_AS_LABEL): a PNG by
+ * cg_png_read_rows; a JPEG only as a binary mask (AS_MASK: rows of 0/1), foreground where its
+ * luma (77 R + 150 G + 29 B) / 256, rounded, is >= 128, as Image.open(p).convert("L") >= 128:
+ * lossy compression blurs 0 and 255, so "> 0" would mark its noise. As labels a JPEG is
+ * refused ("a JPEG mask: ... class ids need a PNG"), as is any other format. */
+int cg_image_read_mask_rows(const char *path, int64_t max_pixels, cg_png_as_t as,
+                            const cg_png_sink_t *sink, char *err, size_t errlen);
+/* The same file's size from its header alone, with the same refusals (a PNG:
+ * cg_png_read_size_as). */
+int cg_image_read_mask_size(const char *path, int64_t max_pixels, cg_png_as_t as, int *h, int *w,
+                            char *err, size_t errlen);
+
 #endif

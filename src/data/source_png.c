@@ -1,17 +1,19 @@
-/* source_png.c: a directory of images (PNG or JPEG) and PNG masks as a sample source (see
- * source.h); the rule that fits each pair to the network's size is fit.c's.
+/* source_png.c: a directory of images (PNG or JPEG) and their masks, or a list naming them
+ * (pairlist.h), as a sample source (see source.h); the rule that fits each pair to the
+ * network's size is fit.c's.
  *
- * Layout: IMAGES/NAME.png, NAME.jpg or NAME.jpeg pairs with MASKS/NAME.png (extensions in any
- * letter case; names that start with '.', other extensions and non-regular files are ignored).
- * An image is decoded by its content (image_io.h), so a JPEG named .png still reads. Every
- * image needs its mask and every mask its image; two files whose names differ only in the
- * extension are an error. Opening lists both directories, sorts by NAME (strcmp: independent of
- * the locale and of readdir order), and reads the header (PNG IHDR, JPEG SOF) of every file to
- * check that it decodes within the pixel limit and that image and mask have the same size (a
- * pair that fails is a bad sample: left out with skip_bad, else the open fails). load() decodes
- * both files row by row straight into the fitted sample (cg_fit_png): a helper holds two rows
- * of an image, not the image, so memory per helper does not depend on the files' sizes.
- * Nothing is shared between calls, so loads run in parallel. */
+ * Layout: IMAGES/NAME.png, NAME.jpg or NAME.jpeg pairs with MASKS/NAME.png (or a JPEG
+ * NAME.jpg, NAME.jpeg: binary masks only, image_io.h) (extensions in any letter case; names
+ * that start with '.', other extensions and non-regular files are ignored). A file is decoded
+ * by its content (image_io.h), so a JPEG named .png still reads. Every image needs its mask and
+ * every mask its image; two files whose names differ only in the extension are an error.
+ * Opening lists both directories, sorts by NAME (strcmp: independent of the locale and of
+ * readdir order), and reads the header (PNG IHDR, JPEG SOF) of every file to check that it
+ * decodes within the pixel limit and that image and mask have the same size (a pair that
+ * fails is a bad sample: left out with skip_bad, else the open fails). load() decodes both
+ * files row by row straight into the fitted sample (cg_fit_png): a helper holds two rows of an
+ * image, not the image, so memory per helper does not depend on the files' sizes. Nothing is
+ * shared between calls, so loads run in parallel. */
 #include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
@@ -62,11 +64,6 @@ static size_t stem_len(const char *f) {
   return n;
 }
 
-static int has_png_ext(const char *f) {
-  size_t n = strlen(f);
-  return n > 4 && f[0] != '.' && strcasecmp(f + n - 4, ".png") == 0;
-}
-
 /* Compares by stem, then by the whole name (so equal stems sit together). */
 static int cmp_stem(const void *a, const void *b) {
   const char *x = *(char *const *)a, *y = *(char *const *)b;
@@ -104,8 +101,9 @@ static const char *unlisted(const char *dir, const char *name, const char *const
   return NULL;
 }
 
-/* Lists dir's *.png regular files (images: also *.jpg, *.jpeg) sorted by stem. */
-static int list_files(const char *dir, int images, listing_t *l, char *err, size_t errlen) {
+/* Lists dir's *.png, *.jpg and *.jpeg regular files sorted by stem (JPEG masks are binary ones:
+ * image_io.h). */
+static int list_files(const char *dir, listing_t *l, char *err, size_t errlen) {
   memset(l, 0, sizeof *l);
   DIR *d = opendir(dir);
   if (!d) {
@@ -115,7 +113,7 @@ static int list_files(const char *dir, int images, listing_t *l, char *err, size
   struct dirent *e;
   errno = 0;
   while ((e = readdir(d)) != NULL) {
-    if (!(images ? cg_image_has_ext(e->d_name, NULL) : has_png_ext(e->d_name))) continue;
+    if (!cg_image_has_ext(e->d_name, NULL)) continue;
     if (e->d_type != DT_REG) {
       if (e->d_type != DT_UNKNOWN && e->d_type != DT_LNK) continue;
       char *p = join(dir, e->d_name);
@@ -201,8 +199,8 @@ int cg_source_png_image(const cg_source_t *s, int64_t index, const char **path, 
 static int check_pair(pair_t *p, int64_t max_pixels, int labels, char *err, size_t errlen) {
   int mh, mw;
   if (cg_image_read_size(p->image, max_pixels, &p->h, &p->w, err, errlen)) return -1;
-  if (cg_png_read_size_as(p->mask, max_pixels, labels ? CG_PNG_AS_LABEL : CG_PNG_AS_MASK, &mh,
-                          &mw, err, errlen))
+  if (cg_image_read_mask_size(p->mask, max_pixels, labels ? CG_PNG_AS_LABEL : CG_PNG_AS_MASK,
+                              &mh, &mw, err, errlen))
     return -1;
   if (mh != p->h || mw != p->w) {
     /* sides swapped on a JPEG: likely a camera photo whose EXIF orientation a viewer (and the
@@ -305,8 +303,8 @@ cg_source_t *cg_source_png_dirs(const char *images_dir, const char *masks_dir,
     snprintf(err, errlen, "image size %d must be positive", o->size);
     return NULL;
   }
-  if (list_files(images_dir, 1, &im, err, errlen)) return NULL;
-  if (list_files(masks_dir, 0, &mk, err, errlen)) {
+  if (list_files(images_dir, &im, err, errlen)) return NULL;
+  if (list_files(masks_dir, &mk, err, errlen)) {
     listing_free(&im);
     return NULL;
   }
@@ -323,12 +321,13 @@ cg_source_t *cg_source_png_dirs(const char *images_dir, const char *masks_dir,
       c = 0; /* same stem, the extension spelled differently */
     if (c < 0) {
       char *p = join(images_dir, im.files[i]);
-      const char *what = unlisted(masks_dir, im.files[i], (const char *const[]){".png", NULL});
+      const char *what = unlisted(masks_dir, im.files[i],
+                                  (const char *const[]){".png", ".jpg", ".jpeg", NULL});
       if (what)
-        snprintf(err, errlen, "%s: its mask %s/%.*s.png is %s, not a regular file", p, masks_dir,
-                 (int)stem_len(im.files[i]), im.files[i], what);
+        snprintf(err, errlen, "%s: its mask %s/%.*s.png (or .jpg, .jpeg) is %s, not a regular "
+                 "file", p, masks_dir, (int)stem_len(im.files[i]), im.files[i], what);
       else
-        snprintf(err, errlen, "%s: image has no mask (no %.*s.png in %s)", p,
+        snprintf(err, errlen, "%s: image has no mask (no %.*s.png, .jpg or .jpeg in %s)", p,
                  (int)stem_len(im.files[i]), im.files[i], masks_dir);
       free(p);
       goto fail;

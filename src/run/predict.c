@@ -651,7 +651,7 @@ static uint8_t *load_truth(const popts_t *o, char **files, const pimg_t *p, int 
     snprintf(err, errlen, "%s: %s, not a regular file", path, cg_afile_kind(st.st_mode));
     return NULL;
   }
-  if (cg_png_read_rows(path, o->max_pixels, as, &sink, err, errlen)) {
+  if (cg_image_read_mask_rows(path, o->max_pixels, as, &sink, err, errlen)) {
     free(t.m);
     return NULL;
   }

@@ -2,7 +2,7 @@
  * and `predict` read a JPEG: the header alone (cg_jpeg_read_size, at open), row by row at full
  * size and at a reduced DCT scale (cg_jpeg_read_rows, from the file and from memory, as a
  * shard record is read), whole (cg_jpeg_read_rgb), then the fitting (cg_fit_png over the file,
- * which sniffs it as a JPEG).
+ * which sniffs it as a JPEG), and the file as its own binary mask (cg_image_read_mask_rows).
  *
  * The sink checks the contract of jpeg_io.h: begin once, with the file's size at full scale and
  * no smaller than min_side at a reduced scale, rows 0..h-1 in order, every byte of a row
@@ -89,6 +89,11 @@ static void run(const uint8_t *data, size_t n) {
   if (cg_fit_png(g_in.path, NULL, CG_PNG_DEFAULT_MAX_PIXELS, FIT, 0, 0, out_rgb, out_mask, &fh, &fw,
                  err, sizeof err) == 0 && (fh != h || fw != w))
     fail("fit: another size");
+  /* the file as its own binary mask (a JPEG mask): fitted values 0/1 only */
+  if (cg_fit_png(g_in.path, g_in.path, CG_PNG_DEFAULT_MAX_PIXELS, FIT, 0, 0, out_rgb, out_mask,
+                 NULL, NULL, err, sizeof err) == 0)
+    for (int i = 0; i < FIT * FIT; i++)
+      if (out_mask[i] > 1) fail("a JPEG mask: a value other than 0/1");
 }
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
