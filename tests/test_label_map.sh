@@ -39,9 +39,15 @@ for i in range(24):
     png(f"{t}/images/{i:03d}.png", S, S, 2, rgb)
     for d, f in (("orig", lambda v: v), ("ade", ade), ("city", city)):
         png(f"{t}/{d}/masks/{i:03d}.png", S, S, 0, [[f(v) for v in r] for r in ids])
+    if i == 0:  # an ADE mask holding 5: class 4 of a 4-class model, which does not exist
+        os.makedirs(f"{t}/ade5")
+        png(f"{t}/ade5/000.png", S, S, 0, [[5 if y == 9 and x == 7 else ade(v)
+                                            for x, v in enumerate(r)] for y, r in enumerate(ids)])
 for d in ("orig", "ade", "city"):
     os.symlink(f"{t}/images", f"{t}/{d}/images")
 open(f"{t}/city.map", "w").write("# labelIds to train ids\n7 0\n11 1\n15 2\n19 3\n* 255\n")
+open(f"{t}/bom.map", "w").write("\ufeff7 0  # road\n11 1\n15 2\t# car\n19 3\n* 255\n")
+open(f"{t}/binary.map", "w").write("7 1\n11 1\n15 1\n19 1\n* 0\n")
 PY
 S="--backend cpu --model-base 4 --model-depth 2 --image-size 32 --batch 4 --progress off"
 K="--num-classes 4 --steps 3 --val-fraction 0.25 --seed 5"
@@ -53,8 +59,14 @@ train() { # train NAME ARGS...: one rank; parameters in $T/NAME.params, log in $
 train orig --data "$T/orig"
 train ade --data "$T/ade" --label-map reduce-zero --checkpoint-dir "$T/ck"
 train city --data "$T/city" --label-map "$T/city.map"
+train bom --data "$T/city" --label-map "$T/bom.map" # a byte-order mark, comments after pairs
+train none --data "$T/orig" --label-map none
 cmp -s "$T/orig.params" "$T/ade.params" || fail "reduce-zero trained other parameters"
 cmp -s "$T/orig.params" "$T/city.params" || fail "the FROM TO file trained other parameters"
+cmp -s "$T/orig.params" "$T/bom.params" || fail "the map with a BOM trained other parameters"
+cmp -s "$T/orig.params" "$T/none.params" || fail "--label-map none trained other parameters"
+$MPIRUN -np 1 $BIN train $S --steps 2 --data "$T/city" --label-map "$T/binary.map" \
+  > "$T/bin.log" 2>&1 || { cat "$T/bin.log"; fail "a binary map (FROM 1: foreground)"; }
 echo "ok: reduce-zero and a FROM TO file train the parameters of the ids themselves"
 
 expect2 "mask value 4 is not a class id of --num-classes 4" $BIN train $S $K --data "$T/ade"
@@ -65,6 +77,8 @@ expect2 "mask value 0 is not in --label-map" $BIN train $S $K --data "$T/city" \
 printf '7 0\n7 1\n' > "$T/twice.map"
 expect2 "twice.map:2: 7 is mapped twice" $BIN train $S $K --data "$T/city" \
   --label-map "$T/twice.map"
+printf '* 255\n7 0\n* 0\n' > "$T/star.map"
+expect2 "star.map:3: * is mapped twice" $BIN train $S $K --data "$T/city" --label-map "$T/star.map"
 printf '7 9\n' > "$T/nine.map"
 expect2 "nine.map:1: 9 is not a class id of --num-classes 4" $BIN train $S $K \
   --data "$T/city" --label-map "$T/nine.map"
@@ -102,4 +116,22 @@ expect2 "--label-map: maps the ground truth, and there is none" $BIN predict \
 
 expect2 "label-map" $BIN train $S $K --data "$T/ade" --label-map "$T/city.map" --resume \
   --checkpoint-dir "$T/ck" --steps 6
+# the map file edited after the checkpoint: another labelling, refused (not the path alone)
+$MPIRUN -np 1 $BIN train $S $K --data "$T/city" --label-map "$T/city.map" --checkpoint-dir \
+  "$T/ckc" > "$T/ckc.log" 2>&1 || { cat "$T/ckc.log"; fail "train city into ckc"; }
+cp "$T/city.map" "$T/city.keep" && printf '7 1\n11 0\n15 2\n19 3\n* 255\n' > "$T/city.map"
+expect2 "maps otherwise than when the checkpoint was written" $BIN train $S $K --resume \
+  --checkpoint-dir "$T/ckc" --steps 6
+# predict maps as the run did, from the checkpoint, whatever the file says now
+$MPIRUN -np 1 $BIN predict --backend cpu --checkpoint "$T/ckc" --input "$T/images" \
+  --masks "$T/city/masks" --output "$T/p5" > "$T/p5.log" 2>&1 || { cat "$T/p5.log"; fail p5; }
+cp "$T/city.keep" "$T/city.map"
+$MPIRUN -np 1 $BIN predict --backend cpu --checkpoint "$T/ckc" --input "$T/images" \
+  --masks "$T/city/masks" --output "$T/p6" > "$T/p6.log" 2>&1 || { cat "$T/p6.log"; fail p6; }
+diff <(grep "^predict: mIoU" "$T/p5.log") <(grep "^predict: mIoU" "$T/p6.log") ||
+  fail "predict read the edited map file instead of the run's map"
+# a mapped value that is no class id names both values
+echo "images/000.png ade5/000.png" > "$T/ade5.txt"
+expect2 "mask value 4 (stored 5, mapped by --label-map reduce-zero) at x 7, y 9" $BIN predict \
+  --checkpoint "$CK" --input "$T/ade5.txt" --output "$T/p7"
 echo "PASS test_label_map"

@@ -1,10 +1,15 @@
-/* labelmap.c: parsing --label-map (labelmap.h). */
+/* labelmap.c: parsing --label-map, and its table as text (labelmap.h). */
 #include "labelmap.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+
+#include "pairlist.h" /* cg_pairlist_text_start: a map file in UTF-16, an image... */
+
+#define LINE_MAX_BYTES 4096
 
 /* A whole number 0..255 from the text s (all of it), or -1. */
 static int byte_value(const char *s) {
@@ -15,7 +20,8 @@ static int byte_value(const char *s) {
   return (int)v;
 }
 
-/* One "FROM TO" line of file into m: 0, or -1 with err. */
+/* One "FROM TO" line of file into m: 0, or -1 with err. Binary masks (nclass 1) have the ids 0
+ * and 1 (foreground). */
 static int take_line(const char *file, int line, char *text, int nclass, int ignore,
                      cg_labelmap_t *m, int *dflt, char *err, size_t errlen) {
   char *save = NULL, *a = strtok_r(text, " \t", &save), *b = strtok_r(NULL, " \t", &save);
@@ -30,43 +36,46 @@ static int take_line(const char *file, int line, char *text, int nclass, int ign
              from < 0 ? a : b);
     return -1;
   }
-  if (to >= nclass && to != ignore) {
-    snprintf(err, errlen, "--label-map %s:%d: %d is not a class id of --num-classes %d (0..%d)%s",
-             file, line, to, nclass, nclass - 1, ignore >= 0 ? " nor the ignore label" : "");
+  const int ids = nclass > 1 ? nclass : 2;
+  if (to >= ids && to != ignore) {
+    char ign[48] = "";
+    if (ignore >= 0) snprintf(ign, sizeof ign, " nor the ignore label %d", ignore);
+    snprintf(err, errlen, "--label-map %s:%d: %d is not a class id of --num-classes %d (%s)%s",
+             file, line, to, nclass, nclass > 1 ? "0..K-1" : "binary: 0 or 1", ign);
+    return -1;
+  }
+  if ((from == 256 && *dflt >= 0) || (from < 256 && m->to[from] >= 0)) {
+    snprintf(err, errlen, "--label-map %s:%d: %s is mapped twice", file, line, a);
     return -1;
   }
   if (from == 256) *dflt = to;
-  else if (m->to[from] >= 0) {
-    snprintf(err, errlen, "--label-map %s:%d: %d is mapped twice", file, line, from);
-    return -1;
-  } else m->to[from] = (int16_t)to;
+  else m->to[from] = (int16_t)to;
   return 0;
 }
 
-static int parse_file(const char *file, int nclass, int ignore, cg_labelmap_t *m, char *err,
-                      size_t errlen) {
-  FILE *f = fopen(file, "r");
-  if (!f) {
-    snprintf(err, errlen, "--label-map %s: %s (give reduce-zero or a file of FROM TO lines)",
-             file, strerror(errno));
+static int parse_lines(FILE *f, const char *file, int nclass, int ignore, cg_labelmap_t *m,
+                       char *err, size_t errlen) {
+  char *buf = malloc(LINE_MAX_BYTES);
+  if (!buf) {
+    snprintf(err, errlen, "--label-map %s: out of memory", file);
     return -1;
   }
-  char buf[256];
   int line = 0, dflt = -1, rc = 0, any = 0;
-  while (!rc && fgets(buf, sizeof buf, f)) {
+  while (!rc && fgets(buf, LINE_MAX_BYTES, f)) {
     line++;
     if (!strchr(buf, '\n') && !feof(f)) {
-      snprintf(err, errlen, "--label-map %s:%d: line too long", file, line);
+      snprintf(err, errlen, "--label-map %s:%d: line longer than %d bytes", file, line,
+               LINE_MAX_BYTES - 2);
       rc = -1;
       break;
     }
-    buf[strcspn(buf, "\r\n")] = 0;
+    buf[strcspn(buf, "#\r\n")] = 0; /* a comment: a whole line, or after the pair */
     char *t = buf + strspn(buf, " \t");
-    if (!*t || *t == '#') continue;
+    if (!*t) continue;
     any = 1;
     rc = take_line(file, line, t, nclass, ignore, m, &dflt, err, errlen);
   }
-  fclose(f);
+  free(buf);
   if (!rc && !any) {
     snprintf(err, errlen, "--label-map %s: no FROM TO lines", file);
     rc = -1;
@@ -76,23 +85,77 @@ static int parse_file(const char *file, int nclass, int ignore, cg_labelmap_t *m
   return rc;
 }
 
-int cg_labelmap_parse(const char *spec, int nclass, int ignore, cg_labelmap_t *m, char *err,
+static int parse_file(const char *file, int nclass, int ignore, cg_labelmap_t *m, char *err,
                       size_t errlen) {
-  if (nclass < 1) nclass = 1;
-  if (ignore < nclass) ignore = -1;
-  for (int v = 0; v < 256; v++) m->to[v] = -1;
+  struct stat st;
+  if (stat(file, &st) == 0 && !S_ISREG(st.st_mode)) {
+    snprintf(err, errlen, "--label-map %s: not a regular file (give reduce-zero or a file of "
+             "FROM TO lines)", file);
+    return -1;
+  }
+  FILE *f = fopen(file, "r");
+  if (!f) {
+    snprintf(err, errlen, "--label-map %s: %s (give reduce-zero or a file of FROM TO lines)",
+             file, strerror(errno));
+    return -1;
+  }
+  const char *what = cg_pairlist_text_start(f);
+  if (what) snprintf(err, errlen, "--label-map %s: %s, not a text file of FROM TO lines", file,
+                     what);
+  const int rc = what ? -1 : parse_lines(f, file, nclass, ignore, m, err, errlen);
+  fclose(f);
+  return rc;
+}
+
+static void set_spec(cg_labelmap_t *m, const char *spec) {
   const size_t n = strlen(spec);
   snprintf(m->spec, sizeof m->spec, "%s%s", n >= sizeof m->spec ? "..." : "",
            spec + (n >= sizeof m->spec ? n - sizeof m->spec + 4 : 0));
+}
+
+int cg_labelmap_parse(const char *spec, int nclass, int ignore, cg_labelmap_t *m, char *err,
+                      size_t errlen) {
+  if (nclass < 1) nclass = 1;
+  if (ignore < (nclass > 1 ? nclass : 2)) ignore = -1;
+  for (int v = 0; v < 256; v++) m->to[v] = -1;
+  set_spec(m, spec);
   if (!strcmp(spec, "reduce-zero")) {
     if (ignore < 0) {
       snprintf(err, errlen, "--label-map reduce-zero: makes 0 the ignore label, and there is none "
                "(give --ignore-index I)");
       return -1;
     }
-    for (int v = 1; v < 256; v++) m->to[v] = (int16_t)(v - 1);
+    for (int v = 1; v < 256; v++) /* v - 1 == ignore: no class, and not silently ignored */
+      m->to[v] = (int16_t)(v - 1 == ignore ? -1 : v - 1);
     m->to[0] = m->to[ignore] = (int16_t)ignore; /* the ignore label stays what it is */
     return 0;
   }
   return parse_file(spec, nclass, ignore, m, err, errlen);
+}
+
+/* ---- the table as text ------------------------------------------------------------------- */
+
+void cg_labelmap_table(const cg_labelmap_t *m, char *buf) {
+  static const char hex[] = "0123456789abcdef";
+  for (int v = 0; v < 256; v++) {
+    buf[2 * v] = m->to[v] < 0 ? '-' : hex[m->to[v] >> 4];
+    buf[2 * v + 1] = m->to[v] < 0 ? '-' : hex[m->to[v] & 15];
+  }
+  buf[512] = 0;
+}
+
+int cg_labelmap_from_table(const char *table, const char *spec, cg_labelmap_t *m) {
+  if (strlen(table) != 512) return -1;
+  for (int v = 0; v < 256; v++) {
+    const char a = table[2 * v], b = table[2 * v + 1];
+    if (a == '-' && b == '-') {
+      m->to[v] = -1;
+      continue;
+    }
+    const char *pa = strchr("0123456789abcdef", a), *pb = strchr("0123456789abcdef", b);
+    if (!a || !b || !pa || !pb) return -1;
+    m->to[v] = (int16_t)((pa - "0123456789abcdef") * 16 + (pb - "0123456789abcdef"));
+  }
+  set_spec(m, spec);
+  return 0;
 }

@@ -179,19 +179,14 @@ static int take_line(cg_pairlist_t *pl, size_t *cap, char **field, int nf, const
   return 0;
 }
 
-/* The list's first bytes: -1 with err when it is no text list (UTF-16, a shard, an image...);
- * else 0, f past a UTF-8 byte-order mark. */
-static int check_start(FILE *f, const char *list, char *err, size_t errlen) {
+const char *cg_pairlist_text_start(FILE *f) {
   unsigned char b[4096];
   const size_t n = fread(b, 1, sizeof b, f);
   const char *what = cg_pairlist_not_text(b, n);
-  if (what) {
-    snprintf(err, errlen, "%s: %s, not a text list of IMAGE [MASK] lines", list, what);
-    return -1;
-  }
+  if (what) return what;
   rewind(f);
   if (n >= 3 && !memcmp(b, "\xef\xbb\xbf", 3)) (void)!fread(b, 1, 3, f);
-  return 0;
+  return NULL;
 }
 
 int cg_pairlist_read(const char *list, cg_pairlist_masks_t masks, cg_pairlist_t *pl, char *err,
@@ -208,7 +203,9 @@ int cg_pairlist_read(const char *list, cg_pairlist_masks_t masks, cg_pairlist_t 
     snprintf(err, errlen, "%s: %s", list, strerror(errno));
     return -1;
   }
-  if (check_start(f, list, err, errlen)) {
+  const char *what = cg_pairlist_text_start(f);
+  if (what) {
+    snprintf(err, errlen, "%s: %s, not a text list of IMAGE [MASK] lines", list, what);
     fclose(f);
     return -1;
   }

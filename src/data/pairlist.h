@@ -20,6 +20,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 typedef struct {
   int64_t n;
@@ -41,5 +42,8 @@ void cg_pairlist_free(cg_pairlist_t *pl); /* NULL entries are skipped */
 /* What the first n bytes of a file b show it to be when it is no text list ("UTF-16 text
  * (save the list as UTF-8)", "a .cgds shard", "a PNG image", "binary data ..."), or NULL. */
 const char *cg_pairlist_not_text(const unsigned char *b, size_t n);
+/* The same of the file f at its start: NULL for text, f then past a UTF-8 byte-order mark. For
+ * every small text file the user gives (lists, --label-map files). */
+const char *cg_pairlist_text_start(FILE *f);
 
 #endif

@@ -284,7 +284,9 @@ static int finish_source(png_source_t *ps, const cg_source_opts_t *o, const char
              (long long)ps->base.dropped, ps->why && ps->why[0] ? ps->why[0] : "?");
     return -1;
   }
-  if (o->nclass > 1 && ps->base.count > 0) { /* palette masks: predict writes its maps alike */
+  /* palette masks: predict writes its maps alike (not through a --label-map: the palette's
+   * entries are the stored values', not the mapped ids') */
+  if (o->nclass > 1 && ps->base.count > 0 && !o->label_map) {
     int npal = 0;
     if (cg_png_read_palette(ps->pairs[0].mask, o->max_pixels, ps->pal, &npal, err, errlen) == 0 &&
         npal > 0) {

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "cli.h"    // cg_cli_*: this file's contract
+#include "labelmap.h" // cg_labelmap_parse: --label-map read once, its table kept
 #include "opts.h"   // cg_opts_*: the engine: parse, range checks, messages, --help lines
 #include "path.h"   // cg_path_abs: --data and --val-data independent of the working directory
 #include "png_io.h" // CG_PNG_DEFAULT_MAX_PIXELS: the --max-image-pixels default
@@ -409,6 +410,28 @@ static int check_train_flags(cg_config_t *cfg, char *err, size_t errlen) {
   return 0;
 }
 
+/* --label-map parsed for the run's classes into cfg->label_map_table; a resumed run's table
+ * (from its checkpoint) must be the one the file gives now. */
+static int check_label_map(cg_config_t *cfg, char *err, size_t errlen) {
+  if (!cfg->label_map[0]) {
+    cfg->label_map_table[0] = 0;
+    return 0;
+  }
+  cg_labelmap_t m;
+  char table[CG_LABELMAP_TABLE_LEN];
+  if (cg_labelmap_parse(cfg->label_map, cfg->num_classes, cfg->ignore_index, &m, err, errlen))
+    return -1;
+  cg_labelmap_table(&m, table);
+  if (cfg->label_map_table[0] && strcmp(table, cfg->label_map_table)) {
+    snprintf(err, errlen, "--label-map %s: maps otherwise than when the checkpoint was written "
+             "(the file changed since?): a resumed run cannot change its labels (restore the "
+             "file, or start a new run with another --checkpoint-dir)", cfg->label_map);
+    return -1;
+  }
+  snprintf(cfg->label_map_table, sizeof cfg->label_map_table, "%s", table);
+  return 0;
+}
+
 /* --data, --val-data and --val-fraction together; then (cfg changed) val_fraction is 0 beside
  * --val-data and train's data paths are made absolute. */
 static int check_data_flags(cg_config_t *cfg, char *err, size_t errlen) {
@@ -422,6 +445,7 @@ static int check_data_flags(cg_config_t *cfg, char *err, size_t errlen) {
              "(--val-samples)", cfg->val_data);
     return -1;
   }
+  if (!strcmp(cfg->label_map, "none")) cfg->label_map[0] = 0; /* as predict's none */
   if (data_known && cfg->label_map[0] && !strcmp(cfg->data, "synthetic")) {
     snprintf(err, errlen, "--label-map %s: maps the masks of image files; synthetic data makes "
              "its own class ids", cfg->label_map);
@@ -452,7 +476,7 @@ static int check_data_flags(cg_config_t *cfg, char *err, size_t errlen) {
                "directory, or longer than %d bytes)", flag[i], paths[i], CG_PATH_MAX - 1);
       return -1;
     }
-  return 0;
+  return data_known ? check_label_map(cfg, err, errlen) : 0;
 }
 
 /* --resume with --overwrite-checkpoints, and --resume's default source. */

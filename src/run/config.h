@@ -36,6 +36,8 @@ typedef struct {
   char data[CG_PATH_MAX]; /* "synthetic", a PNG directory or a .cgds shard */
   char val_data[CG_PATH_MAX];
   char label_map[CG_PATH_MAX]; /* --label-map: "", "reduce-zero" or a file (made absolute) */
+  char label_map_table[513];   /* its table (cg_labelmap_table), made by cg_cli_check or taken
+                                  from a resumed checkpoint's settings; "" without a map */
   double val_fraction;
   int skip_bad;
   int64_t max_image_pixels; /* a larger image (width x height) is a bad sample */

@@ -169,11 +169,14 @@ int cg_pack_main(int argc, char **argv) {
     return rc == CG_CGDS_EINPUT ? CG_EXIT_USAGE : rc == CG_CGDS_EINTR ? 128 + pack_cancel : 1;
   }
   static const char *const enc_name[] = {"raw", "jpeg", "png"};
-  char labels[96];
+  char labels[192];
   if (nclass > 1) snprintf(labels, sizeof labels, "%d classes", nclass);
   else snprintf(labels, sizeof labels, "binary masks");
   if (ignore >= (nclass > 1 ? nclass : 2))
     snprintf(labels + strlen(labels), sizeof labels - strlen(labels), ", ignore label %d", ignore);
+  if (o.label_map)
+    snprintf(labels + strlen(labels), sizeof labels - strlen(labels), ", mapped by --label-map "
+             "%.40s", o.label_map);
   printf("packed %lld records of %dx%d into %s: %llu bytes (%.1f MiB, %.1f KiB a record, %s; %s) "
          "in %.2f s\n", (long long)st.records, o.size, o.size, o.out, (unsigned long long)st.bytes,
          (double)st.bytes / (1024.0 * 1024.0),

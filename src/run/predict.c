@@ -194,6 +194,25 @@ static int read_input_list(popts_t *o, char ***files, int *nfiles, char *err, si
   return 0;
 }
 
+/* -1 with why --input is neither a directory nor a list: missing, an image, UTF-16 text... */
+static int input_not_found(const char *in, char *err, size_t errlen) {
+  struct stat st;
+  unsigned char b[4096];
+  size_t n = 0;
+  FILE *f = stat(in, &st) == 0 && S_ISREG(st.st_mode) ? fopen(in, "rb") : NULL;
+  if (f) {
+    n = fread(b, 1, sizeof b, f);
+    fclose(f);
+  }
+  const char *what = f ? cg_pairlist_not_text(b, n) : NULL;
+  if (stat(in, &st))
+    snprintf(err, errlen, "--input '%.900s': %s", in, strerror(errno));
+  else
+    snprintf(err, errlen, "--input '%.900s' is %s, not a directory of images nor a text list of "
+             "IMAGE or IMAGE MASK lines", in, what ? what : cg_afile_kind(st.st_mode));
+  return -1;
+}
+
 /* Rank 0, --input LIST: -1 when --output is the directory of a listed image or mask (the
  * masks written there as NAME.png could replace them). */
 static int output_holds_listed(const popts_t *o, char **files, int nfiles, char *err,
@@ -298,6 +317,24 @@ static int resolve_checkpoint(popts_t *o, int rank, cg_ckpt_info_t *info, char *
              : -1;
 }
 
+/* The run's --label-map from the checkpoint's settings, as the run read it (its table, not the
+ * file as it is now): 1 with o->map and o->label_map set; 0 when the run had none (or only
+ * names a file, which the caller then reads). */
+static int run_label_map(popts_t *o, const cg_ckpt_info_t *info, int rank) {
+  char jerr[128];
+  cg_json_t *j = info->settings[0] ? cg_json_parse(info->settings, jerr, sizeof jerr) : NULL;
+  const int obj = j && j->type == CG_JSON_OBJ;
+  const char *spec = obj ? cg_json_str(j, "label-map", "") : "";
+  const char *table = obj ? cg_json_str(j, "label-map-table", "") : "";
+  snprintf(o->label_map, sizeof o->label_map, "%s", spec);
+  const int got = spec[0] && table[0] && cg_labelmap_from_table(table, spec, &o->map) == 0;
+  if (spec[0] && rank == 0)
+    cg_log_info("predict: the ground truth is mapped by the run's --label-map %s (--label-map "
+                "none: its values are the class ids)", spec);
+  cg_json_free(j);
+  return got;
+}
+
 /* The checks made before anything large is allocated, each rank for itself: the checkpoint's
  * header and model, the input files, the output directory (rank 0 makes it) and the backend.
  * 0, or -1 with err (a usage error). */
@@ -311,7 +348,9 @@ static int check_inputs(popts_t *o, const cg_comm_t *c, cg_ckpt_info_t *info, cg
              info->shape.in_c, 3 + CG_NFEAT);
     return -1;
   }
-  const int is_list = cg_source_spec_kind(o->input) == CG_SPEC_LIST;
+  const cg_spec_t kind = cg_source_spec_kind(o->input);
+  const int is_list = kind == CG_SPEC_LIST;
+  if (kind != CG_SPEC_DIR && !is_list) return input_not_found(o->input, err, errlen);
   if (is_list ? read_input_list(o, files, nfiles, err, errlen)
               : list_images(o->input, files, nfiles, err, errlen))
     return -1;
@@ -320,24 +359,15 @@ static int check_inputs(popts_t *o, const cg_comm_t *c, cg_ckpt_info_t *info, cg
     return -1;
   }
   const int truth = o->masks[0] || o->list_masks;
-  if (!o->label_map[0] && truth) { /* the run's, kept in the checkpoint's settings */
-    char jerr[128];
-    cg_json_t *j = info->settings[0] ? cg_json_parse(info->settings, jerr, sizeof jerr) : NULL;
-    const char *run_map = j && j->type == CG_JSON_OBJ ? cg_json_str(j, "label-map", "") : "";
-    snprintf(o->label_map, sizeof o->label_map, "%s", run_map);
-    if (run_map[0] && c->rank == 0)
-      cg_log_info("predict: the ground truth is mapped by the run's --label-map %s (--label-map "
-                  "none: read as class ids)", run_map);
-    cg_json_free(j);
-  }
   if (!strcmp(o->label_map, "none")) o->label_map[0] = 0;
+  else if (!o->label_map[0] && truth) o->has_map = run_label_map(o, info, c->rank);
   if (o->label_map[0] && !truth) {
     snprintf(err, errlen, "--label-map: maps the ground truth, and there is none (give --masks "
              "DIR, or an --input list of IMAGE MASK lines)");
     return -1;
   }
-  if (o->label_map[0] && cg_labelmap_parse(o->label_map, model->nclass, info->ignore_index,
-                                           &o->map, err, errlen))
+  if (o->label_map[0] && !o->has_map &&
+      cg_labelmap_parse(o->label_map, model->nclass, info->ignore_index, &o->map, err, errlen))
     return -1;
   o->has_map = o->label_map[0] != 0;
   if (c->rank == 0 && mkdir(o->output, 0755) && errno != EEXIST) {
@@ -610,24 +640,29 @@ static int truth_row(void *ctx, int y, const uint8_t *px, char *why, size_t whyl
   truth_sink_t *t = ctx;
   uint8_t *r = t->m + (size_t)y * t->w;
   memcpy(r, px, (size_t)t->w);
-  for (int x = 0; t->map && x < t->w; x++) {
-    if (t->map->to[r[x]] < 0) {
-      snprintf(why, whylen, "mask value %d at x %d, y %d is not in --label-map %s", r[x], x, y,
-               t->map->spec);
-      return -1;
-    }
-    r[x] = (uint8_t)t->map->to[r[x]];
-  }
   if (t->k == 1 && t->ignore < 0 && !t->map) return 0; /* read as 0/1 */
   for (int x = 0; x < t->w; x++) {
+    const int stored = r[x];
+    char was[128] = "";
+    if (t->map) {
+      if (t->map->to[stored] < 0) {
+        snprintf(why, whylen, "mask value %d at x %d, y %d is not in --label-map %s", stored, x,
+                 y, t->map->spec);
+        return -1;
+      }
+      r[x] = (uint8_t)t->map->to[stored];
+      if (r[x] != stored)
+        snprintf(was, sizeof was, " (stored %d, mapped by --label-map %s)", stored,
+                 t->map->spec);
+    }
     if (r[x] == t->ignore) continue;
     if (t->k == 1) {
       r[x] = r[x] > 0;
     } else if (r[x] >= t->k) {
       char ign[48] = "";
       if (t->ignore >= 0) snprintf(ign, sizeof ign, " nor the ignore label %d", t->ignore);
-      snprintf(why, whylen, "mask value %d at x %d, y %d is not a class id of the model's "
-               "--num-classes %d (0..%d)%s", r[x], x, y, t->k, t->k - 1, ign);
+      snprintf(why, whylen, "mask value %d%s at x %d, y %d is not a class id of the model's "
+               "--num-classes %d (0..%d)%s", r[x], was, x, y, t->k, t->k - 1, ign);
       return -1;
     }
   }
@@ -669,7 +704,8 @@ static void pimg_finish(pimg_t *p, const popts_t *o, char **files, const cg_ckpt
   char err[2400], stem[1024], path[2200];
   if (o->masks[0] || o->list_masks) {
     uint8_t *truth = load_truth(o, files, p, t->ignore, err, sizeof err);
-    if (!truth) cg_die(CG_EXIT_USAGE, "predict: --masks: %s", err);
+    if (!truth) cg_die(CG_EXIT_USAGE, "predict: %s: %s", o->list_masks ? "ground truth" : "--masks",
+                       err);
     if (k == 1) cg_confusion_add_ignore(&t->bin, cls, truth, px, t->ignore);
     else cg_confk_add(t->confk, k, cls, truth, px, t->ignore);
     free(truth);

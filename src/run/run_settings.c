@@ -132,6 +132,12 @@ int cg_settings_json(const cg_config_t *cfg, char *buf, size_t len) {
     if (k < 0 || (size_t)k >= len - n) goto overflow;
     n += (size_t)k;
   }
+  if (cfg->label_map_table[0]) { /* the map itself: a map file edited since is another map */
+    const int k = snprintf(buf + n, len - n, ", \"label-map-table\": \"%s\"",
+                           cfg->label_map_table);
+    if (k < 0 || (size_t)k >= len - n) goto overflow;
+    n += (size_t)k;
+  }
   /* what the reader knows of this writer: format 2 stores an empty setting as "" (below) */
   const int k = snprintf(buf + n, len - n, ", \"settings-format\": \"2\"}");
   if (k < 0 || (size_t)k >= len - n) goto overflow;
@@ -211,6 +217,9 @@ int cg_settings_apply(cg_config_t *cfg, const char *json, FILE *out, char *err, 
       }
     }
   }
+  const char *table = cg_json_str(j, "label-map-table", "");
+  if (strlen(table) < sizeof cfg->label_map_table) /* cg_cli_check compares it with the file */
+    snprintf(cfg->label_map_table, sizeof cfg->label_map_table, "%s", table);
   cg_json_free(j);
   cfg->merged = 1;
   if (!rc && cg_cli_check(cfg, err, errlen) != 0) rc = -1;

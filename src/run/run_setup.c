@@ -265,14 +265,18 @@ static int place_rank(cg_run_t *r, char *err, size_t errlen) {
 static int open_files(cg_run_t *r, char *err, size_t errlen) {
   const cg_config_t *cfg = r->cfg;
   cg_labelmap_t lm;
-  int rc = cfg->label_map[0] ? cg_labelmap_parse(cfg->label_map, cfg->num_classes,
-                                                 cfg->ignore_index, &lm, err, errlen) : 0;
+  int rc = 0; /* the map cg_cli_check read (or the resumed checkpoint kept) */
+  if (cfg->label_map_table[0] &&
+      cg_labelmap_from_table(cfg->label_map_table, cfg->label_map, &lm) != 0) {
+    snprintf(err, errlen, "--label-map %s: a malformed table", cfg->label_map);
+    rc = -1;
+  }
   const cg_source_opts_t so = {.size = cfg->image_size, .max_pixels = cfg->max_image_pixels,
                                .skip_bad = cfg->skip_bad || cfg->check_data,
                                .all_why = cfg->check_data, .bad_hint = CG_BAD_SAMPLE_HINT,
                                .seed = cfg->seed, .nclass = cfg->num_classes,
                                .ignore = cfg->ignore_index,
-                               .label_map = cfg->label_map[0] ? &lm : NULL};
+                               .label_map = cfg->label_map_table[0] ? &lm : NULL};
   if (!rc) r->base_src = cg_source_open_opts(cfg->data, &so, err, errlen);
   if (!rc && !r->base_src) rc = -1;
   if (!rc && cfg->val_data[0]) {
@@ -362,7 +366,12 @@ static void warn_masks_0_255(const cg_run_t *r) {
   free(mask);
   const cg_opts_set_t set = cg_cli_opts(CG_CMD_TRAIN, (cg_config_t *)cfg);
   const int given = cg_opts_given(&set, cfg->argc, cfg->argv, "ignore-index");
-  if (looked && ignored && !other)
+  if (looked && ignored && !other && cfg->label_map[0]) /* the ids after the map */
+    cg_log_warn("after --label-map %s, the first %lld training mask(s) of %s hold only 0 and "
+                "255, the ignore label: no pixel would train a class other than 0 (does the map "
+                "give each class's stored value?)", cfg->label_map, (long long)looked,
+                cfg->data);
+  else if (looked && ignored && !other)
     cg_log_warn("the first %lld training mask(s) of %s hold only 0 and 255, and 255 is the "
                 "ignore label (--ignore-index 255%s): no pixel would train a class other than "
                 "0. Binary masks saved as 0/255 train with --num-classes 1 (a pixel > 0 is "
