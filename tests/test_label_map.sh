@@ -2,8 +2,9 @@
 # --label-map: stored mask values turned into class ids as masks are read. One data set stored
 # three ways (class ids 0..3 with 255 ignored; ADE20K's 0 = other, ids + 1; Cityscapes-like ids
 # 7, 11, 15, 19 with 0 unlabelled) trains the very same parameters with reduce-zero and with a
-# FROM TO file; pack --label-map writes the same shard; predict --label-map scores the same; a
-# shard, synthetic data, a bad map file and a resume with another map are refused (exit 2).
+# FROM TO file; pack --label-map keeps the map in the shard, which trains the same and from
+# which predict takes it; predict --label-map scores the same; a shard packed with another map,
+# synthetic data, a bad map file and a resume with another map (or edited file) are refused.
 set -euo pipefail
 BIN=$1; MPIRUN="$2 --oversubscribe --bind-to none"; BUILD=$3
 T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
@@ -91,10 +92,18 @@ $BIN pack --images "$T/images" --masks "$T/ade/masks" --num-classes 4 --image-si
   --label-map reduce-zero --out "$T/ade.cgds" > /dev/null
 $BIN pack --images "$T/images" --masks "$T/orig/masks" --num-classes 4 --image-size 32 \
   --out "$T/orig.cgds" > /dev/null
-cmp -s "$T/ade.cgds" "$T/orig.cgds" || fail "pack --label-map wrote another shard"
-echo "ok: pack --label-map reduce-zero packs the shard of the ids themselves"
-expect2 "a .cgds shard holds the class ids pack stored" $BIN train $S $K \
-  --data "$T/ade.cgds" --label-map reduce-zero
+# the shard keeps the map: a run on it alone takes it (and trains what the ids train)
+train shard --data "$T/ade.cgds" --checkpoint-dir "$T/cks"
+cmp -s "$T/orig.params" "$T/shard.params" || fail "the shard packed with a map trained otherwise"
+grep -q "mapped by the --label-map the shard was packed with" "$T/shard.log" || fail "not said"
+echo "ok: pack --label-map keeps the map in the shard; training on it equals the ids"
+train mixed --data "$T/ade" --label-map reduce-zero --val-data "$T/ade.cgds" --val-fraction 0
+expect2 "packed without --label-map" $BIN train $S $K --data "$T/orig.cgds" \
+  --label-map reduce-zero
+expect2 "packed with another --label-map than the run's" $BIN train $S $K \
+  --data "$T/ade.cgds" --label-map "$T/city.map"
+expect2 "packed with a --label-map, and the run has none" $BIN train $S $K \
+  --data "$T/orig" --val-data "$T/ade.cgds" --val-fraction 0
 
 CK=$(ls "$T"/ck/*.cgck | tail -1)
 $MPIRUN -np 1 $BIN predict --backend cpu --checkpoint "$CK" --input "$T/images" \
@@ -111,6 +120,15 @@ diff <(grep -E "^predict: (class|mIoU| +[0-9]+ )" "$T/p1.log") \
   <(grep -E "^predict: (class|mIoU| +[0-9]+ )" "$T/p2.log") || fail "predict --label-map scored otherwise"
 grep -q "^predict: mIoU" "$T/p2.log" || fail "predict printed no mIoU"
 echo "ok: predict --label-map reduce-zero: $(grep "^predict: mIoU" "$T/p2.log")"
+# a run on the shard: predict maps the files' ground truth by the map pack applied
+$MPIRUN -np 1 $BIN predict --backend cpu --checkpoint "$T/cks" --input "$T/images" \
+  --masks "$T/orig/masks" --label-map none --output "$T/p8" > "$T/p8.log"
+$MPIRUN -np 1 $BIN predict --backend cpu --checkpoint "$T/cks" --input "$T/images" \
+  --masks "$T/ade/masks" --output "$T/p9" > "$T/p9.log" 2>&1
+grep -q "the run's --label-map (pack's, from the shard" "$T/p9.log" || fail "p9: not said"
+diff <(grep -E "^predict: (class|mIoU| +[0-9]+ )" "$T/p8.log") \
+  <(grep -E "^predict: (class|mIoU| +[0-9]+ )" "$T/p9.log") || fail "predict after a shard run"
+echo "ok: after a run on a shard packed with a map, predict maps the raw masks alike"
 expect2 "--label-map: maps the ground truth, and there is none" $BIN predict \
   --checkpoint "$CK" --input "$T/images" --output "$T/p3" --label-map reduce-zero
 

@@ -66,12 +66,14 @@ enum {
   ENT_RESERVED64 = 40
 };
 /* Version 3's labels block fields. */
-enum { LAB_MAGIC = 0, LAB_NCLASS = 4, LAB_IGNORE = 8, LAB_NPAL = 12, LAB_PALETTE = 16 };
+enum { LAB_MAGIC = 0, LAB_NCLASS = 4, LAB_IGNORE = 8, LAB_NPAL = 12, LAB_PALETTE = 16,
+       LAB_MAP = 784 /* version 4 */ };
 
 _Static_assert(HDR_CRC + 4 == CG_CGDS_HEADER_BYTES, "header layout");
 _Static_assert(ENT_IMAGE_BYTES == CG_CGDS_ENTRY_BYTES_V1, "version 1 entry layout");
 _Static_assert(ENT_RESERVED64 + 8 == CG_CGDS_ENTRY_BYTES, "entry layout");
 _Static_assert(LAB_PALETTE + 768 == CG_CGDS_LABELS_BYTES, "labels block layout");
+_Static_assert(LAB_MAP + 512 == CG_CGDS_LABELS_BYTES_V4, "version 4 labels block layout");
 
 /* The header's fields as numbers. The magic is not among them: the reader checks it before
  * anything else, the writer always writes CG_CGDS_MAGIC. */
@@ -121,7 +123,7 @@ static size_t entry_bytes(uint32_t version) {
   return version == 1 ? CG_CGDS_ENTRY_BYTES_V1 : CG_CGDS_ENTRY_BYTES;
 }
 static size_t labels_bytes(uint32_t version) {
-  return version >= 3 ? CG_CGDS_LABELS_BYTES : 0;
+  return version >= 4 ? CG_CGDS_LABELS_BYTES_V4 : version == 3 ? CG_CGDS_LABELS_BYTES : 0;
 }
 
 /* ---- reader ----------------------------------------------------------------------------- */
@@ -144,6 +146,7 @@ typedef struct {
   int nclass, ignore;    /* the mask values allowed (cg_cgds_set_labels): < nclass, ignore */
   int packed_nclass, packed_ignore; /* version 3's labels block (packed_nclass 0: none) */
   uint8_t palette[768];  /* version 3: the masks' palette (base.palette) */
+  char map_table[CG_LABELMAP_TABLE_LEN]; /* version 4: pack's --label-map ("": none) */
 } cgds_source_t;
 
 /* Rows of an encoded part into a fixed h x w buffer: the decoded size must be exactly that. */
@@ -273,7 +276,29 @@ int cg_cgds_labels(const cg_source_t *s, int *nclass, int *ignore) {
   return 1;
 }
 
-/* Version 3's labels block at b (inside the checked index area). */
+int cg_cgds_label_map(const cg_source_t *s, const char **table) {
+  const cgds_source_t *cs = (const cgds_source_t *)s;
+  if (!cs->map_table[0]) return 0;
+  *table = cs->map_table;
+  return 1;
+}
+
+/* Version 4's label map at b: 512 zero bytes (none) or a table cg_labelmap_from_table reads. */
+static int read_map(cgds_source_t *cs, const uint8_t *b, const char *path, char *err,
+                    size_t errlen) {
+  int zero = 1;
+  for (int i = 0; i < 512; i++) zero &= b[i] == 0;
+  if (zero) return 0;
+  cg_labelmap_t m;
+  memcpy(cs->map_table, b, 512);
+  cs->map_table[512] = 0;
+  if (cg_labelmap_from_table(cs->map_table, "", &m) == 0) return 0;
+  cs->map_table[0] = 0;
+  snprintf(err, errlen, "%s: corrupt labels block (label map)", path);
+  return -1;
+}
+
+/* Version 3's labels block at b (inside the checked index area), and version 4's map. */
 static int read_labels(cgds_source_t *cs, const uint8_t *b, const char *path, char *err,
                        size_t errlen) {
   const uint32_t k = cg_le_get_u32(b + LAB_NCLASS), npal = cg_le_get_u32(b + LAB_NPAL);
@@ -285,6 +310,7 @@ static int read_labels(cgds_source_t *cs, const uint8_t *b, const char *path, ch
              "%u)", path, k, (int)ig, npal);
     return -1;
   }
+  if (cs->version >= 4 && read_map(cs, b + LAB_MAP, path, err, errlen)) return -1;
   cs->packed_nclass = (int)k;
   cs->packed_ignore = (int)ig;
   memcpy(cs->palette, b + LAB_PALETTE, 3 * (size_t)npal);
@@ -611,7 +637,8 @@ static void put_entry(uint8_t *e, const entry_t *en, uint64_t noff, int version)
 
 /* Version 3's labels block: what the masks hold, as packed (o's classes and ignore label,
  * normalised as cg_cgds_set_labels does), and the masks' palette. */
-static void put_labels(uint8_t *b, const cg_cgds_pack_opts_t *o, const cg_source_t *src) {
+static void put_labels(uint8_t *b, const cg_cgds_pack_opts_t *o, const cg_source_t *src,
+                       int version) {
   const int k = o->nclass > 1 ? o->nclass : 1;
   const int ig = o->ignore >= (k > 1 ? k : 2) && o->ignore <= 255 ? o->ignore : -1;
   memcpy(b + LAB_MAGIC, CG_CGDS_LABELS_MAGIC, 4);
@@ -620,13 +647,23 @@ static void put_labels(uint8_t *b, const cg_cgds_pack_opts_t *o, const cg_source
   const int npal = src->npal > 0 && src->npal <= 256 ? src->npal : 0;
   cg_le_put_u32(b + LAB_NPAL, (uint32_t)npal);
   if (npal) memcpy(b + LAB_PALETTE, src->palette, 3 * (size_t)npal);
+  if (version >= 4 && o->label_map) {
+    char table[CG_LABELMAP_TABLE_LEN];
+    cg_labelmap_table(o->label_map, table);
+    memcpy(b + LAB_MAP, table, 512);
+  }
 }
 
 /* o's settings, and out_path not a directory: CG_CGDS_OK with *version (0 taken as the current
  * one), or CG_CGDS_EINPUT with the message. Checked before any input is read. */
 static int check_pack_opts(const cg_cgds_pack_opts_t *o, const char *out_path, int *version,
                            char *err, size_t errlen) {
-  *version = o->version ? o->version : (int)CG_CGDS_VERSION;
+  /* version 4 only when it says more than version 3 (older builds still read the rest) */
+  *version = o->version ? o->version : o->label_map ? 4 : 3;
+  if (o->label_map && *version < 4) {
+    snprintf(err, errlen, "a --label-map needs shard version 4 (it keeps the map)");
+    return CG_CGDS_EINPUT;
+  }
   if (o->size < 1 || o->size > 65535) {
     snprintf(err, errlen, "image size %d out of range", o->size);
     return CG_CGDS_EINPUT;
@@ -741,7 +778,7 @@ static int write_index(pack_t *p, cgds_header_t *hd, char *err, size_t errlen) {
     memcpy(p->index + (noff - table), cg_source_name(p->src, i), p->ent[i].name_len);
     noff += p->ent[i].name_len;
   }
-  if (lbytes) put_labels(p->index + (noff - table), p->o, p->src);
+  if (lbytes) put_labels(p->index + (noff - table), p->o, p->src, p->version);
   if (write_all(p->f, p->index, iblock)) return write_failed(p, err, errlen);
   hd->table = table;
   hd->file_bytes = table + iblock;

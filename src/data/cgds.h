@@ -41,14 +41,20 @@
  *   names, right after the table up to the labels block [v1, v2: up to file_bytes]: each
  *   record's sample name (the PNG file name without ".png"), which keys the validation split
  *   (source.h).
- *   labels block, the last 784 bytes of the file [v1, v2: absent]: what the masks hold
+ *   labels block, the last 784 bytes of the file (v4: 1296) [v1, v2: absent]: what the masks
+ *   hold
  *     0  char[4] magic        "CGLB"
  *     4  u32     nclass       1 (binary: 0/1) or K >= 2 (class ids 0..K-1), as pack --num-classes
  *     8  i32     ignore       the ignore label (>= max(K, 2), <= 255), or -1: none
  *    12  u32     npal         0, or the entries of the masks' palette (palette PNG masks), <= 256
  *    16  u8[768] palette      npal RGB triples, then zeros
- *   Training reads a version-3 shard only with the same --num-classes and --ignore-index, and
- *   keeps its palette in the checkpoint for predict, as it does for a directory.
+ *   784  char[512] label map   [v4 only: the block is then 1296 bytes] the --label-map pack
+ *                              applied (labelmap.h's table: two hex digits per stored value,
+ *                              "--" for a value left out); pack writes version 4 only with a
+ *                              map, version 3 otherwise
+ *   Training reads a version-3 or 4 shard only with the same --num-classes and --ignore-index
+ *   (and the same --label-map, which a run on the shard takes from it), and keeps its palette
+ *   in the checkpoint for predict, as it does for a directory.
  *
  * CRC32 is zlib's (crc32.h). A writer produces records in index order, then the table and the
  * names, then the header; readers check the header, the table and the names at open, and a
@@ -65,9 +71,10 @@
 #include "source.h"
 
 #define CG_CGDS_MAGIC "CGDS"
-#define CG_CGDS_VERSION 3u
+#define CG_CGDS_VERSION 4u
 #define CG_CGDS_LABELS_MAGIC "CGLB"
 #define CG_CGDS_LABELS_BYTES 784 /* version 3's labels block */
+#define CG_CGDS_LABELS_BYTES_V4 (784 + 512) /* version 4's: the label map besides */
 #define CG_CGDS_HEADER_BYTES 64
 #define CG_CGDS_ENTRY_BYTES 48    /* versions 2 and 3 */
 #define CG_CGDS_ENTRY_BYTES_V1 32
@@ -88,6 +95,10 @@ void cg_cgds_set_labels(cg_source_t *s, int nclass, int ignore);
  * *ignore (-1: none), or 0 for an older shard, which does not say. The palette, if any, is the
  * source's npal / palette. */
 int cg_cgds_labels(const cg_source_t *s, int *nclass, int *ignore);
+/* The --label-map pack applied to a version-4 shard's masks: 1 with *table (its
+ * cg_labelmap_table text, owned by s), or 0 when the shard's masks are the files' values (no
+ * map, or an older shard). */
+int cg_cgds_label_map(const cg_source_t *s, const char **table);
 
 /* Results of cg_cgds_pack. */
 enum {
@@ -119,7 +130,8 @@ typedef struct {
   int nclass, ignore; /* masks (cg_source_opts_t): 0 or 1 binary; K >= 2 class ids; the
                          ignore label (>= nclass; else none), stored as it is */
   const cg_labelmap_t *label_map; /* --label-map: the masks' values mapped before they are
-                                     stored (NULL: as they are) */
+                                     stored, and its table kept (version 4; NULL: as they are,
+                                     version 3) */
 } cg_cgds_pack_opts_t;
 
 /* cg_cgds_pack with the options above; masks_dir NULL: images_dir names a list of pairs

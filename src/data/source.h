@@ -89,7 +89,8 @@ typedef struct {
                             the ignore label makes the sample bad */
   int ignore;            /* masks: the ignore label, kept as it is; -1 (or < nclass) = none */
   const cg_labelmap_t *label_map; /* --label-map for image files' masks (copied; NULL: none);
-                                     a shard is refused with one: pack applied it */
+                                     a shard must have been packed with the same map (or with
+                                     none, without one), which it holds applied */
   int shard_labels;      /* a shard that records its labels (.cgds version 3) is read with
                             them instead of nclass / ignore: for tools that only time the data */
 } cg_source_opts_t;

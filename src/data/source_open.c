@@ -45,6 +45,31 @@ static int head_of(const char *path, unsigned char *b, size_t len, size_t *n) {
   return 0;
 }
 
+/* A shard holds the ids pack stored, mapped by the --label-map pack was given (version 4 keeps
+ * it): it reads in a run with that same map (which then applies to the run's image files), and
+ * an unmapped shard in a run without one. Tools that read a shard as packed skip this. */
+static int check_map(const cg_source_t *s, const char *spec, const cg_source_opts_t *o,
+                     char *err, size_t errlen) {
+  if (o->shard_labels) return 0;
+  const char *have = NULL;
+  const int packed = cg_cgds_label_map(s, &have);
+  char want[CG_LABELMAP_TABLE_LEN] = "";
+  if (o->label_map) cg_labelmap_table(o->label_map, want);
+  if (packed ? !strcmp(have, want) : !want[0]) return 0;
+  if (!packed)
+    snprintf(err, errlen, "%s: packed without --label-map (its masks hold the files' values), "
+             "and the run maps by --label-map %s: pack with the map, or train without it", spec,
+             o->label_map->spec);
+  else if (!want[0])
+    snprintf(err, errlen, "%s: packed with a --label-map, and the run has none: give the run "
+             "the same --label-map (a run whose --data is the shard takes it from the shard)",
+             spec);
+  else
+    snprintf(err, errlen, "%s: packed with another --label-map than the run's %s", spec,
+             o->label_map->spec);
+  return -1;
+}
+
 cg_source_t *cg_source_open_opts(const char *spec, const cg_source_opts_t *o, char *err,
                                  size_t errlen) {
   const int size = o->size;
@@ -81,13 +106,8 @@ cg_source_t *cg_source_open_opts(const char *spec, const cg_source_opts_t *o, ch
              "list of IMAGE MASK lines", spec, cg_pairlist_not_text(b, n));
     return NULL;
   }
-  if (o->label_map) {
-    snprintf(err, errlen, "%s: a .cgds shard holds the class ids pack stored: --label-map "
-             "applies to image files (pack --label-map maps the masks as it packs them)", spec);
-    return NULL;
-  }
   cg_source_t *s = cg_source_cgds(spec, err, errlen);
-  if (s && check_labels(s, spec, o, err, errlen)) {
+  if (s && (check_labels(s, spec, o, err, errlen) || check_map(s, spec, o, err, errlen))) {
     cg_source_destroy(s);
     return NULL;
   }

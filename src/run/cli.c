@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "cli.h"    // cg_cli_*: this file's contract
+#include "cgds.h"     // cg_cgds_label_map: the map a shard --data was packed with
 #include "labelmap.h" // cg_labelmap_parse: --label-map read once, its table kept
 #include "opts.h"   // cg_opts_*: the engine: parse, range checks, messages, --help lines
 #include "path.h"   // cg_path_abs: --data and --val-data independent of the working directory
@@ -410,22 +411,34 @@ static int check_train_flags(cg_config_t *cfg, char *err, size_t errlen) {
   return 0;
 }
 
-/* --label-map parsed for the run's classes into cfg->label_map_table; a resumed run's table
- * (from its checkpoint) must be the one the file gives now. */
+/* The --label-map a shard --data was packed with (its table into table; "" when none, or when
+ * data is no shard: the open says what is wrong with it). */
+static void shard_label_map(const char *data, char *table) {
+  table[0] = 0;
+  if (cg_source_spec_kind(data) != CG_SPEC_SHARD) return;
+  char err[256];
+  const char *t;
+  cg_source_t *s = cg_source_cgds(data, err, sizeof err);
+  if (s && cg_cgds_label_map(s, &t)) snprintf(table, CG_LABELMAP_TABLE_LEN, "%s", t);
+  cg_source_destroy(s);
+}
+
+/* The run's label map into cfg->label_map_table: --label-map parsed for the run's classes, or
+ * without it the one a shard --data was packed with; a resumed run's table (from its
+ * checkpoint) must be the one the file (or shard) gives now. */
 static int check_label_map(cg_config_t *cfg, char *err, size_t errlen) {
-  if (!cfg->label_map[0]) {
-    cfg->label_map_table[0] = 0;
-    return 0;
-  }
   cg_labelmap_t m;
   char table[CG_LABELMAP_TABLE_LEN];
-  if (cg_labelmap_parse(cfg->label_map, cfg->num_classes, cfg->ignore_index, &m, err, errlen))
+  if (!cfg->label_map[0]) shard_label_map(cfg->data, table);
+  else if (cg_labelmap_parse(cfg->label_map, cfg->num_classes, cfg->ignore_index, &m, err,
+                             errlen))
     return -1;
-  cg_labelmap_table(&m, table);
+  else cg_labelmap_table(&m, table);
   if (cfg->label_map_table[0] && strcmp(table, cfg->label_map_table)) {
     snprintf(err, errlen, "--label-map %s: maps otherwise than when the checkpoint was written "
              "(the file changed since?): a resumed run cannot change its labels (restore the "
-             "file, or start a new run with another --checkpoint-dir)", cfg->label_map);
+             "file, or start a new run with another --checkpoint-dir)",
+             cfg->label_map[0] ? cfg->label_map : "(the shard's)");
     return -1;
   }
   snprintf(cfg->label_map_table, sizeof cfg->label_map_table, "%s", table);

@@ -326,8 +326,9 @@ static int run_label_map(popts_t *o, const cg_ckpt_info_t *info, int rank) {
   const int obj = j && j->type == CG_JSON_OBJ;
   const char *spec = obj ? cg_json_str(j, "label-map", "") : "";
   const char *table = obj ? cg_json_str(j, "label-map-table", "") : "";
+  if (!spec[0] && table[0]) spec = "(pack's, from the shard the run trained on)";
   snprintf(o->label_map, sizeof o->label_map, "%s", spec);
-  const int got = spec[0] && table[0] && cg_labelmap_from_table(table, spec, &o->map) == 0;
+  const int got = table[0] && cg_labelmap_from_table(table, spec, &o->map) == 0;
   if (spec[0] && rank == 0)
     cg_log_info("predict: the ground truth is mapped by the run's --label-map %s (--label-map "
                 "none: its values are the class ids)", spec);

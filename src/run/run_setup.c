@@ -267,7 +267,9 @@ static int open_files(cg_run_t *r, char *err, size_t errlen) {
   cg_labelmap_t lm;
   int rc = 0; /* the map cg_cli_check read (or the resumed checkpoint kept) */
   if (cfg->label_map_table[0] &&
-      cg_labelmap_from_table(cfg->label_map_table, cfg->label_map, &lm) != 0) {
+      cg_labelmap_from_table(cfg->label_map_table,
+                             cfg->label_map[0] ? cfg->label_map : "(pack's, from the shard)",
+                             &lm) != 0) {
     snprintf(err, errlen, "--label-map %s: a malformed table", cfg->label_map);
     rc = -1;
   }

@@ -74,6 +74,8 @@ void cg_report_banner(const cg_run_t *r) {
     printf("classes: %d (softmax cross-entropy + soft Dice), ignored: %s\n", m->nclass, ign);
   }
   if (cfg->label_map[0]) printf("masks: stored values mapped by --label-map %s\n", cfg->label_map);
+  else if (cfg->label_map_table[0])
+    printf("masks: mapped by the --label-map the shard was packed with (kept for predict)\n");
   printf("data: %s, %lld training / %lld validation samples; batch %d per rank, global %d; "
          "%lld steps (%lld per epoch)\n",
          cfg->data, (long long)r->ntrain, (long long)r->nval, cfg->batch, cfg->batch * c->size,

@@ -51,6 +51,10 @@ run "$BIN" pack --images "$T/three/images" --masks "$T/three/masks" --out "$OUT/
   --image-size 8 --encoding jpeg --quality 50
 run "$BIN" pack --images "$T/three/images" --masks "$T/three/masks" --out "$OUT/cgds/three-8x8-png.cgds" \
   --image-size 8 --encoding png
+# version 4: the labels block keeps pack's --label-map
+printf '0 0\n* 1\n' > "$T/binary.map"
+run "$BIN" pack --images "$T/three/images" --masks "$T/three/masks" --out "$OUT/cgds/three-8x8-map.cgds" \
+  --image-size 8 --label-map "$T/binary.map"
 
 # ---- ckpt and monitor: one short run
 TRAIN=(train --backend cpu --model-base "$BASE" --model-depth "$DEPTH" --image-size "$SIZE"
