@@ -736,7 +736,8 @@ static void test_pair_list(void) {
   cg_source_opts_t o = {.size = 16, .max_pixels = CG_PNG_DEFAULT_MAX_PIXELS};
   path_of(lst, sizeof lst, "lst/bad.txt");
   l = cg_source_open_opts(lst, &o, err, sizeof err);
-  CG_TEST_CHECK(!l && contains(err, "masks/e04.png") && contains(err, "images/b01.png"), "%s", err);
+  CG_TEST_CHECK(!l && contains(err, "lst/bad.txt:2: ") && contains(err, "masks/e04.png") &&
+                    contains(err, "images/b01.png"), "%s", err);
   o.skip_bad = 1;
   l = cg_source_open_opts(lst, &o, err, sizeof err);
   CG_TEST_CHECK(l && l->count == 1 && l->dropped == 1 && !strcmp(cg_source_name(l, 0), "a00"),

@@ -253,8 +253,9 @@ static png_source_t *new_source(const cg_source_opts_t *o, size_t n) {
 }
 
 /* Appends the pair (image, mask) named name (all three taken over) and checks it: a pair that
- * fails is left out with skip_bad, else -1 with the reason (and o->bad_hint) in err. */
-static int add_pair(png_source_t *ps, char *image, char *mask, char *name,
+ * fails is left out with skip_bad, else -1 with the reason (and o->bad_hint) in err; where (may
+ * be NULL) starts the reason: a list's "LIST:LINE: ". */
+static int add_pair(png_source_t *ps, char *image, char *mask, char *name, const char *where,
                     const cg_source_opts_t *o, char *err, size_t errlen) {
   /* masks are read as ids unless binary without an ignore label (cg_fit_png_k's rule) */
   const int kk = o->nclass > 1 ? o->nclass : 1;
@@ -265,6 +266,12 @@ static int add_pair(png_source_t *ps, char *image, char *mask, char *name,
   p->mask = mask;
   if (!name || !image || !mask) CG_FATAL("out of memory");
   if (check_pair(p, o->max_pixels, labels, err, errlen) == 0) return 0;
+  if (where) {
+    char *why = strdup(err);
+    if (!why) CG_FATAL("out of memory");
+    snprintf(err, errlen, "%s%s", where, why);
+    free(why);
+  }
   if (!o->skip_bad) {
     size_t n = strlen(err);
     if (o->bad_hint) snprintf(err + n, errlen - n, "%s", o->bad_hint);
@@ -348,7 +355,7 @@ cg_source_t *cg_source_png_dirs(const char *images_dir, const char *masks_dir,
       goto fail;
     }
     if (add_pair(ps, join(images_dir, im.files[i]), join(masks_dir, mk.files[j]),
-                 strndup(im.files[i], stem_len(im.files[i])), o, err, errlen))
+                 strndup(im.files[i], stem_len(im.files[i])), NULL, o, err, errlen))
       goto fail;
     i++;
     j++;
@@ -395,7 +402,9 @@ cg_source_t *cg_source_png_list(const char *list, const cg_source_opts_t *o, cha
   png_source_t *ps = new_source(o, (size_t)pl.n);
   int rc = 0;
   for (int64_t i = 0; i < pl.n && !rc; i++) {
-    rc = add_pair(ps, pl.image[i], pl.mask[i], pl.name[i], o, err, errlen);
+    char where[4200];
+    snprintf(where, sizeof where, "%.4000s:%ld: ", list, pl.line[i]);
+    rc = add_pair(ps, pl.image[i], pl.mask[i], pl.name[i], where, o, err, errlen);
     pl.image[i] = pl.mask[i] = pl.name[i] = NULL; /* the source's now */
   }
   cg_pairlist_free(&pl);
