@@ -145,6 +145,28 @@ set -e
 [ $rc -eq 2 ] && grep -q "m5/000001.png: a FIFO, not a regular file" "$T/err" ||
   { echo "FAIL a FIFO in --masks: rc $rc"; cat "$T/err"; exit 1; }
 echo "PASS a FIFO in --masks is named, exit 2"
+# --masks DIR finds NAME.jpg too (binary JPEG masks: here JPEG images standing in for them),
+# scores as a list naming the same pairs, and a missing mask is named before anything is written
+$BUILD/bench/cogpu-bench make-pngs --out "$T/jv" --count 5 --image-size 32 --seed 9 \
+  --format jpeg > /dev/null
+mkdir -p "$T/jm" && cp "$T"/jv/images/*.jpg "$T/jm/"
+$MPIRUN -np 1 $BIN predict --backend cpu --checkpoint "$CK" --input "$T/jv/images" \
+  --masks "$T/jm" --output "$T/pj" > "$T/pj.log" 2>&1 ||
+  { echo "FAIL JPEG masks"; cat "$T/pj.log"; exit 1; }
+for f in "$T"/jv/images/*.jpg; do echo "$f $T/jm/$(basename "$f")"; done > "$T/jm.txt"
+$MPIRUN -np 1 $BIN predict --backend cpu --checkpoint "$CK" --input "$T/jm.txt" \
+  --output "$T/pk" > "$T/pk.log" 2>&1 || { echo "FAIL JPEG mask list"; cat "$T/pk.log"; exit 1; }
+diff <(grep "^predict: IoU" "$T/pj.log") <(grep "^predict: IoU" "$T/pk.log") > /dev/null &&
+  grep -q "^predict: IoU" "$T/pj.log" || { echo "FAIL --masks DIR of JPEGs"; exit 1; }
+rm "$T/jm/000003.jpg"
+set +e
+$MPIRUN -np 1 $BIN predict --backend cpu --checkpoint "$CK" --input "$T/jv/images" \
+  --masks "$T/jm" --output "$T/pm" > "$T/err" 2>&1; rc=$?
+set -e
+[ $rc -eq 2 ] && grep -q "no mask 000003.png (or .jpg, .jpeg) for" "$T/err" &&
+  [ -z "$(ls "$T/pm" 2>/dev/null)" ] ||
+  { echo "FAIL a missing mask: rc $rc"; cat "$T/err"; exit 1; }
+echo "PASS --masks DIR of JPEG masks scores as a list of them; a missing mask is named up front"
 # partial files a killed predict left (hidden mkstemp temporaries of this run's images) are
 # removed at the next start, with a notice; another hidden file is not touched
 mkdir -p "$T/p6"; touch "$T/p6/.000001.png.Ab3dE9" "$T/p6/.000002.probs.npy.Zz9yQ1" \

@@ -52,7 +52,8 @@ static const cg_opt_t g_opts[] = {
     /* data */
     CG_OPT_ROW_TEXT(STR, "data", O(data), NULL, C_TRAIN | C_INFO, "SRC",
         "training data: synthetic (built in), a directory DIR with DIR/images/*.png, *.jpg or "
-        "*.jpeg (any case) and DIR/masks/*.png paired by name, a shard FILE.cgds written by "
+        "*.jpeg (any case) and DIR/masks/*.png (binary masks also *.jpg) paired by name, a shard "
+        "FILE.cgds written by "
         "`cogpu-dist pack`, or a text file LIST of 'IMAGE MASK' lines (paths relative to LIST's "
         "directory; separated by spaces, or a tab when names hold spaces; '#' comments), for "
         "layouts such as VOC's JPEGImages/ and SegmentationClass/"),
@@ -438,7 +439,7 @@ static int check_label_map(cg_config_t *cfg, char *err, size_t errlen) {
     snprintf(err, errlen, "--label-map %s: maps otherwise than when the checkpoint was written "
              "(the file changed since?): a resumed run cannot change its labels (restore the "
              "file, or start a new run with another --checkpoint-dir)",
-             cfg->label_map[0] ? cfg->label_map : "(the shard's)");
+             cfg->label_map[0] ? cfg->label_map : "(the shard's: was it packed again?)");
     return -1;
   }
   snprintf(cfg->label_map_table, sizeof cfg->label_map_table, "%s", table);

@@ -58,6 +58,7 @@ typedef struct {
   double overlap;     /* --tile-overlap */
   int save_probs;     /* --save-probs */
   char **list_masks;  /* --input LIST of IMAGE MASK lines: image i's mask (else NULL) */
+  char **dir_masks;   /* --masks DIR: image i's mask there, found at start-up (else NULL) */
   char label_map[1024]; /* --label-map SPEC for the ground truth */
   cg_labelmap_t map;    /* parsed once the checkpoint's classes are known (has_map) */
   int has_map;
@@ -67,7 +68,8 @@ static void usage(FILE *f) {
   fprintf(f,
           "usage: mpirun -np N cogpu-dist predict --checkpoint FILE|DIR --input DIR|LIST\n"
           "         --output DIR [--masks DIR] [--backend auto|cpu|cuda] [--batch N]\n"
-          "         [--tile-overlap F] [--save-probs] [--max-image-pixels N] [--label-map SPEC]\n"
+          "         [--tile-overlap F] [--save-probs] [--max-image-pixels N]\n"
+          "         [--label-map SPEC]\n"
           "  runs the model of a checkpoint on every image of the --input directory (*.png, *.jpg,\n"
           "  *.jpeg in any letter case), or every image a text LIST names (IMAGE or IMAGE MASK\n"
           "  lines, as train --data LIST reads them; its masks are scored as --masks ones), at\n"
@@ -82,7 +84,8 @@ static void usage(FILE *f) {
           "  edge) x (1 + the same horizontally); the class is logit > 0 (K = 1) or the argmax.\n"
           "  --checkpoint   a checkpoint file, or a directory: its newest valid checkpoint, as\n"
           "                 train --resume DIR picks it\n"
-          "  --masks DIR    ground-truth masks DIR/NAME.png: prints IoU, Dice and pixel accuracy\n"
+          "  --masks DIR    ground-truth masks DIR/NAME.png (binary ones also NAME.jpg, .jpeg),\n"
+          "                 all found before any work: prints IoU, Dice and pixel accuracy\n"
           "                 (K >= 2: per-class IoU and Dice, mIoU, accuracy; the checkpoint's\n"
           "                 ignore label left out) over every pixel, counts summed over ranks\n"
           "  --backend      auto (cuda when usable), cpu or cuda [auto]; computes in fp32\n"
@@ -240,10 +243,63 @@ static void free_inputs(popts_t *o, char **files, int nfiles) {
   for (int i = 0; i < nfiles; i++) {
     free(files[i]);
     if (o->list_masks) free(o->list_masks[i]);
+    if (o->dir_masks) free(o->dir_masks[i]);
   }
   free(files);
   free(o->list_masks);
-  o->list_masks = NULL;
+  free(o->dir_masks);
+  o->list_masks = o->dir_masks = NULL;
+}
+
+/* --masks DIR: each image's mask, DIR/STEM.png, .jpg or .jpeg in any letter case (as train
+ * pairs them; a JPEG is a binary mask), into o->dir_masks before any work, so that a missing
+ * one is named at start-up (with how many more are missing), not after the others were
+ * written. */
+static int find_dir_masks(popts_t *o, char **files, int nfiles, char *err, size_t errlen) {
+  char **names = NULL;
+  int n = 0;
+  if (list_images(o->masks, &names, &n, err, errlen)) {
+    if (!strncmp(err, "--input", 7)) memcpy(err, "--masks", 7); /* list_images speaks of --input */
+    return -1;
+  }
+  qsort(names, (size_t)n, sizeof *names, cmp_stem); /* searched by stem below */
+  o->dir_masks = cg_calloc((size_t)(nfiles ? nfiles : 1), sizeof(char *), "masks");
+  int missing = 0, first = -1;
+  for (int i = 0; i < nfiles; i++) {
+    char key[1024];
+    stem_of(files[i], key, sizeof key);
+    int lo = 0, hi = n - 1, at = -1;
+    while (lo <= hi && at < 0) {
+      const int mid = (lo + hi) / 2;
+      char st[1024];
+      stem_of(names[mid], st, sizeof st);
+      const int c = strcmp(key, st);
+      if (!c) at = mid;
+      else if (c < 0) hi = mid - 1;
+      else lo = mid + 1;
+    }
+    if (at >= 0) o->dir_masks[i] = strdup(names[at]);
+    else if (!missing++) first = i;
+    if (at >= 0 && !o->dir_masks[i]) CG_FATAL("out of memory");
+  }
+  for (int i = 0; i < n; i++) free(names[i]);
+  free(names);
+  if (!missing) return 0;
+  char stem[1024], p[2200];
+  stem_of(files[first], stem, sizeof stem);
+  static const char *const ext[] = {".png", ".jpg", ".jpeg"};
+  for (int k = 0; k < 3; k++) { /* there, but no regular file (a FIFO would block the read) */
+    struct stat st;
+    snprintf(p, sizeof p, "%s/%s%s", o->masks, stem, ext[k]);
+    if (stat(p, &st) == 0 && !S_ISREG(st.st_mode)) {
+      snprintf(err, errlen, "--masks: %.900s: %s, not a regular file", p,
+               cg_afile_kind(st.st_mode));
+      return -1;
+    }
+  }
+  snprintf(err, errlen, "--masks %.300s: no mask %.200s.png (or .jpg, .jpeg) for %.300s%s",
+           o->masks, stem, files[first], missing > 1 ? " (and more images without a mask)" : "");
+  return -1;
 }
 
 /* The whole image as RGB8 (h*w*3, caller frees): PNG or JPEG, told by its content. */
@@ -359,6 +415,7 @@ static int check_inputs(popts_t *o, const cg_comm_t *c, cg_ckpt_info_t *info, cg
     snprintf(err, errlen, "--input: no *.png, *.jpg or *.jpeg files in '%.900s'", o->input);
     return -1;
   }
+  if (!is_list && o->masks[0] && find_dir_masks(o, *files, *nfiles, err, errlen)) return -1;
   const int truth = o->masks[0] || o->list_masks;
   if (!strcmp(o->label_map, "none")) o->label_map[0] = 0;
   else if (!o->label_map[0] && truth) o->has_map = run_label_map(o, info, c->rank);
@@ -672,12 +729,11 @@ static int truth_row(void *ctx, int y, const uint8_t *px, char *why, size_t whyl
 
 /* The ground truth of p at its size (class ids, the ignore label; binary: 0/1), or NULL with
  * a message naming the file. */
-static uint8_t *load_truth(const popts_t *o, char **files, const pimg_t *p, int ignore,
-                           char *err, size_t errlen) {
-  char stem[1024], path[2200];
-  stem_of(files[p->file], stem, sizeof stem);
-  if (o->list_masks) snprintf(path, sizeof path, "%s", o->list_masks[p->file]);
-  else snprintf(path, sizeof path, "%s/%s.png", o->masks, stem);
+static uint8_t *load_truth(const popts_t *o, const pimg_t *p, int ignore, char *err,
+                           size_t errlen) {
+  char path[2200];
+  snprintf(path, sizeof path, "%s",
+           o->list_masks ? o->list_masks[p->file] : o->dir_masks[p->file]);
   truth_sink_t t = {p->h, p->w, p->k, ignore, NULL, o->has_map ? &o->map : NULL};
   const cg_png_sink_t sink = {truth_begin, truth_row, &t};
   const cg_png_as_t as = p->k == 1 && ignore < 0 && !o->has_map ? CG_PNG_AS_MASK
@@ -704,7 +760,7 @@ static void pimg_finish(pimg_t *p, const popts_t *o, char **files, const cg_ckpt
   uint8_t *cls = p->cls;
   char err[2400], stem[1024], path[2200];
   if (o->masks[0] || o->list_masks) {
-    uint8_t *truth = load_truth(o, files, p, t->ignore, err, sizeof err);
+    uint8_t *truth = load_truth(o, p, t->ignore, err, sizeof err);
     if (!truth) cg_die(CG_EXIT_USAGE, "predict: %s: %s", o->list_masks ? "ground truth" : "--masks",
                        err);
     if (k == 1) cg_confusion_add_ignore(&t->bin, cls, truth, px, t->ignore);
