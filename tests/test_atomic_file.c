@@ -246,6 +246,21 @@ static void test_read(void) {
   free(data);
 }
 
+/* cg_afile_check: a directory where no file can be made (/proc, which root's access() calls
+ * writable) is refused at start-up, not at the end of a run; a usable one is left as it was. */
+static void test_check_probe(void) {
+  char err[512] = "";
+  const int bad = cg_afile_check("--metrics-out", "/proc/version", CG_AFILE_REPLACE, err,
+                                 sizeof err);
+  CG_TEST_CHECK(bad == -1 && strstr(err, "--metrics-out") && strstr(err, "/proc"),
+                "an output in /proc passed the check: %s", err);
+  const int n = entries();
+  CG_TEST_CHECK(cg_afile_check("--metrics-out", at("new.json"), CG_AFILE_REPLACE, err,
+                               sizeof err) == 0 && entries() == n,
+                "a usable directory: %s, %d entries (was %d)", err, entries(), n);
+  printf("PASS check: an output directory where nothing can be made is refused: %s\n", err);
+}
+
 int main(void) {
   snprintf(dir, sizeof dir, "/tmp/cg_afile_XXXXXX");
   if (!mkdtemp(dir)) return 1;
@@ -256,6 +271,7 @@ int main(void) {
   test_modes();
   test_symlinks();
   test_read();
+  test_check_probe();
   unlink(at("out.txt"));
   unlink(at("keep.txt"));
   CG_TEST_CHECK(entries() == 0, "%d entries left in the directory", entries());

@@ -279,6 +279,18 @@ static const char *input_kind(const char *path) {
   return NULL;
 }
 
+/* 0 when a file can be made in dir: a temporary of the writers' form (".probe.XXXXXX", which
+ * cg_afile_temp_base recognises) is created and removed at once; else -1 with errno set. */
+static int probe_dir(const char *dir) {
+  char p[4200];
+  snprintf(p, sizeof p, "%s/.probe.XXXXXX", dir);
+  const int fd = mkostemp(p, O_CLOEXEC);
+  if (fd < 0) return -1;
+  close(fd);
+  unlink(p);
+  return 0;
+}
+
 int cg_afile_check(const char *flag, const char *path, cg_afile_how_t how, char *err,
                    size_t errlen) {
   const size_t n = strlen(path);
@@ -325,6 +337,10 @@ int cg_afile_check(const char *flag, const char *path, cg_afile_how_t how, char 
     rc = -1;
   } else if (access(dir, W_OK) != 0) {
     snprintf(err, errlen, "%s: directory '%.300s' is not writable (%s)", flag, dir,
+             strerror(errno));
+    rc = -1;
+  } else if (probe_dir(dir) != 0) { /* root passes access() where nothing can be made: /proc */
+    snprintf(err, errlen, "%s: cannot create a file in directory '%.300s' (%s)", flag, dir,
              strerror(errno));
     rc = -1;
   }
