@@ -217,8 +217,10 @@ static int read_png(png_ctx_t *c, cg_png_as_t as, const cg_png_sink_t *sink, int
     for (png_uint_32 y = 0; y < ph; y++) {
       png_read_row(png, buf, NULL);
       if (as == CG_PNG_AS_MASK) row_to_mask(buf, pw, stride);
-      if (as == CG_PNG_AS_LABEL && (bad = row_to_label(buf, pw, bps)) >= 0)
+      if (as == CG_PNG_AS_LABEL && (bad = row_to_label(buf, pw, bps)) >= 0) {
+        c->refused = 1; /* the file decodes: its value cannot be an id */
         png_error(png, bad_label(why, sizeof why, bad));
+      }
       if (sink->row(sink->ctx, (int)y, buf, why, sizeof why)) {
         c->refused = 1;
         png_error(png, why);
@@ -232,8 +234,10 @@ static int read_png(png_ctx_t *c, cg_png_as_t as, const cg_png_sink_t *sink, int
     png_read_image(png, rows);
     for (png_uint_32 y = 0; y < ph; y++) {
       if (as == CG_PNG_AS_MASK) row_to_mask(rows[y], pw, stride);
-      if (as == CG_PNG_AS_LABEL && (bad = row_to_label(rows[y], pw, bps)) >= 0)
+      if (as == CG_PNG_AS_LABEL && (bad = row_to_label(rows[y], pw, bps)) >= 0) {
+        c->refused = 1;
         png_error(png, bad_label(why, sizeof why, bad));
+      }
       if (sink->row(sink->ctx, (int)y, rows[y], why, sizeof why)) {
         c->refused = 1;
         png_error(png, why);
