@@ -97,7 +97,8 @@ int cg_comm_report_errors(const cg_comm_t *c, const char *msg) {
         rank_list(mark, c->size, list, sizeof list);
         snprintf(who, sizeof who, "rank%s %s", cnt > 1 ? "s" : "", list);
       }
-      fprintf(stderr, "cogpu-dist: error: %s (%s)\n", m, who);
+      if (c->size == 1) fprintf(stderr, "cogpu-dist: error: %s\n", m); /* no one else to name */
+      else fprintf(stderr, "cogpu-dist: error: %s (%s)\n", m, who);
     }
     fflush(stderr);
     free(mark);

@@ -33,8 +33,8 @@ void cg_comm_finalize(cg_comm_t *c);
 /* All ranks: 1 if any rank passed nonzero (a small all-reduce). */
 int cg_comm_any(const cg_comm_t *c, int flag);
 /* All ranks: the ranks whose msg is non-NULL failed; rank 0 prints each distinct message once
- * to stderr as "cogpu-dist: error: MSG (rank 3)", "(ranks 0-2, 5)" or "(all 64 ranks)", instead
- * of one identical line per rank. Messages are compared on their first 480 bytes. Collective;
+ * to stderr as "cogpu-dist: error: MSG (rank 3)", "(ranks 0-2, 5)" or "(all 64 ranks)" (a job of
+ * one process: MSG alone), instead of one identical line per rank. Messages are compared on their first 480 bytes. Collective;
  * returns 1 if any rank failed. */
 int cg_comm_report_errors(const cg_comm_t *c, const char *msg);
 /* Sums n int64 / doubles over ranks in place. */

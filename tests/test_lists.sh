@@ -86,6 +86,12 @@ expect2 "which --input names" $BIN predict --checkpoint "$T/voc/ck" \
 expect2 "mixed.txt:2: an image without a mask, and line 1 has a mask" $BIN predict \
   --checkpoint "$T/voc/ck" --input "$T/voc/lists/mixed.txt" --output "$T/px"
 cmp -s "$T/d/masks/000000.png" "$T/voc/SegmentationClass/000000.png" || fail "a mask changed"
+# a JPEG as a 4-class mask is named before any mask is written
+{ head -3 "$T/voc/lists/all.txt"; echo "../JPEGImages/000005.jpg ../JPEGImages/000006.jpg"; } \
+  > "$T/voc/lists/jmask.txt"
+expect2 "000006.jpg: a JPEG mask" $MPIRUN -np 2 $BIN predict --backend cpu \
+  --checkpoint "$T/voc/ck" --input "$T/voc/lists/jmask.txt" --output "$T/pjm"
+[ -z "$(ls "$T/pjm" 2>/dev/null)" ] || fail "masks were written before the bad one was named"
 
 printf '../JPEGImages/000000.jpg ../SegmentationClass/000000.png\nbroken\n' > "$T/voc/lists/bad.txt"
 expect2 "lists/bad.txt:2: 1 field, need 2" $MPIRUN -np 2 $BIN train $SMALL $K \

@@ -777,12 +777,12 @@ static void test_pair_list(void) {
   /* what is no list is named: UTF-16 (Windows' redirection), an image, a directory for pack */
   write_text("lst/u16.txt", "\xff\xfe.\0.\0/\0", 8);
   l = cg_source_open_opts(path_of(lst, sizeof lst, "lst/u16.txt"), &o, err, sizeof err);
-  CG_TEST_CHECK(!l && contains(err, "UTF-16 text (save the list as UTF-8)"), "%s", err);
+  CG_TEST_CHECK(!l && contains(err, "UTF-16 text (save it as UTF-8)"), "%s", err);
   char png[600];
   snprintf(png, sizeof png, "%s/images/a00.png", d);
   o.skip_bad = 0;
   l = cg_source_open_opts(png, &o, err, sizeof err);
-  CG_TEST_CHECK(!l && contains(err, "a PNG image: --data takes synthetic, a directory"), "%s", err);
+  CG_TEST_CHECK(!l && contains(err, "a PNG image: data is synthetic, a directory"), "%s", err);
   l = cg_source_png_list(d, &o, err, sizeof err);
   CG_TEST_CHECK(!l && contains(err, "is a directory, not a list file"), "%s", err);
   /* a UTF-8 byte-order mark, a tab ending a space-separated line, a name starting CGDS */

@@ -277,6 +277,7 @@ int cg_cgds_labels(const cg_source_t *s, int *nclass, int *ignore) {
 }
 
 int cg_cgds_label_map(const cg_source_t *s, const char **table) {
+  if (strcmp(s->ops->kind, "cgds")) return 0; /* not a shard: nothing packed */
   const cgds_source_t *cs = (const cgds_source_t *)s;
   if (!cs->map_table[0]) return 0;
   *table = cs->map_table;

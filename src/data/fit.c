@@ -132,22 +132,23 @@ typedef struct {
  * binary (K = 1) keeps the ignore label and maps any other value > 0 to 1. */
 static int label_row(const fit_t *f, const uint8_t *px, int w, char *why, size_t whylen) {
   for (int x = 0; x < w; x++) {
-    int v = px[x];
-    char was[128] = "";
+    const int stored = px[x];
+    int v = stored;
     if (f->map) {
       if (f->map->to[v] < 0) {
         snprintf(why, whylen, "mask value %d is not in --label-map %s", v, f->map->spec);
         return -1;
       }
-      if (f->map->to[v] != v)
-        snprintf(was, sizeof was, " (stored %d, mapped by --label-map %s)", v, f->map->spec);
       v = f->map->to[v];
     }
     if (v == f->ignore) {
       f->lrow[x] = (uint8_t)v;
     } else if (f->nclass == 1) {
       f->lrow[x] = v != 0;
-    } else if (v >= f->nclass) {
+    } else if (v >= f->nclass) { /* the message, stored value and all, made here only */
+      char was[128] = "";
+      if (v != stored)
+        snprintf(was, sizeof was, " (stored %d, mapped by --label-map %s)", stored, f->map->spec);
       if (f->ignore >= 0)
         snprintf(why, whylen, "mask value %d%s is not a class id of --num-classes %d (0..%d) "
                  "nor the ignore label %d", v, was, f->nclass, f->nclass - 1, f->ignore);

@@ -116,7 +116,7 @@ static void set_spec(cg_labelmap_t *m, const char *spec) {
 int cg_labelmap_parse(const char *spec, int nclass, int ignore, cg_labelmap_t *m, char *err,
                       size_t errlen) {
   if (nclass < 1) nclass = 1;
-  if (ignore < (nclass > 1 ? nclass : 2)) ignore = -1;
+  if (ignore < (nclass > 1 ? nclass : 2) || ignore > 255) ignore = -1; /* labels are bytes */
   for (int v = 0; v < 256; v++) m->to[v] = -1;
   set_spec(m, spec);
   if (!strcmp(spec, "reduce-zero")) {

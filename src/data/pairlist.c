@@ -29,7 +29,7 @@ static int read_line(FILE *f, char *buf) {
 
 const char *cg_pairlist_not_text(const unsigned char *b, size_t n) {
   if (n >= 2 && ((b[0] == 0xff && b[1] == 0xfe) || (b[0] == 0xfe && b[1] == 0xff)))
-    return "UTF-16 text (save the list as UTF-8)";
+    return "UTF-16 text (save it as UTF-8)";
   const int nul = memchr(b, 0, n) != NULL;
   if (n >= 4 && !memcmp(b, "CGDS", 4) && (nul || n < 8)) return "a .cgds shard";
   if (n >= 8 && !memcmp(b, "CGCKPT\r\n", 8)) return "a cogpu-dist checkpoint";
@@ -242,8 +242,11 @@ int cg_pairlist_read(const char *list, cg_pairlist_masks_t masks, cg_pairlist_t 
     rc = -1;
   }
   if (!rc && (n == -2 || n == -3)) {
-    snprintf(err, errlen, "%s:%ld: %s", list, line + 1, n == -2 ? "line longer than 8192 bytes" :
-             "a NUL byte: not a text list of IMAGE MASK lines");
+    if (n == -2)
+      snprintf(err, errlen, "%s:%ld: line longer than %d bytes", list, line + 1, LIST_LINE_MAX);
+    else
+      snprintf(err, errlen, "%s:%ld: a NUL byte: not a text list of IMAGE MASK lines", list,
+               line + 1);
     rc = -1;
   }
   if (!rc && ferror(f)) {

@@ -102,8 +102,8 @@ cg_source_t *cg_source_open_opts(const char *spec, const cg_source_opts_t *o, ch
   unsigned char b[4096];
   size_t n;
   if (kind == CG_SPEC_OTHER && head_of(spec, b, sizeof b, &n) == 0) { /* what it is instead */
-    snprintf(err, errlen, "%s: %s: --data takes synthetic, a directory, a .cgds shard or a text "
-             "list of IMAGE MASK lines", spec, cg_pairlist_not_text(b, n));
+    snprintf(err, errlen, "%s: %s: data is synthetic, a directory, a .cgds shard or a text list "
+             "of IMAGE MASK lines", spec, cg_pairlist_not_text(b, n));
     return NULL;
   }
   cg_source_t *s = cg_source_cgds(spec, err, errlen);

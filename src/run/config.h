@@ -6,6 +6,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "labelmap.h" /* CG_LABELMAP_TABLE_LEN */
+
 #define CG_PATH_MAX 1024
 /* What a bare --resume stands for (a file of that name is given as ./latest). */
 #define CG_RESUME_LATEST "latest"
@@ -33,11 +35,12 @@ typedef struct {
   int ignore_index;    /* mask label left out of loss and metrics; -1 = none. cg_cli_check
                           resolves CG_IGNORE_DEFAULT (not given): 255 when K >= 2, else none */
   /* data */
-  char data[CG_PATH_MAX]; /* "synthetic", a PNG directory or a .cgds shard */
+  char data[CG_PATH_MAX]; /* "synthetic", a PNG directory, a .cgds shard or a list of pairs */
   char val_data[CG_PATH_MAX];
   char label_map[CG_PATH_MAX]; /* --label-map: "", "reduce-zero" or a file (made absolute) */
-  char label_map_table[513];   /* its table (cg_labelmap_table), made by cg_cli_check or taken
-                                  from a resumed checkpoint's settings; "" without a map */
+  /* the run's map as cg_labelmap_table writes it: from --label-map or a shard --data packed
+   * with one (cg_cli_check), or a resumed checkpoint's settings; "" without a map */
+  char label_map_table[CG_LABELMAP_TABLE_LEN];
   double val_fraction;
   int skip_bad;
   int64_t max_image_pixels; /* a larger image (width x height) is a bad sample */

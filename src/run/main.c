@@ -115,8 +115,10 @@ int main(int argc, char **argv) {
   char err[512];
   int rc = cg_cli_parse(argc, argv, &cfg, err, sizeof err);
   int code = 0;
-  if (rc < 0) {
-    if (c.rank == 0) fprintf(stderr, "cogpu-dist: error: %s\n", err);
+  /* every rank checks its own command line, and some checks read files (--label-map, a shard's
+   * map) that one node may lack: all ranks learn of a failure on any, which rank 0 names */
+  if (cg_comm_report_errors(&c, rc < 0 ? err : NULL)) {
+    rc = -1;
     code = CG_EXIT_USAGE;
   } else if (rc == 0) {
     if (cfg.cmd == CG_CMD_TRAIN) {

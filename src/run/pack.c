@@ -145,6 +145,10 @@ int cg_pack_main(int argc, char **argv) {
     return usage_error("%s", err);
   if (o.list && cg_path_same_file(o.out, o.list))
     return usage_error("--out: '%s' is the --list being read", o.out);
+  if (o.label_map && !strcmp(o.label_map, "none")) o.label_map = NULL; /* as train's none */
+  cg_labelmap_t lm;
+  if (o.label_map && cg_labelmap_parse(o.label_map, nclass, ignore, &lm, err, sizeof err))
+    return usage_error("%s", err);
 
   struct sigaction sa, old_int, old_term;
   memset(&sa, 0, sizeof sa);
@@ -155,9 +159,6 @@ int cg_pack_main(int argc, char **argv) {
   sigaction(SIGTERM, &sa, &old_term);
   cg_cgds_stats_t st;
   double t0 = cg_now();
-  cg_labelmap_t lm;
-  if (o.label_map && cg_labelmap_parse(o.label_map, nclass, ignore, &lm, err, sizeof err))
-    return usage_error("%s", err);
   const cg_cgds_pack_opts_t po = {o.size, o.max_pixels, encoding, o.quality, 0, nclass, ignore,
                                   o.label_map ? &lm : NULL};
   int rc = cg_cgds_pack_opts(o.list ? o.list : o.images, o.list ? NULL : o.masks, o.out, &po,
@@ -177,7 +178,7 @@ int cg_pack_main(int argc, char **argv) {
     snprintf(labels + strlen(labels), sizeof labels - strlen(labels), ", ignore label %d", ignore);
   if (o.label_map)
     snprintf(labels + strlen(labels), sizeof labels - strlen(labels), ", mapped by --label-map "
-             "%.40s", o.label_map);
+             "%s", lm.spec);
   printf("packed %lld records of %dx%d into %s: %llu bytes (%.1f MiB, %.1f KiB a record, %s; %s) "
          "in %.2f s\n", (long long)st.records, o.size, o.size, o.out, (unsigned long long)st.bytes,
          (double)st.bytes / (1024.0 * 1024.0),

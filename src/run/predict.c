@@ -131,11 +131,15 @@ static int cmp_stem(const void *a, const void *b) {
 
 /* Sorted image paths of dir (dir/NAME): regular files (or links to them) with an image
  * extension, as train lists a directory (a FIFO there would block the read forever); two
- * images of one stem (a.png, a.JPG) would write the same mask: an error naming both. */
-static int list_images(const char *dir, char ***out, int *n, char *err, size_t errlen) {
+ * images of one stem (a.png, a.JPG) would write the same mask (two masks of one stem: which
+ * one?): an error naming both, nothing returned. flag names dir in messages. */
+static int list_images(const char *flag, const char *dir, char ***out, int *n, char *err,
+                       size_t errlen) {
+  *out = NULL;
+  *n = 0;
   DIR *d = opendir(dir);
   if (!d) {
-    snprintf(err, errlen, "--input: cannot open directory '%.900s': %s", dir, strerror(errno));
+    snprintf(err, errlen, "%s: cannot open directory '%.900s': %s", flag, dir, strerror(errno));
     return -1;
   }
   int cap = 64;
@@ -156,7 +160,6 @@ static int list_images(const char *dir, char ***out, int *n, char *err, size_t e
     (*n)++;
   }
   closedir(d);
-  *out = v;
   qsort(v, (size_t)*n, sizeof(char *), cmp_stem);
   for (int i = 0; i + 1 < *n; i++)
     if (!cmp_stem(&v[i], &v[i + 1])) {
@@ -164,11 +167,19 @@ static int list_images(const char *dir, char ***out, int *n, char *err, size_t e
       stem_of(v[i], a, sizeof a);
       const int k = strcmp(v[i], v[i + 1]) < 0 ? i : i + 1; /* named in name order */
       const char *x = v[k] + strlen(dir) + 1, *y = v[2 * i + 1 - k] + strlen(dir) + 1;
-      snprintf(err, errlen, "--input: '%.400s' and '%.400s' would both be predicted to %.100s.png",
-               x, y, a);
+      if (!strcmp(flag, "--input"))
+        snprintf(err, errlen, "--input: '%.400s' and '%.400s' would both be predicted to "
+                 "%.100s.png", x, y, a);
+      else
+        snprintf(err, errlen, "%s: '%.400s' and '%.400s' are masks of one image (which one?)",
+                 flag, x, y);
+      for (int j = 0; j < *n; j++) free(v[j]);
+      free(v);
+      *n = 0;
       return -1;
     }
   qsort(v, (size_t)*n, sizeof(char *), cmp_str);
+  *out = v;
   return 0;
 }
 
@@ -258,10 +269,7 @@ static void free_inputs(popts_t *o, char **files, int nfiles) {
 static int find_dir_masks(popts_t *o, char **files, int nfiles, char *err, size_t errlen) {
   char **names = NULL;
   int n = 0;
-  if (list_images(o->masks, &names, &n, err, errlen)) {
-    if (!strncmp(err, "--input", 7)) memcpy(err, "--masks", 7); /* list_images speaks of --input */
-    return -1;
-  }
+  if (list_images("--masks", o->masks, &names, &n, err, errlen)) return -1;
   qsort(names, (size_t)n, sizeof *names, cmp_stem); /* searched by stem below */
   o->dir_masks = cg_calloc((size_t)(nfiles ? nfiles : 1), sizeof(char *), "masks");
   int missing = 0, first = -1;
@@ -373,24 +381,73 @@ static int resolve_checkpoint(popts_t *o, int rank, cg_ckpt_info_t *info, char *
              : -1;
 }
 
-/* The run's --label-map from the checkpoint's settings, as the run read it (its table, not the
- * file as it is now): 1 with o->map and o->label_map set; 0 when the run had none (or only
- * names a file, which the caller then reads). */
-static int run_label_map(popts_t *o, const cg_ckpt_info_t *info, int rank) {
+/* The run's --label-map from the checkpoint's settings, as the run read it: its table (not the
+ * file as it is now), or from a checkpoint that kept only the file's name, the file. o->map
+ * and o->has_map set when the run had a map; -1 with err when it cannot be read. */
+static int run_label_map(popts_t *o, const cg_ckpt_info_t *info, const cg_model_t *model,
+                         int rank, char *err, size_t errlen) {
   char jerr[128];
   cg_json_t *j = info->settings[0] ? cg_json_parse(info->settings, jerr, sizeof jerr) : NULL;
   const int obj = j && j->type == CG_JSON_OBJ;
   const char *spec = obj ? cg_json_str(j, "label-map", "") : "";
   const char *table = obj ? cg_json_str(j, "label-map-table", "") : "";
-  if (!spec[0] && table[0]) spec = "(pack's, from the shard the run trained on)";
-  snprintf(o->label_map, sizeof o->label_map, "%s", spec);
-  const int got = table[0] && cg_labelmap_from_table(table, spec, &o->map) == 0;
-  if (spec[0] && rank == 0)
+  const char *what = spec[0] ? spec : "(pack's, from the shard the run trained on)";
+  int rc = 0;
+  if (table[0] && cg_labelmap_from_table(table, what, &o->map)) {
+    snprintf(err, errlen, "--checkpoint %.800s: its --label-map table is malformed (--label-map "
+             "SPEC or none replaces it)", o->checkpoint);
+    rc = -1;
+  } else if (!table[0] && spec[0]) {
+    rc = cg_labelmap_parse(spec, model->nclass, info->ignore_index, &o->map, err, errlen);
+  }
+  o->has_map = !rc && (table[0] || spec[0]);
+  if (o->has_map && rank == 0)
     cg_log_info("predict: the ground truth is mapped by the run's --label-map %s (--label-map "
-                "none: its values are the class ids)", spec);
+                "none: its values are the class ids)", what);
   cg_json_free(j);
-  return got;
+  return rc;
 }
+
+/* How the ground truth's values become class ids: --label-map SPEC, none, or the run's. */
+static int resolve_label_map(popts_t *o, const cg_ckpt_info_t *info, const cg_model_t *model,
+                             int rank, char *err, size_t errlen) {
+  const int truth = o->masks[0] || o->list_masks;
+  if (!strcmp(o->label_map, "none")) return 0;
+  if (o->label_map[0] && !truth) {
+    snprintf(err, errlen, "--label-map: maps the ground truth, and there is none (give --masks "
+             "DIR, or an --input list of IMAGE MASK lines)");
+    return -1;
+  }
+  if (!o->label_map[0]) return truth ? run_label_map(o, info, model, rank, err, errlen) : 0;
+  if (cg_labelmap_parse(o->label_map, model->nclass, info->ignore_index, &o->map, err, errlen))
+    return -1;
+  o->has_map = 1;
+  return 0;
+}
+
+/* Each mask of this rank's images read from its header as the scoring will read it, with its
+ * image's size: a JPEG mask of class ids or a mask of another size is named before any work
+ * (images r, r + R, ...: the verdict is shared). */
+static int check_truth(const popts_t *o, char **files, int nfiles, int k, int ignore,
+                       const cg_comm_t *c, char *err, size_t errlen) {
+  char **masks = o->list_masks ? o->list_masks : o->dir_masks;
+  const cg_png_as_t as = k == 1 && ignore < 0 && !o->has_map ? CG_PNG_AS_MASK : CG_PNG_AS_LABEL;
+  for (int i = c->rank; masks && i < nfiles; i += c->size) {
+    int h, w, mh, mw;
+    if (cg_image_read_size(files[i], o->max_pixels, &h, &w, err, errlen) ||
+        cg_image_read_mask_size(masks[i], o->max_pixels, as, &mh, &mw, err, errlen))
+      return -1;
+    if (mh != h || mw != w) {
+      snprintf(err, errlen, "%.450s: mask is %dx%d but its image %.450s is %dx%d", masks[i], mw,
+               mh, files[i], w, h);
+      return -1;
+    }
+  }
+  return 0;
+}
+
+static int rank_tiles(const popts_t *o, char **files, int nfiles, const cg_model_t *m,
+                      const cg_comm_t *c, int cap); /* tiling, below */
 
 /* The checks made before anything large is allocated, each rank for itself: the checkpoint's
  * header and model, the input files, the output directory (rank 0 makes it) and the backend.
@@ -405,29 +462,21 @@ static int check_inputs(popts_t *o, const cg_comm_t *c, cg_ckpt_info_t *info, cg
              info->shape.in_c, 3 + CG_NFEAT);
     return -1;
   }
-  const cg_spec_t kind = cg_source_spec_kind(o->input);
-  const int is_list = kind == CG_SPEC_LIST;
-  if (kind != CG_SPEC_DIR && !is_list) return input_not_found(o->input, err, errlen);
+  struct stat so, si;
+  const int is_dir = stat(o->input, &si) == 0 && S_ISDIR(si.st_mode); /* "synthetic" too */
+  const int is_list = !is_dir && cg_source_spec_kind(o->input) == CG_SPEC_LIST;
+  if (!is_dir && !is_list) return input_not_found(o->input, err, errlen);
   if (is_list ? read_input_list(o, files, nfiles, err, errlen)
-              : list_images(o->input, files, nfiles, err, errlen))
+              : list_images("--input", o->input, files, nfiles, err, errlen))
     return -1;
   if (*nfiles == 0) {
     snprintf(err, errlen, "--input: no *.png, *.jpg or *.jpeg files in '%.900s'", o->input);
     return -1;
   }
   if (!is_list && o->masks[0] && find_dir_masks(o, *files, *nfiles, err, errlen)) return -1;
-  const int truth = o->masks[0] || o->list_masks;
-  if (!strcmp(o->label_map, "none")) o->label_map[0] = 0;
-  else if (!o->label_map[0] && truth) o->has_map = run_label_map(o, info, c->rank);
-  if (o->label_map[0] && !truth) {
-    snprintf(err, errlen, "--label-map: maps the ground truth, and there is none (give --masks "
-             "DIR, or an --input list of IMAGE MASK lines)");
+  if (resolve_label_map(o, info, model, c->rank, err, errlen) ||
+      check_truth(o, *files, *nfiles, model->nclass, info->ignore_index, c, err, errlen))
     return -1;
-  }
-  if (o->label_map[0] && !o->has_map &&
-      cg_labelmap_parse(o->label_map, model->nclass, info->ignore_index, &o->map, err, errlen))
-    return -1;
-  o->has_map = o->label_map[0] != 0;
   if (c->rank == 0 && mkdir(o->output, 0755) && errno != EEXIST) {
     snprintf(err, errlen, "--output: cannot create '%.900s': %s", o->output, strerror(errno));
     return -1;
@@ -436,7 +485,6 @@ static int check_inputs(popts_t *o, const cg_comm_t *c, cg_ckpt_info_t *info, cg
    * has made the directory; the verdict is shared): --input, --masks, and the masks of a
    * training layout DIR/images + DIR/masks even when --masks is not given */
   if (c->rank == 0 && is_list && output_holds_listed(o, *files, *nfiles, err, errlen)) return -1;
-  struct stat so, si;
   const char *const same_as[2][2] = {{o->input, "--input"}, {o->masks, "--masks"}};
   for (int k = 0; c->rank == 0 && k < 2; k++)
     if (same_as[k][0][0] && stat(o->output, &so) == 0 && stat(same_as[k][0], &si) == 0 &&
@@ -461,6 +509,7 @@ static int check_inputs(popts_t *o, const cg_comm_t *c, cg_ckpt_info_t *info, cg
   }
   /* fp32 for predictions; each rank takes its own GPU or none (no collectives in the steps) */
   if (cg_backend_choose(o->backend, "fp32", NULL, NULL, bk, err, errlen)) return -1;
+  o->batch = rank_tiles(o, *files, *nfiles, model, c, o->batch); /* this rank's tiles at most */
   /* the cpu backend holds a batch of tiles of the checkpoint's size in host memory: a tile side
    * of thousands needs tens of GiB, refused here rather than by the kernel's OOM killer (a CUDA
    * backend's allocation failure is its own clear error) */
@@ -495,6 +544,24 @@ static int tile_origins(int L, int T, double overlap, int *org) {
   if (org)
     for (int i = 0; i < n; i++) org[i] = (int)((int64_t)i * (L - T) / (n - 1));
   return n;
+}
+
+/* The tiles of this rank's images (files r, r + R, ...), counted from their headers up to
+ * `cap`: the backend's batch need not be larger (a few small images at --batch 32 would
+ * otherwise push mostly padding through every step). An image whose header cannot be read
+ * counts as cap: pimg_open says what is wrong with it when its turn comes. */
+static int rank_tiles(const popts_t *o, char **files, int nfiles, const cg_model_t *m,
+                      const cg_comm_t *c, int cap) {
+  int n = 0;
+  for (int f = c->rank; f < nfiles && n < cap; f += c->size) {
+    char err[1024];
+    int h, w;
+    if (cg_image_read_size(files[f], o->max_pixels, &h, &w, err, sizeof err)) return cap;
+    const int64_t t = (int64_t)tile_origins(w, m->width, o->overlap, NULL) *
+                      tile_origins(h, m->height, o->overlap, NULL);
+    n = t >= cap - n ? cap : n + (int)t;
+  }
+  return n > 0 ? n : 1;
 }
 
 /* Mirror reflection of coordinate i into [0, L) (numpy "reflect": the edge is not repeated). */
@@ -578,9 +645,8 @@ typedef struct {
 
 static pimg_t *pimg_open(const popts_t *o, char **files, int file, const cg_model_t *m) {
   pimg_t *p = cg_calloc(1, sizeof *p, "image");
-  char path[2200], err[1024];
-  snprintf(path, sizeof path, "%s", files[file]);
-  if (load_rgb(path, o->max_pixels, &p->rgb, &p->h, &p->w, err, sizeof err))
+  char err[1024];
+  if (load_rgb(files[file], o->max_pixels, &p->rgb, &p->h, &p->w, err, sizeof err))
     cg_die(CG_EXIT_USAGE, "predict: %s", err);
   p->file = file;
   p->k = m->nclass;
@@ -595,7 +661,7 @@ static pimg_t *pimg_open(const popts_t *o, char **files, int file, const cg_mode
   tile_origins(p->w, m->width, o->overlap, p->ox);
   tile_origins(p->h, m->height, o->overlap, p->oy);
   if (o->save_probs) {
-    char stem[1024];
+    char stem[1024], path[2200]; /* --output (1024) / NAME (1024).probs.npy */
     stem_of(files[file], stem, sizeof stem);
     snprintf(path, sizeof path, "%s/%s.probs.npy", o->output, stem);
     p->probs = probs_open(path, p->h, p->w, p->k, p->probs_err, sizeof p->probs_err);
@@ -701,7 +767,6 @@ static int truth_row(void *ctx, int y, const uint8_t *px, char *why, size_t whyl
   if (t->k == 1 && t->ignore < 0 && !t->map) return 0; /* read as 0/1 */
   for (int x = 0; x < t->w; x++) {
     const int stored = r[x];
-    char was[128] = "";
     if (t->map) {
       if (t->map->to[stored] < 0) {
         snprintf(why, whylen, "mask value %d at x %d, y %d is not in --label-map %s", stored, x,
@@ -709,15 +774,15 @@ static int truth_row(void *ctx, int y, const uint8_t *px, char *why, size_t whyl
         return -1;
       }
       r[x] = (uint8_t)t->map->to[stored];
-      if (r[x] != stored)
-        snprintf(was, sizeof was, " (stored %d, mapped by --label-map %s)", stored,
-                 t->map->spec);
     }
     if (r[x] == t->ignore) continue;
     if (t->k == 1) {
       r[x] = r[x] > 0;
-    } else if (r[x] >= t->k) {
-      char ign[48] = "";
+    } else if (r[x] >= t->k) { /* the message, stored value and all, made here only */
+      char ign[48] = "", was[128] = "";
+      if (r[x] != stored)
+        snprintf(was, sizeof was, " (stored %d, mapped by --label-map %s)", stored,
+                 t->map->spec);
       if (t->ignore >= 0) snprintf(ign, sizeof ign, " nor the ignore label %d", t->ignore);
       snprintf(why, whylen, "mask value %d%s at x %d, y %d is not a class id of the model's "
                "--num-classes %d (0..%d)%s", r[x], was, x, y, t->k, t->k - 1, ign);
@@ -731,16 +796,14 @@ static int truth_row(void *ctx, int y, const uint8_t *px, char *why, size_t whyl
  * a message naming the file. */
 static uint8_t *load_truth(const popts_t *o, const pimg_t *p, int ignore, char *err,
                            size_t errlen) {
-  char path[2200];
-  snprintf(path, sizeof path, "%s",
-           o->list_masks ? o->list_masks[p->file] : o->dir_masks[p->file]);
+  const char *path = o->list_masks ? o->list_masks[p->file] : o->dir_masks[p->file];
   truth_sink_t t = {p->h, p->w, p->k, ignore, NULL, o->has_map ? &o->map : NULL};
   const cg_png_sink_t sink = {truth_begin, truth_row, &t};
   const cg_png_as_t as = p->k == 1 && ignore < 0 && !o->has_map ? CG_PNG_AS_MASK
                                                                 : CG_PNG_AS_LABEL;
   struct stat st; /* a FIFO there would block the read forever */
   if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
-    snprintf(err, errlen, "%s: %s, not a regular file", path, cg_afile_kind(st.st_mode));
+    snprintf(err, errlen, "%.900s: %s, not a regular file", path, cg_afile_kind(st.st_mode));
     return NULL;
   }
   if (cg_image_read_mask_rows(path, o->max_pixels, as, &sink, err, errlen)) {
@@ -976,25 +1039,6 @@ static void print_metrics(const ptally_t *t) {
          (long long)t->images, t->ignore >= 0 ? ", ignore label left out" : "");
 }
 
-/* The tiles of this rank's images (files r, r + R, ...), counted from their headers up to
- * `cap`: the backend's batch need not be larger (a few small images at --batch 32 would
- * otherwise push mostly padding through every step). An image whose header cannot be read
- * counts as cap: pimg_open says what is wrong with it when its turn comes. */
-static int rank_tiles(const popts_t *o, char **files, int nfiles, const cg_model_t *m,
-                      const cg_comm_t *c, int cap) {
-  int n = 0;
-  for (int f = c->rank; f < nfiles && n < cap; f += c->size) {
-    char path[2200], err[1024];
-    int h, w;
-    snprintf(path, sizeof path, "%s", files[f]);
-    if (cg_image_read_size(path, o->max_pixels, &h, &w, err, sizeof err)) return cap;
-    const int64_t t = (int64_t)tile_origins(w, m->width, o->overlap, NULL) *
-                      tile_origins(h, m->height, o->overlap, NULL);
-    n = t >= cap - n ? cap : n + (int)t;
-  }
-  return n > 0 ? n : 1;
-}
-
 /* The backend of this rank with the checkpoint's weights. */
 static cg_backend_t *open_backend(const cg_backend_choice_t *bk, const cg_model_t *model,
                                   const popts_t *o, cg_topo_t *topo, const cg_comm_t *c,
@@ -1049,7 +1093,6 @@ int cg_predict_run(int argc, char **argv, cg_comm_t *c) {
   free(vv);
   cg_topo_t *topo = cg_topo_create(c, bk.is_cuda ? CG_TOPO_GPU_AUTO : CG_TOPO_GPU_NONE);
   cg_buckets_t bkts;
-  o.batch = rank_tiles(&o, files, nfiles, &model, c, o.batch); /* this rank's tiles at most */
   cg_backend_t *be = open_backend(&bk, &model, &o, topo, c, params, &bkts);
   /* from here a stop signal ends predict at the next batch; a second one, the default action */
   struct sigaction sa, old_int, old_term;

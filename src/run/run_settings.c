@@ -290,9 +290,6 @@ int cg_settings_resume(cg_config_t *cfg, cg_comm_t *c) {
     rc = cg_cli_check(cfg, err, sizeof err);
   }
   free(settings);
-  if (rc) {
-    if (c->rank == 0) fprintf(stderr, "cogpu-dist: error: %s\n", err);
-    return CG_EXIT_USAGE;
-  }
-  return 0;
+  /* cg_cli_check reads the --label-map file on each rank: a failure on one is every rank's */
+  return cg_comm_report_errors(c, rc ? err : NULL) ? CG_EXIT_USAGE : 0;
 }

@@ -270,7 +270,8 @@ static int open_files(cg_run_t *r, char *err, size_t errlen) {
       cg_labelmap_from_table(cfg->label_map_table,
                              cfg->label_map[0] ? cfg->label_map : "(pack's, from the shard)",
                              &lm) != 0) {
-    snprintf(err, errlen, "--label-map %s: a malformed table", cfg->label_map);
+    snprintf(err, errlen, "--label-map %s: a malformed table",
+             cfg->label_map[0] ? cfg->label_map : "(the shard's)");
     rc = -1;
   }
   const cg_source_opts_t so = {.size = cfg->image_size, .max_pixels = cfg->max_image_pixels,
@@ -368,10 +369,11 @@ static void warn_masks_0_255(const cg_run_t *r) {
   free(mask);
   const cg_opts_set_t set = cg_cli_opts(CG_CMD_TRAIN, (cg_config_t *)cfg);
   const int given = cg_opts_given(&set, cfg->argc, cfg->argv, "ignore-index");
-  if (looked && ignored && !other && cfg->label_map[0]) /* the ids after the map */
+  if (looked && ignored && !other && cfg->label_map_table[0]) /* the ids after the map */
     cg_log_warn("after --label-map %s, the first %lld training mask(s) of %s hold only 0 and "
                 "255, the ignore label: no pixel would train a class other than 0 (does the map "
-                "give each class's stored value?)", cfg->label_map, (long long)looked,
+                "give each class's stored value?)",
+                cfg->label_map[0] ? cfg->label_map : "(the shard's)", (long long)looked,
                 cfg->data);
   else if (looked && ignored && !other)
     cg_log_warn("the first %lld training mask(s) of %s hold only 0 and 255, and 255 is the "
