@@ -96,6 +96,9 @@ $BIN pack --images "$T/images" --masks "$T/orig/masks" --num-classes 4 --image-s
 train shard --data "$T/ade.cgds" --checkpoint-dir "$T/cks"
 cmp -s "$T/orig.params" "$T/shard.params" || fail "the shard packed with a map trained otherwise"
 grep -q "mapped by the --label-map the shard was packed with" "$T/shard.log" || fail "not said"
+$MPIRUN -np 1 $BIN train $S $K --data "$T/ade.cgds" --label-map reduce-zero --resume \
+  --checkpoint-dir "$T/cks" --steps 4 > "$T/cks2.log" 2>&1 ||
+  { cat "$T/cks2.log"; fail "a resume on the shard naming its map"; }
 echo "ok: pack --label-map keeps the map in the shard; training on it equals the ids"
 train mixed --data "$T/ade" --label-map reduce-zero --val-data "$T/ade.cgds" --val-fraction 0
 expect2 "packed without --label-map" $BIN train $S $K --data "$T/orig.cgds" \
@@ -125,7 +128,7 @@ $MPIRUN -np 1 $BIN predict --backend cpu --checkpoint "$T/cks" --input "$T/image
   --masks "$T/orig/masks" --label-map none --output "$T/p8" > "$T/p8.log"
 $MPIRUN -np 1 $BIN predict --backend cpu --checkpoint "$T/cks" --input "$T/images" \
   --masks "$T/ade/masks" --output "$T/p9" > "$T/p9.log" 2>&1
-grep -q "the run's --label-map (pack's, from the shard" "$T/p9.log" || fail "p9: not said"
+grep -q "ground truth is mapped by the run's --label-map" "$T/p9.log" || fail "p9: not said"
 diff <(grep -E "^predict: (class|mIoU| +[0-9]+ )" "$T/p8.log") \
   <(grep -E "^predict: (class|mIoU| +[0-9]+ )" "$T/p9.log") || fail "predict after a shard run"
 echo "ok: after a run on a shard packed with a map, predict maps the raw masks alike"
@@ -138,8 +141,17 @@ expect2 "label-map" $BIN train $S $K --data "$T/ade" --label-map "$T/city.map" -
 $MPIRUN -np 1 $BIN train $S $K --data "$T/city" --label-map "$T/city.map" --checkpoint-dir \
   "$T/ckc" > "$T/ckc.log" 2>&1 || { cat "$T/ckc.log"; fail "train city into ckc"; }
 cp "$T/city.map" "$T/city.keep" && printf '7 1\n11 0\n15 2\n19 3\n* 255\n' > "$T/city.map"
-expect2 "maps otherwise than when the checkpoint was written" $BIN train $S $K --resume \
-  --checkpoint-dir "$T/ckc" --steps 6
+expect2 "maps otherwise than the checkpoint's map" $BIN train $S $K --resume \
+  --checkpoint-dir "$T/ckc" --steps 6 --label-map "$T/city.map"
+# the same map under another name is the same map; without the flag, the checkpoint's map goes
+# on even when its file has gone (another node, a moved data set)
+$MPIRUN -np 1 $BIN train $S $K --resume --checkpoint-dir "$T/ckc" --steps 4 \
+  --label-map "$T/city.keep" > "$T/ckc2.log" 2>&1 || { cat "$T/ckc2.log"; fail "same map"; }
+mv "$T/city.map" "$T/city.gone"
+$MPIRUN -np 1 $BIN train $S $K --resume --checkpoint-dir "$T/ckc" --steps 5 > "$T/ckc3.log" \
+  2>&1 || { cat "$T/ckc3.log"; fail "resume without the map file"; }
+mv "$T/city.gone" "$T/city.map"
+echo "ok: resume compares maps, not their file names, and needs no file without the flag"
 # predict maps as the run did, from the checkpoint, whatever the file says now
 $MPIRUN -np 1 $BIN predict --backend cpu --checkpoint "$T/ckc" --input "$T/images" \
   --masks "$T/city/masks" --output "$T/p5" > "$T/p5.log" 2>&1 || { cat "$T/p5.log"; fail p5; }

@@ -428,6 +428,11 @@ static void shard_label_map(const char *data, char *table) {
  * without it the one a shard --data was packed with; a resumed run's table (from its
  * checkpoint) must be the one the file (or shard) gives now. */
 static int check_label_map(cg_config_t *cfg, char *err, size_t errlen) {
+  const cg_opts_set_t set = cg_cli_opts(CG_CMD_TRAIN, cfg);
+  const int given = cg_opts_given(&set, cfg->argc, cfg->argv, "label-map");
+  /* a resume without the flag: the checkpoint's map as the run read it, even if its file has
+   * gone (another node, a moved data set); a shard --data is compared when it is opened */
+  if (cfg->merged && cfg->resume[0] && !given && cfg->label_map_table[0]) return 0;
   cg_labelmap_t m;
   char table[CG_LABELMAP_TABLE_LEN];
   if (!cfg->label_map[0]) shard_label_map(cfg->data, table);
@@ -435,11 +440,12 @@ static int check_label_map(cg_config_t *cfg, char *err, size_t errlen) {
                              errlen))
     return -1;
   else cg_labelmap_table(&m, table);
-  if (cfg->label_map_table[0] && strcmp(table, cfg->label_map_table)) {
-    snprintf(err, errlen, "--label-map %s: maps otherwise than when the checkpoint was written "
-             "(the file changed since?): a resumed run cannot change its labels (restore the "
-             "file, or start a new run with another --checkpoint-dir)",
-             cfg->label_map[0] ? cfg->label_map : "(the shard's: was it packed again?)");
+  if (cfg->merged && cfg->resume[0] && strcmp(table, cfg->label_map_table)) {
+    snprintf(err, errlen, "--label-map %s: maps otherwise than the checkpoint's map (%s): a "
+             "resumed run cannot change its labels (leave the flag out to go on with the "
+             "checkpoint's map, or start a new run with another --checkpoint-dir)",
+             cfg->label_map[0] ? cfg->label_map : given ? "none" : "(the shard's)",
+             cfg->label_map_table[0] ? "it has one" : "it has none");
     return -1;
   }
   snprintf(cfg->label_map_table, sizeof cfg->label_map_table, "%s", table);

@@ -1076,9 +1076,7 @@ int cg_predict_run(int argc, char **argv, cg_comm_t *c) {
   char **files = NULL;
   int nfiles = 0;
   if (!rc) rc = check_inputs(&o, c, &info, &model, &files, &nfiles, &bk, err, sizeof err);
-  if (cg_comm_any(c, rc != 0)) {
-    if (rc && c->rank == 0) fprintf(stderr, "cogpu-dist: error: %s\n", err);
-    else if (rc) cg_log_info("%s", err);
+  if (cg_comm_report_errors(c, rc ? err : NULL)) { /* each distinct reason once, by rank 0 */
     free_inputs(&o, files, nfiles);
     return CG_EXIT_USAGE;
   }

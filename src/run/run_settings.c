@@ -14,7 +14,9 @@
 #include "json.h" /* cg_json_parse: the stored object */
 #include "log.h"  /* CG_CHECK_MPI, CG_EXIT_USAGE */
 
-typedef enum { REFUSED, NOTICE } rule_t;
+/* BY_TABLE: refused when it maps otherwise, whatever its spelling (cg_cli_check compares the
+ * map's table, which the checkpoint keeps: --label-map); not given, the checkpoint's map. */
+typedef enum { REFUSED, NOTICE, BY_TABLE } rule_t;
 
 /* Every stored flag and its rule on resume; README.md's table follows this list. A name the
  * table lacks is skipped. */
@@ -25,7 +27,7 @@ static const struct {
     {"model-base", REFUSED},    {"model-depth", REFUSED},   {"image-size", REFUSED},
     {"num-classes", REFUSED},   {"ignore-index", REFUSED},  {"seed", REFUSED},
     {"data", REFUSED},          {"val-data", REFUSED},      {"val-fraction", REFUSED},
-    {"label-map", REFUSED},
+    {"label-map", BY_TABLE},
     {"train-samples", REFUSED}, {"val-samples", REFUSED},   {"crop", REFUSED},
     {"flip", REFUSED},          {"batch", NOTICE},          {"steps", NOTICE},
     {"epochs", NOTICE},         {"lr", NOTICE},             {"weight-decay", NOTICE},
@@ -205,7 +207,7 @@ int cg_settings_apply(cg_config_t *cfg, const char *json, FILE *out, char *err, 
                  o->name, stored);
         rc = -1;
       }
-    } else if (strcmp(now, stored) != 0) {
+    } else if (strcmp(now, stored) != 0 && kStored[i].rule != BY_TABLE) {
       if (kStored[i].rule == REFUSED) {
         snprintf(err, errlen, "--%s: the checkpoint has %.300s, the command line %.300s; a "
                  "resumed run cannot change it (leave the flag out, or start a new run with "
