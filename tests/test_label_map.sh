@@ -162,6 +162,8 @@ diff <(grep "^predict: mIoU" "$T/p5.log") <(grep "^predict: mIoU" "$T/p6.log") |
   fail "predict read the edited map file instead of the run's map"
 # a mapped value that is no class id names both values
 echo "images/000.png ade5/000.png" > "$T/ade5.txt"
+echo "images/001.png ade/masks/001.png" >> "$T/ade5.txt" # found before any mask is written
 expect2 "mask value 4 (stored 5, mapped by --label-map reduce-zero) at x 7, y 9" $BIN predict \
   --checkpoint "$CK" --input "$T/ade5.txt" --output "$T/p7"
+[ -z "$(ls "$T/p7" 2>/dev/null)" ] || fail "masks were written before the bad value was named"
 echo "PASS test_label_map"

@@ -425,26 +425,6 @@ static int resolve_label_map(popts_t *o, const cg_ckpt_info_t *info, const cg_mo
   return 0;
 }
 
-/* Each mask of this rank's images read from its header as the scoring will read it, with its
- * image's size: a JPEG mask of class ids or a mask of another size is named before any work
- * (images r, r + R, ...: the verdict is shared). */
-static int check_truth(const popts_t *o, char **files, int nfiles, int k, int ignore,
-                       const cg_comm_t *c, char *err, size_t errlen) {
-  char **masks = o->list_masks ? o->list_masks : o->dir_masks;
-  const cg_png_as_t as = k == 1 && ignore < 0 && !o->has_map ? CG_PNG_AS_MASK : CG_PNG_AS_LABEL;
-  for (int i = c->rank; masks && i < nfiles; i += c->size) {
-    int h, w, mh, mw;
-    if (cg_image_read_size(files[i], o->max_pixels, &h, &w, err, errlen) ||
-        cg_image_read_mask_size(masks[i], o->max_pixels, as, &mh, &mw, err, errlen))
-      return -1;
-    if (mh != h || mw != w) {
-      snprintf(err, errlen, "%.450s: mask is %dx%d but its image %.450s is %dx%d", masks[i], mw,
-               mh, files[i], w, h);
-      return -1;
-    }
-  }
-  return 0;
-}
 
 static int rank_tiles(const popts_t *o, char **files, int nfiles, const cg_model_t *m,
                       const cg_comm_t *c, int cap); /* tiling, below */
@@ -474,9 +454,7 @@ static int check_inputs(popts_t *o, const cg_comm_t *c, cg_ckpt_info_t *info, cg
     return -1;
   }
   if (!is_list && o->masks[0] && find_dir_masks(o, *files, *nfiles, err, errlen)) return -1;
-  if (resolve_label_map(o, info, model, c->rank, err, errlen) ||
-      check_truth(o, *files, *nfiles, model->nclass, info->ignore_index, c, err, errlen))
-    return -1;
+  if (resolve_label_map(o, info, model, c->rank, err, errlen)) return -1;
   if (c->rank == 0 && mkdir(o->output, 0755) && errno != EEXIST) {
     snprintf(err, errlen, "--output: cannot create '%.900s': %s", o->output, strerror(errno));
     return -1;
@@ -813,6 +791,29 @@ static uint8_t *load_truth(const popts_t *o, const pimg_t *p, int ignore, char *
   return t.m;
 }
 
+/* Each ground-truth mask of this rank's images (files r, r + R, ...) read whole as the
+ * scoring will read it, before any work: a missing or unreadable mask, a JPEG of class ids, a
+ * mask of another size than its image or a value that is no class id is named before the
+ * first mask is written, not after (masks are small beside the network's work on their
+ * images). 0, or -1 with err. */
+static int check_truth(const popts_t *o, char **files, int nfiles, int k, int ignore,
+                       const cg_comm_t *c, char *err, size_t errlen) {
+  for (int i = c->rank; (o->list_masks || o->dir_masks) && i < nfiles; i += c->size) {
+    pimg_t p = {.file = i, .k = k};
+    if (cg_image_read_size(files[i], o->max_pixels, &p.h, &p.w, err, errlen)) return -1;
+    uint8_t *truth = load_truth(o, &p, ignore, err, errlen);
+    if (!truth) {
+      char *why = strdup(err);
+      snprintf(err, errlen, "%s: %s", o->list_masks ? "ground truth" : "--masks",
+               why ? why : "out of memory");
+      free(why);
+      return -1;
+    }
+    free(truth);
+  }
+  return 0;
+}
+
 /* The last rows of p made final, counted against the truth with --masks, written as NAME.png
  * (and NAME.probs.npy committed). */
 static void pimg_finish(pimg_t *p, const popts_t *o, char **files, const cg_ckpt_info_t *info,
@@ -1076,6 +1077,8 @@ int cg_predict_run(int argc, char **argv, cg_comm_t *c) {
   char **files = NULL;
   int nfiles = 0;
   if (!rc) rc = check_inputs(&o, c, &info, &model, &files, &nfiles, &bk, err, sizeof err);
+  if (!rc)
+    rc = check_truth(&o, files, nfiles, model.nclass, info.ignore_index, c, err, sizeof err);
   if (cg_comm_report_errors(c, rc ? err : NULL)) { /* each distinct reason once, by rank 0 */
     free_inputs(&o, files, nfiles);
     return CG_EXIT_USAGE;
