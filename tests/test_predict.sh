@@ -167,6 +167,15 @@ set -e
   [ -z "$(ls "$T/pm" 2>/dev/null)" ] ||
   { echo "FAIL a missing mask: rc $rc"; cat "$T/err"; exit 1; }
 echo "PASS --masks DIR of JPEG masks scores as a list of them; a missing mask is named up front"
+# an --output where masks cannot be written is refused before any work
+touch "$T/afile"
+set +e
+$MPIRUN -np 2 $BIN predict --backend cpu --checkpoint "$CK" --input "$T/jv/images" \
+  --output "$T/afile" > "$T/err" 2>&1; rc=$?
+set -e
+[ $rc -eq 2 ] && grep -q "is a regular file, not a directory" "$T/err" ||
+  { echo "FAIL --output onto a file: rc $rc"; cat "$T/err"; exit 1; }
+echo "PASS an --output that is a file is refused at start-up"
 # partial files a killed predict left (hidden mkstemp temporaries of this run's images) are
 # removed at the next start, with a notice; another hidden file is not touched
 mkdir -p "$T/p6"; touch "$T/p6/.000001.png.Ab3dE9" "$T/p6/.000002.probs.npy.Zz9yQ1" \

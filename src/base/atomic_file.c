@@ -279,16 +279,34 @@ static const char *input_kind(const char *path) {
   return NULL;
 }
 
-/* 0 when a file can be made in dir: a temporary of the writers' form (".probe.XXXXXX", which
- * cg_afile_temp_base recognises) is created and removed at once; else -1 with errno set. */
+/* 0 when dir takes what a writer does there: two temporaries of the writers' form
+ * (".probe.XXXXXX", which cg_afile_temp_base recognises) are created, one renamed over the
+ * other (as a commit renames its temporary over the target) and removed. -1 (errno set) when
+ * nothing can be created; -2 when what was created cannot be renamed or removed (an
+ * append-only directory), which may leave the probes there. */
 static int probe_dir(const char *dir) {
-  char p[4200];
+  char p[4200], q[4200];
   snprintf(p, sizeof p, "%s/.probe.XXXXXX", dir);
-  const int fd = mkostemp(p, O_CLOEXEC);
+  snprintf(q, sizeof q, "%s/.probe.XXXXXX", dir);
+  int fd = mkostemp(p, O_CLOEXEC);
   if (fd < 0) return -1;
   close(fd);
-  unlink(p);
-  return 0;
+  if ((fd = mkostemp(q, O_CLOEXEC)) < 0) {
+    const int e = errno;
+    unlink(p);
+    errno = e;
+    return -1;
+  }
+  close(fd);
+  int rc = rename(p, q); /* over an existing file, as a commit renames over its target */
+  int e = rc ? errno : 0;
+  if (rc && unlink(p) != 0) e = errno;
+  if (unlink(q) != 0 && !rc) {
+    rc = -1;
+    e = errno;
+  }
+  errno = e;
+  return rc ? -2 : 0;
 }
 
 int cg_afile_check(const char *flag, const char *path, cg_afile_how_t how, char *err,
@@ -339,9 +357,15 @@ int cg_afile_check(const char *flag, const char *path, cg_afile_how_t how, char 
     snprintf(err, errlen, "%s: directory '%.300s' is not writable (%s)", flag, dir,
              strerror(errno));
     rc = -1;
-  } else if (probe_dir(dir) != 0) { /* root passes access() where nothing can be made: /proc */
-    snprintf(err, errlen, "%s: cannot create a file in directory '%.300s' (%s)", flag, dir,
-             strerror(errno));
+  } else if ((rc = probe_dir(dir)) != 0) { /* root passes access() where nothing can be made */
+    if (rc == -1)
+      snprintf(err, errlen, "%s: cannot create a file in directory '%.300s' (%s)", flag, dir,
+               strerror(errno));
+    else
+      snprintf(err, errlen, "%s: directory '%.300s' lets files be created but not renamed or "
+               "removed (%s; append-only?): outputs are written by renaming a temporary over "
+               "the file (any .probe.* files left there are this check's)", flag, dir,
+               strerror(errno));
     rc = -1;
   }
   free(tmp);

@@ -227,6 +227,29 @@ static int input_not_found(const char *in, char *err, size_t errlen) {
   return -1;
 }
 
+/* Rank 0: --output made if needed, and a directory where masks can be written as every output
+ * is (a temporary renamed into place: cg_afile_check's probe), so that a file, /proc or a
+ * read-only place is refused before any work, not mask by mask after it. */
+static int check_output_dir(const char *out, char *err, size_t errlen) {
+  struct stat st;
+  if (mkdir(out, 0755) && errno != EEXIST) {
+    snprintf(err, errlen, "--output: cannot create '%.900s': %s", out, strerror(errno));
+    return -1;
+  }
+  if (stat(out, &st)) {
+    snprintf(err, errlen, "--output '%.900s': %s", out, strerror(errno));
+    return -1;
+  }
+  if (!S_ISDIR(st.st_mode)) {
+    snprintf(err, errlen, "--output '%.900s' is %s, not a directory", out,
+             cg_afile_kind(st.st_mode));
+    return -1;
+  }
+  char probe[1100];
+  snprintf(probe, sizeof probe, "%s/.cogpu-predict-check", out);
+  return cg_afile_check("--output", probe, CG_AFILE_REPLACE, err, errlen);
+}
+
 /* Rank 0, --input LIST: -1 when --output is the directory of a listed image or mask (the
  * masks written there as NAME.png could replace them). */
 static int output_holds_listed(const popts_t *o, char **files, int nfiles, char *err,
@@ -455,10 +478,7 @@ static int check_inputs(popts_t *o, const cg_comm_t *c, cg_ckpt_info_t *info, cg
   }
   if (!is_list && o->masks[0] && find_dir_masks(o, *files, *nfiles, err, errlen)) return -1;
   if (resolve_label_map(o, info, model, c->rank, err, errlen)) return -1;
-  if (c->rank == 0 && mkdir(o->output, 0755) && errno != EEXIST) {
-    snprintf(err, errlen, "--output: cannot create '%.900s': %s", o->output, strerror(errno));
-    return -1;
-  }
+  if (c->rank == 0 && check_output_dir(o->output, err, errlen)) return -1;
   /* the masks written as STEM.png would replace the images or the ground truth there (rank 0
    * has made the directory; the verdict is shared): --input, --masks, and the masks of a
    * training layout DIR/images + DIR/masks even when --masks is not given */
@@ -1127,8 +1147,11 @@ int cg_predict_run(int argc, char **argv, cg_comm_t *c) {
   t.images = sums[4];
   t.failures = sums[5];
   if (c->rank == 0) {
-    printf("predict: wrote %lld mask(s) to %s%s\n", (long long)t.images, o.output,
-           t.failures ? " (some writes failed)" : "");
+    if (t.failures)
+      printf("predict: wrote %lld mask(s) to %s; %lld could not be written (see the warnings)\n",
+             (long long)(t.images - t.failures), o.output, (long long)t.failures);
+    else
+      printf("predict: wrote %lld mask(s) to %s\n", (long long)t.images, o.output);
     if (stopped)
       printf("predict: stopped by a signal before the last image: the %lld mask(s) written are "
              "complete, the others were not written (run again to finish)\n",
