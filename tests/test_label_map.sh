@@ -101,6 +101,8 @@ $MPIRUN -np 1 $BIN train $S $K --data "$T/ade.cgds" --label-map reduce-zero --re
   { cat "$T/cks2.log"; fail "a resume on the shard naming its map"; }
 echo "ok: pack --label-map keeps the map in the shard; training on it equals the ids"
 train mixed --data "$T/ade" --label-map reduce-zero --val-data "$T/ade.cgds" --val-fraction 0
+expect2 "packed with a --label-map, and the run has none" $BIN train $S $K \
+  --data "$T/ade.cgds" --label-map none
 expect2 "packed without --label-map" $BIN train $S $K --data "$T/orig.cgds" \
   --label-map reduce-zero
 expect2 "packed with another --label-map than the run's" $BIN train $S $K \

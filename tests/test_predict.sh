@@ -167,6 +167,19 @@ set -e
   [ -z "$(ls "$T/pm" 2>/dev/null)" ] ||
   { echo "FAIL a missing mask: rc $rc"; cat "$T/err"; exit 1; }
 echo "PASS --masks DIR of JPEG masks scores as a list of them; a missing mask is named up front"
+# ranks that read different images (a node's own copy) are refused, not half-predicted: rank 1
+# is shown one image more
+mkdir -p "$T/jv2" && cp -r "$T/jv/images" "$T/jv2/"
+cp "$T/jv/images/000000.jpg" "$T/jv2/images/zz.jpg"
+set +e
+timeout 120 $MPIRUN -np 2 sh -c 'd=$1; [ "$OMPI_COMM_WORLD_RANK" = 1 ] && d=$2; shift 2
+  exec "$@" --input "$d"' sh "$T/jv/images" "$T/jv2/images" $BIN predict --backend cpu \
+  --checkpoint "$CK" --output "$T/pr2" > "$T/err" 2>&1; rc=$?
+set -e
+[ $rc -eq 2 ] && grep -q "rank 1 reads other --input images or masks" "$T/err" &&
+  [ -z "$(ls "$T/pr2" 2>/dev/null)" ] ||
+  { echo "FAIL ranks with other images: rc $rc"; cat "$T/err"; exit 1; }
+echo "PASS ranks that read other images are refused before any work"
 # an --output where masks cannot be written is refused before any work
 touch "$T/afile"
 set +e

@@ -434,12 +434,15 @@ static int check_label_map(cg_config_t *cfg, char *err, size_t errlen) {
    * gone (another node, a moved data set); a shard --data is compared when it is opened */
   if (cfg->merged && cfg->resume[0] && !given && cfg->label_map_table[0]) return 0;
   cg_labelmap_t m;
-  char table[CG_LABELMAP_TABLE_LEN];
-  if (!cfg->label_map[0]) shard_label_map(cfg->data, table);
-  else if (cg_labelmap_parse(cfg->label_map, cfg->num_classes, cfg->ignore_index, &m, err,
-                             errlen))
+  char table[CG_LABELMAP_TABLE_LEN] = "";
+  if (!cfg->label_map[0]) {
+    if (!given) shard_label_map(cfg->data, table); /* given: --label-map none */
+  } else if (cg_labelmap_parse(cfg->label_map, cfg->num_classes, cfg->ignore_index, &m, err,
+                               errlen)) {
     return -1;
-  else cg_labelmap_table(&m, table);
+  } else {
+    cg_labelmap_table(&m, table);
+  }
   if (cfg->merged && cfg->resume[0] && strcmp(table, cfg->label_map_table)) {
     snprintf(err, errlen, "--label-map %s: maps otherwise than the checkpoint's map (%s): a "
              "resumed run cannot change its labels (leave the flag out to go on with the "

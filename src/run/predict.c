@@ -45,6 +45,7 @@
 #include "preflight.h"      /* cg_preflight_*: will a batch of tiles fit in memory */
 #include "png_io.h"         /* reading images and masks, writing masks */
 #include "predict.h"
+#include "rng.h"              /* cg_fnv1a: the ranks' inputs compared by hash */
 #include "source.h"         /* cg_source_spec_kind: --input DIR or LIST */
 #include "topo.h"
 
@@ -1060,6 +1061,40 @@ static void print_metrics(const ptally_t *t) {
          (long long)t->images, t->ignore >= 0 ? ", ignore label left out" : "");
 }
 
+/* Every rank must predict from the same images, checkpoint and ground-truth map (each reads
+ * its own copy: a node's listing or checkpoint directory may differ): their hashes are compared
+ * with rank 0's. 0, or on rank 0 -1 with err naming the first rank that differs and what. */
+static int check_same_inputs(const popts_t *o, char **files, int nfiles,
+                             const cg_ckpt_info_t *info, const cg_comm_t *c, char *err,
+                             size_t errlen) {
+  if (c->size == 1) return 0;
+  uint64_t h[3] = {cg_fnv1a(CG_FNV1A_INIT, &nfiles, sizeof nfiles), 0, 0};
+  for (int i = 0; i < nfiles; i++) {
+    h[0] = cg_fnv1a(h[0], files[i], strlen(files[i]) + 1);
+    const char *m = o->list_masks ? o->list_masks[i] : o->dir_masks ? o->dir_masks[i] : "";
+    h[0] = cg_fnv1a(h[0], m, strlen(m) + 1);
+  }
+  const uint64_t ck[3] = {(uint64_t)info->step, info->run_id, info->payload_crc};
+  h[1] = cg_fnv1a(CG_FNV1A_INIT, ck, sizeof ck);
+  h[2] = o->has_map ? cg_fnv1a(CG_FNV1A_INIT, o->map.to, sizeof o->map.to) : 1;
+  uint64_t *all = cg_malloc(sizeof(uint64_t) * 3 * (size_t)c->size, "input hashes");
+  CG_CHECK_MPI(MPI_Allgather(h, 3, MPI_UINT64_T, all, 3, MPI_UINT64_T, c->world));
+  static const char *const what[3] = {
+      "other --input images or masks (a listing that differs between nodes)",
+      "another checkpoint (a --checkpoint DIR whose newest file differs between nodes)",
+      "another ground-truth --label-map (a map file that differs between nodes)"};
+  int rc = 0; /* rank 0 says it; cg_comm_report_errors ends every rank */
+  for (int r = 1; c->rank == 0 && r < c->size && !rc; r++)
+    for (int k = 0; k < 3 && !rc; k++)
+      if (all[3 * r + k] != all[k]) {
+        snprintf(err, errlen, "rank %d reads %s than rank 0: every rank must predict the same "
+                 "inputs", r, what[k]);
+        rc = -1;
+      }
+  free(all);
+  return rc;
+}
+
 /* The backend of this rank with the checkpoint's weights. */
 static cg_backend_t *open_backend(const cg_backend_choice_t *bk, const cg_model_t *model,
                                   const popts_t *o, cg_topo_t *topo, const cg_comm_t *c,
@@ -1097,6 +1132,8 @@ int cg_predict_run(int argc, char **argv, cg_comm_t *c) {
   char **files = NULL;
   int nfiles = 0;
   if (!rc) rc = check_inputs(&o, c, &info, &model, &files, &nfiles, &bk, err, sizeof err);
+  if (!cg_comm_any(c, rc != 0)) /* collective: only once every rank got this far */
+    rc = check_same_inputs(&o, files, nfiles, &info, c, err, sizeof err);
   if (!rc)
     rc = check_truth(&o, files, nfiles, model.nclass, info.ignore_index, c, err, sizeof err);
   if (cg_comm_report_errors(c, rc ? err : NULL)) { /* each distinct reason once, by rank 0 */

@@ -74,6 +74,27 @@ static int first_other(const cg_comm_t *c, uint64_t h, int *ndiff) {
   return first;
 }
 
+/* The first setting whose value differs between a (rank 0's) and b (another rank's), looked
+ * for both ways (a key one side lacks counts): its name, with "--KEY B's (rank 0: A's)" in
+ * what; NULL when none is found. */
+static const char *differing_key(const cg_json_t *a, const cg_json_t *b, char *what,
+                                 size_t len) {
+  if (!a || !b || a->type != CG_JSON_OBJ || b->type != CG_JSON_OBJ) return NULL;
+  for (int side = 0; side < 2; side++) {
+    const cg_json_t *x = side ? b : a, *y = side ? a : b;
+    for (int i = 0; i < x->n; i++) {
+      const char *vx = x->items[i].type == CG_JSON_STR ? x->items[i].str : "";
+      const char *vy = cg_json_str(y, x->keys[i], "(none)");
+      if (strcmp(vx, vy)) {
+        snprintf(what, len, "--%.40s %.200s (rank 0: %.200s)", x->keys[i], side ? vx : vy,
+                 side ? vy : vx);
+        return x->keys[i];
+      }
+    }
+  }
+  return NULL;
+}
+
 /* Ranks started with different training settings would train different things, or meet in
  * different collectives and wait for ever (a --data of synthetic on one rank and of files on
  * another): before anything else, every rank's settings (cg_settings_json, with --data and
@@ -112,20 +133,21 @@ static int check_same_settings(cg_run_t *r, char *err, size_t errlen) {
     CG_CHECK_MPI(MPI_Recv(theirs, CG_CKPT_SETTINGS_MAX, MPI_CHAR, other, 0, c->world,
                           MPI_STATUS_IGNORE));
     theirs[CG_CKPT_SETTINGS_MAX - 1] = 0;
-    char what[512] = "";
-    char je[64];
+    char what[512] = "", je[64];
     cg_json_t *a = cg_json_parse(mine, je, sizeof je), *b = cg_json_parse(theirs, je, sizeof je);
-    for (int i = 0; a && b && a->type == CG_JSON_OBJ && i < a->n && !what[0]; i++) {
-      const char *va = a->items[i].type == CG_JSON_STR ? a->items[i].str : "";
-      const char *vb = cg_json_str(b, a->keys[i], "(none)");
-      if (strcmp(va, vb))
-        snprintf(what, sizeof what, "--%.40s %.200s (rank 0: %.200s)", a->keys[i], vb, va);
-    }
+    const char *key = differing_key(a, b, what, sizeof what);
+    const int map = key && !strcmp(key, "label-map-table"); /* before the trees are freed */
     cg_json_free(a);
     cg_json_free(b);
-    snprintf(err, errlen, "the ranks were started with different settings: rank %d has %s%s; "
-             "every rank must run the same command line", other, what[0] ? what : "others",
-             ndiff > 1 ? ", and more ranks differ" : "");
+    if (map) /* the same flags, other files on that node */
+      snprintf(err, errlen, "rank %d's label map maps otherwise than rank 0's%s: a --label-map "
+               "file that differs between nodes, or a shard --data packed with a map that one "
+               "rank cannot read (is the shard there?)", other,
+               ndiff > 1 ? " (and more ranks differ)" : "");
+    else
+      snprintf(err, errlen, "the ranks were started with different settings: rank %d has %s%s; "
+               "every rank must run the same command line", other, what[0] ? what : "others",
+               ndiff > 1 ? ", and more ranks differ" : "");
   }
   free(theirs);
   free(mine);
