@@ -45,7 +45,7 @@
 #include "preflight.h"      /* cg_preflight_*: will a batch of tiles fit in memory */
 #include "png_io.h"         /* reading images and masks, writing masks */
 #include "predict.h"
-#include "rng.h"              /* cg_fnv1a: the ranks' inputs compared by hash */
+#include "rng.h"            /* cg_fnv1a: the ranks' inputs compared by hash */
 #include "source.h"         /* cg_source_spec_kind: --input DIR or LIST */
 #include "topo.h"
 
@@ -448,7 +448,6 @@ static int resolve_label_map(popts_t *o, const cg_ckpt_info_t *info, const cg_mo
   o->has_map = 1;
   return 0;
 }
-
 
 static int rank_tiles(const popts_t *o, char **files, int nfiles, const cg_model_t *m,
                       const cg_comm_t *c, int cap); /* tiling, below */
@@ -1132,9 +1131,9 @@ int cg_predict_run(int argc, char **argv, cg_comm_t *c) {
   char **files = NULL;
   int nfiles = 0;
   if (!rc) rc = check_inputs(&o, c, &info, &model, &files, &nfiles, &bk, err, sizeof err);
-  if (!cg_comm_any(c, rc != 0)) /* collective: only once every rank got this far */
-    rc = check_same_inputs(&o, files, nfiles, &info, c, err, sizeof err);
-  if (!rc)
+  const int failed = cg_comm_any(c, rc != 0); /* the checks below are for a job that can run */
+  if (!failed) rc = check_same_inputs(&o, files, nfiles, &info, c, err, sizeof err);
+  if (!failed && !rc)
     rc = check_truth(&o, files, nfiles, model.nclass, info.ignore_index, c, err, sizeof err);
   if (cg_comm_report_errors(c, rc ? err : NULL)) { /* each distinct reason once, by rank 0 */
     free_inputs(&o, files, nfiles);
