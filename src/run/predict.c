@@ -212,14 +212,8 @@ static int read_input_list(popts_t *o, char ***files, int *nfiles, char *err, si
 /* -1 with why --input is neither a directory nor a list: missing, an image, UTF-16 text... */
 static int input_not_found(const char *in, char *err, size_t errlen) {
   struct stat st;
-  unsigned char b[4096];
-  size_t n = 0;
-  FILE *f = stat(in, &st) == 0 && S_ISREG(st.st_mode) ? fopen(in, "rb") : NULL;
-  if (f) {
-    n = fread(b, 1, sizeof b, f);
-    fclose(f);
-  }
-  const char *what = f ? cg_pairlist_not_text(b, n) : NULL;
+  const char *what = NULL;
+  if (stat(in, &st) == 0 && S_ISREG(st.st_mode) && cg_pairlist_sniff(in, &what)) what = NULL;
   if (stat(in, &st))
     snprintf(err, errlen, "--input '%.900s': %s", in, strerror(errno));
   else
@@ -405,11 +399,11 @@ static int resolve_checkpoint(popts_t *o, int rank, cg_ckpt_info_t *info, char *
              : -1;
 }
 
-/* The run's --label-map from the checkpoint's settings, as the run read it: its table (not the
- * file as it is now), or from a checkpoint that kept only the file's name, the file. o->map
- * and o->has_map set when the run had a map; -1 with err when it cannot be read. */
-static int run_label_map(popts_t *o, const cg_ckpt_info_t *info, const cg_model_t *model,
-                         int rank, char *err, size_t errlen) {
+/* The run's --label-map from the checkpoint's settings: its table, as the run read it (not the
+ * file as it is now). o->map and o->has_map set when the run had a map; -1 with err when the
+ * table is malformed. */
+static int run_label_map(popts_t *o, const cg_ckpt_info_t *info, int rank, char *err,
+                         size_t errlen) {
   char jerr[128];
   cg_json_t *j = info->settings[0] ? cg_json_parse(info->settings, jerr, sizeof jerr) : NULL;
   const int obj = j && j->type == CG_JSON_OBJ;
@@ -421,10 +415,8 @@ static int run_label_map(popts_t *o, const cg_ckpt_info_t *info, const cg_model_
     snprintf(err, errlen, "--checkpoint %.800s: its --label-map table is malformed (--label-map "
              "SPEC or none replaces it)", o->checkpoint);
     rc = -1;
-  } else if (!table[0] && spec[0]) {
-    rc = cg_labelmap_parse(spec, model->nclass, info->ignore_index, &o->map, err, errlen);
   }
-  o->has_map = !rc && (table[0] || spec[0]);
+  o->has_map = !rc && table[0];
   if (o->has_map && rank == 0)
     cg_log_info("predict: the ground truth is mapped by the run's --label-map %s (--label-map "
                 "none: its values are the class ids)", what);
@@ -442,7 +434,7 @@ static int resolve_label_map(popts_t *o, const cg_ckpt_info_t *info, const cg_mo
              "DIR, or an --input list of IMAGE MASK lines)");
     return -1;
   }
-  if (!o->label_map[0]) return truth ? run_label_map(o, info, model, rank, err, errlen) : 0;
+  if (!o->label_map[0]) return truth ? run_label_map(o, info, rank, err, errlen) : 0;
   if (cg_labelmap_parse(o->label_map, model->nclass, info->ignore_index, &o->map, err, errlen))
     return -1;
   o->has_map = 1;
