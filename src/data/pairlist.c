@@ -27,7 +27,8 @@ static int read_line(FILE *f, char *buf) {
   return n;
 }
 
-const char *cg_pairlist_not_text(const unsigned char *b, size_t n) {
+/* What the first n bytes of a file, b, show it to be when it is no text list, or NULL. */
+static const char *not_text(const unsigned char *b, size_t n) {
   if (n >= 2 && ((b[0] == 0xff && b[1] == 0xfe) || (b[0] == 0xfe && b[1] == 0xff)))
     return "UTF-16 text (save it as UTF-8)";
   const int nul = memchr(b, 0, n) != NULL;
@@ -179,10 +180,18 @@ static int take_line(cg_pairlist_t *pl, size_t *cap, char **field, int nf, const
   return 0;
 }
 
+int cg_pairlist_sniff(const char *path, const char **what) {
+  FILE *f = fopen(path, "rb");
+  if (!f) return -1;
+  *what = cg_pairlist_text_start(f);
+  fclose(f);
+  return 0;
+}
+
 const char *cg_pairlist_text_start(FILE *f) {
   unsigned char b[4096];
   const size_t n = fread(b, 1, sizeof b, f);
-  const char *what = cg_pairlist_not_text(b, n);
+  const char *what = not_text(b, n);
   if (what) return what;
   rewind(f);
   if (n >= 3 && !memcmp(b, "\xef\xbb\xbf", 3)) (void)!fread(b, 1, 3, f);

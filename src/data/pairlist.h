@@ -39,11 +39,12 @@ int cg_pairlist_read(const char *list, cg_pairlist_masks_t masks, cg_pairlist_t 
                      size_t errlen);
 void cg_pairlist_free(cg_pairlist_t *pl); /* NULL entries are skipped */
 
-/* What the first n bytes of a file b show it to be when it is no text list ("UTF-16 text
- * (save the list as UTF-8)", "a .cgds shard", "a PNG image", "binary data ..."), or NULL. */
-const char *cg_pairlist_not_text(const unsigned char *b, size_t n);
-/* The same of the file f at its start: NULL for text, f then past a UTF-8 byte-order mark. For
- * every small text file the user gives (lists, --label-map files). */
+/* What the file f shows itself to be by its first 4 KiB when it is no text list ("UTF-16 text
+ * (save it as UTF-8)", "a .cgds shard", "a PNG image", "binary data ..."), or NULL for text,
+ * f then past a UTF-8 byte-order mark. For every small text file the user gives (lists,
+ * --label-map files) and for telling what a path given as data is. */
 const char *cg_pairlist_text_start(FILE *f);
+/* The same of the file at path: 0 with *what, or -1 when it cannot be opened. */
+int cg_pairlist_sniff(const char *path, const char **what);
 
 #endif

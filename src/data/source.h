@@ -128,7 +128,7 @@ cg_source_t *cg_source_open(const char *spec, int size, uint64_t seed, int64_t s
 /* What --data SPEC names, by its first bytes, without opening it as a source: OTHER when it
  * cannot be read or is neither a directory nor a regular file (the open then says why). A
  * regular file is a SHARD when it is named *.cgds or starts with the .cgds magic and holds
- * binary fields, a LIST when its first 4 KiB look like text (cg_pairlist_not_text), else OTHER
+ * binary fields, a LIST when its first 4 KiB look like text (cg_pairlist_sniff), else OTHER
  * (an image, UTF-16 text...: the open names what it is). */
 typedef enum {
   CG_SPEC_SYNTHETIC,

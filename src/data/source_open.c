@@ -14,7 +14,7 @@
 
 #include "cgds.h"
 #include "log.h"
-#include "pairlist.h" /* cg_pairlist_not_text: what a file given as --data is */
+#include "pairlist.h" /* cg_pairlist_sniff: what a file given as --data is */
 #include "png_io.h"
 #include "rng.h"
 #include "source.h"
@@ -34,15 +34,6 @@ static int check_labels(const cg_source_t *s, const char *spec, const cg_source_
            "--num-classes %d --ignore-index %d: train with the shard's (or pack it again)", spec,
            pk, pi, k, ig);
   return -1;
-}
-
-/* The first 4 KiB of the regular file path (*n bytes into b), or -1. */
-static int head_of(const char *path, unsigned char *b, size_t len, size_t *n) {
-  FILE *f = fopen(path, "rb");
-  if (!f) return -1;
-  *n = fread(b, 1, len, f);
-  fclose(f);
-  return 0;
 }
 
 /* A shard holds the ids pack stored, mapped by the --label-map pack was given (version 4 keeps
@@ -99,11 +90,10 @@ cg_source_t *cg_source_open_opts(const char *spec, const cg_source_opts_t *o, ch
   }
   const cg_spec_t kind = cg_source_spec_kind(spec);
   if (kind == CG_SPEC_LIST) return cg_source_png_list(spec, o, err, errlen);
-  unsigned char b[4096];
-  size_t n;
-  if (kind == CG_SPEC_OTHER && head_of(spec, b, sizeof b, &n) == 0) { /* what it is instead */
+  const char *what = NULL;
+  if (kind == CG_SPEC_OTHER && cg_pairlist_sniff(spec, &what) == 0 && what) { /* what instead */
     snprintf(err, errlen, "%s: %s: data is synthetic, a directory, a .cgds shard or a text list "
-             "of IMAGE MASK lines", spec, cg_pairlist_not_text(b, n));
+             "of IMAGE MASK lines", spec, what);
     return NULL;
   }
   cg_source_t *s = cg_source_cgds(spec, err, errlen);
@@ -131,10 +121,8 @@ cg_spec_t cg_source_spec_kind(const char *spec) {
   if (!S_ISREG(st.st_mode)) return CG_SPEC_OTHER;
   const size_t len = strlen(spec);
   if (len > 5 && !strcasecmp(spec + len - 5, ".cgds")) return CG_SPEC_SHARD; /* even when broken */
-  unsigned char b[4096];
-  size_t n;
-  if (head_of(spec, b, sizeof b, &n)) return CG_SPEC_OTHER;
-  const char *what = cg_pairlist_not_text(b, n);
+  const char *what;
+  if (cg_pairlist_sniff(spec, &what)) return CG_SPEC_OTHER;
   if (!what) return CG_SPEC_LIST;
   return !strcmp(what, "a .cgds shard") ? CG_SPEC_SHARD : CG_SPEC_OTHER;
 }
