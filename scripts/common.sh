@@ -18,8 +18,8 @@ BUILD_SAN=${BUILD_SAN:-$ROOT/build-san}
 #   multi-node tests (scripts/emunodes.sh: veth pairs and a bridge).
 # EXTRA_PACKAGES is added to either.
 PACKAGES_MAIN="build-essential cmake pkg-config libopenmpi-dev openmpi-bin libhwloc-dev
-  libopenblas-openmp-dev libpng-dev libjpeg62-turbo-dev"
-PACKAGES_TEST="python3 libjpeg-turbo-progs hwloc slurm-wlm munge prometheus valgrind clang libclang-rt-dev libomp-dev llvm python3-matplotlib python3-torch python3-venv iproute2"
+  libopenblas-openmp-dev libpng-dev libjpeg62-turbo-dev libgif-dev libtiff-dev"
+PACKAGES_TEST="python3 python3-pil libjpeg-turbo-progs hwloc slurm-wlm munge prometheus valgrind clang libclang-rt-dev libomp-dev llvm python3-matplotlib python3-torch python3-venv iproute2"
 
 # cg_install_packages PACKAGE...: installs those of the list (and EXTRA_PACKAGES) that are
 # missing, with apt-get (through sudo when not root).

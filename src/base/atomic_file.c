@@ -274,6 +274,8 @@ static const char *input_kind(const char *path) {
       ((b[3] >= 0xe0 && b[3] <= 0xef) || b[3] == 0xdb || b[3] == 0xc4 || b[3] == 0xfe ||
        (b[3] >= 0xc0 && b[3] <= 0xc2)))
     return "a JPEG image";
+  if (n >= 6 && (!memcmp(b, "GIF87a", 6) || !memcmp(b, "GIF89a", 6))) return "a GIF image";
+  if (n >= 4 && (!memcmp(b, "II*\0", 4) || !memcmp(b, "MM\0*", 4))) return "a TIFF image";
   if (n >= 8 && !memcmp(b, "CGCKPT\r\n", 8)) return "a cogpu-dist checkpoint";
   if (n >= 4 && !memcmp(b, "CGDS", 4)) return "a .cgds shard";
   return NULL;

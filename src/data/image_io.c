@@ -1,6 +1,6 @@
-/* image_io.c: PNG or JPEG by the first bytes (image_io.h). A file that starts like neither is
- * refused here, saying so and what it looks like, rather than by the PNG reader ("not a PNG"
- * for an image that could as well have been a JPEG). */
+/* image_io.c: PNG, JPEG, GIF or TIFF by the first bytes (image_io.h). A file that starts like
+ * none of them is refused here, saying so and what it looks like, rather than by the PNG reader
+ * ("not a PNG" for an image that could as well have been a JPEG). */
 #include "image_io.h"
 
 #include <ctype.h>
@@ -9,7 +9,9 @@
 #include <string.h>
 #include <strings.h>
 
+#include "gif_io.h"
 #include "jpeg_io.h"
+#include "tiff_io.h"
 
 int cg_image_is_jpeg(const char *path) {
   FILE *f = fopen(path, "rb");
@@ -23,46 +25,49 @@ int cg_image_is_jpeg(const char *path) {
 /* What a file starting with p[0..n) may be, for the message (NULL: no idea). */
 static const char *guess(const uint8_t *p, size_t n) {
   if (n >= 2 && !memcmp(p, "BM", 2)) return "a BMP";
-  if (n >= 4 && !memcmp(p, "GIF8", 4)) return "a GIF";
   if (n >= 12 && !memcmp(p, "RIFF", 4) && !memcmp(p + 8, "WEBP", 4)) return "a WebP";
-  if (n >= 4 && (!memcmp(p, "II*\0", 4) || !memcmp(p, "MM\0*", 4))) return "a TIFF";
   if (n >= 12 && !memcmp(p + 4, "ftyp", 4)) return "a HEIC or AVIF";
   if (n >= 1 && p[0] == '<') return "HTML or SVG text";
   return NULL;
 }
 
-/* 1: a JPEG, 0: a PNG (or unreadable, or cut inside a signature: the reader says which), -1:
- * neither, with the reason in err. */
+typedef enum { K_PNG, K_JPEG, K_GIF, K_TIFF } kind_t;
+
+/* The file's format by its first bytes (K_PNG also for one unreadable or cut inside a
+ * signature: the reader says which), or -1 for none of them, with the reason in err. */
 static int sniff(const char *path, char *err, size_t errlen) {
   static const uint8_t png[8] = {0x89, 'P', 'N', 'G', 0x0D, 0x0A, 0x1A, 0x0A};
   FILE *f = fopen(path, "rb");
-  if (!f) return 0;
+  if (!f) return K_PNG;
   uint8_t p[12];
   const size_t n = fread(p, 1, sizeof p, f);
   fclose(f);
-  if (cg_jpeg_sniff(p, n)) return 1;
-  if (n > 0 && !memcmp(p, png, n < 8 ? n : 8)) return 0;
-  if (n > 0 && n < 3 && p[0] == 0xFF && (n == 1 || p[1] == 0xD8)) return 1;
+  if (cg_jpeg_sniff(p, n)) return K_JPEG;
+  if (cg_gif_sniff(p, n)) return K_GIF;
+  if (cg_tiff_sniff(p, n)) return K_TIFF;
+  if (n > 0 && !memcmp(p, png, n < 8 ? n : 8)) return K_PNG;
+  if (n > 0 && n < 3 && p[0] == 0xFF && (n == 1 || p[1] == 0xD8)) return K_JPEG;
   if (n == 0) {
-    snprintf(err, errlen, "%s: neither a PNG nor a JPEG file (empty: 0 bytes)", path);
+    snprintf(err, errlen, "%s: not a PNG, JPEG, GIF or TIFF file (empty: 0 bytes)", path);
     return -1;
   }
   char start[4 * 4 + 1] = ""; /* the first 4 bytes, printable or as \xNN */
   for (size_t i = 0, k = 0; i < n && i < 4; i++)
     k += (size_t)snprintf(start + k, sizeof start - k, isprint(p[i]) ? "%c" : "\\x%02X", p[i]);
   const char *g = guess(p, n);
-  snprintf(err, errlen, "%s: neither a PNG nor a JPEG file (starts with '%s'%s%s%s)", path, start,
-           g ? ": " : "", g ? g : "", g ? "?" : "");
+  snprintf(err, errlen, "%s: not a PNG, JPEG, GIF or TIFF file (starts with '%s'%s%s%s)", path,
+           start, g ? ": " : "", g ? g : "", g ? "?" : "");
   return -1;
 }
 
+const char *const cg_image_exts[] = {".png", ".jpg", ".jpeg", ".gif", ".tif", ".tiff", NULL};
+
 int cg_image_has_ext(const char *name, size_t *stem) {
-  static const char *const ext[] = {".png", ".jpg", ".jpeg"};
   const size_t n = strlen(name);
   if (n == 0 || name[0] == '.') return 0;
-  for (size_t i = 0; i < sizeof ext / sizeof *ext; i++) {
-    const size_t e = strlen(ext[i]);
-    if (n > e && strcasecmp(name + n - e, ext[i]) == 0) {
+  for (size_t i = 0; cg_image_exts[i]; i++) {
+    const size_t e = strlen(cg_image_exts[i]);
+    if (n > e && strcasecmp(name + n - e, cg_image_exts[i]) == 0) {
       if (stem) *stem = n - e;
       return 1;
     }
@@ -72,18 +77,56 @@ int cg_image_has_ext(const char *name, size_t *stem) {
 
 int cg_image_read_size(const char *path, int64_t max_pixels, int *h, int *w, char *err,
                        size_t errlen) {
-  const int kind = sniff(path, err, errlen);
-  if (kind < 0) return -1;
-  if (kind) return cg_jpeg_read_size(path, max_pixels, h, w, err, errlen);
-  return cg_png_read_size(path, max_pixels, h, w, err, errlen);
+  switch (sniff(path, err, errlen)) {
+  case K_PNG: return cg_png_read_size(path, max_pixels, h, w, err, errlen);
+  case K_JPEG: return cg_jpeg_read_size(path, max_pixels, h, w, err, errlen);
+  case K_GIF: return cg_gif_read_size(path, max_pixels, CG_PNG_AS_RGB, h, w, err, errlen);
+  case K_TIFF: return cg_tiff_read_size(path, max_pixels, CG_PNG_AS_RGB, h, w, err, errlen);
+  default: return -1;
+  }
+}
+
+/* A GIF's or TIFF's rows into one buffer (PNG and JPEG have their own whole readers). */
+typedef struct {
+  uint8_t *px;
+  int h, w;
+} whole_t;
+
+static int whole_begin(void *ctx, int h, int w, char *why, size_t whylen) {
+  whole_t *t = ctx;
+  t->px = malloc((size_t)h * (size_t)w * 3);
+  if (!t->px) snprintf(why, whylen, "out of memory for the decoded %dx%d image", w, h);
+  t->h = h;
+  t->w = w;
+  return t->px ? 0 : -1;
+}
+
+static int whole_row(void *ctx, int y, const uint8_t *px, char *why, size_t whylen) {
+  (void)why, (void)whylen;
+  whole_t *t = ctx;
+  memcpy(t->px + (size_t)y * (size_t)t->w * 3, px, (size_t)t->w * 3);
+  return 0;
 }
 
 int cg_image_read_rgb(const char *path, int64_t max_pixels, uint8_t **rgb, int *h, int *w,
                       char *err, size_t errlen) {
   const int kind = sniff(path, err, errlen);
   if (kind < 0) return -1;
-  if (kind) return cg_jpeg_read_rgb(path, max_pixels, rgb, h, w, err, errlen);
-  return cg_png_read_rgb(path, max_pixels, rgb, h, w, err, errlen);
+  if (kind == K_JPEG) return cg_jpeg_read_rgb(path, max_pixels, rgb, h, w, err, errlen);
+  if (kind == K_PNG) return cg_png_read_rgb(path, max_pixels, rgb, h, w, err, errlen);
+  whole_t t = {NULL, 0, 0};
+  const cg_png_sink_t s = {whole_begin, whole_row, &t};
+  const int rc = kind == K_GIF
+                     ? cg_gif_read_rows(path, max_pixels, CG_PNG_AS_RGB, &s, err, errlen)
+                     : cg_tiff_read_rows(path, max_pixels, CG_PNG_AS_RGB, &s, err, errlen);
+  if (rc) {
+    free(t.px);
+    return -1;
+  }
+  *rgb = t.px;
+  *h = t.h;
+  *w = t.w;
+  return 0;
 }
 
 /* Hands the file's size and the decoding scale out before the caller's begin. */
@@ -113,11 +156,15 @@ int cg_image_read_rows(const char *path, int64_t max_pixels, int min_side,
                        char *err, size_t errlen) {
   const int kind = sniff(path, err, errlen);
   if (kind < 0) return -1;
-  outer_t o = {sink, full_h, full_w, scale, kind, min_side, 0, 0};
+  outer_t o = {sink, full_h, full_w, scale, kind == K_JPEG, min_side, 0, 0};
   const cg_png_sink_t s = {outer_begin, outer_row, &o};
-  if (o.jpeg)
+  switch (kind) {
+  case K_JPEG:
     return cg_jpeg_read_rows(path, NULL, 0, max_pixels, min_side, &s, &o.fh, &o.fw, err, errlen);
-  return cg_png_read_rows(path, max_pixels, CG_PNG_AS_RGB, &s, err, errlen);
+  case K_GIF: return cg_gif_read_rows(path, max_pixels, CG_PNG_AS_RGB, &s, err, errlen);
+  case K_TIFF: return cg_tiff_read_rows(path, max_pixels, CG_PNG_AS_RGB, &s, err, errlen);
+  default: return cg_png_read_rows(path, max_pixels, CG_PNG_AS_RGB, &s, err, errlen);
+  }
 }
 
 /* ---- masks ------------------------------------------------------------------------------ */
@@ -142,18 +189,18 @@ static int jmask_begin(void *ctx, int h, int w, char *why, size_t whylen) {
 static int jmask_row(void *ctx, int y, const uint8_t *px, char *why, size_t whylen) {
   jmask_t *j = ctx;
   for (int x = 0; x < j->w; x++, px += 3)
-    j->row[x] = (77 * px[0] + 150 * px[1] + 29 * px[2] + 128) >> 8 >= 128;
+    j->row[x] = (19595 * px[0] + 38470 * px[1] + 7471 * px[2] + 0x8000) >> 16 >= 128;
   return j->inner->row(j->inner->ctx, y, j->row, why, whylen);
 }
 
-/* 0 for a PNG, 1 for a JPEG read as a binary mask, -1 (err) for a JPEG read as labels or a
- * file that is neither. */
+/* The mask's format (sniff), or -1 (err) for a JPEG read as labels or a file that is none of
+ * them. */
 static int mask_kind(const char *path, cg_png_as_t as, char *err, size_t errlen) {
   const int kind = sniff(path, err, errlen);
-  if (kind == 1 && as == CG_PNG_AS_LABEL) {
+  if (kind == K_JPEG && as == CG_PNG_AS_LABEL) {
     snprintf(err, errlen, "%s: a JPEG mask: its lossy compression changes the values, and class "
-             "ids (--num-classes K >= 2, --ignore-index, --label-map) need a PNG (binary masks "
-             "may be JPEG: foreground where gray >= 128)", path);
+             "ids (--num-classes K >= 2, --ignore-index, --label-map) need a PNG, GIF or TIFF "
+             "(binary masks may be JPEG: foreground where gray >= 128)", path);
     return -1;
   }
   return kind;
@@ -161,8 +208,13 @@ static int mask_kind(const char *path, cg_png_as_t as, char *err, size_t errlen)
 
 int cg_image_read_mask_rows(const char *path, int64_t max_pixels, cg_png_as_t as,
                             const cg_png_sink_t *sink, char *err, size_t errlen) {
-  const int kind = mask_kind(path, as, err, errlen);
-  if (kind <= 0) return kind < 0 ? -1 : cg_png_read_rows(path, max_pixels, as, sink, err, errlen);
+  switch (mask_kind(path, as, err, errlen)) {
+  case K_PNG: return cg_png_read_rows(path, max_pixels, as, sink, err, errlen);
+  case K_GIF: return cg_gif_read_rows(path, max_pixels, as, sink, err, errlen);
+  case K_TIFF: return cg_tiff_read_rows(path, max_pixels, as, sink, err, errlen);
+  case K_JPEG: break;
+  default: return -1;
+  }
   jmask_t j = {sink, NULL, 0};
   const cg_png_sink_t s = {jmask_begin, jmask_row, &j};
   int fh, fw;
@@ -173,8 +225,11 @@ int cg_image_read_mask_rows(const char *path, int64_t max_pixels, cg_png_as_t as
 
 int cg_image_read_mask_size(const char *path, int64_t max_pixels, cg_png_as_t as, int *h, int *w,
                             char *err, size_t errlen) {
-  const int kind = mask_kind(path, as, err, errlen);
-  if (kind < 0) return -1;
-  if (kind) return cg_jpeg_read_size(path, max_pixels, h, w, err, errlen);
-  return cg_png_read_size_as(path, max_pixels, as, h, w, err, errlen);
+  switch (mask_kind(path, as, err, errlen)) {
+  case K_PNG: return cg_png_read_size_as(path, max_pixels, as, h, w, err, errlen);
+  case K_JPEG: return cg_jpeg_read_size(path, max_pixels, h, w, err, errlen);
+  case K_GIF: return cg_gif_read_size(path, max_pixels, as, h, w, err, errlen);
+  case K_TIFF: return cg_tiff_read_size(path, max_pixels, as, h, w, err, errlen);
+  default: return -1;
+  }
 }

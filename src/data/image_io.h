@@ -1,9 +1,10 @@
-/* image_io.h: one entry point for the image formats the trainer reads (PNG, JPEG), chosen by
- * the file's first bytes, not its name: a JPEG named x.png is read as a JPEG, and the reverse.
- * A file that starts like neither fails with "PATH: neither a PNG nor a JPEG file (starts
- * with 'BM': a BMP?)" (or "(empty: 0 bytes)"); one cut inside a signature goes to that
- * format's reader, which says so. Images come out as RGB8 (png_io.h, jpeg_io.h); masks stay
- * PNG-only (png_io.h). Return values, ownership and thread-safety as in png_io.h. */
+/* image_io.h: one entry point for the image formats the trainer reads (PNG, JPEG, GIF, TIFF),
+ * chosen by the file's first bytes, not its name: a JPEG named x.png is read as a JPEG, and the
+ * reverse. A file that starts like none of them fails with "PATH: not a PNG, JPEG, GIF or TIFF
+ * file (starts with 'BM': a BMP?)" (or "(empty: 0 bytes)"); one cut inside a signature goes to
+ * that format's reader, which says so. Images come out as RGB8 (png_io.h, jpeg_io.h, gif_io.h,
+ * tiff_io.h); masks as png_io.h's cg_png_as_t says, JPEG masks binary only. Return values,
+ * ownership and thread-safety as in png_io.h. */
 #ifndef CG_IMAGE_IO_H
 #define CG_IMAGE_IO_H
 
@@ -15,11 +16,18 @@
 /* 1 when the file starts like a JPEG, 0 otherwise (also when it cannot be read). */
 int cg_image_is_jpeg(const char *path);
 
-/* 1 when NAME ends in .png, .jpg or .jpeg in any letter case (and does not start with '.');
+/* The extensions of image and mask files in a directory, in any letter case, NULL-terminated;
+ * and those after .png as text, for messages ("NAME.png (or " CG_IMAGE_EXTS_ALT ")"). */
+extern const char *const cg_image_exts[];
+#define CG_IMAGE_EXTS_ALT ".jpg, .jpeg, .gif, .tif, .tiff"
+
+/* 1 when NAME ends in .png, .jpg, .jpeg, .gif, .tif or .tiff in any letter case (and does not
+ * start with '.');
  * *stem (optional) gets the length of NAME without the extension. */
 int cg_image_has_ext(const char *name, size_t *stem);
 
-/* Width and height from the header (PNG IHDR or JPEG SOF) within the pixel limit. */
+/* Width and height from the header (PNG IHDR, JPEG SOF, GIF screen, TIFF first page) within
+ * the pixel limit. */
 int cg_image_read_size(const char *path, int64_t max_pixels, int *h, int *w, char *err,
                        size_t errlen);
 
@@ -35,11 +43,14 @@ int cg_image_read_rows(const char *path, int64_t max_pixels, int min_side,
                        const cg_png_sink_t *sink, int *full_h, int *full_w, int *scale,
                        char *err, size_t errlen);
 
-/* A mask row by row into sink, read as `as` says (CG_PNG_AS_MASK or CG_PNG_AS_LABEL): a PNG by
- * cg_png_read_rows; a JPEG only as a binary mask (AS_MASK: rows of 0/1), foreground where its
- * luma (77 R + 150 G + 29 B) / 256, rounded, is >= 128, as Image.open(p).convert("L") >= 128:
- * lossy compression blurs 0 and 255, so "> 0" would mark its noise. As labels a JPEG is
- * refused ("a JPEG mask: ... class ids need a PNG"), as is any other format. */
+/* A mask row by row into sink, read as `as` says (CG_PNG_AS_MASK or CG_PNG_AS_LABEL): a PNG,
+ * GIF or TIFF by its reader (their rules on the stored values: png_io.h, gif_io.h, tiff_io.h);
+ * a JPEG only as a binary mask (AS_MASK: rows of 0/1), foreground where its luma
+ * (19595 R + 38470 G + 7471 B) / 65536, rounded, is >= 128: Pillow's arithmetic, so the mask
+ * is Image.open(p).convert("L") >= 128 exactly (tests/test_pillow.c); lossy compression blurs
+ * 0 and 255, so "> 0" would mark its noise. As labels a JPEG is
+ * refused ("a JPEG mask: ... class ids need a PNG, GIF or TIFF"); a file of another format
+ * fails as above. */
 int cg_image_read_mask_rows(const char *path, int64_t max_pixels, cg_png_as_t as,
                             const cg_png_sink_t *sink, char *err, size_t errlen);
 /* The same file's size from its header alone, with the same refusals (a PNG:

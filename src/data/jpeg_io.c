@@ -127,12 +127,8 @@ static int decode(job_t *j, FILE *f, jerr_t *e) {
   jpeg_read_header(&cinfo, TRUE);
   j->h = (int)cinfo.image_height;
   j->w = (int)cinfo.image_width;
-  const uint64_t npx = (uint64_t)cinfo.image_width * cinfo.image_height;
-  if (j->max_pixels > 0 && npx > (uint64_t)j->max_pixels) {
-    snprintf(e->msg, sizeof e->msg, "%ux%u image (%llu pixels) is over the limit of %lld pixels "
-             "(a decompression bomb? if the image is genuine, raise --max-image-pixels)",
-             cinfo.image_width, cinfo.image_height, (unsigned long long)npx,
-             (long long)j->max_pixels);
+  if (cg_image_over_limit(cinfo.image_width, cinfo.image_height, j->max_pixels, e->msg,
+                          sizeof e->msg)) {
     e->refused = 1;
     longjmp(e->jb, 1);
   }

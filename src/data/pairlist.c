@@ -36,6 +36,8 @@ static const char *not_text(const unsigned char *b, size_t n) {
   if (n >= 8 && !memcmp(b, "CGCKPT\r\n", 8)) return "a cogpu-dist checkpoint";
   if (n >= 4 && !memcmp(b, "\x89PNG", 4)) return "a PNG image";
   if (n >= 3 && !memcmp(b, "\xff\xd8\xff", 3)) return "a JPEG image";
+  if (n >= 6 && (!memcmp(b, "GIF87a", 6) || !memcmp(b, "GIF89a", 6))) return "a GIF image";
+  if (n >= 4 && (!memcmp(b, "II*\0", 4) || !memcmp(b, "MM\0*", 4))) return "a TIFF image";
   if (n >= 2 && b[0] == 0x1f && b[1] == 0x8b) return "gzip-compressed data (decompress it first)";
   if (nul) return "binary data (it holds NUL bytes)";
   return NULL;

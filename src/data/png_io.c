@@ -14,6 +14,17 @@
  * (bad ancillary chunks, sRGB profile chatter) are ignored. */
 #include "png_io.h"
 
+#include <stdio.h>
+
+int cg_image_over_limit(uint64_t w, uint64_t h, int64_t max_pixels, char *why, size_t whylen) {
+  if (max_pixels <= 0 || w * h <= (uint64_t)max_pixels) return 0;
+  snprintf(why, whylen, "%llux%llu image (%llu pixels) is over the limit of %lld pixels (a "
+           "decompression bomb? if the image is genuine, raise --max-image-pixels)",
+           (unsigned long long)w, (unsigned long long)h, (unsigned long long)(w * h),
+           (long long)max_pixels);
+  return -1;
+}
+
 #ifdef COGPU_HAVE_PNG
 
 #include <errno.h>
@@ -80,12 +91,9 @@ static int check_header(FILE *f, const char *path, int64_t max_pixels, char *err
     snprintf(err, errlen, "%s: PNG decode failed: the first chunk is not a valid IHDR", path);
     return -1;
   }
-  const uint64_t w = be32(hd + 16), h = be32(hd + 20);
-  if (max_pixels > 0 && w * h > (uint64_t)max_pixels) {
-    snprintf(err, errlen, "%s: %llux%llu image (%llu pixels) is over the limit of %lld pixels "
-             "(a decompression bomb? if the image is genuine, raise --max-image-pixels)", path,
-             (unsigned long long)w, (unsigned long long)h, (unsigned long long)(w * h),
-             (long long)max_pixels);
+  char why[256];
+  if (cg_image_over_limit(be32(hd + 16), be32(hd + 20), max_pixels, why, sizeof why)) {
+    snprintf(err, errlen, "%s: %s", path, why);
     return -1;
   }
   if (fseek(f, 8, SEEK_SET)) {

@@ -29,6 +29,12 @@
  * fitted to the network's size, so a larger one is almost always a mistake or an attack. */
 #define CG_PNG_DEFAULT_MAX_PIXELS 89478485LL
 
+/* The pixel limit every image reader (PNG, JPEG, GIF, TIFF) applies from its header: 0 when
+ * w x h <= max_pixels (or max_pixels <= 0), else -1 with "WxH image (N pixels) is over the
+ * limit of M pixels (a decompression bomb? if the image is genuine, raise --max-image-pixels)"
+ * in why, for the caller to prefix with the file's name. */
+int cg_image_over_limit(uint64_t w, uint64_t h, int64_t max_pixels, char *why, size_t whylen);
+
 /* Every reading function takes max_pixels: an image whose IHDR says width x height >
  * max_pixels is refused from the header alone, before libpng is set up or anything is
  * allocated, with "PATH: WxH image (N pixels) is over the limit of M pixels ...

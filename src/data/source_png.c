@@ -1,14 +1,14 @@
-/* source_png.c: a directory of images (PNG or JPEG) and their masks, or a list naming them
- * (pairlist.h), as a sample source (see source.h); the rule that fits each pair to the
- * network's size is fit.c's.
+/* source_png.c: a directory of images (PNG, JPEG, GIF or TIFF) and their masks, or a list
+ * naming them (pairlist.h), as a sample source (see source.h); the rule that fits each pair to
+ * the network's size is fit.c's.
  *
- * Layout: IMAGES/NAME.png, NAME.jpg or NAME.jpeg pairs with MASKS/NAME.png (or a JPEG
- * NAME.jpg, NAME.jpeg: binary masks only, image_io.h) (extensions in any letter case; names
+ * Layout: IMAGES/NAME.png (or .jpg, .jpeg, .gif, .tif, .tiff) pairs with MASKS/NAME of one of
+ * the same extensions (a JPEG mask: binary only, image_io.h) (in any letter case; names
  * that start with '.', other extensions and non-regular files are ignored). A file is decoded
  * by its content (image_io.h), so a JPEG named .png still reads. Every image needs its mask and
  * every mask its image; two files whose names differ only in the extension are an error.
  * Opening lists both directories, sorts by NAME (strcmp: independent of the locale and of
- * readdir order), and reads the header (PNG IHDR, JPEG SOF) of every file to check that it
+ * readdir order), and reads the header (PNG IHDR, JPEG SOF, ...) of every file to check that it
  * decodes within the pixel limit and that image and mask have the same size (a pair that
  * fails is a bad sample: left out with skip_bad, else the open fails). load() decodes both
  * files row by row straight into the fitted sample (cg_fit_png): a helper holds two rows of an
@@ -320,7 +320,8 @@ cg_source_t *cg_source_png_dirs(const char *images_dir, const char *masks_dir,
   png_source_t *ps = new_source(o, im.n);
   size_t i = 0, j = 0;
   if (im.n == 0) {
-    snprintf(err, errlen, "%s: no *.png, *.jpg or *.jpeg files", images_dir);
+    snprintf(err, errlen, "%s: no image files (*.png, *.jpg, *.jpeg, *.gif, *.tif, *.tiff)",
+             images_dir);
     goto fail;
   }
   while (i < im.n || j < mk.n) {
@@ -330,27 +331,27 @@ cg_source_t *cg_source_png_dirs(const char *images_dir, const char *masks_dir,
       c = 0; /* same stem, the extension spelled differently */
     if (c < 0) {
       char *p = join(images_dir, im.files[i]);
-      const char *what = unlisted(masks_dir, im.files[i],
-                                  (const char *const[]){".png", ".jpg", ".jpeg", NULL});
+      const int n = (int)stem_len(im.files[i]);
+      const char *what = unlisted(masks_dir, im.files[i], cg_image_exts);
       if (what)
-        snprintf(err, errlen, "%s: its mask %s/%.*s.png (or .jpg, .jpeg) is %s, not a regular "
-                 "file", p, masks_dir, (int)stem_len(im.files[i]), im.files[i], what);
+        snprintf(err, errlen, "%s: its mask %s/%.*s.png (or " CG_IMAGE_EXTS_ALT ") is %s, not a "
+                 "regular file", p, masks_dir, n, im.files[i], what);
       else
-        snprintf(err, errlen, "%s: image has no mask (no %.*s.png, .jpg or .jpeg in %s)", p,
-                 (int)stem_len(im.files[i]), im.files[i], masks_dir);
+        snprintf(err, errlen, "%s: image has no mask (no %.*s.png or " CG_IMAGE_EXTS_ALT
+                 " in %s)", p, n, im.files[i], masks_dir);
       free(p);
       goto fail;
     }
     if (c > 0) {
       char *p = join(masks_dir, mk.files[j]);
-      const char *what = unlisted(images_dir, mk.files[j],
-                                  (const char *const[]){".png", ".jpg", ".jpeg", NULL});
+      const int n = (int)stem_len(mk.files[j]);
+      const char *what = unlisted(images_dir, mk.files[j], cg_image_exts);
       if (what)
-        snprintf(err, errlen, "%s: its image in %s (%.*s.png, .jpg or .jpeg) is %s, not a regular "
-                 "file", p, images_dir, (int)stem_len(mk.files[j]), mk.files[j], what);
+        snprintf(err, errlen, "%s: its image in %s (%.*s.png or " CG_IMAGE_EXTS_ALT ") is %s, not "
+                 "a regular file", p, images_dir, n, mk.files[j], what);
       else
-        snprintf(err, errlen, "%s: mask has no image (no %.*s.png, .jpg or .jpeg in %s)", p,
-                 (int)stem_len(mk.files[j]), mk.files[j], images_dir);
+        snprintf(err, errlen, "%s: mask has no image (no %.*s.png or " CG_IMAGE_EXTS_ALT
+                 " in %s)", p, n, mk.files[j], images_dir);
       free(p);
       goto fail;
     }

@@ -51,8 +51,9 @@ static const cg_opt_t g_opts[] = {
      "-1 = none; default 255 when --num-classes >= 2, none for binary"},
     /* data */
     CG_OPT_ROW_TEXT(STR, "data", O(data), NULL, C_TRAIN | C_INFO, "SRC",
-        "training data: synthetic (built in), a directory DIR with DIR/images/*.png, *.jpg or "
-        "*.jpeg (any case) and DIR/masks/*.png (binary masks also *.jpg) paired by name, a shard "
+        "training data: synthetic (built in), a directory DIR with DIR/images/*.png, *.jpg, "
+        "*.jpeg, *.gif, *.tif or *.tiff (any case) and DIR/masks/*.png, *.gif or *.tif (binary "
+        "masks also *.jpg) paired by name, a shard "
         "FILE.cgds written by "
         "`cogpu-dist pack`, or a text file LIST of 'IMAGE MASK' lines (paths relative to LIST's "
         "directory; separated by spaces, or a tab when names hold spaces; '#' comments), for "
@@ -73,13 +74,13 @@ static const cg_opt_t g_opts[] = {
     CG_OPT_ROW_NUM(I64, "val-samples", O(val_samples), 0, 1e12, C_TRAIN, "N",
         "synthetic: size of the held-out validation set (0 = no validation)"),
     CG_OPT_ROW_FLAG("skip-bad", O(skip_bad), C_TRAIN | C_INFO,
-        "leave out and count bad samples (an image or mask that is empty, not a PNG/JPEG, "
+        "leave out and count bad samples (an image or mask that is empty, not a PNG/JPEG/GIF/TIFF, "
         "truncated, corrupt or over --max-image-pixels; a mask value that is no class id; an "
         "image and mask of different sizes; a shard record failing its CRC), at start-up and "
         "while training, instead of ending the job with exit code 2"),
     CG_OPT_ROW_NUM(I64, "max-image-pixels", O(max_image_pixels), 1, 1073741824, C_TRAIN | C_INFO,
         "N",
-        "an image of more pixels (width x height, read from the PNG or JPEG header before "
+        "an image of more pixels (width x height, read from the file's header before "
         "anything is allocated) is a bad sample; the default is Pillow's decompression-bomb "
         "limit, about 9459 x 9459, far more than any image worth fitting to --image-size"),
     CG_OPT_ROW_FLAG("check-data", O(check_data), C_TRAIN,
@@ -288,10 +289,10 @@ void cg_cli_print_help(FILE *f, cg_command_t cmd) {
             "  train    train the UNet data-parallel over all ranks\n"
             "  info     print the model (--model), the ranks' placement (--topology) or the\n"
             "           training / validation split of --data (--split)\n"
-            "  pack     pack a directory of PNG or JPEG images and PNG masks into a .cgds shard\n"
-            "           (one process; see pack --help)\n"
-            "  predict  run a checkpoint's model on PNG or JPEG images, write the masks (see\n"
-            "           predict --help)\n"
+            "  pack     pack a directory of images and masks (PNG, JPEG, GIF, TIFF) into a .cgds\n"
+            "           shard (one process; see pack --help)\n"
+            "  predict  run a checkpoint's model on images (PNG, JPEG, GIF, TIFF) and write\n"
+            "           their masks (see predict --help)\n"
             "  inspect  print a checkpoint's header and verify its CRC (one process)\n"
             "  export   write a checkpoint's weights as safetensors for PyTorch/ONNX (one process;\n"
             "           see export --help)\n"

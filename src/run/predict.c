@@ -34,7 +34,7 @@
 #include "backend_choose.h" /* cg_backend_choose: auto|cpu|cuda */
 #include "ckpt.h"           /* cg_ckpt_read, cg_ckpt_find: the checkpoint (FILE or newest in DIR) */
 #include "feat.h"           /* cg_pack_input: a tile's input exactly as training makes it */
-#include "image_io.h"       /* cg_image_read_*: PNG or JPEG images, by content */
+#include "image_io.h"       /* cg_image_read_*: PNG, JPEG, GIF or TIFF images, by content */
 #include "json.h"           /* cg_json_parse: the run's --label-map in the checkpoint */
 #include "le.h"             /* cg_le_put_u32: the .npy payload, little-endian */
 #include "log.h"
@@ -72,12 +72,13 @@ static void usage(FILE *f) {
           "         [--tile-overlap F] [--save-probs] [--max-image-pixels N]\n"
           "         [--label-map SPEC]\n"
           "  runs the model of a checkpoint on every image of the --input directory (*.png, *.jpg,\n"
-          "  *.jpeg in any letter case), or every image a text LIST names (IMAGE or IMAGE MASK\n"
-          "  lines, as train --data LIST reads them; its masks are scored as --masks ones), at\n"
-          "  the image's own size and writes NAME.png (the image's name without its extension)\n"
-          "  of the same size to the --output directory (not one holding the input or masks):\n"
-          "  binary models 8-bit gray 0/255; K-class models the class ids as 8-bit gray, or as a\n"
-          "  palette PNG with the training masks' palette when the checkpoint has one.\n"
+          "  *.jpeg, *.gif, *.tif, *.tiff in any letter case), or every image a text LIST names\n"
+          "  (IMAGE or IMAGE MASK lines, as train --data LIST reads them; its masks are scored\n"
+          "  as --masks ones), at the image's own size and writes NAME.png (the image's name\n"
+          "  without its extension) of the same size to the --output directory (not one holding\n"
+          "  the input or masks): binary models 8-bit gray 0/255; K-class models the class ids as\n"
+          "  8-bit gray, or as a palette PNG with the training masks' palette when the checkpoint\n"
+          "  has one.\n"
           "  Tiling: sliding windows of the model's (training) size, origins spread evenly so that\n"
           "  neighbours overlap by at least F of a tile, the last tile at the edge; a side shorter\n"
           "  than a tile is padded by mirror reflection. Each pixel's logits are the mean over the\n"
@@ -85,7 +86,8 @@ static void usage(FILE *f) {
           "  edge) x (1 + the same horizontally); the class is logit > 0 (K = 1) or the argmax.\n"
           "  --checkpoint   a checkpoint file, or a directory: its newest valid checkpoint, as\n"
           "                 train --resume DIR picks it\n"
-          "  --masks DIR    ground-truth masks DIR/NAME.png (binary ones also NAME.jpg, .jpeg),\n"
+          "  --masks DIR    ground-truth masks DIR/NAME.png (or .gif, .tif, .tiff; binary ones\n"
+          "                 also .jpg, .jpeg),\n"
           "                 all found before any work: prints IoU, Dice and pixel accuracy\n"
           "                 (K >= 2: per-class IoU and Dice, mIoU, accuracy; the checkpoint's\n"
           "                 ignore label left out) over every pixel, counts summed over ranks\n"
@@ -106,7 +108,7 @@ static void usage(FILE *f) {
 
 /* ---- input files ------------------------------------------------------------------------- */
 
-/* An image predict reads: .png, .jpg, .jpeg in any letter case, not hidden. */
+/* An image predict reads: cg_image_has_ext's extensions, not hidden. */
 static int is_image(const char *name) { return cg_image_has_ext(name, NULL); }
 
 /* NAME without its directory and its extension into out. */
@@ -280,7 +282,7 @@ static void free_inputs(popts_t *o, char **files, int nfiles) {
   o->list_masks = o->dir_masks = NULL;
 }
 
-/* --masks DIR: each image's mask, DIR/STEM.png, .jpg or .jpeg in any letter case (as train
+/* --masks DIR: each image's mask, DIR/STEM with an image extension in any letter case (as train
  * pairs them; a JPEG is a binary mask), into o->dir_masks before any work, so that a missing
  * one is named at start-up (with how many more are missing), not after the others were
  * written. */
@@ -313,18 +315,18 @@ static int find_dir_masks(popts_t *o, char **files, int nfiles, char *err, size_
   if (!missing) return 0;
   char stem[1024], p[2200];
   stem_of(files[first], stem, sizeof stem);
-  static const char *const ext[] = {".png", ".jpg", ".jpeg"};
-  for (int k = 0; k < 3; k++) { /* there, but no regular file (a FIFO would block the read) */
+  for (int k = 0; cg_image_exts[k]; k++) { /* there, but no regular file (a FIFO would block) */
     struct stat st;
-    snprintf(p, sizeof p, "%s/%s%s", o->masks, stem, ext[k]);
+    snprintf(p, sizeof p, "%s/%s%s", o->masks, stem, cg_image_exts[k]);
     if (stat(p, &st) == 0 && !S_ISREG(st.st_mode)) {
       snprintf(err, errlen, "--masks: %.900s: %s, not a regular file", p,
                cg_afile_kind(st.st_mode));
       return -1;
     }
   }
-  snprintf(err, errlen, "--masks %.300s: no mask %.200s.png (or .jpg, .jpeg) for %.300s%s",
-           o->masks, stem, files[first], missing > 1 ? " (and more images without a mask)" : "");
+  snprintf(err, errlen,
+           "--masks %.300s: no mask %.200s.png (or " CG_IMAGE_EXTS_ALT ") for %.300s%s", o->masks,
+           stem, files[first], missing > 1 ? " (and more images without a mask)" : "");
   return -1;
 }
 
@@ -465,7 +467,8 @@ static int check_inputs(popts_t *o, const cg_comm_t *c, cg_ckpt_info_t *info, cg
               : list_images("--input", o->input, files, nfiles, err, errlen))
     return -1;
   if (*nfiles == 0) {
-    snprintf(err, errlen, "--input: no *.png, *.jpg or *.jpeg files in '%.900s'", o->input);
+    snprintf(err, errlen, "--input: no image files (*.png, *.jpg, *.jpeg, *.gif, *.tif, *.tiff) "
+             "in '%.900s'", o->input);
     return -1;
   }
   if (!is_list && o->masks[0] && find_dir_masks(o, *files, *nfiles, err, errlen)) return -1;

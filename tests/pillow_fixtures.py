@@ -1,0 +1,139 @@
+#!/usr/bin/env python3
+"""pillow_fixtures.py DIR: image files written by Pillow, and what Pillow reads from each.
+
+For test_pillow.c: the trainer must read a data set's files as a PyTorch pipeline does
+(Image.open, then np.array). For every file DIR/NAME.EXT this writes three answers:
+  NAME.rgb    np.array(Image.open(f).convert("RGB"))   the image
+  NAME.mask   np.array(Image.open(f)) > 0              a binary mask (any channel, alpha dropped)
+  NAME.label  np.array(Image.open(f))                  class ids (one-channel files only)
+each as a line "H W" then H*W*C raw bytes, or the line "SKIP why" where the answer is not
+Pillow's to give (16-bit samples, which Pillow clips where we scale) or "ERR why" where the
+trainer must refuse the file (class ids from colour files or values over 255). MANIFEST lists
+NAME.EXT per line."""
+import io
+import os
+import sys
+
+import numpy as np
+from PIL import Image
+
+out = sys.argv[1]
+os.makedirs(out, exist_ok=True)
+rng = np.random.default_rng(5)
+manifest = []
+
+
+def smooth(h, w, c):
+    """Smooth random content: JPEG round trips stay meaningful."""
+    y, x = np.mgrid[0:h, 0:w]
+    ch = [(127 + 120 * np.sin(x / (3 + k) + y / (5 + 2 * k) + k)) for k in range(c)]
+    return np.stack(ch, -1).round().astype(np.uint8)
+
+
+def answer(path, kind, arr=None, why=""):
+    with open(path, "wb") as f:
+        if arr is None:
+            f.write(f"{kind} {why}\n".encode())
+            return
+        f.write(f"{arr.shape[0]} {arr.shape[1]}\n".encode())
+        f.write(np.ascontiguousarray(arr, dtype=np.uint8).tobytes())
+
+
+def add(name, im, fmt, label_ok=True, rgb_ok=True, refuse=None, **save):
+    """Saves im as DIR/name with fmt and records what Pillow reads back from the file. A JPEG
+    is a binary mask where its gray is >= 128 (its compression blurs 0 and 255) and never holds
+    class ids; a colour file is a mask where any of its RGB channels is > 0."""
+    path = os.path.join(out, name)
+    im.save(path, fmt, **save)
+    back = Image.open(path)
+    base = os.path.join(out, os.path.splitext(name)[0])
+    manifest.append(name)
+    if refuse:
+        for kind in ("rgb", "mask", "label"):
+            answer(f"{base}.{kind}", "ERR", why=refuse)
+        return
+    if rgb_ok:
+        answer(base + ".rgb", "", np.array(back.convert("RGB")))
+    else:
+        answer(base + ".rgb", "SKIP", why="16-bit samples: Pillow clips them to 255")
+    a = np.array(Image.open(path))
+    if back.mode in ("LA", "PA"):
+        a = a[..., 0]
+    if fmt == "JPEG":
+        m = np.array(back.convert("L")) >= 128
+    elif a.ndim == 3:
+        m = (np.array(back.convert("RGB")) > 0).any(-1)
+    else:
+        m = a > 0
+    answer(base + ".mask", "", m.astype(np.uint8))
+    if fmt == "JPEG":
+        answer(base + ".label", "ERR", why="a JPEG holds no class ids (lossy)")
+    elif a.ndim == 3:
+        answer(base + ".label", "ERR", why="a colour file holds no class ids")
+    elif a.max() > 255:
+        answer(base + ".label", "ERR", why="a value over 255")
+    elif label_ok:
+        answer(base + ".label", "", a.astype(np.uint8))
+    else:
+        answer(base + ".label", "SKIP", why="lossy: the values are the compression's")
+
+
+rgb = Image.fromarray(smooth(37, 53, 3))
+gray = Image.fromarray(smooth(37, 53, 1)[..., 0])
+ids = Image.fromarray(rng.integers(0, 5, (29, 31)).astype(np.uint8))
+pal = ids.copy().convert("P")
+pal.putpalette([0, 0, 0, 255, 0, 0, 0, 255, 0, 0, 0, 255, 250, 250, 0] + [0] * 753)
+binary = Image.fromarray((smooth(41, 43, 1)[..., 0] > 127).astype(np.uint8) * 255)
+
+# PNG: the reference format; every colour type Pillow writes
+add("png_rgb.png", rgb, "PNG")
+add("png_gray.png", gray, "PNG")
+add("png_pal.png", pal, "PNG")
+add("png_rgba.png", Image.fromarray(np.dstack([smooth(37, 53, 3), smooth(37, 53, 1)])), "PNG")
+add("png_1bit.png", binary.convert("1"), "PNG")
+add("png_ids.png", ids, "PNG")
+
+# JPEG: images (the same libjpeg-turbo as Pillow: byte for byte), binary masks
+add("jpg_rgb.jpg", rgb, "JPEG", quality=90)
+add("jpg_gray.jpg", gray, "JPEG", quality=85)
+add("jpg_prog.jpg", rgb, "JPEG", quality=75, progressive=True)
+add("jpg_mask.jpg", binary, "JPEG", quality=75)  # Kvasir-SEG's masks
+
+# GIF: Carvana's and DRIVE's masks; Pillow writes interlaced files by default
+add("gif_pal.gif", pal, "GIF")
+add("gif_gray.gif", gray, "GIF")  # an identity gray palette: Pillow opens it as mode L
+add("gif_bin.gif", binary.convert("1"), "GIF")
+add("gif_rgb.gif", rgb.quantize(64), "GIF", interlace=False)
+add("gif_transp.gif", pal, "GIF", transparency=2)
+frames = [pal, Image.fromarray((np.array(pal) + 1) % 5).convert("P")]
+frames[1].putpalette(pal.getpalette())
+add("gif_anim.gif", frames[0], "GIF", save_all=True, append_images=frames[1:])
+
+# TIFF: DRIVE's images, microscopy: compressions, depths, colour types
+add("tif_rgb.tif", rgb, "TIFF")
+add("tif_lzw.tif", rgb, "TIFF", compression="tiff_lzw")
+add("tif_deflate.tif", rgb, "TIFF", compression="tiff_adobe_deflate")
+add("tif_packbits.tif", gray, "TIFF", compression="packbits")
+add("tif_jpeg.tif", rgb, "TIFF", label_ok=False, compression="jpeg")
+add("tif_gray.tif", gray, "TIFF")
+add("tif_ids.tif", ids, "TIFF", compression="tiff_lzw")
+add("tif_pal.tif", pal, "TIFF")
+add("tif_rgba.tif", Image.fromarray(np.dstack([smooth(37, 53, 3), smooth(37, 53, 1)])), "TIFF")
+add("tif_1bit.tif", binary.convert("1"), "TIFF", compression="group4")
+add("tif_1bit_raw.tif", binary.convert("1"), "TIFF")
+add("tif_16.tif", Image.fromarray(rng.integers(0, 4, (23, 19)).astype(np.uint16)), "TIFF",
+    rgb_ok=False)
+add("tif_16big.tif", Image.fromarray((np.arange(23 * 19).reshape(23, 19) * 7).astype(np.uint16)),
+    "TIFF", rgb_ok=False)
+add("tif_cmyk.tif", rgb.convert("CMYK"), "TIFF")
+# the Orientation tag: Pillow's TIFF decoder applies 2..4 (mirrored, upside down) as it reads,
+# to an image and to class ids alike; 5..8 (transposed) come out with the sides of the header
+# before loading and swapped after it, so the trainer refuses them
+for o in range(2, 9):
+    why = "a transposed orientation" if o >= 5 else None
+    add(f"tif_orient{o}.tif", rgb, "TIFF", refuse=why, tiffinfo={274: o})
+    add(f"tif_orient{o}_ids.tif", ids, "TIFF", refuse=why, tiffinfo={274: o})
+
+with open(os.path.join(out, "MANIFEST"), "w") as f:
+    f.write("\n".join(manifest) + "\n")
+print(f"{len(manifest)} files in {out}")
