@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # scripts/fuzz.sh TARGET SECONDS [libFuzzer flags...]: a longer fuzzing campaign.
 #
-#   TARGET   cgds, ckpt, png, jpeg, monitor, cli, import, or all (one after the other, SECONDS
-#            each)
+#   TARGET   cgds, ckpt, png, jpeg, gif, tiff, monitor, cli, import, list, or all (one after
+#            the other, SECONDS each)
 #   SECONDS  how long; the corpus grows in BUILD_SAN/fuzz/corpus/TARGET and is kept, so the
 #            next campaign starts where this one stopped
 #   JOBS=N   N fuzzing processes (libFuzzer's fork mode, default 1) that go on after a crash,
@@ -14,7 +14,7 @@
 # copy it to tests/fuzz/corpus/TARGET/ under a name that says what it is; `ctest -L fuzz`
 # (and so CI) replays it from then on. Exit code: 0 when nothing was found.
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
-TARGETS="cgds ckpt png jpeg monitor cli import"
+TARGETS="cgds ckpt png jpeg gif tiff monitor cli import list"
 if [ $# -lt 2 ] || ! grep -qw -- "$1" <<< "$TARGETS all"; then
   echo "usage: scripts/fuzz.sh {${TARGETS// /|}|all} SECONDS [libFuzzer flags...]" >&2
   exit 2

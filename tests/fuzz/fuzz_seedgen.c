@@ -1,5 +1,5 @@
-/* fuzz_seedgen.c: PNG seeds for the fuzzers, written by the project's own PNG writer
- * (cg_png_write), so the seeds are what the program produces and reads.
+/* fuzz_seedgen.c: image seeds for the fuzzers, written by the project's own PNG and JPEG writers
+ * (so the seeds are what the program produces and reads) and by libtiff.
  *
  *   fuzz_seedgen png DIR        one file per layout the writer has (gray 8/16, gray+alpha,
  *                               RGB 8/16, RGBA, palette), at a few small sizes
@@ -7,6 +7,10 @@
  *                               sizes and aspect ratios: the input of `cogpu-dist pack`
  *   fuzz_seedgen jpeg DIR       JPEGs from the project's writer (cg_jpeg_write) at a few small
  *                               sizes and qualities
+ *   fuzz_seedgen tiff DIR       the TIFF layouts Pillow does not write (make_seeds.sh takes
+ *                               Pillow's from ../pillow_fixtures.py), through libtiff: tiled
+ *                               gray and RGB, planar-separate RGB, MinIsWhite, 16-bit RGB,
+ *                               4-bit palette, gray with an alpha sample, big-endian
  *
  * Seeds are small on purpose (a few hundred bytes): the fuzzer mutates them faster, and the
  * decoder's paths do not depend on the size. Exit 0, or 1 with a message. */
@@ -17,6 +21,8 @@
 
 #include "jpeg_io.h" // cg_jpeg_write
 #include "png_io.h" // cg_png_write
+#include "tiff_layouts.h" // cg_test_tiff_layouts
+
 
 static int write_one(const char *dir, const char *name, int h, int w, cg_png_kind_t kind,
                      int bytes_per_px) {
@@ -90,7 +96,8 @@ static int jpegs(const char *dir) {
 int main(int argc, char **argv) {
   if (argc == 3 && !strcmp(argv[1], "png")) return kinds(argv[2]);
   if (argc == 3 && !strcmp(argv[1], "jpeg")) return jpegs(argv[2]);
+  if (argc == 3 && !strcmp(argv[1], "tiff")) return cg_test_tiff_layouts(argv[2]) ? 1 : 0;
   if (argc == 4 && !strcmp(argv[1], "pngdir")) return pairs(argv[2], atoi(argv[3]));
-  fprintf(stderr, "usage: fuzz_seedgen png DIR | jpeg DIR | pngdir DIR N\n");
+  fprintf(stderr, "usage: fuzz_seedgen png DIR | jpeg DIR | tiff DIR | pngdir DIR N\n");
   return 2;
 }
