@@ -95,7 +95,8 @@ typedef struct {
 #define F(f) CG_OPT_FIELD(opts_t, f)
 static const cg_opt_t g_opts[] = {
     CG_OPT_ROW_TEXT(PTR, "data", F(data), NULL, 0, "SRC",
-        "samples: synthetic, a PNG directory or a .cgds shard (as train --data)"),
+        "samples: synthetic, an image directory, a LIST of pairs or a .cgds shard (as train "
+        "--data)"),
     CG_OPT_ROW_NUM(INT, "image-size", F(size), 1, 8192, 0, "N", "samples are N x N"),
     CG_OPT_ROW_NUM(INT, "tasks", F(ntasks), 0, 1e9, 0, "N",
         "tasks per run; 0 = by the image size (4000, 600 or 150), at least 2 per core"),

@@ -48,7 +48,7 @@ def add(name, im, fmt, label_ok=True, rgb_ok=True, refuse=None, **save):
     answer_file(name, fmt, label_ok, rgb_ok, refuse)
 
 
-def answer_file(name, fmt, label_ok=True, rgb_ok=True, refuse=None):
+def answer_file(name, fmt, label_ok=True, rgb_ok=True, refuse=None, label_err=None):
     """Records what Pillow reads from DIR/name. A JPEG is a binary mask where its gray is >= 128
     (its compression blurs 0 and 255) and never holds class ids; a colour file is a mask where
     any of its RGB channels is > 0."""
@@ -74,7 +74,9 @@ def answer_file(name, fmt, label_ok=True, rgb_ok=True, refuse=None):
     else:
         m = a > 0
     answer(base + ".mask", "", m.astype(np.uint8))
-    if fmt == "JPEG":
+    if label_err:
+        answer(base + ".label", "ERR", why=label_err)
+    elif fmt == "JPEG":
         answer(base + ".label", "ERR", why="a JPEG holds no class ids (lossy)")
     elif a.ndim == 3:
         answer(base + ".label", "ERR", why="a colour file holds no class ids")
@@ -142,10 +144,25 @@ for o in range(2, 9):
     add(f"tif_orient{o}.tif", rgb, "TIFF", refuse=why, tiffinfo={274: o})
     add(f"tif_orient{o}_ids.tif", ids, "TIFF", refuse=why, tiffinfo={274: o})
 
+# PNG gray of 1, 2 and 4 bits (Pillow writes none): 1-bit reads as 0/1, 2- and 4-bit scaled
+# to 0..255 by Pillow, so they are refused as class ids
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "fuzz"))
+from png_variants import packed, png  # noqa: E402
+
+for bits in (1, 2, 4):
+    name = f"png_gray{bits}.png"
+    with open(os.path.join(out, name), "wb") as f:
+        f.write(png(23, 17, bits, 0, packed(bits)))
+    answer_file(name, "PNG", label_err=None if bits == 1 else "scaled by Pillow")
+
 for name in foreign:
-    # 16-bit colour: Pillow reads the high bytes where we scale (v * 255 / 65535): no answer
-    deep = Image.open(os.path.join(out, name)).mode.startswith("I;16") or "16" in name
-    answer_file(name, "TIFF", rgb_ok=not deep)
+    # 16-bit: Pillow clips gray and keeps the high byte of colour where we scale
+    # (v * 255 / 65535): no image answer; signed samples are refused (libtiff's RGBA interface
+    # reads them as unsigned); 2- and 4-bit gray holds no class ids (scaled by Pillow)
+    deep = "16" in name
+    answer_file(name, "TIFF", rgb_ok=not deep,
+                refuse="signed samples" if "int16" in name else None,
+                label_err="scaled by Pillow" if name.startswith("gray4") else None)
 
 with open(os.path.join(out, "MANIFEST"), "w") as f:
     f.write("\n".join(manifest) + "\n")

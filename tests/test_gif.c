@@ -7,10 +7,12 @@
  *    index of a graphics control extension, as Pillow does). Each read as RGB (the map's
  *    colours), as a mask (index > 0) and as labels (the index), row by row and through
  *    image_io.c, which picks GIF by content (a GIF named .png too).
+ *  - A 2-entry map under indices up to 3: the indices past it read gray, as Pillow pads.
  *  - Refusals naming the file: a screen over --max-image-pixels (from the header, nothing
- *    decoded), a 0-pixel screen, a frame reaching outside the screen, a file with no image, a
- *    truncated file ("truncated"), an empty file, a PNG given to the GIF reader; a sink that
- *    stops the decode has its reason reported.
+ *    decoded), a 0-pixel screen, a frame reaching outside the screen (by the header reader
+ *    too), a file with no image, a file truncated in its data, header or signature
+ *    ("truncated"), an empty file, a PNG given to the GIF reader; a sink that stops the decode
+ *    has its reason reported.
  *  - The source: images/NAME.png with masks/NAME_mask-less NAME.gif opens, loads and passes
  *    cg_source_check; a GIF image beside its GIF mask too. */
 #ifndef _GNU_SOURCE
@@ -154,7 +156,7 @@ static void check_all(const char *what, const char *path, int w, int h, const ui
         else if (as == CG_PNG_AS_MASK) bad = g.px[i] == (v > 0) ? -1 : i;
         else
           for (int k = 0; k < 3 && bad < 0; k++) {
-            const int want = map ? (v < ncolors ? map[3 * v + k] : 0) : v;
+            const int want = map && v < ncolors ? map[3 * v + k] : v; /* past: gray */
             if (g.px[3 * i + k] != want) bad = i;
           }
       }
@@ -206,6 +208,16 @@ static void test_decode(void) {
   memmove(buf + 13, buf + 13 + 12, n - 13 - 12);
   spit(p, buf, n - 12);
   check_all("no map", p, 37, 23, idx, NULL, 0);
+  /* a 2-entry map under indices up to 3 (written with 4 entries, then the table cut to 2):
+   * indices past the map are gray (i, i, i), as Pillow pads a short palette */
+  write_gif(p, 37, 23, 2, map4, 0, 0, 37, 23, NULL, 0, -1, idx);
+  f = fopen(p, "rb");
+  const size_t n2 = f ? fread(buf, 1, sizeof buf, f) : 0;
+  if (f) fclose(f);
+  buf[10] = (uint8_t)((buf[10] & ~7) | 0); /* 2^(0+1) = 2 entries */
+  memmove(buf + 13 + 6, buf + 13 + 12, n2 - 13 - 12);
+  spit(p, buf, n2 - 6);
+  check_all("short map", p, 37, 23, idx, map4, 2);
   free(idx);
 
   idx = random_idx(13 * 29, 2, 2);
@@ -283,6 +295,10 @@ static void test_bad_files(void) {
   uint8_t *idx = random_idx(40 * 40, 1, 4);
   write_gif(at(p, sizeof p, "outside.gif"), 20, 20, 1, map2, 0, 0, 40, 40, NULL, 0, -1, idx);
   expect_fail("frame outside", p, CG_PNG_AS_MASK, "reaches outside the 20x20 screen");
+  /* found by the start-up check already (the header reader), not as a size mismatch later */
+  CG_TEST_CHECK(cg_gif_read_size(p, 0, CG_PNG_AS_MASK, &h, &w, err, sizeof err) &&
+                    contains(err, "reaches outside the 20x20 screen"),
+                "frame outside, read_size: '%s'", err);
   /* truncated in the image data: an error, not a short image */
   write_gif(at(p, sizeof p, "whole.gif"), 40, 40, 1, map2, 0, 0, 40, 40, NULL, 0, -1, idx);
   FILE *f = fopen(p, "rb");
@@ -291,6 +307,16 @@ static void test_bad_files(void) {
   fclose(f);
   spit(at(p, sizeof p, "cut.gif"), buf, n - n / 3);
   expect_fail("truncated", p, CG_PNG_AS_LABEL, "truncated");
+  /* cut in the header, or in the signature: truncated, not "no screen descriptor" or "not a
+   * PNG, JPEG, GIF or TIFF file" */
+  const size_t cuts[] = {3, 5, 10, 13};
+  for (size_t k = 0; k < sizeof cuts / sizeof *cuts; k++) {
+    spit(p, buf, cuts[k]);
+    grab_t t = read_as(p, CG_PNG_AS_MASK, 0, err, sizeof err);
+    CG_TEST_CHECK(!t.px && contains(err, "cut.gif") && contains(err, "truncated"),
+                  "cut at %zu bytes (image_io): '%s'", cuts[k], err);
+    free(t.px);
+  }
   /* a sink that stops: its reason, after the path */
   at(p, sizeof p, "whole.gif");
   grab_t g = {NULL, 0, 0, 1, 0, 0, 7};

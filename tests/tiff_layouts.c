@@ -11,7 +11,7 @@
 /* One small TIFF: w x h, spp samples of bps bits, photometric, tiled (16 x 16) or in strips of
  * 5 rows, planar contig or separate, "w" or "wb" (big-endian). */
 static int tiff_one(const char *dir, const char *name, const char *mode, int w, int h, int spp,
-                    int bps, int photometric, int tiled, int planar) {
+                    int bps, int photometric, int tiled, int planar, int sfmt) {
   char path[4096];
   snprintf(path, sizeof path, "%s/%s", dir, name);
   TIFF *t = TIFFOpen(path, mode);
@@ -23,6 +23,7 @@ static int tiff_one(const char *dir, const char *name, const char *mode, int w, 
   TIFFSetField(t, TIFFTAG_PHOTOMETRIC, photometric);
   TIFFSetField(t, TIFFTAG_PLANARCONFIG, planar);
   TIFFSetField(t, TIFFTAG_COMPRESSION, COMPRESSION_LZW);
+  TIFFSetField(t, TIFFTAG_SAMPLEFORMAT, sfmt);
   if (spp == 2 || spp == 4) {
     uint16_t extra = EXTRASAMPLE_UNASSALPHA;
     TIFFSetField(t, TIFFTAG_EXTRASAMPLES, 1, &extra);
@@ -56,14 +57,25 @@ static int tiff_one(const char *dir, const char *name, const char *mode, int w, 
 
 int cg_test_tiff_layouts(const char *dir) {
   mkdir(dir, 0755);
+  static const struct {
+    const char *name, *mode; /* "wb": big-endian */
+    int w, h, spp, bps, photometric, tiled, planar, sfmt;
+  } f[] = {
+      {"tiled-gray8.tif", "w", 21, 18, 1, 8, PHOTOMETRIC_MINISBLACK, 1, 1, SAMPLEFORMAT_UINT},
+      {"tiled-rgb8.tif", "w", 21, 18, 3, 8, PHOTOMETRIC_RGB, 1, 1, SAMPLEFORMAT_UINT},
+      {"planar-rgb8.tif", "w", 13, 11, 3, 8, PHOTOMETRIC_RGB, 0, 2, SAMPLEFORMAT_UINT},
+      {"miniswhite8.tif", "w", 13, 11, 1, 8, PHOTOMETRIC_MINISWHITE, 0, 1, SAMPLEFORMAT_UINT},
+      {"rgb16-be.tif", "wb", 9, 7, 3, 16, PHOTOMETRIC_RGB, 0, 1, SAMPLEFORMAT_UINT},
+      {"palette4.tif", "w", 13, 11, 1, 4, PHOTOMETRIC_PALETTE, 0, 1, SAMPLEFORMAT_UINT},
+      {"gray-alpha8.tif", "w", 13, 11, 2, 8, PHOTOMETRIC_MINISBLACK, 0, 1, SAMPLEFORMAT_UINT},
+      {"gray4.tif", "w", 13, 11, 1, 4, PHOTOMETRIC_MINISBLACK, 0, 1, SAMPLEFORMAT_UINT},
+      {"int16.tif", "w", 13, 11, 1, 16, PHOTOMETRIC_MINISBLACK, 0, 1, SAMPLEFORMAT_INT},
+      {"miniswhite16.tif", "w", 13, 11, 1, 16, PHOTOMETRIC_MINISWHITE, 0, 1, SAMPLEFORMAT_UINT},
+  };
   int rc = 0;
-  rc |= tiff_one(dir, "tiled-gray8.tif", "w", 21, 18, 1, 8, PHOTOMETRIC_MINISBLACK, 1, 1);
-  rc |= tiff_one(dir, "tiled-rgb8.tif", "w", 21, 18, 3, 8, PHOTOMETRIC_RGB, 1, 1);
-  rc |= tiff_one(dir, "planar-rgb8.tif", "w", 13, 11, 3, 8, PHOTOMETRIC_RGB, 0, 2);
-  rc |= tiff_one(dir, "miniswhite8.tif", "w", 13, 11, 1, 8, PHOTOMETRIC_MINISWHITE, 0, 1);
-  rc |= tiff_one(dir, "rgb16-be.tif", "wb", 9, 7, 3, 16, PHOTOMETRIC_RGB, 0, 1);
-  rc |= tiff_one(dir, "palette4.tif", "w", 13, 11, 1, 4, PHOTOMETRIC_PALETTE, 0, 1);
-  rc |= tiff_one(dir, "gray-alpha8.tif", "w", 13, 11, 2, 8, PHOTOMETRIC_MINISBLACK, 0, 1);
+  for (size_t i = 0; i < sizeof f / sizeof *f; i++)
+    rc |= tiff_one(dir, f[i].name, f[i].mode, f[i].w, f[i].h, f[i].spp, f[i].bps,
+                   f[i].photometric, f[i].tiled, f[i].planar, f[i].sfmt);
   if (rc) fprintf(stderr, "cg_test_tiff_layouts: writing a TIFF in %s failed\n", dir);
   return rc ? -1 : 0;
 }

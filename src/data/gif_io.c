@@ -39,8 +39,7 @@ static int on_read(GifFileType *g, GifByteType *buf, int n) {
 /* giflib's reason for code, or ours where the input function knows better. */
 static const char *reason(const input_t *in, int code) {
   if (in->eno) return strerror(in->eno);
-  if (in->eof && (code == D_GIF_ERR_READ_FAILED || code == D_GIF_ERR_EOF_TOO_SOON))
-    return "unexpected end of file (truncated)";
+  if (in->eof) return "unexpected end of file (truncated)"; /* giflib's code says what was cut */
   const char *s = GifErrorString(code);
   return s ? s : "unknown giflib error";
 }
@@ -87,7 +86,8 @@ static GifFileType *open_gif(const char *path, FILE **fp, input_t *in, char *err
   int code = 0;
   GifFileType *g = DGifOpen(in, on_read, &code);
   if (!g) {
-    if (code == D_GIF_ERR_NOT_GIF_FILE) snprintf(err, errlen, "%s: not a GIF file", path);
+    if (code == D_GIF_ERR_NOT_GIF_FILE && !in->eof)
+      snprintf(err, errlen, "%s: not a GIF file", path);
     else snprintf(err, errlen, "%s: GIF decode failed: %s", path, reason(in, code));
     fclose(f);
     return NULL;
@@ -100,23 +100,6 @@ static void close_gif(GifFileType *g, FILE *f) {
   int code;
   DGifCloseFile(g, &code); /* frees giflib's state; the FILE is ours */
   fclose(f);
-}
-
-int cg_gif_read_size(const char *path, int64_t max_pixels, cg_png_as_t as, int *h, int *w,
-                     char *err, size_t errlen) {
-  (void)as;
-  FILE *f;
-  input_t in;
-  GifFileType *g = open_gif(path, &f, &in, err, errlen);
-  if (!g) return -1;
-  const int rc = check_size(path, "screen", (uint64_t)g->SWidth, (uint64_t)g->SHeight,
-                            max_pixels, err, errlen);
-  if (!rc) {
-    *h = g->SHeight;
-    *w = g->SWidth;
-  }
-  close_gif(g, f);
-  return rc;
 }
 
 /* Reads the records before the first image descriptor, keeping the transparent index of a
@@ -152,6 +135,43 @@ failed:
   return -1;
 }
 
+/* The screen's and the first frame's checks, from the headers: 0 with the frame described in
+ * g->Image and *transparent set (find_frame), or -1. */
+static int check_frame(GifFileType *g, const input_t *in, const char *path, int64_t max_pixels,
+                       int *transparent, char *err, size_t errlen) {
+  const int w = g->SWidth, h = g->SHeight;
+  if (check_size(path, "screen", (uint64_t)w, (uint64_t)h, max_pixels, err, errlen) ||
+      find_frame(g, in, path, transparent, err, errlen))
+    return -1;
+  const GifImageDesc *d = &g->Image;
+  if (check_size(path, "first frame", (uint64_t)d->Width, (uint64_t)d->Height, max_pixels, err,
+                 errlen))
+    return -1;
+  if (d->Left + d->Width > w || d->Top + d->Height > h) {
+    snprintf(err, errlen, "%s: GIF decode failed: the first frame (%dx%d at %d,%d) reaches "
+             "outside the %dx%d screen", path, d->Width, d->Height, d->Left, d->Top, w, h);
+    return -1;
+  }
+  return 0;
+}
+
+int cg_gif_read_size(const char *path, int64_t max_pixels, cg_png_as_t as, int *h, int *w,
+                     char *err, size_t errlen) {
+  (void)as;
+  FILE *f;
+  input_t in;
+  GifFileType *g = open_gif(path, &f, &in, err, errlen);
+  if (!g) return -1;
+  int transparent;
+  const int rc = check_frame(g, &in, path, max_pixels, &transparent, err, errlen);
+  if (!rc) {
+    *h = g->SHeight;
+    *w = g->SWidth;
+  }
+  close_gif(g, f);
+  return rc;
+}
+
 /* The frame's indices, rows in place whatever the interlacing. */
 static int read_frame(GifFileType *g, uint8_t *idx, int fw, int fh) {
   static const int first[4] = {0, 4, 2, 1}, step[4] = {8, 8, 4, 2};
@@ -173,14 +193,11 @@ static void compose(uint8_t *out, const uint8_t *frame_row, int w, int left, int
   if (as != CG_PNG_AS_RGB) return;
   for (int x = 0; x < w; x++) { /* forward: ix[x] sits at or after out[3x + 2] */
     const int i = ix[x];
-    uint8_t r = (uint8_t)i, gr = (uint8_t)i, b = (uint8_t)i;
-    if (map) {
-      r = gr = b = 0;
-      if (i < map->ColorCount) {
-        r = map->Colors[i].Red;
-        gr = map->Colors[i].Green;
-        b = map->Colors[i].Blue;
-      }
+    uint8_t r = (uint8_t)i, gr = (uint8_t)i, b = (uint8_t)i; /* past the map: Pillow's gray */
+    if (map && i < map->ColorCount) {
+      r = map->Colors[i].Red;
+      gr = map->Colors[i].Green;
+      b = map->Colors[i].Blue;
     }
     out[3 * x] = r;
     out[3 * x + 1] = gr;
@@ -197,18 +214,9 @@ int cg_gif_read_rows(const char *path, int64_t max_pixels, cg_png_as_t as,
   int rc = -1, transparent;
   uint8_t *idx = NULL, *row = NULL;
   const int w = g->SWidth, h = g->SHeight;
-  if (check_size(path, "screen", (uint64_t)w, (uint64_t)h, max_pixels, err, errlen) ||
-      find_frame(g, &in, path, &transparent, err, errlen))
-    goto out;
+  if (check_frame(g, &in, path, max_pixels, &transparent, err, errlen)) goto out;
   const GifImageDesc *d = &g->Image;
   const int left = d->Left, top = d->Top, fw = d->Width, fh = d->Height;
-  if (check_size(path, "first frame", (uint64_t)fw, (uint64_t)fh, max_pixels, err, errlen))
-    goto out;
-  if (left + fw > w || top + fh > h) {
-    snprintf(err, errlen, "%s: GIF decode failed: the first frame (%dx%d at %d,%d) reaches "
-             "outside the %dx%d screen", path, fw, fh, left, top, w, h);
-    goto out;
-  }
   char why[256] = "";
   if (sink->begin && sink->begin(sink->ctx, h, w, why, sizeof why)) {
     snprintf(err, errlen, "%s: %s", path, why);

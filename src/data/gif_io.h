@@ -9,7 +9,8 @@
  * Values are the colour indices, as np.array(Image.open(p)) gives them (mode P; mode L for a
  * file whose palette is the identity gray ramp, where index and gray are the same):
  *   - CG_PNG_AS_RGB: the indices through the frame's local colour map, else the global one,
- *     else the gray ramp (index i is (i, i, i)); an index past the map's end is black;
+ *     else the gray ramp (index i is (i, i, i)); an index past the map's end is gray (i, i, i)
+ *     too, as Pillow pads a short palette;
  *   - CG_PNG_AS_MASK: 1 where the index is > 0 (the index, not its colour: png_io.h's palette
  *     rule);
  *   - CG_PNG_AS_LABEL: the index.
@@ -32,8 +33,9 @@
 /* 1 when the n bytes at p start like a GIF file ("GIF87a" or "GIF89a"). */
 int cg_gif_sniff(const uint8_t *p, size_t n);
 
-/* Width and height of the logical screen from the header (no pixel is decoded). `as` is
- * accepted for symmetry with the other readers: every GIF can be read every way. */
+/* Width and height of the logical screen from the header (no pixel is decoded), with the
+ * checks of the first frame's descriptor (its size, inside the screen). `as` is accepted for
+ * symmetry with the other readers: every GIF can be read every way. */
 int cg_gif_read_size(const char *path, int64_t max_pixels, cg_png_as_t as, int *h, int *w,
                      char *err, size_t errlen);
 

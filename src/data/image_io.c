@@ -47,6 +47,9 @@ static int sniff(const char *path, char *err, size_t errlen) {
   if (cg_tiff_sniff(p, n)) return K_TIFF;
   if (n > 0 && !memcmp(p, png, n < 8 ? n : 8)) return K_PNG;
   if (n > 0 && n < 3 && p[0] == 0xFF && (n == 1 || p[1] == 0xD8)) return K_JPEG;
+  /* cut inside the signature: the reader says "truncated" */
+  if (n > 0 && n < 6 && (!memcmp(p, "GIF87a", n) || !memcmp(p, "GIF89a", n))) return K_GIF;
+  if (n > 0 && n < 4 && (!memcmp(p, "II*", n) || !memcmp(p, "MM\0", n))) return K_TIFF;
   if (n == 0) {
     snprintf(err, errlen, "%s: not a PNG, JPEG, GIF or TIFF file (empty: 0 bytes)", path);
     return -1;

@@ -198,6 +198,11 @@ static int read_png(png_ctx_t *c, cg_png_as_t as, const cg_png_sink_t *sink, int
     png_error(png, "an RGB mask: class ids (--num-classes >= 2, --ignore-index) need a gray or "
                    "palette PNG");
   }
+  if (as == CG_PNG_AS_LABEL && !(ctype & PNG_COLOR_MASK_COLOR) && (depth == 2 || depth == 4)) {
+    c->refused = 1; /* Pillow reads 2- and 4-bit gray scaled to 0..255: no ids either way */
+    png_error(png, "a 2- or 4-bit gray mask: Pillow reads its values scaled to 0..255, not as "
+                   "class ids; save class ids as 8-bit gray or palette");
+  }
   if (!sink) {
     png_destroy_read_struct(&png, &info, NULL);
     return 0;

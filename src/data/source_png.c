@@ -89,14 +89,19 @@ static void listing_free(listing_t *l) {
 }
 
 /* What dir/STEM.EXT is (STEM: name's stem; the first of exts, lowercase, that exists) when it is
- * there but not a regular file (list_files leaves such entries out): "a FIFO", "a directory"...
- * NULL when none is there. For a pairing error that would otherwise say the file is missing. */
-static const char *unlisted(const char *dir, const char *name, const char *const *exts) {
+ * there but not a regular file (list_files leaves such entries out): "a FIFO", "a directory"...,
+ * with *ext its extension; NULL when none is there. For a pairing error that would otherwise say
+ * the file is missing. */
+static const char *unlisted(const char *dir, const char *name, const char *const *exts,
+                            const char **ext) {
   for (int k = 0; exts[k]; k++) {
     char p[4096];
     struct stat st;
     snprintf(p, sizeof p, "%s/%.*s%s", dir, (int)stem_len(name), name, exts[k]);
-    if (stat(p, &st) == 0 && !S_ISREG(st.st_mode)) return cg_afile_kind(st.st_mode);
+    if (stat(p, &st) == 0 && !S_ISREG(st.st_mode)) {
+      *ext = exts[k];
+      return cg_afile_kind(st.st_mode);
+    }
   }
   return NULL;
 }
@@ -332,10 +337,10 @@ cg_source_t *cg_source_png_dirs(const char *images_dir, const char *masks_dir,
     if (c < 0) {
       char *p = join(images_dir, im.files[i]);
       const int n = (int)stem_len(im.files[i]);
-      const char *what = unlisted(masks_dir, im.files[i], cg_image_exts);
+      const char *ext = "", *what = unlisted(masks_dir, im.files[i], cg_image_exts, &ext);
       if (what)
-        snprintf(err, errlen, "%s: its mask %s/%.*s.png (or " CG_IMAGE_EXTS_ALT ") is %s, not a "
-                 "regular file", p, masks_dir, n, im.files[i], what);
+        snprintf(err, errlen, "%s: its mask %s/%.*s%s is %s, not a regular file", p, masks_dir,
+                 n, im.files[i], ext, what);
       else
         snprintf(err, errlen, "%s: image has no mask (no %.*s.png or " CG_IMAGE_EXTS_ALT
                  " in %s)", p, n, im.files[i], masks_dir);
@@ -345,10 +350,10 @@ cg_source_t *cg_source_png_dirs(const char *images_dir, const char *masks_dir,
     if (c > 0) {
       char *p = join(masks_dir, mk.files[j]);
       const int n = (int)stem_len(mk.files[j]);
-      const char *what = unlisted(images_dir, mk.files[j], cg_image_exts);
+      const char *ext = "", *what = unlisted(images_dir, mk.files[j], cg_image_exts, &ext);
       if (what)
-        snprintf(err, errlen, "%s: its image in %s (%.*s.png or " CG_IMAGE_EXTS_ALT ") is %s, not "
-                 "a regular file", p, images_dir, n, mk.files[j], what);
+        snprintf(err, errlen, "%s: its image %s/%.*s%s is %s, not a regular file", p,
+                 images_dir, n, mk.files[j], ext, what);
       else
         snprintf(err, errlen, "%s: mask has no image (no %.*s.png or " CG_IMAGE_EXTS_ALT
                  " in %s)", p, n, mk.files[j], images_dir);

@@ -64,6 +64,8 @@ static int on_error(TIFF *tif, void *ud, const char *module, const char *fmt, va
   if (c->failed) return 1;
   char m[sizeof c->msg];
   vsnprintf(m, sizeof m, fmt, ap);
+  char *neg = strstr(m, " at scanline 4294967295"); /* libtiff's -1: no scanline */
+  if (neg) memmove(neg, neg + 23, strlen(neg + 23) + 1);
   const char *s = m; /* many messages start with the name we gave libtiff: the path, said once */
   const size_t pl = strlen(c->path);
   if (!strncmp(s, c->path, pl) && s[pl] == ':') s += pl + 1 + (s[pl + 1] == ' ');
@@ -209,10 +211,14 @@ static int make_plan(tctx_t *c, TIFF *tif, int64_t max_pixels, cg_png_as_t as, p
                    p->photo == PHOTOMETRIC_PALETTE;
   const int one = gray && (p->spp == 1 || (p->spp == 2 && nextra == 1)); /* + alpha, ignored */
   char emsg[1024];
+  if (fmt != SAMPLEFORMAT_UINT && fmt != SAMPLEFORMAT_VOID) /* libtiff's RGBA reads them wrong */
+    return fail(c, 1, "%s of %s samples: images and masks need unsigned integer samples",
+                as == CG_PNG_AS_RGB ? "an image" : "a mask", format_name(fmt));
+  if (as == CG_PNG_AS_LABEL && one && p->photo != PHOTOMETRIC_PALETTE &&
+      (p->bps == 2 || p->bps == 4))
+    return fail(c, 1, "a %u-bit gray mask: Pillow reads its values scaled to 0..255, not as "
+                "class ids; save class ids as 8-bit gray or palette", p->bps);
   if (as != CG_PNG_AS_RGB) {
-    if (fmt != SAMPLEFORMAT_UINT && fmt != SAMPLEFORMAT_VOID)
-      return fail(c, 1, "a mask of %s samples: masks need unsigned integer samples",
-                  format_name(fmt));
     if (as == CG_PNG_AS_LABEL && !one)
       return fail(c, 1, "a mask of %u samples per pixel (%s): class ids (--num-classes K >= 2, "
                   "--ignore-index, --label-map) need a gray or palette image", p->spp,
@@ -223,7 +229,8 @@ static int make_plan(tctx_t *c, TIFF *tif, int64_t max_pixels, cg_png_as_t as, p
     p->values = one;
   }
   if (!p->values && !TIFFRGBAImageOK(tif, emsg)) return fail(c, 0, "%s", emsg);
-  p->invert = p->values && p->photo == PHOTOMETRIC_MINISWHITE;
+  /* Pillow inverts MinIsWhite up to 8 bits; a 16-bit one it reads as stored (mode I;16) */
+  p->invert = p->values && p->photo == PHOTOMETRIC_MINISWHITE && p->bps <= 8;
   p->stride = p->planar == PLANARCONFIG_SEPARATE ? 1 : p->spp;
   uint32_t base = 0;
   p->tiled = TIFFIsTiled(tif);
@@ -428,6 +435,13 @@ done:
 
 /* ---- the driver ---------------------------------------------------------------------------- */
 
+/* libtiff's messages for data that ends before what the directory promises. */
+static int short_read(const char *msg) {
+  return strstr(msg, "Read error") || strstr(msg, "Can not read TIFF directory") ||
+         strstr(msg, "Cannot read TIFF header") || strstr(msg, "Read error on strip") ||
+         strstr(msg, "Seek error");
+}
+
 /* sink NULL: the checks and the size only. */
 static int run(const char *path, int64_t max_pixels, cg_png_as_t as, const cg_png_sink_t *sink,
                int *h, int *w, char *err, size_t errlen) {
@@ -477,7 +491,8 @@ done:
   if (tif) TIFFClose(tif);
   free(raw); /* after TIFFClose: libtiff does not free a buffer it was lent */
   if (c.failed) rc = -1;
-  if (rc) snprintf(err, errlen, "%s: %s%s", path, c.refused ? "" : "TIFF decode failed: ", c.msg);
+  if (rc) snprintf(err, errlen, "%s: %s%s%s", path, c.refused ? "" : "TIFF decode failed: ", c.msg,
+                   !c.refused && short_read(c.msg) ? " (truncated)" : "");
   return rc;
 }
 

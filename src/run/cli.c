@@ -45,15 +45,16 @@ static const cg_opt_t g_opts[] = {
         "images are N x N, 2..8192; N must be a multiple of 2^depth"),
     CG_OPT_ROW_NUM(INT, "num-classes", O(num_classes), 1, 255, C_TRAIN | C_INFO, "K",
         "classes, 1..255: 1 = binary (mask pixel > 0 is foreground); K >= 2: masks hold class ids "
-        "0..K-1 (gray PNG values or palette indices), softmax cross-entropy + soft Dice"),
+        "0..K-1 (gray values or palette indices of PNG, GIF or TIFF masks), softmax "
+        "cross-entropy + soft Dice"),
     {"ignore-index", CG_OPT_INT, O(ignore_index), -1, 255, CG_OPT_NODEF, NULL, C_TRAIN | C_INFO, "I",
      "mask label left out of the loss and the metrics, not a class id (>= --num-classes); "
      "-1 = none; default 255 when --num-classes >= 2, none for binary"},
     /* data */
     CG_OPT_ROW_TEXT(STR, "data", O(data), NULL, C_TRAIN | C_INFO, "SRC",
         "training data: synthetic (built in), a directory DIR with DIR/images/*.png, *.jpg, "
-        "*.jpeg, *.gif, *.tif or *.tiff (any case) and DIR/masks/*.png, *.gif or *.tif (binary "
-        "masks also *.jpg) paired by name, a shard "
+        "*.jpeg, *.gif, *.tif or *.tiff (any case) and DIR/masks/ of the same formats (JPEG: "
+        "binary masks only) paired by name, a shard "
         "FILE.cgds written by "
         "`cogpu-dist pack`, or a text file LIST of 'IMAGE MASK' lines (paths relative to LIST's "
         "directory; separated by spaces, or a tab when names hold spaces; '#' comments), for "

@@ -1,0 +1,58 @@
+#!/usr/bin/env python3
+"""peer_decode.py --data DIR|LIST --image-size N [--tasks T]: the data-loading peer of
+`cogpu-bench cpu-tasks`, in Pillow as a PyTorch Dataset's __getitem__ does it: open the image and
+its mask, convert the image to RGB, fit both to N x N by the trainer's rule (shorter side scaled
+to N, bilinear for the image and nearest for the mask, centre crop), to uint8 arrays. One thread,
+T tasks over the pairs in turn after one warm-up pass; prints one JSON line with tasks/s.
+
+DIR is DIR/images/NAME.* with DIR/masks/NAME.*; LIST a file of IMAGE MASK lines relative to its
+directory (as train --data reads them)."""
+import argparse
+import json
+import os
+import time
+
+import numpy as np
+from PIL import Image
+
+ap = argparse.ArgumentParser()
+ap.add_argument("--data", required=True)
+ap.add_argument("--image-size", type=int, default=256)
+ap.add_argument("--tasks", type=int, default=200)
+a = ap.parse_args()
+if os.path.isdir(a.data):
+    imgs = sorted(os.listdir(f"{a.data}/images"))
+    masks = {os.path.splitext(m)[0]: m for m in os.listdir(f"{a.data}/masks")}
+    pairs = [(f"{a.data}/images/{i}", f"{a.data}/masks/{masks[os.path.splitext(i)[0]]}")
+             for i in imgs]
+else:
+    base = os.path.dirname(os.path.abspath(a.data))
+    pairs = [tuple(os.path.join(base, p) for p in line.split()[:2])
+             for line in open(a.data) if line.strip() and not line.startswith("#")]
+N = a.image_size
+
+
+def fit(im, resample):
+    w, h = im.size
+    s = N / min(w, h)
+    nw, nh = max(N, round(w * s)), max(N, round(h * s))
+    im = im.resize((nw, nh), resample)
+    x0, y0 = (nw - N) // 2, (nh - N) // 2
+    return np.asarray(im.crop((x0, y0, x0 + N, y0 + N)))
+
+
+def task(i):
+    img, msk = pairs[i % len(pairs)]
+    x = fit(Image.open(img).convert("RGB"), Image.BILINEAR)
+    m = fit(Image.open(msk), Image.NEAREST) > 0
+    return x.sum() + m.sum()
+
+
+for i in range(len(pairs)):
+    task(i)
+t0 = time.perf_counter()
+for i in range(a.tasks):
+    task(i)
+dt = time.perf_counter() - t0
+print(json.dumps({"peer": "pillow", "data": a.data, "image_size": N, "tasks": a.tasks,
+                  "tasks_per_s": round(a.tasks / dt, 1), "pillow": Image.__version__}))
