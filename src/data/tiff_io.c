@@ -9,8 +9,9 @@
  * mapped raises SIGBUS, where a short read is an error libtiff reports ("Read error ...").
  *
  * The first directory's tags are checked before any pixel buffer exists (sides, the pixel
- * limit, tile sizes, what `as` needs), then the page is decoded in bands of rows, a band being
- * one strip or one row of tiles, so each strip or tile is decoded once:
+ * limit, tile sizes, what `as` needs). Strip files read top-down in the layouts this file
+ * converts itself go a scanline at a time (read_scan); the rest is decoded in bands of rows, a
+ * band being one strip or one row of tiles, so each strip or tile is decoded once:
  *   - images, and colour files read as masks, through TIFFRGBAImageGet with row_offset (ABGR
  *     words, converted to RGB8 or 0/1 rows here);
  *   - one-sample masks through TIFFReadEncodedStrip / TIFFReadTile of plane 0, the stored
@@ -433,6 +434,106 @@ done:
   return rc;
 }
 
+/* ---- strips, a scanline at a time ---------------------------------------------------------- */
+
+/* Strip files read top-down go a scanline at a time when this file converts the layout itself:
+ * every one-sample file by value, and 8-bit gray, gray + alpha, RGB, RGBA and palette images
+ * (and such colour files as binary masks). Memory is then libtiff's raw strip (the compressed
+ * bytes) and one row, however many rows a strip holds: ImageJ writes one strip a page, and a
+ * 9000x9000 Deflate strip decoded whole cost +563 MB. Tiles, bottom-up files and the other
+ * layouts (16-bit, CMYK, YCbCr images ...) go through bands. The conversions are the RGBA
+ * interface's, so both paths give the same bytes (test_pillow, test_tiff). */
+static int scan_layout(const plan_t *p) {
+  if (p->tiled || p->vflip) return 0;
+  if (p->values) return 1;
+  if (p->bps != 8 || (p->planar == PLANARCONFIG_SEPARATE && p->spp > 1)) return 0;
+  switch (p->photo) {
+  case PHOTOMETRIC_MINISBLACK:
+  case PHOTOMETRIC_MINISWHITE: return p->spp == 1 || p->spp == 2;
+  case PHOTOMETRIC_RGB: return p->spp == 3 || p->spp == 4;
+  case PHOTOMETRIC_PALETTE: return p->spp == 1;
+  default: return 0;
+  }
+}
+
+/* A palette's 8-bit colours as the RGBA interface makes them: a colormap whose entries are all
+ * below 256 is taken as 8-bit already (old writers), else each entry's high byte. */
+static int palette8(tctx_t *c, TIFF *tif, uint8_t pal[256][3]) {
+  uint16_t *r, *g, *b;
+  if (!TIFFGetField(tif, TIFFTAG_COLORMAP, &r, &g, &b)) return fail(c, 0, "no Colormap tag");
+  const int n = 1 << 8;
+  int wide = 0;
+  for (int i = 0; i < n; i++) wide |= r[i] >= 256 || g[i] >= 256 || b[i] >= 256;
+  for (int i = 0; i < n; i++) {
+    pal[i][0] = (uint8_t)(wide ? r[i] >> 8 : r[i]);
+    pal[i][1] = (uint8_t)(wide ? g[i] >> 8 : g[i]);
+    pal[i][2] = (uint8_t)(wide ? b[i] >> 8 : b[i]);
+  }
+  return 0;
+}
+
+static int read_scan(tctx_t *c, TIFF *tif, const plan_t *p, cg_png_as_t as,
+                     const cg_png_sink_t *sink) {
+  const tmsize_t sls = TIFFScanlineSize(tif);
+  const size_t ch = as == CG_PNG_AS_RGB ? 3 : 1;
+  uint8_t *line = sls > 0 ? malloc((size_t)sls) : NULL, *vals = malloc(p->w), *row = NULL;
+  int rc = 0;
+  uint8_t pal[256][3];
+  uint16_t nextra = 0, *extra = NULL;
+  TIFFGetFieldDefaulted(tif, TIFFTAG_EXTRASAMPLES, &nextra, &extra);
+  const int assoc = nextra > 0 && extra[0] == EXTRASAMPLE_ASSOCALPHA;
+  row = malloc(p->w * ch);
+  if (!line || !vals || !row) {
+    rc = fail(c, 0, sls > 0 ? "out of memory for a row" : "no scanline size");
+    goto done;
+  }
+  if (!p->values && p->photo == PHOTOMETRIC_PALETTE && (rc = palette8(c, tif, pal))) goto done;
+  for (uint32_t y = 0; y < p->h && !rc; y++) {
+    if (TIFFReadScanline(tif, line, y, 0) < 0 || c->failed) {
+      rc = fail(c, 0, "cannot read row %u", y);
+      break;
+    }
+    if (p->values) {
+      const long bad = to_values(p, as, line, p->w, vals);
+      if (bad >= 0) {
+        rc = fail(c, 1, "mask value %ld is over 255: not a class id", bad);
+        break;
+      }
+    }
+    for (uint32_t x = 0; x < p->w; x++) {
+      const uint32_t ox = p->hflip ? p->w - 1 - x : x;
+      if (p->values) {
+        row[ox] = vals[x];
+        continue;
+      }
+      const uint8_t *px = line + (size_t)x * p->spp;
+      uint8_t r, g, b;
+      if (p->photo == PHOTOMETRIC_PALETTE) {
+        r = pal[px[0]][0], g = pal[px[0]][1], b = pal[px[0]][2];
+      } else if (p->photo == PHOTOMETRIC_RGB) {
+        const uint32_t a = assoc && p->spp == 4 ? px[3] : 255;
+        r = unpremultiply(px[0], a), g = unpremultiply(px[1], a), b = unpremultiply(px[2], a);
+      } else {
+        const uint32_t a = assoc && p->spp == 2 ? px[1] : 255;
+        r = g = b = unpremultiply(p->photo == PHOTOMETRIC_MINISWHITE ? 255 - px[0] : px[0], a);
+      }
+      if (ch == 3) {
+        row[3 * ox] = r;
+        row[3 * ox + 1] = g;
+        row[3 * ox + 2] = b;
+      } else {
+        row[ox] = (r | g | b) != 0;
+      }
+    }
+    if (!rc) rc = sink_row(c, sink, y, row);
+  }
+done:
+  free(line);
+  free(vals);
+  free(row);
+  return rc;
+}
+
 /* ---- the driver ---------------------------------------------------------------------------- */
 
 /* libtiff's messages for data that ends before what the directory promises. */
@@ -461,7 +562,8 @@ static int run(const char *path, int64_t max_pixels, cg_png_as_t as, const cg_pn
     goto done;
   }
   char emsg[1024] = "";
-  if (!p.values) {
+  const int scan = scan_layout(&p);
+  if (!p.values && !scan) {
     divide = pass_alpha(tif);
     if (!TIFFRGBAImageBegin(&img, tif, 1, emsg)) { /* 1: stop on the first read error */
       fail(&c, 0, "%s", emsg);
@@ -478,14 +580,16 @@ static int run(const char *path, int64_t max_pixels, cg_png_as_t as, const cg_pn
   /* libtiff 4.5.0 (_TIFFReadEncodedTileAndAllocBuffer, under TIFFRGBAImage) refuses an
    * uncompressed tile unless the raw buffer is exactly one tile ("Invalid tile byte count"),
    * and rounds its own up to 1 KiB: lend it one of the exact size. */
-  if (!p.values && p.tiled && p.comp == COMPRESSION_NONE) {
+  if (!p.values && !scan && p.tiled && p.comp == COMPRESSION_NONE) {
     const tmsize_t ts = TIFFTileSize(tif);
     if (ts <= 0 || !(raw = malloc((size_t)ts)) || !TIFFReadBufferSetup(tif, raw, ts)) {
       fail(&c, 0, "out of memory for a tile");
       goto done;
     }
   }
-  rc = p.values ? read_values(&c, tif, &p, as, sink) : read_rgba(&c, &p, as, sink, &img, divide);
+  rc = scan       ? read_scan(&c, tif, &p, as, sink)
+       : p.values ? read_values(&c, tif, &p, as, sink)
+                  : read_rgba(&c, &p, as, sink, &img, divide);
 done:
   if (began) TIFFRGBAImageEnd(&img);
   if (tif) TIFFClose(tif);

@@ -20,10 +20,13 @@
  * or signed samples are refused as masks.
  *
  * Hardening, as for PNG: the pixel limit is checked from the first page's width and length
- * before any pixel buffer exists; memory is bounded by a band of rows (one strip or one row of
- * tiles, held as 32-bit RGBA words on the image path; a compressed single-strip file's band is
- * the whole image) plus one converted row, and libtiff's own allocations are capped (a strip
- * or tile of more than 8 bytes x the pixel limit + 1 MiB is refused). libtiff's errors and
+ * before any pixel buffer exists. Memory: a strip file read top-down in a layout converted here
+ * (every mask read by value; 8-bit gray, gray + alpha, RGB, RGBA and palette images) goes a
+ * scanline at a time: libtiff's raw strip (the compressed bytes) and one row, however many rows
+ * a strip holds. Tiles, bottom-up files and other layouts (16-bit, CMYK, YCbCr images) go by
+ * bands of one strip or one row of tiles, held as 32-bit RGBA words (a single-strip file of
+ * those: the whole image). libtiff's own allocations are capped (a strip or tile of more than
+ * 8 bytes x the pixel limit + 1 MiB is refused). libtiff's errors and
  * warnings go to a per-file handler (never stderr), so the message is "PATH: TIFF decode
  * failed: <libtiff's reason>"; a truncated file is an error, not a short image.
  *
