@@ -108,4 +108,19 @@ expect2 "is the --list being read" $BIN pack --list "$T/voc/lists/all.txt" \
 expect2 "--list FILE replaces --images and --masks" $BIN pack --list "$T/voc/lists/all.txt" \
   --images "$T/d/images" --out "$T/x.cgds"
 grep -q "^\.\./JPEGImages/000000.jpg" "$T/voc/lists/all.txt" || fail "the list was changed"
+
+# a resume tells a list that changed under it (the same count: the run would go on silently
+# with another sample order); the same list resumes without a word
+cp "$T/voc/lists/train.txt" "$T/voc/lists/r.txt"
+$MPIRUN -np 1 $BIN train $SMALL $K --data "$T/voc/lists/r.txt" --checkpoint-dir "$T/voc/ckr" \
+  > "$T/r1.log" 2>&1 || { cat "$T/r1.log"; fail "resume fixture"; }
+$MPIRUN -np 1 $BIN train --resume "$T/voc/ckr" --steps 4 > "$T/r2.log" 2>&1 ||
+  { cat "$T/r2.log"; fail "resume, the same list"; }
+grep -q "not the same names" "$T/r2.log" && fail "the same list: warned of a change"
+{ tail -1 "$T/voc/lists/train.txt"; head -15 "$T/voc/lists/train.txt"; } > "$T/voc/lists/r.txt"
+$MPIRUN -np 1 $BIN train --resume "$T/voc/ckr" --steps 5 > "$T/r3.log" 2>&1 ||
+  { cat "$T/r3.log"; fail "resume, a reordered list"; }
+grep -q "holds the checkpoint's 14 training samples, but not the same names in the same order" \
+  "$T/r3.log" || { cat "$T/r3.log"; fail "a reordered list on resume: no warning"; }
+echo "ok: a resume warns of a list reordered since the checkpoint, not of the same list"
 echo "PASS test_lists"

@@ -43,6 +43,9 @@ typedef struct {
   cg_source_t *base_src, *val_base, *train_src, *val_src;
   int synthetic;
   int64_t ntrain, nval, spe, total, global; /* samples; steps per epoch, of the run; per step */
+  char data_names[40];      /* "N:HASH": the training set's count and names in order (FNV-1a),
+                               stored in checkpoints to tell a resume the data changed; "" for
+                               synthetic data */
   /* resume */
   int resumed, exact;       /* exact: the same global batch and training set (ckpt.h) */
   cg_ckpt_info_t ck;        /* the checkpoint resumed from */

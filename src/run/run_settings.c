@@ -149,6 +149,15 @@ overflow:
   return -1;
 }
 
+int cg_settings_add(char *json, size_t len, const char *key, const char *value) {
+  const size_t n = strlen(json);
+  if (n < 2 || json[n - 1] != '}') return -1;
+  const size_t need = strlen(key) + strlen(value) + 10; /* , "": ""} and the NUL */
+  if (n - 1 + need > len) return -1;
+  snprintf(json + n - 1, len - (n - 1), "%s\"%s\": \"%s\"}", n > 2 ? ", " : "", key, value);
+  return 0;
+}
+
 int cg_settings_apply(cg_config_t *cfg, const char *json, FILE *out, char *err, size_t errlen) {
   char jerr[256];
   cg_json_t *j = cg_json_parse(json, jerr, sizeof jerr);

@@ -336,19 +336,23 @@ static int open_files(cg_run_t *r, char *err, size_t errlen) {
   return 0;
 }
 
+/* h extended by src's sample names, in order (none: h). */
+static uint64_t hash_names(uint64_t h, const cg_source_t *src) {
+  for (int64_t i = 0; src && i < src->count; i++) {
+    const char *name = cg_source_name(src, i);
+    if (name) h = cg_fnv1a(h, name, strlen(name) + 1);
+  }
+  return h;
+}
+
 /* Every rank must read the same samples (a node-local copy of the data may differ): the
  * counts and the names of the training and validation sets, in order, equal rank 0's. */
 static int check_same_data(cg_run_t *r, char *err, size_t errlen) {
   const cg_comm_t *c = r->c;
   if (c->size == 1) return 0;
   int64_t n[2] = {r->ntrain, r->nval};
-  uint64_t h = cg_fnv1a(CG_FNV1A_INIT, n, sizeof n);
-  const cg_source_t *src[2] = {r->train_src, r->val_src};
-  for (int k = 0; k < 2; k++)
-    for (int64_t i = 0; src[k] && i < src[k]->count; i++) {
-      const char *name = cg_source_name(src[k], i);
-      if (name) h = cg_fnv1a(h, name, strlen(name) + 1);
-    }
+  const uint64_t h = hash_names(hash_names(cg_fnv1a(CG_FNV1A_INIT, n, sizeof n), r->train_src),
+                                r->val_src);
   int ndiff;
   const int other = first_other(c, h, &ndiff);
   if (!other) return 0;
@@ -421,6 +425,9 @@ static int open_data(cg_run_t *r, char *err, size_t errlen) {
   }
   r->ntrain = r->train_src->count;
   r->nval = r->val_src ? r->val_src->count : 0;
+  if (!r->synthetic) /* synthetic samples are a function of the seed, which is stored */
+    snprintf(r->data_names, sizeof r->data_names, "%lld:%016llx", (long long)r->ntrain,
+             (unsigned long long)hash_names(CG_FNV1A_INIT, r->train_src));
   const int code = check_same_data(r, err, errlen);
   if (code) return code;
   warn_masks_0_255(r);

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "atomic_file.h" /* cg_afile_save: --metrics-out, --params-out replaced atomically */
+#include "json.h"        /* cg_json_parse: the data-names a checkpoint stores */
 #include "log.h"         /* cg_log_warn */
 
 /* A JSON number ("%.9g": any finite double fits 32 bytes), or null for a value that is not
@@ -43,6 +44,18 @@ static void banner_resume(const cg_run_t *r) {
            (long long)r->global, r->c->size, cfg->batch, (long long)r->ntrain, (long long)r->s0,
            (long long)(r->s0 / r->spe), (long long)(r->s0 % r->spe + 1), (long long)r->spe,
            (long long)(r->global - 1), (long long)r->global);
+  if (r->exact && trained && r->data_names[0]) { /* the same count: the same samples? */
+    cg_json_t *j = cg_json_parse(ck->settings, NULL, 0);
+    const char *then = j ? cg_json_str(j, "data-names", "") : "";
+    if (then[0] && strcmp(then, r->data_names)) {
+      fflush(stdout); /* after the lines above */
+      cg_log_warn("resume: --data holds the checkpoint's %lld training samples, but not the same "
+                  "names in the same order (the list or directory changed since): training goes "
+                  "on at step %lld, not with the sample order the run would have had",
+                  (long long)r->ntrain, (long long)r->s0);
+    }
+    cg_json_free(j);
+  }
   if (ck->seed != cfg->seed && trained)
     cg_log_warn("resume: the checkpoint was written with --seed %llu, this run has --seed "
                 "%llu: the sample order from here on follows %llu",
