@@ -456,6 +456,25 @@ static void test_masks(void) {
     expect(planar == 1 ? "gray + alpha labels (alpha ignored)" :
            "gray + alpha labels, separate planes", p, CG_PNG_AS_LABEL, want, H, W);
   }
+  /* MinIsWhite gray + alpha, both layouts: the image is the labels' gray (libtiff's RGBA
+   * interface does not invert separate planes: the scanline path reads plane 0) */
+  uint8_t *inv = malloc((size_t)H * W), *inv3 = malloc((size_t)H * W * 3);
+  for (int i = 0; i < H * W; i++) {
+    inv[i] = (uint8_t)(255 - ga[2 * i]);
+    inv3[3 * i] = inv3[3 * i + 1] = inv3[3 * i + 2] = inv[i];
+  }
+  for (int planar = 1; planar <= 2; planar++) {
+    s = (spec_t){.w = W, .h = H, .spp = 2, .bps = 8, .photo = PHOTOMETRIC_MINISWHITE, .rps = 3,
+                 .extra = EXTRASAMPLE_UNASSALPHA, .planar = (uint16_t)planar};
+    CG_TEST_CHECK(write_tiff(p, &s, ga) == 0, "write MinIsWhite gray+alpha");
+    expect(planar == 1 ? "MinIsWhite gray + alpha labels" :
+           "MinIsWhite gray + alpha labels, separate planes", p, CG_PNG_AS_LABEL, inv, H, W);
+    expect(planar == 1 ? "MinIsWhite gray + alpha image (inverted as the labels)" :
+           "MinIsWhite gray + alpha image, separate planes (inverted as the labels)", p,
+           CG_PNG_AS_RGB, inv3, H, W);
+  }
+  free(inv);
+  free(inv3);
   /* 16-bit, big-endian: a 300 is no class id, but foreground */
   uint16_t *m16 = malloc((size_t)H * W * 2);
   for (int i = 0; i < H * W; i++) {

@@ -443,17 +443,28 @@ done:
  * 9000x9000 Deflate strip decoded whole cost +563 MB. Tiles, bottom-up files and the other
  * layouts (16-bit, CMYK, YCbCr images ...) go through bands. The conversions are the RGBA
  * interface's, so both paths give the same bytes (test_pillow, test_tiff). */
-static int scan_layout(const plan_t *p) {
+static int scan_layout(const plan_t *p, int assoc) {
   if (p->tiled || p->vflip) return 0;
   if (p->values) return 1;
-  if (p->bps != 8 || (p->planar == PLANARCONFIG_SEPARATE && p->spp > 1)) return 0;
+  if (p->bps != 8) return 0;
+  const int separate = p->planar == PLANARCONFIG_SEPARATE && p->spp > 1;
   switch (p->photo) {
   case PHOTOMETRIC_MINISBLACK:
-  case PHOTOMETRIC_MINISWHITE: return p->spp == 1 || p->spp == 2;
-  case PHOTOMETRIC_RGB: return p->spp == 3 || p->spp == 4;
+  case PHOTOMETRIC_MINISWHITE: /* separate planes: plane 0, the gray (libtiff's RGBA interface
+                                  would not invert a MinIsWhite one); associated alpha there
+                                  would need the alpha plane: bands */
+    return (p->spp == 1 || p->spp == 2) && !(separate && assoc);
+  case PHOTOMETRIC_RGB: return (p->spp == 3 || p->spp == 4) && !separate;
   case PHOTOMETRIC_PALETTE: return p->spp == 1;
   default: return 0;
   }
+}
+
+/* 1 when the first extra sample is associated (premultiplied) alpha. */
+static int assoc_alpha(TIFF *tif) {
+  uint16_t nextra = 0, *extra = NULL;
+  TIFFGetFieldDefaulted(tif, TIFFTAG_EXTRASAMPLES, &nextra, &extra);
+  return nextra > 0 && extra[0] == EXTRASAMPLE_ASSOCALPHA;
 }
 
 /* A palette's 8-bit colours as the RGBA interface makes them: a colormap whose entries are all
@@ -479,9 +490,7 @@ static int read_scan(tctx_t *c, TIFF *tif, const plan_t *p, cg_png_as_t as,
   uint8_t *line = sls > 0 ? malloc((size_t)sls) : NULL, *vals = malloc(p->w), *row = NULL;
   int rc = 0;
   uint8_t pal[256][3];
-  uint16_t nextra = 0, *extra = NULL;
-  TIFFGetFieldDefaulted(tif, TIFFTAG_EXTRASAMPLES, &nextra, &extra);
-  const int assoc = nextra > 0 && extra[0] == EXTRASAMPLE_ASSOCALPHA;
+  const int assoc = assoc_alpha(tif) && p->stride == p->spp; /* alpha in the line read */
   row = malloc(p->w * ch);
   if (!line || !vals || !row) {
     rc = fail(c, 0, sls > 0 ? "out of memory for a row" : "no scanline size");
@@ -506,7 +515,7 @@ static int read_scan(tctx_t *c, TIFF *tif, const plan_t *p, cg_png_as_t as,
         row[ox] = vals[x];
         continue;
       }
-      const uint8_t *px = line + (size_t)x * p->spp;
+      const uint8_t *px = line + (size_t)x * p->stride; /* separate planes: plane 0 only */
       uint8_t r, g, b;
       if (p->photo == PHOTOMETRIC_PALETTE) {
         r = pal[px[0]][0], g = pal[px[0]][1], b = pal[px[0]][2];
@@ -562,7 +571,7 @@ static int run(const char *path, int64_t max_pixels, cg_png_as_t as, const cg_pn
     goto done;
   }
   char emsg[1024] = "";
-  const int scan = scan_layout(&p);
+  const int scan = scan_layout(&p, assoc_alpha(tif));
   if (!p.values && !scan) {
     divide = pass_alpha(tif);
     if (!TIFFRGBAImageBegin(&img, tif, 1, emsg)) { /* 1: stop on the first read error */

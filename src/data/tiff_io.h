@@ -4,10 +4,13 @@
  * Images come out as RGB8 rows, converted by libtiff's RGBA interface (TIFFRGBAImage) as far as
  * it converts them (gray and palette 1 to 16 bits; RGB and CMYK 8 or 16; YCbCr; strips or
  * tiles; any compression libtiff decodes; others fail with libtiff's reason), alpha dropped
- * (unassociated: the colours as stored; associated: divided back by alpha, as Pillow does):
- * the pixels of Pillow's Image.open(p).convert("RGB") (tests/test_pillow.c). Orientation 1 to 4
- * is applied (a mirrored or upside-down file is flipped as it is read, masks alike, as Pillow's
- * decoder does); 5 to 8 (rows and columns swapped) are refused naming the file.
+ * (unassociated: the colours as stored; associated: divided back by alpha, as Pillow does,
+ * except 16-bit gray, which libtiff hands over undivided): the pixels of Pillow's
+ * Image.open(p).convert("RGB") (tests/test_pillow.c), but for 16-bit samples (scaled, where
+ * Pillow clips gray and keeps colour's high byte) and old 8-bit colormaps (every entry < 256:
+ * taken as 8-bit, as libtiff does, where Pillow's high bytes make them black). Orientation 1
+ * to 4 is applied (a mirrored or upside-down file is flipped as it is read, masks alike, as
+ * Pillow's decoder does); 5 to 8 (rows and columns swapped) are refused naming the file.
  *
  * Masks follow png_io.h's rules on the stored sample values, as np.array(Image.open(p)) gives
  * them: a one-sample file (gray or palette, 1, 2, 4, 8 or 16 bits, unsigned; one extra sample

@@ -330,7 +330,7 @@ static int find_dir_masks(popts_t *o, char **files, int nfiles, char *err, size_
   return -1;
 }
 
-/* The whole image as RGB8 (h*w*3, caller frees): PNG or JPEG, told by its content. */
+/* The whole image as RGB8 (h*w*3, caller frees): PNG, JPEG, GIF or TIFF, told by its content. */
 static int load_rgb(const char *path, int64_t max_pixels, uint8_t **rgb, int *h, int *w,
                     char *err, size_t errlen) {
   return cg_image_read_rgb(path, max_pixels, rgb, h, w, err, errlen);
