@@ -89,49 +89,6 @@ int cg_image_read_size(const char *path, int64_t max_pixels, int *h, int *w, cha
   }
 }
 
-/* A GIF's or TIFF's rows into one buffer (PNG and JPEG have their own whole readers). */
-typedef struct {
-  uint8_t *px;
-  int h, w;
-} whole_t;
-
-static int whole_begin(void *ctx, int h, int w, char *why, size_t whylen) {
-  whole_t *t = ctx;
-  t->px = malloc((size_t)h * (size_t)w * 3);
-  if (!t->px) snprintf(why, whylen, "out of memory for the decoded %dx%d image", w, h);
-  t->h = h;
-  t->w = w;
-  return t->px ? 0 : -1;
-}
-
-static int whole_row(void *ctx, int y, const uint8_t *px, char *why, size_t whylen) {
-  (void)why, (void)whylen;
-  whole_t *t = ctx;
-  memcpy(t->px + (size_t)y * (size_t)t->w * 3, px, (size_t)t->w * 3);
-  return 0;
-}
-
-int cg_image_read_rgb(const char *path, int64_t max_pixels, uint8_t **rgb, int *h, int *w,
-                      char *err, size_t errlen) {
-  const int kind = sniff(path, err, errlen);
-  if (kind < 0) return -1;
-  if (kind == K_JPEG) return cg_jpeg_read_rgb(path, max_pixels, rgb, h, w, err, errlen);
-  if (kind == K_PNG) return cg_png_read_rgb(path, max_pixels, rgb, h, w, err, errlen);
-  whole_t t = {NULL, 0, 0};
-  const cg_png_sink_t s = {whole_begin, whole_row, &t};
-  const int rc = kind == K_GIF
-                     ? cg_gif_read_rows(path, max_pixels, CG_PNG_AS_RGB, &s, err, errlen)
-                     : cg_tiff_read_rows(path, max_pixels, CG_PNG_AS_RGB, &s, err, errlen);
-  if (rc) {
-    free(t.px);
-    return -1;
-  }
-  *rgb = t.px;
-  *h = t.h;
-  *w = t.w;
-  return 0;
-}
-
 /* Hands the file's size and the decoding scale out before the caller's begin. */
 typedef struct {
   const cg_png_sink_t *inner;
@@ -168,6 +125,20 @@ int cg_image_read_rows(const char *path, int64_t max_pixels, int min_side,
   case K_TIFF: return cg_tiff_read_rows(path, max_pixels, CG_PNG_AS_RGB, &s, err, errlen);
   default: return cg_png_read_rows(path, max_pixels, CG_PNG_AS_RGB, &s, err, errlen);
   }
+}
+
+int cg_image_read_rgb(const char *path, int64_t max_pixels, uint8_t **rgb, int *h, int *w,
+                      char *err, size_t errlen) {
+  cg_png_whole_t t = {NULL, 3, 0, 0};
+  const cg_png_sink_t s = {cg_png_whole_begin, cg_png_whole_row, &t};
+  if (cg_image_read_rows(path, max_pixels, 0, &s, NULL, NULL, NULL, err, errlen)) {
+    free(t.px);
+    return -1;
+  }
+  *rgb = t.px;
+  *h = t.h;
+  *w = t.w;
+  return 0;
 }
 
 /* ---- masks ------------------------------------------------------------------------------ */

@@ -236,31 +236,10 @@ int cg_jpeg_read_rows(const char *name, const uint8_t *mem, size_t len, int64_t 
   return run(&j, err, errlen);
 }
 
-typedef struct {
-  uint8_t *px;
-  size_t rb;
-} whole_t;
-
-static int whole_begin(void *ctx, int h, int w, char *why, size_t whylen) {
-  whole_t *t = ctx;
-  t->rb = (size_t)w * 3;
-  t->px = malloc(t->rb * (size_t)h);
-  if (!t->px) snprintf(why, whylen, "out of memory for the decoded %dx%d image", w, h);
-  return t->px ? 0 : -1;
-}
-
-static int whole_row(void *ctx, int y, const uint8_t *px, char *why, size_t whylen) {
-  (void)why;
-  (void)whylen;
-  whole_t *t = ctx;
-  memcpy(t->px + (size_t)y * t->rb, px, t->rb);
-  return 0;
-}
-
 int cg_jpeg_read_rgb(const char *path, int64_t max_pixels, uint8_t **rgb, int *h, int *w,
                      char *err, size_t errlen) {
-  whole_t t = {NULL, 0};
-  const cg_png_sink_t sink = {whole_begin, whole_row, &t};
+  cg_png_whole_t t = {NULL, 3, 0, 0};
+  const cg_png_sink_t sink = {cg_png_whole_begin, cg_png_whole_row, &t};
   int hh = 0, ww = 0;
   if (cg_jpeg_read_rows(path, NULL, 0, max_pixels, 0, &sink, &hh, &ww, err, errlen)) {
     free(t.px);

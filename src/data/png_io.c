@@ -15,6 +15,25 @@
 #include "png_io.h"
 
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int cg_png_whole_begin(void *ctx, int h, int w, char *why, size_t whylen) {
+  cg_png_whole_t *t = ctx;
+  t->px = malloc(t->bpp * (size_t)w * (size_t)h);
+  if (!t->px) snprintf(why, whylen, "out of memory for the decoded %dx%d image", w, h);
+  t->h = h;
+  t->w = w;
+  return t->px ? 0 : -1;
+}
+
+int cg_png_whole_row(void *ctx, int y, const uint8_t *px, char *why, size_t whylen) {
+  (void)why, (void)whylen;
+  const cg_png_whole_t *t = ctx;
+  const size_t row_bytes = t->bpp * (size_t)t->w;
+  memcpy(t->px + (size_t)y * row_bytes, px, row_bytes);
+  return 0;
+}
 
 int cg_image_over_limit(uint64_t w, uint64_t h, int64_t max_pixels, char *why, size_t whylen) {
   if (max_pixels <= 0 || w * h <= (uint64_t)max_pixels) return 0;
@@ -325,32 +344,10 @@ int cg_png_read_rows(const char *path, int64_t max_pixels, cg_png_as_t as, const
   return read_file(path, max_pixels, as, sink, NULL, NULL, err, errlen);
 }
 
-/* The whole-image readers: a sink that keeps every row. */
-typedef struct {
-  uint8_t *px;
-  size_t bpp, row_bytes; /* bytes per pixel, per row */
-} whole_t;
-
-static int whole_begin(void *ctx, int h, int w, char *why, size_t whylen) {
-  whole_t *t = ctx;
-  t->row_bytes = t->bpp * (size_t)w;
-  t->px = malloc(t->row_bytes * (size_t)h);
-  if (!t->px) snprintf(why, whylen, "out of memory for the decoded %dx%d image", w, h);
-  return t->px ? 0 : -1;
-}
-
-static int whole_row(void *ctx, int y, const uint8_t *px, char *why, size_t whylen) {
-  (void)why;
-  (void)whylen;
-  whole_t *t = ctx;
-  memcpy(t->px + (size_t)y * t->row_bytes, px, t->row_bytes);
-  return 0;
-}
-
 static int read_whole(const char *path, int64_t max_pixels, cg_png_as_t as, uint8_t **out, int *h,
                       int *w, char *err, size_t errlen) {
-  whole_t t = {NULL, as == CG_PNG_AS_RGB ? 3 : 1, 0};
-  cg_png_sink_t sink = {whole_begin, whole_row, &t};
+  cg_png_whole_t t = {NULL, as == CG_PNG_AS_RGB ? 3 : 1, 0, 0};
+  cg_png_sink_t sink = {cg_png_whole_begin, cg_png_whole_row, &t};
   int hh = 0, ww = 0;
   if (read_file(path, max_pixels, as, &sink, &hh, &ww, err, errlen)) {
     free(t.px);

@@ -70,6 +70,17 @@ typedef struct {
   void *ctx;
 } cg_png_sink_t;
 
+/* A sink that keeps every row, for the whole-image readers of every format: bpp (3 for RGB8
+ * rows, 1 for masks) is set by the caller; begin allocates px (h * w * bpp bytes, the caller's
+ * to free, also after a failed read) and records h and w. */
+typedef struct {
+  uint8_t *px;
+  size_t bpp;
+  int h, w;
+} cg_png_whole_t;
+int cg_png_whole_begin(void *ctx, int h, int w, char *why, size_t whylen);
+int cg_png_whole_row(void *ctx, int y, const uint8_t *px, char *why, size_t whylen);
+
 /* Width and height from the IHDR chunk only (cheap: nothing is decompressed). */
 int cg_png_read_size(const char *path, int64_t max_pixels, int *h, int *w, char *err,
                      size_t errlen);

@@ -367,20 +367,27 @@ done:
 
 /* ---- everything else, through the RGBA interface ------------------------------------------ */
 
+/* 1 when the first extra sample is associated (premultiplied) alpha. */
+static int assoc_alpha(TIFF *tif) {
+  uint16_t nextra = 0, *extra = NULL;
+  TIFFGetFieldDefaulted(tif, TIFFTAG_EXTRASAMPLES, &nextra, &extra);
+  return nextra > 0 && extra[0] == EXTRASAMPLE_ASSOCALPHA;
+}
+
 /* Alpha is dropped as Pillow drops it (convert("RGB")): unassociated, the colours as stored;
  * associated (premultiplied), the colours divided by alpha back (Pillow's unpacker: c * 255 / a,
  * at most 255; 0 where a = 0). TIFFRGBAImage would premultiply unassociated alpha into the
  * colours (putRGBUA*) and passes associated alpha through: calling every alpha associated
- * makes it hand over the stored colours, divided here. Returns 1 when they are to be divided. */
-static int pass_alpha(TIFF *tif) {
+ * makes it hand over the stored colours, divided here when they were associated (assoc_alpha,
+ * asked before this). */
+static void pass_alpha(TIFF *tif) {
   uint16_t n = 0, *types = NULL, mine[8];
-  if (!TIFFGetField(tif, TIFFTAG_EXTRASAMPLES, &n, &types) || n == 0) return 0;
-  if (types[0] == EXTRASAMPLE_ASSOCALPHA) return 1;
-  if (types[0] != EXTRASAMPLE_UNASSALPHA || n > 8) return 0;
+  if (!TIFFGetField(tif, TIFFTAG_EXTRASAMPLES, &n, &types) || n == 0 || n > 8 ||
+      types[0] != EXTRASAMPLE_UNASSALPHA)
+    return;
   memcpy(mine, types, n * sizeof *mine);
   mine[0] = EXTRASAMPLE_ASSOCALPHA;
   TIFFSetField(tif, TIFFTAG_EXTRASAMPLES, n, mine); /* in memory only: the file is read-only */
-  return 0;
 }
 
 static uint8_t unpremultiply(uint32_t c, uint32_t a) {
@@ -460,12 +467,6 @@ static int scan_layout(const plan_t *p, int assoc) {
   }
 }
 
-/* 1 when the first extra sample is associated (premultiplied) alpha. */
-static int assoc_alpha(TIFF *tif) {
-  uint16_t nextra = 0, *extra = NULL;
-  TIFFGetFieldDefaulted(tif, TIFFTAG_EXTRASAMPLES, &nextra, &extra);
-  return nextra > 0 && extra[0] == EXTRASAMPLE_ASSOCALPHA;
-}
 
 /* A palette's 8-bit colours as the RGBA interface makes them: a colormap whose entries are all
  * below 256 is taken as 8-bit already (old writers), else each entry's high byte. */
@@ -483,15 +484,15 @@ static int palette8(tctx_t *c, TIFF *tif, uint8_t pal[256][3]) {
   return 0;
 }
 
-static int read_scan(tctx_t *c, TIFF *tif, const plan_t *p, cg_png_as_t as,
+static int read_scan(tctx_t *c, TIFF *tif, const plan_t *p, cg_png_as_t as, int assoc_file,
                      const cg_png_sink_t *sink) {
   const tmsize_t sls = TIFFScanlineSize(tif);
   const size_t ch = as == CG_PNG_AS_RGB ? 3 : 1;
-  uint8_t *line = sls > 0 ? malloc((size_t)sls) : NULL, *vals = malloc(p->w), *row = NULL;
+  uint8_t *line = sls > 0 ? malloc((size_t)sls) : NULL, *vals = malloc(p->w);
+  uint8_t *row = malloc(p->w * ch);
   int rc = 0;
   uint8_t pal[256][3];
-  const int assoc = assoc_alpha(tif) && p->stride == p->spp; /* alpha in the line read */
-  row = malloc(p->w * ch);
+  const int assoc = assoc_file && p->stride == p->spp; /* alpha in the line read */
   if (!line || !vals || !row) {
     rc = fail(c, 0, sls > 0 ? "out of memory for a row" : "no scanline size");
     goto done;
@@ -548,8 +549,7 @@ done:
 /* libtiff's messages for data that ends before what the directory promises. */
 static int short_read(const char *msg) {
   return strstr(msg, "Read error") || strstr(msg, "Can not read TIFF directory") ||
-         strstr(msg, "Cannot read TIFF header") || strstr(msg, "Read error on strip") ||
-         strstr(msg, "Seek error");
+         strstr(msg, "Cannot read TIFF header") || strstr(msg, "Seek error");
 }
 
 /* sink NULL: the checks and the size only. */
@@ -561,7 +561,7 @@ static int run(const char *path, int64_t max_pixels, cg_png_as_t as, const cg_pn
   TIFF *tif = open_tiff(&c, max_pixels);
   plan_t p;
   TIFFRGBAImage img;
-  int began = 0, divide = 0, rc = -1;
+  int began = 0, rc = -1;
   void *raw = NULL; /* our raw tile buffer, lent to libtiff */
   if (!tif || make_plan(&c, tif, max_pixels, as, &p)) goto done;
   if (!sink) {
@@ -571,9 +571,9 @@ static int run(const char *path, int64_t max_pixels, cg_png_as_t as, const cg_pn
     goto done;
   }
   char emsg[1024] = "";
-  const int scan = scan_layout(&p, assoc_alpha(tif));
+  const int assoc = assoc_alpha(tif), scan = scan_layout(&p, assoc);
   if (!p.values && !scan) {
-    divide = pass_alpha(tif);
+    pass_alpha(tif);
     if (!TIFFRGBAImageBegin(&img, tif, 1, emsg)) { /* 1: stop on the first read error */
       fail(&c, 0, "%s", emsg);
       goto done;
@@ -596,9 +596,9 @@ static int run(const char *path, int64_t max_pixels, cg_png_as_t as, const cg_pn
       goto done;
     }
   }
-  rc = scan       ? read_scan(&c, tif, &p, as, sink)
+  rc = scan       ? read_scan(&c, tif, &p, as, assoc, sink)
        : p.values ? read_values(&c, tif, &p, as, sink)
-                  : read_rgba(&c, &p, as, sink, &img, divide);
+                  : read_rgba(&c, &p, as, sink, &img, assoc);
 done:
   if (began) TIFFRGBAImageEnd(&img);
   if (tif) TIFFClose(tif);

@@ -346,13 +346,14 @@ static uint64_t hash_names(uint64_t h, const cg_source_t *src) {
 }
 
 /* Every rank must read the same samples (a node-local copy of the data may differ): the
- * counts and the names of the training and validation sets, in order, equal rank 0's. */
-static int check_same_data(cg_run_t *r, char *err, size_t errlen) {
+ * counts and the names of the training and validation sets, in order, equal rank 0's (train_h:
+ * hash_names of the training set). */
+static int check_same_data(cg_run_t *r, uint64_t train_h, char *err, size_t errlen) {
   const cg_comm_t *c = r->c;
   if (c->size == 1) return 0;
   int64_t n[2] = {r->ntrain, r->nval};
-  const uint64_t h = hash_names(hash_names(cg_fnv1a(CG_FNV1A_INIT, n, sizeof n), r->train_src),
-                                r->val_src);
+  uint64_t h = cg_fnv1a(CG_FNV1A_INIT, n, sizeof n);
+  h = hash_names(cg_fnv1a(h, &train_h, sizeof train_h), r->val_src);
   int ndiff;
   const int other = first_other(c, h, &ndiff);
   if (!other) return 0;
@@ -425,10 +426,14 @@ static int open_data(cg_run_t *r, char *err, size_t errlen) {
   }
   r->ntrain = r->train_src->count;
   r->nval = r->val_src ? r->val_src->count : 0;
-  if (!r->synthetic) /* synthetic samples are a function of the seed, which is stored */
+  /* the training set's names, once: for the ranks' agreement and for checkpoints (not kept
+   * for synthetic samples, a function of the seed, which is stored) */
+  const uint64_t train_h =
+      !r->synthetic || r->c->size > 1 ? hash_names(CG_FNV1A_INIT, r->train_src) : 0;
+  if (!r->synthetic)
     snprintf(r->data_names, sizeof r->data_names, "%lld:%016llx", (long long)r->ntrain,
-             (unsigned long long)hash_names(CG_FNV1A_INIT, r->train_src));
-  const int code = check_same_data(r, err, errlen);
+             (unsigned long long)train_h);
+  const int code = check_same_data(r, train_h, err, errlen);
   if (code) return code;
   warn_masks_0_255(r);
   cg_sampler_t s;
