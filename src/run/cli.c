@@ -117,9 +117,15 @@ static const cg_opt_t g_opts[] = {
     CG_OPT_ROW_NUM_GT(DBL, "eps", O(eps), 0, 1, C_TRAIN, "X", "AdamW epsilon"),
     CG_OPT_ROW_NUM(I64, "warmup-steps", O(warmup_steps), 0, 1e15, C_TRAIN, "N",
         "linear learning-rate warm-up over the first N steps"),
-    CG_OPT_ROW_TEXT(STR, "lr-schedule", O(lr_schedule), "constant|cosine", C_TRAIN, "S",
-        "learning rate after warm-up: constant, or cosine decay to 0 at the end of the last "
-        "step (PyTorch's CosineAnnealingLR over the steps after warm-up)"),
+    CG_OPT_ROW_TEXT(STR, "lr-schedule", O(lr_schedule), "constant|cosine|poly", C_TRAIN, "S",
+        "learning rate after warm-up: constant; cosine decay to --min-lr at the end of the last "
+        "step (PyTorch's CosineAnnealingLR over the steps after warm-up); or poly: (--lr - "
+        "--min-lr) (1 - p)^--lr-power + --min-lr, p the fraction of the steps after warm-up done "
+        "(PyTorch's PolynomialLR, mmsegmentation's PolyLR: the segmentation recipe)"),
+    CG_OPT_ROW_NUM_GT(DBL, "lr-power", O(lr_power), 0, 100, C_TRAIN, "P",
+        "--lr-schedule poly: the exponent, in (0, 100]"),
+    CG_OPT_ROW_NUM(DBL, "min-lr", O(min_lr), 0, 10, C_TRAIN, "X",
+        "--lr-schedule cosine or poly: the learning rate they end at, in [0, --lr]"),
     CG_OPT_ROW_NUM(U64, "seed", O(seed), 0, 1.8e19, C_TRAIN | C_INFO, "N",
         "seed of the initial weights, the data and the shuffles"),
     {"val-every", CG_OPT_I64, O(val_every), 0, 1e15, CG_OPT_NODEF, NULL, C_TRAIN, "N",
@@ -250,6 +256,8 @@ void cg_cli_defaults(cg_config_t *c) {
   c->eps = 1e-8;
   c->warmup_steps = 0;
   snprintf(c->lr_schedule, sizeof c->lr_schedule, "constant");
+  c->lr_power = 0.9;
+  c->min_lr = 0;
   c->seed = 1;
   c->val_every = -1; /* once per epoch */
   c->report_every = 100;
@@ -378,8 +386,8 @@ static int check_labels(cg_config_t *cfg, char *err, size_t errlen) {
   return 0;
 }
 
-/* --trace-steps, --image-size against --model-depth (info too), --report-ranks,
- * --checkpoint-every's directory. */
+/* --trace-steps, --min-lr against --lr, --image-size against --model-depth (info too),
+ * --report-ranks, --checkpoint-every's directory. */
 static int check_train_flags(cg_config_t *cfg, char *err, size_t errlen) {
   if (cfg->cmd == CG_CMD_TRAIN) {
     long long a = -1, b = -1;
@@ -388,6 +396,11 @@ static int check_train_flags(cg_config_t *cfg, char *err, size_t errlen) {
       snprintf(err, errlen, "--trace-steps: '%s' is not A:B with 1 <= A <= B", cfg->trace_steps);
       return -1;
     }
+  }
+  if (cfg->cmd == CG_CMD_TRAIN && cfg->min_lr > cfg->lr) {
+    snprintf(err, errlen, "--min-lr %g is above --lr %g: the schedule decays to --min-lr",
+             cfg->min_lr, cfg->lr);
+    return -1;
   }
   if (cfg->cmd == CG_CMD_TRAIN || cfg->cmd == CG_CMD_INFO) {
     int div = 1 << cfg->model_depth;

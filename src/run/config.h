@@ -58,7 +58,9 @@ typedef struct {
   int64_t epochs;
   double lr, weight_decay, beta1, beta2, eps;
   int64_t warmup_steps;
-  char lr_schedule[12]; /* constant | cosine */
+  char lr_schedule[12]; /* constant | cosine | poly */
+  double lr_power;      /* poly: the exponent */
+  double min_lr;        /* cosine, poly: the learning rate they decay to */
   uint64_t seed;
   int64_t val_every;   /* steps between validations; 0 = only at the end; < 0 = once per epoch */
   int64_t report_every;

@@ -27,7 +27,7 @@ typedef struct {
  * res (optional) receives the run's figures. */
 int cg_train_run(const cg_config_t *cfg, cg_comm_t *c, cg_train_result_t *res);
 
-/* Learning rate of 0-based step t of total (warm-up, then constant or cosine). */
+/* Learning rate of 0-based step t of total (warm-up, then constant, cosine or poly). */
 double cg_train_lr(const cg_config_t *cfg, int64_t t, int64_t total);
 
 #endif
