@@ -1,8 +1,9 @@
 /* bench_cputasks.c: `cogpu-bench cpu-tasks` — the CPU task pool on its real work.
  *
  * N independent tasks, each the work a helper does for one sample: load (generate the
- * synthetic image, or decode a PNG / read a shard record with --data), augment (flips; crops for
- * real data), features and normalisation into the packed input. Run on 1..all of the rank's
+ * synthetic image, or decode and fit an image pair / read a shard record with --data; --crop:
+ * a training crop window instead of the fit, as train loads it), flips, features and
+ * normalisation into the packed input. bench/peer_decode.py does the same loads in Pillow. Run on 1..all of the rank's
  * cores (topology/), each thread pinned to its own core, and again unpinned; tasks/s, speed-up
  * over one thread and parallel efficiency per thread count. The packed outputs are checked
  * against a single-threaded pass before timing (they must be bitwise equal).
@@ -39,6 +40,7 @@ typedef struct {
   const int *cpus;  /* pin thread i to cpus[i], or NULL */
   const cg_topo_t *topo;
   int pin;
+  int crop;         /* load a training crop window (over the whole file) */
 } pool_t;
 
 typedef struct {
@@ -53,19 +55,24 @@ static void *worker(void *arg) {
   size_t px = (size_t)p->size * p->size;
   uint8_t *rgb = cg_malloc(px * 3, "rgb"), *mask = cg_malloc(px, "mask");
   float *scratch = cg_malloc(sizeof(float) * 3 * px, "scratch");
+  uint8_t *tmp = cg_malloc(px * 4, "crop scratch");
   float *x = cg_malloc(sizeof(float) * px * 5, "x");
   char err[512];
   for (;;) {
     int t = atomic_fetch_add(&p->next, 1);
     if (t >= p->ntasks) break;
     int64_t idx = t % p->src->count;
-    if (cg_source_load(p->src, idx, rgb, mask, err, sizeof err)) CG_FATAL("%s", err);
+    const cg_crop_t win = cg_augment_window(7, 0, idx, CG_CROP_SCALE_DEFAULT_LO, 1.0);
+    if (p->crop ? cg_source_load_win(p->src, idx, &win, rgb, mask, tmp, err, sizeof err)
+                : cg_source_load(p->src, idx, rgb, mask, err, sizeof err))
+      CG_FATAL("%s", err);
     cg_augment_flip(7, 0, idx, p->size, p->size, rgb, mask);
     cg_pack_input(rgb, p->size, p->size, CG_NFEAT, scratch, p->out ? p->out + (size_t)t * px * 5 : x);
   }
   free(rgb);
   free(mask);
   free(scratch);
+  free(tmp);
   free(x);
   return NULL;
 }
@@ -90,6 +97,7 @@ typedef struct {
   int64_t max_pixels;
   const char *json_out;
   int formats;
+  int crop;
 } opts_t;
 
 #define F(f) CG_OPT_FIELD(opts_t, f)
@@ -105,8 +113,11 @@ static const cg_opt_t g_opts[] = {
     CG_BENCH_OPT_JSON_OUT(opts_t),
     CG_OPT_ROW_FLAG("formats", F(formats), 0,
         "also time PNG vs JPEG directories and raw/png/jpeg shards of the same samples"),
+    CG_OPT_ROW_FLAG("crop", F(crop), 0,
+        "each task loads a training crop window (train's default --crop-scale 0.75:1, over the "
+        "whole file, or a shard's record) instead of the fitted square"),
 };
-static const opts_t g_defaults = {"synthetic", 256, 0, CG_PNG_DEFAULT_MAX_PIXELS, NULL, 0};
+static const opts_t g_defaults = {"synthetic", 256, 0, CG_PNG_DEFAULT_MAX_PIXELS, NULL, 0, 0};
 
 /* ---- --formats ------------------------------------------------------------------------- */
 
@@ -177,7 +188,8 @@ static void run_formats(const opts_t *o, const cg_topo_t *topo, int ncores) {
   for (int e = 0; e < 3; e++) {
     char out[600];
     snprintf(out, sizeof out, "%s/%s.cgds", t, enc_name[e]);
-    const cg_cgds_pack_opts_t po = {o->size, o->max_pixels, (cg_cgds_enc_t)e, 90, 0, 1, -1, NULL};
+    const cg_cgds_pack_opts_t po = {o->size, o->max_pixels, (cg_cgds_enc_t)e, 90, 0, 1, -1, NULL,
+                                    0};
     if (cg_cgds_pack_opts(im, mk, out, &po, NULL, NULL, err, sizeof err))
       fprintf(stderr, "cogpu-bench cpu-tasks: --formats: %s\n", err);
   }
@@ -195,7 +207,8 @@ static void run_formats(const opts_t *o, const cg_topo_t *topo, int ncores) {
       fprintf(stderr, "cogpu-bench cpu-tasks: --formats: %s\n", err);
       continue;
     }
-    pool_t pl = {src, o->size, o->ntasks > 0 ? o->ntasks : 4 * FMT_SAMPLES, 0, NULL, NULL, topo, 1};
+    pool_t pl = {src, o->size, o->ntasks > 0 ? o->ntasks : 4 * FMT_SAMPLES, 0, NULL, NULL, topo, 1,
+                 o->crop};
     run_pool(&pl, 1); /* warm the page cache */
     const double t1 = pl.ntasks / run_pool(&pl, 1), tn = pl.ntasks / run_pool(&pl, ncores);
     printf("  %-11s %14.0f %16.1f %16.1f\n", names[f], (double)dir_bytes(p) / FMT_SAMPLES, t1, tn);
@@ -230,7 +243,7 @@ static int cputasks_run(const void *arg, cg_comm_t *c) {
   /* check: the pool's outputs equal a single-threaded pass, bitwise */
   size_t per = (size_t)size * size * 5;
   int nchk = ncores * 2 < ntasks ? ncores * 2 : ntasks;
-  pool_t p = {src, size, nchk, 0, NULL, NULL, topo, 0};
+  pool_t p = {src, size, nchk, 0, NULL, NULL, topo, 0, o->crop};
   p.out = cg_malloc(sizeof(float) * per * nchk, "check out");
   run_pool(&p, 1);
   float *ref = p.out;
@@ -241,8 +254,8 @@ static int cputasks_run(const void *arg, cg_comm_t *c) {
   free(p.out);
   p.out = NULL;
   p.ntasks = ntasks;
-  printf("# cogpu-bench cpu-tasks: %s %dx%d, %d tasks per run, rank 0's %d core(s); outputs %s\n",
-         src->ops->kind, size, size, ntasks, ncores,
+  printf("# cogpu-bench cpu-tasks: %s %dx%d%s, %d tasks per run, rank 0's %d core(s); outputs "
+         "%s\n", src->ops->kind, size, size, o->crop ? " (crop windows)" : "", ntasks, ncores,
          bad ? "DIFFER between 1 and N threads" : "bitwise equal for 1 and N threads");
   printf("# %-8s %-9s %12s %10s %9s %12s\n", "threads", "pinning", "tasks/s", "speed-up",
          "effic.", "ms/task/core");

@@ -1,9 +1,12 @@
 #!/usr/bin/env python3
-"""peer_decode.py --data DIR|LIST --image-size N [--tasks T]: the data-loading peer of
+"""peer_decode.py --data DIR|LIST --image-size N [--tasks T] [--crop]: the data-loading peer of
 `cogpu-bench cpu-tasks`, in Pillow as a PyTorch Dataset's __getitem__ does it: open the image and
 its mask, convert the image to RGB, fit both to N x N by the trainer's rule (shorter side scaled
 to N, bilinear for the image and nearest for the mask, centre crop), to uint8 arrays. One thread,
 T tasks over the pairs in turn after one warm-up pass; prints one JSON line with tasks/s.
+--crop (as `cpu-tasks --crop`): a training crop instead, a random square window of 0.75..1 of the
+shorter side anywhere in the image, resized to N x N (`Image.resize(box=...)`, the
+RandomResizedCrop of torchvision with a square window).
 
 DIR is DIR/images/NAME.* with DIR/masks/NAME.*; LIST a file of IMAGE MASK lines relative to its
 directory (as train --data reads them)."""
@@ -19,6 +22,7 @@ ap = argparse.ArgumentParser()
 ap.add_argument("--data", required=True)
 ap.add_argument("--image-size", type=int, default=256)
 ap.add_argument("--tasks", type=int, default=200)
+ap.add_argument("--crop", action="store_true")
 a = ap.parse_args()
 if os.path.isdir(a.data):
     imgs = sorted(os.listdir(f"{a.data}/images"))
@@ -41,10 +45,26 @@ def fit(im, resample):
     return np.asarray(im.crop((x0, y0, x0 + N, y0 + N)))
 
 
+rng = np.random.default_rng(7)
+
+
+def crop(im, resample, box):
+    return np.asarray(im.resize((N, N), resample, box=box))
+
+
 def task(i):
     img, msk = pairs[i % len(pairs)]
-    x = fit(Image.open(img).convert("RGB"), Image.BILINEAR)
-    m = fit(Image.open(msk), Image.NEAREST) > 0
+    im = Image.open(img).convert("RGB")
+    if a.crop:
+        w, h = im.size
+        side = min(w, h) * rng.uniform(0.75, 1.0)
+        x0, y0 = rng.uniform() * (w - side), rng.uniform() * (h - side)
+        box = (x0, y0, x0 + side, y0 + side)
+        x = crop(im, Image.BILINEAR, box)
+        m = crop(Image.open(msk), Image.NEAREST, box) > 0
+    else:
+        x = fit(im, Image.BILINEAR)
+        m = fit(Image.open(msk), Image.NEAREST) > 0
     return x.sum() + m.sum()
 
 
@@ -55,4 +75,5 @@ for i in range(a.tasks):
     task(i)
 dt = time.perf_counter() - t0
 print(json.dumps({"peer": "pillow", "data": a.data, "image_size": N, "tasks": a.tasks,
+                  "crop": a.crop,
                   "tasks_per_s": round(a.tasks / dt, 1), "pillow": Image.__version__}))

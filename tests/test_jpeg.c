@@ -448,10 +448,17 @@ static double phase_shift(const double *p, int n) {
 static void test_alignment(void) {
   static const struct {
     int w, h, s;
-  } cases[] = {{500, 333, 128}, {260, 1000, 32}, {421, 637, 48}, {777, 555, 200}, {96, 96, 32}};
+    cg_crop_t win; /* scale 0: the fitting rule; else a training crop's window */
+  } cases[] = {{500, 333, 128, {0, 0, 0}},       {260, 1000, 32, {0, 0, 0}},
+               {421, 637, 48, {0, 0, 0}},        {777, 555, 200, {0, 0, 0}},
+               {96, 96, 32, {0, 0, 0}},          {1500, 1000, 96, {0.6, 0.2, 0.8}},
+               {1000, 700, 48, {0.93, 1.0, 0.0}}, {640, 1280, 40, {0.45, 0.7, 0.33}}};
   for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
     const int W = cases[c].w, H = cases[c].h, S = cases[c].s, M = W < H ? W : H;
-    const double x0 = (W - M) / 2, y0 = (H - M) / 2, period = 8.0 * M / S; /* file pixels */
+    const cg_crop_t *win = cases[c].win.scale > 0 ? &cases[c].win : NULL;
+    double x0 = (W - M) / 2, y0 = (H - M) / 2, side = M; /* file pixels */
+    if (win) cg_crop_px(win, H, W, &x0, &y0, &side);
+    const double period = 8.0 * side / S;
     uint8_t *rgb = malloc((size_t)H * W * 3);
     for (int y = 0; y < H; y++)
       for (int x = 0; x < W; x++) {
@@ -466,7 +473,8 @@ static void test_alignment(void) {
     free(rgb);
     uint8_t *out = malloc((size_t)S * S * 3), *om = malloc((size_t)S * S);
     double *px = calloc((size_t)S, sizeof *px), *py = calloc((size_t)S, sizeof *py);
-    int rc = cg_fit_png(path, NULL, 0, S, H, W, out, om, NULL, NULL, err, sizeof err);
+    const cg_fit_opts_t fo = {.size = S, .expect_h = H, .expect_w = W, .win = win};
+    int rc = cg_fit_pair(path, NULL, &fo, out, om, NULL, NULL, err, sizeof err);
     CG_TEST_CHECK(rc == 0, "fit %s: %s", rel, err);
     for (int y = 0; y < S; y++)
       for (int x = 0; x < S; x++) {
@@ -477,8 +485,8 @@ static void test_alignment(void) {
     CG_TEST_CHECK(fabs(dx) < 0.05 && fabs(dy) < 0.05,
                   "%dx%d JPEG fitted to %d: off by %.3f px in x, %.3f in y", W, H, S, dx, dy);
     if (fabs(dx) < 0.05 && fabs(dy) < 0.05)
-      printf("PASS alignment: %dx%d JPEG fitted to %d (DCT scaled): %.3f px in x, %.3f in y\n", W,
-             H, S, dx, dy);
+      printf("PASS alignment: %dx%d JPEG %s to %d (DCT scaled): %.3f px in x, %.3f in y\n", W,
+             H, win ? "cropped by a window" : "fitted", S, dx, dy);
     free(out), free(om), free(px), free(py);
   }
 }

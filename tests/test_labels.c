@@ -2,7 +2,7 @@
  *  - K x K confusion counts and the figures derived from them on hand-made matrices (per-class
  *    IoU and Dice, mIoU over the classes present in truth or prediction, pixel accuracy), the
  *    ignore label left out of the counts, binary counts with an ignore label;
- *  - label masks (cg_fit_png_k): 8- and 16-bit gray values and palette indices read as class
+ *  - label masks (cg_fit_pair): 8- and 16-bit gray values and palette indices read as class
  *    ids, the palette read back (cg_png_read_palette); a value that is no class id, a 16-bit
  *    value over 255 and an RGB mask fail with a message naming the file, the value and K;
  *    binary with an ignore label keeps it; binary without one is today's 0/1 rule;
@@ -105,7 +105,8 @@ static void write_image(char *path, size_t n) {
 static int fit(const char *img, const char *mask, int K, int ignore, uint8_t *out, char *err,
                size_t errlen) {
   uint8_t rgb[S * S * 3];
-  return cg_fit_png_k(img, mask, 0, S, 0, 0, K, ignore, rgb, out, NULL, NULL, err, errlen);
+  const cg_fit_opts_t o = {.size = S, .nclass = K, .ignore = ignore};
+  return cg_fit_pair(img, mask, &o, rgb, out, NULL, NULL, err, errlen);
 }
 
 static void test_masks(void) {

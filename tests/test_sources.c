@@ -951,16 +951,223 @@ static void test_loader_skip_bad(void) {
   for (int i = 0; i < h * w; i++) m1[i] = r1[i] & 1;
   memcpy(r2, r1, sizeof r1);
   memcpy(m2, m1, sizeof m1);
-  cg_augment_crop(1, 2, 3, h, w, r1, m1, tmp);
-  cg_augment_crop(1, 2, 3, h, w, r2, m2, tmp);
+  const cg_crop_t c3 = cg_augment_window(1, 2, 3, CG_CROP_SCALE_DEFAULT_LO, 1.0);
+  const cg_crop_t c3b = cg_augment_window(1, 2, 3, CG_CROP_SCALE_DEFAULT_LO, 1.0);
+  CG_TEST_CHECK(!memcmp(&c3, &c3b, sizeof c3), "crop window not deterministic");
+  cg_crop_apply(&c3, h, w, r1, m1, tmp);
+  cg_crop_apply(&c3b, h, w, r2, m2, tmp);
   CG_TEST_CHECK(!memcmp(r1, r2, sizeof r1) && !memcmp(m1, m2, sizeof m1), "crop not deterministic");
   int bad = 0;
   for (int i = 0; i < h * w; i++) bad += m1[i] > 1;
   memset(r1, 77, sizeof r1);
-  cg_augment_crop(1, 2, 4, h, w, r1, m1, tmp);
+  const cg_crop_t c4 = cg_augment_window(1, 2, 4, CG_CROP_SCALE_DEFAULT_LO, 1.0);
+  cg_crop_apply(&c4, h, w, r1, m1, tmp);
   for (size_t i = 0; i < sizeof r1; i++) bad += r1[i] != 77;
   CG_TEST_CHECK(bad == 0, "crop values: %d bad", bad);
+  /* the scale range: every window's side within it, origins spread over [0, 1) */
+  int out_of_range = 0, lo_u = 0, hi_u = 0;
+  for (int64_t i = 0; i < 400; i++) {
+    const cg_crop_t c = cg_augment_window(9, 1, i, 0.3, 0.5);
+    out_of_range += c.scale < 0.3 || c.scale > 0.5 || c.u < 0 || c.u >= 1 || c.v < 0 || c.v >= 1;
+    lo_u += c.u < 0.1;
+    hi_u += c.u > 0.9;
+  }
+  CG_TEST_CHECK(out_of_range == 0 && lo_u > 10 && hi_u > 10,
+                "crop windows: %d out of range, %d near 0, %d near 1", out_of_range, lo_u, hi_u);
   printf("PASS random crop\n");
+}
+
+/* Training crops of image files: the window is the whole file's (cg_fit_pair with a window),
+ * streamed row by row to the very bytes of a whole decode + cg_resample_* over it; for a file
+ * already at the training size the bytes of the old two-step path (fit, then crop the fitted
+ * sample); and over the epochs a wide photo's edges are trained on, not only its centred
+ * square (before, the fitting rule cut them off before the crop). */
+static void test_crop_windows(void) {
+  char ip[512], mp[512], err[1024];
+  mkdir_rel("crop");
+  /* 37 wide x 23 high: random RGB and a 0/1 mask (stored as 0/255) */
+  const int H = 23, W = 37;
+  uint8_t rgb[23 * 37 * 3], m01[23 * 37], m255[23 * 37];
+  fill_random(rgb, sizeof rgb, 77);
+  for (int i = 0; i < H * W; i++) {
+    m01[i] = (rgb[3 * i] ^ rgb[3 * i + 2]) > 128;
+    m255[i] = m01[i] ? 255 : 0;
+  }
+  write_or_die("crop/wide.png", rgb, H, W, CG_PNG_RGB8);
+  write_or_die("crop/wide_mask.png", m255, H, W, CG_PNG_GRAY8);
+  path_of(ip, sizeof ip, "crop/wide.png");
+  path_of(mp, sizeof mp, "crop/wide_mask.png");
+  const cg_crop_t wins[] = {{1.0, 0.0, 0.0}, {1.0, 0.999, 0.5}, {0.75, 0.3, 0.9},
+                            {0.5, 0.0, 1.0}, {0.31, 0.77, 0.12}, {1.0, 0.5, 0.5}};
+  const int sizes[] = {8, 16, 23, 40};
+  int bad = 0;
+  for (size_t k = 0; k < sizeof wins / sizeof wins[0]; k++)
+    for (size_t j = 0; j < sizeof sizes / sizeof sizes[0]; j++) {
+      const int S = sizes[j];
+      uint8_t *a = malloc((size_t)S * S * 4), *b = malloc((size_t)S * S * 4);
+      const cg_fit_opts_t o = {.size = S, .win = &wins[k]};
+      if (cg_fit_pair(ip, mp, &o, a, a + 3 * S * S, NULL, NULL, err, sizeof err)) {
+        printf("  window %zu size %d: %s\n", k, S, err);
+        bad++;
+      } else {
+        double x0, y0, side;
+        cg_crop_px(&wins[k], H, W, &x0, &y0, &side);
+        cg_resample_rgb(rgb, H, W, x0, y0, side, side, b, S, S);
+        cg_resample_mask(m01, H, W, x0, y0, side, side, b + 3 * S * S, S, S);
+        if (memcmp(a, b, (size_t)S * S * 4)) {
+          printf("  window %zu (%g, %g, %g) size %d: streamed differs from whole\n", k,
+                 wins[k].scale, wins[k].u, wins[k].v, S);
+          bad++;
+        }
+      }
+      free(a);
+      free(b);
+    }
+  CG_TEST_CHECK(bad == 0, "streamed windows: %d differ", bad);
+
+  /* a file at the training size: window of the file == fitted sample cropped (old path) */
+  uint8_t sq[16 * 16 * 3], sqm[16 * 16];
+  fill_random(sq, sizeof sq, 78);
+  for (int i = 0; i < 256; i++) sqm[i] = sq[3 * i + 1] > 100 ? 255 : 0;
+  write_or_die("crop/sq.png", sq, 16, 16, CG_PNG_RGB8);
+  write_or_die("crop/sq_mask.png", sqm, 16, 16, CG_PNG_GRAY8);
+  path_of(ip, sizeof ip, "crop/sq.png");
+  path_of(mp, sizeof mp, "crop/sq_mask.png");
+  for (int64_t i = 0; i < 20; i++) {
+    const cg_crop_t c = cg_augment_window(3, 0, i, CG_CROP_SCALE_DEFAULT_LO, 1.0);
+    uint8_t a[16 * 16 * 4], b[16 * 16 * 4], tmp[16 * 16 * 4];
+    const cg_fit_opts_t o = {.size = 16, .win = &c};
+    int rc = cg_fit_pair(ip, mp, &o, a, a + 3 * 256, NULL, NULL, err, sizeof err);
+    rc |= cg_fit_png(ip, mp, 0, 16, 0, 0, b, b + 3 * 256, NULL, NULL, err, sizeof err);
+    cg_crop_apply(&c, 16, 16, b, b + 3 * 256, tmp);
+    bad += rc != 0 || memcmp(a, b, sizeof a) != 0;
+  }
+  CG_TEST_CHECK(bad == 0, "a file at the training size: %d windows differ from fit + crop", bad);
+
+  /* a wide photo, 96 x 32, trained at 32: its left 16 columns are mask 1 and its right 16
+   * columns red; the centred square (columns 32..63) holds neither. Crop windows over the file
+   * reach both edges in some epochs, through a directory source and a view of it. */
+  mkdir_rel("crop/ds");
+  mkdir_rel("crop/ds/images");
+  mkdir_rel("crop/ds/masks");
+  uint8_t wr[32 * 96 * 3], wm[32 * 96];
+  memset(wr, 40, sizeof wr);
+  for (int y = 0; y < 32; y++)
+    for (int x = 0; x < 96; x++) {
+      wm[y * 96 + x] = x < 16 ? 255 : 0;
+      if (x >= 80) wr[3 * (y * 96 + x)] = 250;
+    }
+  write_or_die("crop/ds/images/p.png", wr, 32, 96, CG_PNG_RGB8);
+  write_or_die("crop/ds/masks/p.png", wm, 32, 96, CG_PNG_GRAY8);
+  path_of(ip, sizeof ip, "crop/ds");
+  cg_source_t *src = cg_source_open(ip, 32, 1, 0, err, sizeof err);
+  CG_TEST_CHECK(src != NULL, "open %s: %s", ip, err);
+  if (!src) return;
+  const int64_t zero = 0;
+  cg_source_t *view = cg_source_subset(src, &zero, 1);
+  uint8_t o[32 * 32 * 4], tmp[32 * 32 * 4];
+  CG_TEST_CHECK(!cg_source_load(src, 0, o, o + 3 * 1024, err, sizeof err), "load: %s", err);
+  int centre_left = 0, centre_right = 0;
+  for (int i = 0; i < 1024; i++) {
+    centre_left += o[3 * 1024 + i] != 0;
+    centre_right += o[3 * i] > 100;
+  }
+  CG_TEST_CHECK(centre_left == 0 && centre_right == 0, "the fitted square holds an edge");
+  int left = 0, right = 0, draws = 60;
+  for (int e = 0; e < draws; e++) {
+    const cg_crop_t c = cg_augment_window(1, e, 0, CG_CROP_SCALE_DEFAULT_LO, 1.0);
+    cg_source_t *s = e % 2 ? view : src;
+    if (cg_source_load_win(s, 0, &c, o, o + 3 * 1024, tmp, err, sizeof err)) {
+      CG_TEST_CHECK(0, "load_win epoch %d: %s", e, err);
+      break;
+    }
+    int l = 0, r = 0;
+    for (int i = 0; i < 1024; i++) {
+      l += o[3 * 1024 + i] == 1;
+      r += o[3 * i] > 100;
+    }
+    left += l > 0;
+    right += r > 0;
+  }
+  /* the left edge is in a window when u (96 - side) < 16: about a fifth of the draws */
+  CG_TEST_CHECK(left >= 4 && right >= 4 && left + right < draws,
+                "windows over the wide photo: left edge in %d, right edge in %d of %d", left,
+                right, draws);
+  printf("PASS crop windows over the whole file (streamed = whole decode; the left edge in %d "
+         "and the right edge in %d of %d epochs, none in the centred square)\n", left, right,
+         draws);
+
+  /* pack --store whole (version 5): the photo is kept whole (shorter side 32 already: its very
+   * pixels), so the shard's fitted squares and crop windows are the directory's bytes; with
+   * --store square they are the centred square's, and the pack counts the photo as not square */
+  char im[600], mk[600], sh[512];
+  snprintf(im, sizeof im, "%s/images", ip);
+  snprintf(mk, sizeof mk, "%s/masks", ip);
+  for (int enc = CG_CGDS_RAW; enc <= CG_CGDS_PNG; enc += CG_CGDS_PNG) {
+    path_of(sh, sizeof sh, "crop/whole.cgds");
+    cg_cgds_pack_opts_t po = {.size = 32, .max_pixels = CG_PNG_DEFAULT_MAX_PIXELS,
+                              .encoding = (cg_cgds_enc_t)enc, .nclass = 1, .ignore = -1,
+                              .whole = 1};
+    cg_cgds_stats_t st;
+    int rc = cg_cgds_pack_opts(im, mk, sh, &po, NULL, &st, err, sizeof err);
+    CG_TEST_CHECK(rc == 0 && st.not_square == 1, "pack --store whole: %s", err);
+    cg_source_t *shd = rc ? NULL : cg_source_open(sh, 32, 1, 0, err, sizeof err);
+    CG_TEST_CHECK(shd != NULL, "open %s: %s", sh, err);
+    if (!shd) continue;
+    int rh = 0, rw = 0;
+    CG_TEST_CHECK(!cg_cgds_record_size(shd, 0, &rh, &rw) && rh == 32 && rw == 96,
+                  "whole record %dx%d", rw, rh);
+    uint8_t a[32 * 32 * 4], b[32 * 32 * 4];
+    int diff = cg_source_load(shd, 0, a, a + 3 * 1024, err, sizeof err) != 0 ||
+               cg_source_load(src, 0, b, b + 3 * 1024, err, sizeof err) != 0 ||
+               memcmp(a, b, sizeof a) != 0;
+    for (int e = 0; e < 12; e++) {
+      const cg_crop_t c = cg_augment_window(1, e, 0, 0.5, 1.0);
+      diff += cg_source_load_win(shd, 0, &c, a, a + 3 * 1024, tmp, err, sizeof err) != 0 ||
+              cg_source_load_win(src, 0, &c, b, b + 3 * 1024, tmp, err, sizeof err) != 0 ||
+              memcmp(a, b, sizeof a) != 0;
+    }
+    CG_TEST_CHECK(diff == 0, "whole shard (%s) vs directory: %d loads differ (%s)",
+                  enc ? "png" : "raw", diff, err);
+    cg_source_destroy(shd);
+  }
+  printf("PASS pack --store whole keeps the wide photo: the shard's squares and crops are the "
+         "directory's (raw and png)\n");
+  cg_source_destroy(view);
+  cg_source_destroy(src);
+
+  /* a whole record scaled: 37 x 23 at 16 is 26 x 16, the bytes of a whole decode resampled */
+  mkdir_rel("crop/ds2");
+  mkdir_rel("crop/ds2/images");
+  mkdir_rel("crop/ds2/masks");
+  write_or_die("crop/ds2/images/w.png", rgb, H, W, CG_PNG_RGB8);
+  write_or_die("crop/ds2/masks/w.png", m255, H, W, CG_PNG_GRAY8);
+  int oh, ow;
+  cg_fit_whole_size(H, W, 16, &oh, &ow);
+  CG_TEST_CHECK(oh == 16 && ow == 26, "cg_fit_whole_size(23, 37, 16): %dx%d", ow, oh);
+  cg_fit_whole_size(300, 10, 16, &oh, &ow); /* tall: the width is the shorter side */
+  CG_TEST_CHECK(oh == 480 && ow == 16, "cg_fit_whole_size(300, 10, 16): %dx%d", ow, oh);
+  cg_fit_whole_size(1000, 10, 16, &oh, &ow); /* over 64:1: squeezed to 64 x 16 */
+  CG_TEST_CHECK(oh == 1024 && ow == 16, "cg_fit_whole_size(1000, 10, 16): %dx%d", ow, oh);
+  path_of(im, sizeof im, "crop/ds2/images");
+  path_of(mk, sizeof mk, "crop/ds2/masks");
+  path_of(sh, sizeof sh, "crop/ds2.cgds");
+  cg_cgds_pack_opts_t po = {.size = 16, .max_pixels = CG_PNG_DEFAULT_MAX_PIXELS, .nclass = 1,
+                            .ignore = -1, .whole = 1};
+  CG_TEST_CHECK(!cg_cgds_pack_opts(im, mk, sh, &po, NULL, NULL, err, sizeof err), "%s", err);
+  cg_source_t *s2 = cg_source_open(sh, 16, 1, 0, err, sizeof err);
+  CG_TEST_CHECK(s2 != NULL, "open %s: %s", sh, err);
+  if (!s2) return;
+  uint8_t want[26 * 16 * 4], fitted[16 * 16 * 4], got[16 * 16 * 4];
+  cg_resample_rgb(rgb, H, W, 0, 0, W, H, want, 16, 26);
+  cg_resample_mask(m01, H, W, 0, 0, W, H, want + 3 * 26 * 16, 16, 26);
+  cg_fit_square(want, want + 3 * 26 * 16, 16, 26, 16, fitted, fitted + 3 * 256);
+  CG_TEST_CHECK(!cg_source_load(s2, 0, got, got + 3 * 256, err, sizeof err) &&
+                    !memcmp(got, fitted, sizeof fitted),
+                "scaled whole record: the fitted square differs (%s)", err);
+  printf("PASS a whole record scaled to shorter side 16 (37x23 -> 26x16) is the whole decode "
+         "resampled\n");
+  cg_source_destroy(s2);
 }
 
 #endif /* COGPU_HAVE_PNG */
@@ -984,6 +1191,7 @@ int main(void) {
   test_pair_list();
   test_pack_failures();
   test_loader_skip_bad();
+  test_crop_windows();
   if (!cg_test_failures) nftw(root, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
   else printf("files kept in %s\n", root);
   return cg_test_done("test_sources");

@@ -1,4 +1,4 @@
-/* augment.c: random flips and crops of one sample (augment.h). */
+/* augment.c: random flips and crop windows of one sample (augment.h). */
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -6,7 +6,6 @@
 #include "augment.h"
 #include "log.h"
 #include "rng.h"
-#include "fit.h" /* cg_resample_rgb, cg_resample_mask */
 
 void cg_augment_flip(uint64_t seed, int64_t epoch, int64_t index, int h, int w, uint8_t *rgb,
                      uint8_t *mask) {
@@ -46,16 +45,14 @@ void cg_augment_flip(uint64_t seed, int64_t epoch, int64_t index, int h, int w, 
   }
 }
 
-void cg_augment_crop(uint64_t seed, int64_t epoch, int64_t index, int h, int w, uint8_t *rgb,
-                     uint8_t *mask, uint8_t *tmp) {
+cg_crop_t cg_augment_window(uint64_t seed, int64_t epoch, int64_t index, double lo, double hi) {
+  CG_ASSERT(lo > 0 && lo <= hi && hi <= 1);
   cg_rng_t r = cg_rng_make(seed, CG_RNG_AUG, (uint64_t)epoch, (uint64_t)index);
   (void)cg_rng_next(&r); /* the flip bits of cg_augment_flip */
-  const double s = CG_CROP_MIN_SCALE + (1.0 - CG_CROP_MIN_SCALE) * cg_rng_uniform(&r);
-  const double cw = s * w, ch = s * h;
-  const double x0 = cg_rng_uniform(&r) * (w - cw), y0 = cg_rng_uniform(&r) * (h - ch);
-  const size_t px = (size_t)h * w;
-  cg_resample_rgb(rgb, h, w, x0, y0, cw, ch, tmp, h, w);
-  cg_resample_mask(mask, h, w, x0, y0, cw, ch, tmp + 3 * px, h, w);
-  memcpy(rgb, tmp, 3 * px);
-  memcpy(mask, tmp + 3 * px, px);
+  cg_crop_t win;
+  win.scale = lo + (hi - lo) * cg_rng_uniform(&r);
+  win.u = cg_rng_uniform(&r);
+  win.v = cg_rng_uniform(&r);
+  return win;
 }
+

@@ -28,6 +28,7 @@
 
 #include "atomic_file.h"
 #include "crc32.h"
+#include "fit.h" /* the fitting rule, crop windows and whole-image sizes */
 #include "image_io.h"
 #include "jpeg_io.h"
 #include "le.h"
@@ -63,7 +64,9 @@ enum {
   ENT_IMAGE_ENC = 36,
   ENT_MASK_ENC = 37,
   ENT_RESERVED16 = 38,
-  ENT_RESERVED64 = 40
+  ENT_RESERVED64 = 40, /* versions 2 to 4: zero */
+  ENT_REC_H = 40,      /* version 5: the record's size */
+  ENT_REC_W = 44
 };
 /* Version 3's labels block fields. */
 enum { LAB_MAGIC = 0, LAB_NCLASS = 4, LAB_IGNORE = 8, LAB_NPAL = 12, LAB_PALETTE = 16,
@@ -139,6 +142,7 @@ typedef struct {
   uint64_t *off, *rlen; /* rlen: version 2's record lengths */
   uint32_t *crc;
   uint32_t *ibytes;   /* bytes of the image part */
+  uint32_t *rh, *rw;  /* version 5: each record's size (whole images); NULL: base.h x base.w */
   uint8_t *ienc, *menc;
   char *names;     /* every name, NUL-terminated, back to back */
   size_t *name_at; /* start of name i in names */
@@ -158,7 +162,7 @@ typedef struct {
 static int part_begin(void *ctx, int h, int w, char *why, size_t whylen) {
   part_t *p = ctx;
   if (h != p->h || w != p->w) {
-    snprintf(why, whylen, "decodes to %dx%d, the shard's records are %dx%d", w, h, p->w, p->h);
+    snprintf(why, whylen, "decodes to %dx%d, the record is %dx%d", w, h, p->w, p->h);
     return -1;
   }
   return 0;
@@ -177,19 +181,29 @@ static int part_row(void *ctx, int y, const uint8_t *px, char *why, size_t whyle
 
 /* A part over the pixel limit in a shard: the limit is the record size, not --max-image-pixels,
  * so the decoders' hint to raise that flag is replaced by what is wrong. Returns -1. */
-static int part_too_large(const cg_source_t *s, char *err, size_t errlen) {
+static int part_too_large(const cgds_source_t *cs, int h, int w, char *err, size_t errlen) {
   char *hint = strstr(err, " (a decompression bomb?");
-  if (hint)
+  if (hint && cs->rh)
+    snprintf(hint, errlen - (size_t)(hint - err), " (the record is %dx%d: this one is damaged)",
+             w, h);
+  else if (hint)
     snprintf(hint, errlen - (size_t)(hint - err), " (the shard's records are %dx%d: this one is "
-             "damaged)", s->w, s->h);
+             "damaged)", w, h);
   return -1;
 }
 
-/* Decodes record index (its bytes at rec, CRC checked) into rgb and mask. */
+/* The stored size of record index. */
+static void rec_size(const cgds_source_t *cs, int64_t index, int *h, int *w) {
+  *h = cs->rh ? (int)cs->rh[index] : cs->base.h;
+  *w = cs->rw ? (int)cs->rw[index] : cs->base.w;
+}
+
+/* Decodes record index (its bytes at rec, CRC checked) into rgb and mask, of its stored size. */
 static int decode_record(cgds_source_t *cs, int64_t index, const uint8_t *rec, uint8_t *rgb,
                          uint8_t *mask, char *err, size_t errlen) {
-  const cg_source_t *s = &cs->base;
-  const size_t px = (size_t)s->h * s->w;
+  int rh, rw;
+  rec_size(cs, index, &rh, &rw);
+  const size_t px = (size_t)rh * rw;
   const uint64_t ib = cs->version == 1 ? px * 3 : cs->ibytes[index];
   const uint8_t ie = cs->version == 1 ? CG_CGDS_RAW : cs->ienc[index];
   const uint8_t me = cs->version == 1 ? CG_CGDS_RAW : cs->menc[index];
@@ -198,14 +212,14 @@ static int decode_record(cgds_source_t *cs, int64_t index, const uint8_t *rec, u
   snprintf(label, sizeof label, "%s: record %lld (%s): image", cs->path, (long long)index,
            cs->names + cs->name_at[index]);
   const int64_t limit = (int64_t)px; /* the part must be exactly h x w: nothing larger decodes */
-  part_t pi = {rgb, s->h, s->w, 3, 3};
+  part_t pi = {rgb, rh, rw, 3, 3};
   const cg_png_sink_t si = {part_begin, part_row, &pi};
   if (ie == CG_CGDS_RAW) memcpy(rgb, rec, px * 3);
   else if (ie == CG_CGDS_JPEG) {
     if (cg_jpeg_read_rows(label, rec, ib, limit, 0, &si, NULL, NULL, err, errlen))
-      return part_too_large(s, err, errlen);
+      return part_too_large(cs, rh, rw, err, errlen);
   } else if (cg_png_read_rows_mem(label, rec, ib, limit, CG_PNG_AS_RGB, &si, err, errlen))
-    return part_too_large(s, err, errlen);
+    return part_too_large(cs, rh, rw, err, errlen);
   if (me == CG_CGDS_RAW) {
     memcpy(mask, rec + ib, px);
     return 0;
@@ -213,15 +227,37 @@ static int decode_record(cgds_source_t *cs, int64_t index, const uint8_t *rec, u
   /* an 8-bit gray PNG read as RGB: R = G = B = the stored byte, whatever it means */
   snprintf(label, sizeof label, "%s: record %lld (%s): mask", cs->path, (long long)index,
            cs->names + cs->name_at[index]);
-  part_t pm = {mask, s->h, s->w, 3, 1};
+  part_t pm = {mask, rh, rw, 3, 1};
   const cg_png_sink_t sm = {part_begin, part_row, &pm};
   if (cg_png_read_rows_mem(label, rec + ib, mb, limit, CG_PNG_AS_RGB, &sm, err, errlen))
-    return part_too_large(s, err, errlen);
+    return part_too_large(cs, rh, rw, err, errlen);
   return 0;
 }
 
-static int cgds_load(cg_source_t *s, int64_t index, uint8_t *rgb, uint8_t *mask, char *err,
-                     size_t errlen) {
+/* Every value of record index's mask (n pixels) a class id or the ignore label. */
+static int check_mask(const cgds_source_t *cs, int64_t index, const uint8_t *mask, size_t n,
+                      char *err, size_t errlen) {
+  const char *name = cs->names + cs->name_at[index];
+  const int nclass = cs->nclass > 1 ? cs->nclass : 2; /* binary: 0 and 1 */
+  for (size_t i = 0; i < n; i++)
+    if (mask[i] >= nclass && mask[i] != cs->ignore) {
+      if (cs->nclass > 1)
+        snprintf(err, errlen, "%s: record %lld (%s): mask value %d is not a class id of "
+                 "--num-classes %d (0..%d) nor the ignore label %d", cs->path, (long long)index,
+                 name, mask[i], cs->nclass, cs->nclass - 1, cs->ignore);
+      else
+        snprintf(err, errlen, "%s: record %lld (%s): mask value %d is not 0 or 1", cs->path,
+                 (long long)index, name, mask[i]);
+      return -1;
+    }
+  return 0;
+}
+
+/* Record index through win (NULL: the fitting rule's centred square) at h x w: a record of
+ * that size without a window is decoded straight into rgb and mask; otherwise the whole record
+ * (raw: in place in the map; else decoded into a buffer) is resampled, as a file is. */
+static int cgds_load_win(cg_source_t *s, int64_t index, const cg_crop_t *win, uint8_t *rgb,
+                         uint8_t *mask, char *err, size_t errlen) {
   cgds_source_t *cs = (cgds_source_t *)s;
   CG_ASSERT(index >= 0 && index < s->count);
   const char *name = cs->names + cs->name_at[index];
@@ -245,20 +281,51 @@ static int cgds_load(cg_source_t *s, int64_t index, uint8_t *rgb, uint8_t *mask,
              cs->path, (long long)index, name, cs->crc[index], crc);
     return -1;
   }
-  if (decode_record(cs, index, rec, rgb, mask, err, errlen)) return -1;
-  const size_t px = (size_t)s->h * s->w;
-  const int nclass = cs->nclass > 1 ? cs->nclass : 2; /* binary: 0 and 1 */
-  for (size_t i = 0; i < px; i++)
-    if (mask[i] >= nclass && mask[i] != cs->ignore) {
-      if (cs->nclass > 1)
-        snprintf(err, errlen, "%s: record %lld (%s): mask value %d is not a class id of "
-                 "--num-classes %d (0..%d) nor the ignore label %d", cs->path, (long long)index,
-                 name, mask[i], cs->nclass, cs->nclass - 1, cs->ignore);
-      else
-        snprintf(err, errlen, "%s: record %lld (%s): mask value %d is not 0 or 1", cs->path,
-                 (long long)index, name, mask[i]);
+  int rh, rw;
+  rec_size(cs, index, &rh, &rw);
+  const size_t rpx = (size_t)rh * rw;
+  if (!win && rh == s->h && rw == s->w) {
+    if (decode_record(cs, index, rec, rgb, mask, err, errlen)) return -1;
+    return check_mask(cs, index, mask, rpx, err, errlen);
+  }
+  const int raw = cs->version == 1 || (cs->ienc[index] == CG_CGDS_RAW && cs->menc[index] ==
+                                                                             CG_CGDS_RAW);
+  uint8_t *tmp = NULL;
+  const uint8_t *wr = rec, *wm = rec + 3 * rpx;
+  if (!raw) {
+    if (!(tmp = malloc(4 * rpx))) { /* a bad sample, not the end of the job */
+      snprintf(err, errlen, "%s: record %lld (%s): out of memory for its %dx%d pixels", cs->path,
+               (long long)index, name, rw, rh);
       return -1;
     }
+    wr = tmp;
+    wm = tmp + 3 * rpx;
+    if (decode_record(cs, index, rec, tmp, tmp + 3 * rpx, err, errlen)) {
+      free(tmp);
+      return -1;
+    }
+  }
+  int rc = check_mask(cs, index, wm, rpx, err, errlen);
+  if (!rc && win) {
+    double x0, y0, side;
+    cg_crop_px(win, rh, rw, &x0, &y0, &side);
+    cg_resample_rgb(wr, rh, rw, x0, y0, side, side, rgb, s->h, s->w);
+    cg_resample_mask(wm, rh, rw, x0, y0, side, side, mask, s->h, s->w);
+  } else if (!rc) {
+    cg_fit_square(wr, wm, rh, rw, s->h, rgb, mask);
+  }
+  free(tmp);
+  return rc;
+}
+
+static int cgds_load(cg_source_t *s, int64_t index, uint8_t *rgb, uint8_t *mask, char *err,
+                     size_t errlen) {
+  return cgds_load_win(s, index, NULL, rgb, mask, err, errlen);
+}
+
+int cg_cgds_record_size(const cg_source_t *s, int64_t index, int *h, int *w) {
+  if (strcmp(s->ops->kind, "cgds") || index < 0 || index >= s->count) return -1;
+  rec_size((const cgds_source_t *)s, index, h, w);
   return 0;
 }
 
@@ -329,6 +396,8 @@ static void cgds_destroy(cg_source_t *s) {
   free(cs->rlen);
   free(cs->crc);
   free(cs->ibytes);
+  free(cs->rh);
+  free(cs->rw);
   free(cs->ienc);
   free(cs->menc);
   free(cs->names);
@@ -337,19 +406,33 @@ static void cgds_destroy(cg_source_t *s) {
   free(cs);
 }
 
-static const cg_source_ops_t cgds_ops = {"cgds", cgds_load, cgds_destroy};
+static const cg_source_ops_t cgds_ops = {"cgds", cgds_load, cgds_destroy, cgds_load_win};
 
 /* The version-2 fields of entry i: known encodings, part sizes that fit the record and match
  * the raw sizes where raw. */
 static int check_entry_v2(cgds_source_t *cs, uint64_t i, const uint8_t *e, uint64_t len,
                           const char *path, char *err, size_t errlen) {
-  const uint64_t px = (uint64_t)cs->base.h * cs->base.w;
+  uint64_t px = (uint64_t)cs->base.h * cs->base.w;
+  if (cs->version >= 5) { /* a whole image: its shorter side is the header's size */
+    const uint32_t h = cg_le_get_u32(e + ENT_REC_H), w = cg_le_get_u32(e + ENT_REC_W);
+    const uint32_t lo = h < w ? h : w, hi = h < w ? w : h;
+    if (lo != (uint32_t)cs->base.h || hi > CG_PNG_MAX_SIDE ||
+        hi > (uint64_t)CG_FIT_WHOLE_MAX_ASPECT * lo) {
+      snprintf(err, errlen, "%s: record %llu: bad entry (record %ux%u, the shard's shorter side "
+               "is %d)", path, (unsigned long long)i, w, h, cs->base.h);
+      return -1;
+    }
+    cs->rh[i] = h;
+    cs->rw[i] = w;
+    px = (uint64_t)h * w;
+  }
   const uint32_t ib = cg_le_get_u32(e + ENT_IMAGE_BYTES);
   const uint8_t ie = e[ENT_IMAGE_ENC], me = e[ENT_MASK_ENC];
   const uint64_t mb = len >= ib ? len - ib : 0;
   const int ok = (ie == CG_CGDS_RAW || ie == CG_CGDS_JPEG || ie == CG_CGDS_PNG) &&
                  (me == CG_CGDS_RAW || me == CG_CGDS_PNG) && e[ENT_RESERVED16] == 0 &&
-                 e[ENT_RESERVED16 + 1] == 0 && cg_le_get_u64(e + ENT_RESERVED64) == 0 &&
+                 e[ENT_RESERVED16 + 1] == 0 &&
+                 (cs->version >= 5 || cg_le_get_u64(e + ENT_RESERVED64) == 0) &&
                  ib >= 1 && len > ib && (ie != CG_CGDS_RAW || ib == px * 3) &&
                  (me != CG_CGDS_RAW || mb == px);
   if (!ok) {
@@ -411,7 +494,8 @@ static int check_header(const uint8_t *h, uint64_t size, const char *path, cgds_
   if (hd->header_bytes != CG_CGDS_HEADER_BYTES || hd->flags != 0 || hd->channels != 3)
     OPEN_FAIL("%s: unsupported header (header_bytes %u, flags 0x%x, channels %u)", path,
               hd->header_bytes, hd->flags, hd->channels);
-  if (hd->h < 1 || hd->w < 1 || hd->h > 65535 || hd->w > 65535)
+  if (hd->h < 1 || hd->w < 1 || hd->h > 65535 || hd->w > 65535 ||
+      (hd->version >= 5 && hd->h != hd->w))
     OPEN_FAIL("%s: bad record size %ux%u", path, hd->w, hd->h);
   const uint64_t fbytes = hd->file_bytes, table = hd->table, count = hd->count;
   if (size < fbytes)
@@ -444,6 +528,10 @@ static int read_table(cgds_source_t *cs, const uint8_t *h, const cgds_header_t *
     cs->ibytes = cg_malloc(sizeof(uint32_t) * count, "cgds lengths");
     cs->ienc = cg_malloc(count, "cgds encodings");
     cs->menc = cg_malloc(count, "cgds encodings");
+  }
+  if (hd->version >= 5) {
+    cs->rh = cg_malloc(sizeof(uint32_t) * count, "cgds record sizes");
+    cs->rw = cg_malloc(sizeof(uint32_t) * count, "cgds record sizes");
   }
   cs->crc = cg_malloc(sizeof(uint32_t) * count, "cgds crcs");
   cs->name_at = cg_malloc(sizeof(size_t) * count, "cgds names");
@@ -519,6 +607,7 @@ typedef struct {
   uint32_t name_len;
   uint32_t ibytes;
   uint8_t ienc, menc;
+  uint32_t rh, rw; /* the record's size (version 5) */
 } entry_t;
 
 /* One record of a chunk: the fitted sample (raw), and its encoded bytes when encoded. */
@@ -532,12 +621,12 @@ typedef struct {
 
 static int write_all(FILE *f, const void *p, size_t n) { return fwrite(p, 1, n, f) == n ? 0 : -1; }
 
-/* The input file's own bytes when it is a JPEG of exactly size x size (no re-encoding loss);
- * NULL otherwise. */
-static uint8_t *original_jpeg(cg_source_t *src, int64_t i, int size, size_t *n) {
+/* The input file's own bytes when it is a JPEG of exactly rh x rw (no re-encoding loss); NULL
+ * otherwise. */
+static uint8_t *original_jpeg(cg_source_t *src, int64_t i, int rh, int rw, size_t *n) {
   const char *path;
   int h, w;
-  if (cg_source_png_image(src, i, &path, &h, &w) || h != size || w != size ||
+  if (cg_source_png_image(src, i, &path, &h, &w) || h != rh || w != rw ||
       !cg_image_is_jpeg(path))
     return NULL;
   FILE *f = fopen(path, "rb");
@@ -558,20 +647,20 @@ static uint8_t *original_jpeg(cg_source_t *src, int64_t i, int size, size_t *n) 
 /* Encodes the fitted sample r (rgb then mask) of record i as o->encoding asks into sl. */
 static int encode_record(cg_source_t *src, int64_t i, const uint8_t *r,
                          const cg_cgds_pack_opts_t *o, slot_t *sl) {
-  const int size = o->size;
-  const size_t px = (size_t)size * size;
+  const int rh = (int)sl->e.rh, rw = (int)sl->e.rw;
+  const size_t px = (size_t)rh * rw;
   const char *name = cg_source_name(src, i);
   uint8_t *img = NULL, *msk = NULL;
   size_t ni = 0, nm = 0;
   if (o->encoding == CG_CGDS_JPEG) {
-    img = original_jpeg(src, i, size, &ni);
-    if (!img && cg_jpeg_encode(name, r, size, size, o->quality ? o->quality : 90, &img, &ni,
+    img = original_jpeg(src, i, rh, rw, &ni);
+    if (!img && cg_jpeg_encode(name, r, rh, rw, o->quality ? o->quality : 90, &img, &ni,
                                sl->err, sizeof sl->err))
       return -1;
-  } else if (cg_png_encode(name, r, size, size, CG_PNG_RGB8, &img, &ni, sl->err, sizeof sl->err)) {
+  } else if (cg_png_encode(name, r, rh, rw, CG_PNG_RGB8, &img, &ni, sl->err, sizeof sl->err)) {
     return -1;
   }
-  if (cg_png_encode(name, r + 3 * px, size, size, CG_PNG_GRAY8, &msk, &nm, sl->err,
+  if (cg_png_encode(name, r + 3 * px, rh, rw, CG_PNG_GRAY8, &msk, &nm, sl->err,
                     sizeof sl->err) || ni > UINT32_MAX) {
     free(img);
     free(msk);
@@ -590,10 +679,21 @@ static int encode_record(cg_source_t *src, int64_t i, const uint8_t *r,
   return 0;
 }
 
-/* Loads (and encodes) records c0 .. c0+m-1 in parallel into slots. */
+/* The size record i is stored at: size x size, or (o->whole) the whole image scaled to a
+ * shorter side of size. */
+static void stored_size(cg_source_t *src, int64_t i, const cg_cgds_pack_opts_t *o, int *rh,
+                        int *rw) {
+  const char *path;
+  int h, w;
+  *rh = *rw = o->size;
+  if (o->whole && !cg_source_png_image(src, i, &path, &h, &w))
+    cg_fit_whole_size(h, w, o->size, rh, rw);
+}
+
+/* Loads (and encodes) records c0 .. c0+m-1 in parallel into slots; each record's fitted sample
+ * at buf + i * rec (rec: the largest record's bytes). */
 static void make_chunk(cg_source_t *src, int64_t c0, int m, const cg_cgds_pack_opts_t *o,
-                       uint8_t *buf, slot_t *slots, volatile sig_atomic_t *cancel) {
-  const size_t px = (size_t)o->size * o->size, rec = px * 4;
+                       uint8_t *buf, size_t rec, slot_t *slots, volatile sig_atomic_t *cancel) {
 #pragma omp parallel for schedule(dynamic, 1)
   for (int i = 0; i < m; i++) {
     uint8_t *r = buf + (size_t)i * rec;
@@ -604,7 +704,14 @@ static void make_chunk(cg_source_t *src, int64_t c0, int m, const cg_cgds_pack_o
       sl->bad = 1;
       continue;
     }
-    sl->bad = cg_source_load(src, c0 + i, r, r + 3 * px, sl->err, sizeof sl->err);
+    int rh, rw;
+    stored_size(src, c0 + i, o, &rh, &rw);
+    const size_t px = (size_t)rh * rw;
+    sl->e.rh = (uint32_t)rh;
+    sl->e.rw = (uint32_t)rw;
+    sl->bad = o->whole ? cg_source_png_load_whole(src, c0 + i, rh, rw, r, r + 3 * px, sl->err,
+                                                  sizeof sl->err)
+                       : cg_source_load(src, c0 + i, r, r + 3 * px, sl->err, sizeof sl->err);
     if (sl->bad) continue;
     sl->nclass_px = sl->nignore_px = 0;
     for (size_t p = 0; p < px; p++) {
@@ -613,7 +720,7 @@ static void make_chunk(cg_source_t *src, int64_t c0, int m, const cg_cgds_pack_o
       sl->nclass_px += v != 0 && v != o->ignore;
     }
     if (o->encoding == CG_CGDS_RAW) {
-      sl->e.len = rec;
+      sl->e.len = px * 4;
       sl->e.ibytes = (uint32_t)(px * 3);
     } else if (encode_record(src, c0 + i, r, o, sl)) {
       sl->bad = 1;
@@ -634,6 +741,9 @@ static void put_entry(uint8_t *e, const entry_t *en, uint64_t noff, int version)
   cg_le_put_u32(e + ENT_IMAGE_BYTES, en->ibytes);
   e[ENT_IMAGE_ENC] = en->ienc;
   e[ENT_MASK_ENC] = en->menc; /* the reserved bytes stay zero (the block is calloc'ed) */
+  if (version < 5) return;
+  cg_le_put_u32(e + ENT_REC_H, en->rh);
+  cg_le_put_u32(e + ENT_REC_W, en->rw);
 }
 
 /* Version 3's labels block: what the masks hold, as packed (o's classes and ignore label,
@@ -660,9 +770,18 @@ static void put_labels(uint8_t *b, const cg_cgds_pack_opts_t *o, const cg_source
 static int check_pack_opts(const cg_cgds_pack_opts_t *o, const char *out_path, int *version,
                            char *err, size_t errlen) {
   /* version 4 only when it says more than version 3 (older builds still read the rest) */
-  *version = o->version ? o->version : o->label_map ? 4 : 3;
+  *version = o->version ? o->version : o->whole ? 5 : o->label_map ? 4 : 3;
   if (o->label_map && *version < 4) {
     snprintf(err, errlen, "a --label-map needs shard version 4 (it keeps the map)");
+    return CG_CGDS_EINPUT;
+  }
+  if (o->whole && o->size > CG_PNG_MAX_SIDE) {
+    snprintf(err, errlen, "whole images: the shorter side %d is over %d", o->size,
+             CG_PNG_MAX_SIDE);
+    return CG_CGDS_EINPUT;
+  }
+  if (o->whole != (*version >= 5)) {
+    snprintf(err, errlen, "whole images are shard version 5, square records versions 1 to 4");
     return CG_CGDS_EINPUT;
   }
   if (o->size < 1 || o->size > 65535) {
@@ -695,8 +814,10 @@ typedef struct {
   uint64_t pos;                      /* bytes written to f so far */
   entry_t *ent;                      /* src->count table entries, made by write_records */
   uint64_t names_bytes, nclass_px, nignore_px; /* sums over the records written */
+  int64_t not_square;                /* records whose image is not square */
   int chunk;                         /* records decoded in parallel, then written */
-  uint8_t *buf;                      /* chunk fitted samples */
+  uint8_t *buf;                      /* chunk fitted samples, rec bytes each */
+  size_t rec;                        /* the largest record's bytes */
   slot_t *slots;                     /* chunk */
   uint8_t *index;                    /* table, names and labels block, made by write_index */
 } pack_t;
@@ -723,10 +844,10 @@ static int pad_to(pack_t *p, uint64_t align) {
  * before each is written. CG_CGDS_OK, or an error code with err. */
 static int write_records(pack_t *p, volatile sig_atomic_t *cancel, char *err, size_t errlen) {
   const int64_t n = p->src->count;
-  const size_t rec = (size_t)p->o->size * p->o->size * 4;
+  const size_t rec = p->rec;
   for (int64_t c0 = 0; c0 < n; c0 += p->chunk) {
     const int m = (int)(n - c0 < p->chunk ? n - c0 : p->chunk);
-    make_chunk(p->src, c0, m, p->o, p->buf, p->slots, cancel);
+    make_chunk(p->src, c0, m, p->o, p->buf, rec, p->slots, cancel);
     for (int i = 0; i < m; i++) {
       slot_t *sl = &p->slots[i];
       if (cancel && *cancel) {
@@ -737,7 +858,8 @@ static int write_records(pack_t *p, volatile sig_atomic_t *cancel, char *err, si
         snprintf(err, errlen, "%s", sl->err);
         return CG_CGDS_EINPUT;
       }
-      const char *name = cg_source_name(p->src, c0 + i);
+      const char *name = cg_source_name(p->src, c0 + i), *ipath;
+      int ih, iw;
       size_t nl = strlen(name);
       if (nl < 1 || nl > CG_CGDS_MAX_NAME) {
         snprintf(err, errlen, "%s/%s: name longer than %d bytes", p->images_dir, name,
@@ -752,6 +874,7 @@ static int write_records(pack_t *p, volatile sig_atomic_t *cancel, char *err, si
       p->names_bytes += nl;
       p->nclass_px += sl->nclass_px;
       p->nignore_px += sl->nignore_px;
+      p->not_square += !cg_source_png_image(p->src, c0 + i, &ipath, &ih, &iw) && ih != iw;
       if (write_all(p->f, sl->bytes ? sl->bytes : p->buf + (size_t)i * rec, sl->e.len))
         return write_failed(p, err, errlen);
       p->pos += sl->e.len;
@@ -801,9 +924,14 @@ int cg_cgds_pack_opts(const char *images_dir, const char *masks_dir, const char 
   if (!src) return CG_CGDS_EINPUT;
 
   const int64_t n = src->count;
-  const size_t rec = (size_t)o->size * o->size * 4;
+  size_t rec = (size_t)o->size * o->size * 4;
+  for (int64_t i = 0; o->whole && i < n; i++) { /* whole images: the largest record */
+    int rh, rw;
+    stored_size(src, i, o, &rh, &rw);
+    if ((size_t)rh * rw * 4 > rec) rec = (size_t)rh * rw * 4;
+  }
   pack_t p = {.src = src, .o = o, .version = version, .images_dir = images_dir,
-              .out_path = out_path};
+              .out_path = out_path, .rec = rec};
   p.ent = cg_calloc((size_t)n, sizeof(entry_t), "pack entries");
   /* PACK_CHUNK records, fewer when that is over PACK_CHUNK_BYTES (large --image-size; at
    * least one): the bound holds whatever the number of threads (fewer then work) */
@@ -843,6 +971,7 @@ int cg_cgds_pack_opts(const char *images_dir, const char *masks_dir, const char 
     stats->bytes = hd.file_bytes;
     stats->nclass_px = p.nclass_px;
     stats->nignore_px = p.nignore_px;
+    stats->not_square = p.not_square;
   }
 done:
   cg_afile_abort(af); /* removes the temporary of a pack that did not finish */
@@ -858,6 +987,6 @@ done:
 int cg_cgds_pack(const char *images_dir, const char *masks_dir, const char *out_path, int size,
                  int64_t max_pixels, volatile sig_atomic_t *cancel, cg_cgds_stats_t *stats,
                  char *err, size_t errlen) {
-  const cg_cgds_pack_opts_t o = {size, max_pixels, CG_CGDS_RAW, 0, 0, 1, -1, NULL};
+  const cg_cgds_pack_opts_t o = {size, max_pixels, CG_CGDS_RAW, 0, 0, 1, -1, NULL, 0};
   return cg_cgds_pack_opts(images_dir, masks_dir, out_path, &o, cancel, stats, err, errlen);
 }

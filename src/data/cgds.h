@@ -1,4 +1,5 @@
-/* cgds.h: the packed .cgds shard — every sample of a dataset already fitted to one size, stored
+/* cgds.h: the packed .cgds shard — every sample of a dataset already fitted to one size (or, in
+ * version 5, every image whole, scaled to one shorter side), stored
  * raw (training reads it through mmap with no decoding) or encoded (JPEG or PNG images, PNG
  * masks: a fraction of the size, decoded by the loader's helpers).
  *
@@ -8,7 +9,7 @@
  *
  *   header, 64 bytes at offset 0
  *     0  char[4] magic        "CGDS"
- *     4  u32     version      3 [v1: 1, v2: 2]
+ *     4  u32     version      3 [v1: 1, v2: 2; 4: a label map; 5: whole images]
  *     8  u32     header_bytes 64
  *    12  u32     flags        0 (no flags defined; a reader rejects unknown bits)
  *    16  u64     count        number of records
@@ -38,10 +39,14 @@
  *    36  u8  image_enc   0 raw, 1 JPEG, 2 PNG                           [v1: absent]
  *    37  u8  mask_enc    0 raw, 2 PNG                                   [v1: absent]
  *    38  u16 reserved    0; 40 u64 reserved 0                           [v1: absent]
+ *        version 5: 40 u32 rec_h, 44 u32 rec_w: the record's size, its shorter side the
+ *        header's h (= w): the whole image scaled to that side (pack --store whole); its parts
+ *        hold rec_h x rec_w pixels where the above says h x w. Training takes its crop windows
+ *        over the whole record, and its fitted (validation) square from the record's centre.
  *   names, right after the table up to the labels block [v1, v2: up to file_bytes]: each
  *   record's sample name (the PNG file name without ".png"), which keys the validation split
  *   (source.h).
- *   labels block, the last 784 bytes of the file (v4: 1296) [v1, v2: absent]: what the masks
+ *   labels block, the last 784 bytes of the file (v4, v5: 1296) [v1, v2: absent]: what the masks
  *   hold
  *     0  char[4] magic        "CGLB"
  *     4  u32     nclass       1 (binary: 0/1) or K >= 2 (class ids 0..K-1), as pack --num-classes
@@ -50,9 +55,9 @@
  *    16  u8[768] palette      npal RGB triples, then zeros
  *   784  char[512] label map   [v4 only: the block is then 1296 bytes] the --label-map pack
  *                              applied (labelmap.h's table: two hex digits per stored value,
- *                              "--" for a value left out); pack writes version 4 only with a
- *                              map, version 3 otherwise
- *   Training reads a version-3 or 4 shard only with the same --num-classes and --ignore-index
+ *                              "--" for a value left out); pack writes version 5 with
+ *                              --store whole, else version 4 only with a map, version 3 otherwise
+ *   Training reads a version-3, 4 or 5 shard only with the same --num-classes and --ignore-index
  *   (and the same --label-map, which a run on the shard takes from it), and keeps its palette
  *   in the checkpoint for predict, as it does for a directory.
  *
@@ -71,7 +76,7 @@
 #include "source.h"
 
 #define CG_CGDS_MAGIC "CGDS"
-#define CG_CGDS_VERSION 4u
+#define CG_CGDS_VERSION 5u
 #define CG_CGDS_LABELS_MAGIC "CGLB"
 #define CG_CGDS_LABELS_BYTES 784 /* version 3's labels block */
 #define CG_CGDS_LABELS_BYTES_V4 (784 + 512) /* version 4's: the label map besides */
@@ -86,6 +91,9 @@
  * "PATH: reason" in err otherwise. load() checks the record's CRC and fails with
  * "PATH: record N (NAME): CRC mismatch ..." or "... truncated ..." (file shortened since open). */
 cg_source_t *cg_source_cgds(const char *path, char *err, size_t errlen);
+/* The stored size of record index of a shard (version 5: its own; else the header's): 0, or -1
+ * when s is no shard or index is out of range. */
+int cg_cgds_record_size(const cg_source_t *s, int64_t index, int *h, int *w);
 /* The mask values a shard's records may hold (issue 13): class ids 0..nclass-1 and the ignore
  * label (>= nclass; -1 none). Default (not called): 0 and 1. A record holding another value is
  * a bad sample: "PATH: record N (NAME): mask value V is not a class id of --num-classes K ...".
@@ -113,13 +121,14 @@ typedef struct {
   uint64_t bytes; /* size of the written file */
   uint64_t nclass_px, nignore_px; /* mask pixels of a class other than 0 (binary: > 0), and of
                                      the ignore label (the ignore label is stored as it is) */
+  int64_t not_square;             /* records whose image is not square */
 } cg_cgds_stats_t;
 
 /* Record encodings (the header's `encoding`, the entries' image_enc / mask_enc). */
 typedef enum { CG_CGDS_RAW = 0, CG_CGDS_JPEG = 1, CG_CGDS_PNG = 2 } cg_cgds_enc_t;
 
 typedef struct {
-  int size;           /* side of the stored samples */
+  int size;           /* side of the stored samples (whole: their shorter side) */
   int64_t max_pixels; /* as --max-image-pixels */
   cg_cgds_enc_t encoding; /* raw: as version 1; jpeg: images re-encoded at `quality` (or the
                              input's own bytes when it is a JPEG of exactly size x size), masks
@@ -132,6 +141,8 @@ typedef struct {
   const cg_labelmap_t *label_map; /* --label-map: the masks' values mapped before they are
                                      stored, and its table kept (version 4; NULL: as they are,
                                      version 3) */
+  int whole;          /* store each image whole, its shorter side scaled to size (version 5),
+                         instead of its fitted size x size square */
 } cg_cgds_pack_opts_t;
 
 /* cg_cgds_pack with the options above; masks_dir NULL: images_dir names a list of pairs

@@ -1,7 +1,8 @@
 /* fit.c: the fitting rule that brings real images to the network's size, and the resampling it
  * is made of (fit.h): whole images in memory (cg_resample_*, cg_fit_square, also the loader's
- * random crop) and the same rule streamed row by row from a file (cg_fit_png, cg_fit_png_k),
- * which gives the same bytes while holding two rows of the image instead of all of it.
+ * random crop) and the same rule, or a training crop's window of the whole file, streamed row by
+ * row from a file (cg_fit_pair), which gives the same bytes while holding two rows of the image
+ * instead of all of it.
  *
  * Both paths take their taps from lin_tap and near_tap, which is why they agree. */
 #include "fit.h"
@@ -102,6 +103,24 @@ void cg_fit_square(const uint8_t *rgb, const uint8_t *mask, int sh, int sw, int 
   cg_resample_mask(mask, sh, sw, x0, y0, m, m, out_mask, size, size);
 }
 
+void cg_crop_px(const cg_crop_t *win, int sh, int sw, double *x0, double *y0, double *side) {
+  const int m = sh < sw ? sh : sw;
+  *side = win->scale * m;
+  *x0 = win->u * (sw - *side);
+  *y0 = win->v * (sh - *side);
+}
+
+void cg_crop_apply(const cg_crop_t *win, int h, int w, uint8_t *rgb, uint8_t *mask,
+                   uint8_t *tmp) {
+  double x0, y0, side;
+  cg_crop_px(win, h, w, &x0, &y0, &side);
+  const size_t px = (size_t)h * w;
+  cg_resample_rgb(rgb, h, w, x0, y0, side, side, tmp, h, w);
+  cg_resample_mask(mask, h, w, x0, y0, side, side, tmp + 3 * px, h, w);
+  memcpy(rgb, tmp, 3 * px);
+  memcpy(mask, tmp + 3 * px, px);
+}
+
 /* ---- the fitting rule, streamed ----------------------------------------------------------
  * Output rows need source rows in increasing order, so each output row is made as soon as its
  * last source row arrives: bilinear RGB keeps the two latest rows (row j at parity j & 1: an
@@ -109,15 +128,17 @@ void cg_fit_square(const uint8_t *rgb, const uint8_t *mask, int sh, int sw, int 
  * at hand. */
 
 typedef struct {
-  int size, is_mask;
+  int oh, ow, is_mask;    /* the output's size (size x size, or a whole record's) */
   int eh, ew;             /* the size the file must have, 0: any */
   int fh, fw;             /* image: the file's size (the decoder may scale it), else 0 */
   int scale;              /* image: decoded at scale/8 of the file's size (cg_jpeg_scale) */
   const char *image;      /* mask: its image's path, for the size message; NULL for the image */
+  const cg_crop_t *win;   /* a training crop's window of the file; NULL: the fitting rule's */
+  int whole;              /* the whole file scaled to oh x ow (no window) */
   uint8_t *out;
-  int sh, sw, m, x0, y0;  /* set by fit_begin: decoded size, the file's window (m: side) */
+  int sh, sw, x0, y0;     /* set by fit_begin: decoded size; crop: the window's origin */
   int crop;               /* the window is the output, pixel for pixel: rows are copied */
-  double ox, oy, span;    /* the window in decoded pixels (lin_tap, near_tap) */
+  double ox, oy, sx, sy;  /* the window in decoded pixels (lin_tap, near_tap): origin, spans */
   int next;               /* next output row */
   uint8_t *keep;          /* RGB resample: 2 source rows */
   int *xi;
@@ -185,23 +206,36 @@ static int fit_begin(void *ctx, int h, int w, char *why, size_t whylen) {
    * pixels by the decoder's exact factor: a scaled JPEG's rounded-up size is not the file's
    * extent, and rounding the crop at the scale would shift the image against its mask. */
   const double s = f->scale > 0 && f->scale < 8 ? f->scale / 8.0 : 1.0;
-  f->m = fh < fw ? fh : fw;
-  f->x0 = (fw - f->m) / 2;
-  f->y0 = (fh - f->m) / 2;
-  f->ox = f->x0 * s;
-  f->oy = f->y0 * s;
-  f->span = f->m * s;
-  f->crop = s == 1.0 && f->m == f->size;
+  double x0, y0, sx, sy;
+  if (f->whole) { /* the whole file */
+    x0 = y0 = 0;
+    sx = fw;
+    sy = fh;
+  } else if (f->win) {
+    cg_crop_px(f->win, fh, fw, &x0, &y0, &sx);
+    sy = sx;
+  } else { /* the fitting rule: offsets floored, as cg_fit_square's */
+    sx = sy = fh < fw ? fh : fw;
+    x0 = (fw - (int)sx) / 2;
+    y0 = (fh - (int)sx) / 2;
+  }
+  f->ox = x0 * s;
+  f->oy = y0 * s;
+  f->sx = sx * s;
+  f->sy = sy * s;
+  f->crop = s == 1.0 && sx == f->ow && sy == f->oh && x0 == floor(x0) && y0 == floor(y0);
+  f->x0 = (int)x0;
+  f->y0 = (int)y0;
   if (f->crop) return 0;
   if (f->is_mask) {
-    f->xi = malloc(sizeof(int) * (size_t)f->size);
+    f->xi = malloc(sizeof(int) * (size_t)f->ow);
     if (f->xi)
-      for (int x = 0; x < f->size; x++) f->xi[x] = near_tap(f->ox, f->span, x, f->size, w);
+      for (int x = 0; x < f->ow; x++) f->xi[x] = near_tap(f->ox, f->sx, x, f->ow, w);
   } else {
-    f->xi = malloc(sizeof(int) * 2 * (size_t)f->size);
-    f->xf = malloc(sizeof(float) * (size_t)f->size);
+    f->xi = malloc(sizeof(int) * 2 * (size_t)f->ow);
+    f->xf = malloc(sizeof(float) * (size_t)f->ow);
     f->keep = malloc((size_t)w * 3 * 2);
-    if (f->xi && f->xf) lin_cols(f->ox, f->span, f->size, w, f->xi, f->xf);
+    if (f->xi && f->xf) lin_cols(f->ox, f->sx, f->ow, w, f->xi, f->xf);
   }
   if (!f->xi || (!f->is_mask && (!f->xf || !f->keep))) {
     snprintf(why, whylen, "out of memory for the row buffers");
@@ -216,22 +250,22 @@ static int fit_row(void *ctx, int y, const uint8_t *px, char *why, size_t whylen
     if (label_row(f, px, f->sw, why, whylen)) return -1;
     px = f->lrow;
   }
-  const int n = f->size;
+  const int n = f->oh, ow = f->ow;
   if (f->crop) { /* row next + y0 is output row next */
     const size_t bpp = f->is_mask ? 1 : 3;
     if (f->next < n && y == f->y0 + f->next) {
-      memcpy(f->out + (size_t)f->next * n * bpp, px + (size_t)f->x0 * bpp, (size_t)n * bpp);
+      memcpy(f->out + (size_t)f->next * ow * bpp, px + (size_t)f->x0 * bpp, (size_t)ow * bpp);
       f->next++;
     }
     return 0;
   }
   if (f->is_mask) {
     while (f->next < n) {
-      const int j = near_tap(f->oy, f->span, f->next, n, f->sh);
+      const int j = near_tap(f->oy, f->sy, f->next, n, f->sh);
       if (j > y) break;
       CG_ASSERT(j == y); /* taps increase with the output row: never behind the row at hand */
-      uint8_t *o = f->out + (size_t)f->next * n;
-      for (int x = 0; x < n; x++) o[x] = px[f->xi[x]];
+      uint8_t *o = f->out + (size_t)f->next * ow;
+      for (int x = 0; x < ow; x++) o[x] = px[f->xi[x]];
       f->next++;
     }
     return 0;
@@ -241,14 +275,23 @@ static int fit_row(void *ctx, int y, const uint8_t *px, char *why, size_t whylen
   while (f->next < n) {
     int j0, j1;
     float g;
-    lin_tap(f->oy, f->span, f->next, n, f->sh, &j0, &j1, &g);
+    lin_tap(f->oy, f->sy, f->next, n, f->sh, &j0, &j1, &g);
     if (j1 > y) break;
     CG_ASSERT(j1 == y && j0 >= y - 1);
     blend_row(f->keep + (size_t)(j0 & 1) * rb, f->keep + (size_t)(j1 & 1) * rb, g, f->xi, f->xf,
-              f->out + (size_t)f->next * n * 3, n);
+              f->out + (size_t)f->next * ow * 3, ow);
     f->next++;
   }
   return 0;
+}
+
+/* The least side a scaled decode must keep: the window's side must still cover the output's
+ * pixels (a crop's: its scale of the shorter side). */
+static int min_side(const fit_t *f) {
+  const int out = f->oh < f->ow ? f->oh : f->ow;
+  if (f->whole || !f->win || f->win->scale >= 1.0) return out;
+  const double need = ceil(out / f->win->scale);
+  return need > 1e9 ? 1000000000 : (int)need;
 }
 
 /* Decodes one file into f->out; frees f's buffers. An image may be a JPEG (by its first bytes),
@@ -257,15 +300,15 @@ static int fit_file(const char *path, int64_t max_pixels, cg_png_as_t as, fit_t 
                     size_t errlen) {
   cg_png_sink_t sink = {fit_begin, fit_row, f};
   int rc = as == CG_PNG_AS_RGB
-               ? cg_image_read_rows(path, max_pixels, f->size, &sink, &f->fh, &f->fw, &f->scale,
-                                    err, errlen)
+               ? cg_image_read_rows(path, max_pixels, min_side(f), &sink, &f->fh, &f->fw,
+                                    &f->scale, err, errlen)
                : cg_image_read_mask_rows(path, max_pixels, as, &sink, err, errlen);
   free(f->keep);
   free(f->xi);
   free(f->xf);
   free(f->lrow);
-  if (!rc && f->next != f->size) {
-    snprintf(err, errlen, "%s: internal error: %d of %d fitted rows made", path, f->next, f->size);
+  if (!rc && f->next != f->oh) {
+    snprintf(err, errlen, "%s: internal error: %d of %d fitted rows made", path, f->next, f->oh);
     rc = -1;
   }
   return rc;
@@ -274,37 +317,44 @@ static int fit_file(const char *path, int64_t max_pixels, cg_png_as_t as, fit_t 
 int cg_fit_png(const char *image, const char *mask, int64_t max_pixels, int size, int expect_h,
                int expect_w, uint8_t *out_rgb, uint8_t *out_mask, int *h, int *w, char *err,
                size_t errlen) {
-  return cg_fit_png_k(image, mask, max_pixels, size, expect_h, expect_w, 1, -1, out_rgb, out_mask,
-                      h, w, err, errlen);
+  const cg_fit_opts_t o = {.size = size, .max_pixels = max_pixels, .expect_h = expect_h,
+                           .expect_w = expect_w, .nclass = 1, .ignore = -1};
+  return cg_fit_pair(image, mask, &o, out_rgb, out_mask, h, w, err, errlen);
 }
 
-int cg_fit_png_k(const char *image, const char *mask, int64_t max_pixels, int size, int expect_h,
-                 int expect_w, int nclass, int ignore, uint8_t *out_rgb, uint8_t *out_mask, int *h,
-                 int *w, char *err, size_t errlen) {
-  return cg_fit_png_map(image, mask, max_pixels, size, expect_h, expect_w, nclass, ignore, NULL,
-                        out_rgb, out_mask, h, w, err, errlen);
+void cg_fit_whole_size(int h, int w, int size, int *oh, int *ow) {
+  const int shorter = h < w ? h : w, longer = h < w ? w : h;
+  long long l = llround((double)longer * size / shorter);
+  if (l < size) l = size;
+  if (l > (long long)CG_FIT_WHOLE_MAX_ASPECT * size) l = (long long)CG_FIT_WHOLE_MAX_ASPECT * size;
+  if (l > CG_PNG_MAX_SIDE) l = CG_PNG_MAX_SIDE;
+  *oh = h < w ? size : (int)l;
+  *ow = h < w ? (int)l : size;
 }
 
-int cg_fit_png_map(const char *image, const char *mask, int64_t max_pixels, int size,
-                   int expect_h, int expect_w, int nclass, int ignore, const cg_labelmap_t *map,
-                   uint8_t *out_rgb, uint8_t *out_mask, int *h, int *w, char *err,
-                   size_t errlen) {
-  fit_t fi = {.size = size, .eh = expect_h, .ew = expect_w, .out = out_rgb};
-  if (fit_file(image, max_pixels, CG_PNG_AS_RGB, &fi, err, errlen)) return -1;
+int cg_fit_pair(const char *image, const char *mask, const cg_fit_opts_t *o, uint8_t *out_rgb,
+                uint8_t *out_mask, int *h, int *w, char *err, size_t errlen) {
+  CG_ASSERT(o->size >= 1 && (!o->win || (o->win->scale > 0 && o->win->scale <= 1)));
+  const int whole = o->out_h > 0 && o->out_w > 0;
+  CG_ASSERT(!whole || !o->win);
+  const int oh = whole ? o->out_h : o->size, ow = whole ? o->out_w : o->size;
+  fit_t fi = {.oh = oh, .ow = ow, .eh = o->expect_h, .ew = o->expect_w, .win = o->win,
+              .whole = whole, .out = out_rgb};
+  if (fit_file(image, o->max_pixels, CG_PNG_AS_RGB, &fi, err, errlen)) return -1;
   if (h) *h = fi.fh;
   if (w) *w = fi.fw;
   if (!mask) {
-    memset(out_mask, 0, (size_t)size * size);
+    memset(out_mask, 0, (size_t)oh * ow);
     return 0;
   }
-  fit_t fm = {.size = size, .is_mask = 1, .eh = fi.fh, .ew = fi.fw, .image = image,
-              .out = out_mask};
-  if (nclass < 1) nclass = 1;
+  fit_t fm = {.oh = oh, .ow = ow, .is_mask = 1, .eh = fi.fh, .ew = fi.fw, .image = image,
+              .win = o->win, .whole = whole, .out = out_mask};
+  int nclass = o->nclass < 1 ? 1 : o->nclass, ignore = o->ignore;
   if (ignore < nclass) ignore = -1; /* a class id is never the ignore label */
-  if (nclass == 1 && ignore < 0 && !map) /* binary: any value > 0 (any colour) is foreground */
-    return fit_file(mask, max_pixels, CG_PNG_AS_MASK, &fm, err, errlen);
+  if (nclass == 1 && ignore < 0 && !o->map) /* binary: any value > 0 (any colour) is foreground */
+    return fit_file(mask, o->max_pixels, CG_PNG_AS_MASK, &fm, err, errlen);
   fm.nclass = nclass;
   fm.ignore = ignore;
-  fm.map = map;
-  return fit_file(mask, max_pixels, CG_PNG_AS_LABEL, &fm, err, errlen);
+  fm.map = o->map;
+  return fit_file(mask, o->max_pixels, CG_PNG_AS_LABEL, &fm, err, errlen);
 }

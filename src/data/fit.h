@@ -1,6 +1,6 @@
 /* fit.h: the fitting rule of real data (scale the shorter side to the network's size, centre-
- * crop the longer) and the resampling it is made of, which the loader's random crop
- * (augment.c) uses too. A module of its own so that those who resample need not know about
+ * crop the longer), the training crop windows (cg_crop_t, drawn by augment.c) and the
+ * resampling both are made of. A module of its own so that those who resample need not know about
  * sources; fit.c has the code.
  *
  * Buffers are row-major: RGB8 interleaved (h*w*3 bytes), masks one byte a pixel (h*w); the
@@ -26,33 +26,63 @@ void cg_resample_mask(const uint8_t *src, int sh, int sw, double x0, double y0, 
  * longer. An image already size x size is copied unchanged. */
 void cg_fit_square(const uint8_t *rgb, const uint8_t *mask, int sh, int sw, int size,
                    uint8_t *out_rgb, uint8_t *out_mask);
-/* cg_fit_square of a PNG pair, decoded row by row (cg_png_read_rows) straight into out_rgb
- * (size*size*3) and out_mask (size*size): the same bytes, holding two rows of the image instead
- * of the whole of it. The image may be a JPEG (by content, image_io.h): it is decoded at the
- * smallest DCT scale M/8 that keeps both sides >= size (cg_jpeg_scale), then fitted over the
- * same window of the file, reached through the factor M/8 (so a large JPEG's bytes differ
- * slightly from a full decode + cg_fit_square, but sample the same points: the mask, fitted
- * from its full size, stays aligned). mask NULL: out_mask is zeros. expect_h/expect_w > 0: the
- * image must have that size (the one seen at start-up); the mask must have the image's. *h, *w
- * (optional) get the image's size. Returns 0, or -1 with "PATH: reason" in err (out_* then
- * undefined). Thread-safe. */
+/* A square window of a sample: side = scale x its shorter side (0 < scale <= 1), the origin at
+ * the fractions (u, v) in [0, 1] of the room left on each axis (0: left / top, 1: right /
+ * bottom). A training crop is one (augment.h); scale 1 with u = v = 0.5 is the fitting rule's
+ * centred square up to its rounding (cg_fit_square floors the offsets). */
+typedef struct {
+  double scale, u, v;
+} cg_crop_t;
+
+/* win over a sample of sh x sw pixels: *x0, *y0 the origin and *side the side, in pixels. */
+void cg_crop_px(const cg_crop_t *win, int sh, int sw, double *x0, double *y0, double *side);
+/* A sample already h x w, in place: the window resampled back to h x w (bilinear RGB, nearest
+ * mask; cg_resample_*). tmp: h*w*4 bytes of scratch. */
+void cg_crop_apply(const cg_crop_t *win, int h, int w, uint8_t *rgb, uint8_t *mask,
+                   uint8_t *tmp);
+
+/* How cg_fit_pair reads a pair. */
+typedef struct {
+  int size;               /* the fitted sample is size x size */
+  int64_t max_pixels;     /* an image (or mask) of more pixels fails (<= 0: no limit) */
+  int expect_h, expect_w; /* > 0: the image must have that size (the one seen at start-up) */
+  int nclass, ignore;     /* label masks: see cg_fit_pair; 1 and -1 (or 0s): binary */
+  const cg_labelmap_t *map; /* --label-map applied to the stored values first; NULL: none */
+  const cg_crop_t *win;   /* NULL: the fitting rule (cg_fit_square's centred square); else
+                             this window of the whole file, resampled to size x size */
+  int out_h, out_w;       /* > 0 (no win): instead, the whole file scaled to out_h x out_w
+                             (cg_fit_whole_size): a shard's whole record (pack --store whole) */
+} cg_fit_opts_t;
+
+/* The size of a whole h x w image scaled so that its shorter side is size: *oh x *ow, the longer
+ * side rounded (at least size, at most CG_FIT_WHOLE_MAX_ASPECT x size and CG_PNG_MAX_SIDE: a
+ * longer strip is squeezed to that). */
+#define CG_FIT_WHOLE_MAX_ASPECT 64
+void cg_fit_whole_size(int h, int w, int size, int *oh, int *ow);
+
+/* cg_fit_square of an image file pair, decoded row by row (cg_image_read_rows) straight into
+ * out_rgb (size*size*3) and out_mask (size*size): the same bytes, holding two rows of the image
+ * instead of the whole of it. The image may be a JPEG (by content, image_io.h): it is decoded at
+ * the smallest DCT scale M/8 that keeps both sides of the window >= size (cg_jpeg_scale), then
+ * fitted over the same window of the file, reached through the factor M/8 (so a large JPEG's
+ * bytes differ slightly from a full decode + cg_fit_square, but sample the same points: the
+ * mask, fitted from its full size, stays aligned). mask NULL: out_mask is zeros. The mask must
+ * have the image's size. With o->win the window is o->win's over the whole file (a training
+ * crop: cg_crop_px at the file's size), and the bytes are those of a whole decode +
+ * cg_resample_* over it; with o->out_h, o->out_w the whole file is resampled to that size
+ * (out_rgb out_h*out_w*3 bytes, out_mask out_h*out_w), as cg_resample_* over [0, w) x [0, h).
+ * Label masks: nclass >= 2 or an ignore label (>= nclass) reads the mask's stored values
+ * (CG_PNG_AS_LABEL: gray values, palette indices), after o->map; a value that is neither a
+ * class id (< nclass) nor the ignore label fails with "MASK: mask value V is not a class id of
+ * --num-classes K ..." (a value the map leaves out: "... is not in --label-map SPEC"); binary
+ * with an ignore label keeps that label and maps other values > 0 to 1; with a map the masks
+ * are read as labels even when binary. *h, *w (optional) get the image's size. Returns 0, or -1
+ * with "PATH: reason" in err (out_* then undefined). Thread-safe. */
+int cg_fit_pair(const char *image, const char *mask, const cg_fit_opts_t *o, uint8_t *out_rgb,
+                uint8_t *out_mask, int *h, int *w, char *err, size_t errlen);
+/* cg_fit_pair with binary masks, the fitting rule and no map. */
 int cg_fit_png(const char *image, const char *mask, int64_t max_pixels, int size, int expect_h,
                int expect_w, uint8_t *out_rgb, uint8_t *out_mask, int *h, int *w, char *err,
                size_t errlen);
-/* The same with label masks (cg_source_opts_t.nclass / .ignore): nclass >= 2 or an ignore label
- * (>= nclass) reads the mask's stored values (CG_PNG_AS_LABEL: gray values, palette indices);
- * a value that is neither a class id (< nclass) nor the ignore label fails with "MASK: mask
- * value V is not a class id of --num-classes K ..."; binary with an ignore label keeps that
- * label and maps other values > 0 to 1. nclass 1 and ignore < 1: exactly cg_fit_png. */
-int cg_fit_png_k(const char *image, const char *mask, int64_t max_pixels, int size, int expect_h,
-                 int expect_w, int nclass, int ignore, uint8_t *out_rgb, uint8_t *out_mask, int *h,
-                 int *w, char *err, size_t errlen);
-/* The same with --label-map (labelmap.h; NULL: none) applied to the stored values first: a value
- * the map leaves out fails naming it, and the mapped ids are checked as above (masks are then
- * read as labels even when binary). */
-int cg_fit_png_map(const char *image, const char *mask, int64_t max_pixels, int size,
-                   int expect_h, int expect_w, int nclass, int ignore, const cg_labelmap_t *map,
-                   uint8_t *out_rgb, uint8_t *out_mask, int *h, int *w, char *err,
-                   size_t errlen);
 
 #endif

@@ -136,13 +136,21 @@ static int prepare(cg_loader_t *l, slot_t *s, int i, uint8_t *rgb, uint8_t *mask
     memset(y, 0, px);
     return 0;
   }
-  if (cg_source_load(l->cfg.source, idx, rgb, mask, err, errlen)) {
+  int rc;
+  if (l->cfg.crop) {
+    const cg_crop_t win =
+        cg_augment_window(l->cfg.seed, s->b.epoch, idx, l->cfg.crop_lo, l->cfg.crop_hi);
+    rc = cg_source_load_win(l->cfg.source, idx, &win, rgb, mask, (uint8_t *)scratch, err,
+                            errlen);
+  } else {
+    rc = cg_source_load(l->cfg.source, idx, rgb, mask, err, errlen);
+  }
+  if (rc) {
     if (!l->cfg.skip_bad) return -1;
     memset(x, 0, sizeof(float) * px * c);
     memset(y, 0, px);
     return 1;
   }
-  if (l->cfg.crop) cg_augment_crop(l->cfg.seed, s->b.epoch, idx, h, w, rgb, mask, (uint8_t *)scratch);
   if (l->cfg.augment) cg_augment_flip(l->cfg.seed, s->b.epoch, idx, h, w, rgb, mask);
   memcpy(y, mask, px);
   double t1 = cg_now();
@@ -221,6 +229,10 @@ typedef struct {
 cg_loader_t *cg_loader_create(const cg_loader_cfg_t *cfg) {
   cg_loader_t *l = cg_calloc(1, sizeof *l, "loader");
   l->cfg = *cfg;
+  if (l->cfg.crop_lo <= 0) { /* the default range */
+    l->cfg.crop_lo = CG_CROP_SCALE_DEFAULT_LO;
+    l->cfg.crop_hi = 1.0;
+  }
   l->nclass = cfg->nclass > 1 ? cfg->nclass : 1;
   l->ignore = cfg->ignore_index >= l->nclass ? cfg->ignore_index : -1;
   if (l->nclass > 1)

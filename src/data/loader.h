@@ -44,7 +44,10 @@ typedef struct {
   uint64_t seed;
   int shuffle;               /* reshuffle every epoch */
   int augment;               /* random flips */
-  int crop;                  /* random crop (cg_augment_crop), before the flips */
+  int crop;                  /* random crop windows (cg_augment_window), before the flips: over
+                                the whole file for sources of image files */
+  double crop_lo, crop_hi;   /* their scale range (0 < lo <= hi <= 1; 0, 0: the default
+                                CG_CROP_SCALE_DEFAULT_LO .. 1) */
   int skip_bad;              /* a sample that fails to load becomes padding and is counted
                                 (cg_loader_take_bad); without it cg_loader_next ends the job
                                 with exit code 2 naming the file (cg_die, every rank ends) */

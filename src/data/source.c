@@ -25,7 +25,15 @@ static int synth_load(cg_source_t *s, int64_t index, uint8_t *rgb, uint8_t *mask
 
 static void synth_destroy(cg_source_t *s) { free(s); }
 
-static const cg_source_ops_t synth_ops = {"synthetic", synth_load, synth_destroy};
+int cg_source_load_win(cg_source_t *s, int64_t index, const cg_crop_t *win, uint8_t *rgb,
+                       uint8_t *mask, uint8_t *tmp, char *err, size_t errlen) {
+  if (s->ops->load_win) return s->ops->load_win(s, index, win, rgb, mask, err, errlen);
+  if (cg_source_load(s, index, rgb, mask, err, errlen)) return -1;
+  cg_crop_apply(win, s->h, s->w, rgb, mask, tmp);
+  return 0;
+}
+
+static const cg_source_ops_t synth_ops = {"synthetic", synth_load, synth_destroy, NULL};
 
 cg_source_t *cg_source_synthetic(uint64_t seed, int64_t offset, int64_t count, int h, int w) {
   return cg_source_synthetic_k(seed, offset, count, h, w, 1, -1);

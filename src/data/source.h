@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "fit.h"      /* cg_crop_t: a training crop's window */
 #include "labelmap.h" /* cg_labelmap_t: --label-map */
 
 typedef struct cg_source cg_source_t;
@@ -22,6 +23,10 @@ typedef struct {
   int (*load)(cg_source_t *s, int64_t index, uint8_t *rgb, uint8_t *mask, char *err,
               size_t errlen);
   void (*destroy)(cg_source_t *s);
+  /* Optional (NULL: none): sample index through the window win of the whole file rather than
+   * of the fitted square, for sources of image files (cg_source_load_win). */
+  int (*load_win)(cg_source_t *s, int64_t index, const cg_crop_t *win, uint8_t *rgb,
+                  uint8_t *mask, char *err, size_t errlen);
 } cg_source_ops_t;
 
 struct cg_source {
@@ -54,6 +59,12 @@ static inline int cg_source_load(cg_source_t *s, int64_t index, uint8_t *rgb, ui
                                  char *err, size_t errlen) {
   return s->ops->load(s, index, rgb, mask, err, errlen);
 }
+/* Sample index cropped by win, resampled to h x w: a source of image files takes the window
+ * over the whole file (a wide photo's edges too, not only its centred square: cg_fit_pair), a
+ * shard over its record (whole in version 5); others (synthetic) load the sample and crop it in
+ * memory (cg_crop_apply, tmp: h*w*4 bytes of scratch). The same as cg_source_load otherwise. */
+int cg_source_load_win(cg_source_t *s, int64_t index, const cg_crop_t *win, uint8_t *rgb,
+                       uint8_t *mask, uint8_t *tmp, char *err, size_t errlen);
 void cg_source_destroy(cg_source_t *s); /* NULL-safe */
 
 static inline const char *cg_source_name(const cg_source_t *s, int64_t index) {
@@ -114,6 +125,11 @@ cg_source_t *cg_source_png_list(const char *list, const cg_source_opts_t *o, cha
  * open (*path is the source's): 0, or -1 when s is another kind of source. For `pack
  * --encoding jpeg`, which stores a JPEG of the right size as it is. */
 int cg_source_png_image(const cg_source_t *s, int64_t index, const char **path, int *h, int *w);
+/* Sample index of such a source whole, scaled to oh x ow (cg_fit_whole_size of its size and the
+ * source's): rgb oh*ow*3 bytes, mask oh*ow, read as load() reads them. For `pack --store whole`.
+ * 0, or -1 with the message (another kind of source: says so). */
+int cg_source_png_load_whole(cg_source_t *s, int64_t index, int oh, int ow, uint8_t *rgb,
+                             uint8_t *mask, char *err, size_t errlen);
 
 /* --data SPEC: "synthetic" (samples 0..synthetic_count-1 of the generator keyed by seed), an
  * existing directory (PNG directory) or an existing file: a .cgds shard, recognised by its magic

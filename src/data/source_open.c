@@ -104,9 +104,15 @@ cg_source_t *cg_source_open_opts(const char *spec, const cg_source_opts_t *o, ch
   int pk, pi;
   if (s && o->shard_labels && cg_cgds_labels(s, &pk, &pi)) cg_cgds_set_labels(s, pk, pi);
   else if (s) cg_cgds_set_labels(s, o->nclass, o->ignore);
+  int rh, rw; /* a shard of whole images (version 5) says its shorter side */
+  const int whole = s && !cg_cgds_record_size(s, 0, &rh, &rw) && (rh != s->h || rw != s->w);
   if (s && size > 0 && (s->h != size || s->w != size)) {
-    snprintf(err, errlen, "%s: records are %dx%d but --image-size is %d (re-pack with "
-             "--image-size %d)", spec, s->w, s->h, size, size);
+    if (whole)
+      snprintf(err, errlen, "%s: records of shorter side %d (pack --store whole) but "
+               "--image-size is %d (re-pack with --image-size %d)", spec, s->h, size, size);
+    else
+      snprintf(err, errlen, "%s: records are %dx%d but --image-size is %d (re-pack with "
+               "--image-size %d)", spec, s->w, s->h, size, size);
     cg_source_destroy(s);
     return NULL;
   }
@@ -151,6 +157,13 @@ static int subset_load(cg_source_t *s, int64_t index, uint8_t *rgb, uint8_t *mas
   return cg_source_load(v->of, v->idx[index], rgb, mask, err, errlen);
 }
 
+static int subset_load_win(cg_source_t *s, int64_t index, const cg_crop_t *win, uint8_t *rgb,
+                           uint8_t *mask, char *err, size_t errlen) {
+  subset_t *v = (subset_t *)s;
+  CG_ASSERT(index >= 0 && index < s->count);
+  return v->of->ops->load_win(v->of, v->idx[index], win, rgb, mask, err, errlen);
+}
+
 static void subset_destroy(cg_source_t *s) {
   subset_t *v = (subset_t *)s;
   if (v->owns) cg_source_destroy(v->of);
@@ -159,12 +172,15 @@ static void subset_destroy(cg_source_t *s) {
   free(v);
 }
 
-static const cg_source_ops_t subset_ops = {"subset", subset_load, subset_destroy};
+static const cg_source_ops_t subset_ops = {"subset", subset_load, subset_destroy, NULL};
+/* A view of a source with windows forwards them. */
+static const cg_source_ops_t subset_win_ops = {"subset", subset_load, subset_destroy,
+                                               subset_load_win};
 
 cg_source_t *cg_source_subset(cg_source_t *base, const int64_t *idx, int64_t n) {
   CG_ASSERT(base != NULL && n >= 0);
   subset_t *v = cg_calloc(1, sizeof *v, "subset source");
-  v->base.ops = &subset_ops;
+  v->base.ops = base->ops->load_win ? &subset_win_ops : &subset_ops;
   v->base.count = n;
   v->base.h = base->h;
   v->base.w = base->w;

@@ -23,7 +23,7 @@
 #include <sys/stat.h>
 
 #include "atomic_file.h" /* cg_afile_kind: what a path that is not a file is */
-#include "fit.h" /* cg_fit_png_k: a pair, decoded straight into the fitted sample */
+#include "fit.h" /* cg_fit_pair: a pair, decoded straight into the fitted sample */
 #include "image_io.h"
 #include "log.h"
 #include "pairlist.h" /* cg_pairlist_read: --data LIST */
@@ -46,7 +46,7 @@ typedef struct {
   char **why;          /* the (first) pairs left out: base.dropped_why, NULL-terminated */
   size_t nwhy;
   int all_why;         /* cg_source_opts_t.all_why */
-  int nclass, ignore;  /* masks as labels (cg_fit_png_k) */
+  int nclass, ignore;  /* masks as labels (cg_fit_pair) */
   uint8_t pal[768];    /* the first mask's palette (base.palette) */
   cg_labelmap_t map;   /* --label-map, when has_map */
   int has_map;
@@ -165,13 +165,36 @@ static int list_files(const char *dir, listing_t *l, char *err, size_t errlen) {
   return 0;
 }
 
-static int png_load(cg_source_t *s, int64_t index, uint8_t *rgb, uint8_t *mask, char *err,
-                    size_t errlen) {
+static int png_load_win(cg_source_t *s, int64_t index, const cg_crop_t *win, uint8_t *rgb,
+                        uint8_t *mask, char *err, size_t errlen) {
   png_source_t *ps = (png_source_t *)s;
   CG_ASSERT(index >= 0 && index < s->count);
   const pair_t *p = &ps->pairs[index];
-  return cg_fit_png_map(p->image, p->mask, ps->max_pixels, ps->size, p->h, p->w, ps->nclass,
-                        ps->ignore, ps->has_map ? &ps->map : NULL, rgb, mask, NULL, NULL, err, errlen);
+  const cg_fit_opts_t o = {.size = ps->size, .max_pixels = ps->max_pixels, .expect_h = p->h,
+                           .expect_w = p->w, .nclass = ps->nclass, .ignore = ps->ignore,
+                           .map = ps->has_map ? &ps->map : NULL, .win = win};
+  return cg_fit_pair(p->image, p->mask, &o, rgb, mask, NULL, NULL, err, errlen);
+}
+
+static int png_load(cg_source_t *s, int64_t index, uint8_t *rgb, uint8_t *mask, char *err,
+                    size_t errlen) {
+  return png_load_win(s, index, NULL, rgb, mask, err, errlen);
+}
+
+static const cg_source_ops_t png_ops;
+
+int cg_source_png_load_whole(cg_source_t *s, int64_t index, int oh, int ow, uint8_t *rgb,
+                             uint8_t *mask, char *err, size_t errlen) {
+  if (s->ops != &png_ops || index < 0 || index >= s->count) {
+    snprintf(err, errlen, "internal error: a whole image from a %s source", s->ops->kind);
+    return -1;
+  }
+  png_source_t *ps = (png_source_t *)s;
+  const pair_t *p = &ps->pairs[index];
+  const cg_fit_opts_t o = {.size = ps->size, .max_pixels = ps->max_pixels, .expect_h = p->h,
+                           .expect_w = p->w, .nclass = ps->nclass, .ignore = ps->ignore,
+                           .map = ps->has_map ? &ps->map : NULL, .out_h = oh, .out_w = ow};
+  return cg_fit_pair(p->image, p->mask, &o, rgb, mask, NULL, NULL, err, errlen);
 }
 
 static void png_destroy(cg_source_t *s) {
@@ -188,7 +211,7 @@ static void png_destroy(cg_source_t *s) {
   free(ps);
 }
 
-static const cg_source_ops_t png_ops = {"png", png_load, png_destroy};
+static const cg_source_ops_t png_ops = {"png", png_load, png_destroy, png_load_win};
 
 int cg_source_png_image(const cg_source_t *s, int64_t index, const char **path, int *h, int *w) {
   if (s->ops != &png_ops || index < 0 || index >= s->count) return -1;
@@ -200,7 +223,7 @@ int cg_source_png_image(const cg_source_t *s, int64_t index, const char **path, 
 }
 
 /* The start-up check of one pair: both headers (within the pixel limit), equal sizes, and a
- * mask that can hold ids when they are read as labels (as cg_fit_png_k reads them). */
+ * mask that can hold ids when they are read as labels (as cg_fit_pair reads them). */
 static int check_pair(pair_t *p, int64_t max_pixels, int labels, char *err, size_t errlen) {
   int mh, mw;
   if (cg_image_read_size(p->image, max_pixels, &p->h, &p->w, err, errlen)) return -1;
@@ -262,7 +285,7 @@ static png_source_t *new_source(const cg_source_opts_t *o, size_t n) {
  * be NULL) starts the reason: a list's "LIST:LINE: ". */
 static int add_pair(png_source_t *ps, char *image, char *mask, char *name, const char *where,
                     const cg_source_opts_t *o, char *err, size_t errlen) {
-  /* masks are read as ids unless binary without an ignore label (cg_fit_png_k's rule) */
+  /* masks are read as ids unless binary without an ignore label (cg_fit_pair's rule) */
   const int kk = o->nclass > 1 ? o->nclass : 1;
   const int labels = kk > 1 || o->ignore >= kk || o->label_map;
   pair_t *p = &ps->pairs[ps->base.count];

@@ -89,7 +89,12 @@ static const cg_opt_t g_opts[] = {
         "every bad file and a summary; then exit 2 if any is bad, or with --skip-bad train without "
         "them"),
     CG_OPT_ROW_ONOFF("crop", O(crop), C_TRAIN,
-        "real data: random crops (0.75-1.0 of the side) as augmentation, with the flips"),
+        "real data: random square crops as augmentation, with the flips: a window of "
+        "--crop-scale of the image's shorter side, anywhere in the whole image (of a wide photo "
+        "its edges too), resampled to --image-size; off: the centred square (as validation)"),
+    CG_OPT_ROW_TEXT(STR, "crop-scale", O(crop_scale), NULL, C_TRAIN, "A:B",
+        "the crops' side, uniform in A..B of the image's shorter side, 0 < A <= B <= 1 (of a "
+        "shard: of its records, the fitted squares, or the whole images of pack --store whole)"),
     CG_OPT_ROW_ONOFF("flip", O(flip), C_TRAIN,
         "random horizontal and vertical flips as augmentation; --crop off --flip off trains on "
         "exactly the pixels of the files"),
@@ -237,6 +242,7 @@ void cg_cli_defaults(cg_config_t *c) {
   snprintf(c->data, sizeof c->data, "synthetic");
   c->val_fraction = 0.1;
   c->crop = 1;
+  snprintf(c->crop_scale, sizeof c->crop_scale, "0.75:1");
   c->flip = 1;
   c->max_image_pixels = CG_PNG_DEFAULT_MAX_PIXELS;
   c->train_samples = 4096;
@@ -386,8 +392,8 @@ static int check_labels(cg_config_t *cfg, char *err, size_t errlen) {
   return 0;
 }
 
-/* --trace-steps, --min-lr against --lr, --image-size against --model-depth (info too),
- * --report-ranks, --checkpoint-every's directory. */
+/* --trace-steps, --crop-scale, --min-lr against --lr, --image-size against --model-depth (info
+ * too), --report-ranks, --checkpoint-every's directory. */
 static int check_train_flags(cg_config_t *cfg, char *err, size_t errlen) {
   if (cfg->cmd == CG_CMD_TRAIN) {
     long long a = -1, b = -1;
@@ -397,10 +403,24 @@ static int check_train_flags(cg_config_t *cfg, char *err, size_t errlen) {
       return -1;
     }
   }
-  if (cfg->cmd == CG_CMD_TRAIN && cfg->min_lr > cfg->lr) {
-    snprintf(err, errlen, "--min-lr %g is above --lr %g: the schedule decays to --min-lr",
-             cfg->min_lr, cfg->lr);
-    return -1;
+  if (cfg->cmd == CG_CMD_TRAIN) {
+    double lo = 0, hi = 0;
+    char tail = 0;
+    if (sscanf(cfg->crop_scale, "%lf:%lf%c", &lo, &hi, &tail) != 2 || !(lo > 0) || !(hi >= lo) ||
+        !(hi <= 1)) {
+      snprintf(err, errlen, "--crop-scale: '%s' is not A:B with 0 < A <= B <= 1",
+               cfg->crop_scale);
+      return -1;
+    }
+    cfg->crop_lo = lo;
+    cfg->crop_hi = hi;
+    /* one spelling for equal values: a resume compares the stored text */
+    snprintf(cfg->crop_scale, sizeof cfg->crop_scale, "%.15g:%.15g", lo, hi);
+    if (cfg->min_lr > cfg->lr) {
+      snprintf(err, errlen, "--min-lr %g is above --lr %g: the schedule decays to --min-lr",
+               cfg->min_lr, cfg->lr);
+      return -1;
+    }
   }
   if (cfg->cmd == CG_CMD_TRAIN || cfg->cmd == CG_CMD_INFO) {
     int div = 1 << cfg->model_depth;

@@ -46,6 +46,8 @@ typedef struct {
   int64_t max_image_pixels; /* a larger image (width x height) is a bad sample */
   int check_data;      /* decode every sample once at start-up */
   int crop;            /* random-crop augmentation of real data (1 on, 0 off) */
+  char crop_scale[48]; /* --crop-scale "A:B": the crop windows' side, of the shorter side */
+  double crop_lo, crop_hi; /* parsed from crop_scale by cg_cli_check */
   int flip;            /* random-flip augmentation (1 on, 0 off) */
   int64_t train_samples, val_samples;
   int cpu_workers;     /* helper threads per rank; -1 = auto */

@@ -27,7 +27,7 @@ static void on_signal(int sig) { pack_cancel = sig; }
 static void pack_help(FILE *f, int size, long long max_pixels) {
   fprintf(f,
           "usage: cogpu-dist pack (--images DIR --masks DIR | --list FILE) --out FILE.cgds\n"
-          "                       [--image-size N]\n"
+          "                       [--image-size N] [--store square|whole]\n"
           "                       [--encoding raw|jpeg|png] [--quality Q]\n"
           "                       [--num-classes K] [--ignore-index I] [--label-map SPEC]\n"
           "                       [--max-image-pixels N]\n"
@@ -35,8 +35,8 @@ static void pack_help(FILE *f, int size, long long max_pixels) {
           "Packs DIR/NAME.png (or .jpg, .jpeg, .gif, .tif, .tiff) images and their masks, or the\n"
           "pairs a --list names, into one .cgds shard for `train --data FILE.cgds`: each pair is\n"
           "fitted to N x N (shorter side scaled to N, bilinear for images and nearest for masks,\n"
-          "then centre-cropped) and stored with a CRC32 per record. The file appears complete or\n"
-          "not at all.\n"
+          "then centre-cropped), or kept whole (--store whole), and stored with a CRC32 per\n"
+          "record. The file appears complete or not at all.\n"
           "\n"
           "  --images DIR       directory of input images (*.png: gray, RGB, RGBA, palette; 8/16\n"
           "                     bit; *.jpg, *.jpeg: baseline or progressive, gray, YCbCr, CMYK;\n"
@@ -50,11 +50,19 @@ static void pack_help(FILE *f, int size, long long max_pixels) {
           "                     spaces; relative to FILE's directory; '#' starts a comment line),\n"
           "                     as `train --data FILE` reads it\n"
           "  --out FILE         the shard to write (replaced atomically)\n"
-          "  --image-size N     side of the stored samples, 2..8192 (default %d)\n"
+          "  --image-size N     side (--store whole: shorter side) of the stored samples,\n"
+          "                     2..8192 (default %d)\n"
+          "  --store S          square (default): the fitted N x N squares, as validation sees\n"
+          "                     them; a wide image's sides are not kept, so training crops see\n"
+          "                     only its centre (pack warns). whole: each image whole, its\n"
+          "                     shorter side scaled to N (a 2048x1024 photo at N = 256: 512x256;\n"
+          "                     shard version 5), so that training crops reach every part of\n"
+          "                     it, as from the files\n"
           "  --encoding E       how records are stored (default raw):\n"
           "                       raw   decoded pixels: no decoding when training, ~4 bytes a pixel\n"
-          "                       jpeg  images as JPEG at --quality (an input JPEG already N x N is\n"
-          "                             stored as it is), masks as PNG: smallest, lossy images\n"
+          "                       jpeg  images as JPEG at --quality (an input JPEG already of the\n"
+          "                             record's size is stored as it is), masks as PNG: smallest,\n"
+          "                             lossy images\n"
           "                       png   images and masks as PNG: lossless\n"
           "                     encoded records are decoded by the loader's helper threads\n"
           "  --quality Q        JPEG quality for --encoding jpeg, 1..100 (default 90)\n"
@@ -92,6 +100,7 @@ typedef struct {
   int size, quality, nclass, ignore; /* ignore -2: not given (255 when nclass >= 2, else -1) */
   int64_t max_pixels;
   char encoding[8];
+  char store[8];
 } popts_t;
 
 /* pack's options, on the engine every command line uses (opts.h): the same number rules,
@@ -106,6 +115,7 @@ static const cg_opt_t k_pack_opts[] = {
     {"out", CG_OPT_PTR, PO(out), 0, 0, CG_OPT_REQUIRED, NULL, 0, "FILE", "required"},
     CG_OPT_ROW_NUM(INT, "image-size", PO(size), 2, 8192, 0, "N", "side"),
     CG_OPT_ROW_TEXT(STR, "encoding", PO(encoding), "raw|jpeg|png", 0, "E", "record encoding"),
+    CG_OPT_ROW_TEXT(STR, "store", PO(store), "square|whole", 0, "S", "record shape"),
     CG_OPT_ROW_NUM(INT, "quality", PO(quality), 1, 100, 0, "Q", "JPEG quality"),
     CG_OPT_ROW_NUM(INT, "num-classes", PO(nclass), 1, 255, 0, "K", "classes"),
     CG_OPT_ROW_NUM(INT, "ignore-index", PO(ignore), -1, 255, 0, "I", "ignore label"),
@@ -117,7 +127,7 @@ int cg_pack_main(int argc, char **argv) {
   cg_config_t defaults;
   cg_cli_defaults(&defaults);
   popts_t o = {.size = defaults.image_size, .quality = 90, .nclass = 1, .ignore = -2,
-               .max_pixels = defaults.max_image_pixels, .encoding = "raw"};
+               .max_pixels = defaults.max_image_pixels, .encoding = "raw", .store = "square"};
   const cg_opts_set_t set = {k_pack_opts, sizeof k_pack_opts / sizeof k_pack_opts[0], 0, &o, 0};
   char err[1024];
   const int prc = cg_opts_parse(&set, 1, argc - 1, argv + 1, "pack", "cogpu-dist pack", err,
@@ -161,8 +171,9 @@ int cg_pack_main(int argc, char **argv) {
   sigaction(SIGTERM, &sa, &old_term);
   cg_cgds_stats_t st;
   double t0 = cg_now();
+  const int whole = !strcmp(o.store, "whole");
   const cg_cgds_pack_opts_t po = {o.size, o.max_pixels, encoding, o.quality, 0, nclass, ignore,
-                                  o.label_map ? &lm : NULL};
+                                  o.label_map ? &lm : NULL, whole};
   int rc = cg_cgds_pack_opts(o.list ? o.list : o.images, o.list ? NULL : o.masks, o.out, &po,
                              &pack_cancel, &st, err, sizeof err);
   double dt = cg_now() - t0;
@@ -181,8 +192,11 @@ int cg_pack_main(int argc, char **argv) {
   if (o.label_map)
     snprintf(labels + strlen(labels), sizeof labels - strlen(labels), ", mapped by --label-map "
              "%s", lm.spec);
-  printf("packed %lld records of %dx%d into %s: %llu bytes (%.1f MiB, %.1f KiB a record, %s; %s) "
-         "in %.2f s\n", (long long)st.records, o.size, o.size, o.out, (unsigned long long)st.bytes,
+  char shape[64];
+  if (whole) snprintf(shape, sizeof shape, "whole images, shorter side %d", o.size);
+  else snprintf(shape, sizeof shape, "%dx%d", o.size, o.size);
+  printf("packed %lld records of %s into %s: %llu bytes (%.1f MiB, %.1f KiB a record, %s; %s) "
+         "in %.2f s\n", (long long)st.records, shape, o.out, (unsigned long long)st.bytes,
          (double)st.bytes / (1024.0 * 1024.0),
          st.records ? (double)st.bytes / 1024.0 / (double)st.records : 0.0, enc_name[encoding],
          labels, dt);
@@ -191,6 +205,10 @@ int cg_pack_main(int argc, char **argv) {
                 "this shard trains no class other than 0. Binary masks saved as 0/255 pack "
                 "with --num-classes 1 (a pixel > 0 is foreground)", ignore, ignore,
                 o.ignore == -2 ? ", the default with --num-classes 2 or more" : "");
+  if (!whole && st.not_square)
+    cg_log_warn("pack: %lld of %lld images are not square: the shard keeps their centred "
+                "N x N squares, so training crops never see their sides; --store whole keeps "
+                "each image whole", (long long)st.not_square, (long long)st.records);
   fflush(stdout);
   return 0;
 }

@@ -751,7 +751,7 @@ static int truth_begin(void *ctx, int h, int w, char *why, size_t whylen) {
   return 0;
 }
 
-/* As training reads masks (cg_fit_png_map): the --label-map first; K >= 2, class ids or the
+/* As training reads masks (cg_fit_pair): the --label-map first; K >= 2, class ids or the
  * ignore label; binary with an ignore label, that label kept and other values > 0 made 1. */
 static int truth_row(void *ctx, int y, const uint8_t *px, char *why, size_t whylen) {
   truth_sink_t *t = ctx;

@@ -1,5 +1,6 @@
 /* fuzz_cgds.c: the .cgds shard reader (src/data/cgds.c) as --data opens it: cg_source_open (magic,
- * header, table, names), every record loaded (record CRC, mask values), and the validation
+ * header, table, names), every record loaded (record CRC, mask values; whole, version 5's too, and
+ * through a crop window), and the validation
  * split that hashes the record names.
  *
  * Each input runs twice: as given (the CRC checks must reject it cleanly) and with its CRCs
@@ -15,12 +16,18 @@ static cg_fuzz_file_t g_in;
 /* Loads at most this many records: enough for every code path, bounded time per input. */
 #define MAX_LOADS 16
 
-static void load_all(cg_source_t *s, uint8_t *rgb, uint8_t *mask) {
+/* Every record (up to MAX_LOADS) as validation loads it, and through a training crop's window
+ * (version 5: over the whole record). */
+static void load_all(cg_source_t *s, uint8_t *rgb, uint8_t *mask, uint8_t *tmp) {
   char err[512];
+  const cg_crop_t win = {0.6, 0.3, 0.7};
   for (int64_t i = 0; i < s->count && i < MAX_LOADS; i++) {
     if (cg_source_load(s, i, rgb, mask, err, sizeof err) == 0)
       for (size_t k = 0; k < (size_t)s->h * s->w; k++)
         if (mask[k] > 1) abort(); /* the reader promises 0/1 masks */
+    if (cg_source_load_win(s, i, &win, rgb, mask, tmp, err, sizeof err) == 0)
+      for (size_t k = 0; k < (size_t)s->h * s->w; k++)
+        if (mask[k] > 1) abort();
   }
 }
 
@@ -34,20 +41,21 @@ static void run(const uint8_t *data, size_t n) {
   if (!s) return;
   if (s->count < 1 || s->h != size || s->w != size) abort();
   const size_t px = (size_t)s->h * s->w;
-  uint8_t *rgb = malloc(px * 3), *mask = malloc(px);
-  if (!rgb || !mask) abort();
-  load_all(s, rgb, mask);
+  uint8_t *rgb = malloc(px * 3), *mask = malloc(px), *tmp = malloc(px * 4);
+  if (!rgb || !mask || !tmp) abort();
+  load_all(s, rgb, mask, tmp);
   for (int64_t i = 0; i < s->count; i++) /* names: NUL-terminated, non-empty */
     if (!cg_source_name(s, i) || !cg_source_name(s, i)[0]) abort();
   cg_source_t *tr = NULL, *va = NULL;
   if (s->count >= 2 && cg_source_split(s, 0.25, &tr, &va, err, sizeof err) == 0) {
     if (tr->count + va->count != s->count) abort();
-    load_all(va, rgb, mask);
+    load_all(va, rgb, mask, tmp);
     cg_source_destroy(tr);
     cg_source_destroy(va);
   }
   free(rgb);
   free(mask);
+  free(tmp);
   cg_source_destroy(s);
 }
 

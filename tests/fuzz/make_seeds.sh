@@ -62,6 +62,11 @@ run "$BIN" pack --images "$T/three/images" --masks "$T/three/masks" --out "$OUT/
   --image-size 8 --encoding jpeg --quality 50
 run "$BIN" pack --images "$T/three/images" --masks "$T/three/masks" --out "$OUT/cgds/three-8x8-png.cgds" \
   --image-size 8 --encoding png
+# version 5: whole images (records of their own sizes, shorter side 4)
+run "$BIN" pack --images "$T/three/images" --masks "$T/three/masks" \
+  --out "$OUT/cgds/three-4-whole.cgds" --image-size 4 --store whole
+run "$BIN" pack --images "$T/three/images" --masks "$T/three/masks" \
+  --out "$OUT/cgds/three-4-whole-png.cgds" --image-size 4 --store whole --encoding png
 # version 4: the labels block keeps pack's --label-map
 printf '0 0\n* 1\n' > "$T/binary.map"
 run "$BIN" pack --images "$T/three/images" --masks "$T/three/masks" --out "$OUT/cgds/three-8x8-map.cgds" \
