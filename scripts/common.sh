@@ -14,12 +14,13 @@ BUILD_SAN=${BUILD_SAN:-$ROOT/build-san}
 #   libclang-rt-dev) and OpenMP (libomp-dev) for the sanitizer build, llvm for llvm-symbolizer
 #   (stack traces with file:line); python3-matplotlib for scripts/plot_history.py (its test);
 #   python3-torch and python3-venv for the interop tests (PyTorch parity; scripts/test.sh makes
-#   a venv over them with onnxruntime from PyPI); iproute2 for the emulated nodes of the
+#   a venv over them with onnxruntime from PyPI); python3-torchvision for the --color-jitter
+#   parity test; iproute2 for the emulated nodes of the
 #   multi-node tests (scripts/emunodes.sh: veth pairs and a bridge).
 # EXTRA_PACKAGES is added to either.
 PACKAGES_MAIN="build-essential cmake pkg-config libopenmpi-dev openmpi-bin libhwloc-dev
   libopenblas-openmp-dev libpng-dev libjpeg62-turbo-dev libgif-dev libtiff-dev"
-PACKAGES_TEST="python3 python3-pil libjpeg-turbo-progs hwloc slurm-wlm munge prometheus valgrind clang libclang-rt-dev libomp-dev llvm python3-matplotlib python3-torch python3-venv iproute2"
+PACKAGES_TEST="python3 python3-pil libjpeg-turbo-progs hwloc slurm-wlm munge prometheus valgrind clang libclang-rt-dev libomp-dev llvm python3-matplotlib python3-torch python3-torchvision python3-venv iproute2"
 
 # cg_install_packages PACKAGE...: installs those of the list (and EXTRA_PACKAGES) that are
 # missing, with apt-get (through sudo when not root).

@@ -16,6 +16,7 @@ enum {
   CG_RNG_SHUFFLE = 2, /* a = epoch */
   CG_RNG_SAMPLE = 3,  /* a = sample index: the synthetic image itself */
   CG_RNG_AUG = 4,     /* a = epoch, b = sample index: flips, crops */
+  CG_RNG_JITTER = 5,  /* a = epoch, b = sample index: --color-jitter */
   CG_RNG_TEST = 99
 };
 

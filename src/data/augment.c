@@ -1,4 +1,8 @@
-/* augment.c: random flips and crop windows of one sample (augment.h). */
+/* augment.c: random flips, crop windows and colour jitter of one sample (augment.h).
+ *
+ * The jitter follows torchvision's float32 arithmetic step by step; CMakeLists.txt compiles this
+ * file with -ffp-contract=off, since a fused multiply-add would round otherwise. */
+#include <math.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -56,3 +60,112 @@ cg_crop_t cg_augment_window(uint64_t seed, int64_t epoch, int64_t index, double 
   return win;
 }
 
+/* ---- colour jitter ------------------------------------------------------------------------ */
+
+cg_jitter_draw_t cg_augment_jitter_draw(uint64_t seed, int64_t epoch, int64_t index,
+                                        const cg_jitter_t *j) {
+  cg_jitter_draw_t d;
+  cg_rng_t r = cg_rng_make(seed, CG_RNG_JITTER, (uint64_t)epoch, (uint64_t)index);
+  for (int i = 0; i < 4; i++) d.order[i] = i;
+  for (int i = 3; i > 0; i--) { /* Fisher-Yates */
+    const int k = (int)cg_rng_below(&r, (uint32_t)i + 1), t = d.order[i];
+    d.order[i] = d.order[k];
+    d.order[k] = t;
+  }
+  const double range[4] = {j->b, j->c, j->s, j->h};
+  for (int i = 0; i < 4; i++) {
+    const double u = cg_rng_uniform(&r);
+    double lo = i < 3 ? 1.0 - range[i] : -range[i], hi = i < 3 ? 1.0 + range[i] : range[i];
+    if (lo < 0 && i < 3) lo = 0;
+    d.on[i] = range[i] > 0;
+    d.factor[i] = d.on[i] ? (float)(lo + (hi - lo) * u) : (i < 3 ? 1.0f : 0.0f);
+  }
+  return d;
+}
+
+/* float32 to uint8 as torch's .to(torch.uint8) after clamp(0, 255): truncation. */
+static uint8_t to_u8(float v) {
+  if (!(v > 0)) return 0;
+  return v >= 255.0f ? 255 : (uint8_t)v;
+}
+
+/* rgb_to_grayscale of one pixel: (0.2989 r + 0.587 g + 0.114 b) in float32, truncated. */
+static uint8_t gray(const uint8_t *p) {
+  const float a = 0.2989f * (float)p[0], b = 0.587f * (float)p[1], c = 0.114f * (float)p[2];
+  return to_u8(a + b + c);
+}
+
+/* _blend(img, other, ratio): ratio img + (1 - ratio) other, clamped and truncated. */
+static uint8_t blend(uint8_t x, float other, float ratio) {
+  const float a = ratio * (float)x, b = (1.0f - ratio) * other;
+  return to_u8(a + b);
+}
+
+static void brightness(float f, size_t n, uint8_t *rgb) {
+  for (size_t i = 0; i < 3 * n; i++) rgb[i] = blend(rgb[i], 0.0f, f);
+}
+
+static void contrast(float f, size_t n, uint8_t *rgb) {
+  double sum = 0; /* the mean of the truncated gray image (torch.mean in float32: exact sums
+                     below 2^24, then one float division) */
+  for (size_t i = 0; i < n; i++) sum += gray(rgb + 3 * i);
+  const float mean = (float)sum / (float)n;
+  for (size_t i = 0; i < 3 * n; i++) rgb[i] = blend(rgb[i], mean, f);
+}
+
+static void saturation(float f, size_t n, uint8_t *rgb) {
+  for (size_t i = 0; i < n; i++) {
+    uint8_t *p = rgb + 3 * i;
+    const float g = gray(p);
+    for (int k = 0; k < 3; k++) p[k] = blend(p[k], g, f);
+  }
+}
+
+/* adjust_hue: RGB / 255 to HSV (_rgb2hsv), h = (h + f) mod 1, back (_hsv2rgb), x 255,
+ * truncated. */
+static void hue(float f, size_t n, uint8_t *rgb) {
+  for (size_t i = 0; i < n; i++) {
+    uint8_t *px = rgb + 3 * i;
+    const float r = (float)px[0] / 255.0f, g = (float)px[1] / 255.0f, b = (float)px[2] / 255.0f;
+    const float maxc = fmaxf(r, fmaxf(g, b)), minc = fminf(r, fminf(g, b));
+    const int eqc = maxc == minc;
+    const float cr = maxc - minc;
+    const float s = cr / (eqc ? 1.0f : maxc);
+    const float crd = eqc ? 1.0f : cr;
+    const float rc = (maxc - r) / crd, gc = (maxc - g) / crd, bc = (maxc - b) / crd;
+    const float hr = maxc == r ? bc - gc : 0.0f;
+    const float hg = maxc == g && maxc != r ? (2.0f + rc) - bc : 0.0f;
+    const float hb = maxc != g && maxc != r ? (4.0f + gc) - rc : 0.0f;
+    /* torch.fmod(h / 6 + 1, 1), then torch's remainder (h + f) % 1: the arguments lie in
+     * (5/6, 2) and [-0.5, 1.5), where fmod by 1 is x - 1 above 1, exactly (fmodf is slow) */
+    float h = (hr + hg + hb) / 6.0f + 1.0f;
+    if (h >= 1.0f) h -= 1.0f;
+    h += f;
+    if (h >= 1.0f) h -= 1.0f;
+    else if (h < 0) h += 1.0f;
+    const float v = maxc;
+    const float i6 = floorf(h * 6.0f), fr = h * 6.0f - i6;
+    int ii = (int)i6 % 6;
+    if (ii < 0) ii += 6;
+    const float p = fminf(fmaxf(v * (1.0f - s), 0.0f), 1.0f);
+    const float q = fminf(fmaxf(v * (1.0f - s * fr), 0.0f), 1.0f);
+    const float t = fminf(fmaxf(v * (1.0f - s * (1.0f - fr)), 0.0f), 1.0f);
+    static const int sel[6][3] = {{0, 3, 1}, {2, 0, 1}, {1, 0, 3}, {1, 2, 0}, {3, 1, 0}, {0, 1, 2}};
+    const float val[4] = {v, p, q, t}; /* sel: 0 v, 1 p, 2 q, 3 t */
+    for (int k = 0; k < 3; k++) px[k] = to_u8(val[sel[ii][k]] * 255.0f);
+  }
+}
+
+void cg_augment_jitter_apply(const cg_jitter_draw_t *d, int h, int w, uint8_t *rgb) {
+  const size_t n = (size_t)h * w;
+  for (int k = 0; k < 4; k++) {
+    const int op = d->order[k];
+    if (!d->on[op]) continue;
+    switch (op) {
+      case 0: brightness(d->factor[0], n, rgb); break;
+      case 1: contrast(d->factor[1], n, rgb); break;
+      case 2: saturation(d->factor[2], n, rgb); break;
+      default: hue(d->factor[3], n, rgb); break;
+    }
+  }
+}

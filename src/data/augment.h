@@ -1,4 +1,5 @@
-/* augment.h: the random augmentations of one training sample: flips and crop windows.
+/* augment.h: the random augmentations of one training sample: flips, crop windows and colour
+ * jitter.
  *
  * Every decision comes from rng.h's CG_RNG_AUG stream keyed by (seed, epoch, index), so a
  * sample is augmented the same whatever thread, rank or batch prepares it. */
@@ -20,5 +21,25 @@ void cg_augment_flip(uint64_t seed, int64_t epoch, int64_t index, int h, int w, 
  * file where it can (cg_source_load_win). */
 #define CG_CROP_SCALE_DEFAULT_LO 0.75
 cg_crop_t cg_augment_window(uint64_t seed, int64_t epoch, int64_t index, double lo, double hi);
+
+/* --color-jitter B:C:S:H: torchvision's ColorJitter(brightness=B, contrast=C, saturation=S,
+ * hue=H) on a uint8 image tensor (transforms/functional_tensor.py of torchvision 0.14, the
+ * arithmetic in float32 as there: _blend, rgb_to_grayscale's 0.2989/0.587/0.114 truncated to
+ * uint8, _rgb2hsv/_hsv2rgb, results truncated to uint8). Factors uniform in [max(0, 1 - B),
+ * 1 + B] (C, S alike) and [-H, H] (H <= 0.5); a 0 range is left out; the four applied in a random
+ * order (its randperm). Images only: masks do not change. */
+typedef struct {
+  double b, c, s, h; /* the ranges; all 0: off */
+} cg_jitter_t;
+typedef struct {
+  int order[4];    /* 0 brightness, 1 contrast, 2 saturation, 3 hue, in the order applied */
+  int on[4];       /* by the same index: applied */
+  float factor[4]; /* by the same index */
+} cg_jitter_draw_t;
+/* The draw of one sample: the CG_RNG_JITTER stream of (seed, epoch, index). */
+cg_jitter_draw_t cg_augment_jitter_draw(uint64_t seed, int64_t epoch, int64_t index,
+                                        const cg_jitter_t *j);
+/* Applies a draw to rgb (h x w RGB8, in place). */
+void cg_augment_jitter_apply(const cg_jitter_draw_t *d, int h, int w, uint8_t *rgb);
 
 #endif

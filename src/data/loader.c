@@ -152,6 +152,11 @@ static int prepare(cg_loader_t *l, slot_t *s, int i, uint8_t *rgb, uint8_t *mask
     return 1;
   }
   if (l->cfg.augment) cg_augment_flip(l->cfg.seed, s->b.epoch, idx, h, w, rgb, mask);
+  const cg_jitter_t *jt = &l->cfg.jitter;
+  if (jt->b > 0 || jt->c > 0 || jt->s > 0 || jt->h > 0) {
+    const cg_jitter_draw_t d = cg_augment_jitter_draw(l->cfg.seed, s->b.epoch, idx, jt);
+    cg_augment_jitter_apply(&d, h, w, rgb);
+  }
   memcpy(y, mask, px);
   double t1 = cg_now();
   *dec_s = t1 - t0;

@@ -20,6 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "augment.h" /* cg_jitter_t */
 #include "metrics.h"
 #include "source.h"
 
@@ -48,6 +49,8 @@ typedef struct {
                                 the whole file for sources of image files */
   double crop_lo, crop_hi;   /* their scale range (0 < lo <= hi <= 1; 0, 0: the default
                                 CG_CROP_SCALE_DEFAULT_LO .. 1) */
+  cg_jitter_t jitter;        /* colour jitter of the images after the flips (augment.h; all 0:
+                                none) */
   int skip_bad;              /* a sample that fails to load becomes padding and is counted
                                 (cg_loader_take_bad); without it cg_loader_next ends the job
                                 with exit code 2 naming the file (cg_die, every rank ends) */

@@ -95,6 +95,11 @@ static const cg_opt_t g_opts[] = {
     CG_OPT_ROW_TEXT(STR, "crop-scale", O(crop_scale), NULL, C_TRAIN, "A:B",
         "the crops' side, uniform in A..B of the image's shorter side, 0 < A <= B <= 1 (of a "
         "shard: of its records, the fitted squares, or the whole images of pack --store whole)"),
+    CG_OPT_ROW_TEXT(STR, "color-jitter", O(color_jitter), NULL, C_TRAIN, "B:C:S:H",
+        "training images' random colour jitter, as torchvision's ColorJitter(brightness=B, "
+        "contrast=C, saturation=S, hue=H) on uint8 tensors: factors uniform in [max(0, 1-B), "
+        "1+B] (C, S alike) and [-H, H], H <= 0.5, applied in a random order; 0 leaves one out; "
+        "0.4:0.4:0.4:0.1 is a common choice"),
     CG_OPT_ROW_ONOFF("flip", O(flip), C_TRAIN,
         "random horizontal and vertical flips as augmentation; --crop off --flip off trains on "
         "exactly the pixels of the files"),
@@ -243,6 +248,7 @@ void cg_cli_defaults(cg_config_t *c) {
   c->val_fraction = 0.1;
   c->crop = 1;
   snprintf(c->crop_scale, sizeof c->crop_scale, "0.75:1");
+  snprintf(c->color_jitter, sizeof c->color_jitter, "0:0:0:0");
   c->flip = 1;
   c->max_image_pixels = CG_PNG_DEFAULT_MAX_PIXELS;
   c->train_samples = 4096;
@@ -392,8 +398,8 @@ static int check_labels(cg_config_t *cfg, char *err, size_t errlen) {
   return 0;
 }
 
-/* --trace-steps, --crop-scale, --min-lr against --lr, --image-size against --model-depth (info
- * too), --report-ranks, --checkpoint-every's directory. */
+/* --trace-steps, --crop-scale, --color-jitter, --min-lr against --lr, --image-size against
+ * --model-depth (info too), --report-ranks, --checkpoint-every's directory. */
 static int check_train_flags(cg_config_t *cfg, char *err, size_t errlen) {
   if (cfg->cmd == CG_CMD_TRAIN) {
     long long a = -1, b = -1;
@@ -416,6 +422,16 @@ static int check_train_flags(cg_config_t *cfg, char *err, size_t errlen) {
     cfg->crop_hi = hi;
     /* one spelling for equal values: a resume compares the stored text */
     snprintf(cfg->crop_scale, sizeof cfg->crop_scale, "%.15g:%.15g", lo, hi);
+    double *j = cfg->jitter;
+    if (sscanf(cfg->color_jitter, "%lf:%lf:%lf:%lf%c", &j[0], &j[1], &j[2], &j[3], &tail) != 4 ||
+        !(j[0] >= 0 && j[1] >= 0 && j[2] >= 0 && j[3] >= 0 && j[3] <= 0.5) ||
+        !(j[0] <= 1e6 && j[1] <= 1e6 && j[2] <= 1e6)) {
+      snprintf(err, errlen, "--color-jitter: '%s' is not B:C:S:H with B, C, S >= 0 and "
+               "0 <= H <= 0.5", cfg->color_jitter);
+      return -1;
+    }
+    snprintf(cfg->color_jitter, sizeof cfg->color_jitter, "%.9g:%.9g:%.9g:%.9g", j[0], j[1], j[2],
+             j[3]);
     if (cfg->min_lr > cfg->lr) {
       snprintf(err, errlen, "--min-lr %g is above --lr %g: the schedule decays to --min-lr",
                cfg->min_lr, cfg->lr);

@@ -29,7 +29,7 @@ static const struct {
     {"data", REFUSED},          {"val-data", REFUSED},      {"val-fraction", REFUSED},
     {"label-map", BY_TABLE},
     {"train-samples", REFUSED}, {"val-samples", REFUSED},   {"crop", REFUSED},
-    {"crop-scale", REFUSED},
+    {"crop-scale", REFUSED},    {"color-jitter", REFUSED},
     {"flip", REFUSED},          {"batch", NOTICE},          {"steps", NOTICE},
     {"epochs", NOTICE},         {"lr", NOTICE},             {"weight-decay", NOTICE},
     {"beta1", NOTICE},          {"beta2", NOTICE},          {"eps", NOTICE},
