@@ -142,10 +142,12 @@ open(p, "wb").write(bytes(b))
 PY
 }
 # oldify FILE: the checkpoint's settings as builds before 2026-12-05 wrote them: no
-# "settings-format", and an empty --val-data stored as the --data text
+# "settings-format", an empty --val-data stored as the --data text, and none of the settings
+# added since (--crop-scale, --color-jitter, --lr-power, --min-lr)
 oldify() {
   edit_settings "$1" 'assert s.pop("settings-format") == "2" and s["val-data"] == "", s
-s["val-data"] = s["data"]'
+s["val-data"] = s["data"]
+for k in ("crop-scale", "color-jitter", "lr-power", "min-lr"): s.pop(k)'
 }
 # such a checkpoint on files: read as no --val-data, with a notice
 cp -r $T/rck $T/rold
@@ -153,6 +155,7 @@ rm -f $T/rold/ckpt-0000000016.cgck  # written by the resumed run above
 oldify $T/rold/ckpt-0000000008.cgck
 run rold $MPIRUN -np 2 $BIN train --resume $T/rold --params-out $T/rold.bin
 want rold "resume: the checkpoint names $T/pngs as --val-data too"
+want rold "resume: the checkpoint's build took its crops inside each image's centred square"
 want rold "$split"
 $CMP $T/rold.bin $T/rplain.bin 0 bitwise || fail=1
 # ... on synthetic data (every default run of those builds: "val-data": "synthetic"): resumes

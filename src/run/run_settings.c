@@ -184,6 +184,13 @@ int cg_settings_apply(cg_config_t *cfg, const char *json, FILE *out, char *err, 
     fprintf(out, "resume: the checkpoint names %s as --val-data too, as builds before "
             "2026-12-05 stored an empty --val-data: taken as none (the held-out --val-fraction "
             "split); to validate on the training data itself, give --val-data %s\n", sd, sd);
+  /* builds before 2026-12-06 (no "crop-scale") cropped inside the centred fitted square */
+  const char *sc = cg_json_str(j, "crop", NULL);
+  if (out && sd && strcmp(sd, "synthetic") && sc && !strcmp(sc, "on") &&
+      !cg_json_str(j, "crop-scale", NULL))
+    fprintf(out, "resume: the checkpoint's build took its crops inside each image's centred "
+            "square; this one takes them over the whole image (--crop-scale 0.75:1): from here "
+            "on a non-square image's sides are trained on too\n");
   for (size_t i = 0; i < NSTORED && !rc; i++) {
     const cg_opt_t *o = row(&set, kStored[i].name);
     const cg_json_t *v = o ? cg_json_get(j, o->name) : NULL;
