@@ -1,4 +1,5 @@
-/* path.h: file names as the user typed them, made independent of the working directory. */
+/* path.h: file names as the user typed them, made independent of the working directory, and
+ * the directories they need. */
 #ifndef CG_PATH_H
 #define CG_PATH_H
 
@@ -14,5 +15,9 @@ int cg_path_abs(const char *path, char *out, size_t outlen);
 /* 1 when a and b both exist and are the same file (device and inode: through links and
  * different spellings), else 0. For refusing an output that is one of the inputs. */
 int cg_path_same_file(const char *a, const char *b);
+
+/* mkdir -p: dir and its missing parents (mode 0777 before the umask); 0 when dir is a directory
+ * afterwards, else -1 with errno (ENOTDIR: it exists as something else). */
+int cg_path_mkdir_p(const char *dir);
 
 #endif

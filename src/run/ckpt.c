@@ -25,6 +25,7 @@
 #include "guard.h" /* cg_guard_signal: a stop signal ends the wait for a lock */
 #include "le.h"
 #include "log.h"
+#include "path.h" /* cg_path_mkdir_p */
 
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "the checkpoint payload is written as the host's floats: a little-endian host is assumed"
@@ -283,35 +284,12 @@ static const char *base_name(const char *path) {
 }
 
 
-/* mkdir -p; 0 or -1 with errno. */
-static int mkdir_p(const char *dir) {
-  char buf[4096];
-  if (snprintf(buf, sizeof buf, "%s", dir) >= (int)sizeof buf) {
-    errno = ENAMETOOLONG;
-    return -1;
-  }
-  for (char *p = buf + 1; *p; p++) {
-    if (*p != '/') continue;
-    *p = 0;
-    if (mkdir(buf, 0777) != 0 && errno != EEXIST) return -1;
-    *p = '/';
-  }
-  if (mkdir(buf, 0777) != 0 && errno != EEXIST) return -1;
-  struct stat st;
-  if (stat(buf, &st) != 0) return -1;
-  if (!S_ISDIR(st.st_mode)) {
-    errno = ENOTDIR;
-    return -1;
-  }
-  return 0;
-}
-
 int cg_ckpt_prepare_dir(const char *dir, const char *flag, char *err, size_t errlen) {
   if (!dir[0]) {
     snprintf(err, errlen, "%s: empty path", flag);
     return -1;
   }
-  if (mkdir_p(dir) != 0) {
+  if (cg_path_mkdir_p(dir) != 0) {
     snprintf(err, errlen, "%s: cannot create directory '%.300s': %s", flag, dir, strerror(errno));
     return -1;
   }
