@@ -11,14 +11,14 @@
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 cg_install_packages $PACKAGES_MAIN $PACKAGES_TEST
 cg_build
-# The interop tests' ONNX part (label interop) needs onnxruntime, from PyPI, in a venv that sees
-# Debian's torch; tests/test_interop.sh finds it at $BUILD/interop-venv and, without it, runs
-# the PyTorch part only and says so.
-if ! "$BUILD/interop-venv/bin/python" -c "import onnxruntime" 2> /dev/null; then
+# The interop tests' ONNX part (label interop) needs onnxruntime, and test_tensorboard needs
+# TensorBoard, both from PyPI, in a venv that sees Debian's torch; the tests find it at
+# $BUILD/interop-venv and, without it, skip those parts and say so.
+if ! "$BUILD/interop-venv/bin/python" -c "import onnxruntime, tensorboard" 2> /dev/null; then
   t0=$(date +%s)
   { /usr/bin/python3 -m venv --system-site-packages "$BUILD/interop-venv" &&
-    "$BUILD/interop-venv/bin/pip" install -q onnxruntime; } ||
-    echo "== interop venv with onnxruntime could not be made: the ONNX checks will be skipped"
+    "$BUILD/interop-venv/bin/pip" install -q onnxruntime tensorboard; } ||
+    echo "== interop venv with onnxruntime and tensorboard could not be made: those checks will be skipped"
   echo "== interop venv: $(($(date +%s) - t0)) s"
 fi
 rc=0

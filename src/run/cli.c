@@ -168,6 +168,11 @@ static const cg_opt_t g_opts[] = {
         "--checkpoint-dir, none without it; a resumed run drops the records after its step"),
     CG_OPT_ROW_OUT(STR, "history-csv", O(history_csv), C_TRAIN, "FILE",
         "the same validation history as CSV (a header, one row per validation)"),
+    CG_OPT_ROW_OUT(STR, "tensorboard", O(tensorboard), C_TRAIN, "DIR",
+        "write TensorBoard scalars to a new event file in DIR (made if missing), as PyTorch's "
+        "SummaryWriter(DIR): train/loss, train/img_per_s, train/lr every --report-every steps; "
+        "val/loss, val/iou (val/miou), val/dice (val/mdice), val/acc and K >= 2 "
+        "val_class_iou/C at each validation; `tensorboard --logdir DIR` shows them"),
     CG_OPT_ROW_NUM(DBL, "bucket-mb", O(bucket_mb), 0, 1e6, C_TRAIN, "X",
         "gradient all-reduce bucket size in MB (0 = one bucket, besides --last-bucket-mb's)"),
     CG_OPT_ROW_NUM(DBL, "last-bucket-mb", O(last_bucket_mb), 0, 1e6, C_TRAIN, "X",

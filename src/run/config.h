@@ -74,6 +74,7 @@ typedef struct {
   char stats_out[CG_PATH_MAX];
   char history_out[CG_PATH_MAX]; /* validation history, JSON lines ("" = CKPT_DIR/history.jsonl) */
   char history_csv[CG_PATH_MAX]; /* the same as CSV ("" = none) */
+  char tensorboard[CG_PATH_MAX]; /* --tensorboard: the event files' directory ("" = none) */
   char prom_out[CG_PATH_MAX];
   char trace_out[CG_PATH_MAX];  /* prefix */
   char trace_steps[32];         /* "A:B" */

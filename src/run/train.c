@@ -37,6 +37,7 @@
 #include "nvtx.h"         /* cg_nvtx_*: profiler ranges */
 #include "run.h"          /* cg_run_t, cg_run_setup/teardown: the run's state */
 #include "topo.h"         /* cg_topo_report_view, cg_topo_pin_driver */
+#include "tboard.h"       /* cg_tb_close: --tensorboard */
 #include "trace.h"        /* cg_trace_*: --trace-out timeline */
 #include "train_report.h" /* cg_report_*, cg_acc_t: every line the run prints */
 
@@ -701,6 +702,7 @@ static int run_train(const cg_config_t *cfg, cg_comm_t *c, cg_train_result_t *re
   train_loop(&r, &L);
   int out_rc = finish(&r, &L, res);
   cg_history_destroy(L.f.hist);
+  cg_tb_close(L.f.tb);
   free(L.f.win.confk);
   free(L.f.total.confk);
   free(L.f.last_confk);

@@ -12,6 +12,7 @@
 #include "atomic_file.h" /* cg_afile_save: --metrics-out, --params-out replaced atomically */
 #include "json.h"        /* cg_json_parse: the data-names a checkpoint stores */
 #include "log.h"         /* cg_log_warn */
+#include "tboard.h"      /* cg_tb_*: --tensorboard */
 
 /* A JSON number ("%.9g": any finite double fits 32 bytes), or null for a value that is not
  * finite: JSON has no NaN or Infinity. */
@@ -175,6 +176,15 @@ static cg_window_t fill_window(const cg_train_figs_t *f, double helper_busy, int
   return wv;
 }
 
+/* Rank 0: one --tensorboard scalar; a failed write is warned about once and ends the file. */
+static void tb_scalar(cg_train_figs_t *f, const char *tag, int64_t step, double v) {
+  char err[CG_PATH_MAX + 256];
+  if (!f->tb || !cg_tb_scalar(f->tb, tag, step, v, err, sizeof err)) return;
+  cg_log_warn("--tensorboard: %s; no more scalars are written", err);
+  cg_tb_close(f->tb);
+  f->tb = NULL;
+}
+
 void cg_report_window(cg_run_t *r, cg_train_figs_t *f, int64_t step, double elapsed,
                       double helper_busy, int helpers) {
   const cg_comm_t *c = r->c;
@@ -185,6 +195,12 @@ void cg_report_window(cg_run_t *r, cg_train_figs_t *f, int64_t step, double elap
   const double mean_loss = cg_stats_report(r->stats, &wv, step, r->total, step == r->total,
                                            c->rank == 0 ? stdout : NULL, &f->last_cluster);
   f->last_window_loss = mean_loss;
+  if (c->rank == 0 && f->tb) { /* the training curves, one point per report window */
+    const double ips = f->win_wall > 0 ? (double)w->samples / f->win_wall : NAN;
+    tb_scalar(f, "train/loss", step, mean_loss);
+    tb_scalar(f, "train/img_per_s", step, ips);
+    tb_scalar(f, "train/lr", step, cg_train_lr(r->cfg, step > 0 ? step - 1 : 0, r->total));
+  }
   if (c->rank == 0) {
     int64_t nsteps = w->steps ? w->steps : 1;
     double ms = 1e3 * f->win_wall / (double)nsteps, dw = 1e3 * f->win_wait / (double)nsteps;
@@ -236,6 +252,11 @@ void cg_report_history_open(const cg_run_t *r, cg_train_figs_t *f) {
   const cg_config_t *cfg = r->cfg;
   if (r->c->rank != 0) return;
   if (r->s0 >= r->total) return; /* nothing to train: no record, and the history left as it is */
+  if (cfg->tensorboard[0]) {
+    char terr[CG_PATH_MAX + 256];
+    f->tb = cg_tb_open(cfg->tensorboard, terr, sizeof terr);
+    if (!f->tb) cg_log_warn("--tensorboard: %s; the run goes on without it", terr);
+  }
   if (!r->val_src) {
     if (cfg->history_out[0] || cfg->history_csv[0])
       cg_log_warn("--history-out/--history-csv: this run has no validation set, so no records");
@@ -285,6 +306,19 @@ static void history_add(cg_run_t *r, cg_train_figs_t *f, int64_t step, double el
                                         rec.acc, K);
   char err[1600];
   if (r->resumed && step <= r->s0) return; /* already in the history the run resumed */
+  if (r->c->rank == 0 && f->tb) {
+    tb_scalar(f, "val/loss", step, rec.val_loss);
+    tb_scalar(f, K > 1 ? "val/miou" : "val/iou", step, rec.iou);
+    tb_scalar(f, K > 1 ? "val/mdice" : "val/dice", step, rec.dice);
+    tb_scalar(f, "val/acc", step, rec.acc);
+    for (int c = 0; K > 1 && c < K; c++) {
+      double iou, dice;
+      int64_t gt, pr;
+      char tag[32];
+      snprintf(tag, sizeof tag, "val_class_iou/%d", c);
+      if (cg_confk_class(v->confk, K, c, &iou, &dice, &gt, &pr)) tb_scalar(f, tag, step, iou);
+    }
+  }
   if (f->hist && cg_history_add(f->hist, &rec, err, sizeof err)) {
     cg_log_warn("history: %s; no more records are written", err);
     cg_history_destroy(f->hist);

@@ -63,6 +63,7 @@ typedef struct {
   /* the metrics history (history.h): rank 0's handle (NULL: none), and the figures of the
    * training since the previous validation */
   cg_history_t *hist;
+  struct cg_tb *tb;          /* --tensorboard: rank 0's event file (tboard.h); NULL: none */
   double hist_loss;          /* local loss sum of the reported windows since then */
   int64_t hist_steps;        /* their steps */
   int64_t hist_samples0;     /* global samples trained at the previous validation */
@@ -91,8 +92,8 @@ void cg_report_window(cg_run_t *r, cg_train_figs_t *f, int64_t step, double elap
                       double helper_busy, int helpers);
 
 /* Rank 0 opens the metrics history (--history-out, else CKPT_DIR/history.jsonl; --history-csv)
- * into f->hist; a resumed run keeps the records up to its first step. A file that cannot be
- * opened is warned about and left out. */
+ * into f->hist (a resumed run keeps the records up to its first step) and the --tensorboard
+ * event file into f->tb. A file that cannot be opened is warned about and left out. */
 void cg_report_history_open(const cg_run_t *r, cg_train_figs_t *f);
 
 /* Collective: a validation pass at `step` (elapsed: training seconds so far): rank 0 prints it
