@@ -62,7 +62,8 @@ static void *worker(void *arg) {
     int t = atomic_fetch_add(&p->next, 1);
     if (t >= p->ntasks) break;
     int64_t idx = t % p->src->count;
-    const cg_crop_t win = cg_augment_window(7, 0, idx, CG_CROP_SCALE_DEFAULT_LO, 1.0);
+    cg_crop_t win;
+    if (p->crop) win = cg_augment_window(7, 0, idx, CG_CROP_SCALE_DEFAULT_LO, 1.0);
     if (p->crop ? cg_source_load_win(p->src, idx, &win, rgb, mask, tmp, err, sizeof err)
                 : cg_source_load(p->src, idx, rgb, mask, err, sizeof err))
       CG_FATAL("%s", err);

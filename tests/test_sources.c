@@ -1044,6 +1044,46 @@ static void test_crop_windows(void) {
   }
   CG_TEST_CHECK(bad == 0, "a file at the training size: %d windows differ from fit + crop", bad);
 
+  /* a whole record scaled: 37 x 23 at 16 is 26 x 16, the bytes of a whole decode resampled */
+  char im[600], mk[600], sh[512];
+  mkdir_rel("crop/ds2");
+  mkdir_rel("crop/ds2/images");
+  mkdir_rel("crop/ds2/masks");
+  write_or_die("crop/ds2/images/w.png", rgb, H, W, CG_PNG_RGB8);
+  write_or_die("crop/ds2/masks/w.png", m255, H, W, CG_PNG_GRAY8);
+  int oh, ow;
+  cg_fit_whole_size(H, W, 16, &oh, &ow);
+  CG_TEST_CHECK(oh == 16 && ow == 26, "cg_fit_whole_size(23, 37, 16): %dx%d", ow, oh);
+  cg_fit_whole_size(300, 10, 16, &oh, &ow); /* tall: the width is the shorter side */
+  CG_TEST_CHECK(oh == 480 && ow == 16, "cg_fit_whole_size(300, 10, 16): %dx%d", ow, oh);
+  cg_fit_whole_size(1000, 10, 16, &oh, &ow); /* over 64:1: squeezed to 64 x 16 */
+  CG_TEST_CHECK(oh == 1024 && ow == 16, "cg_fit_whole_size(1000, 10, 16): %dx%d", ow, oh);
+  path_of(im, sizeof im, "crop/ds2/images");
+  path_of(mk, sizeof mk, "crop/ds2/masks");
+  path_of(sh, sizeof sh, "crop/ds2.cgds");
+  cg_cgds_pack_opts_t po = {.size = 16, .max_pixels = CG_PNG_DEFAULT_MAX_PIXELS, .nclass = 1,
+                            .ignore = -1, .whole = 1};
+  CG_TEST_CHECK(!cg_cgds_pack_opts(im, mk, sh, &po, NULL, NULL, err, sizeof err), "%s", err);
+  cg_source_t *s2 = cg_source_open(sh, 16, 1, 0, err, sizeof err);
+  CG_TEST_CHECK(s2 != NULL, "open %s: %s", sh, err);
+  if (!s2) return;
+  uint8_t want[26 * 16 * 4], fitted[16 * 16 * 4], got[16 * 16 * 4];
+  cg_resample_rgb(rgb, H, W, 0, 0, W, H, want, 16, 26);
+  cg_resample_mask(m01, H, W, 0, 0, W, H, want + 3 * 26 * 16, 16, 26);
+  cg_fit_square(want, want + 3 * 26 * 16, 16, 26, 16, fitted, fitted + 3 * 256);
+  CG_TEST_CHECK(!cg_source_load(s2, 0, got, got + 3 * 256, err, sizeof err) &&
+                    !memcmp(got, fitted, sizeof fitted),
+                "scaled whole record: the fitted square differs (%s)", err);
+  printf("PASS a whole record scaled to shorter side 16 (37x23 -> 26x16) is the whole decode "
+         "resampled\n");
+  cg_source_destroy(s2);
+}
+
+/* A wide photo's edges, which the fitted square cuts off, are trained on through crop windows
+ * from its directory, a view of it and a pack --store whole shard (test_crop_windows's
+ * sequel). */
+static void test_crop_wide_photo(void) {
+  char ip[512], err[1024];
   /* a wide photo, 96 x 32, trained at 32: its left 16 columns are mask 1 and its right 16
    * columns red; the centred square (columns 32..63) holds neither. Crop windows over the file
    * reach both edges in some epochs, through a directory source and a view of it. */
@@ -1135,39 +1175,6 @@ static void test_crop_windows(void) {
          "directory's (raw and png)\n");
   cg_source_destroy(view);
   cg_source_destroy(src);
-
-  /* a whole record scaled: 37 x 23 at 16 is 26 x 16, the bytes of a whole decode resampled */
-  mkdir_rel("crop/ds2");
-  mkdir_rel("crop/ds2/images");
-  mkdir_rel("crop/ds2/masks");
-  write_or_die("crop/ds2/images/w.png", rgb, H, W, CG_PNG_RGB8);
-  write_or_die("crop/ds2/masks/w.png", m255, H, W, CG_PNG_GRAY8);
-  int oh, ow;
-  cg_fit_whole_size(H, W, 16, &oh, &ow);
-  CG_TEST_CHECK(oh == 16 && ow == 26, "cg_fit_whole_size(23, 37, 16): %dx%d", ow, oh);
-  cg_fit_whole_size(300, 10, 16, &oh, &ow); /* tall: the width is the shorter side */
-  CG_TEST_CHECK(oh == 480 && ow == 16, "cg_fit_whole_size(300, 10, 16): %dx%d", ow, oh);
-  cg_fit_whole_size(1000, 10, 16, &oh, &ow); /* over 64:1: squeezed to 64 x 16 */
-  CG_TEST_CHECK(oh == 1024 && ow == 16, "cg_fit_whole_size(1000, 10, 16): %dx%d", ow, oh);
-  path_of(im, sizeof im, "crop/ds2/images");
-  path_of(mk, sizeof mk, "crop/ds2/masks");
-  path_of(sh, sizeof sh, "crop/ds2.cgds");
-  cg_cgds_pack_opts_t po = {.size = 16, .max_pixels = CG_PNG_DEFAULT_MAX_PIXELS, .nclass = 1,
-                            .ignore = -1, .whole = 1};
-  CG_TEST_CHECK(!cg_cgds_pack_opts(im, mk, sh, &po, NULL, NULL, err, sizeof err), "%s", err);
-  cg_source_t *s2 = cg_source_open(sh, 16, 1, 0, err, sizeof err);
-  CG_TEST_CHECK(s2 != NULL, "open %s: %s", sh, err);
-  if (!s2) return;
-  uint8_t want[26 * 16 * 4], fitted[16 * 16 * 4], got[16 * 16 * 4];
-  cg_resample_rgb(rgb, H, W, 0, 0, W, H, want, 16, 26);
-  cg_resample_mask(m01, H, W, 0, 0, W, H, want + 3 * 26 * 16, 16, 26);
-  cg_fit_square(want, want + 3 * 26 * 16, 16, 26, 16, fitted, fitted + 3 * 256);
-  CG_TEST_CHECK(!cg_source_load(s2, 0, got, got + 3 * 256, err, sizeof err) &&
-                    !memcmp(got, fitted, sizeof fitted),
-                "scaled whole record: the fitted square differs (%s)", err);
-  printf("PASS a whole record scaled to shorter side 16 (37x23 -> 26x16) is the whole decode "
-         "resampled\n");
-  cg_source_destroy(s2);
 }
 
 #endif /* COGPU_HAVE_PNG */
@@ -1192,6 +1199,7 @@ int main(void) {
   test_pack_failures();
   test_loader_skip_bad();
   test_crop_windows();
+  test_crop_wide_photo();
   if (!cg_test_failures) nftw(root, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
   else printf("files kept in %s\n", root);
   return cg_test_done("test_sources");
