@@ -344,7 +344,7 @@ int cg_fit_pair(const char *image, const char *mask, const cg_fit_opts_t *o, uin
   if (h) *h = fi.fh;
   if (w) *w = fi.fw;
   if (!mask) {
-    memset(out_mask, 0, (size_t)oh * ow);
+    if (out_mask) memset(out_mask, 0, (size_t)oh * ow);
     return 0;
   }
   fit_t fm = {.oh = oh, .ow = ow, .is_mask = 1, .eh = fi.fh, .ew = fi.fw, .image = image,

@@ -64,20 +64,20 @@ void cg_fit_whole_size(int h, int w, int size, int *oh, int *ow);
  * out_rgb (size*size*3) and out_mask (size*size): the same bytes, holding two rows of the image
  * instead of the whole of it. The image may be a JPEG (by content, image_io.h): it is decoded at
  * the smallest DCT scale M/8 that keeps both sides of the window >= size (cg_jpeg_scale), then
- * fitted over the same window of the file, reached through the factor M/8 (so a large JPEG's
- * bytes differ slightly from a full decode + cg_fit_square, but sample the same points: the
- * mask, fitted from its full size, stays aligned). mask NULL: out_mask is zeros. The mask must
- * have the image's size. With o->win the window is o->win's over the whole file (a training
- * crop: cg_crop_px at the file's size), and the bytes are those of a whole decode +
- * cg_resample_* over it; with o->out_h, o->out_w the whole file is resampled to that size
- * (out_rgb out_h*out_w*3 bytes, out_mask out_h*out_w), as cg_resample_* over [0, w) x [0, h).
- * Label masks: nclass >= 2 or an ignore label (>= nclass) reads the mask's stored values
- * (CG_PNG_AS_LABEL: gray values, palette indices), after o->map; a value that is neither a
- * class id (< nclass) nor the ignore label fails with "MASK: mask value V is not a class id of
- * --num-classes K ..." (a value the map leaves out: "... is not in --label-map SPEC"); binary
- * with an ignore label keeps that label and maps other values > 0 to 1; with a map the masks
- * are read as labels even when binary. *h, *w (optional) get the image's size. Returns 0, or -1
- * with "PATH: reason" in err (out_* then undefined). Thread-safe. */
+ * fitted over the same window of the file, reached through the factor M/8 (so a large JPEG's bytes
+ * differ slightly from a full decode + cg_fit_square, but sample the same points: the mask, fitted
+ * from its full size, stays aligned). mask NULL: out_mask (if not NULL) is zeros. The mask must
+ * have the image's size. With o->win the window is o->win's over the whole file (a training crop:
+ * cg_crop_px at the file's size), and the bytes are those of a whole decode + cg_resample_* over
+ * it; with o->out_h, o->out_w the whole file is resampled to that size (out_rgb out_h*out_w*3
+ * bytes, out_mask out_h*out_w), as cg_resample_* over [0, w) x [0, h). Label masks: nclass >= 2 or
+ * an ignore label (>= nclass) reads the mask's stored values (CG_PNG_AS_LABEL: gray values,
+ * palette indices), after o->map; a value that is neither a class id (< nclass) nor the ignore
+ * label fails with "MASK: mask value V is not a class id of --num-classes K ..." (a value the map
+ * leaves out: "... is not in --label-map SPEC"); binary with an ignore label keeps that label and
+ * maps other values > 0 to 1; with a map the masks are read as labels even when binary. *h, *w
+ * (optional) get the image's size. Returns 0, or -1 with "PATH: reason" in err (out_* then
+ * undefined). Thread-safe. */
 int cg_fit_pair(const char *image, const char *mask, const cg_fit_opts_t *o, uint8_t *out_rgb,
                 uint8_t *out_mask, int *h, int *w, char *err, size_t errlen);
 /* cg_fit_pair with binary masks, the fitting rule and no map. */

@@ -34,6 +34,7 @@
 #include "backend_choose.h" /* cg_backend_choose: auto|cpu|cuda */
 #include "ckpt.h"           /* cg_ckpt_read, cg_ckpt_find: the checkpoint (FILE or newest in DIR) */
 #include "feat.h"           /* cg_pack_input: a tile's input exactly as training makes it */
+#include "fit.h"            /* cg_fit_pair: an image scaled as training fits it (--resize) */
 #include "image_io.h"       /* cg_image_read_*: PNG, JPEG, GIF or TIFF images, by content */
 #include "json.h"           /* cg_json_parse: the run's --label-map in the checkpoint */
 #include "le.h"             /* cg_le_put_u32: the .npy payload, little-endian */
@@ -50,6 +51,7 @@
 #include "topo.h"
 
 #define PREDICT_DEFAULT_OVERLAP 0.5
+#define PREDICT_MAX_SIDE 16384 /* --resize S at most */
 
 typedef struct {
   char checkpoint[1024], input[1024], output[1024], masks[1024];
@@ -63,27 +65,40 @@ typedef struct {
   char label_map[1024]; /* --label-map SPEC for the ground truth */
   cg_labelmap_t map;    /* parsed once the checkpoint's classes are known (has_map) */
   int has_map;
+  char resize[24];      /* --resize auto|fit|native|S */
+  int side;             /* resolved (resolve_resize): the shorter side the network sees an image
+                           at, in pixels; 0: the image as it is (native) */
+  char side_why[400];   /* how --resize auto decided, for the banner */
 } popts_t;
 
 static void usage(FILE *f) {
   fprintf(f,
           "usage: mpirun -np N cogpu-dist predict --checkpoint FILE|DIR --input DIR|LIST\n"
           "         --output DIR [--masks DIR] [--backend auto|cpu|cuda] [--batch N]\n"
-          "         [--tile-overlap F] [--save-probs] [--max-image-pixels N]\n"
-          "         [--label-map SPEC]\n"
+          "         [--resize auto|fit|native|S] [--tile-overlap F] [--save-probs]\n"
+          "         [--max-image-pixels N] [--label-map SPEC]\n"
           "  runs the model of a checkpoint on every image of the --input directory (*.png, *.jpg,\n"
           "  *.jpeg, *.gif, *.tif, *.tiff in any letter case), or every image a text LIST names\n"
           "  (IMAGE or IMAGE MASK lines, as train --data LIST reads them; its masks are scored\n"
-          "  as --masks ones), at the image's own size and writes NAME.png (the image's name\n"
-          "  without its extension) of the same size to the --output directory (not one holding\n"
-          "  the input or masks): binary models 8-bit gray 0/255; K-class models the class ids as\n"
-          "  8-bit gray, or as a palette PNG with the training masks' palette when the checkpoint\n"
-          "  has one.\n"
+          "  as --masks ones), at the scale training saw its images at (--resize), and writes\n"
+          "  NAME.png (the image's name without its extension) of the image's size to the\n"
+          "  --output directory (not one holding the input or masks): binary models 8-bit gray\n"
+          "  0/255; K-class models the class ids as 8-bit gray, or as a palette PNG with the\n"
+          "  training masks' palette when the checkpoint has one.\n"
           "  Tiling: sliding windows of the model's (training) size, origins spread evenly so that\n"
           "  neighbours overlap by at least F of a tile, the last tile at the edge; a side shorter\n"
           "  than a tile is padded by mirror reflection. Each pixel's logits are the mean over the\n"
           "  tiles covering it weighted by a tent, (1 + distance to the tile's nearest vertical\n"
           "  edge) x (1 + the same horizontally); the class is logit > 0 (K = 1) or the argmax.\n"
+          "  --resize       the scale the network sees an image at [auto]. fit: the image scaled\n"
+          "                 so that its shorter side is the model's size N (as validation and\n"
+          "                 --crop off fit training images; crops zoom in from there), tiled,\n"
+          "                 and the logits scaled back to the image's size (bilinear, as\n"
+          "                 F.interpolate with align_corners=False); native: the image as it\n"
+          "                 is; S: its shorter side scaled to S pixels (1..%d); auto: fit when\n"
+          "                 the run's training images had shorter sides other than N (the\n"
+          "                 checkpoint records them), native when they were all N or the\n"
+          "                 checkpoint does not say (a shard's, or an older build's)\n"
           "  --checkpoint   a checkpoint file, or a directory: its newest valid checkpoint, as\n"
           "                 train --resume DIR picks it\n"
           "  --masks DIR    ground-truth masks DIR/NAME.png (or .gif, .tif, .tiff; binary ones\n"
@@ -103,7 +118,7 @@ static void usage(FILE *f) {
           "  --label-map SPEC  the ground truth's values turned into class ids before they are\n"
           "                 scored, as train --label-map does [the run's, from the checkpoint;\n"
           "                 none: the values are the ids]\n",
-          PREDICT_DEFAULT_OVERLAP, (long long)CG_PNG_DEFAULT_MAX_PIXELS);
+          PREDICT_MAX_SIDE, PREDICT_DEFAULT_OVERLAP, (long long)CG_PNG_DEFAULT_MAX_PIXELS);
 }
 
 /* ---- input files ------------------------------------------------------------------------- */
@@ -330,12 +345,6 @@ static int find_dir_masks(popts_t *o, char **files, int nfiles, char *err, size_
   return -1;
 }
 
-/* The whole image as RGB8 (h*w*3, caller frees): PNG, JPEG, GIF or TIFF, told by its content. */
-static int load_rgb(const char *path, int64_t max_pixels, uint8_t **rgb, int *h, int *w,
-                    char *err, size_t errlen) {
-  return cg_image_read_rgb(path, max_pixels, rgb, h, w, err, errlen);
-}
-
 /* ---- options ----------------------------------------------------------------------------- */
 
 /* predict's options, on the engine every command line uses (opts.h): the same number rules,
@@ -355,6 +364,8 @@ static const cg_opt_t k_popts[] = {
      "pixel limit"},
     {"label-map", CG_OPT_STR, PO(label_map), 0, 0, CG_OPT_REQUIRED, NULL, 0, "SPEC",
      "mask values to class ids"},
+    {"resize", CG_OPT_STR, PO(resize), 0, 0, CG_OPT_REQUIRED, NULL, 0, "auto|fit|native|S",
+     "the scale images are predicted at"},
 };
 
 static int parse(int argc, char **argv, popts_t *o, char *err, size_t errlen) {
@@ -363,6 +374,7 @@ static int parse(int argc, char **argv, popts_t *o, char *err, size_t errlen) {
   o->batch = 8;
   o->max_pixels = CG_PNG_DEFAULT_MAX_PIXELS;
   o->overlap = PREDICT_DEFAULT_OVERLAP;
+  snprintf(o->resize, sizeof o->resize, "auto");
   const cg_opts_set_t set = {k_popts, sizeof k_popts / sizeof k_popts[0], 0, o, 0};
   const int rc = cg_opts_parse(&set, 1, argc - 1, argv + 1, "predict", "cogpu-dist predict", err,
                                errlen);
@@ -371,7 +383,54 @@ static int parse(int argc, char **argv, popts_t *o, char *err, size_t errlen) {
     snprintf(err, errlen, "predict needs --checkpoint FILE|DIR, --input DIR|LIST and --output DIR");
     return -1;
   }
+  char *end = NULL;
+  const long side = strtol(o->resize, &end, 10);
+  const int number = o->resize[0] >= '0' && o->resize[0] <= '9' && end && !*end;
+  if (number && (side < 1 || side > PREDICT_MAX_SIDE)) {
+    snprintf(err, errlen, "--resize: %s is out of range; give a shorter side of 1..%d pixels, "
+             "or auto, fit or native", o->resize, PREDICT_MAX_SIDE);
+    return -1;
+  }
+  if (!number && strcmp(o->resize, "auto") && strcmp(o->resize, "fit") &&
+      strcmp(o->resize, "native")) {
+    snprintf(err, errlen, "--resize: '%s' is not auto, fit, native or a shorter side in pixels",
+             o->resize);
+    return -1;
+  }
+  o->side = number ? (int)side : 0;
   return 0;
+}
+
+/* --resize: o->side for fit (the model's size) and auto, and o->side_why for the banner. auto
+ * predicts at the scale the run's training saw its images at: a run whose images had shorter
+ * sides other than its --image-size N fitted them (scaled the shorter side to N), so each image
+ * is scaled that way here too (fit); a run on N-sided images (tiles cut at N, synthetic data)
+ * trained at the files' own scale (native). A checkpoint that does not record its images' sides
+ * (a shard's records, builds before 2026-12-06) is predicted natively, as those builds did. */
+static void resolve_resize(popts_t *o, const cg_ckpt_info_t *info, const cg_model_t *m) {
+  const int n = m->height;
+  if (!strcmp(o->resize, "fit")) o->side = n;
+  if (strcmp(o->resize, "auto")) return;
+  char jerr[128];
+  cg_json_t *j = info->settings[0] ? cg_json_parse(info->settings, jerr, sizeof jerr) : NULL;
+  const char *sides = j && j->type == CG_JSON_OBJ ? cg_json_str(j, "data-sides", "") : "";
+  int lo = 0, hi = 0;
+  if (sscanf(sides, "%d:%d", &lo, &hi) != 2 || lo < 1 || hi < lo) {
+    snprintf(o->side_why, sizeof o->side_why, "the checkpoint does not record the sizes of its "
+             "training images (a shard's, or a build before 2026-12-06): native resolution; "
+             "--resize fit scales each image's shorter side to %d, as training fitted images",
+             n);
+  } else if (lo == n && hi == n) {
+    snprintf(o->side_why, sizeof o->side_why, "the run trained on images whose shorter side "
+             "was its --image-size %d, at their own scale: native resolution", n);
+  } else {
+    o->side = n;
+    snprintf(o->side_why, sizeof o->side_why, "the run fitted its training images (shorter "
+             "sides %d..%d) to --image-size %d: each image scaled so that its shorter side is "
+             "%d, its logits scaled back to its size (--resize native: full resolution)", lo, hi,
+             n, n);
+  }
+  cg_json_free(j);
 }
 
 /* ---- checks before anything large is allocated ------------------------------------------- */
@@ -454,6 +513,7 @@ static int check_inputs(popts_t *o, const cg_comm_t *c, cg_ckpt_info_t *info, cg
                         size_t errlen) {
   if (resolve_checkpoint(o, c->rank, info, err, errlen)) return -1;
   if (cg_ckpt_model(o->checkpoint, info, model, err, errlen)) return -1;
+  resolve_resize(o, info, model);
   if (info->shape.in_c != 3 + CG_NFEAT) {
     snprintf(err, errlen, "checkpoint has %d input channels; this build feeds %d",
              info->shape.in_c, 3 + CG_NFEAT);
@@ -539,6 +599,17 @@ static int tile_origins(int L, int T, double overlap, int *org) {
   return n;
 }
 
+/* The size *ih x *iw the network sees an h x w image at: its own (native), or scaled so that its
+ * shorter side is o->side (cg_fit_whole_size: the longer side rounded). */
+static void net_size(const popts_t *o, int h, int w, int *ih, int *iw) {
+  if (o->side > 0) {
+    cg_fit_whole_size(h, w, o->side, ih, iw);
+  } else {
+    *ih = h;
+    *iw = w;
+  }
+}
+
 /* The tiles of this rank's images (files r, r + R, ...), counted from their headers up to
  * `cap`: the backend's batch need not be larger (a few small images at --batch 32 would
  * otherwise push mostly padding through every step). An image whose header cannot be read
@@ -550,6 +621,7 @@ static int rank_tiles(const popts_t *o, char **files, int nfiles, const cg_model
     char err[1024];
     int h, w;
     if (cg_image_read_size(files[f], o->max_pixels, &h, &w, err, sizeof err)) return cap;
+    net_size(o, h, w, &h, &w);
     const int64_t t = (int64_t)tile_origins(w, m->width, o->overlap, NULL) *
                       tile_origins(h, m->height, o->overlap, NULL);
     n = t >= cap - n ? cap : n + (int)t;
@@ -618,41 +690,86 @@ static void probs_row(cg_afile_t *f, const float *l, int w, int k) {
 
 /* ---- one image: tiles and blending ------------------------------------------------------- */
 
-/* One image being predicted: its pixels, the tiles still to cut, and the blended logits of the
- * rows still open. Tiles are blended in row-major order, so when the first tile of tile row r
- * arrives no later tile touches the rows above oy[r]: those are final (their class decided,
- * their probabilities written) and leave the ring. The ring holds T rows (the tile height), which
- * is all a tile row can still touch: memory is h*w*4 bytes (RGB and classes) plus T*w*(K+1)
- * floats, whatever K and the image's height. */
+/* One image being predicted: the network's view of it (the image itself, or scaled by --resize
+ * to ih x iw), the tiles still to cut, and the blended logits of the rows still open. Tiles are
+ * blended in row-major order, so when the first tile of tile row r arrives no later tile touches
+ * the rows above oy[r]: those are final and leave the ring. The ring holds T rows (the tile
+ * height), which is all a tile row can still touch. A final row's mean logits go to final_row
+ * at the image's own size h x w: directly (native), or through the bilinear resampling of
+ * up_push (PyTorch's F.interpolate(mode="bilinear", align_corners=False), as mmsegmentation
+ * scales logits back), which keeps the last two rows. Memory: ih*iw*3 (RGB) + h*w (classes)
+ * bytes, plus (T + 2) * iw * K + w * K floats, whatever the image's height. */
 typedef struct {
   int file, h, w, k, ring;
-  uint8_t *rgb;        /* h*w*3 */
+  int ih, iw;          /* the network's image: h x w, or scaled (--resize) */
+  uint8_t *rgb;        /* ih*iw*3 */
   uint8_t *cls;        /* h*w: the class of each final row */
-  float *acc, *wsum;   /* ring rows: weighted logit sums (ring*w*k), weight sums (ring*w) */
-  int done;            /* rows [0, done) are final */
+  float *acc, *wsum;   /* ring rows: weighted logit sums (ring*iw*k), weight sums (ring*iw) */
+  int done;            /* network rows [0, done) are final */
+  float *up;           /* scaled: the last two final network rows (2*iw*k), row r at r % 2 */
+  float *row;          /* scaled: one output row of logits (w*k) */
+  int *x0, *x1;        /* scaled: each output column's two network columns, and the weight */
+  float *lx;           /*   of the second (F.interpolate's, align_corners=False) */
+  int out;             /* output rows [0, out) are final */
   cg_afile_t *probs;   /* --save-probs: NAME.probs.npy being written; NULL otherwise */
   char probs_err[1200];/* why the probabilities could not be written ("" = fine) */
   int nx, ny, *ox, *oy;
   int next, pending;   /* next tile to cut; tiles cut whose logits have not come back */
 } pimg_t;
 
+/* Where output coordinate i of a side of n samples the network's side of m (F.interpolate,
+ * bilinear, align_corners=False): between *i0 and *i1, the weight of *i1 returned. */
+static float up_coord(int i, int n, int m, int *i0, int *i1) {
+  double src = ((double)i + 0.5) * m / n - 0.5;
+  if (src < 0) src = 0;
+  *i0 = (int)src;
+  if (*i0 > m - 1) *i0 = m - 1;
+  *i1 = *i0 + (*i0 < m - 1);
+  return (float)(src - *i0);
+}
+
+/* The network's image of file (read as training reads it: cg_fit_pair scales it from the file,
+ * a JPEG at a DCT scale) into p->rgb, or -1 with err. */
+static int load_net_rgb(const popts_t *o, const char *path, pimg_t *p, char *err, size_t errlen) {
+  if (cg_image_read_size(path, o->max_pixels, &p->h, &p->w, err, errlen)) return -1;
+  net_size(o, p->h, p->w, &p->ih, &p->iw);
+  if (p->ih == p->h && p->iw == p->w) /* native, or already at the scale */
+    return cg_image_read_rgb(path, o->max_pixels, &p->rgb, &p->h, &p->w, err, errlen);
+  if ((int64_t)p->ih * p->iw > o->max_pixels) {
+    snprintf(err, errlen, "%.900s: scaled by --resize %s to %dx%d, more pixels than "
+             "--max-image-pixels %lld", path, o->resize, p->iw, p->ih, (long long)o->max_pixels);
+    return -1;
+  }
+  p->rgb = cg_malloc((size_t)p->ih * p->iw * 3, "scaled image");
+  const cg_fit_opts_t fo = {.size = o->side, .max_pixels = o->max_pixels, .expect_h = p->h,
+                            .expect_w = p->w, .out_h = p->ih, .out_w = p->iw};
+  return cg_fit_pair(path, NULL, &fo, p->rgb, NULL, NULL, NULL, err, errlen);
+}
+
 static pimg_t *pimg_open(const popts_t *o, char **files, int file, const cg_model_t *m) {
   pimg_t *p = cg_calloc(1, sizeof *p, "image");
   char err[1024];
-  if (load_rgb(files[file], o->max_pixels, &p->rgb, &p->h, &p->w, err, sizeof err))
-    cg_die(CG_EXIT_USAGE, "predict: %s", err);
+  if (load_net_rgb(o, files[file], p, err, sizeof err)) cg_die(CG_EXIT_USAGE, "predict: %s", err);
   p->file = file;
   p->k = m->nclass;
   p->ring = m->height;
   p->cls = cg_malloc((size_t)p->h * p->w, "classes");
-  p->acc = cg_calloc((size_t)p->ring * p->w * p->k, sizeof(float), "blended logits");
-  p->wsum = cg_calloc((size_t)p->ring * p->w, sizeof(float), "blend weights");
-  p->nx = tile_origins(p->w, m->width, o->overlap, NULL);
-  p->ny = tile_origins(p->h, m->height, o->overlap, NULL);
+  p->acc = cg_calloc((size_t)p->ring * p->iw * p->k, sizeof(float), "blended logits");
+  p->wsum = cg_calloc((size_t)p->ring * p->iw, sizeof(float), "blend weights");
+  if (p->ih != p->h || p->iw != p->w) {
+    p->up = cg_malloc(sizeof(float) * 2 * (size_t)p->iw * p->k, "scaled rows");
+    p->row = cg_malloc(sizeof(float) * (size_t)p->w * p->k, "output row");
+    p->x0 = cg_malloc(sizeof(int) * (size_t)p->w, "columns");
+    p->x1 = cg_malloc(sizeof(int) * (size_t)p->w, "columns");
+    p->lx = cg_malloc(sizeof(float) * (size_t)p->w, "column weights");
+    for (int x = 0; x < p->w; x++) p->lx[x] = up_coord(x, p->w, p->iw, &p->x0[x], &p->x1[x]);
+  }
+  p->nx = tile_origins(p->iw, m->width, o->overlap, NULL);
+  p->ny = tile_origins(p->ih, m->height, o->overlap, NULL);
   p->ox = cg_malloc(sizeof(int) * (size_t)p->nx, "tile origins");
   p->oy = cg_malloc(sizeof(int) * (size_t)p->ny, "tile origins");
-  tile_origins(p->w, m->width, o->overlap, p->ox);
-  tile_origins(p->h, m->height, o->overlap, p->oy);
+  tile_origins(p->iw, m->width, o->overlap, p->ox);
+  tile_origins(p->ih, m->height, o->overlap, p->oy);
   if (o->save_probs) {
     char stem[1024], path[2200]; /* --output (1024) / NAME (1024).probs.npy */
     stem_of(files[file], stem, sizeof stem);
@@ -669,6 +786,11 @@ static void pimg_close(pimg_t *p) {
   free(p->cls);
   free(p->acc);
   free(p->wsum);
+  free(p->up);
+  free(p->row);
+  free(p->x0);
+  free(p->x1);
+  free(p->lx);
   free(p->ox);
   free(p->oy);
   free(p);
@@ -678,35 +800,68 @@ static void pimg_close(pimg_t *p) {
 static void cut_tile(const pimg_t *p, int t, int th, int tw, uint8_t *out) {
   const int x0 = p->ox[t % p->nx], y0 = p->oy[t / p->nx];
   for (int y = 0; y < th; y++) {
-    const uint8_t *row = p->rgb + (size_t)reflect(y0 + y, p->h) * p->w * 3;
+    const uint8_t *row = p->rgb + (size_t)reflect(y0 + y, p->ih) * p->iw * 3;
     for (int x = 0; x < tw; x++)
-      memcpy(out + ((size_t)y * tw + x) * 3, row + (size_t)reflect(x0 + x, p->w) * 3, 3);
+      memcpy(out + ((size_t)y * tw + x) * 3, row + (size_t)reflect(x0 + x, p->iw) * 3, 3);
   }
 }
 
-/* Makes rows [p->done, upto) final: the mean logits, the class (K = 1: logit > 0; else the first
- * argmax), the probabilities; their ring rows are cleared for the rows below. */
+/* Output row y's logits l (w*k) made final: the class of each pixel (K = 1: logit > 0; else
+ * the first argmax), and its probabilities with --save-probs. */
+static void final_row(pimg_t *p, int y, const float *l) {
+  const int k = p->k;
+  uint8_t *cls = p->cls + (size_t)y * p->w;
+  for (int x = 0; x < p->w; x++) {
+    const float *lq = l + (size_t)x * k;
+    int best = 0;
+    for (int c = 1; c < k; c++)
+      if (lq[c] > lq[best]) best = c;
+    cls[x] = k == 1 ? (lq[0] > 0.0f) : (uint8_t)best;
+  }
+  if (p->probs) probs_row(p->probs, l, p->w, k);
+}
+
+/* Network row r (final, mean logits l: iw*k) of a scaled image: kept, and every output row
+ * whose two network rows are now final made from them (F.interpolate's weights). */
+static void up_push(pimg_t *p, int r, const float *l) {
+  const int k = p->k;
+  memcpy(p->up + (size_t)(r % 2) * p->iw * k, l, sizeof(float) * (size_t)p->iw * k);
+  for (; p->out < p->h; p->out++) {
+    int y0, y1;
+    const float ly = up_coord(p->out, p->h, p->ih, &y0, &y1);
+    if (y1 > r) break;
+    const float *a = p->up + (size_t)(y0 % 2) * p->iw * k;
+    const float *b = p->up + (size_t)(y1 % 2) * p->iw * k;
+    for (int x = 0; x < p->w; x++) {
+      const float lx = p->lx[x];
+      const float *a0 = a + (size_t)p->x0[x] * k, *a1 = a + (size_t)p->x1[x] * k;
+      const float *b0 = b + (size_t)p->x0[x] * k, *b1 = b + (size_t)p->x1[x] * k;
+      float *o = p->row + (size_t)x * k;
+      for (int c = 0; c < k; c++)
+        o[c] = (1.0f - ly) * ((1.0f - lx) * a0[c] + lx * a1[c]) +
+               ly * ((1.0f - lx) * b0[c] + lx * b1[c]);
+    }
+    final_row(p, p->out, p->row);
+  }
+}
+
+/* Makes network rows [p->done, upto) final: the mean logits, to final_row (native) or up_push
+ * (scaled); their ring rows are cleared for the rows below. */
 static void pimg_flush(pimg_t *p, int upto) {
   const int k = p->k;
-  if (upto > p->h) upto = p->h;
+  if (upto > p->ih) upto = p->ih;
   for (; p->done < upto; p->done++) {
     const int y = p->done;
-    float *acc = p->acc + (size_t)(y % p->ring) * p->w * k;
-    float *ws = p->wsum + (size_t)(y % p->ring) * p->w;
-    uint8_t *cls = p->cls + (size_t)y * p->w;
-    for (int x = 0; x < p->w; x++) {
-      float *l = acc + (size_t)x * k;
+    float *acc = p->acc + (size_t)(y % p->ring) * p->iw * k;
+    float *ws = p->wsum + (size_t)(y % p->ring) * p->iw;
+    for (int x = 0; x < p->iw; x++) {
       const float inv = 1.0f / ws[x];
-      int best = 0;
-      for (int c = 0; c < k; c++) {
-        l[c] *= inv;
-        if (l[c] > l[best]) best = c;
-      }
-      cls[x] = k == 1 ? (l[0] > 0.0f) : (uint8_t)best;
+      for (int c = 0; c < k; c++) acc[(size_t)x * k + c] *= inv;
     }
-    if (p->probs) probs_row(p->probs, acc, p->w, k);
-    memset(acc, 0, sizeof(float) * (size_t)p->w * k);
-    memset(ws, 0, sizeof(float) * (size_t)p->w);
+    if (p->up) up_push(p, y, acc);
+    else final_row(p, y, acc);
+    memset(acc, 0, sizeof(float) * (size_t)p->iw * k);
+    memset(ws, 0, sizeof(float) * (size_t)p->iw);
   }
 }
 
@@ -717,15 +872,15 @@ static void blend_tile(pimg_t *p, int t, int th, int tw, const float *lg, const 
                        const float *wx) {
   const int x0 = p->ox[t % p->nx], y0 = p->oy[t / p->nx], k = p->k;
   if (t % p->nx == 0) pimg_flush(p, y0);
-  CG_ASSERT(y0 + th <= p->done + p->ring || p->h <= p->ring);
+  CG_ASSERT(y0 + th <= p->done + p->ring || p->ih <= p->ring);
   for (int y = 0; y < th; y++) {
     const int iy = y0 + y;
-    if (iy < 0 || iy >= p->h) continue;
-    float *acc = p->acc + (size_t)(iy % p->ring) * p->w * k;
-    float *ws = p->wsum + (size_t)(iy % p->ring) * p->w;
+    if (iy < 0 || iy >= p->ih) continue;
+    float *acc = p->acc + (size_t)(iy % p->ring) * p->iw * k;
+    float *ws = p->wsum + (size_t)(iy % p->ring) * p->iw;
     for (int x = 0; x < tw; x++) {
       const int ix = x0 + x;
-      if (ix < 0 || ix >= p->w) continue;
+      if (ix < 0 || ix >= p->iw) continue;
       const float wt = wy[y] * wx[x];
       const float *l = lg + ((size_t)y * tw + x) * k;
       for (int c = 0; c < k; c++) acc[(size_t)ix * k + c] += wt * l[c];
@@ -833,7 +988,8 @@ static int check_truth(const popts_t *o, char **files, int nfiles, int k, int ig
  * (and NAME.probs.npy committed). */
 static void pimg_finish(pimg_t *p, const popts_t *o, char **files, const cg_ckpt_info_t *info,
                         ptally_t *t) {
-  pimg_flush(p, p->h);
+  pimg_flush(p, p->ih);
+  CG_ASSERT(!p->up || p->out == p->h);
   const size_t px = (size_t)p->h * p->w;
   const int k = p->k;
   uint8_t *cls = p->cls;
@@ -1161,6 +1317,11 @@ int cg_predict_run(int argc, char **argv, cg_comm_t *c) {
            nfiles, o.input, c->size, bk.ops->name, info.shape.base, info.shape.depth,
            model.nclass, model.height, model.width, o.overlap, o.batch, o.checkpoint,
            (long long)info.step);
+  if (c->rank == 0 && o.side_why[0])
+    printf("predict: --resize auto: %s\n", o.side_why);
+  else if (c->rank == 0 && o.side > 0)
+    printf("predict: --resize %s: each image scaled so that its shorter side is %d, its logits "
+           "scaled back to its size\n", o.resize, o.side);
   fflush(stdout); /* a log followed while predict runs (tail -f) shows it at once */
   ptally_t t;
   memset(&t, 0, sizeof t);

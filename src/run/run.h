@@ -46,6 +46,9 @@ typedef struct {
   char data_names[40];      /* "N:HASH": the training set's count and names in order (FNV-1a),
                                stored in checkpoints to tell a resume the data changed; "" for
                                synthetic data */
+  char data_sides[32];      /* "MIN:MAX": the shorter sides of the data's images, in pixels, stored
+                               in checkpoints for predict --resize auto; "" when unknown (a
+                               shard keeps its records, not the files' sizes) */
   /* resume */
   int resumed, exact;       /* exact: the same global batch and training set (ckpt.h) */
   cg_ckpt_info_t ck;        /* the checkpoint resumed from */

@@ -27,7 +27,8 @@ int cg_settings_json(const cg_config_t *cfg, char *buf, size_t len);
 
 /* Adds "key": "value" (both plain text, no quotes or backslashes) to the settings JSON object in
  * json (len bytes): 0, or -1 when it does not fit (json unchanged). For what a checkpoint stores
- * beside the flags (the training set's names: run.h's data_names). */
+ * beside the flags (the training set's names: run.h's data_names; its images' shorter sides,
+ * data_sides, for predict --resize auto). */
 int cg_settings_add(char *json, size_t len, const char *key, const char *value);
 
 /* Applies a checkpoint's settings JSON to cfg (see above), printing each notice to out (may be

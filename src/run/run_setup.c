@@ -23,6 +23,7 @@
 #include "run.h"
 
 #include <errno.h>
+#include <limits.h> /* INT_MAX */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -345,6 +346,22 @@ static uint64_t hash_names(uint64_t h, const cg_source_t *src) {
   return h;
 }
 
+/* The shorter sides of the images of --data (the train and val parts of it) into r->data_sides
+ * as "MIN:MAX": the scale at which training saw them, N / side (README: predict --resize auto).
+ * Synthetic samples are N x N; a shard keeps no original sizes: "". */
+static void data_sides(cg_run_t *r) {
+  int lo = INT_MAX, hi = 0, h, w;
+  const char *path;
+  if (r->synthetic) lo = hi = r->cfg->image_size;
+  for (int64_t i = 0; !r->synthetic && i < r->base_src->count; i++) {
+    if (cg_source_png_image(r->base_src, i, &path, &h, &w)) return; /* not image files */
+    const int s = h < w ? h : w;
+    lo = s < lo ? s : lo;
+    hi = s > hi ? s : hi;
+  }
+  if (hi > 0) snprintf(r->data_sides, sizeof r->data_sides, "%d:%d", lo, hi);
+}
+
 /* Every rank must read the same samples (a node-local copy of the data may differ): the
  * counts and the names of the training and validation sets, in order, equal rank 0's (train_h:
  * hash_names of the training set). */
@@ -435,6 +452,7 @@ static int open_data(cg_run_t *r, char *err, size_t errlen) {
              (unsigned long long)train_h);
   const int code = check_same_data(r, train_h, err, errlen);
   if (code) return code;
+  data_sides(r);
   warn_masks_0_255(r);
   cg_sampler_t s;
   cg_sampler_init(&s, r->ntrain, r->c->size, r->c->rank, cfg->batch, cfg->seed);

@@ -343,6 +343,8 @@ static void ckpt_info_of(const cg_run_t *r, int64_t step, cg_ckpt_info_t *in) {
   cg_settings_json(cfg, in->settings, sizeof in->settings); /* `train --resume DIR` alone */
   if (r->data_names[0]) /* a resume tells whether the data changed */
     cg_settings_add(in->settings, sizeof in->settings, "data-names", r->data_names);
+  if (r->data_sides[0]) /* predict --resize auto: the scale training saw the images at */
+    cg_settings_add(in->settings, sizeof in->settings, "data-sides", r->data_sides);
   in->have_val = r->have_val && r->val_step == step;
   in->val_step = step;
   in->val_loss = r->val_loss;

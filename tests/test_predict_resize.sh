@@ -1,0 +1,161 @@
+#!/usr/bin/env bash
+# predict --resize: images predicted at the scale training saw its images at. Models (binary, and
+# K = 3 with gray class-id masks) are trained at --image-size 32 on 64x112 photos, which training
+# fits (scales their shorter side to 32), then whole images are predicted with the default
+# --resize auto on 2 ranks: a 150x70 PNG (a non-integer factor), a 48x150 JPEG (tall), a 30x20
+# PNG (smaller than a tile: scaled up, its logits scaled down) and a 40x32 PNG (shorter side
+# already 32: the native path). Checks:
+#  - the banner says auto chose fit, from the sides the checkpoint records;
+#  - each image's probabilities equal those of PyTorch's F.interpolate(bilinear,
+#    align_corners=False) of the logits of the network's own view of it: the image scaled by
+#    cg_resize_tool (the same cg_fit_pair), predicted natively (log-probabilities, which give the
+#    same softmax), within 1e-4 (float32 probabilities give the logits back to about that;
+#    pixels next to saturated ones are left out); the masks are their argmax (K = 1: p > 0.5);
+#  - --resize native on the originals gives another result (the scale matters); the 40x32 image
+#    gives the same bytes either way; --resize 32 gives fit's bytes;
+#  - auto is native for a run on N-sided samples (synthetic data) and for a shard's run (which
+#    keeps no original sizes), and says so;
+#  - bad --resize values exit 2 naming the flag.
+# The files are written and checked with Debian's Pillow, NumPy and PyTorch (/usr/bin/python3);
+# without them: skipped (77).
+set -euo pipefail
+BIN=$1; MPIRUN="$2 --oversubscribe --bind-to none"; BUILD=$3
+TOOL=$BUILD/tests/cg_resize_tool
+PY=/usr/bin/python3
+$PY -c 'import PIL, numpy, torch' 2> /dev/null ||
+  { echo "SKIP: $PY has no Pillow, NumPy or PyTorch"; exit 77; }
+T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
+. "$(dirname "$0")/clilib.sh" # fail, expect2
+
+$PY - "$T" << 'PYEOF'
+import os, sys
+import numpy as np
+from PIL import Image
+t = sys.argv[1]
+rng = np.random.default_rng(7)
+
+def scene(h, w):  # dark noise; red squares (class 1) and blue discs (class 2)
+    im = rng.integers(20, 70, (h, w, 3)).astype(np.uint8)
+    m = np.zeros((h, w), np.uint8)
+    yy, xx = np.mgrid[0:h, 0:w]
+    for _ in range(max(2, h * w // 1500)):
+        cls = int(rng.integers(1, 3))
+        cy, cx, r = rng.uniform(0, h), rng.uniform(0, w), rng.uniform(5, 14) * min(h, w) / 64
+        inside = (np.maximum(abs(yy + 0.5 - cy), abs(xx + 0.5 - cx)) <= r if cls == 1
+                  else np.hypot(yy + 0.5 - cy, xx + 0.5 - cx) <= r)
+        im[inside] = (220, 40, 40) if cls == 1 else (40, 60, 230)
+        m[inside] = cls
+    return im, m
+
+def save(d, name, im, m, ext="png"):
+    for k in (1, 3):
+        os.makedirs(f"{t}/{d}{k}/masks", exist_ok=True)
+        Image.fromarray(m if k == 3 else (m > 0).astype(np.uint8) * 255).save(
+            f"{t}/{d}{k}/masks/{name}.png")
+    os.makedirs(f"{t}/{d}/images", exist_ok=True)
+    opts = {"quality": 95} if ext == "jpg" else {}
+    Image.fromarray(im).save(f"{t}/{d}/images/{name}.{ext}", **opts)
+
+for i in range(16):
+    save("train", f"t{i:02d}", *scene(64, 112))
+for name, (h, w), ext in (("e1", (70, 150), "png"), ("e2", (150, 48), "jpg"),
+                          ("e3", (20, 30), "png"), ("e4", (32, 40), "png")):
+    save("eval", name, *scene(h, w), ext=ext)
+for k in (1, 3):  # the train directories: the images beside each K's masks
+    os.symlink(f"{t}/train/images", f"{t}/train{k}/images")
+PYEOF
+
+SMALL="--backend cpu --model-base 4 --model-depth 2 --image-size 32 --progress off --threads 1
+       --seed 5 --val-fraction 0 --batch 4 --lr 0.01"
+for k in 1 3; do
+  kflag=""; [ $k = 3 ] && kflag="--num-classes 3"
+  $MPIRUN -np 1 $BIN train $SMALL $kflag --data $T/train$k --steps 40 --checkpoint-dir $T/ck$k \
+    > $T/train$k.log
+  $MPIRUN -np 2 $BIN predict --backend cpu --checkpoint $T/ck$k --input $T/eval/images \
+    --masks $T/eval$k/masks --output $T/fit$k --save-probs > $T/fit$k.log 2>&1 ||
+    { cat $T/fit$k.log; fail "predict K=$k"; }
+  grep "resize\|IoU" $T/fit$k.log | sed "s/^/K=$k: /"
+  grep -q -- "--resize auto: the run fitted its training images (shorter sides 64..64) to \
+--image-size 32" $T/fit$k.log || fail "K=$k: auto did not choose fit from the recorded sides"
+  # the network's view of each image, predicted natively: the reference's logits
+  mkdir -p $T/small$k
+  for f in $T/eval/images/*; do
+    n=$(basename "${f%.*}")
+    $TOOL "$f" 32 $T/small$k/$n.png > /dev/null
+  done
+  $BIN predict --backend cpu --checkpoint $T/ck$k --input $T/small$k --output $T/ref$k \
+    --save-probs --resize native > $T/ref$k.log 2>&1 || { cat $T/ref$k.log; fail "reference"; }
+  $BIN predict --backend cpu --checkpoint $T/ck$k --input $T/eval/images --output $T/nat$k \
+    --save-probs --resize native > $T/nat$k.log 2>&1 || { cat $T/nat$k.log; fail "native"; }
+  $BIN predict --backend cpu --checkpoint $T/ck$k --input $T/eval/images --output $T/side$k \
+    --resize 32 > $T/side$k.log 2>&1 || { cat $T/side$k.log; fail "--resize 32"; }
+  $PY - $T $k << 'PYEOF'
+import sys
+import numpy as np
+import torch
+from PIL import Image
+t, k = sys.argv[1], int(sys.argv[2])
+worst = 0.0
+for n in ("e1", "e2", "e3", "e4"):
+    p = np.load(f"{t}/fit{k}/{n}.probs.npy")
+    q = np.load(f"{t}/ref{k}/{n}.probs.npy").astype(np.float64)
+    h, w = p.shape[:2]
+    # the logits up to a per-pixel constant, which softmax cancels (K = 1: the logit itself);
+    # where float32 saturated (a probability of 0 or 1) they are lost: those pixels, and the
+    # output pixels interpolated from them, are left out (counted)
+    lost = ((q <= 0) | (q >= 1)).any(axis=2, keepdims=True)
+    qc = np.clip(q, 1e-30, 1 - 1e-7)
+    lg = np.log(qc / (1 - qc)) if k == 1 else np.log(qc)
+    def interp(a):
+        return torch.nn.functional.interpolate(
+            torch.from_numpy(a).permute(2, 0, 1)[None], size=(h, w), mode="bilinear",
+            align_corners=False)[0].permute(1, 2, 0)
+    up, near_lost = interp(lg), interp(lost.astype(np.float64)).numpy()[..., 0] > 0
+    want = (torch.sigmoid(up) if k == 1 else torch.softmax(up, dim=2)).numpy()
+    d = float(np.abs(p - want)[~near_lost].max())
+    assert near_lost.mean() < 0.5, "most of the logits saturated: train less"
+    worst = max(worst, d)
+    mask = np.array(Image.open(f"{t}/fit{k}/{n}.png"))
+    cls = (p[..., 0] > 0.5).astype(np.uint8) * 255 if k == 1 else p.argmax(2)
+    top = np.sort(p, axis=2)
+    sure = np.abs(p[..., 0] - 0.5) > 1e-6 if k == 1 else top[..., -1] - top[..., -2] > 1e-6
+    nat = np.load(f"{t}/nat{k}/{n}.probs.npy")
+    same_nat = nat.shape == p.shape and np.array_equal(nat, p)
+    side = np.array(Image.open(f"{t}/side{k}/{n}.png"))
+    print(f"K={k} {n} {w}x{h} from {q.shape[1]}x{q.shape[0]}: max |p - F.interpolate| {d:.2e} "
+          f"({near_lost.sum()} of {h * w} pixels near saturated ones left out), "
+          f"mask = argmax: {np.array_equal(mask[sure], cls[sure])}, same as native: {same_nat}, "
+          f"--resize 32 = fit: {np.array_equal(side, mask)}")
+    assert d <= 1e-4, "probabilities differ from PyTorch's interpolation"
+    assert np.array_equal(mask[sure], cls[sure]), "the mask is not the probabilities' class"
+    assert np.array_equal(side, mask), "--resize 32 differs from --resize fit at N = 32"
+    assert same_nat == (n == "e4"), "native and fit should differ unless the side is N"
+print(f"PASS K={k}: worst |difference| {worst:.2e}")
+PYEOF
+done
+
+# auto is native for a run on N-sided samples and for a shard's (it keeps no original sizes)
+$MPIRUN -np 1 $BIN train $SMALL --data synthetic --train-samples 8 --val-samples 0 --steps 2 \
+  --checkpoint-dir $T/cksyn > $T/syn.log
+$BIN pack --images $T/train/images --masks $T/train1/masks --image-size 32 --out $T/s.cgds \
+  > $T/pack.log 2>&1 || { cat $T/pack.log; fail "pack"; }
+$MPIRUN -np 1 $BIN train $SMALL --data $T/s.cgds --steps 2 --checkpoint-dir $T/ckcgds > $T/cgds.log
+for ck in cksyn:"whose shorter side was its --image-size 32, at their own scale: native" \
+          ckcgds:"does not record the sizes of its training images"; do
+  $BIN predict --backend cpu --checkpoint $T/${ck%%:*} --input $T/eval/images --output $T/oo \
+    > $T/o.log 2>&1 || { cat $T/o.log; fail "predict ${ck%%:*}"; }
+  grep -qF -- "${ck#*:}" $T/o.log || { cat $T/o.log; fail "${ck%%:*}: auto's reason"; }
+  echo "ok: ${ck%%:*}: auto is native (${ck#*:})"
+done
+$BIN predict --backend cpu --checkpoint $T/ckcgds --input $T/eval/images --output $T/on \
+  --resize native > $T/on.log 2>&1 || { cat $T/on.log; fail "predict native"; }
+for n in e1 e2 e3 e4; do
+  cmp -s $T/oo/$n.png $T/on/$n.png || fail "the shard's run was not predicted natively ($n)"
+done
+
+P=(predict --backend cpu --checkpoint $T/ck1 --input $T/eval/images --output $T/oo)
+expect2 "--resize: 'big' is not auto, fit, native or a shorter side in pixels" "$BIN" "${P[@]}" \
+  --resize big
+expect2 "--resize: 0 is out of range" "$BIN" "${P[@]}" --resize 0
+expect2 "--resize: 20000 is out of range" "$BIN" "${P[@]}" --resize 20000
+echo "PASS test_predict_resize"
