@@ -14,7 +14,7 @@
 #  - --resize native on the originals gives another result (the scale matters); the 40x32 image
 #    gives the same bytes either way; --resize 32 gives fit's bytes;
 #  - auto is native for a run on N-sided samples (synthetic data) and for a shard's run (which
-#    keeps no original sizes), and says so;
+#    keeps no original sizes: pack says to predict with --resize fit), and says so;
 #  - bad --resize values exit 2 naming the flag.
 # The files are written and checked with Debian's Pillow, NumPy and PyTorch (/usr/bin/python3);
 # without them: skipped (77).
@@ -139,6 +139,8 @@ $MPIRUN -np 1 $BIN train $SMALL --data synthetic --train-samples 8 --val-samples
   --checkpoint-dir $T/cksyn > $T/syn.log
 $BIN pack --images $T/train/images --masks $T/train1/masks --image-size 32 --out $T/s.cgds \
   > $T/pack.log 2>&1 || { cat $T/pack.log; fail "pack"; }
+grep -qF "pack: 16 of 16 images were scaled (shorter side to 32); a shard keeps no original \
+sizes, so predict a model trained on it with --resize fit" $T/pack.log || fail "pack's --resize hint"
 $MPIRUN -np 1 $BIN train $SMALL --data $T/s.cgds --steps 2 --checkpoint-dir $T/ckcgds > $T/cgds.log
 for ck in cksyn:"whose shorter side was its --image-size 32, at their own scale: native" \
           ckcgds:"does not record the sizes of its training images"; do

@@ -122,6 +122,7 @@ typedef struct {
   uint64_t nclass_px, nignore_px; /* mask pixels of a class other than 0 (binary: > 0), and of
                                      the ignore label (the ignore label is stored as it is) */
   int64_t not_square;             /* records whose image is not square */
+  int64_t scaled;                 /* records whose image's shorter side is not the size */
 } cg_cgds_stats_t;
 
 /* Record encodings (the header's `encoding`, the entries' image_enc / mask_enc). */

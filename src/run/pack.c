@@ -209,6 +209,10 @@ int cg_pack_main(int argc, char **argv) {
     cg_log_warn("pack: %lld of %lld images are not square: the shard keeps their centred "
                 "N x N squares, so training crops never see their sides; --store whole keeps "
                 "each image whole", (long long)st.not_square, (long long)st.records);
+  if (st.scaled) /* predict --resize auto reads the sides from a run on image files only */
+    printf("pack: %lld of %lld images were scaled (shorter side to %d); a shard keeps no "
+           "original sizes, so predict a model trained on it with --resize fit, the scale "
+           "training saw them at\n", (long long)st.scaled, (long long)st.records, o.size);
   fflush(stdout);
   return 0;
 }
