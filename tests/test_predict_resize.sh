@@ -140,7 +140,8 @@ $MPIRUN -np 1 $BIN train $SMALL --data synthetic --train-samples 8 --val-samples
 $BIN pack --images $T/train/images --masks $T/train1/masks --image-size 32 --out $T/s.cgds \
   > $T/pack.log 2>&1 || { cat $T/pack.log; fail "pack"; }
 grep -qF "pack: 16 of 16 images were scaled (shorter side to 32); a shard keeps no original \
-sizes, so predict a model trained on it with --resize fit" $T/pack.log || fail "pack's --resize hint"
+sizes, so predict a model trained on it with --resize fit" $T/pack.log ||
+  fail "pack's --resize hint"
 $MPIRUN -np 1 $BIN train $SMALL --data $T/s.cgds --steps 2 --checkpoint-dir $T/ckcgds > $T/cgds.log
 for ck in cksyn:"whose shorter side was its --image-size 32, at their own scale: native" \
           ckcgds:"does not record the sizes of its training images"; do
