@@ -2,24 +2,17 @@
  *
  *   mpirun -np N cogpu-dist predict --checkpoint FILE|DIR --input DIR --output DIR [--masks DIR]
  *
- * Every rank loads the checkpoint and takes every N-th image (data-parallel). An image is
- * predicted at its native resolution by sliding-window tiles of the model's size (the training
- * size): tile origins are spread evenly along each axis so that neighbours overlap by at least
- * --tile-overlap of a tile and the last tile ends at the image's edge; an axis shorter than a
- * tile gets one tile, centred, whose outside is filled by mirror reflection of the image
- * (numpy's "reflect": the edge pixel is not repeated). Each tile is featurised exactly as a
- * training sample of that size (cg_pack_input on the tile's RGB) and the tiles go through the
- * backend --batch at a time, across image boundaries. The logits are blended per pixel as a
- * weighted mean over the tiles covering it, with the linear "tent" weight
- * (1 + distance to the tile's nearest vertical edge) x (1 + the same for horizontal edges), so a
- * tile's border, where its context is cut off, counts least. The class of a pixel: K = 1,
- * blended logit > 0 (written 0/255); K >= 2, the argmax of the K blended logits (first max wins),
- * written as the class id (8-bit gray) or, when the checkpoint carries the training masks'
- * palette, as a palette PNG with that palette. --save-probs writes NAME.probs.npy beside the mask.
- * With --masks, the counts (binary tp/fp/fn/tn, or a K x K confusion matrix without the ignore
- * pixels) are taken over every pixel of every image at full resolution and summed over ranks.
- * Memory per open image: its RGB8 and classes, plus the blended logits of one tile height of
- * rows (rows above the current tile row are final and leave the ring, see pimg_t). */
+ * Every rank loads the checkpoint and takes every N-th image (data-parallel). An image is read
+ * at the scale training saw its images at (--resize: its shorter side scaled to the model's
+ * size as training fits images, or as it is) and predicted by sliding-window tiles of the
+ * model's size, their logits blended and scaled back to the image's size (tiler.h). The class of
+ * a pixel: K = 1, blended logit > 0 (written 0/255); K >= 2, the argmax of the K blended logits
+ * (first max wins), written as the class id (8-bit gray) or, when the checkpoint carries the
+ * training masks' palette, as a palette PNG with that palette. --save-probs writes
+ * NAME.probs.npy beside the mask. With --masks, the counts (binary tp/fp/fn/tn, or a K x K
+ * confusion matrix without the ignore pixels) are taken over every pixel of every image at full
+ * resolution and summed over ranks. Memory per open image: the network's view of it (RGB8), its
+ * classes, plus the blended logits of one tile height of rows. */
 #include <dirent.h>
 #include <fcntl.h> /* AT_SYMLINK_NOFOLLOW */
 #include <limits.h> /* PATH_MAX: realpath */
@@ -48,6 +41,7 @@
 #include "predict.h"
 #include "rng.h"            /* cg_fnv1a: the ranks' inputs compared by hash */
 #include "source.h"         /* cg_source_spec_kind: --input DIR or LIST */
+#include "tiler.h"          /* cg_tiler_*: the images by overlapping tiles, blended */
 #include "topo.h"
 
 #define PREDICT_DEFAULT_OVERLAP 0.5
@@ -583,23 +577,6 @@ static int check_inputs(popts_t *o, const cg_comm_t *c, cg_ckpt_info_t *info, cg
 
 /* ---- tiling ------------------------------------------------------------------------------ */
 
-/* Tile origins along an axis of length L for tiles of T: one centred tile when L <= T (its
- * outside reflected); else n = ceil((L - T) / stride) + 1 origins from 0 to L - T spread evenly,
- * stride = floor(T (1 - overlap)) >= 1, so neighbours overlap by at least the overlap. Returns
- * n; org (n entries) may be NULL to count. */
-static int tile_origins(int L, int T, double overlap, int *org) {
-  if (L <= T) {
-    if (org) org[0] = -((T - L) / 2);
-    return 1;
-  }
-  int stride = (int)floor(T * (1.0 - overlap));
-  if (stride < 1) stride = 1;
-  int n = (L - T + stride - 1) / stride + 1;
-  if (org)
-    for (int i = 0; i < n; i++) org[i] = (int)((int64_t)i * (L - T) / (n - 1));
-  return n;
-}
-
 /* The size *ih x *iw the network sees an h x w image at: its own (native), or scaled so that its
  * shorter side is o->side (cg_fit_whole_size: the longer side rounded). */
 static void net_size(const popts_t *o, int h, int w, int *ih, int *iw) {
@@ -623,20 +600,11 @@ static int rank_tiles(const popts_t *o, char **files, int nfiles, const cg_model
     int h, w;
     if (cg_image_read_size(files[f], o->max_pixels, &h, &w, err, sizeof err)) return cap;
     net_size(o, h, w, &h, &w);
-    const int64_t t = (int64_t)tile_origins(w, m->width, o->overlap, NULL) *
-                      tile_origins(h, m->height, o->overlap, NULL);
+    const int64_t t = (int64_t)cg_tiler_origins(w, m->width, o->overlap, NULL) *
+                      cg_tiler_origins(h, m->height, o->overlap, NULL);
     n = t >= cap - n ? cap : n + (int)t;
   }
   return n > 0 ? n : 1;
-}
-
-/* Mirror reflection of coordinate i into [0, L) (numpy "reflect": the edge is not repeated). */
-static int reflect(int i, int L) {
-  if (L == 1) return 0;
-  const int p = 2 * (L - 1);
-  i %= p;
-  if (i < 0) i += p;
-  return i < L ? i : p - i;
 }
 
 /* ---- outputs ----------------------------------------------------------------------------- */
@@ -691,125 +659,39 @@ static void probs_row(cg_afile_t *f, const float *l, int w, int k) {
 
 /* ---- one image: tiles and blending ------------------------------------------------------- */
 
-/* One image being predicted: the network's view of it (the image itself, or scaled by --resize
- * to ih x iw), the tiles still to cut, and the blended logits of the rows still open. Tiles are
- * blended in row-major order, so when the first tile of tile row r arrives no later tile touches
- * the rows above oy[r]: those are final and leave the ring. The ring holds T rows (the tile
- * height), which is all a tile row can still touch. A final row's mean logits go to final_row
- * at the image's own size h x w: directly (native), or through the bilinear resampling of
- * up_push (PyTorch's F.interpolate(mode="bilinear", align_corners=False), as mmsegmentation
- * scales logits back), which keeps the last two rows. Memory: ih*iw*3 (RGB) + h*w (classes)
- * bytes, plus (T + 2) * iw * K + w * K floats, whatever the image's height. */
+/* One image being predicted: its tiling (tiler.h) and what becomes of its final rows, the
+ * classes (h*w) and the probabilities (--save-probs). */
 typedef struct {
-  int file, h, w, k, ring;
-  int ih, iw;          /* the network's image: h x w, or scaled (--resize) */
-  uint8_t *rgb;        /* ih*iw*3 */
+  int file, h, w, k;
   uint8_t *cls;        /* h*w: the class of each final row */
-  float *acc, *wsum;   /* ring rows: weighted logit sums (ring*iw*k), weight sums (ring*iw) */
-  int done;            /* network rows [0, done) are final */
-  float *up;           /* scaled: the last two final network rows (2*iw*k), row r at r % 2 */
-  float *row;          /* scaled: one output row of logits (w*k) */
-  int *x0, *x1;        /* scaled: each output column's two network columns, and the weight */
-  float *lx;           /*   of the second (F.interpolate's, align_corners=False) */
-  int out;             /* output rows [0, out) are final */
   cg_afile_t *probs;   /* --save-probs: NAME.probs.npy being written; NULL otherwise */
   char probs_err[1200];/* why the probabilities could not be written ("" = fine) */
-  int nx, ny, *ox, *oy;
-  int next, pending;   /* next tile to cut; tiles cut whose logits have not come back */
+  cg_tiler_t *tiler;
 } pimg_t;
 
-/* Where output coordinate i of a side of n samples the network's side of m (F.interpolate,
- * bilinear, align_corners=False): between *i0 and *i1, the weight of *i1 returned. */
-static float up_coord(int i, int n, int m, int *i0, int *i1) {
-  double src = ((double)i + 0.5) * m / n - 0.5;
-  if (src < 0) src = 0;
-  *i0 = (int)src;
-  if (*i0 > m - 1) *i0 = m - 1;
-  *i1 = *i0 + (*i0 < m - 1);
-  return (float)(src - *i0);
-}
-
-/* The network's image of file (read as training reads it: cg_fit_pair scales it from the file,
- * a JPEG at a DCT scale) into p->rgb, or -1 with err. */
-static int load_net_rgb(const popts_t *o, const char *path, pimg_t *p, char *err, size_t errlen) {
+/* The network's view of file (read as training reads it: cg_fit_pair scales it from the file,
+ * a JPEG at a DCT scale): *rgb (ih*iw*3) and its size, with the image's own in p, or -1 with err. */
+static int load_net_rgb(const popts_t *o, const char *path, pimg_t *p, uint8_t **rgb, int *ih,
+                        int *iw, char *err, size_t errlen) {
   if (cg_image_read_size(path, o->max_pixels, &p->h, &p->w, err, errlen)) return -1;
-  net_size(o, p->h, p->w, &p->ih, &p->iw);
-  if (p->ih == p->h && p->iw == p->w) /* native, or already at the scale */
-    return cg_image_read_rgb(path, o->max_pixels, &p->rgb, &p->h, &p->w, err, errlen);
-  if ((int64_t)p->ih * p->iw > o->max_pixels) {
+  net_size(o, p->h, p->w, ih, iw);
+  if (*ih == p->h && *iw == p->w) /* native, or already at the scale */
+    return cg_image_read_rgb(path, o->max_pixels, rgb, &p->h, &p->w, err, errlen);
+  if ((int64_t)*ih * *iw > o->max_pixels) {
     snprintf(err, errlen, "%.900s: scaled by --resize %s to %dx%d, more pixels than "
-             "--max-image-pixels %lld", path, o->resize, p->iw, p->ih, (long long)o->max_pixels);
+             "--max-image-pixels %lld", path, o->resize, *iw, *ih, (long long)o->max_pixels);
     return -1;
   }
-  p->rgb = cg_malloc((size_t)p->ih * p->iw * 3, "scaled image");
+  *rgb = cg_malloc((size_t)*ih * *iw * 3, "scaled image");
   const cg_fit_opts_t fo = {.size = o->side, .max_pixels = o->max_pixels, .expect_h = p->h,
-                            .expect_w = p->w, .out_h = p->ih, .out_w = p->iw};
-  return cg_fit_pair(path, NULL, &fo, p->rgb, NULL, NULL, NULL, err, errlen);
+                            .expect_w = p->w, .out_h = *ih, .out_w = *iw};
+  return cg_fit_pair(path, NULL, &fo, *rgb, NULL, NULL, NULL, err, errlen);
 }
 
-static pimg_t *pimg_open(const popts_t *o, char **files, int file, const cg_model_t *m) {
-  pimg_t *p = cg_calloc(1, sizeof *p, "image");
-  char err[1024];
-  if (load_net_rgb(o, files[file], p, err, sizeof err)) cg_die(CG_EXIT_USAGE, "predict: %s", err);
-  p->file = file;
-  p->k = m->nclass;
-  p->ring = m->height;
-  p->cls = cg_malloc((size_t)p->h * p->w, "classes");
-  p->acc = cg_calloc((size_t)p->ring * p->iw * p->k, sizeof(float), "blended logits");
-  p->wsum = cg_calloc((size_t)p->ring * p->iw, sizeof(float), "blend weights");
-  if (p->ih != p->h || p->iw != p->w) {
-    p->up = cg_malloc(sizeof(float) * 2 * (size_t)p->iw * p->k, "scaled rows");
-    p->row = cg_malloc(sizeof(float) * (size_t)p->w * p->k, "output row");
-    p->x0 = cg_malloc(sizeof(int) * (size_t)p->w, "columns");
-    p->x1 = cg_malloc(sizeof(int) * (size_t)p->w, "columns");
-    p->lx = cg_malloc(sizeof(float) * (size_t)p->w, "column weights");
-    for (int x = 0; x < p->w; x++) p->lx[x] = up_coord(x, p->w, p->iw, &p->x0[x], &p->x1[x]);
-  }
-  p->nx = tile_origins(p->iw, m->width, o->overlap, NULL);
-  p->ny = tile_origins(p->ih, m->height, o->overlap, NULL);
-  p->ox = cg_malloc(sizeof(int) * (size_t)p->nx, "tile origins");
-  p->oy = cg_malloc(sizeof(int) * (size_t)p->ny, "tile origins");
-  tile_origins(p->iw, m->width, o->overlap, p->ox);
-  tile_origins(p->ih, m->height, o->overlap, p->oy);
-  if (o->save_probs) {
-    char stem[1024], path[2200]; /* --output (1024) / NAME (1024).probs.npy */
-    stem_of(files[file], stem, sizeof stem);
-    snprintf(path, sizeof path, "%s/%s.probs.npy", o->output, stem);
-    p->probs = probs_open(path, p->h, p->w, p->k, p->probs_err, sizeof p->probs_err);
-  }
-  return p;
-}
-
-static void pimg_close(pimg_t *p) {
-  if (!p) return;
-  cg_afile_abort(p->probs);
-  free(p->rgb);
-  free(p->cls);
-  free(p->acc);
-  free(p->wsum);
-  free(p->up);
-  free(p->row);
-  free(p->x0);
-  free(p->x1);
-  free(p->lx);
-  free(p->ox);
-  free(p->oy);
-  free(p);
-}
-
-/* Tile t of p (row-major over origins) as RGB8 th x tw, reflected outside the image. */
-static void cut_tile(const pimg_t *p, int t, int th, int tw, uint8_t *out) {
-  const int x0 = p->ox[t % p->nx], y0 = p->oy[t / p->nx];
-  for (int y = 0; y < th; y++) {
-    const uint8_t *row = p->rgb + (size_t)reflect(y0 + y, p->ih) * p->iw * 3;
-    for (int x = 0; x < tw; x++)
-      memcpy(out + ((size_t)y * tw + x) * 3, row + (size_t)reflect(x0 + x, p->iw) * 3, 3);
-  }
-}
-
-/* Output row y's logits l (w*k) made final: the class of each pixel (K = 1: logit > 0; else
- * the first argmax), and its probabilities with --save-probs. */
-static void final_row(pimg_t *p, int y, const float *l) {
+/* Output row y's logits l (w*k) made final (the tiler's row function): the class of each pixel
+ * (K = 1: logit > 0; else the first argmax), and its probabilities with --save-probs. */
+static void final_row(void *ctx, int y, const float *l) {
+  pimg_t *p = ctx;
   const int k = p->k;
   uint8_t *cls = p->cls + (size_t)y * p->w;
   for (int x = 0; x < p->w; x++) {
@@ -822,72 +704,33 @@ static void final_row(pimg_t *p, int y, const float *l) {
   if (p->probs) probs_row(p->probs, l, p->w, k);
 }
 
-/* Network row r (final, mean logits l: iw*k) of a scaled image: kept, and every output row
- * whose two network rows are now final made from them (F.interpolate's weights). */
-static void up_push(pimg_t *p, int r, const float *l) {
-  const int k = p->k;
-  memcpy(p->up + (size_t)(r % 2) * p->iw * k, l, sizeof(float) * (size_t)p->iw * k);
-  for (; p->out < p->h; p->out++) {
-    int y0, y1;
-    const float ly = up_coord(p->out, p->h, p->ih, &y0, &y1);
-    if (y1 > r) break;
-    const float *a = p->up + (size_t)(y0 % 2) * p->iw * k;
-    const float *b = p->up + (size_t)(y1 % 2) * p->iw * k;
-    for (int x = 0; x < p->w; x++) {
-      const float lx = p->lx[x];
-      const float *a0 = a + (size_t)p->x0[x] * k, *a1 = a + (size_t)p->x1[x] * k;
-      const float *b0 = b + (size_t)p->x0[x] * k, *b1 = b + (size_t)p->x1[x] * k;
-      float *o = p->row + (size_t)x * k;
-      for (int c = 0; c < k; c++)
-        o[c] = (1.0f - ly) * ((1.0f - lx) * a0[c] + lx * a1[c]) +
-               ly * ((1.0f - lx) * b0[c] + lx * b1[c]);
-    }
-    final_row(p, p->out, p->row);
+static pimg_t *pimg_open(const popts_t *o, char **files, int file, const cg_model_t *m) {
+  pimg_t *p = cg_calloc(1, sizeof *p, "image");
+  char err[1024];
+  uint8_t *rgb = NULL;
+  int ih, iw;
+  if (load_net_rgb(o, files[file], p, &rgb, &ih, &iw, err, sizeof err))
+    cg_die(CG_EXIT_USAGE, "predict: %s", err);
+  p->file = file;
+  p->k = m->nclass;
+  p->cls = cg_malloc((size_t)p->h * p->w, "classes");
+  p->tiler = cg_tiler_open(rgb, ih, iw, p->h, p->w, p->k, m->height, m->width, o->overlap,
+                           final_row, p);
+  if (o->save_probs) {
+    char stem[1024], path[2200]; /* --output (1024) / NAME (1024).probs.npy */
+    stem_of(files[file], stem, sizeof stem);
+    snprintf(path, sizeof path, "%s/%s.probs.npy", o->output, stem);
+    p->probs = probs_open(path, p->h, p->w, p->k, p->probs_err, sizeof p->probs_err);
   }
+  return p;
 }
 
-/* Makes network rows [p->done, upto) final: the mean logits, to final_row (native) or up_push
- * (scaled); their ring rows are cleared for the rows below. */
-static void pimg_flush(pimg_t *p, int upto) {
-  const int k = p->k;
-  if (upto > p->ih) upto = p->ih;
-  for (; p->done < upto; p->done++) {
-    const int y = p->done;
-    float *acc = p->acc + (size_t)(y % p->ring) * p->iw * k;
-    float *ws = p->wsum + (size_t)(y % p->ring) * p->iw;
-    for (int x = 0; x < p->iw; x++) {
-      const float inv = 1.0f / ws[x];
-      for (int c = 0; c < k; c++) acc[(size_t)x * k + c] *= inv;
-    }
-    if (p->up) up_push(p, y, acc);
-    else final_row(p, y, acc);
-    memset(acc, 0, sizeof(float) * (size_t)p->iw * k);
-    memset(ws, 0, sizeof(float) * (size_t)p->iw);
-  }
-}
-
-/* Adds tile t's logits (th x tw x k) into p with the tent weights wy[th] x wx[tw]; the padding
- * of a tile larger than the image falls outside and is dropped. Tiles come in row-major order:
- * the first tile of a tile row makes the rows above it final. */
-static void blend_tile(pimg_t *p, int t, int th, int tw, const float *lg, const float *wy,
-                       const float *wx) {
-  const int x0 = p->ox[t % p->nx], y0 = p->oy[t / p->nx], k = p->k;
-  if (t % p->nx == 0) pimg_flush(p, y0);
-  CG_ASSERT(y0 + th <= p->done + p->ring || p->ih <= p->ring);
-  for (int y = 0; y < th; y++) {
-    const int iy = y0 + y;
-    if (iy < 0 || iy >= p->ih) continue;
-    float *acc = p->acc + (size_t)(iy % p->ring) * p->iw * k;
-    float *ws = p->wsum + (size_t)(iy % p->ring) * p->iw;
-    for (int x = 0; x < tw; x++) {
-      const int ix = x0 + x;
-      if (ix < 0 || ix >= p->iw) continue;
-      const float wt = wy[y] * wx[x];
-      const float *l = lg + ((size_t)y * tw + x) * k;
-      for (int c = 0; c < k; c++) acc[(size_t)ix * k + c] += wt * l[c];
-      ws[ix] += wt;
-    }
-  }
+static void pimg_close(pimg_t *p) {
+  if (!p) return;
+  cg_afile_abort(p->probs);
+  cg_tiler_close(p->tiler);
+  free(p->cls);
+  free(p);
 }
 
 /* Reading a ground-truth mask row by row into a buffer of its image's size. */
@@ -985,12 +828,10 @@ static int check_truth(const popts_t *o, char **files, int nfiles, int k, int ig
   return 0;
 }
 
-/* The last rows of p made final, counted against the truth with --masks, written as NAME.png
+/* p with every row final, counted against the truth with --masks, written as NAME.png
  * (and NAME.probs.npy committed). */
 static void pimg_finish(pimg_t *p, const popts_t *o, char **files, const cg_ckpt_info_t *info,
                         ptally_t *t) {
-  pimg_flush(p, p->ih);
-  CG_ASSERT(!p->up || p->out == p->h);
   const size_t px = (size_t)p->h * p->w;
   const int k = p->k;
   uint8_t *cls = p->cls;
@@ -1032,92 +873,6 @@ static void pimg_finish(pimg_t *p, const popts_t *o, char **files, const cg_ckpt
 
 /* ---- the loop ---------------------------------------------------------------------------- */
 
-/* Host side of one step: the tiles' input, and which image and tile each slot holds. */
-typedef struct {
-  int n, th, tw, in_c, k;
-  size_t px;          /* th * tw */
-  float *x, *wt, *scratch, *logits; /* scratch: 3 * px per slot */
-  uint8_t *y, *pred, *rgb;           /* rgb: px * 3 per slot */
-  pimg_t **img;       /* n: the slot's image (NULL: padding) */
-  int *tile;
-  float *wy, *wx;     /* tent weights */
-} pbatch_t;
-
-static void batch_alloc(pbatch_t *b, int n, const cg_model_t *m) {
-  memset(b, 0, sizeof *b);
-  b->n = n;
-  b->th = m->height;
-  b->tw = m->width;
-  b->in_c = m->in_c;
-  b->k = m->nclass;
-  b->px = (size_t)b->th * b->tw;
-  b->x = cg_calloc(b->px * b->in_c * (size_t)n, sizeof(float), "batch");
-  b->y = cg_calloc(b->px * (size_t)n, 1, "masks");
-  b->pred = cg_calloc(b->px * (size_t)n, 1, "pred");
-  b->wt = cg_calloc((size_t)n, sizeof(float), "weights");
-  b->logits = cg_malloc(sizeof(float) * b->px * (size_t)n * b->k, "logits");
-  b->scratch = cg_malloc(sizeof(float) * 3 * b->px * (size_t)n, "scratch");
-  b->rgb = cg_malloc(b->px * 3 * (size_t)n, "tile rgb");
-  b->img = cg_calloc((size_t)n, sizeof(pimg_t *), "batch images");
-  b->tile = cg_calloc((size_t)n, sizeof(int), "batch tiles");
-  b->wy = cg_malloc(sizeof(float) * (size_t)b->th, "tent");
-  b->wx = cg_malloc(sizeof(float) * (size_t)b->tw, "tent");
-  for (int i = 0; i < b->th; i++) b->wy[i] = (float)(1 + (i < b->th - 1 - i ? i : b->th - 1 - i));
-  for (int i = 0; i < b->tw; i++) b->wx[i] = (float)(1 + (i < b->tw - 1 - i ? i : b->tw - 1 - i));
-}
-
-static void batch_free(pbatch_t *b) {
-  free(b->x);
-  free(b->y);
-  free(b->pred);
-  free(b->wt);
-  free(b->logits);
-  free(b->scratch);
-  free(b->rgb);
-  free(b->img);
-  free(b->tile);
-  free(b->wy);
-  free(b->wx);
-}
-
-/* Fills the batch with the next tiles of this rank's images (files r, r + R, ...), opening
- * images as needed (*cur: the one being cut, *next_k: this rank's next file). Returns the
- * number of real tiles; the rest of the batch is padding (weight 0). The tiles are cut and
- * featurised in parallel (OpenMP), each slot in its own buffers. */
-static int fill_batch(pbatch_t *b, const popts_t *o, char **files, int nfiles,
-                      const cg_model_t *m, const cg_comm_t *c, pimg_t **cur, int *next_k) {
-  int j = 0;
-  while (j < b->n) {
-    if (!*cur || (*cur)->next == (*cur)->nx * (*cur)->ny) {
-      const int f = c->rank + *next_k * c->size;
-      if (f >= nfiles) break;
-      (*next_k)++;
-      *cur = pimg_open(o, files, f, m); /* the previous one lives on in the batch's slots */
-    }
-    pimg_t *p = *cur;
-    b->img[j] = p;
-    b->tile[j] = p->next++;
-    p->pending++;
-    b->wt[j] = 1.0f;
-    j++;
-  }
-#pragma omp parallel for schedule(dynamic, 1)
-  for (int i = 0; i < j; i++) {
-    uint8_t *rgb = b->rgb + (size_t)i * b->px * 3;
-    cut_tile(b->img[i], b->tile[i], b->th, b->tw, rgb);
-    cg_pack_input(rgb, b->th, b->tw, CG_NFEAT, b->scratch + (size_t)i * 3 * b->px,
-                  b->x + (size_t)i * b->px * b->in_c);
-  }
-  for (int i = j; i < b->n; i++) {
-    memset(b->x + (size_t)i * b->px * b->in_c, 0, sizeof(float) * b->px * b->in_c);
-    b->img[i] = NULL;
-    b->wt[i] = 0.0f;
-  }
-  return j;
-}
-
-/* Every tile of this rank's images through the backend; images are finished (written,
- * counted) as their last tile comes back. */
 /* The hidden temporaries ".STEM.png.XXXXXX" and ".STEM.probs.npy.XXXXXX" (cg_afile_temp_base)
  * of this run's images left in out by a predict that was killed (a second Ctrl-C, SIGKILL, a
  * fatal error): removed, with a notice, before any is written again. */
@@ -1156,35 +911,41 @@ static volatile sig_atomic_t predict_stop;
 
 static void on_stop(int sig) { predict_stop = sig; }
 
+/* What predict_all's feed needs: this rank's files r, r + R, ... and where they go. */
+typedef struct {
+  const popts_t *o;
+  char **files;
+  int nfiles, next_k;
+  const cg_model_t *model;
+  const cg_ckpt_info_t *info;
+  const cg_comm_t *c;
+  ptally_t *t;
+} pfeed_t;
+
+static cg_tiler_t *feed_next(void *ctx) {
+  pfeed_t *f = ctx;
+  const int file = f->c->rank + f->next_k * f->c->size;
+  if (file >= f->nfiles) return NULL;
+  f->next_k++;
+  return pimg_open(f->o, f->files, file, f->model)->tiler;
+}
+
+/* An image through: written and counted when complete; a stop inside it writes nothing. */
+static void feed_end(void *ctx, cg_tiler_t *tl, int complete) {
+  pfeed_t *f = ctx;
+  pimg_t *p = cg_tiler_ctx(tl);
+  if (complete) pimg_finish(p, f->o, f->files, f->info, f->t);
+  pimg_close(p);
+}
+
+/* Every tile of this rank's images through the backend (cg_tiler_run); images are finished
+ * (written, counted) as their last tile comes back. */
 static void predict_all(const cg_backend_ops_t *ops, cg_backend_t *be, const popts_t *o,
                         char **files, int nfiles, const cg_model_t *model,
                         const cg_ckpt_info_t *info, const cg_comm_t *c, ptally_t *t) {
-  pbatch_t b;
-  batch_alloc(&b, o->batch, model);
-  pimg_t *cur = NULL;
-  int next_k = 0;
-  for (;;) {
-    if (predict_stop) break;
-    const int real = fill_batch(&b, o, files, nfiles, model, c, &cur, &next_k);
-    if (real == 0) break;
-    cg_batch_t batch = {b.n, b.th, b.tw, b.in_c, b.x, b.y, b.wt, b.n, NULL, b.pred, 0};
-    ops->upload(be, 0, &batch);
-    ops->eval_step(be, 0);
-    cg_step_out_t out;
-    ops->fetch(be, &out);
-    if (ops->get_logits(be, b.logits)) CG_FATAL("backend %s: cannot read the logits", ops->name);
-    for (int j = 0; j < real; j++) {
-      pimg_t *p = b.img[j];
-      blend_tile(p, b.tile[j], b.th, b.tw, b.logits + (size_t)j * b.px * b.k, b.wy, b.wx);
-      if (--p->pending == 0 && p->next == p->nx * p->ny) {
-        pimg_finish(p, o, files, info, t);
-        if (p == cur) cur = NULL;
-        pimg_close(p);
-      }
-    }
-  }
-  if (predict_stop && cur) pimg_close(cur); /* stopped inside an image: its mask is not written */
-  batch_free(&b);
+  pfeed_t f = {o, files, nfiles, 0, model, info, c, t};
+  const cg_tiler_feed_t feed = {feed_next, feed_end, &f, &predict_stop};
+  cg_tiler_run(ops, be, model, o->batch, &feed);
 }
 
 /* Rank 0's summary of the counts summed over ranks. */
