@@ -253,6 +253,34 @@ static int check_mask(const cgds_source_t *cs, int64_t index, const uint8_t *mas
   return 0;
 }
 
+/* The bytes of record index in the map, checked: the file still holds them, and their CRC is
+ * the table's. NULL with the message naming the record. */
+static const uint8_t *checked_record(cgds_source_t *cs, int64_t index, char *err,
+                                     size_t errlen) {
+  const char *name = cs->names + cs->name_at[index];
+  const uint64_t off = cs->off[index], n = cs->version == 1 ? cs->rec_bytes : cs->rlen[index];
+  struct stat st;
+  if (fstat(cs->fd, &st)) {
+    snprintf(err, errlen, "%s: record %lld (%s): %s", cs->path, (long long)index, name,
+             strerror(errno));
+    return NULL;
+  }
+  if ((uint64_t)st.st_size < off + n) {
+    snprintf(err, errlen, "%s: record %lld (%s): truncated: the file is now %lld bytes, the record "
+             "ends at %llu", cs->path, (long long)index, name, (long long)st.st_size,
+             (unsigned long long)(off + n));
+    return NULL;
+  }
+  const uint8_t *rec = cs->map + off;
+  uint32_t crc = cg_crc32(0, rec, n);
+  if (crc != cs->crc[index]) {
+    snprintf(err, errlen, "%s: record %lld (%s): CRC mismatch (stored %08x, computed %08x)",
+             cs->path, (long long)index, name, cs->crc[index], crc);
+    return NULL;
+  }
+  return rec;
+}
+
 /* Record index through win (NULL: the fitting rule's centred square) at h x w: a record of
  * that size without a window is decoded straight into rgb and mask; otherwise the whole record
  * (raw: in place in the map; else decoded into a buffer) is resampled, as a file is. */
@@ -261,26 +289,8 @@ static int cgds_load_win(cg_source_t *s, int64_t index, const cg_crop_t *win, ui
   cgds_source_t *cs = (cgds_source_t *)s;
   CG_ASSERT(index >= 0 && index < s->count);
   const char *name = cs->names + cs->name_at[index];
-  const uint64_t off = cs->off[index], n = cs->version == 1 ? cs->rec_bytes : cs->rlen[index];
-  struct stat st;
-  if (fstat(cs->fd, &st)) {
-    snprintf(err, errlen, "%s: record %lld (%s): %s", cs->path, (long long)index, name,
-             strerror(errno));
-    return -1;
-  }
-  if ((uint64_t)st.st_size < off + n) {
-    snprintf(err, errlen, "%s: record %lld (%s): truncated: the file is now %lld bytes, the record "
-             "ends at %llu", cs->path, (long long)index, name, (long long)st.st_size,
-             (unsigned long long)(off + n));
-    return -1;
-  }
-  const uint8_t *rec = cs->map + off;
-  uint32_t crc = cg_crc32(0, rec, n);
-  if (crc != cs->crc[index]) {
-    snprintf(err, errlen, "%s: record %lld (%s): CRC mismatch (stored %08x, computed %08x)",
-             cs->path, (long long)index, name, cs->crc[index], crc);
-    return -1;
-  }
+  const uint8_t *rec = checked_record(cs, index, err, errlen);
+  if (!rec) return -1;
   int rh, rw;
   rec_size(cs, index, &rh, &rw);
   const size_t rpx = (size_t)rh * rw;
@@ -406,7 +416,20 @@ static void cgds_destroy(cg_source_t *s) {
   free(cs);
 }
 
-static const cg_source_ops_t cgds_ops = {"cgds", cgds_load, cgds_destroy, cgds_load_win};
+/* Record index as it is stored (cg_source_load_whole). */
+static int cgds_whole(cg_source_t *s, int64_t index, int *oh, int *ow, uint8_t *rgb,
+                      uint8_t *mask, char *err, size_t errlen) {
+  cgds_source_t *cs = (cgds_source_t *)s;
+  CG_ASSERT(index >= 0 && index < s->count);
+  rec_size(cs, index, oh, ow);
+  if (!rgb) return 0;
+  const uint8_t *rec = checked_record(cs, index, err, errlen);
+  if (!rec || decode_record(cs, index, rec, rgb, mask, err, errlen)) return -1;
+  return check_mask(cs, index, mask, (size_t)*oh * *ow, err, errlen);
+}
+
+static const cg_source_ops_t cgds_ops = {"cgds", cgds_load, cgds_destroy, cgds_load_win,
+                                         cgds_whole};
 
 /* The version-2 fields of entry i: known encodings, part sizes that fit the record and match
  * the raw sizes where raw. */

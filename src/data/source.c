@@ -25,6 +25,14 @@ static int synth_load(cg_source_t *s, int64_t index, uint8_t *rgb, uint8_t *mask
 
 static void synth_destroy(cg_source_t *s) { free(s); }
 
+int cg_source_load_whole(cg_source_t *s, int64_t index, int *oh, int *ow, uint8_t *rgb,
+                         uint8_t *mask, char *err, size_t errlen) {
+  if (s->ops->whole) return s->ops->whole(s, index, oh, ow, rgb, mask, err, errlen);
+  *oh = s->h;
+  *ow = s->w;
+  return rgb ? cg_source_load(s, index, rgb, mask, err, errlen) : 0;
+}
+
 int cg_source_load_win(cg_source_t *s, int64_t index, const cg_crop_t *win, uint8_t *rgb,
                        uint8_t *mask, uint8_t *tmp, char *err, size_t errlen) {
   if (s->ops->load_win) return s->ops->load_win(s, index, win, rgb, mask, err, errlen);
@@ -33,7 +41,7 @@ int cg_source_load_win(cg_source_t *s, int64_t index, const cg_crop_t *win, uint
   return 0;
 }
 
-static const cg_source_ops_t synth_ops = {"synthetic", synth_load, synth_destroy, NULL};
+static const cg_source_ops_t synth_ops = {"synthetic", synth_load, synth_destroy, NULL, NULL};
 
 cg_source_t *cg_source_synthetic(uint64_t seed, int64_t offset, int64_t count, int h, int w) {
   return cg_source_synthetic_k(seed, offset, count, h, w, 1, -1);

@@ -27,6 +27,10 @@ typedef struct {
    * of the fitted square, for sources of image files (cg_source_load_win). */
   int (*load_win)(cg_source_t *s, int64_t index, const cg_crop_t *win, uint8_t *rgb,
                   uint8_t *mask, char *err, size_t errlen);
+  /* Optional (NULL: every sample is h x w as load() gives it): sample index whole
+   * (cg_source_load_whole). */
+  int (*whole)(cg_source_t *s, int64_t index, int *oh, int *ow, uint8_t *rgb, uint8_t *mask,
+               char *err, size_t errlen);
 } cg_source_ops_t;
 
 struct cg_source {
@@ -65,6 +69,14 @@ static inline int cg_source_load(cg_source_t *s, int64_t index, uint8_t *rgb, ui
  * memory (cg_crop_apply, tmp: h*w*4 bytes of scratch). The same as cg_source_load otherwise. */
 int cg_source_load_win(cg_source_t *s, int64_t index, const cg_crop_t *win, uint8_t *rgb,
                        uint8_t *mask, uint8_t *tmp, char *err, size_t errlen);
+/* Sample index whole rather than its fitted square: an image file scaled so that its shorter
+ * side is the source's size (cg_fit_whole_size; read as load() reads it), a shard's record as
+ * it is stored (version 5: the whole image at that side; older: the fitted square), other
+ * samples (synthetic) as load() gives them. *oh x *ow its size; rgb NULL: the size only (an
+ * image file's from its header, seen at open), else rgb (oh*ow*3) and mask (oh*ow). 0, or -1
+ * with the message naming the file or record (a bad sample, as load()). */
+int cg_source_load_whole(cg_source_t *s, int64_t index, int *oh, int *ow, uint8_t *rgb,
+                         uint8_t *mask, char *err, size_t errlen);
 void cg_source_destroy(cg_source_t *s); /* NULL-safe */
 
 static inline const char *cg_source_name(const cg_source_t *s, int64_t index) {

@@ -211,7 +211,15 @@ static void png_destroy(cg_source_t *s) {
   free(ps);
 }
 
-static const cg_source_ops_t png_ops = {"png", png_load, png_destroy, png_load_win};
+static int png_whole(cg_source_t *s, int64_t index, int *oh, int *ow, uint8_t *rgb,
+                     uint8_t *mask, char *err, size_t errlen) {
+  png_source_t *ps = (png_source_t *)s;
+  CG_ASSERT(index >= 0 && index < s->count);
+  cg_fit_whole_size(ps->pairs[index].h, ps->pairs[index].w, ps->size, oh, ow);
+  return rgb ? cg_source_png_load_whole(s, index, *oh, *ow, rgb, mask, err, errlen) : 0;
+}
+
+static const cg_source_ops_t png_ops = {"png", png_load, png_destroy, png_load_win, png_whole};
 
 int cg_source_png_image(const cg_source_t *s, int64_t index, const char **path, int *h, int *w) {
   if (s->ops != &png_ops || index < 0 || index >= s->count) return -1;

@@ -140,6 +140,12 @@ static const cg_opt_t g_opts[] = {
         "seed of the initial weights, the data and the shuffles"),
     {"val-every", CG_OPT_I64, O(val_every), 0, 1e15, CG_OPT_NODEF, NULL, C_TRAIN, "N",
      "validate every N steps; 0 = only at the end; default: once per epoch (and at the end)"},
+    CG_OPT_ROW_TEXT(STR, "val-mode", O(val_mode), "square|whole", C_TRAIN, "M",
+        "what validation scores: square = each image's centred --image-size square (the "
+        "fitting rule: one sample an image, fast); whole = each image whole at the training "
+        "scale (its shorter side scaled to --image-size; a shard's record as stored) by "
+        "overlapping tiles blended as predict blends them, scored at that scale (predict "
+        "--resize fit scores the same at full resolution)"),
     CG_OPT_ROW_NUM(I64, "report-every", O(report_every), 1, 1e15, C_TRAIN, "N",
         "print the performance line every N steps"),
     CG_OPT_ROW_TEXT(STR, "report-ranks", O(report_ranks), NULL, C_TRAIN, "MODE",
@@ -288,6 +294,7 @@ void cg_cli_defaults(cg_config_t *c) {
   c->checkpoint_every = 0;
   c->keep = 3;
   snprintf(c->best_metric, sizeof c->best_metric, "auto");
+  snprintf(c->val_mode, sizeof c->val_mode, "square");
   c->timeout_s = 60;
   c->max_bad_steps = 20;
   c->test_nan_step = 0;

@@ -67,6 +67,7 @@ typedef struct {
   double min_lr;        /* cosine, poly: the learning rate they decay to */
   uint64_t seed;
   int64_t val_every;   /* steps between validations; 0 = only at the end; < 0 = once per epoch */
+  char val_mode[8];    /* --val-mode square | whole: what validation scores (val_whole.h) */
   int64_t report_every;
   char report_ranks[24]; /* --report-ranks: auto|all|nodes|top|top:N (rank_view.h) */
   char metrics_out[CG_PATH_MAX];

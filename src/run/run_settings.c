@@ -38,7 +38,7 @@ static const struct {
     {"backend", NOTICE},        {"tf32", NOTICE},           {"deterministic", NOTICE},
     {"bucket-mb", NOTICE},      {"skip-bad", NOTICE},       {"max-image-pixels", NOTICE},
     {"val-every", NOTICE},      {"checkpoint-every", NOTICE}, {"keep", NOTICE},
-    {"best-metric", NOTICE},    {"grad-comm", NOTICE},
+    {"best-metric", NOTICE},    {"grad-comm", NOTICE},      {"val-mode", NOTICE},
     {"last-bucket-mb", NOTICE},
 };
 #define NSTORED (sizeof kStored / sizeof kStored[0])

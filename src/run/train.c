@@ -40,6 +40,7 @@
 #include "tboard.h"       /* cg_tb_close: --tensorboard */
 #include "trace.h"        /* cg_trace_*: --trace-out timeline */
 #include "train_report.h" /* cg_report_*, cg_acc_t: every line the run prints */
+#include "val_whole.h"    /* cg_validate_whole: --val-mode whole */
 
 double cg_train_lr(const cg_config_t *cfg, int64_t t, int64_t total) {
   double lr = cfg->lr;
@@ -573,7 +574,7 @@ static void note_val(cg_run_t *r, int64_t step, const cg_val_t *v) {
 /* Validation in the middle of training; its time is not training time. */
 static void validate_at(cg_run_t *r, loop_t *L, int64_t k) {
   double tv = cg_now();
-  const cg_val_t val = validate(r);
+  const cg_val_t val = strcmp(r->cfg->val_mode, "whole") ? validate(r) : cg_validate_whole(r);
   note_val(r, k + 1, &val);
   if (L->b) upload(r, k + 1, L->b); /* validation reused the device batch slots */
   cg_report_validation(r, &L->f, k + 1, tv - L->f.t_train0, &val, 1);
@@ -663,7 +664,7 @@ static int finish(cg_run_t *r, loop_t *L, cg_train_result_t *res) {
     cg_report_progress(r, r->total, f->train_s, (double)f->total.samples / f->train_s,
                        f->last_window_loss, 1);
   if (r->val_src) {
-    f->val = validate(r);
+    f->val = strcmp(r->cfg->val_mode, "whole") ? validate(r) : cg_validate_whole(r);
     f->have_val = f->val.images > 0; /* else the final figures say there were none */
     note_val(r, r->total, &f->val);
     cg_report_validation(r, f, r->total, f->train_s, &f->val, 0);

@@ -90,10 +90,11 @@ void cg_report_banner(const cg_run_t *r) {
   if (cfg->label_map[0]) printf("masks: stored values mapped by --label-map %s\n", cfg->label_map);
   else if (cfg->label_map_table[0])
     printf("masks: mapped by the --label-map the shard was packed with (kept for predict)\n");
-  printf("data: %s, %lld training / %lld validation samples; batch %d per rank, global %d; "
+  printf("data: %s, %lld training / %lld validation samples%s; batch %d per rank, global %d; "
          "%lld steps (%lld per epoch)\n",
-         cfg->data, (long long)r->ntrain, (long long)r->nval, cfg->batch, cfg->batch * c->size,
-         (long long)r->total, (long long)r->spe);
+         cfg->data, (long long)r->ntrain, (long long)r->nval,
+         r->nval && !strcmp(cfg->val_mode, "whole") ? " (validated whole)" : "", cfg->batch,
+         cfg->batch * c->size, (long long)r->total, (long long)r->spe);
   printf("rank 0: %d compute thread(s), %d helper thread(s), %d gradient bucket(s), gradient "
          "comm %s\n", r->threads, r->workers, r->buckets.n, cfg->grad_comm);
   if (r->resumed) banner_resume(r);

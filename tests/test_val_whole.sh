@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# --val-mode whole: validation over whole images at the training scale. A binary model is trained
+# at --image-size 32 on 64x112 photos and validated on images of other shapes (wide, tall, a
+# JPEG, one smaller than a tile). Checks:
+#  - the figures equal predict's on the network's view of each image: the image and its mask
+#    scaled to a shorter side of 32 by cg_resize_tool (the same cg_fit_pair), predicted with
+#    --resize native: IoU, Dice and accuracy to 1e-6, and the loss (BCE + soft Dice per image,
+#    from predict's probabilities) to 1e-4;
+#  - 2 ranks x batch 2 give the figures of 1 rank x batch 4;
+#  - a shard of the validation set packed with --store whole gives the directory's figures;
+#  - --val-mode square scores other figures (the centred squares);
+#  - a validation image that fails to load ends the run naming it (exit 2), or is counted with
+#    --skip-bad; a bad --val-mode exits 2 naming the flag.
+# The files are written with Debian's Pillow and NumPy (/usr/bin/python3); without: skipped (77).
+set -euo pipefail
+BIN=$1; MPIRUN="$2 --oversubscribe --bind-to none"; BUILD=$3
+TOOL=$BUILD/tests/cg_resize_tool
+PY=/usr/bin/python3
+$PY -c 'import PIL, numpy' 2> /dev/null || { echo "SKIP: $PY has no Pillow or NumPy"; exit 77; }
+T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
+. "$(dirname "$0")/clilib.sh" # fail, expect2
+
+$PY - "$T" << 'PYEOF'
+import os, sys
+import numpy as np
+from PIL import Image
+t = sys.argv[1]
+rng = np.random.default_rng(3)
+def scene(h, w):  # dark noise and red discs, the foreground
+    im = rng.integers(20, 70, (h, w, 3)).astype(np.uint8)
+    m = np.zeros((h, w), np.uint8)
+    yy, xx = np.mgrid[0:h, 0:w]
+    for _ in range(max(3, h * w // 1200)):
+        cy, cx, r = rng.uniform(0, h), rng.uniform(0, w), rng.uniform(5, 12) * min(h, w) / 40
+        inside = np.hypot(yy + 0.5 - cy, xx + 0.5 - cx) <= r
+        im[inside], m[inside] = (220, 40, 40), 255
+    return im, m
+for d, shapes in (("train", [(64, 112)] * 16),
+                  ("val", [(32, 72), (32, 90), (44, 32), (64, 150), (70, 52), (20, 30)])):
+    os.makedirs(f"{t}/{d}/images"), os.makedirs(f"{t}/{d}/masks")
+    for i, (h, w) in enumerate(shapes):
+        im, m = scene(h, w)
+        ext = "jpg" if (d, i) == ("val", 4) else "png"
+        Image.fromarray(im).save(f"{t}/{d}/images/{d[0]}{i:02d}.{ext}")
+        Image.fromarray(m).save(f"{t}/{d}/masks/{d[0]}{i:02d}.png")
+PYEOF
+
+RUN="train --backend cpu --model-base 4 --model-depth 2 --image-size 32 --progress off --threads 1
+     --seed 5 --steps 30 --lr 0.01 --data $T/train --val-every 0"
+$MPIRUN -np 1 $BIN $RUN --batch 4 --val-data $T/val --val-mode whole --checkpoint-dir $T/ck \
+  --metrics-out $T/m1.json > $T/t1.log
+grep "final validation" $T/t1.log
+# the network's view of each validation image, predicted natively by the checkpoint
+mkdir -p $T/view/images $T/view/masks
+for f in $T/val/images/*; do
+  n=$(basename "${f%.*}")
+  $TOOL "$f" 32 $T/view/images/$n.png $T/val/masks/$n.png $T/view/masks/$n.png > /dev/null
+done
+$BIN predict --backend cpu --checkpoint $T/ck --input $T/view/images --masks $T/view/masks \
+  --output $T/pred --resize native --save-probs > $T/pred.log 2>&1 ||
+  { cat $T/pred.log; fail predict; }
+grep "predict: IoU" $T/pred.log
+$PY - "$T" << 'PYEOF'
+import glob, json, os, re, sys
+import numpy as np
+from PIL import Image
+t = sys.argv[1]
+m = json.load(open(f"{t}/m1.json"))
+p = re.search(r"IoU ([0-9.]+)  Dice ([0-9.]+)  accuracy ([0-9.]+)", open(f"{t}/pred.log").read())
+for key, want in zip(("val_iou", "val_dice", "val_acc"), map(float, p.groups())):
+    assert abs(m[key] - want) <= 1e-6, f"{key} {m[key]} vs predict's {want}"
+loss = []  # per image: mean BCE + soft Dice, from the probabilities
+for f in sorted(glob.glob(f"{t}/pred/*.probs.npy")):
+    q = np.clip(np.load(f)[..., 0].astype(np.float64), 1e-12, 1 - 1e-12)
+    y = np.array(Image.open(f"{t}/view/masks/" + os.path.basename(f)[:-10] + ".png")) > 0
+    bce = -np.mean(np.where(y, np.log(q), np.log(1 - q)))
+    loss.append(bce + 1 - (2 * (q * y).sum() + 1) / (q.sum() + y.sum() + 1))
+print(f"val_loss {m['val_loss']:.6f}, from predict's probabilities {np.mean(loss):.6f}; val_iou "
+      f"{m['val_iou']:.6f} = predict's {p.group(1)}")
+assert len(loss) == 6 and abs(m["val_loss"] - np.mean(loss)) <= 1e-4, "val_loss differs"
+PYEOF
+echo "ok: --val-mode whole scores what predict scores on the network's view of each image"
+
+# 2 ranks x batch 2 = 1 rank x batch 4
+$MPIRUN -np 2 $BIN $RUN --batch 2 --val-data $T/val --val-mode whole --metrics-out $T/m2.json \
+  > $T/t2.log
+# a shard of the validation set, its images whole
+$BIN pack --images $T/val/images --masks $T/val/masks --image-size 32 --store whole \
+  --out $T/val.cgds > $T/pack.log 2>&1 || { cat $T/pack.log; fail pack; }
+$MPIRUN -np 1 $BIN $RUN --batch 4 --val-data $T/val.cgds --val-mode whole \
+  --metrics-out $T/m3.json > $T/t3.log
+$MPIRUN -np 1 $BIN $RUN --batch 4 --val-data $T/val --val-mode square --metrics-out $T/m4.json \
+  > $T/t4.log
+$PY - "$T" << 'PYEOF'
+import json, sys
+t = sys.argv[1]
+m = [json.load(open(f"{t}/m{i}.json")) for i in (1, 2, 3, 4)]
+keys = ("val_loss", "val_iou", "val_dice", "val_acc")
+for i, what in ((1, "2 ranks x batch 2"), (2, "the --store whole shard")):
+    d = max(abs(m[i][k] - m[0][k]) for k in keys)
+    print(f"{what}: largest difference from 1 rank x batch 4 on the directory {d:.1e}")
+    assert d <= 1e-6, what
+assert any(abs(m[3][k] - m[0][k]) > 1e-4 for k in keys), "square scored as whole"
+print(f"--val-mode square: val_iou {m[3]['val_iou']:.4f} (whole: {m[0]['val_iou']:.4f})")
+PYEOF
+
+# a validation image that fails to load: named, or counted with --skip-bad
+cp -r $T/val $T/badval
+head -c 120 $T/val/images/v01.png > $T/badval/images/v01.png # the header, then cut
+expect2 "badval/images/v01.png" $MPIRUN -np 1 $BIN $RUN --batch 4 --val-data $T/badval \
+  --val-mode whole
+$MPIRUN -np 1 $BIN $RUN --batch 4 --val-data $T/badval --val-mode whole --skip-bad > $T/t5.log
+grep -q -- "--skip-bad: 1 sample load(s) skipped in validation" $T/t5.log ||
+  { cat $T/t5.log; fail "--skip-bad did not count the bad validation image"; }
+grep -q "(5 images)" $T/t5.log || { cat $T/t5.log; fail "5 images should be scored"; }
+echo "ok: a bad validation image is named, or counted with --skip-bad"
+expect2 "--val-mode" $BIN $RUN --batch 4 --val-data $T/val --val-mode tiles
+echo "PASS test_val_whole"
