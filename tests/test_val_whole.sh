@@ -5,7 +5,8 @@
 #  - the figures equal predict's on the network's view of each image: the image and its mask
 #    scaled to a shorter side of 32 by cg_resize_tool (the same cg_fit_pair), predicted with
 #    --resize native: IoU, Dice and accuracy to 1e-6, and the loss (BCE + soft Dice per image,
-#    from predict's probabilities) to 1e-4;
+#    from predict's probabilities) to 1e-4; for K = 3 with the ignore label, mIoU and accuracy
+#    to 1e-6;
 #  - 2 ranks x batch 2 give the figures of 1 rank x batch 4;
 #  - a shard of the validation set packed with --store whole gives the directory's figures;
 #  - --val-mode square scores other figures (the centred squares);
@@ -26,23 +27,31 @@ import numpy as np
 from PIL import Image
 t = sys.argv[1]
 rng = np.random.default_rng(3)
-def scene(h, w):  # dark noise and red discs, the foreground
+def scene(h, w):  # dark noise, red discs (class 1) and blue ones (2) in a band of ignore (255)
     im = rng.integers(20, 70, (h, w, 3)).astype(np.uint8)
     m = np.zeros((h, w), np.uint8)
     yy, xx = np.mgrid[0:h, 0:w]
     for _ in range(max(3, h * w // 1200)):
         cy, cx, r = rng.uniform(0, h), rng.uniform(0, w), rng.uniform(5, 12) * min(h, w) / 40
-        inside = np.hypot(yy + 0.5 - cy, xx + 0.5 - cx) <= r
-        im[inside], m[inside] = (220, 40, 40), 255
+        cls = int(rng.integers(1, 3))
+        d = np.hypot(yy + 0.5 - cy, xx + 0.5 - cx)
+        m[(d > r) & (d <= r + 1.5) & (m == 0)] = 255
+        im[d <= r], m[d <= r] = (220, 40, 40) if cls == 1 else (40, 60, 230), cls
     return im, m
 for d, shapes in (("train", [(64, 112)] * 16),
                   ("val", [(32, 72), (32, 90), (44, 32), (64, 150), (70, 52), (20, 30)])):
-    os.makedirs(f"{t}/{d}/images"), os.makedirs(f"{t}/{d}/masks")
+    for sub in ("images", "masks", "masks3"):
+        os.makedirs(f"{t}/{d}/{sub}")
     for i, (h, w) in enumerate(shapes):
         im, m = scene(h, w)
         ext = "jpg" if (d, i) == ("val", 4) else "png"
         Image.fromarray(im).save(f"{t}/{d}/images/{d[0]}{i:02d}.{ext}")
-        Image.fromarray(m).save(f"{t}/{d}/masks/{d[0]}{i:02d}.png")
+        Image.fromarray(((m == 1) | (m == 2)).astype(np.uint8) * 255).save(
+            f"{t}/{d}/masks/{d[0]}{i:02d}.png")
+        Image.fromarray(m).save(f"{t}/{d}/masks3/{d[0]}{i:02d}.png")
+    os.makedirs(f"{t}/{d}3")  # K = 3: the same images beside the class-id masks
+    os.symlink(f"{t}/{d}/images", f"{t}/{d}3/images")
+    os.symlink(f"{t}/{d}/masks3", f"{t}/{d}3/masks")
 PYEOF
 
 RUN="train --backend cpu --model-base 4 --model-depth 2 --image-size 32 --progress off --threads 1
@@ -78,6 +87,26 @@ for f in sorted(glob.glob(f"{t}/pred/*.probs.npy")):
 print(f"val_loss {m['val_loss']:.6f}, from predict's probabilities {np.mean(loss):.6f}; val_iou "
       f"{m['val_iou']:.6f} = predict's {p.group(1)}")
 assert len(loss) == 6 and abs(m["val_loss"] - np.mean(loss)) <= 1e-4, "val_loss differs"
+PYEOF
+# K = 3 (the ignore label 255 left out): mIoU, mDice and accuracy as predict scores them
+$MPIRUN -np 1 $BIN ${RUN/--data $T\/train/--data $T/train3} --num-classes 3 --batch 4 \
+  --val-data $T/val3 --val-mode whole --checkpoint-dir $T/ck3 --metrics-out $T/k3.json > $T/k3.log
+mkdir -p $T/view3/images $T/view3/masks
+for f in $T/val/images/*; do
+  n=$(basename "${f%.*}")
+  $TOOL "$f" 32 $T/view3/images/$n.png $T/val/masks3/$n.png $T/view3/masks/$n.png 3 > /dev/null
+done
+$BIN predict --backend cpu --checkpoint $T/ck3 --input $T/view3/images --masks $T/view3/masks \
+  --output $T/pred3 --resize native > $T/pred3.log 2>&1 || { cat $T/pred3.log; fail predict; }
+grep "predict: mIoU" $T/pred3.log
+$PY - "$T" << 'PYEOF'
+import json, re, sys
+t = sys.argv[1]
+m = json.load(open(f"{t}/k3.json"))
+p = re.search(r"mIoU ([0-9.]+)  mDice ([0-9.]+)  accuracy ([0-9.]+)", open(f"{t}/pred3.log").read())
+for key, want in (("miou", float(p.group(1))), ("val_acc", float(p.group(3)))):
+    assert abs(m[key] - want) <= 1e-6, f"{key} {m[key]} vs predict's {want}"
+print(f"K = 3: miou {m['miou']:.6f} = predict's {p.group(1)}")
 PYEOF
 echo "ok: --val-mode whole scores what predict scores on the network's view of each image"
 
