@@ -13,6 +13,8 @@
 #    pixels next to saturated ones are left out); the masks are their argmax (K = 1: p > 0.5);
 #  - --resize native on the originals gives another result (the scale matters); the 40x32 image
 #    gives the same bytes either way; --resize 32 gives fit's bytes;
+#  - --flip averages the logits of each tile and of its mirror (checked against predictions of
+#    the image and of its mirrored copy) and takes two batch slots a tile;
 #  - auto is native for a run on N-sided samples (synthetic data) and for a shard's run (which
 #    keeps no original sizes: pack says to predict with --resize fit), and says so;
 #  - bad --resize values exit 2 naming the flag.
@@ -131,6 +133,43 @@ for n in ("e1", "e2", "e3", "e4"):
     assert np.array_equal(side, mask), "--resize 32 differs from --resize fit at N = 32"
     assert same_nat == (n == "e4"), "native and fit should differ unless the side is N"
 print(f"PASS K={k}: worst |difference| {worst:.2e}")
+PYEOF
+  # --flip: the mean of the logits of the image and of its mirror mirrored back (the 40x32
+  # image's tile origins, 0 and 8, are their own mirror: predicting the mirrored file tiles it
+  # the same way)
+  mkdir -p $T/one$k $T/mir$k
+  cp $T/eval/images/e4.png $T/one$k/
+  $PY -c "from PIL import Image, ImageOps; import sys
+ImageOps.mirror(Image.open(sys.argv[1])).save(sys.argv[2])" $T/one$k/e4.png $T/mir$k/e4.png
+  for d in one mir; do
+    $BIN predict --backend cpu --checkpoint $T/ck$k --input $T/$d$k --output $T/o$d$k \
+      --save-probs > $T/o$d$k.log 2>&1 || { cat $T/o$d$k.log; fail "predict $d"; }
+  done
+  $BIN predict --backend cpu --checkpoint $T/ck$k --input $T/one$k --output $T/flip$k \
+    --save-probs --flip --batch 3 > $T/flip$k.log 2>&1 || { cat $T/flip$k.log; fail "--flip"; }
+  grep -q "2 a step (each tile and its mirror: --flip)" $T/flip$k.log ||
+    { cat $T/flip$k.log; fail "--flip --batch 3: 2 tiles of 1 image, a step of 2 expected"; }
+  $PY - $T $k << 'PYEOF'
+import sys
+import numpy as np
+t, k = sys.argv[1], int(sys.argv[2])
+a, b = (np.load(f"{t}/o{d}{k}/e4.probs.npy").astype(np.float64) for d in ("one", "mir"))
+b = b[:, ::-1]
+got = np.load(f"{t}/flip{k}/e4.probs.npy")
+lost = ((a <= 0) | (a >= 1) | (b <= 0) | (b >= 1)).any(axis=2)
+a, b = np.clip(a, 1e-30, 1 - 1e-7), np.clip(b, 1e-30, 1 - 1e-7)
+if k == 1:
+    lg = 0.5 * (np.log(a / (1 - a)) + np.log(b / (1 - b)))
+    want = 1 / (1 + np.exp(-lg))
+else:
+    lg = 0.5 * (np.log(a) + np.log(b))
+    want = np.exp(lg - lg.max(axis=2, keepdims=True))
+    want /= want.sum(axis=2, keepdims=True)
+d = float(np.abs(got - want)[~lost].max())
+print(f"K={k} --flip: max |p - mean of the image's and its mirror's logits| {d:.2e} "
+      f"({lost.sum()} saturated pixels left out)")
+assert lost.mean() < 0.5 and d <= 1e-4, "--flip is not the mean of the two"
+assert np.abs(got - np.load(f"{t}/oone{k}/e4.probs.npy")).max() > 1e-3, "--flip changed nothing"
 PYEOF
 done
 

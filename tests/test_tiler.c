@@ -7,7 +7,9 @@
  * F.interpolate(mode="bilinear", align_corners=False) of those values, computed here in double.
  * One run of cg_tiler_run goes over images of many shapes (smaller than a tile, one row high,
  * not a multiple of the stride, scaled up and down, K = 1 and 2 alike within a run's K) with
- * batches that span images; every output row must come exactly once, in order. */
+ * batches that span images; every output row must come exactly once, in order. With the
+ * test-time flip the mirror's logits, mirrored back, must be the tile's own (a column off
+ * would mix two pixels' values). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -121,7 +123,7 @@ static double check_img(const img_t *m, int k) {
   return worst;
 }
 
-static void run(int k, int tile, double overlap, int batch) {
+static void run(int k, int tile, double overlap, int batch, int flip) {
   static const int shapes[][4] = {{8, 8, 8, 8},    {13, 29, 13, 29}, {5, 7, 5, 7},
                                   {16, 40, 37, 91}, {24, 12, 10, 5},  {1, 9, 3, 20},
                                   {9, 1, 9, 1},    {30, 17, 61, 34}};
@@ -152,7 +154,7 @@ static void run(int k, int tile, double overlap, int batch) {
   ops.fetch = fake_fetch;
   ops.get_logits = fake_logits;
   feed_t f = {img, n, 0, k, tile, 0, overlap};
-  const cg_tiler_feed_t feed = {next_img, end_img, &f, NULL};
+  const cg_tiler_feed_t feed = {next_img, end_img, &f, NULL, flip};
   cg_tiler_run(&ops, &be, &model, batch, &feed);
   double worst = 0;
   int rows_ok = f.ended == n;
@@ -163,13 +165,13 @@ static void run(int k, int tile, double overlap, int batch) {
     free(img[i].rgb);
     free(img[i].got);
   }
-  CG_TEST_CHECK(rows_ok, "K %d tile %d overlap %.2f batch %d: rows missing or out of order", k,
-                tile, overlap, batch);
-  CG_TEST_CHECK(worst <= 2e-5, "K %d tile %d overlap %.2f batch %d: worst |difference| %.3g", k,
-                tile, overlap, batch, worst);
-  printf("%s tiler K %d, tiles %dx%d overlap %.2f, %d a step: %d images, worst |difference| "
-         "%.2g\n", rows_ok && worst <= 2e-5 ? "PASS" : "FAIL", k, tile, tile, overlap, batch, n,
-         worst);
+  CG_TEST_CHECK(rows_ok, "K %d tile %d overlap %.2f batch %d flip %d: rows missing or out of "
+                "order", k, tile, overlap, batch, flip);
+  CG_TEST_CHECK(worst <= 2e-5, "K %d tile %d overlap %.2f batch %d flip %d: worst |difference| "
+                "%.3g", k, tile, overlap, batch, flip, worst);
+  printf("%s tiler K %d, tiles %dx%d overlap %.2f, %d a step%s: %d images, worst |difference| "
+         "%.2g\n", rows_ok && worst <= 2e-5 ? "PASS" : "FAIL", k, tile, tile, overlap, batch,
+         flip ? ", flipped too" : "", n, worst);
 }
 
 int main(void) {
@@ -178,9 +180,12 @@ int main(void) {
   CG_TEST_CHECK(cg_tiler_origins(20, 8, 0.5, org) == 4 && org[0] == 0 && org[3] == 12,
                 "20 over tiles of 8 at stride 4: origins 0..12, got %d", org[3]);
   CG_TEST_CHECK(cg_tiler_origins(5, 8, 0.5, org) == 1 && org[0] == -1, "centred: %d", org[0]);
-  run(1, 8, 0.5, 3);
-  run(2, 8, 0.5, 5);
-  run(2, 6, 0.0, 1);
-  run(1, 4, 0.75, 16);
+  run(1, 8, 0.5, 3, 0);
+  run(2, 8, 0.5, 5, 0);
+  run(2, 6, 0.0, 1, 0);
+  run(1, 4, 0.75, 16, 0);
+  /* the mirror's logits, mirrored back, are the tile's own: a wrong column would show */
+  run(2, 8, 0.5, 5, 1);
+  run(1, 7, 0.5, 2, 1);
   return cg_test_done("test_tiler");
 }

@@ -54,6 +54,7 @@ typedef struct {
   int64_t max_pixels; /* --max-image-pixels */
   double overlap;     /* --tile-overlap */
   int save_probs;     /* --save-probs */
+  int flip;           /* --flip: test-time flip (tiler.h) */
   char **list_masks;  /* --input LIST of IMAGE MASK lines: image i's mask (else NULL) */
   char **dir_masks;   /* --masks DIR: image i's mask there, found at start-up (else NULL) */
   char label_map[1024]; /* --label-map SPEC for the ground truth */
@@ -69,7 +70,7 @@ static void usage(FILE *f) {
   fprintf(f,
           "usage: mpirun -np N cogpu-dist predict --checkpoint FILE|DIR --input DIR|LIST\n"
           "         --output DIR [--masks DIR] [--backend auto|cpu|cuda] [--batch N]\n"
-          "         [--resize auto|fit|native|S] [--tile-overlap F] [--save-probs]\n"
+          "         [--resize auto|fit|native|S] [--tile-overlap F] [--flip] [--save-probs]\n"
           "         [--max-image-pixels N] [--label-map SPEC]\n"
           "  runs the model of a checkpoint on every image of the --input directory (*.png, *.jpg,\n"
           "  *.jpeg, *.gif, *.tif, *.tiff in any letter case), or every image a text LIST names\n"
@@ -102,6 +103,11 @@ static void usage(FILE *f) {
           "                 ignore label left out) over every pixel, counts summed over ranks\n"
           "  --backend      auto (cuda when usable), cpu or cuda [auto]; computes in fp32\n"
           "  --batch        tiles per step per rank, 1..4096 [8]; at most the rank's tiles\n"
+          "                 (with --flip a tile and its mirror count two)\n"
+          "  --flip         test-time flip: each tile also goes through mirrored left-right,\n"
+          "                 and its logits are the mean of the two (the mirror's mirrored\n"
+          "                 back), as mmsegmentation's flip test-time augmentation; twice the\n"
+          "                 work\n"
           "  --tile-overlap F  least overlap of neighbouring tiles, 0..0.9 [%.1f]\n"
           "  --save-probs   also writes NAME.probs.npy: a NumPy .npy file (version 1.0), float32\n"
           "                 little-endian, C order, shape [H, W, K]: the per-class softmax\n"
@@ -353,6 +359,7 @@ static const cg_opt_t k_popts[] = {
     {"masks", CG_OPT_STR, PO(masks), 0, 0, 0, NULL, 0, "DIR", "masks to score against"},
     {"backend", CG_OPT_STR, PO(backend), 0, 0, 0, "auto|cpu|cuda", 0, "B", "backend"},
     {"save-probs", CG_OPT_FLAG, PO(save_probs), 0, 1, 0, NULL, 0, "", "probabilities too"},
+    {"flip", CG_OPT_FLAG, PO(flip), 0, 1, 0, NULL, 0, "", "test-time flip"},
     {"batch", CG_OPT_INT, PO(batch), 1, 4096, 0, NULL, 0, "N", "tiles per forward pass"},
     {"tile-overlap", CG_OPT_DBL, PO(overlap), 0, 0.9, 0, NULL, 0, "F", "tile overlap"},
     {"max-image-pixels", CG_OPT_I64, PO(max_pixels), 1, 1073741824, 0, NULL, 0, "N",
@@ -557,7 +564,10 @@ static int check_inputs(popts_t *o, const cg_comm_t *c, cg_ckpt_info_t *info, cg
   }
   /* fp32 for predictions; each rank takes its own GPU or none (no collectives in the steps) */
   if (cg_backend_choose(o->backend, "fp32", NULL, NULL, bk, err, errlen)) return -1;
-  o->batch = rank_tiles(o, *files, *nfiles, model, c, o->batch); /* this rank's tiles at most */
+  /* this rank's tiles at most; with --flip a tile and its mirror take two of the batch */
+  const int per = o->flip ? 2 : 1;
+  const int cap = o->batch / per > 0 ? o->batch / per : 1;
+  o->batch = per * rank_tiles(o, *files, *nfiles, model, c, cap);
   /* the cpu backend holds a batch of tiles of the checkpoint's size in host memory: a tile side
    * of thousands needs tens of GiB, refused here rather than by the kernel's OOM killer (a CUDA
    * backend's allocation failure is its own clear error) */
@@ -670,7 +680,7 @@ typedef struct {
 } pimg_t;
 
 /* The network's view of file (read as training reads it: cg_fit_pair scales it from the file,
- * a JPEG at a DCT scale): *rgb (ih*iw*3) and its size, with the image's own in p, or -1 with err. */
+ * a JPEG at a DCT scale): *rgb (ih*iw*3) and its size, the image's own in p; or -1 with err. */
 static int load_net_rgb(const popts_t *o, const char *path, pimg_t *p, uint8_t **rgb, int *ih,
                         int *iw, char *err, size_t errlen) {
   if (cg_image_read_size(path, o->max_pixels, &p->h, &p->w, err, errlen)) return -1;
@@ -944,7 +954,7 @@ static void predict_all(const cg_backend_ops_t *ops, cg_backend_t *be, const pop
                         char **files, int nfiles, const cg_model_t *model,
                         const cg_ckpt_info_t *info, const cg_comm_t *c, ptally_t *t) {
   pfeed_t f = {o, files, nfiles, 0, model, info, c, t};
-  const cg_tiler_feed_t feed = {feed_next, feed_end, &f, &predict_stop};
+  const cg_tiler_feed_t feed = {feed_next, feed_end, &f, &predict_stop, o->flip};
   cg_tiler_run(ops, be, model, o->batch, &feed);
 }
 
@@ -1075,10 +1085,10 @@ int cg_predict_run(int argc, char **argv, cg_comm_t *c) {
   sigaction(SIGTERM, &sa, &old_term);
   if (c->rank == 0)
     printf("predict: %d image(s) from %s on %d rank(s), backend %s, model base %d depth %d, "
-           "%d class(es), tiles %dx%d overlap %.2f, %d a step (checkpoint %s, step %lld)\n",
+           "%d class(es), tiles %dx%d overlap %.2f, %d a step%s (checkpoint %s, step %lld)\n",
            nfiles, o.input, c->size, bk.ops->name, info.shape.base, info.shape.depth,
-           model.nclass, model.height, model.width, o.overlap, o.batch, o.checkpoint,
-           (long long)info.step);
+           model.nclass, model.height, model.width, o.overlap, o.batch,
+           o.flip ? " (each tile and its mirror: --flip)" : "", o.checkpoint, (long long)info.step);
   if (c->rank == 0 && o.side_why[0])
     printf("predict: --resize auto: %s\n", o.side_why);
   else if (c->rank == 0 && o.side > 0)

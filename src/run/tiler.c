@@ -204,7 +204,9 @@ typedef struct {
   uint8_t *y, *pred, *rgb;           /* rgb: px * 3 per slot */
   cg_tiler_t **img;   /* n: the slot's image (NULL: padding) */
   int *tile;
+  uint8_t *mirror;    /* n: the slot holds its tile mirrored left-right (--flip's second) */
   float *wy, *wx;     /* tent weights */
+  float *avg;         /* --flip: a tile's mean logits (px * k) */
 } batch_t;
 
 static void batch_alloc(batch_t *b, int n, const cg_model_t *m) {
@@ -224,6 +226,8 @@ static void batch_alloc(batch_t *b, int n, const cg_model_t *m) {
   b->rgb = cg_malloc(b->px * 3 * (size_t)n, "tile rgb");
   b->img = cg_calloc((size_t)n, sizeof(cg_tiler_t *), "batch images");
   b->tile = cg_calloc((size_t)n, sizeof(int), "batch tiles");
+  b->mirror = cg_calloc((size_t)n, 1, "batch mirrors");
+  b->avg = cg_malloc(sizeof(float) * b->px * b->k, "mean logits");
   b->wy = cg_malloc(sizeof(float) * (size_t)b->th, "tent");
   b->wx = cg_malloc(sizeof(float) * (size_t)b->tw, "tent");
   for (int i = 0; i < b->th; i++) b->wy[i] = (float)(1 + (i < b->th - 1 - i ? i : b->th - 1 - i));
@@ -240,37 +244,61 @@ static void batch_free(batch_t *b) {
   free(b->rgb);
   free(b->img);
   free(b->tile);
+  free(b->mirror);
+  free(b->avg);
   free(b->wy);
   free(b->wx);
 }
 
+/* A th x tw tile of c bytes a pixel mirrored left-right in place. */
+static void mirror_rows(void *px, int th, int tw, size_t c) {
+  uint8_t *p = px;
+  for (int y = 0; y < th; y++)
+    for (int x = 0; x < tw / 2; x++) {
+      uint8_t *a = p + ((size_t)y * tw + x) * c, *z = p + ((size_t)y * tw + tw - 1 - x) * c;
+      for (size_t i = 0; i < c; i++) {
+        const uint8_t t = a[i];
+        a[i] = z[i];
+        z[i] = t;
+      }
+    }
+}
+
 /* Fills the batch with the next tiles of feed's images, opening images as needed (*cur: the
- * one being cut). Returns the number of real tiles; the rest of the batch is padding (weight
- * 0). The tiles are cut and featurised in parallel (OpenMP), each slot in its own buffers. */
+ * one being cut); with feed->flip each tile takes two slots, itself and its mirror. Returns the
+ * number of slots used; the rest of the batch is padding (weight 0). The tiles are cut and
+ * featurised in parallel (OpenMP), each slot in its own buffers. */
 static int fill_batch(batch_t *b, const cg_tiler_feed_t *feed, cg_tiler_t **cur) {
+  const int per = feed->flip ? 2 : 1;
   int j = 0;
-  while (j < b->n) {
+  while (j + per <= b->n) {
     if (!*cur || (*cur)->next == (*cur)->nx * (*cur)->ny) {
       *cur = feed->next(feed->ctx); /* the previous one lives on in the batch's slots */
       if (!*cur) break;
     }
     cg_tiler_t *t = *cur;
-    b->img[j] = t;
-    b->tile[j] = t->next++;
+    for (int s = 0; s < per; s++) {
+      b->img[j + s] = t;
+      b->tile[j + s] = t->next;
+      b->mirror[j + s] = (uint8_t)s;
+      b->wt[j + s] = 1.0f;
+    }
+    t->next++;
     t->pending++;
-    b->wt[j] = 1.0f;
-    j++;
+    j += per;
   }
 #pragma omp parallel for schedule(dynamic, 1)
   for (int i = 0; i < j; i++) {
     uint8_t *rgb = b->rgb + (size_t)i * b->px * 3;
     cut_tile(b->img[i], b->tile[i], rgb);
+    if (b->mirror[i]) mirror_rows(rgb, b->th, b->tw, 3);
     cg_pack_input(rgb, b->th, b->tw, CG_NFEAT, b->scratch + (size_t)i * 3 * b->px,
                   b->x + (size_t)i * b->px * b->in_c);
   }
   for (int i = j; i < b->n; i++) {
     memset(b->x + (size_t)i * b->px * b->in_c, 0, sizeof(float) * b->px * b->in_c);
     b->img[i] = NULL;
+    b->mirror[i] = 0;
     b->wt[i] = 0.0f;
   }
   return j;
@@ -278,6 +306,7 @@ static int fill_batch(batch_t *b, const cg_tiler_feed_t *feed, cg_tiler_t **cur)
 
 void cg_tiler_run(const cg_backend_ops_t *ops, cg_backend_t *be, const cg_model_t *m, int n,
                   const cg_tiler_feed_t *feed) {
+  CG_ASSERT(n >= (feed->flip ? 2 : 1));
   batch_t b;
   batch_alloc(&b, n, m);
   cg_tiler_t *cur = NULL;
@@ -291,9 +320,16 @@ void cg_tiler_run(const cg_backend_ops_t *ops, cg_backend_t *be, const cg_model_
     cg_step_out_t out;
     ops->fetch(be, &out);
     if (ops->get_logits(be, b.logits)) CG_FATAL("backend %s: cannot read the logits", ops->name);
-    for (int j = 0; j < real; j++) {
+    const int per = feed->flip ? 2 : 1;
+    for (int j = 0; j < real; j += per) {
       cg_tiler_t *t = b.img[j];
-      blend_tile(t, b.tile[j], b.logits + (size_t)j * b.px * b.k, b.wy, b.wx);
+      const float *lg = b.logits + (size_t)j * b.px * b.k;
+      if (per == 2) { /* the mean of the tile's logits and its mirror's, mirrored back */
+        mirror_rows(b.logits + (size_t)(j + 1) * b.px * b.k, b.th, b.tw, sizeof(float) * b.k);
+        for (size_t q = 0; q < b.px * b.k; q++) b.avg[q] = 0.5f * (lg[q] + lg[b.px * b.k + q]);
+        lg = b.avg;
+      }
+      blend_tile(t, b.tile[j], lg, b.wy, b.wx);
       if (--t->pending == 0 && t->next == t->nx * t->ny) {
         flush(t, t->ih);
         CG_ASSERT(!t->up || t->out == t->h);

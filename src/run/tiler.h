@@ -47,11 +47,14 @@ typedef struct {
   void (*end)(void *ctx, cg_tiler_t *t, int complete);
   void *ctx;
   const volatile sig_atomic_t *stop; /* non-zero: no further batch (NULL: never) */
+  int flip; /* test-time flip: each tile also goes through mirrored left-right (the next batch
+               slot), and its logits are the mean of the tile's and the mirror's mirrored back */
 } cg_tiler_feed_t;
 
 /* Every tile of feed's images through ops/be, n tiles a step in batch slot 0 (padding of weight
- * 0 fills the last step): uploaded, eval_step, fetched, get_logits, blended; each image ended
- * as its last tile comes back. The backend must hold batches of n tiles of m's size. */
+ * 0 fills the last step; with feed->flip a tile and its mirror take two slots, n >= 2): uploaded,
+ * eval_step, fetched, get_logits, blended; each image ended as its last tile comes back. The
+ * backend must hold batches of n tiles of m's size. */
 void cg_tiler_run(const cg_backend_ops_t *ops, cg_backend_t *be, const cg_model_t *m, int n,
                   const cg_tiler_feed_t *feed);
 

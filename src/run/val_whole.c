@@ -117,7 +117,7 @@ cg_val_t cg_validate_whole(cg_run_t *r) {
   const int K = r->model.nclass;
   vfeed_t f = {.r = r, .next = r->c->rank};
   if (K > 1) f.confk = cg_calloc((size_t)K * K, sizeof(int64_t), "confusion");
-  const cg_tiler_feed_t feed = {vfeed_next, vfeed_end, &f, NULL};
+  const cg_tiler_feed_t feed = {vfeed_next, vfeed_end, &f, NULL, 0};
   cg_tiler_run(r->ops, r->be, &r->model, r->cfg->batch, &feed);
   cg_val_t res;
   int64_t cnt[6] = {f.conf.tp, f.conf.fp, f.conf.fn, f.conf.tn, f.bad, f.images};
