@@ -1,7 +1,7 @@
 /* fuzz_cgds.c: the .cgds shard reader (src/data/cgds.c) as --data opens it: cg_source_open (magic,
  * header, table, names), every record loaded (record CRC, mask values; whole, version 5's too, and
- * through a crop window), and the validation
- * split that hashes the record names.
+ * through a crop window; and as stored, as --val-mode whole loads it), and the validation split
+ * that hashes the record names.
  *
  * Each input runs twice: as given (the CRC checks must reject it cleanly) and with its CRCs
  * recomputed (cg_fuzz_fix_cgds), which is how mutations reach the checks behind the CRCs. */
@@ -28,6 +28,16 @@ static void load_all(cg_source_t *s, uint8_t *rgb, uint8_t *mask, uint8_t *tmp) 
     if (cg_source_load_win(s, i, &win, rgb, mask, tmp, err, sizeof err) == 0)
       for (size_t k = 0; k < (size_t)s->h * s->w; k++)
         if (mask[k] > 1) abort();
+    int oh, ow; /* the record as stored: its size from the table, then its bytes */
+    if (cg_source_load_whole(s, i, &oh, &ow, NULL, NULL, err, sizeof err)) abort();
+    if (oh < 1 || ow < 1 || (int64_t)oh * ow > (int64_t)64 * s->h * s->w) abort();
+    uint8_t *wr = malloc((size_t)oh * ow * 3), *wm = malloc((size_t)oh * ow);
+    if (!wr || !wm) abort();
+    if (cg_source_load_whole(s, i, &oh, &ow, wr, wm, err, sizeof err) == 0)
+      for (size_t k = 0; k < (size_t)oh * ow; k++)
+        if (wm[k] > 1) abort();
+    free(wr);
+    free(wm);
   }
 }
 
