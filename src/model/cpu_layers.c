@@ -704,40 +704,6 @@ double cg_cpu_loss(const float *logits, const uint8_t *mask, const float *weight
   return total;
 }
 
-/* Binary BCE + Dice over the pixels whose mask is not `ignore` (ignore >= 0). */
-static double loss_binary_ignore(const float *z, const uint8_t *y, size_t hw, int ignore,
-                                 double s, float *dz) {
-  double sb = 0, sp = 0, sy = 0, spy = 0, nv = 0;
-  for (size_t j = 0; j < hw; j++) {
-    if (y[j] == ignore) continue;
-    const double zj = z[j], yj = y[j] ? 1.0 : 0.0;
-    const double e = exp(-fabs(zj));
-    const double p = zj >= 0 ? 1.0 / (1.0 + e) : e / (1.0 + e);
-    sb += (zj > 0 ? zj : 0.0) - zj * yj + log1p(e);
-    sp += p;
-    sy += yj;
-    spy += p * yj;
-    nv += 1;
-  }
-  const double inv_v = 1.0 / (nv > 1 ? nv : 1.0);
-  const double num = 2.0 * spy + 1.0, den = sp + sy + 1.0;
-  if (dz) {
-    const double inv_den2 = 1.0 / (den * den);
-    for (size_t j = 0; j < hw; j++) {
-      if (y[j] == ignore || s == 0) {
-        dz[j] = 0.0f;
-        continue;
-      }
-      const double zj = z[j], yj = y[j] ? 1.0 : 0.0;
-      const double e = exp(-fabs(zj));
-      const double p = zj >= 0 ? 1.0 / (1.0 + e) : e / (1.0 + e);
-      const double g = (p - yj) * inv_v + (num - 2.0 * yj * den) * inv_den2 * p * (1.0 - p);
-      dz[j] = (float)(s * g);
-    }
-  }
-  return sb * inv_v + (1.0 - num / den);
-}
-
 /* Softmax of one pixel's K logits into p (double); returns log(sum exp(z - max)) - (z_y - max)
  * = -log p_y when 0 <= y < K (else 0). */
 static double softmax_px(const float *z, int K, int y, double *p) {
@@ -754,22 +720,77 @@ static double softmax_px(const float *z, int K, int y, double *p) {
   return y >= 0 && y < K ? log(sum) - ((double)z[y] - mx) : 0.0;
 }
 
+void cg_cpu_loss_sums_add(cg_loss_sums_t *s, const float *z, const uint8_t *y, size_t n, int K,
+                          int ignore) {
+  if (K == 1) {
+    for (size_t j = 0; j < n; j++) {
+      if (y[j] == ignore) continue;
+      const double zj = z[j], yj = y[j] ? 1.0 : 0.0;
+      const double e = exp(-fabs(zj));
+      const double p = zj >= 0 ? 1.0 / (1.0 + e) : e / (1.0 + e);
+      s->ce += (zj > 0 ? zj : 0.0) - zj * yj + log1p(e);
+      s->psum[0] += p;
+      s->gsum[0] += yj;
+      s->inter[0] += p * yj;
+      s->nv += 1;
+    }
+    return;
+  }
+  double p[256];
+  for (size_t j = 0; j < n; j++) {
+    const int yj = y[j];
+    if (yj == ignore || yj >= K) continue;
+    s->ce += softmax_px(z + j * K, K, yj, p);
+    for (int c = 0; c < K; c++) s->psum[c] += p[c];
+    s->inter[yj] += p[yj];
+    s->gsum[yj] += 1;
+    s->nv += 1;
+  }
+}
+
+double cg_cpu_loss_sums_value(const cg_loss_sums_t *s, int K) {
+  const double inv_v = 1.0 / (s->nv > 1 ? s->nv : 1.0);
+  double dsum = 0;
+  for (int c = 0; c < K; c++)
+    dsum += (2.0 * s->inter[c] + 1.0) / (s->psum[c] + s->gsum[c] + 1.0);
+  return s->ce * inv_v + (1.0 - dsum / K);
+}
+
+/* Binary BCE + Dice over the pixels whose mask is not `ignore` (ignore >= 0). */
+static double loss_binary_ignore(const float *z, const uint8_t *y, size_t hw, int ignore,
+                                 double s, float *dz) {
+  cg_loss_sums_t S;
+  memset(&S, 0, sizeof S);
+  cg_cpu_loss_sums_add(&S, z, y, hw, 1, ignore);
+  const double sp = S.psum[0], sy = S.gsum[0], spy = S.inter[0], nv = S.nv;
+  const double inv_v = 1.0 / (nv > 1 ? nv : 1.0);
+  const double num = 2.0 * spy + 1.0, den = sp + sy + 1.0;
+  if (dz) {
+    const double inv_den2 = 1.0 / (den * den);
+    for (size_t j = 0; j < hw; j++) {
+      if (y[j] == ignore || s == 0) {
+        dz[j] = 0.0f;
+        continue;
+      }
+      const double zj = z[j], yj = y[j] ? 1.0 : 0.0;
+      const double e = exp(-fabs(zj));
+      const double p = zj >= 0 ? 1.0 / (1.0 + e) : e / (1.0 + e);
+      const double g = (p - yj) * inv_v + (num - 2.0 * yj * den) * inv_den2 * p * (1.0 - p);
+      dz[j] = (float)(s * g);
+    }
+  }
+  return S.ce * inv_v + (1.0 - num / den);
+}
+
 /* One sample of the K-class loss (K >= 2); s = weight * grad_scale for the gradient. A mask
  * value >= K that is not the ignore label is left out like one (the data layer refuses it). */
 static double loss_k_sample(const float *z, const uint8_t *y, size_t hw, int K, int ignore,
                             double s, float *dz) {
-  double p[256], inter[256], psum[256], gsum[256], a[256];
-  for (int c = 0; c < K; c++) inter[c] = psum[c] = gsum[c] = 0;
-  double ce = 0, nv = 0;
-  for (size_t j = 0; j < hw; j++) {
-    const int yj = y[j];
-    if (yj == ignore || yj >= K) continue;
-    ce += softmax_px(z + j * K, K, yj, p);
-    for (int c = 0; c < K; c++) psum[c] += p[c];
-    inter[yj] += p[yj];
-    gsum[yj] += 1;
-    nv += 1;
-  }
+  double p[256], a[256];
+  cg_loss_sums_t S;
+  memset(&S, 0, sizeof S);
+  cg_cpu_loss_sums_add(&S, z, y, hw, K, ignore);
+  const double *inter = S.inter, *psum = S.psum, *gsum = S.gsum, ce = S.ce, nv = S.nv;
   const double inv_v = 1.0 / (nv > 1 ? nv : 1.0);
   double dsum = 0;
   for (int c = 0; c < K; c++) {

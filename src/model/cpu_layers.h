@@ -78,6 +78,18 @@ double cg_cpu_loss_k(const float *logits, const uint8_t *mask, const float *weig
                      size_t hw, int K, int ignore, float grad_scale, float *dlogits,
                      double *per_sample);
 
+/* The sums cg_cpu_loss_k's per-sample value is made of, added a run of pixels at a time (a
+ * whole image row by row: --val-mode whole): ce the CE (K = 1: BCE) sum, nv |V|, and per class
+ * c psum the sum of p_c, inter of p_c [y=c], gsum of [y=c] (K = 1: the foreground's sigmoid p
+ * and y in 0/1). Zero it to start. */
+typedef struct {
+  double ce, nv, psum[256], inter[256], gsum[256];
+} cg_loss_sums_t;
+void cg_cpu_loss_sums_add(cg_loss_sums_t *s, const float *logits, const uint8_t *mask, size_t n,
+                          int K, int ignore);
+/* CE_s + Dice_s of the sums, as cg_cpu_loss_k gives a sample of those pixels (same bits). */
+double cg_cpu_loss_sums_value(const cg_loss_sums_t *s, int K);
+
 /* AdamW (PyTorch semantics, decoupled weight decay applied to every parameter):
  *   p -= lr*wd*p; m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2;
  *   p -= lr * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)
