@@ -17,6 +17,8 @@
 #    the image and of its mirrored copy) and takes two batch slots a tile;
 #  - auto is native for a run on N-sided samples (synthetic data) and for a shard's run (which
 #    keeps no original sizes: pack says to predict with --resize fit), and says so;
+#  - a view over --max-image-pixels is refused before any mask is written, its aspect kept;
+#  - --save-probs of 120 images in one batch under ulimit -n 100;
 #  - bad --resize values exit 2 naming the flag.
 # The files are written and checked with Debian's Pillow, NumPy and PyTorch (/usr/bin/python3);
 # without them: skipped (77).
@@ -195,6 +197,25 @@ for n in e1 e2 e3 e4; do
   cmp -s $T/oo/$n.png $T/on/$n.png || fail "the shard's run was not predicted natively ($n)"
 done
 
+# the scaled view is checked against --max-image-pixels before any work, its aspect kept (a
+# 2000x16 strip at --resize 32 is 4000x32, not squeezed): nothing is written
+mkdir -p $T/strip
+$PY -c "from PIL import Image
+Image.new('RGB', (40, 40)).save('$T/strip/a.png')
+Image.new('RGB', (2000, 16)).save('$T/strip/b.png')"
+expect2 "b.png: scaled by --resize 32 to 4000x32, more pixels than --max-image-pixels 100000" \
+  $BIN predict --backend cpu --checkpoint $T/ck1 --input $T/strip --output $T/so --resize 32 \
+  --max-image-pixels 100000
+[ -z "$(ls $T/so 2> /dev/null)" ] || fail "a mask was written before the refusal"
+# --save-probs holds a file only while an image's rows come: 120 one-tile images in one batch
+# under a limit of 100 descriptors are all written
+mkdir -p $T/many
+$PY -c "from PIL import Image
+for i in range(120): Image.new('RGB', (20, 20), (i, 2 * i % 255, 50)).save('$T/many/m%03d.png' % i)"
+(ulimit -n 100; $BIN predict --backend cpu --checkpoint $T/ck1 --input $T/many --output $T/mo \
+  --batch 120 --save-probs > $T/many.log 2>&1) || { cat $T/many.log; fail "120 images, 100 fds"; }
+[ "$(ls $T/mo | wc -l)" = 240 ] || { cat $T/many.log; fail "not every mask and .npy written"; }
+echo "ok: 120 images with --save-probs in one batch under ulimit -n 100"
 P=(predict --backend cpu --checkpoint $T/ck1 --input $T/eval/images --output $T/oo)
 expect2 "--resize: 'big' is not auto, fit, native or a shorter side in pixels" "$BIN" "${P[@]}" \
   --resize big

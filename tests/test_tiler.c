@@ -154,7 +154,7 @@ static void run(int k, int tile, double overlap, int batch, int flip) {
   ops.fetch = fake_fetch;
   ops.get_logits = fake_logits;
   feed_t f = {img, n, 0, k, tile, 0, overlap};
-  const cg_tiler_feed_t feed = {next_img, end_img, &f, NULL, flip};
+  const cg_tiler_feed_t feed = {next_img, end_img, &f, NULL, flip, NULL};
   cg_tiler_run(&ops, &be, &model, batch, &feed);
   double worst = 0;
   int rows_ok = f.ended == n;

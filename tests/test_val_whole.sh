@@ -10,8 +10,11 @@
 #  - 2 ranks x batch 2 give the figures of 1 rank x batch 4;
 #  - a shard of the validation set packed with --store whole gives the directory's figures;
 #  - --val-mode square scores other figures (the centred squares);
-#  - a validation image that fails to load ends the run naming it (exit 2), or is counted with
-#    --skip-bad; a bad --val-mode exits 2 naming the flag.
+#  - a validation image that fails to load ends the run naming it (exit 2), or is named and
+#    counted with --skip-bad;
+#  - 2 ranks with very unequal work (a 127-tile image and a 1-tile one) under --timeout-s 1: the
+#    rank that is done first waits beating the watchdog;
+#  - a bad --val-mode exits 2 naming the flag.
 # The files are written with Debian's Pillow and NumPy (/usr/bin/python3); without: skipped (77).
 set -euo pipefail
 BIN=$1; MPIRUN="$2 --oversubscribe --bind-to none"; BUILD=$3
@@ -52,6 +55,12 @@ for d, shapes in (("train", [(64, 112)] * 16),
     os.makedirs(f"{t}/{d}3")  # K = 3: the same images beside the class-id masks
     os.symlink(f"{t}/{d}/images", f"{t}/{d}3/images")
     os.symlink(f"{t}/{d}/masks3", f"{t}/{d}3/masks")
+for sub in ("images", "masks"):  # one 64x4096 image (127 tiles of 64) and one of a tile
+    os.makedirs(f"{t}/uneven/{sub}")
+for name, (h, w) in (("a", (64, 4096)), ("b", (64, 64))):
+    im, m = scene(h, w)
+    Image.fromarray(im).save(f"{t}/uneven/images/{name}.png")
+    Image.fromarray((m > 0).astype(np.uint8) * 255).save(f"{t}/uneven/masks/{name}.png")
 PYEOF
 
 RUN="train --backend cpu --model-base 4 --model-depth 2 --image-size 32 --progress off --threads 1
@@ -138,10 +147,19 @@ cp -r $T/val $T/badval
 head -c 120 $T/val/images/v01.png > $T/badval/images/v01.png # the header, then cut
 expect2 "badval/images/v01.png" $MPIRUN -np 1 $BIN $RUN --batch 4 --val-data $T/badval \
   --val-mode whole
-$MPIRUN -np 1 $BIN $RUN --batch 4 --val-data $T/badval --val-mode whole --skip-bad > $T/t5.log
+$MPIRUN -np 1 $BIN $RUN --batch 4 --val-data $T/badval --val-mode whole --skip-bad > $T/t5.log 2>&1
 grep -q -- "--skip-bad: 1 sample load(s) skipped in validation" $T/t5.log ||
   { cat $T/t5.log; fail "--skip-bad did not count the bad validation image"; }
+grep -q "skipping a bad sample (--skip-bad): .*badval/images/v01.png: PNG decode failed" \
+  $T/t5.log || { cat $T/t5.log; fail "--skip-bad did not name the bad validation image"; }
 grep -q "(5 images)" $T/t5.log || { cat $T/t5.log; fail "5 images should be scored"; }
 echo "ok: a bad validation image is named, or counted with --skip-bad"
+# ranks with unequal work: rank 0 validates the 127 tiles of the wide image (about 1.5 s), rank 1
+# its one tile, then waits for rank 0 beating the watchdog (--timeout-s 1 would end the job)
+$MPIRUN -np 2 $BIN train --backend cpu --model-base 16 --model-depth 3 --image-size 64 \
+  --progress off --threads 1 --steps 2 --batch 2 --data $T/train --val-data $T/uneven \
+  --val-mode whole --timeout-s 1 > $T/t6.log 2>&1 || { cat $T/t6.log; fail "uneven ranks"; }
+grep -q "final validation: .*(2 images)" $T/t6.log || { cat $T/t6.log; fail "uneven ranks"; }
+echo "ok: a rank with less to validate waits for the others without tripping the watchdog"
 expect2 "--val-mode" $BIN $RUN --batch 4 --val-data $T/val --val-mode tiles
 echo "PASS test_val_whole"

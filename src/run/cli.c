@@ -144,8 +144,10 @@ static const cg_opt_t g_opts[] = {
         "what validation scores: square = each image's centred --image-size square (the "
         "fitting rule: one sample an image, fast); whole = each image whole at the training "
         "scale (its shorter side scaled to --image-size; a shard's record as stored) by "
-        "overlapping tiles blended as predict blends them, scored at that scale (predict "
-        "--resize fit scores the same at full resolution)"),
+        "overlapping tiles blended as predict blends them (overlap 0.5), scored at that scale: the "
+        "loss a mean over images, the counts over every pixel (predict --resize fit scores the "
+        "same images at full resolution: close figures, not the same); ranks take images dealt "
+        "by their tile counts"),
     CG_OPT_ROW_NUM(I64, "report-every", O(report_every), 1, 1e15, C_TRAIN, "N",
         "print the performance line every N steps"),
     CG_OPT_ROW_TEXT(STR, "report-ranks", O(report_ranks), NULL, C_TRAIN, "MODE",

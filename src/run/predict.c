@@ -90,7 +90,8 @@ static void usage(FILE *f) {
           "                 --crop off fit training images; crops zoom in from there), tiled,\n"
           "                 and the logits scaled back to the image's size (bilinear, as\n"
           "                 F.interpolate with align_corners=False); native: the image as it\n"
-          "                 is; S: its shorter side scaled to S pixels (1..%d); auto: fit when\n"
+          "                 is; S: its shorter side scaled to S pixels (1..%d; fit and S keep\n"
+          "                 the aspect, the scaled size within --max-image-pixels); auto: fit when\n"
           "                 the run's training images had shorter sides other than N (the\n"
           "                 checkpoint records them), native when they were all N or the\n"
           "                 checkpoint does not say (a shard's, or an older build's)\n"
@@ -103,7 +104,8 @@ static void usage(FILE *f) {
           "                 ignore label left out) over every pixel, counts summed over ranks\n"
           "  --backend      auto (cuda when usable), cpu or cuda [auto]; computes in fp32\n"
           "  --batch        tiles per step per rank, 1..4096 [8]; at most the rank's tiles\n"
-          "                 (with --flip a tile and its mirror count two)\n"
+          "                 (with --flip a tile and its mirror count two: an odd N runs N - 1,\n"
+          "                 and at least 2)\n"
           "  --flip         test-time flip: each tile also goes through mirrored left-right,\n"
           "                 and its logits are the mean of the two (the mirror's mirrored\n"
           "                 back), as mmsegmentation's flip test-time augmentation; twice the\n"
@@ -115,7 +117,8 @@ static void usage(FILE *f) {
           "                 channel, the sigmoid probability of the foreground); numpy.load\n"
           "                 reads it\n"
           "  --max-image-pixels N  an image of more pixels (width x height, from its header) is\n"
-          "                 refused before anything is allocated [%lld, Pillow's bomb limit]\n"
+          "                 refused before anything is allocated, and so is an image whose\n"
+          "                 --resize view has more [%lld, Pillow's bomb limit]\n"
           "  --label-map SPEC  the ground truth's values turned into class ids before they are\n"
           "                 scored, as train --label-map does [the run's, from the checkpoint;\n"
           "                 none: the values are the ids]\n",
@@ -506,6 +509,8 @@ static int resolve_label_map(popts_t *o, const cg_ckpt_info_t *info, const cg_mo
 
 static int rank_tiles(const popts_t *o, char **files, int nfiles, const cg_model_t *m,
                       const cg_comm_t *c, int cap); /* tiling, below */
+static int check_scaled(const popts_t *o, char **files, int nfiles, const cg_comm_t *c,
+                        char *err, size_t errlen); /* --resize, below */
 
 /* The checks made before anything large is allocated, each rank for itself: the checkpoint's
  * header and model, the input files, the output directory (rank 0 makes it) and the backend.
@@ -568,6 +573,7 @@ static int check_inputs(popts_t *o, const cg_comm_t *c, cg_ckpt_info_t *info, cg
   const int per = o->flip ? 2 : 1;
   const int cap = o->batch / per > 0 ? o->batch / per : 1;
   o->batch = per * rank_tiles(o, *files, *nfiles, model, c, cap);
+  if (check_scaled(o, *files, *nfiles, c, err, errlen)) return -1;
   /* the cpu backend holds a batch of tiles of the checkpoint's size in host memory: a tile side
    * of thousands needs tens of GiB, refused here rather than by the kernel's OOM killer (a CUDA
    * backend's allocation failure is its own clear error) */
@@ -590,12 +596,33 @@ static int check_inputs(popts_t *o, const cg_comm_t *c, cg_ckpt_info_t *info, cg
 /* The size *ih x *iw the network sees an h x w image at: its own (native), or scaled so that its
  * shorter side is o->side (cg_fit_whole_size: the longer side rounded). */
 static void net_size(const popts_t *o, int h, int w, int *ih, int *iw) {
-  if (o->side > 0) {
-    cg_fit_whole_size(h, w, o->side, ih, iw);
-  } else {
-    *ih = h;
-    *iw = w;
+  *ih = h;
+  *iw = w;
+  if (o->side <= 0) return;
+  const int shorter = h < w ? h : w, longer = h < w ? w : h;
+  long long l = llround((double)longer * o->side / shorter); /* the aspect kept, no clamp */
+  if (l < o->side) l = o->side;
+  if (l > (1 << 30)) l = 1 << 30; /* refused by the pixel limit (check_scaled) */
+  *ih = h < w ? o->side : (int)l;
+  *iw = h < w ? (int)l : o->side;
+}
+
+/* --resize S (or fit): every image of this rank, scaled, within --max-image-pixels, checked
+ * from the headers before any work (a scaled view over the limit would otherwise end the job
+ * after the masks before it were written). 0, or -1 with err naming the file. */
+static int check_scaled(const popts_t *o, char **files, int nfiles, const cg_comm_t *c,
+                        char *err, size_t errlen) {
+  for (int f = c->rank; o->side > 0 && f < nfiles; f += c->size) {
+    int h, w, ih, iw;
+    if (cg_image_read_size(files[f], o->max_pixels, &h, &w, err, errlen)) return -1;
+    net_size(o, h, w, &ih, &iw);
+    if ((int64_t)ih * iw > o->max_pixels) {
+      snprintf(err, errlen, "%.800s: scaled by --resize %s to %dx%d, more pixels than "
+               "--max-image-pixels %lld", files[f], o->resize, iw, ih, (long long)o->max_pixels);
+      return -1;
+    }
   }
+  return 0;
 }
 
 /* The tiles of this rank's images (files r, r + R, ...), counted from their headers up to
@@ -674,7 +701,10 @@ static void probs_row(cg_afile_t *f, const float *l, int w, int k) {
 typedef struct {
   int file, h, w, k;
   uint8_t *cls;        /* h*w: the class of each final row */
-  cg_afile_t *probs;   /* --save-probs: NAME.probs.npy being written; NULL otherwise */
+  char *probs_path;    /* --save-probs: OUT/NAME.probs.npy; NULL otherwise */
+  cg_afile_t *probs;   /* that file being written, opened with the first final row (so that an
+                          image holds a descriptor only while its rows come: a batch of many
+                          small images does not hold one each); NULL before and after */
   char probs_err[1200];/* why the probabilities could not be written ("" = fine) */
   cg_tiler_t *tiler;
 } pimg_t;
@@ -688,7 +718,7 @@ static int load_net_rgb(const popts_t *o, const char *path, pimg_t *p, uint8_t *
   if (*ih == p->h && *iw == p->w) /* native, or already at the scale */
     return cg_image_read_rgb(path, o->max_pixels, rgb, &p->h, &p->w, err, errlen);
   if ((int64_t)*ih * *iw > o->max_pixels) {
-    snprintf(err, errlen, "%.900s: scaled by --resize %s to %dx%d, more pixels than "
+    snprintf(err, errlen, "%.800s: scaled by --resize %s to %dx%d, more pixels than "
              "--max-image-pixels %lld", path, o->resize, *iw, *ih, (long long)o->max_pixels);
     return -1;
   }
@@ -711,6 +741,8 @@ static void final_row(void *ctx, int y, const float *l) {
       if (lq[c] > lq[best]) best = c;
     cls[x] = k == 1 ? (lq[0] > 0.0f) : (uint8_t)best;
   }
+  if (p->probs_path && y == 0)
+    p->probs = probs_open(p->probs_path, p->h, p->w, p->k, p->probs_err, sizeof p->probs_err);
   if (p->probs) probs_row(p->probs, l, p->w, k);
 }
 
@@ -730,7 +762,8 @@ static pimg_t *pimg_open(const popts_t *o, char **files, int file, const cg_mode
     char stem[1024], path[2200]; /* --output (1024) / NAME (1024).probs.npy */
     stem_of(files[file], stem, sizeof stem);
     snprintf(path, sizeof path, "%s/%s.probs.npy", o->output, stem);
-    p->probs = probs_open(path, p->h, p->w, p->k, p->probs_err, sizeof p->probs_err);
+    p->probs_path = cg_malloc(strlen(path) + 1, "path");
+    memcpy(p->probs_path, path, strlen(path) + 1);
   }
   return p;
 }
@@ -738,6 +771,7 @@ static pimg_t *pimg_open(const popts_t *o, char **files, int file, const cg_mode
 static void pimg_close(pimg_t *p) {
   if (!p) return;
   cg_afile_abort(p->probs);
+  free(p->probs_path);
   cg_tiler_close(p->tiler);
   free(p->cls);
   free(p);
@@ -954,7 +988,7 @@ static void predict_all(const cg_backend_ops_t *ops, cg_backend_t *be, const pop
                         char **files, int nfiles, const cg_model_t *model,
                         const cg_ckpt_info_t *info, const cg_comm_t *c, ptally_t *t) {
   pfeed_t f = {o, files, nfiles, 0, model, info, c, t};
-  const cg_tiler_feed_t feed = {feed_next, feed_end, &f, &predict_stop, o->flip};
+  const cg_tiler_feed_t feed = {feed_next, feed_end, &f, &predict_stop, o->flip, NULL};
   cg_tiler_run(ops, be, model, o->batch, &feed);
 }
 

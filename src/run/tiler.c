@@ -312,6 +312,7 @@ void cg_tiler_run(const cg_backend_ops_t *ops, cg_backend_t *be, const cg_model_
   cg_tiler_t *cur = NULL;
   for (;;) {
     if (feed->stop && *feed->stop) break;
+    if (feed->step) feed->step(feed->ctx);
     const int real = fill_batch(&b, feed, &cur);
     if (real == 0) break;
     cg_batch_t batch = {b.n, b.th, b.tw, b.in_c, b.x, b.y, b.wt, b.n, NULL, b.pred, 0};

@@ -49,6 +49,7 @@ typedef struct {
   const volatile sig_atomic_t *stop; /* non-zero: no further batch (NULL: never) */
   int flip; /* test-time flip: each tile also goes through mirrored left-right (the next batch
                slot), and its logits are the mean of the tile's and the mirror's mirrored back */
+  void (*step)(void *ctx); /* called before each step (a watchdog beat); NULL: none */
 } cg_tiler_feed_t;
 
 /* Every tile of feed's images through ops/be, n tiles a step in batch slot 0 (padding of weight

@@ -1,21 +1,26 @@
 /* val_whole.c: validation over whole images (--val-mode whole).
  *
- * Rank r takes the validation samples r, r + R, ... whole (cg_source_load_whole: an image file
- * scaled so that its shorter side is --image-size, as predict --resize fit scales it; a shard's
- * record as stored), runs them through the training backend by overlapping tiles blended as
- * predict blends them (tiler.h, --tile-overlap 0.5), and scores the blended logits at that
- * scale against the mask scaled the same way (nearest, as training reads masks): the loss of
- * training's eval (cg_cpu_loss_k: BCE or CE + soft Dice, the ignore label left out) per image,
- * and the classes (logit > 0, or the first argmax) counted like the square mode's. The counts
- * and the loss sum are summed over ranks; the loss is the mean over the images scored. A sample
- * that fails to load ends the job naming it (exit 2), or with --skip-bad is left out and
- * counted, as the loader does. */
+ * Every validation sample is taken whole (cg_source_load_whole: an image file scaled so that
+ * its shorter side is --image-size, as predict --resize fit scales it; a shard's record as
+ * stored), run through the training backend by overlapping tiles blended as predict blends them
+ * (tiler.h, overlap 0.5), and scored at that scale against the mask scaled the same way
+ * (nearest, as training reads masks): the loss of training's eval per image (cg_loss_sums_t:
+ * BCE or CE + soft Dice, the ignore label left out, the same bits as cg_cpu_loss_k) and the
+ * classes (logit > 0, or the first argmax) counted like the square mode's. Both are taken row by
+ * row as the tiler makes rows final, so an open image costs its RGB and mask, not its logits.
+ *
+ * The images are dealt to the ranks by their tile counts (largest first, in snake order), so
+ * that a few wide images do not leave one rank working while the others wait; a rank that is
+ * done waits for the others beating the watchdog, and the counts and loss sums are then summed
+ * over ranks; the loss is the mean over the images scored. A sample that fails to load ends the
+ * job naming it (exit 2), or with --skip-bad is named (the first 10), left out and counted. */
 #include <math.h> /* NAN */
 #include <stdlib.h>
 #include <string.h>
+#include <time.h> /* nanosleep */
 
 #include "comm.h"       /* cg_comm_sum_*: the sums over ranks */
-#include "cpu_layers.h" /* cg_cpu_loss_k: the loss as training's eval computes it */
+#include "cpu_layers.h" /* cg_loss_sums_t: the loss as training's eval computes it */
 #include "guard.h"      /* cg_guard_beat: validation is progress for the watchdog */
 #include "log.h"
 #include "metrics.h"
@@ -24,101 +29,171 @@
 #include "val_whole.h"
 
 #define VAL_WHOLE_OVERLAP 0.5 /* predict's default --tile-overlap */
+#define VAL_BAD_LOG_MAX 10    /* bad samples named, as the loader names them */
 
-/* One image being validated: its mask and, row by row, its blended logits. */
+typedef struct vfeed vfeed_t;
+
+/* One image being validated: its mask, and the sums of the rows made final so far. */
 typedef struct {
+  vfeed_t *f;
   int h, w, k;
   uint8_t *mask;  /* h*w */
-  float *logits;  /* h*w*k */
+  uint8_t *cls;   /* w: one row's classes */
+  cg_loss_sums_t sums;
 } vimg_t;
 
-/* This rank's validation: the next sample, and the sums so far. */
-typedef struct {
+/* This rank's validation: its samples, the next one, and the sums so far. */
+struct vfeed {
   cg_run_t *r;
-  int64_t next, bad, images;
+  int64_t *mine, nmine, next, bad, images;
   double loss;
   cg_confusion_t conf;
   int64_t *confk; /* K >= 2: K x K */
-} vfeed_t;
+};
 
+/* Output row y of an image made final: its loss terms and its classes counted. */
 static void vimg_row(void *ctx, int y, const float *l) {
   vimg_t *v = ctx;
-  memcpy(v->logits + (size_t)y * v->w * v->k, l, sizeof(float) * (size_t)v->w * v->k);
+  const int ignore = v->f->r->cfg->ignore_index;
+  const uint8_t *m = v->mask + (size_t)y * v->w;
+  cg_cpu_loss_sums_add(&v->sums, l, m, (size_t)v->w, v->k, ignore);
+  for (int x = 0; x < v->w; x++) {
+    const float *lq = l + (size_t)x * v->k;
+    int best = 0;
+    for (int c = 1; c < v->k; c++)
+      if (lq[c] > lq[best]) best = c;
+    v->cls[x] = v->k == 1 ? (lq[0] > 0.0f) : (uint8_t)best;
+  }
+  if (v->k == 1) cg_confusion_add_ignore(&v->f->conf, v->cls, m, (size_t)v->w, ignore);
+  else cg_confk_add(v->f->confk, v->k, v->cls, m, (size_t)v->w, ignore);
 }
 
-/* Validation sample i whole, as a tiler of an image whose rows go into its vimg_t; NULL with
- * the message in err (a bad sample). */
-static cg_tiler_t *open_sample(cg_run_t *r, int64_t i, char *err, size_t errlen) {
-  const int k = r->model.nclass;
+static void vimg_free(vimg_t *v) {
+  free(v->mask);
+  free(v->cls);
+  free(v);
+}
+
+/* Validation sample i whole, as a tiler of an image whose rows go to vimg_row; NULL with the
+ * message in err (a bad sample). */
+static cg_tiler_t *open_sample(vfeed_t *f, int64_t i, char *err, size_t errlen) {
+  cg_run_t *r = f->r;
   int h, w;
   if (cg_source_load_whole(r->val_src, i, &h, &w, NULL, NULL, err, errlen)) return NULL;
   uint8_t *rgb = cg_malloc((size_t)h * w * 3, "validation image");
   vimg_t *v = cg_calloc(1, sizeof *v, "validation image");
-  *v = (vimg_t){h, w, k, cg_malloc((size_t)h * w, "validation mask"),
-                cg_malloc(sizeof(float) * (size_t)h * w * k, "validation logits")};
+  v->f = f;
+  v->h = h;
+  v->w = w;
+  v->k = r->model.nclass;
+  v->mask = cg_malloc((size_t)h * w, "validation mask");
+  v->cls = cg_malloc((size_t)w, "validation classes");
   if (cg_source_load_whole(r->val_src, i, &h, &w, rgb, v->mask, err, errlen)) {
     free(rgb);
-    free(v->mask);
-    free(v->logits);
-    free(v);
+    vimg_free(v);
     return NULL;
   }
-  return cg_tiler_open(rgb, h, w, h, w, k, r->model.height, r->model.width, VAL_WHOLE_OVERLAP,
-                       vimg_row, v);
+  return cg_tiler_open(rgb, h, w, h, w, v->k, r->model.height, r->model.width,
+                       VAL_WHOLE_OVERLAP, vimg_row, v);
 }
 
 static cg_tiler_t *vfeed_next(void *ctx) {
   vfeed_t *f = ctx;
   cg_run_t *r = f->r;
-  for (; f->next < r->val_src->count; f->next += r->c->size) {
+  for (; f->next < f->nmine; f->next++) {
     cg_guard_beat(r->guard, r->last_done, "validation");
     char err[1536];
-    cg_tiler_t *t = open_sample(r, f->next, err, sizeof err);
+    cg_tiler_t *t = open_sample(f, f->mine[f->next], err, sizeof err);
     if (t) {
-      f->next += r->c->size;
+      f->next++;
       return t;
     }
     if (!r->cfg->skip_bad)
       cg_die(CG_EXIT_USAGE, "data: %s%s", err,
              r->cfg->check_data ? CG_BAD_SAMPLE_HINT_CHECKED : CG_BAD_SAMPLE_HINT);
-    f->bad++;
+    if (++f->bad <= VAL_BAD_LOG_MAX)
+      cg_log_warn("skipping a bad sample (--skip-bad): %s%s", err,
+                  f->bad == VAL_BAD_LOG_MAX ? " (further bad samples are only counted)" : "");
   }
   return NULL;
 }
 
-/* An image through: its loss and counts taken. */
+/* Before each step of tiles: progress, for the watchdog. */
+static void vfeed_step(void *ctx) {
+  const vfeed_t *f = ctx;
+  cg_guard_beat(f->r->guard, f->r->last_done, "validation");
+}
+
+/* An image through: its loss taken. */
 static void vfeed_end(void *ctx, cg_tiler_t *t, int complete) {
   vfeed_t *f = ctx;
   vimg_t *v = cg_tiler_ctx(t);
   CG_ASSERT(complete); /* no stop flag: every image completes */
-  const size_t px = (size_t)v->h * v->w;
-  const int ignore = f->r->cfg->ignore_index;
-  const float one = 1.0f;
-  f->loss += cg_cpu_loss_k(v->logits, v->mask, &one, 1, px, v->k, ignore, 1.0f, NULL, NULL);
-  uint8_t *cls = cg_malloc(px, "classes");
-  for (size_t q = 0; q < px; q++) {
-    const float *l = v->logits + q * v->k;
-    int best = 0;
-    for (int c = 1; c < v->k; c++)
-      if (l[c] > l[best]) best = c;
-    cls[q] = v->k == 1 ? (l[0] > 0.0f) : (uint8_t)best;
-  }
-  if (v->k == 1) cg_confusion_add_ignore(&f->conf, cls, v->mask, px, ignore);
-  else cg_confk_add(f->confk, v->k, cls, v->mask, px, ignore);
+  f->loss += cg_cpu_loss_sums_value(&v->sums, v->k);
   f->images++;
-  free(cls);
-  free(v->mask);
-  free(v->logits);
-  free(v);
+  vimg_free(v);
   cg_tiler_close(t);
+}
+
+/* Sorting samples by tile count, largest first, then by index. */
+typedef struct {
+  int64_t tiles, index;
+} weighed_t;
+
+static int cmp_weighed(const void *a, const void *b) {
+  const weighed_t *x = a, *y = b;
+  if (x->tiles != y->tiles) return x->tiles > y->tiles ? -1 : 1;
+  return (x->index > y->index) - (x->index < y->index);
+}
+
+/* This rank's samples: all of them ordered by tile count (from their sizes: a file's header
+ * seen at open, a shard's table), largest first, dealt to the ranks in snake order (0..R-1,
+ * R-1..0, ...). Every rank computes the same deal. */
+static void deal(vfeed_t *f) {
+  const cg_run_t *r = f->r;
+  const int64_t n = r->val_src->count;
+  const int R = r->c->size;
+  weighed_t *wt = cg_malloc(sizeof(weighed_t) * (size_t)(n ? n : 1), "validation order");
+  for (int64_t i = 0; i < n; i++) {
+    char err[1536];
+    int h = 1, w = 1; /* a size that cannot be told: one tile (the load will say why) */
+    cg_source_load_whole(r->val_src, i, &h, &w, NULL, NULL, err, sizeof err);
+    wt[i].tiles = (int64_t)cg_tiler_origins(h, r->model.height, VAL_WHOLE_OVERLAP, NULL) *
+                  cg_tiler_origins(w, r->model.width, VAL_WHOLE_OVERLAP, NULL);
+    wt[i].index = i;
+  }
+  qsort(wt, (size_t)n, sizeof *wt, cmp_weighed);
+  f->mine = cg_malloc(sizeof(int64_t) * (size_t)(n / R + 1), "validation samples");
+  for (int64_t p = 0; p < n; p++) {
+    const int64_t round = p / R, pos = p % R;
+    if ((round % 2 ? R - 1 - pos : pos) == r->c->rank) f->mine[f->nmine++] = wt[p].index;
+  }
+  free(wt);
+}
+
+/* Waits for every rank to be done, beating the watchdog meanwhile: a rank with less to do is
+ * not stalled (a rank that hangs stops beating on its own). */
+static void wait_for_ranks(cg_run_t *r) {
+  MPI_Request rq;
+  CG_CHECK_MPI(MPI_Ibarrier(r->c->world, &rq));
+  for (int done = 0;;) {
+    CG_CHECK_MPI(MPI_Test(&rq, &done, MPI_STATUS_IGNORE));
+    if (done) return;
+    cg_guard_beat(r->guard, r->last_done, "validation");
+    const struct timespec ts = {0, 2000000}; /* 2 ms */
+    nanosleep(&ts, NULL);
+  }
 }
 
 cg_val_t cg_validate_whole(cg_run_t *r) {
   const int K = r->model.nclass;
-  vfeed_t f = {.r = r, .next = r->c->rank};
+  vfeed_t f = {.r = r};
   if (K > 1) f.confk = cg_calloc((size_t)K * K, sizeof(int64_t), "confusion");
-  const cg_tiler_feed_t feed = {vfeed_next, vfeed_end, &f, NULL, 0};
+  deal(&f);
+  const cg_tiler_feed_t feed = {vfeed_next, vfeed_end, &f, NULL, 0, vfeed_step};
   cg_tiler_run(r->ops, r->be, &r->model, r->cfg->batch, &feed);
+  free(f.mine);
+  wait_for_ranks(r);
   cg_val_t res;
   int64_t cnt[6] = {f.conf.tp, f.conf.fp, f.conf.fn, f.conf.tn, f.bad, f.images};
   cg_comm_sum_i64(r->c, cnt, 6);
