@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h> /* rmdir */
 
 #include "atomic_file.h"    /* cg_afile_*: every output file replaced whole or not at all */
 #include "backend_choose.h" /* cg_backend_choose: auto|cpu|cuda */
@@ -246,9 +247,12 @@ static int input_not_found(const char *in, char *err, size_t errlen) {
 /* Rank 0: --output made if needed, and a directory where masks can be written as every output
  * is (a temporary renamed into place: cg_afile_check's probe), so that a file, /proc or a
  * read-only place is refused before any work, not mask by mask after it. */
+static int made_output; /* check_output_dir made --output: a refused job removes it (if empty) */
+
 static int check_output_dir(const char *out, char *err, size_t errlen) {
   struct stat st;
-  if (mkdir(out, 0755) && errno != EEXIST) {
+  if (mkdir(out, 0755) == 0) made_output = 1;
+  else if (errno != EEXIST) {
     snprintf(err, errlen, "--output: cannot create '%.900s': %s", out, strerror(errno));
     return -1;
   }
@@ -1093,6 +1097,7 @@ int cg_predict_run(int argc, char **argv, cg_comm_t *c) {
   if (!failed && !rc)
     rc = check_truth(&o, files, nfiles, model.nclass, info.ignore_index, c, err, sizeof err);
   if (cg_comm_report_errors(c, rc ? err : NULL)) { /* each distinct reason once, by rank 0 */
+    if (made_output) rmdir(o.output); /* a refused job leaves no directory it made */
     free_inputs(&o, files, nfiles);
     return CG_EXIT_USAGE;
   }
