@@ -1,5 +1,6 @@
-/* resize_tool.c: an image scaled as predict --resize scales it, for tests/test_predict_resize.sh
- * and test_val_whole.sh.
+/* resize_tool.c: an image scaled as predict --resize scales it (up to an aspect of 64:1, where
+ * cg_fit_whole_size squeezes the longer side as --val-mode whole does and predict does not), for
+ * tests/test_predict_resize.sh and test_val_whole.sh.
  *
  *   cg_resize_tool IMAGE SIDE OUT.png [MASK OUTMASK.png [K]]
  *

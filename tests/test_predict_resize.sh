@@ -13,13 +13,15 @@
 #    pixels next to saturated ones are left out); the masks are their argmax (K = 1: p > 0.5);
 #  - --resize native on the originals gives another result (the scale matters); the 40x32 image
 #    gives the same bytes either way; --resize 32 gives fit's bytes;
+#  - --scales 0.5,1 averages the logits of --resize 16 and 32 (each scaled back), 2 ranks;
 #  - --flip averages the logits of each tile and of its mirror (checked against predictions of
 #    the image and of its mirrored copy) and takes two batch slots a tile;
 #  - auto is native for a run on N-sided samples (synthetic data) and for a shard's run (which
 #    keeps no original sizes: pack says to predict with --resize fit), and says so;
 #  - a view over --max-image-pixels is refused before any mask is written (the --output it made
 #    is removed), its aspect kept;
-#  - --save-probs of 120 images in one batch under ulimit -n 100;
+#  - --save-probs of 120 images in one batch under ulimit -n 100; a .probs.npy that cannot be
+#    written is told apart from its mask (written);
 #  - bad --resize values exit 2 naming the flag.
 # The files are written and checked with Debian's Pillow, NumPy and PyTorch (/usr/bin/python3);
 # without them: skipped (77).
@@ -137,6 +139,33 @@ for n in ("e1", "e2", "e3", "e4"):
     assert same_nat == (n == "e4"), "native and fit should differ unless the side is N"
 print(f"PASS K={k}: worst |difference| {worst:.2e}")
 PYEOF
+  # --scales 0.5,1: the mean of the logits of --resize 16 and 32, each scaled back
+  $MPIRUN -np 2 $BIN predict --backend cpu --checkpoint $T/ck$k --input $T/eval/images \
+    --output $T/ms$k --save-probs --scales 0.5,1 > $T/ms$k.log 2>&1 || { cat $T/ms$k.log; fail ms; }
+  $BIN predict --backend cpu --checkpoint $T/ck$k --input $T/eval/images --output $T/half$k \
+    --save-probs --resize 16 > $T/half$k.log 2>&1 || { cat $T/half$k.log; fail "--resize 16"; }
+  $PY - $T $k << 'PYEOF'
+import sys
+import numpy as np
+t, k = sys.argv[1], int(sys.argv[2])
+worst, left = 0.0, 0
+for n in ("e1", "e2", "e3", "e4"):
+    a, b = (np.load(f"{t}/{d}{k}/{n}.probs.npy").astype(np.float64) for d in ("half", "fit"))
+    got = np.load(f"{t}/ms{k}/{n}.probs.npy")
+    lost = ((a <= 0) | (a >= 1) | (b <= 0) | (b >= 1)).any(axis=2)
+    a, b = np.clip(a, 1e-30, 1 - 1e-7), np.clip(b, 1e-30, 1 - 1e-7)
+    if k == 1:
+        want = 1 / (1 + np.exp(-0.5 * (np.log(a / (1 - a)) + np.log(b / (1 - b)))))
+    else:
+        lg = 0.5 * (np.log(a) + np.log(b))
+        want = np.exp(lg - lg.max(axis=2, keepdims=True))
+        want /= want.sum(axis=2, keepdims=True)
+    worst = max(worst, float(np.abs(got - want)[~lost].max()))
+    left += int(lost.sum())
+print(f"K={k} --scales 0.5,1: max |p - mean of --resize 16's and 32's logits| {worst:.2e} "
+      f"({left} saturated pixels left out)")
+assert worst <= 1e-4, "--scales is not the mean of the scales"
+PYEOF
   # --flip: the mean of the logits of the image and of its mirror mirrored back (the 40x32
   # image's tile origins, 0 and 8, are their own mirror: predicting the mirrored file tiles it
   # the same way)
@@ -217,9 +246,23 @@ for i in range(120): Image.new('RGB', (20, 20), (i, 2 * i % 255, 50)).save('$T/m
   --batch 120 --save-probs > $T/many.log 2>&1) || { cat $T/many.log; fail "120 images, 100 fds"; }
 [ "$(ls $T/mo | wc -l)" = 240 ] || { cat $T/many.log; fail "not every mask and .npy written"; }
 echo "ok: 120 images with --save-probs in one batch under ulimit -n 100"
+# a .probs.npy that cannot be written (a directory in its place) is reported as such: the mask
+# beside it is written and counted as written, the exit code is 1
+mkdir -p $T/npyfail/e4.probs.npy
+set +e
+$BIN predict --backend cpu --checkpoint $T/ck1 --input $T/one1 --output $T/npyfail \
+  --save-probs > $T/npyfail.log 2>&1
+rc=$?
+set -e
+[ $rc = 1 ] && [ -f $T/npyfail/e4.png ] && grep -q "wrote 1 mask(s)" $T/npyfail.log &&
+  grep -q "1 .probs.npy file(s) could not be written" $T/npyfail.log ||
+  { cat $T/npyfail.log; fail "a failed .probs.npy: exit $rc"; }
+echo "ok: a .probs.npy that cannot be written is told from its mask, which is written"
 P=(predict --backend cpu --checkpoint $T/ck1 --input $T/eval/images --output $T/oo)
 expect2 "--resize: 'big' is not auto, fit, native or a shorter side in pixels" "$BIN" "${P[@]}" \
   --resize big
 expect2 "--resize: 0 is out of range" "$BIN" "${P[@]}" --resize 0
 expect2 "--resize: 20000 is out of range" "$BIN" "${P[@]}" --resize 20000
+expect2 "--scales: '1,,2' is not 1 to 8 factors" "$BIN" "${P[@]}" --scales 1,,2
+expect2 "--scales: '9' is not 1 to 8 factors" "$BIN" "${P[@]}" --scales 9
 echo "PASS test_predict_resize"

@@ -143,7 +143,8 @@ static const cg_opt_t g_opts[] = {
     CG_OPT_ROW_TEXT(STR, "val-mode", O(val_mode), "square|whole", C_TRAIN, "M",
         "what validation scores: square = each image's centred --image-size square (the "
         "fitting rule: one sample an image, fast); whole = each image whole at the training "
-        "scale (its shorter side scaled to --image-size; a shard's record as stored) by "
+        "scale (its shorter side scaled to --image-size, the longer at most 64 times that, as "
+        "pack --store whole stores it; a shard's record as stored) by "
         "overlapping tiles blended as predict blends them (overlap 0.5), scored at that scale: the "
         "loss a mean over images, the counts over every pixel (predict --resize fit scores the "
         "same images at full resolution: close figures, not the same); ranks take images dealt "

@@ -47,6 +47,7 @@
 
 #define PREDICT_DEFAULT_OVERLAP 0.5
 #define PREDICT_MAX_SIDE 16384 /* --resize S at most */
+#define PREDICT_MAX_SCALES 8   /* --scales: at most this many factors */
 
 typedef struct {
   char checkpoint[1024], input[1024], output[1024], masks[1024];
@@ -65,14 +66,17 @@ typedef struct {
   int side;             /* resolved (resolve_resize): the shorter side the network sees an image
                            at, in pixels; 0: the image as it is (native) */
   char side_why[400];   /* how --resize auto decided, for the banner */
+  char scales_arg[256]; /* --scales F[,F...] */
+  double scale[PREDICT_MAX_SCALES]; /* parsed: factors of the --resize side */
+  int nscale;
 } popts_t;
 
 static void usage(FILE *f) {
   fprintf(f,
           "usage: mpirun -np N cogpu-dist predict --checkpoint FILE|DIR --input DIR|LIST\n"
           "         --output DIR [--masks DIR] [--backend auto|cpu|cuda] [--batch N]\n"
-          "         [--resize auto|fit|native|S] [--tile-overlap F] [--flip] [--save-probs]\n"
-          "         [--max-image-pixels N] [--label-map SPEC]\n"
+          "         [--resize auto|fit|native|S] [--scales F[,F...]] [--tile-overlap F] [--flip]\n"
+          "         [--save-probs] [--max-image-pixels N] [--label-map SPEC]\n"
           "  runs the model of a checkpoint on every image of the --input directory (*.png, *.jpg,\n"
           "  *.jpeg, *.gif, *.tif, *.tiff in any letter case), or every image a text LIST names\n"
           "  (IMAGE or IMAGE MASK lines, as train --data LIST reads them; its masks are scored\n"
@@ -92,9 +96,9 @@ static void usage(FILE *f) {
           "                 and the logits scaled back to the image's size (bilinear, as\n"
           "                 F.interpolate with align_corners=False); native: the image as it\n"
           "                 is; S: its shorter side scaled to S pixels (1..%d; fit and S keep\n"
-          "                 the aspect, the scaled size within --max-image-pixels); auto: fit when\n"
-          "                 the run's training images had shorter sides other than N (the\n"
-          "                 checkpoint records them), native when they were all N or the\n"
+          "                 the aspect, the scaled size within --max-image-pixels); auto:\n"
+          "                 fit when the run's training images had shorter sides other than N\n"
+          "                 (the checkpoint records them), native when they were all N or the\n"
           "                 checkpoint does not say (a shard's, or an older build's)\n"
           "  --checkpoint   a checkpoint file, or a directory: its newest valid checkpoint, as\n"
           "                 train --resume DIR picks it\n"
@@ -107,6 +111,11 @@ static void usage(FILE *f) {
           "  --batch        tiles per step per rank, 1..4096 [8]; at most the rank's tiles\n"
           "                 (with --flip a tile and its mirror count two: an odd N runs N - 1,\n"
           "                 and at least 2)\n"
+          "  --scales F[,F...]  test-time scales: the image predicted at each factor of the\n"
+          "                 --resize side (native: of its own shorter side), 1 to %d factors of\n"
+          "                 0.1..8, and the logits, each scaled back to the image's size,\n"
+          "                 averaged (mmsegmentation's multi-scale test) [1]; more than one\n"
+          "                 holds the image's h x w x K logits while they come\n"
           "  --flip         test-time flip: each tile also goes through mirrored left-right,\n"
           "                 and its logits are the mean of the two (the mirror's mirrored\n"
           "                 back), as mmsegmentation's flip test-time augmentation; twice the\n"
@@ -123,7 +132,8 @@ static void usage(FILE *f) {
           "  --label-map SPEC  the ground truth's values turned into class ids before they are\n"
           "                 scored, as train --label-map does [the run's, from the checkpoint;\n"
           "                 none: the values are the ids]\n",
-          PREDICT_MAX_SIDE, PREDICT_DEFAULT_OVERLAP, (long long)CG_PNG_DEFAULT_MAX_PIXELS);
+          PREDICT_MAX_SIDE, PREDICT_MAX_SCALES, PREDICT_DEFAULT_OVERLAP,
+          (long long)CG_PNG_DEFAULT_MAX_PIXELS);
 }
 
 /* ---- input files ------------------------------------------------------------------------- */
@@ -367,6 +377,8 @@ static const cg_opt_t k_popts[] = {
     {"backend", CG_OPT_STR, PO(backend), 0, 0, 0, "auto|cpu|cuda", 0, "B", "backend"},
     {"save-probs", CG_OPT_FLAG, PO(save_probs), 0, 1, 0, NULL, 0, "", "probabilities too"},
     {"flip", CG_OPT_FLAG, PO(flip), 0, 1, 0, NULL, 0, "", "test-time flip"},
+    {"scales", CG_OPT_STR, PO(scales_arg), 0, 0, CG_OPT_REQUIRED, NULL, 0, "F[,F...]",
+     "test-time scales"},
     {"batch", CG_OPT_INT, PO(batch), 1, 4096, 0, NULL, 0, "N", "tiles per forward pass"},
     {"tile-overlap", CG_OPT_DBL, PO(overlap), 0, 0.9, 0, NULL, 0, "F", "tile overlap"},
     {"max-image-pixels", CG_OPT_I64, PO(max_pixels), 1, 1073741824, 0, NULL, 0, "N",
@@ -376,6 +388,29 @@ static const cg_opt_t k_popts[] = {
     {"resize", CG_OPT_STR, PO(resize), 0, 0, CG_OPT_REQUIRED, NULL, 0, "auto|fit|native|S",
      "the scale images are predicted at"},
 };
+
+/* --scales F[,F...]: 1 to PREDICT_MAX_SCALES factors in [0.1, 8] (default 1). */
+static int parse_scales(popts_t *o, char *err, size_t errlen) {
+  o->nscale = 0;
+  if (!o->scales_arg[0]) {
+    o->scale[o->nscale++] = 1.0;
+    return 0;
+  }
+  const char *s = o->scales_arg;
+  for (;;) {
+    char *end = NULL;
+    const double v = (*s >= '0' && *s <= '9') || *s == '.' ? strtod(s, &end) : NAN;
+    if (!end || end == s || !(v >= 0.1 && v <= 8) || (*end && *end != ',') ||
+        o->nscale == PREDICT_MAX_SCALES) {
+      snprintf(err, errlen, "--scales: '%s' is not 1 to %d factors of 0.1..8 separated by "
+               "commas (e.g. 0.75,1,1.25)", o->scales_arg, PREDICT_MAX_SCALES);
+      return -1;
+    }
+    o->scale[o->nscale++] = v;
+    if (!*end) return 0;
+    s = end + 1;
+  }
+}
 
 static int parse(int argc, char **argv, popts_t *o, char *err, size_t errlen) {
   memset(o, 0, sizeof *o);
@@ -407,7 +442,7 @@ static int parse(int argc, char **argv, popts_t *o, char *err, size_t errlen) {
     return -1;
   }
   o->side = number ? (int)side : 0;
-  return 0;
+  return parse_scales(o, err, errlen);
 }
 
 /* --resize: o->side for fit (the model's size) and auto, and o->side_why for the banner. auto
@@ -597,18 +632,22 @@ static int check_inputs(popts_t *o, const cg_comm_t *c, cg_ckpt_info_t *info, cg
 
 /* ---- tiling ------------------------------------------------------------------------------ */
 
-/* The size *ih x *iw the network sees an h x w image at: its own (native), or scaled so that its
- * shorter side is o->side (cg_fit_whole_size: the longer side rounded). */
-static void net_size(const popts_t *o, int h, int w, int *ih, int *iw) {
+/* The size *ih x *iw the network sees an h x w image at for --scales factor f: its own (native
+ * and f = 1), or scaled so that its shorter side is f x (o->side, or native its own shorter
+ * side), rounded, the aspect kept. */
+static void net_size(const popts_t *o, int h, int w, double f, int *ih, int *iw) {
   *ih = h;
   *iw = w;
-  if (o->side <= 0) return;
   const int shorter = h < w ? h : w, longer = h < w ? w : h;
-  long long l = llround((double)longer * o->side / shorter); /* the aspect kept, no clamp */
-  if (l < o->side) l = o->side;
+  if (o->side <= 0 && f == 1.0) return;
+  long long side = llround((o->side > 0 ? o->side : shorter) * f);
+  if (side < 1) side = 1;
+  if (side > (1 << 30)) side = 1 << 30;
+  long long l = llround((double)longer * side / shorter); /* the aspect kept, no clamp */
+  if (l < side) l = side;
   if (l > (1 << 30)) l = 1 << 30; /* refused by the pixel limit (check_scaled) */
-  *ih = h < w ? o->side : (int)l;
-  *iw = h < w ? (int)l : o->side;
+  *ih = h < w ? (int)side : (int)l;
+  *iw = h < w ? (int)l : (int)side;
 }
 
 /* --resize S (or fit): every image of this rank, scaled, within --max-image-pixels, checked
@@ -616,14 +655,18 @@ static void net_size(const popts_t *o, int h, int w, int *ih, int *iw) {
  * after the masks before it were written). 0, or -1 with err naming the file. */
 static int check_scaled(const popts_t *o, char **files, int nfiles, const cg_comm_t *c,
                         char *err, size_t errlen) {
-  for (int f = c->rank; o->side > 0 && f < nfiles; f += c->size) {
+  const int native = o->side <= 0 && o->nscale == 1 && o->scale[0] == 1.0;
+  for (int f = c->rank; !native && f < nfiles; f += c->size) {
     int h, w, ih, iw;
     if (cg_image_read_size(files[f], o->max_pixels, &h, &w, err, errlen)) return -1;
-    net_size(o, h, w, &ih, &iw);
-    if ((int64_t)ih * iw > o->max_pixels) {
-      snprintf(err, errlen, "%.800s: scaled by --resize %s to %dx%d, more pixels than "
-               "--max-image-pixels %lld", files[f], o->resize, iw, ih, (long long)o->max_pixels);
-      return -1;
+    for (int s = 0; s < o->nscale; s++) {
+      net_size(o, h, w, o->scale[s], &ih, &iw);
+      if ((int64_t)ih * iw > o->max_pixels) {
+        snprintf(err, errlen, "%.800s: scaled by --resize %s%s to %dx%d, more pixels than "
+                 "--max-image-pixels %lld", files[f], o->resize, o->nscale > 1 ? " --scales" : "",
+                 iw, ih, (long long)o->max_pixels);
+        return -1;
+      }
     }
   }
   return 0;
@@ -640,10 +683,13 @@ static int rank_tiles(const popts_t *o, char **files, int nfiles, const cg_model
     char err[1024];
     int h, w;
     if (cg_image_read_size(files[f], o->max_pixels, &h, &w, err, sizeof err)) return cap;
-    net_size(o, h, w, &h, &w);
-    const int64_t t = (int64_t)cg_tiler_origins(w, m->width, o->overlap, NULL) *
-                      cg_tiler_origins(h, m->height, o->overlap, NULL);
-    n = t >= cap - n ? cap : n + (int)t;
+    for (int s = 0; s < o->nscale && n < cap; s++) {
+      int ih, iw;
+      net_size(o, h, w, o->scale[s], &ih, &iw);
+      const int64_t t = (int64_t)cg_tiler_origins(iw, m->width, o->overlap, NULL) *
+                        cg_tiler_origins(ih, m->height, o->overlap, NULL);
+      n = t >= cap - n ? cap : n + (int)t;
+    }
   }
   return n > 0 ? n : 1;
 }
@@ -654,7 +700,7 @@ static int rank_tiles(const popts_t *o, char **files, int nfiles, const cg_model
 typedef struct {
   int k, ignore;
   cg_confusion_t bin;
-  int64_t images, failures;
+  int64_t images, failures, probs_failures; /* masks, and .probs.npy files, not written */
   int64_t *confk; /* k*k, K >= 2 */
 } ptally_t;
 
@@ -700,25 +746,28 @@ static void probs_row(cg_afile_t *f, const float *l, int w, int k) {
 
 /* ---- one image: tiles and blending ------------------------------------------------------- */
 
-/* One image being predicted: its tiling (tiler.h) and what becomes of its final rows, the
- * classes (h*w) and the probabilities (--save-probs). */
+/* One image being predicted: what becomes of its final rows, the classes (h*w) and the
+ * probabilities (--save-probs). Each --scales factor is a tiling of its own (tiler.h), opened
+ * in turn; with more than one, their rows are summed in acc and made final when the last one
+ * is through. */
 typedef struct {
   int file, h, w, k;
+  int scales, ended;   /* tilings opened so far, and ended */
+  float *acc;          /* --scales with several factors: h*w*k, the sum of their rows */
   uint8_t *cls;        /* h*w: the class of each final row */
   char *probs_path;    /* --save-probs: OUT/NAME.probs.npy; NULL otherwise */
   cg_afile_t *probs;   /* that file being written, opened with the first final row (so that an
                           image holds a descriptor only while its rows come: a batch of many
                           small images does not hold one each); NULL before and after */
   char probs_err[1200];/* why the probabilities could not be written ("" = fine) */
-  cg_tiler_t *tiler;
 } pimg_t;
 
 /* The network's view of file (read as training reads it: cg_fit_pair scales it from the file,
  * a JPEG at a DCT scale): *rgb (ih*iw*3) and its size, the image's own in p; or -1 with err. */
-static int load_net_rgb(const popts_t *o, const char *path, pimg_t *p, uint8_t **rgb, int *ih,
-                        int *iw, char *err, size_t errlen) {
+static int load_net_rgb(const popts_t *o, const char *path, pimg_t *p, double f, uint8_t **rgb,
+                        int *ih, int *iw, char *err, size_t errlen) {
   if (cg_image_read_size(path, o->max_pixels, &p->h, &p->w, err, errlen)) return -1;
-  net_size(o, p->h, p->w, ih, iw);
+  net_size(o, p->h, p->w, f, ih, iw);
   if (*ih == p->h && *iw == p->w) /* native, or already at the scale */
     return cg_image_read_rgb(path, o->max_pixels, rgb, &p->h, &p->w, err, errlen);
   if ((int64_t)*ih * *iw > o->max_pixels) {
@@ -727,8 +776,8 @@ static int load_net_rgb(const popts_t *o, const char *path, pimg_t *p, uint8_t *
     return -1;
   }
   *rgb = cg_malloc((size_t)*ih * *iw * 3, "scaled image");
-  const cg_fit_opts_t fo = {.size = o->side, .max_pixels = o->max_pixels, .expect_h = p->h,
-                            .expect_w = p->w, .out_h = *ih, .out_w = *iw};
+  const cg_fit_opts_t fo = {.size = *ih < *iw ? *ih : *iw, .max_pixels = o->max_pixels,
+                            .expect_h = p->h, .expect_w = p->w, .out_h = *ih, .out_w = *iw};
   return cg_fit_pair(path, NULL, &fo, *rgb, NULL, NULL, NULL, err, errlen);
 }
 
@@ -750,18 +799,47 @@ static void final_row(void *ctx, int y, const float *l) {
   if (p->probs) probs_row(p->probs, l, p->w, k);
 }
 
-static pimg_t *pimg_open(const popts_t *o, char **files, int file, const cg_model_t *m) {
-  pimg_t *p = cg_calloc(1, sizeof *p, "image");
+/* A final row of one of several --scales tilings: added to the sum. */
+static void sum_row(void *ctx, int y, const float *l) {
+  pimg_t *p = ctx;
+  float *a = p->acc + (size_t)y * p->w * p->k;
+  for (size_t q = 0; q < (size_t)p->w * p->k; q++) a[q] += l[q];
+}
+
+/* The rows of several --scales tilings, all through: their mean made final. */
+static void final_rows_of_sum(pimg_t *p, int nscale) {
+  const size_t n = (size_t)p->w * p->k;
+  for (int y = 0; y < p->h; y++) {
+    float *a = p->acc + (size_t)y * n;
+    for (size_t q = 0; q < n; q++) a[q] /= (float)nscale;
+    final_row(p, y, a);
+  }
+}
+
+/* The tiling of p at its next --scales factor. */
+static cg_tiler_t *pimg_next_tiler(pimg_t *p, const popts_t *o, char **files,
+                                   const cg_model_t *m) {
   char err[1024];
   uint8_t *rgb = NULL;
   int ih, iw;
-  if (load_net_rgb(o, files[file], p, &rgb, &ih, &iw, err, sizeof err))
+  if (load_net_rgb(o, files[p->file], p, o->scale[p->scales], &rgb, &ih, &iw, err, sizeof err))
+    cg_die(CG_EXIT_USAGE, "predict: %s", err);
+  p->scales++;
+  return cg_tiler_open(rgb, ih, iw, p->h, p->w, p->k, m->height, m->width, o->overlap,
+                       o->nscale > 1 ? sum_row : final_row, p);
+}
+
+/* Image `file` to predict (its tilings come from pimg_next_tiler). */
+static pimg_t *pimg_open(const popts_t *o, char **files, int file, const cg_model_t *m) {
+  pimg_t *p = cg_calloc(1, sizeof *p, "image");
+  char err[1024];
+  if (cg_image_read_size(files[file], o->max_pixels, &p->h, &p->w, err, sizeof err))
     cg_die(CG_EXIT_USAGE, "predict: %s", err);
   p->file = file;
   p->k = m->nclass;
   p->cls = cg_malloc((size_t)p->h * p->w, "classes");
-  p->tiler = cg_tiler_open(rgb, ih, iw, p->h, p->w, p->k, m->height, m->width, o->overlap,
-                           final_row, p);
+  if (o->nscale > 1)
+    p->acc = cg_calloc((size_t)p->h * p->w * p->k, sizeof(float), "logits of the scales");
   if (o->save_probs) {
     char stem[1024], path[2200]; /* --output (1024) / NAME (1024).probs.npy */
     stem_of(files[file], stem, sizeof stem);
@@ -776,7 +854,7 @@ static void pimg_close(pimg_t *p) {
   if (!p) return;
   cg_afile_abort(p->probs);
   free(p->probs_path);
-  cg_tiler_close(p->tiler);
+  free(p->acc);
   free(p->cls);
   free(p);
 }
@@ -903,7 +981,10 @@ static void pimg_finish(pimg_t *p, const popts_t *o, char **files, const cg_ckpt
   } else {
     rc = cg_png_write(path, cls, p->h, p->w, CG_PNG_GRAY8, err, sizeof err);
   }
-  if (rc == 0 && o->save_probs) {
+  if (rc) {
+    cg_log_warn("%s", err);
+    t->failures++;
+  } else if (o->save_probs) { /* the mask is written: only its probabilities can fail now */
     if (p->probs) {
       rc = cg_afile_commit(p->probs, err, sizeof err);
       p->probs = NULL; /* freed by the commit, whatever its outcome */
@@ -911,10 +992,10 @@ static void pimg_finish(pimg_t *p, const popts_t *o, char **files, const cg_ckpt
       snprintf(err, sizeof err, "%s", p->probs_err);
       rc = -1;
     }
-  }
-  if (rc) {
-    cg_log_warn("%s", err);
-    t->failures++;
+    if (rc) {
+      cg_log_warn("%s", err);
+      t->probs_failures++;
+    }
   }
   t->images++;
 }
@@ -968,21 +1049,30 @@ typedef struct {
   const cg_ckpt_info_t *info;
   const cg_comm_t *c;
   ptally_t *t;
+  pimg_t *cur; /* the image whose tilings are being opened (NULL: the next file's turn) */
 } pfeed_t;
 
 static cg_tiler_t *feed_next(void *ctx) {
   pfeed_t *f = ctx;
-  const int file = f->c->rank + f->next_k * f->c->size;
-  if (file >= f->nfiles) return NULL;
-  f->next_k++;
-  return pimg_open(f->o, f->files, file, f->model)->tiler;
+  if (!f->cur || f->cur->scales == f->o->nscale) {
+    const int file = f->c->rank + f->next_k * f->c->size;
+    if (file >= f->nfiles) return NULL;
+    f->next_k++;
+    f->cur = pimg_open(f->o, f->files, file, f->model);
+  }
+  return pimg_next_tiler(f->cur, f->o, f->files, f->model);
 }
 
-/* An image through: written and counted when complete; a stop inside it writes nothing. */
+/* A tiling through: its image written and counted when it was the last of its scales, all
+ * complete; a stop inside one writes nothing of its image. */
 static void feed_end(void *ctx, cg_tiler_t *tl, int complete) {
   pfeed_t *f = ctx;
   pimg_t *p = cg_tiler_ctx(tl);
+  cg_tiler_close(tl);
+  if (complete && ++p->ended < f->o->nscale) return; /* its other scales are still to come */
+  if (complete && p->acc) final_rows_of_sum(p, f->o->nscale);
   if (complete) pimg_finish(p, f->o, f->files, f->info, f->t);
+  if (p == f->cur) f->cur = NULL;
   pimg_close(p);
 }
 
@@ -991,9 +1081,10 @@ static void feed_end(void *ctx, cg_tiler_t *tl, int complete) {
 static void predict_all(const cg_backend_ops_t *ops, cg_backend_t *be, const popts_t *o,
                         char **files, int nfiles, const cg_model_t *model,
                         const cg_ckpt_info_t *info, const cg_comm_t *c, ptally_t *t) {
-  pfeed_t f = {o, files, nfiles, 0, model, info, c, t};
+  pfeed_t f = {o, files, nfiles, 0, model, info, c, t, NULL};
   const cg_tiler_feed_t feed = {feed_next, feed_end, &f, &predict_stop, o->flip, NULL};
   cg_tiler_run(ops, be, model, o->batch, &feed);
+  if (f.cur && f.cur->ended == f.cur->scales) pimg_close(f.cur); /* stopped between its scales */
 }
 
 /* Rank 0's summary of the counts summed over ranks. */
@@ -1128,6 +1219,9 @@ int cg_predict_run(int argc, char **argv, cg_comm_t *c) {
            nfiles, o.input, c->size, bk.ops->name, info.shape.base, info.shape.depth,
            model.nclass, model.height, model.width, o.overlap, o.batch,
            o.flip ? " (each tile and its mirror: --flip)" : "", o.checkpoint, (long long)info.step);
+  if (c->rank == 0 && o.nscale > 1)
+    printf("predict: --scales %s: each image at %d scales, their logits averaged\n",
+           o.scales_arg, o.nscale);
   if (c->rank == 0 && o.side_why[0])
     printf("predict: --resize auto: %s\n", o.side_why);
   else if (c->rank == 0 && o.side > 0)
@@ -1142,19 +1236,24 @@ int cg_predict_run(int argc, char **argv, cg_comm_t *c) {
   predict_all(bk.ops, be, &o, files, nfiles, &model, &info, c, &t);
   sigaction(SIGINT, &old_int, NULL);
   sigaction(SIGTERM, &old_term, NULL);
-  int64_t sums[7] = {t.bin.tp, t.bin.fp, t.bin.fn, t.bin.tn, t.images, t.failures, predict_stop};
-  cg_comm_sum_i64(c, sums, 7);
+  int64_t sums[8] = {t.bin.tp, t.bin.fp, t.bin.fn, t.bin.tn, t.images, t.failures, predict_stop,
+                     t.probs_failures};
+  cg_comm_sum_i64(c, sums, 8);
   const int stopped = sums[6] != 0 && sums[4] < nfiles; /* images were left undone */
   if (t.k > 1) cg_comm_sum_i64(c, t.confk, t.k * t.k);
   t.bin = (cg_confusion_t){sums[0], sums[1], sums[2], sums[3]};
   t.images = sums[4];
   t.failures = sums[5];
+  t.probs_failures = sums[7];
   if (c->rank == 0) {
     if (t.failures)
       printf("predict: wrote %lld mask(s) to %s; %lld could not be written (see the warnings)\n",
              (long long)(t.images - t.failures), o.output, (long long)t.failures);
     else
       printf("predict: wrote %lld mask(s) to %s\n", (long long)t.images, o.output);
+    if (t.probs_failures)
+      printf("predict: %lld .probs.npy file(s) could not be written (see the warnings)\n",
+             (long long)t.probs_failures);
     if (stopped)
       printf("predict: stopped by a signal before the last image: the %lld mask(s) written are "
              "complete, the others were not written (run again to finish)\n",
@@ -1169,5 +1268,5 @@ int cg_predict_run(int argc, char **argv, cg_comm_t *c) {
   free(params);
   free(t.confk);
   if (stopped) return 128 + (predict_stop ? (int)predict_stop : SIGTERM);
-  return t.failures ? 1 : 0;
+  return t.failures || t.probs_failures ? 1 : 0;
 }

@@ -1,9 +1,10 @@
 /* val_whole.c: validation over whole images (--val-mode whole).
  *
  * Every validation sample is taken whole (cg_source_load_whole: an image file scaled so that
- * its shorter side is --image-size, as predict --resize fit scales it; a shard's record as
- * stored), run through the training backend by overlapping tiles blended as predict blends them
- * (tiler.h, overlap 0.5), and scored at that scale against the mask scaled the same way
+ * its shorter side is --image-size, as predict --resize fit scales it up to an aspect of 64:1,
+ * where pack --store whole's limit squeezes the longer side; a shard's record as stored), run
+ * through the training backend by overlapping tiles blended as predict blends them (tiler.h,
+ * overlap 0.5), and scored at that scale against the mask scaled the same way
  * (nearest, as training reads masks): the loss of training's eval per image (cg_loss_sums_t:
  * BCE or CE + soft Dice, the ignore label left out, the same bits as cg_cpu_loss_k) and the
  * classes (logit > 0, or the first argmax) counted like the square mode's. Both are taken row by
