@@ -344,8 +344,13 @@ static void ckpt_info_of(const cg_run_t *r, int64_t step, cg_ckpt_info_t *in) {
   cg_settings_json(cfg, in->settings, sizeof in->settings); /* `train --resume DIR` alone */
   if (r->data_names[0]) /* a resume tells whether the data changed */
     cg_settings_add(in->settings, sizeof in->settings, "data-names", r->data_names);
-  if (r->data_sides[0]) /* predict --resize auto: the scale training saw the images at */
-    cg_settings_add(in->settings, sizeof in->settings, "data-sides", r->data_sides);
+  static int sides_warned; /* rank 0 writes checkpoints: said once a run */
+  if (r->data_sides[0] && /* predict --resize auto: the scale training saw the images at */
+      cg_settings_add(in->settings, sizeof in->settings, "data-sides", r->data_sides) &&
+      !sides_warned++)
+    cg_log_warn("the checkpoint's settings are full (long paths?): the training images' sizes "
+                "are not stored, so predict --resize auto cannot tell their scale; predict with "
+                "--resize fit");
   in->have_val = r->have_val && r->val_step == step;
   in->val_step = step;
   in->val_loss = r->val_loss;
