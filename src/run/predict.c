@@ -762,14 +762,27 @@ typedef struct {
   char probs_err[1200];/* why the probabilities could not be written ("" = fine) */
 } pimg_t;
 
-/* The network's view of file (read as training reads it: cg_fit_pair scales it from the file,
- * a JPEG at a DCT scale): *rgb (ih*iw*3) and its size, the image's own in p; or -1 with err. */
-static int load_net_rgb(const popts_t *o, const char *path, pimg_t *p, double f, uint8_t **rgb,
-                        int *ih, int *iw, char *err, size_t errlen) {
-  if (cg_image_read_size(path, o->max_pixels, &p->h, &p->w, err, errlen)) return -1;
-  net_size(o, p->h, p->w, f, ih, iw);
-  if (*ih == p->h && *iw == p->w) /* native, or already at the scale */
-    return cg_image_read_rgb(path, o->max_pixels, rgb, &p->h, &p->w, err, errlen);
+/* The network's view of file at --scales factor f (read as training reads it: cg_fit_pair
+ * scales it from the file, a JPEG at a DCT scale): *rgb (ih*iw*3) and its size; or -1 with err,
+ * also when the file is no longer of p's size (seen when p was opened). */
+static int load_net_rgb(const popts_t *o, const char *path, const pimg_t *p, double f,
+                        uint8_t **rgb, int *ih, int *iw, char *err, size_t errlen) {
+  int h, w;
+  if (cg_image_read_size(path, o->max_pixels, &h, &w, err, errlen)) return -1;
+  if (h == p->h && w == p->w) {
+    net_size(o, h, w, f, ih, iw);
+    if (*ih == h && *iw == w) { /* native, or already at the scale */
+      if (cg_image_read_rgb(path, o->max_pixels, rgb, &h, &w, err, errlen)) return -1;
+      if (h == p->h && w == p->w) return 0;
+      free(*rgb);
+      *rgb = NULL;
+    }
+  }
+  if (h != p->h || w != p->w) { /* the file was replaced while predict ran */
+    snprintf(err, errlen, "%.800s: changed while being predicted (now %dx%d, was %dx%d)", path,
+             w, h, p->w, p->h);
+    return -1;
+  }
   if ((int64_t)*ih * *iw > o->max_pixels) {
     snprintf(err, errlen, "%.800s: scaled by --resize %s to %dx%d, more pixels than "
              "--max-image-pixels %lld", path, o->resize, *iw, *ih, (long long)o->max_pixels);
