@@ -399,8 +399,9 @@ static int parse_scales(popts_t *o, char *err, size_t errlen) {
   const char *s = o->scales_arg;
   for (;;) {
     char *end = NULL;
+    const size_t plain = strspn(s, "0123456789.eE+-"); /* no hex, inf or nan, as other flags */
     const double v = (*s >= '0' && *s <= '9') || *s == '.' ? strtod(s, &end) : NAN;
-    if (!end || end == s || !(v >= 0.1 && v <= 8) || (*end && *end != ',') ||
+    if (!end || end == s || end > s + plain || !(v >= 0.1 && v <= 8) || (*end && *end != ',') ||
         o->nscale == PREDICT_MAX_SCALES) {
       snprintf(err, errlen, "--scales: '%s' is not 1 to %d factors of 0.1..8 separated by "
                "commas (e.g. 0.75,1,1.25)", o->scales_arg, PREDICT_MAX_SCALES);
