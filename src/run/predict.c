@@ -478,6 +478,11 @@ static void resolve_resize(popts_t *o, const cg_ckpt_info_t *info, const cg_mode
   cg_json_free(j);
 }
 
+int cg_predict_parse_args(int argc, char **argv, char *err, size_t errlen) {
+  popts_t o;
+  return parse(argc, argv, &o, err, errlen);
+}
+
 /* ---- checks before anything large is allocated ------------------------------------------- */
 
 static void report_skip(void *ctx, const char *line) {

@@ -6,13 +6,15 @@
  * -1 always comes with a message, 0 and 1 with an empty one, 1 only with something to show,
  * and every string option is NUL-terminated within its field. When argv[1] names a benchmark,
  * the rest is also parsed as its command line (bench_util.h: the same contract for its -1, 0
- * and 1; nothing is run). */
+ * and 1; nothing is run), and when it is "predict", by predict's parser (--resize, --scales,
+ * ...: cg_predict_parse_args). */
 #include <stdlib.h>
 #include <string.h>
 
 #include "bench.h"     // CG_BENCH_LIST, cg_bench_parse, cg_bench_print_help
 #include "cli.h"       // cg_cli_parse, cg_cli_print_help, cg_config_t
 #include "fuzz_util.h" // cg_fuzz_devnull, cg_fuzz_strndup
+#include "predict.h"   // cg_predict_parse_args
 
 #define MAX_ARGS 128
 
@@ -73,6 +75,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t n) {
     fail("a string option not NUL-terminated within its field");
   if (rc == 1) cg_cli_print_help(g_null, cfg.cmd);
   if (argc >= 2) fuzz_bench(argc - 1, argv + 1);
+  if (argc >= 2 && !strcmp(argv[1], "predict")) { /* predict's own parser, the same contract */
+    char perr[1024] = "";
+    rc = cg_predict_parse_args(argc - 1, argv + 1, perr, sizeof perr);
+    if (rc < -1 || rc > 1) fail("predict's parser returned something else than -1, 0 or 1");
+    if (rc == -1 && !perr[0]) fail("a predict error without a message");
+    if (rc >= 0 && perr[0]) fail("a predict message without an error");
+  }
   free(buf);
   return 0;
 }

@@ -167,6 +167,11 @@ seed overlap --json-out "$T/o.json" --steps 10 --cpu-workers 2
 seed make-pngs --out "$T/p" --count 3 --image-size 64 --seed 5
 seed cpu-tasks --tasks 0 --max-image-pixels 100 --data synthetic
 seed membw --no-gpu --reps 3 --help
+# predict's own parser (fuzz_cli runs it when argv[1] is "predict")
+seed predict --checkpoint "$T/ck" --input "$T/p" --output "$T/o" --resize fit --scales 0.75,1,1.25 \
+  --flip --batch 7 --tile-overlap 0.25 --save-probs --max-image-pixels 1000 --label-map none
+seed predict --checkpoint "$T/ck" --input "$T/p" --output "$T/o" --resize 512 --scales 1e0
+seed predict --help
 
 # ---- list: fuzz_list.c's files (images/a.png, images/b.jpg, masks/{a,b,c}.png)
 printf 'images/a.png masks/a.png\nimages/b.jpg masks/b.png\n' > "$OUT/list/two.txt"
