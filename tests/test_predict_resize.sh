@@ -266,4 +266,5 @@ expect2 "--resize: 20000 is out of range" "$BIN" "${P[@]}" --resize 20000
 expect2 "--scales: '1,,2' is not 1 to 8 factors" "$BIN" "${P[@]}" --scales 1,,2
 expect2 "--scales: '9' is not 1 to 8 factors" "$BIN" "${P[@]}" --scales 9
 expect2 "--scales: '0x1p0' is not 1 to 8 factors" "$BIN" "${P[@]}" --scales 0x1p0
+expect2 "--scales: '' is not 1 to 8 factors" "$BIN" "${P[@]}" --scales ""
 echo "PASS test_predict_resize"

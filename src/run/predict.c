@@ -114,12 +114,11 @@ static void usage(FILE *f) {
           "  --scales F[,F...]  test-time scales: the image predicted at each factor of the\n"
           "                 --resize side (native: of its own shorter side), 1 to %d factors of\n"
           "                 0.1..8, and the logits, each scaled back to the image's size,\n"
-          "                 averaged (mmsegmentation's multi-scale test) [1]; more than one\n"
+          "                 averaged (mmsegmentation averages probabilities) [1]; more than one\n"
           "                 holds the image's h x w x K logits while they come\n"
           "  --flip         test-time flip: each tile also goes through mirrored left-right,\n"
           "                 and its logits are the mean of the two (the mirror's mirrored\n"
-          "                 back), as mmsegmentation's flip test-time augmentation; twice the\n"
-          "                 work\n"
+          "                 back), before the blend; twice the work\n"
           "  --tile-overlap F  least overlap of neighbouring tiles, 0..0.9 [%.1f]\n"
           "  --save-probs   also writes NAME.probs.npy: a NumPy .npy file (version 1.0), float32\n"
           "                 little-endian, C order, shape [H, W, K]: the per-class softmax\n"
@@ -392,11 +391,7 @@ static const cg_opt_t k_popts[] = {
 /* --scales F[,F...]: 1 to PREDICT_MAX_SCALES factors in [0.1, 8] (default 1). */
 static int parse_scales(popts_t *o, char *err, size_t errlen) {
   o->nscale = 0;
-  if (!o->scales_arg[0]) {
-    o->scale[o->nscale++] = 1.0;
-    return 0;
-  }
-  const char *s = o->scales_arg;
+  const char *s = o->scales_arg; /* "1" unless given ("" given is refused below) */
   for (;;) {
     char *end = NULL;
     const size_t plain = strspn(s, "0123456789.eE+-"); /* no hex, inf or nan, as other flags */
@@ -420,6 +415,7 @@ static int parse(int argc, char **argv, popts_t *o, char *err, size_t errlen) {
   o->max_pixels = CG_PNG_DEFAULT_MAX_PIXELS;
   o->overlap = PREDICT_DEFAULT_OVERLAP;
   snprintf(o->resize, sizeof o->resize, "auto");
+  snprintf(o->scales_arg, sizeof o->scales_arg, "1");
   const cg_opts_set_t set = {k_popts, sizeof k_popts / sizeof k_popts[0], 0, o, 0};
   const int rc = cg_opts_parse(&set, 1, argc - 1, argv + 1, "predict", "cogpu-dist predict", err,
                                errlen);
@@ -1238,9 +1234,9 @@ int cg_predict_run(int argc, char **argv, cg_comm_t *c) {
            nfiles, o.input, c->size, bk.ops->name, info.shape.base, info.shape.depth,
            model.nclass, model.height, model.width, o.overlap, o.batch,
            o.flip ? " (each tile and its mirror: --flip)" : "", o.checkpoint, (long long)info.step);
-  if (c->rank == 0 && o.nscale > 1)
-    printf("predict: --scales %s: each image at %d scales, their logits averaged\n",
-           o.scales_arg, o.nscale);
+  if (c->rank == 0 && (o.nscale > 1 || o.scale[0] != 1.0))
+    printf("predict: --scales %s: each image at %d scale(s) of the --resize side (native: of "
+           "its own shorter side), their logits averaged\n", o.scales_arg, o.nscale);
   if (c->rank == 0 && o.side_why[0])
     printf("predict: --resize auto: %s\n", o.side_why);
   else if (c->rank == 0 && o.side > 0)
