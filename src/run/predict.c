@@ -548,10 +548,9 @@ static int resolve_label_map(popts_t *o, const cg_ckpt_info_t *info, const cg_mo
   return 0;
 }
 
-static int rank_tiles(const popts_t *o, char **files, int nfiles, const cg_model_t *m,
-                      const cg_comm_t *c, int cap); /* tiling, below */
-static int check_scaled(const popts_t *o, char **files, int nfiles, const cg_comm_t *c,
-                        char *err, size_t errlen); /* --resize, below */
+static int scan_rank(const popts_t *o, char **files, int nfiles, const cg_model_t *m,
+                     const cg_comm_t *c, int cap, int *tiles, char *err,
+                     size_t errlen); /* tiling, below */
 
 /* The checks made before anything large is allocated, each rank for itself: the checkpoint's
  * header and model, the input files, the output directory (rank 0 makes it) and the backend.
@@ -613,8 +612,9 @@ static int check_inputs(popts_t *o, const cg_comm_t *c, cg_ckpt_info_t *info, cg
   /* this rank's tiles at most; with --flip a tile and its mirror take two of the batch */
   const int per = o->flip ? 2 : 1;
   const int cap = o->batch / per > 0 ? o->batch / per : 1;
-  o->batch = per * rank_tiles(o, *files, *nfiles, model, c, cap);
-  if (check_scaled(o, *files, *nfiles, c, err, errlen)) return -1;
+  int tiles;
+  if (scan_rank(o, *files, *nfiles, model, c, cap, &tiles, err, errlen)) return -1;
+  o->batch = per * tiles;
   /* the cpu backend holds a batch of tiles of the checkpoint's size in host memory: a tile side
    * of thousands needs tens of GiB, refused here rather than by the kernel's OOM killer (a CUDA
    * backend's allocation failure is its own clear error) */
@@ -647,53 +647,51 @@ static void net_size(const popts_t *o, int h, int w, double f, int *ih, int *iw)
   if (side > (1 << 30)) side = 1 << 30;
   long long l = llround((double)longer * side / shorter); /* the aspect kept, no clamp */
   if (l < side) l = side;
-  if (l > (1 << 30)) l = 1 << 30; /* refused by the pixel limit (check_scaled) */
+  if (l > (1 << 30)) l = 1 << 30; /* refused by the pixel limit (view_over_limit) */
   *ih = h < w ? (int)side : (int)l;
   *iw = h < w ? (int)l : (int)side;
 }
 
-/* --resize S (or fit): every image of this rank, scaled, within --max-image-pixels, checked
- * from the headers before any work (a scaled view over the limit would otherwise end the job
- * after the masks before it were written). 0, or -1 with err naming the file. */
-static int check_scaled(const popts_t *o, char **files, int nfiles, const cg_comm_t *c,
-                        char *err, size_t errlen) {
-  const int native = o->side <= 0 && o->nscale == 1 && o->scale[0] == 1.0;
-  for (int f = c->rank; !native && f < nfiles; f += c->size) {
-    int h, w, ih, iw;
-    if (cg_image_read_size(files[f], o->max_pixels, &h, &w, err, errlen)) return -1;
-    for (int s = 0; s < o->nscale; s++) {
-      net_size(o, h, w, o->scale[s], &ih, &iw);
-      if ((int64_t)ih * iw > o->max_pixels) {
-        snprintf(err, errlen, "%.800s: scaled by --resize %s%s to %dx%d, more pixels than "
-                 "--max-image-pixels %lld", files[f], o->resize, o->nscale > 1 ? " --scales" : "",
-                 iw, ih, (long long)o->max_pixels);
-        return -1;
-      }
-    }
-  }
-  return 0;
+/* A view of ih x iw of image path over --max-image-pixels: 1 with err naming the file. */
+static int view_over_limit(const popts_t *o, const char *path, int ih, int iw, char *err,
+                           size_t errlen) {
+  if ((int64_t)ih * iw <= o->max_pixels) return 0;
+  snprintf(err, errlen, "%.800s: scaled by --resize %s%s to %dx%d, more pixels than "
+           "--max-image-pixels %lld", path, o->resize, o->nscale > 1 ? " --scales" : "", iw, ih,
+           (long long)o->max_pixels);
+  return 1;
 }
 
-/* The tiles of this rank's images (files r, r + R, ...), counted from their headers up to
- * `cap`: the backend's batch need not be larger (a few small images at --batch 32 would
- * otherwise push mostly padding through every step). An image whose header cannot be read
- * counts as cap: pimg_open says what is wrong with it when its turn comes. */
-static int rank_tiles(const popts_t *o, char **files, int nfiles, const cg_model_t *m,
-                      const cg_comm_t *c, int cap) {
+/* One pass over the headers of this rank's images (files r, r + R, ...), before any work:
+ * every scaled view (--resize, --scales) within --max-image-pixels (-1 with err naming the file:
+ * over the limit, it would otherwise end the job after the masks before it were written), and
+ * the tiles counted up to `cap` into *tiles: the backend's batch need not be larger (a few small
+ * images at --batch 32 would otherwise push mostly padding through every step). A native
+ * single-scale run has no view to check: its headers are read only until cap tiles are
+ * counted, and one that cannot be read counts as cap (pimg_open says what is wrong with it when
+ * its turn comes). */
+static int scan_rank(const popts_t *o, char **files, int nfiles, const cg_model_t *m,
+                     const cg_comm_t *c, int cap, int *tiles, char *err, size_t errlen) {
+  const int native = o->side <= 0 && o->nscale == 1 && o->scale[0] == 1.0;
   int n = 0;
-  for (int f = c->rank; f < nfiles && n < cap; f += c->size) {
-    char err[1024];
+  for (int f = c->rank; f < nfiles && (n < cap || !native); f += c->size) {
     int h, w;
-    if (cg_image_read_size(files[f], o->max_pixels, &h, &w, err, sizeof err)) return cap;
-    for (int s = 0; s < o->nscale && n < cap; s++) {
+    if (cg_image_read_size(files[f], o->max_pixels, &h, &w, err, errlen)) {
+      if (!native) return -1;
+      n = cap;
+      break;
+    }
+    for (int s = 0; s < o->nscale; s++) {
       int ih, iw;
       net_size(o, h, w, o->scale[s], &ih, &iw);
+      if (view_over_limit(o, files[f], ih, iw, err, errlen)) return -1;
       const int64_t t = (int64_t)cg_tiler_origins(iw, m->width, o->overlap, NULL) *
                         cg_tiler_origins(ih, m->height, o->overlap, NULL);
       n = t >= cap - n ? cap : n + (int)t;
     }
   }
-  return n > 0 ? n : 1;
+  *tiles = n > 0 ? n : 1;
+  return 0;
 }
 
 /* ---- outputs ----------------------------------------------------------------------------- */
@@ -765,31 +763,23 @@ typedef struct {
 } pimg_t;
 
 /* The network's view of file at --scales factor f (read as training reads it: cg_fit_pair
- * scales it from the file, a JPEG at a DCT scale): *rgb (ih*iw*3) and its size; or -1 with err,
- * also when the file is no longer of p's size (seen when p was opened). */
+ * scales it from the file, a JPEG at a DCT scale): *rgb (ih*iw*3) and its size, from p's size
+ * (its header, read when p was opened); or -1 with err, also when the file is no longer of that
+ * size (cg_fit_pair's expected size). */
 static int load_net_rgb(const popts_t *o, const char *path, const pimg_t *p, double f,
                         uint8_t **rgb, int *ih, int *iw, char *err, size_t errlen) {
-  int h, w;
-  if (cg_image_read_size(path, o->max_pixels, &h, &w, err, errlen)) return -1;
-  if (h == p->h && w == p->w) {
-    net_size(o, h, w, f, ih, iw);
-    if (*ih == h && *iw == w) { /* native, or already at the scale */
-      if (cg_image_read_rgb(path, o->max_pixels, rgb, &h, &w, err, errlen)) return -1;
-      if (h == p->h && w == p->w) return 0;
-      free(*rgb);
-      *rgb = NULL;
-    }
-  }
-  if (h != p->h || w != p->w) { /* the file was replaced while predict ran */
+  net_size(o, p->h, p->w, f, ih, iw);
+  if (*ih == p->h && *iw == p->w) { /* native, or already at the scale */
+    int h, w;
+    if (cg_image_read_rgb(path, o->max_pixels, rgb, &h, &w, err, errlen)) return -1;
+    if (h == p->h && w == p->w) return 0;
+    free(*rgb); /* the file was replaced while predict ran */
+    *rgb = NULL;
     snprintf(err, errlen, "%.800s: changed while being predicted (now %dx%d, was %dx%d)", path,
              w, h, p->w, p->h);
     return -1;
   }
-  if ((int64_t)*ih * *iw > o->max_pixels) {
-    snprintf(err, errlen, "%.800s: scaled by --resize %s to %dx%d, more pixels than "
-             "--max-image-pixels %lld", path, o->resize, *iw, *ih, (long long)o->max_pixels);
-    return -1;
-  }
+  if (view_over_limit(o, path, *ih, *iw, err, errlen)) return -1; /* replaced since the scan */
   *rgb = cg_malloc((size_t)*ih * *iw * 3, "scaled image");
   const cg_fit_opts_t fo = {.size = *ih < *iw ? *ih : *iw, .max_pixels = o->max_pixels,
                             .expect_h = p->h, .expect_w = p->w, .out_h = *ih, .out_w = *iw};
