@@ -221,19 +221,9 @@ static cg_val_t validate(cg_run_t *r) {
   take_conf(ld, &a);
   const int64_t vbad = cg_loader_take_bad(ld);
   cg_loader_destroy(ld);
-  cg_val_t res;
-  int64_t cnt[5] = {a.conf.tp, a.conf.fp, a.conf.fn, a.conf.tn, vbad};
-  cg_comm_sum_i64(r->c, cnt, 5);
-  cg_report_skipped(r, 0, cnt[4], 1);
-  res.conf = (cg_confusion_t){cnt[0], cnt[1], cnt[2], cnt[3]};
-  if (K > 1) cg_comm_sum_i64(r->c, a.confk, K * K);
-  res.confk = a.confk; /* the caller frees */
-  /* The last global batch may be short: weight each step's mean by its global count. A sample
+  /* The last global batch may be short: each step's mean weighs its global count. A sample
    * --skip-bad left out weighs nothing: the mean is over the images scored. */
-  cg_comm_sum_f64(r->c, &a.loss_samples, 1);
-  res.images = val_src->count - cnt[4];
-  res.loss = res.images > 0 ? a.loss_samples / (double)res.images : NAN;
-  return res;
+  return cg_val_gather(r, a.conf, a.confk, vbad, a.loss_samples);
 }
 
 /* ---- reliability: the step agreement, checkpoints and stops ---------------------------------- */

@@ -354,6 +354,22 @@ void cg_report_validation(cg_run_t *r, cg_train_figs_t *f, int64_t step, double 
   fflush(stdout);
 }
 
+cg_val_t cg_val_gather(const cg_run_t *r, cg_confusion_t conf, int64_t *confk, int64_t bad,
+                       double loss_sum) {
+  const int K = r->model.nclass;
+  int64_t cnt[5] = {conf.tp, conf.fp, conf.fn, conf.tn, bad};
+  cg_comm_sum_i64(r->c, cnt, 5);
+  cg_report_skipped(r, 0, cnt[4], 1);
+  if (K > 1) cg_comm_sum_i64(r->c, confk, K * K);
+  cg_comm_sum_f64(r->c, &loss_sum, 1);
+  cg_val_t res;
+  res.conf = (cg_confusion_t){cnt[0], cnt[1], cnt[2], cnt[3]};
+  res.confk = confk;
+  res.images = r->val_src->count - cnt[4];
+  res.loss = res.images > 0 ? loss_sum / (double)res.images : NAN;
+  return res;
+}
+
 void cg_report_skipped(const cg_run_t *r, int64_t left_out, int64_t loads, int validation) {
   if (r->c->rank != 0) return;
   if (validation && loads)

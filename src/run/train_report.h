@@ -106,6 +106,14 @@ void cg_report_validation(cg_run_t *r, cg_train_figs_t *f, int64_t step, double 
  * ranks), in training or in a validation pass. Nothing when there were none. */
 void cg_report_skipped(const cg_run_t *r, int64_t left_out, int64_t loads, int validation);
 
+/* Collective, at the end of a pass over r->val_src (square or whole, val_whole.h): this rank's
+ * counts (confk: K x K for K >= 2, summed in place and handed to the result, which the caller
+ * frees), its samples --skip-bad left out and its sum of per-image losses, summed over ranks
+ * into the figures; the skipped loads reported. The images scored are the set less those left
+ * out, and the loss is their mean. */
+cg_val_t cg_val_gather(const cg_run_t *r, cg_confusion_t conf, int64_t *confk, int64_t bad,
+                       double loss_sum);
+
 /* Collective, at the end of a run that was not stopped: the final lines, res (optional; every
  * rank), --metrics-out and --params-out (rank 0). Returns 0, or 1 when an output file could not
  * be written (warned). */

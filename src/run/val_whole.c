@@ -15,12 +15,11 @@
  * done waits for the others beating the watchdog, and the counts and loss sums are then summed
  * over ranks; the loss is the mean over the images scored. A sample that fails to load ends the
  * job naming it (exit 2), or with --skip-bad is named (the first 10), left out and counted. */
-#include <math.h> /* NAN */
 #include <stdlib.h>
 #include <string.h>
 #include <time.h> /* nanosleep */
 
-#include "comm.h"       /* cg_comm_sum_*: the sums over ranks */
+#include "comm.h"       /* MPI: the wait for the other ranks */
 #include "cpu_layers.h" /* cg_loss_sums_t: the loss as training's eval computes it */
 #include "guard.h"      /* cg_guard_beat: validation is progress for the watchdog */
 #include "log.h"
@@ -46,7 +45,7 @@ typedef struct {
 /* This rank's validation: its samples, the next one, and the sums so far. */
 struct vfeed {
   cg_run_t *r;
-  int64_t *mine, nmine, next, bad, images;
+  int64_t *mine, nmine, next, bad;
   double loss;
   cg_confusion_t conf;
   int64_t *confk; /* K >= 2: K x K */
@@ -131,7 +130,6 @@ static void vfeed_end(void *ctx, cg_tiler_t *t, int complete) {
   vimg_t *v = cg_tiler_ctx(t);
   CG_ASSERT(complete); /* no stop flag: every image completes */
   f->loss += cg_cpu_loss_sums_value(&v->sums, v->k);
-  f->images++;
   vimg_free(v);
   cg_tiler_close(t);
 }
@@ -195,15 +193,5 @@ cg_val_t cg_validate_whole(cg_run_t *r) {
   cg_tiler_run(r->ops, r->be, &r->model, r->cfg->batch, &feed);
   free(f.mine);
   wait_for_ranks(r);
-  cg_val_t res;
-  int64_t cnt[6] = {f.conf.tp, f.conf.fp, f.conf.fn, f.conf.tn, f.bad, f.images};
-  cg_comm_sum_i64(r->c, cnt, 6);
-  cg_report_skipped(r, 0, cnt[4], 1);
-  res.conf = (cg_confusion_t){cnt[0], cnt[1], cnt[2], cnt[3]};
-  if (K > 1) cg_comm_sum_i64(r->c, f.confk, K * K);
-  res.confk = f.confk; /* the caller frees */
-  cg_comm_sum_f64(r->c, &f.loss, 1);
-  res.images = cnt[5];
-  res.loss = res.images > 0 ? f.loss / (double)res.images : NAN;
-  return res;
+  return cg_val_gather(r, f.conf, f.confk, f.bad, f.loss); /* every sample scored or left out */
 }
