@@ -237,13 +237,7 @@ static void predict_mask(const float *logits, size_t n, int K, uint8_t *pred) {
     return;
   }
 #pragma omp parallel for schedule(static)
-  for (size_t i = 0; i < n; i++) {
-    const float *z = logits + i * K;
-    int best = 0;
-    for (int c = 1; c < K; c++)
-      if (z[c] > z[best]) best = c;
-    pred[i] = (uint8_t)best;
-  }
+  for (size_t i = 0; i < n; i++) pred[i] = cg_cpu_class_of(logits + i * K, K);
 }
 
 /* metrics_on_device: the counts of the real samples, on the compute thread. */

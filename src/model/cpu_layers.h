@@ -78,6 +78,16 @@ double cg_cpu_loss_k(const float *logits, const uint8_t *mask, const float *weig
                      size_t hw, int K, int ignore, float grad_scale, float *dlogits,
                      double *per_sample);
 
+/* The class of a pixel from its K logits z: K = 1, logit > 0; K >= 2, the first of the largest
+ * (what every step's predicted mask, predict and validation take). */
+static inline uint8_t cg_cpu_class_of(const float *z, int K) {
+  if (K == 1) return z[0] > 0.0f;
+  int best = 0;
+  for (int c = 1; c < K; c++)
+    if (z[c] > z[best]) best = c;
+  return (uint8_t)best;
+}
+
 /* The sums cg_cpu_loss_k's per-sample value is made of, added a run of pixels at a time (a
  * whole image row by row: --val-mode whole): ce the CE (K = 1: BCE) sum, nv |V|, and per class
  * c psum the sum of p_c, inter of p_c [y=c], gsum of [y=c] (K = 1: the foreground's sigmoid p

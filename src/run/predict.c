@@ -27,6 +27,7 @@
 #include "atomic_file.h"    /* cg_afile_*: every output file replaced whole or not at all */
 #include "backend_choose.h" /* cg_backend_choose: auto|cpu|cuda */
 #include "ckpt.h"           /* cg_ckpt_read, cg_ckpt_find: the checkpoint (FILE or newest in DIR) */
+#include "cpu_layers.h"     /* cg_cpu_class_of: a pixel's class, as every step's mask */
 #include "feat.h"           /* cg_pack_input: a tile's input exactly as training makes it */
 #include "fit.h"            /* cg_fit_pair: an image scaled as training fits it (--resize) */
 #include "image_io.h"       /* cg_image_read_*: PNG, JPEG, GIF or TIFF images, by content */
@@ -792,13 +793,7 @@ static void final_row(void *ctx, int y, const float *l) {
   pimg_t *p = ctx;
   const int k = p->k;
   uint8_t *cls = p->cls + (size_t)y * p->w;
-  for (int x = 0; x < p->w; x++) {
-    const float *lq = l + (size_t)x * k;
-    int best = 0;
-    for (int c = 1; c < k; c++)
-      if (lq[c] > lq[best]) best = c;
-    cls[x] = k == 1 ? (lq[0] > 0.0f) : (uint8_t)best;
-  }
+  for (int x = 0; x < p->w; x++) cls[x] = cg_cpu_class_of(l + (size_t)x * k, k);
   if (p->probs_path && y == 0)
     p->probs = probs_open(p->probs_path, p->h, p->w, p->k, p->probs_err, sizeof p->probs_err);
   if (p->probs) probs_row(p->probs, l, p->w, k);

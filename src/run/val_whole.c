@@ -57,13 +57,7 @@ static void vimg_row(void *ctx, int y, const float *l) {
   const int ignore = v->f->r->cfg->ignore_index;
   const uint8_t *m = v->mask + (size_t)y * v->w;
   cg_cpu_loss_sums_add(&v->sums, l, m, (size_t)v->w, v->k, ignore);
-  for (int x = 0; x < v->w; x++) {
-    const float *lq = l + (size_t)x * v->k;
-    int best = 0;
-    for (int c = 1; c < v->k; c++)
-      if (lq[c] > lq[best]) best = c;
-    v->cls[x] = v->k == 1 ? (lq[0] > 0.0f) : (uint8_t)best;
-  }
+  for (int x = 0; x < v->w; x++) v->cls[x] = cg_cpu_class_of(l + (size_t)x * v->k, v->k);
   if (v->k == 1) cg_confusion_add_ignore(&v->f->conf, v->cls, m, (size_t)v->w, ignore);
   else cg_confk_add(v->f->confk, v->k, v->cls, m, (size_t)v->w, ignore);
 }
