@@ -115,3 +115,11 @@ void cg_comm_sum_i64(const cg_comm_t *c, int64_t *v, int n) {
 void cg_comm_sum_f64(const cg_comm_t *c, double *v, int n) {
   CG_CHECK_MPI(MPI_Allreduce(MPI_IN_PLACE, v, n, MPI_DOUBLE, MPI_SUM, c->world));
 }
+
+void cg_comm_bcast_floats(const cg_comm_t *c, float *p, size_t n) {
+  const size_t chunk = (size_t)1 << 28;
+  for (size_t off = 0; off < n; off += chunk) {
+    const int k = (int)(n - off < chunk ? n - off : chunk);
+    CG_CHECK_MPI(MPI_Bcast(p + off, k, MPI_FLOAT, 0, c->world));
+  }
+}

@@ -8,6 +8,7 @@
 #define CG_COMM_H
 
 #include <mpi.h>
+#include <stddef.h>
 #include <stdint.h>
 
 typedef struct {
@@ -40,5 +41,7 @@ int cg_comm_report_errors(const cg_comm_t *c, const char *msg);
 /* Sums n int64 / doubles over ranks in place. */
 void cg_comm_sum_i64(const cg_comm_t *c, int64_t *v, int n);
 void cg_comm_sum_f64(const cg_comm_t *c, double *v, int n);
+/* Rank 0's n floats to every rank (in pieces: MPI counts are int). */
+void cg_comm_bcast_floats(const cg_comm_t *c, float *p, size_t n);
 
 #endif

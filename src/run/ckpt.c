@@ -1129,3 +1129,40 @@ int cg_ckpt_model(const char *path, const cg_ckpt_info_t *in, cg_model_t *m, cha
   }
   return 0;
 }
+
+#define CG_CKPT_PATH_MAX 4096
+
+int cg_ckpt_pointer_target(const char *src, char *target, size_t targetlen) {
+  char head[8] = {0}, dir[CG_CKPT_PATH_MAX], name[CG_CKPT_PATH_MAX];
+  FILE *f = fopen(src, "rb");
+  if (!f) return 0;
+  const size_t got = fread(head, 1, sizeof head, f);
+  fclose(f);
+  if (got == sizeof head && !memcmp(head, CG_CKPT_MAGIC, 8)) return 0;
+  const char *slash = strrchr(src, '/');
+  snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - src) : 1, slash ? src : ".");
+  if (slash == src) snprintf(dir, sizeof dir, "/");
+  snprintf(name, sizeof name, "%s", slash ? slash + 1 : src);
+  return cg_ckpt_read_pointer(dir, name, target, targetlen, NULL, NULL, 0, NULL) == 0;
+}
+
+int cg_ckpt_resolve(const char *src, cg_ckpt_info_t *info, char *path, size_t pathlen,
+                    void (*report)(void *ctx, const char *line), void *ctx, char *err,
+                    size_t errlen) {
+  struct stat st;
+  if (stat(src, &st) != 0) {
+    snprintf(err, errlen, "%s: %s", src, strerror(errno));
+    return -1;
+  }
+  if (S_ISDIR(st.st_mode))
+    return cg_ckpt_find(src, NULL, info, NULL, NULL, NULL, path, pathlen, report, ctx, err,
+                        errlen);
+  char target[CG_CKPT_PATH_MAX];
+  const int ptr = cg_ckpt_pointer_target(src, target, sizeof target);
+  snprintf(path, pathlen, "%s", ptr ? target : src);
+  char why[CG_CKPT_PATH_MAX + 512];
+  if (cg_ckpt_read(path, NULL, info, NULL, NULL, NULL, why, sizeof why) == CG_CKPT_OK) return 0;
+  if (ptr) snprintf(err, errlen, "%s names %s, which is not usable: %s", src, target, why);
+  else snprintf(err, errlen, "%s", why);
+  return -1;
+}

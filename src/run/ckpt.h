@@ -253,6 +253,20 @@ int cg_ckpt_find(const char *dir, const cg_ckpt_shape_t *want, cg_ckpt_info_t *i
                  void (*report)(void *ctx, const char *line), void *ctx, char *err,
                  size_t errlen);
 
+/* src is a pointer file (DIR/best, DIR/last: short text naming a checkpoint of its directory,
+ * not a checkpoint's magic): 1 with the checkpoint's path (DIR/file) in target, else 0. */
+int cg_ckpt_pointer_target(const char *src, char *target, size_t targetlen);
+
+/* What a user names as a checkpoint (predict and export --checkpoint, train --init-from): a
+ * checkpoint FILE; a pointer file DIR/best or DIR/last (the checkpoint it names); or a DIR (its
+ * newest run's newest valid checkpoint, cg_ckpt_find's choice, with each one rejected passed to
+ * report). The chosen file goes to path and its header, once verified (CRCs; the payload is
+ * streamed through its CRC), to info. 0, 1 when DIR holds no checkpoint, or -1 with err (which
+ * names the file but not the flag: the caller prefixes it). */
+int cg_ckpt_resolve(const char *src, cg_ckpt_info_t *info, char *path, size_t pathlen,
+                    void (*report)(void *ctx, const char *line), void *ctx, char *err,
+                    size_t errlen);
+
 /* `cogpu-dist inspect FILE|DIR`: prints the header of FILE (with its validation figures and
  * settings) and verifies its CRCs, or for a directory each checkpoint's step, verdict and
  * validation figures, newest step first, marked `last` / `best` as the pointer files name them,

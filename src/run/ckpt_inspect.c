@@ -209,7 +209,8 @@ int cg_ckpt_inspect_main(int argc, char **argv) {
   if (argc != 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
     FILE *o = argc == 2 ? stdout : stderr;
     fprintf(o, "usage: cogpu-dist inspect FILE|DIR\n\n"
-               "Prints a checkpoint's header and verifies its CRCs (exit 0 valid, 1 not). For a\n"
+               "Prints a checkpoint's header and verifies its CRCs (exit 0 valid, 1 not); of\n"
+               "DIR/best or DIR/last, the checkpoint that pointer file names. For a\n"
                "directory, lists its checkpoints newest first with their verdict and validation\n"
                "figures, marks the ones DIR/last and DIR/best name, and says which one\n"
                "`train --resume` would load (exit 0 when one is usable). A path that does not\n"
@@ -225,6 +226,11 @@ int cg_ckpt_inspect_main(int argc, char **argv) {
   if (stat(arg, &sb) != 0) {
     fprintf(stderr, "cogpu-dist inspect: error: %s: %s\n", arg, strerror(errno));
     return CG_EXIT_USAGE;
+  }
+  char target[4096];
+  if (!S_ISDIR(sb.st_mode) && cg_ckpt_pointer_target(arg, target, sizeof target)) {
+    printf("%s names %s\n", arg, target); /* DIR/best, DIR/last */
+    return inspect_file(target);
   }
   return S_ISDIR(sb.st_mode) ? inspect_dir(arg) : inspect_file(arg);
 }

@@ -222,6 +222,14 @@ static const cg_opt_t g_opts[] = {
      "[FILE|DIR]", "continue from a checkpoint: FILE, or in DIR (bare: --checkpoint-dir) the "
      "newest run's last written valid one: the run of the file DIR/last names, not the highest "
      "step (a corrupt one is reported and the next older used; none: start afresh)"},
+    {"init-from", CG_OPT_STR, O(init_from), 0, 0, CG_OPT_OUTPUT, NULL, C_TRAIN, "SRC",
+     "fine-tune: start from the weights of a trained model, SRC a checkpoint FILE, DIR/best, "
+     "DIR/last, a checkpoint DIR (its newest valid one, as --resume DIR) or a .safetensors file "
+     "of `cogpu-dist export`; --model-base and --model-depth are its own unless given (then "
+     "they must match); --num-classes must be given for a model of K >= 2 classes: K keeps its "
+     "head, another count gets a new head, initialised as a fresh run's, the other layers keep "
+     "theirs; AdamW, the step count and the schedule start afresh; with --resume, a checkpoint "
+     "found there is used instead (a requeued job goes on)"},
     CG_OPT_ROW_NUM(DBL, "timeout-s", O(timeout_s), 0, 1e7, C_TRAIN, "S",
         "a rank that makes no progress for S seconds (hung peer, dead NCCL) ends the job with a "
         "message; 0 = no watchdog"),
@@ -453,7 +461,11 @@ static int check_train_flags(cg_config_t *cfg, char *err, size_t errlen) {
       return -1;
     }
   }
-  if (cfg->cmd == CG_CMD_TRAIN || cfg->cmd == CG_CMD_INFO) {
+  /* --init-from without --model-depth: the depth is its model's, known once it is read */
+  const cg_opts_set_t set = cg_cli_opts(CG_CMD_TRAIN, cfg);
+  const int depth_known = !cfg->init_from[0] || cfg->init_read ||
+                          cg_opts_given(&set, cfg->argc, cfg->argv, "model-depth");
+  if ((cfg->cmd == CG_CMD_TRAIN && depth_known) || cfg->cmd == CG_CMD_INFO) {
     int div = 1 << cfg->model_depth;
     if (cfg->image_size % div) {
       snprintf(err, errlen, "--image-size: %d is not divisible by 2^depth = %d (--model-depth %d)",

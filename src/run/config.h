@@ -93,6 +93,10 @@ typedef struct {
   int overwrite_checkpoints; /* start afresh in a checkpoint_dir that holds checkpoints */
   char resume[CG_PATH_MAX]; /* "" = no; CG_RESUME_LATEST = newest valid in checkpoint_dir;
                                else a checkpoint FILE or a DIR of them */
+  int resume_found;         /* --resume found a checkpoint (cg_settings_resume; every rank) */
+  char init_from[CG_PATH_MAX]; /* --init-from SRC ("" = a fresh initialisation); after
+                                  cg_init_from_settings the file's absolute path (init_from.h) */
+  int init_read;            /* cg_init_from_settings took the model flags from --init-from */
   double timeout_s;         /* watchdog: no progress for this long ends the job; 0 = off */
   int64_t max_bad_steps;    /* fp16: consecutive skipped (overflowing) steps tolerated */
   /* test-only faults */

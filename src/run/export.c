@@ -148,8 +148,9 @@ typedef struct {
 static void export_usage(FILE *f) {
   fprintf(f,
           "usage: cogpu-dist export --checkpoint DIR|FILE --out FILE.safetensors\n"
-          "  Writes the weights of a checkpoint (FILE, or in DIR the one train --resume DIR\n"
-          "  would load: the newest run's newest valid one) as a safetensors file with the\n"
+          "  Writes the weights of a checkpoint (FILE; DIR/best or DIR/last, the one that\n"
+          "  pointer file names; or in DIR the one train --resume DIR would load: the newest\n"
+          "  run's newest valid one) as a safetensors file with the\n"
           "  model definition in its __metadata__; tensor names and layouts are those of\n"
           "  python/cogpu_torch.py's state_dict (README: Export).\n");
 }
@@ -249,29 +250,14 @@ fail:
   return -1;
 }
 
-/* Loads the checkpoint (FILE, or DIR's newest valid one) and its model. 0, or the exit code. */
+/* Loads the checkpoint (FILE, DIR/best or DIR/last, or DIR's newest valid one: cg_ckpt_resolve)
+ * and its model. 0, or the exit code. */
 static int load_checkpoint(const char *src, cg_ckpt_info_t *info, cg_model_t *m, float **params,
                            char *path, size_t pathlen) {
   char err[1200];
-  struct stat st;
-  if (stat(src, &st) != 0) {
-    fprintf(stderr, "cogpu-dist: error: export: --checkpoint %s: %s\n", src, strerror(errno));
+  if (cg_ckpt_resolve(src, info, path, pathlen, NULL, NULL, err, sizeof err)) {
+    fprintf(stderr, "cogpu-dist: error: export: --checkpoint %s\n", err);
     return CG_EXIT_USAGE;
-  }
-  if (S_ISDIR(st.st_mode)) {
-    int rc = cg_ckpt_find(src, NULL, info, NULL, NULL, NULL, path, pathlen, NULL, NULL, err,
-                          sizeof err);
-    if (rc) {
-      fprintf(stderr, "cogpu-dist: error: export: --checkpoint %s: %s\n", src,
-              rc == 1 ? "no checkpoint in this directory" : err);
-      return CG_EXIT_USAGE;
-    }
-  } else {
-    snprintf(path, pathlen, "%s", src);
-    if (cg_ckpt_read(path, NULL, info, NULL, NULL, NULL, err, sizeof err) != CG_CKPT_OK) {
-      fprintf(stderr, "cogpu-dist: error: export: --checkpoint: %s\n", err);
-      return CG_EXIT_USAGE;
-    }
   }
   if (cg_ckpt_model(path, info, m, err, sizeof err)) {
     fprintf(stderr, "cogpu-dist: error: export: %s\n", err);

@@ -14,6 +14,7 @@
 #include "export.h"       /* cg_export_main, cg_import_main: `export`, `import` */
 #include "feat.h"         /* CG_NFEAT: the feature channels beside RGB (info --model) */
 #include "guard.h"        /* cg_guard_catch_early, cg_guard_failed: stop signals */
+#include "init_from.h"    /* cg_init_from_settings: --init-from's model */
 #include "log.h"          /* CG_EXIT_USAGE */
 #include "model.h"        /* cg_model_build, cg_model_print: info --model */
 #include "pack.h"         /* cg_pack_main: `pack`, images and masks into a .cgds shard */
@@ -123,6 +124,7 @@ int main(int argc, char **argv) {
   } else if (rc == 0) {
     if (cfg.cmd == CG_CMD_TRAIN) {
       code = cg_settings_resume(&cfg, &c); /* --resume: the checkpoint's settings */
+      if (!code) code = cg_init_from_settings(&cfg, &c); /* --init-from: its model */
       if (!code) code = cg_train_run(&cfg, &c, NULL);
     }
     else if (cfg.cmd == CG_CMD_INFO) code = cmd_info(&cfg, &c);

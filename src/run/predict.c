@@ -101,8 +101,9 @@ static void usage(FILE *f) {
           "                 fit when the run's training images had shorter sides other than N\n"
           "                 (the checkpoint records them), native when they were all N or the\n"
           "                 checkpoint does not say (a shard's, or an older build's)\n"
-          "  --checkpoint   a checkpoint file, or a directory: its newest valid checkpoint, as\n"
-          "                 train --resume DIR picks it\n"
+          "  --checkpoint   a checkpoint file; DIR/best or DIR/last, the checkpoint that pointer\n"
+          "                 file names (best: the best validation figure); or a directory: its\n"
+          "                 newest valid checkpoint, as train --resume DIR picks it\n"
           "  --masks DIR    ground-truth masks DIR/NAME.png (or .gif, .tif, .tiff; binary ones\n"
           "                 also .jpg, .jpeg),\n"
           "                 all found before any work: prints IoU, Dice and pixel accuracy\n"
@@ -486,25 +487,19 @@ static void report_skip(void *ctx, const char *line) {
   if (*(const int *)ctx == 0) cg_log_warn("--checkpoint: %s", line); /* rank 0 speaks */
 }
 
-/* --checkpoint FILE, or DIR: its newest valid checkpoint (cg_ckpt_find, as --resume DIR), whose
- * path then replaces DIR in o->checkpoint. Verifies the CRCs; info gets the header. */
+/* --checkpoint FILE, DIR/best or DIR/last, or DIR: its newest valid checkpoint (cg_ckpt_resolve,
+ * as --resume DIR), whose path then replaces it in o->checkpoint. Verifies the CRCs; info gets
+ * the header. */
 static int resolve_checkpoint(popts_t *o, int rank, cg_ckpt_info_t *info, char *err,
                               size_t errlen) {
-  struct stat st;
-  if (stat(o->checkpoint, &st) == 0 && S_ISDIR(st.st_mode)) {
-    char path[1024], why[1200];
-    int rc = cg_ckpt_find(o->checkpoint, NULL, info, NULL, NULL, NULL, path, sizeof path,
-                          report_skip, &rank, why, sizeof why);
-    if (rc) {
-      snprintf(err, errlen, "--checkpoint: %.1000s", why);
-      return -1;
-    }
-    snprintf(o->checkpoint, sizeof o->checkpoint, "%s", path);
-    return 0;
+  char path[1024], why[1200];
+  if (cg_ckpt_resolve(o->checkpoint, info, path, sizeof path, report_skip, &rank, why,
+                      sizeof why)) {
+    snprintf(err, errlen, "--checkpoint: %.1000s", why);
+    return -1;
   }
-  return cg_ckpt_read(o->checkpoint, NULL, info, NULL, NULL, NULL, err, errlen) == CG_CKPT_OK
-             ? 0
-             : -1;
+  snprintf(o->checkpoint, sizeof o->checkpoint, "%s", path);
+  return 0;
 }
 
 /* The run's --label-map from the checkpoint's settings: its table, as the run read it (not the

@@ -51,6 +51,7 @@ typedef struct {
                                shard keeps its records, not the files' sizes) */
   /* resume */
   int resumed, exact;       /* exact: the same global batch and training set (ckpt.h) */
+  int init_from;            /* params hold --init-from's weights (init_from.h) */
   cg_ckpt_info_t ck;        /* the checkpoint resumed from */
   char ck_path[CG_PATH_MAX + 64];
   int64_t s0, opt_t0;       /* first step of this run; AdamW steps taken before it */

@@ -15,8 +15,10 @@
 #include "log.h"  /* CG_CHECK_MPI, CG_EXIT_USAGE */
 
 /* BY_TABLE: refused when it maps otherwise, whatever its spelling (cg_cli_check compares the
- * map's table, which the checkpoint keeps: --label-map); not given, the checkpoint's map. */
-typedef enum { REFUSED, NOTICE, BY_TABLE } rule_t;
+ * map's table, which the checkpoint keeps: --label-map); not given, the checkpoint's map.
+ * RECORD: stored for the record only, neither taken back nor compared (--init-from: a resumed
+ * run has its weights). */
+typedef enum { REFUSED, NOTICE, BY_TABLE, RECORD } rule_t;
 
 /* Every stored flag and its rule on resume; README.md's table follows this list. A name the
  * table lacks is skipped. */
@@ -39,7 +41,7 @@ static const struct {
     {"bucket-mb", NOTICE},      {"skip-bad", NOTICE},       {"max-image-pixels", NOTICE},
     {"val-every", NOTICE},      {"checkpoint-every", NOTICE}, {"keep", NOTICE},
     {"best-metric", NOTICE},    {"grad-comm", NOTICE},      {"val-mode", NOTICE},
-    {"last-bucket-mb", NOTICE},
+    {"last-bucket-mb", NOTICE},  {"init-from", RECORD},
 };
 #define NSTORED (sizeof kStored / sizeof kStored[0])
 
@@ -202,6 +204,7 @@ int cg_settings_apply(cg_config_t *cfg, const char *json, FILE *out, char *err, 
     }
     const char *stored = o ? cg_json_str(j, o->name, NULL) : NULL;
     if (!stored) continue; /* not stored by the writer's build: the command line's value */
+    if (kStored[i].rule == RECORD) continue;
     if ((old_val || old_syn) && !strcmp(o->name, "val-data")) stored = "";
     /* with --val-data the fraction is unused: builds before 2026-12-05 stored the default */
     if (!strcmp(o->name, "val-fraction") && sv && sv[0] && !old_val && !old_syn) stored = "0";
@@ -247,8 +250,8 @@ int cg_settings_apply(cg_config_t *cfg, const char *json, FILE *out, char *err, 
 }
 
 /* Rank 0: the settings of the checkpoint --resume names ("" when none: no checkpoint yet, an
- * invalid one (the run set-up reports it), or version <= 3). */
-static void find_settings(const cg_config_t *cfg, char *settings, int *is_dir) {
+ * invalid one (the run set-up reports it), or version <= 3). 1 when it found a valid one. */
+static int find_settings(const cg_config_t *cfg, char *settings, int *is_dir) {
   settings[0] = 0;
   const int latest = !strcmp(cfg->resume, CG_RESUME_LATEST);
   const char *src = latest ? cfg->checkpoint_dir : cfg->resume;
@@ -262,6 +265,7 @@ static void find_settings(const cg_config_t *cfg, char *settings, int *is_dir) {
                                CG_CKPT_OK;
   if (ok) memcpy(settings, in->settings, CG_CKPT_SETTINGS_MAX);
   free(in);
+  return ok;
 }
 
 int cg_settings_resume(cg_config_t *cfg, cg_comm_t *c) {
@@ -279,9 +283,10 @@ int cg_settings_resume(cg_config_t *cfg, cg_comm_t *c) {
   if (!cfg->resume[0]) return 0;
   char *settings = cg_malloc(CG_CKPT_SETTINGS_MAX, "checkpoint settings");
   int is_dir = 0;
-  if (c->rank == 0) find_settings(cfg, settings, &is_dir);
+  if (c->rank == 0) cfg->resume_found = find_settings(cfg, settings, &is_dir);
   CG_CHECK_MPI(MPI_Bcast(settings, CG_CKPT_SETTINGS_MAX, MPI_CHAR, 0, c->world));
   CG_CHECK_MPI(MPI_Bcast(&is_dir, 1, MPI_INT, 0, c->world));
+  CG_CHECK_MPI(MPI_Bcast(&cfg->resume_found, 1, MPI_INT, 0, c->world));
   FILE *out = c->rank == 0 ? stdout : NULL;
   if (!cfg->checkpoint_dir[0]) { /* --resume DIR|FILE: go on writing beside it */
     char tmp[CG_PATH_MAX];

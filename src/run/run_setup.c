@@ -9,6 +9,7 @@
  *              pre-flight memory estimate
  *   data       the sources, opened and checked by every rank (agreed); steps per epoch and run
  *   resume     rank 0 reads the checkpoint, every rank receives it; the position in the data
+ *              (without one, --init-from's weights the same way)
  *   devices    bucket plan, MPI gradient sync, trace, NCCL, the backend with its parameters
  * then, every check passed, the step loop's state (these cannot fail on the user's input):
  *   set-aside  --overwrite-checkpoints: rank 0 moves the earlier run's files aside
@@ -38,6 +39,7 @@
 #include "sampler.h"
 #include "datacheck.h" /* cg_datacheck_run: --skip-bad / --check-data before the first step */
 #include "gsync.h"     /* cg_gsync_*: the MPI gradient all-reduce */
+#include "init_from.h" /* cg_init_from_load: --init-from's weights */
 #include "log.h"       /* CG_CHECK_MPI, cg_malloc, messages */
 #include "nccl_comm.h" /* cg_nccl_*: the NCCL gradient all-reduce and how auto chooses it */
 #include "preflight.h" /* cg_preflight_*: will the model and its batches fit */
@@ -472,14 +474,6 @@ static int open_data(cg_run_t *r, char *err, size_t errlen) {
 
 /* ---- resume ---------------------------------------------------------------------------------- */
 
-static void bcast_floats(const cg_comm_t *c, float *p, size_t n) {
-  const size_t chunk = (size_t)1 << 28; /* MPI counts are int */
-  for (size_t off = 0; off < n; off += chunk) {
-    int k = (int)(n - off < chunk ? n - off : chunk);
-    CG_CHECK_MPI(MPI_Bcast(p + off, k, MPI_FLOAT, 0, c->world));
-  }
-}
-
 static void warn_line(void *ctx, const char *line) {
   (void)ctx;
   cg_log_warn("%s", line);
@@ -514,13 +508,21 @@ static int read_checkpoint(cg_run_t *r, char *err, size_t errlen) {
   return 0;
 }
 
-/* --resume: every rank receives rank 0's checkpoint and starts where it says (ckpt.h). */
+/* --init-from without a checkpoint to resume: the weights of a trained model (init_from.h). */
+static int load_init_from(cg_run_t *r, char *err, size_t errlen) {
+  if (cg_init_from_load(r->cfg, r->c, &r->model, r->params, err, errlen)) return usage(r, err);
+  r->init_from = 1;
+  return 0;
+}
+
+/* --resume: every rank receives rank 0's checkpoint and starts where it says (ckpt.h); else
+ * --init-from's weights. */
 static int load_resume(cg_run_t *r, char *err, size_t errlen) {
   const cg_config_t *cfg = r->cfg;
   const cg_comm_t *c = r->c;
   const size_t np = r->model.nparams;
   r->params = cg_malloc(sizeof(float) * np, "initial parameters");
-  if (!cfg->resume[0]) return 0;
+  if (!cfg->resume[0]) return cfg->init_from[0] ? load_init_from(r, err, errlen) : 0;
   r->adam_m = cg_malloc(sizeof(float) * np, "AdamW m from the checkpoint");
   r->adam_v = cg_malloc(sizeof(float) * np, "AdamW v from the checkpoint");
   int rc = c->rank == 0 ? read_checkpoint(r, err, errlen) : 0;
@@ -533,12 +535,12 @@ static int load_resume(cg_run_t *r, char *err, size_t errlen) {
     if (c->rank == 0)
       printf("resume: %s holds no checkpoint yet: starting at step 0\n",
              !strcmp(cfg->resume, CG_RESUME_LATEST) ? cfg->checkpoint_dir : cfg->resume);
-    return 0;
+    return cfg->init_from[0] ? load_init_from(r, err, errlen) : 0;
   }
   CG_CHECK_MPI(MPI_Bcast(&r->ck, (int)sizeof r->ck, MPI_BYTE, 0, c->world));
-  bcast_floats(c, r->params, np);
-  bcast_floats(c, r->adam_m, np);
-  bcast_floats(c, r->adam_v, np);
+  cg_comm_bcast_floats(c, r->params, np);
+  cg_comm_bcast_floats(c, r->adam_m, np);
+  cg_comm_bcast_floats(c, r->adam_v, np);
   r->resumed = 1;
   r->s0 = cg_ckpt_map_position(&r->ck, r->ntrain, r->global, r->spe, &r->exact);
   return 0;
@@ -569,7 +571,7 @@ static cg_backend_cfg_t backend_cfg(const cg_run_t *r) {
   return bc;
 }
 
-/* The checkpoint's parameters and optimizer state, or fresh ones. */
+/* The checkpoint's parameters and optimizer state, or --init-from's weights, or fresh ones. */
 static void load_params(cg_run_t *r) {
   if (r->resumed) {
     r->ops->set_params(r->be, r->params);
@@ -578,7 +580,7 @@ static void load_params(cg_run_t *r) {
     r->ops->set_opt_state(r->be, r->adam_m, r->adam_v, same ? r->ck.loss_scale : 0.0f,
                           same ? r->ck.scale_good_steps : 0);
   } else {
-    cg_model_init_params(&r->model, r->cfg->seed, r->params);
+    if (!r->init_from) cg_model_init_params(&r->model, r->cfg->seed, r->params);
     r->ops->set_params(r->be, r->params);
   }
 }

@@ -1,0 +1,241 @@
+/* init_from.c: `train --init-from SRC`, a new run's weights from a trained model (init_from.h has
+ * the rules). */
+#include "init_from.h"
+
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "atomic_file.h" /* cg_file_read: a safetensors file whole */
+#include "ckpt.h"        /* cg_ckpt_resolve, cg_ckpt_read, cg_ckpt_model */
+#include "cli.h"         /* cg_cli_opts, cg_cli_check, cg_cli_data_path */
+#include "export.h"      /* cg_import_parse: a safetensors file's model and weights */
+#include "feat.h"        /* CG_NFEAT: the input channels this build feeds */
+#include "le.h"          /* cg_le_get_u64: a safetensors file's header length */
+#include "log.h"
+
+#define SRC_HINT                                                                                  \
+  "--init-from takes a checkpoint FILE, DIR/best, DIR/last, a checkpoint DIR or a .safetensors "  \
+  "file of cogpu-dist export"
+
+/* What SRC is, as rank 0 found it (sent to every rank as bytes). */
+typedef struct {
+  int safetensors;      /* 0: a checkpoint */
+  char path[CG_PATH_MAX]; /* the file the weights come from, absolute */
+  int in_c, base, depth, nclass;
+  long long step;       /* a checkpoint's step; -1 for safetensors */
+  int have_val;
+  double val_iou;
+} src_t;
+
+/* A safetensors file begins with its JSON header's length (u64 LE) and the header's '{'. */
+static int looks_safetensors(const char *path) {
+  unsigned char b[9];
+  FILE *f = fopen(path, "rb");
+  if (!f) return 0;
+  const size_t got = fread(b, 1, sizeof b, f);
+  fclose(f);
+  const uint64_t n = got == sizeof b ? cg_le_get_u64(b) : 0;
+  return n >= 2 && n < ((uint64_t)1 << 30) && b[8] == '{';
+}
+
+/* Reads a safetensors file's model and weights (*params malloc'd). 0, or -1 with err. */
+static int read_safetensors(const char *path, cg_model_t *m, float **params, char *err,
+                            size_t errlen) {
+  size_t len = 0;
+  uint8_t *buf = (uint8_t *)cg_file_read(path, &len); /* a UNet is tens of MB at most */
+  if (!buf) {
+    snprintf(err, errlen, "--init-from %s: %s", path, strerror(errno));
+    return -1;
+  }
+  cg_ckpt_info_t *info = cg_calloc(1, sizeof *info, "safetensors metadata");
+  char why[1024];
+  const int rc = cg_import_parse(buf, len, m, info, params, why, sizeof why);
+  free(buf);
+  free(info);
+  if (rc) snprintf(err, errlen, "--init-from %s: not a usable safetensors file: %s", path, why);
+  return rc;
+}
+
+static void report_skip(void *ctx, const char *line) {
+  (void)ctx;
+  cg_log_warn("--init-from: %s", line);
+}
+
+/* Rank 0: what SRC is, and its model. 0, or -1 with err. */
+static int probe(const char *spec, src_t *s, char *err, size_t errlen) {
+  memset(s, 0, sizeof *s);
+  s->step = -1;
+  struct stat st;
+  if (stat(spec, &st) != 0) {
+    snprintf(err, errlen, "--init-from %s: %s", spec, strerror(errno));
+    return -1;
+  }
+  cg_model_t *m = cg_malloc(sizeof *m, "model");
+  cg_ckpt_info_t *info = cg_malloc(sizeof *info, "checkpoint header");
+  int rc = 0;
+  if (S_ISREG(st.st_mode) && looks_safetensors(spec)) {
+    float *p = NULL;
+    rc = read_safetensors(spec, m, &p, err, errlen);
+    free(p);
+    s->safetensors = 1;
+    snprintf(s->path, sizeof s->path, "%s", spec);
+  } else {
+    char why[CG_PATH_MAX + 512];
+    rc = cg_ckpt_resolve(spec, info, s->path, sizeof s->path, report_skip, NULL, why,
+                         sizeof why);
+    if (rc) /* not a checkpoint at all: say what is */
+      snprintf(err, errlen, "--init-from %.1200s%s", why,
+               rc == 1 || strstr(why, "bad magic") ? " (" SRC_HINT ")" : "");
+    if (!rc && (rc = cg_ckpt_model(s->path, info, m, why, sizeof why)) != 0)
+      snprintf(err, errlen, "--init-from %.1400s", why);
+    s->step = info->step;
+    s->have_val = info->have_val && info->val_step == info->step;
+    s->val_iou = info->val_iou;
+  }
+  if (!rc && cg_cli_data_path(s->path, s->path, sizeof s->path) != 0) {
+    snprintf(err, errlen, "--init-from %.900s: cannot be made an absolute path", s->path);
+    rc = -1;
+  }
+  s->in_c = m->in_c;
+  s->base = m->base;
+  s->depth = m->depth;
+  s->nclass = m->nclass;
+  free(m);
+  free(info);
+  return rc;
+}
+
+/* The model flags from SRC, or checked against it; then the command line checked again (the
+ * image size against the depth). 0, or -1 with err. */
+static int apply(cg_config_t *cfg, const src_t *s, char *err, size_t errlen) {
+  if (s->in_c != 3 + CG_NFEAT) {
+    snprintf(err, errlen, "--init-from %.900s: its model takes %d input channels; this build "
+             "feeds %d", s->path, s->in_c, 3 + CG_NFEAT);
+    return -1;
+  }
+  const cg_opts_set_t set = cg_cli_opts(CG_CMD_TRAIN, cfg);
+  const struct {
+    const char *flag;
+    int *v, src;
+  } f[2] = {{"model-base", &cfg->model_base, s->base}, {"model-depth", &cfg->model_depth,
+                                                         s->depth}};
+  for (int i = 0; i < 2; i++) {
+    if (!cg_opts_given(&set, cfg->argc, cfg->argv, f[i].flag)) {
+      *f[i].v = f[i].src;
+    } else if (*f[i].v != f[i].src) {
+      snprintf(err, errlen, "--%s %d: the --init-from model (%.700s) has %d; its weights fit "
+               "no other shape (leave the flag out to take it)", f[i].flag, *f[i].v, s->path,
+               f[i].src);
+      return -1;
+    }
+  }
+  /* the default, 1, would give a K-class model a new binary head unasked: say which is meant */
+  if (s->nclass != cfg->num_classes && !cg_opts_given(&set, cfg->argc, cfg->argv, "num-classes")) {
+    snprintf(err, errlen, "--init-from %.700s: its model has %d classes: give --num-classes (%d "
+             "keeps its head; another count gets a new one)", s->path, s->nclass, s->nclass);
+    return -1;
+  }
+  snprintf(cfg->init_from, sizeof cfg->init_from, "%s", s->path);
+  cfg->init_read = 1;
+  return cg_cli_check(cfg, err, errlen);
+}
+
+int cg_init_from_settings(cg_config_t *cfg, cg_comm_t *c) {
+  if (!cfg->init_from[0]) return 0;
+  if (cfg->resume_found) {
+    if (c->rank == 0)
+      printf("init-from: not used: the run resumes from its own checkpoint (--resume), whose "
+             "weights go on training\n");
+    return 0;
+  }
+  src_t s;
+  char err[2048] = "";
+  int rc = c->rank == 0 ? probe(cfg->init_from, &s, err, sizeof err) : 0;
+  CG_CHECK_MPI(MPI_Bcast(&rc, 1, MPI_INT, 0, c->world));
+  if (rc) { /* read on rank 0 alone: it says why */
+    if (c->rank == 0) fprintf(stderr, "cogpu-dist: error: %s\n", err);
+    return CG_EXIT_USAGE;
+  }
+  CG_CHECK_MPI(MPI_Bcast(&s, (int)sizeof s, MPI_BYTE, 0, c->world));
+  rc = apply(cfg, &s, err, sizeof err);
+  if (!rc && c->rank == 0) {
+    char val[96] = "";
+    if (s.have_val)
+      snprintf(val, sizeof val, "; validation %s %.4f at that step",
+               s.nclass > 1 ? "mIoU" : "IoU", s.val_iou);
+    if (s.safetensors)
+      printf("init-from: the weights of %s (base %d, depth %d, %d class(es))\n", s.path, s.base,
+             s.depth, s.nclass);
+    else
+      printf("init-from: the weights of %s (step %lld; base %d, depth %d, %d class(es)%s)\n",
+             s.path, s.step, s.base, s.depth, s.nclass, val);
+    if (s.nclass == cfg->num_classes)
+      printf("init-from: every layer from it, the head too; AdamW, the step count and the "
+             "schedule start afresh\n");
+    else
+      printf("init-from: every layer but the head from it; the head is new (%d class(es), "
+             "it has %d), initialised as a fresh run's; AdamW, the step count and the schedule "
+             "start afresh\n", cfg->num_classes, s.nclass);
+    fflush(stdout);
+  }
+  return cg_comm_report_errors(c, rc ? err : NULL) ? CG_EXIT_USAGE : 0;
+}
+
+/* Rank 0: the file's weights into the run's (fresh ones first: the head's stay when the class
+ * counts differ). 0, or -1 with err. */
+static int read_weights(const cg_config_t *cfg, const cg_model_t *m, float *params, char *err,
+                        size_t errlen) {
+  const char *path = cfg->init_from;
+  cg_model_t *sm = cg_malloc(sizeof *sm, "model");
+  float *sp = NULL;
+  int rc = 0;
+  if (looks_safetensors(path)) {
+    rc = read_safetensors(path, sm, &sp, err, errlen);
+  } else {
+    cg_ckpt_info_t *info = cg_malloc(sizeof *info, "checkpoint header");
+    char why[CG_PATH_MAX + 512];
+    rc = cg_ckpt_read(path, NULL, info, NULL, NULL, NULL, why, sizeof why) == CG_CKPT_OK
+             ? cg_ckpt_model(path, info, sm, why, sizeof why)
+             : -1;
+    if (!rc) {
+      sp = cg_malloc(3 * sizeof(float) * sm->nparams, "--init-from weights and moments");
+      if (cg_ckpt_read(path, &info->shape, NULL, sp, sp + sm->nparams, sp + 2 * sm->nparams,
+                       why, sizeof why) != CG_CKPT_OK)
+        rc = -1;
+    }
+    if (rc) snprintf(err, errlen, "--init-from %.1400s", why);
+    free(info);
+  }
+  const cg_layer_t *head = &m->layers[m->nlayers - 1];
+  if (!rc && (sm->in_c != m->in_c || sm->base != m->base || sm->depth != m->depth ||
+              sm->layers[sm->nlayers - 1].w_off != head->w_off)) {
+    snprintf(err, errlen, "--init-from %.900s: the file changed since the run started: its "
+             "model is no longer base %d, depth %d", path, m->base, m->depth);
+    rc = -1;
+  }
+  if (!rc) {
+    cg_model_init_params(m, cfg->seed, params);
+    /* the flat layout puts the head last: every other layer's weights are the prefix */
+    const size_t keep = sm->nclass == m->nclass ? m->nparams : head->w_off;
+    memcpy(params, sp, sizeof(float) * keep);
+  }
+  free(sp);
+  free(sm);
+  return rc;
+}
+
+int cg_init_from_load(const cg_config_t *cfg, const cg_comm_t *c, const cg_model_t *m,
+                      float *params, char *err, size_t errlen) {
+  int rc = c->rank == 0 ? read_weights(cfg, m, params, err, errlen) : 0;
+  CG_CHECK_MPI(MPI_Bcast(&rc, 1, MPI_INT, 0, c->world));
+  if (rc) {
+    CG_CHECK_MPI(MPI_Bcast(err, (int)errlen, MPI_CHAR, 0, c->world));
+    return -1;
+  }
+  cg_comm_bcast_floats(c, params, m->nparams);
+  return 0;
+}
