@@ -208,13 +208,16 @@ static cg_val_t validate(cg_run_t *r) {
   cg_host_batch_t *held[2] = {NULL, NULL};
   cg_host_batch_t *b = cg_loader_next(ld, NULL);
   int64_t k = 0;
+  int stop = 0;
   if (b) upload(r, 0, b);
   for (; b; k++) {
     cg_guard_beat(r->guard, r->last_done, "validation");
     r->ops->eval_step(r->be, (int)(k % CG_DEV_SLOTS));
     held[k % 2] = b;
     if (k >= 1) collect(r, ld, held[(k - 1) % 2], &a, 0);
-    b = cg_loader_next(ld, NULL);
+    /* a stop signal ends the pass here (a preempted job has seconds to write its checkpoint) */
+    stop = cg_guard_signal(r->guard) != 0;
+    b = stop ? NULL : cg_loader_next(ld, NULL);
     if (b) upload(r, k + 1, b);
   }
   if (k >= 1) collect(r, ld, held[(k - 1) % 2], &a, 0);
@@ -223,7 +226,7 @@ static cg_val_t validate(cg_run_t *r) {
   cg_loader_destroy(ld);
   /* The last global batch may be short: each step's mean weighs its global count. A sample
    * --skip-bad left out weighs nothing: the mean is over the images scored. */
-  return cg_val_gather(r, a.conf, a.confk, vbad, a.loss_samples);
+  return cg_val_gather(r, a.conf, a.confk, vbad, a.loss_samples, stop);
 }
 
 /* ---- reliability: the step agreement, checkpoints and stops ---------------------------------- */
@@ -566,10 +569,16 @@ static void note_val(cg_run_t *r, int64_t step, const cg_val_t *v) {
   r->val_iou = K > 1 ? cg_confk_miou(v->confk, K) : cg_confusion_iou(&v->conf);
 }
 
-/* Validation in the middle of training; its time is not training time. */
-static void validate_at(cg_run_t *r, loop_t *L, int64_t k) {
+/* One validation pass in the run's --val-mode. */
+static cg_val_t validate_mode(cg_run_t *r) {
+  return strcmp(r->cfg->val_mode, "whole") ? validate(r) : cg_validate_whole(r);
+}
+
+/* Validation in the middle of training; its time is not training time. A stop signal during it
+ * cuts it short (agreed by every rank: cg_val_gather), and the run stops at step k + 1: 1. */
+static int validate_at(cg_run_t *r, loop_t *L, int64_t k) {
   double tv = cg_now();
-  const cg_val_t val = strcmp(r->cfg->val_mode, "whole") ? validate(r) : cg_validate_whole(r);
+  const cg_val_t val = validate_mode(r);
   note_val(r, k + 1, &val);
   if (L->b) upload(r, k + 1, L->b); /* validation reused the device batch slots */
   cg_report_validation(r, &L->f, k + 1, tv - L->f.t_train0, &val, 1);
@@ -577,6 +586,10 @@ static void validate_at(cg_run_t *r, loop_t *L, int64_t k) {
   double dv = cg_now() - tv;
   L->f.t_train0 += dv;
   L->t_prev += dv;
+  if (!val.stopped) return 0;
+  L->stop = agree_step(r, k + 1); /* every rank: the signal is still recorded on some */
+  L->stop_step = k + 1;
+  return 1;
 }
 
 /* --val-every: N, 0 (only at the end) or, by default, once per epoch. */
@@ -614,7 +627,7 @@ static void train_loop(cg_run_t *r, loop_t *L) {
       cg_report_progress(r, step, elapsed, (double)done_samples / elapsed, f->win.last_loss, 0);
     if (r->slow && k + 1 < r->total) usleep((useconds_t)cfg->test_slow_ms * 1000);
     /* a validation of this step first, so that the report's stats record carries it */
-    if (do_val) validate_at(r, L, k);
+    if (do_val && validate_at(r, L, k)) break;
     if (report) {
       int helpers = 0;
       const double helper_busy = cg_loader_take_busy(L->ld, &helpers);
@@ -659,7 +672,17 @@ static int finish(cg_run_t *r, loop_t *L, cg_train_result_t *res) {
     cg_report_progress(r, r->total, f->train_s, (double)f->total.samples / f->train_s,
                        f->last_window_loss, 1);
   if (r->val_src) {
-    f->val = strcmp(r->cfg->val_mode, "whole") ? validate(r) : cg_validate_whole(r);
+    f->val = validate_mode(r);
+    if (f->val.stopped) { /* the steps are done: the stop saves them, --resume validates */
+      free(f->val.confk);
+      f->val.confk = NULL;
+      L->stop = agree_step(r, r->total);
+      if (r->s0 < r->total) return stop_run(r, &L->stop, r->total);
+      if (r->c->rank == 0) /* resumed at or past the end: nothing trained, nothing to save */
+        printf("stopped by %s (rank %d) while validating the loaded weights: nothing was "
+               "trained or written\n", cg_guard_signal_name(L->stop.sig), L->stop.sig_rank);
+      return 0;
+    }
     f->have_val = f->val.images > 0; /* else the final figures say there were none */
     note_val(r, r->total, &f->val);
     cg_report_validation(r, f, r->total, f->train_s, &f->val, 0);

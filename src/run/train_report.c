@@ -329,6 +329,7 @@ static void history_add(cg_run_t *r, cg_train_figs_t *f, int64_t step, double el
 
 void cg_report_validation(cg_run_t *r, cg_train_figs_t *f, int64_t step, double elapsed,
                           const cg_val_t *v, int print) {
+  if (v->stopped) return; /* cg_val_gather said so */
   if (v->images <= 0) { /* every image failed to load (--skip-bad): no figures to give */
     if (r->c->rank == 0)
       printf("validation at step %lld: no image could be read (all %lld left out by "
@@ -355,16 +356,28 @@ void cg_report_validation(cg_run_t *r, cg_train_figs_t *f, int64_t step, double 
 }
 
 cg_val_t cg_val_gather(const cg_run_t *r, cg_confusion_t conf, int64_t *confk, int64_t bad,
-                       double loss_sum) {
+                       double loss_sum, int stopped) {
   const int K = r->model.nclass;
-  int64_t cnt[5] = {conf.tp, conf.fp, conf.fn, conf.tn, bad};
-  cg_comm_sum_i64(r->c, cnt, 5);
+  int64_t cnt[6] = {conf.tp, conf.fp, conf.fn, conf.tn, bad, stopped != 0};
+  cg_comm_sum_i64(r->c, cnt, 6);
+  cg_val_t res;
+  memset(&res, 0, sizeof res);
+  res.confk = confk;
+  if (cnt[5]) { /* cut short on some rank: partial counts are no figures */
+    res.stopped = 1;
+    res.loss = NAN;
+    if (r->c->rank == 0) {
+      if (r->bar == 2) fputc('\n', stderr);
+      printf("validation stopped by a signal (%lld rank(s) had it): no figures from this "
+             "pass\n", (long long)cnt[5]);
+      fflush(stdout);
+    }
+    return res;
+  }
   cg_report_skipped(r, 0, cnt[4], 1);
   if (K > 1) cg_comm_sum_i64(r->c, confk, K * K);
   cg_comm_sum_f64(r->c, &loss_sum, 1);
-  cg_val_t res;
   res.conf = (cg_confusion_t){cnt[0], cnt[1], cnt[2], cnt[3]};
-  res.confk = confk;
   res.images = r->val_src->count - cnt[4];
   res.loss = res.images > 0 ? loss_sum / (double)res.images : NAN;
   return res;

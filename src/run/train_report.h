@@ -42,7 +42,9 @@ typedef struct {
   double loss;           /* per image scored; NAN when none was */
   cg_confusion_t conf;
   int64_t *confk;        /* K >= 2: K x K counts summed over ranks (malloc'ed, the holder frees) */
-  int64_t images;        /* the images scored: the set less those --skip-bad left out */
+  int64_t images;        /* the images scored: the set less those --skip-bad left out; 0 when
+                            stopped */
+  int stopped;           /* a stop signal cut the pass short on some rank: no figures */
 } cg_val_t;
 
 /* The figures the step loop keeps for the reports. */
@@ -110,9 +112,10 @@ void cg_report_skipped(const cg_run_t *r, int64_t left_out, int64_t loads, int v
  * counts (confk: K x K for K >= 2, summed in place and handed to the result, which the caller
  * frees), its samples --skip-bad left out and its sum of per-image losses, summed over ranks
  * into the figures; the skipped loads reported. The images scored are the set less those left
- * out, and the loss is their mean. */
+ * out, and the loss is their mean. stopped: this rank cut its pass short for a stop signal;
+ * when any rank did, the result is stopped, without figures (rank 0 says so). */
 cg_val_t cg_val_gather(const cg_run_t *r, cg_confusion_t conf, int64_t *confk, int64_t bad,
-                       double loss_sum);
+                       double loss_sum, int stopped);
 
 /* Collective, at the end of a run that was not stopped: the final lines, res (optional; every
  * rank), --metrics-out and --params-out (rank 0). Returns 0, or 1 when an output file could not

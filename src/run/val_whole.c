@@ -14,7 +14,8 @@
  * that a few wide images do not leave one rank working while the others wait; a rank that is
  * done waits for the others beating the watchdog, and the counts and loss sums are then summed
  * over ranks; the loss is the mean over the images scored. A sample that fails to load ends the
- * job naming it (exit 2), or with --skip-bad is named (the first 10), left out and counted. */
+ * job naming it (exit 2), or with --skip-bad is named (the first 10), left out and counted. A
+ * stop signal ends the pass at the next step of tiles, without figures (cg_val_gather). */
 #include <stdlib.h>
 #include <string.h>
 #include <time.h> /* nanosleep */
@@ -45,6 +46,7 @@ typedef struct {
 /* This rank's validation: its samples, the next one, and the sums so far. */
 struct vfeed {
   cg_run_t *r;
+  volatile sig_atomic_t stop; /* a stop signal: no further batch of tiles (the tiler's stop) */
   int64_t *mine, nmine, next, bad;
   double loss;
   cg_confusion_t conf;
@@ -112,18 +114,19 @@ static cg_tiler_t *vfeed_next(void *ctx) {
   return NULL;
 }
 
-/* Before each step of tiles: progress, for the watchdog. */
+/* Before each step of tiles: progress, for the watchdog; a stop signal ends the pass at the
+ * next step (a preempted job has seconds to write its checkpoint). */
 static void vfeed_step(void *ctx) {
-  const vfeed_t *f = ctx;
+  vfeed_t *f = ctx;
   cg_guard_beat(f->r->guard, f->r->last_done, "validation");
+  if (cg_guard_signal(f->r->guard)) f->stop = 1;
 }
 
-/* An image through: its loss taken. */
+/* An image through: its loss taken (one cut short by a stop counts for nothing). */
 static void vfeed_end(void *ctx, cg_tiler_t *t, int complete) {
   vfeed_t *f = ctx;
   vimg_t *v = cg_tiler_ctx(t);
-  CG_ASSERT(complete); /* no stop flag: every image completes */
-  f->loss += cg_cpu_loss_sums_value(&v->sums, v->k);
+  if (complete) f->loss += cg_cpu_loss_sums_value(&v->sums, v->k);
   vimg_free(v);
   cg_tiler_close(t);
 }
@@ -183,9 +186,10 @@ cg_val_t cg_validate_whole(cg_run_t *r) {
   vfeed_t f = {.r = r};
   if (K > 1) f.confk = cg_calloc((size_t)K * K, sizeof(int64_t), "confusion");
   deal(&f);
-  const cg_tiler_feed_t feed = {vfeed_next, vfeed_end, &f, NULL, 0, vfeed_step};
+  const cg_tiler_feed_t feed = {vfeed_next, vfeed_end, &f, &f.stop, 0, vfeed_step};
   cg_tiler_run(r->ops, r->be, &r->model, r->cfg->batch, &feed);
   free(f.mine);
   wait_for_ranks(r);
-  return cg_val_gather(r, f.conf, f.confk, f.bad, f.loss); /* every sample scored or left out */
+  /* every sample scored or left out, unless stopped */
+  return cg_val_gather(r, f.conf, f.confk, f.bad, f.loss, f.stop);
 }

@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# A stop signal during a validation pass cuts the pass short: a preempted job has seconds (Slurm's
+# KillWait, 30 s by default) to write its checkpoint, and a validation can take minutes. Checks:
+#  - square mode, 1 rank, SIGTERM during the validation of step 2 of 4 (a pass of ~40 s here):
+#    the run ends within 10 s, says the pass was stopped, writes the checkpoint of step 2 (with
+#    no validation figures: none were measured) and exits 0;
+#  - resumed to its end, SIGTERM during the final validation: the checkpoint of the last step is
+#    written, no metrics; resumed again, the run trains nothing and validates those weights;
+#  - whole mode (--val-mode whole over wide images), 2 ranks, SIGUSR1 to mpirun (which forwards
+#    it to every rank): the same within 10 s, exit 0.
+set -euo pipefail
+BIN=$1; MPIRUN="$2 --oversubscribe --bind-to none"; BUILD=$3
+T=$(mktemp -d); trap 'kill $(jobs -p) 2> /dev/null; rm -rf "$T"' EXIT
+. "$(dirname "$0")/clilib.sh" # fail
+
+# stop_after_start LOG PID SIGNAL: waits for the run's banner, then 1.5 s (the steps before the
+# validation take milliseconds), sends SIGNAL, and waits (at most 10 s) for the process to end;
+# its exit code in rc
+stop_after_start() {
+  local log=$1 pid=$2 sig=$3
+  for _ in $(seq 600); do grep -q "^data: " "$log" 2> /dev/null && break; sleep 0.05; done
+  sleep 1.5
+  kill -"$sig" "$pid"
+  local t0=$SECONDS
+  for _ in $(seq 200); do kill -0 "$pid" 2> /dev/null || break; sleep 0.05; done
+  kill -0 "$pid" 2> /dev/null && { tail "$log"; fail "still running 10 s after the signal"; }
+  set +e; wait "$pid"; rc=$?; set -e
+  echo "stopped in $((SECONDS - t0)) s, exit $rc"
+}
+
+SQ="train --backend cpu --model-base 4 --model-depth 2 --image-size 64 --progress plain --threads 1
+    --train-samples 64 --val-samples 6000 --batch 8 --checkpoint-dir $T/ck --resume"
+$BIN $SQ --steps 4 --val-every 2 > $T/a.log 2>&1 &
+stop_after_start $T/a.log $! TERM
+[ "$rc" -eq 0 ] || { cat $T/a.log; fail "exit $rc"; }
+grep -q "validation stopped by a signal" $T/a.log || { cat $T/a.log; fail "no stopped pass"; }
+grep -q "stopped by SIGTERM (rank 0) after step 2 of 4: checkpoint $T/ck/ckpt-0000000002.cgck" \
+  $T/a.log || { cat $T/a.log; fail "no checkpoint of step 2"; }
+$BIN inspect $T/ck | grep "step 2 " | grep -q "no validation" || fail "figures in step 2's"
+
+$BIN $SQ --steps 4 --val-every 0 --metrics-out $T/m.json > $T/b.log 2>&1 &
+stop_after_start $T/b.log $! TERM
+[ "$rc" -eq 0 ] || { cat $T/b.log; fail "final: exit $rc"; }
+grep -q "stopped by SIGTERM (rank 0) after step 4 of 4: checkpoint" $T/b.log ||
+  { cat $T/b.log; fail "final: no checkpoint of step 4"; }
+[ ! -e $T/m.json ] || fail "a stopped final validation wrote metrics"
+$BIN $SQ --steps 4 --val-every 0 --metrics-out $T/m.json > $T/c.log 2>&1 ||
+  { cat $T/c.log; fail "the resume after the final stop"; }
+grep -q "nothing to train" $T/c.log && grep -q "final validation: loss" $T/c.log ||
+  { cat $T/c.log; fail "the resume did not validate step 4's weights"; }
+[ -s $T/m.json ] || fail "no metrics after the resume"
+
+/usr/bin/python3 -c '
+import os, sys
+import numpy as np
+from PIL import Image
+t = sys.argv[1]
+rng = np.random.default_rng(1)
+for d in ("images", "masks"):
+    os.makedirs(f"{t}/wide/{d}")
+for i in range(48):
+    im = rng.integers(0, 255, (64, 4096, 3), np.uint8)
+    Image.fromarray(im).save(f"{t}/wide/images/{i:02d}.png")
+    Image.fromarray((rng.integers(0, 2, (64, 4096)) * 255).astype(np.uint8)).save(
+        f"{t}/wide/masks/{i:02d}.png")
+' $T
+$MPIRUN -np 2 $BIN train --backend cpu --model-base 4 --model-depth 2 --image-size 64 \
+  --progress plain --threads 1 --batch 4 --steps 2 --val-every 0 --data $T/wide \
+  --val-data $T/wide --val-mode whole --checkpoint-dir $T/ckw > $T/w.log 2>&1 &
+stop_after_start $T/w.log $! USR1
+[ "$rc" -eq 0 ] || { cat $T/w.log; fail "whole: exit $rc"; }
+grep -q "validation stopped by a signal (2 rank(s) had it)" $T/w.log ||
+  { cat $T/w.log; fail "whole: no stopped pass on both ranks"; }
+grep -q "stopped by SIGUSR1 (rank 0) after step 2 of 2: checkpoint" $T/w.log ||
+  { cat $T/w.log; fail "whole: no checkpoint"; }
+echo PASS
