@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# --val-mode whole: validation over whole images at the training scale. A binary model is trained
-# at --image-size 32 on 64x112 photos and validated on images of other shapes (wide, tall, a
-# JPEG, one smaller than a tile). Checks:
+# --val-mode whole: validation over whole images at the training scale (and full: scored at their
+# own size). A binary model is trained at --image-size 32 on 64x112 photos and validated on
+# images of other shapes (wide, tall, a JPEG, one smaller than a tile). Checks:
 #  - the figures equal predict's on the network's view of each image: the image and its mask
 #    scaled to a shorter side of 32 by cg_resize_tool (the same cg_fit_pair), predicted with
 #    --resize native: IoU, Dice and accuracy to 1e-6, and the loss (BCE + soft Dice per image,
@@ -14,6 +14,9 @@
 #    counted with --skip-bad;
 #  - 2 ranks with very unequal work (a 127-tile image and a 1-tile one) under --timeout-s 1: the
 #    rank that is done first waits beating the watchdog;
+#  - --val-mode full gives predict --resize fit's IoU, Dice and accuracy to 1e-6 (K = 3: mIoU),
+#    its loss the mean over images of BCE + soft Dice from predict's probabilities at each
+#    image's own size (1e-4), the same on 2 ranks; a shard is refused (exit 2);
 #  - a bad --val-mode exits 2 naming the flag.
 # The files are written with Debian's Pillow and NumPy (/usr/bin/python3); without: skipped (77).
 set -euo pipefail
@@ -119,6 +122,50 @@ print(f"K = 3: miou {m['miou']:.6f} = predict's {p.group(1)}")
 PYEOF
 echo "ok: --val-mode whole scores what predict scores on the network's view of each image"
 
+# --val-mode full: predict --resize fit's figures, at each image's own size (binary and K = 3)
+$MPIRUN -np 1 $BIN $RUN --batch 4 --val-data $T/val --val-mode full --checkpoint-dir $T/ckf \
+  --metrics-out $T/f1.json > $T/f1.log
+grep -q "(validated whole, scored at full resolution)" $T/f1.log || fail "full: banner"
+$BIN predict --backend cpu --checkpoint $T/ckf/best --input $T/val/images --masks $T/val/masks \
+  --output $T/predf --resize fit --save-probs > $T/predf.log 2>&1 || { cat $T/predf.log; fail fit; }
+$MPIRUN -np 1 $BIN ${RUN/--data $T\/train/--data $T/train3} --num-classes 3 --batch 4 \
+  --val-data $T/val3 --val-mode full --checkpoint-dir $T/ckf3 --metrics-out $T/f3.json > $T/f3.log
+$BIN predict --backend cpu --checkpoint $T/ckf3/best --input $T/val/images \
+  --masks $T/val/masks3 --output $T/predf3 --resize fit > $T/predf3.log 2>&1 ||
+  { cat $T/predf3.log; fail "fit K = 3"; }
+$MPIRUN -np 2 $BIN $RUN --batch 2 --val-data $T/val --val-mode full --metrics-out $T/f2.json \
+  > $T/f2.log
+$PY - "$T" << 'PYEOF'
+import glob, json, os, re, sys
+import numpy as np
+from PIL import Image
+t = sys.argv[1]
+m, m2, m3 = (json.load(open(f"{t}/{n}.json")) for n in ("f1", "f2", "f3"))
+p = re.search(r"IoU ([0-9.]+)  Dice ([0-9.]+)  accuracy ([0-9.]+)", open(f"{t}/predf.log").read())
+for key, want in zip(("val_iou", "val_dice", "val_acc"), map(float, p.groups())):
+    assert abs(m[key] - want) <= 1e-6, f"full: {key} {m[key]} vs predict --resize fit's {want}"
+loss = []  # per image at its own size: mean BCE + soft Dice, from the probabilities
+for f in sorted(glob.glob(f"{t}/predf/*.probs.npy")):
+    q = np.clip(np.load(f)[..., 0].astype(np.float64), 1e-12, 1 - 1e-12)
+    y = np.array(Image.open(f"{t}/val/masks/" + os.path.basename(f)[:-10] + ".png")) > 0
+    assert q.shape == y.shape
+    bce = -np.mean(np.where(y, np.log(q), np.log(1 - q)))
+    loss.append(bce + 1 - (2 * (q * y).sum() + 1) / (q.sum() + y.sum() + 1))
+assert len(loss) == 6 and abs(m["val_loss"] - np.mean(loss)) <= 1e-4, "full: val_loss differs"
+p3 = re.search(r"mIoU ([0-9.]+)  mDice ([0-9.]+)  accuracy ([0-9.]+)",
+               open(f"{t}/predf3.log").read())
+for key, want in (("miou", float(p3.group(1))), ("val_acc", float(p3.group(3)))):
+    assert abs(m3[key] - want) <= 1e-6, f"full K = 3: {key} {m3[key]} vs predict's {want}"
+d = max(abs(m2[k] - m[k]) for k in ("val_loss", "val_iou", "val_dice", "val_acc"))
+assert d <= 1e-6, f"full: 2 ranks differ by {d}"
+w = json.load(open(f"{t}/m1.json"))
+print(f"--val-mode full: val_iou {m['val_iou']:.6f} = predict --resize fit's {p.group(1)}, "
+      f"val_loss {m['val_loss']:.6f} (probabilities: {np.mean(loss):.6f}); K = 3 mIoU "
+      f"{m3['miou']:.6f} = {p3.group(1)}; 2 ranks {d:.1e}; whole (training scale) val_iou "
+      f"{w['val_iou']:.6f}")
+PYEOF
+echo "ok: --val-mode full scores what predict --resize fit scores"
+
 # 2 ranks x batch 2 = 1 rank x batch 4
 $MPIRUN -np 2 $BIN $RUN --batch 2 --val-data $T/val --val-mode whole --metrics-out $T/m2.json \
   > $T/t2.log
@@ -129,6 +176,8 @@ $MPIRUN -np 1 $BIN $RUN --batch 4 --val-data $T/val.cgds --val-mode whole \
   --metrics-out $T/m3.json > $T/t3.log
 $MPIRUN -np 1 $BIN $RUN --batch 4 --val-data $T/val --val-mode square --metrics-out $T/m4.json \
   > $T/t4.log
+expect2 "--val-mode full: the validation data ($T/val.cgds) is a .cgds shard" $MPIRUN -np 1 \
+  $BIN $RUN --batch 4 --val-data $T/val.cgds --val-mode full
 $PY - "$T" << 'PYEOF'
 import json, sys
 t = sys.argv[1]

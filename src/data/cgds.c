@@ -428,8 +428,9 @@ static int cgds_whole(cg_source_t *s, int64_t index, int *oh, int *ow, uint8_t *
   return check_mask(cs, index, mask, (size_t)*oh * *ow, err, errlen);
 }
 
+/* no full op: records are stored scaled, with no full-size mask (cg_source_load_full: -2) */
 static const cg_source_ops_t cgds_ops = {"cgds", cgds_load, cgds_destroy, cgds_load_win,
-                                         cgds_whole};
+                                         cgds_whole, NULL};
 
 /* The version-2 fields of entry i: known encodings, part sizes that fit the record and match
  * the raw sizes where raw. */

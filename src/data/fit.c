@@ -343,11 +343,15 @@ int cg_fit_pair(const char *image, const char *mask, const cg_fit_opts_t *o, uin
   if (fit_file(image, o->max_pixels, CG_PNG_AS_RGB, &fi, err, errlen)) return -1;
   if (h) *h = fi.fh;
   if (w) *w = fi.fw;
+  /* the mask's own size: the whole file onto itself, rows copied (fit_begin's crop) */
+  const int native = whole && o->mask_native;
+  CG_ASSERT(!native || (o->expect_h == fi.fh && o->expect_w == fi.fw));
+  const int mh = native ? fi.fh : oh, mw = native ? fi.fw : ow;
   if (!mask) {
-    if (out_mask) memset(out_mask, 0, (size_t)oh * ow);
+    if (out_mask) memset(out_mask, 0, (size_t)mh * mw);
     return 0;
   }
-  fit_t fm = {.oh = oh, .ow = ow, .is_mask = 1, .eh = fi.fh, .ew = fi.fw, .image = image,
+  fit_t fm = {.oh = mh, .ow = mw, .is_mask = 1, .eh = fi.fh, .ew = fi.fw, .image = image,
               .win = o->win, .whole = whole, .out = out_mask};
   int nclass = o->nclass < 1 ? 1 : o->nclass, ignore = o->ignore;
   if (ignore < nclass) ignore = -1; /* a class id is never the ignore label */

@@ -52,6 +52,9 @@ typedef struct {
                              this window of the whole file, resampled to size x size */
   int out_h, out_w;       /* > 0 (no win): instead, the whole file scaled to out_h x out_w
                              (cg_fit_whole_size): a shard's whole record (pack --store whole) */
+  int mask_native;        /* with out_h, out_w: the mask at the file's own size instead (out_mask
+                             expect_h*expect_w bytes, pixel for pixel, labels read as below): the
+                             ground truth a full-resolution score (--val-mode full) needs */
 } cg_fit_opts_t;
 
 /* The size of a whole h x w image scaled so that its shorter side is size: *oh x *ow, the longer

@@ -1,6 +1,7 @@
 /* source.c: the synthetic sample source (see source.h). */
 #include "source.h"
 
+#include <stdio.h> /* snprintf */
 #include <stdlib.h>
 
 #include "synth.h"
@@ -33,6 +34,19 @@ int cg_source_load_whole(cg_source_t *s, int64_t index, int *oh, int *ow, uint8_
   return rgb ? cg_source_load(s, index, rgb, mask, err, errlen) : 0;
 }
 
+int cg_source_load_full(cg_source_t *s, int64_t index, int *oh, int *ow, int *mh, int *mw,
+                        uint8_t *rgb, uint8_t *mask, char *err, size_t errlen) {
+  if (s->ops->full) return s->ops->full(s, index, oh, ow, mh, mw, rgb, mask, err, errlen);
+  if (s->ops->whole) { /* records stored scaled: no mask of the original size to score */
+    snprintf(err, errlen, "a %s source keeps no full-resolution masks", s->ops->kind);
+    return -2;
+  }
+  const int rc = cg_source_load_whole(s, index, oh, ow, rgb, mask, err, errlen);
+  *mh = *oh;
+  *mw = *ow;
+  return rc;
+}
+
 int cg_source_load_win(cg_source_t *s, int64_t index, const cg_crop_t *win, uint8_t *rgb,
                        uint8_t *mask, uint8_t *tmp, char *err, size_t errlen) {
   if (s->ops->load_win) return s->ops->load_win(s, index, win, rgb, mask, err, errlen);
@@ -41,7 +55,8 @@ int cg_source_load_win(cg_source_t *s, int64_t index, const cg_crop_t *win, uint
   return 0;
 }
 
-static const cg_source_ops_t synth_ops = {"synthetic", synth_load, synth_destroy, NULL, NULL};
+static const cg_source_ops_t synth_ops = {"synthetic", synth_load, synth_destroy, NULL, NULL,
+                                          NULL};
 
 cg_source_t *cg_source_synthetic(uint64_t seed, int64_t offset, int64_t count, int h, int w) {
   return cg_source_synthetic_k(seed, offset, count, h, w, 1, -1);

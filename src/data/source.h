@@ -31,6 +31,10 @@ typedef struct {
    * (cg_source_load_whole). */
   int (*whole)(cg_source_t *s, int64_t index, int *oh, int *ow, uint8_t *rgb, uint8_t *mask,
                char *err, size_t errlen);
+  /* Optional (NULL: none; cg_source_load_full says what then): sample index whole with its mask
+   * at the file's own size (cg_source_load_full). */
+  int (*full)(cg_source_t *s, int64_t index, int *oh, int *ow, int *mh, int *mw, uint8_t *rgb,
+              uint8_t *mask, char *err, size_t errlen);
 } cg_source_ops_t;
 
 struct cg_source {
@@ -77,6 +81,15 @@ int cg_source_load_win(cg_source_t *s, int64_t index, const cg_crop_t *win, uint
  * with the message naming the file or record (a bad sample, as load()). */
 int cg_source_load_whole(cg_source_t *s, int64_t index, int *oh, int *ow, uint8_t *rgb,
                          uint8_t *mask, char *err, size_t errlen);
+/* Sample index as predict --resize fit scores it (--val-mode full): the image whole as
+ * cg_source_load_whole gives it (*oh x *ow, rgb oh*ow*3), and its mask at the file's own size
+ * (*mh x *mw, mask mh*mw), read with the source's labels. rgb NULL: the sizes only. Samples that
+ * are generated at h x w (synthetic) have no other size: as cg_source_load_whole, *mh x *mw =
+ * *oh x *ow. 0; -1 with the message naming the file (a bad sample, as load()); or -2 when the
+ * source keeps no full-resolution masks (a shard: its records are stored scaled), err saying
+ * so. */
+int cg_source_load_full(cg_source_t *s, int64_t index, int *oh, int *ow, int *mh, int *mw,
+                        uint8_t *rgb, uint8_t *mask, char *err, size_t errlen);
 void cg_source_destroy(cg_source_t *s); /* NULL-safe */
 
 static inline const char *cg_source_name(const cg_source_t *s, int64_t index) {

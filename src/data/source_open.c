@@ -171,6 +171,13 @@ static int subset_whole(cg_source_t *s, int64_t index, int *oh, int *ow, uint8_t
   return cg_source_load_whole(v->of, v->idx[index], oh, ow, rgb, mask, err, errlen);
 }
 
+static int subset_full(cg_source_t *s, int64_t index, int *oh, int *ow, int *mh, int *mw,
+                       uint8_t *rgb, uint8_t *mask, char *err, size_t errlen) {
+  subset_t *v = (subset_t *)s;
+  CG_ASSERT(index >= 0 && index < s->count);
+  return cg_source_load_full(v->of, v->idx[index], oh, ow, mh, mw, rgb, mask, err, errlen);
+}
+
 static void subset_destroy(cg_source_t *s) {
   subset_t *v = (subset_t *)s;
   if (v->owns) cg_source_destroy(v->of);
@@ -180,10 +187,10 @@ static void subset_destroy(cg_source_t *s) {
 }
 
 static const cg_source_ops_t subset_ops = {"subset", subset_load, subset_destroy, NULL,
-                                           subset_whole};
+                                           subset_whole, subset_full};
 /* A view of a source with windows forwards them. */
 static const cg_source_ops_t subset_win_ops = {"subset", subset_load, subset_destroy,
-                                               subset_load_win, subset_whole};
+                                               subset_load_win, subset_whole, subset_full};
 
 cg_source_t *cg_source_subset(cg_source_t *base, const int64_t *idx, int64_t n) {
   CG_ASSERT(base != NULL && n >= 0);

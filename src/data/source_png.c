@@ -219,7 +219,25 @@ static int png_whole(cg_source_t *s, int64_t index, int *oh, int *ow, uint8_t *r
   return rgb ? cg_source_png_load_whole(s, index, *oh, *ow, rgb, mask, err, errlen) : 0;
 }
 
-static const cg_source_ops_t png_ops = {"png", png_load, png_destroy, png_load_win, png_whole};
+/* The image whole at the fitted shorter side, its mask at the file's size. */
+static int png_full(cg_source_t *s, int64_t index, int *oh, int *ow, int *mh, int *mw,
+                    uint8_t *rgb, uint8_t *mask, char *err, size_t errlen) {
+  png_source_t *ps = (png_source_t *)s;
+  CG_ASSERT(index >= 0 && index < s->count);
+  const pair_t *p = &ps->pairs[index];
+  cg_fit_whole_size(p->h, p->w, ps->size, oh, ow);
+  *mh = p->h;
+  *mw = p->w;
+  if (!rgb) return 0;
+  const cg_fit_opts_t o = {.size = ps->size, .max_pixels = ps->max_pixels, .expect_h = p->h,
+                           .expect_w = p->w, .nclass = ps->nclass, .ignore = ps->ignore,
+                           .map = ps->has_map ? &ps->map : NULL, .out_h = *oh, .out_w = *ow,
+                           .mask_native = 1};
+  return cg_fit_pair(p->image, p->mask, &o, rgb, mask, NULL, NULL, err, errlen);
+}
+
+static const cg_source_ops_t png_ops = {"png", png_load, png_destroy, png_load_win, png_whole,
+                                        png_full};
 
 int cg_source_png_image(const cg_source_t *s, int64_t index, const char **path, int *h, int *w) {
   if (s->ops != &png_ops || index < 0 || index >= s->count) return -1;

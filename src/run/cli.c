@@ -140,15 +140,17 @@ static const cg_opt_t g_opts[] = {
         "seed of the initial weights, the data and the shuffles"),
     {"val-every", CG_OPT_I64, O(val_every), 0, 1e15, CG_OPT_NODEF, NULL, C_TRAIN, "N",
      "validate every N steps; 0 = only at the end; default: once per epoch (and at the end)"},
-    CG_OPT_ROW_TEXT(STR, "val-mode", O(val_mode), "square|whole", C_TRAIN, "M",
+    CG_OPT_ROW_TEXT(STR, "val-mode", O(val_mode), "square|whole|full", C_TRAIN, "M",
         "what validation scores: square = each image's centred --image-size square (the "
         "fitting rule: one sample an image, fast); whole = each image whole at the training "
         "scale (its shorter side scaled to --image-size, the longer at most 64 times that, as "
         "pack --store whole stores it; a shard's record as stored) by "
         "overlapping tiles blended as predict blends them (overlap 0.5), scored at that scale: the "
-        "loss a mean over images, the counts over every pixel (predict --resize fit scores the "
-        "same images at full resolution: close figures, not the same); ranks take images dealt "
-        "by their tile counts"),
+        "loss a mean over images, the counts over every pixel; full = the same, with the logits "
+        "scaled back to each image's own size (bilinear) and scored against its mask at full "
+        "resolution, as predict --resize fit scores it (mmsegmentation's whole-image mIoU; image "
+        "files only: a shard keeps no full-size masks); ranks take images dealt by their tile "
+        "counts"),
     CG_OPT_ROW_NUM(I64, "report-every", O(report_every), 1, 1e15, C_TRAIN, "N",
         "print the performance line every N steps"),
     CG_OPT_ROW_TEXT(STR, "report-ranks", O(report_ranks), NULL, C_TRAIN, "MODE",

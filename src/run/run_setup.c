@@ -454,6 +454,15 @@ static int open_data(cg_run_t *r, char *err, size_t errlen) {
              (unsigned long long)train_h);
   const int code = check_same_data(r, train_h, err, errlen);
   if (code) return code;
+  int mh, mw, oh, ow; /* --val-mode full needs each validation image's mask at its own size */
+  if (!strcmp(cfg->val_mode, "full") && r->nval > 0 &&
+      cg_source_load_full(r->val_src, 0, &oh, &ow, &mh, &mw, NULL, NULL, err, errlen) == -2) {
+    snprintf(err, errlen, "--val-mode full: the validation data (%s) is a .cgds shard, whose "
+             "records are stored scaled: it keeps no full-size masks to score; use --val-mode "
+             "whole (scored at the training scale), or validate on the image files (--val-data "
+             "DIR or LIST)", cfg->val_data[0] ? cfg->val_data : cfg->data);
+    return usage(r, err);
+  }
   data_sides(r);
   warn_masks_0_255(r);
   cg_sampler_t s;

@@ -40,7 +40,7 @@
 #include "tboard.h"       /* cg_tb_close: --tensorboard */
 #include "trace.h"        /* cg_trace_*: --trace-out timeline */
 #include "train_report.h" /* cg_report_*, cg_acc_t: every line the run prints */
-#include "val_whole.h"    /* cg_validate_whole: --val-mode whole */
+#include "val_whole.h"    /* cg_validate_whole: --val-mode whole and full */
 
 double cg_train_lr(const cg_config_t *cfg, int64_t t, int64_t total) {
   double lr = cfg->lr;
@@ -571,7 +571,7 @@ static void note_val(cg_run_t *r, int64_t step, const cg_val_t *v) {
 
 /* One validation pass in the run's --val-mode. */
 static cg_val_t validate_mode(cg_run_t *r) {
-  return strcmp(r->cfg->val_mode, "whole") ? validate(r) : cg_validate_whole(r);
+  return strcmp(r->cfg->val_mode, "square") ? cg_validate_whole(r) : validate(r);
 }
 
 /* Validation in the middle of training; its time is not training time. A stop signal during it

@@ -93,7 +93,11 @@ void cg_report_banner(const cg_run_t *r) {
   printf("data: %s, %lld training / %lld validation samples%s; batch %d per rank, global %d; "
          "%lld steps (%lld per epoch)\n",
          cfg->data, (long long)r->ntrain, (long long)r->nval,
-         r->nval && !strcmp(cfg->val_mode, "whole") ? " (validated whole)" : "", cfg->batch,
+         !r->nval                            ? ""
+         : !strcmp(cfg->val_mode, "whole") ? " (validated whole)"
+         : !strcmp(cfg->val_mode, "full")  ? " (validated whole, scored at full resolution)"
+                                           : "",
+         cfg->batch,
          cfg->batch * c->size, (long long)r->total, (long long)r->spe);
   printf("rank 0: %d compute thread(s), %d helper thread(s), %d gradient bucket(s), gradient "
          "comm %s\n", r->threads, r->workers, r->buckets.n, cfg->grad_comm);

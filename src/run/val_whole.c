@@ -1,4 +1,4 @@
-/* val_whole.c: validation over whole images (--val-mode whole).
+/* val_whole.c: validation over whole images (--val-mode whole and full).
  *
  * Every validation sample is taken whole (cg_source_load_whole: an image file scaled so that
  * its shorter side is --image-size, as predict --resize fit scales it up to an aspect of 64:1,
@@ -9,6 +9,10 @@
  * BCE or CE + soft Dice, the ignore label left out, the same bits as cg_cpu_loss_k) and the
  * classes (logit > 0, or the first argmax) counted like the square mode's. Both are taken row by
  * row as the tiler makes rows final, so an open image costs its RGB and mask, not its logits.
+ * --val-mode full scores at each image's own size instead, as predict --resize fit does: the
+ * tiler scales the blended logits back (bilinear, F.interpolate's align_corners=False) and the
+ * mask is read at the file's size (cg_source_load_full; a shard has no such masks: refused at
+ * start-up).
  *
  * The images are dealt to the ranks by their tile counts (largest first, in snake order), so
  * that a few wide images do not leave one rank working while the others wait; a rank that is
@@ -47,6 +51,7 @@ typedef struct {
 struct vfeed {
   cg_run_t *r;
   volatile sig_atomic_t stop; /* a stop signal: no further batch of tiles (the tiler's stop) */
+  int full;                   /* --val-mode full: scored at each image's own size */
   int64_t *mine, nmine, next, bad;
   double loss;
   cg_confusion_t conf;
@@ -70,26 +75,38 @@ static void vimg_free(vimg_t *v) {
   free(v);
 }
 
-/* Validation sample i whole, as a tiler of an image whose rows go to vimg_row; NULL with the
- * message in err (a bad sample). */
+/* Sample i whole (h x w) and the size its mask is scored at (mh x mw: full, the file's own;
+ * else h x w); rgb NULL: the sizes only. 0, or -1 with err (a bad sample). */
+static int load_sample(const vfeed_t *f, int64_t i, int *h, int *w, int *mh, int *mw,
+                       uint8_t *rgb, uint8_t *mask, char *err, size_t errlen) {
+  cg_source_t *src = f->r->val_src;
+  if (f->full) return cg_source_load_full(src, i, h, w, mh, mw, rgb, mask, err, errlen) ? -1 : 0;
+  const int rc = cg_source_load_whole(src, i, h, w, rgb, mask, err, errlen);
+  *mh = *h;
+  *mw = *w;
+  return rc;
+}
+
+/* Validation sample i whole, as a tiler of an image whose rows (at the mask's size) go to
+ * vimg_row; NULL with the message in err (a bad sample). */
 static cg_tiler_t *open_sample(vfeed_t *f, int64_t i, char *err, size_t errlen) {
   cg_run_t *r = f->r;
-  int h, w;
-  if (cg_source_load_whole(r->val_src, i, &h, &w, NULL, NULL, err, errlen)) return NULL;
+  int h, w, mh, mw;
+  if (load_sample(f, i, &h, &w, &mh, &mw, NULL, NULL, err, errlen)) return NULL;
   uint8_t *rgb = cg_malloc((size_t)h * w * 3, "validation image");
   vimg_t *v = cg_calloc(1, sizeof *v, "validation image");
   v->f = f;
-  v->h = h;
-  v->w = w;
+  v->h = mh;
+  v->w = mw;
   v->k = r->model.nclass;
-  v->mask = cg_malloc((size_t)h * w, "validation mask");
-  v->cls = cg_malloc((size_t)w, "validation classes");
-  if (cg_source_load_whole(r->val_src, i, &h, &w, rgb, v->mask, err, errlen)) {
+  v->mask = cg_malloc((size_t)mh * mw, "validation mask");
+  v->cls = cg_malloc((size_t)mw, "validation classes");
+  if (load_sample(f, i, &h, &w, &mh, &mw, rgb, v->mask, err, errlen)) {
     free(rgb);
     vimg_free(v);
     return NULL;
   }
-  return cg_tiler_open(rgb, h, w, h, w, v->k, r->model.height, r->model.width,
+  return cg_tiler_open(rgb, h, w, mh, mw, v->k, r->model.height, r->model.width,
                        VAL_WHOLE_OVERLAP, vimg_row, v);
 }
 
@@ -183,7 +200,7 @@ static void wait_for_ranks(cg_run_t *r) {
 
 cg_val_t cg_validate_whole(cg_run_t *r) {
   const int K = r->model.nclass;
-  vfeed_t f = {.r = r};
+  vfeed_t f = {.r = r, .full = !strcmp(r->cfg->val_mode, "full")};
   if (K > 1) f.confk = cg_calloc((size_t)K * K, sizeof(int64_t), "confusion");
   deal(&f);
   const cg_tiler_feed_t feed = {vfeed_next, vfeed_end, &f, &f.stop, 0, vfeed_step};
