@@ -7,6 +7,8 @@
 #    --store whole (version 5) does;
 #  - 2 ranks x batch 2 give the parameters of 1 rank x batch 4 with --crop-scale 0.5:0.9 (crop
 #    windows, JPEGs decoded at a DCT scale, depend only on the seed, epoch and sample);
+#  - zoom-out crops (--crop-scale 0.5:2, padded with the ignore label) give N ranks = 1 rank
+#    too, and train from a --store whole shard;
 #  - --crop-scale changes the run; bad --crop-scale values and a resume with another one are
 #    refused (exit 2, naming the flag); --lr-schedule poly with --min-lr resumes with a notice.
 # The files are written with Debian's Pillow (/usr/bin/python3); without it: skipped (77).
@@ -78,6 +80,15 @@ if $CMP $T/d1.bin $T/a1.bin 1e-5 > /dev/null 2>&1; then
   fail "--crop-scale 0.5:0.9 trained the parameters of the default 0.75:1"
 fi
 echo "ok: --crop-scale changes the run"
+# zoom-out crops (windows up to twice the shorter side, padded): N ranks = 1 rank, over the
+# directory and over a --store whole shard
+$MPIRUN -np 1 $BIN $SMALL --batch 4 --crop-scale 0.5:2 --params-out $T/z1.bin > $T/z1.log
+$MPIRUN -np 2 $BIN $SMALL --batch 2 --crop-scale 0.5:2 --params-out $T/z2.bin > $T/z2.log
+echo "zoom-out crop windows: np 2 x batch 2 vs np 1 x batch 4:"
+$CMP $T/z2.bin $T/z1.bin 1e-5
+$MPIRUN -np 1 $BIN ${SMALL/--data $T\/wide/--data $T/whole.cgds} --batch 4 --crop-scale 1:2 \
+  > $T/z3.log
+expect2 "--crop-scale: '0.5:4.5' is not A:B with 0 < A <= B <= 4" $BIN $SMALL --crop-scale 0.5:4.5
 
 expect2 "--crop-scale: '0:1' is not A:B" $BIN $SMALL --crop-scale 0:1
 expect2 "--crop-scale: '1:0.5' is not A:B" $BIN $SMALL --crop-scale 1:0.5

@@ -449,10 +449,10 @@ static void test_alignment(void) {
   static const struct {
     int w, h, s;
     cg_crop_t win; /* scale 0: the fitting rule; else a training crop's window */
-  } cases[] = {{500, 333, 128, {0, 0, 0}},       {260, 1000, 32, {0, 0, 0}},
-               {421, 637, 48, {0, 0, 0}},        {777, 555, 200, {0, 0, 0}},
-               {96, 96, 32, {0, 0, 0}},          {1500, 1000, 96, {0.6, 0.2, 0.8}},
-               {1000, 700, 48, {0.93, 1.0, 0.0}}, {640, 1280, 40, {0.45, 0.7, 0.33}}};
+  } cases[] = {{500, 333, 128, {0, 0, 0, 0}},        {260, 1000, 32, {0, 0, 0, 0}},
+               {421, 637, 48, {0, 0, 0, 0}},         {777, 555, 200, {0, 0, 0, 0}},
+               {96, 96, 32, {0, 0, 0, 0}},           {1500, 1000, 96, {0.6, 0.2, 0.8, 0}},
+               {1000, 700, 48, {0.93, 1.0, 0.0, 0}}, {640, 1280, 40, {0.45, 0.7, 0.33, 0}}};
   for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
     const int W = cases[c].w, H = cases[c].h, S = cases[c].s, M = W < H ? W : H;
     const cg_crop_t *win = cases[c].win.scale > 0 ? &cases[c].win : NULL;
@@ -489,6 +489,57 @@ static void test_alignment(void) {
              H, win ? "cropped by a window" : "fitted", S, dx, dy);
     free(out), free(om), free(px), free(py);
   }
+}
+
+/* A zoom-out window (scale > 1) over a JPEG decoded at a DCT scale: the padding must start where
+ * the file ends, for the image (in decoded pixels, the file's extent at the scale, not the
+ * decoder's rounded-up size) and its mask (a PNG at full size) alike. The image is a flat gray
+ * 200 (never 0 inside, bilinear taps clamp at its border) and the mask all 1: every output pixel
+ * is black exactly where the mask holds the pad label. */
+static void test_zoom_out(void) {
+  static const struct {
+    int w, h, s;
+    cg_crop_t win;
+  } cases[] = {{1501, 1001, 64, {1.7, 0.3, 0.6, 255}}, {1003, 2005, 96, {2.0, 0.9, 0.1, 255}},
+               {999, 998, 40, {3.3, 0.5, 0.5, 255}}, {640, 480, 100, {1.2, 0.0, 1.0, 255}}};
+  int bad = 0;
+  for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
+    const int W = cases[c].w, H = cases[c].h, S = cases[c].s;
+    uint8_t *rgb = malloc((size_t)H * W * 3), *mask = malloc((size_t)H * W);
+    memset(rgb, 200, (size_t)H * W * 3);
+    memset(mask, 255, (size_t)H * W);
+    char ip[128], mp[128], rel[64], err[512];
+    snprintf(rel, sizeof rel, "zoom%zu.jpg", c);
+    at(ip, sizeof ip, rel);
+    snprintf(rel, sizeof rel, "zoom%zu.png", c);
+    at(mp, sizeof mp, rel);
+    CG_TEST_CHECK(cg_jpeg_write(ip, rgb, H, W, 95, err, sizeof err) == 0, "%s", err);
+    CG_TEST_CHECK(cg_png_write(mp, mask, H, W, CG_PNG_GRAY8, err, sizeof err) == 0, "%s", err);
+    free(rgb), free(mask);
+    uint8_t *out = malloc((size_t)S * S * 3), *om = malloc((size_t)S * S);
+    const cg_fit_opts_t fo = {.size = S, .expect_h = H, .expect_w = W, .win = &cases[c].win};
+    CG_TEST_CHECK(cg_fit_pair(ip, mp, &fo, out, om, NULL, NULL, err, sizeof err) == 0, "%s", err);
+    int padded = 0, wrong = 0;
+    for (int i = 0; i < S * S; i++) {
+      const int black = out[3 * i] == 0 && out[3 * i + 1] == 0 && out[3 * i + 2] == 0;
+      padded += om[i] == 255;
+      wrong += black != (om[i] == 255) || (om[i] != 255 && om[i] != 1);
+    }
+    double x0, y0, side; /* the expected share of padding: 1 - the file's area in the window */
+    cg_crop_px(&cases[c].win, H, W, &x0, &y0, &side);
+    const double ix = fmin(x0 + side, W) - fmax(x0, 0), iy = fmin(y0 + side, H) - fmax(y0, 0);
+    const double want = 1 - ix * iy / (side * side), got = (double)padded / (S * S);
+    if (wrong || fabs(got - want) > 2.0 / S) {
+      printf("  %dx%d JPEG, window %g at (%g, %g) to %d: %d pixel(s) where the image's padding "
+             "is not the mask's, padding %.3f of the crop (want %.3f)\n", W, H,
+             cases[c].win.scale, cases[c].win.u, cases[c].win.v, S, wrong, got, want);
+      bad++;
+    }
+    free(out), free(om);
+  }
+  CG_TEST_CHECK(bad == 0, "zoom-out windows: %d of %d misaligned", bad,
+                (int)(sizeof cases / sizeof *cases));
+  if (!bad) printf("PASS zoom-out windows over DCT-scaled JPEGs: the padding aligned\n");
 }
 
 static long maxrss_kb(void) {
@@ -696,6 +747,7 @@ int main(void) {
   test_bad_files();
   test_scaling();
   test_alignment();
+  test_zoom_out();
   test_memory();
   test_source();
   test_jpeg_masks();

@@ -6,12 +6,14 @@
  *    size does not grow after the first few hundred batches — the ring never grows;
  *  - the metrics counted by the helpers equal a direct count;
  *  - without augmentation (--flip off, --crop off) a sample is exactly the source's pixels, and
- *    with the flips on some samples differ from them. */
+ *    with the flips on some samples differ from them;
+ *  - a zoom-out crop (scale 2) is the window padded with the ignore label. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "augment.h"
 #include "feat.h"
 #include "loader.h"
 #include "log.h"
@@ -166,5 +168,43 @@ int main(void) {
            differ == 0 || aug ? "PASS" : "FAIL", aug ? "on" : "off", differ, seen);
   }
   cg_source_destroy(src);
+  /* 4. zoom-out crops (--crop-scale above 1): the part of the window outside the sample is
+   * padded with the ignore label (K >= 2), the window being the sampler's own */
+  cg_source_t *sk = cg_source_synthetic_k(12, 0, 40, 24, 24, 3, 255);
+  cg_loader_cfg_t cz = cfg_for(sk, 1, 0, 6);
+  cz.augment = 0;
+  cz.crop = 1;
+  cz.crop_lo = cz.crop_hi = 2.0;
+  cz.nclass = 3;
+  cz.ignore_index = 255;
+  cg_loader_t *lz = cg_loader_create(&cz);
+  const size_t pz = 24 * 24;
+  uint8_t zr[24 * 24 * 3], zm[24 * 24], tmp[24 * 24 * 4];
+  char zerr[256];
+  int zbad = 0, zseen = 0;
+  int64_t padded = 0;
+  for (int k = 0; k < 6; k++) {
+    cg_host_batch_t *b = cg_loader_next(lz, NULL);
+    CG_ASSERT(b != NULL && b->n_cpu == 0);
+    for (int i = 0; i < b->n; i++) {
+      if (b->index[i] < 0) continue;
+      cg_crop_t win = cg_augment_window(cz.seed, b->epoch, b->index[i], 2.0, 2.0);
+      win.pad = 255;
+      CG_ASSERT(cg_source_load_win(sk, b->index[i], &win, zr, zm, tmp, zerr, sizeof zerr) == 0);
+      zbad += memcmp(b->rgb + i * pz * 3, zr, pz * 3) || memcmp(b->y + i * pz, zm, pz);
+      for (size_t j = 0; j < pz; j++) padded += zm[j] == 255;
+      zseen++;
+    }
+    cg_loader_release(lz, b, 0);
+  }
+  cg_loader_destroy(lz);
+  cg_source_destroy(sk);
+  /* a window twice the sample's side holds it on a quarter of its area */
+  const double share = (double)padded / ((double)zseen * pz);
+  CG_TEST_CHECK(zbad == 0 && share > 0.7 && share < 0.8,
+                "zoom-out crops: %d of %d samples differ from the window padded with 255, "
+                "%.3f of the pixels padded (want about 0.75)", zbad, zseen, share);
+  printf("PASS zoom-out crops: %d samples padded with the ignore label (%.3f of the pixels)\n",
+         zseen, share);
   return cg_test_done("test_loader");
 }

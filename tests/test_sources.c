@@ -997,8 +997,11 @@ static void test_crop_windows(void) {
   write_or_die("crop/wide_mask.png", m255, H, W, CG_PNG_GRAY8);
   path_of(ip, sizeof ip, "crop/wide.png");
   path_of(mp, sizeof mp, "crop/wide_mask.png");
-  const cg_crop_t wins[] = {{1.0, 0.0, 0.0}, {1.0, 0.999, 0.5}, {0.75, 0.3, 0.9},
-                            {0.5, 0.0, 1.0}, {0.31, 0.77, 0.12}, {1.0, 0.5, 0.5}};
+  /* the last ones zoom out (scale > 1): padded around the file, the mask with their pad */
+  const cg_crop_t wins[] = {{1.0, 0.0, 0.0, 0},    {1.0, 0.999, 0.5, 0},  {0.75, 0.3, 0.9, 0},
+                            {0.5, 0.0, 1.0, 0},    {0.31, 0.77, 0.12, 0}, {1.0, 0.5, 0.5, 0},
+                            {1.5, 0.2, 0.7, 255},  {2.0, 0.5, 0.5, 7},    {1.3, 1.0, 0.0, 255},
+                            {4.0, 0.0, 1.0, 255},  {1.62, 0.999, 0.001, 9}};
   const int sizes[] = {8, 16, 23, 40};
   int bad = 0;
   for (size_t k = 0; k < sizeof wins / sizeof wins[0]; k++)
@@ -1013,7 +1016,8 @@ static void test_crop_windows(void) {
         double x0, y0, side;
         cg_crop_px(&wins[k], H, W, &x0, &y0, &side);
         cg_resample_rgb(rgb, H, W, x0, y0, side, side, b, S, S);
-        cg_resample_mask(m01, H, W, x0, y0, side, side, b + 3 * S * S, S, S);
+        cg_resample_mask_pad(m01, H, W, x0, y0, side, side, b + 3 * S * S, S, S,
+                             (uint8_t)wins[k].pad);
         if (memcmp(a, b, (size_t)S * S * 4)) {
           printf("  window %zu (%g, %g, %g) size %d: streamed differs from whole\n", k,
                  wins[k].scale, wins[k].u, wins[k].v, S);

@@ -50,13 +50,14 @@ void cg_augment_flip(uint64_t seed, int64_t epoch, int64_t index, int h, int w, 
 }
 
 cg_crop_t cg_augment_window(uint64_t seed, int64_t epoch, int64_t index, double lo, double hi) {
-  CG_ASSERT(lo > 0 && lo <= hi && hi <= 1);
+  CG_ASSERT(lo > 0 && lo <= hi && hi <= CG_CROP_SCALE_MAX);
   cg_rng_t r = cg_rng_make(seed, CG_RNG_AUG, (uint64_t)epoch, (uint64_t)index);
   (void)cg_rng_next(&r); /* the flip bits of cg_augment_flip */
   cg_crop_t win;
+  memset(&win, 0, sizeof win); /* the struct's padding too: windows compare as bytes */
   win.scale = lo + (hi - lo) * cg_rng_uniform(&r);
   win.u = cg_rng_uniform(&r);
-  win.v = cg_rng_uniform(&r);
+  win.v = cg_rng_uniform(&r); /* pad: 0, the caller's to set (the ignore label) */
   return win;
 }
 

@@ -14,7 +14,7 @@
 void cg_augment_flip(uint64_t seed, int64_t epoch, int64_t index, int h, int w, uint8_t *rgb,
                      uint8_t *mask);
 
-/* The random crop window of one sample (fit.h): scale uniform in [lo, hi] (0 < lo <= hi <= 1:
+/* The random crop window of one sample (fit.h): scale uniform in [lo, hi] (0 < lo <= hi <= 4:
  * --crop-scale), the origin uniform over the room left (u, v uniform in [0, 1)). Decided by
  * the CG_RNG_AUG stream of (seed, epoch, index), drawing after the one draw cg_augment_flip
  * makes, so the flips are the same with or without crops. The loader takes it over the whole

@@ -320,7 +320,7 @@ static int cgds_load_win(cg_source_t *s, int64_t index, const cg_crop_t *win, ui
     double x0, y0, side;
     cg_crop_px(win, rh, rw, &x0, &y0, &side);
     cg_resample_rgb(wr, rh, rw, x0, y0, side, side, rgb, s->h, s->w);
-    cg_resample_mask(wm, rh, rw, x0, y0, side, side, mask, s->h, s->w);
+    cg_resample_mask_pad(wm, rh, rw, x0, y0, side, side, mask, s->h, s->w, (uint8_t)win->pad);
   } else if (!rc) {
     cg_fit_square(wr, wm, rh, rw, s->h, rgb, mask);
   }

@@ -39,15 +39,36 @@ static int near_tap(double origin, double span, int i, int n, int nsrc) {
   return clampi((int)floor(origin + (i + 0.5) * span / n), 0, nsrc - 1);
 }
 
-/* Column taps of a bilinear resample: xi[2x], xi[2x+1], weight xf[x]. */
-static void lin_cols(double x0, double ww, int w, int sw, int *xi, float *xf) {
-  for (int x = 0; x < w; x++) lin_tap(x0, ww, x, w, sw, &xi[2 * x], &xi[2 * x + 1], &xf[x]);
+/* Output coordinate i's centre in the source lies outside [0, extent): a window larger than the
+ * image (a zoom-out crop) pads it. A window inside the source never is (its centres are). */
+static int outside(double origin, double span, int i, int n, double extent) {
+  const double p = origin + (i + 0.5) * span / n;
+  return p < 0 || p >= extent;
 }
 
-/* One output RGB row from source rows r0, r1 (weight g of r1). */
+/* Column taps of a bilinear resample: xi[2x], xi[2x+1], weight xf[x]; xi[2x] = -1 for a
+ * column outside the source's extent (padding). */
+static void lin_cols(double x0, double ww, int w, int sw, double extent, int *xi, float *xf) {
+  for (int x = 0; x < w; x++) {
+    lin_tap(x0, ww, x, w, sw, &xi[2 * x], &xi[2 * x + 1], &xf[x]);
+    if (outside(x0, ww, x, w, extent)) xi[2 * x] = -1;
+  }
+}
+
+/* Column taps of a nearest resample; -1 outside the extent. */
+static void near_cols(double x0, double ww, int w, int sw, double extent, int *xi) {
+  for (int x = 0; x < w; x++)
+    xi[x] = outside(x0, ww, x, w, extent) ? -1 : near_tap(x0, ww, x, w, sw);
+}
+
+/* One output RGB row from source rows r0, r1 (weight g of r1); a padded column is black. */
 static void blend_row(const uint8_t *r0, const uint8_t *r1, float g, const int *xi,
                       const float *xf, uint8_t *o, int w) {
   for (int x = 0; x < w; x++) {
+    if (xi[2 * x] < 0) {
+      o[3 * x] = o[3 * x + 1] = o[3 * x + 2] = 0;
+      continue;
+    }
     const int a = 3 * xi[2 * x], b = 3 * xi[2 * x + 1];
     const float f = xf[x];
     for (int k = 0; k < 3; k++) {
@@ -63,8 +84,12 @@ void cg_resample_rgb(const uint8_t *src, int sh, int sw, double x0, double y0, d
                      double wh, uint8_t *dst, int h, int w) {
   int *xi = cg_malloc(sizeof(int) * 2 * (size_t)w, "resample columns");
   float *xf = cg_malloc(sizeof(float) * (size_t)w, "resample weights");
-  lin_cols(x0, ww, w, sw, xi, xf);
+  lin_cols(x0, ww, w, sw, sw, xi, xf);
   for (int y = 0; y < h; y++) {
+    if (outside(y0, wh, y, h, sh)) {
+      memset(dst + (size_t)y * w * 3, 0, (size_t)w * 3);
+      continue;
+    }
     int j0, j1;
     float g;
     lin_tap(y0, wh, y, h, sh, &j0, &j1, &g);
@@ -75,16 +100,26 @@ void cg_resample_rgb(const uint8_t *src, int sh, int sw, double x0, double y0, d
   free(xf);
 }
 
-void cg_resample_mask(const uint8_t *src, int sh, int sw, double x0, double y0, double ww,
-                      double wh, uint8_t *dst, int h, int w) {
+/* One output mask row from source row r; padded columns get pad. */
+static void near_row(const uint8_t *r, const int *xi, uint8_t pad, uint8_t *o, int w) {
+  for (int x = 0; x < w; x++) o[x] = xi[x] < 0 ? pad : r[xi[x]];
+}
+
+void cg_resample_mask_pad(const uint8_t *src, int sh, int sw, double x0, double y0, double ww,
+                          double wh, uint8_t *dst, int h, int w, uint8_t pad) {
   int *xi = cg_malloc(sizeof(int) * (size_t)w, "resample columns");
-  for (int x = 0; x < w; x++) xi[x] = near_tap(x0, ww, x, w, sw);
+  near_cols(x0, ww, w, sw, sw, xi);
   for (int y = 0; y < h; y++) {
-    const uint8_t *r = src + (size_t)near_tap(y0, wh, y, h, sh) * sw;
     uint8_t *o = dst + (size_t)y * w;
-    for (int x = 0; x < w; x++) o[x] = r[xi[x]];
+    if (outside(y0, wh, y, h, sh)) memset(o, pad, (size_t)w);
+    else near_row(src + (size_t)near_tap(y0, wh, y, h, sh) * sw, xi, pad, o, w);
   }
   free(xi);
+}
+
+void cg_resample_mask(const uint8_t *src, int sh, int sw, double x0, double y0, double ww,
+                      double wh, uint8_t *dst, int h, int w) {
+  cg_resample_mask_pad(src, sh, sw, x0, y0, ww, wh, dst, h, w, 0);
 }
 
 void cg_fit_square(const uint8_t *rgb, const uint8_t *mask, int sh, int sw, int size,
@@ -116,7 +151,7 @@ void cg_crop_apply(const cg_crop_t *win, int h, int w, uint8_t *rgb, uint8_t *ma
   cg_crop_px(win, h, w, &x0, &y0, &side);
   const size_t px = (size_t)h * w;
   cg_resample_rgb(rgb, h, w, x0, y0, side, side, tmp, h, w);
-  cg_resample_mask(mask, h, w, x0, y0, side, side, tmp + 3 * px, h, w);
+  cg_resample_mask_pad(mask, h, w, x0, y0, side, side, tmp + 3 * px, h, w, win->pad);
   memcpy(rgb, tmp, 3 * px);
   memcpy(mask, tmp + 3 * px, px);
 }
@@ -139,6 +174,8 @@ typedef struct {
   int sh, sw, x0, y0;     /* set by fit_begin: decoded size; crop: the window's origin */
   int crop;               /* the window is the output, pixel for pixel: rows are copied */
   double ox, oy, sx, sy;  /* the window in decoded pixels (lin_tap, near_tap): origin, spans */
+  double ex, ey;          /* the file's extent in decoded pixels: outside it, padding */
+  uint8_t pad;            /* mask: the label of padding (a window larger than the file) */
   int next;               /* next output row */
   uint8_t *keep;          /* RGB resample: 2 source rows */
   int *xi;
@@ -223,23 +260,43 @@ static int fit_begin(void *ctx, int h, int w, char *why, size_t whylen) {
   f->oy = y0 * s;
   f->sx = sx * s;
   f->sy = sy * s;
-  f->crop = s == 1.0 && sx == f->ow && sy == f->oh && x0 == floor(x0) && y0 == floor(y0);
+  f->ex = fw * s;
+  f->ey = fh * s;
+  f->pad = f->win ? (uint8_t)f->win->pad : 0;
+  f->crop = s == 1.0 && sx == f->ow && sy == f->oh && x0 == floor(x0) && y0 == floor(y0) &&
+            x0 >= 0 && y0 >= 0 && x0 + sx <= fw && y0 + sy <= fh;
   f->x0 = (int)x0;
   f->y0 = (int)y0;
   if (f->crop) return 0;
   if (f->is_mask) {
     f->xi = malloc(sizeof(int) * (size_t)f->ow);
-    if (f->xi)
-      for (int x = 0; x < f->ow; x++) f->xi[x] = near_tap(f->ox, f->sx, x, f->ow, w);
+    if (f->xi) near_cols(f->ox, f->sx, f->ow, w, f->ex, f->xi);
   } else {
     f->xi = malloc(sizeof(int) * 2 * (size_t)f->ow);
     f->xf = malloc(sizeof(float) * (size_t)f->ow);
     f->keep = malloc((size_t)w * 3 * 2);
-    if (f->xi && f->xf) lin_cols(f->ox, f->sx, f->ow, w, f->xi, f->xf);
+    if (f->xi && f->xf) lin_cols(f->ox, f->sx, f->ow, w, f->ex, f->xi, f->xf);
   }
   if (!f->xi || (!f->is_mask && (!f->xf || !f->keep))) {
     snprintf(why, whylen, "out of memory for the row buffers");
     return -1;
+  }
+  return 0;
+}
+
+/* Output rows from f->next on whose centres lie above the file (top: a zoom-out window's
+ * padding, made before any row is needed) or, after the last row (!top), below it: made as
+ * padding (black, the mask's pad label). Returns 1 when the next row is below the file (no
+ * source row will make it). */
+static int pad_rows(fit_t *f, int top) {
+  const int n = f->oh;
+  const size_t bpp = f->is_mask ? 1 : 3;
+  while (f->next < n && outside(f->oy, f->sy, f->next, n, f->ey)) {
+    const double p = f->oy + (f->next + 0.5) * f->sy / n;
+    if (top && p >= 0) return 1; /* below: only after the last row */
+    memset(f->out + (size_t)f->next * f->ow * bpp, f->is_mask ? f->pad : 0,
+           (size_t)f->ow * bpp);
+    f->next++;
   }
   return 0;
 }
@@ -260,19 +317,18 @@ static int fit_row(void *ctx, int y, const uint8_t *px, char *why, size_t whylen
     return 0;
   }
   if (f->is_mask) {
-    while (f->next < n) {
+    while (f->next < n && !pad_rows(f, 1)) {
       const int j = near_tap(f->oy, f->sy, f->next, n, f->sh);
       if (j > y) break;
       CG_ASSERT(j == y); /* taps increase with the output row: never behind the row at hand */
-      uint8_t *o = f->out + (size_t)f->next * ow;
-      for (int x = 0; x < ow; x++) o[x] = px[f->xi[x]];
+      near_row(px, f->xi, f->pad, f->out + (size_t)f->next * ow, ow);
       f->next++;
     }
     return 0;
   }
   const size_t rb = (size_t)f->sw * 3;
   memcpy(f->keep + (size_t)(y & 1) * rb, px, rb);
-  while (f->next < n) {
+  while (f->next < n && !pad_rows(f, 1)) {
     int j0, j1;
     float g;
     lin_tap(f->oy, f->sy, f->next, n, f->sh, &j0, &j1, &g);
@@ -303,6 +359,7 @@ static int fit_file(const char *path, int64_t max_pixels, cg_png_as_t as, fit_t 
                ? cg_image_read_rows(path, max_pixels, min_side(f), &sink, &f->fh, &f->fw,
                                     &f->scale, err, errlen)
                : cg_image_read_mask_rows(path, max_pixels, as, &sink, err, errlen);
+  if (!rc && !f->crop) pad_rows(f, 0); /* a zoom-out window's rows below the file */
   free(f->keep);
   free(f->xi);
   free(f->xf);
@@ -334,7 +391,8 @@ void cg_fit_whole_size(int h, int w, int size, int *oh, int *ow) {
 
 int cg_fit_pair(const char *image, const char *mask, const cg_fit_opts_t *o, uint8_t *out_rgb,
                 uint8_t *out_mask, int *h, int *w, char *err, size_t errlen) {
-  CG_ASSERT(o->size >= 1 && (!o->win || (o->win->scale > 0 && o->win->scale <= 1)));
+  CG_ASSERT(o->size >= 1 &&
+            (!o->win || (o->win->scale > 0 && o->win->scale <= CG_CROP_SCALE_MAX)));
   const int whole = o->out_h > 0 && o->out_w > 0;
   CG_ASSERT(!whole || !o->win);
   const int oh = whole ? o->out_h : o->size, ow = whole ? o->out_w : o->size;

@@ -15,23 +15,32 @@
 
 /* Resamples the window [x0, x0+ww) x [y0, y0+wh) of src (sh x sw, in pixels; pixel (x, y)
  * covers [x, x+1)) onto the whole of dst (h x w): bilinear with pixel centres aligned for RGB,
- * nearest for masks; reads outside src clamp to its border. A window equal to src at the same
- * size copies exactly. */
+ * nearest for masks; taps outside src clamp to its border. A window equal to src at the same
+ * size copies exactly. An output pixel whose centre falls outside src (a window reaching past
+ * it: a zoom-out crop) is padding: black RGB, and the mask value pad (cg_resample_mask: 0). */
 void cg_resample_rgb(const uint8_t *src, int sh, int sw, double x0, double y0, double ww,
                      double wh, uint8_t *dst, int h, int w);
 void cg_resample_mask(const uint8_t *src, int sh, int sw, double x0, double y0, double ww,
                       double wh, uint8_t *dst, int h, int w);
+void cg_resample_mask_pad(const uint8_t *src, int sh, int sw, double x0, double y0, double ww,
+                          double wh, uint8_t *dst, int h, int w, uint8_t pad);
 /* The fitting rule: the centred square of side m = min(sh, sw) (offsets floor((sw-m)/2),
  * floor((sh-m)/2)) scaled to size x size, i.e. scale the shorter side to size, centre-crop the
  * longer. An image already size x size is copied unchanged. */
 void cg_fit_square(const uint8_t *rgb, const uint8_t *mask, int sh, int sw, int size,
                    uint8_t *out_rgb, uint8_t *out_mask);
-/* A square window of a sample: side = scale x its shorter side (0 < scale <= 1), the origin at
- * the fractions (u, v) in [0, 1] of the room left on each axis (0: left / top, 1: right /
- * bottom). A training crop is one (augment.h); scale 1 with u = v = 0.5 is the fitting rule's
- * centred square up to its rounding (cg_fit_square floors the offsets). */
+/* A square window of a sample: side = scale x its shorter side (0 < scale <= CG_CROP_SCALE_MAX),
+ * the origin at the fractions (u, v) in [0, 1] of the room left on each axis (0: left / top, 1:
+ * right / bottom). A training crop is one (augment.h); scale 1 with u = v = 0.5 is the fitting
+ * rule's centred square up to its rounding (cg_fit_square floors the offsets). A scale above 1
+ * zooms out: the window is larger than the sample on its shorter axis (and maybe the longer),
+ * the room left there is negative, so (u, v) place the sample inside the window, and the part
+ * of the window outside the sample is padding: black pixels, mask value pad (the ignore label,
+ * as mmsegmentation pads its crops). */
+#define CG_CROP_SCALE_MAX 4.0
 typedef struct {
   double scale, u, v;
+  int pad; /* 0..255: the mask value of padding */
 } cg_crop_t;
 
 /* win over a sample of sh x sw pixels: *x0, *y0 the origin and *side the side, in pixels. */

@@ -138,8 +138,12 @@ static int prepare(cg_loader_t *l, slot_t *s, int i, uint8_t *rgb, uint8_t *mask
   }
   int rc;
   if (l->cfg.crop) {
-    const cg_crop_t win =
+    cg_crop_t win =
         cg_augment_window(l->cfg.seed, s->b.epoch, idx, l->cfg.crop_lo, l->cfg.crop_hi);
+    /* a zoom-out window's padding: left out as the ignore label, else background */
+    win.pad = l->cfg.ignore_index >= l->cfg.nclass && l->cfg.ignore_index <= 255
+                  ? l->cfg.ignore_index
+                  : 0;
     rc = cg_source_load_win(l->cfg.source, idx, &win, rgb, mask, (uint8_t *)scratch, err,
                             errlen);
   } else {

@@ -47,8 +47,9 @@ typedef struct {
   int augment;               /* random flips */
   int crop;                  /* random crop windows (cg_augment_window), before the flips: over
                                 the whole file for sources of image files */
-  double crop_lo, crop_hi;   /* their scale range (0 < lo <= hi <= 1; 0, 0: the default
-                                CG_CROP_SCALE_DEFAULT_LO .. 1) */
+  double crop_lo, crop_hi;   /* their scale range (0 < lo <= hi <= CG_CROP_SCALE_MAX; 0, 0:
+                                the default CG_CROP_SCALE_DEFAULT_LO .. 1); above 1 a window
+                                zooms out, its padding the ignore label (else 0) */
   cg_jitter_t jitter;        /* colour jitter of the images after the flips (augment.h; all 0:
                                 none) */
   int skip_bad;              /* a sample that fails to load becomes padding and is counted

@@ -9,6 +9,7 @@
 
 #include "cli.h"    // cg_cli_*: this file's contract
 #include "cgds.h"     // cg_cgds_label_map: the map a shard --data was packed with
+#include "fit.h"      // CG_CROP_SCALE_MAX: --crop-scale's range
 #include "labelmap.h" // cg_labelmap_parse: --label-map read once, its table kept
 #include "opts.h"   // cg_opts_*: the engine: parse, range checks, messages, --help lines
 #include "path.h"   // cg_path_abs: --data and --val-data independent of the working directory
@@ -93,8 +94,12 @@ static const cg_opt_t g_opts[] = {
         "--crop-scale of the image's shorter side, anywhere in the whole image (of a wide photo "
         "its edges too), resampled to --image-size; off: the centred square (as validation)"),
     CG_OPT_ROW_TEXT(STR, "crop-scale", O(crop_scale), NULL, C_TRAIN, "A:B",
-        "the crops' side, uniform in A..B of the image's shorter side, 0 < A <= B <= 1 (of a "
-        "shard: of its records, the fitted squares, or the whole images of pack --store whole)"),
+        "the crops' side, uniform in A..B of the image's shorter side, 0 < A <= B <= 4 (of a "
+        "shard: of its records, the fitted squares, or the whole images of pack --store whole); "
+        "above 1 a crop zooms out: the image lies at a random place inside a larger window, "
+        "the rest padded black with masks of the ignore label (left out of the loss and "
+        "metrics, as mmsegmentation pads; 0 when there is none); mmsegmentation's resize ratio "
+        "0.5..2 with crops of the shorter side is 0.5:2"),
     CG_OPT_ROW_TEXT(STR, "color-jitter", O(color_jitter), NULL, C_TRAIN, "B:C:S:H",
         "training images' random colour jitter, as torchvision's ColorJitter(brightness=B, "
         "contrast=C, saturation=S, hue=H) on uint8 tensors: factors uniform in [max(0, 1-B), "
@@ -438,9 +443,9 @@ static int check_train_flags(cg_config_t *cfg, char *err, size_t errlen) {
     double lo = 0, hi = 0;
     char tail = 0;
     if (sscanf(cfg->crop_scale, "%lf:%lf%c", &lo, &hi, &tail) != 2 || !(lo > 0) || !(hi >= lo) ||
-        !(hi <= 1)) {
-      snprintf(err, errlen, "--crop-scale: '%s' is not A:B with 0 < A <= B <= 1",
-               cfg->crop_scale);
+        !(hi <= CG_CROP_SCALE_MAX)) {
+      snprintf(err, errlen, "--crop-scale: '%s' is not A:B with 0 < A <= B <= %g",
+               cfg->crop_scale, CG_CROP_SCALE_MAX);
       return -1;
     }
     cfg->crop_lo = lo;
