@@ -10,7 +10,7 @@
 #    it to every rank): the same within 10 s, exit 0.
 set -euo pipefail
 BIN=$1; MPIRUN="$2 --oversubscribe --bind-to none"; BUILD=$3
-T=$(mktemp -d); trap 'kill $(jobs -p) 2> /dev/null; rm -rf "$T"' EXIT
+T=$(mktemp -d); trap 'kill $(jobs -p) 2> /dev/null || true; rm -rf "$T"' EXIT
 . "$(dirname "$0")/clilib.sh" # fail
 
 # stop_after_start LOG PID SIGNAL: waits for the run's banner, then 1.5 s (the steps before the
@@ -20,7 +20,7 @@ stop_after_start() {
   local log=$1 pid=$2 sig=$3
   for _ in $(seq 600); do grep -q "^data: " "$log" 2> /dev/null && break; sleep 0.05; done
   sleep 1.5
-  kill -"$sig" "$pid"
+  kill -"$sig" "$pid" || { cat "$log"; fail "the run ended before the signal"; }
   local t0=$SECONDS
   for _ in $(seq 200); do kill -0 "$pid" 2> /dev/null || break; sleep 0.05; done
   kill -0 "$pid" 2> /dev/null && { tail "$log"; fail "still running 10 s after the signal"; }
