@@ -41,6 +41,7 @@ typedef struct {
   const cg_topo_t *topo;
   int pin;
   int crop;         /* load a training crop window (over the whole file) */
+  double lo, hi;    /* --crop-scale: the windows' side, of the shorter side (above 1: padded) */
 } pool_t;
 
 typedef struct {
@@ -63,7 +64,10 @@ static void *worker(void *arg) {
     if (t >= p->ntasks) break;
     int64_t idx = t % p->src->count;
     cg_crop_t win;
-    if (p->crop) win = cg_augment_window(7, 0, idx, CG_CROP_SCALE_DEFAULT_LO, 1.0);
+    if (p->crop) {
+      win = cg_augment_window(7, 0, idx, p->lo, p->hi);
+      win.pad = 255; /* a zoom-out window's padding: the ignore label, as train sets it */
+    }
     if (p->crop ? cg_source_load_win(p->src, idx, &win, rgb, mask, tmp, err, sizeof err)
                 : cg_source_load(p->src, idx, rgb, mask, err, sizeof err))
       CG_FATAL("%s", err);
@@ -99,6 +103,7 @@ typedef struct {
   const char *json_out;
   int formats;
   int crop;
+  const char *crop_scale;
 } opts_t;
 
 #define F(f) CG_OPT_FIELD(opts_t, f)
@@ -115,10 +120,25 @@ static const cg_opt_t g_opts[] = {
     CG_OPT_ROW_FLAG("formats", F(formats), 0,
         "also time PNG vs JPEG directories and raw/png/jpeg shards of the same samples"),
     CG_OPT_ROW_FLAG("crop", F(crop), 0,
-        "each task loads a training crop window (train's default --crop-scale 0.75:1, over the "
-        "whole file, or a shard's record) instead of the fitted square"),
+        "each task loads a training crop window (--crop-scale, over the whole file, or a "
+        "shard's record) instead of the fitted square"),
+    CG_OPT_ROW_TEXT(PTR, "crop-scale", F(crop_scale), NULL, 0, "A:B",
+        "--crop: the windows' side, uniform in A..B of the shorter side (as train's; above 1 "
+        "zoomed out and padded)"),
 };
-static const opts_t g_defaults = {"synthetic", 256, 0, CG_PNG_DEFAULT_MAX_PIXELS, NULL, 0, 0};
+static const opts_t g_defaults = {"synthetic", 256, 0, CG_PNG_DEFAULT_MAX_PIXELS, NULL, 0, 0,
+                                  "0.75:1"};
+
+/* --crop-scale A:B into lo, hi: 0, or -1 (said on stderr). */
+static int crop_range(const opts_t *o, double *lo, double *hi) {
+  char tail = 0;
+  if (sscanf(o->crop_scale, "%lf:%lf%c", lo, hi, &tail) == 2 && *lo > 0 && *hi >= *lo &&
+      *hi <= CG_CROP_SCALE_MAX)
+    return 0;
+  fprintf(stderr, "cogpu-bench cpu-tasks: --crop-scale: '%s' is not A:B with 0 < A <= B <= %g\n",
+          o->crop_scale, CG_CROP_SCALE_MAX);
+  return -1;
+}
 
 /* ---- --formats ------------------------------------------------------------------------- */
 
@@ -209,7 +229,8 @@ static void run_formats(const opts_t *o, const cg_topo_t *topo, int ncores) {
       continue;
     }
     pool_t pl = {src, o->size, o->ntasks > 0 ? o->ntasks : 4 * FMT_SAMPLES, 0, NULL, NULL, topo, 1,
-                 o->crop};
+                 o->crop, 0, 0};
+    crop_range(o, &pl.lo, &pl.hi); /* checked by cputasks_run */
     run_pool(&pl, 1); /* warm the page cache */
     const double t1 = pl.ntasks / run_pool(&pl, 1), tn = pl.ntasks / run_pool(&pl, ncores);
     printf("  %-11s %14.0f %16.1f %16.1f\n", names[f], (double)dir_bytes(p) / FMT_SAMPLES, t1, tn);
@@ -231,6 +252,11 @@ static int cputasks_run(const void *arg, cg_comm_t *c) {
     return 0;
   }
   char err[512];
+  double lo, hi;
+  if (crop_range(o, &lo, &hi)) {
+    cg_topo_destroy(topo);
+    return 2;
+  }
   const cg_source_opts_t so = {.size = size, .max_pixels = max_pixels, .seed = 1,
                                .synthetic_count = 4096, .shard_labels = 1};
   cg_source_t *src = cg_source_open_opts(data, &so, err, sizeof err);
@@ -244,7 +270,7 @@ static int cputasks_run(const void *arg, cg_comm_t *c) {
   /* check: the pool's outputs equal a single-threaded pass, bitwise */
   size_t per = (size_t)size * size * 5;
   int nchk = ncores * 2 < ntasks ? ncores * 2 : ntasks;
-  pool_t p = {src, size, nchk, 0, NULL, NULL, topo, 0, o->crop};
+  pool_t p = {src, size, nchk, 0, NULL, NULL, topo, 0, o->crop, lo, hi};
   p.out = cg_malloc(sizeof(float) * per * nchk, "check out");
   run_pool(&p, 1);
   float *ref = p.out;
@@ -255,8 +281,10 @@ static int cputasks_run(const void *arg, cg_comm_t *c) {
   free(p.out);
   p.out = NULL;
   p.ntasks = ntasks;
+  char what[64] = "";
+  if (o->crop) snprintf(what, sizeof what, " (crop windows %g:%g)", lo, hi);
   printf("# cogpu-bench cpu-tasks: %s %dx%d%s, %d tasks per run, rank 0's %d core(s); outputs "
-         "%s\n", src->ops->kind, size, size, o->crop ? " (crop windows)" : "", ntasks, ncores,
+         "%s\n", src->ops->kind, size, size, what, ntasks, ncores,
          bad ? "DIFFER between 1 and N threads" : "bitwise equal for 1 and N threads");
   printf("# %-8s %-9s %12s %10s %9s %12s\n", "threads", "pinning", "tasks/s", "speed-up",
          "effic.", "ms/task/core");
@@ -267,8 +295,10 @@ static int cputasks_run(const void *arg, cg_comm_t *c) {
   char js[8192];
   size_t len = (size_t)snprintf(js, sizeof js,
                                 "{\"bench\": \"cpu-tasks\", \"source\": \"%s\", \"size\": %d, "
-                                "\"cores\": %d, \"check_ok\": %s, \"rows\": [",
-                                src->ops->kind, size, ncores, bad ? "false" : "true");
+                                "\"cores\": %d, \"check_ok\": %s, \"crop\": %s, "
+                                "\"crop_scale\": \"%g:%g\", \"rows\": [",
+                                src->ops->kind, size, ncores, bad ? "false" : "true",
+                                o->crop ? "true" : "false", lo, hi);
   int first = 1;
   for (int pin = 1; pin >= 0; pin--)
     for (int i = 0; i < nc; i++) {

@@ -11,7 +11,9 @@
 #  - --num-classes 2: every layer but the head is A's, and the head is the one a fresh run of
 #    the same seed starts with;
 #  - with --resume: the first run starts from A (its checkpoints are a new run), the second
-#    resumes its own checkpoint and says --init-from is not used;
+#    resumes its own checkpoint and says --init-from is not used; the checkpoints keep naming A's
+#    file, also after a resume without the flag;
+#  - --init-from on some ranks only: exit 2, no hang;
 #  - a flag against A's model, K not given for a K-class model, a missing file, a file that is
 #    no checkpoint, a truncated one, an empty directory: exit 2 naming the flag or the file;
 #  - predict, export and inspect take DIR/best too.
@@ -84,8 +86,12 @@ grep -q "init-from: the weights of" $T/e1.log || fail "resume run 1 did not star
 $BIN $RES --steps 8 > $T/e2.log 2>&1 || { cat $T/e2.log; fail "resume run 2"; }
 grep -q "init-from: not used: the run resumes" $T/e2.log || { cat $T/e2.log; fail "resume 2"; }
 grep -q "resumed from $T/e/ckpt-0000000004.cgck" $T/e2.log || fail "resume 2 from step 4"
-$BIN inspect $T/e/best | grep -q "\"init-from\": \"$T/a/ckpt-0000000020.cgck\"" ||
-  fail "the checkpoint does not record --init-from"
+$BIN inspect $T/e/last | grep -q "\"init-from\": \"$T/a/ckpt-0000000020.cgck\"" ||
+  fail "the resumed run's checkpoint does not record the file it started from"
+$BIN ${RES/--init-from $T\/a/} --steps 10 > $T/e3.log 2>&1 || { cat $T/e3.log; fail "resume 3"; }
+grep -q "init-from" $T/e3.log && fail "resume 3 mentions --init-from, not given"
+$BIN inspect $T/e/last | grep -q "\"init-from\": \"$T/a/ckpt-0000000020.cgck\"" ||
+  fail "a resume without --init-from lost the record"
 
 # refusals
 expect2 "--model-base 8: the --init-from model" $BIN $HOLD --num-classes 3 --model-base 8 \
@@ -98,6 +104,9 @@ expect2 "--init-from $T/trunc.cgck: truncated" $BIN $HOLD --init-from $T/trunc.c
 mkdir $T/empty
 expect2 "holds no checkpoint" $BIN $HOLD --init-from $T/empty
 expect2 "--init-from: " $BIN $HOLD --init-from ""
+expect2 "the ranks were started with different settings: some ranks have --init-from" \
+  $MPIRUN -np 1 $BIN $HOLD --num-classes 3 --model-base 4 --model-depth 2 : \
+  -np 1 $BIN $HOLD --num-classes 3 --init-from $T/a
 
 # DIR/best elsewhere
 $BIN inspect $T/a/best | head -1 | grep -q "names $T/a/ckpt-0000000020.cgck" || fail "inspect"

@@ -5,7 +5,9 @@
 #    the run ends within 10 s, says the pass was stopped, writes the checkpoint of step 2 (with
 #    no validation figures: none were measured) and exits 0;
 #  - resumed to its end, SIGTERM during the final validation: the checkpoint of the last step is
-#    written, no metrics; resumed again, the run trains nothing and validates those weights;
+#    written, no metrics; resumed again, the run trains nothing, validates those weights and
+#    writes them again with the figures (best, the history);
+#  - 2 ranks, SIGTERM to rank 1 alone: both ranks cut the pass short (no watchdog trip), exit 0;
 #  - whole mode (--val-mode whole over wide images), 2 ranks, SIGUSR1 to mpirun (which forwards
 #    it to every rank): the same within 10 s, exit 0.
 set -euo pipefail
@@ -33,7 +35,7 @@ SQ="train --backend cpu --model-base 4 --model-depth 2 --image-size 64 --progres
 $BIN $SQ --steps 4 --val-every 2 > $T/a.log 2>&1 &
 stop_after_start $T/a.log $! TERM
 [ "$rc" -eq 0 ] || { cat $T/a.log; fail "exit $rc"; }
-grep -q "validation stopped by a signal" $T/a.log || { cat $T/a.log; fail "no stopped pass"; }
+grep -q "validation stopped by a stop signal" $T/a.log || { cat $T/a.log; fail "no stopped pass"; }
 grep -q "stopped by SIGTERM (rank 0) after step 2 of 4: checkpoint $T/ck/ckpt-0000000002.cgck" \
   $T/a.log || { cat $T/a.log; fail "no checkpoint of step 2"; }
 $BIN inspect $T/ck | grep "step 2 " | grep -q "no validation" || fail "figures in step 2's"
@@ -46,9 +48,36 @@ grep -q "stopped by SIGTERM (rank 0) after step 4 of 4: checkpoint" $T/b.log ||
 [ ! -e $T/m.json ] || fail "a stopped final validation wrote metrics"
 $BIN $SQ --steps 4 --val-every 0 --metrics-out $T/m.json > $T/c.log 2>&1 ||
   { cat $T/c.log; fail "the resume after the final stop"; }
-grep -q "nothing to train" $T/c.log && grep -q "final validation: loss" $T/c.log ||
+grep -q "nothing to train; its checkpoint has no validation figures" $T/c.log &&
+  grep -q "final validation: loss" $T/c.log ||
   { cat $T/c.log; fail "the resume did not validate step 4's weights"; }
 [ -s $T/m.json ] || fail "no metrics after the resume"
+# the figures the stop cut short are in step 4's checkpoint, best and the history now
+$BIN inspect $T/ck | grep "step 4 " | grep -q "val_iou" || fail "step 4 has no figures"
+$BIN inspect $T/ck/best | grep -q "ckpt-0000000004.cgck" || fail "best is not step 4"
+grep -q '"step": 4,' $T/ck/history.jsonl || fail "no history record of step 4"
+
+# 2 ranks, SIGTERM to rank 1 only (the job is not signalled as a whole): both ranks cut the
+# pass short within about a batch, none waits for the watchdog (--timeout-s 5)
+$MPIRUN -np 2 $BIN ${SQ/--checkpoint-dir $T\/ck/--checkpoint-dir $T/ck2} --steps 4 \
+  --val-every 2 --timeout-s 5 > $T/r.log 2>&1 &
+MPID=$!
+for _ in $(seq 600); do grep -q "^data: " $T/r.log 2> /dev/null && break; sleep 0.05; done
+sleep 1.5
+R1=""
+for p in $(pgrep -P $MPID); do
+  tr '\0' '\n' < /proc/$p/environ 2> /dev/null | grep -qx "OMPI_COMM_WORLD_RANK=1" && R1=$p
+done
+[ -n "$R1" ] || { cat $T/r.log; fail "rank 1's process not found among mpirun's children"; }
+kill -TERM $R1
+t0=$SECONDS
+for _ in $(seq 200); do kill -0 $MPID 2> /dev/null || break; sleep 0.05; done
+kill -0 $MPID 2> /dev/null && { tail $T/r.log; fail "2 ranks: running 10 s after the signal"; }
+set +e; wait $MPID; rc=$?; set -e
+echo "one rank signalled: stopped in $((SECONDS - t0)) s, exit $rc"
+[ "$rc" -eq 0 ] || { cat $T/r.log; fail "one rank signalled: exit $rc"; }
+grep -q "stopped by SIGTERM (rank 1) after step 2 of 4: checkpoint" $T/r.log ||
+  { cat $T/r.log; fail "one rank signalled: no checkpoint of step 2"; }
 
 /usr/bin/python3 -c '
 import os, sys
@@ -69,7 +98,7 @@ $MPIRUN -np 2 $BIN train --backend cpu --model-base 4 --model-depth 2 --image-si
   --val-data $T/wide --val-mode whole --checkpoint-dir $T/ckw > $T/w.log 2>&1 &
 stop_after_start $T/w.log $! USR1
 [ "$rc" -eq 0 ] || { cat $T/w.log; fail "whole: exit $rc"; }
-grep -q "validation stopped by a signal (2 rank(s) had it)" $T/w.log ||
+grep -q "validation stopped by a stop signal" $T/w.log ||
   { cat $T/w.log; fail "whole: no stopped pass on both ranks"; }
 grep -q "stopped by SIGUSR1 (rank 0) after step 2 of 2: checkpoint" $T/w.log ||
   { cat $T/w.log; fail "whole: no checkpoint"; }

@@ -470,7 +470,7 @@ static int check_train_flags(cg_config_t *cfg, char *err, size_t errlen) {
   }
   /* --init-from without --model-depth: the depth is its model's, known once it is read */
   const cg_opts_set_t set = cg_cli_opts(CG_CMD_TRAIN, cfg);
-  const int depth_known = !cfg->init_from[0] || cfg->init_read ||
+  const int depth_known = !cfg->init_from[0] || cfg->init_read || cfg->resume_found ||
                           cg_opts_given(&set, cfg->argc, cfg->argv, "model-depth");
   if ((cfg->cmd == CG_CMD_TRAIN && depth_known) || cfg->cmd == CG_CMD_INFO) {
     int div = 1 << cfg->model_depth;

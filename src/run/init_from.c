@@ -145,9 +145,21 @@ static int apply(cg_config_t *cfg, const src_t *s, char *err, size_t errlen) {
 }
 
 int cg_init_from_settings(cg_config_t *cfg, cg_comm_t *c) {
-  if (!cfg->init_from[0]) return 0;
-  if (cfg->resume_found) {
+  /* every rank starts from SRC, or none: the ones that do wait for rank 0's reading below */
+  int any = cfg->init_from[0] != 0, all = any;
+  CG_CHECK_MPI(MPI_Allreduce(MPI_IN_PLACE, &any, 1, MPI_INT, MPI_MAX, c->world));
+  CG_CHECK_MPI(MPI_Allreduce(MPI_IN_PLACE, &all, 1, MPI_INT, MPI_MIN, c->world));
+  if (any != all) {
     if (c->rank == 0)
+      fprintf(stderr, "cogpu-dist: error: the ranks were started with different settings: %s "
+              "--init-from, others without; every rank must run the same command line\n",
+              cfg->init_from[0] ? "rank 0 has" : "some ranks have");
+    return CG_EXIT_USAGE;
+  }
+  if (!cfg->init_from[0]) return 0;
+  if (cfg->resume_found) { /* cfg->init_from: the checkpoint's record (run_settings.c) */
+    const cg_opts_set_t set = cg_cli_opts(CG_CMD_TRAIN, cfg);
+    if (c->rank == 0 && cg_opts_given(&set, cfg->argc, cfg->argv, "init-from"))
       printf("init-from: not used: the run resumes from its own checkpoint (--resume), whose "
              "weights go on training\n");
     return 0;

@@ -16,8 +16,9 @@
 
 /* BY_TABLE: refused when it maps otherwise, whatever its spelling (cg_cli_check compares the
  * map's table, which the checkpoint keeps: --label-map); not given, the checkpoint's map.
- * RECORD: stored for the record only, neither taken back nor compared (--init-from: a resumed
- * run has its weights). */
+ * RECORD: stored for the record only: taken back on resume whatever the command line says, never
+ * compared (--init-from: a resumed run has its weights, and its checkpoints keep naming the file
+ * the run started from). */
 typedef enum { REFUSED, NOTICE, BY_TABLE, RECORD } rule_t;
 
 /* Every stored flag and its rule on resume; README.md's table follows this list. A name the
@@ -204,7 +205,10 @@ int cg_settings_apply(cg_config_t *cfg, const char *json, FILE *out, char *err, 
     }
     const char *stored = o ? cg_json_str(j, o->name, NULL) : NULL;
     if (!stored) continue; /* not stored by the writer's build: the command line's value */
-    if (kStored[i].rule == RECORD) continue;
+    if (kStored[i].rule == RECORD) { /* the run's own record, whatever the command line says */
+      (void)set_stored(o, cfg, stored); /* written by a build of the same field sizes */
+      continue;
+    }
     if ((old_val || old_syn) && !strcmp(o->name, "val-data")) stored = "";
     /* with --val-data the fraction is unused: builds before 2026-12-05 stored the default */
     if (!strcmp(o->name, "val-fraction") && sv && sv[0] && !old_val && !old_syn) stored = "0";
@@ -259,6 +263,8 @@ static int find_settings(const cg_config_t *cfg, char *settings, int *is_dir) {
   *is_dir = latest || (stat(src, &st) == 0 && S_ISDIR(st.st_mode));
   cg_ckpt_info_t *in = cg_malloc(sizeof *in, "checkpoint header");
   char path[CG_PATH_MAX + 64], err[1024];
+  char target[CG_PATH_MAX + 64]; /* --resume DIR/last or DIR/best: the file it names */
+  if (!*is_dir && cg_ckpt_pointer_target(src, target, sizeof target)) src = target;
   const int ok = *is_dir ? cg_ckpt_find(src, NULL, in, NULL, NULL, NULL, path, sizeof path, NULL,
                                         NULL, err, sizeof err) == 0
                          : cg_ckpt_read(src, NULL, in, NULL, NULL, NULL, err, sizeof err) ==

@@ -505,6 +505,8 @@ static int read_checkpoint(cg_run_t *r, char *err, size_t errlen) {
     }
     return rc;
   }
+  char target[CG_PATH_MAX + 64]; /* --resume DIR/last or DIR/best: the file it names */
+  if (cg_ckpt_pointer_target(src, target, sizeof target)) src = target;
   cg_ckpt_status_t s = cg_ckpt_read(src, &r->shape, &r->ck, r->params, r->adam_m, r->adam_v,
                                     err, errlen);
   if (s != CG_CKPT_OK) {

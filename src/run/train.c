@@ -208,25 +208,27 @@ static cg_val_t validate(cg_run_t *r) {
   cg_host_batch_t *held[2] = {NULL, NULL};
   cg_host_batch_t *b = cg_loader_next(ld, NULL);
   int64_t k = 0;
-  int stop = 0;
+  cg_val_poll_t vp;
+  memset(&vp, 0, sizeof vp);
   if (b) upload(r, 0, b);
   for (; b; k++) {
     cg_guard_beat(r->guard, r->last_done, "validation");
     r->ops->eval_step(r->be, (int)(k % CG_DEV_SLOTS));
     held[k % 2] = b;
     if (k >= 1) collect(r, ld, held[(k - 1) % 2], &a, 0);
-    /* a stop signal ends the pass here (a preempted job has seconds to write its checkpoint) */
-    stop = cg_guard_signal(r->guard) != 0;
-    b = stop ? NULL : cg_loader_next(ld, NULL);
+    /* a stop signal on any rank ends the pass here (a preempted job has seconds to write its
+     * checkpoint) */
+    b = cg_val_poll(r, &vp, 0) ? NULL : cg_loader_next(ld, NULL);
     if (b) upload(r, k + 1, b);
   }
   if (k >= 1) collect(r, ld, held[(k - 1) % 2], &a, 0);
   take_conf(ld, &a);
   const int64_t vbad = cg_loader_take_bad(ld);
   cg_loader_destroy(ld);
+  cg_val_poll_finish(r, &vp);
   /* The last global batch may be short: each step's mean weighs its global count. A sample
    * --skip-bad left out weighs nothing: the mean is over the images scored. */
-  return cg_val_gather(r, a.conf, a.confk, vbad, a.loss_samples, stop);
+  return cg_val_gather(r, a.conf, a.confk, vbad, a.loss_samples, vp.stop);
 }
 
 /* ---- reliability: the step agreement, checkpoints and stops ---------------------------------- */
@@ -360,8 +362,9 @@ static void ckpt_info_of(const cg_run_t *r, int64_t step, cg_ckpt_info_t *in) {
  * and go on to the next step, where they wait for rank 0 in the gradient all-reduce. */
 static int write_ckpt(cg_run_t *r, int64_t step, int quiet) {
   if (r->c->rank != 0) return 0;
-  /* only a state this run reached: a step before its first has no AdamW count or position */
-  CG_ASSERT(step > r->s0 || (step == r->s0 && !r->resumed));
+  /* only a state this run reached: a step before its first has no AdamW count or position
+   * (its first, resumed with the same global batch: the loaded state itself, as it was) */
+  CG_ASSERT(step > r->s0 || (step == r->s0 && (!r->resumed || r->exact)));
   const cg_config_t *cfg = r->cfg;
   cg_guard_beat(r->guard, step, "writing a checkpoint");
   const double t0 = cg_now();
@@ -677,6 +680,7 @@ static int finish(cg_run_t *r, loop_t *L, cg_train_result_t *res) {
       free(f->val.confk);
       f->val.confk = NULL;
       L->stop = agree_step(r, r->total);
+      if (r->c->rank == 0) cg_stats_drop_final(r->stats); /* the stop's record is the last */
       if (r->s0 < r->total) return stop_run(r, &L->stop, r->total);
       if (r->c->rank == 0) /* resumed at or past the end: nothing trained, nothing to save */
         printf("stopped by %s (rank %d) while validating the loaded weights: nothing was "
@@ -694,6 +698,10 @@ static int finish(cg_run_t *r, loop_t *L, cg_train_result_t *res) {
   if (r->ckpt_dir && r->s0 < r->total && r->last_ckpt_step != r->total &&
       write_ckpt(r, r->total, 0) != 0)
     L->out_rc = 1;
+  /* A stop cut the final validation short and left the last step's checkpoint without figures:
+   * the resume, which trains nothing, writes that same state again with them, so DIR/best and
+   * the checkpoint's figures are as if the validation had not been cut. */
+  if (cg_report_refigures(r) && f->have_val && write_ckpt(r, r->total, 0) != 0) L->out_rc = 1;
   cg_guard_beat(r->guard, r->total, "final reports and outputs");
   const int rc = cg_report_final(r, f, res) ? 1 : L->out_rc;
   free(f->val.confk);

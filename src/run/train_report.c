@@ -8,9 +8,12 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h> /* stat: --resume DIR */
+#include <time.h>     /* nanosleep: a rank through with its validation waits for the others */
 
 #include "atomic_file.h" /* cg_afile_save: --metrics-out, --params-out replaced atomically */
 #include "json.h"        /* cg_json_parse: the data-names a checkpoint stores */
+#include "guard.h"       /* cg_guard_signal, cg_guard_beat: a validation's stop and waits */
 #include "log.h"         /* cg_log_warn */
 #include "tboard.h"      /* cg_tb_*: --tensorboard */
 
@@ -62,11 +65,28 @@ static void banner_resume(const cg_run_t *r) {
                 "%llu: the sample order from here on follows %llu",
                 (unsigned long long)ck->seed, (unsigned long long)cfg->seed,
                 (unsigned long long)cfg->seed);
-  if (r->s0 >= r->total)
+  if (r->s0 >= r->total && cg_report_refigures(r))
+    printf("resume: step %lld already reaches this run's %lld steps: nothing to train; its "
+           "checkpoint has no validation figures (a stop cut its final validation short), so "
+           "it is validated and written again with them\n", (long long)r->s0,
+           (long long)r->total);
+  else if (r->s0 >= r->total)
     printf("resume: step %lld already reaches this run's %lld steps: nothing to train, and no "
            "checkpoint is written or removed%s%s (give a larger --steps or --epochs to train "
            "on)\n", (long long)r->s0, (long long)r->total, r->ckpt_dir ? " in " : "",
            r->ckpt_dir ? r->ckpt_dir : "");
+}
+
+int cg_report_refigures(const cg_run_t *r) {
+  /* the newest checkpoint (--resume or --resume DIR, not an older FILE: rewriting a step removes
+   * the lineage's later ones), the last step of its own run, which validates before its final
+   * checkpoint unless a stop came first */
+  struct stat st;
+  const int newest = !strcmp(r->cfg->resume, CG_RESUME_LATEST) ||
+                     (stat(r->cfg->resume, &st) == 0 && S_ISDIR(st.st_mode));
+  return r->ckpt_dir && r->val_src && r->resumed && r->exact && newest &&
+         r->s0 == r->total && r->ck.step == r->ck.total_steps &&
+         !(r->ck.have_val && r->ck.val_step == r->ck.step);
 }
 
 void cg_report_banner(const cg_run_t *r) {
@@ -256,7 +276,9 @@ static void print_class_table(const int64_t *ck, int K, int ignore) {
 void cg_report_history_open(const cg_run_t *r, cg_train_figs_t *f) {
   const cg_config_t *cfg = r->cfg;
   if (r->c->rank != 0) return;
-  if (r->s0 >= r->total) return; /* nothing to train: no record, and the history left as it is */
+  /* nothing to train: no record, and the history left as it is (but the final validation that
+   * a stop cut short is recorded now, as its checkpoint gets its figures) */
+  if (r->s0 >= r->total && !cg_report_refigures(r)) return;
   if (cfg->tensorboard[0]) {
     char terr[CG_PATH_MAX + 256];
     f->tb = cg_tb_open(cfg->tensorboard, terr, sizeof terr);
@@ -310,7 +332,8 @@ static void history_add(cg_run_t *r, cg_train_figs_t *f, int64_t step, double el
   if (r->c->rank == 0) cg_stats_set_val(r->stats, step, rec.val_loss, rec.iou, rec.dice,
                                         rec.acc, K);
   char err[1600];
-  if (r->resumed && step <= r->s0) return; /* already in the history the run resumed */
+  /* already in the history the run resumed (unless a stop cut that validation short) */
+  if (r->resumed && step <= r->s0 && !cg_report_refigures(r)) return;
   if (r->c->rank == 0 && f->tb) {
     tb_scalar(f, "val/loss", step, rec.val_loss);
     tb_scalar(f, K > 1 ? "val/miou" : "val/iou", step, rec.iou);
@@ -359,6 +382,35 @@ void cg_report_validation(cg_run_t *r, cg_train_figs_t *f, int64_t step, double 
   fflush(stdout);
 }
 
+int cg_val_poll(cg_run_t *r, cg_val_poll_t *p, int through) {
+  if (p->active) {
+    int done = 0;
+    CG_CHECK_MPI(MPI_Test(&p->rq, &done, MPI_STATUS_IGNORE));
+    if (done) {
+      p->active = 0;
+      if (p->v[0]) p->stop = 1;
+      if (!p->v[1]) p->all_through = 1;
+    }
+  }
+  if (!p->active && !p->all_through) {
+    p->v[0] = cg_guard_signal(r->guard) != 0;
+    p->v[1] = !through;
+    CG_CHECK_MPI(MPI_Iallreduce(MPI_IN_PLACE, p->v, 2, MPI_INT64_T, MPI_MAX, r->c->world, &p->rq));
+    p->active = 1;
+  }
+  return p->stop;
+}
+
+void cg_val_poll_finish(cg_run_t *r, cg_val_poll_t *p) {
+  while (!p->all_through) {
+    cg_val_poll(r, p, 1);
+    if (p->all_through) break;
+    cg_guard_beat(r->guard, r->last_done, "validation (waiting for the other ranks)");
+    const struct timespec ts = {0, 1000000}; /* 1 ms */
+    nanosleep(&ts, NULL);
+  }
+}
+
 cg_val_t cg_val_gather(const cg_run_t *r, cg_confusion_t conf, int64_t *confk, int64_t bad,
                        double loss_sum, int stopped) {
   const int K = r->model.nclass;
@@ -372,8 +424,7 @@ cg_val_t cg_val_gather(const cg_run_t *r, cg_confusion_t conf, int64_t *confk, i
     res.loss = NAN;
     if (r->c->rank == 0) {
       if (r->bar == 2) fputc('\n', stderr);
-      printf("validation stopped by a signal (%lld rank(s) had it): no figures from this "
-             "pass\n", (long long)cnt[5]);
+      printf("validation stopped by a stop signal: no figures from this pass\n");
       fflush(stdout);
     }
     return res;
@@ -420,7 +471,10 @@ static void print_final_k(const cg_run_t *r, const cg_train_figs_t *f, const int
 static void print_final_idle(const cg_run_t *r, const cg_train_figs_t *f, double wall) {
   const int K = r->model.nclass;
   printf("final: no steps trained (resumed at step %lld, at or past this run's %lld steps), "
-         "%.1f s; no checkpoint written\n", (long long)r->s0, (long long)r->total, wall);
+         "%.1f s; %s\n", (long long)r->s0, (long long)r->total, wall,
+         cg_report_refigures(r) && f->have_val ? "its checkpoint written again with the "
+                                                 "validation figures"
+                                               : "no checkpoint written");
   if (!f->have_val) return;
   if (K > 1) {
     printf("final validation: loss %.4f  mIoU %.4f  mDice %.4f  accuracy %.4f  (%lld images, %d "

@@ -72,6 +72,12 @@ typedef struct {
   double hist_t0;            /* training seconds at the previous validation */
 } cg_train_figs_t;
 
+/* A run resumed (--resume or --resume DIR: the newest checkpoint) at its last step, with the
+ * same global batch, from a checkpoint of its own run's last step without validation figures (a
+ * stop came before or during its final validation): it trains nothing, validates, and writes that
+ * checkpoint again with the figures (and a history record). */
+int cg_report_refigures(const cg_run_t *r);
+
 /* The run's configuration before the first step; with a resumed run where it resumed. */
 void cg_report_banner(const cg_run_t *r);
 
@@ -108,12 +114,34 @@ void cg_report_validation(cg_run_t *r, cg_train_figs_t *f, int64_t step, double 
  * ranks), in training or in a validation pass. Nothing when there were none. */
 void cg_report_skipped(const cg_run_t *r, int64_t left_out, int64_t loads, int validation);
 
+/* A validation pass's agreement over ranks on a stop signal and on its end: rounds of a small
+ * non-blocking all-reduce (a stop signal, not through), one started as soon as the previous
+ * one has completed, polled between batches. A signal on any rank ends every rank's pass
+ * within about a batch, and a rank that is through (or stopped) keeps polling, beating the
+ * watchdog, until every rank is: the ranks see the same rounds, so they agree on stop. Zero it
+ * before the pass. */
+typedef struct {
+  MPI_Request rq;
+  int64_t v[2];    /* the round in flight: [a stop signal here, not through], max over ranks */
+  int active;      /* a round is in flight */
+  int stop;        /* a round said some rank had a stop signal: end the pass */
+  int all_through; /* a round said every rank was through: the pass is over */
+} cg_val_poll_t;
+
+/* Between two batches of this rank's pass (through 0) or after it (1): 1 when the pass must end
+ * now (p->stop). */
+int cg_val_poll(cg_run_t *r, cg_val_poll_t *p, int through);
+/* After this rank's pass, or its stop: polls until every rank is through (beating the watchdog);
+ * p->stop then says, the same on every rank, whether the pass was cut short. */
+void cg_val_poll_finish(cg_run_t *r, cg_val_poll_t *p);
+
 /* Collective, at the end of a pass over r->val_src (square or whole, val_whole.h): this rank's
  * counts (confk: K x K for K >= 2, summed in place and handed to the result, which the caller
  * frees), its samples --skip-bad left out and its sum of per-image losses, summed over ranks
  * into the figures; the skipped loads reported. The images scored are the set less those left
- * out, and the loss is their mean. stopped: this rank cut its pass short for a stop signal;
- * when any rank did, the result is stopped, without figures (rank 0 says so). */
+ * out, and the loss is their mean. stopped (cg_val_poll_t.stop, the same on every rank): the
+ * pass was cut short for a stop signal; the result is stopped, without figures (rank 0 says
+ * so). */
 cg_val_t cg_val_gather(const cg_run_t *r, cg_confusion_t conf, int64_t *confk, int64_t bad,
                        double loss_sum, int stopped);
 

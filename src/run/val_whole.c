@@ -16,15 +16,14 @@
  *
  * The images are dealt to the ranks by their tile counts (largest first, in snake order), so
  * that a few wide images do not leave one rank working while the others wait; a rank that is
- * done waits for the others beating the watchdog, and the counts and loss sums are then summed
- * over ranks; the loss is the mean over the images scored. A sample that fails to load ends the
- * job naming it (exit 2), or with --skip-bad is named (the first 10), left out and counted. A
- * stop signal ends the pass at the next step of tiles, without figures (cg_val_gather). */
+ * done waits for the others beating the watchdog (cg_val_poll_finish), and the counts and loss
+ * sums are then summed over ranks; the loss is the mean over the images scored. A sample that
+ * fails to load ends the job naming it (exit 2), or with --skip-bad is named (the first 10),
+ * left out and counted. A stop signal on any rank ends every rank's pass at its next step of
+ * tiles (cg_val_poll), without figures (cg_val_gather). */
 #include <stdlib.h>
 #include <string.h>
-#include <time.h> /* nanosleep */
 
-#include "comm.h"       /* MPI: the wait for the other ranks */
 #include "cpu_layers.h" /* cg_loss_sums_t: the loss as training's eval computes it */
 #include "guard.h"      /* cg_guard_beat: validation is progress for the watchdog */
 #include "log.h"
@@ -51,6 +50,7 @@ typedef struct {
 struct vfeed {
   cg_run_t *r;
   volatile sig_atomic_t stop; /* a stop signal: no further batch of tiles (the tiler's stop) */
+  cg_val_poll_t vp;           /* the ranks' agreement on a stop signal and on the end */
   int full;                   /* --val-mode full: scored at each image's own size */
   int64_t *mine, nmine, next, bad;
   double loss;
@@ -131,12 +131,12 @@ static cg_tiler_t *vfeed_next(void *ctx) {
   return NULL;
 }
 
-/* Before each step of tiles: progress, for the watchdog; a stop signal ends the pass at the
- * next step (a preempted job has seconds to write its checkpoint). */
+/* Before each step of tiles: progress, for the watchdog; a stop signal on any rank ends the
+ * pass at the next step (a preempted job has seconds to write its checkpoint). */
 static void vfeed_step(void *ctx) {
   vfeed_t *f = ctx;
   cg_guard_beat(f->r->guard, f->r->last_done, "validation");
-  if (cg_guard_signal(f->r->guard)) f->stop = 1;
+  if (cg_val_poll(f->r, &f->vp, 0)) f->stop = 1;
 }
 
 /* An image through: its loss taken (one cut short by a stop counts for nothing). */
@@ -184,20 +184,6 @@ static void deal(vfeed_t *f) {
   free(wt);
 }
 
-/* Waits for every rank to be done, beating the watchdog meanwhile: a rank with less to do is
- * not stalled (a rank that hangs stops beating on its own). */
-static void wait_for_ranks(cg_run_t *r) {
-  MPI_Request rq;
-  CG_CHECK_MPI(MPI_Ibarrier(r->c->world, &rq));
-  for (int done = 0;;) {
-    CG_CHECK_MPI(MPI_Test(&rq, &done, MPI_STATUS_IGNORE));
-    if (done) return;
-    cg_guard_beat(r->guard, r->last_done, "validation");
-    const struct timespec ts = {0, 2000000}; /* 2 ms */
-    nanosleep(&ts, NULL);
-  }
-}
-
 cg_val_t cg_validate_whole(cg_run_t *r) {
   const int K = r->model.nclass;
   vfeed_t f = {.r = r, .full = !strcmp(r->cfg->val_mode, "full")};
@@ -206,7 +192,7 @@ cg_val_t cg_validate_whole(cg_run_t *r) {
   const cg_tiler_feed_t feed = {vfeed_next, vfeed_end, &f, &f.stop, 0, vfeed_step};
   cg_tiler_run(r->ops, r->be, &r->model, r->cfg->batch, &feed);
   free(f.mine);
-  wait_for_ranks(r);
+  cg_val_poll_finish(r, &f.vp); /* the other ranks may have more tiles: beating meanwhile */
   /* every sample scored or left out, unless stopped */
-  return cg_val_gather(r, f.conf, f.confk, f.bad, f.loss, f.stop);
+  return cg_val_gather(r, f.conf, f.confk, f.bad, f.loss, f.vp.stop);
 }
