@@ -46,19 +46,23 @@ static int outside(double origin, double span, int i, int n, double extent) {
   return p < 0 || p >= extent;
 }
 
-/* Column taps of a bilinear resample: xi[2x], xi[2x+1], weight xf[x]; xi[2x] = -1 for a
- * column outside the source's extent (padding). */
-static void lin_cols(double x0, double ww, int w, int sw, double extent, int *xi, float *xf) {
-  for (int x = 0; x < w; x++) {
-    lin_tap(x0, ww, x, w, sw, &xi[2 * x], &xi[2 * x + 1], &xf[x]);
-    if (outside(x0, ww, x, w, extent)) xi[2 * x] = -1;
-  }
+/* Column taps of a bilinear resample: xi[2x], xi[2x+1], weight xf[x]. */
+static void lin_cols(double x0, double ww, int w, int sw, int *xi, float *xf) {
+  for (int x = 0; x < w; x++) lin_tap(x0, ww, x, w, sw, &xi[2 * x], &xi[2 * x + 1], &xf[x]);
 }
 
-/* Column taps of a nearest resample; -1 outside the extent. */
-static void near_cols(double x0, double ww, int w, int sw, double extent, int *xi) {
-  for (int x = 0; x < w; x++)
-    xi[x] = outside(x0, ww, x, w, extent) ? -1 : near_tap(x0, ww, x, w, sw);
+/* Column taps of a nearest resample. */
+static void near_cols(double x0, double ww, int w, int sw, int *xi) {
+  for (int x = 0; x < w; x++) xi[x] = near_tap(x0, ww, x, w, sw);
+}
+
+/* The columns of n whose centres fall outside [0, extent) of the window [origin, origin + span)
+ * get tap -1 (xi[stride x]): padding. The streamed path passes the window in the file's own
+ * pixels, whatever scale the image was decoded at, so that an image and its mask (decoded at
+ * different scales) pad exactly the same columns (and rows: pad_rows). */
+static void pad_cols(double origin, double span, int n, double extent, int *xi, int stride) {
+  for (int x = 0; x < n; x++)
+    if (outside(origin, span, x, n, extent)) xi[stride * x] = -1;
 }
 
 /* One output RGB row from source rows r0, r1 (weight g of r1); a padded column is black. */
@@ -84,7 +88,8 @@ void cg_resample_rgb(const uint8_t *src, int sh, int sw, double x0, double y0, d
                      double wh, uint8_t *dst, int h, int w) {
   int *xi = cg_malloc(sizeof(int) * 2 * (size_t)w, "resample columns");
   float *xf = cg_malloc(sizeof(float) * (size_t)w, "resample weights");
-  lin_cols(x0, ww, w, sw, sw, xi, xf);
+  lin_cols(x0, ww, w, sw, xi, xf);
+  pad_cols(x0, ww, w, sw, xi, 2);
   for (int y = 0; y < h; y++) {
     if (outside(y0, wh, y, h, sh)) {
       memset(dst + (size_t)y * w * 3, 0, (size_t)w * 3);
@@ -108,7 +113,8 @@ static void near_row(const uint8_t *r, const int *xi, uint8_t pad, uint8_t *o, i
 void cg_resample_mask_pad(const uint8_t *src, int sh, int sw, double x0, double y0, double ww,
                           double wh, uint8_t *dst, int h, int w, uint8_t pad) {
   int *xi = cg_malloc(sizeof(int) * (size_t)w, "resample columns");
-  near_cols(x0, ww, w, sw, sw, xi);
+  near_cols(x0, ww, w, sw, xi);
+  pad_cols(x0, ww, w, sw, xi, 1);
   for (int y = 0; y < h; y++) {
     uint8_t *o = dst + (size_t)y * w;
     if (outside(y0, wh, y, h, sh)) memset(o, pad, (size_t)w);
@@ -174,7 +180,8 @@ typedef struct {
   int sh, sw, x0, y0;     /* set by fit_begin: decoded size; crop: the window's origin */
   int crop;               /* the window is the output, pixel for pixel: rows are copied */
   double ox, oy, sx, sy;  /* the window in decoded pixels (lin_tap, near_tap): origin, spans */
-  double ex, ey;          /* the file's extent in decoded pixels: outside it, padding */
+  double fx0, fy0, fsx, fsy; /* the window in the file's own pixels, and the file's size: */
+  int file_h, file_w;        /* an output pixel whose centre falls outside the file is padding */
   uint8_t pad;            /* mask: the label of padding (a window larger than the file) */
   int next;               /* next output row */
   uint8_t *keep;          /* RGB resample: 2 source rows */
@@ -260,8 +267,12 @@ static int fit_begin(void *ctx, int h, int w, char *why, size_t whylen) {
   f->oy = y0 * s;
   f->sx = sx * s;
   f->sy = sy * s;
-  f->ex = fw * s;
-  f->ey = fh * s;
+  f->fx0 = x0;
+  f->fy0 = y0;
+  f->fsx = sx;
+  f->fsy = sy;
+  f->file_w = fw;
+  f->file_h = fh;
   f->pad = f->win ? (uint8_t)f->win->pad : 0;
   f->crop = s == 1.0 && sx == f->ow && sy == f->oh && x0 == floor(x0) && y0 == floor(y0) &&
             x0 >= 0 && y0 >= 0 && x0 + sx <= fw && y0 + sy <= fh;
@@ -270,12 +281,14 @@ static int fit_begin(void *ctx, int h, int w, char *why, size_t whylen) {
   if (f->crop) return 0;
   if (f->is_mask) {
     f->xi = malloc(sizeof(int) * (size_t)f->ow);
-    if (f->xi) near_cols(f->ox, f->sx, f->ow, w, f->ex, f->xi);
+    if (f->xi) near_cols(f->ox, f->sx, f->ow, w, f->xi);
+    if (f->xi) pad_cols(f->fx0, f->fsx, f->ow, f->file_w, f->xi, 1);
   } else {
     f->xi = malloc(sizeof(int) * 2 * (size_t)f->ow);
     f->xf = malloc(sizeof(float) * (size_t)f->ow);
     f->keep = malloc((size_t)w * 3 * 2);
-    if (f->xi && f->xf) lin_cols(f->ox, f->sx, f->ow, w, f->ex, f->xi, f->xf);
+    if (f->xi && f->xf) lin_cols(f->ox, f->sx, f->ow, w, f->xi, f->xf);
+    if (f->xi && f->xf) pad_cols(f->fx0, f->fsx, f->ow, f->file_w, f->xi, 2);
   }
   if (!f->xi || (!f->is_mask && (!f->xf || !f->keep))) {
     snprintf(why, whylen, "out of memory for the row buffers");
@@ -291,8 +304,8 @@ static int fit_begin(void *ctx, int h, int w, char *why, size_t whylen) {
 static int pad_rows(fit_t *f, int top) {
   const int n = f->oh;
   const size_t bpp = f->is_mask ? 1 : 3;
-  while (f->next < n && outside(f->oy, f->sy, f->next, n, f->ey)) {
-    const double p = f->oy + (f->next + 0.5) * f->sy / n;
+  while (f->next < n && outside(f->fy0, f->fsy, f->next, n, f->file_h)) {
+    const double p = f->fy0 + (f->next + 0.5) * f->fsy / n;
     if (top && p >= 0) return 1; /* below: only after the last row */
     memset(f->out + (size_t)f->next * f->ow * bpp, f->is_mask ? f->pad : 0,
            (size_t)f->ow * bpp);

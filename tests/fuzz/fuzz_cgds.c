@@ -16,18 +16,19 @@ static cg_fuzz_file_t g_in;
 /* Loads at most this many records: enough for every code path, bounded time per input. */
 #define MAX_LOADS 16
 
-/* Every record (up to MAX_LOADS) as validation loads it, and through a training crop's window
- * (version 5: over the whole record). */
+/* Every record (up to MAX_LOADS) as validation loads it, and through two training crop windows,
+ * one zooming out (version 5: over the whole record). */
 static void load_all(cg_source_t *s, uint8_t *rgb, uint8_t *mask, uint8_t *tmp) {
   char err[512];
-  const cg_crop_t win = {0.6, 0.3, 0.7};
+  const cg_crop_t wins[2] = {{0.6, 0.3, 0.7, 0}, {1.7, 0.2, 0.9, 0}}; /* the second zooms out */
   for (int64_t i = 0; i < s->count && i < MAX_LOADS; i++) {
     if (cg_source_load(s, i, rgb, mask, err, sizeof err) == 0)
       for (size_t k = 0; k < (size_t)s->h * s->w; k++)
         if (mask[k] > 1) abort(); /* the reader promises 0/1 masks */
-    if (cg_source_load_win(s, i, &win, rgb, mask, tmp, err, sizeof err) == 0)
-      for (size_t k = 0; k < (size_t)s->h * s->w; k++)
-        if (mask[k] > 1) abort();
+    for (int j = 0; j < 2; j++)
+      if (cg_source_load_win(s, i, &wins[j], rgb, mask, tmp, err, sizeof err) == 0)
+        for (size_t k = 0; k < (size_t)s->h * s->w; k++)
+          if (mask[k] > 1) abort();
     int oh, ow; /* the record as stored: its size from the table, then its bytes */
     if (cg_source_load_whole(s, i, &oh, &ow, NULL, NULL, err, sizeof err)) abort();
     if (oh < 1 || ow < 1 || (int64_t)oh * ow > (int64_t)64 * s->h * s->w) abort();

@@ -2,7 +2,8 @@
  * and `predict` read a JPEG: the header alone (cg_jpeg_read_size, at open), row by row at full
  * size and at a reduced DCT scale (cg_jpeg_read_rows, from the file and from memory, as a
  * shard record is read), whole (cg_jpeg_read_rgb), then the fitting (cg_fit_png over the file,
- * which sniffs it as a JPEG), and the file as its own binary mask (cg_image_read_mask_rows).
+ * which sniffs it as a JPEG), the file as its own binary mask (cg_image_read_mask_rows), and a
+ * zoom-out crop window past the file (cg_fit_pair: the padding).
  *
  * The sink checks the contract of jpeg_io.h: begin once, with the file's size at full scale and
  * no smaller than min_side at a reduced scale, rows 0..h-1 in order, every byte of a row
@@ -94,6 +95,15 @@ static void run(const uint8_t *data, size_t n) {
                  NULL, NULL, err, sizeof err) == 0)
     for (int i = 0; i < FIT * FIT; i++)
       if (out_mask[i] > 1) fail("a JPEG mask: a value other than 0/1");
+  /* a zoom-out training crop (a window past the file, padded): every output row made, the
+   * padding's mask value where the image is black, 0/1 elsewhere */
+  const cg_crop_t win = {1.7, 0.2, 0.9, 7};
+  const cg_fit_opts_t zo = {.size = FIT, .max_pixels = CG_PNG_DEFAULT_MAX_PIXELS, .win = &win};
+  if (cg_fit_pair(g_in.path, g_in.path, &zo, out_rgb, out_mask, NULL, NULL, err, sizeof err) == 0)
+    for (int i = 0; i < FIT * FIT; i++)
+      if (out_mask[i] > 1 && (out_mask[i] != 7 || out_rgb[3 * i] || out_rgb[3 * i + 1] ||
+                              out_rgb[3 * i + 2]))
+        fail("a zoom-out window: padding not where the image is padded");
 }
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
