@@ -135,7 +135,8 @@ static int crop_range(const opts_t *o, double *lo, double *hi) {
   if (sscanf(o->crop_scale, "%lf:%lf%c", lo, hi, &tail) == 2 && *lo > 0 && *hi >= *lo &&
       *hi <= CG_CROP_SCALE_MAX)
     return 0;
-  fprintf(stderr, "cogpu-bench cpu-tasks: --crop-scale: '%s' is not A:B with 0 < A <= B <= %g\n",
+  fprintf(stderr,
+          "cogpu-bench cpu-tasks: error: --crop-scale: '%s' is not A:B with 0 < A <= B <= %g\n",
           o->crop_scale, CG_CROP_SCALE_MAX);
   return -1;
 }

@@ -8,7 +8,7 @@ T tasks over the pairs in turn after one warm-up pass; prints one JSON line with
 --crop (as `cpu-tasks --crop`): a training crop instead, a random square window of A..B
 (--crop-scale, 0.75:1 by default) of the shorter side anywhere in the image, resized to N x N
 (`Image.resize(box=...)`, the RandomResizedCrop of torchvision with a square window); a window
-larger than the image (B > 1) resizes the image's part and pads the rest (black, masks 255).
+larger than the image (B > 1) resizes the image's part and pads the rest (gray 128, masks 255).
 
 DIR is DIR/images/NAME.* with DIR/masks/NAME.*; LIST a file of IMAGE MASK lines relative to its
 directory (as train --data reads them)."""
@@ -77,8 +77,8 @@ def task(i):
         side = min(w, h) * rng.uniform(LO, HI)
         x0, y0 = rng.uniform() * (w - side), rng.uniform() * (h - side)
         box = (x0, y0, x0 + side, y0 + side)
-        x = crop(im, Image.BILINEAR, box, 0)
-        m = crop(Image.open(msk), Image.NEAREST, box, 255) > 0
+        x = crop(im, Image.BILINEAR, box, 128)
+        m = crop(Image.open(msk), Image.NEAREST, box, 255)  # class ids, 255 = padding
     else:
         x = fit(im, Image.BILINEAR)
         m = fit(Image.open(msk), Image.NEAREST) > 0

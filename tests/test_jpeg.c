@@ -492,10 +492,10 @@ static void test_alignment(void) {
 }
 
 /* A zoom-out window (scale > 1) over a JPEG decoded at a DCT scale: the padding must start where
- * the file ends, for the image (in decoded pixels, the file's extent at the scale, not the
- * decoder's rounded-up size) and its mask (a PNG at full size) alike. The image is a flat gray
- * 200 (never 0 inside, bilinear taps clamp at its border) and the mask all 1: every output pixel
- * is black exactly where the mask holds the pad label. */
+ * the file ends, for the image (decoded at a reduced scale) and its mask (a PNG at full size)
+ * alike. The image is a flat gray 200 (never the padding's 128 inside: bilinear taps clamp at
+ * its border) and the mask all 1: every output pixel is padding gray exactly where the mask
+ * holds the pad label. */
 static void test_zoom_out(void) {
   static const struct {
     int w, h, s;
@@ -521,9 +521,10 @@ static void test_zoom_out(void) {
     CG_TEST_CHECK(cg_fit_pair(ip, mp, &fo, out, om, NULL, NULL, err, sizeof err) == 0, "%s", err);
     int padded = 0, wrong = 0;
     for (int i = 0; i < S * S; i++) {
-      const int black = out[3 * i] == 0 && out[3 * i + 1] == 0 && out[3 * i + 2] == 0;
+      const int gray = out[3 * i] == CG_CROP_PAD_RGB && out[3 * i + 1] == CG_CROP_PAD_RGB &&
+                       out[3 * i + 2] == CG_CROP_PAD_RGB;
       padded += om[i] == 255;
-      wrong += black != (om[i] == 255) || (om[i] != 255 && om[i] != 1);
+      wrong += gray != (om[i] == 255) || (om[i] != 255 && om[i] != 1);
     }
     double x0, y0, side; /* the expected share of padding: 1 - the file's area in the window */
     cg_crop_px(&cases[c].win, H, W, &x0, &y0, &side);

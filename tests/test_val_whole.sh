@@ -16,7 +16,8 @@
 #    rank that is done first waits beating the watchdog;
 #  - --val-mode full gives predict --resize fit's IoU, Dice and accuracy to 1e-6 (K = 3: mIoU),
 #    its loss the mean over images of BCE + soft Dice from predict's probabilities at each
-#    image's own size (1e-4), the same on 2 ranks; a shard is refused (exit 2);
+#    image's own size (1e-4), the same on 2 ranks, strips beyond 64:1 too (their aspect kept,
+#    not squeezed as whole squeezes them); a shard is refused (exit 2);
 #  - a bad --val-mode exits 2 naming the flag.
 # The files are written with Debian's Pillow and NumPy (/usr/bin/python3); without: skipped (77).
 set -euo pipefail
@@ -64,6 +65,12 @@ for name, (h, w) in (("a", (64, 4096)), ("b", (64, 64))):
     im, m = scene(h, w)
     Image.fromarray(im).save(f"{t}/uneven/images/{name}.png")
     Image.fromarray((m > 0).astype(np.uint8) * 255).save(f"{t}/uneven/masks/{name}.png")
+for sub in ("images", "masks"):  # strips beyond 64:1 (83:1, 1:100): full keeps their aspect
+    os.makedirs(f"{t}/strips/{sub}")
+for name, (h, w) in (("s", (3, 250)), ("t", (300, 3))):
+    im, m = scene(h, w)
+    Image.fromarray(im).save(f"{t}/strips/images/{name}.png")
+    Image.fromarray((m > 0).astype(np.uint8) * 255).save(f"{t}/strips/masks/{name}.png")
 PYEOF
 
 RUN="train --backend cpu --model-base 4 --model-depth 2 --image-size 32 --progress off --threads 1
@@ -163,6 +170,21 @@ print(f"--val-mode full: val_iou {m['val_iou']:.6f} = predict --resize fit's {p.
       f"val_loss {m['val_loss']:.6f} (probabilities: {np.mean(loss):.6f}); K = 3 mIoU "
       f"{m3['miou']:.6f} = {p3.group(1)}; 2 ranks {d:.1e}; whole (training scale) val_iou "
       f"{w['val_iou']:.6f}")
+PYEOF
+# strips longer than 64 times their shorter side: full keeps the aspect, as predict does
+$MPIRUN -np 1 $BIN $RUN --batch 4 --val-data $T/strips --val-mode full --checkpoint-dir $T/cks \
+  > $T/fs.log
+$BIN predict --backend cpu --checkpoint $T/cks/best --input $T/strips/images \
+  --masks $T/strips/masks --output $T/preds --resize fit > $T/preds.log 2>&1 ||
+  { cat $T/preds.log; fail "fit: strips"; }
+$PY - "$T" << 'PYEOF'
+import re, sys
+t = sys.argv[1]
+v = re.search(r"IoU ([0-9.]+)  Dice ([0-9.]+)  accuracy ([0-9.]+)", open(f"{t}/fs.log").read())
+p = re.search(r"IoU ([0-9.]+)  Dice ([0-9.]+)  accuracy ([0-9.]+)", open(f"{t}/preds.log").read())
+for a, b in zip(v.groups(), p.groups()):
+    assert abs(float(a) - float(b)) <= 1e-4, f"strips: full {v.groups()} vs predict {p.groups()}"
+print(f"strips beyond 64:1: full IoU {v.group(1)} = predict --resize fit's {p.group(1)}")
 PYEOF
 echo "ok: --val-mode full scores what predict --resize fit scores"
 

@@ -65,12 +65,13 @@ static void pad_cols(double origin, double span, int n, double extent, int *xi, 
     if (outside(origin, span, x, n, extent)) xi[stride * x] = -1;
 }
 
-/* One output RGB row from source rows r0, r1 (weight g of r1); a padded column is black. */
+/* One output RGB row from source rows r0, r1 (weight g of r1); a padded column is
+ * CG_CROP_PAD_RGB gray. */
 static void blend_row(const uint8_t *r0, const uint8_t *r1, float g, const int *xi,
                       const float *xf, uint8_t *o, int w) {
   for (int x = 0; x < w; x++) {
     if (xi[2 * x] < 0) {
-      o[3 * x] = o[3 * x + 1] = o[3 * x + 2] = 0;
+      o[3 * x] = o[3 * x + 1] = o[3 * x + 2] = CG_CROP_PAD_RGB;
       continue;
     }
     const int a = 3 * xi[2 * x], b = 3 * xi[2 * x + 1];
@@ -92,7 +93,7 @@ void cg_resample_rgb(const uint8_t *src, int sh, int sw, double x0, double y0, d
   pad_cols(x0, ww, w, sw, xi, 2);
   for (int y = 0; y < h; y++) {
     if (outside(y0, wh, y, h, sh)) {
-      memset(dst + (size_t)y * w * 3, 0, (size_t)w * 3);
+      memset(dst + (size_t)y * w * 3, CG_CROP_PAD_RGB, (size_t)w * 3);
       continue;
     }
     int j0, j1;
@@ -299,7 +300,7 @@ static int fit_begin(void *ctx, int h, int w, char *why, size_t whylen) {
 
 /* Output rows from f->next on whose centres lie above the file (top: a zoom-out window's
  * padding, made before any row is needed) or, after the last row (!top), below it: made as
- * padding (black, the mask's pad label). Returns 1 when the next row is below the file (no
+ * padding (CG_CROP_PAD_RGB gray, the mask's pad label). Returns 1 when the next row is below the file (no
  * source row will make it). */
 static int pad_rows(fit_t *f, int top) {
   const int n = f->oh;
@@ -307,7 +308,7 @@ static int pad_rows(fit_t *f, int top) {
   while (f->next < n && outside(f->fy0, f->fsy, f->next, n, f->file_h)) {
     const double p = f->fy0 + (f->next + 0.5) * f->fsy / n;
     if (top && p >= 0) return 1; /* below: only after the last row */
-    memset(f->out + (size_t)f->next * f->ow * bpp, f->is_mask ? f->pad : 0,
+    memset(f->out + (size_t)f->next * f->ow * bpp, f->is_mask ? f->pad : CG_CROP_PAD_RGB,
            (size_t)f->ow * bpp);
     f->next++;
   }
@@ -398,6 +399,15 @@ void cg_fit_whole_size(int h, int w, int size, int *oh, int *ow) {
   if (l < size) l = size;
   if (l > (long long)CG_FIT_WHOLE_MAX_ASPECT * size) l = (long long)CG_FIT_WHOLE_MAX_ASPECT * size;
   if (l > CG_PNG_MAX_SIDE) l = CG_PNG_MAX_SIDE;
+  *oh = h < w ? size : (int)l;
+  *ow = h < w ? (int)l : size;
+}
+
+void cg_fit_view_size(int h, int w, int size, int *oh, int *ow) {
+  const int shorter = h < w ? h : w, longer = h < w ? w : h;
+  long long l = llround((double)longer * size / shorter);
+  if (l < size) l = size;
+  if (l > (1 << 30)) l = 1 << 30;
   *oh = h < w ? size : (int)l;
   *ow = h < w ? (int)l : size;
 }

@@ -17,7 +17,8 @@
  * covers [x, x+1)) onto the whole of dst (h x w): bilinear with pixel centres aligned for RGB,
  * nearest for masks; taps outside src clamp to its border. A window equal to src at the same
  * size copies exactly. An output pixel whose centre falls outside src (a window reaching past
- * it: a zoom-out crop) is padding: black RGB, and the mask value pad (cg_resample_mask: 0). */
+ * it: a zoom-out crop) is padding: CG_CROP_PAD_RGB gray, and the mask value pad
+ * (cg_resample_mask: 0). */
 void cg_resample_rgb(const uint8_t *src, int sh, int sw, double x0, double y0, double ww,
                      double wh, uint8_t *dst, int h, int w);
 void cg_resample_mask(const uint8_t *src, int sh, int sw, double x0, double y0, double ww,
@@ -35,9 +36,11 @@ void cg_fit_square(const uint8_t *rgb, const uint8_t *mask, int sh, int sw, int 
  * rule's centred square up to its rounding (cg_fit_square floors the offsets). A scale above 1
  * zooms out: the window is larger than the sample on its shorter axis (and maybe the longer),
  * the room left there is negative, so (u, v) place the sample inside the window, and the part
- * of the window outside the sample is padding: black pixels, mask value pad (the ignore label,
- * as mmsegmentation pads its crops). */
+ * of the window outside the sample is padding: CG_CROP_PAD_RGB gray pixels (0.0078 after the
+ * input normalisation (v / 255 - 0.5) / 0.25: mmsegmentation pads with 0 after its Normalize),
+ * mask value pad (the ignore label, as mmsegmentation pads its masks with 255). */
 #define CG_CROP_SCALE_MAX 4.0
+#define CG_CROP_PAD_RGB 128
 typedef struct {
   double scale, u, v;
   int pad; /* 0..255: the mask value of padding */
@@ -71,6 +74,10 @@ typedef struct {
  * longer strip is squeezed to that). */
 #define CG_FIT_WHOLE_MAX_ASPECT 64
 void cg_fit_whole_size(int h, int w, int size, int *oh, int *ow);
+/* The same with the aspect kept whatever it is (predict --resize fit's view of an image, and
+ * --val-mode full's): the longer side llround(longer x size / shorter), at least size, at most
+ * 2^30 (the caller checks the pixels against its limit). */
+void cg_fit_view_size(int h, int w, int size, int *oh, int *ow);
 
 /* cg_fit_square of an image file pair, decoded row by row (cg_image_read_rows) straight into
  * out_rgb (size*size*3) and out_mask (size*size): the same bytes, holding two rows of the image

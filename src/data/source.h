@@ -81,8 +81,9 @@ int cg_source_load_win(cg_source_t *s, int64_t index, const cg_crop_t *win, uint
  * with the message naming the file or record (a bad sample, as load()). */
 int cg_source_load_whole(cg_source_t *s, int64_t index, int *oh, int *ow, uint8_t *rgb,
                          uint8_t *mask, char *err, size_t errlen);
-/* Sample index as predict --resize fit scores it (--val-mode full): the image whole as
- * cg_source_load_whole gives it (*oh x *ow, rgb oh*ow*3), and its mask at the file's own size
+/* Sample index as predict --resize fit scores it (--val-mode full): the image whole at the
+ * source's shorter side with its aspect kept (cg_fit_view_size: *oh x *ow, rgb oh*ow*3; over
+ * the pixel limit a bad sample, as predict refuses it), and its mask at the file's own size
  * (*mh x *mw, mask mh*mw), read with the source's labels. rgb NULL: the sizes only. Samples that
  * are generated at h x w (synthetic) have no other size: as cg_source_load_whole, *mh x *mw =
  * *oh x *ow. 0; -1 with the message naming the file (a bad sample, as load()); or -2 when the

@@ -219,15 +219,21 @@ static int png_whole(cg_source_t *s, int64_t index, int *oh, int *ow, uint8_t *r
   return rgb ? cg_source_png_load_whole(s, index, *oh, *ow, rgb, mask, err, errlen) : 0;
 }
 
-/* The image whole at the fitted shorter side, its mask at the file's size. */
+/* The image whole at the fitted shorter side, its aspect kept (predict --resize fit's view: no
+ * 64:1 squeeze), its mask at the file's size. */
 static int png_full(cg_source_t *s, int64_t index, int *oh, int *ow, int *mh, int *mw,
                     uint8_t *rgb, uint8_t *mask, char *err, size_t errlen) {
   png_source_t *ps = (png_source_t *)s;
   CG_ASSERT(index >= 0 && index < s->count);
   const pair_t *p = &ps->pairs[index];
-  cg_fit_whole_size(p->h, p->w, ps->size, oh, ow);
+  cg_fit_view_size(p->h, p->w, ps->size, oh, ow);
   *mh = p->h;
   *mw = p->w;
+  if (ps->max_pixels > 0 && (int64_t)*oh * *ow > ps->max_pixels) { /* as predict refuses it */
+    snprintf(err, errlen, "%s: scaled to %dx%d, more pixels than --max-image-pixels %lld",
+             p->image, *ow, *oh, (long long)ps->max_pixels);
+    return -1;
+  }
   if (!rgb) return 0;
   const cg_fit_opts_t o = {.size = ps->size, .max_pixels = ps->max_pixels, .expect_h = p->h,
                            .expect_w = p->w, .nclass = ps->nclass, .ignore = ps->ignore,

@@ -97,9 +97,10 @@ static const cg_opt_t g_opts[] = {
         "the crops' side, uniform in A..B of the image's shorter side, 0 < A <= B <= 4 (of a "
         "shard: of its records, the fitted squares, or the whole images of pack --store whole); "
         "above 1 a crop zooms out: the image lies at a random place inside a larger window, "
-        "the rest padded black with masks of the ignore label (left out of the loss and "
-        "metrics, as mmsegmentation pads; 0 when there is none); mmsegmentation's resize ratio "
-        "0.5..2 with crops of the shorter side is 0.5:2"),
+        "the rest padded mid-gray (0 once normalised) with masks of the ignore label (left out "
+        "of the loss and metrics, as mmsegmentation pads; 0 when there is none); 0.5:2 spans "
+        "the scales of mmsegmentation's resize ratio 0.5..2 (its ratio is uniform, here the "
+        "window's side: more of the crops zoom out)"),
     CG_OPT_ROW_TEXT(STR, "color-jitter", O(color_jitter), NULL, C_TRAIN, "B:C:S:H",
         "training images' random colour jitter, as torchvision's ColorJitter(brightness=B, "
         "contrast=C, saturation=S, hue=H) on uint8 tensors: factors uniform in [max(0, 1-B), "
@@ -226,7 +227,9 @@ static const cg_opt_t g_opts[] = {
      "DIR/previous-<UTC time>/ (nothing is deleted); without this flag, or --resume, such a run "
      "refuses to start"},
     {"resume", CG_OPT_OPTSTR, O(resume), 0, 0, CG_OPT_OUTPUT, CG_RESUME_LATEST, C_TRAIN,
-     "[FILE|DIR]", "continue from a checkpoint: FILE, or in DIR (bare: --checkpoint-dir) the "
+     "[FILE|DIR]", "continue from a checkpoint: FILE (DIR/last or DIR/best: the file it names; "
+     "an older one than the newest goes on from its step, and the later checkpoints of its run "
+     "are removed as an abandoned attempt's), or in DIR (bare: --checkpoint-dir) the "
      "newest run's last written valid one: the run of the file DIR/last names, not the highest "
      "step (a corrupt one is reported and the next older used; none: start afresh)"},
     {"init-from", CG_OPT_STR, O(init_from), 0, 0, CG_OPT_OUTPUT, NULL, C_TRAIN, "SRC",

@@ -156,7 +156,6 @@ int cg_init_from_settings(cg_config_t *cfg, cg_comm_t *c) {
               cfg->init_from[0] ? "rank 0 has" : "some ranks have");
     return CG_EXIT_USAGE;
   }
-  if (!cfg->init_from[0]) return 0;
   if (cfg->resume_found) { /* cfg->init_from: the checkpoint's record (run_settings.c) */
     const cg_opts_set_t set = cg_cli_opts(CG_CMD_TRAIN, cfg);
     if (c->rank == 0 && cg_opts_given(&set, cfg->argc, cfg->argv, "init-from"))
@@ -164,6 +163,7 @@ int cg_init_from_settings(cg_config_t *cfg, cg_comm_t *c) {
              "weights go on training\n");
     return 0;
   }
+  if (!cfg->init_from[0]) return 0;
   src_t s;
   char err[2048] = "";
   int rc = c->rank == 0 ? probe(cfg->init_from, &s, err, sizeof err) : 0;

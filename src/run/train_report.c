@@ -15,6 +15,7 @@
 #include "json.h"        /* cg_json_parse: the data-names a checkpoint stores */
 #include "guard.h"       /* cg_guard_signal, cg_guard_beat: a validation's stop and waits */
 #include "log.h"         /* cg_log_warn */
+#include "path.h"        /* cg_path_same_file: the checkpoint DIR/last names */
 #include "tboard.h"      /* cg_tb_*: --tensorboard */
 
 /* A JSON number ("%.9g": any finite double fits 32 bytes), or null for a value that is not
@@ -77,16 +78,29 @@ static void banner_resume(const cg_run_t *r) {
            r->ckpt_dir ? r->ckpt_dir : "");
 }
 
-int cg_report_refigures(const cg_run_t *r) {
-  /* the newest checkpoint (--resume or --resume DIR, not an older FILE: rewriting a step removes
-   * the lineage's later ones), the last step of its own run, which validates before its final
-   * checkpoint unless a stop came first */
+/* The checkpoint the run resumed from is its directory's newest: --resume or --resume DIR
+ * chose it so, and a FILE (DIR/last, DIR/ckpt-N.cgck) is the one DIR/last names. */
+static int resumed_newest(const cg_run_t *r) {
   struct stat st;
-  const int newest = !strcmp(r->cfg->resume, CG_RESUME_LATEST) ||
-                     (stat(r->cfg->resume, &st) == 0 && S_ISDIR(st.st_mode));
-  return r->ckpt_dir && r->val_src && r->resumed && r->exact && newest &&
-         r->s0 == r->total && r->ck.step == r->ck.total_steps &&
-         !(r->ck.have_val && r->ck.val_step == r->ck.step);
+  if (!strcmp(r->cfg->resume, CG_RESUME_LATEST) ||
+      (stat(r->cfg->resume, &st) == 0 && S_ISDIR(st.st_mode)))
+    return 1;
+  char dir[CG_PATH_MAX + 64], last[CG_PATH_MAX + 128];
+  snprintf(dir, sizeof dir, "%s", r->ck_path);
+  char *slash = strrchr(dir, '/');
+  if (slash) *slash = 0;
+  else snprintf(dir, sizeof dir, ".");
+  return cg_ckpt_read_pointer(dir, "last", last, sizeof last, NULL, NULL, 0, NULL) == 0 &&
+         cg_path_same_file(last, r->ck_path) == 1;
+}
+
+int cg_report_refigures(const cg_run_t *r) {
+  /* the newest checkpoint (not an older FILE: rewriting a step removes the lineage's later
+   * ones), the last step of its own run, which validates before its final checkpoint unless a
+   * stop came first */
+  return r->ckpt_dir && r->val_src && r->resumed && r->exact && r->s0 == r->total &&
+         r->ck.step == r->ck.total_steps && !(r->ck.have_val && r->ck.val_step == r->ck.step) &&
+         resumed_newest(r);
 }
 
 void cg_report_banner(const cg_run_t *r) {

@@ -169,8 +169,8 @@ static void deal(vfeed_t *f) {
   weighed_t *wt = cg_malloc(sizeof(weighed_t) * (size_t)(n ? n : 1), "validation order");
   for (int64_t i = 0; i < n; i++) {
     char err[1536];
-    int h = 1, w = 1; /* a size that cannot be told: one tile (the load will say why) */
-    cg_source_load_whole(r->val_src, i, &h, &w, NULL, NULL, err, sizeof err);
+    int h = 1, w = 1, mh, mw; /* a size that cannot be told: one tile (the load will say why) */
+    if (load_sample(f, i, &h, &w, &mh, &mw, NULL, NULL, err, sizeof err)) h = w = 1;
     wt[i].tiles = (int64_t)cg_tiler_origins(h, r->model.height, VAL_WHOLE_OVERLAP, NULL) *
                   cg_tiler_origins(w, r->model.width, VAL_WHOLE_OVERLAP, NULL);
     wt[i].index = i;

@@ -96,13 +96,14 @@ static void run(const uint8_t *data, size_t n) {
     for (int i = 0; i < FIT * FIT; i++)
       if (out_mask[i] > 1) fail("a JPEG mask: a value other than 0/1");
   /* a zoom-out training crop (a window past the file, padded): every output row made, the
-   * padding's mask value where the image is black, 0/1 elsewhere */
+   * padding's mask value only where the image is the padding's gray, 0/1 elsewhere */
   const cg_crop_t win = {1.7, 0.2, 0.9, 7};
   const cg_fit_opts_t zo = {.size = FIT, .max_pixels = CG_PNG_DEFAULT_MAX_PIXELS, .win = &win};
   if (cg_fit_pair(g_in.path, g_in.path, &zo, out_rgb, out_mask, NULL, NULL, err, sizeof err) == 0)
     for (int i = 0; i < FIT * FIT; i++)
-      if (out_mask[i] > 1 && (out_mask[i] != 7 || out_rgb[3 * i] || out_rgb[3 * i + 1] ||
-                              out_rgb[3 * i + 2]))
+      if (out_mask[i] > 1 &&
+          (out_mask[i] != 7 || out_rgb[3 * i] != CG_CROP_PAD_RGB ||
+           out_rgb[3 * i + 1] != CG_CROP_PAD_RGB || out_rgb[3 * i + 2] != CG_CROP_PAD_RGB))
         fail("a zoom-out window: padding not where the image is padded");
 }
 
