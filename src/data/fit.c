@@ -300,8 +300,8 @@ static int fit_begin(void *ctx, int h, int w, char *why, size_t whylen) {
 
 /* Output rows from f->next on whose centres lie above the file (top: a zoom-out window's
  * padding, made before any row is needed) or, after the last row (!top), below it: made as
- * padding (CG_CROP_PAD_RGB gray, the mask's pad label). Returns 1 when the next row is below the file (no
- * source row will make it). */
+ * padding (CG_CROP_PAD_RGB gray, the mask's pad label). Returns 1 when the next row is below
+ * the file (no source row will make it). */
 static int pad_rows(fit_t *f, int top) {
   const int n = f->oh;
   const size_t bpp = f->is_mask ? 1 : 3;
