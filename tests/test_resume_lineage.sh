@@ -49,6 +49,7 @@ run below2 0 $MPIRUN -np 2 $BIN train --resume $C1 --steps 10
 same $C1 "$s1" "--steps 10 below the checkpoint's 30"
 run file 0 $MPIRUN -np 2 $BIN train --resume "$(ck $C1 20)" --steps 20
 want file "nothing to train"
+want file "step 20, older than its run's newest checkpoint $(ck $C1 30) (step 30)"
 same $C1 "$s1" "--resume FILE of step 20 with --steps 20 (the later ckpt-30 stays)"
 run epochs 0 $MPIRUN -np 2 $BIN train --resume $C1 --steps 0 --epochs 2
 want epochs "already reaches this run's 16 steps: nothing to train"

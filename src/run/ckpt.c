@@ -1166,3 +1166,5 @@ int cg_ckpt_resolve(const char *src, cg_ckpt_info_t *info, char *path, size_t pa
   else snprintf(err, errlen, "%s", why);
   return -1;
 }
+
+int cg_ckpt_header(const char *path, cg_ckpt_info_t *in) { return cg_ckpt_read_header(path, in); }

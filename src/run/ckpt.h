@@ -253,6 +253,10 @@ int cg_ckpt_find(const char *dir, const cg_ckpt_shape_t *want, cg_ckpt_info_t *i
                  void (*report)(void *ctx, const char *line), void *ctx, char *err,
                  size_t errlen);
 
+/* The header of path, magic, version and header CRC checked (not the payload): for a quick look
+ * at another checkpoint (its step and run id). 0, or -1 when it cannot be read or trusted. */
+int cg_ckpt_header(const char *path, cg_ckpt_info_t *in);
+
 /* src is a pointer file (DIR/best, DIR/last: short text naming a checkpoint of its directory,
  * not a checkpoint's magic): 1 with the checkpoint's path (DIR/file) in target, else 0. */
 int cg_ckpt_pointer_target(const char *src, char *target, size_t targetlen);

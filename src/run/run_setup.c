@@ -488,6 +488,8 @@ static void warn_line(void *ctx, const char *line) {
   cg_log_warn("%s", line);
 }
 
+static void warn_older(const cg_run_t *r);
+
 /* Rank 0 finds and verifies the checkpoint of --resume. Returns 0 (r->ck, params, moments and
  * ck_path filled), 1 when the directory holds no checkpoint (a fresh start), or -1 with err. */
 static int read_checkpoint(cg_run_t *r, char *err, size_t errlen) {
@@ -516,7 +518,28 @@ static int read_checkpoint(cg_run_t *r, char *err, size_t errlen) {
     return -1;
   }
   snprintf(r->ck_path, sizeof r->ck_path, "%s", src);
+  warn_older(r);
   return 0;
+}
+
+/* --resume FILE (DIR/best often) older than its run's newest checkpoint, which DIR/last names:
+ * the run goes on from FILE's step, and its next checkpoint write removes the run's later ones
+ * (an abandoned attempt's, ckpt.h). Said before anything is lost. */
+static void warn_older(const cg_run_t *r) {
+  char dir[CG_PATH_MAX + 64], last[CG_PATH_MAX + 128];
+  snprintf(dir, sizeof dir, "%s", r->ck_path);
+  char *slash = strrchr(dir, '/');
+  if (slash) *slash = 0;
+  else snprintf(dir, sizeof dir, ".");
+  int64_t lstep = -1;
+  cg_ckpt_info_t *h = cg_malloc(sizeof *h, "checkpoint header");
+  if (cg_ckpt_read_pointer(dir, "last", last, sizeof last, &lstep, NULL, 0, NULL) == 0 &&
+      lstep > r->ck.step && cg_ckpt_header(last, h) == 0 && h->run_id == r->ck.run_id)
+    cg_log_warn("--resume %s: step %lld, older than its run's newest checkpoint %s (step "
+                "%lld): the run goes on from step %lld, and a checkpoint it writes removes the "
+                "run's later ones; to go on from the newest, --resume %s", r->cfg->resume,
+                (long long)r->ck.step, last, (long long)lstep, (long long)r->ck.step, dir);
+  free(h);
 }
 
 /* --init-from without a checkpoint to resume: the weights of a trained model (init_from.h). */
