@@ -23,12 +23,8 @@
 
 /* What SRC is, as rank 0 found it (sent to every rank as bytes). */
 typedef struct {
-  int safetensors;      /* 0: a checkpoint */
   char path[CG_PATH_MAX]; /* the file the weights come from, absolute */
   int in_c, base, depth, nclass;
-  long long step;       /* a checkpoint's step; -1 for safetensors */
-  int have_val;
-  double val_iou;
 } src_t;
 
 /* A safetensors file begins with its JSON header's length (u64 LE) and the header's '{'. */
@@ -68,7 +64,6 @@ static void report_skip(void *ctx, const char *line) {
 /* Rank 0: what SRC is, and its model. 0, or -1 with err. */
 static int probe(const char *spec, src_t *s, char *err, size_t errlen) {
   memset(s, 0, sizeof *s);
-  s->step = -1;
   struct stat st;
   if (stat(spec, &st) != 0) {
     snprintf(err, errlen, "--init-from %s: %s", spec, strerror(errno));
@@ -81,7 +76,6 @@ static int probe(const char *spec, src_t *s, char *err, size_t errlen) {
     float *p = NULL;
     rc = read_safetensors(spec, m, &p, err, errlen);
     free(p);
-    s->safetensors = 1;
     snprintf(s->path, sizeof s->path, "%s", spec);
   } else {
     char why[CG_PATH_MAX + 512];
@@ -92,9 +86,6 @@ static int probe(const char *spec, src_t *s, char *err, size_t errlen) {
                rc == 1 || strstr(why, "bad magic") ? " (" SRC_HINT ")" : "");
     if (!rc && (rc = cg_ckpt_model(s->path, info, m, why, sizeof why)) != 0)
       snprintf(err, errlen, "--init-from %.1400s", why);
-    s->step = info->step;
-    s->have_val = info->have_val && info->val_step == info->step;
-    s->val_iou = info->val_iou;
   }
   if (!rc && cg_cli_data_path(s->path, s->path, sizeof s->path) != 0) {
     snprintf(err, errlen, "--init-from %.900s: cannot be made an absolute path", s->path);
@@ -174,41 +165,46 @@ int cg_init_from_settings(cg_config_t *cfg, cg_comm_t *c) {
   }
   CG_CHECK_MPI(MPI_Bcast(&s, (int)sizeof s, MPI_BYTE, 0, c->world));
   rc = apply(cfg, &s, err, sizeof err);
-  if (!rc && c->rank == 0) {
-    char val[96] = "";
-    if (s.have_val)
-      snprintf(val, sizeof val, "; validation %s %.4f at that step",
-               s.nclass > 1 ? "mIoU" : "IoU", s.val_iou);
-    if (s.safetensors)
-      printf("init-from: the weights of %s (base %d, depth %d, %d class(es))\n", s.path, s.base,
-             s.depth, s.nclass);
-    else
-      printf("init-from: the weights of %s (step %lld; base %d, depth %d, %d class(es)%s)\n",
-             s.path, s.step, s.base, s.depth, s.nclass, val);
-    if (s.nclass == cfg->num_classes)
-      printf("init-from: every layer from it, the head too; AdamW, the step count and the "
-             "schedule start afresh\n");
-    else
-      printf("init-from: every layer but the head from it; the head is new (%d class(es), "
-             "it has %d), initialised as a fresh run's; AdamW, the step count and the schedule "
-             "start afresh\n", cfg->num_classes, s.nclass);
-    fflush(stdout);
-  }
   return cg_comm_report_errors(c, rc ? err : NULL) ? CG_EXIT_USAGE : 0;
 }
 
 /* Rank 0: the file's weights into the run's (fresh ones first: the head's stay when the class
  * counts differ). 0, or -1 with err. */
+/* Rank 0, once the weights are in: what they are and which layers came from them. in: the
+ * checkpoint's header, NULL for a safetensors file. */
+static void say_source(const char *path, const cg_ckpt_info_t *in, const cg_model_t *sm,
+                       int nclass) {
+  char val[96] = "";
+  if (in && in->have_val && in->val_step == in->step)
+    snprintf(val, sizeof val, "; validation %s %.4f at that step", sm->nclass > 1 ? "mIoU" : "IoU",
+             in->val_iou);
+  if (!in)
+    printf("init-from: the weights of %s (base %d, depth %d, %d class(es))\n", path, sm->base,
+           sm->depth, sm->nclass);
+  else
+    printf("init-from: the weights of %s (step %lld; base %d, depth %d, %d class(es)%s)\n", path,
+           (long long)in->step, sm->base, sm->depth, sm->nclass, val);
+  if (sm->nclass == nclass)
+    printf("init-from: every layer from it, the head too; AdamW, the step count and the "
+           "schedule start afresh\n");
+  else
+    printf("init-from: every layer but the head from it; the head is new (%d class(es), it has "
+           "%d), initialised as a fresh run's; AdamW, the step count and the schedule start "
+           "afresh\n", nclass, sm->nclass);
+  fflush(stdout);
+}
+
 static int read_weights(const cg_config_t *cfg, const cg_model_t *m, float *params, char *err,
                         size_t errlen) {
   const char *path = cfg->init_from;
   cg_model_t *sm = cg_malloc(sizeof *sm, "model");
   float *sp = NULL;
   int rc = 0;
-  if (looks_safetensors(path)) {
+  const int st = looks_safetensors(path);
+  cg_ckpt_info_t *info = st ? NULL : cg_malloc(sizeof *info, "checkpoint header");
+  if (st) {
     rc = read_safetensors(path, sm, &sp, err, errlen);
   } else {
-    cg_ckpt_info_t *info = cg_malloc(sizeof *info, "checkpoint header");
     char why[CG_PATH_MAX + 512];
     rc = cg_ckpt_read(path, NULL, info, NULL, NULL, NULL, why, sizeof why) == CG_CKPT_OK
              ? cg_ckpt_model(path, info, sm, why, sizeof why)
@@ -220,7 +216,6 @@ static int read_weights(const cg_config_t *cfg, const cg_model_t *m, float *para
         rc = -1;
     }
     if (rc) snprintf(err, errlen, "--init-from %.1400s", why);
-    free(info);
   }
   const cg_layer_t *head = &m->layers[m->nlayers - 1];
   if (!rc && (sm->in_c != m->in_c || sm->base != m->base || sm->depth != m->depth ||
@@ -234,7 +229,9 @@ static int read_weights(const cg_config_t *cfg, const cg_model_t *m, float *para
     /* the flat layout puts the head last: every other layer's weights are the prefix */
     const size_t keep = sm->nclass == m->nclass ? m->nparams : head->w_off;
     memcpy(params, sp, sizeof(float) * keep);
+    say_source(path, info, sm, m->nclass);
   }
+  free(info);
   free(sp);
   free(sm);
   return rc;
