@@ -237,6 +237,20 @@ expect2 "b.png: scaled by --resize 32 to 4000x32, more pixels than --max-image-p
   $BIN predict --backend cpu --checkpoint $T/ck1 --input $T/strip --output $T/so --resize 32 \
   --max-image-pixels 100000
 [ ! -e $T/so ] || fail "the refused predict left its --output directory"
+# several --scales sum an image's h x w x K logits in host memory: counted before any work (a
+# 255-class model, a 30000x30000 PNG header: 918 GB, refused on any machine)
+$MPIRUN -np 1 $BIN train $SMALL --num-classes 255 --steps 1 --checkpoint-dir $T/ck255 \
+  > $T/ck255.log
+mkdir -p $T/huge
+$PY -c "import struct, zlib
+def chunk(t, d): return struct.pack('>I', len(d)) + t + d + struct.pack('>I', zlib.crc32(t + d))
+ihdr = struct.pack('>IIBBBBB', 30000, 30000, 8, 2, 0, 0, 0)
+open('$T/huge/h.png', 'wb').write(b'\x89PNG\r\n\x1a\n' + chunk(b'IHDR', ihdr) +
+                                  chunk(b'IDAT', zlib.compress(bytes(64))) + chunk(b'IEND', b''))"
+expect2 "the --scales sums of the largest image 855.0 GiB" $BIN predict --backend cpu \
+  --checkpoint $T/ck255 --input $T/huge --output $T/ho --resize fit --scales 1,2 \
+  --max-image-pixels 1000000000
+[ ! -e $T/ho ] || fail "the refused predict left its --output directory"
 # --save-probs holds a file only while an image's rows come: 120 one-tile images in one batch
 # under a limit of 100 descriptors are all written
 mkdir -p $T/many

@@ -117,7 +117,8 @@ static void usage(FILE *f) {
           "                 --resize side (native: of its own shorter side), 1 to %d factors of\n"
           "                 0.1..8, and the logits, each scaled back to the image's size,\n"
           "                 averaged (mmsegmentation averages probabilities) [1]; more than one\n"
-          "                 holds the image's h x w x K logits while they come\n"
+          "                 holds the image's h x w x K logits while they come (counted\n"
+          "                 before any work: the largest image's must fit in memory)\n"
           "  --flip         test-time flip: each tile also goes through mirrored left-right,\n"
           "                 and its logits are the mean of the two (the mirror's mirrored\n"
           "                 back), before the blend; twice the work\n"
@@ -545,7 +546,7 @@ static int resolve_label_map(popts_t *o, const cg_ckpt_info_t *info, const cg_mo
 }
 
 static int scan_rank(const popts_t *o, char **files, int nfiles, const cg_model_t *m,
-                     const cg_comm_t *c, int cap, int *tiles, char *err,
+                     const cg_comm_t *c, int cap, int *tiles, int64_t *max_px, char *err,
                      size_t errlen); /* tiling, below */
 
 /* The checks made before anything large is allocated, each rank for itself: the checkpoint's
@@ -609,20 +610,25 @@ static int check_inputs(popts_t *o, const cg_comm_t *c, cg_ckpt_info_t *info, cg
   const int per = o->flip ? 2 : 1;
   const int cap = o->batch / per > 0 ? o->batch / per : 1;
   int tiles;
-  if (scan_rank(o, *files, *nfiles, model, c, cap, &tiles, err, errlen)) return -1;
+  int64_t max_px = 0;
+  if (scan_rank(o, *files, *nfiles, model, c, cap, &tiles, &max_px, err, errlen)) return -1;
   o->batch = per * tiles;
   /* the cpu backend holds a batch of tiles of the checkpoint's size in host memory: a tile side
    * of thousands needs tens of GiB, refused here rather than by the kernel's OOM killer (a CUDA
-   * backend's allocation failure is its own clear error) */
+   * backend's allocation failure is its own clear error); several --scales add an image's
+   * h x w x K summed logits (the rank's largest image; the host holds them on any backend) */
   const double gib = 1024.0 * 1024.0 * 1024.0, host = cg_preflight_host_available();
   const cg_preflight_t est = cg_preflight_estimate_eval(model, o->batch);
+  const double sums = o->nscale > 1 ? (double)max_px * model->nclass * sizeof(float) : 0;
+  const double need = (bk->is_cuda ? 0 : est.host) + sums;
   const int share = c->local_size > 0 ? c->local_size : 1;
-  if (!bk->is_cuda && host > 0 && est.host * share > host) {
-    snprintf(err, errlen, "--checkpoint %.400s: tiles of %dx%d, --batch %d: not enough host "
-             "memory: at least %.1f GiB per rank (activations %.1f GiB) x %d rank(s) on this "
-             "node, and %.1f GiB is available: lower --batch, or run fewer ranks per node",
-             o->checkpoint, model->height, model->width, o->batch, est.host / gib,
-             est.acts / gib, share, host / gib);
+  if (host > 0 && need * share > host) {
+    snprintf(err, errlen, "--checkpoint %.400s: tiles of %dx%d, --batch %d%s: not enough host "
+             "memory: at least %.1f GiB per rank (activations %.1f GiB, the --scales sums of the "
+             "largest image %.1f GiB) x %d rank(s) on this node, and %.1f GiB is available: "
+             "lower --batch or the --scales, or run fewer ranks per node", o->checkpoint,
+             model->height, model->width, o->batch, bk->is_cuda ? " (on the GPU)" : "",
+             need / gib, bk->is_cuda ? 0.0 : est.acts / gib, sums / gib, share, host / gib);
     return -1;
   }
   return 0;
@@ -662,12 +668,14 @@ static int view_over_limit(const popts_t *o, const char *path, int ih, int iw, c
  * every scaled view (--resize, --scales) within --max-image-pixels (-1 with err naming the file:
  * over the limit, it would otherwise end the job after the masks before it were written), and
  * the tiles counted up to `cap` into *tiles: the backend's batch need not be larger (a few small
- * images at --batch 32 would otherwise push mostly padding through every step). A native
+ * images at --batch 32 would otherwise push mostly padding through every step), and the largest
+ * image's pixels into *max_px (complete when its views are checked: with --scales). A native
  * single-scale run has no view to check: its headers are read only until cap tiles are
  * counted, and one that cannot be read counts as cap (pimg_open says what is wrong with it when
  * its turn comes). */
 static int scan_rank(const popts_t *o, char **files, int nfiles, const cg_model_t *m,
-                     const cg_comm_t *c, int cap, int *tiles, char *err, size_t errlen) {
+                     const cg_comm_t *c, int cap, int *tiles, int64_t *max_px, char *err,
+                     size_t errlen) {
   const int native = o->side <= 0 && o->nscale == 1 && o->scale[0] == 1.0;
   int n = 0;
   for (int f = c->rank; f < nfiles && (n < cap || !native); f += c->size) {
@@ -677,6 +685,7 @@ static int scan_rank(const popts_t *o, char **files, int nfiles, const cg_model_
       n = cap;
       break;
     }
+    if ((int64_t)h * w > *max_px) *max_px = (int64_t)h * w;
     for (int s = 0; s < o->nscale; s++) {
       int ih, iw;
       net_size(o, h, w, o->scale[s], &ih, &iw);
