@@ -168,8 +168,6 @@ int cg_init_from_settings(cg_config_t *cfg, cg_comm_t *c) {
   return cg_comm_report_errors(c, rc ? err : NULL) ? CG_EXIT_USAGE : 0;
 }
 
-/* Rank 0: the file's weights into the run's (fresh ones first: the head's stay when the class
- * counts differ). 0, or -1 with err. */
 /* Rank 0, once the weights are in: what they are and which layers came from them. in: the
  * checkpoint's header, NULL for a safetensors file. */
 static void say_source(const char *path, const cg_ckpt_info_t *in, const cg_model_t *sm,
@@ -194,6 +192,8 @@ static void say_source(const char *path, const cg_ckpt_info_t *in, const cg_mode
   fflush(stdout);
 }
 
+/* Rank 0: the file's weights into the run's (fresh ones first: the head's stay when the class
+ * counts differ). 0, or -1 with err. */
 static int read_weights(const cg_config_t *cfg, const cg_model_t *m, float *params, char *err,
                         size_t errlen) {
   const char *path = cfg->init_from;
