@@ -394,13 +394,11 @@ int cg_fit_png(const char *image, const char *mask, int64_t max_pixels, int size
 }
 
 void cg_fit_whole_size(int h, int w, int size, int *oh, int *ow) {
-  const int shorter = h < w ? h : w, longer = h < w ? w : h;
-  long long l = llround((double)longer * size / shorter);
-  if (l < size) l = size;
-  if (l > (long long)CG_FIT_WHOLE_MAX_ASPECT * size) l = (long long)CG_FIT_WHOLE_MAX_ASPECT * size;
-  if (l > CG_PNG_MAX_SIDE) l = CG_PNG_MAX_SIDE;
-  *oh = h < w ? size : (int)l;
-  *ow = h < w ? (int)l : size;
+  cg_fit_view_size(h, w, size, oh, ow);
+  long long cap = (long long)CG_FIT_WHOLE_MAX_ASPECT * size;
+  if (cap > CG_PNG_MAX_SIDE) cap = CG_PNG_MAX_SIDE;
+  int *longer = h < w ? ow : oh;
+  if (*longer > cap) *longer = (int)cap;
 }
 
 void cg_fit_view_size(int h, int w, int size, int *oh, int *ow) {

@@ -29,7 +29,7 @@
 #include "ckpt.h"           /* cg_ckpt_read, cg_ckpt_find: the checkpoint (FILE or newest in DIR) */
 #include "cpu_layers.h"     /* cg_cpu_class_of: a pixel's class, as every step's mask */
 #include "feat.h"           /* cg_pack_input: a tile's input exactly as training makes it */
-#include "fit.h"            /* cg_fit_pair: an image scaled as training fits it (--resize) */
+#include "fit.h"            /* cg_fit_pair, cg_fit_view_size: an image scaled as training fits it */
 #include "image_io.h"       /* cg_image_read_*: PNG, JPEG, GIF or TIFF images, by content */
 #include "json.h"           /* cg_json_parse: the run's --label-map in the checkpoint */
 #include "le.h"             /* cg_le_put_u32: the .npy payload, little-endian */
@@ -642,16 +642,13 @@ static int check_inputs(popts_t *o, const cg_comm_t *c, cg_ckpt_info_t *info, cg
 static void net_size(const popts_t *o, int h, int w, double f, int *ih, int *iw) {
   *ih = h;
   *iw = w;
-  const int shorter = h < w ? h : w, longer = h < w ? w : h;
+  const int shorter = h < w ? h : w;
   if (o->side <= 0 && f == 1.0) return;
   long long side = llround((o->side > 0 ? o->side : shorter) * f);
   if (side < 1) side = 1;
   if (side > (1 << 30)) side = 1 << 30;
-  long long l = llround((double)longer * side / shorter); /* the aspect kept, no clamp */
-  if (l < side) l = side;
-  if (l > (1 << 30)) l = 1 << 30; /* refused by the pixel limit (view_over_limit) */
-  *ih = h < w ? (int)side : (int)l;
-  *iw = h < w ? (int)l : (int)side;
+  /* the aspect kept, no clamp: a view over the pixel limit is refused (view_over_limit) */
+  cg_fit_view_size(h, w, (int)side, ih, iw);
 }
 
 /* A view of ih x iw of image path over --max-image-pixels: 1 with err naming the file. */
