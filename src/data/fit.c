@@ -172,7 +172,8 @@ void cg_crop_apply(const cg_crop_t *win, int h, int w, uint8_t *rgb, uint8_t *ma
 typedef struct {
   int oh, ow, is_mask;    /* the output's size (size x size, or a whole record's) */
   int eh, ew;             /* the size the file must have, 0: any */
-  int fh, fw;             /* image: the file's size (the decoder may scale it), else 0 */
+  int fh, fw;             /* the file's size (an image's from the decoder, which may scale it;
+                             fit_begin sets it for a mask): outside it, padding */
   int scale;              /* image: decoded at scale/8 of the file's size (cg_jpeg_scale) */
   const char *image;      /* mask: its image's path, for the size message; NULL for the image */
   const cg_crop_t *win;   /* a training crop's window of the file; NULL: the fitting rule's */
@@ -181,8 +182,7 @@ typedef struct {
   int sh, sw, x0, y0;     /* set by fit_begin: decoded size; crop: the window's origin */
   int crop;               /* the window is the output, pixel for pixel: rows are copied */
   double ox, oy, sx, sy;  /* the window in decoded pixels (lin_tap, near_tap): origin, spans */
-  double fx0, fy0, fsx, fsy; /* the window in the file's own pixels, and the file's size: */
-  int file_h, file_w;        /* an output pixel whose centre falls outside the file is padding */
+  double fx0, fy0, fsx, fsy; /* the window in the file's own pixels (padding: pad_cols/rows) */
   uint8_t pad;            /* mask: the label of padding (a window larger than the file) */
   int next;               /* next output row */
   uint8_t *keep;          /* RGB resample: 2 source rows */
@@ -232,6 +232,8 @@ static int label_row(const fit_t *f, const uint8_t *px, int w, char *why, size_t
 static int fit_begin(void *ctx, int h, int w, char *why, size_t whylen) {
   fit_t *f = ctx;
   const int fh = f->fh > 0 ? f->fh : h, fw = f->fw > 0 ? f->fw : w;
+  f->fh = fh;
+  f->fw = fw;
   if (f->eh > 0 && (fh != f->eh || fw != f->ew)) {
     if (f->image)
       snprintf(why, whylen, "mask is %dx%d but its image %s is %dx%d", fw, fh, f->image, f->ew,
@@ -272,8 +274,6 @@ static int fit_begin(void *ctx, int h, int w, char *why, size_t whylen) {
   f->fy0 = y0;
   f->fsx = sx;
   f->fsy = sy;
-  f->file_w = fw;
-  f->file_h = fh;
   f->pad = f->win ? (uint8_t)f->win->pad : 0;
   f->crop = s == 1.0 && sx == f->ow && sy == f->oh && x0 == floor(x0) && y0 == floor(y0) &&
             x0 >= 0 && y0 >= 0 && x0 + sx <= fw && y0 + sy <= fh;
@@ -283,13 +283,13 @@ static int fit_begin(void *ctx, int h, int w, char *why, size_t whylen) {
   if (f->is_mask) {
     f->xi = malloc(sizeof(int) * (size_t)f->ow);
     if (f->xi) near_cols(f->ox, f->sx, f->ow, w, f->xi);
-    if (f->xi) pad_cols(f->fx0, f->fsx, f->ow, f->file_w, f->xi, 1);
+    if (f->xi) pad_cols(f->fx0, f->fsx, f->ow, f->fw, f->xi, 1);
   } else {
     f->xi = malloc(sizeof(int) * 2 * (size_t)f->ow);
     f->xf = malloc(sizeof(float) * (size_t)f->ow);
     f->keep = malloc((size_t)w * 3 * 2);
     if (f->xi && f->xf) lin_cols(f->ox, f->sx, f->ow, w, f->xi, f->xf);
-    if (f->xi && f->xf) pad_cols(f->fx0, f->fsx, f->ow, f->file_w, f->xi, 2);
+    if (f->xi && f->xf) pad_cols(f->fx0, f->fsx, f->ow, f->fw, f->xi, 2);
   }
   if (!f->xi || (!f->is_mask && (!f->xf || !f->keep))) {
     snprintf(why, whylen, "out of memory for the row buffers");
@@ -305,7 +305,7 @@ static int fit_begin(void *ctx, int h, int w, char *why, size_t whylen) {
 static int pad_rows(fit_t *f, int top) {
   const int n = f->oh;
   const size_t bpp = f->is_mask ? 1 : 3;
-  while (f->next < n && outside(f->fy0, f->fsy, f->next, n, f->file_h)) {
+  while (f->next < n && outside(f->fy0, f->fsy, f->next, n, f->fh)) {
     const double p = f->fy0 + (f->next + 0.5) * f->fsy / n;
     if (top && p >= 0) return 1; /* below: only after the last row */
     memset(f->out + (size_t)f->next * f->ow * bpp, f->is_mask ? f->pad : CG_CROP_PAD_RGB,
