@@ -428,12 +428,10 @@ void cg_val_poll_finish(cg_run_t *r, cg_val_poll_t *p) {
 cg_val_t cg_val_gather(const cg_run_t *r, cg_confusion_t conf, int64_t *confk, int64_t bad,
                        double loss_sum, int stopped) {
   const int K = r->model.nclass;
-  int64_t cnt[6] = {conf.tp, conf.fp, conf.fn, conf.tn, bad, stopped != 0};
-  cg_comm_sum_i64(r->c, cnt, 6);
   cg_val_t res;
   memset(&res, 0, sizeof res);
   res.confk = confk;
-  if (cnt[5]) { /* cut short on some rank: partial counts are no figures */
+  if (stopped) { /* agreed by every rank (cg_val_poll): partial counts are no figures */
     res.stopped = 1;
     res.loss = NAN;
     if (r->c->rank == 0) {
@@ -443,6 +441,8 @@ cg_val_t cg_val_gather(const cg_run_t *r, cg_confusion_t conf, int64_t *confk, i
     }
     return res;
   }
+  int64_t cnt[5] = {conf.tp, conf.fp, conf.fn, conf.tn, bad};
+  cg_comm_sum_i64(r->c, cnt, 5);
   cg_report_skipped(r, 0, cnt[4], 1);
   if (K > 1) cg_comm_sum_i64(r->c, confk, K * K);
   cg_comm_sum_f64(r->c, &loss_sum, 1);
