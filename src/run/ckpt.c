@@ -1132,6 +1132,16 @@ int cg_ckpt_model(const char *path, const cg_ckpt_info_t *in, cg_model_t *m, cha
 
 #define CG_CKPT_PATH_MAX 4096
 
+/* The directory of path ("." without one, "/" for a file at the root) into dir; its base name
+ * (optional) into name. */
+static void split_path(const char *path, char *dir, size_t dirlen, char *name, size_t namelen) {
+  const char *slash = strrchr(path, '/');
+  if (!slash) snprintf(dir, dirlen, ".");
+  else if (slash == path) snprintf(dir, dirlen, "/");
+  else snprintf(dir, dirlen, "%.*s", (int)(slash - path), path);
+  if (name) snprintf(name, namelen, "%s", slash ? slash + 1 : path);
+}
+
 int cg_ckpt_pointer_target(const char *src, char *target, size_t targetlen) {
   char head[8] = {0}, dir[CG_CKPT_PATH_MAX], name[CG_CKPT_PATH_MAX];
   FILE *f = fopen(src, "rb");
@@ -1139,11 +1149,14 @@ int cg_ckpt_pointer_target(const char *src, char *target, size_t targetlen) {
   const size_t got = fread(head, 1, sizeof head, f);
   fclose(f);
   if (got == sizeof head && !memcmp(head, CG_CKPT_MAGIC, 8)) return 0;
-  const char *slash = strrchr(src, '/');
-  snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - src) : 1, slash ? src : ".");
-  if (slash == src) snprintf(dir, sizeof dir, "/");
-  snprintf(name, sizeof name, "%s", slash ? slash + 1 : src);
+  split_path(src, dir, sizeof dir, name, sizeof name);
   return cg_ckpt_read_pointer(dir, name, target, targetlen, NULL, NULL, 0, NULL) == 0;
+}
+
+int cg_ckpt_last_of(const char *ckpt, char *last, size_t lastlen, int64_t *step) {
+  char dir[CG_CKPT_PATH_MAX];
+  split_path(ckpt, dir, sizeof dir, NULL, 0);
+  return cg_ckpt_read_pointer(dir, "last", last, lastlen, step, NULL, 0, NULL);
 }
 
 int cg_ckpt_resolve(const char *src, cg_ckpt_info_t *info, char *path, size_t pathlen,

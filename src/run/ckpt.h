@@ -261,6 +261,10 @@ int cg_ckpt_header(const char *path, cg_ckpt_info_t *in);
  * not a checkpoint's magic): 1 with the checkpoint's path (DIR/file) in target, else 0. */
 int cg_ckpt_pointer_target(const char *src, char *target, size_t targetlen);
 
+/* The checkpoint DIR/last names, DIR being the directory of the checkpoint file ckpt: its path
+ * into last and its step (optional), 0; -1 when DIR has no usable DIR/last. */
+int cg_ckpt_last_of(const char *ckpt, char *last, size_t lastlen, int64_t *step);
+
 /* What a user names as a checkpoint (predict and export --checkpoint, train --init-from): a
  * checkpoint FILE; a pointer file DIR/best or DIR/last (the checkpoint it names); or a DIR (its
  * newest run's newest valid checkpoint, cg_ckpt_find's choice, with each one rejected passed to

@@ -526,19 +526,20 @@ static int read_checkpoint(cg_run_t *r, char *err, size_t errlen) {
  * the run goes on from FILE's step, and its next checkpoint write removes the run's later ones
  * (an abandoned attempt's, ckpt.h). Said before anything is lost. */
 static void warn_older(const cg_run_t *r) {
-  char dir[CG_PATH_MAX + 64], last[CG_PATH_MAX + 128];
-  snprintf(dir, sizeof dir, "%s", r->ck_path);
-  char *slash = strrchr(dir, '/');
-  if (slash) *slash = 0;
-  else snprintf(dir, sizeof dir, ".");
+  char last[CG_PATH_MAX + 128];
   int64_t lstep = -1;
   cg_ckpt_info_t *h = cg_malloc(sizeof *h, "checkpoint header");
-  if (cg_ckpt_read_pointer(dir, "last", last, sizeof last, &lstep, NULL, 0, NULL) == 0 &&
-      lstep > r->ck.step && cg_ckpt_header(last, h) == 0 && h->run_id == r->ck.run_id)
+  if (cg_ckpt_last_of(r->ck_path, last, sizeof last, &lstep) == 0 && lstep > r->ck.step &&
+      cg_ckpt_header(last, h) == 0 && h->run_id == r->ck.run_id) {
+    char dir[CG_PATH_MAX + 128]; /* last is DIR/ckpt-N.cgck: DIR resumes the newest */
+    snprintf(dir, sizeof dir, "%s", last);
+    char *slash = strrchr(dir, '/');
+    if (slash) *slash = 0;
     cg_log_warn("--resume %s: step %lld, older than its run's newest checkpoint %s (step "
                 "%lld): the run goes on from step %lld, and a checkpoint it writes removes the "
                 "run's later ones; to go on from the newest, --resume %s", r->cfg->resume,
                 (long long)r->ck.step, last, (long long)lstep, (long long)r->ck.step, dir);
+  }
   free(h);
 }
 

@@ -85,12 +85,8 @@ static int resumed_newest(const cg_run_t *r) {
   if (!strcmp(r->cfg->resume, CG_RESUME_LATEST) ||
       (stat(r->cfg->resume, &st) == 0 && S_ISDIR(st.st_mode)))
     return 1;
-  char dir[CG_PATH_MAX + 64], last[CG_PATH_MAX + 128];
-  snprintf(dir, sizeof dir, "%s", r->ck_path);
-  char *slash = strrchr(dir, '/');
-  if (slash) *slash = 0;
-  else snprintf(dir, sizeof dir, ".");
-  return cg_ckpt_read_pointer(dir, "last", last, sizeof last, NULL, NULL, 0, NULL) == 0 &&
+  char last[CG_PATH_MAX + 128];
+  return cg_ckpt_last_of(r->ck_path, last, sizeof last, NULL) == 0 &&
          cg_path_same_file(last, r->ck_path) == 1;
 }
 
