@@ -16,6 +16,7 @@
 #include "feat.h"        /* CG_NFEAT: the input channels this build feeds */
 #include "le.h"          /* cg_le_get_u64: a safetensors file's header length */
 #include "log.h"
+#include "run_settings.h" /* cg_settings_all_or_none: every rank has --init-from, or none */
 
 #define SRC_HINT                                                                                  \
   "--init-from takes a checkpoint FILE, DIR/best, DIR/last, a checkpoint DIR or a .safetensors "  \
@@ -137,16 +138,7 @@ static int apply(cg_config_t *cfg, const src_t *s, char *err, size_t errlen) {
 
 int cg_init_from_settings(cg_config_t *cfg, cg_comm_t *c) {
   /* every rank starts from SRC, or none: the ones that do wait for rank 0's reading below */
-  int any = cfg->init_from[0] != 0, all = any;
-  CG_CHECK_MPI(MPI_Allreduce(MPI_IN_PLACE, &any, 1, MPI_INT, MPI_MAX, c->world));
-  CG_CHECK_MPI(MPI_Allreduce(MPI_IN_PLACE, &all, 1, MPI_INT, MPI_MIN, c->world));
-  if (any != all) {
-    if (c->rank == 0)
-      fprintf(stderr, "cogpu-dist: error: the ranks were started with different settings: %s "
-              "--init-from, others without; every rank must run the same command line\n",
-              cfg->init_from[0] ? "rank 0 has" : "some ranks have");
-    return CG_EXIT_USAGE;
-  }
+  if (cg_settings_all_or_none(c, cfg->init_from[0], "--init-from")) return CG_EXIT_USAGE;
   if (cfg->resume_found) { /* cfg->init_from: the checkpoint's record (run_settings.c) */
     const cg_opts_set_t set = cg_cli_opts(CG_CMD_TRAIN, cfg);
     if (c->rank == 0 && cg_opts_given(&set, cfg->argc, cfg->argv, "init-from"))

@@ -274,18 +274,21 @@ static int find_settings(const cg_config_t *cfg, char *settings, int *is_dir) {
   return ok;
 }
 
-int cg_settings_resume(cg_config_t *cfg, cg_comm_t *c) {
-  /* every rank resumes, or none: the ones that do wait for rank 0's settings below */
-  int any = cfg->resume[0] != 0, all = any;
+int cg_settings_all_or_none(const cg_comm_t *c, int have, const char *flag) {
+  int any = have != 0, all = any;
   CG_CHECK_MPI(MPI_Allreduce(MPI_IN_PLACE, &any, 1, MPI_INT, MPI_MAX, c->world));
   CG_CHECK_MPI(MPI_Allreduce(MPI_IN_PLACE, &all, 1, MPI_INT, MPI_MIN, c->world));
-  if (any != all) {
-    if (c->rank == 0)
-      fprintf(stderr, "cogpu-dist: error: the ranks were started with different settings: %s "
-              "--resume, others without; every rank must run the same command line\n",
-              cfg->resume[0] ? "rank 0 has" : "some ranks have");
-    return CG_EXIT_USAGE;
-  }
+  if (any == all) return 0;
+  if (c->rank == 0)
+    fprintf(stderr, "cogpu-dist: error: the ranks were started with different settings: %s "
+            "%s, others without; every rank must run the same command line\n",
+            have ? "rank 0 has" : "some ranks have", flag);
+  return CG_EXIT_USAGE;
+}
+
+int cg_settings_resume(cg_config_t *cfg, cg_comm_t *c) {
+  /* every rank resumes, or none: the ones that do wait for rank 0's settings below */
+  if (cg_settings_all_or_none(c, cfg->resume[0], "--resume")) return CG_EXIT_USAGE;
   if (!cfg->resume[0]) return 0;
   char *settings = cg_malloc(CG_CKPT_SETTINGS_MAX, "checkpoint settings");
   int is_dir = 0;

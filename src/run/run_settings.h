@@ -36,6 +36,10 @@ int cg_settings_add(char *json, size_t len, const char *key, const char *value);
  * malformed JSON). */
 int cg_settings_apply(cg_config_t *cfg, const char *json, FILE *out, char *err, size_t errlen);
 
+/* Collective: every rank has the flag (have) or none. 0, or CG_EXIT_USAGE after rank 0 said
+ * which ranks have it: a flag some ranks lack would leave them out of its collectives. */
+int cg_settings_all_or_none(const cg_comm_t *c, int have, const char *flag);
+
 /* Collective, before the run is set up: with --resume, rank 0 finds the checkpoint (the newest
  * valid one, as the run will load), every rank applies its settings to cfg, and a --resume DIR
  * without --checkpoint-dir keeps writing checkpoints to DIR (FILE: to FILE's directory).
