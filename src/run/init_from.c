@@ -10,7 +10,7 @@
 #include <sys/stat.h>
 
 #include "atomic_file.h" /* cg_file_read: a safetensors file whole */
-#include "ckpt.h"        /* cg_ckpt_resolve, cg_ckpt_read, cg_ckpt_model */
+#include "ckpt.h"        /* cg_ckpt_resolve, cg_ckpt_header, cg_ckpt_read, cg_ckpt_model */
 #include "cli.h"         /* cg_cli_opts, cg_cli_check, cg_cli_data_path */
 #include "export.h"      /* cg_import_parse: a safetensors file's model and weights */
 #include "feat.h"        /* CG_NFEAT: the input channels this build feeds */
@@ -197,14 +197,18 @@ static int read_weights(const cg_config_t *cfg, const cg_model_t *m, float *para
   if (st) {
     rc = read_safetensors(path, sm, &sp, err, errlen);
   } else {
-    char why[CG_PATH_MAX + 512];
-    rc = cg_ckpt_read(path, NULL, info, NULL, NULL, NULL, why, sizeof why) == CG_CKPT_OK
-             ? cg_ckpt_model(path, info, sm, why, sizeof why)
-             : -1;
+    char why[CG_PATH_MAX + 512] = "";
+    /* the header for the model, then one read of the whole file, verified */
+    if (cg_ckpt_header(path, info) != 0) {
+      snprintf(why, sizeof why, "%s: its header cannot be read or trusted", path);
+      rc = -1;
+    }
+    if (!rc) rc = cg_ckpt_model(path, info, sm, why, sizeof why);
     if (!rc) {
+      const cg_ckpt_shape_t want = info->shape;
       sp = cg_malloc(3 * sizeof(float) * sm->nparams, "--init-from weights and moments");
-      if (cg_ckpt_read(path, &info->shape, NULL, sp, sp + sm->nparams, sp + 2 * sm->nparams,
-                       why, sizeof why) != CG_CKPT_OK)
+      if (cg_ckpt_read(path, &want, info, sp, sp + sm->nparams, sp + 2 * sm->nparams, why,
+                       sizeof why) != CG_CKPT_OK)
         rc = -1;
     }
     if (rc) snprintf(err, errlen, "--init-from %.1400s", why);
