@@ -55,6 +55,7 @@ typedef struct {
   const char *algo_cache;
   const char *json_out;
   int kernels, kernel_steps;     /* --kernels, --kernel-steps */
+  int accum;                     /* --grad-accum */
   const char *kernels_json;      /* --kernels-json PREFIX */
   double peak_tflops, peak_gbs;  /* ceilings of the --kernels floors */
   /* derived from the above (train_check, then the backend) */
@@ -73,6 +74,9 @@ static const cg_opt_t g_opts[] = {
         "per-step batch sizes [cuda: 32,64; cpu: 8]"),
     CG_OPT_ROW_NUM(INTS, "threads-list", F(threads), 0, 4096, 0, "LIST",
         "cpu compute threads to try"),
+    CG_OPT_ROW_NUM(INT, "grad-accum", F(accum), 1, 1024, 0, "A",
+        "gradient accumulation: each step A micro-batches of the batch, then one AdamW step "
+        "(as train --grad-accum)"),
     {"model-base", CG_OPT_INT, F(base), 1, 1024, CG_OPT_NODEF, NULL, 0, "N",
      "UNet base width [cuda: 32 (UNet-S); cpu: 8]"},
     {"model-depth", CG_OPT_INT, F(depth), 1, 6, CG_OPT_NODEF, NULL, 0, "N",
@@ -113,7 +117,7 @@ static const cg_opt_t g_opts[] = {
 static const opts_t g_defaults = {
     .backend = "auto", .threads = {2, {1, 2}}, .base = -1, .depth = -1, .size = -1, .nclass = 1,
     .warmup = 5,
-    .steps = 20, .windows = 5, .cuda_graph = "on", .tf32_mode = "auto", .kernel_steps = 20,
+    .steps = 20, .windows = 5, .accum = 1, .cuda_graph = "on", .tf32_mode = "auto", .kernel_steps = 20,
     .peak_tflops = 790, .peak_gbs = 4300};
 
 static int parse_prec(const char *s, int *out) {
@@ -138,16 +142,26 @@ typedef struct {
   char *kreport; /* --kernels: the breakdown, printed after the row (malloc'd) */
 } result_t;
 
-/* Runs `steps` train steps alternating the batch slots, at most CG_MAX_INFLIGHT in flight, and
- * fetches them all. Adds the steps' busy time (ms) to *busy_ms; returns the last loss. */
-static double run_window(const cg_backend_ops_t *ops, cg_backend_t *be, int steps, int64_t *t,
-                         cg_adamw_t *opt, double *busy_ms) {
+/* Submits micro-batch m of step opt->t (--grad-accum A: A - 1 accum_step calls, then the
+ * train_step), alternating the batch slots by the calls made so far. */
+static void submit(const cg_backend_ops_t *ops, cg_backend_t *be, int m, int accum,
+                   const cg_adamw_t *opt) {
+  static int64_t calls;
+  const int slot = (int)(calls++ % CG_DEV_SLOTS);
+  if (m + 1 < accum) ops->accum_step(be, slot);
+  else ops->train_step(be, slot, opt);
+}
+
+/* Runs `steps` train steps of `accum` micro-batches each, at most CG_MAX_INFLIGHT calls in
+ * flight, and fetches them all. Adds their busy time (ms) to *busy_ms; returns the last loss. */
+static double run_window(const cg_backend_ops_t *ops, cg_backend_t *be, int steps, int accum,
+                         int64_t *t, cg_adamw_t *opt, double *busy_ms) {
   cg_step_out_t out;
   double loss = 0;
   int inflight = 0;
-  for (int s = 0; s < steps; s++) {
-    opt->t = ++*t;
-    ops->train_step(be, (int)(*t % CG_DEV_SLOTS), opt);
+  for (int s = 0; s < steps * accum; s++) {
+    if (s % accum == 0) opt->t = ++*t;
+    submit(ops, be, s % accum, accum, opt);
     if (++inflight == CG_MAX_INFLIGHT) {
       ops->fetch(be, &out);
       inflight--;
@@ -181,7 +195,7 @@ static void kernels_window(const cg_backend_ops_t *ops, cg_backend_t *be, const 
   double busy = 0;
   cg_kprof_start(kp);
   const double t0 = cg_now();
-  run_window(ops, be, o->kernel_steps, t, opt, &busy);
+  run_window(ops, be, o->kernel_steps, o->accum, t, opt, &busy);
   const double dt = cg_now() - t0;
   cg_kprof_stop(kp, o->kernel_steps);
   if (cg_kprof_report(kp, title, 1e3 * dt / o->kernel_steps, o->peak_tflops, o->peak_gbs, f,
@@ -226,6 +240,7 @@ static cg_backend_cfg_t backend_cfg(const opts_t *o, const result_t *res,
                                     const cg_buckets_t *bk) {
   cg_backend_cfg_t bc = {0};
   bc.batch = res->batch;
+  bc.accum = o->accum;
   bc.nclass = o->nclass;
   bc.ignore_index = o->nclass > 1 ? 255 : -1;
   bc.precision = (cg_precision_t)res->prec;
@@ -279,9 +294,9 @@ static const char *warm_up(const cg_backend_ops_t *ops, cg_backend_t *be, const 
   upload_batch(ops, be, n, o->size, m->in_c, m->nclass);
   cg_step_out_t out;
   int finite = 1;
-  for (int i = 0; i < o->warmup; i++) {
-    opt->t = ++*t;
-    ops->train_step(be, (int)(*t % CG_DEV_SLOTS), opt);
+  for (int i = 0; i < o->warmup * o->accum; i++) {
+    if (i % o->accum == 0) opt->t = ++*t;
+    submit(ops, be, i % o->accum, o->accum, opt);
     ops->fetch(be, &out);
     finite &= isfinite(out.loss);
   }
@@ -305,14 +320,14 @@ static double time_windows(const cg_backend_ops_t *ops, cg_backend_t *be, const 
   double busy = 0, wall = 0, loss = 0;
   for (int wdw = 0; wdw < o->windows; wdw++) {
     double t0 = cg_now(), wb = 0;
-    loss = run_window(ops, be, o->steps, t, opt, &wb);
+    loss = run_window(ops, be, o->steps, o->accum, t, opt, &wb);
     double dt = cg_now() - t0;
-    win_ips[wdw] = (double)o->steps * n / dt;
+    win_ips[wdw] = (double)o->steps * n * o->accum / dt;
     busy += wb * 1e-3;
     wall += dt;
   }
   res->ips = cg_bench_median(win_ips, o->windows);
-  res->ms = 1e3 * n / res->ips;
+  res->ms = 1e3 * n * o->accum / res->ips;
   res->busy_frac = busy > 0 ? busy / wall : -1;
   free(win_ips);
   return loss;
@@ -382,6 +397,9 @@ static void print_header(const cg_backend_ops_t *ops, const opts_t *o, const cg_
          ops->name, m->in_c, o->base, o->depth, o->size, o->size, m->nclass, m->nparams, gflop);
   printf("# warm-up %d steps, then %d windows of %d steps; median window reported\n", o->warmup,
          o->windows, o->steps);
+  if (o->accum > 1)
+    printf("# --grad-accum %d: a step is %d micro-batches of the batch, one AdamW step; img/s "
+           "counts every micro-batch's images, ms/step the whole step\n", o->accum, o->accum);
   if (cuda)
     printf("# cuDNN %ld loaded; mem GiB = what the backend allocated (cudaMalloc), dev GiB = device "
            "memory in use after the timed windows minus before the backend (cuDNN, graphs and "
@@ -443,12 +461,13 @@ static int print_json(const cg_backend_ops_t *ops, const opts_t *o, const cg_mod
     const result_t *r = &res[i];
     char f1[32], f2[32], f3[32];
     len += (size_t)snprintf(js + len, cap - len,
-                            "%s{\"precision\": \"%s\", \"batch\": %d, \"threads\": %d, "
+                            "%s{\"precision\": \"%s\", \"batch\": %d, \"grad_accum\": %d, "
+                            "\"threads\": %d, "
                             "\"cuda_graph\": %s, \"img_per_s\": %.3f, \"ms_per_step\": %.4f, "
                             "\"busy_frac\": %s, \"mem_gib\": %s, \"mem_device_gib\": %s, "
                             "\"ok\": %s}",
                             i ? ", " : "", cg_precision_name((cg_precision_t)r->prec), r->batch,
-                            r->threads, r->graph ? "true" : "false", r->ips, r->ms,
+                            o->accum, r->threads, r->graph ? "true" : "false", r->ips, r->ms,
                             cg_bench_json_fig(f1, r->busy_frac), cg_bench_json_fig(f2, r->mem_gib),
                             cg_bench_json_fig(f3, r->mem_device_gib), r->ok ? "true" : "false");
   }

@@ -374,7 +374,8 @@ def run_cpu(args, deadline, results, skipped):
 
 def run_cpu_one(args, name, batch, deadline, runs_left):
     device = torch.device("cpu")
-    rec = {"variant": name, "batch": batch, "threads": torch.get_num_threads(),
+    A = args.accum
+    rec = {"variant": name, "batch": batch, "accum": A, "threads": torch.get_num_threads(),
            "peak_gib": None, "reserved_gib": None, "peak_incl_warmup_gib": None,
            "peak_after_first_gib": None,
            "pct_floor": None, "compile_s": None}
@@ -383,12 +384,15 @@ def run_cpu_one(args, name, batch, deadline, runs_left):
     opt = make_adamw(model.parameters(), fused=False)
     holder = {}
 
-    def step():
+    def step():  # --accum A: A batches, (loss / A).backward() each, one optimizer step
         opt.zero_grad(set_to_none=True)
-        loss = seg_loss(model(x), y)
-        loss.backward()
+        total = 0.0
+        for _ in range(A):
+            loss = seg_loss(model(x), y) / A
+            loss.backward()
+            total += float(loss.detach())
         opt.step()
-        holder["loss"] = loss
+        holder["loss"] = torch.tensor(total)
 
     w = warm_up(step, cpu_timer, None, args.warmup - 1)
     rec.update(w)
@@ -401,7 +405,7 @@ def run_cpu_one(args, name, batch, deadline, runs_left):
 def finish_record(rec):
     """img/s from the median ms/step; a non-finite loss after timing makes the variant fail."""
     ms = rec["ms_step"]
-    rec["img_s"] = rec["batch"] / (ms / 1e3) if ms > 0 else None
+    rec["img_s"] = rec["batch"] * rec.get("accum", 1) / (ms / 1e3) if ms > 0 else None
     if not math.isfinite(rec["loss"]):
         rec["error"] = "non-finite loss %r" % rec["loss"]
         rec["loss"] = None
@@ -780,6 +784,9 @@ def parse_args(argv):
                    help="torch.compile modes for compile_bf16, comma list of " +
                         ",".join(COMPILE_MODES) +
                         " (default: default; max-autotune compiles for minutes)")
+    p.add_argument("--accum", type=int, default=1,
+                   help="CPU mode: gradient accumulation, A batches of --batch a step (each "
+                        "(loss / A).backward(), one optimizer.step()); img/s counts A x batch")
     p.add_argument("--threads", default="1,2",
                    help="CPU mode: comma list of torch.set_num_threads counts (default 1,2)")
     p.add_argument("--warmup", type=int, default=None,

@@ -119,6 +119,7 @@ struct result_t {
 /* What the host learnt while submitting a step. */
 struct meta_t {
   int train;
+  int micro;           /* accum_step: backward, no buckets, no optimizer */
   int metrics_dev;     /* the device counted the metrics: no predicted mask comes back */
   uint8_t *pred_dst;   /* where the predicted mask goes (the caller's, else h_pred) */
   double h2d, d2h;     /* bytes copied for this step */
@@ -167,6 +168,9 @@ struct cg_backend {
   size_t bytes;
   size_t mem_params, mem_arena, mem_slots, mem_scratch; /* parts of bytes, for the log line */
   float *d_params, *d_grads, *d_m, *d_v;
+  float *d_gacc;           /* --grad-accum (cfg.accum > 1): the step's micro-batch gradient sum
+                              so far (accum_step keeps, the step's last takes and zeroes it) */
+  int micro;               /* a micro-batch's body is being issued: no bucket comm */
   uint16_t *d_gbf16;       /* --grad-comm bf16: the gradients as all-reduced (bucket j at off[j]);
                               NULL otherwise */
   void *d_lowp;            /* compute-precision parameter copy; NULL for fp32 */
@@ -242,6 +246,7 @@ struct cg_backend {
 
   /* CUDA graphs */
   cudaGraphExec_t gexec[CG_DEV_SLOTS][kNDQ];
+  cudaGraphExec_t gexec_acc[CG_DEV_SLOTS][kNDQ]; /* accum_step's body (micro_body) */
   int graphs_ok;           /* graphs may still be used */
   int capturing;           /* the step body is being captured: report errors, do not abort */
   char capture_err[256];
@@ -637,6 +642,9 @@ int alloc_all(cg_backend_t *b, char *err, size_t errlen) {
       return -1;
   const size_t gsz = b->cfg.grad_bf16 ? sizeof(uint16_t) : sizeof(float);
   if (b->cfg.gsync && halloc_t(b, &b->h_grads, np * gsz, "gradient staging", err, errlen))
+    return -1;
+  if (b->cfg.accum > 1 &&
+      dalloc_t(b, &b->d_gacc, np * sizeof(float), "accumulated gradients", err, errlen))
     return -1;
   /* one rank (NCCL forced on one process) reduces nothing: its gradients stay fp32 */
   if (b->cfg.grad_bf16 && (b->cfg.gsync || (b->nccl && cg_nccl_size(b->nccl) > 1)) &&
@@ -1096,13 +1104,18 @@ cudaError_t record_timed(cg_backend_t *b, cudaEvent_t ev) {
 /* Gradient-sync hook 1: backward has finished layer i. With NCCL the comm stream all-reduces
  * the bucket this completes while backward continues on compute. */
 int bucket_ready(cg_backend_t *b, int i) {
-  if (b->cfg.trace && b->cfg.buckets && b->cfg.buckets->ready_after[i] >= 0) /* --trace-out */
-    BODY_CUDA(b, record_timed(b, b->ev_rd[b->seq_submitted % kNDQ][b->cfg.buckets->ready_after[i]]));
-  if (!b->cfg.gsync && !b->nccl) return 0;
-  const int j = b->cfg.buckets->ready_after[i];
-  if (j < 0) return 0;
   const cg_buckets_t *bk = b->cfg.buckets;
+  if (b->micro || !bk || bk->ready_after[i] < 0) return 0; /* a micro-batch keeps its own */
+  const int j = bk->ready_after[i];
   float *d = b->d_grads + bk->off[j];
+  if (b->d_gacc) { /* --grad-accum: the step's gradients are the micro-batches' sum */
+    cg_kprof_enter(b->kp, b->kr_opt, b->s_comp);
+    cg_k_grad_take(d, b->d_gacc + bk->off[j], (int64_t)bk->len[j], b->s_comp);
+    cg_kprof_leave(b->kp, b->s_comp);
+  }
+  if (b->cfg.trace) /* --trace-out */
+    BODY_CUDA(b, record_timed(b, b->ev_rd[b->seq_submitted % kNDQ][j]));
+  if (!b->cfg.gsync && !b->nccl) return 0;
   if (b->d_gbf16) { /* --grad-comm bf16: one small cast per bucket, on compute */
     cg_kprof_enter(b->kp, b->kr_casts, b->s_comp);
     cg_k_grad_to_bf16(d, b->d_gbf16 + bk->off[j], (int64_t)bk->len[j], b->s_comp);
@@ -1417,6 +1430,11 @@ int train_body(cg_backend_t *b, int slot, int dq, int q, int fault) {
   const int brc = backward(b);
   cg_nvtx_pop();
   if (brc) return -1;
+  if (b->d_gacc && !b->cfg.buckets) { /* no buckets to take the kept sum by: all at once */
+    cg_kprof_enter(b->kp, b->kr_opt, s);
+    cg_k_grad_take(b->d_grads, b->d_gacc, (int64_t)b->m->nparams, s);
+    cg_kprof_leave(b->kp, s);
+  }
   if (grads_sync(b, q, dq)) return -1;
   prof_mark(b, 2, 0);
   cg_nvtx_push("optimizer");
@@ -1426,9 +1444,47 @@ int train_body(cg_backend_t *b, int slot, int dq, int q, int fault) {
   return rc;
 }
 
-/* Captures train_body for (slot, dq) into b->gexec; on any failure warns once and turns
- * graphs off (the step then runs eagerly; nothing captured was executed). */
-void capture_step(cg_backend_t *b, int slot, int dq, int q) {
+/* accum_step's body, the part its graph captures: a micro-batch's forward, loss and backward,
+ * its gradients added to the kept sum (no all-reduce, no AdamW), the scaler reported as it
+ * stands. */
+int micro_body(cg_backend_t *b, int slot, int dq, int fault) {
+  const cudaStream_t s = b->s_comp;
+  cg_kprof_enter(b->kp, b->kr_params, s);
+  const cudaError_t c1 = cudaMemcpyAsync(b->d_grad_scale, scale_ptr(b), sizeof(float),
+                                         cudaMemcpyDeviceToDevice, s);
+  cg_kprof_leave(b->kp, s);
+  BODY_CUDA(b, c1);
+  if (forward(b, slot)) return -1;
+  cg_kprof_enter(b->kp, b->kr_loss, s);
+  run_loss(b, slot, dq, 1);
+  cg_kprof_leave(b->kp, s);
+  if (fault)
+    cg_k_fault_nan(b->dt, grad_at(b, b->m->logits_tensor, b->plan.loss, CG_DP_RW),
+                   loss_ptr(b, dq), s);
+  b->micro = 1;
+  const int brc = backward(b);
+  b->micro = 0;
+  if (brc) return -1;
+  cg_kprof_enter(b->kp, b->kr_opt, s);
+  cg_k_grad_keep(b->d_grads, b->d_gacc, (int64_t)b->m->nparams, s);
+  const cudaError_t c2 = cudaMemcpyAsync(res_field(b, dq, offsetof(result_t, before)),
+                                         b->d_scaler, sizeof(cg_scaler_t),
+                                         cudaMemcpyDeviceToDevice, s);
+  const cudaError_t c3 = c2 == cudaSuccess
+                             ? cudaMemcpyAsync(res_field(b, dq, offsetof(result_t, after)),
+                                               b->d_scaler, sizeof(cg_scaler_t),
+                                               cudaMemcpyDeviceToDevice, s)
+                             : c2;
+  cg_kprof_leave(b->kp, s);
+  BODY_CUDA(b, c2);
+  BODY_CUDA(b, c3);
+  return 0;
+}
+
+/* Captures train_body (micro: micro_body) for (slot, dq) into b->gexec (b->gexec_acc); on any
+ * failure warns once and turns graphs off (the step then runs eagerly; nothing captured was
+ * executed). */
+void capture_step(cg_backend_t *b, int slot, int dq, int q, int micro) {
   const cudaStream_t s = b->s_comp;
   cudaGraph_t g = NULL;
   cudaGraphExec_t ge = NULL;
@@ -1439,7 +1495,7 @@ void capture_step(cg_backend_t *b, int slot, int dq, int q) {
   } else {
     b->capturing = 1;
     b->capture_err[0] = 0;
-    const int body = train_body(b, slot, dq, q, 0);
+    const int body = micro ? micro_body(b, slot, dq, 0) : train_body(b, slot, dq, q, 0);
     b->capturing = 0;
     rc = cudaStreamEndCapture(s, &g);
     if (body)
@@ -1457,7 +1513,7 @@ void capture_step(cg_backend_t *b, int slot, int dq, int q) {
     b->graphs_ok = 0;
     return;
   }
-  b->gexec[slot][dq] = ge;
+  (micro ? b->gexec_acc : b->gexec)[slot][dq] = ge;
 }
 
 /* The d2h half of a step: results to the pinned slot q once the compute stream is done. */
@@ -1490,7 +1546,8 @@ void cuda_destroy(cg_backend_t *b) {
   }
   for (int s = 0; s < CG_DEV_SLOTS; s++)
     for (int q = 0; q < kNDQ; q++)
-      if (b->gexec[s][q]) CG_CHECK_CUDA(cudaGraphExecDestroy(b->gexec[s][q]));
+      for (cudaGraphExec_t ge : {b->gexec[s][q], b->gexec_acc[s][q]})
+        if (ge) CG_CHECK_CUDA(cudaGraphExecDestroy(ge));
   for (int i = 0; i < CG_MAX_LAYERS; i++) cg_conv_destroy(b->conv[i]);
   cg_conv_ctx_destroy(b->cctx);
   if (b->dnn) CG_CHECK_CUDNN(cudnnDestroy(b->dnn));
@@ -2004,7 +2061,7 @@ int cuda_train_step(cg_backend_t *b, int slot, const cg_adamw_t *opt) {
   const int fault = b->train_steps == b->cfg.fault_nan_step;
   int done = 0;
   if (b->graphs_ok && b->train_steps >= kWarmupSteps) {
-    if (!b->gexec[slot][dq]) capture_step(b, slot, dq, q);
+    if (!b->gexec[slot][dq]) capture_step(b, slot, dq, q, 0);
     if (b->graphs_ok && b->gexec[slot][dq]) {
       CG_CHECK_CUDA(cudaGraphLaunch(b->gexec[slot][dq], b->s_comp));
       done = 1;
@@ -2016,6 +2073,29 @@ int cuda_train_step(cg_backend_t *b, int slot, const cg_adamw_t *opt) {
   }
   end_step(b, slot, q, dq);
   b->train_steps++;
+  return 0;
+}
+
+int cuda_accum_step(cg_backend_t *b, int slot) {
+  CG_ASSERT(b->d_gacc != NULL); /* cfg.accum > 1 */
+  int q, dq;
+  begin_step(b, slot, 0, &q, &dq); /* no all-reduce, no optimizer: nothing skipped */
+  b->meta[q].comm_wait_ms = 0.0;
+  b->meta[q].micro = 1;
+  const int fault = b->train_steps == b->cfg.fault_nan_step; /* the step's micro-batches too */
+  int done = 0;
+  if (b->graphs_ok && b->train_steps >= kWarmupSteps) {
+    if (!b->gexec_acc[slot][dq]) capture_step(b, slot, dq, q, 1);
+    if (b->graphs_ok && b->gexec_acc[slot][dq]) {
+      CG_CHECK_CUDA(cudaGraphLaunch(b->gexec_acc[slot][dq], b->s_comp));
+      done = 1;
+    }
+  }
+  if (!done) {
+    const int rc = micro_body(b, slot, dq, fault); /* eager: errors are fatal inside */
+    CG_ASSERT(rc == 0);
+  }
+  end_step(b, slot, q, dq);
   return 0;
 }
 
@@ -2054,6 +2134,12 @@ void trace_phase_times(cg_backend_t *b, int q, int dqf, const meta_t *mt, cg_ste
   const cg_buckets_t *bk = b->cfg.buckets;
   out->t_bwd[0] = ev_host(b, b->ev_bw0[dqf]);
   out->nready = 0;
+  if (mt->micro) { /* backward to the end (its gradients kept: one small kernel); no AdamW */
+    out->t_bwd[1] = out->t_compute[1];
+    out->t_opt[0] = 1;
+    out->t_opt[1] = 0;
+    return;
+  }
   for (int j = 0; bk && j < bk->n; j++) out->t_ready[out->nready++] = ev_host(b, b->ev_rd[dqf][j]);
   if (mt->nccl) {
     out->t_bwd[1] = ev_host(b, b->ev_xp_begin[dqf]);
@@ -2210,6 +2296,7 @@ const cg_backend_ops_t cg_backend_cuda = {
     /* upload */ cuda_upload,
     /* upload_wait */ cuda_upload_wait,
     /* train_step */ cuda_train_step,
+    /* accum_step */ cuda_accum_step,
     /* eval_step */ cuda_eval_step,
     /* fetch */ cuda_fetch,
     /* mem_bytes */ cuda_mem_bytes,

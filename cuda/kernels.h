@@ -215,6 +215,12 @@ void cg_k_fault_nan(cg_dtype_t dt, void *d_dlogit, double *d_loss, cudaStream_t 
  * scaler update clears it). */
 void cg_k_check_finite(const float *d_g, int64_t n, cg_scaler_t *d_scaler, cudaStream_t s);
 
+/* Gradient accumulation (--grad-accum) over n fp32 gradients: keep adds a micro-batch's
+ * gradients d_g into the kept sum d_acc; take adds the kept sum into the step's last gradients
+ * and zeroes it, ready for the next step. */
+void cg_k_grad_keep(const float *d_g, float *d_acc, int64_t n, cudaStream_t s);
+void cg_k_grad_take(float *d_g, float *d_acc, int64_t n, cudaStream_t s);
+
 /* Fused AdamW over the flat fp32 master buffer (cg_cpu_adamw semantics), gradients divided by
  * d_scaler->scale; skipped entirely (p, m, v and d_lowp untouched) when d_scaler->found_inf.
  * d_scaler may be NULL: scale 1, never skipped. If d_lowp is not NULL it also writes the updated

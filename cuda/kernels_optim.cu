@@ -56,6 +56,23 @@ __global__ void adamw_kernel(float *p, const float *g, float *m, float *v, int64
   }
 }
 
+/* Gradient accumulation: acc += g (a micro-batch's gradients kept). */
+__global__ void grad_keep_kernel(const float *g, float *acc, int64_t n) {
+  for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n;
+       i += (int64_t)gridDim.x * blockDim.x)
+    acc[i] += g[i];
+}
+
+/* g += acc and acc = 0: the step's last micro-batch takes the kept sum (the next step's first
+ * micro-batch then starts from zero). */
+__global__ void grad_take_kernel(float *g, float *acc, int64_t n) {
+  for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n;
+       i += (int64_t)gridDim.x * blockDim.x) {
+    g[i] += acc[i];
+    acc[i] = 0.0f;
+  }
+}
+
 __global__ void scaler_update_kernel(cg_scaler_t *s) {
   if (blockIdx.x != 0 || threadIdx.x != 0) return;
   s->steps++;
@@ -88,6 +105,22 @@ void cg_k_check_finite(const float *d_g, int64_t n, cg_scaler_t *d_scaler, cudaS
   CG_ASSERT(d_g != NULL);
   check_finite_kernel<<<cg_grid_for(n, kBlock), kBlock, 0, s>>>(d_g, n, d_scaler);
   CG_CHECK_LAUNCH("check_finite_kernel");
+}
+
+void cg_k_grad_keep(const float *d_g, float *d_acc, int64_t n, cudaStream_t s) {
+  CG_ASSERT(n >= 0);
+  if (n == 0) return;
+  CG_ASSERT(d_g != NULL && d_acc != NULL);
+  grad_keep_kernel<<<cg_grid_for(n, kBlock), kBlock, 0, s>>>(d_g, d_acc, n);
+  CG_CHECK_LAUNCH("grad_keep_kernel");
+}
+
+void cg_k_grad_take(float *d_g, float *d_acc, int64_t n, cudaStream_t s) {
+  CG_ASSERT(n >= 0);
+  if (n == 0) return;
+  CG_ASSERT(d_g != NULL && d_acc != NULL);
+  grad_take_kernel<<<cg_grid_for(n, kBlock), kBlock, 0, s>>>(d_g, d_acc, n);
+  CG_CHECK_LAUNCH("grad_take_kernel");
 }
 
 void cg_k_adamw(float *d_p, const float *d_g, float *d_m, float *d_v, int64_t n,

@@ -14,7 +14,7 @@ fail=0
 declare -A OPTS=(
   [train]="backend precision batch-list threads-list model-base model-depth image-size num-classes warmup
            steps windows cuda-graph tf32 profile kernels kernel-steps kernels-json peak-tflops
-           peak-gbs algo-cache json-out"
+           peak-gbs algo-cache json-out grad-accum"
   [allreduce]="comm min-bytes max-bytes factor warmup iters json-out"
   [membw]="reps no-gpu json-out"
   [cpu-tasks]="data image-size tasks max-image-pixels json-out formats crop crop-scale"
@@ -120,5 +120,12 @@ expect_usage "unknown option --bogus for 'scaling'" mpirun -np 2 scaling --proje
   { echo "FAIL a tiny bench train"; fail=1; }
 grep -q '"mem_device_gib": null' "$T/tr.json" ||
   { echo "FAIL mem_device_gib not null on the CPU: $(cat "$T/tr.json")"; fail=1; }
+# --grad-accum: a step of 3 micro-batches, img/s over all their images
+"$BENCH" train --backend cpu --threads-list 1 --windows 1 --steps 2 --batch-list 2 --grad-accum 3 \
+  --model-base 4 --model-depth 2 --image-size 32 --json-out "$T/ga.json" > "$T/ga.log" ||
+  { echo "FAIL bench train --grad-accum 3"; cat "$T/ga.log"; fail=1; }
+grep -q '"grad_accum": 3' "$T/ga.json" && grep -q -- "--grad-accum 3: a step is 3 micro" "$T/ga.log" ||
+  { echo "FAIL bench train --grad-accum 3 not reported: $(cat "$T/ga.json")"; fail=1; }
+expect_usage "--grad-accum: 0 is out of range 1..1024" train --grad-accum 0
 [ $fail -eq 0 ] && echo "test_bench_cli: all passed"
 exit $fail

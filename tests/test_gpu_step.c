@@ -8,7 +8,11 @@
  *  2. bf16: the same comparison, looser (loss 2e-2, gradients 5e-2 of the largest).
  *  3. Six bf16 steps, deterministic, with CUDA graphs and two steps in flight vs eager one at
  *     a time: bitwise the same losses, predictions and parameters, results in order. The two
- *     backends share an algorithm cache file, so they run the same cuDNN algorithms.
+ *     backends share an algorithm cache file, so they run the same cuDNN algorithms. The same
+ *     with gradient accumulation: six batches as three steps of two micro-batches.
+ *  4. Gradient accumulation (--grad-accum 3: two accum_step calls, then train_step): on the CPU
+ *     backend the step's gradient is the sum of the three batches' own gradients; the CUDA
+ *     backend (fp32) agrees with it as in 1, and its loss sum with the CPU's.
  * Exits 77 without a usable GPU. */
 #include <math.h>
 #include <stdio.h>
@@ -33,10 +37,11 @@ static cg_test_data_t make_data(uint64_t seed) {
 }
 
 static cg_backend_t *make(const cg_backend_ops_t *ops, const cg_model_t *m, const cg_buckets_t *bk,
-                          cg_precision_t prec, int graph, const char *cache) {
+                          cg_precision_t prec, int graph, const char *cache, int accum) {
   cg_backend_cfg_t cfg;
   memset(&cfg, 0, sizeof cfg);
   cfg.batch = N;
+  cfg.accum = accum;
   cfg.precision = prec;
   cfg.threads = 0;
   cfg.device = 0;
@@ -71,7 +76,7 @@ static step_t one_step(const cg_backend_ops_t *ops, const cg_model_t *m, const c
   r.pred = cg_malloc(px, "pred");
   r.grads = cg_malloc(sizeof(float) * m->nparams, "grads");
   r.params = cg_malloc(sizeof(float) * m->nparams, "params");
-  cg_backend_t *b = make(ops, m, bk, prec, 0, NULL);
+  cg_backend_t *b = make(ops, m, bk, prec, 0, NULL, 1);
   ops->set_params(b, p0);
   cg_batch_t v = cg_test_data_batch(d);
   ops->upload(b, 0, &v);
@@ -238,14 +243,14 @@ typedef struct {
   float *params;
 } run_t;
 
-/* K bf16 steps. pipelined: two steps in flight, uploads ahead (graph on); else one step at a
- * time (graph off). */
+/* K bf16 batches, as K / accum steps of accum micro-batches. pipelined: two batches in flight,
+ * uploads ahead (graph on); else one at a time (graph off). */
 static run_t run_seq(const cg_model_t *m, const cg_buckets_t *bk, const float *p0,
-                     const cg_test_data_t *ds, int pipelined, const char *cache) {
+                     const cg_test_data_t *ds, int pipelined, const char *cache, int accum) {
   const cg_backend_ops_t *ops = &cg_backend_cuda;
   const size_t px = (size_t)N * HW * HW;
   run_t r;
-  cg_backend_t *b = make(ops, m, bk, CG_PREC_BF16, pipelined, cache);
+  cg_backend_t *b = make(ops, m, bk, CG_PREC_BF16, pipelined, cache, accum);
   ops->set_params(b, p0);
   cg_step_out_t o;
   cg_batch_t v[K];
@@ -253,12 +258,13 @@ static run_t run_seq(const cg_model_t *m, const cg_buckets_t *bk, const float *p
   int fetched = 0;
   if (pipelined) ops->upload(b, 0, &v[0]);
   for (int k = 0; k < K; k++) {
-    cg_adamw_t opt = {2e-3f, 0.9f, 0.999f, 1e-8f, 1e-4f, k + 1};
+    cg_adamw_t opt = {2e-3f, 0.9f, 0.999f, 1e-8f, 1e-4f, k / accum + 1};
     if (!pipelined) {
       ops->upload(b, k % 2, &v[k]);
       ops->upload_wait(b, k % 2);
     }
-    ops->train_step(b, k % 2, &opt);
+    if ((k + 1) % accum) ops->accum_step(b, k % 2);
+    else ops->train_step(b, k % 2, &opt);
     if (pipelined && k >= 1) { /* step k-1 while step k runs */
       ops->fetch(b, &o);
       r.loss[fetched] = o.loss;
@@ -282,16 +288,18 @@ static run_t run_seq(const cg_model_t *m, const cg_buckets_t *bk, const float *p
   return r;
 }
 
-static void test_graph_pipeline(const cg_model_t *m, const cg_buckets_t *bk, const float *p0) {
-  printf("RUN %d bf16 steps: graphs + 2 in flight vs eager one at a time (deterministic)\n", K);
+static void test_graph_pipeline(const cg_model_t *m, const cg_buckets_t *bk, const float *p0,
+                                int accum) {
+  printf("RUN %d bf16 batches (%d a step): graphs + 2 in flight vs eager one at a time "
+         "(deterministic)\n", K, accum);
   cg_test_data_t ds[K];
   for (int k = 0; k < K; k++) ds[k] = make_data(100 + (uint64_t)k);
   char cache[] = "/tmp/cg_gpu_step_algosXXXXXX";
   int fd = mkstemp(cache);
   CG_ASSERT(fd >= 0);
   close(fd);
-  run_t a = run_seq(m, bk, p0, ds, 1, cache);
-  run_t e = run_seq(m, bk, p0, ds, 0, cache);
+  run_t a = run_seq(m, bk, p0, ds, 1, cache, accum);
+  run_t e = run_seq(m, bk, p0, ds, 0, cache, accum);
   unlink(cache);
   const size_t px = (size_t)N * HW * HW;
   int same = 1;
@@ -309,10 +317,86 @@ static void test_graph_pipeline(const cg_model_t *m, const cg_buckets_t *bk, con
   const int ps = memcmp(a.params, e.params, sizeof(float) * m->nparams) == 0;
   CG_TEST_CHECK(ps, "graph/pipelined parameters differ from eager (max rel %.3e)",
                 cg_test_rel_err(a.params, e.params, m->nparams));
-  if (same && ps) printf("PASS graphs + pipelining: bitwise equal to eager over %d steps\n", K);
+  if (same && ps)
+    printf("PASS graphs + pipelining: bitwise equal to eager over %d batches, %d a step\n", K,
+           accum);
   free(a.params);
   free(e.params);
   for (int k = 0; k < K; k++) cg_test_data_free(&ds[k]);
+}
+
+enum { ACC = 3 };
+
+typedef struct {
+  double loss; /* the micro-batches' summed */
+  float *grads, *params;
+} acc_t;
+
+/* One step of ACC micro-batches ds[0..ACC) from p0: ACC - 1 accum_step calls, then train_step;
+ * one at a time, graphs off. */
+static acc_t accum_once(const cg_backend_ops_t *ops, const cg_model_t *m, const cg_buckets_t *bk,
+                        cg_precision_t prec, const float *p0, const cg_test_data_t *ds) {
+  acc_t r = {0, cg_malloc(sizeof(float) * m->nparams, "grads"),
+             cg_malloc(sizeof(float) * m->nparams, "params")};
+  cg_backend_t *b = make(ops, m, bk, prec, 0, NULL, ACC);
+  ops->set_params(b, p0);
+  cg_adamw_t opt = {1e-3f, 0.9f, 0.999f, 1e-8f, 1e-4f, 1};
+  for (int k = 0; k < ACC; k++) {
+    cg_batch_t v = cg_test_data_batch(&ds[k]);
+    ops->upload(b, k % 2, &v);
+    ops->upload_wait(b, k % 2);
+    if (k + 1 < ACC) ops->accum_step(b, k % 2);
+    else ops->train_step(b, k % 2, &opt);
+    cg_step_out_t o;
+    ops->fetch(b, &o);
+    r.loss += o.loss;
+    CG_TEST_CHECK(!o.skipped, "%s: batch %d reported a skipped step", ops->name, k);
+  }
+  ops->get_grads(b, r.grads);
+  ops->get_params(b, r.params);
+  ops->destroy(b);
+  return r;
+}
+
+static void test_accum(const cg_model_t *m, const cg_buckets_t *bk, const float *p0) {
+  printf("RUN gradient accumulation: %d micro-batches a step, cpu vs the sum, cuda fp32 vs cpu\n",
+         ACC);
+  cg_test_data_t ds[ACC];
+  for (int k = 0; k < ACC; k++) ds[k] = make_data(200 + (uint64_t)k);
+  acc_t c = accum_once(&cg_backend_cpu, m, bk, CG_PREC_FP32, p0, ds);
+  /* the reference: each batch's own gradient from p0, summed as the backend sums them (the
+   * last batch's plus the kept sum of the others, in their order) */
+  float *sum = cg_calloc(m->nparams, sizeof(float), "sum");
+  step_t one[ACC];
+  double lsum = 0;
+  for (int k = 0; k < ACC; k++) {
+    one[k] = one_step(&cg_backend_cpu, m, bk, CG_PREC_FP32, p0, &ds[k]);
+    lsum += one[k].loss;
+  }
+  for (size_t j = 0; j < m->nparams; j++) {
+    float kept = one[0].grads[j];
+    for (int k = 1; k + 1 < ACC; k++) kept += one[k].grads[j];
+    sum[j] = one[ACC - 1].grads[j] + kept;
+  }
+  check_grads(m, "cpu accum vs sum", c.grads, sum, 1e-6);
+  CG_TEST_CHECK(fabs(c.loss - lsum) <= 1e-9 * fabs(lsum), "cpu accum loss %.17g vs %.17g",
+                c.loss, lsum);
+  acc_t g = accum_once(&cg_backend_cuda, m, bk, CG_PREC_FP32, p0, ds);
+  CG_TEST_CHECK(fabs(g.loss - c.loss) <= 1e-4 * fabs(c.loss), "accum loss cuda %.9g cpu %.9g",
+                g.loss, c.loss);
+  printf("  loss sum cpu %.9g cuda %.9g\n", c.loss, g.loss);
+  check_grads(m, "fp32 accum", g.grads, c.grads,
+              1e-4 * fmax(1.0, sqrt((double)HW * HW / (32 * 32))));
+  check_params(m, g.params, c.params, c.grads);
+  for (int k = 0; k < ACC; k++) {
+    free_step(&one[k]);
+    cg_test_data_free(&ds[k]);
+  }
+  free(sum);
+  free(c.grads);
+  free(c.params);
+  free(g.grads);
+  free(g.params);
 }
 
 int main(void) {
@@ -333,7 +417,9 @@ int main(void) {
       p0[m.layers[i].b_off + j] = 0.02f * (float)((int)(j % 5) - 2);
   cg_test_data_t d = make_data(42);
   test_vs_cpu(&m, &bk, p0, &d);
-  test_graph_pipeline(&m, &bk, p0);
+  test_graph_pipeline(&m, &bk, p0, 1);
+  test_graph_pipeline(&m, &bk, p0, 2);
+  test_accum(&m, &bk, p0);
   cg_test_data_free(&d);
   free(p0);
   return cg_test_done("test_gpu_step");

@@ -4,7 +4,9 @@
  * covers every index exactly once; padding (-1) only at the end of a rank's batch and only in
  * the last step; `global` is the step's real count on every rank; the concatenation of ranks
  * 0..R-1 equals one rank with batch R*B; same seed -> same batches, other epoch or seed -> other
- * order; shuffle = 0 gives identity order. */
+ * order; shuffle = 0 gives identity order. Micro-batches (--grad-accum A): R ranks x A
+ * micro-batches take, micro-batch m of rank r, what rank m*R + r of R*A ranks takes, with the
+ * whole step's global count. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -91,7 +93,45 @@ static void epoch_order(cg_sampler_t *s, int64_t epoch, int64_t *out) {
   free(idx);
 }
 
+/* R ranks x A micro-batches against R*A ranks, for every step of two epochs. */
+static int check_micro(int64_t n, int ranks, int accum, int batch) {
+  cg_sampler_t s, w;
+  int bad = 0;
+  for (int r = 0; r < ranks; r++) {
+    cg_sampler_init(&s, n, ranks, r, batch, 99);
+    cg_sampler_set_accum(&s, accum);
+    const int64_t steps = cg_sampler_steps_per_epoch(&s);
+    for (int m = 0; m < accum; m++) {
+      cg_sampler_init(&w, n, ranks * accum, m * ranks + r, batch, 99);
+      bad |= cg_sampler_steps_per_epoch(&w) != steps;
+      for (int64_t e = 0; e < 2; e++)
+        for (int64_t st = 0; st < steps; st++) {
+          int64_t a[MAXB], b[MAXB];
+          int ga = -1, gb = -2;
+          const int ra = cg_sampler_micro(&s, e, st, m, a, &ga);
+          const int rb = cg_sampler_batch(&w, e, st, b, &gb);
+          bad |= ra != rb || ga != gb || memcmp(a, b, sizeof(int64_t) * (size_t)batch);
+        }
+      cg_sampler_free(&w);
+    }
+    cg_sampler_free(&s);
+  }
+  CG_TEST_CHECK(!bad, "n %lld: %d ranks x %d micro-batches of %d differ from %d ranks",
+                (long long)n, ranks, accum, batch, ranks * accum);
+  return !bad;
+}
+
 int main(void) {
+  /* ---- micro-batches (--grad-accum) ---- */
+  int mconf = 0, mok = 0;
+  const int64_t mn[] = {1, 7, 12, 13, 100};
+  for (size_t in = 0; in < sizeof mn / sizeof mn[0]; in++)
+    for (int ranks = 1; ranks <= 3; ranks++)
+      for (int accum = 1; accum <= 4; accum++)
+        for (int batch = 1; batch <= 5; batch += 2, mconf++)
+          mok += check_micro(mn[in], ranks, accum, batch);
+  printf("%s micro-batches: %d of %d (n, ranks, accum, batch) equal R*A ranks\n",
+         mok == mconf ? "PASS" : "FAIL", mok, mconf);
   /* ---- structural checks over awkward sizes ---- */
   const int64_t ns[] = {1, 2, 3, 5, 7, 11, 12, 13, 34, 35, 36, 100, 211};
   int64_t *order = malloc(sizeof *order * 256);

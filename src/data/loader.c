@@ -41,6 +41,7 @@ struct cg_loader {
   cg_loader_cfg_t cfg;
   cg_sampler_t sampler;
   int64_t spe;           /* steps per epoch */
+  int64_t nbatches;      /* batches of the run: nsteps x the sampler's micro-batches a step */
   int nslots;
   slot_t *slots;
   pthread_mutex_t mu;
@@ -84,10 +85,12 @@ static void slot_free(cg_loader_t *l, void *p) {
 
 /* Draws the indices of batch k into its slot (under the lock). */
 static void index_batch(cg_loader_t *l, slot_t *s, int64_t k) {
-  int64_t step = l->cfg.first_step + k;
+  const int A = l->sampler.accum;
+  int64_t step = l->cfg.first_step + k / A;
   int64_t epoch = step / l->spe, in_epoch = step % l->spe;
   int global = 0;
-  s->b.real = cg_sampler_batch(&l->sampler, epoch, in_epoch, s->b.index, &global);
+  s->b.micro = (int)(k % A);
+  s->b.real = cg_sampler_micro(&l->sampler, epoch, in_epoch, s->b.micro, s->b.index, &global);
   s->b.global = global;
   s->b.step = step;
   s->b.epoch = epoch;
@@ -249,8 +252,10 @@ cg_loader_t *cg_loader_create(const cg_loader_cfg_t *cfg) {
   CG_ASSERT(cfg->batch >= 1 && cfg->nslots >= 1 && cfg->workers >= 0);
   cg_sampler_init(&l->sampler, cfg->nsamples, cfg->ranks, cfg->rank, cfg->batch, cfg->seed);
   l->sampler.shuffle = cfg->shuffle;
+  cg_sampler_set_accum(&l->sampler, cfg->accum > 1 ? cfg->accum : 1);
   l->spe = cg_sampler_steps_per_epoch(&l->sampler);
   if (l->cfg.nsteps < 0) l->cfg.nsteps = l->spe - l->cfg.first_step % l->spe; /* rest of the epoch */
+  l->nbatches = l->cfg.nsteps * l->sampler.accum;
   l->nslots = cfg->nslots;
   l->slots = cg_calloc((size_t)l->nslots, sizeof(slot_t), "loader slots");
   const int h = cfg->source->h, w = cfg->source->w, c = 3 + cfg->nfeat;
@@ -312,7 +317,7 @@ static void *worker_main(void *arg) {
   uint8_t *rgb = cg_malloc((size_t)h * w * 3, "sample rgb");
   uint8_t *mask = cg_malloc((size_t)h * w, "sample mask");
   float *scratch = cg_malloc(sizeof(float) * 3 * (size_t)h * w, "feature scratch");
-  const int64_t B = l->cfg.batch, total = l->cfg.nsteps * B;
+  const int64_t B = l->cfg.batch, total = l->nbatches * B;
   char err[1024];
   pthread_mutex_lock(&l->mu);
   for (;;) {
@@ -383,7 +388,7 @@ static void *worker_main(void *arg) {
 
 cg_host_batch_t *cg_loader_next(cg_loader_t *l, double *wait_s) {
   if (wait_s) *wait_s = 0;
-  if (l->consumed >= l->cfg.nsteps) return NULL;
+  if (l->consumed >= l->nbatches) return NULL;
   int64_t k = l->consumed;
   slot_t *s = &l->slots[k % l->nslots];
   if (l->nworkers == 0) {

@@ -1,7 +1,8 @@
 /* loader.h: the batch pipeline — helper threads prepare batches ahead of training into a
  * bounded ring of host batch slots.
  *
- * Batches are numbered 0..nbatches-1 (step = first_step + k; epoch = step / steps_per_epoch).
+ * Batches are numbered 0..nbatches-1 (nbatches = nsteps x accum; step = first_step + k / accum,
+ * micro-batch k % accum of it; epoch = step / steps_per_epoch).
  * A batch is B sample tasks; helpers take tasks in order, each preparing one sample
  * (load/generate -> augment -> features -> normalise -> pack) straight into its slot. Batch k
  * may be filled only once batch k - nslots has been released, so memory is fixed: nslots
@@ -33,8 +34,9 @@ typedef struct {
   uint8_t *pred;     /* n*h*w predicted masks, written by the backend (its pred_dst) */
   float *weight;     /* n: 1/global for real samples, 0 for padding */
   int64_t *index;    /* n: sample index, -1 padding */
-  int real, global;  /* real samples of this rank / of the whole step */
+  int real, global;  /* real samples of this rank / of the whole step (all its micro-batches) */
   int64_t step, epoch;
+  int micro;         /* which micro-batch of its step (0..accum-1; 0 without --grad-accum) */
   int slot;          /* internal */
 } cg_host_batch_t;
 
@@ -42,6 +44,7 @@ typedef struct {
   cg_source_t *source;       /* not owned */
   int64_t nsamples;          /* samples of the source used (its first nsamples) */
   int ranks, rank, batch;
+  int accum;                 /* micro-batches a step (--grad-accum; 0 or 1: one): sampler.h */
   uint64_t seed;
   int shuffle;               /* reshuffle every epoch */
   int augment;               /* random flips */

@@ -21,6 +21,7 @@ void cg_sampler_init(cg_sampler_t *s, int64_t n, int ranks, int rank, int batch,
   s->ranks = ranks;
   s->rank = rank;
   s->batch = batch;
+  s->accum = 1;
   s->seed = seed;
   s->shuffle = 1;
   s->perm_epoch = -1;
@@ -34,8 +35,13 @@ void cg_sampler_free(cg_sampler_t *s) {
   s->perm_epoch = -1;
 }
 
+void cg_sampler_set_accum(cg_sampler_t *s, int accum) {
+  CG_ASSERT(s != NULL && accum >= 1);
+  s->accum = accum;
+}
+
 int64_t cg_sampler_steps_per_epoch(const cg_sampler_t *s) {
-  const int64_t g = (int64_t)s->ranks * s->batch;
+  const int64_t g = (int64_t)s->ranks * s->batch * s->accum;
   return (s->n + g - 1) / g;
 }
 
@@ -54,13 +60,19 @@ static void make_perm(cg_sampler_t *s, int64_t epoch) {
 }
 
 int cg_sampler_batch(cg_sampler_t *s, int64_t epoch, int64_t step, int64_t *idx, int *global) {
+  return cg_sampler_micro(s, epoch, step, 0, idx, global);
+}
+
+int cg_sampler_micro(cg_sampler_t *s, int64_t epoch, int64_t step, int micro, int64_t *idx,
+                     int *global) {
   CG_ASSERT(s != NULL && idx != NULL && epoch >= 0);
   CG_ASSERT(step >= 0 && step < cg_sampler_steps_per_epoch(s));
+  CG_ASSERT(micro >= 0 && micro < s->accum);
   if (s->shuffle && s->perm_epoch != epoch) make_perm(s, epoch);
-  const int64_t g = (int64_t)s->ranks * s->batch;
+  const int64_t g = (int64_t)s->ranks * s->batch * s->accum;
   const int64_t start = step * g;
   const int64_t gcount = s->n - start < g ? s->n - start : g;
-  const int64_t lo = start + (int64_t)s->rank * s->batch;
+  const int64_t lo = start + ((int64_t)micro * s->ranks + s->rank) * s->batch;
   int64_t real = s->n - lo;
   real = real < 0 ? 0 : (real > s->batch ? s->batch : real);
   for (int i = 0; i < s->batch; i++)

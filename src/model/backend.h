@@ -9,9 +9,12 @@
  *   upload(slot, batch)   copy a host batch into device batch slot `slot` (0..CG_DEV_SLOTS-1);
  *                         the host batch must stay valid until upload_wait(slot) returns
  *   train_step(slot, opt) forward, loss, backward with bucketed gradient sync, AdamW
+ *   accum_step(slot)      gradient accumulation (--grad-accum): forward, loss and backward of
+ *                         a micro-batch whose gradients are kept and added to those of the
+ *                         next train_step, which all-reduces the sum and steps AdamW once
  *   eval_step(slot)       forward and loss only
  *   fetch(out)            waits for the oldest submitted step and returns its results
- * Every train_step/eval_step is matched by exactly one fetch, in order. At most
+ * Every train_step/accum_step/eval_step is matched by exactly one fetch, in order. At most
  * CG_MAX_INFLIGHT steps may be submitted and not yet fetched.
  *
  * Units: loss is the sum over the local samples of weight[i] * (BCE_i + Dice_i), where
@@ -43,6 +46,8 @@ struct cg_kprof;                        /* cuda/kprof.h */
 
 typedef struct {
   int batch;                 /* static number of samples per step (per rank) */
+  int accum;                 /* micro-batches a step (--grad-accum): > 1 lets accum_step be
+                                called (its gradient sum is allocated up front); 0 or 1 none */
   int nclass;                /* classes of the model's head: 0 (take the model's) or equal to
                                 cg_model_t.nclass; 1 = binary */
   int ignore_index;          /* mask label excluded from loss and metrics; -1 = none. A value
@@ -142,6 +147,13 @@ typedef struct cg_backend_ops {
   int (*upload)(cg_backend_t *b, int slot, const cg_batch_t *batch);
   int (*upload_wait)(cg_backend_t *b, int slot);
   int (*train_step)(cg_backend_t *b, int slot, const cg_adamw_t *opt);
+  /* A micro-batch before a step's last (cfg.accum > 1): its gradients are added to the kept sum
+   * (the first after a train_step starts it afresh); no all-reduce, no AdamW. The next
+   * train_step adds the sum to its own gradients before they are all-reduced, so the step's
+   * gradient is that of every micro-batch's samples with their weights (1 / the step's global
+   * count); get_grads returns it. fp16: the loss scale stays that of the step; an overflow in
+   * any micro-batch skips the whole step. Its results (loss, prediction) come from fetch. */
+  int (*accum_step)(cg_backend_t *b, int slot);
   int (*eval_step)(cg_backend_t *b, int slot);
   int (*fetch)(cg_backend_t *b, cg_step_out_t *out);
   /* Bytes of memory the backend holds on its device (activations, parameters, optimizer

@@ -27,6 +27,8 @@ struct cg_backend {
   cg_backend_cfg_t cfg;
   int n; /* batch */
   float *params, *grads, *adam_m, *adam_v;
+  float *gacc; /* cfg.accum > 1: the gradient sum of the step's micro-batches so far */
+  int kept;    /* micro-batches in gacc (accum_step calls since the last train_step) */
   float *act[CG_MAX_BUFS], *dact[CG_MAX_BUFS];
   /* batch slots: the uploaded input, mask and weights */
   float *x[CG_DEV_SLOTS], *w[CG_DEV_SLOTS];
@@ -52,6 +54,7 @@ static void cpu_destroy(cg_backend_t *b) {
   free(b->grads);
   free(b->adam_m);
   free(b->adam_v);
+  free(b->gacc);
   for (int i = 0; i < CG_MAX_BUFS; i++) {
     free(b->act[i]);
     free(b->dact[i]);
@@ -101,6 +104,7 @@ static int cpu_create(const cg_model_t *m, const cg_backend_cfg_t *cfg, cg_backe
   b->grads = cg_calloc(np, sizeof(float), "gradients");
   b->adam_m = cg_calloc(np, sizeof(float), "AdamW m");
   b->adam_v = cg_calloc(np, sizeof(float), "AdamW v");
+  if (cfg->accum > 1) b->gacc = cg_calloc(np, sizeof(float), "accumulated gradients");
   int in_buf = m->tensors[m->input_tensor].buf;
   for (int i = 0; i < m->nbufs; i++) {
     if (i == in_buf) continue; /* the input lives in the upload slots */
@@ -116,7 +120,7 @@ static int cpu_create(const cg_model_t *m, const cg_backend_cfg_t *cfg, cg_backe
   }
   for (int i = 0; i < CG_MAX_INFLIGHT; i++) b->pred[i] = cg_calloc(px, 1, "prediction");
   b->scratch = cg_calloc(3 * (size_t)m->height * m->width, sizeof(float), "feature scratch");
-  b->bytes = 4 * np * sizeof(float) + CG_DEV_SLOTS * (px * (m->in_c * sizeof(float) + 1)) +
+  b->bytes = (b->gacc ? 5 : 4) * np * sizeof(float) + CG_DEV_SLOTS * (px * (m->in_c * sizeof(float) + 1)) +
              CG_MAX_INFLIGHT * px;
   for (int i = 0; i < m->nbufs; i++)
     if (b->act[i]) b->bytes += 2 * sizeof(float) * (size_t)b->n * cg_buf_elems(m, i);
@@ -278,13 +282,21 @@ static int cpu_eval_step(cg_backend_t *b, int slot) {
   return 0;
 }
 
-static int cpu_train_step(cg_backend_t *b, int slot, const cg_adamw_t *opt) {
+/* Adds the kept micro-batch gradient sum of layer l into the step's gradients (train_step of
+ * an accumulated step). */
+static void add_kept(cg_backend_t *b, const cg_layer_t *l) {
+  const size_t w = l->w_off, n = l->w_len, bo = l->b_off, nb = l->b_len;
+  for (size_t k = 0; k < n; k++) b->grads[w + k] += b->gacc[w + k];
+  for (size_t k = 0; k < nb; k++) b->grads[bo + k] += b->gacc[bo + k];
+}
+
+/* Forward, loss, results and backward of the batch in slot into out. final: a step's last (or
+ * only) batch: the kept sum of its earlier micro-batches is added layer by layer, and each
+ * bucket is posted for the all-reduce as backward completes it. */
+static void fwd_bwd(cg_backend_t *b, int slot, cg_step_out_t *out, uint8_t *pred, int final) {
   const cg_model_t *m = b->m;
   const cg_buckets_t *bk = b->cfg.buckets;
-  struct cg_gsync *gs = b->cfg.gsync;
-  uint8_t *pred;
-  cg_step_out_t *out = push_result(b, slot, &pred);
-  double t0 = cg_now();
+  struct cg_gsync *gs = final ? b->cfg.gsync : NULL;
   forward(b, slot);
   const int lbuf = m->tensors[m->logits_tensor].buf;
   const float *logits = b->act[lbuf];
@@ -294,7 +306,10 @@ static int cpu_train_step(cg_backend_t *b, int slot, const cg_adamw_t *opt) {
   double tp0 = cg_now();
   /* the cpu backend's "d2h": results into host memory */
   predict_mask(logits, hw * b->n, b->nclass, pred);
-  double tp1 = cg_now();
+  if (b->cfg.trace) {
+    out->t_d2h[0] = tp0;
+    out->t_d2h[1] = cg_now();
+  }
   device_metrics(b, slot, pred, out);
   if (b->steps == b->cfg.fault_nan_step) { /* test-only fault: a NaN loss and gradient */
     out->loss = NAN;
@@ -319,6 +334,8 @@ static int cpu_train_step(cg_backend_t *b, int slot, const cg_adamw_t *opt) {
         if (pdx) cg_cpu_maxpool_bwd(&x, &y, &dy, pdx, l->accum_dx);
         break;
     }
+    if (!final) continue;
+    if (b->kept) add_kept(b, l);
     const int bucket = bk ? bk->ready_after[i] : -1;
     if (bucket >= 0 && out->nready < CG_MAX_BUCKETS) out->t_ready[out->nready++] = cg_now();
     if (gs) {
@@ -327,6 +344,45 @@ static int cpu_train_step(cg_backend_t *b, int slot, const cg_adamw_t *opt) {
     }
   }
   out->t_bwd[1] = cg_now();
+}
+
+/* The step's stream times for --trace-out: the upload, the whole call (t0 on), the results. */
+static void trace_times(cg_backend_t *b, int slot, double t0, cg_step_out_t *out) {
+  if (!b->cfg.trace) return;
+  out->t_h2d[0] = b->t_upload[slot][0]; /* the upload copy, on the driving thread */
+  out->t_h2d[1] = b->t_upload[slot][1];
+  out->t_compute[0] = t0;
+  out->t_compute[1] = cg_now();
+}
+
+static int cpu_accum_step(cg_backend_t *b, int slot) {
+  CG_ASSERT(b->gacc != NULL); /* cfg.accum > 1 */
+  uint8_t *pred;
+  cg_step_out_t *out = push_result(b, slot, &pred);
+  double t0 = cg_now();
+  fwd_bwd(b, slot, out, pred, 0);
+  const size_t np = b->m->nparams;
+  if (b->kept) {
+#pragma omp parallel for schedule(static)
+    for (size_t k = 0; k < np; k++) b->gacc[k] += b->grads[k];
+  } else {
+    memcpy(b->gacc, b->grads, sizeof(float) * np);
+  }
+  b->kept++;
+  out->busy_ms = 1e3 * (cg_now() - t0);
+  out->comm_wait_ms = 0;
+  trace_times(b, slot, t0, out);
+  return 0;
+}
+
+static int cpu_train_step(cg_backend_t *b, int slot, const cg_adamw_t *opt) {
+  const cg_model_t *m = b->m;
+  struct cg_gsync *gs = b->cfg.gsync;
+  uint8_t *pred;
+  cg_step_out_t *out = push_result(b, slot, &pred);
+  double t0 = cg_now();
+  fwd_bwd(b, slot, out, pred, 1);
+  b->kept = 0;
   double comm_wait = 0;
   if (gs) {
     comm_wait = cg_gsync_wait(gs);
@@ -345,14 +401,7 @@ static int cpu_train_step(cg_backend_t *b, int slot, const cg_adamw_t *opt) {
   out->t_opt[1] = cg_now();
   /* On the CPU backend the "device" is these threads: busy = the step minus comm waits. */
   out->busy_ms = 1e3 * (cg_now() - t0 - comm_wait);
-  if (b->cfg.trace) {
-    out->t_h2d[0] = b->t_upload[slot][0]; /* the upload copy, on the driving thread */
-    out->t_h2d[1] = b->t_upload[slot][1];
-    out->t_compute[0] = t0;
-    out->t_compute[1] = cg_now();
-    out->t_d2h[0] = tp0;
-    out->t_d2h[1] = tp1;
-  }
+  trace_times(b, slot, t0, out);
   b->steps++;
   return 0;
 }
@@ -390,6 +439,7 @@ const cg_backend_ops_t cg_backend_cpu = {
     .upload = cpu_upload,
     .upload_wait = cpu_upload_wait,
     .train_step = cpu_train_step,
+    .accum_step = cpu_accum_step,
     .eval_step = cpu_eval_step,
     .fetch = cpu_fetch,
     .mem_bytes = cpu_mem_bytes,

@@ -14,6 +14,7 @@
 #include "backend.h"   /* cg_precision_name */
 #include "ckpt.h"      /* cg_ckpt_read, cg_ckpt_list, cg_ckpt_read_pointer */
 #include "ckpt_impl.h" /* cg_ckpt_read_header, cg_ckpt_resume_order: what --resume DIR does */
+#include "json.h"      /* cg_json_parse: the stored settings */
 #include "log.h"       /* CG_EXIT_USAGE, cg_malloc */
 
 static const char *precision_str(int p) {
@@ -40,9 +41,16 @@ static void print_info(const char *path, const cg_ckpt_info_t *in) {
   printf("step:          %lld completed; next: epoch %lld, %lld of its %lld samples trained\n",
          (long long)in->step, (long long)in->epoch, (long long)in->epoch_samples,
          (long long)in->train_samples);
-  printf("written by:    %d rank(s) x batch %d (global batch %lld, %lld steps per epoch), "
+  /* the header's batch is a rank's samples a step: --batch x --grad-accum */
+  char accum[80] = "";
+  cg_json_t *j = cg_json_parse(in->settings, NULL, 0);
+  const int a = j ? atoi(cg_json_str(j, "grad-accum", "1")) : 1;
+  cg_json_free(j);
+  if (a > 1 && in->batch % a == 0)
+    snprintf(accum, sizeof accum, " (--batch %d x --grad-accum %d)", in->batch / a, a);
+  printf("written by:    %d rank(s) x batch %d%s (global batch %lld, %lld steps per epoch), "
          "seed %llu\n",
-         in->ranks, in->batch, (long long)global, (long long)in->steps_per_epoch,
+         in->ranks, in->batch, accum, (long long)global, (long long)in->steps_per_epoch,
          (unsigned long long)in->seed);
   printf("optimizer:     AdamW t %lld, last lr %g, planned total %lld steps\n",
          (long long)in->opt_t, in->lr, (long long)in->total_steps);

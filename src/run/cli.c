@@ -120,7 +120,13 @@ static const cg_opt_t g_opts[] = {
         "steps per window of the auto split controller"),
     /* training */
     CG_OPT_ROW_NUM(INT, "batch", O(batch), 1, 65536, C_TRAIN, "N",
-        "samples per step per rank (global batch = ranks x N)"),
+        "samples per micro-batch per rank: each rank trains --grad-accum micro-batches of N a "
+        "step (global batch = ranks x N x --grad-accum)"),
+    CG_OPT_ROW_NUM(INT, "grad-accum", O(grad_accum), 1, 1024, C_TRAIN, "A",
+        "gradient accumulation: micro-batches of --batch per rank per step, their gradients "
+        "summed before one all-reduce and one AdamW step, as accumulating loss.backward() over "
+        "A batches of loss / A before optimizer.step(); the same global batch on fewer ranks or "
+        "in less memory (4 ranks x --grad-accum 2 = 8 ranks)"),
     CG_OPT_ROW_NUM(I64, "steps", O(steps), 0, 1e15, C_TRAIN, "N",
         "training steps; 0 = run --epochs epochs"),
     CG_OPT_ROW_NUM(I64, "epochs", O(epochs), 1, 1e9, C_TRAIN, "N",
@@ -291,6 +297,7 @@ void cg_cli_defaults(cg_config_t *c) {
   c->split_every = 10;
   snprintf(c->trace_steps, sizeof c->trace_steps, "10:20");
   c->batch = 32;
+  c->grad_accum = 1;
   c->steps = 0;
   c->epochs = 1;
   c->lr = 1e-3;

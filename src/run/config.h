@@ -58,6 +58,7 @@ typedef struct {
   int split_every;     /* steps per controller window */
   /* training */
   int batch;
+  int grad_accum;      /* micro-batches of batch per rank per step (--grad-accum) */
   int64_t steps;       /* 0 = run --epochs */
   int64_t epochs;
   double lr, weight_decay, beta1, beta2, eps;

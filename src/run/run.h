@@ -77,6 +77,8 @@ typedef struct {
   int64_t last_done;        /* last training step fetched here (1-based count) */
   int64_t *table;           /* last_done of every rank, as of the last exchange */
   float loss_scale;         /* as the last fetched step reported it */
+  double micro_loss;        /* --grad-accum: the fetched micro-batches' losses of the step in
+                               flight, judged with its last */
   double grad_bytes;        /* gradient bytes this rank all-reduced in this run (--grad-comm) */
   /* checkpoints */
   const char *ckpt_dir;     /* NULL: no checkpoints */

@@ -467,10 +467,11 @@ static int open_data(cg_run_t *r, char *err, size_t errlen) {
   warn_masks_0_255(r);
   cg_sampler_t s;
   cg_sampler_init(&s, r->ntrain, r->c->size, r->c->rank, cfg->batch, cfg->seed);
+  cg_sampler_set_accum(&s, cfg->grad_accum);
   r->spe = cg_sampler_steps_per_epoch(&s);
   cg_sampler_free(&s);
   r->total = cfg->steps > 0 ? cfg->steps : cfg->epochs * r->spe;
-  r->global = (int64_t)r->c->size * cfg->batch;
+  r->global = (int64_t)r->c->size * cfg->batch * cfg->grad_accum;
   const cg_opts_set_t set = cg_cli_opts(CG_CMD_TRAIN, (void *)cfg);
   if (cfg->steps > 0 && r->c->rank == 0 && cg_opts_given(&set, cfg->argc, cfg->argv, "epochs"))
     cg_log_warn("--epochs %lld is not used: --steps %lld sets the run's length (--steps 0 trains "
@@ -587,6 +588,7 @@ static cg_backend_cfg_t backend_cfg(const cg_run_t *r) {
   const cg_config_t *cfg = r->cfg;
   cg_backend_cfg_t bc = {0};
   bc.batch = cfg->batch;
+  bc.accum = cfg->grad_accum;
   bc.nclass = cfg->num_classes;
   bc.ignore_index = cfg->ignore_index;
   bc.precision = r->prec;

@@ -96,7 +96,9 @@ static void trace_streams(cg_trace_t *t, const cg_step_out_t *o, const cg_bucket
 }
 
 /* Fetches the results of the oldest submitted step (whose host batch is pb), accounts them and
- * gives the batch back to the loader. train: a training step, judged by the step health. */
+ * gives the batch back to the loader. train: a training batch; the last micro-batch of its step
+ * (--grad-accum; the only one without) closes the step: judged by the step health with the
+ * step's whole loss, counted once. */
 static void collect(cg_run_t *r, cg_loader_t *ld, cg_host_batch_t *pb, cg_acc_t *a, int train) {
   cg_step_out_t out;
   double t_f0 = cg_now();
@@ -107,21 +109,29 @@ static void collect(cg_run_t *r, cg_loader_t *ld, cg_host_batch_t *pb, cg_acc_t 
     cg_trace_event(r->trace, CG_TRACK_DRIVER, "wait for results", t_f0, cg_now());
     trace_streams(r->trace, &out, &r->buckets, pb->step + 1);
   }
+  const int closes = !train || pb->micro + 1 >= r->cfg->grad_accum;
+  double loss = out.loss;
+  if (train && !closes) { /* an earlier micro-batch: its loss waits for the step's verdict */
+    r->micro_loss += out.loss;
+  } else if (train) {
+    loss += r->micro_loss;
+    r->micro_loss = 0;
+  }
   int skipped = 0;
-  if (train) {
+  if (train && closes) {
     const int64_t step = pb->step + 1;
-    skipped = cg_guard_health_step(&r->health, step, out.loss, out.skipped);
+    skipped = cg_guard_health_step(&r->health, step, loss, out.skipped);
     r->last_done = step;
     cg_guard_done(r->guard, step);
     r->loss_scale = out.loss_scale;
     if (skipped) cg_report_skip(r, step, out.loss_scale);
   }
   /* The loss of a skipped step may be inf/NaN: it would make the window's mean meaningless. */
-  if (!skipped || isfinite(out.loss)) {
-    a->loss += out.loss;
-    a->loss_samples += out.loss * pb->global;
-    a->last_loss = out.loss;
+  if (closes && (!skipped || isfinite(loss))) {
+    a->loss += loss;
+    a->last_loss = loss;
   }
+  if (!skipped || isfinite(out.loss)) a->loss_samples += out.loss * pb->global;
   if (out.comm_wait_ms > 0) a->comm += 1e-3 * out.comm_wait_ms;
   if (train) r->grad_bytes += out.grad_bytes_reduced;
   if (out.busy_ms >= 0) {
@@ -132,8 +142,10 @@ static void collect(cg_run_t *r, cg_loader_t *ld, cg_host_batch_t *pb, cg_acc_t 
   a->h2d += out.h2d_bytes;
   a->d2h += out.d2h_bytes;
   a->local_samples += pb->real;
-  a->samples += pb->global;
-  a->steps++;
+  if (closes) {
+    a->samples += pb->global;
+    a->steps++;
+  }
   if (out.has_conf) { /* the device counted */
     cg_confusion_t cf = {out.conf[0], out.conf[1], out.conf[2], out.conf[3]};
     cg_confusion_merge(&a->conf, &cf);
@@ -321,10 +333,10 @@ static void ckpt_info_of(const cg_run_t *r, int64_t step, cg_ckpt_info_t *in) {
   in->step = step;
   in->steps_per_epoch = r->spe;
   in->epoch = step / r->spe;
-  in->epoch_samples = (step % r->spe) * (int64_t)r->c->size * cfg->batch;
+  in->epoch_samples = (step % r->spe) * r->global;
   in->train_samples = r->ntrain;
   in->ranks = r->c->size;
-  in->batch = cfg->batch;
+  in->batch = cfg->batch * cfg->grad_accum; /* samples per rank per step: ranks x it = global */
   in->seed = cfg->seed;
   in->opt_t = r->opt_t0 + (step - r->s0);
   in->total_steps = r->total;
@@ -461,7 +473,9 @@ typedef struct {
   cg_loader_t *ld;
   cg_host_batch_t *b;       /* the next batch (uploaded), NULL after the last */
   cg_host_batch_t *pending; /* batch of the submitted step not yet fetched */
-  double wait;              /* seconds the last cg_loader_next waited */
+  int64_t nb;               /* batches submitted (x grad_accum from the first step): the next
+                               one's device slot is nb % CG_DEV_SLOTS */
+  double wait;              /* seconds the last step's cg_loader_next calls waited */
   double t_prev;            /* when the previous step ended */
   double ctl_wall, ctl_wait, ctl_busy0, ctl_steps; /* the split controller's window */
   verdict_t stop;           /* why the loop ended early; zero when it did not */
@@ -479,6 +493,7 @@ static cg_loader_t *train_loader(const cg_run_t *r) {
   lc.crop_hi = r->cfg->crop_hi;
   lc.jitter = (cg_jitter_t){r->cfg->jitter[0], r->cfg->jitter[1], r->cfg->jitter[2],
                             r->cfg->jitter[3]};
+  lc.accum = r->cfg->grad_accum; /* validation: one batch a step */
   lc.first_step = r->s0; /* a resumed run continues the same sample order */
   lc.nsteps = r->total > r->s0 ? r->total - r->s0 : 0;
   lc.test_feat_ms = r->cfg->test_feat_ms;
@@ -486,31 +501,44 @@ static cg_loader_t *train_loader(const cg_run_t *r) {
   return cg_loader_create(&lc);
 }
 
-/* Submits step k, fetches step k-1 meanwhile, then takes and uploads batch k+1. */
+/* Submits batch L->nb (uploaded in its slot; opt NULL: a micro-batch before its step's last),
+ * fetches the one before meanwhile, then takes and uploads the next. */
+static void submit_batch(cg_run_t *r, loop_t *L, int64_t step, const cg_adamw_t *opt) {
+  cg_guard_beat(r->guard, step, "training step (compute, gradient all-reduce)");
+  double t_sub = cg_now();
+  cg_nvtx_push("submit step");
+  const int slot = (int)(L->nb++ % CG_DEV_SLOTS);
+  if (opt) r->ops->train_step(r->be, slot, opt);
+  else r->ops->accum_step(r->be, slot);
+  cg_nvtx_pop();
+  cg_trace_event(r->trace, CG_TRACK_DRIVER, "submit step", t_sub, cg_now());
+  if (L->pending) collect(r, L->ld, L->pending, &L->f.win, 1); /* the batch before meanwhile */
+  L->pending = L->b;
+  cg_guard_beat(r->guard, step, "waiting for the next batch");
+  double t_w = cg_now(), wait = 0;
+  cg_nvtx_push("data wait");
+  L->b = cg_loader_next(L->ld, &wait);
+  cg_nvtx_pop();
+  cg_trace_event(r->trace, CG_TRACK_DRIVER, "wait for batch", t_w, cg_now());
+  L->wait += wait;
+  L->f.win_wait += wait;
+  double t_up = cg_now();
+  if (L->b) upload(r, L->nb, L->b);
+  cg_trace_event(r->trace, CG_TRACK_DRIVER, "upload", t_up, cg_now());
+}
+
+/* Submits step k: its --grad-accum micro-batches, the last with the all-reduce and AdamW. */
 static void submit_step(cg_run_t *r, loop_t *L, int64_t k) {
   const cg_config_t *cfg = r->cfg;
   const int64_t step = k + 1;
-  cg_guard_beat(r->guard, step, "training step (compute, gradient all-reduce)");
   cg_adamw_t opt = {(float)cg_train_lr(cfg, k, r->total), (float)cfg->beta1, (float)cfg->beta2,
                     (float)cfg->eps, (float)cfg->weight_decay, r->opt_t0 + (k - r->s0) + 1};
   cg_trace_set_step(r->trace, step);
-  double t_sub = cg_now();
-  cg_nvtx_push("submit step");
-  r->ops->train_step(r->be, (int)(k % CG_DEV_SLOTS), &opt);
-  cg_nvtx_pop();
-  cg_trace_event(r->trace, CG_TRACK_DRIVER, "submit step", t_sub, cg_now());
-  if (L->pending) collect(r, L->ld, L->pending, &L->f.win, 1); /* step k-1 while step k runs */
-  L->pending = L->b;
-  cg_guard_beat(r->guard, step, "waiting for the next batch");
-  double t_w = cg_now();
-  cg_nvtx_push("data wait");
-  L->b = cg_loader_next(L->ld, &L->wait);
-  cg_nvtx_pop();
-  cg_trace_event(r->trace, CG_TRACK_DRIVER, "wait for batch", t_w, cg_now());
-  L->f.win_wait += L->wait;
-  double t_up = cg_now();
-  if (L->b) upload(r, k + 1, L->b);
-  cg_trace_event(r->trace, CG_TRACK_DRIVER, "upload", t_up, cg_now());
+  L->wait = 0;
+  for (int m = 0; m < cfg->grad_accum; m++) {
+    CG_ASSERT(L->b != NULL); /* the loader holds total x grad_accum batches */
+    submit_batch(r, L, step, m + 1 < cfg->grad_accum ? NULL : &opt);
+  }
 }
 
 static void drain(cg_run_t *r, loop_t *L) {
@@ -549,7 +577,8 @@ static void account_step(cg_run_t *r, loop_t *L, int64_t step, double now) {
   if (L->ctl_steps < cfg->split_every) return;
   cg_loader_costs_t co;
   cg_loader_take_costs(L->ld, &co);
-  cg_split_window_t sw = {L->ctl_steps, L->ctl_wall, L->ctl_wait,
+  /* the controller plans one batch: a step is --grad-accum of them */
+  cg_split_window_t sw = {L->ctl_steps * cfg->grad_accum, L->ctl_wall, L->ctl_wait,
                           L->f.win.busy_measured ? r->busy_total - L->ctl_busy0 : -1, r->workers,
                           co.dec_s, co.feat_s, co.met_s, (double)co.dec_n, (double)co.feat_n,
                           (double)co.met_n};
@@ -583,7 +612,7 @@ static int validate_at(cg_run_t *r, loop_t *L, int64_t k) {
   double tv = cg_now();
   const cg_val_t val = validate_mode(r);
   note_val(r, k + 1, &val);
-  if (L->b) upload(r, k + 1, L->b); /* validation reused the device batch slots */
+  if (L->b) upload(r, L->nb, L->b); /* validation reused the device batch slots */
   cg_report_validation(r, &L->f, k + 1, tv - L->f.t_train0, &val, 1);
   free(val.confk);
   double dv = cg_now() - tv;
@@ -606,9 +635,10 @@ static void train_loop(cg_run_t *r, loop_t *L) {
   const int64_t vevery = val_every(r);
   f->t_train0 = L->t_prev = cg_now();
   cg_guard_beat(r->guard, r->s0 + 1, "waiting for the first batch");
+  L->nb = r->s0 * cfg->grad_accum;
   L->b = cg_loader_next(L->ld, &L->wait);
   f->win_wait += L->wait;
-  if (L->b) upload(r, r->s0, L->b);
+  if (L->b) upload(r, L->nb, L->b);
   for (int64_t k = r->s0; k < r->total; k++) {
     const int64_t step = k + 1;
     submit_step(r, L, k);
@@ -650,7 +680,7 @@ static int finish(cg_run_t *r, loop_t *L, cg_train_result_t *res) {
     /* Every submitted step is fetched and the upload in flight completes before the loader
      * frees its slots; then the stop is reported and nothing else of a normal end runs. */
     drain(r, L);
-    if (L->b) r->ops->upload_wait(r->be, (int)(L->stop_step % CG_DEV_SLOTS));
+    if (L->b) r->ops->upload_wait(r->be, (int)(L->nb % CG_DEV_SLOTS));
     cg_loader_destroy(L->ld);
     return stop_run(r, &L->stop, L->stop_step);
   }

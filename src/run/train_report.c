@@ -46,7 +46,8 @@ static void banner_resume(const cg_run_t *r) {
            "%lld of its samples are trained a second time; steps count batches of %lld from "
            "here\n",
            (long long)ck->ranks * ck->batch, ck->ranks, ck->batch, (long long)ck->train_samples,
-           (long long)r->global, r->c->size, cfg->batch, (long long)r->ntrain, (long long)r->s0,
+           (long long)r->global, r->c->size, cfg->batch * cfg->grad_accum, (long long)r->ntrain,
+           (long long)r->s0,
            (long long)(r->s0 / r->spe), (long long)(r->s0 % r->spe + 1), (long long)r->spe,
            (long long)(r->global - 1), (long long)r->global);
   if (r->exact && trained && r->data_names[0]) { /* the same count: the same samples? */
@@ -120,15 +121,17 @@ void cg_report_banner(const cg_run_t *r) {
   if (cfg->label_map[0]) printf("masks: stored values mapped by --label-map %s\n", cfg->label_map);
   else if (cfg->label_map_table[0])
     printf("masks: mapped by the --label-map the shard was packed with (kept for predict)\n");
-  printf("data: %s, %lld training / %lld validation samples%s; batch %d per rank, global %d; "
+  char accum[64] = "";
+  if (cfg->grad_accum > 1)
+    snprintf(accum, sizeof accum, " x %d micro-batches (--grad-accum)", cfg->grad_accum);
+  printf("data: %s, %lld training / %lld validation samples%s; batch %d per rank%s, global %lld; "
          "%lld steps (%lld per epoch)\n",
          cfg->data, (long long)r->ntrain, (long long)r->nval,
          !r->nval                            ? ""
          : !strcmp(cfg->val_mode, "whole") ? " (validated whole)"
          : !strcmp(cfg->val_mode, "full")  ? " (validated whole, scored at full resolution)"
                                            : "",
-         cfg->batch,
-         cfg->batch * c->size, (long long)r->total, (long long)r->spe);
+         cfg->batch, accum, (long long)r->global, (long long)r->total, (long long)r->spe);
   printf("rank 0: %d compute thread(s), %d helper thread(s), %d gradient bucket(s), gradient "
          "comm %s\n", r->threads, r->workers, r->buckets.n, cfg->grad_comm);
   if (r->resumed) banner_resume(r);
@@ -609,7 +612,8 @@ static int write_metrics(const cg_run_t *r, const cg_train_figs_t *f, const cg_c
   const size_t cap = 2048 + (extra ? strlen(extra) : 0);
   char *json = cg_malloc(cap, "metrics");
   snprintf(json, cap,
-           "{\"steps\": %lld, \"steps_trained\": %lld, \"ranks\": %d, \"global_batch\": %d, "
+           "{\"steps\": %lld, \"steps_trained\": %lld, \"ranks\": %d, \"global_batch\": %lld, "
+           "\"grad_accum\": %d, "
            "\"train_loss\": %s, \"val_loss\": %s, \"val_iou\": %s, \"val_dice\": %s, "
            "\"val_acc\": %s, \"train_iou\": %s, \"train_iou_run\": %s, \"img_per_s\": %s, "
            "\"wall_s\": %.3f, \"train_s\": %.3f, "
@@ -617,7 +621,7 @@ static int write_metrics(const cg_run_t *r, const cg_train_figs_t *f, const cg_c
            "\"model_base\": %d, \"model_depth\": %d, \"params\": %zu, \"grad_comm\": \"%s\", "
            "\"grad_comm_bytes\": %.0f%s}\n",
            (long long)r->total, (long long)(trained ? r->total - r->s0 : 0), r->c->size,
-           cfg->batch * r->c->size, tl, vl, vi, vd, va, ti, tr, ip, wall, f->train_s,
+           (long long)r->global, cfg->grad_accum, tl, vl, vi, vd, va, ti, tr, ip, wall, f->train_s,
            r->ops->name, cg_precision_name(r->prec), cfg->image_size, cfg->model_base,
            cfg->model_depth, r->model.nparams, cfg->grad_comm, r->grad_bytes, extra ? extra : "");
   free(extra);
