@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "blas_core.h" // cg_blas_pick_core: OpenBLAS's kernels for this CPU
 #include "bench.h" // CG_BENCH_LIST: every sub-command; cg_bench_parse, cg_bench_print_help
 #include "log.h"   // cg_malloc, CG_EXIT_USAGE
 
@@ -33,6 +34,7 @@ static int run_bench(const cg_bench_t *b, int argc, char **argv, cg_comm_t *c) {
 }
 
 int main(int argc, char **argv) {
+  cg_blas_pick_core(argv); /* may execute this program again, once (blas_core.h) */
   cg_comm_t c;
   cg_comm_init(&c, &argc, &argv);
   const cg_bench_t *b = NULL;

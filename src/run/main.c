@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "blas_core.h"   /* cg_blas_pick_core: OpenBLAS's kernels for this CPU */
 #include "comm.h"         /* cg_comm_init/finalize: MPI, this rank's place in the job */
 #include "ckpt.h"         /* cg_ckpt_inspect_main: `inspect`, what a checkpoint holds */
 #include "cli.h"          /* cg_cli_parse, cg_cli_print_help: train's and info's command line */
@@ -97,6 +98,7 @@ static int cmd_info(const cg_config_t *cfg, cg_comm_t *c) {
 }
 
 int main(int argc, char **argv) {
+  cg_blas_pick_core(argv); /* may execute this program again, once, with OpenBLAS's right kernels */
   /* pack, inspect, export and import are single-process tools: no MPI. */
   if (argc >= 2 && !strcmp(argv[1], "pack")) return cg_pack_main(argc - 1, argv + 1);
   if (argc >= 2 && !strcmp(argv[1], "inspect")) return cg_ckpt_inspect_main(argc - 1, argv + 1);

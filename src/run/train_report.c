@@ -12,6 +12,7 @@
 #include <time.h>     /* nanosleep: a rank through with its validation waits for the others */
 
 #include "atomic_file.h" /* cg_afile_save: --metrics-out, --params-out replaced atomically */
+#include "blas_core.h"   /* cg_blas_core_str: the cpu backend's kernels in the banner */
 #include "json.h"        /* cg_json_parse: the data-names a checkpoint stores */
 #include "guard.h"       /* cg_guard_signal, cg_guard_beat: a validation's stop and waits */
 #include "log.h"         /* cg_log_warn */
@@ -134,6 +135,11 @@ void cg_report_banner(const cg_run_t *r) {
          cfg->batch, accum, (long long)r->global, (long long)r->total, (long long)r->spe);
   printf("rank 0: %d compute thread(s), %d helper thread(s), %d gradient bucket(s), gradient "
          "comm %s\n", r->threads, r->workers, r->buckets.n, cfg->grad_comm);
+  if (!r->is_cuda) {
+    char blas[160];
+    cg_blas_core_str(blas, sizeof blas);
+    printf("cpu backend: OpenBLAS kernels %s\n", blas);
+  }
   if (r->resumed) banner_resume(r);
   fflush(stdout);
 }
