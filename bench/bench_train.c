@@ -255,9 +255,10 @@ static cg_backend_cfg_t backend_cfg(const opts_t *o, const result_t *res,
 }
 
 /* One batch of n real synthetic samples (size x size, c input channels with their features),
- * uploaded to every device slot. */
-static void upload_batch(const cg_backend_ops_t *ops, cg_backend_t *be, int n, int size, int c,
-                         int nclass) {
+ * uploaded to every device slot; weighted 1 / (n x accum), as a step of accum micro-batches of
+ * it is weighted in training. */
+static void upload_batch(const cg_backend_ops_t *ops, cg_backend_t *be, int n, int accum,
+                         int size, int c, int nclass) {
   const int h = size, w = size;
   size_t px = (size_t)h * w;
   float *x = cg_malloc(sizeof(float) * px * c * n, "bench x");
@@ -268,7 +269,7 @@ static void upload_batch(const cg_backend_ops_t *ops, cg_backend_t *be, int n, i
   for (int i = 0; i < n; i++) {
     cg_synth_sample_k(1, i, h, w, nclass, nclass > 1 ? 255 : -1, rgb, y + i * px);
     cg_pack_input(rgb, h, w, CG_NFEAT, scratch, x + i * px * c);
-    wt[i] = 1.0f / (float)n;
+    wt[i] = 1.0f / ((float)n * (float)accum);
   }
   cg_batch_t batch = {n, h, w, c, x, y, wt, n, NULL, NULL, 0};
   for (int s = 0; s < CG_DEV_SLOTS; s++) {
@@ -291,7 +292,7 @@ static const char *warm_up(const cg_backend_ops_t *ops, cg_backend_t *be, const 
   float *p1 = cg_malloc(sizeof(float) * m->nparams, "params");
   cg_model_init_params(m, 1, p0);
   ops->set_params(be, p0);
-  upload_batch(ops, be, n, o->size, m->in_c, m->nclass);
+  upload_batch(ops, be, n, o->accum, o->size, m->in_c, m->nclass);
   cg_step_out_t out;
   int finite = 1;
   for (int i = 0; i < o->warmup * o->accum; i++) {
@@ -387,6 +388,12 @@ static int train_check(void *arg, char *err, size_t errlen) {
   o->graph_modes[1] = 1;
   o->ngraph = both ? 2 : 1;
   o->kernels |= o->kernels_json != NULL;
+  if (o->kernels && o->accum > 1) { /* its per-layer times would be the sum of A backwards, of
+                                     * which only the last overlaps the all-reduce */
+    snprintf(err, errlen, "--grad-accum: not with --kernels or --kernels-json (the breakdown is "
+             "of one step of one batch: the scaling projection reads it so)");
+    return -1;
+  }
   return 0;
 }
 

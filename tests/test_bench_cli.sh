@@ -127,5 +127,6 @@ grep -q '"mem_device_gib": null' "$T/tr.json" ||
 grep -q '"grad_accum": 3' "$T/ga.json" && grep -q -- "--grad-accum 3: a step is 3 micro" "$T/ga.log" ||
   { echo "FAIL bench train --grad-accum 3 not reported: $(cat "$T/ga.json")"; fail=1; }
 expect_usage "--grad-accum: 0 is out of range 1..1024" train --grad-accum 0
+expect_usage "--grad-accum: not with --kernels" train --grad-accum 2 --kernels-json "$T/k"
 [ $fail -eq 0 ] && echo "test_bench_cli: all passed"
 exit $fail

@@ -519,7 +519,7 @@ static void test_header_ranges(void) {
     } bad[] = {{"epoch", 56, (uint64_t)1 << 62}, {"step", 48, (uint64_t)-5},
                {"steps_per_epoch", 72, 0}, {"train_samples", 80, (uint64_t)1 << 61},
                {"opt_t", 104, (uint64_t)1 << 60}, {"total_steps", 112, (uint64_t)-1},
-               {"batch", 92, 0}, {"base", 20, 2048},
+               {"batch", 92, 0}, {"batch", 92, ((uint64_t)1 << 26) + 1}, {"base", 20, 2048},
                /* a binary model whose ignore label is 0: a class id (no run writes it; predict's
                 * metrics would drop every background pixel) */
                {"ignore_index", 184, 0}};
@@ -546,6 +546,26 @@ static void test_header_ranges(void) {
       unlink(p57);
     }
   }
+  /* the largest batch a run writes, --batch 65536 x --grad-accum 1024, reads back */
+  CG_TEST_CHECK(write_step(58, 10) == 0, "write 58");
+  char p58[512], err[1024];
+  cg_ckpt_path(g_dir, 58, p58, sizeof p58);
+  FILE *f = fopen(p58, "r+b");
+  uint8_t h[256];
+  CG_TEST_CHECK(f && fread(h, 1, 256, f) == 256, "read header");
+  if (!f) return;
+  for (int b = 0; b < 4; b++) h[92 + b] = (uint8_t)(((uint32_t)1 << 26) >> (8 * b));
+  const uint32_t crc = cg_crc32(0, h, 252);
+  for (int b = 0; b < 4; b++) h[252 + b] = (uint8_t)(crc >> (8 * b));
+  fseek(f, 0, SEEK_SET);
+  fwrite(h, 1, 256, f);
+  fclose(f);
+  cg_ckpt_info_t in;
+  const cg_ckpt_status_t st = cg_ckpt_read(p58, NULL, &in, NULL, NULL, NULL, err, sizeof err);
+  CG_TEST_CHECK(st == CG_CKPT_OK && in.batch == 1 << 26, "batch 2^26: status %d (%s)", (int)st,
+                err);
+  if (st == CG_CKPT_OK) printf("PASS batch 2^26 (--batch 65536 x --grad-accum 1024) reads back\n");
+  unlink(p58);
 }
 
 /* Failed writes leave the previous checkpoint intact. */

@@ -8,7 +8,9 @@
 #  2. a requeued job on half the ranks: 2 x 4's checkpoint of step 6, resumed on 1 x 4 with
 #     --grad-accum 2 (the same global batch: the exact position, no remapping) to step 12,
 #     matches 2 x 4 throughout; inspect names the accumulation; the metrics JSON says it;
-#  3. --resume DIR alone takes --grad-accum back from the checkpoint's settings;
+#  3. --resume DIR alone takes --grad-accum back from the checkpoint's settings; on another
+#     number of ranks with neither --batch nor --grad-accum given, --grad-accum is chosen to keep
+#     the checkpoint's global batch (1 x 4 x 2 -> 2 x 4 x 1, 2 x 4 -> 1 x 4 x 2), not with --batch;
 #  4. a NaN in an accumulated step stops the run at that step (fp32: no loss scaling);
 #  5. --grad-accum 0 and 1025 are usage errors (exit 2) naming the flag.
 set -uo pipefail
@@ -70,6 +72,25 @@ want inspect "1 rank(s) x batch 8 (--batch 4 x --grad-accum 2) (global batch 8,"
 run more 0 $MPIRUN -np 1 $BIN train --resume $T/ck1 --steps 14 --progress off
 want more "batch 4 per rank x 2 micro-batches (--grad-accum), global 8"
 want more "resumed from $T/ck1/ckpt-0000000012.cgck: step 12"
+
+# ---- 3b. requeued on another number of ranks, the command line unchanged: the global batch kept
+# by accumulating (neither --batch nor --grad-accum given)
+mkdir -p $T/ck2 && cp $T/ck1/ckpt-0000000012.cgck $T/ck2/   # 1 x 4 x 2: global 8
+run back 0 $MPIRUN -np 2 $BIN train --resume $T/ck2 --steps 13 --progress off
+want back "resume: --grad-accum 1 keeps the checkpoint's global batch 8 on 2 rank(s) x --batch 4 (it trained with --grad-accum 2)"
+want back "batch 4 per rank, global 8;"
+if grep -q "^resume: global batch" $T/back.log; then
+  echo "FAIL back: remapped:"; grep "^resume:" $T/back.log; fail=1
+fi
+mkdir -p $T/ck3 && cp $T/ck/ckpt-0000000012.cgck $T/ck3/    # 2 x 4: global 8
+run half 0 $MPIRUN -np 1 $BIN train --resume $T/ck3 --steps 13 --progress off
+want half "resume: --grad-accum 2 keeps the checkpoint's global batch 8 on 1 rank(s) x --batch 4"
+# --batch given: the user's global batch (the stored --grad-accum 2 stays: 2 x 4 x 2 = 16)
+mkdir -p $T/ck4 && cp $T/ck1/ckpt-0000000012.cgck $T/ck4/
+run mine 0 $MPIRUN -np 2 $BIN train --resume $T/ck4 --steps 13 --batch 4 --progress off
+want mine "global 16;"
+grep -q "keeps the checkpoint's global batch" $T/mine.log &&
+  { echo "FAIL mine: --grad-accum chosen though --batch was given"; fail=1; }
 
 # ---- 4. a NaN in an accumulated step ----
 run nan 1 $MPIRUN -np 2 $BIN $COMMON --steps 6 --batch 2 --grad-accum 3 --test-nan-step 4

@@ -259,7 +259,7 @@ static int header_out_of_range(const cg_ckpt_info_t *in, char *buf, size_t len) 
       field_bad("epoch_samples", in->epoch_samples, 0, in->train_samples, buf, len) ||
       field_bad("steps_per_epoch", in->steps_per_epoch, 1, kSteps, buf, len) ||
       field_bad("ranks", in->ranks, 1, 1 << 24, buf, len) ||
-      field_bad("batch", in->batch, 1, 1 << 24, buf, len) ||
+      field_bad("batch", in->batch, 1, 1 << 26, buf, len) || /* --batch x --grad-accum */
       field_bad("opt_t", in->opt_t, 0, kSteps, buf, len) ||
       field_bad("total_steps", in->total_steps, 0, kSteps, buf, len) ||
       field_bad("scale_good_steps", in->scale_good_steps, 0, kSteps, buf, len) ||

@@ -20,7 +20,8 @@
  *    64  i64     epoch_samples    samples of that epoch already trained
  *    72  i64     steps_per_epoch  of the writing run
  *    80  i64     train_samples    size of the training set
- *    88  u32     ranks, batch     of the writing run (global batch = ranks x batch)
+ *    88  u32     ranks, batch     of the writing run (batch: a rank's samples a step, --batch x
+ *                                 --grad-accum; global batch = ranks x batch)
  *    96  u64     seed
  *   104  i64     opt_t            AdamW steps taken (the bias-correction count)
  *   112  i64     total_steps      the writing run's planned length (learning-rate schedule)

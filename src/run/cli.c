@@ -122,7 +122,7 @@ static const cg_opt_t g_opts[] = {
     CG_OPT_ROW_NUM(INT, "batch", O(batch), 1, 65536, C_TRAIN, "N",
         "samples per micro-batch per rank: each rank trains --grad-accum micro-batches of N a "
         "step (global batch = ranks x N x --grad-accum)"),
-    CG_OPT_ROW_NUM(INT, "grad-accum", O(grad_accum), 1, 1024, C_TRAIN, "A",
+    CG_OPT_ROW_NUM(INT, "grad-accum", O(grad_accum), 1, CG_GRAD_ACCUM_MAX, C_TRAIN, "A",
         "gradient accumulation: micro-batches of --batch per rank per step, their gradients "
         "summed before one all-reduce and one AdamW step, as accumulating loss.backward() over "
         "A batches of loss / A before optimizer.step(); the same global batch on fewer ranks or "

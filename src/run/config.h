@@ -13,6 +13,7 @@
 #define CG_RESUME_LATEST "latest"
 /* cg_config_t.ignore_index before cg_cli_check: --ignore-index was not given. */
 #define CG_IGNORE_DEFAULT (-2)
+#define CG_GRAD_ACCUM_MAX 1024 /* --grad-accum's largest */
 
 /* The commands cli.c parses; pack, inspect, export, import and predict parse their own flags
  * (main.c dispatches them). */

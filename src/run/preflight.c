@@ -48,8 +48,8 @@ static double naive_acts(const cg_model_t *m, int batch, int es) {
   return e * es;
 }
 
-cg_preflight_t cg_preflight_estimate(const cg_model_t *m, int batch, int prefetch, int cuda,
-                                     int es) {
+cg_preflight_t cg_preflight_estimate(const cg_model_t *m, int batch, int accum, int prefetch,
+                                     int cuda, int es) {
   cg_preflight_t e;
   memset(&e, 0, sizeof e);
   const double np = (double)m->nparams, px = (double)batch * m->height * m->width;
@@ -59,7 +59,8 @@ cg_preflight_t cg_preflight_estimate(const cg_model_t *m, int batch, int prefetc
   const double ring = (double)(prefetch + 2) * px * (4.0 * m->in_c + 5.0);
   /* the backend's own batch slots */
   const double slots = (double)CG_DEV_SLOTS * px * (4.0 * m->in_c + 1.0);
-  e.params = 16.0 * np + (cuda ? 2.0 * np : 0.0); /* params, grads, AdamW m, v (+ the copy) */
+  /* params, grads, AdamW m, v (+ the copy; + the kept gradient sum of --grad-accum) */
+  e.params = 16.0 * np + (cuda ? 2.0 * np : 0.0) + (accum > 1 ? 4.0 * np : 0.0);
   e.batches = ring + slots;
   if (cuda) {
     /* the CUDA backend's arena: planned from the step's lifetimes (src/model/devplan.h), about half

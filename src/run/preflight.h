@@ -19,11 +19,11 @@ typedef struct {
   double params, acts, batches; /* parts of the larger of the two (for the message) */
 } cg_preflight_t;
 
-/* The estimate for a rank training model m with `batch` samples per step, `prefetch` batches
- * prepared ahead, on the CUDA backend (cuda, element size es: 2 for bf16/fp16, 4 for fp32) or
- * the cpu backend. */
-cg_preflight_t cg_preflight_estimate(const cg_model_t *m, int batch, int prefetch, int cuda,
-                                     int es);
+/* The estimate for a rank training model m with `batch` samples per step (per micro-batch with
+ * accum > 1: --grad-accum keeps a gradient sum besides), `prefetch` batches prepared ahead, on
+ * the CUDA backend (cuda, element size es: 2 for bf16/fp16, 4 for fp32) or the cpu backend. */
+cg_preflight_t cg_preflight_estimate(const cg_model_t *m, int batch, int accum, int prefetch,
+                                     int cuda, int es);
 
 /* The host memory of the cpu backend running model m forward only (predict), `batch` tiles at
  * a time: what it touches (weights, activations once, tiles and logits), not what a training

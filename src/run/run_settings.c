@@ -255,8 +255,9 @@ int cg_settings_apply(cg_config_t *cfg, const char *json, FILE *out, char *err, 
 }
 
 /* Rank 0: the settings of the checkpoint --resume names ("" when none: no checkpoint yet, an
- * invalid one (the run set-up reports it), or version <= 3). 1 when it found a valid one. */
-static int find_settings(const cg_config_t *cfg, char *settings, int *is_dir) {
+ * invalid one (the run set-up reports it), or version <= 3) and its global batch (*global, 0
+ * when none). 1 when it found a valid one. */
+static int find_settings(const cg_config_t *cfg, char *settings, int *is_dir, int64_t *global) {
   settings[0] = 0;
   const int latest = !strcmp(cfg->resume, CG_RESUME_LATEST);
   const char *src = latest ? cfg->checkpoint_dir : cfg->resume;
@@ -271,8 +272,30 @@ static int find_settings(const cg_config_t *cfg, char *settings, int *is_dir) {
                          : cg_ckpt_read(src, NULL, in, NULL, NULL, NULL, err, sizeof err) ==
                                CG_CKPT_OK;
   if (ok) memcpy(settings, in->settings, CG_CKPT_SETTINGS_MAX);
+  *global = ok ? (int64_t)in->ranks * in->batch : 0;
   free(in);
   return ok;
+}
+
+/* A run resumed on another number of ranks with neither --batch nor --grad-accum given keeps the
+ * checkpoint's global batch where a whole number of micro-batches of its --batch makes it: a job
+ * requeued on half its nodes accumulates two, and back on all of them, none. Else the settings
+ * stand as merged (another global batch resumes at the mapped position). */
+static void keep_global_batch(cg_config_t *cfg, int ranks, int64_t global, FILE *out) {
+  const cg_opts_set_t set = cg_cli_opts(CG_CMD_TRAIN, (void *)cfg);
+  if (global <= 0 || cg_opts_given(&set, cfg->argc, cfg->argv, "batch") ||
+      cg_opts_given(&set, cfg->argc, cfg->argv, "grad-accum"))
+    return;
+  const int64_t per = (int64_t)ranks * cfg->batch;
+  if (global % per || global / per < 1 || global / per > CG_GRAD_ACCUM_MAX ||
+      global / per == cfg->grad_accum)
+    return;
+  const int was = cfg->grad_accum;
+  cfg->grad_accum = (int)(global / per);
+  if (out)
+    fprintf(out, "resume: --grad-accum %d keeps the checkpoint's global batch %lld on %d rank(s) "
+            "x --batch %d (it trained with --grad-accum %d); give --grad-accum (or --batch) to "
+            "choose otherwise\n", cfg->grad_accum, (long long)global, ranks, cfg->batch, was);
 }
 
 int cg_settings_all_or_none(const cg_comm_t *c, int have, const char *flag) {
@@ -293,8 +316,10 @@ int cg_settings_resume(cg_config_t *cfg, cg_comm_t *c) {
   if (!cfg->resume[0]) return 0;
   char *settings = cg_malloc(CG_CKPT_SETTINGS_MAX, "checkpoint settings");
   int is_dir = 0;
-  if (c->rank == 0) cfg->resume_found = find_settings(cfg, settings, &is_dir);
+  int64_t global = 0;
+  if (c->rank == 0) cfg->resume_found = find_settings(cfg, settings, &is_dir, &global);
   CG_CHECK_MPI(MPI_Bcast(settings, CG_CKPT_SETTINGS_MAX, MPI_CHAR, 0, c->world));
+  CG_CHECK_MPI(MPI_Bcast(&global, 1, MPI_INT64_T, 0, c->world));
   CG_CHECK_MPI(MPI_Bcast(&is_dir, 1, MPI_INT, 0, c->world));
   CG_CHECK_MPI(MPI_Bcast(&cfg->resume_found, 1, MPI_INT, 0, c->world));
   FILE *out = c->rank == 0 ? stdout : NULL;
@@ -320,6 +345,7 @@ int cg_settings_resume(cg_config_t *cfg, cg_comm_t *c) {
   int rc;
   if (settings[0]) {
     rc = cg_settings_apply(cfg, settings, out, err, sizeof err);
+    if (!rc) keep_global_batch(cfg, c->size, global, out);
   } else { /* nothing to take back: the command line alone, checked as a whole now */
     cfg->merged = 1;
     rc = cg_cli_check(cfg, err, sizeof err);
