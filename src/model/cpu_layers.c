@@ -34,9 +34,9 @@
 
 /* Chunking targets (floats / rows). */
 enum {
-  CG_COL_TARGET = 48 * 1024, /* im2col floats per chunk: ~192 KB, stays in L2 */
+  CG_COL_TARGET = 64 * 1024, /* im2col floats per chunk: 256 KB, stays in L2 */
   CG_MIN_M = 128,            /* GEMM rows per chunk, at least (when the tensor has them) */
-  CG_MIN_CHUNKS = 16,        /* chunks per layer, when that keeps CG_MIN_M: load balance */
+  CG_MIN_CHUNKS = 8,         /* chunks per layer, when that keeps CG_MIN_M: load balance */
   CG_MAX_GROUPS = 16,        /* dW partial sums per layer, at most */
   CG_PART_BUDGET = 8 << 20   /* floats of dW partials per layer, at most (32 MB) */
 };
