@@ -9,8 +9,9 @@
 #     --grad-accum 2 (the same global batch: the exact position, no remapping) to step 12,
 #     matches 2 x 4 throughout; inspect names the accumulation; the metrics JSON says it;
 #  3. --resume DIR alone takes --grad-accum back from the checkpoint's settings; on another
-#     number of ranks with neither --batch nor --grad-accum given, --grad-accum is chosen to keep
-#     the checkpoint's global batch (1 x 4 x 2 -> 2 x 4 x 1, 2 x 4 -> 1 x 4 x 2), not with --batch;
+#     number of ranks without --grad-accum (and with the checkpoint's --batch, given or not),
+#     --grad-accum is chosen to keep the checkpoint's global batch (1 x 4 x 2 -> 2 x 4 x 1,
+#     2 x 4 -> 1 x 4 x 2), not with another --batch;
 #  4. a NaN in an accumulated step stops the run at that step (fp32: no loss scaling);
 #  5. --grad-accum 0 and 1025 are usage errors (exit 2) naming the flag.
 set -uo pipefail
@@ -85,12 +86,17 @@ fi
 mkdir -p $T/ck3 && cp $T/ck/ckpt-0000000012.cgck $T/ck3/    # 2 x 4: global 8
 run half 0 $MPIRUN -np 1 $BIN train --resume $T/ck3 --steps 13 --progress off
 want half "resume: --grad-accum 2 keeps the checkpoint's global batch 8 on 1 rank(s) x --batch 4"
-# --batch given: the user's global batch (the stored --grad-accum 2 stays: 2 x 4 x 2 = 16)
+# the checkpoint's --batch given again (a job script's CG_ARGS): chosen all the same
+mkdir -p $T/ck5 && cp $T/ck/ckpt-0000000012.cgck $T/ck5/
+run same 0 $MPIRUN -np 1 $BIN train --resume $T/ck5 --steps 13 --batch 4 --progress off
+want same "resume: --grad-accum 2 keeps the checkpoint's global batch 8 on 1 rank(s) x --batch 4"
+# another --batch: the user's global batch (the stored --grad-accum 2 stays: 2 x 2 x 2 = 8, but
+# not chosen: 2 x 3 x 2 = 12 here)
 mkdir -p $T/ck4 && cp $T/ck1/ckpt-0000000012.cgck $T/ck4/
-run mine 0 $MPIRUN -np 2 $BIN train --resume $T/ck4 --steps 13 --batch 4 --progress off
-want mine "global 16;"
+run mine 0 $MPIRUN -np 2 $BIN train --resume $T/ck4 --steps 13 --batch 3 --progress off
+want mine "global 12;"
 grep -q "keeps the checkpoint's global batch" $T/mine.log &&
-  { echo "FAIL mine: --grad-accum chosen though --batch was given"; fail=1; }
+  { echo "FAIL mine: --grad-accum chosen though another --batch was given"; fail=1; }
 
 # ---- 4. a NaN in an accumulated step ----
 run nan 1 $MPIRUN -np 2 $BIN $COMMON --steps 6 --batch 2 --grad-accum 3 --test-nan-step 4

@@ -277,15 +277,20 @@ static int find_settings(const cg_config_t *cfg, char *settings, int *is_dir, in
   return ok;
 }
 
-/* A run resumed on another number of ranks with neither --batch nor --grad-accum given keeps the
- * checkpoint's global batch where a whole number of micro-batches of its --batch makes it: a job
- * requeued on half its nodes accumulates two, and back on all of them, none. Else the settings
- * stand as merged (another global batch resumes at the mapped position). */
-static void keep_global_batch(cg_config_t *cfg, int ranks, int64_t global, FILE *out) {
+/* A run resumed on another number of ranks without --grad-accum (and with the checkpoint's
+ * --batch, given or not) keeps the checkpoint's global batch where a whole number of
+ * micro-batches of its --batch makes it: a job requeued on half its nodes accumulates two, and
+ * back on all of them, none. Else the settings stand as merged (another --batch: another global
+ * batch, resumed at the mapped position). */
+static void keep_global_batch(cg_config_t *cfg, const char *settings, int ranks, int64_t global,
+                              FILE *out) {
   const cg_opts_set_t set = cg_cli_opts(CG_CMD_TRAIN, (void *)cfg);
-  if (global <= 0 || cg_opts_given(&set, cfg->argc, cfg->argv, "batch") ||
-      cg_opts_given(&set, cfg->argc, cfg->argv, "grad-accum"))
-    return;
+  if (global <= 0 || cg_opts_given(&set, cfg->argc, cfg->argv, "grad-accum")) return;
+  cg_json_t *j = cg_json_parse(settings, NULL, 0);
+  const char *sb = j ? cg_json_str(j, "batch", NULL) : NULL;
+  const int same_batch = sb && atoi(sb) == cfg->batch;
+  cg_json_free(j);
+  if (!same_batch) return;
   const int64_t per = (int64_t)ranks * cfg->batch;
   if (global % per || global / per < 1 || global / per > CG_GRAD_ACCUM_MAX ||
       global / per == cfg->grad_accum)
@@ -294,8 +299,8 @@ static void keep_global_batch(cg_config_t *cfg, int ranks, int64_t global, FILE 
   cfg->grad_accum = (int)(global / per);
   if (out)
     fprintf(out, "resume: --grad-accum %d keeps the checkpoint's global batch %lld on %d rank(s) "
-            "x --batch %d (it trained with --grad-accum %d); give --grad-accum (or --batch) to "
-            "choose otherwise\n", cfg->grad_accum, (long long)global, ranks, cfg->batch, was);
+            "x --batch %d (it trained with --grad-accum %d); give --grad-accum to choose "
+            "otherwise\n", cfg->grad_accum, (long long)global, ranks, cfg->batch, was);
 }
 
 int cg_settings_all_or_none(const cg_comm_t *c, int have, const char *flag) {
@@ -345,7 +350,7 @@ int cg_settings_resume(cg_config_t *cfg, cg_comm_t *c) {
   int rc;
   if (settings[0]) {
     rc = cg_settings_apply(cfg, settings, out, err, sizeof err);
-    if (!rc) keep_global_batch(cfg, c->size, global, out);
+    if (!rc) keep_global_batch(cfg, settings, c->size, global, out);
   } else { /* nothing to take back: the command line alone, checked as a whole now */
     cfg->merged = 1;
     rc = cg_cli_check(cfg, err, sizeof err);
