@@ -127,7 +127,9 @@ for n in ("e1", "e2", "e3", "e4"):
     top = np.sort(p, axis=2)
     sure = np.abs(p[..., 0] - 0.5) > 1e-6 if k == 1 else top[..., -1] - top[..., -2] > 1e-6
     nat = np.load(f"{t}/nat{k}/{n}.probs.npy")
-    same_nat = nat.shape == p.shape and np.array_equal(nat, p)
+    # at N the same network input as native: equal up to the rounding of the tile's place in its
+    # batch (OpenBLAS's kernels treat the rows of a GEMM's edge blocks in another order)
+    same_nat = nat.shape == p.shape and float(np.abs(nat - p).max()) <= 1e-5
     side = np.array(Image.open(f"{t}/side{k}/{n}.png"))
     print(f"K={k} {n} {w}x{h} from {q.shape[1]}x{q.shape[0]}: max |p - F.interpolate| {d:.2e} "
           f"({near_lost.sum()} of {h * w} pixels near saturated ones left out), "
