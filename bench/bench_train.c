@@ -117,7 +117,8 @@ static const cg_opt_t g_opts[] = {
 static const opts_t g_defaults = {
     .backend = "auto", .threads = {2, {1, 2}}, .base = -1, .depth = -1, .size = -1, .nclass = 1,
     .warmup = 5,
-    .steps = 20, .windows = 5, .accum = 1, .cuda_graph = "on", .tf32_mode = "auto", .kernel_steps = 20,
+    .steps = 20, .windows = 5, .accum = 1, .cuda_graph = "on", .tf32_mode = "auto",
+    .kernel_steps = 20,
     .peak_tflops = 790, .peak_gbs = 4300};
 
 static int parse_prec(const char *s, int *out) {
@@ -143,11 +144,10 @@ typedef struct {
 } result_t;
 
 /* Submits micro-batch m of step opt->t (--grad-accum A: A - 1 accum_step calls, then the
- * train_step), alternating the batch slots by the calls made so far. */
+ * train_step), alternating the batch slots call by call. */
 static void submit(const cg_backend_ops_t *ops, cg_backend_t *be, int m, int accum,
                    const cg_adamw_t *opt) {
-  static int64_t calls;
-  const int slot = (int)(calls++ % CG_DEV_SLOTS);
+  const int slot = (int)((opt->t * accum + m) % CG_DEV_SLOTS);
   if (m + 1 < accum) ops->accum_step(be, slot);
   else ops->train_step(be, slot, opt);
 }

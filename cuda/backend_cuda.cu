@@ -1399,6 +1399,42 @@ int optimizer(cg_backend_t *b, int dq) {
   return 0;
 }
 
+/* A training step's forward, loss (fault: its gradient made NaN) and backward, after the step's
+ * parameter copies: what train_body and micro_body share. micro: the gradients stay where they
+ * are (bucket_ready posts nothing). */
+int fwd_loss_bwd(cg_backend_t *b, int slot, int dq, int fault, int micro) {
+  const cudaStream_t s = b->s_comp;
+  cg_nvtx_push("forward");
+  const int frc = forward(b, slot);
+  cg_nvtx_pop();
+  if (frc) return -1;
+  prof_mark(b, 1, 0);
+  cg_kprof_enter(b->kp, b->kr_loss, s);
+  run_loss(b, slot, dq, 1);
+  cg_kprof_leave(b->kp, s);
+  prof_mark(b, 1, 1);
+  if (fault)
+    cg_k_fault_nan(b->dt, grad_at(b, b->m->logits_tensor, b->plan.loss, CG_DP_RW),
+                   loss_ptr(b, dq), s);
+  b->micro = micro;
+  cg_nvtx_push("backward");
+  const int brc = backward(b);
+  cg_nvtx_pop();
+  b->micro = 0;
+  return brc;
+}
+
+/* The loss scaler as it stands into the step's result, before and after: a step that updates
+ * nothing (eval, a micro-batch). */
+cudaError_t scaler_as_is(cg_backend_t *b, int dq) {
+  const cudaError_t c = cudaMemcpyAsync(res_field(b, dq, offsetof(result_t, before)), b->d_scaler,
+                                        sizeof(cg_scaler_t), cudaMemcpyDeviceToDevice, b->s_comp);
+  return c != cudaSuccess ? c
+                          : cudaMemcpyAsync(res_field(b, dq, offsetof(result_t, after)),
+                                            b->d_scaler, sizeof(cg_scaler_t),
+                                            cudaMemcpyDeviceToDevice, b->s_comp);
+}
+
 /* Everything a training step puts on the compute stream between its event waits/records: the
  * part a CUDA graph captures, with the NCCL work it forks onto the comm stream (gsync and the
  * fault never run under capture). */
@@ -1414,22 +1450,7 @@ int train_body(cg_backend_t *b, int slot, int dq, int q, int fault) {
   cg_kprof_leave(b->kp, s);
   BODY_CUDA(b, c1);
   BODY_CUDA(b, c2);
-  cg_nvtx_push("forward");
-  const int frc = forward(b, slot);
-  cg_nvtx_pop();
-  if (frc) return -1;
-  prof_mark(b, 1, 0);
-  cg_kprof_enter(b->kp, b->kr_loss, s);
-  run_loss(b, slot, dq, 1);
-  cg_kprof_leave(b->kp, s);
-  prof_mark(b, 1, 1);
-  if (fault)
-    cg_k_fault_nan(b->dt, grad_at(b, b->m->logits_tensor, b->plan.loss, CG_DP_RW),
-                   loss_ptr(b, dq), s);
-  cg_nvtx_push("backward");
-  const int brc = backward(b);
-  cg_nvtx_pop();
-  if (brc) return -1;
+  if (fwd_loss_bwd(b, slot, dq, fault, 0)) return -1;
   if (b->d_gacc && !b->cfg.buckets) { /* no buckets to take the kept sum by: all at once */
     cg_kprof_enter(b->kp, b->kr_opt, s);
     cg_k_grad_take(b->d_grads, b->d_gacc, (int64_t)b->m->nparams, s);
@@ -1454,30 +1475,12 @@ int micro_body(cg_backend_t *b, int slot, int dq, int fault) {
                                          cudaMemcpyDeviceToDevice, s);
   cg_kprof_leave(b->kp, s);
   BODY_CUDA(b, c1);
-  if (forward(b, slot)) return -1;
-  cg_kprof_enter(b->kp, b->kr_loss, s);
-  run_loss(b, slot, dq, 1);
-  cg_kprof_leave(b->kp, s);
-  if (fault)
-    cg_k_fault_nan(b->dt, grad_at(b, b->m->logits_tensor, b->plan.loss, CG_DP_RW),
-                   loss_ptr(b, dq), s);
-  b->micro = 1;
-  const int brc = backward(b);
-  b->micro = 0;
-  if (brc) return -1;
+  if (fwd_loss_bwd(b, slot, dq, fault, 1)) return -1;
   cg_kprof_enter(b->kp, b->kr_opt, s);
   cg_k_grad_keep(b->d_grads, b->d_gacc, (int64_t)b->m->nparams, s);
-  const cudaError_t c2 = cudaMemcpyAsync(res_field(b, dq, offsetof(result_t, before)),
-                                         b->d_scaler, sizeof(cg_scaler_t),
-                                         cudaMemcpyDeviceToDevice, s);
-  const cudaError_t c3 = c2 == cudaSuccess
-                             ? cudaMemcpyAsync(res_field(b, dq, offsetof(result_t, after)),
-                                               b->d_scaler, sizeof(cg_scaler_t),
-                                               cudaMemcpyDeviceToDevice, s)
-                             : c2;
+  const cudaError_t c2 = scaler_as_is(b, dq);
   cg_kprof_leave(b->kp, s);
   BODY_CUDA(b, c2);
-  BODY_CUDA(b, c3);
   return 0;
 }
 
@@ -1514,6 +1517,22 @@ void capture_step(cg_backend_t *b, int slot, int dq, int q, int micro) {
     return;
   }
   (micro ? b->gexec_acc : b->gexec)[slot][dq] = ge;
+}
+
+/* Runs a training body for (slot, dq), micro_body (micro) or train_body: from its graph,
+ * captured at first use once the warm-up steps are behind, or eagerly (errors fatal inside). */
+void run_body(cg_backend_t *b, int slot, int dq, int q, int micro) {
+  cudaGraphExec_t(*g)[kNDQ] = micro ? b->gexec_acc : b->gexec;
+  if (b->graphs_ok && b->train_steps >= kWarmupSteps) {
+    if (!g[slot][dq]) capture_step(b, slot, dq, q, micro);
+    if (b->graphs_ok && g[slot][dq]) {
+      CG_CHECK_CUDA(cudaGraphLaunch(g[slot][dq], b->s_comp));
+      return;
+    }
+  }
+  const int fault = b->train_steps == b->cfg.fault_nan_step; /* a step's micro-batches too */
+  const int rc = micro ? micro_body(b, slot, dq, fault) : train_body(b, slot, dq, q, fault);
+  CG_ASSERT(rc == 0);
 }
 
 /* The d2h half of a step: results to the pinned slot q once the compute stream is done. */
@@ -2058,19 +2077,7 @@ int cuda_train_step(cg_backend_t *b, int slot, const cg_adamw_t *opt) {
   /* bias corrections in double, as the CPU reference */
   hp->bc1 = (float)(1.0 - pow((double)opt->beta1, (double)opt->t));
   hp->bc2 = (float)(1.0 - pow((double)opt->beta2, (double)opt->t));
-  const int fault = b->train_steps == b->cfg.fault_nan_step;
-  int done = 0;
-  if (b->graphs_ok && b->train_steps >= kWarmupSteps) {
-    if (!b->gexec[slot][dq]) capture_step(b, slot, dq, q, 0);
-    if (b->graphs_ok && b->gexec[slot][dq]) {
-      CG_CHECK_CUDA(cudaGraphLaunch(b->gexec[slot][dq], b->s_comp));
-      done = 1;
-    }
-  }
-  if (!done) {
-    const int rc = train_body(b, slot, dq, q, fault); /* eager: errors are fatal inside */
-    CG_ASSERT(rc == 0);
-  }
+  run_body(b, slot, dq, q, 0);
   end_step(b, slot, q, dq);
   b->train_steps++;
   return 0;
@@ -2082,19 +2089,7 @@ int cuda_accum_step(cg_backend_t *b, int slot) {
   begin_step(b, slot, 0, &q, &dq); /* no all-reduce, no optimizer: nothing skipped */
   b->meta[q].comm_wait_ms = 0.0;
   b->meta[q].micro = 1;
-  const int fault = b->train_steps == b->cfg.fault_nan_step; /* the step's micro-batches too */
-  int done = 0;
-  if (b->graphs_ok && b->train_steps >= kWarmupSteps) {
-    if (!b->gexec_acc[slot][dq]) capture_step(b, slot, dq, q, 1);
-    if (b->graphs_ok && b->gexec_acc[slot][dq]) {
-      CG_CHECK_CUDA(cudaGraphLaunch(b->gexec_acc[slot][dq], b->s_comp));
-      done = 1;
-    }
-  }
-  if (!done) {
-    const int rc = micro_body(b, slot, dq, fault); /* eager: errors are fatal inside */
-    CG_ASSERT(rc == 0);
-  }
+  run_body(b, slot, dq, q, 1);
   end_step(b, slot, q, dq);
   return 0;
 }
@@ -2107,11 +2102,7 @@ int cuda_eval_step(cg_backend_t *b, int slot) {
   cg_kprof_enter(b->kp, b->kr_loss, b->s_comp);
   run_loss(b, slot, dq, 0);
   cg_kprof_leave(b->kp, b->s_comp);
-  /* no update: the scaler is reported as it stands */
-  CG_CHECK_CUDA(cudaMemcpyAsync(res_field(b, dq, offsetof(result_t, before)), b->d_scaler,
-                                sizeof(cg_scaler_t), cudaMemcpyDeviceToDevice, b->s_comp));
-  CG_CHECK_CUDA(cudaMemcpyAsync(res_field(b, dq, offsetof(result_t, after)), b->d_scaler,
-                                sizeof(cg_scaler_t), cudaMemcpyDeviceToDevice, b->s_comp));
+  CG_CHECK_CUDA(scaler_as_is(b, dq)); /* no update */
   end_step(b, slot, q, dq);
   return 0;
 }

@@ -124,7 +124,8 @@ grep -q '"mem_device_gib": null' "$T/tr.json" ||
 "$BENCH" train --backend cpu --threads-list 1 --windows 1 --steps 2 --batch-list 2 --grad-accum 3 \
   --model-base 4 --model-depth 2 --image-size 32 --json-out "$T/ga.json" > "$T/ga.log" ||
   { echo "FAIL bench train --grad-accum 3"; cat "$T/ga.log"; fail=1; }
-grep -q '"grad_accum": 3' "$T/ga.json" && grep -q -- "--grad-accum 3: a step is 3 micro" "$T/ga.log" ||
+grep -q '"grad_accum": 3' "$T/ga.json" &&
+  grep -q -- "--grad-accum 3: a step is 3 micro" "$T/ga.log" ||
   { echo "FAIL bench train --grad-accum 3 not reported: $(cat "$T/ga.json")"; fail=1; }
 expect_usage "--grad-accum: 0 is out of range 1..1024" train --grad-accum 0
 expect_usage "--grad-accum: not with --kernels" train --grad-accum 2 --kernels-json "$T/k"

@@ -78,7 +78,8 @@ want more "resumed from $T/ck1/ckpt-0000000012.cgck: step 12"
 # by accumulating (neither --batch nor --grad-accum given)
 mkdir -p $T/ck2 && cp $T/ck1/ckpt-0000000012.cgck $T/ck2/   # 1 x 4 x 2: global 8
 run back 0 $MPIRUN -np 2 $BIN train --resume $T/ck2 --steps 13 --progress off
-want back "resume: --grad-accum 1 keeps the checkpoint's global batch 8 on 2 rank(s) x --batch 4 (it trained with --grad-accum 2)"
+msg="resume: --grad-accum 1 keeps the checkpoint's global batch 8 on 2 rank(s) x --batch 4"
+want back "$msg (it trained with --grad-accum 2)"
 want back "batch 4 per rank, global 8;"
 if grep -q "^resume: global batch" $T/back.log; then
   echo "FAIL back: remapped:"; grep "^resume:" $T/back.log; fail=1

@@ -120,8 +120,8 @@ static int cpu_create(const cg_model_t *m, const cg_backend_cfg_t *cfg, cg_backe
   }
   for (int i = 0; i < CG_MAX_INFLIGHT; i++) b->pred[i] = cg_calloc(px, 1, "prediction");
   b->scratch = cg_calloc(3 * (size_t)m->height * m->width, sizeof(float), "feature scratch");
-  b->bytes = (b->gacc ? 5 : 4) * np * sizeof(float) + CG_DEV_SLOTS * (px * (m->in_c * sizeof(float) + 1)) +
-             CG_MAX_INFLIGHT * px;
+  b->bytes = (b->gacc ? 5 : 4) * np * sizeof(float) +
+             CG_DEV_SLOTS * (px * (m->in_c * sizeof(float) + 1)) + CG_MAX_INFLIGHT * px;
   for (int i = 0; i < m->nbufs; i++)
     if (b->act[i]) b->bytes += 2 * sizeof(float) * (size_t)b->n * cg_buf_elems(m, i);
   if (cfg->threads > 0) {
