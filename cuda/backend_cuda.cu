@@ -114,6 +114,7 @@ struct result_t {
   unsigned long long conf[4]; /* tp fp fn tn, when the device counted the metrics */
   cg_scaler_t before; /* after check_finite and AdamW: found_inf, the scale this step used */
   cg_scaler_t after;  /* after the scaler update: the scale the next step uses */
+  float gnorm;        /* --clip-grad-norm: the step's gradient norm (cg_gnorm_t.norm) */
 };
 
 /* What the host learnt while submitting a step. */
@@ -203,6 +204,8 @@ struct cg_backend {
   cg_step_params_t *d_hp;
   cg_scaler_t *d_scaler;
   float *d_grad_scale;     /* the loss scale of the last train step (get_grads) */
+  cg_gnorm_t *d_gn;        /* cfg.clip_norm > 0: the step's gradient norm and clip factor */
+  void *d_gn_work;         /* and its partial sums */
   result_t *d_res[kNDQ];
   uint8_t *d_pred[kNDQ];
   unsigned long long *d_confk[kNDQ]; /* K >= 2, metrics on the device: K x K counts */
@@ -623,6 +626,11 @@ int alloc_all(cg_backend_t *b, char *err, size_t errlen) {
   if (dalloc_t(b, &b->d_hp, sizeof(cg_step_params_t), "step parameters", err, errlen) ||
       dalloc_t(b, &b->d_scaler, sizeof(cg_scaler_t), "loss scaler", err, errlen) ||
       dalloc_t(b, &b->d_grad_scale, sizeof(float), "gradient scale", err, errlen))
+    return -1;
+  if (b->cfg.clip_norm > 0 &&
+      (dalloc_t(b, &b->d_gn, sizeof(cg_gnorm_t), "gradient norm", err, errlen) ||
+       dalloc(b, &b->d_gn_work, cg_k_grad_norm_work_bytes(), "gradient norm partials", err,
+              errlen)))
     return -1;
   for (int q = 0; q < kNDQ; q++)
     if (dalloc_t(b, &b->d_res[q], sizeof(result_t), "step results", err, errlen) ||
@@ -1386,13 +1394,20 @@ int optimizer(cg_backend_t *b, int dq) {
   const bool fp16 = b->dt == CG_DT_F16;
   cg_kprof_enter(b->kp, b->kr_opt, s);
   if (fp16) cg_k_check_finite(b->d_grads, np, b->d_scaler, s);
-  cg_k_adamw(b->d_params, b->d_grads, b->d_m, b->d_v, np, b->d_hp, b->d_scaler, b->dt, b->d_lowp,
-             s);
+  cudaError_t c0 = cudaSuccess;
+  if (b->d_gn) { /* --clip-grad-norm: the norm into the step's results */
+    cg_k_grad_norm(b->d_grads, np, b->d_scaler, b->cfg.clip_norm, b->d_gn_work, b->d_gn, s);
+    c0 = cudaMemcpyAsync(res_field(b, dq, offsetof(result_t, gnorm)), &b->d_gn->norm,
+                         sizeof(float), cudaMemcpyDeviceToDevice, s);
+  }
+  cg_k_adamw(b->d_params, b->d_grads, b->d_m, b->d_v, np, b->d_hp, b->d_scaler, b->d_gn, b->dt,
+             b->d_lowp, s);
   const cudaError_t c1 = cudaMemcpyAsync(res_field(b, dq, offsetof(result_t, before)),
                                          b->d_scaler, sizeof(cg_scaler_t),
                                          cudaMemcpyDeviceToDevice, s);
   if (fp16 && c1 == cudaSuccess) cg_k_scaler_update(b->d_scaler, s);
   cg_kprof_leave(b->kp, s);
+  BODY_CUDA(b, c0);
   BODY_CUDA(b, c1);
   BODY_CUDA(b, cudaMemcpyAsync(res_field(b, dq, offsetof(result_t, after)), b->d_scaler,
                                sizeof(cg_scaler_t), cudaMemcpyDeviceToDevice, s));
@@ -2190,6 +2205,7 @@ int cuda_fetch(cg_backend_t *b, cg_step_out_t *out) {
       out->confk = reinterpret_cast<const int64_t *>(b->h_confk[q]);
   }
   out->skipped = mt->train && r->after.skipped > r->before.skipped;
+  out->grad_norm = mt->train && !mt->micro && b->d_gn ? r->gnorm : -1.0f;
   out->loss_scale = r->after.scale;
   float ms = 0.0f;
   CG_CHECK_CUDA(cudaEventElapsedTime(&ms, b->ev_start[q], b->ev_end[q]));

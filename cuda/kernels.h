@@ -221,13 +221,29 @@ void cg_k_check_finite(const float *d_g, int64_t n, cg_scaler_t *d_scaler, cudaS
 void cg_k_grad_keep(const float *d_g, float *d_acc, int64_t n, cudaStream_t s);
 void cg_k_grad_take(float *d_g, float *d_acc, int64_t n, cudaStream_t s);
 
+/* Gradient-norm clipping (--clip-grad-norm), as torch.nn.utils.clip_grad_norm_. */
+typedef struct {
+  float norm;            /* the global L2 norm of the unscaled gradient */
+  float coef;            /* what AdamW multiplies the gradient by */
+} cg_gnorm_t;
+
+/* d_gn->norm = ||d_g||_2 / d_scaler->scale (d_scaler nullable: scale 1), the squares summed in
+ * double over a fixed grid in a fixed order (the same bits on every run and every GPU);
+ * d_gn->coef = cg_clip_coef(norm, max_norm) (src/model/backend.h): min(1, max_norm /
+ * (norm + 1e-6)) in float, 1 when the norm or max_norm is not finite. d_work:
+ * cg_k_grad_norm_work_bytes() bytes of scratch. */
+size_t cg_k_grad_norm_work_bytes(void);
+void cg_k_grad_norm(const float *d_g, int64_t n, const cg_scaler_t *d_scaler, float max_norm,
+                    void *d_work, cg_gnorm_t *d_gn, cudaStream_t s);
+
 /* Fused AdamW over the flat fp32 master buffer (cg_cpu_adamw semantics), gradients divided by
- * d_scaler->scale; skipped entirely (p, m, v and d_lowp untouched) when d_scaler->found_inf.
- * d_scaler may be NULL: scale 1, never skipped. If d_lowp is not NULL it also writes the updated
- * parameters rounded to dt (the compute-precision copy). */
+ * d_scaler->scale and multiplied by d_gn->coef (nullable: no clipping); skipped entirely (p, m,
+ * v and d_lowp untouched) when d_scaler->found_inf. d_scaler may be NULL: scale 1, never
+ * skipped. If d_lowp is not NULL it also writes the updated parameters rounded to dt (the
+ * compute-precision copy). */
 void cg_k_adamw(float *d_p, const float *d_g, float *d_m, float *d_v, int64_t n,
-                const cg_step_params_t *d_hp, const cg_scaler_t *d_scaler, cg_dtype_t dt,
-                void *d_lowp, cudaStream_t s);
+                const cg_step_params_t *d_hp, const cg_scaler_t *d_scaler, const cg_gnorm_t *d_gn,
+                cg_dtype_t dt, void *d_lowp, cudaStream_t s);
 
 /* After the step: if found_inf, scale *= 0.5 (min 1), good_steps = 0, skipped++; else
  * good_steps++, and scale *= 2 after 2000 clean steps (good_steps reset). Clears found_inf.

@@ -1,6 +1,7 @@
-/* kernels_optim.cu: the optimizer step on the GPU: the inf/NaN check of the gradients, fused
- * AdamW over the flat fp32 master buffer (with the compute-precision copy of the parameters
- * written in the same pass), and the dynamic loss-scaler update. See kernels.h.
+/* kernels_optim.cu: the optimizer step on the GPU: the inf/NaN check of the gradients, their
+ * global norm (--clip-grad-norm), fused AdamW over the flat fp32 master buffer (with the
+ * compute-precision copy of the parameters written in the same pass), and the dynamic
+ * loss-scaler update. See kernels.h.
  *
  * Everything that changes between steps (learning rate, bias corrections, loss scale, the
  * overflow flag) is read from device memory inside the kernels, so one captured CUDA graph
@@ -18,6 +19,7 @@ namespace {
 
 constexpr int kBlock = 256;
 constexpr int kGrowthInterval = 2000; /* clean steps before the loss scale doubles */
+constexpr int kNormBlocks = 256;      /* the gradient norm's fixed grid: its summation order */
 
 /* ---- kernels --------------------------------------------------------------------------- */
 
@@ -32,12 +34,57 @@ __global__ void check_finite_kernel(const float *g, int64_t n, cg_scaler_t *scal
   if (__syncthreads_or(bad) && threadIdx.x == 0) scaler->found_inf = 1;
 }
 
+/* red[0] = the sum of red[0..kBlock) in a fixed tree order; every thread of the block calls it */
+__device__ void block_sum(double *red) {
+  __syncthreads();
+  for (int w = kBlock / 2; w > 0; w >>= 1) {
+    if ((int)threadIdx.x < w) red[threadIdx.x] += red[threadIdx.x + w];
+    __syncthreads();
+  }
+}
+
+/* part[block] = the block's sum of squares, in double (kNormBlocks x kBlock threads) */
+__global__ void grad_norm_part_kernel(const float *g, int64_t n, double *part) {
+  __shared__ double red[kBlock];
+  double sum = 0.0;
+  for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n;
+       i += (int64_t)gridDim.x * blockDim.x) {
+    const double v = g[i];
+    sum += v * v;
+  }
+  red[threadIdx.x] = sum;
+  block_sum(red);
+  if (threadIdx.x == 0) part[blockIdx.x] = red[0];
+}
+
+/* one block of kBlock threads: the partials summed, the norm unscaled, the clip factor */
+__global__ void grad_norm_finish_kernel(const double *part, const cg_scaler_t *scaler,
+                                        float max_norm, cg_gnorm_t *gn) {
+  __shared__ double red[kBlock];
+  double sum = 0.0;
+  for (int j = threadIdx.x; j < kNormBlocks; j += blockDim.x) sum += part[j];
+  red[threadIdx.x] = sum;
+  block_sum(red);
+  if (threadIdx.x != 0) return;
+  double norm = sqrt(red[0]);
+  if (scaler) norm /= (double)scaler->scale;
+  float coef = 1.0f; /* cg_clip_coef (backend.h), on the device */
+  if (isfinite(norm) && isfinite(max_norm)) {
+    const float c = max_norm / ((float)norm + 1e-6f);
+    coef = c < 1.0f ? c : 1.0f;
+  }
+  gn->norm = (float)norm;
+  gn->coef = coef;
+}
+
 template <typename T>
 __global__ void adamw_kernel(float *p, const float *g, float *m, float *v, int64_t n,
-                             const cg_step_params_t *hp, const cg_scaler_t *scaler, T *lowp) {
+                             const cg_step_params_t *hp, const cg_scaler_t *scaler,
+                             const cg_gnorm_t *gn, T *lowp) {
   if (scaler && scaler->found_inf) return; /* skipped step: p, m, v, lowp untouched */
   const float lr = hp->lr, b1 = hp->beta1, b2 = hp->beta2, eps = hp->eps;
-  const float grad_mul = scaler ? 1.0f / scaler->scale : 1.0f;
+  const float unscale = scaler ? 1.0f / scaler->scale : 1.0f;
+  const float grad_mul = gn ? unscale * gn->coef : unscale;
   const float step = lr / hp->bc1;                 /* lr / (1 - beta1^t) */
   const float inv_sqrt_bc2 = 1.0f / sqrtf(hp->bc2); /* 1 / sqrt(1 - beta2^t) */
   const float decay = 1.0f - lr * hp->weight_decay;
@@ -89,10 +136,10 @@ __global__ void scaler_update_kernel(cg_scaler_t *s) {
 
 template <typename T>
 void adamw_launch(float *d_p, const float *d_g, float *d_m, float *d_v, int64_t n,
-                  const cg_step_params_t *d_hp, const cg_scaler_t *d_scaler, void *d_lowp,
-                  cudaStream_t s) {
-  adamw_kernel<T><<<cg_grid_for(n, kBlock), kBlock, 0, s>>>(d_p, d_g, d_m, d_v, n, d_hp,
-                                                             d_scaler, static_cast<T *>(d_lowp));
+                  const cg_step_params_t *d_hp, const cg_scaler_t *d_scaler,
+                  const cg_gnorm_t *d_gn, void *d_lowp, cudaStream_t s) {
+  adamw_kernel<T><<<cg_grid_for(n, kBlock), kBlock, 0, s>>>(
+      d_p, d_g, d_m, d_v, n, d_hp, d_scaler, d_gn, static_cast<T *>(d_lowp));
 }
 
 }  // namespace
@@ -123,21 +170,38 @@ void cg_k_grad_take(float *d_g, float *d_acc, int64_t n, cudaStream_t s) {
   CG_CHECK_LAUNCH("grad_take_kernel");
 }
 
+size_t cg_k_grad_norm_work_bytes(void) { return kNormBlocks * sizeof(double); }
+
+void cg_k_grad_norm(const float *d_g, int64_t n, const cg_scaler_t *d_scaler, float max_norm,
+                    void *d_work, cg_gnorm_t *d_gn, cudaStream_t s) {
+  CG_ASSERT(n >= 0 && d_work != NULL && d_gn != NULL && (n == 0 || d_g != NULL));
+  double *part = static_cast<double *>(d_work);
+  grad_norm_part_kernel<<<kNormBlocks, kBlock, 0, s>>>(d_g, n, part);
+  CG_CHECK_LAUNCH("grad_norm_part_kernel");
+  grad_norm_finish_kernel<<<1, kBlock, 0, s>>>(part, d_scaler, max_norm, d_gn);
+  CG_CHECK_LAUNCH("grad_norm_finish_kernel");
+}
+
 void cg_k_adamw(float *d_p, const float *d_g, float *d_m, float *d_v, int64_t n,
-                const cg_step_params_t *d_hp, const cg_scaler_t *d_scaler, cg_dtype_t dt,
-                void *d_lowp, cudaStream_t s) {
+                const cg_step_params_t *d_hp, const cg_scaler_t *d_scaler, const cg_gnorm_t *d_gn,
+                cg_dtype_t dt, void *d_lowp, cudaStream_t s) {
   CG_ASSERT(n >= 0);
   if (n == 0) return;
   CG_ASSERT(d_p != NULL && d_g != NULL && d_m != NULL && d_v != NULL && d_hp != NULL);
+  const cg_gnorm_t *gn = d_gn;
   if (d_lowp == NULL) {
-    adamw_launch<float>(d_p, d_g, d_m, d_v, n, d_hp, d_scaler, NULL, s);
+    adamw_launch<float>(d_p, d_g, d_m, d_v, n, d_hp, d_scaler, gn, NULL, s);
   } else {
     switch (dt) {
-      case CG_DT_F32: adamw_launch<float>(d_p, d_g, d_m, d_v, n, d_hp, d_scaler, d_lowp, s); break;
-      case CG_DT_BF16:
-        adamw_launch<__nv_bfloat16>(d_p, d_g, d_m, d_v, n, d_hp, d_scaler, d_lowp, s);
+      case CG_DT_F32:
+        adamw_launch<float>(d_p, d_g, d_m, d_v, n, d_hp, d_scaler, gn, d_lowp, s);
         break;
-      case CG_DT_F16: adamw_launch<__half>(d_p, d_g, d_m, d_v, n, d_hp, d_scaler, d_lowp, s); break;
+      case CG_DT_BF16:
+        adamw_launch<__nv_bfloat16>(d_p, d_g, d_m, d_v, n, d_hp, d_scaler, gn, d_lowp, s);
+        break;
+      case CG_DT_F16:
+        adamw_launch<__half>(d_p, d_g, d_m, d_v, n, d_hp, d_scaler, gn, d_lowp, s);
+        break;
       default: CG_FATAL("unknown cg_dtype_t %d", (int)dt);
     }
   }

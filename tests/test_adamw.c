@@ -15,6 +15,11 @@
  *   Element 2 has g = 0: only the decay acts, p = 0.25*0.999 = 0.24975.
  * Case B resumes at t = 1000 from non-zero m, v, with lr 1e-3 and no weight decay.
  *
+ * Clipping (--clip-grad-norm): cg_cpu_grad_norm and cg_clip_coef against PyTorch 1.13:
+ *   p.grad = torch.tensor([3., 4.]); torch.nn.utils.clip_grad_norm_([p], 1.0)
+ * returns 5.0 and leaves p.grad = [0.5999999046325684, 0.7999998331069946] (max_norm / (5 +
+ * 1e-6) in float, 0.19999996); with max_norm 10 the gradient is left as it is.
+ *
  * The interface passes hyperparameters as float, so the expected values take every input at
  * its float value (f() below) and compute in double: 0.999f is 0.99900001287, and its
  * 1 - beta2 is 1.3e-5 (relative) below 0.001, so v comes out that much below what PyTorch,
@@ -31,8 +36,10 @@
  *               p[i] -= lr*(m[i]/bc1)/(math.sqrt(v[i]/bc2) + eps)
  *           print(p, m, v)
  */
+#include <math.h>
 #include <stdio.h>
 
+#include "backend.h" /* cg_clip_coef */
 #include "cpu_layers.h"
 #include "testutil.h"
 
@@ -100,7 +107,36 @@ static void case_long(void) {
   cg_cpu_adamw(NULL, NULL, NULL, NULL, 0, 0.01f, 0.9f, 0.999f, 1e-8f, 0.1f, 1, 1.0f); /* n = 0 */
 }
 
+static void case_clip(void) {
+  const float g[2] = {3.0f, 4.0f};
+  double part[1];
+  const double norm = cg_cpu_grad_norm(g, 2, 1.0f, part);
+  const float c = cg_clip_coef(norm, 1.0f);
+  const float got[2] = {g[0] * c, g[1] * c}; /* as cg_cpu_adamw scales them */
+  const int ok = norm == 5.0 && got[0] == 0.5999999046325684f && got[1] == 0.7999998331069946f;
+  CG_TEST_CHECK(ok, "clip [3, 4] to 1: norm %.17g, gradient [%.17g, %.17g]", norm, got[0],
+                got[1]);
+  const int edges = cg_clip_coef(5.0, 10.0f) == 1.0f && cg_clip_coef(0.0, 1.0f) == 1.0f &&
+                    cg_clip_coef(INFINITY, 1.0f) == 1.0f && cg_clip_coef(NAN, 1.0f) == 1.0f &&
+                    cg_clip_coef(5.0, INFINITY) == 1.0f;
+  CG_TEST_CHECK(edges, "clip factor: 1 expected below the limit, at norm 0, inf or NaN");
+  /* the chunked sum: a buffer over several CG_NORM_CHUNKs, against a plain double loop */
+  enum { N = 3 * CG_NORM_CHUNK + 17 };
+  static float big[N];
+  static double parts[N / CG_NORM_CHUNK + 1];
+  double ref = 0;
+  for (int i = 0; i < N; i++) {
+    big[i] = (float)((i * 7919) % 1000 - 500) / 256.0f;
+    ref += (double)big[i] * big[i];
+  }
+  const double nb = cg_cpu_grad_norm(big, N, 0.5f, parts);
+  const int close = fabs(nb - 0.5 * sqrt(ref)) <= 1e-12 * nb;
+  CG_TEST_CHECK(close, "grad norm of %d elements %.17g, expected %.17g", N, nb, 0.5 * sqrt(ref));
+  if (ok && edges && close) printf("PASS clip: PyTorch's clip_grad_norm_ on [3, 4]; edges\n");
+}
+
 int main(void) {
+  case_clip();
   case_a();
   case_b();
   case_long();

@@ -1263,11 +1263,12 @@ static void test_check_finite(void) {
   free(g);
 }
 
-/* dt_lowp < 0: no low-precision copy. scale <= 0: d_scaler = NULL. */
-static void test_adamw(int dt_lowp, float scale, int found_inf) {
+/* dt_lowp < 0: no low-precision copy. scale <= 0: d_scaler = NULL. clip > 0: the gradients
+ * clipped to that norm (cg_k_grad_norm's factor, test_grad_norm checks it; here AdamW's use). */
+static void test_adamw(int dt_lowp, float scale, int found_inf, float clip) {
   char name[200], tag[120];
-  snprintf(tag, sizeof tag, "lowp=%s scale=%g found_inf=%d",
-           dt_lowp < 0 ? "none" : dt_name((cg_dtype_t)dt_lowp), scale, found_inf);
+  snprintf(tag, sizeof tag, "lowp=%s scale=%g found_inf=%d clip=%g",
+           dt_lowp < 0 ? "none" : dt_name((cg_dtype_t)dt_lowp), scale, found_inf, clip);
   const size_t n = 10007;
   const int64_t t = 3;
   const float lr = 1e-2f, b1 = 0.9f, b2 = 0.999f, eps = 1e-8f, wd = 0.1f;
@@ -1282,7 +1283,6 @@ static void test_adamw(int dt_lowp, float scale, int found_inf) {
   memcpy(pr, p, n * sizeof(float));
   memcpy(mr, m, n * sizeof(float));
   memcpy(vr, v, n * sizeof(float));
-  if (!found_inf) cg_cpu_adamw(pr, g, mr, vr, n, lr, b1, b2, eps, wd, t, 1.0f / sc);
 
   cg_step_params_t hp = {lr, b1, b2, eps, wd, (float)(1.0 - pow(b1, (double)t)),
                          (float)(1.0 - pow(b2, (double)t))};
@@ -1294,7 +1294,18 @@ static void test_adamw(int dt_lowp, float scale, int found_inf) {
   const cg_dtype_t ldt = dt_lowp < 0 ? CG_DT_F32 : (cg_dtype_t)dt_lowp;
   const size_t les = cg_dtype_size(ldt);
   void *d_low = dt_lowp < 0 ? NULL : cg_test_dnew(n * les, S);
-  cg_k_adamw(d_p, d_g, d_m, d_v, (int64_t)n, d_hp, d_sc, ldt, d_low, S);
+  cg_gnorm_t *d_gn = NULL, gn = {0.0f, 1.0f};
+  void *d_work = NULL;
+  if (clip > 0) {
+    d_gn = cg_test_dnew(sizeof(cg_gnorm_t), S);
+    d_work = cg_test_dnew(cg_k_grad_norm_work_bytes(), S);
+    cg_k_grad_norm(d_g, (int64_t)n, d_sc, clip, d_work, d_gn, S);
+    cg_test_hget(&gn, d_gn, sizeof gn, S);
+    CG_TEST_CHECK(found_inf || clip > 1e8f || gn.coef < 0.5f, "adamw %s: nothing clipped", tag);
+  }
+  /* the reference: PyTorch's order, unscale then clip (the device folds both into one factor) */
+  if (!found_inf) cg_cpu_adamw(pr, g, mr, vr, n, lr, b1, b2, eps, wd, t, 1.0f / sc * gn.coef);
+  cg_k_adamw(d_p, d_g, d_m, d_v, (int64_t)n, d_hp, d_sc, d_gn, ldt, d_low, S);
   cg_test_hget(pg, d_p, n * sizeof(float), S);
   cg_test_hget(mg, d_m, n * sizeof(float), S);
   cg_test_hget(vg, d_v, n * sizeof(float), S);
@@ -1346,6 +1357,8 @@ static void test_adamw(int dt_lowp, float scale, int found_inf) {
   cg_test_dfree(d_hp, S);
   cg_test_dfree(d_sc, S);
   cg_test_dfree(d_low, S);
+  cg_test_dfree(d_gn, S);
+  cg_test_dfree(d_work, S);
   free(p);
   free(g);
   free(m);
@@ -1359,6 +1372,52 @@ static void test_adamw(int dt_lowp, float scale, int found_inf) {
   free(dg);
   free(dr);
   free(lg);
+}
+
+/* cg_k_grad_norm (--clip-grad-norm) against cg_cpu_grad_norm and cg_clip_coef: the norm of
+ * the unscaled gradients (scale <= 0: no scaler), the same bits on a second run (a fixed
+ * summation order), a non-finite element (poison) giving a non-finite norm and factor 1. */
+static void test_grad_norm(size_t n, float scale, float max_norm, int poison) {
+  char name[200];
+  snprintf(name, sizeof name, "grad_norm n=%zu scale=%g max=%g poison=%d", n, scale, max_norm,
+           poison);
+  const float sc = scale > 0 ? scale : 1.0f;
+  float *g = hnew(n);
+  fill(g, n, -sc, sc);
+  if (poison && n) g[n - 1 - n / 3] = poison > 1 ? NAN : INFINITY;
+  double *part = cg_malloc((n / CG_NORM_CHUNK + 1) * sizeof(double), "norm partials");
+  const double ref = cg_cpu_grad_norm(g, n, 1.0f, part) / (double)sc;
+  const float cref = cg_clip_coef(ref, max_norm);
+  float *d_g = up_bytes(g, (n ? n : 1) * sizeof(float));
+  cg_scaler_t s0 = {sc, 1, 0, 0, 0, 0};
+  cg_scaler_t *d_sc = scale > 0 ? up_bytes(&s0, sizeof s0) : NULL;
+  cg_gnorm_t *d_gn = cg_test_dnew(sizeof(cg_gnorm_t), S), gn[2];
+  void *d_work = cg_test_dnew(cg_k_grad_norm_work_bytes(), S);
+  for (int k = 0; k < 2; k++) {
+    cg_k_grad_norm(d_g, (int64_t)n, d_sc, max_norm, d_work, d_gn, S);
+    cg_test_hget(&gn[k], d_gn, sizeof gn[k], S);
+  }
+  int ok = memcmp(&gn[0], &gn[1], sizeof gn[0]) == 0;
+  CG_TEST_CHECK(ok, "%s: two runs differ (%.9g, %.9g)", name, gn[0].norm, gn[1].norm);
+  if (poison) {
+    const int bad = !isfinite(gn[0].norm) && gn[0].coef == 1.0f;
+    CG_TEST_CHECK(bad, "%s: norm %g coef %g, expected not finite and 1", name, gn[0].norm,
+                  gn[0].coef);
+    ok &= bad;
+  } else {
+    const double e = fabs(gn[0].norm - ref) / (ref > 0 ? ref : 1.0);
+    const double ec = fabs(gn[0].coef - cref) / cref;
+    CG_TEST_CHECK(e <= 1e-6 && ec <= 1e-6, "%s: norm %.9g coef %.9g, reference %.9g %.9g",
+                  name, gn[0].norm, gn[0].coef, ref, cref);
+    ok &= e <= 1e-6 && ec <= 1e-6;
+  }
+  if (ok) printf("PASS %s (norm %.6g, coef %.6g)\n", name, gn[0].norm, gn[0].coef);
+  cg_test_dfree(d_g, S);
+  cg_test_dfree(d_sc, S);
+  cg_test_dfree(d_gn, S);
+  cg_test_dfree(d_work, S);
+  free(part);
+  free(g);
 }
 
 #define EXPECT_SCALER(what, s, sc_, good_, skipped_, steps_)                                   \
@@ -1390,7 +1449,7 @@ static void test_scaler(void) {
   cg_k_check_finite(d_g, (int64_t)n, d_sc, S);
   cg_scaler_t s = scaler_get(d_sc);
   CG_TEST_CHECK(s.found_inf == 1, "scaler: inf in the gradient not found");
-  cg_k_adamw(d_p, d_g, d_m, d_v, (int64_t)n, d_hp, d_sc, CG_DT_F16, NULL, S);
+  cg_k_adamw(d_p, d_g, d_m, d_v, (int64_t)n, d_hp, d_sc, NULL, CG_DT_F16, NULL, S);
   cg_test_hget(pg, d_p, n * sizeof(float), S);
   CG_TEST_CHECK(memcmp(pg, p, n * sizeof(float)) == 0, "scaler: overflow step was not skipped");
   cg_k_scaler_update(d_sc, S);
@@ -1402,7 +1461,7 @@ static void test_scaler(void) {
   cg_k_check_finite(d_g, (int64_t)n, d_sc, S);
   s = scaler_get(d_sc);
   CG_TEST_CHECK(s.found_inf == 0, "scaler: finite gradient flagged");
-  cg_k_adamw(d_p, d_g, d_m, d_v, (int64_t)n, d_hp, d_sc, CG_DT_F16, NULL, S);
+  cg_k_adamw(d_p, d_g, d_m, d_v, (int64_t)n, d_hp, d_sc, NULL, CG_DT_F16, NULL, S);
   cg_test_hget(pg, d_p, n * sizeof(float), S);
   CG_TEST_CHECK(memcmp(pg, p, n * sizeof(float)) != 0, "scaler: clean step did not update p");
   cg_k_scaler_update(d_sc, S);
@@ -1474,7 +1533,7 @@ static void test_empty(void) {
     cg_k_unpack_grad_cpad(DTS[t], NULL, 0, 9, 5, 8, NULL, S);
   }
   cg_k_check_finite(NULL, 0, d_sc, S);
-  cg_k_adamw(NULL, NULL, NULL, NULL, 0, d_hp, d_sc, CG_DT_BF16, NULL, S);
+  cg_k_adamw(NULL, NULL, NULL, NULL, 0, d_hp, d_sc, NULL, CG_DT_BF16, NULL, S);
   cg_k_bias_act_bwd(CG_DT_BF16, NULL, NULL, 0, 5, 1, d_db, NULL, S);
   float db[5];
   cg_test_hget(db, d_db, sizeof db, S);
@@ -1752,15 +1811,28 @@ static void test_all(void) {
   printf("RUN check_finite\n");
   test_check_finite();
 
+  printf("RUN grad_norm\n");
+  test_grad_norm(10007, 0.0f, 1.0f, 0);
+  test_grad_norm(10007, 1024.0f, 1e9f, 0);
+  test_grad_norm(3000017, 65536.0f, 0.5f, 0); /* > one pass of the fixed grid, odd tail */
+  test_grad_norm(1, 1.0f, 2.0f, 0);
+  test_grad_norm(0, 0.0f, 1.0f, 0);
+  test_grad_norm(4099, 8.0f, 1.0f, 1);
+  test_grad_norm(4099, 0.0f, 1.0f, 2);
+
   printf("RUN adamw\n");
-  test_adamw(-1, 1024.0f, 0);
-  test_adamw(-1, 0.0f, 0);
-  test_adamw(CG_DT_BF16, 1.0f, 0);
-  test_adamw(CG_DT_F16, 65536.0f, 0);
-  test_adamw(CG_DT_F32, 8.0f, 0);
-  test_adamw(-1, 1024.0f, 1);
-  test_adamw(CG_DT_BF16, 1024.0f, 1);
-  test_adamw(CG_DT_F16, 65536.0f, 1);
+  test_adamw(-1, 1024.0f, 0, 0);
+  test_adamw(-1, 0.0f, 0, 0);
+  test_adamw(CG_DT_BF16, 1.0f, 0, 0);
+  test_adamw(CG_DT_F16, 65536.0f, 0, 0);
+  test_adamw(CG_DT_F32, 8.0f, 0, 0);
+  test_adamw(-1, 1024.0f, 1, 0);
+  test_adamw(CG_DT_BF16, 1024.0f, 1, 0);
+  test_adamw(CG_DT_F16, 65536.0f, 1, 0);
+  test_adamw(-1, 1024.0f, 0, 0.5f); /* clipped */
+  test_adamw(-1, 0.0f, 0, 2.0f);
+  test_adamw(CG_DT_BF16, 1.0f, 0, 1e9f); /* measured, not clipped */
+  test_adamw(CG_DT_F16, 65536.0f, 1, 0.5f); /* skipped: untouched */
 
   printf("RUN scaler\n");
   test_scaler();

@@ -13,6 +13,11 @@
  *  4. Gradient accumulation (--grad-accum 3: two accum_step calls, then train_step): on the CPU
  *     backend the step's gradient is the sum of the three batches' own gradients; the CUDA
  *     backend (fp32) agrees with it as in 1, and its loss sum with the CPU's.
+ *  5. Gradient clipping (cfg.clip_norm, with an AdamW eps that makes the update follow the
+ *     gradient's size): the CPU backend reports the norm of its (unclipped) gradient and its
+ *     parameters are AdamW's on the gradient times cg_clip_coef, not on the gradient; the CUDA
+ *     backend reports the same norm (fp32 1e-4; fp16, where its gradients carry the loss scale,
+ *     5e-2) and makes the same update; and 3 again with clipping.
  * Exits 77 without a usable GPU. */
 #include <math.h>
 #include <stdio.h>
@@ -21,6 +26,7 @@
 #include <unistd.h>
 
 #include "backend.h"
+#include "cpu_layers.h" /* cg_cpu_adamw: the clipping reference */
 #include "log.h"
 #include "model.h"
 #include "testutil.h"
@@ -30,6 +36,7 @@ enum { N = 3, IN_C = 5, DEPTH = 3 };
 /* Channels of the first level and the image size: 8 and 32, or CG_TEST_STEP_SHAPE=BASE,HW
  * (e.g. 16,64: rows and channels our 3x3 kernel takes, cuda/fprop.h). */
 static int BASE = 8, HW = 32;
+static float g_clip = 0.0f, g_eps = 1e-8f; /* cfg.clip_norm and AdamW's eps of one_step */
 
 /* A batch of N, the last sample padding (weight 0). */
 static cg_test_data_t make_data(uint64_t seed) {
@@ -52,6 +59,7 @@ static cg_backend_t *make(const cg_backend_ops_t *ops, const cg_model_t *m, cons
   cfg.buckets = bk;
   cfg.gsync = NULL;
   cfg.fault_nan_step = -1;
+  cfg.clip_norm = g_clip;
   cg_backend_t *b = NULL;
   char err[1024];
   if (ops->create(m, &cfg, &b, err, sizeof err)) CG_FATAL("%s backend: %s", ops->name, err);
@@ -64,7 +72,7 @@ typedef struct {
   float *grads, *params;
   float *logits;     /* get_logits after the eval step */
   size_t logit_pred; /* pixels where logit > 0 disagrees with the eval step's predicted mask */
-  float loss_scale;
+  float loss_scale, grad_norm;
   int skipped;
 } step_t;
 
@@ -90,10 +98,11 @@ static step_t one_step(const cg_backend_ops_t *ops, const cg_model_t *m, const c
   r.logit_pred = 0;
   if (m->nclass == 1)
     for (size_t i = 0; i < px; i++) r.logit_pred += (r.logits[i] > 0.0f) != (o.pred[i] != 0);
-  cg_adamw_t opt = {1e-3f, 0.9f, 0.999f, 1e-8f, 1e-4f, 1};
+  cg_adamw_t opt = {1e-3f, 0.9f, 0.999f, g_eps, 1e-4f, 1};
   ops->train_step(b, 0, &opt);
   ops->fetch(b, &o);
   r.loss = o.loss;
+  r.grad_norm = o.grad_norm;
   r.loss_scale = o.loss_scale;
   r.skipped = o.skipped;
   memcpy(r.pred, o.pred, px);
@@ -290,8 +299,8 @@ static run_t run_seq(const cg_model_t *m, const cg_buckets_t *bk, const float *p
 
 static void test_graph_pipeline(const cg_model_t *m, const cg_buckets_t *bk, const float *p0,
                                 int accum) {
-  printf("RUN %d bf16 batches (%d a step): graphs + 2 in flight vs eager one at a time "
-         "(deterministic)\n", K, accum);
+  printf("RUN %d bf16 batches (%d a step%s): graphs + 2 in flight vs eager one at a time "
+         "(deterministic)\n", K, accum, g_clip > 0 ? ", clipped" : "");
   cg_test_data_t ds[K];
   for (int k = 0; k < K; k++) ds[k] = make_data(100 + (uint64_t)k);
   char cache[] = "/tmp/cg_gpu_step_algosXXXXXX";
@@ -318,8 +327,8 @@ static void test_graph_pipeline(const cg_model_t *m, const cg_buckets_t *bk, con
   CG_TEST_CHECK(ps, "graph/pipelined parameters differ from eager (max rel %.3e)",
                 cg_test_rel_err(a.params, e.params, m->nparams));
   if (same && ps)
-    printf("PASS graphs + pipelining: bitwise equal to eager over %d batches, %d a step\n", K,
-           accum);
+    printf("PASS graphs + pipelining: bitwise equal to eager over %d batches, %d a step%s\n", K,
+           accum, g_clip > 0 ? ", clipped" : "");
   free(a.params);
   free(e.params);
   for (int k = 0; k < K; k++) cg_test_data_free(&ds[k]);
@@ -399,6 +408,70 @@ static void test_accum(const cg_model_t *m, const cg_buckets_t *bk, const float 
   free(g.params);
 }
 
+/* max |update a - update b| / max |update b|, updates from p0 */
+static double update_err(const float *a, const float *b, const float *p0, size_t n) {
+  double e = 0, mx = 0;
+  for (size_t i = 0; i < n; i++) {
+    const double ua = (double)a[i] - p0[i], ub = (double)b[i] - p0[i];
+    e = fmax(e, fabs(ua - ub));
+    mx = fmax(mx, fabs(ub));
+  }
+  return e / (mx > 0 ? mx : 1);
+}
+
+static void test_clip(const cg_model_t *m, const cg_buckets_t *bk, const float *p0,
+                      const cg_test_data_t *d) {
+  printf("RUN gradient clipping: cpu vs AdamW on the clipped gradient, cuda fp32 and fp16\n");
+  const size_t n = m->nparams;
+  g_eps = 1.0f; /* above the gradients' elements: the update is about lr x the gradient */
+  g_clip = 0.0f;
+  step_t plain = one_step(&cg_backend_cpu, m, bk, CG_PREC_FP32, p0, d);
+  CG_TEST_CHECK(plain.grad_norm == -1.0f, "no clipping: grad_norm %g, expected -1",
+                plain.grad_norm);
+  double ss = 0;
+  for (size_t j = 0; j < n; j++) ss += (double)plain.grads[j] * plain.grads[j];
+  const double norm = sqrt(ss);
+  g_clip = (float)(norm / 8); /* clips by about 8 */
+  step_t c = one_step(&cg_backend_cpu, m, bk, CG_PREC_FP32, p0, d);
+  CG_TEST_CHECK(fabs(c.grad_norm - norm) <= 1e-6 * norm, "cpu grad_norm %.9g, the gradient's %.9g",
+                c.grad_norm, norm);
+  float *ref = cg_malloc(sizeof(float) * n, "ref"), *m0 = cg_calloc(n, sizeof(float), "m");
+  float *v0 = cg_calloc(n, sizeof(float), "v");
+  memcpy(ref, p0, sizeof(float) * n);
+  const float coef = cg_clip_coef(c.grad_norm, g_clip);
+  cg_cpu_adamw(ref, c.grads, m0, v0, n, 1e-3f, 0.9f, 0.999f, g_eps, 1e-4f, 1, coef);
+  const int same = memcmp(ref, c.params, sizeof(float) * n) == 0;
+  CG_TEST_CHECK(same, "cpu: parameters are not AdamW's on the gradient x %g", coef);
+  const double unclipped = update_err(plain.params, c.params, p0, n);
+  CG_TEST_CHECK(coef < 0.2f && unclipped > 4, "cpu: clipping by %g changed the update by %.3g",
+                coef, unclipped);
+  printf("%s cpu: norm %.6g, factor %.4g: AdamW's on the clipped gradient (bitwise), the "
+         "unclipped update differs by %.3g\n", same && coef < 0.2f ? "PASS" : "FAIL",
+         c.grad_norm, coef, unclipped);
+  step_t g = one_step(&cg_backend_cuda, m, bk, CG_PREC_FP32, p0, d);
+  step_t h = one_step(&cg_backend_cuda, m, bk, CG_PREC_FP16, p0, d);
+  const double eg = fabs(g.grad_norm - c.grad_norm) / c.grad_norm;
+  const double eh = fabs(h.grad_norm - c.grad_norm) / c.grad_norm;
+  const double ug = update_err(g.params, c.params, p0, n);
+  const double uh = update_err(h.params, c.params, p0, n);
+  CG_TEST_CHECK(eg <= 1e-4 && ug <= 1e-3, "cuda fp32: norm %.9g (err %.3g), update err %.3g",
+                g.grad_norm, eg, ug);
+  CG_TEST_CHECK(!h.skipped && eh <= 5e-2 && uh <= 5e-2,
+                "cuda fp16 (scale %g, skipped %d): norm %.9g (err %.3g), update err %.3g",
+                h.loss_scale, h.skipped, h.grad_norm, eh, uh);
+  printf("  norm cpu %.6g, cuda fp32 %.6g (%.2e), fp16 %.6g (%.2e); update err fp32 %.2e, fp16 "
+         "%.2e\n", c.grad_norm, g.grad_norm, eg, h.grad_norm, eh, ug, uh);
+  g_clip = 0.0f;
+  g_eps = 1e-8f;
+  free(ref);
+  free(m0);
+  free(v0);
+  free_step(&plain);
+  free_step(&c);
+  free_step(&g);
+  free_step(&h);
+}
+
 int main(void) {
   if (cg_test_need_gpu()) return CG_TEST_SKIP;
   const char *shape = getenv("CG_TEST_STEP_SHAPE");
@@ -420,6 +493,10 @@ int main(void) {
   test_graph_pipeline(&m, &bk, p0, 1);
   test_graph_pipeline(&m, &bk, p0, 2);
   test_accum(&m, &bk, p0);
+  test_clip(&m, &bk, p0, &d);
+  g_clip = 0.05f; /* the norm and the clip factor inside the captured graph */
+  test_graph_pipeline(&m, &bk, p0, 1);
+  g_clip = 0.0f;
   cg_test_data_free(&d);
   free(p0);
   return cg_test_done("test_gpu_step");

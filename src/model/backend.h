@@ -28,6 +28,7 @@
 #ifndef CG_BACKEND_H
 #define CG_BACKEND_H
 
+#include <math.h> /* isfinite: cg_clip_coef */
 #include <stddef.h>
 #include <stdint.h>
 
@@ -38,6 +39,15 @@
 
 typedef enum { CG_PREC_FP32 = 0, CG_PREC_BF16 = 1, CG_PREC_FP16 = 2 } cg_precision_t;
 const char *cg_precision_name(cg_precision_t p);
+
+/* --clip-grad-norm's factor, torch.nn.utils.clip_grad_norm_'s: min(1, max_norm / (norm + 1e-6))
+ * in float; 1 when norm is not finite (an fp16 step is then skipped; a NaN loss ends the run) or
+ * max_norm is +inf. kernels_optim.cu's grad_norm_finish_kernel computes the same. */
+static inline float cg_clip_coef(double norm, float max_norm) {
+  if (!isfinite(norm) || !isfinite(max_norm)) return 1.0f;
+  const float c = max_norm / ((float)norm + 1e-6f);
+  return c < 1.0f ? c : 1.0f;
+}
 
 typedef struct cg_backend cg_backend_t; /* each backend defines its own struct */
 struct cg_gsync;                        /* comm/gsync.h */
@@ -72,6 +82,11 @@ typedef struct {
                                 the table when the backend is destroyed */
   int64_t fault_nan_step;    /* test only: train_step number (0-based, counted by the backend)
                                 whose loss gradient is made NaN; -1 = off */
+  float clip_norm;           /* --clip-grad-norm: > 0 = every train_step measures the global L2
+                                norm of the step's gradient (after the all-reduce, unscaled) and
+                                scales the gradient by min(1, clip_norm / (norm + 1e-6)) before
+                                AdamW, as torch.nn.utils.clip_grad_norm_; +inf measures only;
+                                0 = neither */
   struct cg_kprof *kprof;    /* CUDA: per-kernel breakdown (cuda/kprof.h, caller-owned); the
                                 backend names its regions there and brackets their work; NULL
                                 = off */
@@ -107,6 +122,9 @@ typedef struct {
                                 logit > 0 -> 1; K >= 2: argmax of the K logits (first max) */
   int skipped;               /* the optimizer step was skipped (fp16 overflow) */
   float loss_scale;          /* current fp16 loss scale (1 for other precisions) */
+  float grad_norm;           /* cfg.clip_norm > 0, a train_step: the global L2 norm of the
+                                step's gradient before clipping (inf/NaN when it was not
+                                finite); otherwise -1 */
   double busy_ms;            /* compute-stream busy time of the step; < 0 = not measured */
   double comm_wait_ms;       /* time compute waited for gradient communication; < 0 = n/a */
   double grad_bytes_reduced; /* bytes all-reduced this step (elements x 4 fp32, x 2 bf16) */
@@ -138,7 +156,8 @@ typedef struct cg_backend_ops {
    * also refreshes any low-precision copy. Both synchronise with pending work. */
   int (*set_params)(cg_backend_t *b, const float *params);
   int (*get_params)(cg_backend_t *b, float *params);
-  /* Gradients of the last train_step after the all-reduce (nparams floats, unscaled). */
+  /* Gradients of the last train_step after the all-reduce (nparams floats, unscaled, before
+   * --clip-grad-norm scales them). */
   int (*get_grads)(cg_backend_t *b, float *grads);
   /* AdamW moments and fp16 loss-scaler state, for checkpoints. */
   int (*get_opt_state)(cg_backend_t *b, float *m, float *v, float *scale, int64_t *good_steps);

@@ -27,6 +27,7 @@ struct cg_backend {
   cg_backend_cfg_t cfg;
   int n; /* batch */
   float *params, *grads, *adam_m, *adam_v;
+  double *norm_part; /* cfg.clip_norm > 0: cg_cpu_grad_norm's partial sums */
   float *gacc; /* cfg.accum > 1: the gradient sum of the step's micro-batches so far */
   int kept;    /* micro-batches in gacc (accum_step calls since the last train_step) */
   float *act[CG_MAX_BUFS], *dact[CG_MAX_BUFS];
@@ -55,6 +56,7 @@ static void cpu_destroy(cg_backend_t *b) {
   free(b->adam_m);
   free(b->adam_v);
   free(b->gacc);
+  free(b->norm_part);
   for (int i = 0; i < CG_MAX_BUFS; i++) {
     free(b->act[i]);
     free(b->dact[i]);
@@ -104,6 +106,8 @@ static int cpu_create(const cg_model_t *m, const cg_backend_cfg_t *cfg, cg_backe
   b->grads = cg_calloc(np, sizeof(float), "gradients");
   b->adam_m = cg_calloc(np, sizeof(float), "AdamW m");
   b->adam_v = cg_calloc(np, sizeof(float), "AdamW v");
+  if (cfg->clip_norm > 0)
+    b->norm_part = cg_calloc(np / CG_NORM_CHUNK + 1, sizeof(double), "gradient norm partials");
   if (cfg->accum > 1) b->gacc = cg_calloc(np, sizeof(float), "accumulated gradients");
   int in_buf = m->tensors[m->input_tensor].buf;
   for (int i = 0; i < m->nbufs; i++) {
@@ -121,7 +125,8 @@ static int cpu_create(const cg_model_t *m, const cg_backend_cfg_t *cfg, cg_backe
   for (int i = 0; i < CG_MAX_INFLIGHT; i++) b->pred[i] = cg_calloc(px, 1, "prediction");
   b->scratch = cg_calloc(3 * (size_t)m->height * m->width, sizeof(float), "feature scratch");
   b->bytes = (b->gacc ? 5 : 4) * np * sizeof(float) +
-             CG_DEV_SLOTS * (px * (m->in_c * sizeof(float) + 1)) + CG_MAX_INFLIGHT * px;
+             CG_DEV_SLOTS * (px * (m->in_c * sizeof(float) + 1)) + CG_MAX_INFLIGHT * px +
+             (b->norm_part ? (np / CG_NORM_CHUNK + 1) * sizeof(double) : 0);
   for (int i = 0; i < m->nbufs; i++)
     if (b->act[i]) b->bytes += 2 * sizeof(float) * (size_t)b->n * cg_buf_elems(m, i);
   if (cfg->threads > 0) {
@@ -231,6 +236,7 @@ static cg_step_out_t *push_result(cg_backend_t *b, int slot, uint8_t **pred) {
   b->q[i].loss_scale = 1.0f;
   b->q[i].busy_ms = -1;
   b->q[i].comm_wait_ms = -1;
+  b->q[i].grad_norm = -1;
   return &b->q[i];
 }
 
@@ -396,8 +402,14 @@ static int cpu_train_step(cg_backend_t *b, int slot, const cg_adamw_t *opt) {
     out->t_comm[0][1] = cg_now();
   }
   out->t_opt[0] = cg_now();
+  float grad_mul = 1.0f;
+  if (b->cfg.clip_norm > 0) {
+    const double norm = cg_cpu_grad_norm(b->grads, m->nparams, 1.0f, b->norm_part);
+    out->grad_norm = (float)norm;
+    grad_mul = cg_clip_coef(norm, b->cfg.clip_norm);
+  }
   cg_cpu_adamw(b->params, b->grads, b->adam_m, b->adam_v, m->nparams, opt->lr, opt->beta1,
-               opt->beta2, opt->eps, opt->weight_decay, opt->t, 1.0f);
+               opt->beta2, opt->eps, opt->weight_decay, opt->t, grad_mul);
   out->t_opt[1] = cg_now();
   /* On the CPU backend the "device" is these threads: busy = the step minus comm waits. */
   out->busy_ms = 1e3 * (cg_now() - t0 - comm_wait);

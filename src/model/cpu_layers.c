@@ -874,3 +874,20 @@ void cg_cpu_adamw(float *p, const float *g, float *m, float *v, size_t n, float 
     p[i] = p[i] * decay - step * mi / (sqrtf(vi) * inv_sqrt_bc2 + eps);
   }
 }
+
+/* ---- gradient norm ------------------------------------------------------------------------ */
+
+double cg_cpu_grad_norm(const float *g, size_t n, float mul, double *part) {
+  const size_t nc = (n + CG_NORM_CHUNK - 1) / CG_NORM_CHUNK;
+  CG_ASSERT(n == 0 || (g && part));
+#pragma omp parallel for schedule(static)
+  for (size_t c = 0; c < nc; c++) {
+    const size_t e = (c + 1) * CG_NORM_CHUNK < n ? (c + 1) * CG_NORM_CHUNK : n;
+    double s = 0.0;
+    for (size_t i = c * CG_NORM_CHUNK; i < e; i++) s += (double)g[i] * (double)g[i];
+    part[c] = s;
+  }
+  double s = 0.0;
+  for (size_t c = 0; c < nc; c++) s += part[c];
+  return sqrt(s) * (double)mul;
+}

@@ -107,4 +107,12 @@ double cg_cpu_loss_sums_value(const cg_loss_sums_t *s, int K);
 void cg_cpu_adamw(float *p, const float *g, float *m, float *v, size_t n, float lr, float beta1,
                   float beta2, float eps, float weight_decay, int64_t t, float grad_mul);
 
+/* Gradient-norm clipping (--clip-grad-norm), as torch.nn.utils.clip_grad_norm_. */
+enum { CG_NORM_CHUNK = 16384 }; /* elements per partial sum of cg_cpu_grad_norm */
+
+/* The L2 norm of g (n floats), times mul: squares summed in double, per CG_NORM_CHUNK chunk in
+ * parallel, the chunk sums added in order into part (ceil(n / CG_NORM_CHUNK) doubles of
+ * scratch), so the result does not depend on the thread count. */
+double cg_cpu_grad_norm(const float *g, size_t n, float mul, double *part);
+
 #endif

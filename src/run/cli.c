@@ -137,6 +137,12 @@ static const cg_opt_t g_opts[] = {
     CG_OPT_ROW_NUM(DBL, "beta1", O(beta1), 0, 1, C_TRAIN, "X", "AdamW beta1, in [0, 1)"),
     CG_OPT_ROW_NUM(DBL, "beta2", O(beta2), 0, 1, C_TRAIN, "X", "AdamW beta2, in [0, 1)"),
     CG_OPT_ROW_NUM_GT(DBL, "eps", O(eps), 0, 1, C_TRAIN, "X", "AdamW epsilon"),
+    CG_OPT_ROW_NUM(DBL, "clip-grad-norm", O(clip_grad_norm), 0, 1e9, C_TRAIN, "X",
+        "clip the gradient to global L2 norm X before AdamW, as "
+        "torch.nn.utils.clip_grad_norm_(params, X) after the all-reduce (fp16: of the unscaled "
+        "gradient, a skipped step is not clipped); the norm is reported (step lines, "
+        "--metrics-out, --tensorboard train/grad_norm); a value it never reaches (1e9) "
+        "measures without clipping; 0 = off"),
     CG_OPT_ROW_NUM(I64, "warmup-steps", O(warmup_steps), 0, 1e15, C_TRAIN, "N",
         "linear learning-rate warm-up over the first N steps"),
     CG_OPT_ROW_TEXT(STR, "lr-schedule", O(lr_schedule), "constant|cosine|poly", C_TRAIN, "S",

@@ -63,6 +63,7 @@ typedef struct {
   int64_t steps;       /* 0 = run --epochs */
   int64_t epochs;
   double lr, weight_decay, beta1, beta2, eps;
+  double clip_grad_norm; /* --clip-grad-norm: the largest global gradient L2 norm; 0 = off */
   int64_t warmup_steps;
   char lr_schedule[12]; /* constant | cosine | poly */
   double lr_power;      /* poly: the exponent */

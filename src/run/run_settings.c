@@ -37,6 +37,7 @@ static const struct {
     {"steps", NOTICE},
     {"epochs", NOTICE},         {"lr", NOTICE},             {"weight-decay", NOTICE},
     {"beta1", NOTICE},          {"beta2", NOTICE},          {"eps", NOTICE},
+    {"clip-grad-norm", NOTICE},
     {"warmup-steps", NOTICE},   {"lr-schedule", NOTICE},    {"lr-power", NOTICE},
     {"min-lr", NOTICE},         {"precision", NOTICE},
     {"backend", NOTICE},        {"tf32", NOTICE},           {"deterministic", NOTICE},

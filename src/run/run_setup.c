@@ -589,6 +589,7 @@ static cg_backend_cfg_t backend_cfg(const cg_run_t *r) {
   cg_backend_cfg_t bc = {0};
   bc.batch = cfg->batch;
   bc.accum = cfg->grad_accum;
+  bc.clip_norm = (float)cfg->clip_grad_norm;
   bc.nclass = cfg->num_classes;
   bc.ignore_index = cfg->ignore_index;
   bc.precision = r->prec;

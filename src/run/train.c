@@ -132,6 +132,13 @@ static void collect(cg_run_t *r, cg_loader_t *ld, cg_host_batch_t *pb, cg_acc_t 
     a->last_loss = loss;
   }
   if (!skipped || isfinite(out.loss)) a->loss_samples += out.loss * pb->global;
+  if (train && closes && !skipped && isfinite(out.grad_norm) && out.grad_norm >= 0) {
+    a->gnorm_sum += out.grad_norm; /* the same on every rank: after the all-reduce */
+    if (out.grad_norm > a->gnorm_max) a->gnorm_max = out.grad_norm;
+    a->gnorm_last = out.grad_norm;
+    a->gnorm_steps++;
+    a->clipped += cg_clip_coef(out.grad_norm, (float)r->cfg->clip_grad_norm) < 1.0f;
+  }
   if (out.comm_wait_ms > 0) a->comm += 1e-3 * out.comm_wait_ms;
   if (train) r->grad_bytes += out.grad_bytes_reduced;
   if (out.busy_ms >= 0) {

@@ -133,6 +133,9 @@ void cg_report_banner(const cg_run_t *r) {
          : !strcmp(cfg->val_mode, "full")  ? " (validated whole, scored at full resolution)"
                                            : "",
          cfg->batch, accum, (long long)r->global, (long long)r->total, (long long)r->spe);
+  if (cfg->clip_grad_norm > 0)
+    printf("gradients: clipped to global L2 norm %g (--clip-grad-norm), their norm reported\n",
+           cfg->clip_grad_norm);
   printf("rank 0: %d compute thread(s), %d helper thread(s), %d gradient bucket(s), gradient "
          "comm %s\n", r->threads, r->workers, r->buckets.n, cfg->grad_comm);
   if (!r->is_cuda) {
@@ -244,22 +247,34 @@ void cg_report_window(cg_run_t *r, cg_train_figs_t *f, int64_t step, double elap
     tb_scalar(f, "train/loss", step, mean_loss);
     tb_scalar(f, "train/img_per_s", step, ips);
     tb_scalar(f, "train/lr", step, cg_train_lr(r->cfg, step > 0 ? step - 1 : 0, r->total));
+    if (w->gnorm_steps)
+      tb_scalar(f, "train/grad_norm", step, w->gnorm_sum / (double)w->gnorm_steps);
   }
   if (c->rank == 0) {
     int64_t nsteps = w->steps ? w->steps : 1;
     double ms = 1e3 * f->win_wall / (double)nsteps, dw = 1e3 * f->win_wait / (double)nsteps;
     double cm = 1e3 * w->comm / (double)nsteps, bz = 1e3 * w->busy / (double)nsteps;
-    printf("step %lld/%lld | loss %.4f | %.1f img/s | %.2f ms/step = compute %.2f + data wait "
+    char gn[96] = ""; /* --clip-grad-norm: the window's gradient norms */
+    if (w->gnorm_steps)
+      snprintf(gn, sizeof gn, " | grad norm %.4g (max %.4g, %lld of %lld clipped)",
+               w->gnorm_sum / (double)w->gnorm_steps, w->gnorm_max, (long long)w->clipped,
+               (long long)w->gnorm_steps);
+    printf("step %lld/%lld | loss %.4f%s | %.1f img/s | %.2f ms/step = compute %.2f + data wait "
            "%.2f + comm %.2f + other %.2f | split %d/%d on CPU, metrics on %s (rank 0)\n",
-           (long long)step, (long long)r->total, mean_loss, (double)w->samples / f->win_wall, ms,
-           bz, dw, cm, ms - bz - dw - cm, r->split.k, r->cfg->batch,
-           r->split.metrics_dev ? "device" : "CPU");
+           (long long)step, (long long)r->total, mean_loss, gn,
+           (double)w->samples / f->win_wall, ms, bz, dw, cm, ms - bz - dw - cm, r->split.k,
+           r->cfg->batch, r->split.metrics_dev ? "device" : "CPU");
     fflush(stdout);
   }
   if (r->bar == 1)
     cg_report_progress(r, step, elapsed, (double)done_samples / elapsed, mean_loss, 0);
   f->total.samples += w->samples;
   f->total.steps += w->steps;
+  f->total.gnorm_sum += w->gnorm_sum;
+  f->total.gnorm_steps += w->gnorm_steps;
+  f->total.clipped += w->clipped;
+  if (w->gnorm_max > f->total.gnorm_max) f->total.gnorm_max = w->gnorm_max;
+  if (w->gnorm_steps) f->total.gnorm_last = w->gnorm_last;
   cg_confusion_merge(&f->total.conf, &w->conf);
   f->last_conf = w->conf;
   f->hist_loss += w->loss;
@@ -614,6 +629,15 @@ static int write_metrics(const cg_run_t *r, const cg_train_figs_t *f, const cg_c
   json_num(ti, sizeof ti, !trained ? NAN : K > 1 ? cg_confk_miou(lk, K) : cg_confusion_iou(last));
   json_num(tr, sizeof tr, !trained ? NAN : K > 1 ? cg_confk_miou(tk, K) : cg_confusion_iou(train));
   json_num(ip, sizeof ip, trained ? ips : NAN);
+  /* --clip-grad-norm: null without it, or without a measured step */
+  const cg_acc_t *t = &f->total;
+  const int gon = cfg->clip_grad_norm > 0, gsome = gon && t->gnorm_steps > 0;
+  char cn[32], gm[32], gx[32], gl[32], gc[32];
+  json_num(cn, sizeof cn, gon ? cfg->clip_grad_norm : NAN);
+  json_num(gm, sizeof gm, gsome ? t->gnorm_sum / (double)t->gnorm_steps : NAN);
+  json_num(gx, sizeof gx, gsome ? t->gnorm_max : NAN);
+  json_num(gl, sizeof gl, gsome ? t->gnorm_last : NAN);
+  json_num(gc, sizeof gc, gon ? (double)t->clipped : NAN);
   char *extra = K > 1 ? metrics_k(r, f, tk, lk) : NULL;
   const size_t cap = 2048 + (extra ? strlen(extra) : 0);
   char *json = cg_malloc(cap, "metrics");
@@ -625,11 +649,13 @@ static int write_metrics(const cg_run_t *r, const cg_train_figs_t *f, const cg_c
            "\"wall_s\": %.3f, \"train_s\": %.3f, "
            "\"backend\": \"%s\", \"precision\": \"%s\", \"image_size\": %d, "
            "\"model_base\": %d, \"model_depth\": %d, \"params\": %zu, \"grad_comm\": \"%s\", "
-           "\"grad_comm_bytes\": %.0f%s}\n",
+           "\"grad_comm_bytes\": %.0f, \"clip_grad_norm\": %s, \"grad_norm_mean\": %s, "
+           "\"grad_norm_max\": %s, \"grad_norm_last\": %s, \"steps_clipped\": %s%s}\n",
            (long long)r->total, (long long)(trained ? r->total - r->s0 : 0), r->c->size,
            (long long)r->global, cfg->grad_accum, tl, vl, vi, vd, va, ti, tr, ip, wall, f->train_s,
            r->ops->name, cg_precision_name(r->prec), cfg->image_size, cfg->model_base,
-           cfg->model_depth, r->model.nparams, cfg->grad_comm, r->grad_bytes, extra ? extra : "");
+           cfg->model_depth, r->model.nparams, cfg->grad_comm, r->grad_bytes, cn, gm, gx, gl, gc,
+           extra ? extra : "");
   free(extra);
   const int rc = cg_afile_save(cfg->metrics_out, json, strlen(json), err, sizeof err);
   free(json);

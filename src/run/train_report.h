@@ -32,6 +32,9 @@ typedef struct {
   cg_confusion_t conf;
   int64_t *confk;        /* --num-classes K >= 2: K x K counts (truth x pred), not owned; NULL
                             for binary. Kept (and zeroed) by cg_acc_reset. */
+  /* --clip-grad-norm: the steps' gradient norms (finite ones: a skipped fp16 step has none) */
+  double gnorm_sum, gnorm_max, gnorm_last;
+  int64_t gnorm_steps, clipped; /* steps measured; of them clipped (norm + 1e-6 > X) */
 } cg_acc_t;
 
 /* Zeroes a, keeping its confk buffer (zeroed too); K = the run's classes. */

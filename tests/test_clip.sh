@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# Gradient clipping (--clip-grad-norm X), CPU backend, real mpirun:
+#  1. X = 1e9, above every norm: the run is bitwise the run without clipping (the factor is
+#     exactly 1), and it reports the norms (step lines, metrics JSON: none clipped);
+#  2. X below the norms: every step is clipped (the step lines and the metrics JSON say so) and
+#     the weights differ from the unclipped run's; the norm is the global gradient's, taken after
+#     the all-reduce: 2 ranks x 4 and 1 rank x 4 x 2 micro-batches equal 1 x 8 within
+#     test_dp_equiv's 1e-5, with the same reported mean norm to 4 digits;
+#  3. a checkpoint of step 4 resumed to step 8 is bitwise the uninterrupted run; the stored X
+#     comes back with --resume DIR alone, and another X is taken with a notice;
+#  4. TensorBoard gets train/grad_norm;
+#  5. usage errors (exit 2, naming the flag): -1, 'abc', 2e9.
+set -uo pipefail
+BIN=$1; MPIRUN="$2 --oversubscribe --bind-to none"; BUILD=$3
+CMP=$BUILD/tests/cg_cmp_params
+T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
+fail=0
+COMMON="train --backend cpu --model-base 4 --model-depth 2 --image-size 32 --train-samples 100
+        --val-samples 0 --progress off --threads 1 --seed 7 --report-every 4"
+. "$(dirname "$0")/runlib.sh" # run NAME WANT_RC ARGS..., want NAME TEXT
+same() { # same A B TOL WHAT: parameter files A and B agree
+  echo "$4:"
+  $CMP "$T/$1.bin" "$T/$2.bin" "$3" || fail=1
+}
+bitwise() { # bitwise A B WHAT
+  if cmp -s "$T/$1.bin" "$T/$2.bin"; then echo "  ok: $3: bitwise equal"
+  else echo "FAIL $3: the parameters differ"; fail=1; fi
+}
+metric() { # metric NAME KEY: a field of NAME's metrics JSON
+  python3 -c "import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])" "$T/$1.json" "$2"
+}
+
+# ---- 1. a limit never reached: measured, not clipped ----
+run plain 0 $MPIRUN -np 1 $BIN $COMMON --steps 8 --batch 8 --params-out $T/plain.bin \
+    --metrics-out $T/plain.json
+run huge 0 $MPIRUN -np 1 $BIN $COMMON --steps 8 --batch 8 --clip-grad-norm 1e9 \
+    --params-out $T/huge.bin --metrics-out $T/huge.json
+bitwise huge plain "--clip-grad-norm 1e9 vs none"
+want huge "gradients: clipped to global L2 norm 1e+09 (--clip-grad-norm), their norm reported"
+want huge "of 4 clipped)"
+[ "$(metric huge steps_clipped)" = 0 ] && [ "$(metric plain clip_grad_norm)" = None ] &&
+  [ "$(metric plain grad_norm_mean)" = None ] ||
+  { echo "FAIL metrics: steps_clipped $(metric huge steps_clipped), without clipping" \
+         "clip_grad_norm $(metric plain clip_grad_norm)"; fail=1; }
+grep -q "grad norm" $T/plain.log && { echo "FAIL plain: a grad norm without clipping"; fail=1; }
+# the norms of the run: well above the limit of the next runs, 0.001
+python3 - "$T/huge.log" <<'EOF' || fail=1
+import re, sys
+n = [float(m) for m in re.findall(r"grad norm ([0-9.e+-]+) \(max", open(sys.argv[1]).read())]
+assert len(n) == 2 and min(n) > 0.01, n
+print("  ok: the windows' mean norms without clipping: %s" % n)
+EOF
+
+# ---- 2. clipped, on 1 and 2 ranks and accumulated ----
+run c8 0 $MPIRUN -np 1 $BIN $COMMON --steps 8 --batch 8 --clip-grad-norm 0.001 \
+    --params-out $T/c8.bin --metrics-out $T/c8.json
+run c2x4 0 $MPIRUN -np 2 $BIN $COMMON --steps 8 --batch 4 --clip-grad-norm 0.001 \
+    --params-out $T/c2x4.bin --metrics-out $T/c2x4.json
+run c1x4x2 0 $MPIRUN -np 1 $BIN $COMMON --steps 8 --batch 4 --grad-accum 2 \
+    --clip-grad-norm 0.001 --params-out $T/c1x4x2.bin --metrics-out $T/c1x4x2.json
+want c8 "(max 0.7471, 4 of 4 clipped)"
+[ "$(metric c8 steps_clipped)" = 8 ] ||
+  { echo "FAIL c8: steps_clipped $(metric c8 steps_clipped), want 8"; fail=1; }
+if "$CMP" "$T/c8.bin" "$T/plain.bin" 1e-3 > /dev/null 2>&1; then
+  echo "FAIL c8: clipping to 0.001 left the weights within 1e-3 of the unclipped run"; fail=1
+else echo "  ok: clipped weights differ from the unclipped run's"; fi
+same c2x4 c8 1e-5 "clipped: 2 ranks x batch 4 vs 1 x 8"
+same c1x4x2 c8 1e-5 "clipped: 1 rank x batch 4 x 2 micro-batches vs 1 x 8"
+for r in c2x4 c1x4x2; do
+  a=$(metric c8 grad_norm_mean) b=$(metric $r grad_norm_mean)
+  python3 -c "import sys; a, b = float(sys.argv[1]), float(sys.argv[2]); \
+              sys.exit(abs(a - b) > 1e-4 * a)" "$a" "$b" &&
+    echo "  ok: $r's mean norm $b = 1 x 8's $a" ||
+    { echo "FAIL $r: mean norm $b, 1 x 8's $a"; fail=1; }
+done
+
+# ---- 3. resumed ----
+run k4 0 $MPIRUN -np 1 $BIN $COMMON --steps 4 --batch 8 --clip-grad-norm 0.001 \
+    --checkpoint-dir $T/ck
+run k8 0 $MPIRUN -np 1 $BIN train --resume $T/ck --steps 8 --params-out $T/k8.bin \
+    --progress off --report-every 4
+want k8 "gradients: clipped to global L2 norm 0.001 (--clip-grad-norm)"
+bitwise k8 c8 "4 steps, a checkpoint, --resume DIR to 8 vs 8 steps"
+run k9 0 $MPIRUN -np 1 $BIN train --resume $T/ck --steps 9 --clip-grad-norm 2 --progress off
+want k9 "--clip-grad-norm"
+want k9 "gradients: clipped to global L2 norm 2 (--clip-grad-norm)"
+
+# ---- 4. TensorBoard ----
+run tb 0 $MPIRUN -np 1 $BIN $COMMON --steps 4 --batch 8 --clip-grad-norm 1 --tensorboard $T/tb
+if grep -qa "train/grad_norm" $T/tb/events.out.tfevents.*; then echo "  ok: train/grad_norm"
+else echo "FAIL tb: no train/grad_norm scalar"; fail=1; fi
+
+# ---- 5. usage errors ----
+for a in -1 abc 2e9; do
+  run bad$a 2 $BIN $COMMON --steps 1 --batch 8 --clip-grad-norm $a && want bad$a "--clip-grad-norm"
+done
+
+[ $fail -eq 0 ] && echo "test_clip: all passed"
+exit $fail
