@@ -56,6 +56,7 @@ typedef struct {
   const char *json_out;
   int kernels, kernel_steps;     /* --kernels, --kernel-steps */
   int accum;                     /* --grad-accum */
+  double clip;                   /* --clip-grad-norm */
   const char *kernels_json;      /* --kernels-json PREFIX */
   double peak_tflops, peak_gbs;  /* ceilings of the --kernels floors */
   /* derived from the above (train_check, then the backend) */
@@ -77,6 +78,10 @@ static const cg_opt_t g_opts[] = {
     CG_OPT_ROW_NUM(INT, "grad-accum", F(accum), 1, 1024, 0, "A",
         "gradient accumulation: each step A micro-batches of the batch, then one AdamW step "
         "(as train --grad-accum)"),
+    CG_OPT_ROW_NUM(DBL, "clip-grad-norm", F(clip), 0, 1e9, 0, "X",
+        "clip the gradient to global L2 norm X before AdamW (as train --clip-grad-norm; the "
+        "synthetic batch's norm is not a real run's, so X = 1e9 measures the cost without "
+        "clipping); 0 = off"),
     {"model-base", CG_OPT_INT, F(base), 1, 1024, CG_OPT_NODEF, NULL, 0, "N",
      "UNet base width [cuda: 32 (UNet-S); cpu: 8]"},
     {"model-depth", CG_OPT_INT, F(depth), 1, 6, CG_OPT_NODEF, NULL, 0, "N",
@@ -241,6 +246,7 @@ static cg_backend_cfg_t backend_cfg(const opts_t *o, const result_t *res,
   cg_backend_cfg_t bc = {0};
   bc.batch = res->batch;
   bc.accum = o->accum;
+  bc.clip_norm = (float)o->clip;
   bc.nclass = o->nclass;
   bc.ignore_index = o->nclass > 1 ? 255 : -1;
   bc.precision = (cg_precision_t)res->prec;
@@ -407,6 +413,9 @@ static void print_header(const cg_backend_ops_t *ops, const opts_t *o, const cg_
   if (o->accum > 1)
     printf("# --grad-accum %d: a step is %d micro-batches of the batch, one AdamW step; img/s "
            "counts every micro-batch's images, ms/step the whole step\n", o->accum, o->accum);
+  if (o->clip > 0)
+    printf("# --clip-grad-norm %g: every step measures the gradient's global norm and scales it "
+           "before AdamW\n", o->clip);
   if (cuda)
     printf("# cuDNN %ld loaded; mem GiB = what the backend allocated (cudaMalloc), dev GiB = device "
            "memory in use after the timed windows minus before the backend (cuDNN, graphs and "
@@ -469,12 +478,12 @@ static int print_json(const cg_backend_ops_t *ops, const opts_t *o, const cg_mod
     char f1[32], f2[32], f3[32];
     len += (size_t)snprintf(js + len, cap - len,
                             "%s{\"precision\": \"%s\", \"batch\": %d, \"grad_accum\": %d, "
-                            "\"threads\": %d, "
+                            "\"clip_grad_norm\": %g, \"threads\": %d, "
                             "\"cuda_graph\": %s, \"img_per_s\": %.3f, \"ms_per_step\": %.4f, "
                             "\"busy_frac\": %s, \"mem_gib\": %s, \"mem_device_gib\": %s, "
                             "\"ok\": %s}",
                             i ? ", " : "", cg_precision_name((cg_precision_t)r->prec), r->batch,
-                            o->accum, r->threads, r->graph ? "true" : "false", r->ips, r->ms,
+                            o->accum, o->clip, r->threads, r->graph ? "true" : "false", r->ips, r->ms,
                             cg_bench_json_fig(f1, r->busy_frac), cg_bench_json_fig(f2, r->mem_gib),
                             cg_bench_json_fig(f3, r->mem_device_gib), r->ok ? "true" : "false");
   }

@@ -14,7 +14,7 @@ fail=0
 declare -A OPTS=(
   [train]="backend precision batch-list threads-list model-base model-depth image-size num-classes warmup
            steps windows cuda-graph tf32 profile kernels kernel-steps kernels-json peak-tflops
-           peak-gbs algo-cache json-out grad-accum"
+           peak-gbs algo-cache json-out grad-accum clip-grad-norm"
   [allreduce]="comm min-bytes max-bytes factor warmup iters json-out"
   [membw]="reps no-gpu json-out"
   [cpu-tasks]="data image-size tasks max-image-pixels json-out formats crop crop-scale"
@@ -129,5 +129,13 @@ grep -q '"grad_accum": 3' "$T/ga.json" &&
   { echo "FAIL bench train --grad-accum 3 not reported: $(cat "$T/ga.json")"; fail=1; }
 expect_usage "--grad-accum: 0 is out of range 1..1024" train --grad-accum 0
 expect_usage "--grad-accum: not with --kernels" train --grad-accum 2 --kernels-json "$T/k"
+# --clip-grad-norm: the norm measured each step; said in the header and the JSON
+"$BENCH" train --backend cpu --threads-list 1 --windows 1 --steps 2 --batch-list 2 \
+  --clip-grad-norm 1e9 --model-base 4 --model-depth 2 --image-size 32 --json-out "$T/cl.json" \
+  > "$T/cl.log" || { echo "FAIL bench train --clip-grad-norm"; cat "$T/cl.log"; fail=1; }
+grep -q '"clip_grad_norm": 1e+09' "$T/cl.json" &&
+  grep -q -- "--clip-grad-norm 1e+09: every step measures" "$T/cl.log" ||
+  { echo "FAIL bench train --clip-grad-norm not reported: $(cat "$T/cl.json")"; fail=1; }
+expect_usage "--clip-grad-norm: -1 is out of range" train --clip-grad-norm -1
 [ $fail -eq 0 ] && echo "test_bench_cli: all passed"
 exit $fail

@@ -502,6 +502,15 @@ sp_ablate() {
       > "$W/ablate-$tag.log" 2>&1
     printf '%-12s %s\n' "$tag" "$(grep -E '^  bf16' "$W/ablate-$tag.log")"
   done
+  # and one switched on: --clip-grad-norm's norm kernels (1e9: measured, never clipped)
+  if { [ -z "${ABLATE:-}" ] || [[ " $ABLATE " == *" clipon "* ]]; } && want "ablate clipon" 20; then
+    ours "ablate clipon" 120 env CG_CONV_BUDGET_S=1 "$B" train --backend cuda --precision bf16 \
+      --batch-list 32 --windows 3 --clip-grad-norm 1e9 --json-out "$W/ablate-clipon.json" \
+      --algo-cache "$W/algo.txt" > "$W/ablate-clipon.log" 2>&1
+    printf '%-12s %s\n' clipon "$(grep -E '^  bf16' "$W/ablate-clipon.log")"
+  elif [ -z "${ABLATE:-}" ] || [[ " $ABLATE " == *" clipon "* ]]; then
+    ABLATE_LEFT+=(clipon)
+  fi
   python3 - "$W" <<'PY'
 import glob, json, os, sys
 w = sys.argv[1]
