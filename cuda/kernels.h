@@ -230,7 +230,7 @@ typedef struct {
 /* d_gn->norm = ||d_g||_2 / d_scaler->scale (d_scaler nullable: scale 1), the squares summed in
  * double over a fixed grid in a fixed order (the same bits on every run and every GPU);
  * d_gn->coef = cg_clip_coef(norm, max_norm) (src/model/backend.h): min(1, max_norm /
- * (norm + 1e-6)) in float, 1 when the norm or max_norm is not finite. d_work:
+ * (norm + 1e-6)) in float as PyTorch rounds it, 1 when the norm or max_norm is not finite. d_work:
  * cg_k_grad_norm_work_bytes() bytes of scratch. */
 size_t cg_k_grad_norm_work_bytes(void);
 void cg_k_grad_norm(const float *d_g, int64_t n, const cg_scaler_t *d_scaler, float max_norm,

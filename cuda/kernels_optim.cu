@@ -70,7 +70,7 @@ __global__ void grad_norm_finish_kernel(const double *part, const cg_scaler_t *s
   if (scaler) norm /= (double)scaler->scale;
   float coef = 1.0f; /* cg_clip_coef (backend.h), on the device */
   if (isfinite(norm) && isfinite(max_norm)) {
-    const float c = max_norm / ((float)norm + 1e-6f);
+    const float c = 1.0f / ((float)norm + 1e-6f) * max_norm; /* PyTorch's rounding */
     coef = c < 1.0f ? c : 1.0f;
   }
   gn->norm = (float)norm;

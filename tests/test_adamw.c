@@ -18,7 +18,10 @@
  * Clipping (--clip-grad-norm): cg_cpu_grad_norm and cg_clip_coef against PyTorch 1.13:
  *   p.grad = torch.tensor([3., 4.]); torch.nn.utils.clip_grad_norm_([p], 1.0)
  * returns 5.0 and leaves p.grad = [0.5999999046325684, 0.7999998331069946] (max_norm / (5 +
- * 1e-6) in float, 0.19999996); with max_norm 10 the gradient is left as it is.
+ * 1e-6) in float, 0.19999996); with max_norm 10 the gradient is left as it is. With max_norm
+ * 0.1 on [1, 2] it leaves [0.044721342623233795, 0.08944268524646759]: PyTorch's
+ * max_norm / tensor is reciprocal(tensor) * max_norm, two roundings, which a plain division
+ * misses here.
  *
  * The interface passes hyperparameters as float, so the expected values take every input at
  * its float value (f() below) and compute in double: 0.999f is 0.99900001287, and its
@@ -116,6 +119,10 @@ static void case_clip(void) {
   const int ok = norm == 5.0 && got[0] == 0.5999999046325684f && got[1] == 0.7999998331069946f;
   CG_TEST_CHECK(ok, "clip [3, 4] to 1: norm %.17g, gradient [%.17g, %.17g]", norm, got[0],
                 got[1]);
+  const float g2[2] = {1.0f, 2.0f};
+  const float c2 = cg_clip_coef(cg_cpu_grad_norm(g2, 2, 1.0f, part), 0.1f);
+  const int ok2 = g2[0] * c2 == 0.044721342623233795f && g2[1] * c2 == 0.08944268524646759f;
+  CG_TEST_CHECK(ok2, "clip [1, 2] to 0.1: gradient [%.17g, %.17g]", g2[0] * c2, g2[1] * c2);
   const int edges = cg_clip_coef(5.0, 10.0f) == 1.0f && cg_clip_coef(0.0, 1.0f) == 1.0f &&
                     cg_clip_coef(INFINITY, 1.0f) == 1.0f && cg_clip_coef(NAN, 1.0f) == 1.0f &&
                     cg_clip_coef(5.0, INFINITY) == 1.0f;
@@ -132,7 +139,8 @@ static void case_clip(void) {
   const double nb = cg_cpu_grad_norm(big, N, 0.5f, parts);
   const int close = fabs(nb - 0.5 * sqrt(ref)) <= 1e-12 * nb;
   CG_TEST_CHECK(close, "grad norm of %d elements %.17g, expected %.17g", N, nb, 0.5 * sqrt(ref));
-  if (ok && edges && close) printf("PASS clip: PyTorch's clip_grad_norm_ on [3, 4]; edges\n");
+  if (ok && ok2 && edges && close)
+    printf("PASS clip: PyTorch's clip_grad_norm_ on [3, 4] and [1, 2]; edges\n");
 }
 
 int main(void) {

@@ -6,7 +6,10 @@
  *   PolynomialLR(opt, total_iters=10, power=0.9)
  *   CosineAnnealingLR(opt, T_max=10, eta_min=1e-4)
  * poly with --min-lr is mmsegmentation's PolyLR, eta_min + (lr - eta_min) (1 - k/K)^power, which
- * PyTorch lacks: checked against that formula; constant stays --lr. */
+ * PyTorch lacks: checked against that formula; constant stays --lr.
+ * multistep (--lr-milestones 3,7, --lr-gamma 0.1) against
+ *   MultiStepLR(opt, milestones=[3, 7], gamma=0.1), stepped every step, from step 0: its
+ *   milestones count from the run's start, so after a warm-up the decays stay where they are. */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -63,6 +66,22 @@ int main(void) {
     for (int k = 0; k < 10; k++) one[k] = 0.01;
     check("constant", &c, one, 10);
   }
+  /* multistep: PyTorch 1.13's MultiStepLR, 10 steps */
+  static const double kMulti[10] = {0.01, 0.01, 0.01, 0.001, 0.001, 0.001, 0.001, 0.0001,
+                                    0.0001, 0.0001};
+  snprintf(c.lr_schedule, sizeof c.lr_schedule, "multistep");
+  c.warmup_steps = 0;
+  c.lr_gamma = 0.1;
+  c.nmilestones = 2;
+  c.milestone[0] = 3;
+  c.milestone[1] = 7;
+  check("multistep (MultiStepLR)", &c, kMulti, 10);
+  /* with a warm-up of 2: the warm-up, then the same decays at the same steps */
+  c.warmup_steps = 2;
+  for (int64_t t = 2; t < 10; t++)
+    CG_TEST_CHECK(close(cg_train_lr(&c, t, 10), kMulti[t]), "multistep after a warm-up: step "
+                  "%lld: %.17g, want %.17g", (long long)t, cg_train_lr(&c, t, 10), kMulti[t]);
+  CG_TEST_CHECK(close(cg_train_lr(&c, 0, 10), 0.005), "multistep: warm-up step 0");
   /* a run no longer than its warm-up never decays */
   snprintf(c.lr_schedule, sizeof c.lr_schedule, "poly");
   c.warmup_steps = 5;

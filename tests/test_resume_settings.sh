@@ -143,11 +143,13 @@ PY
 }
 # oldify FILE: the checkpoint's settings as builds before 2026-12-05 wrote them: no
 # "settings-format", an empty --val-data stored as the --data text, and none of the settings
-# added since (--crop-scale, --color-jitter, --lr-power, --min-lr)
+# added since (--crop-scale, --color-jitter, --lr-power, --min-lr, --clip-grad-norm,
+# --lr-milestones, --lr-gamma)
 oldify() {
   edit_settings "$1" 'assert s.pop("settings-format") == "2" and s["val-data"] == "", s
 s["val-data"] = s["data"]
-for k in ("crop-scale", "color-jitter", "lr-power", "min-lr"): s.pop(k)'
+for k in ("crop-scale", "color-jitter", "lr-power", "min-lr", "clip-grad-norm", "lr-milestones",
+          "lr-gamma"): s.pop(k)'
 }
 # such a checkpoint on files: read as no --val-data, with a notice
 cp -r $T/rck $T/rold
@@ -165,6 +167,14 @@ oldify $T/sold/ckpt-0000000020.cgck
 run sold $MPIRUN -np 2 $BIN train --resume $T/sold --params-out $T/sold.bin
 echo "an old synthetic checkpoint, resumed from step 20 to 40, vs uninterrupted (bitwise):"
 $CMP $T/sold.bin $T/plain.bin 0 bitwise || fail=1
+# a setting added since, given on the command line: said as a changed one is (that build ran
+# with the default)
+cp -r $T/ck $T/nold
+rm -f $T/nold/ckpt-0000000030.cgck $T/nold/ckpt-0000000040.cgck
+oldify $T/nold/ckpt-0000000020.cgck
+run nold $MPIRUN -np 2 $BIN train --resume $T/nold --steps 22 --clip-grad-norm 1
+want nold "resume: --clip-grad-norm 1 (the checkpoint's build did not store it: it ran with the \
+default, 0): the run goes on with the new value"
 # a run of this build that validates on its training data (--val-data = --data) keeps doing so
 run same $MPIRUN -np 2 $BIN ${REAL/--val-fraction 0.25/} --val-data $T/pngs \
   --checkpoint-dir $T/same --checkpoint-every 8

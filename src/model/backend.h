@@ -41,11 +41,13 @@ typedef enum { CG_PREC_FP32 = 0, CG_PREC_BF16 = 1, CG_PREC_FP16 = 2 } cg_precisi
 const char *cg_precision_name(cg_precision_t p);
 
 /* --clip-grad-norm's factor, torch.nn.utils.clip_grad_norm_'s: min(1, max_norm / (norm + 1e-6))
- * in float; 1 when norm is not finite (an fp16 step is then skipped; a NaN loss ends the run) or
- * max_norm is +inf. kernels_optim.cu's grad_norm_finish_kernel computes the same. */
+ * in float, rounded as PyTorch rounds it (max_norm / tensor is reciprocal(tensor) * max_norm);
+ * 1 when norm is not finite (PyTorch multiplies by NaN then; here an fp16 step is skipped and a
+ * NaN loss ends the run) or max_norm is +inf. kernels_optim.cu's grad_norm_finish_kernel
+ * computes the same. */
 static inline float cg_clip_coef(double norm, float max_norm) {
   if (!isfinite(norm) || !isfinite(max_norm)) return 1.0f;
-  const float c = max_norm / ((float)norm + 1e-6f);
+  const float c = 1.0f / ((float)norm + 1e-6f) * max_norm;
   return c < 1.0f ? c : 1.0f;
 }
 

@@ -4,7 +4,10 @@
  * The table is the single source of truth: parsing, range checks, error messages and --help
  * all come from it through the option engine (opts.h), so a documented flag cannot drift from
  * what is parsed. cogpu-bench overlap and scaling take the same train rows (cg_cli_opts). */
+#include <errno.h>
+#include <float.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"    // cg_cli_*: this file's contract
@@ -145,15 +148,23 @@ static const cg_opt_t g_opts[] = {
         "measures without clipping; 0 = off"),
     CG_OPT_ROW_NUM(I64, "warmup-steps", O(warmup_steps), 0, 1e15, C_TRAIN, "N",
         "linear learning-rate warm-up over the first N steps"),
-    CG_OPT_ROW_TEXT(STR, "lr-schedule", O(lr_schedule), "constant|cosine|poly", C_TRAIN, "S",
+    CG_OPT_ROW_TEXT(STR, "lr-schedule", O(lr_schedule), "constant|cosine|poly|multistep",
+        C_TRAIN, "S",
         "learning rate after warm-up: constant; cosine decay to --min-lr at the end of the last "
-        "step (PyTorch's CosineAnnealingLR over the steps after warm-up); or poly: (--lr - "
+        "step (PyTorch's CosineAnnealingLR over the steps after warm-up); poly: (--lr - "
         "--min-lr) (1 - p)^--lr-power + --min-lr, p the fraction of the steps after warm-up done "
-        "(PyTorch's PolynomialLR, mmsegmentation's PolyLR: the segmentation recipe)"),
+        "(PyTorch's PolynomialLR, mmsegmentation's PolyLR: the segmentation recipe); or "
+        "multistep: --lr times --lr-gamma once for each of --lr-milestones reached (PyTorch's "
+        "MultiStepLR stepped every step)"),
     CG_OPT_ROW_NUM_GT(DBL, "lr-power", O(lr_power), 0, 100, C_TRAIN, "P",
         "--lr-schedule poly: the exponent, in (0, 100]"),
     CG_OPT_ROW_NUM(DBL, "min-lr", O(min_lr), 0, 10, C_TRAIN, "X",
         "--lr-schedule cosine or poly: the learning rate they end at, in [0, --lr]"),
+    CG_OPT_ROW_TEXT(STR, "lr-milestones", O(lr_milestones), NULL, C_TRAIN, "N[,N...]",
+        "--lr-schedule multistep: the steps (counted from the run's start, warm-up included) "
+        "after which the learning rate is multiplied by --lr-gamma, increasing, at most 16"),
+    CG_OPT_ROW_NUM_GT(DBL, "lr-gamma", O(lr_gamma), 0, 1, C_TRAIN, "X",
+        "--lr-schedule multistep: the factor at each milestone, in (0, 1]"),
     CG_OPT_ROW_NUM(U64, "seed", O(seed), 0, 1.8e19, C_TRAIN | C_INFO, "N",
         "seed of the initial weights, the data and the shuffles"),
     {"val-every", CG_OPT_I64, O(val_every), 0, 1e15, CG_OPT_NODEF, NULL, C_TRAIN, "N",
@@ -314,6 +325,7 @@ void cg_cli_defaults(cg_config_t *c) {
   c->warmup_steps = 0;
   snprintf(c->lr_schedule, sizeof c->lr_schedule, "constant");
   c->lr_power = 0.9;
+  c->lr_gamma = 0.1;
   c->min_lr = 0;
   c->seed = 1;
   c->val_every = -1; /* once per epoch */
@@ -619,9 +631,46 @@ static int check_resume_flags(cg_config_t *cfg, char *err, size_t errlen) {
 }
 
 /* AdamW's betas, and a precision the chosen backend computes in. */
+/* --lr-milestones into cfg->milestone (written back in one spelling: a resume compares the
+ * stored text); --lr-schedule multistep needs them. */
+static int check_milestones(cg_config_t *cfg, char *err, size_t errlen) {
+  cfg->nmilestones = 0;
+  const char *s = cfg->lr_milestones;
+  while (*s) {
+    char *end = NULL;
+    errno = 0;
+    const long long v = *s >= '0' && *s <= '9' ? strtoll(s, &end, 10) : -1;
+    const int prev = cfg->nmilestones ? (int)cfg->nmilestones - 1 : -1;
+    if (v < 1 || errno || (*end && *end != ',') || (*end == ',' && !end[1]) ||
+        cfg->nmilestones == CG_MILESTONES_MAX || (prev >= 0 && v <= cfg->milestone[prev])) {
+      snprintf(err, errlen, "--lr-milestones: '%s' is not increasing step counts N,N,... (each "
+               ">= 1, at most %d)", cfg->lr_milestones, CG_MILESTONES_MAX);
+      return -1;
+    }
+    cfg->milestone[cfg->nmilestones++] = v;
+    s = *end ? end + 1 : end;
+  }
+  if (!strcmp(cfg->lr_schedule, "multistep") && !cfg->nmilestones) {
+    snprintf(err, errlen, "--lr-schedule multistep: give the steps of its decays "
+             "(--lr-milestones N[,N...])");
+    return -1;
+  }
+  size_t len = 0;
+  for (int i = 0; i < cfg->nmilestones; i++)
+    len += (size_t)snprintf(cfg->lr_milestones + len, sizeof cfg->lr_milestones - len, "%s%lld",
+                            i ? "," : "", (long long)cfg->milestone[i]);
+  return 0;
+}
+
 static int check_optim_flags(cg_config_t *cfg, char *err, size_t errlen) {
   if (cfg->beta1 >= 1.0 || cfg->beta2 >= 1.0) {
     snprintf(err, errlen, "--%s: must be below 1", cfg->beta1 >= 1.0 ? "beta1" : "beta2");
+    return -1;
+  }
+  if (cfg->cmd == CG_CMD_TRAIN && check_milestones(cfg, err, errlen)) return -1;
+  if (cfg->clip_grad_norm > 0 && (float)cfg->clip_grad_norm < FLT_MIN) { /* 0 in float: off */
+    snprintf(err, errlen, "--clip-grad-norm: %g is below the smallest float (%g); 0 turns it off",
+             cfg->clip_grad_norm, (double)FLT_MIN);
     return -1;
   }
   if (!strcmp(cfg->backend, "cpu") &&

@@ -14,6 +14,7 @@
 /* cg_config_t.ignore_index before cg_cli_check: --ignore-index was not given. */
 #define CG_IGNORE_DEFAULT (-2)
 #define CG_GRAD_ACCUM_MAX 1024 /* --grad-accum's largest */
+#define CG_MILESTONES_MAX 16   /* --lr-milestones' count */
 
 /* The commands cli.c parses; pack, inspect, export, import and predict parse their own flags
  * (main.c dispatches them). */
@@ -65,8 +66,12 @@ typedef struct {
   double lr, weight_decay, beta1, beta2, eps;
   double clip_grad_norm; /* --clip-grad-norm: the largest global gradient L2 norm; 0 = off */
   int64_t warmup_steps;
-  char lr_schedule[12]; /* constant | cosine | poly */
+  char lr_schedule[12]; /* constant | cosine | poly | multistep */
   double lr_power;      /* poly: the exponent */
+  char lr_milestones[CG_MILESTONES_MAX * 21]; /* multistep: "N,N,...", written back canonical */
+  int64_t milestone[CG_MILESTONES_MAX];       /* ... parsed: steps done, increasing */
+  int nmilestones;
+  double lr_gamma;      /* multistep: the factor at each milestone */
   double min_lr;        /* cosine, poly: the learning rate they decay to */
   uint64_t seed;
   int64_t val_every;   /* steps between validations; 0 = only at the end; < 0 = once per epoch */

@@ -39,7 +39,8 @@ static const struct {
     {"beta1", NOTICE},          {"beta2", NOTICE},          {"eps", NOTICE},
     {"clip-grad-norm", NOTICE},
     {"warmup-steps", NOTICE},   {"lr-schedule", NOTICE},    {"lr-power", NOTICE},
-    {"min-lr", NOTICE},         {"precision", NOTICE},
+    {"min-lr", NOTICE},         {"lr-milestones", NOTICE},  {"lr-gamma", NOTICE},
+    {"precision", NOTICE},
     {"backend", NOTICE},        {"tf32", NOTICE},           {"deterministic", NOTICE},
     {"bucket-mb", NOTICE},      {"skip-bad", NOTICE},       {"max-image-pixels", NOTICE},
     {"val-every", NOTICE},      {"checkpoint-every", NOTICE}, {"keep", NOTICE},
@@ -165,6 +166,22 @@ int cg_settings_add(char *json, size_t len, const char *key, const char *value) 
   return 0;
 }
 
+/* A NOTICE setting the checkpoint's build did not know (added since), given on the command line
+ * with another value than the default that build ran with: said as a changed one is. */
+static void notice_unstored(FILE *out, const cg_opt_t *o, const cg_opts_set_t *set,
+                            const cg_config_t *cfg, rule_t rule) {
+  if (rule != NOTICE || !cg_opts_given(set, cfg->argc, cfg->argv, o->name)) return;
+  cg_config_t *def = cg_malloc(sizeof *def, "default settings");
+  cg_cli_defaults(def);
+  char now[CG_PATH_MAX + 8], was[CG_PATH_MAX + 8];
+  fmt(o, cfg, now, sizeof now);
+  fmt(o, def, was, sizeof was);
+  free(def);
+  if (strcmp(now, was) != 0)
+    fprintf(out, "resume: --%s %s (the checkpoint's build did not store it: it ran with the "
+            "default, %s): the run goes on with the new value\n", o->name, now, was);
+}
+
 int cg_settings_apply(cg_config_t *cfg, const char *json, FILE *out, char *err, size_t errlen) {
   char jerr[256];
   cg_json_t *j = cg_json_parse(json, jerr, sizeof jerr);
@@ -206,7 +223,10 @@ int cg_settings_apply(cg_config_t *cfg, const char *json, FILE *out, char *err, 
       break;
     }
     const char *stored = o ? cg_json_str(j, o->name, NULL) : NULL;
-    if (!stored) continue; /* not stored by the writer's build: the command line's value */
+    if (!stored) { /* not stored by the writer's build: the command line's value */
+      if (o && out) notice_unstored(out, o, &set, cfg, kStored[i].rule);
+      continue;
+    }
     if (kStored[i].rule == RECORD) { /* the run's own record, whatever the command line says */
       (void)set_stored(o, cfg, stored); /* written by a build of the same field sizes */
       continue;

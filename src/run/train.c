@@ -45,6 +45,10 @@
 double cg_train_lr(const cg_config_t *cfg, int64_t t, int64_t total) {
   double lr = cfg->lr;
   if (t < cfg->warmup_steps) return lr * (double)(t + 1) / (double)cfg->warmup_steps;
+  if (!strcmp(cfg->lr_schedule, "multistep")) { /* the milestones count from the start */
+    for (int i = 0; i < cfg->nmilestones && t >= cfg->milestone[i]; i++) lr *= cfg->lr_gamma;
+    return lr;
+  }
   if (total <= cfg->warmup_steps) return lr;
   double p = (double)(t - cfg->warmup_steps) / (double)(total - cfg->warmup_steps);
   if (p > 1) p = 1; /* past the end (no caller asks): the schedule's last value, not NaN */

@@ -637,7 +637,7 @@ static int write_metrics(const cg_run_t *r, const cg_train_figs_t *f, const cg_c
   json_num(gm, sizeof gm, gsome ? t->gnorm_sum / (double)t->gnorm_steps : NAN);
   json_num(gx, sizeof gx, gsome ? t->gnorm_max : NAN);
   json_num(gl, sizeof gl, gsome ? t->gnorm_last : NAN);
-  json_num(gc, sizeof gc, gon ? (double)t->clipped : NAN);
+  json_num(gc, sizeof gc, gon && trained ? (double)t->clipped : NAN);
   char *extra = K > 1 ? metrics_k(r, f, tk, lk) : NULL;
   const size_t cap = 2048 + (extra ? strlen(extra) : 0);
   char *json = cg_malloc(cap, "metrics");

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Gradient clipping (--clip-grad-norm X), CPU backend, real mpirun:
+# Optimizer options, CPU backend, real mpirun. Gradient clipping (--clip-grad-norm X):
 #  1. X = 1e9, above every norm: the run is bitwise the run without clipping (the factor is
 #     exactly 1), and it reports the norms (step lines, metrics JSON: none clipped);
 #  2. X below the norms: every step is clipped (the step lines and the metrics JSON say so) and
@@ -9,7 +9,15 @@
 #  3. a checkpoint of step 4 resumed to step 8 is bitwise the uninterrupted run; the stored X
 #     comes back with --resume DIR alone, and another X is taken with a notice;
 #  4. TensorBoard gets train/grad_norm;
-#  5. usage errors (exit 2, naming the flag): -1, 'abc', 2e9.
+#  5. usage errors (exit 2, naming the flag): -1, 'abc', 2e9, 1e-50 (0 as a float: off).
+# The multi-step schedule (--lr-schedule multistep, PyTorch's MultiStepLR; test_lr checks its
+# values):
+#  6. the history's lr at steps 2, 4, 6, 8 with --lr-milestones 3,7 --lr-gamma 0.1 (after 3
+#     and after 7 steps); a checkpoint of step 4 resumed to 8 is bitwise the uninterrupted run
+#     (the second milestone is passed after the resume); the milestones are written back in one
+#     spelling (a resume with '3,07' is the same setting: no notice);
+#  7. usage errors: multistep without milestones, milestones not increasing, 0, a stray comma,
+#     more than 16, --lr-gamma outside (0, 1].
 set -uo pipefail
 BIN=$1; MPIRUN="$2 --oversubscribe --bind-to none"; BUILD=$3
 CMP=$BUILD/tests/cg_cmp_params
@@ -91,9 +99,42 @@ if grep -qa "train/grad_norm" $T/tb/events.out.tfevents.*; then echo "  ok: trai
 else echo "FAIL tb: no train/grad_norm scalar"; fail=1; fi
 
 # ---- 5. usage errors ----
-for a in -1 abc 2e9; do
+for a in -1 abc 2e9 1e-50; do
   run bad$a 2 $BIN $COMMON --steps 1 --batch 8 --clip-grad-norm $a && want bad$a "--clip-grad-norm"
 done
 
-[ $fail -eq 0 ] && echo "test_clip: all passed"
+# ---- 6. the multi-step schedule ----
+MS="--lr 0.01 --lr-schedule multistep --lr-milestones 3,7 --lr-gamma 0.1"
+run ms 0 $MPIRUN -np 1 $BIN $COMMON $MS --steps 8 --batch 8 --val-samples 8 --val-every 2 \
+    --history-out $T/ms.jsonl --params-out $T/ms.bin
+python3 - "$T/ms.jsonl" <<'EOF' || fail=1
+import json, sys
+lr = {r["step"]: r["lr"] for r in map(json.loads, open(sys.argv[1]))}
+want = {2: 0.01, 4: 0.001, 6: 0.001, 8: 0.0001}
+assert all(abs(lr[s] - v) <= 1e-12 * v for s, v in want.items()), lr
+print("  ok: the history's lr by step: %s" % lr)
+EOF
+run ms4 0 $MPIRUN -np 1 $BIN $COMMON $MS --steps 4 --batch 8 --val-samples 8 --val-every 2 \
+    --checkpoint-dir $T/ckm
+run ms8 0 $MPIRUN -np 1 $BIN $COMMON --lr 0.01 --lr-schedule multistep --lr-milestones 3,07 \
+    --lr-gamma 0.1 --steps 8 --batch 8 --val-samples 8 --val-every 2 --resume $T/ckm \
+    --params-out $T/ms8.bin
+bitwise ms8 ms "multistep: 4 steps, a checkpoint, resumed to 8 vs 8 steps"
+grep -q "lr-milestones" $T/ms8.log && { echo "FAIL ms8: '3,07' taken as another setting:";
+  grep "lr-milestones" $T/ms8.log; fail=1; }
+
+# ---- 7. usage errors of the schedule ----
+bad() { # bad NAME TEXT ARGS...: exit 2 naming it
+  local name=$1 text=$2; shift 2
+  run "$name" 2 $BIN $COMMON --steps 1 --batch 8 "$@" && want "$name" "$text"
+}
+bad msnone "--lr-schedule multistep: give the steps of its decays" --lr-schedule multistep
+bad msorder "--lr-milestones: '5,3' is not increasing" --lr-schedule multistep --lr-milestones 5,3
+bad mszero "--lr-milestones: '0' is not" --lr-milestones 0
+bad mscomma "--lr-milestones: '3,' is not" --lr-milestones 3,
+bad msmany "at most 16" --lr-milestones 1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17
+bad gamma0 "--lr-gamma: 0 is out of range (0, 1]" --lr-gamma 0
+bad gamma2 "--lr-gamma: 2 is out of range (0, 1]" --lr-gamma 2
+
+[ $fail -eq 0 ] && echo "test_optim: all passed"
 exit $fail
