@@ -247,6 +247,7 @@ static cg_backend_cfg_t backend_cfg(const opts_t *o, const result_t *res,
   bc.batch = res->batch;
   bc.accum = o->accum;
   bc.clip_norm = (float)o->clip;
+  bc.dice_weight = 1.0f; /* the reference loss, as bench/peer_torch.py's */
   bc.nclass = o->nclass;
   bc.ignore_index = o->nclass > 1 ? 255 : -1;
   bc.precision = (cg_precision_t)res->prec;

@@ -171,8 +171,9 @@ void cg_k_unpack_grad_cpad(cg_dtype_t dt, const void *d_g, int k, int rs, int c,
 /* ---- loss ------------------------------------------------------------------------------- */
 
 /* BCE-with-logits + soft Dice, exactly as cg_cpu_loss (src/model/cpu_layers.h): logits (dt, n x hw,
- * one channel, dense), masks uint8 0/1, weights fp32. Writes:
- *   d_loss[0]   (double) sum_i weight[i] * (BCE_i + Dice_i)
+ * one channel, dense), masks uint8 0/1, weights fp32, dice_w >= 0 the Dice term's weight
+ * (--dice-weight; 1 = the reference loss). Writes:
+ *   d_loss[0]   (double) sum_i weight[i] * (BCE_i + dice_w Dice_i)
  *   d_dlogits   (dt) gradient of that sum times the loss scale (d_scaler->scale; pass NULL for 1);
  *               nullable (eval steps); weight-0 samples get exactly 0
  *   d_pred      (uint8, n x hw) 1 where logit > 0, nullable
@@ -180,20 +181,21 @@ void cg_k_unpack_grad_cpad(cg_dtype_t dt, const void *d_g, int k, int rs, int c,
  * d_work: cg_k_loss_work_bytes(n, hw) bytes of scratch. */
 size_t cg_k_loss_work_bytes(int n, int64_t hw);
 void cg_k_loss(cg_dtype_t dt, const void *d_logits, const uint8_t *d_mask, const float *d_weight,
-               int n, int64_t hw, const cg_scaler_t *d_scaler, void *d_dlogits, double *d_loss,
-               uint8_t *d_pred, void *d_work, cudaStream_t s);
+               int n, int64_t hw, float dice_w, const cg_scaler_t *d_scaler, void *d_dlogits,
+               double *d_loss, uint8_t *d_pred, void *d_work, cudaStream_t s);
 /* The same with an ignore label (cg_cpu_loss_k with K = 1): pixels whose mask is `ignore` are
  * left out of both terms (the BCE mean is over the others) and get exactly 0 gradient; their
  * prediction is still written. ignore = -1 is cg_k_loss, the same kernels bit for bit. */
 void cg_k_loss_ign(cg_dtype_t dt, const void *d_logits, const uint8_t *d_mask,
-                   const float *d_weight, int n, int64_t hw, int ignore,
+                   const float *d_weight, int n, int64_t hw, int ignore, float dice_w,
                    const cg_scaler_t *d_scaler, void *d_dlogits, double *d_loss, uint8_t *d_pred,
                    void *d_work, cudaStream_t s);
 
 /* K >= 2 classes: softmax cross-entropy + class-averaged soft Dice, exactly as cg_cpu_loss_k
  * (src/model/cpu_layers.h): logits (dt, n x hw x nclass NHWC, dense), masks uint8 class ids,
- * pixels whose mask is `ignore` (-1: none) left out of both terms, weights fp32. Writes:
- *   d_loss[0]   (double) sum_i weight[i] * (CE_i + Dice_i)
+ * pixels whose mask is `ignore` (-1: none) left out of both terms, weights fp32, dice_w as
+ * cg_k_loss's. Writes:
+ *   d_loss[0]   (double) sum_i weight[i] * (CE_i + dice_w Dice_i)
  *   d_dlogits   (dt, n x hw x nclass) gradient of that sum times the loss scale (d_scaler,
  *               NULL for 1); nullable; ignore pixels and weight-0 samples get exactly 0
  *   d_pred      (uint8, n x hw) argmax of the pixel's logits (first max wins), nullable
@@ -201,7 +203,7 @@ void cg_k_loss_ign(cg_dtype_t dt, const void *d_logits, const uint8_t *d_mask,
  * n == 0 writes 0. d_work: cg_k_loss_k_work_bytes(n, hw, nclass) bytes of scratch. */
 size_t cg_k_loss_k_work_bytes(int n, int64_t hw, int nclass);
 void cg_k_loss_k(cg_dtype_t dt, const void *d_logits, const uint8_t *d_mask,
-                 const float *d_weight, int n, int64_t hw, int nclass, int ignore,
+                 const float *d_weight, int n, int64_t hw, int nclass, int ignore, float dice_w,
                  const cg_scaler_t *d_scaler, void *d_dlogits, double *d_loss, uint8_t *d_pred,
                  void *d_work, cudaStream_t s);
 

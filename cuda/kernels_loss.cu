@@ -81,11 +81,11 @@ __global__ void loss_partial_kernel(const T *logits, const uint8_t *mask, int64_
   if (t < NQ) partial[((int64_t)i * nchunks + j) * NQ + t] = red[t][0];
 }
 
-/* One block. sums[i][NQ] = the sample's totals; terms[i] = weight * (BCE mean + Dice), 0 for
+/* One block. sums[i][NQ] = the sample's totals; terms[i] = weight * (BCE mean + dw Dice), 0 for
  * weight 0 (padding adds nothing, not NaN), then loss = sum of terms in sample order. */
 template <bool IGN>
 __global__ void loss_finalize_kernel(const double *partial, int n, int nchunks, int64_t hw,
-                                     const float *weight, double *sums, double *terms,
+                                     const float *weight, double dw, double *sums, double *terms,
                                      double *loss) {
   constexpr int NQ = IGN ? 5 : 4;
   for (int i = threadIdx.x; i < n; i += blockDim.x) {
@@ -101,7 +101,7 @@ __global__ void loss_finalize_kernel(const double *partial, int n, int nchunks, 
     for (int k = 0; k < NQ; k++) sums[(int64_t)i * NQ + k] = s[k];
     const double num = 2.0 * s[0] + 1.0, den = s[1] + s[2] + 1.0;
     const double inv_n = IGN ? 1.0 / (s[NQ - 1] > 1.0 ? s[NQ - 1] : 1.0) : 1.0 / (double)hw;
-    const double li = s[3] * inv_n + (1.0 - num / den);
+    const double li = s[3] * inv_n + dw * (1.0 - num / den);
     const float w = weight[i];
     terms[i] = w != 0.0f ? (double)w * li : 0.0;
   }
@@ -116,7 +116,7 @@ __global__ void loss_finalize_kernel(const double *partial, int n, int nchunks, 
 /* blockIdx.y = sample; x grid-strides over its pixels. */
 template <typename T, bool IGN>
 __global__ void loss_grad_kernel(const T *logits, const uint8_t *mask, const float *weight,
-                                 int64_t hw, int ign, const double *sums,
+                                 int64_t hw, int ign, const double *sums, double dw,
                                  const cg_scaler_t *scaler, T *dlogits) {
   constexpr int NQ = IGN ? 5 : 4;
   const int i = blockIdx.y;
@@ -136,8 +136,9 @@ __global__ void loss_grad_kernel(const T *logits, const uint8_t *mask, const flo
       const double z = to_f(logits[base + p]), y = mask[base + p] ? 1.0 : 0.0;
       double e;
       const double pr = sigmoid_e(z, &e);
-      /* BCE (p - y)/hw; Dice (num - 2 y den)/den^2 * p(1-p) */
-      const double d = (pr - y) * inv_hw + (num - 2.0 * y * den) * inv_den2 * pr * (1.0 - pr);
+      /* BCE (p - y)/hw; Dice (num - 2 y den)/den^2 * p(1-p), times dw */
+      const double d =
+          (pr - y) * inv_hw + dw * ((num - 2.0 * y * den) * inv_den2 * pr * (1.0 - pr));
       g = (float)(sc * d);
     }
     dlogits[base + p] = from_f<T>(g);
@@ -149,7 +150,7 @@ cg_chunk_plan_t loss_plan(int64_t hw) { return cg_chunk_plan(hw, kChunkPix, kMax
 
 template <typename T, bool IGN>
 void loss_launch(const void *d_logits, const uint8_t *d_mask, const float *d_weight, int n,
-                 int64_t hw, int ign, const cg_scaler_t *d_scaler, void *d_dlogits,
+                 int64_t hw, int ign, float dice_w, const cg_scaler_t *d_scaler, void *d_dlogits,
                  double *d_loss, uint8_t *d_pred, double *work, cudaStream_t s) {
   constexpr int NQ = IGN ? 5 : 4;
   const cg_chunk_plan_t q = loss_plan(hw);
@@ -160,14 +161,15 @@ void loss_launch(const void *d_logits, const uint8_t *d_mask, const float *d_wei
   loss_partial_kernel<T, IGN><<<dim3(q.nchunks, n), kBlock, 0, s>>>(
       logits, d_mask, hw, q.chunk, q.nchunks, ign, partial, d_pred);
   CG_CHECK_LAUNCH("loss_partial_kernel");
-  loss_finalize_kernel<IGN><<<1, kBlock, 0, s>>>(partial, n, q.nchunks, hw, d_weight, sums,
-                                                 terms, d_loss);
+  loss_finalize_kernel<IGN><<<1, kBlock, 0, s>>>(partial, n, q.nchunks, hw, d_weight,
+                                                 (double)dice_w, sums, terms, d_loss);
   CG_CHECK_LAUNCH("loss_finalize_kernel");
   if (d_dlogits) {
     int64_t gx = (hw + kBlock - 1) / kBlock;
     if (gx > 1024) gx = 1024;
     loss_grad_kernel<T, IGN><<<dim3((unsigned)gx, n), kBlock, 0, s>>>(
-        logits, d_mask, d_weight, hw, ign, sums, d_scaler, static_cast<T *>(d_dlogits));
+        logits, d_mask, d_weight, hw, ign, sums, (double)dice_w, d_scaler,
+        static_cast<T *>(d_dlogits));
     CG_CHECK_LAUNCH("loss_grad_kernel");
   }
 }
@@ -184,17 +186,17 @@ size_t cg_k_loss_work_bytes(int n, int64_t hw) {
 }
 
 void cg_k_loss(cg_dtype_t dt, const void *d_logits, const uint8_t *d_mask, const float *d_weight,
-               int n, int64_t hw, const cg_scaler_t *d_scaler, void *d_dlogits, double *d_loss,
-               uint8_t *d_pred, void *d_work, cudaStream_t s) {
-  cg_k_loss_ign(dt, d_logits, d_mask, d_weight, n, hw, -1, d_scaler, d_dlogits, d_loss, d_pred,
-                d_work, s);
+               int n, int64_t hw, float dice_w, const cg_scaler_t *d_scaler, void *d_dlogits,
+               double *d_loss, uint8_t *d_pred, void *d_work, cudaStream_t s) {
+  cg_k_loss_ign(dt, d_logits, d_mask, d_weight, n, hw, -1, dice_w, d_scaler, d_dlogits, d_loss,
+                d_pred, d_work, s);
 }
 
 void cg_k_loss_ign(cg_dtype_t dt, const void *d_logits, const uint8_t *d_mask,
-                   const float *d_weight, int n, int64_t hw, int ignore,
+                   const float *d_weight, int n, int64_t hw, int ignore, float dice_w,
                    const cg_scaler_t *d_scaler, void *d_dlogits, double *d_loss, uint8_t *d_pred,
                    void *d_work, cudaStream_t s) {
-  CG_ASSERT(n >= 0 && n <= 65535 && hw >= 1);
+  CG_ASSERT(n >= 0 && n <= 65535 && hw >= 1 && dice_w >= 0.0f);
   CG_ASSERT(ignore >= -1 && ignore <= 255);
   CG_ASSERT(d_loss != NULL);
   if (n == 0) {
@@ -206,12 +208,12 @@ void cg_k_loss_ign(cg_dtype_t dt, const void *d_logits, const uint8_t *d_mask,
   double *work = static_cast<double *>(d_work);
   if (ignore < 0) {
     CG_DT_SWITCH(dt, T,
-                 loss_launch<T, false>(d_logits, d_mask, d_weight, n, hw, -1, d_scaler,
+                 loss_launch<T, false>(d_logits, d_mask, d_weight, n, hw, -1, dice_w, d_scaler,
                                        d_dlogits, d_loss, d_pred, work, s));
   } else {
     CG_DT_SWITCH(dt, T,
-                 loss_launch<T, true>(d_logits, d_mask, d_weight, n, hw, ignore, d_scaler,
-                                      d_dlogits, d_loss, d_pred, work, s));
+                 loss_launch<T, true>(d_logits, d_mask, d_weight, n, hw, ignore, dice_w,
+                                      d_scaler, d_dlogits, d_loss, d_pred, work, s));
   }
 }
 
@@ -342,11 +344,11 @@ __global__ void __launch_bounds__(kKBlock)
   }
 }
 
-/* One block. sums[i][3K + 2] = the sample's totals; terms[i] = weight * (CE mean + Dice), 0 for
- * weight 0; loss = sum of terms in sample order. */
+/* One block. sums[i][3K + 2] = the sample's totals; terms[i] = weight * (CE mean + dw Dice), 0
+ * for weight 0; loss = sum of terms in sample order. */
 __global__ void loss_k_finalize_kernel(const double *partial, int n, int K, int nchunks,
-                                       const float *weight, double *sums, double *terms,
-                                       double *loss) {
+                                       const float *weight, double dw, double *sums,
+                                       double *terms, double *loss) {
   const int ncol = 3 * K + 2;
   for (int64_t e = threadIdx.x; e < (int64_t)n * ncol; e += blockDim.x) {
     const int64_t i = e / ncol, c = e % ncol;
@@ -361,7 +363,7 @@ __global__ void loss_k_finalize_kernel(const double *partial, int n, int K, int 
     double dsum = 0.0;
     for (int c = 0; c < K; c++)
       dsum += (2.0 * s[K + c] + 1.0) / (s[c] + s[2 * K + c] + 1.0);
-    const double li = s[3 * K] / (nv > 1.0 ? nv : 1.0) + (1.0 - dsum / (double)K);
+    const double li = s[3 * K] / (nv > 1.0 ? nv : 1.0) + dw * (1.0 - dsum / (double)K);
     const float w = weight[i];
     terms[i] = w != 0.0f ? (double)w * li : 0.0;
   }
@@ -378,7 +380,7 @@ __global__ void loss_k_finalize_kernel(const double *partial, int n, int K, int 
  * -(2 [y = c] den_c - num_c) / (K den_c^2), dDice/dz_c = p_c (a_c - sum_k p_k a_k). */
 template <typename T>
 __global__ void loss_k_grad_kernel(const T *logits, const uint8_t *mask, const float *weight,
-                                   int64_t hw, int K, int ign, const double *sums,
+                                   int64_t hw, int K, int ign, const double *sums, double dw,
                                    const cg_scaler_t *scaler, T *dlogits) {
   const int i = blockIdx.y;
   const int64_t base = (int64_t)i * hw;
@@ -413,7 +415,7 @@ __global__ void loss_k_grad_kernel(const T *logits, const uint8_t *mask, const f
       const double pc = exp((double)to_f(z[c]) - (double)zmax) * inv_se;
       const double num = 2.0 * s[K + c] + 1.0, den = s[c] + s[2 * K + c] + 1.0;
       const double a = -((y == c ? 2.0 * den : 0.0) - num) * inv_k / (den * den);
-      const double d = (pc - (y == c ? 1.0 : 0.0)) * inv_v + pc * (a - pa);
+      const double d = (pc - (y == c ? 1.0 : 0.0)) * inv_v + dw * (pc * (a - pa));
       g[c] = from_f<T>((float)(sc * d));
     }
   }
@@ -421,8 +423,9 @@ __global__ void loss_k_grad_kernel(const T *logits, const uint8_t *mask, const f
 
 template <typename T>
 void loss_k_launch(const void *d_logits, const uint8_t *d_mask, const float *d_weight, int n,
-                   int64_t hw, int K, int ign, const cg_scaler_t *d_scaler, void *d_dlogits,
-                   double *d_loss, uint8_t *d_pred, double *work, cudaStream_t s) {
+                   int64_t hw, int K, int ign, float dice_w, const cg_scaler_t *d_scaler,
+                   void *d_dlogits, double *d_loss, uint8_t *d_pred, double *work,
+                   cudaStream_t s) {
   const cg_chunk_plan_t q = loss_plan(hw);
   const int ncol = 3 * K + 2;
   double *partial = work;
@@ -433,14 +436,15 @@ void loss_k_launch(const void *d_logits, const uint8_t *d_mask, const float *d_w
   loss_k_partial_kernel<T><<<dim3(q.nchunks, n), kKBlock, shm, s>>>(
       logits, d_mask, hw, K, ign, q.chunk, q.nchunks, partial, d_pred);
   CG_CHECK_LAUNCH("loss_k_partial_kernel");
-  loss_k_finalize_kernel<<<1, kBlock, 0, s>>>(partial, n, K, q.nchunks, d_weight, sums, terms,
-                                              d_loss);
+  loss_k_finalize_kernel<<<1, kBlock, 0, s>>>(partial, n, K, q.nchunks, d_weight,
+                                              (double)dice_w, sums, terms, d_loss);
   CG_CHECK_LAUNCH("loss_k_finalize_kernel");
   if (d_dlogits) {
     int64_t gx = (hw + kBlock - 1) / kBlock;
     if (gx > 1024) gx = 1024;
     loss_k_grad_kernel<T><<<dim3((unsigned)gx, n), kBlock, 0, s>>>(
-        logits, d_mask, d_weight, hw, K, ign, sums, d_scaler, static_cast<T *>(d_dlogits));
+        logits, d_mask, d_weight, hw, K, ign, sums, (double)dice_w, d_scaler,
+        static_cast<T *>(d_dlogits));
     CG_CHECK_LAUNCH("loss_k_grad_kernel");
   }
 }
@@ -456,10 +460,10 @@ size_t cg_k_loss_k_work_bytes(int n, int64_t hw, int nclass) {
 }
 
 void cg_k_loss_k(cg_dtype_t dt, const void *d_logits, const uint8_t *d_mask,
-                 const float *d_weight, int n, int64_t hw, int nclass, int ignore,
+                 const float *d_weight, int n, int64_t hw, int nclass, int ignore, float dice_w,
                  const cg_scaler_t *d_scaler, void *d_dlogits, double *d_loss, uint8_t *d_pred,
                  void *d_work, cudaStream_t s) {
-  CG_ASSERT(n >= 0 && n <= 65535 && hw >= 1 && nclass >= 2 && nclass <= 255);
+  CG_ASSERT(n >= 0 && n <= 65535 && hw >= 1 && nclass >= 2 && nclass <= 255 && dice_w >= 0.0f);
   CG_ASSERT(ignore >= -1 && ignore <= 255);
   CG_ASSERT(d_loss != NULL);
   if (n == 0) {
@@ -470,6 +474,6 @@ void cg_k_loss_k(cg_dtype_t dt, const void *d_logits, const uint8_t *d_mask,
   CG_ASSERT(((uintptr_t)d_work % sizeof(double)) == 0);
   double *work = static_cast<double *>(d_work);
   CG_DT_SWITCH(dt, T,
-               loss_k_launch<T>(d_logits, d_mask, d_weight, n, hw, nclass, ignore, d_scaler,
-                                d_dlogits, d_loss, d_pred, work, s));
+               loss_k_launch<T>(d_logits, d_mask, d_weight, n, hw, nclass, ignore, dice_w,
+                                d_scaler, d_dlogits, d_loss, d_pred, work, s));
 }

@@ -38,6 +38,7 @@ static cg_backend_t *make_backend(const cg_model_t *m, const cg_buckets_t *bk, i
                                   int threads) {
   cg_backend_cfg_t cfg = {0};
   cfg.batch = batch;
+  cfg.dice_weight = 1.0f;
   cfg.precision = CG_PREC_FP32;
   cfg.threads = threads;
   cfg.buckets = bk;

@@ -143,6 +143,7 @@ static int run_config(const cg_model_t *m, const cg_buckets_t *bk, const float *
   cfg.batch = N;
   cfg.precision = CG_PREC_BF16;
   cfg.deterministic = 1;
+  cfg.dice_weight = 1.0f;
   cfg.cuda_graph = graph;
   cfg.buckets = bk;
   cfg.fault_nan_step = -1;

@@ -117,10 +117,12 @@ static void make_mask(uint8_t *mask, size_t n, int K, int ign, int ign_every) {
 
 /* ---- 1. the loss ------------------------------------------------------------------------- */
 
+static float g_dw = 1.0f; /* the Dice term's weight (--dice-weight) of test_loss_k */
+
 static void test_loss_k(cg_dtype_t dt, int n, int64_t hw, int K, int ign, float scale) {
-  char tag[160], name[220];
-  snprintf(tag, sizeof tag, "%s n=%d hw=%lld K=%d ignore=%d scale=%g", dt_name(dt), n,
-           (long long)hw, K, ign, scale > 0 ? scale : 1.0f);
+  char tag[180], name[240];
+  snprintf(tag, sizeof tag, "%s n=%d hw=%lld K=%d ignore=%d scale=%g dice_w=%g", dt_name(dt), n,
+           (long long)hw, K, ign, scale > 0 ? scale : 1.0f, g_dw);
   const size_t np = (size_t)n * hw, nz = np * K, es = cg_dtype_size(dt);
   float *z = hnew(nz), *gref = hnew(nz), *got = hnew(nz), *w = hnew(n);
   uint8_t *mask = cg_malloc(np, "mask"), *pred = cg_malloc(np, "pred"), *pr = cg_malloc(np, "pr");
@@ -141,7 +143,7 @@ static void test_loss_k(cg_dtype_t dt, int n, int64_t hw, int K, int ign, float 
     pr[j] = (uint8_t)a;
   }
   const float gs = scale > 0 ? scale : 1.0f;
-  const double lref = cg_cpu_loss_k(z, mask, w, n, (size_t)hw, K, ign, gs, gref, NULL);
+  const double lref = cg_cpu_loss_k(z, mask, w, n, (size_t)hw, K, ign, gs, g_dw, gref, NULL);
 
   void *d_z = up_dt(dt, z, nz);
   uint8_t *d_mask = up_bytes(mask, np);
@@ -155,9 +157,9 @@ static void test_loss_k(cg_dtype_t dt, int n, int64_t hw, int K, int ign, float 
   void *d_work = cg_test_dnew(wb, S);
   double lgot = 0, lgot2 = 0;
   if (K == 1)
-    cg_k_loss_ign(dt, d_z, d_mask, d_w, n, hw, ign, d_sc, d_dz, d_loss, d_pred, d_work, S);
+    cg_k_loss_ign(dt, d_z, d_mask, d_w, n, hw, ign, g_dw, d_sc, d_dz, d_loss, d_pred, d_work, S);
   else
-    cg_k_loss_k(dt, d_z, d_mask, d_w, n, hw, K, ign, d_sc, d_dz, d_loss, d_pred, d_work, S);
+    cg_k_loss_k(dt, d_z, d_mask, d_w, n, hw, K, ign, g_dw, d_sc, d_dz, d_loss, d_pred, d_work, S);
   cg_test_hget(&lgot, d_loss, sizeof(double), S);
   snprintf(name, sizeof name, "loss_k value %s", tag);
   cg_test_close_d(name, &lgot, &lref, 1, 1e-12, 1e-6);
@@ -194,9 +196,9 @@ static void test_loss_k(cg_dtype_t dt, int n, int64_t hw, int K, int ign, float 
 
   cg_test_dpoison(d_loss, sizeof(double), S);
   if (K == 1)
-    cg_k_loss_ign(dt, d_z, d_mask, d_w, n, hw, ign, d_sc, NULL, d_loss, NULL, d_work, S);
+    cg_k_loss_ign(dt, d_z, d_mask, d_w, n, hw, ign, g_dw, d_sc, NULL, d_loss, NULL, d_work, S);
   else
-    cg_k_loss_k(dt, d_z, d_mask, d_w, n, hw, K, ign, d_sc, NULL, d_loss, NULL, d_work, S);
+    cg_k_loss_k(dt, d_z, d_mask, d_w, n, hw, K, ign, g_dw, d_sc, NULL, d_loss, NULL, d_work, S);
   cg_test_hget(&lgot2, d_loss, sizeof(double), S);
   CG_TEST_CHECK(memcmp(&lgot, &lgot2, sizeof(double)) == 0,
                 "loss_k %s: not deterministic (%.17g vs %.17g)", tag, lgot, lgot2);
@@ -445,6 +447,7 @@ static cg_backend_t *make_backend(const cg_backend_ops_t *ops, const cg_model_t 
   cfg.ignore_index = SIGN;
   cfg.precision = prec;
   cfg.deterministic = 1;
+  cfg.dice_weight = 1.0f;
   cfg.tf32 = 0;
   cfg.cuda_graph = graph;
   cfg.algo_cache = cache;
@@ -612,6 +615,14 @@ static void test_kernels(void) {
   printf("RUN loss_ign (binary, ignore label)\n");
   for (int t = 0; t < 3; t++)
     test_loss_k(DTS[t], 4, 5000, 1, 255, DTS[t] == CG_DT_F16 ? 1024.0f : 0.0f);
+  printf("RUN loss_k and loss_ign with the Dice term weighted (--dice-weight 0 and 0.5)\n");
+  for (int d = 0; d < 2; d++) {
+    g_dw = d ? 0.5f : 0.0f;
+    test_loss_k(CG_DT_F32, 4, 1000, 4, 255, 0.0f);
+    test_loss_k(CG_DT_BF16, 3, 70000, 19, 22, 0.0f);
+    test_loss_k(CG_DT_F16, 4, 5000, 1, 255, 1024.0f);
+  }
+  g_dw = 1.0f;
   printf("RUN head_k\n");
   for (int t = 0; t < 3; t++)
     for (int k = 0; k < 3; k++) {

@@ -152,6 +152,7 @@ static run_t run_steps(const cg_model_t *m, const cg_buckets_t *bk, const float 
   cfg.precision = CG_PREC_FP32;
   cfg.device = device;
   cfg.deterministic = 1;
+  cfg.dice_weight = 1.0f;
   cfg.cuda_graph = graph;
   cfg.tf32 = 0;
   cfg.algo_cache = cache;

@@ -32,6 +32,7 @@ int main(void) {
   cfg.batch = N;
   cfg.precision = CG_PREC_FP16;
   cfg.deterministic = 1;
+  cfg.dice_weight = 1.0f;
   cfg.cuda_graph = 1; /* must be turned off by the fault injection */
   cfg.buckets = &bk;
   cfg.fault_nan_step = FAULT;

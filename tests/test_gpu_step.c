@@ -18,6 +18,8 @@
  *     parameters are AdamW's on the gradient times cg_clip_coef, not on the gradient; the CUDA
  *     backend reports the same norm (fp32 1e-4; fp16, where its gradients carry the loss scale,
  *     5e-2) and makes the same update; and 3 again with clipping.
+ *  6. The loss without its Dice term (cfg.dice_weight 0): the CUDA backend's loss and gradients
+ *     (fp32) agree with the CPU backend's as in 1, and differ from the default loss's.
  * Exits 77 without a usable GPU. */
 #include <math.h>
 #include <stdio.h>
@@ -37,6 +39,7 @@ enum { N = 3, IN_C = 5, DEPTH = 3 };
  * (e.g. 16,64: rows and channels our 3x3 kernel takes, cuda/fprop.h). */
 static int BASE = 8, HW = 32;
 static float g_clip = 0.0f, g_eps = 1e-8f; /* cfg.clip_norm and AdamW's eps of one_step */
+static float g_dice = 1.0f;                 /* cfg.dice_weight */
 
 /* A batch of N, the last sample padding (weight 0). */
 static cg_test_data_t make_data(uint64_t seed) {
@@ -53,6 +56,7 @@ static cg_backend_t *make(const cg_backend_ops_t *ops, const cg_model_t *m, cons
   cfg.threads = 0;
   cfg.device = 0;
   cfg.deterministic = 1;
+  cfg.dice_weight = g_dice;
   cfg.cuda_graph = graph;
   cfg.tf32 = 0;
   cfg.algo_cache = cache;
@@ -472,6 +476,24 @@ static void test_clip(const cg_model_t *m, const cg_buckets_t *bk, const float *
   free_step(&h);
 }
 
+static void test_dice0(const cg_model_t *m, const cg_buckets_t *bk, const float *p0,
+                       const cg_test_data_t *d) {
+  printf("RUN the loss without Dice (dice_weight 0): cpu vs cuda fp32\n");
+  step_t ref = one_step(&cg_backend_cpu, m, bk, CG_PREC_FP32, p0, d);
+  g_dice = 0.0f;
+  step_t c = one_step(&cg_backend_cpu, m, bk, CG_PREC_FP32, p0, d);
+  step_t g = one_step(&cg_backend_cuda, m, bk, CG_PREC_FP32, p0, d);
+  g_dice = 1.0f;
+  CG_TEST_CHECK(fabs(g.loss - c.loss) <= 1e-4 * fabs(c.loss) && c.loss < ref.loss,
+                "dice 0: loss cuda %.9g cpu %.9g (with Dice %.9g)", g.loss, c.loss, ref.loss);
+  printf("  loss cpu %.9g cuda %.9g (with Dice: %.9g)\n", c.loss, g.loss, ref.loss);
+  check_grads(m, "fp32 dice 0", g.grads, c.grads,
+              1e-4 * fmax(1.0, sqrt((double)HW * HW / (32 * 32))));
+  free_step(&ref);
+  free_step(&c);
+  free_step(&g);
+}
+
 int main(void) {
   if (cg_test_need_gpu()) return CG_TEST_SKIP;
   const char *shape = getenv("CG_TEST_STEP_SHAPE");
@@ -494,6 +516,7 @@ int main(void) {
   test_graph_pipeline(&m, &bk, p0, 2);
   test_accum(&m, &bk, p0);
   test_clip(&m, &bk, p0, &d);
+  test_dice0(&m, &bk, p0, &d);
   g_clip = 0.05f; /* the norm and the clip factor inside the captured graph */
   test_graph_pipeline(&m, &bk, p0, 1);
   g_clip = 0.0f;

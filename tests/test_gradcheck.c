@@ -371,12 +371,12 @@ static void test_loss(void) {
   cg_rng_t rg = cg_rng_make(1, CG_RNG_TEST, 8, 0);
   for (size_t i = 0; i < n * hw; i++) mask[i] = cg_rng_below(&rg, 3) == 0; /* ~1/3 positive */
   double ps[4], ps_ref[4];
-  double loss = cg_cpu_loss(z, mask, weight, n, hw, scale, dz, ps);
+  double loss = cg_cpu_loss(z, mask, weight, n, hw, scale, 1.0f, dz, ps);
   double *zd = to_double(z, n * hw);
   double loss_ref = cg_ref_loss(zd, mask, weight_d, n, hw, ps_ref);
   cg_test_close_d("loss value", &loss, &loss_ref, 1, 0, 1e-12);
   cg_test_close_d("loss per_sample", ps, ps_ref, n, 0, 1e-12);
-  double loss_nograd = cg_cpu_loss(z, mask, weight, n, hw, scale, NULL, NULL);
+  double loss_nograd = cg_cpu_loss(z, mask, weight, n, hw, scale, 1.0f, NULL, NULL);
   CG_TEST_CHECK(loss_nograd == loss, "loss without dlogits %.17g != %.17g", loss_nograd, loss);
   /* finite differences of the weighted sum, times grad_scale */
   double *g = cg_malloc(n * hw * sizeof(double), "g");
@@ -400,15 +400,15 @@ static void test_loss(void) {
    * Dice = 1 - (2*1 + 1) / (2 + 2 + 1) = 0.4; gradient ~ (p - y) / 4. */
   float ze[4] = {60, 60, -60, -60}, dze[4], we = 1.0f;
   uint8_t me[4] = {1, 0, 1, 0};
-  double le = cg_cpu_loss(ze, me, &we, 1, 4, 1.0f, dze, NULL), le_want = 30.4;
+  double le = cg_cpu_loss(ze, me, &we, 1, 4, 1.0f, 1.0f, dze, NULL), le_want = 30.4;
   cg_test_close_d("loss extreme logits value", &le, &le_want, 1, 1e-12, 1e-12);
   const float gwant[4] = {0, 0.25f, -0.25f, 0};
   cg_test_close("loss extreme logits grad", dze, gwant, 4, 1e-7, 1e-6);
   /* A padding sample with garbage logits must neither add to the loss nor get a gradient. */
   float zp[8] = {0.5f, -1, 2, 0, NAN, INFINITY, -INFINITY, NAN}, dzp[8], wp[2] = {1, 0};
   uint8_t mp[8] = {1, 0, 1, 1, 0, 0, 0, 0};
-  double lp = cg_cpu_loss(zp, mp, wp, 2, 4, 1.0f, dzp, NULL);
-  double lp_want = cg_cpu_loss(zp, mp, wp, 1, 4, 1.0f, NULL, NULL);
+  double lp = cg_cpu_loss(zp, mp, wp, 2, 4, 1.0f, 1.0f, dzp, NULL);
+  double lp_want = cg_cpu_loss(zp, mp, wp, 1, 4, 1.0f, 1.0f, NULL, NULL);
   CG_TEST_CHECK(lp == lp_want, "padding sample changed the loss: %.17g vs %.17g", lp, lp_want);
   CG_TEST_CHECK(dzp[4] == 0 && dzp[5] == 0 && dzp[6] == 0 && dzp[7] == 0,
                 "padding sample got a gradient");
@@ -416,6 +416,8 @@ static void test_loss(void) {
 
 /* The K-class loss of cpu_layers.h written out naively in double (softmax by its definition,
  * sums over the valid pixels; K = 1: sigmoid BCE + Dice over them). */
+static double g_dw = 1.0; /* the Dice term's weight (--dice-weight) of ref_loss_k and the cases */
+
 static double ref_loss_k(const double *z, const uint8_t *y, const double *w, int n, size_t hw,
                          int K, int ignore, double *ps) {
   double total = 0;
@@ -445,7 +447,7 @@ static double ref_loss_k(const double *z, const uint8_t *y, const double *w, int
       }
       dice += (2 * inter + 1) / (psum + gsum + 1);
     }
-    const double l = ce / (nv > 1 ? nv : 1) + 1 - dice / (K == 1 ? 1 : K);
+    const double l = ce / (nv > 1 ? nv : 1) + g_dw * (1 - dice / (K == 1 ? 1 : K));
     if (ps) ps[s] = l;
     if (w[s] != 0) total += w[s] * l;
   }
@@ -472,7 +474,7 @@ static void test_loss_k_case(int K, int ignore, size_t hw, uint64_t seed) {
   }
   CG_TEST_CHECK(ignore < 0 || nign > 0, "no ignore pixel drawn");
   double ps[3], ps_ref[3];
-  const double loss = cg_cpu_loss_k(z, mask, weight, n, hw, K, ignore, scale, dz, ps);
+  const double loss = cg_cpu_loss_k(z, mask, weight, n, hw, K, ignore, scale, (float)g_dw, dz, ps);
   double *zd = to_double(z, nz);
   const double loss_ref = ref_loss_k(zd, mask, weight_d, n, hw, K, ignore, ps_ref);
   char nm[96];
@@ -508,19 +510,29 @@ static void test_loss_k(void) {
     test_loss_k_case(19, ign ? 19 : -1, 11, 13);
     test_loss_k_case(1, ign ? 255 : -1, 31, 14); /* binary over the non-ignore pixels */
   }
+  /* --dice-weight: the Dice term weighted (0: cross-entropy / BCE alone), the same checks */
+  const double dws[2] = {0.0, 0.5};
+  for (int k = 0; k < 2; k++) {
+    g_dw = dws[k];
+    test_loss_k_case(4, 255, 23, 16);
+    test_loss_k_case(2, -1, 29, 17);
+    test_loss_k_case(1, 255, 31, 18);
+    test_loss_k_case(1, -1, 31, 19); /* cg_cpu_loss */
+  }
+  g_dw = 1.0;
   /* K = 1 without ignore is exactly cg_cpu_loss, bit for bit */
   float z[64], d1[64], d2[64], w = 1.0f;
   uint8_t m[64];
   cg_test_fill(z, 64, -5, 5, 15);
   for (int i = 0; i < 64; i++) m[i] = (uint8_t)(i % 3 == 0);
-  const double a = cg_cpu_loss(z, m, &w, 1, 64, 2.0f, d1, NULL);
-  const double b = cg_cpu_loss_k(z, m, &w, 1, 64, 1, -1, 2.0f, d2, NULL);
+  const double a = cg_cpu_loss(z, m, &w, 1, 64, 2.0f, 1.0f, d1, NULL);
+  const double b = cg_cpu_loss_k(z, m, &w, 1, 64, 1, -1, 2.0f, 1.0f, d2, NULL);
   CG_TEST_CHECK(a == b && !memcmp(d1, d2, sizeof d1),
                 "K=1 without ignore differs from cg_cpu_loss");
   /* extreme logits stay finite */
   float ze[8] = {80, -80, 0, 0, -80, 80, 0, 0}, dze[8];
   uint8_t me[2] = {0, 0};
-  const double le = cg_cpu_loss_k(ze, me, &w, 1, 2, 4, 255, 1.0f, dze, NULL);
+  const double le = cg_cpu_loss_k(ze, me, &w, 1, 2, 4, 255, 1.0f, 1.0f, dze, NULL);
   size_t fin = isfinite(le);
   for (int i = 0; i < 8; i++) fin += isfinite(dze[i]);
   CG_TEST_CHECK(fin == 9, "K=4 extreme logits: loss %g not finite everywhere", le);
@@ -568,7 +580,7 @@ static double net_grad_float(const cg_model_t *m, const float *params, int n, co
   }
   const int lb = m->tensors[m->logits_tensor].buf;
   double loss = cg_cpu_loss(t.act[lb], mask, weight, n, (size_t)m->height * m->width, 1.0f,
-                            t.dact[lb], NULL);
+                            1.0f, t.dact[lb], NULL);
   for (int i = m->nlayers - 1; i >= 0; i--) {
     const cg_layer_t *l = &m->layers[i];
     cg_view_t vx = net_view(&t, t.act, l->in), vy = net_view(&t, t.act, l->out);
@@ -686,7 +698,7 @@ static size_t run_all(float *out, cg_cpu_ws_t *ws) {
   o += 8;
   uint8_t mask[8 * 256];
   for (int i = 0; i < 8 * 256; i++) mask[i] = (i % 5) < 2;
-  double l = cg_cpu_loss(dy.buf, mask, wgt, 8, 256, 2.0f, dx.buf, NULL);
+  double l = cg_cpu_loss(dy.buf, mask, wgt, 8, 256, 2.0f, 1.0f, dx.buf, NULL);
   memcpy(out + o, &l, sizeof l), o += 2;
   memcpy(out + o, dx.buf, 8 * 256 * 4), o += 8 * 256;
   free(x.buf), free(y.buf), free(dy.buf), free(dx.buf);

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Optimizer options, CPU backend, real mpirun. Gradient clipping (--clip-grad-norm X):
+# Optimizer and loss options, CPU backend, real mpirun. Gradient clipping (--clip-grad-norm X):
 #  1. X = 1e9, above every norm: the run is bitwise the run without clipping (the factor is
 #     exactly 1), and it reports the norms (step lines, metrics JSON: none clipped);
 #  2. X below the norms: every step is clipped (the step lines and the metrics JSON say so) and
@@ -15,9 +15,16 @@
 #  6. the history's lr at steps 2, 4, 6, 8 with --lr-milestones 3,7 --lr-gamma 0.1 (after 3
 #     and after 7 steps); a checkpoint of step 4 resumed to 8 is bitwise the uninterrupted run
 #     (the second milestone is passed after the resume); the milestones are written back in one
-#     spelling (a resume with '3,07' is the same setting: no notice);
+#     spelling (a resume with '3,07' is the same setting: no notice); a resume giving
+#     --lr-schedule multistep alone takes the stored milestones; one past the run's end is warned
+#     about;
 #  7. usage errors: multistep without milestones, milestones not increasing, 0, a stray comma,
-#     more than 16, --lr-gamma outside (0, 1].
+#     more than 16, a milestone within the warm-up, --lr-gamma outside (0, 1].
+# The loss's Dice weight (--dice-weight W; test_gradcheck checks the loss and its gradient, the
+# GPU tests the kernels):
+#  8. W = 1 is bitwise the default; W = 0 (cross-entropy alone) trains other weights, binary and
+#     K = 4, 2 ranks = 1 rank within 1e-5; the banner and the metrics JSON say it; W < 0 is a
+#     usage error.
 set -uo pipefail
 BIN=$1; MPIRUN="$2 --oversubscribe --bind-to none"; BUILD=$3
 CMP=$BUILD/tests/cg_cmp_params
@@ -122,6 +129,14 @@ run ms8 0 $MPIRUN -np 1 $BIN $COMMON --lr 0.01 --lr-schedule multistep --lr-mile
 bitwise ms8 ms "multistep: 4 steps, a checkpoint, resumed to 8 vs 8 steps"
 grep -q "lr-milestones" $T/ms8.log && { echo "FAIL ms8: '3,07' taken as another setting:";
   grep "lr-milestones" $T/ms8.log; fail=1; }
+# --lr-schedule multistep again without its milestones: the checkpoint's (known once merged)
+run ms9 0 $MPIRUN -np 1 $BIN train --resume $T/ckm --lr-schedule multistep --steps 9 \
+    --progress off
+want ms9 "resumed from $T/ckm/ckpt-0000000008.cgck: step 8"
+# a milestone past the run's end never applies: said
+run msend 0 $MPIRUN -np 1 $BIN $COMMON --lr-schedule multistep --lr-milestones 3,20 --steps 4 \
+    --batch 8
+want msend "--lr-milestones: 20 is not before the run's end (4 steps): it never applies"
 
 # ---- 7. usage errors of the schedule ----
 bad() { # bad NAME TEXT ARGS...: exit 2 naming it
@@ -133,8 +148,30 @@ bad msorder "--lr-milestones: '5,3' is not increasing" --lr-schedule multistep -
 bad mszero "--lr-milestones: '0' is not" --lr-milestones 0
 bad mscomma "--lr-milestones: '3,' is not" --lr-milestones 3,
 bad msmany "at most 16" --lr-milestones 1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17
+bad mswarm "--lr-milestones: 3 is within the warm-up (--warmup-steps 3)" \
+    --lr-schedule multistep --lr-milestones 3,7 --warmup-steps 3
 bad gamma0 "--lr-gamma: 0 is out of range (0, 1]" --lr-gamma 0
 bad gamma2 "--lr-gamma: 2 is out of range (0, 1]" --lr-gamma 2
+
+# ---- 8. the loss's Dice weight ----
+run d1 0 $MPIRUN -np 1 $BIN $COMMON --steps 4 --batch 8 --dice-weight 1 --params-out $T/d1.bin
+run dflt 0 $MPIRUN -np 1 $BIN $COMMON --steps 4 --batch 8 --params-out $T/dflt.bin
+bitwise d1 dflt "--dice-weight 1 vs the default loss"
+grep -q "^loss:" $T/dflt.log && { echo "FAIL dflt: a loss line for the default loss"; fail=1; }
+for k in 1 4; do
+  run d0k$k 0 $MPIRUN -np 1 $BIN $COMMON --steps 4 --batch 8 --dice-weight 0 --num-classes $k \
+      --params-out $T/d0k$k.bin --metrics-out $T/d0k$k.json
+  run d0k${k}r2 0 $MPIRUN -np 2 $BIN $COMMON --steps 4 --batch 4 --dice-weight 0 --num-classes $k \
+      --params-out $T/d0k${k}r2.bin
+  same d0k${k}r2 d0k$k 1e-5 "--dice-weight 0, K = $k: 2 ranks x batch 4 vs 1 x 8"
+done
+want d0k1 "loss: BCE-with-logits alone (--dice-weight 0)"
+want d0k4 "classes: 4 (softmax cross-entropy), ignored: label 255"
+[ "$(metric d0k1 dice_weight)" = 0 ] || { echo "FAIL d0k1: dice_weight in the JSON"; fail=1; }
+if "$CMP" "$T/d0k1.bin" "$T/dflt.bin" 1e-3 > /dev/null 2>&1; then
+  echo "FAIL d0k1: --dice-weight 0 trained the default loss's weights"; fail=1
+else echo "  ok: --dice-weight 0 trains other weights than the default loss"; fi
+run dw 2 $BIN $COMMON --steps 1 --batch 8 --dice-weight -1 && want dw "--dice-weight"
 
 [ $fail -eq 0 ] && echo "test_optim: all passed"
 exit $fail

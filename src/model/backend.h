@@ -84,6 +84,9 @@ typedef struct {
                                 the table when the backend is destroyed */
   int64_t fault_nan_step;    /* test only: train_step number (0-based, counted by the backend)
                                 whose loss gradient is made NaN; -1 = off */
+  float dice_weight;         /* --dice-weight: the soft Dice term's weight in the loss (>= 0; 1 =
+                                the reference CE + Dice, 0 = cross-entropy alone). Every maker of
+                                a config sets it: 0 from a zeroed struct trains without Dice. */
   float clip_norm;           /* --clip-grad-norm: > 0 = every train_step measures the global L2
                                 norm of the step's gradient (after the all-reduce, unscaled) and
                                 scales the gradient by min(1, clip_norm / (norm + 1e-6)) before

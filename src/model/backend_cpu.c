@@ -282,7 +282,7 @@ static int cpu_eval_step(cg_backend_t *b, int slot) {
   const float *logits = b->act[m->tensors[m->logits_tensor].buf];
   size_t hw = (size_t)m->height * m->width;
   out->loss = cg_cpu_loss_k(logits, b->y[slot], b->w[slot], b->n, hw, b->nclass, b->ignore, 1.0f,
-                            NULL, NULL);
+                            b->cfg.dice_weight, NULL, NULL);
   predict_mask(logits, hw * b->n, b->nclass, pred);
   device_metrics(b, slot, pred, out);
   return 0;
@@ -308,7 +308,7 @@ static void fwd_bwd(cg_backend_t *b, int slot, cg_step_out_t *out, uint8_t *pred
   const float *logits = b->act[lbuf];
   size_t hw = (size_t)m->height * m->width;
   out->loss = cg_cpu_loss_k(logits, b->y[slot], b->w[slot], b->n, hw, b->nclass, b->ignore, 1.0f,
-                            b->dact[lbuf], NULL);
+                            b->cfg.dice_weight, b->dact[lbuf], NULL);
   double tp0 = cg_now();
   /* the cpu backend's "d2h": results into host memory */
   predict_mask(logits, hw * b->n, b->nclass, pred);

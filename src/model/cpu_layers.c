@@ -657,11 +657,11 @@ void cg_cpu_maxpool_bwd(const cg_view_t *x, const cg_view_t *y, const cg_view_t 
 /* ---- loss ------------------------------------------------------------------------------- */
 
 double cg_cpu_loss(const float *logits, const uint8_t *mask, const float *weight, int n, size_t hw,
-                   float grad_scale, float *dlogits, double *per_sample) {
+                   float grad_scale, float dice_w, float *dlogits, double *per_sample) {
   CG_ASSERT(logits != NULL && mask != NULL && weight != NULL);
   CG_ASSERT(n >= 1 && hw >= 1);
   double *li = cg_malloc(sizeof(double) * n, "per-sample loss");
-  const double inv_hw = 1.0 / (double)hw;
+  const double inv_hw = 1.0 / (double)hw, dw = dice_w;
 #pragma omp parallel for schedule(dynamic, 1)
   for (int i = 0; i < n; i++) {
     const float *z = logits + (size_t)i * hw;
@@ -677,7 +677,7 @@ double cg_cpu_loss(const float *logits, const uint8_t *mask, const float *weight
       spy += p * yj;
     }
     const double num = 2.0 * spy + 1.0, den = sp + sy + 1.0;
-    li[i] = sb * inv_hw + (1.0 - num / den);
+    li[i] = sb * inv_hw + dw * (1.0 - num / den);
     if (dlogits) {
       float *dz = dlogits + (size_t)i * hw;
       if (weight[i] == 0.0f) {
@@ -690,7 +690,8 @@ double cg_cpu_loss(const float *logits, const uint8_t *mask, const float *weight
         const double zj = z[j], yj = y[j] ? 1.0 : 0.0;
         const double e = exp(-fabs(zj));
         const double p = zj >= 0 ? 1.0 / (1.0 + e) : e / (1.0 + e);
-        const double g = (p - yj) * inv_hw + (num - 2.0 * yj * den) * inv_den2 * p * (1.0 - p);
+        const double g =
+            (p - yj) * inv_hw + dw * ((num - 2.0 * yj * den) * inv_den2 * p * (1.0 - p));
         dz[j] = (float)(s * g);
       }
     }
@@ -748,17 +749,17 @@ void cg_cpu_loss_sums_add(cg_loss_sums_t *s, const float *z, const uint8_t *y, s
   }
 }
 
-double cg_cpu_loss_sums_value(const cg_loss_sums_t *s, int K) {
+double cg_cpu_loss_sums_value(const cg_loss_sums_t *s, int K, float dice_w) {
   const double inv_v = 1.0 / (s->nv > 1 ? s->nv : 1.0);
   double dsum = 0;
   for (int c = 0; c < K; c++)
     dsum += (2.0 * s->inter[c] + 1.0) / (s->psum[c] + s->gsum[c] + 1.0);
-  return s->ce * inv_v + (1.0 - dsum / K);
+  return s->ce * inv_v + (double)dice_w * (1.0 - dsum / K);
 }
 
 /* Binary BCE + Dice over the pixels whose mask is not `ignore` (ignore >= 0). */
 static double loss_binary_ignore(const float *z, const uint8_t *y, size_t hw, int ignore,
-                                 double s, float *dz) {
+                                 double dw, double s, float *dz) {
   cg_loss_sums_t S;
   memset(&S, 0, sizeof S);
   cg_cpu_loss_sums_add(&S, z, y, hw, 1, ignore);
@@ -775,17 +776,18 @@ static double loss_binary_ignore(const float *z, const uint8_t *y, size_t hw, in
       const double zj = z[j], yj = y[j] ? 1.0 : 0.0;
       const double e = exp(-fabs(zj));
       const double p = zj >= 0 ? 1.0 / (1.0 + e) : e / (1.0 + e);
-      const double g = (p - yj) * inv_v + (num - 2.0 * yj * den) * inv_den2 * p * (1.0 - p);
+      const double g =
+          (p - yj) * inv_v + dw * ((num - 2.0 * yj * den) * inv_den2 * p * (1.0 - p));
       dz[j] = (float)(s * g);
     }
   }
-  return S.ce * inv_v + (1.0 - num / den);
+  return S.ce * inv_v + dw * (1.0 - num / den);
 }
 
 /* One sample of the K-class loss (K >= 2); s = weight * grad_scale for the gradient. A mask
  * value >= K that is not the ignore label is left out like one (the data layer refuses it). */
 static double loss_k_sample(const float *z, const uint8_t *y, size_t hw, int K, int ignore,
-                            double s, float *dz) {
+                            double dw, double s, float *dz) {
   double p[256], a[256];
   cg_loss_sums_t S;
   memset(&S, 0, sizeof S);
@@ -817,20 +819,20 @@ static double loss_k_sample(const float *z, const uint8_t *y, size_t hw, int K, 
       gp += b_y * p[yj];
       for (int c = 0; c < K; c++) {
         const double gc = a[c] + (c == yj ? b_y : 0.0);
-        const double g = (p[c] - (c == yj ? 1.0 : 0.0)) * inv_v + p[c] * (gc - gp);
+        const double g = (p[c] - (c == yj ? 1.0 : 0.0)) * inv_v + dw * (p[c] * (gc - gp));
         d[c] = (float)(s * g);
       }
     }
   }
-  return ce * inv_v + (1.0 - dsum / K);
+  return ce * inv_v + dw * (1.0 - dsum / K);
 }
 
 double cg_cpu_loss_k(const float *logits, const uint8_t *mask, const float *weight, int n,
-                     size_t hw, int K, int ignore, float grad_scale, float *dlogits,
-                     double *per_sample) {
+                     size_t hw, int K, int ignore, float grad_scale, float dice_w,
+                     float *dlogits, double *per_sample) {
   CG_ASSERT(K >= 1 && K <= 255);
   if (K == 1 && ignore < 0)
-    return cg_cpu_loss(logits, mask, weight, n, hw, grad_scale, dlogits, per_sample);
+    return cg_cpu_loss(logits, mask, weight, n, hw, grad_scale, dice_w, dlogits, per_sample);
   CG_ASSERT(logits != NULL && mask != NULL && weight != NULL);
   CG_ASSERT(n >= 1 && hw >= 1);
   double *li = cg_malloc(sizeof(double) * n, "per-sample loss");
@@ -840,8 +842,8 @@ double cg_cpu_loss_k(const float *logits, const uint8_t *mask, const float *weig
     const uint8_t *y = mask + (size_t)i * hw;
     float *dz = dlogits ? dlogits + (size_t)i * hw * K : NULL;
     const double s = (double)weight[i] * grad_scale;
-    li[i] = K == 1 ? loss_binary_ignore(z, y, hw, ignore, s, dz)
-                   : loss_k_sample(z, y, hw, K, ignore, s, dz);
+    li[i] = K == 1 ? loss_binary_ignore(z, y, hw, ignore, dice_w, s, dz)
+                   : loss_k_sample(z, y, hw, K, ignore, dice_w, s, dz);
   }
   double total = 0;
   for (int i = 0; i < n; i++) {

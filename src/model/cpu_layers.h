@@ -60,23 +60,24 @@ void cg_cpu_maxpool_bwd(const cg_view_t *x, const cg_view_t *y, const cg_view_t 
                         const cg_view_t *dx, int accum_dx);
 
 /* BCE-with-logits + soft Dice over n samples of hw pixels (logits contiguous, one channel).
- * Returns sum_i weight[i] * (mean_px BCE_i + Dice_i), computed in double. If dlogits is not
+ * Returns sum_i weight[i] * (mean_px BCE_i + dice_w * Dice_i), computed in double (dice_w: the
+ * Dice term's weight, --dice-weight; 1 = the reference loss, 0 = BCE alone). If dlogits is not
  * NULL it receives d(that sum)/d(logits), multiplied by grad_scale (the fp16 loss scale, 1 for
  * the CPU backend). Samples with weight 0 get zero gradient. per_sample (n doubles) optional. */
 double cg_cpu_loss(const float *logits, const uint8_t *mask, const float *weight, int n, size_t hw,
-                   float grad_scale, float *dlogits, double *per_sample);
+                   float grad_scale, float dice_w, float *dlogits, double *per_sample);
 
 /* K-class softmax cross-entropy + soft Dice (K >= 1; see docs/ARCHITECTURE.md), in double.
  * logits NHWC: n samples x hw pixels x K channels. Per sample s, V_s = its pixels whose mask is
  * not `ignore` (every pixel when ignore < 0), p = softmax of a pixel's K logits:
  *   CE_s   = (1/max(|V_s|,1)) sum_{i in V_s} -log p_{i,y_i}
  *   Dice_s = 1 - (1/K) sum_c (2 sum_V p_ic [y_i=c] + 1) / (sum_V p_ic + sum_V [y_i=c] + 1)
- * Returns sum_s weight[s] (CE_s + Dice_s). dlogits (optional) = d(return)/d(logits) * grad_scale,
- * zero for ignore pixels and weight-0 samples. K = 1: the binary loss (BCE + Dice, sigmoid) over
- * V_s; with ignore < 0 exactly cg_cpu_loss. per_sample (n doubles) optional. */
+ * Returns sum_s weight[s] (CE_s + dice_w Dice_s). dlogits (optional) = d(return)/d(logits) *
+ * grad_scale, zero for ignore pixels and weight-0 samples. K = 1: the binary loss (BCE + Dice,
+ * sigmoid) over V_s; with ignore < 0 exactly cg_cpu_loss. per_sample (n doubles) optional. */
 double cg_cpu_loss_k(const float *logits, const uint8_t *mask, const float *weight, int n,
-                     size_t hw, int K, int ignore, float grad_scale, float *dlogits,
-                     double *per_sample);
+                     size_t hw, int K, int ignore, float grad_scale, float dice_w,
+                     float *dlogits, double *per_sample);
 
 /* The class of a pixel from its K logits z: K = 1, logit > 0; K >= 2, the first of the largest
  * (what every step's predicted mask, predict and validation take). */
@@ -97,8 +98,9 @@ typedef struct {
 } cg_loss_sums_t;
 void cg_cpu_loss_sums_add(cg_loss_sums_t *s, const float *logits, const uint8_t *mask, size_t n,
                           int K, int ignore);
-/* CE_s + Dice_s of the sums, as cg_cpu_loss_k gives a sample of those pixels (same bits). */
-double cg_cpu_loss_sums_value(const cg_loss_sums_t *s, int K);
+/* CE_s + dice_w Dice_s of the sums, as cg_cpu_loss_k gives a sample of those pixels (same
+ * bits). */
+double cg_cpu_loss_sums_value(const cg_loss_sums_t *s, int K, float dice_w);
 
 /* AdamW (PyTorch semantics, decoupled weight decay applied to every parameter):
  *   p -= lr*wd*p; m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2;

@@ -140,6 +140,11 @@ static const cg_opt_t g_opts[] = {
     CG_OPT_ROW_NUM(DBL, "beta1", O(beta1), 0, 1, C_TRAIN, "X", "AdamW beta1, in [0, 1)"),
     CG_OPT_ROW_NUM(DBL, "beta2", O(beta2), 0, 1, C_TRAIN, "X", "AdamW beta2, in [0, 1)"),
     CG_OPT_ROW_NUM_GT(DBL, "eps", O(eps), 0, 1, C_TRAIN, "X", "AdamW epsilon"),
+    CG_OPT_ROW_NUM(DBL, "dice-weight", O(dice_weight), 0, 100, C_TRAIN, "W",
+        "the loss: cross-entropy (binary: BCE-with-logits) + W x soft Dice, per sample; 0 = "
+        "cross-entropy alone, as torch.nn.CrossEntropyLoss / BCEWithLogitsLoss (each sample's "
+        "mean over its pixels that are not --ignore-index, averaged over the samples); the "
+        "validation loss is the same"),
     CG_OPT_ROW_NUM(DBL, "clip-grad-norm", O(clip_grad_norm), 0, 1e9, C_TRAIN, "X",
         "clip the gradient to global L2 norm X before AdamW, as "
         "torch.nn.utils.clip_grad_norm_(params, X) after the all-reduce (fp16: of the unscaled "
@@ -161,8 +166,9 @@ static const cg_opt_t g_opts[] = {
     CG_OPT_ROW_NUM(DBL, "min-lr", O(min_lr), 0, 10, C_TRAIN, "X",
         "--lr-schedule cosine or poly: the learning rate they end at, in [0, --lr]"),
     CG_OPT_ROW_TEXT(STR, "lr-milestones", O(lr_milestones), NULL, C_TRAIN, "N[,N...]",
-        "--lr-schedule multistep: the steps (counted from the run's start, warm-up included) "
-        "after which the learning rate is multiplied by --lr-gamma, increasing, at most 16"),
+        "--lr-schedule multistep: the steps after which the learning rate is multiplied by "
+        "--lr-gamma, counted from the run's start (each after --warmup-steps; steps, not "
+        "epochs), increasing, at most 16"),
     CG_OPT_ROW_NUM_GT(DBL, "lr-gamma", O(lr_gamma), 0, 1, C_TRAIN, "X",
         "--lr-schedule multistep: the factor at each milestone, in (0, 1]"),
     CG_OPT_ROW_NUM(U64, "seed", O(seed), 0, 1.8e19, C_TRAIN | C_INFO, "N",
@@ -326,6 +332,7 @@ void cg_cli_defaults(cg_config_t *c) {
   snprintf(c->lr_schedule, sizeof c->lr_schedule, "constant");
   c->lr_power = 0.9;
   c->lr_gamma = 0.1;
+  c->dice_weight = 1;
   c->min_lr = 0;
   c->seed = 1;
   c->val_every = -1; /* once per epoch */
@@ -650,9 +657,18 @@ static int check_milestones(cg_config_t *cfg, char *err, size_t errlen) {
     cfg->milestone[cfg->nmilestones++] = v;
     s = *end ? end + 1 : end;
   }
-  if (!strcmp(cfg->lr_schedule, "multistep") && !cfg->nmilestones) {
+  /* on a resume the stored milestones are known once the settings are merged */
+  const int known = !cfg->resume[0] || cfg->merged;
+  if (known && !strcmp(cfg->lr_schedule, "multistep") && !cfg->nmilestones) {
     snprintf(err, errlen, "--lr-schedule multistep: give the steps of its decays "
              "(--lr-milestones N[,N...])");
+    return -1;
+  }
+  if (known && !strcmp(cfg->lr_schedule, "multistep") &&
+      cfg->milestone[0] <= cfg->warmup_steps) { /* the warm-up would ramp to --lr past it */
+    snprintf(err, errlen, "--lr-milestones: %lld is within the warm-up (--warmup-steps %lld): "
+             "the milestones count from the run's start, give them after the warm-up",
+             (long long)cfg->milestone[0], (long long)cfg->warmup_steps);
     return -1;
   }
   size_t len = 0;

@@ -65,6 +65,7 @@ typedef struct {
   int64_t epochs;
   double lr, weight_decay, beta1, beta2, eps;
   double clip_grad_norm; /* --clip-grad-norm: the largest global gradient L2 norm; 0 = off */
+  double dice_weight;    /* --dice-weight: the soft Dice term's weight in the loss */
   int64_t warmup_steps;
   char lr_schedule[12]; /* constant | cosine | poly | multistep */
   double lr_power;      /* poly: the exponent */

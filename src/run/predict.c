@@ -1162,6 +1162,7 @@ static cg_backend_t *open_backend(const cg_backend_choice_t *bk, const cg_model_
   bc.fault_nan_step = -1;
   bc.nclass = model->nclass;
   bc.ignore_index = -1; /* no loss is used: the logits are what predict wants */
+  bc.dice_weight = 1.0f;
   cg_backend_t *be = NULL;
   char err[1024];
   if (bk->ops->create(model, &bc, &be, err, sizeof err))

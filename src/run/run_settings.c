@@ -37,7 +37,7 @@ static const struct {
     {"steps", NOTICE},
     {"epochs", NOTICE},         {"lr", NOTICE},             {"weight-decay", NOTICE},
     {"beta1", NOTICE},          {"beta2", NOTICE},          {"eps", NOTICE},
-    {"clip-grad-norm", NOTICE},
+    {"clip-grad-norm", NOTICE}, {"dice-weight", NOTICE},
     {"warmup-steps", NOTICE},   {"lr-schedule", NOTICE},    {"lr-power", NOTICE},
     {"min-lr", NOTICE},         {"lr-milestones", NOTICE},  {"lr-gamma", NOTICE},
     {"precision", NOTICE},
@@ -179,7 +179,8 @@ static void notice_unstored(FILE *out, const cg_opt_t *o, const cg_opts_set_t *s
   free(def);
   if (strcmp(now, was) != 0)
     fprintf(out, "resume: --%s %s (the checkpoint's build did not store it: it ran with the "
-            "default, %s): the run goes on with the new value\n", o->name, now, was);
+            "default, %s): the run goes on with the new value\n", o->name, now,
+            was[0] ? was : "none");
 }
 
 int cg_settings_apply(cg_config_t *cfg, const char *json, FILE *out, char *err, size_t errlen) {

@@ -479,6 +479,11 @@ static int open_data(cg_run_t *r, char *err, size_t errlen) {
   if (cfg->warmup_steps > r->total && r->c->rank == 0)
     cg_log_warn("--warmup-steps %lld is longer than the run's %lld steps: the learning rate "
                 "never reaches --lr", (long long)cfg->warmup_steps, (long long)r->total);
+  const int ms = !strcmp(cfg->lr_schedule, "multistep") ? cfg->nmilestones : 0;
+  if (ms && cfg->milestone[ms - 1] >= r->total && r->c->rank == 0)
+    cg_log_warn("--lr-milestones: %lld is not before the run's end (%lld steps): it never "
+                "applies (the milestones are steps, not epochs: %lld steps an epoch)",
+                (long long)cfg->milestone[ms - 1], (long long)r->total, (long long)r->spe);
   return 0;
 }
 
@@ -590,6 +595,7 @@ static cg_backend_cfg_t backend_cfg(const cg_run_t *r) {
   bc.batch = cfg->batch;
   bc.accum = cfg->grad_accum;
   bc.clip_norm = (float)cfg->clip_grad_norm;
+  bc.dice_weight = (float)cfg->dice_weight;
   bc.nclass = cfg->num_classes;
   bc.ignore_index = cfg->ignore_index;
   bc.precision = r->prec;

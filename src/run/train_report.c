@@ -117,7 +117,8 @@ void cg_report_banner(const cg_run_t *r) {
   if (m->nclass > 1) { /* binary runs print exactly what they always did */
     char ign[40] = "none";
     if (r->cfg->ignore_index >= 0) snprintf(ign, sizeof ign, "label %d", r->cfg->ignore_index);
-    printf("classes: %d (softmax cross-entropy + soft Dice), ignored: %s\n", m->nclass, ign);
+    printf("classes: %d (softmax cross-entropy%s), ignored: %s\n", m->nclass,
+           r->cfg->dice_weight > 0 ? " + soft Dice" : "", ign);
   }
   if (cfg->label_map[0]) printf("masks: stored values mapped by --label-map %s\n", cfg->label_map);
   else if (cfg->label_map_table[0])
@@ -133,6 +134,11 @@ void cg_report_banner(const cg_run_t *r) {
          : !strcmp(cfg->val_mode, "full")  ? " (validated whole, scored at full resolution)"
                                            : "",
          cfg->batch, accum, (long long)r->global, (long long)r->total, (long long)r->spe);
+  const char *ce = m->nclass > 1 ? "softmax cross-entropy" : "BCE-with-logits";
+  if (cfg->dice_weight > 0 && cfg->dice_weight != 1) /* the reference loss: no line, as before */
+    printf("loss: %s + %.4g x soft Dice (--dice-weight)\n", ce, cfg->dice_weight);
+  else if (cfg->dice_weight == 0)
+    printf("loss: %s alone (--dice-weight 0)\n", ce);
   if (cfg->clip_grad_norm > 0)
     printf("gradients: clipped to global L2 norm %g (--clip-grad-norm), their norm reported\n",
            cfg->clip_grad_norm);
@@ -650,12 +656,13 @@ static int write_metrics(const cg_run_t *r, const cg_train_figs_t *f, const cg_c
            "\"backend\": \"%s\", \"precision\": \"%s\", \"image_size\": %d, "
            "\"model_base\": %d, \"model_depth\": %d, \"params\": %zu, \"grad_comm\": \"%s\", "
            "\"grad_comm_bytes\": %.0f, \"clip_grad_norm\": %s, \"grad_norm_mean\": %s, "
-           "\"grad_norm_max\": %s, \"grad_norm_last\": %s, \"steps_clipped\": %s%s}\n",
+           "\"grad_norm_max\": %s, \"grad_norm_last\": %s, \"steps_clipped\": %s, "
+           "\"dice_weight\": %.9g%s}\n",
            (long long)r->total, (long long)(trained ? r->total - r->s0 : 0), r->c->size,
            (long long)r->global, cfg->grad_accum, tl, vl, vi, vd, va, ti, tr, ip, wall, f->train_s,
            r->ops->name, cg_precision_name(r->prec), cfg->image_size, cfg->model_base,
            cfg->model_depth, r->model.nparams, cfg->grad_comm, r->grad_bytes, cn, gm, gx, gl, gc,
-           extra ? extra : "");
+           cfg->dice_weight, extra ? extra : "");
   free(extra);
   const int rc = cg_afile_save(cfg->metrics_out, json, strlen(json), err, sizeof err);
   free(json);

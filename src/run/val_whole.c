@@ -143,7 +143,8 @@ static void vfeed_step(void *ctx) {
 static void vfeed_end(void *ctx, cg_tiler_t *t, int complete) {
   vfeed_t *f = ctx;
   vimg_t *v = cg_tiler_ctx(t);
-  if (complete) f->loss += cg_cpu_loss_sums_value(&v->sums, v->k);
+  if (complete)
+    f->loss += cg_cpu_loss_sums_value(&v->sums, v->k, (float)f->r->cfg->dice_weight);
   vimg_free(v);
   cg_tiler_close(t);
 }
