@@ -375,7 +375,8 @@ def run_cpu(args, deadline, results, skipped):
 def run_cpu_one(args, name, batch, deadline, runs_left):
     device = torch.device("cpu")
     A = args.accum
-    rec = {"variant": name, "batch": batch, "accum": A, "threads": torch.get_num_threads(),
+    rec = {"variant": name, "batch": batch, "accum": A, "clip": args.clip,
+           "threads": torch.get_num_threads(),
            "peak_gib": None, "reserved_gib": None, "peak_incl_warmup_gib": None,
            "peak_after_first_gib": None,
            "pct_floor": None, "compile_s": None}
@@ -391,6 +392,8 @@ def run_cpu_one(args, name, batch, deadline, runs_left):
             loss = seg_loss(model(x), y) / A
             loss.backward()
             total += float(loss.detach())
+        if args.clip > 0:  # as train --clip-grad-norm X
+            torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip)
         opt.step()
         holder["loss"] = torch.tensor(total)
 
@@ -787,6 +790,9 @@ def parse_args(argv):
     p.add_argument("--accum", type=int, default=1,
                    help="CPU mode: gradient accumulation, A batches of --batch a step (each "
                         "(loss / A).backward(), one optimizer.step()); img/s counts A x batch")
+    p.add_argument("--clip", type=float, default=0.0,
+                   help="CPU mode: torch.nn.utils.clip_grad_norm_(params, X) before each "
+                        "optimizer step, as cogpu-bench train --clip-grad-norm X (0 = off)")
     p.add_argument("--threads", default="1,2",
                    help="CPU mode: comma list of torch.set_num_threads counts (default 1,2)")
     p.add_argument("--warmup", type=int, default=None,

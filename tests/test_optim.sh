@@ -148,8 +148,11 @@ bad msorder "--lr-milestones: '5,3' is not increasing" --lr-schedule multistep -
 bad mszero "--lr-milestones: '0' is not" --lr-milestones 0
 bad mscomma "--lr-milestones: '3,' is not" --lr-milestones 3,
 bad msmany "at most 16" --lr-milestones 1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17
-bad mswarm "--lr-milestones: 3 is within the warm-up (--warmup-steps 3)" \
-    --lr-schedule multistep --lr-milestones 3,7 --warmup-steps 3
+bad mswarm "--lr-milestones: 3 is within the warm-up (--warmup-steps 4)" \
+    --lr-schedule multistep --lr-milestones 3,7 --warmup-steps 4
+# a milestone at the warm-up's end is not within it
+run msatw 0 $MPIRUN -np 1 $BIN $COMMON --steps 2 --batch 8 --lr-schedule multistep \
+    --lr-milestones 1 --warmup-steps 1
 bad gamma0 "--lr-gamma: 0 is out of range (0, 1]" --lr-gamma 0
 bad gamma2 "--lr-gamma: 2 is out of range (0, 1]" --lr-gamma 2
 

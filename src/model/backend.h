@@ -17,13 +17,15 @@
  * Every train_step/accum_step/eval_step is matched by exactly one fetch, in order. At most
  * CG_MAX_INFLIGHT steps may be submitted and not yet fetched.
  *
- * Units: loss is the sum over the local samples of weight[i] * (BCE_i + Dice_i), where
+ * Units: loss is the sum over the local samples of weight[i] * (BCE_i + W Dice_i), where
  * BCE_i is the mean over pixels of BCE-with-logits and Dice_i = 1 - (2 sum p y + 1) /
  * (sum p + sum y + 1), p = sigmoid(logit). The gradient is that of the same weighted sum, so
  * with weight = 1/(global batch) the all-reduced SUM of gradients is the mean gradient.
- * With nclass K >= 2 the per-sample term is CE_i + Dice_i of cg_cpu_loss_k (softmax
+ * With nclass K >= 2 the per-sample term is CE_i + W Dice_i of cg_cpu_loss_k (softmax
  * cross-entropy + soft Dice averaged over the K classes); with an ignore index, pixels whose
- * mask is that label are left out of both terms (binary too).
+ * mask is that label are left out of both terms (binary too). W = cfg.dice_weight
+ * (--dice-weight, 1 by default). A sample whose pixels are all ignored adds 0 but still counts
+ * in its weight (1 / global batch).
  */
 #ifndef CG_BACKEND_H
 #define CG_BACKEND_H

@@ -50,7 +50,7 @@ static const cg_opt_t g_opts[] = {
     CG_OPT_ROW_NUM(INT, "num-classes", O(num_classes), 1, 255, C_TRAIN | C_INFO, "K",
         "classes, 1..255: 1 = binary (mask pixel > 0 is foreground); K >= 2: masks hold class ids "
         "0..K-1 (gray values or palette indices of PNG, GIF or TIFF masks), softmax "
-        "cross-entropy + soft Dice"),
+        "cross-entropy + soft Dice (--dice-weight)"),
     {"ignore-index", CG_OPT_INT, O(ignore_index), -1, 255, CG_OPT_NODEF, NULL, C_TRAIN | C_INFO, "I",
      "mask label left out of the loss and the metrics, not a class id (>= --num-classes); "
      "-1 = none; default 255 when --num-classes >= 2, none for binary"},
@@ -167,7 +167,7 @@ static const cg_opt_t g_opts[] = {
         "--lr-schedule cosine or poly: the learning rate they end at, in [0, --lr]"),
     CG_OPT_ROW_TEXT(STR, "lr-milestones", O(lr_milestones), NULL, C_TRAIN, "N[,N...]",
         "--lr-schedule multistep: the steps after which the learning rate is multiplied by "
-        "--lr-gamma, counted from the run's start (each after --warmup-steps; steps, not "
+        "--lr-gamma, counted from the run's start (none before --warmup-steps; steps, not "
         "epochs), increasing, at most 16"),
     CG_OPT_ROW_NUM_GT(DBL, "lr-gamma", O(lr_gamma), 0, 1, C_TRAIN, "X",
         "--lr-schedule multistep: the factor at each milestone, in (0, 1]"),
@@ -665,9 +665,9 @@ static int check_milestones(cg_config_t *cfg, char *err, size_t errlen) {
     return -1;
   }
   if (known && !strcmp(cfg->lr_schedule, "multistep") &&
-      cfg->milestone[0] <= cfg->warmup_steps) { /* the warm-up would ramp to --lr past it */
+      cfg->milestone[0] < cfg->warmup_steps) { /* the warm-up would ramp to --lr past it */
     snprintf(err, errlen, "--lr-milestones: %lld is within the warm-up (--warmup-steps %lld): "
-             "the milestones count from the run's start, give them after the warm-up",
+             "the milestones count from the run's start, give them at or after its end",
              (long long)cfg->milestone[0], (long long)cfg->warmup_steps);
     return -1;
   }
