@@ -21,11 +21,7 @@ T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
 fail=0
 COMMON="train --backend cpu --model-base 4 --model-depth 2 --image-size 32 --train-samples 100
         --val-samples 0 --progress off --threads 1 --seed 7"
-. "$(dirname "$0")/runlib.sh" # run NAME WANT_RC ARGS..., want NAME TEXT
-same() { # same A B TOL WHAT: parameter files A and B agree
-  echo "$4:"
-  $CMP "$T/$1.bin" "$T/$2.bin" "$3" || fail=1
-}
+. "$(dirname "$0")/runlib.sh" # run NAME WANT_RC ARGS..., want NAME TEXT, same_params
 
 # ---- 1. one global batch of 12, four ways ----
 run g12 0 $MPIRUN -np 1 $BIN $COMMON --steps 10 --batch 12 --params-out $T/g12.bin
@@ -34,9 +30,9 @@ run a1x4x3 0 $MPIRUN -np 1 $BIN $COMMON --steps 10 --batch 4 --grad-accum 3 \
 run a2x2x3 0 $MPIRUN -np 2 $BIN $COMMON --steps 10 --batch 2 --grad-accum 3 \
     --params-out $T/a2x2x3.bin
 run a3x4x1 0 $MPIRUN -np 3 $BIN $COMMON --steps 10 --batch 4 --params-out $T/a3x4x1.bin
-same a1x4x3 g12 1e-5 "1 rank x batch 4 x 3 micro-batches vs 1 x 12"
-same a2x2x3 g12 1e-5 "2 ranks x batch 2 x 3 micro-batches vs 1 x 12"
-same a3x4x1 g12 1e-5 "3 ranks x batch 4 vs 1 x 12"
+same_params a1x4x3 g12 1e-5 "1 rank x batch 4 x 3 micro-batches vs 1 x 12"
+same_params a2x2x3 g12 1e-5 "2 ranks x batch 2 x 3 micro-batches vs 1 x 12"
+same_params a3x4x1 g12 1e-5 "3 ranks x batch 4 vs 1 x 12"
 want a1x4x3 "batch 4 per rank x 3 micro-batches (--grad-accum), global 12; 10 steps (9 per epoch)"
 # the step's loss and the counts: as the 12 x 1 run reports them
 g12_final=$(grep '^final:' $T/g12.log | sed 's/, [0-9.]* img\/s.*//')
@@ -53,7 +49,7 @@ K4="--num-classes 4"
 run k8 0 $MPIRUN -np 1 $BIN $COMMON $K4 --steps 6 --batch 8 --params-out $T/k8.bin
 run k2x2x2 0 $MPIRUN -np 2 $BIN $COMMON $K4 --steps 6 --batch 2 --grad-accum 2 \
     --params-out $T/k2x2x2.bin
-same k2x2x2 k8 1e-5 "K = 4: 2 ranks x batch 2 x 2 micro-batches vs 1 x 8"
+same_params k2x2x2 k8 1e-5 "K = 4: 2 ranks x batch 2 x 2 micro-batches vs 1 x 8"
 
 # ---- 2. resumed on half the ranks with the same global batch ----
 run p12 0 $MPIRUN -np 2 $BIN $COMMON --steps 12 --batch 4 --lr-schedule cosine --warmup-steps 3 \
@@ -65,7 +61,7 @@ want r12 "resumed from $T/ck1/ckpt-0000000006.cgck: step 6"
 if grep -q "^resume: global batch" $T/r12.log; then
   echo "FAIL r12: the same global batch was remapped:"; grep "^resume:" $T/r12.log; fail=1
 fi
-same r12 p12 1e-5 "2 x 4 to step 6, then 1 x 4 x 2 micro-batches to step 12 vs 2 x 4 throughout"
+same_params r12 p12 1e-5 "2 x 4 to step 6, then 1 x 4 x 2 micro-batches to step 12 vs 2 x 4 throughout"
 run inspect 0 $BIN inspect $T/ck1/ckpt-0000000012.cgck
 want inspect "1 rank(s) x batch 8 (--batch 4 x --grad-accum 2) (global batch 8,"
 

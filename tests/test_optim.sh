@@ -32,11 +32,7 @@ T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
 fail=0
 COMMON="train --backend cpu --model-base 4 --model-depth 2 --image-size 32 --train-samples 100
         --val-samples 0 --progress off --threads 1 --seed 7 --report-every 4"
-. "$(dirname "$0")/runlib.sh" # run NAME WANT_RC ARGS..., want NAME TEXT
-same() { # same A B TOL WHAT: parameter files A and B agree
-  echo "$4:"
-  $CMP "$T/$1.bin" "$T/$2.bin" "$3" || fail=1
-}
+. "$(dirname "$0")/runlib.sh" # run NAME WANT_RC ARGS..., want NAME TEXT, same_params
 bitwise() { # bitwise A B WHAT
   if cmp -s "$T/$1.bin" "$T/$2.bin"; then echo "  ok: $3: bitwise equal"
   else echo "FAIL $3: the parameters differ"; fail=1; fi
@@ -79,8 +75,8 @@ want c8 "(max 0.7471, 4 of 4 clipped)"
 if "$CMP" "$T/c8.bin" "$T/plain.bin" 1e-3 > /dev/null 2>&1; then
   echo "FAIL c8: clipping to 0.001 left the weights within 1e-3 of the unclipped run"; fail=1
 else echo "  ok: clipped weights differ from the unclipped run's"; fi
-same c2x4 c8 1e-5 "clipped: 2 ranks x batch 4 vs 1 x 8"
-same c1x4x2 c8 1e-5 "clipped: 1 rank x batch 4 x 2 micro-batches vs 1 x 8"
+same_params c2x4 c8 1e-5 "clipped: 2 ranks x batch 4 vs 1 x 8"
+same_params c1x4x2 c8 1e-5 "clipped: 1 rank x batch 4 x 2 micro-batches vs 1 x 8"
 for r in c2x4 c1x4x2; do
   a=$(metric c8 grad_norm_mean) b=$(metric $r grad_norm_mean)
   python3 -c "import sys; a, b = float(sys.argv[1]), float(sys.argv[2]); \
@@ -166,7 +162,7 @@ for k in 1 4; do
       --params-out $T/d0k$k.bin --metrics-out $T/d0k$k.json
   run d0k${k}r2 0 $MPIRUN -np 2 $BIN $COMMON --steps 4 --batch 4 --dice-weight 0 --num-classes $k \
       --params-out $T/d0k${k}r2.bin
-  same d0k${k}r2 d0k$k 1e-5 "--dice-weight 0, K = $k: 2 ranks x batch 4 vs 1 x 8"
+  same_params d0k${k}r2 d0k$k 1e-5 "--dice-weight 0, K = $k: 2 ranks x batch 4 vs 1 x 8"
 done
 want d0k1 "loss: BCE-with-logits alone (--dice-weight 0)"
 want d0k4 "classes: 4 (softmax cross-entropy), ignored: label 255"

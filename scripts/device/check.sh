@@ -478,7 +478,8 @@ sp_more() { # sp_more fp16|b64|fp32: ours beside the headline, one configuration
   esac
 }
 
-# One bench per structural change of issue 16 switched off (all else as in the headline): the
+# One bench per structural change of issue 16 switched off, and --clip-grad-norm switched on
+# (clipon; all else as in the headline): the
 # step's time without it. The search results come from the cache where the change does not
 # alter the convolutions' shapes or the candidate set (a run then takes ~8 s on an H200).
 # ABLATE="TAG..." runs only those; the ones the deadline skips are named for the next call.
@@ -492,25 +493,18 @@ sp_ablate() {
               "nodrelu:CG_DRELU=0" "percast:CG_MERGE_CASTS=0" "skipkept:CG_SKIP_FROM_CAT=0"
               "gradkept:CG_GRAD_IN_CAT=0" "dwbias:CG_DW_BIAS=0" "catbias:CG_CAT_BIAS=0"
               "copy:CG_CONCAT=copy"
-              "nosweep:CG_CONV_SWEEP_MS=off")
-  for r in "${runs[@]}"; do
-    local tag=${r%%:*} env=${r#*:}
+              "nosweep:CG_CONV_SWEEP_MS=off"
+              "clipon:|--clip-grad-norm 1e9")  # one switched on: the norm kernels, never clipping
+  for r in "${runs[@]}"; do # TAG:ENV[|BENCH FLAGS]
+    local tag=${r%%:*} env=${r#*:} flags=
+    [[ $env == *"|"* ]] && { flags=${env#*|}; env=${env%%|*}; }
     [ -z "${ABLATE:-}" ] || [[ " $ABLATE " == *" $tag "* ]] || continue
     want "ablate $tag" 20 || { ABLATE_LEFT+=("$tag"); continue; }
     ours "ablate $tag" 120 env $env CG_CONV_BUDGET_S=1 "$B" train --backend cuda --precision bf16 --batch-list 32 \
-      --windows 3 --json-out "$W/ablate-$tag.json" --algo-cache "$W/algo.txt" \
+      --windows 3 $flags --json-out "$W/ablate-$tag.json" --algo-cache "$W/algo.txt" \
       > "$W/ablate-$tag.log" 2>&1
     printf '%-12s %s\n' "$tag" "$(grep -E '^  bf16' "$W/ablate-$tag.log")"
   done
-  # and one switched on: --clip-grad-norm's norm kernels (1e9: measured, never clipped)
-  if { [ -z "${ABLATE:-}" ] || [[ " $ABLATE " == *" clipon "* ]]; } && want "ablate clipon" 20; then
-    ours "ablate clipon" 120 env CG_CONV_BUDGET_S=1 "$B" train --backend cuda --precision bf16 \
-      --batch-list 32 --windows 3 --clip-grad-norm 1e9 --json-out "$W/ablate-clipon.json" \
-      --algo-cache "$W/algo.txt" > "$W/ablate-clipon.log" 2>&1
-    printf '%-12s %s\n' clipon "$(grep -E '^  bf16' "$W/ablate-clipon.log")"
-  elif [ -z "${ABLATE:-}" ] || [[ " $ABLATE " == *" clipon "* ]]; then
-    ABLATE_LEFT+=(clipon)
-  fi
   python3 - "$W" <<'PY'
 import glob, json, os, sys
 w = sys.argv[1]
