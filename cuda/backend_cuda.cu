@@ -204,6 +204,8 @@ struct cg_backend {
   cg_step_params_t *d_hp;
   cg_scaler_t *d_scaler;
   float *d_grad_scale;     /* the loss scale of the last train step (get_grads) */
+  float *d_cw;             /* K >= 2 with cfg.class_weight: the K class weights (else NULL) */
+  float pos_w;             /* binary: cfg.class_weight's pos_weight, or 1 */
   cg_gnorm_t *d_gn;        /* cfg.clip_norm > 0: the step's gradient norm and clip factor */
   void *d_gn_work;         /* and its partial sums */
   result_t *d_res[kNDQ];
@@ -627,6 +629,14 @@ int alloc_all(cg_backend_t *b, char *err, size_t errlen) {
       dalloc_t(b, &b->d_scaler, sizeof(cg_scaler_t), "loss scaler", err, errlen) ||
       dalloc_t(b, &b->d_grad_scale, sizeof(float), "gradient scale", err, errlen))
     return -1;
+  b->pos_w = b->nclass == 1 && b->cfg.class_weight ? b->cfg.class_weight[0] : 1.0f;
+  if (b->nclass > 1 && b->cfg.class_weight) {
+    if (dalloc_t(b, &b->d_cw, (size_t)b->nclass * sizeof(float), "class weights", err, errlen))
+      return -1;
+    CG_CHECK_CUDA(cudaMemcpy(b->d_cw, b->cfg.class_weight, (size_t)b->nclass * sizeof(float),
+                             cudaMemcpyHostToDevice));
+  }
+  b->cfg.class_weight = NULL; /* the caller's: kept on the device (d_cw) or in pos_w */
   if (b->cfg.clip_norm > 0 &&
       (dalloc_t(b, &b->d_gn, sizeof(cg_gnorm_t), "gradient norm", err, errlen) ||
        dalloc(b, &b->d_gn_work, cg_k_grad_norm_work_bytes(), "gradient norm partials", err,
@@ -1094,12 +1104,12 @@ void run_loss(cg_backend_t *b, int slot, int dq, int grad) {
   void *dz = grad ? grad_at(b, lt, p, CG_DP_W) : NULL;
   if (b->nclass > 1)
     cg_k_loss_k(b->dt, act_at(b, lt, p, CG_DP_R), b->d_y[slot], b->d_wt[slot], b->n, hw,
-                b->nclass, b->ign, b->cfg.dice_weight, b->d_scaler, dz, loss_ptr(b, dq),
+                b->nclass, b->ign, b->cfg.dice_weight, b->d_cw, b->d_scaler, dz, loss_ptr(b, dq),
                 b->d_pred[dq], b->d_loss_work, b->s_comp);
   else /* ign < 0: exactly cg_k_loss */
     cg_k_loss_ign(b->dt, act_at(b, lt, p, CG_DP_R), b->d_y[slot], b->d_wt[slot], b->n, hw,
-                  b->ign, b->cfg.dice_weight, b->d_scaler, dz, loss_ptr(b, dq), b->d_pred[dq],
-                  b->d_loss_work, b->s_comp);
+                  b->ign, b->cfg.dice_weight, b->pos_w, b->d_scaler, dz, loss_ptr(b, dq),
+                  b->d_pred[dq], b->d_loss_work, b->s_comp);
 }
 
 /* A timed event on the compute stream. In a capture a plain record only orders streams; an

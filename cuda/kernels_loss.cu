@@ -40,8 +40,8 @@ __device__ __forceinline__ double sigmoid_e(double z, double *e_out) {
  * is over them); !IGN is the loss of every pixel, four sums. */
 template <typename T, bool IGN>
 __global__ void loss_partial_kernel(const T *logits, const uint8_t *mask, int64_t hw,
-                                    int64_t chunk, int nchunks, int ign, double *partial,
-                                    uint8_t *pred) {
+                                    int64_t chunk, int nchunks, int ign, double pw,
+                                    double *partial, uint8_t *pred) {
   constexpr int NQ = IGN ? 5 : 4;
   __shared__ double red[NQ][kBlock];
   const int i = blockIdx.y, j = blockIdx.x, t = threadIdx.x;
@@ -59,7 +59,7 @@ __global__ void loss_partial_kernel(const T *logits, const uint8_t *mask, int64_
     const double z = zf, y = mask[base + p] ? 1.0 : 0.0;
     double e;
     const double pr = sigmoid_e(z, &e);
-    sb += (z > 0.0 ? z : 0.0) - z * y + log1p(e);
+    sb += (y != 0.0 ? pw : 1.0) * ((z > 0.0 ? z : 0.0) - z * y + log1p(e));
     sp += pr;
     sy += y;
     spy += pr * y;
@@ -116,7 +116,7 @@ __global__ void loss_finalize_kernel(const double *partial, int n, int nchunks, 
 /* blockIdx.y = sample; x grid-strides over its pixels. */
 template <typename T, bool IGN>
 __global__ void loss_grad_kernel(const T *logits, const uint8_t *mask, const float *weight,
-                                 int64_t hw, int ign, const double *sums, double dw,
+                                 int64_t hw, int ign, const double *sums, double dw, double pw,
                                  const cg_scaler_t *scaler, T *dlogits) {
   constexpr int NQ = IGN ? 5 : 4;
   const int i = blockIdx.y;
@@ -136,9 +136,9 @@ __global__ void loss_grad_kernel(const T *logits, const uint8_t *mask, const flo
       const double z = to_f(logits[base + p]), y = mask[base + p] ? 1.0 : 0.0;
       double e;
       const double pr = sigmoid_e(z, &e);
-      /* BCE (p - y)/hw; Dice (num - 2 y den)/den^2 * p(1-p), times dw */
-      const double d =
-          (pr - y) * inv_hw + dw * ((num - 2.0 * y * den) * inv_den2 * pr * (1.0 - pr));
+      /* BCE (p - y)/hw (y = 1: times pw); Dice (num - 2 y den)/den^2 * p(1-p), times dw */
+      const double d = (y != 0.0 ? pw : 1.0) * (pr - y) * inv_hw +
+                       dw * ((num - 2.0 * y * den) * inv_den2 * pr * (1.0 - pr));
       g = (float)(sc * d);
     }
     dlogits[base + p] = from_f<T>(g);
@@ -150,8 +150,9 @@ cg_chunk_plan_t loss_plan(int64_t hw) { return cg_chunk_plan(hw, kChunkPix, kMax
 
 template <typename T, bool IGN>
 void loss_launch(const void *d_logits, const uint8_t *d_mask, const float *d_weight, int n,
-                 int64_t hw, int ign, float dice_w, const cg_scaler_t *d_scaler, void *d_dlogits,
-                 double *d_loss, uint8_t *d_pred, double *work, cudaStream_t s) {
+                 int64_t hw, int ign, float dice_w, float pos_w, const cg_scaler_t *d_scaler,
+                 void *d_dlogits, double *d_loss, uint8_t *d_pred, double *work,
+                 cudaStream_t s) {
   constexpr int NQ = IGN ? 5 : 4;
   const cg_chunk_plan_t q = loss_plan(hw);
   double *partial = work;
@@ -159,7 +160,7 @@ void loss_launch(const void *d_logits, const uint8_t *d_mask, const float *d_wei
   double *terms = sums + (size_t)n * NQ;
   const T *logits = static_cast<const T *>(d_logits);
   loss_partial_kernel<T, IGN><<<dim3(q.nchunks, n), kBlock, 0, s>>>(
-      logits, d_mask, hw, q.chunk, q.nchunks, ign, partial, d_pred);
+      logits, d_mask, hw, q.chunk, q.nchunks, ign, (double)pos_w, partial, d_pred);
   CG_CHECK_LAUNCH("loss_partial_kernel");
   loss_finalize_kernel<IGN><<<1, kBlock, 0, s>>>(partial, n, q.nchunks, hw, d_weight,
                                                  (double)dice_w, sums, terms, d_loss);
@@ -168,7 +169,7 @@ void loss_launch(const void *d_logits, const uint8_t *d_mask, const float *d_wei
     int64_t gx = (hw + kBlock - 1) / kBlock;
     if (gx > 1024) gx = 1024;
     loss_grad_kernel<T, IGN><<<dim3((unsigned)gx, n), kBlock, 0, s>>>(
-        logits, d_mask, d_weight, hw, ign, sums, (double)dice_w, d_scaler,
+        logits, d_mask, d_weight, hw, ign, sums, (double)dice_w, (double)pos_w, d_scaler,
         static_cast<T *>(d_dlogits));
     CG_CHECK_LAUNCH("loss_grad_kernel");
   }
@@ -186,17 +187,17 @@ size_t cg_k_loss_work_bytes(int n, int64_t hw) {
 }
 
 void cg_k_loss(cg_dtype_t dt, const void *d_logits, const uint8_t *d_mask, const float *d_weight,
-               int n, int64_t hw, float dice_w, const cg_scaler_t *d_scaler, void *d_dlogits,
-               double *d_loss, uint8_t *d_pred, void *d_work, cudaStream_t s) {
-  cg_k_loss_ign(dt, d_logits, d_mask, d_weight, n, hw, -1, dice_w, d_scaler, d_dlogits, d_loss,
-                d_pred, d_work, s);
+               int n, int64_t hw, float dice_w, float pos_weight, const cg_scaler_t *d_scaler,
+               void *d_dlogits, double *d_loss, uint8_t *d_pred, void *d_work, cudaStream_t s) {
+  cg_k_loss_ign(dt, d_logits, d_mask, d_weight, n, hw, -1, dice_w, pos_weight, d_scaler,
+                d_dlogits, d_loss, d_pred, d_work, s);
 }
 
 void cg_k_loss_ign(cg_dtype_t dt, const void *d_logits, const uint8_t *d_mask,
                    const float *d_weight, int n, int64_t hw, int ignore, float dice_w,
-                   const cg_scaler_t *d_scaler, void *d_dlogits, double *d_loss, uint8_t *d_pred,
-                   void *d_work, cudaStream_t s) {
-  CG_ASSERT(n >= 0 && n <= 65535 && hw >= 1 && dice_w >= 0.0f);
+                   float pos_weight, const cg_scaler_t *d_scaler, void *d_dlogits,
+                   double *d_loss, uint8_t *d_pred, void *d_work, cudaStream_t s) {
+  CG_ASSERT(n >= 0 && n <= 65535 && hw >= 1 && dice_w >= 0.0f && pos_weight >= 0.0f);
   CG_ASSERT(ignore >= -1 && ignore <= 255);
   CG_ASSERT(d_loss != NULL);
   if (n == 0) {
@@ -208,12 +209,14 @@ void cg_k_loss_ign(cg_dtype_t dt, const void *d_logits, const uint8_t *d_mask,
   double *work = static_cast<double *>(d_work);
   if (ignore < 0) {
     CG_DT_SWITCH(dt, T,
-                 loss_launch<T, false>(d_logits, d_mask, d_weight, n, hw, -1, dice_w, d_scaler,
-                                       d_dlogits, d_loss, d_pred, work, s));
+                 loss_launch<T, false>(d_logits, d_mask, d_weight, n, hw, -1, dice_w,
+                                       pos_weight, d_scaler, d_dlogits, d_loss, d_pred, work,
+                                       s));
   } else {
     CG_DT_SWITCH(dt, T,
                  loss_launch<T, true>(d_logits, d_mask, d_weight, n, hw, ignore, dice_w,
-                                      d_scaler, d_dlogits, d_loss, d_pred, work, s));
+                                      pos_weight, d_scaler, d_dlogits, d_loss, d_pred, work,
+                                      s));
   }
 }
 
@@ -265,7 +268,8 @@ void cg_k_fault_nan(cg_dtype_t dt, void *d_dlogit, double *d_loss, cudaStream_t 
  *     the weighted sum in sample order.
  *  3. loss_k_grad: a thread per pixel, the K gradients from the per-sample sums.
  * Columns of a sample's sums: [0, K) sum p_c, [K, 2K) sum p_c [y = c], [2K, 3K) count y = c,
- * 3K the summed cross-entropy, 3K + 1 the valid pixels. A pixel is valid when its mask is
+ * 3K the summed cross-entropy, 3K + 1 the valid pixels (with class weights cw, both weighted:
+ * sum cw[y] CE and sum cw[y], by the shuffle tree). A pixel is valid when its mask is
  * not the ignore value and is < K (a larger id is a data error the loader refuses; here it is
  * left out rather than read out of bounds). */
 
@@ -286,7 +290,8 @@ __device__ __forceinline__ bool pix_valid(int y, int K, int ign) {
 template <typename T>
 __global__ void __launch_bounds__(kKBlock)
     loss_k_partial_kernel(const T *logits, const uint8_t *mask, int64_t hw, int K, int ign,
-                          int64_t chunk, int nchunks, double *partial, uint8_t *pred) {
+                          const float *cw, int64_t chunk, int nchunks, double *partial,
+                          uint8_t *pred) {
   extern __shared__ double rows[]; /* [kKWarps][3K + 2] */
   const int i = blockIdx.y, j = blockIdx.x, t = threadIdx.x, wp = t >> 5, lane = t & 31;
   const int ncol = 3 * K + 2;
@@ -316,7 +321,8 @@ __global__ void __launch_bounds__(kKBlock)
     for (int c = 0; c < K; c++) se += exp((double)to_f(z[c]) - (double)zmax);
     const double inv_se = 1.0 / se;
     const double zy = valid ? (double)to_f(z[y]) : 0.0;
-    const double ce = valid ? (double)zmax + log(se) - zy : 0.0;
+    const double wy = valid ? (cw ? (double)cw[y] : 1.0) : 0.0;
+    const double ce = valid ? wy * ((double)zmax + log(se) - zy) : 0.0;
     for (int c = 0; c < K; c++) {
       const double pc = valid ? exp((double)to_f(z[c]) - (double)zmax) * inv_se : 0.0;
       const double sp = warp_sum_d(pc);
@@ -329,10 +335,11 @@ __global__ void __launch_bounds__(kKBlock)
       }
     }
     const double sce = warp_sum_d(ce);
-    const unsigned nv = __popc(__ballot_sync(0xffffffffu, valid));
+    const double nv = cw ? warp_sum_d(wy) /* uniform: the whole warp takes one branch */
+                         : (double)__popc(__ballot_sync(0xffffffffu, valid));
     if (lane == 0) {
       row[3 * K] += sce;
-      row[3 * K + 1] += (double)nv;
+      row[3 * K + 1] += nv;
     }
   }
   __syncthreads();
@@ -363,7 +370,8 @@ __global__ void loss_k_finalize_kernel(const double *partial, int n, int K, int 
     double dsum = 0.0;
     for (int c = 0; c < K; c++)
       dsum += (2.0 * s[K + c] + 1.0) / (s[c] + s[2 * K + c] + 1.0);
-    const double li = s[3 * K] / (nv > 1.0 ? nv : 1.0) + dw * (1.0 - dsum / (double)K);
+    /* nv 0: no valid pixel, or class weights summing to 0; the CE sum is 0 then too */
+    const double li = (nv > 0.0 ? s[3 * K] / nv : 0.0) + dw * (1.0 - dsum / (double)K);
     const float w = weight[i];
     terms[i] = w != 0.0f ? (double)w * li : 0.0;
   }
@@ -376,19 +384,20 @@ __global__ void loss_k_finalize_kernel(const double *partial, int n, int K, int 
 }
 
 /* blockIdx.y = sample; x grid-strides over its pixels, a thread per pixel writing its K
- * gradients: dCE/dz_c = (p_c - [y = c]) / |V|; with a_c = dDice/dp_c =
+ * gradients: dCE/dz_c = cw[y] (p_c - [y = c]) / nv (nv: |V|, or sum cw[y]); with a_c = dDice/dp_c =
  * -(2 [y = c] den_c - num_c) / (K den_c^2), dDice/dz_c = p_c (a_c - sum_k p_k a_k). */
 template <typename T>
 __global__ void loss_k_grad_kernel(const T *logits, const uint8_t *mask, const float *weight,
-                                   int64_t hw, int K, int ign, const double *sums, double dw,
-                                   const cg_scaler_t *scaler, T *dlogits) {
+                                   int64_t hw, int K, int ign, const float *cw,
+                                   const double *sums, double dw, const cg_scaler_t *scaler,
+                                   T *dlogits) {
   const int i = blockIdx.y;
   const int64_t base = (int64_t)i * hw;
   const float w = weight[i];
   const int ncol = 3 * K + 2;
   const double *s = sums + (int64_t)i * ncol;
   const double nv = s[3 * K + 1];
-  const double inv_v = 1.0 / (nv > 1.0 ? nv : 1.0), inv_k = 1.0 / (double)K;
+  const double inv_v = nv > 0.0 ? 1.0 / nv : 0.0, inv_k = 1.0 / (double)K;
   const double sc = (double)w * (double)(scaler ? scaler->scale : 1.0f);
   for (int64_t p = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; p < hw;
        p += (int64_t)gridDim.x * blockDim.x) {
@@ -399,6 +408,7 @@ __global__ void loss_k_grad_kernel(const T *logits, const uint8_t *mask, const f
       for (int c = 0; c < K; c++) g[c] = from_f<T>(0.0f);
       continue;
     }
+    const double wy = cw ? (double)cw[y] : 1.0;
     float zmax = to_f(z[0]);
     for (int c = 1; c < K; c++) zmax = fmaxf(zmax, to_f(z[c]));
     double se = 0.0;
@@ -415,7 +425,7 @@ __global__ void loss_k_grad_kernel(const T *logits, const uint8_t *mask, const f
       const double pc = exp((double)to_f(z[c]) - (double)zmax) * inv_se;
       const double num = 2.0 * s[K + c] + 1.0, den = s[c] + s[2 * K + c] + 1.0;
       const double a = -((y == c ? 2.0 * den : 0.0) - num) * inv_k / (den * den);
-      const double d = (pc - (y == c ? 1.0 : 0.0)) * inv_v + dw * (pc * (a - pa));
+      const double d = wy * (pc - (y == c ? 1.0 : 0.0)) * inv_v + dw * (pc * (a - pa));
       g[c] = from_f<T>((float)(sc * d));
     }
   }
@@ -423,9 +433,9 @@ __global__ void loss_k_grad_kernel(const T *logits, const uint8_t *mask, const f
 
 template <typename T>
 void loss_k_launch(const void *d_logits, const uint8_t *d_mask, const float *d_weight, int n,
-                   int64_t hw, int K, int ign, float dice_w, const cg_scaler_t *d_scaler,
-                   void *d_dlogits, double *d_loss, uint8_t *d_pred, double *work,
-                   cudaStream_t s) {
+                   int64_t hw, int K, int ign, float dice_w, const float *d_cw,
+                   const cg_scaler_t *d_scaler, void *d_dlogits, double *d_loss, uint8_t *d_pred,
+                   double *work, cudaStream_t s) {
   const cg_chunk_plan_t q = loss_plan(hw);
   const int ncol = 3 * K + 2;
   double *partial = work;
@@ -434,7 +444,7 @@ void loss_k_launch(const void *d_logits, const uint8_t *d_mask, const float *d_w
   const T *logits = static_cast<const T *>(d_logits);
   const size_t shm = sizeof(double) * kKWarps * ncol;
   loss_k_partial_kernel<T><<<dim3(q.nchunks, n), kKBlock, shm, s>>>(
-      logits, d_mask, hw, K, ign, q.chunk, q.nchunks, partial, d_pred);
+      logits, d_mask, hw, K, ign, d_cw, q.chunk, q.nchunks, partial, d_pred);
   CG_CHECK_LAUNCH("loss_k_partial_kernel");
   loss_k_finalize_kernel<<<1, kBlock, 0, s>>>(partial, n, K, q.nchunks, d_weight,
                                               (double)dice_w, sums, terms, d_loss);
@@ -443,7 +453,7 @@ void loss_k_launch(const void *d_logits, const uint8_t *d_mask, const float *d_w
     int64_t gx = (hw + kBlock - 1) / kBlock;
     if (gx > 1024) gx = 1024;
     loss_k_grad_kernel<T><<<dim3((unsigned)gx, n), kBlock, 0, s>>>(
-        logits, d_mask, d_weight, hw, K, ign, sums, (double)dice_w, d_scaler,
+        logits, d_mask, d_weight, hw, K, ign, d_cw, sums, (double)dice_w, d_scaler,
         static_cast<T *>(d_dlogits));
     CG_CHECK_LAUNCH("loss_k_grad_kernel");
   }
@@ -461,8 +471,8 @@ size_t cg_k_loss_k_work_bytes(int n, int64_t hw, int nclass) {
 
 void cg_k_loss_k(cg_dtype_t dt, const void *d_logits, const uint8_t *d_mask,
                  const float *d_weight, int n, int64_t hw, int nclass, int ignore, float dice_w,
-                 const cg_scaler_t *d_scaler, void *d_dlogits, double *d_loss, uint8_t *d_pred,
-                 void *d_work, cudaStream_t s) {
+                 const float *d_cw, const cg_scaler_t *d_scaler, void *d_dlogits,
+                 double *d_loss, uint8_t *d_pred, void *d_work, cudaStream_t s) {
   CG_ASSERT(n >= 0 && n <= 65535 && hw >= 1 && nclass >= 2 && nclass <= 255 && dice_w >= 0.0f);
   CG_ASSERT(ignore >= -1 && ignore <= 255);
   CG_ASSERT(d_loss != NULL);
@@ -475,5 +485,5 @@ void cg_k_loss_k(cg_dtype_t dt, const void *d_logits, const uint8_t *d_mask,
   double *work = static_cast<double *>(d_work);
   CG_DT_SWITCH(dt, T,
                loss_k_launch<T>(d_logits, d_mask, d_weight, n, hw, nclass, ignore, dice_w,
-                                d_scaler, d_dlogits, d_loss, d_pred, work, s));
+                                d_cw, d_scaler, d_dlogits, d_loss, d_pred, work, s));
 }

@@ -13,7 +13,9 @@
  *  4. One whole training step of a K = 4 UNet (ignore label 255) through the ops table: CUDA
  *     fp32 and bf16 against the CPU backend (loss, gradients, predictions), and the K x K
  *     counts of a metrics-on-device eval step against cg_confk_add of its own prediction; then
- *     five bf16 steps replayed as CUDA graphs bitwise equal to eager ones, the loss going down.
+ *     five bf16 steps replayed as CUDA graphs bitwise equal to eager ones, the loss going down;
+ *     and a step with class weights (cfg.class_weight, one of them 0), CUDA fp32 against the
+ *     CPU backend, its loss not the unweighted one.
  * Fresh random inputs each run (the seed is printed; CG_TEST_SEED=<n> repeats it). Exits 77
  * without a usable GPU. A "RUN ..." line precedes each group, so a crash names the kernel. */
 #include <cuda_runtime.h>
@@ -118,11 +120,12 @@ static void make_mask(uint8_t *mask, size_t n, int K, int ign, int ign_every) {
 /* ---- 1. the loss ------------------------------------------------------------------------- */
 
 static float g_dw = 1.0f; /* the Dice term's weight (--dice-weight) of test_loss_k */
+static int g_cw;          /* 1: class weights (K >= 2: --class-weights; binary: --pos-weight) */
 
 static void test_loss_k(cg_dtype_t dt, int n, int64_t hw, int K, int ign, float scale) {
   char tag[180], name[240];
-  snprintf(tag, sizeof tag, "%s n=%d hw=%lld K=%d ignore=%d scale=%g dice_w=%g", dt_name(dt), n,
-           (long long)hw, K, ign, scale > 0 ? scale : 1.0f, g_dw);
+  snprintf(tag, sizeof tag, "%s n=%d hw=%lld K=%d ignore=%d scale=%g dice_w=%g%s", dt_name(dt),
+           n, (long long)hw, K, ign, scale > 0 ? scale : 1.0f, g_dw, g_cw ? " weighted" : "");
   const size_t np = (size_t)n * hw, nz = np * K, es = cg_dtype_size(dt);
   float *z = hnew(nz), *gref = hnew(nz), *got = hnew(nz), *w = hnew(n);
   uint8_t *mask = cg_malloc(np, "mask"), *pred = cg_malloc(np, "pred"), *pr = cg_malloc(np, "pr");
@@ -143,11 +146,17 @@ static void test_loss_k(cg_dtype_t dt, int n, int64_t hw, int K, int ign, float 
     pr[j] = (uint8_t)a;
   }
   const float gs = scale > 0 ? scale : 1.0f;
-  const double lref = cg_cpu_loss_k(z, mask, w, n, (size_t)hw, K, ign, gs, g_dw, gref, NULL);
+  /* class weights: 0 for class 1 (its pixels add no cross-entropy), others in [0.5, 2.75] */
+  float cw[255];
+  for (int c = 0; c < K; c++)
+    cw[c] = K == 1 ? 3.5f : c == 1 ? 0.0f : 0.5f + 0.25f * (float)(c % 10);
+  const float *hcw = g_cw ? cw : NULL, pw = g_cw && K == 1 ? cw[0] : 1.0f;
+  const double lref = cg_cpu_loss_k(z, mask, w, n, (size_t)hw, K, ign, gs, g_dw, hcw, gref, NULL);
 
   void *d_z = up_dt(dt, z, nz);
   uint8_t *d_mask = up_bytes(mask, np);
   float *d_w = up_bytes(w, n * sizeof(float));
+  float *d_cw = g_cw && K > 1 ? up_bytes(cw, (size_t)K * sizeof(float)) : NULL;
   cg_scaler_t sc = {scale, 1, 0, 0, 0, 0};
   cg_scaler_t *d_sc = scale > 0 ? up_bytes(&sc, sizeof sc) : NULL;
   void *d_dz = cg_test_dnew(nz * es, S);
@@ -157,9 +166,11 @@ static void test_loss_k(cg_dtype_t dt, int n, int64_t hw, int K, int ign, float 
   void *d_work = cg_test_dnew(wb, S);
   double lgot = 0, lgot2 = 0;
   if (K == 1)
-    cg_k_loss_ign(dt, d_z, d_mask, d_w, n, hw, ign, g_dw, d_sc, d_dz, d_loss, d_pred, d_work, S);
+    cg_k_loss_ign(dt, d_z, d_mask, d_w, n, hw, ign, g_dw, pw, d_sc, d_dz, d_loss, d_pred, d_work,
+                  S);
   else
-    cg_k_loss_k(dt, d_z, d_mask, d_w, n, hw, K, ign, g_dw, d_sc, d_dz, d_loss, d_pred, d_work, S);
+    cg_k_loss_k(dt, d_z, d_mask, d_w, n, hw, K, ign, g_dw, d_cw, d_sc, d_dz, d_loss, d_pred,
+                d_work, S);
   cg_test_hget(&lgot, d_loss, sizeof(double), S);
   snprintf(name, sizeof name, "loss_k value %s", tag);
   cg_test_close_d(name, &lgot, &lref, 1, 1e-12, 1e-6);
@@ -196,15 +207,18 @@ static void test_loss_k(cg_dtype_t dt, int n, int64_t hw, int K, int ign, float 
 
   cg_test_dpoison(d_loss, sizeof(double), S);
   if (K == 1)
-    cg_k_loss_ign(dt, d_z, d_mask, d_w, n, hw, ign, g_dw, d_sc, NULL, d_loss, NULL, d_work, S);
+    cg_k_loss_ign(dt, d_z, d_mask, d_w, n, hw, ign, g_dw, pw, d_sc, NULL, d_loss, NULL, d_work,
+                  S);
   else
-    cg_k_loss_k(dt, d_z, d_mask, d_w, n, hw, K, ign, g_dw, d_sc, NULL, d_loss, NULL, d_work, S);
+    cg_k_loss_k(dt, d_z, d_mask, d_w, n, hw, K, ign, g_dw, d_cw, d_sc, NULL, d_loss, NULL,
+                d_work, S);
   cg_test_hget(&lgot2, d_loss, sizeof(double), S);
   CG_TEST_CHECK(memcmp(&lgot, &lgot2, sizeof(double)) == 0,
                 "loss_k %s: not deterministic (%.17g vs %.17g)", tag, lgot, lgot2);
   cg_test_dfree(d_z, S);
   cg_test_dfree(d_mask, S);
   cg_test_dfree(d_w, S);
+  cg_test_dfree(d_cw, S);
   cg_test_dfree(d_sc, S);
   cg_test_dfree(d_dz, S);
   cg_test_dfree(d_loss, S);
@@ -436,6 +450,7 @@ static void test_confusion_ign(int n, int64_t hw, int ign) {
 /* ---- 4. a whole step, K = 4 -------------------------------------------------------------- */
 
 enum { SN = 3, SC = 5, SBASE = 8, SDEPTH = 3, SHW = 32, SK = 4, SIGN = 255 };
+static const float *g_kcw; /* cfg.class_weight of make_backend */
 
 static cg_backend_t *make_backend(const cg_backend_ops_t *ops, const cg_model_t *m,
                                   const cg_buckets_t *bk, cg_precision_t prec, int graph,
@@ -448,6 +463,7 @@ static cg_backend_t *make_backend(const cg_backend_ops_t *ops, const cg_model_t 
   cfg.precision = prec;
   cfg.deterministic = 1;
   cfg.dice_weight = 1.0f;
+  cfg.class_weight = g_kcw;
   cfg.tf32 = 0;
   cfg.cuda_graph = graph;
   cfg.algo_cache = cache;
@@ -593,6 +609,25 @@ static void test_step_k(void) {
   CG_TEST_CHECK(lg[GS - 1] < lg[0], "K=%d: the loss did not go down (%.6g -> %.6g)", SK, lg[0],
                 lg[GS - 1]);
   if (same) printf("PASS K=%d graphs: bitwise equal to eager over %d steps\n", SK, GS);
+
+  printf("RUN one K=%d step with class weights: cpu vs cuda fp32\n", SK);
+  const float cw[SK] = {0.5f, 2.0f, 0.0f, 1.5f};
+  g_kcw = cw;
+  kstep_t wc = k_step(&cg_backend_cpu, &m, &bk, CG_PREC_FP32, p0, &d);
+  kstep_t wg = k_step(&cg_backend_cuda, &m, &bk, CG_PREC_FP32, p0, &d);
+  g_kcw = NULL;
+  kstep_t uc = k_step(&cg_backend_cpu, &m, &bk, CG_PREC_FP32, p0, &d);
+  CG_TEST_CHECK(fabs(wg.loss - wc.loss) <= 1e-4 * fabs(wc.loss) &&
+                    fabs(wc.loss - uc.loss) > 1e-3 * fabs(uc.loss),
+                "class weights: loss cuda %.9g cpu %.9g (unweighted %.9g)", wg.loss, wc.loss,
+                uc.loss);
+  printf("  loss cpu %.9g cuda %.9g (unweighted: %.9g)\n", wc.loss, wg.loss, uc.loss);
+  const double wrel = cg_test_rel_err(wg.grads, wc.grads, m.nparams);
+  CG_TEST_CHECK(wrel < 1e-4, "class weights fp32 gradients: relative error %.3e", wrel);
+  printf("%s class weights fp32 gradients (max abs err / max |ref| = %.3e)\n",
+         wrel < 1e-4 ? "PASS" : "FAIL", wrel);
+  kstep_t *ks[3] = {&wc, &wg, &uc};
+  for (int k = 0; k < 3; k++) free(ks[k]->pred), free(ks[k]->grads);
   cg_test_data_free(&d);
   free(p0);
 }
@@ -623,6 +658,17 @@ static void test_kernels(void) {
     test_loss_k(CG_DT_F16, 4, 5000, 1, 255, 1024.0f);
   }
   g_dw = 1.0f;
+  printf("RUN loss_k and loss_ign with class weights (--class-weights, --pos-weight)\n");
+  g_cw = 1;
+  for (int d = 0; d < 2; d++) {
+    g_dw = d ? 1.0f : 0.0f;
+    test_loss_k(CG_DT_F32, 4, 1000, 4, 255, 0.0f);
+    test_loss_k(CG_DT_BF16, 2, 9000, 19, 22, 0.0f); /* several chunks */
+    test_loss_k(CG_DT_F16, 4, 4096, 4, -1, 1024.0f);
+    test_loss_k(CG_DT_F32, 4, 5000, 1, 255, 0.0f);
+    test_loss_k(CG_DT_F16, 4, 5000, 1, 255, 1024.0f);
+  }
+  g_cw = 0, g_dw = 1.0f;
   printf("RUN head_k\n");
   for (int t = 0; t < 3; t++)
     for (int k = 0; k < 3; k++) {

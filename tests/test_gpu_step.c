@@ -20,6 +20,7 @@
  *     5e-2) and makes the same update; and 3 again with clipping.
  *  6. The loss without its Dice term (cfg.dice_weight 0): the CUDA backend's loss and gradients
  *     (fp32) agree with the CPU backend's as in 1, and differ from the default loss's.
+ *  7. BCE's pos_weight (cfg.class_weight, --pos-weight 3): the same, the loss above the default.
  * Exits 77 without a usable GPU. */
 #include <math.h>
 #include <stdio.h>
@@ -40,6 +41,7 @@ enum { N = 3, IN_C = 5, DEPTH = 3 };
 static int BASE = 8, HW = 32;
 static float g_clip = 0.0f, g_eps = 1e-8f; /* cfg.clip_norm and AdamW's eps of one_step */
 static float g_dice = 1.0f;                 /* cfg.dice_weight */
+static const float *g_cw;                   /* cfg.class_weight */
 
 /* A batch of N, the last sample padding (weight 0). */
 static cg_test_data_t make_data(uint64_t seed) {
@@ -57,6 +59,7 @@ static cg_backend_t *make(const cg_backend_ops_t *ops, const cg_model_t *m, cons
   cfg.device = 0;
   cfg.deterministic = 1;
   cfg.dice_weight = g_dice;
+  cfg.class_weight = g_cw;
   cfg.cuda_graph = graph;
   cfg.tf32 = 0;
   cfg.algo_cache = cache;
@@ -476,19 +479,23 @@ static void test_clip(const cg_model_t *m, const cg_buckets_t *bk, const float *
   free_step(&h);
 }
 
-static void test_dice0(const cg_model_t *m, const cg_buckets_t *bk, const float *p0,
-                       const cg_test_data_t *d) {
-  printf("RUN the loss without Dice (dice_weight 0): cpu vs cuda fp32\n");
+/* The loss with another setting (the Dice weight dice, the class weights cw): the CUDA
+ * backend's loss and gradients (fp32) agree with the CPU backend's, and the loss is below
+ * (lower) or above the default loss's. */
+static void test_loss_setting(const cg_model_t *m, const cg_buckets_t *bk, const float *p0,
+                              const cg_test_data_t *d, const char *what, float dice,
+                              const float *cw, int lower) {
+  printf("RUN the loss with %s: cpu vs cuda fp32\n", what);
   step_t ref = one_step(&cg_backend_cpu, m, bk, CG_PREC_FP32, p0, d);
-  g_dice = 0.0f;
+  g_dice = dice, g_cw = cw;
   step_t c = one_step(&cg_backend_cpu, m, bk, CG_PREC_FP32, p0, d);
   step_t g = one_step(&cg_backend_cuda, m, bk, CG_PREC_FP32, p0, d);
-  g_dice = 1.0f;
-  CG_TEST_CHECK(fabs(g.loss - c.loss) <= 1e-4 * fabs(c.loss) && c.loss < ref.loss,
-                "dice 0: loss cuda %.9g cpu %.9g (with Dice %.9g)", g.loss, c.loss, ref.loss);
-  printf("  loss cpu %.9g cuda %.9g (with Dice: %.9g)\n", c.loss, g.loss, ref.loss);
-  check_grads(m, "fp32 dice 0", g.grads, c.grads,
-              1e-4 * fmax(1.0, sqrt((double)HW * HW / (32 * 32))));
+  g_dice = 1.0f, g_cw = NULL;
+  CG_TEST_CHECK(fabs(g.loss - c.loss) <= 1e-4 * fabs(c.loss) &&
+                    (lower ? c.loss < ref.loss : c.loss > ref.loss),
+                "%s: loss cuda %.9g cpu %.9g (default loss %.9g)", what, g.loss, c.loss, ref.loss);
+  printf("  loss cpu %.9g cuda %.9g (default loss: %.9g)\n", c.loss, g.loss, ref.loss);
+  check_grads(m, what, g.grads, c.grads, 1e-4 * fmax(1.0, sqrt((double)HW * HW / (32 * 32))));
   free_step(&ref);
   free_step(&c);
   free_step(&g);
@@ -516,7 +523,9 @@ int main(void) {
   test_graph_pipeline(&m, &bk, p0, 2);
   test_accum(&m, &bk, p0);
   test_clip(&m, &bk, p0, &d);
-  test_dice0(&m, &bk, p0, &d);
+  test_loss_setting(&m, &bk, p0, &d, "no Dice (dice_weight 0)", 0.0f, NULL, 1);
+  const float pw = 3.0f;
+  test_loss_setting(&m, &bk, p0, &d, "BCE's pos_weight 3 (class_weight)", 1.0f, &pw, 0);
   g_clip = 0.05f; /* the norm and the clip factor inside the captured graph */
   test_graph_pipeline(&m, &bk, p0, 1);
   g_clip = 0.0f;

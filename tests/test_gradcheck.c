@@ -371,12 +371,12 @@ static void test_loss(void) {
   cg_rng_t rg = cg_rng_make(1, CG_RNG_TEST, 8, 0);
   for (size_t i = 0; i < n * hw; i++) mask[i] = cg_rng_below(&rg, 3) == 0; /* ~1/3 positive */
   double ps[4], ps_ref[4];
-  double loss = cg_cpu_loss(z, mask, weight, n, hw, scale, 1.0f, dz, ps);
+  double loss = cg_cpu_loss(z, mask, weight, n, hw, scale, 1.0f, NULL, dz, ps);
   double *zd = to_double(z, n * hw);
   double loss_ref = cg_ref_loss(zd, mask, weight_d, n, hw, ps_ref);
   cg_test_close_d("loss value", &loss, &loss_ref, 1, 0, 1e-12);
   cg_test_close_d("loss per_sample", ps, ps_ref, n, 0, 1e-12);
-  double loss_nograd = cg_cpu_loss(z, mask, weight, n, hw, scale, 1.0f, NULL, NULL);
+  double loss_nograd = cg_cpu_loss(z, mask, weight, n, hw, scale, 1.0f, NULL, NULL, NULL);
   CG_TEST_CHECK(loss_nograd == loss, "loss without dlogits %.17g != %.17g", loss_nograd, loss);
   /* finite differences of the weighted sum, times grad_scale */
   double *g = cg_malloc(n * hw * sizeof(double), "g");
@@ -400,15 +400,15 @@ static void test_loss(void) {
    * Dice = 1 - (2*1 + 1) / (2 + 2 + 1) = 0.4; gradient ~ (p - y) / 4. */
   float ze[4] = {60, 60, -60, -60}, dze[4], we = 1.0f;
   uint8_t me[4] = {1, 0, 1, 0};
-  double le = cg_cpu_loss(ze, me, &we, 1, 4, 1.0f, 1.0f, dze, NULL), le_want = 30.4;
+  double le = cg_cpu_loss(ze, me, &we, 1, 4, 1.0f, 1.0f, NULL, dze, NULL), le_want = 30.4;
   cg_test_close_d("loss extreme logits value", &le, &le_want, 1, 1e-12, 1e-12);
   const float gwant[4] = {0, 0.25f, -0.25f, 0};
   cg_test_close("loss extreme logits grad", dze, gwant, 4, 1e-7, 1e-6);
   /* A padding sample with garbage logits must neither add to the loss nor get a gradient. */
   float zp[8] = {0.5f, -1, 2, 0, NAN, INFINITY, -INFINITY, NAN}, dzp[8], wp[2] = {1, 0};
   uint8_t mp[8] = {1, 0, 1, 1, 0, 0, 0, 0};
-  double lp = cg_cpu_loss(zp, mp, wp, 2, 4, 1.0f, 1.0f, dzp, NULL);
-  double lp_want = cg_cpu_loss(zp, mp, wp, 1, 4, 1.0f, 1.0f, NULL, NULL);
+  double lp = cg_cpu_loss(zp, mp, wp, 2, 4, 1.0f, 1.0f, NULL, dzp, NULL);
+  double lp_want = cg_cpu_loss(zp, mp, wp, 1, 4, 1.0f, 1.0f, NULL, NULL, NULL);
   CG_TEST_CHECK(lp == lp_want, "padding sample changed the loss: %.17g vs %.17g", lp, lp_want);
   CG_TEST_CHECK(dzp[4] == 0 && dzp[5] == 0 && dzp[6] == 0 && dzp[7] == 0,
                 "padding sample got a gradient");
@@ -417,6 +417,7 @@ static void test_loss(void) {
 /* The K-class loss of cpu_layers.h written out naively in double (softmax by its definition,
  * sums over the valid pixels; K = 1: sigmoid BCE + Dice over them). */
 static double g_dw = 1.0; /* the Dice term's weight (--dice-weight) of ref_loss_k and the cases */
+static const float *g_cw; /* the class weights (--class-weights, --pos-weight); NULL = none */
 
 static double ref_loss_k(const double *z, const uint8_t *y, const double *w, int n, size_t hw,
                          int K, int ignore, double *ps) {
@@ -433,13 +434,15 @@ static double ref_loss_k(const double *z, const uint8_t *y, const double *w, int
         if (K == 1) {
           p = 1.0 / (1.0 + exp(-zi[0]));
           t = yi ? 1.0 : 0.0;
-          if (c == 0) ce += -(t * log(p) + (1 - t) * log(1 - p)), nv += 1;
+          const double pw = g_cw && yi ? g_cw[0] : 1.0; /* BCEWithLogitsLoss's pos_weight */
+          if (c == 0) ce += -pw * (t * log(p) + (1 - t) * log(1 - p)), nv += 1;
         } else {
           double den = 0;
           for (int k = 0; k < K; k++) den += exp(zi[k]);
           p = exp(zi[c]) / den;
           t = yi == c;
-          if (c == 0) ce += -log(exp(zi[yi]) / den), nv += 1;
+          const double wy = g_cw ? g_cw[yi] : 1.0; /* CrossEntropyLoss's weight */
+          if (c == 0) ce += -wy * log(exp(zi[yi]) / den), nv += wy;
         }
         inter += p * t;
         psum += p;
@@ -447,7 +450,7 @@ static double ref_loss_k(const double *z, const uint8_t *y, const double *w, int
       }
       dice += (2 * inter + 1) / (psum + gsum + 1);
     }
-    const double l = ce / (nv > 1 ? nv : 1) + g_dw * (1 - dice / (K == 1 ? 1 : K));
+    const double l = (nv > 0 ? ce / nv : 0) + g_dw * (1 - dice / (K == 1 ? 1 : K));
     if (ps) ps[s] = l;
     if (w[s] != 0) total += w[s] * l;
   }
@@ -474,13 +477,15 @@ static void test_loss_k_case(int K, int ignore, size_t hw, uint64_t seed) {
   }
   CG_TEST_CHECK(ignore < 0 || nign > 0, "no ignore pixel drawn");
   double ps[3], ps_ref[3];
-  const double loss = cg_cpu_loss_k(z, mask, weight, n, hw, K, ignore, scale, (float)g_dw, dz, ps);
+  const double loss = cg_cpu_loss_k(z, mask, weight, n, hw, K, ignore, scale, (float)g_dw, g_cw, dz,
+                                    ps);
   double *zd = to_double(z, nz);
   const double loss_ref = ref_loss_k(zd, mask, weight_d, n, hw, K, ignore, ps_ref);
   char nm[96];
-  snprintf(nm, sizeof nm, "loss K=%d ignore %d value", K, ignore);
+  const char *wt = g_cw ? " weighted" : "";
+  snprintf(nm, sizeof nm, "loss K=%d ignore %d%s value", K, ignore, wt);
   cg_test_close_d(nm, &loss, &loss_ref, 1, 0, 1e-11);
-  snprintf(nm, sizeof nm, "loss K=%d ignore %d per_sample", K, ignore);
+  snprintf(nm, sizeof nm, "loss K=%d ignore %d%s per_sample", K, ignore, wt);
   cg_test_close_d(nm, ps, ps_ref, n, 0, 1e-11);
   double *g = cg_malloc(nz * sizeof(double), "g");
   for (size_t j = 0; j < nz; j++) {
@@ -492,7 +497,7 @@ static void test_loss_k_case(int K, int ignore, size_t hw, uint64_t seed) {
     zd[j] = s;
     g[j] = scale * (lp - lm) / (2 * FD_H);
   }
-  snprintf(nm, sizeof nm, "loss K=%d ignore %d dlogits (fd)", K, ignore);
+  snprintf(nm, sizeof nm, "loss K=%d ignore %d%s dlogits (fd)", K, ignore, wt);
   check_grad(nm, dz, g, nz);
   size_t bad = 0;
   for (size_t i = 0; i < (size_t)n * hw; i++)
@@ -501,6 +506,61 @@ static void test_loss_k_case(int K, int ignore, size_t hw, uint64_t seed) {
   CG_TEST_CHECK(bad == 0, "K=%d: %zu gradients of ignore pixels / weight-0 samples not zero", K,
                 bad);
   free(g), free(zd), free(z), free(dz), free(mask);
+}
+
+/* The class weights against PyTorch 1.13 (float64), dice_w 0, one sample:
+ *   z = [[.5, -1.25, 2], [1.5, .25, -.75], [-2, 1, .125], [.375, .375, -3]]; y = [0, 2, 1, 255]
+ *   CrossEntropyLoss(weight=[.5, 2, 1.5], ignore_index=255)(z, y), .backward()
+ *   zb = [.5, -1.25, 2, -.375]; yb = [1, 0, 1, 1]
+ *   BCEWithLogitsLoss(pos_weight=tensor([3.]))(zb, yb), .backward()
+ * Then: weights all 1 are bitwise none; a sample whose valid pixels all have weight 0 adds no
+ * cross-entropy and gets no gradient from it. */
+static void test_loss_weighted(void) {
+  const float z[12] = {0.5f, -1.25f, 2, 1.5f, 0.25f, -0.75f, -2, 1, 0.125f, 0.375f, 0.375f, -3};
+  const uint8_t y[4] = {0, 2, 1, 255};
+  const float cw[3] = {0.5f, 2, 1.5f}, one = 1.0f;
+  float dz[12];
+  const double l = cg_cpu_loss_k(z, y, &one, 1, 4, 3, 255, 1.0f, 0.0f, cw, dz, NULL);
+  const double lt = 1.3758201097961393;
+  const float gt[12] = {-0.10289747723656946f, 0.003840842540804554f, 0.09905663469576491f,
+                        0.26941512793164935f,  0.07718872649911933f, -0.3466038544307687f,
+                        0.016973067645711375f, -0.15908682310230227f, 0.1421137554565909f,
+                        0, 0, 0};
+  cg_test_close_d("CrossEntropyLoss(weight=) value vs PyTorch", &l, &lt, 1, 0, 1e-12);
+  cg_test_close("CrossEntropyLoss(weight=) grad vs PyTorch", dz, gt, 12, 1e-7, 1e-6);
+  const float zb[4] = {0.5f, -1.25f, 2, -0.375f}, pw = 3.0f;
+  const uint8_t yb[4] = {1, 0, 1, 1};
+  float dzb[4];
+  const double lb = cg_cpu_loss(zb, yb, &one, 1, 4, 1.0f, 0.0f, &pw, dzb, NULL);
+  const double lbt = 1.1873284648585327;
+  const float gbt[4] = {-0.283155501598609f, 0.05567503470632721f, -0.08940219151658824f,
+                        -0.4444999499655523f};
+  cg_test_close_d("BCEWithLogitsLoss(pos_weight=) value vs PyTorch", &lb, &lbt, 1, 0, 1e-12);
+  cg_test_close("BCEWithLogitsLoss(pos_weight=) grad vs PyTorch", dzb, gbt, 4, 1e-7, 1e-6);
+  /* weights of 1 are bitwise no weights: K = 4 with ignore, binary with and without */
+  const float ones[4] = {1, 1, 1, 1}, w3[3] = {0.5f, 0, 1};
+  float a[3 * 17 * 4], b[3 * 17 * 4], za[3 * 17 * 4];
+  uint8_t m[3 * 17];
+  cg_test_fill(za, 3 * 17 * 4, -3, 3, 25);
+  for (int i = 0; i < 3 * 17; i++) m[i] = (uint8_t)(i % 7 == 0 ? 255 : i % 4);
+  const int Ks[3] = {4, 1, 1}, igs[3] = {255, 255, -1};
+  for (int t = 0; t < 3; t++) {
+    uint8_t mt[3 * 17];
+    for (int i = 0; i < 3 * 17; i++) mt[i] = Ks[t] == 1 && m[i] != 255 ? m[i] & 1 : m[i];
+    const double la = cg_cpu_loss_k(za, mt, w3, 3, 17, Ks[t], igs[t], 2.0f, 1.0f, NULL, a, NULL);
+    const double lo = cg_cpu_loss_k(za, mt, w3, 3, 17, Ks[t], igs[t], 2.0f, 1.0f, ones, b, NULL);
+    CG_TEST_CHECK(la == lo && !memcmp(a, b, sizeof(float) * 3 * 17 * Ks[t]),
+                  "K=%d ignore %d: class weights of 1 are not bitwise none", Ks[t], igs[t]);
+  }
+  /* K = 3, weights {0, 1, 1}, every pixel class 0: CE 0, no gradient, Dice alone */
+  const float c0[3] = {0, 1, 1};
+  uint8_t y0[17];
+  memset(y0, 0, sizeof y0);
+  const double l0 = cg_cpu_loss_k(za, y0, &one, 1, 17, 3, 255, 1.0f, 0.0f, c0, a, NULL);
+  int nz = 0;
+  for (int i = 0; i < 17 * 3; i++) nz += a[i] != 0.0f;
+  CG_TEST_CHECK(l0 == 0.0 && nz == 0, "weight-0 pixels only: loss %g, %d gradients not 0", l0,
+                nz);
 }
 
 static void test_loss_k(void) {
@@ -520,19 +580,34 @@ static void test_loss_k(void) {
     test_loss_k_case(1, -1, 31, 19); /* cg_cpu_loss */
   }
   g_dw = 1.0;
+  /* --class-weights (one weight 0) and --pos-weight, with and without Dice */
+  const float cw4[4] = {0.5f, 2.0f, 0.0f, 1.25f}, cw2[2] = {3.0f, 0.25f}, pw[1] = {3.5f};
+  for (int k = 0; k < 2; k++) {
+    g_dw = k ? 0.0 : 1.0;
+    g_cw = cw4;
+    test_loss_k_case(4, 255, 23, 20);
+    test_loss_k_case(4, -1, 23, 21);
+    g_cw = cw2;
+    test_loss_k_case(2, 255, 29, 22);
+    g_cw = pw;
+    test_loss_k_case(1, 255, 31, 23);
+    test_loss_k_case(1, -1, 31, 24); /* cg_cpu_loss */
+  }
+  g_cw = NULL, g_dw = 1.0;
+  test_loss_weighted();
   /* K = 1 without ignore is exactly cg_cpu_loss, bit for bit */
   float z[64], d1[64], d2[64], w = 1.0f;
   uint8_t m[64];
   cg_test_fill(z, 64, -5, 5, 15);
   for (int i = 0; i < 64; i++) m[i] = (uint8_t)(i % 3 == 0);
-  const double a = cg_cpu_loss(z, m, &w, 1, 64, 2.0f, 1.0f, d1, NULL);
-  const double b = cg_cpu_loss_k(z, m, &w, 1, 64, 1, -1, 2.0f, 1.0f, d2, NULL);
+  const double a = cg_cpu_loss(z, m, &w, 1, 64, 2.0f, 1.0f, NULL, d1, NULL);
+  const double b = cg_cpu_loss_k(z, m, &w, 1, 64, 1, -1, 2.0f, 1.0f, NULL, d2, NULL);
   CG_TEST_CHECK(a == b && !memcmp(d1, d2, sizeof d1),
                 "K=1 without ignore differs from cg_cpu_loss");
   /* extreme logits stay finite */
   float ze[8] = {80, -80, 0, 0, -80, 80, 0, 0}, dze[8];
   uint8_t me[2] = {0, 0};
-  const double le = cg_cpu_loss_k(ze, me, &w, 1, 2, 4, 255, 1.0f, 1.0f, dze, NULL);
+  const double le = cg_cpu_loss_k(ze, me, &w, 1, 2, 4, 255, 1.0f, 1.0f, NULL, dze, NULL);
   size_t fin = isfinite(le);
   for (int i = 0; i < 8; i++) fin += isfinite(dze[i]);
   CG_TEST_CHECK(fin == 9, "K=4 extreme logits: loss %g not finite everywhere", le);
@@ -580,7 +655,7 @@ static double net_grad_float(const cg_model_t *m, const float *params, int n, co
   }
   const int lb = m->tensors[m->logits_tensor].buf;
   double loss = cg_cpu_loss(t.act[lb], mask, weight, n, (size_t)m->height * m->width, 1.0f,
-                            1.0f, t.dact[lb], NULL);
+                            1.0f, NULL, t.dact[lb], NULL);
   for (int i = m->nlayers - 1; i >= 0; i--) {
     const cg_layer_t *l = &m->layers[i];
     cg_view_t vx = net_view(&t, t.act, l->in), vy = net_view(&t, t.act, l->out);
@@ -698,7 +773,7 @@ static size_t run_all(float *out, cg_cpu_ws_t *ws) {
   o += 8;
   uint8_t mask[8 * 256];
   for (int i = 0; i < 8 * 256; i++) mask[i] = (i % 5) < 2;
-  double l = cg_cpu_loss(dy.buf, mask, wgt, 8, 256, 2.0f, 1.0f, dx.buf, NULL);
+  double l = cg_cpu_loss(dy.buf, mask, wgt, 8, 256, 2.0f, 1.0f, NULL, dx.buf, NULL);
   memcpy(out + o, &l, sizeof l), o += 2;
   memcpy(out + o, dx.buf, 8 * 256 * 4), o += 8 * 256;
   free(x.buf), free(y.buf), free(dy.buf), free(dx.buf);

@@ -25,6 +25,16 @@
 #  8. W = 1 is bitwise the default; W = 0 (cross-entropy alone) trains other weights, binary and
 #     K = 4, 2 ranks = 1 rank within 1e-5; the banner and the metrics JSON say it; W < 0 is a
 #     usage error.
+# The loss's class weights (--class-weights W,... for K >= 2, --pos-weight X for binary;
+# test_gradcheck checks the loss against PyTorch's and its gradient, the GPU tests the kernels):
+#  9. K = 4 weights of 1 are bitwise none; other weights train other weights, 2 ranks = 1 rank
+#     within 1e-5, and validation whole (its own loss sums) gives the square validation's loss
+#     (the synthetic images are squares of --image-size); the banner and the metrics JSON say
+#     them; a checkpoint of step 4 resumed with --resume DIR alone to 8 is bitwise the
+#     uninterrupted run (the weights are stored), other weights on a resume get a notice; the
+#     same for binary --pos-weight 3;
+# 10. usage errors (exit 2, naming the flag): a count other than K, weights for a binary model,
+#     --pos-weight with K classes, all 0, a negative weight, text, --pos-weight 0.
 set -uo pipefail
 BIN=$1; MPIRUN="$2 --oversubscribe --bind-to none"; BUILD=$3
 CMP=$BUILD/tests/cg_cmp_params
@@ -36,6 +46,13 @@ COMMON="train --backend cpu --model-base 4 --model-depth 2 --image-size 32 --tra
 bitwise() { # bitwise A B WHAT
   if cmp -s "$T/$1.bin" "$T/$2.bin"; then echo "  ok: $3: bitwise equal"
   else echo "FAIL $3: the parameters differ"; fail=1; fi
+}
+differs() { # differs A B WHAT: A's parameters are not within 1e-3 of B's
+  if [ ! -s "$T/$1.bin" ] || [ ! -s "$T/$2.bin" ]; then
+    echo "FAIL $1: $3: no parameters of $1 or $2 to compare"; fail=1
+  elif "$CMP" "$T/$1.bin" "$T/$2.bin" 1e-3 > /dev/null 2>&1; then
+    echo "FAIL $1: $3 left the weights within 1e-3 of $2's"; fail=1
+  else echo "  ok: $3 trains other weights than $2"; fi
 }
 metric() { # metric NAME KEY: a field of NAME's metrics JSON
   python3 -c "import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])" "$T/$1.json" "$2"
@@ -72,9 +89,7 @@ run c1x4x2 0 $MPIRUN -np 1 $BIN $COMMON --steps 8 --batch 4 --grad-accum 2 \
 want c8 "(max 0.7471, 4 of 4 clipped)"
 [ "$(metric c8 steps_clipped)" = 8 ] ||
   { echo "FAIL c8: steps_clipped $(metric c8 steps_clipped), want 8"; fail=1; }
-if "$CMP" "$T/c8.bin" "$T/plain.bin" 1e-3 > /dev/null 2>&1; then
-  echo "FAIL c8: clipping to 0.001 left the weights within 1e-3 of the unclipped run"; fail=1
-else echo "  ok: clipped weights differ from the unclipped run's"; fi
+differs c8 plain "clipping to 0.001"
 same_params c2x4 c8 1e-5 "clipped: 2 ranks x batch 4 vs 1 x 8"
 same_params c1x4x2 c8 1e-5 "clipped: 1 rank x batch 4 x 2 micro-batches vs 1 x 8"
 for r in c2x4 c1x4x2; do
@@ -167,10 +182,64 @@ done
 want d0k1 "loss: BCE-with-logits alone (--dice-weight 0)"
 want d0k4 "classes: 4 (softmax cross-entropy), ignored: label 255"
 [ "$(metric d0k1 dice_weight)" = 0 ] || { echo "FAIL d0k1: dice_weight in the JSON"; fail=1; }
-if "$CMP" "$T/d0k1.bin" "$T/dflt.bin" 1e-3 > /dev/null 2>&1; then
-  echo "FAIL d0k1: --dice-weight 0 trained the default loss's weights"; fail=1
-else echo "  ok: --dice-weight 0 trains other weights than the default loss"; fi
+differs d0k1 dflt "--dice-weight 0"
 run dw 2 $BIN $COMMON --steps 1 --batch 8 --dice-weight -1 && want dw "--dice-weight"
+
+# ---- 9. class weights ----
+val_loss_eq() { # val_loss_eq A B WHAT: the same validation loss to 1e-6
+  python3 -c "import sys; a, b = float(sys.argv[1]), float(sys.argv[2]); \
+              sys.exit(abs(a - b) > 1e-6 * abs(a))" "$(metric $1 val_loss)" "$(metric $2 val_loss)" &&
+    echo "  ok: $3: val_loss $(metric $1 val_loss) = $(metric $2 val_loss)" ||
+    { echo "FAIL $3: val_loss $(metric $1 val_loss) vs $(metric $2 val_loss)"; fail=1; }
+}
+K4="--num-classes 4 --steps 8 --batch 8 --val-samples 8"
+run k4n 0 $MPIRUN -np 1 $BIN $COMMON $K4 --params-out $T/k4n.bin --metrics-out $T/k4n.json
+run k4o 0 $MPIRUN -np 1 $BIN $COMMON $K4 --class-weights 1,1,1,1 --params-out $T/k4o.bin
+bitwise k4o k4n "--class-weights 1,1,1,1 vs none"
+CW="--class-weights 0.5,2,1.0,3"
+run k4w 0 $MPIRUN -np 1 $BIN $COMMON $K4 $CW --params-out $T/k4w.bin --metrics-out $T/k4w.json
+run k4w2 0 $MPIRUN -np 2 $BIN $COMMON $K4 $CW --batch 4 --params-out $T/k4w2.bin
+run k4ww 0 $MPIRUN -np 1 $BIN $COMMON $K4 $CW --val-mode whole --metrics-out $T/k4ww.json
+same_params k4w2 k4w 1e-5 "--class-weights, K = 4: 2 ranks x batch 4 vs 1 x 8"
+differs k4w k4n "--class-weights"
+val_loss_eq k4ww k4w "--class-weights: validation whole vs square"
+want k4w "loss: the classes' cross-entropy weighted 0.5,2,1,3 (--class-weights)"
+[ "$(metric k4w class_weights)" = "[0.5, 2, 1, 3]" ] && [ "$(metric k4n class_weights)" = None ] ||
+  { echo "FAIL metrics: class_weights $(metric k4w class_weights) / $(metric k4n class_weights)"
+    fail=1; }
+run k4w4 0 $MPIRUN -np 1 $BIN $COMMON $K4 $CW --steps 4 --checkpoint-dir $T/ckw
+run k4w8 0 $MPIRUN -np 1 $BIN train --resume $T/ckw --steps 8 --params-out $T/k4w8.bin \
+    --progress off
+bitwise k4w8 k4w "--class-weights: 4 steps, a checkpoint, --resume DIR to 8 vs 8 steps"
+want k4w8 "loss: the classes' cross-entropy weighted 0.5,2,1,3 (--class-weights)"
+run k4w9 0 $MPIRUN -np 1 $BIN train --resume $T/ckw --steps 9 --class-weights 1,1,1,2 \
+    --progress off
+want k4w9 "resume: --class-weights 1,1,1,2 (the checkpoint has 0.5,2,1,3): the run goes on"
+B1="--steps 8 --batch 8 --val-samples 8"
+run pw 0 $MPIRUN -np 1 $BIN $COMMON $B1 --pos-weight 3 --params-out $T/pw.bin \
+    --metrics-out $T/pw.json
+run pw2 0 $MPIRUN -np 2 $BIN $COMMON $B1 --pos-weight 3 --batch 4 --params-out $T/pw2.bin
+run pww 0 $MPIRUN -np 1 $BIN $COMMON $B1 --pos-weight 3 --val-mode whole --metrics-out $T/pww.json
+run pwn 0 $MPIRUN -np 1 $BIN $COMMON $B1 --params-out $T/pwn.bin
+same_params pw2 pw 1e-5 "--pos-weight 3: 2 ranks x batch 4 vs 1 x 8"
+differs pw pwn "--pos-weight 3"
+val_loss_eq pww pw "--pos-weight: validation whole vs square"
+want pw "loss: the foreground's BCE weighted 3 (--pos-weight)"
+[ "$(metric pw pos_weight)" = 3 ] || { echo "FAIL metrics: pos_weight $(metric pw pos_weight)"
+  fail=1; }
+run pw4 0 $MPIRUN -np 1 $BIN $COMMON $B1 --pos-weight 3 --steps 4 --checkpoint-dir $T/ckp
+run pw8 0 $MPIRUN -np 1 $BIN train --resume $T/ckp --steps 8 --params-out $T/pw8.bin \
+    --progress off
+bitwise pw8 pw "--pos-weight: 4 steps, a checkpoint, --resume DIR to 8 vs 8 steps"
+
+# ---- 10. usage errors of the class weights ----
+bad cwn "--class-weights: 3 weights for --num-classes 4" --num-classes 4 --class-weights 1,2,3
+bad cwb "--class-weights: this model is binary" --class-weights 1,2
+bad pwk "--pos-weight: for binary models" --num-classes 4 --pos-weight 2
+bad cw0 "--class-weights: every weight is 0" --num-classes 2 --class-weights 0,0
+bad cwneg "--class-weights: '1,-1' is not weights" --num-classes 2 --class-weights 1,-1
+bad cwtxt "--class-weights: 'a,b' is not weights" --num-classes 2 --class-weights a,b
+bad pw0 "--pos-weight: 0 is out of range" --pos-weight 0
 
 [ $fail -eq 0 ] && echo "test_optim: all passed"
 exit $fail

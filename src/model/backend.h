@@ -24,8 +24,9 @@
  * With nclass K >= 2 the per-sample term is CE_i + W Dice_i of cg_cpu_loss_k (softmax
  * cross-entropy + soft Dice averaged over the K classes); with an ignore index, pixels whose
  * mask is that label are left out of both terms (binary too). W = cfg.dice_weight
- * (--dice-weight, 1 by default). A sample whose pixels are all ignored adds 0 but still counts
- * in its weight (1 / global batch).
+ * (--dice-weight, 1 by default). cfg.class_weight weights the cross-entropy terms (CE_i: their
+ * weighted mean; BCE_i: a foreground pixel's term times pos_weight). A sample whose pixels are
+ * all ignored adds 0 but still counts in its weight (1 / global batch).
  */
 #ifndef CG_BACKEND_H
 #define CG_BACKEND_H
@@ -89,6 +90,10 @@ typedef struct {
   float dice_weight;         /* --dice-weight: the soft Dice term's weight in the loss (>= 0; 1 =
                                 the reference CE + Dice, 0 = cross-entropy alone). Every maker of
                                 a config sets it: 0 from a zeroed struct trains without Dice. */
+  const float *class_weight; /* --class-weights / --pos-weight: the loss's class weights, the
+                                cw of cg_cpu_loss_k (cpu_layers.h): K >= 2, nclass weights of
+                                the cross-entropy terms; binary, one, BCE's pos_weight; NULL =
+                                none. The backend keeps a copy. */
   float clip_norm;           /* --clip-grad-norm: > 0 = every train_step measures the global L2
                                 norm of the step's gradient (after the all-reduce, unscaled) and
                                 scales the gradient by min(1, clip_norm / (norm + 1e-6)) before

@@ -657,11 +657,13 @@ void cg_cpu_maxpool_bwd(const cg_view_t *x, const cg_view_t *y, const cg_view_t 
 /* ---- loss ------------------------------------------------------------------------------- */
 
 double cg_cpu_loss(const float *logits, const uint8_t *mask, const float *weight, int n, size_t hw,
-                   float grad_scale, float dice_w, float *dlogits, double *per_sample) {
+                   float grad_scale, float dice_w, const float *cw, float *dlogits,
+                   double *per_sample) {
   CG_ASSERT(logits != NULL && mask != NULL && weight != NULL);
   CG_ASSERT(n >= 1 && hw >= 1);
   double *li = cg_malloc(sizeof(double) * n, "per-sample loss");
   const double inv_hw = 1.0 / (double)hw, dw = dice_w;
+  const double pw = cw ? (double)cw[0] : 1.0; /* x 1.0: the unweighted bits */
 #pragma omp parallel for schedule(dynamic, 1)
   for (int i = 0; i < n; i++) {
     const float *z = logits + (size_t)i * hw;
@@ -671,7 +673,7 @@ double cg_cpu_loss(const float *logits, const uint8_t *mask, const float *weight
       const double zj = z[j], yj = y[j] ? 1.0 : 0.0;
       const double e = exp(-fabs(zj)); /* in (0, 1]: never overflows */
       const double p = zj >= 0 ? 1.0 / (1.0 + e) : e / (1.0 + e);
-      sb += (zj > 0 ? zj : 0.0) - zj * yj + log1p(e);
+      sb += (y[j] ? pw : 1.0) * ((zj > 0 ? zj : 0.0) - zj * yj + log1p(e));
       sp += p;
       sy += yj;
       spy += p * yj;
@@ -684,14 +686,15 @@ double cg_cpu_loss(const float *logits, const uint8_t *mask, const float *weight
         memset(dz, 0, hw * sizeof(float));
         continue;
       }
-      /* d/dz: BCE (p - y)/hw; Dice -d(num/den)/dp * p(1-p) = (num - 2y den)/den^2 * p(1-p) */
+      /* d/dz: BCE (p - y)/hw (y = 1: times pw); Dice -d(num/den)/dp * p(1-p) =
+       * (num - 2y den)/den^2 * p(1-p) */
       const double s = (double)weight[i] * grad_scale, inv_den2 = 1.0 / (den * den);
       for (size_t j = 0; j < hw; j++) {
         const double zj = z[j], yj = y[j] ? 1.0 : 0.0;
         const double e = exp(-fabs(zj));
         const double p = zj >= 0 ? 1.0 / (1.0 + e) : e / (1.0 + e);
-        const double g =
-            (p - yj) * inv_hw + dw * ((num - 2.0 * yj * den) * inv_den2 * p * (1.0 - p));
+        const double g = (y[j] ? pw : 1.0) * (p - yj) * inv_hw +
+                         dw * ((num - 2.0 * yj * den) * inv_den2 * p * (1.0 - p));
         dz[j] = (float)(s * g);
       }
     }
@@ -722,14 +725,15 @@ static double softmax_px(const float *z, int K, int y, double *p) {
 }
 
 void cg_cpu_loss_sums_add(cg_loss_sums_t *s, const float *z, const uint8_t *y, size_t n, int K,
-                          int ignore) {
+                          int ignore, const float *cw) {
   if (K == 1) {
+    const double pw = cw ? (double)cw[0] : 1.0;
     for (size_t j = 0; j < n; j++) {
       if (y[j] == ignore) continue;
       const double zj = z[j], yj = y[j] ? 1.0 : 0.0;
       const double e = exp(-fabs(zj));
       const double p = zj >= 0 ? 1.0 / (1.0 + e) : e / (1.0 + e);
-      s->ce += (zj > 0 ? zj : 0.0) - zj * yj + log1p(e);
+      s->ce += (y[j] ? pw : 1.0) * ((zj > 0 ? zj : 0.0) - zj * yj + log1p(e));
       s->psum[0] += p;
       s->gsum[0] += yj;
       s->inter[0] += p * yj;
@@ -741,16 +745,21 @@ void cg_cpu_loss_sums_add(cg_loss_sums_t *s, const float *z, const uint8_t *y, s
   for (size_t j = 0; j < n; j++) {
     const int yj = y[j];
     if (yj == ignore || yj >= K) continue;
-    s->ce += softmax_px(z + j * K, K, yj, p);
+    const double wy = cw ? (double)cw[yj] : 1.0;
+    s->ce += wy * softmax_px(z + j * K, K, yj, p);
     for (int c = 0; c < K; c++) s->psum[c] += p[c];
     s->inter[yj] += p[yj];
     s->gsum[yj] += 1;
-    s->nv += 1;
+    s->nv += wy;
   }
 }
 
+/* 1 / the CE mean's divisor; 0 for none (no valid pixel, or class weights summing to 0: the
+ * CE sum is 0 then too). A count >= 1 gives the bits of 1 / max(count, 1). */
+static double inv_divisor(double nv) { return nv > 0 ? 1.0 / nv : 0.0; }
+
 double cg_cpu_loss_sums_value(const cg_loss_sums_t *s, int K, float dice_w) {
-  const double inv_v = 1.0 / (s->nv > 1 ? s->nv : 1.0);
+  const double inv_v = inv_divisor(s->nv);
   double dsum = 0;
   for (int c = 0; c < K; c++)
     dsum += (2.0 * s->inter[c] + 1.0) / (s->psum[c] + s->gsum[c] + 1.0);
@@ -759,12 +768,12 @@ double cg_cpu_loss_sums_value(const cg_loss_sums_t *s, int K, float dice_w) {
 
 /* Binary BCE + Dice over the pixels whose mask is not `ignore` (ignore >= 0). */
 static double loss_binary_ignore(const float *z, const uint8_t *y, size_t hw, int ignore,
-                                 double dw, double s, float *dz) {
+                                 double dw, const float *cw, double s, float *dz) {
   cg_loss_sums_t S;
   memset(&S, 0, sizeof S);
-  cg_cpu_loss_sums_add(&S, z, y, hw, 1, ignore);
+  cg_cpu_loss_sums_add(&S, z, y, hw, 1, ignore, cw);
   const double sp = S.psum[0], sy = S.gsum[0], spy = S.inter[0], nv = S.nv;
-  const double inv_v = 1.0 / (nv > 1 ? nv : 1.0);
+  const double inv_v = inv_divisor(nv), pw = cw ? (double)cw[0] : 1.0;
   const double num = 2.0 * spy + 1.0, den = sp + sy + 1.0;
   if (dz) {
     const double inv_den2 = 1.0 / (den * den);
@@ -776,8 +785,8 @@ static double loss_binary_ignore(const float *z, const uint8_t *y, size_t hw, in
       const double zj = z[j], yj = y[j] ? 1.0 : 0.0;
       const double e = exp(-fabs(zj));
       const double p = zj >= 0 ? 1.0 / (1.0 + e) : e / (1.0 + e);
-      const double g =
-          (p - yj) * inv_v + dw * ((num - 2.0 * yj * den) * inv_den2 * p * (1.0 - p));
+      const double g = (y[j] ? pw : 1.0) * (p - yj) * inv_v +
+                       dw * ((num - 2.0 * yj * den) * inv_den2 * p * (1.0 - p));
       dz[j] = (float)(s * g);
     }
   }
@@ -787,13 +796,13 @@ static double loss_binary_ignore(const float *z, const uint8_t *y, size_t hw, in
 /* One sample of the K-class loss (K >= 2); s = weight * grad_scale for the gradient. A mask
  * value >= K that is not the ignore label is left out like one (the data layer refuses it). */
 static double loss_k_sample(const float *z, const uint8_t *y, size_t hw, int K, int ignore,
-                            double dw, double s, float *dz) {
+                            double dw, const float *cw, double s, float *dz) {
   double p[256], a[256];
   cg_loss_sums_t S;
   memset(&S, 0, sizeof S);
-  cg_cpu_loss_sums_add(&S, z, y, hw, K, ignore);
+  cg_cpu_loss_sums_add(&S, z, y, hw, K, ignore, cw);
   const double *inter = S.inter, *psum = S.psum, *gsum = S.gsum, ce = S.ce, nv = S.nv;
-  const double inv_v = 1.0 / (nv > 1 ? nv : 1.0);
+  const double inv_v = inv_divisor(nv);
   double dsum = 0;
   for (int c = 0; c < K; c++) {
     const double num = 2.0 * inter[c] + 1.0, den = psum[c] + gsum[c] + 1.0;
@@ -813,13 +822,14 @@ static double loss_k_sample(const float *z, const uint8_t *y, size_t hw, int K, 
       softmax_px(z + j * K, K, yj, p);
       const double den_y = psum[yj] + gsum[yj] + 1.0;
       const double b_y = -2.0 / (den_y * K); /* the [y=c] part: -(1/K) 2 den / den^2 */
-      /* dL/dz_k = p_k (g_k - sum_c g_c p_c), g_c = dDice/dp_c; CE adds (p_k - [y=k]) / |V| */
+      /* dL/dz_k = p_k (g_k - sum_c g_c p_c), g_c = dDice/dp_c; CE adds w_y (p_k - [y=k]) / nv */
+      const double wy = cw ? (double)cw[yj] : 1.0;
       double gp = 0;
       for (int c = 0; c < K; c++) gp += a[c] * p[c];
       gp += b_y * p[yj];
       for (int c = 0; c < K; c++) {
         const double gc = a[c] + (c == yj ? b_y : 0.0);
-        const double g = (p[c] - (c == yj ? 1.0 : 0.0)) * inv_v + dw * (p[c] * (gc - gp));
+        const double g = wy * (p[c] - (c == yj ? 1.0 : 0.0)) * inv_v + dw * (p[c] * (gc - gp));
         d[c] = (float)(s * g);
       }
     }
@@ -829,10 +839,10 @@ static double loss_k_sample(const float *z, const uint8_t *y, size_t hw, int K, 
 
 double cg_cpu_loss_k(const float *logits, const uint8_t *mask, const float *weight, int n,
                      size_t hw, int K, int ignore, float grad_scale, float dice_w,
-                     float *dlogits, double *per_sample) {
+                     const float *cw, float *dlogits, double *per_sample) {
   CG_ASSERT(K >= 1 && K <= 255);
   if (K == 1 && ignore < 0)
-    return cg_cpu_loss(logits, mask, weight, n, hw, grad_scale, dice_w, dlogits, per_sample);
+    return cg_cpu_loss(logits, mask, weight, n, hw, grad_scale, dice_w, cw, dlogits, per_sample);
   CG_ASSERT(logits != NULL && mask != NULL && weight != NULL);
   CG_ASSERT(n >= 1 && hw >= 1);
   double *li = cg_malloc(sizeof(double) * n, "per-sample loss");
@@ -842,8 +852,8 @@ double cg_cpu_loss_k(const float *logits, const uint8_t *mask, const float *weig
     const uint8_t *y = mask + (size_t)i * hw;
     float *dz = dlogits ? dlogits + (size_t)i * hw * K : NULL;
     const double s = (double)weight[i] * grad_scale;
-    li[i] = K == 1 ? loss_binary_ignore(z, y, hw, ignore, dice_w, s, dz)
-                   : loss_k_sample(z, y, hw, K, ignore, dice_w, s, dz);
+    li[i] = K == 1 ? loss_binary_ignore(z, y, hw, ignore, dice_w, cw, s, dz)
+                   : loss_k_sample(z, y, hw, K, ignore, dice_w, cw, s, dz);
   }
   double total = 0;
   for (int i = 0; i < n; i++) {

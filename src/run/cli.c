@@ -145,6 +145,16 @@ static const cg_opt_t g_opts[] = {
         "cross-entropy alone, as torch.nn.CrossEntropyLoss / BCEWithLogitsLoss (each sample's "
         "mean over its pixels that are not --ignore-index, averaged over the samples); the "
         "validation loss is the same"),
+    CG_OPT_ROW_TEXT(STR, "class-weights", O(class_weights), NULL, C_TRAIN, "W,W,...",
+        "--num-classes K >= 2: a weight for each class's cross-entropy terms, K of them, as "
+        "torch.nn.CrossEntropyLoss(weight=...): each sample's cross-entropy is the weighted mean "
+        "over its pixels, sum w[y] CE / sum w[y] (a sample with none of positive weight adds no "
+        "cross-entropy); each in [0, 1e6], not all 0; the Dice term is not weighted; the "
+        "validation loss is the same; default none (all 1)"),
+    CG_OPT_ROW_NUM_GT(DBL, "pos-weight", O(pos_weight), 0, 1e6, C_TRAIN, "X",
+        "binary models: each foreground pixel's BCE term times X, as "
+        "torch.nn.BCEWithLogitsLoss(pos_weight=X) (the mean still over the pixels): above 1 "
+        "for a rare foreground; the Dice term is not weighted; default 1"),
     CG_OPT_ROW_NUM(DBL, "clip-grad-norm", O(clip_grad_norm), 0, 1e9, C_TRAIN, "X",
         "clip the gradient to global L2 norm X before AdamW, as "
         "torch.nn.utils.clip_grad_norm_(params, X) after the all-reduce (fp16: of the unscaled "
@@ -333,6 +343,7 @@ void cg_cli_defaults(cg_config_t *c) {
   c->lr_power = 0.9;
   c->lr_gamma = 0.1;
   c->dice_weight = 1;
+  c->pos_weight = 1;
   c->min_lr = 0;
   c->seed = 1;
   c->val_every = -1; /* once per epoch */
@@ -678,12 +689,90 @@ static int check_milestones(cg_config_t *cfg, char *err, size_t errlen) {
   return 0;
 }
 
+/* The shortest text that reads back as the float v. */
+static void fmt_float(float v, char *buf, size_t len) {
+  for (int p = 1; p <= 9; p++) {
+    snprintf(buf, len, "%.*g", p, (double)v);
+    if ((float)strtod(buf, NULL) == v) return;
+  }
+}
+
+/* --class-weights into cfg->class_weight (written back in one spelling: a resume compares the
+ * stored text), or --pos-weight as the one weight of a binary model; each is for its kind of
+ * model, known on a resume once the settings are merged. */
+static int check_class_weights(cg_config_t *cfg, char *err, size_t errlen) {
+  float w[255];
+  int n = 0, pos = 0;
+  const char *s = cfg->class_weights;
+  while (*s) {
+    char *end = NULL;
+    errno = 0;
+    const double v = (*s >= '0' && *s <= '9') || *s == '.' ? strtod(s, &end) : -1;
+    if (!(v >= 0 && v <= 1e6) || errno || (*end && *end != ',') || (*end == ',' && !end[1]) ||
+        n == 255) {
+      snprintf(err, errlen, "--class-weights: '%.200s' is not weights W,W,... (one for each "
+               "class, each in [0, 1e6], at most 255)", cfg->class_weights);
+      return -1;
+    }
+    w[n] = (float)v;
+    pos += w[n++] > 0.0f;
+    s = *end ? end + 1 : end;
+  }
+  if (n && !pos) {
+    snprintf(err, errlen, "--class-weights: every weight is 0: no pixel would have a "
+             "cross-entropy term (give at least one above 0)");
+    return -1;
+  }
+  if ((float)cfg->pos_weight < FLT_MIN) { /* 0 as a float */
+    snprintf(err, errlen, "--pos-weight: %g is below the smallest float (%g)", cfg->pos_weight,
+             (double)FLT_MIN);
+    return -1;
+  }
+  const int known = !cfg->resume[0] || cfg->merged, K = cfg->num_classes;
+  if (known && n && K < 2) {
+    snprintf(err, errlen, "--class-weights: this model is binary (--num-classes 1): weight its "
+             "foreground with --pos-weight X");
+    return -1;
+  }
+  if (known && n && n != K) {
+    snprintf(err, errlen, "--class-weights: %d weights for --num-classes %d: give one for each "
+             "class", n, K);
+    return -1;
+  }
+  if (known && cfg->pos_weight != 1 && K >= 2) {
+    snprintf(err, errlen, "--pos-weight: for binary models; with --num-classes %d weight the "
+             "classes with --class-weights W,W,...", K);
+    return -1;
+  }
+  size_t len = 0;
+  for (int i = 0; i < n && len < sizeof cfg->class_weights; i++) {
+    char num[24];
+    fmt_float(w[i], num, sizeof num);
+    len += (size_t)snprintf(cfg->class_weights + len, sizeof cfg->class_weights - len, "%s%s",
+                            i ? "," : "", num);
+  }
+  if (len >= sizeof cfg->class_weights) {
+    snprintf(err, errlen, "--class-weights: longer than %zu characters written as numbers",
+             sizeof cfg->class_weights - 1);
+    return -1;
+  }
+  memcpy(cfg->class_weight, w, sizeof(float) * (size_t)n);
+  cfg->nclass_weights = n;
+  if (!n && cfg->pos_weight != 1 && K < 2) {
+    cfg->class_weight[0] = (float)cfg->pos_weight;
+    cfg->nclass_weights = 1;
+  }
+  return 0;
+}
+
 static int check_optim_flags(cg_config_t *cfg, char *err, size_t errlen) {
   if (cfg->beta1 >= 1.0 || cfg->beta2 >= 1.0) {
     snprintf(err, errlen, "--%s: must be below 1", cfg->beta1 >= 1.0 ? "beta1" : "beta2");
     return -1;
   }
-  if (cfg->cmd == CG_CMD_TRAIN && check_milestones(cfg, err, errlen)) return -1;
+  if (cfg->cmd == CG_CMD_TRAIN &&
+      (check_milestones(cfg, err, errlen) || check_class_weights(cfg, err, errlen)))
+    return -1;
   if (cfg->clip_grad_norm > 0 && (float)cfg->clip_grad_norm < FLT_MIN) { /* 0 in float: off */
     snprintf(err, errlen, "--clip-grad-norm: %g is below the smallest float (%g); 0 turns it off",
              cfg->clip_grad_norm, (double)FLT_MIN);

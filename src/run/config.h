@@ -66,6 +66,12 @@ typedef struct {
   double lr, weight_decay, beta1, beta2, eps;
   double clip_grad_norm; /* --clip-grad-norm: the largest global gradient L2 norm; 0 = off */
   double dice_weight;    /* --dice-weight: the soft Dice term's weight in the loss */
+  char class_weights[CG_PATH_MAX]; /* --class-weights: "W,W,..." (K >= 2), written back canonical */
+  double pos_weight;     /* --pos-weight: binary BCE's foreground factor; 1 = none */
+  float class_weight[255]; /* the loss's class weights as the backends take them (the
+                              cg_backend_cfg_t.class_weight of cg_cfg_class_weight): K from
+                              --class-weights, or one from --pos-weight; set by cg_cli_check */
+  int nclass_weights;      /* ... their count; 0 = none */
   int64_t warmup_steps;
   char lr_schedule[12]; /* constant | cosine | poly | multistep */
   double lr_power;      /* poly: the exponent */
@@ -123,5 +129,11 @@ typedef struct {
   /* info */
   int info_model, info_topology, info_split;
 } cg_config_t;
+
+/* The loss's class weights as cg_backend_cfg_t.class_weight and cpu_layers.h's cw take them:
+ * NULL = none. */
+static inline const float *cg_cfg_class_weight(const cg_config_t *c) {
+  return c->nclass_weights ? c->class_weight : NULL;
+}
 
 #endif

@@ -139,6 +139,10 @@ void cg_report_banner(const cg_run_t *r) {
     printf("loss: %s + %.4g x soft Dice (--dice-weight)\n", ce, cfg->dice_weight);
   else if (cfg->dice_weight == 0)
     printf("loss: %s alone (--dice-weight 0)\n", ce);
+  if (m->nclass > 1 && cfg->class_weights[0])
+    printf("loss: the classes' cross-entropy weighted %s (--class-weights)\n", cfg->class_weights);
+  else if (m->nclass == 1 && cfg->pos_weight != 1)
+    printf("loss: the foreground's BCE weighted %.6g (--pos-weight)\n", cfg->pos_weight);
   if (cfg->clip_grad_norm > 0)
     printf("gradients: clipped to global L2 norm %g (--clip-grad-norm), their norm reported\n",
            cfg->clip_grad_norm);
@@ -645,7 +649,10 @@ static int write_metrics(const cg_run_t *r, const cg_train_figs_t *f, const cg_c
   json_num(gl, sizeof gl, gsome ? t->gnorm_last : NAN);
   json_num(gc, sizeof gc, gon && trained ? (double)t->clipped : NAN);
   char *extra = K > 1 ? metrics_k(r, f, tk, lk) : NULL;
-  const size_t cap = 2048 + (extra ? strlen(extra) : 0);
+  const size_t ncw = strlen(cfg->class_weights) + 8;
+  char *cws = cg_malloc(ncw, "class weights"); /* a JSON list, or null */
+  snprintf(cws, ncw, "%s%s%s", ncw > 8 ? "[" : "null", cfg->class_weights, ncw > 8 ? "]" : "");
+  const size_t cap = 2048 + strlen(cws) + (extra ? strlen(extra) : 0);
   char *json = cg_malloc(cap, "metrics");
   snprintf(json, cap,
            "{\"steps\": %lld, \"steps_trained\": %lld, \"ranks\": %d, \"global_batch\": %lld, "
@@ -657,13 +664,14 @@ static int write_metrics(const cg_run_t *r, const cg_train_figs_t *f, const cg_c
            "\"model_base\": %d, \"model_depth\": %d, \"params\": %zu, \"grad_comm\": \"%s\", "
            "\"grad_comm_bytes\": %.0f, \"clip_grad_norm\": %s, \"grad_norm_mean\": %s, "
            "\"grad_norm_max\": %s, \"grad_norm_last\": %s, \"steps_clipped\": %s, "
-           "\"dice_weight\": %.9g%s}\n",
+           "\"dice_weight\": %.9g, \"class_weights\": %s, \"pos_weight\": %.9g%s}\n",
            (long long)r->total, (long long)(trained ? r->total - r->s0 : 0), r->c->size,
            (long long)r->global, cfg->grad_accum, tl, vl, vi, vd, va, ti, tr, ip, wall, f->train_s,
            r->ops->name, cg_precision_name(r->prec), cfg->image_size, cfg->model_base,
            cfg->model_depth, r->model.nparams, cfg->grad_comm, r->grad_bytes, cn, gm, gx, gl, gc,
-           cfg->dice_weight, extra ? extra : "");
+           cfg->dice_weight, cws, cfg->pos_weight, extra ? extra : "");
   free(extra);
+  free(cws);
   const int rc = cg_afile_save(cfg->metrics_out, json, strlen(json), err, sizeof err);
   free(json);
   if (rc != 0) {

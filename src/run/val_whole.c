@@ -63,7 +63,8 @@ static void vimg_row(void *ctx, int y, const float *l) {
   vimg_t *v = ctx;
   const int ignore = v->f->r->cfg->ignore_index;
   const uint8_t *m = v->mask + (size_t)y * v->w;
-  cg_cpu_loss_sums_add(&v->sums, l, m, (size_t)v->w, v->k, ignore);
+  cg_cpu_loss_sums_add(&v->sums, l, m, (size_t)v->w, v->k, ignore,
+                       cg_cfg_class_weight(v->f->r->cfg));
   for (int x = 0; x < v->w; x++) v->cls[x] = cg_cpu_class_of(l + (size_t)x * v->k, v->k);
   if (v->k == 1) cg_confusion_add_ignore(&v->f->conf, v->cls, m, (size_t)v->w, ignore);
   else cg_confk_add(v->f->confk, v->k, v->cls, m, (size_t)v->w, ignore);

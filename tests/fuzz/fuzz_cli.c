@@ -72,7 +72,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t n) {
   if (!TERMINATED(backend) || !TERMINATED(precision) || !TERMINATED(data) ||
       !TERMINATED(val_data) || !TERMINATED(resume) || !TERMINATED(checkpoint_dir) ||
       !TERMINATED(trace_steps) || !TERMINATED(stats_out) || !TERMINATED(lr_schedule) ||
-      !TERMINATED(lr_milestones))
+      !TERMINATED(lr_milestones) || !TERMINATED(class_weights))
     fail("a string option not NUL-terminated within its field");
   if (rc == 1) cg_cli_print_help(g_null, cfg.cmd);
   if (argc >= 2) fuzz_bench(argc - 1, argv + 1);
