@@ -34,7 +34,12 @@
 #     uninterrupted run (the weights are stored), other weights on a resume get a notice; the
 #     same for binary --pos-weight 3;
 # 10. usage errors (exit 2, naming the flag): a count other than K, weights for a binary model,
-#     --pos-weight with K classes, all 0, a negative weight, text, --pos-weight 0.
+#     --pos-weight with K classes, all 0, a negative weight, text, --pos-weight 0;
+# 11. --check-data reports the classes' shares of the training pixels and the balanced weights
+#     as the flag that sets them: 4 PNG pairs of known composition (K = 3 with an ignore band;
+#     binary: the same masks' class 0 as background), the exact figures on 1 and 2 ranks, and
+#     the printed flag trains (written with Debian's Pillow and NumPy, /usr/bin/python3;
+#     skipped without them).
 set -uo pipefail
 BIN=$1; MPIRUN="$2 --oversubscribe --bind-to none"; BUILD=$3
 CMP=$BUILD/tests/cg_cmp_params
@@ -188,7 +193,8 @@ run dw 2 $BIN $COMMON --steps 1 --batch 8 --dice-weight -1 && want dw "--dice-we
 # ---- 9. class weights ----
 val_loss_eq() { # val_loss_eq A B WHAT: the same validation loss to 1e-6
   python3 -c "import sys; a, b = float(sys.argv[1]), float(sys.argv[2]); \
-              sys.exit(abs(a - b) > 1e-6 * abs(a))" "$(metric $1 val_loss)" "$(metric $2 val_loss)" &&
+              sys.exit(abs(a - b) > 1e-6 * abs(a))" "$(metric $1 val_loss)" \
+          "$(metric $2 val_loss)" &&
     echo "  ok: $3: val_loss $(metric $1 val_loss) = $(metric $2 val_loss)" ||
     { echo "FAIL $3: val_loss $(metric $1 val_loss) vs $(metric $2 val_loss)"; fail=1; }
 }
@@ -240,6 +246,51 @@ bad cw0 "--class-weights: every weight is 0" --num-classes 2 --class-weights 0,0
 bad cwneg "--class-weights: '1,-1' is not weights" --num-classes 2 --class-weights 1,-1
 bad cwtxt "--class-weights: 'a,b' is not weights" --num-classes 2 --class-weights a,b
 bad pw0 "--pos-weight: 0 is out of range" --pos-weight 0
+
+# ---- 11. --check-data's class report ----
+if /usr/bin/python3 -c 'import PIL, numpy' 2> /dev/null; then
+  /usr/bin/python3 - "$T/cls" <<'EOF'
+import os, sys
+import numpy as np
+from PIL import Image
+t = sys.argv[1]
+for d in ("images", "masks", "masks2"):
+    os.makedirs(f"{t}/{d}")
+rng = np.random.default_rng(5)
+for i in range(4):  # rows 0-15 class 0, 16-23 class 1, 24-31 class 2; image 0: rows 28-31 ignored
+    m = np.zeros((32, 32), np.uint8)
+    m[16:24] = 1
+    m[24:] = 2
+    if i == 0:
+        m[28:] = 255
+    im = rng.integers(0, 255, (32, 32, 3)).astype(np.uint8)
+    Image.fromarray(im).save(f"{t}/images/{i}.png")
+    Image.fromarray(m).save(f"{t}/masks/{i}.png")
+    Image.fromarray(((m == 1) | (m == 2)).astype(np.uint8) * 255).save(f"{t}/masks2/{i}.png")
+EOF
+  mkdir -p "$T/clsb" && ln -s "$T/cls/images" "$T/clsb/images" &&
+    ln -s "$T/cls/masks2" "$T/clsb/masks"
+  CK="train --backend cpu --model-base 4 --model-depth 2 --image-size 32 --progress off --threads 1
+      --steps 1 --batch 2 --val-fraction 0 --check-data"
+  # K = 3: class pixels 2048, 1024, 896 (128 ignored) of 3968: balanced 3968 / (3 n_c)
+  for np_ in 1 2; do
+    run ck3r$np_ 0 $MPIRUN -np $np_ $BIN $CK --data $T/cls --num-classes 3
+    want ck3r$np_ "check-data: --data: class pixels (share of 3968 at --image-size, the ignore \
+label left out): 0 51.61%, 1 25.81%, 2 22.58%"
+    want ck3r$np_ "check-data: balanced: --class-weights 0.6458,1.292,1.476 (pixels / (K x the \
+class's pixels))"
+  done
+  # binary: 2176 background (the ignore band's 128 pixels among them), 1920 foreground pixels
+  run ck1 0 $MPIRUN -np 1 $BIN $CK --data $T/clsb
+  want ck1 "class pixels (0 background, 1 foreground; share of 4096 at --image-size): 0 53.12%, \
+1 46.88%"
+  want ck1 "check-data: balanced: --pos-weight 1.133 (background / foreground pixels)"
+  flag=$(sed -n 's/^check-data: balanced: \(--class-weights [^ ]*\) .*/\1/p' $T/ck3r1.log)
+  run ck3w 0 $MPIRUN -np 1 $BIN $CK --data $T/cls --num-classes 3 $flag
+  want ck3w "loss: the classes' cross-entropy weighted 0.6458,1.292,1.476 (--class-weights)"
+else
+  echo "SKIP 11: /usr/bin/python3 has no Pillow or NumPy"
+fi
 
 [ $fail -eq 0 ] && echo "test_optim: all passed"
 exit $fail

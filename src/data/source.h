@@ -218,9 +218,10 @@ int64_t cg_source_shared_names(const cg_source_t *a, const cg_source_t *b, const
  * failed; *bad (optional) gets their indices in increasing order (caller frees; NULL when none)
  * and report(ctx, index, reason), if not NULL, is called for each as it is found (from the
  * threads, one call at a time). Nothing is allocated per sample beyond one sample buffer per
- * thread. */
+ * thread. hist (optional, 256 counters, zeroed by the caller) gets the pixel count of each mask
+ * value over the samples that loaded. */
 int64_t cg_source_check(cg_source_t *src, int64_t first, int64_t step, int threads,
                         void (*report)(void *ctx, int64_t index, const char *why), void *ctx,
-                        int64_t **bad);
+                        int64_t **bad, int64_t *hist);
 
 #endif

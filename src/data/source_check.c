@@ -14,12 +14,14 @@ typedef struct {
   int64_t *bad, nbad, cap; /* guarded by mu */
   void (*report)(void *ctx, int64_t index, const char *why);
   void *ctx;
+  int64_t *hist;           /* the mask values' pixel counts, or NULL; guarded by mu */
 } check_t;
 
 static void *check_main(void *arg) {
   check_t *k = arg;
   const size_t px = (size_t)k->src->h * k->src->w;
   uint8_t *rgb = cg_malloc(px * 3, "check rgb"), *mask = cg_malloc(px, "check mask");
+  int64_t hist[256] = {0};
   char err[1024];
   for (;;) {
     pthread_mutex_lock(&k->mu);
@@ -27,7 +29,11 @@ static void *check_main(void *arg) {
     k->next += k->step;
     pthread_mutex_unlock(&k->mu);
     if (i >= k->src->count) break;
-    if (cg_source_load(k->src, i, rgb, mask, err, sizeof err) == 0) continue;
+    if (cg_source_load(k->src, i, rgb, mask, err, sizeof err) == 0) {
+      if (k->hist)
+        for (size_t j = 0; j < px; j++) hist[mask[j]]++;
+      continue;
+    }
     pthread_mutex_lock(&k->mu);
     if (k->nbad == k->cap) {
       k->cap = k->cap ? 2 * k->cap : 16;
@@ -37,6 +43,11 @@ static void *check_main(void *arg) {
     }
     k->bad[k->nbad++] = i;
     if (k->report) k->report(k->ctx, i, err);
+    pthread_mutex_unlock(&k->mu);
+  }
+  if (k->hist) {
+    pthread_mutex_lock(&k->mu);
+    for (int v = 0; v < 256; v++) k->hist[v] += hist[v];
     pthread_mutex_unlock(&k->mu);
   }
   free(rgb);
@@ -51,9 +62,9 @@ static int cmp_i64(const void *a, const void *b) {
 
 int64_t cg_source_check(cg_source_t *src, int64_t first, int64_t step, int threads,
                         void (*report)(void *ctx, int64_t index, const char *why), void *ctx,
-                        int64_t **bad) {
+                        int64_t **bad, int64_t *hist) {
   CG_ASSERT(first >= 0 && step >= 1);
-  check_t k = {src, first, step, PTHREAD_MUTEX_INITIALIZER, NULL, 0, 0, report, ctx};
+  check_t k = {src, first, step, PTHREAD_MUTEX_INITIALIZER, NULL, 0, 0, report, ctx, hist};
   if (threads < 1) threads = 1;
   pthread_t *th = cg_calloc((size_t)threads, sizeof(pthread_t), "check threads");
   int started = 0;

@@ -91,7 +91,8 @@ static const cg_opt_t g_opts[] = {
     CG_OPT_ROW_FLAG("check-data", O(check_data), C_TRAIN,
         "decode every sample once at start-up (split over the ranks and each rank's cores), list "
         "every bad file and a summary; then exit 2 if any is bad, or with --skip-bad train without "
-        "them"),
+        "them; it also prints the classes' shares of --data's pixels at --image-size and the "
+        "balanced weights they give, as the --class-weights or --pos-weight flag to pass"),
     CG_OPT_ROW_ONOFF("crop", O(crop), C_TRAIN,
         "real data: random square crops as augmentation, with the flips: a window of "
         "--crop-scale of the image's shorter side, anywhere in the whole image (of a wide photo "

@@ -314,7 +314,7 @@ static int open_files(cg_run_t *r, char *err, size_t errlen) {
   /* samples left out at open; --check-data (collective: only when every rank opened) */
   if (!cg_comm_any(r->c, rc != 0))
     rc = cg_datacheck_run(&r->base_src, &r->val_base, r->c, r->place->ncpus, cfg->check_data,
-                          cfg->skip_bad, err, errlen);
+                          cfg->skip_bad, cfg->num_classes, cfg->ignore_index, err, errlen);
   if (!rc && cfg->val_data[0]) {
     r->train_src = r->base_src;
     r->val_src = r->val_base;
