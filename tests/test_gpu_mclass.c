@@ -632,6 +632,44 @@ static void test_step_k(void) {
   free(p0);
 }
 
+/* Class weights of 1 on the device are bitwise none: the loss and every gradient's bits. */
+static void test_loss_k_ones(cg_dtype_t dt, int n, int64_t hw, int K, int ign) {
+  const size_t np = (size_t)n * hw, nz = np * K, es = cg_dtype_size(dt);
+  float *z = hnew(nz), *w = hnew(n), ones[255];
+  uint8_t *mask = cg_malloc(np, "mask");
+  fill(z, nz, -5, 5);
+  make_mask(mask, np, K, ign, 7);
+  for (int i = 0; i < n; i++) w[i] = 0.25f + 0.125f * (float)i;
+  for (int c = 0; c < K; c++) ones[c] = 1.0f;
+  void *d_z = up_dt(dt, z, nz);
+  uint8_t *d_mask = up_bytes(mask, np);
+  float *d_w = up_bytes(w, n * sizeof(float)), *d_one = up_bytes(ones, (size_t)K * sizeof(float));
+  void *d_dz[2] = {cg_test_dnew(nz * es, S), cg_test_dnew(nz * es, S)};
+  double *d_loss = cg_test_dnew(2 * sizeof(double), S), loss[2];
+  const size_t wb = cg_k_loss_k_work_bytes(n, hw, K);
+  void *d_work = cg_test_dnew(wb, S);
+  for (int k = 0; k < 2; k++)
+    cg_k_loss_k(dt, d_z, d_mask, d_w, n, hw, K, ign, 1.0f, k ? d_one : NULL, NULL, d_dz[k],
+                d_loss + k, NULL, d_work, S);
+  cg_test_hget(loss, d_loss, sizeof loss, S);
+  char *g0 = cg_malloc(nz * es, "g0"), *g1 = cg_malloc(nz * es, "g1");
+  cg_test_hget(g0, d_dz[0], nz * es, S);
+  cg_test_hget(g1, d_dz[1], nz * es, S);
+  const int same = !memcmp(&loss[0], &loss[1], sizeof(double)) && !memcmp(g0, g1, nz * es);
+  CG_TEST_CHECK(same, "loss_k %s K=%d: class weights of 1 are not bitwise none (%.17g vs %.17g)",
+                dt_name(dt), K, loss[0], loss[1]);
+  if (same) printf("PASS loss_k %s K=%d: class weights of 1 bitwise none\n", dt_name(dt), K);
+  cg_test_dfree(d_z, S);
+  cg_test_dfree(d_mask, S);
+  cg_test_dfree(d_w, S);
+  cg_test_dfree(d_one, S);
+  cg_test_dfree(d_dz[0], S);
+  cg_test_dfree(d_dz[1], S);
+  cg_test_dfree(d_loss, S);
+  cg_test_dfree(d_work, S);
+  free(z), free(w), free(mask), free(g0), free(g1);
+}
+
 /* Sections 1-3, the kernels on their own (test_mclass_emu.c runs them on the emulated
  * device). */
 static void test_kernels(void) {
@@ -669,6 +707,8 @@ static void test_kernels(void) {
     test_loss_k(CG_DT_F16, 4, 5000, 1, 255, 1024.0f);
   }
   g_cw = 0, g_dw = 1.0f;
+  test_loss_k_ones(CG_DT_F32, 3, 1000, 4, 255);
+  test_loss_k_ones(CG_DT_BF16, 2, 9000, 19, -1);
   printf("RUN head_k\n");
   for (int t = 0; t < 3; t++)
     for (int k = 0; k < 3; k++) {

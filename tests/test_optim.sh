@@ -34,7 +34,9 @@
 #     uninterrupted run (the weights are stored), other weights on a resume get a notice; the
 #     same for binary --pos-weight 3;
 # 10. usage errors (exit 2, naming the flag): a count other than K, weights for a binary model,
-#     --pos-weight with K classes, all 0, a negative weight, text, --pos-weight 0;
+#     --pos-weight with K classes, all 0, a negative weight, text, --pos-weight 0, an empty
+#     element, a space, hex, a weight below the float range; the weights are written back in
+#     their shortest text (10, not 1e+01), and 150 classes of 4-digit weights fit;
 # 11. --check-data reports the classes' shares of the training pixels and the balanced weights
 #     as the flag that sets them: 4 PNG pairs of known composition (K = 3 with an ignore band;
 #     binary: the same masks' class 0 as background), the exact figures on 1 and 2 ranks, and
@@ -221,6 +223,8 @@ want k4w8 "loss: the classes' cross-entropy weighted 0.5,2,1,3 (--class-weights)
 run k4w9 0 $MPIRUN -np 1 $BIN train --resume $T/ckw --steps 9 --class-weights 1,1,1,2 \
     --progress off
 want k4w9 "resume: --class-weights 1,1,1,2 (the checkpoint has 0.5,2,1,3): the run goes on"
+run k4w10 0 $MPIRUN -np 1 $BIN train --resume $T/ckw --steps 9 --class-weights "" --progress off
+want k4w10 "resume: --class-weights none (the checkpoint has 1,1,1,2): the run goes on" # k4w9's
 B1="--steps 8 --batch 8 --val-samples 8"
 run pw 0 $MPIRUN -np 1 $BIN $COMMON $B1 --pos-weight 3 --params-out $T/pw.bin \
     --metrics-out $T/pw.json
@@ -246,6 +250,15 @@ bad cw0 "--class-weights: every weight is 0" --num-classes 2 --class-weights 0,0
 bad cwneg "--class-weights: '1,-1' is not weights" --num-classes 2 --class-weights 1,-1
 bad cwtxt "--class-weights: 'a,b' is not weights" --num-classes 2 --class-weights a,b
 bad pw0 "--pos-weight: 0 is out of range" --pos-weight 0
+for v in 1,,2 " 1,2" 0x10,1 1e-45,1 1,2, ,1,2; do
+  bad "cwv$v" "--class-weights: '$v' is not weights" --num-classes 2 --class-weights "$v"
+done
+# written back in their shortest text; 150 classes of 4 digits fit
+run cwfmt 0 $BIN $COMMON --steps 1 --batch 8 --num-classes 4 --class-weights 1,10,100,120.0
+want cwfmt "loss: the classes' cross-entropy weighted 1,10,100,120 (--class-weights)"
+W150=$(python3 -c "print(','.join(['0.8234'] * 150))")
+run cw150 0 $BIN $COMMON --steps 1 --batch 8 --num-classes 150 --class-weights $W150
+want cw150 "loss: the classes' cross-entropy weighted $W150 (--class-weights)"
 
 # ---- 11. --check-data's class report ----
 if /usr/bin/python3 -c 'import PIL, numpy' 2> /dev/null; then

@@ -148,14 +148,17 @@ static const cg_opt_t g_opts[] = {
         "validation loss is the same"),
     CG_OPT_ROW_TEXT(STR, "class-weights", O(class_weights), NULL, C_TRAIN, "W,W,...",
         "--num-classes K >= 2: a weight for each class's cross-entropy terms, K of them, as "
-        "torch.nn.CrossEntropyLoss(weight=...): each sample's cross-entropy is the weighted mean "
-        "over its pixels, sum w[y] CE / sum w[y] (a sample with none of positive weight adds no "
-        "cross-entropy); each in [0, 1e6], not all 0; the Dice term is not weighted; the "
-        "validation loss is the same; default none (all 1)"),
+        "torch.nn.CrossEntropyLoss(weight=...), but normalised per sample: each sample's "
+        "cross-entropy is the weighted mean over its pixels, sum w[y] CE / sum w[y] (a sample of "
+        "one class is not changed by them; one with none of positive weight adds no "
+        "cross-entropy); each 0 or in [1e-38, 1e6], not all 0; the Dice term is not weighted; "
+        "the validation loss is the same; --check-data prints balanced ones; default none (all "
+        "1)"),
     CG_OPT_ROW_NUM_GT(DBL, "pos-weight", O(pos_weight), 0, 1e6, C_TRAIN, "X",
         "binary models: each foreground pixel's BCE term times X, as "
         "torch.nn.BCEWithLogitsLoss(pos_weight=X) (the mean still over the pixels): above 1 "
-        "for a rare foreground; the Dice term is not weighted; default 1"),
+        "for a rare foreground (--check-data prints background / foreground pixels); the Dice "
+        "term is not weighted"),
     CG_OPT_ROW_NUM(DBL, "clip-grad-norm", O(clip_grad_norm), 0, 1e9, C_TRAIN, "X",
         "clip the gradient to global L2 norm X before AdamW, as "
         "torch.nn.utils.clip_grad_norm_(params, X) after the all-reduce (fp16: of the unscaled "
@@ -692,7 +695,7 @@ static int check_milestones(cg_config_t *cfg, char *err, size_t errlen) {
 
 /* The shortest text that reads back as the float v. */
 static void fmt_float(float v, char *buf, size_t len) {
-  for (int p = 1; p <= 9; p++) {
+  for (int p = 6; p <= 9; p++) { /* %.6g is the shortest text of any float that has one of 6 */
     snprintf(buf, len, "%.*g", p, (double)v);
     if ((float)strtod(buf, NULL) == v) return;
   }
@@ -708,11 +711,14 @@ static int check_class_weights(cg_config_t *cfg, char *err, size_t errlen) {
   while (*s) {
     char *end = NULL;
     errno = 0;
-    const double v = (*s >= '0' && *s <= '9') || *s == '.' ? strtod(s, &end) : -1;
-    if (!(v >= 0 && v <= 1e6) || errno || (*end && *end != ',') || (*end == ',' && !end[1]) ||
-        n == 255) {
+    const size_t len = strcspn(s, ",");
+    const int hex = memchr(s, 'x', len) || memchr(s, 'X', len);
+    const double v = ((*s >= '0' && *s <= '9') || *s == '.') && !hex ? strtod(s, &end) : -1;
+    if (!(v >= 0 && v <= 1e6) || (v > 0 && (float)v < FLT_MIN) || errno ||
+        (*end && *end != ',') || (*end == ',' && !end[1]) || n == 255) {
       snprintf(err, errlen, "--class-weights: '%.200s' is not weights W,W,... (one for each "
-               "class, each in [0, 1e6], at most 255)", cfg->class_weights);
+               "class, each 0 or in [%g, 1e6], at most 255)", cfg->class_weights,
+               (double)FLT_MIN);
       return -1;
     }
     w[n] = (float)v;

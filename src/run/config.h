@@ -9,6 +9,7 @@
 #include "labelmap.h" /* CG_LABELMAP_TABLE_LEN */
 
 #define CG_PATH_MAX 1024
+#define CG_SETTING_MAX (2 * CG_PATH_MAX) /* the longest text of an option (--class-weights) */
 /* What a bare --resume stands for (a file of that name is given as ./latest). */
 #define CG_RESUME_LATEST "latest"
 /* cg_config_t.ignore_index before cg_cli_check: --ignore-index was not given. */
@@ -66,7 +67,8 @@ typedef struct {
   double lr, weight_decay, beta1, beta2, eps;
   double clip_grad_norm; /* --clip-grad-norm: the largest global gradient L2 norm; 0 = off */
   double dice_weight;    /* --dice-weight: the soft Dice term's weight in the loss */
-  char class_weights[CG_PATH_MAX]; /* --class-weights: "W,W,..." (K >= 2), written back canonical */
+  char class_weights[CG_SETTING_MAX]; /* --class-weights: "W,W,..." (K >= 2), written back
+                                         canonical */
   double pos_weight;     /* --pos-weight: binary BCE's foreground factor; 1 = none */
   float class_weight[255]; /* the loss's class weights as the backends take them (the
                               cg_backend_cfg_t.class_weight of cg_cfg_class_weight): K from

@@ -136,7 +136,7 @@ int cg_settings_json(const cg_config_t *cfg, char *buf, size_t len) {
   for (size_t i = 0; i < NSTORED; i++) {
     const cg_opt_t *o = row(&set, kStored[i].name);
     if (!o) continue;
-    char v[CG_PATH_MAX + 8], e[2 * CG_PATH_MAX + 64];
+    char v[CG_SETTING_MAX + 8], e[2 * CG_SETTING_MAX + 64];
     fmt(o, cfg, v, sizeof v);
     if (json_esc(v, e, sizeof e) == (size_t)-1) goto overflow;
     const int k = snprintf(buf + n, len - n, "%s\"%s\": \"%s\"", n > 1 ? ", " : "", o->name, e);
@@ -174,7 +174,7 @@ static void notice_unstored(FILE *out, const cg_opt_t *o, const cg_opts_set_t *s
   if (rule != NOTICE || !cg_opts_given(set, cfg->argc, cfg->argv, o->name)) return;
   cg_config_t *def = cg_malloc(sizeof *def, "default settings");
   cg_cli_defaults(def);
-  char now[CG_PATH_MAX + 8], was[CG_PATH_MAX + 8];
+  char now[CG_SETTING_MAX + 8], was[CG_SETTING_MAX + 8];
   fmt(o, cfg, now, sizeof now);
   fmt(o, def, was, sizeof was);
   free(def);
@@ -236,7 +236,7 @@ int cg_settings_apply(cg_config_t *cfg, const char *json, FILE *out, char *err, 
     if ((old_val || old_syn) && !strcmp(o->name, "val-data")) stored = "";
     /* with --val-data the fraction is unused: builds before 2026-12-05 stored the default */
     if (!strcmp(o->name, "val-fraction") && sv && sv[0] && !old_val && !old_syn) stored = "0";
-    char now[CG_PATH_MAX + 8], abs[CG_PATH_MAX], num[32];
+    char now[CG_SETTING_MAX + 8], abs[CG_PATH_MAX], num[32];
     fmt(o, cfg, now, sizeof now);
     /* builds before 2026-12-06 stored a number with %.17g (0.050000000000000003): compared and
      * shown as the shortest text of the same double */
@@ -264,7 +264,7 @@ int cg_settings_apply(cg_config_t *cfg, const char *json, FILE *out, char *err, 
         rc = -1;
       } else if (out && !(!strcmp(o->name, "epochs") && cfg->steps > 0)) { /* --steps rules */
         fprintf(out, "resume: --%s %s (the checkpoint has %s): the run goes on with the new "
-                "value\n", o->name, now, stored);
+                "value\n", o->name, now[0] ? now : "none", stored[0] ? stored : "none");
       }
     }
   }
