@@ -196,7 +196,8 @@ void cg_k_loss_ign(cg_dtype_t dt, const void *d_logits, const uint8_t *d_mask,
  * (src/model/cpu_layers.h): logits (dt, n x hw x nclass NHWC, dense), masks uint8 class ids,
  * pixels whose mask is `ignore` (-1: none) left out of both terms, weights fp32, dice_w as
  * cg_k_loss's, d_cw the nclass class weights of the CE terms (device fp32, --class-weights:
- * torch's weight=; NULL = none, bitwise). Writes:
+ * torch's weight=; NULL = none, bitwise), smooth the CE's label smoothing in [0, 1)
+ * (--label-smoothing: torch's label_smoothing=; 0 = none, bitwise). Writes:
  *   d_loss[0]   (double) sum_i weight[i] * (CE_i + dice_w Dice_i)
  *   d_dlogits   (dt, n x hw x nclass) gradient of that sum times the loss scale (d_scaler,
  *               NULL for 1); nullable; ignore pixels and weight-0 samples get exactly 0
@@ -206,7 +207,7 @@ void cg_k_loss_ign(cg_dtype_t dt, const void *d_logits, const uint8_t *d_mask,
 size_t cg_k_loss_k_work_bytes(int n, int64_t hw, int nclass);
 void cg_k_loss_k(cg_dtype_t dt, const void *d_logits, const uint8_t *d_mask,
                  const float *d_weight, int n, int64_t hw, int nclass, int ignore, float dice_w,
-                 const float *d_cw, const cg_scaler_t *d_scaler, void *d_dlogits,
+                 const float *d_cw, float smooth, const cg_scaler_t *d_scaler, void *d_dlogits,
                  double *d_loss, uint8_t *d_pred, void *d_work, cudaStream_t s);
 
 /* Test only (the backend's fault_nan_step): d_loss[0] and the first element of the loss

@@ -269,7 +269,8 @@ void cg_k_fault_nan(cg_dtype_t dt, void *d_dlogit, double *d_loss, cudaStream_t 
  *  3. loss_k_grad: a thread per pixel, the K gradients from the per-sample sums.
  * Columns of a sample's sums: [0, K) sum p_c, [K, 2K) sum p_c [y = c], [2K, 3K) count y = c,
  * 3K the summed cross-entropy, 3K + 1 the valid pixels (with class weights cw, both weighted:
- * sum cw[y] CE and sum cw[y], by the shuffle tree). A pixel is valid when its mask is
+ * sum cw[y] CE and sum cw[y], by the shuffle tree; with label smoothing eps, a pixel's CE is
+ * (1 - eps) cw[y] CE + eps/K sum_c cw[c] (-log p_c)). A pixel is valid when its mask is
  * not the ignore value and is < K (a larger id is a data error the loader refuses; here it is
  * left out rather than read out of bounds). */
 
@@ -290,8 +291,8 @@ __device__ __forceinline__ bool pix_valid(int y, int K, int ign) {
 template <typename T>
 __global__ void __launch_bounds__(kKBlock)
     loss_k_partial_kernel(const T *logits, const uint8_t *mask, int64_t hw, int K, int ign,
-                          const float *cw, int64_t chunk, int nchunks, double *partial,
-                          uint8_t *pred) {
+                          const float *cw, double smooth, int64_t chunk, int nchunks,
+                          double *partial, uint8_t *pred) {
   extern __shared__ double rows[]; /* [kKWarps][3K + 2] */
   const int i = blockIdx.y, j = blockIdx.x, t = threadIdx.x, wp = t >> 5, lane = t & 31;
   const int ncol = 3 * K + 2;
@@ -322,7 +323,13 @@ __global__ void __launch_bounds__(kKBlock)
     const double inv_se = 1.0 / se;
     const double zy = valid ? (double)to_f(z[y]) : 0.0;
     const double wy = valid ? (cw ? (double)cw[y] : 1.0) : 0.0;
-    const double ce = valid ? wy * ((double)zmax + log(se) - zy) : 0.0;
+    double ce = valid ? wy * ((double)zmax + log(se) - zy) : 0.0;
+    if (smooth > 0.0 && valid) { /* (1 - eps) CE + eps/K sum_c w_c (-log p_c) */
+      const double lse = (double)zmax + log(se);
+      double u = 0.0;
+      for (int c = 0; c < K; c++) u += (cw ? (double)cw[c] : 1.0) * (lse - (double)to_f(z[c]));
+      ce = (1.0 - smooth) * ce + smooth / (double)K * u;
+    }
     for (int c = 0; c < K; c++) {
       const double pc = valid ? exp((double)to_f(z[c]) - (double)zmax) * inv_se : 0.0;
       const double sp = warp_sum_d(pc);
@@ -388,7 +395,7 @@ __global__ void loss_k_finalize_kernel(const double *partial, int n, int K, int 
  * -(2 [y = c] den_c - num_c) / (K den_c^2), dDice/dz_c = p_c (a_c - sum_k p_k a_k). */
 template <typename T>
 __global__ void loss_k_grad_kernel(const T *logits, const uint8_t *mask, const float *weight,
-                                   int64_t hw, int K, int ign, const float *cw,
+                                   int64_t hw, int K, int ign, const float *cw, double smooth,
                                    const double *sums, double dw, const cg_scaler_t *scaler,
                                    T *dlogits) {
   const int i = blockIdx.y;
@@ -399,6 +406,9 @@ __global__ void loss_k_grad_kernel(const T *logits, const uint8_t *mask, const f
   const double nv = s[3 * K + 1];
   const double inv_v = nv > 0.0 ? 1.0 / nv : 0.0, inv_k = 1.0 / (double)K;
   const double sc = (double)w * (double)(scaler ? scaler->scale : 1.0f);
+  double wsum = 0.0; /* label smoothing: sum_c w_c */
+  if (smooth > 0.0)
+    for (int c = 0; c < K; c++) wsum += cw ? (double)cw[c] : 1.0;
   for (int64_t p = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; p < hw;
        p += (int64_t)gridDim.x * blockDim.x) {
     const T *z = logits + (base + p) * K;
@@ -425,7 +435,12 @@ __global__ void loss_k_grad_kernel(const T *logits, const uint8_t *mask, const f
       const double pc = exp((double)to_f(z[c]) - (double)zmax) * inv_se;
       const double num = 2.0 * s[K + c] + 1.0, den = s[c] + s[2 * K + c] + 1.0;
       const double a = -((y == c ? 2.0 * den : 0.0) - num) * inv_k / (den * den);
-      const double d = wy * (pc - (y == c ? 1.0 : 0.0)) * inv_v + dw * (pc * (a - pa));
+      /* smoothed: (1 - eps) w_y (p_c - [y = c]) + eps/K (sum_k w_k p_c - w_c) */
+      const double gce = smooth > 0.0 ? (1.0 - smooth) * wy * (pc - (y == c ? 1.0 : 0.0)) +
+                                             smooth / (double)K *
+                                                 (wsum * pc - (cw ? (double)cw[c] : 1.0))
+                                       : wy * (pc - (y == c ? 1.0 : 0.0));
+      const double d = gce * inv_v + dw * (pc * (a - pa));
       g[c] = from_f<T>((float)(sc * d));
     }
   }
@@ -433,7 +448,7 @@ __global__ void loss_k_grad_kernel(const T *logits, const uint8_t *mask, const f
 
 template <typename T>
 void loss_k_launch(const void *d_logits, const uint8_t *d_mask, const float *d_weight, int n,
-                   int64_t hw, int K, int ign, float dice_w, const float *d_cw,
+                   int64_t hw, int K, int ign, float dice_w, const float *d_cw, float smooth,
                    const cg_scaler_t *d_scaler, void *d_dlogits, double *d_loss, uint8_t *d_pred,
                    double *work, cudaStream_t s) {
   const cg_chunk_plan_t q = loss_plan(hw);
@@ -444,7 +459,7 @@ void loss_k_launch(const void *d_logits, const uint8_t *d_mask, const float *d_w
   const T *logits = static_cast<const T *>(d_logits);
   const size_t shm = sizeof(double) * kKWarps * ncol;
   loss_k_partial_kernel<T><<<dim3(q.nchunks, n), kKBlock, shm, s>>>(
-      logits, d_mask, hw, K, ign, d_cw, q.chunk, q.nchunks, partial, d_pred);
+      logits, d_mask, hw, K, ign, d_cw, (double)smooth, q.chunk, q.nchunks, partial, d_pred);
   CG_CHECK_LAUNCH("loss_k_partial_kernel");
   loss_k_finalize_kernel<<<1, kBlock, 0, s>>>(partial, n, K, q.nchunks, d_weight,
                                               (double)dice_w, sums, terms, d_loss);
@@ -453,7 +468,7 @@ void loss_k_launch(const void *d_logits, const uint8_t *d_mask, const float *d_w
     int64_t gx = (hw + kBlock - 1) / kBlock;
     if (gx > 1024) gx = 1024;
     loss_k_grad_kernel<T><<<dim3((unsigned)gx, n), kBlock, 0, s>>>(
-        logits, d_mask, d_weight, hw, K, ign, d_cw, sums, (double)dice_w, d_scaler,
+        logits, d_mask, d_weight, hw, K, ign, d_cw, (double)smooth, sums, (double)dice_w, d_scaler,
         static_cast<T *>(d_dlogits));
     CG_CHECK_LAUNCH("loss_k_grad_kernel");
   }
@@ -471,9 +486,10 @@ size_t cg_k_loss_k_work_bytes(int n, int64_t hw, int nclass) {
 
 void cg_k_loss_k(cg_dtype_t dt, const void *d_logits, const uint8_t *d_mask,
                  const float *d_weight, int n, int64_t hw, int nclass, int ignore, float dice_w,
-                 const float *d_cw, const cg_scaler_t *d_scaler, void *d_dlogits,
+                 const float *d_cw, float smooth, const cg_scaler_t *d_scaler, void *d_dlogits,
                  double *d_loss, uint8_t *d_pred, void *d_work, cudaStream_t s) {
   CG_ASSERT(n >= 0 && n <= 65535 && hw >= 1 && nclass >= 2 && nclass <= 255 && dice_w >= 0.0f);
+  CG_ASSERT(smooth >= 0.0f && smooth < 1.0f);
   CG_ASSERT(ignore >= -1 && ignore <= 255);
   CG_ASSERT(d_loss != NULL);
   if (n == 0) {
@@ -485,5 +501,5 @@ void cg_k_loss_k(cg_dtype_t dt, const void *d_logits, const uint8_t *d_mask,
   double *work = static_cast<double *>(d_work);
   CG_DT_SWITCH(dt, T,
                loss_k_launch<T>(d_logits, d_mask, d_weight, n, hw, nclass, ignore, dice_w,
-                                d_cw, d_scaler, d_dlogits, d_loss, d_pred, work, s));
+                                d_cw, smooth, d_scaler, d_dlogits, d_loss, d_pred, work, s));
 }

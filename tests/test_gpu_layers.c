@@ -1156,8 +1156,8 @@ static void test_loss(cg_dtype_t dt, int n, int64_t hw, float scale, int with_dl
   }
   for (size_t j = 0; j < np; j++) pr[j] = z[j] > 0.0f ? 1.0f : 0.0f;
   const double lref =
-      cg_cpu_loss(z, mask, w, n, (size_t)hw, scale > 0 ? scale : 1.0f, g_dw,
-                  g_pw != 1.0f ? &g_pw : NULL, gref, NULL);
+      cg_cpu_loss(z, mask, w, n, (size_t)hw, scale > 0 ? scale : 1.0f,
+                  &(cg_loss_opt_t){g_dw, g_pw != 1.0f ? &g_pw : NULL, 0.0f}, gref, NULL);
 
   void *d_z = up_dt(dt, z, np);
   uint8_t *d_mask = up_bytes(mask, np);

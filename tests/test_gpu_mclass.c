@@ -14,8 +14,8 @@
  *     fp32 and bf16 against the CPU backend (loss, gradients, predictions), and the K x K
  *     counts of a metrics-on-device eval step against cg_confk_add of its own prediction; then
  *     five bf16 steps replayed as CUDA graphs bitwise equal to eager ones, the loss going down;
- *     and a step with class weights (cfg.class_weight, one of them 0), CUDA fp32 against the
- *     CPU backend, its loss not the unweighted one.
+ *     and a step with class weights (cfg.class_weight, one of them 0) and label smoothing
+ *     (cfg.label_smoothing), CUDA fp32 against the CPU backend, its loss not the default one.
  * Fresh random inputs each run (the seed is printed; CG_TEST_SEED=<n> repeats it). Exits 77
  * without a usable GPU. A "RUN ..." line precedes each group, so a crash names the kernel. */
 #include <cuda_runtime.h>
@@ -121,11 +121,13 @@ static void make_mask(uint8_t *mask, size_t n, int K, int ign, int ign_every) {
 
 static float g_dw = 1.0f; /* the Dice term's weight (--dice-weight) of test_loss_k */
 static int g_cw;          /* 1: class weights (K >= 2: --class-weights; binary: --pos-weight) */
+static float g_ls;        /* K >= 2: label smoothing (--label-smoothing) */
 
 static void test_loss_k(cg_dtype_t dt, int n, int64_t hw, int K, int ign, float scale) {
   char tag[180], name[240];
-  snprintf(tag, sizeof tag, "%s n=%d hw=%lld K=%d ignore=%d scale=%g dice_w=%g%s", dt_name(dt),
-           n, (long long)hw, K, ign, scale > 0 ? scale : 1.0f, g_dw, g_cw ? " weighted" : "");
+  snprintf(tag, sizeof tag, "%s n=%d hw=%lld K=%d ignore=%d scale=%g dice_w=%g%s smooth=%g",
+           dt_name(dt), n, (long long)hw, K, ign, scale > 0 ? scale : 1.0f, g_dw,
+           g_cw ? " weighted" : "", K > 1 ? g_ls : 0.0f);
   const size_t np = (size_t)n * hw, nz = np * K, es = cg_dtype_size(dt);
   float *z = hnew(nz), *gref = hnew(nz), *got = hnew(nz), *w = hnew(n);
   uint8_t *mask = cg_malloc(np, "mask"), *pred = cg_malloc(np, "pred"), *pr = cg_malloc(np, "pr");
@@ -151,7 +153,8 @@ static void test_loss_k(cg_dtype_t dt, int n, int64_t hw, int K, int ign, float 
   for (int c = 0; c < K; c++)
     cw[c] = K == 1 ? 3.5f : c == 1 ? 0.0f : 0.5f + 0.25f * (float)(c % 10);
   const float *hcw = g_cw ? cw : NULL, pw = g_cw && K == 1 ? cw[0] : 1.0f;
-  const double lref = cg_cpu_loss_k(z, mask, w, n, (size_t)hw, K, ign, gs, g_dw, hcw, gref, NULL);
+  const cg_loss_opt_t lo = {g_dw, hcw, K > 1 ? g_ls : 0.0f};
+  const double lref = cg_cpu_loss_k(z, mask, w, n, (size_t)hw, K, ign, gs, &lo, gref, NULL);
 
   void *d_z = up_dt(dt, z, nz);
   uint8_t *d_mask = up_bytes(mask, np);
@@ -169,7 +172,7 @@ static void test_loss_k(cg_dtype_t dt, int n, int64_t hw, int K, int ign, float 
     cg_k_loss_ign(dt, d_z, d_mask, d_w, n, hw, ign, g_dw, pw, d_sc, d_dz, d_loss, d_pred, d_work,
                   S);
   else
-    cg_k_loss_k(dt, d_z, d_mask, d_w, n, hw, K, ign, g_dw, d_cw, d_sc, d_dz, d_loss, d_pred,
+    cg_k_loss_k(dt, d_z, d_mask, d_w, n, hw, K, ign, g_dw, d_cw, g_ls, d_sc, d_dz, d_loss, d_pred,
                 d_work, S);
   cg_test_hget(&lgot, d_loss, sizeof(double), S);
   snprintf(name, sizeof name, "loss_k value %s", tag);
@@ -210,7 +213,7 @@ static void test_loss_k(cg_dtype_t dt, int n, int64_t hw, int K, int ign, float 
     cg_k_loss_ign(dt, d_z, d_mask, d_w, n, hw, ign, g_dw, pw, d_sc, NULL, d_loss, NULL, d_work,
                   S);
   else
-    cg_k_loss_k(dt, d_z, d_mask, d_w, n, hw, K, ign, g_dw, d_cw, d_sc, NULL, d_loss, NULL,
+    cg_k_loss_k(dt, d_z, d_mask, d_w, n, hw, K, ign, g_dw, d_cw, g_ls, d_sc, NULL, d_loss, NULL,
                 d_work, S);
   cg_test_hget(&lgot2, d_loss, sizeof(double), S);
   CG_TEST_CHECK(memcmp(&lgot, &lgot2, sizeof(double)) == 0,
@@ -451,6 +454,7 @@ static void test_confusion_ign(int n, int64_t hw, int ign) {
 
 enum { SN = 3, SC = 5, SBASE = 8, SDEPTH = 3, SHW = 32, SK = 4, SIGN = 255 };
 static const float *g_kcw; /* cfg.class_weight of make_backend */
+static float g_kls;        /* cfg.label_smoothing of make_backend */
 
 static cg_backend_t *make_backend(const cg_backend_ops_t *ops, const cg_model_t *m,
                                   const cg_buckets_t *bk, cg_precision_t prec, int graph,
@@ -464,6 +468,7 @@ static cg_backend_t *make_backend(const cg_backend_ops_t *ops, const cg_model_t 
   cfg.deterministic = 1;
   cfg.dice_weight = 1.0f;
   cfg.class_weight = g_kcw;
+  cfg.label_smoothing = g_kls;
   cfg.tf32 = 0;
   cfg.cuda_graph = graph;
   cfg.algo_cache = cache;
@@ -610,12 +615,12 @@ static void test_step_k(void) {
                 lg[GS - 1]);
   if (same) printf("PASS K=%d graphs: bitwise equal to eager over %d steps\n", SK, GS);
 
-  printf("RUN one K=%d step with class weights: cpu vs cuda fp32\n", SK);
+  printf("RUN one K=%d step with class weights and label smoothing: cpu vs cuda fp32\n", SK);
   const float cw[SK] = {0.5f, 2.0f, 0.0f, 1.5f};
-  g_kcw = cw;
+  g_kcw = cw, g_kls = 0.125f;
   kstep_t wc = k_step(&cg_backend_cpu, &m, &bk, CG_PREC_FP32, p0, &d);
   kstep_t wg = k_step(&cg_backend_cuda, &m, &bk, CG_PREC_FP32, p0, &d);
-  g_kcw = NULL;
+  g_kcw = NULL, g_kls = 0.0f;
   kstep_t uc = k_step(&cg_backend_cpu, &m, &bk, CG_PREC_FP32, p0, &d);
   CG_TEST_CHECK(fabs(wg.loss - wc.loss) <= 1e-4 * fabs(wc.loss) &&
                     fabs(wc.loss - uc.loss) > 1e-3 * fabs(uc.loss),
@@ -649,7 +654,7 @@ static void test_loss_k_ones(cg_dtype_t dt, int n, int64_t hw, int K, int ign) {
   const size_t wb = cg_k_loss_k_work_bytes(n, hw, K);
   void *d_work = cg_test_dnew(wb, S);
   for (int k = 0; k < 2; k++)
-    cg_k_loss_k(dt, d_z, d_mask, d_w, n, hw, K, ign, 1.0f, k ? d_one : NULL, NULL, d_dz[k],
+    cg_k_loss_k(dt, d_z, d_mask, d_w, n, hw, K, ign, 1.0f, k ? d_one : NULL, 0.0f, NULL, d_dz[k],
                 d_loss + k, NULL, d_work, S);
   cg_test_hget(loss, d_loss, sizeof loss, S);
   char *g0 = cg_malloc(nz * es, "g0"), *g1 = cg_malloc(nz * es, "g1");
@@ -707,6 +712,15 @@ static void test_kernels(void) {
     test_loss_k(CG_DT_F16, 4, 5000, 1, 255, 1024.0f);
   }
   g_cw = 0, g_dw = 1.0f;
+  printf("RUN loss_k with label smoothing (--label-smoothing 0.125), weighted and not\n");
+  g_ls = 0.125f;
+  for (int k = 0; k < 2; k++) {
+    g_cw = k;
+    test_loss_k(CG_DT_F32, 4, 1000, 4, 255, 0.0f);
+    test_loss_k(CG_DT_BF16, 2, 9000, 19, 22, 0.0f);
+    test_loss_k(CG_DT_F16, 4, 4096, 4, -1, 1024.0f);
+  }
+  g_ls = 0.0f, g_cw = 0;
   test_loss_k_ones(CG_DT_F32, 3, 1000, 4, 255);
   test_loss_k_ones(CG_DT_BF16, 2, 9000, 19, -1);
   printf("RUN head_k\n");

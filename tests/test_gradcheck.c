@@ -371,12 +371,12 @@ static void test_loss(void) {
   cg_rng_t rg = cg_rng_make(1, CG_RNG_TEST, 8, 0);
   for (size_t i = 0; i < n * hw; i++) mask[i] = cg_rng_below(&rg, 3) == 0; /* ~1/3 positive */
   double ps[4], ps_ref[4];
-  double loss = cg_cpu_loss(z, mask, weight, n, hw, scale, 1.0f, NULL, dz, ps);
+  double loss = cg_cpu_loss(z, mask, weight, n, hw, scale, NULL, dz, ps);
   double *zd = to_double(z, n * hw);
   double loss_ref = cg_ref_loss(zd, mask, weight_d, n, hw, ps_ref);
   cg_test_close_d("loss value", &loss, &loss_ref, 1, 0, 1e-12);
   cg_test_close_d("loss per_sample", ps, ps_ref, n, 0, 1e-12);
-  double loss_nograd = cg_cpu_loss(z, mask, weight, n, hw, scale, 1.0f, NULL, NULL, NULL);
+  double loss_nograd = cg_cpu_loss(z, mask, weight, n, hw, scale, NULL, NULL, NULL);
   CG_TEST_CHECK(loss_nograd == loss, "loss without dlogits %.17g != %.17g", loss_nograd, loss);
   /* finite differences of the weighted sum, times grad_scale */
   double *g = cg_malloc(n * hw * sizeof(double), "g");
@@ -400,15 +400,15 @@ static void test_loss(void) {
    * Dice = 1 - (2*1 + 1) / (2 + 2 + 1) = 0.4; gradient ~ (p - y) / 4. */
   float ze[4] = {60, 60, -60, -60}, dze[4], we = 1.0f;
   uint8_t me[4] = {1, 0, 1, 0};
-  double le = cg_cpu_loss(ze, me, &we, 1, 4, 1.0f, 1.0f, NULL, dze, NULL), le_want = 30.4;
+  double le = cg_cpu_loss(ze, me, &we, 1, 4, 1.0f, NULL, dze, NULL), le_want = 30.4;
   cg_test_close_d("loss extreme logits value", &le, &le_want, 1, 1e-12, 1e-12);
   const float gwant[4] = {0, 0.25f, -0.25f, 0};
   cg_test_close("loss extreme logits grad", dze, gwant, 4, 1e-7, 1e-6);
   /* A padding sample with garbage logits must neither add to the loss nor get a gradient. */
   float zp[8] = {0.5f, -1, 2, 0, NAN, INFINITY, -INFINITY, NAN}, dzp[8], wp[2] = {1, 0};
   uint8_t mp[8] = {1, 0, 1, 1, 0, 0, 0, 0};
-  double lp = cg_cpu_loss(zp, mp, wp, 2, 4, 1.0f, 1.0f, NULL, dzp, NULL);
-  double lp_want = cg_cpu_loss(zp, mp, wp, 1, 4, 1.0f, 1.0f, NULL, NULL, NULL);
+  double lp = cg_cpu_loss(zp, mp, wp, 2, 4, 1.0f, NULL, dzp, NULL);
+  double lp_want = cg_cpu_loss(zp, mp, wp, 1, 4, 1.0f, NULL, NULL, NULL);
   CG_TEST_CHECK(lp == lp_want, "padding sample changed the loss: %.17g vs %.17g", lp, lp_want);
   CG_TEST_CHECK(dzp[4] == 0 && dzp[5] == 0 && dzp[6] == 0 && dzp[7] == 0,
                 "padding sample got a gradient");
@@ -418,6 +418,7 @@ static void test_loss(void) {
  * sums over the valid pixels; K = 1: sigmoid BCE + Dice over them). */
 static double g_dw = 1.0; /* the Dice term's weight (--dice-weight) of ref_loss_k and the cases */
 static const float *g_cw; /* the class weights (--class-weights, --pos-weight); NULL = none */
+static double g_ls;       /* label smoothing (--label-smoothing), K >= 2 */
 
 static double ref_loss_k(const double *z, const uint8_t *y, const double *w, int n, size_t hw,
                          int K, int ignore, double *ps) {
@@ -442,7 +443,9 @@ static double ref_loss_k(const double *z, const uint8_t *y, const double *w, int
           p = exp(zi[c]) / den;
           t = yi == c;
           const double wy = g_cw ? g_cw[yi] : 1.0; /* CrossEntropyLoss's weight */
-          if (c == 0) ce += -wy * log(exp(zi[yi]) / den), nv += wy;
+          double u = 0; /* label_smoothing: eps/K sum_k w_k (-log p_k) */
+          for (int k = 0; k < K; k++) u += (g_cw ? g_cw[k] : 1.0) * -log(exp(zi[k]) / den);
+          if (c == 0) ce += -(1 - g_ls) * wy * log(exp(zi[yi]) / den) + g_ls / K * u, nv += wy;
         }
         inter += p * t;
         psum += p;
@@ -477,8 +480,8 @@ static void test_loss_k_case(int K, int ignore, size_t hw, uint64_t seed) {
   }
   CG_TEST_CHECK(ignore < 0 || nign > 0, "no ignore pixel drawn");
   double ps[3], ps_ref[3];
-  const double loss = cg_cpu_loss_k(z, mask, weight, n, hw, K, ignore, scale, (float)g_dw, g_cw, dz,
-                                    ps);
+  const cg_loss_opt_t lo = {(float)g_dw, g_cw, (float)g_ls};
+  const double loss = cg_cpu_loss_k(z, mask, weight, n, hw, K, ignore, scale, &lo, dz, ps);
   double *zd = to_double(z, nz);
   const double loss_ref = ref_loss_k(zd, mask, weight_d, n, hw, K, ignore, ps_ref);
   char nm[96];
@@ -520,7 +523,8 @@ static void test_loss_weighted(void) {
   const uint8_t y[4] = {0, 2, 1, 255};
   const float cw[3] = {0.5f, 2, 1.5f}, one = 1.0f;
   float dz[12];
-  const double l = cg_cpu_loss_k(z, y, &one, 1, 4, 3, 255, 1.0f, 0.0f, cw, dz, NULL);
+  const cg_loss_opt_t lw = {0.0f, cw, 0.0f};
+  const double l = cg_cpu_loss_k(z, y, &one, 1, 4, 3, 255, 1.0f, &lw, dz, NULL);
   const double lt = 1.3758201097961393;
   const float gt[12] = {-0.10289747723656946f, 0.003840842540804554f, 0.09905663469576491f,
                         0.26941512793164935f,  0.07718872649911933f, -0.3466038544307687f,
@@ -531,14 +535,37 @@ static void test_loss_weighted(void) {
   const float zb[4] = {0.5f, -1.25f, 2, -0.375f}, pw = 3.0f;
   const uint8_t yb[4] = {1, 0, 1, 1};
   float dzb[4];
-  const double lb = cg_cpu_loss(zb, yb, &one, 1, 4, 1.0f, 0.0f, &pw, dzb, NULL);
+  const double lb = cg_cpu_loss(zb, yb, &one, 1, 4, 1.0f, &(cg_loss_opt_t){0, &pw, 0}, dzb, NULL);
   const double lbt = 1.1873284648585327;
   const float gbt[4] = {-0.283155501598609f, 0.05567503470632721f, -0.08940219151658824f,
                         -0.4444999499655523f};
   cg_test_close_d("BCEWithLogitsLoss(pos_weight=) value vs PyTorch", &lb, &lbt, 1, 0, 1e-12);
   cg_test_close("BCEWithLogitsLoss(pos_weight=) grad vs PyTorch", dzb, gbt, 4, 1e-7, 1e-6);
+  /* CrossEntropyLoss(weight=[.5, 2, 1.5], ignore_index=255, label_smoothing=0.125), and
+   * without the weights, on z and y above */
+  const double ls[2] = {1.4092863402078972, 1.577577730867981};
+  const float gls[2][12] = {{-0.08787611832752143f, -0.016192315263194496f, 0.10406843359071592f,
+                             0.26046491782148756f, 0.055283327519964905f, -0.31574824534145246f,
+                             0.0110575231604734f, -0.13162487213970633f, 0.12056734897923295f,
+                             0, 0, 0},
+                            {-0.24661549485307413f, -0.0036466421134100763f, 0.25026213696648425f,
+                             0.2255912248281328f, 0.05472331244366164f, -0.2803145372717944f,
+                             -0.002573510458414637f, -0.07828010429042373f, 0.0808536147488384f,
+                             0, 0, 0}};
+  for (int k = 0; k < 2; k++) {
+    const cg_loss_opt_t lo = {0.0f, k ? NULL : cw, 0.125f};
+    const double lsm = cg_cpu_loss_k(z, y, &one, 1, 4, 3, 255, 1.0f, &lo, dz, NULL);
+    char nm[96];
+    snprintf(nm, sizeof nm, "CrossEntropyLoss(%slabel_smoothing=0.125) value vs PyTorch",
+             k ? "" : "weight=, ");
+    cg_test_close_d(nm, &lsm, &ls[k], 1, 0, 1e-12);
+    snprintf(nm, sizeof nm, "CrossEntropyLoss(%slabel_smoothing=0.125) grad vs PyTorch",
+             k ? "" : "weight=, ");
+    cg_test_close(nm, dz, gls[k], 12, 1e-7, 1e-6);
+  }
   /* weights of 1 are bitwise no weights: K = 4 with ignore, binary with and without */
   const float ones[4] = {1, 1, 1, 1}, w3[3] = {0.5f, 0, 1};
+  const cg_loss_opt_t lo1 = {1.0f, ones, 0.0f};
   float a[3 * 17 * 4], b[3 * 17 * 4], za[3 * 17 * 4];
   uint8_t m[3 * 17];
   cg_test_fill(za, 3 * 17 * 4, -3, 3, 25);
@@ -547,8 +574,8 @@ static void test_loss_weighted(void) {
   for (int t = 0; t < 3; t++) {
     uint8_t mt[3 * 17];
     for (int i = 0; i < 3 * 17; i++) mt[i] = Ks[t] == 1 && m[i] != 255 ? m[i] & 1 : m[i];
-    const double la = cg_cpu_loss_k(za, mt, w3, 3, 17, Ks[t], igs[t], 2.0f, 1.0f, NULL, a, NULL);
-    const double lo = cg_cpu_loss_k(za, mt, w3, 3, 17, Ks[t], igs[t], 2.0f, 1.0f, ones, b, NULL);
+    const double la = cg_cpu_loss_k(za, mt, w3, 3, 17, Ks[t], igs[t], 2.0f, NULL, a, NULL);
+    const double lo = cg_cpu_loss_k(za, mt, w3, 3, 17, Ks[t], igs[t], 2.0f, &lo1, b, NULL);
     CG_TEST_CHECK(la == lo && !memcmp(a, b, sizeof(float) * 3 * 17 * Ks[t]),
                   "K=%d ignore %d: class weights of 1 are not bitwise none", Ks[t], igs[t]);
   }
@@ -556,7 +583,8 @@ static void test_loss_weighted(void) {
   const float c0[3] = {0, 1, 1};
   uint8_t y0[17];
   memset(y0, 0, sizeof y0);
-  const double l0 = cg_cpu_loss_k(za, y0, &one, 1, 17, 3, 255, 1.0f, 0.0f, c0, a, NULL);
+  const double l0 = cg_cpu_loss_k(za, y0, &one, 1, 17, 3, 255, 1.0f, &(cg_loss_opt_t){0, c0, 0}, a,
+                                  NULL);
   int nz = 0;
   for (int i = 0; i < 17 * 3; i++) nz += a[i] != 0.0f;
   CG_TEST_CHECK(l0 == 0.0 && nz == 0, "weight-0 pixels only: loss %g, %d gradients not 0", l0,
@@ -593,6 +621,13 @@ static void test_loss_k(void) {
     test_loss_k_case(1, 255, 31, 23);
     test_loss_k_case(1, -1, 31, 24); /* cg_cpu_loss */
   }
+  /* --label-smoothing, with and without class weights */
+  g_ls = 0.125, g_cw = cw4;
+  test_loss_k_case(4, 255, 23, 25);
+  g_ls = 0.25, g_cw = NULL;
+  test_loss_k_case(2, -1, 29, 26);
+  test_loss_k_case(19, 19, 11, 27);
+  g_ls = 0;
   g_cw = NULL, g_dw = 1.0;
   test_loss_weighted();
   /* K = 1 without ignore is exactly cg_cpu_loss, bit for bit */
@@ -600,14 +635,14 @@ static void test_loss_k(void) {
   uint8_t m[64];
   cg_test_fill(z, 64, -5, 5, 15);
   for (int i = 0; i < 64; i++) m[i] = (uint8_t)(i % 3 == 0);
-  const double a = cg_cpu_loss(z, m, &w, 1, 64, 2.0f, 1.0f, NULL, d1, NULL);
-  const double b = cg_cpu_loss_k(z, m, &w, 1, 64, 1, -1, 2.0f, 1.0f, NULL, d2, NULL);
+  const double a = cg_cpu_loss(z, m, &w, 1, 64, 2.0f, NULL, d1, NULL);
+  const double b = cg_cpu_loss_k(z, m, &w, 1, 64, 1, -1, 2.0f, NULL, d2, NULL);
   CG_TEST_CHECK(a == b && !memcmp(d1, d2, sizeof d1),
                 "K=1 without ignore differs from cg_cpu_loss");
   /* extreme logits stay finite */
   float ze[8] = {80, -80, 0, 0, -80, 80, 0, 0}, dze[8];
   uint8_t me[2] = {0, 0};
-  const double le = cg_cpu_loss_k(ze, me, &w, 1, 2, 4, 255, 1.0f, 1.0f, NULL, dze, NULL);
+  const double le = cg_cpu_loss_k(ze, me, &w, 1, 2, 4, 255, 1.0f, NULL, dze, NULL);
   size_t fin = isfinite(le);
   for (int i = 0; i < 8; i++) fin += isfinite(dze[i]);
   CG_TEST_CHECK(fin == 9, "K=4 extreme logits: loss %g not finite everywhere", le);
@@ -655,7 +690,7 @@ static double net_grad_float(const cg_model_t *m, const float *params, int n, co
   }
   const int lb = m->tensors[m->logits_tensor].buf;
   double loss = cg_cpu_loss(t.act[lb], mask, weight, n, (size_t)m->height * m->width, 1.0f,
-                            1.0f, NULL, t.dact[lb], NULL);
+                            NULL, t.dact[lb], NULL);
   for (int i = m->nlayers - 1; i >= 0; i--) {
     const cg_layer_t *l = &m->layers[i];
     cg_view_t vx = net_view(&t, t.act, l->in), vy = net_view(&t, t.act, l->out);
@@ -773,7 +808,7 @@ static size_t run_all(float *out, cg_cpu_ws_t *ws) {
   o += 8;
   uint8_t mask[8 * 256];
   for (int i = 0; i < 8 * 256; i++) mask[i] = (i % 5) < 2;
-  double l = cg_cpu_loss(dy.buf, mask, wgt, 8, 256, 2.0f, 1.0f, NULL, dx.buf, NULL);
+  double l = cg_cpu_loss(dy.buf, mask, wgt, 8, 256, 2.0f, NULL, dx.buf, NULL);
   memcpy(out + o, &l, sizeof l), o += 2;
   memcpy(out + o, dx.buf, 8 * 256 * 4), o += 8 * 256;
   free(x.buf), free(y.buf), free(dy.buf), free(dx.buf);

@@ -37,6 +37,10 @@
 #     --pos-weight with K classes, all 0, a negative weight, text, --pos-weight 0, an empty
 #     element, a space, hex, a weight below the float range; the weights are written back in
 #     their shortest text (10, not 1e+01), and 150 classes of 4-digit weights fit;
+# 12. label smoothing (--label-smoothing E, K >= 2; test_gradcheck checks it against PyTorch):
+#     K = 4 with E = 0.1 trains other weights, 2 ranks = 1 rank within 1e-5, validation whole
+#     gives the square validation's loss, with class weights too; the banner and the metrics
+#     JSON say it; usage errors: a binary model, 1, -0.1.
 # 11. --check-data reports the classes' shares of the training pixels and the balanced weights
 #     as the flag that sets them: 4 PNG pairs of known composition (K = 3 with an ignore band;
 #     binary: the same masks' class 0 as background), the exact figures on 1 and 2 ranks, and
@@ -259,6 +263,26 @@ want cwfmt "loss: the classes' cross-entropy weighted 1,10,100,120 (--class-weig
 W150=$(python3 -c "print(','.join(['0.8234'] * 150))")
 run cw150 0 $BIN $COMMON --steps 1 --batch 8 --num-classes 150 --class-weights $W150
 want cw150 "loss: the classes' cross-entropy weighted $W150 (--class-weights)"
+
+# ---- 12. label smoothing ----
+run ls 0 $MPIRUN -np 1 $BIN $COMMON $K4 --label-smoothing 0.1 --params-out $T/ls.bin \
+    --metrics-out $T/ls.json
+run ls2 0 $MPIRUN -np 2 $BIN $COMMON $K4 --label-smoothing 0.1 --batch 4 --params-out $T/ls2.bin
+run lsw 0 $MPIRUN -np 1 $BIN $COMMON $K4 --label-smoothing 0.1 --val-mode whole \
+    --metrics-out $T/lsw.json
+run lscw 0 $MPIRUN -np 1 $BIN $COMMON $K4 --label-smoothing 0.1 $CW --metrics-out $T/lscw.json
+run lscww 0 $MPIRUN -np 1 $BIN $COMMON $K4 --label-smoothing 0.1 $CW --val-mode whole \
+    --metrics-out $T/lscww.json
+same_params ls2 ls 1e-5 "--label-smoothing 0.1: 2 ranks x batch 4 vs 1 x 8"
+differs ls k4n "--label-smoothing 0.1"
+val_loss_eq lsw ls "--label-smoothing: validation whole vs square"
+val_loss_eq lscww lscw "--label-smoothing with --class-weights: validation whole vs square"
+want ls "loss: the cross-entropy's targets smoothed by 0.1 (--label-smoothing)"
+[ "$(metric ls label_smoothing)" = 0.1 ] ||
+  { echo "FAIL metrics: label_smoothing $(metric ls label_smoothing)"; fail=1; }
+bad lsb "--label-smoothing: for --num-classes K >= 2" --label-smoothing 0.1
+bad ls1 "--label-smoothing: 1 must be below 1" --num-classes 4 --label-smoothing 1
+bad lsn "--label-smoothing: -0.1 is out of range" --num-classes 4 --label-smoothing -0.1
 
 # ---- 11. --check-data's class report ----
 if /usr/bin/python3 -c 'import PIL, numpy' 2> /dev/null; then

@@ -25,7 +25,8 @@
  * cross-entropy + soft Dice averaged over the K classes); with an ignore index, pixels whose
  * mask is that label are left out of both terms (binary too). W = cfg.dice_weight
  * (--dice-weight, 1 by default). cfg.class_weight weights the cross-entropy terms (CE_i: their
- * weighted mean; BCE_i: a foreground pixel's term times pos_weight). A sample whose pixels are
+ * weighted mean; BCE_i: a foreground pixel's term times pos_weight), cfg.label_smoothing
+ * smooths CE_i's targets (cg_loss_opt_t in cpu_layers.h). A sample whose pixels are
  * all ignored adds 0 but still counts in its weight (1 / global batch).
  */
 #ifndef CG_BACKEND_H
@@ -94,6 +95,8 @@ typedef struct {
                                 cw of cg_cpu_loss_k (cpu_layers.h): K >= 2, nclass weights of
                                 the cross-entropy terms; binary, one, BCE's pos_weight; NULL =
                                 none. The backend keeps a copy. */
+  float label_smoothing;     /* --label-smoothing: K >= 2, CrossEntropyLoss's label_smoothing
+                                (cpu_layers.h's cg_loss_opt_t.smooth); 0 = none */
   float clip_norm;           /* --clip-grad-norm: > 0 = every train_step measures the global L2
                                 norm of the step's gradient (after the all-reduce, unscaled) and
                                 scales the gradient by min(1, clip_norm / (norm + 1e-6)) before

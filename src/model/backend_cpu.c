@@ -46,7 +46,8 @@ struct cg_backend {
   int64_t steps;
   size_t bytes; /* allocated, for mem_bytes */
   int nclass, ignore;               /* the head's classes; the ignore label or -1 */
-  float cw[256];                    /* cfg.class_weight's copy (cfg.class_weight points here) */
+  float cw[256];                    /* cfg.class_weight's copy */
+  cg_loss_opt_t lo;                 /* the loss's options from cfg (lo.cw: cw or NULL) */
   int64_t *confk[CG_MAX_INFLIGHT];  /* K >= 2: K x K counts per queued result */
 };
 
@@ -99,10 +100,10 @@ static int cpu_create(const cg_model_t *m, const cg_backend_cfg_t *cfg, cg_backe
   b->n = cfg->batch;
   b->nclass = m->nclass;
   b->ignore = cfg->ignore_index >= m->nclass ? cfg->ignore_index : -1;
-  if (cfg->class_weight) {
-    memcpy(b->cw, cfg->class_weight, sizeof(float) * (size_t)m->nclass);
-    b->cfg.class_weight = b->cw;
-  }
+  if (cfg->class_weight) memcpy(b->cw, cfg->class_weight, sizeof(float) * (size_t)m->nclass);
+  b->cfg.class_weight = NULL; /* the caller's: copied */
+  b->lo = (cg_loss_opt_t){cfg->dice_weight, cfg->class_weight ? b->cw : NULL,
+                          m->nclass > 1 ? cfg->label_smoothing : 0.0f};
   if (b->nclass > 1)
     for (int i = 0; i < CG_MAX_INFLIGHT; i++)
       b->confk[i] = cg_calloc((size_t)b->nclass * b->nclass, sizeof(int64_t), "confusion");
@@ -287,7 +288,7 @@ static int cpu_eval_step(cg_backend_t *b, int slot) {
   const float *logits = b->act[m->tensors[m->logits_tensor].buf];
   size_t hw = (size_t)m->height * m->width;
   out->loss = cg_cpu_loss_k(logits, b->y[slot], b->w[slot], b->n, hw, b->nclass, b->ignore, 1.0f,
-                            b->cfg.dice_weight, b->cfg.class_weight, NULL, NULL);
+                            &b->lo, NULL, NULL);
   predict_mask(logits, hw * b->n, b->nclass, pred);
   device_metrics(b, slot, pred, out);
   return 0;
@@ -313,8 +314,7 @@ static void fwd_bwd(cg_backend_t *b, int slot, cg_step_out_t *out, uint8_t *pred
   const float *logits = b->act[lbuf];
   size_t hw = (size_t)m->height * m->width;
   out->loss = cg_cpu_loss_k(logits, b->y[slot], b->w[slot], b->n, hw, b->nclass, b->ignore, 1.0f,
-                            b->cfg.dice_weight, b->cfg.class_weight, b->dact[lbuf],
-                            NULL);
+                            &b->lo, b->dact[lbuf], NULL);
   double tp0 = cg_now();
   /* the cpu backend's "d2h": results into host memory */
   predict_mask(logits, hw * b->n, b->nclass, pred);

@@ -656,14 +656,16 @@ void cg_cpu_maxpool_bwd(const cg_view_t *x, const cg_view_t *y, const cg_view_t 
 
 /* ---- loss ------------------------------------------------------------------------------- */
 
+static const cg_loss_opt_t kLossRef = {1.0f, NULL, 0.0f};
+
 double cg_cpu_loss(const float *logits, const uint8_t *mask, const float *weight, int n, size_t hw,
-                   float grad_scale, float dice_w, const float *cw, float *dlogits,
-                   double *per_sample) {
+                   float grad_scale, const cg_loss_opt_t *lo, float *dlogits, double *per_sample) {
   CG_ASSERT(logits != NULL && mask != NULL && weight != NULL);
   CG_ASSERT(n >= 1 && hw >= 1);
+  if (!lo) lo = &kLossRef;
   double *li = cg_malloc(sizeof(double) * n, "per-sample loss");
-  const double inv_hw = 1.0 / (double)hw, dw = dice_w;
-  const double pw = cw ? (double)cw[0] : 1.0; /* x 1.0: the unweighted bits */
+  const double inv_hw = 1.0 / (double)hw, dw = lo->dice_w;
+  const double pw = lo->cw ? (double)lo->cw[0] : 1.0; /* x 1.0: the unweighted bits */
 #pragma omp parallel for schedule(dynamic, 1)
   for (int i = 0; i < n; i++) {
     const float *z = logits + (size_t)i * hw;
@@ -709,8 +711,10 @@ double cg_cpu_loss(const float *logits, const uint8_t *mask, const float *weight
 }
 
 /* Softmax of one pixel's K logits into p (double); returns log(sum exp(z - max)) - (z_y - max)
- * = -log p_y when 0 <= y < K (else 0). */
-static double softmax_px(const float *z, int K, int y, double *p) {
+ * = -log p_y when 0 <= y < K (else 0). smooth (optional) gets sum_c w_c (-log p_c), each term
+ * in that form (w = cw, NULL: 1). */
+static double softmax_px(const float *z, int K, int y, double *p, const float *cw,
+                         double *smooth) {
   double mx = z[0];
   for (int c = 1; c < K; c++)
     if (z[c] > mx) mx = z[c];
@@ -721,11 +725,19 @@ static double softmax_px(const float *z, int K, int y, double *p) {
   }
   const double inv = 1.0 / sum;
   for (int c = 0; c < K; c++) p[c] *= inv;
-  return y >= 0 && y < K ? log(sum) - ((double)z[y] - mx) : 0.0;
+  const double ls = log(sum);
+  if (smooth) {
+    double u = 0;
+    for (int c = 0; c < K; c++) u += (cw ? (double)cw[c] : 1.0) * (ls - ((double)z[c] - mx));
+    *smooth = u;
+  }
+  return y >= 0 && y < K ? ls - ((double)z[y] - mx) : 0.0;
 }
 
 void cg_cpu_loss_sums_add(cg_loss_sums_t *s, const float *z, const uint8_t *y, size_t n, int K,
-                          int ignore, const float *cw) {
+                          int ignore, const cg_loss_opt_t *lo) {
+  if (!lo) lo = &kLossRef;
+  const float *cw = lo->cw;
   if (K == 1) {
     const double pw = cw ? (double)cw[0] : 1.0;
     for (size_t j = 0; j < n; j++) {
@@ -746,7 +758,9 @@ void cg_cpu_loss_sums_add(cg_loss_sums_t *s, const float *z, const uint8_t *y, s
     const int yj = y[j];
     if (yj == ignore || yj >= K) continue;
     const double wy = cw ? (double)cw[yj] : 1.0;
-    s->ce += wy * softmax_px(z + j * K, K, yj, p);
+    double u = 0;
+    s->ce += wy * softmax_px(z + j * K, K, yj, p, cw, lo->smooth > 0 ? &u : NULL);
+    s->sce += u;
     for (int c = 0; c < K; c++) s->psum[c] += p[c];
     s->inter[yj] += p[yj];
     s->gsum[yj] += 1;
@@ -758,22 +772,30 @@ void cg_cpu_loss_sums_add(cg_loss_sums_t *s, const float *z, const uint8_t *y, s
  * CE sum is 0 then too). A count >= 1 gives the bits of 1 / max(count, 1). */
 static double inv_divisor(double nv) { return nv > 0 ? 1.0 / nv : 0.0; }
 
-double cg_cpu_loss_sums_value(const cg_loss_sums_t *s, int K, float dice_w) {
+/* The cross-entropy sum of a sample: with label smoothing (K >= 2) (1 - eps) CE + eps/K the
+ * smoothing sum; without, exactly the CE sum. */
+static double ce_sum(const cg_loss_sums_t *s, int K, const cg_loss_opt_t *lo) {
+  const double eps = lo->smooth;
+  return K > 1 && eps > 0 ? (1.0 - eps) * s->ce + eps / K * s->sce : s->ce;
+}
+
+double cg_cpu_loss_sums_value(const cg_loss_sums_t *s, int K, const cg_loss_opt_t *lo) {
+  if (!lo) lo = &kLossRef;
   const double inv_v = inv_divisor(s->nv);
   double dsum = 0;
   for (int c = 0; c < K; c++)
     dsum += (2.0 * s->inter[c] + 1.0) / (s->psum[c] + s->gsum[c] + 1.0);
-  return s->ce * inv_v + (double)dice_w * (1.0 - dsum / K);
+  return ce_sum(s, K, lo) * inv_v + (double)lo->dice_w * (1.0 - dsum / K);
 }
 
 /* Binary BCE + Dice over the pixels whose mask is not `ignore` (ignore >= 0). */
 static double loss_binary_ignore(const float *z, const uint8_t *y, size_t hw, int ignore,
-                                 double dw, const float *cw, double s, float *dz) {
+                                 const cg_loss_opt_t *lo, double s, float *dz) {
   cg_loss_sums_t S;
   memset(&S, 0, sizeof S);
-  cg_cpu_loss_sums_add(&S, z, y, hw, 1, ignore, cw);
-  const double sp = S.psum[0], sy = S.gsum[0], spy = S.inter[0], nv = S.nv;
-  const double inv_v = inv_divisor(nv), pw = cw ? (double)cw[0] : 1.0;
+  cg_cpu_loss_sums_add(&S, z, y, hw, 1, ignore, lo);
+  const double sp = S.psum[0], sy = S.gsum[0], spy = S.inter[0], nv = S.nv, dw = lo->dice_w;
+  const double inv_v = inv_divisor(nv), pw = lo->cw ? (double)lo->cw[0] : 1.0;
   const double num = 2.0 * spy + 1.0, den = sp + sy + 1.0;
   if (dz) {
     const double inv_den2 = 1.0 / (den * den);
@@ -796,13 +818,17 @@ static double loss_binary_ignore(const float *z, const uint8_t *y, size_t hw, in
 /* One sample of the K-class loss (K >= 2); s = weight * grad_scale for the gradient. A mask
  * value >= K that is not the ignore label is left out like one (the data layer refuses it). */
 static double loss_k_sample(const float *z, const uint8_t *y, size_t hw, int K, int ignore,
-                            double dw, const float *cw, double s, float *dz) {
+                            const cg_loss_opt_t *lo, double s, float *dz) {
   double p[256], a[256];
   cg_loss_sums_t S;
   memset(&S, 0, sizeof S);
-  cg_cpu_loss_sums_add(&S, z, y, hw, K, ignore, cw);
-  const double *inter = S.inter, *psum = S.psum, *gsum = S.gsum, ce = S.ce, nv = S.nv;
+  cg_cpu_loss_sums_add(&S, z, y, hw, K, ignore, lo);
+  const double *inter = S.inter, *psum = S.psum, *gsum = S.gsum, ce = ce_sum(&S, K, lo);
+  const double nv = S.nv, dw = lo->dice_w, eps = lo->smooth;
+  const float *cw = lo->cw;
   const double inv_v = inv_divisor(nv);
+  double wsum = 0; /* smoothing: sum_c w_c */
+  for (int c = 0; c < K; c++) wsum += cw ? (double)cw[c] : 1.0;
   double dsum = 0;
   for (int c = 0; c < K; c++) {
     const double num = 2.0 * inter[c] + 1.0, den = psum[c] + gsum[c] + 1.0;
@@ -819,17 +845,21 @@ static double loss_k_sample(const float *z, const uint8_t *y, size_t hw, int K, 
         for (int c = 0; c < K; c++) d[c] = 0.0f;
         continue;
       }
-      softmax_px(z + j * K, K, yj, p);
+      softmax_px(z + j * K, K, yj, p, NULL, NULL);
       const double den_y = psum[yj] + gsum[yj] + 1.0;
       const double b_y = -2.0 / (den_y * K); /* the [y=c] part: -(1/K) 2 den / den^2 */
-      /* dL/dz_k = p_k (g_k - sum_c g_c p_c), g_c = dDice/dp_c; CE adds w_y (p_k - [y=k]) / nv */
+      /* dL/dz_k = p_k (g_k - sum_c g_c p_c), g_c = dDice/dp_c; CE adds w_y (p_k - [y=k]) / nv,
+       * smoothed (1 - eps) w_y (p_k - [y=k]) + eps/K (sum_c w_c p_k - w_k) */
       const double wy = cw ? (double)cw[yj] : 1.0;
       double gp = 0;
       for (int c = 0; c < K; c++) gp += a[c] * p[c];
       gp += b_y * p[yj];
       for (int c = 0; c < K; c++) {
         const double gc = a[c] + (c == yj ? b_y : 0.0);
-        const double g = wy * (p[c] - (c == yj ? 1.0 : 0.0)) * inv_v + dw * (p[c] * (gc - gp));
+        const double gce = eps > 0 ? (1.0 - eps) * wy * (p[c] - (c == yj ? 1.0 : 0.0)) +
+                                         eps / K * (wsum * p[c] - (cw ? (double)cw[c] : 1.0))
+                                   : wy * (p[c] - (c == yj ? 1.0 : 0.0));
+        const double g = gce * inv_v + dw * (p[c] * (gc - gp));
         d[c] = (float)(s * g);
       }
     }
@@ -838,11 +868,12 @@ static double loss_k_sample(const float *z, const uint8_t *y, size_t hw, int K, 
 }
 
 double cg_cpu_loss_k(const float *logits, const uint8_t *mask, const float *weight, int n,
-                     size_t hw, int K, int ignore, float grad_scale, float dice_w,
-                     const float *cw, float *dlogits, double *per_sample) {
+                     size_t hw, int K, int ignore, float grad_scale, const cg_loss_opt_t *lo,
+                     float *dlogits, double *per_sample) {
   CG_ASSERT(K >= 1 && K <= 255);
+  if (!lo) lo = &kLossRef;
   if (K == 1 && ignore < 0)
-    return cg_cpu_loss(logits, mask, weight, n, hw, grad_scale, dice_w, cw, dlogits, per_sample);
+    return cg_cpu_loss(logits, mask, weight, n, hw, grad_scale, lo, dlogits, per_sample);
   CG_ASSERT(logits != NULL && mask != NULL && weight != NULL);
   CG_ASSERT(n >= 1 && hw >= 1);
   double *li = cg_malloc(sizeof(double) * n, "per-sample loss");
@@ -852,8 +883,8 @@ double cg_cpu_loss_k(const float *logits, const uint8_t *mask, const float *weig
     const uint8_t *y = mask + (size_t)i * hw;
     float *dz = dlogits ? dlogits + (size_t)i * hw * K : NULL;
     const double s = (double)weight[i] * grad_scale;
-    li[i] = K == 1 ? loss_binary_ignore(z, y, hw, ignore, dice_w, cw, s, dz)
-                   : loss_k_sample(z, y, hw, K, ignore, dice_w, cw, s, dz);
+    li[i] = K == 1 ? loss_binary_ignore(z, y, hw, ignore, lo, s, dz)
+                   : loss_k_sample(z, y, hw, K, ignore, lo, s, dz);
   }
   double total = 0;
   for (int i = 0; i < n; i++) {

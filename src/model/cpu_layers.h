@@ -59,35 +59,43 @@ void cg_cpu_maxpool_fwd(const cg_view_t *x, const cg_view_t *y);
 void cg_cpu_maxpool_bwd(const cg_view_t *x, const cg_view_t *y, const cg_view_t *dy,
                         const cg_view_t *dx, int accum_dx);
 
-/* The loss's class weights (--class-weights, --pos-weight), the `cw` of the functions below:
- * with K >= 2 classes, K weights of the cross-entropy terms, torch.nn.CrossEntropyLoss's
- * weight= (each sample's CE is sum_V w[y_i] CE_i / sum_V w[y_i], 0 when that sum is 0); with
- * K = 1, one: BCE's pos_weight, torch.nn.BCEWithLogitsLoss's (a foreground pixel's BCE times
- * it, the mean still over the pixels). NULL = none (all 1): bitwise the unweighted loss. The
- * Dice term is not weighted. */
+/* The loss's options, `lo` of the functions below; lo NULL = {1, NULL, 0}, the reference loss.
+ *  dice_w  the Dice term's weight (--dice-weight): 1 = the reference loss, 0 = CE/BCE alone;
+ *  cw      the class weights (--class-weights, --pos-weight): with K >= 2 classes, K weights of
+ *          the cross-entropy terms, torch.nn.CrossEntropyLoss's weight= (each sample's CE is
+ *          sum_V w[y_i] CE_i / sum_V w[y_i], 0 when that sum is 0); with K = 1, one: BCE's
+ *          pos_weight, torch.nn.BCEWithLogitsLoss's (a foreground pixel's BCE times it, the
+ *          mean still over the pixels). NULL = none (all 1): bitwise the unweighted loss;
+ *  smooth  K >= 2: label smoothing eps in [0, 1) (--label-smoothing), CrossEntropyLoss's
+ *          label_smoothing=: a pixel's CE is (1 - eps) w_y (-log p_y) + eps/K sum_c w_c
+ *          (-log p_c), over the same divisor; 0 = none, bitwise.
+ * The Dice term is neither weighted nor smoothed. */
+typedef struct {
+  float dice_w;
+  const float *cw;
+  float smooth;
+} cg_loss_opt_t;
 
 /* BCE-with-logits + soft Dice over n samples of hw pixels (logits contiguous, one channel).
- * Returns sum_i weight[i] * (mean_px BCE_i + dice_w * Dice_i), computed in double (dice_w: the
- * Dice term's weight, --dice-weight; 1 = the reference loss, 0 = BCE alone; cw: the pos_weight
- * above, nullable). If dlogits is not NULL it receives d(that sum)/d(logits), multiplied by
- * grad_scale (the fp16 loss scale, 1 for the CPU backend). Samples with weight 0 get zero
- * gradient. per_sample (n doubles) optional. */
+ * Returns sum_i weight[i] * (mean_px BCE_i + dice_w * Dice_i), computed in double (lo: dice_w
+ * and the pos_weight cw above). If dlogits is not NULL it receives d(that sum)/d(logits),
+ * multiplied by grad_scale (the fp16 loss scale, 1 for the CPU backend). Samples with weight 0
+ * get zero gradient. per_sample (n doubles) optional. */
 double cg_cpu_loss(const float *logits, const uint8_t *mask, const float *weight, int n, size_t hw,
-                   float grad_scale, float dice_w, const float *cw, float *dlogits,
-                   double *per_sample);
+                   float grad_scale, const cg_loss_opt_t *lo, float *dlogits, double *per_sample);
 
 /* K-class softmax cross-entropy + soft Dice (K >= 1; see docs/ARCHITECTURE.md), in double.
  * logits NHWC: n samples x hw pixels x K channels. Per sample s, V_s = its pixels whose mask is
  * not `ignore` (every pixel when ignore < 0), p = softmax of a pixel's K logits:
  *   CE_s   = (1/max(|V_s|,1)) sum_{i in V_s} -log p_{i,y_i}
- *            (class weights cw: sum_V cw[y_i] (-log p_{i,y_i}) / sum_V cw[y_i], 0 if that is 0)
+ *            (class weights cw and smoothing: as cg_loss_opt_t says)
  *   Dice_s = 1 - (1/K) sum_c (2 sum_V p_ic [y_i=c] + 1) / (sum_V p_ic + sum_V [y_i=c] + 1)
- * Returns sum_s weight[s] (CE_s + dice_w Dice_s). dlogits (optional) = d(return)/d(logits) *
- * grad_scale, zero for ignore pixels and weight-0 samples. K = 1: the binary loss (BCE + Dice,
+ * Returns sum_s weight[s] (CE_s + dice_w Dice_s) (lo: dice_w, cw, smooth). dlogits (optional)
+ * = d(return)/d(logits) * grad_scale, zero for ignore pixels and weight-0 samples. K = 1: the binary loss (BCE + Dice,
  * sigmoid) over V_s; with ignore < 0 exactly cg_cpu_loss. per_sample (n doubles) optional. */
 double cg_cpu_loss_k(const float *logits, const uint8_t *mask, const float *weight, int n,
-                     size_t hw, int K, int ignore, float grad_scale, float dice_w,
-                     const float *cw, float *dlogits, double *per_sample);
+                     size_t hw, int K, int ignore, float grad_scale, const cg_loss_opt_t *lo,
+                     float *dlogits, double *per_sample);
 
 /* The class of a pixel from its K logits z: K = 1, logit > 0; K >= 2, the first of the largest
  * (what every step's predicted mask, predict and validation take). */
@@ -100,18 +108,18 @@ static inline uint8_t cg_cpu_class_of(const float *z, int K) {
 }
 
 /* The sums cg_cpu_loss_k's per-sample value is made of, added a run of pixels at a time (a
- * whole image row by row: --val-mode whole): ce the CE (K = 1: BCE) sum, class-weighted by cw,
- * nv the CE mean's divisor (|V|; K >= 2 with cw: sum_V cw[y]), and per class c psum the sum
- * of p_c, inter of p_c [y=c], gsum of [y=c] (K = 1: the foreground's sigmoid p and y in 0/1).
- * Zero it to start. */
+ * whole image row by row: --val-mode whole): ce the CE (K = 1: BCE) sum, class-weighted by
+ * lo->cw, sce (lo->smooth > 0) the sum of sum_c w_c (-log p_c), nv the CE mean's divisor (|V|;
+ * K >= 2 with cw: sum_V cw[y]), and per class c psum the sum of p_c, inter of p_c [y=c], gsum
+ * of [y=c] (K = 1: the foreground's sigmoid p and y in 0/1). Zero it to start. */
 typedef struct {
-  double ce, nv, psum[256], inter[256], gsum[256];
+  double ce, sce, nv, psum[256], inter[256], gsum[256];
 } cg_loss_sums_t;
 void cg_cpu_loss_sums_add(cg_loss_sums_t *s, const float *logits, const uint8_t *mask, size_t n,
-                          int K, int ignore, const float *cw);
+                          int K, int ignore, const cg_loss_opt_t *lo);
 /* CE_s + dice_w Dice_s of the sums, as cg_cpu_loss_k gives a sample of those pixels (same
  * bits). */
-double cg_cpu_loss_sums_value(const cg_loss_sums_t *s, int K, float dice_w);
+double cg_cpu_loss_sums_value(const cg_loss_sums_t *s, int K, const cg_loss_opt_t *lo);
 
 /* AdamW (PyTorch semantics, decoupled weight decay applied to every parameter):
  *   p -= lr*wd*p; m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2;

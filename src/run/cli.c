@@ -154,6 +154,11 @@ static const cg_opt_t g_opts[] = {
         "cross-entropy); each 0 or in [1e-38, 1e6], not all 0; the Dice term is not weighted; "
         "the validation loss is the same; --check-data prints balanced ones; default none (all "
         "1)"),
+    CG_OPT_ROW_NUM(DBL, "label-smoothing", O(label_smoothing), 0, 1, C_TRAIN, "E",
+        "--num-classes K >= 2: the cross-entropy's targets smoothed, (1 - E) one-hot + E/K, as "
+        "torch.nn.CrossEntropyLoss(label_smoothing=E) (with --class-weights, its weighted "
+        "form), in [0, 1); the Dice term keeps the true labels; the validation loss is the "
+        "same; 0 = none"),
     CG_OPT_ROW_NUM_GT(DBL, "pos-weight", O(pos_weight), 0, 1e6, C_TRAIN, "X",
         "binary models: each foreground pixel's BCE term times X, as "
         "torch.nn.BCEWithLogitsLoss(pos_weight=X) (the mean still over the pixels): above 1 "
@@ -744,6 +749,15 @@ static int check_class_weights(cg_config_t *cfg, char *err, size_t errlen) {
   if (known && n && n != K) {
     snprintf(err, errlen, "--class-weights: %d weights for --num-classes %d: give one for each "
              "class", n, K);
+    return -1;
+  }
+  if (known && cfg->label_smoothing > 0 && K < 2) {
+    snprintf(err, errlen, "--label-smoothing: for --num-classes K >= 2 (the binary BCE has no "
+             "smoothing, as in PyTorch)");
+    return -1;
+  }
+  if ((float)cfg->label_smoothing >= 1.0f) {
+    snprintf(err, errlen, "--label-smoothing: %g must be below 1", cfg->label_smoothing);
     return -1;
   }
   if (known && cfg->pos_weight != 1 && K >= 2) {

@@ -74,6 +74,7 @@ typedef struct {
                               cg_backend_cfg_t.class_weight of cg_cfg_class_weight): K from
                               --class-weights, or one from --pos-weight; set by cg_cli_check */
   int nclass_weights;      /* ... their count; 0 = none */
+  double label_smoothing;  /* --label-smoothing: K >= 2, the CE targets' smoothing; 0 = none */
   int64_t warmup_steps;
   char lr_schedule[12]; /* constant | cosine | poly | multistep */
   double lr_power;      /* poly: the exponent */

@@ -38,7 +38,7 @@ static const struct {
     {"epochs", NOTICE},         {"lr", NOTICE},             {"weight-decay", NOTICE},
     {"beta1", NOTICE},          {"beta2", NOTICE},          {"eps", NOTICE},
     {"clip-grad-norm", NOTICE}, {"dice-weight", NOTICE},
-    {"class-weights", NOTICE},  {"pos-weight", NOTICE},
+    {"class-weights", NOTICE},  {"pos-weight", NOTICE},     {"label-smoothing", NOTICE},
     {"warmup-steps", NOTICE},   {"lr-schedule", NOTICE},    {"lr-power", NOTICE},
     {"min-lr", NOTICE},         {"lr-milestones", NOTICE},  {"lr-gamma", NOTICE},
     {"precision", NOTICE},

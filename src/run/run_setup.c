@@ -597,6 +597,7 @@ static cg_backend_cfg_t backend_cfg(const cg_run_t *r) {
   bc.clip_norm = (float)cfg->clip_grad_norm;
   bc.dice_weight = (float)cfg->dice_weight;
   bc.class_weight = cg_cfg_class_weight(cfg);
+  bc.label_smoothing = (float)cfg->label_smoothing;
   bc.nclass = cfg->num_classes;
   bc.ignore_index = cfg->ignore_index;
   bc.precision = r->prec;

@@ -141,7 +141,10 @@ void cg_report_banner(const cg_run_t *r) {
     printf("loss: %s alone (--dice-weight 0)\n", ce);
   if (m->nclass > 1 && cfg->class_weights[0])
     printf("loss: the classes' cross-entropy weighted %s (--class-weights)\n", cfg->class_weights);
-  else if (m->nclass == 1 && cfg->pos_weight != 1)
+  if (m->nclass > 1 && cfg->label_smoothing > 0)
+    printf("loss: the cross-entropy's targets smoothed by %.4g (--label-smoothing)\n",
+           cfg->label_smoothing);
+  if (m->nclass == 1 && cfg->pos_weight != 1)
     printf("loss: the foreground's BCE weighted %.6g (--pos-weight)\n", cfg->pos_weight);
   if (cfg->clip_grad_norm > 0)
     printf("gradients: clipped to global L2 norm %g (--clip-grad-norm), their norm reported\n",
@@ -664,12 +667,13 @@ static int write_metrics(const cg_run_t *r, const cg_train_figs_t *f, const cg_c
            "\"model_base\": %d, \"model_depth\": %d, \"params\": %zu, \"grad_comm\": \"%s\", "
            "\"grad_comm_bytes\": %.0f, \"clip_grad_norm\": %s, \"grad_norm_mean\": %s, "
            "\"grad_norm_max\": %s, \"grad_norm_last\": %s, \"steps_clipped\": %s, "
-           "\"dice_weight\": %.9g, \"class_weights\": %s, \"pos_weight\": %.9g%s}\n",
+           "\"dice_weight\": %.9g, \"class_weights\": %s, \"pos_weight\": %.9g, "
+           "\"label_smoothing\": %.9g%s}\n",
            (long long)r->total, (long long)(trained ? r->total - r->s0 : 0), r->c->size,
            (long long)r->global, cfg->grad_accum, tl, vl, vi, vd, va, ti, tr, ip, wall, f->train_s,
            r->ops->name, cg_precision_name(r->prec), cfg->image_size, cfg->model_base,
            cfg->model_depth, r->model.nparams, cfg->grad_comm, r->grad_bytes, cn, gm, gx, gl, gc,
-           cfg->dice_weight, cws, cfg->pos_weight, extra ? extra : "");
+           cfg->dice_weight, cws, cfg->pos_weight, cfg->label_smoothing, extra ? extra : "");
   free(extra);
   free(cws);
   const int rc = cg_afile_save(cfg->metrics_out, json, strlen(json), err, sizeof err);

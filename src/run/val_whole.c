@@ -58,13 +58,19 @@ struct vfeed {
   int64_t *confk; /* K >= 2: K x K */
 };
 
+/* The loss's options as the backends take them from the run (run_setup.c's backend_cfg). */
+static cg_loss_opt_t loss_opt(const cg_config_t *c) {
+  return (cg_loss_opt_t){(float)c->dice_weight, cg_cfg_class_weight(c),
+                         c->num_classes > 1 ? (float)c->label_smoothing : 0.0f};
+}
+
 /* Output row y of an image made final: its loss terms and its classes counted. */
 static void vimg_row(void *ctx, int y, const float *l) {
   vimg_t *v = ctx;
   const int ignore = v->f->r->cfg->ignore_index;
   const uint8_t *m = v->mask + (size_t)y * v->w;
-  cg_cpu_loss_sums_add(&v->sums, l, m, (size_t)v->w, v->k, ignore,
-                       cg_cfg_class_weight(v->f->r->cfg));
+  const cg_loss_opt_t lo = loss_opt(v->f->r->cfg);
+  cg_cpu_loss_sums_add(&v->sums, l, m, (size_t)v->w, v->k, ignore, &lo);
   for (int x = 0; x < v->w; x++) v->cls[x] = cg_cpu_class_of(l + (size_t)x * v->k, v->k);
   if (v->k == 1) cg_confusion_add_ignore(&v->f->conf, v->cls, m, (size_t)v->w, ignore);
   else cg_confk_add(v->f->confk, v->k, v->cls, m, (size_t)v->w, ignore);
@@ -144,8 +150,8 @@ static void vfeed_step(void *ctx) {
 static void vfeed_end(void *ctx, cg_tiler_t *t, int complete) {
   vfeed_t *f = ctx;
   vimg_t *v = cg_tiler_ctx(t);
-  if (complete)
-    f->loss += cg_cpu_loss_sums_value(&v->sums, v->k, (float)f->r->cfg->dice_weight);
+  const cg_loss_opt_t lo = loss_opt(f->r->cfg);
+  if (complete) f->loss += cg_cpu_loss_sums_value(&v->sums, v->k, &lo);
   vimg_free(v);
   cg_tiler_close(t);
 }
