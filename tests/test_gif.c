@@ -359,7 +359,7 @@ static void test_source(void) {
       CG_TEST_CHECK(cg_source_load(s, i, r, mk, err, sizeof err) == 0, "load %d: %s", i, err);
       CG_TEST_CHECK(mk[20 * 5 + 2] == 0 && mk[20 * 5 + 17] == 1, "mask %d", i);
     }
-    CG_TEST_CHECK(cg_source_check(s, 0, 1, 2, NULL, NULL, NULL, NULL) == 0,
+    CG_TEST_CHECK(cg_source_check(s, 0, 1, 2, NULL, NULL, NULL, NULL, 0) == 0,
                   "check-data found bad files");
     cg_source_destroy(s);
   }

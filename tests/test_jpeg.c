@@ -627,7 +627,7 @@ static void test_source(void) {
                     "name %d: %s", i, cg_source_name(s, i));
       CG_TEST_CHECK(m[5] == 0 && m[31] == 1, "mask %d", i);
     }
-    CG_TEST_CHECK(cg_source_check(s, 0, 1, 2, NULL, NULL, NULL, NULL) == 0,
+    CG_TEST_CHECK(cg_source_check(s, 0, 1, 2, NULL, NULL, NULL, NULL, 0) == 0,
                   "check-data found bad files");
     cg_source_destroy(s);
   }
@@ -642,7 +642,7 @@ static void test_source(void) {
   CG_TEST_CHECK(s != NULL, "open with a truncated JPEG: %s", err);
   if (s) {
     int64_t *bad = NULL;
-    int64_t nb = cg_source_check(s, 0, 1, 2, NULL, NULL, &bad, NULL);
+    int64_t nb = cg_source_check(s, 0, 1, 2, NULL, NULL, &bad, NULL, 0);
     CG_TEST_CHECK(nb == 1 && bad && bad[0] == 1, "check-data: %lld bad", (long long)nb);
     uint8_t r[32 * 32 * 3], m[32 * 32];
     int rc = cg_source_load(s, 1, r, m, err, sizeof err);

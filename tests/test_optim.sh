@@ -44,8 +44,9 @@
 # 11. --check-data reports the classes' shares of the training pixels and the balanced weights
 #     as the flag that sets them: 4 PNG pairs of known composition (K = 3 with an ignore band;
 #     binary: the same masks' class 0 as background), the exact figures on 1 and 2 ranks, and
-#     the printed flag trains (written with Debian's Pillow and NumPy, /usr/bin/python3;
-#     skipped without them).
+#     the printed flag trains; wide images are counted whole (the side classes too), with
+#     --crop off as their fitted squares; all-foreground binary masks give --pos-weight 1 and
+#     say why (written with Debian's Pillow and NumPy, /usr/bin/python3; skipped without them).
 set -uo pipefail
 BIN=$1; MPIRUN="$2 --oversubscribe --bind-to none"; BUILD=$3
 CMP=$BUILD/tests/cg_cmp_params
@@ -291,7 +292,7 @@ import os, sys
 import numpy as np
 from PIL import Image
 t = sys.argv[1]
-for d in ("images", "masks", "masks2"):
+for d in ("images", "masks", "masks2", "wide/images", "wide/masks", "fg/images", "fg/masks"):
     os.makedirs(f"{t}/{d}")
 rng = np.random.default_rng(5)
 for i in range(4):  # rows 0-15 class 0, 16-23 class 1, 24-31 class 2; image 0: rows 28-31 ignored
@@ -304,6 +305,15 @@ for i in range(4):  # rows 0-15 class 0, 16-23 class 1, 24-31 class 2; image 0: 
     Image.fromarray(im).save(f"{t}/images/{i}.png")
     Image.fromarray(m).save(f"{t}/masks/{i}.png")
     Image.fromarray(((m == 1) | (m == 2)).astype(np.uint8) * 255).save(f"{t}/masks2/{i}.png")
+    Image.fromarray(im).save(f"{t}/fg/images/{i}.png")
+    Image.fromarray(np.full((32, 32), 255, np.uint8)).save(f"{t}/fg/masks/{i}.png")
+for i in range(2):  # 32 x 64: class 1 in the left quarter, 2 in the right one, 0 between
+    m = np.zeros((32, 64), np.uint8)
+    m[:, :16] = 1
+    m[:, 48:] = 2
+    im = rng.integers(0, 255, (32, 64, 3)).astype(np.uint8)
+    Image.fromarray(im).save(f"{t}/wide/images/{i}.png")
+    Image.fromarray(m).save(f"{t}/wide/masks/{i}.png")
 EOF
   mkdir -p "$T/clsb" && ln -s "$T/cls/images" "$T/clsb/images" &&
     ln -s "$T/cls/masks2" "$T/clsb/masks"
@@ -312,19 +322,31 @@ EOF
   # K = 3: class pixels 2048, 1024, 896 (128 ignored) of 3968: balanced 3968 / (3 n_c)
   for np_ in 1 2; do
     run ck3r$np_ 0 $MPIRUN -np $np_ $BIN $CK --data $T/cls --num-classes 3
-    want ck3r$np_ "check-data: --data: class pixels (share of 3968 at --image-size, the ignore \
-label left out): 0 51.61%, 1 25.81%, 2 22.58%"
+    want ck3r$np_ "check-data: --data: class pixels (share of 3968, the images whole at \
+--image-size, the ignore label left out): 0 51.61%, 1 25.81%, 2 22.58%"
     want ck3r$np_ "check-data: balanced: --class-weights 0.6458,1.292,1.476 (pixels / (K x the \
 class's pixels))"
   done
   # binary: 2176 background (the ignore band's 128 pixels among them), 1920 foreground pixels
   run ck1 0 $MPIRUN -np 1 $BIN $CK --data $T/clsb
-  want ck1 "class pixels (0 background, 1 foreground; share of 4096 at --image-size): 0 53.12%, \
-1 46.88%"
+  want ck1 "class pixels (0 background, 1 foreground; share of 4096, the images whole at \
+--image-size): 0 53.12%, 1 46.88%"
   want ck1 "check-data: balanced: --pos-weight 1.133 (background / foreground pixels)"
   flag=$(sed -n 's/^check-data: balanced: \(--class-weights [^ ]*\) .*/\1/p' $T/ck3r1.log)
   run ck3w 0 $MPIRUN -np 1 $BIN $CK --data $T/cls --num-classes 3 $flag
   want ck3w "loss: the classes' cross-entropy weighted 0.6458,1.292,1.476 (--class-weights)"
+  # wide images: whole 2048 / 1024 / 1024 pixels; their centred squares hold class 0 alone
+  run ckw 0 $MPIRUN -np 1 $BIN $CK --data $T/cls/wide --num-classes 3
+  want ckw "class pixels (share of 4096, the images whole at --image-size, the ignore label \
+left out): 0 50.00%, 1 25.00%, 2 25.00%"
+  run ckwf 0 $MPIRUN -np 1 $BIN $CK --data $T/cls/wide --num-classes 3 --crop off
+  want ckwf "class pixels (share of 2048, the images fitted at --image-size, the ignore label \
+left out): 0 100.00%, 1 0.00%, 2 0.00%"
+  want ckwf "--class-weights 0.3333,1,1 (pixels / (K x the class's pixels)); a class without \
+pixels gets 1"
+  run ckfg 0 $MPIRUN -np 1 $BIN $CK --data $T/cls/fg
+  want ckfg "check-data: balanced: --pos-weight 1 (background / foreground pixels); no \
+background pixel"
 else
   echo "SKIP 11: /usr/bin/python3 has no Pillow or NumPy"
 fi

@@ -5,6 +5,7 @@
  * the same set to leave out, which keeps the samplers of all ranks in step. */
 #include "datacheck.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,7 +58,7 @@ static int64_t *gather_bad(cg_comm_t *c, const int64_t *mine, int64_t n, int64_t
  * whose headers failed at open were left out then (the source was opened with all_why): they
  * are listed and counted here with the ones that fail to decode. */
 static int64_t check_one(cg_source_t **s, const char *what, cg_comm_t *c, int threads, int skip_bad,
-                         int64_t *hist, char *err, size_t errlen) {
+                         int64_t *hist, int whole, char *err, size_t errlen) {
   const double t0 = cg_now();
   const int64_t nopen = (*s)->dropped, n = (*s)->count + nopen;
   const int files = strcmp((*s)->ops->kind, "png") ? 0 : 2; /* image + mask per sample */
@@ -70,7 +71,7 @@ static int64_t check_one(cg_source_t **s, const char *what, cg_comm_t *c, int th
   }
   int64_t *mine = NULL;
   int64_t nmine =
-      cg_source_check(*s, c->rank, c->size, threads, report_bad, (void *)what, &mine, hist);
+      cg_source_check(*s, c->rank, c->size, threads, report_bad, (void *)what, &mine, hist, whole);
   if (hist) CG_CHECK_MPI(MPI_Allreduce(MPI_IN_PLACE, hist, 256, MPI_INT64_T, MPI_SUM, c->world));
   int64_t nload = 0;
   int64_t *all = gather_bad(c, mine, nmine, &nload);
@@ -106,46 +107,53 @@ int cg_datacheck_balanced(const int64_t *n, int K, float *w) {
   for (int k = 0; k < nc; k++) tot += (double)n[k];
   if (tot <= 0) return 0;
   if (K == 1) {
-    w[0] = n[1] > 0 ? (float)((double)n[0] / (double)n[1]) : 1.0f;
+    w[0] = n[1] > 0 && n[0] > 0 ? (float)fmin((double)n[0] / (double)n[1], 1e6) : 1.0f;
     return 1;
   }
-  for (int k = 0; k < K; k++) w[k] = n[k] > 0 ? (float)(tot / ((double)K * (double)n[k])) : 1.0f;
+  for (int k = 0; k < K; k++)
+    w[k] = n[k] > 0 ? (float)fmin(tot / ((double)K * (double)n[k]), 1e6) : 1.0f;
   return 1;
 }
 
 /* Rank 0: the classes' shares of the checked pixels and the balanced weights, as a flag. */
-static void report_classes(const int64_t *hist, int K, int ignore, const char *what) {
+static void report_classes(const int64_t *hist, int K, int ignore, int whole, const char *what) {
   const int nc = K > 1 ? K : 2;
   double tot = 0;
   for (int k = 0; k < nc; k++) tot += (double)hist[k];
-  if (tot <= 0) return;
+  if (tot <= 0) {
+    printf("check-data: %s: no class pixel to count (every pixel is the ignore label)\n", what);
+    return;
+  }
   char line[8192];
   size_t n = 0;
   for (int k = 0; k < nc && n < sizeof line - 64; k++)
     n += (size_t)snprintf(line + n, sizeof line - n, "%s%d %.2f%%", k ? ", " : "", k,
                           100.0 * (double)hist[k] / tot);
-  printf("check-data: %s: class pixels (%s of %.0f at --image-size%s): %s\n", what,
-         K > 1 ? "share" : "0 background, 1 foreground; share", tot,
-         ignore >= 0 ? ", the ignore label left out" : "", line);
+  printf("check-data: %s: class pixels (%s of %.0f, the images %s at --image-size%s): %s\n",
+         what, K > 1 ? "share" : "0 background, 1 foreground; share", tot,
+         whole ? "whole" : "fitted", ignore >= 0 ? ", the ignore label left out" : "", line);
   float w[255];
   cg_datacheck_balanced(hist, K, w);
   if (K == 1) {
     printf("check-data: balanced: --pos-weight %.4g (background / foreground pixels)%s\n",
-           (double)w[0], hist[1] ? "" : "; no foreground pixel");
+           (double)w[0], !hist[1]   ? "; no foreground pixel"
+                         : !hist[0] ? "; no background pixel"
+                         : w[0] >= 1e6f ? "; at most 1e6" : "");
     return;
   }
   n = 0;
-  int absent = 0;
+  int absent = 0, capped = 0;
   for (int k = 0; k < K && n < sizeof line - 32; k++) {
     n += (size_t)snprintf(line + n, sizeof line - n, "%s%.4g", k ? "," : "", (double)w[k]);
     absent += hist[k] == 0;
+    capped += w[k] >= 1e6f;
   }
-  printf("check-data: balanced: --class-weights %s (pixels / (K x the class's pixels))%s\n", line,
-         absent ? "; a class without pixels gets 1" : "");
+  printf("check-data: balanced: --class-weights %s (pixels / (K x the class's pixels))%s%s\n",
+         line, absent ? "; a class without pixels gets 1" : "", capped ? "; at most 1e6" : "");
 }
 
 int cg_datacheck_run(cg_source_t **data, cg_source_t **val, cg_comm_t *c, int threads, int check,
-                     int skip_bad, int nclass, int ignore, char *err, size_t errlen) {
+                     int skip_bad, int nclass, int ignore, int whole, char *err, size_t errlen) {
   if (!check) { /* with check, check_one lists them */
     if (c->rank == 0) {
       report_dropped(*data, "--data");
@@ -156,9 +164,10 @@ int cg_datacheck_run(cg_source_t **data, cg_source_t **val, cg_comm_t *c, int th
   err[0] = 0;
   char verr[512] = ""; /* both are checked, so that every bad file is listed */
   int64_t hist[256] = {0};
-  check_one(data, "--data", c, threads, skip_bad, hist, err, errlen);
-  if (c->rank == 0) report_classes(hist, nclass, ignore, "--data");
-  if (val && *val) check_one(val, "--val-data", c, threads, skip_bad, NULL, verr, sizeof verr);
+  check_one(data, "--data", c, threads, skip_bad, hist, whole, err, errlen);
+  if (c->rank == 0) report_classes(hist, nclass, ignore, whole, "--data");
+  if (val && *val)
+    check_one(val, "--val-data", c, threads, skip_bad, NULL, 0, verr, sizeof verr);
   if (!err[0] && verr[0]) snprintf(err, errlen, "%s", verr);
   return err[0] ? -1 : 0;
 }

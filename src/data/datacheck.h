@@ -19,16 +19,17 @@
  * views without them (owning the sources they replace; identical on every rank) and 0 is
  * returned; without it, or when every sample is bad, -1 with the message in err (the caller
  * exits 2). With check, rank 0 also prints the classes' shares of *data's pixels (nclass
- * classes, the ignore label -1 for none left out) and the balanced class weights they give
- * (cg_datacheck_balanced), as the flag that sets them. */
+ * classes, the ignore label -1 for none left out; whole: each image whole, as random crops see
+ * it, and loaded so for the check, else its fitted square) and the balanced class weights they
+ * give (cg_datacheck_balanced), as the flag that sets them. */
 int cg_datacheck_run(cg_source_t **data, cg_source_t **val, cg_comm_t *c, int threads, int check,
-                     int skip_bad, int nclass, int ignore, char *err, size_t errlen);
+                     int skip_bad, int nclass, int ignore, int whole, char *err, size_t errlen);
 
 /* Balanced class weights from the pixel counts n[0..K) of K >= 2 classes: N / (K n_c), N their
  * sum (scikit-learn's compute_class_weight("balanced")); a class without pixels gets 1. Binary
  * (K = 1; n[0] background, n[1] foreground pixels): w[0] = n[0] / n[1], the pos_weight of
- * torch.nn.BCEWithLogitsLoss's documentation (1 without foreground). 0 when there is no pixel
- * at all (w untouched), else 1. */
+ * torch.nn.BCEWithLogitsLoss's documentation (1 without foreground or without background).
+ * Each at most 1e6, the flags' limit. 0 when there is no pixel at all (w untouched), else 1. */
 int cg_datacheck_balanced(const int64_t *n, int K, float *w);
 
 #endif

@@ -219,9 +219,10 @@ int64_t cg_source_shared_names(const cg_source_t *a, const cg_source_t *b, const
  * and report(ctx, index, reason), if not NULL, is called for each as it is found (from the
  * threads, one call at a time). Nothing is allocated per sample beyond one sample buffer per
  * thread. hist (optional, 256 counters, zeroed by the caller) gets the pixel count of each mask
- * value over the samples that loaded. */
+ * value over the samples that loaded; whole: each sample is loaded (and counted) whole,
+ * cg_source_load_whole, as random crops see it, rather than as its fitted square. */
 int64_t cg_source_check(cg_source_t *src, int64_t first, int64_t step, int threads,
                         void (*report)(void *ctx, int64_t index, const char *why), void *ctx,
-                        int64_t **bad, int64_t *hist);
+                        int64_t **bad, int64_t *hist, int whole);
 
 #endif

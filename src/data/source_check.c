@@ -15,12 +15,31 @@ typedef struct {
   void (*report)(void *ctx, int64_t index, const char *why);
   void *ctx;
   int64_t *hist;           /* the mask values' pixel counts, or NULL; guarded by mu */
+  int whole;               /* load each sample whole (cg_source_load_whole) */
 } check_t;
+
+/* Sample i as the check loads it: its fitted square into *rgb, *mask (px pixels), or whole,
+ * the buffers grown to its size (*cap pixels). Its pixel count, or -1 with err (a bad sample). */
+static int64_t load_one(const check_t *k, int64_t i, uint8_t **rgb, uint8_t **mask, size_t *cap,
+                        char *err, size_t errlen) {
+  if (!k->whole) return cg_source_load(k->src, i, *rgb, *mask, err, errlen) ? -1 : (int64_t)*cap;
+  int oh = 0, ow = 0;
+  if (cg_source_load_whole(k->src, i, &oh, &ow, NULL, NULL, err, errlen)) return -1;
+  const size_t px = (size_t)oh * ow;
+  if (px > *cap) {
+    free(*rgb);
+    free(*mask);
+    *rgb = cg_malloc(px * 3, "check rgb");
+    *mask = cg_malloc(px, "check mask");
+    *cap = px;
+  }
+  return cg_source_load_whole(k->src, i, &oh, &ow, *rgb, *mask, err, errlen) ? -1 : (int64_t)px;
+}
 
 static void *check_main(void *arg) {
   check_t *k = arg;
-  const size_t px = (size_t)k->src->h * k->src->w;
-  uint8_t *rgb = cg_malloc(px * 3, "check rgb"), *mask = cg_malloc(px, "check mask");
+  size_t cap = (size_t)k->src->h * k->src->w;
+  uint8_t *rgb = cg_malloc(cap * 3, "check rgb"), *mask = cg_malloc(cap, "check mask");
   int64_t hist[256] = {0};
   char err[1024];
   for (;;) {
@@ -29,9 +48,10 @@ static void *check_main(void *arg) {
     k->next += k->step;
     pthread_mutex_unlock(&k->mu);
     if (i >= k->src->count) break;
-    if (cg_source_load(k->src, i, rgb, mask, err, sizeof err) == 0) {
+    const int64_t px = load_one(k, i, &rgb, &mask, &cap, err, sizeof err);
+    if (px >= 0) {
       if (k->hist)
-        for (size_t j = 0; j < px; j++) hist[mask[j]]++;
+        for (int64_t j = 0; j < px; j++) hist[mask[j]]++;
       continue;
     }
     pthread_mutex_lock(&k->mu);
@@ -62,9 +82,9 @@ static int cmp_i64(const void *a, const void *b) {
 
 int64_t cg_source_check(cg_source_t *src, int64_t first, int64_t step, int threads,
                         void (*report)(void *ctx, int64_t index, const char *why), void *ctx,
-                        int64_t **bad, int64_t *hist) {
+                        int64_t **bad, int64_t *hist, int whole) {
   CG_ASSERT(first >= 0 && step >= 1);
-  check_t k = {src, first, step, PTHREAD_MUTEX_INITIALIZER, NULL, 0, 0, report, ctx, hist};
+  check_t k = {src, first, step, PTHREAD_MUTEX_INITIALIZER, NULL, 0, 0, report, ctx, hist, whole};
   if (threads < 1) threads = 1;
   pthread_t *th = cg_calloc((size_t)threads, sizeof(pthread_t), "check threads");
   int started = 0;

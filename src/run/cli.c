@@ -91,8 +91,10 @@ static const cg_opt_t g_opts[] = {
     CG_OPT_ROW_FLAG("check-data", O(check_data), C_TRAIN,
         "decode every sample once at start-up (split over the ranks and each rank's cores), list "
         "every bad file and a summary; then exit 2 if any is bad, or with --skip-bad train without "
-        "them; it also prints the classes' shares of --data's pixels at --image-size and the "
-        "balanced weights they give, as the --class-weights or --pos-weight flag to pass"),
+        "them; it also prints the classes' shares of --data's pixels (the images whole at "
+        "--image-size, as random crops see them; with --crop off their fitted squares; a held-out "
+        "--val-fraction part included) and the balanced weights they give, as the "
+        "--class-weights or --pos-weight flag to pass"),
     CG_OPT_ROW_ONOFF("crop", O(crop), C_TRAIN,
         "real data: random square crops as augmentation, with the flips: a window of "
         "--crop-scale of the image's shorter side, anywhere in the whole image (of a wide photo "
@@ -151,7 +153,7 @@ static const cg_opt_t g_opts[] = {
         "torch.nn.CrossEntropyLoss(weight=...), but normalised per sample: each sample's "
         "cross-entropy is the weighted mean over its pixels, sum w[y] CE / sum w[y] (a sample of "
         "one class is not changed by them; one with none of positive weight adds no "
-        "cross-entropy); each 0 or in [1e-38, 1e6], not all 0; the Dice term is not weighted; "
+        "cross-entropy); each 0 or in [1.2e-38, 1e6], not all 0; the Dice term is not weighted; "
         "the validation loss is the same; --check-data prints balanced ones; default none (all "
         "1)"),
     CG_OPT_ROW_NUM(DBL, "label-smoothing", O(label_smoothing), 0, 1, C_TRAIN, "E",

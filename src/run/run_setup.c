@@ -105,6 +105,17 @@ static const char *differing_key(const cg_json_t *a, const cg_json_t *b, char *w
  * compares) must equal rank 0's. Rank 0 names the first rank that differs and the setting. */
 static int check_same_settings(cg_run_t *r, char *err, size_t errlen) {
   const cg_comm_t *c = r->c;
+  /* and first: the settings a checkpoint stores fit its trailer, with room for the data's
+   * names and sides (cg_settings_add), else a resume would find them cut */
+  char *all = cg_malloc(CG_CKPT_SETTINGS_MAX, "settings");
+  const int fits = cg_settings_json(r->cfg, all, CG_CKPT_SETTINGS_MAX - 160) == 0;
+  free(all);
+  if (!fits) {
+    snprintf(err, errlen, "the run's settings take more than the %d bytes a checkpoint stores "
+             "(long paths, a long --class-weights, a large --label-map): shorten the paths",
+             CG_CKPT_SETTINGS_MAX - 160);
+    return -1;
+  }
   if (c->size == 1) return 0;
   cg_config_t *kind = cg_malloc(sizeof *kind, "settings");
   *kind = *r->cfg;
@@ -314,7 +325,8 @@ static int open_files(cg_run_t *r, char *err, size_t errlen) {
   /* samples left out at open; --check-data (collective: only when every rank opened) */
   if (!cg_comm_any(r->c, rc != 0))
     rc = cg_datacheck_run(&r->base_src, &r->val_base, r->c, r->place->ncpus, cfg->check_data,
-                          cfg->skip_bad, cfg->num_classes, cfg->ignore_index, err, errlen);
+                          cfg->skip_bad, cfg->num_classes, cfg->ignore_index, cfg->crop, err,
+                          errlen);
   if (!rc && cfg->val_data[0]) {
     r->train_src = r->base_src;
     r->val_src = r->val_base;
