@@ -435,12 +435,15 @@ __global__ void loss_k_grad_kernel(const T *logits, const uint8_t *mask, const f
       const double pc = exp((double)to_f(z[c]) - (double)zmax) * inv_se;
       const double num = 2.0 * s[K + c] + 1.0, den = s[c] + s[2 * K + c] + 1.0;
       const double a = -((y == c ? 2.0 * den : 0.0) - num) * inv_k / (den * den);
-      /* smoothed: (1 - eps) w_y (p_c - [y = c]) + eps/K (sum_k w_k p_c - w_c) */
-      const double gce = smooth > 0.0 ? (1.0 - smooth) * wy * (pc - (y == c ? 1.0 : 0.0)) +
-                                             smooth / (double)K *
-                                                 (wsum * pc - (cw ? (double)cw[c] : 1.0))
-                                       : wy * (pc - (y == c ? 1.0 : 0.0));
-      const double d = gce * inv_v + dw * (pc * (a - pa));
+      /* smoothed: (1 - eps) w_y (p_c - [y = c]) + eps/K (sum_k w_k p_c - w_c); unsmoothed,
+       * the expression of builds without smoothing (nvcc contracts it into the same FMA) */
+      const double t = y == c ? 1.0 : 0.0;
+      const double d =
+          smooth > 0.0
+              ? ((1.0 - smooth) * wy * (pc - t) +
+                 smooth / (double)K * (wsum * pc - (cw ? (double)cw[c] : 1.0))) * inv_v +
+                    dw * (pc * (a - pa))
+              : wy * (pc - t) * inv_v + dw * (pc * (a - pa));
       g[c] = from_f<T>((float)(sc * d));
     }
   }

@@ -621,10 +621,10 @@ static void test_loss_k(void) {
     test_loss_k_case(1, 255, 31, 23);
     test_loss_k_case(1, -1, 31, 24); /* cg_cpu_loss */
   }
-  /* --label-smoothing, with and without class weights */
-  g_ls = 0.125, g_cw = cw4;
+  /* --label-smoothing, with and without class weights, with Dice (the first) and without */
+  g_ls = 0.125, g_cw = cw4, g_dw = 1.0;
   test_loss_k_case(4, 255, 23, 25);
-  g_ls = 0.25, g_cw = NULL;
+  g_ls = 0.25, g_cw = NULL, g_dw = 0.0;
   test_loss_k_case(2, -1, 29, 26);
   test_loss_k_case(19, 19, 11, 27);
   g_ls = 0;

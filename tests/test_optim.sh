@@ -40,7 +40,7 @@
 # 12. label smoothing (--label-smoothing E, K >= 2; test_gradcheck checks it against PyTorch):
 #     K = 4 with E = 0.1 trains other weights, 2 ranks = 1 rank within 1e-5, validation whole
 #     gives the square validation's loss, with class weights too; the banner and the metrics
-#     JSON say it; usage errors: a binary model, 1, -0.1.
+#     JSON say it; usage errors: a binary model, 1, a value whose float is 1 or 0, -0.1.
 # 11. --check-data reports the classes' shares of the training pixels and the balanced weights
 #     as the flag that sets them: 4 PNG pairs of known composition (K = 3 with an ignore band;
 #     binary: the same masks' class 0 as background), the exact figures on 1 and 2 ranks, and
@@ -282,7 +282,10 @@ want ls "loss: the cross-entropy's targets smoothed by 0.1 (--label-smoothing)"
 [ "$(metric ls label_smoothing)" = 0.1 ] ||
   { echo "FAIL metrics: label_smoothing $(metric ls label_smoothing)"; fail=1; }
 bad lsb "--label-smoothing: for --num-classes K >= 2" --label-smoothing 0.1
-bad ls1 "--label-smoothing: 1 must be below 1" --num-classes 4 --label-smoothing 1
+bad ls1 "--label-smoothing: 1 is 1 or more as a float" --num-classes 4 --label-smoothing 1
+bad ls1f "--label-smoothing: 0.99999999 is 1 or more as a float" --num-classes 4 \
+    --label-smoothing 0.99999999
+bad ls0f "--label-smoothing: 1e-50 is 0 as a float" --num-classes 4 --label-smoothing 1e-50
 bad lsn "--label-smoothing: -0.1 is out of range" --num-classes 4 --label-smoothing -0.1
 
 # ---- 11. --check-data's class report ----

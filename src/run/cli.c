@@ -758,8 +758,11 @@ static int check_class_weights(cg_config_t *cfg, char *err, size_t errlen) {
              "smoothing, as in PyTorch)");
     return -1;
   }
-  if ((float)cfg->label_smoothing >= 1.0f) {
-    snprintf(err, errlen, "--label-smoothing: %g must be below 1", cfg->label_smoothing);
+  if ((float)cfg->label_smoothing >= 1.0f ||
+      (cfg->label_smoothing > 0 && (float)cfg->label_smoothing < FLT_MIN)) {
+    snprintf(err, errlen, "--label-smoothing: %.9g is %s as a float: give 0 or a value in "
+             "[%g, 1)", cfg->label_smoothing,
+             (float)cfg->label_smoothing >= 1.0f ? "1 or more" : "0", (double)FLT_MIN);
     return -1;
   }
   if (known && cfg->pos_weight != 1 && K >= 2) {

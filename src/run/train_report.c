@@ -142,7 +142,7 @@ void cg_report_banner(const cg_run_t *r) {
   if (m->nclass > 1 && cfg->class_weights[0])
     printf("loss: the classes' cross-entropy weighted %s (--class-weights)\n", cfg->class_weights);
   if (m->nclass > 1 && cfg->label_smoothing > 0)
-    printf("loss: the cross-entropy's targets smoothed by %.4g (--label-smoothing)\n",
+    printf("loss: the cross-entropy's targets smoothed by %.7g (--label-smoothing)\n",
            cfg->label_smoothing);
   if (m->nclass == 1 && cfg->pos_weight != 1)
     printf("loss: the foreground's BCE weighted %.6g (--pos-weight)\n", cfg->pos_weight);
