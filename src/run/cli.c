@@ -472,6 +472,9 @@ int cg_cli_data_path(const char *in, char *out, size_t outlen) {
 /* The checks below run in this order, and the first that fails gives cg_cli_check's message:
  * a command line with several mistakes is told the same one first, whatever the grouping. */
 
+/* Whether the stored settings a resume merges are in cfg: always for a fresh run. */
+static int settings_known(const cg_config_t *cfg) { return !cfg->resume[0] || cfg->merged; }
+
 /* Resolves --ignore-index's default (cfg changed), then checks it is no class id. */
 static int check_labels(cg_config_t *cfg, char *err, size_t errlen) {
   if (cfg->ignore_index == CG_IGNORE_DEFAULT)
@@ -601,7 +604,7 @@ static int check_label_map(cg_config_t *cfg, char *err, size_t errlen) {
  * --val-data and train's data paths are made absolute. */
 static int check_data_flags(cg_config_t *cfg, char *err, size_t errlen) {
   /* synthetic data brings its own held-out set (--val-samples); files have --val-data */
-  const int data_known = cfg->cmd == CG_CMD_TRAIN && (!cfg->resume[0] || cfg->merged);
+  const int data_known = cfg->cmd == CG_CMD_TRAIN && settings_known(cfg);
   const cg_opts_set_t given = cg_cli_opts(CG_CMD_TRAIN, cfg);
   if (data_known && cfg->val_data[0] &&
       (!strcmp(cfg->data, "synthetic") || !strcmp(cfg->val_data, "synthetic"))) {
@@ -660,6 +663,7 @@ static int check_resume_flags(cg_config_t *cfg, char *err, size_t errlen) {
 }
 
 /* AdamW's betas, and a precision the chosen backend computes in. */
+
 /* --lr-milestones into cfg->milestone (written back in one spelling: a resume compares the
  * stored text); --lr-schedule multistep needs them. */
 static int check_milestones(cg_config_t *cfg, char *err, size_t errlen) {
@@ -680,7 +684,7 @@ static int check_milestones(cg_config_t *cfg, char *err, size_t errlen) {
     s = *end ? end + 1 : end;
   }
   /* on a resume the stored milestones are known once the settings are merged */
-  const int known = !cfg->resume[0] || cfg->merged;
+  const int known = settings_known(cfg);
   if (known && !strcmp(cfg->lr_schedule, "multistep") && !cfg->nmilestones) {
     snprintf(err, errlen, "--lr-schedule multistep: give the steps of its decays "
              "(--lr-milestones N[,N...])");
@@ -708,10 +712,11 @@ static void fmt_float(float v, char *buf, size_t len) {
   }
 }
 
-/* --class-weights into cfg->class_weight (written back in one spelling: a resume compares the
- * stored text), or --pos-weight as the one weight of a binary model; each is for its kind of
- * model, known on a resume once the settings are merged. */
-static int check_class_weights(cg_config_t *cfg, char *err, size_t errlen) {
+/* The loss's flags: --class-weights into cfg->class_weight (written back in one spelling: a
+ * resume compares the stored text), or --pos-weight as the one weight of a binary model, and
+ * --label-smoothing; each is for its kind of model, known on a resume once the settings are
+ * merged. */
+static int check_loss_flags(cg_config_t *cfg, char *err, size_t errlen) {
   float w[255];
   int n = 0, pos = 0;
   const char *s = cfg->class_weights;
@@ -742,7 +747,7 @@ static int check_class_weights(cg_config_t *cfg, char *err, size_t errlen) {
              (double)FLT_MIN);
     return -1;
   }
-  const int known = !cfg->resume[0] || cfg->merged, K = cfg->num_classes;
+  const int known = settings_known(cfg), K = cfg->num_classes;
   if (known && n && K < 2) {
     snprintf(err, errlen, "--class-weights: this model is binary (--num-classes 1): weight its "
              "foreground with --pos-weight X");
@@ -797,7 +802,7 @@ static int check_optim_flags(cg_config_t *cfg, char *err, size_t errlen) {
     return -1;
   }
   if (cfg->cmd == CG_CMD_TRAIN &&
-      (check_milestones(cfg, err, errlen) || check_class_weights(cfg, err, errlen)))
+      (check_milestones(cfg, err, errlen) || check_loss_flags(cfg, err, errlen)))
     return -1;
   if (cfg->clip_grad_norm > 0 && (float)cfg->clip_grad_norm < FLT_MIN) { /* 0 in float: off */
     snprintf(err, errlen, "--clip-grad-norm: %g is below the smallest float (%g); 0 turns it off",

@@ -98,6 +98,19 @@ static const char *differing_key(const cg_json_t *a, const cg_json_t *b, char *w
   return NULL;
 }
 
+/* The settings a checkpoint stores fit its trailer, with room for the data's names and sides
+ * (cg_settings_add): else a resume would find them cut. */
+static int check_settings_fit(cg_run_t *r, char *err, size_t errlen) {
+  char *all = cg_malloc(CG_CKPT_SETTINGS_MAX, "settings");
+  const int fits = cg_settings_json(r->cfg, all, CG_CKPT_SETTINGS_MAX - 160) == 0;
+  free(all);
+  if (!fits)
+    snprintf(err, errlen, "the run's settings take more than the %d bytes a checkpoint stores "
+             "(long paths, a long --class-weights, a large --label-map): shorten the paths",
+             CG_CKPT_SETTINGS_MAX - 160);
+  return fits ? 0 : -1;
+}
+
 /* Ranks started with different training settings would train different things, or meet in
  * different collectives and wait for ever (a --data of synthetic on one rank and of files on
  * another): before anything else, every rank's settings (cg_settings_json, with --data and
@@ -105,17 +118,6 @@ static const char *differing_key(const cg_json_t *a, const cg_json_t *b, char *w
  * compares) must equal rank 0's. Rank 0 names the first rank that differs and the setting. */
 static int check_same_settings(cg_run_t *r, char *err, size_t errlen) {
   const cg_comm_t *c = r->c;
-  /* and first: the settings a checkpoint stores fit its trailer, with room for the data's
-   * names and sides (cg_settings_add), else a resume would find them cut */
-  char *all = cg_malloc(CG_CKPT_SETTINGS_MAX, "settings");
-  const int fits = cg_settings_json(r->cfg, all, CG_CKPT_SETTINGS_MAX - 160) == 0;
-  free(all);
-  if (!fits) {
-    snprintf(err, errlen, "the run's settings take more than the %d bytes a checkpoint stores "
-             "(long paths, a long --class-weights, a large --label-map): shorten the paths",
-             CG_CKPT_SETTINGS_MAX - 160);
-    return -1;
-  }
   if (c->size == 1) return 0;
   cg_config_t *kind = cg_malloc(sizeof *kind, "settings");
   *kind = *r->cfg;
@@ -780,7 +782,8 @@ static void plan_helpers(cg_run_t *r) {
 
 int cg_run_setup(cg_run_t *r, const cg_config_t *cfg, cg_comm_t *c, cg_guard_t *guard) {
   static int (*const stages[])(cg_run_t *, char *, size_t) = {
-      check_same_settings, check_outputs, place_rank, open_data, load_resume, start_devices};
+      check_settings_fit, check_same_settings, check_outputs, place_rank, open_data, load_resume,
+      start_devices};
   /* the step loop's state: every check has passed, nothing here fails on the user's input */
   static void (*const loop_stages[])(cg_run_t *) = {set_aside_earlier, init_step_state,
                                                      alloc_ckpt_buffers, init_reporting,

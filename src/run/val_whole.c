@@ -55,22 +55,16 @@ struct vfeed {
   int64_t *mine, nmine, next, bad;
   double loss;
   cg_confusion_t conf;
-  int64_t *confk; /* K >= 2: K x K */
+  int64_t *confk;   /* K >= 2: K x K */
+  cg_loss_opt_t lo; /* the loss's options, as run_setup.c's backend_cfg gives the backends */
 };
-
-/* The loss's options as the backends take them from the run (run_setup.c's backend_cfg). */
-static cg_loss_opt_t loss_opt(const cg_config_t *c) {
-  return (cg_loss_opt_t){(float)c->dice_weight, cg_cfg_class_weight(c),
-                         c->num_classes > 1 ? (float)c->label_smoothing : 0.0f};
-}
 
 /* Output row y of an image made final: its loss terms and its classes counted. */
 static void vimg_row(void *ctx, int y, const float *l) {
   vimg_t *v = ctx;
   const int ignore = v->f->r->cfg->ignore_index;
   const uint8_t *m = v->mask + (size_t)y * v->w;
-  const cg_loss_opt_t lo = loss_opt(v->f->r->cfg);
-  cg_cpu_loss_sums_add(&v->sums, l, m, (size_t)v->w, v->k, ignore, &lo);
+  cg_cpu_loss_sums_add(&v->sums, l, m, (size_t)v->w, v->k, ignore, &v->f->lo);
   for (int x = 0; x < v->w; x++) v->cls[x] = cg_cpu_class_of(l + (size_t)x * v->k, v->k);
   if (v->k == 1) cg_confusion_add_ignore(&v->f->conf, v->cls, m, (size_t)v->w, ignore);
   else cg_confk_add(v->f->confk, v->k, v->cls, m, (size_t)v->w, ignore);
@@ -150,8 +144,7 @@ static void vfeed_step(void *ctx) {
 static void vfeed_end(void *ctx, cg_tiler_t *t, int complete) {
   vfeed_t *f = ctx;
   vimg_t *v = cg_tiler_ctx(t);
-  const cg_loss_opt_t lo = loss_opt(f->r->cfg);
-  if (complete) f->loss += cg_cpu_loss_sums_value(&v->sums, v->k, &lo);
+  if (complete) f->loss += cg_cpu_loss_sums_value(&v->sums, v->k, &f->lo);
   vimg_free(v);
   cg_tiler_close(t);
 }
@@ -194,7 +187,10 @@ static void deal(vfeed_t *f) {
 
 cg_val_t cg_validate_whole(cg_run_t *r) {
   const int K = r->model.nclass;
-  vfeed_t f = {.r = r, .full = !strcmp(r->cfg->val_mode, "full")};
+  const cg_config_t *cfg = r->cfg;
+  vfeed_t f = {.r = r, .full = !strcmp(cfg->val_mode, "full")};
+  f.lo = (cg_loss_opt_t){(float)cfg->dice_weight, cg_cfg_class_weight(cfg),
+                         K > 1 ? (float)cfg->label_smoothing : 0.0f};
   if (K > 1) f.confk = cg_calloc((size_t)K * K, sizeof(int64_t), "confusion");
   deal(&f);
   const cg_tiler_feed_t feed = {vfeed_next, vfeed_end, &f, &f.stop, 0, vfeed_step};
