@@ -151,7 +151,7 @@ typedef struct {
 /* Submits micro-batch m of step opt->t (--grad-accum A: A - 1 accum_step calls, then the
  * train_step), alternating the batch slots call by call. */
 static void submit(const cg_backend_ops_t *ops, cg_backend_t *be, int m, int accum,
-                   const cg_adamw_t *opt) {
+                   const cg_optim_t *opt) {
   const int slot = (int)((opt->t * accum + m) % CG_DEV_SLOTS);
   if (m + 1 < accum) ops->accum_step(be, slot);
   else ops->train_step(be, slot, opt);
@@ -160,7 +160,7 @@ static void submit(const cg_backend_ops_t *ops, cg_backend_t *be, int m, int acc
 /* Runs `steps` train steps of `accum` micro-batches each, at most CG_MAX_INFLIGHT calls in
  * flight, and fetches them all. Adds their busy time (ms) to *busy_ms; returns the last loss. */
 static double run_window(const cg_backend_ops_t *ops, cg_backend_t *be, int steps, int accum,
-                         int64_t *t, cg_adamw_t *opt, double *busy_ms) {
+                         int64_t *t, cg_optim_t *opt, double *busy_ms) {
   cg_step_out_t out;
   double loss = 0;
   int inflight = 0;
@@ -186,7 +186,7 @@ static double run_window(const cg_backend_ops_t *ops, cg_backend_t *be, int step
 /* --kernels: counts o->kernel_steps more steps (the device is drained: every step was fetched)
  * and writes the breakdown into res->kreport. */
 static void kernels_window(const cg_backend_ops_t *ops, cg_backend_t *be, const opts_t *o,
-                           result_t *res, cg_kprof_t *kp, int64_t *t, cg_adamw_t *opt) {
+                           result_t *res, cg_kprof_t *kp, int64_t *t, cg_optim_t *opt) {
   size_t len = 0;
   FILE *f = open_memstream(&res->kreport, &len);
   if (!f) return;
@@ -235,7 +235,7 @@ static cg_kprof_t *kprof_begin(const cg_backend_ops_t *ops, const opts_t *o, res
   return NULL;
 }
 static void kernels_window(const cg_backend_ops_t *ops, cg_backend_t *be, const opts_t *o,
-                           result_t *res, cg_kprof_t *kp, int64_t *t, cg_adamw_t *opt) {
+                           result_t *res, cg_kprof_t *kp, int64_t *t, cg_optim_t *opt) {
   (void)ops, (void)be, (void)o, (void)res, (void)kp, (void)t, (void)opt;
 }
 static void kprof_end(cg_kprof_t *kp) { (void)kp; }
@@ -294,7 +294,7 @@ static void upload_batch(const cg_backend_ops_t *ops, cg_backend_t *be, int n, i
  * graph capture) and checks them: the loss stays finite, the parameters change and stay
  * finite. Returns NULL, or what failed. */
 static const char *warm_up(const cg_backend_ops_t *ops, cg_backend_t *be, const cg_model_t *m,
-                           const opts_t *o, int n, int64_t *t, cg_adamw_t *opt) {
+                           const opts_t *o, int n, int64_t *t, cg_optim_t *opt) {
   float *p0 = cg_malloc(sizeof(float) * m->nparams, "params");
   float *p1 = cg_malloc(sizeof(float) * m->nparams, "params");
   cg_model_init_params(m, 1, p0);
@@ -323,7 +323,7 @@ static const char *warm_up(const cg_backend_ops_t *ops, cg_backend_t *be, const 
 /* The timed windows of a batch of n: res->ips (the median window), ms and busy_frac. Returns
  * the last loss. */
 static double time_windows(const cg_backend_ops_t *ops, cg_backend_t *be, const opts_t *o,
-                           int n, int64_t *t, cg_adamw_t *opt, result_t *res) {
+                           int n, int64_t *t, cg_optim_t *opt, result_t *res) {
   double *win_ips = cg_malloc(sizeof(double) * o->windows, "windows");
   double busy = 0, wall = 0, loss = 0;
   for (int wdw = 0; wdw < o->windows; wdw++) {
@@ -363,7 +363,7 @@ static void run_one(const cg_backend_ops_t *ops, const opts_t *o, result_t *res)
     return;
   }
   int64_t t = 0;
-  cg_adamw_t opt = {1e-3f, 0.9f, 0.999f, 1e-8f, 1e-4f, 0};
+  cg_optim_t opt = {1e-3f, 0.9f, 0.999f, 1e-8f, 1e-4f, 0};
   const char *bad = warm_up(ops, be, &m, o, res->batch, &t, &opt);
   if (bad) {
     snprintf(res->note, sizeof res->note, "check failed: %s", bad);

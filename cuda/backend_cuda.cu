@@ -2087,7 +2087,7 @@ void end_step(cg_backend_t *b, int slot, int q, int dq) {
   b->seq_submitted++;
 }
 
-int cuda_train_step(cg_backend_t *b, int slot, const cg_adamw_t *opt) {
+int cuda_train_step(cg_backend_t *b, int slot, const cg_optim_t *opt) {
   CG_ASSERT(opt->t >= 1);
   int q, dq;
   begin_step(b, slot, 1, &q, &dq);

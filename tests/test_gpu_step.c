@@ -105,7 +105,7 @@ static step_t one_step(const cg_backend_ops_t *ops, const cg_model_t *m, const c
   r.logit_pred = 0;
   if (m->nclass == 1)
     for (size_t i = 0; i < px; i++) r.logit_pred += (r.logits[i] > 0.0f) != (o.pred[i] != 0);
-  cg_adamw_t opt = {1e-3f, 0.9f, 0.999f, g_eps, 1e-4f, 1};
+  cg_optim_t opt = {1e-3f, 0.9f, 0.999f, g_eps, 1e-4f, 1};
   ops->train_step(b, 0, &opt);
   ops->fetch(b, &o);
   r.loss = o.loss;
@@ -274,7 +274,7 @@ static run_t run_seq(const cg_model_t *m, const cg_buckets_t *bk, const float *p
   int fetched = 0;
   if (pipelined) ops->upload(b, 0, &v[0]);
   for (int k = 0; k < K; k++) {
-    cg_adamw_t opt = {2e-3f, 0.9f, 0.999f, 1e-8f, 1e-4f, k / accum + 1};
+    cg_optim_t opt = {2e-3f, 0.9f, 0.999f, 1e-8f, 1e-4f, k / accum + 1};
     if (!pipelined) {
       ops->upload(b, k % 2, &v[k]);
       ops->upload_wait(b, k % 2);
@@ -356,7 +356,7 @@ static acc_t accum_once(const cg_backend_ops_t *ops, const cg_model_t *m, const 
              cg_malloc(sizeof(float) * m->nparams, "params")};
   cg_backend_t *b = make(ops, m, bk, prec, 0, NULL, ACC);
   ops->set_params(b, p0);
-  cg_adamw_t opt = {1e-3f, 0.9f, 0.999f, 1e-8f, 1e-4f, 1};
+  cg_optim_t opt = {1e-3f, 0.9f, 0.999f, 1e-8f, 1e-4f, 1};
   for (int k = 0; k < ACC; k++) {
     cg_batch_t v = cg_test_data_batch(&ds[k]);
     ops->upload(b, k % 2, &v);

@@ -126,10 +126,11 @@ typedef struct {
                                 (cg_step_out_t.conf / confk) */
 } cg_batch_t;
 
+/* One optimizer step's hyperparameters (the schedule's learning rate of that step). */
 typedef struct {
   float lr, beta1, beta2, eps, weight_decay;
   int64_t t;                 /* 1-based step count for the bias correction */
-} cg_adamw_t;
+} cg_optim_t;
 
 typedef struct {
   double loss;               /* weighted local loss sum (see above) */
@@ -180,7 +181,7 @@ typedef struct cg_backend_ops {
                        int64_t good_steps);
   int (*upload)(cg_backend_t *b, int slot, const cg_batch_t *batch);
   int (*upload_wait)(cg_backend_t *b, int slot);
-  int (*train_step)(cg_backend_t *b, int slot, const cg_adamw_t *opt);
+  int (*train_step)(cg_backend_t *b, int slot, const cg_optim_t *opt);
   /* A micro-batch before a step's last (cfg.accum > 1): its gradients are added to the kept sum
    * (the first after a train_step starts it afresh); no all-reduce, no AdamW. The next
    * train_step adds the sum to its own gradients before they are all-reduced, so the step's

@@ -387,7 +387,7 @@ static int cpu_accum_step(cg_backend_t *b, int slot) {
   return 0;
 }
 
-static int cpu_train_step(cg_backend_t *b, int slot, const cg_adamw_t *opt) {
+static int cpu_train_step(cg_backend_t *b, int slot, const cg_optim_t *opt) {
   const cg_model_t *m = b->m;
   struct cg_gsync *gs = b->cfg.gsync;
   uint8_t *pred;

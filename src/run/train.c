@@ -514,7 +514,7 @@ static cg_loader_t *train_loader(const cg_run_t *r) {
 
 /* Submits batch L->nb (uploaded in its slot; opt NULL: a micro-batch before its step's last),
  * fetches the one before meanwhile, then takes and uploads the next. */
-static void submit_batch(cg_run_t *r, loop_t *L, int64_t step, const cg_adamw_t *opt) {
+static void submit_batch(cg_run_t *r, loop_t *L, int64_t step, const cg_optim_t *opt) {
   cg_guard_beat(r->guard, step, "training step (compute, gradient all-reduce)");
   double t_sub = cg_now();
   cg_nvtx_push("submit step");
@@ -542,7 +542,7 @@ static void submit_batch(cg_run_t *r, loop_t *L, int64_t step, const cg_adamw_t 
 static void submit_step(cg_run_t *r, loop_t *L, int64_t k) {
   const cg_config_t *cfg = r->cfg;
   const int64_t step = k + 1;
-  cg_adamw_t opt = {(float)cg_train_lr(cfg, k, r->total), (float)cfg->beta1, (float)cfg->beta2,
+  cg_optim_t opt = {(float)cg_train_lr(cfg, k, r->total), (float)cfg->beta1, (float)cfg->beta2,
                     (float)cfg->eps, (float)cfg->weight_decay, r->opt_t0 + (k - r->s0) + 1};
   cg_trace_set_step(r->trace, step);
   L->wait = 0;
