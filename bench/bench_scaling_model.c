@@ -2,7 +2,7 @@
  * scaling --project`.
  *
  * Timelines come from measurements only: a --trace-out file (the compute track's "train step",
- * "backward", "bucket J ready N" and "adamw" events of each step; the median step by compute
+ * "backward", "bucket J ready N" and "adamw" (or "sgd") events of each step; the median step by compute
  * time is used), or, as a GPU stand-in where no multi-GPU trace exists, the per-layer kernel
  * times of `cogpu-bench train --kernels-json` (one H200) laid out in layer order.
  *
@@ -82,7 +82,7 @@ static void take_event(rec_t *r, const char *name, double ts, double dur) {
     r->t1 = ts + dur;
   } else if (!strcmp(name, "backward")) {
     r->bwd1 = ts + dur;
-  } else if (!strcmp(name, "adamw")) {
+  } else if (!strcmp(name, "adamw") || !strcmp(name, "sgd")) { /* the optimizer step */
     r->opt0 = ts;
     r->opt1 = ts + dur;
   } else if (sscanf(name, "bucket %d ready %lf", &j, &el) == 2 && j >= 0 && j < CG_MAX_BUCKETS) {

@@ -168,7 +168,7 @@ struct cg_backend {
   int nhallocs;
   size_t bytes;
   size_t mem_params, mem_arena, mem_slots, mem_scratch; /* parts of bytes, for the log line */
-  float *d_params, *d_grads, *d_m, *d_v;
+  float *d_params, *d_grads, *d_m, *d_v; /* SGD: its momentum buffer in d_m, no d_v */
   float *d_gacc;           /* --grad-accum (cfg.accum > 1): the step's micro-batch gradient sum
                               so far (accum_step keeps, the step's last takes and zeroes it) */
   int micro;               /* a micro-batch's body is being issued: no bucket comm */
@@ -558,8 +558,9 @@ int alloc_all(cg_backend_t *b, char *err, size_t errlen) {
   size_t mark = b->bytes;
   if (dalloc_t(b, &b->d_params, np * 4, "parameters", err, errlen) ||
       dalloc_t(b, &b->d_grads, np * 4, "gradients", err, errlen) ||
-      dalloc_t(b, &b->d_m, np * 4, "AdamW m", err, errlen) ||
-      dalloc_t(b, &b->d_v, np * 4, "AdamW v", err, errlen))
+      dalloc_t(b, &b->d_m, np * 4, b->cfg.optim == CG_OPTIM_SGD ? "SGD momentum buffer" : "AdamW m",
+               err, errlen) ||
+      (b->cfg.optim != CG_OPTIM_SGD && dalloc_t(b, &b->d_v, np * 4, "AdamW v", err, errlen)))
     return -1;
   if (b->dt != CG_DT_F32 && dalloc(b, &b->d_lowp, np * es, "low-precision parameters", err, errlen))
     return -1;
@@ -1410,8 +1411,12 @@ int optimizer(cg_backend_t *b, int dq) {
     c0 = cudaMemcpyAsync(res_field(b, dq, offsetof(result_t, gnorm)), &b->d_gn->norm,
                          sizeof(float), cudaMemcpyDeviceToDevice, s);
   }
-  cg_k_adamw(b->d_params, b->d_grads, b->d_m, b->d_v, np, b->d_hp, b->d_scaler, b->d_gn, b->dt,
-             b->d_lowp, s);
+  if (b->cfg.optim == CG_OPTIM_SGD)
+    cg_k_sgd(b->d_params, b->d_grads, b->d_m, np, b->d_hp, b->d_scaler, b->d_gn, b->cfg.momentum,
+             b->cfg.nesterov, b->dt, b->d_lowp, s);
+  else
+    cg_k_adamw(b->d_params, b->d_grads, b->d_m, b->d_v, np, b->d_hp, b->d_scaler, b->d_gn, b->dt,
+               b->d_lowp, s);
   const cudaError_t c1 = cudaMemcpyAsync(res_field(b, dq, offsetof(result_t, before)),
                                          b->d_scaler, sizeof(cg_scaler_t),
                                          cudaMemcpyDeviceToDevice, s);
@@ -1704,8 +1709,10 @@ void name_regions(cg_backend_t *b) {
   b->kr_loss = cg_kprof_region(kp, "loss", 0,
                                b->nclass > 1 ? px * (3.0 * es * b->nclass + 2.0)
                                              : px * (3.0 * es + 1.0));
-  /* AdamW: p, g, m, v read, p, m, v and the low-precision copy written */
-  b->kr_opt = cg_kprof_region(kp, "optimizer", 0, np * (7.0 * 4.0 + es));
+  /* AdamW: p, g, m, v read, p, m, v and the low-precision copy written; SGD: p, g, buf read, p
+   * and buf written */
+  const double opt_f32 = b->cfg.optim == CG_OPTIM_SGD ? 5.0 : 7.0;
+  b->kr_opt = cg_kprof_region(kp, "optimizer", 0, np * (opt_f32 * 4.0 + es));
   b->kr_params = cg_kprof_region(kp, "step parameters", 0, 0);
   /* each bucket's dW: read in the compute type, written in fp32 */
   b->kr_casts = cg_kprof_region(kp, "dW to fp32", 0, np * (es + 4.0));
@@ -1976,7 +1983,11 @@ int cuda_get_opt_state(cg_backend_t *b, float *m, float *v, float *scale, int64_
   DEV_ENTRY(b);
   CG_CHECK_CUDA(cudaSetDevice(b->dev));
   CG_CHECK_CUDA(cudaMemcpyAsync(m, b->d_m, np * sizeof(float), cudaMemcpyDeviceToHost, b->s_comp));
-  CG_CHECK_CUDA(cudaMemcpyAsync(v, b->d_v, np * sizeof(float), cudaMemcpyDeviceToHost, b->s_comp));
+  if (b->d_v)
+    CG_CHECK_CUDA(
+        cudaMemcpyAsync(v, b->d_v, np * sizeof(float), cudaMemcpyDeviceToHost, b->s_comp));
+  else
+    memset(v, 0, np * sizeof(float)); /* SGD has no v */
   CG_CHECK_CUDA(cudaMemcpyAsync(&sc, b->d_scaler, sizeof sc, cudaMemcpyDeviceToHost, b->s_comp));
   CG_CHECK_CUDA(cudaStreamSynchronize(b->s_comp));
   *scale = sc.scale;
@@ -1999,7 +2010,9 @@ int cuda_set_opt_state(cg_backend_t *b, const float *m, const float *v, float sc
   }
   sc.found_inf = 0;
   CG_CHECK_CUDA(cudaMemcpyAsync(b->d_m, m, np * sizeof(float), cudaMemcpyHostToDevice, b->s_comp));
-  CG_CHECK_CUDA(cudaMemcpyAsync(b->d_v, v, np * sizeof(float), cudaMemcpyHostToDevice, b->s_comp));
+  if (b->d_v)
+    CG_CHECK_CUDA(
+        cudaMemcpyAsync(b->d_v, v, np * sizeof(float), cudaMemcpyHostToDevice, b->s_comp));
   CG_CHECK_CUDA(cudaMemcpyAsync(b->d_scaler, &sc, sizeof sc, cudaMemcpyHostToDevice, b->s_comp));
   CG_CHECK_CUDA(cudaStreamSynchronize(b->s_comp));
   return 0;

@@ -250,6 +250,13 @@ void cg_k_adamw(float *d_p, const float *d_g, float *d_m, float *d_v, int64_t n,
                 const cg_step_params_t *d_hp, const cg_scaler_t *d_scaler, const cg_gnorm_t *d_gn,
                 cg_dtype_t dt, void *d_lowp, cudaStream_t s);
 
+/* SGD over the flat fp32 master buffer (cg_cpu_sgd semantics: torch.optim.SGD, dampening 0,
+ * L2 weight decay d_hp->weight_decay, learning rate d_hp->lr), d_buf the momentum buffer;
+ * gradients unscaled and clipped, the step skipped, and d_lowp written as cg_k_adamw does. */
+void cg_k_sgd(float *d_p, const float *d_g, float *d_buf, int64_t n, const cg_step_params_t *d_hp,
+              const cg_scaler_t *d_scaler, const cg_gnorm_t *d_gn, float momentum, int nesterov,
+              cg_dtype_t dt, void *d_lowp, cudaStream_t s);
+
 /* After the step: if found_inf, scale *= 0.5 (min 1), good_steps = 0, skipped++; else
  * good_steps++, and scale *= 2 after 2000 clean steps (good_steps reset). Clears found_inf.
  * steps++. A single-thread kernel. When !enabled the scale never changes, but a step whose

@@ -103,6 +103,28 @@ __global__ void adamw_kernel(float *p, const float *g, float *m, float *v, int64
   }
 }
 
+/* SGD (cg_cpu_sgd's operations, dampening 0): d = g + wd p; buf = mu buf + d; p -= lr (nesterov
+ * ? d + mu buf : buf). */
+template <typename T>
+__global__ void sgd_kernel(float *p, const float *g, float *buf, int64_t n,
+                           const cg_step_params_t *hp, const cg_scaler_t *scaler,
+                           const cg_gnorm_t *gn, float momentum, int nesterov, T *lowp) {
+  if (scaler && scaler->found_inf) return; /* skipped step: p, buf, lowp untouched */
+  const float lr = hp->lr, wd = hp->weight_decay;
+  const float unscale = scaler ? 1.0f / scaler->scale : 1.0f;
+  const float grad_mul = gn ? unscale * gn->coef : unscale;
+  for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n;
+       i += (int64_t)gridDim.x * blockDim.x) {
+    const float pi = p[i];
+    const float di = g[i] * grad_mul + wd * pi;
+    const float bi = momentum * buf[i] + di;
+    buf[i] = bi;
+    const float po = pi - lr * (nesterov ? di + momentum * bi : bi);
+    p[i] = po;
+    if (lowp) lowp[i] = from_f<T>(po);
+  }
+}
+
 /* Gradient accumulation: acc += g (a micro-batch's gradients kept). */
 __global__ void grad_keep_kernel(const float *g, float *acc, int64_t n) {
   for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n;
@@ -132,6 +154,14 @@ __global__ void scaler_update_kernel(cg_scaler_t *s) {
     if (s->enabled) s->scale *= 2.0f;
   }
   s->found_inf = 0;
+}
+
+template <typename T>
+void sgd_launch(float *d_p, const float *d_g, float *d_buf, int64_t n,
+                const cg_step_params_t *d_hp, const cg_scaler_t *d_scaler, const cg_gnorm_t *d_gn,
+                float momentum, int nesterov, void *d_lowp, cudaStream_t s) {
+  sgd_kernel<T><<<cg_grid_for(n, kBlock), kBlock, 0, s>>>(
+      d_p, d_g, d_buf, n, d_hp, d_scaler, d_gn, momentum, nesterov, static_cast<T *>(d_lowp));
 }
 
 template <typename T>
@@ -212,4 +242,26 @@ void cg_k_scaler_update(cg_scaler_t *d_scaler, cudaStream_t s) {
   CG_ASSERT(d_scaler != NULL);
   scaler_update_kernel<<<1, 1, 0, s>>>(d_scaler);
   CG_CHECK_LAUNCH("scaler_update_kernel");
+}
+
+void cg_k_sgd(float *d_p, const float *d_g, float *d_buf, int64_t n, const cg_step_params_t *d_hp,
+              const cg_scaler_t *d_scaler, const cg_gnorm_t *d_gn, float momentum, int nesterov,
+              cg_dtype_t dt, void *d_lowp, cudaStream_t s) {
+  CG_ASSERT(n >= 0 && momentum >= 0.0f && momentum < 1.0f);
+  if (n == 0) return;
+  CG_ASSERT(d_p != NULL && d_g != NULL && d_buf != NULL && d_hp != NULL);
+  switch (d_lowp == NULL ? CG_DT_F32 : dt) {
+    case CG_DT_F32:
+      sgd_launch<float>(d_p, d_g, d_buf, n, d_hp, d_scaler, d_gn, momentum, nesterov, d_lowp, s);
+      break;
+    case CG_DT_BF16:
+      sgd_launch<__nv_bfloat16>(d_p, d_g, d_buf, n, d_hp, d_scaler, d_gn, momentum, nesterov,
+                                d_lowp, s);
+      break;
+    case CG_DT_F16:
+      sgd_launch<__half>(d_p, d_g, d_buf, n, d_hp, d_scaler, d_gn, momentum, nesterov, d_lowp, s);
+      break;
+    default: CG_FATAL("unknown cg_dtype_t %d", (int)dt);
+  }
+  CG_CHECK_LAUNCH("sgd_kernel");
 }

@@ -1269,6 +1269,86 @@ static void test_check_finite(void) {
   free(g);
 }
 
+/* An optimizer kernel's low-precision copy d_low (NULL: none) of n parameters in ldt: after a
+ * step, p (the device's new fp32 parameters) rounded once; after a skipped step (p NULL),
+ * untouched (cg_test_dnew's 0xFF). */
+static void check_lowp(const char *name, cg_dtype_t ldt, const void *d_low, size_t n,
+                       const float *p) {
+  if (!d_low) return;
+  const size_t les = cg_dtype_size(ldt);
+  if (!p) {
+    unsigned char *raw = cg_malloc(n * les, "lowp");
+    cg_test_hget(raw, d_low, n * les, S);
+    size_t touched = 0;
+    for (size_t i = 0; i < n * les; i++) touched += raw[i] != 0xFF;
+    CG_TEST_CHECK(touched == 0, "%s: low-precision copy written on a skipped step", name);
+    free(raw);
+    return;
+  }
+  float *want = hnew(n), *got = hnew(n);
+  memcpy(want, p, n * sizeof(float));
+  round_dt(ldt, want, n);
+  down_dt(ldt, d_low, n, got);
+  check_exact(name, got, want, n);
+  cg_test_guard_check(name, d_low, n * les, S);
+  free(want);
+  free(got);
+}
+
+/* An optimizer kernel's device inputs besides p, g and its state: the loss scaler (scale <= 0:
+ * none) with found_inf, the low-precision copy (dt_lowp < 0: none; else cg_test_dnew's 0xFF),
+ * and with clip > 0 the gradient norm of d_g and its clip factor, measured (gn: what the
+ * reference multiplies by besides 1 / scale; {0, 1} without clipping). */
+typedef struct {
+  cg_scaler_t *d_sc;
+  cg_dtype_t ldt;
+  void *d_low, *d_work;
+  cg_gnorm_t *d_gn, gn;
+} opt_dev_t;
+
+static opt_dev_t opt_dev_make(const float *d_g, size_t n, float scale, int found_inf,
+                              int dt_lowp, float clip, const char *what, const char *tag) {
+  opt_dev_t o = {NULL, dt_lowp < 0 ? CG_DT_F32 : (cg_dtype_t)dt_lowp, NULL, NULL, NULL,
+                 {0.0f, 1.0f}};
+  cg_scaler_t s0 = {scale > 0 ? scale : 1.0f, 1, found_inf, 0, 0, 0};
+  o.d_sc = scale > 0 ? up_bytes(&s0, sizeof s0) : NULL;
+  if (dt_lowp >= 0) o.d_low = cg_test_dnew(n * cg_dtype_size(o.ldt), S);
+  if (clip > 0) {
+    o.d_gn = cg_test_dnew(sizeof(cg_gnorm_t), S);
+    o.d_work = cg_test_dnew(cg_k_grad_norm_work_bytes(), S);
+    cg_k_grad_norm(d_g, (int64_t)n, o.d_sc, clip, o.d_work, o.d_gn, S);
+    cg_test_hget(&o.gn, o.d_gn, sizeof o.gn, S);
+    CG_TEST_CHECK(found_inf || clip > 1e8f || o.gn.coef < 0.5f, "%s %s: nothing clipped", what,
+                  tag);
+  }
+  return o;
+}
+
+static void opt_dev_free(opt_dev_t *o) {
+  cg_test_dfree(o->d_sc, S);
+  cg_test_dfree(o->d_low, S);
+  cg_test_dfree(o->d_gn, S);
+  cg_test_dfree(o->d_work, S);
+}
+
+/* An optimizer step from p0: the device's new parameters pg against the reference's pr, the
+ * update itself (p_new - p_old, which p alone hides) within rel of its largest, p within elem. */
+static void check_update(const char *what, const char *tag, const float *p0, const float *pg,
+                         const float *pr, size_t n, double rel, double elem) {
+  float *dg = hnew(n), *dr = hnew(n);
+  for (size_t i = 0; i < n; i++) {
+    dg[i] = pg[i] - p0[i];
+    dr[i] = pr[i] - p0[i];
+  }
+  char name[240];
+  snprintf(name, sizeof name, "%s update %s", what, tag);
+  check_rel(name, dg, dr, n, rel);
+  snprintf(name, sizeof name, "%s p %s", what, tag);
+  check_elem(name, pg, pr, n, elem);
+  free(dg);
+  free(dr);
+}
+
 /* dt_lowp < 0: no low-precision copy. scale <= 0: d_scaler = NULL. clip > 0: the gradients
  * clipped to that norm (cg_k_grad_norm's factor, test_grad_norm checks it; here AdamW's use). */
 static void test_adamw(int dt_lowp, float scale, int found_inf, float clip) {
@@ -1281,7 +1361,6 @@ static void test_adamw(int dt_lowp, float scale, int found_inf, float clip) {
   const float sc = scale > 0 ? scale : 1.0f;
   float *p = hnew(n), *g = hnew(n), *m = hnew(n), *v = hnew(n);
   float *pr = hnew(n), *mr = hnew(n), *vr = hnew(n), *pg = hnew(n), *mg = hnew(n), *vg = hnew(n);
-  float *dg = hnew(n), *dr = hnew(n), *lg = hnew(n);
   fill(p, n, -1, 1);
   fill(g, n, -sc, sc); /* gradients carry the loss scale */
   fill(m, n, -0.1f, 0.1f);
@@ -1295,20 +1374,11 @@ static void test_adamw(int dt_lowp, float scale, int found_inf, float clip) {
   float *d_p = up_bytes(p, n * sizeof(float)), *d_g = up_bytes(g, n * sizeof(float));
   float *d_m = up_bytes(m, n * sizeof(float)), *d_v = up_bytes(v, n * sizeof(float));
   cg_step_params_t *d_hp = up_bytes(&hp, sizeof hp);
-  cg_scaler_t s0 = {sc, 1, found_inf, 0, 0, 0};
-  cg_scaler_t *d_sc = scale > 0 ? up_bytes(&s0, sizeof s0) : NULL;
-  const cg_dtype_t ldt = dt_lowp < 0 ? CG_DT_F32 : (cg_dtype_t)dt_lowp;
-  const size_t les = cg_dtype_size(ldt);
-  void *d_low = dt_lowp < 0 ? NULL : cg_test_dnew(n * les, S);
-  cg_gnorm_t *d_gn = NULL, gn = {0.0f, 1.0f};
-  void *d_work = NULL;
-  if (clip > 0) {
-    d_gn = cg_test_dnew(sizeof(cg_gnorm_t), S);
-    d_work = cg_test_dnew(cg_k_grad_norm_work_bytes(), S);
-    cg_k_grad_norm(d_g, (int64_t)n, d_sc, clip, d_work, d_gn, S);
-    cg_test_hget(&gn, d_gn, sizeof gn, S);
-    CG_TEST_CHECK(found_inf || clip > 1e8f || gn.coef < 0.5f, "adamw %s: nothing clipped", tag);
-  }
+  opt_dev_t o = opt_dev_make(d_g, n, scale, found_inf, dt_lowp, clip, "adamw", tag);
+  cg_scaler_t *d_sc = o.d_sc;
+  const cg_dtype_t ldt = o.ldt;
+  void *d_low = o.d_low;
+  cg_gnorm_t *d_gn = o.d_gn, gn = o.gn;
   /* the reference: PyTorch's order, unscale then clip (the device folds both into one factor) */
   if (!found_inf) cg_cpu_adamw(pr, g, mr, vr, n, lr, b1, b2, eps, wd, t, 1.0f / sc * gn.coef);
   cg_k_adamw(d_p, d_g, d_m, d_v, (int64_t)n, d_hp, d_sc, d_gn, ldt, d_low, S);
@@ -1320,38 +1390,16 @@ static void test_adamw(int dt_lowp, float scale, int found_inf, float clip) {
     int same = memcmp(pg, p, n * sizeof(float)) == 0 && memcmp(mg, m, n * sizeof(float)) == 0 &&
                memcmp(vg, v, n * sizeof(float)) == 0;
     CG_TEST_CHECK(same, "%s: p, m or v changed on a skipped step", name);
-    if (d_low) {
-      unsigned char *raw = cg_malloc(n * les, "lowp");
-      cg_test_hget(raw, d_low, n * les, S);
-      size_t touched = 0;
-      for (size_t i = 0; i < n * les; i++) touched += raw[i] != 0xFF;
-      CG_TEST_CHECK(touched == 0, "%s: low-precision copy written on a skipped step", name);
-      free(raw);
-    }
+    check_lowp(name, ldt, d_low, n, NULL);
     if (same) printf("PASS %s\n", name);
   } else {
-    /* the update itself (p_new - p_old) is what must be right: p alone hides it */
-    for (size_t i = 0; i < n; i++) {
-      dg[i] = pg[i] - p[i];
-      dr[i] = pr[i] - p[i];
-    }
-    snprintf(name, sizeof name, "adamw update %s", tag);
-    check_rel(name, dg, dr, n, 1e-4);
-    snprintf(name, sizeof name, "adamw p %s", tag);
-    check_elem(name, pg, pr, n, 1e-5);
+    check_update("adamw", tag, p, pg, pr, n, 1e-4, 1e-5);
     snprintf(name, sizeof name, "adamw m %s", tag);
     check_rel(name, mg, mr, n, 1e-5);
     snprintf(name, sizeof name, "adamw v %s", tag);
     check_elem(name, vg, vr, n, 1e-5);
-    if (d_low) {
-      /* the copy is the device's own new p rounded once */
-      memcpy(dr, pg, n * sizeof(float));
-      round_dt(ldt, dr, n);
-      down_dt(ldt, d_low, n, lg);
-      snprintf(name, sizeof name, "adamw lowp copy %s", tag);
-      check_exact(name, lg, dr, n);
-      cg_test_guard_check(name, d_low, n * les, S);
-    }
+    snprintf(name, sizeof name, "adamw lowp copy %s", tag);
+    check_lowp(name, ldt, d_low, n, pg);
   }
   cg_test_guard_check("adamw p", d_p, n * sizeof(float), S);
   cg_test_guard_check("adamw m", d_m, n * sizeof(float), S);
@@ -1361,10 +1409,7 @@ static void test_adamw(int dt_lowp, float scale, int found_inf, float clip) {
   cg_test_dfree(d_m, S);
   cg_test_dfree(d_v, S);
   cg_test_dfree(d_hp, S);
-  cg_test_dfree(d_sc, S);
-  cg_test_dfree(d_low, S);
-  cg_test_dfree(d_gn, S);
-  cg_test_dfree(d_work, S);
+  opt_dev_free(&o);
   free(p);
   free(g);
   free(m);
@@ -1375,9 +1420,57 @@ static void test_adamw(int dt_lowp, float scale, int found_inf, float clip) {
   free(pg);
   free(mg);
   free(vg);
-  free(dg);
-  free(dr);
-  free(lg);
+}
+
+/* cg_k_sgd (--optimizer sgd) against cg_cpu_sgd, as test_adamw: a buffer from earlier steps,
+ * unscaled and clipped gradients, a skipped step untouched, the low-precision copy. */
+static void test_sgd(int dt_lowp, float scale, int found_inf, float clip, float mu, int nest) {
+  char name[200], tag[160];
+  snprintf(tag, sizeof tag, "lowp=%s scale=%g found_inf=%d clip=%g momentum=%g nesterov=%d",
+           dt_lowp < 0 ? "none" : dt_name((cg_dtype_t)dt_lowp), scale, found_inf, clip, mu, nest);
+  const size_t n = 10007;
+  const float lr = 5e-2f, wd = 5e-4f;
+  const float sc = scale > 0 ? scale : 1.0f;
+  float *p = hnew(n), *g = hnew(n), *m = hnew(n), *pr = hnew(n), *mr = hnew(n);
+  float *pg = hnew(n), *mg = hnew(n);
+  fill(p, n, -1, 1);
+  fill(g, n, -sc, sc);
+  fill(m, n, -0.5f, 0.5f);
+  memcpy(pr, p, n * sizeof(float));
+  memcpy(mr, m, n * sizeof(float));
+  cg_step_params_t hp = {lr, 0.9f, 0.999f, 1e-8f, wd, 1.0f, 1.0f};
+  float *d_p = up_bytes(p, n * sizeof(float)), *d_g = up_bytes(g, n * sizeof(float));
+  float *d_m = up_bytes(m, n * sizeof(float));
+  cg_step_params_t *d_hp = up_bytes(&hp, sizeof hp);
+  opt_dev_t o = opt_dev_make(d_g, n, scale, found_inf, dt_lowp, clip, "sgd", tag);
+  cg_scaler_t *d_sc = o.d_sc;
+  const cg_dtype_t ldt = o.ldt;
+  void *d_low = o.d_low;
+  cg_gnorm_t *d_gn = o.d_gn, gn = o.gn;
+  if (!found_inf) cg_cpu_sgd(pr, g, mr, n, lr, mu, nest, wd, 1.0f / sc * gn.coef);
+  cg_k_sgd(d_p, d_g, d_m, (int64_t)n, d_hp, d_sc, d_gn, mu, nest, ldt, d_low, S);
+  cg_test_hget(pg, d_p, n * sizeof(float), S);
+  cg_test_hget(mg, d_m, n * sizeof(float), S);
+  if (found_inf) {
+    snprintf(name, sizeof name, "sgd skipped %s", tag);
+    int same = memcmp(pg, p, n * sizeof(float)) == 0 && memcmp(mg, m, n * sizeof(float)) == 0;
+    CG_TEST_CHECK(same, "%s: p or the buffer changed on a skipped step", name);
+    check_lowp(name, ldt, d_low, n, NULL);
+    if (same) printf("PASS %s\n", name);
+  } else {
+    check_update("sgd", tag, p, pg, pr, n, 1e-5, 1e-6);
+    snprintf(name, sizeof name, "sgd buffer %s", tag);
+    check_rel(name, mg, mr, n, 1e-6);
+    snprintf(name, sizeof name, "sgd lowp copy %s", tag);
+    check_lowp(name, ldt, d_low, n, pg);
+  }
+  cg_test_guard_check("sgd p", d_p, n * sizeof(float), S);
+  cg_test_guard_check("sgd buffer", d_m, n * sizeof(float), S);
+  opt_dev_free(&o);
+  void *dev[] = {d_p, d_g, d_m, d_hp};
+  for (size_t i = 0; i < sizeof dev / sizeof dev[0]; i++) cg_test_dfree(dev[i], S);
+  float *host[] = {p, g, m, pr, mr, pg, mg};
+  for (size_t i = 0; i < sizeof host / sizeof host[0]; i++) free(host[i]);
 }
 
 /* cg_k_grad_norm (--clip-grad-norm) against cg_cpu_grad_norm and cg_clip_coef: the norm of
@@ -1851,6 +1944,11 @@ static void test_all(void) {
   test_adamw(-1, 0.0f, 0, 2.0f);
   test_adamw(CG_DT_BF16, 1.0f, 0, 1e9f); /* measured, not clipped */
   test_adamw(CG_DT_F16, 65536.0f, 1, 0.5f); /* skipped: untouched */
+  test_sgd(-1, 0.0f, 0, 0, 0.9f, 0);
+  test_sgd(CG_DT_BF16, 1.0f, 0, 0, 0.9f, 1);
+  test_sgd(CG_DT_F16, 65536.0f, 0, 0.5f, 0.9f, 0); /* unscaled, then clipped */
+  test_sgd(CG_DT_F32, 8.0f, 0, 0, 0.0f, 0);        /* plain SGD */
+  test_sgd(CG_DT_F16, 65536.0f, 1, 0, 0.9f, 1);    /* skipped: untouched */
 
   printf("RUN scaler\n");
   test_scaler();

@@ -29,7 +29,7 @@
 #include <unistd.h>
 
 #include "backend.h"
-#include "cpu_layers.h" /* cg_cpu_adamw: the clipping reference */
+#include "cpu_layers.h" /* cg_cpu_adamw, cg_cpu_sgd: the clipping and SGD references */
 #include "log.h"
 #include "model.h"
 #include "testutil.h"
@@ -42,6 +42,7 @@ static int BASE = 8, HW = 32;
 static float g_clip = 0.0f, g_eps = 1e-8f; /* cfg.clip_norm and AdamW's eps of one_step */
 static float g_dice = 1.0f;                 /* cfg.dice_weight */
 static const float *g_cw;                   /* cfg.class_weight */
+static cg_optim_kind_t g_optim;             /* cfg.optim: SGD with momentum 0.9, Nesterov */
 
 /* A batch of N, the last sample padding (weight 0). */
 static cg_test_data_t make_data(uint64_t seed) {
@@ -67,6 +68,9 @@ static cg_backend_t *make(const cg_backend_ops_t *ops, const cg_model_t *m, cons
   cfg.gsync = NULL;
   cfg.fault_nan_step = -1;
   cfg.clip_norm = g_clip;
+  cfg.optim = g_optim;
+  cfg.momentum = g_optim == CG_OPTIM_SGD ? 0.9f : 0.0f;
+  cfg.nesterov = g_optim == CG_OPTIM_SGD;
   cg_backend_t *b = NULL;
   char err[1024];
   if (ops->create(m, &cfg, &b, err, sizeof err)) CG_FATAL("%s backend: %s", ops->name, err);
@@ -306,8 +310,9 @@ static run_t run_seq(const cg_model_t *m, const cg_buckets_t *bk, const float *p
 
 static void test_graph_pipeline(const cg_model_t *m, const cg_buckets_t *bk, const float *p0,
                                 int accum) {
-  printf("RUN %d bf16 batches (%d a step%s): graphs + 2 in flight vs eager one at a time "
-         "(deterministic)\n", K, accum, g_clip > 0 ? ", clipped" : "");
+  printf("RUN %d bf16 batches (%d a step%s%s): graphs + 2 in flight vs eager one at a time "
+         "(deterministic)\n", K, accum, g_clip > 0 ? ", clipped" : "",
+         g_optim == CG_OPTIM_SGD ? ", SGD" : "");
   cg_test_data_t ds[K];
   for (int k = 0; k < K; k++) ds[k] = make_data(100 + (uint64_t)k);
   char cache[] = "/tmp/cg_gpu_step_algosXXXXXX";
@@ -501,6 +506,56 @@ static void test_loss_setting(const cg_model_t *m, const cg_buckets_t *bk, const
   free_step(&g);
 }
 
+/* --optimizer sgd: the CPU backend's step is cg_cpu_sgd's on its gradient (bitwise), the CUDA
+ * backend's (fp32) agrees with it and is not AdamW's; the optimizer state is the momentum
+ * buffer with v all 0 (not allocated); graphs and pipelining stay bitwise eager over K steps
+ * (the buffer carried from step to step). */
+static void test_sgd(const cg_model_t *m, const cg_buckets_t *bk, const float *p0,
+                     const cg_test_data_t *d) {
+  printf("RUN --optimizer sgd (momentum 0.9, Nesterov): cpu vs cuda fp32\n");
+  const size_t n = m->nparams;
+  step_t adam = one_step(&cg_backend_cpu, m, bk, CG_PREC_FP32, p0, d);
+  g_optim = CG_OPTIM_SGD;
+  step_t c = one_step(&cg_backend_cpu, m, bk, CG_PREC_FP32, p0, d);
+  step_t g = one_step(&cg_backend_cuda, m, bk, CG_PREC_FP32, p0, d);
+  float *ref = cg_malloc(sizeof(float) * n, "ref"), *buf = cg_calloc(n, sizeof(float), "buf");
+  memcpy(ref, p0, sizeof(float) * n);
+  cg_cpu_sgd(ref, c.grads, buf, n, 1e-3f, 0.9f, 1, 1e-4f, 1.0f);
+  const int same = memcmp(ref, c.params, sizeof(float) * n) == 0;
+  const double ug = update_err(g.params, c.params, p0, n);
+  const double ua = update_err(adam.params, c.params, p0, n);
+  CG_TEST_CHECK(same, "cpu: parameters are not cg_cpu_sgd's on the step's gradient");
+  CG_TEST_CHECK(ug <= 1e-3 && ua > 0.5, "cuda fp32 sgd: update err %.3g (AdamW's differs by %.3g)",
+                ug, ua);
+  printf("%s sgd: cpu = cg_cpu_sgd bitwise, cuda fp32 update err %.2e (AdamW's update differs "
+         "by %.3g)\n", same && ug <= 1e-3 && ua > 0.5 ? "PASS" : "FAIL", ug, ua);
+  /* the state: the buffer (d of the first step) and v all 0, though not allocated */
+  cg_backend_t *b = make(&cg_backend_cuda, m, bk, CG_PREC_FP32, 0, NULL, 1);
+  float *sm = cg_malloc(sizeof(float) * n, "m"), *sv = cg_malloc(sizeof(float) * n, "v");
+  for (size_t i = 0; i < n; i++) sm[i] = 0.001f * (float)(i % 7), sv[i] = 1.0f;
+  float scale;
+  int64_t good;
+  CG_ASSERT(cg_backend_cuda.set_opt_state(b, sm, sv, 1.0f, 0) == 0);
+  memset(sv, 0x7F, sizeof(float) * n);
+  CG_ASSERT(cg_backend_cuda.get_opt_state(b, buf, sv, &scale, &good) == 0);
+  size_t vbad = 0;
+  for (size_t i = 0; i < n; i++) vbad += sv[i] != 0.0f;
+  const int mok = memcmp(buf, sm, sizeof(float) * n) == 0;
+  CG_TEST_CHECK(mok && !vbad, "sgd state: buffer back %s, %zu of v not 0", mok ? "ok" : "WRONG",
+                vbad);
+  if (mok && !vbad) printf("PASS sgd state: the buffer set and read back, v all 0\n");
+  cg_backend_cuda.destroy(b);
+  free(sm);
+  free(sv);
+  test_graph_pipeline(m, bk, p0, 1);
+  g_optim = CG_OPTIM_ADAMW;
+  free(ref);
+  free(buf);
+  free_step(&adam);
+  free_step(&c);
+  free_step(&g);
+}
+
 int main(void) {
   if (cg_test_need_gpu()) return CG_TEST_SKIP;
   const char *shape = getenv("CG_TEST_STEP_SHAPE");
@@ -526,6 +581,7 @@ int main(void) {
   test_loss_setting(&m, &bk, p0, &d, "no Dice (dice_weight 0)", 0.0f, NULL, 1);
   const float pw = 3.0f;
   test_loss_setting(&m, &bk, p0, &d, "BCE's pos_weight 3 (class_weight)", 1.0f, &pw, 0);
+  test_sgd(&m, &bk, p0, &d);
   g_clip = 0.05f; /* the norm and the clip factor inside the captured graph */
   test_graph_pipeline(&m, &bk, p0, 1);
   g_clip = 0.0f;

@@ -47,6 +47,17 @@
 #     the printed flag trains; wide images are counted whole (the side classes too), with
 #     --crop off as their fitted squares; all-foreground binary masks give --pos-weight 1 and
 #     say why (written with Debian's Pillow and NumPy, /usr/bin/python3; skipped without them).
+# The optimizer (--optimizer sgd; test_sgd checks cg_cpu_sgd against torch.optim.SGD, the GPU
+# tests the kernel):
+# 13. SGD with Nesterov momentum trains other weights than AdamW and than momentum 0; 2 ranks x 4
+#     and 1 rank x 4 x 2 micro-batches equal 1 x 8 within 1e-5; the banner, the metrics JSON and
+#     `inspect` say it; a checkpoint of step 4 resumed with --resume DIR alone to 8 is bitwise
+#     the uninterrupted run (the momentum buffer is stored); another --momentum on a resume gets
+#     a notice, another --optimizer is refused (exit 2, pointing to --init-from), and
+#     --init-from an SGD checkpoint may train with AdamW;
+# 14. usage errors (exit 2, naming the flag): an AdamW flag with sgd (--beta1, --eps), an SGD
+#     flag with adamw (--momentum, --nesterov), --nesterov with momentum 0, momentum 1, an
+#     unknown optimizer.
 set -uo pipefail
 BIN=$1; MPIRUN="$2 --oversubscribe --bind-to none"; BUILD=$3
 CMP=$BUILD/tests/cg_cmp_params
@@ -287,6 +298,55 @@ bad ls1f "--label-smoothing: 0.99999999 is 1 or more as a float" --num-classes 4
     --label-smoothing 0.99999999
 bad ls0f "--label-smoothing: 1e-50 is 0 as a float" --num-classes 4 --label-smoothing 1e-50
 bad lsn "--label-smoothing: -0.1 is out of range" --num-classes 4 --label-smoothing -0.1
+
+# ---- 13. SGD ----
+SGD="--optimizer sgd --lr 0.05 --momentum 0.9 --nesterov --weight-decay 5e-4"
+run sgd 0 $MPIRUN -np 1 $BIN $COMMON $SGD --steps 8 --batch 8 --params-out $T/sgd.bin \
+    --metrics-out $T/sgd.json
+run sgd2 0 $MPIRUN -np 2 $BIN $COMMON $SGD --steps 8 --batch 4 --params-out $T/sgd2.bin
+run sgda 0 $MPIRUN -np 1 $BIN $COMMON $SGD --steps 8 --batch 4 --grad-accum 2 \
+    --params-out $T/sgda.bin
+run sgd0 0 $MPIRUN -np 1 $BIN $COMMON --optimizer sgd --lr 0.05 --momentum 0 --weight-decay 5e-4 \
+    --steps 8 --batch 8 --params-out $T/sgd0.bin
+same_params sgd2 sgd 1e-5 "--optimizer sgd: 2 ranks x batch 4 vs 1 x 8"
+same_params sgda sgd 1e-5 "--optimizer sgd: 1 rank x batch 4 x 2 micro-batches vs 1 x 8"
+differs sgd plain "--optimizer sgd (vs AdamW)"
+differs sgd sgd0 "--optimizer sgd --momentum 0.9 --nesterov (vs momentum 0)"
+want sgd "optimizer: SGD, lr 0.05, momentum 0.9 (Nesterov), weight decay 0.0005 (L2, added to the \
+gradient)"
+want plain "optimizer: AdamW, lr 0.001, betas 0.9/0.999, eps 1e-08, weight decay 0.0001 (decoupled)"
+[ "$(metric sgd optimizer)" = sgd ] && [ "$(metric sgd momentum)" = 0.9 ] &&
+  [ "$(metric sgd nesterov)" = True ] && [ "$(metric plain optimizer)" = adamw ] &&
+  [ "$(metric plain momentum)" = None ] ||
+  { echo "FAIL metrics: optimizer $(metric sgd optimizer) momentum $(metric sgd momentum)" \
+         "nesterov $(metric sgd nesterov); AdamW's momentum $(metric plain momentum)"; fail=1; }
+run sgd4 0 $MPIRUN -np 1 $BIN $COMMON $SGD --steps 4 --batch 8 --checkpoint-dir $T/cks
+run sgd8 0 $MPIRUN -np 1 $BIN train --resume $T/cks --steps 8 --params-out $T/sgd8.bin \
+    --progress off
+bitwise sgd8 sgd "--optimizer sgd: 4 steps, a checkpoint, --resume DIR to 8 vs 8 steps"
+want sgd8 "SGD steps 4, loss scale 1"
+$BIN inspect $T/cks/ckpt-0000000004.cgck > $T/sgdi.log 2>&1
+want sgdi "optimizer:     SGD, momentum 0.9 (Nesterov), 4 steps, last lr 0.05"
+run sgd9 0 $MPIRUN -np 1 $BIN train --resume $T/cks --steps 9 --momentum 0.5 --progress off
+want sgd9 "resume: --momentum 0.5 (the checkpoint has 0.9): the run goes on with the new value"
+run sgdadam 2 $MPIRUN -np 1 $BIN train --resume $T/cks --steps 9 --optimizer adamw \
+    --progress off
+want sgdadam "--optimizer: the checkpoint has sgd, the command line adamw; a resumed run cannot \
+change it"
+want sgdadam "--init-from takes its weights"
+run adamsgd 2 $MPIRUN -np 1 $BIN train --resume $T/ck --steps 9 --optimizer sgd --progress off
+want adamsgd "--optimizer: the checkpoint has adamw, the command line sgd"
+run sgdinit 0 $MPIRUN -np 1 $BIN $COMMON --steps 2 --batch 8 --init-from $T/cks
+want sgdinit "optimizer: AdamW"
+
+# ---- 14. usage errors of the optimizer ----
+bad ob1 "--beta1: for --optimizer adamw; this run uses --optimizer sgd" --optimizer sgd --beta1 0.8
+bad oeps "--eps: for --optimizer adamw" --optimizer sgd --eps 1e-6
+bad omom "--momentum: for --optimizer sgd; this run uses --optimizer adamw" --momentum 0.5
+bad onest "--nesterov: for --optimizer sgd" --nesterov
+bad onest0 "--nesterov: needs --momentum above 0" --optimizer sgd --momentum 0 --nesterov
+bad omom1 "--momentum: must be below 1" --optimizer sgd --momentum 1
+bad oadam "--optimizer: 'adam' is not one of adamw|sgd" --optimizer adam
 
 # ---- 11. --check-data's class report ----
 if /usr/bin/python3 -c 'import PIL, numpy' 2> /dev/null; then

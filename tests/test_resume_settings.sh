@@ -12,6 +12,8 @@
 #     resume from a checkpoint whose settings name --data as --val-data too (as builds before
 #     2026-12-05 stored an empty --val-data), with a notice; an old synthetic checkpoint
 #     resumes; this build's --val-data = --data stays so; a relative --data is kept absolute;
+#     a setting those builds did not store, given with another value than their default: a
+#     NOTICE one (--clip-grad-norm) is said, a refused one (--optimizer sgd) refused;
 #  5. a number is stored and shown in its shortest text (--lr 0.05, not 0.050000000000000003);
 #     an old %.17g one reads as the same value (no notice for the same --lr).
 set -uo pipefail
@@ -144,12 +146,12 @@ PY
 # oldify FILE: the checkpoint's settings as builds before 2026-12-05 wrote them: no
 # "settings-format", an empty --val-data stored as the --data text, and none of the settings
 # added since (--crop-scale, --color-jitter, --lr-power, --min-lr, --clip-grad-norm,
-# --lr-milestones, --lr-gamma)
+# --lr-milestones, --lr-gamma, --optimizer, --momentum, --nesterov)
 oldify() {
   edit_settings "$1" 'assert s.pop("settings-format") == "2" and s["val-data"] == "", s
 s["val-data"] = s["data"]
 for k in ("crop-scale", "color-jitter", "lr-power", "min-lr", "clip-grad-norm", "lr-milestones",
-          "lr-gamma"): s.pop(k)'
+          "lr-gamma", "optimizer", "momentum", "nesterov"): s.pop(k)'
 }
 # such a checkpoint on files: read as no --val-data, with a notice
 cp -r $T/rck $T/rold
@@ -175,6 +177,13 @@ oldify $T/nold/ckpt-0000000020.cgck
 run nold $MPIRUN -np 2 $BIN train --resume $T/nold --steps 22 --clip-grad-norm 1
 want nold "resume: --clip-grad-norm 1 (the checkpoint's build did not store it: it ran with the \
 default, 0): the run goes on with the new value"
+# ... a refused one (AdamW's moments are no SGD state) is refused as a changed one is
+cp -r $T/ck $T/oopt
+rm -f $T/oopt/ckpt-0000000030.cgck $T/oopt/ckpt-0000000040.cgck
+oldify $T/oopt/ckpt-0000000020.cgck
+refused nopt "--optimizer: the checkpoint's build did not store it: it ran with the default, \
+adamw; the command line has sgd, and a resumed run cannot change it" \
+  $MPIRUN -np 1 $BIN train --resume $T/oopt --steps 22 --optimizer sgd
 # a run of this build that validates on its training data (--val-data = --data) keeps doing so
 run same $MPIRUN -np 2 $BIN ${REAL/--val-fraction 0.25/} --val-data $T/pngs \
   --checkpoint-dir $T/same --checkpoint-every 8

@@ -8,10 +8,11 @@
  * A step is asynchronous on devices that can be:
  *   upload(slot, batch)   copy a host batch into device batch slot `slot` (0..CG_DEV_SLOTS-1);
  *                         the host batch must stay valid until upload_wait(slot) returns
- *   train_step(slot, opt) forward, loss, backward with bucketed gradient sync, AdamW
+ *   train_step(slot, opt) forward, loss, backward with bucketed gradient sync, the optimizer
  *   accum_step(slot)      gradient accumulation (--grad-accum): forward, loss and backward of
  *                         a micro-batch whose gradients are kept and added to those of the
- *                         next train_step, which all-reduces the sum and steps AdamW once
+ *                         next train_step, which all-reduces the sum and steps the
+ *                         optimizer once
  *   eval_step(slot)       forward and loss only
  *   fetch(out)            waits for the oldest submitted step and returns its results
  * Every train_step/accum_step/eval_step is matched by exactly one fetch, in order. At most
@@ -43,6 +44,10 @@
 
 typedef enum { CG_PREC_FP32 = 0, CG_PREC_BF16 = 1, CG_PREC_FP16 = 2 } cg_precision_t;
 const char *cg_precision_name(cg_precision_t p);
+
+/* The optimizer (--optimizer): AdamW keeps two moments per parameter (m, v), SGD one momentum
+ * buffer (kept where AdamW keeps m; it has no v). */
+typedef enum { CG_OPTIM_ADAMW = 0, CG_OPTIM_SGD = 1 } cg_optim_kind_t;
 
 /* --clip-grad-norm's factor, torch.nn.utils.clip_grad_norm_'s: min(1, max_norm / (norm + 1e-6))
  * in float, rounded as PyTorch rounds it (max_norm / tensor is reciprocal(tensor) * max_norm);
@@ -100,8 +105,11 @@ typedef struct {
   float clip_norm;           /* --clip-grad-norm: > 0 = every train_step measures the global L2
                                 norm of the step's gradient (after the all-reduce, unscaled) and
                                 scales the gradient by min(1, clip_norm / (norm + 1e-6)) before
-                                AdamW, as torch.nn.utils.clip_grad_norm_; +inf measures only;
-                                0 = neither */
+                                the optimizer, as torch.nn.utils.clip_grad_norm_; +inf measures
+                                only; 0 = neither */
+  cg_optim_kind_t optim;     /* --optimizer: AdamW (a zeroed struct) or SGD */
+  float momentum;            /* SGD: the momentum, in [0, 1) (dampening 0) */
+  int nesterov;              /* SGD: Nesterov momentum (needs momentum > 0) */
   struct cg_kprof *kprof;    /* CUDA: per-kernel breakdown (cuda/kprof.h, caller-owned); the
                                 backend names its regions there and brackets their work; NULL
                                 = off */
@@ -126,10 +134,11 @@ typedef struct {
                                 (cg_step_out_t.conf / confk) */
 } cg_batch_t;
 
-/* One optimizer step's hyperparameters (the schedule's learning rate of that step). */
+/* One optimizer step's hyperparameters (the schedule's learning rate of that step); SGD reads lr
+ * and weight_decay (its momentum is the backend's, cg_backend_cfg_t). */
 typedef struct {
   float lr, beta1, beta2, eps, weight_decay;
-  int64_t t;                 /* 1-based step count for the bias correction */
+  int64_t t;                 /* 1-based step count: AdamW's bias correction */
 } cg_optim_t;
 
 typedef struct {
@@ -175,7 +184,8 @@ typedef struct cg_backend_ops {
   /* Gradients of the last train_step after the all-reduce (nparams floats, unscaled, before
    * --clip-grad-norm scales them). */
   int (*get_grads)(cg_backend_t *b, float *grads);
-  /* AdamW moments and fp16 loss-scaler state, for checkpoints. */
+  /* The optimizer's state (AdamW's moments m and v; SGD's momentum buffer as m, v all 0 out
+   * and not read in) and the fp16 loss-scaler state, for checkpoints. */
   int (*get_opt_state)(cg_backend_t *b, float *m, float *v, float *scale, int64_t *good_steps);
   int (*set_opt_state)(cg_backend_t *b, const float *m, const float *v, float scale,
                        int64_t good_steps);

@@ -26,7 +26,7 @@ struct cg_backend {
   const cg_model_t *m;
   cg_backend_cfg_t cfg;
   int n; /* batch */
-  float *params, *grads, *adam_m, *adam_v;
+  float *params, *grads, *adam_m, *adam_v; /* SGD: its momentum buffer in adam_m, no adam_v */
   double *norm_part; /* cfg.clip_norm > 0: cg_cpu_grad_norm's partial sums */
   float *gacc; /* cfg.accum > 1: the gradient sum of the step's micro-batches so far */
   int kept;    /* micro-batches in gacc (accum_step calls since the last train_step) */
@@ -110,8 +110,9 @@ static int cpu_create(const cg_model_t *m, const cg_backend_cfg_t *cfg, cg_backe
   size_t np = m->nparams;
   b->params = cg_calloc(np, sizeof(float), "parameters");
   b->grads = cg_calloc(np, sizeof(float), "gradients");
-  b->adam_m = cg_calloc(np, sizeof(float), "AdamW m");
-  b->adam_v = cg_calloc(np, sizeof(float), "AdamW v");
+  const int adamw = cfg->optim == CG_OPTIM_ADAMW;
+  b->adam_m = cg_calloc(np, sizeof(float), adamw ? "AdamW m" : "SGD momentum buffer");
+  if (adamw) b->adam_v = cg_calloc(np, sizeof(float), "AdamW v");
   if (cfg->clip_norm > 0)
     b->norm_part = cg_calloc(np / CG_NORM_CHUNK + 1, sizeof(double), "gradient norm partials");
   if (cfg->accum > 1) b->gacc = cg_calloc(np, sizeof(float), "accumulated gradients");
@@ -130,7 +131,7 @@ static int cpu_create(const cg_model_t *m, const cg_backend_cfg_t *cfg, cg_backe
   }
   for (int i = 0; i < CG_MAX_INFLIGHT; i++) b->pred[i] = cg_calloc(px, 1, "prediction");
   b->scratch = cg_calloc(3 * (size_t)m->height * m->width, sizeof(float), "feature scratch");
-  b->bytes = (b->gacc ? 5 : 4) * np * sizeof(float) +
+  b->bytes = ((b->gacc ? 4 : 3) + adamw) * np * sizeof(float) +
              CG_DEV_SLOTS * (px * (m->in_c * sizeof(float) + 1)) + CG_MAX_INFLIGHT * px +
              (b->norm_part ? (np / CG_NORM_CHUNK + 1) * sizeof(double) : 0);
   for (int i = 0; i < m->nbufs; i++)
@@ -163,7 +164,8 @@ static int cpu_get_grads(cg_backend_t *b, float *g) {
 static int cpu_get_opt_state(cg_backend_t *b, float *m, float *v, float *scale,
                              int64_t *good_steps) {
   memcpy(m, b->adam_m, sizeof(float) * b->m->nparams);
-  memcpy(v, b->adam_v, sizeof(float) * b->m->nparams);
+  if (b->adam_v) memcpy(v, b->adam_v, sizeof(float) * b->m->nparams);
+  else memset(v, 0, sizeof(float) * b->m->nparams);
   *scale = 1.0f;
   *good_steps = 0;
   return 0;
@@ -174,7 +176,7 @@ static int cpu_set_opt_state(cg_backend_t *b, const float *m, const float *v, fl
   (void)scale;
   (void)good_steps;
   memcpy(b->adam_m, m, sizeof(float) * b->m->nparams);
-  memcpy(b->adam_v, v, sizeof(float) * b->m->nparams);
+  if (b->adam_v) memcpy(b->adam_v, v, sizeof(float) * b->m->nparams);
   return 0;
 }
 
@@ -414,8 +416,12 @@ static int cpu_train_step(cg_backend_t *b, int slot, const cg_optim_t *opt) {
     out->grad_norm = (float)norm;
     grad_mul = cg_clip_coef(norm, b->cfg.clip_norm);
   }
-  cg_cpu_adamw(b->params, b->grads, b->adam_m, b->adam_v, m->nparams, opt->lr, opt->beta1,
-               opt->beta2, opt->eps, opt->weight_decay, opt->t, grad_mul);
+  if (b->cfg.optim == CG_OPTIM_SGD)
+    cg_cpu_sgd(b->params, b->grads, b->adam_m, m->nparams, opt->lr, b->cfg.momentum,
+               b->cfg.nesterov, opt->weight_decay, grad_mul);
+  else
+    cg_cpu_adamw(b->params, b->grads, b->adam_m, b->adam_v, m->nparams, opt->lr, opt->beta1,
+                 opt->beta2, opt->eps, opt->weight_decay, opt->t, grad_mul);
   out->t_opt[1] = cg_now();
   /* On the CPU backend the "device" is these threads: busy = the step minus comm waits. */
   out->busy_ms = 1e3 * (cg_now() - t0 - comm_wait);

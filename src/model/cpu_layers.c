@@ -918,6 +918,20 @@ void cg_cpu_adamw(float *p, const float *g, float *m, float *v, size_t n, float 
   }
 }
 
+/* ---- SGD -------------------------------------------------------------------------------- */
+
+void cg_cpu_sgd(float *p, const float *g, float *buf, size_t n, float lr, float momentum,
+                int nesterov, float weight_decay, float grad_mul) {
+  CG_ASSERT(n == 0 || (p && g && buf));
+#pragma omp parallel for schedule(static)
+  for (size_t i = 0; i < n; i++) {
+    const float di = g[i] * grad_mul + weight_decay * p[i];
+    const float bi = momentum * buf[i] + di;
+    buf[i] = bi;
+    p[i] = p[i] - lr * (nesterov ? di + momentum * bi : bi);
+  }
+}
+
 /* ---- gradient norm ------------------------------------------------------------------------ */
 
 double cg_cpu_grad_norm(const float *g, size_t n, float mul, double *part) {

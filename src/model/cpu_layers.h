@@ -128,6 +128,16 @@ double cg_cpu_loss_sums_value(const cg_loss_sums_t *s, int K, const cg_loss_opt_
 void cg_cpu_adamw(float *p, const float *g, float *m, float *v, size_t n, float lr, float beta1,
                   float beta2, float eps, float weight_decay, int64_t t, float grad_mul);
 
+/* SGD (torch.optim.SGD with dampening 0, in its order of operations), per element:
+ *   d = g*grad_mul + weight_decay*p      (L2 weight decay, every parameter)
+ *   buf = momentum*buf + d               (buf starts at 0: the first step's buf is d, as
+ *                                         PyTorch's clone of d_p)
+ *   d = nesterov ? d + momentum*buf : buf
+ *   p = p - lr*d
+ * momentum 0 without nesterov is plain SGD (buf = d). */
+void cg_cpu_sgd(float *p, const float *g, float *buf, size_t n, float lr, float momentum,
+                int nesterov, float weight_decay, float grad_mul);
+
 /* Gradient-norm clipping (--clip-grad-norm), as torch.nn.utils.clip_grad_norm_. */
 enum { CG_NORM_CHUNK = 16384 }; /* elements per partial sum of cg_cpu_grad_norm */
 

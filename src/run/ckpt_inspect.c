@@ -52,8 +52,16 @@ static void print_info(const char *path, const cg_ckpt_info_t *in) {
          "seed %llu\n",
          in->ranks, in->batch, accum, (long long)global, (long long)in->steps_per_epoch,
          (unsigned long long)in->seed);
-  printf("optimizer:     AdamW t %lld, last lr %g, planned total %lld steps\n",
-         (long long)in->opt_t, in->lr, (long long)in->total_steps);
+  cg_json_t *js = cg_json_parse(in->settings, NULL, 0);
+  const int sgd = js && !strcmp(cg_json_str(js, "optimizer", "adamw"), "sgd");
+  if (sgd)
+    printf("optimizer:     SGD, momentum %s%s, %lld steps, last lr %g, planned total %lld steps\n",
+           cg_json_str(js, "momentum", "?"),
+           !strcmp(cg_json_str(js, "nesterov", "off"), "on") ? " (Nesterov)" : "",
+           (long long)in->opt_t, in->lr, (long long)in->total_steps);
+  else
+    printf("optimizer:     AdamW t %lld, last lr %g, planned total %lld steps\n",
+           (long long)in->opt_t, in->lr, (long long)in->total_steps);
   printf("loss scaler:   scale %g, %lld clean steps since the last change, %lld steps skipped\n",
          (double)in->loss_scale, (long long)in->scale_good_steps, (long long)in->skipped_steps);
   printf("written:       %s\n", when);
@@ -62,8 +70,10 @@ static void print_info(const char *path, const cg_ckpt_info_t *in) {
            (unsigned long long)in->run_id);
   else
     printf("run id:        none (format version 1)\n");
-  printf("payload:       %llu bytes (params, AdamW m, AdamW v), CRC %08x ok\n",
-         (unsigned long long)in->payload_bytes, in->payload_crc);
+  printf("payload:       %llu bytes (params, %s), CRC %08x ok\n",
+         (unsigned long long)in->payload_bytes,
+         sgd ? "SGD momentum buffer, 0s where AdamW keeps v" : "AdamW m, AdamW v", in->payload_crc);
+  cg_json_free(js);
   if (in->have_val)
     printf("validation:    at step %lld: val_loss %.6f, %s %.6f\n", (long long)in->val_step,
            in->val_loss, in->shape.nclass > 1 ? "val_miou" : "val_iou", in->val_iou);

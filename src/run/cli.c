@@ -130,19 +130,31 @@ static const cg_opt_t g_opts[] = {
         "step (global batch = ranks x N x --grad-accum)"),
     CG_OPT_ROW_NUM(INT, "grad-accum", O(grad_accum), 1, CG_GRAD_ACCUM_MAX, C_TRAIN, "A",
         "gradient accumulation: micro-batches of --batch per rank per step, their gradients "
-        "summed before one all-reduce and one AdamW step, as accumulating loss.backward() over "
-        "A batches of loss / A before optimizer.step(); the same global batch on fewer ranks or "
-        "in less memory (4 ranks x --grad-accum 2 = 8 ranks)"),
+        "summed before one all-reduce and one optimizer step, as accumulating loss.backward() "
+        "over A batches of loss / A before optimizer.step(); the same global batch on fewer "
+        "ranks or in less memory (4 ranks x --grad-accum 2 = 8 ranks)"),
     CG_OPT_ROW_NUM(I64, "steps", O(steps), 0, 1e15, C_TRAIN, "N",
         "training steps; 0 = run --epochs epochs"),
     CG_OPT_ROW_NUM(I64, "epochs", O(epochs), 1, 1e9, C_TRAIN, "N",
         "epochs to train when --steps is 0"),
-    CG_OPT_ROW_NUM_GT(DBL, "lr", O(lr), 0, 10, C_TRAIN, "X", "AdamW learning rate, in (0, 10]"),
+    CG_OPT_ROW_TEXT(STR, "optimizer", O(optimizer), "adamw|sgd", C_TRAIN, "O",
+        "adamw: torch.optim.AdamW (--beta1, --beta2, --eps; decoupled weight decay); sgd: "
+        "torch.optim.SGD with --momentum (dampening 0) and --nesterov, its --weight-decay the L2 "
+        "term added to the gradient as SGD's weight_decay (the segmentation recipe, with "
+        "--lr-schedule poly: mmsegmentation's --lr 0.01 --momentum 0.9 --weight-decay 5e-4); "
+        "each parameter's state is one buffer instead of AdamW's two"),
+    CG_OPT_ROW_NUM_GT(DBL, "lr", O(lr), 0, 10, C_TRAIN, "X", "learning rate, in (0, 10]"),
     CG_OPT_ROW_NUM(DBL, "weight-decay", O(weight_decay), 0, 1, C_TRAIN, "X",
-        "AdamW decoupled weight decay, in [0, 1]"),
+        "weight decay of every parameter, in [0, 1]: AdamW's decoupled decay (p times 1 - lr "
+        "X), SGD's L2 term (X p added to the gradient)"),
     CG_OPT_ROW_NUM(DBL, "beta1", O(beta1), 0, 1, C_TRAIN, "X", "AdamW beta1, in [0, 1)"),
     CG_OPT_ROW_NUM(DBL, "beta2", O(beta2), 0, 1, C_TRAIN, "X", "AdamW beta2, in [0, 1)"),
     CG_OPT_ROW_NUM_GT(DBL, "eps", O(eps), 0, 1, C_TRAIN, "X", "AdamW epsilon"),
+    CG_OPT_ROW_NUM(DBL, "momentum", O(momentum), 0, 1, C_TRAIN, "M",
+        "--optimizer sgd: momentum, in [0, 1) (PyTorch's SGD default is 0; segmentation "
+        "recipes use 0.9)"),
+    CG_OPT_ROW_FLAG("nesterov", O(nesterov), C_TRAIN,
+        "--optimizer sgd: Nesterov momentum, as SGD(nesterov=True); needs --momentum above 0"),
     CG_OPT_ROW_NUM(DBL, "dice-weight", O(dice_weight), 0, 100, C_TRAIN, "W",
         "the loss: cross-entropy (binary: BCE-with-logits) + W x soft Dice, per sample; 0 = "
         "cross-entropy alone, as torch.nn.CrossEntropyLoss / BCEWithLogitsLoss (each sample's "
@@ -167,7 +179,7 @@ static const cg_opt_t g_opts[] = {
         "for a rare foreground (--check-data prints background / foreground pixels); the Dice "
         "term is not weighted"),
     CG_OPT_ROW_NUM(DBL, "clip-grad-norm", O(clip_grad_norm), 0, 1e9, C_TRAIN, "X",
-        "clip the gradient to global L2 norm X before AdamW, as "
+        "clip the gradient to global L2 norm X before the optimizer step, as "
         "torch.nn.utils.clip_grad_norm_(params, X) after the all-reduce (fp16: of the unscaled "
         "gradient, a skipped step is not clipped); the norm is reported (step lines, "
         "--metrics-out, --tensorboard train/grad_norm); a value it never reaches (1e9) "
@@ -251,8 +263,8 @@ static const cg_opt_t g_opts[] = {
         "gradient all-reduce: auto = nccl when every rank has its own GPU, else mpi (it says why)"),
     CG_OPT_ROW_TEXT(STR, "grad-comm", O(grad_comm), "fp32|bf16", C_TRAIN, "T",
         "element type of the gradient all-reduce, fp32 or bf16: bf16 rounds each bucket to bf16 "
-        "(half the bytes), sums in bf16 and widens the sums into the fp32 gradients AdamW reads; "
-        "no effect on one rank"),
+        "(half the bytes), sums in bf16 and widens the sums into the fp32 gradients the "
+        "optimizer reads; no effect on one rank"),
     CG_OPT_ROW_TEXT(STR, "progress", O(progress), "auto|bar|plain|off", C_TRAIN, "M",
         "rank 0 progress: bar, plain (log lines), off, or auto: a bar on a terminal, plain "
         "log lines otherwise"),
@@ -288,8 +300,8 @@ static const cg_opt_t g_opts[] = {
      "of `cogpu-dist export`; --model-base and --model-depth are its own unless given (then "
      "they must match); --num-classes must be given for a model of K >= 2 classes: K keeps its "
      "head, another count gets a new head, initialised as a fresh run's, the other layers keep "
-     "theirs; AdamW, the step count and the schedule start afresh; with --resume, a checkpoint "
-     "found there is used instead (a requeued job goes on)"},
+     "theirs; the optimizer's state, the step count and the schedule start afresh; with "
+     "--resume, a checkpoint found there is used instead (a requeued job goes on)"},
     CG_OPT_ROW_NUM(DBL, "timeout-s", O(timeout_s), 0, 1e7, C_TRAIN, "S",
         "a rank that makes no progress for S seconds (hung peer, dead NCCL) ends the job with a "
         "message; 0 = no watchdog"),
@@ -344,8 +356,10 @@ void cg_cli_defaults(cg_config_t *c) {
   c->grad_accum = 1;
   c->steps = 0;
   c->epochs = 1;
+  snprintf(c->optimizer, sizeof c->optimizer, "adamw");
   c->lr = 1e-3;
   c->weight_decay = 1e-4;
+  c->momentum = 0.9;
   c->beta1 = 0.9;
   c->beta2 = 0.999;
   c->eps = 1e-8;
@@ -662,8 +676,6 @@ static int check_resume_flags(cg_config_t *cfg, char *err, size_t errlen) {
   return 0;
 }
 
-/* AdamW's betas, and a precision the chosen backend computes in. */
-
 /* --lr-milestones into cfg->milestone (written back in one spelling: a resume compares the
  * stored text); --lr-schedule multistep needs them. */
 static int check_milestones(cg_config_t *cfg, char *err, size_t errlen) {
@@ -796,11 +808,35 @@ static int check_loss_flags(cg_config_t *cfg, char *err, size_t errlen) {
   return 0;
 }
 
-static int check_optim_flags(cg_config_t *cfg, char *err, size_t errlen) {
-  if (cfg->beta1 >= 1.0 || cfg->beta2 >= 1.0) {
-    snprintf(err, errlen, "--%s: must be below 1", cfg->beta1 >= 1.0 ? "beta1" : "beta2");
+/* --optimizer and the flags of each: another optimizer's flag away from its default is refused
+ * (it would do nothing); known on a resume once the settings are merged. */
+static int check_optimizer(cg_config_t *cfg, char *err, size_t errlen) {
+  if (cfg->beta1 >= 1.0 || cfg->beta2 >= 1.0 || cfg->momentum >= 1.0) {
+    snprintf(err, errlen, "--%s: must be below 1",
+             cfg->beta1 >= 1.0 ? "beta1" : cfg->beta2 >= 1.0 ? "beta2" : "momentum");
     return -1;
   }
+  if (!settings_known(cfg)) return 0;
+  const int sgd = !strcmp(cfg->optimizer, "sgd");
+  const char *other = sgd ? (cfg->beta1 != 0.9 ? "beta1" : cfg->beta2 != 0.999 ? "beta2"
+                             : cfg->eps != 1e-8 ? "eps" : NULL)
+                          : (cfg->momentum != 0.9 ? "momentum" : cfg->nesterov ? "nesterov"
+                             : NULL);
+  if (other) {
+    snprintf(err, errlen, "--%s: for --optimizer %s; this run uses --optimizer %s%s", other,
+             sgd ? "adamw" : "sgd", cfg->optimizer,
+             sgd ? " (its one hyperparameter besides --lr and --weight-decay is --momentum)" : "");
+    return -1;
+  }
+  if (sgd && cfg->nesterov && (float)cfg->momentum <= 0.0f) {
+    snprintf(err, errlen, "--nesterov: needs --momentum above 0 (as torch.optim.SGD)");
+    return -1;
+  }
+  return 0;
+}
+
+static int check_optim_flags(cg_config_t *cfg, char *err, size_t errlen) {
+  if (check_optimizer(cfg, err, errlen)) return -1;
   if (cfg->cmd == CG_CMD_TRAIN &&
       (check_milestones(cfg, err, errlen) || check_loss_flags(cfg, err, errlen)))
     return -1;

@@ -64,7 +64,10 @@ typedef struct {
   int grad_accum;      /* micro-batches of batch per rank per step (--grad-accum) */
   int64_t steps;       /* 0 = run --epochs */
   int64_t epochs;
+  char optimizer[8];   /* --optimizer adamw | sgd */
   double lr, weight_decay, beta1, beta2, eps;
+  double momentum;     /* --optimizer sgd: the momentum (dampening 0) */
+  int nesterov;        /* --optimizer sgd: Nesterov momentum (1/0) */
   double clip_grad_norm; /* --clip-grad-norm: the largest global gradient L2 norm; 0 = off */
   double dice_weight;    /* --dice-weight: the soft Dice term's weight in the loss */
   char class_weights[CG_SETTING_MAX]; /* --class-weights: "W,W,..." (K >= 2), written back

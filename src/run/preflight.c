@@ -49,18 +49,20 @@ static double naive_acts(const cg_model_t *m, int batch, int es) {
 }
 
 cg_preflight_t cg_preflight_estimate(const cg_model_t *m, int batch, int accum, int prefetch,
-                                     int cuda, int es) {
+                                     int cuda, int es, int moments) {
   cg_preflight_t e;
   memset(&e, 0, sizeof e);
   const double np = (double)m->nparams, px = (double)batch * m->height * m->width;
-  /* the trainer's host copies: initial parameters, AdamW moments for a resume */
+  /* the trainer's host copies: initial parameters, the checkpoint's two moment arrays for a
+   * resume */
   const double host_params = 12.0 * np;
   /* the loader's ring: fp32 input with its features, RGB8, mask, prediction per pixel */
   const double ring = (double)(prefetch + 2) * px * (4.0 * m->in_c + 5.0);
   /* the backend's own batch slots */
   const double slots = (double)CG_DEV_SLOTS * px * (4.0 * m->in_c + 1.0);
-  /* params, grads, AdamW m, v (+ the copy; + the kept gradient sum of --grad-accum) */
-  e.params = 16.0 * np + (cuda ? 2.0 * np : 0.0) + (accum > 1 ? 4.0 * np : 0.0);
+  /* params, grads, the optimizer's buffers (+ the copy; + the kept gradient sum of
+   * --grad-accum) */
+  e.params = (8.0 + 4.0 * moments) * np + (cuda ? 2.0 * np : 0.0) + (accum > 1 ? 4.0 * np : 0.0);
   e.batches = ring + slots;
   if (cuda) {
     /* the CUDA backend's arena: planned from the step's lifetimes (src/model/devplan.h), about half

@@ -35,8 +35,10 @@ static const struct {
     {"crop-scale", REFUSED},    {"color-jitter", REFUSED},
     {"flip", REFUSED},          {"batch", NOTICE},          {"grad-accum", NOTICE},
     {"steps", NOTICE},
-    {"epochs", NOTICE},         {"lr", NOTICE},             {"weight-decay", NOTICE},
+    {"epochs", NOTICE},         {"optimizer", REFUSED},     {"lr", NOTICE},
+    {"weight-decay", NOTICE},
     {"beta1", NOTICE},          {"beta2", NOTICE},          {"eps", NOTICE},
+    {"momentum", NOTICE},       {"nesterov", NOTICE},
     {"clip-grad-norm", NOTICE}, {"dice-weight", NOTICE},
     {"class-weights", NOTICE},  {"pos-weight", NOTICE},     {"label-smoothing", NOTICE},
     {"warmup-steps", NOTICE},   {"lr-schedule", NOTICE},    {"lr-power", NOTICE},
@@ -167,21 +169,33 @@ int cg_settings_add(char *json, size_t len, const char *key, const char *value) 
   return 0;
 }
 
-/* A NOTICE setting the checkpoint's build did not know (added since), given on the command line
- * with another value than the default that build ran with: said as a changed one is. */
-static void notice_unstored(FILE *out, const cg_opt_t *o, const cg_opts_set_t *set,
-                            const cg_config_t *cfg, rule_t rule) {
-  if (rule != NOTICE || !cg_opts_given(set, cfg->argc, cfg->argv, o->name)) return;
+/* A setting the checkpoint's build did not know (added since), given on the command line with
+ * another value than the default that build ran with: a NOTICE one is said as a changed one is
+ * (out: NULL = quiet); a REFUSED one is refused as a changed one is (-1 with the message in
+ * err: --optimizer sgd on an AdamW run's checkpoint). 0 otherwise. */
+static int check_unstored(FILE *out, const cg_opt_t *o, const cg_opts_set_t *set,
+                          const cg_config_t *cfg, rule_t rule, char *err, size_t errlen) {
+  if ((rule != NOTICE && rule != REFUSED) || !cg_opts_given(set, cfg->argc, cfg->argv, o->name))
+    return 0;
   cg_config_t *def = cg_malloc(sizeof *def, "default settings");
   cg_cli_defaults(def);
   char now[CG_SETTING_MAX + 8], was[CG_SETTING_MAX + 8];
   fmt(o, cfg, now, sizeof now);
   fmt(o, def, was, sizeof was);
   free(def);
-  if (strcmp(now, was) != 0)
+  if (!strcmp(now, was)) return 0;
+  if (rule == REFUSED) {
+    snprintf(err, errlen, "--%s: the checkpoint's build did not store it: it ran with the "
+             "default, %.300s; the command line has %.300s, and a resumed run cannot change it "
+             "(leave the flag out, or start a new run with another --checkpoint-dir)", o->name,
+             was[0] ? was : "none", now);
+    return -1;
+  }
+  if (out)
     fprintf(out, "resume: --%s %s (the checkpoint's build did not store it: it ran with the "
             "default, %s): the run goes on with the new value\n", o->name, now,
             was[0] ? was : "none");
+  return 0;
 }
 
 int cg_settings_apply(cg_config_t *cfg, const char *json, FILE *out, char *err, size_t errlen) {
@@ -226,7 +240,7 @@ int cg_settings_apply(cg_config_t *cfg, const char *json, FILE *out, char *err, 
     }
     const char *stored = o ? cg_json_str(j, o->name, NULL) : NULL;
     if (!stored) { /* not stored by the writer's build: the command line's value */
-      if (o && out) notice_unstored(out, o, &set, cfg, kStored[i].rule);
+      if (o && check_unstored(out, o, &set, cfg, kStored[i].rule, err, errlen)) rc = -1;
       continue;
     }
     if (kStored[i].rule == RECORD) { /* the run's own record, whatever the command line says */
@@ -260,7 +274,9 @@ int cg_settings_apply(cg_config_t *cfg, const char *json, FILE *out, char *err, 
       if (kStored[i].rule == REFUSED) {
         snprintf(err, errlen, "--%s: the checkpoint has %.300s, the command line %.300s; a "
                  "resumed run cannot change it (leave the flag out, or start a new run with "
-                 "another --checkpoint-dir)", o->name, stored, now);
+                 "another --checkpoint-dir%s)", o->name, stored, now,
+                 !strcmp(o->name, "optimizer") ? ": --init-from takes its weights, the "
+                 "optimizer's state starts afresh" : "");
         rc = -1;
       } else if (out && !(!strcmp(o->name, "epochs") && cfg->steps > 0)) { /* --steps rules */
         fprintf(out, "resume: --%s %s (the checkpoint has %s): the run goes on with the new "

@@ -62,10 +62,10 @@ double cg_train_lr(const cg_config_t *cfg, int64_t t, int64_t total) {
 /* ---- fetching results, validation ------------------------------------------------------------ */
 
 /* The step's phases on the compute track: forward, backward with an instant "bucket J ready
- * N" as bucket J's N gradients are complete, AdamW (read back by `cogpu-bench scaling
- * --trace`). */
+ * N" as bucket J's N gradients are complete, the optimizer step, named for --optimizer: adamw or
+ * sgd (read back by `cogpu-bench scaling --trace`). */
 static void trace_phases(cg_trace_t *t, const cg_step_out_t *o, const cg_buckets_t *bk,
-                         int64_t step) {
+                         int64_t step, const char *optimizer) {
   if (o->t_bwd[0] > 0 && o->t_compute[0] > 0)
     cg_trace_event_step(t, CG_TRACK_COMPUTE, "forward", o->t_compute[0], o->t_bwd[0], step);
   if (o->t_bwd[1] >= o->t_bwd[0] && o->t_bwd[0] > 0)
@@ -77,15 +77,15 @@ static void trace_phases(cg_trace_t *t, const cg_step_out_t *o, const cg_buckets
       cg_trace_event_step(t, CG_TRACK_COMPUTE, name, o->t_ready[j], o->t_ready[j], step);
   }
   if (o->t_opt[1] >= o->t_opt[0] && o->t_opt[0] > 0)
-    cg_trace_event_step(t, CG_TRACK_COMPUTE, "adamw", o->t_opt[0], o->t_opt[1], step);
+    cg_trace_event_step(t, CG_TRACK_COMPUTE, optimizer, o->t_opt[0], o->t_opt[1], step);
 }
 
 /* The backend's stream activity of a fetched step on the timeline, under that step's number (the
  * driving thread is on the next step by then). */
 static void trace_streams(cg_trace_t *t, const cg_step_out_t *o, const cg_buckets_t *bk,
-                          int64_t step) {
+                          int64_t step, const char *optimizer) {
   if (!t) return;
-  trace_phases(t, o, bk, step);
+  trace_phases(t, o, bk, step, optimizer);
   if (o->t_h2d[1] >= o->t_h2d[0] && o->t_h2d[0] > 0)
     cg_trace_event_step(t, CG_TRACK_H2D, "batch upload", o->t_h2d[0], o->t_h2d[1], step);
   if (o->t_compute[1] >= o->t_compute[0] && o->t_compute[0] > 0)
@@ -111,7 +111,7 @@ static void collect(cg_run_t *r, cg_loader_t *ld, cg_host_batch_t *pb, cg_acc_t 
   cg_nvtx_pop();
   if (train) {
     cg_trace_event(r->trace, CG_TRACK_DRIVER, "wait for results", t_f0, cg_now());
-    trace_streams(r->trace, &out, &r->buckets, pb->step + 1);
+    trace_streams(r->trace, &out, &r->buckets, pb->step + 1, r->cfg->optimizer);
   }
   const int closes = !train || pb->micro + 1 >= r->cfg->grad_accum;
   double loss = out.loss;

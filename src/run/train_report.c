@@ -34,9 +34,10 @@ static void banner_resume(const cg_run_t *r) {
   /* a step-0 checkpoint (import, or a run stopped in start-up) has no data position to keep */
   const int trained = ck->step > 0;
   if (trained)
-    printf("resumed from %s: step %lld (epoch %lld, %lld of its %lld samples trained), AdamW t "
+    printf("resumed from %s: step %lld (epoch %lld, %lld of its %lld samples trained), %s "
            "%lld, loss scale %g\n", r->ck_path, (long long)ck->step, (long long)ck->epoch,
-           (long long)ck->epoch_samples, (long long)ck->train_samples, (long long)ck->opt_t,
+           (long long)ck->epoch_samples, (long long)ck->train_samples,
+           strcmp(cfg->optimizer, "sgd") ? "AdamW t" : "SGD steps", (long long)ck->opt_t,
            (double)ck->loss_scale);
   else
     printf("resumed from %s: step 0 (its weights; nothing trained yet)\n", r->ck_path);
@@ -146,6 +147,12 @@ void cg_report_banner(const cg_run_t *r) {
            cfg->label_smoothing);
   if (m->nclass == 1 && cfg->pos_weight != 1)
     printf("loss: the foreground's BCE weighted %.6g (--pos-weight)\n", cfg->pos_weight);
+  if (!strcmp(cfg->optimizer, "sgd"))
+    printf("optimizer: SGD, lr %g, momentum %g%s, weight decay %g (L2, added to the gradient)\n",
+           cfg->lr, cfg->momentum, cfg->nesterov ? " (Nesterov)" : "", cfg->weight_decay);
+  else
+    printf("optimizer: AdamW, lr %g, betas %g/%g, eps %g, weight decay %g (decoupled)\n", cfg->lr,
+           cfg->beta1, cfg->beta2, cfg->eps, cfg->weight_decay);
   if (cfg->clip_grad_norm > 0)
     printf("gradients: clipped to global L2 norm %g (--clip-grad-norm), their norm reported\n",
            cfg->clip_grad_norm);
@@ -652,6 +659,9 @@ static int write_metrics(const cg_run_t *r, const cg_train_figs_t *f, const cg_c
   json_num(gl, sizeof gl, gsome ? t->gnorm_last : NAN);
   json_num(gc, sizeof gc, gon && trained ? (double)t->clipped : NAN);
   char *extra = K > 1 ? metrics_k(r, f, tk, lk) : NULL;
+  const int sgd = !strcmp(cfg->optimizer, "sgd");
+  char mom[32] = "null"; /* SGD's momentum; AdamW has none */
+  if (sgd) snprintf(mom, sizeof mom, "%.9g", cfg->momentum);
   const size_t ncw = strlen(cfg->class_weights) + 8;
   char *cws = cg_malloc(ncw, "class weights"); /* a JSON list, or null */
   snprintf(cws, ncw, "%s%s%s", ncw > 8 ? "[" : "null", cfg->class_weights, ncw > 8 ? "]" : "");
@@ -668,12 +678,14 @@ static int write_metrics(const cg_run_t *r, const cg_train_figs_t *f, const cg_c
            "\"grad_comm_bytes\": %.0f, \"clip_grad_norm\": %s, \"grad_norm_mean\": %s, "
            "\"grad_norm_max\": %s, \"grad_norm_last\": %s, \"steps_clipped\": %s, "
            "\"dice_weight\": %.9g, \"class_weights\": %s, \"pos_weight\": %.9g, "
-           "\"label_smoothing\": %.9g%s}\n",
+           "\"label_smoothing\": %.9g, \"optimizer\": \"%s\", \"momentum\": %s, "
+           "\"nesterov\": %s%s}\n",
            (long long)r->total, (long long)(trained ? r->total - r->s0 : 0), r->c->size,
            (long long)r->global, cfg->grad_accum, tl, vl, vi, vd, va, ti, tr, ip, wall, f->train_s,
            r->ops->name, cg_precision_name(r->prec), cfg->image_size, cfg->model_base,
            cfg->model_depth, r->model.nparams, cfg->grad_comm, r->grad_bytes, cn, gm, gx, gl, gc,
-           cfg->dice_weight, cws, cfg->pos_weight, cfg->label_smoothing, extra ? extra : "");
+           cfg->dice_weight, cws, cfg->pos_weight, cfg->label_smoothing, cfg->optimizer, mom,
+           sgd && cfg->nesterov ? "true" : "false", extra ? extra : "");
   free(extra);
   free(cws);
   const int rc = cg_afile_save(cfg->metrics_out, json, strlen(json), err, sizeof err);
