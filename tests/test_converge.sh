@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Convergence: a small UNet (base 8, depth 3) on 64x64 synthetic data, 2 ranks x batch 8,
 # 300 steps, must reach validation IoU >= 0.80 with each optimizer: AdamW at lr 3e-3, and SGD
-# as the segmentation recipe trains (--optimizer sgd --momentum 0.9 --nesterov --lr 0.05
+# as the segmentation recipe trains (--optimizer sgd --momentum 0.9 --nesterov on --lr 0.05
 # --lr-schedule poly; 0.88 here) (about 20 s each on 2 cores).
 set -euo pipefail
 BIN=$1; MPIRUN="$2 --oversubscribe --bind-to none"; BUILD=$3
@@ -25,4 +25,4 @@ sys.exit(0 if m["val_iou"] >= 0.80 else 1)
 PY
 }
 converge adamw --lr 3e-3
-converge sgd --optimizer sgd --momentum 0.9 --nesterov --lr 0.05 --lr-schedule poly
+converge sgd --optimizer sgd --momentum 0.9 --nesterov on --lr 0.05 --lr-schedule poly

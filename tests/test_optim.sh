@@ -53,11 +53,12 @@
 #     and 1 rank x 4 x 2 micro-batches equal 1 x 8 within 1e-5; the banner, the metrics JSON and
 #     `inspect` say it; a checkpoint of step 4 resumed with --resume DIR alone to 8 is bitwise
 #     the uninterrupted run (the momentum buffer is stored); another --momentum on a resume gets
-#     a notice, another --optimizer is refused (exit 2, pointing to --init-from), and
+#     a notice (so does --nesterov off with --momentum 0), another --optimizer is refused (exit 2,
+#     pointing to --init-from; no notice of going on is printed before a refusal), and
 #     --init-from an SGD checkpoint may train with AdamW;
 # 14. usage errors (exit 2, naming the flag): an AdamW flag with sgd (--beta1, --eps), an SGD
-#     flag with adamw (--momentum, --nesterov), --nesterov with momentum 0, momentum 1, an
-#     unknown optimizer.
+#     flag with adamw (--momentum, --nesterov), --nesterov with momentum 0, momentum 1 or 0 as a
+#     float, an unknown optimizer.
 set -uo pipefail
 BIN=$1; MPIRUN="$2 --oversubscribe --bind-to none"; BUILD=$3
 CMP=$BUILD/tests/cg_cmp_params
@@ -300,7 +301,7 @@ bad ls0f "--label-smoothing: 1e-50 is 0 as a float" --num-classes 4 --label-smoo
 bad lsn "--label-smoothing: -0.1 is out of range" --num-classes 4 --label-smoothing -0.1
 
 # ---- 13. SGD ----
-SGD="--optimizer sgd --lr 0.05 --momentum 0.9 --nesterov --weight-decay 5e-4"
+SGD="--optimizer sgd --lr 0.05 --momentum 0.9 --nesterov on --weight-decay 5e-4"
 run sgd 0 $MPIRUN -np 1 $BIN $COMMON $SGD --steps 8 --batch 8 --params-out $T/sgd.bin \
     --metrics-out $T/sgd.json
 run sgd2 0 $MPIRUN -np 2 $BIN $COMMON $SGD --steps 8 --batch 4 --params-out $T/sgd2.bin
@@ -311,7 +312,7 @@ run sgd0 0 $MPIRUN -np 1 $BIN $COMMON --optimizer sgd --lr 0.05 --momentum 0 --w
 same_params sgd2 sgd 1e-5 "--optimizer sgd: 2 ranks x batch 4 vs 1 x 8"
 same_params sgda sgd 1e-5 "--optimizer sgd: 1 rank x batch 4 x 2 micro-batches vs 1 x 8"
 differs sgd plain "--optimizer sgd (vs AdamW)"
-differs sgd sgd0 "--optimizer sgd --momentum 0.9 --nesterov (vs momentum 0)"
+differs sgd sgd0 "--optimizer sgd --momentum 0.9 --nesterov on (vs momentum 0)"
 want sgd "optimizer: SGD, lr 0.05, momentum 0.9 (Nesterov), weight decay 0.0005 (L2, added to the \
 gradient)"
 want plain "optimizer: AdamW, lr 0.001, betas 0.9/0.999, eps 1e-08, weight decay 0.0001 (decoupled)"
@@ -329,6 +330,15 @@ $BIN inspect $T/cks/ckpt-0000000004.cgck > $T/sgdi.log 2>&1
 want sgdi "optimizer:     SGD, momentum 0.9 (Nesterov), 4 steps, last lr 0.05"
 run sgd9 0 $MPIRUN -np 1 $BIN train --resume $T/cks --steps 9 --momentum 0.5 --progress off
 want sgd9 "resume: --momentum 0.5 (the checkpoint has 0.9): the run goes on with the new value"
+# Nesterov turned off to go on with momentum 0; a refused resume prints no notice of going on
+run sgd10 0 $MPIRUN -np 1 $BIN train --resume $T/cks --steps 10 --momentum 0 --nesterov off \
+    --progress off
+want sgd10 "resume: --nesterov off (the checkpoint has on): the run goes on with the new value"
+run sgd11 2 $MPIRUN -np 1 $BIN train --resume $T/cks --steps 11 --momentum 0.5 --beta1 0.8 \
+    --progress off
+want sgd11 "--beta1: for --optimizer adamw"
+grep -q "goes on" $T/sgd11.log && { echo "FAIL sgd11: a notice of going on before the refusal"
+  fail=1; }
 run sgdadam 2 $MPIRUN -np 1 $BIN train --resume $T/cks --steps 9 --optimizer adamw \
     --progress off
 want sgdadam "--optimizer: the checkpoint has sgd, the command line adamw; a resumed run cannot \
@@ -343,9 +353,11 @@ want sgdinit "optimizer: AdamW"
 bad ob1 "--beta1: for --optimizer adamw; this run uses --optimizer sgd" --optimizer sgd --beta1 0.8
 bad oeps "--eps: for --optimizer adamw" --optimizer sgd --eps 1e-6
 bad omom "--momentum: for --optimizer sgd; this run uses --optimizer adamw" --momentum 0.5
-bad onest "--nesterov: for --optimizer sgd" --nesterov
-bad onest0 "--nesterov: needs --momentum above 0" --optimizer sgd --momentum 0 --nesterov
-bad omom1 "--momentum: must be below 1" --optimizer sgd --momentum 1
+bad onest "--nesterov: for --optimizer sgd" --nesterov on
+bad onest0 "--nesterov: needs --momentum above 0" --optimizer sgd --momentum 0 --nesterov on
+bad omom1f "--momentum: 0.999999999 is 1 or more as a float" --optimizer sgd --momentum 0.999999999
+bad omom0f "--momentum: 1e-50 is 0 as a float" --optimizer sgd --momentum 1e-50
+bad omom1 "--momentum: 1 is 1 or more as a float" --optimizer sgd --momentum 1
 bad oadam "--optimizer: 'adam' is not one of adamw|sgd" --optimizer adam
 
 # ---- 11. --check-data's class report ----

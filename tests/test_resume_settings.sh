@@ -13,7 +13,8 @@
 #     2026-12-05 stored an empty --val-data), with a notice; an old synthetic checkpoint
 #     resumes; this build's --val-data = --data stays so; a relative --data is kept absolute;
 #     a setting those builds did not store, given with another value than their default: a
-#     NOTICE one (--clip-grad-norm) is said, a refused one (--optimizer sgd) refused;
+#     NOTICE one (--clip-grad-norm) is said, a refused one (--optimizer sgd) refused, also
+#     against a format-3 checkpoint that stores no settings (its run trained AdamW);
 #  5. a number is stored and shown in its shortest text (--lr 0.05, not 0.050000000000000003);
 #     an old %.17g one reads as the same value (no notice for the same --lr).
 set -uo pipefail
@@ -184,6 +185,25 @@ oldify $T/oopt/ckpt-0000000020.cgck
 refused nopt "--optimizer: the checkpoint's build did not store it: it ran with the default, \
 adamw; the command line has sgd, and a resumed run cannot change it" \
   $MPIRUN -np 1 $BIN train --resume $T/oopt --steps 22 --optimizer sgd
+# ... and a checkpoint of format 3, which stores no settings at all (its run trained AdamW)
+cp -r $T/ck $T/v3
+rm -f $T/v3/ckpt-0000000030.cgck $T/v3/ckpt-0000000040.cgck
+python3 - "$T/v3/ckpt-0000000020.cgck" <<'PY' || fail=1
+import struct, sys, zlib
+p = sys.argv[1]
+b = bytearray(open(p, "rb").read())
+sb = struct.unpack("<I", b[196:200])[0]
+b = b[:len(b) - sb]                      # no settings trailer
+struct.pack_into("<I", b, 8, 3)          # format version 3
+b[196:252] = bytes(56)                   # its reserved bytes
+struct.pack_into("<I", b, 252, zlib.crc32(bytes(b[:252])))
+open(p, "wb").write(bytes(b))
+PY
+refused v3sgd "--optimizer: the checkpoint (written by a build that stored no settings) trained \
+20 steps with adamw; the command line has sgd" \
+  $MPIRUN -np 1 $BIN $FLAGS --resume $T/v3/ckpt-0000000020.cgck --steps 22 --optimizer sgd
+run v3adamw $MPIRUN -np 1 $BIN $FLAGS --resume $T/v3/ckpt-0000000020.cgck --steps 22
+want v3adamw "resumed from $T/v3/ckpt-0000000020.cgck: step 20"
 # a run of this build that validates on its training data (--val-data = --data) keeps doing so
 run same $MPIRUN -np 2 $BIN ${REAL/--val-fraction 0.25/} --val-data $T/pngs \
   --checkpoint-dir $T/same --checkpoint-every 8

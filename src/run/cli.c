@@ -14,6 +14,7 @@
 #include "cgds.h"     // cg_cgds_label_map: the map a shard --data was packed with
 #include "fit.h"      // CG_CROP_SCALE_MAX: --crop-scale's range
 #include "labelmap.h" // cg_labelmap_parse: --label-map read once, its table kept
+#include "log.h"      // cg_malloc: the defaults beside a config
 #include "opts.h"   // cg_opts_*: the engine: parse, range checks, messages, --help lines
 #include "path.h"   // cg_path_abs: --data and --val-data independent of the working directory
 #include "png_io.h" // CG_PNG_DEFAULT_MAX_PIXELS: the --max-image-pixels default
@@ -153,7 +154,7 @@ static const cg_opt_t g_opts[] = {
     CG_OPT_ROW_NUM(DBL, "momentum", O(momentum), 0, 1, C_TRAIN, "M",
         "--optimizer sgd: momentum, in [0, 1) (PyTorch's SGD default is 0; segmentation "
         "recipes use 0.9)"),
-    CG_OPT_ROW_FLAG("nesterov", O(nesterov), C_TRAIN,
+    CG_OPT_ROW_ONOFF("nesterov", O(nesterov), C_TRAIN,
         "--optimizer sgd: Nesterov momentum, as SGD(nesterov=True); needs --momentum above 0"),
     CG_OPT_ROW_NUM(DBL, "dice-weight", O(dice_weight), 0, 100, C_TRAIN, "W",
         "the loss: cross-entropy (binary: BCE-with-logits) + W x soft Dice, per sample; 0 = "
@@ -811,24 +812,36 @@ static int check_loss_flags(cg_config_t *cfg, char *err, size_t errlen) {
 /* --optimizer and the flags of each: another optimizer's flag away from its default is refused
  * (it would do nothing); known on a resume once the settings are merged. */
 static int check_optimizer(cg_config_t *cfg, char *err, size_t errlen) {
-  if (cfg->beta1 >= 1.0 || cfg->beta2 >= 1.0 || cfg->momentum >= 1.0) {
-    snprintf(err, errlen, "--%s: must be below 1",
-             cfg->beta1 >= 1.0 ? "beta1" : cfg->beta2 >= 1.0 ? "beta2" : "momentum");
+  if (cfg->beta1 >= 1.0 || cfg->beta2 >= 1.0) {
+    snprintf(err, errlen, "--%s: must be below 1", cfg->beta1 >= 1.0 ? "beta1" : "beta2");
+    return -1;
+  }
+  /* the backends take it as a float: 1 - 1e-9 would be 1 there, 1e-50 would be 0 */
+  const float mu = (float)cfg->momentum;
+  if (mu >= 1.0f || (cfg->momentum > 0 && mu < FLT_MIN)) {
+    snprintf(err, errlen, "--momentum: %.9g is %s as a float: give 0 or a value in [%g, 1)",
+             cfg->momentum, mu >= 1.0f ? "1 or more" : "0", (double)FLT_MIN);
     return -1;
   }
   if (!settings_known(cfg)) return 0;
   const int sgd = !strcmp(cfg->optimizer, "sgd");
-  const char *other = sgd ? (cfg->beta1 != 0.9 ? "beta1" : cfg->beta2 != 0.999 ? "beta2"
-                             : cfg->eps != 1e-8 ? "eps" : NULL)
-                          : (cfg->momentum != 0.9 ? "momentum" : cfg->nesterov ? "nesterov"
-                             : NULL);
+  cg_config_t *def = cg_malloc(sizeof *def, "default settings");
+  cg_cli_defaults(def);
+  const char *other = sgd ? (cfg->beta1 != def->beta1   ? "beta1"
+                             : cfg->beta2 != def->beta2 ? "beta2"
+                             : cfg->eps != def->eps     ? "eps"
+                                                        : NULL)
+                          : (cfg->momentum != def->momentum   ? "momentum"
+                             : cfg->nesterov != def->nesterov ? "nesterov"
+                                                              : NULL);
+  free(def);
   if (other) {
     snprintf(err, errlen, "--%s: for --optimizer %s; this run uses --optimizer %s%s", other,
              sgd ? "adamw" : "sgd", cfg->optimizer,
              sgd ? " (its one hyperparameter besides --lr and --weight-decay is --momentum)" : "");
     return -1;
   }
-  if (sgd && cfg->nesterov && (float)cfg->momentum <= 0.0f) {
+  if (sgd && cfg->nesterov && mu <= 0.0f) {
     snprintf(err, errlen, "--nesterov: needs --momentum above 0 (as torch.optim.SGD)");
     return -1;
   }

@@ -175,12 +175,12 @@ static void say_source(const char *path, const cg_ckpt_info_t *in, const cg_mode
     printf("init-from: the weights of %s (step %lld; base %d, depth %d, %d class(es)%s)\n", path,
            (long long)in->step, sm->base, sm->depth, sm->nclass, val);
   if (sm->nclass == nclass)
-    printf("init-from: every layer from it, the head too; AdamW, the step count and the "
-           "schedule start afresh\n");
+    printf("init-from: every layer from it, the head too; the optimizer's state, the step count "
+           "and the schedule start afresh\n");
   else
     printf("init-from: every layer but the head from it; the head is new (%d class(es), it has "
-           "%d), initialised as a fresh run's; AdamW, the step count and the schedule start "
-           "afresh\n", nclass, sm->nclass);
+           "%d), initialised as a fresh run's; the optimizer's state, the step count and the "
+           "schedule start afresh\n", nclass, sm->nclass);
   fflush(stdout);
 }
 

@@ -169,6 +169,13 @@ int cg_settings_add(char *json, size_t len, const char *key, const char *value) 
   return 0;
 }
 
+/* The refusal's hint for --optimizer: how to go on from the weights with another one. */
+static const char *optimizer_hint(const char *name) {
+  return strcmp(name, "optimizer") ? ""
+                                   : ": --init-from takes its weights, the optimizer's state "
+                                     "starts afresh";
+}
+
 /* A setting the checkpoint's build did not know (added since), given on the command line with
  * another value than the default that build ran with: a NOTICE one is said as a changed one is
  * (out: NULL = quiet); a REFUSED one is refused as a changed one is (-1 with the message in
@@ -177,6 +184,9 @@ static int check_unstored(FILE *out, const cg_opt_t *o, const cg_opts_set_t *set
                           const cg_config_t *cfg, rule_t rule, char *err, size_t errlen) {
   if ((rule != NOTICE && rule != REFUSED) || !cg_opts_given(set, cfg->argc, cfg->argv, o->name))
     return 0;
+  /* builds without --crop-scale cropped inside the centred square, which is no value of it:
+   * cg_settings_apply says so, and the run takes the flag as those builds took none */
+  if (!strcmp(o->name, "crop-scale")) return 0;
   cg_config_t *def = cg_malloc(sizeof *def, "default settings");
   cg_cli_defaults(def);
   char now[CG_SETTING_MAX + 8], was[CG_SETTING_MAX + 8];
@@ -187,8 +197,8 @@ static int check_unstored(FILE *out, const cg_opt_t *o, const cg_opts_set_t *set
   if (rule == REFUSED) {
     snprintf(err, errlen, "--%s: the checkpoint's build did not store it: it ran with the "
              "default, %.300s; the command line has %.300s, and a resumed run cannot change it "
-             "(leave the flag out, or start a new run with another --checkpoint-dir)", o->name,
-             was[0] ? was : "none", now);
+             "(leave the flag out, or start a new run with another --checkpoint-dir%s)", o->name,
+             was[0] ? was : "none", now, optimizer_hint(o->name));
     return -1;
   }
   if (out)
@@ -209,6 +219,13 @@ int cg_settings_apply(cg_config_t *cfg, const char *json, FILE *out, char *err, 
   }
   const cg_opts_set_t set = cg_cli_opts(CG_CMD_TRAIN, cfg);
   int rc = 0;
+  /* the notices go out only when the merged settings pass the checks: a refused resume says
+   * nothing of a run that "goes on" */
+  FILE *const said = out;
+  char *nbuf = NULL;
+  size_t nlen = 0;
+  FILE *nf = said ? open_memstream(&nbuf, &nlen) : NULL;
+  if (nf) out = nf;
   /* Settings without "settings-format" (builds before 2026-12-05) stored an empty --val-data as
    * the text of the setting before it, --data. With synthetic data --val-data was ignored, so
    * it is read as none. With files, a checkpoint naming one source for both is read as none
@@ -274,9 +291,7 @@ int cg_settings_apply(cg_config_t *cfg, const char *json, FILE *out, char *err, 
       if (kStored[i].rule == REFUSED) {
         snprintf(err, errlen, "--%s: the checkpoint has %.300s, the command line %.300s; a "
                  "resumed run cannot change it (leave the flag out, or start a new run with "
-                 "another --checkpoint-dir%s)", o->name, stored, now,
-                 !strcmp(o->name, "optimizer") ? ": --init-from takes its weights, the "
-                 "optimizer's state starts afresh" : "");
+                 "another --checkpoint-dir%s)", o->name, stored, now, optimizer_hint(o->name));
         rc = -1;
       } else if (out && !(!strcmp(o->name, "epochs") && cfg->steps > 0)) { /* --steps rules */
         fprintf(out, "resume: --%s %s (the checkpoint has %s): the run goes on with the new "
@@ -290,13 +305,19 @@ int cg_settings_apply(cg_config_t *cfg, const char *json, FILE *out, char *err, 
   cg_json_free(j);
   cfg->merged = 1;
   if (!rc && cg_cli_check(cfg, err, errlen) != 0) rc = -1;
+  if (nf) {
+    fclose(nf);
+    if (!rc && nbuf) fputs(nbuf, said);
+    free(nbuf);
+  }
   return rc;
 }
 
 /* Rank 0: the settings of the checkpoint --resume names ("" when none: no checkpoint yet, an
  * invalid one (the run set-up reports it), or version <= 3) and its global batch (*global, 0
  * when none). 1 when it found a valid one. */
-static int find_settings(const cg_config_t *cfg, char *settings, int *is_dir, int64_t *global) {
+static int find_settings(const cg_config_t *cfg, char *settings, int *is_dir, int64_t *global,
+                         int64_t *opt_t) {
   settings[0] = 0;
   const int latest = !strcmp(cfg->resume, CG_RESUME_LATEST);
   const char *src = latest ? cfg->checkpoint_dir : cfg->resume;
@@ -312,6 +333,7 @@ static int find_settings(const cg_config_t *cfg, char *settings, int *is_dir, in
                                CG_CKPT_OK;
   if (ok) memcpy(settings, in->settings, CG_CKPT_SETTINGS_MAX);
   *global = ok ? (int64_t)in->ranks * in->batch : 0;
+  *opt_t = ok ? in->opt_t : 0;
   free(in);
   return ok;
 }
@@ -360,10 +382,11 @@ int cg_settings_resume(cg_config_t *cfg, cg_comm_t *c) {
   if (!cfg->resume[0]) return 0;
   char *settings = cg_malloc(CG_CKPT_SETTINGS_MAX, "checkpoint settings");
   int is_dir = 0;
-  int64_t global = 0;
-  if (c->rank == 0) cfg->resume_found = find_settings(cfg, settings, &is_dir, &global);
+  int64_t global = 0, opt_t = 0;
+  if (c->rank == 0) cfg->resume_found = find_settings(cfg, settings, &is_dir, &global, &opt_t);
   CG_CHECK_MPI(MPI_Bcast(settings, CG_CKPT_SETTINGS_MAX, MPI_CHAR, 0, c->world));
   CG_CHECK_MPI(MPI_Bcast(&global, 1, MPI_INT64_T, 0, c->world));
+  CG_CHECK_MPI(MPI_Bcast(&opt_t, 1, MPI_INT64_T, 0, c->world));
   CG_CHECK_MPI(MPI_Bcast(&is_dir, 1, MPI_INT, 0, c->world));
   CG_CHECK_MPI(MPI_Bcast(&cfg->resume_found, 1, MPI_INT, 0, c->world));
   FILE *out = c->rank == 0 ? stdout : NULL;
@@ -393,6 +416,15 @@ int cg_settings_resume(cg_config_t *cfg, cg_comm_t *c) {
   } else { /* nothing to take back: the command line alone, checked as a whole now */
     cfg->merged = 1;
     rc = cg_cli_check(cfg, err, sizeof err);
+    /* a checkpoint without settings (format 3 and before) that trained ran AdamW; one of step
+     * 0 (import) holds no optimizer state */
+    if (!rc && cfg->resume_found && opt_t > 0 && strcmp(cfg->optimizer, "adamw")) {
+      snprintf(err, sizeof err, "--optimizer: the checkpoint (written by a build that stored no "
+               "settings) trained %lld steps with adamw; the command line has %s, and a resumed "
+               "run cannot change it (leave the flag out, or start a new run%s)",
+               (long long)opt_t, cfg->optimizer, optimizer_hint("optimizer"));
+      rc = -1;
+    }
   }
   free(settings);
   /* cg_cli_check reads the --label-map file on each rank: a failure on one is every rank's */
