@@ -1106,11 +1106,12 @@ void run_loss(cg_backend_t *b, int slot, int dq, int grad) {
   if (b->nclass > 1)
     cg_k_loss_k(b->dt, act_at(b, lt, p, CG_DP_R), b->d_y[slot], b->d_wt[slot], b->n, hw,
                 b->nclass, b->ign, b->cfg.dice_weight, b->d_cw, b->cfg.label_smoothing,
-                b->d_scaler, dz, loss_ptr(b, dq), b->d_pred[dq], b->d_loss_work, b->s_comp);
+                b->cfg.focal_gamma, b->d_scaler, dz, loss_ptr(b, dq), b->d_pred[dq],
+                b->d_loss_work, b->s_comp);
   else /* ign < 0: exactly cg_k_loss */
     cg_k_loss_ign(b->dt, act_at(b, lt, p, CG_DP_R), b->d_y[slot], b->d_wt[slot], b->n, hw,
-                  b->ign, b->cfg.dice_weight, b->pos_w, b->d_scaler, dz, loss_ptr(b, dq),
-                  b->d_pred[dq], b->d_loss_work, b->s_comp);
+                  b->ign, b->cfg.dice_weight, b->pos_w, b->cfg.focal_gamma, b->d_scaler, dz,
+                  loss_ptr(b, dq), b->d_pred[dq], b->d_loss_work, b->s_comp);
 }
 
 /* A timed event on the compute stream. In a capture a plain record only orders streams; an

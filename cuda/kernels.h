@@ -173,7 +173,8 @@ void cg_k_unpack_grad_cpad(cg_dtype_t dt, const void *d_g, int k, int rs, int c,
 /* BCE-with-logits + soft Dice, exactly as cg_cpu_loss (src/model/cpu_layers.h): logits (dt, n x hw,
  * one channel, dense), masks uint8 0/1, weights fp32, dice_w >= 0 the Dice term's weight
  * (--dice-weight; 1 = the reference loss), pos_weight a foreground pixel's BCE factor
- * (--pos-weight, torch's pos_weight; 1 = none, bitwise). Writes:
+ * (--pos-weight, torch's pos_weight; 1 = none, bitwise), focal the focal loss's gamma (each
+ * pixel's BCE term times (1 - p_t)^focal, cg_loss_opt_t.focal; 0 = none, bitwise). Writes:
  *   d_loss[0]   (double) sum_i weight[i] * (BCE_i + dice_w Dice_i)
  *   d_dlogits   (dt) gradient of that sum times the loss scale (d_scaler->scale; pass NULL for 1);
  *               nullable (eval steps); weight-0 samples get exactly 0
@@ -182,14 +183,15 @@ void cg_k_unpack_grad_cpad(cg_dtype_t dt, const void *d_g, int k, int rs, int c,
  * d_work: cg_k_loss_work_bytes(n, hw) bytes of scratch. */
 size_t cg_k_loss_work_bytes(int n, int64_t hw);
 void cg_k_loss(cg_dtype_t dt, const void *d_logits, const uint8_t *d_mask, const float *d_weight,
-               int n, int64_t hw, float dice_w, float pos_weight, const cg_scaler_t *d_scaler,
-               void *d_dlogits, double *d_loss, uint8_t *d_pred, void *d_work, cudaStream_t s);
+               int n, int64_t hw, float dice_w, float pos_weight, float focal,
+               const cg_scaler_t *d_scaler, void *d_dlogits, double *d_loss, uint8_t *d_pred,
+               void *d_work, cudaStream_t s);
 /* The same with an ignore label (cg_cpu_loss_k with K = 1): pixels whose mask is `ignore` are
  * left out of both terms (the BCE mean is over the others) and get exactly 0 gradient; their
  * prediction is still written. ignore = -1 is cg_k_loss, the same kernels bit for bit. */
 void cg_k_loss_ign(cg_dtype_t dt, const void *d_logits, const uint8_t *d_mask,
                    const float *d_weight, int n, int64_t hw, int ignore, float dice_w,
-                   float pos_weight, const cg_scaler_t *d_scaler, void *d_dlogits,
+                   float pos_weight, float focal, const cg_scaler_t *d_scaler, void *d_dlogits,
                    double *d_loss, uint8_t *d_pred, void *d_work, cudaStream_t s);
 
 /* K >= 2 classes: softmax cross-entropy + class-averaged soft Dice, exactly as cg_cpu_loss_k
@@ -197,7 +199,9 @@ void cg_k_loss_ign(cg_dtype_t dt, const void *d_logits, const uint8_t *d_mask,
  * pixels whose mask is `ignore` (-1: none) left out of both terms, weights fp32, dice_w as
  * cg_k_loss's, d_cw the nclass class weights of the CE terms (device fp32, --class-weights:
  * torch's weight=; NULL = none, bitwise), smooth the CE's label smoothing in [0, 1)
- * (--label-smoothing: torch's label_smoothing=; 0 = none, bitwise). Writes:
+ * (--label-smoothing: torch's label_smoothing=; 0 = none, bitwise), focal the focal loss's gamma
+ * (--focal-gamma: a pixel's CE term times (1 - p_y)^focal; 0 = none, bitwise; not with smooth).
+ * Writes:
  *   d_loss[0]   (double) sum_i weight[i] * (CE_i + dice_w Dice_i)
  *   d_dlogits   (dt, n x hw x nclass) gradient of that sum times the loss scale (d_scaler,
  *               NULL for 1); nullable; ignore pixels and weight-0 samples get exactly 0
@@ -207,8 +211,8 @@ void cg_k_loss_ign(cg_dtype_t dt, const void *d_logits, const uint8_t *d_mask,
 size_t cg_k_loss_k_work_bytes(int n, int64_t hw, int nclass);
 void cg_k_loss_k(cg_dtype_t dt, const void *d_logits, const uint8_t *d_mask,
                  const float *d_weight, int n, int64_t hw, int nclass, int ignore, float dice_w,
-                 const float *d_cw, float smooth, const cg_scaler_t *d_scaler, void *d_dlogits,
-                 double *d_loss, uint8_t *d_pred, void *d_work, cudaStream_t s);
+                 const float *d_cw, float smooth, float focal, const cg_scaler_t *d_scaler,
+                 void *d_dlogits, double *d_loss, uint8_t *d_pred, void *d_work, cudaStream_t s);
 
 /* Test only (the backend's fault_nan_step): d_loss[0] and the first element of the loss
  * gradient d_dlogit (dt) become NaN; one thread. */

@@ -27,6 +27,24 @@ constexpr int kBlock = 256;        /* power of two: the reduction tree halves it
 constexpr int kMaxChunks = 64;     /* per sample */
 constexpr int64_t kChunkPix = 4096;
 
+/* The focal loss (gamma > 0): a pixel's CE/BCE term times (1 - q)^gamma, q = p_t, omq = 1 - q
+ * without cancellation; the gradient's factor F of cg_focal_grad (src/model/cpu_layers.h), the
+ * same expressions. */
+__device__ __forceinline__ double focal_factor(double omq, double gamma) {
+  return pow(omq, gamma);
+}
+__device__ __forceinline__ double focal_grad(double q, double omq, double ce, double gamma) {
+  return omq > 0.0 ? pow(omq, gamma - 1.0) * (omq + gamma * q * ce) : 0.0;
+}
+
+/* Binary: 1 - q and q for a pixel of mask y from the sigmoid p and e = exp(-|z|). */
+__device__ __forceinline__ void focal_q(double z, double y, double e, double p, double *q,
+                                        double *omq) {
+  const double pm = z >= 0.0 ? e / (1.0 + e) : 1.0 / (1.0 + e); /* 1 - p */
+  *q = y != 0.0 ? p : pm;
+  *omq = y != 0.0 ? pm : p;
+}
+
 /* sigmoid(z) and e = exp(-|z|), in the form of cg_cpu_loss: e never overflows. */
 __device__ __forceinline__ double sigmoid_e(double z, double *e_out) {
   const double e = exp(-fabs(z));
@@ -41,7 +59,7 @@ __device__ __forceinline__ double sigmoid_e(double z, double *e_out) {
 template <typename T, bool IGN>
 __global__ void loss_partial_kernel(const T *logits, const uint8_t *mask, int64_t hw,
                                     int64_t chunk, int nchunks, int ign, double pw,
-                                    double *partial, uint8_t *pred) {
+                                    double gamma, double *partial, uint8_t *pred) {
   constexpr int NQ = IGN ? 5 : 4;
   __shared__ double red[NQ][kBlock];
   const int i = blockIdx.y, j = blockIdx.x, t = threadIdx.x;
@@ -59,7 +77,14 @@ __global__ void loss_partial_kernel(const T *logits, const uint8_t *mask, int64_
     const double z = zf, y = mask[base + p] ? 1.0 : 0.0;
     double e;
     const double pr = sigmoid_e(z, &e);
-    sb += (y != 0.0 ? pw : 1.0) * ((z > 0.0 ? z : 0.0) - z * y + log1p(e));
+    if (gamma > 0.0) { /* focal; else the expression of builds without it */
+      double q, omq;
+      focal_q(z, y, e, pr, &q, &omq);
+      const double bce = (z > 0.0 ? z : 0.0) - z * y + log1p(e);
+      sb += (y != 0.0 ? pw : 1.0) * (focal_factor(omq, gamma) * bce);
+    } else {
+      sb += (y != 0.0 ? pw : 1.0) * ((z > 0.0 ? z : 0.0) - z * y + log1p(e));
+    }
     sp += pr;
     sy += y;
     spy += pr * y;
@@ -117,7 +142,7 @@ __global__ void loss_finalize_kernel(const double *partial, int n, int nchunks, 
 template <typename T, bool IGN>
 __global__ void loss_grad_kernel(const T *logits, const uint8_t *mask, const float *weight,
                                  int64_t hw, int ign, const double *sums, double dw, double pw,
-                                 const cg_scaler_t *scaler, T *dlogits) {
+                                 double gamma, const cg_scaler_t *scaler, T *dlogits) {
   constexpr int NQ = IGN ? 5 : 4;
   const int i = blockIdx.y;
   const int64_t base = (int64_t)i * hw;
@@ -136,9 +161,19 @@ __global__ void loss_grad_kernel(const T *logits, const uint8_t *mask, const flo
       const double z = to_f(logits[base + p]), y = mask[base + p] ? 1.0 : 0.0;
       double e;
       const double pr = sigmoid_e(z, &e);
-      /* BCE (p - y)/hw (y = 1: times pw); Dice (num - 2 y den)/den^2 * p(1-p), times dw */
-      const double d = (y != 0.0 ? pw : 1.0) * (pr - y) * inv_hw +
-                       dw * ((num - 2.0 * y * den) * inv_den2 * pr * (1.0 - pr));
+      /* BCE (p - y)/hw (y = 1: times pw; focal: times F); Dice (num - 2 y den)/den^2 *
+       * p(1-p), times dw */
+      double d;
+      if (gamma > 0.0) {
+        double q, omq;
+        focal_q(z, y, e, pr, &q, &omq);
+        const double bce = (z > 0.0 ? z : 0.0) - z * y + log1p(e);
+        d = (y != 0.0 ? pw : 1.0) * (focal_grad(q, omq, bce, gamma) * (pr - y)) * inv_hw +
+            dw * ((num - 2.0 * y * den) * inv_den2 * pr * (1.0 - pr));
+      } else {
+        d = (y != 0.0 ? pw : 1.0) * (pr - y) * inv_hw +
+            dw * ((num - 2.0 * y * den) * inv_den2 * pr * (1.0 - pr));
+      }
       g = (float)(sc * d);
     }
     dlogits[base + p] = from_f<T>(g);
@@ -150,9 +185,9 @@ cg_chunk_plan_t loss_plan(int64_t hw) { return cg_chunk_plan(hw, kChunkPix, kMax
 
 template <typename T, bool IGN>
 void loss_launch(const void *d_logits, const uint8_t *d_mask, const float *d_weight, int n,
-                 int64_t hw, int ign, float dice_w, float pos_w, const cg_scaler_t *d_scaler,
-                 void *d_dlogits, double *d_loss, uint8_t *d_pred, double *work,
-                 cudaStream_t s) {
+                 int64_t hw, int ign, float dice_w, float pos_w, float focal,
+                 const cg_scaler_t *d_scaler, void *d_dlogits, double *d_loss, uint8_t *d_pred,
+                 double *work, cudaStream_t s) {
   constexpr int NQ = IGN ? 5 : 4;
   const cg_chunk_plan_t q = loss_plan(hw);
   double *partial = work;
@@ -160,7 +195,7 @@ void loss_launch(const void *d_logits, const uint8_t *d_mask, const float *d_wei
   double *terms = sums + (size_t)n * NQ;
   const T *logits = static_cast<const T *>(d_logits);
   loss_partial_kernel<T, IGN><<<dim3(q.nchunks, n), kBlock, 0, s>>>(
-      logits, d_mask, hw, q.chunk, q.nchunks, ign, (double)pos_w, partial, d_pred);
+      logits, d_mask, hw, q.chunk, q.nchunks, ign, (double)pos_w, (double)focal, partial, d_pred);
   CG_CHECK_LAUNCH("loss_partial_kernel");
   loss_finalize_kernel<IGN><<<1, kBlock, 0, s>>>(partial, n, q.nchunks, hw, d_weight,
                                                  (double)dice_w, sums, terms, d_loss);
@@ -169,8 +204,8 @@ void loss_launch(const void *d_logits, const uint8_t *d_mask, const float *d_wei
     int64_t gx = (hw + kBlock - 1) / kBlock;
     if (gx > 1024) gx = 1024;
     loss_grad_kernel<T, IGN><<<dim3((unsigned)gx, n), kBlock, 0, s>>>(
-        logits, d_mask, d_weight, hw, ign, sums, (double)dice_w, (double)pos_w, d_scaler,
-        static_cast<T *>(d_dlogits));
+        logits, d_mask, d_weight, hw, ign, sums, (double)dice_w, (double)pos_w, (double)focal,
+        d_scaler, static_cast<T *>(d_dlogits));
     CG_CHECK_LAUNCH("loss_grad_kernel");
   }
 }
@@ -187,17 +222,19 @@ size_t cg_k_loss_work_bytes(int n, int64_t hw) {
 }
 
 void cg_k_loss(cg_dtype_t dt, const void *d_logits, const uint8_t *d_mask, const float *d_weight,
-               int n, int64_t hw, float dice_w, float pos_weight, const cg_scaler_t *d_scaler,
-               void *d_dlogits, double *d_loss, uint8_t *d_pred, void *d_work, cudaStream_t s) {
-  cg_k_loss_ign(dt, d_logits, d_mask, d_weight, n, hw, -1, dice_w, pos_weight, d_scaler,
+               int n, int64_t hw, float dice_w, float pos_weight, float focal,
+               const cg_scaler_t *d_scaler, void *d_dlogits, double *d_loss, uint8_t *d_pred,
+               void *d_work, cudaStream_t s) {
+  cg_k_loss_ign(dt, d_logits, d_mask, d_weight, n, hw, -1, dice_w, pos_weight, focal, d_scaler,
                 d_dlogits, d_loss, d_pred, d_work, s);
 }
 
 void cg_k_loss_ign(cg_dtype_t dt, const void *d_logits, const uint8_t *d_mask,
                    const float *d_weight, int n, int64_t hw, int ignore, float dice_w,
-                   float pos_weight, const cg_scaler_t *d_scaler, void *d_dlogits,
+                   float pos_weight, float focal, const cg_scaler_t *d_scaler, void *d_dlogits,
                    double *d_loss, uint8_t *d_pred, void *d_work, cudaStream_t s) {
   CG_ASSERT(n >= 0 && n <= 65535 && hw >= 1 && dice_w >= 0.0f && pos_weight >= 0.0f);
+  CG_ASSERT(focal >= 0.0f);
   CG_ASSERT(ignore >= -1 && ignore <= 255);
   CG_ASSERT(d_loss != NULL);
   if (n == 0) {
@@ -210,13 +247,13 @@ void cg_k_loss_ign(cg_dtype_t dt, const void *d_logits, const uint8_t *d_mask,
   if (ignore < 0) {
     CG_DT_SWITCH(dt, T,
                  loss_launch<T, false>(d_logits, d_mask, d_weight, n, hw, -1, dice_w,
-                                       pos_weight, d_scaler, d_dlogits, d_loss, d_pred, work,
-                                       s));
+                                       pos_weight, focal, d_scaler, d_dlogits, d_loss, d_pred,
+                                       work, s));
   } else {
     CG_DT_SWITCH(dt, T,
                  loss_launch<T, true>(d_logits, d_mask, d_weight, n, hw, ignore, dice_w,
-                                      pos_weight, d_scaler, d_dlogits, d_loss, d_pred, work,
-                                      s));
+                                      pos_weight, focal, d_scaler, d_dlogits, d_loss, d_pred,
+                                      work, s));
   }
 }
 
@@ -291,8 +328,8 @@ __device__ __forceinline__ bool pix_valid(int y, int K, int ign) {
 template <typename T>
 __global__ void __launch_bounds__(kKBlock)
     loss_k_partial_kernel(const T *logits, const uint8_t *mask, int64_t hw, int K, int ign,
-                          const float *cw, double smooth, int64_t chunk, int nchunks,
-                          double *partial, uint8_t *pred) {
+                          const float *cw, double smooth, double gamma, int64_t chunk,
+                          int nchunks, double *partial, uint8_t *pred) {
   extern __shared__ double rows[]; /* [kKWarps][3K + 2] */
   const int i = blockIdx.y, j = blockIdx.x, t = threadIdx.x, wp = t >> 5, lane = t & 31;
   const int ncol = 3 * K + 2;
@@ -324,6 +361,12 @@ __global__ void __launch_bounds__(kKBlock)
     const double zy = valid ? (double)to_f(z[y]) : 0.0;
     const double wy = valid ? (cw ? (double)cw[y] : 1.0) : 0.0;
     double ce = valid ? wy * ((double)zmax + log(se) - zy) : 0.0;
+    if (gamma > 0.0 && valid) { /* focal: w_y (1 - p_y)^gamma CE, 1 - p_y the others' sum */
+      double om = 0.0;
+      for (int c = 0; c < K; c++)
+        if (c != y) om += exp((double)to_f(z[c]) - (double)zmax);
+      ce = wy * (focal_factor(om * inv_se, gamma) * ((double)zmax + log(se) - zy));
+    }
     if (smooth > 0.0 && valid) { /* (1 - eps) CE + eps/K sum_c w_c (-log p_c) */
       const double lse = (double)zmax + log(se);
       double u = 0.0;
@@ -396,8 +439,8 @@ __global__ void loss_k_finalize_kernel(const double *partial, int n, int K, int 
 template <typename T>
 __global__ void loss_k_grad_kernel(const T *logits, const uint8_t *mask, const float *weight,
                                    int64_t hw, int K, int ign, const float *cw, double smooth,
-                                   const double *sums, double dw, const cg_scaler_t *scaler,
-                                   T *dlogits) {
+                                   double gamma, const double *sums, double dw,
+                                   const cg_scaler_t *scaler, T *dlogits) {
   const int i = blockIdx.y;
   const int64_t base = (int64_t)i * hw;
   const float w = weight[i];
@@ -424,6 +467,15 @@ __global__ void loss_k_grad_kernel(const T *logits, const uint8_t *mask, const f
     double se = 0.0;
     for (int c = 0; c < K; c++) se += exp((double)to_f(z[c]) - (double)zmax);
     const double inv_se = 1.0 / se;
+    double fF = 1.0; /* focal: the CE part's factor F */
+    if (gamma > 0.0) {
+      double om = 0.0;
+      for (int c = 0; c < K; c++)
+        if (c != y) om += exp((double)to_f(z[c]) - (double)zmax);
+      const double zy = (double)to_f(z[y]);
+      fF = focal_grad(exp(zy - (double)zmax) * inv_se, om * inv_se, (double)zmax + log(se) - zy,
+                      gamma);
+    }
     double pa = 0.0; /* sum_k p_k a_k */
     for (int c = 0; c < K; c++) {
       const double pc = exp((double)to_f(z[c]) - (double)zmax) * inv_se;
@@ -443,7 +495,8 @@ __global__ void loss_k_grad_kernel(const T *logits, const uint8_t *mask, const f
               ? ((1.0 - smooth) * wy * (pc - t) +
                  smooth / (double)K * (wsum * pc - (cw ? (double)cw[c] : 1.0))) * inv_v +
                     dw * (pc * (a - pa))
-              : wy * (pc - t) * inv_v + dw * (pc * (a - pa));
+          : gamma > 0.0 ? wy * (fF * (pc - t)) * inv_v + dw * (pc * (a - pa))
+                        : wy * (pc - t) * inv_v + dw * (pc * (a - pa));
       g[c] = from_f<T>((float)(sc * d));
     }
   }
@@ -452,8 +505,8 @@ __global__ void loss_k_grad_kernel(const T *logits, const uint8_t *mask, const f
 template <typename T>
 void loss_k_launch(const void *d_logits, const uint8_t *d_mask, const float *d_weight, int n,
                    int64_t hw, int K, int ign, float dice_w, const float *d_cw, float smooth,
-                   const cg_scaler_t *d_scaler, void *d_dlogits, double *d_loss, uint8_t *d_pred,
-                   double *work, cudaStream_t s) {
+                   float focal, const cg_scaler_t *d_scaler, void *d_dlogits, double *d_loss,
+                   uint8_t *d_pred, double *work, cudaStream_t s) {
   const cg_chunk_plan_t q = loss_plan(hw);
   const int ncol = 3 * K + 2;
   double *partial = work;
@@ -462,7 +515,8 @@ void loss_k_launch(const void *d_logits, const uint8_t *d_mask, const float *d_w
   const T *logits = static_cast<const T *>(d_logits);
   const size_t shm = sizeof(double) * kKWarps * ncol;
   loss_k_partial_kernel<T><<<dim3(q.nchunks, n), kKBlock, shm, s>>>(
-      logits, d_mask, hw, K, ign, d_cw, (double)smooth, q.chunk, q.nchunks, partial, d_pred);
+      logits, d_mask, hw, K, ign, d_cw, (double)smooth, (double)focal, q.chunk, q.nchunks,
+      partial, d_pred);
   CG_CHECK_LAUNCH("loss_k_partial_kernel");
   loss_k_finalize_kernel<<<1, kBlock, 0, s>>>(partial, n, K, q.nchunks, d_weight,
                                               (double)dice_w, sums, terms, d_loss);
@@ -471,8 +525,8 @@ void loss_k_launch(const void *d_logits, const uint8_t *d_mask, const float *d_w
     int64_t gx = (hw + kBlock - 1) / kBlock;
     if (gx > 1024) gx = 1024;
     loss_k_grad_kernel<T><<<dim3((unsigned)gx, n), kBlock, 0, s>>>(
-        logits, d_mask, d_weight, hw, K, ign, d_cw, (double)smooth, sums, (double)dice_w, d_scaler,
-        static_cast<T *>(d_dlogits));
+        logits, d_mask, d_weight, hw, K, ign, d_cw, (double)smooth, (double)focal, sums,
+        (double)dice_w, d_scaler, static_cast<T *>(d_dlogits));
     CG_CHECK_LAUNCH("loss_k_grad_kernel");
   }
 }
@@ -489,10 +543,10 @@ size_t cg_k_loss_k_work_bytes(int n, int64_t hw, int nclass) {
 
 void cg_k_loss_k(cg_dtype_t dt, const void *d_logits, const uint8_t *d_mask,
                  const float *d_weight, int n, int64_t hw, int nclass, int ignore, float dice_w,
-                 const float *d_cw, float smooth, const cg_scaler_t *d_scaler, void *d_dlogits,
-                 double *d_loss, uint8_t *d_pred, void *d_work, cudaStream_t s) {
+                 const float *d_cw, float smooth, float focal, const cg_scaler_t *d_scaler,
+                 void *d_dlogits, double *d_loss, uint8_t *d_pred, void *d_work, cudaStream_t s) {
   CG_ASSERT(n >= 0 && n <= 65535 && hw >= 1 && nclass >= 2 && nclass <= 255 && dice_w >= 0.0f);
-  CG_ASSERT(smooth >= 0.0f && smooth < 1.0f);
+  CG_ASSERT(smooth >= 0.0f && smooth < 1.0f && focal >= 0.0f && !(smooth > 0.0f && focal > 0.0f));
   CG_ASSERT(ignore >= -1 && ignore <= 255);
   CG_ASSERT(d_loss != NULL);
   if (n == 0) {
@@ -504,5 +558,6 @@ void cg_k_loss_k(cg_dtype_t dt, const void *d_logits, const uint8_t *d_mask,
   double *work = static_cast<double *>(d_work);
   CG_DT_SWITCH(dt, T,
                loss_k_launch<T>(d_logits, d_mask, d_weight, n, hw, nclass, ignore, dice_w,
-                                d_cw, smooth, d_scaler, d_dlogits, d_loss, d_pred, work, s));
+                                d_cw, smooth, focal, d_scaler, d_dlogits, d_loss, d_pred, work,
+                                s));
 }

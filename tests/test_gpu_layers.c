@@ -1134,13 +1134,14 @@ static void test_cast_segs_all(cg_dtype_t dt) {
 /* scale <= 0: d_scaler = NULL (gradient scale 1). */
 static float g_dw = 1.0f; /* the Dice term's weight (--dice-weight) of test_loss */
 static float g_pw = 1.0f; /* BCE's pos_weight (--pos-weight) of test_loss */
+static float g_fg;        /* the focal loss's gamma (--focal-gamma) of test_loss */
 
 static void test_loss(cg_dtype_t dt, int n, int64_t hw, float scale, int with_dlogits,
                       int with_pred) {
   char name[220], tag[180];
-  snprintf(tag, sizeof tag, "%s n=%d hw=%lld scale=%g dlogits=%d pred=%d dice_w=%g pos_w=%g",
-           dt_name(dt), n, (long long)hw, scale > 0 ? scale : 1.0f, with_dlogits, with_pred, g_dw,
-           g_pw);
+  snprintf(tag, sizeof tag,
+           "%s n=%d hw=%lld scale=%g dlogits=%d pred=%d dice_w=%g pos_w=%g focal=%g", dt_name(dt),
+           n, (long long)hw, scale > 0 ? scale : 1.0f, with_dlogits, with_pred, g_dw, g_pw, g_fg);
   const size_t np = (size_t)n * hw, es = cg_dtype_size(dt);
   float *z = hnew(np), *u = hnew(np), *gref = hnew(np), *got = hnew(np), *w = hnew(n);
   float *pr = hnew(np), *pg = hnew(np);
@@ -1157,7 +1158,7 @@ static void test_loss(cg_dtype_t dt, int n, int64_t hw, float scale, int with_dl
   for (size_t j = 0; j < np; j++) pr[j] = z[j] > 0.0f ? 1.0f : 0.0f;
   const double lref =
       cg_cpu_loss(z, mask, w, n, (size_t)hw, scale > 0 ? scale : 1.0f,
-                  &(cg_loss_opt_t){g_dw, g_pw != 1.0f ? &g_pw : NULL, 0.0f}, gref, NULL);
+                  &(cg_loss_opt_t){g_dw, g_pw != 1.0f ? &g_pw : NULL, 0.0f, g_fg}, gref, NULL);
 
   void *d_z = up_dt(dt, z, np);
   uint8_t *d_mask = up_bytes(mask, np);
@@ -1170,7 +1171,8 @@ static void test_loss(cg_dtype_t dt, int n, int64_t hw, float scale, int with_dl
   const size_t wb = cg_k_loss_work_bytes(n, hw);
   void *d_work = cg_test_dnew(wb, S);
   double lgot = 0, lgot2 = 0;
-  cg_k_loss(dt, d_z, d_mask, d_w, n, hw, g_dw, g_pw, d_sc, with_dlogits ? d_dz : NULL, d_loss,
+  cg_k_loss(dt, d_z, d_mask, d_w, n, hw, g_dw, g_pw, g_fg, d_sc, with_dlogits ? d_dz : NULL,
+            d_loss,
             with_pred ? d_pred : NULL, d_work, S);
   cg_test_hget(&lgot, d_loss, sizeof(double), S);
   snprintf(name, sizeof name, "loss value %s", tag);
@@ -1196,7 +1198,7 @@ static void test_loss(cg_dtype_t dt, int n, int64_t hw, float scale, int with_dl
   }
   /* a second run gives bitwise the same loss */
   cg_test_dpoison(d_loss, sizeof(double), S);
-  cg_k_loss(dt, d_z, d_mask, d_w, n, hw, g_dw, g_pw, d_sc, NULL, d_loss, NULL, d_work, S);
+  cg_k_loss(dt, d_z, d_mask, d_w, n, hw, g_dw, g_pw, g_fg, d_sc, NULL, d_loss, NULL, d_work, S);
   cg_test_hget(&lgot2, d_loss, sizeof(double), S);
   CG_TEST_CHECK(memcmp(&lgot, &lgot2, sizeof(double)) == 0, "loss %s: not deterministic (%.17g vs %.17g)",
                 tag, lgot, lgot2);
@@ -1680,7 +1682,8 @@ static void test_empty(void) {
   cg_k_cast_segs_to_f32(CG_DT_BF16, &none, S); /* no segments */
   none.nseg = 3;                               /* only empty ones, NULL pointers */
   cg_k_cast_segs_to_f32(CG_DT_F32, &none, S);
-  cg_k_loss(CG_DT_BF16, NULL, NULL, NULL, 0, 16, 1.0f, 1.0f, NULL, NULL, d_loss, NULL, NULL, S);
+  cg_k_loss(CG_DT_BF16, NULL, NULL, NULL, 0, 16, 1.0f, 1.0f, 0.0f, NULL, NULL, d_loss, NULL, NULL,
+            S);
   double l = -1;
   cg_test_hget(&l, d_loss, sizeof l, S);
   CG_TEST_CHECK(l == 0.0, "loss n=0: %g, expected 0", l);
@@ -1918,6 +1921,12 @@ static void test_all(void) {
     test_loss(CG_DT_F16, 4, 4099, 8192.0f, 1, 1);
   }
   g_pw = 1.0f, g_dw = 1.0f;
+  for (int d = 0; d < 2; d++) { /* --focal-gamma 2 (with --pos-weight 3.5) and 0.5 */
+    g_fg = d ? 0.5f : 2.0f, g_pw = d ? 1.0f : 3.5f;
+    test_loss(CG_DT_F32, 5, 1000, 0.0f, 1, 1);
+    test_loss(CG_DT_F16, 4, 4099, 8192.0f, 1, 1);
+  }
+  g_fg = 0.0f, g_pw = 1.0f;
 
   printf("RUN check_finite\n");
   test_check_finite();

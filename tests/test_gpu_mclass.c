@@ -122,12 +122,14 @@ static void make_mask(uint8_t *mask, size_t n, int K, int ign, int ign_every) {
 static float g_dw = 1.0f; /* the Dice term's weight (--dice-weight) of test_loss_k */
 static int g_cw;          /* 1: class weights (K >= 2: --class-weights; binary: --pos-weight) */
 static float g_ls;        /* K >= 2: label smoothing (--label-smoothing) */
+static float g_fg;        /* the focal loss's gamma (--focal-gamma) */
 
 static void test_loss_k(cg_dtype_t dt, int n, int64_t hw, int K, int ign, float scale) {
   char tag[180], name[240];
-  snprintf(tag, sizeof tag, "%s n=%d hw=%lld K=%d ignore=%d scale=%g dice_w=%g%s smooth=%g",
-           dt_name(dt), n, (long long)hw, K, ign, scale > 0 ? scale : 1.0f, g_dw,
-           g_cw ? " weighted" : "", K > 1 ? g_ls : 0.0f);
+  snprintf(tag, sizeof tag,
+           "%s n=%d hw=%lld K=%d ignore=%d scale=%g dice_w=%g%s smooth=%g focal=%g", dt_name(dt),
+           n, (long long)hw, K, ign, scale > 0 ? scale : 1.0f, g_dw, g_cw ? " weighted" : "",
+           K > 1 ? g_ls : 0.0f, g_fg);
   const size_t np = (size_t)n * hw, nz = np * K, es = cg_dtype_size(dt);
   float *z = hnew(nz), *gref = hnew(nz), *got = hnew(nz), *w = hnew(n);
   uint8_t *mask = cg_malloc(np, "mask"), *pred = cg_malloc(np, "pred"), *pr = cg_malloc(np, "pr");
@@ -153,7 +155,7 @@ static void test_loss_k(cg_dtype_t dt, int n, int64_t hw, int K, int ign, float 
   for (int c = 0; c < K; c++)
     cw[c] = K == 1 ? 3.5f : c == 1 ? 0.0f : 0.5f + 0.25f * (float)(c % 10);
   const float *hcw = g_cw ? cw : NULL, pw = g_cw && K == 1 ? cw[0] : 1.0f;
-  const cg_loss_opt_t lo = {g_dw, hcw, K > 1 ? g_ls : 0.0f};
+  const cg_loss_opt_t lo = {g_dw, hcw, K > 1 ? g_ls : 0.0f, g_fg};
   const double lref = cg_cpu_loss_k(z, mask, w, n, (size_t)hw, K, ign, gs, &lo, gref, NULL);
 
   void *d_z = up_dt(dt, z, nz);
@@ -169,11 +171,11 @@ static void test_loss_k(cg_dtype_t dt, int n, int64_t hw, int K, int ign, float 
   void *d_work = cg_test_dnew(wb, S);
   double lgot = 0, lgot2 = 0;
   if (K == 1)
-    cg_k_loss_ign(dt, d_z, d_mask, d_w, n, hw, ign, g_dw, pw, d_sc, d_dz, d_loss, d_pred, d_work,
-                  S);
+    cg_k_loss_ign(dt, d_z, d_mask, d_w, n, hw, ign, g_dw, pw, g_fg, d_sc, d_dz, d_loss, d_pred,
+                  d_work, S);
   else
-    cg_k_loss_k(dt, d_z, d_mask, d_w, n, hw, K, ign, g_dw, d_cw, g_ls, d_sc, d_dz, d_loss, d_pred,
-                d_work, S);
+    cg_k_loss_k(dt, d_z, d_mask, d_w, n, hw, K, ign, g_dw, d_cw, g_ls, g_fg, d_sc, d_dz, d_loss,
+                d_pred, d_work, S);
   cg_test_hget(&lgot, d_loss, sizeof(double), S);
   snprintf(name, sizeof name, "loss_k value %s", tag);
   cg_test_close_d(name, &lgot, &lref, 1, 1e-12, 1e-6);
@@ -210,11 +212,11 @@ static void test_loss_k(cg_dtype_t dt, int n, int64_t hw, int K, int ign, float 
 
   cg_test_dpoison(d_loss, sizeof(double), S);
   if (K == 1)
-    cg_k_loss_ign(dt, d_z, d_mask, d_w, n, hw, ign, g_dw, pw, d_sc, NULL, d_loss, NULL, d_work,
-                  S);
+    cg_k_loss_ign(dt, d_z, d_mask, d_w, n, hw, ign, g_dw, pw, g_fg, d_sc, NULL, d_loss, NULL,
+                  d_work, S);
   else
-    cg_k_loss_k(dt, d_z, d_mask, d_w, n, hw, K, ign, g_dw, d_cw, g_ls, d_sc, NULL, d_loss, NULL,
-                d_work, S);
+    cg_k_loss_k(dt, d_z, d_mask, d_w, n, hw, K, ign, g_dw, d_cw, g_ls, g_fg, d_sc, NULL, d_loss,
+                NULL, d_work, S);
   cg_test_hget(&lgot2, d_loss, sizeof(double), S);
   CG_TEST_CHECK(memcmp(&lgot, &lgot2, sizeof(double)) == 0,
                 "loss_k %s: not deterministic (%.17g vs %.17g)", tag, lgot, lgot2);
@@ -654,8 +656,8 @@ static void test_loss_k_ones(cg_dtype_t dt, int n, int64_t hw, int K, int ign) {
   const size_t wb = cg_k_loss_k_work_bytes(n, hw, K);
   void *d_work = cg_test_dnew(wb, S);
   for (int k = 0; k < 2; k++)
-    cg_k_loss_k(dt, d_z, d_mask, d_w, n, hw, K, ign, 1.0f, k ? d_one : NULL, 0.0f, NULL, d_dz[k],
-                d_loss + k, NULL, d_work, S);
+    cg_k_loss_k(dt, d_z, d_mask, d_w, n, hw, K, ign, 1.0f, k ? d_one : NULL, 0.0f, 0.0f, NULL,
+                d_dz[k], d_loss + k, NULL, d_work, S);
   cg_test_hget(loss, d_loss, sizeof loss, S);
   char *g0 = cg_malloc(nz * es, "g0"), *g1 = cg_malloc(nz * es, "g1");
   cg_test_hget(g0, d_dz[0], nz * es, S);
@@ -721,6 +723,16 @@ static void test_kernels(void) {
     test_loss_k(CG_DT_F16, 4, 4096, 4, -1, 1024.0f);
   }
   g_ls = 0.0f, g_cw = 0;
+  printf("RUN loss_k and loss_ign focal (--focal-gamma 2 and 0.5), weighted and not\n");
+  for (int k = 0; k < 2; k++) {
+    g_cw = k, g_fg = k ? 0.5f : 2.0f;
+    test_loss_k(CG_DT_F32, 4, 1000, 4, 255, 0.0f);
+    test_loss_k(CG_DT_BF16, 2, 9000, 19, 22, 0.0f);
+    test_loss_k(CG_DT_F16, 4, 4096, 4, -1, 1024.0f);
+    test_loss_k(CG_DT_F32, 4, 5000, 1, 255, 0.0f);
+    test_loss_k(CG_DT_F16, 4, 5000, 1, 255, 1024.0f);
+  }
+  g_fg = 0.0f, g_cw = 0;
   test_loss_k_ones(CG_DT_F32, 3, 1000, 4, 255);
   test_loss_k_ones(CG_DT_BF16, 2, 9000, 19, -1);
   printf("RUN head_k\n");

@@ -43,6 +43,7 @@ static float g_clip = 0.0f, g_eps = 1e-8f; /* cfg.clip_norm and AdamW's eps of o
 static float g_dice = 1.0f;                 /* cfg.dice_weight */
 static const float *g_cw;                   /* cfg.class_weight */
 static cg_optim_kind_t g_optim;             /* cfg.optim: SGD with momentum 0.9, Nesterov */
+static float g_focal;                       /* cfg.focal_gamma */
 
 /* A batch of N, the last sample padding (weight 0). */
 static cg_test_data_t make_data(uint64_t seed) {
@@ -68,6 +69,7 @@ static cg_backend_t *make(const cg_backend_ops_t *ops, const cg_model_t *m, cons
   cfg.gsync = NULL;
   cfg.fault_nan_step = -1;
   cfg.clip_norm = g_clip;
+  cfg.focal_gamma = g_focal;
   cfg.optim = g_optim;
   cfg.momentum = g_optim == CG_OPTIM_SGD ? 0.9f : 0.0f;
   cfg.nesterov = g_optim == CG_OPTIM_SGD;
@@ -484,18 +486,19 @@ static void test_clip(const cg_model_t *m, const cg_buckets_t *bk, const float *
   free_step(&h);
 }
 
-/* The loss with another setting (the Dice weight dice, the class weights cw): the CUDA
+/* The loss with another setting (the Dice weight dice, the class weights cw, the focal gamma
+ * focal): the CUDA
  * backend's loss and gradients (fp32) agree with the CPU backend's, and the loss is below
  * (lower) or above the default loss's. */
 static void test_loss_setting(const cg_model_t *m, const cg_buckets_t *bk, const float *p0,
                               const cg_test_data_t *d, const char *what, float dice,
-                              const float *cw, int lower) {
+                              const float *cw, float focal, int lower) {
   printf("RUN the loss with %s: cpu vs cuda fp32\n", what);
   step_t ref = one_step(&cg_backend_cpu, m, bk, CG_PREC_FP32, p0, d);
-  g_dice = dice, g_cw = cw;
+  g_dice = dice, g_cw = cw, g_focal = focal;
   step_t c = one_step(&cg_backend_cpu, m, bk, CG_PREC_FP32, p0, d);
   step_t g = one_step(&cg_backend_cuda, m, bk, CG_PREC_FP32, p0, d);
-  g_dice = 1.0f, g_cw = NULL;
+  g_dice = 1.0f, g_cw = NULL, g_focal = 0.0f;
   CG_TEST_CHECK(fabs(g.loss - c.loss) <= 1e-4 * fabs(c.loss) &&
                     (lower ? c.loss < ref.loss : c.loss > ref.loss),
                 "%s: loss cuda %.9g cpu %.9g (default loss %.9g)", what, g.loss, c.loss, ref.loss);
@@ -578,9 +581,11 @@ int main(void) {
   test_graph_pipeline(&m, &bk, p0, 2);
   test_accum(&m, &bk, p0);
   test_clip(&m, &bk, p0, &d);
-  test_loss_setting(&m, &bk, p0, &d, "no Dice (dice_weight 0)", 0.0f, NULL, 1);
+  test_loss_setting(&m, &bk, p0, &d, "no Dice (dice_weight 0)", 0.0f, NULL, 0.0f, 1);
   const float pw = 3.0f;
-  test_loss_setting(&m, &bk, p0, &d, "BCE's pos_weight 3 (class_weight)", 1.0f, &pw, 0);
+  test_loss_setting(&m, &bk, p0, &d, "BCE's pos_weight 3 (class_weight)", 1.0f, &pw, 0.0f, 0);
+  /* (1 - p_t)^2 < 1: a lower loss */
+  test_loss_setting(&m, &bk, p0, &d, "the focal loss (focal_gamma 2)", 1.0f, NULL, 2.0f, 1);
   test_sgd(&m, &bk, p0, &d);
   g_clip = 0.05f; /* the norm and the clip factor inside the captured graph */
   test_graph_pipeline(&m, &bk, p0, 1);

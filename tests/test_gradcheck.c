@@ -419,6 +419,7 @@ static void test_loss(void) {
 static double g_dw = 1.0; /* the Dice term's weight (--dice-weight) of ref_loss_k and the cases */
 static const float *g_cw; /* the class weights (--class-weights, --pos-weight); NULL = none */
 static double g_ls;       /* label smoothing (--label-smoothing), K >= 2 */
+static double g_fg;       /* the focal loss's gamma (--focal-gamma) */
 
 static double ref_loss_k(const double *z, const uint8_t *y, const double *w, int n, size_t hw,
                          int K, int ignore, double *ps) {
@@ -436,7 +437,8 @@ static double ref_loss_k(const double *z, const uint8_t *y, const double *w, int
           p = 1.0 / (1.0 + exp(-zi[0]));
           t = yi ? 1.0 : 0.0;
           const double pw = g_cw && yi ? g_cw[0] : 1.0; /* BCEWithLogitsLoss's pos_weight */
-          if (c == 0) ce += -pw * (t * log(p) + (1 - t) * log(1 - p)), nv += 1;
+          const double fo = pow(1 - (yi ? p : 1 - p), g_fg); /* sigmoid_focal_loss's factor */
+          if (c == 0) ce += -pw * fo * (t * log(p) + (1 - t) * log(1 - p)), nv += 1;
         } else {
           double den = 0;
           for (int k = 0; k < K; k++) den += exp(zi[k]);
@@ -445,7 +447,9 @@ static double ref_loss_k(const double *z, const uint8_t *y, const double *w, int
           const double wy = g_cw ? g_cw[yi] : 1.0; /* CrossEntropyLoss's weight */
           double u = 0; /* label_smoothing: eps/K sum_k w_k (-log p_k) */
           for (int k = 0; k < K; k++) u += (g_cw ? g_cw[k] : 1.0) * -log(exp(zi[k]) / den);
-          if (c == 0) ce += -(1 - g_ls) * wy * log(exp(zi[yi]) / den) + g_ls / K * u, nv += wy;
+          const double fo = pow(1 - exp(zi[yi]) / den, g_fg); /* focal: (1 - p_y)^gamma */
+          if (c == 0)
+            ce += -(1 - g_ls) * wy * fo * log(exp(zi[yi]) / den) + g_ls / K * u, nv += wy;
         }
         inter += p * t;
         psum += p;
@@ -480,12 +484,12 @@ static void test_loss_k_case(int K, int ignore, size_t hw, uint64_t seed) {
   }
   CG_TEST_CHECK(ignore < 0 || nign > 0, "no ignore pixel drawn");
   double ps[3], ps_ref[3];
-  const cg_loss_opt_t lo = {(float)g_dw, g_cw, (float)g_ls};
+  const cg_loss_opt_t lo = {(float)g_dw, g_cw, (float)g_ls, (float)g_fg};
   const double loss = cg_cpu_loss_k(z, mask, weight, n, hw, K, ignore, scale, &lo, dz, ps);
   double *zd = to_double(z, nz);
   const double loss_ref = ref_loss_k(zd, mask, weight_d, n, hw, K, ignore, ps_ref);
-  char nm[96];
-  const char *wt = g_cw ? " weighted" : "";
+  char nm[96], wt[48];
+  snprintf(wt, sizeof wt, "%s%s", g_cw ? " weighted" : "", g_fg > 0 ? " focal" : "");
   snprintf(nm, sizeof nm, "loss K=%d ignore %d%s value", K, ignore, wt);
   cg_test_close_d(nm, &loss, &loss_ref, 1, 0, 1e-11);
   snprintf(nm, sizeof nm, "loss K=%d ignore %d%s per_sample", K, ignore, wt);
@@ -511,6 +515,57 @@ static void test_loss_k_case(int K, int ignore, size_t hw, uint64_t seed) {
   free(g), free(zd), free(z), free(dz), free(mask);
 }
 
+/* The focal loss against torchvision 0.14's sigmoid_focal_loss (float64, alpha=-1,
+ * reduction='mean') and, for K classes, PyTorch's autograd of -(1 - p_y)^2 w_y log p_y over the
+ * pixels' weight sum, dice_w 0:
+ *   zb = [.5, -1.25, 2, -.375, 3.5, -4]; yb = [1, 0, 1, 1, 0, 0]; gamma 2 and 0.5
+ *   ce = cross_entropy(z, y, reduction='none', ignore_index=255); pt = exp(-ce)
+ *   ((w[y] (1 - pt)^2 ce).sum() / w[y].sum()) with test_loss_weighted's z, y and w
+ * Also: gamma 0 is bitwise the loss without (the options' other paths). */
+static void test_loss_focal(void) {
+  const float zb[6] = {0.5f, -1.25f, 2, -0.375f, 3.5f, -4};
+  const uint8_t yb[6] = {1, 0, 1, 1, 0, 0};
+  const float one = 1.0f;
+  const double bt[2] = {0.6205333402240409, 0.7709151063170467};
+  const float bg[2][6] = {{-0.022989499558485733f, 0.005078142622063737f,
+                           -0.0008118233658987969f, -0.07752975876006592f,
+                           0.18493201879636656f, 2.8917552035896283e-06f},
+                          {-0.053772755476015455f, 0.02521675812631781f,
+                           -0.010075877801608967f, -0.09951373851701847f,
+                           0.16788734032535488f, 0.0006012260041473787f}};
+  const float gam[2] = {2.0f, 0.5f};
+  for (int k = 0; k < 2; k++) {
+    float dz[6];
+    const cg_loss_opt_t lo = {0.0f, NULL, 0.0f, gam[k]};
+    const double l = cg_cpu_loss(zb, yb, &one, 1, 6, 1.0f, &lo, dz, NULL);
+    char nm[80];
+    snprintf(nm, sizeof nm, "focal binary gamma %g value (torchvision)", (double)gam[k]);
+    cg_test_close_d(nm, &l, &bt[k], 1, 0, 1e-12);
+    snprintf(nm, sizeof nm, "focal binary gamma %g gradient (torchvision)", (double)gam[k]);
+    cg_test_close(nm, dz, bg[k], 6, 1e-9, 1e-6);
+  }
+  const float z[12] = {0.5f, -1.25f, 2, 1.5f, 0.25f, -0.75f, -2, 1, 0.125f, 0.375f, 0.375f, -3};
+  const uint8_t y[4] = {0, 2, 1, 255};
+  const float cw[3] = {0.5f, 2, 1.5f};
+  float dz[12];
+  const cg_loss_opt_t lo = {0.0f, cw, 0.0f, 2.0f};
+  const double l = cg_cpu_loss_k(z, y, &one, 1, 4, 3, 255, 1.0f, &lo, dz, NULL);
+  const double lt = 0.9928828924235121;
+  const float gt[12] = {-0.12162563339432421f, 0.00453990631586833f, 0.11708572707845588f,
+                        0.32748099656971114f,  0.0938248763977777f,  -0.42130587296748884f,
+                        0.004538620641079785f, -0.042540026006339264f, 0.038001405365259484f,
+                        0, 0, 0};
+  cg_test_close_d("focal K=3 weighted value (PyTorch)", &l, &lt, 1, 0, 1e-12);
+  cg_test_close("focal K=3 weighted gradient (PyTorch)", dz, gt, 12, 1e-9, 1e-6);
+  /* gamma 0: bitwise the loss without, binary and K */
+  float d0[12], d1[12];
+  const cg_loss_opt_t l0 = {1.0f, cw, 0.0f, 0.0f};
+  const double a = cg_cpu_loss_k(z, y, &one, 1, 4, 3, 255, 1.0f, &l0, d0, NULL);
+  const double b = cg_cpu_loss_k(z, y, &one, 1, 4, 3, 255, 1.0f,
+                                 &(cg_loss_opt_t){1.0f, cw, 0.0f, 0.0f}, d1, NULL);
+  CG_TEST_CHECK(a == b && !memcmp(d0, d1, sizeof d0), "focal gamma 0 is not bitwise none");
+}
+
 /* The class weights against PyTorch 1.13 (float64), dice_w 0, one sample:
  *   z = [[.5, -1.25, 2], [1.5, .25, -.75], [-2, 1, .125], [.375, .375, -3]]; y = [0, 2, 1, 255]
  *   CrossEntropyLoss(weight=[.5, 2, 1.5], ignore_index=255)(z, y), .backward()
@@ -523,7 +578,7 @@ static void test_loss_weighted(void) {
   const uint8_t y[4] = {0, 2, 1, 255};
   const float cw[3] = {0.5f, 2, 1.5f}, one = 1.0f;
   float dz[12];
-  const cg_loss_opt_t lw = {0.0f, cw, 0.0f};
+  const cg_loss_opt_t lw = {0.0f, cw, 0.0f, 0.0f};
   const double l = cg_cpu_loss_k(z, y, &one, 1, 4, 3, 255, 1.0f, &lw, dz, NULL);
   const double lt = 1.3758201097961393;
   const float gt[12] = {-0.10289747723656946f, 0.003840842540804554f, 0.09905663469576491f,
@@ -535,7 +590,8 @@ static void test_loss_weighted(void) {
   const float zb[4] = {0.5f, -1.25f, 2, -0.375f}, pw = 3.0f;
   const uint8_t yb[4] = {1, 0, 1, 1};
   float dzb[4];
-  const double lb = cg_cpu_loss(zb, yb, &one, 1, 4, 1.0f, &(cg_loss_opt_t){0, &pw, 0}, dzb, NULL);
+  const double lb = cg_cpu_loss(zb, yb, &one, 1, 4, 1.0f, &(cg_loss_opt_t){0, &pw, 0, 0}, dzb,
+                                NULL);
   const double lbt = 1.1873284648585327;
   const float gbt[4] = {-0.283155501598609f, 0.05567503470632721f, -0.08940219151658824f,
                         -0.4444999499655523f};
@@ -553,7 +609,7 @@ static void test_loss_weighted(void) {
                              -0.002573510458414637f, -0.07828010429042373f, 0.0808536147488384f,
                              0, 0, 0}};
   for (int k = 0; k < 2; k++) {
-    const cg_loss_opt_t lo = {0.0f, k ? NULL : cw, 0.125f};
+    const cg_loss_opt_t lo = {0.0f, k ? NULL : cw, 0.125f, 0.0f};
     const double lsm = cg_cpu_loss_k(z, y, &one, 1, 4, 3, 255, 1.0f, &lo, dz, NULL);
     char nm[96];
     snprintf(nm, sizeof nm, "CrossEntropyLoss(%slabel_smoothing=0.125) value vs PyTorch",
@@ -565,7 +621,7 @@ static void test_loss_weighted(void) {
   }
   /* weights of 1 are bitwise no weights: K = 4 with ignore, binary with and without */
   const float ones[4] = {1, 1, 1, 1}, w3[3] = {0.5f, 0, 1};
-  const cg_loss_opt_t lo1 = {1.0f, ones, 0.0f};
+  const cg_loss_opt_t lo1 = {1.0f, ones, 0.0f, 0.0f};
   float a[3 * 17 * 4], b[3 * 17 * 4], za[3 * 17 * 4];
   uint8_t m[3 * 17];
   cg_test_fill(za, 3 * 17 * 4, -3, 3, 25);
@@ -583,8 +639,8 @@ static void test_loss_weighted(void) {
   const float c0[3] = {0, 1, 1};
   uint8_t y0[17];
   memset(y0, 0, sizeof y0);
-  const double l0 = cg_cpu_loss_k(za, y0, &one, 1, 17, 3, 255, 1.0f, &(cg_loss_opt_t){0, c0, 0}, a,
-                                  NULL);
+  const cg_loss_opt_t lc0 = {0, c0, 0, 0};
+  const double l0 = cg_cpu_loss_k(za, y0, &one, 1, 17, 3, 255, 1.0f, &lc0, a, NULL);
   int nz = 0;
   for (int i = 0; i < 17 * 3; i++) nz += a[i] != 0.0f;
   CG_TEST_CHECK(l0 == 0.0 && nz == 0, "weight-0 pixels only: loss %g, %d gradients not 0", l0,
@@ -628,8 +684,21 @@ static void test_loss_k(void) {
   test_loss_k_case(2, -1, 29, 26);
   test_loss_k_case(19, 19, 11, 27);
   g_ls = 0;
+  /* --focal-gamma: 2 and a fractional 0.5 ((1 - q)^(gamma - 1) unbounded near q = 1), with class
+   * weights or --pos-weight, ignore labels, with Dice and without */
+  g_fg = 2.0, g_cw = cw4, g_dw = 1.0;
+  test_loss_k_case(4, 255, 23, 28);
+  g_cw = pw;
+  test_loss_k_case(1, 255, 31, 29);
+  test_loss_k_case(1, -1, 31, 30); /* cg_cpu_loss */
+  g_fg = 0.5, g_cw = NULL, g_dw = 0.0;
+  test_loss_k_case(19, 19, 11, 31);
+  test_loss_k_case(2, -1, 29, 32);
+  test_loss_k_case(1, -1, 31, 33);
+  g_fg = 0;
   g_cw = NULL, g_dw = 1.0;
   test_loss_weighted();
+  test_loss_focal();
   /* K = 1 without ignore is exactly cg_cpu_loss, bit for bit */
   float z[64], d1[64], d2[64], w = 1.0f;
   uint8_t m[64];

@@ -59,6 +59,13 @@
 # 14. usage errors (exit 2, naming the flag): an AdamW flag with sgd (--beta1, --eps), an SGD
 #     flag with adamw (--momentum, --nesterov), --nesterov with momentum 0, momentum 1 or 0 as a
 #     float, an unknown optimizer.
+# The focal loss (--focal-gamma G; test_gradcheck checks it against torchvision's
+# sigmoid_focal_loss and PyTorch, the GPU tests the kernels):
+# 15. G = 2 trains other weights, binary (with --pos-weight) and K = 4 (with --class-weights);
+#     2 ranks = 1 rank within 1e-5; validation whole (its own loss sums) gives the square
+#     validation's loss; the banner and the metrics JSON say it; a resume takes it back (bitwise
+#     the uninterrupted run) and another G gets a notice; usage errors: with --label-smoothing,
+#     -1, 11, a value whose float is 0.
 set -uo pipefail
 BIN=$1; MPIRUN="$2 --oversubscribe --bind-to none"; BUILD=$3
 CMP=$BUILD/tests/cg_cmp_params
@@ -359,6 +366,41 @@ bad omom1f "--momentum: 0.999999999 is 1 or more as a float" --optimizer sgd --m
 bad omom0f "--momentum: 1e-50 is 0 as a float" --optimizer sgd --momentum 1e-50
 bad omom1 "--momentum: 1 is 1 or more as a float" --optimizer sgd --momentum 1
 bad oadam "--optimizer: 'adam' is not one of adamw|sgd" --optimizer adam
+
+# ---- 15. the focal loss ----
+run fb 0 $MPIRUN -np 1 $BIN $COMMON $B1 --focal-gamma 2 --pos-weight 3 --params-out $T/fb.bin \
+    --metrics-out $T/fb.json
+run fb2 0 $MPIRUN -np 2 $BIN $COMMON $B1 --focal-gamma 2 --pos-weight 3 --batch 4 \
+    --params-out $T/fb2.bin
+run fbw 0 $MPIRUN -np 1 $BIN $COMMON $B1 --focal-gamma 2 --pos-weight 3 --val-mode whole \
+    --metrics-out $T/fbw.json
+same_params fb2 fb 1e-5 "--focal-gamma 2, binary: 2 ranks x batch 4 vs 1 x 8"
+differs fb pw "--focal-gamma 2 (binary, --pos-weight 3)"
+val_loss_eq fbw fb "--focal-gamma, binary: validation whole vs square"
+want fb "loss: focal, each pixel's BCE term times (1 - p_t)^2 (--focal-gamma)"
+[ "$(metric fb focal_gamma)" = 2 ] && [ "$(metric plain focal_gamma)" = 0 ] ||
+  { echo "FAIL metrics: focal_gamma $(metric fb focal_gamma) / $(metric plain focal_gamma)"
+    fail=1; }
+run fk 0 $MPIRUN -np 1 $BIN $COMMON $K4 $CW --focal-gamma 0.5 --params-out $T/fk.bin \
+    --metrics-out $T/fk.json
+run fk2 0 $MPIRUN -np 2 $BIN $COMMON $K4 $CW --focal-gamma 0.5 --batch 4 --params-out $T/fk2.bin
+run fkw 0 $MPIRUN -np 1 $BIN $COMMON $K4 $CW --focal-gamma 0.5 --val-mode whole \
+    --metrics-out $T/fkw.json
+same_params fk2 fk 1e-5 "--focal-gamma 0.5, K = 4: 2 ranks x batch 4 vs 1 x 8"
+differs fk k4w "--focal-gamma 0.5 (K = 4, --class-weights)"
+val_loss_eq fkw fk "--focal-gamma, K = 4: validation whole vs square"
+want fk "loss: focal, each pixel's cross-entropy term times (1 - p_t)^0.5 (--focal-gamma)"
+run fk4 0 $MPIRUN -np 1 $BIN $COMMON $K4 $CW --focal-gamma 0.5 --steps 4 --checkpoint-dir $T/ckf
+run fk8 0 $MPIRUN -np 1 $BIN train --resume $T/ckf --steps 8 --params-out $T/fk8.bin \
+    --progress off
+bitwise fk8 fk "--focal-gamma: 4 steps, a checkpoint, --resume DIR to 8 vs 8 steps"
+run fk9 0 $MPIRUN -np 1 $BIN train --resume $T/ckf --steps 9 --focal-gamma 2 --progress off
+want fk9 "resume: --focal-gamma 2 (the checkpoint has 0.5): the run goes on with the new value"
+bad fls "--focal-gamma: not with --label-smoothing" --num-classes 4 --focal-gamma 2 \
+    --label-smoothing 0.1
+bad fneg "--focal-gamma: -1 is out of range" --focal-gamma -1
+bad fbig "--focal-gamma: 11 is out of range" --focal-gamma 11
+bad f0f "--focal-gamma: 1e-50 is 0 as a float" --focal-gamma 1e-50
 
 # ---- 11. --check-data's class report ----
 if /usr/bin/python3 -c 'import PIL, numpy' 2> /dev/null; then

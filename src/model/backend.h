@@ -27,7 +27,8 @@
  * mask is that label are left out of both terms (binary too). W = cfg.dice_weight
  * (--dice-weight, 1 by default). cfg.class_weight weights the cross-entropy terms (CE_i: their
  * weighted mean; BCE_i: a foreground pixel's term times pos_weight), cfg.label_smoothing
- * smooths CE_i's targets (cg_loss_opt_t in cpu_layers.h). A sample whose pixels are
+ * smooths CE_i's targets, cfg.focal_gamma makes its terms focal (cg_loss_opt_t in
+ * cpu_layers.h). A sample whose pixels are
  * all ignored adds 0 but still counts in its weight (1 / global batch).
  */
 #ifndef CG_BACKEND_H
@@ -102,6 +103,8 @@ typedef struct {
                                 none. The backend keeps a copy. */
   float label_smoothing;     /* --label-smoothing: K >= 2, CrossEntropyLoss's label_smoothing
                                 (cpu_layers.h's cg_loss_opt_t.smooth); 0 = none */
+  float focal_gamma;         /* --focal-gamma: the focal loss's gamma (cg_loss_opt_t.focal), not
+                                with label_smoothing; 0 = none */
   float clip_norm;           /* --clip-grad-norm: > 0 = every train_step measures the global L2
                                 norm of the step's gradient (after the all-reduce, unscaled) and
                                 scales the gradient by min(1, clip_norm / (norm + 1e-6)) before

@@ -103,7 +103,7 @@ static int cpu_create(const cg_model_t *m, const cg_backend_cfg_t *cfg, cg_backe
   if (cfg->class_weight) memcpy(b->cw, cfg->class_weight, sizeof(float) * (size_t)m->nclass);
   b->cfg.class_weight = NULL; /* the caller's: copied */
   b->lo = (cg_loss_opt_t){cfg->dice_weight, cfg->class_weight ? b->cw : NULL,
-                          m->nclass > 1 ? cfg->label_smoothing : 0.0f};
+                          m->nclass > 1 ? cfg->label_smoothing : 0.0f, cfg->focal_gamma};
   if (b->nclass > 1)
     for (int i = 0; i < CG_MAX_INFLIGHT; i++)
       b->confk[i] = cg_calloc((size_t)b->nclass * b->nclass, sizeof(int64_t), "confusion");

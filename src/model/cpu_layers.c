@@ -656,7 +656,24 @@ void cg_cpu_maxpool_bwd(const cg_view_t *x, const cg_view_t *y, const cg_view_t 
 
 /* ---- loss ------------------------------------------------------------------------------- */
 
-static const cg_loss_opt_t kLossRef = {1.0f, NULL, 0.0f};
+static const cg_loss_opt_t kLossRef = {1.0f, NULL, 0.0f, 0.0f};
+
+/* Binary pixel: its BCE term (weight wt: pos_weight for the foreground, else 1) into *val
+ * (optional), with the focal factor when gamma > 0; returns the term's d/dz, wt (p - y) (times
+ * the focal F). p the sigmoid, e = exp(-|z|) as the callers compute them. */
+static inline double bce_px(double z, int y, double e, double p, double wt, double gamma,
+                            double *val) {
+  const double yj = y ? 1.0 : 0.0;
+  const double bce = val || gamma > 0 ? (z > 0 ? z : 0.0) - z * yj + log1p(e) : 0.0;
+  if (gamma > 0) {
+    const double pm = z >= 0 ? e / (1.0 + e) : 1.0 / (1.0 + e); /* 1 - p */
+    const double q = y ? p : pm, omq = y ? pm : p;
+    if (val) *val = wt * (cg_focal_factor(omq, gamma) * bce);
+    return wt * (cg_focal_grad(q, omq, bce, gamma) * (p - yj));
+  }
+  if (val) *val = wt * bce;
+  return wt * (p - yj);
+}
 
 double cg_cpu_loss(const float *logits, const uint8_t *mask, const float *weight, int n, size_t hw,
                    float grad_scale, const cg_loss_opt_t *lo, float *dlogits, double *per_sample) {
@@ -666,6 +683,7 @@ double cg_cpu_loss(const float *logits, const uint8_t *mask, const float *weight
   double *li = cg_malloc(sizeof(double) * n, "per-sample loss");
   const double inv_hw = 1.0 / (double)hw, dw = lo->dice_w;
   const double pw = lo->cw ? (double)lo->cw[0] : 1.0; /* x 1.0: the unweighted bits */
+  const double fg = lo->focal;
 #pragma omp parallel for schedule(dynamic, 1)
   for (int i = 0; i < n; i++) {
     const float *z = logits + (size_t)i * hw;
@@ -675,7 +693,9 @@ double cg_cpu_loss(const float *logits, const uint8_t *mask, const float *weight
       const double zj = z[j], yj = y[j] ? 1.0 : 0.0;
       const double e = exp(-fabs(zj)); /* in (0, 1]: never overflows */
       const double p = zj >= 0 ? 1.0 / (1.0 + e) : e / (1.0 + e);
-      sb += (y[j] ? pw : 1.0) * ((zj > 0 ? zj : 0.0) - zj * yj + log1p(e));
+      double t;
+      (void)bce_px(zj, y[j], e, p, y[j] ? pw : 1.0, fg, &t);
+      sb += t;
       sp += p;
       sy += yj;
       spy += p * yj;
@@ -695,7 +715,7 @@ double cg_cpu_loss(const float *logits, const uint8_t *mask, const float *weight
         const double zj = z[j], yj = y[j] ? 1.0 : 0.0;
         const double e = exp(-fabs(zj));
         const double p = zj >= 0 ? 1.0 / (1.0 + e) : e / (1.0 + e);
-        const double g = (y[j] ? pw : 1.0) * (p - yj) * inv_hw +
+        const double g = bce_px(zj, y[j], e, p, y[j] ? pw : 1.0, fg, NULL) * inv_hw +
                          dw * ((num - 2.0 * yj * den) * inv_den2 * p * (1.0 - p));
         dz[j] = (float)(s * g);
       }
@@ -734,6 +754,14 @@ static double softmax_px(const float *z, int K, int y, double *p, const float *c
   return y >= 0 && y < K ? ls - ((double)z[y] - mx) : 0.0;
 }
 
+/* 1 - p_y as the other classes' sum (no cancellation near p_y = 1). */
+static double om_y(const double *p, int K, int y) {
+  double om = 0;
+  for (int c = 0; c < K; c++)
+    if (c != y) om += p[c];
+  return om;
+}
+
 void cg_cpu_loss_sums_add(cg_loss_sums_t *s, const float *z, const uint8_t *y, size_t n, int K,
                           int ignore, const cg_loss_opt_t *lo) {
   if (!lo) lo = &kLossRef;
@@ -745,7 +773,9 @@ void cg_cpu_loss_sums_add(cg_loss_sums_t *s, const float *z, const uint8_t *y, s
       const double zj = z[j], yj = y[j] ? 1.0 : 0.0;
       const double e = exp(-fabs(zj));
       const double p = zj >= 0 ? 1.0 / (1.0 + e) : e / (1.0 + e);
-      s->ce += (y[j] ? pw : 1.0) * ((zj > 0 ? zj : 0.0) - zj * yj + log1p(e));
+      double t;
+      (void)bce_px(zj, y[j], e, p, y[j] ? pw : 1.0, lo->focal, &t);
+      s->ce += t;
       s->psum[0] += p;
       s->gsum[0] += yj;
       s->inter[0] += p * yj;
@@ -759,7 +789,8 @@ void cg_cpu_loss_sums_add(cg_loss_sums_t *s, const float *z, const uint8_t *y, s
     if (yj == ignore || yj >= K) continue;
     const double wy = cw ? (double)cw[yj] : 1.0;
     double u = 0;
-    s->ce += wy * softmax_px(z + j * K, K, yj, p, cw, lo->smooth > 0 ? &u : NULL);
+    const double ce = softmax_px(z + j * K, K, yj, p, cw, lo->smooth > 0 ? &u : NULL);
+    s->ce += lo->focal > 0 ? wy * (cg_focal_factor(om_y(p, K, yj), lo->focal) * ce) : wy * ce;
     s->sce += u;
     for (int c = 0; c < K; c++) s->psum[c] += p[c];
     s->inter[yj] += p[yj];
@@ -807,7 +838,7 @@ static double loss_binary_ignore(const float *z, const uint8_t *y, size_t hw, in
       const double zj = z[j], yj = y[j] ? 1.0 : 0.0;
       const double e = exp(-fabs(zj));
       const double p = zj >= 0 ? 1.0 / (1.0 + e) : e / (1.0 + e);
-      const double g = (y[j] ? pw : 1.0) * (p - yj) * inv_v +
+      const double g = bce_px(zj, y[j], e, p, y[j] ? pw : 1.0, lo->focal, NULL) * inv_v +
                        dw * ((num - 2.0 * yj * den) * inv_den2 * p * (1.0 - p));
       dz[j] = (float)(s * g);
     }
@@ -845,7 +876,10 @@ static double loss_k_sample(const float *z, const uint8_t *y, size_t hw, int K, 
         for (int c = 0; c < K; c++) d[c] = 0.0f;
         continue;
       }
-      softmax_px(z + j * K, K, yj, p, NULL, NULL);
+      const double ce_y = softmax_px(z + j * K, K, yj, p, NULL, NULL);
+      /* focal: the CE part times F (cpu_layers.h); 1 without */
+      const double fF = lo->focal > 0 ? cg_focal_grad(p[yj], om_y(p, K, yj), ce_y, lo->focal)
+                                      : 1.0;
       const double den_y = psum[yj] + gsum[yj] + 1.0;
       const double b_y = -2.0 / (den_y * K); /* the [y=c] part: -(1/K) 2 den / den^2 */
       /* dL/dz_k = p_k (g_k - sum_c g_c p_c), g_c = dDice/dp_c; CE adds w_y (p_k - [y=k]) / nv,
@@ -858,7 +892,8 @@ static double loss_k_sample(const float *z, const uint8_t *y, size_t hw, int K, 
         const double gc = a[c] + (c == yj ? b_y : 0.0);
         const double gce = eps > 0 ? (1.0 - eps) * wy * (p[c] - (c == yj ? 1.0 : 0.0)) +
                                          eps / K * (wsum * p[c] - (cw ? (double)cw[c] : 1.0))
-                                   : wy * (p[c] - (c == yj ? 1.0 : 0.0));
+                                   : lo->focal > 0 ? wy * (fF * (p[c] - (c == yj ? 1.0 : 0.0)))
+                                                   : wy * (p[c] - (c == yj ? 1.0 : 0.0));
         const double g = gce * inv_v + dw * (p[c] * (gc - gp));
         d[c] = (float)(s * g);
       }
@@ -872,6 +907,7 @@ double cg_cpu_loss_k(const float *logits, const uint8_t *mask, const float *weig
                      float *dlogits, double *per_sample) {
   CG_ASSERT(K >= 1 && K <= 255);
   if (!lo) lo = &kLossRef;
+  CG_ASSERT(!(lo->focal > 0 && lo->smooth > 0)); /* the CLI refuses both */
   if (K == 1 && ignore < 0)
     return cg_cpu_loss(logits, mask, weight, n, hw, grad_scale, lo, dlogits, per_sample);
   CG_ASSERT(logits != NULL && mask != NULL && weight != NULL);

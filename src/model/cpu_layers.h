@@ -15,6 +15,7 @@
 #ifndef CG_CPU_LAYERS_H
 #define CG_CPU_LAYERS_H
 
+#include <math.h> /* pow: cg_focal_factor */
 #include <stddef.h>
 #include <stdint.h>
 
@@ -68,13 +69,33 @@ void cg_cpu_maxpool_bwd(const cg_view_t *x, const cg_view_t *y, const cg_view_t 
  *          mean still over the pixels). NULL = none (all 1): bitwise the unweighted loss;
  *  smooth  K >= 2: label smoothing eps in [0, 1) (--label-smoothing), CrossEntropyLoss's
  *          label_smoothing=: a pixel's CE is (1 - eps) w_y (-log p_y) + eps/K sum_c w_c
- *          (-log p_c), over the same divisor; 0 = none, bitwise.
- * The Dice term is neither weighted nor smoothed. */
+ *          (-log p_c), over the same divisor; 0 = none, bitwise;
+ *  focal   the focal loss's gamma >= 0 (--focal-gamma): each pixel's CE (BCE) term times
+ *          (1 - p_t)^gamma, p_t the probability of its true class (binary: sigmoid p for the
+ *          foreground, 1 - p for the background), torchvision.ops.sigmoid_focal_loss's factor;
+ *          the class weight multiplies it and the divisor stays the same; not with smooth;
+ *          0 = none, bitwise.
+ * The Dice term is neither weighted, smoothed nor focal. */
 typedef struct {
   float dice_w;
   const float *cw;
   float smooth;
+  float focal;
 } cg_loss_opt_t;
+
+/* The focal factor of a pixel's cross-entropy term and its gradient's factor (gamma > 0), from
+ * q = p_t, omq = 1 - q (computed without cancellation) and ce = -log q:
+ *   value    (1 - q)^g ce
+ *   d/dz     K classes: (p_c - [y = c]) times F = (1 - q)^g + g q ce (1 - q)^(g - 1) (0 at q = 1);
+ *            binary: -(1 - q)^g (g q ce + 1 - q) for the foreground, + the same for the
+ *            background (d/dz of the logit; F (p - y) form with F = (1 - q)^(g - 1) (1 - q +
+ *            g q ce)).
+ * cg_focal_grad returns F; the binary gradient is F (p - y) too. Shared with the CUDA kernels'
+ * host tests. */
+static inline double cg_focal_factor(double omq, double gamma) { return pow(omq, gamma); }
+static inline double cg_focal_grad(double q, double omq, double ce, double gamma) {
+  return omq > 0.0 ? pow(omq, gamma - 1.0) * (omq + gamma * q * ce) : 0.0;
+}
 
 /* BCE-with-logits + soft Dice over n samples of hw pixels (logits contiguous, one channel).
  * Returns sum_i weight[i] * (mean_px BCE_i + dice_w * Dice_i), computed in double (lo: dice_w

@@ -174,6 +174,14 @@ static const cg_opt_t g_opts[] = {
         "torch.nn.CrossEntropyLoss(label_smoothing=E) (with --class-weights, its weighted "
         "form), in [0, 1); the Dice term keeps the true labels; the validation loss is the "
         "same; 0 = none"),
+    CG_OPT_ROW_NUM(DBL, "focal-gamma", O(focal_gamma), 0, 10, C_TRAIN, "G",
+        "the focal loss (Lin et al.): each pixel's cross-entropy term times (1 - p_t)^G, p_t "
+        "the predicted probability of its true class, so well-classified pixels count less: "
+        "binary as torchvision.ops.sigmoid_focal_loss(alpha=-1, gamma=G) (with --pos-weight X "
+        "the foreground's terms times X: its alpha = X / (1 + X), up to a factor), K classes "
+        "on the softmax (-(1 - p_y)^G log p_y), the mean and --class-weights as the "
+        "cross-entropy's; 2 is the paper's choice; the Dice term is not focal; not with "
+        "--label-smoothing; the validation loss is the same; 0 = none"),
     CG_OPT_ROW_NUM_GT(DBL, "pos-weight", O(pos_weight), 0, 1e6, C_TRAIN, "X",
         "binary models: each foreground pixel's BCE term times X, as "
         "torch.nn.BCEWithLogitsLoss(pos_weight=X) (the mean still over the pixels): above 1 "
@@ -726,9 +734,9 @@ static void fmt_float(float v, char *buf, size_t len) {
 }
 
 /* The loss's flags: --class-weights into cfg->class_weight (written back in one spelling: a
- * resume compares the stored text), or --pos-weight as the one weight of a binary model, and
- * --label-smoothing; each is for its kind of model, known on a resume once the settings are
- * merged. */
+ * resume compares the stored text), or --pos-weight as the one weight of a binary model,
+ * --label-smoothing and --focal-gamma; each is for its kind of model, known on a resume once the
+ * settings are merged. */
 static int check_loss_flags(cg_config_t *cfg, char *err, size_t errlen) {
   float w[255];
   int n = 0, pos = 0;
@@ -781,6 +789,16 @@ static int check_loss_flags(cg_config_t *cfg, char *err, size_t errlen) {
     snprintf(err, errlen, "--label-smoothing: %.9g is %s as a float: give 0 or a value in "
              "[%g, 1)", cfg->label_smoothing,
              (float)cfg->label_smoothing >= 1.0f ? "1 or more" : "0", (double)FLT_MIN);
+    return -1;
+  }
+  if (cfg->focal_gamma > 0 && cfg->label_smoothing > 0) {
+    snprintf(err, errlen, "--focal-gamma: not with --label-smoothing (choose one way to soften "
+             "the cross-entropy of easy pixels)");
+    return -1;
+  }
+  if (cfg->focal_gamma > 0 && (float)cfg->focal_gamma < FLT_MIN) {
+    snprintf(err, errlen, "--focal-gamma: %g is 0 as a float: give 0 or a value in [%g, 10]",
+             cfg->focal_gamma, (double)FLT_MIN);
     return -1;
   }
   if (known && cfg->pos_weight != 1 && K >= 2) {

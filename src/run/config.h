@@ -78,6 +78,7 @@ typedef struct {
                               --class-weights, or one from --pos-weight; set by cg_cli_check */
   int nclass_weights;      /* ... their count; 0 = none */
   double label_smoothing;  /* --label-smoothing: K >= 2, the CE targets' smoothing; 0 = none */
+  double focal_gamma;      /* --focal-gamma: the focal loss's gamma; 0 = none */
   int64_t warmup_steps;
   char lr_schedule[12]; /* constant | cosine | poly | multistep */
   double lr_power;      /* poly: the exponent */

@@ -616,6 +616,7 @@ static cg_backend_cfg_t backend_cfg(const cg_run_t *r) {
   bc.dice_weight = (float)cfg->dice_weight;
   bc.class_weight = cg_cfg_class_weight(cfg);
   bc.label_smoothing = (float)cfg->label_smoothing;
+  bc.focal_gamma = (float)cfg->focal_gamma;
   bc.nclass = cfg->num_classes;
   bc.ignore_index = cfg->ignore_index;
   bc.precision = r->prec;

@@ -147,6 +147,9 @@ void cg_report_banner(const cg_run_t *r) {
            cfg->label_smoothing);
   if (m->nclass == 1 && cfg->pos_weight != 1)
     printf("loss: the foreground's BCE weighted %.6g (--pos-weight)\n", cfg->pos_weight);
+  if (cfg->focal_gamma > 0)
+    printf("loss: focal, each pixel's %s term times (1 - p_t)^%.7g (--focal-gamma)\n",
+           m->nclass > 1 ? "cross-entropy" : "BCE", cfg->focal_gamma);
   if (!strcmp(cfg->optimizer, "sgd"))
     printf("optimizer: SGD, lr %g, momentum %g%s, weight decay %g (L2, added to the gradient)\n",
            cfg->lr, cfg->momentum, cfg->nesterov ? " (Nesterov)" : "", cfg->weight_decay);
@@ -678,13 +681,15 @@ static int write_metrics(const cg_run_t *r, const cg_train_figs_t *f, const cg_c
            "\"grad_comm_bytes\": %.0f, \"clip_grad_norm\": %s, \"grad_norm_mean\": %s, "
            "\"grad_norm_max\": %s, \"grad_norm_last\": %s, \"steps_clipped\": %s, "
            "\"dice_weight\": %.9g, \"class_weights\": %s, \"pos_weight\": %.9g, "
-           "\"label_smoothing\": %.9g, \"optimizer\": \"%s\", \"momentum\": %s, "
+           "\"label_smoothing\": %.9g, \"focal_gamma\": %.9g, \"optimizer\": \"%s\", "
+           "\"momentum\": %s, "
            "\"nesterov\": %s%s}\n",
            (long long)r->total, (long long)(trained ? r->total - r->s0 : 0), r->c->size,
            (long long)r->global, cfg->grad_accum, tl, vl, vi, vd, va, ti, tr, ip, wall, f->train_s,
            r->ops->name, cg_precision_name(r->prec), cfg->image_size, cfg->model_base,
            cfg->model_depth, r->model.nparams, cfg->grad_comm, r->grad_bytes, cn, gm, gx, gl, gc,
-           cfg->dice_weight, cws, cfg->pos_weight, cfg->label_smoothing, cfg->optimizer, mom,
+           cfg->dice_weight, cws, cfg->pos_weight, cfg->label_smoothing, cfg->focal_gamma,
+           cfg->optimizer, mom,
            sgd && cfg->nesterov ? "true" : "false", extra ? extra : "");
   free(extra);
   free(cws);
