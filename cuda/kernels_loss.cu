@@ -28,13 +28,13 @@ constexpr int kMaxChunks = 64;     /* per sample */
 constexpr int64_t kChunkPix = 4096;
 
 /* The focal loss (gamma > 0): a pixel's CE/BCE term times (1 - q)^gamma, q = p_t, omq = 1 - q
- * without cancellation; the gradient's factor F of cg_focal_grad (src/model/cpu_layers.h), the
+ * without cancellation; its gradient from A of cg_focal_grad_a (src/model/cpu_layers.h), the
  * same expressions. */
 __device__ __forceinline__ double focal_factor(double omq, double gamma) {
   return pow(omq, gamma);
 }
-__device__ __forceinline__ double focal_grad(double q, double omq, double ce, double gamma) {
-  return omq > 0.0 ? pow(omq, gamma - 1.0) * (omq + gamma * q * ce) : 0.0;
+__device__ __forceinline__ double focal_grad_a(double q, double omq, double ce, double gamma) {
+  return pow(omq, gamma) * (omq + gamma * q * ce);
 }
 
 /* Binary: 1 - q and q for a pixel of mask y from the sigmoid p and e = exp(-|z|). */
@@ -168,7 +168,8 @@ __global__ void loss_grad_kernel(const T *logits, const uint8_t *mask, const flo
         double q, omq;
         focal_q(z, y, e, pr, &q, &omq);
         const double bce = (z > 0.0 ? z : 0.0) - z * y + log1p(e);
-        d = (y != 0.0 ? pw : 1.0) * (focal_grad(q, omq, bce, gamma) * (pr - y)) * inv_hw +
+        const double a = focal_grad_a(q, omq, bce, gamma); /* foreground -A, background +A */
+        d = (y != 0.0 ? pw : 1.0) * (y != 0.0 ? -a : a) * inv_hw +
             dw * ((num - 2.0 * y * den) * inv_den2 * pr * (1.0 - pr));
       } else {
         d = (y != 0.0 ? pw : 1.0) * (pr - y) * inv_hw +
@@ -467,14 +468,13 @@ __global__ void loss_k_grad_kernel(const T *logits, const uint8_t *mask, const f
     double se = 0.0;
     for (int c = 0; c < K; c++) se += exp((double)to_f(z[c]) - (double)zmax);
     const double inv_se = 1.0 / se;
-    double fF = 1.0; /* focal: the CE part's factor F */
+    double fA = 0.0, fom = 0.0; /* focal: the CE part's A and 1 - p_y */
     if (gamma > 0.0) {
-      double om = 0.0;
       for (int c = 0; c < K; c++)
-        if (c != y) om += exp((double)to_f(z[c]) - (double)zmax);
+        if (c != y) fom += exp((double)to_f(z[c]) - (double)zmax);
+      fom *= inv_se;
       const double zy = (double)to_f(z[y]);
-      fF = focal_grad(exp(zy - (double)zmax) * inv_se, om * inv_se, (double)zmax + log(se) - zy,
-                      gamma);
+      fA = focal_grad_a(exp(zy - (double)zmax) * inv_se, fom, (double)zmax + log(se) - zy, gamma);
     }
     double pa = 0.0; /* sum_k p_k a_k */
     for (int c = 0; c < K; c++) {
@@ -490,12 +490,13 @@ __global__ void loss_k_grad_kernel(const T *logits, const uint8_t *mask, const f
       /* smoothed: (1 - eps) w_y (p_c - [y = c]) + eps/K (sum_k w_k p_c - w_c); unsmoothed,
        * the expression of builds without smoothing (nvcc contracts it into the same FMA) */
       const double t = y == c ? 1.0 : 0.0;
+      /* focal: w_y times -A (c = y) or A p_c / (1 - p_y) (cpu_layers.h's cg_focal_grad_a) */
+      const double fc = y == c ? -fA : fom > 0.0 ? fA * (pc / fom) : 0.0;
       const double d =
-          smooth > 0.0
-              ? ((1.0 - smooth) * wy * (pc - t) +
-                 smooth / (double)K * (wsum * pc - (cw ? (double)cw[c] : 1.0))) * inv_v +
-                    dw * (pc * (a - pa))
-          : gamma > 0.0 ? wy * (fF * (pc - t)) * inv_v + dw * (pc * (a - pa))
+          smooth > 0.0 ? ((1.0 - smooth) * wy * (pc - t) +
+                          smooth / (double)K * (wsum * pc - (cw ? (double)cw[c] : 1.0))) * inv_v +
+                             dw * (pc * (a - pa))
+          : gamma > 0.0 ? wy * fc * inv_v + dw * (pc * (a - pa))
                         : wy * (pc - t) * inv_v + dw * (pc * (a - pa));
       g[c] = from_f<T>((float)(sc * d));
     }

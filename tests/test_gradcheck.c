@@ -564,6 +564,20 @@ static void test_loss_focal(void) {
   const double b = cg_cpu_loss_k(z, y, &one, 1, 4, 3, 255, 1.0f,
                                  &(cg_loss_opt_t){1.0f, cw, 0.0f, 0.0f}, d1, NULL);
   CG_TEST_CHECK(a == b && !memcmp(d0, d1, sizeof d0), "focal gamma 0 is not bitwise none");
+  /* a small gamma where 1 - p_t is near the smallest double: (1 - q)^(gamma - 1) alone would
+   * overflow; the gradient is finite (about 0), the loss too */
+  const float zx[2] = {-720.0f, 720.0f}, zk[3] = {360.0f, -360.0f, -360.0f};
+  const uint8_t yx[2] = {0, 1}, yk[1] = {0};
+  float dx[2], dk[3];
+  const cg_loss_opt_t lf = {0.0f, NULL, 0.0f, 0.01f};
+  const double lx = cg_cpu_loss(zx, yx, &one, 1, 2, 1.0f, &lf, dx, NULL);
+  const double lk = cg_cpu_loss_k(zk, yk, &one, 1, 1, 3, -1, 1.0f, &lf, dk, NULL);
+  int fin = isfinite(lx) && isfinite(lk);
+  for (int i = 0; i < 3; i++) fin = fin && isfinite(dk[i]) && fabsf(dk[i]) < 1e-30f;
+  for (int i = 0; i < 2; i++) fin = fin && isfinite(dx[i]) && fabsf(dx[i]) < 1e-30f;
+  CG_TEST_CHECK(fin, "focal gamma 0.01 at |z| 720: loss %g / %g, gradients %g %g / %g %g %g", lx,
+                lk, dx[0], dx[1], dk[0], dk[1], dk[2]);
+  if (fin) printf("PASS focal gamma 0.01 at |z| 720: finite, about 0\n");
 }
 
 /* The class weights against PyTorch 1.13 (float64), dice_w 0, one sample:

@@ -344,7 +344,7 @@ want sgd10 "resume: --nesterov off (the checkpoint has on): the run goes on with
 run sgd11 2 $MPIRUN -np 1 $BIN train --resume $T/cks --steps 11 --momentum 0.5 --beta1 0.8 \
     --progress off
 want sgd11 "--beta1: for --optimizer adamw"
-grep -q "goes on" $T/sgd11.log && { echo "FAIL sgd11: a notice of going on before the refusal"
+grep -q "^resume:" $T/sgd11.log && { echo "FAIL sgd11: a resume notice before the refusal"
   fail=1; }
 run sgdadam 2 $MPIRUN -np 1 $BIN train --resume $T/cks --steps 9 --optimizer adamw \
     --progress off
@@ -401,6 +401,7 @@ bad fls "--focal-gamma: not with --label-smoothing" --num-classes 4 --focal-gamm
 bad fneg "--focal-gamma: -1 is out of range" --focal-gamma -1
 bad fbig "--focal-gamma: 11 is out of range" --focal-gamma 11
 bad f0f "--focal-gamma: 1e-50 is 0 as a float" --focal-gamma 1e-50
+bad fsub "--focal-gamma: 1e-39 is below the smallest normal float as a float" --focal-gamma 1e-39
 
 # ---- 11. --check-data's class report ----
 if /usr/bin/python3 -c 'import PIL, numpy' 2> /dev/null; then

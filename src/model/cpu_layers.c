@@ -669,7 +669,8 @@ static inline double bce_px(double z, int y, double e, double p, double wt, doub
     const double pm = z >= 0 ? e / (1.0 + e) : 1.0 / (1.0 + e); /* 1 - p */
     const double q = y ? p : pm, omq = y ? pm : p;
     if (val) *val = wt * (cg_focal_factor(omq, gamma) * bce);
-    return wt * (cg_focal_grad(q, omq, bce, gamma) * (p - yj));
+    const double a = cg_focal_grad_a(q, omq, bce, gamma);
+    return wt * (y ? -a : a);
   }
   if (val) *val = wt * bce;
   return wt * (p - yj);
@@ -877,9 +878,9 @@ static double loss_k_sample(const float *z, const uint8_t *y, size_t hw, int K, 
         continue;
       }
       const double ce_y = softmax_px(z + j * K, K, yj, p, NULL, NULL);
-      /* focal: the CE part times F (cpu_layers.h); 1 without */
-      const double fF = lo->focal > 0 ? cg_focal_grad(p[yj], om_y(p, K, yj), ce_y, lo->focal)
-                                      : 1.0;
+      /* focal: the CE part's A and 1 - p_y (cpu_layers.h) */
+      const double fom = lo->focal > 0 ? om_y(p, K, yj) : 0.0;
+      const double fA = lo->focal > 0 ? cg_focal_grad_a(p[yj], fom, ce_y, lo->focal) : 0.0;
       const double den_y = psum[yj] + gsum[yj] + 1.0;
       const double b_y = -2.0 / (den_y * K); /* the [y=c] part: -(1/K) 2 den / den^2 */
       /* dL/dz_k = p_k (g_k - sum_c g_c p_c), g_c = dDice/dp_c; CE adds w_y (p_k - [y=k]) / nv,
@@ -892,7 +893,9 @@ static double loss_k_sample(const float *z, const uint8_t *y, size_t hw, int K, 
         const double gc = a[c] + (c == yj ? b_y : 0.0);
         const double gce = eps > 0 ? (1.0 - eps) * wy * (p[c] - (c == yj ? 1.0 : 0.0)) +
                                          eps / K * (wsum * p[c] - (cw ? (double)cw[c] : 1.0))
-                                   : lo->focal > 0 ? wy * (fF * (p[c] - (c == yj ? 1.0 : 0.0)))
+                                   : lo->focal > 0 ? wy * (c == yj    ? -fA
+                                                           : fom > 0 ? fA * (p[c] / fom)
+                                                                     : 0.0)
                                                    : wy * (p[c] - (c == yj ? 1.0 : 0.0));
         const double g = gce * inv_v + dw * (p[c] * (gc - gp));
         d[c] = (float)(s * g);

@@ -83,18 +83,18 @@ typedef struct {
   float focal;
 } cg_loss_opt_t;
 
-/* The focal factor of a pixel's cross-entropy term and its gradient's factor (gamma > 0), from
- * q = p_t, omq = 1 - q (computed without cancellation) and ce = -log q:
- *   value    (1 - q)^g ce
- *   d/dz     K classes: (p_c - [y = c]) times F = (1 - q)^g + g q ce (1 - q)^(g - 1) (0 at q = 1);
- *            binary: -(1 - q)^g (g q ce + 1 - q) for the foreground, + the same for the
- *            background (d/dz of the logit; F (p - y) form with F = (1 - q)^(g - 1) (1 - q +
- *            g q ce)).
- * cg_focal_grad returns F; the binary gradient is F (p - y) too. Shared with the CUDA kernels'
- * host tests. */
+/* The focal factor of a pixel's cross-entropy term and its gradient (gamma > 0), from q = p_t,
+ * omq = 1 - q (computed without cancellation) and ce = -log q: the value is (1 - q)^g ce, and
+ * with A = (1 - q)^g (1 - q + g q ce) (cg_focal_grad_a) its derivative by the logits is
+ *   binary    -A for a foreground pixel, +A for a background one;
+ *   K classes -A for the true class y, A p_c / (1 - p_y) for another class c (0 when 1 - p_y is
+ *             0: then every such p_c is 0).
+ * That is (p_c - [y = c]) (1 - q)^(g - 1) (1 - q + g q ce), written without the power
+ * g - 1, which overflows for a small g at 1 - q near the smallest double. kernels_loss.cu has
+ * the same expressions. */
 static inline double cg_focal_factor(double omq, double gamma) { return pow(omq, gamma); }
-static inline double cg_focal_grad(double q, double omq, double ce, double gamma) {
-  return omq > 0.0 ? pow(omq, gamma - 1.0) * (omq + gamma * q * ce) : 0.0;
+static inline double cg_focal_grad_a(double q, double omq, double ce, double gamma) {
+  return pow(omq, gamma) * (omq + gamma * q * ce);
 }
 
 /* BCE-with-logits + soft Dice over n samples of hw pixels (logits contiguous, one channel).

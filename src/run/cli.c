@@ -725,6 +725,12 @@ static int check_milestones(cg_config_t *cfg, char *err, size_t errlen) {
   return 0;
 }
 
+/* What a positive v below FLT_MIN is as a float: 0, or a subnormal (too few digits to train
+ * with), for the messages of the flags the backends take as floats. */
+static const char *float_small(double v) {
+  return (float)v == 0.0f ? "0" : "below the smallest normal float";
+}
+
 /* The shortest text that reads back as the float v. */
 static void fmt_float(float v, char *buf, size_t len) {
   for (int p = 6; p <= 9; p++) { /* %.6g is the shortest text of any float that has one of 6 */
@@ -788,17 +794,20 @@ static int check_loss_flags(cg_config_t *cfg, char *err, size_t errlen) {
       (cfg->label_smoothing > 0 && (float)cfg->label_smoothing < FLT_MIN)) {
     snprintf(err, errlen, "--label-smoothing: %.9g is %s as a float: give 0 or a value in "
              "[%g, 1)", cfg->label_smoothing,
-             (float)cfg->label_smoothing >= 1.0f ? "1 or more" : "0", (double)FLT_MIN);
+             (float)cfg->label_smoothing >= 1.0f ? "1 or more"
+                                                 : float_small(cfg->label_smoothing),
+             (double)FLT_MIN);
     return -1;
   }
   if (cfg->focal_gamma > 0 && cfg->label_smoothing > 0) {
-    snprintf(err, errlen, "--focal-gamma: not with --label-smoothing (choose one way to soften "
-             "the cross-entropy of easy pixels)");
+    snprintf(err, errlen, "--focal-gamma: not with --label-smoothing %g (choose one way to soften "
+             "the cross-entropy of easy pixels; --label-smoothing 0 turns smoothing off, also "
+             "on a resume)", cfg->label_smoothing);
     return -1;
   }
   if (cfg->focal_gamma > 0 && (float)cfg->focal_gamma < FLT_MIN) {
-    snprintf(err, errlen, "--focal-gamma: %g is 0 as a float: give 0 or a value in [%g, 10]",
-             cfg->focal_gamma, (double)FLT_MIN);
+    snprintf(err, errlen, "--focal-gamma: %g is %s as a float: give 0 or a value in [%g, 10]",
+             cfg->focal_gamma, float_small(cfg->focal_gamma), (double)FLT_MIN);
     return -1;
   }
   if (known && cfg->pos_weight != 1 && K >= 2) {
@@ -838,7 +847,8 @@ static int check_optimizer(cg_config_t *cfg, char *err, size_t errlen) {
   const float mu = (float)cfg->momentum;
   if (mu >= 1.0f || (cfg->momentum > 0 && mu < FLT_MIN)) {
     snprintf(err, errlen, "--momentum: %.9g is %s as a float: give 0 or a value in [%g, 1)",
-             cfg->momentum, mu >= 1.0f ? "1 or more" : "0", (double)FLT_MIN);
+             cfg->momentum, mu >= 1.0f ? "1 or more" : float_small(cfg->momentum),
+             (double)FLT_MIN);
     return -1;
   }
   if (!settings_known(cfg)) return 0;

@@ -391,6 +391,7 @@ int cg_settings_resume(cg_config_t *cfg, cg_comm_t *c) {
   CG_CHECK_MPI(MPI_Bcast(&is_dir, 1, MPI_INT, 0, c->world));
   CG_CHECK_MPI(MPI_Bcast(&cfg->resume_found, 1, MPI_INT, 0, c->world));
   FILE *out = c->rank == 0 ? stdout : NULL;
+  int beside = 0;
   if (!cfg->checkpoint_dir[0]) { /* --resume DIR|FILE: go on writing beside it */
     char tmp[CG_PATH_MAX];
     snprintf(tmp, sizeof tmp, "%s", cfg->resume);
@@ -405,9 +406,7 @@ int cg_settings_resume(cg_config_t *cfg, cg_comm_t *c) {
       free(settings);
       return CG_EXIT_USAGE;
     }
-    if (out)
-      fprintf(out, "resume: checkpoints go on to %s (no --checkpoint-dir given)\n",
-              cfg->checkpoint_dir);
+    beside = 1; /* said once the settings pass the checks, below */
   }
   char err[1024] = "";
   int rc;
@@ -428,6 +427,9 @@ int cg_settings_resume(cg_config_t *cfg, cg_comm_t *c) {
     }
   }
   free(settings);
+  if (!rc && beside && out)
+    fprintf(out, "resume: checkpoints go on to %s (no --checkpoint-dir given)\n",
+            cfg->checkpoint_dir);
   /* cg_cli_check reads the --label-map file on each rank: a failure on one is every rank's */
   return cg_comm_report_errors(c, rc ? err : NULL) ? CG_EXIT_USAGE : 0;
 }
