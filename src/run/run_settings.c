@@ -315,8 +315,8 @@ int cg_settings_apply(cg_config_t *cfg, const char *json, FILE *out, char *err, 
 }
 
 /* Rank 0: the settings of the checkpoint --resume names ("" when none: no checkpoint yet, an
- * invalid one (the run set-up reports it), or version <= 3) and its global batch (*global, 0
- * when none). 1 when it found a valid one. */
+ * invalid one (the run set-up reports it), or version <= 3), its global batch (*global) and its
+ * optimizer steps (*opt_t), 0 when none. 1 when it found a valid one. */
 static int find_settings(const cg_config_t *cfg, char *settings, int *is_dir, int64_t *global,
                          int64_t *opt_t) {
   settings[0] = 0;
