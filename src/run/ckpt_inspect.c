@@ -43,16 +43,14 @@ static void print_info(const char *path, const cg_ckpt_info_t *in) {
          (long long)in->train_samples);
   /* the header's batch is a rank's samples a step: --batch x --grad-accum */
   char accum[80] = "";
-  cg_json_t *j = cg_json_parse(in->settings, NULL, 0);
-  const int a = j ? atoi(cg_json_str(j, "grad-accum", "1")) : 1;
-  cg_json_free(j);
+  cg_json_t *js = cg_json_parse(in->settings, NULL, 0); /* NULL: none stored (version <= 3) */
+  const int a = js ? atoi(cg_json_str(js, "grad-accum", "1")) : 1;
   if (a > 1 && in->batch % a == 0)
     snprintf(accum, sizeof accum, " (--batch %d x --grad-accum %d)", in->batch / a, a);
   printf("written by:    %d rank(s) x batch %d%s (global batch %lld, %lld steps per epoch), "
          "seed %llu\n",
          in->ranks, in->batch, accum, (long long)global, (long long)in->steps_per_epoch,
          (unsigned long long)in->seed);
-  cg_json_t *js = cg_json_parse(in->settings, NULL, 0);
   const int sgd = js && !strcmp(cg_json_str(js, "optimizer", "adamw"), "sgd");
   if (sgd)
     printf("optimizer:     SGD, momentum %s%s, %lld steps, last lr %g, planned total %lld steps\n",

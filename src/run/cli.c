@@ -852,7 +852,7 @@ static int check_optimizer(cg_config_t *cfg, char *err, size_t errlen) {
     return -1;
   }
   if (!settings_known(cfg)) return 0;
-  const int sgd = !strcmp(cfg->optimizer, "sgd");
+  const int sgd = cg_cfg_sgd(cfg);
   cg_config_t *def = cg_malloc(sizeof *def, "default settings");
   cg_cli_defaults(def);
   const char *other = sgd ? (cfg->beta1 != def->beta1   ? "beta1"

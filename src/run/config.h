@@ -5,6 +5,7 @@
 
 #include <stdint.h>
 #include <stdio.h>
+#include <string.h> /* strcmp: cg_cfg_sgd */
 
 #include "labelmap.h" /* CG_LABELMAP_TABLE_LEN */
 
@@ -139,6 +140,9 @@ typedef struct {
 
 /* The loss's class weights as cg_backend_cfg_t.class_weight and cpu_layers.h's cw take them:
  * NULL = none. */
+/* --optimizer sgd (else AdamW). */
+static inline int cg_cfg_sgd(const cg_config_t *c) { return !strcmp(c->optimizer, "sgd"); }
+
 static inline const float *cg_cfg_class_weight(const cg_config_t *c) {
   return c->nclass_weights ? c->class_weight : NULL;
 }

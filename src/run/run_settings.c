@@ -418,7 +418,7 @@ int cg_settings_resume(cg_config_t *cfg, cg_comm_t *c) {
     rc = cg_cli_check(cfg, err, sizeof err);
     /* a checkpoint without settings (format 3 and before) that trained ran AdamW; one of step
      * 0 (import) holds no optimizer state */
-    if (!rc && cfg->resume_found && opt_t > 0 && strcmp(cfg->optimizer, "adamw")) {
+    if (!rc && cfg->resume_found && opt_t > 0 && cg_cfg_sgd(cfg)) {
       snprintf(err, sizeof err, "--optimizer: the checkpoint (written by a build that stored no "
                "settings) trained %lld steps with adamw; the command line has %s, and a resumed "
                "run cannot change it (leave the flag out, or start a new run%s)",

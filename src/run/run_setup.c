@@ -290,7 +290,7 @@ static int place_rank(cg_run_t *r, char *err, size_t errlen) {
   /* pre-flight: will the model and its batches fit? (before anything large is allocated) */
   const cg_preflight_t est =
       cg_preflight_estimate(m, cfg->batch, cfg->grad_accum, cfg->prefetch, r->is_cuda,
-                            r->prec == CG_PREC_FP32 ? 4 : 2, !strcmp(cfg->optimizer, "sgd") ? 1 : 2);
+                            r->prec == CG_PREC_FP32 ? 4 : 2, cg_cfg_sgd(cfg) ? 1 : 2);
   r->device = r->place->gpu >= 0 ? r->place->gpu : c->local_rank;
   const int bad = cg_preflight_check(&est, r->is_cuda, r->device, c->local_size, err, errlen);
   return cg_comm_report_errors(c, bad ? err : NULL) ? CG_EXIT_USAGE : 0;
@@ -610,7 +610,7 @@ static cg_backend_cfg_t backend_cfg(const cg_run_t *r) {
   bc.batch = cfg->batch;
   bc.accum = cfg->grad_accum;
   bc.clip_norm = (float)cfg->clip_grad_norm;
-  bc.optim = !strcmp(cfg->optimizer, "sgd") ? CG_OPTIM_SGD : CG_OPTIM_ADAMW;
+  bc.optim = cg_cfg_sgd(cfg) ? CG_OPTIM_SGD : CG_OPTIM_ADAMW;
   bc.momentum = (float)cfg->momentum;
   bc.nesterov = cfg->nesterov;
   bc.dice_weight = (float)cfg->dice_weight;

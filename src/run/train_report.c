@@ -37,7 +37,7 @@ static void banner_resume(const cg_run_t *r) {
     printf("resumed from %s: step %lld (epoch %lld, %lld of its %lld samples trained), %s "
            "%lld, loss scale %g\n", r->ck_path, (long long)ck->step, (long long)ck->epoch,
            (long long)ck->epoch_samples, (long long)ck->train_samples,
-           strcmp(cfg->optimizer, "sgd") ? "AdamW t" : "SGD steps", (long long)ck->opt_t,
+           cg_cfg_sgd(cfg) ? "SGD steps" : "AdamW t", (long long)ck->opt_t,
            (double)ck->loss_scale);
   else
     printf("resumed from %s: step 0 (its weights; nothing trained yet)\n", r->ck_path);
@@ -150,7 +150,7 @@ void cg_report_banner(const cg_run_t *r) {
   if (cfg->focal_gamma > 0)
     printf("loss: focal, each pixel's %s term times (1 - p_t)^%.7g (--focal-gamma)\n",
            m->nclass > 1 ? "cross-entropy" : "BCE", cfg->focal_gamma);
-  if (!strcmp(cfg->optimizer, "sgd"))
+  if (cg_cfg_sgd(cfg))
     printf("optimizer: SGD, lr %g, momentum %g%s, weight decay %g (L2, added to the gradient)\n",
            cfg->lr, cfg->momentum, cfg->nesterov ? " (Nesterov)" : "", cfg->weight_decay);
   else
@@ -662,7 +662,7 @@ static int write_metrics(const cg_run_t *r, const cg_train_figs_t *f, const cg_c
   json_num(gl, sizeof gl, gsome ? t->gnorm_last : NAN);
   json_num(gc, sizeof gc, gon && trained ? (double)t->clipped : NAN);
   char *extra = K > 1 ? metrics_k(r, f, tk, lk) : NULL;
-  const int sgd = !strcmp(cfg->optimizer, "sgd");
+  const int sgd = cg_cfg_sgd(cfg);
   char mom[32] = "null"; /* SGD's momentum; AdamW has none */
   if (sgd) snprintf(mom, sizeof mom, "%.9g", cfg->momentum);
   const size_t ncw = strlen(cfg->class_weights) + 8;
