@@ -484,7 +484,7 @@ static void test_loss_k_case(int K, int ignore, size_t hw, uint64_t seed) {
   }
   CG_TEST_CHECK(ignore < 0 || nign > 0, "no ignore pixel drawn");
   double ps[3], ps_ref[3];
-  const cg_loss_opt_t lo = {(float)g_dw, g_cw, (float)g_ls, (float)g_fg};
+  const cg_loss_opt_t lo = {(float)g_dw, g_cw, (float)g_ls, (float)g_fg, 0.0f, 0};
   const double loss = cg_cpu_loss_k(z, mask, weight, n, hw, K, ignore, scale, &lo, dz, ps);
   double *zd = to_double(z, nz);
   const double loss_ref = ref_loss_k(zd, mask, weight_d, n, hw, K, ignore, ps_ref);
@@ -536,7 +536,7 @@ static void test_loss_focal(void) {
   const float gam[2] = {2.0f, 0.5f};
   for (int k = 0; k < 2; k++) {
     float dz[6];
-    const cg_loss_opt_t lo = {0.0f, NULL, 0.0f, gam[k]};
+    const cg_loss_opt_t lo = {0.0f, NULL, 0.0f, gam[k], 0.0f, 0};
     const double l = cg_cpu_loss(zb, yb, &one, 1, 6, 1.0f, &lo, dz, NULL);
     char nm[80];
     snprintf(nm, sizeof nm, "focal binary gamma %g value (torchvision)", (double)gam[k]);
@@ -548,7 +548,7 @@ static void test_loss_focal(void) {
   const uint8_t y[4] = {0, 2, 1, 255};
   const float cw[3] = {0.5f, 2, 1.5f};
   float dz[12];
-  const cg_loss_opt_t lo = {0.0f, cw, 0.0f, 2.0f};
+  const cg_loss_opt_t lo = {0.0f, cw, 0.0f, 2.0f, 0.0f, 0};
   const double l = cg_cpu_loss_k(z, y, &one, 1, 4, 3, 255, 1.0f, &lo, dz, NULL);
   const double lt = 0.9928828924235121;
   const float gt[12] = {-0.12162563339432421f, 0.00453990631586833f, 0.11708572707845588f,
@@ -559,17 +559,17 @@ static void test_loss_focal(void) {
   cg_test_close("focal K=3 weighted gradient (PyTorch)", dz, gt, 12, 1e-9, 1e-6);
   /* gamma 0: bitwise the loss without, binary and K */
   float d0[12], d1[12];
-  const cg_loss_opt_t l0 = {1.0f, cw, 0.0f, 0.0f};
+  const cg_loss_opt_t l0 = {1.0f, cw, 0.0f, 0.0f, 0.0f, 0};
   const double a = cg_cpu_loss_k(z, y, &one, 1, 4, 3, 255, 1.0f, &l0, d0, NULL);
   const double b = cg_cpu_loss_k(z, y, &one, 1, 4, 3, 255, 1.0f,
-                                 &(cg_loss_opt_t){1.0f, cw, 0.0f, 0.0f}, d1, NULL);
+                                 &(cg_loss_opt_t){1.0f, cw, 0.0f, 0.0f, 0.0f, 0}, d1, NULL);
   CG_TEST_CHECK(a == b && !memcmp(d0, d1, sizeof d0), "focal gamma 0 is not bitwise none");
   /* a small gamma where 1 - p_t is near the smallest double: (1 - q)^(gamma - 1) alone would
    * overflow; the gradient is finite (about 0), the loss too */
   const float zx[2] = {-720.0f, 720.0f}, zk[3] = {360.0f, -360.0f, -360.0f};
   const uint8_t yx[2] = {0, 1}, yk[1] = {0};
   float dx[2], dk[3];
-  const cg_loss_opt_t lf = {0.0f, NULL, 0.0f, 0.01f};
+  const cg_loss_opt_t lf = {0.0f, NULL, 0.0f, 0.01f, 0.0f, 0};
   const double lx = cg_cpu_loss(zx, yx, &one, 1, 2, 1.0f, &lf, dx, NULL);
   const double lk = cg_cpu_loss_k(zk, yk, &one, 1, 1, 3, -1, 1.0f, &lf, dk, NULL);
   int fin = isfinite(lx) && isfinite(lk);
@@ -592,7 +592,7 @@ static void test_loss_weighted(void) {
   const uint8_t y[4] = {0, 2, 1, 255};
   const float cw[3] = {0.5f, 2, 1.5f}, one = 1.0f;
   float dz[12];
-  const cg_loss_opt_t lw = {0.0f, cw, 0.0f, 0.0f};
+  const cg_loss_opt_t lw = {0.0f, cw, 0.0f, 0.0f, 0.0f, 0};
   const double l = cg_cpu_loss_k(z, y, &one, 1, 4, 3, 255, 1.0f, &lw, dz, NULL);
   const double lt = 1.3758201097961393;
   const float gt[12] = {-0.10289747723656946f, 0.003840842540804554f, 0.09905663469576491f,
@@ -604,8 +604,8 @@ static void test_loss_weighted(void) {
   const float zb[4] = {0.5f, -1.25f, 2, -0.375f}, pw = 3.0f;
   const uint8_t yb[4] = {1, 0, 1, 1};
   float dzb[4];
-  const double lb = cg_cpu_loss(zb, yb, &one, 1, 4, 1.0f, &(cg_loss_opt_t){0, &pw, 0, 0}, dzb,
-                                NULL);
+  const double lb = cg_cpu_loss(zb, yb, &one, 1, 4, 1.0f, &(cg_loss_opt_t){0, &pw, 0, 0, 0, 0},
+                                dzb, NULL);
   const double lbt = 1.1873284648585327;
   const float gbt[4] = {-0.283155501598609f, 0.05567503470632721f, -0.08940219151658824f,
                         -0.4444999499655523f};
@@ -623,7 +623,7 @@ static void test_loss_weighted(void) {
                              -0.002573510458414637f, -0.07828010429042373f, 0.0808536147488384f,
                              0, 0, 0}};
   for (int k = 0; k < 2; k++) {
-    const cg_loss_opt_t lo = {0.0f, k ? NULL : cw, 0.125f, 0.0f};
+    const cg_loss_opt_t lo = {0.0f, k ? NULL : cw, 0.125f, 0.0f, 0.0f, 0};
     const double lsm = cg_cpu_loss_k(z, y, &one, 1, 4, 3, 255, 1.0f, &lo, dz, NULL);
     char nm[96];
     snprintf(nm, sizeof nm, "CrossEntropyLoss(%slabel_smoothing=0.125) value vs PyTorch",
@@ -635,7 +635,7 @@ static void test_loss_weighted(void) {
   }
   /* weights of 1 are bitwise no weights: K = 4 with ignore, binary with and without */
   const float ones[4] = {1, 1, 1, 1}, w3[3] = {0.5f, 0, 1};
-  const cg_loss_opt_t lo1 = {1.0f, ones, 0.0f, 0.0f};
+  const cg_loss_opt_t lo1 = {1.0f, ones, 0.0f, 0.0f, 0.0f, 0};
   float a[3 * 17 * 4], b[3 * 17 * 4], za[3 * 17 * 4];
   uint8_t m[3 * 17];
   cg_test_fill(za, 3 * 17 * 4, -3, 3, 25);
@@ -653,12 +653,183 @@ static void test_loss_weighted(void) {
   const float c0[3] = {0, 1, 1};
   uint8_t y0[17];
   memset(y0, 0, sizeof y0);
-  const cg_loss_opt_t lc0 = {0, c0, 0, 0};
+  const cg_loss_opt_t lc0 = {0, c0, 0, 0, 0.0f, 0};
   const double l0 = cg_cpu_loss_k(za, y0, &one, 1, 17, 3, 255, 1.0f, &lc0, a, NULL);
   int nz = 0;
   for (int i = 0; i < 17 * 3; i++) nz += a[i] != 0.0f;
   CG_TEST_CHECK(l0 == 0.0 && nz == 0, "weight-0 pixels only: loss %g, %d gradients not 0", l0,
                 nz);
+}
+
+/* OHEM (--ohem-thresh) against PyTorch 1.13 (float64), one sample, HRNet's OhemCrossEntropy per
+ * sample: keys = p_t.float(); v = keys[valid].sort().values[min_kept]; kept = keys < max(thresh,
+ * v) (all valid when min_kept >= their count); loss = sum_kept w[y] CE / sum_kept w[y] + dw Dice
+ * over every valid pixel; .backward() (the selection a constant):
+ *   K = 3: z = [[.5, -1.25, 2], [1.5, .25, -.75], [-2, 1, .125], [.375, .375, -3], [3, -1, -1],
+ *   [.25, 2.5, -.5], [-1.5, -.25, .75], [1, 1, 1.25], [2, -2, 0], [-.5, .5, 4]],
+ *   y = [0, 2, 1, 255, 0, 1, 2, 0, 1, 2], w = [.5, 2, 1.5] or none;
+ *   binary: zb = [.5, -1.25, 2, -.375, 3.5, -4, .125, 1.75], yb = [1, 0, 1, 1, 0, 0, 1, 0],
+ *   keys sigmoid(z) (foreground) or 1 - sigmoid(z), BCE with pos_weight, Dice over every pixel.
+ * The cases take each side of max(thresh, v): thresh (6 of 9 kept), v (the 4 hardest, the 5
+ * hardest), and min_kept >= the valid pixels (all). Then: the thresholds against a sort of the
+ * keys over random logits (ties included); thresh 1 keeps every pixel, K >= 2 bitwise the loss
+ * without; samples are mined each on its own. */
+static void test_loss_ohem(void) {
+  const float z[30] = {0.5f, -1.25f, 2,     1.5f,  0.25f,  -0.75f, -2,    1,     0.125f, 0.375f,
+                       0.375f, -3,   3,     -1,    -1,     0.25f,  2.5f,  -0.5f, -1.5f,  -0.25f,
+                       0.75f, 1,     1,     1.25f, 2,      -2,     0,     -0.5f, 0.5f,   4};
+  const uint8_t y[10] = {0, 2, 1, 255, 0, 1, 2, 0, 1, 2};
+  const float cw[3] = {0.5f, 2, 1.5f}, one = 1.0f;
+  const struct {
+    float thresh;
+    int mk, w;
+    float dw;
+    double l;
+    float g[30];
+  } kc[4] = {
+      {0.7f, 2, 1, 0.5f, 2.07324877934566,
+       {-0.0583501328673721f, 0.002271521695388208f, 0.05607861117198389f, 0.13645155282501018f,
+        0.04000133871297565f, -0.17645289153798582f, 0.009577813897216902f,
+        -0.09012636655072022f, 0.08054855265350333f, 0, 0, 0, -0.0016661188658887523f,
+        0.0008609817129621582f, 0.0008051371529265937f, 0.0037601246188906693f,
+        -0.005590036009435037f, 0.0018299113905443747f, 0.015473605163576286f,
+        0.055108855340731615f, -0.07058246050430793f, -0.053778052957903236f,
+        0.024086360130528978f, 0.02969169282737425f, 0.21723251294208887f,
+        -0.24677805037658265f, 0.029545537434493757f, 0.0004498234747188967f,
+        0.0013505749575678442f, -0.0018003984322867452f}},
+      {0.05f, 4, 1, 0.5f, 3.228794099046379,
+       {-0.09836581845937133f, 0.003765182683478868f, 0.09460063577589246f, 0.24122410257620713f,
+        0.0700191767959665f, -0.3112432793721736f, 0.001091280074361216f, -0.010582954999569088f,
+        0.00949167492520787f, 0, 0, 0, -0.0016661188658887523f, 0.0008609817129621582f,
+        0.0008051371529265937f, 0.0037601246188906693f, -0.005590036009435037f,
+        0.0018299113905443747f, 0.0020597445919151294f, 0.008289881562059023f,
+        -0.010349626153974155f, -0.08758686964580609f, 0.038888654553737224f,
+        0.048698215092068856f, 0.38577954975823725f, -0.43813544815893635f,
+        0.05235589840069899f, 0.0004498234747188967f, 0.0013505749575678442f,
+        -0.0018003984322867452f}},
+      {0.7f, 1, 0, 0.0f, 1.7359611201516045,
+       {-0.13719663631542595f, 0.005121123387739405f, 0.13207551292768654f, 0.11974005685851082f,
+        0.034306100666275256f, -0.15404615752478606f, 0.005657689215237125f,
+        -0.05302894103410075f, 0.04737125181886363f, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        0.011923431619254361f, 0.0416168655810423f, -0.05354029720029668f,
+        -0.11591594292995266f, 0.050750723736714f, 0.06516521919323864f, 0.14446888869955576f,
+        -0.16402062667058886f, 0.01955173797103306f, 0, 0, 0}},
+      {0.6f, 9, 1, 1.0f, 1.6829473300735884,
+       {-0.04810194757703123f, 0.0019824816969067132f, 0.04611946588012451f, 0.0932930203622541f,
+        0.02854352642653842f, -0.12183654678879252f, 0.007840249363959557f,
+        -0.07419485103323893f, 0.06635460166927937f, 0, 0, 0, -0.004804606232948181f,
+        0.002458147676509652f, 0.002346458556438523f, 0.022726919828051223f,
+        -0.0335698651745339f, 0.010842945346482707f, 0.01306206289827103f,
+        0.04779241230989978f, -0.06085447520817082f, -0.04959813445083013f,
+        0.022797358392700952f, 0.026800776058129177f, 0.14552724848506615f,
+        -0.16551484741198758f, 0.019987598926921396f, 0.0022331877727763405f,
+        0.006326089702725175f, -0.008559277475501536f}},
+  };
+  for (int k = 0; k < 4; k++) {
+    float dz[30];
+    const cg_loss_opt_t lo = {kc[k].dw, kc[k].w ? cw : NULL, 0, 0, kc[k].thresh, kc[k].mk};
+    const double l = cg_cpu_loss_k(z, y, &one, 1, 10, 3, 255, 1.0f, &lo, dz, NULL);
+    char nm[96];
+    snprintf(nm, sizeof nm, "ohem K=3 thresh %g min-kept %d value (PyTorch)",
+             (double)kc[k].thresh, kc[k].mk);
+    cg_test_close_d(nm, &l, &kc[k].l, 1, 0, 1e-12);
+    snprintf(nm, sizeof nm, "ohem K=3 thresh %g min-kept %d gradient (PyTorch)",
+             (double)kc[k].thresh, kc[k].mk);
+    cg_test_close(nm, dz, kc[k].g, 30, 1e-9, 1e-6);
+  }
+  const float zb[8] = {0.5f, -1.25f, 2, -0.375f, 3.5f, -4, 0.125f, 1.75f};
+  const uint8_t yb[8] = {1, 0, 1, 1, 0, 0, 1, 0};
+  const float pw = 3.0f;
+  const struct {
+    float thresh;
+    int mk, w;
+    float dw;
+    double l;
+    float g[8];
+  } bc[2] = {
+      {0.7f, 2, 1, 0.5f, 2.481378412978696,
+       {-0.2435963459186424f, 0.005636458775796419f, -0.007627303674251956f,
+        -0.3731375028772008f, 0.1950640117422643f, 0.0005751147450620978f, -0.2993649738623302f,
+        0.1744974495822236f}},
+      {0.3f, 5, 0, 0.0f, 1.4889547704695647,
+       {-0.07550813375962909f, 0, 0, -0.11853331999081394f, 0.19413755384972875f, 0,
+        -0.09375812532524874f, 0.17039056039366213f}},
+  };
+  for (int k = 0; k < 2; k++) {
+    float dz[8];
+    const cg_loss_opt_t lo = {bc[k].dw, bc[k].w ? &pw : NULL, 0, 0, bc[k].thresh, bc[k].mk};
+    const double l = cg_cpu_loss_k(zb, yb, &one, 1, 8, 1, -1, 1.0f, &lo, dz, NULL);
+    char nm[96];
+    snprintf(nm, sizeof nm, "ohem binary thresh %g min-kept %d value (PyTorch)",
+             (double)bc[k].thresh, bc[k].mk);
+    cg_test_close_d(nm, &l, &bc[k].l, 1, 0, 1e-12);
+    snprintf(nm, sizeof nm, "ohem binary thresh %g min-kept %d gradient (PyTorch)",
+             (double)bc[k].thresh, bc[k].mk);
+    cg_test_close(nm, dz, bc[k].g, 8, 1e-9, 1e-6);
+  }
+  /* the thresholds against a sort: K = 1, 4, 19, with an ignore label, logits on a coarse grid
+   * (ties among the keys) or not, min_kept over its range */
+  enum { HW = 97 };
+  static float zr[HW * 19], keys[HW];
+  static uint8_t yr[HW];
+  static uint32_t scratch[HW];
+  int bad = 0, cases = 0;
+  for (int t = 0; t < 60; t++) {
+    const int K = t % 3 == 0 ? 1 : t % 3 == 1 ? 4 : 19, ign = t % 2 ? 255 : -1;
+    cg_test_fill(zr, (size_t)HW * K, -4, 4, 100 + (uint64_t)t);
+    if (t % 4 < 2)
+      for (int i = 0; i < HW * K; i++) zr[i] = roundf(zr[i]); /* ties */
+    int nv = 0;
+    for (int j = 0; j < HW; j++) {
+      yr[j] = (uint8_t)((j * 7 + t) % (K == 1 ? 2 : K));
+      if (ign >= 0 && j % 5 == t % 5) yr[j] = 255;
+      if (yr[j] == ign) continue;
+      keys[nv++] = cg_cpu_ohem_key(zr + (size_t)j * K, K, yr[j]);
+    }
+    for (int a = 1; a < nv; a++) /* insertion sort */
+      for (int b = a; b > 0 && keys[b - 1] > keys[b]; b--) {
+        const float x = keys[b];
+        keys[b] = keys[b - 1];
+        keys[b - 1] = x;
+      }
+    const int mks[4] = {0, t % nv, nv - 1, nv + t % 3};
+    for (int q = 0; q < 4; q++) {
+      const float th = q == 1 ? 0.5f : 1e-6f;
+      const cg_loss_opt_t lo = {0, NULL, 0, 0, th, mks[q]};
+      const float got = cg_cpu_ohem_thr(zr, yr, HW, K, ign, &lo, scratch);
+      const float want = mks[q] >= nv ? INFINITY : fmaxf(th, keys[mks[q]]);
+      cases++;
+      if (memcmp(&got, &want, sizeof got)) {
+        if (bad++ < 5)
+          printf("FAIL ohem threshold K=%d ignore %d min-kept %d: %.9g, sorted %.9g\n", K, ign,
+                 mks[q], (double)got, (double)want);
+      }
+    }
+  }
+  CG_TEST_CHECK(bad == 0, "ohem thresholds: %d of %d differ from a sort", bad, cases);
+  if (!bad) printf("PASS ohem thresholds = a sort of the keys (%d cases, ties included)\n", cases);
+  /* thresh 1, min_kept 0: every pixel kept (no key reaches 1 here): K >= 2 bitwise none */
+  float d0[30], d1[30];
+  const cg_loss_opt_t ln = {0.5f, cw, 0, 0, 0, 0}, l1 = {0.5f, cw, 0, 0, 1.0f, 0};
+  const double a = cg_cpu_loss_k(z, y, &one, 1, 10, 3, 255, 2.0f, &ln, d0, NULL);
+  const double b = cg_cpu_loss_k(z, y, &one, 1, 10, 3, 255, 2.0f, &l1, d1, NULL);
+  CG_TEST_CHECK(a == b && !memcmp(d0, d1, sizeof d0), "ohem thresh 1 is not bitwise none (K=3)");
+  /* two samples: each mined on its own, weighted */
+  float z2[60], dz2[60], dza[30], dzb[30];
+  uint8_t y2[20];
+  memcpy(z2, z, sizeof z);
+  memcpy(y2, y, sizeof y);
+  for (int i = 0; i < 30; i++) z2[30 + i] = -0.5f * z[29 - i];
+  for (int j = 0; j < 10; j++) y2[10 + j] = y[9 - j];
+  const float w2[2] = {0.25f, 0.75f};
+  const cg_loss_opt_t lo2 = {0.5f, cw, 0, 0, 0.7f, 3};
+  double ps[2];
+  const double l2 = cg_cpu_loss_k(z2, y2, w2, 2, 10, 3, 255, 1.0f, &lo2, dz2, ps);
+  const double la = cg_cpu_loss_k(z2, y2, &w2[0], 1, 10, 3, 255, 1.0f, &lo2, dza, NULL);
+  const double lb = cg_cpu_loss_k(z2 + 30, y2 + 10, &w2[1], 1, 10, 3, 255, 1.0f, &lo2, dzb, NULL);
+  CG_TEST_CHECK(l2 == la + lb && !memcmp(dz2, dza, sizeof dza) &&
+                    !memcmp(dz2 + 30, dzb, sizeof dzb),
+                "ohem: two samples are not each mined on its own");
 }
 
 static void test_loss_k(void) {
@@ -713,6 +884,7 @@ static void test_loss_k(void) {
   g_cw = NULL, g_dw = 1.0;
   test_loss_weighted();
   test_loss_focal();
+  test_loss_ohem();
   /* K = 1 without ignore is exactly cg_cpu_loss, bit for bit */
   float z[64], d1[64], d2[64], w = 1.0f;
   uint8_t m[64];

@@ -66,6 +66,15 @@
 #     validation's loss; the banner and the metrics JSON say it; a resume takes it back (bitwise
 #     the uninterrupted run) and another G gets a notice; usage errors: with --label-smoothing,
 #     -1, 11, a value whose float is 0.
+# Online hard example mining (--ohem-thresh P --ohem-min-kept N; test_gradcheck checks the loss
+# against PyTorch and the thresholds against a sort, the GPU tests the kernels):
+# 16. P = 0.7 trains other weights, binary (with --pos-weight, N 100) and K = 4 (with
+#     --class-weights, N by default); each sample is mined on its own, so 2 ranks = 1 rank
+#     within 1e-5; validation does not mine (whole, which cannot, gives the square validation's
+#     loss); K = 4 with P = 1 keeps every pixel: bitwise the run without; the banner and the
+#     metrics JSON say it; a resume takes it back (bitwise the uninterrupted run) and another P
+#     gets a notice (and is stored), P = 0 turns it off; usage errors: -0.1, 1.5, a value whose
+#     float is 0, N not below a sample's pixels, N without P, N < 0.
 set -uo pipefail
 BIN=$1; MPIRUN="$2 --oversubscribe --bind-to none"; BUILD=$3
 CMP=$BUILD/tests/cg_cmp_params
@@ -402,6 +411,51 @@ bad fneg "--focal-gamma: -1 is out of range" --focal-gamma -1
 bad fbig "--focal-gamma: 11 is out of range" --focal-gamma 11
 bad f0f "--focal-gamma: 1e-50 is 0 as a float" --focal-gamma 1e-50
 bad fsub "--focal-gamma: 1e-39 is below the smallest normal float as a float" --focal-gamma 1e-39
+
+# ---- 16. online hard example mining ----
+OB="--ohem-thresh 0.7 --ohem-min-kept 100"
+run ob 0 $MPIRUN -np 1 $BIN $COMMON $B1 --pos-weight 3 $OB --params-out $T/ob.bin \
+    --metrics-out $T/ob.json
+run ob2 0 $MPIRUN -np 2 $BIN $COMMON $B1 --pos-weight 3 $OB --batch 4 --params-out $T/ob2.bin
+run obw 0 $MPIRUN -np 1 $BIN $COMMON $B1 --pos-weight 3 $OB --val-mode whole \
+    --metrics-out $T/obw.json
+same_params ob2 ob 1e-5 "--ohem-thresh 0.7, binary: 2 ranks x batch 4 vs 1 x 8"
+differs ob pw "--ohem-thresh 0.7 (binary, --pos-weight 3)"
+val_loss_eq obw ob "--ohem-thresh, binary: validation whole (not mined) vs square"
+want ob "loss: OHEM, each sample's BCE over its pixels predicted below 0.7, at least its 100 \
+hardest (--ohem-thresh, --ohem-min-kept); validation scores every pixel"
+[ "$(metric ob ohem_thresh)" = 0.7 ] && [ "$(metric ob ohem_min_kept)" = 100 ] &&
+  [ "$(metric plain ohem_thresh)" = 0 ] && [ "$(metric plain ohem_min_kept)" = 0 ] ||
+  { echo "FAIL metrics: ohem $(metric ob ohem_thresh) $(metric ob ohem_min_kept) / \
+$(metric plain ohem_thresh) $(metric plain ohem_min_kept)"; fail=1; }
+run ok 0 $MPIRUN -np 1 $BIN $COMMON $K4 $CW --ohem-thresh 0.7 --params-out $T/ok.bin \
+    --metrics-out $T/ok.json
+run ok2 0 $MPIRUN -np 2 $BIN $COMMON $K4 $CW --ohem-thresh 0.7 --batch 4 --params-out $T/ok2.bin
+run okw 0 $MPIRUN -np 1 $BIN $COMMON $K4 $CW --ohem-thresh 0.7 --val-mode whole \
+    --metrics-out $T/okw.json
+same_params ok2 ok 1e-5 "--ohem-thresh 0.7, K = 4: 2 ranks x batch 4 vs 1 x 8"
+differs ok k4w "--ohem-thresh 0.7 (K = 4, --class-weights)"
+val_loss_eq okw ok "--ohem-thresh, K = 4: validation whole (not mined) vs square"
+want ok "loss: OHEM, each sample's cross-entropy over its pixels predicted below 0.7, at least \
+its 204 hardest (--ohem-thresh, --ohem-min-kept); validation scores every pixel"
+run ok1 0 $MPIRUN -np 1 $BIN $COMMON $K4 --ohem-thresh 1 --params-out $T/ok1.bin
+bitwise ok1 k4n "--ohem-thresh 1 (every pixel kept), K = 4, vs none"
+run ok4 0 $MPIRUN -np 1 $BIN $COMMON $K4 $CW --ohem-thresh 0.7 --steps 4 --checkpoint-dir $T/cko
+run ok8 0 $MPIRUN -np 1 $BIN train --resume $T/cko --steps 8 --params-out $T/ok8.bin \
+    --progress off
+bitwise ok8 ok "--ohem-thresh: 4 steps, a checkpoint, --resume DIR to 8 vs 8 steps"
+run ok9 0 $MPIRUN -np 1 $BIN train --resume $T/cko --steps 9 --ohem-thresh 0.5 --progress off
+want ok9 "resume: --ohem-thresh 0.5 (the checkpoint has 0.7): the run goes on with the new value"
+run ok10 0 $MPIRUN -np 1 $BIN train --resume $T/cko --steps 10 --ohem-thresh 0 --progress off
+want ok10 "resume: --ohem-thresh 0 (the checkpoint has 0.5): the run goes on with the new value"
+! grep -q "loss: OHEM" "$T/ok10.log" || { echo "FAIL ok10: --ohem-thresh 0 still mines"; fail=1; }
+bad oneg "--ohem-thresh: -0.1 is out of range" --ohem-thresh -0.1
+bad obig "--ohem-thresh: 1.5 is out of range" --ohem-thresh 1.5
+bad o0f "--ohem-thresh: 1e-50 is 0 as a float" --ohem-thresh 1e-50
+bad omk "--ohem-min-kept: 1024 is not below the 1024 pixels of a 32x32 sample" --ohem-thresh 0.7 \
+    --ohem-min-kept 1024
+bad onot "--ohem-min-kept: for online hard example mining, which --ohem-thresh" --ohem-min-kept 5
+bad omneg "--ohem-min-kept: -1 is out of range" --ohem-thresh 0.7 --ohem-min-kept -1
 
 # ---- 11. --check-data's class report ----
 if /usr/bin/python3 -c 'import PIL, numpy' 2> /dev/null; then

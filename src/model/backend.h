@@ -27,8 +27,8 @@
  * mask is that label are left out of both terms (binary too). W = cfg.dice_weight
  * (--dice-weight, 1 by default). cfg.class_weight weights the cross-entropy terms (CE_i: their
  * weighted mean; BCE_i: a foreground pixel's term times pos_weight), cfg.label_smoothing
- * smooths CE_i's targets, cfg.focal_gamma makes its terms focal (cg_loss_opt_t in
- * cpu_layers.h). A sample whose pixels are
+ * smooths CE_i's targets, cfg.focal_gamma makes its terms focal, cfg.ohem_thresh mines the
+ * training loss's CE_i (cg_loss_opt_t in cpu_layers.h). A sample whose pixels are
  * all ignored adds 0 but still counts in its weight (1 / global batch).
  */
 #ifndef CG_BACKEND_H
@@ -105,6 +105,9 @@ typedef struct {
                                 (cpu_layers.h's cg_loss_opt_t.smooth); 0 = none */
   float focal_gamma;         /* --focal-gamma: the focal loss's gamma (cg_loss_opt_t.focal), not
                                 with label_smoothing; 0 = none */
+  float ohem_thresh;         /* --ohem-thresh: OHEM's threshold (cg_loss_opt_t.ohem) of the
+                                training loss (eval_step's loss does not mine); 0 = none */
+  int64_t ohem_min_kept;     /* --ohem-min-kept, resolved: >= 0 (cg_loss_opt_t.ohem_min_kept) */
   float clip_norm;           /* --clip-grad-norm: > 0 = every train_step measures the global L2
                                 norm of the step's gradient (after the all-reduce, unscaled) and
                                 scales the gradient by min(1, clip_norm / (norm + 1e-6)) before

@@ -103,7 +103,8 @@ static int cpu_create(const cg_model_t *m, const cg_backend_cfg_t *cfg, cg_backe
   if (cfg->class_weight) memcpy(b->cw, cfg->class_weight, sizeof(float) * (size_t)m->nclass);
   b->cfg.class_weight = NULL; /* the caller's: copied */
   b->lo = (cg_loss_opt_t){cfg->dice_weight, cfg->class_weight ? b->cw : NULL,
-                          m->nclass > 1 ? cfg->label_smoothing : 0.0f, cfg->focal_gamma};
+                          m->nclass > 1 ? cfg->label_smoothing : 0.0f, cfg->focal_gamma,
+                          cfg->ohem_thresh, cfg->ohem_min_kept};
   if (b->nclass > 1)
     for (int i = 0; i < CG_MAX_INFLIGHT; i++)
       b->confk[i] = cg_calloc((size_t)b->nclass * b->nclass, sizeof(int64_t), "confusion");
@@ -289,8 +290,10 @@ static int cpu_eval_step(cg_backend_t *b, int slot) {
   forward(b, slot);
   const float *logits = b->act[m->tensors[m->logits_tensor].buf];
   size_t hw = (size_t)m->height * m->width;
+  cg_loss_opt_t lo = b->lo;
+  lo.ohem = 0.0f; /* validation scores every pixel */
   out->loss = cg_cpu_loss_k(logits, b->y[slot], b->w[slot], b->n, hw, b->nclass, b->ignore, 1.0f,
-                            &b->lo, NULL, NULL);
+                            &lo, NULL, NULL);
   predict_mask(logits, hw * b->n, b->nclass, pred);
   device_metrics(b, slot, pred, out);
   return 0;

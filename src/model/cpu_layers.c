@@ -656,7 +656,7 @@ void cg_cpu_maxpool_bwd(const cg_view_t *x, const cg_view_t *y, const cg_view_t 
 
 /* ---- loss ------------------------------------------------------------------------------- */
 
-static const cg_loss_opt_t kLossRef = {1.0f, NULL, 0.0f, 0.0f};
+static const cg_loss_opt_t kLossRef = {1.0f, NULL, 0.0f, 0.0f, 0.0f, 0};
 
 /* Binary pixel: its BCE term (weight wt: pos_weight for the foreground, else 1) into *val
  * (optional), with the focal factor when gamma > 0; returns the term's d/dz, wt (p - y) (times
@@ -763,9 +763,55 @@ static double om_y(const double *p, int K, int y) {
   return om;
 }
 
-void cg_cpu_loss_sums_add(cg_loss_sums_t *s, const float *z, const uint8_t *y, size_t n, int K,
-                          int ignore, const cg_loss_opt_t *lo) {
-  if (!lo) lo = &kLossRef;
+/* Binary: the sigmoid's 1 - p without cancellation, from e = exp(-|z|). */
+static inline double sig_om(double z, double e) { return z >= 0 ? e / (1.0 + e) : 1.0 / (1.0 + e); }
+
+float cg_cpu_ohem_key(const float *z, int K, int y) {
+  if (K == 1) {
+    const double zj = z[0], e = exp(-fabs(zj));
+    return (float)(y ? (zj >= 0 ? 1.0 / (1.0 + e) : e / (1.0 + e)) : sig_om(zj, e));
+  }
+  double p[256];
+  (void)softmax_px(z, K, y, p, NULL, NULL);
+  return (float)p[y];
+}
+
+/* Whether a pixel whose p_t is q is kept by its sample's OHEM threshold thr (+inf: every
+ * pixel). q in the bits cg_cpu_ohem_key computes it: callers pass the sigmoid or softmax value
+ * they computed by the same expression. */
+static inline int ohem_kept(double q, float thr) { return thr == INFINITY || (float)q < thr; }
+
+float cg_cpu_ohem_thr(const float *z, const uint8_t *y, size_t hw, int K, int ignore,
+                      const cg_loss_opt_t *lo, uint32_t *keys) {
+  CG_ASSERT(lo && lo->ohem > 0 && lo->ohem_min_kept >= 0);
+  size_t nv = 0;
+  for (size_t j = 0; j < hw; j++) {
+    if (y[j] == ignore || (K > 1 && y[j] >= K)) continue;
+    const float k = cg_cpu_ohem_key(z + j * K, K, y[j]);
+    memcpy(&keys[nv++], &k, sizeof k); /* >= 0 (or NaN): the bits order as the values */
+  }
+  if ((uint64_t)lo->ohem_min_kept >= nv) return INFINITY;
+  /* The key of rank r: four passes of 8 bits, most significant first, each counting the keys
+   * that share the prefix found so far. */
+  uint64_t r = (uint64_t)lo->ohem_min_kept;
+  uint32_t prefix = 0, pmask = 0;
+  for (int shift = 24; shift >= 0; shift -= 8) {
+    uint64_t hist[256] = {0};
+    for (size_t j = 0; j < nv; j++)
+      if ((keys[j] & pmask) == prefix) hist[(keys[j] >> shift) & 255u]++;
+    int d = 0;
+    while (r >= hist[d]) r -= hist[d++];
+    prefix |= (uint32_t)d << shift;
+    pmask |= 255u << shift;
+  }
+  float v;
+  memcpy(&v, &prefix, sizeof v);
+  return v > lo->ohem ? v : lo->ohem;
+}
+
+/* cg_cpu_loss_sums_add with OHEM's threshold thr (+inf: every valid pixel's CE counts). */
+static void sums_add(cg_loss_sums_t *s, const float *z, const uint8_t *y, size_t n, int K,
+                     int ignore, const cg_loss_opt_t *lo, float thr) {
   const float *cw = lo->cw;
   if (K == 1) {
     const double pw = cw ? (double)cw[0] : 1.0;
@@ -774,13 +820,15 @@ void cg_cpu_loss_sums_add(cg_loss_sums_t *s, const float *z, const uint8_t *y, s
       const double zj = z[j], yj = y[j] ? 1.0 : 0.0;
       const double e = exp(-fabs(zj));
       const double p = zj >= 0 ? 1.0 / (1.0 + e) : e / (1.0 + e);
-      double t;
-      (void)bce_px(zj, y[j], e, p, y[j] ? pw : 1.0, lo->focal, &t);
-      s->ce += t;
+      if (ohem_kept(y[j] ? p : sig_om(zj, e), thr)) {
+        double t;
+        (void)bce_px(zj, y[j], e, p, y[j] ? pw : 1.0, lo->focal, &t);
+        s->ce += t;
+        s->nv += 1;
+      }
       s->psum[0] += p;
       s->gsum[0] += yj;
       s->inter[0] += p * yj;
-      s->nv += 1;
     }
     return;
   }
@@ -791,13 +839,20 @@ void cg_cpu_loss_sums_add(cg_loss_sums_t *s, const float *z, const uint8_t *y, s
     const double wy = cw ? (double)cw[yj] : 1.0;
     double u = 0;
     const double ce = softmax_px(z + j * K, K, yj, p, cw, lo->smooth > 0 ? &u : NULL);
-    s->ce += lo->focal > 0 ? wy * (cg_focal_factor(om_y(p, K, yj), lo->focal) * ce) : wy * ce;
-    s->sce += u;
+    if (ohem_kept(p[yj], thr)) {
+      s->ce += lo->focal > 0 ? wy * (cg_focal_factor(om_y(p, K, yj), lo->focal) * ce) : wy * ce;
+      s->sce += u;
+      s->nv += wy;
+    }
     for (int c = 0; c < K; c++) s->psum[c] += p[c];
     s->inter[yj] += p[yj];
     s->gsum[yj] += 1;
-    s->nv += wy;
   }
+}
+
+void cg_cpu_loss_sums_add(cg_loss_sums_t *s, const float *z, const uint8_t *y, size_t n, int K,
+                          int ignore, const cg_loss_opt_t *lo) {
+  sums_add(s, z, y, n, K, ignore, lo ? lo : &kLossRef, INFINITY);
 }
 
 /* 1 / the CE mean's divisor; 0 for none (no valid pixel, or class weights summing to 0: the
@@ -822,10 +877,10 @@ double cg_cpu_loss_sums_value(const cg_loss_sums_t *s, int K, const cg_loss_opt_
 
 /* Binary BCE + Dice over the pixels whose mask is not `ignore` (ignore >= 0). */
 static double loss_binary_ignore(const float *z, const uint8_t *y, size_t hw, int ignore,
-                                 const cg_loss_opt_t *lo, double s, float *dz) {
+                                 const cg_loss_opt_t *lo, float thr, double s, float *dz) {
   cg_loss_sums_t S;
   memset(&S, 0, sizeof S);
-  cg_cpu_loss_sums_add(&S, z, y, hw, 1, ignore, lo);
+  sums_add(&S, z, y, hw, 1, ignore, lo, thr);
   const double sp = S.psum[0], sy = S.gsum[0], spy = S.inter[0], nv = S.nv, dw = lo->dice_w;
   const double inv_v = inv_divisor(nv), pw = lo->cw ? (double)lo->cw[0] : 1.0;
   const double num = 2.0 * spy + 1.0, den = sp + sy + 1.0;
@@ -839,8 +894,10 @@ static double loss_binary_ignore(const float *z, const uint8_t *y, size_t hw, in
       const double zj = z[j], yj = y[j] ? 1.0 : 0.0;
       const double e = exp(-fabs(zj));
       const double p = zj >= 0 ? 1.0 / (1.0 + e) : e / (1.0 + e);
-      const double g = bce_px(zj, y[j], e, p, y[j] ? pw : 1.0, lo->focal, NULL) * inv_v +
-                       dw * ((num - 2.0 * yj * den) * inv_den2 * p * (1.0 - p));
+      const double gb = ohem_kept(y[j] ? p : sig_om(zj, e), thr)
+                            ? bce_px(zj, y[j], e, p, y[j] ? pw : 1.0, lo->focal, NULL)
+                            : 0.0;
+      const double g = gb * inv_v + dw * ((num - 2.0 * yj * den) * inv_den2 * p * (1.0 - p));
       dz[j] = (float)(s * g);
     }
   }
@@ -850,11 +907,11 @@ static double loss_binary_ignore(const float *z, const uint8_t *y, size_t hw, in
 /* One sample of the K-class loss (K >= 2); s = weight * grad_scale for the gradient. A mask
  * value >= K that is not the ignore label is left out like one (the data layer refuses it). */
 static double loss_k_sample(const float *z, const uint8_t *y, size_t hw, int K, int ignore,
-                            const cg_loss_opt_t *lo, double s, float *dz) {
+                            const cg_loss_opt_t *lo, float thr, double s, float *dz) {
   double p[256], a[256];
   cg_loss_sums_t S;
   memset(&S, 0, sizeof S);
-  cg_cpu_loss_sums_add(&S, z, y, hw, K, ignore, lo);
+  sums_add(&S, z, y, hw, K, ignore, lo, thr);
   const double *inter = S.inter, *psum = S.psum, *gsum = S.gsum, ce = ce_sum(&S, K, lo);
   const double nv = S.nv, dw = lo->dice_w, eps = lo->smooth;
   const float *cw = lo->cw;
@@ -878,6 +935,7 @@ static double loss_k_sample(const float *z, const uint8_t *y, size_t hw, int K, 
         continue;
       }
       const double ce_y = softmax_px(z + j * K, K, yj, p, NULL, NULL);
+      const int kept = ohem_kept(p[yj], thr);
       /* focal: the CE part's A and 1 - p_y (cpu_layers.h) */
       const double fom = lo->focal > 0 ? om_y(p, K, yj) : 0.0;
       const double fA = lo->focal > 0 ? cg_focal_grad_a(p[yj], fom, ce_y, lo->focal) : 0.0;
@@ -897,7 +955,7 @@ static double loss_k_sample(const float *z, const uint8_t *y, size_t hw, int K, 
                                                            : fom > 0 ? fA * (p[c] / fom)
                                                                      : 0.0)
                                                    : wy * (p[c] - (c == yj ? 1.0 : 0.0));
-        const double g = gce * inv_v + dw * (p[c] * (gc - gp));
+        const double g = (kept ? gce : 0.0) * inv_v + dw * (p[c] * (gc - gp));
         d[c] = (float)(s * g);
       }
     }
@@ -911,7 +969,8 @@ double cg_cpu_loss_k(const float *logits, const uint8_t *mask, const float *weig
   CG_ASSERT(K >= 1 && K <= 255);
   if (!lo) lo = &kLossRef;
   CG_ASSERT(!(lo->focal > 0 && lo->smooth > 0)); /* the CLI refuses both */
-  if (K == 1 && ignore < 0)
+  const int ohem = lo->ohem > 0;
+  if (K == 1 && ignore < 0 && !ohem)
     return cg_cpu_loss(logits, mask, weight, n, hw, grad_scale, lo, dlogits, per_sample);
   CG_ASSERT(logits != NULL && mask != NULL && weight != NULL);
   CG_ASSERT(n >= 1 && hw >= 1);
@@ -922,8 +981,14 @@ double cg_cpu_loss_k(const float *logits, const uint8_t *mask, const float *weig
     const uint8_t *y = mask + (size_t)i * hw;
     float *dz = dlogits ? dlogits + (size_t)i * hw * K : NULL;
     const double s = (double)weight[i] * grad_scale;
-    li[i] = K == 1 ? loss_binary_ignore(z, y, hw, ignore, lo, s, dz)
-                   : loss_k_sample(z, y, hw, K, ignore, lo, s, dz);
+    float thr = INFINITY;
+    if (ohem && weight[i] != 0.0f) { /* padding's loss is not used: no selection */
+      uint32_t *keys = cg_malloc(sizeof(uint32_t) * hw, "OHEM keys");
+      thr = cg_cpu_ohem_thr(z, y, hw, K, ignore, lo, keys);
+      free(keys);
+    }
+    li[i] = K == 1 ? loss_binary_ignore(z, y, hw, ignore, lo, thr, s, dz)
+                   : loss_k_sample(z, y, hw, K, ignore, lo, thr, s, dz);
   }
   double total = 0;
   for (int i = 0; i < n; i++) {

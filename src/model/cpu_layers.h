@@ -74,14 +74,36 @@ void cg_cpu_maxpool_bwd(const cg_view_t *x, const cg_view_t *y, const cg_view_t 
  *          (1 - p_t)^gamma, p_t the probability of its true class (binary: sigmoid p for the
  *          foreground, 1 - p for the background), torchvision.ops.sigmoid_focal_loss's factor;
  *          the class weight multiplies it and the divisor stays the same; not with smooth;
- *          0 = none, bitwise.
- * The Dice term is neither weighted, smoothed nor focal. */
+ *          0 = none, bitwise;
+ *  ohem    online hard example mining's threshold in (0, 1] (--ohem-thresh), 0 = none,
+ *          bitwise: per sample, only the cross-entropy terms of its kept pixels count, and the
+ *          mean is over them (the weighted mean with cw). A valid pixel is kept when its key
+ *          (float)p_t (cg_cpu_ohem_thr) is below the sample's threshold max(ohem, v), v the key
+ *          of rank ohem_min_kept (0-based) among the sample's valid pixels in increasing order:
+ *          the pixels predicted below ohem, and at least the ohem_min_kept hardest (fewer only
+ *          where keys tie at v); every valid pixel when ohem_min_kept >= their count. HRNet's
+ *          OhemCrossEntropy per sample (mmsegmentation's OHEMPixelSampler, which keeps
+ *          min_kept per image of the batch, chosen over the batch, divides by every pixel);
+ *          the selection is a constant of the gradient.
+ * The Dice term is neither weighted, smoothed, focal nor mined. */
 typedef struct {
   float dice_w;
   const float *cw;
   float smooth;
   float focal;
+  float ohem;
+  int64_t ohem_min_kept;
 } cg_loss_opt_t;
+
+/* The OHEM key of a valid pixel, (float)p_t with p_t in double: binary the sigmoid p
+ * (foreground) or 1 - p, from e = exp(-|z|); K >= 2 the softmax's p_y = exp(z_y - max) * (1 /
+ * sum_c exp(z_c - max)). kernels_loss.cu computes the same expressions. */
+float cg_cpu_ohem_key(const float *z, int K, int y);
+/* The OHEM threshold of one sample of hw pixels (lo->ohem > 0): max((float)lo->ohem, v) as
+ * cg_loss_opt_t says, +inf when lo->ohem_min_kept >= the valid pixels (all kept). keys: hw
+ * scratch words. Exact, by a 4-pass radix select of the keys' bits (as the GPU does). */
+float cg_cpu_ohem_thr(const float *z, const uint8_t *y, size_t hw, int K, int ignore,
+                      const cg_loss_opt_t *lo, uint32_t *keys);
 
 /* The focal factor of a pixel's cross-entropy term and its gradient (gamma > 0), from q = p_t,
  * omq = 1 - q (computed without cancellation) and ce = -log q: the value is (1 - q)^g ce, and
@@ -129,9 +151,10 @@ static inline uint8_t cg_cpu_class_of(const float *z, int K) {
 }
 
 /* The sums cg_cpu_loss_k's per-sample value is made of, added a run of pixels at a time (a
- * whole image row by row: --val-mode whole): ce the CE (K = 1: BCE) sum, class-weighted by
- * lo->cw, sce (lo->smooth > 0) the sum of sum_c w_c (-log p_c), nv the CE mean's divisor (|V|;
- * K >= 2 with cw: sum_V cw[y]), and per class c psum the sum of p_c, inter of p_c [y=c], gsum
+ * whole image row by row: --val-mode whole; lo->ohem is not applied here: validation scores
+ * every pixel): ce the CE (K = 1: BCE) sum, class-weighted by lo->cw, sce (lo->smooth > 0)
+ * the sum of sum_c w_c (-log p_c), nv the CE mean's divisor (|V|; K >= 2 with cw:
+ * sum_V cw[y]), and per class c psum the sum of p_c, inter of p_c [y=c], gsum
  * of [y=c] (K = 1: the foreground's sigmoid p and y in 0/1). Zero it to start. */
 typedef struct {
   double ce, sce, nv, psum[256], inter[256], gsum[256];

@@ -182,6 +182,19 @@ static const cg_opt_t g_opts[] = {
         "on the softmax (-(1 - p_y)^G log p_y), the mean and --class-weights as the "
         "cross-entropy's; 2 is the paper's choice; the Dice term is not focal; not with "
         "--label-smoothing; the validation loss is the same; 0 = none"),
+    CG_OPT_ROW_NUM(DBL, "ohem-thresh", O(ohem_thresh), 0, 1, C_TRAIN, "P",
+        "online hard example mining, as mmsegmentation's OHEMPixelSampler(thresh=P) and "
+        "HRNet's OhemCrossEntropy: per sample, only the cross-entropy (binary: BCE) terms of "
+        "its hard pixels count, those whose predicted probability of their true class is "
+        "below P, and at least the --ohem-min-kept hardest; the mean is over the kept pixels "
+        "(with --class-weights their weighted mean; mmsegmentation divides by every pixel); "
+        "0.7 is the Cityscapes recipe's; the Dice term takes every pixel; the validation loss "
+        "does not mine; 0 = off"),
+    CG_OPT_ROW_NUM(I64, "ohem-min-kept", O(ohem_min_kept), 0, 1e12, C_TRAIN, "N",
+        "--ohem-thresh: the pixels of each sample kept at least, the hardest ones (all of its "
+        "valid pixels when it has no more); below the sample's pixels; 0 = a fifth of them "
+        "(13107 at --image-size 256: mmsegmentation's min_kept=100000 is about a fifth of its "
+        "512 x 1024 crops)"),
     CG_OPT_ROW_NUM_GT(DBL, "pos-weight", O(pos_weight), 0, 1e6, C_TRAIN, "X",
         "binary models: each foreground pixel's BCE term times X, as "
         "torch.nn.BCEWithLogitsLoss(pos_weight=X) (the mean still over the pixels): above 1 "
@@ -808,6 +821,24 @@ static int check_loss_flags(cg_config_t *cfg, char *err, size_t errlen) {
   if (cfg->focal_gamma > 0 && (float)cfg->focal_gamma < FLT_MIN) {
     snprintf(err, errlen, "--focal-gamma: %g is %s as a float: give 0 or a value in [%g, 10]",
              cfg->focal_gamma, float_small(cfg->focal_gamma), (double)FLT_MIN);
+    return -1;
+  }
+  if (cfg->ohem_thresh > 0 && (float)cfg->ohem_thresh < FLT_MIN) {
+    snprintf(err, errlen, "--ohem-thresh: %g is %s as a float: give 0 or a value in [%g, 1]",
+             cfg->ohem_thresh, float_small(cfg->ohem_thresh), (double)FLT_MIN);
+    return -1;
+  }
+  if (cfg->ohem_min_kept > 0 && cfg->ohem_thresh <= 0 && !cfg->resume[0]) {
+    snprintf(err, errlen, "--ohem-min-kept: for online hard example mining, which --ohem-thresh "
+             "P turns on (0.7 is the common choice)");
+    return -1;
+  }
+  const int64_t px = (int64_t)cfg->image_size * cfg->image_size;
+  if (known && cfg->ohem_thresh > 0 && cfg->ohem_min_kept >= px) {
+    snprintf(err, errlen, "--ohem-min-kept: %lld is not below the %lld pixels of a %dx%d sample: "
+             "every pixel would be kept; give fewer (0: a fifth of them, %lld)",
+             (long long)cfg->ohem_min_kept, (long long)px, cfg->image_size, cfg->image_size,
+             (long long)(px / 5));
     return -1;
   }
   if (known && cfg->pos_weight != 1 && K >= 2) {

@@ -80,6 +80,9 @@ typedef struct {
   int nclass_weights;      /* ... their count; 0 = none */
   double label_smoothing;  /* --label-smoothing: K >= 2, the CE targets' smoothing; 0 = none */
   double focal_gamma;      /* --focal-gamma: the focal loss's gamma; 0 = none */
+  double ohem_thresh;      /* --ohem-thresh: OHEM's probability threshold; 0 = none */
+  int64_t ohem_min_kept;   /* --ohem-min-kept: pixels OHEM keeps at least per sample; 0 = a
+                              fifth of a sample's (cg_cfg_ohem_min_kept) */
   int64_t warmup_steps;
   char lr_schedule[12]; /* constant | cosine | poly | multistep */
   double lr_power;      /* poly: the exponent */
@@ -145,6 +148,12 @@ static inline int cg_cfg_sgd(const cg_config_t *c) { return !strcmp(c->optimizer
 
 static inline const float *cg_cfg_class_weight(const cg_config_t *c) {
   return c->nclass_weights ? c->class_weight : NULL;
+}
+
+/* --ohem-min-kept resolved: 0 is a fifth of a sample's pixels. */
+static inline int64_t cg_cfg_ohem_min_kept(const cg_config_t *c) {
+  return c->ohem_min_kept > 0 ? c->ohem_min_kept
+                              : (int64_t)c->image_size * c->image_size / 5;
 }
 
 #endif

@@ -41,7 +41,7 @@ static const struct {
     {"momentum", NOTICE},       {"nesterov", NOTICE},
     {"clip-grad-norm", NOTICE}, {"dice-weight", NOTICE},
     {"class-weights", NOTICE},  {"pos-weight", NOTICE},     {"label-smoothing", NOTICE},
-    {"focal-gamma", NOTICE},
+    {"focal-gamma", NOTICE},    {"ohem-thresh", NOTICE},    {"ohem-min-kept", NOTICE},
     {"warmup-steps", NOTICE},   {"lr-schedule", NOTICE},    {"lr-power", NOTICE},
     {"min-lr", NOTICE},         {"lr-milestones", NOTICE},  {"lr-gamma", NOTICE},
     {"precision", NOTICE},

@@ -617,6 +617,8 @@ static cg_backend_cfg_t backend_cfg(const cg_run_t *r) {
   bc.class_weight = cg_cfg_class_weight(cfg);
   bc.label_smoothing = (float)cfg->label_smoothing;
   bc.focal_gamma = (float)cfg->focal_gamma;
+  bc.ohem_thresh = (float)cfg->ohem_thresh;
+  bc.ohem_min_kept = cg_cfg_ohem_min_kept(cfg);
   bc.nclass = cfg->num_classes;
   bc.ignore_index = cfg->ignore_index;
   bc.precision = r->prec;

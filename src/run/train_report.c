@@ -150,6 +150,11 @@ void cg_report_banner(const cg_run_t *r) {
   if (cfg->focal_gamma > 0)
     printf("loss: focal, each pixel's %s term times (1 - p_t)^%.7g (--focal-gamma)\n",
            m->nclass > 1 ? "cross-entropy" : "BCE", cfg->focal_gamma);
+  if (cfg->ohem_thresh > 0)
+    printf("loss: OHEM, each sample's %s over its pixels predicted below %.7g, at least its %lld "
+           "hardest (--ohem-thresh, --ohem-min-kept); validation scores every pixel\n",
+           m->nclass > 1 ? "cross-entropy" : "BCE", cfg->ohem_thresh,
+           (long long)cg_cfg_ohem_min_kept(cfg));
   if (cg_cfg_sgd(cfg))
     printf("optimizer: SGD, lr %g, momentum %g%s, weight decay %g (L2, added to the gradient)\n",
            cfg->lr, cfg->momentum, cfg->nesterov ? " (Nesterov)" : "", cfg->weight_decay);
@@ -683,14 +688,15 @@ static int write_metrics(const cg_run_t *r, const cg_train_figs_t *f, const cg_c
            "\"dice_weight\": %.9g, \"class_weights\": %s, \"pos_weight\": %.9g, "
            "\"label_smoothing\": %.9g, \"focal_gamma\": %.9g, \"optimizer\": \"%s\", "
            "\"momentum\": %s, "
-           "\"nesterov\": %s%s}\n",
+           "\"nesterov\": %s, \"ohem_thresh\": %.9g, \"ohem_min_kept\": %lld%s}\n",
            (long long)r->total, (long long)(trained ? r->total - r->s0 : 0), r->c->size,
            (long long)r->global, cfg->grad_accum, tl, vl, vi, vd, va, ti, tr, ip, wall, f->train_s,
            r->ops->name, cg_precision_name(r->prec), cfg->image_size, cfg->model_base,
            cfg->model_depth, r->model.nparams, cfg->grad_comm, r->grad_bytes, cn, gm, gx, gl, gc,
            cfg->dice_weight, cws, cfg->pos_weight, cfg->label_smoothing, cfg->focal_gamma,
            cfg->optimizer, mom,
-           sgd && cfg->nesterov ? "true" : "false", extra ? extra : "");
+           sgd && cfg->nesterov ? "true" : "false", cfg->ohem_thresh,
+           (long long)(cfg->ohem_thresh > 0 ? cg_cfg_ohem_min_kept(cfg) : 0), extra ? extra : "");
   free(extra);
   free(cws);
   const int rc = cg_afile_save(cfg->metrics_out, json, strlen(json), err, sizeof err);

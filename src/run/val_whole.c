@@ -190,7 +190,8 @@ cg_val_t cg_validate_whole(cg_run_t *r) {
   const cg_config_t *cfg = r->cfg;
   vfeed_t f = {.r = r, .full = !strcmp(cfg->val_mode, "full")};
   f.lo = (cg_loss_opt_t){(float)cfg->dice_weight, cg_cfg_class_weight(cfg),
-                         K > 1 ? (float)cfg->label_smoothing : 0.0f, (float)cfg->focal_gamma};
+                         K > 1 ? (float)cfg->label_smoothing : 0.0f, (float)cfg->focal_gamma,
+                         0.0f, 0}; /* validation does not mine (--ohem-thresh) */
   if (K > 1) f.confk = cg_calloc((size_t)K * K, sizeof(int64_t), "confusion");
   deal(&f);
   const cg_tiler_feed_t feed = {vfeed_next, vfeed_end, &f, &f.stop, 0, vfeed_step};
