@@ -71,7 +71,8 @@
 # 16. P = 0.7 trains other weights, binary (with --pos-weight, N 100) and K = 4 (with
 #     --class-weights, N by default); each sample is mined on its own, so 2 ranks = 1 rank
 #     within 1e-5; validation does not mine (whole, which cannot, gives the square validation's
-#     loss); K = 4 with P = 1 keeps every pixel: bitwise the run without; the banner and the
+#     loss); K = 4 with P = 1 keeps every pixel (no p_t rounds to 1 in these 8 steps): bitwise
+#     the run without; the banner and the
 #     metrics JSON say it; a resume takes it back (bitwise the uninterrupted run) and another P
 #     gets a notice (and is stored), P = 0 turns it off; usage errors: -0.1, 1.5, a value whose
 #     float is 0, N not below a sample's pixels, N without P, N < 0.
@@ -455,6 +456,8 @@ bad o0f "--ohem-thresh: 1e-50 is 0 as a float" --ohem-thresh 1e-50
 bad omk "--ohem-min-kept: 1024 is not below the 1024 pixels of a 32x32 sample" --ohem-thresh 0.7 \
     --ohem-min-kept 1024
 bad onot "--ohem-min-kept: for online hard example mining, which --ohem-thresh" --ohem-min-kept 5
+run ok11 2 $MPIRUN -np 1 $BIN train --resume $T/cko --steps 11 --ohem-min-kept 5 --progress off
+want ok11 "--ohem-min-kept: for online hard example mining, which --ohem-thresh"
 bad omneg "--ohem-min-kept: -1 is out of range" --ohem-thresh 0.7 --ohem-min-kept -1
 
 # ---- 11. --check-data's class report ----

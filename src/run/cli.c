@@ -188,7 +188,7 @@ static const cg_opt_t g_opts[] = {
         "its hard pixels count, those whose predicted probability of their true class is "
         "below P, and at least the --ohem-min-kept hardest; the mean is over the kept pixels "
         "(with --class-weights their weighted mean; mmsegmentation divides by every pixel); "
-        "0.7 is the Cityscapes recipe's; the Dice term takes every pixel; the validation loss "
+        "mmsegmentation's Cityscapes recipes use 0.7 (HRNet's 0.9); the Dice term takes every pixel; the validation loss "
         "does not mine; 0 = off"),
     CG_OPT_ROW_NUM(I64, "ohem-min-kept", O(ohem_min_kept), 0, 1e12, C_TRAIN, "N",
         "--ohem-thresh: the pixels of each sample kept at least, the hardest ones (all of its "
@@ -828,9 +828,12 @@ static int check_loss_flags(cg_config_t *cfg, char *err, size_t errlen) {
              cfg->ohem_thresh, float_small(cfg->ohem_thresh), (double)FLT_MIN);
     return -1;
   }
-  if (cfg->ohem_min_kept > 0 && cfg->ohem_thresh <= 0 && !cfg->resume[0]) {
+  /* a resume's stored N with --ohem-thresh 0 given: mining off, N kept for later */
+  const cg_opts_set_t set = cg_cli_opts(CG_CMD_TRAIN, cfg);
+  if (cfg->ohem_min_kept > 0 && cfg->ohem_thresh <= 0 &&
+      cg_opts_given(&set, cfg->argc, cfg->argv, "ohem-min-kept")) {
     snprintf(err, errlen, "--ohem-min-kept: for online hard example mining, which --ohem-thresh "
-             "P turns on (0.7 is the common choice)");
+             "P turns on (mmsegmentation's recipes use 0.7)");
     return -1;
   }
   const int64_t px = (int64_t)cfg->image_size * cfg->image_size;
