@@ -193,6 +193,8 @@ struct cg_backend {
   void *d_ws;              /* cuDNN workspace */
   size_t ws_bytes;
   void *d_bias_work, *d_head_work, *d_loss_work;
+  uint32_t *d_ohem_keys;   /* cfg.ohem_thresh > 0: OHEM's key of each pixel (cg_k_ohem_thr) */
+  float *d_ohem_thr;       /* ... and each sample's threshold, for the train step's loss */
   float *d_x[CG_DEV_SLOTS], *d_wt[CG_DEV_SLOTS];
   uint8_t *d_y[CG_DEV_SLOTS];
   uint8_t *d_rgb[CG_DEV_SLOTS];   /* RGB8 of the samples the device featurises (the split) */
@@ -609,6 +611,12 @@ int alloc_all(cg_backend_t *b, char *err, size_t errlen) {
                  ? cg_k_loss_k_work_bytes(b->n, (int64_t)m->height * m->width, b->nclass)
                  : cg_k_loss_work_bytes(b->n, (int64_t)m->height * m->width),
              "loss scratch", err, errlen))
+    return -1;
+  if (b->cfg.ohem_thresh > 0 &&
+      (dalloc_t(b, &b->d_ohem_keys, cg_k_ohem_work_bytes(b->n, (int64_t)m->height * m->width),
+                "OHEM keys", err, errlen) ||
+       dalloc_t(b, &b->d_ohem_thr, (size_t)b->n * sizeof(float), "OHEM thresholds", err,
+                errlen)))
     return -1;
   mark = b->bytes;
   for (int s = 0; s < CG_DEV_SLOTS; s++)
@@ -1097,21 +1105,29 @@ void prof_print(const cg_backend_t *b) {
   cg_kprof_print_layers(&t, stdout);
 }
 
-/* Loss and predicted mask into result slot dq; with grad, the scaled loss gradient too. */
+/* Loss and predicted mask into result slot dq; with grad, the scaled loss gradient too. The
+ * train step's loss mines (cfg.ohem_thresh > 0: each sample's OHEM threshold first); the eval
+ * step's scores every pixel, as the CPU backend's. */
 void run_loss(cg_backend_t *b, int slot, int dq, int grad) {
   const cg_model_t *m = b->m;
   const int lt = m->logits_tensor, p = b->plan.loss;
   const int64_t hw = (int64_t)m->height * m->width;
   void *dz = grad ? grad_at(b, lt, p, CG_DP_W) : NULL;
+  const void *z = act_at(b, lt, p, CG_DP_R);
+  const float *thr = NULL;
+  if (grad && b->cfg.ohem_thresh > 0) {
+    cg_k_ohem_thr(b->dt, z, b->d_y[slot], b->n, hw, b->nclass, b->ign, b->cfg.ohem_thresh,
+                  b->cfg.ohem_min_kept, b->d_ohem_keys, b->d_ohem_thr, b->s_comp);
+    thr = b->d_ohem_thr;
+  }
   if (b->nclass > 1)
-    cg_k_loss_k(b->dt, act_at(b, lt, p, CG_DP_R), b->d_y[slot], b->d_wt[slot], b->n, hw,
-                b->nclass, b->ign, b->cfg.dice_weight, b->d_cw, b->cfg.label_smoothing,
-                b->cfg.focal_gamma, b->d_scaler, dz, loss_ptr(b, dq), b->d_pred[dq],
-                b->d_loss_work, b->s_comp);
-  else /* ign < 0: exactly cg_k_loss */
-    cg_k_loss_ign(b->dt, act_at(b, lt, p, CG_DP_R), b->d_y[slot], b->d_wt[slot], b->n, hw,
-                  b->ign, b->cfg.dice_weight, b->pos_w, b->cfg.focal_gamma, b->d_scaler, dz,
-                  loss_ptr(b, dq), b->d_pred[dq], b->d_loss_work, b->s_comp);
+    cg_k_loss_k(b->dt, z, b->d_y[slot], b->d_wt[slot], b->n, hw, b->nclass, b->ign,
+                b->cfg.dice_weight, b->d_cw, b->cfg.label_smoothing, b->cfg.focal_gamma, thr,
+                b->d_scaler, dz, loss_ptr(b, dq), b->d_pred[dq], b->d_loss_work, b->s_comp);
+  else /* ign < 0 and no OHEM: exactly cg_k_loss */
+    cg_k_loss_ign(b->dt, z, b->d_y[slot], b->d_wt[slot], b->n, hw, b->ign, b->cfg.dice_weight,
+                  b->pos_w, b->cfg.focal_gamma, thr, b->d_scaler, dz, loss_ptr(b, dq),
+                  b->d_pred[dq], b->d_loss_work, b->s_comp);
 }
 
 /* A timed event on the compute stream. In a capture a plain record only orders streams; an
@@ -1888,6 +1904,12 @@ int cuda_create(const cg_model_t *m, const cg_backend_cfg_t *cfg, cg_backend_t *
       (cfg->nclass != 0 && cfg->nclass != m->nclass) || cfg->ignore_index > 255) {
     snprintf(err, errlen, "classes: model %d, backend %d, ignore label %d", m->nclass,
              cfg->nclass, cfg->ignore_index);
+    return -1;
+  }
+  if (!(cfg->ohem_thresh >= 0.0f && cfg->ohem_thresh <= 1.0f) ||
+      (cfg->ohem_thresh > 0.0f && cfg->ohem_min_kept < 0)) {
+    snprintf(err, errlen, "OHEM: threshold %g (want [0, 1]), min_kept %lld (want >= 0)",
+             (double)cfg->ohem_thresh, (long long)cfg->ohem_min_kept);
     return -1;
   }
   if ((cfg->gsync || cfg->nccl) && !cfg->buckets) {

@@ -188,11 +188,16 @@ void cg_k_loss(cg_dtype_t dt, const void *d_logits, const uint8_t *d_mask, const
                void *d_work, cudaStream_t s);
 /* The same with an ignore label (cg_cpu_loss_k with K = 1): pixels whose mask is `ignore` are
  * left out of both terms (the BCE mean is over the others) and get exactly 0 gradient; their
- * prediction is still written. ignore = -1 is cg_k_loss, the same kernels bit for bit. */
+ * prediction is still written. ignore = -1 is cg_k_loss, the same kernels bit for bit. d_thr:
+ * OHEM's per-sample thresholds (n floats, cg_k_ohem_thr; cg_loss_opt_t.ohem), NULL = none
+ * (bitwise the loss without): only the pixels kept by their sample's threshold add their BCE
+ * term, the BCE mean is over them, and the others' gradient is the Dice term's alone (ignore
+ * -1 is fine: the mean still needs the count of the kept pixels). */
 void cg_k_loss_ign(cg_dtype_t dt, const void *d_logits, const uint8_t *d_mask,
                    const float *d_weight, int n, int64_t hw, int ignore, float dice_w,
-                   float pos_weight, float focal, const cg_scaler_t *d_scaler, void *d_dlogits,
-                   double *d_loss, uint8_t *d_pred, void *d_work, cudaStream_t s);
+                   float pos_weight, float focal, const float *d_thr, const cg_scaler_t *d_scaler,
+                   void *d_dlogits, double *d_loss, uint8_t *d_pred, void *d_work,
+                   cudaStream_t s);
 
 /* K >= 2 classes: softmax cross-entropy + class-averaged soft Dice, exactly as cg_cpu_loss_k
  * (src/model/cpu_layers.h): logits (dt, n x hw x nclass NHWC, dense), masks uint8 class ids,
@@ -200,7 +205,9 @@ void cg_k_loss_ign(cg_dtype_t dt, const void *d_logits, const uint8_t *d_mask,
  * cg_k_loss's, d_cw the nclass class weights of the CE terms (device fp32, --class-weights:
  * torch's weight=; NULL = none, bitwise), smooth the CE's label smoothing in [0, 1)
  * (--label-smoothing: torch's label_smoothing=; 0 = none, bitwise), focal the focal loss's gamma
- * (--focal-gamma: a pixel's CE term times (1 - p_y)^focal; 0 = none, bitwise; not with smooth).
+ * (--focal-gamma: a pixel's CE term times (1 - p_y)^focal; 0 = none, bitwise; not with smooth),
+ * d_thr OHEM's per-sample thresholds as cg_k_loss_ign's (the CE terms, smoothed or focal, of the
+ * kept pixels only; the mean over them, weighted with d_cw; NULL = none, bitwise).
  * Writes:
  *   d_loss[0]   (double) sum_i weight[i] * (CE_i + dice_w Dice_i)
  *   d_dlogits   (dt, n x hw x nclass) gradient of that sum times the loss scale (d_scaler,
@@ -211,8 +218,22 @@ void cg_k_loss_ign(cg_dtype_t dt, const void *d_logits, const uint8_t *d_mask,
 size_t cg_k_loss_k_work_bytes(int n, int64_t hw, int nclass);
 void cg_k_loss_k(cg_dtype_t dt, const void *d_logits, const uint8_t *d_mask,
                  const float *d_weight, int n, int64_t hw, int nclass, int ignore, float dice_w,
-                 const float *d_cw, float smooth, float focal, const cg_scaler_t *d_scaler,
-                 void *d_dlogits, double *d_loss, uint8_t *d_pred, void *d_work, cudaStream_t s);
+                 const float *d_cw, float smooth, float focal, const float *d_thr,
+                 const cg_scaler_t *d_scaler, void *d_dlogits, double *d_loss, uint8_t *d_pred,
+                 void *d_work, cudaStream_t s);
+
+/* OHEM's threshold of each sample (cg_cpu_ohem_thr, bitwise: exact, deterministic), for the
+ * loss kernels' d_thr: logits and masks as the loss takes them (nclass 1: binary, the logits
+ * n x hw; else n x hw x nclass), ignore the ignore label (-1: none), thresh in (0, 1]
+ * (cg_loss_opt_t.ohem), min_kept >= 0 (ohem_min_kept). d_thr[i] = max(thresh, v), v the key
+ * (float)p_t of rank min_kept among sample i's valid pixels in increasing order, or +inf when
+ * min_kept >= their count. d_keys: cg_k_ohem_work_bytes(n, hw) bytes of scratch (a key per
+ * pixel). Kernels only: no sync, no allocation (graph capture). n <= 65535, hw < 2^32; n == 0
+ * writes nothing. */
+size_t cg_k_ohem_work_bytes(int n, int64_t hw);
+void cg_k_ohem_thr(cg_dtype_t dt, const void *d_logits, const uint8_t *d_mask, int n, int64_t hw,
+                   int nclass, int ignore, float thresh, int64_t min_kept, uint32_t *d_keys,
+                   float *d_thr, cudaStream_t s);
 
 /* Test only (the backend's fault_nan_step): d_loss[0] and the first element of the loss
  * gradient d_dlogit (dt) become NaN; one thread. */

@@ -12,6 +12,13 @@
  * The chunking is a function of hw only, so the loss is bitwise reproducible. The per-pixel
  * terms are computed in double like the CPU reference: the kernel is memory-bound (3 bytes a
  * pixel), so the fp64 math costs little, and the GPU loss then matches the CPU's to rounding.
+ *
+ * OHEM (online hard example mining, cg_loss_opt_t.ohem; the end of the file): cg_k_ohem_thr
+ * finds each sample's threshold, and the loss kernels' OHEM variants (template flag OHEM) keep a
+ * pixel's cross-entropy term, and count it in the mean's divisor, only when its key (float)p_t
+ * is below it; the Dice sums still take every valid pixel. The keys are computed by the same
+ * device functions in all three places, and by the expressions of cg_cpu_ohem_key, so the
+ * selection is the CPU's.
  */
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -37,10 +44,15 @@ __device__ __forceinline__ double focal_grad_a(double q, double omq, double ce, 
   return pow(omq, gamma) * (omq + gamma * q * ce);
 }
 
+/* Binary: the sigmoid's 1 - p from e = exp(-|z|), without cancellation. */
+__device__ __forceinline__ double sig_om(double z, double e) {
+  return z >= 0.0 ? e / (1.0 + e) : 1.0 / (1.0 + e);
+}
+
 /* Binary: 1 - q and q for a pixel of mask y from the sigmoid p and e = exp(-|z|). */
 __device__ __forceinline__ void focal_q(double z, double y, double e, double p, double *q,
                                         double *omq) {
-  const double pm = z >= 0.0 ? e / (1.0 + e) : 1.0 / (1.0 + e); /* 1 - p */
+  const double pm = sig_om(z, e); /* 1 - p */
   *q = y != 0.0 ? p : pm;
   *omq = y != 0.0 ? pm : p;
 }
@@ -52,20 +64,37 @@ __device__ __forceinline__ double sigmoid_e(double z, double *e_out) {
   return z >= 0.0 ? 1.0 / (1.0 + e) : e / (1.0 + e);
 }
 
+/* OHEM: a valid binary pixel's key (cg_cpu_ohem_key), (float)p_t: the sigmoid p for the
+ * foreground (y != 0), 1 - p for the background; z, e and p as sigmoid_e gives them. */
+__device__ __forceinline__ float ohem_key_bin(double z, double y, double e, double p) {
+  return (float)(y != 0.0 ? p : sig_om(z, e));
+}
+
+/* OHEM: whether a pixel of key `key` is kept by its sample's threshold thr (+inf: every valid
+ * pixel, when the sample has no more than ohem_min_kept of them). */
+__device__ __forceinline__ bool ohem_kept(float key, float thr) {
+  return thr == INFINITY || key < thr;
+}
+
 /* ---- kernels --------------------------------------------------------------------------- */
 
 /* IGN: pixels whose mask is ign are left out, and a fifth sum counts the others (the BCE mean
- * is over them); !IGN is the loss of every pixel, four sums. */
-template <typename T, bool IGN>
+ * is over them); !IGN is the loss of every pixel, four sums. OHEM (with IGN; ign may be -1,
+ * which no byte equals): only the pixels whose key is below their sample's threshold
+ * ohem_thr[i] add their BCE term and count in the fifth sum. */
+template <typename T, bool IGN, bool OHEM>
 __global__ void loss_partial_kernel(const T *logits, const uint8_t *mask, int64_t hw,
                                     int64_t chunk, int nchunks, int ign, double pw,
-                                    double gamma, double *partial, uint8_t *pred) {
+                                    double gamma, const float *ohem_thr, double *partial,
+                                    uint8_t *pred) {
+  static_assert(IGN || !OHEM, "OHEM's mean is over the kept pixels: the IGN sums");
   constexpr int NQ = IGN ? 5 : 4;
   __shared__ double red[NQ][kBlock];
   const int i = blockIdx.y, j = blockIdx.x, t = threadIdx.x;
   const int64_t base = (int64_t)i * hw;
   const int64_t p0 = (int64_t)j * chunk;
   const int64_t p1 = p0 + chunk < hw ? p0 + chunk : hw;
+  const float thr = OHEM ? ohem_thr[i] : INFINITY;
   double spy = 0.0, sp = 0.0, sy = 0.0, sb = 0.0, nv = 0.0;
   for (int64_t p = p0 + t; p < p1; p += kBlock) {
     const float zf = to_f(logits[base + p]);
@@ -73,11 +102,14 @@ __global__ void loss_partial_kernel(const T *logits, const uint8_t *mask, int64_
       if (pred) pred[base + p] = zf > 0.0f ? 1 : 0;
       continue;
     }
-    if (IGN) nv += 1.0;
     const double z = zf, y = mask[base + p] ? 1.0 : 0.0;
     double e;
     const double pr = sigmoid_e(z, &e);
-    if (gamma > 0.0) { /* focal; else the expression of builds without it */
+    const bool kept = !OHEM || ohem_kept(ohem_key_bin(z, y, e, pr), thr);
+    if (IGN && kept) nv += 1.0;
+    if (!kept) {
+      /* OHEM: an easy pixel, in the Dice sums only */
+    } else if (gamma > 0.0) { /* focal; else the expression of builds without it */
       double q, omq;
       focal_q(z, y, e, pr, &q, &omq);
       const double bce = (z > 0.0 ? z : 0.0) - z * y + log1p(e);
@@ -138,13 +170,16 @@ __global__ void loss_finalize_kernel(const double *partial, int n, int nchunks, 
   }
 }
 
-/* blockIdx.y = sample; x grid-strides over its pixels. */
-template <typename T, bool IGN>
+/* blockIdx.y = sample; x grid-strides over its pixels. OHEM: a pixel not kept by ohem_thr[i]
+ * gets the Dice part alone (cg_cpu_loss_k's 0 * inv_v + Dice). */
+template <typename T, bool IGN, bool OHEM>
 __global__ void loss_grad_kernel(const T *logits, const uint8_t *mask, const float *weight,
                                  int64_t hw, int ign, const double *sums, double dw, double pw,
-                                 double gamma, const cg_scaler_t *scaler, T *dlogits) {
+                                 double gamma, const float *ohem_thr, const cg_scaler_t *scaler,
+                                 T *dlogits) {
   constexpr int NQ = IGN ? 5 : 4;
   const int i = blockIdx.y;
+  const float thr = OHEM ? ohem_thr[i] : INFINITY;
   const int64_t base = (int64_t)i * hw;
   const float w = weight[i];
   const double spy = sums[(int64_t)i * NQ + 0], sp = sums[(int64_t)i * NQ + 1];
@@ -164,7 +199,9 @@ __global__ void loss_grad_kernel(const T *logits, const uint8_t *mask, const flo
       /* BCE (p - y)/hw (y = 1: times pw; focal: times F); Dice (num - 2 y den)/den^2 *
        * p(1-p), times dw */
       double d;
-      if (gamma > 0.0) {
+      if (OHEM && !ohem_kept(ohem_key_bin(z, y, e, pr), thr)) {
+        d = 0.0 * inv_hw + dw * ((num - 2.0 * y * den) * inv_den2 * pr * (1.0 - pr));
+      } else if (gamma > 0.0) {
         double q, omq;
         focal_q(z, y, e, pr, &q, &omq);
         const double bce = (z > 0.0 ? z : 0.0) - z * y + log1p(e);
@@ -184,19 +221,20 @@ __global__ void loss_grad_kernel(const T *logits, const uint8_t *mask, const flo
 /* A pure function of hw: fixes the work size and the summation order. */
 cg_chunk_plan_t loss_plan(int64_t hw) { return cg_chunk_plan(hw, kChunkPix, kMaxChunks); }
 
-template <typename T, bool IGN>
+template <typename T, bool IGN, bool OHEM>
 void loss_launch(const void *d_logits, const uint8_t *d_mask, const float *d_weight, int n,
                  int64_t hw, int ign, float dice_w, float pos_w, float focal,
-                 const cg_scaler_t *d_scaler, void *d_dlogits, double *d_loss, uint8_t *d_pred,
-                 double *work, cudaStream_t s) {
+                 const float *d_thr, const cg_scaler_t *d_scaler, void *d_dlogits,
+                 double *d_loss, uint8_t *d_pred, double *work, cudaStream_t s) {
   constexpr int NQ = IGN ? 5 : 4;
   const cg_chunk_plan_t q = loss_plan(hw);
   double *partial = work;
   double *sums = partial + (size_t)n * q.nchunks * NQ;
   double *terms = sums + (size_t)n * NQ;
   const T *logits = static_cast<const T *>(d_logits);
-  loss_partial_kernel<T, IGN><<<dim3(q.nchunks, n), kBlock, 0, s>>>(
-      logits, d_mask, hw, q.chunk, q.nchunks, ign, (double)pos_w, (double)focal, partial, d_pred);
+  loss_partial_kernel<T, IGN, OHEM><<<dim3(q.nchunks, n), kBlock, 0, s>>>(
+      logits, d_mask, hw, q.chunk, q.nchunks, ign, (double)pos_w, (double)focal, d_thr, partial,
+      d_pred);
   CG_CHECK_LAUNCH("loss_partial_kernel");
   loss_finalize_kernel<IGN><<<1, kBlock, 0, s>>>(partial, n, q.nchunks, hw, d_weight,
                                                  (double)dice_w, sums, terms, d_loss);
@@ -204,9 +242,9 @@ void loss_launch(const void *d_logits, const uint8_t *d_mask, const float *d_wei
   if (d_dlogits) {
     int64_t gx = (hw + kBlock - 1) / kBlock;
     if (gx > 1024) gx = 1024;
-    loss_grad_kernel<T, IGN><<<dim3((unsigned)gx, n), kBlock, 0, s>>>(
+    loss_grad_kernel<T, IGN, OHEM><<<dim3((unsigned)gx, n), kBlock, 0, s>>>(
         logits, d_mask, d_weight, hw, ign, sums, (double)dice_w, (double)pos_w, (double)focal,
-        d_scaler, static_cast<T *>(d_dlogits));
+        d_thr, d_scaler, static_cast<T *>(d_dlogits));
     CG_CHECK_LAUNCH("loss_grad_kernel");
   }
 }
@@ -226,14 +264,15 @@ void cg_k_loss(cg_dtype_t dt, const void *d_logits, const uint8_t *d_mask, const
                int n, int64_t hw, float dice_w, float pos_weight, float focal,
                const cg_scaler_t *d_scaler, void *d_dlogits, double *d_loss, uint8_t *d_pred,
                void *d_work, cudaStream_t s) {
-  cg_k_loss_ign(dt, d_logits, d_mask, d_weight, n, hw, -1, dice_w, pos_weight, focal, d_scaler,
-                d_dlogits, d_loss, d_pred, d_work, s);
+  cg_k_loss_ign(dt, d_logits, d_mask, d_weight, n, hw, -1, dice_w, pos_weight, focal, NULL,
+                d_scaler, d_dlogits, d_loss, d_pred, d_work, s);
 }
 
 void cg_k_loss_ign(cg_dtype_t dt, const void *d_logits, const uint8_t *d_mask,
                    const float *d_weight, int n, int64_t hw, int ignore, float dice_w,
-                   float pos_weight, float focal, const cg_scaler_t *d_scaler, void *d_dlogits,
-                   double *d_loss, uint8_t *d_pred, void *d_work, cudaStream_t s) {
+                   float pos_weight, float focal, const float *d_thr, const cg_scaler_t *d_scaler,
+                   void *d_dlogits, double *d_loss, uint8_t *d_pred, void *d_work,
+                   cudaStream_t s) {
   CG_ASSERT(n >= 0 && n <= 65535 && hw >= 1 && dice_w >= 0.0f && pos_weight >= 0.0f);
   CG_ASSERT(focal >= 0.0f);
   CG_ASSERT(ignore >= -1 && ignore <= 255);
@@ -245,16 +284,21 @@ void cg_k_loss_ign(cg_dtype_t dt, const void *d_logits, const uint8_t *d_mask,
   CG_ASSERT(d_logits != NULL && d_mask != NULL && d_weight != NULL && d_work != NULL);
   CG_ASSERT(((uintptr_t)d_work % sizeof(double)) == 0);
   double *work = static_cast<double *>(d_work);
-  if (ignore < 0) {
+  if (d_thr) { /* OHEM: the IGN sums (the mean is over the kept pixels), ignore -1 or not */
     CG_DT_SWITCH(dt, T,
-                 loss_launch<T, false>(d_logits, d_mask, d_weight, n, hw, -1, dice_w,
-                                       pos_weight, focal, d_scaler, d_dlogits, d_loss, d_pred,
-                                       work, s));
+                 loss_launch<T, true, true>(d_logits, d_mask, d_weight, n, hw, ignore, dice_w,
+                                            pos_weight, focal, d_thr, d_scaler, d_dlogits,
+                                            d_loss, d_pred, work, s));
+  } else if (ignore < 0) {
+    CG_DT_SWITCH(dt, T,
+                 loss_launch<T, false, false>(d_logits, d_mask, d_weight, n, hw, -1, dice_w,
+                                              pos_weight, focal, NULL, d_scaler, d_dlogits,
+                                              d_loss, d_pred, work, s));
   } else {
     CG_DT_SWITCH(dt, T,
-                 loss_launch<T, true>(d_logits, d_mask, d_weight, n, hw, ignore, dice_w,
-                                      pos_weight, focal, d_scaler, d_dlogits, d_loss, d_pred,
-                                      work, s));
+                 loss_launch<T, true, false>(d_logits, d_mask, d_weight, n, hw, ignore, dice_w,
+                                             pos_weight, focal, NULL, d_scaler, d_dlogits,
+                                             d_loss, d_pred, work, s));
   }
 }
 
@@ -326,11 +370,31 @@ __device__ __forceinline__ bool pix_valid(int y, int K, int ign) {
   return y < K && y != ign; /* ign < 0: never equal to a byte */
 }
 
+/* A pixel's softmax from its K logits z and their largest zmax (cg_cpu_loss_k's softmax_px):
+ * the denominator sum_c exp(z_c - max) in class order, and p_c = exp(z_c - max) * (1 / sum). */
+template <typename T> __device__ __forceinline__ double softmax_den(const T *z, int K, float zmax) {
+  double se = 0.0;
+  for (int c = 0; c < K; c++) se += exp((double)to_f(z[c]) - (double)zmax);
+  return se;
+}
 template <typename T>
+__device__ __forceinline__ double softmax_p(const T *z, int c, float zmax, double inv_se) {
+  return exp((double)to_f(z[c]) - (double)zmax) * inv_se;
+}
+
+/* OHEM: a valid pixel's key (cg_cpu_ohem_key), (float)p_y, inv_se = 1 / softmax_den. */
+template <typename T>
+__device__ __forceinline__ float ohem_key_k(const T *z, int y, float zmax, double inv_se) {
+  return (float)softmax_p(z, y, zmax, inv_se);
+}
+
+/* OHEM: a valid pixel whose key is not below its sample's threshold ohem_thr[i] adds to the
+ * Dice sums only (neither CE nor the valid count / weight sum). */
+template <typename T, bool OHEM>
 __global__ void __launch_bounds__(kKBlock)
     loss_k_partial_kernel(const T *logits, const uint8_t *mask, int64_t hw, int K, int ign,
-                          const float *cw, double smooth, double gamma, int64_t chunk,
-                          int nchunks, double *partial, uint8_t *pred) {
+                          const float *cw, double smooth, double gamma, const float *ohem_thr,
+                          int64_t chunk, int nchunks, double *partial, uint8_t *pred) {
   extern __shared__ double rows[]; /* [kKWarps][3K + 2] */
   const int i = blockIdx.y, j = blockIdx.x, t = threadIdx.x, wp = t >> 5, lane = t & 31;
   const int ncol = 3 * K + 2;
@@ -340,6 +404,7 @@ __global__ void __launch_bounds__(kKBlock)
   const int64_t base = (int64_t)i * hw;
   const int64_t p0 = (int64_t)j * chunk;
   const int64_t p1 = p0 + chunk < hw ? p0 + chunk : hw;
+  const float thr = OHEM ? ohem_thr[i] : INFINITY;
   for (int64_t q = p0 + (int64_t)wp * 32; q < p1; q += kKBlock) { /* uniform per warp */
     const int64_t p = q + lane;
     const bool active = p < p1;
@@ -356,26 +421,27 @@ __global__ void __launch_bounds__(kKBlock)
       }
     }
     if (pred && active) pred[base + p] = (uint8_t)amax;
-    double se = 0.0;
-    for (int c = 0; c < K; c++) se += exp((double)to_f(z[c]) - (double)zmax);
+    const double se = softmax_den(z, K, zmax);
     const double inv_se = 1.0 / se;
+    /* the pixel's CE counts (without OHEM: every valid pixel's) */
+    const bool kept = valid && (!OHEM || ohem_kept(ohem_key_k(z, y, zmax, inv_se), thr));
     const double zy = valid ? (double)to_f(z[y]) : 0.0;
-    const double wy = valid ? (cw ? (double)cw[y] : 1.0) : 0.0;
-    double ce = valid ? wy * ((double)zmax + log(se) - zy) : 0.0;
-    if (gamma > 0.0 && valid) { /* focal: w_y (1 - p_y)^gamma CE, 1 - p_y the others' sum */
+    const double wy = kept ? (cw ? (double)cw[y] : 1.0) : 0.0;
+    double ce = kept ? wy * ((double)zmax + log(se) - zy) : 0.0;
+    if (gamma > 0.0 && kept) { /* focal: w_y (1 - p_y)^gamma CE, 1 - p_y the others' sum */
       double om = 0.0;
       for (int c = 0; c < K; c++)
         if (c != y) om += exp((double)to_f(z[c]) - (double)zmax);
       ce = wy * (focal_factor(om * inv_se, gamma) * ((double)zmax + log(se) - zy));
     }
-    if (smooth > 0.0 && valid) { /* (1 - eps) CE + eps/K sum_c w_c (-log p_c) */
+    if (smooth > 0.0 && kept) { /* (1 - eps) CE + eps/K sum_c w_c (-log p_c) */
       const double lse = (double)zmax + log(se);
       double u = 0.0;
       for (int c = 0; c < K; c++) u += (cw ? (double)cw[c] : 1.0) * (lse - (double)to_f(z[c]));
       ce = (1.0 - smooth) * ce + smooth / (double)K * u;
     }
     for (int c = 0; c < K; c++) {
-      const double pc = valid ? exp((double)to_f(z[c]) - (double)zmax) * inv_se : 0.0;
+      const double pc = valid ? softmax_p(z, c, zmax, inv_se) : 0.0;
       const double sp = warp_sum_d(pc);
       const double spy = warp_sum_d(valid && y == c ? pc : 0.0);
       const unsigned ny = __popc(__ballot_sync(0xffffffffu, valid && y == c));
@@ -387,7 +453,7 @@ __global__ void __launch_bounds__(kKBlock)
     }
     const double sce = warp_sum_d(ce);
     const double nv = cw ? warp_sum_d(wy) /* uniform: the whole warp takes one branch */
-                         : (double)__popc(__ballot_sync(0xffffffffu, valid));
+                         : (double)__popc(__ballot_sync(0xffffffffu, kept));
     if (lane == 0) {
       row[3 * K] += sce;
       row[3 * K + 1] += nv;
@@ -436,13 +502,16 @@ __global__ void loss_k_finalize_kernel(const double *partial, int n, int K, int 
 
 /* blockIdx.y = sample; x grid-strides over its pixels, a thread per pixel writing its K
  * gradients: dCE/dz_c = cw[y] (p_c - [y = c]) / nv (nv: |V|, or sum cw[y]); with a_c = dDice/dp_c =
- * -(2 [y = c] den_c - num_c) / (K den_c^2), dDice/dz_c = p_c (a_c - sum_k p_k a_k). */
-template <typename T>
+ * -(2 [y = c] den_c - num_c) / (K den_c^2), dDice/dz_c = p_c (a_c - sum_k p_k a_k). OHEM: a pixel
+ * not kept by ohem_thr[i] gets the Dice part alone (cg_cpu_loss_k's 0 * inv_v + Dice). */
+template <typename T, bool OHEM>
 __global__ void loss_k_grad_kernel(const T *logits, const uint8_t *mask, const float *weight,
                                    int64_t hw, int K, int ign, const float *cw, double smooth,
                                    double gamma, const double *sums, double dw,
-                                   const cg_scaler_t *scaler, T *dlogits) {
+                                   const float *ohem_thr, const cg_scaler_t *scaler,
+                                   T *dlogits) {
   const int i = blockIdx.y;
+  const float thr = OHEM ? ohem_thr[i] : INFINITY;
   const int64_t base = (int64_t)i * hw;
   const float w = weight[i];
   const int ncol = 3 * K + 2;
@@ -465,9 +534,9 @@ __global__ void loss_k_grad_kernel(const T *logits, const uint8_t *mask, const f
     const double wy = cw ? (double)cw[y] : 1.0;
     float zmax = to_f(z[0]);
     for (int c = 1; c < K; c++) zmax = fmaxf(zmax, to_f(z[c]));
-    double se = 0.0;
-    for (int c = 0; c < K; c++) se += exp((double)to_f(z[c]) - (double)zmax);
+    const double se = softmax_den(z, K, zmax);
     const double inv_se = 1.0 / se;
+    const bool kept = !OHEM || ohem_kept(ohem_key_k(z, y, zmax, inv_se), thr);
     double fA = 0.0, fom = 0.0; /* focal: the CE part's A and 1 - p_y */
     if (gamma > 0.0) {
       for (int c = 0; c < K; c++)
@@ -478,13 +547,13 @@ __global__ void loss_k_grad_kernel(const T *logits, const uint8_t *mask, const f
     }
     double pa = 0.0; /* sum_k p_k a_k */
     for (int c = 0; c < K; c++) {
-      const double pc = exp((double)to_f(z[c]) - (double)zmax) * inv_se;
+      const double pc = softmax_p(z, c, zmax, inv_se);
       const double num = 2.0 * s[K + c] + 1.0, den = s[c] + s[2 * K + c] + 1.0;
       const double a = -((y == c ? 2.0 * den : 0.0) - num) * inv_k / (den * den);
       pa += pc * a;
     }
     for (int c = 0; c < K; c++) {
-      const double pc = exp((double)to_f(z[c]) - (double)zmax) * inv_se;
+      const double pc = softmax_p(z, c, zmax, inv_se);
       const double num = 2.0 * s[K + c] + 1.0, den = s[c] + s[2 * K + c] + 1.0;
       const double a = -((y == c ? 2.0 * den : 0.0) - num) * inv_k / (den * den);
       /* smoothed: (1 - eps) w_y (p_c - [y = c]) + eps/K (sum_k w_k p_c - w_c); unsmoothed,
@@ -492,10 +561,13 @@ __global__ void loss_k_grad_kernel(const T *logits, const uint8_t *mask, const f
       const double t = y == c ? 1.0 : 0.0;
       /* focal: w_y times -A (c = y) or A p_c / (1 - p_y) (cpu_layers.h's cg_focal_grad_a) */
       const double fc = y == c ? -fA : fom > 0.0 ? fA * (pc / fom) : 0.0;
+      /* OHEM, a pixel not kept: the Dice part alone */
       const double d =
-          smooth > 0.0 ? ((1.0 - smooth) * wy * (pc - t) +
-                          smooth / (double)K * (wsum * pc - (cw ? (double)cw[c] : 1.0))) * inv_v +
-                             dw * (pc * (a - pa))
+          OHEM && !kept ? 0.0 * inv_v + dw * (pc * (a - pa))
+          : smooth > 0.0
+              ? ((1.0 - smooth) * wy * (pc - t) +
+                 smooth / (double)K * (wsum * pc - (cw ? (double)cw[c] : 1.0))) * inv_v +
+                    dw * (pc * (a - pa))
           : gamma > 0.0 ? wy * fc * inv_v + dw * (pc * (a - pa))
                         : wy * (pc - t) * inv_v + dw * (pc * (a - pa));
       g[c] = from_f<T>((float)(sc * d));
@@ -503,11 +575,12 @@ __global__ void loss_k_grad_kernel(const T *logits, const uint8_t *mask, const f
   }
 }
 
-template <typename T>
+template <typename T, bool OHEM>
 void loss_k_launch(const void *d_logits, const uint8_t *d_mask, const float *d_weight, int n,
                    int64_t hw, int K, int ign, float dice_w, const float *d_cw, float smooth,
-                   float focal, const cg_scaler_t *d_scaler, void *d_dlogits, double *d_loss,
-                   uint8_t *d_pred, double *work, cudaStream_t s) {
+                   float focal, const float *d_thr, const cg_scaler_t *d_scaler,
+                   void *d_dlogits, double *d_loss, uint8_t *d_pred, double *work,
+                   cudaStream_t s) {
   const cg_chunk_plan_t q = loss_plan(hw);
   const int ncol = 3 * K + 2;
   double *partial = work;
@@ -515,9 +588,9 @@ void loss_k_launch(const void *d_logits, const uint8_t *d_mask, const float *d_w
   double *terms = sums + (size_t)n * ncol;
   const T *logits = static_cast<const T *>(d_logits);
   const size_t shm = sizeof(double) * kKWarps * ncol;
-  loss_k_partial_kernel<T><<<dim3(q.nchunks, n), kKBlock, shm, s>>>(
-      logits, d_mask, hw, K, ign, d_cw, (double)smooth, (double)focal, q.chunk, q.nchunks,
-      partial, d_pred);
+  loss_k_partial_kernel<T, OHEM><<<dim3(q.nchunks, n), kKBlock, shm, s>>>(
+      logits, d_mask, hw, K, ign, d_cw, (double)smooth, (double)focal, d_thr, q.chunk,
+      q.nchunks, partial, d_pred);
   CG_CHECK_LAUNCH("loss_k_partial_kernel");
   loss_k_finalize_kernel<<<1, kBlock, 0, s>>>(partial, n, K, q.nchunks, d_weight,
                                               (double)dice_w, sums, terms, d_loss);
@@ -525,9 +598,9 @@ void loss_k_launch(const void *d_logits, const uint8_t *d_mask, const float *d_w
   if (d_dlogits) {
     int64_t gx = (hw + kBlock - 1) / kBlock;
     if (gx > 1024) gx = 1024;
-    loss_k_grad_kernel<T><<<dim3((unsigned)gx, n), kBlock, 0, s>>>(
+    loss_k_grad_kernel<T, OHEM><<<dim3((unsigned)gx, n), kBlock, 0, s>>>(
         logits, d_mask, d_weight, hw, K, ign, d_cw, (double)smooth, (double)focal, sums,
-        (double)dice_w, d_scaler, static_cast<T *>(d_dlogits));
+        (double)dice_w, d_thr, d_scaler, static_cast<T *>(d_dlogits));
     CG_CHECK_LAUNCH("loss_k_grad_kernel");
   }
 }
@@ -544,8 +617,9 @@ size_t cg_k_loss_k_work_bytes(int n, int64_t hw, int nclass) {
 
 void cg_k_loss_k(cg_dtype_t dt, const void *d_logits, const uint8_t *d_mask,
                  const float *d_weight, int n, int64_t hw, int nclass, int ignore, float dice_w,
-                 const float *d_cw, float smooth, float focal, const cg_scaler_t *d_scaler,
-                 void *d_dlogits, double *d_loss, uint8_t *d_pred, void *d_work, cudaStream_t s) {
+                 const float *d_cw, float smooth, float focal, const float *d_thr,
+                 const cg_scaler_t *d_scaler, void *d_dlogits, double *d_loss, uint8_t *d_pred,
+                 void *d_work, cudaStream_t s) {
   CG_ASSERT(n >= 0 && n <= 65535 && hw >= 1 && nclass >= 2 && nclass <= 255 && dice_w >= 0.0f);
   CG_ASSERT(smooth >= 0.0f && smooth < 1.0f && focal >= 0.0f && !(smooth > 0.0f && focal > 0.0f));
   CG_ASSERT(ignore >= -1 && ignore <= 255);
@@ -557,8 +631,150 @@ void cg_k_loss_k(cg_dtype_t dt, const void *d_logits, const uint8_t *d_mask,
   CG_ASSERT(d_logits != NULL && d_mask != NULL && d_weight != NULL && d_work != NULL);
   CG_ASSERT(((uintptr_t)d_work % sizeof(double)) == 0);
   double *work = static_cast<double *>(d_work);
+  if (d_thr) {
+    CG_DT_SWITCH(dt, T,
+                 loss_k_launch<T, true>(d_logits, d_mask, d_weight, n, hw, nclass, ignore,
+                                        dice_w, d_cw, smooth, focal, d_thr, d_scaler, d_dlogits,
+                                        d_loss, d_pred, work, s));
+  } else {
+    CG_DT_SWITCH(dt, T,
+                 loss_k_launch<T, false>(d_logits, d_mask, d_weight, n, hw, nclass, ignore,
+                                         dice_w, d_cw, smooth, focal, NULL, d_scaler, d_dlogits,
+                                         d_loss, d_pred, work, s));
+  }
+}
+
+/* ---- OHEM: each sample's threshold ------------------------------------------------------
+ * cg_cpu_ohem_thr (src/model/cpu_layers.h) on the device, in two kernels:
+ *  1. ohem_key: a thread per pixel writes the pixel's key bits, (float)p_t by the loss
+ *     kernels' own functions (ohem_key_bin, ohem_key_k), or kOhemInvalid for a pixel left out
+ *     (the ignore label; K >= 2 also a mask value >= K). Keys are >= 0 (or NaN), so their bits
+ *     as unsigned integers order as the values, and kOhemInvalid is above every key.
+ *  2. ohem_select, a block per sample: counts the valid keys; when min_kept is below that
+ *     count, finds the key of rank min_kept (0-based, increasing) by a radix select of four
+ *     passes of 8 bits, most significant first: each pass makes a shared-memory histogram of
+ *     the next 8 bits of the valid keys that share the prefix found so far, and one thread walks
+ *     it to the bin holding the rank. The counts are exact whatever order the atomics land in,
+ *     so the threshold is deterministic and the CPU's bits: max(thresh, v), or +inf when
+ *     min_kept >= the count (every valid pixel kept).
+ * The loss kernels read the thresholds (d_thr) and compute the keys again: no sync, nothing
+ * allocated, so a captured step replays it. */
+
+namespace {
+
+constexpr uint32_t kOhemInvalid = 0xFFFFFFFFu;
+constexpr int kSelBlock = 256; /* the emulated device's largest block */
+constexpr int kSelUnroll = 4;  /* keys a thread loads before it bins them: loads in flight */
+
+template <typename T>
+__global__ void ohem_key_kernel(const T *logits, const uint8_t *mask, int64_t npix, int K,
+                                int ign, uint32_t *keys) {
+  for (int64_t p = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; p < npix;
+       p += (int64_t)gridDim.x * blockDim.x) {
+    const int y = mask[p];
+    uint32_t key = kOhemInvalid;
+    if (K == 1) {
+      if (y != ign) { /* binary: any other nonzero value is the foreground */
+        const double z = to_f(logits[p]), yb = y ? 1.0 : 0.0;
+        double e;
+        const double pr = sigmoid_e(z, &e);
+        key = __float_as_uint(ohem_key_bin(z, yb, e, pr));
+      }
+    } else if (pix_valid(y, K, ign)) {
+      const T *z = logits + p * K;
+      float zmax = to_f(z[0]); /* the partial kernel's maximum */
+      for (int c = 1; c < K; c++) {
+        const float v = to_f(z[c]);
+        if (v > zmax) zmax = v;
+      }
+      key = __float_as_uint(ohem_key_k(z, y, zmax, 1.0 / softmax_den(z, K, zmax)));
+    }
+    keys[p] = key;
+  }
+}
+
+/* Block i: sample i's keys (hw of them, hw < 2^32). */
+__global__ void __launch_bounds__(kSelBlock)
+    ohem_select_kernel(const uint32_t *keys, int64_t hw, float thresh, int64_t min_kept,
+                       float *thr) {
+  __shared__ unsigned hist[256];
+  __shared__ unsigned s_count;
+  __shared__ uint32_t s_prefix;
+  const int i = blockIdx.x, t = threadIdx.x;
+  const uint32_t *k = keys + (int64_t)i * hw;
+  if (t == 0) s_count = 0;
+  uint32_t prefix = 0, pmask = 0; /* the bits found so far, and which */
+  uint64_t r = (uint64_t)min_kept; /* thread 0: the rank sought among the keys with prefix */
+  for (int shift = 24; shift >= 0; shift -= 8) {
+    for (int b = t; b < 256; b += kSelBlock) hist[b] = 0;
+    __syncthreads();
+    /* A thread adds a run of keys of one bin at once: the keys of a sample crowd into few bins
+     * (most p_t near 1), where atomics to one address would wait on each other. */
+    unsigned nvalid = 0, run_bin = 0, run_n = 0;
+    for (int64_t p = t; p < hw; p += (int64_t)kSelUnroll * kSelBlock) {
+      uint32_t v[kSelUnroll];
+#pragma unroll
+      for (int u = 0; u < kSelUnroll; u++) {
+        const int64_t q = p + (int64_t)u * kSelBlock;
+        v[u] = q < hw ? k[q] : kOhemInvalid;
+      }
+#pragma unroll
+      for (int u = 0; u < kSelUnroll; u++) {
+        if (v[u] == kOhemInvalid || (v[u] & pmask) != prefix) continue;
+        nvalid++;
+        const unsigned bin = (v[u] >> shift) & 255u;
+        if (bin != run_bin && run_n > 0) {
+          atomicAdd(&hist[run_bin], run_n);
+          run_n = 0;
+        }
+        run_bin = bin;
+        run_n++;
+      }
+    }
+    if (run_n > 0) atomicAdd(&hist[run_bin], run_n);
+    if (shift == 24) atomicAdd(&s_count, nvalid); /* the first pass: every valid key */
+    __syncthreads();
+    if (shift == 24 && (uint64_t)min_kept >= s_count) { /* uniform: all valid pixels kept */
+      if (t == 0) thr[i] = INFINITY;
+      return;
+    }
+    if (t == 0) {
+      unsigned d = 0;
+      while (r >= hist[d]) r -= hist[d++]; /* r < the keys with the prefix: stops in a bin */
+      s_prefix = prefix | d << shift;
+    }
+    __syncthreads(); /* the next pass clears hist, and thread 0 writes s_prefix, after this */
+    prefix = s_prefix;
+    pmask |= 255u << shift;
+  }
+  if (t == 0) {
+    const float v = __uint_as_float(prefix);
+    thr[i] = v > thresh ? v : thresh; /* cg_cpu_ohem_thr's max, NaN v giving thresh */
+  }
+}
+
+}  // namespace
+
+size_t cg_k_ohem_work_bytes(int n, int64_t hw) {
+  CG_ASSERT(n >= 0 && hw >= 0);
+  return sizeof(uint32_t) * (size_t)n * (size_t)hw;
+}
+
+void cg_k_ohem_thr(cg_dtype_t dt, const void *d_logits, const uint8_t *d_mask, int n, int64_t hw,
+                   int nclass, int ignore, float thresh, int64_t min_kept, uint32_t *d_keys,
+                   float *d_thr, cudaStream_t s) {
+  CG_ASSERT(n >= 0 && n <= 65535 && hw >= 1 && hw <= (int64_t)UINT32_MAX);
+  CG_ASSERT(nclass >= 1 && nclass <= 255 && ignore >= -1 && ignore <= 255);
+  CG_ASSERT(thresh > 0.0f && min_kept >= 0);
+  if (n == 0) return;
+  CG_ASSERT(d_logits != NULL && d_mask != NULL && d_keys != NULL && d_thr != NULL);
+  const int64_t npix = (int64_t)n * hw;
+  int64_t gx = (npix + kBlock - 1) / kBlock;
+  if (gx > 4096) gx = 4096;
   CG_DT_SWITCH(dt, T,
-               loss_k_launch<T>(d_logits, d_mask, d_weight, n, hw, nclass, ignore, dice_w,
-                                d_cw, smooth, focal, d_scaler, d_dlogits, d_loss, d_pred, work,
-                                s));
+               ohem_key_kernel<T><<<(unsigned)gx, kBlock, 0, s>>>(
+                   static_cast<const T *>(d_logits), d_mask, npix, nclass, ignore, d_keys));
+  CG_CHECK_LAUNCH("ohem_key_kernel");
+  ohem_select_kernel<<<n, kSelBlock, 0, s>>>(d_keys, hw, thresh, min_kept, d_thr);
+  CG_CHECK_LAUNCH("ohem_select_kernel");
 }

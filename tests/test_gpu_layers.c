@@ -23,6 +23,7 @@
 #include "log.h"
 #include "testutil.h"
 #include "testutil_cuda.h"
+#include "gpu_ohem_check.h" /* cg_test_ohem_thr */
 
 static cudaStream_t S; /* non-blocking: every kernel, fill and copy (testutil_cuda.h) */
 /* Set by test_layers_emu.c (an emulated device, a thousand times slower): the sections leave
@@ -1135,13 +1136,21 @@ static void test_cast_segs_all(cg_dtype_t dt) {
 static float g_dw = 1.0f; /* the Dice term's weight (--dice-weight) of test_loss */
 static float g_pw = 1.0f; /* BCE's pos_weight (--pos-weight) of test_loss */
 static float g_fg;        /* the focal loss's gamma (--focal-gamma) of test_loss */
+static float g_ohem;      /* OHEM's threshold (--ohem-thresh) of test_loss; 0 = none */
+static int64_t g_ohem_mk; /* OHEM's min_kept (--ohem-min-kept) */
+static int g_ohem_hits[3]; /* thresholds that were thresh, v > thresh, +inf */
 
+/* g_ohem > 0: the loss with OHEM, cg_k_ohem_thr's thresholds into cg_k_loss_ign (ignore -1)
+ * against cg_cpu_loss_k (K = 1, no ignore label); else cg_k_loss against cg_cpu_loss. */
 static void test_loss(cg_dtype_t dt, int n, int64_t hw, float scale, int with_dlogits,
                       int with_pred) {
-  char name[220], tag[180];
+  char name[300], tag[240], ohem[64] = "";
+  if (g_ohem > 0)
+    snprintf(ohem, sizeof ohem, " ohem=%g min_kept=%lld", g_ohem, (long long)g_ohem_mk);
   snprintf(tag, sizeof tag,
-           "%s n=%d hw=%lld scale=%g dlogits=%d pred=%d dice_w=%g pos_w=%g focal=%g", dt_name(dt),
-           n, (long long)hw, scale > 0 ? scale : 1.0f, with_dlogits, with_pred, g_dw, g_pw, g_fg);
+           "%s n=%d hw=%lld scale=%g dlogits=%d pred=%d dice_w=%g pos_w=%g focal=%g%s",
+           dt_name(dt), n, (long long)hw, scale > 0 ? scale : 1.0f, with_dlogits, with_pred, g_dw,
+           g_pw, g_fg, ohem);
   const size_t np = (size_t)n * hw, es = cg_dtype_size(dt);
   float *z = hnew(np), *u = hnew(np), *gref = hnew(np), *got = hnew(np), *w = hnew(n);
   float *pr = hnew(np), *pg = hnew(np);
@@ -1156,9 +1165,13 @@ static void test_loss(cg_dtype_t dt, int n, int64_t hw, float scale, int with_dl
     w[i] = (i == 1) ? 0.0f : 0.25f + 0.125f * (float)i; /* sample 1 is padding */
   }
   for (size_t j = 0; j < np; j++) pr[j] = z[j] > 0.0f ? 1.0f : 0.0f;
+  const cg_loss_opt_t lo = {g_dw, g_pw != 1.0f ? &g_pw : NULL, 0.0f, g_fg, g_ohem,
+                           g_ohem > 0 ? g_ohem_mk : 0};
   const double lref =
-      cg_cpu_loss(z, mask, w, n, (size_t)hw, scale > 0 ? scale : 1.0f,
-                  &(cg_loss_opt_t){g_dw, g_pw != 1.0f ? &g_pw : NULL, 0.0f, g_fg}, gref, NULL);
+      g_ohem > 0 ? cg_cpu_loss_k(z, mask, w, n, (size_t)hw, 1, -1, scale > 0 ? scale : 1.0f, &lo,
+                                 gref, NULL)
+                 : cg_cpu_loss(z, mask, w, n, (size_t)hw, scale > 0 ? scale : 1.0f, &lo, gref,
+                               NULL);
 
   void *d_z = up_dt(dt, z, np);
   uint8_t *d_mask = up_bytes(mask, np);
@@ -1170,10 +1183,16 @@ static void test_loss(cg_dtype_t dt, int n, int64_t hw, float scale, int with_dl
   uint8_t *d_pred = cg_test_dnew(np, S);
   const size_t wb = cg_k_loss_work_bytes(n, hw);
   void *d_work = cg_test_dnew(wb, S);
+  float *d_thr = g_ohem > 0 ? cg_test_dnew((size_t)n * sizeof(float), S) : NULL;
+  if (d_thr)
+    cg_test_ohem_thr(tag, dt, z, d_z, mask, d_mask, n, hw, 1, -1, &lo, d_thr, g_ohem_hits, S);
   double lgot = 0, lgot2 = 0;
-  cg_k_loss(dt, d_z, d_mask, d_w, n, hw, g_dw, g_pw, g_fg, d_sc, with_dlogits ? d_dz : NULL,
-            d_loss,
-            with_pred ? d_pred : NULL, d_work, S);
+  if (d_thr)
+    cg_k_loss_ign(dt, d_z, d_mask, d_w, n, hw, -1, g_dw, g_pw, g_fg, d_thr, d_sc,
+                  with_dlogits ? d_dz : NULL, d_loss, with_pred ? d_pred : NULL, d_work, S);
+  else
+    cg_k_loss(dt, d_z, d_mask, d_w, n, hw, g_dw, g_pw, g_fg, d_sc, with_dlogits ? d_dz : NULL,
+              d_loss, with_pred ? d_pred : NULL, d_work, S);
   cg_test_hget(&lgot, d_loss, sizeof(double), S);
   snprintf(name, sizeof name, "loss value %s", tag);
   cg_test_close_d(name, &lgot, &lref, 1, 1e-12, 1e-6);
@@ -1198,7 +1217,12 @@ static void test_loss(cg_dtype_t dt, int n, int64_t hw, float scale, int with_dl
   }
   /* a second run gives bitwise the same loss */
   cg_test_dpoison(d_loss, sizeof(double), S);
-  cg_k_loss(dt, d_z, d_mask, d_w, n, hw, g_dw, g_pw, g_fg, d_sc, NULL, d_loss, NULL, d_work, S);
+  if (d_thr)
+    cg_k_loss_ign(dt, d_z, d_mask, d_w, n, hw, -1, g_dw, g_pw, g_fg, d_thr, d_sc, NULL, d_loss,
+                  NULL, d_work, S);
+  else
+    cg_k_loss(dt, d_z, d_mask, d_w, n, hw, g_dw, g_pw, g_fg, d_sc, NULL, d_loss, NULL, d_work,
+              S);
   cg_test_hget(&lgot2, d_loss, sizeof(double), S);
   CG_TEST_CHECK(memcmp(&lgot, &lgot2, sizeof(double)) == 0, "loss %s: not deterministic (%.17g vs %.17g)",
                 tag, lgot, lgot2);
@@ -1210,6 +1234,7 @@ static void test_loss(cg_dtype_t dt, int n, int64_t hw, float scale, int with_dl
   cg_test_dfree(d_loss, S);
   cg_test_dfree(d_pred, S);
   cg_test_dfree(d_work, S);
+  cg_test_dfree(d_thr, S);
   free(z);
   free(u);
   free(gref);
@@ -1927,6 +1952,34 @@ static void test_all(void) {
     test_loss(CG_DT_F16, 4, 4099, 8192.0f, 1, 1);
   }
   g_fg = 0.0f, g_pw = 1.0f;
+  printf("RUN ohem_thr, and the loss with OHEM (--ohem-thresh; binary, no ignore label)\n");
+  /* min_kept 10% with 0.7 and 50% with 0.05: thresholds thresh and v > thresh; every pixel:
+   * +inf (all kept) */
+  static const struct {
+    float thresh;
+    double kf;
+  } OH[3] = {{0.7f, 0.1}, {0.05f, 0.5}, {0.7f, 1.0}};
+  for (int o = 0; o < 3; o++) {
+    g_ohem = OH[o].thresh;
+    g_ohem_mk = (int64_t)(OH[o].kf * 1000);
+    test_loss(CG_DT_F32, 5, 1000, 0.0f, 1, 1);
+    g_ohem_mk = (int64_t)(OH[o].kf * 4099);
+    test_loss(CG_DT_F16, 4, 4099, 8192.0f, 1, 1);
+    g_ohem_mk = (int64_t)(OH[o].kf * 65573);
+    test_loss(CG_DT_BF16, 3, 65573, 1024.0f, 1, 1); /* several chunks */
+  }
+  g_ohem = 0.7f, g_ohem_mk = 0; /* min_kept 0: a pixel alone is kept only below 0.7 */
+  test_loss(CG_DT_F32, 2, 1, 3.0f, 1, 1);
+  g_ohem_mk = 250;
+  test_loss(CG_DT_F32, 4, 777, 0.0f, 0, 0); /* no gradient, no mask */
+  g_pw = 3.5f, g_fg = 2.0f; /* --pos-weight and --focal-gamma: the kept pixels' terms */
+  test_loss(CG_DT_F32, 5, 1000, 0.0f, 1, 1);
+  g_pw = 1.0f, g_fg = 0.0f, g_ohem = 0.0f, g_ohem_mk = 0;
+  CG_TEST_CHECK(g_ohem_hits[0] > 0 && g_ohem_hits[1] > 0 && g_ohem_hits[2] > 0,
+                "ohem_thr: thresholds thresh %d, v %d, +inf %d: a branch never taken",
+                g_ohem_hits[0], g_ohem_hits[1], g_ohem_hits[2]);
+  printf("  ohem_thr: %d thresholds were thresh, %d v above it, %d +inf\n", g_ohem_hits[0],
+         g_ohem_hits[1], g_ohem_hits[2]);
 
   printf("RUN check_finite\n");
   test_check_finite();

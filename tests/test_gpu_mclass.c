@@ -15,7 +15,10 @@
  *     counts of a metrics-on-device eval step against cg_confk_add of its own prediction; then
  *     five bf16 steps replayed as CUDA graphs bitwise equal to eager ones, the loss going down;
  *     and a step with class weights (cfg.class_weight, one of them 0) and label smoothing
- *     (cfg.label_smoothing), CUDA fp32 against the CPU backend, its loss not the default one.
+ *     (cfg.label_smoothing), CUDA fp32 against the CPU backend, its loss not the default one;
+ *     and one with class weights and OHEM (cfg.ohem_thresh), the same.
+ * Section 1 also takes OHEM's thresholds (cg_k_ohem_thr) bitwise against cg_cpu_ohem_thr, and
+ * the loss with them against cg_cpu_loss_k with cg_loss_opt_t.ohem, K >= 2 and binary.
  * Fresh random inputs each run (the seed is printed; CG_TEST_SEED=<n> repeats it). Exits 77
  * without a usable GPU. A "RUN ..." line precedes each group, so a crash names the kernel. */
 #include <cuda_runtime.h>
@@ -37,6 +40,7 @@
 #include "rng.h"
 #include "testutil.h"
 #include "testutil_cuda.h"
+#include "gpu_ohem_check.h" /* cg_test_ohem_thr */
 
 static cudaStream_t S;
 static uint64_t g_seed, g_ctr;
@@ -123,13 +127,19 @@ static float g_dw = 1.0f; /* the Dice term's weight (--dice-weight) of test_loss
 static int g_cw;          /* 1: class weights (K >= 2: --class-weights; binary: --pos-weight) */
 static float g_ls;        /* K >= 2: label smoothing (--label-smoothing) */
 static float g_fg;        /* the focal loss's gamma (--focal-gamma) */
+static float g_ohem;      /* OHEM's threshold (--ohem-thresh); 0 = none */
+static double g_ohem_kf;  /* OHEM's min_kept as a fraction of hw (>= 1: above every count) */
+static int g_ohem_hits[3]; /* OHEM samples whose threshold was: thresh, v > thresh, +inf */
 
 static void test_loss_k(cg_dtype_t dt, int n, int64_t hw, int K, int ign, float scale) {
-  char tag[180], name[240];
+  char tag[220], name[280];
+  const int64_t mk = (int64_t)(g_ohem_kf * (double)hw);
+  char ohem[64] = "";
+  if (g_ohem > 0) snprintf(ohem, sizeof ohem, " ohem=%g min_kept=%lld", g_ohem, (long long)mk);
   snprintf(tag, sizeof tag,
-           "%s n=%d hw=%lld K=%d ignore=%d scale=%g dice_w=%g%s smooth=%g focal=%g", dt_name(dt),
-           n, (long long)hw, K, ign, scale > 0 ? scale : 1.0f, g_dw, g_cw ? " weighted" : "",
-           K > 1 ? g_ls : 0.0f, g_fg);
+           "%s n=%d hw=%lld K=%d ignore=%d scale=%g dice_w=%g%s smooth=%g focal=%g%s",
+           dt_name(dt), n, (long long)hw, K, ign, scale > 0 ? scale : 1.0f, g_dw,
+           g_cw ? " weighted" : "", K > 1 ? g_ls : 0.0f, g_fg, ohem);
   const size_t np = (size_t)n * hw, nz = np * K, es = cg_dtype_size(dt);
   float *z = hnew(nz), *gref = hnew(nz), *got = hnew(nz), *w = hnew(n);
   uint8_t *mask = cg_malloc(np, "mask"), *pred = cg_malloc(np, "pred"), *pr = cg_malloc(np, "pr");
@@ -155,7 +165,7 @@ static void test_loss_k(cg_dtype_t dt, int n, int64_t hw, int K, int ign, float 
   for (int c = 0; c < K; c++)
     cw[c] = K == 1 ? 3.5f : c == 1 ? 0.0f : 0.5f + 0.25f * (float)(c % 10);
   const float *hcw = g_cw ? cw : NULL, pw = g_cw && K == 1 ? cw[0] : 1.0f;
-  const cg_loss_opt_t lo = {g_dw, hcw, K > 1 ? g_ls : 0.0f, g_fg};
+  const cg_loss_opt_t lo = {g_dw, hcw, K > 1 ? g_ls : 0.0f, g_fg, g_ohem, g_ohem > 0 ? mk : 0};
   const double lref = cg_cpu_loss_k(z, mask, w, n, (size_t)hw, K, ign, gs, &lo, gref, NULL);
 
   void *d_z = up_dt(dt, z, nz);
@@ -169,13 +179,16 @@ static void test_loss_k(cg_dtype_t dt, int n, int64_t hw, int K, int ign, float 
   uint8_t *d_pred = cg_test_dnew(np, S);
   const size_t wb = K == 1 ? cg_k_loss_work_bytes(n, hw) : cg_k_loss_k_work_bytes(n, hw, K);
   void *d_work = cg_test_dnew(wb, S);
+  float *d_thr = g_ohem > 0 ? cg_test_dnew((size_t)n * sizeof(float), S) : NULL;
+  if (d_thr)
+    cg_test_ohem_thr(tag, dt, z, d_z, mask, d_mask, n, hw, K, ign, &lo, d_thr, g_ohem_hits, S);
   double lgot = 0, lgot2 = 0;
   if (K == 1)
-    cg_k_loss_ign(dt, d_z, d_mask, d_w, n, hw, ign, g_dw, pw, g_fg, d_sc, d_dz, d_loss, d_pred,
-                  d_work, S);
+    cg_k_loss_ign(dt, d_z, d_mask, d_w, n, hw, ign, g_dw, pw, g_fg, d_thr, d_sc, d_dz, d_loss,
+                  d_pred, d_work, S);
   else
-    cg_k_loss_k(dt, d_z, d_mask, d_w, n, hw, K, ign, g_dw, d_cw, g_ls, g_fg, d_sc, d_dz, d_loss,
-                d_pred, d_work, S);
+    cg_k_loss_k(dt, d_z, d_mask, d_w, n, hw, K, ign, g_dw, d_cw, g_ls, g_fg, d_thr, d_sc, d_dz,
+                d_loss, d_pred, d_work, S);
   cg_test_hget(&lgot, d_loss, sizeof(double), S);
   snprintf(name, sizeof name, "loss_k value %s", tag);
   cg_test_close_d(name, &lgot, &lref, 1, 1e-12, 1e-6);
@@ -212,11 +225,11 @@ static void test_loss_k(cg_dtype_t dt, int n, int64_t hw, int K, int ign, float 
 
   cg_test_dpoison(d_loss, sizeof(double), S);
   if (K == 1)
-    cg_k_loss_ign(dt, d_z, d_mask, d_w, n, hw, ign, g_dw, pw, g_fg, d_sc, NULL, d_loss, NULL,
-                  d_work, S);
+    cg_k_loss_ign(dt, d_z, d_mask, d_w, n, hw, ign, g_dw, pw, g_fg, d_thr, d_sc, NULL, d_loss,
+                  NULL, d_work, S);
   else
-    cg_k_loss_k(dt, d_z, d_mask, d_w, n, hw, K, ign, g_dw, d_cw, g_ls, g_fg, d_sc, NULL, d_loss,
-                NULL, d_work, S);
+    cg_k_loss_k(dt, d_z, d_mask, d_w, n, hw, K, ign, g_dw, d_cw, g_ls, g_fg, d_thr, d_sc, NULL,
+                d_loss, NULL, d_work, S);
   cg_test_hget(&lgot2, d_loss, sizeof(double), S);
   CG_TEST_CHECK(memcmp(&lgot, &lgot2, sizeof(double)) == 0,
                 "loss_k %s: not deterministic (%.17g vs %.17g)", tag, lgot, lgot2);
@@ -229,6 +242,7 @@ static void test_loss_k(cg_dtype_t dt, int n, int64_t hw, int K, int ign, float 
   cg_test_dfree(d_loss, S);
   cg_test_dfree(d_pred, S);
   cg_test_dfree(d_work, S);
+  cg_test_dfree(d_thr, S);
   free(z);
   free(gref);
   free(got);
@@ -457,6 +471,7 @@ static void test_confusion_ign(int n, int64_t hw, int ign) {
 enum { SN = 3, SC = 5, SBASE = 8, SDEPTH = 3, SHW = 32, SK = 4, SIGN = 255 };
 static const float *g_kcw; /* cfg.class_weight of make_backend */
 static float g_kls;        /* cfg.label_smoothing of make_backend */
+static float g_kohem;      /* cfg.ohem_thresh of make_backend, min_kept a quarter of a sample */
 
 static cg_backend_t *make_backend(const cg_backend_ops_t *ops, const cg_model_t *m,
                                   const cg_buckets_t *bk, cg_precision_t prec, int graph,
@@ -471,6 +486,8 @@ static cg_backend_t *make_backend(const cg_backend_ops_t *ops, const cg_model_t 
   cfg.dice_weight = 1.0f;
   cfg.class_weight = g_kcw;
   cfg.label_smoothing = g_kls;
+  cfg.ohem_thresh = g_kohem;
+  cfg.ohem_min_kept = g_kohem > 0 ? SHW * SHW / 4 : 0;
   cfg.tf32 = 0;
   cfg.cuda_graph = graph;
   cfg.algo_cache = cache;
@@ -633,8 +650,24 @@ static void test_step_k(void) {
   CG_TEST_CHECK(wrel < 1e-4, "class weights fp32 gradients: relative error %.3e", wrel);
   printf("%s class weights fp32 gradients (max abs err / max |ref| = %.3e)\n",
          wrel < 1e-4 ? "PASS" : "FAIL", wrel);
-  kstep_t *ks[3] = {&wc, &wg, &uc};
-  for (int k = 0; k < 3; k++) free(ks[k]->pred), free(ks[k]->grads);
+
+  /* the untrained net's p_y are near 1/K, above 0.05: each sample's hardest quarter */
+  printf("RUN one K=%d step with class weights and OHEM (0.05, a quarter): cpu vs cuda fp32\n",
+         SK);
+  g_kcw = cw, g_kohem = 0.05f;
+  kstep_t oc = k_step(&cg_backend_cpu, &m, &bk, CG_PREC_FP32, p0, &d);
+  kstep_t og = k_step(&cg_backend_cuda, &m, &bk, CG_PREC_FP32, p0, &d);
+  g_kcw = NULL, g_kohem = 0.0f;
+  CG_TEST_CHECK(fabs(og.loss - oc.loss) <= 1e-4 * fabs(oc.loss) && oc.loss > wc.loss,
+                "OHEM: loss cuda %.9g cpu %.9g (weighted, every pixel: %.9g)", og.loss, oc.loss,
+                wc.loss);
+  printf("  loss cpu %.9g cuda %.9g (weighted, every pixel: %.9g)\n", oc.loss, og.loss, wc.loss);
+  const double orel = cg_test_rel_err(og.grads, oc.grads, m.nparams);
+  CG_TEST_CHECK(orel < 1e-4, "OHEM fp32 gradients: relative error %.3e", orel);
+  printf("%s OHEM fp32 gradients (max abs err / max |ref| = %.3e)\n",
+         orel < 1e-4 ? "PASS" : "FAIL", orel);
+  kstep_t *ks[5] = {&wc, &wg, &uc, &oc, &og};
+  for (int k = 0; k < 5; k++) free(ks[k]->pred), free(ks[k]->grads);
   cg_test_data_free(&d);
   free(p0);
 }
@@ -657,7 +690,7 @@ static void test_loss_k_ones(cg_dtype_t dt, int n, int64_t hw, int K, int ign) {
   void *d_work = cg_test_dnew(wb, S);
   for (int k = 0; k < 2; k++)
     cg_k_loss_k(dt, d_z, d_mask, d_w, n, hw, K, ign, 1.0f, k ? d_one : NULL, 0.0f, 0.0f, NULL,
-                d_dz[k], d_loss + k, NULL, d_work, S);
+                NULL, d_dz[k], d_loss + k, NULL, d_work, S);
   cg_test_hget(loss, d_loss, sizeof loss, S);
   char *g0 = cg_malloc(nz * es, "g0"), *g1 = cg_malloc(nz * es, "g1");
   cg_test_hget(g0, d_dz[0], nz * es, S);
@@ -733,6 +766,38 @@ static void test_kernels(void) {
     test_loss_k(CG_DT_F16, 4, 5000, 1, 255, 1024.0f);
   }
   g_fg = 0.0f, g_cw = 0;
+  printf("RUN ohem_thr, and loss_k and loss_ign with OHEM (--ohem-thresh, --ohem-min-kept)\n");
+  /* min_kept 10% with 0.7 and 50% with 0.05: thresholds thresh and v > thresh; 90%: above the
+   * valid pixels where an ignore label takes about 1 in 7 (+inf), else v or thresh */
+  static const struct {
+    float thresh;
+    double kf;
+  } OH[3] = {{0.7f, 0.1}, {0.05f, 0.5}, {0.7f, 0.9}};
+  for (int o = 0; o < 3; o++) {
+    g_ohem = OH[o].thresh, g_ohem_kf = OH[o].kf;
+    test_loss_k(CG_DT_F32, 4, 1000, 4, 255, 0.0f);
+    test_loss_k(CG_DT_BF16, 2, 9000, 19, 22, 0.0f); /* several chunks */
+    test_loss_k(CG_DT_F16, 4, 4096, 4, -1, 1024.0f);
+    test_loss_k(CG_DT_F32, 4, 5000, 1, 255, 0.0f);   /* binary, an ignore label */
+    test_loss_k(CG_DT_F16, 3, 5000, 1, -1, 1024.0f); /* binary without: the IGN sums still */
+  }
+  g_ohem = 0.7f, g_ohem_kf = 0.25;
+  g_cw = 1; /* class weights: the mean over the kept pixels' weights; binary pos_weight */
+  test_loss_k(CG_DT_F32, 4, 1000, 4, 255, 0.0f);
+  test_loss_k(CG_DT_BF16, 2, 9000, 19, -1, 0.0f);
+  test_loss_k(CG_DT_F32, 4, 5000, 1, 255, 0.0f);
+  test_loss_k(CG_DT_F32, 3, 3000, 1, -1, 0.0f);
+  g_ls = 0.125f; /* label smoothing: the whole smoothed CE term of a pixel not kept is left out */
+  test_loss_k(CG_DT_F32, 4, 1000, 4, 255, 0.0f);
+  g_ls = 0.0f, g_cw = 0, g_fg = 2.0f; /* focal, K classes and binary */
+  test_loss_k(CG_DT_F32, 4, 1000, 4, 255, 0.0f);
+  test_loss_k(CG_DT_F16, 4, 5000, 1, 255, 1024.0f);
+  g_fg = 0.0f, g_ohem = 0.0f, g_ohem_kf = 0.0;
+  CG_TEST_CHECK(g_ohem_hits[0] > 0 && g_ohem_hits[1] > 0 && g_ohem_hits[2] > 0,
+                "ohem_thr: thresholds thresh %d, v %d, +inf %d: a branch never taken",
+                g_ohem_hits[0], g_ohem_hits[1], g_ohem_hits[2]);
+  printf("  ohem_thr: %d thresholds were thresh, %d v above it, %d +inf\n", g_ohem_hits[0],
+         g_ohem_hits[1], g_ohem_hits[2]);
   test_loss_k_ones(CG_DT_F32, 3, 1000, 4, 255);
   test_loss_k_ones(CG_DT_BF16, 2, 9000, 19, -1);
   printf("RUN head_k\n");

@@ -21,6 +21,10 @@
  *  6. The loss without its Dice term (cfg.dice_weight 0): the CUDA backend's loss and gradients
  *     (fp32) agree with the CPU backend's as in 1, and differ from the default loss's.
  *  7. BCE's pos_weight (cfg.class_weight, --pos-weight 3): the same, the loss above the default.
+ *  8. The focal loss (cfg.focal_gamma 2): the same, the loss below the default.
+ *  9. OHEM (cfg.ohem_thresh 0.05, ohem_min_kept a quarter of the pixels: the BCE mean over each
+ *     sample's hardest quarter): the same, the loss above the default; the eval step's loss
+ *     does not mine (the default's); and 3 again with OHEM (its thresholds inside the graph).
  * Exits 77 without a usable GPU. */
 #include <math.h>
 #include <stdio.h>
@@ -44,6 +48,8 @@ static float g_dice = 1.0f;                 /* cfg.dice_weight */
 static const float *g_cw;                   /* cfg.class_weight */
 static cg_optim_kind_t g_optim;             /* cfg.optim: SGD with momentum 0.9, Nesterov */
 static float g_focal;                       /* cfg.focal_gamma */
+static float g_ohem;                        /* cfg.ohem_thresh (0 = none) */
+static int64_t g_ohem_mk;                   /* cfg.ohem_min_kept */
 
 /* A batch of N, the last sample padding (weight 0). */
 static cg_test_data_t make_data(uint64_t seed) {
@@ -70,6 +76,8 @@ static cg_backend_t *make(const cg_backend_ops_t *ops, const cg_model_t *m, cons
   cfg.fault_nan_step = -1;
   cfg.clip_norm = g_clip;
   cfg.focal_gamma = g_focal;
+  cfg.ohem_thresh = g_ohem;
+  cfg.ohem_min_kept = g_ohem_mk;
   cfg.optim = g_optim;
   cfg.momentum = g_optim == CG_OPTIM_SGD ? 0.9f : 0.0f;
   cfg.nesterov = g_optim == CG_OPTIM_SGD;
@@ -312,9 +320,9 @@ static run_t run_seq(const cg_model_t *m, const cg_buckets_t *bk, const float *p
 
 static void test_graph_pipeline(const cg_model_t *m, const cg_buckets_t *bk, const float *p0,
                                 int accum) {
-  printf("RUN %d bf16 batches (%d a step%s%s): graphs + 2 in flight vs eager one at a time "
+  printf("RUN %d bf16 batches (%d a step%s%s%s): graphs + 2 in flight vs eager one at a time "
          "(deterministic)\n", K, accum, g_clip > 0 ? ", clipped" : "",
-         g_optim == CG_OPTIM_SGD ? ", SGD" : "");
+         g_optim == CG_OPTIM_SGD ? ", SGD" : "", g_ohem > 0 ? ", OHEM" : "");
   cg_test_data_t ds[K];
   for (int k = 0; k < K; k++) ds[k] = make_data(100 + (uint64_t)k);
   char cache[] = "/tmp/cg_gpu_step_algosXXXXXX";
@@ -341,8 +349,8 @@ static void test_graph_pipeline(const cg_model_t *m, const cg_buckets_t *bk, con
   CG_TEST_CHECK(ps, "graph/pipelined parameters differ from eager (max rel %.3e)",
                 cg_test_rel_err(a.params, e.params, m->nparams));
   if (same && ps)
-    printf("PASS graphs + pipelining: bitwise equal to eager over %d batches, %d a step%s\n", K,
-           accum, g_clip > 0 ? ", clipped" : "");
+    printf("PASS graphs + pipelining: bitwise equal to eager over %d batches, %d a step%s%s\n",
+           K, accum, g_clip > 0 ? ", clipped" : "", g_ohem > 0 ? ", OHEM" : "");
   free(a.params);
   free(e.params);
   for (int k = 0; k < K; k++) cg_test_data_free(&ds[k]);
@@ -487,22 +495,30 @@ static void test_clip(const cg_model_t *m, const cg_buckets_t *bk, const float *
 }
 
 /* The loss with another setting (the Dice weight dice, the class weights cw, the focal gamma
- * focal): the CUDA
- * backend's loss and gradients (fp32) agree with the CPU backend's, and the loss is below
- * (lower) or above the default loss's. */
+ * focal, OHEM's threshold ohem with min_kept g_ohem_mk): the CUDA backend's loss and gradients
+ * (fp32) agree with the CPU backend's, and the loss is below (lower) or above the default
+ * loss's. With OHEM the eval step's loss is the default's (validation does not mine). */
 static void test_loss_setting(const cg_model_t *m, const cg_buckets_t *bk, const float *p0,
                               const cg_test_data_t *d, const char *what, float dice,
-                              const float *cw, float focal, int lower) {
+                              const float *cw, float focal, float ohem, int lower) {
   printf("RUN the loss with %s: cpu vs cuda fp32\n", what);
   step_t ref = one_step(&cg_backend_cpu, m, bk, CG_PREC_FP32, p0, d);
-  g_dice = dice, g_cw = cw, g_focal = focal;
+  g_dice = dice, g_cw = cw, g_focal = focal, g_ohem = ohem;
   step_t c = one_step(&cg_backend_cpu, m, bk, CG_PREC_FP32, p0, d);
   step_t g = one_step(&cg_backend_cuda, m, bk, CG_PREC_FP32, p0, d);
-  g_dice = 1.0f, g_cw = NULL, g_focal = 0.0f;
+  g_dice = 1.0f, g_cw = NULL, g_focal = 0.0f, g_ohem = 0.0f;
   CG_TEST_CHECK(fabs(g.loss - c.loss) <= 1e-4 * fabs(c.loss) &&
                     (lower ? c.loss < ref.loss : c.loss > ref.loss),
                 "%s: loss cuda %.9g cpu %.9g (default loss %.9g)", what, g.loss, c.loss, ref.loss);
   printf("  loss cpu %.9g cuda %.9g (default loss: %.9g)\n", c.loss, g.loss, ref.loss);
+  if (ohem > 0) {
+    CG_TEST_CHECK(c.eval_loss == ref.eval_loss &&
+                      fabs(g.eval_loss - c.eval_loss) <= 1e-4 * fabs(c.eval_loss),
+                  "%s: eval loss cuda %.9g cpu %.9g, not the default's %.9g", what, g.eval_loss,
+                  c.eval_loss, ref.eval_loss);
+    printf("  eval loss (not mined) cpu %.9g cuda %.9g (default: %.9g)\n", c.eval_loss,
+           g.eval_loss, ref.eval_loss);
+  }
   check_grads(m, what, g.grads, c.grads, 1e-4 * fmax(1.0, sqrt((double)HW * HW / (32 * 32))));
   free_step(&ref);
   free_step(&c);
@@ -581,11 +597,21 @@ int main(void) {
   test_graph_pipeline(&m, &bk, p0, 2);
   test_accum(&m, &bk, p0);
   test_clip(&m, &bk, p0, &d);
-  test_loss_setting(&m, &bk, p0, &d, "no Dice (dice_weight 0)", 0.0f, NULL, 0.0f, 1);
+  test_loss_setting(&m, &bk, p0, &d, "no Dice (dice_weight 0)", 0.0f, NULL, 0.0f, 0.0f, 1);
   const float pw = 3.0f;
-  test_loss_setting(&m, &bk, p0, &d, "BCE's pos_weight 3 (class_weight)", 1.0f, &pw, 0.0f, 0);
+  test_loss_setting(&m, &bk, p0, &d, "BCE's pos_weight 3 (class_weight)", 1.0f, &pw, 0.0f, 0.0f,
+                    0);
   /* (1 - p_t)^2 < 1: a lower loss */
-  test_loss_setting(&m, &bk, p0, &d, "the focal loss (focal_gamma 2)", 1.0f, NULL, 2.0f, 1);
+  test_loss_setting(&m, &bk, p0, &d, "the focal loss (focal_gamma 2)", 1.0f, NULL, 2.0f, 0.0f,
+                    1);
+  /* the untrained net's p_t are near 1/2, above 0.05: the threshold is the quarter's key, and
+   * the BCE mean over the hardest quarter is above the mean over every pixel */
+  g_ohem_mk = (int64_t)HW * HW / 4;
+  test_loss_setting(&m, &bk, p0, &d, "OHEM (ohem_thresh 0.05, min_kept a quarter)", 1.0f, NULL,
+                    0.0f, 0.05f, 0);
+  g_ohem = 0.05f; /* the thresholds inside the captured graph */
+  test_graph_pipeline(&m, &bk, p0, 1);
+  g_ohem = 0.0f, g_ohem_mk = 0;
   test_sgd(&m, &bk, p0, &d);
   g_clip = 0.05f; /* the norm and the clip factor inside the captured graph */
   test_graph_pipeline(&m, &bk, p0, 1);
