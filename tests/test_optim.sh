@@ -46,7 +46,10 @@
 #     binary: the same masks' class 0 as background), the exact figures on 1 and 2 ranks, and
 #     the printed flag trains; wide images are counted whole (the side classes too), with
 #     --crop off as their fitted squares; all-foreground binary masks give --pos-weight 1 and
-#     say why (written with Debian's Pillow and NumPy, /usr/bin/python3; skipped without them).
+#     say why (written with Debian's Pillow and NumPy, /usr/bin/python3; skipped without them);
+#     --class-weights balanced counts the same at start-up and trains with the printed weights
+#     (bitwise the run given them), on 1 and 2 ranks, binary as --pos-weight; a checkpoint keeps
+#     the numbers (a resume does not count again); with --pos-weight it is a usage error.
 # The optimizer (--optimizer sgd; test_sgd checks cg_cpu_sgd against torch.optim.SGD, the GPU
 # tests the kernel):
 # 13. SGD with Nesterov momentum trains other weights than AdamW and than momentum 0; 2 ranks x 4
@@ -522,6 +525,36 @@ pixels gets 1"
   run ckfg 0 $MPIRUN -np 1 $BIN $CK --data $T/cls/fg
   want ckfg "check-data: balanced: --pos-weight 1 (background / foreground pixels); no \
 background pixel"
+  # --class-weights balanced: the same count at start-up (without --check-data), the weights
+  # --check-data prints: bitwise the run given them; 2 ranks count as 1; binary: --pos-weight
+  CB="${CK/--check-data/} --steps 3 --metrics-out"
+  for np_ in 1 2; do
+    run cb3r$np_ 0 $MPIRUN -np $np_ $BIN $CB $T/cb3r$np_.json --data $T/cls --num-classes 3 \
+        --class-weights balanced --params-out $T/cb3r$np_.bin
+    want cb3r$np_ "loss: the classes' cross-entropy weighted 0.6458,1.292,1.476 \
+(--class-weights balanced: --data's pixels / (K x the class's))"
+  done
+  want cb3r1 "check-data: balanced: --class-weights 0.6458,1.292,1.476"
+  run cb3f 0 $MPIRUN -np 1 $BIN $CB $T/cb3f.json --data $T/cls --num-classes 3 $flag \
+      --params-out $T/cb3f.bin
+  bitwise cb3r1 cb3f "--class-weights balanced vs the weights --check-data printed"
+  [ "$(metric cb3r1 class_weights)" = "[0.6458, 1.292, 1.476]" ] ||
+    { echo "FAIL metrics: class_weights $(metric cb3r1 class_weights)"; fail=1; }
+  run cb1 0 $MPIRUN -np 1 $BIN $CB $T/cb1.json --data $T/clsb --class-weights balanced \
+      --params-out $T/cb1.bin
+  want cb1 "loss: the foreground's BCE weighted 1.133 (--pos-weight; --class-weights balanced: \
+background / foreground pixels of --data)"
+  run cb1f 0 $MPIRUN -np 1 $BIN $CB $T/cb1f.json --data $T/clsb --pos-weight 1.133 \
+      --params-out $T/cb1f.bin
+  bitwise cb1 cb1f "--class-weights balanced (binary) vs --pos-weight 1.133"
+  # the checkpoint keeps the numbers: a resume does not count again
+  run cb4 0 $MPIRUN -np 1 $BIN $CB $T/cb4.json --data $T/cls --num-classes 3 \
+      --class-weights balanced --checkpoint-dir $T/ckb
+  run cb5 0 $MPIRUN -np 1 $BIN train --resume $T/ckb --steps 4 --progress off
+  want cb5 "loss: the classes' cross-entropy weighted 0.6458,1.292,1.476 (--class-weights)"
+  ! grep -q "check-data" "$T/cb5.log" || { echo "FAIL cb5: the resume counted again"; fail=1; }
+  run cbp 2 $BIN $CB $T/cbp.json --data $T/clsb --class-weights balanced --pos-weight 2
+  want cbp "--class-weights balanced: and --pos-weight 2: give one of the two"
 else
   echo "SKIP 11: /usr/bin/python3 has no Pillow or NumPy"
 fi

@@ -153,7 +153,8 @@ static void report_classes(const int64_t *hist, int K, int ignore, int whole, co
 }
 
 int cg_datacheck_run(cg_source_t **data, cg_source_t **val, cg_comm_t *c, int threads, int check,
-                     int skip_bad, int nclass, int ignore, int whole, char *err, size_t errlen) {
+                     int skip_bad, int nclass, int ignore, int whole, int64_t *hist_out, char *err,
+                     size_t errlen) {
   if (!check) { /* with check, check_one lists them */
     if (c->rank == 0) {
       report_dropped(*data, "--data");
@@ -166,6 +167,7 @@ int cg_datacheck_run(cg_source_t **data, cg_source_t **val, cg_comm_t *c, int th
   int64_t hist[256] = {0};
   check_one(data, "--data", c, threads, skip_bad, hist, whole, err, errlen);
   if (c->rank == 0) report_classes(hist, nclass, ignore, whole, "--data");
+  if (hist_out) memcpy(hist_out, hist, sizeof hist);
   if (val && *val)
     check_one(val, "--val-data", c, threads, skip_bad, NULL, 0, verr, sizeof verr);
   if (!err[0] && verr[0]) snprintf(err, errlen, "%s", verr);

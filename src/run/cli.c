@@ -167,8 +167,12 @@ static const cg_opt_t g_opts[] = {
         "cross-entropy is the weighted mean over its pixels, sum w[y] CE / sum w[y] (a sample of "
         "one class is not changed by them; one with none of positive weight adds no "
         "cross-entropy); each 0 or in [1.2e-38, 1e6], not all 0; the Dice term is not weighted; "
-        "the validation loss is the same; --check-data prints balanced ones; default none (all "
-        "1)"),
+        "the validation loss is the same; --check-data prints balanced ones; balanced: the run "
+        "counts --data's class pixels at start-up as --check-data does (every sample decoded "
+        "once, over the ranks and cores; a held-out --val-fraction part included) and takes "
+        "those weights as --check-data prints them (4 digits), pixels / (K x the class's "
+        "pixels) (a binary model: its --pos-weight, background / foreground pixels), written "
+        "into checkpoints as numbers; default none (all 1)"),
     CG_OPT_ROW_NUM(DBL, "label-smoothing", O(label_smoothing), 0, 1, C_TRAIN, "E",
         "--num-classes K >= 2: the cross-entropy's targets smoothed, (1 - E) one-hot + E/K, as "
         "torch.nn.CrossEntropyLoss(label_smoothing=E) (with --class-weights, its weighted "
@@ -759,7 +763,8 @@ static void fmt_float(float v, char *buf, size_t len) {
 static int check_loss_flags(cg_config_t *cfg, char *err, size_t errlen) {
   float w[255];
   int n = 0, pos = 0;
-  const char *s = cfg->class_weights;
+  const int balanced = cg_cfg_class_weights_balanced(cfg); /* the run counts them (run_setup.c) */
+  const char *s = balanced ? "" : cfg->class_weights;
   while (*s) {
     char *end = NULL;
     errno = 0;
@@ -788,6 +793,11 @@ static int check_loss_flags(cg_config_t *cfg, char *err, size_t errlen) {
     return -1;
   }
   const int known = settings_known(cfg), K = cfg->num_classes;
+  if (balanced && cfg->pos_weight != 1) {
+    snprintf(err, errlen, "--class-weights balanced: and --pos-weight %g: give one of the two "
+             "(balanced sets a binary model's pos_weight from its pixels)", cfg->pos_weight);
+    return -1;
+  }
   if (known && n && K < 2) {
     snprintf(err, errlen, "--class-weights: this model is binary (--num-classes 1): weight its "
              "foreground with --pos-weight X");
@@ -849,21 +859,27 @@ static int check_loss_flags(cg_config_t *cfg, char *err, size_t errlen) {
              "classes with --class-weights W,W,...", K);
     return -1;
   }
+  return balanced ? 0 : cg_cli_set_class_weights(cfg, w, n, err, errlen);
+}
+
+int cg_cli_set_class_weights(cg_config_t *cfg, const float *w, int n, char *err, size_t errlen) {
+  char text[sizeof cfg->class_weights];
   size_t len = 0;
-  for (int i = 0; i < n && len < sizeof cfg->class_weights; i++) {
+  text[0] = 0;
+  for (int i = 0; i < n && len < sizeof text; i++) {
     char num[24];
     fmt_float(w[i], num, sizeof num);
-    len += (size_t)snprintf(cfg->class_weights + len, sizeof cfg->class_weights - len, "%s%s",
-                            i ? "," : "", num);
+    len += (size_t)snprintf(text + len, sizeof text - len, "%s%s", i ? "," : "", num);
   }
-  if (len >= sizeof cfg->class_weights) {
+  if (len >= sizeof text) {
     snprintf(err, errlen, "--class-weights: longer than %zu characters written as numbers",
-             sizeof cfg->class_weights - 1);
+             sizeof text - 1);
     return -1;
   }
+  memcpy(cfg->class_weights, text, len + 1);
   memcpy(cfg->class_weight, w, sizeof(float) * (size_t)n);
   cfg->nclass_weights = n;
-  if (!n && cfg->pos_weight != 1 && K < 2) {
+  if (!n && cfg->pos_weight != 1 && cfg->num_classes < 2) {
     cfg->class_weight[0] = (float)cfg->pos_weight;
     cfg->nclass_weights = 1;
   }

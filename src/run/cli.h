@@ -32,6 +32,11 @@ cg_opts_set_t cg_cli_opts(cg_command_t cmd, cg_config_t *cfg);
  *   val_fraction         train with --val-data (data known: not a --resume to be merged): 0
  *   data, val_data       train: as cg_cli_data_path makes them (absolute paths) */
 int cg_cli_check(cg_config_t *cfg, char *err, size_t errlen);
+/* The loss's class weights w[0..n) into cfg as a run keeps them: class_weight, nclass_weights
+ * and class_weights, the text a checkpoint stores, in one spelling (each weight's shortest text
+ * that reads back as the same float); n = 0 with a binary model: its --pos-weight, the one
+ * weight. 0, or -1 with err when the text would be too long. */
+int cg_cli_set_class_weights(cg_config_t *cfg, const float *w, int n, char *err, size_t errlen);
 /* A --data / --val-data value as a run keeps it: a file or directory as an absolute path
  * (cg_path_abs), "synthetic" and "" as they are. in may be out. 0, or -1 (cg_path_abs). */
 int cg_cli_data_path(const char *in, char *out, size_t outlen);

@@ -78,6 +78,8 @@ typedef struct {
                               cg_backend_cfg_t.class_weight of cg_cfg_class_weight): K from
                               --class-weights, or one from --pos-weight; set by cg_cli_check */
   int nclass_weights;      /* ... their count; 0 = none */
+  int class_weights_counted; /* the run counted --class-weights balanced from --data's pixels
+                                (run_setup.c): the banner says so */
   double label_smoothing;  /* --label-smoothing: K >= 2, the CE targets' smoothing; 0 = none */
   double focal_gamma;      /* --focal-gamma: the focal loss's gamma; 0 = none */
   double ohem_thresh;      /* --ohem-thresh: OHEM's probability threshold; 0 = none */
@@ -148,6 +150,11 @@ static inline int cg_cfg_sgd(const cg_config_t *c) { return !strcmp(c->optimizer
 
 static inline const float *cg_cfg_class_weight(const cg_config_t *c) {
   return c->nclass_weights ? c->class_weight : NULL;
+}
+
+/* --class-weights balanced: the run counts them from --data's pixels (run_setup.c). */
+static inline int cg_cfg_class_weights_balanced(const cg_config_t *c) {
+  return !strcmp(c->class_weights, "balanced");
 }
 
 /* --ohem-min-kept resolved: 0 is a fifth of a sample's pixels. */

@@ -24,7 +24,9 @@
 
 typedef struct {
   /* borrowed */
-  const cg_config_t *cfg;
+  const cg_config_t *cfg;   /* the caller's, or cfg_own */
+  cg_config_t *cfg_own;     /* --class-weights balanced: the run's copy, the counted weights in
+                               it (owned) */
   cg_comm_t *c;
   cg_guard_t *guard;
   double t_begin;           /* cg_now() when set-up began: the run's wall clock */

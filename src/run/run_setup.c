@@ -298,6 +298,31 @@ static int place_rank(cg_run_t *r, char *err, size_t errlen) {
 
 /* ---- data ------------------------------------------------------------------------------------ */
 
+/* --class-weights balanced: the weights of the class pixels hist (every rank's, summed) into
+ * the run's settings, each rounded to the 4 digits --check-data prints them with (so that its
+ * printed flag trains the same run); binary: --pos-weight. */
+static int take_balanced(cg_run_t *r, const int64_t *hist, char *err, size_t errlen) {
+  cg_config_t *cfg = r->cfg_own;
+  const int K = cfg->num_classes;
+  float w[255];
+  if (!cg_datacheck_balanced(hist, K, w)) {
+    snprintf(err, errlen, "--class-weights balanced: %s has no class pixel to count (every "
+             "pixel is the ignore label)", cfg->data);
+    return -1;
+  }
+  for (int k = 0; k < (K > 1 ? K : 1); k++) {
+    char t[32];
+    snprintf(t, sizeof t, "%.4g", (double)w[k]);
+    w[k] = strtof(t, NULL);
+  }
+  if (K == 1) cfg->pos_weight = w[0];
+  cfg->class_weights_counted = 1;
+  return cg_cli_set_class_weights(cfg, w, K > 1 ? K : 0, err, errlen) ||
+                 check_settings_fit(r, err, errlen)
+             ? -1
+             : 0;
+}
+
 /* Every rank opens the files itself (they are checked at open) and they agree on the verdict.
  * With --check-data a pair failing at open is left out and kept for the check's list (even
  * without --skip-bad), so every bad file is listed and counted, not the first alone. */
@@ -313,9 +338,12 @@ static int open_files(cg_run_t *r, char *err, size_t errlen) {
              cfg->label_map[0] ? cfg->label_map : "(the shard's)");
     rc = -1;
   }
+  /* --class-weights balanced decodes every sample as --check-data does, and checks them */
+  int64_t hist[256] = {0};
+  const int check = cfg->check_data || cg_cfg_class_weights_balanced(cfg);
   const cg_source_opts_t so = {.size = cfg->image_size, .max_pixels = cfg->max_image_pixels,
-                               .skip_bad = cfg->skip_bad || cfg->check_data,
-                               .all_why = cfg->check_data, .bad_hint = CG_BAD_SAMPLE_HINT,
+                               .skip_bad = cfg->skip_bad || check,
+                               .all_why = check, .bad_hint = CG_BAD_SAMPLE_HINT,
                                .seed = cfg->seed, .nclass = cfg->num_classes,
                                .ignore = cfg->ignore_index,
                                .label_map = cfg->label_map_table[0] ? &lm : NULL};
@@ -325,11 +353,13 @@ static int open_files(cg_run_t *r, char *err, size_t errlen) {
     r->val_base = cg_source_open_opts(cfg->val_data, &so, err, errlen);
     rc = r->val_base ? 0 : -1;
   }
-  /* samples left out at open; --check-data (collective: only when every rank opened) */
+  /* samples left out at open; --check-data (collective: only when every rank opened), also
+   * the count of --class-weights balanced */
   if (!cg_comm_any(r->c, rc != 0))
-    rc = cg_datacheck_run(&r->base_src, &r->val_base, r->c, r->place->ncpus, cfg->check_data,
-                          cfg->skip_bad, cfg->num_classes, cfg->ignore_index, cfg->crop, err,
-                          errlen);
+    rc = cg_datacheck_run(&r->base_src, &r->val_base, r->c, r->place->ncpus, check,
+                          cfg->skip_bad, cfg->num_classes, cfg->ignore_index, cfg->crop, hist,
+                          err, errlen);
+  if (!rc && r->cfg_own) rc = take_balanced(r, hist, err, errlen);
   if (!rc && cfg->val_data[0]) {
     r->train_src = r->base_src;
     r->val_src = r->val_base;
@@ -454,6 +484,14 @@ static int open_data(cg_run_t *r, char *err, size_t errlen) {
       r->val_src = cg_source_synthetic_k(cfg->seed, cfg->train_samples, cfg->val_samples,
                                          cfg->image_size, cfg->image_size, cfg->num_classes,
                                          cfg->ignore_index);
+    if (r->cfg_own) { /* --class-weights balanced: the training samples' class pixels */
+      int64_t hist[256] = {0};
+      cg_source_check(r->train_src, r->c->rank, r->c->size, r->place->ncpus, NULL, NULL, NULL,
+                      hist, 0);
+      CG_CHECK_MPI(MPI_Allreduce(MPI_IN_PLACE, hist, 256, MPI_INT64_T, MPI_SUM, r->c->world));
+      if (cg_comm_report_errors(r->c, take_balanced(r, hist, err, errlen) ? err : NULL))
+        return CG_EXIT_USAGE;
+    }
   } else {
     const int code = open_files(r, err, errlen);
     if (code) return code;
@@ -798,6 +836,11 @@ int cg_run_setup(cg_run_t *r, const cg_config_t *cfg, cg_comm_t *c, cg_guard_t *
   memset(r, 0, sizeof *r);
   r->ck_lock = -1;
   r->cfg = cfg;
+  if (cg_cfg_class_weights_balanced(cfg)) { /* open_data writes the weights it counts */
+    r->cfg_own = cg_malloc(sizeof *r->cfg_own, "the run's settings");
+    *r->cfg_own = *cfg;
+    r->cfg = r->cfg_own;
+  }
   r->c = c;
   r->guard = guard;
   r->t_begin = cg_now();
@@ -823,6 +866,8 @@ static void destroy_sources(cg_run_t *r) {
 }
 
 void cg_run_teardown(cg_run_t *r) {
+  free(r->cfg_own);
+  r->cfg_own = NULL;
   free(r->params);
   free(r->adam_m);
   free(r->adam_v);

@@ -140,13 +140,20 @@ void cg_report_banner(const cg_run_t *r) {
     printf("loss: %s + %.4g x soft Dice (--dice-weight)\n", ce, cfg->dice_weight);
   else if (cfg->dice_weight == 0)
     printf("loss: %s alone (--dice-weight 0)\n", ce);
+  /* --class-weights balanced: the weights the run counted */
+  const char *counted = !cfg->class_weights_counted ? ""
+                        : m->nclass > 1 ? " balanced: --data's pixels / (K x the class's)"
+                                        : "; --class-weights balanced: background / foreground "
+                                          "pixels of --data";
   if (m->nclass > 1 && cfg->class_weights[0])
-    printf("loss: the classes' cross-entropy weighted %s (--class-weights)\n", cfg->class_weights);
+    printf("loss: the classes' cross-entropy weighted %s (--class-weights%s)\n",
+           cfg->class_weights, counted);
   if (m->nclass > 1 && cfg->label_smoothing > 0)
     printf("loss: the cross-entropy's targets smoothed by %.7g (--label-smoothing)\n",
            cfg->label_smoothing);
   if (m->nclass == 1 && cfg->pos_weight != 1)
-    printf("loss: the foreground's BCE weighted %.6g (--pos-weight)\n", cfg->pos_weight);
+    printf("loss: the foreground's BCE weighted %.6g (--pos-weight%s)\n", cfg->pos_weight,
+           counted);
   if (cfg->focal_gamma > 0)
     printf("loss: focal, each pixel's %s term times (1 - p_t)^%.7g (--focal-gamma)\n",
            m->nclass > 1 ? "cross-entropy" : "BCE", cfg->focal_gamma);
