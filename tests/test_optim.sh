@@ -49,7 +49,8 @@
 #     say why (written with Debian's Pillow and NumPy, /usr/bin/python3; skipped without them);
 #     --class-weights balanced counts the same at start-up and trains with the printed weights
 #     (bitwise the run given them), on 1 and 2 ranks, binary as --pos-weight; a checkpoint keeps
-#     the numbers (a resume does not count again); with --pos-weight it is a usage error.
+#     the numbers (a resume does not count again; a binary run resumes by its own command line);
+#     with --pos-weight it is a usage error.
 # The optimizer (--optimizer sgd; test_sgd checks cg_cpu_sgd against torch.optim.SGD, the GPU
 # tests the kernel):
 # 13. SGD with Nesterov momentum trains other weights than AdamW and than momentum 0; 2 ranks x 4
@@ -547,6 +548,14 @@ background / foreground pixels of --data)"
   run cb1f 0 $MPIRUN -np 1 $BIN $CB $T/cb1f.json --data $T/clsb --pos-weight 1.133 \
       --params-out $T/cb1f.bin
   bitwise cb1 cb1f "--class-weights balanced (binary) vs --pos-weight 1.133"
+  [ "$(metric cb1 pos_weight)" = 1.133 ] ||
+    { echo "FAIL metrics: pos_weight $(metric cb1 pos_weight), want 1.133"; fail=1; }
+  # a binary run resumed by its own command line (the stored --pos-weight is no conflict)
+  run cb6 0 $MPIRUN -np 1 $BIN $CB $T/cb6.json --data $T/clsb --class-weights balanced \
+      --checkpoint-dir $T/ckb1
+  run cb7 0 $MPIRUN -np 1 $BIN $CB $T/cb7.json --data $T/clsb --class-weights balanced \
+      --checkpoint-dir $T/ckb1 --resume --steps 4
+  want cb7 "loss: the foreground's BCE weighted 1.133 (--pos-weight; --class-weights balanced"
   # the checkpoint keeps the numbers: a resume does not count again
   run cb4 0 $MPIRUN -np 1 $BIN $CB $T/cb4.json --data $T/cls --num-classes 3 \
       --class-weights balanced --checkpoint-dir $T/ckb

@@ -58,7 +58,7 @@ static int64_t *gather_bad(cg_comm_t *c, const int64_t *mine, int64_t n, int64_t
  * whose headers failed at open were left out then (the source was opened with all_why): they
  * are listed and counted here with the ones that fail to decode. */
 static int64_t check_one(cg_source_t **s, const char *what, cg_comm_t *c, int threads, int skip_bad,
-                         int64_t *hist, int whole, char *err, size_t errlen) {
+                         int64_t *hist, int whole, const char *flag, char *err, size_t errlen) {
   const double t0 = cg_now();
   const int64_t nopen = (*s)->dropped, n = (*s)->count + nopen;
   const int files = strcmp((*s)->ops->kind, "png") ? 0 : 2; /* image + mask per sample */
@@ -86,11 +86,11 @@ static int64_t check_one(cg_source_t **s, const char *what, cg_comm_t *c, int th
     fflush(stdout);
   }
   if (nbad && nbad == n)
-    snprintf(err, errlen, "--check-data: every one of the %lld sample(s) in %s is bad (listed "
-             "above)", (long long)n, what);
+    snprintf(err, errlen, "%s: every one of the %lld sample(s) in %s is bad (listed above)", flag,
+             (long long)n, what);
   else if (nbad && !skip_bad)
-    snprintf(err, errlen, "--check-data: %lld bad sample(s) in %s (listed above): fix or remove "
-             "them, or add --skip-bad to train without them", (long long)nbad, what);
+    snprintf(err, errlen, "%s: %lld bad sample(s) in %s (listed above): fix or remove them, or "
+             "add --skip-bad to train without them", flag, (long long)nbad, what);
   else if (nbad) {
     if (nload) *s = cg_source_without(*s, all, nload);
     if (c->rank == 0)
@@ -153,8 +153,8 @@ static void report_classes(const int64_t *hist, int K, int ignore, int whole, co
 }
 
 int cg_datacheck_run(cg_source_t **data, cg_source_t **val, cg_comm_t *c, int threads, int check,
-                     int skip_bad, int nclass, int ignore, int whole, int64_t *hist_out, char *err,
-                     size_t errlen) {
+                     int skip_bad, int nclass, int ignore, int whole, int64_t *hist_out,
+                     const char *flag, char *err, size_t errlen) {
   if (!check) { /* with check, check_one lists them */
     if (c->rank == 0) {
       report_dropped(*data, "--data");
@@ -165,11 +165,11 @@ int cg_datacheck_run(cg_source_t **data, cg_source_t **val, cg_comm_t *c, int th
   err[0] = 0;
   char verr[512] = ""; /* both are checked, so that every bad file is listed */
   int64_t hist[256] = {0};
-  check_one(data, "--data", c, threads, skip_bad, hist, whole, err, errlen);
+  check_one(data, "--data", c, threads, skip_bad, hist, whole, flag, err, errlen);
   if (c->rank == 0) report_classes(hist, nclass, ignore, whole, "--data");
   if (hist_out) memcpy(hist_out, hist, sizeof hist);
   if (val && *val)
-    check_one(val, "--val-data", c, threads, skip_bad, NULL, 0, verr, sizeof verr);
+    check_one(val, "--val-data", c, threads, skip_bad, NULL, 0, flag, verr, sizeof verr);
   if (!err[0] && verr[0]) snprintf(err, errlen, "%s", verr);
   return err[0] ? -1 : 0;
 }

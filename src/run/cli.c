@@ -169,7 +169,8 @@ static const cg_opt_t g_opts[] = {
         "cross-entropy); each 0 or in [1.2e-38, 1e6], not all 0; the Dice term is not weighted; "
         "the validation loss is the same; --check-data prints balanced ones; balanced: the run "
         "counts --data's class pixels at start-up as --check-data does (every sample decoded "
-        "once, over the ranks and cores; a held-out --val-fraction part included) and takes "
+        "once, over the ranks and cores, and checked, --val-data's too; a held-out "
+        "--val-fraction part counted) and takes "
         "those weights as --check-data prints them (4 digits), pixels / (K x the class's "
         "pixels) (a binary model: its --pos-weight, background / foreground pixels), written "
         "into checkpoints as numbers; default none (all 1)"),
@@ -793,7 +794,9 @@ static int check_loss_flags(cg_config_t *cfg, char *err, size_t errlen) {
     return -1;
   }
   const int known = settings_known(cfg), K = cfg->num_classes;
-  if (balanced && cfg->pos_weight != 1) {
+  const cg_opts_set_t given = cg_cli_opts(CG_CMD_TRAIN, cfg);
+  if (balanced && cfg->pos_weight != 1 && /* not a resumed binary run's stored weight */
+      cg_opts_given(&given, cfg->argc, cfg->argv, "pos-weight")) {
     snprintf(err, errlen, "--class-weights balanced: and --pos-weight %g: give one of the two "
              "(balanced sets a binary model's pos_weight from its pixels)", cfg->pos_weight);
     return -1;
@@ -839,9 +842,8 @@ static int check_loss_flags(cg_config_t *cfg, char *err, size_t errlen) {
     return -1;
   }
   /* a resume's stored N with --ohem-thresh 0 given: mining off, N kept for later */
-  const cg_opts_set_t set = cg_cli_opts(CG_CMD_TRAIN, cfg);
   if (cfg->ohem_min_kept > 0 && cfg->ohem_thresh <= 0 &&
-      cg_opts_given(&set, cfg->argc, cfg->argv, "ohem-min-kept")) {
+      cg_opts_given(&given, cfg->argc, cfg->argv, "ohem-min-kept")) {
     snprintf(err, errlen, "--ohem-min-kept: for online hard example mining, which --ohem-thresh "
              "P turns on (mmsegmentation's recipes use 0.7)");
     return -1;

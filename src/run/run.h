@@ -102,7 +102,11 @@ int cg_run_setup(cg_run_t *r, const cg_config_t *cfg, cg_comm_t *c, cg_guard_t *
 
 /* Frees everything r owns, in the reverse order of set-up (the backend before the NCCL
  * communicator it uses, before MPI_Finalize); any part not made yet is skipped. Closing the
- * trace writes its files (r->trace_written). Not collective; r owns nothing afterwards. */
+ * trace writes its files (r->trace_written). Not collective; r owns nothing afterwards but
+ * its settings (r->cfg stays readable, for the reports after teardown). */
 void cg_run_teardown(cg_run_t *r);
+/* Frees the run's own copy of the settings (--class-weights balanced) last of all; r->cfg is
+ * NULL afterwards. */
+void cg_run_free_settings(cg_run_t *r);
 
 #endif

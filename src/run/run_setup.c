@@ -310,12 +310,14 @@ static int take_balanced(cg_run_t *r, const int64_t *hist, char *err, size_t err
              "pixel is the ignore label)", cfg->data);
     return -1;
   }
+  char t0[32] = "";
   for (int k = 0; k < (K > 1 ? K : 1); k++) {
     char t[32];
     snprintf(t, sizeof t, "%.4g", (double)w[k]);
     w[k] = strtof(t, NULL);
+    if (!k) memcpy(t0, t, sizeof t);
   }
-  if (K == 1) cfg->pos_weight = w[0];
+  if (K == 1) cfg->pos_weight = atof(t0); /* the 4 digits, as --pos-weight reads them */
   cfg->class_weights_counted = 1;
   return cg_cli_set_class_weights(cfg, w, K > 1 ? K : 0, err, errlen) ||
                  check_settings_fit(r, err, errlen)
@@ -358,7 +360,8 @@ static int open_files(cg_run_t *r, char *err, size_t errlen) {
   if (!cg_comm_any(r->c, rc != 0))
     rc = cg_datacheck_run(&r->base_src, &r->val_base, r->c, r->place->ncpus, check,
                           cfg->skip_bad, cfg->num_classes, cfg->ignore_index, cfg->crop, hist,
-                          err, errlen);
+                          cfg->check_data ? "--check-data" : "--class-weights balanced", err,
+                          errlen);
   if (!rc && r->cfg_own) rc = take_balanced(r, hist, err, errlen);
   if (!rc && cfg->val_data[0]) {
     r->train_src = r->base_src;
@@ -853,7 +856,14 @@ int cg_run_setup(cg_run_t *r, const cg_config_t *cfg, cg_comm_t *c, cg_guard_t *
 fail:
   cg_guard_failed(guard); /* rank 0 printed why; mpirun's teardown signal is no stop request */
   cg_run_teardown(r);
+  cg_run_free_settings(r);
   return code;
+}
+
+void cg_run_free_settings(cg_run_t *r) {
+  free(r->cfg_own);
+  r->cfg_own = NULL;
+  r->cfg = NULL;
 }
 
 /* The train/val views first, then the sources they borrow. */
@@ -866,8 +876,6 @@ static void destroy_sources(cg_run_t *r) {
 }
 
 void cg_run_teardown(cg_run_t *r) {
-  free(r->cfg_own);
-  r->cfg_own = NULL;
   free(r->params);
   free(r->adam_m);
   free(r->adam_v);

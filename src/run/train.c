@@ -779,6 +779,7 @@ static int run_train(const cg_config_t *cfg, cg_comm_t *c, cg_train_result_t *re
   cg_guard_arm(guard, 0); /* teardown may wait on other ranks' teardown: not a hang */
   cg_run_teardown(&r);
   cg_report_timeline(&r);
+  cg_run_free_settings(&r); /* the timeline line reads them */
   CG_CHECK_MPI(MPI_Bcast(&out_rc, 1, MPI_INT, 0, c->world));
   return out_rc;
 }

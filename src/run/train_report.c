@@ -151,7 +151,7 @@ void cg_report_banner(const cg_run_t *r) {
   if (m->nclass > 1 && cfg->label_smoothing > 0)
     printf("loss: the cross-entropy's targets smoothed by %.7g (--label-smoothing)\n",
            cfg->label_smoothing);
-  if (m->nclass == 1 && cfg->pos_weight != 1)
+  if (m->nclass == 1 && (cfg->pos_weight != 1 || cfg->class_weights_counted))
     printf("loss: the foreground's BCE weighted %.6g (--pos-weight%s)\n", cfg->pos_weight,
            counted);
   if (cfg->focal_gamma > 0)
