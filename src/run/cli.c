@@ -233,6 +233,16 @@ static const cg_opt_t g_opts[] = {
         "--lr-schedule multistep: the factor at each milestone, in (0, 1]"),
     CG_OPT_ROW_NUM(U64, "seed", O(seed), 0, 1.8e19, C_TRAIN | C_INFO, "N",
         "seed of the initial weights, the data and the shuffles"),
+    CG_OPT_ROW_NUM(I64, "early-stop-patience", O(early_stop_patience), 0, 1e15, C_TRAIN, "N",
+        "early stopping, as PyTorch Lightning's EarlyStopping(monitor=--best-metric, patience=N): "
+        "when N validations in a row have not improved on the best value of --best-metric "
+        "so far by more than --early-stop-min-delta, the run ends at that validation's step "
+        "as if --steps were that step (its final validation, checkpoint, metrics and history; "
+        "the learning-rate schedule stays the planned one's); needs validations during the "
+        "run; a --resume goes on towards --steps, the count starting afresh; 0 = off"),
+    CG_OPT_ROW_NUM(DBL, "early-stop-min-delta", O(early_stop_min_delta), 0, 1e6, C_TRAIN, "D",
+        "--early-stop-patience: a validation improves when --best-metric beats the best so far "
+        "by more than D (Lightning's min_delta)"),
     {"val-every", CG_OPT_I64, O(val_every), 0, 1e15, CG_OPT_NODEF, NULL, C_TRAIN, "N",
      "validate every N steps; 0 = only at the end; default: once per epoch (and at the end)"},
     CG_OPT_ROW_TEXT(STR, "val-mode", O(val_mode), "square|whole|full", C_TRAIN, "M",
@@ -532,6 +542,12 @@ static int check_labels(cg_config_t *cfg, char *err, size_t errlen) {
 /* --trace-steps, --crop-scale, --color-jitter, --min-lr against --lr, --image-size against
  * --model-depth (info too), --report-ranks, --checkpoint-every's directory. */
 static int check_train_flags(cg_config_t *cfg, char *err, size_t errlen) {
+  if (cfg->early_stop_patience > 0 && cfg->val_every == 0) {
+    snprintf(err, errlen, "--early-stop-patience: counts validations during the run, and "
+             "--val-every 0 validates only at the end (give --val-every N, or leave it out: "
+             "once per epoch)");
+    return -1;
+  }
   if (cfg->cmd == CG_CMD_TRAIN) {
     long long a = -1, b = -1;
     char tail = 0;

@@ -82,6 +82,9 @@ typedef struct {
                                 (run_setup.c): the banner says so */
   double label_smoothing;  /* --label-smoothing: K >= 2, the CE targets' smoothing; 0 = none */
   double focal_gamma;      /* --focal-gamma: the focal loss's gamma; 0 = none */
+  int64_t early_stop_patience; /* --early-stop-patience: validations without improvement of
+                                  --best-metric before the run ends; 0 = off */
+  double early_stop_min_delta;  /* --early-stop-min-delta: the least change that improves */
   double ohem_thresh;      /* --ohem-thresh: OHEM's probability threshold; 0 = none */
   int64_t ohem_min_kept;   /* --ohem-min-kept: pixels OHEM keeps at least per sample; 0 = a
                               fifth of a sample's (cg_cfg_ohem_min_kept) */

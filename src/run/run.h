@@ -45,6 +45,9 @@ typedef struct {
   cg_source_t *base_src, *val_base, *train_src, *val_src;
   int synthetic;
   int64_t ntrain, nval, spe, total, global; /* samples; steps per epoch, of the run; per step */
+  int64_t sched_total;      /* the planned total the learning-rate schedule runs over (total
+                               until an early stop ends the run sooner) */
+  int64_t early_step;       /* --early-stop-patience ended the run after this step; 0 = not */
   char data_names[40];      /* "N:HASH": the training set's count and names in order (FNV-1a),
                                stored in checkpoints to tell a resume the data changed; "" for
                                synthetic data */

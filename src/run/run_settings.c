@@ -42,6 +42,7 @@ static const struct {
     {"clip-grad-norm", NOTICE}, {"dice-weight", NOTICE},
     {"class-weights", NOTICE},  {"pos-weight", NOTICE},     {"label-smoothing", NOTICE},
     {"focal-gamma", NOTICE},    {"ohem-thresh", NOTICE},    {"ohem-min-kept", NOTICE},
+    {"early-stop-patience", NOTICE}, {"early-stop-min-delta", NOTICE},
     {"warmup-steps", NOTICE},   {"lr-schedule", NOTICE},    {"lr-power", NOTICE},
     {"min-lr", NOTICE},         {"lr-milestones", NOTICE},  {"lr-gamma", NOTICE},
     {"precision", NOTICE},

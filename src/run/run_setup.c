@@ -526,7 +526,12 @@ static int open_data(cg_run_t *r, char *err, size_t errlen) {
   cg_sampler_set_accum(&s, cfg->grad_accum);
   r->spe = cg_sampler_steps_per_epoch(&s);
   cg_sampler_free(&s);
-  r->total = cfg->steps > 0 ? cfg->steps : cfg->epochs * r->spe;
+  r->total = r->sched_total = cfg->steps > 0 ? cfg->steps : cfg->epochs * r->spe;
+  if (cfg->early_stop_patience > 0 && !r->val_src) {
+    snprintf(err, errlen, "--early-stop-patience: the run has no validation data to watch (%s)",
+             r->synthetic ? "--val-samples 0" : "--val-fraction 0 and no --val-data");
+    return usage(r, err);
+  }
   r->global = (int64_t)r->c->size * cfg->batch * cfg->grad_accum;
   const cg_opts_set_t set = cg_cli_opts(CG_CMD_TRAIN, (void *)cfg);
   if (cfg->steps > 0 && r->c->rank == 0 && cg_opts_given(&set, cfg->argc, cfg->argv, "epochs"))

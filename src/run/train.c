@@ -352,7 +352,7 @@ static void ckpt_info_of(const cg_run_t *r, int64_t step, cg_ckpt_info_t *in) {
   in->opt_t = r->opt_t0 + (step - r->s0);
   in->total_steps = r->total;
   in->skipped_steps = r->skipped0 + r->health.skipped;
-  in->lr = step > 0 ? cg_train_lr(cfg, step - 1, r->total) : cfg->lr;
+  in->lr = step > 0 ? cg_train_lr(cfg, step - 1, r->sched_total) : cfg->lr;
   struct timespec now;
   clock_gettime(CLOCK_REALTIME, &now); /* the order of a run's files for --resume DIR */
   in->unix_time = (int64_t)now.tv_sec;
@@ -491,6 +491,10 @@ typedef struct {
   double ctl_wall, ctl_wait, ctl_busy0, ctl_steps; /* the split controller's window */
   verdict_t stop;           /* why the loop ended early; zero when it did not */
   int64_t stop_step;
+  /* --early-stop-patience: the best --best-metric of this invocation's validations (NAN before
+   * the first), its step, and the validations since it did not improve */
+  double es_best;
+  int64_t es_best_step, es_wait;
   int out_rc;               /* 1 once a checkpoint could not be written */
   cg_train_figs_t f;
 } loop_t;
@@ -542,7 +546,8 @@ static void submit_batch(cg_run_t *r, loop_t *L, int64_t step, const cg_optim_t 
 static void submit_step(cg_run_t *r, loop_t *L, int64_t k) {
   const cg_config_t *cfg = r->cfg;
   const int64_t step = k + 1;
-  cg_optim_t opt = {(float)cg_train_lr(cfg, k, r->total), (float)cfg->beta1, (float)cfg->beta2,
+  cg_optim_t opt = {(float)cg_train_lr(cfg, k, r->sched_total), (float)cfg->beta1,
+                    (float)cfg->beta2,
                     (float)cfg->eps, (float)cfg->weight_decay, r->opt_t0 + (k - r->s0) + 1};
   cg_trace_set_step(r->trace, step);
   L->wait = 0;
@@ -617,13 +622,53 @@ static cg_val_t validate_mode(cg_run_t *r) {
   return strcmp(r->cfg->val_mode, "square") ? cg_validate_whole(r) : validate(r);
 }
 
+/* --early-stop-patience after the validation of `step` (r's latest figures, the same on every
+ * rank): 1 when its patience ran out, the run ending at this step. Lightning's rule: better
+ * means above the best by more than min_delta (below, for val_loss); a NaN never is. */
+static int early_stop(cg_run_t *r, loop_t *L, int64_t step) {
+  const cg_config_t *cfg = r->cfg;
+  if (cfg->early_stop_patience <= 0 || r->val_step != step) return 0; /* nothing scored */
+  const int by_loss = !strcmp(cfg->best_metric, "val_loss");
+  const double cur = by_loss ? r->val_loss : r->val_iou, d = cfg->early_stop_min_delta;
+  const int better = isnan(L->es_best) ? !isnan(cur)
+                     : by_loss         ? cur + d < L->es_best
+                                       : cur - d > L->es_best;
+  if (better) {
+    L->es_best = cur;
+    L->es_best_step = step;
+    L->es_wait = 0;
+    return 0;
+  }
+  if (++L->es_wait < cfg->early_stop_patience) return 0;
+  if (r->c->rank == 0) {
+    char best[96] = "none";
+    if (!isnan(L->es_best))
+      snprintf(best, sizeof best, "%.6g (step %lld)", L->es_best, (long long)L->es_best_step);
+    printf("early stop after step %lld of %lld: %lld validation(s) without a %s %s the best %s "
+           "by more than %g (--early-stop-patience %lld): the run ends here\n", (long long)step,
+           (long long)r->total, (long long)L->es_wait,
+           by_loss ? "val_loss" : r->model.nclass > 1 ? "val_miou" : "val_iou",
+           by_loss ? "below" : "above", best, d, (long long)cfg->early_stop_patience);
+    fflush(stdout);
+  }
+  r->early_step = r->total = step; /* the run ends here: its final figures are this step's */
+  return 1;
+}
+
 /* Validation in the middle of training; its time is not training time. A stop signal during it
- * cuts it short (agreed by every rank: cg_val_gather), and the run stops at step k + 1: 1. */
+ * cuts it short (agreed by every rank: cg_val_gather), and the run stops at step k + 1: 1. An
+ * early stop (--early-stop-patience) also returns 1, this validation kept as the run's final
+ * one (L->f.val, reported by finish). */
 static int validate_at(cg_run_t *r, loop_t *L, int64_t k) {
   double tv = cg_now();
-  const cg_val_t val = validate_mode(r);
+  cg_val_t val = validate_mode(r);
   note_val(r, k + 1, &val);
   if (L->b) upload(r, L->nb, L->b); /* validation reused the device batch slots */
+  if (!val.stopped && early_stop(r, L, k + 1)) {
+    L->f.val = val;
+    L->f.t_train0 += cg_now() - tv;
+    return 1;
+  }
   cg_report_validation(r, &L->f, k + 1, tv - L->f.t_train0, &val, 1);
   free(val.confk);
   double dv = cg_now() - tv;
@@ -670,14 +715,16 @@ static void train_loop(cg_run_t *r, loop_t *L) {
     if (r->bar == 2)
       cg_report_progress(r, step, elapsed, (double)done_samples / elapsed, f->win.last_loss, 0);
     if (r->slow && k + 1 < r->total) usleep((useconds_t)cfg->test_slow_ms * 1000);
-    /* a validation of this step first, so that the report's stats record carries it */
-    if (do_val && validate_at(r, L, k)) break;
-    if (report) {
+    /* a validation of this step first, so that the report's stats record carries it; an early
+     * stop ends the run at this step, its window reported as the last one */
+    if (do_val && validate_at(r, L, k) && !r->early_step) break;
+    if (report || r->early_step) {
       int helpers = 0;
       const double helper_busy = cg_loader_take_busy(L->ld, &helpers);
       take_conf(L->ld, &f->win); /* the helpers' counts of this window's batches */
       cg_report_window(r, f, step, elapsed, helper_busy, helpers);
     }
+    if (r->early_step) break; /* finish() validated (this one) and checkpoints */
     if (do_ckpt && do_val && write_ckpt(r, step, 0) != 0) L->out_rc = 1;
   }
   f->train_s = cg_now() - f->t_train0;
@@ -695,6 +742,8 @@ static int finish(cg_run_t *r, loop_t *L, cg_train_result_t *res) {
     cg_loader_destroy(L->ld);
     return stop_run(r, &L->stop, L->stop_step);
   }
+  if (r->early_step && L->b) /* the next step's batch was on its way to the device */
+    r->ops->upload_wait(r->be, (int)(L->nb % CG_DEV_SLOTS));
   int64_t bad = cg_loader_take_bad(L->ld);
   cg_comm_sum_i64(r->c, &bad, 1);
   const int64_t left_out =
@@ -716,7 +765,7 @@ static int finish(cg_run_t *r, loop_t *L, cg_train_result_t *res) {
     cg_report_progress(r, r->total, f->train_s, (double)f->total.samples / f->train_s,
                        f->last_window_loss, 1);
   if (r->val_src) {
-    f->val = validate_mode(r);
+    if (!r->early_step) f->val = validate_mode(r); /* an early stop's is its last validation */
     if (f->val.stopped) { /* the steps are done: the stop saves them, --resume validates */
       free(f->val.confk);
       f->val.confk = NULL;
@@ -761,6 +810,7 @@ static int run_train(const cg_config_t *cfg, cg_comm_t *c, cg_train_result_t *re
   loop_t L;
   memset(&L, 0, sizeof L);
   L.f.last_window_loss = NAN;
+  L.es_best = NAN;
   const int K = r.model.nclass;
   if (K > 1) {
     L.f.win.confk = cg_calloc((size_t)K * K, sizeof(int64_t), "confusion");

@@ -157,6 +157,13 @@ void cg_report_banner(const cg_run_t *r) {
   if (cfg->focal_gamma > 0)
     printf("loss: focal, each pixel's %s term times (1 - p_t)^%.7g (--focal-gamma)\n",
            m->nclass > 1 ? "cross-entropy" : "BCE", cfg->focal_gamma);
+  if (cfg->early_stop_patience > 0)
+    printf("early stopping: after %lld validation(s) in a row without a %s %s the best so far by "
+           "more than %g (--early-stop-patience, --early-stop-min-delta)\n",
+           (long long)cfg->early_stop_patience,
+           !strcmp(cfg->best_metric, "val_loss") ? "val_loss" : m->nclass > 1 ? "val_miou"
+                                                                             : "val_iou",
+           !strcmp(cfg->best_metric, "val_loss") ? "below" : "above", cfg->early_stop_min_delta);
   if (cfg->ohem_thresh > 0)
     printf("loss: OHEM, each sample's %s over its pixels predicted below %.7g, at least its %lld "
            "hardest (--ohem-thresh, --ohem-min-kept); validation scores every pixel\n",
@@ -281,7 +288,8 @@ void cg_report_window(cg_run_t *r, cg_train_figs_t *f, int64_t step, double elap
     const double ips = f->win_wall > 0 ? (double)w->samples / f->win_wall : NAN;
     tb_scalar(f, "train/loss", step, mean_loss);
     tb_scalar(f, "train/img_per_s", step, ips);
-    tb_scalar(f, "train/lr", step, cg_train_lr(r->cfg, step > 0 ? step - 1 : 0, r->total));
+    tb_scalar(f, "train/lr", step,
+              cg_train_lr(r->cfg, step > 0 ? step - 1 : 0, r->sched_total));
     if (w->gnorm_steps)
       tb_scalar(f, "train/grad_norm", step, w->gnorm_sum / (double)w->gnorm_steps);
   }
@@ -395,7 +403,7 @@ static void history_add(cg_run_t *r, cg_train_figs_t *f, int64_t step, double el
   rec.iou = K > 1 ? cg_confk_miou(v->confk, K) : cg_confusion_iou(&v->conf);
   rec.dice = K > 1 ? cg_confk_mdice(v->confk, K) : cg_confusion_dice(&v->conf);
   rec.acc = K > 1 ? cg_confk_acc(v->confk, K) : cg_confusion_acc(&v->conf);
-  rec.lr = cg_train_lr(r->cfg, step > 0 ? step - 1 : 0, r->total);
+  rec.lr = cg_train_lr(r->cfg, step > 0 ? step - 1 : 0, r->sched_total);
   rec.img_per_s = ips;
   rec.confk = K > 1 ? v->confk : NULL;
   if (r->c->rank == 0) cg_stats_set_val(r->stats, step, rec.val_loss, rec.iou, rec.dice,
@@ -677,6 +685,8 @@ static int write_metrics(const cg_run_t *r, const cg_train_figs_t *f, const cg_c
   const int sgd = cg_cfg_sgd(cfg);
   char mom[32] = "null"; /* SGD's momentum; AdamW has none */
   if (sgd) snprintf(mom, sizeof mom, "%.9g", cfg->momentum);
+  char es[24] = "null"; /* the step an early stop ended the run after */
+  if (r->early_step) snprintf(es, sizeof es, "%lld", (long long)r->early_step);
   const size_t ncw = strlen(cfg->class_weights) + 8;
   char *cws = cg_malloc(ncw, "class weights"); /* a JSON list, or null */
   snprintf(cws, ncw, "%s%s%s", ncw > 8 ? "[" : "null", cfg->class_weights, ncw > 8 ? "]" : "");
@@ -695,7 +705,8 @@ static int write_metrics(const cg_run_t *r, const cg_train_figs_t *f, const cg_c
            "\"dice_weight\": %.9g, \"class_weights\": %s, \"pos_weight\": %.9g, "
            "\"label_smoothing\": %.9g, \"focal_gamma\": %.9g, \"optimizer\": \"%s\", "
            "\"momentum\": %s, "
-           "\"nesterov\": %s, \"ohem_thresh\": %.9g, \"ohem_min_kept\": %lld%s}\n",
+           "\"nesterov\": %s, \"ohem_thresh\": %.9g, \"ohem_min_kept\": %lld, "
+           "\"early_stop_patience\": %lld, \"early_stop_step\": %s%s}\n",
            (long long)r->total, (long long)(trained ? r->total - r->s0 : 0), r->c->size,
            (long long)r->global, cfg->grad_accum, tl, vl, vi, vd, va, ti, tr, ip, wall, f->train_s,
            r->ops->name, cg_precision_name(r->prec), cfg->image_size, cfg->model_base,
@@ -703,7 +714,8 @@ static int write_metrics(const cg_run_t *r, const cg_train_figs_t *f, const cg_c
            cfg->dice_weight, cws, cfg->pos_weight, cfg->label_smoothing, cfg->focal_gamma,
            cfg->optimizer, mom,
            sgd && cfg->nesterov ? "true" : "false", cfg->ohem_thresh,
-           (long long)(cfg->ohem_thresh > 0 ? cg_cfg_ohem_min_kept(cfg) : 0), extra ? extra : "");
+           (long long)(cfg->ohem_thresh > 0 ? cg_cfg_ohem_min_kept(cfg) : 0),
+           (long long)cfg->early_stop_patience, es, extra ? extra : "");
   free(extra);
   free(cws);
   const int rc = cg_afile_save(cfg->metrics_out, json, strlen(json), err, sizeof err);
