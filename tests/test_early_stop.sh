@@ -9,10 +9,15 @@
 #     --lr-schedule poly its learning rate at step 3 is the 10-step schedule's (the history's
 #     lr equals a full run's);
 #  3. a patience never reached: the run goes to --steps, early_stop_step null;
-#  4. --resume of the stopped run goes on towards --steps, the count afresh (stops after step
-#     6: best at 4, none better at 5 and 6);
+#  4. checkpoints keep the count (as Lightning's do): --resume of the stopped run stops at its
+#     next validation, after step 4; a run resumed from its checkpoint of step 2 stops where
+#     the uninterrupted one did (after step 4 at patience 3), with the same weights;
+#     a patience that the run's validations cannot reach is warned about;
 #  5. usage errors (exit 2): --val-every 0, no validation data (--val-samples 0), -1, a
-#     negative min_delta.
+#     negative min_delta;
+#  6. --skip-bad: the failed loads counted are those of the trained batches, not of the batches
+#     loaded ahead of the stop (PNG files of cogpu-bench make-pngs, 12 of 16 truncated): the
+#     early-stopped run reports what a run of --steps 4 reports, and exits 0.
 set -uo pipefail
 BIN=$1; MPIRUN="$2 --oversubscribe --bind-to none"; BUILD=$3
 CMP=$BUILD/tests/cg_cmp_params
@@ -71,11 +76,22 @@ check_eq "$(metric n steps)" 4 "patience 5 over 4 validations: metrics steps"
 check_eq "$(metric n early_stop_step)" None "patience 5: metrics early_stop_step"
 ! grep -q "early stop after" "$T/n.log" || { echo "FAIL n: stopped early"; fail=1; }
 
-# ---- 4. a resume goes on, counting afresh ----
+# ---- 4. checkpoints keep the count ----
 run r 0 $MPIRUN -np 1 $BIN train --resume $T/ck1 --progress off --metrics-out $T/r.json
-want r "early stop after step 6 of 10: 2 validation(s) without a val_iou above the best"
-want r "(step 4) by more than 0 (--early-stop-patience 2): the run ends here"
-check_eq "$(metric r steps_trained)" 3 "resumed: metrics steps_trained"
+want r "early stop after step 4 of 10: 3 validation(s) without a val_iou above the best"
+want r "(step 1) by more than 0 (--early-stop-patience 2): the run ends here"
+check_eq "$(metric r steps_trained)" 1 "resumed: metrics steps_trained"
+E3="--steps 10 --lr 1e-30 --early-stop-patience 3 --checkpoint-every 2"
+run u 0 $MPIRUN -np 1 $BIN $COMMON $E3 --checkpoint-dir $T/cku --params-out $T/u.bin
+want u "early stop after step 4 of 10: 3 validation(s)"
+run u2 0 $MPIRUN -np 1 $BIN train --resume $T/cku/ckpt-0000000002.cgck --progress off \
+    --params-out $T/u2.bin
+want u2 "early stop after step 4 of 10: 3 validation(s)"
+if cmp -s "$T/u.bin" "$T/u2.bin"; then echo "  ok: resumed at step 2 = uninterrupted: bitwise"
+else echo "FAIL the run resumed at step 2 ends with other weights"; fail=1; fi
+run w 0 $MPIRUN -np 1 $BIN $COMMON --steps 4 --val-every 2 --early-stop-patience 2
+want w "--early-stop-patience 2: this run validates 1 time(s) before its last step (every 2 \
+steps), too few to stop it early"
 
 # ---- 5. usage errors ----
 bad() { # bad NAME TEXT ARGS...: exit 2 naming it
@@ -89,6 +105,25 @@ bad uv "--early-stop-patience: the run has no validation data to watch (--val-sa
 bad un "--early-stop-patience: -1 is out of range" --early-stop-patience -1
 bad ud "--early-stop-min-delta: -0.5 is out of range" --early-stop-patience 2 \
     --early-stop-min-delta -0.5
+
+# ---- 6. --skip-bad counts the trained batches' failures ----
+BENCH=$BUILD/bench/cogpu-bench
+if [ -x "$BENCH" ]; then
+  $BENCH make-pngs --out $T/d --count 16 --image-size 32 --seed 2 > /dev/null &&
+    $BENCH make-pngs --out $T/v --count 4 --image-size 32 --seed 3 > /dev/null
+  for f in $(ls $T/d/images | head -12); do
+    head -c 120 $T/d/images/$f > $T/x && mv $T/x $T/d/images/$f
+  done
+  SB="train --backend cpu --model-base 4 --model-depth 2 --image-size 32 --data $T/d --val-data
+      $T/v --batch 4 --threads 1 --progress off --lr 1e-30 --val-every 1 --skip-bad --prefetch 8"
+  run sb 0 $MPIRUN -np 1 $BIN $SB --steps 12 --early-stop-patience 2
+  want sb "early stop after step 4 of 12"
+  run sb4 0 $MPIRUN -np 1 $BIN $SB --steps 4
+  check_eq "$(grep -o '[0-9]* sample load(s) skipped' $T/sb.log)" \
+    "$(grep -o '[0-9]* sample load(s) skipped' $T/sb4.log)" "--skip-bad: the loads skipped"
+else
+  echo "SKIP 6: no $BENCH (no benchmarks in a sanitizer build)"
+fi
 
 [ $fail -eq 0 ] && echo "test_early_stop: all passed"
 exit $fail

@@ -92,6 +92,7 @@ static void index_batch(cg_loader_t *l, slot_t *s, int64_t k) {
   s->b.micro = (int)(k % A);
   s->b.real = cg_sampler_micro(&l->sampler, epoch, in_epoch, s->b.micro, s->b.index, &global);
   s->b.global = global;
+  s->b.nbad = 0;
   s->b.step = step;
   s->b.epoch = epoch;
   s->b.n_cpu = l->cpu_count;
@@ -106,6 +107,7 @@ static void mark_bad(cg_loader_t *l, slot_t *s, int i, const char *err) {
   s->b.weight[i] = 0.0f;
   s->b.index[i] = -1;
   s->b.real--;
+  s->b.nbad++;
   l->bad++;
   if (l->bad_logged < BAD_LOG_MAX) {
     l->bad_logged++;

@@ -35,6 +35,7 @@ typedef struct {
   float *weight;     /* n: 1/global for real samples, 0 for padding */
   int64_t *index;    /* n: sample index, -1 padding */
   int real, global;  /* real samples of this rank / of the whole step (all its micro-batches) */
+  int nbad;          /* skip_bad: its samples that failed to load (padding, not in real) */
   int64_t step, epoch;
   int micro;         /* which micro-batch of its step (0..accum-1; 0 without --grad-accum) */
   int slot;          /* internal */

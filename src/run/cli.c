@@ -239,7 +239,7 @@ static const cg_opt_t g_opts[] = {
         "so far by more than --early-stop-min-delta, the run ends at that validation's step "
         "as if --steps were that step (its final validation, checkpoint, metrics and history; "
         "the learning-rate schedule stays the planned one's); needs validations during the "
-        "run; a --resume goes on towards --steps, the count starting afresh; 0 = off"),
+        "run; checkpoints keep the count, so a resumed run stops where it would have; 0 = off"),
     CG_OPT_ROW_NUM(DBL, "early-stop-min-delta", O(early_stop_min_delta), 0, 1e6, C_TRAIN, "D",
         "--early-stop-patience: a validation improves when --best-metric beats the best so far "
         "by more than D (Lightning's min_delta)"),
@@ -544,8 +544,7 @@ static int check_labels(cg_config_t *cfg, char *err, size_t errlen) {
 static int check_train_flags(cg_config_t *cfg, char *err, size_t errlen) {
   if (cfg->early_stop_patience > 0 && cfg->val_every == 0) {
     snprintf(err, errlen, "--early-stop-patience: counts validations during the run, and "
-             "--val-every 0 validates only at the end (give --val-every N, or leave it out: "
-             "once per epoch)");
+             "--val-every 0 validates only at the end (give --val-every N)");
     return -1;
   }
   if (cfg->cmd == CG_CMD_TRAIN) {

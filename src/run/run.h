@@ -48,6 +48,12 @@ typedef struct {
   int64_t sched_total;      /* the planned total the learning-rate schedule runs over (total
                                until an early stop ends the run sooner) */
   int64_t early_step;       /* --early-stop-patience ended the run after this step; 0 = not */
+  /* --early-stop-patience's state (checkpoints keep it, as Lightning's do): the best value of
+   * --best-metric (NAN before the first validation), its step, and the validations since that
+   * have not improved on it */
+  double es_best;
+  int64_t es_best_step, es_wait;
+  int64_t bad_trained;      /* --skip-bad: samples of the trained batches that failed to load */
   char data_names[40];      /* "N:HASH": the training set's count and names in order (FNV-1a),
                                stored in checkpoints to tell a resume the data changed; "" for
                                synthetic data */

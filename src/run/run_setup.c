@@ -769,6 +769,29 @@ static void init_step_state(cg_run_t *r) {
   r->loss_scale = r->resumed ? r->ck.loss_scale : 1.0f;
   r->opt_t0 = r->resumed ? r->ck.opt_t : 0;
   r->skipped0 = r->resumed ? r->ck.skipped_steps : 0;
+  r->es_best = NAN; /* --early-stop-patience: the checkpoint's count, for the same metric */
+  if (r->resumed && cfg->early_stop_patience > 0) {
+    cg_json_t *j = cg_json_parse(r->ck.settings, NULL, 0);
+    char metric[32];
+    double best;
+    long long bstep, wait;
+    if (j && sscanf(cg_json_str(j, "early-stop-state", ""), "%31s %lf %lld %lld", metric, &best,
+                    &bstep, &wait) == 4 &&
+        !strcmp(metric, cfg->best_metric)) {
+      r->es_best = best;
+      r->es_best_step = bstep;
+      r->es_wait = wait;
+    }
+    cg_json_free(j);
+  }
+  const int64_t ve = cfg->val_every < 0 ? r->spe : cfg->val_every; /* train.c's val_every */
+  const int64_t vals = ve > 0 && r->total > r->s0 ? (r->total - 1) / ve - r->s0 / ve : 0;
+  const int64_t need = isnan(r->es_best) ? cfg->early_stop_patience + 1
+                                         : cfg->early_stop_patience - r->es_wait;
+  if (cfg->early_stop_patience > 0 && vals < need && c->rank == 0)
+    cg_log_warn("--early-stop-patience %lld: this run validates %lld time(s) before its last "
+                "step (every %lld steps), too few to stop it early",
+                (long long)cfg->early_stop_patience, (long long)vals, (long long)ve);
   /* a resumed run continues its lineage; a fresh one (or one resumed from a checkpoint made
    * before run ids) starts a new one: rotation never touches another run's checkpoints */
   r->run_id = r->resumed && r->ck.run_id ? r->ck.run_id : cg_ckpt_new_run_id();

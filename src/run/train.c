@@ -114,6 +114,7 @@ static void collect(cg_run_t *r, cg_loader_t *ld, cg_host_batch_t *pb, cg_acc_t 
     trace_streams(r->trace, &out, &r->buckets, pb->step + 1, r->cfg->optimizer);
   }
   const int closes = !train || pb->micro + 1 >= r->cfg->grad_accum;
+  if (train) r->bad_trained += pb->nbad;
   double loss = out.loss;
   if (train && !closes) { /* an earlier micro-batch: its loss waits for the step's verdict */
     r->micro_loss += out.loss;
@@ -369,6 +370,12 @@ static void ckpt_info_of(const cg_run_t *r, int64_t step, cg_ckpt_info_t *in) {
     cg_log_warn("the checkpoint's settings are full (long paths?): the training images' sizes "
                 "are not stored, so predict --resize auto cannot tell their scale; predict with "
                 "--resize fit");
+  if (cfg->early_stop_patience > 0 && !isnan(r->es_best)) { /* a resume goes on counting */
+    char es[128];
+    snprintf(es, sizeof es, "%s %.17g %lld %lld", cfg->best_metric, r->es_best,
+             (long long)r->es_best_step, (long long)r->es_wait);
+    cg_settings_add(in->settings, sizeof in->settings, "early-stop-state", es);
+  }
   in->have_val = r->have_val && r->val_step == step;
   in->val_step = step;
   in->val_loss = r->val_loss;
@@ -491,10 +498,6 @@ typedef struct {
   double ctl_wall, ctl_wait, ctl_busy0, ctl_steps; /* the split controller's window */
   verdict_t stop;           /* why the loop ended early; zero when it did not */
   int64_t stop_step;
-  /* --early-stop-patience: the best --best-metric of this invocation's validations (NAN before
-   * the first), its step, and the validations since it did not improve */
-  double es_best;
-  int64_t es_best_step, es_wait;
   int out_rc;               /* 1 once a checkpoint could not be written */
   cg_train_figs_t f;
 } loop_t;
@@ -622,31 +625,37 @@ static cg_val_t validate_mode(cg_run_t *r) {
   return strcmp(r->cfg->val_mode, "square") ? cg_validate_whole(r) : validate(r);
 }
 
-/* --early-stop-patience after the validation of `step` (r's latest figures, the same on every
- * rank): 1 when its patience ran out, the run ending at this step. Lightning's rule: better
- * means above the best by more than min_delta (below, for val_loss); a NaN never is. */
-static int early_stop(cg_run_t *r, loop_t *L, int64_t step) {
+/* --early-stop-patience after the validation of `step` (r's latest figures): 1 when its
+ * patience ran out, the run ending at this step; rank 0 decides (its figures are every rank's
+ * but for the rounding of an all-reduced loss) and says so. Lightning's rule: better means
+ * above the best by more than min_delta (below, for val_loss); a NaN never is (Lightning's
+ * check_finite would stop at once; a NaN loss ends the run anyway). */
+static int early_stop(cg_run_t *r, int64_t step) {
   const cg_config_t *cfg = r->cfg;
   if (cfg->early_stop_patience <= 0 || r->val_step != step) return 0; /* nothing scored */
   const int by_loss = !strcmp(cfg->best_metric, "val_loss");
   const double cur = by_loss ? r->val_loss : r->val_iou, d = cfg->early_stop_min_delta;
-  const int better = isnan(L->es_best) ? !isnan(cur)
-                     : by_loss         ? cur + d < L->es_best
-                                       : cur - d > L->es_best;
+  const int better = isnan(r->es_best) ? !isnan(cur)
+                     : by_loss         ? cur + d < r->es_best
+                                       : cur - d > r->es_best;
   if (better) {
-    L->es_best = cur;
-    L->es_best_step = step;
-    L->es_wait = 0;
-    return 0;
+    r->es_best = cur;
+    r->es_best_step = step;
+    r->es_wait = 0;
+  } else {
+    r->es_wait++;
   }
-  if (++L->es_wait < cfg->early_stop_patience) return 0;
+  int stop = r->es_wait >= cfg->early_stop_patience;
+  CG_CHECK_MPI(MPI_Bcast(&stop, 1, MPI_INT, 0, r->c->world));
+  if (!stop) return 0;
   if (r->c->rank == 0) {
     char best[96] = "none";
-    if (!isnan(L->es_best))
-      snprintf(best, sizeof best, "%.6g (step %lld)", L->es_best, (long long)L->es_best_step);
+    if (!isnan(r->es_best))
+      snprintf(best, sizeof best, "%.6g (step %lld)", r->es_best, (long long)r->es_best_step);
+    if (r->bar == 2) fputc('\n', stderr); /* after the progress bar's line */
     printf("early stop after step %lld of %lld: %lld validation(s) without a %s %s the best %s "
            "by more than %g (--early-stop-patience %lld): the run ends here\n", (long long)step,
-           (long long)r->total, (long long)L->es_wait,
+           (long long)r->total, (long long)r->es_wait,
            by_loss ? "val_loss" : r->model.nclass > 1 ? "val_miou" : "val_iou",
            by_loss ? "below" : "above", best, d, (long long)cfg->early_stop_patience);
     fflush(stdout);
@@ -664,7 +673,7 @@ static int validate_at(cg_run_t *r, loop_t *L, int64_t k) {
   cg_val_t val = validate_mode(r);
   note_val(r, k + 1, &val);
   if (L->b) upload(r, L->nb, L->b); /* validation reused the device batch slots */
-  if (!val.stopped && early_stop(r, L, k + 1)) {
+  if (!val.stopped && early_stop(r, k + 1)) {
     L->f.val = val;
     L->f.t_train0 += cg_now() - tv;
     return 1;
@@ -744,7 +753,9 @@ static int finish(cg_run_t *r, loop_t *L, cg_train_result_t *res) {
   }
   if (r->early_step && L->b) /* the next step's batch was on its way to the device */
     r->ops->upload_wait(r->be, (int)(L->nb % CG_DEV_SLOTS));
+  /* the samples that failed in the trained batches (an early stop leaves some loaded ahead) */
   int64_t bad = cg_loader_take_bad(L->ld);
+  if (r->early_step) bad = r->bad_trained;
   cg_comm_sum_i64(r->c, &bad, 1);
   const int64_t left_out =
       r->base_src ? r->base_src->dropped + (r->val_base ? r->val_base->dropped : 0) : 0;
@@ -759,6 +770,8 @@ static int finish(cg_run_t *r, loop_t *L, cg_train_result_t *res) {
       cg_stats_drop_final(r->stats); /* the monitor must not show a finished run */
       cg_stats_stopped(r->stats, r->total, r->total, "every training load failing");
     }
+    free(f->val.confk); /* an early stop's validation */
+    f->val.confk = NULL;
     return CG_EXIT_USAGE;
   }
   if (r->bar == 2)
@@ -810,7 +823,6 @@ static int run_train(const cg_config_t *cfg, cg_comm_t *c, cg_train_result_t *re
   loop_t L;
   memset(&L, 0, sizeof L);
   L.f.last_window_loss = NAN;
-  L.es_best = NAN;
   const int K = r.model.nclass;
   if (K > 1) {
     L.f.win.confk = cg_calloc((size_t)K * K, sizeof(int64_t), "confusion");
