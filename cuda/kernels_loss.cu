@@ -28,6 +28,10 @@
 #include "kernels.h"
 #include "launch.h"
 
+#ifdef __USE_FAST_MATH__ /* its flush-to-zero and approximate exp would part from the CPU's */
+#error "kernels_loss.cu follows the CPU's double arithmetic: build it without -use_fast_math"
+#endif
+
 namespace {
 
 constexpr int kBlock = 256;        /* power of two: the reduction tree halves it */
@@ -645,20 +649,25 @@ void cg_k_loss_k(cg_dtype_t dt, const void *d_logits, const uint8_t *d_mask,
 }
 
 /* ---- OHEM: each sample's threshold ------------------------------------------------------
- * cg_cpu_ohem_thr (src/model/cpu_layers.h) on the device, in two kernels:
+ * cg_cpu_ohem_thr (src/model/cpu_layers.h) on the device:
  *  1. ohem_key: a thread per pixel writes the pixel's key bits, (float)p_t by the loss
  *     kernels' own functions (ohem_key_bin, ohem_key_k), or kOhemInvalid for a pixel left out
  *     (the ignore label; K >= 2 also a mask value >= K). Keys are >= 0 (or NaN), so their bits
  *     as unsigned integers order as the values, and kOhemInvalid is above every key.
- *  2. ohem_select, a block per sample: counts the valid keys; when min_kept is below that
- *     count, finds the key of rank min_kept (0-based, increasing) by a radix select of four
- *     passes of 8 bits, most significant first: each pass makes a shared-memory histogram of
- *     the next 8 bits of the valid keys that share the prefix found so far, and one thread walks
- *     it to the bin holding the rank. The counts are exact whatever order the atomics land in,
- *     so the threshold is deterministic and the CPU's bits: max(thresh, v), or +inf when
- *     min_kept >= the count (every valid pixel kept).
+ *  2. a radix select of the key of rank min_kept (0-based, increasing) among each sample's
+ *     valid keys, in four passes of 8 bits, most significant first. A pass is two kernels:
+ *     ohem_hist, blocks (b, sample i) each counting the next 8 bits of its share of the
+ *     sample's valid keys that match the prefix found so far in a shared histogram, then
+ *     adding it into the sample's global one (n x 256 integers); ohem_pick, a thread per
+ *     sample, walks that histogram to the bin holding the rank, extends the prefix, and
+ *     clears it for the next pass. The first pick also counts the valid keys: min_kept at or
+ *     above the count gives +inf (every valid pixel kept) and ends the sample's select; the
+ *     last writes max(thresh, v). The counts are exact whatever order the atomics land in,
+ *     and the blocks per sample a function of (n, hw) only, so the threshold is deterministic
+ *     and the CPU's bits. Several blocks a sample keep the whole device reading (one block
+ *     per sample would read 256 MB of keys of one 8192 x 8192 sample through one SM).
  * The loss kernels read the thresholds (d_thr) and compute the keys again: no sync, nothing
- * allocated, so a captured step replays it. */
+ * allocated (the select's state follows the keys in d_keys), so a captured step replays it. */
 
 namespace {
 
@@ -693,71 +702,121 @@ __global__ void ohem_key_kernel(const T *logits, const uint8_t *mask, int64_t np
   }
 }
 
-/* Block i: sample i's keys (hw of them, hw < 2^32). */
+/* The select's state after the n * hw keys (cg_k_ohem_work_bytes): each sample's histogram of
+ * the pass, its prefix, the rank sought within it, and whether its threshold is written. */
+struct ohem_sel_t {
+  unsigned *hist;           /* n x 256 */
+  uint32_t *prefix;         /* n */
+  unsigned long long *rank; /* n */
+  int *done;                /* n */
+};
+
+__host__ __device__ inline size_t ohem_align8(size_t b) { return (b + 7) & ~(size_t)7; }
+
+/* Blocks (blockIdx.x, sample blockIdx.y): the next 8 bits (from `shift`) of the valid keys of
+ * the block's share of the sample that match its prefix, into the sample's histogram. */
 __global__ void __launch_bounds__(kSelBlock)
-    ohem_select_kernel(const uint32_t *keys, int64_t hw, float thresh, int64_t min_kept,
-                       float *thr) {
+    ohem_hist_kernel(const uint32_t *keys, int64_t hw, int shift, ohem_sel_t st) {
   __shared__ unsigned hist[256];
-  __shared__ unsigned s_count;
-  __shared__ uint32_t s_prefix;
-  const int i = blockIdx.x, t = threadIdx.x;
+  const int i = blockIdx.y, t = threadIdx.x;
+  if (st.done[i]) return; /* uniform: the sample's threshold is written */
+  for (int b = t; b < 256; b += blockDim.x) hist[b] = 0;
+  __syncthreads();
+  const uint32_t pmask = shift == 24 ? 0u : 0xFFFFFFFFu << (shift + 8), prefix = st.prefix[i];
   const uint32_t *k = keys + (int64_t)i * hw;
-  if (t == 0) s_count = 0;
-  uint32_t prefix = 0, pmask = 0; /* the bits found so far, and which */
-  uint64_t r = (uint64_t)min_kept; /* thread 0: the rank sought among the keys with prefix */
-  for (int shift = 24; shift >= 0; shift -= 8) {
-    for (int b = t; b < 256; b += kSelBlock) hist[b] = 0;
-    __syncthreads();
-    /* A thread adds a run of keys of one bin at once: the keys of a sample crowd into few bins
-     * (most p_t near 1), where atomics to one address would wait on each other. */
-    unsigned nvalid = 0, run_bin = 0, run_n = 0;
-    for (int64_t p = t; p < hw; p += (int64_t)kSelUnroll * kSelBlock) {
-      uint32_t v[kSelUnroll];
+  /* A thread adds a run of keys of one bin at once: a sample's keys crowd into few bins (most
+   * p_t near 1), where atomics to one address would wait on each other. */
+  unsigned run_bin = 0, run_n = 0;
+  const int64_t stride = (int64_t)gridDim.x * blockDim.x * kSelUnroll;
+  for (int64_t p = (int64_t)blockIdx.x * blockDim.x * kSelUnroll + t; p < hw; p += stride) {
+    uint32_t v[kSelUnroll];
 #pragma unroll
-      for (int u = 0; u < kSelUnroll; u++) {
-        const int64_t q = p + (int64_t)u * kSelBlock;
-        v[u] = q < hw ? k[q] : kOhemInvalid;
-      }
-#pragma unroll
-      for (int u = 0; u < kSelUnroll; u++) {
-        if (v[u] == kOhemInvalid || (v[u] & pmask) != prefix) continue;
-        nvalid++;
-        const unsigned bin = (v[u] >> shift) & 255u;
-        if (bin != run_bin && run_n > 0) {
-          atomicAdd(&hist[run_bin], run_n);
-          run_n = 0;
-        }
-        run_bin = bin;
-        run_n++;
-      }
+    for (int u = 0; u < kSelUnroll; u++) {
+      const int64_t q = p + (int64_t)u * blockDim.x;
+      v[u] = q < hw ? k[q] : kOhemInvalid;
     }
-    if (run_n > 0) atomicAdd(&hist[run_bin], run_n);
-    if (shift == 24) atomicAdd(&s_count, nvalid); /* the first pass: every valid key */
-    __syncthreads();
-    if (shift == 24 && (uint64_t)min_kept >= s_count) { /* uniform: all valid pixels kept */
-      if (t == 0) thr[i] = INFINITY;
+#pragma unroll
+    for (int u = 0; u < kSelUnroll; u++) {
+      if (v[u] == kOhemInvalid || (v[u] & pmask) != prefix) continue;
+      const unsigned bin = (v[u] >> shift) & 255u;
+      if (bin != run_bin && run_n > 0) {
+        atomicAdd(&hist[run_bin], run_n);
+        run_n = 0;
+      }
+      run_bin = bin;
+      run_n++;
+    }
+  }
+  if (run_n > 0) atomicAdd(&hist[run_bin], run_n);
+  __syncthreads();
+  for (int b = t; b < 256; b += blockDim.x)
+    if (hist[b]) atomicAdd(&st.hist[(int64_t)i * 256 + b], hist[b]);
+}
+
+/* A thread per sample: the bin of its histogram that holds the rank sought (the first pass:
+ * min_kept, after counting the valid keys), the histogram cleared for the next pass; the last
+ * pass writes the threshold. */
+__global__ void ohem_pick_kernel(int n, int shift, float thresh, int64_t min_kept,
+                                 ohem_sel_t st, float *thr) {
+  const int i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i >= n || st.done[i]) return;
+  unsigned *h = st.hist + (int64_t)i * 256;
+  unsigned long long r = shift == 24 ? (unsigned long long)min_kept : st.rank[i];
+  if (shift == 24) {
+    unsigned long long count = 0;
+    for (int d = 0; d < 256; d++) count += h[d];
+    if (r >= count) { /* every valid pixel is kept */
+      thr[i] = INFINITY;
+      st.done[i] = 1;
+      for (int d = 0; d < 256; d++) h[d] = 0;
       return;
     }
-    if (t == 0) {
-      unsigned d = 0;
-      while (r >= hist[d]) r -= hist[d++]; /* r < the keys with the prefix: stops in a bin */
-      s_prefix = prefix | d << shift;
-    }
-    __syncthreads(); /* the next pass clears hist, and thread 0 writes s_prefix, after this */
-    prefix = s_prefix;
-    pmask |= 255u << shift;
   }
-  if (t == 0) {
+  int d = 0;
+  while (r >= h[d]) r -= h[d++]; /* r < the keys with the prefix: stops in a bin */
+  const uint32_t prefix = st.prefix[i] | (uint32_t)d << shift;
+  st.prefix[i] = prefix;
+  st.rank[i] = r;
+  for (int b = 0; b < 256; b++) h[b] = 0;
+  if (shift == 0) {
     const float v = __uint_as_float(prefix);
     thr[i] = v > thresh ? v : thresh; /* cg_cpu_ohem_thr's max, NaN v giving thresh */
+    st.done[i] = 1;
   }
+}
+
+/* The select's state in the work buffer after the keys. */
+ohem_sel_t ohem_state(void *d_keys, int n, int64_t hw) {
+  char *p = static_cast<char *>(d_keys) + ohem_align8(sizeof(uint32_t) * (size_t)n * (size_t)hw);
+  ohem_sel_t st;
+  st.rank = reinterpret_cast<unsigned long long *>(p);
+  p += sizeof(unsigned long long) * (size_t)n;
+  st.hist = reinterpret_cast<unsigned *>(p);
+  p += sizeof(unsigned) * 256 * (size_t)n;
+  st.prefix = reinterpret_cast<uint32_t *>(p);
+  p += sizeof(uint32_t) * (size_t)n;
+  st.done = reinterpret_cast<int *>(p);
+  return st;
+}
+
+/* The select's blocks per sample: enough to fill the device at any batch, a share of at least
+ * 8 blocks' worth of keys each; a function of (n, hw) alone. */
+int ohem_blocks(int n, int64_t hw) {
+  const int64_t share = (int64_t)kSelBlock * kSelUnroll * 8;
+  int64_t b = (hw + share - 1) / share;
+  const int64_t most = 1024 / n > 1 ? 1024 / n : 1;
+  if (b > most) b = most;
+  return b < 1 ? 1 : (int)b;
 }
 
 }  // namespace
 
 size_t cg_k_ohem_work_bytes(int n, int64_t hw) {
   CG_ASSERT(n >= 0 && hw >= 0);
-  return sizeof(uint32_t) * (size_t)n * (size_t)hw;
+  /* the keys, then the select's state: rank (8 bytes), histogram (1 KiB), prefix, done */
+  return ohem_align8(sizeof(uint32_t) * (size_t)n * (size_t)hw) +
+         (size_t)n * (sizeof(unsigned long long) + 256 * sizeof(unsigned) + sizeof(uint32_t) +
+                      sizeof(int));
 }
 
 void cg_k_ohem_thr(cg_dtype_t dt, const void *d_logits, const uint8_t *d_mask, int n, int64_t hw,
@@ -768,6 +827,7 @@ void cg_k_ohem_thr(cg_dtype_t dt, const void *d_logits, const uint8_t *d_mask, i
   CG_ASSERT(thresh > 0.0f && min_kept >= 0);
   if (n == 0) return;
   CG_ASSERT(d_logits != NULL && d_mask != NULL && d_keys != NULL && d_thr != NULL);
+  CG_ASSERT(((uintptr_t)d_keys % 8) == 0);
   const int64_t npix = (int64_t)n * hw;
   int64_t gx = (npix + kBlock - 1) / kBlock;
   if (gx > 4096) gx = 4096;
@@ -775,6 +835,15 @@ void cg_k_ohem_thr(cg_dtype_t dt, const void *d_logits, const uint8_t *d_mask, i
                ohem_key_kernel<T><<<(unsigned)gx, kBlock, 0, s>>>(
                    static_cast<const T *>(d_logits), d_mask, npix, nclass, ignore, d_keys));
   CG_CHECK_LAUNCH("ohem_key_kernel");
-  ohem_select_kernel<<<n, kSelBlock, 0, s>>>(d_keys, hw, thresh, min_kept, d_thr);
-  CG_CHECK_LAUNCH("ohem_select_kernel");
+  const ohem_sel_t st = ohem_state(d_keys, n, hw);
+  const size_t state = cg_k_ohem_work_bytes(n, hw) -
+                       ohem_align8(sizeof(uint32_t) * (size_t)n * (size_t)hw);
+  CG_CHECK_CUDA(cudaMemsetAsync(st.rank, 0, state, s)); /* histograms, prefixes, done: 0 */
+  const int nb = ohem_blocks(n, hw);
+  for (int shift = 24; shift >= 0; shift -= 8) {
+    ohem_hist_kernel<<<dim3((unsigned)nb, (unsigned)n), kSelBlock, 0, s>>>(d_keys, hw, shift, st);
+    CG_CHECK_LAUNCH("ohem_hist_kernel");
+    ohem_pick_kernel<<<(n + 127) / 128, 128, 0, s>>>(n, shift, thresh, min_kept, st, d_thr);
+    CG_CHECK_LAUNCH("ohem_pick_kernel");
+  }
 }

@@ -790,10 +790,14 @@ float cg_cpu_ohem_thr(const float *z, const uint8_t *y, size_t hw, int K, int ig
     const float k = cg_cpu_ohem_key(z + j * K, K, y[j]);
     memcpy(&keys[nv++], &k, sizeof k); /* >= 0 (or NaN): the bits order as the values */
   }
-  if ((uint64_t)lo->ohem_min_kept >= nv) return INFINITY;
+  return cg_cpu_ohem_select(keys, nv, lo->ohem, lo->ohem_min_kept);
+}
+
+float cg_cpu_ohem_select(const uint32_t *keys, size_t nv, float thresh, int64_t min_kept) {
+  if ((uint64_t)min_kept >= nv) return INFINITY;
   /* The key of rank r: four passes of 8 bits, most significant first, each counting the keys
    * that share the prefix found so far. */
-  uint64_t r = (uint64_t)lo->ohem_min_kept;
+  uint64_t r = (uint64_t)min_kept;
   uint32_t prefix = 0, pmask = 0;
   for (int shift = 24; shift >= 0; shift -= 8) {
     uint64_t hist[256] = {0};
@@ -806,7 +810,7 @@ float cg_cpu_ohem_thr(const float *z, const uint8_t *y, size_t hw, int K, int ig
   }
   float v;
   memcpy(&v, &prefix, sizeof v);
-  return v > lo->ohem ? v : lo->ohem;
+  return v > thresh ? v : thresh;
 }
 
 /* cg_cpu_loss_sums_add with OHEM's threshold thr (+inf: every valid pixel's CE counts). */

@@ -104,6 +104,9 @@ float cg_cpu_ohem_key(const float *z, int K, int y);
  * scratch words. Exact, by a 4-pass radix select of the keys' bits (as the GPU does). */
 float cg_cpu_ohem_thr(const float *z, const uint8_t *y, size_t hw, int K, int ignore,
                       const cg_loss_opt_t *lo, uint32_t *keys);
+/* Its select: max(thresh, the key of rank min_kept among the nv key bits), +inf when min_kept
+ * >= nv (the GPU tests take it over the device's own keys). */
+float cg_cpu_ohem_select(const uint32_t *keys, size_t nv, float thresh, int64_t min_kept);
 
 /* The focal factor of a pixel's cross-entropy term and its gradient (gamma > 0), from q = p_t,
  * omq = 1 - q (computed without cancellation) and ce = -log q: the value is (1 - q)^g ce, and
