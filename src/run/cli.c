@@ -193,8 +193,8 @@ static const cg_opt_t g_opts[] = {
         "its hard pixels count, those whose predicted probability of their true class is "
         "below P, and at least the --ohem-min-kept hardest; the mean is over the kept pixels "
         "(with --class-weights their weighted mean; mmsegmentation divides by every pixel); "
-        "mmsegmentation's Cityscapes recipes use 0.7 (HRNet's 0.9); the Dice term takes every pixel; the validation loss "
-        "does not mine; 0 = off"),
+        "mmsegmentation's Cityscapes recipes use 0.7 (HRNet's 0.9); the Dice term takes every "
+        "pixel; the validation loss does not mine; 0 = off"),
     CG_OPT_ROW_NUM(I64, "ohem-min-kept", O(ohem_min_kept), 0, 1e12, C_TRAIN, "N",
         "--ohem-thresh: the pixels of each sample kept at least, the hardest ones (all of its "
         "valid pixels when it has no more); below the sample's pixels; 0 = a fifth of them "
