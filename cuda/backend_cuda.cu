@@ -193,7 +193,8 @@ struct cg_backend {
   void *d_ws;              /* cuDNN workspace */
   size_t ws_bytes;
   void *d_bias_work, *d_head_work, *d_loss_work;
-  uint32_t *d_ohem_keys;   /* cfg.ohem_thresh > 0: OHEM's key of each pixel (cg_k_ohem_thr) */
+  uint32_t *d_ohem_keys;   /* cfg.ohem_thresh > 0: cg_k_ohem_thr's scratch (each pixel's key,
+                              the select's state) */
   float *d_ohem_thr;       /* ... and each sample's threshold, for the train step's loss */
   float *d_x[CG_DEV_SLOTS], *d_wt[CG_DEV_SLOTS];
   uint8_t *d_y[CG_DEV_SLOTS];

@@ -222,14 +222,15 @@ void cg_k_loss_k(cg_dtype_t dt, const void *d_logits, const uint8_t *d_mask,
                  const cg_scaler_t *d_scaler, void *d_dlogits, double *d_loss, uint8_t *d_pred,
                  void *d_work, cudaStream_t s);
 
-/* OHEM's threshold of each sample (cg_cpu_ohem_thr, bitwise: exact, deterministic), for the
+/* OHEM's threshold of each sample (cg_cpu_ohem_thr's rule: exact and deterministic, bitwise
+ * cg_cpu_ohem_select of the device's keys, which are cg_cpu_ohem_key's or 1 ulp away), for the
  * loss kernels' d_thr: logits and masks as the loss takes them (nclass 1: binary, the logits
  * n x hw; else n x hw x nclass), ignore the ignore label (-1: none), thresh in (0, 1]
  * (cg_loss_opt_t.ohem), min_kept >= 0 (ohem_min_kept). d_thr[i] = max(thresh, v), v the key
  * (float)p_t of rank min_kept among sample i's valid pixels in increasing order, or +inf when
- * min_kept >= their count. d_keys: cg_k_ohem_work_bytes(n, hw) bytes of scratch (a key per
- * pixel). Kernels only: no sync, no allocation (graph capture). n <= 65535, hw < 2^32; n == 0
- * writes nothing. */
+ * min_kept >= their count. d_keys: cg_k_ohem_work_bytes(n, hw) bytes of scratch, 8-aligned (a
+ * key per pixel, then the select's state). Kernels and a memset on s: no sync, no allocation
+ * (graph capture). n <= 65535, hw < 2^32; n == 0 writes nothing. */
 size_t cg_k_ohem_work_bytes(int n, int64_t hw);
 void cg_k_ohem_thr(cg_dtype_t dt, const void *d_logits, const uint8_t *d_mask, int n, int64_t hw,
                    int nclass, int ignore, float thresh, int64_t min_kept, uint32_t *d_keys,

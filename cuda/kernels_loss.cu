@@ -17,8 +17,9 @@
  * finds each sample's threshold, and the loss kernels' OHEM variants (template flag OHEM) keep a
  * pixel's cross-entropy term, and count it in the mean's divisor, only when its key (float)p_t
  * is below it; the Dice sums still take every valid pixel. The keys are computed by the same
- * device functions in all three places, and by the expressions of cg_cpu_ohem_key, so the
- * selection is the CPU's.
+ * device functions in all three places (so the kernels agree on every pixel), by the expressions
+ * of cg_cpu_ohem_key: the CPU's keys, or 1 ulp from them where the device's exp rounds
+ * otherwise than glibc's.
  */
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -664,8 +665,9 @@ void cg_k_loss_k(cg_dtype_t dt, const void *d_logits, const uint8_t *d_mask,
  *     above the count gives +inf (every valid pixel kept) and ends the sample's select; the
  *     last writes max(thresh, v). The counts are exact whatever order the atomics land in,
  *     and the blocks per sample a function of (n, hw) only, so the threshold is deterministic
- *     and the CPU's bits. Several blocks a sample keep the whole device reading (one block
- *     per sample would read 256 MB of keys of one 8192 x 8192 sample through one SM).
+ *     and the bits cg_cpu_ohem_select gives of the same keys. Several blocks a sample keep the
+ *     whole device reading (one block per sample would read 256 MB of keys of one 8192 x 8192
+ *     sample through one SM).
  * The loss kernels read the thresholds (d_thr) and compute the keys again: no sync, nothing
  * allocated (the select's state follows the keys in d_keys), so a captured step replays it. */
 
@@ -711,7 +713,7 @@ struct ohem_sel_t {
   int *done;                /* n */
 };
 
-__host__ __device__ inline size_t ohem_align8(size_t b) { return (b + 7) & ~(size_t)7; }
+inline size_t ohem_align8(size_t b) { return (b + 7) & ~(size_t)7; }
 
 /* Blocks (blockIdx.x, sample blockIdx.y): the next 8 bits (from `shift`) of the valid keys of
  * the block's share of the sample that match its prefix, into the sample's histogram. */
@@ -799,8 +801,8 @@ ohem_sel_t ohem_state(void *d_keys, int n, int64_t hw) {
   return st;
 }
 
-/* The select's blocks per sample: enough to fill the device at any batch, a share of at least
- * 8 blocks' worth of keys each; a function of (n, hw) alone. */
+/* The select's blocks per sample: enough to fill the device at any batch (up to 1024 in all),
+ * each a share of at least 8 strides of one block (8192 keys); a function of (n, hw) alone. */
 int ohem_blocks(int n, int64_t hw) {
   const int64_t share = (int64_t)kSelBlock * kSelUnroll * 8;
   int64_t b = (hw + share - 1) / share;

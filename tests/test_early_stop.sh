@@ -14,7 +14,7 @@
 #     the uninterrupted one did (after step 4 at patience 3), with the same weights;
 #     a patience that the run's validations cannot reach is warned about;
 #  5. usage errors (exit 2): --val-every 0, no validation data (--val-samples 0), -1, a
-#     negative min_delta;
+#     negative min_delta, min_delta without a patience;
 #  6. --skip-bad: the failed loads counted are those of the trained batches, not of the batches
 #     loaded ahead of the stop (PNG files of cogpu-bench make-pngs, 12 of 16 truncated): the
 #     early-stopped run reports what a run of --steps 4 reports, and exits 0.
@@ -105,6 +105,8 @@ bad uv "--early-stop-patience: the run has no validation data to watch (--val-sa
 bad un "--early-stop-patience: -1 is out of range" --early-stop-patience -1
 bad ud "--early-stop-min-delta: -0.5 is out of range" --early-stop-patience 2 \
     --early-stop-min-delta -0.5
+bad um "--early-stop-min-delta: for early stopping, which --early-stop-patience N turns on" \
+    --early-stop-min-delta 0.1
 
 # ---- 6. --skip-bad counts the trained batches' failures ----
 BENCH=$BUILD/bench/cogpu-bench

@@ -23,7 +23,7 @@
 #include "log.h"
 #include "testutil.h"
 #include "testutil_cuda.h"
-#include "gpu_ohem_check.h" /* cg_test_ohem_thr */
+#include "gpu_ohem_check.h" /* cg_test_ohem_thr: gpu_ohem_check.c */
 
 static cudaStream_t S; /* non-blocking: every kernel, fill and copy (testutil_cuda.h) */
 /* Set by test_layers_emu.c (an emulated device, a thousand times slower): the sections leave

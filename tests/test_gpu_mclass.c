@@ -17,7 +17,7 @@
  *     and a step with class weights (cfg.class_weight, one of them 0) and label smoothing
  *     (cfg.label_smoothing), CUDA fp32 against the CPU backend, its loss not the default one;
  *     and one with class weights and OHEM (cfg.ohem_thresh), the same.
- * Section 1 also takes OHEM's thresholds (cg_k_ohem_thr) bitwise against cg_cpu_ohem_thr, and
+ * Section 1 also takes OHEM's keys and thresholds (cg_k_ohem_thr; tests/gpu_ohem_check.c), and
  * the loss with them against cg_cpu_loss_k with cg_loss_opt_t.ohem, K >= 2 and binary.
  * Fresh random inputs each run (the seed is printed; CG_TEST_SEED=<n> repeats it). Exits 77
  * without a usable GPU. A "RUN ..." line precedes each group, so a crash names the kernel. */
@@ -40,7 +40,7 @@
 #include "rng.h"
 #include "testutil.h"
 #include "testutil_cuda.h"
-#include "gpu_ohem_check.h" /* cg_test_ohem_thr */
+#include "gpu_ohem_check.h" /* cg_test_ohem_thr: gpu_ohem_check.c */
 
 static cudaStream_t S;
 static uint64_t g_seed, g_ctr;

@@ -76,10 +76,10 @@
 #     --class-weights, N by default); each sample is mined on its own, so 2 ranks = 1 rank
 #     within 1e-5; validation does not mine (whole, which cannot, gives the square validation's
 #     loss); K = 4 with P = 1 keeps every pixel (no p_t rounds to 1 in these 8 steps): bitwise
-#     the run without; the banner and the
-#     metrics JSON say it; a resume takes it back (bitwise the uninterrupted run) and another P
-#     gets a notice (and is stored), P = 0 turns it off; usage errors: -0.1, 1.5, a value whose
-#     float is 0, N not below a sample's pixels, N without P, N < 0.
+#     the run without; the banner and the metrics JSON say it; a resume takes it back (bitwise
+#     the uninterrupted run) and another P gets a notice (and is stored), P = 0 turns it off;
+#     usage errors: -0.1, 1.5, a value whose float is 0, N not below a sample's pixels, N
+#     without P (a resume too), N < 0.
 set -uo pipefail
 BIN=$1; MPIRUN="$2 --oversubscribe --bind-to none"; BUILD=$3
 CMP=$BUILD/tests/cg_cmp_params
@@ -563,7 +563,7 @@ background / foreground pixels of --data)"
   want cb5 "loss: the classes' cross-entropy weighted 0.6458,1.292,1.476 (--class-weights)"
   ! grep -q "check-data" "$T/cb5.log" || { echo "FAIL cb5: the resume counted again"; fail=1; }
   run cbp 2 $BIN $CB $T/cbp.json --data $T/clsb --class-weights balanced --pos-weight 2
-  want cbp "--class-weights balanced: and --pos-weight 2: give one of the two"
+  want cbp "--class-weights balanced and --pos-weight 2: give one of the two"
 else
   echo "SKIP 11: /usr/bin/python3 has no Pillow or NumPy"
 fi

@@ -22,10 +22,10 @@
  * classes, the ignore label -1 for none left out; whole: each image whole, as random crops see
  * it, and loaded so for the check, else its fitted square) and the balanced class weights they
  * give (cg_datacheck_balanced), as the flag that sets them, and every rank gets the counts of
- * *data's mask values in hist (256, optional; zeroed by the caller). flag: the option the
+ * *data's mask values in hist_out (256, optional). flag: the option the
  * errors name ("--check-data", or what else asked for the pass). */
 int cg_datacheck_run(cg_source_t **data, cg_source_t **val, cg_comm_t *c, int threads, int check,
-                     int skip_bad, int nclass, int ignore, int whole, int64_t *hist,
+                     int skip_bad, int nclass, int ignore, int whole, int64_t *hist_out,
                      const char *flag, char *err, size_t errlen);
 
 /* Balanced class weights from the pixel counts n[0..K) of K >= 2 classes: N / (K n_c), N their

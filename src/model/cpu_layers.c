@@ -766,10 +766,13 @@ static double om_y(const double *p, int K, int y) {
 /* Binary: the sigmoid's 1 - p without cancellation, from e = exp(-|z|). */
 static inline double sig_om(double z, double e) { return z >= 0 ? e / (1.0 + e) : 1.0 / (1.0 + e); }
 
+/* Binary: p_t of a pixel of mask y from the sigmoid p and e = exp(-|z|), as the loss has them. */
+static inline double bin_pt(int y, double z, double e, double p) { return y ? p : sig_om(z, e); }
+
 float cg_cpu_ohem_key(const float *z, int K, int y) {
   if (K == 1) {
     const double zj = z[0], e = exp(-fabs(zj));
-    return (float)(y ? (zj >= 0 ? 1.0 / (1.0 + e) : e / (1.0 + e)) : sig_om(zj, e));
+    return (float)bin_pt(y, zj, e, zj >= 0 ? 1.0 / (1.0 + e) : e / (1.0 + e));
   }
   double p[256];
   (void)softmax_px(z, K, y, p, NULL, NULL);
@@ -824,7 +827,7 @@ static void sums_add(cg_loss_sums_t *s, const float *z, const uint8_t *y, size_t
       const double zj = z[j], yj = y[j] ? 1.0 : 0.0;
       const double e = exp(-fabs(zj));
       const double p = zj >= 0 ? 1.0 / (1.0 + e) : e / (1.0 + e);
-      if (ohem_kept(y[j] ? p : sig_om(zj, e), thr)) {
+      if (ohem_kept(bin_pt(y[j], zj, e, p), thr)) {
         double t;
         (void)bce_px(zj, y[j], e, p, y[j] ? pw : 1.0, lo->focal, &t);
         s->ce += t;
@@ -898,7 +901,7 @@ static double loss_binary_ignore(const float *z, const uint8_t *y, size_t hw, in
       const double zj = z[j], yj = y[j] ? 1.0 : 0.0;
       const double e = exp(-fabs(zj));
       const double p = zj >= 0 ? 1.0 / (1.0 + e) : e / (1.0 + e);
-      const double gb = ohem_kept(y[j] ? p : sig_om(zj, e), thr)
+      const double gb = ohem_kept(bin_pt(y[j], zj, e, p), thr)
                             ? bce_px(zj, y[j], e, p, y[j] ? pw : 1.0, lo->focal, NULL)
                             : 0.0;
       const double g = gb * inv_v + dw * ((num - 2.0 * yj * den) * inv_den2 * p * (1.0 - p));
@@ -979,6 +982,7 @@ double cg_cpu_loss_k(const float *logits, const uint8_t *mask, const float *weig
   CG_ASSERT(logits != NULL && mask != NULL && weight != NULL);
   CG_ASSERT(n >= 1 && hw >= 1);
   double *li = cg_malloc(sizeof(double) * n, "per-sample loss");
+  uint32_t *keys = ohem ? cg_malloc(sizeof(uint32_t) * hw * (size_t)n, "OHEM keys") : NULL;
 #pragma omp parallel for schedule(dynamic, 1)
   for (int i = 0; i < n; i++) {
     const float *z = logits + (size_t)i * hw * K;
@@ -986,11 +990,8 @@ double cg_cpu_loss_k(const float *logits, const uint8_t *mask, const float *weig
     float *dz = dlogits ? dlogits + (size_t)i * hw * K : NULL;
     const double s = (double)weight[i] * grad_scale;
     float thr = INFINITY;
-    if (ohem && weight[i] != 0.0f) { /* padding's loss is not used: no selection */
-      uint32_t *keys = cg_malloc(sizeof(uint32_t) * hw, "OHEM keys");
-      thr = cg_cpu_ohem_thr(z, y, hw, K, ignore, lo, keys);
-      free(keys);
-    }
+    if (ohem && weight[i] != 0.0f) /* padding's loss is not used: no selection */
+      thr = cg_cpu_ohem_thr(z, y, hw, K, ignore, lo, keys + (size_t)i * hw);
     li[i] = K == 1 ? loss_binary_ignore(z, y, hw, ignore, lo, thr, s, dz)
                    : loss_k_sample(z, y, hw, K, ignore, lo, thr, s, dz);
   }
@@ -1000,6 +1001,7 @@ double cg_cpu_loss_k(const float *logits, const uint8_t *mask, const float *weig
     if (per_sample) per_sample[i] = li[i];
   }
   free(li);
+  free(keys);
   return total;
 }
 

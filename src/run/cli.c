@@ -161,7 +161,7 @@ static const cg_opt_t g_opts[] = {
         "cross-entropy alone, as torch.nn.CrossEntropyLoss / BCEWithLogitsLoss (each sample's "
         "mean over its pixels that are not --ignore-index, averaged over the samples); the "
         "validation loss is the same"),
-    CG_OPT_ROW_TEXT(STR, "class-weights", O(class_weights), NULL, C_TRAIN, "W,W,...",
+    CG_OPT_ROW_TEXT(STR, "class-weights", O(class_weights), NULL, C_TRAIN, "W,...|balanced",
         "--num-classes K >= 2: a weight for each class's cross-entropy terms, K of them, as "
         "torch.nn.CrossEntropyLoss(weight=...), but normalised per sample: each sample's "
         "cross-entropy is the weighted mean over its pixels, sum w[y] CE / sum w[y] (a sample of "
@@ -539,9 +539,17 @@ static int check_labels(cg_config_t *cfg, char *err, size_t errlen) {
   return 0;
 }
 
-/* --trace-steps, --crop-scale, --color-jitter, --min-lr against --lr, --image-size against
- * --model-depth (info too), --report-ranks, --checkpoint-every's directory. */
+/* --early-stop-patience's flags, --trace-steps, --crop-scale, --color-jitter, --min-lr against
+ * --lr, --image-size against --model-depth (info too), --report-ranks, --checkpoint-every's
+ * directory. */
 static int check_train_flags(cg_config_t *cfg, char *err, size_t errlen) {
+  const cg_opts_set_t given = cg_cli_opts(CG_CMD_TRAIN, cfg);
+  if (cfg->early_stop_patience <= 0 && cfg->early_stop_min_delta != 0 &&
+      cg_opts_given(&given, cfg->argc, cfg->argv, "early-stop-min-delta")) {
+    snprintf(err, errlen, "--early-stop-min-delta: for early stopping, which "
+             "--early-stop-patience N turns on");
+    return -1;
+  }
   if (cfg->early_stop_patience > 0 && cfg->val_every == 0) {
     snprintf(err, errlen, "--early-stop-patience: counts validations during the run, and "
              "--val-every 0 validates only at the end (give --val-every N)");
@@ -585,9 +593,8 @@ static int check_train_flags(cg_config_t *cfg, char *err, size_t errlen) {
     }
   }
   /* --init-from without --model-depth: the depth is its model's, known once it is read */
-  const cg_opts_set_t set = cg_cli_opts(CG_CMD_TRAIN, cfg);
   const int depth_known = !cfg->init_from[0] || cfg->init_read || cfg->resume_found ||
-                          cg_opts_given(&set, cfg->argc, cfg->argv, "model-depth");
+                          cg_opts_given(&given, cfg->argc, cfg->argv, "model-depth");
   if ((cfg->cmd == CG_CMD_TRAIN && depth_known) || cfg->cmd == CG_CMD_INFO) {
     int div = 1 << cfg->model_depth;
     if (cfg->image_size % div) {
@@ -773,9 +780,10 @@ static void fmt_float(float v, char *buf, size_t len) {
 }
 
 /* The loss's flags: --class-weights into cfg->class_weight (written back in one spelling: a
- * resume compares the stored text), or --pos-weight as the one weight of a binary model,
- * --label-smoothing and --focal-gamma; each is for its kind of model, known on a resume once the
- * settings are merged. */
+ * resume compares the stored text; balanced: left for the run to count), or --pos-weight as the
+ * one weight of a binary model, --label-smoothing, --focal-gamma, --ohem-thresh and
+ * --ohem-min-kept; each is for its kind of model, known on a resume once the settings are
+ * merged. */
 static int check_loss_flags(cg_config_t *cfg, char *err, size_t errlen) {
   float w[255];
   int n = 0, pos = 0;
@@ -812,7 +820,7 @@ static int check_loss_flags(cg_config_t *cfg, char *err, size_t errlen) {
   const cg_opts_set_t given = cg_cli_opts(CG_CMD_TRAIN, cfg);
   if (balanced && cfg->pos_weight != 1 && /* not a resumed binary run's stored weight */
       cg_opts_given(&given, cfg->argc, cfg->argv, "pos-weight")) {
-    snprintf(err, errlen, "--class-weights balanced: and --pos-weight %g: give one of the two "
+    snprintf(err, errlen, "--class-weights balanced and --pos-weight %g: give one of the two "
              "(balanced sets a binary model's pos_weight from its pixels)", cfg->pos_weight);
     return -1;
   }

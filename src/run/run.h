@@ -114,6 +114,18 @@ int cg_run_setup(cg_run_t *r, const cg_config_t *cfg, cg_comm_t *c, cg_guard_t *
  * trace writes its files (r->trace_written). Not collective; r owns nothing afterwards but
  * its settings (r->cfg stays readable, for the reports after teardown). */
 void cg_run_teardown(cg_run_t *r);
+
+/* --val-every: N, 0 (only at the end) or, by default (-1), once per epoch. */
+static inline int64_t cg_run_val_every(const cg_run_t *r) {
+  return r->cfg->val_every < 0 ? r->spe : r->cfg->val_every;
+}
+/* The figure --best-metric (and --early-stop-patience) watch, and whether lower is better. */
+static inline int cg_run_best_by_loss(const cg_run_t *r) {
+  return !strcmp(r->cfg->best_metric, "val_loss");
+}
+static inline const char *cg_run_best_name(const cg_run_t *r) {
+  return cg_run_best_by_loss(r) ? "val_loss" : r->model.nclass > 1 ? "val_miou" : "val_iou";
+}
 /* Frees the run's own copy of the settings (--class-weights balanced) last of all; r->cfg is
  * NULL afterwards. */
 void cg_run_free_settings(cg_run_t *r);

@@ -25,6 +25,7 @@
 
 #include <errno.h>
 #include <limits.h> /* INT_MAX */
+#include <math.h>   /* NAN, isnan: --early-stop-patience's state */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -777,14 +778,14 @@ static void init_step_state(cg_run_t *r) {
     long long bstep, wait;
     if (j && sscanf(cg_json_str(j, "early-stop-state", ""), "%31s %lf %lld %lld", metric, &best,
                     &bstep, &wait) == 4 &&
-        !strcmp(metric, cfg->best_metric)) {
+        !strcmp(metric, cg_run_best_by_loss(r) ? "loss" : "iou")) { /* the same figure */
       r->es_best = best;
       r->es_best_step = bstep;
       r->es_wait = wait;
     }
     cg_json_free(j);
   }
-  const int64_t ve = cfg->val_every < 0 ? r->spe : cfg->val_every; /* train.c's val_every */
+  const int64_t ve = cg_run_val_every(r);
   const int64_t vals = ve > 0 && r->total > r->s0 ? (r->total - 1) / ve - r->s0 / ve : 0;
   const int64_t need = isnan(r->es_best) ? cfg->early_stop_patience + 1
                                          : cfg->early_stop_patience - r->es_wait;

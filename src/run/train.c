@@ -372,7 +372,8 @@ static void ckpt_info_of(const cg_run_t *r, int64_t step, cg_ckpt_info_t *in) {
                 "--resize fit");
   if (cfg->early_stop_patience > 0 && !isnan(r->es_best)) { /* a resume goes on counting */
     char es[128];
-    snprintf(es, sizeof es, "%s %.17g %lld %lld", cfg->best_metric, r->es_best,
+    snprintf(es, sizeof es, "%s %.17g %lld %lld", cg_run_best_by_loss(r) ? "loss" : "iou",
+             r->es_best,
              (long long)r->es_best_step, (long long)r->es_wait);
     cg_settings_add(in->settings, sizeof in->settings, "early-stop-state", es);
   }
@@ -633,7 +634,7 @@ static cg_val_t validate_mode(cg_run_t *r) {
 static int early_stop(cg_run_t *r, int64_t step) {
   const cg_config_t *cfg = r->cfg;
   if (cfg->early_stop_patience <= 0 || r->val_step != step) return 0; /* nothing scored */
-  const int by_loss = !strcmp(cfg->best_metric, "val_loss");
+  const int by_loss = cg_run_best_by_loss(r);
   const double cur = by_loss ? r->val_loss : r->val_iou, d = cfg->early_stop_min_delta;
   const int better = isnan(r->es_best) ? !isnan(cur)
                      : by_loss         ? cur + d < r->es_best
@@ -655,8 +656,7 @@ static int early_stop(cg_run_t *r, int64_t step) {
     if (r->bar == 2) fputc('\n', stderr); /* after the progress bar's line */
     printf("early stop after step %lld of %lld: %lld validation(s) without a %s %s the best %s "
            "by more than %g (--early-stop-patience %lld): the run ends here\n", (long long)step,
-           (long long)r->total, (long long)r->es_wait,
-           by_loss ? "val_loss" : r->model.nclass > 1 ? "val_miou" : "val_iou",
+           (long long)r->total, (long long)r->es_wait, cg_run_best_name(r),
            by_loss ? "below" : "above", best, d, (long long)cfg->early_stop_patience);
     fflush(stdout);
   }
@@ -689,15 +689,11 @@ static int validate_at(cg_run_t *r, loop_t *L, int64_t k) {
   return 1;
 }
 
-/* --val-every: N, 0 (only at the end) or, by default, once per epoch. */
-static int64_t val_every(const cg_run_t *r) {
-  return r->cfg->val_every < 0 ? r->spe : r->cfg->val_every;
-}
 
 static void train_loop(cg_run_t *r, loop_t *L) {
   const cg_config_t *cfg = r->cfg;
   cg_train_figs_t *f = &L->f;
-  const int64_t vevery = val_every(r);
+  const int64_t vevery = cg_run_val_every(r);
   f->t_train0 = L->t_prev = cg_now();
   cg_guard_beat(r->guard, r->s0 + 1, "waiting for the first batch");
   L->nb = r->s0 * cfg->grad_accum;
@@ -733,7 +729,7 @@ static void train_loop(cg_run_t *r, loop_t *L) {
       take_conf(L->ld, &f->win); /* the helpers' counts of this window's batches */
       cg_report_window(r, f, step, elapsed, helper_busy, helpers);
     }
-    if (r->early_step) break; /* finish() validated (this one) and checkpoints */
+    if (r->early_step) break; /* finish() reports this validation as the final one, saves */
     if (do_ckpt && do_val && write_ckpt(r, step, 0) != 0) L->out_rc = 1;
   }
   f->train_s = cg_now() - f->t_train0;
@@ -754,8 +750,7 @@ static int finish(cg_run_t *r, loop_t *L, cg_train_result_t *res) {
   if (r->early_step && L->b) /* the next step's batch was on its way to the device */
     r->ops->upload_wait(r->be, (int)(L->nb % CG_DEV_SLOTS));
   /* the samples that failed in the trained batches (an early stop leaves some loaded ahead) */
-  int64_t bad = cg_loader_take_bad(L->ld);
-  if (r->early_step) bad = r->bad_trained;
+  int64_t bad = r->early_step ? r->bad_trained : cg_loader_take_bad(L->ld);
   cg_comm_sum_i64(r->c, &bad, 1);
   const int64_t left_out =
       r->base_src ? r->base_src->dropped + (r->val_base ? r->val_base->dropped : 0) : 0;

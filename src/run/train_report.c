@@ -157,18 +157,16 @@ void cg_report_banner(const cg_run_t *r) {
   if (cfg->focal_gamma > 0)
     printf("loss: focal, each pixel's %s term times (1 - p_t)^%.7g (--focal-gamma)\n",
            m->nclass > 1 ? "cross-entropy" : "BCE", cfg->focal_gamma);
-  if (cfg->early_stop_patience > 0)
-    printf("early stopping: after %lld validation(s) in a row without a %s %s the best so far by "
-           "more than %g (--early-stop-patience, --early-stop-min-delta)\n",
-           (long long)cfg->early_stop_patience,
-           !strcmp(cfg->best_metric, "val_loss") ? "val_loss" : m->nclass > 1 ? "val_miou"
-                                                                             : "val_iou",
-           !strcmp(cfg->best_metric, "val_loss") ? "below" : "above", cfg->early_stop_min_delta);
   if (cfg->ohem_thresh > 0)
     printf("loss: OHEM, each sample's %s over its pixels predicted below %.7g, at least its %lld "
            "hardest (--ohem-thresh, --ohem-min-kept); validation scores every pixel\n",
            m->nclass > 1 ? "cross-entropy" : "BCE", cfg->ohem_thresh,
            (long long)cg_cfg_ohem_min_kept(cfg));
+  if (cfg->early_stop_patience > 0)
+    printf("early stopping: after %lld validation(s) in a row without a %s %s the best so far by "
+           "more than %g (--early-stop-patience, --early-stop-min-delta)\n",
+           (long long)cfg->early_stop_patience, cg_run_best_name(r),
+           cg_run_best_by_loss(r) ? "below" : "above", cfg->early_stop_min_delta);
   if (cg_cfg_sgd(cfg))
     printf("optimizer: SGD, lr %g, momentum %g%s, weight decay %g (L2, added to the gradient)\n",
            cfg->lr, cfg->momentum, cfg->nesterov ? " (Nesterov)" : "", cfg->weight_decay);
