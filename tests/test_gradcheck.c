@@ -661,6 +661,50 @@ static void test_loss_weighted(void) {
                 nz);
 }
 
+/* OHEM's thresholds (cg_cpu_ohem_thr) against a sort of the keys: K = 1, 4, 19, with an ignore
+ * label, logits on a coarse grid (ties among the keys) or not, min_kept over its range. */
+static void test_ohem_thresholds(void) {
+  enum { HW = 97 };
+  static float zr[HW * 19], keys[HW];
+  static uint8_t yr[HW];
+  static uint32_t scratch[HW];
+  int bad = 0, cases = 0;
+  for (int t = 0; t < 60; t++) {
+    const int K = t % 3 == 0 ? 1 : t % 3 == 1 ? 4 : 19, ign = t % 2 ? 255 : -1;
+    cg_test_fill(zr, (size_t)HW * K, -4, 4, 100 + (uint64_t)t);
+    if (t % 4 < 2)
+      for (int i = 0; i < HW * K; i++) zr[i] = roundf(zr[i]); /* ties */
+    int nv = 0;
+    for (int j = 0; j < HW; j++) {
+      yr[j] = (uint8_t)((j * 7 + t) % (K == 1 ? 2 : K));
+      if (ign >= 0 && j % 5 == t % 5) yr[j] = 255;
+      if (yr[j] == ign) continue;
+      keys[nv++] = cg_cpu_ohem_key(zr + (size_t)j * K, K, yr[j]);
+    }
+    for (int a = 1; a < nv; a++) /* insertion sort */
+      for (int b = a; b > 0 && keys[b - 1] > keys[b]; b--) {
+        const float x = keys[b];
+        keys[b] = keys[b - 1];
+        keys[b - 1] = x;
+      }
+    const int mks[4] = {0, t % nv, nv - 1, nv + t % 3};
+    for (int q = 0; q < 4; q++) {
+      const float th = q == 1 ? 0.5f : 1e-6f;
+      const cg_loss_opt_t lo = {0, NULL, 0, 0, th, mks[q]};
+      const float got = cg_cpu_ohem_thr(zr, yr, HW, K, ign, &lo, scratch);
+      const float want = mks[q] >= nv ? INFINITY : fmaxf(th, keys[mks[q]]);
+      cases++;
+      if (memcmp(&got, &want, sizeof got)) {
+        if (bad++ < 5)
+          printf("FAIL ohem threshold K=%d ignore %d min-kept %d: %.9g, sorted %.9g\n", K, ign,
+                 mks[q], (double)got, (double)want);
+      }
+    }
+  }
+  CG_TEST_CHECK(bad == 0, "ohem thresholds: %d of %d differ from a sort", bad, cases);
+  if (!bad) printf("PASS ohem thresholds = a sort of the keys (%d cases, ties included)\n", cases);
+}
+
 /* OHEM (--ohem-thresh) against PyTorch 1.13 (float64), one sample, HRNet's OhemCrossEntropy per
  * sample: keys = p_t.float(); v = keys[valid].sort().values[min_kept]; kept = keys < max(thresh,
  * v) (all valid when min_kept >= their count); loss = sum_kept w[y] CE / sum_kept w[y] + dw Dice
@@ -767,47 +811,7 @@ static void test_loss_ohem(void) {
              (double)bc[k].thresh, bc[k].mk);
     cg_test_close(nm, dz, bc[k].g, 8, 1e-9, 1e-6);
   }
-  /* the thresholds against a sort: K = 1, 4, 19, with an ignore label, logits on a coarse grid
-   * (ties among the keys) or not, min_kept over its range */
-  enum { HW = 97 };
-  static float zr[HW * 19], keys[HW];
-  static uint8_t yr[HW];
-  static uint32_t scratch[HW];
-  int bad = 0, cases = 0;
-  for (int t = 0; t < 60; t++) {
-    const int K = t % 3 == 0 ? 1 : t % 3 == 1 ? 4 : 19, ign = t % 2 ? 255 : -1;
-    cg_test_fill(zr, (size_t)HW * K, -4, 4, 100 + (uint64_t)t);
-    if (t % 4 < 2)
-      for (int i = 0; i < HW * K; i++) zr[i] = roundf(zr[i]); /* ties */
-    int nv = 0;
-    for (int j = 0; j < HW; j++) {
-      yr[j] = (uint8_t)((j * 7 + t) % (K == 1 ? 2 : K));
-      if (ign >= 0 && j % 5 == t % 5) yr[j] = 255;
-      if (yr[j] == ign) continue;
-      keys[nv++] = cg_cpu_ohem_key(zr + (size_t)j * K, K, yr[j]);
-    }
-    for (int a = 1; a < nv; a++) /* insertion sort */
-      for (int b = a; b > 0 && keys[b - 1] > keys[b]; b--) {
-        const float x = keys[b];
-        keys[b] = keys[b - 1];
-        keys[b - 1] = x;
-      }
-    const int mks[4] = {0, t % nv, nv - 1, nv + t % 3};
-    for (int q = 0; q < 4; q++) {
-      const float th = q == 1 ? 0.5f : 1e-6f;
-      const cg_loss_opt_t lo = {0, NULL, 0, 0, th, mks[q]};
-      const float got = cg_cpu_ohem_thr(zr, yr, HW, K, ign, &lo, scratch);
-      const float want = mks[q] >= nv ? INFINITY : fmaxf(th, keys[mks[q]]);
-      cases++;
-      if (memcmp(&got, &want, sizeof got)) {
-        if (bad++ < 5)
-          printf("FAIL ohem threshold K=%d ignore %d min-kept %d: %.9g, sorted %.9g\n", K, ign,
-                 mks[q], (double)got, (double)want);
-      }
-    }
-  }
-  CG_TEST_CHECK(bad == 0, "ohem thresholds: %d of %d differ from a sort", bad, cases);
-  if (!bad) printf("PASS ohem thresholds = a sort of the keys (%d cases, ties included)\n", cases);
+  test_ohem_thresholds();
   /* thresh 1, min_kept 0: every pixel kept (no key reaches 1 here): K >= 2 bitwise none */
   float d0[30], d1[30];
   const cg_loss_opt_t ln = {0.5f, cw, 0, 0, 0, 0}, l1 = {0.5f, cw, 0, 0, 1.0f, 0};
