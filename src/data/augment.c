@@ -1,7 +1,8 @@
-/* augment.c: random flips, crop windows and colour jitter of one sample (augment.h).
+/* augment.c: random flips, crop windows, colour jitter and rotations of one sample (augment.h).
  *
- * The jitter follows torchvision's float32 arithmetic step by step; CMakeLists.txt compiles this
- * file with -ffp-contract=off, since a fused multiply-add would round otherwise. */
+ * The jitter and the rotation follow torchvision's float32 arithmetic step by step;
+ * CMakeLists.txt compiles this file with -ffp-contract=off, since a fused multiply-add would
+ * round otherwise. */
 #include <math.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -167,6 +168,75 @@ void cg_augment_jitter_apply(const cg_jitter_draw_t *d, int h, int w, uint8_t *r
       case 1: contrast(d->factor[1], n, rgb); break;
       case 2: saturation(d->factor[2], n, rgb); break;
       default: hue(d->factor[3], n, rgb); break;
+    }
+  }
+}
+
+/* ---- rotation ----------------------------------------------------------------------------- */
+
+double cg_augment_rotate_draw(uint64_t seed, int64_t epoch, int64_t index, double deg,
+                              double prob) {
+  if (!(deg > 0) || !(prob > 0)) return 0.0;
+  cg_rng_t r = cg_rng_make(seed, CG_RNG_ROTATE, (uint64_t)epoch, (uint64_t)index);
+  const double u = cg_rng_uniform(&r), a = cg_rng_uniform(&r);
+  if (u >= prob) return 0.0;
+  return -deg + 2.0 * deg * a;
+}
+
+/* The source position of output pixel (x, y), in the source's pixel coordinates, as
+ * torchvision's _gen_affine_grid and grid_sample's unnormalize (align_corners=False) make it in
+ * float32: t0, t1 (t3, t4) the rescaled theta's column of x (y). */
+static void rotate_src(const float t[4], int x, int y, int h, int w, float *ix, float *iy) {
+  const float bx = (float)x - (float)w * 0.5f + 0.5f, by = (float)y - (float)h * 0.5f + 0.5f;
+  const float gx = bx * t[0] + by * t[1], gy = bx * t[2] + by * t[3];
+  *ix = (gx + 1.0f) * ((float)w / 2.0f) - 0.5f;
+  *iy = (gy + 1.0f) * ((float)h / 2.0f) - 0.5f;
+}
+
+void cg_augment_rotate_apply(double angle, int h, int w, uint8_t *rgb, uint8_t *mask,
+                             uint8_t pad_rgb, uint8_t pad_mask, uint8_t *tmp) {
+  CG_ASSERT(h >= 1 && w >= 1 && rgb != NULL && mask != NULL && tmp != NULL);
+  if (angle == 0.0) return;
+  /* _get_inverse_affine_matrix(center 0, -angle, ...): [cos, -sin; sin, cos] of the angle,
+   * made in double and kept as float32, each row over (0.5 w, 0.5 h) */
+  const double rad = angle * (M_PI / 180.0);
+  const float c = (float)cos(rad), s = (float)sin(rad);
+  const float t[4] = {c / ((float)w * 0.5f), -s / ((float)w * 0.5f), s / ((float)h * 0.5f),
+                      c / ((float)h * 0.5f)};
+  const size_t n = (size_t)h * w;
+  uint8_t *src = tmp, *msrc = tmp + 3 * n;
+  memcpy(src, rgb, 3 * n);
+  memcpy(msrc, mask, n);
+  const float fill = (float)pad_rgb;
+  for (int y = 0; y < h; y++) {
+    for (int x = 0; x < w; x++) {
+      float ix, iy;
+      rotate_src(t, x, y, h, w, &ix, &iy);
+      const size_t o = (size_t)y * w + x;
+      /* nearest: round half to even, out of the source = the fill */
+      const float nx = nearbyintf(ix), ny = nearbyintf(iy);
+      mask[o] = nx >= 0 && nx < (float)w && ny >= 0 && ny < (float)h
+                    ? msrc[(size_t)ny * w + (size_t)nx]
+                    : pad_mask;
+      /* bilinear: taps out of the source are 0, the ones channel gives the fill's share */
+      const float xw = floorf(ix), yn = floorf(iy);
+      const float we = ix - xw, ea = 1.0f - we, no = iy - yn, so = 1.0f - no;
+      const float wt[4] = {so * ea, so * we, no * ea, no * we}; /* nw, ne, sw, se */
+      const int x0 = (int)xw, y0 = (int)yn;
+      const uint8_t *tap[4] = {NULL, NULL, NULL, NULL};
+      for (int k = 0; k < 4; k++) {
+        const int tx = x0 + (k & 1), ty = y0 + (k >> 1);
+        if (tx >= 0 && tx < w && ty >= 0 && ty < h) tap[k] = src + 3 * ((size_t)ty * w + tx);
+      }
+      float m = 0.0f;
+      for (int k = 0; k < 4; k++) m = m + (tap[k] ? wt[k] : 0.0f);
+      for (int ch = 0; ch < 3; ch++) {
+        float v = 0.0f;
+        for (int k = 0; k < 4; k++) v = v + (tap[k] ? (float)tap[k][ch] * wt[k] : 0.0f);
+        v = v * m + (1.0f - m) * fill;
+        v = nearbyintf(v);
+        rgb[3 * o + ch] = v <= 0.0f ? 0 : v >= 255.0f ? 255 : (uint8_t)v;
+      }
     }
   }
 }

@@ -1,5 +1,5 @@
-/* augment.h: the random augmentations of one training sample: flips, crop windows and colour
- * jitter.
+/* augment.h: the random augmentations of one training sample: flips, crop windows, colour
+ * jitter and rotations.
  *
  * Every decision comes from rng.h's CG_RNG_AUG stream keyed by (seed, epoch, index), so a
  * sample is augmented the same whatever thread, rank or batch prepares it. */
@@ -41,5 +41,21 @@ cg_jitter_draw_t cg_augment_jitter_draw(uint64_t seed, int64_t epoch, int64_t in
                                         const cg_jitter_t *j);
 /* Applies a draw to rgb (h x w RGB8, in place). */
 void cg_augment_jitter_apply(const cg_jitter_draw_t *d, int h, int w, uint8_t *rgb);
+
+/* --rotate D[:P]: a rotation of the sample about its centre by an angle uniform in [-D, D]
+ * degrees, made with probability P (torchvision's RandomRotation(degrees=D) made with
+ * probability P; mmsegmentation's RandomRotate(prob=P, degree=D)). The draw of one sample: the
+ * CG_RNG_ROTATE stream of (seed, epoch, index); 0 when it is not rotated (or D is 0). */
+#define CG_ROTATE_MAX_DEG 180.0
+double cg_augment_rotate_draw(uint64_t seed, int64_t epoch, int64_t index, double deg,
+                              double prob);
+/* Rotates rgb (h x w RGB8) and mask (h x w) in place by angle degrees, counter-clockwise as the
+ * picture is seen (torchvision's sign), the size kept: torchvision.transforms.functional.rotate
+ * of uint8 tensors (its float32 steps: the affine grid, grid_sample with align_corners=False,
+ * the fill blend, torch.round), bilinear with fill pad_rgb for the image, nearest with fill
+ * pad_mask for the mask. The corners the rotated sample leaves are that padding. angle 0 changes
+ * nothing. tmp: h*w*4 bytes of scratch. */
+void cg_augment_rotate_apply(double angle, int h, int w, uint8_t *rgb, uint8_t *mask,
+                             uint8_t pad_rgb, uint8_t pad_mask, uint8_t *tmp);
 
 #endif

@@ -124,6 +124,13 @@ static void spin_ms(double ms) {
   }
 }
 
+/* The mask value of augmentation's padding (a zoom-out crop's, a rotation's corners): the
+ * ignore label, left out of the loss and metrics; background when there is none. */
+static uint8_t pad_label(const cg_loader_t *l) {
+  const int ig = l->cfg.ignore_index;
+  return ig >= l->cfg.nclass && ig <= 255 ? (uint8_t)ig : 0;
+}
+
 /* Prepares sample i of the batch in slot s (outside the lock). Returns 0, 1 when the load
  * failed and skip_bad turned the sample into zeros (the caller marks it bad), or -1 with the
  * message in err. */
@@ -145,10 +152,7 @@ static int prepare(cg_loader_t *l, slot_t *s, int i, uint8_t *rgb, uint8_t *mask
   if (l->cfg.crop) {
     cg_crop_t win =
         cg_augment_window(l->cfg.seed, s->b.epoch, idx, l->cfg.crop_lo, l->cfg.crop_hi);
-    /* a zoom-out window's padding: left out as the ignore label, else background */
-    win.pad = l->cfg.ignore_index >= l->cfg.nclass && l->cfg.ignore_index <= 255
-                  ? l->cfg.ignore_index
-                  : 0;
+    win.pad = pad_label(l);
     rc = cg_source_load_win(l->cfg.source, idx, &win, rgb, mask, (uint8_t *)scratch, err,
                             errlen);
   } else {
@@ -165,6 +169,11 @@ static int prepare(cg_loader_t *l, slot_t *s, int i, uint8_t *rgb, uint8_t *mask
   if (jt->b > 0 || jt->c > 0 || jt->s > 0 || jt->h > 0) {
     const cg_jitter_draw_t d = cg_augment_jitter_draw(l->cfg.seed, s->b.epoch, idx, jt);
     cg_augment_jitter_apply(&d, h, w, rgb);
+  }
+  if (l->cfg.rotate_deg > 0) { /* last: its corners stay the padding's gray */
+    const double a = cg_augment_rotate_draw(l->cfg.seed, s->b.epoch, idx, l->cfg.rotate_deg,
+                                            l->cfg.rotate_prob);
+    cg_augment_rotate_apply(a, h, w, rgb, mask, CG_CROP_PAD_RGB, pad_label(l), (uint8_t *)scratch);
   }
   memcpy(y, mask, px);
   double t1 = cg_now();

@@ -56,6 +56,9 @@ typedef struct {
                                 zooms out, its padding the ignore label (else 0) */
   cg_jitter_t jitter;        /* colour jitter of the images after the flips (augment.h; all 0:
                                 none) */
+  double rotate_deg, rotate_prob; /* then a rotation by up to rotate_deg degrees, made with
+                                probability rotate_prob (cg_augment_rotate_*; 0: none), its
+                                corners padded as a zoom-out crop's */
   int skip_bad;              /* a sample that fails to load becomes padding and is counted
                                 (cg_loader_take_bad); without it cg_loader_next ends the job
                                 with exit code 2 naming the file (cg_die, every rank ends) */

@@ -12,6 +12,7 @@
 
 #include "cli.h"    // cg_cli_*: this file's contract
 #include "cgds.h"     // cg_cgds_label_map: the map a shard --data was packed with
+#include "augment.h"  // CG_ROTATE_MAX_DEG: --rotate's range
 #include "fit.h"      // CG_CROP_SCALE_MAX: --crop-scale's range
 #include "labelmap.h" // cg_labelmap_parse: --label-map read once, its table kept
 #include "log.h"      // cg_malloc: the defaults beside a config
@@ -113,6 +114,13 @@ static const cg_opt_t g_opts[] = {
         "contrast=C, saturation=S, hue=H) on uint8 tensors: factors uniform in [max(0, 1-B), "
         "1+B] (C, S alike) and [-H, H], H <= 0.5, applied in a random order; 0 leaves one out; "
         "0.4:0.4:0.4:0.1 is a common choice"),
+    CG_OPT_ROW_TEXT(STR, "rotate", O(rotate), NULL, C_TRAIN, "D[:P]",
+        "random rotation as augmentation, as torchvision's RandomRotation(D) made with "
+        "probability P (mmsegmentation's RandomRotate(prob=P, degree=D)): each training sample, "
+        "after its crop, flips and colour jitter, turned about its centre by an angle uniform in "
+        "[-D, D] degrees (0 < D <= 180), its size kept; bilinear, masks nearest; the corners it "
+        "uncovers padded as zoom-out crops pad (mid-gray, masks the ignore label, 0 when there is "
+        "none); P in (0, 1], default 1; 0 = off"),
     CG_OPT_ROW_ONOFF("flip", O(flip), C_TRAIN,
         "random horizontal and vertical flips as augmentation; --crop off --flip off trains on "
         "exactly the pixels of the files"),
@@ -380,6 +388,7 @@ void cg_cli_defaults(cg_config_t *c) {
   c->crop = 1;
   snprintf(c->crop_scale, sizeof c->crop_scale, "0.75:1");
   snprintf(c->color_jitter, sizeof c->color_jitter, "0:0:0:0");
+  snprintf(c->rotate, sizeof c->rotate, "0");
   c->flip = 1;
   c->max_image_pixels = CG_PNG_DEFAULT_MAX_PIXELS;
   c->train_samples = 4096;
@@ -539,9 +548,32 @@ static int check_labels(cg_config_t *cfg, char *err, size_t errlen) {
   return 0;
 }
 
-/* --early-stop-patience's flags, --trace-steps, --crop-scale, --color-jitter, --min-lr against
- * --lr, --image-size against --model-depth (info too), --report-ranks, --checkpoint-every's
- * directory. */
+/* --rotate D[:P]: parsed into rotate_deg, rotate_prob and written back in one spelling (a
+ * resume compares the stored text): "0" when off, "D" when P is 1. */
+static int check_rotate(cg_config_t *cfg, char *err, size_t errlen) {
+  double d = -1, p = 1;
+  char tail = 0;
+  const int n = sscanf(cfg->rotate, "%lf:%lf%c", &d, &p, &tail);
+  if ((n != 1 && n != 2) || (n == 1 && strchr(cfg->rotate, ':')) || !(d >= 0) ||
+      !(d <= CG_ROTATE_MAX_DEG) || !(p > 0) || !(p <= 1)) {
+    snprintf(err, errlen, "--rotate: '%s' is not D or D:P with 0 <= D <= %g degrees and "
+             "0 < P <= 1", cfg->rotate, CG_ROTATE_MAX_DEG);
+    return -1;
+  }
+  cfg->rotate_deg = d;
+  cfg->rotate_prob = d > 0 ? p : 0;
+  if (d == 0)
+    snprintf(cfg->rotate, sizeof cfg->rotate, "0");
+  else if (p == 1)
+    snprintf(cfg->rotate, sizeof cfg->rotate, "%.15g", d);
+  else
+    snprintf(cfg->rotate, sizeof cfg->rotate, "%.15g:%.15g", d, p);
+  return 0;
+}
+
+/* --early-stop-patience's flags, --trace-steps, --crop-scale, --color-jitter, --rotate, --min-lr
+ * against --lr, --image-size against --model-depth (info too), --report-ranks,
+ * --checkpoint-every's directory. */
 static int check_train_flags(cg_config_t *cfg, char *err, size_t errlen) {
   const cg_opts_set_t given = cg_cli_opts(CG_CMD_TRAIN, cfg);
   if (cfg->early_stop_patience <= 0 && cfg->early_stop_min_delta != 0 &&
@@ -586,6 +618,7 @@ static int check_train_flags(cg_config_t *cfg, char *err, size_t errlen) {
     }
     snprintf(cfg->color_jitter, sizeof cfg->color_jitter, "%.9g:%.9g:%.9g:%.9g", j[0], j[1], j[2],
              j[3]);
+    if (check_rotate(cfg, err, errlen)) return -1;
     if (cfg->min_lr > cfg->lr) {
       snprintf(err, errlen, "--min-lr %g is above --lr %g: the schedule decays to --min-lr",
                cfg->min_lr, cfg->lr);

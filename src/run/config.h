@@ -54,6 +54,8 @@ typedef struct {
   double crop_lo, crop_hi; /* parsed from crop_scale by cg_cli_check */
   char color_jitter[72]; /* --color-jitter "B:C:S:H" */
   double jitter[4];        /* parsed from color_jitter by cg_cli_check; all 0: off */
+  char rotate[48];         /* --rotate "D[:P]" */
+  double rotate_deg, rotate_prob; /* parsed from rotate by cg_cli_check; D 0: off */
   int flip;            /* random-flip augmentation (1 on, 0 off) */
   int64_t train_samples, val_samples;
   int cpu_workers;     /* helper threads per rank; -1 = auto */

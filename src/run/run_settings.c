@@ -32,7 +32,7 @@ static const struct {
     {"data", REFUSED},          {"val-data", REFUSED},      {"val-fraction", REFUSED},
     {"label-map", BY_TABLE},
     {"train-samples", REFUSED}, {"val-samples", REFUSED},   {"crop", REFUSED},
-    {"crop-scale", REFUSED},    {"color-jitter", REFUSED},
+    {"crop-scale", REFUSED},    {"color-jitter", REFUSED},  {"rotate", REFUSED},
     {"flip", REFUSED},          {"batch", NOTICE},          {"grad-accum", NOTICE},
     {"steps", NOTICE},
     {"epochs", NOTICE},         {"optimizer", REFUSED},     {"lr", NOTICE},

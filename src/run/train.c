@@ -512,6 +512,8 @@ static cg_loader_t *train_loader(const cg_run_t *r) {
   lc.crop_hi = r->cfg->crop_hi;
   lc.jitter = (cg_jitter_t){r->cfg->jitter[0], r->cfg->jitter[1], r->cfg->jitter[2],
                             r->cfg->jitter[3]};
+  lc.rotate_deg = r->cfg->rotate_deg;
+  lc.rotate_prob = r->cfg->rotate_prob;
   lc.accum = r->cfg->grad_accum; /* (validation loaders: one batch a step) */
   lc.first_step = r->s0; /* a resumed run continues the same sample order */
   lc.nsteps = r->total > r->s0 ? r->total - r->s0 : 0;
