@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
 """rotate_check.py TOOL: --rotate against torchvision's rotate on uint8 tensors.
 
-For images (smooth ramps, noise, label masks of blocks; 48x64, 31x33 and 256x256) and angles
+For images (smooth ramps, noise, label masks of blocks; 48x64, 31x33, 32x31 (sides of both
+parities: ties of the nearest tap at +-90) and 256x256) and angles
 (random in [-180, 180], and 0, +-90, 45, 180, tiny ones), cg_rotate_tool rotates an image and
 its mask; torchvision.transforms.functional.rotate does the same (bilinear with the mid-gray fill
 for the image, nearest with the ignore label's fill for the mask), and they must agree: image
-values within 1 and at least 99.9% exactly, mask labels at least 99.9% exactly (torch sums
-the affine grid in its own order, which can move a rounding or a nearest tap at a tie).
+values within 1 and at least 99.99% exactly, mask labels at least 99.99% exactly (the grid's sgemm
+rounds like our fmaf on FMA hardware, not elsewhere, which can move a rounding or a nearest tap at
+a tie; measured on the CPU box: 99.9999% and 100%).
 Also the draws: every angle within [-D, D], the share rotated near P, deterministic, another
 epoch another angle."""
 import os
@@ -26,7 +28,7 @@ PAD_RGB, PAD_MASK = 128, 255
 
 
 def samples():
-    for h, w in ((48, 64), (31, 33), (256, 256)):
+    for h, w in ((48, 64), (31, 33), (32, 31), (256, 256)):
         y, x = np.mgrid[0:h, 0:w]
         ramp = np.stack([x * 255 // (w - 1), y * 255 // (h - 1), (x + y) * 255 // (w + h - 2)], -1)
         blocks = ((x * 5 // w) + 5 * (y * 4 // h)).astype(np.uint8)  # 20 labels in blocks
@@ -36,8 +38,9 @@ def samples():
 
 
 ANGLES = [0.0, 90.0, -90.0, 45.0, 180.0, -180.0, 1e-3, -0.25] + list(rng.uniform(-180, 180, 12))
-n_rgb = exact_rgb = worst = n_mask = exact_mask = 0
+n_rgb = exact_rgb = worst = n_mask = exact_mask = nsamp = 0
 for img, mask in samples():
+    nsamp += 1
     h, w, _ = img.shape
     src, out = os.path.join(tmp, "in.raw"), os.path.join(tmp, "out.raw")
     np.concatenate([img.ravel(), mask.ravel()]).tofile(src)
@@ -64,11 +67,13 @@ for img, mask in samples():
                   f"{ref_m[ys[0], xs[0]]}")
         if a == 0.0:
             assert (ours == img).all() and (ours_m == mask).all(), "angle 0 changed the sample"
-print(f"{len(ANGLES)} angles x 6 samples: image {n_rgb} values {exact_rgb / n_rgb:.6f} exact, "
-      f"worst |diff| {worst}; masks {n_mask} labels {exact_mask / n_mask:.6f} exact")
+print(f"{len(ANGLES)} angles x {nsamp} samples: image {n_rgb} values "
+      f"{exact_rgb / n_rgb:.6f} exact, worst |diff| {worst}; masks {n_mask} labels "
+      f"{exact_mask / n_mask:.6f} exact")
 assert worst <= 1, "an image value differs by more than 1"
-assert exact_rgb / n_rgb >= 0.999, "image under 99.9% exact"
-assert exact_mask / n_mask >= 0.999, "mask under 99.9% exact"
+# (roundf for the round half to even fails these: 99.985% of the image, 99.946% of the masks)
+assert exact_rgb / n_rgb >= 0.9999, "image under 99.99% exact"
+assert exact_mask / n_mask >= 0.9999, "mask under 99.99% exact"
 
 
 def draws(seed, epoch, n, d, p):

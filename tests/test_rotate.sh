@@ -27,6 +27,18 @@ run f $MPIRUN -np 1 $BIN $SMALL --batch 4 --rotate 0:0.5 --params-out $T/f.bin
 cmp -s $T/d.bin $T/f.bin || fail "--rotate 0 is not off"
 echo "ok: deterministic, N ranks = 1 rank, it and its P change the run, 0 is off"
 
+# validation is not rotated: with a learning rate too small to move a weight, the validation
+# figures are those of the run without --rotate, while the training loss is not
+V="--val-samples 8 --batch 4 --lr 1e-30"
+run v1 $MPIRUN -np 1 $BIN $SMALL $V --rotate 180
+run v2 $MPIRUN -np 1 $BIN $SMALL $V
+grep -q '^final validation: loss' $T/v1.log || fail "no final validation: $(cat $T/v1.log)"
+[ "$(grep '^final validation' $T/v1.log)" = "$(grep '^final validation' $T/v2.log)" ] ||
+  fail "--rotate changed the validation: $(grep -h '^final validation' $T/v1.log $T/v2.log)"
+[ "$(grep '^final:' $T/v1.log | cut -d'(' -f1)" != "$(grep '^final:' $T/v2.log | cut -d'(' -f1)" ] ||
+  fail "--rotate 180 did not change the training loss"
+echo "ok: validation is not rotated"
+
 # K classes on image files: crops that zoom out, rotations, the ignore label's padding
 $BUILD/bench/cogpu-bench make-pngs --out "$T/pngs" --count 8 --image-size 40 --seed 3 \
   --num-classes 4 --ignore-index 255 > /dev/null
@@ -47,7 +59,7 @@ echo "ok: a resume takes --rotate back (bitwise the uninterrupted run), 30:1 is 
 expect2 "--rotate: the checkpoint has 30, the command line 20; a resumed run cannot change it" \
   $BIN $SMALL --batch 4 --rotate 20 --resume --checkpoint-dir $T/ck
 
-for bad in 181 -5 30:0 30:1.5 x 30: :1 30:0.5:1 nan; do
+for bad in 181 -5 30:0 30:1.5 x 30: :1 30:0.5:1 nan 30deg "30 " " 30" "30: 0.5" 30:0.5x; do
   expect2 "--rotate: '$bad' is not D or D:P with 0 <= D <= 180 degrees and 0 < P <= 1" \
     $BIN $SMALL --rotate "$bad"
 done

@@ -185,10 +185,12 @@ double cg_augment_rotate_draw(uint64_t seed, int64_t epoch, int64_t index, doubl
 
 /* The source position of output pixel (x, y), in the source's pixel coordinates, as
  * torchvision's _gen_affine_grid and grid_sample's unnormalize (align_corners=False) make it in
- * float32: t0, t1 (t3, t4) the rescaled theta's column of x (y). */
+ * float32: t0, t1 (t2, t3) the rescaled theta's column of x (y). The grid's bmm is a BLAS
+ * sgemm, whose kernels on FMA hardware (OpenBLAS's, numpy's) round the second product into the
+ * first once: fmaf, which -ffp-contract=off does not touch. */
 static void rotate_src(const float t[4], int x, int y, int h, int w, float *ix, float *iy) {
   const float bx = (float)x - (float)w * 0.5f + 0.5f, by = (float)y - (float)h * 0.5f + 0.5f;
-  const float gx = bx * t[0] + by * t[1], gy = bx * t[2] + by * t[3];
+  const float gx = fmaf(by, t[1], bx * t[0]), gy = fmaf(by, t[3], bx * t[2]);
   *ix = (gx + 1.0f) * ((float)w / 2.0f) - 0.5f;
   *iy = (gy + 1.0f) * ((float)h / 2.0f) - 0.5f;
 }

@@ -43,8 +43,9 @@ cg_jitter_draw_t cg_augment_jitter_draw(uint64_t seed, int64_t epoch, int64_t in
 void cg_augment_jitter_apply(const cg_jitter_draw_t *d, int h, int w, uint8_t *rgb);
 
 /* --rotate D[:P]: a rotation of the sample about its centre by an angle uniform in [-D, D]
- * degrees, made with probability P (torchvision's RandomRotation(degrees=D) made with
- * probability P; mmsegmentation's RandomRotate(prob=P, degree=D)). The draw of one sample: the
+ * degrees, made with probability P (torchvision's RandomRotation(degrees=D), bilinear for the
+ * image and nearest for the mask, made with probability P; like mmsegmentation's
+ * RandomRotate(prob=P, degree=D)). The draw of one sample: the
  * CG_RNG_ROTATE stream of (seed, epoch, index); 0 when it is not rotated (or D is 0). */
 #define CG_ROTATE_MAX_DEG 180.0
 double cg_augment_rotate_draw(uint64_t seed, int64_t epoch, int64_t index, double deg,

@@ -4,6 +4,7 @@
  * The table is the single source of truth: parsing, range checks, error messages and --help
  * all come from it through the option engine (opts.h), so a documented flag cannot drift from
  * what is parsed. cogpu-bench overlap and scaling take the same train rows (cg_cli_opts). */
+#include <ctype.h>
 #include <errno.h>
 #include <float.h>
 #include <stdio.h>
@@ -115,8 +116,9 @@ static const cg_opt_t g_opts[] = {
         "1+B] (C, S alike) and [-H, H], H <= 0.5, applied in a random order; 0 leaves one out; "
         "0.4:0.4:0.4:0.1 is a common choice"),
     CG_OPT_ROW_TEXT(STR, "rotate", O(rotate), NULL, C_TRAIN, "D[:P]",
-        "random rotation as augmentation, as torchvision's RandomRotation(D) made with "
-        "probability P (mmsegmentation's RandomRotate(prob=P, degree=D)): each training sample, "
+        "random rotation as augmentation, as torchvision's RandomRotation(D) (bilinear, masks "
+        "nearest) made with probability P (like mmsegmentation's RandomRotate(prob=P, "
+        "degree=D)): each training sample, "
         "after its crop, flips and colour jitter, turned about its centre by an angle uniform in "
         "[-D, D] degrees (0 < D <= 180), its size kept; bilinear, masks nearest; the corners it "
         "uncovers padded as zoom-out crops pad (mid-gray, masks the ignore label, 0 when there is "
@@ -548,26 +550,36 @@ static int check_labels(cg_config_t *cfg, char *err, size_t errlen) {
   return 0;
 }
 
-/* --rotate D[:P]: parsed into rotate_deg, rotate_prob and written back in one spelling (a
- * resume compares the stored text): "0" when off, "D" when P is 1. */
+/* --rotate D[:P]: written back in one spelling (a resume compares the stored text): "0" when
+ * off, "D" when P is 1; rotate_deg and rotate_prob are read from that text, so a resumed run
+ * uses the numbers its checkpoint stores. */
 static int check_rotate(cg_config_t *cfg, char *err, size_t errlen) {
   double d = -1, p = 1;
-  char tail = 0;
-  const int n = sscanf(cfg->rotate, "%lf:%lf%c", &d, &p, &tail);
-  if ((n != 1 && n != 2) || (n == 1 && strchr(cfg->rotate, ':')) || !(d >= 0) ||
-      !(d <= CG_ROTATE_MAX_DEG) || !(p > 0) || !(p <= 1)) {
+  char *end = NULL;
+  errno = 0;
+  d = strtod(cfg->rotate, &end);
+  int ok = end != cfg->rotate && !isspace((unsigned char)cfg->rotate[0]);
+  if (ok && *end == ':') {
+    const char *ps = end + 1;
+    p = strtod(ps, &end);
+    ok = end != ps && !isspace((unsigned char)*ps);
+  }
+  if (!ok || *end || errno || !(d >= 0) || !(d <= CG_ROTATE_MAX_DEG) || !(p > 0) || !(p <= 1)) {
     snprintf(err, errlen, "--rotate: '%s' is not D or D:P with 0 <= D <= %g degrees and "
              "0 < P <= 1", cfg->rotate, CG_ROTATE_MAX_DEG);
     return -1;
   }
+  char canon[sizeof cfg->rotate];
+  if (d == 0)
+    snprintf(canon, sizeof canon, "0");
+  else
+    snprintf(canon, sizeof canon, "%.15g:%.15g", d, p);
+  d = strtod(canon, &end);
+  p = *end == ':' ? strtod(end + 1, NULL) : 1;
+  if (p == 1) *end = 0; /* "D:1" is "D" */
+  snprintf(cfg->rotate, sizeof cfg->rotate, "%s", canon);
   cfg->rotate_deg = d;
   cfg->rotate_prob = d > 0 ? p : 0;
-  if (d == 0)
-    snprintf(cfg->rotate, sizeof cfg->rotate, "0");
-  else if (p == 1)
-    snprintf(cfg->rotate, sizeof cfg->rotate, "%.15g", d);
-  else
-    snprintf(cfg->rotate, sizeof cfg->rotate, "%.15g:%.15g", d, p);
   return 0;
 }
 
