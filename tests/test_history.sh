@@ -102,6 +102,36 @@ csv_steps=$(tail -n +2 $T/d.csv | cut -d, -f1 | tr '\n' ' ')
 [ "$csv_steps" = "8 16 20 24 32 40 " ] && echo "  ok: resumed CSV steps $csv_steps" \
   || { echo "FAIL: resumed CSV steps '$csv_steps'"; fail=1; }
 
+# ---- K classes: mIoU, mAcc and the per-class lists, in the JSON lines and the CSV alike ----
+run k $MPIRUN -np 1 $BIN $COMMON --num-classes 3 --steps 8 --val-every 4 --checkpoint-dir $T/ck3 \
+  --history-csv $T/k.csv --metrics-out $T/k.json
+"$PY" - $T/ck3/history.jsonl $T/k.csv $T/k.json <<'EOF' || fail=1
+import csv, json, math, sys
+recs = [json.loads(l) for l in open(sys.argv[1])]
+rows = list(csv.DictReader(open(sys.argv[2])))
+head = open(sys.argv[2]).readline().strip()
+assert head.endswith(",iou_0,iou_1,iou_2,val_macc,acc_0,acc_1,acc_2"), head
+assert [r["step"] for r in recs] == [4, 8] == [int(r["step"]) for r in rows], (recs, rows)
+close = lambda a, b: math.isclose(a, b, rel_tol=1e-5, abs_tol=1e-6)
+for j, r in zip(recs, rows):
+    for k in ("val_miou", "val_mdice", "val_acc", "val_macc"):
+        assert isinstance(j[k], float) and 0 <= j[k] <= 1, (k, j)
+    accs = [a for a in j["val_class_acc"] if a is not None]
+    assert len(j["val_class_acc"]) == 3 and accs, j  # mAcc: the mean over classes in the truth
+    assert close(j["val_macc"], sum(accs) / len(accs)) and close(float(r["val_macc"]),
+                                                                 j["val_macc"]), (j, r)
+    for c in range(3):
+        a = j["val_class_acc"][c]
+        assert (r[f"acc_{c}"] == "") == (a is None), (c, r, j)
+        assert a is None or close(float(r[f"acc_{c}"]), a), (c, r, j)
+m = json.load(open(sys.argv[3]))
+assert close(m["macc"], recs[-1]["val_macc"]), m
+for c, a in zip(m["per_class"], recs[-1]["val_class_acc"]):
+    assert (c["acc"] is None) == (a is None) and (a is None or close(c["acc"], a)), (c, a)
+print(f"  ok: K = 3 history: val_macc {recs[-1]['val_macc']:.4f} = the mean of val_class_acc "
+      f"{recs[-1]['val_class_acc']}; CSV's val_macc and acc_c the same; --metrics-out macc")
+EOF
+
 # ---- 4. the plot, and bad input ----
 if "$PY" -c "import matplotlib" 2> /dev/null; then
   if "$PY" "$ROOT/scripts/plot_history.py" $T/ck2/history.jsonl $T/h.png > $T/plot.log 2>&1 &&

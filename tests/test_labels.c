@@ -51,12 +51,25 @@ static void test_confusion(void) {
   CG_TEST_CHECK(near(miou, want), "mIoU %.15g, want %.15g (absent class left out)", miou, want);
   CG_TEST_CHECK(near(cg_confk_mdice(m, 3), (10.0 / 13 + 8.0 / 11) / 2), "mDice");
   CG_TEST_CHECK(near(cg_confk_acc(m, 3), 9.0 / 12), "accuracy %g", cg_confk_acc(m, 3));
-  /* a class only predicted counts in the mean with IoU 0 */
+  /* mmsegmentation's per-class Acc (tp / the class's truth) and mAcc (their mean over the
+   * classes in the truth) */
+  double acc;
+  CG_TEST_CHECK(cg_confk_class_acc(m, 3, 0, &acc) == 1 && near(acc, 5.0 / 6), "class 0 acc %g",
+                acc);
+  CG_TEST_CHECK(cg_confk_class_acc(m, 3, 1, &acc) == 1 && near(acc, 4.0 / 6), "class 1 acc %g",
+                acc);
+  CG_TEST_CHECK(cg_confk_class_acc(m, 3, 2, &acc) == 0, "class 2 has no acc");
+  CG_TEST_CHECK(near(cg_confk_macc(m, 3), (5.0 / 6 + 4.0 / 6) / 2), "mAcc %g",
+                cg_confk_macc(m, 3));
+  /* a class only predicted counts in the mean with IoU 0, not in mAcc (no truth) */
   const int64_t m2[4] = {3, 1, 0, 0}; /* truth all 0; one pixel predicted 1 */
   CG_TEST_CHECK(near(cg_confk_miou(m2, 2), (3.0 / 4 + 0) / 2), "predicted-only class: %g",
                 cg_confk_miou(m2, 2));
+  CG_TEST_CHECK(near(cg_confk_macc(m2, 2), 3.0 / 4), "predicted-only class, mAcc %g",
+                cg_confk_macc(m2, 2));
   const int64_t z[4] = {0, 0, 0, 0};
-  CG_TEST_CHECK(cg_confk_miou(z, 2) == 0 && cg_confk_acc(z, 2) == 0, "empty matrix");
+  CG_TEST_CHECK(cg_confk_miou(z, 2) == 0 && cg_confk_acc(z, 2) == 0 && cg_confk_macc(z, 2) == 0,
+                "empty matrix");
 
   /* counting: ignore pixels and values >= K are left out */
   const uint8_t y[10] = {0, 1, 2, 255, 1, 1, 0, 2, 255, 7};

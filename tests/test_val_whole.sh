@@ -122,10 +122,31 @@ $PY - "$T" << 'PYEOF'
 import json, re, sys
 t = sys.argv[1]
 m = json.load(open(f"{t}/k3.json"))
-p = re.search(r"mIoU ([0-9.]+)  mDice ([0-9.]+)  accuracy ([0-9.]+)", open(f"{t}/pred3.log").read())
-for key, want in (("miou", float(p.group(1))), ("val_acc", float(p.group(3)))):
+p = re.search(r"mIoU ([0-9.]+)  mDice ([0-9.]+)  accuracy ([0-9.]+)  mAcc ([0-9.]+)",
+              open(f"{t}/pred3.log").read())
+for key, want in (("miou", float(p.group(1))), ("val_acc", float(p.group(3))),
+                  ("macc", float(p.group(4)))):
     assert abs(m[key] - want) <= 1e-6, f"{key} {m[key]} vs predict's {want}"
-print(f"K = 3: miou {m['miou']:.6f} = predict's {p.group(1)}")
+print(f"K = 3: miou {m['miou']:.6f}, macc {m['macc']:.6f} = predict's {p.group(1)}, {p.group(4)}")
+# predict's figures from its masks, as mmsegmentation's IoUMetric computes them (nanmean over
+# the classes: IoU over those in the truth or the prediction, Acc over those in the truth)
+import glob, os
+import numpy as np
+from PIL import Image
+inter, union, label = np.zeros(3), np.zeros(3), np.zeros(3)
+for f in sorted(glob.glob(f"{t}/pred3/*.png")):
+    pr = np.array(Image.open(f))
+    gt = np.array(Image.open(f"{t}/view3/masks/{os.path.basename(f)}"))
+    keep = gt != 255
+    pr, gt = pr[keep], gt[keep]
+    for c in range(3):
+        inter[c] += ((pr == c) & (gt == c)).sum()
+        union[c] += ((pr == c) | (gt == c)).sum()
+        label[c] += (gt == c).sum()
+with np.errstate(invalid="ignore"):
+    miou, macc = np.nanmean(inter / union), np.nanmean(inter / label)
+print(f"K = 3 from predict's masks: mIoU {miou:.6f}, mAcc {macc:.6f}")
+assert abs(miou - float(p.group(1))) <= 1e-6 and abs(macc - float(p.group(4))) <= 1e-6
 PYEOF
 echo "ok: --val-mode whole scores what predict scores on the network's view of each image"
 

@@ -109,3 +109,22 @@ double cg_confk_acc(const int64_t *conf, int K) {
   for (int c = 0; c < K; c++) diag += conf[c * K + c];
   return all ? (double)diag / (double)all : 0.0;
 }
+
+int cg_confk_class_acc(const int64_t *conf, int K, int c, double *acc) {
+  int64_t row = 0;
+  for (int j = 0; j < K; j++) row += conf[c * K + j];
+  *acc = row > 0 ? (double)conf[c * K + c] / (double)row : 0.0;
+  return row > 0;
+}
+
+double cg_confk_macc(const int64_t *conf, int K) {
+  double sum = 0;
+  int np = 0;
+  for (int c = 0; c < K; c++) {
+    double acc;
+    if (!cg_confk_class_acc(conf, K, c, &acc)) continue;
+    sum += acc;
+    np++;
+  }
+  return np ? sum / np : 0.0;
+}

@@ -46,5 +46,10 @@ int cg_confk_class(const int64_t *conf, int K, int c, double *iou, double *dice,
 double cg_confk_miou(const int64_t *conf, int K);
 double cg_confk_mdice(const int64_t *conf, int K);
 double cg_confk_acc(const int64_t *conf, int K);
+/* Class c's accuracy, mmsegmentation's per-class Acc: tp / its ground-truth pixels (its recall);
+ * 0 when it has none (then the return is 0, else 1: the class counts in mAcc). */
+int cg_confk_class_acc(const int64_t *conf, int K, int c, double *acc);
+/* mAcc, mmsegmentation's: the mean class accuracy over the classes in the truth (0 when none). */
+double cg_confk_macc(const int64_t *conf, int K);
 
 #endif

@@ -297,7 +297,7 @@ static const cg_opt_t g_opts[] = {
     CG_OPT_ROW_OUT(STR, "tensorboard", O(tensorboard), C_TRAIN, "DIR",
         "write TensorBoard scalars to a new event file in DIR (made if missing), as PyTorch's "
         "SummaryWriter(DIR): train/loss, train/img_per_s, train/lr every --report-every steps; "
-        "val/loss, val/iou (val/miou), val/dice (val/mdice), val/acc and K >= 2 "
+        "val/loss, val/iou (val/miou), val/dice (val/mdice), val/acc and K >= 2 val/macc and "
         "val_class_iou/C at each validation; `tensorboard --logdir DIR` shows them"),
     CG_OPT_ROW_NUM(DBL, "bucket-mb", O(bucket_mb), 0, 1e6, C_TRAIN, "X",
         "gradient all-reduce bucket size in MB (0 = one bucket, besides --last-bucket-mb's)"),

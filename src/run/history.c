@@ -15,7 +15,7 @@
 #include "atomic_file.h" /* cg_afile_save, cg_afile_append, cg_file_read */
 #include "json.h"        /* cg_json_parse: the steps of the records kept on resume */
 #include "log.h"         /* cg_malloc */
-#include "metrics.h"     /* cg_confk_class: per-class IoU */
+#include "metrics.h"     /* cg_confk_class, cg_confk_class_acc: per-class IoU and accuracy */
 
 struct cg_history {
   FILE *jsonl, *csv;
@@ -90,11 +90,13 @@ cg_history_t *cg_history_create(const char *jsonl, const char *csv, int K, int64
   h->K = K;
   if (has_j && !(h->jsonl = reopen(jsonl, 0, "", keep_upto, &h->wall0, err, errlen))) goto fail;
   if (has_c) {
-    size_t cap = 256 + 16 * (size_t)K;
+    size_t cap = 256 + 32 * (size_t)K;
     char *head = cg_malloc(cap, "history");
     size_t n = (size_t)snprintf(head, cap, "step,epoch,wall_s,train_loss,val_loss,%s,lr,img_per_s",
                                 K > 1 ? "val_miou,val_mdice,val_acc" : "val_iou,val_dice,val_acc");
     for (int c = 0; K > 1 && c < K; c++) n += (size_t)snprintf(head + n, cap - n, ",iou_%d", c);
+    if (K > 1) n += (size_t)snprintf(head + n, cap - n, ",val_macc");
+    for (int c = 0; K > 1 && c < K; c++) n += (size_t)snprintf(head + n, cap - n, ",acc_%d", c);
     snprintf(head + n, cap - n, "\n");
     h->csv = reopen(csv, 1, head, keep_upto, has_j ? NULL : &h->wall0, err, errlen);
     free(head);
@@ -131,10 +133,39 @@ static int put_line(FILE *f, const char *line, char *err, size_t errlen) {
   return 0;
 }
 
+/* K >= 2: the JSON key ", \"val_macc\": m, \"val_class_acc\": [...]" (acc) or
+ * ", \"val_class_iou\": [...]" into js, and the per-class CSV columns into cs, *m advanced;
+ * returns the JSON's length. A class without a figure (absent: cg_confk_class, _class_acc) is
+ * null / empty. */
+static size_t class_list(const int64_t *confk, int K, int acc, char *js, size_t jcap, char *cs,
+                         size_t ccap, size_t *m) {
+  size_t n = 0;
+  char a[32];
+  if (acc) {
+    fmt_num(a, sizeof a, confk ? cg_confk_macc(confk, K) : NAN, 0);
+    n += (size_t)snprintf(js + n, jcap - n, ", \"val_macc\": %s", a);
+  }
+  n += (size_t)snprintf(js + n, jcap - n, ", \"%s\": [", acc ? "val_class_acc" : "val_class_iou");
+  size_t k = 0;
+  for (int c = 0; c < K; c++) {
+    double v = NAN, dice;
+    const int has = confk && (acc ? cg_confk_class_acc(confk, K, c, &v)
+                                  : cg_confk_class(confk, K, c, &v, &dice, NULL, NULL));
+    if (!has) v = NAN;
+    fmt_num(a, sizeof a, v, 0);
+    n += (size_t)snprintf(js + n, jcap - n, "%s%s", c ? ", " : "", a);
+    fmt_num(a, sizeof a, v, 1);
+    k += (size_t)snprintf(cs + k, ccap - k, ",%s", a);
+  }
+  *m += k;
+  n += (size_t)snprintf(js + n, jcap - n, "]");
+  return n;
+}
+
 int cg_history_add(cg_history_t *h, const cg_history_rec_t *rec, char *err, size_t errlen) {
   if (!h) return 0;
   const int K = h->K;
-  const size_t cap = 1024 + 24 * (size_t)K;
+  const size_t cap = 1024 + 48 * (size_t)K;
   char *js = cg_malloc(cap, "history"), *cs = cg_malloc(cap, "history");
   char v[9][32];
   const double vals[9] = {rec->epoch, rec->wall_s, rec->train_loss, rec->val_loss, rec->iou,
@@ -150,18 +181,14 @@ int cg_history_add(cg_history_t *h, const cg_history_rec_t *rec, char *err, size
   for (int i = 0; i < 9; i++) fmt_num(v[i], sizeof v[i], vals[i], 1);
   size_t m = (size_t)snprintf(cs, cap, "%lld,%s,%s,%s,%s,%s,%s,%s,%s,%s", (long long)rec->step,
                               v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8]);
-  if (K > 1) n += (size_t)snprintf(js + n, cap - n, ", \"val_class_iou\": [");
-  for (int c = 0; K > 1 && c < K; c++) {
-    double iou = NAN, dice;
-    int64_t gt;
-    if (!rec->confk || !cg_confk_class(rec->confk, K, c, &iou, &dice, &gt, NULL)) iou = NAN;
+  if (K > 1) {
+    n += class_list(rec->confk, K, 0, js + n, cap - n, cs + m, cap - m, &m);
     char a[32];
-    fmt_num(a, sizeof a, iou, 0);
-    n += (size_t)snprintf(js + n, cap - n, "%s%s", c ? ", " : "", a);
-    fmt_num(a, sizeof a, iou, 1);
+    fmt_num(a, sizeof a, rec->confk ? cg_confk_macc(rec->confk, K) : NAN, 1);
     m += (size_t)snprintf(cs + m, cap - m, ",%s", a);
+    n += class_list(rec->confk, K, 1, js + n, cap - n, cs + m, cap - m, &m);
   }
-  snprintf(js + n, cap - n, "%s}\n", K > 1 ? "]" : "");
+  snprintf(js + n, cap - n, "}\n");
   snprintf(cs + m, cap - m, "\n");
   int rc = 0;
   if (h->jsonl && put_line(h->jsonl, js, err, errlen)) rc = -1;

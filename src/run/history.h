@@ -4,10 +4,12 @@
  * Format (ARCHITECTURE.md, "Other files"): one JSON object per line, keys step, epoch (steps /
  * steps per epoch), wall_s (seconds since the run started, continued across resumes),
  * train_loss (mean over the steps since the previous validation), val_loss, then val_iou,
- * val_dice, val_acc (binary) or val_miou, val_mdice, val_acc and val_class_iou [K] (K >= 2;
- * null for a class absent from the truth and the predictions), lr (of the last step), img_per_s
- * (training samples per training second since the previous validation). CSV: a header, then
- * the same values per row; K >= 2 adds the columns iou_0 .. iou_{K-1}.
+ * val_dice, val_acc (binary) or val_miou, val_mdice, val_acc, val_macc, val_class_iou [K] (null
+ * for a class absent from the truth and the predictions) and val_class_acc [K] (null for a class
+ * absent from the truth) (K >= 2), lr (of the last step), img_per_s (training samples per
+ * training second since the previous validation). CSV: a header, then the same values per row;
+ * K >= 2 adds the columns iou_0 .. iou_{K-1}, val_macc, acc_0 .. acc_{K-1} (at the end, so a
+ * resumed run's older rows keep their columns).
  *
  * Durability: every record is one write of a whole line, flushed and fsync'ed before the next
  * step; a crash can at worst leave a torn last line, which readers (the resume filter here,

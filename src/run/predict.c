@@ -1097,20 +1097,24 @@ static void print_metrics(const ptally_t *t) {
     return;
   }
   const int k = t->k;
-  printf("predict: class   IoU        Dice       gt_pixels    pred_pixels\n");
+  printf("predict: class   IoU        Dice       Acc        gt_pixels    pred_pixels\n");
   for (int c = 0; c < k; c++) {
-    double iou, dice;
+    double iou, dice, acc;
     int64_t gt, pr;
-    if (cg_confk_class(t->confk, k, c, &iou, &dice, &gt, &pr))
-      printf("predict: %5d   %.6f   %.6f   %-12lld %lld\n", c, iou, dice, (long long)gt,
-             (long long)pr);
-    else
-      printf("predict: %5d   -          -          %-12lld %lld\n", c, (long long)gt,
-             (long long)pr);
+    char fi[16] = "-", fd[16] = "-", fa[16] = "-";
+    if (cg_confk_class(t->confk, k, c, &iou, &dice, &gt, &pr)) {
+      snprintf(fi, sizeof fi, "%.6f", iou);
+      snprintf(fd, sizeof fd, "%.6f", dice);
+    }
+    if (cg_confk_class_acc(t->confk, k, c, &acc)) snprintf(fa, sizeof fa, "%.6f", acc);
+    printf("predict: %5d   %-8s   %-8s   %-8s   %-12lld %lld\n", c, fi, fd, fa, (long long)gt,
+           (long long)pr);
   }
-  printf("predict: mIoU %.6f  mDice %.6f  accuracy %.6f  (%lld images, full resolution%s)\n",
+  printf("predict: mIoU %.6f  mDice %.6f  accuracy %.6f  mAcc %.6f  (%lld images, full "
+         "resolution%s)\n",
          cg_confk_miou(t->confk, k), cg_confk_mdice(t->confk, k), cg_confk_acc(t->confk, k),
-         (long long)t->images, t->ignore >= 0 ? ", ignore label left out" : "");
+         cg_confk_macc(t->confk, k), (long long)t->images,
+         t->ignore >= 0 ? ", ignore label left out" : "");
 }
 
 /* Every rank must predict from the same images, checkpoint and ground-truth map (each reads

@@ -336,14 +336,18 @@ void cg_acc_reset(cg_acc_t *a, int K) {
 
 /* K >= 2: one line per class of the K x K counts (rank 0 prints). */
 static void print_class_table(const int64_t *ck, int K, int ignore) {
-  printf("# %-5s %8s %8s %14s %14s\n", "class", "IoU", "Dice", "gt pixels", "pred pixels");
+  printf("# %-5s %8s %8s %8s %14s %14s\n", "class", "IoU", "Dice", "Acc", "gt pixels",
+         "pred pixels");
   for (int c = 0; c < K; c++) {
-    double iou, dice;
+    double iou, dice, acc;
     int64_t gt, pr;
-    if (cg_confk_class(ck, K, c, &iou, &dice, &gt, &pr))
-      printf("  %-5d %8.4f %8.4f %14lld %14lld\n", c, iou, dice, (long long)gt, (long long)pr);
-    else
-      printf("  %-5d %8s %8s %14lld %14lld\n", c, "-", "-", (long long)gt, (long long)pr);
+    char fi[16] = "-", fd[16] = "-", fa[16] = "-";
+    if (cg_confk_class(ck, K, c, &iou, &dice, &gt, &pr)) {
+      snprintf(fi, sizeof fi, "%.4f", iou);
+      snprintf(fd, sizeof fd, "%.4f", dice);
+    }
+    if (cg_confk_class_acc(ck, K, c, &acc)) snprintf(fa, sizeof fa, "%.4f", acc);
+    printf("  %-5d %8s %8s %8s %14lld %14lld\n", c, fi, fd, fa, (long long)gt, (long long)pr);
   }
   if (ignore >= 0) printf("  (pixels labelled %d are ignored)\n", ignore);
 }
@@ -414,6 +418,7 @@ static void history_add(cg_run_t *r, cg_train_figs_t *f, int64_t step, double el
     tb_scalar(f, K > 1 ? "val/miou" : "val/iou", step, rec.iou);
     tb_scalar(f, K > 1 ? "val/mdice" : "val/dice", step, rec.dice);
     tb_scalar(f, "val/acc", step, rec.acc);
+    if (K > 1) tb_scalar(f, "val/macc", step, cg_confk_macc(v->confk, K));
     for (int c = 0; K > 1 && c < K; c++) {
       double iou, dice;
       int64_t gt, pr;
@@ -444,9 +449,9 @@ void cg_report_validation(cg_run_t *r, cg_train_figs_t *f, int64_t step, double 
   if (r->bar == 2) fputc('\n', stderr);
   const int K = r->model.nclass;
   if (K > 1) {
-    printf("validation at step %lld: loss %.4f  mIoU %.4f  mDice %.4f  accuracy %.4f\n",
+    printf("validation at step %lld: loss %.4f  mIoU %.4f  mDice %.4f  accuracy %.4f  mAcc %.4f\n",
            (long long)step, v->loss, cg_confk_miou(v->confk, K), cg_confk_mdice(v->confk, K),
-           cg_confk_acc(v->confk, K));
+           cg_confk_acc(v->confk, K), cg_confk_macc(v->confk, K));
     print_class_table(v->confk, K, r->cfg->ignore_index);
     fflush(stdout);
     return;
@@ -533,10 +538,11 @@ static void print_final_k(const cg_run_t *r, const cg_train_figs_t *f, const int
          (long long)r->total, f->last_window_loss, (long long)last_win, cg_confk_miou(lk, K), ips,
          wall);
   if (f->have_val) {
-    printf("final validation: loss %.4f  mIoU %.4f  mDice %.4f  accuracy %.4f  (%lld images, %d "
-           "classes)\n",
+    printf("final validation: loss %.4f  mIoU %.4f  mDice %.4f  accuracy %.4f  mAcc %.4f  (%lld "
+           "images, %d classes)\n",
            f->val.loss, cg_confk_miou(f->val.confk, K), cg_confk_mdice(f->val.confk, K),
-           cg_confk_acc(f->val.confk, K), (long long)f->val.images, K);
+           cg_confk_acc(f->val.confk, K), cg_confk_macc(f->val.confk, K),
+           (long long)f->val.images, K);
     print_class_table(f->val.confk, K, r->cfg->ignore_index);
   }
 }
@@ -552,10 +558,11 @@ static void print_final_idle(const cg_run_t *r, const cg_train_figs_t *f, double
                                                : "no checkpoint written");
   if (!f->have_val) return;
   if (K > 1) {
-    printf("final validation: loss %.4f  mIoU %.4f  mDice %.4f  accuracy %.4f  (%lld images, %d "
-           "classes; the checkpoint's weights)\n",
+    printf("final validation: loss %.4f  mIoU %.4f  mDice %.4f  accuracy %.4f  mAcc %.4f  (%lld "
+           "images, %d classes; the checkpoint's weights)\n",
            f->val.loss, cg_confk_miou(f->val.confk, K), cg_confk_mdice(f->val.confk, K),
-           cg_confk_acc(f->val.confk, K), (long long)f->val.images, K);
+           cg_confk_acc(f->val.confk, K), cg_confk_macc(f->val.confk, K),
+           (long long)f->val.images, K);
     print_class_table(f->val.confk, K, r->cfg->ignore_index);
   } else {
     printf("final validation: loss %.4f  IoU %.4f  Dice %.4f  accuracy %.4f  (%lld images; the "
@@ -624,25 +631,30 @@ static void fill_result(const cg_run_t *r, const cg_train_figs_t *f, double ips,
 static char *metrics_k(const cg_run_t *r, const cg_train_figs_t *f, const int64_t *tk,
                        const int64_t *lk) {
   const int K = r->model.nclass;
-  size_t cap = 256 + (size_t)K * 160, n = 0;
+  size_t cap = 256 + (size_t)K * 200, n = 0;
   char *s = cg_malloc(cap, "metrics");
-  char mi[32], tm[32], tr[32];
+  char mi[32], ma[32], tm[32], tr[32];
   const int trained = r->s0 < r->total;
   json_num(mi, sizeof mi, f->have_val ? cg_confk_miou(f->val.confk, K) : NAN);
+  json_num(ma, sizeof ma, f->have_val ? cg_confk_macc(f->val.confk, K) : NAN);
   json_num(tm, sizeof tm, trained ? cg_confk_miou(lk, K) : NAN);
   json_num(tr, sizeof tr, trained ? cg_confk_miou(tk, K) : NAN);
   n += (size_t)snprintf(s + n, cap - n, ", \"num_classes\": %d, \"ignore_index\": %d, "
-                        "\"miou\": %s, \"train_miou\": %s, \"train_miou_run\": %s, "
-                        "\"per_class\": [", K, r->cfg->ignore_index, mi, tm, tr);
+                        "\"miou\": %s, \"macc\": %s, \"train_miou\": %s, "
+                        "\"train_miou_run\": %s, \"per_class\": [", K, r->cfg->ignore_index, mi,
+                        ma, tm, tr);
   for (int c = 0; f->have_val && c < K; c++) {
-    double iou, dice;
+    double iou, dice, acc;
     int64_t gt;
     const int present = cg_confk_class(f->val.confk, K, c, &iou, &dice, &gt, NULL);
-    char a[32], b[32];
+    const int labelled = cg_confk_class_acc(f->val.confk, K, c, &acc);
+    char a[32], b[32], d[32];
     json_num(a, sizeof a, present ? iou : NAN);
     json_num(b, sizeof b, present ? dice : NAN);
+    json_num(d, sizeof d, labelled ? acc : NAN);
     n += (size_t)snprintf(s + n, cap - n, "%s{\"class\": %d, \"iou\": %s, \"dice\": %s, "
-                          "\"gt_pixels\": %lld}", c ? ", " : "", c, a, b, (long long)gt);
+                          "\"acc\": %s, \"gt_pixels\": %lld}", c ? ", " : "", c, a, b, d,
+                          (long long)gt);
   }
   snprintf(s + n, cap - n, "]");
   return s;
