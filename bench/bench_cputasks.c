@@ -26,6 +26,7 @@
 #include "cgds.h"
 #include "feat.h"
 #include "jpeg_io.h"
+#include "loader.h" /* cg_loader_place_window: --crop-cat-max */
 #include "log.h"
 #include "png_io.h"
 #include "source.h"
@@ -42,6 +43,8 @@ typedef struct {
   int pin;
   int crop;         /* load a training crop window (over the whole file) */
   double lo, hi;    /* --crop-scale: the windows' side, of the shorter side (above 1: padded) */
+  double cat_max;   /* --crop-cat-max: < 1, windows placed by train's rule (cg_loader_*) */
+  atomic_llong refused; /* windows it refused, over the run */
 } pool_t;
 
 typedef struct {
@@ -67,6 +70,11 @@ static void *worker(void *arg) {
     if (p->crop) {
       win = cg_augment_window(7, 0, idx, p->lo, p->hi);
       win.pad = 255; /* a zoom-out window's padding: the ignore label, as train sets it */
+      const int r = p->cat_max < 1 ? cg_loader_place_window(p->src, 7, 0, idx, 255, p->cat_max,
+                                                            &win, mask, tmp, err, sizeof err)
+                                   : 0;
+      if (r < 0) CG_FATAL("%s", err);
+      atomic_fetch_add(&p->refused, r);
     }
     if (p->crop ? cg_source_load_win(p->src, idx, &win, rgb, mask, tmp, err, sizeof err)
                 : cg_source_load(p->src, idx, rgb, mask, err, sizeof err))
@@ -104,6 +112,7 @@ typedef struct {
   int formats;
   int crop;
   const char *crop_scale;
+  double crop_cat_max;
 } opts_t;
 
 #define F(f) CG_OPT_FIELD(opts_t, f)
@@ -125,9 +134,12 @@ static const cg_opt_t g_opts[] = {
     CG_OPT_ROW_TEXT(PTR, "crop-scale", F(crop_scale), NULL, 0, "A:B",
         "--crop: the windows' side, uniform in A..B of the shorter side (as train's; above 1 "
         "zoomed out and padded)"),
+    CG_OPT_ROW_NUM(DBL, "crop-cat-max", F(crop_cat_max), 0.001, 1, 0, "R",
+        "--crop: windows placed as train --crop-cat-max R places them (masks read as binary, "
+        "255 ignored); the header says how many each task refused; 1 = off"),
 };
 static const opts_t g_defaults = {"synthetic", 256, 0, CG_PNG_DEFAULT_MAX_PIXELS, NULL, 0, 0,
-                                  "0.75:1"};
+                                  "0.75:1", 1};
 
 /* --crop-scale A:B into lo, hi: 0, or -1 (said on stderr). */
 static int crop_range(const opts_t *o, double *lo, double *hi) {
@@ -230,7 +242,7 @@ static void run_formats(const opts_t *o, const cg_topo_t *topo, int ncores) {
       continue;
     }
     pool_t pl = {src, o->size, o->ntasks > 0 ? o->ntasks : 4 * FMT_SAMPLES, 0, NULL, NULL, topo, 1,
-                 o->crop, 0, 0};
+                 o->crop, 0, 0, o->crop_cat_max, 0};
     crop_range(o, &pl.lo, &pl.hi); /* checked by cputasks_run */
     run_pool(&pl, 1); /* warm the page cache */
     const double t1 = pl.ntasks / run_pool(&pl, 1), tn = pl.ntasks / run_pool(&pl, ncores);
@@ -271,7 +283,7 @@ static int cputasks_run(const void *arg, cg_comm_t *c) {
   /* check: the pool's outputs equal a single-threaded pass, bitwise */
   size_t per = (size_t)size * size * 5;
   int nchk = ncores * 2 < ntasks ? ncores * 2 : ntasks;
-  pool_t p = {src, size, nchk, 0, NULL, NULL, topo, 0, o->crop, lo, hi};
+  pool_t p = {src, size, nchk, 0, NULL, NULL, topo, 0, o->crop, lo, hi, o->crop_cat_max, 0};
   p.out = cg_malloc(sizeof(float) * per * nchk, "check out");
   run_pool(&p, 1);
   float *ref = p.out;
@@ -282,8 +294,11 @@ static int cputasks_run(const void *arg, cg_comm_t *c) {
   free(p.out);
   p.out = NULL;
   p.ntasks = ntasks;
-  char what[64] = "";
-  if (o->crop) snprintf(what, sizeof what, " (crop windows %g:%g)", lo, hi);
+  char what[128] = "", cat[64] = "";
+  if (o->crop && o->crop_cat_max < 1) /* the check's two passes: 2 x nchk tasks */
+    snprintf(cat, sizeof cat, ", --crop-cat-max %g: %.2f windows refused a task",
+             o->crop_cat_max, (double)atomic_load(&p.refused) / (double)(2 * nchk));
+  if (o->crop) snprintf(what, sizeof what, " (crop windows %g:%g%s)", lo, hi, cat);
   printf("# cogpu-bench cpu-tasks: %s %dx%d%s, %d tasks per run, rank 0's %d core(s); outputs "
          "%s\n", src->ops->kind, size, size, what, ntasks, ncores,
          bad ? "DIFFER between 1 and N threads" : "bitwise equal for 1 and N threads");

@@ -9,8 +9,11 @@
 #    windows, JPEGs decoded at a DCT scale, depend only on the seed, epoch and sample);
 #  - zoom-out crops (--crop-scale 0.5:2, padded with the ignore label) give N ranks = 1 rank
 #    too, and train from a --store whole shard;
-#  - --crop-scale changes the run; bad --crop-scale values and a resume with another one are
-#    refused (exit 2, naming the flag); --lr-schedule poly with --min-lr resumes with a notice.
+#  - --crop-cat-max 0.75 (windows of one label moved) gives N ranks = 1 rank over the directory
+#    and the shard, and changes the run;
+#  - --crop-scale changes the run; bad --crop-scale and --crop-cat-max values and a resume with
+#    another one are refused (exit 2, naming the flag); --lr-schedule poly with --min-lr resumes
+#    with a notice.
 # The files are written with Debian's Pillow (/usr/bin/python3); without it: skipped (77).
 set -euo pipefail
 BIN=$1; MPIRUN="$2 --oversubscribe --bind-to none"; BUILD=$3
@@ -89,6 +92,24 @@ $CMP $T/z2.bin $T/z1.bin 1e-5
 $MPIRUN -np 1 $BIN ${SMALL/--data $T\/wide/--data $T/whole.cgds} --batch 4 --crop-scale 1:2 \
   > $T/z3.log
 expect2 "--crop-scale: '0.5:4.5' is not A:B with 0 < A <= B <= 4" $BIN $SMALL --crop-scale 0.5:4.5
+# --crop-cat-max (windows of one label moved; masks read alone first): N ranks = 1 rank over the
+# directory (JPEGs at a DCT scale, PNG masks) and over a --store whole shard; it changes the run
+CM="--crop-scale 0.5:0.9 --crop-cat-max 0.75"
+$MPIRUN -np 1 $BIN $SMALL --batch 4 $CM --params-out $T/m1.bin > $T/m1.log
+$MPIRUN -np 2 $BIN $SMALL --batch 2 $CM --params-out $T/m2.bin > $T/m2.log
+echo "--crop-cat-max 0.75: np 2 x batch 2 vs np 1 x batch 4:"
+$CMP $T/m2.bin $T/m1.bin 1e-5
+if $CMP $T/m1.bin $T/a1.bin 1e-5 > /dev/null 2>&1; then
+  fail "--crop-cat-max 0.75 trained the parameters of the run without it"
+fi
+$MPIRUN -np 1 $BIN ${SMALL/--data $T\/wide/--data $T/whole.cgds} --batch 4 $CM \
+  --params-out $T/m3.bin > $T/m3.log
+$MPIRUN -np 2 $BIN ${SMALL/--data $T\/wide/--data $T/whole.cgds} --batch 2 $CM \
+  --params-out $T/m4.bin > $T/m4.log
+echo "--crop-cat-max 0.75 on a --store whole shard: np 2 x batch 2 vs np 1 x batch 4:"
+$CMP $T/m4.bin $T/m3.bin 1e-5
+expect2 "--crop-cat-max: 0 refuses every window; R is in (0, 1]" $BIN $SMALL --crop-cat-max 0
+expect2 "--crop-cat-max" $BIN $SMALL --crop-cat-max 1.5
 
 expect2 "--crop-scale: '0:1' is not A:B" $BIN $SMALL --crop-scale 0:1
 expect2 "--crop-scale: '1:0.5' is not A:B" $BIN $SMALL --crop-scale 1:0.5
@@ -98,6 +119,8 @@ expect2 "--min-lr 0.5 is above --lr" $BIN $SMALL --min-lr 0.5
 $MPIRUN -np 1 $BIN $SMALL --batch 4 --crop-scale 0.5:0.9 --lr-schedule poly --min-lr 1e-5 \
   --steps 3 --checkpoint-dir $T/ck > $T/ck.log
 expect2 "crop-scale" $BIN $SMALL --batch 4 --crop-scale 0.6:1 --resume $T/ck
+expect2 "--crop-cat-max: the checkpoint has 1, the command line 0.75" $BIN $SMALL --batch 4 \
+  --crop-cat-max 0.75 --resume $T/ck
 $MPIRUN -np 1 $BIN $SMALL --batch 4 --lr-power 2 --resume $T/ck > $T/res.log 2>&1 ||
   { cat $T/res.log; fail "resume with another --lr-power"; }
 grep -q "lr-power" $T/res.log || { cat $T/res.log; fail "no notice of --lr-power"; }

@@ -18,6 +18,7 @@ enum {
   CG_RNG_AUG = 4,     /* a = epoch, b = sample index: flips, crops */
   CG_RNG_JITTER = 5,  /* a = epoch, b = sample index: --color-jitter */
   CG_RNG_ROTATE = 6,  /* a = epoch, b = sample index: --rotate */
+  CG_RNG_CROP = 7,    /* a = epoch, b = sample index: --crop-cat-max's new places */
   CG_RNG_TEST = 99
 };
 

@@ -62,6 +62,32 @@ cg_crop_t cg_augment_window(uint64_t seed, int64_t epoch, int64_t index, double 
   return win;
 }
 
+void cg_augment_window_again(uint64_t seed, int64_t epoch, int64_t index, int t, cg_crop_t *win) {
+  CG_ASSERT(t >= 1 && t <= CG_CROP_CAT_TRIES);
+  cg_rng_t r = cg_rng_make(seed, CG_RNG_CROP, (uint64_t)epoch, (uint64_t)index);
+  for (int i = 1; i < t; i++) {
+    (void)cg_rng_next(&r);
+    (void)cg_rng_next(&r);
+  }
+  win->u = cg_rng_uniform(&r);
+  win->v = cg_rng_uniform(&r);
+}
+
+int cg_augment_cat_ok(const uint8_t *mask, size_t n, int ignore, double ratio) {
+  if (ratio >= 1.0) return 1;
+  size_t count[256] = {0};
+  for (size_t i = 0; i < n; i++) count[mask[i]]++;
+  if (ignore >= 0 && ignore <= 255) count[ignore] = 0;
+  size_t all = 0, most = 0;
+  int labels = 0;
+  for (int v = 0; v < 256; v++) {
+    all += count[v];
+    labels += count[v] > 0;
+    if (count[v] > most) most = count[v];
+  }
+  return labels > 1 && (double)most / (double)all < ratio;
+}
+
 /* ---- colour jitter ------------------------------------------------------------------------ */
 
 cg_jitter_draw_t cg_augment_jitter_draw(uint64_t seed, int64_t epoch, int64_t index,

@@ -22,6 +22,18 @@ void cg_augment_flip(uint64_t seed, int64_t epoch, int64_t index, int h, int w, 
 #define CG_CROP_SCALE_DEFAULT_LO 0.75
 cg_crop_t cg_augment_window(uint64_t seed, int64_t epoch, int64_t index, double lo, double hi);
 
+/* --crop-cat-max R: mmsegmentation's RandomCrop(cat_max_ratio=R). A window whose mask has a
+ * single label, or one label on R or more of its labelled pixels (those not the ignore label),
+ * is moved: its side kept, a new place drawn; after CG_CROP_CAT_TRIES refused windows the next
+ * is taken unchecked (mmsegmentation's loop of 10). */
+#define CG_CROP_CAT_TRIES 10
+/* win's place for try t (1..CG_CROP_CAT_TRIES): u, v drawn afresh, the t-th pair of the
+ * CG_RNG_CROP stream of (seed, epoch, index). */
+void cg_augment_window_again(uint64_t seed, int64_t epoch, int64_t index, int t, cg_crop_t *win);
+/* Whether a crop's mask of n pixels passes: more than one label among the pixels that are not
+ * ignore (-1: none), and every label's count below ratio of them (ratio >= 1: always). */
+int cg_augment_cat_ok(const uint8_t *mask, size_t n, int ignore, double ratio);
+
 /* --color-jitter B:C:S:H: torchvision's ColorJitter(brightness=B, contrast=C, saturation=S,
  * hue=H) on a uint8 image tensor (transforms/functional_tensor.py of torchvision 0.14, the
  * arithmetic in float32 as there: _blend, rgb_to_grayscale's 0.2989/0.587/0.114 truncated to

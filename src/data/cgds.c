@@ -287,7 +287,7 @@ static const uint8_t *checked_record(cgds_source_t *cs, int64_t index, char *err
 static int cgds_load_win(cg_source_t *s, int64_t index, const cg_crop_t *win, uint8_t *rgb,
                          uint8_t *mask, char *err, size_t errlen) {
   cgds_source_t *cs = (cgds_source_t *)s;
-  CG_ASSERT(index >= 0 && index < s->count);
+  CG_ASSERT(index >= 0 && index < s->count && (rgb || win)); /* rgb NULL: the window's mask */
   const char *name = cs->names + cs->name_at[index];
   const uint8_t *rec = checked_record(cs, index, err, errlen);
   if (!rec) return -1;
@@ -319,7 +319,7 @@ static int cgds_load_win(cg_source_t *s, int64_t index, const cg_crop_t *win, ui
   if (!rc && win) {
     double x0, y0, side;
     cg_crop_px(win, rh, rw, &x0, &y0, &side);
-    cg_resample_rgb(wr, rh, rw, x0, y0, side, side, rgb, s->h, s->w);
+    if (rgb) cg_resample_rgb(wr, rh, rw, x0, y0, side, side, rgb, s->h, s->w);
     cg_resample_mask_pad(wm, rh, rw, x0, y0, side, side, mask, s->h, s->w, (uint8_t)win->pad);
   } else if (!rc) {
     cg_fit_square(wr, wm, rh, rw, s->h, rgb, mask);

@@ -419,7 +419,13 @@ int cg_fit_pair(const char *image, const char *mask, const cg_fit_opts_t *o, uin
   const int oh = whole ? o->out_h : o->size, ow = whole ? o->out_w : o->size;
   fit_t fi = {.oh = oh, .ow = ow, .eh = o->expect_h, .ew = o->expect_w, .win = o->win,
               .whole = whole, .out = out_rgb};
-  if (fit_file(image, o->max_pixels, CG_PNG_AS_RGB, &fi, err, errlen)) return -1;
+  if (!out_rgb) { /* the mask alone: the image's size is the one seen at start-up */
+    CG_ASSERT(o->win && !whole);
+    fi.fh = o->expect_h;
+    fi.fw = o->expect_w;
+  } else if (fit_file(image, o->max_pixels, CG_PNG_AS_RGB, &fi, err, errlen)) {
+    return -1;
+  }
   if (h) *h = fi.fh;
   if (w) *w = fi.fw;
   /* the mask's own size: the whole file onto itself, rows copied (fit_begin's crop) */

@@ -95,8 +95,11 @@ void cg_fit_view_size(int h, int w, int size, int *oh, int *ow);
  * label fails with "MASK: mask value V is not a class id of --num-classes K ..." (a value the map
  * leaves out: "... is not in --label-map SPEC"); binary with an ignore label keeps that label and
  * maps other values > 0 to 1; with a map the masks are read as labels even when binary. *h, *w
- * (optional) get the image's size. Returns 0, or -1 with "PATH: reason" in err (out_* then
- * undefined). Thread-safe. */
+ * (optional) get the image's size. out_rgb NULL (with o->win): the mask alone, the image file
+ * not read (its size is o->expect_h x o->expect_w, when given, which the mask must have; *h, *w
+ * get those): a training crop's labels, checked before its image is decoded
+ * (--crop-cat-max). Returns 0, or -1 with "PATH: reason" in err (out_* then undefined).
+ * Thread-safe. */
 int cg_fit_pair(const char *image, const char *mask, const cg_fit_opts_t *o, uint8_t *out_rgb,
                 uint8_t *out_mask, int *h, int *w, char *err, size_t errlen);
 /* cg_fit_pair with binary masks, the fitting rule and no map. */

@@ -131,6 +131,18 @@ static uint8_t pad_label(const cg_loader_t *l) {
   return ig >= l->cfg.nclass && ig <= 255 ? (uint8_t)ig : 0;
 }
 
+int cg_loader_place_window(cg_source_t *src, uint64_t seed, int64_t epoch, int64_t idx,
+                           int ignore, double cat_max, cg_crop_t *win, uint8_t *mask,
+                           uint8_t *tmp, char *err, size_t errlen) {
+  int t = 1;
+  for (; t <= CG_CROP_CAT_TRIES; t++) {
+    if (cg_source_load_win(src, idx, win, NULL, mask, tmp, err, errlen)) return -1;
+    if (cg_augment_cat_ok(mask, (size_t)src->h * src->w, ignore, cat_max)) break;
+    cg_augment_window_again(seed, epoch, idx, t, win);
+  }
+  return t - 1;
+}
+
 /* Prepares sample i of the batch in slot s (outside the lock). Returns 0, 1 when the load
  * failed and skip_bad turned the sample into zeros (the caller marks it bad), or -1 with the
  * message in err. */
@@ -153,8 +165,14 @@ static int prepare(cg_loader_t *l, slot_t *s, int i, uint8_t *rgb, uint8_t *mask
     cg_crop_t win =
         cg_augment_window(l->cfg.seed, s->b.epoch, idx, l->cfg.crop_lo, l->cfg.crop_hi);
     win.pad = pad_label(l);
-    rc = cg_source_load_win(l->cfg.source, idx, &win, rgb, mask, (uint8_t *)scratch, err,
-                            errlen);
+    rc = l->cfg.cat_max > 0 && l->cfg.cat_max < 1
+             ? cg_loader_place_window(l->cfg.source, l->cfg.seed, s->b.epoch, idx, l->ignore,
+                                      l->cfg.cat_max, &win, mask, (uint8_t *)scratch, err, errlen)
+             : 0;
+    if (rc > 0) rc = 0;
+    if (!rc)
+      rc = cg_source_load_win(l->cfg.source, idx, &win, rgb, mask, (uint8_t *)scratch, err,
+                              errlen);
   } else {
     rc = cg_source_load(l->cfg.source, idx, rgb, mask, err, errlen);
   }

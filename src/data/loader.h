@@ -54,6 +54,8 @@ typedef struct {
   double crop_lo, crop_hi;   /* their scale range (0 < lo <= hi <= CG_CROP_SCALE_MAX; 0, 0:
                                 the default CG_CROP_SCALE_DEFAULT_LO .. 1); above 1 a window
                                 zooms out, its padding the ignore label (else 0) */
+  double cat_max;            /* < 1: a window whose mask one label dominates is moved
+                                (cg_augment_cat_ok, reading its mask alone first); 0 or 1: off */
   cg_jitter_t jitter;        /* colour jitter of the images after the flips (augment.h; all 0:
                                 none) */
   double rotate_deg, rotate_prob; /* then a rotation by up to rotate_deg degrees, made with
@@ -81,6 +83,16 @@ typedef struct {
 typedef struct cg_loader cg_loader_t;
 
 cg_loader_t *cg_loader_create(const cg_loader_cfg_t *cfg);
+
+/* --crop-cat-max R (cat_max < 1; augment.h): moves win, its side kept, until the mask it crops
+ * from src passes cg_augment_cat_ok (ignore: the ignore label, -1 none), trying at most
+ * CG_CROP_CAT_TRIES windows, each read as its mask alone (image files decode no image); win is
+ * then the window to load. Returns the windows refused (0..CG_CROP_CAT_TRIES), or -1 with err
+ * when a mask cannot be read (a bad sample, as a load's). mask: src->h * src->w bytes of
+ * scratch; tmp: 4 times that. The loader's rule, shared with cogpu-bench cpu-tasks. */
+int cg_loader_place_window(cg_source_t *src, uint64_t seed, int64_t epoch, int64_t idx,
+                           int ignore, double cat_max, cg_crop_t *win, uint8_t *mask,
+                           uint8_t *tmp, char *err, size_t errlen);
 void cg_loader_destroy(cg_loader_t *l); /* NULL-safe; stops and joins the helpers */
 
 /* Next batch in order, or NULL after the last. *wait_s (optional) gets the seconds blocked. */

@@ -50,9 +50,11 @@ int cg_source_load_full(cg_source_t *s, int64_t index, int *oh, int *ow, int *mh
 int cg_source_load_win(cg_source_t *s, int64_t index, const cg_crop_t *win, uint8_t *rgb,
                        uint8_t *mask, uint8_t *tmp, char *err, size_t errlen) {
   if (s->ops->load_win) return s->ops->load_win(s, index, win, rgb, mask, err, errlen);
-  if (cg_source_load(s, index, rgb, mask, err, errlen)) return -1;
-  cg_crop_apply(win, s->h, s->w, rgb, mask, tmp);
-  return 0;
+  uint8_t *own = rgb ? NULL : cg_malloc((size_t)s->h * s->w * 3, "sample"); /* the mask alone */
+  int rc = cg_source_load(s, index, rgb ? rgb : own, mask, err, errlen);
+  if (!rc) cg_crop_apply(win, s->h, s->w, rgb ? rgb : own, mask, tmp);
+  free(own);
+  return rc;
 }
 
 static const cg_source_ops_t synth_ops = {"synthetic", synth_load, synth_destroy, NULL, NULL,

@@ -110,6 +110,12 @@ static const cg_opt_t g_opts[] = {
         "of the loss and metrics, as mmsegmentation pads; 0 when there is none); 0.5:2 spans "
         "the scales of mmsegmentation's resize ratio 0.5..2 (its ratio is uniform, here the "
         "window's side: more of the crops zoom out)"),
+    CG_OPT_ROW_NUM(DBL, "crop-cat-max", O(crop_cat_max), 0, 1, C_TRAIN, "R",
+        "real data's crops: a window whose mask has one label on R or more of its labelled "
+        "pixels (the ignore label left out), or a single label, is moved to a new place of the "
+        "same side, up to 10 times, the next taken as it is: mmsegmentation's "
+        "RandomCrop(cat_max_ratio=R), 0.75 in its Cityscapes, ADE20K and VOC recipes; each try "
+        "reads the window's mask alone (image files decode no image for it); 1 = off"),
     CG_OPT_ROW_TEXT(STR, "color-jitter", O(color_jitter), NULL, C_TRAIN, "B:C:S:H",
         "training images' random colour jitter, as torchvision's ColorJitter(brightness=B, "
         "contrast=C, saturation=S, hue=H) on uint8 tensors: factors uniform in [max(0, 1-B), "
@@ -391,6 +397,7 @@ void cg_cli_defaults(cg_config_t *c) {
   snprintf(c->crop_scale, sizeof c->crop_scale, "0.75:1");
   snprintf(c->color_jitter, sizeof c->color_jitter, "0:0:0:0");
   snprintf(c->rotate, sizeof c->rotate, "0");
+  c->crop_cat_max = 1;
   c->flip = 1;
   c->max_image_pixels = CG_PNG_DEFAULT_MAX_PIXELS;
   c->train_samples = 4096;
@@ -631,6 +638,10 @@ static int check_train_flags(cg_config_t *cfg, char *err, size_t errlen) {
     snprintf(cfg->color_jitter, sizeof cfg->color_jitter, "%.9g:%.9g:%.9g:%.9g", j[0], j[1], j[2],
              j[3]);
     if (check_rotate(cfg, err, errlen)) return -1;
+    if (!(cfg->crop_cat_max > 0)) {
+      snprintf(err, errlen, "--crop-cat-max: 0 refuses every window; R is in (0, 1] (1 = off)");
+      return -1;
+    }
     if (cfg->min_lr > cfg->lr) {
       snprintf(err, errlen, "--min-lr %g is above --lr %g: the schedule decays to --min-lr",
                cfg->min_lr, cfg->lr);

@@ -52,6 +52,7 @@ typedef struct {
   int crop;            /* random-crop augmentation of real data (1 on, 0 off) */
   char crop_scale[48]; /* --crop-scale "A:B": the crop windows' side, of the shorter side */
   double crop_lo, crop_hi; /* parsed from crop_scale by cg_cli_check */
+  double crop_cat_max;     /* --crop-cat-max: mmsegmentation's cat_max_ratio; 1 = off */
   char color_jitter[72]; /* --color-jitter "B:C:S:H" */
   double jitter[4];        /* parsed from color_jitter by cg_cli_check; all 0: off */
   char rotate[48];         /* --rotate "D[:P]" */

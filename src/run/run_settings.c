@@ -33,6 +33,7 @@ static const struct {
     {"label-map", BY_TABLE},
     {"train-samples", REFUSED}, {"val-samples", REFUSED},   {"crop", REFUSED},
     {"crop-scale", REFUSED},    {"color-jitter", REFUSED},  {"rotate", REFUSED},
+    {"crop-cat-max", REFUSED},
     {"flip", REFUSED},          {"batch", NOTICE},          {"grad-accum", NOTICE},
     {"steps", NOTICE},
     {"epochs", NOTICE},         {"optimizer", REFUSED},     {"lr", NOTICE},

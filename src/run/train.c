@@ -510,6 +510,7 @@ static cg_loader_t *train_loader(const cg_run_t *r) {
   lc.crop = !r->synthetic && r->cfg->crop;
   lc.crop_lo = r->cfg->crop_lo;
   lc.crop_hi = r->cfg->crop_hi;
+  lc.cat_max = r->cfg->crop_cat_max;
   lc.jitter = (cg_jitter_t){r->cfg->jitter[0], r->cfg->jitter[1], r->cfg->jitter[2],
                             r->cfg->jitter[3]};
   lc.rotate_deg = r->cfg->rotate_deg;
