@@ -57,6 +57,8 @@ typedef struct {
   int64_t max_pixels; /* --max-image-pixels */
   double overlap;     /* --tile-overlap */
   int save_probs;     /* --save-probs */
+  int overlay;        /* --overlay: NAME.overlay.png, the prediction drawn over the image */
+  double alpha;       /* --overlay-alpha */
   int flip;           /* --flip: test-time flip (tiler.h) */
   char **list_masks;  /* --input LIST of IMAGE MASK lines: image i's mask (else NULL) */
   char **dir_masks;   /* --masks DIR: image i's mask there, found at start-up (else NULL) */
@@ -77,7 +79,8 @@ static void usage(FILE *f) {
           "usage: mpirun -np N cogpu-dist predict --checkpoint FILE|DIR --input DIR|LIST\n"
           "         --output DIR [--masks DIR] [--backend auto|cpu|cuda] [--batch N]\n"
           "         [--resize auto|fit|native|S] [--scales F[,F...]] [--tile-overlap F] [--flip]\n"
-          "         [--save-probs] [--max-image-pixels N] [--label-map SPEC]\n"
+          "         [--save-probs] [--overlay [--overlay-alpha A]] [--max-image-pixels N]\n"
+          "         [--label-map SPEC]\n"
           "  runs the model of a checkpoint on every image of the --input directory (*.png, *.jpg,\n"
           "  *.jpeg, *.gif, *.tif, *.tiff in any letter case), or every image a text LIST names\n"
           "  (IMAGE or IMAGE MASK lines, as train --data LIST reads them; its masks are scored\n"
@@ -107,8 +110,9 @@ static void usage(FILE *f) {
           "  --masks DIR    ground-truth masks DIR/NAME.png (or .gif, .tif, .tiff; binary ones\n"
           "                 also .jpg, .jpeg),\n"
           "                 all found before any work: prints IoU, Dice and pixel accuracy\n"
-          "                 (K >= 2: per-class IoU and Dice, mIoU, accuracy; the checkpoint's\n"
-          "                 ignore label left out) over every pixel, counts summed over ranks\n"
+          "                 (K >= 2: per-class IoU, Dice and accuracy, mIoU, accuracy, mAcc;\n"
+          "                 the checkpoint's ignore label left out) over every pixel, counts\n"
+          "                 summed over ranks\n"
           "  --backend      auto (cuda when usable), cpu or cuda [auto]; computes in fp32\n"
           "  --batch        tiles per step per rank, 1..4096 [8]; at most the rank's tiles\n"
           "                 (with --flip a tile and its mirror count two: an odd N runs N - 1,\n"
@@ -128,6 +132,12 @@ static void usage(FILE *f) {
           "                 probabilities of the blended logits, at the image's size (K = 1: one\n"
           "                 channel, the sigmoid probability of the foreground); numpy.load\n"
           "                 reads it\n"
+          "  --overlay      also writes NAME.overlay.png: the image with each pixel's predicted\n"
+          "                 class colour blended in, (1 - A) image + A colour, truncated to 8\n"
+          "                 bits (mmsegmentation's SegLocalVisualizer, without its labels); the\n"
+          "                 colours are the training masks' palette when the checkpoint has one,\n"
+          "                 else PASCAL VOC's colour map (class 0 black, 1 dark red, 2 green)\n"
+          "  --overlay-alpha A  --overlay: the colour's weight, 0..1 [0.5]\n"
           "  --max-image-pixels N  an image of more pixels (width x height, from its header) is\n"
           "                 refused before anything is allocated, and so is an image whose\n"
           "                 --resize view has more [%lld, Pillow's bomb limit]\n"
@@ -378,6 +388,8 @@ static const cg_opt_t k_popts[] = {
     {"masks", CG_OPT_STR, PO(masks), 0, 0, 0, NULL, 0, "DIR", "masks to score against"},
     {"backend", CG_OPT_STR, PO(backend), 0, 0, 0, "auto|cpu|cuda", 0, "B", "backend"},
     {"save-probs", CG_OPT_FLAG, PO(save_probs), 0, 1, 0, NULL, 0, "", "probabilities too"},
+    {"overlay", CG_OPT_FLAG, PO(overlay), 0, 1, 0, NULL, 0, "", "the prediction over the image"},
+    {"overlay-alpha", CG_OPT_DBL, PO(alpha), 0, 1, 0, NULL, 0, "A", "the overlay's weight"},
     {"flip", CG_OPT_FLAG, PO(flip), 0, 1, 0, NULL, 0, "", "test-time flip"},
     {"scales", CG_OPT_STR, PO(scales_arg), 0, 0, CG_OPT_REQUIRED, NULL, 0, "F[,F...]",
      "test-time scales"},
@@ -417,6 +429,7 @@ static int parse(int argc, char **argv, popts_t *o, char *err, size_t errlen) {
   o->batch = 8;
   o->max_pixels = CG_PNG_DEFAULT_MAX_PIXELS;
   o->overlap = PREDICT_DEFAULT_OVERLAP;
+  o->alpha = -1; /* not given: 0.5 */
   snprintf(o->resize, sizeof o->resize, "auto");
   snprintf(o->scales_arg, sizeof o->scales_arg, "1");
   const cg_opts_set_t set = {k_popts, sizeof k_popts / sizeof k_popts[0], 0, o, 0};
@@ -442,6 +455,11 @@ static int parse(int argc, char **argv, popts_t *o, char *err, size_t errlen) {
     return -1;
   }
   o->side = number ? (int)side : 0;
+  if (o->alpha >= 0 && !o->overlay) {
+    snprintf(err, errlen, "--overlay-alpha: the weight of --overlay's colours; give --overlay");
+    return -1;
+  }
+  if (o->alpha < 0) o->alpha = 0.5;
   return parse_scales(o, err, errlen);
 }
 
@@ -576,6 +594,16 @@ static int check_inputs(popts_t *o, const cg_comm_t *c, cg_ckpt_info_t *info, cg
     return -1;
   }
   if (!is_list && o->masks[0] && find_dir_masks(o, *files, *nfiles, err, errlen)) return -1;
+  for (int i = 0; o->overlay && i < *nfiles; i++) { /* NAME.overlay's mask: another's overlay */
+    char stem[1024];
+    stem_of((*files)[i], stem, sizeof stem);
+    const size_t n = strlen(stem), sfx = strlen(".overlay");
+    if (n > sfx && !strcmp(stem + n - sfx, ".overlay")) {
+      snprintf(err, errlen, "--overlay: the mask of %.600s would be %.300s.png, the name of an "
+               "overlay; rename the image or predict it without --overlay", (*files)[i], stem);
+      return -1;
+    }
+  }
   if (resolve_label_map(o, info, model, c->rank, err, errlen)) return -1;
   if (c->rank == 0 && check_output_dir(o->output, err, errlen)) return -1;
   /* the masks written as STEM.png would replace the images or the ground truth there (rank 0
@@ -703,6 +731,7 @@ typedef struct {
   int k, ignore;
   cg_confusion_t bin;
   int64_t images, failures, probs_failures; /* masks, and .probs.npy files, not written */
+  int64_t overlay_failures;                 /* .overlay.png files not written */
   int64_t *confk; /* k*k, K >= 2 */
 } ptally_t;
 
@@ -955,8 +984,53 @@ static int check_truth(const popts_t *o, char **files, int nfiles, int k, int ig
   return 0;
 }
 
+/* PASCAL VOC's colour map: class c's colour from its bits, three at a time, from the top bit
+ * of each channel down (VOC's devkit labelcolormap). */
+static void voc_colour(int c, uint8_t rgb[3]) {
+  int r = 0, g = 0, b = 0;
+  for (int j = 0; j < 8; j++, c >>= 3) {
+    r |= (c & 1) << (7 - j);
+    g |= ((c >> 1) & 1) << (7 - j);
+    b |= ((c >> 2) & 1) << (7 - j);
+  }
+  rgb[0] = (uint8_t)r;
+  rgb[1] = (uint8_t)g;
+  rgb[2] = (uint8_t)b;
+}
+
+/* --overlay: path (STEM.overlay.png) gets image's pixels with the class colours of cls (k = 1:
+ * 0 or 255) blended in, (1 - alpha) v + alpha colour truncated, as mmsegmentation's
+ * SegLocalVisualizer draws a prediction (in double, its numpy float64). 0, or -1 with err. */
+static int write_overlay(const popts_t *o, const char *image, const pimg_t *p, const uint8_t *cls,
+                         const cg_ckpt_info_t *info, const char *path, char *err, size_t errlen) {
+  uint8_t *rgb = NULL;
+  int h = 0, w = 0;
+  if (cg_image_read_rgb(image, o->max_pixels, &rgb, &h, &w, err, errlen)) return -1;
+  if (h != p->h || w != p->w) { /* the file changed while predict ran */
+    snprintf(err, errlen, "%s: now %dx%d, predicted at %dx%d", image, w, h, p->w, p->h);
+    free(rgb);
+    return -1;
+  }
+  uint8_t pal[256][3];
+  const int own = p->k > 1 && info->npal >= p->k;
+  for (int c = 0; c < 256; c++) {
+    if (own && c < info->npal) memcpy(pal[c], info->palette + 3 * c, 3);
+    else voc_colour(c, pal[c]);
+  }
+  const double a = o->alpha, keep = 1.0 - a;
+  const size_t px = (size_t)h * w;
+  for (size_t q = 0; q < px; q++) {
+    const uint8_t *col = pal[p->k == 1 ? cls[q] != 0 : cls[q]];
+    for (int ch = 0; ch < 3; ch++)
+      rgb[3 * q + ch] = (uint8_t)((double)rgb[3 * q + ch] * keep + (double)col[ch] * a);
+  }
+  const int rc = cg_png_write(path, rgb, h, w, CG_PNG_RGB8, err, errlen);
+  free(rgb);
+  return rc;
+}
+
 /* p with every row final, counted against the truth with --masks, written as NAME.png
- * (and NAME.probs.npy committed). */
+ * (and NAME.probs.npy committed, NAME.overlay.png written). */
 static void pimg_finish(pimg_t *p, const popts_t *o, char **files, const cg_ckpt_info_t *info,
                         ptally_t *t) {
   const size_t px = (size_t)p->h * p->w;
@@ -998,6 +1072,13 @@ static void pimg_finish(pimg_t *p, const popts_t *o, char **files, const cg_ckpt
       t->probs_failures++;
     }
   }
+  if (!rc && o->overlay) { /* the mask (and its probabilities) written */
+    snprintf(path, sizeof path, "%s/%s.overlay.png", o->output, stem);
+    if (write_overlay(o, files[p->file], p, cls, info, path, err, sizeof err)) {
+      cg_log_warn("--overlay: %s", err);
+      t->overlay_failures++;
+    }
+  }
   t->images++;
 }
 
@@ -1022,7 +1103,8 @@ static void remove_partials(const char *out, char **files, int nfiles) {
       stem_of(files[i], stem, sizeof stem);
       const size_t sl = strlen(stem);
       const int ours = bl > sl && !memcmp(base, stem, sl) &&
-                       (!strcmp(base + sl, ".png") || !strcmp(base + sl, ".probs.npy"));
+                       (!strcmp(base + sl, ".png") || !strcmp(base + sl, ".probs.npy") ||
+                        !strcmp(base + sl, ".overlay.png"));
       if (ours && unlinkat(dirfd(d), e->d_name, 0) == 0) {
         removed++;
         break;
@@ -1242,15 +1324,16 @@ int cg_predict_run(int argc, char **argv, cg_comm_t *c) {
   predict_all(bk.ops, be, &o, files, nfiles, &model, &info, c, &t);
   sigaction(SIGINT, &old_int, NULL);
   sigaction(SIGTERM, &old_term, NULL);
-  int64_t sums[8] = {t.bin.tp, t.bin.fp, t.bin.fn, t.bin.tn, t.images, t.failures, predict_stop,
-                     t.probs_failures};
-  cg_comm_sum_i64(c, sums, 8);
+  int64_t sums[9] = {t.bin.tp, t.bin.fp, t.bin.fn, t.bin.tn, t.images, t.failures, predict_stop,
+                     t.probs_failures, t.overlay_failures};
+  cg_comm_sum_i64(c, sums, 9);
   const int stopped = sums[6] != 0 && sums[4] < nfiles; /* images were left undone */
   if (t.k > 1) cg_comm_sum_i64(c, t.confk, t.k * t.k);
   t.bin = (cg_confusion_t){sums[0], sums[1], sums[2], sums[3]};
   t.images = sums[4];
   t.failures = sums[5];
   t.probs_failures = sums[7];
+  t.overlay_failures = sums[8];
   if (c->rank == 0) {
     if (t.failures)
       printf("predict: wrote %lld mask(s) to %s; %lld could not be written (see the warnings)\n",
@@ -1260,6 +1343,9 @@ int cg_predict_run(int argc, char **argv, cg_comm_t *c) {
     if (t.probs_failures)
       printf("predict: %lld .probs.npy file(s) could not be written (see the warnings)\n",
              (long long)t.probs_failures);
+    if (t.overlay_failures)
+      printf("predict: %lld .overlay.png file(s) could not be written (see the warnings)\n",
+             (long long)t.overlay_failures);
     if (stopped)
       printf("predict: stopped by a signal before the last image: the %lld mask(s) written are "
              "complete, the others were not written (run again to finish)\n",
@@ -1274,5 +1360,5 @@ int cg_predict_run(int argc, char **argv, cg_comm_t *c) {
   free(params);
   free(t.confk);
   if (stopped) return 128 + (predict_stop ? (int)predict_stop : SIGTERM);
-  return t.failures || t.probs_failures ? 1 : 0;
+  return t.failures || t.probs_failures || t.overlay_failures ? 1 : 0;
 }
