@@ -104,7 +104,7 @@ csv_steps=$(tail -n +2 $T/d.csv | cut -d, -f1 | tr '\n' ' ')
 
 # ---- K classes: mIoU, mAcc and the per-class lists, in the JSON lines and the CSV alike ----
 run k $MPIRUN -np 1 $BIN $COMMON --num-classes 3 --steps 8 --val-every 4 --checkpoint-dir $T/ck3 \
-  --history-csv $T/k.csv --metrics-out $T/k.json
+  --history-csv $T/k.csv --metrics-out $T/k.json --stats-out $T/k.stats
 "$PY" - $T/ck3/history.jsonl $T/k.csv $T/k.json <<'EOF' || fail=1
 import csv, json, math, sys
 recs = [json.loads(l) for l in open(sys.argv[1])]
@@ -131,6 +131,10 @@ for c, a in zip(m["per_class"], recs[-1]["val_class_acc"]):
 print(f"  ok: K = 3 history: val_macc {recs[-1]['val_macc']:.4f} = the mean of val_class_acc "
       f"{recs[-1]['val_class_acc']}; CSV's val_macc and acc_c the same; --metrics-out macc")
 EOF
+want=$(printf 'mAcc %.4f' "$("$PY" -c 'import json,sys; print(json.loads(open(sys.argv[1]).readlines()[-1])["val_macc"])' $T/ck3/history.jsonl)")
+if $MON --once --plain $T/k.stats > $T/monk.txt 2>&1 && grep -q "validation at step 8: loss .* mIoU .* $want" $T/monk.txt
+then echo "  ok: cogpu-monitor shows the K = 3 run's $want"
+else echo "FAIL: cogpu-monitor's K = 3 validation line (want $want):"; cat $T/monk.txt; fail=1; fi
 
 # ---- 4. the plot, and bad input ----
 if "$PY" -c "import matplotlib" 2> /dev/null; then

@@ -41,7 +41,7 @@ static const field_t k_cluster[] = {{"img_per_s", 0, 1e12, 0}, {"median_own_ms",
 static const field_t k_val[] = {{"step", 0, 1e15, F_REQ | F_INT}, {"loss", -1e30, 1e30, 0},
                                 {"iou", -1e3, 1e3, 0},   {"miou", -1e3, 1e3, 0},
                                 {"dice", -1e3, 1e3, 0},  {"mdice", -1e3, 1e3, 0},
-                                {"acc", -1e3, 1e3, 0}};
+                                {"acc", -1e3, 1e3, 0},   {"macc", -1e3, 1e3, 0}};
 static const field_t k_imb[] = {{"own_ms", -1e3, 1e6, 0}, {"step_ms", -1e3, 1e6, 0}};
 #define NF(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -256,10 +256,12 @@ int cg_monitor_render(const char *line, const cg_monitor_view_t *v, FILE *out, c
   const cg_json_t *val = cg_json_get(r, "val");
   if (val && val->type == CG_JSON_OBJ) {
     const int k = cg_json_get(val, "miou") != NULL;
-    fprintf(out, "  validation at step %.0f: loss %.4f  %s %.4f  %s %.4f  accuracy %.4f\n",
+    fprintf(out, "  validation at step %.0f: loss %.4f  %s %.4f  %s %.4f  accuracy %.4f",
             cg_json_num(val, "step", 0), cg_json_num(val, "loss", NAN), k ? "mIoU" : "IoU",
             cg_json_num(val, k ? "miou" : "iou", NAN), k ? "mDice" : "Dice",
             cg_json_num(val, k ? "mdice" : "dice", NAN), cg_json_num(val, "acc", NAN));
+    if (cg_json_get(val, "macc")) fprintf(out, "  mAcc %.4f", cg_json_num(val, "macc", NAN));
+    fputc('\n', out);
   }
   if (v->bad_lines > 0)
     fprintf(out, "  %ld bad line%s skipped%s%s%s\n", v->bad_lines, v->bad_lines == 1 ? "" : "s",

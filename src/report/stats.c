@@ -28,7 +28,8 @@ struct cg_stats {
   int *node;   /* node index per rank */
   cg_rank_view_t view; /* the table's rows (--report-ranks), resolved */
   int timing;  /* COGPU_STATS_TIMING set: rank 0 prints the gather and format times */
-  double val[6]; /* the latest validation: step, loss, iou, dice, acc, classes; step < 0 none */
+  double val[7]; /* the latest validation: step, loss, iou, dice, acc, classes, macc; step < 0
+                    none */
   int hold_final;  /* the final record waits for the final validation (cg_stats_hold_final) */
   char *held;      /* that record without its "val", which goes at held_at */
   size_t held_at;
@@ -227,9 +228,9 @@ static void cluster_means(const cg_stats_t *s, cg_cluster_t *cl) {
 }
 
 void cg_stats_set_val(cg_stats_t *s, int64_t step, double loss, double iou, double dice,
-                      double acc, int classes) {
+                      double acc, double macc, int classes) {
   if (!s) return;
-  const double v[6] = {(double)step, loss, iou, dice, acc, (double)classes};
+  const double v[7] = {(double)step, loss, iou, dice, acc, (double)classes, macc};
   memcpy(s->val, v, sizeof v);
 }
 
@@ -494,7 +495,8 @@ static void write_val(const cg_stats_t *s, FILE *j) {
   json_num(j, "loss", s->val[1], 1);
   json_num(j, s->val[5] > 1 ? "miou" : "iou", s->val[2], 1);
   json_num(j, s->val[5] > 1 ? "mdice" : "dice", s->val[3], 1);
-  json_num(j, "acc", s->val[4], 0);
+  json_num(j, "acc", s->val[4], s->val[5] > 1);
+  if (s->val[5] > 1) json_num(j, "macc", s->val[6], 0);
   fprintf(j, "}, ");
 }
 

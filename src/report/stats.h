@@ -62,10 +62,11 @@ void cg_stats_set_prom(cg_stats_t *s, const char *path);
  * Default (before any call): auto. */
 void cg_stats_set_view(cg_stats_t *s, cg_rank_view_t v);
 
-/* Rank 0: the latest validation (iou, dice: the class means when classes > 1), added to every
- * following --stats-out record as "val": {step, loss, iou|miou, dice|mdice, acc}. */
+/* Rank 0: the latest validation (iou, dice: the class means when classes > 1; macc: mAcc,
+ * classes > 1 only), added to every following --stats-out record as "val": {step, loss,
+ * iou|miou, dice|mdice, acc[, macc]}. */
 void cg_stats_set_val(cg_stats_t *s, int64_t step, double loss, double iou, double dice,
-                      double acc, int classes);
+                      double acc, double macc, int classes);
 /* The run validates after its final report: that record ("final": true) is held until
  * cg_stats_flush_final, which writes it with the final validation (cg_stats_destroy writes it
  * too, if still held), so cogpu-monitor ends on the run's last figures. NULL-safe. */

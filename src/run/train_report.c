@@ -408,8 +408,9 @@ static void history_add(cg_run_t *r, cg_train_figs_t *f, int64_t step, double el
   rec.lr = cg_train_lr(r->cfg, step > 0 ? step - 1 : 0, r->sched_total);
   rec.img_per_s = ips;
   rec.confk = K > 1 ? v->confk : NULL;
-  if (r->c->rank == 0) cg_stats_set_val(r->stats, step, rec.val_loss, rec.iou, rec.dice,
-                                        rec.acc, K);
+  if (r->c->rank == 0)
+    cg_stats_set_val(r->stats, step, rec.val_loss, rec.iou, rec.dice, rec.acc,
+                     K > 1 ? cg_confk_macc(v->confk, K) : NAN, K);
   char err[1600];
   /* already in the history the run resumed (unless a stop cut that validation short) */
   if (r->resumed && step <= r->s0 && !cg_report_refigures(r)) return;
