@@ -110,7 +110,7 @@ import csv, json, math, sys
 recs = [json.loads(l) for l in open(sys.argv[1])]
 rows = list(csv.DictReader(open(sys.argv[2])))
 head = open(sys.argv[2]).readline().strip()
-assert head.endswith(",iou_0,iou_1,iou_2,val_macc,acc_0,acc_1,acc_2"), head
+assert head.endswith(",iou_0,iou_1,iou_2,val_macc,acc_0,acc_1,acc_2,grad_norm"), head
 assert [r["step"] for r in recs] == [4, 8] == [int(r["step"]) for r in rows], (recs, rows)
 close = lambda a, b: math.isclose(a, b, rel_tol=1e-5, abs_tol=1e-6)
 for j, r in zip(recs, rows):
@@ -135,6 +135,29 @@ want=$(printf 'mAcc %.4f' "$("$PY" -c 'import json,sys; print(json.loads(open(sy
 if $MON --once --plain $T/k.stats > $T/monk.txt 2>&1 && grep -q "validation at step 8: loss .* mIoU .* $want" $T/monk.txt
 then echo "  ok: cogpu-monitor shows the K = 3 run's $want"
 else echo "FAIL: cogpu-monitor's K = 3 validation line (want $want):"; cat $T/monk.txt; fail=1; fi
+
+# ---- --clip-grad-norm: each record's grad_norm is the mean over the steps since the previous
+# validation (validations at 3, 6, 9, 10 against reports at 5, 10: the step-weighted sums agree);
+# null without the flag ----
+run g $MPIRUN -np 2 $BIN $COMMON --steps 10 --val-every 3 --clip-grad-norm 1e9 --history-out $T/g.jsonl \
+  --history-csv $T/g.csv
+"$PY" - $T/g.jsonl $T/g.csv $T/g.log $T/k.csv <<'EOF' || fail=1
+import csv, json, re, sys
+recs = [json.loads(l) for l in open(sys.argv[1])]
+assert [r["step"] for r in recs] == [3, 6, 9, 10], recs
+rows = list(csv.DictReader(open(sys.argv[2])))
+assert all(abs(float(r["grad_norm"]) - j["grad_norm"]) <= 1e-9 for r, j in zip(rows, recs)), rows
+rep = [float(g) for g in re.findall(r"^step \d+/10 \| loss \S+ \| grad norm (\S+)",
+                                     open(sys.argv[3]).read(), re.M)]
+assert len(rep) == 2, rep
+hist = sum(r["grad_norm"] * n for r, n in zip(recs, (3, 3, 3, 1)))
+assert abs(hist - 5 * sum(rep)) <= 1e-3 * hist, (hist, rep)
+kr = list(csv.DictReader(open(sys.argv[4])))
+assert all(r["grad_norm"] == "" for r in kr), kr  # the K = 3 run had no --clip-grad-norm
+print(f"  ok: history grad_norm {[r['grad_norm'] for r in recs]}: step-weighted sum {hist:.5f}, "
+      f"the reports' {5 * sum(rep):.5f}; empty without --clip-grad-norm")
+EOF
+grep -q '"grad_norm": null' $T/ck3/history.jsonl || { echo "FAIL: no null grad_norm"; fail=1; }
 
 # ---- 4. the plot, and bad input ----
 if "$PY" -c "import matplotlib" 2> /dev/null; then

@@ -225,7 +225,7 @@ static const cg_opt_t g_opts[] = {
         "clip the gradient to global L2 norm X before the optimizer step, as "
         "torch.nn.utils.clip_grad_norm_(params, X) after the all-reduce (fp16: of the unscaled "
         "gradient, a skipped step is not clipped); the norm is reported (step lines, "
-        "--metrics-out, --tensorboard train/grad_norm); a value it never reaches (1e9) "
+        "--metrics-out, the history's grad_norm, --tensorboard train/grad_norm); a value it never reaches (1e9) "
         "measures without clipping; 0 = off"),
     CG_OPT_ROW_NUM(I64, "warmup-steps", O(warmup_steps), 0, 1e15, C_TRAIN, "N",
         "linear learning-rate warm-up over the first N steps"),

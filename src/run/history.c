@@ -97,7 +97,7 @@ cg_history_t *cg_history_create(const char *jsonl, const char *csv, int K, int64
     for (int c = 0; K > 1 && c < K; c++) n += (size_t)snprintf(head + n, cap - n, ",iou_%d", c);
     if (K > 1) n += (size_t)snprintf(head + n, cap - n, ",val_macc");
     for (int c = 0; K > 1 && c < K; c++) n += (size_t)snprintf(head + n, cap - n, ",acc_%d", c);
-    snprintf(head + n, cap - n, "\n");
+    snprintf(head + n, cap - n, ",grad_norm\n");
     h->csv = reopen(csv, 1, head, keep_upto, has_j ? NULL : &h->wall0, err, errlen);
     free(head);
     if (!h->csv) goto fail;
@@ -188,8 +188,11 @@ int cg_history_add(cg_history_t *h, const cg_history_rec_t *rec, char *err, size
     m += (size_t)snprintf(cs + m, cap - m, ",%s", a);
     n += class_list(rec->confk, K, 1, js + n, cap - n, cs + m, cap - m, &m);
   }
-  snprintf(js + n, cap - n, "}\n");
-  snprintf(cs + m, cap - m, "\n");
+  char g[32];
+  fmt_num(g, sizeof g, rec->grad_norm, 0);
+  snprintf(js + n, cap - n, ", \"grad_norm\": %s}\n", g);
+  fmt_num(g, sizeof g, rec->grad_norm, 1);
+  snprintf(cs + m, cap - m, ",%s\n", g);
   int rc = 0;
   if (h->jsonl && put_line(h->jsonl, js, err, errlen)) rc = -1;
   if (h->csv && put_line(h->csv, cs, err, errlen)) rc = -1;

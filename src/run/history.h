@@ -7,9 +7,11 @@
  * val_dice, val_acc (binary) or val_miou, val_mdice, val_acc, val_macc, val_class_iou [K] (null
  * for a class absent from the truth and the predictions) and val_class_acc [K] (null for a class
  * absent from the truth) (K >= 2), lr (of the last step), img_per_s (training samples per
- * training second since the previous validation). CSV: a header, then the same values per row;
- * K >= 2 adds the columns iou_0 .. iou_{K-1}, val_macc, acc_0 .. acc_{K-1} (at the end, so a
- * resumed run's older rows keep their columns).
+ * training second since the previous validation), grad_norm (--clip-grad-norm: the mean
+ * gradient norm of the steps since the previous validation; null without). CSV: a header, then
+ * the same values per row; K >= 2 adds the columns iou_0 .. iou_{K-1}, val_macc, acc_0 ..
+ * acc_{K-1}, and grad_norm ends every row (new columns at the end, so a resumed run's older rows
+ * keep theirs).
  *
  * Durability: every record is one write of a whole line, flushed and fsync'ed before the next
  * step; a crash can at worst leave a torn last line, which readers (the resume filter here,
@@ -28,6 +30,7 @@ typedef struct cg_history cg_history_t;
 typedef struct {
   int64_t step;
   double epoch, wall_s, train_loss, val_loss, iou, dice, acc, lr, img_per_s;
+  double grad_norm; /* --clip-grad-norm: the mean gradient norm of those steps; NAN: none */
   const int64_t *confk;
 } cg_history_rec_t;
 

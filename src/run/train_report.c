@@ -320,6 +320,8 @@ void cg_report_window(cg_run_t *r, cg_train_figs_t *f, int64_t step, double elap
   f->last_conf = w->conf;
   f->hist_loss += w->loss;
   f->hist_steps += w->steps;
+  f->hist_gsum += w->gnorm_sum;
+  f->hist_gsteps += w->gnorm_steps;
   const int K = r->model.nclass;
   if (K > 1) cg_confk_merge(f->total.confk, w->confk, K);
   if (K > 1 && f->last_confk) memcpy(f->last_confk, w->confk, sizeof(int64_t) * (size_t)K * K);
@@ -389,6 +391,10 @@ static void history_add(cg_run_t *r, cg_train_figs_t *f, int64_t step, double el
   /* the unreported part of the window is counted here: its report adds it again */
   f->hist_loss = -f->win.loss;
   f->hist_steps = -f->win.steps;
+  const double gsum = f->hist_gsum + f->win.gnorm_sum; /* the same on every rank */
+  const int64_t gsteps = f->hist_gsteps + f->win.gnorm_steps;
+  f->hist_gsum = -f->win.gnorm_sum;
+  f->hist_gsteps = -f->win.gnorm_steps;
   const int64_t samples = f->total.samples + f->win.samples;
   const double dt = elapsed - f->hist_t0;
   const double ips = dt > 0 ? (double)(samples - f->hist_samples0) / dt : NAN;
@@ -407,6 +413,7 @@ static void history_add(cg_run_t *r, cg_train_figs_t *f, int64_t step, double el
   rec.acc = K > 1 ? cg_confk_acc(v->confk, K) : cg_confusion_acc(&v->conf);
   rec.lr = cg_train_lr(r->cfg, step > 0 ? step - 1 : 0, r->sched_total);
   rec.img_per_s = ips;
+  rec.grad_norm = gsteps > 0 ? gsum / (double)gsteps : NAN;
   rec.confk = K > 1 ? v->confk : NULL;
   if (r->c->rank == 0)
     cg_stats_set_val(r->stats, step, rec.val_loss, rec.iou, rec.dice, rec.acc,

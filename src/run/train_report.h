@@ -71,6 +71,8 @@ typedef struct {
   struct cg_tb *tb;          /* --tensorboard: rank 0's event file (tboard.h); NULL: none */
   double hist_loss;          /* local loss sum of the reported windows since then */
   int64_t hist_steps;        /* their steps */
+  double hist_gsum;          /* --clip-grad-norm: their gradient norms' sum (every rank's) */
+  int64_t hist_gsteps;       /* the steps measured */
   int64_t hist_samples0;     /* global samples trained at the previous validation */
   double hist_t0;            /* training seconds at the previous validation */
 } cg_train_figs_t;
