@@ -44,7 +44,8 @@ typedef struct {
   int crop;         /* load a training crop window (over the whole file) */
   double lo, hi;    /* --crop-scale: the windows' side, of the shorter side (above 1: padded) */
   double cat_max;   /* --crop-cat-max: < 1, windows placed by train's rule (cg_loader_*) */
-  atomic_llong refused; /* windows it refused, over the run */
+  atomic_llong refused; /* windows it refused, over every run since it was zeroed */
+  long long tasks;      /* the tasks of those runs */
 } pool_t;
 
 typedef struct {
@@ -94,6 +95,7 @@ static double run_pool(pool_t *p, int threads) {
   pthread_t th[CG_TOPO_MAX_CPUS];
   targ_t args[CG_TOPO_MAX_CPUS];
   atomic_store(&p->next, 0);
+  p->tasks += p->ntasks;
   double t0 = cg_now();
   for (int i = 0; i < threads; i++) {
     args[i].p = p;
@@ -242,7 +244,7 @@ static void run_formats(const opts_t *o, const cg_topo_t *topo, int ncores) {
       continue;
     }
     pool_t pl = {src, o->size, o->ntasks > 0 ? o->ntasks : 4 * FMT_SAMPLES, 0, NULL, NULL, topo, 1,
-                 o->crop, 0, 0, o->crop_cat_max, 0};
+                 o->crop, 0, 0, o->crop_cat_max, 0, 0};
     crop_range(o, &pl.lo, &pl.hi); /* checked by cputasks_run */
     run_pool(&pl, 1); /* warm the page cache */
     const double t1 = pl.ntasks / run_pool(&pl, 1), tn = pl.ntasks / run_pool(&pl, ncores);
@@ -283,7 +285,7 @@ static int cputasks_run(const void *arg, cg_comm_t *c) {
   /* check: the pool's outputs equal a single-threaded pass, bitwise */
   size_t per = (size_t)size * size * 5;
   int nchk = ncores * 2 < ntasks ? ncores * 2 : ntasks;
-  pool_t p = {src, size, nchk, 0, NULL, NULL, topo, 0, o->crop, lo, hi, o->crop_cat_max, 0};
+  pool_t p = {src, size, nchk, 0, NULL, NULL, topo, 0, o->crop, lo, hi, o->crop_cat_max, 0, 0};
   p.out = cg_malloc(sizeof(float) * per * nchk, "check out");
   run_pool(&p, 1);
   float *ref = p.out;
@@ -294,11 +296,11 @@ static int cputasks_run(const void *arg, cg_comm_t *c) {
   free(p.out);
   p.out = NULL;
   p.ntasks = ntasks;
-  char what[128] = "", cat[64] = "";
-  if (o->crop && o->crop_cat_max < 1) /* the check's two passes: 2 x nchk tasks */
-    snprintf(cat, sizeof cat, ", --crop-cat-max %g: %.2f windows refused a task",
-             o->crop_cat_max, (double)atomic_load(&p.refused) / (double)(2 * nchk));
+  char what[128] = "", cat[32] = "";
+  if (o->crop && o->crop_cat_max < 1) snprintf(cat, sizeof cat, ", --crop-cat-max %g", o->crop_cat_max);
   if (o->crop) snprintf(what, sizeof what, " (crop windows %g:%g%s)", lo, hi, cat);
+  atomic_store(&p.refused, 0); /* counted over the timed runs below */
+  p.tasks = 0;
   printf("# cogpu-bench cpu-tasks: %s %dx%d%s, %d tasks per run, rank 0's %d core(s); outputs "
          "%s\n", src->ops->kind, size, size, what, ntasks, ncores,
          bad ? "DIFFER between 1 and N threads" : "bitwise equal for 1 and N threads");
@@ -333,7 +335,14 @@ static int cputasks_run(const void *arg, cg_comm_t *c) {
                               sp / counts[i]);
       first = 0;
     }
-  snprintf(js + len, sizeof js - len, "]}");
+  char refused[64] = "null";
+  if (o->crop && o->crop_cat_max < 1) {
+    const double per = (double)atomic_load(&p.refused) / (double)p.tasks;
+    printf("# --crop-cat-max %g: %.2f windows refused a task, over the %lld tasks above (%lld "
+           "samples)\n", o->crop_cat_max, per, p.tasks, (long long)src->count);
+    snprintf(refused, sizeof refused, "%.4f", per);
+  }
+  snprintf(js + len, sizeof js - len, "], \"windows_refused_per_task\": %s}", refused);
   cg_bench_write_json(json_out, js);
   if (o->formats) run_formats(o, topo, ncores);
   cg_source_destroy(src);

@@ -108,6 +108,24 @@ $MPIRUN -np 2 $BIN ${SMALL/--data $T\/wide/--data $T/whole.cgds} --batch 2 $CM \
   --params-out $T/m4.bin > $T/m4.log
 echo "--crop-cat-max 0.75 on a --store whole shard: np 2 x batch 2 vs np 1 x batch 4:"
 $CMP $T/m4.bin $T/m3.bin 1e-5
+# a mask that breaks when a try reads it (its zlib stream's header spoilt, the PNG's header
+# intact, so start-up takes it): exit 2 naming it, as a load would; with --skip-bad the sample
+# is left out and counted once
+cp -r $T/wide $T/brokenm
+m=$(ls $T/brokenm/masks | head -1)
+$PY - $T/brokenm/masks/$m << 'PYEOF'
+import sys
+b = bytearray(open(sys.argv[1], "rb").read())
+i = b.index(b"IDAT") + 4
+b[i:i + 2] = b"\xff\xff"
+open(sys.argv[1], "wb").write(b)
+PYEOF
+BR="${SMALL/--data $T\/wide/--data $T/brokenm} --batch 12 --steps 1 $CM"
+expect2 "$m" $BIN $BR
+$MPIRUN -np 1 $BIN $BR --skip-bad > $T/br.log 2>&1 || { cat $T/br.log; fail "--skip-bad"; }
+grep -q "0 bad sample(s) left out at start-up, 1 sample load(s) skipped in training" $T/br.log ||
+  { cat $T/br.log; fail "--crop-cat-max --skip-bad: not counted once"; }
+echo "ok: a mask failing in --crop-cat-max's tries is a bad sample (exit 2; --skip-bad: 1 skipped)"
 expect2 "--crop-cat-max: 0 refuses every window; R is in (0, 1]" $BIN $SMALL --crop-cat-max 0
 expect2 "--crop-cat-max" $BIN $SMALL --crop-cat-max 1.5
 

@@ -436,7 +436,8 @@ int cg_fit_pair(const char *image, const char *mask, const cg_fit_opts_t *o, uin
     if (out_mask) memset(out_mask, 0, (size_t)mh * mw);
     return 0;
   }
-  fit_t fm = {.oh = mh, .ow = mw, .is_mask = 1, .eh = fi.fh, .ew = fi.fw, .image = image,
+  fit_t fm = {.oh = mh, .ow = mw, .is_mask = 1, .eh = fi.fh, .ew = fi.fw,
+              .image = out_rgb ? image : NULL, /* mask alone: the size seen at start-up */
               .win = o->win, .whole = whole, .out = out_mask};
   int nclass = o->nclass < 1 ? 1 : o->nclass, ignore = o->ignore;
   if (ignore < nclass) ignore = -1; /* a class id is never the ignore label */

@@ -134,12 +134,18 @@ static uint8_t pad_label(const cg_loader_t *l) {
 int cg_loader_place_window(cg_source_t *src, uint64_t seed, int64_t epoch, int64_t idx,
                            int ignore, double cat_max, cg_crop_t *win, uint8_t *mask,
                            uint8_t *tmp, char *err, size_t errlen) {
+  /* a zoom-out window's padding is never counted: without an ignore label the tries pad with
+   * 255, which no class id or binary label is (the load pads as ever) */
+  cg_crop_t w = *win;
+  if (ignore < 0) w.pad = ignore = 255;
   int t = 1;
   for (; t <= CG_CROP_CAT_TRIES; t++) {
-    if (cg_source_load_win(src, idx, win, NULL, mask, tmp, err, errlen)) return -1;
+    if (cg_source_load_win(src, idx, &w, NULL, mask, tmp, err, errlen)) return -1;
     if (cg_augment_cat_ok(mask, (size_t)src->h * src->w, ignore, cat_max)) break;
-    cg_augment_window_again(seed, epoch, idx, t, win);
+    cg_augment_window_again(seed, epoch, idx, t, &w);
   }
+  win->u = w.u;
+  win->v = w.v;
   return t - 1;
 }
 

@@ -296,7 +296,8 @@ static const cg_opt_t g_opts[] = {
         "/dev/stdout too)"),
     CG_OPT_ROW_OUT(STR, "history-out", O(history_out), C_TRAIN, "FILE",
         "append one JSON line per validation (step, epoch, wall time, train and val loss, IoU or "
-        "mIoU and per-class IoU, learning rate, img/s) to FILE; default: history.jsonl in "
+        "mIoU and per-class IoU, mAcc and per-class accuracy, learning rate, img/s, with "
+        "--clip-grad-norm the mean gradient norm) to FILE; default: history.jsonl in "
         "--checkpoint-dir, none without it; a resumed run drops the records after its step"),
     CG_OPT_ROW_OUT(STR, "history-csv", O(history_csv), C_TRAIN, "FILE",
         "the same validation history as CSV (a header, one row per validation)"),
