@@ -256,6 +256,20 @@ static const cg_opt_t g_opts[] = {
         "as if --steps were that step (its final validation, checkpoint, metrics and history; "
         "the learning-rate schedule stays the planned one's); needs validations during the "
         "run; checkpoints keep the count, so a resumed run stops where it would have; 0 = off"),
+    CG_OPT_ROW_NUM(I64, "lr-find", O(lr_find), 0, 1e6, C_TRAIN, "N",
+        "a learning-rate range test instead of training, as PyTorch Lightning's Tuner.lr_find: "
+        "N steps (as --steps N; the data, model and optimizer as given) whose learning rate "
+        "grows exponentially over --lr-find-range, each step's loss (the mean over the ranks) "
+        "smoothed as Lightning smooths it (running mean, beta 0.98, debiased); the test ends "
+        "early when the smoothed loss passes 4 x its best or a loss is not finite; prints a "
+        "table and the suggested --lr, where the smoothed loss falls fastest (Lightning's "
+        "suggestion: numpy.gradient against the learning rate, steps 11 to N - 1); writes no "
+        "checkpoint and validates nothing; 0 = off"),
+    CG_OPT_ROW_TEXT(STR, "lr-find-range", O(lr_find_range), NULL, C_TRAIN, "A:B",
+        "--lr-find: the first and the last step's learning rate, 0 < A < B <= 1e6 "
+        "(Lightning's min_lr, max_lr)"),
+    CG_OPT_ROW_OUT(STR, "lr-find-out", O(lr_find_out), C_TRAIN, "FILE",
+        "--lr-find: write every step as CSV (step,lr,loss,smoothed_loss) to FILE"),
     CG_OPT_ROW_NUM(DBL, "early-stop-min-delta", O(early_stop_min_delta), 0, 1e6, C_TRAIN, "D",
         "--early-stop-patience: a validation improves when --best-metric beats the best so far "
         "by more than D (Lightning's min_delta)"),
@@ -398,6 +412,7 @@ void cg_cli_defaults(cg_config_t *c) {
   snprintf(c->crop_scale, sizeof c->crop_scale, "0.75:1");
   snprintf(c->color_jitter, sizeof c->color_jitter, "0:0:0:0");
   snprintf(c->rotate, sizeof c->rotate, "0");
+  snprintf(c->lr_find_range, sizeof c->lr_find_range, "1e-08:1");
   c->crop_cat_max = 1;
   c->flip = 1;
   c->max_image_pixels = CG_PNG_DEFAULT_MAX_PIXELS;
@@ -591,6 +606,49 @@ static int check_rotate(cg_config_t *cfg, char *err, size_t errlen) {
   return 0;
 }
 
+/* --lr-find N [--lr-find-range A:B] [--lr-find-out FILE]: the range parsed; what a range test
+ * cannot go with refused (it sets every step's learning rate, its length, and writes no
+ * checkpoint); --steps set to N. */
+static int check_lr_find(cg_config_t *cfg, const cg_opts_set_t *given, char *err,
+                         size_t errlen) {
+  const int argc = cfg->argc;
+  char *const *argv = cfg->argv;
+  if (!cfg->lr_find) {
+    const char *stray = cg_opts_given(given, argc, argv, "lr-find-range") ? "lr-find-range"
+                        : cg_opts_given(given, argc, argv, "lr-find-out") ? "lr-find-out"
+                                                                          : NULL;
+    if (!stray) return 0;
+    snprintf(err, errlen, "--%s: for the learning-rate range test, which --lr-find N runs",
+             stray);
+    return -1;
+  }
+  double a = 0, b = 0;
+  char tail = 0;
+  if (sscanf(cfg->lr_find_range, "%lf:%lf%c", &a, &b, &tail) != 2 || !(a > 0) || !(b > a) ||
+      !(b <= 1e6)) {
+    snprintf(err, errlen, "--lr-find-range: '%s' is not A:B with 0 < A < B <= 1e6",
+             cfg->lr_find_range);
+    return -1;
+  }
+  cfg->lrf_lo = a;
+  cfg->lrf_hi = b;
+  static const char *const kNot[] = {"steps", "epochs", "checkpoint-dir", "resume",
+                                     "early-stop-patience", "warmup-steps", "lr-schedule"};
+  for (size_t i = 0; i < sizeof kNot / sizeof kNot[0]; i++)
+    if (cg_opts_given(given, argc, argv, kNot[i])) {
+      snprintf(err, errlen, "--lr-find: a range test sets every step's learning rate and runs "
+               "--lr-find N steps, writing no checkpoint; it does not take --%s", kNot[i]);
+      return -1;
+    }
+  if (cfg->lr_find < 2) {
+    snprintf(err, errlen, "--lr-find %lld: the test needs 2 steps or more (Lightning's default "
+             "is 100)", (long long)cfg->lr_find);
+    return -1;
+  }
+  cfg->steps = cfg->lr_find;
+  return 0;
+}
+
 /* --early-stop-patience's flags, --trace-steps, --crop-scale, --color-jitter, --rotate, --min-lr
  * against --lr, --image-size against --model-depth (info too), --report-ranks,
  * --checkpoint-every's directory. */
@@ -639,6 +697,7 @@ static int check_train_flags(cg_config_t *cfg, char *err, size_t errlen) {
     snprintf(cfg->color_jitter, sizeof cfg->color_jitter, "%.9g:%.9g:%.9g:%.9g", j[0], j[1], j[2],
              j[3]);
     if (check_rotate(cfg, err, errlen)) return -1;
+    if (check_lr_find(cfg, &given, err, errlen)) return -1;
     if (!(cfg->crop_cat_max > 0)) {
       snprintf(err, errlen, "--crop-cat-max: 0 refuses every window; R is in (0, 1] (1 = off)");
       return -1;

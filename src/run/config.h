@@ -88,6 +88,10 @@ typedef struct {
   int64_t early_stop_patience; /* --early-stop-patience: validations without improvement of
                                   --best-metric before the run ends; 0 = off */
   double early_stop_min_delta;  /* --early-stop-min-delta: the least change that improves */
+  int64_t lr_find;         /* --lr-find N: a learning-rate range test of N steps; 0 = off */
+  char lr_find_range[64];  /* --lr-find-range "A:B" */
+  double lrf_lo, lrf_hi;   /* parsed from lr_find_range by cg_cli_check */
+  char lr_find_out[CG_PATH_MAX]; /* --lr-find-out FILE: every step as CSV */
   double ohem_thresh;      /* --ohem-thresh: OHEM's probability threshold; 0 = none */
   int64_t ohem_min_kept;   /* --ohem-min-kept: pixels OHEM keeps at least per sample; 0 = a
                               fifth of a sample's (cg_cfg_ohem_min_kept) */

@@ -33,6 +33,7 @@
 #include "feat.h"
 #include "guard.h"        /* cg_guard_*: watchdog beats, stop signals, step health */
 #include "loader.h"       /* cg_loader_*: helper threads, pinned batch ring */
+#include "lrfind.h"       /* cg_lrfind_*: --lr-find, the learning-rate range test */
 #include "log.h"          /* cg_fatal, CG_CHECK_MPI, cg_now */
 #include "nvtx.h"         /* cg_nvtx_*: profiler ranges */
 #include "run.h"          /* cg_run_t, cg_run_setup/teardown: the run's state */
@@ -43,6 +44,7 @@
 #include "val_whole.h"    /* cg_validate_whole: --val-mode whole and full */
 
 double cg_train_lr(const cg_config_t *cfg, int64_t t, int64_t total) {
+  if (cfg->lr_find > 0) return cg_lrfind_lr(cfg->lrf_lo, cfg->lrf_hi, cfg->lr_find, t);
   double lr = cfg->lr;
   if (t < cfg->warmup_steps) return lr * (double)(t + 1) / (double)cfg->warmup_steps;
   if (!strcmp(cfg->lr_schedule, "multistep")) { /* the milestones count from the start */
@@ -125,7 +127,10 @@ static void collect(cg_run_t *r, cg_loader_t *ld, cg_host_batch_t *pb, cg_acc_t 
   int skipped = 0;
   if (train && closes) {
     const int64_t step = pb->step + 1;
-    skipped = cg_guard_health_step(&r->health, step, loss, out.skipped);
+    r->step_loss = loss;
+    /* --lr-find: a loss that is no longer finite ends the search, not the job */
+    if (!r->cfg->lr_find || isfinite(loss))
+      skipped = cg_guard_health_step(&r->health, step, loss, out.skipped);
     r->last_done = step;
     cg_guard_done(r->guard, step);
     r->loss_scale = out.loss_scale;
@@ -501,6 +506,7 @@ typedef struct {
   int64_t stop_step;
   int out_rc;               /* 1 once a checkpoint could not be written */
   cg_train_figs_t f;
+  cg_lrfind_t lrf;          /* --lr-find's record (every rank's the same) */
 } loop_t;
 
 static cg_loader_t *train_loader(const cg_run_t *r) {
@@ -667,6 +673,17 @@ static int early_stop(cg_run_t *r, int64_t step) {
   return 1;
 }
 
+/* --lr-find after step k + 1 (fetched: the loop drains every step): its global loss recorded;
+ * 1 when the search ends here (diverged), the run ending at this step. The global loss is the
+ * same on every rank (an all-reduce), and so is the verdict. */
+static int lr_find_step(cg_run_t *r, loop_t *L, int64_t k) {
+  double loss = r->step_loss;
+  CG_CHECK_MPI(MPI_Allreduce(MPI_IN_PLACE, &loss, 1, MPI_DOUBLE, MPI_SUM, r->c->world));
+  if (!cg_lrfind_add(&L->lrf, cg_train_lr(r->cfg, k, r->sched_total), loss)) return 0;
+  r->lrf_step = r->total = k + 1; /* the run ends here: its final figures are this step's */
+  return 1;
+}
+
 /* Validation in the middle of training; its time is not training time. A stop signal during it
  * cuts it short (agreed by every rank: cg_val_gather), and the run stops at step k + 1: 1. An
  * early stop (--early-stop-patience) also returns 1, this validation kept as the run's final
@@ -707,11 +724,14 @@ static void train_loop(cg_run_t *r, loop_t *L) {
     const int64_t step = k + 1;
     submit_step(r, L, k);
     int report = step % cfg->report_every == 0 || step == r->total;
-    int do_val = r->val_src && vevery > 0 && step % vevery == 0 && step != r->total;
+    int do_val = r->val_src && vevery > 0 && step % vevery == 0 && step != r->total &&
+                 !cfg->lr_find;
     int do_ckpt = r->ckpt_dir && ((cfg->checkpoint_every > 0 && step % cfg->checkpoint_every == 0) ||
                                   step == r->total);
-    if (report || do_val || step == r->total || do_ckpt) drain(r, L); /* every figure complete */
+    if (report || do_val || step == r->total || do_ckpt || cfg->lr_find)
+      drain(r, L); /* every figure complete */
     if (step_boundary(r, L, k)) break;
+    if (cfg->lr_find && lr_find_step(r, L, k)) report = 1; /* the search ends: its last window */
     /* a checkpoint follows the validation of its step (it carries its figures); the last
      * step's is written by finish(), after the final validation */
     const int ckpt_now = do_ckpt && !do_val && step != r->total;
@@ -732,7 +752,8 @@ static void train_loop(cg_run_t *r, loop_t *L) {
       take_conf(L->ld, &f->win); /* the helpers' counts of this window's batches */
       cg_report_window(r, f, step, elapsed, helper_busy, helpers);
     }
-    if (r->early_step) break; /* finish() reports this validation as the final one, saves */
+    if (r->early_step || r->lrf_step) break; /* finish() reports an early stop's validation as
+                                                the final one, saves */
     if (do_ckpt && do_val && write_ckpt(r, step, 0) != 0) L->out_rc = 1;
   }
   f->train_s = cg_now() - f->t_train0;
@@ -750,10 +771,11 @@ static int finish(cg_run_t *r, loop_t *L, cg_train_result_t *res) {
     cg_loader_destroy(L->ld);
     return stop_run(r, &L->stop, L->stop_step);
   }
-  if (r->early_step && L->b) /* the next step's batch was on its way to the device */
+  const int cut = r->early_step || r->lrf_step; /* the loader holds batches of steps not run */
+  if (cut && L->b) /* the next step's batch was on its way to the device */
     r->ops->upload_wait(r->be, (int)(L->nb % CG_DEV_SLOTS));
   /* the samples that failed in the trained batches (an early stop leaves some loaded ahead) */
-  int64_t bad = r->early_step ? r->bad_trained : cg_loader_take_bad(L->ld);
+  int64_t bad = cut ? r->bad_trained : cg_loader_take_bad(L->ld);
   cg_comm_sum_i64(r->c, &bad, 1);
   const int64_t left_out =
       r->base_src ? r->base_src->dropped + (r->val_base ? r->val_base->dropped : 0) : 0;
@@ -775,7 +797,9 @@ static int finish(cg_run_t *r, loop_t *L, cg_train_result_t *res) {
   if (r->bar == 2)
     cg_report_progress(r, r->total, f->train_s, (double)f->total.samples / f->train_s,
                        f->last_window_loss, 1);
-  if (r->val_src) {
+  if (r->cfg->lr_find && r->c->rank == 0) /* a range test: its record, no validation */
+    cg_lrfind_report(&L->lrf, r->cfg->lr_find, r->cfg->lr_find_out, stdout);
+  if (r->val_src && !r->cfg->lr_find) {
     if (!r->early_step) f->val = validate_mode(r); /* an early stop's is its last validation */
     if (f->val.stopped) { /* the steps are done: the stop saves them, --resume validates */
       free(f->val.confk);
@@ -828,9 +852,11 @@ static int run_train(const cg_config_t *cfg, cg_comm_t *c, cg_train_result_t *re
     L.f.last_confk = cg_calloc((size_t)K * K, sizeof(int64_t), "confusion");
   }
   cg_report_history_open(&r, &L.f);
+  if (cfg->lr_find) cg_lrfind_init(&L.lrf, cfg->lr_find);
   L.ld = train_loader(&r);
   train_loop(&r, &L);
   int out_rc = finish(&r, &L, res);
+  cg_lrfind_free(&L.lrf);
   cg_history_destroy(L.f.hist);
   cg_tb_close(L.f.tb);
   free(L.f.win.confk);

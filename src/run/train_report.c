@@ -167,6 +167,10 @@ void cg_report_banner(const cg_run_t *r) {
            "more than %g (--early-stop-patience, --early-stop-min-delta)\n",
            (long long)cfg->early_stop_patience, cg_run_best_name(r),
            cg_run_best_by_loss(r) ? "below" : "above", cfg->early_stop_min_delta);
+  if (cfg->lr_find > 0)
+    printf("lr-find: a learning-rate range test of %lld steps, lr %g to %g exponentially (each "
+           "step's lr below is replaced); no validation, no checkpoint (--lr-find)\n",
+           (long long)cfg->lr_find, cfg->lrf_lo, cfg->lrf_hi);
   if (cg_cfg_sgd(cfg))
     printf("optimizer: SGD, lr %g, momentum %g%s, weight decay %g (L2, added to the gradient)\n",
            cfg->lr, cfg->momentum, cfg->nesterov ? " (Nesterov)" : "", cfg->weight_decay);

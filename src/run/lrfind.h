@@ -1,0 +1,49 @@
+/* lrfind.h: train --lr-find N, the learning-rate range test (Leslie Smith's; PyTorch
+ * Lightning's Tuner.lr_find): N steps whose learning rate grows exponentially from A to B,
+ * each step's loss smoothed, the search ended when the smoothed loss diverges, and a suggested
+ * learning rate where the smoothed loss falls fastest. Pure arithmetic: train.c feeds it one
+ * global loss a step; every rank computes the same. */
+#ifndef CG_LRFIND_H
+#define CG_LRFIND_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#define CG_LRFIND_BETA 0.98      /* the loss's running-mean factor (Lightning's beta) */
+#define CG_LRFIND_DIVERGE 4.0    /* stop when the smoothed loss passes this x its best */
+#define CG_LRFIND_SKIP_BEGIN 10  /* the suggestion leaves out the first steps ... */
+#define CG_LRFIND_SKIP_END 1     /* ... and the last ones (Lightning's skip_begin, skip_end) */
+
+typedef struct {
+  int64_t n, cap;                /* steps recorded; planned */
+  double *lr, *loss, *smooth;    /* per step (loss: NaN for a step without a finite one) */
+  double avg, best;              /* the running mean (unbiased by 1 - beta^s), best smoothed */
+  int diverged;                  /* the last step passed CG_LRFIND_DIVERGE x best, or its loss
+                                    was not finite */
+} cg_lrfind_t;
+
+/* The learning rate of step t (0-based) of n: a (b / a)^(t / (n - 1)), from a at the first
+ * step to b at the last (torch-lr-finder's ExponentialLR). */
+double cg_lrfind_lr(double a, double b, int64_t n, int64_t t);
+
+void cg_lrfind_init(cg_lrfind_t *f, int64_t steps);
+void cg_lrfind_free(cg_lrfind_t *f);
+
+/* Records the next step's learning rate and global loss; 1 when the search ends here: the
+ * smoothed loss passed CG_LRFIND_DIVERGE x the best one before (from the second step on), or
+ * the loss is not finite (the weights are lost). */
+int cg_lrfind_add(cg_lrfind_t *f, double lr, double loss);
+
+/* The suggested step (0-based): the steepest fall of the smoothed loss against the learning
+ * rate, numpy.gradient(smooth, lr) (second-order central differences at uneven spacing, first
+ * order at the ends) over the steps left after CG_LRFIND_SKIP_BEGIN and CG_LRFIND_SKIP_END,
+ * those with a finite smoothed loss; -1 when fewer than 2 are left (Lightning's
+ * suggestion()). */
+int64_t cg_lrfind_suggest(const cg_lrfind_t *f);
+
+/* Rank 0's report: a table of about 20 of the steps, the stop, the suggestion; and, with
+ * csv (a path, or NULL), every step as CSV "step,lr,loss,smoothed_loss" written atomically.
+ * 0, or -1 when the CSV could not be written (warned). */
+int cg_lrfind_report(const cg_lrfind_t *f, int64_t planned, const char *csv, FILE *out);
+
+#endif

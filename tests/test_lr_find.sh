@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# train --lr-find N: the learning-rate range test (PyTorch Lightning's Tuner.lr_find), checked
+# from its --lr-find-out CSV with NumPy:
+#  - step s's lr is A (B/A)^((s-1)/(N-1)); the smoothed loss is Lightning's debiased running mean
+#    (beta 0.98) of the losses; the suggestion printed is numpy.gradient(smoothed, lr) 's argmin
+#    over steps 11..n-1 (Lightning's suggestion()), the lr at that step;
+#  - SGD up to lr 1e4 diverges (at steps 75-80 of 100 for seeds 3-6): the test stops at the first
+#    step whose smoothed loss passes 4 x its best, and says so;
+#  - 2 ranks x batch 4 record the losses of 1 rank x batch 8 while the rates are small (above
+#    about 0.1 the two runs' rounding differences grow, as any chaotic run's do);
+#  - nothing else is written (no checkpoint, no validation); usage errors exit 2 naming the flag.
+# NumPy comes from Debian (/usr/bin/python3); without it the CSV checks are skipped (77).
+set -euo pipefail
+BIN=$1; MPIRUN="$2 --oversubscribe --bind-to none"; BUILD=$3
+PY=/usr/bin/python3
+T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
+. "$(dirname "$0")/clilib.sh" # fail, expect2
+S="train --backend cpu --model-base 4 --model-depth 2 --image-size 32 --progress off --threads 1
+   --seed 3 --train-samples 256 --val-samples 16 --optimizer sgd"
+run() { local out=$1; shift; "$@" > "$T/$out.log" 2>&1 || { cat "$T/$out.log"; fail "$*"; }; }
+run a $MPIRUN -np 1 $BIN $S --batch 8 --lr-find 100 --lr-find-range 1e-3:1e4 \
+  --lr-find-out $T/a.csv
+run b $MPIRUN -np 2 $BIN $S --batch 4 --lr-find 100 --lr-find-range 1e-3:1e4 \
+  --lr-find-out $T/b.csv
+run c $MPIRUN -np 1 $BIN $S --batch 8 --optimizer adamw --lr-find 40 --lr-find-out $T/c.csv \
+  --metrics-out $T/c.json
+for l in a b c; do grep -q "^lr-find: a learning-rate range test of" $T/$l.log || fail "banner"; done
+grep -q "^validation" $T/a.log $T/c.log && fail "a range test validated"
+for l in a b; do
+  grep -q "^lr-find: stopped after step [0-9]* of 100: the smoothed loss passed 4 x its best" \
+    $T/$l.log || { cat $T/$l.log; fail "the SGD test did not stop on divergence"; }
+done
+echo "ok: banner, no validation, the SGD tests (1 and 2 ranks) stopped on divergence"
+$PY -c 'import numpy' 2> /dev/null || { echo "SKIP: $PY has no NumPy"; exit 77; }
+$PY - $T << 'PYEOF'
+import json, math, re, sys
+import numpy as np
+t = sys.argv[1]
+
+def check(name, a, b, n_planned):
+    d = np.genfromtxt(f"{t}/{name}.csv", delimiter=",", names=True)
+    n = len(d)
+    s = np.arange(1, n + 1)
+    want_lr = a * (b / a) ** ((s - 1) / (n_planned - 1))
+    assert np.allclose(d["lr"], want_lr, rtol=1e-12), name
+    avg, sm, best = 0.0, [], math.inf
+    for i, l in enumerate(d["loss"]):
+        avg = 0.98 * avg + 0.02 * l
+        sm.append(avg / (1 - 0.98 ** (i + 1)))
+    sm = np.array(sm)
+    assert np.allclose(d["smoothed_loss"], sm, rtol=1e-12), name
+    div = [i for i in range(1, n) if sm[i] > 4 * sm[:i].min()]
+    assert (div[0] == n - 1) if div else n == n_planned, (name, div, n)
+    idx = np.arange(10, n - 1)
+    g = np.gradient(sm[idx], d["lr"][idx])
+    k = idx[np.argmin(g)]
+    log = open(f"{t}/{name}.log").read()
+    m = re.search(r"lr-find: suggested --lr (\S+) \(step (\d+):", log)
+    assert m and int(m.group(2)) == k + 1, (name, m and m.group(0), k + 1)
+    assert float(m.group(1)) == float(f"{d['lr'][k]:.3g}"), (m.group(1), d["lr"][k])
+    print(f"  {name}: {n} of {n_planned} steps; lr, smoothed loss and the suggestion (step "
+          f"{k + 1}, lr {d['lr'][k]:.3g}) as NumPy computes them"
+          + (f"; stopped at step {n} (4 x the best)" if div else ""))
+    return d
+
+a = check("a", 1e-3, 1e4, 100)
+b = check("b", 1e-3, 1e4, 100)
+check("c", 1e-8, 1, 40)
+small = a["lr"][:len(b)] <= 0.02
+assert np.allclose(a["loss"][:len(b)][small], b["loss"][small], rtol=1e-6), "2 ranks != 1 rank"
+print(f"  2 ranks x batch 4 = 1 rank x batch 8 over the {small.sum()} steps at lr <= 0.02")
+m = json.load(open(f"{t}/c.json"))
+assert m["val_loss"] is None and m["steps"] == 40, m
+PYEOF
+ls $T | grep -q cgck && fail "a checkpoint was written"
+for bad in "--steps 5" "--epochs 2" "--checkpoint-dir $T/ck" "--resume" "--warmup-steps 3" \
+           "--lr-schedule cosine" "--early-stop-patience 2"; do
+  flag=${bad%% *}
+  expect2 "--lr-find: a range test sets every step's learning rate and runs --lr-find N steps, writing no checkpoint; it does not take $flag" \
+    $BIN $S --lr-find 20 $bad
+done
+expect2 "--lr-find-range: '1:0.5' is not A:B with 0 < A < B <= 1e6" $BIN $S --lr-find 20 \
+  --lr-find-range 1:0.5
+expect2 "--lr-find-range: for the learning-rate range test, which --lr-find N runs" $BIN $S \
+  --lr-find-range 1e-5:1
+expect2 "--lr-find-out: for the learning-rate range test" $BIN $S --lr-find-out $T/x.csv
+expect2 "--lr-find 1: the test needs 2 steps or more" $BIN $S --lr-find 1
+echo "PASS test_lr_find"
