@@ -40,6 +40,7 @@ grep -q '^final validation: loss' $T/v1.log || fail "no final validation: $(cat 
 echo "ok: validation is not rotated"
 
 # K classes on image files: crops that zoom out, rotations, the ignore label's padding
+[ -x $BUILD/bench/cogpu-bench ] || { echo "SKIP: no cogpu-bench in $BUILD (a sanitizer build)"; exit 77; }
 $BUILD/bench/cogpu-bench make-pngs --out "$T/pngs" --count 8 --image-size 40 --seed 3 \
   --num-classes 4 --ignore-index 255 > /dev/null
 REAL="train --backend cpu --model-base 4 --model-depth 2 --image-size 32 --progress off
