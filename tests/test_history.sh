@@ -137,10 +137,13 @@ then echo "  ok: cogpu-monitor shows the K = 3 run's $want"
 else echo "FAIL: cogpu-monitor's K = 3 validation line (want $want):"; cat $T/monk.txt; fail=1; fi
 
 # ---- --clip-grad-norm: each record's grad_norm is the mean over the steps since the previous
-# validation (validations at 3, 6, 9, 10 against reports at 5, 10: the step-weighted sums agree);
-# null without the flag ----
+# validation (validations at 3, 6, 9, 10 against reports at 5, 10: the step-weighted sums agree;
+# with a report every step, each record is the mean of its steps' printed norms); null without
+# the flag ----
 run g $MPIRUN -np 2 $BIN $COMMON --steps 10 --val-every 3 --clip-grad-norm 1e9 --history-out $T/g.jsonl \
   --history-csv $T/g.csv
+run g1 $MPIRUN -np 2 $BIN $COMMON --steps 10 --val-every 3 --clip-grad-norm 1e9 --report-every 1 \
+  --grad-accum 2 --batch 2 --history-out $T/g1.jsonl
 "$PY" - $T/g.jsonl $T/g.csv $T/g.log $T/k.csv <<'EOF' || fail=1
 import csv, json, re, sys
 recs = [json.loads(l) for l in open(sys.argv[1])]
@@ -152,6 +155,12 @@ rep = [float(g) for g in re.findall(r"^step \d+/10 \| loss \S+ \| grad norm (\S+
 assert len(rep) == 2, rep
 hist = sum(r["grad_norm"] * n for r, n in zip(recs, (3, 3, 3, 1)))
 assert abs(hist - 5 * sum(rep)) <= 1e-3 * hist, (hist, rep)
+g1 = [json.loads(l)["grad_norm"] for l in open(sys.argv[1].replace("g.jsonl", "g1.jsonl"))]
+per = [float(g) for g in re.findall(r"^step \d+/10 \| loss \S+ \| grad norm (\S+)",
+                                     open(sys.argv[3].replace("g.log", "g1.log")).read(), re.M)]
+assert len(per) == 10, per
+for rec, (a, b) in zip(g1, ((0, 3), (3, 6), (6, 9), (9, 10))):
+    assert abs(rec - sum(per[a:b]) / (b - a)) <= 1e-3 * rec, (rec, per[a:b])
 kr = list(csv.DictReader(open(sys.argv[4])))
 assert all(r["grad_norm"] == "" for r in kr), kr  # the K = 3 run had no --clip-grad-norm
 print(f"  ok: history grad_norm {[r['grad_norm'] for r in recs]}: step-weighted sum {hist:.5f}, "

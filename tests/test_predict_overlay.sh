@@ -15,6 +15,16 @@ MK=$BUILD/bench/cogpu-bench
 $MK make-pngs --out "$T/b" --count 40 --image-size 32 --seed 5 > /dev/null
 $MK make-pngs --out "$T/k" --count 40 --image-size 32 --seed 6 --num-classes 4 --mask-palette \
   > /dev/null
+# a palette of the masks' own, not VOC's (which make-pngs writes, and the fallback is)
+$PY - "$T/k/masks" << 'PYEOF'
+import glob, sys
+from PIL import Image
+pal = [(37 * i + 11) % 256 for i in range(768)]
+for f in glob.glob(f"{sys.argv[1]}/*.png"):
+    m = Image.open(f)
+    m.putpalette(pal)
+    m.save(f)
+PYEOF
 TRAIN="train --backend cpu --image-size 32 --model-base 4 --model-depth 2 --batch 4 --steps 30
        --lr 3e-3 --progress off --threads 1 --val-fraction 0"
 $MPIRUN -np 1 $BIN $TRAIN --data "$T/b" --checkpoint-dir "$T/ckb" > "$T/tb.log"
@@ -54,8 +64,10 @@ def check(out, images, alpha, binary):
             assert set(np.unique(cls)) <= {0, 255}, np.unique(cls)
             pal, cls = voc(), (cls > 0).astype(np.int64)
         else:
-            assert m.mode == "P", m.mode  # the training masks' palette
+            assert m.mode == "P", m.mode  # the training masks' palette, not VOC's
             pal = np.array(m.getpalette(), np.uint8).reshape(-1, 3)
+            assert (pal[:4] == [[(37 * (3 * c + k) + 11) % 256 for k in range(3)]
+                                for c in range(4)]).all() and (pal[:4] != voc()[:4]).any(), pal[:4]
         want = (img * (1 - alpha) + pal[cls].astype(np.float64) * alpha).astype(np.uint8)
         assert got.shape == want.shape and (got == want).all(), (f, int((got != want).sum()))
         n += 1

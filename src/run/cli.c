@@ -256,15 +256,15 @@ static const cg_opt_t g_opts[] = {
         "as if --steps were that step (its final validation, checkpoint, metrics and history; "
         "the learning-rate schedule stays the planned one's); needs validations during the "
         "run; checkpoints keep the count, so a resumed run stops where it would have; 0 = off"),
-    CG_OPT_ROW_NUM(I64, "lr-find", O(lr_find), 0, 1e6, C_TRAIN, "N",
-        "a learning-rate range test instead of training, as PyTorch Lightning's Tuner.lr_find: "
-        "N steps (as --steps N; the data, model and optimizer as given) whose learning rate "
-        "grows exponentially over --lr-find-range, each step's loss (the mean over the ranks) "
-        "smoothed as Lightning smooths it (running mean, beta 0.98, debiased); the test ends "
+    CG_OPT_ROW_NUM(I64, "lr-find", O(lr_find), 0, 1e4, C_TRAIN, "N",
+        "a learning-rate range test instead of training, as PyTorch Lightning's Tuner.lr_find "
+        "and fastai's lr_find: N steps (as --steps N; the data, model and optimizer as given) "
+        "whose learning rate grows exponentially over --lr-find-range, each step's loss (the "
+        "mean over the ranks) smoothed (a running mean, beta 0.98, debiased); the test ends "
         "early when the smoothed loss passes 4 x its best or a loss is not finite; prints a "
-        "table and the suggested --lr, where the smoothed loss falls fastest (Lightning's "
-        "suggestion: numpy.gradient against the learning rate, steps 11 to N - 1); writes no "
-        "checkpoint and validates nothing; 0 = off"),
+        "table, the lowest smoothed loss, and the suggested --lr: where the smoothed loss falls "
+        "fastest per factor of the rate before its lowest point (fastai's steep; Lightning 2's "
+        "rule is printed too); validates nothing and writes no weights; 0 = off"),
     CG_OPT_ROW_TEXT(STR, "lr-find-range", O(lr_find_range), NULL, C_TRAIN, "A:B",
         "--lr-find: the first and the last step's learning rate, 0 < A < B <= 1e6 "
         "(Lightning's min_lr, max_lr)"),
@@ -632,12 +632,16 @@ static int check_lr_find(cg_config_t *cfg, const cg_opts_set_t *given, char *err
   }
   cfg->lrf_lo = a;
   cfg->lrf_hi = b;
+  /* the schedule, the length, and what a range test neither writes (its weights are lost at
+   * the end, by design) nor validates */
   static const char *const kNot[] = {"steps", "epochs", "checkpoint-dir", "resume",
-                                     "early-stop-patience", "warmup-steps", "lr-schedule"};
+                                     "early-stop-patience", "warmup-steps", "lr-schedule",
+                                     "params-out", "history-out", "history-csv", "val-every"};
   for (size_t i = 0; i < sizeof kNot / sizeof kNot[0]; i++)
     if (cg_opts_given(given, argc, argv, kNot[i])) {
       snprintf(err, errlen, "--lr-find: a range test sets every step's learning rate and runs "
-               "--lr-find N steps, writing no checkpoint; it does not take --%s", kNot[i]);
+               "--lr-find N steps, validating nothing and writing no weights; it does not take "
+               "--%s", kNot[i]);
       return -1;
     }
   if (cfg->lr_find < 2) {

@@ -48,15 +48,51 @@ int cg_lrfind_add(cg_lrfind_t *f, double lr, double loss) {
   return f->diverged;
 }
 
-int64_t cg_lrfind_suggest(const cg_lrfind_t *f) {
-  int64_t *at = cg_calloc((size_t)(f->n > 0 ? f->n : 1), sizeof(int64_t), "lr-find");
+int64_t cg_lrfind_min(const cg_lrfind_t *f) {
+  int64_t at = -1;
+  for (int64_t i = 0; i < f->n; i++)
+    if (isfinite(f->smooth[i]) && (at < 0 || f->smooth[i] < f->smooth[at])) at = i;
+  return at;
+}
+
+int64_t cg_lrfind_valley(const cg_lrfind_t *f, int64_t planned) {
+  const size_t cap = (size_t)(f->n > 0 ? f->n : 1);
+  int64_t *at = cg_calloc(cap, sizeof(int64_t), "lr-find"), *lds = cg_calloc(cap, sizeof(int64_t),
+                                                                          "lr-find");
+  int64_t m = 0;
+  for (int64_t i = planned / 10; i < f->n - 5; i++)
+    if (isfinite(f->smooth[i])) at[m++] = i;
+  const double *y = f->smooth;
+  int64_t max_start = 0, max_end = 0;
+  for (int64_t i = 0; i < m; i++) lds[i] = 1;
+  for (int64_t i = 1; i < m; i++)
+    for (int64_t j = 0; j < i; j++) { /* fastai's loop, its check inside (max_start can lag) */
+      if (y[at[i]] < y[at[j]] && lds[i] < lds[j] + 1) lds[i] = lds[j] + 1;
+      if (lds[max_end] < lds[i]) {
+        max_end = i;
+        max_start = max_end - lds[max_end];
+      }
+    }
+  const double sections = (double)(max_end - max_start) / 3.0;
+  int64_t idx = max_start + (int64_t)sections + (int64_t)(sections / 2.0);
+  if (idx < 0) idx = 0;
+  const int64_t step = m > 0 ? at[idx] : -1;
+  free(at);
+  free(lds);
+  return step;
+}
+
+int64_t cg_lrfind_lightning(const cg_lrfind_t *f) {
+  const size_t cap = (size_t)(f->n > 0 ? f->n : 1);
+  int64_t *at = cg_calloc(cap, sizeof(int64_t), "lr-find");
+  const double *x = f->lr;
   int64_t m = 0;
   for (int64_t i = CG_LRFIND_SKIP_BEGIN; i < f->n - CG_LRFIND_SKIP_END; i++)
     if (isfinite(f->smooth[i])) at[m++] = i;
   int64_t best = -1;
   double g_min = INFINITY;
   for (int64_t j = 0; m >= 2 && j < m; j++) {
-    const double *x = f->lr, *y = f->smooth;
+    const double *y = f->smooth;
     double g;
     if (j == 0) {
       g = (y[at[1]] - y[at[0]]) / (x[at[1]] - x[at[0]]);
@@ -88,15 +124,22 @@ int cg_lrfind_report(const cg_lrfind_t *f, int64_t planned, const char *csv, FIL
             (long long)planned,
             isfinite(f->loss[f->n - 1]) ? "the smoothed loss passed 4 x its best"
                                         : "the loss is not finite");
-  const int64_t s = cg_lrfind_suggest(f);
+  const int64_t s = cg_lrfind_valley(f, planned), sl = cg_lrfind_lightning(f);
+  const int64_t lo = cg_lrfind_min(f);
+  if (lo >= 0)
+    fprintf(out, "lr-find: the smoothed loss is lowest, %.6g, at step %lld, lr %.3g (fastai's "
+            "\"minimum\" suggests a tenth of that: %.3g)\n", f->smooth[lo], (long long)lo + 1,
+            f->lr[lo], f->lr[lo] / 10);
+  if (sl >= 0)
+    fprintf(out, "lr-find: Lightning 2's suggestion(), the fastest fall against the rate itself: "
+            "%.3g (step %lld); it favours the small rates\n", f->lr[sl], (long long)sl + 1);
   if (s >= 0)
-    fprintf(out, "lr-find: suggested --lr %.3g (step %lld: where the smoothed loss falls "
-            "fastest against the learning rate, as Lightning's lr_find suggests)\n", f->lr[s],
-            (long long)s + 1);
+    fprintf(out, "lr-find: suggested --lr %.3g (step %lld: fastai's valley, half way down the "
+            "longest fall of the smoothed loss)\n", f->lr[s], (long long)s + 1);
   else
-    fprintf(out, "lr-find: no suggestion: %lld step(s) recorded, and it needs %d or more "
-            "(--lr-find N larger, or a range that diverges later)\n", (long long)f->n,
-            CG_LRFIND_SKIP_BEGIN + CG_LRFIND_SKIP_END + 2);
+    fprintf(out, "lr-find: no suggestion: %lld step(s) recorded, none between step %lld and "
+            "the fifth from the end (--lr-find N larger, or a range that diverges later)\n",
+            (long long)f->n, (long long)planned / 10 + 1);
   fflush(out);
   if (!csv || !csv[0]) return 0;
   size_t cap = 64 + (size_t)f->n * 96, len = 0;

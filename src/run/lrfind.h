@@ -34,12 +34,24 @@ void cg_lrfind_free(cg_lrfind_t *f);
  * the loss is not finite (the weights are lost). */
 int cg_lrfind_add(cg_lrfind_t *f, double lr, double loss);
 
-/* The suggested step (0-based): the steepest fall of the smoothed loss against the learning
- * rate, numpy.gradient(smooth, lr) (second-order central differences at uneven spacing, first
- * order at the ends) over the steps left after CG_LRFIND_SKIP_BEGIN and CG_LRFIND_SKIP_END,
- * those with a finite smoothed loss; -1 when fewer than 2 are left (Lightning's
- * suggestion()). */
-int64_t cg_lrfind_suggest(const cg_lrfind_t *f);
+/* The step (0-based) of the smallest finite smoothed loss; -1 when there is none. */
+int64_t cg_lrfind_min(const cg_lrfind_t *f);
+
+/* The suggested step (0-based), fastai's "valley" (its lr_find's default suggestion): over the
+ * recorded steps from planned / 10 to the fifth from the end, those with a finite smoothed loss,
+ * the longest run of steps whose smoothed losses fall (a longest decreasing subsequence, the
+ * first longest), and the step about half of it in: fastai's loop and index to the letter
+ * (start + int(L/3) + int(L/2/3), start = end - its length when first found; at least 0).
+ * -1 when none is left.
+ * O(n^2) in the steps (--lr-find is at most 10000). */
+int64_t cg_lrfind_valley(const cg_lrfind_t *f, int64_t planned);
+
+/* Lightning 2's suggestion() (step 0-based): the steepest fall of the smoothed loss against the
+ * rate itself, torch.gradient(smooth, spacing=[lr]) (numpy.gradient's uneven-spacing central
+ * differences, first order at the ends) at its minimum, over the steps after the first
+ * CG_LRFIND_SKIP_BEGIN but the last CG_LRFIND_SKIP_END with a finite smoothed loss; -1 when
+ * fewer than 2 are left. It favours the small rates. */
+int64_t cg_lrfind_lightning(const cg_lrfind_t *f);
 
 /* Rank 0's report: a table of about 20 of the steps, the stop, the suggestion; and, with
  * csv (a path, or NULL), every step as CSV "step,lr,loss,smoothed_loss" written atomically.

@@ -1047,7 +1047,7 @@ static void pimg_finish(pimg_t *p, const popts_t *o, char **files, const cg_ckpt
   }
   stem_of(files[p->file], stem, sizeof stem);
   snprintf(path, sizeof path, "%s/%s.png", o->output, stem);
-  int rc;
+  int rc; /* the mask's */
   if (k == 1) {
     for (size_t q = 0; q < px; q++) cls[q] = cls[q] ? 255 : 0;
     rc = cg_png_write(path, cls, p->h, p->w, CG_PNG_GRAY8, err, sizeof err);
@@ -1060,19 +1060,20 @@ static void pimg_finish(pimg_t *p, const popts_t *o, char **files, const cg_ckpt
     cg_log_warn("%s", err);
     t->failures++;
   } else if (o->save_probs) { /* the mask is written: only its probabilities can fail now */
+    int prc;
     if (p->probs) {
-      rc = cg_afile_commit(p->probs, err, sizeof err);
+      prc = cg_afile_commit(p->probs, err, sizeof err);
       p->probs = NULL; /* freed by the commit, whatever its outcome */
     } else {
       snprintf(err, sizeof err, "%s", p->probs_err);
-      rc = -1;
+      prc = -1;
     }
-    if (rc) {
+    if (prc) {
       cg_log_warn("%s", err);
       t->probs_failures++;
     }
   }
-  if (!rc && o->overlay) { /* the mask (and its probabilities) written */
+  if (!rc && o->overlay) { /* the mask written (its probabilities' failure is counted apart) */
     snprintf(path, sizeof path, "%s/%s.overlay.png", o->output, stem);
     if (write_overlay(o, files[p->file], p, cls, info, path, err, sizeof err)) {
       cg_log_warn("--overlay: %s", err);

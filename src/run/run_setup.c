@@ -228,7 +228,8 @@ static int check_outputs(cg_run_t *r, char *err, size_t errlen) {
                 {"--stats-out", cfg->stats_out, CG_AFILE_APPEND},
                 {"--prom-out", cfg->prom_out, CG_AFILE_REPLACE},
                 {"--history-out", cfg->history_out, CG_AFILE_REPLACE}, /* rewritten on resume */
-                {"--history-csv", cfg->history_csv, CG_AFILE_REPLACE}};
+                {"--history-csv", cfg->history_csv, CG_AFILE_REPLACE},
+                {"--lr-find-out", cfg->lr_find_out, CG_AFILE_REPLACE}};
     for (size_t i = 0; i < sizeof outs / sizeof outs[0] && !rc; i++)
       rc = check_output_path(cfg, outs[i].flag, outs[i].path, outs[i].how, err, errlen);
     if (!rc) /* read, and rewritten by the CUDA backend */

@@ -675,11 +675,13 @@ static int early_stop(cg_run_t *r, int64_t step) {
 
 /* --lr-find after step k + 1 (fetched: the loop drains every step): its global loss recorded;
  * 1 when the search ends here (diverged), the run ending at this step. The global loss is the
- * same on every rank (an all-reduce), and so is the verdict. */
+ * same on every rank (an all-reduce); rank 0's verdict is every rank's. */
 static int lr_find_step(cg_run_t *r, loop_t *L, int64_t k) {
   double loss = r->step_loss;
   CG_CHECK_MPI(MPI_Allreduce(MPI_IN_PLACE, &loss, 1, MPI_DOUBLE, MPI_SUM, r->c->world));
-  if (!cg_lrfind_add(&L->lrf, cg_train_lr(r->cfg, k, r->sched_total), loss)) return 0;
+  int stop = cg_lrfind_add(&L->lrf, cg_train_lr(r->cfg, k, r->sched_total), loss);
+  CG_CHECK_MPI(MPI_Bcast(&stop, 1, MPI_INT, 0, r->c->world)); /* rank 0's verdict, as ever */
+  if (!stop) return 0;
   r->lrf_step = r->total = k + 1; /* the run ends here: its final figures are this step's */
   return 1;
 }
@@ -763,6 +765,8 @@ static void train_loop(cg_run_t *r, loop_t *L) {
  * its final reports. Returns rank 0's exit code. */
 static int finish(cg_run_t *r, loop_t *L, cg_train_result_t *res) {
   cg_train_figs_t *f = &L->f;
+  if (r->cfg->lr_find && r->c->rank == 0 && (L->stop.sig || L->stop.bad) && L->lrf.n > 0)
+    cg_lrfind_report(&L->lrf, r->cfg->lr_find, r->cfg->lr_find_out, stdout); /* what it has */
   if (L->stop.sig || L->stop.bad) {
     /* Every submitted step is fetched and the upload in flight completes before the loader
      * frees its slots; then the stop is reported and nothing else of a normal end runs. */
@@ -797,8 +801,9 @@ static int finish(cg_run_t *r, loop_t *L, cg_train_result_t *res) {
   if (r->bar == 2)
     cg_report_progress(r, r->total, f->train_s, (double)f->total.samples / f->train_s,
                        f->last_window_loss, 1);
-  if (r->cfg->lr_find && r->c->rank == 0) /* a range test: its record, no validation */
-    cg_lrfind_report(&L->lrf, r->cfg->lr_find, r->cfg->lr_find_out, stdout);
+  if (r->cfg->lr_find && r->c->rank == 0 && /* a range test: its record, no validation */
+      cg_lrfind_report(&L->lrf, r->cfg->lr_find, r->cfg->lr_find_out, stdout))
+    L->out_rc = 1;
   if (r->val_src && !r->cfg->lr_find) {
     if (!r->early_step) f->val = validate_mode(r); /* an early stop's is its last validation */
     if (f->val.stopped) { /* the steps are done: the stop saves them, --resume validates */
