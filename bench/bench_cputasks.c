@@ -297,9 +297,10 @@ static int cputasks_run(const void *arg, cg_comm_t *c) {
   p.out = NULL;
   p.ntasks = ntasks;
   char what[128] = "", cat[32] = "";
-  if (o->crop && o->crop_cat_max < 1) snprintf(cat, sizeof cat, ", --crop-cat-max %g", o->crop_cat_max);
+  if (o->crop && o->crop_cat_max < 1)
+    snprintf(cat, sizeof cat, ", --crop-cat-max %g", o->crop_cat_max);
   if (o->crop) snprintf(what, sizeof what, " (crop windows %g:%g%s)", lo, hi, cat);
-  atomic_store(&p.refused, 0); /* counted over the timed runs below */
+  atomic_store(&p.refused, 0); /* counted over the runs below, warm-ups and timed ones */
   p.tasks = 0;
   printf("# cogpu-bench cpu-tasks: %s %dx%d%s, %d tasks per run, rank 0's %d core(s); outputs "
          "%s\n", src->ops->kind, size, size, what, ntasks, ncores,
@@ -337,12 +338,14 @@ static int cputasks_run(const void *arg, cg_comm_t *c) {
     }
   char refused[64] = "null";
   if (o->crop && o->crop_cat_max < 1) {
-    const double per = (double)atomic_load(&p.refused) / (double)p.tasks;
-    printf("# --crop-cat-max %g: %.2f windows refused a task, over the %lld tasks above (%lld "
-           "samples)\n", o->crop_cat_max, per, p.tasks, (long long)src->count);
-    snprintf(refused, sizeof refused, "%.4f", per);
+    const double per_task = (double)atomic_load(&p.refused) / (double)p.tasks;
+    printf("# --crop-cat-max %g: %.2f windows refused a task, over the %lld tasks of the runs "
+           "above and their warm-ups (%lld samples)\n", o->crop_cat_max, per_task, p.tasks,
+           (long long)src->count);
+    snprintf(refused, sizeof refused, "%.4f", per_task);
   }
-  snprintf(js + len, sizeof js - len, "], \"windows_refused_per_task\": %s}", refused);
+  snprintf(js + len, sizeof js - len, "], \"crop_cat_max\": %g, \"windows_refused_per_task\": %s}",
+           o->crop_cat_max, refused);
   cg_bench_write_json(json_out, js);
   if (o->formats) run_formats(o, topo, ncores);
   cg_source_destroy(src);

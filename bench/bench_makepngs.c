@@ -45,20 +45,6 @@ static const cg_opt_t g_opts[] = {
 static const opts_t g_defaults = {NULL, 512, 256, 1, "png", 90, 1, -2, 0};
 
 /* The PASCAL VOC colour map: class c's colour from the bits of c. */
-static void voc_palette(uint8_t pal[768]) {
-  for (int c = 0; c < 256; c++) {
-    int r = 0, g = 0, b = 0, id = c;
-    for (int j = 0; j < 8; j++) {
-      r |= ((id >> 0) & 1) << (7 - j);
-      g |= ((id >> 1) & 1) << (7 - j);
-      b |= ((id >> 2) & 1) << (7 - j);
-      id >>= 3;
-    }
-    pal[3 * c] = (uint8_t)r;
-    pal[3 * c + 1] = (uint8_t)g;
-    pal[3 * c + 2] = (uint8_t)b;
-  }
-}
 
 static int makepngs_check(void *arg, char *err, size_t errlen) {
   opts_t *o = arg;
@@ -100,7 +86,7 @@ static int makepngs_run(const void *arg, cg_comm_t *c) {
   int bad = 0;
   double t0 = cg_now();
   uint8_t pal[768];
-  voc_palette(pal);
+  cg_png_voc_palette(pal);
 #pragma omp parallel for schedule(dynamic) reduction(+ : bad)
   for (int i = 0; i < count; i++) {
     size_t px = (size_t)size * size;

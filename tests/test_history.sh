@@ -131,8 +131,11 @@ for c, a in zip(m["per_class"], recs[-1]["val_class_acc"]):
 print(f"  ok: K = 3 history: val_macc {recs[-1]['val_macc']:.4f} = the mean of val_class_acc "
       f"{recs[-1]['val_class_acc']}; CSV's val_macc and acc_c the same; --metrics-out macc")
 EOF
-want=$(printf 'mAcc %.4f' "$("$PY" -c 'import json,sys; print(json.loads(open(sys.argv[1]).readlines()[-1])["val_macc"])' $T/ck3/history.jsonl)")
-if $MON --once --plain $T/k.stats > $T/monk.txt 2>&1 && grep -q "validation at step 8: loss .* mIoU .* $want" $T/monk.txt
+macc=$("$PY" -c 'import json, sys
+print(json.loads(open(sys.argv[1]).readlines()[-1])["val_macc"])' $T/ck3/history.jsonl)
+want=$(printf 'mAcc %.4f' "$macc")
+if $MON --once --plain $T/k.stats > $T/monk.txt 2>&1 &&
+   grep -q "validation at step 8: loss .* mIoU .* $want" $T/monk.txt
 then echo "  ok: cogpu-monitor shows the K = 3 run's $want"
 else echo "FAIL: cogpu-monitor's K = 3 validation line (want $want):"; cat $T/monk.txt; fail=1; fi
 
@@ -140,8 +143,8 @@ else echo "FAIL: cogpu-monitor's K = 3 validation line (want $want):"; cat $T/mo
 # validation (validations at 3, 6, 9, 10 against reports at 5, 10: the step-weighted sums agree;
 # with a report every step, each record is the mean of its steps' printed norms); null without
 # the flag ----
-run g $MPIRUN -np 2 $BIN $COMMON --steps 10 --val-every 3 --clip-grad-norm 1e9 --history-out $T/g.jsonl \
-  --history-csv $T/g.csv
+run g $MPIRUN -np 2 $BIN $COMMON --steps 10 --val-every 3 --clip-grad-norm 1e9 \
+  --history-out $T/g.jsonl --history-csv $T/g.csv
 run g1 $MPIRUN -np 2 $BIN $COMMON --steps 10 --val-every 3 --clip-grad-norm 1e9 --report-every 1 \
   --grad-accum 2 --batch 2 --history-out $T/g1.jsonl
 "$PY" - $T/g.jsonl $T/g.csv $T/g.log $T/k.csv <<'EOF' || fail=1

@@ -3,11 +3,12 @@
 # checked from its --lr-find-out CSV with NumPy:
 #  - step s's lr is A (B/A)^((s-1)/(N-1)), and it is the rate the optimizer used (a 2-step test's
 #    second loss is a plain run's at --lr A); the smoothed loss is the debiased running mean
-#    (beta 0.98) of the losses; the lowest smoothed loss, fastai's valley (its code, as it is,
-#    on the steps N/10 .. n-5) as the suggestion, and Lightning 2's suggestion()
+#    (beta 0.98) of the losses; fastai's minimum and valley (its code, as it is, on the steps
+#    N/10 .. n-6) as the suggestion, and Lightning 2's suggestion()
 #    (numpy.gradient(smoothed, lr)'s argmin over steps 11..n-1) are the ones printed;
-#  - SGD up to lr 1e4 diverges (at steps 75-80 of 100 for seeds 3-6): the test stops at the first
-#    step whose smoothed loss passes 4 x its best, and says so;
+#  - SGD up to lr 1e4 diverges (at step 80 of 100 here; 75-80 over seeds 3-6 when this test was
+#    written): the test stops at the first step whose smoothed loss passes 4 x its best, and
+#    says so;
 #  - 2 ranks x batch 4 record the losses of 1 rank x batch 8 while the rates are small (above
 #    about 0.1 the two runs' rounding differences grow, as any chaotic run's do);
 #  - nothing else is written (no checkpoint, no validation); usage errors exit 2 naming the flag.
@@ -26,9 +27,12 @@ run b $MPIRUN -np 2 $BIN $S --batch 4 --lr-find 100 --lr-find-range 1e-3:1e4 \
   --lr-find-out $T/b.csv
 run c $MPIRUN -np 1 $BIN $S --batch 8 --optimizer adamw --lr-find 40 --lr-find-out $T/c.csv \
   --metrics-out $T/c.json
-run e $MPIRUN -np 1 $BIN $S --batch 8 --lr-find 2 --lr-find-range 0.5:1e4 --lr-find-out $T/e.csv
+run e $MPIRUN -np 1 $BIN $S --batch 8 --lr-find 2 --lr-find-range 0.5:1e4 \
+  --lr-find-out $T/e.csv
 run p $MPIRUN -np 1 $BIN $S --batch 8 --steps 2 --lr 0.5 --report-every 1 --val-samples 0
-for l in a b c; do grep -q "^lr-find: a learning-rate range test of" $T/$l.log || fail "banner"; done
+for l in a b c; do
+  grep -q "^lr-find: a learning-rate range test of" $T/$l.log || fail "banner"
+done
 grep -q "^validation" $T/a.log $T/c.log && fail "a range test validated"
 for l in a b; do
   grep -q "^lr-find: stopped after step [0-9]* of 100: the smoothed loss passed 4 x its best" \
@@ -60,7 +64,7 @@ def check(name, a, b, n_planned):
     kl = idx[np.argmin(np.gradient(sm[idx], d["lr"][idx]))]
     m = re.search(r"Lightning 2's suggestion\(\), .*: (\S+) \(step (\d+)\)", log)
     assert m and int(m.group(2)) == kl + 1, (name, m and m.group(0), kl + 1)
-    lo = int(np.argmin(sm))
+    lo = n_planned // 10 + int(np.argmin(sm[n_planned // 10:n - 5]))  # fastai's window
     m = re.search(r"smoothed loss is lowest, \S+, at step (\d+), lr (\S+) ", log)
     assert m and int(m.group(1)) == lo + 1, (name, m and m.group(0), lo + 1)
     # fastai's valley, as fastai writes it, on recorder.losses[num_it//10:-5]
@@ -98,12 +102,11 @@ p = float(re.search(r"^step 2/2 \| loss (\S+)", open(f"{t}/p.log").read(), re.M)
 assert abs(e["loss"][1] - p) <= 6e-5, (e["loss"][1], p)
 print(f"  a 2-step test from lr 0.5: its second loss {e['loss'][1]:.5f} = a plain run's {p}")
 PYEOF
-ls $T | grep -q cgck && fail "a checkpoint was written"
 for bad in "--steps 5" "--epochs 2" "--checkpoint-dir $T/ck" "--resume" "--warmup-steps 3" \
            "--lr-schedule cosine" "--early-stop-patience 2" "--params-out $T/p.bin" \
            "--history-out $T/h.jsonl" "--history-csv $T/h.csv" "--val-every 5"; do
   flag=${bad%% *}
-  expect2 "--lr-find: a range test sets every step's learning rate and runs --lr-find N steps, validating nothing and writing no weights; it does not take $flag" \
+  expect2 "validating nothing and writing no weights; it does not take $flag" \
     $BIN $S --lr-find 20 $bad
 done
 expect2 "--lr-find-out" $BIN $S --lr-find 20 --lr-find-out $T/nodir/x.csv

@@ -1,8 +1,9 @@
 /* augment.h: the random augmentations of one training sample: flips, crop windows, colour
  * jitter and rotations.
  *
- * Every decision comes from rng.h's CG_RNG_AUG stream keyed by (seed, epoch, index), so a
- * sample is augmented the same whatever thread, rank or batch prepares it. */
+ * Every decision comes from an rng.h stream keyed by (seed, epoch, index) (CG_RNG_AUG: flips
+ * and crop windows; CG_RNG_JITTER, CG_RNG_ROTATE, CG_RNG_CROP: their own), so a sample is
+ * augmented the same whatever thread, rank or batch prepares it. */
 #ifndef CG_AUGMENT_H
 #define CG_AUGMENT_H
 
@@ -56,9 +57,9 @@ void cg_augment_jitter_apply(const cg_jitter_draw_t *d, int h, int w, uint8_t *r
 
 /* --rotate D[:P]: a rotation of the sample about its centre by an angle uniform in [-D, D]
  * degrees, made with probability P (torchvision's RandomRotation(degrees=D), bilinear for the
- * image and nearest for the mask, made with probability P; like mmsegmentation's
- * RandomRotate(prob=P, degree=D)). The draw of one sample: the
- * CG_RNG_ROTATE stream of (seed, epoch, index); 0 when it is not rotated (or D is 0). */
+ * image and nearest for the mask; like mmsegmentation's RandomRotate(prob=P, degree=D)). The
+ * draw of one sample: the CG_RNG_ROTATE stream of (seed, epoch, index); 0 when it is not
+ * rotated (or D is 0). */
 #define CG_ROTATE_MAX_DEG 180.0
 double cg_augment_rotate_draw(uint64_t seed, int64_t epoch, int64_t index, double deg,
                               double prob);

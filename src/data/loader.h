@@ -88,8 +88,9 @@ cg_loader_t *cg_loader_create(const cg_loader_cfg_t *cfg);
  * from src passes cg_augment_cat_ok (ignore: the ignore label, -1 none), trying at most
  * CG_CROP_CAT_TRIES windows, each read as its mask alone (image files decode no image); win is
  * then the window to load. A zoom-out window's padding is left out of the count (without an
- * ignore label the tries pad with 255, no label of such a run). Returns the windows refused (0..CG_CROP_CAT_TRIES), or -1 with err
- * when a mask cannot be read (a bad sample, as a load's). mask: src->h * src->w bytes of
+ * ignore label the tries pad with 255, no label of such a run). Returns the windows refused
+ * (0..CG_CROP_CAT_TRIES), or -1 with err when a mask cannot be read (a bad sample, as a
+ * load's). mask: src->h * src->w bytes of
  * scratch; tmp: 4 times that. The loader's rule, shared with cogpu-bench cpu-tasks. */
 int cg_loader_place_window(cg_source_t *src, uint64_t seed, int64_t epoch, int64_t idx,
                            int ignore, double cat_max, cg_crop_t *win, uint8_t *mask,

@@ -725,3 +725,17 @@ done:
   fclose(f);
   return rc;
 }
+
+void cg_png_voc_palette(uint8_t pal[768]) {
+  for (int c = 0; c < 256; c++) {
+    int r = 0, g = 0, b = 0, id = c;
+    for (int j = 0; j < 8; j++, id >>= 3) {
+      r |= (id & 1) << (7 - j);
+      g |= ((id >> 1) & 1) << (7 - j);
+      b |= ((id >> 2) & 1) << (7 - j);
+    }
+    pal[3 * c] = (uint8_t)r;
+    pal[3 * c + 1] = (uint8_t)g;
+    pal[3 * c + 2] = (uint8_t)b;
+  }
+}

@@ -131,4 +131,9 @@ int cg_png_write(const char *path, const void *px, int h, int w, cg_png_kind_t k
 int cg_png_write_indexed(const char *path, const uint8_t *idx, int h, int w, const uint8_t *pal,
                          int npal, char *err, size_t errlen);
 
+/* PASCAL VOC's colour map (its devkit's labelcolormap): entry c's colour from c's bits, three at
+ * a time, from the top bit of each channel down (0 black, 1 (128, 0, 0), 2 (0, 128, 0), ...);
+ * 256 RGB triples. */
+void cg_png_voc_palette(uint8_t pal[768]);
+
 #endif

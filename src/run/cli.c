@@ -124,11 +124,10 @@ static const cg_opt_t g_opts[] = {
     CG_OPT_ROW_TEXT(STR, "rotate", O(rotate), NULL, C_TRAIN, "D[:P]",
         "random rotation as augmentation, as torchvision's RandomRotation(D) (bilinear, masks "
         "nearest) made with probability P (like mmsegmentation's RandomRotate(prob=P, "
-        "degree=D)): each training sample, "
-        "after its crop, flips and colour jitter, turned about its centre by an angle uniform in "
-        "[-D, D] degrees (0 < D <= 180), its size kept; bilinear, masks nearest; the corners it "
-        "uncovers padded as zoom-out crops pad (mid-gray, masks the ignore label, 0 when there is "
-        "none); P in (0, 1], default 1; 0 = off"),
+        "degree=D)): each training sample, after its crop, flips and colour jitter, turned about "
+        "its centre by an angle uniform in [-D, D] degrees (0 < D <= 180), its size kept; the "
+        "corners it uncovers padded as zoom-out crops pad (mid-gray, masks the ignore label, 0 "
+        "when there is none); P in (0, 1], default 1; 0 = off"),
     CG_OPT_ROW_ONOFF("flip", O(flip), C_TRAIN,
         "random horizontal and vertical flips as augmentation; --crop off --flip off trains on "
         "exactly the pixels of the files"),
@@ -225,8 +224,8 @@ static const cg_opt_t g_opts[] = {
         "clip the gradient to global L2 norm X before the optimizer step, as "
         "torch.nn.utils.clip_grad_norm_(params, X) after the all-reduce (fp16: of the unscaled "
         "gradient, a skipped step is not clipped); the norm is reported (step lines, "
-        "--metrics-out, the history's grad_norm, --tensorboard train/grad_norm); a value it never reaches (1e9) "
-        "measures without clipping; 0 = off"),
+        "--metrics-out, the history's grad_norm, --tensorboard train/grad_norm); a value it "
+        "never reaches (1e9) measures without clipping; 0 = off"),
     CG_OPT_ROW_NUM(I64, "warmup-steps", O(warmup_steps), 0, 1e15, C_TRAIN, "N",
         "linear learning-rate warm-up over the first N steps"),
     CG_OPT_ROW_TEXT(STR, "lr-schedule", O(lr_schedule), "constant|cosine|poly|multistep",
@@ -262,9 +261,9 @@ static const cg_opt_t g_opts[] = {
         "whose learning rate grows exponentially over --lr-find-range, each step's loss (the "
         "mean over the ranks) smoothed (a running mean, beta 0.98, debiased); the test ends "
         "early when the smoothed loss passes 4 x its best or a loss is not finite; prints a "
-        "table, the lowest smoothed loss, and the suggested --lr: where the smoothed loss falls "
-        "fastest per factor of the rate before its lowest point (fastai's steep; Lightning 2's "
-        "rule is printed too); validates nothing and writes no weights; 0 = off"),
+        "table and the suggested --lr, fastai's valley (its default: about half way down the "
+        "longest fall of the smoothed loss); the lowest smoothed loss (fastai's minimum) and "
+        "Lightning 2's rule are printed too; validates nothing and writes no weights; 0 = off"),
     CG_OPT_ROW_TEXT(STR, "lr-find-range", O(lr_find_range), NULL, C_TRAIN, "A:B",
         "--lr-find: the first and the last step's learning rate, 0 < A < B <= 1e6 "
         "(Lightning's min_lr, max_lr)"),

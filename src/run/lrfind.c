@@ -48,9 +48,15 @@ int cg_lrfind_add(cg_lrfind_t *f, double lr, double loss) {
   return f->diverged;
 }
 
-int64_t cg_lrfind_min(const cg_lrfind_t *f) {
-  int64_t at = -1;
-  for (int64_t i = 0; i < f->n; i++)
+void cg_lrfind_window(const cg_lrfind_t *f, int64_t planned, int64_t *from, int64_t *to) {
+  *from = planned / 10;
+  *to = f->n - 5 > *from ? f->n - 5 : *from;
+}
+
+int64_t cg_lrfind_min(const cg_lrfind_t *f, int64_t planned) {
+  int64_t at = -1, from, to;
+  cg_lrfind_window(f, planned, &from, &to);
+  for (int64_t i = from; i < to; i++)
     if (isfinite(f->smooth[i]) && (at < 0 || f->smooth[i] < f->smooth[at])) at = i;
   return at;
 }
@@ -59,8 +65,9 @@ int64_t cg_lrfind_valley(const cg_lrfind_t *f, int64_t planned) {
   const size_t cap = (size_t)(f->n > 0 ? f->n : 1);
   int64_t *at = cg_calloc(cap, sizeof(int64_t), "lr-find"), *lds = cg_calloc(cap, sizeof(int64_t),
                                                                           "lr-find");
-  int64_t m = 0;
-  for (int64_t i = planned / 10; i < f->n - 5; i++)
+  int64_t m = 0, from, to;
+  cg_lrfind_window(f, planned, &from, &to);
+  for (int64_t i = from; i < to; i++)
     if (isfinite(f->smooth[i])) at[m++] = i;
   const double *y = f->smooth;
   int64_t max_start = 0, max_end = 0;
@@ -125,7 +132,7 @@ int cg_lrfind_report(const cg_lrfind_t *f, int64_t planned, const char *csv, FIL
             isfinite(f->loss[f->n - 1]) ? "the smoothed loss passed 4 x its best"
                                         : "the loss is not finite");
   const int64_t s = cg_lrfind_valley(f, planned), sl = cg_lrfind_lightning(f);
-  const int64_t lo = cg_lrfind_min(f);
+  const int64_t lo = cg_lrfind_min(f, planned);
   if (lo >= 0)
     fprintf(out, "lr-find: the smoothed loss is lowest, %.6g, at step %lld, lr %.3g (fastai's "
             "\"minimum\" suggests a tenth of that: %.3g)\n", f->smooth[lo], (long long)lo + 1,
@@ -137,8 +144,8 @@ int cg_lrfind_report(const cg_lrfind_t *f, int64_t planned, const char *csv, FIL
     fprintf(out, "lr-find: suggested --lr %.3g (step %lld: fastai's valley, half way down the "
             "longest fall of the smoothed loss)\n", f->lr[s], (long long)s + 1);
   else
-    fprintf(out, "lr-find: no suggestion: %lld step(s) recorded, none between step %lld and "
-            "the fifth from the end (--lr-find N larger, or a range that diverges later)\n",
+    fprintf(out, "lr-find: no suggestion: %lld step(s) recorded, none from step %lld on with "
+            "the last five left out (--lr-find N larger, or a range that diverges later)\n",
             (long long)f->n, (long long)planned / 10 + 1);
   fflush(out);
   if (!csv || !csv[0]) return 0;

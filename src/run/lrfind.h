@@ -1,8 +1,8 @@
-/* lrfind.h: train --lr-find N, the learning-rate range test (Leslie Smith's; PyTorch
- * Lightning's Tuner.lr_find): N steps whose learning rate grows exponentially from A to B,
+/* lrfind.h: train --lr-find N, the learning-rate range test (Leslie Smith's; fastai's and
+ * PyTorch Lightning's lr_find): N steps whose learning rate grows exponentially from A to B,
  * each step's loss smoothed, the search ended when the smoothed loss diverges, and a suggested
- * learning rate where the smoothed loss falls fastest. Pure arithmetic: train.c feeds it one
- * global loss a step; every rank computes the same. */
+ * learning rate: fastai's valley, with its minimum and Lightning 2's rule beside it. Pure
+ * arithmetic: train.c feeds it one global loss a step; every rank computes the same. */
 #ifndef CG_LRFIND_H
 #define CG_LRFIND_H
 
@@ -11,13 +11,14 @@
 
 #define CG_LRFIND_BETA 0.98      /* the loss's running-mean factor (Lightning's beta) */
 #define CG_LRFIND_DIVERGE 4.0    /* stop when the smoothed loss passes this x its best */
-#define CG_LRFIND_SKIP_BEGIN 10  /* the suggestion leaves out the first steps ... */
-#define CG_LRFIND_SKIP_END 1     /* ... and the last ones (Lightning's skip_begin, skip_end) */
+#define CG_LRFIND_SKIP_BEGIN 10  /* Lightning's rule leaves out the first steps ... */
+#define CG_LRFIND_SKIP_END 1     /* ... and the last ones (its skip_begin, skip_end) */
 
 typedef struct {
   int64_t n, cap;                /* steps recorded; planned */
   double *lr, *loss, *smooth;    /* per step (loss: NaN for a step without a finite one) */
-  double avg, best;              /* the running mean (unbiased by 1 - beta^s), best smoothed */
+  double avg, best;              /* the running mean (smoothed: it over 1 - beta^s), the best
+                                    smoothed loss */
   int diverged;                  /* the last step passed CG_LRFIND_DIVERGE x best, or its loss
                                     was not finite */
 } cg_lrfind_t;
@@ -34,15 +35,19 @@ void cg_lrfind_free(cg_lrfind_t *f);
  * the loss is not finite (the weights are lost). */
 int cg_lrfind_add(cg_lrfind_t *f, double lr, double loss);
 
-/* The step (0-based) of the smallest finite smoothed loss; -1 when there is none. */
-int64_t cg_lrfind_min(const cg_lrfind_t *f);
+/* fastai's window of the recorded steps (0-based [*from, *to)): from planned / 10, the last
+ * five left out (its lrs[num_it//10:-5]); empty when there are too few. */
+void cg_lrfind_window(const cg_lrfind_t *f, int64_t planned, int64_t *from, int64_t *to);
+/* fastai's minimum: the step (0-based) of the smallest finite smoothed loss in that window;
+ * -1 when there is none. */
+int64_t cg_lrfind_min(const cg_lrfind_t *f, int64_t planned);
 
 /* The suggested step (0-based), fastai's "valley" (its lr_find's default suggestion): over the
- * recorded steps from planned / 10 to the fifth from the end, those with a finite smoothed loss,
+ * steps of fastai's window (cg_lrfind_window) with a finite smoothed loss,
  * the longest run of steps whose smoothed losses fall (a longest decreasing subsequence, the
- * first longest), and the step about half of it in: fastai's loop and index to the letter
- * (start + int(L/3) + int(L/2/3), start = end - its length when first found; at least 0).
- * -1 when none is left.
+ * first longest), and the step about half of it in: fastai's loop and index (start + int(L/3)
+ * + int(L/2/3), start = end - its length when first found), but at least 0 where Python's
+ * index -1 would wrap to the last step. -1 when none is left.
  * O(n^2) in the steps (--lr-find is at most 10000). */
 int64_t cg_lrfind_valley(const cg_lrfind_t *f, int64_t planned);
 

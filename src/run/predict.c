@@ -984,20 +984,6 @@ static int check_truth(const popts_t *o, char **files, int nfiles, int k, int ig
   return 0;
 }
 
-/* PASCAL VOC's colour map: class c's colour from its bits, three at a time, from the top bit
- * of each channel down (VOC's devkit labelcolormap). */
-static void voc_colour(int c, uint8_t rgb[3]) {
-  int r = 0, g = 0, b = 0;
-  for (int j = 0; j < 8; j++, c >>= 3) {
-    r |= (c & 1) << (7 - j);
-    g |= ((c >> 1) & 1) << (7 - j);
-    b |= ((c >> 2) & 1) << (7 - j);
-  }
-  rgb[0] = (uint8_t)r;
-  rgb[1] = (uint8_t)g;
-  rgb[2] = (uint8_t)b;
-}
-
 /* --overlay: path (STEM.overlay.png) gets image's pixels with the class colours of cls (k = 1:
  * 0 or 255) blended in, (1 - alpha) v + alpha colour truncated, as mmsegmentation's
  * SegLocalVisualizer draws a prediction (in double, its numpy float64). 0, or -1 with err. */
@@ -1011,16 +997,13 @@ static int write_overlay(const popts_t *o, const char *image, const pimg_t *p, c
     free(rgb);
     return -1;
   }
-  uint8_t pal[256][3];
-  const int own = p->k > 1 && info->npal >= p->k;
-  for (int c = 0; c < 256; c++) {
-    if (own && c < info->npal) memcpy(pal[c], info->palette + 3 * c, 3);
-    else voc_colour(c, pal[c]);
-  }
+  uint8_t pal[768];
+  cg_png_voc_palette(pal);
+  if (p->k > 1 && info->npal >= p->k) memcpy(pal, info->palette, 3 * (size_t)info->npal);
   const double a = o->alpha, keep = 1.0 - a;
   const size_t px = (size_t)h * w;
   for (size_t q = 0; q < px; q++) {
-    const uint8_t *col = pal[p->k == 1 ? cls[q] != 0 : cls[q]];
+    const uint8_t *col = pal + 3 * (p->k == 1 ? cls[q] != 0 : cls[q]);
     for (int ch = 0; ch < 3; ch++)
       rgb[3 * q + ch] = (uint8_t)((double)rgb[3 * q + ch] * keep + (double)col[ch] * a);
   }

@@ -678,9 +678,9 @@ static int early_stop(cg_run_t *r, int64_t step) {
  * same on every rank (an all-reduce); rank 0's verdict is every rank's. */
 static int lr_find_step(cg_run_t *r, loop_t *L, int64_t k) {
   double loss = r->step_loss;
-  CG_CHECK_MPI(MPI_Allreduce(MPI_IN_PLACE, &loss, 1, MPI_DOUBLE, MPI_SUM, r->c->world));
+  CHECK_PEER(r, k + 1, MPI_Allreduce(MPI_IN_PLACE, &loss, 1, MPI_DOUBLE, MPI_SUM, r->c->world));
   int stop = cg_lrfind_add(&L->lrf, cg_train_lr(r->cfg, k, r->sched_total), loss);
-  CG_CHECK_MPI(MPI_Bcast(&stop, 1, MPI_INT, 0, r->c->world)); /* rank 0's verdict, as ever */
+  CHECK_PEER(r, k + 1, MPI_Bcast(&stop, 1, MPI_INT, 0, r->c->world)); /* rank 0's verdict */
   if (!stop) return 0;
   r->lrf_step = r->total = k + 1; /* the run ends here: its final figures are this step's */
   return 1;

@@ -341,6 +341,12 @@ void cg_acc_reset(cg_acc_t *a, int K) {
 }
 
 /* K >= 2: one line per class of the K x K counts (rank 0 prints). */
+/* A K >= 2 validation's figures on one line, after its caller's words and before its end. */
+static void print_k_figures(double loss, const int64_t *ck, int K) {
+  printf("loss %.4f  mIoU %.4f  mDice %.4f  accuracy %.4f  mAcc %.4f", loss, cg_confk_miou(ck, K),
+         cg_confk_mdice(ck, K), cg_confk_acc(ck, K), cg_confk_macc(ck, K));
+}
+
 static void print_class_table(const int64_t *ck, int K, int ignore) {
   printf("# %-5s %8s %8s %8s %14s %14s\n", "class", "IoU", "Dice", "Acc", "gt pixels",
          "pred pixels");
@@ -461,9 +467,9 @@ void cg_report_validation(cg_run_t *r, cg_train_figs_t *f, int64_t step, double 
   if (r->bar == 2) fputc('\n', stderr);
   const int K = r->model.nclass;
   if (K > 1) {
-    printf("validation at step %lld: loss %.4f  mIoU %.4f  mDice %.4f  accuracy %.4f  mAcc %.4f\n",
-           (long long)step, v->loss, cg_confk_miou(v->confk, K), cg_confk_mdice(v->confk, K),
-           cg_confk_acc(v->confk, K), cg_confk_macc(v->confk, K));
+    printf("validation at step %lld: ", (long long)step);
+    print_k_figures(v->loss, v->confk, K);
+    putchar('\n');
     print_class_table(v->confk, K, r->cfg->ignore_index);
     fflush(stdout);
     return;
@@ -550,11 +556,9 @@ static void print_final_k(const cg_run_t *r, const cg_train_figs_t *f, const int
          (long long)r->total, f->last_window_loss, (long long)last_win, cg_confk_miou(lk, K), ips,
          wall);
   if (f->have_val) {
-    printf("final validation: loss %.4f  mIoU %.4f  mDice %.4f  accuracy %.4f  mAcc %.4f  (%lld "
-           "images, %d classes)\n",
-           f->val.loss, cg_confk_miou(f->val.confk, K), cg_confk_mdice(f->val.confk, K),
-           cg_confk_acc(f->val.confk, K), cg_confk_macc(f->val.confk, K),
-           (long long)f->val.images, K);
+    printf("final validation: ");
+    print_k_figures(f->val.loss, f->val.confk, K);
+    printf("  (%lld images, %d classes)\n", (long long)f->val.images, K);
     print_class_table(f->val.confk, K, r->cfg->ignore_index);
   }
 }
@@ -570,11 +574,10 @@ static void print_final_idle(const cg_run_t *r, const cg_train_figs_t *f, double
                                                : "no checkpoint written");
   if (!f->have_val) return;
   if (K > 1) {
-    printf("final validation: loss %.4f  mIoU %.4f  mDice %.4f  accuracy %.4f  mAcc %.4f  (%lld "
-           "images, %d classes; the checkpoint's weights)\n",
-           f->val.loss, cg_confk_miou(f->val.confk, K), cg_confk_mdice(f->val.confk, K),
-           cg_confk_acc(f->val.confk, K), cg_confk_macc(f->val.confk, K),
-           (long long)f->val.images, K);
+    printf("final validation: ");
+    print_k_figures(f->val.loss, f->val.confk, K);
+    printf("  (%lld images, %d classes; the checkpoint's weights)\n", (long long)f->val.images,
+           K);
     print_class_table(f->val.confk, K, r->cfg->ignore_index);
   } else {
     printf("final validation: loss %.4f  IoU %.4f  Dice %.4f  accuracy %.4f  (%lld images; the "
