@@ -77,6 +77,35 @@ static double top_share(const uint8_t *mask, size_t n, int *several) {
   return all ? (double)top / (double)all : 1.0;
 }
 
+/* The test's own reading of the --crop-cat-max 0.75 rule for sample idx of src (24 x 24): its
+ * window of side `scale`, tried with padding 255 (left out by top_share) and moved until its
+ * mask passes, at most `tries` times; win gets the window with pad `pad`. Returns the windows
+ * refused. */
+static int rule_window(cg_source_t *src, uint64_t seed, int64_t epoch, int64_t idx, double scale,
+                       int tries, int pad, cg_crop_t *win) {
+  uint8_t mk[24 * 24], tmp[24 * 24 * 4];
+  char err[256];
+  *win = cg_augment_window(seed, epoch, idx, scale, scale);
+  win->pad = 255; /* the tries' padding */
+  int several, t = 0;
+  for (; t < tries; t++) {
+    CG_ASSERT(cg_source_load_win(src, idx, win, NULL, mk, tmp, err, sizeof err) == 0);
+    if (top_share(mk, sizeof mk, &several) < 0.75 && several) break;
+    cg_augment_window_again(seed, epoch, idx, t + 1, win);
+  }
+  win->pad = pad;
+  return t;
+}
+
+/* 1 when sample i of batch b is not src's window win (24 x 24, image and mask). */
+static int differs(cg_source_t *src, const cg_host_batch_t *b, int i, const cg_crop_t *win) {
+  const size_t px = 24 * 24;
+  uint8_t r[24 * 24 * 3], mk[24 * 24], tmp[24 * 24 * 4];
+  char err[256];
+  CG_ASSERT(cg_source_load_win(src, b->index[i], win, r, mk, tmp, err, sizeof err) == 0);
+  return memcmp(b->rgb + i * px * 3, r, px * 3) || memcmp(b->y + i * px, mk, px);
+}
+
 /* --crop-cat-max with zoom-out windows of a binary run without an ignore label: the padding
  * (label 0 in the sample) is not counted while the windows are tried (they pad with 255), so
  * the windows that hold shapes pass (counting the padding as background would refuse every one
@@ -89,28 +118,16 @@ static void test_cat_max_padding(void) {
   c.crop_lo = c.crop_hi = 2.0;
   c.cat_max = 0.75;
   cg_loader_t *l = cg_loader_create(&c);
-  const size_t px = 24 * 24;
-  uint8_t r[24 * 24 * 3], mk[24 * 24], tmp[24 * 24 * 4];
-  char err[256];
   int seen = 0, bad = 0, first = 0;
   for (int k = 0; k < 6; k++) {
     cg_host_batch_t *b = cg_loader_next(l, NULL);
     CG_ASSERT(b != NULL);
     for (int i = 0; i < b->n; i++) {
-      const int64_t idx = b->index[i];
-      if (idx < 0) continue;
-      cg_crop_t win = cg_augment_window(c.seed, b->epoch, idx, 2.0, 2.0);
-      win.pad = 255; /* the tries' padding */
-      int several, t = 0;
-      for (; t < CG_CROP_CAT_TRIES; t++) {
-        CG_ASSERT(cg_source_load_win(sb, idx, &win, NULL, mk, tmp, err, sizeof err) == 0);
-        if (top_share(mk, px, &several) < 0.75 && several) break;
-        cg_augment_window_again(c.seed, b->epoch, idx, t + 1, &win);
-      }
-      first += t == 0;
-      win.pad = 0; /* the sample's: background */
-      CG_ASSERT(cg_source_load_win(sb, idx, &win, r, mk, tmp, err, sizeof err) == 0);
-      bad += memcmp(b->rgb + i * px * 3, r, px * 3) || memcmp(b->y + i * px, mk, px);
+      if (b->index[i] < 0) continue;
+      cg_crop_t win; /* the sample's padding: background */
+      first += rule_window(sb, c.seed, b->epoch, b->index[i], 2.0, CG_CROP_CAT_TRIES, 0,
+                           &win) == 0;
+      bad += differs(sb, b, i, &win);
       seen++;
     }
     cg_loader_release(l, b, 0);
@@ -137,8 +154,6 @@ static void test_cat_max(void) {
                 "cg_augment_cat_ok: 3 of 4 is not below 0.75; one label besides 255 fails");
   cg_source_t *sk = cg_source_synthetic_k(12, 0, 48, 24, 24, 3, 255);
   const size_t px = 24 * 24;
-  uint8_t r[24 * 24 * 3], mk[24 * 24], tmp[24 * 24 * 4];
-  char err[256];
   int seen = 0, bad = 0, pass_first = 0, pass_rule = 0, moved = 0;
   for (int on = 0; on < 2; on++) {
     cg_loader_cfg_t c = cfg_for(sk, 1, 0, 6);
@@ -153,19 +168,12 @@ static void test_cat_max(void) {
       cg_host_batch_t *b = cg_loader_next(l, NULL);
       CG_ASSERT(b != NULL && b->n_cpu == 0);
       for (int i = 0; i < b->n; i++) {
-        const int64_t idx = b->index[i];
-        if (idx < 0) continue;
-        cg_crop_t win = cg_augment_window(c.seed, b->epoch, idx, 0.4, 0.4);
-        win.pad = 255;
-        int several, t = 0;
-        for (; on && t < CG_CROP_CAT_TRIES; t++) {
-          CG_ASSERT(cg_source_load_win(sk, idx, &win, NULL, mk, tmp, err, sizeof err) == 0);
-          if (top_share(mk, px, &several) < 0.75 && several) break;
-          cg_augment_window_again(c.seed, b->epoch, idx, t + 1, &win);
-        }
-        moved += t > 0;
-        CG_ASSERT(cg_source_load_win(sk, idx, &win, r, mk, tmp, err, sizeof err) == 0);
-        bad += memcmp(b->rgb + i * px * 3, r, px * 3) || memcmp(b->y + i * px, mk, px);
+        if (b->index[i] < 0) continue;
+        cg_crop_t win; /* the ignore label pads */
+        moved += rule_window(sk, c.seed, b->epoch, b->index[i], 0.4, on ? CG_CROP_CAT_TRIES : 0,
+                             255, &win) > 0;
+        bad += differs(sk, b, i, &win);
+        int several;
         const int ok = top_share(b->y + i * px, px, &several) < 0.75 && several;
         *(on ? &pass_rule : &pass_first) += ok;
         seen += on;

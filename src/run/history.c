@@ -134,19 +134,21 @@ static int put_line(FILE *f, const char *line, char *err, size_t errlen) {
 }
 
 /* K >= 2: the JSON key ", \"val_macc\": m, \"val_class_acc\": [...]" (acc) or
- * ", \"val_class_iou\": [...]" into js, and the per-class CSV columns into cs, *m advanced;
- * returns the JSON's length. A class without a figure (absent: cg_confk_class, _class_acc) is
- * null / empty. */
+ * ", \"val_class_iou\": [...]" into js, and the same columns into cs (val_macc, acc_c or
+ * iou_c), *m advanced; returns the JSON's length. A class without a figure (absent:
+ * cg_confk_class, _class_acc) is null / empty. */
 static size_t class_list(const int64_t *confk, int K, int acc, char *js, size_t jcap, char *cs,
                          size_t ccap, size_t *m) {
-  size_t n = 0;
+  size_t n = 0, k = 0;
   char a[32];
-  if (acc) {
-    fmt_num(a, sizeof a, confk ? cg_confk_macc(confk, K) : NAN, 0);
+  if (acc) { /* mAcc first, in both */
+    const double macc = confk ? cg_confk_macc(confk, K) : NAN;
+    fmt_num(a, sizeof a, macc, 0);
     n += (size_t)snprintf(js + n, jcap - n, ", \"val_macc\": %s", a);
+    fmt_num(a, sizeof a, macc, 1);
+    k += (size_t)snprintf(cs + k, ccap - k, ",%s", a);
   }
   n += (size_t)snprintf(js + n, jcap - n, ", \"%s\": [", acc ? "val_class_acc" : "val_class_iou");
-  size_t k = 0;
   for (int c = 0; c < K; c++) {
     double v = NAN, dice;
     const int has = confk && (acc ? cg_confk_class_acc(confk, K, c, &v)
@@ -183,9 +185,6 @@ int cg_history_add(cg_history_t *h, const cg_history_rec_t *rec, char *err, size
                               v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8]);
   if (K > 1) {
     n += class_list(rec->confk, K, 0, js + n, cap - n, cs + m, cap - m, &m);
-    char a[32];
-    fmt_num(a, sizeof a, rec->confk ? cg_confk_macc(rec->confk, K) : NAN, 1);
-    m += (size_t)snprintf(cs + m, cap - m, ",%s", a);
     n += class_list(rec->confk, K, 1, js + n, cap - n, cs + m, cap - m, &m);
   }
   char g[32];
