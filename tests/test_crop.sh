@@ -11,9 +11,9 @@
 #    too, and train from a --store whole shard;
 #  - --crop-cat-max 0.75 (windows of one label moved) gives N ranks = 1 rank over the directory
 #    and the shard, and changes the run;
-#  - --crop-scale changes the run; bad --crop-scale and --crop-cat-max values and a resume with
-#    another one are refused (exit 2, naming the flag); --lr-schedule poly with --min-lr resumes
-#    with a notice.
+#  - --crop-scale changes the run; bad --crop-scale and --crop-cat-max values, either of them
+#    with synthetic data or --crop off, and a resume with another one are refused (exit 2,
+#    naming the flag); --lr-schedule poly with --min-lr resumes with a notice.
 # The files are written with Debian's Pillow (/usr/bin/python3); without it: skipped (77).
 set -euo pipefail
 BIN=$1; MPIRUN="$2 --oversubscribe --bind-to none"; BUILD=$3
@@ -133,6 +133,17 @@ expect2 "--crop-scale: '0:1' is not A:B" $BIN $SMALL --crop-scale 0:1
 expect2 "--crop-scale: '1:0.5' is not A:B" $BIN $SMALL --crop-scale 1:0.5
 expect2 "--crop-scale: 'x' is not A:B" $BIN $SMALL --crop-scale x
 expect2 "--min-lr 0.5 is above --lr" $BIN $SMALL --min-lr 0.5
+# the crops' flags where no random crop is made: refused, not silently inert
+SYN="train --backend cpu --model-base 4 --model-depth 2 --image-size 32 --steps 1"
+expect2 "--crop-scale: shapes the random crops of real data, and synthetic data is not cropped" \
+  $BIN $SYN --crop-scale 0.5:1
+expect2 "--crop-cat-max: shapes the random crops of real data, and synthetic data" \
+  $BIN $SYN --crop-cat-max 0.75
+expect2 "--crop-scale: shapes the random crops of real data, and --crop off takes" \
+  $BIN $SMALL --crop off --crop-scale 0.5:1
+expect2 "--crop-cat-max: shapes the random crops of real data, and --crop off takes" \
+  $BIN $SMALL --crop off --crop-cat-max 0.75
+echo "ok: --crop-scale and --crop-cat-max are refused with synthetic data and with --crop off"
 # a checkpoint, then resumes: another --crop-scale is refused; another --lr-power a notice
 $MPIRUN -np 1 $BIN $SMALL --batch 4 --crop-scale 0.5:0.9 --lr-schedule poly --min-lr 1e-5 \
   --steps 3 --checkpoint-dir $T/ck > $T/ck.log

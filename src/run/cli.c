@@ -109,13 +109,14 @@ static const cg_opt_t g_opts[] = {
         "the rest padded mid-gray (0 once normalised) with masks of the ignore label (left out "
         "of the loss and metrics, as mmsegmentation pads; 0 when there is none); 0.5:2 spans "
         "the scales of mmsegmentation's resize ratio 0.5..2 (its ratio is uniform, here the "
-        "window's side: more of the crops zoom out)"),
+        "window's side: more of the crops zoom out); refused with synthetic data or --crop off"),
     CG_OPT_ROW_NUM(DBL, "crop-cat-max", O(crop_cat_max), 0, 1, C_TRAIN, "R",
         "real data's crops: a window whose mask has one label on R or more of its labelled "
         "pixels (the ignore label left out), or a single label, is moved to a new place of the "
         "same side, up to 10 times, the next taken as it is: mmsegmentation's "
         "RandomCrop(cat_max_ratio=R), 0.75 in its Cityscapes, ADE20K and VOC recipes; each try "
-        "reads the window's mask alone (image files decode no image for it); 1 = off"),
+        "reads the window's mask alone (image files decode no image for it); refused with "
+        "synthetic data or --crop off; 1 = off"),
     CG_OPT_ROW_TEXT(STR, "color-jitter", O(color_jitter), NULL, C_TRAIN, "B:C:S:H",
         "training images' random colour jitter, as torchvision's ColorJitter(brightness=B, "
         "contrast=C, saturation=S, hue=H) on uint8 tensors: factors uniform in [max(0, 1-B), "
@@ -806,6 +807,18 @@ static int check_data_flags(cg_config_t *cfg, char *err, size_t errlen) {
     snprintf(err, errlen, "--val-fraction %g: synthetic data validates on its own held-out "
              "samples (--val-samples); --val-fraction splits real data", cfg->val_fraction);
     return -1;
+  }
+  /* the crops' flags shape random crops, which synthetic data and --crop off do not make */
+  static const char *const crop_flag[2] = {"crop-scale", "crop-cat-max"};
+  for (int i = 0; i < 2 && data_known; i++) {
+    const int synthetic = !strcmp(cfg->data, "synthetic");
+    if ((synthetic || !cfg->crop) && cg_opts_given(&given, cfg->argc, cfg->argv, crop_flag[i]) &&
+        (i == 0 || cfg->crop_cat_max < 1)) {
+      snprintf(err, errlen, "--%s: shapes the random crops of real data, and %s", crop_flag[i],
+               synthetic ? "synthetic data is not cropped (give --data DIR, FILE.cgds or LIST)"
+                         : "--crop off takes each image's centred square (leave --crop on)");
+      return -1;
+    }
   }
   if (data_known && cfg->val_data[0] && cfg->val_fraction > 0 &&
       cg_opts_given(&given, cfg->argc, cfg->argv, "val-fraction")) {
