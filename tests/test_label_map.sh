@@ -9,15 +9,10 @@ set -euo pipefail
 BIN=$1; MPIRUN="$2 --oversubscribe --bind-to none"; BUILD=$3
 T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
 . "$(dirname "$0")/clilib.sh" # fail, expect2
-python3 - "$T" <<'PY'
-import os, random, struct, sys, zlib
-def png(path, w, h, ctype, rows):  # 8-bit gray (0) or RGB (2), filter 0
-    raw = b"".join(b"\0" + bytes(r) for r in rows)
-    def chunk(t, d):
-        return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d))
-    hdr = struct.pack(">IIBBBBB", w, h, 8, ctype, 0, 0, 0)
-    open(path, "wb").write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", hdr) +
-                           chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+python3 - "$T" "$(dirname "$0")" <<'PY'
+import os, random, sys
+sys.path.insert(0, sys.argv[2])
+from png_write import png  # 8-bit gray (0) or RGB (2)
 t, S = sys.argv[1], 32
 for d in ("orig", "ade", "city"):
     os.makedirs(f"{t}/{d}/masks")

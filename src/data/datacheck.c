@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "classnames.h" /* CG_CLASSNAME_MAX: a name's bytes in the shares line */
 #include "log.h"
 
 static void report_bad(void *ctx, int64_t index, const char *why) {
@@ -116,7 +117,8 @@ int cg_datacheck_balanced(const int64_t *n, int K, float *w) {
 }
 
 /* Rank 0: the classes' shares of the checked pixels and the balanced weights, as a flag. */
-static void report_classes(const int64_t *hist, int K, int ignore, int whole, const char *what) {
+static void report_classes(const int64_t *hist, int K, int ignore, int whole,
+                           const char *const *names, const char *what) {
   const int nc = K > 1 ? K : 2;
   double tot = 0;
   for (int k = 0; k < nc; k++) tot += (double)hist[k];
@@ -124,11 +126,11 @@ static void report_classes(const int64_t *hist, int K, int ignore, int whole, co
     printf("check-data: %s: no class pixel to count (every pixel is the ignore label)\n", what);
     return;
   }
-  char line[8192];
+  static char line[256 * (80 + CG_CLASSNAME_MAX)]; /* rank 0's, one thread */
   size_t n = 0;
-  for (int k = 0; k < nc && n < sizeof line - 64; k++)
-    n += (size_t)snprintf(line + n, sizeof line - n, "%s%d %.2f%%", k ? ", " : "", k,
-                          100.0 * (double)hist[k] / tot);
+  for (int k = 0; k < nc && n < sizeof line - 80 - CG_CLASSNAME_MAX; k++)
+    n += (size_t)snprintf(line + n, sizeof line - n, "%s%d%s%s %.2f%%", k ? ", " : "", k,
+                          names ? " " : "", names ? names[k] : "", 100.0 * (double)hist[k] / tot);
   printf("check-data: %s: class pixels (%s of %.0f, the images %s at --image-size%s): %s\n",
          what, K > 1 ? "share" : "0 background, 1 foreground; share", tot,
          whole ? "whole" : "fitted", ignore >= 0 ? ", the ignore label left out" : "", line);
@@ -153,8 +155,8 @@ static void report_classes(const int64_t *hist, int K, int ignore, int whole, co
 }
 
 int cg_datacheck_run(cg_source_t **data, cg_source_t **val, cg_comm_t *c, int threads, int check,
-                     int skip_bad, int nclass, int ignore, int whole, int64_t *hist_out,
-                     const char *flag, char *err, size_t errlen) {
+                     int skip_bad, int nclass, int ignore, int whole, const char *const *names,
+                     int64_t *hist_out, const char *flag, char *err, size_t errlen) {
   if (!check) { /* with check, check_one lists them */
     if (c->rank == 0) {
       report_dropped(*data, "--data");
@@ -166,7 +168,7 @@ int cg_datacheck_run(cg_source_t **data, cg_source_t **val, cg_comm_t *c, int th
   char verr[512] = ""; /* both are checked, so that every bad file is listed */
   int64_t hist[256] = {0};
   check_one(data, "--data", c, threads, skip_bad, hist, whole, flag, err, errlen);
-  if (c->rank == 0) report_classes(hist, nclass, ignore, whole, "--data");
+  if (c->rank == 0) report_classes(hist, nclass, ignore, whole, names, "--data");
   if (hist_out) memcpy(hist_out, hist, sizeof hist);
   if (val && *val)
     check_one(val, "--val-data", c, threads, skip_bad, NULL, 0, flag, verr, sizeof verr);

@@ -1,6 +1,9 @@
 /* metrics.c: confusion counts (see metrics.h). */
 #include "metrics.h"
 
+#include <stdio.h>
+#include <string.h>
+
 void cg_confusion_add(cg_confusion_t *c, const uint8_t *pred, const uint8_t *mask, size_t n) {
   /* Branch-free: tp = sum p*y, predicted positives and true positives give the rest. */
   int64_t tp = 0, pp = 0, yp = 0;
@@ -127,4 +130,36 @@ double cg_confk_macc(const int64_t *conf, int K) {
     np++;
   }
   return np ? sum / np : 0.0;
+}
+
+/* Terminal columns of UTF-8 text s: its code points (a name's padding). */
+static int text_cols(const char *s) {
+  int n = 0;
+  for (; *s; s++) n += ((unsigned char)*s & 0xc0) != 0x80;
+  return n;
+}
+
+void cg_confk_print_table(const char *head, const char *row, int id_width, const int64_t *conf,
+                          int K, const char *const *names, int digits) {
+  const int w = digits + 4; /* "0." and the digits, two spaces before */
+  int nw = 0;               /* the name column: its widest name, at least "name" */
+  for (int c = 0; names && c < K; c++)
+    if (text_cols(names[c]) > nw) nw = text_cols(names[c]);
+  if (names && nw < 4) nw = 4;
+  printf("%s%*s", head, id_width, "class");
+  if (names) printf(" %-*s", nw, "name");
+  printf(" %*s %*s %*s %14s %14s\n", w, "IoU", w, "Dice", w, "Acc", "gt pixels", "pred pixels");
+  for (int c = 0; c < K; c++) {
+    double iou, dice, acc;
+    int64_t gt, pr;
+    char fi[32] = "-", fd[32] = "-", fa[32] = "-";
+    if (cg_confk_class(conf, K, c, &iou, &dice, &gt, &pr)) {
+      snprintf(fi, sizeof fi, "%.*f", digits, iou);
+      snprintf(fd, sizeof fd, "%.*f", digits, dice);
+    }
+    if (cg_confk_class_acc(conf, K, c, &acc)) snprintf(fa, sizeof fa, "%.*f", digits, acc);
+    printf("%s%*d", row, id_width, c);
+    if (names) printf(" %s%*s", names[c], nw - text_cols(names[c]), "");
+    printf(" %*s %*s %*s %14lld %14lld\n", w, fi, w, fd, w, fa, (long long)gt, (long long)pr);
+  }
 }

@@ -52,4 +52,12 @@ int cg_confk_class_acc(const int64_t *conf, int K, int c, double *acc);
 /* mAcc, mmsegmentation's: the mean class accuracy over the classes in the truth (0 when none). */
 double cg_confk_macc(const int64_t *conf, int K);
 
+/* The per-class table of a K x K matrix to stdout (train's validation, predict --masks): a
+ * header after head, then one row a class after row: its id (printf's %*d of id_width: below 0
+ * left-aligned), its name (names: K of them, or NULL for none: no name column), IoU, Dice and
+ * Acc with `digits` decimals ("-" where the class does not count in the mean), its
+ * ground-truth and predicted pixels. */
+void cg_confk_print_table(const char *head, const char *row, int id_width, const int64_t *conf,
+                          int K, const char *const *names, int digits);
+
 #endif

@@ -13,6 +13,7 @@
 
 #include "cli.h"    // cg_cli_*: this file's contract
 #include "cgds.h"     // cg_cgds_label_map: the map a shard --data was packed with
+#include "classnames.h" // cg_classnames_parse: --class-names checked, kept as a comma list
 #include "augment.h"  // CG_ROTATE_MAX_DEG: --rotate's range
 #include "fit.h"      // CG_CROP_SCALE_MAX: --crop-scale's range
 #include "labelmap.h" // cg_labelmap_parse: --label-map read once, its table kept
@@ -57,6 +58,14 @@ static const cg_opt_t g_opts[] = {
     {"ignore-index", CG_OPT_INT, O(ignore_index), -1, 255, CG_OPT_NODEF, NULL, C_TRAIN | C_INFO, "I",
      "mask label left out of the loss and the metrics, not a class id (>= --num-classes); "
      "-1 = none; default 255 when --num-classes >= 2, none for binary"},
+    CG_OPT_ROW_TEXT(STR, "class-names", O(class_names), NULL, C_TRAIN, "N,N,...|FILE",
+        "--num-classes K >= 2: the classes' names, K of them in class-id order, comma-separated "
+        "or (a value without a comma) a FILE of one name a line ('#' comments), as "
+        "mmsegmentation's class lists: shown beside the ids in the per-class tables (validation, "
+        "check-data, predict --masks), --metrics-out's per_class[].name and TensorBoard's "
+        "val_class_iou/NAME tags; stored in checkpoints (predict and export take them from "
+        "there); each 1..48 bytes of UTF-8, unique, without commas, quotes, backslashes or "
+        "control characters; default none (the ids alone)"),
     /* data */
     CG_OPT_ROW_TEXT(STR, "data", O(data), NULL, C_TRAIN | C_INFO, "SRC",
         "training data: synthetic (built in), a directory DIR with DIR/images/*.png, *.jpg, "
@@ -319,7 +328,8 @@ static const cg_opt_t g_opts[] = {
         "write TensorBoard scalars to a new event file in DIR (made if missing), as PyTorch's "
         "SummaryWriter(DIR): train/loss, train/img_per_s, train/lr every --report-every steps; "
         "val/loss, val/iou (val/miou), val/dice (val/mdice), val/acc and K >= 2 val/macc and "
-        "val_class_iou/C at each validation; `tensorboard --logdir DIR` shows them"),
+        "val_class_iou/C (val_class_iou/NAME with --class-names) at each validation; "
+        "`tensorboard --logdir DIR` shows them"),
     CG_OPT_ROW_NUM(DBL, "bucket-mb", O(bucket_mb), 0, 1e6, C_TRAIN, "X",
         "gradient all-reduce bucket size in MB (0 = one bucket, besides --last-bucket-mb's)"),
     CG_OPT_ROW_NUM(DBL, "last-bucket-mb", O(last_bucket_mb), 0, 1e6, C_TRAIN, "X",
@@ -651,6 +661,19 @@ static int check_lr_find(cg_config_t *cfg, const cg_opts_set_t *given, char *err
   }
   cfg->steps = cfg->lr_find;
   return 0;
+}
+
+/* --class-names for the run's classes (known on a resume once the settings are merged), kept
+ * as its comma list (cfg changed): what the checkpoint stores, not the FILE's name. */
+static int check_class_names(cg_config_t *cfg, char *err, size_t errlen) {
+  if (cfg->cmd != CG_CMD_TRAIN || !cfg->class_names[0] || !settings_known(cfg)) return 0;
+  cg_classnames_t *n = cg_malloc(sizeof *n, "class names");
+  char why[1024];
+  const int rc = cg_classnames_parse(cfg->class_names, cfg->num_classes, n, why, sizeof why);
+  if (rc) snprintf(err, errlen, "--class-names: %s", why);
+  else cg_classnames_join(n, cfg->class_names, sizeof cfg->class_names);
+  free(n);
+  return rc;
 }
 
 /* --early-stop-patience's flags, --trace-steps, --crop-scale, --color-jitter, --rotate, --min-lr
@@ -1105,7 +1128,8 @@ static int check_optim_flags(cg_config_t *cfg, char *err, size_t errlen) {
 
 int cg_cli_check(cg_config_t *cfg, char *err, size_t errlen) {
   static int (*const checks[])(cg_config_t *, char *, size_t) = {
-      check_labels, check_train_flags, check_data_flags, check_resume_flags, check_optim_flags};
+      check_labels,       check_class_names,  check_train_flags,
+      check_data_flags,   check_resume_flags, check_optim_flags};
   for (size_t i = 0; i < sizeof checks / sizeof *checks; i++)
     if (checks[i](cfg, err, errlen)) return -1;
   return 0;

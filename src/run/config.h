@@ -7,7 +7,8 @@
 #include <stdio.h>
 #include <string.h> /* strcmp: cg_cfg_sgd */
 
-#include "labelmap.h" /* CG_LABELMAP_TABLE_LEN */
+#include "classnames.h" /* CG_CLASSNAMES_LEN */
+#include "labelmap.h"   /* CG_LABELMAP_TABLE_LEN */
 
 #define CG_PATH_MAX 1024
 #define CG_SETTING_MAX (2 * CG_PATH_MAX) /* the longest text of an option (--class-weights) */
@@ -36,6 +37,8 @@ typedef struct {
   /* model */
   int model_base, model_depth, image_size;
   int num_classes;     /* 1 = binary (sigmoid head, BCE + Dice); K >= 2: K classes, softmax head */
+  char class_names[CG_CLASSNAMES_LEN]; /* --class-names: after cg_cli_check the comma list (a
+                                        * FILE's names read), "" = none (classnames.h) */
   int ignore_index;    /* mask label left out of loss and metrics; -1 = none. cg_cli_check
                           resolves CG_IGNORE_DEFAULT (not given): 255 when K >= 2, else none */
   /* data */

@@ -21,8 +21,9 @@
 
 #include "atomic_file.h" /* cg_afile_*: the output written whole or not at all */
 #include "ckpt.h"        /* cg_ckpt_find/read/write: the checkpoint side */
+#include "classnames.h"  /* cg_classnames_parse: the run's names into the metadata */
 #include "feat.h"        /* CG_NFEAT: the model's 3 + 2 input channels */
-#include "json.h"        /* cg_json_parse: the header on import */
+#include "json.h"        /* cg_json_parse: the header on import, the settings on export */
 #include "le.h"          /* cg_le_put_u64 / get_u64: the header length */
 #include "log.h"         /* CG_EXIT_USAGE */
 #include "model.h"       /* cg_model_build: layers and the flat parameter layout */
@@ -151,7 +152,8 @@ static void export_usage(FILE *f) {
           "  Writes the weights of a checkpoint (FILE; DIR/best or DIR/last, the one that\n"
           "  pointer file names; or in DIR the one train --resume DIR would load: the newest\n"
           "  run's newest valid one) as a safetensors file with the\n"
-          "  model definition in its __metadata__; tensor names and layouts are those of\n"
+          "  model definition (and the run's --class-names: class_names, a comma list) in its\n"
+          "  __metadata__; tensor names and layouts are those of\n"
           "  python/cogpu_torch.py's state_dict (README: Export).\n");
 }
 
@@ -201,6 +203,15 @@ static char *header_build(const cg_model_t *m, const table_t *tb, const cg_ckpt_
           FORMAT_NAME, FORMAT_VERSION, COGPU_VERSION, m->in_c, m->base, m->depth, m->nclass,
           m->height, m->width, info->ignore_index);
   for (int i = 0; i < 3 * info->npal; i++) fprintf(f, "%02x", info->palette[i]);
+  /* the run's --class-names, checked (they hold no quote or backslash), as the comma list */
+  char jerr[128], why[256];
+  cg_json_t *j = info->settings[0] ? cg_json_parse(info->settings, jerr, sizeof jerr) : NULL;
+  const char *names = j && j->type == CG_JSON_OBJ ? cg_json_str(j, "class-names", "") : "";
+  cg_classnames_t *cn = cg_malloc(sizeof *cn, "class names");
+  if (names[0] && !cg_classnames_parse(names, m->nclass, cn, why, sizeof why))
+    fprintf(f, "\",\"class_names\":\"%s", names);
+  free(cn);
+  cg_json_free(j);
   fprintf(f, "\"}");
   size_t off = 0;
   for (int i = 0; i < tb->n; i++) {

@@ -27,11 +27,12 @@
 #include "atomic_file.h"    /* cg_afile_*: every output file replaced whole or not at all */
 #include "backend_choose.h" /* cg_backend_choose: auto|cpu|cuda */
 #include "ckpt.h"           /* cg_ckpt_read, cg_ckpt_find: the checkpoint (FILE or newest in DIR) */
+#include "classnames.h"     /* cg_classnames_parse: the run's --class-names, in its settings */
 #include "cpu_layers.h"     /* cg_cpu_class_of: a pixel's class, as every step's mask */
 #include "feat.h"           /* cg_pack_input: a tile's input exactly as training makes it */
 #include "fit.h"            /* cg_fit_pair, cg_fit_view_size: an image scaled as training fits it */
 #include "image_io.h"       /* cg_image_read_*: PNG, JPEG, GIF or TIFF images, by content */
-#include "json.h"           /* cg_json_parse: the run's --label-map in the checkpoint */
+#include "json.h"           /* cg_json_parse: the run's --label-map and names in the checkpoint */
 #include "le.h"             /* cg_le_put_u32: the .npy payload, little-endian */
 #include "log.h"
 #include "metrics.h"        /* cg_confusion_*: binary IoU, Dice, accuracy */
@@ -110,8 +111,9 @@ static void usage(FILE *f) {
           "  --masks DIR    ground-truth masks DIR/NAME.png (or .gif, .tif, .tiff; binary ones\n"
           "                 also .jpg, .jpeg),\n"
           "                 all found before any work: prints IoU, Dice and pixel accuracy\n"
-          "                 (K >= 2: per-class IoU, Dice and accuracy, mIoU, accuracy, mAcc;\n"
-          "                 the checkpoint's ignore label left out) over every pixel, counts\n"
+          "                 (K >= 2: per-class IoU, Dice and accuracy, the classes named by the\n"
+          "                 run's --class-names, mIoU, accuracy, mAcc; the checkpoint's ignore\n"
+          "                 label left out) over every pixel, counts\n"
           "                 summed over ranks\n"
           "  --backend      auto (cuda when usable), cpu or cuda [auto]; computes in fp32\n"
           "  --batch        tiles per step per rank, 1..4096 [8]; at most the rank's tiles\n"
@@ -1155,7 +1157,7 @@ static void predict_all(const cg_backend_ops_t *ops, cg_backend_t *be, const pop
 }
 
 /* Rank 0's summary of the counts summed over ranks. */
-static void print_metrics(const ptally_t *t) {
+static void print_metrics(const ptally_t *t, const char *const *names) {
   if (t->k == 1) {
     printf("predict: IoU %.6f  Dice %.6f  accuracy %.6f  (%lld images, full resolution)\n",
            cg_confusion_iou(&t->bin), cg_confusion_dice(&t->bin), cg_confusion_acc(&t->bin),
@@ -1163,24 +1165,24 @@ static void print_metrics(const ptally_t *t) {
     return;
   }
   const int k = t->k;
-  printf("predict: class   IoU        Dice       Acc        gt_pixels    pred_pixels\n");
-  for (int c = 0; c < k; c++) {
-    double iou, dice, acc;
-    int64_t gt, pr;
-    char fi[16] = "-", fd[16] = "-", fa[16] = "-";
-    if (cg_confk_class(t->confk, k, c, &iou, &dice, &gt, &pr)) {
-      snprintf(fi, sizeof fi, "%.6f", iou);
-      snprintf(fd, sizeof fd, "%.6f", dice);
-    }
-    if (cg_confk_class_acc(t->confk, k, c, &acc)) snprintf(fa, sizeof fa, "%.6f", acc);
-    printf("predict: %5d   %-8s   %-8s   %-8s   %-12lld %lld\n", c, fi, fd, fa, (long long)gt,
-           (long long)pr);
-  }
+  cg_confk_print_table("predict: ", "predict: ", 5, t->confk, k, names, 6);
   printf("predict: mIoU %.6f  mDice %.6f  accuracy %.6f  mAcc %.6f  (%lld images, full "
          "resolution%s)\n",
          cg_confk_miou(t->confk, k), cg_confk_mdice(t->confk, k), cg_confk_acc(t->confk, k),
          cg_confk_macc(t->confk, k), (long long)t->images,
          t->ignore >= 0 ? ", ignore label left out" : "");
+}
+
+/* The run's --class-names from the checkpoint's settings into n (none when it had none); a
+ * malformed list is warned about and left out (names only label the table). */
+static void run_class_names(const cg_ckpt_info_t *info, int k, cg_classnames_t *n) {
+  char jerr[128], why[1024];
+  memset(n, 0, sizeof *n);
+  cg_json_t *j = info->settings[0] ? cg_json_parse(info->settings, jerr, sizeof jerr) : NULL;
+  const char *s = j && j->type == CG_JSON_OBJ ? cg_json_str(j, "class-names", "") : "";
+  if (s[0] && cg_classnames_parse(s, k, n, why, sizeof why))
+    cg_log_warn("predict: the checkpoint's --class-names are left out: %s", why);
+  cg_json_free(j);
 }
 
 /* Every rank must predict from the same images, checkpoint and ground-truth map (each reads
@@ -1334,8 +1336,12 @@ int cg_predict_run(int argc, char **argv, cg_comm_t *c) {
       printf("predict: stopped by a signal before the last image: the %lld mask(s) written are "
              "complete, the others were not written (run again to finish)\n",
              (long long)t.images);
-    else if (o.masks[0] || o.list_masks)
-      print_metrics(&t);
+    else if (o.masks[0] || o.list_masks) {
+      cg_classnames_t *names = cg_malloc(sizeof *names, "class names");
+      run_class_names(&info, t.k, names);
+      print_metrics(&t, names->k ? names->name : NULL);
+      free(names);
+    }
     fflush(stdout);
   }
   bk.ops->destroy(be);

@@ -11,6 +11,7 @@
 
 #include "backend.h"
 #include "ckpt.h"
+#include "classnames.h"
 #include "comm.h"
 #include "config.h"
 #include "guard.h"
@@ -35,6 +36,8 @@ typedef struct {
   int is_cuda;
   cg_precision_t prec;
   cg_model_t model;
+  const char *const *class_names; /* the K names of --class-names, into names_own; NULL: none */
+  cg_classnames_t *names_own;
   cg_ckpt_shape_t shape;    /* the model as checkpoints name it */
   cg_topo_t *topo;
   const cg_topo_plan_t *place;

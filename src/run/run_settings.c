@@ -30,7 +30,7 @@ static const struct {
     {"model-base", REFUSED},    {"model-depth", REFUSED},   {"image-size", REFUSED},
     {"num-classes", REFUSED},   {"ignore-index", REFUSED},  {"seed", REFUSED},
     {"data", REFUSED},          {"val-data", REFUSED},      {"val-fraction", REFUSED},
-    {"label-map", BY_TABLE},
+    {"label-map", BY_TABLE},    {"class-names", NOTICE},
     {"train-samples", REFUSED}, {"val-samples", REFUSED},   {"crop", REFUSED},
     {"crop-scale", REFUSED},    {"color-jitter", REFUSED},  {"rotate", REFUSED},
     {"crop-cat-max", REFUSED},

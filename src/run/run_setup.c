@@ -107,7 +107,8 @@ static int check_settings_fit(cg_run_t *r, char *err, size_t errlen) {
   free(all);
   if (!fits)
     snprintf(err, errlen, "the run's settings take more than the %d bytes a checkpoint stores "
-             "(long paths, a long --class-weights, a large --label-map): shorten the paths",
+             "(long paths, a long --class-weights or --class-names, a large --label-map): shorten "
+             "the paths",
              CG_CKPT_SETTINGS_MAX - 160);
   return fits ? 0 : -1;
 }
@@ -281,6 +282,12 @@ static int place_rank(cg_run_t *r, char *err, size_t errlen) {
     return usage(r, err);
   r->shape = (cg_ckpt_shape_t){m->in_c, m->base, m->depth, m->height, m->width,
                                (uint64_t)m->nparams, m->nclass};
+  if (cfg->class_names[0]) { /* cg_cli_check parsed them for these classes */
+    r->names_own = cg_malloc(sizeof *r->names_own, "class names");
+    if (cg_classnames_parse(cfg->class_names, m->nclass, r->names_own, err, errlen))
+      return usage(r, err);
+    r->class_names = r->names_own->name;
+  }
   r->topo = cg_topo_create(c, r->is_cuda ? CG_TOPO_GPU_AUTO : CG_TOPO_GPU_NONE);
   r->place = cg_topo_plan(r->topo);
   /* Threads started from here on (OpenMP, CUDA, NCCL) inherit the rank's cores. Cores shared
@@ -361,7 +368,8 @@ static int open_files(cg_run_t *r, char *err, size_t errlen) {
    * the count of --class-weights balanced */
   if (!cg_comm_any(r->c, rc != 0))
     rc = cg_datacheck_run(&r->base_src, &r->val_base, r->c, r->place->ncpus, check,
-                          cfg->skip_bad, cfg->num_classes, cfg->ignore_index, cfg->crop, hist,
+                          cfg->skip_bad, cfg->num_classes, cfg->ignore_index, cfg->crop,
+                          r->class_names, hist,
                           cfg->check_data ? "--check-data" : "--class-weights balanced", err,
                           errlen);
   if (!rc && r->cfg_own) rc = take_balanced(r, hist, err, errlen);
@@ -891,6 +899,9 @@ fail:
 }
 
 void cg_run_free_settings(cg_run_t *r) {
+  free(r->names_own);
+  r->names_own = NULL;
+  r->class_names = NULL;
   free(r->cfg_own);
   r->cfg_own = NULL;
   r->cfg = NULL;

@@ -340,28 +340,17 @@ void cg_acc_reset(cg_acc_t *a, int K) {
   if (ck && K > 1) memset(ck, 0, sizeof(int64_t) * (size_t)K * K);
 }
 
-/* K >= 2: one line per class of the K x K counts (rank 0 prints). */
 /* A K >= 2 validation's figures on one line, after its caller's words and before its end. */
 static void print_k_figures(double loss, const int64_t *ck, int K) {
   printf("loss %.4f  mIoU %.4f  mDice %.4f  accuracy %.4f  mAcc %.4f", loss, cg_confk_miou(ck, K),
          cg_confk_mdice(ck, K), cg_confk_acc(ck, K), cg_confk_macc(ck, K));
 }
 
-static void print_class_table(const int64_t *ck, int K, int ignore) {
-  printf("# %-5s %8s %8s %8s %14s %14s\n", "class", "IoU", "Dice", "Acc", "gt pixels",
-         "pred pixels");
-  for (int c = 0; c < K; c++) {
-    double iou, dice, acc;
-    int64_t gt, pr;
-    char fi[16] = "-", fd[16] = "-", fa[16] = "-";
-    if (cg_confk_class(ck, K, c, &iou, &dice, &gt, &pr)) {
-      snprintf(fi, sizeof fi, "%.4f", iou);
-      snprintf(fd, sizeof fd, "%.4f", dice);
-    }
-    if (cg_confk_class_acc(ck, K, c, &acc)) snprintf(fa, sizeof fa, "%.4f", acc);
-    printf("  %-5d %8s %8s %8s %14lld %14lld\n", c, fi, fd, fa, (long long)gt, (long long)pr);
-  }
-  if (ignore >= 0) printf("  (pixels labelled %d are ignored)\n", ignore);
+/* K >= 2: one line per class of the K x K counts, named by --class-names (rank 0 prints). */
+static void print_class_table(const cg_run_t *r, const int64_t *ck) {
+  cg_confk_print_table("# ", "  ", -5, ck, r->model.nclass, r->class_names, 4);
+  if (r->cfg->ignore_index >= 0)
+    printf("  (pixels labelled %d are ignored)\n", r->cfg->ignore_index);
 }
 
 void cg_report_history_open(const cg_run_t *r, cg_train_figs_t *f) {
@@ -440,8 +429,9 @@ static void history_add(cg_run_t *r, cg_train_figs_t *f, int64_t step, double el
     for (int c = 0; K > 1 && c < K; c++) {
       double iou, dice;
       int64_t gt, pr;
-      char tag[32];
-      snprintf(tag, sizeof tag, "val_class_iou/%d", c);
+      char tag[32 + CG_CLASSNAME_MAX];
+      if (r->class_names) snprintf(tag, sizeof tag, "val_class_iou/%s", r->class_names[c]);
+      else snprintf(tag, sizeof tag, "val_class_iou/%d", c);
       if (cg_confk_class(v->confk, K, c, &iou, &dice, &gt, &pr)) tb_scalar(f, tag, step, iou);
     }
   }
@@ -470,7 +460,7 @@ void cg_report_validation(cg_run_t *r, cg_train_figs_t *f, int64_t step, double 
     printf("validation at step %lld: ", (long long)step);
     print_k_figures(v->loss, v->confk, K);
     putchar('\n');
-    print_class_table(v->confk, K, r->cfg->ignore_index);
+    print_class_table(r, v->confk);
     fflush(stdout);
     return;
   }
@@ -559,7 +549,7 @@ static void print_final_k(const cg_run_t *r, const cg_train_figs_t *f, const int
     printf("final validation: ");
     print_k_figures(f->val.loss, f->val.confk, K);
     printf("  (%lld images, %d classes)\n", (long long)f->val.images, K);
-    print_class_table(f->val.confk, K, r->cfg->ignore_index);
+    print_class_table(r, f->val.confk);
   }
 }
 
@@ -578,7 +568,7 @@ static void print_final_idle(const cg_run_t *r, const cg_train_figs_t *f, double
     print_k_figures(f->val.loss, f->val.confk, K);
     printf("  (%lld images, %d classes; the checkpoint's weights)\n", (long long)f->val.images,
            K);
-    print_class_table(f->val.confk, K, r->cfg->ignore_index);
+    print_class_table(r, f->val.confk);
   } else {
     printf("final validation: loss %.4f  IoU %.4f  Dice %.4f  accuracy %.4f  (%lld images; the "
            "checkpoint's weights)\n", f->val.loss, cg_confusion_iou(&f->val.conf),
@@ -646,7 +636,7 @@ static void fill_result(const cg_run_t *r, const cg_train_figs_t *f, double ips,
 static char *metrics_k(const cg_run_t *r, const cg_train_figs_t *f, const int64_t *tk,
                        const int64_t *lk) {
   const int K = r->model.nclass;
-  size_t cap = 256 + (size_t)K * 200, n = 0;
+  size_t cap = 256 + (size_t)K * (200 + 16 + CG_CLASSNAME_MAX), n = 0;
   char *s = cg_malloc(cap, "metrics");
   char mi[32], ma[32], tm[32], tr[32];
   const int trained = r->s0 < r->total;
@@ -667,9 +657,11 @@ static char *metrics_k(const cg_run_t *r, const cg_train_figs_t *f, const int64_
     json_num(a, sizeof a, present ? iou : NAN);
     json_num(b, sizeof b, present ? dice : NAN);
     json_num(d, sizeof d, labelled ? acc : NAN);
-    n += (size_t)snprintf(s + n, cap - n, "%s{\"class\": %d, \"iou\": %s, \"dice\": %s, "
-                          "\"acc\": %s, \"gt_pixels\": %lld}", c ? ", " : "", c, a, b, d,
-                          (long long)gt);
+    char name[8 + CG_CLASSNAME_MAX] = "null"; /* names hold no quote or backslash */
+    if (r->class_names) snprintf(name, sizeof name, "\"%s\"", r->class_names[c]);
+    n += (size_t)snprintf(s + n, cap - n, "%s{\"class\": %d, \"name\": %s, \"iou\": %s, "
+                          "\"dice\": %s, \"acc\": %s, \"gt_pixels\": %lld}", c ? ", " : "", c,
+                          name, a, b, d, (long long)gt);
   }
   snprintf(s + n, cap - n, "]");
   return s;

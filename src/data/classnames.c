@@ -1,0 +1,180 @@
+/* classnames.c: --class-names parsed and checked (classnames.h). */
+#include "classnames.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define FILE_MAX (64 * 1024) /* a class list is a few KB; more is not one */
+
+/* Length of the UTF-8 sequence at s (of at most len bytes), or 0 when it is not valid UTF-8
+ * (overlong forms, surrogates and code points above U+10FFFF included). */
+static size_t utf8_len(const unsigned char *s, size_t len) {
+  if (s[0] < 0x80) return 1;
+  size_t n = s[0] >= 0xf0 ? 4 : s[0] >= 0xe0 ? 3 : s[0] >= 0xc2 ? 2 : 0;
+  if (!n || n > len || s[0] > 0xf4) return 0;
+  for (size_t i = 1; i < n; i++)
+    if ((s[i] & 0xc0) != 0x80) return 0;
+  if (n == 3 && ((s[0] == 0xe0 && s[1] < 0xa0) || (s[0] == 0xed && s[1] >= 0xa0))) return 0;
+  if (n == 4 && ((s[0] == 0xf0 && s[1] < 0x90) || (s[0] == 0xf4 && s[1] >= 0x90))) return 0;
+  return n;
+}
+
+/* Appends the name s[0..len) (spaces and tabs around it dropped) to n, checked; where names it
+ * in messages. 0, or -1 with err. */
+static int add(cg_classnames_t *n, size_t *used, const char *s, size_t len, int k,
+               const char *where, char *err, size_t errlen) {
+  while (len && (*s == ' ' || *s == '\t')) s++, len--;
+  while (len && (s[len - 1] == ' ' || s[len - 1] == '\t')) len--;
+  if (n->k >= k) {
+    snprintf(err, errlen, "%s: more than %d names (--num-classes %d)", where, k, k);
+    return -1;
+  }
+  if (!len) {
+    snprintf(err, errlen, "%s: an empty name (class %d)", where, n->k);
+    return -1;
+  }
+  if (len > CG_CLASSNAME_MAX) {
+    snprintf(err, errlen, "%s: class %d's name '%.*s...' is longer than %d bytes", where, n->k,
+             20, s, CG_CLASSNAME_MAX);
+    return -1;
+  }
+  for (size_t i = 0; i < len;) {
+    const unsigned char ch = (unsigned char)s[i];
+    const size_t u = utf8_len((const unsigned char *)s + i, len - i);
+    if (!u || ch < 0x20 || ch == 0x7f || ch == ',' || ch == '"' || ch == '\\') {
+      snprintf(err, errlen, "%s: class %d's name holds %s", where, n->k,
+               !u ? "bytes that are not UTF-8"
+               : ch == ',' ? "a comma (a comma separates names)"
+                           : "a control character, a quote or a backslash");
+      return -1;
+    }
+    i += u;
+  }
+  for (int c = 0; c < n->k; c++)
+    if (strlen(n->name[c]) == len && !memcmp(n->name[c], s, len)) {
+      snprintf(err, errlen, "%s: classes %d and %d are both named '%.*s'", where, c, n->k,
+               (int)len, s);
+      return -1;
+    }
+  if (*used + len + 1 > sizeof n->buf) {
+    snprintf(err, errlen, "%s: the names are longer than %d bytes together", where,
+             CG_CLASSNAMES_LEN - 1);
+    return -1;
+  }
+  char *d = n->buf + *used;
+  memcpy(d, s, len);
+  d[len] = 0;
+  n->name[n->k++] = d;
+  *used += len + 1;
+  return 0;
+}
+
+/* The comma list spec's names. */
+static int parse_list(const char *spec, int k, cg_classnames_t *n, char *err, size_t errlen) {
+  size_t used = 0;
+  for (const char *p = spec;;) {
+    const char *e = strchr(p, ',');
+    const size_t len = e ? (size_t)(e - p) : strlen(p);
+    char where[32];
+    snprintf(where, sizeof where, "name %d", n->k + 1);
+    if (add(n, &used, p, len, k, where, err, errlen)) return -1;
+    if (!e) return 0;
+    p = e + 1;
+  }
+}
+
+/* FILE's names, one a line. */
+static int parse_file(const char *path, int k, cg_classnames_t *n, char *err, size_t errlen) {
+  struct stat st;
+  if (stat(path, &st) || !S_ISREG(st.st_mode)) {
+    snprintf(err, errlen, "'%.400s' is %s (give a FILE of one name a line, or the names "
+             "comma-separated)", path, errno == ENOENT ? "no file" : "not a regular file");
+    return -1;
+  }
+  if (st.st_size > FILE_MAX) {
+    snprintf(err, errlen, "%.400s: %lld bytes, more than a class list's %d", path,
+             (long long)st.st_size, FILE_MAX);
+    return -1;
+  }
+  FILE *f = fopen(path, "rb");
+  if (!f) {
+    snprintf(err, errlen, "%.400s: %s", path, strerror(errno));
+    return -1;
+  }
+  char *text = malloc((size_t)st.st_size + 1);
+  const size_t got = text ? fread(text, 1, (size_t)st.st_size, f) : 0;
+  fclose(f);
+  if (!text || got != (size_t)st.st_size) {
+    snprintf(err, errlen, "%.400s: could not be read", path);
+    free(text);
+    return -1;
+  }
+  text[got] = 0;
+  int rc = 0;
+  if (memchr(text, 0, got)) {
+    snprintf(err, errlen, "%.400s: holds a NUL byte: not a text file of names", path);
+    rc = -1;
+  }
+  size_t used = 0;
+  char *p = text + (got >= 3 && !memcmp(text, "\xef\xbb\xbf", 3) ? 3 : 0);
+  for (long line = 1; !rc && *p; line++) {
+    char *e = strchr(p, '\n');
+    size_t len = e ? (size_t)(e - p) : strlen(p);
+    if (len && p[len - 1] == '\r') len--;
+    size_t b = 0;
+    while (b < len && (p[b] == ' ' || p[b] == '\t')) b++;
+    if (b < len && p[b] != '#') {
+      char where[480];
+      snprintf(where, sizeof where, "%.400s:%ld", path, line);
+      rc = add(n, &used, p, len, k, where, err, errlen);
+    }
+    if (!e) break;
+    p = e + 1;
+  }
+  free(text);
+  if (!rc && n->k != k) {
+    snprintf(err, errlen, "%.400s: %d names for --num-classes %d (one name a line, in class-id "
+             "order)", path, n->k, k);
+    rc = -1;
+  }
+  return rc;
+}
+
+int cg_classnames_parse(const char *spec, int k, cg_classnames_t *n, char *err, size_t errlen) {
+  memset(n, 0, sizeof *n);
+  if (!spec[0]) return 0;
+  if (k < 2 || k > CG_CLASSNAMES_CLASSES) {
+    snprintf(err, errlen, "names the classes of a model of --num-classes K >= 2 (a binary model "
+             "has one foreground)");
+    return -1;
+  }
+  int rc = strchr(spec, ',') ? parse_list(spec, k, n, err, errlen)
+                             : parse_file(spec, k, n, err, errlen);
+  if (!rc && n->k != k) {
+    snprintf(err, errlen, "%d names for --num-classes %d", n->k, k);
+    rc = -1;
+  }
+  if (rc) memset(n, 0, sizeof *n);
+  return rc;
+}
+
+void cg_classnames_join(const cg_classnames_t *n, char *buf, size_t len) {
+  size_t used = 0;
+  buf[0] = 0;
+  for (int c = 0; c < n->k && used < len; c++)
+    used += (size_t)snprintf(buf + used, len - used, "%s%s", c ? "," : "", n->name[c]);
+}
+
+const char *cg_classnames_get(const cg_classnames_t *n, int c) {
+  return n && c >= 0 && c < n->k ? n->name[c] : NULL;
+}
+
+int cg_classnames_width(const cg_classnames_t *n, int min) {
+  int w = min;
+  for (int c = 0; n && c < n->k; c++)
+    if ((int)strlen(n->name[c]) > w) w = (int)strlen(n->name[c]);
+  return w;
+}

@@ -1,0 +1,40 @@
+/* classnames.h: --class-names, the names of a K >= 2 model's classes, shown beside the class
+ * ids in the per-class tables (train's validation, predict --masks, check-data's shares), the
+ * metrics JSON and TensorBoard's tags, as mmsegmentation's tables name a data set's classes.
+ *
+ * A spec is the names themselves, comma-separated ("road,sidewalk,building"), or, without a
+ * comma, a FILE of one name per line (mmsegmentation's and detectron2's class lists; a UTF-8
+ * byte-order mark, "\r\n" line ends, blank lines and '#' comment lines are read). Spaces and
+ * tabs around a name are dropped. There must be exactly K names, in class-id order, unique,
+ * each 1..CG_CLASSNAME_MAX bytes of UTF-8 without control characters, commas, quotes or
+ * backslashes (so a name goes into JSON, CSV and a comma list as it is). The canonical form is
+ * the comma list: what a checkpoint stores and parses again. */
+#ifndef CG_CLASSNAMES_H
+#define CG_CLASSNAMES_H
+
+#include <stddef.h>
+
+#define CG_CLASSNAME_MAX 48     /* bytes of one name */
+#define CG_CLASSNAMES_LEN 2048  /* the comma list, NUL included (ADE20K's 150: about 1.2 KB) */
+#define CG_CLASSNAMES_CLASSES 255
+
+typedef struct {
+  int k;                                   /* names; 0 = none */
+  const char *name[CG_CLASSNAMES_CLASSES]; /* k of them, into buf */
+  char buf[CG_CLASSNAMES_LEN];
+} cg_classnames_t;
+
+/* Parses spec for k classes into n (k names, or none when spec is ""). 0, or -1 with a message
+ * (naming FILE:LINE or the name) in err and n empty. */
+int cg_classnames_parse(const char *spec, int k, cg_classnames_t *n, char *err, size_t errlen);
+
+/* The canonical comma list of n into buf (len >= CG_CLASSNAMES_LEN; "" when n has none). */
+void cg_classnames_join(const cg_classnames_t *n, char *buf, size_t len);
+
+/* Class c's name, or NULL when n is NULL, has none or c is out of range. */
+const char *cg_classnames_get(const cg_classnames_t *n, int c);
+
+/* The longest name's length, at least min (a table column's width). */
+int cg_classnames_width(const cg_classnames_t *n, int min);
+
+#endif
