@@ -20,17 +20,12 @@ T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
 python3 - "$T" "$(dirname "$0")" <<'PY'
 import os, random, sys
 sys.path.insert(0, sys.argv[2])
-from png_write import png  # 8-bit gray (0) or RGB (2)
+from png_write import blobs, png  # png: 8-bit gray (0) or RGB (2)
 t, S = sys.argv[1], 32
 os.makedirs(f"{t}/d/images"), os.makedirs(f"{t}/d/masks")
 random.seed(7)
 for i in range(16):
-    ids = [[0] * S for _ in range(S)]
-    for k in range(3):
-        c, x0, y0 = random.randint(1, 2), random.randint(0, S - 9), random.randint(0, S - 9)
-        for y in range(y0, min(S, y0 + random.randint(4, 14))):
-            for x in range(x0, min(S, x0 + random.randint(4, 14))):
-                ids[y][x] = c
+    ids = blobs(random, S)
     rgb = [[min(255, 50 + 80 * v + random.randint(0, 30)) for v in r for _ in range(3)]
            for r in ids]
     png(f"{t}/d/images/{i:03d}.png", S, S, 2, rgb)

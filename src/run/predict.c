@@ -60,6 +60,7 @@ typedef struct {
   int save_probs;     /* --save-probs */
   int overlay;        /* --overlay: NAME.overlay.png, the prediction drawn over the image */
   double alpha;       /* --overlay-alpha */
+  char scores_out[1024]; /* --scores-out FILE: one CSV row of scores per image ("" = none) */
   int flip;           /* --flip: test-time flip (tiler.h) */
   char **list_masks;  /* --input LIST of IMAGE MASK lines: image i's mask (else NULL) */
   char **dir_masks;   /* --masks DIR: image i's mask there, found at start-up (else NULL) */
@@ -81,7 +82,7 @@ static void usage(FILE *f) {
           "         --output DIR [--masks DIR] [--backend auto|cpu|cuda] [--batch N]\n"
           "         [--resize auto|fit|native|S] [--scales F[,F...]] [--tile-overlap F] [--flip]\n"
           "         [--save-probs] [--overlay [--overlay-alpha A]] [--max-image-pixels N]\n"
-          "         [--label-map SPEC]\n"
+          "         [--label-map SPEC] [--scores-out FILE]\n"
           "  runs the model of a checkpoint on every image of the --input directory (*.png, *.jpg,\n"
           "  *.jpeg, *.gif, *.tif, *.tiff in any letter case), or every image a text LIST names\n"
           "  (IMAGE or IMAGE MASK lines, as train --data LIST reads them; its masks are scored\n"
@@ -115,6 +116,11 @@ static void usage(FILE *f) {
           "                 run's --class-names, mIoU, accuracy, mAcc; the checkpoint's ignore\n"
           "                 label left out) over every pixel, counts\n"
           "                 summed over ranks\n"
+          "  --scores-out FILE  with the ground truth: each image's own scores as CSV, a row an\n"
+          "                 image in the inputs' order: name,pixels,iou,dice,acc (K >= 2:\n"
+          "                 name,pixels,miou,acc,macc and iou_C (iou_NAME with the run's\n"
+          "                 --class-names) for each class; empty where not defined), the three\n"
+          "                 lowest IoU (mIoU) named; written by rank 0, whole or not at all\n"
           "  --backend      auto (cuda when usable), cpu or cuda [auto]; computes in fp32\n"
           "  --batch        tiles per step per rank, 1..4096 [8]; at most the rank's tiles\n"
           "                 (with --flip a tile and its mirror count two: an odd N runs N - 1,\n"
@@ -392,6 +398,8 @@ static const cg_opt_t k_popts[] = {
     {"save-probs", CG_OPT_FLAG, PO(save_probs), 0, 1, 0, NULL, 0, "", "probabilities too"},
     {"overlay", CG_OPT_FLAG, PO(overlay), 0, 1, 0, NULL, 0, "", "the prediction over the image"},
     {"overlay-alpha", CG_OPT_DBL, PO(alpha), 0, 1, 0, NULL, 0, "A", "the overlay's weight"},
+    {"scores-out", CG_OPT_STR, PO(scores_out), 0, 0, CG_OPT_REQUIRED, NULL, 0, "FILE",
+     "each image's scores as CSV"},
     {"flip", CG_OPT_FLAG, PO(flip), 0, 1, 0, NULL, 0, "", "test-time flip"},
     {"scales", CG_OPT_STR, PO(scales_arg), 0, 0, CG_OPT_REQUIRED, NULL, 0, "F[,F...]",
      "test-time scales"},
@@ -607,6 +615,21 @@ static int check_inputs(popts_t *o, const cg_comm_t *c, cg_ckpt_info_t *info, cg
     }
   }
   if (resolve_label_map(o, info, model, c->rank, err, errlen)) return -1;
+  if (o->scores_out[0] && !o->masks[0] && !o->list_masks) {
+    snprintf(err, errlen, "--scores-out: scores each image against its ground truth, and there "
+             "is none (give --masks DIR, or an --input list of IMAGE MASK lines)");
+    return -1;
+  }
+  if (c->rank == 0 && o->scores_out[0]) { /* rank 0 writes it */
+    struct stat sl, ss;
+    if (cg_afile_check("--scores-out", o->scores_out, CG_AFILE_REPLACE, err, errlen)) return -1;
+    if (is_list && stat(o->input, &sl) == 0 && stat(o->scores_out, &ss) == 0 &&
+        sl.st_dev == ss.st_dev && sl.st_ino == ss.st_ino) {
+      snprintf(err, errlen, "--scores-out '%.400s' is the --input list: it would be replaced",
+               o->scores_out);
+      return -1;
+    }
+  }
   if (c->rank == 0 && check_output_dir(o->output, err, errlen)) return -1;
   /* the masks written as STEM.png would replace the images or the ground truth there (rank 0
    * has made the directory; the verdict is shared): --input, --masks, and the masks of a
@@ -735,6 +758,8 @@ typedef struct {
   int64_t images, failures, probs_failures; /* masks, and .probs.npy files, not written */
   int64_t overlay_failures;                 /* .overlay.png files not written */
   int64_t *confk; /* k*k, K >= 2 */
+  int64_t *img;   /* --scores-out, K >= 2: one image's k*k counts */
+  char **rows;    /* --scores-out: the CSV row of each input this rank scored (else NULL) */
 } ptally_t;
 
 /* Opens NAME.probs.npy and writes its header: NumPy format 1.0, '<f4', C order, [h, w, k]. */
@@ -1014,6 +1039,50 @@ static int write_overlay(const popts_t *o, const char *image, const pimg_t *p, c
   return rc;
 }
 
+/* A CSV field of a figure: "%.6f", or empty where it is not defined. */
+static void csv_num(FILE *f, int defined, double v) {
+  if (defined) fprintf(f, ",%.6f", v);
+  else fputc(',', f);
+}
+
+/* --scores-out: the CSV row (malloc'd, no line end) of an image named stem, of its counts
+ * (binary: one; K >= 2: ck, k x k): NAME,pixels,iou,dice,acc or NAME,pixels,miou,acc,macc and
+ * each class's IoU. A name holding a comma, a quote or a line end is quoted, as RFC 4180. */
+static char *score_row(const char *stem, int k, const cg_confusion_t *one, const int64_t *ck) {
+  char *buf = NULL;
+  size_t n = 0;
+  FILE *f = open_memstream(&buf, &n);
+  CG_ASSERT(f != NULL);
+  if (strpbrk(stem, ",\"\r\n")) {
+    fputc('"', f);
+    for (const char *s = stem; *s; s++) fprintf(f, *s == '"' ? "\"\"" : "%c", *s);
+    fputc('"', f);
+  } else {
+    fputs(stem, f);
+  }
+  if (k == 1) {
+    const int64_t px = one->tp + one->fp + one->fn + one->tn;
+    fprintf(f, ",%lld", (long long)px);
+    csv_num(f, px > 0, cg_confusion_iou(one));
+    csv_num(f, px > 0, cg_confusion_dice(one));
+    csv_num(f, px > 0, cg_confusion_acc(one));
+  } else {
+    int64_t px = 0;
+    for (int i = 0; i < k * k; i++) px += ck[i];
+    fprintf(f, ",%lld", (long long)px);
+    csv_num(f, px > 0, cg_confk_miou(ck, k));
+    csv_num(f, px > 0, cg_confk_acc(ck, k));
+    csv_num(f, px > 0, cg_confk_macc(ck, k));
+    for (int c = 0; c < k; c++) {
+      double iou, dice;
+      const int present = cg_confk_class(ck, k, c, &iou, &dice, NULL, NULL);
+      csv_num(f, present, iou);
+    }
+  }
+  fclose(f);
+  return buf;
+}
+
 /* p with every row final, counted against the truth with --masks, written as NAME.png
  * (and NAME.probs.npy committed, NAME.overlay.png written). */
 static void pimg_finish(pimg_t *p, const popts_t *o, char **files, const cg_ckpt_info_t *info,
@@ -1026,9 +1095,22 @@ static void pimg_finish(pimg_t *p, const popts_t *o, char **files, const cg_ckpt
     uint8_t *truth = load_truth(o, p, t->ignore, err, sizeof err);
     if (!truth) cg_die(CG_EXIT_USAGE, "predict: %s: %s", o->list_masks ? "ground truth" : "--masks",
                        err);
-    if (k == 1) cg_confusion_add_ignore(&t->bin, cls, truth, px, t->ignore);
-    else cg_confk_add(t->confk, k, cls, truth, px, t->ignore);
+    cg_confusion_t one = {0};
+    if (k == 1) {
+      cg_confusion_add_ignore(&one, cls, truth, px, t->ignore);
+      cg_confusion_merge(&t->bin, &one);
+    } else if (t->rows) { /* the image's own counts, then the total's (exact: integers) */
+      memset(t->img, 0, sizeof(int64_t) * (size_t)k * k);
+      cg_confk_add(t->img, k, cls, truth, px, t->ignore);
+      cg_confk_merge(t->confk, t->img, k);
+    } else {
+      cg_confk_add(t->confk, k, cls, truth, px, t->ignore);
+    }
     free(truth);
+    if (t->rows) {
+      stem_of(files[p->file], stem, sizeof stem);
+      t->rows[p->file] = score_row(stem, k, &one, t->img);
+    }
   }
   stem_of(files[p->file], stem, sizeof stem);
   snprintf(path, sizeof path, "%s/%s.png", o->output, stem);
@@ -1185,6 +1267,100 @@ static void run_class_names(const cg_ckpt_info_t *info, int k, cg_classnames_t *
   cg_json_free(j);
 }
 
+/* --scores-out: the rows of every rank (index, tab, row, NUL each) gathered to rank 0 and
+ * written there, in the inputs' order under a header, the images with the lowest figure
+ * (IoU; K >= 2 mIoU) named. Collective. 0, or on rank 0 -1 when the file could not be written
+ * (warned about). */
+static int write_scores(const popts_t *o, const ptally_t *t, int nfiles, const char *const *names,
+                        const cg_comm_t *c) {
+  char *mine = NULL;
+  size_t mn = 0;
+  FILE *f = open_memstream(&mine, &mn);
+  CG_ASSERT(f != NULL);
+  for (int i = 0; i < nfiles; i++)
+    if (t->rows[i]) fprintf(f, "%d\t%s%c", i, t->rows[i], 0);
+  fclose(f);
+  CG_ASSERT(mn < INT_MAX / 2); /* a row is a few hundred bytes: far below with any input count */
+  const int len = (int)mn, root = c->rank == 0;
+  int *lens = root ? cg_calloc((size_t)c->size, sizeof(int), "score lengths") : NULL;
+  int *displs = root ? cg_calloc((size_t)c->size, sizeof(int), "score offsets") : NULL;
+  CG_CHECK_MPI(MPI_Gather(&len, 1, MPI_INT, lens, 1, MPI_INT, 0, c->world));
+  int64_t total = 0;
+  for (int r = 0; root && r < c->size; r++) {
+    displs[r] = (int)total;
+    total += lens[r];
+    CG_ASSERT(total < INT_MAX);
+  }
+  char *all = root ? cg_malloc((size_t)total + 1, "scores") : NULL;
+  CG_CHECK_MPI(MPI_Gatherv(mine, len, MPI_CHAR, all, lens, displs, MPI_CHAR, 0, c->world));
+  free(mine);
+  free(lens);
+  free(displs);
+  if (!root) return 0;
+  const char **row = cg_calloc((size_t)nfiles, sizeof *row, "score rows");
+  for (char *s = all; s < all + total; s += strlen(s) + 1) {
+    char *tab = strchr(s, '\t');
+    const long i = strtol(s, NULL, 10);
+    CG_ASSERT(tab && i >= 0 && i < nfiles);
+    row[i] = tab + 1;
+  }
+  char err[1400];
+  int rc = -1, scored = 0;
+  cg_afile_t *out = cg_afile_open(o->scores_out, err, sizeof err);
+  if (out) {
+    char *head = NULL;
+    size_t hn = 0;
+    FILE *h = open_memstream(&head, &hn);
+    CG_ASSERT(h != NULL);
+    fprintf(h, "name,pixels,%s", t->k == 1 ? "iou,dice,acc" : "miou,acc,macc");
+    for (int c2 = 0; t->k > 1 && c2 < t->k; c2++)
+      if (names) fprintf(h, ",iou_%s", names[c2]);
+      else fprintf(h, ",iou_%d", c2);
+    fputc('\n', h);
+    fclose(h);
+    cg_afile_write(out, head, hn);
+    free(head);
+    for (int i = 0; i < nfiles; i++)
+      if (row[i]) {
+        cg_afile_write(out, row[i], strlen(row[i]));
+        cg_afile_write(out, "\n", 1);
+        scored++;
+      }
+    rc = cg_afile_commit(out, err, sizeof err);
+  }
+  if (rc) {
+    cg_log_warn("--scores-out: %s", err);
+  } else {
+    printf("predict: the scores of %d image(s) -> %s", scored, o->scores_out);
+    /* the lowest three of the figure after the name and the pixel count (a quoted name ends
+     * at the row's last quote: no other field holds one) */
+    int low[3] = {-1, -1, -1};
+    double lv[3] = {0, 0, 0};
+    for (int i = 0; i < nfiles; i++) {
+      if (!row[i]) continue;
+      const char *end = row[i][0] == '"' ? strrchr(row[i], '"') + 1 : strchr(row[i], ',');
+      const char *fig = strchr(end + 1, ','); /* end is the comma after the name */
+      if (!fig || fig[1] == ',' || !fig[1]) continue; /* not defined: no pixel scored */
+      const double v = strtod(fig + 1, NULL);
+      for (int j = 0; j < 3; j++)
+        if (low[j] < 0 || v < lv[j]) {
+          for (int m = 2; m > j; m--) low[m] = low[m - 1], lv[m] = lv[m - 1];
+          low[j] = i, lv[j] = v;
+          break;
+        }
+    }
+    for (int j = 0; j < 3 && low[j] >= 0; j++) {
+      const char *r = row[low[j]];
+      const char *end = r[0] == '"' ? strrchr(r, '"') + 1 : strchr(r, ',');
+      printf("%s%.*s %.4f", j ? ", " : "; the lowest: ", (int)(end - r), r, lv[j]);
+    }
+    printf("%s\n", low[0] < 0 ? "" : t->k == 1 ? " (IoU)" : " (mIoU)");
+  }
+  free(row);
+  free(all);
+  return rc;
+}
+
 /* Every rank must predict from the same images, checkpoint and ground-truth map (each reads
  * its own copy: a node's listing or checkpoint directory may differ): their hashes are compared
  * with rank 0's. 0, or on rank 0 -1 with err naming the first rank that differs and what. */
@@ -1307,6 +1483,10 @@ int cg_predict_run(int argc, char **argv, cg_comm_t *c) {
   t.k = model.nclass;
   t.ignore = info.ignore_index;
   if (t.k > 1) t.confk = cg_calloc((size_t)t.k * t.k, sizeof(int64_t), "confusion");
+  if (o.scores_out[0]) {
+    t.rows = cg_calloc((size_t)nfiles, sizeof *t.rows, "score rows");
+    if (t.k > 1) t.img = cg_calloc((size_t)t.k * t.k, sizeof(int64_t), "image confusion");
+  }
   predict_all(bk.ops, be, &o, files, nfiles, &model, &info, c, &t);
   sigaction(SIGINT, &old_int, NULL);
   sigaction(SIGTERM, &old_term, NULL);
@@ -1320,6 +1500,9 @@ int cg_predict_run(int argc, char **argv, cg_comm_t *c) {
   t.failures = sums[5];
   t.probs_failures = sums[7];
   t.overlay_failures = sums[8];
+  cg_classnames_t *names = cg_malloc(sizeof *names, "class names");
+  if (c->rank == 0) run_class_names(&info, t.k, names); /* rank 0 prints */
+  const char *const *nm = names->k ? names->name : NULL;
   if (c->rank == 0) {
     if (t.failures)
       printf("predict: wrote %lld mask(s) to %s; %lld could not be written (see the warnings)\n",
@@ -1336,19 +1519,20 @@ int cg_predict_run(int argc, char **argv, cg_comm_t *c) {
       printf("predict: stopped by a signal before the last image: the %lld mask(s) written are "
              "complete, the others were not written (run again to finish)\n",
              (long long)t.images);
-    else if (o.masks[0] || o.list_masks) {
-      cg_classnames_t *names = cg_malloc(sizeof *names, "class names");
-      run_class_names(&info, t.k, names);
-      print_metrics(&t, names->k ? names->name : NULL);
-      free(names);
-    }
-    fflush(stdout);
+    else if (o.masks[0] || o.list_masks)
+      print_metrics(&t, nm);
   }
+  const int scores_failed = t.rows && write_scores(&o, &t, nfiles, nm, c) != 0;
+  if (c->rank == 0) fflush(stdout);
+  free(names);
+  for (int i = 0; t.rows && i < nfiles; i++) free(t.rows[i]);
+  free(t.rows);
+  free(t.img);
   bk.ops->destroy(be);
   cg_topo_destroy(topo);
   free_inputs(&o, files, nfiles);
   free(params);
   free(t.confk);
   if (stopped) return 128 + (predict_stop ? (int)predict_stop : SIGTERM);
-  return t.failures || t.probs_failures || t.overlay_failures ? 1 : 0;
+  return t.failures || t.probs_failures || t.overlay_failures || scores_failed ? 1 : 0;
 }

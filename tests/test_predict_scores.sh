@@ -1,0 +1,127 @@
+#!/usr/bin/env bash
+# predict --scores-out: each image's scores as CSV.
+#  - K = 3 (with --class-names): every row recomputed by NumPy from the written mask and the
+#    ground truth (pixels, mIoU over the classes in truth or prediction, accuracy, mAcc, each
+#    class's IoU, empty where a class is in neither); rows in the inputs' order; a name
+#    holding a comma and quotes comes back through Python's csv module; the pixels of the rows
+#    sum to the run's; 2 ranks write the same file as 1; the three lowest mIoU are named;
+#  - binary, from an --input LIST of IMAGE MASK lines: IoU, Dice, accuracy recomputed (1 where
+#    neither truth nor prediction has foreground);
+#  - refused (exit 2): without ground truth, a path that is an image or the --input list, a
+#    directory that does not exist.
+# The check reads PNGs with Debian's Pillow and NumPy (/usr/bin/python3); without: skipped (77).
+set -euo pipefail
+BIN=$1; MPIRUN="$2 --oversubscribe --bind-to none"; BUILD=$3
+PY=/usr/bin/python3
+$PY -c 'import PIL, numpy' 2> /dev/null ||
+  { echo "SKIP: $PY has no Pillow and NumPy (python3-pil, python3-numpy)"; exit 77; }
+T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
+. "$(dirname "$0")/clilib.sh" # fail, expect2
+$PY - "$T" "$(dirname "$0")" <<'PY'
+import os, random, sys
+sys.path.insert(0, sys.argv[2])
+from png_write import blobs, png  # png: 8-bit gray (0) or RGB (2)
+t, S = sys.argv[1], 32
+for d in ("k/images", "k/masks", "b/images", "b/masks"):
+    os.makedirs(f"{t}/{d}")
+random.seed(11)
+lines = []
+for i in range(9):
+    ids = blobs(random, S)
+    if i == 2:
+        ids[0] = [255] * S  # an ignored row
+    rgb = [[min(255, 50 + 80 * (v % 3) + random.randint(0, 30)) for v in r for _ in range(3)]
+           for r in ids]
+    name = 'odd, "one"' if i == 4 else f"{i:02d}"
+    png(f"{t}/k/images/{name}.png", S, S, 2, rgb)
+    png(f"{t}/k/masks/{name}.png", S, S, 0, ids)
+    fg = [[255 if v and v != 255 and i != 6 else 0 for v in r] for r in ids]  # 06: background
+    png(f"{t}/b/images/{i:02d}.png", S, S, 2, rgb)
+    png(f"{t}/b/masks/{i:02d}.png", S, S, 0, fg)
+    lines.append(f"images/{i:02d}.png masks/{i:02d}.png")
+open(f"{t}/b/pairs.txt", "w").write("\n".join(lines) + "\n")
+PY
+S="--backend cpu --model-base 4 --model-depth 2 --image-size 32 --batch 4 --progress off
+   --threads 1 --val-fraction 0 --lr 0.01 --seed 2"
+$MPIRUN -np 1 $BIN train $S --data "$T/k" --num-classes 3 --class-names "bg,a b,c" --steps 12 \
+  --checkpoint-dir "$T/ck" > "$T/tk.log" 2>&1 || { cat "$T/tk.log"; fail "train K = 3"; }
+$MPIRUN -np 1 $BIN train $S --data "$T/b/pairs.txt" --steps 12 --checkpoint-dir "$T/cb" \
+  > "$T/tb.log" 2>&1 || { cat "$T/tb.log"; fail "train binary"; }
+P="predict --backend cpu"
+for n in 1 2; do
+  $MPIRUN -np $n $BIN $P --checkpoint "$T/ck" --input "$T/k/images" --masks "$T/k/masks" \
+    --output "$T/pk$n" --scores-out "$T/k$n.csv" > "$T/pk$n.log" 2>&1 ||
+    { cat "$T/pk$n.log"; fail "predict --scores-out, $n rank(s)"; }
+done
+cmp "$T/k1.csv" "$T/k2.csv" || fail "2 ranks wrote other scores than 1"
+grep "^predict: the scores" "$T/pk2.log"
+grep -qE "^predict: the scores of 9 image\(s\) -> $T/k2.csv; the lowest: .+ \(mIoU\)$" \
+  "$T/pk2.log" || { cat "$T/pk2.log"; fail "no line naming the lowest"; }
+$MPIRUN -np 2 $BIN $P --checkpoint "$T/cb" --input "$T/b/pairs.txt" --output "$T/pb" \
+  --scores-out "$T/b.csv" > "$T/pb.log" 2>&1 || { cat "$T/pb.log"; fail "predict binary LIST"; }
+$PY - "$T" <<'PY'
+import csv, os, re, sys
+import numpy as np
+from PIL import Image
+t = sys.argv[1]
+def f(s):
+    return None if s == "" else float(s)
+def close(a, b):
+    return (a is None and b is None) or (a is not None and b is not None and abs(a - b) < 1e-6)
+rows = list(csv.DictReader(open(f"{t}/k2.csv", newline="")))
+assert list(rows[0].keys()) == ["name", "pixels", "miou", "acc", "macc", "iou_bg", "iou_a b",
+                                "iou_c"], rows[0].keys()
+names = sorted(os.path.splitext(n)[0] for n in os.listdir(f"{t}/k/images"))
+assert [r["name"] for r in rows] == names, ([r["name"] for r in rows], names)
+total = 0
+for r in rows:
+    p = np.array(Image.open(f"{t}/pk1/{r['name']}.png")).astype(int)
+    g = np.array(Image.open(f"{t}/k/masks/{r['name']}.png")).astype(int)
+    v = g != 255
+    p, g = p[v], g[v]
+    ious, accs = [], []
+    for c in range(3):
+        tp, inp, ing = ((p == c) & (g == c)).sum(), (p == c).sum(), (g == c).sum()
+        u = inp + ing - tp
+        ious.append(tp / u if u else None)
+        if ing:
+            accs.append(tp / ing)
+    want = {"pixels": float(v.sum()), "miou": np.mean([x for x in ious if x is not None]),
+            "acc": float((p == g).mean()), "macc": float(np.mean(accs))}
+    for c, n in enumerate(["bg", "a b", "c"]):
+        want["iou_" + n] = ious[c]
+    for k, w in want.items():
+        assert close(f(r[k]), w), (r["name"], k, r[k], w)
+    total += int(r["pixels"])
+log = open(f"{t}/pk1.log").read()
+assert "(9 images, full resolution" in log and total == 9 * 32 * 32 - 32, total
+low = sorted(rows, key=lambda r: float(r["miou"]))[:3]
+want = "; the lowest: " + ", ".join('%s %.4f' % (r["name"] if "," not in r["name"] else
+                                     '"' + r["name"].replace('"', '""') + '"', float(r["miou"]))
+                                     for r in low) + " (mIoU)"
+assert want in log, (want, log)
+rows = list(csv.DictReader(open(f"{t}/b.csv", newline="")))
+assert [r["name"] for r in rows] == ["%02d" % i for i in range(9)], rows
+for r in rows:
+    p = np.array(Image.open(f"{t}/pb/{r['name']}.png")) > 0
+    g = np.array(Image.open(f"{t}/b/masks/{r['name']}.png")) > 0
+    tp, fp, fn = (p & g).sum(), (p & ~g).sum(), (~p & g).sum()
+    want = {"pixels": p.size, "iou": tp / (tp + fp + fn) if tp + fp + fn else 1.0,
+            "dice": 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 1.0,
+            "acc": (p == g).mean()}
+    for k, w in want.items():
+        assert close(f(r[k]), float(w)), (r["name"], k, r[k], w)
+print("ok: every row recomputed from the written masks (K = 3: %d, binary: %d)" % (9, len(rows)))
+PY
+echo "ok: --scores-out: K = 3 and binary rows as NumPy computes them; 2 ranks = 1 rank"
+
+expect2 "--scores-out: scores each image against its ground truth, and there is none" \
+  $BIN $P --checkpoint "$T/ck" --input "$T/k/images" --output "$T/q" --scores-out "$T/x.csv"
+expect2 "--scores-out: '$T/k/images/00.png' is a PNG image" $BIN $P --checkpoint "$T/ck" \
+  --input "$T/k/images" --masks "$T/k/masks" --output "$T/q" --scores-out "$T/k/images/00.png"
+expect2 "--scores-out '$T/b/pairs.txt' is the --input list" $BIN $P --checkpoint "$T/cb" \
+  --input "$T/b/pairs.txt" --output "$T/q" --scores-out "$T/b/pairs.txt"
+expect2 "--scores-out: directory '$T/none' of '$T/none/x.csv' does not exist" $BIN $P \
+  --checkpoint "$T/ck" --input "$T/k/images" --masks "$T/k/masks" --output "$T/q" \
+  --scores-out "$T/none/x.csv"
+echo "PASS test_predict_scores"
