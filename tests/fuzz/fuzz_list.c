@@ -1,7 +1,8 @@
 /* fuzz_list.c: the list-of-pairs reader (cg_pairlist_read, src/data/pairlist.c) as --data LIST
  * opens it: line splitting (spaces, tabs, comments, CRLF, over-long lines, NUL bytes, UTF-16),
  * paths relative to the list, the unique-name check, skip_bad, and every pair loaded; and the
- * same bytes as a --label-map file (cg_labelmap_parse).
+ * same bytes as a --label-map file (cg_labelmap_parse) and as a --class-names FILE
+ * (cg_classnames_parse: accepted names are well formed and their comma list reads back the same).
  *
  * The input is written as DIR/list.txt (a real file: its relative paths resolve in DIR), where
  * Initialize made a few real pairs for lines to name: images/a.png, images/b.jpg, masks/a.png,
@@ -13,6 +14,7 @@
 #include <sys/stat.h>
 
 #include "fuzz_util.h" // cg_fuzz_tmpdir, cg_fuzz_write_file
+#include "classnames.h" // cg_classnames_parse: the same bytes as a --class-names file
 #include "jpeg_io.h"   // cg_jpeg_write: the pairs the lines name
 #include "labelmap.h"  // cg_labelmap_parse: the same bytes as a --label-map file
 #include "png_io.h"
@@ -57,6 +59,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t n) {
   if (cg_labelmap_parse(g_list, 4, 255, &m, err, sizeof err) == 0)
     for (int v = 0; v < 256; v++)
       if (m.to[v] != -1 && m.to[v] >= 4 && m.to[v] != 255) abort();
+  /* as a --class-names FILE of 3 names (odd lengths) or 255: each accepted name 1..48 bytes
+   * without a comma, and the comma list parses back to the same names */
+  static cg_classnames_t cn, back;
+  static char joined[CG_CLASSNAMES_LEN];
+  const int k = n & 1 ? 3 : 255;
+  if (cg_classnames_parse(g_list, k, &cn, err, sizeof err) == 0) {
+    if (cn.k != k) abort();
+    for (int c = 0; c < k; c++)
+      if (!cn.name[c][0] || strlen(cn.name[c]) > CG_CLASSNAME_MAX || strchr(cn.name[c], ','))
+        abort();
+    cg_classnames_join(&cn, joined, sizeof joined);
+    if (cg_classnames_parse(joined, k, &back, err, sizeof err) || back.k != k) abort();
+    for (int c = 0; c < k; c++)
+      if (strcmp(cn.name[c], back.name[c])) abort();
+  }
   const cg_source_opts_t o = {.size = 8, .max_pixels = 1 << 20, .skip_bad = !(n & 1)};
   cg_source_t *s = cg_source_open_opts(g_list, &o, err, sizeof err);
   if (!s) return 0;
