@@ -3,7 +3,8 @@
 # images and 8-bit gray PNG label maps (class = shape kind, an ignore band of label 255 around
 # about half of the shapes); a small UNet (base 8, depth 3) trains on it on 2 CPU ranks x batch
 # 8 for 300 steps at lr 3e-3 and must reach validation mIoU >= 0.45 (measured 0.54; about 30 s
-# of CPU time), with the per-class table printed and "miou"/"macc"/"per_class" in --metrics-out.
+# of CPU time), with the per-class table printed and "miou"/"macc"/"per_class"/"confusion" in
+# --metrics-out.
 set -euo pipefail
 BIN=$1; MPIRUN="$2 --oversubscribe --bind-to none"; BUILD=$3
 BENCH=$BUILD/bench/cogpu-bench
@@ -28,6 +29,11 @@ assert [c["class"] for c in pc] == [0, 1, 2, 3], pc
 assert all(c["gt_pixels"] > 0 for c in pc), pc
 macc = sum(c["acc"] for c in pc) / 4  # every class in the truth: mAcc is their plain mean
 assert abs(m["macc"] - macc) <= 1e-6 and all(0 <= c["acc"] <= 1 for c in pc), (m["macc"], pc)
+cm = m["confusion"]  # a row per truth class: its sum is the class's truth pixels, its diagonal
+assert len(cm) == 4 and all(len(r) == 4 for r in cm), cm  # share the class's Acc
+for c in pc:
+    row = cm[c["class"]]
+    assert sum(row) == c["gt_pixels"] and abs(row[c["class"]] / sum(row) - c["acc"]) < 1e-9, cm
 print("validation mIoU %.4f, per class %s (want mIoU >= 0.45)"
       % (m["miou"], ", ".join("%.3f" % c["iou"] for c in pc)))
 sys.exit(0 if m["miou"] >= 0.45 else 1)

@@ -143,7 +143,10 @@ expect2 "--crop-scale: shapes the random crops of real data, and --crop off take
   $BIN $SMALL --crop off --crop-scale 0.5:1
 expect2 "--crop-cat-max: shapes the random crops of real data, and --crop off takes" \
   $BIN $SMALL --crop off --crop-cat-max 0.75
+$BIN $SYN --train-samples 4 --val-samples 0 --batch 4 --progress off --crop-scale 0.75:1 \
+  --crop-cat-max 1 > "$T/syn.log" 2>&1 || { cat "$T/syn.log"; fail "their defaults refused"; }
 echo "ok: --crop-scale and --crop-cat-max are refused with synthetic data and with --crop off"
+echo "    (given with their defaults: accepted)"
 # a checkpoint, then resumes: another --crop-scale is refused; another --lr-power a notice
 $MPIRUN -np 1 $BIN $SMALL --batch 4 --crop-scale 0.5:0.9 --lr-schedule poly --min-lr 1e-5 \
   --steps 3 --checkpoint-dir $T/ck > $T/ck.log

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# predict --scores-out: each image's scores as CSV.
+# predict --scores-out: each image's scores as CSV; --confusion-out: the summed confusion matrix.
 #  - K = 3 (with --class-names): every row recomputed by NumPy from the written mask and the
 #    ground truth (pixels, mIoU over the classes in truth or prediction, accuracy, mAcc, each
 #    class's IoU, empty where a class is in neither); rows in the inputs' order; a name
@@ -7,6 +7,8 @@
 #    sum to the run's; 2 ranks write the same file as 1; the three lowest mIoU are named;
 #  - binary, from an --input LIST of IMAGE MASK lines: IoU, Dice, accuracy recomputed (1 where
 #    neither truth nor prediction has foreground);
+#  - --confusion-out counted by NumPy from the written masks (K = 3 headed by the class names,
+#    binary 2 x 2), the same on 2 ranks as on 1;
 #  - refused (exit 2): without ground truth, a path that is an image or the --input list, a
 #    directory that does not exist.
 # The check reads PNGs with Debian's Pillow and NumPy (/usr/bin/python3); without: skipped (77).
@@ -50,15 +52,18 @@ $MPIRUN -np 1 $BIN train $S --data "$T/b/pairs.txt" --steps 12 --checkpoint-dir 
 P="predict --backend cpu"
 for n in 1 2; do
   $MPIRUN -np $n $BIN $P --checkpoint "$T/ck" --input "$T/k/images" --masks "$T/k/masks" \
-    --output "$T/pk$n" --scores-out "$T/k$n.csv" > "$T/pk$n.log" 2>&1 ||
+    --output "$T/pk$n" --scores-out "$T/k$n.csv" --confusion-out "$T/cm$n.csv" \
+    > "$T/pk$n.log" 2>&1 ||
     { cat "$T/pk$n.log"; fail "predict --scores-out, $n rank(s)"; }
 done
 cmp "$T/k1.csv" "$T/k2.csv" || fail "2 ranks wrote other scores than 1"
+cmp "$T/cm1.csv" "$T/cm2.csv" || fail "2 ranks wrote another confusion matrix than 1"
 grep "^predict: the scores" "$T/pk2.log"
 grep -qE "^predict: the scores of 9 image\(s\) -> $T/k2.csv; the lowest: .+ \(mIoU\)$" \
   "$T/pk2.log" || { cat "$T/pk2.log"; fail "no line naming the lowest"; }
 $MPIRUN -np 2 $BIN $P --checkpoint "$T/cb" --input "$T/b/pairs.txt" --output "$T/pb" \
-  --scores-out "$T/b.csv" > "$T/pb.log" 2>&1 || { cat "$T/pb.log"; fail "predict binary LIST"; }
+  --scores-out "$T/b.csv" --confusion-out "$T/cmb.csv" > "$T/pb.log" 2>&1 ||
+  { cat "$T/pb.log"; fail "predict binary LIST"; }
 $PY - "$T" <<'PY'
 import csv, os, re, sys
 import numpy as np
@@ -112,10 +117,25 @@ for r in rows:
     for k, w in want.items():
         assert close(f(r[k]), float(w)), (r["name"], k, r[k], w)
 print("ok: every row recomputed from the written masks (K = 3: %d, binary: %d)" % (9, len(rows)))
+def matrix(path, names, pred_dir, mask_dir, k, binary):
+    got = list(csv.reader(open(path, newline="")))
+    assert got[0] == ["truth\\predicted"] + names and [r[0] for r in got[1:]] == names, got
+    want = np.zeros((k, k), int)
+    for f in os.listdir(mask_dir):
+        p = np.array(Image.open(f"{pred_dir}/{f}")).astype(int)
+        g = np.array(Image.open(f"{mask_dir}/{f}")).astype(int)
+        if binary:
+            p, g = (p > 0).astype(int), (g > 0).astype(int)
+        v = g != 255
+        np.add.at(want, (g[v], p[v]), 1)
+    assert (np.array([[int(x) for x in r[1:]] for r in got[1:]]) == want).all(), (got, want)
+matrix(f"{t}/cm1.csv", ["bg", "a b", "c"], f"{t}/pk1", f"{t}/k/masks", 3, False)
+matrix(f"{t}/cmb.csv", ["background", "foreground"], f"{t}/pb", f"{t}/b/masks", 2, True)
+print("ok: --confusion-out as NumPy counts it (K = 3 with names, binary)")
 PY
 echo "ok: --scores-out: K = 3 and binary rows as NumPy computes them; 2 ranks = 1 rank"
 
-expect2 "--scores-out: scores each image against its ground truth, and there is none" \
+expect2 "--scores-out: scores against the ground truth, and there is none" \
   $BIN $P --checkpoint "$T/ck" --input "$T/k/images" --output "$T/q" --scores-out "$T/x.csv"
 expect2 "--scores-out: '$T/k/images/00.png' is a PNG image" $BIN $P --checkpoint "$T/ck" \
   --input "$T/k/images" --masks "$T/k/masks" --output "$T/q" --scores-out "$T/k/images/00.png"
@@ -124,4 +144,6 @@ expect2 "--scores-out '$T/b/pairs.txt' is the --input list" $BIN $P --checkpoint
 expect2 "--scores-out: directory '$T/none' of '$T/none/x.csv' does not exist" $BIN $P \
   --checkpoint "$T/ck" --input "$T/k/images" --masks "$T/k/masks" --output "$T/q" \
   --scores-out "$T/none/x.csv"
+expect2 "--confusion-out: scores against the ground truth, and there is none" \
+  $BIN $P --checkpoint "$T/ck" --input "$T/k/images" --output "$T/q" --confusion-out "$T/x.csv"
 echo "PASS test_predict_scores"

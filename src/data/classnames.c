@@ -29,7 +29,9 @@ static int add(cg_classnames_t *n, size_t *used, const char *s, size_t len, int 
   while (len && (*s == ' ' || *s == '\t')) s++, len--;
   while (len && (s[len - 1] == ' ' || s[len - 1] == '\t')) len--;
   if (n->k >= k) {
-    snprintf(err, errlen, "%s: more than %d names (--num-classes %d)", where, k, k);
+    char nk[32] = "";
+    if (k < CG_CLASSNAMES_CLASSES) snprintf(nk, sizeof nk, " for --num-classes %d", k);
+    snprintf(err, errlen, "%s: more than %d names%s", where, k, nk);
     return -1;
   }
   if (!len) {
@@ -37,8 +39,8 @@ static int add(cg_classnames_t *n, size_t *used, const char *s, size_t len, int 
     return -1;
   }
   if (len > CG_CLASSNAME_MAX) {
-    snprintf(err, errlen, "%s: class %d's name '%.*s...' is longer than %d bytes", where, n->k,
-             20, s, CG_CLASSNAME_MAX);
+    snprintf(err, errlen, "%s: class %d's name is %zu bytes, longer than %d", where, n->k, len,
+             CG_CLASSNAME_MAX);
     return -1;
   }
   for (size_t i = 0; i < len;) {
@@ -46,9 +48,11 @@ static int add(cg_classnames_t *n, size_t *used, const char *s, size_t len, int 
     const size_t u = utf8_len((const unsigned char *)s + i, len - i);
     if (!u || ch < 0x20 || ch == 0x7f || ch == ',' || ch == '"' || ch == '\\') {
       snprintf(err, errlen, "%s: class %d's name holds %s", where, n->k,
-               !u ? "bytes that are not UTF-8"
+               !u          ? "bytes that are not UTF-8"
                : ch == ',' ? "a comma (a comma separates names)"
-                           : "a control character, a quote or a backslash");
+               : ch == '"' ? "a quote"
+               : ch == '\\' ? "a backslash"
+                           : "a control character");
       return -1;
     }
     i += u;
@@ -89,9 +93,11 @@ static int parse_list(const char *spec, int k, cg_classnames_t *n, char *err, si
 /* FILE's names, one a line. */
 static int parse_file(const char *path, int k, cg_classnames_t *n, char *err, size_t errlen) {
   struct stat st;
-  if (stat(path, &st) || !S_ISREG(st.st_mode)) {
+  const int missing = stat(path, &st) ? errno : 0;
+  if (missing || !S_ISREG(st.st_mode)) {
     snprintf(err, errlen, "'%.400s' is %s (give a FILE of one name a line, or the names "
-             "comma-separated)", path, errno == ENOENT ? "no file" : "not a regular file");
+             "comma-separated)", path, missing == ENOENT ? "no file"
+                                       : missing ? strerror(missing) : "not a regular file");
     return -1;
   }
   if (st.st_size > FILE_MAX) {
@@ -135,30 +141,48 @@ static int parse_file(const char *path, int k, cg_classnames_t *n, char *err, si
     p = e + 1;
   }
   free(text);
-  if (!rc && n->k != k) {
-    snprintf(err, errlen, "%.400s: %d names for --num-classes %d (one name a line, in class-id "
-             "order)", path, n->k, k);
-    rc = -1;
-  }
   return rc;
 }
 
-int cg_classnames_parse(const char *spec, int k, cg_classnames_t *n, char *err, size_t errlen) {
+/* spec as a list (a comma in it) or, with files, a FILE; k 0: any count (2..255). */
+static int parse(const char *spec, int k, int files, cg_classnames_t *n, char *err,
+                 size_t errlen) {
   memset(n, 0, sizeof *n);
   if (!spec[0]) return 0;
-  if (k < 2 || k > CG_CLASSNAMES_CLASSES) {
+  if (k == 1 || k < 0 || k > CG_CLASSNAMES_CLASSES) {
     snprintf(err, errlen, "names the classes of a model of --num-classes K >= 2 (a binary model "
              "has one foreground)");
     return -1;
   }
-  int rc = strchr(spec, ',') ? parse_list(spec, k, n, err, errlen)
-                             : parse_file(spec, k, n, err, errlen);
-  if (!rc && n->k != k) {
-    snprintf(err, errlen, "%d names for --num-classes %d", n->k, k);
+  const int max = k ? k : CG_CLASSNAMES_CLASSES;
+  int rc;
+  if (strchr(spec, ',')) {
+    rc = parse_list(spec, max, n, err, errlen);
+  } else if (files) {
+    rc = parse_file(spec, max, n, err, errlen);
+  } else {
+    snprintf(err, errlen, "'%.60s' is one name, not a list of K >= 2", spec);
+    rc = -1;
+  }
+  if (!rc && (k ? n->k != k : n->k < 2)) {
+    char from[440] = ""; /* a FILE's count names the file */
+    if (!strchr(spec, ',')) snprintf(from, sizeof from, "%.400s: ", spec);
+    snprintf(err, errlen, "%s%d name%s for --num-classes %s%d%s", from, n->k,
+             n->k == 1 ? "" : "s", k ? "" : "K >= ", k ? k : 2,
+             from[0] ? " (one name a line, in class-id order)" : "");
     rc = -1;
   }
   if (rc) memset(n, 0, sizeof *n);
   return rc;
+}
+
+int cg_classnames_parse(const char *spec, int k, cg_classnames_t *n, char *err, size_t errlen) {
+  return parse(spec, k, 1, n, err, errlen);
+}
+
+int cg_classnames_from_list(const char *list, int k, cg_classnames_t *n, char *err,
+                            size_t errlen) {
+  return parse(list, k, 0, n, err, errlen);
 }
 
 void cg_classnames_join(const cg_classnames_t *n, char *buf, size_t len) {

@@ -7,8 +7,9 @@
  * byte-order mark, "\r\n" line ends, blank lines and '#' comment lines are read). Spaces and
  * tabs around a name are dropped. There must be exactly K names, in class-id order, unique,
  * each 1..CG_CLASSNAME_MAX bytes of UTF-8 without control characters, commas, quotes or
- * backslashes (so a name goes into JSON, CSV and a comma list as it is). The canonical form is
- * the comma list: what a checkpoint stores and parses again. */
+ * backslashes (so a name goes into JSON, CSV and a comma list as it is), 2047 bytes in all
+ * with the commas. The canonical form is the comma list: what a checkpoint stores and parses
+ * again. */
 #ifndef CG_CLASSNAMES_H
 #define CG_CLASSNAMES_H
 
@@ -24,9 +25,13 @@ typedef struct {
   char buf[CG_CLASSNAMES_LEN];
 } cg_classnames_t;
 
-/* Parses spec for k classes into n (k names, or none when spec is ""). 0, or -1 with a message
- * (naming FILE:LINE or the name) in err and n empty. */
+/* Parses spec for k classes into n (k names, or none when spec is ""; k 0: any count from 2 to
+ * 255, the spelling alone). 0, or -1 with a message (naming FILE:LINE or the name) in err and n
+ * empty. */
 int cg_classnames_parse(const char *spec, int k, cg_classnames_t *n, char *err, size_t errlen);
+/* The same for a comma list that was stored (a checkpoint's): never read as a FILE. */
+int cg_classnames_from_list(const char *list, int k, cg_classnames_t *n, char *err,
+                            size_t errlen);
 
 /* The canonical comma list of n into buf (len >= CG_CLASSNAMES_LEN; "" when n has none). */
 void cg_classnames_join(const cg_classnames_t *n, char *buf, size_t len);

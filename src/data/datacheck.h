@@ -19,12 +19,12 @@
  * views without them (owning the sources they replace; identical on every rank) and 0 is
  * returned; without it, or when every sample is bad, -1 with the message in err (the caller
  * exits 2). With check, rank 0 also prints the classes' shares of *data's pixels (nclass
- * classes, the ignore label -1 for none left out; whole: each image whole, as random crops see
- * it, and loaded so for the check, else its fitted square) and the balanced class weights they
- * give (cg_datacheck_balanced), as the flag that sets them (names: the nclass classes' names beside
- * their ids, or NULL), and every rank gets the counts of
- * *data's mask values in hist_out (256, optional). flag: the option the
- * errors name ("--check-data", or what else asked for the pass). */
+ * classes, named beside their ids by names, or NULL; the ignore label, -1 for none, left out;
+ * whole: each image whole, as random crops see it, and loaded so for the check, else its
+ * fitted square) and the balanced class weights they give (cg_datacheck_balanced), as the flag
+ * that sets them, and every rank gets the counts of *data's mask values in hist_out (256,
+ * optional). flag: the option the errors name ("--check-data", or what else asked for the
+ * pass). */
 int cg_datacheck_run(cg_source_t **data, cg_source_t **val, cg_comm_t *c, int threads, int check,
                      int skip_bad, int nclass, int ignore, int whole, const char *const *names,
                      int64_t *hist_out, const char *flag, char *err, size_t errlen);

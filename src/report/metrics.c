@@ -132,7 +132,8 @@ double cg_confk_macc(const int64_t *conf, int K) {
   return np ? sum / np : 0.0;
 }
 
-/* Terminal columns of UTF-8 text s: its code points (a name's padding). */
+/* The width of UTF-8 text s for a name's padding: its code points (one terminal column each in
+ * most scripts; wide CJK and emoji take two, combining marks none: their rows shift). */
 static int text_cols(const char *s) {
   int n = 0;
   for (; *s; s++) n += ((unsigned char)*s & 0xc0) != 0x80;

@@ -13,7 +13,7 @@
 
 #include "cli.h"    // cg_cli_*: this file's contract
 #include "cgds.h"     // cg_cgds_label_map: the map a shard --data was packed with
-#include "classnames.h" // cg_classnames_parse: --class-names checked, kept as a comma list
+#include "classnames.h" // cg_classnames_parse: --class-names kept as a list
 #include "augment.h"  // CG_ROTATE_MAX_DEG: --rotate's range
 #include "fit.h"      // CG_CROP_SCALE_MAX: --crop-scale's range
 #include "labelmap.h" // cg_labelmap_parse: --label-map read once, its table kept
@@ -58,14 +58,16 @@ static const cg_opt_t g_opts[] = {
     {"ignore-index", CG_OPT_INT, O(ignore_index), -1, 255, CG_OPT_NODEF, NULL, C_TRAIN | C_INFO, "I",
      "mask label left out of the loss and the metrics, not a class id (>= --num-classes); "
      "-1 = none; default 255 when --num-classes >= 2, none for binary"},
-    CG_OPT_ROW_TEXT(STR, "class-names", O(class_names), NULL, C_TRAIN, "N,N,...|FILE",
+    CG_OPT_ROW_TEXT(STR, "class-names", O(class_names), NULL, C_TRAIN, "LIST|FILE",
         "--num-classes K >= 2: the classes' names, K of them in class-id order, comma-separated "
-        "or (a value without a comma) a FILE of one name a line ('#' comments), as "
+        "(road,sidewalk,...) or (a value without a comma) a FILE of one name a line ('#' "
+        "comments), as "
         "mmsegmentation's class lists: shown beside the ids in the per-class tables (validation, "
         "check-data, predict --masks), --metrics-out's per_class[].name and TensorBoard's "
         "val_class_iou/NAME tags; stored in checkpoints (predict and export take them from "
         "there); each 1..48 bytes of UTF-8, unique, without commas, quotes, backslashes or "
-        "control characters; default none (the ids alone)"),
+        "control characters, 2047 bytes in all; default none: the ids alone (none given on a "
+        "resume drops the checkpoint's names)"),
     /* data */
     CG_OPT_ROW_TEXT(STR, "data", O(data), NULL, C_TRAIN | C_INFO, "SRC",
         "training data: synthetic (built in), a directory DIR with DIR/images/*.png, *.jpg, "
@@ -118,14 +120,15 @@ static const cg_opt_t g_opts[] = {
         "the rest padded mid-gray (0 once normalised) with masks of the ignore label (left out "
         "of the loss and metrics, as mmsegmentation pads; 0 when there is none); 0.5:2 spans "
         "the scales of mmsegmentation's resize ratio 0.5..2 (its ratio is uniform, here the "
-        "window's side: more of the crops zoom out); refused with synthetic data or --crop off"),
+        "window's side: more of the crops zoom out); another value than the default is refused "
+        "with synthetic data or --crop off"),
     CG_OPT_ROW_NUM(DBL, "crop-cat-max", O(crop_cat_max), 0, 1, C_TRAIN, "R",
         "real data's crops: a window whose mask has one label on R or more of its labelled "
         "pixels (the ignore label left out), or a single label, is moved to a new place of the "
         "same side, up to 10 times, the next taken as it is: mmsegmentation's "
         "RandomCrop(cat_max_ratio=R), 0.75 in its Cityscapes, ADE20K and VOC recipes; each try "
-        "reads the window's mask alone (image files decode no image for it); refused with "
-        "synthetic data or --crop off; 1 = off"),
+        "reads the window's mask alone (image files decode no image for it); below 1 refused "
+        "with synthetic data or --crop off; 1 = off"),
     CG_OPT_ROW_TEXT(STR, "color-jitter", O(color_jitter), NULL, C_TRAIN, "B:C:S:H",
         "training images' random colour jitter, as torchvision's ColorJitter(brightness=B, "
         "contrast=C, saturation=S, hue=H) on uint8 tensors: factors uniform in [max(0, 1-B), "
@@ -663,13 +666,19 @@ static int check_lr_find(cg_config_t *cfg, const cg_opts_set_t *given, char *err
   return 0;
 }
 
-/* --class-names for the run's classes (known on a resume once the settings are merged), kept
- * as its comma list (cfg changed): what the checkpoint stores, not the FILE's name. */
+/* --class-names kept as its comma list (cfg changed): what the checkpoint stores, not the
+ * FILE's name, and what a resume compares with it; none: no names. The count is checked
+ * against the run's classes, which a resume knows once the settings are merged. */
 static int check_class_names(cg_config_t *cfg, char *err, size_t errlen) {
-  if (cfg->cmd != CG_CMD_TRAIN || !cfg->class_names[0] || !settings_known(cfg)) return 0;
+  if (cfg->cmd != CG_CMD_TRAIN || !cfg->class_names[0]) return 0;
+  if (!strcmp(cfg->class_names, "none")) {
+    cfg->class_names[0] = 0;
+    return 0;
+  }
   cg_classnames_t *n = cg_malloc(sizeof *n, "class names");
   char why[1024];
-  const int rc = cg_classnames_parse(cfg->class_names, cfg->num_classes, n, why, sizeof why);
+  const int k = settings_known(cfg) ? cfg->num_classes : 0; /* 0: the spelling alone */
+  const int rc = cg_classnames_parse(cfg->class_names, k, n, why, sizeof why);
   if (rc) snprintf(err, errlen, "--class-names: %s", why);
   else cg_classnames_join(n, cfg->class_names, sizeof cfg->class_names);
   free(n);
@@ -831,12 +840,14 @@ static int check_data_flags(cg_config_t *cfg, char *err, size_t errlen) {
              "samples (--val-samples); --val-fraction splits real data", cfg->val_fraction);
     return -1;
   }
-  /* the crops' flags shape random crops, which synthetic data and --crop off do not make */
+  /* the crops' flags shape random crops, which synthetic data and --crop off do not make (their
+   * defaults, given, change nothing: accepted) */
   static const char *const crop_flag[2] = {"crop-scale", "crop-cat-max"};
   for (int i = 0; i < 2 && data_known; i++) {
     const int synthetic = !strcmp(cfg->data, "synthetic");
-    if ((synthetic || !cfg->crop) && cg_opts_given(&given, cfg->argc, cfg->argv, crop_flag[i]) &&
-        (i == 0 || cfg->crop_cat_max < 1)) {
+    const int other = i ? cfg->crop_cat_max < 1 : cfg->crop_lo != 0.75 || cfg->crop_hi != 1;
+    if ((synthetic || !cfg->crop) && other &&
+        cg_opts_given(&given, cfg->argc, cfg->argv, crop_flag[i])) {
       snprintf(err, errlen, "--%s: shapes the random crops of real data, and %s", crop_flag[i],
                synthetic ? "synthetic data is not cropped (give --data DIR, FILE.cgds or LIST)"
                          : "--crop off takes each image's centred square (leave --crop on)");

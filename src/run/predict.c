@@ -27,7 +27,7 @@
 #include "atomic_file.h"    /* cg_afile_*: every output file replaced whole or not at all */
 #include "backend_choose.h" /* cg_backend_choose: auto|cpu|cuda */
 #include "ckpt.h"           /* cg_ckpt_read, cg_ckpt_find: the checkpoint (FILE or newest in DIR) */
-#include "classnames.h"     /* cg_classnames_parse: the run's --class-names, in its settings */
+#include "classnames.h"     /* cg_classnames_from_list: the run's --class-names (settings) */
 #include "cpu_layers.h"     /* cg_cpu_class_of: a pixel's class, as every step's mask */
 #include "feat.h"           /* cg_pack_input: a tile's input exactly as training makes it */
 #include "fit.h"            /* cg_fit_pair, cg_fit_view_size: an image scaled as training fits it */
@@ -61,6 +61,7 @@ typedef struct {
   int overlay;        /* --overlay: NAME.overlay.png, the prediction drawn over the image */
   double alpha;       /* --overlay-alpha */
   char scores_out[1024]; /* --scores-out FILE: one CSV row of scores per image ("" = none) */
+  char confusion_out[1024]; /* --confusion-out FILE: the confusion matrix as CSV ("" = none) */
   int flip;           /* --flip: test-time flip (tiler.h) */
   char **list_masks;  /* --input LIST of IMAGE MASK lines: image i's mask (else NULL) */
   char **dir_masks;   /* --masks DIR: image i's mask there, found at start-up (else NULL) */
@@ -82,7 +83,7 @@ static void usage(FILE *f) {
           "         --output DIR [--masks DIR] [--backend auto|cpu|cuda] [--batch N]\n"
           "         [--resize auto|fit|native|S] [--scales F[,F...]] [--tile-overlap F] [--flip]\n"
           "         [--save-probs] [--overlay [--overlay-alpha A]] [--max-image-pixels N]\n"
-          "         [--label-map SPEC] [--scores-out FILE]\n"
+          "         [--label-map SPEC] [--scores-out FILE] [--confusion-out FILE]\n"
           "  runs the model of a checkpoint on every image of the --input directory (*.png, *.jpg,\n"
           "  *.jpeg, *.gif, *.tif, *.tiff in any letter case), or every image a text LIST names\n"
           "  (IMAGE or IMAGE MASK lines, as train --data LIST reads them; its masks are scored\n"
@@ -110,17 +111,20 @@ static void usage(FILE *f) {
           "                 file names (best: the best validation figure); or a directory: its\n"
           "                 newest valid checkpoint, as train --resume DIR picks it\n"
           "  --masks DIR    ground-truth masks DIR/NAME.png (or .gif, .tif, .tiff; binary ones\n"
-          "                 also .jpg, .jpeg),\n"
-          "                 all found before any work: prints IoU, Dice and pixel accuracy\n"
-          "                 (K >= 2: per-class IoU, Dice and accuracy, the classes named by the\n"
-          "                 run's --class-names, mIoU, accuracy, mAcc; the checkpoint's ignore\n"
-          "                 label left out) over every pixel, counts\n"
-          "                 summed over ranks\n"
+          "                 also .jpg, .jpeg), all found before any work: prints IoU, Dice and\n"
+          "                 pixel accuracy (K >= 2: per-class IoU, Dice and accuracy, the\n"
+          "                 classes named by the run's --class-names, mIoU, accuracy, mAcc; the\n"
+          "                 checkpoint's ignore label left out) over every pixel, counts summed\n"
+          "                 over ranks\n"
           "  --scores-out FILE  with the ground truth: each image's own scores as CSV, a row an\n"
           "                 image in the inputs' order: name,pixels,iou,dice,acc (K >= 2:\n"
           "                 name,pixels,miou,acc,macc and iou_C (iou_NAME with the run's\n"
           "                 --class-names) for each class; empty where not defined), the three\n"
           "                 lowest IoU (mIoU) named; written by rank 0, whole or not at all\n"
+          "  --confusion-out FILE  with the ground truth: the pixel counts summed over every\n"
+          "                 image as CSV, a row per truth class, a column per predicted one,\n"
+          "                 headed by the run's --class-names or the ids (binary: background,\n"
+          "                 foreground); the ignore label left out\n"
           "  --backend      auto (cuda when usable), cpu or cuda [auto]; computes in fp32\n"
           "  --batch        tiles per step per rank, 1..4096 [8]; at most the rank's tiles\n"
           "                 (with --flip a tile and its mirror count two: an odd N runs N - 1,\n"
@@ -400,6 +404,8 @@ static const cg_opt_t k_popts[] = {
     {"overlay-alpha", CG_OPT_DBL, PO(alpha), 0, 1, 0, NULL, 0, "A", "the overlay's weight"},
     {"scores-out", CG_OPT_STR, PO(scores_out), 0, 0, CG_OPT_REQUIRED, NULL, 0, "FILE",
      "each image's scores as CSV"},
+    {"confusion-out", CG_OPT_STR, PO(confusion_out), 0, 0, CG_OPT_REQUIRED, NULL, 0, "FILE",
+     "the confusion matrix as CSV"},
     {"flip", CG_OPT_FLAG, PO(flip), 0, 1, 0, NULL, 0, "", "test-time flip"},
     {"scales", CG_OPT_STR, PO(scales_arg), 0, 0, CG_OPT_REQUIRED, NULL, 0, "F[,F...]",
      "test-time scales"},
@@ -615,18 +621,21 @@ static int check_inputs(popts_t *o, const cg_comm_t *c, cg_ckpt_info_t *info, cg
     }
   }
   if (resolve_label_map(o, info, model, c->rank, err, errlen)) return -1;
-  if (o->scores_out[0] && !o->masks[0] && !o->list_masks) {
-    snprintf(err, errlen, "--scores-out: scores each image against its ground truth, and there "
-             "is none (give --masks DIR, or an --input list of IMAGE MASK lines)");
-    return -1;
-  }
-  if (c->rank == 0 && o->scores_out[0]) { /* rank 0 writes it */
+  const char *const scored[2][2] = {{"--scores-out", o->scores_out},
+                                    {"--confusion-out", o->confusion_out}};
+  for (int i = 0; i < 2; i++) { /* the files of scores, which rank 0 writes */
+    const char *flag = scored[i][0], *path = scored[i][1];
     struct stat sl, ss;
-    if (cg_afile_check("--scores-out", o->scores_out, CG_AFILE_REPLACE, err, errlen)) return -1;
-    if (is_list && stat(o->input, &sl) == 0 && stat(o->scores_out, &ss) == 0 &&
+    if (!path[0]) continue;
+    if (!o->masks[0] && !o->list_masks) {
+      snprintf(err, errlen, "%s: scores against the ground truth, and there is none (give "
+               "--masks DIR, or an --input list of IMAGE MASK lines)", flag);
+      return -1;
+    }
+    if (c->rank == 0 && cg_afile_check(flag, path, CG_AFILE_REPLACE, err, errlen)) return -1;
+    if (c->rank == 0 && is_list && stat(o->input, &sl) == 0 && stat(path, &ss) == 0 &&
         sl.st_dev == ss.st_dev && sl.st_ino == ss.st_ino) {
-      snprintf(err, errlen, "--scores-out '%.400s' is the --input list: it would be replaced",
-               o->scores_out);
+      snprintf(err, errlen, "%s '%.400s' is the --input list: it would be replaced", flag, path);
       return -1;
     }
   }
@@ -1262,7 +1271,7 @@ static void run_class_names(const cg_ckpt_info_t *info, int k, cg_classnames_t *
   memset(n, 0, sizeof *n);
   cg_json_t *j = info->settings[0] ? cg_json_parse(info->settings, jerr, sizeof jerr) : NULL;
   const char *s = j && j->type == CG_JSON_OBJ ? cg_json_str(j, "class-names", "") : "";
-  if (s[0] && cg_classnames_parse(s, k, n, why, sizeof why))
+  if (s[0] && cg_classnames_from_list(s, k, n, why, sizeof why))
     cg_log_warn("predict: the checkpoint's --class-names are left out: %s", why);
   cg_json_free(j);
 }
@@ -1358,6 +1367,39 @@ static int write_scores(const popts_t *o, const ptally_t *t, int nfiles, const c
   }
   free(row);
   free(all);
+  return rc;
+}
+
+/* --confusion-out (rank 0): the counts summed over ranks as CSV, a row per truth class and a
+ * column per predicted one, headed by the classes' names (binary: background, foreground).
+ * 0, or -1 when the file could not be written (warned about). */
+static int write_confusion(const popts_t *o, const ptally_t *t, const char *const *names) {
+  const int k = t->k > 1 ? t->k : 2;
+  const int64_t bin[4] = {t->bin.tn, t->bin.fp, t->bin.fn, t->bin.tp};
+  const int64_t *ck = t->k > 1 ? t->confk : bin;
+  static const char *const bnames[2] = {"background", "foreground"};
+  if (t->k == 1) names = bnames;
+  char *buf = NULL, err[1400];
+  size_t n = 0;
+  FILE *f = open_memstream(&buf, &n);
+  CG_ASSERT(f != NULL);
+  fputs("truth\\predicted", f);
+  for (int c = 0; c < k; c++)
+    if (names) fprintf(f, ",%s", names[c]);
+    else fprintf(f, ",%d", c);
+  fputc('\n', f);
+  for (int r = 0; r < k; r++) {
+    if (names) fputs(names[r], f);
+    else fprintf(f, "%d", r);
+    for (int c = 0; c < k; c++) fprintf(f, ",%lld", (long long)ck[r * k + c]);
+    fputc('\n', f);
+  }
+  fclose(f);
+  const int rc = cg_afile_save(o->confusion_out, buf, n, err, sizeof err);
+  free(buf);
+  if (rc) cg_log_warn("--confusion-out: %s", err);
+  else printf("predict: the confusion matrix (%d x %d, a row per truth class) -> %s\n", k, k,
+              o->confusion_out);
   return rc;
 }
 
@@ -1522,6 +1564,9 @@ int cg_predict_run(int argc, char **argv, cg_comm_t *c) {
     else if (o.masks[0] || o.list_masks)
       print_metrics(&t, nm);
   }
+  /* (a stopped predict's sums are partial: no matrix, as no summary; its rows are complete) */
+  const int confusion_failed =
+      c->rank == 0 && !stopped && o.confusion_out[0] && write_confusion(&o, &t, nm);
   const int scores_failed = t.rows && write_scores(&o, &t, nfiles, nm, c) != 0;
   if (c->rank == 0) fflush(stdout);
   free(names);
@@ -1534,5 +1579,6 @@ int cg_predict_run(int argc, char **argv, cg_comm_t *c) {
   free(params);
   free(t.confk);
   if (stopped) return 128 + (predict_stop ? (int)predict_stop : SIGTERM);
-  return t.failures || t.probs_failures || t.overlay_failures || scores_failed ? 1 : 0;
+  const int out_failed = scores_failed || confusion_failed;
+  return t.failures || t.probs_failures || t.overlay_failures || out_failed ? 1 : 0;
 }

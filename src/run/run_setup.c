@@ -282,9 +282,9 @@ static int place_rank(cg_run_t *r, char *err, size_t errlen) {
     return usage(r, err);
   r->shape = (cg_ckpt_shape_t){m->in_c, m->base, m->depth, m->height, m->width,
                                (uint64_t)m->nparams, m->nclass};
-  if (cfg->class_names[0]) { /* cg_cli_check parsed them for these classes */
+  if (cfg->class_names[0]) { /* cg_cli_check made them a list, checked for these classes */
     r->names_own = cg_malloc(sizeof *r->names_own, "class names");
-    if (cg_classnames_parse(cfg->class_names, m->nclass, r->names_own, err, errlen))
+    if (cg_classnames_from_list(cfg->class_names, m->nclass, r->names_own, err, errlen))
       return usage(r, err);
     r->class_names = r->names_own->name;
   }

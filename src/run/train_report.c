@@ -632,11 +632,13 @@ static void fill_result(const cg_run_t *r, const cg_train_figs_t *f, double ips,
 }
 
 /* K >= 2: the keys after the binary ones: ", \"num_classes\": K, \"ignore_index\": I,
- * \"miou\": m, \"train_miou\": t, \"per_class\": [...]" (validation figures; null without). */
+ * \"miou\": m, \"train_miou\": t, \"per_class\": [...], \"confusion\": [[...], ...]" (validation
+ * figures; null without). */
 static char *metrics_k(const cg_run_t *r, const cg_train_figs_t *f, const int64_t *tk,
                        const int64_t *lk) {
   const int K = r->model.nclass;
-  size_t cap = 256 + (size_t)K * (200 + 16 + CG_CLASSNAME_MAX), n = 0;
+  size_t cap = 256 + (size_t)K * (200 + 16 + CG_CLASSNAME_MAX) + (size_t)K * (K * 22 + 8);
+  size_t n = 0;
   char *s = cg_malloc(cap, "metrics");
   char mi[32], ma[32], tm[32], tr[32];
   const int trained = r->s0 < r->total;
@@ -663,7 +665,13 @@ static char *metrics_k(const cg_run_t *r, const cg_train_figs_t *f, const int64_
                           "\"dice\": %s, \"acc\": %s, \"gt_pixels\": %lld}", c ? ", " : "", c,
                           name, a, b, d, (long long)gt);
   }
-  snprintf(s + n, cap - n, "]");
+  /* the K x K counts, a row per truth class, a column per predicted one */
+  n += (size_t)snprintf(s + n, cap - n, "], \"confusion\": %s", f->have_val ? "[" : "null");
+  for (int t = 0; f->have_val && t < K; t++)
+    for (int c = 0; c < K; c++)
+      n += (size_t)snprintf(s + n, cap - n, "%s%lld%s", c ? ", " : t ? ", [" : "[",
+                            (long long)f->val.confk[t * K + c], c == K - 1 ? "]" : "");
+  if (f->have_val) snprintf(s + n, cap - n, "]");
   return s;
 }
 
