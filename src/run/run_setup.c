@@ -155,6 +155,7 @@ static int check_same_settings(cg_run_t *r, char *err, size_t errlen) {
     cg_json_t *a = cg_json_parse(mine, je, sizeof je), *b = cg_json_parse(theirs, je, sizeof je);
     const char *key = differing_key(a, b, what, sizeof what);
     const int map = key && !strcmp(key, "label-map-table"); /* before the trees are freed */
+    const int names = key && !strcmp(key, "class-names");
     cg_json_free(a);
     cg_json_free(b);
     if (map) /* the same flags, other files on that node */
@@ -164,8 +165,11 @@ static int check_same_settings(cg_run_t *r, char *err, size_t errlen) {
                ndiff > 1 ? " (and more ranks differ)" : "");
     else
       snprintf(err, errlen, "the ranks were started with different settings: rank %d has %s%s; "
-               "every rank must run the same command line", other, what[0] ? what : "others",
-               ndiff > 1 ? ", and more ranks differ" : "");
+               "every rank must run the same command line%s", other, what[0] ? what : "others",
+               ndiff > 1 ? ", and more ranks differ" : "",
+               names ? " (the same --class-names FILE is read on each rank: is it the same file "
+                       "on every node?)"
+                     : "");
   }
   free(theirs);
   free(mine);
