@@ -5,7 +5,8 @@
 #    a non-ASCII name) and as a comma list: the same run, and the same parameters as without
 #    names (names change no arithmetic);
 #  - the table's columns stay aligned with a non-ASCII name; --metrics-out per_class[].name;
-#    TensorBoard's val_class_iou/NAME; check-data's shares name the classes;
+#    TensorBoard's val_class_iou/NAME and val_class_acc/NAME; check-data's shares name the
+#    classes;
 #  - stored in the checkpoint: a resume without the flag keeps them (with the same FILE or
 #    spelling, silently), one with others says so and takes them, none drops them; predict
 #    --masks names the classes from the checkpoint (a run without names: no name column);
@@ -77,7 +78,7 @@ shares = [l for l in log if "class pixels" in l][0]
 assert all(f"{c} {n} " in shares for c, n in enumerate(names)), shares
 tb = b"".join(open(f"{t}/tb/{f}", "rb").read() for f in __import__("os").listdir(f"{t}/tb"))
 for n in names:
-    assert f"val_class_iou/{n}".encode() in tb, n
+    assert f"val_class_iou/{n}".encode() in tb and f"val_class_acc/{n}".encode() in tb, n
 assert b"val_class_iou/0" not in tb
 print("ok: the table (aligned), per_class[].name, check-data's shares and TensorBoard's tags")
 PY

@@ -3,7 +3,7 @@
 # venv that scripts/test.sh makes; without it: skipped, 77): a 3-class run of 20 steps on 2
 # ranks, reports every 5, validations every 10, a checkpoint at 10, then a resume to 30.
 #  - tags: train/loss, train/img_per_s, train/lr, val/loss, val/miou, val/mdice, val/acc,
-#    val/macc, val_class_iou/0..2;
+#    val/macc, val_class_iou/0..2, val_class_acc/0..2;
 #  - train/loss at steps 5, 10, ... equals the printed "step N/M | loss X" lines; val/* equal
 #    the history.jsonl records; train/lr follows --lr-schedule poly;
 #  - the resumed run writes a second event file in DIR and only steps after 20;
@@ -31,7 +31,8 @@ t = sys.argv[1]
 ea = EventAccumulator(f"{t}/tb"); ea.Reload()
 tags = set(ea.Tags()["scalars"])
 want = {"train/loss", "train/img_per_s", "train/lr", "val/loss", "val/miou", "val/mdice",
-        "val/acc", "val/macc", "val_class_iou/0", "val_class_iou/1", "val_class_iou/2"}
+        "val/acc", "val/macc", "val_class_iou/0", "val_class_iou/1", "val_class_iou/2",
+        "val_class_acc/0", "val_class_acc/1", "val_class_acc/2"}
 assert want <= tags, ("tags", sorted(tags))
 sc = {k: {e.step: e.value for e in ea.Scalars(k)} for k in want}
 assert sorted(sc["train/loss"]) == [5, 10, 15, 20, 25, 30], sc["train/loss"]
@@ -50,9 +51,10 @@ for s in (10, 20, 30):
         # history.jsonl writes 6 significant digits
         assert math.isclose(sc[tag][s], h[key], rel_tol=1e-5, abs_tol=1e-6), (tag, s, sc[tag][s], h[key])
     for c in range(3):
-        if h["val_class_iou"][c] is not None:
-            assert math.isclose(sc[f"val_class_iou/{c}"][s], h["val_class_iou"][c], rel_tol=1e-5,
-                                abs_tol=1e-6)
+        for what in ("iou", "acc"):
+            if h[f"val_class_{what}"][c] is not None:
+                assert math.isclose(sc[f"val_class_{what}/{c}"][s], h[f"val_class_{what}"][c],
+                                    rel_tol=1e-5, abs_tol=1e-6), (what, c, s)
     assert math.isclose(sc["train/lr"][s], h["lr"], rel_tol=1e-5), ("lr", s)
 # poly: lr(step) = 0.01 (1 - (step - 1 - 2) / (total - 2))^0.9 after the warm-up of 2
 for s, v in sc["train/lr"].items():

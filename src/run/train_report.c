@@ -426,13 +426,16 @@ static void history_add(cg_run_t *r, cg_train_figs_t *f, int64_t step, double el
     tb_scalar(f, K > 1 ? "val/mdice" : "val/dice", step, rec.dice);
     tb_scalar(f, "val/acc", step, rec.acc);
     if (K > 1) tb_scalar(f, "val/macc", step, cg_confk_macc(v->confk, K));
-    for (int c = 0; K > 1 && c < K; c++) {
-      double iou, dice;
+    for (int c = 0; K > 1 && c < K; c++) { /* each class's IoU and Acc where it counts */
+      double iou, dice, acc;
       int64_t gt, pr;
-      char tag[32 + CG_CLASSNAME_MAX];
-      if (r->class_names) snprintf(tag, sizeof tag, "val_class_iou/%s", r->class_names[c]);
-      else snprintf(tag, sizeof tag, "val_class_iou/%d", c);
+      char name[16], tag[32 + CG_CLASSNAME_MAX];
+      snprintf(name, sizeof name, "%d", c);
+      const char *nm = r->class_names ? r->class_names[c] : name;
+      snprintf(tag, sizeof tag, "val_class_iou/%s", nm);
       if (cg_confk_class(v->confk, K, c, &iou, &dice, &gt, &pr)) tb_scalar(f, tag, step, iou);
+      snprintf(tag, sizeof tag, "val_class_acc/%s", nm);
+      if (cg_confk_class_acc(v->confk, K, c, &acc)) tb_scalar(f, tag, step, acc);
     }
   }
   if (f->hist && cg_history_add(f->hist, &rec, err, sizeof err)) {
