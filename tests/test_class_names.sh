@@ -127,7 +127,7 @@ echo "ok: predict --masks names the classes from the checkpoint; export's metada
 # refusals
 expect2 "--class-names: names the classes of a model of --num-classes K >= 2" \
   $BIN train ${S/--num-classes 3/--num-classes 1} --class-names a,b
-expect2 "--class-names: 2 names for --num-classes 3" $BIN train $S --class-names a,b
+expect2 "--class-names: 'a,b': 2 names for --num-classes 3" $BIN train $S --class-names a,b
 expect2 "--class-names: name 4: more than 3 names" $BIN train $S --class-names a,b,c,d
 expect2 "$T/two.txt: 2 names for --num-classes 3" $BIN train $S --class-names "$T/two.txt"
 expect2 "--class-names: name 3: classes 0 and 2 are both named 'a'" \

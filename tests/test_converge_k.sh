@@ -29,8 +29,10 @@ assert [c["class"] for c in pc] == [0, 1, 2, 3], pc
 assert all(c["gt_pixels"] > 0 for c in pc), pc
 macc = sum(c["acc"] for c in pc) / 4  # every class in the truth: mAcc is their plain mean
 assert abs(m["macc"] - macc) <= 1e-6 and all(0 <= c["acc"] <= 1 for c in pc), (m["macc"], pc)
-cm = m["confusion"]  # a row per truth class: its sum is the class's truth pixels, its diagonal
-assert len(cm) == 4 and all(len(r) == 4 for r in cm), cm  # share the class's Acc
+# the confusion matrix, a row per truth class: its sum is the class's truth pixels, its
+# diagonal share the class's Acc
+cm = m["confusion"]
+assert len(cm) == 4 and all(len(r) == 4 for r in cm), cm
 for c in pc:
     row = cm[c["class"]]
     assert sum(row) == c["gt_pixels"] and abs(row[c["class"]] / sum(row) - c["acc"]) < 1e-9, cm

@@ -9,8 +9,9 @@
 #    neither truth nor prediction has foreground);
 #  - --confusion-out counted by NumPy from the written masks (K = 3 headed by the class names,
 #    binary 2 x 2), the same on 2 ranks as on 1;
-#  - refused (exit 2): without ground truth, a path that is an image or the --input list, a
-#    directory that does not exist.
+#  - refused (exit 2): without ground truth, a path that is an image, the --input list, the
+#    other score file, --output itself or a mask's name in --output, a directory that does not
+#    exist; a file in the --output predict makes is written.
 # The check reads PNGs with Debian's Pillow and NumPy (/usr/bin/python3); without: skipped (77).
 set -euo pipefail
 BIN=$1; MPIRUN="$2 --oversubscribe --bind-to none"; BUILD=$3
@@ -146,4 +147,14 @@ expect2 "--scores-out: directory '$T/none' of '$T/none/x.csv' does not exist" $B
   --scores-out "$T/none/x.csv"
 expect2 "--confusion-out: scores against the ground truth, and there is none" \
   $BIN $P --checkpoint "$T/ck" --input "$T/k/images" --output "$T/q" --confusion-out "$T/x.csv"
+K="$BIN $P --checkpoint $T/ck --input $T/k/images --masks $T/k/masks"
+expect2 "--confusion-out '$T/./s.csv' is the --scores-out file too" \
+  $K --output "$T/q" --scores-out "$T/s.csv" --confusion-out "$T/./s.csv"
+expect2 "--scores-out '$T/q2/00.png' is in --output and named as predict's outputs are" \
+  $K --output "$T/q2" --scores-out "$T/q2/00.png"
+expect2 "--confusion-out: '$T/q3' is a directory" $K --output "$T/q3" --confusion-out "$T/q3"
+$K --output "$T/q4" --scores-out "$T/q4/scores.csv" > "$T/q4.log" 2>&1 ||
+  { cat "$T/q4.log"; fail "--scores-out in a new --output"; }
+[ "$(wc -l < "$T/q4/scores.csv")" = 10 ] || fail "--scores-out in --output: not 9 rows"
+echo "ok: --scores-out in the --output predict makes; beside masks only under other names"
 echo "PASS test_predict_scores"

@@ -95,9 +95,12 @@ static int parse_file(const char *path, int k, cg_classnames_t *n, char *err, si
   struct stat st;
   const int missing = stat(path, &st) ? errno : 0;
   if (missing || !S_ISREG(st.st_mode)) {
-    snprintf(err, errlen, "'%.400s' is %s (give a FILE of one name a line, or the names "
-             "comma-separated)", path, missing == ENOENT ? "no file"
-                                       : missing ? strerror(missing) : "not a regular file");
+    if (missing && missing != ENOENT)
+      snprintf(err, errlen, "'%.400s' cannot be read: %s (give a FILE of one name a line, or "
+               "the names comma-separated)", path, strerror(missing));
+    else
+      snprintf(err, errlen, "'%.400s' is %s (give a FILE of one name a line, or the names "
+               "comma-separated)", path, missing ? "no file" : "not a regular file");
     return -1;
   }
   if (st.st_size > FILE_MAX) {
@@ -165,8 +168,9 @@ static int parse(const char *spec, int k, int files, cg_classnames_t *n, char *e
     rc = -1;
   }
   if (!rc && (k ? n->k != k : n->k < 2)) {
-    char from[440] = ""; /* a FILE's count names the file */
+    char from[440]; /* a FILE's count names the file, a list's its start */
     if (!strchr(spec, ',')) snprintf(from, sizeof from, "%.400s: ", spec);
+    else snprintf(from, sizeof from, "'%.60s%s': ", spec, strlen(spec) > 60 ? "..." : "");
     snprintf(err, errlen, "%s%d name%s for --num-classes %s%d%s", from, n->k,
              n->k == 1 ? "" : "s", k ? "" : "K >= ", k ? k : 2,
              from[0] ? " (one name a line, in class-id order)" : "");

@@ -23,6 +23,9 @@
 #include "png_io.h" // CG_PNG_DEFAULT_MAX_PIXELS: the --max-image-pixels default
 #include "rank_view.h" // cg_rank_view_parse: --report-ranks
 
+/* --crop-scale's default, as check_train_flags writes a value back ("%.15g:%.15g") */
+#define CROP_SCALE_DEFAULT "0.75:1"
+
 /* Which commands take an option (cg_opt_t.cmds). */
 #define C_TRAIN (1u << CG_CMD_TRAIN)
 #define C_INFO (1u << CG_CMD_INFO)
@@ -423,7 +426,7 @@ void cg_cli_defaults(cg_config_t *c) {
   snprintf(c->data, sizeof c->data, "synthetic");
   c->val_fraction = 0.1;
   c->crop = 1;
-  snprintf(c->crop_scale, sizeof c->crop_scale, "0.75:1");
+  snprintf(c->crop_scale, sizeof c->crop_scale, "%s", CROP_SCALE_DEFAULT);
   snprintf(c->color_jitter, sizeof c->color_jitter, "0:0:0:0");
   snprintf(c->rotate, sizeof c->rotate, "0");
   snprintf(c->lr_find_range, sizeof c->lr_find_range, "1e-08:1");
@@ -679,7 +682,10 @@ static int check_class_names(cg_config_t *cfg, char *err, size_t errlen) {
   cg_classnames_t *n = cg_malloc(sizeof *n, "class names");
   char why[1024];
   const int k = settings_known(cfg) ? cfg->num_classes : 0; /* 0: the spelling alone */
-  const int rc = cg_classnames_parse(cfg->class_names, k, n, why, sizeof why);
+  /* a resume's merged value is a list: the command line's, made one in the first pass, or the
+   * checkpoint's, which is never opened as a file */
+  const int rc = cfg->merged ? cg_classnames_from_list(cfg->class_names, k, n, why, sizeof why)
+                             : cg_classnames_parse(cfg->class_names, k, n, why, sizeof why);
   if (rc) snprintf(err, errlen, "--class-names: %s", why);
   else cg_classnames_join(n, cfg->class_names, sizeof cfg->class_names);
   free(n);
@@ -846,7 +852,7 @@ static int check_data_flags(cg_config_t *cfg, char *err, size_t errlen) {
   static const char *const crop_flag[2] = {"crop-scale", "crop-cat-max"};
   for (int i = 0; i < 2 && data_known; i++) {
     const int synthetic = !strcmp(cfg->data, "synthetic");
-    const int other = i ? cfg->crop_cat_max < 1 : cfg->crop_lo != 0.75 || cfg->crop_hi != 1;
+    const int other = i ? cfg->crop_cat_max < 1 : strcmp(cfg->crop_scale, CROP_SCALE_DEFAULT);
     if ((synthetic || !cfg->crop) && other &&
         cg_opts_given(&given, cfg->argc, cfg->argv, crop_flag[i])) {
       snprintf(err, errlen, "--%s: shapes the random crops of real data, and %s", crop_flag[i],

@@ -21,6 +21,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h> /* strcasecmp: a score file named as an output mask */
 #include <sys/stat.h>
 #include <unistd.h> /* rmdir */
 
@@ -39,6 +40,7 @@
 #include "model.h"
 #include "opts.h"           /* cg_opts_parse: the options, as every command line */
 #include "pairlist.h"       /* cg_pairlist_read: --input LIST */
+#include "path.h"           /* cg_path_same_file: a score file that is an input or an output */
 #include "preflight.h"      /* cg_preflight_*: will a batch of tiles fit in memory */
 #include "png_io.h"         /* reading images and masks, writing masks */
 #include "predict.h"
@@ -121,10 +123,13 @@ static void usage(FILE *f) {
           "                 name,pixels,miou,acc,macc and iou_C (iou_NAME with the run's\n"
           "                 --class-names) for each class; empty where not defined), the three\n"
           "                 lowest IoU (mIoU) named; written by rank 0, whole or not at all\n"
+          "                 (not written: a warning and exit 1); a stopped predict writes the\n"
+          "                 rows of the images it finished\n"
           "  --confusion-out FILE  with the ground truth: the pixel counts summed over every\n"
           "                 image as CSV, a row per truth class, a column per predicted one,\n"
           "                 headed by the run's --class-names or the ids (binary: background,\n"
-          "                 foreground); the ignore label left out\n"
+          "                 foreground); the ignore label left out; not written by a stopped\n"
+          "                 predict (its counts are partial)\n"
           "  --backend      auto (cuda when usable), cpu or cuda [auto]; computes in fp32\n"
           "  --batch        tiles per step per rank, 1..4096 [8]; at most the rank's tiles\n"
           "                 (with --flip a tile and its mirror count two: an odd N runs N - 1,\n"
@@ -302,6 +307,56 @@ static int check_output_dir(const char *out, char *err, size_t errlen) {
   char probe[1100];
   snprintf(probe, sizeof probe, "%s/.cogpu-predict-check", out);
   return cg_afile_check("--output", probe, CG_AFILE_REPLACE, err, errlen);
+}
+
+/* 1 when a and b name the same file: the same one, or (not made yet) the same name in the same
+ * directory. */
+static int same_target(const char *a, const char *b) {
+  if (cg_path_same_file(a, b)) return 1;
+  const char *sa = strrchr(a, '/'), *sb = strrchr(b, '/');
+  const char *na = sa ? sa + 1 : a, *nb = sb ? sb + 1 : b;
+  char da[1100], db[1100];
+  snprintf(da, sizeof da, "%.*s", sa ? (int)(sa - a) + 1 : 1, sa ? a : ".");
+  snprintf(db, sizeof db, "%.*s", sb ? (int)(sb - b) + 1 : 1, sb ? b : ".");
+  return !strcmp(na, nb) && cg_path_same_file(da, db);
+}
+
+/* --scores-out and --confusion-out (rank 0 writes them; the other ranks check the ground truth
+ * alone): there is ground truth; each can be written (after --output is made, so that a file
+ * in it is checked in place); neither is the other, the --input list, --output itself or a
+ * file in --output named as predict's outputs are (*.png, *.npy). 0 or -1 with err. */
+static int check_score_files(const popts_t *o, int is_list, int rank, char *err, size_t errlen) {
+  const char *const scored[2][2] = {{"--scores-out", o->scores_out},
+                                    {"--confusion-out", o->confusion_out}};
+  for (int i = 0; i < 2; i++) {
+    const char *flag = scored[i][0], *path = scored[i][1];
+    if (!path[0]) continue;
+    if (!o->masks[0] && !o->list_masks) {
+      snprintf(err, errlen, "%s: scores against the ground truth, and there is none (give "
+               "--masks DIR, or an --input list of IMAGE MASK lines)", flag);
+      return -1;
+    }
+    if (rank) continue;
+    if (cg_afile_check(flag, path, CG_AFILE_REPLACE, err, errlen)) return -1;
+    const char *slash = strrchr(path, '/'), *base = slash ? slash + 1 : path;
+    char dir[1100];
+    snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - path) + 1 : 1, slash ? path : ".");
+    const size_t n = strlen(base);
+    const int like_output = (n > 4 && (!strcasecmp(base + n - 4, ".png") ||
+                                       !strcasecmp(base + n - 4, ".npy")));
+    const char *why = is_list && cg_path_same_file(path, o->input)
+                          ? "the --input list (it would be replaced)"
+                      : i && o->scores_out[0] && same_target(path, o->scores_out)
+                          ? "the --scores-out file too (one would replace the other)"
+                      : like_output && cg_path_same_file(dir, o->output)
+                          ? "in --output and named as predict's outputs are (*.png, *.npy)"
+                          : NULL;
+    if (why) {
+      snprintf(err, errlen, "%s '%.400s' is %s; give another file", flag, path, why);
+      return -1;
+    }
+  }
+  return 0;
 }
 
 /* Rank 0, --input LIST: -1 when --output is the directory of a listed image or mask (the
@@ -621,25 +676,8 @@ static int check_inputs(popts_t *o, const cg_comm_t *c, cg_ckpt_info_t *info, cg
     }
   }
   if (resolve_label_map(o, info, model, c->rank, err, errlen)) return -1;
-  const char *const scored[2][2] = {{"--scores-out", o->scores_out},
-                                    {"--confusion-out", o->confusion_out}};
-  for (int i = 0; i < 2; i++) { /* the files of scores, which rank 0 writes */
-    const char *flag = scored[i][0], *path = scored[i][1];
-    struct stat sl, ss;
-    if (!path[0]) continue;
-    if (!o->masks[0] && !o->list_masks) {
-      snprintf(err, errlen, "%s: scores against the ground truth, and there is none (give "
-               "--masks DIR, or an --input list of IMAGE MASK lines)", flag);
-      return -1;
-    }
-    if (c->rank == 0 && cg_afile_check(flag, path, CG_AFILE_REPLACE, err, errlen)) return -1;
-    if (c->rank == 0 && is_list && stat(o->input, &sl) == 0 && stat(path, &ss) == 0 &&
-        sl.st_dev == ss.st_dev && sl.st_ino == ss.st_ino) {
-      snprintf(err, errlen, "%s '%.400s' is the --input list: it would be replaced", flag, path);
-      return -1;
-    }
-  }
   if (c->rank == 0 && check_output_dir(o->output, err, errlen)) return -1;
+  if (check_score_files(o, is_list, c->rank, err, errlen)) return -1;
   /* the masks written as STEM.png would replace the images or the ground truth there (rank 0
    * has made the directory; the verdict is shared): --input, --masks, and the masks of a
    * training layout DIR/images + DIR/masks even when --masks is not given */
@@ -1289,23 +1327,33 @@ static int write_scores(const popts_t *o, const ptally_t *t, int nfiles, const c
   for (int i = 0; i < nfiles; i++)
     if (t->rows[i]) fprintf(f, "%d\t%s%c", i, t->rows[i], 0);
   fclose(f);
-  CG_ASSERT(mn < INT_MAX / 2); /* a row is a few hundred bytes: far below with any input count */
-  const int len = (int)mn, root = c->rank == 0;
+  /* MPI counts are ints: rows of about 2 GB in all (a million images of 255 classes) do not go
+   * in one gather; rank 0 says so rather than abort */
+  const int root = c->rank == 0, len = mn < INT_MAX ? (int)mn : -1;
   int *lens = root ? cg_calloc((size_t)c->size, sizeof(int), "score lengths") : NULL;
   int *displs = root ? cg_calloc((size_t)c->size, sizeof(int), "score offsets") : NULL;
   CG_CHECK_MPI(MPI_Gather(&len, 1, MPI_INT, lens, 1, MPI_INT, 0, c->world));
   int64_t total = 0;
+  int fits = 1;
   for (int r = 0; root && r < c->size; r++) {
-    displs[r] = (int)total;
-    total += lens[r];
-    CG_ASSERT(total < INT_MAX);
+    displs[r] = (int)(total < INT_MAX ? total : 0);
+    fits &= lens[r] >= 0;
+    total += lens[r] >= 0 ? lens[r] : INT_MAX;
   }
-  char *all = root ? cg_malloc((size_t)total + 1, "scores") : NULL;
-  CG_CHECK_MPI(MPI_Gatherv(mine, len, MPI_CHAR, all, lens, displs, MPI_CHAR, 0, c->world));
+  fits &= total < INT_MAX;
+  CG_CHECK_MPI(MPI_Bcast(&fits, 1, MPI_INT, 0, c->world));
+  char *all = root && fits ? cg_malloc((size_t)total + 1, "scores") : NULL;
+  if (fits)
+    CG_CHECK_MPI(MPI_Gatherv(mine, len, MPI_CHAR, all, lens, displs, MPI_CHAR, 0, c->world));
   free(mine);
   free(lens);
   free(displs);
   if (!root) return 0;
+  if (!fits) {
+    cg_log_warn("--scores-out: the rows of %d images take %lld bytes or more, beyond one gather "
+                "(2 GB): not written; predict the images in parts", nfiles, (long long)total);
+    return -1;
+  }
   const char **row = cg_calloc((size_t)nfiles, sizeof *row, "score rows");
   for (char *s = all; s < all + total; s += strlen(s) + 1) {
     char *tab = strchr(s, '\t');
@@ -1358,10 +1406,12 @@ static int write_scores(const popts_t *o, const ptally_t *t, int nfiles, const c
           break;
         }
     }
-    for (int j = 0; j < 3 && low[j] >= 0; j++) {
+    for (int j = 0; j < 3 && low[j] >= 0; j++) { /* control bytes of a name shown as '?' */
       const char *r = row[low[j]];
       const char *end = r[0] == '"' ? strrchr(r, '"') + 1 : strchr(r, ',');
-      printf("%s%.*s %.4f", j ? ", " : "; the lowest: ", (int)(end - r), r, lv[j]);
+      printf("%s", j ? ", " : "; the lowest: ");
+      for (const char *q = r; q < end; q++) putchar((unsigned char)*q < 0x20 ? '?' : *q);
+      printf(" %.4f", lv[j]);
     }
     printf("%s\n", low[0] < 0 ? "" : t->k == 1 ? " (IoU)" : " (mIoU)");
   }
@@ -1542,7 +1592,7 @@ int cg_predict_run(int argc, char **argv, cg_comm_t *c) {
   t.failures = sums[5];
   t.probs_failures = sums[7];
   t.overlay_failures = sums[8];
-  cg_classnames_t *names = cg_malloc(sizeof *names, "class names");
+  cg_classnames_t *names = cg_calloc(1, sizeof *names, "class names"); /* none on rank > 0 */
   if (c->rank == 0) run_class_names(&info, t.k, names); /* rank 0 prints */
   const char *const *nm = names->k ? names->name : NULL;
   if (c->rank == 0) {
@@ -1567,6 +1617,9 @@ int cg_predict_run(int argc, char **argv, cg_comm_t *c) {
   /* (a stopped predict's sums are partial: no matrix, as no summary; its rows are complete) */
   const int confusion_failed =
       c->rank == 0 && !stopped && o.confusion_out[0] && write_confusion(&o, &t, nm);
+  if (c->rank == 0 && stopped && o.confusion_out[0])
+    printf("predict: --confusion-out %s not written: the counts of a stopped predict are "
+           "partial\n", o.confusion_out);
   const int scores_failed = t.rows && write_scores(&o, &t, nfiles, nm, c) != 0;
   if (c->rank == 0) fflush(stdout);
   free(names);
