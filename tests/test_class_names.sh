@@ -10,7 +10,7 @@
 #  - stored in the checkpoint: a resume without the flag keeps them (with the same FILE or
 #    spelling, silently), one with others says so and takes them, none drops them; predict
 #    --masks names the classes from the checkpoint (a run without names: no name column);
-#    export writes them into the safetensors metadata;
+#    export writes them into the safetensors metadata; --init-from takes them with the head;
 #  - refused (exit 2, naming the flag): a binary model, too few or too many names, a name
 #    twice, an empty one, a comma, quote or control character in a file's name, bytes that are
 #    not UTF-8, a name over 48 bytes, a file that does not exist.
@@ -123,6 +123,23 @@ meta = json.loads(b[8:8 + struct.unpack("<Q", b[:8])[0]])["__metadata__"]
 assert meta["class_names"] == "bg,light,street", meta
 PY
 echo "ok: predict --masks names the classes from the checkpoint; export's metadata has them"
+
+# --init-from keeps the names with the head (from a checkpoint or the exported file), not with
+# a new head or when the command line names the classes
+for src in "$T/ck" "$T/m.safetensors"; do
+  $MPIRUN -np 1 $BIN train $S --init-from "$src" > "$T/i.log" 2>&1 ||
+    { cat "$T/i.log"; fail "--init-from $src"; }
+  grep -q "^init-from: the classes keep its names: bg,light,street" "$T/i.log" &&
+    table "$T/i.log" | grep -q " light " || { cat "$T/i.log"; fail "--init-from $src: names"; }
+done
+$MPIRUN -np 1 $BIN train $S --init-from "$T/ck" --class-names x,y,z > "$T/i2.log" 2>&1
+table "$T/i2.log" | grep -q "^  1     y " || { cat "$T/i2.log"; fail "--init-from: given names"; }
+$MPIRUN -np 1 $BIN train ${S/--num-classes 3/--num-classes 4} --init-from "$T/ck" > "$T/i3.log" \
+  2>&1 || { cat "$T/i3.log"; fail "--init-from with a new head"; }
+grep -q "classes keep" "$T/i3.log" && { cat "$T/i3.log"; fail "a new head kept the names"; }
+grep "^# class" "$T/i3.log" | tail -1 | grep -qE "^# class +IoU " ||
+  { cat "$T/i3.log"; fail "a new head: a name column"; }
+echo "ok: --init-from keeps the names with the head (checkpoint, safetensors), not otherwise"
 
 # refusals
 expect2 "--class-names: names the classes of a model of --num-classes K >= 2" \

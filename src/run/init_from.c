@@ -11,8 +11,10 @@
 
 #include "atomic_file.h" /* cg_file_read: a safetensors file whole */
 #include "ckpt.h"        /* cg_ckpt_resolve, cg_ckpt_header, cg_ckpt_read, cg_ckpt_model */
+#include "classnames.h"  /* cg_classnames_from_list: the model's class names, checked */
 #include "cli.h"         /* cg_cli_opts, cg_cli_check, cg_cli_data_path */
 #include "export.h"      /* cg_import_parse: a safetensors file's model and weights */
+#include "json.h"        /* cg_json_parse: the class names of a checkpoint's settings */
 #include "feat.h"        /* CG_NFEAT: the input channels this build feeds */
 #include "le.h"          /* cg_le_get_u64: a safetensors file's header length */
 #include "log.h"
@@ -26,6 +28,7 @@
 typedef struct {
   char path[CG_PATH_MAX]; /* the file the weights come from, absolute */
   int in_c, base, depth, nclass;
+  char names[CG_CLASSNAMES_LEN]; /* its run's --class-names as a list ("" = none) */
 } src_t;
 
 /* A safetensors file begins with its JSON header's length (u64 LE) and the header's '{'. */
@@ -39,9 +42,22 @@ static int looks_safetensors(const char *path) {
   return n >= 2 && n < ((uint64_t)1 << 30) && b[8] == '{';
 }
 
-/* Reads a safetensors file's model and weights (*params malloc'd). 0, or -1 with err. */
-static int read_safetensors(const char *path, cg_model_t *m, float **params, char *err,
-                            size_t errlen) {
+/* names = the class names a JSON object holds at key (a list checked for nclass classes), or "";
+ * a value that is no such list is left out (names only label the figures). */
+static void names_of(const cg_json_t *obj, const char *key, int nclass, char *names) {
+  names[0] = 0;
+  const char *v = obj && obj->type == CG_JSON_OBJ ? cg_json_str(obj, key, "") : "";
+  cg_classnames_t *n = cg_malloc(sizeof *n, "class names");
+  char why[256];
+  if (v[0] && !cg_classnames_from_list(v, nclass, n, why, sizeof why))
+    cg_classnames_join(n, names, CG_CLASSNAMES_LEN);
+  free(n);
+}
+
+/* Reads a safetensors file's model and weights (*params malloc'd) and, names non-NULL, the
+ * class names of its metadata (CG_CLASSNAMES_LEN bytes). 0, or -1 with err. */
+static int read_safetensors(const char *path, cg_model_t *m, float **params, char *names,
+                            char *err, size_t errlen) {
   size_t len = 0;
   uint8_t *buf = (uint8_t *)cg_file_read(path, &len); /* a UNet is tens of MB at most */
   if (!buf) {
@@ -51,6 +67,17 @@ static int read_safetensors(const char *path, cg_model_t *m, float **params, cha
   cg_ckpt_info_t *info = cg_calloc(1, sizeof *info, "safetensors metadata");
   char why[1024];
   const int rc = cg_import_parse(buf, len, m, info, params, why, sizeof why);
+  if (!rc && names) { /* the header parsed: its metadata's class_names */
+    const size_t hlen = (size_t)cg_le_get_u64(buf);
+    char *hdr = cg_malloc(hlen + 1, "safetensors header");
+    memcpy(hdr, buf + 8, hlen);
+    hdr[hlen] = 0;
+    char jerr[64];
+    cg_json_t *j = cg_json_parse(hdr, jerr, sizeof jerr);
+    names_of(j ? cg_json_get(j, "__metadata__") : NULL, "class_names", m->nclass, names);
+    cg_json_free(j);
+    free(hdr);
+  }
   free(buf);
   free(info);
   if (rc) snprintf(err, errlen, "--init-from %s: not a usable safetensors file: %s", path, why);
@@ -75,7 +102,7 @@ static int probe(const char *spec, src_t *s, char *err, size_t errlen) {
   int rc = 0;
   if (S_ISREG(st.st_mode) && looks_safetensors(spec)) {
     float *p = NULL;
-    rc = read_safetensors(spec, m, &p, err, errlen);
+    rc = read_safetensors(spec, m, &p, s->names, err, errlen);
     free(p);
     snprintf(s->path, sizeof s->path, "%s", spec);
   } else {
@@ -87,6 +114,12 @@ static int probe(const char *spec, src_t *s, char *err, size_t errlen) {
                rc == 1 || strstr(why, "bad magic") ? " (" SRC_HINT ")" : "");
     if (!rc && (rc = cg_ckpt_model(s->path, info, m, why, sizeof why)) != 0)
       snprintf(err, errlen, "--init-from %.1400s", why);
+    if (!rc) { /* its run's settings: the class names */
+      char jerr[64];
+      cg_json_t *j = info->settings[0] ? cg_json_parse(info->settings, jerr, sizeof jerr) : NULL;
+      names_of(j, "class-names", m->nclass, s->names);
+      cg_json_free(j);
+    }
   }
   if (!rc && cg_cli_data_path(s->path, s->path, sizeof s->path) != 0) {
     snprintf(err, errlen, "--init-from %.900s: cannot be made an absolute path", s->path);
@@ -131,6 +164,10 @@ static int apply(cg_config_t *cfg, const src_t *s, char *err, size_t errlen) {
              "keeps its head; another count gets a new one)", s->path, s->nclass, s->nclass);
     return -1;
   }
+  /* its head kept, its classes keep their names, unless the command line names them */
+  if (s->names[0] && s->nclass == cfg->num_classes &&
+      !cg_opts_given(&set, cfg->argc, cfg->argv, "class-names"))
+    snprintf(cfg->class_names, sizeof cfg->class_names, "%s", s->names);
   snprintf(cfg->init_from, sizeof cfg->init_from, "%s", s->path);
   cfg->init_read = 1;
   return cg_cli_check(cfg, err, errlen);
@@ -157,6 +194,9 @@ int cg_init_from_settings(cg_config_t *cfg, cg_comm_t *c) {
   }
   CG_CHECK_MPI(MPI_Bcast(&s, (int)sizeof s, MPI_BYTE, 0, c->world));
   rc = apply(cfg, &s, err, sizeof err);
+  if (!rc && c->rank == 0 && s.names[0] && !strcmp(cfg->class_names, s.names))
+    printf("init-from: the classes keep its names: %s (--class-names gives others, or none)\n",
+           s.names);
   return cg_comm_report_errors(c, rc ? err : NULL) ? CG_EXIT_USAGE : 0;
 }
 
@@ -195,7 +235,7 @@ static int read_weights(const cg_config_t *cfg, const cg_model_t *m, float *para
   const int st = looks_safetensors(path);
   cg_ckpt_info_t *info = st ? NULL : cg_malloc(sizeof *info, "checkpoint header");
   if (st) {
-    rc = read_safetensors(path, sm, &sp, err, errlen);
+    rc = read_safetensors(path, sm, &sp, NULL, err, errlen);
   } else {
     char why[CG_PATH_MAX + 512] = "";
     /* the header for the model, then one read of the whole file, verified */
