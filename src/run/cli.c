@@ -385,7 +385,8 @@ static const cg_opt_t g_opts[] = {
      "of `cogpu-dist export`; --model-base and --model-depth are its own unless given (then "
      "they must match); --num-classes must be given for a model of K >= 2 classes: K keeps its "
      "head (and its --class-names, unless given), another count gets a new head, initialised "
-     "as a fresh run's, the other layers keep theirs; the optimizer's state, the step count and the schedule start afresh; with "
+     "as a fresh run's, the other layers keep theirs; the optimizer's state, the step count "
+     "and the schedule start afresh; with "
      "--resume, a checkpoint found there is used instead (a requeued job goes on)"},
     CG_OPT_ROW_NUM(DBL, "timeout-s", O(timeout_s), 0, 1e7, C_TRAIN, "S",
         "a rank that makes no progress for S seconds (hung peer, dead NCCL) ends the job with a "
