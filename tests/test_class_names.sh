@@ -9,7 +9,8 @@
 #    classes;
 #  - stored in the checkpoint: a resume without the flag keeps them (with the same FILE or
 #    spelling, silently), one with others says so and takes them, none drops them; predict
-#    --masks names the classes from the checkpoint (a run without names: no name column);
+#    --masks names the classes from the checkpoint (a run without names: no name column), or
+#    as its own --class-names says;
 #    export writes them into the safetensors metadata; --init-from takes them with the head;
 #  - refused (exit 2, naming the flag): a binary model, too few or too many names, a name
 #    twice, an empty one, a comma, quote or control character in a file's name, bytes that are
@@ -115,6 +116,15 @@ grep -qE "^predict: +1 light +0\.[0-9]{6} " "$T/p.log" || fail "predict: class 1
 $BIN predict --backend cpu --checkpoint "$T/plain" --input "$T/d/images" --masks "$T/d/masks" \
   --output "$T/q" > "$T/q.log" 2>&1 || { cat "$T/q.log"; fail "predict (no names)"; }
 grep -qE "^predict: +class +IoU " "$T/q.log" || { cat "$T/q.log"; fail "predict: a name column"; }
+# names given to predict: instead of the checkpoint's (a run without names too), or none
+$BIN predict --backend cpu --checkpoint "$T/plain" --input "$T/d/images" --masks "$T/d/masks" \
+  --output "$T/q" --class-names "$T/names.txt" > "$T/q2.log" 2>&1 || { cat "$T/q2.log"; fail "q2"; }
+grep -qE "^predict: +1 traffic light +0\." "$T/q2.log" || { cat "$T/q2.log"; fail "given names"; }
+$BIN predict --backend cpu --checkpoint "$T/ck" --input "$T/d/images" --masks "$T/d/masks" \
+  --output "$T/q" --class-names none > "$T/q3.log" 2>&1 || { cat "$T/q3.log"; fail "q3"; }
+grep -qE "^predict: +class +IoU " "$T/q3.log" || { cat "$T/q3.log"; fail "predict: none"; }
+expect2 "--class-names: 'a,b': 2 names for --num-classes 3" $BIN predict --backend cpu \
+  --checkpoint "$T/ck" --input "$T/d/images" --output "$T/q" --class-names a,b
 $BIN export --checkpoint "$T/ck" --out "$T/m.safetensors" > /dev/null
 python3 - "$T/m.safetensors" <<'PY'
 import json, struct, sys

@@ -169,11 +169,12 @@ static int parse(const char *spec, int k, int files, cg_classnames_t *n, char *e
   }
   if (!rc && (k ? n->k != k : n->k < 2)) {
     char from[440]; /* a FILE's count names the file, a list's its start */
-    if (!strchr(spec, ',')) snprintf(from, sizeof from, "%.400s: ", spec);
+    const int file = !strchr(spec, ',');
+    if (file) snprintf(from, sizeof from, "%.400s: ", spec);
     else snprintf(from, sizeof from, "'%.60s%s': ", spec, strlen(spec) > 60 ? "..." : "");
     snprintf(err, errlen, "%s%d name%s for --num-classes %s%d%s", from, n->k,
              n->k == 1 ? "" : "s", k ? "" : "K >= ", k ? k : 2,
-             from[0] ? " (one name a line, in class-id order)" : "");
+             file ? " (one name a line, in class-id order)" : "");
     rc = -1;
   }
   if (rc) memset(n, 0, sizeof *n);

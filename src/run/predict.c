@@ -64,6 +64,8 @@ typedef struct {
   double alpha;       /* --overlay-alpha */
   char scores_out[1024]; /* --scores-out FILE: one CSV row of scores per image ("" = none) */
   char confusion_out[1024]; /* --confusion-out FILE: the confusion matrix as CSV ("" = none) */
+  char class_names[CG_CLASSNAMES_LEN]; /* --class-names LIST|FILE|none ("" = the run's) */
+  cg_classnames_t names; /* --class-names parsed (check_inputs) */
   int flip;           /* --flip: test-time flip (tiler.h) */
   char **list_masks;  /* --input LIST of IMAGE MASK lines: image i's mask (else NULL) */
   char **dir_masks;   /* --masks DIR: image i's mask there, found at start-up (else NULL) */
@@ -86,6 +88,7 @@ static void usage(FILE *f) {
           "         [--resize auto|fit|native|S] [--scales F[,F...]] [--tile-overlap F] [--flip]\n"
           "         [--save-probs] [--overlay [--overlay-alpha A]] [--max-image-pixels N]\n"
           "         [--label-map SPEC] [--scores-out FILE] [--confusion-out FILE]\n"
+          "         [--class-names LIST|FILE|none]\n"
           "  runs the model of a checkpoint on every image of the --input directory (*.png, *.jpg,\n"
           "  *.jpeg, *.gif, *.tif, *.tiff in any letter case), or every image a text LIST names\n"
           "  (IMAGE or IMAGE MASK lines, as train --data LIST reads them; its masks are scored\n"
@@ -130,6 +133,9 @@ static void usage(FILE *f) {
           "                 headed by the run's --class-names or the ids (binary: background,\n"
           "                 foreground); the ignore label left out; not written by a stopped\n"
           "                 predict (its counts are partial)\n"
+          "  --class-names LIST|FILE|none  the classes' names in the tables and score files,\n"
+          "                 as train's flag takes them [the run's, from the checkpoint; none: the\n"
+          "                 ids]\n"
           "  --backend      auto (cuda when usable), cpu or cuda [auto]; computes in fp32\n"
           "  --batch        tiles per step per rank, 1..4096 [8]; at most the rank's tiles\n"
           "                 (with --flip a tile and its mirror count two: an odd N runs N - 1,\n"
@@ -461,6 +467,8 @@ static const cg_opt_t k_popts[] = {
      "each image's scores as CSV"},
     {"confusion-out", CG_OPT_STR, PO(confusion_out), 0, 0, CG_OPT_REQUIRED, NULL, 0, "FILE",
      "the confusion matrix as CSV"},
+    {"class-names", CG_OPT_STR, PO(class_names), 0, 0, CG_OPT_REQUIRED, NULL, 0, "LIST|FILE",
+     "the classes' names"},
     {"flip", CG_OPT_FLAG, PO(flip), 0, 1, 0, NULL, 0, "", "test-time flip"},
     {"scales", CG_OPT_STR, PO(scales_arg), 0, 0, CG_OPT_REQUIRED, NULL, 0, "F[,F...]",
      "test-time scales"},
@@ -676,6 +684,12 @@ static int check_inputs(popts_t *o, const cg_comm_t *c, cg_ckpt_info_t *info, cg
     }
   }
   if (resolve_label_map(o, info, model, c->rank, err, errlen)) return -1;
+  char why[768];
+  if (o->class_names[0] && strcmp(o->class_names, "none") &&
+      cg_classnames_parse(o->class_names, model->nclass, &o->names, why, sizeof why)) {
+    snprintf(err, errlen, "--class-names: %s", why);
+    return -1;
+  }
   if (c->rank == 0 && check_output_dir(o->output, err, errlen)) return -1;
   if (check_score_files(o, is_list, c->rank, err, errlen)) return -1;
   /* the masks written as STEM.png would replace the images or the ground truth there (rank 0
@@ -1593,7 +1607,8 @@ int cg_predict_run(int argc, char **argv, cg_comm_t *c) {
   t.probs_failures = sums[7];
   t.overlay_failures = sums[8];
   cg_classnames_t *names = cg_calloc(1, sizeof *names, "class names"); /* none on rank > 0 */
-  if (c->rank == 0) run_class_names(&info, t.k, names); /* rank 0 prints */
+  if (o.class_names[0]) *names = o.names; /* given (none: empty) */
+  else if (c->rank == 0) run_class_names(&info, t.k, names); /* rank 0 prints */
   const char *const *nm = names->k ? names->name : NULL;
   if (c->rank == 0) {
     if (t.failures)
