@@ -123,8 +123,12 @@ grep -qE "^predict: +1 traffic light +0\." "$T/q2.log" || { cat "$T/q2.log"; fai
 $BIN predict --backend cpu --checkpoint "$T/ck" --input "$T/d/images" --masks "$T/d/masks" \
   --output "$T/q" --class-names none > "$T/q3.log" 2>&1 || { cat "$T/q3.log"; fail "q3"; }
 grep -qE "^predict: +class +IoU " "$T/q3.log" || { cat "$T/q3.log"; fail "predict: none"; }
-expect2 "--class-names: 'a,b': 2 names for --num-classes 3" $BIN predict --backend cpu \
-  --checkpoint "$T/ck" --input "$T/d/images" --output "$T/q" --class-names a,b
+expect2 "--class-names: 'a,b': 2 names for 3 classes" $BIN predict --backend cpu \
+  --checkpoint "$T/ck" --input "$T/d/images" --masks "$T/d/masks" --output "$T/q" \
+  --class-names a,b
+expect2 "--class-names: names the classes of the scores against the ground truth, and there is" \
+  $BIN predict --backend cpu --checkpoint "$T/ck" --input "$T/d/images" --output "$T/q" \
+  --class-names a,b,c
 $BIN export --checkpoint "$T/ck" --out "$T/m.safetensors" > /dev/null
 python3 - "$T/m.safetensors" <<'PY'
 import json, struct, sys
@@ -152,11 +156,11 @@ grep "^# class" "$T/i3.log" | tail -1 | grep -qE "^# class +IoU " ||
 echo "ok: --init-from keeps the names with the head (checkpoint, safetensors), not otherwise"
 
 # refusals
-expect2 "--class-names: names the classes of a model of --num-classes K >= 2" \
+expect2 "--class-names: names the classes of a model of K >= 2 classes" \
   $BIN train ${S/--num-classes 3/--num-classes 1} --class-names a,b
-expect2 "--class-names: 'a,b': 2 names for --num-classes 3" $BIN train $S --class-names a,b
-expect2 "--class-names: name 4: more than 3 names" $BIN train $S --class-names a,b,c,d
-expect2 "$T/two.txt: 2 names for --num-classes 3" $BIN train $S --class-names "$T/two.txt"
+expect2 "--class-names: 'a,b': 2 names for 3 classes" $BIN train $S --class-names a,b
+expect2 "--class-names: name 4: more than 3 names for 3 classes" $BIN train $S --class-names a,b,c,d
+expect2 "$T/two.txt: 2 names for 3 classes" $BIN train $S --class-names "$T/two.txt"
 expect2 "--class-names: name 3: classes 0 and 2 are both named 'a'" \
   $BIN train $S --class-names a,b,a
 expect2 "--class-names: name 2: an empty name (class 1)" $BIN train $S --class-names "a, ,c"

@@ -30,7 +30,7 @@ static int add(cg_classnames_t *n, size_t *used, const char *s, size_t len, int 
   while (len && (s[len - 1] == ' ' || s[len - 1] == '\t')) len--;
   if (n->k >= k) {
     char nk[32] = "";
-    if (k < CG_CLASSNAMES_CLASSES) snprintf(nk, sizeof nk, " for --num-classes %d", k);
+    if (k < CG_CLASSNAMES_CLASSES) snprintf(nk, sizeof nk, " for %d classes", k);
     snprintf(err, errlen, "%s: more than %d names%s", where, k, nk);
     return -1;
   }
@@ -153,13 +153,13 @@ static int parse(const char *spec, int k, int files, cg_classnames_t *n, char *e
   memset(n, 0, sizeof *n);
   if (!spec[0]) return 0;
   if (k == 1 || k < 0 || k > CG_CLASSNAMES_CLASSES) {
-    snprintf(err, errlen, "names the classes of a model of --num-classes K >= 2 (a binary model "
+    snprintf(err, errlen, "names the classes of a model of K >= 2 classes (this one is binary: it "
              "has one foreground)");
     return -1;
   }
-  const int max = k ? k : CG_CLASSNAMES_CLASSES;
+  const int max = k ? k : CG_CLASSNAMES_CLASSES, list = strchr(spec, ',') != NULL;
   int rc;
-  if (strchr(spec, ',')) {
+  if (list) {
     rc = parse_list(spec, max, n, err, errlen);
   } else if (files) {
     rc = parse_file(spec, max, n, err, errlen);
@@ -169,12 +169,11 @@ static int parse(const char *spec, int k, int files, cg_classnames_t *n, char *e
   }
   if (!rc && (k ? n->k != k : n->k < 2)) {
     char from[440]; /* a FILE's count names the file, a list's its start */
-    const int file = !strchr(spec, ',');
+    const int file = !list;
     if (file) snprintf(from, sizeof from, "%.400s: ", spec);
     else snprintf(from, sizeof from, "'%.60s%s': ", spec, strlen(spec) > 60 ? "..." : "");
-    snprintf(err, errlen, "%s%d name%s for --num-classes %s%d%s", from, n->k,
-             n->k == 1 ? "" : "s", k ? "" : "K >= ", k ? k : 2,
-             file ? " (one name a line, in class-id order)" : "");
+    snprintf(err, errlen, "%s%d name%s for %s%d classes%s", from, n->k, n->k == 1 ? "" : "s",
+             k ? "" : "K >= ", k ? k : 2, file ? " (one name a line, in class-id order)" : "");
     rc = -1;
   }
   if (rc) memset(n, 0, sizeof *n);
@@ -197,13 +196,8 @@ void cg_classnames_join(const cg_classnames_t *n, char *buf, size_t len) {
     used += (size_t)snprintf(buf + used, len - used, "%s%s", c ? "," : "", n->name[c]);
 }
 
-const char *cg_classnames_get(const cg_classnames_t *n, int c) {
-  return n && c >= 0 && c < n->k ? n->name[c] : NULL;
-}
-
-int cg_classnames_width(const cg_classnames_t *n, int min) {
-  int w = min;
-  for (int c = 0; n && c < n->k; c++)
-    if ((int)strlen(n->name[c]) > w) w = (int)strlen(n->name[c]);
-  return w;
+int cg_classnames_from_json(const cg_json_t *obj, const char *key, int k, cg_classnames_t *n,
+                            char *err, size_t errlen) {
+  const char *v = obj && obj->type == CG_JSON_OBJ ? cg_json_str(obj, key, "") : "";
+  return cg_classnames_from_list(v, k, n, err, errlen);
 }

@@ -15,6 +15,8 @@
 
 #include <stddef.h>
 
+#include "json.h" /* cg_json_t: names kept in a checkpoint's settings or a file's metadata */
+
 #define CG_CLASSNAME_MAX 48     /* bytes of one name */
 #define CG_CLASSNAMES_LEN 2048  /* the comma list, NUL included (ADE20K's 150: about 1.2 KB) */
 #define CG_CLASSNAMES_CLASSES 255
@@ -32,14 +34,12 @@ int cg_classnames_parse(const char *spec, int k, cg_classnames_t *n, char *err, 
 /* The same for a comma list that was stored (a checkpoint's): never read as a FILE. */
 int cg_classnames_from_list(const char *list, int k, cg_classnames_t *n, char *err,
                             size_t errlen);
+/* The stored list at key of a JSON object (a checkpoint's settings, "class-names"; an exported
+ * file's metadata, "class_names"): none when obj is no object or has none. */
+int cg_classnames_from_json(const cg_json_t *obj, const char *key, int k, cg_classnames_t *n,
+                            char *err, size_t errlen);
 
 /* The canonical comma list of n into buf (len >= CG_CLASSNAMES_LEN; "" when n has none). */
 void cg_classnames_join(const cg_classnames_t *n, char *buf, size_t len);
-
-/* Class c's name, or NULL when n is NULL, has none or c is out of range. */
-const char *cg_classnames_get(const cg_classnames_t *n, int c);
-
-/* The longest name's length, at least min (a table column's width). */
-int cg_classnames_width(const cg_classnames_t *n, int min);
 
 #endif

@@ -2,7 +2,6 @@
 #include "metrics.h"
 
 #include <stdio.h>
-#include <string.h>
 
 void cg_confusion_add(cg_confusion_t *c, const uint8_t *pred, const uint8_t *mask, size_t n) {
   /* Branch-free: tp = sum p*y, predicted positives and true positives give the rest. */

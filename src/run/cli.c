@@ -64,13 +64,12 @@ static const cg_opt_t g_opts[] = {
     CG_OPT_ROW_TEXT(STR, "class-names", O(class_names), NULL, C_TRAIN, "LIST|FILE",
         "--num-classes K >= 2: the classes' names, K of them in class-id order, comma-separated "
         "(road,sidewalk,...) or (a value without a comma) a FILE of one name a line ('#' "
-        "comments), as "
-        "mmsegmentation's class lists: shown beside the ids in the per-class tables (validation, "
-        "check-data, predict --masks), --metrics-out's per_class[].name and TensorBoard's "
-        "val_class_iou/NAME tags; stored in checkpoints (predict and export take them from "
-        "there); each 1..48 bytes of UTF-8, unique, without commas, quotes, backslashes or "
-        "control characters, 2047 bytes in all; default none: the ids alone (none given on a "
-        "resume drops the checkpoint's names)"),
+        "comments), as mmsegmentation's class lists: shown beside the ids in the per-class "
+        "tables (validation, check-data, predict --masks), --metrics-out's per_class[].name and "
+        "TensorBoard's val_class_iou/NAME and val_class_acc/NAME tags; stored in checkpoints "
+        "(predict, export and --init-from take them from there); each 1..48 bytes of UTF-8, "
+        "unique, without commas, quotes, backslashes or control characters, 2047 bytes in all; "
+        "default none: the ids alone (none given on a resume drops the checkpoint's names)"),
     /* data */
     CG_OPT_ROW_TEXT(STR, "data", O(data), NULL, C_TRAIN | C_INFO, "SRC",
         "training data: synthetic (built in), a directory DIR with DIR/images/*.png, *.jpg, "
@@ -849,9 +848,10 @@ static int check_data_flags(cg_config_t *cfg, char *err, size_t errlen) {
     return -1;
   }
   /* the crops' flags shape random crops, which synthetic data and --crop off do not make (their
-   * defaults, given, change nothing: accepted) */
+   * defaults, given, change nothing: accepted); a resumed run's are its checkpoint's (a job
+   * started before this check goes on when requeued) */
   static const char *const crop_flag[2] = {"crop-scale", "crop-cat-max"};
-  for (int i = 0; i < 2 && data_known; i++) {
+  for (int i = 0; i < 2 && data_known && !cfg->resume_found; i++) {
     const int synthetic = !strcmp(cfg->data, "synthetic");
     const int other = i ? cfg->crop_cat_max < 1 : strcmp(cfg->crop_scale, CROP_SCALE_DEFAULT);
     if ((synthetic || !cfg->crop) && other &&

@@ -30,7 +30,8 @@ cg_opts_set_t cg_cli_opts(cg_command_t cmd, cg_config_t *cfg);
  * changes cfg, as a run keeps it, before any later check can fail:
  *   ignore_index         CG_IGNORE_DEFAULT resolved: 255 for --num-classes >= 2, else -1
  *   val_fraction         train with --val-data (data known: not a --resume to be merged): 0
- *   data, val_data       train: as cg_cli_data_path makes them (absolute paths) */
+ *   data, val_data       train: as cg_cli_data_path makes them (absolute paths)
+ *   class_names          train: the comma list (a FILE's names read; none: "") */
 int cg_cli_check(cg_config_t *cfg, char *err, size_t errlen);
 /* The loss's class weights w[0..n) into cfg as a run keeps them: class_weight, nclass_weights
  * and class_weights, the text a checkpoint stores, in one spelling (each weight's shortest text

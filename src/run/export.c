@@ -21,7 +21,7 @@
 
 #include "atomic_file.h" /* cg_afile_*: the output written whole or not at all */
 #include "ckpt.h"        /* cg_ckpt_find/read/write: the checkpoint side */
-#include "classnames.h"  /* cg_classnames_from_list: the run's names into the metadata */
+#include "classnames.h"  /* cg_classnames_from_json: the run's names into the metadata */
 #include "feat.h"        /* CG_NFEAT: the model's 3 + 2 input channels */
 #include "json.h"        /* cg_json_parse: the header on import, the settings on export */
 #include "le.h"          /* cg_le_put_u64 / get_u64: the header length */
@@ -204,12 +204,13 @@ static char *header_build(const cg_model_t *m, const table_t *tb, const cg_ckpt_
           m->height, m->width, info->ignore_index);
   for (int i = 0; i < 3 * info->npal; i++) fprintf(f, "%02x", info->palette[i]);
   /* the run's --class-names, checked (they hold no quote or backslash), as the comma list */
-  char jerr[128], why[256];
+  char jerr[128], why[256], names[CG_CLASSNAMES_LEN];
   cg_json_t *j = info->settings[0] ? cg_json_parse(info->settings, jerr, sizeof jerr) : NULL;
-  const char *names = j && j->type == CG_JSON_OBJ ? cg_json_str(j, "class-names", "") : "";
   cg_classnames_t *cn = cg_malloc(sizeof *cn, "class names");
-  if (names[0] && !cg_classnames_from_list(names, m->nclass, cn, why, sizeof why))
+  if (!cg_classnames_from_json(j, "class-names", m->nclass, cn, why, sizeof why) && cn->k) {
+    cg_classnames_join(cn, names, sizeof names);
     fprintf(f, "\",\"class_names\":\"%s", names);
+  }
   free(cn);
   cg_json_free(j);
   fprintf(f, "\"}");

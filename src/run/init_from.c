@@ -11,11 +11,11 @@
 
 #include "atomic_file.h" /* cg_file_read: a safetensors file whole */
 #include "ckpt.h"        /* cg_ckpt_resolve, cg_ckpt_header, cg_ckpt_read, cg_ckpt_model */
-#include "classnames.h"  /* cg_classnames_from_list: the model's class names, checked */
+#include "classnames.h"  /* cg_classnames_from_json: the model's class names, checked */
 #include "cli.h"         /* cg_cli_opts, cg_cli_check, cg_cli_data_path */
 #include "export.h"      /* cg_import_parse: a safetensors file's model and weights */
-#include "json.h"        /* cg_json_parse: the class names of a checkpoint's settings */
 #include "feat.h"        /* CG_NFEAT: the input channels this build feeds */
+#include "json.h"        /* cg_json_parse: the class names of a checkpoint's settings */
 #include "le.h"          /* cg_le_get_u64: a safetensors file's header length */
 #include "log.h"
 #include "run_settings.h" /* cg_settings_all_or_none: every rank has --init-from, or none */
@@ -45,11 +45,10 @@ static int looks_safetensors(const char *path) {
 /* names = the class names a JSON object holds at key (a list checked for nclass classes), or "";
  * a value that is no such list is left out (names only label the figures). */
 static void names_of(const cg_json_t *obj, const char *key, int nclass, char *names) {
-  names[0] = 0;
-  const char *v = obj && obj->type == CG_JSON_OBJ ? cg_json_str(obj, key, "") : "";
   cg_classnames_t *n = cg_malloc(sizeof *n, "class names");
   char why[256];
-  if (v[0] && !cg_classnames_from_list(v, nclass, n, why, sizeof why))
+  names[0] = 0;
+  if (!cg_classnames_from_json(obj, key, nclass, n, why, sizeof why))
     cg_classnames_join(n, names, CG_CLASSNAMES_LEN);
   free(n);
 }

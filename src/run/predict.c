@@ -11,8 +11,9 @@
  * training masks' palette, as a palette PNG with that palette. --save-probs writes
  * NAME.probs.npy beside the mask. With --masks, the counts (binary tp/fp/fn/tn, or a K x K
  * confusion matrix without the ignore pixels) are taken over every pixel of every image at full
- * resolution and summed over ranks. Memory per open image: the network's view of it (RGB8), its
- * classes, plus the blended logits of one tile height of rows. */
+ * resolution and summed over ranks; --scores-out writes each image's own figures (gathered to
+ * rank 0), --confusion-out the summed counts. Memory per open image: the network's view of it
+ * (RGB8), its classes, plus the blended logits of one tile height of rows. */
 #include <dirent.h>
 #include <fcntl.h> /* AT_SYMLINK_NOFOLLOW */
 #include <limits.h> /* PATH_MAX: realpath */
@@ -28,7 +29,7 @@
 #include "atomic_file.h"    /* cg_afile_*: every output file replaced whole or not at all */
 #include "backend_choose.h" /* cg_backend_choose: auto|cpu|cuda */
 #include "ckpt.h"           /* cg_ckpt_read, cg_ckpt_find: the checkpoint (FILE or newest in DIR) */
-#include "classnames.h"     /* cg_classnames_from_list: the run's --class-names (settings) */
+#include "classnames.h"     /* cg_classnames_from_json: the run's --class-names (settings) */
 #include "cpu_layers.h"     /* cg_cpu_class_of: a pixel's class, as every step's mask */
 #include "feat.h"           /* cg_pack_input: a tile's input exactly as training makes it */
 #include "fit.h"            /* cg_fit_pair, cg_fit_view_size: an image scaled as training fits it */
@@ -118,21 +119,21 @@ static void usage(FILE *f) {
           "  --masks DIR    ground-truth masks DIR/NAME.png (or .gif, .tif, .tiff; binary ones\n"
           "                 also .jpg, .jpeg), all found before any work: prints IoU, Dice and\n"
           "                 pixel accuracy (K >= 2: per-class IoU, Dice and accuracy, the\n"
-          "                 classes named by the run's --class-names, mIoU, accuracy, mAcc; the\n"
-          "                 checkpoint's ignore label left out) over every pixel, counts summed\n"
-          "                 over ranks\n"
+          "                 classes named by the run's (or predict's) --class-names, mIoU,\n"
+          "                 accuracy, mAcc; the checkpoint's ignore label left out) over every\n"
+          "                 pixel, counts summed over ranks\n"
           "  --scores-out FILE  with the ground truth: each image's own scores as CSV, a row an\n"
           "                 image in the inputs' order: name,pixels,iou,dice,acc (K >= 2:\n"
-          "                 name,pixels,miou,acc,macc and iou_C (iou_NAME with the run's\n"
-          "                 --class-names) for each class; empty where not defined), the three\n"
-          "                 lowest IoU (mIoU) named; written by rank 0, whole or not at all\n"
-          "                 (not written: a warning and exit 1); a stopped predict writes the\n"
-          "                 rows of the images it finished\n"
+          "                 name,pixels,miou,acc,macc and iou_C (iou_NAME with the run's or\n"
+          "                 predict's --class-names) for each class; empty where not defined),\n"
+          "                 the three lowest IoU (mIoU) named; written by rank 0, whole or not\n"
+          "                 at all (not written: a warning and exit 1, or a stopped predict's\n"
+          "                 code); a stopped predict writes the rows of the images it finished\n"
           "  --confusion-out FILE  with the ground truth: the pixel counts summed over every\n"
           "                 image as CSV, a row per truth class, a column per predicted one,\n"
-          "                 headed by the run's --class-names or the ids (binary: background,\n"
-          "                 foreground); the ignore label left out; not written by a stopped\n"
-          "                 predict (its counts are partial)\n"
+          "                 headed by the class names (as the table) or the ids (binary:\n"
+          "                 background, foreground); the ignore label left out; not written by\n"
+          "                 a stopped predict (its counts are partial)\n"
           "  --class-names LIST|FILE|none  the classes' names in the tables and score files,\n"
           "                 as train's flag takes them [the run's, from the checkpoint; none: the\n"
           "                 ids]\n"
@@ -315,15 +316,19 @@ static int check_output_dir(const char *out, char *err, size_t errlen) {
   return cg_afile_check("--output", probe, CG_AFILE_REPLACE, err, errlen);
 }
 
+/* path's directory into dir (with its last slash; "." when it has none); returns its name. */
+static const char *split_dir(const char *path, char *dir, size_t len) {
+  const char *slash = strrchr(path, '/');
+  snprintf(dir, len, "%.*s", slash ? (int)(slash - path) + 1 : 1, slash ? path : ".");
+  return slash ? slash + 1 : path;
+}
+
 /* 1 when a and b name the same file: the same one, or (not made yet) the same name in the same
  * directory. */
 static int same_target(const char *a, const char *b) {
   if (cg_path_same_file(a, b)) return 1;
-  const char *sa = strrchr(a, '/'), *sb = strrchr(b, '/');
-  const char *na = sa ? sa + 1 : a, *nb = sb ? sb + 1 : b;
-  char da[1100], db[1100];
-  snprintf(da, sizeof da, "%.*s", sa ? (int)(sa - a) + 1 : 1, sa ? a : ".");
-  snprintf(db, sizeof db, "%.*s", sb ? (int)(sb - b) + 1 : 1, sb ? b : ".");
+  char da[4096], db[4096];
+  const char *na = split_dir(a, da, sizeof da), *nb = split_dir(b, db, sizeof db);
   return !strcmp(na, nb) && cg_path_same_file(da, db);
 }
 
@@ -344,9 +349,8 @@ static int check_score_files(const popts_t *o, int is_list, int rank, char *err,
     }
     if (rank) continue;
     if (cg_afile_check(flag, path, CG_AFILE_REPLACE, err, errlen)) return -1;
-    const char *slash = strrchr(path, '/'), *base = slash ? slash + 1 : path;
-    char dir[1100];
-    snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - path) + 1 : 1, slash ? path : ".");
+    char dir[4096];
+    const char *base = split_dir(path, dir, sizeof dir);
     const size_t n = strlen(base);
     const int like_output = (n > 4 && (!strcasecmp(base + n - 4, ".png") ||
                                        !strcasecmp(base + n - 4, ".npy")));
@@ -374,10 +378,8 @@ static int output_holds_listed(const popts_t *o, char **files, int nfiles, char 
   for (int k = 0; k < 2 * nfiles; k++) {
     const char *f = k < nfiles ? files[k] : o->list_masks ? o->list_masks[k - nfiles] : NULL;
     if (!f) break;
-    const char *slash = strrchr(f, '/');
     char dir[4096];
-    snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - f) + (slash == f) : 1,
-             slash ? f : ".");
+    split_dir(f, dir, sizeof dir);
     if (stat(dir, &sd) == 0 && sd.st_dev == so.st_dev && sd.st_ino == so.st_ino) {
       snprintf(err, errlen, "--output '%.400s' is the directory of %.400s, which --input names: "
                "the predicted masks would be written among the data; give another directory",
@@ -685,6 +687,12 @@ static int check_inputs(popts_t *o, const cg_comm_t *c, cg_ckpt_info_t *info, cg
   }
   if (resolve_label_map(o, info, model, c->rank, err, errlen)) return -1;
   char why[768];
+  if (o->class_names[0] && strcmp(o->class_names, "none") && !o->masks[0] && !o->list_masks) {
+    snprintf(err, errlen, "--class-names: names the classes of the scores against the ground "
+             "truth, and there is none (give --masks DIR, or an --input list of IMAGE MASK "
+             "lines)");
+    return -1;
+  }
   if (o->class_names[0] && strcmp(o->class_names, "none") &&
       cg_classnames_parse(o->class_names, model->nclass, &o->names, why, sizeof why)) {
     snprintf(err, errlen, "--class-names: %s", why);
@@ -1152,6 +1160,7 @@ static void pimg_finish(pimg_t *p, const popts_t *o, char **files, const cg_ckpt
   const int k = p->k;
   uint8_t *cls = p->cls;
   char err[2400], stem[1024], path[2200];
+  stem_of(files[p->file], stem, sizeof stem);
   if (o->masks[0] || o->list_masks) {
     uint8_t *truth = load_truth(o, p, t->ignore, err, sizeof err);
     if (!truth) cg_die(CG_EXIT_USAGE, "predict: %s: %s", o->list_masks ? "ground truth" : "--masks",
@@ -1168,12 +1177,8 @@ static void pimg_finish(pimg_t *p, const popts_t *o, char **files, const cg_ckpt
       cg_confk_add(t->confk, k, cls, truth, px, t->ignore);
     }
     free(truth);
-    if (t->rows) {
-      stem_of(files[p->file], stem, sizeof stem);
-      t->rows[p->file] = score_row(stem, k, &one, t->img);
-    }
+    if (t->rows) t->rows[p->file] = score_row(stem, k, &one, t->img);
   }
-  stem_of(files[p->file], stem, sizeof stem);
   snprintf(path, sizeof path, "%s/%s.png", o->output, stem);
   int rc; /* the mask's */
   if (k == 1) {
@@ -1322,8 +1327,7 @@ static void run_class_names(const cg_ckpt_info_t *info, int k, cg_classnames_t *
   char jerr[128], why[1024];
   memset(n, 0, sizeof *n);
   cg_json_t *j = info->settings[0] ? cg_json_parse(info->settings, jerr, sizeof jerr) : NULL;
-  const char *s = j && j->type == CG_JSON_OBJ ? cg_json_str(j, "class-names", "") : "";
-  if (s[0] && cg_classnames_from_list(s, k, n, why, sizeof why))
+  if (cg_classnames_from_json(j, "class-names", k, n, why, sizeof why))
     cg_log_warn("predict: the checkpoint's --class-names are left out: %s", why);
   cg_json_free(j);
 }
@@ -1606,7 +1610,8 @@ int cg_predict_run(int argc, char **argv, cg_comm_t *c) {
   t.failures = sums[5];
   t.probs_failures = sums[7];
   t.overlay_failures = sums[8];
-  cg_classnames_t *names = cg_calloc(1, sizeof *names, "class names"); /* none on rank > 0 */
+  /* given, every rank's; else the checkpoint's, read by rank 0 alone (it prints) */
+  cg_classnames_t *names = cg_calloc(1, sizeof *names, "class names");
   if (o.class_names[0]) *names = o.names; /* given (none: empty) */
   else if (c->rank == 0) run_class_names(&info, t.k, names); /* rank 0 prints */
   const char *const *nm = names->k ? names->name : NULL;
