@@ -7,6 +7,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "log.h" /* cg_malloc */
+
 #define FILE_MAX (64 * 1024) /* a class list is a few KB; more is not one */
 
 /* Length of the UTF-8 sequence at s (of at most len bytes), or 0 when it is not valid UTF-8
@@ -200,4 +202,13 @@ int cg_classnames_from_json(const cg_json_t *obj, const char *key, int k, cg_cla
                             char *err, size_t errlen) {
   const char *v = obj && obj->type == CG_JSON_OBJ ? cg_json_str(obj, key, "") : "";
   return cg_classnames_from_list(v, k, n, err, errlen);
+}
+
+void cg_classnames_json_list(const cg_json_t *obj, const char *key, int k, char *list) {
+  cg_classnames_t *n = cg_malloc(sizeof *n, "class names");
+  char why[256];
+  list[0] = 0;
+  if (!cg_classnames_from_json(obj, key, k, n, why, sizeof why))
+    cg_classnames_join(n, list, CG_CLASSNAMES_LEN);
+  free(n);
 }

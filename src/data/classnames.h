@@ -38,6 +38,9 @@ int cg_classnames_from_list(const char *list, int k, cg_classnames_t *n, char *e
  * file's metadata, "class_names"): none when obj is no object or has none. */
 int cg_classnames_from_json(const cg_json_t *obj, const char *key, int k, cg_classnames_t *n,
                             char *err, size_t errlen);
+/* The same names as their canonical list into list (CG_CLASSNAMES_LEN bytes), "" when there are
+ * none or the value is no list for k classes (names only label figures: left out, not fatal). */
+void cg_classnames_json_list(const cg_json_t *obj, const char *key, int k, char *list);
 
 /* The canonical comma list of n into buf (len >= CG_CLASSNAMES_LEN; "" when n has none). */
 void cg_classnames_join(const cg_classnames_t *n, char *buf, size_t len);

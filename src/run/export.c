@@ -21,7 +21,7 @@
 
 #include "atomic_file.h" /* cg_afile_*: the output written whole or not at all */
 #include "ckpt.h"        /* cg_ckpt_find/read/write: the checkpoint side */
-#include "classnames.h"  /* cg_classnames_from_json: the run's names into the metadata */
+#include "classnames.h"  /* cg_classnames_json_list: the run's names in and out of metadata */
 #include "feat.h"        /* CG_NFEAT: the model's 3 + 2 input channels */
 #include "json.h"        /* cg_json_parse: the header on import, the settings on export */
 #include "le.h"          /* cg_le_put_u64 / get_u64: the header length */
@@ -204,14 +204,10 @@ static char *header_build(const cg_model_t *m, const table_t *tb, const cg_ckpt_
           m->height, m->width, info->ignore_index);
   for (int i = 0; i < 3 * info->npal; i++) fprintf(f, "%02x", info->palette[i]);
   /* the run's --class-names, checked (they hold no quote or backslash), as the comma list */
-  char jerr[128], why[256], names[CG_CLASSNAMES_LEN];
+  char jerr[128], names[CG_CLASSNAMES_LEN];
   cg_json_t *j = info->settings[0] ? cg_json_parse(info->settings, jerr, sizeof jerr) : NULL;
-  cg_classnames_t *cn = cg_malloc(sizeof *cn, "class names");
-  if (!cg_classnames_from_json(j, "class-names", m->nclass, cn, why, sizeof why) && cn->k) {
-    cg_classnames_join(cn, names, sizeof names);
-    fprintf(f, "\",\"class_names\":\"%s", names);
-  }
-  free(cn);
+  cg_classnames_json_list(j, "class-names", m->nclass, names);
+  if (names[0]) fprintf(f, "\",\"class_names\":\"%s", names);
   cg_json_free(j);
   fprintf(f, "\"}");
   size_t off = 0;
@@ -350,9 +346,10 @@ static int meta_int(const cg_json_t *meta, const char *key, int lo, int hi, int 
   return 0;
 }
 
-/* The model definition and palette from the metadata, checked. 0 or -1 with err. */
-static int meta_read(const cg_json_t *hdr, cg_model_t *m, cg_ckpt_info_t *info, char *err,
-                     size_t errlen) {
+/* The model definition and palette from the metadata, checked, and (names non-NULL) its
+ * class_names. 0 or -1 with err. */
+static int meta_read(const cg_json_t *hdr, cg_model_t *m, cg_ckpt_info_t *info, char *names,
+                     char *err, size_t errlen) {
   const cg_json_t *meta = cg_json_get(hdr, "__metadata__");
   if (!meta || meta->type != CG_JSON_OBJ) {
     snprintf(err, errlen, "no __metadata__ object: not written by cogpu-dist export");
@@ -405,6 +402,7 @@ static int meta_read(const cg_json_t *hdr, cg_model_t *m, cg_ckpt_info_t *info, 
     }
     info->palette[i] = (uint8_t)v;
   }
+  if (names) cg_classnames_json_list(meta, "class_names", nclass, names);
   return 0;
 }
 
@@ -531,7 +529,7 @@ static int tensors_tile(const table_t *tb, const size_t *begin, size_t dlen, cha
 }
 
 int cg_import_parse(const uint8_t *buf, size_t len, cg_model_t *m, cg_ckpt_info_t *info,
-                    float **params, char *err, size_t errlen) {
+                    char *names, float **params, char *err, size_t errlen) {
   *params = NULL;
   if (len < 8) {
     snprintf(err, errlen, "%zu bytes: too short for a safetensors file", len);
@@ -562,7 +560,7 @@ int cg_import_parse(const uint8_t *buf, size_t len, cg_model_t *m, cg_ckpt_info_
     snprintf(err, errlen, "%.60s appears twice in one object of the header", dup);
     rc = -1;
   }
-  if (!rc) rc = meta_read(hdr, m, info, err, errlen);
+  if (!rc) rc = meta_read(hdr, m, info, names, err, errlen);
   table_t tb;
   if (!rc) table_build(m, &tb);
   for (int i = 0; !rc && i < hdr->n; i++) { /* strict: no name the module does not have */
@@ -616,7 +614,7 @@ int cg_import_main(int argc, char **argv) {
   cg_ckpt_info_t info;
   memset(&info, 0, sizeof info);
   float *params = NULL;
-  rc = cg_import_parse(buf, len, &m, &info, &params, why, sizeof why);
+  rc = cg_import_parse(buf, len, &m, &info, NULL, &params, why, sizeof why);
   free(buf);
   if (rc) {
     fprintf(stderr, "cogpu-dist: error: import: %s: %s\n", vals[0], why);

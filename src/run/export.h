@@ -31,10 +31,12 @@ int cg_export_main(int argc, char **argv);
 int cg_import_main(int argc, char **argv);
 
 /* What import reads: buf (the whole file, len bytes) parsed and checked into m (the metadata's
- * model), info's palette, npal and ignore_index, and *params (malloc'd, m->nparams floats, in
- * model.h's layout). 0, or -1 with err and *params NULL. Nothing is allocated by the size the
- * file claims before the file is known to hold that many bytes. (Exposed for the fuzzer.) */
+ * model), info's palette, npal and ignore_index, names (optional, CG_CLASSNAMES_LEN bytes: the
+ * metadata's class_names as a checked list, "" without), and *params (malloc'd, m->nparams
+ * floats, in model.h's layout). 0, or -1 with err and *params NULL. Nothing is allocated by the
+ * size the file claims before the file is known to hold that many bytes. (Exposed for the
+ * fuzzer and --init-from.) */
 int cg_import_parse(const uint8_t *buf, size_t len, cg_model_t *m, cg_ckpt_info_t *info,
-                    float **params, char *err, size_t errlen);
+                    char *names, float **params, char *err, size_t errlen);
 
 #endif

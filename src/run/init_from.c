@@ -11,7 +11,7 @@
 
 #include "atomic_file.h" /* cg_file_read: a safetensors file whole */
 #include "ckpt.h"        /* cg_ckpt_resolve, cg_ckpt_header, cg_ckpt_read, cg_ckpt_model */
-#include "classnames.h"  /* cg_classnames_from_json: the model's class names, checked */
+#include "classnames.h"  /* cg_classnames_json_list: the model's class names, checked */
 #include "cli.h"         /* cg_cli_opts, cg_cli_check, cg_cli_data_path */
 #include "export.h"      /* cg_import_parse: a safetensors file's model and weights */
 #include "feat.h"        /* CG_NFEAT: the input channels this build feeds */
@@ -42,17 +42,6 @@ static int looks_safetensors(const char *path) {
   return n >= 2 && n < ((uint64_t)1 << 30) && b[8] == '{';
 }
 
-/* names = the class names a JSON object holds at key (a list checked for nclass classes), or "";
- * a value that is no such list is left out (names only label the figures). */
-static void names_of(const cg_json_t *obj, const char *key, int nclass, char *names) {
-  cg_classnames_t *n = cg_malloc(sizeof *n, "class names");
-  char why[256];
-  names[0] = 0;
-  if (!cg_classnames_from_json(obj, key, nclass, n, why, sizeof why))
-    cg_classnames_join(n, names, CG_CLASSNAMES_LEN);
-  free(n);
-}
-
 /* Reads a safetensors file's model and weights (*params malloc'd) and, names non-NULL, the
  * class names of its metadata (CG_CLASSNAMES_LEN bytes). 0, or -1 with err. */
 static int read_safetensors(const char *path, cg_model_t *m, float **params, char *names,
@@ -65,18 +54,7 @@ static int read_safetensors(const char *path, cg_model_t *m, float **params, cha
   }
   cg_ckpt_info_t *info = cg_calloc(1, sizeof *info, "safetensors metadata");
   char why[1024];
-  const int rc = cg_import_parse(buf, len, m, info, params, why, sizeof why);
-  if (!rc && names) { /* the header parsed: its metadata's class_names */
-    const size_t hlen = (size_t)cg_le_get_u64(buf);
-    char *hdr = cg_malloc(hlen + 1, "safetensors header");
-    memcpy(hdr, buf + 8, hlen);
-    hdr[hlen] = 0;
-    char jerr[64];
-    cg_json_t *j = cg_json_parse(hdr, jerr, sizeof jerr);
-    names_of(j ? cg_json_get(j, "__metadata__") : NULL, "class_names", m->nclass, names);
-    cg_json_free(j);
-    free(hdr);
-  }
+  const int rc = cg_import_parse(buf, len, m, info, names, params, why, sizeof why);
   free(buf);
   free(info);
   if (rc) snprintf(err, errlen, "--init-from %s: not a usable safetensors file: %s", path, why);
@@ -116,7 +94,7 @@ static int probe(const char *spec, src_t *s, char *err, size_t errlen) {
     if (!rc) { /* its run's settings: the class names */
       char jerr[64];
       cg_json_t *j = info->settings[0] ? cg_json_parse(info->settings, jerr, sizeof jerr) : NULL;
-      names_of(j, "class-names", m->nclass, s->names);
+      cg_classnames_json_list(j, "class-names", m->nclass, s->names);
       cg_json_free(j);
     }
   }

@@ -686,17 +686,18 @@ static int check_inputs(popts_t *o, const cg_comm_t *c, cg_ckpt_info_t *info, cg
     }
   }
   if (resolve_label_map(o, info, model, c->rank, err, errlen)) return -1;
-  char why[768];
-  if (o->class_names[0] && strcmp(o->class_names, "none") && !o->masks[0] && !o->list_masks) {
-    snprintf(err, errlen, "--class-names: names the classes of the scores against the ground "
-             "truth, and there is none (give --masks DIR, or an --input list of IMAGE MASK "
-             "lines)");
-    return -1;
-  }
-  if (o->class_names[0] && strcmp(o->class_names, "none") &&
-      cg_classnames_parse(o->class_names, model->nclass, &o->names, why, sizeof why)) {
-    snprintf(err, errlen, "--class-names: %s", why);
-    return -1;
+  if (o->class_names[0] && strcmp(o->class_names, "none")) { /* none: the ids */
+    char why[768];
+    if (!o->masks[0] && !o->list_masks) {
+      snprintf(err, errlen, "--class-names: names the classes of the scores against the ground "
+               "truth, and there is none (give --masks DIR, or an --input list of IMAGE MASK "
+               "lines)");
+      return -1;
+    }
+    if (cg_classnames_parse(o->class_names, model->nclass, &o->names, why, sizeof why)) {
+      snprintf(err, errlen, "--class-names: %s", why);
+      return -1;
+    }
   }
   if (c->rank == 0 && check_output_dir(o->output, err, errlen)) return -1;
   if (check_score_files(o, is_list, c->rank, err, errlen)) return -1;

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "classnames.h" // CG_CLASSNAMES_LEN: the metadata's class names
 #include "export.h" // cg_import_parse
 #include "model.h"  // cg_model_t: the model an accepted file describes
 
@@ -44,7 +45,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t n) {
   float *params = (float *)&m; /* must come back NULL on refusal */
   char err[1400];
   err[0] = 0;
-  if (cg_import_parse(data, n, &m, &info, &params, err, sizeof err)) {
+  static char names[CG_CLASSNAMES_LEN]; /* the metadata's class_names, read as --init-from does */
+  if (cg_import_parse(data, n, &m, &info, names, &params, err, sizeof err)) {
     if (params || !err[0]) abort(); /* refused: nothing allocated, and a reason */
     return 0;
   }
