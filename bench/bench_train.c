@@ -363,7 +363,7 @@ static void run_one(const cg_backend_ops_t *ops, const opts_t *o, result_t *res)
     return;
   }
   int64_t t = 0;
-  cg_optim_t opt = {1e-3f, 0.9f, 0.999f, 1e-8f, 1e-4f, 0};
+  cg_optim_t opt = {1e-3f, 0.9f, 0.999f, 1e-8f, 1e-4f, 0, 0.0f};
   const char *bad = warm_up(ops, be, &m, o, res->batch, &t, &opt);
   if (bad) {
     snprintf(res->note, sizeof res->note, "check failed: %s", bad);

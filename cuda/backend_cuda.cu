@@ -175,6 +175,7 @@ struct cg_backend {
   uint16_t *d_gbf16;       /* --grad-comm bf16: the gradients as all-reduced (bucket j at off[j]);
                               NULL otherwise */
   void *d_lowp;            /* compute-precision parameter copy; NULL for fp32 */
+  float *d_ema;            /* cfg.ema: the parameters' moving average (else NULL) */
   void *d_w0;              /* the first layer's weights, input channels padded */
   void *d_arena;           /* activations and their gradients (the plan's offsets) */
   void *d_act[CG_MAX_TENSORS], *d_dact[CG_MAX_TENSORS]; /* into the arena; NULL if unused */
@@ -567,6 +568,8 @@ int alloc_all(cg_backend_t *b, char *err, size_t errlen) {
     return -1;
   if (b->dt != CG_DT_F32 && dalloc(b, &b->d_lowp, np * es, "low-precision parameters", err, errlen))
     return -1;
+  if (b->cfg.ema && dalloc_t(b, &b->d_ema, np * 4, "parameters' moving average", err, errlen))
+    return -1;
   if (dalloc(b, &b->d_w0, (size_t)l0->cout * l0->k * l0->k * b->cpad * es, "padded weights", err,
              errlen))
     return -1;
@@ -890,6 +893,7 @@ int make_convs(cg_backend_t *b, int *conv_failed, char *err, size_t errlen) {
     const cg_layer_t *l0 = &m->layers[b->plan.first];
     CG_CHECK_CUDA(cudaMemsetAsync(b->d_params, 0, m->nparams * sizeof(float), s0));
     if (b->d_lowp) CG_CHECK_CUDA(cudaMemsetAsync(b->d_lowp, 0, m->nparams * b->es, s0));
+    if (b->d_ema) CG_CHECK_CUDA(cudaMemsetAsync(b->d_ema, 0, m->nparams * sizeof(float), s0));
     CG_CHECK_CUDA(cudaMemsetAsync(b->d_w0, 0, (size_t)l0->cout * l0->k * l0->k * b->cpad * b->es, s0));
     CG_CHECK_CUDA(cudaStreamSynchronize(s0));
   }
@@ -1431,10 +1435,10 @@ int optimizer(cg_backend_t *b, int dq) {
   }
   if (b->cfg.optim == CG_OPTIM_SGD)
     cg_k_sgd(b->d_params, b->d_grads, b->d_m, np, b->d_hp, b->d_scaler, b->d_gn, b->cfg.momentum,
-             b->cfg.nesterov, b->dt, b->d_lowp, s);
+             b->cfg.nesterov, b->dt, b->d_lowp, b->d_ema, s);
   else
     cg_k_adamw(b->d_params, b->d_grads, b->d_m, b->d_v, np, b->d_hp, b->d_scaler, b->d_gn, b->dt,
-               b->d_lowp, s);
+               b->d_lowp, b->d_ema, s);
   const cudaError_t c1 = cudaMemcpyAsync(res_field(b, dq, offsetof(result_t, before)),
                                          b->d_scaler, sizeof(cg_scaler_t),
                                          cudaMemcpyDeviceToDevice, s);
@@ -1985,6 +1989,37 @@ int cuda_get_params(cg_backend_t *b, float *params) {
   return 0;
 }
 
+int cuda_get_ema(cg_backend_t *b, float *ema) {
+  CG_ASSERT(b->d_ema != NULL);
+  DEV_ENTRY(b);
+  CG_CHECK_CUDA(cudaSetDevice(b->dev));
+  CG_CHECK_CUDA(cudaMemcpyAsync(ema, b->d_ema, b->m->nparams * sizeof(float),
+                                cudaMemcpyDeviceToHost, b->s_comp));
+  CG_CHECK_CUDA(cudaStreamSynchronize(b->s_comp));
+  return 0;
+}
+
+int cuda_set_ema(cg_backend_t *b, const float *ema) {
+  CG_ASSERT(b->d_ema != NULL);
+  DEV_ENTRY(b);
+  CG_CHECK_CUDA(cudaSetDevice(b->dev));
+  CG_CHECK_CUDA(cudaStreamSynchronize(b->s_comp));
+  CG_CHECK_CUDA(cudaMemcpyAsync(b->d_ema, ema, b->m->nparams * sizeof(float),
+                                cudaMemcpyHostToDevice, b->s_comp));
+  CG_CHECK_CUDA(cudaStreamSynchronize(b->s_comp));
+  return 0;
+}
+
+/* The graphs hold d_params' address: the contents are exchanged, not the pointers. */
+int cuda_swap_ema(cg_backend_t *b) {
+  CG_ASSERT(b->d_ema != NULL);
+  DEV_ENTRY(b);
+  CG_CHECK_CUDA(cudaSetDevice(b->dev));
+  cg_k_ema_swap(b->d_params, b->d_ema, (int64_t)b->m->nparams, b->dt, b->d_lowp, b->s_comp);
+  CG_CHECK_CUDA(cudaStreamSynchronize(b->s_comp));
+  return 0;
+}
+
 int cuda_get_grads(cg_backend_t *b, float *grads) {
   const size_t np = b->m->nparams;
   float scale = 1.0f;
@@ -2139,6 +2174,7 @@ int cuda_train_step(cg_backend_t *b, int slot, const cg_optim_t *opt) {
   /* bias corrections in double, as the CPU reference */
   hp->bc1 = (float)(1.0 - pow((double)opt->beta1, (double)opt->t));
   hp->bc2 = (float)(1.0 - pow((double)opt->beta2, (double)opt->t));
+  hp->ema_w = opt->ema_w;
   run_body(b, slot, dq, q, 0);
   end_step(b, slot, q, dq);
   b->train_steps++;
@@ -2357,6 +2393,9 @@ const cg_backend_ops_t cg_backend_cuda = {
     /* host_alloc */ cuda_host_alloc,
     /* host_free */ cuda_host_free,
     /* get_logits */ cuda_get_logits,
+    /* get_ema */ cuda_get_ema,
+    /* set_ema */ cuda_set_ema,
+    /* swap_ema */ cuda_swap_ema,
 };
 
 int cg_cuda_usable(char *why, size_t len) {

@@ -30,6 +30,7 @@ extern "C" {
 typedef struct {
   float lr, beta1, beta2, eps, weight_decay;
   float bc1, bc2;        /* 1 - beta1^t, 1 - beta2^t */
+  float ema_w;           /* the moving average's update weight (cg_optim_t.ema_w) */
 } cg_step_params_t;
 
 /* Loss-scaler state in device memory (fp16 dynamic loss scaling; inert for bf16/fp32). */
@@ -271,17 +272,24 @@ void cg_k_grad_norm(const float *d_g, int64_t n, const cg_scaler_t *d_scaler, fl
  * d_scaler->scale and multiplied by d_gn->coef (nullable: no clipping); skipped entirely (p, m,
  * v and d_lowp untouched) when d_scaler->found_inf. d_scaler may be NULL: scale 1, never
  * skipped. If d_lowp is not NULL it also writes the updated parameters rounded to dt (the
- * compute-precision copy). */
+ * compute-precision copy). If d_ema is not NULL, the updated parameters also move the moving
+ * average there as cg_cpu_ema with w = d_hp->ema_w (not on a skipped step). */
 void cg_k_adamw(float *d_p, const float *d_g, float *d_m, float *d_v, int64_t n,
                 const cg_step_params_t *d_hp, const cg_scaler_t *d_scaler, const cg_gnorm_t *d_gn,
-                cg_dtype_t dt, void *d_lowp, cudaStream_t s);
+                cg_dtype_t dt, void *d_lowp, float *d_ema, cudaStream_t s);
 
 /* SGD over the flat fp32 master buffer (cg_cpu_sgd semantics: torch.optim.SGD, dampening 0,
  * L2 weight decay d_hp->weight_decay, learning rate d_hp->lr), d_buf the momentum buffer;
- * gradients unscaled and clipped, the step skipped, and d_lowp written as cg_k_adamw does. */
+ * gradients unscaled and clipped, the step skipped, and d_lowp and d_ema written as cg_k_adamw
+ * does. */
 void cg_k_sgd(float *d_p, const float *d_g, float *d_buf, int64_t n, const cg_step_params_t *d_hp,
               const cg_scaler_t *d_scaler, const cg_gnorm_t *d_gn, float momentum, int nesterov,
-              cg_dtype_t dt, void *d_lowp, cudaStream_t s);
+              cg_dtype_t dt, void *d_lowp, float *d_ema, cudaStream_t s);
+
+/* Exchanges d_p and d_e (n floats each), writing the new d_p rounded to dt into d_lowp when it
+ * is not NULL: the moving average validated in the parameters' place, and back. */
+void cg_k_ema_swap(float *d_p, float *d_e, int64_t n, cg_dtype_t dt, void *d_lowp,
+                   cudaStream_t s);
 
 /* After the step: if found_inf, scale *= 0.5 (min 1), good_steps = 0, skipped++; else
  * good_steps++, and scale *= 2 after 2000 clean steps (good_steps reset). Clears found_inf.

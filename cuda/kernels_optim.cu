@@ -23,6 +23,13 @@ constexpr int kNormBlocks = 256;      /* the gradient norm's fixed grid: its sum
 
 /* ---- kernels --------------------------------------------------------------------------- */
 
+/* cg_cpu_ema's update of one element: torch.lerp(e, p, w); w = 1 copies */
+__device__ __forceinline__ float ema_lerp(float e, float p, float w) {
+  if (w == 1.0f) return p;
+  const float d = p - e;
+  return w < 0.5f ? __fadd_rn(e, __fmul_rn(w, d)) : __fsub_rn(p, __fmul_rn(d, 1.0f - w));
+}
+
 /* Exponent bits all ones = inf or NaN; independent of fast-math flags. */
 __global__ void check_finite_kernel(const float *g, int64_t n, cg_scaler_t *scaler) {
   int bad = 0;
@@ -80,15 +87,15 @@ __global__ void grad_norm_finish_kernel(const double *part, const cg_scaler_t *s
 template <typename T>
 __global__ void adamw_kernel(float *p, const float *g, float *m, float *v, int64_t n,
                              const cg_step_params_t *hp, const cg_scaler_t *scaler,
-                             const cg_gnorm_t *gn, T *lowp) {
-  if (scaler && scaler->found_inf) return; /* skipped step: p, m, v, lowp untouched */
+                             const cg_gnorm_t *gn, T *lowp, float *ema) {
+  if (scaler && scaler->found_inf) return; /* skipped step: p, m, v, lowp, ema untouched */
   const float lr = hp->lr, b1 = hp->beta1, b2 = hp->beta2, eps = hp->eps;
   const float unscale = scaler ? 1.0f / scaler->scale : 1.0f;
   const float grad_mul = gn ? unscale * gn->coef : unscale;
   const float step = lr / hp->bc1;                 /* lr / (1 - beta1^t) */
   const float inv_sqrt_bc2 = 1.0f / sqrtf(hp->bc2); /* 1 / sqrt(1 - beta2^t) */
   const float decay = 1.0f - lr * hp->weight_decay;
-  const float c1 = 1.0f - b1, c2 = 1.0f - b2;
+  const float c1 = 1.0f - b1, c2 = 1.0f - b2, ema_w = hp->ema_w;
   for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n;
        i += (int64_t)gridDim.x * blockDim.x) {
     const float gi = g[i] * grad_mul;
@@ -100,6 +107,7 @@ __global__ void adamw_kernel(float *p, const float *g, float *m, float *v, int64
     const float pi = p[i] * decay - step * mi / (sqrtf(vi) * inv_sqrt_bc2 + eps);
     p[i] = pi;
     if (lowp) lowp[i] = from_f<T>(pi);
+    if (ema) ema[i] = ema_lerp(ema[i], pi, ema_w);
   }
 }
 
@@ -108,9 +116,10 @@ __global__ void adamw_kernel(float *p, const float *g, float *m, float *v, int64
 template <typename T>
 __global__ void sgd_kernel(float *p, const float *g, float *buf, int64_t n,
                            const cg_step_params_t *hp, const cg_scaler_t *scaler,
-                           const cg_gnorm_t *gn, float momentum, int nesterov, T *lowp) {
-  if (scaler && scaler->found_inf) return; /* skipped step: p, buf, lowp untouched */
-  const float lr = hp->lr, wd = hp->weight_decay;
+                           const cg_gnorm_t *gn, float momentum, int nesterov, T *lowp,
+                           float *ema) {
+  if (scaler && scaler->found_inf) return; /* skipped step: p, buf, lowp, ema untouched */
+  const float lr = hp->lr, wd = hp->weight_decay, ema_w = hp->ema_w;
   const float unscale = scaler ? 1.0f / scaler->scale : 1.0f;
   const float grad_mul = gn ? unscale * gn->coef : unscale;
   for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n;
@@ -122,6 +131,18 @@ __global__ void sgd_kernel(float *p, const float *g, float *buf, int64_t n,
     const float po = pi - lr * (nesterov ? di + momentum * bi : bi);
     p[i] = po;
     if (lowp) lowp[i] = from_f<T>(po);
+    if (ema) ema[i] = ema_lerp(ema[i], po, ema_w);
+  }
+}
+
+template <typename T>
+__global__ void ema_swap_kernel(float *p, float *e, int64_t n, T *lowp) {
+  for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n;
+       i += (int64_t)gridDim.x * blockDim.x) {
+    const float pi = p[i], ei = e[i];
+    p[i] = ei;
+    e[i] = pi;
+    if (lowp) lowp[i] = from_f<T>(ei);
   }
 }
 
@@ -159,17 +180,24 @@ __global__ void scaler_update_kernel(cg_scaler_t *s) {
 template <typename T>
 void sgd_launch(float *d_p, const float *d_g, float *d_buf, int64_t n,
                 const cg_step_params_t *d_hp, const cg_scaler_t *d_scaler, const cg_gnorm_t *d_gn,
-                float momentum, int nesterov, void *d_lowp, cudaStream_t s) {
-  sgd_kernel<T><<<cg_grid_for(n, kBlock), kBlock, 0, s>>>(
-      d_p, d_g, d_buf, n, d_hp, d_scaler, d_gn, momentum, nesterov, static_cast<T *>(d_lowp));
+                float momentum, int nesterov, void *d_lowp, float *d_ema, cudaStream_t s) {
+  sgd_kernel<T><<<cg_grid_for(n, kBlock), kBlock, 0, s>>>(d_p, d_g, d_buf, n, d_hp, d_scaler,
+                                                          d_gn, momentum, nesterov,
+                                                          static_cast<T *>(d_lowp), d_ema);
 }
 
 template <typename T>
 void adamw_launch(float *d_p, const float *d_g, float *d_m, float *d_v, int64_t n,
                   const cg_step_params_t *d_hp, const cg_scaler_t *d_scaler,
-                  const cg_gnorm_t *d_gn, void *d_lowp, cudaStream_t s) {
+                  const cg_gnorm_t *d_gn, void *d_lowp, float *d_ema, cudaStream_t s) {
   adamw_kernel<T><<<cg_grid_for(n, kBlock), kBlock, 0, s>>>(
-      d_p, d_g, d_m, d_v, n, d_hp, d_scaler, d_gn, static_cast<T *>(d_lowp));
+      d_p, d_g, d_m, d_v, n, d_hp, d_scaler, d_gn, static_cast<T *>(d_lowp), d_ema);
+}
+
+template <typename T>
+void ema_swap_launch(float *d_p, float *d_e, int64_t n, void *d_lowp, cudaStream_t s) {
+  ema_swap_kernel<T><<<cg_grid_for(n, kBlock), kBlock, 0, s>>>(d_p, d_e, n,
+                                                               static_cast<T *>(d_lowp));
 }
 
 }  // namespace
@@ -214,23 +242,24 @@ void cg_k_grad_norm(const float *d_g, int64_t n, const cg_scaler_t *d_scaler, fl
 
 void cg_k_adamw(float *d_p, const float *d_g, float *d_m, float *d_v, int64_t n,
                 const cg_step_params_t *d_hp, const cg_scaler_t *d_scaler, const cg_gnorm_t *d_gn,
-                cg_dtype_t dt, void *d_lowp, cudaStream_t s) {
+                cg_dtype_t dt, void *d_lowp, float *d_ema, cudaStream_t s) {
   CG_ASSERT(n >= 0);
   if (n == 0) return;
   CG_ASSERT(d_p != NULL && d_g != NULL && d_m != NULL && d_v != NULL && d_hp != NULL);
   const cg_gnorm_t *gn = d_gn;
+  float *e = d_ema;
   if (d_lowp == NULL) {
-    adamw_launch<float>(d_p, d_g, d_m, d_v, n, d_hp, d_scaler, gn, NULL, s);
+    adamw_launch<float>(d_p, d_g, d_m, d_v, n, d_hp, d_scaler, gn, NULL, e, s);
   } else {
     switch (dt) {
       case CG_DT_F32:
-        adamw_launch<float>(d_p, d_g, d_m, d_v, n, d_hp, d_scaler, gn, d_lowp, s);
+        adamw_launch<float>(d_p, d_g, d_m, d_v, n, d_hp, d_scaler, gn, d_lowp, e, s);
         break;
       case CG_DT_BF16:
-        adamw_launch<__nv_bfloat16>(d_p, d_g, d_m, d_v, n, d_hp, d_scaler, gn, d_lowp, s);
+        adamw_launch<__nv_bfloat16>(d_p, d_g, d_m, d_v, n, d_hp, d_scaler, gn, d_lowp, e, s);
         break;
       case CG_DT_F16:
-        adamw_launch<__half>(d_p, d_g, d_m, d_v, n, d_hp, d_scaler, gn, d_lowp, s);
+        adamw_launch<__half>(d_p, d_g, d_m, d_v, n, d_hp, d_scaler, gn, d_lowp, e, s);
         break;
       default: CG_FATAL("unknown cg_dtype_t %d", (int)dt);
     }
@@ -246,22 +275,39 @@ void cg_k_scaler_update(cg_scaler_t *d_scaler, cudaStream_t s) {
 
 void cg_k_sgd(float *d_p, const float *d_g, float *d_buf, int64_t n, const cg_step_params_t *d_hp,
               const cg_scaler_t *d_scaler, const cg_gnorm_t *d_gn, float momentum, int nesterov,
-              cg_dtype_t dt, void *d_lowp, cudaStream_t s) {
+              cg_dtype_t dt, void *d_lowp, float *d_ema, cudaStream_t s) {
   CG_ASSERT(n >= 0 && momentum >= 0.0f && momentum < 1.0f);
   if (n == 0) return;
   CG_ASSERT(d_p != NULL && d_g != NULL && d_buf != NULL && d_hp != NULL);
+  float *e = d_ema;
   switch (d_lowp == NULL ? CG_DT_F32 : dt) {
     case CG_DT_F32:
-      sgd_launch<float>(d_p, d_g, d_buf, n, d_hp, d_scaler, d_gn, momentum, nesterov, d_lowp, s);
+      sgd_launch<float>(d_p, d_g, d_buf, n, d_hp, d_scaler, d_gn, momentum, nesterov, d_lowp, e,
+                        s);
       break;
     case CG_DT_BF16:
       sgd_launch<__nv_bfloat16>(d_p, d_g, d_buf, n, d_hp, d_scaler, d_gn, momentum, nesterov,
-                                d_lowp, s);
+                                d_lowp, e, s);
       break;
     case CG_DT_F16:
-      sgd_launch<__half>(d_p, d_g, d_buf, n, d_hp, d_scaler, d_gn, momentum, nesterov, d_lowp, s);
+      sgd_launch<__half>(d_p, d_g, d_buf, n, d_hp, d_scaler, d_gn, momentum, nesterov, d_lowp, e,
+                         s);
       break;
     default: CG_FATAL("unknown cg_dtype_t %d", (int)dt);
   }
   CG_CHECK_LAUNCH("sgd_kernel");
+}
+
+void cg_k_ema_swap(float *d_p, float *d_e, int64_t n, cg_dtype_t dt, void *d_lowp,
+                   cudaStream_t s) {
+  CG_ASSERT(n >= 0);
+  if (n == 0) return;
+  CG_ASSERT(d_p != NULL && d_e != NULL);
+  switch (d_lowp == NULL ? CG_DT_F32 : dt) {
+    case CG_DT_F32: ema_swap_launch<float>(d_p, d_e, n, d_lowp, s); break;
+    case CG_DT_BF16: ema_swap_launch<__nv_bfloat16>(d_p, d_e, n, d_lowp, s); break;
+    case CG_DT_F16: ema_swap_launch<__half>(d_p, d_e, n, d_lowp, s); break;
+    default: CG_FATAL("unknown cg_dtype_t %d", (int)dt);
+  }
+  CG_CHECK_LAUNCH("ema_swap_kernel");
 }

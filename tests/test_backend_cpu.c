@@ -72,7 +72,7 @@ static void test_gradients(void) {
   cg_backend_cpu.eval_step(b, 0);
   cg_step_out_t o1, o2;
   cg_backend_cpu.fetch(b, &o1);
-  cg_optim_t opt = {1e-3f, 0.9f, 0.999f, 1e-8f, 0.0f, 1};
+  cg_optim_t opt = {1e-3f, 0.9f, 0.999f, 1e-8f, 0.0f, 1, 0.0f};
   cg_backend_cpu.train_step(b, 0, &opt);
   cg_backend_cpu.fetch(b, &o2);
   cg_backend_cpu.get_grads(b, g);
@@ -119,7 +119,7 @@ static float *run_steps(const cg_model_t *m, const cg_buckets_t *bk, int threads
   cg_backend_cpu.upload(b, 1, &b1);
   int got = 0;
   for (int k = 0; k < steps; k++) {
-    cg_optim_t opt = {1e-2f, 0.9f, 0.999f, 1e-8f, 1e-4f, k + 1};
+    cg_optim_t opt = {1e-2f, 0.9f, 0.999f, 1e-8f, 1e-4f, k + 1, 0.0f};
     cg_backend_cpu.train_step(b, k % 2, &opt);
     if (k >= 1) {
       cg_step_out_t o;

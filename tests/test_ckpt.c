@@ -67,7 +67,7 @@ static int write_step(int64_t step, int keep) {
   fill(p, m, v, step);
   cg_ckpt_info_t in = info_at(step);
   char err[1024], path[512];
-  int rc = cg_ckpt_write(g_dir, &in, p, m, v, keep, path, sizeof path, err, sizeof err);
+  int rc = cg_ckpt_write(g_dir, &in, p, m, v, NULL, keep, path, sizeof path, err, sizeof err);
   if (rc) printf("write of step %lld failed: %s\n", (long long)step, err);
   return rc;
 }
@@ -106,7 +106,7 @@ static void expect(const char *name, const char *path, const cg_ckpt_shape_t *wa
   char err[1024] = "";
   cg_ckpt_info_t in;
   cg_ckpt_status_t st = cg_ckpt_read(path, want, &in, want ? p : NULL, want ? m : NULL,
-                                     want ? v : NULL, err, sizeof err);
+                                     want ? v : NULL, NULL, err, sizeof err);
   CG_TEST_CHECK(st == st_want, "%s: status %d, want %d (%s)", name, (int)st, (int)st_want, err);
   CG_TEST_CHECK(strstr(err, msg_want) != NULL && strstr(err, path) != NULL,
                 "%s: message '%s' lacks '%s' or the file name", name, err, msg_want);
@@ -127,11 +127,11 @@ static void test_classes(void) {
   in.ignore_index = 255;
   in.npal = 21;
   for (int i = 0; i < 63; i++) in.palette[i] = (uint8_t)(i * 11);
-  CG_TEST_CHECK(cg_ckpt_write(dir, &in, p, m, v, 3, path, sizeof path, err, sizeof err) == 0,
+  CG_TEST_CHECK(cg_ckpt_write(dir, &in, p, m, v, NULL, 3, path, sizeof path, err, sizeof err) == 0,
                 "write K = 4: %s", err);
   cg_ckpt_shape_t want = shape();
   want.nclass = 4;
-  cg_ckpt_status_t st = cg_ckpt_read(path, &want, &out, p, m, v, err, sizeof err);
+  cg_ckpt_status_t st = cg_ckpt_read(path, &want, &out, p, m, v, NULL, err, sizeof err);
   CG_TEST_CHECK(st == CG_CKPT_OK && out.shape.nclass == 4 && out.ignore_index == 255 &&
                     out.npal == 21 && !memcmp(out.palette, in.palette, 63),
                 "K = 4 round trip: %d classes, ignore %d, %d palette entries (%s)",
@@ -146,7 +146,7 @@ static void test_classes(void) {
   /* version 2: a binary file of that layout (fields 180.. zero) */
   in = info_at(6);
   in.ignore_index = -1;
-  CG_TEST_CHECK(cg_ckpt_write(dir, &in, p, m, v, 3, path, sizeof path, err, sizeof err) == 0,
+  CG_TEST_CHECK(cg_ckpt_write(dir, &in, p, m, v, NULL, 3, path, sizeof path, err, sizeof err) == 0,
                 "write: %s", err);
   FILE *f = fopen(path, "r+b");
   uint8_t h[256];
@@ -159,7 +159,7 @@ static void test_classes(void) {
   fseek(f, 0, SEEK_SET);
   fwrite(h, 1, 256, f);
   fclose(f);
-  st = cg_ckpt_read(path, &bin, &out, p, m, v, err, sizeof err);
+  st = cg_ckpt_read(path, &bin, &out, p, m, v, NULL, err, sizeof err);
   CG_TEST_CHECK(st == CG_CKPT_OK && out.version == 2 && out.shape.nclass == 1 &&
                     out.ignore_index == -1 && out.npal == 0,
                 "version 2: status %d, version %u, %d classes (%s)", (int)st, out.version,
@@ -172,6 +172,57 @@ static void test_classes(void) {
   for (int i = 0; i < n; i++) unlink(paths[i]);
   cg_ckpt_list_free(paths, steps, n);
   rmdir(dir);
+}
+
+static void rm_dir(const char *dir);
+
+/* --ema-decay's checkpoint (version 5): the average as params, the training weights after v;
+ * read back with and without the fourth array, a file without one leaves it untouched, and a
+ * header whose ema flag does not match its payload's length is corrupt. */
+static void test_ema(void) {
+  char dir[300], path[512], err[1024];
+  snprintf(dir, sizeof dir, "%s/e", g_dir);
+  mkdir(dir, 0777);
+  float p[NP], m[NP], v[NP], t[NP], p2[NP], m2[NP], v2[NP], t2[NP];
+  fill(p, m, v, 9);
+  cg_test_fill(t, NP, -1, 1, 400);
+  cg_ckpt_info_t in = info_at(9), out;
+  CG_TEST_CHECK(cg_ckpt_write(dir, &in, p, m, v, t, 3, path, sizeof path, err, sizeof err) == 0,
+                "write with an average: %s", err);
+  const cg_ckpt_shape_t want = shape();
+  cg_ckpt_status_t st = cg_ckpt_read(path, &want, &out, p2, m2, v2, t2, err, sizeof err);
+  int ok = st == CG_CKPT_OK && out.ema && out.version == 5 &&
+           out.payload_bytes == 4ull * NP * sizeof(float) && !memcmp(p2, p, sizeof p) &&
+           !memcmp(m2, m, sizeof m) && !memcmp(v2, v, sizeof v) && !memcmp(t2, t, sizeof t);
+  CG_TEST_CHECK(ok, "average round trip: status %d, ema %d (%s)", (int)st, out.ema, err);
+  st = cg_ckpt_read(path, &want, &out, p2, m2, v2, NULL, err, sizeof err); /* predict's read */
+  CG_TEST_CHECK(st == CG_CKPT_OK && !memcmp(p2, p, sizeof p), "read without the fourth: %s",
+                err);
+  st = cg_ckpt_read(path, NULL, &out, NULL, NULL, NULL, NULL, err, sizeof err); /* verify */
+  CG_TEST_CHECK(st == CG_CKPT_OK && out.ema, "verify only: %s", err);
+  if (ok && st == CG_CKPT_OK) printf("PASS the average as params, the training weights after v\n");
+  in = info_at(10); /* without: the fourth array untouched */
+  CG_TEST_CHECK(cg_ckpt_write(dir, &in, p, m, v, NULL, 3, path, sizeof path, err, sizeof err) == 0,
+                "write: %s", err);
+  memcpy(t2, t, sizeof t);
+  st = cg_ckpt_read(path, &want, &out, p2, m2, v2, t2, err, sizeof err);
+  ok = st == CG_CKPT_OK && !out.ema && out.payload_bytes == 3ull * NP * sizeof(float) &&
+       !memcmp(t2, t, sizeof t);
+  CG_TEST_CHECK(ok, "without an average: status %d, ema %d (%s)", (int)st, out.ema, err);
+  if (ok) printf("PASS without an average: 3 arrays, the fourth left as it was\n");
+  /* the flag set on a 3-array file (the header CRC made to match): the length disagrees */
+  FILE *f = fopen(path, "r+b");
+  uint8_t h[256];
+  CG_TEST_CHECK(f && fread(h, 1, 256, f) == 256, "read header");
+  if (!f) return;
+  h[236] = 1;
+  const uint32_t crc = cg_crc32(0, h, 252);
+  for (int b = 0; b < 4; b++) h[252 + b] = (uint8_t)(crc >> (8 * b));
+  fseek(f, 0, SEEK_SET);
+  fwrite(h, 1, 256, f);
+  fclose(f);
+  expect("the ema flag without its array", path, &want, CG_CKPT_ECORRUPT, "inconsistent header");
+  rm_dir(dir);
 }
 
 /* Writes the checkpoint of `step` of run `id`, written at unix time t, with validation figure
@@ -187,7 +238,7 @@ static void write_run(const char *dir, int64_t step, uint64_t id, int64_t t, dou
   in.val_iou = iou;
   in.val_loss = 1;
   char err[1024], path[512];
-  CG_TEST_CHECK(cg_ckpt_write(dir, &in, p, m, v, 10, path, sizeof path, err, sizeof err) == 0,
+  CG_TEST_CHECK(cg_ckpt_write(dir, &in, p, m, v, NULL, 10, path, sizeof path, err, sizeof err) == 0,
                 "write step %lld of run %llx: %s", (long long)step, (unsigned long long)id, err);
 }
 
@@ -230,7 +281,8 @@ static void test_best_last(void) {
     in.val_iou = figs[i][1];
     in.val_loss = figs[i][2];
     fill(p, m, v, in.step);
-    CG_TEST_CHECK(cg_ckpt_write(dir, &in, p, m, v, 1, path, sizeof path, err, sizeof err) == 0,
+    CG_TEST_CHECK(cg_ckpt_write(dir, &in, p, m, v, NULL, 1, path, sizeof path, err,
+                                sizeof err) == 0,
                   "write: %s", err);
   }
   int64_t s = -1;
@@ -251,12 +303,13 @@ static void test_best_last(void) {
   printf("PASS last -> step 40, best -> step 20 (val_iou 0.7), kept besides the 1 newest\n");
   cg_ckpt_info_t *out = malloc(sizeof *out);
   cg_ckpt_path(dir, 20, path, sizeof path);
-  cg_ckpt_status_t st = cg_ckpt_read(path, &want, out, p, m, v, err, sizeof err);
-  CG_TEST_CHECK(st == CG_CKPT_OK && out->version == 4 && out->have_val && out->val_step == 20 &&
+  cg_ckpt_status_t st = cg_ckpt_read(path, &want, out, p, m, v, NULL, err, sizeof err);
+  CG_TEST_CHECK(st == CG_CKPT_OK && out->version == CG_CKPT_VERSION && out->have_val &&
+                    out->val_step == 20 &&
                     out->val_iou == 0.7 && out->val_loss == 0.4 &&
                     !strcmp(out->settings, "{\"model-base\": \"4\", \"data\": \"a \\\"b\\\"\"}"),
                 "v4 round trip: %s (settings '%s')", err, out->settings);
-  printf("PASS version 4: settings and validation figures round trip\n");
+  printf("PASS version %d: settings and validation figures round trip\n", CG_CKPT_VERSION);
   /* by val_loss: a best chosen by another metric is replaced at once, then kept while lower */
   cg_ckpt_info_t in = info_at(50);
   in.have_val = 1;
@@ -265,7 +318,7 @@ static void test_best_last(void) {
   in.val_iou = 0.1;
   in.best_by = CG_CKPT_BEST_LOSS;
   fill(p, m, v, 50);
-  CG_TEST_CHECK(cg_ckpt_write(dir, &in, p, m, v, 1, path, sizeof path, err, sizeof err) == 0,
+  CG_TEST_CHECK(cg_ckpt_write(dir, &in, p, m, v, NULL, 1, path, sizeof path, err, sizeof err) == 0,
                 "write: %s", err);
   CG_TEST_CHECK(cg_ckpt_read_pointer(dir, "best", bp, sizeof bp, &s, met, sizeof met, &val) == 0 &&
                     s == 50 && !strcmp(met, "val_loss"),
@@ -275,7 +328,7 @@ static void test_best_last(void) {
   in.val_step = 60;
   in.val_loss = 0.5;
   in.best_by = CG_CKPT_BEST_LOSS;
-  CG_TEST_CHECK(cg_ckpt_write(dir, &in, p, m, v, 1, path, sizeof path, err, sizeof err) == 0,
+  CG_TEST_CHECK(cg_ckpt_write(dir, &in, p, m, v, NULL, 1, path, sizeof path, err, sizeof err) == 0,
                 "write: %s", err);
   CG_TEST_CHECK(cg_ckpt_read_pointer(dir, "best", bp, sizeof bp, &s, met, sizeof met, &val) == 0 &&
                     s == 50 && val == 0.35,
@@ -287,12 +340,12 @@ static void test_best_last(void) {
   cg_ckpt_path(dir, 60, path, sizeof path);
   cg_ckpt_info_t w = info_at(70);
   snprintf(w.settings, sizeof w.settings, "{\"seed\": \"7\"}");
-  CG_TEST_CHECK(cg_ckpt_write(dir, &w, p, m, v, 3, path, sizeof path, err, sizeof err) == 0,
+  CG_TEST_CHECK(cg_ckpt_write(dir, &w, p, m, v, NULL, 3, path, sizeof path, err, sizeof err) == 0,
                 "write: %s", err);
   flip_byte(path, CG_CKPT_HEADER_BYTES + 3 * NP * 4 + 3);
   expect("settings byte flipped", path, &want, CG_CKPT_ECORRUPT, "settings CRC mismatch");
   w.settings[0] = 0;
-  CG_TEST_CHECK(cg_ckpt_write(dir, &w, p, m, v, 3, path, sizeof path, err, sizeof err) == 0,
+  CG_TEST_CHECK(cg_ckpt_write(dir, &w, p, m, v, NULL, 3, path, sizeof path, err, sizeof err) == 0,
                 "write: %s", err);
   FILE *f = fopen(path, "r+b");
   uint8_t h[256];
@@ -304,7 +357,7 @@ static void test_best_last(void) {
     fwrite(h, 1, 256, f);
   }
   if (f) fclose(f);
-  st = cg_ckpt_read(path, &want, out, p, m, v, err, sizeof err);
+  st = cg_ckpt_read(path, &want, out, p, m, v, NULL, err, sizeof err);
   CG_TEST_CHECK(st == CG_CKPT_OK && out->version == 3 && !out->settings[0] && !out->have_val,
                 "version 3: status %d (%s)", (int)st, err);
   if (st == CG_CKPT_OK) printf("PASS a version-3 checkpoint still reads (no settings)\n");
@@ -329,7 +382,7 @@ static void test_round_trip(void) {
     fill(p0, m0, v0, 10);
     cg_ckpt_info_t in, ref = info_at(10);
     cg_ckpt_path(g_dir, 10, path, sizeof path);
-    cg_ckpt_status_t st = cg_ckpt_read(path, &want, &in, p, m, v, err, sizeof err);
+    cg_ckpt_status_t st = cg_ckpt_read(path, &want, &in, p, m, v, NULL, err, sizeof err);
     CG_TEST_CHECK(st == CG_CKPT_OK, "read back: %s", err);
     CG_TEST_CHECK(!memcmp(p, p0, sizeof p) && !memcmp(m, m0, sizeof m) && !memcmp(v, v0, sizeof v),
                   "payload differs after the round trip");
@@ -388,6 +441,7 @@ static void test_damage(void) {
   }
   expect("verify-only reader sees the same damage", p50, NULL, CG_CKPT_ECORRUPT, "payload CRC");
   test_classes();
+  test_ema();
 }
 
 /* The newest-valid scan over the damaged files. */
@@ -401,8 +455,8 @@ static void test_scan(void) {
     float p[NP], m[NP], v[NP];
     int rejected = 0;
     cg_ckpt_info_t in;
-    int rc = cg_ckpt_find(g_dir, &want, &in, p, m, v, path, sizeof path, report, &rejected, err,
-                          sizeof err);
+    int rc = cg_ckpt_find(g_dir, &want, &in, p, m, v, NULL, path, sizeof path, report, &rejected,
+                          err, sizeof err);
     CG_TEST_CHECK(rc == 0 && in.step == 20 && !strcmp(path, p20) && rejected == 4,
                   "scan: rc %d, step %lld, %s, %d rejected (%s)", rc, (long long)in.step, path,
                   rejected, err);
@@ -416,7 +470,7 @@ static void test_scan(void) {
     cg_ckpt_shape_t other = want;
     other.depth = 3;
     rejected = 0;
-    rc = cg_ckpt_find(g_dir, &other, &in, p, m, v, path, sizeof path, report, &rejected, err,
+    rc = cg_ckpt_find(g_dir, &other, &in, p, m, v, NULL, path, sizeof path, report, &rejected, err,
                       sizeof err);
     CG_TEST_CHECK(rc == -1 && strstr(err, "none of its 6 checkpoint(s) is valid"),
                   "scan of another shape: rc %d (%s)", rc, err);
@@ -424,7 +478,8 @@ static void test_scan(void) {
     char empty[300];
     snprintf(empty, sizeof empty, "%s/empty", g_dir);
     mkdir(empty, 0777);
-    rc = cg_ckpt_find(empty, &want, &in, p, m, v, path, sizeof path, NULL, NULL, err, sizeof err);
+    rc = cg_ckpt_find(empty, &want, &in, p, m, v, NULL, path, sizeof path, NULL, NULL, err,
+                      sizeof err);
     CG_TEST_CHECK(rc == 1, "empty directory: rc %d (%s)", rc, err);
     rmdir(empty);
   }
@@ -469,11 +524,13 @@ static void test_rotation_foreign(void) {
     fill(p, m, v, 90);
     cg_ckpt_info_t other = info_at(90);
     other.run_id = 0xbeef; /* another run's, of later steps than what comes next */
-    CG_TEST_CHECK(cg_ckpt_write(g_dir, &other, p, m, v, 3, path, sizeof path, err, sizeof err) == 0,
+    CG_TEST_CHECK(cg_ckpt_write(g_dir, &other, p, m, v, NULL, 3, path, sizeof path, err,
+                                sizeof err) == 0,
                   "write another run's 90: %s", err);
     other = info_at(95);
     other.run_id = 0xbeef;
-    CG_TEST_CHECK(cg_ckpt_write(g_dir, &other, p, m, v, 3, path, sizeof path, err, sizeof err) == 0,
+    CG_TEST_CHECK(cg_ckpt_write(g_dir, &other, p, m, v, NULL, 3, path, sizeof path, err,
+                                sizeof err) == 0,
                   "write another run's 95: %s", err);
     CG_TEST_CHECK(write_step(56, 1) == 0, "write 56 of this run with keep 1");
     char **paths;
@@ -494,7 +551,8 @@ static void test_rotation_foreign(void) {
     cg_ckpt_info_t in;
     char p95[512];
     cg_ckpt_path(g_dir, 95, p95, sizeof p95);
-    CG_TEST_CHECK(cg_ckpt_read(p95, NULL, &in, NULL, NULL, NULL, err, sizeof err) == CG_CKPT_OK &&
+    CG_TEST_CHECK(cg_ckpt_read(p95, NULL, &in, NULL, NULL, NULL, NULL, err,
+                               sizeof err) == CG_CKPT_OK &&
                       in.run_id == 0xbeef && in.version == CG_CKPT_VERSION,
                   "run id read back: %llx (%s)", (unsigned long long)in.run_id, err);
     if (has90 && has95 && has56 && !has55)
@@ -561,7 +619,7 @@ static void test_header_ranges(void) {
   fwrite(h, 1, 256, f);
   fclose(f);
   cg_ckpt_info_t in;
-  const cg_ckpt_status_t st = cg_ckpt_read(p58, NULL, &in, NULL, NULL, NULL, err, sizeof err);
+  const cg_ckpt_status_t st = cg_ckpt_read(p58, NULL, &in, NULL, NULL, NULL, NULL, err, sizeof err);
   CG_TEST_CHECK(st == CG_CKPT_OK && in.batch == 1 << 26, "batch 2^26: status %d (%s)", (int)st,
                 err);
   if (st == CG_CKPT_OK) printf("PASS batch 2^26 (--batch 65536 x --grad-accum 1024) reads back\n");
@@ -590,7 +648,7 @@ static void test_failed_writes(void) {
     float p[NP], m[NP], v[NP];
     fill(p, m, v, 90);
     cg_ckpt_info_t in = info_at(90);
-    int rc = cg_ckpt_write(notdir, &in, p, m, v, 3, path, sizeof path, err, sizeof err);
+    int rc = cg_ckpt_write(notdir, &in, p, m, v, NULL, 3, path, sizeof path, err, sizeof err);
     CG_TEST_CHECK(rc == -1 && strstr(err, "cannot create a temporary file"),
                   "write into a file: rc %d (%s)", rc, err);
     rc = cg_ckpt_prepare_dir(notdir, "--checkpoint-dir", err, sizeof err);
@@ -608,7 +666,7 @@ static void test_failed_writes(void) {
     float p[NP], m[NP], v[NP];
     fill(p, m, v, 90);
     cg_ckpt_info_t in = info_at(90);
-    int rc = cg_ckpt_write(g_dir, &in, p, m, v, 1, path, sizeof path, err, sizeof err);
+    int rc = cg_ckpt_write(g_dir, &in, p, m, v, NULL, 1, path, sizeof path, err, sizeof err);
     setrlimit(RLIMIT_FSIZE, &old);
     CG_TEST_CHECK(rc == -1 && strstr(err, "write failed"), "full disk: rc %d (%s)", rc, err);
     if (rc == -1) printf("PASS full disk: %s\n", err);
@@ -617,7 +675,7 @@ static void test_failed_writes(void) {
     cg_ckpt_info_t in;
     float p[NP], m[NP], v[NP], p0[NP], m0[NP], v0[NP];
     fill(p0, m0, v0, 80);
-    cg_ckpt_status_t st = cg_ckpt_read(p80, &want, &in, p, m, v, err, sizeof err);
+    cg_ckpt_status_t st = cg_ckpt_read(p80, &want, &in, p, m, v, NULL, err, sizeof err);
     char p90[512];
     cg_ckpt_path(g_dir, 90, p90, sizeof p90);
     CG_TEST_CHECK(st == CG_CKPT_OK && in.step == 80 && !memcmp(p, p0, sizeof p),
@@ -642,7 +700,7 @@ static int64_t found(const char *dir, uint64_t *id, int *reports) {
   const cg_ckpt_shape_t want = shape();
   cg_ckpt_info_t in;
   int n = 0;
-  const int rc = cg_ckpt_find(dir, &want, &in, p, m, v, path, sizeof path, report, &n, err,
+  const int rc = cg_ckpt_find(dir, &want, &in, p, m, v, NULL, path, sizeof path, report, &n, err,
                               sizeof err);
   if (reports) *reports = n;
   if (rc != 0) return -1;
@@ -803,7 +861,7 @@ static void test_best_replaced(void) {
   in.best_by = CG_CKPT_BEST_LOSS;
   char err[1024], path[512];
   struct stat sb;
-  CG_TEST_CHECK(cg_ckpt_write(dir, &in, p, m, v, 1, path, sizeof path, err, sizeof err) == 0,
+  CG_TEST_CHECK(cg_ckpt_write(dir, &in, p, m, v, NULL, 1, path, sizeof path, err, sizeof err) == 0,
                 "write 50: %s", err);
   CG_TEST_CHECK(cg_ckpt_read_pointer(dir, "best", bp, sizeof bp, &s, met, sizeof met, &val) == 0 &&
                     !strcmp(met, "val_loss") && stat(bp, &sb) == 0,
@@ -908,7 +966,8 @@ static void test_set_aside(void) {
   char sub2[600];
   CG_TEST_CHECK(cg_ckpt_set_aside(dir, sub2, sizeof sub2, &moved, err, sizeof err) == 0 &&
                     moved == 0 && !sub2[0], "nothing to set aside: %d moved, '%s'", moved, sub2);
-  if (!bad && s == 20) printf("PASS --overwrite-checkpoints sets the earlier run aside in %s\n", sub);
+  if (!bad && s == 20) printf("PASS --overwrite-checkpoints sets the earlier run aside in %s\n",
+                              sub);
   snprintf(p, sizeof p, "rm -rf '%s'", dir);
   CG_TEST_CHECK(system(p) == 0, "rm %s", dir);
 }

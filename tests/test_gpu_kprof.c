@@ -157,7 +157,7 @@ static int run_config(const cg_model_t *m, const cg_buckets_t *bk, const float *
     ops->upload_wait(b, s);
   }
   cg_step_out_t o;
-  cg_optim_t opt = {1e-3f, 0.9f, 0.999f, 1e-8f, 1e-4f, 0};
+  cg_optim_t opt = {1e-3f, 0.9f, 0.999f, 1e-8f, 1e-4f, 0, 0.0f};
   for (int k = 0; k < WARMUP; k++) { /* graphs: eager steps, then one capture per slot */
     opt.t = k + 1;
     ops->train_step(b, k % CG_DEV_SLOTS, &opt);

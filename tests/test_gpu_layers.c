@@ -1396,10 +1396,15 @@ static void test_adamw(int dt_lowp, float scale, int found_inf, float clip) {
   memcpy(mr, m, n * sizeof(float));
   memcpy(vr, v, n * sizeof(float));
 
+  const float ew = 0.01f; /* --ema-decay 0.99: lerp's first branch */
+  float *e = hnew(n), *er = hnew(n), *eg = hnew(n);
+  fill(e, n, -1, 1);
+  memcpy(er, e, n * sizeof(float));
   cg_step_params_t hp = {lr, b1, b2, eps, wd, (float)(1.0 - pow(b1, (double)t)),
-                         (float)(1.0 - pow(b2, (double)t))};
+                         (float)(1.0 - pow(b2, (double)t)), ew};
   float *d_p = up_bytes(p, n * sizeof(float)), *d_g = up_bytes(g, n * sizeof(float));
   float *d_m = up_bytes(m, n * sizeof(float)), *d_v = up_bytes(v, n * sizeof(float));
+  float *d_e = up_bytes(e, n * sizeof(float));
   cg_step_params_t *d_hp = up_bytes(&hp, sizeof hp);
   opt_dev_t o = opt_dev_make(d_g, n, scale, found_inf, dt_lowp, clip, "adamw", tag);
   cg_scaler_t *d_sc = o.d_sc;
@@ -1407,16 +1412,20 @@ static void test_adamw(int dt_lowp, float scale, int found_inf, float clip) {
   void *d_low = o.d_low;
   cg_gnorm_t *d_gn = o.d_gn, gn = o.gn;
   /* the reference: PyTorch's order, unscale then clip (the device folds both into one factor) */
-  if (!found_inf) cg_cpu_adamw(pr, g, mr, vr, n, lr, b1, b2, eps, wd, t, 1.0f / sc * gn.coef);
-  cg_k_adamw(d_p, d_g, d_m, d_v, (int64_t)n, d_hp, d_sc, d_gn, ldt, d_low, S);
+  if (!found_inf) {
+    cg_cpu_adamw(pr, g, mr, vr, n, lr, b1, b2, eps, wd, t, 1.0f / sc * gn.coef);
+    cg_cpu_ema(er, pr, n, ew);
+  }
+  cg_k_adamw(d_p, d_g, d_m, d_v, (int64_t)n, d_hp, d_sc, d_gn, ldt, d_low, d_e, S);
   cg_test_hget(pg, d_p, n * sizeof(float), S);
   cg_test_hget(mg, d_m, n * sizeof(float), S);
   cg_test_hget(vg, d_v, n * sizeof(float), S);
+  cg_test_hget(eg, d_e, n * sizeof(float), S);
   if (found_inf) {
     snprintf(name, sizeof name, "adamw skipped %s", tag);
     int same = memcmp(pg, p, n * sizeof(float)) == 0 && memcmp(mg, m, n * sizeof(float)) == 0 &&
-               memcmp(vg, v, n * sizeof(float)) == 0;
-    CG_TEST_CHECK(same, "%s: p, m or v changed on a skipped step", name);
+               memcmp(vg, v, n * sizeof(float)) == 0 && memcmp(eg, e, n * sizeof(float)) == 0;
+    CG_TEST_CHECK(same, "%s: p, m, v or the average changed on a skipped step", name);
     check_lowp(name, ldt, d_low, n, NULL);
     if (same) printf("PASS %s\n", name);
   } else {
@@ -1427,8 +1436,15 @@ static void test_adamw(int dt_lowp, float scale, int found_inf, float clip) {
     check_elem(name, vg, vr, n, 1e-5);
     snprintf(name, sizeof name, "adamw lowp copy %s", tag);
     check_lowp(name, ldt, d_low, n, pg);
+    snprintf(name, sizeof name, "adamw moving average %s", tag);
+    check_elem(name, eg, er, n, 1e-6);
   }
   cg_test_guard_check("adamw p", d_p, n * sizeof(float), S);
+  cg_test_guard_check("adamw moving average", d_e, n * sizeof(float), S);
+  cg_test_dfree(d_e, S);
+  free(e);
+  free(er);
+  free(eg);
   cg_test_guard_check("adamw m", d_m, n * sizeof(float), S);
   cg_test_guard_check("adamw v", d_v, n * sizeof(float), S);
   cg_test_dfree(d_p, S);
@@ -1449,6 +1465,44 @@ static void test_adamw(int dt_lowp, float scale, int found_inf, float clip) {
   free(vg);
 }
 
+/* cg_k_ema_swap (--ema-decay's validation): the parameters and the average exchanged bit for
+ * bit, twice back to the start, the low-precision copy (dt_lowp < 0: none) the new parameters
+ * rounded once. */
+static void test_ema_swap(int dt_lowp) {
+  char name[160];
+  snprintf(name, sizeof name, "ema swap lowp=%s",
+           dt_lowp < 0 ? "none" : dt_name((cg_dtype_t)dt_lowp));
+  const size_t n = 10007;
+  const cg_dtype_t ldt = dt_lowp < 0 ? CG_DT_F32 : (cg_dtype_t)dt_lowp;
+  float *p = hnew(n), *e = hnew(n), *pg = hnew(n), *eg = hnew(n);
+  fill(p, n, -1, 1);
+  fill(e, n, -2, 2);
+  float *d_p = up_bytes(p, n * sizeof(float)), *d_e = up_bytes(e, n * sizeof(float));
+  void *d_low = dt_lowp < 0 ? NULL : cg_test_dnew(n * cg_dtype_size(ldt), S);
+  cg_k_ema_swap(d_p, d_e, (int64_t)n, ldt, d_low, S);
+  cg_test_hget(pg, d_p, n * sizeof(float), S);
+  cg_test_hget(eg, d_e, n * sizeof(float), S);
+  const int swapped = !memcmp(pg, e, n * sizeof(float)) && !memcmp(eg, p, n * sizeof(float));
+  CG_TEST_CHECK(swapped, "%s: not exchanged", name);
+  check_lowp(name, ldt, d_low, n, e);
+  cg_k_ema_swap(d_p, d_e, (int64_t)n, ldt, d_low, S);
+  cg_test_hget(pg, d_p, n * sizeof(float), S);
+  cg_test_hget(eg, d_e, n * sizeof(float), S);
+  const int back = !memcmp(pg, p, n * sizeof(float)) && !memcmp(eg, e, n * sizeof(float));
+  CG_TEST_CHECK(back, "%s: two swaps are not the start", name);
+  check_lowp(name, ldt, d_low, n, p);
+  cg_test_guard_check("ema swap p", d_p, n * sizeof(float), S);
+  cg_test_guard_check("ema swap average", d_e, n * sizeof(float), S);
+  if (swapped && back) printf("PASS %s\n", name);
+  cg_test_dfree(d_p, S);
+  cg_test_dfree(d_e, S);
+  cg_test_dfree(d_low, S);
+  free(p);
+  free(e);
+  free(pg);
+  free(eg);
+}
+
 /* cg_k_sgd (--optimizer sgd) against cg_cpu_sgd, as test_adamw: a buffer from earlier steps,
  * unscaled and clipped gradients, a skipped step untouched, the low-precision copy. */
 static void test_sgd(int dt_lowp, float scale, int found_inf, float clip, float mu, int nest) {
@@ -1465,22 +1519,31 @@ static void test_sgd(int dt_lowp, float scale, int found_inf, float clip, float 
   fill(m, n, -0.5f, 0.5f);
   memcpy(pr, p, n * sizeof(float));
   memcpy(mr, m, n * sizeof(float));
-  cg_step_params_t hp = {lr, 0.9f, 0.999f, 1e-8f, wd, 1.0f, 1.0f};
+  const float ew = 0.75f; /* lerp's second branch */
+  float *e = hnew(n), *er = hnew(n), *eg = hnew(n);
+  fill(e, n, -1, 1);
+  memcpy(er, e, n * sizeof(float));
+  cg_step_params_t hp = {lr, 0.9f, 0.999f, 1e-8f, wd, 1.0f, 1.0f, ew};
   float *d_p = up_bytes(p, n * sizeof(float)), *d_g = up_bytes(g, n * sizeof(float));
-  float *d_m = up_bytes(m, n * sizeof(float));
+  float *d_m = up_bytes(m, n * sizeof(float)), *d_e = up_bytes(e, n * sizeof(float));
   cg_step_params_t *d_hp = up_bytes(&hp, sizeof hp);
   opt_dev_t o = opt_dev_make(d_g, n, scale, found_inf, dt_lowp, clip, "sgd", tag);
   cg_scaler_t *d_sc = o.d_sc;
   const cg_dtype_t ldt = o.ldt;
   void *d_low = o.d_low;
   cg_gnorm_t *d_gn = o.d_gn, gn = o.gn;
-  if (!found_inf) cg_cpu_sgd(pr, g, mr, n, lr, mu, nest, wd, 1.0f / sc * gn.coef);
-  cg_k_sgd(d_p, d_g, d_m, (int64_t)n, d_hp, d_sc, d_gn, mu, nest, ldt, d_low, S);
+  if (!found_inf) {
+    cg_cpu_sgd(pr, g, mr, n, lr, mu, nest, wd, 1.0f / sc * gn.coef);
+    cg_cpu_ema(er, pr, n, ew);
+  }
+  cg_k_sgd(d_p, d_g, d_m, (int64_t)n, d_hp, d_sc, d_gn, mu, nest, ldt, d_low, d_e, S);
   cg_test_hget(pg, d_p, n * sizeof(float), S);
   cg_test_hget(mg, d_m, n * sizeof(float), S);
+  cg_test_hget(eg, d_e, n * sizeof(float), S);
   if (found_inf) {
     snprintf(name, sizeof name, "sgd skipped %s", tag);
-    int same = memcmp(pg, p, n * sizeof(float)) == 0 && memcmp(mg, m, n * sizeof(float)) == 0;
+    int same = memcmp(pg, p, n * sizeof(float)) == 0 && memcmp(mg, m, n * sizeof(float)) == 0 &&
+               memcmp(eg, e, n * sizeof(float)) == 0;
     CG_TEST_CHECK(same, "%s: p or the buffer changed on a skipped step", name);
     check_lowp(name, ldt, d_low, n, NULL);
     if (same) printf("PASS %s\n", name);
@@ -1490,13 +1553,16 @@ static void test_sgd(int dt_lowp, float scale, int found_inf, float clip, float 
     check_rel(name, mg, mr, n, 1e-6);
     snprintf(name, sizeof name, "sgd lowp copy %s", tag);
     check_lowp(name, ldt, d_low, n, pg);
+    snprintf(name, sizeof name, "sgd moving average %s", tag);
+    check_elem(name, eg, er, n, 1e-6);
   }
   cg_test_guard_check("sgd p", d_p, n * sizeof(float), S);
   cg_test_guard_check("sgd buffer", d_m, n * sizeof(float), S);
+  cg_test_guard_check("sgd moving average", d_e, n * sizeof(float), S);
   opt_dev_free(&o);
-  void *dev[] = {d_p, d_g, d_m, d_hp};
+  void *dev[] = {d_p, d_g, d_m, d_hp, d_e};
   for (size_t i = 0; i < sizeof dev / sizeof dev[0]; i++) cg_test_dfree(dev[i], S);
-  float *host[] = {p, g, m, pr, mr, pg, mg};
+  float *host[] = {p, g, m, pr, mr, pg, mg, e, er, eg};
   for (size_t i = 0; i < sizeof host / sizeof host[0]; i++) free(host[i]);
 }
 
@@ -1575,7 +1641,7 @@ static void test_scaler(void) {
   cg_k_check_finite(d_g, (int64_t)n, d_sc, S);
   cg_scaler_t s = scaler_get(d_sc);
   CG_TEST_CHECK(s.found_inf == 1, "scaler: inf in the gradient not found");
-  cg_k_adamw(d_p, d_g, d_m, d_v, (int64_t)n, d_hp, d_sc, NULL, CG_DT_F16, NULL, S);
+  cg_k_adamw(d_p, d_g, d_m, d_v, (int64_t)n, d_hp, d_sc, NULL, CG_DT_F16, NULL, NULL, S);
   cg_test_hget(pg, d_p, n * sizeof(float), S);
   CG_TEST_CHECK(memcmp(pg, p, n * sizeof(float)) == 0, "scaler: overflow step was not skipped");
   cg_k_scaler_update(d_sc, S);
@@ -1587,7 +1653,7 @@ static void test_scaler(void) {
   cg_k_check_finite(d_g, (int64_t)n, d_sc, S);
   s = scaler_get(d_sc);
   CG_TEST_CHECK(s.found_inf == 0, "scaler: finite gradient flagged");
-  cg_k_adamw(d_p, d_g, d_m, d_v, (int64_t)n, d_hp, d_sc, NULL, CG_DT_F16, NULL, S);
+  cg_k_adamw(d_p, d_g, d_m, d_v, (int64_t)n, d_hp, d_sc, NULL, CG_DT_F16, NULL, NULL, S);
   cg_test_hget(pg, d_p, n * sizeof(float), S);
   CG_TEST_CHECK(memcmp(pg, p, n * sizeof(float)) != 0, "scaler: clean step did not update p");
   cg_k_scaler_update(d_sc, S);
@@ -1659,7 +1725,7 @@ static void test_empty(void) {
     cg_k_unpack_grad_cpad(DTS[t], NULL, 0, 9, 5, 8, NULL, S);
   }
   cg_k_check_finite(NULL, 0, d_sc, S);
-  cg_k_adamw(NULL, NULL, NULL, NULL, 0, d_hp, d_sc, NULL, CG_DT_BF16, NULL, S);
+  cg_k_adamw(NULL, NULL, NULL, NULL, 0, d_hp, d_sc, NULL, CG_DT_BF16, NULL, NULL, S);
   cg_k_bias_act_bwd(CG_DT_BF16, NULL, NULL, 0, 5, 1, d_db, NULL, S);
   float db[5];
   cg_test_hget(db, d_db, sizeof db, S);
@@ -2011,6 +2077,9 @@ static void test_all(void) {
   test_sgd(CG_DT_F16, 65536.0f, 0, 0.5f, 0.9f, 0); /* unscaled, then clipped */
   test_sgd(CG_DT_F32, 8.0f, 0, 0, 0.0f, 0);        /* plain SGD */
   test_sgd(CG_DT_F16, 65536.0f, 1, 0, 0.9f, 1);    /* skipped: untouched */
+  test_ema_swap(-1);
+  test_ema_swap(CG_DT_BF16);
+  test_ema_swap(CG_DT_F16);
 
   printf("RUN scaler\n");
   test_scaler();

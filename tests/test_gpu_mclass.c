@@ -530,7 +530,7 @@ static kstep_t k_step(const cg_backend_ops_t *ops, const cg_model_t *m, const cg
   }
   ops->upload(b, 0, &v);
   ops->upload_wait(b, 0);
-  cg_optim_t opt = {1e-3f, 0.9f, 0.999f, 1e-8f, 1e-4f, 1};
+  cg_optim_t opt = {1e-3f, 0.9f, 0.999f, 1e-8f, 1e-4f, 1, 0.0f};
   ops->train_step(b, 0, &opt);
   ops->fetch(b, &o);
   r.loss = o.loss;
@@ -550,7 +550,7 @@ static void k_steps(const cg_model_t *m, const cg_buckets_t *bk, const float *p0
   cg_batch_t v = cg_test_data_batch(d);
   cg_step_out_t o;
   for (int k = 0; k < GS; k++) {
-    cg_optim_t opt = {2e-3f, 0.9f, 0.999f, 1e-8f, 1e-4f, k + 1};
+    cg_optim_t opt = {2e-3f, 0.9f, 0.999f, 1e-8f, 1e-4f, k + 1, 0.0f};
     cg_backend_cuda.upload(b, k % 2, &v);
     cg_backend_cuda.upload_wait(b, k % 2);
     cg_backend_cuda.train_step(b, k % 2, &opt);

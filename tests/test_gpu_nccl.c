@@ -172,7 +172,7 @@ static run_t run_steps(const cg_model_t *m, const cg_buckets_t *bk, const float 
   int fetched = 0;
   ops->upload(b, 0, &v[0]);
   for (int k = 0; k < K; k++) {
-    cg_optim_t opt = {2e-3f, 0.9f, 0.999f, 1e-8f, 1e-4f, k + 1};
+    cg_optim_t opt = {2e-3f, 0.9f, 0.999f, 1e-8f, 1e-4f, k + 1, 0.0f};
     ops->train_step(b, k % 2, &opt);
     const int drain = k + 1 == K ? 2 : (k >= 1 ? 1 : 0);
     for (int d = 0; d < drain; d++) {

@@ -45,7 +45,7 @@ int main(void) {
   cg_step_out_t out[STEPS];
   cg_batch_t batch = cg_test_data_batch(&d);
   for (int k = 0; k < STEPS; k++) {
-    cg_optim_t opt = {1e-3f, 0.9f, 0.999f, 1e-8f, 1e-4f, k + 1};
+    cg_optim_t opt = {1e-3f, 0.9f, 0.999f, 1e-8f, 1e-4f, k + 1, 0.0f};
     ops->upload(b, k % 2, &batch);
     ops->upload_wait(b, k % 2);
     ops->train_step(b, k % 2, &opt);

@@ -25,6 +25,13 @@
  *  9. OHEM (cfg.ohem_thresh 0.05, ohem_min_kept a quarter of the pixels: the BCE mean over each
  *     sample's hardest quarter): the same, the loss above the default; the eval step's loss
  *     does not mine (the default's); and 3 again with OHEM (its thresholds inside the graph).
+ * 10. The weights' moving average (cfg.ema, --ema-decay): after a step with ema_w 0.25 each
+ *     backend's average is cg_cpu_ema of its own new parameters (the CPU's bitwise, fp32 and bf16
+ *     within 1e-6), the two backends' within the update's tolerance; swap_ema exchanges the
+ *     parameters and the average bit for bit, an eval step after it gives the loss of a backend
+ *     set to the average (bf16: the low-precision copy refreshed), and a second swap restores
+ *     both; and 3 again with it (the first step's ema_w 1 copies, the rest 0.1: the average
+ *     inside the graph bitwise eager's).
  * Exits 77 without a usable GPU. */
 #include <math.h>
 #include <stdio.h>
@@ -50,6 +57,7 @@ static cg_optim_kind_t g_optim;             /* cfg.optim: SGD with momentum 0.9,
 static float g_focal;                       /* cfg.focal_gamma */
 static float g_ohem;                        /* cfg.ohem_thresh (0 = none) */
 static int64_t g_ohem_mk;                   /* cfg.ohem_min_kept */
+static int g_ema;                           /* cfg.ema: run_seq's steps update the average */
 
 /* A batch of N, the last sample padding (weight 0). */
 static cg_test_data_t make_data(uint64_t seed) {
@@ -81,6 +89,7 @@ static cg_backend_t *make(const cg_backend_ops_t *ops, const cg_model_t *m, cons
   cfg.optim = g_optim;
   cfg.momentum = g_optim == CG_OPTIM_SGD ? 0.9f : 0.0f;
   cfg.nesterov = g_optim == CG_OPTIM_SGD;
+  cfg.ema = g_ema;
   cg_backend_t *b = NULL;
   char err[1024];
   if (ops->create(m, &cfg, &b, err, sizeof err)) CG_FATAL("%s backend: %s", ops->name, err);
@@ -119,7 +128,7 @@ static step_t one_step(const cg_backend_ops_t *ops, const cg_model_t *m, const c
   r.logit_pred = 0;
   if (m->nclass == 1)
     for (size_t i = 0; i < px; i++) r.logit_pred += (r.logits[i] > 0.0f) != (o.pred[i] != 0);
-  cg_optim_t opt = {1e-3f, 0.9f, 0.999f, g_eps, 1e-4f, 1};
+  cg_optim_t opt = {1e-3f, 0.9f, 0.999f, g_eps, 1e-4f, 1, 0.0f};
   ops->train_step(b, 0, &opt);
   ops->fetch(b, &o);
   r.loss = o.loss;
@@ -271,6 +280,7 @@ typedef struct {
   double loss[K];
   uint8_t *pred[K];
   float *params;
+  float *ema; /* g_ema: the moving average at the end (else NULL) */
 } run_t;
 
 /* K bf16 batches, as K / accum steps of accum micro-batches. pipelined: two batches in flight,
@@ -288,7 +298,8 @@ static run_t run_seq(const cg_model_t *m, const cg_buckets_t *bk, const float *p
   int fetched = 0;
   if (pipelined) ops->upload(b, 0, &v[0]);
   for (int k = 0; k < K; k++) {
-    cg_optim_t opt = {2e-3f, 0.9f, 0.999f, 1e-8f, 1e-4f, k / accum + 1};
+    cg_optim_t opt = {2e-3f, 0.9f, 0.999f, 1e-8f, 1e-4f, k / accum + 1,
+                      k < accum ? 1.0f : 0.1f}; /* cfg.ema: the first step copies */
     if (!pipelined) {
       ops->upload(b, k % 2, &v[k]);
       ops->upload_wait(b, k % 2);
@@ -314,6 +325,11 @@ static run_t run_seq(const cg_model_t *m, const cg_buckets_t *bk, const float *p
   CG_ASSERT(fetched == K);
   r.params = cg_malloc(sizeof(float) * m->nparams, "params");
   ops->get_params(b, r.params);
+  r.ema = NULL;
+  if (g_ema) {
+    r.ema = cg_malloc(sizeof(float) * m->nparams, "average");
+    ops->get_ema(b, r.ema);
+  }
   ops->destroy(b);
   return r;
 }
@@ -348,11 +364,17 @@ static void test_graph_pipeline(const cg_model_t *m, const cg_buckets_t *bk, con
   const int ps = memcmp(a.params, e.params, sizeof(float) * m->nparams) == 0;
   CG_TEST_CHECK(ps, "graph/pipelined parameters differ from eager (max rel %.3e)",
                 cg_test_rel_err(a.params, e.params, m->nparams));
-  if (same && ps)
-    printf("PASS graphs + pipelining: bitwise equal to eager over %d batches, %d a step%s%s\n",
-           K, accum, g_clip > 0 ? ", clipped" : "", g_ohem > 0 ? ", OHEM" : "");
+  const int es = !g_ema || memcmp(a.ema, e.ema, sizeof(float) * m->nparams) == 0;
+  CG_TEST_CHECK(es, "graph/pipelined moving average differs from eager (max rel %.3e)",
+                cg_test_rel_err(a.ema, e.ema, m->nparams));
+  if (same && ps && es)
+    printf("PASS graphs + pipelining: bitwise equal to eager over %d batches, %d a step%s%s%s\n",
+           K, accum, g_clip > 0 ? ", clipped" : "", g_ohem > 0 ? ", OHEM" : "",
+           g_ema ? ", the moving average too" : "");
   free(a.params);
   free(e.params);
+  free(a.ema);
+  free(e.ema);
   for (int k = 0; k < K; k++) cg_test_data_free(&ds[k]);
 }
 
@@ -371,7 +393,7 @@ static acc_t accum_once(const cg_backend_ops_t *ops, const cg_model_t *m, const 
              cg_malloc(sizeof(float) * m->nparams, "params")};
   cg_backend_t *b = make(ops, m, bk, prec, 0, NULL, ACC);
   ops->set_params(b, p0);
-  cg_optim_t opt = {1e-3f, 0.9f, 0.999f, 1e-8f, 1e-4f, 1};
+  cg_optim_t opt = {1e-3f, 0.9f, 0.999f, 1e-8f, 1e-4f, 1, 0.0f};
   for (int k = 0; k < ACC; k++) {
     cg_batch_t v = cg_test_data_batch(&ds[k]);
     ops->upload(b, k % 2, &v);
@@ -575,6 +597,97 @@ static void test_sgd(const cg_model_t *m, const cg_buckets_t *bk, const float *p
   free_step(&g);
 }
 
+/* One backend's step with the moving average (10.): its new parameters into pa, its average into
+ * ea; checks the average against cg_cpu_ema of pa, the swaps and the eval after one. */
+static void ema_case(const cg_backend_ops_t *ops, const cg_model_t *m, const cg_buckets_t *bk,
+                     cg_precision_t prec, const float *p0, const float *e0,
+                     const cg_test_data_t *d, float *pa, float *ea) {
+  const size_t n = m->nparams;
+  const char *tag = ops == &cg_backend_cpu   ? "cpu"
+                    : prec == CG_PREC_BF16 ? "cuda bf16"
+                                           : "cuda fp32";
+  float *ref = cg_malloc(sizeof(float) * n, "ref"), *t = cg_malloc(sizeof(float) * n, "t");
+  /* the backend set to the average below runs the same algorithms (bf16's differ in rounding) */
+  char cache[] = "/tmp/cg_gpu_step_emaXXXXXX";
+  const int fd = mkstemp(cache);
+  CG_ASSERT(fd >= 0);
+  close(fd);
+  cg_backend_t *b = make(ops, m, bk, prec, 0, cache, 1);
+  ops->set_params(b, p0);
+  ops->set_ema(b, e0);
+  cg_batch_t v = cg_test_data_batch(d);
+  ops->upload(b, 0, &v);
+  ops->upload_wait(b, 0);
+  cg_step_out_t o;
+  cg_optim_t opt = {1e-3f, 0.9f, 0.999f, 1e-8f, 1e-4f, 1, 0.25f};
+  ops->train_step(b, 0, &opt);
+  ops->fetch(b, &o);
+  ops->get_params(b, pa);
+  ops->get_ema(b, ea);
+  memcpy(ref, e0, sizeof(float) * n);
+  cg_cpu_ema(ref, pa, n, 0.25f);
+  double err = 0;
+  for (size_t i = 0; i < n; i++) err = fmax(err, fabs((double)ea[i] - ref[i]));
+  const int ok = ops == &cg_backend_cpu ? !memcmp(ea, ref, sizeof(float) * n) : err <= 1e-6;
+  CG_TEST_CHECK(ok, "%s: the average is %.3g from cg_cpu_ema of the new parameters", tag, err);
+  /* swapped: the average is validated; an eval of it equals one of a backend set to it */
+  ops->swap_ema(b);
+  ops->get_params(b, t);
+  int sw = !memcmp(t, ea, sizeof(float) * n);
+  ops->get_ema(b, t);
+  sw = sw && !memcmp(t, pa, sizeof(float) * n);
+  ops->eval_step(b, 0);
+  ops->fetch(b, &o);
+  const double swapped = o.loss;
+  ops->swap_ema(b);
+  ops->get_params(b, t);
+  int back = !memcmp(t, pa, sizeof(float) * n);
+  ops->get_ema(b, t);
+  back = back && !memcmp(t, ea, sizeof(float) * n);
+  ops->destroy(b);
+  b = make(ops, m, bk, prec, 0, cache, 1);
+  ops->set_params(b, ea);
+  ops->upload(b, 0, &v);
+  ops->upload_wait(b, 0);
+  ops->eval_step(b, 0);
+  ops->fetch(b, &o);
+  ops->destroy(b);
+  unlink(cache);
+  const int same = swapped == o.loss;
+  CG_TEST_CHECK(sw && back && same, "%s: swap %s, back %s, eval of the average %.9g vs %.9g",
+                tag, sw ? "ok" : "WRONG", back ? "ok" : "WRONG", swapped, o.loss);
+  printf("%s %s: the average cg_cpu_ema's (err %.2e), swapped and back bit for bit, its eval "
+         "loss %.9g as a backend set to it\n", ok && sw && back && same ? "PASS" : "FAIL", tag,
+         err, swapped);
+  free(ref);
+  free(t);
+}
+
+static void test_ema(const cg_model_t *m, const cg_buckets_t *bk, const float *p0,
+                     const cg_test_data_t *d) {
+  printf("RUN the weights' moving average (cfg.ema): cpu vs cuda fp32 and bf16, swaps, graphs\n");
+  const size_t n = m->nparams;
+  float *e0 = cg_malloc(sizeof(float) * n, "e0");
+  for (size_t i = 0; i < n; i++) e0[i] = p0[i] + 0.01f * (float)((int)(i % 11) - 5);
+  float *pc = cg_malloc(sizeof(float) * n, "pc"), *ec = cg_malloc(sizeof(float) * n, "ec");
+  float *pg = cg_malloc(sizeof(float) * n, "pg"), *eg = cg_malloc(sizeof(float) * n, "eg");
+  g_ema = 1;
+  ema_case(&cg_backend_cpu, m, bk, CG_PREC_FP32, p0, e0, d, pc, ec);
+  ema_case(&cg_backend_cuda, m, bk, CG_PREC_FP32, p0, e0, d, pg, eg);
+  const double ue = update_err(eg, ec, e0, n);
+  CG_TEST_CHECK(ue <= 1e-3, "cuda fp32: the average's update err %.3g from the cpu's", ue);
+  printf("%s the averages' update cuda fp32 vs cpu: err %.2e\n", ue <= 1e-3 ? "PASS" : "FAIL",
+         ue);
+  ema_case(&cg_backend_cuda, m, bk, CG_PREC_BF16, p0, e0, d, pg, eg);
+  test_graph_pipeline(m, bk, p0, 1);
+  g_ema = 0;
+  free(e0);
+  free(pc);
+  free(ec);
+  free(pg);
+  free(eg);
+}
+
 int main(void) {
   if (cg_test_need_gpu()) return CG_TEST_SKIP;
   const char *shape = getenv("CG_TEST_STEP_SHAPE");
@@ -616,6 +729,7 @@ int main(void) {
   g_clip = 0.05f; /* the norm and the clip factor inside the captured graph */
   test_graph_pipeline(&m, &bk, p0, 1);
   g_clip = 0.0f;
+  test_ema(&m, &bk, p0, &d);
   cg_test_data_free(&d);
   free(p0);
   return cg_test_done("test_gpu_step");

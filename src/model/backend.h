@@ -116,6 +116,11 @@ typedef struct {
   cg_optim_kind_t optim;     /* --optimizer: AdamW (a zeroed struct) or SGD */
   float momentum;            /* SGD: the momentum, in [0, 1) (dampening 0) */
   int nesterov;              /* SGD: Nesterov momentum (needs momentum > 0) */
+  int ema;                   /* --ema-decay: keep an exponential moving average of the fp32
+                                parameters, updated by every train_step that steps the
+                                optimizer (cg_optim_t.ema_w; a skipped fp16 step leaves it),
+                                read and written by get_ema / set_ema, exchanged with the
+                                parameters by swap_ema; 0 = none */
   struct cg_kprof *kprof;    /* CUDA: per-kernel breakdown (cuda/kprof.h, caller-owned); the
                                 backend names its regions there and brackets their work; NULL
                                 = off */
@@ -145,6 +150,8 @@ typedef struct {
 typedef struct {
   float lr, beta1, beta2, eps, weight_decay;
   int64_t t;                 /* 1-based step count: AdamW's bias correction */
+  float ema_w;               /* cfg.ema: the average's update after the step, cg_cpu_ema's w
+                                (1 - decay; 1 copies the new parameters); unread without it */
 } cg_optim_t;
 
 typedef struct {
@@ -220,6 +227,13 @@ typedef struct cg_backend_ops {
    * the next step is submitted. out: n*h*w*nclass fp32, NHWC, host memory (the caller's). On a
    * GPU they are converted from the compute type on the device and copied once (synchronous). */
   int (*get_logits)(cg_backend_t *b, float *out);
+  /* cfg.ema: the moving average of the parameters out / in (nparams floats, host memory), and
+   * swap_ema, which exchanges it with the fp32 parameters (refreshing any low-precision copy):
+   * a validation of the average between two swaps leaves training as it was. Each
+   * synchronises with pending work. */
+  int (*get_ema)(cg_backend_t *b, float *ema);
+  int (*set_ema)(cg_backend_t *b, const float *ema);
+  int (*swap_ema)(cg_backend_t *b);
 } cg_backend_ops_t;
 
 extern const cg_backend_ops_t cg_backend_cpu;

@@ -27,6 +27,7 @@ struct cg_backend {
   cg_backend_cfg_t cfg;
   int n; /* batch */
   float *params, *grads, *adam_m, *adam_v; /* SGD: its momentum buffer in adam_m, no adam_v */
+  float *ema;        /* cfg.ema: the parameters' moving average */
   double *norm_part; /* cfg.clip_norm > 0: cg_cpu_grad_norm's partial sums */
   float *gacc; /* cfg.accum > 1: the gradient sum of the step's micro-batches so far */
   int kept;    /* micro-batches in gacc (accum_step calls since the last train_step) */
@@ -54,6 +55,7 @@ struct cg_backend {
 static void cpu_destroy(cg_backend_t *b) {
   if (!b) return;
   free(b->params);
+  free(b->ema);
   free(b->grads);
   free(b->adam_m);
   free(b->adam_v);
@@ -117,6 +119,7 @@ static int cpu_create(const cg_model_t *m, const cg_backend_cfg_t *cfg, cg_backe
   if (cfg->clip_norm > 0)
     b->norm_part = cg_calloc(np / CG_NORM_CHUNK + 1, sizeof(double), "gradient norm partials");
   if (cfg->accum > 1) b->gacc = cg_calloc(np, sizeof(float), "accumulated gradients");
+  if (cfg->ema) b->ema = cg_calloc(np, sizeof(float), "parameters' moving average");
   int in_buf = m->tensors[m->input_tensor].buf;
   for (int i = 0; i < m->nbufs; i++) {
     if (i == in_buf) continue; /* the input lives in the upload slots */
@@ -132,7 +135,7 @@ static int cpu_create(const cg_model_t *m, const cg_backend_cfg_t *cfg, cg_backe
   }
   for (int i = 0; i < CG_MAX_INFLIGHT; i++) b->pred[i] = cg_calloc(px, 1, "prediction");
   b->scratch = cg_calloc(3 * (size_t)m->height * m->width, sizeof(float), "feature scratch");
-  b->bytes = ((b->gacc ? 4 : 3) + adamw) * np * sizeof(float) +
+  b->bytes = (3 + !!b->gacc + !!b->ema + adamw) * np * sizeof(float) +
              CG_DEV_SLOTS * (px * (m->in_c * sizeof(float) + 1)) + CG_MAX_INFLIGHT * px +
              (b->norm_part ? (np / CG_NORM_CHUNK + 1) * sizeof(double) : 0);
   for (int i = 0; i < m->nbufs; i++)
@@ -154,6 +157,27 @@ static int cpu_set_params(cg_backend_t *b, const float *p) {
 
 static int cpu_get_params(cg_backend_t *b, float *p) {
   memcpy(p, b->params, sizeof(float) * b->m->nparams);
+  return 0;
+}
+
+static int cpu_get_ema(cg_backend_t *b, float *e) {
+  CG_ASSERT(b->ema != NULL);
+  memcpy(e, b->ema, sizeof(float) * b->m->nparams);
+  return 0;
+}
+
+static int cpu_set_ema(cg_backend_t *b, const float *e) {
+  CG_ASSERT(b->ema != NULL);
+  memcpy(b->ema, e, sizeof(float) * b->m->nparams);
+  return 0;
+}
+
+/* The layers read b->params at each use: exchanging the pointers exchanges the weights. */
+static int cpu_swap_ema(cg_backend_t *b) {
+  CG_ASSERT(b->ema != NULL);
+  float *t = b->params;
+  b->params = b->ema;
+  b->ema = t;
   return 0;
 }
 
@@ -425,6 +449,7 @@ static int cpu_train_step(cg_backend_t *b, int slot, const cg_optim_t *opt) {
   else
     cg_cpu_adamw(b->params, b->grads, b->adam_m, b->adam_v, m->nparams, opt->lr, opt->beta1,
                  opt->beta2, opt->eps, opt->weight_decay, opt->t, grad_mul);
+  if (b->ema) cg_cpu_ema(b->ema, b->params, m->nparams, opt->ema_w);
   out->t_opt[1] = cg_now();
   /* On the CPU backend the "device" is these threads: busy = the step minus comm waits. */
   out->busy_ms = 1e3 * (cg_now() - t0 - comm_wait);
@@ -473,6 +498,9 @@ const cg_backend_ops_t cg_backend_cpu = {
     .host_alloc = malloc,
     .host_free = free,
     .get_logits = cpu_get_logits,
+    .get_ema = cpu_get_ema,
+    .set_ema = cpu_set_ema,
+    .swap_ema = cpu_swap_ema,
 };
 
 const char *cg_precision_name(cg_precision_t p) {

@@ -1042,6 +1042,20 @@ void cg_cpu_sgd(float *p, const float *g, float *buf, size_t n, float lr, float 
   }
 }
 
+void cg_cpu_ema(float *e, const float *p, size_t n, float w) {
+  CG_ASSERT(n == 0 || (e && p));
+  if (w == 1.0f) { /* AveragedModel's first update: a copy, whatever e held */
+    memcpy(e, p, sizeof(float) * n);
+    return;
+  }
+  const float w1 = 1.0f - w;
+#pragma omp parallel for schedule(static)
+  for (size_t i = 0; i < n; i++) {
+    const float d = p[i] - e[i];
+    e[i] = w < 0.5f ? e[i] + w * d : p[i] - d * w1;
+  }
+}
+
 /* ---- gradient norm ------------------------------------------------------------------------ */
 
 double cg_cpu_grad_norm(const float *g, size_t n, float mul, double *part) {

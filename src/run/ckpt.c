@@ -89,11 +89,14 @@ enum {
   HDR_SETTINGS_BYTES = 196, HDR_SETTINGS_CRC = 200,                               /* v >= 4 */
   HDR_VAL_HAVE = 204, HDR_VAL_STEP = 208, HDR_VAL_LOSS = 216, HDR_VAL_IOU = 224,  /* v >= 4 */
   HDR_UNIX_NSEC = 232,                                                            /* v >= 4 */
+  HDR_EMA = 236,                                                                  /* v >= 5 */
   HDR_CRC = 252 /* CRC32 of the bytes before it */
 };
 
-static void encode_header(const cg_ckpt_info_t *in, uint64_t payload_bytes, uint32_t payload_crc,
-                          uint8_t *h) {
+/* ema: the payload holds the training weights after v (cg_ckpt_write's train), whatever
+ * in->ema says. */
+static void encode_header(const cg_ckpt_info_t *in, int ema, uint64_t payload_bytes,
+                          uint32_t payload_crc, uint8_t *h) {
   memset(h, 0, CG_CKPT_HEADER_BYTES);
   memcpy(h + HDR_MAGIC, CG_CKPT_MAGIC, 8);
   cg_le_put_u32(h + HDR_VERSION, CG_CKPT_VERSION);
@@ -139,6 +142,7 @@ static void encode_header(const cg_ckpt_info_t *in, uint64_t payload_bytes, uint
     put_f64(h + HDR_VAL_LOSS, in->val_loss);
     put_f64(h + HDR_VAL_IOU, in->val_iou);
   }
+  cg_le_put_u32(h + HDR_EMA, ema ? 1 : 0);
   cg_le_put_u32(h + HDR_CRC, cg_crc32(0, h, HDR_CRC));
 }
 
@@ -169,6 +173,7 @@ static void decode_header(const uint8_t *h, cg_ckpt_info_t *o) {
       o->val_iou = get_f64(h + HDR_VAL_IOU);
     }
   }
+  if (o->version >= 5) o->ema = cg_le_get_u32(h + HDR_EMA) == 1;
   o->step = (int64_t)cg_le_get_u64(h + HDR_STEP);
   o->epoch = (int64_t)cg_le_get_u64(h + HDR_EPOCH);
   o->epoch_samples = (int64_t)cg_le_get_u64(h + HDR_EPOCH_SAMPLES);
@@ -661,7 +666,7 @@ static cg_ckpt_status_t check_header(const char *path, const uint8_t *h, size_t 
              a, b);
     return CG_CKPT_ESHAPE;
   }
-  if (in->payload_bytes != 3 * in->shape.nparams * sizeof(float) || in->step < 0 ||
+  if (in->payload_bytes != (3 + !!in->ema) * in->shape.nparams * sizeof(float) || in->step < 0 ||
       in->epoch < 0 || in->epoch_samples < 0 || in->steps_per_epoch < 1 ||
       in->train_samples < 1 || in->epoch_samples > in->train_samples || in->ranks < 1 ||
       in->batch < 1 || in->opt_t < 0 || !(in->loss_scale > 0)) {
@@ -691,16 +696,16 @@ static cg_ckpt_status_t check_header(const char *path, const uint8_t *h, size_t 
   return CG_CKPT_OK;
 }
 
-/* Streams the payload at f's position (params, AdamW m, AdamW v: np floats each) through the
- * CRC, into dst[0..2] when given (all NULL: through a scratch chunk, to verify only), and
- * compares the CRC with the header's, `stored`. */
-static cg_ckpt_status_t read_payload(FILE *f, const char *path, size_t np, float *const dst[3],
-                                     uint32_t stored, char *err, size_t errlen) {
+/* Streams the payload at f's position (params, AdamW m, AdamW v and, with a moving average, the
+ * training weights: np floats each, narr arrays) through the CRC, into dst[a] when given (NULL:
+ * through a scratch chunk, to verify only), and compares the CRC with the header's, `stored`. */
+static cg_ckpt_status_t read_payload(FILE *f, const char *path, size_t np, int narr,
+                                     float *const dst[4], uint32_t stored, char *err,
+                                     size_t errlen) {
   cg_ckpt_status_t st = CG_CKPT_OK;
-  float *buf = NULL;
-  if (!dst[0]) buf = cg_malloc(sizeof(float) * CHUNK_FLOATS, "checkpoint read buffer");
+  float *buf = cg_malloc(sizeof(float) * CHUNK_FLOATS, "checkpoint read buffer");
   uint32_t crc = 0;
-  for (int a = 0; a < 3; a++) {
+  for (int a = 0; a < narr; a++) {
     for (size_t off = 0; off < np; off += CHUNK_FLOATS) {
       size_t k = np - off < CHUNK_FLOATS ? np - off : CHUNK_FLOATS;
       float *p = dst[a] ? dst[a] + off : buf;
@@ -742,8 +747,8 @@ static cg_ckpt_status_t read_trailer(FILE *f, const char *path, const char *what
 
 cg_ckpt_status_t cg_ckpt_read(const char *path, const cg_ckpt_shape_t *want,
                               cg_ckpt_info_t *info, float *params, float *m, float *v,
-                              char *err, size_t errlen) {
-  CG_ASSERT((params && m && v) || (!params && !m && !v));
+                              float *train, char *err, size_t errlen) {
+  CG_ASSERT((params && m && v) || (!params && !m && !v && !train));
   CG_ASSERT(!params || want);
   cg_ckpt_status_t st = CG_CKPT_EIO;
   FILE *f = fopen(path, "rb");
@@ -767,8 +772,9 @@ cg_ckpt_status_t cg_ckpt_read(const char *path, const cg_ckpt_shape_t *want,
   uint32_t sbytes = 0;
   st = check_header(path, h, hn, fsize, want, &in, &sbytes, err, errlen);
   if (st != CG_CKPT_OK) goto done;
-  float *const dst[3] = {params, m, v}; /* into the caller's arrays when given */
-  st = read_payload(f, path, (size_t)in.shape.nparams, dst, in.payload_crc, err, errlen);
+  float *const dst[4] = {params, m, v, train}; /* into the caller's arrays when given */
+  st = read_payload(f, path, (size_t)in.shape.nparams, 3 + in.ema, dst, in.payload_crc, err,
+                    errlen);
   if (st != CG_CKPT_OK) goto done;
   st = read_trailer(f, path, "palette", in.palette, 3 * (size_t)in.npal,
                     cg_le_get_u32(h + HDR_PALETTE_CRC), err, errlen);
@@ -957,8 +963,8 @@ static int aside_other_run(const char *dir, const char *final, uint64_t run_id, 
 }
 
 int cg_ckpt_write(const char *dir, const cg_ckpt_info_t *info, const float *params,
-                  const float *m, const float *v, int keep, char *path, size_t pathlen,
-                  char *err, size_t errlen) {
+                  const float *m, const float *v, const float *train, int keep, char *path,
+                  size_t pathlen, char *err, size_t errlen) {
   CG_ASSERT(dir != NULL && info != NULL && params != NULL && m != NULL && v != NULL && keep >= 1);
   char final[4200];
   cg_ckpt_path(dir, info->step, final, sizeof final);
@@ -967,15 +973,17 @@ int cg_ckpt_write(const char *dir, const cg_ckpt_info_t *info, const float *para
   uint32_t crc = cg_crc32(0, params, bytes);
   crc = cg_crc32(crc, m, bytes);
   crc = cg_crc32(crc, v, bytes);
+  if (train) crc = cg_crc32(crc, train, bytes);
   uint8_t hdr[CG_CKPT_HEADER_BYTES];
-  encode_header(info, 3 * (uint64_t)bytes, crc, hdr);
+  encode_header(info, train != NULL, (3 + (train != NULL)) * (uint64_t)bytes, crc, hdr);
 
   /* A temporary beside the final name, fsynced and renamed over it (atomic_file.h). */
   cg_afile_t *af = cg_afile_open(final, err, errlen);
   if (!af) return -1;
   FILE *f = cg_afile_stream(af);
   if (write_all(f, hdr, sizeof hdr) || write_all(f, params, bytes) || write_all(f, m, bytes) ||
-      write_all(f, v, bytes) || write_all(f, info->palette, 3 * (size_t)info->npal) ||
+      write_all(f, v, bytes) || (train && write_all(f, train, bytes)) ||
+      write_all(f, info->palette, 3 * (size_t)info->npal) ||
       write_all(f, info->settings, strnlen(info->settings, CG_CKPT_SETTINGS_MAX - 1))) {
     snprintf(err, errlen, "%s: write failed: %s (nothing was replaced)", final, strerror(errno));
     cg_afile_abort(af);
@@ -1072,7 +1080,7 @@ void cg_ckpt_resume_order(const char *dir, char **paths, const int64_t *steps, i
 }
 
 int cg_ckpt_find(const char *dir, const cg_ckpt_shape_t *want, cg_ckpt_info_t *info,
-                 float *params, float *m, float *v, char *path, size_t pathlen,
+                 float *params, float *m, float *v, float *train, char *path, size_t pathlen,
                  void (*report)(void *ctx, const char *line), void *ctx, char *err,
                  size_t errlen) {
   char **paths;
@@ -1086,7 +1094,8 @@ int cg_ckpt_find(const char *dir, const cg_ckpt_shape_t *want, cg_ckpt_info_t *i
   for (int k = 0; k < n && rc != 0; k++) {
     const int i = order[k];
     char why[1024];
-    cg_ckpt_status_t st = cg_ckpt_read(paths[i], want, info, params, m, v, why, sizeof why);
+    cg_ckpt_status_t st =
+        cg_ckpt_read(paths[i], want, info, params, m, v, train, why, sizeof why);
     if (st == CG_CKPT_OK) {
       snprintf(path, pathlen, "%s", paths[i]);
       rc = 0;
@@ -1168,13 +1177,14 @@ int cg_ckpt_resolve(const char *src, cg_ckpt_info_t *info, char *path, size_t pa
     return -1;
   }
   if (S_ISDIR(st.st_mode))
-    return cg_ckpt_find(src, NULL, info, NULL, NULL, NULL, path, pathlen, report, ctx, err,
+    return cg_ckpt_find(src, NULL, info, NULL, NULL, NULL, NULL, path, pathlen, report, ctx, err,
                         errlen);
   char target[CG_CKPT_PATH_MAX];
   const int ptr = cg_ckpt_pointer_target(src, target, sizeof target);
   snprintf(path, pathlen, "%s", ptr ? target : src);
   char why[CG_CKPT_PATH_MAX + 512];
-  if (cg_ckpt_read(path, NULL, info, NULL, NULL, NULL, why, sizeof why) == CG_CKPT_OK) return 0;
+  if (cg_ckpt_read(path, NULL, info, NULL, NULL, NULL, NULL, why, sizeof why) == CG_CKPT_OK)
+    return 0;
   if (ptr) snprintf(err, errlen, "%s names %s, which is not usable: %s", src, target, why);
   else snprintf(err, errlen, "%s", why);
   return -1;

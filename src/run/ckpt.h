@@ -10,7 +10,7 @@
  * File layout (integers little-endian, offsets in bytes):
  *   header, 256 bytes
  *     0  char[8] magic            "CGCKPT\r\n"
- *     8  u32     version          4 (versions 1 to 3 are still read; 1 and 2 as nclass 1)
+ *     8  u32     version          5 (versions 1 to 4 are still read; 1 and 2 as nclass 1)
  *    12  u32     header_bytes     256
  *    16  u32     in_c, base, depth, height, width   the model shape (5 x u32, to 36)
  *    36  u32     precision        cg_precision_t of the writing run
@@ -32,7 +32,7 @@
  *   144  f64     lr               learning rate of the last step (informative)
  *   152  i64     unix_time        when it was written (seconds; with unix_nsec below, the order
  *                                  in which --resume DIR tries a run's files)
- *   160  u64     payload_bytes    3 x nparams x 4
+ *   160  u64     payload_bytes    3 x nparams x 4 (4 x with ema)
  *   168  u32     payload_crc      CRC32 of the payload
  *   172  u64     run_id           the run's lineage: made when a run starts afresh, kept when it
  *                                  resumes (0: written before run ids, version 1)
@@ -49,9 +49,13 @@
  *   216  f64     val_loss         mean validation loss per sample              (version >= 4)
  *   224  f64     val_iou          foreground IoU (binary) or mIoU (K >= 2)     (version >= 4)
  *   232  u32     unix_nsec        nanoseconds of unix_time (0: not stored)     (version >= 4)
- *   236  ...     reserved, zero, up to 252
+ *   236  u32     ema              1: params is the weights' moving average (--ema-decay), the
+ *                                  training weights follow v; 0: none          (version >= 5)
+ *   240  ...     reserved, zero, up to 252
  *   252  u32     header_crc       CRC32 of bytes [0, 252)
- *   payload at 256: params, AdamW m, AdamW v (nparams little-endian f32 each, model.h layout)
+ *   payload at 256: params, AdamW m, AdamW v (nparams little-endian f32 each, model.h layout),
+ *   and with ema the training weights (as mmengine's EMAHook swaps them: whatever reads a
+ *   checkpoint's model, predict, export, --init-from, reads the average; --resume trains on)
  *   then (version >= 3) the palette trailer: npal RGB triples (3 x npal bytes), so predict can
  *   write masks with the palette the training masks had
  *   then (version >= 4) the settings trailer: settings_bytes of UTF-8 JSON, one flat object
@@ -99,7 +103,7 @@
 #include "model.h" /* cg_model_t: the model a header describes (cg_ckpt_model) */
 
 #define CG_CKPT_MAGIC "CGCKPT\r\n"
-#define CG_CKPT_VERSION 4
+#define CG_CKPT_VERSION 5
 #define CG_CKPT_SETTINGS_MAX 8192 /* settings trailer bytes + NUL */
 #define CG_CKPT_HEADER_BYTES 256
 
@@ -130,6 +134,7 @@ typedef struct {
   int have_val;             /* a validation ran at val_step (its figures below) */
   int64_t val_step;
   double val_loss, val_iou; /* val_iou: IoU (binary) or mIoU (K >= 2) */
+  int ema;                  /* params is the moving average; the training weights follow v */
   int best_by;              /* writer only, not stored: CG_CKPT_BEST_* that picks DIR/best */
   /* filled by the reader */
   uint32_t version;
@@ -163,12 +168,13 @@ void cg_ckpt_path(const char *dir, int64_t step, char *buf, size_t len);
 int cg_ckpt_prepare_dir(const char *dir, const char *flag, char *err, size_t errlen);
 
 /* Writes the checkpoint of info->step to DIR atomically, then rotates (see above). params, m,
- * v: info->shape.nparams floats each. path (optional) receives the file's name. On failure the
- * temporary file is removed and nothing else in DIR changes. A failed rotation (a file that
- * cannot be removed) is not an error: the new checkpoint is in place. */
+ * v: info->shape.nparams floats each; train: the training weights when params is their moving
+ * average (info->ema is then set from it), else NULL. path (optional) receives the file's name.
+ * On failure the temporary file is removed and nothing else in DIR changes. A failed rotation
+ * (a file that cannot be removed) is not an error: the new checkpoint is in place. */
 int cg_ckpt_write(const char *dir, const cg_ckpt_info_t *info, const float *params,
-                  const float *m, const float *v, int keep, char *path, size_t pathlen,
-                  char *err, size_t errlen);
+                  const float *m, const float *v, const float *train, int keep, char *path,
+                  size_t pathlen, char *err, size_t errlen);
 
 /* One run at a time writes to a checkpoint directory: rank 0 holds an exclusive flock(2) on
  * DIR/.cogpu-dist.lock for the run's life (the kernel drops it when the process ends, however
@@ -215,11 +221,13 @@ uint64_t cg_ckpt_new_run_id(void);
 
 /* Reads and verifies path. want (optional): the shape the caller needs; another shape is
  * CG_CKPT_ESHAPE with both shapes in err. params, m, v: want->nparams floats each, or all NULL
- * to verify only (the payload is streamed through the CRC). On any status but CG_CKPT_OK the
+ * to verify only (the payload is streamed through the CRC). train (optional, with params): the
+ * training weights of a checkpoint with a moving average (info->ema; params gets the average),
+ * untouched without one; NULL streams them through the CRC. On any status but CG_CKPT_OK the
  * arrays hold garbage. info (optional) gets the header once it has been verified. */
 cg_ckpt_status_t cg_ckpt_read(const char *path, const cg_ckpt_shape_t *want,
                               cg_ckpt_info_t *info, float *params, float *m, float *v,
-                              char *err, size_t errlen);
+                              float *train, char *err, size_t errlen);
 
 /* The model a verified header in describes, built into m: the format only checks the header's
  * fields one by one, so a header whose parameter count is not its model's (a forged or broken
@@ -250,7 +258,7 @@ void cg_ckpt_list_free(char **paths, int64_t *steps, int n);
  * (err then says how many were tried). want and the arrays as for cg_ckpt_read (all NULL: verify
  * only, as `predict --checkpoint DIR` does before it knows the model). */
 int cg_ckpt_find(const char *dir, const cg_ckpt_shape_t *want, cg_ckpt_info_t *info,
-                 float *params, float *m, float *v, char *path, size_t pathlen,
+                 float *params, float *m, float *v, float *train, char *path, size_t pathlen,
                  void (*report)(void *ctx, const char *line), void *ctx, char *err,
                  size_t errlen);
 

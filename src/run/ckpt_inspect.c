@@ -68,9 +68,11 @@ static void print_info(const char *path, const cg_ckpt_info_t *in) {
            (unsigned long long)in->run_id);
   else
     printf("run id:        none (format version 1)\n");
-  printf("payload:       %llu bytes (params, %s), CRC %08x ok\n",
+  printf("payload:       %llu bytes (%s, %s%s), CRC %08x ok\n",
          (unsigned long long)in->payload_bytes,
-         sgd ? "SGD momentum buffer, 0s where AdamW keeps v" : "AdamW m, AdamW v", in->payload_crc);
+         in->ema ? "params: the weights' moving average" : "params",
+         sgd ? "SGD momentum buffer, 0s where AdamW keeps v" : "AdamW m, AdamW v",
+         in->ema ? ", the training weights" : "", in->payload_crc);
   cg_json_free(js);
   if (in->have_val)
     printf("validation:    at step %lld: val_loss %.6f, %s %.6f\n", (long long)in->val_step,
@@ -124,7 +126,7 @@ static int count_runs(char **paths, int n) {
  * header contradicts its own model is not valid, whatever its CRCs say. */
 static cg_ckpt_status_t read_checked(const char *path, cg_ckpt_info_t *in, char *err,
                                      size_t errlen) {
-  cg_ckpt_status_t st = cg_ckpt_read(path, NULL, in, NULL, NULL, NULL, err, errlen);
+  cg_ckpt_status_t st = cg_ckpt_read(path, NULL, in, NULL, NULL, NULL, NULL, err, errlen);
   if (st != CG_CKPT_OK) return st;
   cg_model_t *m = cg_malloc(sizeof *m, "model");
   if (cg_ckpt_model(path, in, m, err, errlen)) st = CG_CKPT_ECORRUPT;

@@ -241,6 +241,18 @@ static const cg_opt_t g_opts[] = {
         "gradient, a skipped step is not clipped); the norm is reported (step lines, "
         "--metrics-out, the history's grad_norm, --tensorboard train/grad_norm); a value it "
         "never reaches (1e9) measures without clipping; 0 = off"),
+    CG_OPT_ROW_NUM(DBL, "ema-decay", O(ema_decay), 0, 1, C_TRAIN, "D",
+        "keep an exponential moving average of the weights, as "
+        "torch.optim.swa_utils.AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(D)) "
+        "updated after every optimizer step (the first copies the weights; then avg = avg + "
+        "(1 - D) (w - avg), torch.lerp's rounding; an fp16 step skipped for inf/NaN leaves it) "
+        "and used where Lightning's EMAWeightAveraging and mmengine's EMAHook use theirs: "
+        "validation, --best-metric, early stopping, DIR/best, --params-out, --metrics-out, "
+        "predict, export and --init-from see the average; training goes on from the weights "
+        "themselves, which checkpoints keep beside it for --resume (a resume without it goes "
+        "on from them and drops the average; one with it from a checkpoint without one starts "
+        "it there); 0 < D < 1, e.g. 0.999 or 0.9999 (the average spans about 1 / (1 - D) "
+        "steps); 0 = off"),
     CG_OPT_ROW_NUM(I64, "warmup-steps", O(warmup_steps), 0, 1e15, C_TRAIN, "N",
         "linear learning-rate warm-up over the first N steps"),
     CG_OPT_ROW_TEXT(STR, "lr-schedule", O(lr_schedule), "constant|cosine|poly|multistep",
@@ -653,7 +665,8 @@ static int check_lr_find(cg_config_t *cfg, const cg_opts_set_t *given, char *err
    * the end, by design) nor validates */
   static const char *const kNot[] = {"steps", "epochs", "checkpoint-dir", "resume",
                                      "early-stop-patience", "warmup-steps", "lr-schedule",
-                                     "params-out", "history-out", "history-csv", "val-every"};
+                                     "params-out", "history-out", "history-csv", "val-every",
+                                     "ema-decay"};
   for (size_t i = 0; i < sizeof kNot / sizeof kNot[0]; i++)
     if (cg_opts_given(given, argc, argv, kNot[i])) {
       snprintf(err, errlen, "--lr-find: a range test sets every step's learning rate and runs "
@@ -1130,6 +1143,11 @@ static int check_optim_flags(cg_config_t *cfg, char *err, size_t errlen) {
   if (cfg->cmd == CG_CMD_TRAIN &&
       (check_milestones(cfg, err, errlen) || check_loss_flags(cfg, err, errlen)))
     return -1;
+  if (cfg->ema_decay > 0 && !((float)(1.0 - cfg->ema_decay) > 0.0f)) {
+    snprintf(err, errlen, "--ema-decay %.17g: the average would never move (1 - D is 0 in "
+             "float); 0 < D < 1", cfg->ema_decay);
+    return -1;
+  }
   if (cfg->clip_grad_norm > 0 && (float)cfg->clip_grad_norm < FLT_MIN) { /* 0 in float: off */
     snprintf(err, errlen, "--clip-grad-norm: %g is below the smallest float (%g); 0 turns it off",
              cfg->clip_grad_norm, (double)FLT_MIN);

@@ -76,6 +76,7 @@ typedef struct {
   double momentum;     /* --optimizer sgd: the momentum (dampening 0) */
   int nesterov;        /* --optimizer sgd: Nesterov momentum (1/0) */
   double clip_grad_norm; /* --clip-grad-norm: the largest global gradient L2 norm; 0 = off */
+  double ema_decay;      /* --ema-decay: the weights' exponential moving average; 0 = off */
   double dice_weight;    /* --dice-weight: the soft Dice term's weight in the loss */
   char class_weights[CG_SETTING_MAX]; /* --class-weights: "W,W,..." (K >= 2), written back
                                          canonical */

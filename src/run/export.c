@@ -274,7 +274,7 @@ static int load_checkpoint(const char *src, cg_ckpt_info_t *info, cg_model_t *m,
   *params = cg_malloc(sizeof(float) * m->nparams, "weights");
   float *mv = cg_malloc(2 * sizeof(float) * m->nparams, "adamw moments");
   cg_ckpt_status_t st2 =
-      cg_ckpt_read(path, &info->shape, NULL, *params, mv, mv + m->nparams, err, sizeof err);
+      cg_ckpt_read(path, &info->shape, NULL, *params, mv, mv + m->nparams, NULL, err, sizeof err);
   free(mv);
   if (st2 != CG_CKPT_OK) {
     fprintf(stderr, "cogpu-dist: error: export: %s\n", err);
@@ -653,7 +653,8 @@ int cg_import_main(int argc, char **argv) {
   info.run_id = cg_ckpt_new_run_id();
   float *zeros = cg_calloc(m.nparams, sizeof(float), "adamw moments");
   char path[1024];
-  rc = cg_ckpt_write(vals[1], &info, params, zeros, zeros, 1, path, sizeof path, err, sizeof err);
+  rc = cg_ckpt_write(vals[1], &info, params, zeros, zeros, NULL, 1, path, sizeof path, err,
+                     sizeof err);
   if (lock >= 0) close(lock);
   free(zeros);
   free(params);

@@ -224,7 +224,7 @@ static int read_weights(const cg_config_t *cfg, const cg_model_t *m, float *para
     if (!rc) {
       const cg_ckpt_shape_t want = info->shape;
       sp = cg_malloc(3 * sizeof(float) * sm->nparams, "--init-from weights and moments");
-      if (cg_ckpt_read(path, &want, info, sp, sp + sm->nparams, sp + 2 * sm->nparams, why,
+      if (cg_ckpt_read(path, &want, info, sp, sp + sm->nparams, sp + 2 * sm->nparams, NULL, why,
                        sizeof why) != CG_CKPT_OK)
         rc = -1;
     }

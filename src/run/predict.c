@@ -1558,7 +1558,8 @@ int cg_predict_run(int argc, char **argv, cg_comm_t *c) {
   float *params = cg_malloc(sizeof(float) * model.nparams, "weights");
   float *mm = cg_malloc(sizeof(float) * model.nparams, "m");
   float *vv = cg_malloc(sizeof(float) * model.nparams, "v");
-  if (cg_ckpt_read(o.checkpoint, &info.shape, NULL, params, mm, vv, err, sizeof err) != CG_CKPT_OK)
+  if (cg_ckpt_read(o.checkpoint, &info.shape, NULL, params, mm, vv, NULL, err,
+                   sizeof err) != CG_CKPT_OK)
     CG_FATAL("%s", err);
   free(mm);
   free(vv);

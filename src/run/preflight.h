@@ -22,7 +22,8 @@ typedef struct {
 /* The estimate for a rank training model m with `batch` samples per step (per micro-batch with
  * accum > 1: --grad-accum keeps a gradient sum besides), `prefetch` batches prepared ahead, on
  * the CUDA backend (cuda, element size es: 2 for bf16/fp16, 4 for fp32) or the cpu backend,
- * with `moments` optimizer buffers per parameter (AdamW 2, SGD 1). */
+ * with `moments` optimizer buffers per parameter (AdamW 2, SGD 1; --ema-decay's average counts
+ * as one more). */
 cg_preflight_t cg_preflight_estimate(const cg_model_t *m, int batch, int accum, int prefetch,
                                      int cuda, int es, int moments);
 

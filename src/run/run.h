@@ -75,6 +75,11 @@ typedef struct {
   uint64_t run_id;          /* the lineage written into every checkpoint (ckpt.h) */
   float *params;            /* nparams: initial parameters, then the host copy for outputs */
   float *adam_m, *adam_v;   /* the checkpoint's moments until the backend has them */
+  float *ema_ck;            /* the checkpoint's moving average until the backend has it (NULL:
+                               it has none) */
+  int ema;                  /* --ema-decay: the backend keeps the weights' moving average */
+  int ema_started;          /* it holds one (the checkpoint's, or a step's): the next step's
+                               update moves it; 0: the next step's copies the weights */
   /* gradient sync, timeline, backend */
   cg_buckets_t buckets;
   struct cg_gsync *gs;      /* comm/gsync.h */
@@ -100,6 +105,8 @@ typedef struct {
   const char *ckpt_dir;     /* NULL: no checkpoints */
   int ck_lock;              /* rank 0: cg_ckpt_lock_dir's descriptor, held to the end; else -1 */
   float *ck_p, *ck_m, *ck_v; /* rank 0: host copies for writing (ck_p is params) */
+  float *ck_t;              /* ... and with --ema-decay the training weights (ck_p holds the
+                               average then, as the checkpoint stores it) */
   char last_ckpt[CG_PATH_MAX + 64]; /* the last good checkpoint, written or loaded ("" none) */
   int64_t last_ckpt_step;   /* its step, -1 none */
   int have_val;             /* the latest validation (written into checkpoints of its step) */

@@ -40,7 +40,7 @@ static const struct {
     {"weight-decay", NOTICE},
     {"beta1", NOTICE},          {"beta2", NOTICE},          {"eps", NOTICE},
     {"momentum", NOTICE},       {"nesterov", NOTICE},
-    {"clip-grad-norm", NOTICE}, {"dice-weight", NOTICE},
+    {"clip-grad-norm", NOTICE}, {"ema-decay", NOTICE},      {"dice-weight", NOTICE},
     {"class-weights", NOTICE},  {"pos-weight", NOTICE},     {"label-smoothing", NOTICE},
     {"focal-gamma", NOTICE},    {"ohem-thresh", NOTICE},    {"ohem-min-kept", NOTICE},
     {"early-stop-patience", NOTICE}, {"early-stop-min-delta", NOTICE},
@@ -330,9 +330,9 @@ static int find_settings(const cg_config_t *cfg, char *settings, int *is_dir, in
   char path[CG_PATH_MAX + 64], err[1024];
   char target[CG_PATH_MAX + 64]; /* --resume DIR/last or DIR/best: the file it names */
   if (!*is_dir && cg_ckpt_pointer_target(src, target, sizeof target)) src = target;
-  const int ok = *is_dir ? cg_ckpt_find(src, NULL, in, NULL, NULL, NULL, path, sizeof path, NULL,
-                                        NULL, err, sizeof err) == 0
-                         : cg_ckpt_read(src, NULL, in, NULL, NULL, NULL, err, sizeof err) ==
+  const int ok = *is_dir ? cg_ckpt_find(src, NULL, in, NULL, NULL, NULL, NULL, path, sizeof path,
+                                        NULL, NULL, err, sizeof err) == 0
+                         : cg_ckpt_read(src, NULL, in, NULL, NULL, NULL, NULL, err, sizeof err) ==
                                CG_CKPT_OK;
   if (ok) memcpy(settings, in->settings, CG_CKPT_SETTINGS_MAX);
   *global = ok ? (int64_t)in->ranks * in->batch : 0;

@@ -303,7 +303,8 @@ static int place_rank(cg_run_t *r, char *err, size_t errlen) {
   /* pre-flight: will the model and its batches fit? (before anything large is allocated) */
   const cg_preflight_t est =
       cg_preflight_estimate(m, cfg->batch, cfg->grad_accum, cfg->prefetch, r->is_cuda,
-                            r->prec == CG_PREC_FP32 ? 4 : 2, cg_cfg_sgd(cfg) ? 1 : 2);
+                            r->prec == CG_PREC_FP32 ? 4 : 2,
+                            (cg_cfg_sgd(cfg) ? 1 : 2) + (cfg->ema_decay > 0));
   r->device = r->place->gpu >= 0 ? r->place->gpu : c->local_rank;
   const int bad = cg_preflight_check(&est, r->is_cuda, r->device, c->local_size, err, errlen);
   return cg_comm_report_errors(c, bad ? err : NULL) ? CG_EXIT_USAGE : 0;
@@ -579,8 +580,8 @@ static int read_checkpoint(cg_run_t *r, char *err, size_t errlen) {
   const char *src = latest ? cfg->checkpoint_dir : cfg->resume;
   struct stat st;
   if (latest || (stat(src, &st) == 0 && S_ISDIR(st.st_mode))) {
-    int rc = cg_ckpt_find(src, &r->shape, &r->ck, r->params, r->adam_m, r->adam_v, r->ck_path,
-                          sizeof r->ck_path, warn_line, NULL, err, errlen);
+    int rc = cg_ckpt_find(src, &r->shape, &r->ck, r->params, r->adam_m, r->adam_v, r->ema_ck,
+                          r->ck_path, sizeof r->ck_path, warn_line, NULL, err, errlen);
     if (rc < 0) {
       size_t k = strlen(err);
       snprintf(err + k, errlen - k, " (--resume: see the messages above; `cogpu-dist inspect "
@@ -591,7 +592,7 @@ static int read_checkpoint(cg_run_t *r, char *err, size_t errlen) {
   char target[CG_PATH_MAX + 64]; /* --resume DIR/last or DIR/best: the file it names */
   if (cg_ckpt_pointer_target(src, target, sizeof target)) src = target;
   cg_ckpt_status_t s = cg_ckpt_read(src, &r->shape, &r->ck, r->params, r->adam_m, r->adam_v,
-                                    err, errlen);
+                                    r->ema_ck, err, errlen);
   if (s != CG_CKPT_OK) {
     char why[1024];
     snprintf(why, sizeof why, "%s", err);
@@ -641,8 +642,15 @@ static int load_resume(cg_run_t *r, char *err, size_t errlen) {
   if (!cfg->resume[0]) return cfg->init_from[0] ? load_init_from(r, err, errlen) : 0;
   r->adam_m = cg_malloc(sizeof(float) * np, "AdamW m from the checkpoint");
   r->adam_v = cg_malloc(sizeof(float) * np, "AdamW v from the checkpoint");
+  /* a checkpoint with a moving average: the average is its params, the training weights follow
+   * (ckpt.h); they are read here and exchanged below, so that params holds what trains on */
+  if (c->rank == 0) r->ema_ck = cg_malloc(sizeof(float) * np, "the checkpoint's weights");
   int rc = c->rank == 0 ? read_checkpoint(r, err, errlen) : 0;
   CG_CHECK_MPI(MPI_Bcast(&rc, 1, MPI_INT, 0, c->world));
+  if (rc != 0) {
+    free(r->ema_ck);
+    r->ema_ck = NULL;
+  }
   if (rc < 0) {
     CG_CHECK_MPI(MPI_Bcast(err, (int)errlen, MPI_CHAR, 0, c->world));
     return usage(r, err);
@@ -654,9 +662,21 @@ static int load_resume(cg_run_t *r, char *err, size_t errlen) {
     return cfg->init_from[0] ? load_init_from(r, err, errlen) : 0;
   }
   CG_CHECK_MPI(MPI_Bcast(&r->ck, (int)sizeof r->ck, MPI_BYTE, 0, c->world));
+  if (c->rank == 0 && r->ck.ema) { /* params: the training weights; ema_ck: the average */
+    float *t = r->params;
+    r->params = r->ema_ck;
+    r->ema_ck = t;
+  }
+  if (!r->ck.ema || !cfg->ema_decay) { /* none, or one this run drops (load_ema says so) */
+    free(r->ema_ck);
+    r->ema_ck = NULL;
+  } else if (c->rank != 0) {
+    r->ema_ck = cg_malloc(sizeof(float) * np, "the checkpoint's moving average");
+  }
   cg_comm_bcast_floats(c, r->params, np);
   cg_comm_bcast_floats(c, r->adam_m, np);
   cg_comm_bcast_floats(c, r->adam_v, np);
+  if (r->ema_ck) cg_comm_bcast_floats(c, r->ema_ck, np);
   r->resumed = 1;
   r->s0 = cg_ckpt_map_position(&r->ck, r->ntrain, r->global, r->spe, &r->exact);
   return 0;
@@ -695,7 +715,30 @@ static cg_backend_cfg_t backend_cfg(const cg_run_t *r) {
   /* the backend counts its own train steps from 0: --test-nan-step is 1-based and global */
   bc.fault_nan_step = cfg->test_nan_step > r->s0 ? cfg->test_nan_step - 1 - r->s0 : -1;
   bc.trace = r->trace != NULL;
+  bc.ema = r->ema;
   return bc;
+}
+
+/* --ema-decay: the average starts as the weights (AveragedModel's first update copies them), or
+ * is the checkpoint's; a resume that changes whether there is one says what happens. */
+static void load_ema(cg_run_t *r) {
+  const int root = r->c->rank == 0;
+  if (r->resumed && r->ck.ema && !r->ema && root)
+    printf("resume: the checkpoint's moving average of the weights is dropped (--ema-decay 0): "
+           "training goes on from its training weights, and validation sees them\n");
+  if (!r->ema) return;
+  if (r->ema_ck) {
+    r->ops->set_ema(r->be, r->ema_ck);
+    r->ema_started = 1;
+    free(r->ema_ck);
+    r->ema_ck = NULL;
+    return;
+  }
+  r->ops->set_ema(r->be, r->params);
+  r->ema_started = 0;
+  if (r->resumed && root)
+    printf("resume: the checkpoint has no moving average of the weights: --ema-decay's starts "
+           "at step %lld\n", (long long)r->s0 + 1);
 }
 
 /* The checkpoint's parameters and optimizer state, or --init-from's weights, or fresh ones. */
@@ -710,6 +753,7 @@ static void load_params(cg_run_t *r) {
     if (!r->init_from) cg_model_init_params(&r->model, r->cfg->seed, r->params);
     r->ops->set_params(r->be, r->params);
   }
+  load_ema(r);
 }
 
 static int start_devices(cg_run_t *r, char *err, size_t errlen) {
@@ -834,6 +878,7 @@ static void alloc_ckpt_buffers(cg_run_t *r) {
       r->ck_m = r->adam_m ? r->adam_m : cg_malloc(sizeof(float) * np, "checkpoint AdamW m");
       r->ck_v = r->adam_v ? r->adam_v : cg_malloc(sizeof(float) * np, "checkpoint AdamW v");
       r->adam_m = r->adam_v = NULL; /* owned as ck_m, ck_v now */
+      if (r->ema) r->ck_t = cg_malloc(sizeof(float) * np, "checkpoint training weights");
     }
   }
   free(r->adam_m);
@@ -889,6 +934,7 @@ int cg_run_setup(cg_run_t *r, const cg_config_t *cfg, cg_comm_t *c, cg_guard_t *
   r->c = c;
   r->guard = guard;
   r->t_begin = cg_now();
+  r->ema = cfg->ema_decay > 0;
   char err[2048] = "";
   int code = 0;
   for (size_t i = 0; i < sizeof stages / sizeof *stages; i++)
@@ -927,7 +973,9 @@ void cg_run_teardown(cg_run_t *r) {
   free(r->table);
   free(r->ck_m);
   free(r->ck_v);
-  r->params = r->adam_m = r->adam_v = r->ck_p = r->ck_m = r->ck_v = NULL;
+  free(r->ck_t);
+  free(r->ema_ck);
+  r->params = r->adam_m = r->adam_v = r->ck_p = r->ck_m = r->ck_v = r->ck_t = r->ema_ck = NULL;
   r->table = NULL;
   cg_stats_destroy(r->stats);
   r->stats = NULL;

@@ -406,11 +406,14 @@ static int write_ckpt(cg_run_t *r, int64_t step, int quiet) {
   const double t0 = cg_now();
   cg_ckpt_info_t in;
   ckpt_info_of(r, step, &in);
-  r->ops->get_params(r->be, r->ck_p);
+  /* with --ema-decay the model's weights are the average (what predict, export and
+   * --init-from read); the training weights follow for --resume (ckpt.h) */
+  r->ops->get_params(r->be, r->ema ? r->ck_t : r->ck_p);
+  if (r->ema) r->ops->get_ema(r->be, r->ck_p);
   r->ops->get_opt_state(r->be, r->ck_m, r->ck_v, &in.loss_scale, &in.scale_good_steps);
   char path[CG_PATH_MAX + 64], err[1400];
-  if (cg_ckpt_write(r->ckpt_dir, &in, r->ck_p, r->ck_m, r->ck_v, cfg->keep, path, sizeof path,
-                    err, sizeof err)) {
+  if (cg_ckpt_write(r->ckpt_dir, &in, r->ck_p, r->ck_m, r->ck_v, r->ema ? r->ck_t : NULL,
+                    cfg->keep, path, sizeof path, err, sizeof err)) {
     char last[CG_PATH_MAX + 160];
     describe_last(r, last, sizeof last);
     if (r->bar == 2) fputc('\n', stderr);
@@ -424,7 +427,8 @@ static int write_ckpt(cg_run_t *r, int64_t step, int quiet) {
   if (!quiet) {
     if (r->bar == 2) fputc('\n', stderr);
     printf("checkpoint: step %lld -> %s (%.1f MB, %.2f s)\n", (long long)step, path,
-           (double)(CG_CKPT_HEADER_BYTES + 12 * r->model.nparams) / 1e6, cg_now() - t0);
+           (double)(CG_CKPT_HEADER_BYTES + (12 + 4 * r->ema) * r->model.nparams) / 1e6,
+           cg_now() - t0);
     fflush(stdout);
   }
   return 0;
@@ -559,9 +563,13 @@ static void submit_batch(cg_run_t *r, loop_t *L, int64_t step, const cg_optim_t 
 static void submit_step(cg_run_t *r, loop_t *L, int64_t k) {
   const cg_config_t *cfg = r->cfg;
   const int64_t step = k + 1;
+  /* --ema-decay: AveragedModel's first update copies the weights, the others lerp */
+  const float ema_w = r->ema_started ? (float)(1.0 - cfg->ema_decay) : 1.0f;
   cg_optim_t opt = {(float)cg_train_lr(cfg, k, r->sched_total), (float)cfg->beta1,
                     (float)cfg->beta2,
-                    (float)cfg->eps, (float)cfg->weight_decay, r->opt_t0 + (k - r->s0) + 1};
+                    (float)cfg->eps, (float)cfg->weight_decay, r->opt_t0 + (k - r->s0) + 1,
+                    ema_w};
+  r->ema_started = r->ema;
   cg_trace_set_step(r->trace, step);
   L->wait = 0;
   for (int m = 0; m < cfg->grad_accum; m++) {
@@ -632,7 +640,10 @@ static void note_val(cg_run_t *r, int64_t step, const cg_val_t *v) {
 
 /* One validation pass in the run's --val-mode. */
 static cg_val_t validate_mode(cg_run_t *r) {
-  return strcmp(r->cfg->val_mode, "square") ? cg_validate_whole(r) : validate(r);
+  if (r->ema) r->ops->swap_ema(r->be); /* --ema-decay: the average is what is validated */
+  const cg_val_t v = strcmp(r->cfg->val_mode, "square") ? cg_validate_whole(r) : validate(r);
+  if (r->ema) r->ops->swap_ema(r->be);
+  return v;
 }
 
 /* --early-stop-patience after the validation of `step` (r's latest figures): 1 when its

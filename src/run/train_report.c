@@ -177,6 +177,9 @@ void cg_report_banner(const cg_run_t *r) {
   else
     printf("optimizer: AdamW, lr %g, betas %g/%g, eps %g, weight decay %g (decoupled)\n", cfg->lr,
            cfg->beta1, cfg->beta2, cfg->eps, cfg->weight_decay);
+  if (cfg->ema_decay > 0)
+    printf("ema: the weights' moving average, decay %.15g (--ema-decay; AveragedModel's EMA): "
+           "validated, chosen as best and written for predict and export\n", cfg->ema_decay);
   if (cfg->clip_grad_norm > 0)
     printf("gradients: clipped to global L2 norm %g (--clip-grad-norm), their norm reported\n",
            cfg->clip_grad_norm);
@@ -734,7 +737,7 @@ static int write_metrics(const cg_run_t *r, const cg_train_figs_t *f, const cg_c
            "\"label_smoothing\": %.9g, \"focal_gamma\": %.9g, \"optimizer\": \"%s\", "
            "\"momentum\": %s, "
            "\"nesterov\": %s, \"ohem_thresh\": %.9g, \"ohem_min_kept\": %lld, "
-           "\"early_stop_patience\": %lld, \"early_stop_step\": %s%s}\n",
+           "\"early_stop_patience\": %lld, \"early_stop_step\": %s, \"ema_decay\": %.15g%s}\n",
            (long long)r->total, (long long)(trained ? r->total - r->s0 : 0), r->c->size,
            (long long)r->global, cfg->grad_accum, tl, vl, vi, vd, va, ti, tr, ip, wall, f->train_s,
            r->ops->name, cg_precision_name(r->prec), cfg->image_size, cfg->model_base,
@@ -743,7 +746,7 @@ static int write_metrics(const cg_run_t *r, const cg_train_figs_t *f, const cg_c
            cfg->optimizer, mom,
            sgd && cfg->nesterov ? "true" : "false", cfg->ohem_thresh,
            (long long)(cfg->ohem_thresh > 0 ? cg_cfg_ohem_min_kept(cfg) : 0),
-           (long long)cfg->early_stop_patience, es, extra ? extra : "");
+           (long long)cfg->early_stop_patience, es, cfg->ema_decay, extra ? extra : "");
   free(extra);
   free(cws);
   const int rc = cg_afile_save(cfg->metrics_out, json, strlen(json), err, sizeof err);
@@ -758,7 +761,8 @@ static int write_metrics(const cg_run_t *r, const cg_train_figs_t *f, const cg_c
 /* --params-out: the trained fp32 parameters, raw; 0, or -1 after a warning. */
 static int write_params(cg_run_t *r) {
   char err[2048];
-  r->ops->get_params(r->be, r->params);
+  if (r->ema) r->ops->get_ema(r->be, r->params); /* --ema-decay: the model is the average */
+  else r->ops->get_params(r->be, r->params);
   if (cg_afile_save(r->cfg->params_out, r->params, sizeof(float) * r->model.nparams, err,
                     sizeof err)) {
     cg_log_warn("--params-out: %s", err);

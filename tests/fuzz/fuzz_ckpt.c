@@ -40,13 +40,15 @@ static void run(const uint8_t *data, size_t n) {
 
   /* inspect FILE: verify only */
   err[0] = 0;
-  cg_ckpt_status_t vs = cg_ckpt_read(g_in.path, NULL, &info, NULL, NULL, NULL, err, sizeof err);
+  cg_ckpt_status_t vs = cg_ckpt_read(g_in.path, NULL, &info, NULL, NULL, NULL, NULL, err,
+                                     sizeof err);
   if (vs != CG_CKPT_OK && !err[0]) fail("a rejected checkpoint without a message");
   char *argv[] = {"inspect", g_in.path, NULL};
   cg_ckpt_inspect_main(2, argv);
 
   /* resume FILE: into the run's arrays, with its shape */
-  cg_ckpt_status_t rs = cg_ckpt_read(g_in.path, &g_want, &info, g_p, g_m, g_v, err, sizeof err);
+  cg_ckpt_status_t rs = cg_ckpt_read(g_in.path, &g_want, &info, g_p, g_m, g_v, NULL, err,
+                                     sizeof err);
   if (rs == CG_CKPT_OK && (info.shape.nparams != g_want.nparams || info.step < 0))
     fail("accepted a checkpoint of another shape");
   if (vs == CG_CKPT_OK && rs != CG_CKPT_OK && rs != CG_CKPT_ESHAPE)
@@ -56,7 +58,7 @@ static void run(const uint8_t *data, size_t n) {
   snprintf(path, sizeof path, "%s/ckpt-0000000001.cgck", g_dir);
   unlink(path); /* left by the previous input's rotation: each input starts alike */
   cg_fuzz_write_file(g_dir, "ckpt-0000000000.cgck", data, n);
-  cg_ckpt_find(g_dir, &g_want, &info, g_p, g_m, g_v, path, sizeof path, report, NULL, err,
+  cg_ckpt_find(g_dir, &g_want, &info, g_p, g_m, g_v, NULL, path, sizeof path, report, NULL, err,
                sizeof err);
   argv[1] = (char *)g_dir;
   cg_ckpt_inspect_main(2, argv);
@@ -72,7 +74,7 @@ static void run(const uint8_t *data, size_t n) {
     w.loss_scale = 1;
     w.run_id = cg_le_get_u64(data + 172);
     float one = 1;
-    if (cg_ckpt_write(g_dir, &w, &one, &one, &one, 1, NULL, 0, err, sizeof err))
+    if (cg_ckpt_write(g_dir, &w, &one, &one, &one, NULL, 1, NULL, 0, err, sizeof err))
       fail("cannot write a checkpoint to the scratch directory");
   }
 }
