@@ -80,7 +80,7 @@ static void *worker(void *arg) {
     if (p->crop ? cg_source_load_win(p->src, idx, &win, rgb, mask, tmp, err, sizeof err)
                 : cg_source_load(p->src, idx, rgb, mask, err, sizeof err))
       CG_FATAL("%s", err);
-    cg_augment_flip(7, 0, idx, p->size, p->size, rgb, mask);
+    cg_augment_flip(7, 0, idx, p->size, p->size, rgb, mask, CG_FLIP_HV);
     cg_pack_input(rgb, p->size, p->size, CG_NFEAT, scratch, p->out ? p->out + (size_t)t * px * 5 : x);
   }
   free(rgb);

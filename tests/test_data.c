@@ -272,7 +272,7 @@ static void test_flips(void) {
       for (int64_t idx = 0; idx < 50; idx++) {
         memcpy(rgb, r0, 3 * n);
         memcpy(m, m0, n);
-        cg_augment_flip(11, e, idx, h, w, rgb, m);
+        cg_augment_flip(11, e, idx, h, w, rgb, m, CG_FLIP_HV);
         /* Which flip: read from pixel (0,0); then every pixel must follow it. */
         const int hf = rgb[0] != 0, vf = rgb[1] != 0;
         if (h > 1 && w > 1) combos[hf + 2 * vf]++;
@@ -287,7 +287,7 @@ static void test_flips(void) {
         CG_TEST_CHECK(bad == 0, "%dx%d epoch %lld index %lld: %d pixels inconsistent", h, w,
                       (long long)e, (long long)idx, bad);
         /* The same key flips back: an involution. */
-        cg_augment_flip(11, e, idx, h, w, rgb, m);
+        cg_augment_flip(11, e, idx, h, w, rgb, m, CG_FLIP_HV);
         CG_TEST_CHECK(memcmp(rgb, r0, 3 * n) == 0 && memcmp(m, m0, n) == 0,
                       "%dx%d: flipping twice is not the identity", h, w);
       }
@@ -302,6 +302,69 @@ static void test_flips(void) {
                   combos[k]);
   printf("PASS flips (none/h/v/both drawn %d/%d/%d/%d times)\n", combos[0], combos[1], combos[2],
          combos[3]);
+}
+
+/* --flip horizontal, vertical and d4 (cg_augment_flip's modes): on a 6 x 6 sample whose pixels
+ * carry their coordinates, every output is one of the mode's symmetries of the input (the
+ * transpose first, then the mirrors), each drawn about equally often over 800 keys, the
+ * mirrors those --flip on draws for the same key, and a mode never makes a flip it leaves out. */
+static void test_flip_modes(void) {
+  enum { S = 6, NK = 800 };
+  uint8_t r0[3 * S * S], m0[S * S], rgb[3 * S * S], m[S * S], rhv[3 * S * S], mhv[S * S];
+  for (int y = 0; y < S; y++)
+    for (int x = 0; x < S; x++) {
+      uint8_t *p = r0 + 3 * ((size_t)y * S + x);
+      p[0] = (uint8_t)x;
+      p[1] = (uint8_t)y;
+      p[2] = (uint8_t)(x * 7 + y * 13);
+      m0[(size_t)y * S + x] = (uint8_t)(x * S + y); /* asymmetric: every pixel its own */
+    }
+  const int modes[] = {CG_FLIP_H, CG_FLIP_V, CG_FLIP_D4};
+  const char *names[] = {"horizontal", "vertical", "d4"};
+  for (int k = 0; k < 3; k++) {
+    const int mode = modes[k];
+    int seen[8] = {0}, bad = 0, same_mirrors = 0;
+    for (int64_t idx = 0; idx < NK; idx++) {
+      memcpy(rgb, r0, sizeof rgb);
+      memcpy(m, m0, sizeof m);
+      cg_augment_flip(23, 1, idx, S, S, rgb, m, mode);
+      /* the symmetry drawn: the source of output pixel (0, 0) and of (0, 1) */
+      const int tb = rgb[3 * 1 + 1] != rgb[1]; /* (0, 1)'s source row differs: transposed */
+      /* (0, 0)'s source: the mirrors' corner, its coordinates exchanged by the transpose */
+      const int hb = (tb ? rgb[1] : rgb[0]) != 0, vb = (tb ? rgb[0] : rgb[1]) != 0;
+      const int code = hb * CG_FLIP_H + vb * CG_FLIP_V + tb * CG_FLIP_T;
+      seen[code]++;
+      bad += (code & ~mode) != 0;
+      for (int y = 0; y < S; y++)
+        for (int x = 0; x < S; x++) { /* out(y, x) = in(T(H(V(y, x)))) read backwards */
+          int yy = vb ? S - 1 - y : y, xx = hb ? S - 1 - x : x;
+          if (tb) {
+            const int t = yy;
+            yy = xx;
+            xx = t;
+          }
+          const uint8_t *p = rgb + 3 * ((size_t)y * S + x), *q = r0 + 3 * ((size_t)yy * S + xx);
+          bad += p[0] != q[0] || p[1] != q[1] || p[2] != q[2] ||
+                 m[(size_t)y * S + x] != m0[(size_t)yy * S + xx];
+        }
+      memcpy(rhv, r0, sizeof rhv);
+      memcpy(mhv, m0, sizeof mhv);
+      cg_augment_flip(23, 1, idx, S, S, rhv, mhv, CG_FLIP_HV);
+      const int hv = (rhv[0] != 0) * CG_FLIP_H + (rhv[1] != 0) * CG_FLIP_V;
+      same_mirrors += (hv & mode) == (code & (CG_FLIP_H | CG_FLIP_V));
+    }
+    const int kinds = mode == CG_FLIP_D4 ? 8 : 2;
+    int even = 1;
+    for (int c = 0; c < 8; c++)
+      if ((c & ~mode) == 0) even &= seen[c] > NK / kinds * 3 / 4 && seen[c] < NK / kinds * 5 / 4;
+    CG_TEST_CHECK(bad == 0 && even && same_mirrors == NK,
+                  "--flip %s: %d pixels or flips wrong, draws %d %d %d %d %d %d %d %d, %d of %d "
+                  "mirrors as --flip on's", names[k], bad, seen[0], seen[1], seen[2], seen[3],
+                  seen[4], seen[5], seen[6], seen[7], same_mirrors, NK);
+    if (bad == 0 && even && same_mirrors == NK)
+      printf("PASS --flip %s: %d symmetries, each drawn %d..%d times of %d, the mirrors --flip "
+             "on's\n", names[k], kinds, NK / kinds * 3 / 4, NK / kinds * 5 / 4, NK);
+  }
 }
 
 /* ---- packing ------------------------------------------------------------------------------ */
@@ -369,7 +432,7 @@ static void time_pipeline(void) {
       double t0 = cg_now();
       cg_synth_sample(1, i + 10, s, s, rgb, m);
       double t1 = cg_now();
-      cg_augment_flip(1, 0, i + 10, s, s, rgb, m);
+      cg_augment_flip(1, 0, i + 10, s, s, rgb, m, CG_FLIP_HV);
       cg_pack_input(rgb, s, s, CG_NFEAT, scratch, x);
       double t2 = cg_now();
       if (i >= 0) {
@@ -392,6 +455,7 @@ int main(void) {
   test_synth();
   test_synth_odd_sizes();
   test_flips();
+  test_flip_modes();
   test_pack();
   time_pipeline();
   return cg_test_done("test_data");

@@ -40,7 +40,7 @@ static cg_loader_cfg_t cfg_for(cg_source_t *src, int workers, int cpu_count, int
   c.batch = 6;
   c.seed = 3;
   c.shuffle = 1;
-  c.augment = 1;
+  c.flip = CG_FLIP_HV;
   c.nfeat = CG_NFEAT;
   c.cpu_count = cpu_count;
   c.first_step = 0;
@@ -113,7 +113,7 @@ static int differs(cg_source_t *src, const cg_host_batch_t *b, int i, const cg_c
 static void test_cat_max_padding(void) {
   cg_source_t *sb = cg_source_synthetic(13, 0, 48, 24, 24);
   cg_loader_cfg_t c = cfg_for(sb, 1, 0, 6);
-  c.augment = 0;
+  c.flip = 0;
   c.crop = 1;
   c.crop_lo = c.crop_hi = 2.0;
   c.cat_max = 0.75;
@@ -157,7 +157,7 @@ static void test_cat_max(void) {
   int seen = 0, bad = 0, pass_first = 0, pass_rule = 0, moved = 0;
   for (int on = 0; on < 2; on++) {
     cg_loader_cfg_t c = cfg_for(sk, 1, 0, 6);
-    c.augment = 0;
+    c.flip = 0;
     c.crop = 1;
     c.crop_lo = c.crop_hi = 0.4;
     c.nclass = 3;
@@ -273,7 +273,7 @@ int main(void) {
   /* 3. --flip off: the source's pixels as they are; on: flipped ones among them */
   for (int aug = 0; aug < 2; aug++) {
     cg_loader_cfg_t cf = cfg_for(src, 1, 0, 10); /* no sample featurised: rgb holds the pixels */
-    cf.augment = aug;
+    cf.flip = aug ? CG_FLIP_HV : 0;
     cg_loader_t *lf = cg_loader_create(&cf);
     const size_t px = 24 * 24;
     uint8_t rgb[24 * 24 * 3], mask[24 * 24];
@@ -303,7 +303,7 @@ int main(void) {
    * padded with the ignore label (K >= 2), the window being the sampler's own */
   cg_source_t *sk = cg_source_synthetic_k(12, 0, 40, 24, 24, 3, 255);
   cg_loader_cfg_t cz = cfg_for(sk, 1, 0, 6);
-  cz.augment = 0;
+  cz.flip = 0;
   cz.crop = 1;
   cz.crop_lo = cz.crop_hi = 2.0;
   cz.nclass = 3;

@@ -860,7 +860,7 @@ static void run_loader(cg_source_t *src, int workers, int64_t *bad, int *real, i
   lc.batch = 4;
   lc.seed = 3;
   lc.shuffle = 1;
-  lc.augment = 1;
+  lc.flip = CG_FLIP_HV;
   lc.crop = 1;
   lc.nfeat = CG_NFEAT;
   lc.first_step = 0;

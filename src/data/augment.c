@@ -12,12 +12,30 @@
 #include "log.h"
 #include "rng.h"
 
+/* The transpose of a square n x n sample in place: pixel (y, x) and (x, y) exchanged. */
+static void transpose_square(int n, uint8_t *rgb, uint8_t *mask) {
+  for (int y = 0; y < n; y++)
+    for (int x = y + 1; x < n; x++) {
+      uint8_t *a = rgb + 3 * ((size_t)y * n + x), *b = rgb + 3 * ((size_t)x * n + y);
+      for (int k = 0; k < 3; k++) {
+        const uint8_t t = a[k];
+        a[k] = b[k];
+        b[k] = t;
+      }
+      const uint8_t t = mask[(size_t)y * n + x];
+      mask[(size_t)y * n + x] = mask[(size_t)x * n + y];
+      mask[(size_t)x * n + y] = t;
+    }
+}
+
 void cg_augment_flip(uint64_t seed, int64_t epoch, int64_t index, int h, int w, uint8_t *rgb,
-                     uint8_t *mask) {
+                     uint8_t *mask, int mode) {
   CG_ASSERT(h >= 1 && w >= 1 && rgb != NULL && mask != NULL);
+  CG_ASSERT(!(mode & CG_FLIP_T) || h == w);
   cg_rng_t r = cg_rng_make(seed, CG_RNG_AUG, (uint64_t)epoch, (uint64_t)index);
-  const uint64_t bits = cg_rng_next(&r);
-  if (bits & 1) { /* horizontal: mirror every row */
+  const uint64_t bits = cg_rng_next(&r) & (uint64_t)mode;
+  if (bits & CG_FLIP_T) transpose_square(h, rgb, mask);
+  if (bits & CG_FLIP_H) { /* horizontal: mirror every row */
     for (int y = 0; y < h; y++) {
       uint8_t *p = rgb + (size_t)y * w * 3, *m = mask + (size_t)y * w;
       for (int i = 0, j = w - 1; i < j; i++, j--) {
@@ -32,7 +50,7 @@ void cg_augment_flip(uint64_t seed, int64_t epoch, int64_t index, int h, int w, 
       }
     }
   }
-  if (bits & 2) { /* vertical: swap rows top/bottom */
+  if (bits & CG_FLIP_V) { /* vertical: swap rows top/bottom */
     for (int i = 0, j = h - 1; i < j; i++, j--) {
       uint8_t *pi = rgb + (size_t)i * w * 3, *pj = rgb + (size_t)j * w * 3;
       for (int x = 0; x < 3 * w; x++) {

@@ -11,9 +11,20 @@
 
 #include "fit.h" /* cg_crop_t */
 
-/* In-place random horizontal / vertical flips of one sample, decided by (seed, epoch, index). */
+/* The flips cg_augment_flip may make (--flip), each with probability 1/2 from its own bit of
+ * one draw: the transpose (square samples only), then the horizontal mirror, then the vertical.
+ * CG_FLIP_HV is --flip on (torchvision's RandomHorizontalFlip and RandomVerticalFlip, 0.5
+ * each); CG_FLIP_H alone mmsegmentation's RandomFlip(prob=0.5) for scenes with an up and a down;
+ * CG_FLIP_D4 draws each of the square's 8 symmetries (the rotations by multiples of 90 degrees
+ * and their mirrors) with probability 1/8, as albumentations' D4. The bits of H and V are the
+ * same in every mode, so a sample that --flip on mirrors is mirrored by the other modes that
+ * allow it. */
+enum { CG_FLIP_H = 1, CG_FLIP_V = 2, CG_FLIP_T = 4, CG_FLIP_HV = 3, CG_FLIP_D4 = 7 };
+
+/* In-place random flips of one sample of h x w (h == w when mode has CG_FLIP_T) among those of
+ * mode, decided by (seed, epoch, index). */
 void cg_augment_flip(uint64_t seed, int64_t epoch, int64_t index, int h, int w, uint8_t *rgb,
-                     uint8_t *mask);
+                     uint8_t *mask, int mode);
 
 /* The random crop window of one sample (fit.h): scale uniform in [lo, hi] (0 < lo <= hi <= 4:
  * --crop-scale), the origin uniform over the room left (u, v uniform in [0, 1)). Decided by

@@ -188,7 +188,7 @@ static int prepare(cg_loader_t *l, slot_t *s, int i, uint8_t *rgb, uint8_t *mask
     memset(y, 0, px);
     return 1;
   }
-  if (l->cfg.augment) cg_augment_flip(l->cfg.seed, s->b.epoch, idx, h, w, rgb, mask);
+  if (l->cfg.flip) cg_augment_flip(l->cfg.seed, s->b.epoch, idx, h, w, rgb, mask, l->cfg.flip);
   const cg_jitter_t *jt = &l->cfg.jitter;
   if (jt->b > 0 || jt->c > 0 || jt->s > 0 || jt->h > 0) {
     const cg_jitter_draw_t d = cg_augment_jitter_draw(l->cfg.seed, s->b.epoch, idx, jt);

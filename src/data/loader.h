@@ -48,7 +48,7 @@ typedef struct {
   int accum;                 /* micro-batches a step (--grad-accum; 0 or 1: one): sampler.h */
   uint64_t seed;
   int shuffle;               /* reshuffle every epoch */
-  int augment;               /* random flips */
+  int flip;                  /* random flips: cg_augment_flip's mode (CG_FLIP_*; 0 none) */
   int crop;                  /* random crop windows (cg_augment_window), before the flips: over
                                 the whole file for sources of image files */
   double crop_lo, crop_hi;   /* their scale range (0 < lo <= hi <= CG_CROP_SCALE_MAX; 0, 0:

@@ -143,9 +143,15 @@ static const cg_opt_t g_opts[] = {
         "its centre by an angle uniform in [-D, D] degrees (0 < D <= 180), its size kept; the "
         "corners it uncovers padded as zoom-out crops pad (mid-gray, masks the ignore label, 0 "
         "when there is none); P in (0, 1], default 1; 0 = off"),
-    CG_OPT_ROW_ONOFF("flip", O(flip), C_TRAIN,
-        "random horizontal and vertical flips as augmentation; --crop off --flip off trains on "
-        "exactly the pixels of the files"),
+    CG_OPT_ROW_TEXT(STR, "flip", O(flip), "on|off|horizontal|vertical|d4", C_TRAIN, "F",
+        "random flips as augmentation, each made with probability 0.5 from the sample's own "
+        "stream: on = horizontal and vertical, as torchvision's RandomHorizontalFlip and "
+        "RandomVerticalFlip; horizontal = left-right only, as mmsegmentation's RandomFlip(prob="
+        "0.5) (street scenes, anything with an up and a down); vertical = up-down only; d4 = "
+        "each of the square's 8 symmetries with probability 1/8 (the flips and the rotations "
+        "by 90 degrees, as albumentations' D4: aerial, satellite and microscopy tiles); a "
+        "sample's left-right and up-down draws are the same in every mode; off: none (--crop "
+        "off --flip off trains on exactly the pixels of the files)"),
     CG_OPT_ROW_NUM(INT, "cpu-workers", O(cpu_workers), -1, 1024, C_TRAIN, "N",
         "helper threads per rank preparing batches; -1 = auto"),
     CG_OPT_ROW_NUM(INT, "prefetch", O(prefetch), 1, 64, C_TRAIN, "N",
@@ -443,7 +449,7 @@ void cg_cli_defaults(cg_config_t *c) {
   snprintf(c->rotate, sizeof c->rotate, "0");
   snprintf(c->lr_find_range, sizeof c->lr_find_range, "1e-08:1");
   c->crop_cat_max = 1;
-  c->flip = 1;
+  snprintf(c->flip, sizeof c->flip, "on");
   c->max_image_pixels = CG_PNG_DEFAULT_MAX_PIXELS;
   c->train_samples = 4096;
   c->val_samples = 512;

@@ -516,7 +516,7 @@ typedef struct {
 static cg_loader_t *train_loader(const cg_run_t *r) {
   cg_loader_cfg_t lc = loader_cfg(r, r->train_src);
   lc.shuffle = 1;
-  lc.augment = r->cfg->flip;
+  lc.flip = cg_cfg_flip(r->cfg);
   lc.crop = !r->synthetic && r->cfg->crop;
   lc.crop_lo = r->cfg->crop_lo;
   lc.crop_hi = r->cfg->crop_hi;
