@@ -261,24 +261,40 @@ static const cg_opt_t g_opts[] = {
         "steps); 0 = off"),
     CG_OPT_ROW_NUM(I64, "warmup-steps", O(warmup_steps), 0, 1e15, C_TRAIN, "N",
         "linear learning-rate warm-up over the first N steps"),
-    CG_OPT_ROW_TEXT(STR, "lr-schedule", O(lr_schedule), "constant|cosine|poly|multistep",
+    CG_OPT_ROW_TEXT(STR, "lr-schedule", O(lr_schedule), "constant|cosine|poly|multistep|plateau",
         C_TRAIN, "S",
         "learning rate after warm-up: constant; cosine decay to --min-lr at the end of the last "
         "step (PyTorch's CosineAnnealingLR over the steps after warm-up); poly: (--lr - "
         "--min-lr) (1 - p)^--lr-power + --min-lr, p the fraction of the steps after warm-up done "
         "(PyTorch's PolynomialLR, mmsegmentation's PolyLR: the segmentation recipe); or "
         "multistep: --lr times --lr-gamma once for each of --lr-milestones reached (PyTorch's "
-        "MultiStepLR stepped every step)"),
+        "MultiStepLR stepped every step); or plateau: --lr, times --lr-gamma whenever "
+        "--best-metric has not improved for more than --lr-patience validations in a row, down "
+        "to --min-lr (PyTorch's ReduceLROnPlateau(mode, factor=--lr-gamma, patience, threshold, "
+        "cooldown, min_lr=--min-lr) stepped with each validation's figure; needs validations "
+        "during the run)"),
     CG_OPT_ROW_NUM_GT(DBL, "lr-power", O(lr_power), 0, 100, C_TRAIN, "P",
         "--lr-schedule poly: the exponent, in (0, 100]"),
     CG_OPT_ROW_NUM(DBL, "min-lr", O(min_lr), 0, 10, C_TRAIN, "X",
-        "--lr-schedule cosine or poly: the learning rate they end at, in [0, --lr]"),
+        "--lr-schedule cosine or poly: the learning rate they end at, in [0, --lr]; plateau: "
+        "the lowest it reduces to"),
     CG_OPT_ROW_TEXT(STR, "lr-milestones", O(lr_milestones), NULL, C_TRAIN, "N[,N...]",
         "--lr-schedule multistep: the steps after which the learning rate is multiplied by "
         "--lr-gamma, counted from the run's start (none before --warmup-steps; steps, not "
         "epochs), increasing, at most 16"),
     CG_OPT_ROW_NUM_GT(DBL, "lr-gamma", O(lr_gamma), 0, 1, C_TRAIN, "X",
-        "--lr-schedule multistep: the factor at each milestone, in (0, 1]"),
+        "--lr-schedule multistep: the factor at each milestone, in (0, 1]; plateau: at each "
+        "reduction (ReduceLROnPlateau's factor), below 1"),
+    CG_OPT_ROW_NUM(I64, "lr-patience", O(lr_patience), 0, 1e15, C_TRAIN, "N",
+        "--lr-schedule plateau: the validations in a row without improvement it bears; the "
+        "next one without reduces the rate (ReduceLROnPlateau's patience)"),
+    CG_OPT_ROW_NUM(DBL, "lr-threshold", O(lr_threshold), 0, 1, C_TRAIN, "T",
+        "--lr-schedule plateau: a validation improves when --best-metric beats the best so far "
+        "by more than T of it (relative: below best x (1 - T) for val_loss, above best x (1 + T) "
+        "for IoU: ReduceLROnPlateau's threshold, threshold_mode 'rel')"),
+    CG_OPT_ROW_NUM(I64, "lr-cooldown", O(lr_cooldown), 0, 1e15, C_TRAIN, "N",
+        "--lr-schedule plateau: validations after a reduction during which none counts as "
+        "without improvement (ReduceLROnPlateau's cooldown)"),
     CG_OPT_ROW_NUM(U64, "seed", O(seed), 0, 1.8e19, C_TRAIN | C_INFO, "N",
         "seed of the initial weights, the data and the shuffles"),
     CG_OPT_ROW_NUM(I64, "early-stop-patience", O(early_stop_patience), 0, 1e15, C_TRAIN, "N",
@@ -473,6 +489,8 @@ void cg_cli_defaults(cg_config_t *c) {
   snprintf(c->lr_schedule, sizeof c->lr_schedule, "constant");
   c->lr_power = 0.9;
   c->lr_gamma = 0.1;
+  c->lr_patience = 10; /* PyTorch's ReduceLROnPlateau defaults */
+  c->lr_threshold = 1e-4;
   c->dice_weight = 1;
   c->pos_weight = 1;
   c->min_lr = 0;
@@ -711,6 +729,32 @@ static int check_class_names(cg_config_t *cfg, char *err, size_t errlen) {
   return rc;
 }
 
+/* --lr-schedule plateau's flags: refused without it; it needs validations during the run and a
+ * factor below 1. */
+static int check_plateau(const cg_config_t *cfg, const cg_opts_set_t *given, char *err,
+                         size_t errlen) {
+  const int on = !strcmp(cfg->lr_schedule, "plateau");
+  static const char *const kOwn[] = {"lr-patience", "lr-threshold", "lr-cooldown"};
+  for (size_t i = 0; !on && i < sizeof kOwn / sizeof kOwn[0]; i++)
+    if (cg_opts_given(given, cfg->argc, cfg->argv, kOwn[i]) && settings_known(cfg)) {
+      snprintf(err, errlen, "--%s: for --lr-schedule plateau (this run's is %s)", kOwn[i],
+               cfg->lr_schedule);
+      return -1;
+    }
+  if (!on) return 0;
+  if (cfg->val_every == 0) {
+    snprintf(err, errlen, "--lr-schedule plateau: lowers the rate after validations during the "
+             "run, and --val-every 0 validates only at the end (give --val-every N)");
+    return -1;
+  }
+  if (!(cfg->lr_gamma < 1)) {
+    snprintf(err, errlen, "--lr-schedule plateau: --lr-gamma 1 would never lower the rate "
+             "(ReduceLROnPlateau's factor is below 1)");
+    return -1;
+  }
+  return 0;
+}
+
 /* --early-stop-patience's flags, --trace-steps, --crop-scale, --color-jitter, --rotate, --min-lr
  * against --lr, --image-size against --model-depth (info too), --report-ranks,
  * --checkpoint-every's directory. */
@@ -722,6 +766,7 @@ static int check_train_flags(cg_config_t *cfg, char *err, size_t errlen) {
              "--early-stop-patience N turns on");
     return -1;
   }
+  if (check_plateau(cfg, &given, err, errlen)) return -1;
   if (cfg->early_stop_patience > 0 && cfg->val_every == 0) {
     snprintf(err, errlen, "--early-stop-patience: counts validations during the run, and "
              "--val-every 0 validates only at the end (give --val-every N)");

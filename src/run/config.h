@@ -101,13 +101,16 @@ typedef struct {
   int64_t ohem_min_kept;   /* --ohem-min-kept: pixels OHEM keeps at least per sample; 0 = a
                               fifth of a sample's (cg_cfg_ohem_min_kept) */
   int64_t warmup_steps;
-  char lr_schedule[12]; /* constant | cosine | poly | multistep */
+  char lr_schedule[12]; /* constant | cosine | poly | multistep | plateau */
   double lr_power;      /* poly: the exponent */
   char lr_milestones[CG_MILESTONES_MAX * 21]; /* multistep: "N,N,...", written back canonical */
   int64_t milestone[CG_MILESTONES_MAX];       /* ... parsed: steps done, increasing */
   int nmilestones;
-  double lr_gamma;      /* multistep: the factor at each milestone */
-  double min_lr;        /* cosine, poly: the learning rate they decay to */
+  double lr_gamma;      /* multistep: the factor at each milestone; plateau: at each reduction */
+  double min_lr;        /* cosine, poly: the learning rate they decay to; plateau: the floor */
+  int64_t lr_patience;  /* plateau: validations without improvement tolerated */
+  double lr_threshold;  /* plateau: the relative improvement that counts */
+  int64_t lr_cooldown;  /* plateau: validations after a reduction that count as none bad */
   uint64_t seed;
   int64_t val_every;   /* steps between validations; 0 = only at the end; < 0 = once per epoch */
   char val_mode[8];    /* --val-mode square | whole: what validation scores (val_whole.h) */

@@ -22,6 +22,7 @@
 #include "stats.h"
 #include "topo.h"
 #include "trace.h"
+#include "train.h" /* cg_train_lr: cg_run_lr */
 
 typedef struct {
   /* borrowed */
@@ -58,6 +59,12 @@ typedef struct {
    * have not improved on it */
   double es_best;
   int64_t es_best_step, es_wait;
+  /* --lr-schedule plateau's state (ReduceLROnPlateau's; checkpoints keep it): the factor on the
+   * schedule's rate now (1 for every other schedule), the best value of --best-metric (the
+   * worst there is before the first validation), the validations since that have not improved
+   * on it, and those left of a cooldown */
+  double lr_scale, pl_best;
+  int64_t pl_bad, pl_cool;
   int64_t bad_trained;      /* --skip-bad: samples of the trained batches that failed to load */
   char data_names[40];      /* "N:HASH": the training set's count and names in order (FNV-1a),
                                stored in checkpoints to tell a resume the data changed; "" for
@@ -137,6 +144,10 @@ static inline int cg_run_best_by_loss(const cg_run_t *r) {
 }
 static inline const char *cg_run_best_name(const cg_run_t *r) {
   return cg_run_best_by_loss(r) ? "val_loss" : r->model.nclass > 1 ? "val_miou" : "val_iou";
+}
+/* The learning rate of 0-based step t: the schedule's, and --lr-schedule plateau's reductions. */
+static inline double cg_run_lr(const cg_run_t *r, int64_t t) {
+  return cg_train_lr(r->cfg, t, r->sched_total) * r->lr_scale;
 }
 /* Frees the run's own copy of the settings (--class-weights balanced) last of all; r->cfg is
  * NULL afterwards. */

@@ -46,6 +46,7 @@ static const struct {
     {"early-stop-patience", NOTICE}, {"early-stop-min-delta", NOTICE},
     {"warmup-steps", NOTICE},   {"lr-schedule", NOTICE},    {"lr-power", NOTICE},
     {"min-lr", NOTICE},         {"lr-milestones", NOTICE},  {"lr-gamma", NOTICE},
+    {"lr-patience", NOTICE},    {"lr-threshold", NOTICE},   {"lr-cooldown", NOTICE},
     {"precision", NOTICE},
     {"backend", NOTICE},        {"tf32", NOTICE},           {"deterministic", NOTICE},
     {"bucket-mb", NOTICE},      {"skip-bad", NOTICE},       {"max-image-pixels", NOTICE},

@@ -813,6 +813,33 @@ static void set_aside_earlier(cg_run_t *r) {
   fflush(stdout);
 }
 
+/* --lr-schedule plateau's state: the checkpoint's, for the same figure, or a fresh one (the
+ * schedule's rate as it is, the worst figure there is as the best). */
+static void load_plateau(cg_run_t *r) {
+  const int by_loss = cg_run_best_by_loss(r);
+  r->lr_scale = 1.0;
+  r->pl_best = by_loss ? INFINITY : -INFINITY;
+  r->pl_bad = r->pl_cool = 0;
+  if (strcmp(r->cfg->lr_schedule, "plateau")) return;
+  if (!r->val_src && r->c->rank == 0)
+    cg_log_warn("--lr-schedule plateau: this run has no validation set, so the learning rate "
+                "stays --lr");
+  if (!r->resumed) return;
+  cg_json_t *j = cg_json_parse(r->ck.settings, NULL, 0);
+  char metric[32];
+  double scale, best;
+  long long bad, cool;
+  if (j && sscanf(cg_json_str(j, "plateau-state", ""), "%31s %lf %lf %lld %lld", metric, &scale,
+                  &best, &bad, &cool) == 5 &&
+      !strcmp(metric, by_loss ? "loss" : "iou") && scale > 0 && scale <= 1) {
+    r->lr_scale = scale;
+    r->pl_best = best;
+    r->pl_bad = bad;
+    r->pl_cool = cool;
+  }
+  cg_json_free(j);
+}
+
 /* Step health, the step table, the counters carried over from the checkpoint, the run id and
  * the CPU/GPU split controller. */
 static void init_step_state(cg_run_t *r) {
@@ -827,6 +854,7 @@ static void init_step_state(cg_run_t *r) {
   r->loss_scale = r->resumed ? r->ck.loss_scale : 1.0f;
   r->opt_t0 = r->resumed ? r->ck.opt_t : 0;
   r->skipped0 = r->resumed ? r->ck.skipped_steps : 0;
+  load_plateau(r);
   r->es_best = NAN; /* --early-stop-patience: the checkpoint's count, for the same metric */
   if (r->resumed && cfg->early_stop_patience > 0) {
     cg_json_t *j = cg_json_parse(r->ck.settings, NULL, 0);

@@ -358,7 +358,7 @@ static void ckpt_info_of(const cg_run_t *r, int64_t step, cg_ckpt_info_t *in) {
   in->opt_t = r->opt_t0 + (step - r->s0);
   in->total_steps = r->total;
   in->skipped_steps = r->skipped0 + r->health.skipped;
-  in->lr = step > 0 ? cg_train_lr(cfg, step - 1, r->sched_total) : cfg->lr;
+  in->lr = step > 0 ? cg_run_lr(r, step - 1) : cfg->lr;
   struct timespec now;
   clock_gettime(CLOCK_REALTIME, &now); /* the order of a run's files for --resume DIR */
   in->unix_time = (int64_t)now.tv_sec;
@@ -381,6 +381,12 @@ static void ckpt_info_of(const cg_run_t *r, int64_t step, cg_ckpt_info_t *in) {
              r->es_best,
              (long long)r->es_best_step, (long long)r->es_wait);
     cg_settings_add(in->settings, sizeof in->settings, "early-stop-state", es);
+  }
+  if (!strcmp(cfg->lr_schedule, "plateau")) { /* a resume goes on with the rate and counts */
+    char pl[160];
+    snprintf(pl, sizeof pl, "%s %.17g %.17g %lld %lld", cg_run_best_by_loss(r) ? "loss" : "iou",
+             r->lr_scale, r->pl_best, (long long)r->pl_bad, (long long)r->pl_cool);
+    cg_settings_add(in->settings, sizeof in->settings, "plateau-state", pl);
   }
   in->have_val = r->have_val && r->val_step == step;
   in->val_step = step;
@@ -565,7 +571,7 @@ static void submit_step(cg_run_t *r, loop_t *L, int64_t k) {
   const int64_t step = k + 1;
   /* --ema-decay: AveragedModel's first update copies the weights, the others lerp */
   const float ema_w = r->ema_started ? (float)(1.0 - cfg->ema_decay) : 1.0f;
-  cg_optim_t opt = {(float)cg_train_lr(cfg, k, r->sched_total), (float)cfg->beta1,
+  cg_optim_t opt = {(float)cg_run_lr(r, k), (float)cfg->beta1,
                     (float)cfg->beta2,
                     (float)cfg->eps, (float)cfg->weight_decay, r->opt_t0 + (k - r->s0) + 1,
                     ema_w};
@@ -684,13 +690,59 @@ static int early_stop(cg_run_t *r, int64_t step) {
   return 1;
 }
 
+/* --lr-schedule plateau after the validation of `step`: PyTorch's ReduceLROnPlateau.step() with
+ * --best-metric's figure, operation for operation (mode min for val_loss, max for IoU;
+ * threshold_mode rel; eps 1e-8: a reduction smaller than that is none). Rank 0 decides, as
+ * early_stop, and its state is every rank's. */
+static void plateau_step(cg_run_t *r, int64_t step) {
+  const cg_config_t *cfg = r->cfg;
+  if (strcmp(cfg->lr_schedule, "plateau") || r->val_step != step) return;
+  const int by_loss = cg_run_best_by_loss(r);
+  const double cur = by_loss ? r->val_loss : r->val_iou, t = cfg->lr_threshold;
+  const double before = cfg->lr * r->lr_scale;
+  int reduced = 0;
+  if (by_loss ? cur < r->pl_best * (1.0 - t) : cur > r->pl_best * (t + 1.0)) { /* NaN: never */
+    r->pl_best = cur;
+    r->pl_bad = 0;
+  } else {
+    r->pl_bad++;
+  }
+  if (r->pl_cool > 0) { /* bad validations in a cooldown are not counted */
+    r->pl_cool--;
+    r->pl_bad = 0;
+  }
+  if (r->pl_bad > cfg->lr_patience) {
+    const double lr = fmax(before * cfg->lr_gamma, cfg->min_lr);
+    if (before - lr > 1e-8) {
+      r->lr_scale = lr / cfg->lr;
+      reduced = 1;
+    }
+    r->pl_cool = cfg->lr_cooldown;
+    r->pl_bad = 0;
+  }
+  double st[4] = {r->lr_scale, r->pl_best, (double)r->pl_bad, (double)r->pl_cool};
+  CG_CHECK_MPI(MPI_Bcast(st, 4, MPI_DOUBLE, 0, r->c->world));
+  r->lr_scale = st[0];
+  r->pl_best = st[1];
+  r->pl_bad = (int64_t)st[2];
+  r->pl_cool = (int64_t)st[3];
+  CG_CHECK_MPI(MPI_Bcast(&reduced, 1, MPI_INT, 0, r->c->world));
+  if (!reduced || r->c->rank != 0) return;
+  if (r->bar == 2) fputc('\n', stderr); /* after the progress bar's line */
+  printf("lr: %s has not improved on %.6g for %lld validation(s) (--lr-patience %lld): the "
+         "learning rate goes from %.6g to %.6g after step %lld (--lr-schedule plateau)\n",
+         cg_run_best_name(r), r->pl_best, (long long)cfg->lr_patience + 1,
+         (long long)cfg->lr_patience, before, cfg->lr * r->lr_scale, (long long)step);
+  fflush(stdout);
+}
+
 /* --lr-find after step k + 1 (fetched: the loop drains every step): its global loss recorded;
  * 1 when the search ends here (diverged), the run ending at this step. The global loss is the
  * same on every rank (an all-reduce); rank 0's verdict is every rank's. */
 static int lr_find_step(cg_run_t *r, loop_t *L, int64_t k) {
   double loss = r->step_loss;
   CHECK_PEER(r, k + 1, MPI_Allreduce(MPI_IN_PLACE, &loss, 1, MPI_DOUBLE, MPI_SUM, r->c->world));
-  int stop = cg_lrfind_add(&L->lrf, cg_train_lr(r->cfg, k, r->sched_total), loss);
+  int stop = cg_lrfind_add(&L->lrf, cg_run_lr(r, k), loss);
   CHECK_PEER(r, k + 1, MPI_Bcast(&stop, 1, MPI_INT, 0, r->c->world)); /* rank 0's verdict */
   if (!stop) return 0;
   r->lrf_step = r->total = k + 1; /* the run ends here: its final figures are this step's */
@@ -712,6 +764,7 @@ static int validate_at(cg_run_t *r, loop_t *L, int64_t k) {
     return 1;
   }
   cg_report_validation(r, &L->f, k + 1, tv - L->f.t_train0, &val, 1);
+  if (!val.stopped) plateau_step(r, k + 1); /* the next steps' rate */
   free(val.confk);
   double dv = cg_now() - tv;
   L->f.t_train0 += dv;

@@ -177,6 +177,11 @@ void cg_report_banner(const cg_run_t *r) {
   else
     printf("optimizer: AdamW, lr %g, betas %g/%g, eps %g, weight decay %g (decoupled)\n", cfg->lr,
            cfg->beta1, cfg->beta2, cfg->eps, cfg->weight_decay);
+  if (!strcmp(cfg->lr_schedule, "plateau"))
+    printf("lr: plateau: times %g whenever %s has not improved by more than %g of it for more "
+           "than %lld validation(s), cooldown %lld, down to %g (ReduceLROnPlateau)\n",
+           cfg->lr_gamma, cg_run_best_name(r), cfg->lr_threshold, (long long)cfg->lr_patience,
+           (long long)cfg->lr_cooldown, cfg->min_lr);
   if (cfg->ema_decay > 0)
     printf("ema: the weights' moving average, decay %.15g (--ema-decay; AveragedModel's EMA): "
            "validated, chosen as best and written for predict and export\n", cfg->ema_decay);
@@ -294,7 +299,7 @@ void cg_report_window(cg_run_t *r, cg_train_figs_t *f, int64_t step, double elap
     tb_scalar(f, "train/loss", step, mean_loss);
     tb_scalar(f, "train/img_per_s", step, ips);
     tb_scalar(f, "train/lr", step,
-              cg_train_lr(r->cfg, step > 0 ? step - 1 : 0, r->sched_total));
+              cg_run_lr(r, step > 0 ? step - 1 : 0));
     if (w->gnorm_steps)
       tb_scalar(f, "train/grad_norm", step, w->gnorm_sum / (double)w->gnorm_steps);
   }
@@ -413,7 +418,7 @@ static void history_add(cg_run_t *r, cg_train_figs_t *f, int64_t step, double el
   rec.iou = K > 1 ? cg_confk_miou(v->confk, K) : cg_confusion_iou(&v->conf);
   rec.dice = K > 1 ? cg_confk_mdice(v->confk, K) : cg_confusion_dice(&v->conf);
   rec.acc = K > 1 ? cg_confk_acc(v->confk, K) : cg_confusion_acc(&v->conf);
-  rec.lr = cg_train_lr(r->cfg, step > 0 ? step - 1 : 0, r->sched_total);
+  rec.lr = cg_run_lr(r, step > 0 ? step - 1 : 0);
   rec.img_per_s = ips;
   rec.grad_norm = gsteps > 0 ? gsum / (double)gsteps : NAN;
   rec.confk = K > 1 ? v->confk : NULL;

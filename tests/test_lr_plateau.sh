@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# train --lr-schedule plateau (PyTorch's ReduceLROnPlateau stepped with each validation's
+# --best-metric), CPU backend, real mpirun; the learning rates are replayed with torch
+# (Debian's /usr/bin/python3; skipped (77) without it):
+#  1. val_loss (mode min) with a warm-up, --lr-gamma 0.5, --lr-patience 1, --lr-threshold 1e-3,
+#     --lr-cooldown 1 and --min-lr: every validation record's learning rate is torch's
+#     ReduceLROnPlateau's after the validations before it (times the warm-up's ramp), the rate
+#     was lowered at least twice and the floor reached; each reduction is said;
+#  2. IoU (mode max, --best-metric auto for a binary model), patience 0: the same;
+#  3. a checkpoint of step 12 resumed to 30 with --resume FILE alone is bitwise the uninterrupted
+#     run (the rate and the counts are stored);
+#  4. usage errors (exit 2, naming the flag): --lr-patience without plateau, plateau with
+#     --val-every 0, plateau with --lr-gamma 1, --lr-threshold 2.
+set -uo pipefail
+BIN=$1; MPIRUN="$2 --oversubscribe --bind-to none"; BUILD=$3
+PY=/usr/bin/python3
+"$PY" -c 'import torch' 2> /dev/null || { echo "SKIP: no torch for $PY"; exit 77; }
+T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
+fail=0
+COMMON="train --backend cpu --model-base 4 --model-depth 2 --image-size 32 --train-samples 64
+        --val-samples 16 --progress off --threads 1 --seed 5 --report-every 10 --val-every 1
+        --batch 8 --steps 30 --lr 0.05 --lr-schedule plateau"
+. "$(dirname "$0")/runlib.sh" # run NAME WANT_RC ARGS..., want NAME TEXT
+
+# replay HISTORY MODE KEY GAMMA PATIENCE THRESHOLD COOLDOWN MIN_LR WARMUP: torch's rates
+replay() {
+  "$PY" - "$@" << 'PYEOF'
+import json, sys, torch
+hist, mode, key = sys.argv[1], sys.argv[2], sys.argv[3]
+gamma, patience, thr, cool, min_lr, warm = (float(sys.argv[4]), int(sys.argv[5]),
+                                            float(sys.argv[6]), int(sys.argv[7]),
+                                            float(sys.argv[8]), int(sys.argv[9]))
+recs = [json.loads(l) for l in open(hist)]
+p = torch.nn.Parameter(torch.zeros(1))
+opt = torch.optim.SGD([p], lr=0.05)
+sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode=mode, factor=gamma,
+                                                   patience=patience, threshold=thr,
+                                                   cooldown=cool, min_lr=min_lr)
+bad, lrs = 0, set()
+for r in recs:
+    want = opt.param_groups[0]['lr'] * min(1.0, r['step'] / warm if warm else 1.0)
+    lrs.add(opt.param_groups[0]['lr'])
+    if abs(r['lr'] - want) > 5e-6 * want:  # the history's 6 digits
+        print('FAIL step %d: lr %.9g, torch %.9g' % (r['step'], r['lr'], want)); bad = 1
+    sched.step(r[key])
+if len(lrs) < 3 or min(lrs) != min_lr:
+    print('FAIL: the rates %s: fewer than 2 reductions or the floor %g not reached'
+          % (sorted(lrs), min_lr)); bad = 1
+if not bad:
+    print('  ok: %d validations, the rates %s as torch %s ReduceLROnPlateau(mode=%s) gives'
+          % (len(recs), ' '.join('%g' % x for x in sorted(lrs, reverse=True)),
+             torch.__version__, mode))
+sys.exit(bad)
+PYEOF
+}
+
+# ---- 1. val_loss, with a warm-up and a cooldown ----
+run loss 0 $MPIRUN -np 1 $BIN $COMMON --best-metric val_loss --warmup-steps 3 --lr-gamma 0.5 \
+    --lr-patience 1 --lr-threshold 1e-3 --lr-cooldown 1 --min-lr 0.0125 \
+    --history-out $T/loss.jsonl --checkpoint-dir $T/ck --checkpoint-every 12 \
+    --params-out $T/loss.bin
+replay $T/loss.jsonl min val_loss 0.5 1 1e-3 1 0.0125 3 || fail=1
+want loss "lr: plateau: times 0.5 whenever val_loss has not improved by more than 0.001 of it"
+want loss "(--lr-patience 1): the learning rate goes from 0.05 to 0.025 after step"
+
+# ---- 2. IoU (mode max), patience 0 ----
+run iou 0 $MPIRUN -np 1 $BIN $COMMON --lr-gamma 0.5 --lr-patience 0 --min-lr 0.00625 \
+    --history-out $T/iou.jsonl
+replay $T/iou.jsonl max val_iou 0.5 0 1e-4 0 0.00625 0 || fail=1
+
+# ---- 3. a resume goes on with the rate and the counts ----
+run res 0 $MPIRUN -np 1 $BIN train --resume $T/ck/ckpt-0000000012.cgck --checkpoint-dir $T/ck2 \
+    --progress off --params-out $T/res.bin
+if cmp -s $T/res.bin $T/loss.bin; then echo "  ok: resumed at step 12: bitwise the uninterrupted run"
+else echo "FAIL res: the resumed run's weights differ"; fail=1; fi
+
+# ---- 4. usage errors ----
+X="train --backend cpu --model-base 4 --model-depth 2 --image-size 32 --train-samples 64
+   --batch 8 --steps 2 --progress off"
+run p1 2 $MPIRUN -np 1 $BIN $X --lr-patience 3
+want p1 "--lr-patience: for --lr-schedule plateau"
+run p2 2 $MPIRUN -np 1 $BIN $X --lr-schedule plateau --val-every 0
+want p2 "--val-every 0 validates only at the end"
+run p3 2 $MPIRUN -np 1 $BIN $X --lr-schedule plateau --lr-gamma 1
+want p3 "--lr-gamma 1 would never lower the rate"
+run p4 2 $MPIRUN -np 1 $BIN $X --lr-schedule plateau --lr-threshold 2
+want p4 "--lr-threshold"
+exit $fail
