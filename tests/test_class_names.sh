@@ -4,7 +4,7 @@
 #  - from a FILE (UTF-8 byte-order mark, CRLF, '#' comments, blank lines, spaces around names,
 #    a non-ASCII name) and as a comma list: the same run, and the same parameters as without
 #    names (names change no arithmetic);
-#  - the table's columns stay aligned with a non-ASCII name; --metrics-out per_class[].name;
+#  - the table's columns stay aligned with non-ASCII names (wide CJK characters take two); --metrics-out per_class[].name;
 #    TensorBoard's val_class_iou/NAME and val_class_acc/NAME; check-data's shares name the
 #    classes;
 #  - stored in the checkpoint: a resume without the flag keeps them (with the same FILE or
@@ -34,7 +34,7 @@ for i in range(16):
     png(f"{t}/d/images/{i:03d}.png", S, S, 2, rgb)
     png(f"{t}/d/masks/{i:03d}.png", S, S, 0, ids)
 open(f"{t}/names.txt", "wb").write("\ufeff# the classes\r\nbackground\r\n\r\n  traffic light \r\n"
-                                   "Straße\r\n".encode())
+                                   "Straße 道路\r\n".encode())
 w = lambda name, text: open(f"{t}/{name}", "wb").write(text)
 w("two.txt", b"a\nb\n")
 w("comma.txt", b"a\nb,c\nd\n")
@@ -44,7 +44,7 @@ w("latin1.txt", b"a\nStra\xdfe\nc\n")
 PY
 S="--backend cpu --model-base 4 --model-depth 2 --image-size 32 --batch 4 --progress off
    --threads 1 --num-classes 3 --steps 3 --val-fraction 0.25 --seed 5 --data $T/d"
-LIST="background,traffic light,Straße"
+LIST="background,traffic light,Straße 道路"
 
 # the same run with the names from the file, as a list, and without them
 $MPIRUN -np 1 $BIN train $S --class-names "$T/names.txt" --check-data --checkpoint-dir "$T/ck" \
@@ -69,7 +69,10 @@ assert rows[0].split()[:3] == ["#", "class", "name"], rows[0]
 for c, r in enumerate(rows[1:]):
     f = r.split()
     assert f[0] == str(c) and " ".join(f[1:-5]) == names[c], (c, r)
-assert len({len(r) for r in rows}) == 1, "columns not aligned:\n" + "\n".join(rows)
+# terminal columns: the wide CJK characters take two (unicodedata's East Asian width)
+import unicodedata
+cols = lambda r: sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in r)
+assert len({cols(r) for r in rows}) == 1, "columns not aligned:\n" + "\n".join(rows)
 # the unnamed run keeps the plain table
 plain = open(f"{t}/n.log").read()
 assert re.search(r"^# class +IoU +Dice", plain, re.M), plain
@@ -90,7 +93,7 @@ echo "ok: --class-names FILE and LIST: the same table, and the same parameters a
 $MPIRUN -np 1 $BIN train $S --steps 4 --resume "$T/ck" > "$T/r.log" 2>&1 ||
   { cat "$T/r.log"; fail "resume"; }
 table "$T/r.log" | grep -q "traffic light" || { cat "$T/r.log"; fail "resume lost the names"; }
-for same in "$T/names.txt" " background , traffic light,Straße "; do
+for same in "$T/names.txt" " background , traffic light,Straße 道路 "; do
   $MPIRUN -np 1 $BIN train $S --steps 4 --resume "$T/ck" --class-names "$same" > "$T/rs.log" 2>&1 ||
     { cat "$T/rs.log"; fail "resume with the same names"; }
   grep -q "class-names" "$T/rs.log" && { cat "$T/rs.log"; fail "a notice for the same names"; }
@@ -145,6 +148,10 @@ for src in "$T/ck" "$T/m.safetensors"; do
     { cat "$T/i.log"; fail "--init-from $src"; }
   grep -q "^init-from: the classes keep its names: bg,light,street" "$T/i.log" &&
     table "$T/i.log" | grep -q " light " || { cat "$T/i.log"; fail "--init-from $src: names"; }
+  # said after the weights they come with
+  [ "$(grep -n '^init-from: the weights of' "$T/i.log" | cut -d: -f1)" -lt \
+    "$(grep -n '^init-from: the classes keep' "$T/i.log" | cut -d: -f1)" ] ||
+    { cat "$T/i.log"; fail "--init-from $src: the names said before the weights"; }
 done
 $MPIRUN -np 1 $BIN train $S --init-from "$T/ck" --class-names x,y,z > "$T/i2.log" 2>&1
 table "$T/i2.log" | grep -q "^  1     y " || { cat "$T/i2.log"; fail "--init-from: given names"; }

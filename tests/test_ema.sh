@@ -18,6 +18,7 @@
 #     requeued job's first start) is bitwise the run without --resume;
 #  5. 2 ranks x 4 equal 1 x 8 within test_dp_equiv's 1e-5, the average too;
 #  6. export writes the average: export then import gives a checkpoint whose params are it;
+#     --init-from the checkpoint starts from it and says so;
 #  7. usage errors (exit 2, naming the flag): 1, 1.5, -0.1, abc, with --lr-find.
 set -uo pipefail
 BIN=$1; MPIRUN="$2 --oversubscribe --bind-to none"; BUILD=$3
@@ -171,6 +172,20 @@ else echo "FAIL fresh: --resume into an empty directory trained another average"
 run two 0 $MPIRUN -np 2 $BIN $COMMON --steps 8 --batch 4 --ema-decay 0.8 \
     --params-out $T/two.bin
 same_params two ema 1e-5 "2 ranks x 4 vs 1 x 8, the averages"
+
+# --init-from an EMA checkpoint starts from the average (and says so)
+run init 0 $MPIRUN -np 1 $BIN $COMMON --steps 1 --batch 8 --init-from "$(ck $T/ema 8)" \
+    --lr 1e-30 --weight-decay 0 --params-out $T/init.bin
+want init "init-from: the weights' moving average (--ema-decay) of $(ck $T/ema 8) (step 8;"
+"$PY" - "$T" << 'PYEOF' || fail=1
+import sys, numpy as np
+T = sys.argv[1]; sys.path.insert(0, T)
+from ckpt import read
+ok = np.array_equal(np.fromfile(T + '/init.bin', np.float32),
+                    read(T + '/ema/ckpt-0000000008.cgck')['params'])
+print(('  ok' if ok else 'FAIL') + ': --init-from the checkpoint: its average (a step of lr 1e-30)')
+sys.exit(0 if ok else 1)
+PYEOF
 
 # ---- 6. export writes the average ----
 run export 0 $BIN export --checkpoint $T/ema --out $T/ema.safetensors

@@ -131,11 +131,39 @@ double cg_confk_macc(const int64_t *conf, int K) {
   return np ? sum / np : 0.0;
 }
 
-/* The width of UTF-8 text s for a name's padding: its code points (one terminal column each in
- * most scripts; wide CJK and emoji take two, combining marks none: their rows shift). */
+/* The terminal columns of code point u, as wcwidth(3) counts them in a UTF-8 locale (Markus
+ * Kuhn's table, shortened): combining marks, variation selectors and zero-width characters none,
+ * East Asian wide and full-width characters and the emoji blocks two, the rest one. */
+static int cp_cols(uint32_t u) {
+  static const uint32_t zero[][2] = {{0x0300, 0x036F}, {0x0483, 0x0489}, {0x0591, 0x05BD},
+                                     {0x0610, 0x061A}, {0x064B, 0x065F}, {0x0E31, 0x0E31},
+                                     {0x0E34, 0x0E3A}, {0x0E47, 0x0E4E}, {0x1AB0, 0x1AFF},
+                                     {0x1DC0, 0x1DFF}, {0x200B, 0x200F}, {0x20D0, 0x20FF},
+                                     {0xFE00, 0xFE0F}, {0xFE20, 0xFE2F}, {0xE0100, 0xE01EF}};
+  static const uint32_t wide[][2] = {{0x1100, 0x115F},   {0x2E80, 0x303E},  {0x3041, 0x33FF},
+                                     {0x3400, 0x4DBF},   {0x4E00, 0x9FFF},  {0xA000, 0xA4CF},
+                                     {0xAC00, 0xD7A3},   {0xF900, 0xFAFF},  {0xFE30, 0xFE4F},
+                                     {0xFF00, 0xFF60},   {0xFFE0, 0xFFE6},  {0x1F300, 0x1F64F},
+                                     {0x1F900, 0x1F9FF}, {0x20000, 0x2FFFD}, {0x30000, 0x3FFFD}};
+  for (size_t i = 0; i < sizeof zero / sizeof zero[0]; i++)
+    if (u >= zero[i][0] && u <= zero[i][1]) return 0;
+  for (size_t i = 0; i < sizeof wide / sizeof wide[0]; i++)
+    if (u >= wide[i][0] && u <= wide[i][1]) return 2;
+  return 1;
+}
+
+/* The terminal columns of UTF-8 text s (class names are checked UTF-8), for a name's padding. */
 static int text_cols(const char *s) {
   int n = 0;
-  for (; *s; s++) n += ((unsigned char)*s & 0xc0) != 0x80;
+  const unsigned char *p = (const unsigned char *)s;
+  while (*p) {
+    const int len = *p < 0x80 ? 1 : *p < 0xE0 ? 2 : *p < 0xF0 ? 3 : 4;
+    uint32_t u = len == 1 ? *p : *p & (0x7F >> len);
+    int k = 1;
+    for (; k < len && (p[k] & 0xC0) == 0x80; k++) u = (u << 6) | (p[k] & 0x3F);
+    n += cp_cols(u);
+    p += k; /* a cut sequence (not in a checked name) ends where its bytes do */
+  }
   return n;
 }
 

@@ -143,6 +143,7 @@ typedef struct {
   char init_from[CG_PATH_MAX]; /* --init-from SRC ("" = a fresh initialisation); after
                                   cg_init_from_settings the file's absolute path (init_from.h) */
   int init_read;            /* cg_init_from_settings took the model flags from --init-from */
+  int init_names;           /* ... and its class names (said with its weights) */
   double timeout_s;         /* watchdog: no progress for this long ends the job; 0 = off */
   int64_t max_bad_steps;    /* fp16: consecutive skipped (overflowing) steps tolerated */
   /* test-only faults */

@@ -171,16 +171,16 @@ int cg_init_from_settings(cg_config_t *cfg, cg_comm_t *c) {
   }
   CG_CHECK_MPI(MPI_Bcast(&s, (int)sizeof s, MPI_BYTE, 0, c->world));
   rc = apply(cfg, &s, err, sizeof err);
-  if (!rc && c->rank == 0 && s.names[0] && !strcmp(cfg->class_names, s.names))
-    printf("init-from: the classes keep its names: %s (--class-names gives others, or none)\n",
-           s.names);
+  cfg->init_names = !rc && s.names[0] && !strcmp(cfg->class_names, s.names);
   return cg_comm_report_errors(c, rc ? err : NULL) ? CG_EXIT_USAGE : 0;
 }
 
-/* Rank 0, once the weights are in: what they are and which layers came from them. in: the
- * checkpoint's header, NULL for a safetensors file. */
-static void say_source(const char *path, const cg_ckpt_info_t *in, const cg_model_t *sm,
+/* Rank 0, once the weights are in: what they are, which layers came from them and whether the
+ * classes kept its names. in: the checkpoint's header, NULL for a safetensors file. */
+static void say_source(const cg_config_t *cfg, const cg_ckpt_info_t *in, const cg_model_t *sm,
                        int nclass) {
+  const char *path = cfg->init_from;
+  const char *what = in && in->ema ? "the weights' moving average (--ema-decay)" : "the weights";
   char val[96] = "";
   if (in && in->have_val && in->val_step == in->step)
     snprintf(val, sizeof val, "; validation %s %.4f at that step", sm->nclass > 1 ? "mIoU" : "IoU",
@@ -189,7 +189,7 @@ static void say_source(const char *path, const cg_ckpt_info_t *in, const cg_mode
     printf("init-from: the weights of %s (base %d, depth %d, %d class(es))\n", path, sm->base,
            sm->depth, sm->nclass);
   else
-    printf("init-from: the weights of %s (step %lld; base %d, depth %d, %d class(es)%s)\n", path,
+    printf("init-from: %s of %s (step %lld; base %d, depth %d, %d class(es)%s)\n", what, path,
            (long long)in->step, sm->base, sm->depth, sm->nclass, val);
   if (sm->nclass == nclass)
     printf("init-from: every layer from it, the head too; the optimizer's state, the step count "
@@ -198,6 +198,9 @@ static void say_source(const char *path, const cg_ckpt_info_t *in, const cg_mode
     printf("init-from: every layer but the head from it; the head is new (%d class(es), it has "
            "%d), initialised as a fresh run's; the optimizer's state, the step count and the "
            "schedule start afresh\n", nclass, sm->nclass);
+  if (cfg->init_names)
+    printf("init-from: the classes keep its names: %s (--class-names gives others, or none)\n",
+           cfg->class_names);
   fflush(stdout);
 }
 
@@ -242,7 +245,7 @@ static int read_weights(const cg_config_t *cfg, const cg_model_t *m, float *para
     /* the flat layout puts the head last: every other layer's weights are the prefix */
     const size_t keep = sm->nclass == m->nclass ? m->nparams : head->w_off;
     memcpy(params, sp, sizeof(float) * keep);
-    say_source(path, info, sm, m->nclass);
+    say_source(cfg, info, sm, m->nclass);
   }
   free(info);
   free(sp);
