@@ -168,6 +168,9 @@ expect2 "--class-names: names the classes of a model of K >= 2 classes" \
 expect2 "--class-names: 'a,b': 2 names for 3 classes" $BIN train $S --class-names a,b
 expect2 "--class-names: name 4: more than 3 names for 3 classes" $BIN train $S --class-names a,b,c,d
 expect2 "$T/two.txt: 2 names for 3 classes" $BIN train $S --class-names "$T/two.txt"
+# a resume counts a FILE once the checkpoint's settings are in: the message still names it
+expect2 "--class-names: $T/two.txt: 'a,b': 2 names for 3 classes" \
+  $BIN train --resume "$T/ck" --steps 6 --class-names "$T/two.txt"
 expect2 "--class-names: name 3: classes 0 and 2 are both named 'a'" \
   $BIN train $S --class-names a,b,a
 expect2 "--class-names: name 2: an empty name (class 1)" $BIN train $S --class-names "a, ,c"

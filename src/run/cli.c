@@ -723,7 +723,10 @@ static int check_class_names(cg_config_t *cfg, char *err, size_t errlen) {
    * checkpoint's, which is never opened as a file */
   const int rc = cfg->merged ? cg_classnames_from_list(cfg->class_names, k, n, why, sizeof why)
                              : cg_classnames_parse(cfg->class_names, k, n, why, sizeof why);
-  if (rc) snprintf(err, errlen, "--class-names: %s", why);
+  if (!cfg->merged && !k && !strchr(cfg->class_names, ',')) /* a FILE, counted once merged */
+    snprintf(cfg->class_names_file, sizeof cfg->class_names_file, "%s", cfg->class_names);
+  const char *file = cfg->merged ? cfg->class_names_file : "";
+  if (rc) snprintf(err, errlen, "--class-names: %.1000s%s%s", file, file[0] ? ": " : "", why);
   else cg_classnames_join(n, cfg->class_names, sizeof cfg->class_names);
   free(n);
   return rc;

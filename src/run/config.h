@@ -40,6 +40,9 @@ typedef struct {
   int num_classes;     /* 1 = binary (sigmoid head, BCE + Dice); K >= 2: K classes, softmax head */
   char class_names[CG_CLASSNAMES_LEN]; /* --class-names: after cg_cli_check the comma list (a
                                         * FILE's names read), "" = none (classnames.h) */
+  char class_names_file[CG_CLASSNAMES_LEN]; /* the FILE a resume's first pass read them from
+                                               (its merged pass counts them: its messages
+                                               name it) */
   int ignore_index;    /* mask label left out of loss and metrics; -1 = none. cg_cli_check
                           resolves CG_IGNORE_DEFAULT (not given): 255 when K >= 2, else none */
   /* data */
