@@ -4,13 +4,17 @@
 #include "image_io.h"
 
 #include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 
 #include "gif_io.h"
 #include "jpeg_io.h"
+#include "log.h" /* cg_malloc, CG_FATAL */
 #include "tiff_io.h"
 
 int cg_image_is_jpeg(const char *path) {
@@ -206,4 +210,73 @@ int cg_image_read_mask_size(const char *path, int64_t max_pixels, cg_png_as_t as
   case K_TIFF: return cg_tiff_read_size(path, max_pixels, as, h, w, err, errlen);
   default: return -1;
   }
+}
+
+void cg_image_stem(const char *name, char *out, size_t len) {
+  const char *slash = strrchr(name, '/');
+  if (slash) name = slash + 1;
+  const char *dot = strrchr(name, '.');
+  size_t n = dot && dot != name ? (size_t)(dot - name) : strlen(name);
+  snprintf(out, len, "%.*s", (int)(n < len ? n : len - 1), name);
+}
+
+static int cmp_str(const void *a, const void *b) {
+  return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+int cg_image_cmp_stem(const void *a, const void *b) {
+  char x[512], y[512];
+  cg_image_stem(*(char *const *)a, x, sizeof x);
+  cg_image_stem(*(char *const *)b, y, sizeof y);
+  return strcmp(x, y);
+}
+
+int cg_image_list_dir(const char *flag, const char *dir, const char *clash, char ***out, int *n,
+                      char *err, size_t errlen) {
+  *out = NULL;
+  *n = 0;
+  DIR *d = opendir(dir);
+  if (!d) {
+    snprintf(err, errlen, "%s: cannot open directory '%.900s': %s", flag, dir, strerror(errno));
+    return -1;
+  }
+  int cap = 64;
+  char **v = cg_malloc(sizeof(char *) * (size_t)cap, "file list");
+  struct dirent *e;
+  while ((e = readdir(d))) {
+    struct stat st;
+    if (!cg_image_has_ext(e->d_name, NULL) || fstatat(dirfd(d), e->d_name, &st, 0) ||
+        !S_ISREG(st.st_mode))
+      continue;
+    if (*n == cap) {
+      cap *= 2;
+      char **nv = realloc(v, sizeof(char *) * (size_t)cap);
+      if (!nv) CG_FATAL("out of memory listing %s", dir);
+      v = nv;
+    }
+    if (asprintf(&v[*n], "%s/%s", dir, e->d_name) < 0) CG_FATAL("out of memory");
+    (*n)++;
+  }
+  closedir(d);
+  qsort(v, (size_t)*n, sizeof(char *), cg_image_cmp_stem);
+  for (int i = 0; i + 1 < *n; i++)
+    if (!cg_image_cmp_stem(&v[i], &v[i + 1])) {
+      char a[512];
+      cg_image_stem(v[i], a, sizeof a);
+      const int k = strcmp(v[i], v[i + 1]) < 0 ? i : i + 1; /* named in name order */
+      const char *x = v[k] + strlen(dir) + 1, *y = v[2 * i + 1 - k] + strlen(dir) + 1;
+      if (clash)
+        snprintf(err, errlen, "%s: '%.400s' and '%.400s' would both be %s %.100s.png", flag, x,
+                 y, clash, a);
+      else
+        snprintf(err, errlen, "%s: '%.400s' and '%.400s' are masks of one image (which one?)",
+                 flag, x, y);
+      for (int j = 0; j < *n; j++) free(v[j]);
+      free(v);
+      *n = 0;
+      return -1;
+    }
+  qsort(v, (size_t)*n, sizeof(char *), cmp_str);
+  *out = v;
+  return 0;
 }

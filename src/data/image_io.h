@@ -26,6 +26,20 @@ extern const char *const cg_image_exts[];
  * *stem (optional) gets the length of NAME without the extension. */
 int cg_image_has_ext(const char *name, size_t *stem);
 
+/* NAME without its directory and its extension into out (len bytes; longer stems are cut). */
+void cg_image_stem(const char *name, char *out, size_t len);
+/* qsort's order of char * paths by their stems, so that two of one stem are neighbours. */
+int cg_image_cmp_stem(const void *a, const void *b);
+
+/* The image files of dir (dir/NAME, cg_image_has_ext's names), sorted by name, into *out
+ * (*n malloc'd paths in a malloc'd array): regular files or links to them (a FIFO there would
+ * block a read forever). Two of one stem (a.png, a.JPG) are an error naming both: with clash
+ * (what is made of a stem, e.g. "predicted to"), "FLAG: 'a.JPG' and 'a.png' would both be
+ * CLASH a.png"; without, "are masks of one image (which one?)". flag names dir in messages. 0,
+ * or -1 with err and nothing returned. */
+int cg_image_list_dir(const char *flag, const char *dir, const char *clash, char ***out, int *n,
+                      char *err, size_t errlen);
+
 /* Width and height from the header (PNG IHDR, JPEG SOF, GIF screen, TIFF first page) within
  * the pixel limit. */
 int cg_image_read_size(const char *path, int64_t max_pixels, int *h, int *w, char *err,

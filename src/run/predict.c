@@ -174,84 +174,6 @@ static void usage(FILE *f) {
 
 /* ---- input files ------------------------------------------------------------------------- */
 
-/* An image predict reads: cg_image_has_ext's extensions, not hidden. */
-static int is_image(const char *name) { return cg_image_has_ext(name, NULL); }
-
-/* NAME without its directory and its extension into out. */
-static void stem_of(const char *name, char *out, size_t len) {
-  const char *slash = strrchr(name, '/');
-  if (slash) name = slash + 1;
-  const char *dot = strrchr(name, '.');
-  size_t n = dot && dot != name ? (size_t)(dot - name) : strlen(name);
-  snprintf(out, len, "%.*s", (int)(n < len ? n : len - 1), name);
-}
-
-static int cmp_str(const void *a, const void *b) {
-  return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-/* Orders names by stem, so that two of one stem are neighbours. */
-static int cmp_stem(const void *a, const void *b) {
-  char x[512], y[512];
-  stem_of(*(char *const *)a, x, sizeof x);
-  stem_of(*(char *const *)b, y, sizeof y);
-  return strcmp(x, y);
-}
-
-/* Sorted image paths of dir (dir/NAME): regular files (or links to them) with an image
- * extension, as train lists a directory (a FIFO there would block the read forever); two
- * images of one stem (a.png, a.JPG) would write the same mask (two masks of one stem: which
- * one?): an error naming both, nothing returned. flag names dir in messages. */
-static int list_images(const char *flag, const char *dir, char ***out, int *n, char *err,
-                       size_t errlen) {
-  *out = NULL;
-  *n = 0;
-  DIR *d = opendir(dir);
-  if (!d) {
-    snprintf(err, errlen, "%s: cannot open directory '%.900s': %s", flag, dir, strerror(errno));
-    return -1;
-  }
-  int cap = 64;
-  char **v = cg_malloc(sizeof(char *) * (size_t)cap, "file list");
-  *n = 0;
-  struct dirent *e;
-  while ((e = readdir(d))) {
-    struct stat st;
-    if (!is_image(e->d_name) || fstatat(dirfd(d), e->d_name, &st, 0) || !S_ISREG(st.st_mode))
-      continue;
-    if (*n == cap) {
-      cap *= 2;
-      char **nv = realloc(v, sizeof(char *) * (size_t)cap);
-      if (!nv) CG_FATAL("out of memory listing %s", dir);
-      v = nv;
-    }
-    if (asprintf(&v[*n], "%s/%s", dir, e->d_name) < 0) CG_FATAL("out of memory");
-    (*n)++;
-  }
-  closedir(d);
-  qsort(v, (size_t)*n, sizeof(char *), cmp_stem);
-  for (int i = 0; i + 1 < *n; i++)
-    if (!cmp_stem(&v[i], &v[i + 1])) {
-      char a[512];
-      stem_of(v[i], a, sizeof a);
-      const int k = strcmp(v[i], v[i + 1]) < 0 ? i : i + 1; /* named in name order */
-      const char *x = v[k] + strlen(dir) + 1, *y = v[2 * i + 1 - k] + strlen(dir) + 1;
-      if (!strcmp(flag, "--input"))
-        snprintf(err, errlen, "--input: '%.400s' and '%.400s' would both be predicted to "
-                 "%.100s.png", x, y, a);
-      else
-        snprintf(err, errlen, "%s: '%.400s' and '%.400s' are masks of one image (which one?)",
-                 flag, x, y);
-      for (int j = 0; j < *n; j++) free(v[j]);
-      free(v);
-      *n = 0;
-      return -1;
-    }
-  qsort(v, (size_t)*n, sizeof(char *), cmp_str);
-  *out = v;
-  return 0;
-}
-
 /* --input LIST: the images (and with IMAGE MASK lines, the masks: o->list_masks) in the
  * list's order. The list names the ground truth, so --masks is refused beside it. */
 static int read_input_list(popts_t *o, char ***files, int *nfiles, char *err, size_t errlen) {
@@ -409,18 +331,18 @@ static void free_inputs(popts_t *o, char **files, int nfiles) {
 static int find_dir_masks(popts_t *o, char **files, int nfiles, char *err, size_t errlen) {
   char **names = NULL;
   int n = 0;
-  if (list_images("--masks", o->masks, &names, &n, err, errlen)) return -1;
-  qsort(names, (size_t)n, sizeof *names, cmp_stem); /* searched by stem below */
+  if (cg_image_list_dir("--masks", o->masks, NULL, &names, &n, err, errlen)) return -1;
+  qsort(names, (size_t)n, sizeof *names, cg_image_cmp_stem); /* searched by stem below */
   o->dir_masks = cg_calloc((size_t)(nfiles ? nfiles : 1), sizeof(char *), "masks");
   int missing = 0, first = -1;
   for (int i = 0; i < nfiles; i++) {
     char key[1024];
-    stem_of(files[i], key, sizeof key);
+    cg_image_stem(files[i], key, sizeof key);
     int lo = 0, hi = n - 1, at = -1;
     while (lo <= hi && at < 0) {
       const int mid = (lo + hi) / 2;
       char st[1024];
-      stem_of(names[mid], st, sizeof st);
+      cg_image_stem(names[mid], st, sizeof st);
       const int c = strcmp(key, st);
       if (!c) at = mid;
       else if (c < 0) hi = mid - 1;
@@ -434,7 +356,7 @@ static int find_dir_masks(popts_t *o, char **files, int nfiles, char *err, size_
   free(names);
   if (!missing) return 0;
   char stem[1024], p[2200];
-  stem_of(files[first], stem, sizeof stem);
+  cg_image_stem(files[first], stem, sizeof stem);
   for (int k = 0; cg_image_exts[k]; k++) { /* there, but no regular file (a FIFO would block) */
     struct stat st;
     snprintf(p, sizeof p, "%s/%s%s", o->masks, stem, cg_image_exts[k]);
@@ -667,7 +589,7 @@ static int check_inputs(popts_t *o, const cg_comm_t *c, cg_ckpt_info_t *info, cg
   const int is_list = !is_dir && cg_source_spec_kind(o->input) == CG_SPEC_LIST;
   if (!is_dir && !is_list) return input_not_found(o->input, err, errlen);
   if (is_list ? read_input_list(o, files, nfiles, err, errlen)
-              : list_images("--input", o->input, files, nfiles, err, errlen))
+              : cg_image_list_dir("--input", o->input, "predicted to", files, nfiles, err, errlen))
     return -1;
   if (*nfiles == 0) {
     snprintf(err, errlen, "--input: no image files (*.png, *.jpg, *.jpeg, *.gif, *.tif, *.tiff) "
@@ -677,7 +599,7 @@ static int check_inputs(popts_t *o, const cg_comm_t *c, cg_ckpt_info_t *info, cg
   if (!is_list && o->masks[0] && find_dir_masks(o, *files, *nfiles, err, errlen)) return -1;
   for (int i = 0; o->overlay && i < *nfiles; i++) { /* NAME.overlay's mask: another's overlay */
     char stem[1024];
-    stem_of((*files)[i], stem, sizeof stem);
+    cg_image_stem((*files)[i], stem, sizeof stem);
     const size_t n = strlen(stem), sfx = strlen(".overlay");
     if (n > sfx && !strcmp(stem + n - sfx, ".overlay")) {
       snprintf(err, errlen, "--overlay: the mask of %.600s would be %.300s.png, the name of an "
@@ -969,7 +891,7 @@ static pimg_t *pimg_open(const popts_t *o, char **files, int file, const cg_mode
     p->acc = cg_calloc((size_t)p->h * p->w * p->k, sizeof(float), "logits of the scales");
   if (o->save_probs) {
     char stem[1024], path[2200]; /* --output (1024) / NAME (1024).probs.npy */
-    stem_of(files[file], stem, sizeof stem);
+    cg_image_stem(files[file], stem, sizeof stem);
     snprintf(path, sizeof path, "%s/%s.probs.npy", o->output, stem);
     p->probs_path = cg_malloc(strlen(path) + 1, "path");
     memcpy(p->probs_path, path, strlen(path) + 1);
@@ -1161,7 +1083,7 @@ static void pimg_finish(pimg_t *p, const popts_t *o, char **files, const cg_ckpt
   const int k = p->k;
   uint8_t *cls = p->cls;
   char err[2400], stem[1024], path[2200];
-  stem_of(files[p->file], stem, sizeof stem);
+  cg_image_stem(files[p->file], stem, sizeof stem);
   if (o->masks[0] || o->list_masks) {
     uint8_t *truth = load_truth(o, p, t->ignore, err, sizeof err);
     if (!truth) cg_die(CG_EXIT_USAGE, "predict: %s: %s", o->list_masks ? "ground truth" : "--masks",
@@ -1235,7 +1157,7 @@ static void remove_partials(const char *out, char **files, int nfiles) {
       continue;
     const size_t bl = strlen(base);
     for (int i = 0; i < nfiles; i++) {
-      stem_of(files[i], stem, sizeof stem);
+      cg_image_stem(files[i], stem, sizeof stem);
       const size_t sl = strlen(stem);
       const int ours = bl > sl && !memcmp(base, stem, sl) &&
                        (!strcmp(base + sl, ".png") || !strcmp(base + sl, ".probs.npy") ||
