@@ -543,7 +543,10 @@ void cg_cli_print_help(FILE *f, cg_command_t cmd) {
             "  export   write a checkpoint's weights as safetensors for PyTorch/ONNX (one process;\n"
             "           see export --help)\n"
             "  import   make a step-0 checkpoint from an exported safetensors file (one process;\n"
-            "           see import --help)\n\n"
+            "           see import --help)\n"
+            "  colors-to-ids\n"
+            "           turn masks that name classes by RGB colours (ISPRS, DeepGlobe, CamVid)\n"
+            "           into class-id masks (one process; see colors-to-ids --help)\n\n"
             "cogpu-dist COMMAND --help lists the options of a command.\n"
             "cogpu-dist --version prints the version.\n",
             COGPU_VERSION);
@@ -560,7 +563,8 @@ void cg_cli_print_help(FILE *f, cg_command_t cmd) {
 /* argv[1]: the command, or help / the version. 0 = a command (cfg->cmd), 1 = cfg->show. */
 static int parse_command(int argc, char **argv, cg_config_t *cfg, char *err, size_t errlen) {
   static const char cmds[] =
-      "(commands: train, info, predict, pack, inspect, export, import; see cogpu-dist --help)";
+      "(commands: train, info, predict, pack, inspect, export, import, colors-to-ids; see "
+      "cogpu-dist --help)";
   if (argc < 2) {
     snprintf(err, errlen, "no command given %s", cmds);
     return -1;

@@ -18,6 +18,7 @@
 #include "init_from.h"    /* cg_init_from_settings: --init-from's model */
 #include "log.h"          /* CG_EXIT_USAGE */
 #include "model.h"        /* cg_model_build, cg_model_print: info --model */
+#include "colors.h"       /* cg_colors_main: `colors-to-ids`, colour masks into class ids */
 #include "pack.h"         /* cg_pack_main: `pack`, images and masks into a .cgds shard */
 #include "predict.h"      /* cg_predict_run: `predict`, with its own flags */
 #include "run_settings.h" /* cg_settings_resume: --resume's settings from the checkpoint */
@@ -99,11 +100,12 @@ static int cmd_info(const cg_config_t *cfg, cg_comm_t *c) {
 
 int main(int argc, char **argv) {
   cg_blas_pick_core(argv); /* may execute this program again, once, with OpenBLAS's right kernels */
-  /* pack, inspect, export and import are single-process tools: no MPI. */
+  /* pack, inspect, export, import and colors-to-ids are single-process tools: no MPI. */
   if (argc >= 2 && !strcmp(argv[1], "pack")) return cg_pack_main(argc - 1, argv + 1);
   if (argc >= 2 && !strcmp(argv[1], "inspect")) return cg_ckpt_inspect_main(argc - 1, argv + 1);
   if (argc >= 2 && !strcmp(argv[1], "export")) return cg_export_main(argc - 1, argv + 1);
   if (argc >= 2 && !strcmp(argv[1], "import")) return cg_import_main(argc - 1, argv + 1);
+  if (argc >= 2 && !strcmp(argv[1], "colors-to-ids")) return cg_colors_main(argc - 1, argv + 1);
   /* train: a stop signal during MPI_Init is kept for the run (guard.h) */
   if (argc >= 2 && !strcmp(argv[1], "train")) cg_guard_catch_early();
   cg_comm_t c;

@@ -1,0 +1,127 @@
+#!/usr/bin/env bash
+# cogpu-dist colors-to-ids: colour masks (RGB PNG, RGBA PNG, palette PNG, 16-bit RGB PNG, RGB
+# TIFF, GIF) in ISPRS's colours (scripts/datasets/isprs.colors) become palette PNGs whose values
+# are the ids NumPy maps the same pixels to, whose palette is the colours (so they look as
+# before), or gray PNGs with --gray; --unknown maps the colours the file does not list (counted);
+# without it such a pixel fails its file, named with its place and colour, and the other files
+# are still written (exit 2); a JPEG is refused; --out = --in is refused; a FILE with a bad line
+# or a colour twice names the line; a run trains on the converted masks (their palette is
+# carried: predict writes the same colours). The fixtures are written with Debian's Pillow and
+# NumPy (/usr/bin/python3); without them: skipped (77).
+set -euo pipefail
+BIN=$1; MPIRUN="$2 --oversubscribe --bind-to none"
+SRC=$(cd "$(dirname "$0")/.." && pwd)
+PY=/usr/bin/python3
+"$PY" -c 'import PIL, numpy' 2> /dev/null || { echo "SKIP: no Pillow/NumPy for $PY"; exit 77; }
+T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
+. "$(dirname "$0")/clilib.sh" # fail, expect2
+COLORS=$SRC/scripts/datasets/isprs.colors
+"$PY" - "$T" "$COLORS" << 'PY'
+import os, sys, numpy as np
+from PIL import Image
+t, colors = sys.argv[1], sys.argv[2]
+cols = [l.split()[:4] for l in open(colors) if l.strip() and not l.startswith("#")]
+cmap = np.array([[int(v) for v in c[:3]] for c in cols], np.uint8)
+os.makedirs(f"{t}/rgb"), os.makedirs(f"{t}/bad"), os.makedirs(f"{t}/img")
+rng = np.random.default_rng(3)
+def mask(h, w):
+    ids = rng.integers(0, len(cmap), (h // 4, w // 4)).repeat(4, 0).repeat(4, 1)
+    return ids, cmap[ids]
+for i, kind in enumerate(["rgb", "rgba", "pal", "rgb16", "tif", "gif"]):
+    ids, rgb = mask(32, 40)
+    np.save(f"{t}/ids{i}.npy", ids)
+    name = f"{t}/rgb/m{i}"
+    if kind == "rgb": Image.fromarray(rgb).save(name + ".png")
+    if kind == "rgba":
+        Image.fromarray(np.dstack([rgb, np.full(ids.shape, 200, np.uint8)])).save(name + ".png")
+    if kind == "pal": Image.fromarray(rgb).convert("P", palette=Image.ADAPTIVE, colors=16).save(name + ".png")
+    if kind == "rgb16":  # 16-bit samples v * 257: scaled back to v
+        import zlib, struct
+        raw = b"".join(b"\0" + (rgb[y].astype(">u2") * 257).tobytes() for y in range(32))
+        ch = lambda k, d: struct.pack(">I", len(d)) + k + d + struct.pack(">I", zlib.crc32(k + d))
+        open(name + ".png", "wb").write(b"\x89PNG\r\n\x1a\n" + ch(b"IHDR", struct.pack(
+            ">IIBBBBB", 40, 32, 16, 2, 0, 0, 0)) + ch(b"IDAT", zlib.compress(raw)) + ch(b"IEND", b""))
+    if kind == "tif": Image.fromarray(rgb).save(name + ".tif")
+    if kind == "gif": Image.fromarray(rgb).convert("P", palette=Image.ADAPTIVE, colors=16).save(name + ".gif")
+    img = (rng.integers(0, 255, (32, 40, 3))).astype(np.uint8)
+    Image.fromarray(img).save(f"{t}/img/m{i}.png")
+# one pixel of a colour the file does not list, and a JPEG
+ids, rgb = mask(16, 16)
+rgb[5, 7] = (1, 2, 3)
+Image.fromarray(rgb).save(f"{t}/bad/odd.png")
+Image.fromarray(mask(16, 16)[1]).save(f"{t}/bad/good.png")
+Image.fromarray(mask(16, 16)[1]).save(f"{t}/bad/lossy.jpg")
+PY
+
+# every format, as NumPy maps it, with the colours as the palette
+$BIN colors-to-ids --colors "$COLORS" --in "$T/rgb" --out "$T/ids" > "$T/c.log" 2>&1 ||
+  { cat "$T/c.log"; fail "colors-to-ids"; }
+grep -q "colors-to-ids: 6 of 6 mask(s) of $T/rgb -> $T/ids as palette PNGs of class ids 0..5" \
+  "$T/c.log" || { cat "$T/c.log"; fail "summary"; }
+$BIN colors-to-ids --colors "$COLORS" --in "$T/rgb" --out "$T/gray" --gray > "$T/g.log" 2>&1 ||
+  { cat "$T/g.log"; fail "--gray"; }
+"$PY" - "$T" "$COLORS" << 'PY'
+import sys, numpy as np
+from PIL import Image
+t, colors = sys.argv[1], sys.argv[2]
+cols = [l.split()[:4] for l in open(colors) if l.strip() and not l.startswith("#")]
+pal = [int(v) for c in cols for v in c[:3]]
+for i in range(6):
+    want = np.load(f"{t}/ids{i}.npy")
+    im = Image.open(f"{t}/ids/m{i}.png")
+    assert im.mode == "P", (i, im.mode)
+    assert np.array_equal(np.array(im), want), f"m{i}: ids differ from NumPy's"
+    assert im.getpalette()[:len(pal)] == pal, f"m{i}: the palette is not the colours"
+    g = Image.open(f"{t}/gray/m{i}.png")
+    assert g.mode == "L" and np.array_equal(np.array(g), want), f"m{i}: --gray"
+print("ok: RGB, RGBA, palette and 16-bit PNG, TIFF and GIF colour masks: NumPy's ids, the "
+      "colours as the palette; --gray the ids alone")
+PY
+
+# a colour not listed: the file named with the pixel; the others written; --unknown maps it
+expect2 "$T/bad/odd.png: pixel (x 7, y 5) has the colour 1 2 3, which --colors does not list" \
+  $BIN colors-to-ids --colors "$COLORS" --in "$T/bad" --out "$T/o1"
+grep -q "a JPEG: its colours are not exact" "$T/o" || { cat "$T/o"; fail "the JPEG"; }
+[ -f "$T/o1/good.png" ] && [ ! -e "$T/o1/odd.png" ] || fail "the good file not written alone"
+rm "$T/bad/lossy.jpg"
+$BIN colors-to-ids --colors "$COLORS" --in "$T/bad" --out "$T/o2" --unknown 255 > "$T/u.log" \
+  2>&1 || { cat "$T/u.log"; fail "--unknown 255"; }
+grep -q "; 1 pixel(s) of colours it does not list -> 255" "$T/u.log" ||
+  { cat "$T/u.log"; fail "--unknown: the count"; }
+"$PY" -c "
+import numpy as np, sys; from PIL import Image
+a = np.array(Image.open(sys.argv[1])); assert a[5, 7] == 255 and (a != 255).sum() == 255, a
+assert len(Image.open(sys.argv[1]).getpalette()) == 3 * 256" "$T/o2/odd.png" ||
+  fail "--unknown 255: the pixel"
+echo "ok: an unlisted colour fails its file by place and colour, the others are written;" \
+     "--unknown maps it; a JPEG is refused"
+
+# refusals
+expect2 "--out: '$T/rgb' is the --in directory" \
+  $BIN colors-to-ids --colors "$COLORS" --in "$T/rgb" --out "$T/rgb"
+printf '1 2 3 0\n4 5 6\n' > "$T/short.colors"
+expect2 "--colors $T/short.colors:2: not 'R G B ID'" \
+  $BIN colors-to-ids --colors "$T/short.colors" --in "$T/rgb" --out "$T/x"
+printf '1 2 3 0\n# a comment\n1 2 3 1\n' > "$T/twice.colors"
+expect2 "--colors $T/twice.colors:3: the colour 1 2 3 is on line 1 too" \
+  $BIN colors-to-ids --colors "$T/twice.colors" --in "$T/rgb" --out "$T/x"
+printf '1 2 300 0\n' > "$T/big.colors"
+expect2 "--colors $T/big.colors:1: not 'R G B ID'" \
+  $BIN colors-to-ids --colors "$T/big.colors" --in "$T/rgb" --out "$T/x"
+expect2 "--colors FILE is required" $BIN colors-to-ids --in "$T/rgb" --out "$T/x"
+
+# a run on the converted masks: the palette carried to predict's masks
+mkdir -p "$T/data" && mv "$T/img" "$T/data/images" && mv "$T/ids" "$T/data/masks"
+$MPIRUN -np 1 $BIN train --backend cpu --model-base 4 --model-depth 2 --image-size 32 \
+  --data "$T/data" --val-fraction 0 --num-classes 6 --class-names "$SRC/scripts/datasets/isprs.names" \
+  --steps 2 --batch 2 --progress off --checkpoint-dir "$T/ck" > "$T/t.log" 2>&1 ||
+  { cat "$T/t.log"; fail "train on the converted masks"; }
+$MPIRUN -np 1 $BIN predict --backend cpu --checkpoint "$T/ck" --input "$T/data/images" \
+  --output "$T/pred" > "$T/p.log" 2>&1 || { cat "$T/p.log"; fail "predict"; }
+"$PY" -c "
+import sys; from PIL import Image
+im = Image.open(sys.argv[1]); assert im.mode == 'P', im.mode
+assert im.getpalette()[:6] == [255, 255, 255, 0, 0, 255], im.getpalette()[:6]" \
+  "$T/pred/m0.png" || fail "predict's masks: not in the colours"
+echo "ok: trains on them; predict writes its masks in the colours"
+echo PASS
