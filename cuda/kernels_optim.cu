@@ -23,11 +23,12 @@ constexpr int kNormBlocks = 256;      /* the gradient norm's fixed grid: its sum
 
 /* ---- kernels --------------------------------------------------------------------------- */
 
-/* cg_cpu_ema's update of one element: torch.lerp(e, p, w); w = 1 copies */
+/* cg_cpu_ema's update of one element: torch.lerp(e, p, w), its fused multiply-adds; w = 1
+ * copies */
 __device__ __forceinline__ float ema_lerp(float e, float p, float w) {
   if (w == 1.0f) return p;
-  const float d = p - e;
-  return w < 0.5f ? __fadd_rn(e, __fmul_rn(w, d)) : __fsub_rn(p, __fmul_rn(d, 1.0f - w));
+  const float d = __fsub_rn(p, e);
+  return w < 0.5f ? __fmaf_rn(w, d, e) : __fmaf_rn(-d, __fsub_rn(1.0f, w), p);
 }
 
 /* Exponent bits all ones = inf or NaN; independent of fast-math flags. */

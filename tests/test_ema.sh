@@ -6,8 +6,9 @@
 #     training weights (after v) equal the plain run's params of that step;
 #  2. every checkpoint's params (the average) is AveragedModel's EMA of the plain run's weights
 #     recomputed with NumPy (the first step copies, then e + w (p - e), w = float32(1 - D),
-#     torch.lerp's formula), bitwise; and within 1e-6 of torch.lerp itself where torch is
-#     there; --params-out is the last average; the metrics JSON says ema_decay, the banner says it;
+#     torch.lerp's formula with its fused multiply-add), bitwise; and within 1e-6 of torch.lerp
+#     itself where torch is there (torch 1.13 on x86: bit for bit); --params-out is the last
+#     average; the metrics JSON says ema_decay, the banner says it;
 #  3. validation sees the average: a checkpoint resumed at its own step (nothing trained, the
 #     loaded weights validated) gives the validation loss its header records with --ema-decay,
 #     and the plain run's of that step without it (the training weights);
@@ -46,12 +47,13 @@ def read(path):
     return {'params': arr(0), 'train': arr(3) if ema else arr(0), 'ema': ema,
             'val': struct.unpack_from('<d', b, 216)[0] if struct.unpack_from('<I', b, 204)[0]
                    else None}
-def ema_of(ps, d):
-    w = np.float32(1.0 - d)
+def ema_of(ps, d):  # torch's CPU lerp: a fused multiply-add, one rounding (float64's is exact
+    w = np.float32(1.0 - d)  # but for double rounding, which these magnitudes never meet)
     e = ps[0].copy()
     for p in ps[1:]:
-        diff = p - e
-        e = (e + w * diff) if w < 0.5 else (p - diff * (np.float32(1) - w))
+        diff = (p - e).astype(np.float64)
+        e = ((e + np.float64(w) * diff) if w < 0.5
+             else (p - diff * np.float64(np.float32(1) - w))).astype(np.float32)
     return e
 PYEOF
 ck() { printf '%s/ckpt-%010d.cgck' "$1" "$2"; }
@@ -100,7 +102,8 @@ try:
     if d > 1e-6:
         print('FAIL torch.lerp: %g from ours' % d); bad = 1
     else:
-        print('  ok: torch.lerp %s gives the average within %.3g' % (torch.__version__, d))
+        print('  ok: torch.lerp %s gives the average %s' % (torch.__version__,
+              'bit for bit' if d == 0 else 'within %.3g' % d))
 except ImportError:
     print('  (no torch: torch.lerp not compared)')
 if not bad:

@@ -6,7 +6,8 @@
 #    no validation figures: none were measured) and exits 0;
 #  - resumed to its end, SIGTERM during the final validation: the checkpoint of the last step is
 #    written, no metrics; resumed again, the run trains nothing, validates those weights and
-#    writes them again with the figures (best, the history);
+#    writes them again with the figures (best, the history); with --ema-decay, a resume with
+#    --ema-decay 0 (other weights than the checkpoint's model) leaves that file as it is;
 #  - 2 ranks, SIGTERM to rank 1 alone: both ranks cut the pass short (no watchdog trip), exit 0;
 #  - whole mode (--val-mode whole over wide images), 2 ranks, SIGUSR1 to mpirun (which forwards
 #    it to every rank): the same within 10 s, exit 0.
@@ -56,6 +57,18 @@ grep -q "nothing to train; its checkpoint has no validation figures" $T/c.log &&
 $BIN inspect $T/ck | grep "step 4 " | grep -q "val_iou" || fail "step 4 has no figures"
 $BIN inspect $T/ck/best | grep -q "ckpt-0000000004.cgck" || fail "best is not step 4"
 grep -q '"step": 4,' $T/ck/history.jsonl || fail "no history record of step 4"
+
+# --ema-decay: the same stop; a resume with --ema-decay 0 validates the training weights, not
+# the checkpoint's model (its average): it leaves the file as it is, average and all
+SE="${SQ/--checkpoint-dir $T\/ck/--checkpoint-dir $T/cke} --steps 4 --val-every 0 --ema-decay 0.9"
+$BIN $SE > $T/e.log 2>&1 &
+stop_after_start $T/e.log $! TERM
+[ "$rc" -eq 0 ] || { cat $T/e.log; fail "ema: exit $rc"; }
+cp $T/cke/ckpt-0000000004.cgck $T/e4.cgck
+$BIN ${SE/--ema-decay 0.9/--ema-decay 0} > $T/e2.log 2>&1 || { cat $T/e2.log; fail "ema 0"; }
+cmp -s $T/e4.cgck $T/cke/ckpt-0000000004.cgck ||
+  { cat $T/e2.log; fail "a resume with --ema-decay 0 rewrote the average's checkpoint"; }
+echo "ok: --ema-decay: a resume that drops the average leaves the stopped checkpoint as it is"
 
 # 2 ranks, SIGTERM to rank 1 only (the job is not signalled as a whole): both ranks cut the
 # pass short within about a batch, none waits for the watchdog (--timeout-s 5)

@@ -1050,9 +1050,9 @@ void cg_cpu_ema(float *e, const float *p, size_t n, float w) {
   }
   const float w1 = 1.0f - w;
 #pragma omp parallel for schedule(static)
-  for (size_t i = 0; i < n; i++) {
+  for (size_t i = 0; i < n; i++) { /* torch's CPU lerp: one rounding of each product-sum */
     const float d = p[i] - e[i];
-    e[i] = w < 0.5f ? e[i] + w * d : p[i] - d * w1;
+    e[i] = w < 0.5f ? fmaf(w, d, e[i]) : fmaf(-d, w1, p[i]);
   }
 }
 

@@ -186,7 +186,8 @@ void cg_cpu_sgd(float *p, const float *g, float *buf, size_t n, float lr, float 
                 int nesterov, float weight_decay, float grad_mul);
 
 /* The exponential moving average of the weights (--ema-decay), per element as torch.lerp(e, p, w)
- * (torch.optim.swa_utils.get_ema_multi_avg_fn's update, w = 1 - decay):
+ * (torch.optim.swa_utils.get_ema_multi_avg_fn's update, w = 1 - decay), with its CPU kernel's
+ * fused multiply-adds (fmaf: one rounding):
  *   e = w < 0.5 ? e + w*(p - e) : p - (p - e)*(1 - w)
  * w = 1 copies p (AveragedModel's first update), whatever e holds. */
 void cg_cpu_ema(float *e, const float *p, size_t n, float w);

@@ -173,7 +173,10 @@ static void decode_header(const uint8_t *h, cg_ckpt_info_t *o) {
       o->val_iou = get_f64(h + HDR_VAL_IOU);
     }
   }
-  if (o->version >= 5) o->ema = cg_le_get_u32(h + HDR_EMA) == 1;
+  if (o->version >= 5) { /* 0 or 1; anything else is out of range (header_out_of_range) */
+    const uint32_t ema = cg_le_get_u32(h + HDR_EMA);
+    o->ema = ema <= 1 ? (int)ema : 2;
+  }
   o->step = (int64_t)cg_le_get_u64(h + HDR_STEP);
   o->epoch = (int64_t)cg_le_get_u64(h + HDR_EPOCH);
   o->epoch_samples = (int64_t)cg_le_get_u64(h + HDR_EPOCH_SAMPLES);
@@ -257,6 +260,7 @@ static int header_out_of_range(const cg_ckpt_info_t *in, char *buf, size_t len) 
       (in->ignore_index >= 0 &&
        field_bad("ignore_index", in->ignore_index, lo_ignore, 255, buf, len)) ||
       field_bad("npal", in->npal, 0, 256, buf, len) ||
+      field_bad("ema", in->ema, 0, 1, buf, len) ||
       field_bad("precision", in->precision, 0, 2, buf, len) ||
       field_bad("step", in->step, 0, kSteps, buf, len) ||
       field_bad("epoch", in->epoch, 0, kSteps, buf, len) ||

@@ -251,14 +251,14 @@ static const cg_opt_t g_opts[] = {
         "keep an exponential moving average of the weights, as "
         "torch.optim.swa_utils.AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(D)) "
         "updated after every optimizer step (the first copies the weights; then avg = avg + "
-        "(1 - D) (w - avg), torch.lerp's rounding; an fp16 step skipped for inf/NaN leaves it) "
+        "(1 - D) (w - avg), rounded as torch.lerp on a CPU (fused multiply-adds); an fp16 step skipped for inf/NaN leaves it) "
         "and used where Lightning's EMAWeightAveraging and mmengine's EMAHook use theirs: "
         "validation, --best-metric, early stopping, DIR/best, --params-out, --metrics-out, "
         "predict, export and --init-from see the average; training goes on from the weights "
-        "themselves, which checkpoints keep beside it for --resume (a resume without it goes "
-        "on from them and drops the average; one with it from a checkpoint without one starts "
-        "it there); 0 < D < 1, e.g. 0.999 or 0.9999 (the average spans about 1 / (1 - D) "
-        "steps); 0 = off"),
+        "themselves, which checkpoints keep beside it for --resume (stored: a resume keeps it; "
+        "--ema-decay 0 on a resume goes on from the weights and drops the average, and a "
+        "resume with it from a checkpoint without one starts it there); 0 < D < 1, e.g. 0.999 "
+        "or 0.9999 (the average spans about 1 / (1 - D) steps); 0 = off"),
     CG_OPT_ROW_NUM(I64, "warmup-steps", O(warmup_steps), 0, 1e15, C_TRAIN, "N",
         "linear learning-rate warm-up over the first N steps"),
     CG_OPT_ROW_TEXT(STR, "lr-schedule", O(lr_schedule), "constant|cosine|poly|multistep|plateau",

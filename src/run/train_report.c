@@ -99,6 +99,7 @@ int cg_report_refigures(const cg_run_t *r) {
    * stop came first */
   return r->ckpt_dir && r->val_src && r->resumed && r->exact && r->s0 == r->total &&
          r->ck.step == r->ck.total_steps && !(r->ck.have_val && r->ck.val_step == r->ck.step) &&
+         r->ck.ema == r->ema && /* else another model than its own was validated */
          resumed_newest(r);
 }
 

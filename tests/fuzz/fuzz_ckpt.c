@@ -21,7 +21,7 @@
 static cg_fuzz_file_t g_in;
 static const char *g_dir;   /* holds the input as ckpt-0000000000.cgck */
 static cg_ckpt_shape_t g_want;
-static float *g_p, *g_m, *g_v;
+static float *g_p, *g_m, *g_v, *g_t;
 
 static void fail(const char *what) {
   fprintf(stderr, "fuzz_ckpt: %s\n", what);
@@ -47,8 +47,8 @@ static void run(const uint8_t *data, size_t n) {
   cg_ckpt_inspect_main(2, argv);
 
   /* resume FILE: into the run's arrays, with its shape */
-  cg_ckpt_status_t rs = cg_ckpt_read(g_in.path, &g_want, &info, g_p, g_m, g_v, NULL, err,
-                                     sizeof err);
+  cg_ckpt_status_t rs = cg_ckpt_read(g_in.path, &g_want, &info, g_p, g_m, g_v, g_t, err,
+                                     sizeof err); /* and --ema-decay's training weights */
   if (rs == CG_CKPT_OK && (info.shape.nparams != g_want.nparams || info.step < 0))
     fail("accepted a checkpoint of another shape");
   if (vs == CG_CKPT_OK && rs != CG_CKPT_OK && rs != CG_CKPT_ESHAPE)
@@ -58,7 +58,7 @@ static void run(const uint8_t *data, size_t n) {
   snprintf(path, sizeof path, "%s/ckpt-0000000001.cgck", g_dir);
   unlink(path); /* left by the previous input's rotation: each input starts alike */
   cg_fuzz_write_file(g_dir, "ckpt-0000000000.cgck", data, n);
-  cg_ckpt_find(g_dir, &g_want, &info, g_p, g_m, g_v, NULL, path, sizeof path, report, NULL, err,
+  cg_ckpt_find(g_dir, &g_want, &info, g_p, g_m, g_v, g_t, path, sizeof path, report, NULL, err,
                sizeof err);
   argv[1] = (char *)g_dir;
   cg_ckpt_inspect_main(2, argv);
@@ -94,7 +94,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
   g_p = malloc(sizeof(float) * m.nparams);
   g_m = malloc(sizeof(float) * m.nparams);
   g_v = malloc(sizeof(float) * m.nparams);
-  if (!g_p || !g_m || !g_v) fail("out of memory");
+  g_t = malloc(sizeof(float) * m.nparams);
+  if (!g_p || !g_m || !g_v || !g_t) fail("out of memory");
   return 0;
 }
 

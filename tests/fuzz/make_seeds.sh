@@ -5,7 +5,8 @@
 #             (png_variants.py: 1/2/4-bit gray, 16-bit alpha, tRNS, Adam7, split IDAT)
 #   cgds/     shards written by `cogpu-dist pack` from PNG pairs
 #   ckpt/     the checkpoints of a 2-step CPU run (model BASE/DEPTH/SIZE: fuzz_ckpt.c resumes
-#             with that shape), and a version-1 copy of one (no run id)
+#             with that shape), a version-1 copy of one (no run id), and a 1-step run's with
+#             --ema-decay (format 5: the average as params, the training weights after v)
 #   monitor/  that run's --stats-out file, each of its lines alone, and tests/data's 4-rank one
 #   import/   that run's last checkpoint exported as safetensors, and a 3-class variant of it
 #   list/     lists of IMAGE MASK lines naming the pairs fuzz_list.c makes beside them
@@ -79,6 +80,9 @@ TRAIN=(train --backend cpu --model-base "$BASE" --model-depth "$DEPTH" --image-s
   --stats-out "$T/stats.jsonl" --timeout-s 0 --seed 7)
 run mpi1 "${TRAIN[@]}"
 cp "$T"/ck/ckpt-*.cgck "$OUT/ckpt/"
+# with --ema-decay: the average as params, the training weights after v (format 5)
+run mpi1 "${TRAIN[@]}" --checkpoint-dir "$T/ck-ema" --ema-decay 0.9 --steps 1 # the last wins
+cp "$T"/ck-ema/ckpt-0000000001.cgck "$OUT/ckpt/ema-1.cgck"
 python3 - "$OUT/ckpt" <<'EOF'
 # A version-1 checkpoint (before run ids): version 1, bytes 172..180 zero, header CRC redone.
 import glob, struct, sys, zlib
