@@ -8,7 +8,8 @@
 #     was lowered at least twice and the floor reached; each reduction is said;
 #  2. IoU (mode max, --best-metric auto for a binary model), patience 0: the same;
 #  3. a checkpoint of step 12 resumed to 30 with --resume FILE alone is bitwise the uninterrupted
-#     run (the rate and the counts are stored);
+#     run (the rate and the counts are stored); every checkpoint's header names the rate its
+#     step trained at (also at the steps whose validation lowered it);
 #  4. usage errors (exit 2, naming the flag): --lr-patience without plateau, plateau with
 #     --val-every 0, plateau with --lr-gamma 1, --lr-threshold 2.
 set -uo pipefail
@@ -57,11 +58,26 @@ PYEOF
 # ---- 1. val_loss, with a warm-up and a cooldown ----
 run loss 0 $MPIRUN -np 1 $BIN $COMMON --best-metric val_loss --warmup-steps 3 --lr-gamma 0.5 \
     --lr-patience 1 --lr-threshold 1e-3 --lr-cooldown 1 --min-lr 0.0125 \
-    --history-out $T/loss.jsonl --checkpoint-dir $T/ck --checkpoint-every 12 \
+    --history-out $T/loss.jsonl --checkpoint-dir $T/ck --checkpoint-every 1 --keep 40 \
     --params-out $T/loss.bin
 replay $T/loss.jsonl min val_loss 0.5 1 1e-3 1 0.0125 3 || fail=1
 want loss "lr: plateau: times 0.5 whenever val_loss has not improved by more than 0.001 of it"
 want loss "(--lr-patience 1): the learning rate goes from 0.05 to 0.025 after step"
+# every checkpoint's header (f64 at 144) says the rate its step trained at, not the one the
+# step's validation just lowered it to
+"$PY" - "$T" << 'PYEOF' || fail=1
+import glob, json, struct, sys
+t = sys.argv[1]
+lr = {r['step']: r['lr'] for r in map(json.loads, open(t + '/loss.jsonl'))}
+bad = 0
+for f in sorted(glob.glob(t + '/ck/ckpt-*.cgck')):
+    step, = struct.unpack_from('<q', open(f, 'rb').read(), 48)
+    got, = struct.unpack_from('<d', open(f, 'rb').read(), 144)
+    if abs(got - lr[step]) > 5e-6 * lr[step]:
+        print('FAIL %s: lr %.9g, its step trained at %.9g' % (f, got, lr[step])); bad = 1
+print(('  ok' if not bad else 'FAIL') + ': the checkpoints name the rate their step trained at')
+sys.exit(bad)
+PYEOF
 
 # ---- 2. IoU (mode max), patience 0 ----
 run iou 0 $MPIRUN -np 1 $BIN $COMMON --lr-gamma 0.5 --lr-patience 0 --min-lr 0.00625 \

@@ -65,6 +65,8 @@ typedef struct {
    * on it, and those left of a cooldown */
   double lr_scale, pl_best;
   int64_t pl_bad, pl_cool;
+  double lr_scale_used;     /* lr_scale as the last step submitted took it (a validation after
+                               it may have lowered lr_scale since) */
   int64_t bad_trained;      /* --skip-bad: samples of the trained batches that failed to load */
   char data_names[40];      /* "N:HASH": the training set's count and names in order (FNV-1a),
                                stored in checkpoints to tell a resume the data changed; "" for
@@ -148,6 +150,11 @@ static inline const char *cg_run_best_name(const cg_run_t *r) {
 /* The learning rate of 0-based step t: the schedule's, and --lr-schedule plateau's reductions. */
 static inline double cg_run_lr(const cg_run_t *r, int64_t t) {
   return cg_train_lr(r->cfg, t, r->sched_total) * r->lr_scale;
+}
+/* The rate the last step submitted, 1-based `step` (>= 1), trained at, for what reports it
+ * (the step lines, the history, a checkpoint's header). */
+static inline double cg_run_lr_trained(const cg_run_t *r, int64_t step) {
+  return cg_train_lr(r->cfg, step - 1, r->sched_total) * r->lr_scale_used;
 }
 /* Frees the run's own copy of the settings (--class-weights balanced) last of all; r->cfg is
  * NULL afterwards. */

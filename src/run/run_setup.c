@@ -820,6 +820,7 @@ static void load_plateau(cg_run_t *r) {
   r->lr_scale = 1.0;
   r->pl_best = by_loss ? INFINITY : -INFINITY;
   r->pl_bad = r->pl_cool = 0;
+  r->lr_scale_used = 1.0;
   if (strcmp(r->cfg->lr_schedule, "plateau")) return;
   if (!r->val_src && r->c->rank == 0)
     cg_log_warn("--lr-schedule plateau: this run has no validation set, so the learning rate "
@@ -838,6 +839,7 @@ static void load_plateau(cg_run_t *r) {
     r->pl_cool = cool;
   }
   cg_json_free(j);
+  r->lr_scale_used = r->lr_scale; /* before a step: the rate a resumed run reports */
 }
 
 /* Step health, the step table, the counters carried over from the checkpoint, the run id and

@@ -358,7 +358,9 @@ static void ckpt_info_of(const cg_run_t *r, int64_t step, cg_ckpt_info_t *in) {
   in->opt_t = r->opt_t0 + (step - r->s0);
   in->total_steps = r->total;
   in->skipped_steps = r->skipped0 + r->health.skipped;
-  in->lr = step > 0 ? cg_run_lr(r, step - 1) : cfg->lr;
+  in->lr = step == 0                     ? cfg->lr
+           : r->resumed && step == r->s0 ? r->ck.lr /* nothing trained: the file's */
+                                         : cg_run_lr_trained(r, step);
   struct timespec now;
   clock_gettime(CLOCK_REALTIME, &now); /* the order of a run's files for --resume DIR */
   in->unix_time = (int64_t)now.tv_sec;
@@ -571,6 +573,7 @@ static void submit_step(cg_run_t *r, loop_t *L, int64_t k) {
   const int64_t step = k + 1;
   /* --ema-decay: AveragedModel's first update copies the weights, the others lerp */
   const float ema_w = r->ema_started ? (float)(1.0 - cfg->ema_decay) : 1.0f;
+  r->lr_scale_used = r->lr_scale;
   cg_optim_t opt = {(float)cg_run_lr(r, k), (float)cfg->beta1,
                     (float)cfg->beta2,
                     (float)cfg->eps, (float)cfg->weight_decay, r->opt_t0 + (k - r->s0) + 1,

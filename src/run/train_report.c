@@ -300,7 +300,7 @@ void cg_report_window(cg_run_t *r, cg_train_figs_t *f, int64_t step, double elap
     tb_scalar(f, "train/loss", step, mean_loss);
     tb_scalar(f, "train/img_per_s", step, ips);
     tb_scalar(f, "train/lr", step,
-              cg_run_lr(r, step > 0 ? step - 1 : 0));
+              cg_run_lr_trained(r, step > 0 ? step : 1));
     if (w->gnorm_steps)
       tb_scalar(f, "train/grad_norm", step, w->gnorm_sum / (double)w->gnorm_steps);
   }
@@ -419,7 +419,7 @@ static void history_add(cg_run_t *r, cg_train_figs_t *f, int64_t step, double el
   rec.iou = K > 1 ? cg_confk_miou(v->confk, K) : cg_confusion_iou(&v->conf);
   rec.dice = K > 1 ? cg_confk_mdice(v->confk, K) : cg_confusion_dice(&v->conf);
   rec.acc = K > 1 ? cg_confk_acc(v->confk, K) : cg_confusion_acc(&v->conf);
-  rec.lr = cg_run_lr(r, step > 0 ? step - 1 : 0);
+  rec.lr = cg_run_lr_trained(r, step > 0 ? step : 1);
   rec.img_per_s = ips;
   rec.grad_norm = gsteps > 0 ? gsum / (double)gsteps : NAN;
   rec.confk = K > 1 ? v->confk : NULL;
