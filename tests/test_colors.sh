@@ -4,9 +4,12 @@
 # are the ids NumPy maps the same pixels to, whose palette is the colours (so they look as
 # before), or gray PNGs with --gray; --unknown maps the colours the file does not list (counted);
 # without it such a pixel fails its file, named with its place and colour, and the other files
-# are still written (exit 2); a JPEG is refused; --out = --in is refused; a FILE with a bad line
-# or a colour twice names the line; a run trains on the converted masks (their palette is
-# carried: predict writes the same colours). The fixtures are written with Debian's Pillow and
+# are still written (exit 2), and the run asked for next, into the same --out, replaces them; a
+# JPEG is refused; --tolerance 127 maps noisy DeepGlobe-like masks as a threshold at 128 would,
+# and refuses colours closer than 2T + 1; --rename swaps a name ending; --out = --in is
+# refused; a FILE with a bad line, a fifth number or a colour twice names the line (a BOM and
+# CRLF are read); a run trains on the converted masks (their palette is carried: predict writes
+# the same colours). The fixtures are written with Debian's Pillow and
 # NumPy (/usr/bin/python3); without them: skipped (77).
 set -euo pipefail
 BIN=$1; MPIRUN="$2 --oversubscribe --bind-to none"
@@ -81,33 +84,78 @@ PY
 # a colour not listed: the file named with the pixel; the others written; --unknown maps it
 expect2 "$T/bad/odd.png: pixel (x 7, y 5) has the colour 1 2 3, which --colors does not list" \
   $BIN colors-to-ids --colors "$COLORS" --in "$T/bad" --out "$T/o1"
+cp "$T/o1/good.png" "$T/good1.png"
 grep -q "a JPEG: its colours are not exact" "$T/o" || { cat "$T/o"; fail "the JPEG"; }
 [ -f "$T/o1/good.png" ] && [ ! -e "$T/o1/odd.png" ] || fail "the good file not written alone"
 rm "$T/bad/lossy.jpg"
-$BIN colors-to-ids --colors "$COLORS" --in "$T/bad" --out "$T/o2" --unknown 255 > "$T/u.log" \
-  2>&1 || { cat "$T/u.log"; fail "--unknown 255"; }
-grep -q "; 1 pixel(s) of colours it does not list -> 255" "$T/u.log" ||
-  { cat "$T/u.log"; fail "--unknown: the count"; }
+# the same --out again (the recovery the failure asks for): its own files replaced
+$BIN colors-to-ids --colors "$COLORS" --in "$T/bad" --out "$T/o1" --unknown 255 > "$T/u.log" \
+  2>&1 || { cat "$T/u.log"; fail "--unknown 255 into the same --out"; }
+grep -q "class ids 0..5, 255 (6 colour(s)" "$T/u.log" &&
+  grep -q "; 1 pixel(s) of colours it does not list -> 255" "$T/u.log" ||
+  { cat "$T/u.log"; fail "--unknown: the summary"; }
 "$PY" -c "
 import numpy as np, sys; from PIL import Image
 a = np.array(Image.open(sys.argv[1])); assert a[5, 7] == 255 and (a != 255).sum() == 255, a
-assert len(Image.open(sys.argv[1]).getpalette()) == 3 * 256" "$T/o2/odd.png" ||
-  fail "--unknown 255: the pixel"
+assert len(Image.open(sys.argv[1]).getpalette()) == 3 * 256
+assert np.array_equal(np.array(Image.open(sys.argv[2])), np.array(Image.open(sys.argv[3])))" \
+  "$T/o1/odd.png" "$T/good1.png" "$T/o1/good.png" || fail "--unknown 255: the pixels"
 echo "ok: an unlisted colour fails its file by place and colour, the others are written;" \
-     "--unknown maps it; a JPEG is refused"
+     "--unknown maps it (into the same --out); a JPEG is refused"
+
+# --tolerance: near colours (masks whose values are not exactly 0/255, as DeepGlobe's) thresholded
+# at 128 with 127; --rename pairs a label file with its image; --threads 1 writes the same
+"$PY" - "$T" << 'PY'
+import os, sys, numpy as np
+from PIL import Image
+t = sys.argv[1]
+os.makedirs(f"{t}/noisy")
+rng = np.random.default_rng(5)
+legend = np.array([[0, 255, 255], [255, 255, 0], [255, 0, 255], [0, 255, 0], [0, 0, 255],
+                   [255, 255, 255], [0, 0, 0]], np.uint8)
+ids = rng.integers(0, 7, (24, 24))
+rgb = legend[ids].astype(int) + np.where(legend[ids] > 0, -rng.integers(0, 128, (24, 24, 3)),
+                                         rng.integers(0, 128, (24, 24, 3)))
+Image.fromarray(rgb.astype(np.uint8)).save(f"{t}/noisy/119_mask.png")
+np.save(f"{t}/noisy_ids.npy", np.where(ids == 6, 255, ids))
+PY
+DG=$SRC/scripts/datasets/deepglobe.colors
+expect2 "has the colour" $BIN colors-to-ids --colors "$DG" --in "$T/noisy" --out "$T/n0"
+$BIN colors-to-ids --colors "$DG" --in "$T/noisy" --out "$T/n1" --tolerance 127 \
+  --rename _mask:_sat --threads 1 > "$T/n.log" 2>&1 || { cat "$T/n.log"; fail "--tolerance 127"; }
+grep -q "pixel(s) within --tolerance 127 of a colour" "$T/n.log" || { cat "$T/n.log"; fail "near"; }
+"$PY" -c "
+import numpy as np, sys; from PIL import Image
+a = np.array(Image.open(sys.argv[1] + '/n1/119_sat.png'))
+assert np.array_equal(a, np.load(sys.argv[1] + '/noisy_ids.npy')), 'thresholded ids differ'" "$T" ||
+  fail "--tolerance 127: the ids"
+expect2 "--tolerance: 128 is out of range 0..127" \
+  $BIN colors-to-ids --colors "$DG" --in "$T/noisy" --out "$T/n2" --tolerance 128
+printf '0 0 0 0\n10 10 10 1\n' > "$T/close.colors"
+expect2 "--tolerance 5: the colours of --colors $T/close.colors:1 and :2 are within 10" \
+  $BIN colors-to-ids --colors "$T/close.colors" --in "$T/noisy" --out "$T/n2" --tolerance 5
+expect2 "--rename: 'x' is not A:B" \
+  $BIN colors-to-ids --colors "$DG" --in "$T/noisy" --out "$T/n2" --rename x
+echo "ok: --tolerance 127 thresholds near colours at 128 (DeepGlobe's advice); --rename"
 
 # refusals
 expect2 "--out: '$T/rgb' is the --in directory" \
   $BIN colors-to-ids --colors "$COLORS" --in "$T/rgb" --out "$T/rgb"
 printf '1 2 3 0\n4 5 6\n' > "$T/short.colors"
-expect2 "--colors $T/short.colors:2: not 'R G B ID'" \
+expect2 "--colors $T/short.colors:2: not 'R G B ID [name]'" \
   $BIN colors-to-ids --colors "$T/short.colors" --in "$T/rgb" --out "$T/x"
 printf '1 2 3 0\n# a comment\n1 2 3 1\n' > "$T/twice.colors"
 expect2 "--colors $T/twice.colors:3: the colour 1 2 3 is on line 1 too" \
   $BIN colors-to-ids --colors "$T/twice.colors" --in "$T/rgb" --out "$T/x"
 printf '1 2 300 0\n' > "$T/big.colors"
-expect2 "--colors $T/big.colors:1: not 'R G B ID'" \
+expect2 "--colors $T/big.colors:1: not 'R G B ID [name]'" \
   $BIN colors-to-ids --colors "$T/big.colors" --in "$T/rgb" --out "$T/x"
+printf '255 255 255 255 0\n' > "$T/rgba.colors" # R G B A ID: the alpha would be the id
+expect2 "--colors $T/rgba.colors:1: not 'R G B ID [name]'" \
+  $BIN colors-to-ids --colors "$T/rgba.colors" --in "$T/rgb" --out "$T/x"
+printf '\xef\xbb\xbf255 255 255 0 impervious\r\n0 0 255 1\r\n' > "$T/bom.colors"
+$BIN colors-to-ids --colors "$T/bom.colors" --in "$T/bad" --out "$T/bom" --unknown 9 \
+  > "$T/bom.log" 2>&1 || { cat "$T/bom.log"; fail "a BOM and CRLF"; }
 expect2 "--colors FILE is required" $BIN colors-to-ids --in "$T/rgb" --out "$T/x"
 
 # a run on the converted masks: the palette carried to predict's masks

@@ -1,6 +1,6 @@
 /* colors.c: the `colors-to-ids` command — masks that name their classes by RGB colours (ISPRS
- * Potsdam and Vaihingen, DeepGlobe Land Cover, CamVid) turned into the class-id masks train
- * reads, once, before training: what mmsegmentation's dataset converters do for those sets.
+ * Potsdam and Vaihingen, DeepGlobe Land Cover) turned into the class-id masks train reads, once,
+ * before training: what mmsegmentation's dataset converters are for.
  *
  * One process, no MPI. The files are converted in parallel (OpenMP, a file a thread), each
  * written atomically (png_io.h); a file that cannot be converted is named with the reason and
@@ -13,8 +13,9 @@
 
 #include "colors.h"
 
-#include "atomic_file.h" /* cg_afile_check: an output that holds data is refused */
-#include "cli.h"         /* cg_cli_defaults: --max-image-pixels' default */
+#include <omp.h>
+
+#include "cli.h" /* cg_cli_defaults: --max-image-pixels' default */
 #include "config.h"
 #include "image_io.h" /* cg_image_list_dir, cg_image_read_rgb, cg_image_is_jpeg */
 #include "log.h"
@@ -36,37 +37,53 @@ typedef struct {
   int n;
   int maxid;          /* the largest id listed */
   uint8_t pal[768];   /* each id's colour: its first line's; black for an id not listed */
+  uint8_t has[256];   /* ids listed */
+  int tol;            /* --tolerance: a colour within tol of a listed one on every channel */
 } colormap_t;
 
 static void colors_help(FILE *f, long long max_pixels) {
   fprintf(f,
           "usage: cogpu-dist colors-to-ids --colors FILE --in DIR --out DIR [--unknown ID]\n"
-          "                                [--gray] [--max-image-pixels N]\n"
+          "                                [--tolerance T] [--rename A:B] [--gray] [--threads N]\n"
+          "                                [--max-image-pixels N]\n"
           "\n"
           "Turns masks whose pixels name their class by an RGB colour (ISPRS Potsdam and\n"
-          "Vaihingen, DeepGlobe Land Cover, CamVid) into the class-id masks train reads:\n"
+          "Vaihingen, DeepGlobe Land Cover, ...) into the class-id masks train reads:\n"
           "OUT/NAME.png for every IN/NAME.png, .gif, .tif or .tiff, an 8-bit palette PNG whose\n"
           "pixel values are the class ids and whose palette holds the classes' colours, so the\n"
           "masks still look as they did, and a run on them writes its predictions in the same\n"
-          "colours. Run it once before training, as mmsegmentation's dataset converters.\n"
+          "colours. Run it once before training (what mmsegmentation's dataset converters are\n"
+          "for); files already in OUT are replaced.\n"
           "\n"
-          "  --colors FILE  the classes' colours, a line each: R G B ID (0..255 each; the rest of\n"
-          "                 the line, a class name, is ignored; '#' starts a comment). Several\n"
-          "                 colours may give one id. scripts/datasets/ has ISPRS's and\n"
-          "                 DeepGlobe's\n"
-          "  --in DIR       the colour masks (PNG: RGB, RGBA, palette, 8 or 16 bit; GIF; TIFF).\n"
-          "                 JPEGs are refused: their colours are not exact\n"
+          "  --colors FILE  the classes' colours, a line each: R G B ID (0..255 each), then\n"
+          "                 optionally a class name (not a number; ignored); '#' starts a\n"
+          "                 comment. Several colours may give one id. scripts/datasets/ has\n"
+          "                 ISPRS's and DeepGlobe's\n"
+          "  --in DIR       the colour masks (PNG: RGB, RGBA (alpha ignored), palette, 8 or 16\n"
+          "                 bit; GIF and TIFF: the first frame). JPEGs are refused: their\n"
+          "                 colours are not exact\n"
           "  --out DIR      where the id masks go (made if missing); not --in\n"
           "  --unknown ID   a colour FILE does not list becomes ID (255: the ignore label of a\n"
-          "                 K-class run); default: such a pixel fails its file, named with its\n"
-          "                 place and colour\n"
+          "                 K-class run; counted); default: such a pixel fails its file, named\n"
+          "                 with its place and colour\n"
+          "  --tolerance T  a colour within T of a listed one on every channel is that one (0..127;\n"
+          "                 listed colours closer than 2T + 1 are refused); 127 on a legend of\n"
+          "                 0/255 channels thresholds each at 128, as DeepGlobe's README asks of\n"
+          "                 its masks, whose values are not exactly 0 and 255 (default 0: exact)\n"
+          "  --rename A:B   an input whose name (without its extension) ends in A is written as\n"
+          "                 that name with B in place of A, so it pairs with its image under\n"
+          "                 train --data DIR: --rename _label:_RGB for ISPRS Potsdam,\n"
+          "                 _mask:_sat for DeepGlobe\n"
           "  --gray         write 8-bit gray PNGs (the ids alone, no palette)\n"
+          "  --threads N    files converted at once (each holds its image: 4 bytes a pixel);\n"
+          "                 default: the cores this process may use\n"
           "  --max-image-pixels N\n"
           "                 refuse a mask of more pixels (from its header; default %lld)\n"
           "  --help         this text\n"
           "\n"
-          "Exit codes: 0 every file converted; 2 a bad flag, FILE or input file (named; the\n"
-          "others are written); 1 an output that cannot be written.\n",
+          "Exit codes: 0 every file converted; 2 a bad flag (an --out that cannot be made\n"
+          "included), FILE or input file (each named; the others are written); 1 an output\n"
+          "file that cannot be written.\n",
           max_pixels);
 }
 
@@ -100,8 +117,19 @@ static int read_byte(const char **p, int *v) {
   return 0;
 }
 
-/* --colors FILE into m, sorted by colour. 0, or -1 with err naming FILE:LINE. */
-static int read_colors(const char *path, colormap_t *m, char *err, size_t errlen) {
+/* The largest difference of two colours' channels. */
+static int chan_dist(uint32_t a, uint32_t b) {
+  int d = 0;
+  for (int s = 0; s < 24; s += 8) {
+    const int x = (int)((a >> s) & 255) - (int)((b >> s) & 255);
+    if (abs(x) > d) d = abs(x);
+  }
+  return d;
+}
+
+/* --colors FILE into m, sorted by colour (tol: m->tol, checked against the colours' spacing).
+ * 0, or -1 with err naming FILE:LINE. */
+static int read_colors(const char *path, int tol, colormap_t *m, char *err, size_t errlen) {
   FILE *f = fopen(path, "r");
   if (!f) {
     snprintf(err, errlen, "--colors: cannot open '%.900s': %s", path, strerror(errno));
@@ -111,19 +139,30 @@ static int read_colors(const char *path, colormap_t *m, char *err, size_t errlen
   int ln = 0, rc = 0;
   m->n = 0;
   m->maxid = -1;
+  m->tol = tol;
   memset(m->pal, 0, sizeof m->pal);
-  uint8_t named[256] = {0};
+  memset(m->has, 0, sizeof m->has);
   while (!rc && fgets(line, sizeof line, f)) {
     ln++;
+    if (!strchr(line, '\n') && !feof(f)) {
+      snprintf(err, errlen, "--colors %.900s:%d: a line over %zu bytes", path, ln,
+               sizeof line - 2);
+      rc = -1;
+      break;
+    }
     char *hash = strchr(line, '#');
     if (hash) *hash = 0;
     const char *p = line;
+    if (ln == 1 && !memcmp(p, "\xEF\xBB\xBF", 3)) p += 3; /* a UTF-8 byte-order mark */
     while (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n') p++;
     if (!*p) continue;
     int v[4];
     for (int k = 0; k < 4 && !rc; k++) rc = read_byte(&p, &v[k]);
+    while (*p == ' ' || *p == '\t') p++;
+    if (!rc && ((*p >= '0' && *p <= '9') || *p == '+' || *p == '-')) rc = -1; /* R G B A ID? */
     if (rc) {
-      snprintf(err, errlen, "--colors %.900s:%d: not 'R G B ID' (four values 0..255)", path, ln);
+      snprintf(err, errlen, "--colors %.900s:%d: not 'R G B ID [name]' (four values 0..255, "
+               "then a name that is not a number)", path, ln);
       break;
     }
     if (m->n == COLORS_MAX) {
@@ -135,9 +174,15 @@ static int read_colors(const char *path, colormap_t *m, char *err, size_t errlen
     c->key = (uint32_t)v[0] << 16 | (uint32_t)v[1] << 8 | (uint32_t)v[2];
     c->id = (uint8_t)v[3];
     c->line = ln;
-    if (!named[v[3]]++) memcpy(m->pal + 3 * v[3], (uint8_t[3]){(uint8_t)v[0], (uint8_t)v[1],
-                                                              (uint8_t)v[2]}, 3);
+    if (!m->has[v[3]]) { /* the palette: an id's first colour */
+      m->has[v[3]] = 1;
+      for (int k = 0; k < 3; k++) m->pal[3 * v[3] + k] = (uint8_t)v[k];
+    }
     if (v[3] > m->maxid) m->maxid = v[3];
+  }
+  if (!rc && ferror(f)) {
+    snprintf(err, errlen, "--colors: cannot read '%.900s': %s", path, strerror(errno));
+    rc = -1;
   }
   fclose(f);
   if (rc) return -1;
@@ -155,11 +200,21 @@ static int read_colors(const char *path, colormap_t *m, char *err, size_t errlen
                m->c[i].line < m->c[i + 1].line ? m->c[i].line : m->c[i + 1].line);
       return -1;
     }
+  for (int i = 0; tol && i < m->n; i++) /* within 2 tol on every channel: a colour near both */
+    for (int j = i + 1; j < m->n; j++)
+      if (chan_dist(m->c[i].key, m->c[j].key) <= 2 * tol) {
+        snprintf(err, errlen, "--tolerance %d: the colours of --colors %.900s:%d and :%d are "
+                 "within %d of each other on every channel: a colour near both would be either",
+                 tol, path, m->c[i].line, m->c[j].line, 2 * tol);
+        return -1;
+      }
   return 0;
 }
 
-/* The id of colour key, or -1 when m does not list it. */
-static int lookup(const colormap_t *m, uint32_t key) {
+/* The id of colour key (exact, or with m->tol the listed colour within it), or -1 when m lists
+ * none; *near: matched within the tolerance only. */
+static int lookup(const colormap_t *m, uint32_t key, int *near) {
+  *near = 0;
   int lo = 0, hi = m->n - 1;
   while (lo <= hi) {
     const int mid = (lo + hi) / 2;
@@ -167,6 +222,11 @@ static int lookup(const colormap_t *m, uint32_t key) {
     if (m->c[mid].key < key) lo = mid + 1;
     else hi = mid - 1;
   }
+  for (int i = 0; m->tol && i < m->n; i++) /* at most one is that close (read_colors) */
+    if (chan_dist(m->c[i].key, key) <= m->tol) {
+      *near = 1;
+      return m->c[i].id;
+    }
   return -1;
 }
 
@@ -176,13 +236,36 @@ typedef struct {
   int gray;
   int64_t max_pixels;
   const char *out;
+  const char *from, *to; /* --rename A:B (NULL: none) */
 } job_t;
 
+/* What one mask gave: its pixels mapped by --unknown and by --tolerance. */
+typedef struct {
+  int64_t unlisted, near;
+} tally_t;
+
+/* OUT/NAME.png for input in: its stem, with --rename's suffix swapped. */
+static void out_path(const job_t *j, const char *in, char *path, size_t len) {
+  char stem[512];
+  cg_image_stem(in, stem, sizeof stem);
+  const size_t n = strlen(stem), a = j->from ? strlen(j->from) : 0;
+  if (j->from && n >= a && !strcmp(stem + n - a, j->from))
+    snprintf(path, len, "%s/%.*s%s.png", j->out, (int)(n - a), stem, j->to);
+  else
+    snprintf(path, len, "%s/%s.png", j->out, stem);
+}
+
+/* 1 when every pixel's channels are equal: a gray mask, likely of ids already. */
+static int all_gray(const uint8_t *rgb, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    if (rgb[3 * i] != rgb[3 * i + 1] || rgb[3 * i] != rgb[3 * i + 2]) return 0;
+  return 1;
+}
+
 /* One mask: read, mapped, written. 0; 2 with err for a bad input (its pixels, its format); 1
- * with err when the output cannot be written. *unlisted: pixels --unknown mapped. */
-static int convert(const job_t *j, const char *in, int64_t *unlisted, char *err,
-                   size_t errlen) {
-  *unlisted = 0;
+ * with err when the output cannot be written. */
+static int convert(const job_t *j, const char *in, tally_t *t, char *err, size_t errlen) {
+  memset(t, 0, sizeof *t);
   if (cg_image_is_jpeg(in)) {
     snprintf(err, errlen, "%.900s: a JPEG: its colours are not exact (lossy), so they cannot "
              "name classes; convert the lossless originals", in);
@@ -194,29 +277,31 @@ static int convert(const job_t *j, const char *in, int64_t *unlisted, char *err,
   const size_t n = (size_t)h * w;
   uint8_t *ids = cg_malloc(n, "class ids");
   uint32_t last = 0xFFFFFFFFu;
-  int last_id = -1, rc = 0;
+  int last_id = -1, last_near = 0, rc = 0;
   for (size_t i = 0; i < n; i++) {
     const uint8_t *p = rgb + 3 * i;
     const uint32_t key = (uint32_t)p[0] << 16 | (uint32_t)p[1] << 8 | p[2];
     if (key != last) { /* runs of one colour are the rule */
       last = key;
-      last_id = lookup(j->map, key);
+      last_id = lookup(j->map, key, &last_near);
     }
     if (last_id < 0 && j->unknown < 0) {
       snprintf(err, errlen, "%.900s: pixel (x %zu, y %zu) has the colour %u %u %u, which "
-               "--colors does not list (give it a line, or --unknown ID)", in, i % (size_t)w,
-               i / (size_t)w, p[0], p[1], p[2]);
+               "--colors does not list (give it a line, --tolerance T or --unknown ID)%s", in,
+               i % (size_t)w, i / (size_t)w, p[0], p[1], p[2],
+               all_gray(rgb, n) ? "; the mask is gray: if its values are class ids already, "
+                                  "train reads it as it is" : "");
       rc = 2;
       break;
     }
-    if (last_id < 0) (*unlisted)++;
+    t->unlisted += last_id < 0;
+    t->near += last_near;
     ids[i] = (uint8_t)(last_id < 0 ? j->unknown : last_id);
   }
   free(rgb);
   if (!rc) {
-    char stem[512], path[4200], why[1024];
-    cg_image_stem(in, stem, sizeof stem);
-    snprintf(path, sizeof path, "%s/%s.png", j->out, stem);
+    char path[4200], why[1024];
+    out_path(j, in, path, sizeof path);
     const int npal = (j->unknown > j->map->maxid ? j->unknown : j->map->maxid) + 1;
     const int wr = j->gray ? cg_png_write(path, ids, h, w, CG_PNG_GRAY8, why, sizeof why)
                            : cg_png_write_indexed(path, ids, h, w, j->map->pal, npal, why,
@@ -230,9 +315,26 @@ static int convert(const job_t *j, const char *in, int64_t *unlisted, char *err,
   return rc;
 }
 
+/* "0..5 and 255": the ids m lists (and unknown, >= 0), as runs. */
+static void ids_text(const colormap_t *m, int unknown, char *buf, size_t len) {
+  uint8_t has[256];
+  memcpy(has, m->has, sizeof has);
+  if (unknown >= 0) has[unknown] = 1;
+  size_t k = 0;
+  buf[0] = 0;
+  int runs = 0;
+  for (int i = 0; i < 256; i++) {
+    if (!has[i] || (i > 0 && has[i - 1])) continue;
+    int e = i;
+    while (e + 1 < 256 && has[e + 1]) e++;
+    if (k < len) k += (size_t)snprintf(buf + k, len - k, "%s%d", runs++ ? ", " : "", i);
+    if (e > i && k < len) k += (size_t)snprintf(buf + k, len - k, "..%d", e);
+  }
+}
+
 typedef struct {
-  const char *colors, *in, *out;
-  int unknown, gray;
+  const char *colors, *in, *out, *rename;
+  int unknown, gray, tolerance, threads;
   int64_t max_pixels;
 } copts_t;
 
@@ -241,7 +343,10 @@ static const cg_opt_t k_colors_opts[] = {
     {"colors", CG_OPT_PTR, CO(colors), 0, 0, CG_OPT_REQUIRED, NULL, 0, "FILE", "required"},
     {"in", CG_OPT_PTR, CO(in), 0, 0, CG_OPT_REQUIRED, NULL, 0, "DIR", "required"},
     {"out", CG_OPT_PTR, CO(out), 0, 0, CG_OPT_REQUIRED, NULL, 0, "DIR", "required"},
+    {"rename", CG_OPT_PTR, CO(rename), 0, 0, CG_OPT_REQUIRED, NULL, 0, "A:B", "suffix swap"},
     CG_OPT_ROW_NUM(INT, "unknown", CO(unknown), 0, 255, 0, "ID", "unlisted colours' id"),
+    CG_OPT_ROW_NUM(INT, "tolerance", CO(tolerance), 0, 127, 0, "T", "near colours"),
+    CG_OPT_ROW_NUM(INT, "threads", CO(threads), 1, 1024, 0, "N", "files at once"),
     CG_OPT_ROW_FLAG("gray", CO(gray), 0, "gray PNGs"),
     CG_OPT_ROW_NUM(I64, "max-image-pixels", CO(max_pixels), 1, 1073741824, 0, "N",
                    "pixel limit"),
@@ -267,10 +372,20 @@ int cg_colors_main(int argc, char **argv) {
   if (!o.colors) return usage_error("--colors FILE is required");
   if (!o.in) return usage_error("--in DIR is required");
   if (!o.out) return usage_error("--out DIR is required");
+  char from[256] = "", *to = NULL;
+  if (o.rename) {
+    const char *colon = strchr(o.rename, ':');
+    if (!colon || colon == o.rename || strchr(colon + 1, ':') || strchr(o.rename, '/') ||
+        (size_t)(colon - o.rename) >= sizeof from)
+      return usage_error("--rename: '%s' is not A:B (two name endings, A not empty, no ':' or "
+                         "'/' in them)", o.rename);
+    snprintf(from, sizeof from, "%.*s", (int)(colon - o.rename), o.rename);
+    to = (char *)colon + 1;
+  }
   colormap_t *map = cg_malloc(sizeof *map, "colours");
   char **files = NULL;
   int nfiles = 0, code = 0;
-  if (read_colors(o.colors, map, err, sizeof err) ||
+  if (read_colors(o.colors, o.tolerance, map, err, sizeof err) ||
       cg_image_list_dir("--in", o.in, "written to", &files, &nfiles, err, sizeof err)) {
     code = usage_error("%s", err);
   } else if (!nfiles) {
@@ -280,12 +395,16 @@ int cg_colors_main(int argc, char **argv) {
   } else if (cg_path_same_file(o.in, o.out)) {
     code = usage_error("--out: '%s' is the --in directory: its masks would be replaced", o.out);
   }
-  for (int i = 0; !code && i < nfiles; i++) { /* an output name that holds data: refused */
-    char stem[512], path[4200];
-    cg_image_stem(files[i], stem, sizeof stem);
-    snprintf(path, sizeof path, "%s/%s.png", o.out, stem);
-    if (cg_afile_check("--out", path, CG_AFILE_REPLACE, err, sizeof err))
-      code = usage_error("%s", err);
+  const job_t job = {map, o.unknown, o.gray, o.max_pixels, o.out, o.rename ? from : NULL, to};
+  for (int i = 0; !code && i + 1 < nfiles; i++) { /* --rename may give two inputs one name */
+    char a[4200], b[4200];
+    out_path(&job, files[i], a, sizeof a);
+    for (int k = i + 1; !code && k < nfiles; k++) {
+      out_path(&job, files[k], b, sizeof b);
+      if (!strcmp(a, b))
+        code = usage_error("--rename %s: '%s' and '%s' would both be written to %s", o.rename,
+                           files[i], files[k], a);
+    }
   }
   if (code) {
     for (int i = 0; i < nfiles; i++) free(files[i]);
@@ -293,17 +412,20 @@ int cg_colors_main(int argc, char **argv) {
     free(map);
     return code;
   }
-  const job_t job = {map, o.unknown, o.gray, o.max_pixels, o.out};
   int *rcs = cg_calloc((size_t)nfiles, sizeof(int), "results");
   char **why = cg_calloc((size_t)nfiles, sizeof(char *), "messages");
-  int64_t unlisted = 0;
+  int64_t unlisted = 0, near = 0;
   const double t0 = cg_now();
-#pragma omp parallel for schedule(dynamic) reduction(+ : unlisted)
+  const int threads = o.threads > 0 ? o.threads : omp_get_max_threads();
+#pragma omp parallel for schedule(dynamic) num_threads(threads) reduction(+ : unlisted, near)
   for (int i = 0; i < nfiles; i++) {
     char e[2048] = "";
-    int64_t u = 0;
-    rcs[i] = convert(&job, files[i], &u, e, sizeof e);
-    unlisted += u;
+    tally_t t;
+    rcs[i] = convert(&job, files[i], &t, e, sizeof e);
+    if (!rcs[i]) { /* the files written */
+      unlisted += t.unlisted;
+      near += t.near;
+    }
     if (rcs[i]) why[i] = strdup(e);
   }
   int bad = 0, failed_writes = 0;
@@ -315,9 +437,13 @@ int cg_colors_main(int argc, char **argv) {
     else failed_writes++;
   }
   const int done = nfiles - bad - failed_writes;
-  printf("colors-to-ids: %d of %d mask(s) of %s -> %s as %s PNGs of class ids 0..%d (%d "
-         "colour(s) of %s)", done, nfiles, o.in, o.out, o.gray ? "gray" : "palette",
-         map->maxid, map->n, o.colors);
+  char ids[1200];
+  ids_text(map, o.unknown, ids, sizeof ids);
+  printf("colors-to-ids: %d of %d mask(s) of %s -> %s as %s PNGs of class ids %s (%d colour(s) "
+         "of %s)", done, nfiles, o.in, o.out, o.gray ? "gray" : "palette", ids, map->n,
+         o.colors);
+  if (o.tolerance) printf("; %lld pixel(s) within --tolerance %d of a colour", (long long)near,
+                          o.tolerance);
   if (o.unknown >= 0)
     printf("; %lld pixel(s) of colours it does not list -> %d", (long long)unlisted, o.unknown);
   printf(", %.2f s\n", cg_now() - t0);
