@@ -18,6 +18,8 @@ for m in on off horizontal vertical d4; do
   run $m $MPIRUN -np 1 $BIN $SMALL --batch 4 --flip $m --params-out $T/$m.bin
 done
 cmp -s $T/on.bin $T/default.bin || fail "--flip on is not the default"
+run one $MPIRUN -np 1 $BIN $SMALL --batch 4 --flip 1 --params-out $T/one.bin # on/off's spelling
+cmp -s $T/one.bin $T/on.bin || fail "--flip 1 is not on"
 for a in on off horizontal vertical d4; do
   for b in on off horizontal vertical d4; do
     [ "$a" \< "$b" ] || continue

@@ -8,8 +8,10 @@
 #     was lowered at least twice and the floor reached; each reduction is said;
 #  2. IoU (mode max, --best-metric auto for a binary model), patience 0: the same;
 #  3. a checkpoint of step 12 resumed to 30 with --resume FILE alone is bitwise the uninterrupted
-#     run (the rate and the counts are stored); every checkpoint's header names the rate its
-#     step trained at (also at the steps whose validation lowered it);
+#     run (the rate and the counts are stored), and so is a finished 12-step run extended to 30
+#     (its final validation counted); every checkpoint's header names the rate its step trained
+#     at; a resume with a lower --lr stays at --min-lr; one with another --best-metric says the
+#     state starts afresh;
 #  4. usage errors (exit 2, naming the flag): --lr-patience without plateau, plateau with
 #     --val-every 0, plateau with --lr-gamma 1, --lr-threshold 2.
 set -uo pipefail
@@ -81,7 +83,7 @@ PYEOF
 
 # ---- 2. IoU (mode max), patience 0 ----
 run iou 0 $MPIRUN -np 1 $BIN $COMMON --lr-gamma 0.5 --lr-patience 0 --min-lr 0.00625 \
-    --history-out $T/iou.jsonl
+    --history-out $T/iou.jsonl --params-out $T/iou.bin
 replay $T/iou.jsonl max val_iou 0.5 0 1e-4 0 0.00625 0 || fail=1
 
 # ---- 3. a resume goes on with the rate and the counts ----
@@ -89,6 +91,26 @@ run res 0 $MPIRUN -np 1 $BIN train --resume $T/ck/ckpt-0000000012.cgck --checkpo
     --progress off --params-out $T/res.bin
 if cmp -s $T/res.bin $T/loss.bin; then echo "  ok: resumed at step 12: bitwise the uninterrupted run"
 else echo "FAIL res: the resumed run's weights differ"; fail=1; fi
+
+# a finished run extended with --steps goes on as the longer run (its final validation stepped)
+run short 0 $MPIRUN -np 1 $BIN ${COMMON/--steps 30/--steps 12} --lr-gamma 0.5 --lr-patience 0 \
+    --min-lr 0.00625 --checkpoint-dir $T/cks
+run ext 0 $MPIRUN -np 1 $BIN train --resume $T/cks --steps 30 --progress off \
+    --params-out $T/ext.bin
+if cmp -s $T/ext.bin $T/iou.bin; then echo "  ok: 12 steps extended to 30: bitwise the 30-step run"
+else echo "FAIL ext: the extended run's weights differ from the 30-step run's"; fail=1; fi
+# a resume with a lower --lr keeps --min-lr (0.05 x 0.5 at step 12 would be 0.02 x 0.5 = 0.01)
+run lower 0 $MPIRUN -np 1 $BIN train --resume $T/ck/ckpt-0000000012.cgck --checkpoint-dir $T/ck3 \
+    --lr 0.02 --steps 14 --progress off --history-out $T/lower.jsonl
+"$PY" -c "
+import json, sys
+r = [json.loads(l) for l in open(sys.argv[1])]
+assert r[0]['step'] == 13 and abs(r[0]['lr'] - 0.0125) < 1e-9, r[0]" $T/lower.jsonl &&
+  echo "  ok: a resume with a lower --lr stays at --min-lr" || { echo "FAIL lower"; fail=1; }
+# another --best-metric on a resume: the state it kept watched another figure: said
+run other 0 $MPIRUN -np 1 $BIN train --resume $T/ck/ckpt-0000000012.cgck --checkpoint-dir $T/ck4 \
+    --best-metric val_iou --steps 13 --progress off
+want other "resume: --lr-schedule plateau starts afresh at --lr: its state watched val_loss"
 
 # ---- 4. usage errors ----
 X="train --backend cpu --model-base 4 --model-depth 2 --image-size 32 --train-samples 64

@@ -1,7 +1,10 @@
 /* metrics.c: confusion counts (see metrics.h). */
 #include "metrics.h"
 
+#include <locale.h> /* newlocale, uselocale: text_cols' wcwidth in UTF-8 */
 #include <stdio.h>
+#include <string.h>
+#include <wchar.h>
 
 void cg_confusion_add(cg_confusion_t *c, const uint8_t *pred, const uint8_t *mask, size_t n) {
   /* Branch-free: tp = sum p*y, predicted positives and true positives give the rest. */
@@ -131,9 +134,10 @@ double cg_confk_macc(const int64_t *conf, int K) {
   return np ? sum / np : 0.0;
 }
 
-/* The terminal columns of code point u, as wcwidth(3) counts them in a UTF-8 locale (Markus
- * Kuhn's table, shortened): combining marks, variation selectors and zero-width characters none,
- * East Asian wide and full-width characters and the emoji blocks two, the rest one. */
+/* The terminal columns of code point u where the C library has no UTF-8 locale: a short table
+ * (Markus Kuhn's, cut down): the common combining marks, variation selectors and zero-width
+ * characters none, East Asian wide and full-width characters and the main emoji blocks two, the
+ * rest one. */
 static int cp_cols(uint32_t u) {
   static const uint32_t zero[][2] = {{0x0300, 0x036F}, {0x0483, 0x0489}, {0x0591, 0x05BD},
                                      {0x0610, 0x061A}, {0x064B, 0x065F}, {0x0E31, 0x0E31},
@@ -152,8 +156,34 @@ static int cp_cols(uint32_t u) {
   return 1;
 }
 
-/* The terminal columns of UTF-8 text s (class names are checked UTF-8), for a name's padding. */
+/* The terminal columns of UTF-8 text s (class names are checked UTF-8), for a name's padding:
+ * wcwidth(3) of each character in the C.UTF-8 locale (this thread's alone, for the call: the
+ * process's locale is not touched), or cp_cols' table where that locale is missing. */
 static int text_cols(const char *s) {
+  static locale_t utf8;
+  static int tried;
+  if (!tried) { /* rank 0's report thread alone prints the tables */
+    tried = 1;
+    utf8 = newlocale(LC_CTYPE_MASK, "C.UTF-8", (locale_t)0);
+  }
+  if (utf8) {
+    const locale_t old = uselocale(utf8);
+    mbstate_t st;
+    memset(&st, 0, sizeof st);
+    int n = 0;
+    size_t len = strlen(s);
+    while (len) {
+      wchar_t wc;
+      const size_t k = mbrtowc(&wc, s, len, &st);
+      if (k == (size_t)-1 || k == (size_t)-2 || k == 0) break; /* not in a checked name */
+      const int w = wcwidth(wc);
+      n += w > 0 ? w : 0;
+      s += k;
+      len -= k;
+    }
+    uselocale(old);
+    return n;
+  }
   int n = 0;
   const unsigned char *p = (const unsigned char *)s;
   while (*p) {

@@ -143,7 +143,7 @@ static const cg_opt_t g_opts[] = {
         "its centre by an angle uniform in [-D, D] degrees (0 < D <= 180), its size kept; the "
         "corners it uncovers padded as zoom-out crops pad (mid-gray, masks the ignore label, 0 "
         "when there is none); P in (0, 1], default 1; 0 = off"),
-    CG_OPT_ROW_TEXT(STR, "flip", O(flip), "on|off|horizontal|vertical|d4", C_TRAIN, "F",
+    CG_OPT_ROW_TEXT(STR, "flip", O(flip), "on|off|horizontal|vertical|d4|1|0", C_TRAIN, "F",
         "random flips as augmentation, each made with probability 0.5 from the sample's own "
         "stream: on = horizontal and vertical, as torchvision's RandomHorizontalFlip and "
         "RandomVerticalFlip; horizontal = left-right only, as mmsegmentation's RandomFlip(prob="
@@ -151,7 +151,7 @@ static const cg_opt_t g_opts[] = {
         "each of the square's 8 symmetries with probability 1/8 (the flips and the rotations "
         "by 90 degrees, as albumentations' D4: aerial, satellite and microscopy tiles); a "
         "sample's left-right and up-down draws are the same in every mode; off: none (--crop "
-        "off --flip off trains on exactly the pixels of the files)"),
+        "off --flip off trains on exactly the pixels of the files); 1 and 0 are on and off"),
     CG_OPT_ROW_NUM(INT, "cpu-workers", O(cpu_workers), -1, 1024, C_TRAIN, "N",
         "helper threads per rank preparing batches; -1 = auto"),
     CG_OPT_ROW_NUM(INT, "prefetch", O(prefetch), 1, 64, C_TRAIN, "N",
@@ -545,8 +545,8 @@ void cg_cli_print_help(FILE *f, cg_command_t cmd) {
             "  import   make a step-0 checkpoint from an exported safetensors file (one process;\n"
             "           see import --help)\n"
             "  colors-to-ids\n"
-            "           turn masks that name classes by RGB colours (ISPRS, DeepGlobe, CamVid)\n"
-            "           into class-id masks (one process; see colors-to-ids --help)\n\n"
+            "           turn masks that name classes by RGB colours (ISPRS, DeepGlobe) into\n"
+            "           class-id masks (one process; see colors-to-ids --help)\n\n"
             "cogpu-dist COMMAND --help lists the options of a command.\n"
             "cogpu-dist --version prints the version.\n",
             COGPU_VERSION);
@@ -774,6 +774,8 @@ static int check_train_flags(cg_config_t *cfg, char *err, size_t errlen) {
     return -1;
   }
   if (check_plateau(cfg, &given, err, errlen)) return -1;
+  if (!strcmp(cfg->flip, "1") || !strcmp(cfg->flip, "0")) /* --flip's on/off days: one spelling */
+    snprintf(cfg->flip, sizeof cfg->flip, "%s", cfg->flip[0] == '1' ? "on" : "off");
   if (cfg->early_stop_patience > 0 && cfg->val_every == 0) {
     snprintf(err, errlen, "--early-stop-patience: counts validations during the run, and "
              "--val-every 0 validates only at the end (give --val-every N)");

@@ -830,15 +830,21 @@ static void load_plateau(cg_run_t *r) {
   char metric[32];
   double scale, best;
   long long bad, cool;
-  if (j && sscanf(cg_json_str(j, "plateau-state", ""), "%31s %lf %lf %lld %lld", metric, &scale,
-                  &best, &bad, &cool) == 5 &&
-      !strcmp(metric, by_loss ? "loss" : "iou") && scale > 0 && scale <= 1) {
+  const int got = j && sscanf(cg_json_str(j, "plateau-state", ""), "%31s %lf %lf %lld %lld",
+                              metric, &scale, &best, &bad, &cool) == 5 && scale > 0 && scale <= 1;
+  if (got && !strcmp(metric, by_loss ? "loss" : "iou")) {
     r->lr_scale = scale;
     r->pl_best = best;
     r->pl_bad = bad;
     r->pl_cool = cool;
+  } else if (got && r->c->rank == 0) {
+    printf("resume: --lr-schedule plateau starts afresh at --lr: its state watched %s, this run "
+           "watches %s (--best-metric)\n", !strcmp(metric, "loss") ? "val_loss" : "the IoU",
+           cg_run_best_name(r));
   }
   cg_json_free(j);
+  /* a resume with a lower --lr keeps the floor, as a reduction would */
+  if (r->cfg->lr * r->lr_scale < r->cfg->min_lr) r->lr_scale = r->cfg->min_lr / r->cfg->lr;
   r->lr_scale_used = r->lr_scale; /* before a step: the rate a resumed run reports */
 }
 

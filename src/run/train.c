@@ -762,6 +762,7 @@ static int validate_at(cg_run_t *r, loop_t *L, int64_t k) {
   note_val(r, k + 1, &val);
   if (L->b) upload(r, L->nb, L->b); /* validation reused the device batch slots */
   if (!val.stopped && early_stop(r, k + 1)) {
+    plateau_step(r, k + 1); /* a run extended past its early stop goes on as if it had not */
     L->f.val = val;
     L->f.t_train0 += cg_now() - tv;
     return 1;
@@ -887,6 +888,7 @@ static int finish(cg_run_t *r, loop_t *L, cg_train_result_t *res) {
     f->have_val = f->val.images > 0; /* else the final figures say there were none */
     note_val(r, r->total, &f->val);
     cg_report_validation(r, f, r->total, f->train_s, &f->val, 0);
+    plateau_step(r, r->total); /* in the final checkpoint: a run extended by --steps goes on */
   }
   cg_stats_flush_final(r->stats); /* the final record, held for this check and validation */
   /* A run resumed at or past its end trained nothing: the directory stays as it is (writing
