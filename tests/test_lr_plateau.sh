@@ -112,6 +112,17 @@ run other 0 $MPIRUN -np 1 $BIN train --resume $T/ck/ckpt-0000000012.cgck --check
     --best-metric val_iou --steps 13 --progress off
 want other "resume: --lr-schedule plateau starts afresh at --lr: its state watched val_loss"
 
+# with early stopping: the stopping validation steps the plateau once (finish() reports it)
+run es 0 $MPIRUN -np 1 $BIN $COMMON --lr-gamma 0.5 --lr-patience 0 --min-lr 0.00625 \
+    --early-stop-patience 2
+"$PY" -c "
+import re, sys
+steps = re.findall(r'the learning rate goes from .* after step (\d+) ', open(sys.argv[1]).read())
+stop = re.search(r'^early stop after step (\d+)', open(sys.argv[1]).read(), re.M)
+assert stop and len(steps) == len(set(steps)), (steps, stop)" $T/es.log &&
+  echo "  ok: an early stop's validation lowers the rate once" ||
+  { cat $T/es.log; echo "FAIL es: a validation stepped the plateau twice"; fail=1; }
+
 # ---- 4. usage errors ----
 X="train --backend cpu --model-base 4 --model-depth 2 --image-size 32 --train-samples 64
    --batch 8 --steps 2 --progress off"

@@ -169,9 +169,10 @@ int cg_ckpt_prepare_dir(const char *dir, const char *flag, char *err, size_t err
 
 /* Writes the checkpoint of info->step to DIR atomically, then rotates (see above). params, m,
  * v: info->shape.nparams floats each; train: the training weights when params is their moving
- * average (info->ema is then set from it), else NULL. path (optional) receives the file's name.
- * On failure the temporary file is removed and nothing else in DIR changes. A failed rotation
- * (a file that cannot be removed) is not an error: the new checkpoint is in place. */
+ * average (the header's ema field says so, whatever info->ema holds), else NULL. path
+ * (optional) receives the file's name. On failure the temporary file is removed and nothing
+ * else in DIR changes. A failed rotation (a file that cannot be removed) is not an error: the
+ * new checkpoint is in place. */
 int cg_ckpt_write(const char *dir, const cg_ckpt_info_t *info, const float *params,
                   const float *m, const float *v, const float *train, int keep, char *path,
                   size_t pathlen, char *err, size_t errlen);

@@ -7,6 +7,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <float.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -251,7 +252,8 @@ static const cg_opt_t g_opts[] = {
         "keep an exponential moving average of the weights, as "
         "torch.optim.swa_utils.AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(D)) "
         "updated after every optimizer step (the first copies the weights; then avg = avg + "
-        "(1 - D) (w - avg), rounded as torch.lerp on a CPU (fused multiply-adds); an fp16 step skipped for inf/NaN leaves it) "
+        "(1 - D) (w - avg), rounded as torch.lerp on a CPU (fused multiply-adds); an fp16 step "
+        "skipped for inf/NaN leaves it) "
         "and used where Lightning's EMAWeightAveraging and mmengine's EMAHook use theirs: "
         "validation, --best-metric, early stopping, DIR/best, --params-out, --metrics-out, "
         "predict, export and --init-from see the average; training goes on from the weights "
@@ -762,9 +764,9 @@ static int check_plateau(const cg_config_t *cfg, const cg_opts_set_t *given, cha
   return 0;
 }
 
-/* --early-stop-patience's flags, --trace-steps, --crop-scale, --color-jitter, --rotate, --min-lr
- * against --lr, --image-size against --model-depth (info too), --report-ranks,
- * --checkpoint-every's directory. */
+/* --early-stop-patience's flags, --lr-schedule plateau's (and --flip's 1/0 as on/off),
+ * --trace-steps, --crop-scale, --color-jitter, --rotate, --min-lr against --lr, --image-size
+ * against --model-depth (info too), --report-ranks, --checkpoint-every's directory. */
 static int check_train_flags(cg_config_t *cfg, char *err, size_t errlen) {
   const cg_opts_set_t given = cg_cli_opts(CG_CMD_TRAIN, cfg);
   if (cfg->early_stop_patience <= 0 && cfg->early_stop_min_delta != 0 &&
@@ -1230,4 +1232,14 @@ int cg_cli_check(cg_config_t *cfg, char *err, size_t errlen) {
   for (size_t i = 0; i < sizeof checks / sizeof *checks; i++)
     if (checks[i](cfg, err, errlen)) return -1;
   return 0;
+}
+
+int cg_cli_tool_error(const char *cmd, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  fprintf(stderr, "cogpu-dist %s: error: ", cmd);
+  vfprintf(stderr, fmt, ap);
+  fprintf(stderr, " (see cogpu-dist %s --help)\n", cmd);
+  va_end(ap);
+  return CG_EXIT_USAGE;
 }

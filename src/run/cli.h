@@ -17,6 +17,10 @@
  * prints it on one rank and exits 0), or -1 with a one-line message in err naming the flag and
  * the allowed range (exit 2). Prints nothing. */
 int cg_cli_parse(int argc, char **argv, cg_config_t *cfg, char *err, size_t errlen);
+/* The single-process tools' usage error (pack, colors-to-ids): "cogpu-dist CMD: error: MESSAGE
+ * (see cogpu-dist CMD --help)" on stderr; returns CG_EXIT_USAGE. */
+int cg_cli_tool_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 void cg_cli_defaults(cg_config_t *cfg);
 void cg_cli_print_help(FILE *f, cg_command_t cmd);
 

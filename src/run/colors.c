@@ -6,7 +6,6 @@
  * written atomically (png_io.h); a file that cannot be converted is named with the reason and
  * the others are still written. */
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -66,10 +65,11 @@ static void colors_help(FILE *f, long long max_pixels) {
           "  --unknown ID   a colour FILE does not list becomes ID (255: the ignore label of a\n"
           "                 K-class run; counted); default: such a pixel fails its file, named\n"
           "                 with its place and colour\n"
-          "  --tolerance T  a colour within T of a listed one on every channel is that one (0..127;\n"
-          "                 listed colours closer than 2T + 1 are refused); 127 on a legend of\n"
-          "                 0/255 channels thresholds each at 128, as DeepGlobe's README asks of\n"
-          "                 its masks, whose values are not exactly 0 and 255 (default 0: exact)\n"
+          "  --tolerance T  a colour within T of a listed one on every channel is that one\n"
+          "                 (0..127; listed colours closer than 2T + 1 are refused); 127 on a\n"
+          "                 legend of 0/255 channels thresholds each at 128, as DeepGlobe's\n"
+          "                 README asks of its masks, whose values are not exactly 0 and 255\n"
+          "                 (default 0: exact)\n"
           "  --rename A:B   an input whose name (without its extension) ends in A is written as\n"
           "                 that name with B in place of A, so it pairs with its image under\n"
           "                 train --data DIR: --rename _label:_RGB for ISPRS Potsdam,\n"
@@ -87,16 +87,7 @@ static void colors_help(FILE *f, long long max_pixels) {
           max_pixels);
 }
 
-static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int usage_error(const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  fprintf(stderr, "cogpu-dist colors-to-ids: error: ");
-  vfprintf(stderr, fmt, ap);
-  fprintf(stderr, " (see cogpu-dist colors-to-ids --help)\n");
-  va_end(ap);
-  return CG_EXIT_USAGE;
-}
+#define usage_error(...) cg_cli_tool_error("colors-to-ids", __VA_ARGS__)
 
 static int cmp_key(const void *a, const void *b) {
   const uint32_t x = ((const color_t *)a)->key, y = ((const color_t *)b)->key;
@@ -255,6 +246,10 @@ static void out_path(const job_t *j, const char *in, char *path, size_t len) {
     snprintf(path, len, "%s/%s.png", j->out, stem);
 }
 
+static int cmp_path(const void *a, const void *b) {
+  return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
 /* 1 when every pixel's channels are equal: a gray mask, likely of ids already. */
 static int all_gray(const uint8_t *rgb, size_t n) {
   for (size_t i = 0; i < n; i++)
@@ -396,15 +391,20 @@ int cg_colors_main(int argc, char **argv) {
     code = usage_error("--out: '%s' is the --in directory: its masks would be replaced", o.out);
   }
   const job_t job = {map, o.unknown, o.gray, o.max_pixels, o.out, o.rename ? from : NULL, to};
-  for (int i = 0; !code && i + 1 < nfiles; i++) { /* --rename may give two inputs one name */
-    char a[4200], b[4200];
-    out_path(&job, files[i], a, sizeof a);
-    for (int k = i + 1; !code && k < nfiles; k++) {
-      out_path(&job, files[k], b, sizeof b);
-      if (!strcmp(a, b))
-        code = usage_error("--rename %s: '%s' and '%s' would both be written to %s", o.rename,
-                           files[i], files[k], a);
+  if (!code && o.rename) { /* it may give two inputs one name (the stems are unique) */
+    char **outs = cg_malloc(sizeof(char *) * (size_t)nfiles, "output names");
+    for (int i = 0; i < nfiles; i++) {
+      char a[4200];
+      out_path(&job, files[i], a, sizeof a);
+      outs[i] = strdup(a);
     }
+    qsort(outs, (size_t)nfiles, sizeof *outs, cmp_path);
+    for (int i = 0; !code && i + 1 < nfiles; i++)
+      if (!strcmp(outs[i], outs[i + 1]))
+        code = usage_error("--rename %s: two inputs would both be written to %s", o.rename,
+                           outs[i]);
+    for (int i = 0; i < nfiles; i++) free(outs[i]);
+    free(outs);
   }
   if (code) {
     for (int i = 0; i < nfiles; i++) free(files[i]);

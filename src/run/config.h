@@ -7,7 +7,6 @@
 #include <stdio.h>
 #include <string.h> /* strcmp: cg_cfg_sgd */
 
-#include "augment.h"    /* CG_FLIP_*: cg_cfg_flip */
 #include "classnames.h" /* CG_CLASSNAMES_LEN */
 #include "labelmap.h"   /* CG_LABELMAP_TABLE_LEN */
 
@@ -64,7 +63,7 @@ typedef struct {
   double jitter[4];        /* parsed from color_jitter by cg_cli_check; all 0: off */
   char rotate[48];         /* --rotate "D[:P]" */
   double rotate_deg, rotate_prob; /* parsed from rotate by cg_cli_check; D 0: off */
-  char flip[16];       /* --flip: on, off, horizontal, vertical or d4 (cg_cfg_flip) */
+  char flip[16];       /* --flip: on, off, horizontal, vertical or d4 (train.c's flip_mode) */
   int64_t train_samples, val_samples;
   int cpu_workers;     /* helper threads per rank; -1 = auto */
   int prefetch;        /* batches prepared ahead */
@@ -169,14 +168,6 @@ typedef struct {
  * NULL = none. */
 /* --optimizer sgd (else AdamW). */
 static inline int cg_cfg_sgd(const cg_config_t *c) { return !strcmp(c->optimizer, "sgd"); }
-/* --flip as cg_augment_flip's mode (augment.h) */
-static inline int cg_cfg_flip(const cg_config_t *c) {
-  return !strcmp(c->flip, "off")          ? 0
-         : !strcmp(c->flip, "horizontal") ? CG_FLIP_H
-         : !strcmp(c->flip, "vertical")   ? CG_FLIP_V
-         : !strcmp(c->flip, "d4")         ? CG_FLIP_D4
-                                          : CG_FLIP_HV;
-}
 
 static inline const float *cg_cfg_class_weight(const cg_config_t *c) {
   return c->nclass_weights ? c->class_weight : NULL;

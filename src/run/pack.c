@@ -5,7 +5,6 @@
  * cg_cgds_pack polls before each record, so an interrupted pack stops promptly (exit 128 + the
  * signal: 130, 143), removes its temporary file and commits nothing. */
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -84,16 +83,7 @@ static void pack_help(FILE *f, int size, long long max_pixels) {
           size, max_pixels);
 }
 
-static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int usage_error(const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  fprintf(stderr, "cogpu-dist pack: error: ");
-  vfprintf(stderr, fmt, ap);
-  fprintf(stderr, " (see cogpu-dist pack --help)\n");
-  va_end(ap);
-  return CG_EXIT_USAGE;
-}
+#define usage_error(...) cg_cli_tool_error("pack", __VA_ARGS__)
 
 typedef struct {
   const char *images, *masks, *list, *out, *label_map; /* into argv */

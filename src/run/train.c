@@ -27,6 +27,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "augment.h"      /* CG_FLIP_*: --flip's modes */
 #include "backend.h"      /* cg_backend_ops_t: upload, train/eval steps, fetch */
 #include "ckpt.h"         /* cg_ckpt_write: checkpoints */
 #include "run_settings.h" /* cg_settings_json: the settings each checkpoint stores */
@@ -388,7 +389,10 @@ static void ckpt_info_of(const cg_run_t *r, int64_t step, cg_ckpt_info_t *in) {
     char pl[160];
     snprintf(pl, sizeof pl, "%s %.17g %.17g %lld %lld", cg_run_best_by_loss(r) ? "loss" : "iou",
              r->lr_scale, r->pl_best, (long long)r->pl_bad, (long long)r->pl_cool);
-    cg_settings_add(in->settings, sizeof in->settings, "plateau-state", pl);
+    static int full_warned;
+    if (cg_settings_add(in->settings, sizeof in->settings, "plateau-state", pl) && !full_warned++)
+      cg_log_warn("the checkpoint's settings are full (long paths?): --lr-schedule plateau's "
+                  "state is not stored, so a resume starts it afresh at --lr");
   }
   in->have_val = r->have_val && r->val_step == step;
   in->val_step = step;
@@ -521,10 +525,19 @@ typedef struct {
   cg_lrfind_t lrf;          /* --lr-find's record (every rank's the same) */
 } loop_t;
 
+/* --flip as cg_augment_flip's mode (augment.h) */
+static int flip_mode(const char *flip) {
+  return !strcmp(flip, "off")          ? 0
+         : !strcmp(flip, "horizontal") ? CG_FLIP_H
+         : !strcmp(flip, "vertical")   ? CG_FLIP_V
+         : !strcmp(flip, "d4")         ? CG_FLIP_D4
+                                       : CG_FLIP_HV;
+}
+
 static cg_loader_t *train_loader(const cg_run_t *r) {
   cg_loader_cfg_t lc = loader_cfg(r, r->train_src);
   lc.shuffle = 1;
-  lc.flip = cg_cfg_flip(r->cfg);
+  lc.flip = flip_mode(r->cfg->flip);
   lc.crop = !r->synthetic && r->cfg->crop;
   lc.crop_lo = r->cfg->crop_lo;
   lc.crop_hi = r->cfg->crop_hi;
@@ -723,14 +736,13 @@ static void plateau_step(cg_run_t *r, int64_t step) {
     r->pl_cool = cfg->lr_cooldown;
     r->pl_bad = 0;
   }
-  double st[4] = {r->lr_scale, r->pl_best, (double)r->pl_bad, (double)r->pl_cool};
-  CG_CHECK_MPI(MPI_Bcast(st, 4, MPI_DOUBLE, 0, r->c->world));
+  double st[5] = {r->lr_scale, r->pl_best, (double)r->pl_bad, (double)r->pl_cool, reduced};
+  CG_CHECK_MPI(MPI_Bcast(st, 5, MPI_DOUBLE, 0, r->c->world)); /* rank 0's state, one message */
   r->lr_scale = st[0];
   r->pl_best = st[1];
   r->pl_bad = (int64_t)st[2];
   r->pl_cool = (int64_t)st[3];
-  CG_CHECK_MPI(MPI_Bcast(&reduced, 1, MPI_INT, 0, r->c->world));
-  if (!reduced || r->c->rank != 0) return;
+  if (!st[4] || r->c->rank != 0) return;
   if (r->bar == 2) fputc('\n', stderr); /* after the progress bar's line */
   printf("lr: %s has not improved on %.6g for %lld validation(s) (--lr-patience %lld): the "
          "learning rate goes from %.6g to %.6g after step %lld (--lr-schedule plateau)\n",
@@ -761,8 +773,7 @@ static int validate_at(cg_run_t *r, loop_t *L, int64_t k) {
   cg_val_t val = validate_mode(r);
   note_val(r, k + 1, &val);
   if (L->b) upload(r, L->nb, L->b); /* validation reused the device batch slots */
-  if (!val.stopped && early_stop(r, k + 1)) {
-    plateau_step(r, k + 1); /* a run extended past its early stop goes on as if it had not */
+  if (!val.stopped && early_stop(r, k + 1)) { /* finish() reports it, and steps the plateau */
     L->f.val = val;
     L->f.t_train0 += cg_now() - tv;
     return 1;
@@ -888,7 +899,9 @@ static int finish(cg_run_t *r, loop_t *L, cg_train_result_t *res) {
     f->have_val = f->val.images > 0; /* else the final figures say there were none */
     note_val(r, r->total, &f->val);
     cg_report_validation(r, f, r->total, f->train_s, &f->val, 0);
-    plateau_step(r, r->total); /* in the final checkpoint: a run extended by --steps goes on */
+    /* in the final checkpoint (an early stop's validation too): a run extended by --steps goes
+     * on as the longer run would; a resume that trained nothing leaves the state as it is */
+    if (r->s0 < r->total) plateau_step(r, r->total);
   }
   cg_stats_flush_final(r->stats); /* the final record, held for this check and validation */
   /* A run resumed at or past its end trained nothing: the directory stays as it is (writing
