@@ -98,7 +98,7 @@ grep -q "final validation: .*mIoU .*(4 images, 4 classes)" "$T/p.log" || fail "n
 $BIN inspect "$T/ck/ckpt-0000000002.cgck" > "$T/i.log"
 grep -q "classes:       4, ignore label 255, masks with a palette" "$T/i.log" || \
   { cat "$T/i.log"; fail "inspect does not show the classes and the palette"; }
-grep -q "version 4" "$T/i.log" || fail "not version 4"
+grep -q "checkpoint, version 5" "$T/i.log" || { cat "$T/i.log"; fail "not version 5"; }
 $BIN inspect "$T/ck" > "$T/id.log"
 grep -q "^best: .*, val_miou " "$T/id.log" || { cat "$T/id.log"; fail "inspect DIR: best not by mIoU"; }
 expect2 "inspect: error: empty FILE|DIR" $BIN inspect ""
