@@ -30,8 +30,8 @@
  *     within 1e-6), the two backends' within the update's tolerance; swap_ema exchanges the
  *     parameters and the average bit for bit, an eval step after it gives the loss of a backend
  *     set to the average (bf16: the low-precision copy refreshed), and a second swap restores
- *     both; and 3 again with it (the first step's ema_w 1 copies, the rest 0.1: the average
- *     inside the graph bitwise eager's).
+ *     both; and 3 again with it and clipping (the first step's ema_w 1 copies, the rest 0.1:
+ *     the average inside the graph bitwise eager's).
  * Exits 77 without a usable GPU. */
 #include <math.h>
 #include <stdio.h>
@@ -679,8 +679,7 @@ static void test_ema(const cg_model_t *m, const cg_buckets_t *bk, const float *p
   printf("%s the averages' update cuda fp32 vs cpu: err %.2e\n", ue <= 1e-3 ? "PASS" : "FAIL",
          ue);
   ema_case(&cg_backend_cuda, m, bk, CG_PREC_BF16, p0, e0, d, pg, eg);
-  test_graph_pipeline(m, bk, p0, 1);
-  g_ema = 0;
+  g_ema = 0; /* main() runs 3 once more with it, clipped */
   free(e0);
   free(pc);
   free(ec);
@@ -726,10 +725,12 @@ int main(void) {
   test_graph_pipeline(&m, &bk, p0, 1);
   g_ohem = 0.0f, g_ohem_mk = 0;
   test_sgd(&m, &bk, p0, &d);
-  g_clip = 0.05f; /* the norm and the clip factor inside the captured graph */
+  test_ema(&m, &bk, p0, &d);
+  g_clip = 0.05f; /* the norm, the clip factor and the moving average inside the graph */
+  g_ema = 1;
   test_graph_pipeline(&m, &bk, p0, 1);
   g_clip = 0.0f;
-  test_ema(&m, &bk, p0, &d);
+  g_ema = 0;
   cg_test_data_free(&d);
   free(p0);
   return cg_test_done("test_gpu_step");
