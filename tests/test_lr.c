@@ -1,4 +1,4 @@
-/* test_lr.c: the learning-rate schedules (cg_train_lr, train.h) against PyTorch's.
+/* test_lr.c: the learning-rate schedules (cg_train_lr, schedule.h) against PyTorch's.
  *
  * After a linear warm-up of W steps, step t (0-based) of T is step k = t - W of the decay: the
  * values below are PyTorch 2's, printed by /usr/bin/python3 with torch (lr 0.01, 10 decay
@@ -15,7 +15,7 @@
 #include <string.h>
 
 #include "cli.h"   /* cg_cli_defaults */
-#include "train.h" /* cg_train_lr */
+#include "schedule.h" /* cg_train_lr */
 #include "testutil.h"
 
 static const double kPoly[10] = {

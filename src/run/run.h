@@ -18,11 +18,11 @@
 #include "model.h"
 #include "source.h"
 #include "rank_view.h"
+#include "schedule.h" /* cg_train_lr: cg_run_lr */
 #include "split.h"
 #include "stats.h"
 #include "topo.h"
 #include "trace.h"
-#include "train.h" /* cg_train_lr: cg_run_lr */
 
 typedef struct {
   /* borrowed */

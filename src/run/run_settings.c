@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <libgen.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -171,6 +172,37 @@ int cg_settings_add(char *json, size_t len, const char *key, const char *value) 
   if (n - 1 + need > len) return -1;
   snprintf(json + n - 1, len - (n - 1), "%s\"%s\": \"%s\"}", n > 2 ? ", " : "", key, value);
   return 0;
+}
+
+int cg_settings_add_state(char *json, size_t len, const char *key, const char *metric,
+                          const double *v, int n) {
+  char s[256];
+  size_t k = (size_t)snprintf(s, sizeof s, "%s", metric);
+  for (int i = 0; i < n && k < sizeof s; i++)
+    k += (size_t)snprintf(s + k, sizeof s - k, " %.17g", v[i]);
+  return k < sizeof s ? cg_settings_add(json, len, key, s) : -1;
+}
+
+int cg_settings_state(const char *json, const char *key, const char *metric, double *v, int n,
+                      char *other, size_t olen) {
+  cg_json_t *j = cg_json_parse(json, NULL, 0);
+  const char *s = j ? cg_json_str(j, key, "") : "";
+  const size_t m = strcspn(s, " ");
+  int got = m > 0 && m < 32;
+  const char *p = s + m;
+  for (int i = 0; got && i < n; i++) {
+    char *end;
+    v[i] = strtod(p, &end);
+    got = end != p && !isnan(v[i]); /* a plateau's best starts at +-inf */
+    p = end;
+  }
+  if (got && *p) got = 0; /* trailing text: not a state this build wrote */
+  if (got && (m != strlen(metric) || strncmp(s, metric, m))) {
+    snprintf(other, olen, "%.*s", (int)m, s);
+    got = -1;
+  }
+  cg_json_free(j);
+  return got;
 }
 
 /* The refusal's hint for --optimizer: how to go on from the weights with another one. */

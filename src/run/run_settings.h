@@ -31,6 +31,18 @@ int cg_settings_json(const cg_config_t *cfg, char *buf, size_t len);
  * data_sides, for predict --resize auto). */
 int cg_settings_add(char *json, size_t len, const char *key, const char *value);
 
+/* A schedule's state, stored beside the settings so that a resume goes on counting (early
+ * stopping's "early-stop-state", --lr-schedule plateau's "plateau-state"): "METRIC v0 v1 ...",
+ * METRIC the figure it watches ("loss" or "iou"), the n values at full precision (whole counts
+ * print as integers, as builds that wrote them with %lld did). cg_settings_add_state adds it to
+ * json as cg_settings_add does (0, or -1 when it does not fit). cg_settings_state reads key's
+ * state from the settings JSON: 1 with the n values in v when it watched metric; -1 when it
+ * watched another figure, named in other (olen >= 8); 0 when absent or malformed. */
+int cg_settings_add_state(char *json, size_t len, const char *key, const char *metric,
+                          const double *v, int n);
+int cg_settings_state(const char *json, const char *key, const char *metric, double *v, int n,
+                      char *other, size_t olen);
+
 /* Applies a checkpoint's settings JSON to cfg (see above), printing each notice to out (may be
  * NULL). 0, or -1 with a one-line message in err naming the flag (a refused difference, or a
  * malformed JSON). */

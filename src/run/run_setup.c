@@ -826,23 +826,20 @@ static void load_plateau(cg_run_t *r) {
     cg_log_warn("--lr-schedule plateau: this run has no validation set, so the learning rate "
                 "stays --lr");
   if (!r->resumed) return;
-  cg_json_t *j = cg_json_parse(r->ck.settings, NULL, 0);
-  char metric[32];
-  double scale, best;
-  long long bad, cool;
-  const int got = j && sscanf(cg_json_str(j, "plateau-state", ""), "%31s %lf %lf %lld %lld",
-                              metric, &scale, &best, &bad, &cool) == 5 && scale > 0 && scale <= 1;
-  if (got && !strcmp(metric, by_loss ? "loss" : "iou")) {
-    r->lr_scale = scale;
-    r->pl_best = best;
-    r->pl_bad = bad;
-    r->pl_cool = cool;
-  } else if (got && r->c->rank == 0) {
+  char other[32];
+  double v[4]; /* scale, best, bad, cool */
+  const int got = cg_settings_state(r->ck.settings, "plateau-state", by_loss ? "loss" : "iou", v,
+                                    4, other, sizeof other);
+  if (got > 0 && v[0] > 0 && v[0] <= 1) {
+    r->lr_scale = v[0];
+    r->pl_best = v[1];
+    r->pl_bad = (int64_t)v[2];
+    r->pl_cool = (int64_t)v[3];
+  } else if (got < 0 && r->c->rank == 0) {
     printf("resume: --lr-schedule plateau starts afresh at --lr: its state watched %s, this run "
-           "watches %s (--best-metric)\n", !strcmp(metric, "loss") ? "val_loss" : "the IoU",
+           "watches %s (--best-metric)\n", !strcmp(other, "loss") ? "val_loss" : "the IoU",
            cg_run_best_name(r));
   }
-  cg_json_free(j);
   /* a resume with a lower --lr keeps the floor, as a reduction would */
   if (r->cfg->lr * r->lr_scale < r->cfg->min_lr) r->lr_scale = r->cfg->min_lr / r->cfg->lr;
   r->lr_scale_used = r->lr_scale; /* before a step: the rate a resumed run reports */
@@ -864,19 +861,14 @@ static void init_step_state(cg_run_t *r) {
   r->skipped0 = r->resumed ? r->ck.skipped_steps : 0;
   load_plateau(r);
   r->es_best = NAN; /* --early-stop-patience: the checkpoint's count, for the same metric */
-  if (r->resumed && cfg->early_stop_patience > 0) {
-    cg_json_t *j = cg_json_parse(r->ck.settings, NULL, 0);
-    char metric[32];
-    double best;
-    long long bstep, wait;
-    if (j && sscanf(cg_json_str(j, "early-stop-state", ""), "%31s %lf %lld %lld", metric, &best,
-                    &bstep, &wait) == 4 &&
-        !strcmp(metric, cg_run_best_by_loss(r) ? "loss" : "iou")) { /* the same figure */
-      r->es_best = best;
-      r->es_best_step = bstep;
-      r->es_wait = wait;
-    }
-    cg_json_free(j);
+  char other[32];
+  double v[3]; /* best, its step, the validations since */
+  if (r->resumed && cfg->early_stop_patience > 0 &&
+      cg_settings_state(r->ck.settings, "early-stop-state", cg_run_best_by_loss(r) ? "loss" : "iou",
+                        v, 3, other, sizeof other) > 0 && isfinite(v[0])) { /* the same figure */
+    r->es_best = v[0];
+    r->es_best_step = (int64_t)v[1];
+    r->es_wait = (int64_t)v[2];
   }
   const int64_t ve = cg_run_val_every(r);
   const int64_t vals = ve > 0 && r->total > r->s0 ? (r->total - 1) / ve - r->s0 / ve : 0;

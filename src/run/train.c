@@ -44,24 +44,6 @@
 #include "train_report.h" /* cg_report_*, cg_acc_t: every line the run prints */
 #include "val_whole.h"    /* cg_validate_whole: --val-mode whole and full */
 
-double cg_train_lr(const cg_config_t *cfg, int64_t t, int64_t total) {
-  if (cfg->lr_find > 0) return cg_lrfind_lr(cfg->lrf_lo, cfg->lrf_hi, cfg->lr_find, t);
-  double lr = cfg->lr;
-  if (t < cfg->warmup_steps) return lr * (double)(t + 1) / (double)cfg->warmup_steps;
-  if (!strcmp(cfg->lr_schedule, "multistep")) { /* the milestones count from the start */
-    for (int i = 0; i < cfg->nmilestones && t >= cfg->milestone[i]; i++) lr *= cfg->lr_gamma;
-    return lr;
-  }
-  if (total <= cfg->warmup_steps) return lr;
-  double p = (double)(t - cfg->warmup_steps) / (double)(total - cfg->warmup_steps);
-  if (p > 1) p = 1; /* past the end (no caller asks): the schedule's last value, not NaN */
-  if (!strcmp(cfg->lr_schedule, "cosine"))
-    return cfg->min_lr + (lr - cfg->min_lr) * 0.5 * (1.0 + cos(M_PI * p));
-  if (!strcmp(cfg->lr_schedule, "poly"))
-    return cfg->min_lr + (lr - cfg->min_lr) * pow(1.0 - p, cfg->lr_power);
-  return lr;
-}
-
 /* ---- fetching results, validation ------------------------------------------------------------ */
 
 /* The step's phases on the compute track: forward, backward with an instant "bucket J ready
@@ -378,19 +360,19 @@ static void ckpt_info_of(const cg_run_t *r, int64_t step, cg_ckpt_info_t *in) {
     cg_log_warn("the checkpoint's settings are full (long paths?): the training images' sizes "
                 "are not stored, so predict --resize auto cannot tell their scale; predict with "
                 "--resize fit");
+  const char *watched = cg_run_best_by_loss(r) ? "loss" : "iou";
+  static int es_warned, pl_warned;
   if (cfg->early_stop_patience > 0 && !isnan(r->es_best)) { /* a resume goes on counting */
-    char es[128];
-    snprintf(es, sizeof es, "%s %.17g %lld %lld", cg_run_best_by_loss(r) ? "loss" : "iou",
-             r->es_best,
-             (long long)r->es_best_step, (long long)r->es_wait);
-    cg_settings_add(in->settings, sizeof in->settings, "early-stop-state", es);
+    const double es[3] = {r->es_best, (double)r->es_best_step, (double)r->es_wait};
+    if (cg_settings_add_state(in->settings, sizeof in->settings, "early-stop-state", watched, es,
+                              3) && !es_warned++)
+      cg_log_warn("the checkpoint's settings are full (long paths?): early stopping's count is "
+                  "not stored, so a resume starts it afresh");
   }
   if (!strcmp(cfg->lr_schedule, "plateau")) { /* a resume goes on with the rate and counts */
-    char pl[160];
-    snprintf(pl, sizeof pl, "%s %.17g %.17g %lld %lld", cg_run_best_by_loss(r) ? "loss" : "iou",
-             r->lr_scale, r->pl_best, (long long)r->pl_bad, (long long)r->pl_cool);
-    static int full_warned;
-    if (cg_settings_add(in->settings, sizeof in->settings, "plateau-state", pl) && !full_warned++)
+    const double pl[4] = {r->lr_scale, r->pl_best, (double)r->pl_bad, (double)r->pl_cool};
+    if (cg_settings_add_state(in->settings, sizeof in->settings, "plateau-state", watched, pl,
+                              4) && !pl_warned++)
       cg_log_warn("the checkpoint's settings are full (long paths?): --lr-schedule plateau's "
                   "state is not stored, so a resume starts it afresh at --lr");
   }

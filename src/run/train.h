@@ -27,8 +27,4 @@ typedef struct {
  * res (optional) receives the run's figures. */
 int cg_train_run(const cg_config_t *cfg, cg_comm_t *c, cg_train_result_t *res);
 
-/* Learning rate of 0-based step t of total (warm-up, then constant, cosine, poly or multistep;
- * plateau is constant here: the run multiplies it by its reductions, cg_run_lr in run.h). */
-double cg_train_lr(const cg_config_t *cfg, int64_t t, int64_t total);
-
 #endif
