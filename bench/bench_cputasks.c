@@ -26,7 +26,7 @@
 #include "cgds.h"
 #include "feat.h"
 #include "jpeg_io.h"
-#include "loader.h" /* cg_loader_place_window: --crop-cat-max */
+#include "loader.h" /* cg_loader_load_window: --crop-cat-max */
 #include "log.h"
 #include "png_io.h"
 #include "source.h"
@@ -71,15 +71,14 @@ static void *worker(void *arg) {
     if (p->crop) {
       win = cg_augment_window(7, 0, idx, p->lo, p->hi);
       win.pad = 255; /* a zoom-out window's padding: the ignore label, as train sets it */
-      const int r = p->cat_max < 1 ? cg_loader_place_window(p->src, 7, 0, idx, 255, p->cat_max,
-                                                            &win, mask, tmp, err, sizeof err)
-                                   : 0;
-      if (r < 0) CG_FATAL("%s", err);
+      int r;
+      if (cg_loader_load_window(p->src, 7, 0, idx, 255, p->cat_max, &win, rgb, mask, tmp, &r,
+                                err, sizeof err))
+        CG_FATAL("%s", err);
       atomic_fetch_add(&p->refused, r);
-    }
-    if (p->crop ? cg_source_load_win(p->src, idx, &win, rgb, mask, tmp, err, sizeof err)
-                : cg_source_load(p->src, idx, rgb, mask, err, sizeof err))
+    } else if (cg_source_load(p->src, idx, rgb, mask, err, sizeof err)) {
       CG_FATAL("%s", err);
+    }
     cg_augment_flip(7, 0, idx, p->size, p->size, rgb, mask, CG_FLIP_HV);
     cg_pack_input(rgb, p->size, p->size, CG_NFEAT, scratch, p->out ? p->out + (size_t)t * px * 5 : x);
   }

@@ -1141,19 +1141,22 @@ static void test_crop_wide_photo(void) {
          "and the right edge in %d of %d epochs, none in the centred square)\n", left, right,
          draws);
   /* a window's mask alone (rgb NULL: --crop-cat-max's tries; the image file not decoded) is the
-   * mask of the whole load, zoom-out windows and their padding too */
+   * mask of the whole load, and its image alone (mask NULL: the accepted window's, the mask file
+   * not decoded) the image, zoom-out windows and their padding too */
   int mdiff = 0;
   for (int e = 0; e < 24; e++) {
     cg_crop_t c = cg_augment_window(1, e, 0, 0.5, 2.0);
     c.pad = 255;
     cg_source_t *s = e % 2 ? view : src;
-    uint8_t mo[1024];
+    uint8_t mo[1024], io[3 * 1024];
     mdiff += cg_source_load_win(s, 0, &c, o, o + 3 * 1024, tmp, err, sizeof err) != 0 ||
              cg_source_load_win(s, 0, &c, NULL, mo, tmp, err, sizeof err) != 0 ||
              memcmp(mo, o + 3 * 1024, sizeof mo) != 0;
+    mdiff += cg_source_load_win(s, 0, &c, io, NULL, tmp, err, sizeof err) != 0 ||
+             memcmp(io, o, sizeof io) != 0;
   }
-  CG_TEST_CHECK(mdiff == 0, "a window's mask alone: %d of 24 differ from the whole load's (%s)",
-                mdiff, err);
+  CG_TEST_CHECK(mdiff == 0, "a window's mask alone or image alone: %d of 48 differ from the "
+                "whole load's (%s)", mdiff, err);
 
   /* pack --store whole (version 5): the photo is kept whole (shorter side 32 already: its very
    * pixels), so the shard's fitted squares and crop windows are the directory's bytes; with
@@ -1186,6 +1189,8 @@ static void test_crop_wide_photo(void) {
               memcmp(a, b, sizeof a) != 0;
       diff += cg_source_load_win(shd, 0, &c, NULL, b, tmp, err, sizeof err) != 0 ||
               memcmp(a + 3 * 1024, b, 1024) != 0; /* the mask alone */
+      diff += cg_source_load_win(shd, 0, &c, b, NULL, tmp, err, sizeof err) != 0 ||
+              memcmp(a, b, 3 * 1024) != 0; /* the image alone */
     }
     CG_TEST_CHECK(diff == 0, "whole shard (%s) vs directory: %d loads differ (%s)",
                   enc ? "png" : "raw", diff, err);

@@ -287,7 +287,8 @@ static const uint8_t *checked_record(cgds_source_t *cs, int64_t index, char *err
 static int cgds_load_win(cg_source_t *s, int64_t index, const cg_crop_t *win, uint8_t *rgb,
                          uint8_t *mask, char *err, size_t errlen) {
   cgds_source_t *cs = (cgds_source_t *)s;
-  CG_ASSERT(index >= 0 && index < s->count && (rgb || win)); /* rgb NULL: the window's mask */
+  /* rgb NULL: the window's mask alone; mask NULL: its image alone */
+  CG_ASSERT(index >= 0 && index < s->count && (rgb || win) && (mask || win));
   const char *name = cs->names + cs->name_at[index];
   const uint8_t *rec = checked_record(cs, index, err, errlen);
   if (!rec) return -1;
@@ -320,7 +321,8 @@ static int cgds_load_win(cg_source_t *s, int64_t index, const cg_crop_t *win, ui
     double x0, y0, side;
     cg_crop_px(win, rh, rw, &x0, &y0, &side);
     if (rgb) cg_resample_rgb(wr, rh, rw, x0, y0, side, side, rgb, s->h, s->w);
-    cg_resample_mask_pad(wm, rh, rw, x0, y0, side, side, mask, s->h, s->w, (uint8_t)win->pad);
+    if (mask)
+      cg_resample_mask_pad(wm, rh, rw, x0, y0, side, side, mask, s->h, s->w, (uint8_t)win->pad);
   } else if (!rc) {
     cg_fit_square(wr, wm, rh, rw, s->h, rgb, mask);
   }

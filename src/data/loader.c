@@ -131,22 +131,34 @@ static uint8_t pad_label(const cg_loader_t *l) {
   return ig >= l->cfg.nclass && ig <= 255 ? (uint8_t)ig : 0;
 }
 
-int cg_loader_place_window(cg_source_t *src, uint64_t seed, int64_t epoch, int64_t idx,
-                           int ignore, double cat_max, cg_crop_t *win, uint8_t *mask,
-                           uint8_t *tmp, char *err, size_t errlen) {
-  /* a zoom-out window's padding is never counted: without an ignore label the tries pad with
-   * 255, which no class id or binary label is (the load pads as ever) */
-  cg_crop_t w = *win;
-  if (ignore < 0) w.pad = ignore = 255;
+int cg_loader_load_window(cg_source_t *src, uint64_t seed, int64_t epoch, int64_t idx,
+                          int ignore, double cat_max, cg_crop_t *win, uint8_t *rgb,
+                          uint8_t *mask, uint8_t *tmp, int *refused, char *err, size_t errlen) {
   int t = 1;
-  for (; t <= CG_CROP_CAT_TRIES; t++) {
-    if (cg_source_load_win(src, idx, &w, NULL, mask, tmp, err, errlen)) return -1;
-    if (cg_augment_cat_ok(mask, (size_t)src->h * src->w, ignore, cat_max)) break;
-    cg_augment_window_again(seed, epoch, idx, t, &w);
+  if (cat_max > 0 && cat_max < 1) {
+    /* a zoom-out window's padding is never counted: without an ignore label the tries pad
+     * with 255, which no class id (at most 254 of 255 classes) or binary label is */
+    cg_crop_t w = *win;
+    if (ignore < 0) w.pad = ignore = 255;
+    for (; t <= CG_CROP_CAT_TRIES; t++) {
+      if (cg_source_load_win(src, idx, &w, NULL, mask, tmp, err, errlen)) return -1;
+      if (cg_augment_cat_ok(mask, (size_t)src->h * src->w, ignore, cat_max)) break;
+      cg_augment_window_again(seed, epoch, idx, t, &w);
+    }
+    win->u = w.u;
+    win->v = w.v;
+    if (t <= CG_CROP_CAT_TRIES) { /* mask holds the accepted window's: its image alone */
+      if (w.pad != win->pad) {
+        const size_t px = (size_t)src->h * src->w;
+        for (size_t i = 0; i < px; i++)
+          if (mask[i] == w.pad) mask[i] = (uint8_t)win->pad;
+      }
+      if (refused) *refused = t - 1;
+      return cg_source_load_win(src, idx, win, rgb, NULL, tmp, err, errlen);
+    }
   }
-  win->u = w.u;
-  win->v = w.v;
-  return t - 1;
+  if (refused) *refused = t - 1;
+  return cg_source_load_win(src, idx, win, rgb, mask, tmp, err, errlen);
 }
 
 /* Prepares sample i of the batch in slot s (outside the lock). Returns 0, 1 when the load
@@ -171,14 +183,9 @@ static int prepare(cg_loader_t *l, slot_t *s, int i, uint8_t *rgb, uint8_t *mask
     cg_crop_t win =
         cg_augment_window(l->cfg.seed, s->b.epoch, idx, l->cfg.crop_lo, l->cfg.crop_hi);
     win.pad = pad_label(l);
-    rc = l->cfg.cat_max > 0 && l->cfg.cat_max < 1
-             ? cg_loader_place_window(l->cfg.source, l->cfg.seed, s->b.epoch, idx, l->ignore,
-                                      l->cfg.cat_max, &win, mask, (uint8_t *)scratch, err, errlen)
-             : 0;
-    if (rc > 0) rc = 0;
-    if (!rc)
-      rc = cg_source_load_win(l->cfg.source, idx, &win, rgb, mask, (uint8_t *)scratch, err,
-                              errlen);
+    rc = cg_loader_load_window(l->cfg.source, l->cfg.seed, s->b.epoch, idx, l->ignore,
+                               l->cfg.cat_max, &win, rgb, mask, (uint8_t *)scratch, NULL, err,
+                               errlen);
   } else {
     rc = cg_source_load(l->cfg.source, idx, rgb, mask, err, errlen);
   }

@@ -50,9 +50,12 @@ int cg_source_load_full(cg_source_t *s, int64_t index, int *oh, int *ow, int *mh
 int cg_source_load_win(cg_source_t *s, int64_t index, const cg_crop_t *win, uint8_t *rgb,
                        uint8_t *mask, uint8_t *tmp, char *err, size_t errlen) {
   if (s->ops->load_win) return s->ops->load_win(s, index, win, rgb, mask, err, errlen);
-  uint8_t *own = rgb ? NULL : cg_malloc((size_t)s->h * s->w * 3, "sample"); /* the mask alone */
-  int rc = cg_source_load(s, index, rgb ? rgb : own, mask, err, errlen);
-  if (!rc) cg_crop_apply(win, s->h, s->w, rgb ? rgb : own, mask, tmp);
+  const size_t px = (size_t)s->h * s->w; /* the mask alone, or the image alone */
+  uint8_t *own = rgb && mask ? NULL : cg_malloc(rgb ? px : 3 * px, "sample");
+  if (!rgb) rgb = own;
+  if (!mask) mask = own;
+  int rc = cg_source_load(s, index, rgb, mask, err, errlen);
+  if (!rc) cg_crop_apply(win, s->h, s->w, rgb, mask, tmp);
   free(own);
   return rc;
 }

@@ -71,7 +71,8 @@ static inline int cg_source_load(cg_source_t *s, int64_t index, uint8_t *rgb, ui
  * over the whole file (a wide photo's edges too, not only its centred square: cg_fit_pair), a
  * shard over its record (whole in version 5); others (synthetic) load the sample and crop it in
  * memory (cg_crop_apply, tmp: h*w*4 bytes of scratch). The same as cg_source_load otherwise.
- * rgb NULL: the mask alone (image files: the image is not decoded; others decode it as ever). */
+ * rgb NULL: the mask alone (image files: the image is not decoded; others decode it as ever);
+ * mask NULL: the image alone (image files: the mask is not decoded; no mask is checked). */
 int cg_source_load_win(cg_source_t *s, int64_t index, const cg_crop_t *win, uint8_t *rgb,
                        uint8_t *mask, uint8_t *tmp, char *err, size_t errlen);
 /* Sample index whole rather than its fitted square: an image file scaled so that its shorter

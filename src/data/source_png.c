@@ -173,7 +173,7 @@ static int png_load_win(cg_source_t *s, int64_t index, const cg_crop_t *win, uin
   const cg_fit_opts_t o = {.size = ps->size, .max_pixels = ps->max_pixels, .expect_h = p->h,
                            .expect_w = p->w, .nclass = ps->nclass, .ignore = ps->ignore,
                            .map = ps->has_map ? &ps->map : NULL, .win = win};
-  return cg_fit_pair(p->image, p->mask, &o, rgb, mask, NULL, NULL, err, errlen);
+  return cg_fit_pair(p->image, mask ? p->mask : NULL, &o, rgb, mask, NULL, NULL, err, errlen);
 }
 
 static int png_load(cg_source_t *s, int64_t index, uint8_t *rgb, uint8_t *mask, char *err,

@@ -130,7 +130,8 @@ static const cg_opt_t g_opts[] = {
         "pixels (the ignore label left out), or a single label, is moved to a new place of the "
         "same side, up to 10 times, the next taken as it is: mmsegmentation's "
         "RandomCrop(cat_max_ratio=R), 0.75 in its Cityscapes, ADE20K and VOC recipes; each try "
-        "reads the window's mask alone (image files decode no image for it); below 1 refused "
+        "reads the window's mask alone (image files decode no image for it), the accepted "
+        "window's image is then read alone; below 1 refused "
         "with synthetic data or --crop off; 1 = off"),
     CG_OPT_ROW_TEXT(STR, "color-jitter", O(color_jitter), NULL, C_TRAIN, "B:C:S:H",
         "training images' random colour jitter, as torchvision's ColorJitter(brightness=B, "
