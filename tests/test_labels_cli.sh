@@ -46,6 +46,27 @@ for k in "--num-classes 1" "--num-classes 2 --ignore-index -1"; do
   ! grep -q "hold only 0 and 255" "$T/b1.log" || fail "the 0/255 warning with $k"
 done
 grep -q "hold only 0 and 255" "$T/skip.log" && fail "the 0/255 warning for class-id masks"
+# class ids only outside the centred square of wide photos (crops reach them): the masks are
+# looked at whole, so no warning
+if /usr/bin/python3 -c 'import PIL, numpy' 2> /dev/null; then
+  /usr/bin/python3 - "$T/wide" << 'PYEOF'
+import os, sys
+import numpy as np
+from PIL import Image
+d = sys.argv[1]
+os.makedirs(f"{d}/images"), os.makedirs(f"{d}/masks")
+for i in range(8):
+    m = np.zeros((32, 96), np.uint8)
+    m[:4] = 255  # an ignore band across the top
+    m[8:24, (0 if i % 2 else 80):][:, :16] = 1 + i % 3  # a side strip: outside columns 32..63
+    Image.fromarray(np.full((32, 96, 3), 90, np.uint8)).save(f"{d}/images/w{i}.png")
+    Image.fromarray(m).save(f"{d}/masks/w{i}.png")
+PYEOF
+  $MPIRUN -np 1 $BIN train $SMALL --data "$T/wide" --num-classes 4 --steps 1 \
+    --val-fraction 0 > "$T/w.log" 2>&1 || { cat "$T/w.log"; fail "wide class-id run failed"; }
+  grep -q "hold only 0 and 255" "$T/w.log" && fail "the 0/255 warning for classes at the sides"
+  echo "ok: masks are looked at whole for the 0/255 warning (classes outside the centred square)"
+fi
 # pack warns about the same shard, and not with --num-classes 1 or class-id masks
 $BIN pack --images "$T/b/images" --masks "$T/b/masks" --out "$T/b2.cgds" --num-classes 2 \
   --image-size 32 > "$T/bp.log" 2>&1 || { cat "$T/bp.log"; fail "pack of 0/255 masks failed"; }

@@ -454,28 +454,32 @@ static int check_same_data(cg_run_t *r, uint64_t train_h, char *err, size_t errl
 
 /* A binary data set saved as 0/255 masks, trained with --num-classes >= 2: 255 is the default
  * --ignore-index, so every foreground pixel would be left out of the loss and the metrics. Rank
- * 0 looks at the first training masks (it stops at the first pixel of a class other than 0)
- * and warns when they hold only 0 and 255. */
+ * 0 looks at the first training masks, whole (crops reach past the centred square: the classes
+ * may lie at a wide photo's sides), stops at the first pixel of a class other than 0, and warns
+ * when they hold only 0 and 255. */
 static void warn_masks_0_255(const cg_run_t *r) {
   const cg_config_t *cfg = r->cfg;
   if (r->synthetic || r->c->rank != 0 || cfg->num_classes < 2 || cfg->ignore_index != 255)
     return;
   cg_source_t *s = r->train_src;
   const int64_t n = s->count < 8 ? s->count : 8;
-  const size_t px = (size_t)s->h * (size_t)s->w;
-  uint8_t *rgb = cg_malloc(3 * px, "mask check"), *mask = cg_malloc(px, "mask check");
   int64_t looked = 0, ignored = 0, other = 0;
   char why[512];
   for (int64_t i = 0; i < n && !other; i++) {
-    if (cg_source_load(s, i, rgb, mask, why, sizeof why) != 0) continue; /* met again later */
-    looked++;
-    for (size_t p = 0; p < px; p++) {
-      ignored += mask[p] == 255;
-      other += mask[p] != 255 && mask[p] != 0;
+    int h, w;
+    if (cg_source_load_whole(s, i, &h, &w, NULL, NULL, why, sizeof why)) continue; /* met later */
+    const size_t px = (size_t)h * (size_t)w;
+    uint8_t *rgb = cg_malloc(3 * px, "mask check"), *mask = cg_malloc(px, "mask check");
+    if (!cg_source_load_whole(s, i, &h, &w, rgb, mask, why, sizeof why)) {
+      looked++;
+      for (size_t p = 0; p < px; p++) {
+        ignored += mask[p] == 255;
+        other += mask[p] != 255 && mask[p] != 0;
+      }
     }
+    free(rgb);
+    free(mask);
   }
-  free(rgb);
-  free(mask);
   const cg_opts_set_t set = cg_cli_opts(CG_CMD_TRAIN, (cg_config_t *)cfg);
   const int given = cg_opts_given(&set, cfg->argc, cfg->argv, "ignore-index");
   if (looked && ignored && !other && cfg->label_map_table[0]) /* the ids after the map */
