@@ -57,6 +57,7 @@ typedef struct {
   int kernels, kernel_steps;     /* --kernels, --kernel-steps */
   int accum;                     /* --grad-accum */
   double clip;                   /* --clip-grad-norm */
+  double ema;                    /* --ema-decay */
   const char *kernels_json;      /* --kernels-json PREFIX */
   double peak_tflops, peak_gbs;  /* ceilings of the --kernels floors */
   /* derived from the above (train_check, then the backend) */
@@ -82,6 +83,9 @@ static const cg_opt_t g_opts[] = {
         "clip the gradient to global L2 norm X before AdamW (as train --clip-grad-norm; the "
         "synthetic batch's norm is not a real run's, so X = 1e9 measures the cost without "
         "clipping); 0 = off"),
+    CG_OPT_ROW_NUM(DBL, "ema-decay", F(ema), 0, 0.999999, 0, "D",
+        "keep a moving average of the weights after each optimizer step (as train --ema-decay "
+        "D); 0 = off"),
     {"model-base", CG_OPT_INT, F(base), 1, 1024, CG_OPT_NODEF, NULL, 0, "N",
      "UNet base width [cuda: 32 (UNet-S); cpu: 8]"},
     {"model-depth", CG_OPT_INT, F(depth), 1, 6, CG_OPT_NODEF, NULL, 0, "N",
@@ -247,6 +251,7 @@ static cg_backend_cfg_t backend_cfg(const opts_t *o, const result_t *res,
   bc.batch = res->batch;
   bc.accum = o->accum;
   bc.clip_norm = (float)o->clip;
+  bc.ema = o->ema > 0;
   bc.dice_weight = 1.0f; /* the reference loss, as bench/peer_torch.py's */
   bc.nclass = o->nclass;
   bc.ignore_index = o->nclass > 1 ? 255 : -1;
@@ -304,6 +309,7 @@ static const char *warm_up(const cg_backend_ops_t *ops, cg_backend_t *be, const 
   int finite = 1;
   for (int i = 0; i < o->warmup * o->accum; i++) {
     if (i % o->accum == 0) opt->t = ++*t;
+    opt->ema_w = *t == 1 ? 1.0f : (float)(1.0 - o->ema); /* the first update copies */
     submit(ops, be, i % o->accum, o->accum, opt);
     ops->fetch(be, &out);
     finite &= isfinite(out.loss);
@@ -417,6 +423,8 @@ static void print_header(const cg_backend_ops_t *ops, const opts_t *o, const cg_
   if (o->clip > 0)
     printf("# --clip-grad-norm %g: every step measures the gradient's global norm and scales it "
            "before AdamW\n", o->clip);
+  if (o->ema > 0)
+    printf("# --ema-decay %g: every step updates a moving average of the weights\n", o->ema);
   if (cuda)
     printf("# cuDNN %ld loaded; mem GiB = what the backend allocated (cudaMalloc), dev GiB = device "
            "memory in use after the timed windows minus before the backend (cuDNN, graphs and "
@@ -479,12 +487,12 @@ static int print_json(const cg_backend_ops_t *ops, const opts_t *o, const cg_mod
     char f1[32], f2[32], f3[32];
     len += (size_t)snprintf(js + len, cap - len,
                             "%s{\"precision\": \"%s\", \"batch\": %d, \"grad_accum\": %d, "
-                            "\"clip_grad_norm\": %g, \"threads\": %d, "
+                            "\"clip_grad_norm\": %g, \"ema_decay\": %g, \"threads\": %d, "
                             "\"cuda_graph\": %s, \"img_per_s\": %.3f, \"ms_per_step\": %.4f, "
                             "\"busy_frac\": %s, \"mem_gib\": %s, \"mem_device_gib\": %s, "
                             "\"ok\": %s}",
                             i ? ", " : "", cg_precision_name((cg_precision_t)r->prec), r->batch,
-                            o->accum, o->clip, r->threads, r->graph ? "true" : "false", r->ips, r->ms,
+                            o->accum, o->clip, o->ema, r->threads, r->graph ? "true" : "false", r->ips, r->ms,
                             cg_bench_json_fig(f1, r->busy_frac), cg_bench_json_fig(f2, r->mem_gib),
                             cg_bench_json_fig(f3, r->mem_device_gib), r->ok ? "true" : "false");
   }

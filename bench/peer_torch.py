@@ -375,7 +375,7 @@ def run_cpu(args, deadline, results, skipped):
 def run_cpu_one(args, name, batch, deadline, runs_left):
     device = torch.device("cpu")
     A = args.accum
-    rec = {"variant": name, "batch": batch, "accum": A, "clip": args.clip,
+    rec = {"variant": name, "batch": batch, "accum": A, "clip": args.clip, "ema": args.ema,
            "threads": torch.get_num_threads(),
            "peak_gib": None, "reserved_gib": None, "peak_incl_warmup_gib": None,
            "peak_after_first_gib": None,
@@ -384,6 +384,7 @@ def run_cpu_one(args, name, batch, deadline, runs_left):
     x, y = make_data(args, batch, device, args.seed)
     opt = make_adamw(model.parameters(), fused=False)
     holder = {}
+    ema = make_ema(model, args.ema) if args.ema > 0 else None
 
     def step():  # --accum A: A batches, (loss / A).backward() each, one optimizer step
         opt.zero_grad(set_to_none=True)
@@ -395,6 +396,8 @@ def run_cpu_one(args, name, batch, deadline, runs_left):
         if args.clip > 0:  # as train --clip-grad-norm X
             torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip)
         opt.step()
+        if ema is not None:  # as train --ema-decay D
+            ema.update_parameters(model)
         holder["loss"] = torch.tensor(total)
 
     w = warm_up(step, cpu_timer, None, args.warmup - 1)
@@ -403,6 +406,15 @@ def run_cpu_one(args, name, batch, deadline, runs_left):
     rec["loss"] = float(holder["loss"].item())
     finish_record(rec)
     return rec
+
+
+def make_ema(model, decay):
+    """torch.optim.swa_utils.AveragedModel as an EMA of the weights: get_ema_multi_avg_fn where
+    the torch has it (2.1+), else the per-parameter torch.lerp that function does."""
+    swa = torch.optim.swa_utils
+    if hasattr(swa, "get_ema_multi_avg_fn"):
+        return swa.AveragedModel(model, multi_avg_fn=swa.get_ema_multi_avg_fn(decay))
+    return swa.AveragedModel(model, avg_fn=lambda avg, p, n: torch.lerp(avg, p, 1.0 - decay))
 
 
 def finish_record(rec):
@@ -793,6 +805,9 @@ def parse_args(argv):
     p.add_argument("--clip", type=float, default=0.0,
                    help="CPU mode: torch.nn.utils.clip_grad_norm_(params, X) before each "
                         "optimizer step, as cogpu-bench train --clip-grad-norm X (0 = off)")
+    p.add_argument("--ema", type=float, default=0.0,
+                   help="CPU mode: an AveragedModel EMA of the weights with decay D updated after "
+                        "each optimizer step, as cogpu-bench train --ema-decay D (0 = off)")
     p.add_argument("--threads", default="1,2",
                    help="CPU mode: comma list of torch.set_num_threads counts (default 1,2)")
     p.add_argument("--warmup", type=int, default=None,
