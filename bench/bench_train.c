@@ -492,7 +492,8 @@ static int print_json(const cg_backend_ops_t *ops, const opts_t *o, const cg_mod
                             "\"busy_frac\": %s, \"mem_gib\": %s, \"mem_device_gib\": %s, "
                             "\"ok\": %s}",
                             i ? ", " : "", cg_precision_name((cg_precision_t)r->prec), r->batch,
-                            o->accum, o->clip, o->ema, r->threads, r->graph ? "true" : "false", r->ips, r->ms,
+                            o->accum, o->clip, o->ema, r->threads, r->graph ? "true" : "false",
+                            r->ips, r->ms,
                             cg_bench_json_fig(f1, r->busy_frac), cg_bench_json_fig(f2, r->mem_gib),
                             cg_bench_json_fig(f3, r->mem_device_gib), r->ok ? "true" : "false");
   }
