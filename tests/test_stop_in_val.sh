@@ -8,6 +8,8 @@
 #    written, no metrics; resumed again, the run trains nothing, validates those weights and
 #    writes them again with the figures (best, the history); with --ema-decay, a resume with
 #    --ema-decay 0 (other weights than the checkpoint's model) leaves that file as it is;
+#  - a stop in a mid-run validation, resumed: the resume validates that step's weights first and
+#    ends as the uninterrupted run (weights, history, plateau and early-stopping states);
 #  - 2 ranks, SIGTERM to rank 1 alone: both ranks cut the pass short (no watchdog trip), exit 0;
 #  - whole mode (--val-mode whole over wide images), 2 ranks, SIGUSR1 to mpirun (which forwards
 #    it to every rank): the same within 10 s, exit 0.
@@ -69,6 +71,37 @@ $BIN ${SE/--ema-decay 0.9/--ema-decay 0} > $T/e2.log 2>&1 || { cat $T/e2.log; fa
 cmp -s $T/e4.cgck $T/cke/ckpt-0000000004.cgck ||
   { cat $T/e2.log; fail "a resume with --ema-decay 0 rewrote the average's checkpoint"; }
 echo "ok: --ema-decay: a resume that drops the average leaves the stopped checkpoint as it is"
+
+# a stop in a mid-run validation (step 2 of 8; --test-val-ms makes the pass ~8 s), resumed: the
+# resume validates step 2's weights first, so the run ends as the uninterrupted one did: the same
+# weights (bit for bit), history figures, --lr-schedule plateau and early-stopping states
+SP="train --backend cpu --model-base 4 --model-depth 2 --image-size 32 --progress plain
+    --threads 1 --train-samples 64 --val-samples 64 --batch 8 --steps 8 --val-every 2 --lr 0.05
+    --lr-schedule plateau --lr-patience 0 --early-stop-patience 5"
+$BIN $SP --checkpoint-dir $T/cpa --params-out $T/pa.bin > $T/pa.log 2>&1 ||
+  { cat $T/pa.log; fail "plateau: the uninterrupted run"; }
+$BIN $SP --checkpoint-dir $T/cpb --test-val-ms 1000 > $T/pb.log 2>&1 &
+stop_after_start $T/pb.log $! TERM
+[ "$rc" -eq 0 ] || { cat $T/pb.log; fail "plateau: exit $rc"; }
+grep -q "stopped by SIGTERM (rank 0) after step 2 of 8" $T/pb.log ||
+  { cat $T/pb.log; fail "plateau: no stop in step 2's validation"; }
+$BIN $SP --checkpoint-dir $T/cpb --resume --params-out $T/pb.bin > $T/pc.log 2>&1 ||
+  { cat $T/pc.log; fail "plateau: the resume"; }
+grep -q "resume: the checkpoint of step 2 has no validation figures" $T/pc.log ||
+  { cat $T/pc.log; fail "plateau: the resume did not validate step 2 first"; }
+$BUILD/tests/cg_cmp_params $T/pb.bin $T/pa.bin 0 > /dev/null ||
+  fail "plateau: the resumed run's weights are not the uninterrupted run's"
+for d in cpa cpb; do
+  sed 's/"wall_s": [^,]*, "train_loss": [^,]*,//; s/"img_per_s": [^,]*,//' $T/$d/history.jsonl \
+    > $T/$d.hist
+  $BIN inspect $T/$d/ckpt-0000000008.cgck | grep -o '"[a-z-]*-state": "[^"]*"' > $T/$d.state
+done
+cmp -s $T/cpa.hist $T/cpb.hist || { diff $T/cpa.hist $T/cpb.hist; fail "plateau: histories"; }
+cmp -s $T/cpa.state $T/cpb.state && [ "$(wc -l < $T/cpa.state)" -eq 2 ] ||
+  { cat $T/cpa.state $T/cpb.state; fail "plateau: the schedules' states differ"; }
+$BIN inspect $T/cpb/ckpt-0000000002.cgck | grep -q "val_iou" || fail "step 2 has no figures"
+echo "ok: a stop in a mid-run validation, resumed: step 2 validated first; weights, history," \
+  "plateau and early-stopping states those of the uninterrupted run"
 
 # 2 ranks, SIGTERM to rank 1 only (the job is not signalled as a whole): both ranks cut the
 # pass short within about a batch, none waits for the watchdog (--timeout-s 5)

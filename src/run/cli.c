@@ -438,6 +438,9 @@ static const cg_opt_t g_opts[] = {
         "testing: milliseconds the --test-slow-rank sleeps per step"),
     CG_OPT_ROW_NUM(DBL, "test-feature-ms", O(test_feat_ms), 0, 1e4, C_TRAIN, "MS",
         "testing: extra helper milliseconds per sample featurised on the CPU (starved helpers)"),
+    CG_OPT_ROW_NUM(DBL, "test-val-ms", O(test_val_ms), 0, 1e5, C_TRAIN, "MS",
+        "testing: extra milliseconds per validation batch of --val-mode square (a long pass "
+        "for a stop to cut short)"),
     /* info */
     CG_OPT_ROW_FLAG("model", O(info_model), C_INFO, "print the layer table"),
     CG_OPT_ROW_FLAG("topology", O(info_topology), C_INFO,

@@ -153,6 +153,7 @@ typedef struct {
   int test_slow_rank;   /* rank that sleeps test_slow_ms per step; -1 none */
   int test_slow_ms;
   double test_feat_ms;  /* extra helper milliseconds per CPU-featurised sample */
+  double test_val_ms;   /* extra milliseconds per validation batch (square mode) */
   /* the options as given (set by cg_cli_parse; argc 0 elsewhere): which flags were on the
    * command line, for --resume (run_settings.h) */
   /* cg_settings_apply merged a checkpoint's settings (or --resume found none): until then a

@@ -52,6 +52,9 @@ typedef struct {
   int64_t sched_total;      /* the planned total the learning-rate schedule runs over (total
                                until an early stop ends the run sooner) */
   int64_t early_step;       /* --early-stop-patience ended the run after this step; 0 = not */
+  int revalidated;          /* the cut validation of the resumed step was run again before the
+                               first step (cg_report_revalidates); 2: and its checkpoint
+                               written again with the figures */
   int64_t lrf_step;         /* --lr-find's search ended after this step (diverged); 0 = not */
   double step_loss;         /* the last closed training step's local loss (NaN: not finite) */
   /* --early-stop-patience's state (checkpoints keep it, as Lightning's do): the best value of

@@ -48,6 +48,7 @@
 #include "path.h"      /* cg_path_same_file: an output is not the --data list */
 #include "rng.h"       /* cg_fnv1a: the ranks' settings and sample names compared by hash */
 #include "run_settings.h" /* cg_settings_json: the settings every rank must share */
+#include "train_report.h" /* cg_report_revalidates: the early-stop warning's count */
 
 /* Rank 0 says what went wrong (err is the same on every rank, or only rank 0's counts). */
 static int usage(const cg_run_t *r, const char *err) {
@@ -875,7 +876,8 @@ static void init_step_state(cg_run_t *r) {
     r->es_wait = (int64_t)v[2];
   }
   const int64_t ve = cg_run_val_every(r);
-  const int64_t vals = ve > 0 && r->total > r->s0 ? (r->total - 1) / ve - r->s0 / ve : 0;
+  const int64_t vals = (ve > 0 && r->total > r->s0 ? (r->total - 1) / ve - r->s0 / ve : 0) +
+                       cg_report_revalidates(r, NULL); /* a cut one of step s0, run again */
   const int64_t need = isnan(r->es_best) ? cfg->early_stop_patience + 1
                                          : cfg->early_stop_patience - r->es_wait;
   if (cfg->early_stop_patience > 0 && vals < need && c->rank == 0)

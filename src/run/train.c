@@ -226,6 +226,7 @@ static cg_val_t validate(cg_run_t *r) {
   for (; b; k++) {
     cg_guard_beat(r->guard, r->last_done, "validation");
     r->ops->eval_step(r->be, (int)(k % CG_DEV_SLOTS));
+    if (r->cfg->test_val_ms > 0) usleep((useconds_t)(r->cfg->test_val_ms * 1e3));
     held[k % 2] = b;
     if (k >= 1) collect(r, ld, held[(k - 1) % 2], &a, 0);
     /* a stop signal on any rank ends the pass here (a preempted job has seconds to write its
@@ -783,6 +784,19 @@ static void train_loop(cg_run_t *r, loop_t *L) {
   L->b = cg_loader_next(L->ld, &L->wait);
   f->win_wait += L->wait;
   if (L->b) upload(r, L->nb, L->b);
+  int rewrite;
+  if ((r->revalidated = cg_report_revalidates(r, &rewrite))) { /* a stop cut step s0's short */
+    const int end = validate_at(r, L, r->s0 - 1);
+    if (r->early_step) plateau_step(r, r->s0); /* as finish() steps it after an early stop */
+    if (rewrite && !L->stop.sig && r->have_val && r->val_step == r->s0) {
+      if (write_ckpt(r, r->s0, 0) != 0) L->out_rc = 1;
+      else r->revalidated = 2;
+    }
+    if (end) {
+      f->train_s = cg_now() - f->t_train0;
+      return;
+    }
+  }
   for (int64_t k = r->s0; k < r->total; k++) {
     const int64_t step = k + 1;
     submit_step(r, L, k);

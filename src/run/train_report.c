@@ -79,6 +79,10 @@ static void banner_resume(const cg_run_t *r) {
            "checkpoint is written or removed%s%s (give a larger --steps or --epochs to train "
            "on)\n", (long long)r->s0, (long long)r->total, r->ckpt_dir ? " in " : "",
            r->ckpt_dir ? r->ckpt_dir : "");
+  else if (cg_report_revalidates(r, NULL))
+    printf("resume: the checkpoint of step %lld has no validation figures (a stop cut that "
+           "validation short): those weights are validated before step %lld, as the run "
+           "without the stop did\n", (long long)r->s0, (long long)r->s0 + 1);
 }
 
 /* The checkpoint the run resumed from is its directory's newest: --resume or --resume DIR
@@ -101,6 +105,16 @@ int cg_report_refigures(const cg_run_t *r) {
          r->ck.step == r->ck.total_steps && !(r->ck.have_val && r->ck.val_step == r->ck.step) &&
          r->ck.ema == r->ema && /* else another model than its own was validated */
          resumed_newest(r);
+}
+
+int cg_report_revalidates(const cg_run_t *r, int *rewrite) {
+  const int64_t ve = cg_run_val_every(r);
+  const int yes = r->val_src && r->resumed && r->exact && !r->cfg->lr_find && ve > 0 &&
+                  r->s0 > 0 && r->s0 < r->total && r->s0 % ve == 0 &&
+                  !(r->ck.have_val && r->ck.val_step == r->ck.step) &&
+                  r->ck.ema == r->ema; /* else another model than its own was validated */
+  if (rewrite) *rewrite = yes && r->ckpt_dir && resumed_newest(r);
+  return yes;
 }
 
 void cg_report_banner(const cg_run_t *r) {
@@ -428,7 +442,9 @@ static void history_add(cg_run_t *r, cg_train_figs_t *f, int64_t step, double el
                      K > 1 ? cg_confk_macc(v->confk, K) : NAN, K);
   char err[1600];
   /* already in the history the run resumed (unless a stop cut that validation short) */
-  if (r->resumed && step <= r->s0 && !cg_report_refigures(r)) return;
+  if (r->resumed && step <= r->s0 && !cg_report_refigures(r) &&
+      !(step == r->s0 && r->revalidated))
+    return;
   if (r->c->rank == 0 && f->tb) {
     tb_scalar(f, "val/loss", step, rec.val_loss);
     tb_scalar(f, K > 1 ? "val/miou" : "val/iou", step, rec.iou);
@@ -569,11 +585,17 @@ static void print_final_k(const cg_run_t *r, const cg_train_figs_t *f, const int
  * figures, which were not measured; the validation of the weights it loaded. */
 static void print_final_idle(const cg_run_t *r, const cg_train_figs_t *f, double wall) {
   const int K = r->model.nclass;
-  printf("final: no steps trained (resumed at step %lld, at or past this run's %lld steps), "
-         "%.1f s; %s\n", (long long)r->s0, (long long)r->total, wall,
-         cg_report_refigures(r) && f->have_val ? "its checkpoint written again with the "
-                                                 "validation figures"
-                                               : "no checkpoint written");
+  if (r->revalidated && r->early_step) /* the cut validation, run again, stopped it early */
+    printf("final: no steps trained (resumed at step %lld, whose validation, run again, ended "
+           "the run: --early-stop-patience), %.1f s; %s\n", (long long)r->s0, wall,
+           r->revalidated == 2 ? "its checkpoint written again with the validation figures"
+                               : "no checkpoint written");
+  else
+    printf("final: no steps trained (resumed at step %lld, at or past this run's %lld steps), "
+           "%.1f s; %s\n", (long long)r->s0, (long long)r->total, wall,
+           cg_report_refigures(r) && f->have_val ? "its checkpoint written again with the "
+                                                   "validation figures"
+                                                 : "no checkpoint written");
   if (!f->have_val) return;
   if (K > 1) {
     printf("final validation: ");
