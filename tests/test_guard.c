@@ -12,6 +12,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "cli.h" /* cg_cli_parse_duration: --max-time */
 #include "guard.h"
 #include "log.h"
 #include "testutil.h"
@@ -42,7 +43,7 @@ static int in_child(void (*fn)(void), char *out, size_t len, double *secs) {
 }
 
 static void two_signals(void) {
-  cg_guard_cfg_t gc = {0, 3, 4, "testhost", NULL};
+  cg_guard_cfg_t gc = {0, 0, 3, 4, "testhost", NULL};
   cg_guard_t *g = cg_guard_create(&gc);
   cg_guard_beat(g, 42, "training step");
   raise(SIGTERM);
@@ -58,7 +59,7 @@ static void two_signals(void) {
 
 static void hung_loop(void) {
   cg_log_set_identity(1, "testhost"); /* what comm.c sets after MPI_Init */
-  cg_guard_cfg_t gc = {0.5, 1, 3, "testhost", NULL};
+  cg_guard_cfg_t gc = {0.5, 0, 1, 3, "testhost", NULL};
   cg_guard_t *g = cg_guard_create(&gc);
   int64_t table[3] = {9, 9, 8};
   cg_guard_set_table(g, table);
@@ -70,7 +71,7 @@ static void hung_loop(void) {
 }
 
 static void paused_loop(void) {
-  cg_guard_cfg_t gc = {0.3, 0, 1, "testhost", NULL};
+  cg_guard_cfg_t gc = {0.3, 0, 0, 1, "testhost", NULL};
   cg_guard_t *g = cg_guard_create(&gc);
   cg_guard_arm(g, 1);
   cg_guard_beat(g, 1, "training step");
@@ -84,7 +85,7 @@ static void paused_loop(void) {
  * then a real hang still ends the process. */
 static void slow_loop(void) {
   cg_log_set_identity(0, "testhost");
-  cg_guard_cfg_t gc = {0.2, 0, 1, "testhost", NULL};
+  cg_guard_cfg_t gc = {0.2, 0, 0, 1, "testhost", NULL};
   cg_guard_t *g = cg_guard_create(&gc);
   cg_guard_arm(g, 1);
   const int ms[4] = {150, 300, 400, 400};
@@ -123,7 +124,7 @@ int main(void) {
   printf("PASS health: fp16 skips counted (fatal after max in a row), NaN fatal without scaling\n");
 
   /* ---- the first signal is recorded and the process goes on ---- */
-  cg_guard_cfg_t gc = {0, 0, 1, "testhost", NULL};
+  cg_guard_cfg_t gc = {0, 0, 0, 1, "testhost", NULL};
   cg_guard_t *g = cg_guard_create(&gc);
   CG_TEST_CHECK(cg_guard_signal(g) == 0, "no signal yet");
   raise(SIGUSR1);
@@ -133,6 +134,44 @@ int main(void) {
   CG_TEST_CHECK(cg_guard_signal(g) == 0, "a new guard forgets the old signal");
   cg_guard_destroy(g);
   printf("PASS first signal: recorded, the process goes on\n");
+
+  /* ---- --max-time: the watchdog raises the stop; a signal after it is a first signal ---- */
+  const cg_guard_cfg_t gt = {0.2, 0.1, 0, 1, "testhost", NULL}; /* wakes every 0.05 s */
+  g = cg_guard_create(&gt);
+  CG_TEST_CHECK(cg_guard_signal(g) == 0, "--max-time: no stop before its time");
+  const struct timespec pause = {0, 400000000};
+  nanosleep(&pause, NULL);
+  CG_TEST_CHECK(cg_guard_signal(g) == CG_GUARD_MAX_TIME &&
+                    !strcmp(cg_guard_signal_name(cg_guard_signal(g)), "--max-time"),
+                "--max-time 0.1 s: after 0.4 s the stop is %d", cg_guard_signal(g));
+  raise(SIGUSR1); /* the first signal: recorded, not the "second signal" that exits */
+  CG_TEST_CHECK(cg_guard_signal(g) == SIGUSR1, "a signal after --max-time's stop: %d",
+                cg_guard_signal(g));
+  cg_guard_destroy(g);
+  g = cg_guard_create(&gc);
+  CG_TEST_CHECK(cg_guard_signal(g) == 0, "a new guard forgets --max-time's stop");
+  cg_guard_destroy(g);
+  static const struct {
+    const char *s;
+    double t; /* -1: refused */
+  } dur[] = {{"3600", 3600},   {"90m", 5400},     {"1.5h", 5400},       {"2d", 172800},
+             {"45s", 45},      {"10:30", 630},    {"01:00:00", 3600},   {"1-12", 129600},
+             {"1-02:03", 93780}, {"1-00:00:30", 86430}, {"01:02:03:04", 93784},
+             {"0", -1},        {"-5", -1},        {"1x", -1},           {"", -1},
+             {"1:2:3:4:5", -1}, {"a:10", -1},     {"1-", -1},           {"1-2:3:4:5", -1},
+             {"0:00", -1},     {"nan", -1},       {"inf", -1},          {"5 m", -1}};
+  int dbad = 0;
+  for (size_t i = 0; i < sizeof dur / sizeof dur[0]; i++) {
+    double t;
+    const int rc = cg_cli_parse_duration(dur[i].s, &t);
+    if (dur[i].t < 0 ? rc != -1 : rc != 0 || t != dur[i].t) {
+      printf("  --max-time '%s': rc %d, %g s (want %g)\n", dur[i].s, rc, t, dur[i].t);
+      dbad++;
+    }
+  }
+  CG_TEST_CHECK(dbad == 0, "--max-time durations: %d wrong", dbad);
+  printf("PASS --max-time: the stop raised after its time, a later signal is a first one; "
+         "%zu durations parsed or refused\n", sizeof dur / sizeof dur[0]);
 
   /* ---- copies within 3 s are one stop; a second signal after that ends the process at once */
   char out[4096];

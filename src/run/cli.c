@@ -7,6 +7,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <float.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -427,6 +428,13 @@ static const cg_opt_t g_opts[] = {
     CG_OPT_ROW_NUM(DBL, "timeout-s", O(timeout_s), 0, 1e7, C_TRAIN, "S",
         "a rank that makes no progress for S seconds (hung peer, dead NCCL) ends the job with a "
         "message; 0 = no watchdog"),
+    CG_OPT_ROW_TEXT(STR, "max-time", O(max_time), NULL, C_TRAIN, "T",
+        "stop the run with a checkpoint once it has lasted T (from its start): seconds, or N with "
+        "a unit (90m, 12h, 2d), or Slurm's --time forms ([D-]HH:MM:SS, MM:SS, D-HH) or "
+        "Lightning's DD:HH:MM:SS; the step in flight finishes, a validation in progress is cut "
+        "short, the checkpoint is written and the run exits 0 for --resume to go on (Lightning's "
+        "max_time); leave a step and a checkpoint write of room below a job's time limit; needs "
+        "--checkpoint-dir; not stored: a resume's clock starts afresh"),
     CG_OPT_ROW_NUM(I64, "max-bad-steps", O(max_bad_steps), 0, 1e15, C_TRAIN, "N",
         "fp16: stop after more than N consecutive steps skipped for inf/NaN gradients"),
     /* test-only faults */
@@ -850,11 +858,77 @@ static int check_train_flags(cg_config_t *cfg, char *err, size_t errlen) {
     }
   }
   /* --resume DIR|FILE without --checkpoint-dir writes beside it: known once it is merged */
-  if (cfg->checkpoint_every > 0 && !cfg->checkpoint_dir[0] &&
-      !(cfg->cmd == CG_CMD_TRAIN && cfg->resume[0] && !cfg->merged)) {
+  const int ckpt_later = cfg->cmd == CG_CMD_TRAIN && cfg->resume[0] && !cfg->merged;
+  if (cfg->checkpoint_every > 0 && !cfg->checkpoint_dir[0] && !ckpt_later) {
     snprintf(err, errlen, "--checkpoint-every: needs --checkpoint-dir DIR");
     return -1;
   }
+  cfg->max_time_s = 0;
+  if (cfg->cmd == CG_CMD_TRAIN && cfg->max_time[0]) {
+    if (cg_cli_parse_duration(cfg->max_time, &cfg->max_time_s)) {
+      snprintf(err, errlen, "--max-time: '%s' is not a duration (seconds, 90m, 12h, 2d, "
+               "HH:MM:SS, D-HH:MM:SS, MM:SS or DD:HH:MM:SS, above 0)", cfg->max_time);
+      return -1;
+    }
+    if (!cfg->checkpoint_dir[0] && !ckpt_later) {
+      snprintf(err, errlen, "--max-time: stops the run with a checkpoint for --resume to go on "
+               "from: needs --checkpoint-dir DIR");
+      return -1;
+    }
+  }
+  return 0;
+}
+
+int cg_cli_parse_duration(const char *s, double *out) {
+  *out = 0;
+  if (!strchr(s, ':') && !strchr(s, '-')) { /* N[smhd] */
+    char *end;
+    errno = 0;
+    const double v = strtod(s, &end);
+    const double unit = !*end ? 1 : !strcmp(end, "s") ? 1 : !strcmp(end, "m") ? 60
+                      : !strcmp(end, "h") ? 3600 : !strcmp(end, "d") ? 86400 : 0;
+    if (end == s || !unit || errno || !(v > 0) || !isfinite(v * unit) ||
+        !isdigit((unsigned char)*s))
+      return -1;
+    *out = v * unit;
+    return 0;
+  }
+  long long f[4] = {0, 0, 0, 0}, days = 0;
+  int n = 0;
+  const char *p = s;
+  const char *dash = strchr(s, '-');
+  if (dash) { /* Slurm's D-HH[:MM[:SS]] */
+    char *end;
+    if (!isdigit((unsigned char)*s)) return -1;
+    days = strtoll(s, &end, 10);
+    if (end != dash) return -1;
+    p = dash + 1;
+  }
+  for (;;) {
+    char *end;
+    if (!isdigit((unsigned char)*p) || n == 4) return -1;
+    errno = 0;
+    f[n++] = strtoll(p, &end, 10);
+    if (errno || f[n - 1] > 1000000) return -1;
+    if (!*end) break;
+    if (*end != ':') return -1;
+    p = end + 1;
+  }
+  double t;
+  if (dash) { /* D-H, D-H:M, D-H:M:S */
+    if (n > 3 || days > 100000) return -1;
+    t = days * 86400.0 + f[0] * 3600.0 + f[1] * 60.0 + f[2];
+  } else if (n == 2) { /* Slurm's MM:SS */
+    t = f[0] * 60.0 + f[1];
+  } else if (n == 3) { /* HH:MM:SS */
+    t = f[0] * 3600.0 + f[1] * 60.0 + f[2];
+  } else if (n == 4) { /* Lightning's DD:HH:MM:SS */
+    t = f[0] * 86400.0 + f[1] * 3600.0 + f[2] * 60.0 + f[3];
+  } else {
+    return -1;
+  }
+  if (!(t > 0)) return -1;
+  *out = t;
   return 0;
 }
 

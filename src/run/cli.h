@@ -37,6 +37,11 @@ cg_opts_set_t cg_cli_opts(cg_command_t cmd, cg_config_t *cfg);
  *   data, val_data       train: as cg_cli_data_path makes them (absolute paths)
  *   class_names          train: the comma list (a FILE's names read; none: "") */
 int cg_cli_check(cg_config_t *cfg, char *err, size_t errlen);
+
+/* --max-time's duration in seconds (> 0) into *out: N[s|m|h|d] (N may have a fraction), Slurm's
+ * --time forms MM:SS, HH:MM:SS, D-HH, D-HH:MM, D-HH:MM:SS, or Lightning's DD:HH:MM:SS. 0, or
+ * -1 when s is none of these. */
+int cg_cli_parse_duration(const char *s, double *out);
 /* The loss's class weights w[0..n) into cfg as a run keeps them: class_weight, nclass_weights
  * and class_weights, the text a checkpoint stores, in one spelling (each weight's shortest text
  * that reads back as the same float); n = 0 with a binary model: its --pos-weight, the one

@@ -147,6 +147,8 @@ typedef struct {
   int init_read;            /* cg_init_from_settings took the model flags from --init-from */
   int init_names;           /* ... and its class names (said with its weights) */
   double timeout_s;         /* watchdog: no progress for this long ends the job; 0 = off */
+  char max_time[32];        /* --max-time as given ("" none) */
+  double max_time_s;        /* its seconds (cg_cli_check); 0 = no limit */
   int64_t max_bad_steps;    /* fp16: consecutive skipped (overflowing) steps tolerated */
   /* test-only faults */
   int64_t test_nan_step;    /* 1-based step whose loss and gradient are made NaN; 0 = off */

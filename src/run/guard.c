@@ -28,6 +28,7 @@ static atomic_int g_sig_count;   /* signals received since create */
 static atomic_int g_first_sig;   /* the first one */
 static atomic_llong g_first_ns;  /* when it came (CLOCK_MONOTONIC) */
 static atomic_int g_failed;      /* cg_guard_failed: a signal ends the rank quietly */
+static atomic_int g_time_stop;   /* the watchdog found --max-time passed */
 /* A stop signal this soon after the first is another copy of the same stop, not a second one:
  * a scheduler signals every process of the job (scancel, preemption), and the batch script and
  * mpirun pass the stop on to the ranks again, so each rank gets two or three at once. */
@@ -53,6 +54,7 @@ struct cg_guard {
   int armed;            /* guarded by mu */
   double last_beat;     /* guarded by mu: cg_now() of the last beat */
   double longest;       /* guarded by mu: longest interval between beats while armed */
+  double t_create;      /* cg_now() at create: --max-time counts from here */
   int64_t step;         /* guarded by mu */
   const char *phase;    /* guarded by mu */
   int64_t *table;       /* guarded by mu: size entries, -1 unknown */
@@ -63,6 +65,7 @@ const char *cg_guard_signal_name(int sig) {
     case SIGTERM: return "SIGTERM";
     case SIGINT: return "SIGINT";
     case SIGUSR1: return "SIGUSR1";
+    case CG_GUARD_MAX_TIME: return "--max-time";
     default: return "signal";
   }
 }
@@ -169,7 +172,8 @@ void cg_guard_failed(cg_guard_t *g) {
 
 int cg_guard_signal(const cg_guard_t *g) {
   (void)g;
-  return atomic_load(&g_first_sig);
+  const int sig = atomic_load(&g_first_sig);
+  return sig ? sig : atomic_load(&g_time_stop) ? CG_GUARD_MAX_TIME : 0;
 }
 
 /* ---- watchdog ---------------------------------------------------------------------------- */
@@ -217,6 +221,16 @@ static void *watchdog(void *arg) {
     ts.tv_nsec = (long)((t - (double)ts.tv_sec) * 1e9);
     pthread_cond_timedwait(&g->cv, &g->mu, &ts);
     if (g->stop) break;
+    if (g->cfg.max_time_s > 0 && !atomic_load(&g_time_stop) &&
+        cg_now() - g->t_create >= g->cfg.max_time_s) {
+      atomic_store(&g_time_stop, 1);
+      if (g->cfg.rank == 0 && !atomic_load(&g_sig_count)) { /* a signal's stop is under way */
+        fprintf(stderr, "%s--max-time: the run has lasted %g s, during step %lld (%s): "
+                "stopping at the next step boundary with a checkpoint\n", g_prefix,
+                g->cfg.max_time_s, (long long)g->step, g->phase ? g->phase : "start-up");
+        fflush(stderr);
+      }
+    }
     if (g->cfg.nccl) {
       /* Under the lock, so cg_guard_watch_nccl(NULL) cannot return (and the caller destroy the
        * communicator) while this call uses it; the query does not block. */
@@ -272,6 +286,8 @@ cg_guard_t *cg_guard_create(const cg_guard_cfg_t *cfg) {
     atomic_store(&g_first_ns, 0);
   }
   atomic_store(&g_failed, 0);
+  atomic_store(&g_time_stop, 0);
+  g->t_create = cg_now();
   atomic_store(&g_beat_step, 0);
   atomic_store(&g_beat_phase, (const char *)NULL);
   g_tab = cg_malloc(sizeof(atomic_llong) * (size_t)cfg->size, "signal step table");

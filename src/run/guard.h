@@ -38,8 +38,14 @@ struct cg_nccl;
 
 typedef struct cg_guard cg_guard_t;
 
+/* What cg_guard_signal returns once --max-time has passed (no signal came first): a stop as a
+ * signal's, named "--max-time"; outside the signal numbers, within the step agreement's 8 bits. */
+#define CG_GUARD_MAX_TIME 0xfe
+
 typedef struct {
   double timeout_s;      /* no beat for this long ends the job; <= 0: no watchdog timeout */
+  double max_time_s;     /* > 0: this long after create, the watchdog raises a stop
+                            (CG_GUARD_MAX_TIME) as a first signal would */
   int rank, size;        /* for the messages and the table */
   const char *host;
   struct cg_nccl *nccl;  /* optional: polled for asynchronous errors, aborted on a timeout */
@@ -57,9 +63,11 @@ void cg_guard_catch_early(void);
  * (cg_guard_signal(NULL) still returns it) until the next create. NULL is a no-op. */
 void cg_guard_destroy(cg_guard_t *g);
 
-/* The first stop signal received by this process since cg_guard_create, 0 if none. */
+/* The first stop signal received by this process since cg_guard_create; else
+ * CG_GUARD_MAX_TIME once max_time_s has passed; 0 if neither. A signal after the time's stop is
+ * a first signal (said so, the same stop), not a second one that exits at once. */
 int cg_guard_signal(const cg_guard_t *g);
-/* "SIGTERM", "SIGINT", "SIGUSR1" or "signal N". */
+/* "SIGTERM", "SIGINT", "SIGUSR1", "--max-time" or "signal". */
 const char *cg_guard_signal_name(int sig);
 
 /* Progress: this rank is now at (1-based) step `step`, doing `phase` (a string literal: the

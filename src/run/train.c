@@ -957,7 +957,7 @@ int cg_train_run(const cg_config_t *cfg, cg_comm_t *c, cg_train_result_t *res) {
   /* Stop signals are caught from the start: one that arrives during start-up stops the run at
    * its first step boundary instead of killing this rank and, with it, the job. */
   CG_ASSERT(c->size <= (1 << RANK_BITS));
-  cg_guard_cfg_t gc = {cfg->timeout_s, c->rank, c->size, c->host, NULL};
+  cg_guard_cfg_t gc = {cfg->timeout_s, cfg->max_time_s, c->rank, c->size, c->host, NULL};
   cg_guard_t *guard = cg_guard_create(&gc);
   int code = run_train(cfg, c, res, guard);
   cg_guard_destroy(guard);

@@ -182,6 +182,9 @@ void cg_report_banner(const cg_run_t *r) {
            "more than %g (--early-stop-patience, --early-stop-min-delta)\n",
            (long long)cfg->early_stop_patience, cg_run_best_name(r),
            cg_run_best_by_loss(r) ? "below" : "above", cfg->early_stop_min_delta);
+  if (cfg->max_time_s > 0)
+    printf("max time: %s (%g s from the start): the run then stops at a step boundary with a "
+           "checkpoint for --resume (--max-time)\n", cfg->max_time, cfg->max_time_s);
   if (cfg->lr_find > 0)
     printf("lr-find: a learning-rate range test of %lld steps, lr %g to %g exponentially (each "
            "step's lr below is replaced); no validation, no checkpoint (--lr-find)\n",
