@@ -105,6 +105,25 @@ expect2 "--history-out (default: DIR/history.jsonl): '$T/voc/ckl/history.jsonl' 
   $BIN train $SMALL $K --data "$T/voc/ckl/history.jsonl" --checkpoint-dir "$T/voc/ckl"
 expect2 "is the --list being read" $BIN pack --list "$T/voc/lists/all.txt" \
   --out "$T/voc/lists/all.txt"
+# text inputs besides the data (no magic bytes to know them by): a label map, a class-names file
+printf '0 0\n1 1\n2 2\n3 3\n' > "$T/map.txt"
+printf 'bg\ncircle\nellipse\nrect\n' > "$T/names.txt"
+cp "$T/map.txt" "$T/map.keep"
+cp "$T/names.txt" "$T/names.keep"
+expect2 "--params-out: '$T/map.txt' is the --label-map file being read" $BIN train $SMALL $K \
+  --data "$T/d" --label-map "$T/map.txt" --params-out "$T/map.txt"
+expect2 "--metrics-out: '$T/names.txt' is the --class-names file being read" $BIN train \
+  $SMALL $K --data "$T/d" --class-names "$T/names.txt" --metrics-out "$T/names.txt"
+expect2 "--out: '$T/map.txt' is the --label-map file being read" $BIN pack --images "$T/d/images" \
+  --masks "$T/d/masks" --num-classes 4 --label-map "$T/map.txt" --out "$T/map.txt"
+expect2 "--scores-out '$T/map.txt' is the --label-map file being read" $BIN predict \
+  --checkpoint "$T/voc/ck" --input "$T/d/images" --masks "$T/d/masks" --output "$T/pm" \
+  --label-map "$T/map.txt" --scores-out "$T/map.txt"
+expect2 "--confusion-out '$T/names.txt' is the --class-names file being read" $BIN predict \
+  --checkpoint "$T/voc/ck" --input "$T/d/images" --masks "$T/d/masks" --output "$T/pm" \
+  --class-names "$T/names.txt" --confusion-out "$T/names.txt"
+cmp -s "$T/map.txt" "$T/map.keep" && cmp -s "$T/names.txt" "$T/names.keep" ||
+  fail "a label map or class-names file was written over"
 expect2 "--list FILE replaces --images and --masks" $BIN pack --list "$T/voc/lists/all.txt" \
   --images "$T/d/images" --out "$T/x.cgds"
 grep -q "^\.\./JPEGImages/000000.jpg" "$T/voc/lists/all.txt" || fail "the list was changed"

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h> /* access: --class-names FILE */
 
 #include "cli.h"    // cg_cli_*: this file's contract
 #include "cgds.h"     // cg_cgds_label_map: the map a shard --data was packed with
@@ -741,7 +742,9 @@ static int check_class_names(cg_config_t *cfg, char *err, size_t errlen) {
    * checkpoint's, which is never opened as a file */
   const int rc = cfg->merged ? cg_classnames_from_list(cfg->class_names, k, n, why, sizeof why)
                              : cg_classnames_parse(cfg->class_names, k, n, why, sizeof why);
-  if (!cfg->merged && !k && !strchr(cfg->class_names, ',')) /* a FILE, counted once merged */
+  /* a FILE: counted once merged (a resume), and never an output path (run_setup.c) */
+  if (!cfg->merged && !strchr(cfg->class_names, ',') &&
+      (!k || access(cfg->class_names, F_OK) == 0))
     snprintf(cfg->class_names_file, sizeof cfg->class_names_file, "%s", cfg->class_names);
   const char *file = cfg->merged ? cfg->class_names_file : "";
   if (rc) snprintf(err, errlen, "--class-names: %.1000s%s%s", file, file[0] ? ": " : "", why);
