@@ -65,7 +65,12 @@ PYEOF
   $MPIRUN -np 1 $BIN train $SMALL --data "$T/wide" --num-classes 4 --steps 1 \
     --val-fraction 0 > "$T/w.log" 2>&1 || { cat "$T/w.log"; fail "wide class-id run failed"; }
   grep -q "hold only 0 and 255" "$T/w.log" && fail "the 0/255 warning for classes at the sides"
-  echo "ok: masks are looked at whole for the 0/255 warning (classes outside the centred square)"
+  $MPIRUN -np 1 $BIN train $SMALL --data "$T/wide" --num-classes 4 --steps 1 --crop off \
+    --val-fraction 0 > "$T/w.log" 2>&1 || { cat "$T/w.log"; fail "wide class-id run failed"; }
+  grep -q "hold only 0 and 255" "$T/w.log" ||
+    fail "--crop off trains on centred squares of 0 and 255 alone, and did not warn"
+  echo "ok: masks are looked at whole for the 0/255 warning (classes outside the centred square;" \
+    "with --crop off its centred squares, which training sees)"
 fi
 # pack warns about the same shard, and not with --num-classes 1 or class-id masks
 $BIN pack --images "$T/b/images" --masks "$T/b/masks" --out "$T/b2.cgds" --num-classes 2 \

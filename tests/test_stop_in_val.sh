@@ -85,10 +85,16 @@ stop_after_start $T/pb.log $! TERM
 [ "$rc" -eq 0 ] || { cat $T/pb.log; fail "plateau: exit $rc"; }
 grep -q "stopped by SIGTERM (rank 0) after step 2 of 8" $T/pb.log ||
   { cat $T/pb.log; fail "plateau: no stop in step 2's validation"; }
+# a stop in that validation run again: nothing new to save, the file it resumed from named
+$BIN $SP --checkpoint-dir $T/cpb --resume --test-val-ms 1000 > $T/pd.log 2>&1 &
+stop_after_start $T/pd.log $! TERM
+[ "$rc" -eq 0 ] || { cat $T/pd.log; fail "plateau: a stop in the validation run again: exit $rc"; }
+grep -q "at step 2 of 8, where it resumed: nothing new to save; continue with --resume .*2.cgck" \
+  $T/pd.log || { cat $T/pd.log; fail "plateau: the stop in the validation run again"; }
 $BIN $SP --checkpoint-dir $T/cpb --resume --params-out $T/pb.bin > $T/pc.log 2>&1 ||
   { cat $T/pc.log; fail "plateau: the resume"; }
-grep -q "resume: the checkpoint of step 2 has no validation figures" $T/pc.log ||
-  { cat $T/pc.log; fail "plateau: the resume did not validate step 2 first"; }
+grep -q "resume: step 2 is a validation step (--val-every 2) and its checkpoint has no figures" \
+  $T/pc.log || { cat $T/pc.log; fail "plateau: the resume did not validate step 2 first"; }
 $BUILD/tests/cg_cmp_params $T/pb.bin $T/pa.bin 0 > /dev/null ||
   fail "plateau: the resumed run's weights are not the uninterrupted run's"
 for d in cpa cpb; do
@@ -102,6 +108,20 @@ cmp -s $T/cpa.state $T/cpb.state && [ "$(wc -l < $T/cpa.state)" -eq 2 ] ||
 $BIN inspect $T/cpb/ckpt-0000000002.cgck | grep -q "val_iou" || fail "step 2 has no figures"
 echo "ok: a stop in a mid-run validation, resumed: step 2 validated first; weights, history," \
   "plateau and early-stopping states those of the uninterrupted run"
+# the same for the final validation (--val-every 4 of 4 steps): the resume that validates the
+# last step's weights steps the plateau as the uninterrupted run's final validation did
+SF="${SP/--steps 8 --val-every 2/--steps 4 --val-every 4}"
+$BIN $SF --checkpoint-dir $T/cfa > $T/fa.log 2>&1 || { cat $T/fa.log; fail "final: the run"; }
+$BIN $SF --checkpoint-dir $T/cfb --test-val-ms 1000 > $T/fb.log 2>&1 &
+stop_after_start $T/fb.log $! TERM
+$BIN $SF --checkpoint-dir $T/cfb --resume > $T/fc.log 2>&1 ||
+  { cat $T/fc.log; fail "final: the resume"; }
+for d in cfa cfb; do
+  $BIN inspect $T/$d/ckpt-0000000004.cgck | grep -o '"plateau-state": "[^"]*"' > $T/$d.state
+done
+cmp -s $T/cfa.state $T/cfb.state && [ -s $T/cfa.state ] ||
+  { cat $T/cfa.state $T/cfb.state; fail "final: the plateau states differ"; }
+echo "ok: a stop in the final validation, resumed: the plateau stepped as without the stop"
 
 # 2 ranks, SIGTERM to rank 1 only (the job is not signalled as a whole): both ranks cut the
 # pass short within about a batch, none waits for the watchdog (--timeout-s 5)

@@ -16,6 +16,7 @@
 #define CG_RUN_SETTINGS_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #include "comm.h"
@@ -42,6 +43,11 @@ int cg_settings_add_state(char *json, size_t len, const char *key, const char *m
                           const double *v, int n);
 int cg_settings_state(const char *json, const char *key, const char *metric, double *v, int n,
                       char *other, size_t olen);
+/* A state's value that is a count or a step (a whole number 0 .. 2^53): a checkpoint's text is
+ * untrusted, and a cast of a larger double to int64_t is undefined. */
+static inline int cg_settings_count(double v) {
+  return v >= 0 && v <= 9007199254740992.0 && v == (double)(int64_t)v;
+}
 
 /* Applies a checkpoint's settings JSON to cfg (see above), printing each notice to out (may be
  * NULL). 0, or -1 with a one-line message in err naming the flag (a refused difference, or a

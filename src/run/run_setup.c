@@ -458,9 +458,10 @@ static int check_same_data(cg_run_t *r, uint64_t train_h, char *err, size_t errl
 
 /* A binary data set saved as 0/255 masks, trained with --num-classes >= 2: 255 is the default
  * --ignore-index, so every foreground pixel would be left out of the loss and the metrics. Rank
- * 0 looks at the first training masks, whole (crops reach past the centred square: the classes
- * may lie at a wide photo's sides), stops at the first pixel of a class other than 0, and warns
- * when they hold only 0 and 255. */
+ * 0 looks at the first training masks as training sees them (whole: crops reach past the
+ * centred square, and the classes may lie at a wide photo's sides; with --crop off the fitted
+ * squares), stops at the first pixel of a class other than 0, and warns when they hold only 0
+ * and 255. */
 static void warn_masks_0_255(const cg_run_t *r) {
   const cg_config_t *cfg = r->cfg;
   if (r->synthetic || r->c->rank != 0 || cfg->num_classes < 2 || cfg->ignore_index != 255)
@@ -470,11 +471,13 @@ static void warn_masks_0_255(const cg_run_t *r) {
   int64_t looked = 0, ignored = 0, other = 0;
   char why[512];
   for (int64_t i = 0; i < n && !other; i++) {
-    int h, w;
-    if (cg_source_load_whole(s, i, &h, &w, NULL, NULL, why, sizeof why)) continue; /* met later */
+    int h = s->h, w = s->w;
+    if (cfg->crop && cg_source_load_whole(s, i, &h, &w, NULL, NULL, why, sizeof why))
+      continue; /* met again later */
     const size_t px = (size_t)h * (size_t)w;
     uint8_t *rgb = cg_malloc(3 * px, "mask check"), *mask = cg_malloc(px, "mask check");
-    if (!cg_source_load_whole(s, i, &h, &w, rgb, mask, why, sizeof why)) {
+    if (cfg->crop ? !cg_source_load_whole(s, i, &h, &w, rgb, mask, why, sizeof why)
+                  : !cg_source_load(s, i, rgb, mask, why, sizeof why)) {
       looked++;
       for (size_t p = 0; p < px; p++) {
         ignored += mask[p] == 255;
@@ -838,7 +841,8 @@ static void load_plateau(cg_run_t *r) {
   double v[4]; /* scale, best, bad, cool */
   const int got = cg_settings_state(r->ck.settings, "plateau-state", by_loss ? "loss" : "iou", v,
                                     4, other, sizeof other);
-  if (got > 0 && v[0] > 0 && v[0] <= 1) {
+  if (got > 0 && v[0] > 0 && v[0] <= 1 && cg_settings_count(v[2]) &&
+      cg_settings_count(v[3])) {
     r->lr_scale = v[0];
     r->pl_best = v[1];
     r->pl_bad = (int64_t)v[2];
@@ -873,7 +877,8 @@ static void init_step_state(cg_run_t *r) {
   double v[3]; /* best, its step, the validations since */
   if (r->resumed && cfg->early_stop_patience > 0 &&
       cg_settings_state(r->ck.settings, "early-stop-state", cg_run_best_by_loss(r) ? "loss" : "iou",
-                        v, 3, other, sizeof other) > 0 && isfinite(v[0])) { /* the same figure */
+                        v, 3, other, sizeof other) > 0 &&
+      cg_settings_count(v[1]) && cg_settings_count(v[2])) { /* the same figure */
     r->es_best = v[0];
     r->es_best_step = (int64_t)v[1];
     r->es_wait = (int64_t)v[2];

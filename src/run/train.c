@@ -466,9 +466,14 @@ static int stop_run(cg_run_t *r, const verdict_t *vd, int64_t step) {
   const char *name = cg_guard_signal_name(vd->sig);
   int code = 128 + vd->sig;
   if (r->ckpt_dir) {
-    int ok = r->last_ckpt_step == step || write_ckpt(r, step, 1) == 0;
+    const int have = r->last_ckpt_step == step; /* the checkpoint it resumed from, or its own */
+    int ok = have || write_ckpt(r, step, 1) == 0;
     code = ok ? 0 : 1;
-    if (root && ok)
+    if (root && ok && have && r->resumed && step == r->s0) /* nothing trained since: its file */
+      printf("stopped by %s (rank %d) at step %lld of %lld, where it resumed: nothing new to "
+             "save; continue with --resume %s\n", name, vd->sig_rank, (long long)step,
+             (long long)r->total, r->last_ckpt);
+    else if (root && ok)
       printf("stopped by %s (rank %d) after step %lld of %lld: checkpoint %s written; continue "
              "with --resume\n", name, vd->sig_rank, (long long)step, (long long)r->total,
              r->last_ckpt);
@@ -896,8 +901,9 @@ static int finish(cg_run_t *r, loop_t *L, cg_train_result_t *res) {
     note_val(r, r->total, &f->val);
     cg_report_validation(r, f, r->total, f->train_s, &f->val, 0);
     /* in the final checkpoint (an early stop's validation too): a run extended by --steps goes
-     * on as the longer run would; a resume that trained nothing leaves the state as it is */
-    if (r->s0 < r->total) plateau_step(r, r->total);
+     * on as the longer run would; a resume that trained nothing leaves the state as it is,
+     * but for the final validation a stop cut short, which it makes now */
+    if (r->s0 < r->total || cg_report_refigures(r)) plateau_step(r, r->total);
   }
   cg_stats_flush_final(r->stats); /* the final record, held for this check and validation */
   /* A run resumed at or past its end trained nothing: the directory stays as it is (writing

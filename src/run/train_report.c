@@ -80,9 +80,10 @@ static void banner_resume(const cg_run_t *r) {
            "on)\n", (long long)r->s0, (long long)r->total, r->ckpt_dir ? " in " : "",
            r->ckpt_dir ? r->ckpt_dir : "");
   else if (cg_report_revalidates(r, NULL))
-    printf("resume: the checkpoint of step %lld has no validation figures (a stop cut that "
-           "validation short): those weights are validated before step %lld, as the run "
-           "without the stop did\n", (long long)r->s0, (long long)r->s0 + 1);
+    printf("resume: step %lld is a validation step (--val-every %lld) and its checkpoint has "
+           "no figures of it (a stop cut that validation short or came before it): those "
+           "weights are validated before step %lld, as a run without the stop did\n",
+           (long long)r->s0, (long long)cg_run_val_every(r), (long long)r->s0 + 1);
 }
 
 /* The checkpoint the run resumed from is its directory's newest: --resume or --resume DIR
@@ -401,8 +402,11 @@ void cg_report_history_open(const cg_run_t *r, cg_train_figs_t *f) {
     snprintf(def, sizeof def, "%s/history.jsonl", r->ckpt_dir);
     jsonl = def;
   }
-  f->hist = cg_history_create(jsonl, cfg->history_csv, r->model.nclass, r->resumed ? r->s0 : -1,
-                              err, sizeof err);
+  /* a resume keeps the records up to its step; of that step too unless it validates it again
+   * (a copy of a checkpoint older than the history may have its record already) */
+  const int again = cg_report_refigures(r) || cg_report_revalidates(r, NULL);
+  f->hist = cg_history_create(jsonl, cfg->history_csv, r->model.nclass,
+                              r->resumed ? r->s0 - again : -1, err, sizeof err);
   if (!f->hist && err[0]) cg_log_warn("history: %s; the run goes on without it", err);
 }
 

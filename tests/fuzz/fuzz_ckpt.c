@@ -17,6 +17,7 @@
 #include "fuzz_util.h" // cg_fuzz_*: memfd inputs, scratch directories, CRC fixers
 #include "le.h"        // cg_le_get_u64 (the input's run id)
 #include "model.h"     // cg_model_build: the shape and parameter count a resuming run wants
+#include "run_settings.h" // cg_settings_state: early stopping's and the plateau's states
 
 static cg_fuzz_file_t g_in;
 static const char *g_dir;   /* holds the input as ckpt-0000000000.cgck */
@@ -53,6 +54,17 @@ static void run(const uint8_t *data, size_t n) {
     fail("accepted a checkpoint of another shape");
   if (vs == CG_CKPT_OK && rs != CG_CKPT_OK && rs != CG_CKPT_ESHAPE)
     fail("valid for inspect but not for resume, for another reason than the shape");
+  /* the schedules' states a resume takes back from the settings (run_setup.c), and the check
+   * that makes their counts safe to cast */
+  for (int k = 0; rs == CG_CKPT_OK && k < 4; k++) {
+    double v[4];
+    char other[32] = "";
+    const int got = cg_settings_state(info.settings, k & 1 ? "plateau-state" : "early-stop-state",
+                                      k & 2 ? "loss" : "iou", v, (k & 1) + 3, other, sizeof other);
+    if (got < 0 && !other[0]) fail("a state of another figure without its name");
+    for (int i = 0; got > 0 && i < (k & 1) + 3; i++)
+      if (cg_settings_count(v[i]) && (int64_t)v[i] < 0) fail("a negative count");
+  }
 
   /* resume DIR and inspect DIR: the list, newest first, and the one --resume picks */
   snprintf(path, sizeof path, "%s/ckpt-0000000001.cgck", g_dir);

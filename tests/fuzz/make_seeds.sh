@@ -6,7 +6,8 @@
 #   cgds/     shards written by `cogpu-dist pack` from PNG pairs
 #   ckpt/     the checkpoints of a 2-step CPU run (model BASE/DEPTH/SIZE: fuzz_ckpt.c resumes
 #             with that shape), a version-1 copy of one (no run id), and a 1-step run's with
-#             --ema-decay (format 5: the average as params, the training weights after v)
+#             --ema-decay (format 5: the average as params, the training weights after v), and
+#             one whose settings hold early stopping's and the plateau's states
 #   monitor/  that run's --stats-out file, each of its lines alone, and tests/data's 4-rank one
 #   import/   that run's last checkpoint exported as safetensors, and a 3-class variant of it
 #   list/     lists of IMAGE MASK lines naming the pairs fuzz_list.c makes beside them
@@ -83,6 +84,10 @@ cp "$T"/ck/ckpt-*.cgck "$OUT/ckpt/"
 # with --ema-decay: the average as params, the training weights after v (format 5)
 run mpi1 "${TRAIN[@]}" --checkpoint-dir "$T/ck-ema" --ema-decay 0.9 --steps 1 # the last wins
 cp "$T"/ck-ema/ckpt-0000000001.cgck "$OUT/ckpt/ema-1.cgck"
+# with the schedules' states in its settings (early stopping's, --lr-schedule plateau's)
+run mpi1 "${TRAIN[@]}" --checkpoint-dir "$T/ck-pl" --val-samples 4 --val-every 1 \
+  --lr-schedule plateau --early-stop-patience 5
+cp "$T"/ck-pl/ckpt-0000000002.cgck "$OUT/ckpt/plateau-2.cgck"
 python3 - "$OUT/ckpt" <<'EOF'
 # A version-1 checkpoint (before run ids): version 1, bytes 172..180 zero, header CRC redone.
 import glob, struct, sys, zlib
