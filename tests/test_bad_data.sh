@@ -179,6 +179,15 @@ rm $T/dang/images/zz.png
 ln -s $T/nowhere.png $T/dang/images/zz.png
 run dangling 1 $SMALL --data $T/dang
 expect "an image that is a dangling symlink" 2 "dang/images/zz.png: a symbolic link to nothing usable"
+# predict lists its --input directory by the same rule (it skipped the link without a word)
+$BIN $SMALL --steps 1 --checkpoint-dir $T/pck > /dev/null 2>&1 || echo "FAIL the 1-step run"
+$BIN predict --input $T/dang/images --output $T/dang-out --checkpoint $T/pck > "$T/pd.out" 2>&1
+rc=$?
+if [ $rc -eq 2 ] && grep -q "dang/images/zz.png: a symbolic link to nothing" "$T/pd.out"; then
+  echo "PASS predict names the dangling symlink in --input: $(cat "$T/pd.out")"
+else
+  echo "FAIL predict and a dangling symlink in --input: exit $rc"; cat "$T/pd.out"; fail=1
+fi
 
 # -- pack refuses the bomb from its header
 $BIN pack --images $D/bomb/images --masks $D/bomb/masks --out $T/bomb.cgds > "$T/pack.out" 2>&1

@@ -6,6 +6,8 @@
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>  /* AT_SYMLINK_NOFOLLOW */
+#include <limits.h> /* INT_MAX */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -231,33 +233,77 @@ int cg_image_cmp_stem(const void *a, const void *b) {
   return strcmp(x, y);
 }
 
-int cg_image_list_dir(const char *flag, const char *dir, const char *clash, char ***out, int *n,
-                      char *err, size_t errlen) {
+static void free_names(char **v, size_t n) {
+  for (size_t i = 0; i < n; i++) free(v[i]);
+  free(v);
+}
+
+int cg_image_list_names(const char *dir, char ***out, size_t *n, char *err, size_t errlen) {
   *out = NULL;
   *n = 0;
   DIR *d = opendir(dir);
   if (!d) {
-    snprintf(err, errlen, "%s: cannot open directory '%.900s': %s", flag, dir, strerror(errno));
+    snprintf(err, errlen, "%.900s: cannot open directory: %s", dir, strerror(errno));
     return -1;
   }
-  int cap = 64;
-  char **v = cg_malloc(sizeof(char *) * (size_t)cap, "file list");
+  size_t cap = 64, k = 0;
+  char **v = cg_malloc(sizeof(char *) * cap, "file list");
   struct dirent *e;
-  while ((e = readdir(d))) {
-    struct stat st;
-    if (!cg_image_has_ext(e->d_name, NULL) || fstatat(dirfd(d), e->d_name, &st, 0) ||
-        !S_ISREG(st.st_mode))
-      continue;
-    if (*n == cap) {
+  errno = 0;
+  while ((e = readdir(d)) != NULL) {
+    if (!cg_image_has_ext(e->d_name, NULL)) continue;
+    if (e->d_type != DT_REG) { /* a link, or a file system that does not say: stat it */
+      if (e->d_type != DT_UNKNOWN && e->d_type != DT_LNK) continue;
+      struct stat st;
+      const int found = fstatat(dirfd(d), e->d_name, &st, 0) == 0, why = errno;
+      if (!found && fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+          S_ISLNK(st.st_mode)) { /* not "missing" later on */
+        snprintf(err, errlen, "%.900s/%.200s: a symbolic link to nothing usable (%s)", dir,
+                 e->d_name, strerror(why));
+        closedir(d);
+        free_names(v, k);
+        return -1;
+      }
+      errno = 0; /* stat's, not readdir's: the loop's end tests readdir's */
+      if (!found || !S_ISREG(st.st_mode)) continue;
+    }
+    if (k == cap) {
       cap *= 2;
-      char **nv = realloc(v, sizeof(char *) * (size_t)cap);
+      char **nv = realloc(v, sizeof(char *) * cap);
       if (!nv) CG_FATAL("out of memory listing %s", dir);
       v = nv;
     }
-    if (asprintf(&v[*n], "%s/%s", dir, e->d_name) < 0) CG_FATAL("out of memory");
-    (*n)++;
+    if (!(v[k++] = strdup(e->d_name))) CG_FATAL("out of memory listing %s", dir);
+    errno = 0;
   }
+  const int rerr = errno;
   closedir(d);
+  if (rerr) {
+    snprintf(err, errlen, "%.900s: cannot read directory: %s", dir, strerror(rerr));
+    free_names(v, k);
+    return -1;
+  }
+  *out = v;
+  *n = k;
+  return 0;
+}
+
+int cg_image_list_dir(const char *flag, const char *dir, const char *clash, char ***out, int *n,
+                      char *err, size_t errlen) {
+  *out = NULL;
+  *n = 0;
+  char **names, why[1200];
+  size_t k;
+  if (cg_image_list_names(dir, &names, &k, why, sizeof why)) {
+    snprintf(err, errlen, "%s: %s", flag, why);
+    return -1;
+  }
+  if (k > INT_MAX) CG_FATAL("%s: more than %d files", dir, INT_MAX);
+  char **v = cg_malloc(sizeof(char *) * (k ? k : 1), "file list");
+  for (size_t i = 0; i < k; i++)
+    if (asprintf(&v[i], "%s/%s", dir, names[i]) < 0) CG_FATAL("out of memory");
+  free_names(names, k);
+  *n = (int)k;
   qsort(v, (size_t)*n, sizeof(char *), cg_image_cmp_stem);
   for (int i = 0; i + 1 < *n; i++)
     if (!cg_image_cmp_stem(&v[i], &v[i + 1])) {

@@ -31,12 +31,20 @@ void cg_image_stem(const char *name, char *out, size_t len);
 /* qsort's order of char * paths by their stems, so that two of one stem are neighbours. */
 int cg_image_cmp_stem(const void *a, const void *b);
 
-/* The image files of dir (dir/NAME, cg_image_has_ext's names), sorted by name, into *out
- * (*n malloc'd paths in a malloc'd array): regular files or links to them (a FIFO there would
- * block a read forever). Two of one stem (a.png, a.JPG) are an error naming both: with clash
- * (what is made of a stem, e.g. "predicted to"), "FLAG: 'a.JPG' and 'a.png' would both be
- * CLASH a.png"; without, "are masks of one image (which one?)". flag names dir in messages. 0,
- * or -1 with err and nothing returned. */
+/* The names (not paths) of dir's image files (cg_image_has_ext's names), in readdir's order,
+ * into *out (*n malloc'd names in a malloc'd array): regular files or links to them. A FIFO,
+ * directory or device so named is left out (a read of a FIFO blocks forever); a link to nothing
+ * usable is an error naming it (not a missing file later). 0, or -1 with err ("DIR: cannot open
+ * directory: ...", "DIR: cannot read directory: ...", "DIR/NAME: a symbolic link to nothing
+ * usable (...)") and nothing returned. The one rule of train's, predict's and colors-to-ids'
+ * listings. */
+int cg_image_list_names(const char *dir, char ***out, size_t *n, char *err, size_t errlen);
+
+/* The image files of dir (dir/NAME, cg_image_list_names's), sorted by name, into *out
+ * (*n malloc'd paths in a malloc'd array). Two of one stem (a.png, a.JPG) are an error naming
+ * both: with clash (what is made of a stem, e.g. "predicted to"), "FLAG: 'a.JPG' and 'a.png'
+ * would both be CLASH a.png"; without, "are masks of one image (which one?)". flag names dir in
+ * messages. 0, or -1 with err and nothing returned. */
 int cg_image_list_dir(const char *flag, const char *dir, const char *clash, char ***out, int *n,
                       char *err, size_t errlen);
 

@@ -14,7 +14,6 @@
  * files row by row straight into the fitted sample (cg_fit_png): a helper holds two rows of an
  * image, not the image, so memory per helper does not depend on the files' sizes. Nothing is
  * shared between calls, so loads run in parallel. */
-#include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -54,7 +53,7 @@ typedef struct {
 
 typedef struct {
   char **files; /* file names, sorted by stem */
-  size_t n, cap;
+  size_t n;
 } listing_t;
 
 /* NAME's length without its extension (listed names have one of cg_image_has_ext's). */
@@ -106,54 +105,11 @@ static const char *unlisted(const char *dir, const char *name, const char *const
   return NULL;
 }
 
-/* Lists dir's *.png, *.jpg and *.jpeg regular files sorted by stem (JPEG masks are binary ones:
- * image_io.h). */
+/* Lists dir's image files (cg_image_list_names: regular files, or links to them) sorted by stem
+ * (JPEG masks are binary ones: image_io.h); two of one stem are an error naming both. */
 static int list_files(const char *dir, listing_t *l, char *err, size_t errlen) {
   memset(l, 0, sizeof *l);
-  DIR *d = opendir(dir);
-  if (!d) {
-    snprintf(err, errlen, "%s: cannot open directory: %s", dir, strerror(errno));
-    return -1;
-  }
-  struct dirent *e;
-  errno = 0;
-  while ((e = readdir(d)) != NULL) {
-    if (!cg_image_has_ext(e->d_name, NULL)) continue;
-    if (e->d_type != DT_REG) {
-      if (e->d_type != DT_UNKNOWN && e->d_type != DT_LNK) continue;
-      char *p = join(dir, e->d_name);
-      struct stat st;
-      const int found = stat(p, &st) == 0, why = errno;
-      if (!found && lstat(p, &st) == 0 && S_ISLNK(st.st_mode)) { /* not "missing" later on */
-        snprintf(err, errlen, "%s: a symbolic link to nothing usable (%s)", p, strerror(why));
-        free(p);
-        closedir(d);
-        listing_free(l);
-        return -1;
-      }
-      const int reg = found && S_ISREG(st.st_mode);
-      free(p);
-      errno = 0; /* stat's, not readdir's: the loop's end tests readdir's */
-      if (!reg) continue;
-    }
-    if (l->n == l->cap) {
-      l->cap = l->cap ? 2 * l->cap : 64;
-      char **nf = realloc(l->files, l->cap * sizeof *nf);
-      if (!nf) CG_FATAL("out of memory listing %s", dir);
-      l->files = nf;
-    }
-    l->files[l->n] = strdup(e->d_name);
-    if (!l->files[l->n]) CG_FATAL("out of memory listing %s", dir);
-    l->n++;
-    errno = 0;
-  }
-  int rerr = errno;
-  closedir(d);
-  if (rerr) {
-    snprintf(err, errlen, "%s: cannot read directory: %s", dir, strerror(rerr));
-    listing_free(l);
-    return -1;
-  }
+  if (cg_image_list_names(dir, &l->files, &l->n, err, errlen)) return -1;
   if (l->n) qsort(l->files, l->n, sizeof *l->files, cmp_stem);
   for (size_t i = 1; i < l->n; i++)
     if (stem_len(l->files[i]) == stem_len(l->files[i - 1]) &&
