@@ -356,7 +356,9 @@ int cg_ckpt_lock_dir(const char *dir, const char *flag, char *err, size_t errlen
       snprintf(err, errlen, "%s %.300s is in use by another run (%s%s): two runs in one "
                "directory would replace each other's checkpoints; wait for it to end, or choose "
                "another %s", flag, dir, who[0] ? who : "its holder unknown",
-               sig ? ", stopped waiting by a signal" : remote ? ", still after 120 s" : "", flag);
+               !sig                    ? remote ? ", still after 120 s" : ""
+               : sig == CG_GUARD_MAX_TIME ? ", stopped waiting by --max-time"
+                                          : ", stopped waiting by a signal", flag);
       close(fd);
       return -1;
     }

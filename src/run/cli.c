@@ -430,12 +430,14 @@ static const cg_opt_t g_opts[] = {
         "a rank that makes no progress for S seconds (hung peer, dead NCCL) ends the job with a "
         "message; 0 = no watchdog"),
     CG_OPT_ROW_TEXT(STR, "max-time", O(max_time), NULL, C_TRAIN, "T",
-        "stop the run with a checkpoint once it has lasted T (from its start): seconds, or N with "
-        "a unit (90m, 12h, 2d), or Slurm's --time forms ([D-]HH:MM:SS, MM:SS, D-HH) or "
+        "stop the run with a checkpoint once it has lasted T (counted from train's start, after "
+        "MPI_Init): seconds (a bare number is seconds, where Slurm's --time=N is minutes), or N "
+        "with a unit (90m, 12h, 2d), or Slurm's --time forms ([D-]HH:MM:SS, MM:SS, D-HH) or "
         "Lightning's DD:HH:MM:SS; the step in flight finishes, a validation in progress is cut "
         "short, the checkpoint is written and the run exits 0 for --resume to go on (Lightning's "
-        "max_time); leave a step and a checkpoint write of room below a job's time limit; needs "
-        "--checkpoint-dir; not stored: a resume's clock starts afresh"),
+        "max_time); leave launch, a step and a checkpoint write of room below a job's time "
+        "limit; needs --checkpoint-dir (or --resume DIR|FILE, which writes beside it; --lr-find "
+        "prints what it has); not stored: a resume's clock starts afresh"),
     CG_OPT_ROW_NUM(I64, "max-bad-steps", O(max_bad_steps), 0, 1e15, C_TRAIN, "N",
         "fp16: stop after more than N consecutive steps skipped for inf/NaN gradients"),
     /* test-only faults */
@@ -873,9 +875,10 @@ static int check_train_flags(cg_config_t *cfg, char *err, size_t errlen) {
                "HH:MM:SS, D-HH:MM:SS, MM:SS or DD:HH:MM:SS, above 0)", cfg->max_time);
       return -1;
     }
-    if (!cfg->checkpoint_dir[0] && !ckpt_later) {
+    if (!cfg->checkpoint_dir[0] && !ckpt_later && !cfg->lr_find) { /* a range test: its
+                                                                        report of what it has */
       snprintf(err, errlen, "--max-time: stops the run with a checkpoint for --resume to go on "
-               "from: needs --checkpoint-dir DIR");
+               "from: needs --checkpoint-dir DIR (or --resume DIR|FILE, which writes beside it)");
       return -1;
     }
   }
@@ -884,7 +887,16 @@ static int check_train_flags(cg_config_t *cfg, char *err, size_t errlen) {
 
 int cg_cli_parse_duration(const char *s, double *out) {
   *out = 0;
-  if (!strchr(s, ':') && !strchr(s, '-')) { /* N[smhd] */
+  if (!strchr(s, ':') && !strchr(s, '-')) { /* N[smhd], N digits with a fraction */
+    const char *p = s;
+    size_t nd = strspn(p, "0123456789");
+    p += nd;
+    if (*p == '.') {
+      const size_t nf = strspn(p + 1, "0123456789");
+      nd += nf;
+      p += 1 + nf;
+    }
+    if (!nd || (*p && (p[1] || !strchr("smhd", *p)))) return -1; /* no 0x10, 1e3, 5 m */
     char *end;
     errno = 0;
     const double v = strtod(s, &end);
@@ -917,6 +929,10 @@ int cg_cli_parse_duration(const char *s, double *out) {
     if (*end != ':') return -1;
     p = end + 1;
   }
+  /* a field below a larger one is below its unit: 10:99 is no time */
+  for (int i = 1; i < n; i++)
+    if (f[i] >= 60 || (i == 1 && n == 4 && f[i] >= 24)) return -1;
+  if (dash && f[0] >= 24) return -1;
   double t;
   if (dash) { /* D-H, D-H:M, D-H:M:S */
     if (n > 3 || days > 100000) return -1;

@@ -221,14 +221,19 @@ static void *watchdog(void *arg) {
     ts.tv_nsec = (long)((t - (double)ts.tv_sec) * 1e9);
     pthread_cond_timedwait(&g->cv, &g->mu, &ts);
     if (g->stop) break;
-    if (g->cfg.max_time_s > 0 && !atomic_load(&g_time_stop) &&
-        cg_now() - g->t_create >= g->cfg.max_time_s) {
+    const double lasted = cg_now() - g->t_create;
+    if (g->cfg.max_time_s > 0 && !atomic_load(&g_time_stop) && lasted >= g->cfg.max_time_s) {
       atomic_store(&g_time_stop, 1);
-      if (g->cfg.rank == 0 && !atomic_load(&g_sig_count)) { /* a signal's stop is under way */
-        fprintf(stderr, "%s--max-time: the run has lasted %g s, during step %lld (%s): "
-                "stopping at the next step boundary with a checkpoint\n", g_prefix,
-                g->cfg.max_time_s, (long long)g->step, g->phase ? g->phase : "start-up");
+      if (g->cfg.rank == 0 && !atomic_load(&g_sig_count)) { /* else a signal's stop is on */
+        const long long step = (long long)g->step;
+        const char *phase = g->phase ? g->phase : "start-up";
+        pthread_mutex_unlock(&g->mu); /* a stalled stderr must not hold up the beats */
+        fprintf(stderr, "%s--max-time %g s: the run has lasted %.1f s, during step %lld (%s): "
+                "stopping at the next step boundary, with a checkpoint when it has "
+                "somewhere to write one\n", g_prefix, g->cfg.max_time_s, lasted, step, phase);
         fflush(stderr);
+        pthread_mutex_lock(&g->mu);
+        if (g->stop) break;
       }
     }
     if (g->cfg.nccl) {

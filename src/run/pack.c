@@ -148,7 +148,8 @@ int cg_pack_main(int argc, char **argv) {
   if (o.list && cg_path_same_file(o.out, o.list))
     return usage_error("--out: '%s' is the --list being read", o.out);
   if (o.label_map && !strcmp(o.label_map, "none")) o.label_map = NULL; /* as train's none */
-  if (o.label_map && cg_path_same_file(o.out, o.label_map))
+  if (o.label_map && strcmp(o.label_map, "reduce-zero") &&
+      cg_path_same_file(o.out, o.label_map))
     return usage_error("--out: '%s' is the --label-map file being read", o.out);
   cg_labelmap_t lm;
   if (o.label_map && cg_labelmap_parse(o.label_map, nclass, ignore, &lm, err, sizeof err))

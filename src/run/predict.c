@@ -278,8 +278,10 @@ static int check_score_files(const popts_t *o, int is_list, int rank, char *err,
                                        !strcasecmp(base + n - 4, ".npy")));
     const char *why = is_list && cg_path_same_file(path, o->input)
                           ? "the --input list (it would be replaced)"
-                      : cg_path_same_file(path, o->label_map) ? "the --label-map file being read"
-                      : cg_path_same_file(path, o->class_names)
+                      : strcmp(o->label_map, "reduce-zero") && strcmp(o->label_map, "none") &&
+                              cg_path_same_file(path, o->label_map)
+                          ? "the --label-map file being read"
+                      : strcmp(o->class_names, "none") && cg_path_same_file(path, o->class_names)
                           ? "the --class-names file being read"
                       : i && o->scores_out[0] && same_target(path, o->scores_out)
                           ? "the --scores-out file too (one would replace the other)"

@@ -186,7 +186,8 @@ static int check_not_input(const cg_config_t *cfg, const char *flag, const char 
   /* text inputs have no magic for cg_afile_check to know them by: compared by file */
   const char *in = cg_path_same_file(path, cfg->data)              ? "--data"
                    : cg_path_same_file(path, cfg->val_data)        ? "--val-data"
-                   : cg_path_same_file(path, cfg->label_map)       ? "--label-map file"
+                   : strcmp(cfg->label_map, "reduce-zero") &&
+                           cg_path_same_file(path, cfg->label_map) ? "--label-map file"
                    : cg_path_same_file(path, cfg->class_names_file) ? "--class-names file"
                                                                    : NULL;
   if (in) snprintf(err, errlen, "%s: '%s' is the %s being read", flag, path, in);

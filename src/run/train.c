@@ -464,7 +464,7 @@ static int stop_run(cg_run_t *r, const verdict_t *vd, int64_t step) {
     return 1;
   }
   const char *name = cg_guard_signal_name(vd->sig);
-  int code = 128 + vd->sig;
+  int code = vd->sig == CG_GUARD_MAX_TIME ? 0 : 128 + vd->sig; /* the time asked for: no error */
   if (r->ckpt_dir) {
     const int have = r->last_ckpt_step == step; /* the checkpoint it resumed from, or its own */
     int ok = have || write_ckpt(r, step, 1) == 0;

@@ -184,8 +184,10 @@ void cg_report_banner(const cg_run_t *r) {
            (long long)cfg->early_stop_patience, cg_run_best_name(r),
            cg_run_best_by_loss(r) ? "below" : "above", cfg->early_stop_min_delta);
   if (cfg->max_time_s > 0)
-    printf("max time: %s (%g s from the start): the run then stops at a step boundary with a "
-           "checkpoint for --resume (--max-time)\n", cfg->max_time, cfg->max_time_s);
+    printf("max time: %s (%g s from the start): the run then stops at a step boundary %s "
+           "(--max-time)\n", cfg->max_time, cfg->max_time_s,
+           cfg->lr_find ? "and prints what its range test has"
+                        : "with a checkpoint for --resume");
   if (cfg->lr_find > 0)
     printf("lr-find: a learning-rate range test of %lld steps, lr %g to %g exponentially (each "
            "step's lr below is replaced); no validation, no checkpoint (--lr-find)\n",
@@ -545,7 +547,9 @@ cg_val_t cg_val_gather(const cg_run_t *r, cg_confusion_t conf, int64_t *confk, i
     res.loss = NAN;
     if (r->c->rank == 0) {
       if (r->bar == 2) fputc('\n', stderr);
-      printf("validation stopped by a stop signal: no figures from this pass\n");
+      const int sig = cg_guard_signal(r->guard);
+      printf("validation stopped by %s: no figures from this pass\n",
+             sig == CG_GUARD_MAX_TIME ? "--max-time" : "a stop signal");
       fflush(stdout);
     }
     return res;
