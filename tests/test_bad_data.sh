@@ -8,7 +8,8 @@
 #  - with --skip-bad the job trains and reports how many samples it skipped;
 #  - --check-data lists every bad file with a summary (files whose header fails at open
 #    included), exits 2, or trains without them with --skip-bad;
-#  - a shard record whose CRC fails follows the same rule; pack refuses the bomb.
+#  - a shard record whose CRC fails follows the same rule; pack refuses the bomb;
+#  - an image that is a dangling symlink is named as one, by train and by predict --input DIR.
 set -uo pipefail
 BIN=$1; MPIRUN="$2 --oversubscribe --bind-to none"; BUILD=$3
 T=$(mktemp -d)

@@ -1,8 +1,9 @@
 /* test_guard.c: the guard without MPI — the step-health verdicts (fp16 skips counted, too many
  * in a row fatal, a NaN loss fatal without loss scaling), the first stop signal recorded, a
  * second one ending the process at once with 128 + signal, and the watchdog ending a process
- * whose loop stopped beating, with a message naming the step, the phase and the table. The
- * process-ending cases run in forked children. */
+ * whose loop stopped beating, with a message naming the step, the phase and the table;
+ * --max-time's stop raised by the watchdog (a signal after it a first one) and the durations
+ * cg_cli_parse_duration reads or refuses. The process-ending cases run in forked children. */
 #include <signal.h>
 #include <math.h>
 #include <stdio.h>

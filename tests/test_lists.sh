@@ -3,7 +3,7 @@
 # (same parameters after training, same --val-fraction split), works as --val-data, packs with
 # pack --list, predicts with predict --input LIST (the masks and metrics of --input DIR --masks
 # DIR); a malformed line is exit 2 naming LIST:LINE, and no output may replace the list or land
-# among the data.
+# among the data, nor replace a --label-map or --class-names file (train, pack, predict).
 set -euo pipefail
 BIN=$1; MPIRUN="$2 --oversubscribe --bind-to none"; BUILD=$3
 BENCH=$BUILD/bench/cogpu-bench

@@ -9,7 +9,9 @@
 #    writes them again with the figures (best, the history); with --ema-decay, a resume with
 #    --ema-decay 0 (other weights than the checkpoint's model) leaves that file as it is;
 #  - a stop in a mid-run validation, resumed: the resume validates that step's weights first and
-#    ends as the uninterrupted run (weights, history, plateau and early-stopping states);
+#    ends as the uninterrupted run (weights, history, plateau and early-stopping states); a stop
+#    in that validation run again saves nothing new and names the file to resume; a stop in the
+#    final validation, resumed, steps the plateau as the uninterrupted run did;
 #  - 2 ranks, SIGTERM to rank 1 alone: both ranks cut the pass short (no watchdog trip), exit 0;
 #  - whole mode (--val-mode whole over wide images), 2 ranks, SIGUSR1 to mpirun (which forwards
 #    it to every rank): the same within 10 s, exit 0.
@@ -89,7 +91,7 @@ grep -q "stopped by SIGTERM (rank 0) after step 2 of 8" $T/pb.log ||
 $BIN $SP --checkpoint-dir $T/cpb --resume --test-val-ms 1000 > $T/pd.log 2>&1 &
 stop_after_start $T/pd.log $! TERM
 [ "$rc" -eq 0 ] || { cat $T/pd.log; fail "plateau: a stop in the validation run again: exit $rc"; }
-grep -q "at step 2 of 8, where it resumed: nothing new to save; continue with --resume .*2.cgck" \
+grep -q "at step 2 of 8, where it resumed, .* nothing was trained .* --resume .*2.cgck" \
   $T/pd.log || { cat $T/pd.log; fail "plateau: the stop in the validation run again"; }
 $BIN $SP --checkpoint-dir $T/cpb --resume --params-out $T/pb.bin > $T/pc.log 2>&1 ||
   { cat $T/pc.log; fail "plateau: the resume"; }
@@ -114,6 +116,7 @@ SF="${SP/--steps 8 --val-every 2/--steps 4 --val-every 4}"
 $BIN $SF --checkpoint-dir $T/cfa > $T/fa.log 2>&1 || { cat $T/fa.log; fail "final: the run"; }
 $BIN $SF --checkpoint-dir $T/cfb --test-val-ms 1000 > $T/fb.log 2>&1 &
 stop_after_start $T/fb.log $! TERM
+[ "$rc" -eq 0 ] || { cat $T/fb.log; fail "final: exit $rc"; }
 $BIN $SF --checkpoint-dir $T/cfb --resume > $T/fc.log 2>&1 ||
   { cat $T/fc.log; fail "final: the resume"; }
 for d in cfa cfb; do

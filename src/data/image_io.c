@@ -309,8 +309,8 @@ int cg_image_list_dir(const char *flag, const char *dir, const char *clash, char
     if (!cg_image_cmp_stem(&v[i], &v[i + 1])) {
       char a[512];
       cg_image_stem(v[i], a, sizeof a);
-      const int k = strcmp(v[i], v[i + 1]) < 0 ? i : i + 1; /* named in name order */
-      const char *x = v[k] + strlen(dir) + 1, *y = v[2 * i + 1 - k] + strlen(dir) + 1;
+      const int j = strcmp(v[i], v[i + 1]) < 0 ? i : i + 1; /* named in name order */
+      const char *x = v[j] + strlen(dir) + 1, *y = v[2 * i + 1 - j] + strlen(dir) + 1;
       if (clash)
         snprintf(err, errlen, "%s: '%.400s' and '%.400s' would both be %s %.100s.png", flag, x,
                  y, clash, a);

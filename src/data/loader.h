@@ -84,17 +84,18 @@ typedef struct cg_loader cg_loader_t;
 
 cg_loader_t *cg_loader_create(const cg_loader_cfg_t *cfg);
 
-/* Training sample idx of src through the crop window win (cg_source_load_win into rgb and mask,
- * src->h * src->w; tmp: 4 times that of scratch). With --crop-cat-max R (0 < cat_max < 1;
- * augment.h) win is first moved, its side kept, until the mask it crops passes
- * cg_augment_cat_ok (ignore: the ignore label, -1 none), trying at most CG_CROP_CAT_TRIES
- * windows, each read as its mask alone (image files decode no image); the accepted window's
- * mask is kept and its image read alone, so a sample costs 1 + (windows refused) mask reads,
- * and the whole sample is read only for the window after the last refusal, never tried. A
- * zoom-out window's padding is left out of the count (without an ignore label the tries pad
- * with 255, no label of such a run, and the kept mask is then padded as win->pad says).
- * *refused (may be NULL): the windows refused (0..CG_CROP_CAT_TRIES). 0, or -1 with err naming
- * the file or record (a bad sample). The loader's rule, shared with cogpu-bench cpu-tasks. */
+/* Training sample idx of src through the crop window win (cg_source_load_win into rgb, 3 bytes
+ * a pixel, and mask, 1 a pixel, of src->h x src->w; tmp: 4 bytes a pixel of scratch). With
+ * --crop-cat-max R (0 < cat_max < 1; augment.h) win is first moved, its side kept, until the
+ * mask it crops passes cg_augment_cat_ok (ignore: the ignore label, -1 none), trying at most
+ * CG_CROP_CAT_TRIES windows, each read as its mask alone (image files decode no image); the
+ * accepted window's mask is kept and its image read alone, so a sample costs 1 + (windows
+ * refused) mask reads, and the whole sample is read only for the window after the last
+ * refusal, never tried. A zoom-out window's padding is left out of the count (without an
+ * ignore label the tries pad with 255, no label of such a run, and the kept mask is then padded
+ * as win->pad says). *refused (may be NULL): the windows refused (0..CG_CROP_CAT_TRIES). 0, or
+ * -1 with err naming the file or record (a bad sample). The loader's rule, shared with
+ * cogpu-bench cpu-tasks. */
 int cg_loader_load_window(cg_source_t *src, uint64_t seed, int64_t epoch, int64_t idx,
                           int ignore, double cat_max, cg_crop_t *win, uint8_t *rgb,
                           uint8_t *mask, uint8_t *tmp, int *refused, char *err, size_t errlen);

@@ -49,6 +49,7 @@ int cg_source_load_full(cg_source_t *s, int64_t index, int *oh, int *ow, int *mh
 
 int cg_source_load_win(cg_source_t *s, int64_t index, const cg_crop_t *win, uint8_t *rgb,
                        uint8_t *mask, uint8_t *tmp, char *err, size_t errlen) {
+  CG_ASSERT(rgb || mask);
   if (s->ops->load_win) return s->ops->load_win(s, index, win, rgb, mask, err, errlen);
   const size_t px = (size_t)s->h * s->w; /* the mask alone, or the image alone */
   uint8_t *own = rgb && mask ? NULL : cg_malloc(rgb ? px : 3 * px, "sample");

@@ -875,8 +875,8 @@ static int check_train_flags(cg_config_t *cfg, char *err, size_t errlen) {
                "HH:MM:SS, D-HH:MM:SS, MM:SS or DD:HH:MM:SS, above 0)", cfg->max_time);
       return -1;
     }
-    if (!cfg->checkpoint_dir[0] && !ckpt_later && !cfg->lr_find) { /* a range test: its
-                                                                        report of what it has */
+    /* a range test writes no checkpoint: it prints what its search has */
+    if (!cfg->checkpoint_dir[0] && !ckpt_later && !cfg->lr_find) {
       snprintf(err, errlen, "--max-time: stops the run with a checkpoint for --resume to go on "
                "from: needs --checkpoint-dir DIR (or --resume DIR|FILE, which writes beside it)");
       return -1;

@@ -35,7 +35,9 @@ cg_opts_set_t cg_cli_opts(cg_command_t cmd, cg_config_t *cfg);
  *   ignore_index         CG_IGNORE_DEFAULT resolved: 255 for --num-classes >= 2, else -1
  *   val_fraction         train with --val-data (data known: not a --resume to be merged): 0
  *   data, val_data       train: as cg_cli_data_path makes them (absolute paths)
- *   class_names          train: the comma list (a FILE's names read; none: "") */
+ *   class_names          train: the comma list (a FILE's names read; none: "")
+ *   class_names_file     train: that FILE, when the names came from one
+ *   max_time_s           train: --max-time in seconds (0: none) */
 int cg_cli_check(cg_config_t *cfg, char *err, size_t errlen);
 
 /* --max-time's duration in seconds (> 0) into *out: N[s|m|h|d] (N may have a fraction), Slurm's

@@ -229,8 +229,8 @@ static void *watchdog(void *arg) {
         const char *phase = g->phase ? g->phase : "start-up";
         pthread_mutex_unlock(&g->mu); /* a stalled stderr must not hold up the beats */
         fprintf(stderr, "%s--max-time %g s: the run has lasted %.1f s, during step %lld (%s): "
-                "stopping at the next step boundary, with a checkpoint when it has "
-                "somewhere to write one\n", g_prefix, g->cfg.max_time_s, lasted, step, phase);
+                "stopping at the next step boundary, with a checkpoint when --checkpoint-dir is "
+                "set\n", g_prefix, g->cfg.max_time_s, lasted, step, phase);
         fflush(stderr);
         pthread_mutex_lock(&g->mu);
         if (g->stop) break;

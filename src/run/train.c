@@ -449,7 +449,8 @@ static void say_fatal(const cg_run_t *r, const verdict_t *vd, int64_t step) {
 
 /* The end of a run stopped at a step boundary (every step up to `step` fetched). A stop signal:
  * rank 0 checkpoints that state and everyone exits 0 (128 + signal when there is nowhere to
- * save it, 1 when the write failed). A fatal step: nothing is written, so the last good
+ * save it, but 0 for --max-time's stop, which only --lr-find has no place for; 1 when the write
+ * failed). A fatal step: nothing is written, so the last good
  * checkpoint stays the newest, and the job fails. Returns rank 0's exit code (the caller
  * broadcasts it). */
 static int stop_run(cg_run_t *r, const verdict_t *vd, int64_t step) {
@@ -470,9 +471,9 @@ static int stop_run(cg_run_t *r, const verdict_t *vd, int64_t step) {
     int ok = have || write_ckpt(r, step, 1) == 0;
     code = ok ? 0 : 1;
     if (root && ok && have && r->resumed && step == r->s0) /* nothing trained since: its file */
-      printf("stopped by %s (rank %d) at step %lld of %lld, where it resumed: nothing new to "
-             "save; continue with --resume %s\n", name, vd->sig_rank, (long long)step,
-             (long long)r->total, r->last_ckpt);
+      printf("stopped by %s (rank %d) at step %lld of %lld, where it resumed, while validating "
+             "the loaded weights: nothing was trained or written; continue with --resume %s\n",
+             name, vd->sig_rank, (long long)step, (long long)r->total, r->last_ckpt);
     else if (root && ok)
       printf("stopped by %s (rank %d) after step %lld of %lld: checkpoint %s written; continue "
              "with --resume\n", name, vd->sig_rank, (long long)step, (long long)r->total,

@@ -69,6 +69,7 @@ static void banner_resume(const cg_run_t *r) {
                 "%llu: the sample order from here on follows %llu",
                 (unsigned long long)ck->seed, (unsigned long long)cfg->seed,
                 (unsigned long long)cfg->seed);
+  int rewrite = 0;
   if (r->s0 >= r->total && cg_report_refigures(r))
     printf("resume: step %lld already reaches this run's %lld steps: nothing to train; its "
            "checkpoint has no validation figures (a stop cut its final validation short), so "
@@ -79,11 +80,13 @@ static void banner_resume(const cg_run_t *r) {
            "checkpoint is written or removed%s%s (give a larger --steps or --epochs to train "
            "on)\n", (long long)r->s0, (long long)r->total, r->ckpt_dir ? " in " : "",
            r->ckpt_dir ? r->ckpt_dir : "");
-  else if (cg_report_revalidates(r, NULL))
+  else if (cg_report_revalidates(r, &rewrite))
     printf("resume: step %lld is a validation step (--val-every %lld) and its checkpoint has "
-           "no figures of it (a stop cut that validation short or came before it): those "
-           "weights are validated before step %lld, as a run without the stop did\n",
-           (long long)r->s0, (long long)cg_run_val_every(r), (long long)r->s0 + 1);
+           "no figures of it (a stop cut that validation short or came before it, or the run "
+           "validated at other steps): those weights are validated before step %lld, as a run "
+           "that validated there did%s\n", (long long)r->s0, (long long)cg_run_val_every(r),
+           (long long)r->s0 + 1, rewrite ? ", and the checkpoint written again with the figures"
+                                         : "");
 }
 
 /* The checkpoint the run resumed from is its directory's newest: --resume or --resume DIR

@@ -86,7 +86,7 @@ run mpi1 "${TRAIN[@]}" --checkpoint-dir "$T/ck-ema" --ema-decay 0.9 --steps 1 # 
 cp "$T"/ck-ema/ckpt-0000000001.cgck "$OUT/ckpt/ema-1.cgck"
 # with the schedules' states in its settings (early stopping's, --lr-schedule plateau's)
 run mpi1 "${TRAIN[@]}" --checkpoint-dir "$T/ck-pl" --val-samples 4 --val-every 1 \
-  --lr-schedule plateau --early-stop-patience 5
+  --lr-schedule plateau --early-stop-patience 5 --stats-out "$T/stats-pl.jsonl" # not the seeds'
 cp "$T"/ck-pl/ckpt-0000000002.cgck "$OUT/ckpt/plateau-2.cgck"
 python3 - "$OUT/ckpt" <<'EOF'
 # A version-1 checkpoint (before run ids): version 1, bytes 172..180 zero, header CRC redone.
