@@ -14,7 +14,7 @@ fail=0
 declare -A OPTS=(
   [train]="backend precision batch-list threads-list model-base model-depth image-size num-classes warmup
            steps windows cuda-graph tf32 profile kernels kernel-steps kernels-json peak-tflops
-           peak-gbs algo-cache json-out grad-accum clip-grad-norm"
+           peak-gbs algo-cache json-out grad-accum clip-grad-norm ema-decay"
   [allreduce]="comm min-bytes max-bytes factor warmup iters json-out"
   [membw]="reps no-gpu json-out"
   [cpu-tasks]="data image-size tasks max-image-pixels json-out formats crop crop-scale crop-cat-max"
@@ -137,5 +137,13 @@ grep -q '"clip_grad_norm": 1e+09' "$T/cl.json" &&
   grep -q -- "--clip-grad-norm 1e+09: every step measures" "$T/cl.log" ||
   { echo "FAIL bench train --clip-grad-norm not reported: $(cat "$T/cl.json")"; fail=1; }
 expect_usage "--clip-grad-norm: -1 is out of range" train --clip-grad-norm -1
+# --ema-decay: the weights' moving average updated each step; said in the header and the JSON
+"$BENCH" train --backend cpu --threads-list 1 --windows 1 --steps 2 --batch-list 2 \
+  --ema-decay 0.99 --model-base 4 --model-depth 2 --image-size 32 --json-out "$T/em.json" \
+  > "$T/em.log" || { echo "FAIL bench train --ema-decay"; cat "$T/em.log"; fail=1; }
+grep -q '"ema_decay": 0.99' "$T/em.json" &&
+  grep -q -- "--ema-decay 0.99: every step updates a moving average" "$T/em.log" ||
+  { echo "FAIL bench train --ema-decay not reported: $(cat "$T/em.json")"; fail=1; }
+expect_usage "--ema-decay: 1 is out of range" train --ema-decay 1
 [ $fail -eq 0 ] && echo "test_bench_cli: all passed"
 exit $fail
