@@ -52,9 +52,20 @@ typedef struct {
   int64_t sched_total;      /* the planned total the learning-rate schedule runs over (total
                                until an early stop ends the run sooner) */
   int64_t early_step;       /* --early-stop-patience ended the run after this step; 0 = not */
-  int revalidated;          /* the cut validation of the resumed step was run again before the
-                               first step (cg_report_revalidates); 2: and its checkpoint
-                               written again with the figures */
+  /* What a resume validates again that a stop cut short, decided at set-up (decide_again):
+   * resumed with the same global batch from a checkpoint of this run's own weights (not its
+   * moving average for the other) without figures of its step, then
+   * refigure: at the run's last step, the checkpoint of its own run's last step and the
+   * directory's newest (not an older FILE: rewriting a step removes the lineage's later ones),
+   * whose final validation a stop came before or cut: the run trains nothing, validates, and
+   * writes that checkpoint again with the figures (and a history record);
+   * revalidate: at a step before its last that --val-every validates (a mid-run validation
+   * cut short): those weights are validated before the first step, as the run without the
+   * stop did (its history record, --lr-schedule plateau's step, early stopping's count); 2:
+   * and that checkpoint, the newest, written again with the figures;
+   * revalidated: that validation ran before the first step; 2: and the checkpoint was written
+   * again. */
+  int refigure, revalidate, revalidated;
   int64_t lrf_step;         /* --lr-find's search ended after this step (diverged); 0 = not */
   double step_loss;         /* the last closed training step's local loss (NaN: not finite) */
   /* --early-stop-patience's state (checkpoints keep it, as Lightning's do): the best value of

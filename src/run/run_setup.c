@@ -45,10 +45,9 @@
 #include "nccl_comm.h" /* cg_nccl_*: the NCCL gradient all-reduce and how auto chooses it */
 #include "preflight.h" /* cg_preflight_*: will the model and its batches fit */
 #include "json.h"      /* cg_json_parse: which setting differs between two ranks */
-#include "path.h"      /* cg_path_same_file: an output is not the --data list */
+#include "path.h"      /* cg_path_same_file: an output is not the --data list; DIR/last */
 #include "rng.h"       /* cg_fnv1a: the ranks' settings and sample names compared by hash */
 #include "run_settings.h" /* cg_settings_json: the settings every rank must share */
-#include "train_report.h" /* cg_report_revalidates: the early-stop warning's count */
 
 /* Rank 0 says what went wrong (err is the same on every rank, or only rank 0's counts). */
 static int usage(const cg_run_t *r, const char *err) {
@@ -860,6 +859,32 @@ static void load_plateau(cg_run_t *r) {
 
 /* Step health, the step table, the counters carried over from the checkpoint, the run id and
  * the CPU/GPU split controller. */
+/* The checkpoint the run resumed from is its directory's newest: --resume or --resume DIR
+ * chose it so, and a FILE (DIR/last, DIR/ckpt-N.cgck) is the one DIR/last names. */
+static int resumed_newest(const cg_run_t *r) {
+  struct stat st;
+  if (!strcmp(r->cfg->resume, CG_RESUME_LATEST) ||
+      (stat(r->cfg->resume, &st) == 0 && S_ISDIR(st.st_mode)))
+    return 1;
+  char last[CG_PATH_MAX + 128];
+  return cg_ckpt_last_of(r->ck_path, last, sizeof last, NULL) == 0 &&
+         cg_path_same_file(last, r->ck_path) == 1;
+}
+
+/* r->refigure, r->revalidate (run.h). */
+static void decide_again(cg_run_t *r) {
+  const int64_t ve = cg_run_val_every(r);
+  const int own = r->val_src && r->resumed && r->exact &&
+                  !(r->ck.have_val && r->ck.val_step == r->ck.step) &&
+                  r->ck.ema == r->ema; /* else another model than its own was validated */
+  /* the last step of its own run, which validates before its final checkpoint */
+  const int at_end = r->s0 == r->total && r->ck.step == r->ck.total_steps;
+  const int mid = !r->cfg->lr_find && ve > 0 && r->s0 > 0 && r->s0 < r->total && r->s0 % ve == 0;
+  const int newest = own && (at_end || mid) && r->cfg->checkpoint_dir[0] && resumed_newest(r);
+  r->refigure = own && at_end && newest;
+  r->revalidate = own && mid ? 1 + newest : 0;
+}
+
 static void init_step_state(cg_run_t *r) {
   const cg_config_t *cfg = r->cfg;
   const cg_comm_t *c = r->c;
@@ -873,6 +898,7 @@ static void init_step_state(cg_run_t *r) {
   r->opt_t0 = r->resumed ? r->ck.opt_t : 0;
   r->skipped0 = r->resumed ? r->ck.skipped_steps : 0;
   load_plateau(r);
+  decide_again(r);
   r->es_best = NAN; /* --early-stop-patience: the checkpoint's count, for the same metric */
   char other[32];
   double v[3]; /* best, its step, the validations since */
@@ -886,7 +912,7 @@ static void init_step_state(cg_run_t *r) {
   }
   const int64_t ve = cg_run_val_every(r);
   const int64_t vals = (ve > 0 && r->total > r->s0 ? (r->total - 1) / ve - r->s0 / ve : 0) +
-                       cg_report_revalidates(r, NULL); /* a cut one of step s0, run again */
+                       (r->revalidate > 0); /* a cut one of step s0, run again */
   const int64_t need = isnan(r->es_best) ? cfg->early_stop_patience + 1
                                          : cfg->early_stop_patience - r->es_wait;
   if (cfg->early_stop_patience > 0 && vals < need && c->rank == 0)

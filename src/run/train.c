@@ -790,11 +790,10 @@ static void train_loop(cg_run_t *r, loop_t *L) {
   L->b = cg_loader_next(L->ld, &L->wait);
   f->win_wait += L->wait;
   if (L->b) upload(r, L->nb, L->b);
-  int rewrite;
-  if ((r->revalidated = cg_report_revalidates(r, &rewrite))) { /* a stop cut step s0's short */
+  if ((r->revalidated = r->revalidate > 0)) { /* a stop cut step s0's short */
     const int end = validate_at(r, L, r->s0 - 1);
     if (r->early_step) plateau_step(r, r->s0); /* as finish() steps it after an early stop */
-    if (rewrite && !L->stop.sig && r->have_val && r->val_step == r->s0) {
+    if (r->revalidate == 2 && !L->stop.sig && r->have_val && r->val_step == r->s0) {
       if (write_ckpt(r, r->s0, 0) != 0) L->out_rc = 1;
       else r->revalidated = 2;
     }
@@ -904,7 +903,7 @@ static int finish(cg_run_t *r, loop_t *L, cg_train_result_t *res) {
     /* in the final checkpoint (an early stop's validation too): a run extended by --steps goes
      * on as the longer run would; a resume that trained nothing leaves the state as it is,
      * but for the final validation a stop cut short, which it makes now */
-    if (r->s0 < r->total || cg_report_refigures(r)) plateau_step(r, r->total);
+    if (r->s0 < r->total || r->refigure) plateau_step(r, r->total);
   }
   cg_stats_flush_final(r->stats); /* the final record, held for this check and validation */
   /* A run resumed at or past its end trained nothing: the directory stays as it is (writing
@@ -916,7 +915,7 @@ static int finish(cg_run_t *r, loop_t *L, cg_train_result_t *res) {
   /* A stop cut the final validation short and left the last step's checkpoint without figures:
    * the resume, which trains nothing, writes that same state again with them, so DIR/best and
    * the checkpoint's figures are as if the validation had not been cut. */
-  if (cg_report_refigures(r) && f->have_val && write_ckpt(r, r->total, 0) != 0) L->out_rc = 1;
+  if (r->refigure && f->have_val && write_ckpt(r, r->total, 0) != 0) L->out_rc = 1;
   cg_guard_beat(r->guard, r->total, "final reports and outputs");
   const int rc = cg_report_final(r, f, res) ? 1 : L->out_rc;
   free(f->val.confk);

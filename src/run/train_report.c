@@ -8,7 +8,6 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/stat.h> /* stat: --resume DIR */
 #include <time.h>     /* nanosleep: a rank through with its validation waits for the others */
 
 #include "atomic_file.h" /* cg_afile_save: --metrics-out, --params-out replaced atomically */
@@ -16,7 +15,6 @@
 #include "json.h"        /* cg_json_parse: the data-names a checkpoint stores */
 #include "guard.h"       /* cg_guard_signal, cg_guard_beat: a validation's stop and waits */
 #include "log.h"         /* cg_log_warn */
-#include "path.h"        /* cg_path_same_file: the checkpoint DIR/last names */
 #include "tboard.h"      /* cg_tb_*: --tensorboard */
 
 /* A JSON number ("%.9g": any finite double fits 32 bytes), or null for a value that is not
@@ -69,8 +67,7 @@ static void banner_resume(const cg_run_t *r) {
                 "%llu: the sample order from here on follows %llu",
                 (unsigned long long)ck->seed, (unsigned long long)cfg->seed,
                 (unsigned long long)cfg->seed);
-  int rewrite = 0;
-  if (r->s0 >= r->total && cg_report_refigures(r))
+  if (r->s0 >= r->total && r->refigure)
     printf("resume: step %lld already reaches this run's %lld steps: nothing to train; its "
            "checkpoint has no validation figures (a stop cut its final validation short), so "
            "it is validated and written again with them\n", (long long)r->s0,
@@ -80,45 +77,13 @@ static void banner_resume(const cg_run_t *r) {
            "checkpoint is written or removed%s%s (give a larger --steps or --epochs to train "
            "on)\n", (long long)r->s0, (long long)r->total, r->ckpt_dir ? " in " : "",
            r->ckpt_dir ? r->ckpt_dir : "");
-  else if (cg_report_revalidates(r, &rewrite))
+  else if (r->revalidate)
     printf("resume: step %lld is a validation step (--val-every %lld) and its checkpoint has "
            "no figures of it (a stop cut that validation short or came before it, or the run "
            "validated at other steps): those weights are validated before step %lld, as a run "
            "that validated there did%s\n", (long long)r->s0, (long long)cg_run_val_every(r),
-           (long long)r->s0 + 1, rewrite ? ", and the checkpoint written again with the figures"
-                                         : "");
-}
-
-/* The checkpoint the run resumed from is its directory's newest: --resume or --resume DIR
- * chose it so, and a FILE (DIR/last, DIR/ckpt-N.cgck) is the one DIR/last names. */
-static int resumed_newest(const cg_run_t *r) {
-  struct stat st;
-  if (!strcmp(r->cfg->resume, CG_RESUME_LATEST) ||
-      (stat(r->cfg->resume, &st) == 0 && S_ISDIR(st.st_mode)))
-    return 1;
-  char last[CG_PATH_MAX + 128];
-  return cg_ckpt_last_of(r->ck_path, last, sizeof last, NULL) == 0 &&
-         cg_path_same_file(last, r->ck_path) == 1;
-}
-
-int cg_report_refigures(const cg_run_t *r) {
-  /* the newest checkpoint (not an older FILE: rewriting a step removes the lineage's later
-   * ones), the last step of its own run, which validates before its final checkpoint unless a
-   * stop came first */
-  return r->ckpt_dir && r->val_src && r->resumed && r->exact && r->s0 == r->total &&
-         r->ck.step == r->ck.total_steps && !(r->ck.have_val && r->ck.val_step == r->ck.step) &&
-         r->ck.ema == r->ema && /* else another model than its own was validated */
-         resumed_newest(r);
-}
-
-int cg_report_revalidates(const cg_run_t *r, int *rewrite) {
-  const int64_t ve = cg_run_val_every(r);
-  const int yes = r->val_src && r->resumed && r->exact && !r->cfg->lr_find && ve > 0 &&
-                  r->s0 > 0 && r->s0 < r->total && r->s0 % ve == 0 &&
-                  !(r->ck.have_val && r->ck.val_step == r->ck.step) &&
-                  r->ck.ema == r->ema; /* else another model than its own was validated */
-  if (rewrite) *rewrite = yes && r->ckpt_dir && resumed_newest(r);
-  return yes;
+           (long long)r->s0 + 1,
+           r->revalidate == 2 ? ", and the checkpoint written again with the figures" : "");
 }
 
 void cg_report_banner(const cg_run_t *r) {
@@ -390,7 +355,7 @@ void cg_report_history_open(const cg_run_t *r, cg_train_figs_t *f) {
   if (r->c->rank != 0) return;
   /* nothing to train: no record, and the history left as it is (but the final validation that
    * a stop cut short is recorded now, as its checkpoint gets its figures) */
-  if (r->s0 >= r->total && !cg_report_refigures(r)) return;
+  if (r->s0 >= r->total && !r->refigure) return;
   if (cfg->tensorboard[0]) {
     char terr[CG_PATH_MAX + 256];
     f->tb = cg_tb_open(cfg->tensorboard, terr, sizeof terr);
@@ -409,7 +374,7 @@ void cg_report_history_open(const cg_run_t *r, cg_train_figs_t *f) {
   }
   /* a resume keeps the records up to its step; of that step too unless it validates it again
    * (a copy of a checkpoint older than the history may have its record already) */
-  const int again = cg_report_refigures(r) || cg_report_revalidates(r, NULL);
+  const int again = r->refigure || r->revalidate;
   f->hist = cg_history_create(jsonl, cfg->history_csv, r->model.nclass,
                               r->resumed ? r->s0 - again : -1, err, sizeof err);
   if (!f->hist && err[0]) cg_log_warn("history: %s; the run goes on without it", err);
@@ -454,7 +419,7 @@ static void history_add(cg_run_t *r, cg_train_figs_t *f, int64_t step, double el
                      K > 1 ? cg_confk_macc(v->confk, K) : NAN, K);
   char err[1600];
   /* already in the history the run resumed (unless a stop cut that validation short) */
-  if (r->resumed && step <= r->s0 && !cg_report_refigures(r) &&
+  if (r->resumed && step <= r->s0 && !r->refigure &&
       !(step == r->s0 && r->revalidated))
     return;
   if (r->c->rank == 0 && f->tb) {
@@ -607,7 +572,7 @@ static void print_final_idle(const cg_run_t *r, const cg_train_figs_t *f, double
   else
     printf("final: no steps trained (resumed at step %lld, at or past this run's %lld steps), "
            "%.1f s; %s\n", (long long)r->s0, (long long)r->total, wall,
-           cg_report_refigures(r) && f->have_val ? "its checkpoint written again with the "
+           r->refigure && f->have_val ? "its checkpoint written again with the "
                                                    "validation figures"
                                                  : "no checkpoint written");
   if (!f->have_val) return;

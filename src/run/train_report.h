@@ -77,20 +77,6 @@ typedef struct {
   double hist_t0;            /* training seconds at the previous validation */
 } cg_train_figs_t;
 
-/* A run resumed (--resume or --resume DIR: the newest checkpoint) at its last step, with the
- * same global batch, from a checkpoint of its own run's last step without validation figures (a
- * stop came before or during its final validation): it trains nothing, validates, and writes that
- * checkpoint again with the figures (and a history record). */
-int cg_report_refigures(const cg_run_t *r);
-
-/* A run resumed, with the same global batch, from a checkpoint of a step before its last that
- * its schedule validates at (--val-every) and that holds no figures of it: a stop cut that
- * mid-run validation short. The run validates those weights before its first step, as the run
- * without the stop did (its history record, --lr-schedule plateau's step, early stopping's
- * count), and *rewrite (may be NULL) says whether it writes that checkpoint again with the
- * figures (the newest checkpoint, as cg_report_refigures). */
-int cg_report_revalidates(const cg_run_t *r, int *rewrite);
-
 /* The run's configuration before the first step; with a resumed run where it resumed. */
 void cg_report_banner(const cg_run_t *r);
 
