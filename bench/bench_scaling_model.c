@@ -41,12 +41,12 @@
 #define TREE_BW_FACTOR 0.9
 
 static cg_json_t *load_json(const char *path, char *err, size_t errlen) {
-  char *s = cg_file_read(path, NULL);
+  char e[512];
+  char *s = cg_file_read(path, NULL, e, sizeof e);
   if (!s) {
-    snprintf(err, errlen, "%s: cannot read: %s", path, strerror(errno));
+    snprintf(err, errlen, "%s: cannot read: %s", path, e);
     return NULL;
   }
-  char e[256];
   cg_json_t *v = cg_json_parse(s, e, sizeof e);
   free(s);
   if (!v) snprintf(err, errlen, "%s: %s", path, e);

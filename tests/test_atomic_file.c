@@ -226,8 +226,10 @@ static void test_symlinks(void) {
          "with streams_ok appended to\n");
 }
 
-/* cg_file_read: larger than its first buffer, binary (NUL bytes kept), NUL-terminated; a
- * missing file gives NULL with ENOENT. */
+/* cg_file_read: a file of 200,000 bytes, binary (NUL bytes kept), NUL-terminated, and an empty
+ * one; a missing file gives NULL with ENOENT, a directory EISDIR, and what is not a regular
+ * file (/dev/zero, which never ends; a FIFO with no writer, which would block) EINVAL, each
+ * with its reason, at once. */
 static void test_read(void) {
   char err[512];
   const size_t n = 200000;
@@ -235,13 +237,31 @@ static void test_read(void) {
   for (size_t i = 0; i < n; i++) data[i] = (char)(i * 7 % 251);
   CG_TEST_CHECK(cg_afile_save(at("read.bin"), data, n, err, sizeof err) == 0, "save: %s", err);
   size_t len = 0;
-  char *back = cg_file_read(at("read.bin"), &len);
+  char *back = cg_file_read(at("read.bin"), &len, err, sizeof err);
   CG_TEST_CHECK(back && len == n && !memcmp(back, data, n) && back[n] == 0,
                 "read back %zu of %zu bytes", back ? len : 0, n);
   free(back);
-  errno = 0;
-  CG_TEST_CHECK(!cg_file_read(at("none.bin"), &len) && errno == ENOENT, "missing: errno %d",
-                errno);
+  CG_TEST_CHECK(cg_afile_save(at("empty.bin"), "", 0, err, sizeof err) == 0, "save: %s", err);
+  back = cg_file_read(at("empty.bin"), &len, err, sizeof err);
+  CG_TEST_CHECK(back && len == 0 && back[0] == 0, "empty file: %s", back ? "length" : err);
+  free(back);
+  struct {
+    const char *path, *why;
+    int e;
+  } bad[] = {{at("none.bin"), "No such file", ENOENT},
+             {dir, "a directory", EISDIR},
+             {"/dev/zero", "not a regular file (a device)", EINVAL},
+             {at("read.fifo"), "not a regular file (a FIFO)", EINVAL}};
+  CG_TEST_CHECK(mkfifo(at("read.fifo"), 0600) == 0, "mkfifo: %s", strerror(errno));
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    errno = 0;
+    err[0] = 0;
+    CG_TEST_CHECK(!cg_file_read(bad[i].path, &len, err, sizeof err) && errno == bad[i].e &&
+                      strstr(err, bad[i].why),
+                  "%s: errno %d, \"%s\"", bad[i].path, errno, err);
+  }
+  unlink(at("read.fifo"));
+  unlink(at("empty.bin"));
   unlink(at("read.bin"));
   free(data);
 }

@@ -411,30 +411,46 @@ fail:
 
 /* ---- reading a whole file ---------------------------------------------------------------- */
 
-char *cg_file_read(const char *path, size_t *len) {
-  FILE *f = fopen(path, "rb");
-  if (!f) return NULL;
-  size_t cap = 1 << 16, n = 0, got;
-  char *buf = malloc(cap);
-  while (buf) {
-    if (cap - n < 2) { /* room for one more byte and the NUL */
-      char *nb = realloc(buf, 2 * cap);
-      if (!nb) {
-        free(buf);
-        buf = NULL;
+char *cg_file_read(const char *path, size_t *len, char *err, size_t errlen) {
+  /* O_NONBLOCK: a FIFO with no writer is refused below, not waited for (regular files ignore
+   * the flag) */
+  const int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  struct stat st;
+  int e = 0;
+  char *buf = NULL;
+  size_t n = 0;
+  if (fd < 0 || fstat(fd, &st) != 0) {
+    e = errno;
+    if (err && errlen) snprintf(err, errlen, "%s", strerror(e));
+  } else if (S_ISDIR(st.st_mode)) {
+    e = EISDIR;
+    if (err && errlen) snprintf(err, errlen, "a directory, not a file");
+  } else if (!S_ISREG(st.st_mode)) { /* /dev/zero, a FIFO: no end, or no size to read */
+    e = EINVAL;
+    if (err && errlen)
+      snprintf(err, errlen, "not a regular file (a %s): give the file itself",
+               S_ISFIFO(st.st_mode) ? "FIFO" : S_ISSOCK(st.st_mode) ? "socket" : "device");
+  } else if ((uintmax_t)st.st_size >= SIZE_MAX || !(buf = malloc((size_t)st.st_size + 1))) {
+    e = ENOMEM;
+    fail(err, errlen, e, "%lld bytes, more than this process can hold", (long long)st.st_size);
+  } else {
+    const size_t cap = (size_t)st.st_size; /* a file that grows meanwhile is read this far */
+    while (n < cap) {
+      const ssize_t got = read(fd, buf + n, cap - n);
+      if (got < 0 && errno == EINTR) continue;
+      if (got < 0) {
+        e = errno;
+        fail(err, errlen, e, "read failed after %zu bytes", n);
         break;
       }
-      buf = nb;
-      cap *= 2;
+      if (got == 0) break; /* it shrank meanwhile */
+      n += (size_t)got;
     }
-    if ((got = fread(buf + n, 1, cap - n - 1, f)) == 0) break;
-    n += got;
   }
-  const int bad = !buf ? ENOMEM : ferror(f) ? EIO : 0;
-  fclose(f);
-  if (bad) {
+  if (fd >= 0) close(fd);
+  if (e) {
     free(buf);
-    errno = bad;
+    errno = e;
     return NULL;
   }
   buf[n] = 0;

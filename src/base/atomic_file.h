@@ -93,9 +93,11 @@ const char *cg_afile_kind(unsigned mode);
  * and SIGPIPE unless blocked). */
 FILE *cg_afile_append(const char *path, int streams_ok, char *err, size_t errlen);
 
-/* The reading side: the whole file in memory, NUL-terminated (binary-safe: *len bytes, len may
- * be NULL); the caller frees. NULL with errno set (fopen's, EIO on a read error, ENOMEM), so the
- * caller can tell a missing file (ENOENT) and word its own message. */
-char *cg_file_read(const char *path, size_t *len);
+/* The reading side: the whole of a regular file in memory, NUL-terminated (binary-safe: *len
+ * bytes, len may be NULL); the caller frees. NULL with errno set (open's, read's; EISDIR for a
+ * directory, EINVAL for anything else that is not a regular file: a FIFO, /dev/zero, which have
+ * no size and may never end; ENOMEM for a file larger than can be held) and err (may be NULL)
+ * saying why without the path, so the caller can tell a missing file (ENOENT) and name it. */
+char *cg_file_read(const char *path, size_t *len, char *err, size_t errlen);
 
 #endif

@@ -605,9 +605,9 @@ int cg_import_main(int argc, char **argv) {
   const char *vals[2] = {o.a, o.b};
   char err[1400], why[1200];
   size_t len;
-  uint8_t *buf = (uint8_t *)cg_file_read(vals[0], &len); /* a UNet is tens of MB at most */
+  uint8_t *buf = (uint8_t *)cg_file_read(vals[0], &len, why, sizeof why);
   if (!buf) {
-    fprintf(stderr, "cogpu-dist: error: import: --in %s: %s\n", vals[0], strerror(errno));
+    fprintf(stderr, "cogpu-dist: error: import: --in %s: %s\n", vals[0], why);
     return CG_EXIT_USAGE;
   }
   cg_model_t m;

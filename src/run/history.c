@@ -25,9 +25,10 @@ struct cg_history {
 
 /* The whole file, NUL-terminated; NULL with *missing = 1 when it does not exist. */
 static char *slurp(const char *path, size_t *len, int *missing, char *err, size_t errlen) {
-  char *buf = cg_file_read(path, len);
+  char why[512];
+  char *buf = cg_file_read(path, len, why, sizeof why);
   *missing = !buf && errno == ENOENT;
-  if (!buf && !*missing) snprintf(err, errlen, "cannot read '%.300s': %s", path, strerror(errno));
+  if (!buf && !*missing) snprintf(err, errlen, "cannot read '%.300s': %s", path, why);
   return buf;
 }
 

@@ -47,13 +47,13 @@ static int looks_safetensors(const char *path) {
 static int read_safetensors(const char *path, cg_model_t *m, float **params, char *names,
                             char *err, size_t errlen) {
   size_t len = 0;
-  uint8_t *buf = (uint8_t *)cg_file_read(path, &len); /* a UNet is tens of MB at most */
+  char why[1024];
+  uint8_t *buf = (uint8_t *)cg_file_read(path, &len, why, sizeof why);
   if (!buf) {
-    snprintf(err, errlen, "--init-from %s: %s", path, strerror(errno));
+    snprintf(err, errlen, "--init-from %s: %s", path, why);
     return -1;
   }
   cg_ckpt_info_t *info = cg_calloc(1, sizeof *info, "safetensors metadata");
-  char why[1024];
   const int rc = cg_import_parse(buf, len, m, info, names, params, why, sizeof why);
   free(buf);
   free(info);
