@@ -145,6 +145,18 @@ expect2 "import of a file with bytes after the tensors" "the data section has" \
 edit "$T/m1.safetensors" "$T/meta.st" 'h["__metadata__"]["depth"] = "3"'
 expect2 "import with another depth in the metadata" "missing tensor\|unexpected tensor\|shape" \
   $BIN import --in "$T/meta.st" --out "$T/bad4"
+# the ignore label of a binary model's masks is no class id (0, 1), as train's --ignore-index;
+# a palette is hex digits alone (sscanf's %x took "+1-1" for 0x01, 0xff)
+edit "$T/m1.safetensors" "$T/ign.st" 'h["__metadata__"]["ignore_index"] = "1"'
+expect2 "import of an ignore label that is a class id" "ignore_index 1 is a class id" \
+  $BIN import --in "$T/ign.st" --out "$T/bad11"
+edit "$T/m1.safetensors" "$T/pal.st" 'h["__metadata__"]["palette"] = "+1-100"'
+expect2 "import of a palette with signs" "palette: not hex at digit 0" \
+  $BIN import --in "$T/pal.st" --out "$T/bad12"
+expect2 "import --in a directory" "a directory, not a file" \
+  $BIN import --in "$T" --out "$T/bad13"
+expect2 "import --in a device" "not a regular file (a device)" \
+  $BIN import --in /dev/zero --out "$T/bad14"
 head -c 5 "$T/m1.safetensors" > "$T/short.st"
 expect2 "import of a truncated file" "short.st" $BIN import --in "$T/short.st" --out "$T/bad5"
 expect2 "import into a directory with checkpoints" "already holds" \

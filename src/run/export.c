@@ -385,6 +385,14 @@ static int meta_read(const cg_json_t *hdr, cg_model_t *m, cg_ckpt_info_t *info, 
     snprintf(err, errlen, "__metadata__ describes no valid model: %s", why);
     return -1;
   }
+  const int lo = nclass > 1 ? nclass : 2; /* binary masks hold 0 and 1: train's rule */
+  if (ign >= 0 && ign < lo) {
+    char kind[32] = "binary";
+    if (nclass > 1) snprintf(kind, sizeof kind, "%d-class", nclass);
+    snprintf(err, errlen, "__metadata__ ignore_index %d is a class id of this %s model (want -1 "
+             "for none, or a label >= %d)", ign, kind, lo);
+    return -1;
+  }
   info->ignore_index = ign;
   const char *pal = cg_json_str(meta, "palette", "");
   size_t pl = strlen(pal);
@@ -394,13 +402,17 @@ static int meta_read(const cg_json_t *hdr, cg_model_t *m, cg_ckpt_info_t *info, 
     return -1;
   }
   info->npal = (int)(pl / 6);
-  for (size_t i = 0; i < pl / 2; i++) {
-    unsigned v;
-    if (sscanf(pal + 2 * i, "%2x", &v) != 1) {
-      snprintf(err, errlen, "__metadata__ palette: not hex at digit %zu", 2 * i);
+  for (size_t i = 0; i < pl; i++) { /* two hex digits a byte (sscanf's %x takes signs) */
+    const char ch = pal[i];
+    const int v = ch >= '0' && ch <= '9'   ? ch - '0'
+                  : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10
+                  : ch >= 'A' && ch <= 'F' ? ch - 'A' + 10
+                                           : -1;
+    if (v < 0) {
+      snprintf(err, errlen, "__metadata__ palette: not hex at digit %zu", i);
       return -1;
     }
-    info->palette[i] = (uint8_t)v;
+    info->palette[i / 2] = (uint8_t)(i % 2 ? info->palette[i / 2] | v : v << 4);
   }
   if (names) cg_classnames_json_list(meta, "class_names", nclass, names);
   return 0;
