@@ -19,7 +19,8 @@
 #  - auto is native for a run on N-sided samples (synthetic data) and for a shard's run (which
 #    keeps no original sizes: pack says to predict with --resize fit), and says so;
 #  - a view over --max-image-pixels is refused before any mask is written (the --output it made
-#    is removed), its aspect kept;
+#    is removed), its aspect kept; so, under --resize native, are an image over it and an empty
+#    file last in the list (every header is read first);
 #  - --save-probs of 120 images in one batch under ulimit -n 100; a .probs.npy that cannot be
 #    written is told apart from its mask (written);
 #  - bad --resize values exit 2 naming the flag.
@@ -239,6 +240,17 @@ expect2 "b.png: scaled by --resize 32 to 4000x32, more pixels than --max-image-p
   $BIN predict --backend cpu --checkpoint $T/ck1 --input $T/strip --output $T/so --resize 32 \
   --max-image-pixels 100000
 [ ! -e $T/so ] || fail "the refused predict left its --output directory"
+# so is --resize native's: every header is read first, so an image over the limit or a file
+# that is no image, last in the list, ends the run before the masks of those before it
+expect2 "b.png: 2000x16 image (32000 pixels) is over the limit of 30000 pixels" \
+  $BIN predict --backend cpu --checkpoint $T/ck1 --input $T/strip --output $T/so --resize native \
+  --max-image-pixels 30000
+[ ! -e $T/so ] || fail "the refused native predict left its --output directory"
+: > $T/strip/c.png
+expect2 "c.png" $BIN predict --backend cpu --checkpoint $T/ck1 --input $T/strip --output $T/so \
+  --resize native
+[ ! -e $T/so ] || fail "the native predict refused for an empty file left its --output directory"
+rm $T/strip/c.png
 # several --scales sum an image's h x w x K logits in host memory: counted before any work (a
 # 255-class model, a 30000x30000 PNG header: 918 GB, refused on any machine)
 $MPIRUN -np 1 $BIN train $SMALL --num-classes 255 --steps 1 --checkpoint-dir $T/ck255 \

@@ -716,22 +716,15 @@ static int view_over_limit(const popts_t *o, const char *path, int ih, int iw, c
  * over the limit, it would otherwise end the job after the masks before it were written), and
  * the tiles counted up to `cap` into *tiles: the backend's batch need not be larger (a few small
  * images at --batch 32 would otherwise push mostly padding through every step), and the largest
- * image's pixels into *max_px (complete when its views are checked: with --scales). A native
- * single-scale run has no view to check: its headers are read only until cap tiles are
- * counted, and one that cannot be read counts as cap (pimg_open says what is wrong with it when
- * its turn comes). */
+ * image's pixels into *max_px. Every mode reads every header, --resize native too: a file
+ * that cannot be read or is over the limit ends the job here, not after the masks before it. */
 static int scan_rank(const popts_t *o, char **files, int nfiles, const cg_model_t *m,
                      const cg_comm_t *c, int cap, int *tiles, int64_t *max_px, char *err,
                      size_t errlen) {
-  const int native = o->side <= 0 && o->nscale == 1 && o->scale[0] == 1.0;
   int n = 0;
-  for (int f = c->rank; f < nfiles && (n < cap || !native); f += c->size) {
+  for (int f = c->rank; f < nfiles; f += c->size) {
     int h, w;
-    if (cg_image_read_size(files[f], o->max_pixels, &h, &w, err, errlen)) {
-      if (!native) return -1;
-      n = cap;
-      break;
-    }
+    if (cg_image_read_size(files[f], o->max_pixels, &h, &w, err, errlen)) return -1;
     if ((int64_t)h * w > *max_px) *max_px = (int64_t)h * w;
     for (int s = 0; s < o->nscale; s++) {
       int ih, iw;
