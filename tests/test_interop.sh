@@ -163,6 +163,19 @@ expect2 "import into a directory with checkpoints" "already holds" \
   $BIN import --in "$T/m1.safetensors" --out "$T/imp1"
 expect2 "export without --out" "--out is required" $BIN export --checkpoint "$T/ck1"
 expect2 "export of a missing checkpoint" "$T/nope" $BIN export --checkpoint "$T/nope" --out "$T/x"
+# a run's files are no outputs: DIR/last (a run resumes through it), a checkpoint's name (a run
+# would take the file for one), and an import into a directory with a file named last
+cp "$T/ck1/last" "$T/last.keep"
+expect2 "export over a checkpoint directory's last" "is a checkpoint directory's last or best" \
+  $BIN export --checkpoint "$T/ck1" --out "$T/ck1/last"
+cmp -s "$T/ck1/last" "$T/last.keep" || fail "the refused export changed DIR/last"
+expect2 "export to a checkpoint's name" "is named as checkpoints are" \
+  $BIN export --checkpoint "$T/ck1" --out "$T/ck1/ckpt-0000000099.cgck"
+[ ! -e "$T/ck1/ckpt-0000000099.cgck" ] || fail "export wrote a file named as a checkpoint"
+mkdir -p "$T/notes" && echo "my notes" > "$T/notes/last"
+expect2 "import into a directory holding a file named last" "already holds a file named last" \
+  $BIN import --in "$T/m1.safetensors" --out "$T/notes"
+grep -qx "my notes" "$T/notes/last" || fail "the refused import changed the user's file"
 expect2 "import with an unknown flag" "unknown option --bogus" $BIN import --in x --bogus y
 expect2 "export with an empty --out=" "--out: empty value" $BIN export --checkpoint="$T/ck1" --out=
 expect2 "export to FILE.onnx" "export writes safetensors, not ONNX" \

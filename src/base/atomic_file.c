@@ -260,13 +260,26 @@ int cg_afile_temp_base(const char *name, char *base, size_t len) {
   return 1;
 }
 
+/* The length of a checkpoint's file name at s ("ckpt-<digits>.cgck", the names checkpoint
+ * directories hold, src/run/ckpt.c), or 0. */
+static size_t ckpt_name_len(const char *s) {
+  if (strncmp(s, "ckpt-", 5) != 0) return 0;
+  size_t i = 5;
+  while (s[i] >= '0' && s[i] <= '9') i++;
+  return i > 5 && !strncmp(s + i, ".cgck", 5) ? i + 5 : 0;
+}
+
 /* What input data the file at path holds, from its first bytes, or NULL. */
 static const char *input_kind(const char *path) {
-  unsigned char b[8] = {0};
+  unsigned char b[48] = {0};
   FILE *f = fopen(path, "rb");
   if (!f) return NULL;
-  const size_t n = fread(b, 1, sizeof b, f);
+  const size_t n = fread(b, 1, sizeof b - 1, f);
   fclose(f);
+  /* DIR/last, DIR/best: "ckpt-<step>.cgck\nstep <step>\n..." (a run resumes through them) */
+  const size_t k = ckpt_name_len((const char *)b);
+  if (k && !strncmp((const char *)b + k, "\nstep ", 6))
+    return "a checkpoint directory's last or best pointer";
   if (n >= 8 && !memcmp(b, "\x89PNG\r\n\x1a\n", 8)) return "a PNG image";
   /* SOI, then a marker a JPEG starts with (APPn, DQT, DHT, SOFn, COM): raw floats
    * (--params-out) starting FF D8 FF are then 2^-8 as likely again */
@@ -340,6 +353,13 @@ int cg_afile_check(const char *flag, const char *path, cg_afile_how_t how, char 
   if (data && !(how == CG_AFILE_REPLACE_SHARD && !strcmp(data, "a .cgds shard"))) {
     snprintf(err, errlen, "%s: '%.300s' is %s (input data), not an output: give another file "
              "name", flag, path, data);
+    return -1;
+  }
+  const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+  const size_t k = ckpt_name_len(base);
+  if (k && k == strlen(base)) { /* a run would take it for a checkpoint of its own */
+    snprintf(err, errlen, "%s: '%.300s' is named as checkpoints are (ckpt-N.cgck), not an "
+             "output: give another file name", flag, path);
     return -1;
   }
   if (exists && how == CG_AFILE_APPEND) return 0; /* its directory is not written */

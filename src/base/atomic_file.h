@@ -74,8 +74,9 @@ typedef enum {
  * 0 when path can be written as `how` says (an existing target is writable and of a kind `how`
  * takes; a new one's directory exists and is writable), else -1 with one line in err naming
  * flag, path and what it is. Nothing is created. An existing file that holds input data (a PNG
- * or JPEG image, a checkpoint, a .cgds shard, known by their first bytes) is refused: a
- * mistyped output path must not destroy a data set or a run. */
+ * or JPEG image, a checkpoint, a checkpoint directory's last or best, a .cgds shard, known by
+ * their first bytes) is refused, and so is a checkpoint's name (ckpt-N.cgck): a mistyped output
+ * path must not destroy a data set or a run. */
 int cg_afile_check(const char *flag, const char *path, cg_afile_how_t how, char *err,
                    size_t errlen);
 /* "a FIFO", "a character device", "a directory"...: what a st_mode is, for messages. */

@@ -645,9 +645,20 @@ int cg_import_main(int argc, char **argv) {
   }
   if (lock == -2) fprintf(stderr, "cogpu-dist: warning: import: %s\n", err);
   cg_ckpt_list_free(paths, steps, nck);
-  if (nck > 0) {
-    fprintf(stderr, "cogpu-dist: error: import: --out %s already holds %d checkpoint(s): "
-            "import into an empty directory\n", vals[1], nck);
+  char path[1024];
+  const char *run_file = NULL; /* the import writes last (replaced), a run there the others */
+  static const char *const names[] = {"last", "best", "history.jsonl"};
+  for (size_t i = 0; i < sizeof names / sizeof *names && !run_file; i++) {
+    struct stat st;
+    snprintf(path, sizeof path, "%s/%s", vals[1], names[i]);
+    if (lstat(path, &st) == 0) run_file = names[i];
+  }
+  if (nck > 0 || run_file) {
+    char what[64];
+    if (nck > 0) snprintf(what, sizeof what, "%d checkpoint(s)", nck);
+    else snprintf(what, sizeof what, "a file named %s, as a run's", run_file);
+    fprintf(stderr, "cogpu-dist: error: import: --out %s already holds %s: import into an empty "
+            "directory\n", vals[1], what);
     if (lock >= 0) close(lock);
     free(params);
     return CG_EXIT_USAGE;
@@ -664,7 +675,6 @@ int cg_import_main(int argc, char **argv) {
   info.unix_time = (int64_t)time(NULL);
   info.run_id = cg_ckpt_new_run_id();
   float *zeros = cg_calloc(m.nparams, sizeof(float), "adamw moments");
-  char path[1024];
   rc = cg_ckpt_write(vals[1], &info, params, zeros, zeros, NULL, 1, path, sizeof path, err,
                      sizeof err);
   if (lock >= 0) close(lock);
