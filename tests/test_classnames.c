@@ -3,7 +3,9 @@
  * opened as a file; and the data sets' files in scripts/datasets/ (VOC, Cityscapes, ADE20K
  * names; Cityscapes' labelIds map) parse for their class counts. */
 #include <stdio.h>
+#include <stdlib.h> /* mkstemp */
 #include <string.h>
+#include <unistd.h> /* write, close, unlink */
 
 #include "classnames.h"
 #include "labelmap.h"
@@ -80,6 +82,15 @@ int main(void) {
                 strstr(err, "is one name, not a list"), "a stored value opened as a file: %s",
                 err);
   CG_TEST_CHECK(n.k == 0, "a refused list left names");
+  /* a FILE's comments: whole lines, and after a name from a '#' that starts a word */
+  char file[] = "/tmp/cg_classnames_XXXXXX";
+  const int fd = mkstemp(file);
+  const char text[] = "# classes\nroad  # class 0\nC#\n\tsky\t#\tthe last\n";
+  CG_TEST_CHECK(fd >= 0 && write(fd, text, sizeof text - 1) == (ssize_t)(sizeof text - 1),
+                "the names file");
+  if (fd >= 0) close(fd);
+  check(file, 3, "road,C#,sky", NULL);
+  unlink(file);
   dataset("voc.names", 21, "background", "tvmonitor");
   dataset("cityscapes.names", 19, "road", "bicycle");
   dataset("ade20k.names", 150, "wall", "flag");

@@ -135,9 +135,11 @@ static int parse_file(const char *path, int k, cg_classnames_t *n, char *err, si
     char *e = strchr(p, '\n');
     size_t len = e ? (size_t)(e - p) : strlen(p);
     if (len && p[len - 1] == '\r') len--;
+    for (size_t i = 0; i < len; i++) /* a comment: from a '#' that starts a word ("C#" stays) */
+      if (p[i] == '#' && (i == 0 || p[i - 1] == ' ' || p[i - 1] == '\t')) len = i;
     size_t b = 0;
     while (b < len && (p[b] == ' ' || p[b] == '\t')) b++;
-    if (b < len && p[b] != '#') {
+    if (b < len) {
       char where[480];
       snprintf(where, sizeof where, "%.400s:%ld", path, line);
       rc = add(n, &used, p, len, k, where, err, errlen);

@@ -4,8 +4,9 @@
  *
  * A spec is the names themselves, comma-separated ("road,sidewalk,building"), or, without a
  * comma, a FILE of one name per line (mmsegmentation's and detectron2's class lists; a UTF-8
- * byte-order mark, "\r\n" line ends, blank lines and '#' comment lines are read). Spaces and
- * tabs around a name are dropped. There must be exactly K names, in class-id order, unique,
+ * byte-order mark, "\r\n" line ends, blank lines, '#' comment lines and comments after a name
+ * ("road  # class 0": a '#' that starts a word) are read). Spaces and tabs around a name are
+ * dropped. There must be exactly K names, in class-id order, unique,
  * each 1..CG_CLASSNAME_MAX bytes of UTF-8 without control characters, commas, quotes or
  * backslashes (so a name goes into JSON, CSV and a comma list as it is), 2047 bytes in all
  * with the commas. The canonical form is the comma list: what a checkpoint stores and parses

@@ -91,12 +91,13 @@ static int64_t check_one(cg_source_t **s, const char *what, cg_comm_t *c, int th
              (long long)n, what);
   else if (nbad && !skip_bad)
     snprintf(err, errlen, "%s: %lld bad sample(s) in %s (listed above): fix or remove them, or "
-             "add --skip-bad to train without them", flag, (long long)nbad, what);
+             "add --skip-bad to %s without them", flag, (long long)nbad, what,
+             strcmp(what, "--val-data") ? "train" : "validate");
   else if (nbad) {
     if (nload) *s = cg_source_without(*s, all, nload);
     if (c->rank == 0)
-      printf("check-data: %s: training without the %lld bad sample(s) (--skip-bad)\n", what,
-             (long long)nbad);
+      printf("check-data: %s: %s without the %lld bad sample(s) (--skip-bad)\n", what,
+             strcmp(what, "--val-data") ? "training" : "validating", (long long)nbad);
   }
   free(all);
   return nbad;
