@@ -12,7 +12,9 @@
 #    binary 2 x 2), the same on 2 ranks as on 1;
 #  - refused (exit 2): without ground truth, a path that is an image, the --input list, the
 #    other score file, --output itself or a mask's name in --output, a directory that does not
-#    exist; a file in the --output predict makes is written.
+#    exist; a file in the --output predict makes is written;
+#  - a --masks mask with its JPEG image's sides swapped is named with the image and the EXIF
+#    orientation it likely comes from, as train names it.
 # The check reads PNGs with Debian's Pillow and NumPy (/usr/bin/python3); without: skipped (77).
 set -euo pipefail
 BIN=$1; MPIRUN="$2 --oversubscribe --bind-to none"; BUILD=$3
@@ -163,4 +165,13 @@ $K --output "$T/q4" --scores-out "$T/q4/scores.csv" > "$T/q4.log" 2>&1 ||
   { cat "$T/q4.log"; fail "--scores-out in a new --output"; }
 [ "$(wc -l < "$T/q4/scores.csv")" = 10 ] || fail "--scores-out in --output: not 9 rows"
 echo "ok: --scores-out in the --output predict makes; beside masks only under other names"
+# a mask drawn on a JPEG photo turned by its EXIF orientation: its sides swapped, the message
+# says so (as train's does), naming the image
+mkdir -p "$T/ex/images" "$T/ex/masks"
+$PY -c "from PIL import Image
+Image.new('RGB', (48, 32), (90, 40, 10)).save('$T/ex/images/p.jpg')
+Image.new('L', (32, 48), 1).save('$T/ex/masks/p.png')"
+expect2 "ex/images/p.jpg is 48x32 (sides swapped: an EXIF orientation?" $BIN predict \
+  --backend cpu --checkpoint "$T/cb" --input "$T/ex/images" --masks "$T/ex/masks" \
+  --output "$T/ex/out"
 echo "PASS test_predict_scores"

@@ -28,6 +28,16 @@ int cg_image_is_jpeg(const char *path) {
   return cg_jpeg_sniff(sig, got);
 }
 
+void cg_image_size_mismatch(const char *image, int h, int w, int mh, int mw, char *err,
+                            size_t errlen) {
+  /* not applied here, as PIL's Image.open does not apply it */
+  const int exif = mh == w && mw == h && cg_image_is_jpeg(image);
+  snprintf(err, errlen, "mask is %dx%d but its image %s is %dx%d%s", mw, mh, image, w, h,
+           exif ? " (sides swapped: an EXIF orientation? it is ignored, as by PIL without "
+                  "ImageOps.exif_transpose; save the image upright)"
+                : "");
+}
+
 /* What a file starting with p[0..n) may be, for the message (NULL: no idea). */
 static const char *guess(const uint8_t *p, size_t n) {
   if (n >= 2 && !memcmp(p, "BM", 2)) return "a BMP";

@@ -16,6 +16,13 @@
 /* 1 when the file starts like a JPEG, 0 otherwise (also when it cannot be read). */
 int cg_image_is_jpeg(const char *path);
 
+/* The message for a mask of mh x mw whose image (path) is h x w: "mask is WxH but its image
+ * PATH is WxH", with the likely cause when the sides are swapped on a JPEG (an EXIF orientation
+ * that a viewer, and the tool that drew the mask, applied). train and predict --masks say the
+ * same. */
+void cg_image_size_mismatch(const char *image, int h, int w, int mh, int mw, char *err,
+                            size_t errlen);
+
 /* The extensions of image and mask files in a directory, in any letter case, NULL-terminated;
  * and those after .png as text, for messages ("NAME.png (or " CG_IMAGE_EXTS_ALT ")"). */
 extern const char *const cg_image_exts[];

@@ -219,12 +219,9 @@ static int check_pair(pair_t *p, int64_t max_pixels, int labels, char *err, size
                               &mh, &mw, err, errlen))
     return -1;
   if (mh != p->h || mw != p->w) {
-    /* sides swapped on a JPEG: likely a camera photo whose EXIF orientation a viewer (and the
-     * tool that drew the mask) applied; it is not applied here, as PIL's Image.open does not */
-    const int exif = mh == p->w && mw == p->h && cg_image_is_jpeg(p->image);
-    snprintf(err, errlen, "%s: mask is %dx%d but its image %s is %dx%d%s", p->mask, mw, mh,
-             p->image, p->w, p->h, exif ? " (sides swapped: an EXIF orientation? it is ignored, as "
-             "by PIL without ImageOps.exif_transpose; save the image upright)" : "");
+    char why[1024];
+    cg_image_size_mismatch(p->image, p->h, p->w, mh, mw, why, sizeof why);
+    snprintf(err, errlen, "%s: %s", p->mask, why);
     return -1;
   }
   return 0;

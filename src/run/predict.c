@@ -911,12 +911,13 @@ typedef struct {
   int h, w, k, ignore;
   uint8_t *m;
   const cg_labelmap_t *map; /* --label-map (NULL: none) */
+  const char *image;        /* its image's path */
 } truth_sink_t;
 
 static int truth_begin(void *ctx, int h, int w, char *why, size_t whylen) {
   truth_sink_t *t = ctx;
   if (h != t->h || w != t->w) {
-    snprintf(why, whylen, "mask is %dx%d but its image is %dx%d", w, h, t->w, t->h);
+    cg_image_size_mismatch(t->image, t->h, t->w, h, w, why, whylen);
     return -1;
   }
   t->m = cg_malloc((size_t)h * w, "mask");
@@ -959,10 +960,10 @@ static int truth_row(void *ctx, int y, const uint8_t *px, char *why, size_t whyl
 
 /* The ground truth of p at its size (class ids, the ignore label; binary: 0/1), or NULL with
  * a message naming the file. */
-static uint8_t *load_truth(const popts_t *o, const pimg_t *p, int ignore, char *err,
-                           size_t errlen) {
+static uint8_t *load_truth(const popts_t *o, char **files, const pimg_t *p, int ignore,
+                           char *err, size_t errlen) {
   const char *path = o->list_masks ? o->list_masks[p->file] : o->dir_masks[p->file];
-  truth_sink_t t = {p->h, p->w, p->k, ignore, NULL, o->has_map ? &o->map : NULL};
+  truth_sink_t t = {p->h, p->w, p->k, ignore, NULL, o->has_map ? &o->map : NULL, files[p->file]};
   const cg_png_sink_t sink = {truth_begin, truth_row, &t};
   const cg_png_as_t as = p->k == 1 && ignore < 0 && !o->has_map ? CG_PNG_AS_MASK
                                                                 : CG_PNG_AS_LABEL;
@@ -988,7 +989,7 @@ static int check_truth(const popts_t *o, char **files, int nfiles, int k, int ig
   for (int i = c->rank; (o->list_masks || o->dir_masks) && i < nfiles; i += c->size) {
     pimg_t p = {.file = i, .k = k};
     if (cg_image_read_size(files[i], o->max_pixels, &p.h, &p.w, err, errlen)) return -1;
-    uint8_t *truth = load_truth(o, &p, ignore, err, errlen);
+    uint8_t *truth = load_truth(o, files, &p, ignore, err, errlen);
     if (!truth) {
       char *why = strdup(err);
       snprintf(err, errlen, "%s: %s", o->list_masks ? "ground truth" : "--masks",
@@ -1083,7 +1084,7 @@ static void pimg_finish(pimg_t *p, const popts_t *o, char **files, const cg_ckpt
   char err[2400], stem[1024], path[2200];
   cg_image_stem(files[p->file], stem, sizeof stem);
   if (o->masks[0] || o->list_masks) {
-    uint8_t *truth = load_truth(o, p, t->ignore, err, sizeof err);
+    uint8_t *truth = load_truth(o, files, p, t->ignore, err, sizeof err);
     if (!truth) cg_die(CG_EXIT_USAGE, "predict: %s: %s", o->list_masks ? "ground truth" : "--masks",
                        err);
     cg_confusion_t one = {0};
