@@ -31,8 +31,8 @@ static int check_labels(const cg_source_t *s, const char *spec, const cg_source_
   const int ig = o->ignore >= (k > 1 ? k : 2) ? o->ignore : -1;
   if (k == pk && ig == pi) return 0;
   snprintf(err, errlen, "%s: packed with --num-classes %d --ignore-index %d, read with "
-           "--num-classes %d --ignore-index %d: train with the shard's (or pack it again)", spec,
-           pk, pi, k, ig);
+           "--num-classes %d --ignore-index %d: give the run the shard's (or pack it again with "
+           "the run's)", spec, pk, pi, k, ig);
   return -1;
 }
 

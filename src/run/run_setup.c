@@ -343,6 +343,15 @@ static int take_balanced(cg_run_t *r, const int64_t *hist, char *err, size_t err
              : 0;
 }
 
+/* Prefixes err (a source's message, which names its path) with the flag that gave the source;
+ * returns -1. */
+static int name_flag(const char *flag, char *err, size_t errlen) {
+  char *why = strdup(err);
+  if (why) snprintf(err, errlen, "%s: %s", flag, why);
+  free(why);
+  return -1;
+}
+
 /* Every rank opens the files itself (they are checked at open) and they agree on the verdict.
  * With --check-data a pair failing at open is left out and kept for the check's list (even
  * without --skip-bad), so every bad file is listed and counted, not the first alone. */
@@ -368,10 +377,10 @@ static int open_files(cg_run_t *r, char *err, size_t errlen) {
                                .ignore = cfg->ignore_index,
                                .label_map = cfg->label_map_table[0] ? &lm : NULL};
   if (!rc) r->base_src = cg_source_open_opts(cfg->data, &so, err, errlen);
-  if (!rc && !r->base_src) rc = -1;
+  if (!rc && !r->base_src) rc = name_flag("--data", err, errlen);
   if (!rc && cfg->val_data[0]) {
     r->val_base = cg_source_open_opts(cfg->val_data, &so, err, errlen);
-    rc = r->val_base ? 0 : -1;
+    rc = r->val_base ? 0 : name_flag("--val-data", err, errlen);
   }
   /* samples left out at open; --check-data (collective: only when every rank opened), also
    * the count of --class-weights balanced */
