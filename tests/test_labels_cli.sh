@@ -104,7 +104,8 @@ $BIN pack --images "$T/d/images" --masks "$T/d/masks" --out "$T/bin.cgds" --imag
 # a tool that only times the data reads a shard with the labels it records
 $BENCH cpu-tasks --data "$T/k_png.cgds" --image-size 32 --tasks 20 > "$T/ct.log" 2>&1 ||
   { cat "$T/ct.log"; fail "cpu-tasks on a K = 4 shard"; }
-expect2 "--data: $T/bin.cgds: packed with --num-classes 1 --ignore-index -1, read with --num-classes 4" \
+expect2 "--data: $T/bin.cgds: packed with --num-classes 1 --ignore-index -1, read with \
+--num-classes 4" \
   $MPIRUN -np 1 $BIN train $SMALL --data "$T/bin.cgds" --num-classes 4 --steps 2
 # as --val-data beside a directory: the flag named
 expect2 "--val-data: $T/bin.cgds: packed with --num-classes 1" \
