@@ -758,6 +758,9 @@ static void test_pair_list(void) {
   static char longl[9000];
   memset(longl, 'x', sizeof longl - 1);
   expect_list_fail("lst/long.txt", longl, "lst/long.txt:1: line longer than 8192 bytes");
+  expect_list_fail("lst/cr.txt", "../ds/images/a00.png ../ds/masks/a00.png\r"
+                   "../ds/images/a01.png ../ds/masks/a01.png\r",
+                   "lst/cr.txt:1: a carriage return inside a line: the list has old Mac line ends");
   /* a NUL byte past the first 4 KiB (before it, the file is no list: opened as a shard) */
   static char nul[5000];
   memset(nul, '#', sizeof nul);

@@ -13,7 +13,8 @@
 #define LIST_LINE_MAX 8192
 
 /* Reads one line of f into buf (without its end: "\n" or "\r\n"): its length, -1 at the end of
- * the file, -2 for a line over LIST_LINE_MAX bytes, -3 for a NUL byte (not a text file). */
+ * the file, -2 for a line over LIST_LINE_MAX bytes, -3 for a NUL byte (not a text file), -4 for
+ * a carriage return inside it (old Mac line ends, "\r" alone). */
 static int read_line(FILE *f, char *buf) {
   int n = 0, c;
   while ((c = getc(f)) != EOF && c != '\n') {
@@ -24,7 +25,7 @@ static int read_line(FILE *f, char *buf) {
   if (c == EOF && n == 0) return -1;
   if (n && buf[n - 1] == '\r') n--;
   buf[n] = 0;
-  return n;
+  return memchr(buf, '\r', (size_t)n) ? -4 : n;
 }
 
 /* What the first n bytes of a file, b, show it to be when it is no text list, or NULL. */
@@ -252,9 +253,12 @@ int cg_pairlist_read(const char *list, cg_pairlist_masks_t masks, cg_pairlist_t 
       snprintf(err + k, errlen - (size_t)k, "%s)", missing > 6 ? " ..." : "");
     rc = -1;
   }
-  if (!rc && (n == -2 || n == -3)) {
+  if (!rc && (n == -2 || n == -3 || n == -4)) {
     if (n == -2)
       snprintf(err, errlen, "%s:%ld: line longer than %d bytes", list, line + 1, LIST_LINE_MAX);
+    else if (n == -4)
+      snprintf(err, errlen, "%s:%ld: a carriage return inside a line: the list has old Mac line "
+               "ends (CR alone); save it with LF or CRLF ends", list, line + 1);
     else
       snprintf(err, errlen, "%s:%ld: a NUL byte: not a text list of IMAGE MASK lines", list,
                line + 1);
