@@ -4,11 +4,13 @@
  * (dx, dw, db) matches central finite differences of L = sum(r .* y), r random, taken on the
  * double reference. Views are channel slices of wider buffers where the model has them, and
  * the channels around a slice must come back untouched. Shapes are chosen so that the kernels
- * split rows into several chunks, some spanning two images, and dW into several partials.
+ * split rows into several chunks, some spanning two images, and dW into several partials, and
+ * so that a layer of one chunk splits each of its GEMMs (y, dW, dx) into blocks of columns.
  * The loss is checked the same way (weights of 0, grad_scale), then the whole UNet: the
  * gradient assembled from the float kernels along the graph of model.c (need_dx, accum_dx)
  * against finite differences of cg_ref_net_loss. Finally every kernel must give bitwise the
- * same results with 1, 2, 3 and (if more) all the machine's threads. */
+ * same results with 1, 2, 3 and (if more) all the machine's threads (a layer of one chunk
+ * too). */
 #include <math.h>
 #include <omp.h>
 #include <stdio.h>
@@ -293,6 +295,13 @@ static void test_layers(cg_cpu_ws_t *ws) {
        * are more chunks than dW partials and a partial sums several chunks. */
       {"conv3 many chunks no-dx",  K_CONV,  3, 1, 2, 400, 64, 2, 1,  2, 0,     3, 1,     2, 0,     2, 0,     0, 0},
       {"upconv many chunks no-dx", K_UPCONV,2, 0, 2, 800, 64, 1, 2,  3, 1,     2, 0,     2, 0,     2, 0,     0, 0},
+      /* One chunk (16 pixels): the team shares it, each GEMM in blocks of at least 128 of its
+       * columns: dW's (9 cin or cin), y's (cout), dx's (cin), two or more of them. */
+      {"conv3 one chunk dW blocks",  K_CONV, 3, 1, 1, 4, 4, 29, 3,   31, 2,    3, 0,     3, 0,     29, 0,    1, 0},
+      {"conv3 one chunk y blocks",   K_CONV, 3, 1, 1, 4, 4, 1, 256,  1, 0,     258, 1,   256, 0,   1, 0,     1, 0},
+      {"conv3 one chunk dx blocks",  K_CONV, 3, 0, 1, 4, 4, 256, 1,  256, 0,   1, 0,     2, 1,     257, 1,   1, 1},
+      {"conv1 one chunk dW dx blocks", K_CONV, 1, 1, 1, 4, 4, 256, 2, 256, 0,  2, 0,     2, 0,     256, 0,   1, 0},
+      {"conv1 one chunk y blocks",   K_CONV, 1, 0, 1, 4, 4, 2, 256,  2, 0,     256, 0,   256, 0,   2, 0,     1, 1},
       {"maxpool skip slice accum", K_POOL,  2, 0, 2, 6, 8, 3, 3,     6, 3,     3, 0,     3, 0,     6, 3,     1, 1},
       {"maxpool overwrite",        K_POOL,  2, 0, 2, 4, 6, 2, 2,     2, 0,     5, 2,     4, 1,     3, 1,     1, 0},
   };
@@ -1071,6 +1080,24 @@ static size_t run_all(float *out, cg_cpu_ws_t *ws) {
   memcpy(out + o, &l, sizeof l), o += 2;
   memcpy(out + o, dx.buf, 8 * 256 * 4), o += 8 * 256;
   free(x.buf), free(y.buf), free(dy.buf), free(dx.buf);
+  /* a layer of one chunk (16 pixels) shared by the team in blocks of columns: 64 -> 256
+   * channels, y in 2 blocks, dW in 4 (3x3) or 1, dx in 1 */
+  const int oc = 256, ic = 64;
+  ftensor_t x1 = ft_make(1, 4, 4, ic, ic, 0, -1, 1, 81);
+  ftensor_t y1 = ft_make(1, 4, 4, oc, oc, 0, 0, 1, 82);
+  ftensor_t dy1 = ft_make(1, 4, 4, oc, oc, 0, -1, 1, 83);
+  ftensor_t dx1 = ft_make(1, 4, 4, ic, ic, 0, 0, 0, 84);
+  const size_t wl = (size_t)oc * 9 * ic + oc; /* the weights and the bias after them */
+  float *w1 = cg_malloc(sizeof(float) * wl, "w"), *dw1 = cg_malloc(sizeof(float) * wl, "dw");
+  cg_test_fill(w1, wl, -0.1f, 0.1f, 85);
+  for (int k = 1; k <= 3; k += 2) {
+    cg_cpu_conv_fwd(&x1.v, w1, w1 + wl - oc, k, 1, &y1.v, ws);
+    cg_cpu_conv_bwd(&x1.v, w1, &y1.v, &dy1.v, k, 1, &dx1.v, 0, dw1, dw1 + oc * k * k * ic, ws);
+    memcpy(out + o, y1.buf, y1.len * 4), o += y1.len;
+    memcpy(out + o, dx1.buf, dx1.len * 4), o += dx1.len;
+    memcpy(out + o, dw1, (size_t)(oc * k * k * ic + oc) * 4), o += (size_t)oc * k * k * ic + oc;
+  }
+  free(x1.buf), free(y1.buf), free(dy1.buf), free(dx1.buf), free(w1), free(dw1);
   return o;
 }
 

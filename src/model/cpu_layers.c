@@ -3,9 +3,11 @@
  * Convolutions are im2col + GEMM over "row chunks": a chunk is a run of consecutive image rows,
  * flat over n*h so it may span images, small enough that its im2col buffer stays in L2 and big
  * enough that its GEMM is efficient. Each chunk is done by one thread with a single-threaded
- * GEMM. The chunking depends only on the shapes, never on the thread count, and every
- * reduction over pixels (dW, db) goes through per-group partials added in a fixed order, so
- * results are bitwise the same for any number of threads.
+ * GEMM; a layer of one chunk (the deepest levels of a small image) is shared by the team, its
+ * GEMMs cut into blocks of columns that depend on the shape alone. The chunking depends only
+ * on the shapes, never on the thread count, and every reduction over pixels (dW, db) goes
+ * through per-group partials added in a fixed order, so results are bitwise the same for any
+ * number of threads.
  *
  * The input gradient of a 3x3 convolution is computed as a gather: the convolution of dY with
  * the flipped, transposed kernel. That is the same arithmetic as dcol = dY*W + col2im, but
@@ -38,7 +40,8 @@ enum {
   CG_MIN_M = 128,            /* GEMM rows per chunk, at least (when the tensor has them) */
   CG_MIN_CHUNKS = 8,         /* chunks per layer, when that keeps CG_MIN_M: load balance */
   CG_MAX_GROUPS = 16,        /* dW partial sums per layer, at most */
-  CG_PART_BUDGET = 8 << 20   /* floats of dW partials per layer, at most (32 MB) */
+  CG_PART_BUDGET = 8 << 20,  /* floats of dW partials per layer, at most (32 MB) */
+  CG_ONE_COLS = 128          /* a layer of one chunk: columns of C per GEMM, at least */
 };
 
 /* ---- workspace -------------------------------------------------------------------------- */
@@ -314,6 +317,32 @@ static void bias_act(float *restrict y, size_t np, int c, size_t ld, const float
   }
 }
 
+/* ---- a layer of one chunk -------------------------------------------------------------- */
+
+/* The deepest levels of a small image are one chunk (fewer rows than CG_MIN_M pixels need):
+ * there the team shares the chunk instead of leaving all but one thread idle. Worksharing
+ * loops: call them from inside a parallel region. */
+
+/* im2col3 of rows [0, rows), a row per iteration. */
+static void im2col3_rows(const cg_view_t *x, int rows, float *col) {
+  const size_t row = (size_t)x->w * 9 * x->c;
+#pragma omp for schedule(static)
+  for (int r = 0; r < rows; r++) im2col3(x, r, r + 1, col + (size_t)r * row);
+}
+
+/* cg_cpu_gemm as n / CG_ONE_COLS blocks of C's columns (at least one), each a single-threaded
+ * GEMM. The blocks depend on n alone, so results do not depend on the number of threads. */
+static void gemm_cols(int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda,
+                      const float *b, int ldb, float beta, float *c, int ldc) {
+  const int nb = n / CG_ONE_COLS > 1 ? n / CG_ONE_COLS : 1;
+#pragma omp for schedule(dynamic, 1)
+  for (int j = 0; j < nb; j++) {
+    const int j0 = (int)((long long)j * n / nb), j1 = (int)((long long)(j + 1) * n / nb);
+    cg_cpu_gemm(ta, tb, m, j1 - j0, k, alpha, a, lda, tb ? b + (size_t)j0 * ldb : b + j0, ldb,
+                beta, c + j0, ldc);
+  }
+}
+
 /* ---- convolution ------------------------------------------------------------------------ */
 
 static void check_conv(const cg_view_t *x, const cg_view_t *y, int k) {
@@ -334,6 +363,19 @@ void cg_cpu_conv_fwd(const cg_view_t *x, const float *wt, const float *bias, int
   float *col = NULL;
   const size_t stride = k == 3 ? round16((size_t)pl.rows * w * K) : 0;
   if (k == 3) col = cg_cpu_ws_get(ws, stride * omp_get_max_threads());
+  if (pl.nchunks == 1) {
+    const int m = rows * w;
+#pragma omp parallel
+    {
+      if (k == 3) im2col3_rows(x, rows, col);
+      gemm_cols(0, 1, m, cout, K, 1.0f, k == 3 ? col : x->p, k == 3 ? K : x->ld, wt, K, 0.0f,
+                y->p, (int)ldy);
+#pragma omp for schedule(static)
+      for (int r = 0; r < rows; r++)
+        bias_act(y->p + (size_t)r * w * ldy, (size_t)w, cout, ldy, bias, relu);
+    }
+    return;
+  }
 #pragma omp parallel for schedule(dynamic, 1)
   for (int c = 0; c < pl.nchunks; c++) {
     int r0, r1;
@@ -442,8 +484,22 @@ void cg_cpu_conv_bwd(const cg_view_t *x, const float *wt, const cg_view_t *y, co
     mask_and_bias_part(y, dy, relu, &pl, w, dbpart);
 #pragma omp single nowait
     sum_parts(db, dbpart, pl.nchunks, cout);
+    if (pl.nchunks == 1) { /* the team shares the chunk: dW, then dx (the col buffer again) */
+      const int m = rows * w;
+      if (k == 3) im2col3_rows(x, rows, col);
+      gemm_cols(1, 0, cout, K, m, 1.0f, dy->p, (int)ldd, k == 3 ? col : x->p,
+                k == 3 ? K : (int)ldx, 0.0f, dw, K);
+      if (dx && k == 3) {
+        im2col3_rows(dy, rows, col);
+        gemm_cols(0, 1, m, cin, KT, 1.0f, col, KT, wflip, KT, accum_dx ? 1.0f : 0.0f, dx->p,
+                  dx->ld);
+      } else if (dx) {
+        gemm_cols(0, 0, m, cin, cout, 1.0f, dy->p, (int)ldd, wt, cin, accum_dx ? 1.0f : 0.0f,
+                  dx->p, dx->ld);
+      }
+    }
 #pragma omp for schedule(dynamic, 1)
-    for (int g = 0; g < pl.ngroups; g++) {
+    for (int g = 0; g < pl.ngroups * (pl.nchunks > 1); g++) {
       float *cb = col + stride * omp_get_thread_num();
       float *dwg = g == 0 ? dw : dwpart + (size_t)(g - 1) * wlen;
       int c0 = (int)((long long)g * pl.nchunks / pl.ngroups);
