@@ -32,6 +32,10 @@
  *     set to the average (bf16: the low-precision copy refreshed), and a second swap restores
  *     both; and 3 again with it and clipping (the first step's ema_w 1 copies, the rest 0.1:
  *     the average inside the graph bitwise eager's).
+ * CG_TEST_STEP_PART=1, 2 or 3 runs a third of this, so that the emulated runs of a larger shape
+ * are three tests, each well inside its time limit on a small machine: 1, items 1, 2, 4, 6-10
+ * and 3's plain run; 2, item 5 and SGD's; 3, the rest of 3 (with accumulation, and with 5, 9
+ * and 10's settings inside the graph).
  * Exits 77 without a usable GPU. */
 #include <math.h>
 #include <stdio.h>
@@ -695,6 +699,10 @@ int main(void) {
                 BASE > 64 || HW < 8 || HW > 256 || HW % (1 << DEPTH)))
     CG_FATAL("CG_TEST_STEP_SHAPE=%s: want BASE,HW (1-64 channels, 8-256 pixels, a multiple of "
              "%d)", shape, 1 << DEPTH);
+  const char *pe = getenv("CG_TEST_STEP_PART");
+  const int part = pe ? atoi(pe) : 0;
+  if (pe && (part < 1 || part > 3 || pe[1]))
+    CG_FATAL("CG_TEST_STEP_PART=%s: want 1, 2 or 3 (main's thirds)", pe);
   printf("UNet: in %d, base %d, depth %d, %dx%d, batch %d\n", IN_C, BASE, DEPTH, HW, HW, N);
   cg_model_t m;
   cg_buckets_t bk;
@@ -704,33 +712,41 @@ int main(void) {
     for (size_t j = 0; j < m.layers[i].b_len; j++)
       p0[m.layers[i].b_off + j] = 0.02f * (float)((int)(j % 5) - 2);
   cg_test_data_t d = make_data(42);
-  test_vs_cpu(&m, &bk, p0, &d);
-  test_graph_pipeline(&m, &bk, p0, 1);
-  test_graph_pipeline(&m, &bk, p0, 2);
-  test_accum(&m, &bk, p0);
-  test_clip(&m, &bk, p0, &d);
-  test_loss_setting(&m, &bk, p0, &d, "no Dice (dice_weight 0)", 0.0f, NULL, 0.0f, 0.0f, 1);
-  const float pw = 3.0f;
-  test_loss_setting(&m, &bk, p0, &d, "BCE's pos_weight 3 (class_weight)", 1.0f, &pw, 0.0f, 0.0f,
-                    0);
-  /* (1 - p_t)^2 < 1: a lower loss */
-  test_loss_setting(&m, &bk, p0, &d, "the focal loss (focal_gamma 2)", 1.0f, NULL, 2.0f, 0.0f,
-                    1);
-  /* the untrained net's p_t are near 1/2, above 0.05: the threshold is the quarter's key, and
-   * the BCE mean over the hardest quarter is above the mean over every pixel */
-  g_ohem_mk = (int64_t)HW * HW / 4;
-  test_loss_setting(&m, &bk, p0, &d, "OHEM (ohem_thresh 0.05, min_kept a quarter)", 1.0f, NULL,
-                    0.0f, 0.05f, 0);
-  g_ohem = 0.05f; /* the thresholds inside the captured graph */
-  test_graph_pipeline(&m, &bk, p0, 1);
-  g_ohem = 0.0f, g_ohem_mk = 0;
-  test_sgd(&m, &bk, p0, &d);
-  test_ema(&m, &bk, p0, &d);
-  g_clip = 0.05f; /* the norm, the clip factor and the moving average inside the graph */
-  g_ema = 1;
-  test_graph_pipeline(&m, &bk, p0, 1);
-  g_clip = 0.0f;
-  g_ema = 0;
+  if (!part || part == 1) {
+    test_vs_cpu(&m, &bk, p0, &d);
+    test_accum(&m, &bk, p0);
+    test_loss_setting(&m, &bk, p0, &d, "no Dice (dice_weight 0)", 0.0f, NULL, 0.0f, 0.0f, 1);
+    const float pw = 3.0f;
+    test_loss_setting(&m, &bk, p0, &d, "BCE's pos_weight 3 (class_weight)", 1.0f, &pw, 0.0f,
+                      0.0f, 0);
+    /* (1 - p_t)^2 < 1: a lower loss */
+    test_loss_setting(&m, &bk, p0, &d, "the focal loss (focal_gamma 2)", 1.0f, NULL, 2.0f, 0.0f,
+                      1);
+    /* the untrained net's p_t are near 1/2, above 0.05: the threshold is the quarter's key, and
+     * the BCE mean over the hardest quarter is above the mean over every pixel */
+    g_ohem_mk = (int64_t)HW * HW / 4;
+    test_loss_setting(&m, &bk, p0, &d, "OHEM (ohem_thresh 0.05, min_kept a quarter)", 1.0f, NULL,
+                      0.0f, 0.05f, 0);
+    g_ohem_mk = 0;
+    test_ema(&m, &bk, p0, &d);
+    test_graph_pipeline(&m, &bk, p0, 1);
+  }
+  if (!part || part == 2) {
+    test_clip(&m, &bk, p0, &d);
+    test_sgd(&m, &bk, p0, &d);
+  }
+  if (!part || part == 3) { /* 3 with accumulation, and with what 5, 9 and 10 put inside the
+                             * captured graph */
+    test_graph_pipeline(&m, &bk, p0, 2);
+    g_ohem = 0.05f, g_ohem_mk = (int64_t)HW * HW / 4; /* the thresholds inside the graph */
+    test_graph_pipeline(&m, &bk, p0, 1);
+    g_ohem = 0.0f, g_ohem_mk = 0;
+    g_clip = 0.05f; /* the norm, the clip factor and the moving average inside the graph */
+    g_ema = 1;
+    test_graph_pipeline(&m, &bk, p0, 1);
+    g_clip = 0.0f;
+    g_ema = 0;
+  }
   cg_test_data_free(&d);
   free(p0);
   return cg_test_done("test_gpu_step");
