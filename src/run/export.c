@@ -646,7 +646,7 @@ int cg_import_main(int argc, char **argv) {
   if (lock == -2) fprintf(stderr, "cogpu-dist: warning: import: %s\n", err);
   cg_ckpt_list_free(paths, steps, nck);
   char path[1024];
-  const char *run_file = NULL; /* the import writes last (replaced), a run there the others */
+  const char *run_file = NULL; /* import would replace last; best, the history: another run's */
   static const char *const names[] = {"last", "best", "history.jsonl"};
   for (size_t i = 0; i < sizeof names / sizeof *names && !run_file; i++) {
     struct stat st;
