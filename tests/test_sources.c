@@ -761,6 +761,9 @@ static void test_pair_list(void) {
   expect_list_fail("lst/cr.txt", "../ds/images/a00.png ../ds/masks/a00.png\r"
                    "../ds/images/a01.png ../ds/masks/a01.png\r",
                    "lst/cr.txt:1: a carriage return inside a line: the list has old Mac line ends");
+  static char crl[9000]; /* a long one reads as one line past the line limit: still CR ends */
+  for (size_t i = 0; i + 1 < sizeof crl; i++) crl[i] = i % 60 == 59 ? '\r' : 'a';
+  expect_list_fail("lst/crlong.txt", crl, "lst/crlong.txt:1: a carriage return inside a line");
   /* a NUL byte past the first 4 KiB (before it, the file is no list: opened as a shard) */
   static char nul[5000];
   memset(nul, '#', sizeof nul);

@@ -19,7 +19,7 @@ static int read_line(FILE *f, char *buf) {
   int n = 0, c;
   while ((c = getc(f)) != EOF && c != '\n') {
     if (c == 0) return -3;
-    if (n == LIST_LINE_MAX) return -2;
+    if (n == LIST_LINE_MAX) return memchr(buf, '\r', (size_t)n) ? -4 : -2; /* CR-only ends */
     buf[n++] = (char)c;
   }
   if (c == EOF && n == 0) return -1;

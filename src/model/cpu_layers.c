@@ -319,7 +319,7 @@ static void bias_act(float *restrict y, size_t np, int c, size_t ld, const float
 
 /* ---- a layer of one chunk -------------------------------------------------------------- */
 
-/* The deepest levels of a small image are one chunk (fewer rows than CG_MIN_M pixels need):
+/* The deepest levels of a small image are one chunk (no more rows than CG_MIN_M pixels need):
  * there the team shares the chunk instead of leaving all but one thread idle. Worksharing
  * loops: call them from inside a parallel region. */
 
