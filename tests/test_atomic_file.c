@@ -281,6 +281,45 @@ static void test_check_probe(void) {
   printf("PASS check: an output directory where nothing can be made is refused: %s\n", err);
 }
 
+/* cg_afile_check: a run's validation history and --stats-out log (by their first record) are
+ * refused as what another output replaces (export --out ck/history.jsonl lost the history),
+ * taken by --history-out (which a resume rewrites) and by what appends; a metrics JSON
+ * ("steps", not "step") and a history-like text of another shape are outputs as before. */
+static void test_check_logs(void) {
+  char err[512];
+  const struct {
+    const char *name, *text, *what; /* what: a refusal's words, NULL: an output */
+  } files[] = {
+      {"h.jsonl", "{\"step\": 40, \"epoch\": 1.25, \"wall_s\": 3.5}\n", "validation history"},
+      {"s.jsonl", "{\"step\": 7, \"total_steps\": 100, \"final\": false}\n", "--stats-out log"},
+      {"m.json", "{\"steps\": 40, \"steps_trained\": 40}\n", NULL},
+      {"o.jsonl", "{\"step\": 40, \"loss\": 0.5}\n", NULL},
+      {"n.jsonl", "{\"step\": , \"epoch\": 1}\n", NULL}};
+  for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+    const char *p = at(files[i].name);
+    CG_TEST_CHECK(cg_afile_save(p, files[i].text, strlen(files[i].text), err, sizeof err) == 0,
+                  "save: %s", err);
+    err[0] = 0;
+    const int rc = cg_afile_check("--out", p, CG_AFILE_REPLACE, err, sizeof err);
+    if (files[i].what)
+      CG_TEST_CHECK(rc == -1 && strstr(err, files[i].what) && strstr(err, "--out") &&
+                        strstr(err, "not an output"), "%s as --out: %d '%s'", files[i].name,
+                    rc, err);
+    else
+      CG_TEST_CHECK(rc == 0, "%s as --out: '%s'", files[i].name, err);
+    if (files[i].what) printf("  refused: %s\n", err);
+    CG_TEST_CHECK(cg_afile_check("--history-out", p, CG_AFILE_REPLACE_HISTORY, err,
+                                 sizeof err) == 0 &&
+                      cg_afile_check("--stats-out", p, CG_AFILE_APPEND, err, sizeof err) == 0,
+                  "%s as --history-out or --stats-out: '%s'", files[i].name, err);
+    CG_TEST_CHECK(cg_afile_check("--out", p, CG_AFILE_REPLACE_SHARD, err, sizeof err) ==
+                      (files[i].what ? -1 : 0), "%s as pack --out: '%s'", files[i].name, err);
+    unlink(p);
+  }
+  printf("PASS check: a run's history and stats log are no outputs but for --history-out and "
+         "what appends\n");
+}
+
 int main(void) {
   snprintf(dir, sizeof dir, "/tmp/cg_afile_XXXXXX");
   if (!mkdtemp(dir)) return 1;
@@ -292,6 +331,7 @@ int main(void) {
   test_symlinks();
   test_read();
   test_check_probe();
+  test_check_logs();
   unlink(at("out.txt"));
   unlink(at("keep.txt"));
   CG_TEST_CHECK(entries() == 0, "%d entries left in the directory", entries());

@@ -164,7 +164,7 @@ expect2 "import into a directory with checkpoints" "already holds" \
 expect2 "export without --out" "--out is required" $BIN export --checkpoint "$T/ck1"
 expect2 "export of a missing checkpoint" "$T/nope" $BIN export --checkpoint "$T/nope" --out "$T/x"
 # a run's files are no outputs: DIR/last (a run resumes through it), a checkpoint's name (a run
-# would take the file for one), and an import into a directory with a file named last
+# would take the file for one), its history (by its first record), and an import into a directory with a file named last
 cp "$T/ck1/last" "$T/last.keep"
 expect2 "export over a checkpoint directory's last" "is a checkpoint directory's last or best" \
   $BIN export --checkpoint "$T/ck1" --out "$T/ck1/last"
@@ -172,6 +172,10 @@ cmp -s "$T/ck1/last" "$T/last.keep" || fail "the refused export changed DIR/last
 expect2 "export to a checkpoint's name" "is named as checkpoints are" \
   $BIN export --checkpoint "$T/ck1" --out "$T/ck1/ckpt-0000000099.cgck"
 [ ! -e "$T/ck1/ckpt-0000000099.cgck" ] || fail "export wrote a file named as a checkpoint"
+cp "$T/ck1/history.jsonl" "$T/history.keep" || fail "the run wrote no history.jsonl"
+expect2 "export over a run's history" "is a run's validation history" \
+  $BIN export --checkpoint "$T/ck1" --out "$T/ck1/history.jsonl"
+cmp -s "$T/ck1/history.jsonl" "$T/history.keep" || fail "the refused export changed the history"
 mkdir -p "$T/notes" && echo "my notes" > "$T/notes/last"
 expect2 "import into a directory holding a file named last" "already holds a file named last" \
   $BIN import --in "$T/m1.safetensors" --out "$T/notes"

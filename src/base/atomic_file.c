@@ -269,9 +269,21 @@ static size_t ckpt_name_len(const char *s) {
   return i > 5 && !strncmp(s + i, ".cgck", 5) ? i + 5 : 0;
 }
 
+/* What record log of a run's the text at b starts, or NULL: a validation history (history.jsonl,
+ * src/run/history.c) or a --stats-out log (src/report/stats.c), both JSON lines. */
+static const char *run_log_kind(const char *b) {
+  if (strncmp(b, "{\"step\": ", 9) != 0) return NULL;
+  size_t i = 9;
+  while (b[i] >= '0' && b[i] <= '9') i++;
+  if (i == 9) return NULL;
+  if (!strncmp(b + i, ", \"epoch\": ", 11)) return "a run's validation history (history.jsonl)";
+  if (!strncmp(b + i, ", \"total_steps\": ", 17)) return "a run's --stats-out log";
+  return NULL;
+}
+
 /* What input data the file at path holds, from its first bytes, or NULL. */
 static const char *input_kind(const char *path) {
-  unsigned char b[48] = {0};
+  unsigned char b[64] = {0};
   FILE *f = fopen(path, "rb");
   if (!f) return NULL;
   const size_t n = fread(b, 1, sizeof b - 1, f);
@@ -291,7 +303,7 @@ static const char *input_kind(const char *path) {
   if (n >= 4 && (!memcmp(b, "II*\0", 4) || !memcmp(b, "MM\0*", 4))) return "a TIFF image";
   if (n >= 8 && !memcmp(b, "CGCKPT\r\n", 8)) return "a cogpu-dist checkpoint";
   if (n >= 4 && !memcmp(b, "CGDS", 4)) return "a .cgds shard";
-  return NULL;
+  return run_log_kind((const char *)b);
 }
 
 /* 0 when dir takes what a writer does there: two temporaries of the writers' form
@@ -350,7 +362,13 @@ int cg_afile_check(const char *flag, const char *path, cg_afile_how_t how, char 
     return -1;
   }
   const char *data = exists && S_ISREG(st.st_mode) ? input_kind(path) : NULL;
-  if (data && !(how == CG_AFILE_REPLACE_SHARD && !strcmp(data, "a .cgds shard"))) {
+  if (data && !strncmp(data, "a run's ", 8)) { /* appended to, or rewritten by its own flag */
+    if (how != CG_AFILE_APPEND && how != CG_AFILE_REPLACE_HISTORY) {
+      snprintf(err, errlen, "%s: '%.300s' is %s, not an output: give another file name", flag,
+               path, data);
+      return -1;
+    }
+  } else if (data && !(how == CG_AFILE_REPLACE_SHARD && !strcmp(data, "a .cgds shard"))) {
     snprintf(err, errlen, "%s: '%.300s' is %s (input data), not an output: give another file "
              "name", flag, path, data);
     return -1;

@@ -236,7 +236,7 @@ static int check_outputs(cg_run_t *r, char *err, size_t errlen) {
                 {"--params-out", cfg->params_out, CG_AFILE_REPLACE},
                 {"--stats-out", cfg->stats_out, CG_AFILE_APPEND},
                 {"--prom-out", cfg->prom_out, CG_AFILE_REPLACE},
-                {"--history-out", cfg->history_out, CG_AFILE_REPLACE}, /* rewritten on resume */
+                {"--history-out", cfg->history_out, CG_AFILE_REPLACE_HISTORY}, /* on resume */
                 {"--history-csv", cfg->history_csv, CG_AFILE_REPLACE},
                 {"--lr-find-out", cfg->lr_find_out, CG_AFILE_REPLACE}};
     for (size_t i = 0; i < sizeof outs / sizeof outs[0] && !rc; i++)
@@ -256,7 +256,7 @@ static int check_outputs(cg_run_t *r, char *err, size_t errlen) {
       char hist[CG_PATH_MAX + 32];
       snprintf(hist, sizeof hist, "%s/history.jsonl", cfg->checkpoint_dir);
       rc = check_output_path(cfg, "--history-out (default: DIR/history.jsonl)", hist,
-                             CG_AFILE_REPLACE, err, errlen);
+                             CG_AFILE_REPLACE_HISTORY, err, errlen);
     }
   }
   CG_CHECK_MPI(MPI_Bcast(&rc, 1, MPI_INT, 0, r->c->world));
