@@ -164,7 +164,8 @@ expect2 "import into a directory with checkpoints" "already holds" \
 expect2 "export without --out" "--out is required" $BIN export --checkpoint "$T/ck1"
 expect2 "export of a missing checkpoint" "$T/nope" $BIN export --checkpoint "$T/nope" --out "$T/x"
 # a run's files are no outputs: DIR/last (a run resumes through it), a checkpoint's name (a run
-# would take the file for one), its history (by its first record), and an import into a directory with a file named last
+# would take the file for one), its history (by its first record), and an import into a
+# directory with a file named last
 cp "$T/ck1/last" "$T/last.keep"
 expect2 "export over a checkpoint directory's last" "is a checkpoint directory's last or best" \
   $BIN export --checkpoint "$T/ck1" --out "$T/ck1/last"
