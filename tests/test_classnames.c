@@ -90,6 +90,9 @@ int main(void) {
                 "the names file");
   if (fd >= 0) close(fd);
   check(file, 3, "road,C#,sky", NULL);
+  FILE *cr = fopen(file, "w"); /* old Mac line ends: "road\rsky" would be one name */
+  CG_TEST_CHECK(cr && fputs("road\rcar\rsky\r", cr) >= 0 && fclose(cr) == 0, "the CR file");
+  check(file, 3, NULL, ":1: a carriage return inside a line: the file has old Mac line ends");
   unlink(file);
   dataset("voc.names", 21, "background", "tvmonitor");
   dataset("cityscapes.names", 19, "road", "bicycle");

@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
-# cogpu-dist colors-to-ids: colour masks (RGB PNG, RGBA PNG, palette PNG, 16-bit RGB PNG, RGB
-# TIFF, GIF) in ISPRS's colours (scripts/datasets/isprs.colors) become palette PNGs whose values
-# are the ids NumPy maps the same pixels to, whose palette is the colours (so they look as
-# before), or gray PNGs with --gray; --unknown maps the colours the file does not list (counted);
-# without it such a pixel fails its file, named with its place and colour, and the other files
-# are still written (exit 2), and the run asked for next, into the same --out, replaces them; a
-# JPEG is refused; --tolerance 127 maps noisy DeepGlobe-like masks as a threshold at 128 would,
-# and refuses colours closer than 2T + 1; --rename swaps a name ending; --out = --in is
-# refused; a FILE with a bad line, a fifth number or a colour twice names the line (a BOM and
-# CRLF are read); a run trains on the converted masks (their palette is carried: predict writes
-# the same colours). The fixtures are written with Debian's Pillow and
-# NumPy (/usr/bin/python3); without them: skipped (77).
+# cogpu-dist colors-to-ids: colour masks (RGB PNG, RGBA PNG, palette PNG, 16-bit RGB PNG, RGB TIFF,
+# GIF) in ISPRS's colours (scripts/datasets/isprs.colors) become palette PNGs whose values are the
+# ids NumPy maps the same pixels to, whose palette is the colours (so they look as before), or gray
+# PNGs with --gray; --unknown maps the colours the file does not list (counted); without it such a
+# pixel fails its file, named with its place and colour, and the other files are still written
+# (exit 2), and the run asked for next, into the same --out, replaces them; a JPEG is refused;
+# --tolerance 127 maps noisy DeepGlobe-like masks as a threshold at 128 would, and refuses colours
+# closer than 2T + 1; --rename swaps a name ending (one that makes a hidden name, OUT/.png, which
+# train skips, is refused); --out = --in is refused; a FILE with a bad line, a fifth number or a
+# colour twice names the line (a BOM and CRLF are read; CR-only line ends, UTF-16 and a FIFO are
+# refused, naming the file); a run trains on the converted masks (their palette is carried: predict
+# writes the same colours). The fixtures are written with Debian's Pillow and NumPy
+# (/usr/bin/python3); without them: skipped (77).
 set -euo pipefail
 BIN=$1; MPIRUN="$2 --oversubscribe --bind-to none"
 SRC=$(cd "$(dirname "$0")/.." && pwd)
@@ -136,6 +137,9 @@ expect2 "--tolerance 5: the colours of --colors $T/close.colors:1 and :2 are wit
   $BIN colors-to-ids --colors "$T/close.colors" --in "$T/noisy" --out "$T/n2" --tolerance 5
 expect2 "--rename: 'x' is not A:B" \
   $BIN colors-to-ids --colors "$DG" --in "$T/noisy" --out "$T/n2" --rename x
+expect2 "--rename 119_mask:: $T/noisy/119_mask.png would be written as $T/n2/.png, a hidden" \
+  $BIN colors-to-ids --colors "$DG" --in "$T/noisy" --out "$T/n2" --rename 119_mask:
+[ -z "$(ls -A "$T/n2" 2> /dev/null)" ] || fail "a refused --rename wrote files"
 echo "ok: --tolerance 127 thresholds near colours at 128 (DeepGlobe's advice); --rename"
 
 # refusals
@@ -157,6 +161,17 @@ printf '\xef\xbb\xbf255 255 255 0 impervious\r\n0 0 255 1\r\n' > "$T/bom.colors"
 $BIN colors-to-ids --colors "$T/bom.colors" --in "$T/bad" --out "$T/bom" --unknown 9 \
   > "$T/bom.log" 2>&1 || { cat "$T/bom.log"; fail "a BOM and CRLF"; }
 expect2 "--colors FILE is required" $BIN colors-to-ids --in "$T/rgb" --out "$T/x"
+# old Mac line ends (Excel for Mac's "CSV (Macintosh)") read as one line would map one colour
+printf '255 255 255 0 impervious\r0 0 255 1 building\r' > "$T/cr.colors"
+expect2 "--colors $T/cr.colors:1: a carriage return inside a line: the file has old Mac line ends" \
+  $BIN colors-to-ids --colors "$T/cr.colors" --in "$T/rgb" --out "$T/x" --unknown 9
+printf '255 255 255 0\n' | iconv -t UTF-16 > "$T/u16.colors" # PowerShell's '>'
+expect2 "--colors $T/u16.colors: UTF-16 text (save it as UTF-8)" \
+  $BIN colors-to-ids --colors "$T/u16.colors" --in "$T/rgb" --out "$T/x"
+mkfifo "$T/fifo.colors" # read whole, never waited on
+expect2 "--colors $T/fifo.colors: not a regular file (a FIFO)" \
+  timeout 20 $BIN colors-to-ids --colors "$T/fifo.colors" --in "$T/rgb" --out "$T/x"
+[ ! -e "$T/x" ] || fail "a refused --colors FILE made --out"
 
 # a run on the converted masks: the palette carried to predict's masks
 mkdir -p "$T/data" && mv "$T/img" "$T/data/images" && mv "$T/ids" "$T/data/masks"

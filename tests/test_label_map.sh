@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # --label-map: stored mask values turned into class ids as masks are read. One data set stored
-# three ways (class ids 0..3 with 255 ignored; ADE20K's 0 = other, ids + 1; Cityscapes-like ids
-# 7, 11, 15, 19 with 0 unlabelled) trains the very same parameters with reduce-zero and with a
-# FROM TO file; pack --label-map keeps the map in the shard, which trains the same and from
-# which predict takes it; predict --label-map scores the same; a shard packed with another map,
-# synthetic data, a bad map file and a resume with another map (or edited file) are refused.
+# three ways (class ids 0..3 with 255 ignored; ADE20K's 0 = other, ids + 1; Cityscapes-like ids 7,
+# 11, 15, 19 with 0 unlabelled) trains the very same parameters with reduce-zero and with a FROM TO
+# file; pack --label-map keeps the map in the shard, which trains the same and from which predict
+# takes it; predict --label-map scores the same; a shard packed with another map, synthetic data, a
+# bad map file (old Mac line ends, a FIFO) and a resume with another map (or edited file) are
+# refused.
 set -euo pipefail
 BIN=$1; MPIRUN="$2 --oversubscribe --bind-to none"; BUILD=$3
 T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
@@ -75,6 +76,12 @@ expect2 "twice.map:2: 7 is mapped twice" $BIN train $S $K --data "$T/city" \
   --label-map "$T/twice.map"
 printf '* 255\n7 0\n* 0\n' > "$T/star.map"
 expect2 "star.map:3: * is mapped twice" $BIN train $S $K --data "$T/city" --label-map "$T/star.map"
+printf '* 255\r7 0\r11 1\r15 2\r19 3\r' > "$T/cr.map" # old Mac line ends: one line, all ignored
+expect2 "cr.map:1: a carriage return inside a line: the file has old Mac line ends" $BIN train \
+  $S $K --data "$T/city" --label-map "$T/cr.map"
+mkfifo "$T/fifo.map"
+expect2 "fifo.map: not a regular file (a FIFO)" timeout 60 $BIN train $S $K --data "$T/city" \
+  --label-map "$T/fifo.map"
 printf '7 9\n' > "$T/nine.map"
 expect2 "nine.map:1: 9 is not a class id of --num-classes 4" $BIN train $S $K \
   --data "$T/city" --label-map "$T/nine.map"

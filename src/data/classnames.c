@@ -7,7 +7,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "log.h" /* cg_malloc */
+#include "log.h"      /* cg_malloc */
+#include "pairlist.h" /* cg_text_file_read: the FILE */
 
 #define FILE_MAX (64 * 1024) /* a class list is a few KB; more is not one */
 
@@ -105,49 +106,25 @@ static int parse_file(const char *path, int k, cg_classnames_t *n, char *err, si
                "comma-separated)", path, missing ? "no file" : "not a regular file");
     return -1;
   }
-  if (st.st_size > FILE_MAX) {
-    snprintf(err, errlen, "%.400s: %lld bytes, more than a class list's %d", path,
-             (long long)st.st_size, FILE_MAX);
-    return -1;
-  }
-  FILE *f = fopen(path, "rb");
-  if (!f) {
-    snprintf(err, errlen, "%.400s: %s", path, strerror(errno));
-    return -1;
-  }
-  char *text = malloc((size_t)st.st_size + 1);
-  const size_t got = text ? fread(text, 1, (size_t)st.st_size, f) : 0;
-  fclose(f);
-  if (!text || got != (size_t)st.st_size) {
-    snprintf(err, errlen, "%.400s: could not be read", path);
-    free(text);
-    return -1;
-  }
-  text[got] = 0;
+  char *base;
+  const char *p;
+  if (cg_text_file_read(path, FILE_MAX, &base, &p, err, errlen)) return -1;
   int rc = 0;
-  if (memchr(text, 0, got)) {
-    snprintf(err, errlen, "%.400s: holds a NUL byte: not a text file of names", path);
-    rc = -1;
-  }
-  size_t used = 0;
-  char *p = text + (got >= 3 && !memcmp(text, "\xef\xbb\xbf", 3) ? 3 : 0);
-  for (long line = 1; !rc && *p; line++) {
-    char *e = strchr(p, '\n');
-    size_t len = e ? (size_t)(e - p) : strlen(p);
-    if (len && p[len - 1] == '\r') len--;
+  size_t used = 0, len;
+  long line = 0;
+  for (const char *s; !rc && (s = cg_text_next_line(&p, &len)) != NULL;) {
+    line++;
     for (size_t i = 0; i < len; i++) /* a comment: from a '#' that starts a word ("C#" stays) */
-      if (p[i] == '#' && (i == 0 || p[i - 1] == ' ' || p[i - 1] == '\t')) len = i;
+      if (s[i] == '#' && (i == 0 || s[i - 1] == ' ' || s[i - 1] == '\t')) len = i;
     size_t b = 0;
-    while (b < len && (p[b] == ' ' || p[b] == '\t')) b++;
+    while (b < len && (s[b] == ' ' || s[b] == '\t')) b++;
     if (b < len) {
       char where[480];
       snprintf(where, sizeof where, "%.400s:%ld", path, line);
-      rc = add(n, &used, p, len, k, where, err, errlen);
+      rc = add(n, &used, s, len, k, where, err, errlen);
     }
-    if (!e) break;
-    p = e + 1;
   }
-  free(text);
+  free(base);
   return rc;
 }
 

@@ -7,9 +7,10 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "pairlist.h" /* cg_pairlist_text_start: a map file in UTF-16, an image... */
+#include "pairlist.h" /* cg_text_file_read: a map file in UTF-16, an image, a FIFO... */
 
 #define LINE_MAX_BYTES 4096
+#define FILE_MAX_BYTES (1 << 20) /* 256 FROM TO lines are 2 KB: more is no map */
 
 /* A whole number 0..255 from the text s (all of it), or -1. */
 static int byte_value(const char *s) {
@@ -53,29 +54,27 @@ static int take_line(const char *file, int line, char *text, int nclass, int ign
   return 0;
 }
 
-static int parse_lines(FILE *f, const char *file, int nclass, int ignore, cg_labelmap_t *m,
-                       char *err, size_t errlen) {
-  char *buf = malloc(LINE_MAX_BYTES);
-  if (!buf) {
-    snprintf(err, errlen, "--label-map %s: out of memory", file);
-    return -1;
-  }
+/* The FROM TO lines of file (its text) into m. */
+static int parse_lines(const char *text, const char *file, int nclass, int ignore,
+                       cg_labelmap_t *m, char *err, size_t errlen) {
+  char buf[LINE_MAX_BYTES];
   int line = 0, dflt = -1, rc = 0, any = 0;
-  while (!rc && fgets(buf, LINE_MAX_BYTES, f)) {
+  size_t len;
+  for (const char *s; !rc && (s = cg_text_next_line(&text, &len)) != NULL;) {
     line++;
-    if (!strchr(buf, '\n') && !feof(f)) {
-      snprintf(err, errlen, "--label-map %s:%d: line longer than %d bytes", file, line,
-               LINE_MAX_BYTES - 2);
-      rc = -1;
-      break;
+    if (len >= sizeof buf) {
+      snprintf(err, errlen, "--label-map %s:%d: line longer than %zu bytes", file, line,
+               sizeof buf - 1);
+      return -1;
     }
-    buf[strcspn(buf, "#\r\n")] = 0; /* a comment: a whole line, or after the pair */
+    memcpy(buf, s, len);
+    buf[len] = 0;
+    buf[strcspn(buf, "#")] = 0; /* a comment: a whole line, or after the pair */
     char *t = buf + strspn(buf, " \t");
     if (!*t) continue;
     any = 1;
     rc = take_line(file, line, t, nclass, ignore, m, &dflt, err, errlen);
   }
-  free(buf);
   if (!rc && !any) {
     snprintf(err, errlen, "--label-map %s: no FROM TO lines", file);
     rc = -1;
@@ -87,23 +86,15 @@ static int parse_lines(FILE *f, const char *file, int nclass, int ignore, cg_lab
 
 static int parse_file(const char *file, int nclass, int ignore, cg_labelmap_t *m, char *err,
                       size_t errlen) {
-  struct stat st;
-  if (stat(file, &st) == 0 && !S_ISREG(st.st_mode)) {
-    snprintf(err, errlen, "--label-map %s: not a regular file (give reduce-zero or a file of "
-             "FROM TO lines)", file);
+  char *base, why[1200];
+  const char *text;
+  if (cg_text_file_read(file, FILE_MAX_BYTES, &base, &text, why, sizeof why)) {
+    snprintf(err, errlen, "--label-map %s (--label-map: reduce-zero or a file of FROM TO lines)",
+             why);
     return -1;
   }
-  FILE *f = fopen(file, "r");
-  if (!f) {
-    snprintf(err, errlen, "--label-map %s: %s (give reduce-zero or a file of FROM TO lines)",
-             file, strerror(errno));
-    return -1;
-  }
-  const char *what = cg_pairlist_text_start(f);
-  if (what) snprintf(err, errlen, "--label-map %s: %s, not a text file of FROM TO lines", file,
-                     what);
-  const int rc = what ? -1 : parse_lines(f, file, nclass, ignore, m, err, errlen);
-  fclose(f);
+  const int rc = parse_lines(text, file, nclass, ignore, m, err, errlen);
+  free(base);
   return rc;
 }
 

@@ -7,7 +7,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "atomic_file.h" /* cg_afile_kind: what a named path that is not a file is */
+#include "atomic_file.h" /* cg_afile_kind, cg_file_read */
 #include "log.h"
 
 #define LIST_LINE_MAX 8192
@@ -199,6 +199,62 @@ const char *cg_pairlist_text_start(FILE *f) {
   rewind(f);
   if (n >= 3 && !memcmp(b, "\xef\xbb\xbf", 3)) (void)!fread(b, 1, 3, f);
   return NULL;
+}
+
+int cg_text_file_read(const char *path, size_t max, char **base, const char **text, char *err,
+                      size_t errlen) {
+  *base = NULL;
+  *text = NULL;
+  struct stat st;
+  if (stat(path, &st) == 0 && S_ISREG(st.st_mode) && (uintmax_t)st.st_size > max) {
+    snprintf(err, errlen, "%.900s: %lld bytes, more than such a file's %zu", path,
+             (long long)st.st_size, max);
+    errno = EFBIG;
+    return -1;
+  }
+  char why[200];
+  size_t n = 0;
+  char *b = cg_file_read(path, &n, why, sizeof why);
+  if (!b) {
+    const int e = errno;
+    snprintf(err, errlen, "%.900s: %s", path, why);
+    errno = e;
+    return -1;
+  }
+  const char *what = not_text((const unsigned char *)b, n < 4096 ? n : 4096);
+  if (!what && memchr(b, 0, n)) what = "binary data (it holds NUL bytes)";
+  if (what) {
+    snprintf(err, errlen, "%.900s: %s%s", path, what, strncmp(what, "UTF-16", 6) ? ", not a "
+             "text file" : "");
+    free(b);
+    errno = EINVAL;
+    return -1;
+  }
+  long line = 1;
+  for (size_t i = 0; i < n; i++) {
+    if (b[i] == '\n') line++;
+    if (b[i] == '\r' && b[i + 1] != '\n') { /* b[n] is the NUL */
+      snprintf(err, errlen, "%.900s:%ld: a carriage return inside a line: the file has old Mac "
+               "line ends (CR alone); save it with LF or CRLF ends", path, line);
+      free(b);
+      errno = EINVAL;
+      return -1;
+    }
+  }
+  *base = b;
+  *text = b + (n >= 3 && !memcmp(b, "\xef\xbb\xbf", 3) ? 3 : 0);
+  return 0;
+}
+
+const char *cg_text_next_line(const char **p, size_t *len) {
+  const char *s = *p;
+  if (!*s) return NULL;
+  const char *e = strchr(s, '\n');
+  size_t k = e ? (size_t)(e - s) : strlen(s);
+  *p = e ? e + 1 : s + k;
+  if (k && s[k - 1] == '\r') k--;
+  *len = k;
+  return s;
 }
 
 int cg_pairlist_read(const char *list, cg_pairlist_masks_t masks, cg_pairlist_t *pl, char *err,

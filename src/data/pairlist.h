@@ -47,4 +47,16 @@ const char *cg_pairlist_text_start(FILE *f);
 /* The same of the file at path: 0 with *what, or -1 when it cannot be opened. */
 int cg_pairlist_sniff(const char *path, const char **what);
 
+/* A small text file of settings read whole (--label-map, --colors, --class-names FILE): its
+ * text, NUL-terminated from a UTF-8 byte-order mark on (freed with free(*base)); *text is past
+ * the mark. -1 with err saying why after "PATH: " (or "PATH:LINE: "), errno ENOENT for a missing
+ * file, when path is no regular file (a FIFO would hang the reader), holds more than max bytes,
+ * is no UTF-8 text (cg_pairlist_text_start's kinds, a NUL byte anywhere) or has old Mac line
+ * ends: a CR not followed by LF would end no line, and the file would read as one. */
+int cg_text_file_read(const char *path, size_t max, char **base, const char **text, char *err,
+                      size_t errlen);
+/* The line at *p of such a text: its length without "\n" or "\r\n" into *len, *p past it;
+ * NULL at the text's end. */
+const char *cg_text_next_line(const char **p, size_t *len);
+
 #endif

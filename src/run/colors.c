@@ -18,11 +18,13 @@
 #include "config.h"
 #include "image_io.h" /* cg_image_list_dir, cg_image_read_rgb, cg_image_is_jpeg */
 #include "log.h"
-#include "opts.h"   /* cg_opts_parse */
+#include "opts.h"     /* cg_opts_parse */
+#include "pairlist.h" /* cg_text_file_read: the --colors FILE */
 #include "path.h"   /* cg_path_same_file, cg_path_mkdir_p */
 #include "png_io.h" /* cg_png_write, cg_png_write_indexed */
 
-#define COLORS_MAX 4096 /* lines of a --colors FILE */
+#define COLORS_MAX 4096               /* lines of a --colors FILE */
+#define COLORS_FILE_MAX (1 << 20)      /* its bytes: 4096 lines are under 100 KB */
 #define ERRORS_SHOWN 10 /* failed files named one by one */
 
 typedef struct {
@@ -121,31 +123,34 @@ static int chan_dist(uint32_t a, uint32_t b) {
 /* --colors FILE into m, sorted by colour (tol: m->tol, checked against the colours' spacing).
  * 0, or -1 with err naming FILE:LINE. */
 static int read_colors(const char *path, int tol, colormap_t *m, char *err, size_t errlen) {
-  FILE *f = fopen(path, "r");
-  if (!f) {
-    snprintf(err, errlen, "--colors: cannot open '%.900s': %s", path, strerror(errno));
+  char *base, why[1200];
+  const char *text;
+  if (cg_text_file_read(path, COLORS_FILE_MAX, &base, &text, why, sizeof why)) {
+    snprintf(err, errlen, "--colors %s", why);
     return -1;
   }
   char line[1024];
   int ln = 0, rc = 0;
+  size_t len;
   m->n = 0;
   m->maxid = -1;
   m->tol = tol;
   memset(m->pal, 0, sizeof m->pal);
   memset(m->has, 0, sizeof m->has);
-  while (!rc && fgets(line, sizeof line, f)) {
+  for (const char *s; !rc && (s = cg_text_next_line(&text, &len)) != NULL;) {
     ln++;
-    if (!strchr(line, '\n') && !feof(f)) {
+    if (len >= sizeof line) {
       snprintf(err, errlen, "--colors %.900s:%d: a line over %zu bytes", path, ln,
-               sizeof line - 2);
+               sizeof line - 1);
       rc = -1;
       break;
     }
+    memcpy(line, s, len);
+    line[len] = 0;
     char *hash = strchr(line, '#');
     if (hash) *hash = 0;
     const char *p = line;
-    if (ln == 1 && !memcmp(p, "\xEF\xBB\xBF", 3)) p += 3; /* a UTF-8 byte-order mark */
-    while (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n') p++;
+    while (*p == ' ' || *p == '\t') p++;
     if (!*p) continue;
     int v[4];
     for (int k = 0; k < 4 && !rc; k++) rc = read_byte(&p, &v[k]);
@@ -171,11 +176,7 @@ static int read_colors(const char *path, int tol, colormap_t *m, char *err, size
     }
     if (v[3] > m->maxid) m->maxid = v[3];
   }
-  if (!rc && ferror(f)) {
-    snprintf(err, errlen, "--colors: cannot read '%.900s': %s", path, strerror(errno));
-    rc = -1;
-  }
-  fclose(f);
+  free(base);
   if (rc) return -1;
   if (!m->n) {
     snprintf(err, errlen, "--colors %.900s: no colours in it", path);
@@ -397,6 +398,10 @@ int cg_colors_main(int argc, char **argv) {
       char a[4200];
       out_path(&job, files[i], a, sizeof a);
       outs[i] = strdup(a);
+      const size_t k = strlen(o.out) + 1; /* "OUT/.png": the lister skips hidden names */
+      if (!code && strlen(a) > k && a[k] == '.')
+        code = usage_error("--rename %s: %s would be written as %s, a hidden file that train "
+                           "and pack do not read", o.rename, files[i], a);
     }
     qsort(outs, (size_t)nfiles, sizeof *outs, cmp_path);
     for (int i = 0; !code && i + 1 < nfiles; i++)
