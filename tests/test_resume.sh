@@ -9,7 +9,8 @@
 #     test_dp_equiv: the summation order differs);
 #  3. another global batch (2 x 4 -> 3 x 4): resumes at the documented step and trains on;
 #  4. damaged checkpoints (a byte flipped, a file cut in half) are named and the next older
-#     valid one is used; inspect says which are bad; a checkpoint of another model shape is
+#     valid one is used; inspect says which are bad (a FIFO named as a checkpoint too, never
+#     read); a checkpoint of another model shape is
 #     refused with both shapes; an unwritable --checkpoint-dir is a usage error.
 set -uo pipefail
 BIN=$1; MPIRUN="$2 --oversubscribe --bind-to none"; BUILD=$3
@@ -90,6 +91,15 @@ want inspect_good "step:          60 completed"
 want inspect_good "verdict:       valid"
 run inspect_dir $BIN inspect $T/bad2
 want inspect_dir "--resume would load $T/bad2/ckpt-0000000080.cgck"
+# a FIFO named as a checkpoint (and as last) is named invalid, never read: no hang
+mkfifo $T/bad2/ckpt-0000000200.cgck $T/fifo.cgck
+run fifo_dir $BIN inspect $T/bad2
+want fifo_dir "$T/bad2/ckpt-0000000200.cgck: cannot open: not a regular file"
+want fifo_dir "--resume would load $T/bad2/ckpt-0000000080.cgck"
+timeout 20 $BIN inspect $T/fifo.cgck > $T/fifo_file.log 2>&1; rc=$?
+[ $rc -eq 2 ] || { echo "FAIL inspect of a FIFO: exit $rc, want 2"; fail=1; }
+want fifo_file "$T/fifo.cgck is a FIFO, not a checkpoint file or directory"
+rm $T/bad2/ckpt-0000000200.cgck
 timeout 60 $MPIRUN -np 2 $BIN $COMMON --model-base 8 --batch 4 --steps 100 \
     --resume $T/ck/ckpt-0000000060.cgck > $T/shape.log 2>&1; rc=$?
 [ $rc -eq 2 ] || { echo "FAIL another shape: exit $rc, want 2"; fail=1; }

@@ -387,6 +387,25 @@ int cg_ckpt_lock_dir(const char *dir, const char *flag, char *err, size_t errlen
   return fd;
 }
 
+/* fopen(path, "rb") of a regular file only: a FIFO or device named as a checkpoint, best or last
+ * would block the reader or never end. NULL with errno (EINVAL: not a regular file). */
+static FILE *open_regular(const char *path) {
+  const int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+  if (fd < 0) return NULL;
+  struct stat st;
+  const int stated = fstat(fd, &st) == 0, reg = stated && S_ISREG(st.st_mode);
+  int fl = -1;
+  if (!reg || (fl = fcntl(fd, F_GETFL)) < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) != 0) {
+    const int e = stated && !reg ? EINVAL : errno;
+    close(fd);
+    errno = e;
+    return NULL;
+  }
+  FILE *f = fdopen(fd, "rb");
+  if (!f) close(fd);
+  return f;
+}
+
 /* Parses "ckpt-<digits>.cgck"; returns the step or -1. */
 static int64_t name_step(const char *name) {
   if (strncmp(name, "ckpt-", 5) != 0) return -1;
@@ -605,7 +624,7 @@ static cg_ckpt_status_t header_trusted(const uint8_t *h, size_t n) {
 /* cg_ckpt_read_header (ckpt_impl.h): header_trusted, then decoded. */
 int cg_ckpt_read_header(const char *path, cg_ckpt_info_t *in) {
   uint8_t h[CG_CKPT_HEADER_BYTES];
-  FILE *f = fopen(path, "rb");
+  FILE *f = open_regular(path);
   if (!f) return -1;
   const size_t got = fread(h, 1, sizeof h, f);
   fclose(f);
@@ -757,9 +776,10 @@ cg_ckpt_status_t cg_ckpt_read(const char *path, const cg_ckpt_shape_t *want,
   CG_ASSERT((params && m && v) || (!params && !m && !v && !train));
   CG_ASSERT(!params || want);
   cg_ckpt_status_t st = CG_CKPT_EIO;
-  FILE *f = fopen(path, "rb");
+  FILE *f = open_regular(path);
   if (!f) {
-    snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+    snprintf(err, errlen, "%s: cannot open: %s", path, errno == EINVAL ? "not a regular file"
+             : strerror(errno));
     return CG_CKPT_EIO;
   }
   struct stat sb;
@@ -837,7 +857,7 @@ int cg_ckpt_read_pointer(const char *dir, const char *name, char *path, size_t p
                          int64_t *step, char *metric, size_t metriclen, double *value) {
   char p[4200], file[256] = "", met[32] = "";
   snprintf(p, sizeof p, "%s/%s", dir, name);
-  FILE *f = fopen(p, "r");
+  FILE *f = open_regular(p);
   if (!f) return -1;
   long long s = -1;
   double v = 0;
@@ -1159,7 +1179,7 @@ static void split_path(const char *path, char *dir, size_t dirlen, char *name, s
 
 int cg_ckpt_pointer_target(const char *src, char *target, size_t targetlen) {
   char head[8] = {0}, dir[CG_CKPT_PATH_MAX], name[CG_CKPT_PATH_MAX];
-  FILE *f = fopen(src, "rb");
+  FILE *f = open_regular(src);
   if (!f) return 0;
   const size_t got = fread(head, 1, sizeof head, f);
   fclose(f);

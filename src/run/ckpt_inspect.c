@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "atomic_file.h" /* cg_afile_kind */
 #include "backend.h"   /* cg_precision_name */
 #include "ckpt.h"      /* cg_ckpt_read, cg_ckpt_list, cg_ckpt_read_pointer */
 #include "ckpt_impl.h" /* cg_ckpt_read_header, cg_ckpt_resume_order: what --resume DIR does */
@@ -80,7 +81,9 @@ static void print_info(const char *path, const cg_ckpt_info_t *in) {
   else
     printf("validation:    none at this step\n");
   printf("settings:      %s\n", in->settings[0] ? in->settings
-                                                : "none stored (format version 3 or older)");
+                                : in->version > 3 ? "none stored (made by import: a run's "
+                                                    "command line gives them)"
+                                                  : "none stored (format version 3 or older)");
 }
 
 /* "val_iou 0.8123, val_loss 0.2345" or "no validation" */
@@ -243,6 +246,11 @@ int cg_ckpt_inspect_main(int argc, char **argv) {
   struct stat sb;
   if (stat(arg, &sb) != 0) {
     fprintf(stderr, "cogpu-dist inspect: error: %s: %s\n", arg, strerror(errno));
+    return CG_EXIT_USAGE;
+  }
+  if (!S_ISDIR(sb.st_mode) && !S_ISREG(sb.st_mode)) { /* a FIFO would block the reader */
+    fprintf(stderr, "cogpu-dist inspect: error: %s is %s, not a checkpoint file or directory\n",
+            arg, cg_afile_kind(sb.st_mode));
     return CG_EXIT_USAGE;
   }
   char target[4096];
