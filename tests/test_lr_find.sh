@@ -65,8 +65,10 @@ def check(name, a, b, n_planned):
     m = re.search(r"Lightning 2's suggestion\(\), .*: (\S+) \(step (\d+)\)", log)
     assert m and int(m.group(2)) == kl + 1, (name, m and m.group(0), kl + 1)
     lo = n_planned // 10 + int(np.argmin(sm[n_planned // 10:n - 5]))  # fastai's window
-    m = re.search(r"smoothed loss is lowest, \S+, at step (\d+), lr (\S+) ", log)
+    m = re.search(r"smoothed loss is lowest, \S+, at step (\d+), lr [^,]+, over steps (\d+)-(\d+) ",
+                  log)
     assert m and int(m.group(1)) == lo + 1, (name, m and m.group(0), lo + 1)
+    assert (int(m.group(2)), int(m.group(3))) == (n_planned // 10 + 1, n - 5), m.group(0)
     # fastai's valley, as fastai writes it, on recorder.losses[num_it//10:-5]
     ls, lrs = list(sm[n_planned // 10:n - 5]), d["lr"][n_planned // 10:n - 5]
     lds, max_start, max_end = [1] * len(ls), 0, 0

@@ -133,10 +133,13 @@ int cg_lrfind_report(const cg_lrfind_t *f, int64_t planned, const char *csv, FIL
                                         : "the loss is not finite");
   const int64_t s = cg_lrfind_valley(f, planned), sl = cg_lrfind_lightning(f);
   const int64_t lo = cg_lrfind_min(f, planned);
+  int64_t from, to;
+  cg_lrfind_window(f, planned, &from, &to);
   if (lo >= 0)
-    fprintf(out, "lr-find: the smoothed loss is lowest, %.6g, at step %lld, lr %.3g (fastai's "
-            "\"minimum\" suggests a tenth of that: %.3g)\n", f->smooth[lo], (long long)lo + 1,
-            f->lr[lo], f->lr[lo] / 10);
+    fprintf(out, "lr-find: the smoothed loss is lowest, %.6g, at step %lld, lr %.3g, over steps "
+            "%lld-%lld (fastai's window: from N/10, the last five left out; its \"minimum\" "
+            "suggests a tenth of that: %.3g)\n", f->smooth[lo], (long long)lo + 1, f->lr[lo],
+            (long long)from + 1, (long long)to, f->lr[lo] / 10);
   if (sl >= 0)
     fprintf(out, "lr-find: Lightning 2's suggestion(), the fastest fall against the rate itself: "
             "%.3g (step %lld); it favours the small rates\n", f->lr[sl], (long long)sl + 1);
