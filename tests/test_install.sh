@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # cmake --install: the already-built build directory installed into a temporary prefix gives a
-# usable PREFIX/bin (issue 12). Checks: the layout (binaries, Slurm scripts, docs); that the
-# binaries find every runtime library through their RPATH, with no LD_LIBRARY_PATH and no path
-# into the build or source tree; that they run from a bare environment (info --model, --help);
+# usable PREFIX/bin (issue 12). Checks: the layout (binaries, Slurm scripts, data set files, docs);
+# that the binaries find every runtime library through their RPATH, with no LD_LIBRARY_PATH and no
+# path into the build or source tree; that they run from a bare environment (info --model, --help);
 # that the installed train.sbatch, run outside Slurm with only a job id faked, finds and runs the
 # installed cogpu-dist by itself; a DESTDIR staging install; and that the README's and docs/'s
 # relative links resolve inside the repository (a clone has nothing beside it).
@@ -34,10 +34,12 @@ for s in train multinode scaling; do
     bad "$f: default CG_BIN is not $P/bin/cogpu-dist: $(grep '^CG_BIN=' "$f")"
 done
 DOC=$P/share/doc/cogpu-dist
-for f in "$SL/README.md" "$DOC/README.md" "$DOC/docs/ARCHITECTURE.md" "$DOC/bench/RESULTS.md"; do
+DS=$P/share/cogpu-dist/datasets # the README's data set recipes name these files
+for f in "$SL/README.md" "$DOC/README.md" "$DOC/docs/ARCHITECTURE.md" "$DOC/bench/RESULTS.md" \
+         "$DS/cityscapes-labelIds.map" "$DS/isprs.colors" "$DS/voc.names"; do
   [ -s "$f" ] || bad "missing $f"
 done
-[ $fail -eq 0 ] && echo "PASS layout: bin/{$bins}, share/cogpu-dist/slurm/*.sbatch, share/doc/cogpu-dist/{README.md,docs,bench}"
+[ $fail -eq 0 ] && echo "PASS layout: bin/{$bins}, share/cogpu-dist/{slurm/*.sbatch,datasets}, share/doc/cogpu-dist/{README.md,docs,bench}"
 
 # ---- runtime libraries: RPATH only, nothing from the build or source tree ----
 for b in $bins; do

@@ -9,6 +9,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h> /* TIOCGWINSZ: --help wrapped to the terminal */
+#include <unistd.h>
 
 #include "opts.h"
 
@@ -345,15 +347,53 @@ static void fmt_default(const cg_opt_t *o, const void *dst, char *def, size_t le
   if (s && s[0] && !(o->flags & CG_OPT_NODEF)) snprintf(def, len, " [%s]", s);
 }
 
+/* The width --help wraps at: a terminal's less one column (as argparse), 60..160; else 100, so
+ * that a copy (the README's) does not depend on who made it. */
+static int help_width(FILE *f) {
+  struct winsize ws;
+  if (!isatty(fileno(f)) || ioctl(fileno(f), TIOCGWINSZ, &ws) != 0 || ws.ws_col == 0) return 100;
+  const int w = (int)ws.ws_col - 1;
+  return w < 60 ? 60 : w > 160 ? 160 : w;
+}
+
+/* Writes the words of text (split at spaces) from column col on, a line ending before width
+ * where the next word would pass it, continued at column indent; a word longer than a line has
+ * one of its own. */
+static void put_wrapped(FILE *f, const char *text, int col, int indent, int width) {
+  int line_start = 1;
+  for (const char *p = text; *p;) {
+    while (*p == ' ') p++;
+    if (!*p) break;
+    const int n = (int)strcspn(p, " ");
+    if (!line_start && col + 1 + n > width) {
+      fprintf(f, "\n%*s", indent, "");
+      col = indent;
+      line_start = 1;
+    }
+    if (!line_start) {
+      fputc(' ', f);
+      col++;
+    }
+    fwrite(p, 1, (size_t)n, f);
+    col += n;
+    line_start = 0;
+    p += n;
+  }
+  fputc('\n', f);
+}
+
 void cg_opts_print(FILE *f, const char *title, const cg_opts_set_t *set) {
   if (title) fprintf(f, "%s\n", title);
+  const int width = help_width(f);
   for (size_t i = 0; i < set->n; i++) {
     const cg_opt_t *o = &set->opts[i];
     if (!in_set(set, o) || (o->flags & set->hide)) continue;
-    char lhs[64], def[1100];
+    char lhs[64], def[1100], text[4096];
     snprintf(lhs, sizeof lhs, "--%s%s%s", o->name, o->metavar[0] ? " " : "", o->metavar);
     fmt_default(o, set->dst, def, sizeof def);
-    fprintf(f, "  %-24s %s%s\n", lhs, o->help, def);
+    snprintf(text, sizeof text, "%s%s", o->help, def);
+    const int col = fprintf(f, "  %-24s ", lhs);
+    put_wrapped(f, text, col, 27, width);
   }
 }
 

@@ -103,8 +103,9 @@ int cg_opts_parse(const cg_opts_set_t *sets, int nsets, int argc, char **argv, c
  * an option). For the checks that depend on an option being given, not on its value. */
 int cg_opts_given(const cg_opts_set_t *set, int argc, char *const *argv, const char *name);
 
-/* Writes title (when not NULL) and a line "  --name METAVAR   help [default]" per row of the
- * set, the default read from set->dst. */
+/* Writes title (when not NULL) and "  --name METAVAR   help [default]" per row of the set, the
+ * default read from set->dst, the help wrapped (at a terminal's width, else at 100 columns) and
+ * continued under its first word. */
 void cg_opts_print(FILE *f, const char *title, const cg_opts_set_t *set);
 /* The closing line of a --help: "  -h, --help   this help". */
 void cg_opts_print_help(FILE *f);

@@ -370,11 +370,11 @@ static const cg_opt_t g_opts[] = {
         "the same validation history as CSV (a header, one row per validation)"),
     CG_OPT_ROW_OUT(STR, "tensorboard", O(tensorboard), C_TRAIN, "DIR",
         "write TensorBoard scalars to a new event file in DIR (made if missing), as PyTorch's "
-        "SummaryWriter(DIR): train/loss, train/img_per_s, train/lr every --report-every steps; "
-        "val/loss, val/iou (val/miou), val/dice (val/mdice), val/acc and K >= 2 val/macc and "
-        "val_class_iou/C and val_class_acc/C (C the class's --class-names name or id) at each "
-        "validation; "
-        "`tensorboard --logdir DIR` shows them"),
+        "SummaryWriter(DIR): train/loss, train/img_per_s, train/lr (and train/grad_norm with "
+        "--clip-grad-norm) every --report-every steps; val/loss, val/iou (val/miou), val/dice "
+        "(val/mdice), val/acc and K >= 2 val/macc and val_class_iou/C and val_class_acc/C (C "
+        "the class's --class-names name or id) at each validation; `tensorboard --logdir DIR` "
+        "shows them"),
     CG_OPT_ROW_NUM(DBL, "bucket-mb", O(bucket_mb), 0, 1e6, C_TRAIN, "X",
         "gradient all-reduce bucket size in MB (0 = one bucket, besides --last-bucket-mb's)"),
     CG_OPT_ROW_NUM(DBL, "last-bucket-mb", O(last_bucket_mb), 0, 1e6, C_TRAIN, "X",
