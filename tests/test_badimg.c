@@ -2,7 +2,8 @@
  *
  *  - Crafted files, written here byte by byte (zlib + the PNG CRC): a 63-byte file whose IHDR
  *    claims 28936x16136 with a truncated body; an 830-byte 16-bit header-only file claiming
- *    23000x23000 and one of 9000x9000 (under the limit); a 0-byte file; a truncated file whose
+ *    23000x23000 and one of 9000x9000 (under the limit); one 40000x2 (a side over the limit,
+ *    named as such before libpng); a 0-byte file; a truncated file whose
  *    header passes the start-up check; a complete 16000x16000 gray image (250 KB on disk); an
  *    8000x8000 RGB image.
  *  - Each is decoded in a fresh process (this binary, re-executed with --rss) that reports its
@@ -302,8 +303,10 @@ static long vm_grew_mb(const rss_t *r) { return (r->vm_peak_kb - r->vm_before_kb
 /* ---- the tests ------------------------------------------------------------------------- */
 
 static void test_refusals(void) {
-  char bomb[512], h16[512], h16ok[512], zero[512], cut[512], gray[512];
+  char bomb[512], h16[512], h16ok[512], zero[512], cut[512], gray[512], wide[512];
   path_of(bomb, sizeof bomb, "bomb.png");
+  path_of(wide, sizeof wide, "wide.png");
+  write_cut(wide, 40000, 2, 8, 2); /* 80,000 pixels, a side over libpng's limit as set */
   path_of(h16, sizeof h16, "header16.png");
   path_of(h16ok, sizeof h16ok, "header16-small.png");
   path_of(zero, sizeof zero, "zero.png");
@@ -334,6 +337,8 @@ static void test_refusals(void) {
       {"16-bit header-only over the limit", h16, "mask", D, "23000x23000", "over the limit", 2},
       {"16-bit header-only, raised limit, rows", h16, "maskrows", BIG, "header16.png", "truncated", 4},
       {"16-bit header-only under the limit", h16ok, "fit", D, "header16-small.png", "decode failed", 8},
+      {"a side over 32768 (not 'Invalid IHDR data')", wide, "fit", D, "40000x2 pixels",
+       "over the limit of 32768 pixels a side", 2},
       {"0-byte file", zero, "size", D, "zero.png", "empty: 0 bytes", 2},
       {"0-byte file, fitted", zero, "fit", D, "zero.png", "empty", 2},
       {"truncated, header passes", cut, "fit", D, "cut.png", "truncated", 4},

@@ -111,7 +111,13 @@ static int check_header(FILE *f, const char *path, int64_t max_pixels, char *err
     return -1;
   }
   char why[256];
-  if (cg_image_over_limit(be32(hd + 16), be32(hd + 20), max_pixels, why, sizeof why)) {
+  const uint32_t w = be32(hd + 16), h = be32(hd + 20);
+  if (w > CG_PNG_MAX_SIDE || h > CG_PNG_MAX_SIDE) { /* libpng's user limit: "Invalid IHDR data" */
+    snprintf(err, errlen, "%s: PNG decode failed: the image is %lux%lu pixels, over the limit of "
+             "%d pixels a side", path, (unsigned long)w, (unsigned long)h, CG_PNG_MAX_SIDE);
+    return -1;
+  }
+  if (cg_image_over_limit(w, h, max_pixels, why, sizeof why)) {
     snprintf(err, errlen, "%s: %s", path, why);
     return -1;
   }
