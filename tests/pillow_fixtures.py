@@ -7,9 +7,11 @@ For test_pillow.c: the trainer must read a data set's files as a PyTorch pipelin
   NAME.mask   np.array(Image.open(f)) > 0              a binary mask (any channel, alpha dropped)
   NAME.label  np.array(Image.open(f))                  class ids (one-channel files only)
 each as a line "H W" then H*W*C raw bytes, or the line "SKIP why" where the answer is not
-Pillow's to give (16-bit samples, which Pillow clips where we scale) or "ERR why" where the
-trainer must refuse the file (class ids from colour files or values over 255). MANIFEST lists
-NAME.EXT per line."""
+Pillow's to give (16-bit colour, whose high byte Pillow keeps where we scale) or "ERR why" where
+the trainer must refuse the file (class ids from colour files or values over 255). A 16-bit gray
+image, which Pillow's convert("RGB") clips to 255, is answered from the values Pillow reads:
+round(v * 255 / 65535), MinIsWhite inverted first (65535 - v). MANIFEST lists NAME.EXT per
+line."""
 import io
 import os
 import sys
@@ -42,6 +44,16 @@ def answer(path, kind, arr=None, why=""):
         f.write(np.ascontiguousarray(arr, dtype=np.uint8).tobytes())
 
 
+def scaled16(im, fmt):
+    """A 16-bit gray image as the trainer reads it: round(v * 255 / 65535) in R, G and B, from the
+    values Pillow reads (a TIFF's MinIsWhite as stored: inverted here, 65535 - v)."""
+    v = np.array(im).astype(np.int64)
+    if fmt == "TIFF" and im.tag_v2.get(262) == 0:  # Photometric MinIsWhite
+        v = 65535 - v
+    g = (2 * v * 255 + 65535) // (2 * 65535)  # exact rounding: v * 255 / 65535 is never n + 1/2
+    return np.repeat(g[..., None], 3, -1)
+
+
 def add(name, im, fmt, label_ok=True, rgb_ok=True, refuse=None, **save):
     """Saves im as DIR/name with fmt and records what Pillow reads back from the file."""
     im.save(os.path.join(out, name), fmt, **save)
@@ -62,8 +74,10 @@ def answer_file(name, fmt, label_ok=True, rgb_ok=True, refuse=None, label_err=No
         return
     if rgb_ok:
         answer(base + ".rgb", "", np.array(back.convert("RGB")))
+    elif back.mode.startswith("I;16"):
+        answer(base + ".rgb", "", scaled16(back, fmt))
     else:
-        answer(base + ".rgb", "SKIP", why="16-bit samples: Pillow clips them to 255")
+        answer(base + ".rgb", "SKIP", why="16-bit colour: Pillow keeps the high byte")
     a = np.array(Image.open(path))
     if back.mode in ("LA", "PA"):
         a = a[..., 0]
@@ -135,6 +149,13 @@ add("tif_16.tif", Image.fromarray(rng.integers(0, 4, (23, 19)).astype(np.uint16)
     rgb_ok=False)
 add("tif_16big.tif", Image.fromarray((np.arange(23 * 19).reshape(23, 19) * 7).astype(np.uint16)),
     "TIFF", rgb_ok=False)
+# 16-bit gray over the whole range (microscopy): the image scaled, whatever the byte order or
+# compression; the values are no class ids
+full16 = rng.integers(0, 65536, (23, 19))
+add("tif_16full.tif", Image.fromarray(full16.astype(np.uint16)), "TIFF", rgb_ok=False)
+add("tif_16full_be.tif", Image.fromarray(full16.astype(">u2")), "TIFF", rgb_ok=False)
+add("tif_16full_deflate.tif", Image.fromarray(full16.astype(np.uint16)), "TIFF", rgb_ok=False,
+    compression="tiff_adobe_deflate")
 add("tif_cmyk.tif", rgb.convert("CMYK"), "TIFF")
 # the Orientation tag: Pillow's TIFF decoder applies 2..4 (mirrored, upside down) as it reads,
 # to an image and to class ids alike; 5..8 (transposed) come out with the sides of the header
@@ -157,8 +178,9 @@ for bits in (1, 2, 4):
 
 for name in foreign:
     # 16-bit: Pillow clips gray and keeps the high byte of colour where we scale
-    # (v * 255 / 65535): no image answer; signed samples are refused (libtiff's RGBA interface
-    # reads them as unsigned); 2- and 4-bit gray holds no class ids (scaled by Pillow)
+    # (v * 255 / 65535): gray answered from its values, colour not at all; signed samples are
+    # refused (libtiff's RGBA interface reads them as unsigned); 2- and 4-bit gray holds no
+    # class ids (scaled by Pillow)
     deep = "16" in name
     answer_file(name, "TIFF", rgb_ok=not deep,
                 refuse="signed samples" if "int16" in name else None,

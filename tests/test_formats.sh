@@ -2,8 +2,10 @@
 # GIF and TIFF data sets end to end: the same pixels as TIFF images with GIF masks (Carvana's
 # NAME_mask.gif through a list, DRIVE's TIFF images beside GIF masks in a directory) train the
 # very parameters of the PNG originals, binary and 4-class (GIF palette indices, 16-bit TIFF
-# class ids); pack writes the same shard from them; predict on TIFF inputs scored with GIF masks
-# writes the same masks and metrics; a transposed TIFF is refused naming the file (exit 2).
+# class ids); pack writes the same shard from them, and from 16-bit gray TIFFs the shard of
+# 16-bit PNGs of the same values (both scaled to round(v * 255 / 65535)); predict on TIFF inputs
+# scored with GIF masks writes the same masks and metrics; a transposed TIFF is refused naming
+# the file (exit 2).
 # The files are converted with Debian's Pillow (/usr/bin/python3); without it: skipped (77).
 set -euo pipefail
 BIN=$1; MPIRUN="$2 --oversubscribe --bind-to none"; BUILD=$3
@@ -80,6 +82,36 @@ $BIN pack --images "$T/png/images" --masks "$T/png/masks" --image-size 32 --out 
 $BIN pack --list "$T/carvana/pairs.txt" --image-size 32 --out "$T/carvana.cgds" > /dev/null
 cmp -s "$T/png.cgds" "$T/carvana.cgds" || fail "pack of TIFF + GIF wrote another shard"
 echo "ok: pack --list of TIFF + GIF pairs writes the PNGs' shard"
+
+# 16-bit gray over the whole range (microscopy) as PNG and as TIFF (little- and big-endian,
+# uncompressed, LZW, Deflate): libpng and the TIFF reader scale alike
+$PY - "$T/png" "$T/g16" << 'EOF'
+import os, sys
+import numpy as np
+from PIL import Image
+src, dst = sys.argv[1], sys.argv[2]
+rng = np.random.default_rng(16)
+for d in ("png/images", "png/masks", "tif/images", "tif/masks"):
+    os.makedirs(f"{dst}/{d}")
+for i, name in enumerate(sorted(os.listdir(f"{src}/images"))):
+    m = Image.open(f"{src}/masks/{name}")
+    v = rng.integers(0, 65536, (m.size[1], m.size[0]))
+    Image.fromarray(v.astype(np.uint16)).save(f"{dst}/png/images/{name}")
+    tif = f"{dst}/tif/images/{name[:-4]}.tif"
+    if i % 3 == 0:
+        Image.fromarray(v.astype(">u2")).save(tif)
+    else:
+        Image.fromarray(v.astype(np.uint16)).save(
+            tif, compression="tiff_lzw" if i % 3 == 1 else "tiff_adobe_deflate")
+    m.save(f"{dst}/png/masks/{name}")
+    m.save(f"{dst}/tif/masks/{name}")
+EOF
+for k in png tif; do
+  $BIN pack --images "$T/g16/$k/images" --masks "$T/g16/$k/masks" --image-size 32 \
+    --out "$T/g16-$k.cgds" > /dev/null || fail "pack of 16-bit gray ${k}s"
+done
+cmp -s "$T/g16-png.cgds" "$T/g16-tif.cgds" || fail "16-bit gray TIFFs: another shard than PNGs"
+echo "ok: pack of 16-bit gray TIFFs writes the 16-bit PNGs' shard"
 
 $MPIRUN -np 2 $BIN predict --backend cpu --checkpoint "$T/ck" --input "$T/png/images" \
   --masks "$T/png/masks" --output "$T/pred_png" > "$T/pp.log" 2>&1 ||

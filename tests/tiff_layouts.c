@@ -63,6 +63,7 @@ int cg_test_tiff_layouts(const char *dir) {
   } f[] = {
       {"tiled-gray8.tif", "w", 21, 18, 1, 8, PHOTOMETRIC_MINISBLACK, 1, 1, SAMPLEFORMAT_UINT},
       {"tiled-rgb8.tif", "w", 21, 18, 3, 8, PHOTOMETRIC_RGB, 1, 1, SAMPLEFORMAT_UINT},
+      {"tiled-gray16.tif", "w", 21, 18, 1, 16, PHOTOMETRIC_MINISBLACK, 1, 1, SAMPLEFORMAT_UINT},
       {"planar-rgb8.tif", "w", 13, 11, 3, 8, PHOTOMETRIC_RGB, 0, 2, SAMPLEFORMAT_UINT},
       {"miniswhite8.tif", "w", 13, 11, 1, 8, PHOTOMETRIC_MINISWHITE, 0, 1, SAMPLEFORMAT_UINT},
       {"rgb16-be.tif", "wb", 9, 7, 3, 16, PHOTOMETRIC_RGB, 0, 1, SAMPLEFORMAT_UINT},

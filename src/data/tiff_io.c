@@ -18,7 +18,12 @@
  *     values unpacked here (the RGBA interface would give colours, not values).
  * Orientation: TIFFRGBAImage flips within the band it is given, so a bottom-up file is read
  * from its last band up; masks read by value get the same flips here, so an image and its mask
- * stay aligned whatever their tags say. */
+ * stay aligned whatever their tags say.
+ *
+ * 16-bit image samples become 8 bits as (v + 128) / 257, that is v x 255 / 65535 rounded: what
+ * libpng's png_set_scale_16 gives PNGs and TIFFRGBAImage gives 16-bit RGB (its Bitdepth16To8
+ * table). Its 16-bit gray routine (put16bitbwtile) keeps the high byte instead, so gray read in
+ * bands goes through put routines of this file (put_gray, put_gray_planes). */
 #include "tiff_io.h"
 
 int cg_tiff_sniff(const uint8_t *p, size_t n) {
@@ -367,6 +372,63 @@ done:
 
 /* ---- everything else, through the RGBA interface ------------------------------------------ */
 
+/* A 16-bit sample as 8 bits: round(v x 255 / 65535) (v / 257 is never half way). */
+static uint8_t scale16(unsigned v) { return (uint8_t)((v + 128) / 257); }
+
+/* One 8- or 16-bit gray pixel at gp, and its alpha sample at ap (or NULL: opaque), as an ABGR
+ * word: MinIsWhite inverted (255 - g, as libtiff's table does; 16 bits: from 65535 - v). */
+static uint32_t gray_word(const uint8_t *gp, const uint8_t *ap, size_t bytes, int white) {
+  uint32_t g = gp[0], a = ap ? ap[0] : 255;
+  if (bytes == 2) {
+    uint16_t v; /* libtiff swapped it to host order */
+    memcpy(&v, gp, 2);
+    g = scale16(v);
+    if (ap) {
+      memcpy(&v, ap, 2);
+      a = scale16(v);
+    }
+  }
+  if (white) g = 255 - g;
+  return g | g << 8 | g << 16 | a << 24;
+}
+
+/* TIFFRGBAImage's put routines for 8- and 16-bit gray, in place of libtiff's, which keep a
+ * 16-bit sample's high byte; skip a clipped tile's columns as bytes, not samples, garbling its
+ * rows after the first (16 bits, or an alpha sample); and take separate planes for RGB, leaving
+ * MinIsWhite uninverted. w x h pixels to ABGR words at cp; after each row the samples skip
+ * fromskew pixels and cp toskew words, as in libtiff's routines. Alpha, where there is one, goes
+ * in A for read_rgba to divide by where the file's alpha is associated. */
+static void put_gray(TIFFRGBAImage *img, uint32_t *cp, uint32_t x, uint32_t y, uint32_t w,
+                     uint32_t h, int32_t fromskew, int32_t toskew, unsigned char *pp) {
+  (void)x, (void)y;
+  const size_t spp = img->samplesperpixel, bytes = img->bitspersample / 8; /* a sample */
+  const int white = img->photometric == PHOTOMETRIC_MINISWHITE, alpha = img->alpha && spp > 1;
+  for (; h > 0; h--) {
+    for (uint32_t i = 0; i < w; i++, pp += bytes * spp)
+      *cp++ = gray_word(pp, alpha ? pp + bytes : NULL, bytes, white);
+    cp += toskew;
+    pp += (ptrdiff_t)fromskew * (ptrdiff_t)(bytes * spp);
+  }
+}
+
+/* The same for separate planes: the gray plane at r (g and b are r), the alpha one at a or
+ * NULL. */
+static void put_gray_planes(TIFFRGBAImage *img, uint32_t *cp, uint32_t x, uint32_t y, uint32_t w,
+                            uint32_t h, int32_t fromskew, int32_t toskew, unsigned char *r,
+                            unsigned char *g, unsigned char *b, unsigned char *a) {
+  (void)x, (void)y, (void)g, (void)b;
+  const size_t bytes = img->bitspersample / 8;
+  const int white = img->photometric == PHOTOMETRIC_MINISWHITE;
+  const ptrdiff_t skip = (ptrdiff_t)fromskew * (ptrdiff_t)bytes;
+  for (; h > 0; h--) {
+    for (uint32_t i = 0; i < w; i++, r += bytes, a = a ? a + bytes : NULL)
+      *cp++ = gray_word(r, a, bytes, white);
+    cp += toskew;
+    r += skip;
+    if (a) a += skip;
+  }
+}
+
 /* 1 when the first extra sample is associated (premultiplied) alpha. */
 static int assoc_alpha(TIFF *tif) {
   uint16_t nextra = 0, *extra = NULL;
@@ -444,21 +506,22 @@ done:
 /* ---- strips, a scanline at a time ---------------------------------------------------------- */
 
 /* Strip files read top-down go a scanline at a time when this file converts the layout itself:
- * every one-sample file by value, and 8-bit gray, gray + alpha, RGB, RGBA and palette images
- * (and such colour files as binary masks). Memory is then libtiff's raw strip (the compressed
- * bytes) and one row, however many rows a strip holds: ImageJ writes one strip a page, and a
- * 9000x9000 Deflate strip decoded whole cost +563 MB. Tiles, bottom-up files and the other
- * layouts (16-bit, CMYK, YCbCr images ...) go through bands. The conversions are the RGBA
- * interface's, so both paths give the same bytes (test_pillow, test_tiff). */
+ * every one-sample file by value, 8- and 16-bit gray, gray + alpha, RGB and RGBA images, and
+ * 8-bit palette ones (and such colour files as binary masks). Memory is then libtiff's raw
+ * strip (the compressed bytes) and one row, however many rows a strip holds: ImageJ writes one
+ * strip a page, and a 9000x9000 Deflate strip decoded whole cost +563 MB (pack of a 6000x6000
+ * one peaked at 220 MB in 16-bit gray, 366 MB in 16-bit RGB; now 9 and 15 MB). Tiles, bottom-up
+ * files and the other layouts (CMYK, YCbCr, separate-plane RGB images ...) go through bands.
+ * The conversions are the RGBA interface's (gray: put_gray's), so both paths give the same
+ * bytes (test_pillow, test_tiff). */
 static int scan_layout(const plan_t *p, int assoc) {
   if (p->tiled || p->vflip) return 0;
   if (p->values) return 1;
-  if (p->bps != 8) return 0;
+  if (p->bps != 8 && (p->bps != 16 || p->photo == PHOTOMETRIC_PALETTE)) return 0;
   const int separate = p->planar == PLANARCONFIG_SEPARATE && p->spp > 1;
   switch (p->photo) {
   case PHOTOMETRIC_MINISBLACK:
-  case PHOTOMETRIC_MINISWHITE: /* separate planes: plane 0, the gray (libtiff's RGBA interface
-                                  would not invert a MinIsWhite one); associated alpha there
+  case PHOTOMETRIC_MINISWHITE: /* separate planes: plane 0, the gray; associated alpha there
                                   would need the alpha plane: bands */
     return (p->spp == 1 || p->spp == 2) && !(separate && assoc);
   case PHOTOMETRIC_RGB: return (p->spp == 3 || p->spp == 4) && !separate;
@@ -482,6 +545,16 @@ static int palette8(tctx_t *c, TIFF *tif, uint8_t pal[256][3]) {
     pal[i][2] = (uint8_t)(wide ? b[i] >> 8 : b[i]);
   }
   return 0;
+}
+
+/* In place: n 16-bit samples (host order) to n bytes, each written after the bytes it
+ * overwrites were read. */
+static void narrow16(uint8_t *line, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    uint16_t v;
+    memcpy(&v, line + 2 * i, 2);
+    line[i] = scale16(v);
+  }
 }
 
 static int read_scan(tctx_t *c, TIFF *tif, const plan_t *p, cg_png_as_t as, int assoc_file,
@@ -509,6 +582,8 @@ static int read_scan(tctx_t *c, TIFF *tif, const plan_t *p, cg_png_as_t as, int 
         rc = fail(c, 1, "mask value %ld is over 255: not a class id", bad);
         break;
       }
+    } else if (p->bps == 16) { /* then converted as 8-bit samples are */
+      narrow16(line, (size_t)sls / 2);
     }
     for (uint32_t x = 0; x < p->w; x++) {
       const uint32_t ox = p->hflip ? p->w - 1 - x : x;
@@ -580,6 +655,12 @@ static int run(const char *path, int64_t max_pixels, cg_png_as_t as, const cg_pn
     }
     began = 1;
     img.req_orientation = ORIENTATION_TOPLEFT;
+    /* libtiff's gray routines fail 16 bits, clipped tiles and MinIsWhite planes: put_gray */
+    if ((img.bitspersample == 8 || img.bitspersample == 16) &&
+        (img.photometric == PHOTOMETRIC_MINISBLACK || img.photometric == PHOTOMETRIC_MINISWHITE)) {
+      if (img.isContig) img.put.contig = put_gray;
+      else img.put.separate = put_gray_planes;
+    }
   }
   char why[480] = "";
   if (sink->begin && sink->begin(sink->ctx, (int)p.h, (int)p.w, why, sizeof why)) {

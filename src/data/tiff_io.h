@@ -4,9 +4,9 @@
  * Images come out as RGB8 rows, converted by libtiff's RGBA interface (TIFFRGBAImage) as far as
  * it converts them (gray and palette 1 to 16 bits; RGB and CMYK 8 or 16; YCbCr; strips or
  * tiles; any compression libtiff decodes; others fail with libtiff's reason), alpha dropped
- * (unassociated: the colours as stored; associated: divided back by alpha, as Pillow does,
- * except 16-bit gray, which libtiff hands over undivided): the pixels of Pillow's
- * Image.open(p).convert("RGB") (tests/test_pillow.c), but for 16-bit samples (scaled, where
+ * (unassociated: the colours as stored; associated: divided back by alpha, as Pillow does):
+ * the pixels of Pillow's Image.open(p).convert("RGB") (tests/test_pillow.c), but for 16-bit
+ * samples (scaled to round(v x 255 / 65535) as PNGs' are, MinIsWhite from 65535 - v, where
  * Pillow clips gray and keeps colour's high byte) and old 8-bit colormaps (every entry < 256:
  * taken as 8-bit, as libtiff does, where Pillow's high bytes make them black). Orientation 1
  * to 4 is applied (a mirrored or upside-down file is flipped as it is read, masks alike, as
@@ -24,13 +24,13 @@
  *
  * Hardening, as for PNG: the pixel limit is checked from the first page's width and length
  * before any pixel buffer exists. Memory: a strip file read top-down in a layout converted here
- * (every mask read by value; 8-bit gray, gray + alpha, RGB, RGBA and palette images) goes a
- * scanline at a time: libtiff's raw strip (the compressed bytes) and one row, however many rows
- * a strip holds. Tiles, bottom-up files and other layouts (16-bit, CMYK, YCbCr images) go by
- * bands of one strip or one row of tiles, held as 32-bit RGBA words (a single-strip file of
- * those: the whole image). libtiff's own allocations are capped (a strip or tile of more than
- * 8 bytes x the pixel limit + 1 MiB is refused). libtiff's errors and
- * warnings go to a per-file handler (never stderr), so the message is "PATH: TIFF decode
+ * (every mask read by value; 8- and 16-bit gray, gray + alpha, RGB and RGBA images, 8-bit
+ * palette ones) goes a scanline at a time: libtiff's raw strip (the compressed bytes) and one
+ * row, however many rows a strip holds. Tiles, bottom-up files and other layouts (CMYK, YCbCr,
+ * separate-plane RGB images) go by bands of one strip or one row of tiles, held as 32-bit RGBA
+ * words (a single-strip file of those: the whole image). libtiff's own allocations are capped
+ * (a strip or tile of more than 8 bytes x the pixel limit + 1 MiB is refused). libtiff's errors
+ * and warnings go to a per-file handler (never stderr), so the message is "PATH: TIFF decode
  * failed: <libtiff's reason>"; a truncated file is an error, not a short image.
  *
  * Return values, ownership and thread-safety as in png_io.h. Without libtiff (COGPU_HAVE_TIFF
