@@ -14,7 +14,7 @@
 # copy it to tests/fuzz/corpus/TARGET/ under a name that says what it is; `ctest -L fuzz`
 # (and so CI) replays it from then on. Exit code: 0 when nothing was found.
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
-TARGETS="cgds ckpt png jpeg gif tiff monitor cli import list"
+TARGETS="cgds ckpt png jpeg gif tiff bmp monitor cli import list"
 if [ $# -lt 2 ] || ! grep -qw -- "$1" <<< "$TARGETS all"; then
   echo "usage: scripts/fuzz.sh {${TARGETS// /|}|all} SECONDS [libFuzzer flags...]" >&2
   exit 2

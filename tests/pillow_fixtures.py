@@ -165,6 +165,103 @@ for o in range(2, 9):
     add(f"tif_orient{o}.tif", rgb, "TIFF", refuse=why, tiffinfo={274: o})
     add(f"tif_orient{o}_ids.tif", ids, "TIFF", refuse=why, tiffinfo={274: o})
 
+# BMP: MSRC-21's photographs and colour masks, GlaS's annotations. Pillow writes 1-bit, 8-bit
+# gray and palette, 24-bit and 32-bit (RGBA) files; the others are made here byte by byte
+add("bmp_rgb.bmp", rgb, "BMP")
+add("bmp_gray.bmp", gray, "BMP")  # a gray-ramp palette: Pillow opens it as mode L
+add("bmp_pal.bmp", pal, "BMP")
+add("bmp_ids.bmp", ids, "BMP")
+add("bmp_1bit.bmp", binary.convert("1"), "BMP")
+add("bmp_rgba.bmp", Image.fromarray(np.dstack([smooth(37, 53, 3), smooth(37, 53, 1)])), "BMP")
+
+
+def bmp(w, h, bits, rows, comp=0, palette=None, hsize=40, masks=None, colors=0):
+    """A BMP: the file header, an info header of hsize bytes (12: OS/2 1; 40: Windows 3, masks
+    after it; 56, 108, 124: masks inside it), the palette (BGR0 entries, BGR for OS/2) and rows,
+    the stored bytes as given (h < 0: top-down)."""
+    import struct
+    pal = b""
+    for r, g, b_ in palette or []:
+        pal += bytes([b_, g, r]) + (b"" if hsize == 12 else b"\0")
+    if hsize == 12:
+        info = struct.pack("<IHHHH", 12, w, h, 1, bits)
+    else:
+        info = struct.pack("<IiiHHIIiiII", hsize, w, h, 1, bits, comp, len(rows), 2835, 2835,
+                           colors, 0)
+        extra = struct.pack("<%dI" % len(masks), *masks) if masks else b""
+        if hsize > 40:
+            info += (extra + b"\0" * 4 * 21)[: hsize - 40]
+        elif masks:
+            info += extra
+    off = 14 + len(info) + len(pal)
+    return b"BM" + struct.pack("<IHHI", off + len(rows), 0, 0, off) + info + pal + rows
+
+
+def padded(row):
+    return row + b"\0" * (-len(row) % 4)
+
+
+def write(name, data, **kw):
+    with open(os.path.join(out, name), "wb") as f:
+        f.write(data)
+    answer_file(name, "BMP", **kw)
+
+
+a8 = rng.integers(0, 6, (9, 13)).astype(np.uint8)  # 6 classes, a short palette of 6 colours
+pal6 = [(0, 0, 0), (128, 0, 0), (0, 128, 0), (128, 128, 0), (0, 0, 128), (128, 0, 128)]
+# RLE8: each stored row (bottom first) as runs of equal values, a literal run of three, an end
+rle = b""
+for r in a8[::-1]:
+    row = list(r)
+    rle += bytes([0, 3] + row[:3] + [0])  # absolute: 3 values, padded to a word
+    i = 3
+    while i < len(row):
+        j = i
+        while j < len(row) and row[j] == row[i] and j - i < 255:
+            j += 1
+        rle += bytes([j - i, row[i]])
+        i = j
+    rle += b"\0\0"
+rle += b"\0\1"
+write("bmp_rle8.bmp", bmp(13, 9, 8, rle, comp=1, palette=pal6, colors=6))
+# RLE4: two alternating nibbles a run, a literal run of 6 (3 bytes, padded to 4). Pillow 9.4
+# reads an odd literal run of n pixels as n // 2 bytes (the format stores (n + 1) // 2), so odd
+# ones are not compared with it
+a4 = rng.integers(0, 6, (7, 11)).astype(np.uint8)
+rle = b""
+for r in a4[::-1]:
+    row = list(r)
+    rle += bytes([0, 6, row[0] << 4 | row[1], row[2] << 4 | row[3], row[4] << 4 | row[5], 0])
+    for i in range(6, len(row), 2):
+        pair = row[i:i + 2]
+        rle += bytes([len(pair), pair[0] << 4 | (pair[1] if len(pair) > 1 else 0)])
+    rle += b"\0\0"
+rle += b"\0\1"
+write("bmp_rle4.bmp", bmp(11, 7, 4, rle, comp=2, palette=pal6, colors=6))
+# 4-bit uncompressed, top-down (a negative height), its palette shorter than 16 entries
+rows = b"".join(padded(bytes(r[i] << 4 | (r[i + 1] if i + 1 < len(r) else 0)
+                             for i in range(0, len(r), 2))) for r in a4)
+write("bmp_4bit_topdown.bmp", bmp(11, -7, 4, rows, palette=pal6, colors=6))
+# 8-bit indices past a 6-colour palette: Pillow's gray ramp for the rest
+a_hi = a8.copy()
+a_hi[0, :4] = [9, 60, 200, 255]
+rows = b"".join(padded(bytes(r)) for r in a_hi[::-1])
+write("bmp_pal_short.bmp", bmp(13, 9, 8, rows, palette=pal6, colors=6))
+# OS/2 1.x: a 12-byte header, BGR palette entries
+rows = b"".join(padded(bytes(r)) for r in a8[::-1])
+write("bmp_os2.bmp", bmp(13, 9, 8, rows, palette=pal6 + [(i, i, i) for i in range(6, 256)],
+                         hsize=12))
+# 16 bits: 5-5-5 (uncompressed) and 5-6-5 (bit fields, a Windows 3 header), scaled by Pillow
+v16 = rng.integers(0, 65536, (5, 7)).astype(np.uint16)
+rows = b"".join(padded(r.astype("<u2").tobytes()) for r in v16[::-1])
+write("bmp_555.bmp", bmp(7, 5, 16, rows))
+write("bmp_565.bmp", bmp(7, 5, 16, rows, comp=3, masks=(0xF800, 0x7E0, 0x1F)))
+# 32 bits by bit fields in a version 4 header: RGBA byte order (the alpha dropped)
+c32 = rng.integers(0, 256, (6, 5, 4)).astype(np.uint8)
+rows = b"".join(r.tobytes() for r in c32[::-1])
+write("bmp_32fields.bmp", bmp(5, 6, 32, rows, comp=3, hsize=108,
+                               masks=(0xFF, 0xFF00, 0xFF0000, 0xFF000000)))
+
 # PNG gray of 1, 2 and 4 bits (Pillow writes none): 1-bit reads as 0/1, 2- and 4-bit scaled
 # to 0..255 by Pillow, so they are refused as class ids
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "fuzz"))

@@ -4,11 +4,11 @@
  *
  *   cg_resize_tool IMAGE SIDE OUT.png [MASK OUTMASK.png [K]]
  *
- * reads IMAGE (PNG, JPEG, GIF or TIFF, by content), scales it so that its shorter side is SIDE
- * (cg_fit_whole_size, cg_fit_pair: the bytes predict's network sees) and writes OUT.png (RGB8);
- * with MASK, its mask scaled the same way (nearest, as training and --val-mode whole read it) to
- * OUTMASK.png: binary (> 0 is foreground) as 0/255, or with K >= 2 class ids (and the ignore
- * label 255) as they are; prints "H W" of the result. */
+ * reads IMAGE (PNG, JPEG, GIF, TIFF or BMP, by content), scales it so that its shorter side is
+ * SIDE (cg_fit_whole_size, cg_fit_pair: the bytes predict's network sees) and writes OUT.png
+ * (RGB8); with MASK, its mask scaled the same way (nearest, as training and --val-mode whole read
+ * it) to OUTMASK.png: binary (> 0 is foreground) as 0/255, or with K >= 2 class ids (and the
+ * ignore label 255) as they are; prints "H W" of the result. */
 #include <stdio.h>
 #include <stdlib.h>
 

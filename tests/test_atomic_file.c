@@ -284,7 +284,8 @@ static void test_check_probe(void) {
 /* cg_afile_check: a run's validation history and --stats-out log (by their first record) are
  * refused as what another output replaces (export --out ck/history.jsonl lost the history),
  * taken by --history-out (which a resume rewrites) and by what appends; a metrics JSON
- * ("steps", not "step") and a history-like text of another shape are outputs as before. */
+ * ("steps", not "step") and a history-like text of another shape are outputs as before; a BMP
+ * image is input data. */
 static void test_check_logs(void) {
   char err[512];
   const struct {
@@ -316,8 +317,16 @@ static void test_check_logs(void) {
                       (files[i].what ? -1 : 0), "%s as pack --out: '%s'", files[i].name, err);
     unlink(p);
   }
+  /* a BMP image (bmp_io.c's header sizes) is input data for every output */
+  static const uint8_t bmp[18] = {'B', 'M', 0x46, 0, 0, 0, 0, 0, 0, 0, 0x36, 0, 0, 0, 40, 0, 0, 0};
+  CG_TEST_CHECK(cg_afile_save(at("img.txt"), bmp, sizeof bmp, err, sizeof err) == 0, "%s", err);
+  CG_TEST_CHECK(cg_afile_check("--out", at("img.txt"), CG_AFILE_REPLACE, err, sizeof err) == -1 &&
+                    strstr(err, "a BMP image (input data)") &&
+                    cg_afile_check("--history-out", at("img.txt"), CG_AFILE_REPLACE_HISTORY, err,
+                                   sizeof err) == -1, "a BMP as an output: '%s'", err);
+  unlink(at("img.txt"));
   printf("PASS check: a run's history and stats log are no outputs but for --history-out and "
-         "what appends\n");
+         "what appends; a BMP is none\n");
 }
 
 int main(void) {

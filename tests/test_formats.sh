@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# GIF and TIFF data sets end to end: the same pixels as TIFF images with GIF masks (Carvana's
+# GIF, TIFF and BMP data sets end to end: the same pixels as TIFF images with GIF masks (Carvana's
 # NAME_mask.gif through a list, DRIVE's TIFF images beside GIF masks in a directory) train the
 # very parameters of the PNG originals, binary and 4-class (GIF palette indices, 16-bit TIFF
 # class ids); pack writes the same shard from them, and from 16-bit gray TIFFs the shard of
 # 16-bit PNGs of the same values (both scaled to round(v * 255 / 65535)); predict on TIFF inputs
-# scored with GIF masks writes the same masks and metrics; a transposed TIFF is refused naming
-# the file (exit 2).
+# scored with GIF masks writes the same masks and metrics; BMP images with 8-bit palette BMP
+# class ids (MSRC-21, GlaS) train the PNGs' parameters, and predict on them scores and writes
+# the PNGs' masks; a transposed TIFF is refused naming the file (exit 2).
 # The files are converted with Debian's Pillow (/usr/bin/python3); without it: skipped (77).
 set -euo pipefail
 BIN=$1; MPIRUN="$2 --oversubscribe --bind-to none"; BUILD=$3
@@ -138,6 +139,33 @@ sed 's| masks/\(.*\)\.gif$| tiff_masks/\1.tiff|' "$T/voc4/pairs.txt" > "$T/voc4/
 train tif4 --data "$T/voc4/tiff-masks.txt" --num-classes 4
 cmp -s "$T/png4.params" "$T/tif4.params" || fail "16-bit TIFF class ids trained other parameters"
 echo "ok: 4 classes from GIF palette indices and 16-bit TIFF ids: the PNGs' parameters"
+
+# ---- BMP (MSRC-21's images, GlaS's annotations): 24-bit images, 8-bit palette masks of class
+# ids (Pillow's writer) train the PNGs' parameters; predict --masks reads BMP ground truth
+$PY - "$T/png4" "$T/bmp4" << 'EOF'
+import os, sys
+from PIL import Image
+src, dst = sys.argv[1], sys.argv[2]
+for d in ("images", "masks"):
+    os.makedirs(f"{dst}/{d}")
+    for name in os.listdir(f"{src}/{d}"):
+        Image.open(f"{src}/{d}/{name}").save(f"{dst}/{d}/{name[:-4]}.bmp")
+EOF
+[ "$(find "$T/bmp4" -name '*.bmp' | wc -l)" -eq 32 ] || fail "the conversion made no BMPs"
+train bmp4 --data "$T/bmp4" --num-classes 4 --checkpoint-dir "$T/ck4"
+cmp -s "$T/png4.params" "$T/bmp4.params" || fail "BMP images and masks trained other parameters"
+$MPIRUN -np 1 $BIN predict --backend cpu --checkpoint "$T/ck4" --input "$T/bmp4/images" \
+  --masks "$T/bmp4/masks" --output "$T/pred_bmp" > "$T/pb.log" 2>&1 ||
+  { cat "$T/pb.log"; fail "predict bmp"; }
+$MPIRUN -np 1 $BIN predict --backend cpu --checkpoint "$T/ck4" --input "$T/png4/images" \
+  --masks "$T/png4/masks" --output "$T/pred_png4" > "$T/pp4.log" 2>&1 ||
+  { cat "$T/pp4.log"; fail "predict png4"; }
+[ "$(grep mIoU "$T/pb.log")" = "$(grep mIoU "$T/pp4.log")" ] && grep -q mIoU "$T/pb.log" ||
+  fail "predict on BMP: $(grep mIoU "$T/pb.log") / $(grep mIoU "$T/pp4.log")"
+for f in "$T"/pred_png4/*.png; do
+  cmp -s "$f" "$T/pred_bmp/$(basename "$f")" || fail "predict on BMP: $(basename "$f") differs"
+done
+echo "ok: BMP images and palette BMP class ids train the PNGs' parameters; predict scores them"
 
 # ---- refusals: a transposed TIFF names the file; a TIFF's colour mask holds no class ids
 mkdir -p "$T/bad"

@@ -308,7 +308,7 @@ static void test_bad_files(void) {
   spit(at(p, sizeof p, "cut.gif"), buf, n - n / 3);
   expect_fail("truncated", p, CG_PNG_AS_LABEL, "truncated");
   /* cut in the header, or in the signature: truncated, not "no screen descriptor" or "not a
-   * PNG, JPEG, GIF or TIFF file" */
+   * PNG, JPEG, GIF, TIFF or BMP file" */
   const size_t cuts[] = {3, 5, 10, 13};
   for (size_t k = 0; k < sizeof cuts / sizeof *cuts; k++) {
     spit(p, buf, cuts[k]);

@@ -163,7 +163,8 @@ set +e
 $MPIRUN -np 1 $BIN predict --backend cpu --checkpoint "$CK" --input "$T/jv/images" \
   --masks "$T/jm" --output "$T/pm" > "$T/err" 2>&1; rc=$?
 set -e
-[ $rc -eq 2 ] && grep -q "no mask 000003.png (or .jpg, .jpeg, .gif, .tif, .tiff) for" "$T/err" &&
+[ $rc -eq 2 ] && grep -q "no mask 000003.png (or .jpg, .jpeg, .gif, .tif, .tiff, .bmp) for" \
+    "$T/err" &&
   [ -z "$(ls "$T/pm" 2>/dev/null)" ] ||
   { echo "FAIL a missing mask: rc $rc"; cat "$T/err"; exit 1; }
 echo "PASS --masks DIR of JPEG masks scores as a list of them; a missing mask is named up front"

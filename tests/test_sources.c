@@ -581,9 +581,9 @@ static void test_bad_inputs(void) {
   mkdir_rel("garbage/masks");
   write_or_die("garbage/images/g.png", rgb, 16, 16, CG_PNG_RGB8);
   FILE *f = fopen(path_of(p, sizeof p, "garbage/masks/g.png"), "w");
-  fputs("BM6\x01\x02", f);
+  fputs("RIFF\x10\x01\x02\x03WEBPVP8 ", f);
   fclose(f);
-  expect_open_fail("garbage", 16, "masks/g.png", "a BMP?");
+  expect_open_fail("garbage", 16, "masks/g.png", "a WebP?");
 
   /* a truncated PNG opens (IHDR intact) but fails to load, naming the file */
   mkdir_rel("trunc");

@@ -281,6 +281,15 @@ static const char *run_log_kind(const char *b) {
   return NULL;
 }
 
+/* 1 when b starts a BMP: "BM", then at 14 an info header size bmp_io.c reads (src/data). */
+static int bmp_start(const unsigned char *b, size_t n) {
+  if (n < 18 || memcmp(b, "BM", 2) || b[15] || b[16] || b[17]) return 0;
+  switch (b[14]) {
+  case 12: case 40: case 52: case 56: case 64: case 108: case 124: return 1;
+  default: return 0;
+  }
+}
+
 /* What input data the file at path holds, from its first bytes, or NULL. */
 static const char *input_kind(const char *path) {
   unsigned char b[64] = {0};
@@ -301,6 +310,7 @@ static const char *input_kind(const char *path) {
     return "a JPEG image";
   if (n >= 6 && (!memcmp(b, "GIF87a", 6) || !memcmp(b, "GIF89a", 6))) return "a GIF image";
   if (n >= 4 && (!memcmp(b, "II*\0", 4) || !memcmp(b, "MM\0*", 4))) return "a TIFF image";
+  if (bmp_start(b, n)) return "a BMP image";
   if (n >= 8 && !memcmp(b, "CGCKPT\r\n", 8)) return "a cogpu-dist checkpoint";
   if (n >= 4 && !memcmp(b, "CGDS", 4)) return "a .cgds shard";
   return run_log_kind((const char *)b);

@@ -71,15 +71,15 @@ typedef enum {
                                the existing file may be a run's history or stats log */
 } cg_afile_how_t;
 
-/* The start-up check of an output path the user named with flag ("--out"), so that a bad one
- * is a usage error before any work, and a FIFO or device is never replaced by a regular file:
- * 0 when path can be written as `how` says (an existing target is writable and of a kind `how`
- * takes; a new one's directory exists and is writable), else -1 with one line in err naming
- * flag, path and what it is. Nothing is created. An existing file that holds input data (a PNG
- * or JPEG image, a checkpoint, a checkpoint directory's last or best, a .cgds shard, known by
- * their first bytes) is refused, and so is a checkpoint's name (ckpt-N.cgck): a mistyped output
- * path must not destroy a data set or a run. So is a run's validation history or --stats-out
- * log (by its first record) where `how` replaces a file, but for --history-out. */
+/* The start-up check of an output path the user named with flag ("--out"), so that a bad one is a
+ * usage error before any work, and a FIFO or device is never replaced by a regular file: 0 when
+ * path can be written as `how` says (an existing target is writable and of a kind `how` takes; a
+ * new one's directory exists and is writable), else -1 with one line in err naming flag, path and
+ * what it is. Nothing is created. An existing file that holds input data (a PNG, JPEG, GIF, TIFF
+ * or BMP image, a checkpoint, a checkpoint directory's last or best, a .cgds shard, known by their
+ * first bytes) is refused, and so is a checkpoint's name (ckpt-N.cgck): a mistyped output path
+ * must not destroy a data set or a run. So is a run's validation history or --stats-out log (by
+ * its first record) where `how` replaces a file, but for --history-out. */
 int cg_afile_check(const char *flag, const char *path, cg_afile_how_t how, char *err,
                    size_t errlen);
 /* "a FIFO", "a character device", "a directory"...: what a st_mode is, for messages. */

@@ -1,4 +1,4 @@
-/* image_io.c: PNG, JPEG, GIF or TIFF by the first bytes (image_io.h). A file that starts like
+/* image_io.c: PNG, JPEG, GIF, TIFF or BMP by the first bytes (image_io.h). A file that starts like
  * none of them is refused here, saying so and what it looks like, rather than by the PNG reader
  * ("not a PNG" for an image that could as well have been a JPEG). */
 #include "image_io.h"
@@ -14,6 +14,7 @@
 #include <strings.h>
 #include <sys/stat.h>
 
+#include "bmp_io.h"
 #include "gif_io.h"
 #include "jpeg_io.h"
 #include "log.h" /* cg_malloc, CG_FATAL */
@@ -40,14 +41,14 @@ void cg_image_size_mismatch(const char *image, int h, int w, int mh, int mw, cha
 
 /* What a file starting with p[0..n) may be, for the message (NULL: no idea). */
 static const char *guess(const uint8_t *p, size_t n) {
-  if (n >= 2 && !memcmp(p, "BM", 2)) return "a BMP";
+  if (n >= 2 && !memcmp(p, "BM", 2)) return "a BMP with a header of an unknown size";
   if (n >= 12 && !memcmp(p, "RIFF", 4) && !memcmp(p + 8, "WEBP", 4)) return "a WebP";
   if (n >= 12 && !memcmp(p + 4, "ftyp", 4)) return "a HEIC or AVIF";
   if (n >= 1 && p[0] == '<') return "HTML or SVG text";
   return NULL;
 }
 
-typedef enum { K_PNG, K_JPEG, K_GIF, K_TIFF } kind_t;
+typedef enum { K_PNG, K_JPEG, K_GIF, K_TIFF, K_BMP } kind_t;
 
 /* The file's format by its first bytes (K_PNG also for one unreadable or cut inside a
  * signature: the reader says which), or -1 for none of them, with the reason in err. */
@@ -55,31 +56,34 @@ static int sniff(const char *path, char *err, size_t errlen) {
   static const uint8_t png[8] = {0x89, 'P', 'N', 'G', 0x0D, 0x0A, 0x1A, 0x0A};
   FILE *f = fopen(path, "rb");
   if (!f) return K_PNG;
-  uint8_t p[12];
+  uint8_t p[18];
   const size_t n = fread(p, 1, sizeof p, f);
   fclose(f);
   if (cg_jpeg_sniff(p, n)) return K_JPEG;
   if (cg_gif_sniff(p, n)) return K_GIF;
   if (cg_tiff_sniff(p, n)) return K_TIFF;
+  if (cg_bmp_sniff(p, n)) return K_BMP;
   if (n > 0 && !memcmp(p, png, n < 8 ? n : 8)) return K_PNG;
   if (n > 0 && n < 3 && p[0] == 0xFF && (n == 1 || p[1] == 0xD8)) return K_JPEG;
   /* cut inside the signature: the reader says "truncated" */
   if (n > 0 && n < 6 && (!memcmp(p, "GIF87a", n) || !memcmp(p, "GIF89a", n))) return K_GIF;
   if (n > 0 && n < 4 && (!memcmp(p, "II*", n) || !memcmp(p, "MM\0", n))) return K_TIFF;
   if (n == 0) {
-    snprintf(err, errlen, "%s: not a PNG, JPEG, GIF or TIFF file (empty: 0 bytes)", path);
+    snprintf(err, errlen, "%s: not a PNG, JPEG, GIF, TIFF or BMP file (empty: 0 bytes)", path);
     return -1;
   }
   char start[4 * 4 + 1] = ""; /* the first 4 bytes, printable or as \xNN */
   for (size_t i = 0, k = 0; i < n && i < 4; i++)
     k += (size_t)snprintf(start + k, sizeof start - k, isprint(p[i]) ? "%c" : "\\x%02X", p[i]);
   const char *g = guess(p, n);
-  snprintf(err, errlen, "%s: not a PNG, JPEG, GIF or TIFF file (starts with '%s'%s%s%s)", path,
+  snprintf(err, errlen, "%s: not a PNG, JPEG, GIF, TIFF or BMP file (starts with '%s'%s%s%s)",
+           path,
            start, g ? ": " : "", g ? g : "", g ? "?" : "");
   return -1;
 }
 
-const char *const cg_image_exts[] = {".png", ".jpg", ".jpeg", ".gif", ".tif", ".tiff", NULL};
+const char *const cg_image_exts[] = {".png", ".jpg", ".jpeg", ".gif", ".tif", ".tiff", ".bmp",
+                                     NULL};
 
 int cg_image_has_ext(const char *name, size_t *stem) {
   const size_t n = strlen(name);
@@ -101,6 +105,7 @@ int cg_image_read_size(const char *path, int64_t max_pixels, int *h, int *w, cha
   case K_JPEG: return cg_jpeg_read_size(path, max_pixels, h, w, err, errlen);
   case K_GIF: return cg_gif_read_size(path, max_pixels, CG_PNG_AS_RGB, h, w, err, errlen);
   case K_TIFF: return cg_tiff_read_size(path, max_pixels, CG_PNG_AS_RGB, h, w, err, errlen);
+  case K_BMP: return cg_bmp_read_size(path, max_pixels, CG_PNG_AS_RGB, h, w, err, errlen);
   default: return -1;
   }
 }
@@ -139,6 +144,7 @@ int cg_image_read_rows(const char *path, int64_t max_pixels, int min_side,
     return cg_jpeg_read_rows(path, NULL, 0, max_pixels, min_side, &s, &o.fh, &o.fw, err, errlen);
   case K_GIF: return cg_gif_read_rows(path, max_pixels, CG_PNG_AS_RGB, &s, err, errlen);
   case K_TIFF: return cg_tiff_read_rows(path, max_pixels, CG_PNG_AS_RGB, &s, err, errlen);
+  case K_BMP: return cg_bmp_read_rows(path, max_pixels, CG_PNG_AS_RGB, &s, err, errlen);
   default: return cg_png_read_rows(path, max_pixels, CG_PNG_AS_RGB, &s, err, errlen);
   }
 }
@@ -189,8 +195,8 @@ static int mask_kind(const char *path, cg_png_as_t as, char *err, size_t errlen)
   const int kind = sniff(path, err, errlen);
   if (kind == K_JPEG && as == CG_PNG_AS_LABEL) {
     snprintf(err, errlen, "%s: a JPEG mask: its lossy compression changes the values, and class "
-             "ids (--num-classes K >= 2, --ignore-index, --label-map) need a PNG, GIF or TIFF "
-             "(binary masks may be JPEG: foreground where gray >= 128)", path);
+             "ids (--num-classes K >= 2, --ignore-index, --label-map) need a PNG, GIF, TIFF or "
+             "BMP (binary masks may be JPEG: foreground where gray >= 128)", path);
     return -1;
   }
   return kind;
@@ -202,6 +208,7 @@ int cg_image_read_mask_rows(const char *path, int64_t max_pixels, cg_png_as_t as
   case K_PNG: return cg_png_read_rows(path, max_pixels, as, sink, err, errlen);
   case K_GIF: return cg_gif_read_rows(path, max_pixels, as, sink, err, errlen);
   case K_TIFF: return cg_tiff_read_rows(path, max_pixels, as, sink, err, errlen);
+  case K_BMP: return cg_bmp_read_rows(path, max_pixels, as, sink, err, errlen);
   case K_JPEG: break;
   default: return -1;
   }
@@ -220,6 +227,7 @@ int cg_image_read_mask_size(const char *path, int64_t max_pixels, cg_png_as_t as
   case K_JPEG: return cg_jpeg_read_size(path, max_pixels, h, w, err, errlen);
   case K_GIF: return cg_gif_read_size(path, max_pixels, as, h, w, err, errlen);
   case K_TIFF: return cg_tiff_read_size(path, max_pixels, as, h, w, err, errlen);
+  case K_BMP: return cg_bmp_read_size(path, max_pixels, as, h, w, err, errlen);
   default: return -1;
   }
 }

@@ -1,10 +1,10 @@
-/* image_io.h: one entry point for the image formats the trainer reads (PNG, JPEG, GIF, TIFF),
+/* image_io.h: one entry point for the image formats the trainer reads (PNG, JPEG, GIF, TIFF, BMP),
  * chosen by the file's first bytes, not its name: a JPEG named x.png is read as a JPEG, and the
- * reverse. A file that starts like none of them fails with "PATH: not a PNG, JPEG, GIF or TIFF
- * file (starts with 'BM': a BMP?)" (or "(empty: 0 bytes)"); one cut inside a signature goes to
- * that format's reader, which says so. Images come out as RGB8 (png_io.h, jpeg_io.h, gif_io.h,
- * tiff_io.h); masks as png_io.h's cg_png_as_t says, JPEG masks binary only. Return values,
- * ownership and thread-safety as in png_io.h. */
+ * reverse. A file that starts like none of them fails with "PATH: not a PNG, JPEG, GIF, TIFF or
+ * BMP file (starts with 'RIFF': a WebP?)" (or "(empty: 0 bytes)"); one cut inside a signature goes
+ * to that format's reader, which says so. Images come out as RGB8 (png_io.h, jpeg_io.h, gif_io.h,
+ * tiff_io.h, bmp_io.h); masks as png_io.h's cg_png_as_t says, JPEG masks binary only. Return
+ * values, ownership and thread-safety as in png_io.h. */
 #ifndef CG_IMAGE_IO_H
 #define CG_IMAGE_IO_H
 
@@ -26,7 +26,7 @@ void cg_image_size_mismatch(const char *image, int h, int w, int mh, int mw, cha
 /* The extensions of image and mask files in a directory, in any letter case, NULL-terminated;
  * and those after .png as text, for messages ("NAME.png (or " CG_IMAGE_EXTS_ALT ")"). */
 extern const char *const cg_image_exts[];
-#define CG_IMAGE_EXTS_ALT ".jpg, .jpeg, .gif, .tif, .tiff"
+#define CG_IMAGE_EXTS_ALT ".jpg, .jpeg, .gif, .tif, .tiff, .bmp"
 
 /* 1 when NAME ends in .png, .jpg, .jpeg, .gif, .tif or .tiff in any letter case (and does not
  * start with '.');
@@ -55,7 +55,7 @@ int cg_image_list_names(const char *dir, char ***out, size_t *n, char *err, size
 int cg_image_list_dir(const char *flag, const char *dir, const char *clash, char ***out, int *n,
                       char *err, size_t errlen);
 
-/* Width and height from the header (PNG IHDR, JPEG SOF, GIF screen, TIFF first page) within
+/* Width and height from the header (PNG IHDR, JPEG SOF, GIF screen, TIFF first page, BMP) within
  * the pixel limit. */
 int cg_image_read_size(const char *path, int64_t max_pixels, int *h, int *w, char *err,
                        size_t errlen);
@@ -73,12 +73,13 @@ int cg_image_read_rows(const char *path, int64_t max_pixels, int min_side,
                        char *err, size_t errlen);
 
 /* A mask row by row into sink, read as `as` says (CG_PNG_AS_MASK or CG_PNG_AS_LABEL): a PNG,
- * GIF or TIFF by its reader (their rules on the stored values: png_io.h, gif_io.h, tiff_io.h);
+ * GIF, TIFF or BMP by its reader (their rules on the stored values: png_io.h, gif_io.h,
+ * tiff_io.h, bmp_io.h);
  * a JPEG only as a binary mask (AS_MASK: rows of 0/1), foreground where its luma
  * (19595 R + 38470 G + 7471 B) / 65536, rounded, is >= 128: Pillow's arithmetic, so the mask
  * is Image.open(p).convert("L") >= 128 exactly (tests/test_pillow.c); lossy compression blurs
  * 0 and 255, so "> 0" would mark its noise. As labels a JPEG is
- * refused ("a JPEG mask: ... class ids need a PNG, GIF or TIFF"); a file of another format
+ * refused ("a JPEG mask: ... class ids need a PNG, GIF, TIFF or BMP"); a file of another format
  * fails as above. */
 int cg_image_read_mask_rows(const char *path, int64_t max_pixels, cg_png_as_t as,
                             const cg_png_sink_t *sink, char *err, size_t errlen);

@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 
 #include "atomic_file.h" /* cg_afile_kind, cg_file_read */
+#include "bmp_io.h"      /* cg_bmp_sniff: a BMP given as a list */
 #include "log.h"
 
 #define LIST_LINE_MAX 8192
@@ -39,6 +40,7 @@ static const char *not_text(const unsigned char *b, size_t n) {
   if (n >= 3 && !memcmp(b, "\xff\xd8\xff", 3)) return "a JPEG image";
   if (n >= 6 && (!memcmp(b, "GIF87a", 6) || !memcmp(b, "GIF89a", 6))) return "a GIF image";
   if (n >= 4 && (!memcmp(b, "II*\0", 4) || !memcmp(b, "MM\0*", 4))) return "a TIFF image";
+  if (cg_bmp_sniff(b, n) && n >= 18) return "a BMP image";
   if (n >= 2 && b[0] == 0x1f && b[1] == 0x8b) return "gzip-compressed data (decompress it first)";
   if (nul) return "binary data (it holds NUL bytes)";
   return NULL;

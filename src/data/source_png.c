@@ -1,9 +1,9 @@
-/* source_png.c: a directory of images (PNG, JPEG, GIF or TIFF) and their masks, or a list
+/* source_png.c: a directory of images (PNG, JPEG, GIF, TIFF or BMP) and their masks, or a list
  * naming them (pairlist.h), as a sample source (see source.h); the rule that fits each pair to
  * the network's size is fit.c's.
  *
- * Layout: IMAGES/NAME.png (or .jpg, .jpeg, .gif, .tif, .tiff) pairs with MASKS/NAME of one of
- * the same extensions (a JPEG mask: binary only, image_io.h) (in any letter case; names
+ * Layout: IMAGES/NAME.png (or .jpg, .jpeg, .gif, .tif, .tiff, .bmp) pairs with MASKS/NAME of one
+ * of the same extensions (a JPEG mask: binary only, image_io.h) (in any letter case; names
  * that start with '.', other extensions and non-regular files are ignored). A file is decoded
  * by its content (image_io.h), so a JPEG named .png still reads. Every image needs its mask and
  * every mask its image; two files whose names differ only in the extension are an error.
@@ -333,8 +333,8 @@ cg_source_t *cg_source_png_dirs(const char *images_dir, const char *masks_dir,
   png_source_t *ps = new_source(o, im.n);
   size_t i = 0, j = 0;
   if (im.n == 0) {
-    snprintf(err, errlen, "%s: no image files (*.png, *.jpg, *.jpeg, *.gif, *.tif, *.tiff)",
-             images_dir);
+    snprintf(err, errlen, "%s: no image files (*.png, *.jpg, *.jpeg, *.gif, *.tif, *.tiff, "
+             "*.bmp)", images_dir);
     goto fail;
   }
   while (i < im.n || j < mk.n) {

@@ -59,7 +59,7 @@ static const cg_opt_t g_opts[] = {
         "images are N x N, 2..8192; N must be a multiple of 2^depth"),
     CG_OPT_ROW_NUM(INT, "num-classes", O(num_classes), 1, 255, C_TRAIN | C_INFO, "K",
         "classes, 1..255: 1 = binary (mask pixel > 0 is foreground); K >= 2: masks hold class ids "
-        "0..K-1 (gray values or palette indices of PNG, GIF or TIFF masks), softmax "
+        "0..K-1 (gray values or palette indices of PNG, GIF, TIFF or BMP masks), softmax "
         "cross-entropy + soft Dice (--dice-weight)"),
     {"ignore-index", CG_OPT_INT, O(ignore_index), -1, 255, CG_OPT_NODEF, NULL, C_TRAIN | C_INFO, "I",
      "mask label left out of the loss and the metrics, not a class id (>= --num-classes); "
@@ -98,7 +98,8 @@ static const cg_opt_t g_opts[] = {
     CG_OPT_ROW_NUM(I64, "val-samples", O(val_samples), 0, 1e12, C_TRAIN, "N",
         "synthetic: size of the held-out validation set (0 = no validation)"),
     CG_OPT_ROW_FLAG("skip-bad", O(skip_bad), C_TRAIN | C_INFO,
-        "leave out and count bad samples (an image or mask that is empty, not a PNG/JPEG/GIF/TIFF, "
+        "leave out and count bad samples (an image or mask that is empty, not a "
+        "PNG/JPEG/GIF/TIFF/BMP, "
         "truncated, corrupt or over --max-image-pixels; a mask value that is no class id; an "
         "image and mask of different sizes; a shard record failing its CRC), at start-up and "
         "while training, instead of ending the job with exit code 2"),
@@ -552,9 +553,9 @@ void cg_cli_print_help(FILE *f, cg_command_t cmd) {
             "  train    train the UNet data-parallel over all ranks\n"
             "  info     print the model (--model), the ranks' placement (--topology) or the\n"
             "           training / validation split of --data (--split)\n"
-            "  pack     pack a directory of images and masks (PNG, JPEG, GIF, TIFF) into a .cgds\n"
-            "           shard (one process; see pack --help)\n"
-            "  predict  run a checkpoint's model on images (PNG, JPEG, GIF, TIFF) and write\n"
+            "  pack     pack a directory of images and masks (PNG, JPEG, GIF, TIFF, BMP) into a\n"
+            "           .cgds shard (one process; see pack --help)\n"
+            "  predict  run a checkpoint's model on images (PNG, JPEG, GIF, TIFF, BMP) and write\n"
             "           their masks (see predict --help)\n"
             "  inspect  print a checkpoint's header and verify its CRC (one process)\n"
             "  export   write a checkpoint's weights as safetensors for PyTorch/ONNX (one process;\n"

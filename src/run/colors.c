@@ -61,7 +61,7 @@ static void colors_help(FILE *f, long long max_pixels) {
           "                 comment. Several colours may give one id. scripts/datasets/ has\n"
           "                 ISPRS's and DeepGlobe's\n"
           "  --in DIR       the colour masks (PNG: RGB, RGBA (alpha ignored), palette, 8 or 16\n"
-          "                 bit; GIF and TIFF: the first frame). JPEGs are refused: their\n"
+          "                 bit; GIF and TIFF: the first frame; BMP). JPEGs are refused: their\n"
           "                 colours are not exact\n"
           "  --out DIR      where the id masks go (made if missing); not --in\n"
           "  --unknown ID   a colour FILE does not list becomes ID (255: the ignore label of a\n"
@@ -385,7 +385,7 @@ int cg_colors_main(int argc, char **argv) {
       cg_image_list_dir("--in", o.in, "written to", &files, &nfiles, err, sizeof err)) {
     code = usage_error("%s", err);
   } else if (!nfiles) {
-    code = usage_error("--in %s: no PNG, GIF or TIFF mask in it", o.in);
+    code = usage_error("--in %s: no PNG, GIF, TIFF or BMP mask in it", o.in);
   } else if (cg_path_mkdir_p(o.out) != 0) {
     code = usage_error("--out: cannot create directory '%.900s': %s", o.out, strerror(errno));
   } else if (cg_path_same_file(o.in, o.out)) {

@@ -91,10 +91,10 @@ static void usage(FILE *f) {
           "         [--label-map SPEC] [--scores-out FILE] [--confusion-out FILE]\n"
           "         [--class-names LIST|FILE|none]\n"
           "  runs the model of a checkpoint on every image of the --input directory (*.png, *.jpg,\n"
-          "  *.jpeg, *.gif, *.tif, *.tiff in any letter case), or every image a text LIST names\n"
-          "  (IMAGE or IMAGE MASK lines, as train --data LIST reads them; its masks are scored\n"
-          "  as --masks ones), at the scale training saw its images at (--resize), and writes\n"
-          "  NAME.png (the image's name without its extension) of the image's size to the\n"
+          "  *.jpeg, *.gif, *.tif, *.tiff, *.bmp in any letter case), or every image a text LIST\n"
+          "  names (IMAGE or IMAGE MASK lines, as train --data LIST reads them; its masks are\n"
+          "  scored as --masks ones), at the scale training saw its images at (--resize), and\n"
+          "  writes NAME.png (the image's name without its extension) of the image's size to the\n"
           "  --output directory (not one holding the input or masks): binary models 8-bit gray\n"
           "  0/255; K-class models the class ids as 8-bit gray, or as a palette PNG with the\n"
           "  training masks' palette when the checkpoint has one.\n"
@@ -116,9 +116,9 @@ static void usage(FILE *f) {
           "  --checkpoint   a checkpoint file; DIR/best or DIR/last, the checkpoint that pointer\n"
           "                 file names (best: the best validation figure); or a directory: its\n"
           "                 newest valid checkpoint, as train --resume DIR picks it\n"
-          "  --masks DIR    ground-truth masks DIR/NAME.png (or .gif, .tif, .tiff; binary ones\n"
-          "                 also .jpg, .jpeg), all found before any work: prints IoU, Dice and\n"
-          "                 pixel accuracy (K >= 2: per-class IoU, Dice and accuracy, the\n"
+          "  --masks DIR    ground-truth masks DIR/NAME.png (or .gif, .tif, .tiff, .bmp; binary\n"
+          "                 ones also .jpg, .jpeg), all found before any work: prints IoU, Dice\n"
+          "                 and pixel accuracy (K >= 2: per-class IoU, Dice and accuracy, the\n"
           "                 classes named by the run's (or predict's) --class-names, mIoU,\n"
           "                 accuracy, mAcc; the checkpoint's ignore label left out) over every\n"
           "                 pixel, counts summed over ranks\n"
@@ -597,7 +597,8 @@ static int check_inputs(popts_t *o, const cg_comm_t *c, cg_ckpt_info_t *info, cg
               : cg_image_list_dir("--input", o->input, "predicted to", files, nfiles, err, errlen))
     return -1;
   if (*nfiles == 0) {
-    snprintf(err, errlen, "--input: no image files (*.png, *.jpg, *.jpeg, *.gif, *.tif, *.tiff) "
+    snprintf(err, errlen, "--input: no image files (*.png, *.jpg, *.jpeg, *.gif, *.tif, *.tiff, "
+             "*.bmp) "
              "in '%.900s'", o->input);
     return -1;
   }

@@ -11,7 +11,7 @@
 #   monitor/  that run's --stats-out file, each of its lines alone, and tests/data's 4-rank one
 #   import/   that run's last checkpoint exported as safetensors, and a 3-class variant of it
 #   list/     lists of IMAGE MASK lines naming the pairs fuzz_list.c makes beside them
-#   gif/, tiff/  the files ../pillow_fixtures.py makes with Pillow (none without Pillow), and
+#   gif/, tiff/, bmp/  the files ../pillow_fixtures.py makes (none without Pillow), and
 #             TIFF layouts Pillow does not write (fuzz_seedgen: tiles, planes, MinIsWhite, ...)
 #   cli/      argument vectors (NUL-separated): the run's own command line, every option of
 #             `train --help` and `info --help` with its default, and a few special forms
@@ -22,7 +22,7 @@ set -euo pipefail
 BIN=$1 SEEDGEN=$2 OUT=$3 BASE=$4 DEPTH=$5 SIZE=$6 MPIRUN=$7
 HERE=$(cd "$(dirname "$0")" && pwd)
 rm -rf "$OUT"
-mkdir -p "$OUT"/{cgds,ckpt,png,jpeg,gif,tiff,monitor,cli,import,list}
+mkdir -p "$OUT"/{cgds,ckpt,png,jpeg,gif,tiff,bmp,monitor,cli,import,list}
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
 # Open MPI keeps allocations past exit (not our leaks: tests/fuzz/sanitize.cmake).
@@ -43,12 +43,14 @@ if command -v cjpeg > /dev/null; then
   done
 fi
 
-# ---- gif, tiff: every variant Pillow writes (../pillow_fixtures.py: depths, palettes,
-# interlacing, transparency, compressions, CMYK), where Debian's Pillow is installed
+# ---- gif, tiff, bmp: every variant Pillow writes (../pillow_fixtures.py: depths, palettes,
+# interlacing, transparency, compressions, CMYK; BMP's RLE, bit fields and headers made by
+# hand there), where Debian's Pillow is installed
 if /usr/bin/python3 -c 'import PIL, numpy' 2> /dev/null; then
   run /usr/bin/python3 "$HERE/../pillow_fixtures.py" "$T/pillow"
   cp "$T"/pillow/*.gif "$OUT/gif/"
   cp "$T"/pillow/*.tif "$OUT/tiff/"
+  cp "$T"/pillow/*.bmp "$OUT/bmp/"
 fi
 run "$SEEDGEN" tiff "$OUT/tiff" # the layouts Pillow does not write
 

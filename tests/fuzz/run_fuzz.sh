@@ -31,9 +31,10 @@ case $NAME in
   # jpeg_io.c's largest buffers are libjpeg's: a progressive file's coefficients at the pixel
   # limit (~360 MB for 4:4:4), so 1 GiB in one malloc is a finding here too.
   jpeg) flags+=(-max_len=4096 -malloc_limit_mb=1024) ;;
-  # gif_io.c holds one byte per pixel of the first frame and tiff_io.c a band of rows, both
-  # bounded by fuzz_image.h's limit of 4 Mpixels: 256 MiB in one malloc is a finding
-  gif|tiff) flags+=(-max_len=8192 -malloc_limit_mb=256) ;;
+  # gif_io.c holds one byte per pixel of the first frame, tiff_io.c a band of rows and bmp_io.c
+  # a row (an RLE file: a byte a pixel), all bounded by fuzz_image.h's limit of 4 Mpixels:
+  # 256 MiB in one malloc is a finding
+  gif|tiff|bmp) flags+=(-max_len=8192 -malloc_limit_mb=256) ;;
   monitor) flags+=(-max_len=16384 -dict="$HERE/monitor.dict") ;;
   cli) flags+=(-max_len=2048) ;;
   list) flags+=(-max_len=2048 -dict="$HERE/list.dict") ;;
