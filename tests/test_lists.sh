@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # --data LIST: a text file of IMAGE MASK lines trains exactly as the directory of the same pairs
-# (same parameters after training, same --val-fraction split), works as --val-data, packs with
-# pack --list, predicts with predict --input LIST (the masks and metrics of --input DIR --masks
-# DIR); a malformed line is exit 2 naming LIST:LINE, and no output may replace the list or land
-# among the data, nor replace a --label-map or --class-names file (train, pack, predict).
+# (same parameters after training, same --val-fraction split; info --split lists it, a name's
+# control characters escaped), works as --val-data, packs with pack --list, predicts with predict
+# --input LIST (the masks and metrics of --input DIR --masks DIR); a malformed line is exit 2
+# naming LIST:LINE, and no output may replace the list or land among the data, nor replace a
+# --label-map or --class-names file (train, pack, predict).
 set -euo pipefail
 BIN=$1; MPIRUN="$2 --oversubscribe --bind-to none"; BUILD=$3
 BENCH=$BUILD/bench/cogpu-bench
@@ -39,7 +40,18 @@ $BIN info --split --data "$T/d" --val-fraction 0.25 --num-classes 4 --image-size
 $BIN info --split --data "$T/voc/lists/all.txt" --val-fraction 0.25 --num-classes 4 \
   --image-size 32 | tail -n +2 > "$T/split.list"
 cmp -s "$T/split.dir" "$T/split.list" || fail "info --split differs between DIR and LIST"
-echo "ok: info --split of a list lists the directory's split"
+# a name holding a newline, a tab and a backslash is one escaped line
+mkdir -p "$T/odd/images" "$T/odd/masks"
+for f in "$T"/d/images/*.jpg; do
+  s=$(basename "$f" .jpg); n=$s
+  [ "$s" = "$(head -1 "$T/stems")" ] && n=$'a\nb\tc\\d'
+  cp "$f" "$T/odd/images/$n.jpg" && cp "$T/d/masks/$s.png" "$T/odd/masks/$n.png"
+done
+$BIN info --split --data "$T/odd" --val-fraction 0 --num-classes 4 --image-size 32 \
+  > "$T/split.odd"
+[ "$(grep -c . "$T/split.odd")" -eq 25 ] && grep -qxF 'train a\nb\tc\\d' "$T/split.odd" ||
+  { cat "$T/split.odd"; fail "info --split: a name with control characters"; }
+echo "ok: info --split of a list lists the directory's split; a name's newline is escaped"
 
 $MPIRUN -np 1 $BIN train $SMALL $K --data "$T/voc/lists/train.txt" \
   --val-data "$T/voc/lists/val.txt" > "$T/val.log" 2>&1 || { cat "$T/val.log"; fail "--val-data"; }

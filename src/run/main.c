@@ -26,7 +26,21 @@
 #include "topo.h"         /* cg_topo_create, cg_topo_report: info --topology */
 #include "train.h"        /* cg_train_run: `train` */
 
-/* info --split: every sample of --data as "train NAME" or "val NAME", as train's
+/* A sample's name on a line of its own, control bytes and backslashes escaped (\n, \t, \\,
+ * \xNN): a name holding a newline stays one line for a script reading the list. */
+static void put_name(const char *s) {
+  for (; *s; s++) {
+    const unsigned char c = (unsigned char)*s;
+    if (c == '\\') fputs("\\\\", stdout);
+    else if (c == '\n') fputs("\\n", stdout);
+    else if (c == '\t') fputs("\\t", stdout);
+    else if (c < 0x20 || c == 0x7f) printf("\\x%02x", c);
+    else putchar(c);
+  }
+  putchar('\n');
+}
+
+/* info --split: every sample of --data as "train NAME" or "val NAME" (put_name), as train's
  * --val-fraction splits it (cg_source_split: by a hash of the names). Rank 0 only. */
 static int print_split(const cg_config_t *cfg) {
   if (!strcmp(cfg->data, "synthetic")) {
@@ -59,7 +73,8 @@ static int print_split(const cg_config_t *cfg) {
   for (int k = 0; k < 2; k++)
     for (int64_t i = 0; part[k] && i < part[k]->count; i++) {
       const char *name = cg_source_name(part[k], i);
-      printf("%s %s\n", k ? "val" : "train", name ? name : "?");
+      printf("%s ", k ? "val" : "train");
+      put_name(name ? name : "?");
     }
   cg_source_destroy(tr); /* the views borrow base: they go first */
   cg_source_destroy(va);
