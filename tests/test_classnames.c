@@ -97,6 +97,7 @@ int main(void) {
   dataset("voc.names", 21, "background", "tvmonitor");
   dataset("cityscapes.names", 19, "road", "bicycle");
   dataset("ade20k.names", 150, "wall", "flag");
+  dataset("msrc21.names", 21, "building", "boat");
   check("bed ,b", 2, "bed,b", NULL); /* mmsegmentation's ADE20K list spells 'bed ' */
   /* Cityscapes' labelIds to train ids: 7 -> road (0), 33 -> bicycle (18), the rest ignored */
   char map[512];

@@ -7,11 +7,12 @@
 # (exit 2), and the run asked for next, into the same --out, replaces them; a JPEG is refused;
 # --tolerance 127 maps noisy DeepGlobe-like masks as a threshold at 128 would, and refuses colours
 # closer than 2T + 1; --rename swaps a name ending (one that makes a hidden name, OUT/.png, which
-# train skips, is refused); --out = --in is refused; a FILE with a bad line, a fifth number or a
-# colour twice names the line (a BOM and CRLF are read; CR-only line ends, UTF-16 and a FIFO are
-# refused, naming the file); a run trains on the converted masks (their palette is carried: predict
-# writes the same colours). The fixtures are written with Debian's Pillow and NumPy
-# (/usr/bin/python3); without them: skipped (77).
+# train skips, is refused); MSRC-21's 24-bit BMP ground truth maps by
+# scripts/datasets/msrc21.colors (void, horse and mountain to 255); --out = --in is refused; a FILE
+# with a bad line, a fifth number or a colour twice names the line (a BOM and CRLF are read;
+# CR-only line ends, UTF-16 and a FIFO are refused, naming the file); a run trains on the converted
+# masks (their palette is carried: predict writes the same colours). The fixtures are written with
+# Debian's Pillow and NumPy (/usr/bin/python3); without them: skipped (77).
 set -euo pipefail
 BIN=$1; MPIRUN="$2 --oversubscribe --bind-to none"
 SRC=$(cd "$(dirname "$0")/.." && pwd)
@@ -141,6 +142,30 @@ expect2 "--rename 119_mask:: $T/noisy/119_mask.png would be written as $T/n2/.pn
   $BIN colors-to-ids --colors "$DG" --in "$T/noisy" --out "$T/n2" --rename 119_mask:
 [ -z "$(ls -A "$T/n2" 2> /dev/null)" ] || fail "a refused --rename wrote files"
 echo "ok: --tolerance 127 thresholds near colours at 128 (DeepGlobe's advice); --rename"
+
+# MSRC-21's ground truth: 24-bit BMPs (GroundTruth/NAME_GT.bmp) in msrc21.colors' colours, void,
+# horse and mountain to 255; --rename _GT: pairs each with Images/NAME.bmp
+mkdir -p "$T/msrc"
+"$PY" - "$T" "$SRC/scripts/datasets/msrc21.colors" << 'EOF'
+import sys
+import numpy as np
+from PIL import Image
+t, colors = sys.argv[1], sys.argv[2]
+rows = [l.split()[:4] for l in open(colors) if l.strip() and not l.startswith("#")]
+rgb = np.array([r[:3] for r in rows], np.uint8)
+ids = np.array([r[3] for r in rows], np.uint8)
+k = np.random.default_rng(2).integers(0, len(rows), (15, 11))
+Image.fromarray(rgb[k]).save(f"{t}/msrc/1_1_s_GT.bmp")
+np.save(f"{t}/msrc_ids.npy", ids[k])
+EOF
+$BIN colors-to-ids --colors "$SRC/scripts/datasets/msrc21.colors" --in "$T/msrc" \
+  --out "$T/msrc_ids" --rename _GT: > "$T/m.log" 2>&1 || { cat "$T/m.log"; fail "MSRC-21"; }
+"$PY" -c "
+import numpy as np, sys; from PIL import Image
+a = np.array(Image.open(sys.argv[1] + '/msrc_ids/1_1_s.png'))
+assert np.array_equal(a, np.load(sys.argv[1] + '/msrc_ids.npy')), 'MSRC-21 ids differ'" "$T" ||
+  fail "MSRC-21: the ids"
+echo "ok: MSRC-21's BMP ground truth in msrc21.colors' ids (void, horse, mountain: 255)"
 
 # refusals
 expect2 "--out: '$T/rgb' is the --in directory" \
