@@ -281,21 +281,27 @@ static void test_check_probe(void) {
   printf("PASS check: an output directory where nothing can be made is refused: %s\n", err);
 }
 
-/* cg_afile_check: a run's validation history and --stats-out log (by their first record) are
- * refused as what another output replaces (export --out ck/history.jsonl lost the history),
- * taken by --history-out (which a resume rewrites) and by what appends; a metrics JSON
+/* cg_afile_check: a run's validation history and --stats-out log (by their first record: a
+ * report or the stop record) are refused as what another output replaces (export --out
+ * ck/history.jsonl lost the history), the history taken by --history-out alone (a resume
+ * rewrites it) and the stats log by --stats-out alone (it appends); a metrics JSON
  * ("steps", not "step") and a history-like text of another shape are outputs as before; a BMP
  * image is input data. */
 static void test_check_logs(void) {
   char err[512];
   const struct {
     const char *name, *text, *what; /* what: a refusal's words, NULL: an output */
+    int hist_ok, stats_ok;          /* taken by --history-out, by --stats-out */
   } files[] = {
-      {"h.jsonl", "{\"step\": 40, \"epoch\": 1.25, \"wall_s\": 3.5}\n", "validation history"},
-      {"s.jsonl", "{\"step\": 7, \"total_steps\": 100, \"final\": false}\n", "--stats-out log"},
-      {"m.json", "{\"steps\": 40, \"steps_trained\": 40}\n", NULL},
-      {"o.jsonl", "{\"step\": 40, \"loss\": 0.5}\n", NULL},
-      {"n.jsonl", "{\"step\": , \"epoch\": 1}\n", NULL}};
+      {"h.jsonl", "{\"step\": 40, \"epoch\": 1.25, \"wall_s\": 3.5}\n", "validation history", 1,
+       0},
+      {"s.jsonl", "{\"step\": 7, \"total_steps\": 100, \"final\": false}\n", "--stats-out log", 0,
+       1},
+      {"f.jsonl", "{\"final\": true, \"stopped\": \"signal\", \"step\": 0}\n",
+       "--stats-out log", 0, 1},
+      {"m.json", "{\"steps\": 40, \"steps_trained\": 40}\n", NULL, 1, 1},
+      {"o.jsonl", "{\"step\": 40, \"loss\": 0.5}\n", NULL, 1, 1},
+      {"n.jsonl", "{\"step\": , \"epoch\": 1}\n", NULL, 1, 1}};
   for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
     const char *p = at(files[i].name);
     CG_TEST_CHECK(cg_afile_save(p, files[i].text, strlen(files[i].text), err, sizeof err) == 0,
@@ -309,10 +315,11 @@ static void test_check_logs(void) {
     else
       CG_TEST_CHECK(rc == 0, "%s as --out: '%s'", files[i].name, err);
     if (files[i].what) printf("  refused: %s\n", err);
-    CG_TEST_CHECK(cg_afile_check("--history-out", p, CG_AFILE_REPLACE_HISTORY, err,
-                                 sizeof err) == 0 &&
-                      cg_afile_check("--stats-out", p, CG_AFILE_APPEND, err, sizeof err) == 0,
-                  "%s as --history-out or --stats-out: '%s'", files[i].name, err);
+    CG_TEST_CHECK((cg_afile_check("--history-out", p, CG_AFILE_REPLACE_HISTORY, err,
+                                  sizeof err) == 0) == files[i].hist_ok,
+                  "%s as --history-out: '%s'", files[i].name, err);
+    CG_TEST_CHECK((cg_afile_check("--stats-out", p, CG_AFILE_APPEND, err, sizeof err) == 0) ==
+                      files[i].stats_ok, "%s as --stats-out: '%s'", files[i].name, err);
     CG_TEST_CHECK(cg_afile_check("--out", p, CG_AFILE_REPLACE_SHARD, err, sizeof err) ==
                       (files[i].what ? -1 : 0), "%s as pack --out: '%s'", files[i].name, err);
     unlink(p);
@@ -325,8 +332,8 @@ static void test_check_logs(void) {
                     cg_afile_check("--history-out", at("img.txt"), CG_AFILE_REPLACE_HISTORY, err,
                                    sizeof err) == -1, "a BMP as an output: '%s'", err);
   unlink(at("img.txt"));
-  printf("PASS check: a run's history and stats log are no outputs but for --history-out and "
-         "what appends; a BMP is none\n");
+  printf("PASS check: a run's history is an output of --history-out alone, its stats log of "
+         "--stats-out alone; a BMP of none\n");
 }
 
 int main(void) {

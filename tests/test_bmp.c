@@ -4,8 +4,10 @@
  *
  *  - RLE, written here byte by byte with the values worked out by hand: an RLE4 literal run of
  *    an odd count (3 bytes for 5 pixels, padded to a word; Pillow 9.4 reads only 2), a delta
- *    (skipped pixels are index 0), a run past the row's end (cut there), an end of bitmap
- *    before the last rows (index 0 below it);
+ *    (skipped pixels are index 0), a run past the row's end (cut there; Pillow spills it into
+ *    the next row), an end of bitmap before the last rows (index 0 below it), deltas far past
+ *    the row's end (held there), a last row filled with no end marker after it;
+ *  - a pixel data offset of 0 (after the palette, as Pillow reads it);
  *  - image_io.c picks BMP by content (a BMP named .png), and lists .bmp files;
  *  - refusals naming the file, before any pixel is read where the header says enough: a side
  *    over 32768, a header over --max-image-pixels (no allocation: the RSS is not measured here,
@@ -141,17 +143,41 @@ int main(void) {
                            9, 9, 0, 0};
   expect_labels("RLE8: a delta and an early end of bitmap leave index 0", 3, 4, want8);
 
+  /* RLE8, 4x2: deltas far past the row's end land nowhere (x is held at the end: summed over
+   * millions of deltas it wrapped to a negative index, a write before the buffer), then an end
+   * of line; the last row filled by runs and no end marker after it (Pillow stops at w x h) */
+  uint8_t far[4 * 40 + 16];
+  size_t k = 0;
+  for (int i = 0; i < 40; i++) {
+    far[k++] = 0;
+    far[k++] = 2;
+    far[k++] = 255;
+    far[k++] = 0;
+  }
+  const uint8_t tail[] = {2, 7, 0, 0, 3, 5, 1, 6};
+  memcpy(far + k, tail, sizeof tail);
+  k += sizeof tail;
+  n = make(b, 4, 2, 8, 1, 8, far, k);
+  save("far.bmp", b, n);
+  const uint8_t wantf[] = {5, 5, 5, 6, /* the top row: filled, then the file ends */
+                           0, 0, 0, 0};
+  expect_labels("RLE8: deltas past the row's end land nowhere; no end marker after the last row",
+                2, 4, wantf);
+
   /* uncompressed 8-bit, top-down 3x2 */
   const uint8_t raw[] = {1, 2, 3, 0, 4, 5, 6, 0};
   n = make(b, 3, -2, 8, 0, 7, raw, sizeof raw);
   save("topdown.bmp", b, n);
   const uint8_t wantr[] = {1, 2, 3, 4, 5, 6};
   expect_labels("8-bit top-down rows, padded to 4 bytes", 2, 3, wantr);
+  put(b, 10, 0, 4); /* a pixel data offset of 0: right after the palette, as Pillow reads it */
+  save("offset0.bmp", b, n);
+  expect_labels("a pixel data offset of 0", 2, 3, wantr);
   char **files = NULL;
   int nfiles = 0;
   char err[512];
   CG_TEST_CHECK(cg_image_list_dir("--images", dir, NULL, &files, &nfiles, err, sizeof err) == 0 &&
-                    nfiles == 3, "listed %d files: %s", nfiles, err);
+                    nfiles == 5, "listed %d files: %s", nfiles, err);
   for (int i = 0; i < nfiles; i++) free(files[i]);
   free(files);
 
@@ -193,7 +219,7 @@ int main(void) {
   save("cut_header.bmp", b, 30);
   expect_fail("cut in its info header", 0, "truncated) in the info header");
   n = make(b, 5, 2, 4, 2, 8, rle4, sizeof rle4);
-  save("cut_rle.bmp", b, n - 3);
+  save("cut_rle.bmp", b, n - 6); /* its last row not there at all */
   expect_fail("RLE cut", 0, "truncated) at stored row 2 of 2");
   save("empty.bmp", b, 0);
   expect_fail("an empty file", 0, "empty: 0 bytes");

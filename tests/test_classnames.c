@@ -93,6 +93,9 @@ int main(void) {
   FILE *cr = fopen(file, "w"); /* old Mac line ends: "road\rsky" would be one name */
   CG_TEST_CHECK(cr && fputs("road\rcar\rsky\r", cr) >= 0 && fclose(cr) == 0, "the CR file");
   check(file, 3, NULL, ":1: a carriage return inside a line: the file has old Mac line ends");
+  cr = fopen(file, "w"); /* a CR ending the file ends its last line */
+  CG_TEST_CHECK(cr && fputs("road\ncar\r\nsky\r", cr) >= 0 && fclose(cr) == 0, "the CR file");
+  check(file, 3, "road,car,sky", NULL);
   unlink(file);
   dataset("voc.names", 21, "background", "tvmonitor");
   dataset("cityscapes.names", 19, "road", "bicycle");

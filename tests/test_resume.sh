@@ -91,7 +91,8 @@ want inspect_good "step:          60 completed"
 want inspect_good "verdict:       valid"
 run inspect_dir $BIN inspect $T/bad2
 want inspect_dir "--resume would load $T/bad2/ckpt-0000000080.cgck"
-# a FIFO named as a checkpoint (and as last) is named invalid, never read: no hang
+# a FIFO named as a checkpoint is named invalid, never read, and one given to inspect refused:
+# no hang
 mkfifo $T/bad2/ckpt-0000000200.cgck $T/fifo.cgck
 run fifo_dir $BIN inspect $T/bad2
 want fifo_dir "$T/bad2/ckpt-0000000200.cgck: cannot open: not a regular file"

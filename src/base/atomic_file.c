@@ -269,15 +269,21 @@ static size_t ckpt_name_len(const char *s) {
   return i > 5 && !strncmp(s + i, ".cgck", 5) ? i + 5 : 0;
 }
 
+#define LOG_HISTORY "a run's validation history (history.jsonl)"
+#define LOG_STATS "a run's --stats-out log"
+
 /* What record log of a run's the text at b starts, or NULL: a validation history (history.jsonl,
- * src/run/history.c) or a --stats-out log (src/report/stats.c), both JSON lines. */
+ * src/run/history.c) or a --stats-out log (src/report/stats.c: a report, or the stop record of
+ * a run stopped before its first report), both JSON lines. */
 static const char *run_log_kind(const char *b) {
+  static const char stop[] = "{\"final\": true, \"stopped\": \"";
+  if (!strncmp(b, stop, sizeof stop - 1)) return LOG_STATS;
   if (strncmp(b, "{\"step\": ", 9) != 0) return NULL;
   size_t i = 9;
   while (b[i] >= '0' && b[i] <= '9') i++;
   if (i == 9) return NULL;
-  if (!strncmp(b + i, ", \"epoch\": ", 11)) return "a run's validation history (history.jsonl)";
-  if (!strncmp(b + i, ", \"total_steps\": ", 17)) return "a run's --stats-out log";
+  if (!strncmp(b + i, ", \"epoch\": ", 11)) return LOG_HISTORY;
+  if (!strncmp(b + i, ", \"total_steps\": ", 17)) return LOG_STATS;
   return NULL;
 }
 
@@ -372,8 +378,9 @@ int cg_afile_check(const char *flag, const char *path, cg_afile_how_t how, char 
     return -1;
   }
   const char *data = exists && S_ISREG(st.st_mode) ? input_kind(path) : NULL;
-  if (data && !strncmp(data, "a run's ", 8)) { /* appended to, or rewritten by its own flag */
-    if (how != CG_AFILE_APPEND && how != CG_AFILE_REPLACE_HISTORY) {
+  if (data && !strncmp(data, "a run's ", 8)) { /* each taken by its own flag alone */
+    if (!(how == CG_AFILE_REPLACE_HISTORY && !strcmp(data, LOG_HISTORY)) &&
+        !(how == CG_AFILE_APPEND && !strcmp(data, LOG_STATS))) {
       snprintf(err, errlen, "%s: '%.300s' is %s, not an output: give another file name", flag,
                path, data);
       return -1;

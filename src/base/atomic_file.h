@@ -68,7 +68,7 @@ typedef enum {
   CG_AFILE_REPLACE_SHARD, /* as REPLACE, for the one writer of .cgds shards (pack --out): the
                              existing file may be a shard */
   CG_AFILE_REPLACE_HISTORY, /* as REPLACE, for train's --history-out (a resume rewrites it):
-                               the existing file may be a run's history or stats log */
+                               the existing file may be a run's history */
 } cg_afile_how_t;
 
 /* The start-up check of an output path the user named with flag ("--out"), so that a bad one is a
@@ -79,7 +79,7 @@ typedef enum {
  * or BMP image, a checkpoint, a checkpoint directory's last or best, a .cgds shard, known by their
  * first bytes) is refused, and so is a checkpoint's name (ckpt-N.cgck): a mistyped output path
  * must not destroy a data set or a run. So is a run's validation history or --stats-out log (by
- * its first record) where `how` replaces a file, but for --history-out. */
+ * its first record), but a history for --history-out and a stats log for what appends. */
 int cg_afile_check(const char *flag, const char *path, cg_afile_how_t how, char *err,
                    size_t errlen);
 /* "a FIFO", "a character device", "a directory"...: what a st_mode is, for messages. */

@@ -151,7 +151,7 @@ static int parse(FILE *f, const char *path, int64_t max_pixels, cg_png_as_t as, 
   size_t pos = 14 + hs;
   if (b->comp == C_FIELDS) {
     uint32_t m[3];
-    if (hs == 40 || hs == 64) { /* the masks follow the header */
+    if (hs == 40) { /* the masks follow the header (OS/2's 64 has no bit fields: refused) */
       if (fread(hd + 14 + hs, 1, 12, f) != 12) FAIL("%s in the bit fields", short_read(f));
       for (int c = 0; c < 3; c++) m[c] = le32(hd + 14 + hs + 4 * c);
       pos += 12;
@@ -176,6 +176,8 @@ static int parse(FILE *f, const char *path, int64_t max_pixels, cg_png_as_t as, 
   }
   uint64_t off = le32(hd + 10);
   if (off == pos && bits <= 8) off += 4 * colors; /* a writer that left the palette out */
+  if (off == 0) /* a writer that left it 0: right after the palette, as Pillow reads it */
+    off = pos + (bits <= 8 ? (uint64_t)(hs == HDR_CORE ? 3 : 4) * colors : 0);
   if (off < 14 + (uint64_t)hs || off > (uint64_t)LONG_MAX / 2)
     FAIL("pixel data at offset %llu, inside the headers", (unsigned long long)off);
   b->offset = (long)off;
@@ -241,6 +243,8 @@ static int rle_decode(FILE *f, const bmp_t *b, uint8_t *idx, char *why, size_t w
   uint8_t buf[256];
   while (y < h) {
     const int n = getc(f), c = getc(f);
+    if ((n == EOF || c == EOF) && y == h - 1 && x >= w && !ferror(f))
+      break; /* the last row filled, no end marker after it: Pillow stops at w x h pixels too */
     if (n == EOF || c == EOF) {
       snprintf(why, whylen, "%s at stored row %d of %d", short_read(f), y + 1, h);
       return -1;
@@ -262,8 +266,9 @@ static int rle_decode(FILE *f, const bmp_t *b, uint8_t *idx, char *why, size_t w
         snprintf(why, whylen, "%s in a delta", short_read(f));
         return -1;
       }
-      x += dx;
-      y += dy;
+      x = dx > w - x ? w : x + dx; /* past the row's end: nothing more lands in it (an int
+                                      summed over millions of deltas would wrap) */
+      y += dy;                     /* the loop ends at h */
     } else { /* absolute: c pixels as stored, padded to a 16-bit word */
       const size_t bytes = rle4 ? ((size_t)c + 1) / 2 : (size_t)c;
       if (fread(buf, 1, bytes + (bytes & 1), f) != bytes + (bytes & 1)) {

@@ -2,11 +2,14 @@
  * (MSRC-21's photographs and colour-coded ground truth, GlaS's gland annotations). Our own
  * decoder: the format is a header and rows, and needs no library.
  *
- * Read as Pillow 9 opens them (np.array(Image.open(p))): the headers of Windows 3 (40 bytes),
- * OS/2 1 (12), OS/2 2 (64; its own compressions refused) and Windows 4 and 5 (108, 124), and 52
- * and 56 (the bit-field headers Adobe writes, which Pillow refuses); bottom-up or top-down rows
- * (a negative height); the pixels at the file header's offset (but where a palette would lie
- * under it, as Pillow corrects broken writers);
+ * Read as Pillow 9 opens them (np.array(Image.open(p))), but where Pillow 9.4 misreads (an RLE4
+ * literal run of odd length; a run past a row's end, which Pillow spills into the next row; a 4-
+ * or 8-bit file whose palette is black and white alone, or a 4-bit gray ramp 0..15, which Pillow
+ * unpacks as 1- or 8-bit): the headers of Windows 3 (40 bytes), OS/2 1 (12), OS/2 2 (64; its own
+ * compressions refused) and Windows 4 and 5 (108, 124), and 52 and 56 (the bit-field headers
+ * Adobe writes, which Pillow refuses); bottom-up or top-down rows (a negative height); the pixels
+ * at the file header's offset (but where a palette would lie under it, or where the offset is 0,
+ * as Pillow corrects broken writers);
  *   - 1, 4 and 8 bits a pixel, uncompressed or RLE8 / RLE4 (a skip by delta or an early end of
  *     line or bitmap leaves index 0, as the format's background): colour indices into the
  *     palette (BGR, BGRX entries; its colour count, else 2^bits);
