@@ -26,10 +26,7 @@ fail=0
 COMMON="train --backend cpu --model-base 4 --model-depth 2 --image-size 32 --train-samples 64
         --val-samples 8 --batch 4 --threads 1 --progress off --seed 3 --val-every 1
         --report-every 4"
-. "$(dirname "$0")/runlib.sh" # run NAME WANT_RC ARGS..., want NAME TEXT, same_params
-metric() { # metric NAME KEY: a field of NAME's metrics JSON
-  python3 -c "import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])" "$T/$1.json" "$2"
-}
+. "$(dirname "$0")/runlib.sh" # run, want, metric, same_params
 check_eq() { # check_eq GOT WANT WHAT
   if [ "$1" = "$2" ]; then echo "  ok: $3: $1"; else echo "FAIL $3: $1, want $2"; fail=1; fi
 }

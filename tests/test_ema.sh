@@ -31,10 +31,7 @@ fail=0
 COMMON="train --backend cpu --model-base 4 --model-depth 2 --image-size 32 --train-samples 64
         --val-samples 16 --progress off --threads 1 --seed 5 --report-every 4 --val-every 3
         --lr 0.01"
-. "$(dirname "$0")/runlib.sh" # run NAME WANT_RC ARGS..., want NAME TEXT, same_params
-metric() { # metric NAME KEY: a field of NAME's metrics JSON
-  "$PY" -c "import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])" "$T/$1.json" "$2"
-}
+. "$(dirname "$0")/runlib.sh" # run, want, metric, same_params
 # ckpt.py: the checkpoints' arrays (header 256 bytes: nparams at 40, ema at 236, val_have 204,
 # val_loss 216; payload params, m, v and with ema the training weights)
 cat > "$T/ckpt.py" << 'PYEOF'

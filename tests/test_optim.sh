@@ -88,7 +88,7 @@ T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
 fail=0
 COMMON="train --backend cpu --model-base 4 --model-depth 2 --image-size 32 --train-samples 100
         --val-samples 0 --progress off --threads 1 --seed 7 --report-every 4"
-. "$(dirname "$0")/runlib.sh" # run NAME WANT_RC ARGS..., want NAME TEXT, same_params
+. "$(dirname "$0")/runlib.sh" # run, want, metric, same_params
 bitwise() { # bitwise A B WHAT
   if cmp -s "$T/$1.bin" "$T/$2.bin"; then echo "  ok: $3: bitwise equal"
   else echo "FAIL $3: the parameters differ"; fail=1; fi
@@ -100,10 +100,6 @@ differs() { # differs A B WHAT: A's parameters are not within 1e-3 of B's
     echo "FAIL $1: $3 left the weights within 1e-3 of $2's"; fail=1
   else echo "  ok: $3 trains other weights than $2"; fi
 }
-metric() { # metric NAME KEY: a field of NAME's metrics JSON
-  python3 -c "import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])" "$T/$1.json" "$2"
-}
-
 # ---- 1. a limit never reached: measured, not clipped ----
 run plain 0 $MPIRUN -np 1 $BIN $COMMON --steps 8 --batch 8 --params-out $T/plain.bin \
     --metrics-out $T/plain.json
