@@ -49,7 +49,7 @@ static double naive_acts(const cg_model_t *m, int batch, int es) {
 }
 
 cg_preflight_t cg_preflight_estimate(const cg_model_t *m, int batch, int accum, int prefetch,
-                                     int cuda, int es, int moments) {
+                                     int cuda, int es, int moments, int ohem) {
   cg_preflight_t e;
   memset(&e, 0, sizeof e);
   const double np = (double)m->nparams, px = (double)batch * m->height * m->width;
@@ -64,18 +64,20 @@ cg_preflight_t cg_preflight_estimate(const cg_model_t *m, int batch, int accum, 
    * --grad-accum) */
   e.params = (8.0 + 4.0 * moments) * np + (cuda ? 2.0 * np : 0.0) + (accum > 1 ? 4.0 * np : 0.0);
   e.batches = ring + slots;
+  const double keys = ohem ? 4.0 * px : 0.0; /* OHEM's scratch: a key a pixel of the batch */
   if (cuda) {
     /* the CUDA backend's arena: planned from the step's lifetimes (src/model/devplan.h), about half
      * of one buffer each; the plan with copies is the larger one */
     static cg_devplan_t p;
     char err[256];
-    e.acts = cg_devplan_make(m, batch, 8, (size_t)es, 256, NULL, &p, err, sizeof err) == 0
-                 ? (double)p.arena
-                 : naive_acts(m, batch, es);
+    e.acts = (cg_devplan_make(m, batch, 8, (size_t)es, 256, NULL, &p, err, sizeof err) == 0
+                  ? (double)p.arena
+                  : naive_acts(m, batch, es)) +
+             keys;
     e.device = e.params + e.acts + slots;
     e.host = host_params + ring;
   } else {
-    e.acts = naive_acts(m, batch, 4);
+    e.acts = naive_acts(m, batch, 4) + keys;
     e.host = host_params + e.params + e.acts + e.batches;
   }
   return e;

@@ -23,9 +23,10 @@ typedef struct {
  * accum > 1: --grad-accum keeps a gradient sum besides), `prefetch` batches prepared ahead, on
  * the CUDA backend (cuda, element size es: 2 for bf16/fp16, 4 for fp32) or the cpu backend,
  * with `moments` optimizer buffers per parameter (AdamW 2, SGD 1; --ema-decay's average counts
- * as one more). */
+ * as one more); ohem: --ohem-thresh's key of every pixel of the batch (4 bytes, either
+ * backend), counted with the activations. */
 cg_preflight_t cg_preflight_estimate(const cg_model_t *m, int batch, int accum, int prefetch,
-                                     int cuda, int es, int moments);
+                                     int cuda, int es, int moments, int ohem);
 
 /* The host memory of the cpu backend running model m forward only (predict), `batch` tiles at
  * a time: what it touches (weights, activations once, tiles and logits), not what a training

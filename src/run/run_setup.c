@@ -308,7 +308,8 @@ static int place_rank(cg_run_t *r, char *err, size_t errlen) {
   const cg_preflight_t est =
       cg_preflight_estimate(m, cfg->batch, cfg->grad_accum, cfg->prefetch, r->is_cuda,
                             r->prec == CG_PREC_FP32 ? 4 : 2,
-                            (cg_cfg_sgd(cfg) ? 1 : 2) + (cfg->ema_decay > 0));
+                            (cg_cfg_sgd(cfg) ? 1 : 2) + (cfg->ema_decay > 0),
+                            cfg->ohem_thresh > 0);
   r->device = r->place->gpu >= 0 ? r->place->gpu : c->local_rank;
   const int bad = cg_preflight_check(&est, r->is_cuda, r->device, c->local_size, err, errlen);
   return cg_comm_report_errors(c, bad ? err : NULL) ? CG_EXIT_USAGE : 0;
