@@ -171,7 +171,8 @@ run clean2 0 $MPIRUN -np 1 $BIN train --resume $C7 --steps 14
 lacks clean2 "stale temporary"
 
 # ---- 6. --keep K: the K newest besides best ----
-$BIN train --help > $T/help.log 2>&1
+$BIN train --help > $T/help.txt 2>&1
+tr -s ' \n' '  ' < $T/help.txt > $T/help.log # --help wraps its lines: one line for the phrase
 want help "besides the one DIR/best names"
 C8=$T/c8
 run a8 0 $MPIRUN -np 1 $BIN $S --steps 60 --checkpoint-every 10 --val-every 10 --keep 2 --checkpoint-dir $C8
