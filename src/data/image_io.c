@@ -77,8 +77,7 @@ static int sniff(const char *path, char *err, size_t errlen) {
     k += (size_t)snprintf(start + k, sizeof start - k, isprint(p[i]) ? "%c" : "\\x%02X", p[i]);
   const char *g = guess(p, n);
   snprintf(err, errlen, "%s: not a PNG, JPEG, GIF, TIFF or BMP file (starts with '%s'%s%s%s)",
-           path,
-           start, g ? ": " : "", g ? g : "", g ? "?" : "");
+           path, start, g ? ": " : "", g ? g : "", g ? "?" : "");
   return -1;
 }
 

@@ -5,7 +5,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "pairlist.h" /* cg_text_file_read: a map file in UTF-16, an image, a FIFO... */
 

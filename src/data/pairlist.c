@@ -235,8 +235,8 @@ int cg_text_file_read(const char *path, size_t max, char **base, const char **te
   long line = 1;
   for (size_t i = 0; i < n; i++) {
     if (b[i] == '\n') line++;
-    if (b[i] == '\r' && b[i + 1] != '\n' && i + 1 < n) { /* b[n] is the NUL; a CR ending the
-                                                            file ends its last line */
+    if (b[i] == '\r' && i + 1 < n && b[i + 1] != '\n') { /* a CR ending the file ends its
+                                                            last line */
       snprintf(err, errlen, "%.900s:%ld: a carriage return inside a line: the file has old Mac "
                "line ends (CR alone); save it with LF or CRLF ends", path, line);
       free(b);

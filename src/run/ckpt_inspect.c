@@ -12,11 +12,11 @@
 #include <time.h>
 
 #include "atomic_file.h" /* cg_afile_kind */
-#include "backend.h"   /* cg_precision_name */
-#include "ckpt.h"      /* cg_ckpt_read, cg_ckpt_list, cg_ckpt_read_pointer */
-#include "ckpt_impl.h" /* cg_ckpt_read_header, cg_ckpt_resume_order: what --resume DIR does */
-#include "json.h"      /* cg_json_parse: the stored settings */
-#include "log.h"       /* CG_EXIT_USAGE, cg_malloc */
+#include "backend.h"     /* cg_precision_name */
+#include "ckpt.h"        /* cg_ckpt_read, cg_ckpt_list, cg_ckpt_read_pointer */
+#include "ckpt_impl.h"   /* cg_ckpt_read_header, cg_ckpt_resume_order: what --resume DIR does */
+#include "json.h"        /* cg_json_parse: the stored settings */
+#include "log.h"         /* CG_EXIT_USAGE, cg_malloc */
 
 static const char *precision_str(int p) {
   return p >= CG_PREC_FP32 && p <= CG_PREC_FP16 ? cg_precision_name((cg_precision_t)p) : "?";

@@ -20,12 +20,12 @@
 #include "log.h"
 #include "opts.h"     /* cg_opts_parse */
 #include "pairlist.h" /* cg_text_file_read: the --colors FILE */
-#include "path.h"   /* cg_path_same_file, cg_path_mkdir_p */
-#include "png_io.h" /* cg_png_write, cg_png_write_indexed */
+#include "path.h"     /* cg_path_same_file, cg_path_mkdir_p */
+#include "png_io.h"   /* cg_png_write, cg_png_write_indexed */
 
-#define COLORS_MAX 4096               /* lines of a --colors FILE */
-#define COLORS_FILE_MAX (1 << 20)      /* its bytes: 4096 lines are under 100 KB */
-#define ERRORS_SHOWN 10 /* failed files named one by one */
+#define COLORS_MAX 4096           /* lines of a --colors FILE */
+#define COLORS_FILE_MAX (1 << 20) /* its bytes: 4096 lines are under 100 KB */
+#define ERRORS_SHOWN 10           /* failed files named one by one */
 
 typedef struct {
   uint32_t key; /* r << 16 | g << 8 | b */
