@@ -65,30 +65,64 @@ static void pad_cols(double origin, double span, int n, double extent, int *xi, 
     if (outside(origin, span, x, n, extent)) xi[stride * x] = -1;
 }
 
-/* One output RGB row from source rows r0, r1 (weight g of r1); a padded column is
- * CG_CROP_PAD_RGB gray. */
-static void blend_row(const uint8_t *r0, const uint8_t *r1, float g, const int *xi,
-                      const float *xf, uint8_t *o, int w) {
+/* A bilinear RGB resample in two halves: each source row it taps is blended along x once
+ * (hblend_row, into floats), and each output row blends two such rows along y (vblend_row), a
+ * loop the compiler vectorises. An upscale reads each source row for several output rows, and
+ * the bytes are those of the one-pass blend: the same float expressions in the same order. */
+
+/* Source row r blended along x: 3 floats a pixel; a padded column holds CG_CROP_PAD_RGB, which
+ * the vertical blend keeps exactly. */
+static void hblend_row(const uint8_t *r, const int *xi, const float *xf, float *o, int w) {
   for (int x = 0; x < w; x++) {
+    float *p = o + 3 * x;
     if (xi[2 * x] < 0) {
-      o[3 * x] = o[3 * x + 1] = o[3 * x + 2] = CG_CROP_PAD_RGB;
+      p[0] = p[1] = p[2] = CG_CROP_PAD_RGB;
       continue;
     }
     const int a = 3 * xi[2 * x], b = 3 * xi[2 * x + 1];
     const float f = xf[x];
-    for (int k = 0; k < 3; k++) {
-      float top = r0[a + k] + f * (float)(r0[b + k] - r0[a + k]);
-      float bot = r1[a + k] + f * (float)(r1[b + k] - r1[a + k]);
-      float val = top + g * (bot - top) + 0.5f;
-      o[3 * x + k] = (uint8_t)(val < 0 ? 0 : val > 255 ? 255 : val);
-    }
+    for (int k = 0; k < 3; k++) p[k] = r[a + k] + f * (float)(r[b + k] - r[a + k]);
   }
+}
+
+/* One output row of n bytes from the x-blended rows t and b, weight g of b. */
+static void vblend_row(const float *t, const float *b, float g, uint8_t *o, int n) {
+  for (int i = 0; i < n; i++) {
+    const float val = t[i] + g * (b[i] - t[i]) + 0.5f;
+    o[i] = (uint8_t)(val < 0 ? 0 : val > 255 ? 255 : val);
+  }
+}
+
+/* The x-blended source rows at hand: two, by the parity of their row, since an output row's
+ * taps are rows j and j + 1 (or j twice) and increase with the output row. */
+typedef struct {
+  float *h;   /* 2 rows of w pixels */
+  int row[2]; /* the source row each holds, -1: none yet */
+} hrows_t;
+
+/* Source row j (its bytes at r), blended along x. */
+static const float *hrows_get(hrows_t *c, int j, const uint8_t *r, const int *xi,
+                              const float *xf, int w) {
+  float *h = c->h + (size_t)(j & 1) * 3 * w;
+  if (c->row[j & 1] != j) {
+    hblend_row(r, xi, xf, h, w);
+    c->row[j & 1] = j;
+  }
+  return h;
+}
+
+/* One output RGB row of w pixels from source rows j0 (bytes r0) and j1 (r1), weight g of j1. */
+static void blend_row(hrows_t *c, int j0, const uint8_t *r0, int j1, const uint8_t *r1, float g,
+                      const int *xi, const float *xf, uint8_t *o, int w) {
+  const float *t = hrows_get(c, j0, r0, xi, xf, w), *b = hrows_get(c, j1, r1, xi, xf, w);
+  vblend_row(t, b, g, o, 3 * w);
 }
 
 void cg_resample_rgb(const uint8_t *src, int sh, int sw, double x0, double y0, double ww,
                      double wh, uint8_t *dst, int h, int w) {
   int *xi = cg_malloc(sizeof(int) * 2 * (size_t)w, "resample columns");
   float *xf = cg_malloc(sizeof(float) * (size_t)w, "resample weights");
+  hrows_t hr = {cg_malloc(sizeof(float) * 6 * (size_t)w, "resample rows"), {-1, -1}};
   lin_cols(x0, ww, w, sw, xi, xf);
   pad_cols(x0, ww, w, sw, xi, 2);
   for (int y = 0; y < h; y++) {
@@ -99,9 +133,10 @@ void cg_resample_rgb(const uint8_t *src, int sh, int sw, double x0, double y0, d
     int j0, j1;
     float g;
     lin_tap(y0, wh, y, h, sh, &j0, &j1, &g);
-    blend_row(src + (size_t)j0 * sw * 3, src + (size_t)j1 * sw * 3, g, xi, xf,
+    blend_row(&hr, j0, src + (size_t)j0 * sw * 3, j1, src + (size_t)j1 * sw * 3, g, xi, xf,
               dst + (size_t)y * w * 3, w);
   }
+  free(hr.h);
   free(xi);
   free(xf);
 }
@@ -185,7 +220,8 @@ typedef struct {
   double fx0, fy0, fsx, fsy; /* the window in the file's own pixels (padding: pad_cols/rows) */
   uint8_t pad;            /* mask: the label of padding (a window larger than the file) */
   int next;               /* next output row */
-  uint8_t *keep;          /* RGB resample: 2 source rows */
+  uint8_t *keep;          /* RGB resample: 2 source rows, by parity */
+  hrows_t hr;             /* RGB resample: those rows blended along x */
   int *xi;
   float *xf;
   int nclass, ignore;     /* label masks (CG_PNG_AS_LABEL): classes (1: binary) and the ignore
@@ -288,10 +324,11 @@ static int fit_begin(void *ctx, int h, int w, char *why, size_t whylen) {
     f->xi = malloc(sizeof(int) * 2 * (size_t)f->ow);
     f->xf = malloc(sizeof(float) * (size_t)f->ow);
     f->keep = malloc((size_t)w * 3 * 2);
+    f->hr = (hrows_t){malloc(sizeof(float) * 6 * (size_t)f->ow), {-1, -1}};
     if (f->xi && f->xf) lin_cols(f->ox, f->sx, f->ow, w, f->xi, f->xf);
     if (f->xi && f->xf) pad_cols(f->fx0, f->fsx, f->ow, f->fw, f->xi, 2);
   }
-  if (!f->xi || (!f->is_mask && (!f->xf || !f->keep))) {
+  if (!f->xi || (!f->is_mask && (!f->xf || !f->keep || !f->hr.h))) {
     snprintf(why, whylen, "out of memory for the row buffers");
     return -1;
   }
@@ -348,8 +385,8 @@ static int fit_row(void *ctx, int y, const uint8_t *px, char *why, size_t whylen
     lin_tap(f->oy, f->sy, f->next, n, f->sh, &j0, &j1, &g);
     if (j1 > y) break;
     CG_ASSERT(j1 == y && j0 >= y - 1);
-    blend_row(f->keep + (size_t)(j0 & 1) * rb, f->keep + (size_t)(j1 & 1) * rb, g, f->xi, f->xf,
-              f->out + (size_t)f->next * ow * 3, ow);
+    blend_row(&f->hr, j0, f->keep + (size_t)(j0 & 1) * rb, j1, f->keep + (size_t)(j1 & 1) * rb,
+              g, f->xi, f->xf, f->out + (size_t)f->next * ow * 3, ow);
     f->next++;
   }
   return 0;
@@ -375,6 +412,7 @@ static int fit_file(const char *path, int64_t max_pixels, cg_png_as_t as, fit_t 
                : cg_image_read_mask_rows(path, max_pixels, as, &sink, err, errlen);
   if (!rc && !f->crop) pad_rows(f, 0); /* a zoom-out window's rows below the file */
   free(f->keep);
+  free(f->hr.h);
   free(f->xi);
   free(f->xf);
   free(f->lrow);
