@@ -37,7 +37,8 @@ void cg_feat_sobel(const float *gray, int h, int w, float *out) {
     const float *mid = gray + (size_t)y * w;
     const float *dn = gray + (size_t)(y < h - 1 ? y + 1 : h - 1) * w;
     float *o = out + (size_t)y * w;
-    /* Border columns clamp; the interior loop has none, so it vectorises. */
+    /* Border columns clamp; the interior loop has none, so it vectorises (with
+     * -fno-math-errno: sqrtf sets no errno). */
     o[0] = sobel_at(up, mid, dn, 0, 0, w > 1 ? 1 : 0);
     for (int x = 1; x < w - 1; x++) o[x] = sobel_at(up, mid, dn, x - 1, x, x + 1);
     if (w > 1) o[w - 1] = sobel_at(up, mid, dn, w - 2, w - 1, w - 1);
