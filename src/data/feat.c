@@ -90,16 +90,22 @@ void cg_pack_input(const uint8_t *rgb, int h, int w, int nfeat, float *scratch, 
   CG_ASSERT(h >= 1 && w >= 1 && (nfeat == 0 || nfeat == CG_NFEAT));
   CG_ASSERT(nfeat == 0 || scratch != NULL);
   const size_t n = (size_t)h * w;
-  const int c = 3 + nfeat;
-  for (size_t i = 0; i < n; i++)
-    for (int k = 0; k < 3; k++) x[i * c + k] = ((float)rgb[3 * i + k] / 255.0f - 0.5f) / 0.25f;
-  if (nfeat == 0) return;
+  float norm[256]; /* each byte's normalised value: a lookup instead of two divisions */
+  for (int v = 0; v < 256; v++) norm[v] = ((float)v / 255.0f - 0.5f) / 0.25f;
+  if (nfeat == 0) {
+    for (size_t i = 0; i < 3 * n; i++) x[i] = norm[rgb[i]];
+    return;
+  }
   float *gray = scratch, *sob = scratch + n, *var = scratch + 2 * n;
   cg_feat_gray(rgb, h, w, gray);
   cg_feat_sobel(gray, h, w, sob);
   cg_feat_localvar(gray, h, w, var);
-  for (size_t i = 0; i < n; i++) {
-    x[i * c + 3] = sob[i];
-    x[i * c + 4] = var[i];
+  for (size_t i = 0; i < n; i++) { /* a pixel's 5 channels in one pass */
+    float *p = x + (size_t)(3 + CG_NFEAT) * i;
+    p[0] = norm[rgb[3 * i]];
+    p[1] = norm[rgb[3 * i + 1]];
+    p[2] = norm[rgb[3 * i + 2]];
+    p[3] = sob[i];
+    p[4] = var[i];
   }
 }
