@@ -10,8 +10,9 @@
 #  3. another global batch (2 x 4 -> 3 x 4): resumes at the documented step and trains on;
 #  4. damaged checkpoints (a byte flipped, a file cut in half) are named and the next older
 #     valid one is used; inspect says which are bad (a FIFO named as a checkpoint too, never
-#     read); a checkpoint of another model shape is
-#     refused with both shapes; an unwritable --checkpoint-dir is a usage error.
+#     read); resumed without the flags, a damaged file is refused for its damage; a checkpoint
+#     of another model shape is refused with both shapes; an unwritable --checkpoint-dir is a
+#     usage error.
 set -uo pipefail
 BIN=$1; MPIRUN="$2 --oversubscribe --bind-to none"; BUILD=$3
 CMP=$BUILD/tests/cg_cmp_params
@@ -74,6 +75,7 @@ with open(p, "r+b") as f:
 p = os.path.join(d, "ckpt-0000000080.cgck")     # cut in half
 os.truncate(p, os.path.getsize(p) // 2)
 EOF
+mkdir $T/bad3 && cp $T/bad/ckpt-0000000080.cgck $T/bad/ckpt-0000000100.cgck $T/bad3/
 run fallback $MPIRUN -np 2 $BIN $COMMON $SCHED --batch 4 --steps 100 --checkpoint-dir $T/bad \
     --resume --params-out $T/fallback.bin
 want fallback "skipping checkpoint $T/bad/ckpt-0000000100.cgck: corrupt: payload CRC mismatch"
@@ -81,6 +83,18 @@ want fallback "skipping checkpoint $T/bad/ckpt-0000000080.cgck: truncated"
 want fallback "resumed from $T/bad/ckpt-0000000060.cgck: step 60"
 echo "resumed from the newest valid checkpoint (60) vs uninterrupted:"
 $CMP $T/fallback.bin $T/plain.bin 0 bitwise || fail=1
+# resumed without retyping the flags (the documented way): the damage is the reason given, not
+# "another model shape" (the settings of the command line alone), for the file and for a
+# directory of damaged files only
+for src in $T/bad3/ckpt-0000000080.cgck $T/bad3; do
+  timeout 60 $MPIRUN -np 2 $BIN train --resume $src > $T/bare.log 2>&1; rc=$?
+  if [ $rc -eq 2 ] && grep -q "truncated" $T/bare.log && ! grep -q "model shape" $T/bare.log; then
+    echo "  ok: --resume $src alone: $(grep -m1 error: $T/bare.log)"
+  else echo "FAIL --resume $src alone: exit $rc (want 2, 'truncated'):"; cat $T/bare.log; fail=1
+  fi
+done
+grep -q "skipping checkpoint $T/bad3/ckpt-0000000100.cgck: corrupt: payload CRC" $T/bare.log ||
+  { echo "FAIL --resume $T/bad3: the CRC-bad file not named"; fail=1; }
 cp -r $T/ck $T/bad2
 python3 -c "import sys; f=open(sys.argv[1],'r+b'); f.seek(5000); b=f.read(1); f.seek(5000); f.write(bytes([b[0]^1]))" $T/bad2/ckpt-0000000100.cgck
 $BIN inspect $T/bad2/ckpt-0000000100.cgck > $T/inspect_bad.log; rc=$?

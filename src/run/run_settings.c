@@ -349,29 +349,53 @@ int cg_settings_apply(cg_config_t *cfg, const char *json, FILE *out, char *err, 
   return rc;
 }
 
-/* Rank 0: the settings of the checkpoint --resume names ("" when none: no checkpoint yet, an
- * invalid one (the run set-up reports it), or version <= 3), its global batch (*global) and its
- * optimizer steps (*opt_t), 0 when none. 1 when it found a valid one. */
+static void warn_line(void *ctx, const char *line) {
+  (void)ctx;
+  cg_log_warn("%s", line);
+}
+
+/* Rank 0: the settings of the checkpoint --resume names ("" for a checkpoint of format 3 or
+ * before, which stored none), its global batch (*global) and its optimizer steps (*opt_t), 0
+ * when none. 1 when it found a valid one; 0 when the directory holds no checkpoint yet (a fresh
+ * start); -1 with err when the file, or every checkpoint of the directory, is damaged or
+ * unreadable: said here, with the real reason, since the settings of the command line alone
+ * would make the run's own read call any such file "another model shape". */
 static int find_settings(const cg_config_t *cfg, char *settings, int *is_dir, int64_t *global,
-                         int64_t *opt_t) {
+                         int64_t *opt_t, char *err, size_t errlen) {
   settings[0] = 0;
+  *global = *opt_t = 0;
   const int latest = !strcmp(cfg->resume, CG_RESUME_LATEST);
   const char *src = latest ? cfg->checkpoint_dir : cfg->resume;
   struct stat st;
   *is_dir = latest || (stat(src, &st) == 0 && S_ISDIR(st.st_mode));
   cg_ckpt_info_t *in = cg_malloc(sizeof *in, "checkpoint header");
-  char path[CG_PATH_MAX + 64], err[1024];
+  char path[CG_PATH_MAX + 64], why[800];
   char target[CG_PATH_MAX + 64]; /* --resume DIR/last or DIR/best: the file it names */
   if (!*is_dir && cg_ckpt_pointer_target(src, target, sizeof target)) src = target;
-  const int ok = *is_dir ? cg_ckpt_find(src, NULL, in, NULL, NULL, NULL, NULL, path, sizeof path,
-                                        NULL, NULL, err, sizeof err) == 0
-                         : cg_ckpt_read(src, NULL, in, NULL, NULL, NULL, NULL, err, sizeof err) ==
-                               CG_CKPT_OK;
-  if (ok) memcpy(settings, in->settings, CG_CKPT_SETTINGS_MAX);
-  *global = ok ? (int64_t)in->ranks * in->batch : 0;
-  *opt_t = ok ? in->opt_t : 0;
+  int rc;
+  if (*is_dir) {
+    rc = cg_ckpt_find(src, NULL, in, NULL, NULL, NULL, NULL, path, sizeof path, NULL, NULL, why,
+                      sizeof why);
+    if (rc < 0) { /* once more, to say why each file was refused */
+      cg_ckpt_find(src, NULL, in, NULL, NULL, NULL, NULL, path, sizeof path, warn_line, NULL,
+                   why, sizeof why);
+      snprintf(err, errlen, "%.600s (--resume: see the messages above; `cogpu-dist inspect %s` "
+               "lists them)", why, src);
+    }
+    rc = rc == 0 ? 1 : rc > 0 ? 0 : -1;
+  } else {
+    rc = cg_ckpt_read(src, NULL, in, NULL, NULL, NULL, NULL, why, sizeof why) == CG_CKPT_OK
+             ? 1
+             : -1;
+    if (rc < 0) snprintf(err, errlen, "--resume: %s", why);
+  }
+  if (rc == 1) {
+    memcpy(settings, in->settings, CG_CKPT_SETTINGS_MAX);
+    *global = (int64_t)in->ranks * in->batch;
+    *opt_t = in->opt_t;
+  }
   free(in);
-  return ok;
+  return rc;
 }
 
 /* A run resumed on another number of ranks without --grad-accum (and with the checkpoint's
@@ -419,7 +443,13 @@ int cg_settings_resume(cg_config_t *cfg, cg_comm_t *c) {
   char *settings = cg_malloc(CG_CKPT_SETTINGS_MAX, "checkpoint settings");
   int is_dir = 0;
   int64_t global = 0, opt_t = 0;
-  if (c->rank == 0) cfg->resume_found = find_settings(cfg, settings, &is_dir, &global, &opt_t);
+  char err[1024] = "";
+  if (c->rank == 0)
+    cfg->resume_found = find_settings(cfg, settings, &is_dir, &global, &opt_t, err, sizeof err);
+  if (cg_comm_report_errors(c, cfg->resume_found < 0 ? err : NULL)) {
+    free(settings);
+    return CG_EXIT_USAGE;
+  }
   CG_CHECK_MPI(MPI_Bcast(settings, CG_CKPT_SETTINGS_MAX, MPI_CHAR, 0, c->world));
   CG_CHECK_MPI(MPI_Bcast(&global, 1, MPI_INT64_T, 0, c->world));
   CG_CHECK_MPI(MPI_Bcast(&opt_t, 1, MPI_INT64_T, 0, c->world));
@@ -443,7 +473,6 @@ int cg_settings_resume(cg_config_t *cfg, cg_comm_t *c) {
     }
     beside = 1; /* said once the settings pass the checks, below */
   }
-  char err[1024] = "";
   int rc;
   if (settings[0]) {
     rc = cg_settings_apply(cfg, settings, out, err, sizeof err);
