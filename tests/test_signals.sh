@@ -8,7 +8,8 @@
 #  3. a job-wide stop: SIGTERM and SIGUSR1 to every rank at once (the scheduler's signal and the
 #     copies the batch script and mpirun pass on) are one stop: a checkpoint, exit 0 (a real
 #     second signal, 3 s or more later, exits at once: test_guard);
-#  4. SIGUSR1 to rank 1 during start-up (MPI_Init): kept for the run, which stops after its first
+#  4. SIGTERM while rank 0 writes a checkpoint: the run stops on that checkpoint, no second write;
+#  5. SIGUSR1 to rank 1 during start-up (MPI_Init): kept for the run, which stops after its first
 #     step with a checkpoint and exits 0.
 # Rank processes are found by the OMPI_COMM_WORLD_RANK of their environment among the
 # processes whose command line holds this test's temporary directory, and signalled by pid.
@@ -95,6 +96,31 @@ if wait_step $dir/log 40 && p0=$(rank_pid "$dir/ck" 0) && p1=$(rank_pid "$dir/ck
 else
   echo "FAIL copies: the run did not start"; cat $dir/log; fail=1
 fi
+# ---- a stop during a checkpoint write (seconds, for a large model: --test-ckpt-ms holds rank 0
+# in the write of step 10 after its file is complete): the run ends on that checkpoint, without
+# training step 11 and writing a second one. The signal goes to rank 0, the writer, which reads
+# it after the write (a scheduler signals every rank); rank 1 waits in the agreement by then, its
+# flag already given, so a signal to it alone stops the run one step later.
+dir=$T/inwrite; mkdir -p $dir
+$MPIRUN -np 2 $BIN $COMMON --steps $STEPS --checkpoint-dir $dir/ck --checkpoint-every 10 \
+    --test-ckpt-ms 3000 > $dir/log 2>&1 &
+JOB=$!
+for _ in $(seq 600); do [ -e $dir/ck/ckpt-0000000010.cgck ] && break; sleep 0.05; done
+if [ -e $dir/ck/ckpt-0000000010.cgck ] && p0=$(rank_pid "$dir/ck" 0) && [ -n "$p0" ]; then
+  kill -TERM $p0
+  wait $JOB; rc=$?
+  JOB=
+  echo "inwrite: SIGTERM to rank 0 while it writes the checkpoint of step 10: exit $rc"
+  grep -E "received during|stopped by" $dir/log | sed 's/^/  /'
+  [ $rc -eq 0 ] || { echo "FAIL inwrite: exit code $rc, want 0"; cat $dir/log; fail=1; }
+  grep -q "^stopped by SIGTERM (rank 0) after step 10 of $STEPS: checkpoint .*ckpt-0000000010.cgck written" \
+    $dir/log || { echo "FAIL inwrite: not stopped on the checkpoint of step 10"; cat $dir/log; fail=1; }
+  [ ! -e $dir/ck/ckpt-0000000011.cgck ] || { echo "FAIL inwrite: a second checkpoint (step 11)"; fail=1; }
+else
+  echo "FAIL inwrite: no checkpoint of step 10 appeared"; cat $dir/log; fail=1
+fi
+[ -n "$JOB" ] && { kill -KILL $JOB 2> /dev/null; JOB=; }
+
 # ---- a signal during start-up (MPI_Init and set-up): kept for the run, which stops at its
 # first step boundary with a checkpoint (it used to end the rank with the signal's default
 # action, exit 138). Sent as soon as rank 1 has the handler (SigCgt): from process start, before

@@ -453,6 +453,9 @@ static const cg_opt_t g_opts[] = {
     CG_OPT_ROW_NUM(DBL, "test-val-ms", O(test_val_ms), 0, 1e5, C_TRAIN, "MS",
         "testing: extra milliseconds per validation batch of --val-mode square (a long pass "
         "for a stop to cut short)"),
+    CG_OPT_ROW_NUM(INT, "test-ckpt-ms", O(test_ckpt_ms), 0, 1e6, C_TRAIN, "MS",
+        "testing: rank 0 sleeps MS in each checkpoint write, after the file is complete (a slow "
+        "file system, for a stop to land in)"),
     /* info */
     CG_OPT_ROW_FLAG("model", O(info_model), C_INFO, "print the layer table"),
     CG_OPT_ROW_FLAG("topology", O(info_topology), C_INFO,

@@ -156,6 +156,7 @@ typedef struct {
   int test_slow_ms;
   double test_feat_ms;  /* extra helper milliseconds per CPU-featurised sample */
   double test_val_ms;   /* extra milliseconds per validation batch (square mode) */
+  int test_ckpt_ms;     /* milliseconds rank 0 sleeps in each checkpoint write */
   /* the options as given (set by cg_cli_parse; argc 0 elsewhere): which flags were on the
    * command line, for --resume (run_settings.h) */
   /* cg_settings_apply merged a checkpoint's settings (or --resume found none): until then a

@@ -419,6 +419,7 @@ static int write_ckpt(cg_run_t *r, int64_t step, int quiet) {
   }
   snprintf(r->last_ckpt, sizeof r->last_ckpt, "%s", path);
   r->last_ckpt_step = step;
+  if (cfg->test_ckpt_ms > 0) usleep((useconds_t)cfg->test_ckpt_ms * 1000);
   if (!quiet) {
     if (r->bar == 2) fputc('\n', stderr);
     printf("checkpoint: step %lld -> %s (%.1f MB, %.2f s)\n", (long long)step, path,
@@ -596,6 +597,14 @@ static void drain(cg_run_t *r, loop_t *L) {
 }
 
 /* The step boundary: stop signals and fatal steps, agreed by every rank. 1: stop here. */
+/* A stop agreed at `step` (a signal, or a bad step): 1 after noting it in L, else 0. */
+static int take_stop(loop_t *L, verdict_t vd, int64_t step) {
+  if (!vd.sig && !vd.bad) return 0;
+  L->stop = vd;
+  L->stop_step = step;
+  return 1;
+}
+
 static int step_boundary(cg_run_t *r, loop_t *L, int64_t k) {
   const int64_t step = k + 1;
   cg_guard_beat(r->guard, step, "step agreement (all-reduce)");
@@ -606,10 +615,15 @@ static int step_boundary(cg_run_t *r, loop_t *L, int64_t k) {
   }
   if (step % TABLE_EVERY == 0) exchange_table(r, step);
   if (k == r->s0) cg_guard_arm(r->guard, 1); /* the first step's one-off costs are behind */
-  if (!vd.sig && !vd.bad) return 0;
-  L->stop = vd;
-  L->stop_step = step;
-  return 1;
+  return take_stop(L, vd, step);
+}
+
+/* After the checkpoint of `step` is written: a stop signalled during the write (seconds, for a
+ * large model) ends the run on that file now, instead of training one more step and writing
+ * another (a --max-time or scheduler margin leaves room for one write). The step boundary's
+ * agreement, once more (collective; every rank calls it, rank 0 alone having written). */
+static int stop_after_ckpt(cg_run_t *r, loop_t *L, int64_t step) {
+  return take_stop(L, agree_step(r, step), step);
 }
 
 /* The step's times into the report window and the split controller's window; at the end of
@@ -818,6 +832,7 @@ static void train_loop(cg_run_t *r, loop_t *L) {
      * step's is written by finish(), after the final validation */
     const int ckpt_now = do_ckpt && !do_val && step != r->total;
     if (ckpt_now && write_ckpt(r, step, 0) != 0) L->out_rc = 1;
+    else if (ckpt_now && stop_after_ckpt(r, L, step)) break;
     const double now = cg_now();
     account_step(r, L, step, now);
     const double elapsed = now - f->t_train0;
@@ -837,6 +852,7 @@ static void train_loop(cg_run_t *r, loop_t *L) {
     if (r->early_step || r->lrf_step) break; /* finish() reports an early stop's validation as
                                                 the final one, saves */
     if (do_ckpt && do_val && write_ckpt(r, step, 0) != 0) L->out_rc = 1;
+    else if (do_ckpt && do_val && stop_after_ckpt(r, L, step)) break;
   }
   f->train_s = cg_now() - f->t_train0;
 }
