@@ -17,7 +17,9 @@
 #     --metrics-out, --stats-out and the history parse with a strict JSON reader;
 #  5. a later run holding the directory's lock removes the temporaries a killed writer left (its
 #     own pattern only) and says so;
-#  6. --keep K keeps the K newest besides the one best names, as --help says.
+#  6. --keep K keeps the K newest besides the one best names, as --help says;
+#  7. another run's files are never replaced, the set-aside folder never written to;
+#  8. a resume with another global batch keeps every file of the run it resumed.
 set -uo pipefail
 BIN=$1; MPIRUN="$2 --oversubscribe --bind-to none"
 T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
@@ -202,5 +204,23 @@ want d9 "is a folder of an earlier run set aside by --overwrite-checkpoints"
 run e9 0 $MPIRUN -np 1 $BIN train --resume $C9 --steps 25 --checkpoint-every 5
 run f9 2 $MPIRUN -np 1 $BIN train --resume $C9 --overwrite-checkpoints --steps 30
 want f9 "--overwrite-checkpoints: not with --resume"
+
+# ---- 8. a resume with another global batch renumbers the steps (step 40 of 8 is step 20 of
+# 16) and starts a new lineage: as the same one, its first checkpoint removed the earlier run's
+# files of higher step numbers, the one it resumed from among them. Now every file of the
+# earlier run is kept, in DIR or (one of a step number written again) in DIR/previous-*/.
+C11=$T/c11
+run a11 0 $MPIRUN -np 2 $BIN $S --steps 40 --checkpoint-every 10 --checkpoint-dir $C11
+sums() { (cd "$1" && find . -name 'ckpt-*.cgck' -exec md5sum {} + | awk '{print $1}' | sort); }
+s11=$(sums $C11)
+run b11 0 $MPIRUN -np 2 $BIN train --resume $C11 --steps 60 --batch 8
+want b11 "continuing at step 20"
+want b11 "are a new lineage"
+lacks b11 "a later step of this run's lineage"
+gone=$(comm -23 <(echo "$s11") <(sums $C11))
+[ -z "$gone" ] && echo "  ok: the earlier run's $(echo "$s11" | wc -l) checkpoints all kept" ||
+  { echo "FAIL: the earlier run's checkpoints removed by the renumbered resume"; ls -R $C11; fail=1; }
+run c11 0 $MPIRUN -np 2 $BIN train --resume $C11 --steps 70   # DIR/last: the new run, on
+want c11 "resumed from $(ck $C11 60)"
 
 exit $fail
