@@ -105,6 +105,16 @@ want inspect_good "step:          60 completed"
 want inspect_good "verdict:       valid"
 run inspect_dir $BIN inspect $T/bad2
 want inspect_dir "--resume would load $T/bad2/ckpt-0000000080.cgck"
+# pointer files: a malformed DIR/last is named as such (not "no pointer file"), and one naming a
+# checkpoint that is gone says so
+cp $T/bad2/last $T/last.keep
+echo garbage > $T/bad2/last
+run inspect_badlast $BIN inspect $T/bad2
+want inspect_badlast "last: none ($T/bad2/last is not a pointer file: it names no checkpoint)"
+printf 'ckpt-0000000990.cgck\nstep 990\n' > $T/bad2/last
+run inspect_gonelast $BIN inspect $T/bad2
+want inspect_gonelast "last: $T/bad2/ckpt-0000000990.cgck (step 990; its file is missing)"
+mv $T/last.keep $T/bad2/last
 # a FIFO named as a checkpoint is named invalid, never read, and one given to inspect refused:
 # no hang
 mkfifo $T/bad2/ckpt-0000000200.cgck $T/fifo.cgck

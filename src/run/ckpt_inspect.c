@@ -159,12 +159,32 @@ static int print_entry(const char *path, int64_t step, const pointers_t *pt, int
   return 1;
 }
 
+/* A pointer file DIR/NAME that is there but names no checkpoint (malformed): 1, with its path in
+ * p; 0 when there is none. */
+static int malformed(const char *dir, const char *name, char *p, size_t len) {
+  struct stat st;
+  snprintf(p, len, "%s/%s", dir, name);
+  return lstat(p, &st) == 0;
+}
+
+/* "; its file is missing" when a pointer names a checkpoint that is not there. */
+static const char *gone(const char *path) {
+  struct stat st;
+  return stat(path, &st) != 0 ? "; its file is missing" : "";
+}
+
 /* The `last:` and `best:` lines. */
 static void print_pointers(const char *dir, const pointers_t *pt) {
-  if (pt->has_last) printf("last: %s (step %lld)\n", pt->lpath, (long long)pt->lstep);
-  else printf("last: none (no pointer file %s/last)\n", dir);
+  char p[4200];
+  if (pt->has_last)
+    printf("last: %s (step %lld%s)\n", pt->lpath, (long long)pt->lstep, gone(pt->lpath));
+  else if (malformed(dir, "last", p, sizeof p))
+    printf("last: none (%s is not a pointer file: it names no checkpoint)\n", p);
+  else printf("last: none (no pointer file %s)\n", p);
   if (!pt->has_best) {
-    printf("best: none (no checkpoint with validation figures yet)\n");
+    if (malformed(dir, "best", p, sizeof p))
+      printf("best: none (%s is not a pointer file: it names no checkpoint)\n", p);
+    else printf("best: none (no checkpoint with validation figures yet)\n");
     return;
   }
   /* DIR/best says val_iou for the class mean too: name it as train does */
@@ -172,8 +192,8 @@ static void print_pointers(const char *dir, const pointers_t *pt) {
   const int miou = !strcmp(pt->bmet, "val_iou") && cg_ckpt_read_header(pt->bpath, bi) == 0 &&
                    bi->shape.nclass > 1;
   free(bi);
-  printf("best: %s (step %lld, %s %.6f)\n", pt->bpath, (long long)pt->bstep,
-         miou ? "val_miou" : pt->bmet, pt->bval);
+  printf("best: %s (step %lld, %s %.6f%s)\n", pt->bpath, (long long)pt->bstep,
+         miou ? "val_miou" : pt->bmet, pt->bval, gone(pt->bpath));
 }
 
 /* inspect FILE: its header and verdict; exit 0 valid, 1 not. */
