@@ -160,7 +160,9 @@ void cg_guard_catch_early(void) {
   const char *r = getenv("OMPI_COMM_WORLD_RANK");
   if (!r) r = getenv("PMIX_RANK");
   if (!r) r = getenv("SLURM_PROCID");
-  snprintf(g_prefix, sizeof g_prefix, "[rank %.16s, starting] ", r ? r : "?");
+  if (!r) r = getenv("PMI_RANK"); /* MPICH's Hydra */
+  /* none: a process started without a launcher, MPI's singleton, rank 0 of 1 */
+  snprintf(g_prefix, sizeof g_prefix, "[rank %.16s, starting] ", r ? r : "0");
   install_handlers(NULL);
   atomic_store(&g_early, 1);
 }
