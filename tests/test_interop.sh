@@ -11,8 +11,8 @@
 #   - export -> import -> export is bitwise (cmp), and the imported checkpoint resumes;
 #   - import refuses a file with a misshapen or missing tensor, or a non-F32 one (exit 2, naming
 #     the tensor), one claiming a model far larger than its bytes, tensors sharing bytes,
-#     bytes after the tensors and a name given twice; export/import usage errors exit 2 (an
-#     uncreatable import --out is named as --out).
+#     bytes after the tensors, a name given twice and a non-square model (height != width);
+#     export/import usage errors exit 2 (an uncreatable import --out is named as --out).
 # Torch comes from Debian's python3-torch (/usr/bin/python3); no torch: skipped (77).
 set -euo pipefail
 BIN=$1; MPIRUN="$2 --oversubscribe --bind-to none"; BUILD=$3
@@ -153,6 +153,10 @@ expect2 "import of an ignore label that is a class id" "ignore_index 1 is a clas
 edit "$T/m1.safetensors" "$T/pal.st" 'h["__metadata__"]["palette"] = "+1-100"'
 expect2 "import of a palette with signs" "palette: not hex at digit 0" \
   $BIN import --in "$T/pal.st" --out "$T/bad12"
+# train's models are square (--image-size N): a checkpoint of another shape none could resume
+edit "$T/m1.safetensors" "$T/nsq.st" 'h["__metadata__"].update(width="32", height="64")'
+expect2 "import of a non-square model" "height 64 and width 32 differ" \
+  $BIN import --in "$T/nsq.st" --out "$T/bad15"
 expect2 "import --in a directory" "a directory, not a file" \
   $BIN import --in "$T" --out "$T/bad13"
 expect2 "import --in a device" "not a regular file (a device)" \

@@ -632,6 +632,15 @@ int cg_import_main(int argc, char **argv) {
     fprintf(stderr, "cogpu-dist: error: import: %s: %s\n", vals[0], why);
     return CG_EXIT_USAGE;
   }
+  /* The checkpoint is for train --resume, whose model is --image-size N x N: a checkpoint of
+   * another shape no run could resume. cg_import_parse takes it (--init-from uses no size). */
+  if (m.height != m.width) {
+    fprintf(stderr, "cogpu-dist: error: import: %s: __metadata__ height %d and width %d differ: "
+            "train --resume takes square models (--image-size N) only; train --init-from %s "
+            "takes the weights at any --image-size\n", vals[0], m.height, m.width, vals[0]);
+    free(params);
+    return CG_EXIT_USAGE;
+  }
   char **paths = NULL;
   int64_t *steps = NULL;
   int nck = 0, lock = -1;
