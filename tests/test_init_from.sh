@@ -15,7 +15,8 @@
 #    file, also after a resume without the flag;
 #  - --init-from on some ranks only: exit 2, no hang;
 #  - a flag against A's model, K not given for a K-class model, a missing file, a file that is
-#    no checkpoint, a truncated one, an empty directory: exit 2 naming the flag or the file;
+#    no checkpoint, a truncated one, an empty directory: exit 2 naming the flag or the file; a
+#    safetensors file with a damaged header length: the importer's message;
 #  - predict, export and inspect take DIR/best too.
 set -euo pipefail
 BIN=$1; MPIRUN="$2 --oversubscribe --bind-to none"; BUILD=$3
@@ -99,6 +100,13 @@ expect2 "--model-base 8: the --init-from model" $BIN $HOLD --num-classes 3 --mod
 expect2 "its model has 3 classes: give --num-classes" $BIN $HOLD --init-from $T/a
 expect2 "--init-from $T/none: No such file" $BIN $HOLD --init-from $T/none
 expect2 "bad magic) (--init-from takes a checkpoint FILE" $BIN $HOLD --init-from $T/a.log
+# a safetensors file is told by its '{' at byte 8, its header length not judged: a damaged one
+# gets the importer's message, not a checkpoint reader's "bad magic"
+/usr/bin/python3 -c 'import sys; d = open(sys.argv[1], "rb").read()
+open(sys.argv[2], "wb").write((2**63 + 5).to_bytes(8, "little") + d[8:])' $T/a.safetensors \
+  $T/badlen.safetensors
+expect2 "--init-from $T/badlen.safetensors: not a usable safetensors file: header length \
+9223372036854775813 does not fit" $BIN $HOLD --num-classes 3 --init-from $T/badlen.safetensors
 head -c 5000 $T/a/ckpt-0000000020.cgck > $T/trunc.cgck
 expect2 "--init-from $T/trunc.cgck: truncated" $BIN $HOLD --init-from $T/trunc.cgck
 mkdir $T/empty

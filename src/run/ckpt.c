@@ -1217,3 +1217,7 @@ int cg_ckpt_resolve(const char *src, cg_ckpt_info_t *info, char *path, size_t pa
 }
 
 int cg_ckpt_header(const char *path, cg_ckpt_info_t *in) { return cg_ckpt_read_header(path, in); }
+
+int cg_ckpt_is_safetensors(const uint8_t *b, size_t n) {
+  return n >= 9 && b[8] == '{' && memcmp(b, CG_CKPT_MAGIC, 8) != 0;
+}

@@ -267,6 +267,12 @@ int cg_ckpt_find(const char *dir, const cg_ckpt_shape_t *want, cg_ckpt_info_t *i
  * at another checkpoint (its step and run id). 0, or -1 when it cannot be read or trusted. */
 int cg_ckpt_header(const char *path, cg_ckpt_info_t *in);
 
+/* Whether the first n bytes of a file are a safetensors file's (cogpu-dist export's) beginning:
+ * the header's length (u64 LE, any value: a damaged length is the importer's to name) and the
+ * JSON header's '{' at byte 8, as the format requires, and no checkpoint's magic. Tells
+ * --init-from's two kinds of file apart, and names such a file where a checkpoint is wanted. */
+int cg_ckpt_is_safetensors(const uint8_t *b, size_t n);
+
 /* src is a pointer file (DIR/best, DIR/last: short text naming a checkpoint of its directory,
  * not a checkpoint's magic): 1 with the checkpoint's path (DIR/file) in target, else 0. */
 int cg_ckpt_pointer_target(const char *src, char *target, size_t targetlen);

@@ -10,13 +10,12 @@
 #include <sys/stat.h>
 
 #include "atomic_file.h" /* cg_file_read: a safetensors file whole */
-#include "ckpt.h"        /* cg_ckpt_resolve, cg_ckpt_header, cg_ckpt_read, cg_ckpt_model */
+#include "ckpt.h"        /* cg_ckpt_resolve, _header, _read, _model, _is_safetensors */
 #include "classnames.h"  /* cg_classnames_json_list: the model's class names, checked */
 #include "cli.h"         /* cg_cli_opts, cg_cli_check, cg_cli_data_path */
 #include "export.h"      /* cg_import_parse: a safetensors file's model and weights */
 #include "feat.h"        /* CG_NFEAT: the input channels this build feeds */
 #include "json.h"        /* cg_json_parse: the class names of a checkpoint's settings */
-#include "le.h"          /* cg_le_get_u64: a safetensors file's header length */
 #include "log.h"
 #include "run_settings.h" /* cg_settings_all_or_none: every rank has --init-from, or none */
 
@@ -31,15 +30,15 @@ typedef struct {
   char names[CG_CLASSNAMES_LEN]; /* its run's --class-names as a list ("" = none) */
 } src_t;
 
-/* A safetensors file begins with its JSON header's length (u64 LE) and the header's '{'. */
+/* A safetensors file by its first bytes (cg_ckpt_is_safetensors): its header length is not
+ * judged here, so a damaged one gets the importer's message, not a checkpoint reader's. */
 static int looks_safetensors(const char *path) {
-  unsigned char b[9];
+  uint8_t b[9];
   FILE *f = fopen(path, "rb");
   if (!f) return 0;
   const size_t got = fread(b, 1, sizeof b, f);
   fclose(f);
-  const uint64_t n = got == sizeof b ? cg_le_get_u64(b) : 0;
-  return n >= 2 && n < ((uint64_t)1 << 30) && b[8] == '{';
+  return cg_ckpt_is_safetensors(b, got);
 }
 
 /* Reads a safetensors file's model and weights (*params malloc'd) and, names non-NULL, the
