@@ -17,6 +17,7 @@
 #  - a flag against A's model, K not given for a K-class model, a missing file, a file that is
 #    no checkpoint, a truncated one, an empty directory: exit 2 naming the flag or the file; a
 #    safetensors file with a damaged header length: the importer's message;
+#  - predict and inspect of a safetensors file say how to make a checkpoint of it (import);
 #  - predict, export and inspect take DIR/best too.
 set -euo pipefail
 BIN=$1; MPIRUN="$2 --oversubscribe --bind-to none"; BUILD=$3
@@ -115,6 +116,13 @@ expect2 "--init-from: " $BIN $HOLD --init-from ""
 expect2 "the ranks were started with different settings: some ranks have --init-from" \
   $MPIRUN -np 1 $BIN $HOLD --num-classes 3 --model-base 4 --model-depth 2 : \
   -np 1 $BIN $HOLD --num-classes 3 --init-from $T/a
+
+# a safetensors file where a checkpoint is wanted: how to make one of it
+HINT="a safetensors file: make a checkpoint of it with \`cogpu-dist import --in $T/a.safetensors \
+--out DIR\`"
+expect2 "$HINT" $BIN predict --backend cpu --checkpoint $T/a.safetensors --input $T --output $T/o1
+set +e; $BIN inspect $T/a.safetensors > $T/o 2>&1; rc=$?; set -e
+[ $rc -ne 0 ] && grep -qF -- "$HINT" $T/o || { cat $T/o; fail "inspect of a safetensors file"; }
 
 # DIR/best elsewhere
 $BIN inspect $T/a/best | head -1 | grep -q "names $T/a/ckpt-0000000020.cgck" || fail "inspect"

@@ -650,8 +650,12 @@ static cg_ckpt_status_t check_header(const char *path, const uint8_t *h, size_t 
                                      cg_ckpt_info_t *in, uint32_t *sbytes, char *err,
                                      size_t errlen) {
   const cg_ckpt_status_t trust = header_trusted(h, hn);
-  if (trust == CG_CKPT_EMAGIC) {
-    snprintf(err, errlen, "%s: not a cogpu-dist checkpoint (bad magic)", path);
+  if (trust == CG_CKPT_EMAGIC) { /* a safetensors file: say how it becomes a checkpoint */
+    if (cg_ckpt_is_safetensors(h, hn))
+      snprintf(err, errlen, "%s: not a cogpu-dist checkpoint (bad magic): a safetensors file: "
+               "make a checkpoint of it with `cogpu-dist import --in %s --out DIR`", path, path);
+    else
+      snprintf(err, errlen, "%s: not a cogpu-dist checkpoint (bad magic)", path);
     return CG_CKPT_EMAGIC;
   }
   if (trust == CG_CKPT_ETRUNC) {
