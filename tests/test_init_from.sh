@@ -16,7 +16,8 @@
 #  - --init-from on some ranks only: exit 2, no hang;
 #  - a flag against A's model, K not given for a K-class model, a missing file, a file that is
 #    no checkpoint, a truncated one, an empty directory: exit 2 naming the flag or the file; a
-#    safetensors file with a damaged header length: the importer's message;
+#    safetensors file with a damaged header length or an infinite weight: the importer's
+#    message;
 #  - predict and inspect of a safetensors file say how to make a checkpoint of it (import);
 #  - predict, export and inspect take DIR/best too.
 set -euo pipefail
@@ -108,6 +109,12 @@ open(sys.argv[2], "wb").write((2**63 + 5).to_bytes(8, "little") + d[8:])' $T/a.s
   $T/badlen.safetensors
 expect2 "--init-from $T/badlen.safetensors: not a usable safetensors file: header length \
 9223372036854775813 does not fit" $BIN $HOLD --num-classes 3 --init-from $T/badlen.safetensors
+# an infinite weight (the last one: head.bias[2]), refused as import refuses it
+/usr/bin/python3 -c 'import struct, sys; d = open(sys.argv[1], "rb").read()
+open(sys.argv[2], "wb").write(d[:-4] + struct.pack("<f", float("-inf")))' $T/a.safetensors \
+  $T/inf.safetensors
+expect2 "--init-from $T/inf.safetensors: not a usable safetensors file: tensor head.bias: \
+element 2 is infinite" $BIN $HOLD --num-classes 3 --init-from $T/inf.safetensors
 head -c 5000 $T/a/ckpt-0000000020.cgck > $T/trunc.cgck
 expect2 "--init-from $T/trunc.cgck: truncated" $BIN $HOLD --init-from $T/trunc.cgck
 mkdir $T/empty

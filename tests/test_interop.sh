@@ -11,8 +11,9 @@
 #   - export -> import -> export is bitwise (cmp), and the imported checkpoint resumes;
 #   - import refuses a file with a misshapen or missing tensor, or a non-F32 one (exit 2, naming
 #     the tensor), one claiming a model far larger than its bytes, tensors sharing bytes,
-#     bytes after the tensors, a name given twice and a non-square model (height != width);
-#     export/import usage errors exit 2 (an uncreatable import --out is named as --out).
+#     bytes after the tensors, a name given twice, a non-square model (height != width) and a
+#     NaN weight; export/import usage errors exit 2 (an uncreatable import --out is named as
+#     --out).
 # Torch comes from Debian's python3-torch (/usr/bin/python3); no torch: skipped (77).
 set -euo pipefail
 BIN=$1; MPIRUN="$2 --oversubscribe --bind-to none"; BUILD=$3
@@ -153,6 +154,16 @@ expect2 "import of an ignore label that is a class id" "ignore_index 1 is a clas
 edit "$T/m1.safetensors" "$T/pal.st" 'h["__metadata__"]["palette"] = "+1-100"'
 expect2 "import of a palette with signs" "palette: not hex at digit 0" \
   $BIN import --in "$T/pal.st" --out "$T/bad12"
+# a weight that is not finite: NaN logits from the first step (element 2 of head.weight)
+$PY - "$T/m1.safetensors" "$T/nan.st" <<'PY'
+import json, struct, sys
+d = bytearray(open(sys.argv[1], "rb").read()); n = struct.unpack("<Q", d[:8])[0]
+b = json.loads(d[8:8 + n])["head.weight"]["data_offsets"][0]
+d[8 + n + b + 8:8 + n + b + 12] = struct.pack("<f", float("nan"))
+open(sys.argv[2], "wb").write(d)
+PY
+expect2 "import of a NaN weight" "tensor head.weight: element 2 is NaN" \
+  $BIN import --in "$T/nan.st" --out "$T/bad16"
 # train's models are square (--image-size N): a checkpoint of another shape none could resume
 edit "$T/m1.safetensors" "$T/nsq.st" 'h["__metadata__"].update(width="32", height="64")'
 expect2 "import of a non-square model" "height 64 and width 32 differ" \

@@ -6,7 +6,7 @@
  * in opposite directions, so export -> import -> export is bitwise by construction (the header
  * is a function of the model and the metadata import keeps). Import refuses, naming the tensor,
  * any file that is not exactly that table: a missing or extra name, another dtype or shape,
- * offsets outside the data or of the wrong length. */
+ * offsets outside the data or of the wrong length; and one holding a weight that is not finite. */
 #include "export.h"
 
 #include <errno.h>
@@ -540,6 +540,23 @@ static int tensors_tile(const table_t *tb, const size_t *begin, size_t dlen, cha
   return 0;
 }
 
+/* Every weight of the tensors (begin[j] for tb->t[j] into data, tiled) is finite: a NaN or an
+ * infinity gives NaN logits from the first step, and a fine-tuning run would fail its step
+ * checks instead of naming the file. 0, or -1 with err naming the tensor and the element (its
+ * index in C order, as PyTorch's flatten() numbers it). */
+static int tensors_finite(const table_t *tb, const size_t *begin, const uint8_t *data, char *err,
+                          size_t errlen) {
+  for (int j = 0; j < tb->n; j++)
+    for (size_t i = 0; i < tb->t[j].numel; i++) {
+      const uint32_t u = cg_le_get_u32(data + begin[j] + 4 * i);
+      if ((u & 0x7f800000u) != 0x7f800000u) continue; /* exponent all ones: NaN or infinite */
+      snprintf(err, errlen, "tensor %s: element %zu is %s: weights must be finite",
+               tb->t[j].name, i, u & 0x7fffffu ? "NaN" : "infinite");
+      return -1;
+    }
+  return 0;
+}
+
 int cg_import_parse(const uint8_t *buf, size_t len, cg_model_t *m, cg_ckpt_info_t *info,
                     char *names, float **params, char *err, size_t errlen) {
   *params = NULL;
@@ -599,6 +616,7 @@ int cg_import_parse(const uint8_t *buf, size_t len, cg_model_t *m, cg_ckpt_info_
     }
   }
   if (!rc) rc = tensors_tile(&tb, begin, dlen, err, errlen);
+  if (!rc) rc = tensors_finite(&tb, begin, data, err, errlen);
   if (!rc) {
     *params = cg_calloc(m->nparams, sizeof(float), "weights");
     for (int j = 0; j < tb.n; j++) tensor_load(m, &tb.t[j], data + begin[j], *params);
