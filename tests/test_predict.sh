@@ -191,7 +191,8 @@ set -e
   { echo "FAIL --output onto a file: rc $rc"; cat "$T/err"; exit 1; }
 echo "PASS an --output that is a file is refused at start-up"
 # partial files a killed predict left (hidden mkstemp temporaries of this run's images) are
-# removed at the next start, with a notice; another hidden file is not touched
+# removed at the next start, with a notice; another image's temporary is not touched (another
+# predict may be writing it: README, Prediction)
 mkdir -p "$T/p6"; touch "$T/p6/.000001.png.Ab3dE9" "$T/p6/.000002.probs.npy.Zz9yQ1" \
   "$T/p6/.other.png.ABCDEF"
 $MPIRUN -np 1 $BIN predict --backend cpu --checkpoint "$CK" --input "$T/in2" --output "$T/p6" \

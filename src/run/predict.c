@@ -1141,9 +1141,10 @@ static void pimg_finish(pimg_t *p, const popts_t *o, char **files, const cg_ckpt
 
 /* ---- the loop ---------------------------------------------------------------------------- */
 
-/* The hidden temporaries ".STEM.png.XXXXXX" and ".STEM.probs.npy.XXXXXX" (cg_afile_temp_base)
- * of this run's images left in out by a predict that was killed (a second Ctrl-C, SIGKILL, a
- * fatal error): removed, with a notice, before any is written again. */
+/* The hidden temporaries ".STEM.png.XXXXXX", ".STEM.probs.npy.XXXXXX" and
+ * ".STEM.overlay.png.XXXXXX" (cg_afile_temp_base) of this run's images left in out by a predict
+ * that was killed (a second Ctrl-C, SIGKILL, a fatal error): removed, with a notice, before any
+ * is written again. Other images' are left: another predict may be writing them into out. */
 static void remove_partials(const char *out, char **files, int nfiles) {
   DIR *d = opendir(out);
   if (!d) return;
