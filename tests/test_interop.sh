@@ -13,7 +13,8 @@
 #     the tensor), one claiming a model far larger than its bytes, tensors sharing bytes,
 #     bytes after the tensors, a name given twice, a non-square model (height != width) and a
 #     NaN weight; export/import usage errors exit 2 (an uncreatable import --out is named as
-#     --out).
+#     --out); python/cogpu_torch.py's load refuses each file import refuses, with its message
+#     (but the non-square one, which only a resume could not use).
 # Torch comes from Debian's python3-torch (/usr/bin/python3); no torch: skipped (77).
 set -euo pipefail
 BIN=$1; MPIRUN="$2 --oversubscribe --bind-to none"; BUILD=$3
@@ -174,6 +175,31 @@ expect2 "import --in a device" "not a regular file (a device)" \
   $BIN import --in /dev/zero --out "$T/bad14"
 head -c 5 "$T/m1.safetensors" > "$T/short.st"
 expect2 "import of a truncated file" "short.st" $BIN import --in "$T/short.st" --out "$T/bad5"
+# cogpu_torch.load refuses what import refuses, with its message: the files above and metadata
+# that would hang (depth 60) or allocate hundreds of GB (base 100000) in PyTorch
+edit "$T/m1.safetensors" "$T/depth.st" 'h["__metadata__"]["depth"] = "60"'
+edit "$T/m1.safetensors" "$T/base.st" 'h["__metadata__"]["base"] = "100000"'
+edit "$T/m1.safetensors" "$T/habc.st" 'h["__metadata__"]["height"] = "abc"'
+(cd "$HERE/../python" && $PY - "$BIN" "$T" <<'PYEOF'
+import subprocess, sys, cogpu_torch
+bin_, t = sys.argv[1:3]
+names = "shape miss del f16 giant huge overlap dup tail meta ign pal nan short depth base habc"
+for name in names.split():
+    f = "%s/%s.st" % (t, name)
+    c = subprocess.run([bin_, "import", "--in", f, "--out", t + "/py-" + name],
+                       capture_output=True, text=True)
+    want = c.stderr.strip().split(f + ": ", 1)[-1]
+    assert c.returncode == 2 and want, (name, c.returncode, c.stderr)
+    try:
+        cogpu_torch.load(f)
+        sys.exit("%s: cogpu_torch loaded a file import refuses (%s)" % (name, want))
+    except ValueError as e:
+        if str(e) != "%s: %s" % (f, want):
+            sys.exit("%s: cogpu_torch says\n  %s\nimport says\n  %s" % (name, e, want))
+print("PASS cogpu_torch.load refuses the %d files import refuses, with its messages" %
+      len(names.split()))
+PYEOF
+) || fail "cogpu_torch's refusals"
 expect2 "import into a directory with checkpoints" "already holds" \
   $BIN import --in "$T/m1.safetensors" --out "$T/imp1"
 expect2 "export without --out" "--out is required" $BIN export --checkpoint "$T/ck1"
