@@ -6,8 +6,10 @@
  * A refused file must come back with a reason and nothing allocated. An accepted one must
  * describe a model the trainer can build, and its weights must be the file's data bytes (as a
  * multiset of floats), so a reader that took bytes from the wrong place, read two tensors from
- * the same bytes or left a weight unset fails.
+ * the same bytes or left a weight unset fails; and every weight must be finite (import refuses
+ * a NaN or an infinity).
  * Seeds: `cogpu-dist export` of the seed run's checkpoints (make_seeds.sh). */
+#include <math.h> /* isfinite */
 #include <stdlib.h>
 #include <string.h>
 
@@ -53,6 +55,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t n) {
   if (!params || m.nparams == 0 || info.npal < 0 || info.npal > 256 || info.ignore_index < -1 ||
       info.ignore_index > 255)
     abort();
+  for (size_t i = 0; i < m.nparams; i++)
+    if (!isfinite(params[i])) abort(); /* a NaN or an infinity accepted */
   uint64_t hn = 0;
   for (int i = 7; i >= 0; i--) hn = hn << 8 | data[i];
   same_values(params, m.nparams, data + 8 + hn, n - 8 - (size_t)hn);
