@@ -6,7 +6,8 @@
 #  - from A/best, with the same classes: the weights are A's (max|a-b| <= 1e-9 of max|b|), and
 #    the first validation scores A's final figures (1e-6); --model-base and --model-depth come
 #    from A when not given;
-#  - from A's directory, a pointer file and the .safetensors file export writes: the same;
+#  - from A's directory, a pointer file and the .safetensors file export writes (also with a
+#    non-square training size in its metadata): the same;
 #  - 2 ranks x batch 4: the same weights;
 #  - --num-classes 2: every layer but the head is A's, and the head is the one a fresh run of
 #    the same seed starts with;
@@ -58,6 +59,15 @@ same_as_a b_dir
 $BIN export --checkpoint $T/a/best --out $T/a.safetensors > /dev/null
 run_hold b_st --batch 8 --num-classes 3 --init-from $T/a.safetensors
 same_as_a b_st
+# the file's training size is no part of the weights: a non-square one (which import refuses,
+# as no --resume could use its checkpoint) starts a run at any --image-size
+/usr/bin/python3 -c 'import json, struct, sys; d = open(sys.argv[1], "rb").read()
+n = struct.unpack("<Q", d[:8])[0]; h = json.loads(d[8:8 + n])
+h["__metadata__"].update(height="64", width="32"); t = json.dumps(h).encode()
+t += b" " * (-len(t) % 8); open(sys.argv[2], "wb").write(struct.pack("<Q", len(t)) + t + d[8 + n:])
+' $T/a.safetensors $T/nsq.safetensors
+run_hold b_nsq --batch 8 --num-classes 3 --init-from $T/nsq.safetensors
+same_as_a b_nsq
 $MPIRUN -np 2 $BIN $HOLD --batch 4 --num-classes 3 --init-from $T/a/last \
   --params-out $T/b2.params --metrics-out $T/b2.json > $T/b2.log 2>&1 ||
   { cat $T/b2.log; fail "2 ranks"; }
