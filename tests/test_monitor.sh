@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # cogpu-monitor: --once on a recorded stats file prints exactly the expected rows (golden
 # file); on a live 3-rank run with a slow rank it shows every rank and flags the straggler;
-# a file without a record is an error (exit 1), a bad option a usage error (exit 2).
+# a file without a record is an error (exit 1), a bad option a usage error (exit 2); a run
+# stopped by --max-time and resumed into the same stats file (as a requeued Slurm job is) shows
+# the resumed attempt, and a follower of a file whose newest attempt has no final record yet
+# keeps following.
 set -euo pipefail
 BIN=$1; MPIRUN="$2 --oversubscribe --bind-to none"; BUILD=$3
 MON=$(cd "$BUILD" && pwd)/cogpu-monitor
@@ -42,3 +45,40 @@ timeout 20 $MON --plain --interval 0.2 "$T/stop.jsonl" > "$T/stopf.txt" ||
 grep -q "the job stopped by a NaN/Inf loss after step 1[1-3] of 30" "$T/stopf.txt" &&
   grep -q "step 10/30" "$T/stopf.txt" || { cat "$T/stopf.txt"; echo "FAIL: stop not shown"; exit 1; }
 echo "PASS a stopped run's stats end with a stop record; the live mode ends there"
+
+# a run stopped by --max-time, then resumed into the same --stats-out (train.sbatch's requeue):
+# the file holds two attempts; the view and the end of following are the newest attempt's
+R="train --backend cpu --model-base 4 --model-depth 2 --image-size 32 --batch 4 --threads 1
+   --progress off --val-every 0 --val-samples 0 --report-every 5 --checkpoint-dir $T/rq"
+$MPIRUN -np 2 $BIN $R --steps 100000 --test-slow-rank 1 --test-slow-ms 50 --max-time 0:02 \
+  --stats-out "$T/rq.jsonl" > "$T/rq1.log" 2>&1 || { cat "$T/rq1.log"; echo "FAIL: run 1"; exit 1; }
+N=$(sed -n 's/.*"stopped": "--max-time", "step": \([0-9]*\),.*/\1/p' "$T/rq.jsonl")
+[ -n "$N" ] || { tail -2 "$T/rq.jsonl"; echo "FAIL: run 1 wrote no --max-time stop"; exit 1; }
+cp "$T/rq.jsonl" "$T/rq1.jsonl"
+M=$((N + 12))
+$MPIRUN -np 2 $BIN $R --steps $M --resume --stats-out "$T/rq.jsonl" > "$T/rq2.log" 2>&1 ||
+  { cat "$T/rq2.log"; echo "FAIL: the resumed run"; exit 1; }
+$MON --once "$T/rq.jsonl" > "$T/rq.txt"
+grep -q "step $M/$M (100%) finished" "$T/rq.txt" && ! grep -q stopped "$T/rq.txt" ||
+  { cat "$T/rq.txt"; echo "FAIL: --once does not show the resumed attempt's end alone"; exit 1; }
+timeout 20 $MON --plain --interval 0.2 "$T/rq.jsonl" > /dev/null ||
+  { echo "FAIL: following the resumed run's finished file did not end"; exit 1; }
+# the stop record and the resumed attempt's first record: that attempt is live, not stopped
+K=$(grep -n '"stopped"' "$T/rq.jsonl" | cut -d: -f1)
+head -$((K + 1)) "$T/rq.jsonl" > "$T/rqp.jsonl"
+$MON --once "$T/rqp.jsonl" > "$T/rqp.txt"
+grep -q "step [0-9]*/$M (" "$T/rqp.txt" && ! grep -q "finished\|stopped" "$T/rqp.txt" ||
+  { cat "$T/rqp.txt"; echo "FAIL: --once on a live resumed attempt"; exit 1; }
+set +e; timeout 3 $MON --plain --interval 0.2 "$T/rqp.jsonl" > /dev/null; rc=$?; set -e
+[ $rc -eq 124 ] || { echo "FAIL: a follower of a live resumed attempt ended (exit $rc)"; exit 1; }
+# a stop record that arrives on its own is shown: a plain follower prints the figures again
+# under the line that says how the run ended
+head -$((K - 1)) "$T/rq.jsonl" > "$T/rqs.jsonl"
+timeout 20 $MON --plain --interval 0.2 "$T/rqs.jsonl" > "$T/rqs.txt" &
+F=$!
+for _ in $(seq 100); do grep -q "^cogpu-monitor" "$T/rqs.txt" && break; sleep 0.1; done
+sed -n "${K}p" "$T/rq.jsonl" >> "$T/rqs.jsonl"
+wait $F || { cat "$T/rqs.txt"; echo "FAIL: the follower did not end at the stop record"; exit 1; }
+grep -q "^the job stopped by --max-time after step $N of 100000" "$T/rqs.txt" ||
+  { cat "$T/rqs.txt"; echo "FAIL: a stop record arriving alone was not shown"; exit 1; }
+echo "PASS a resumed run's stats file shows the newest attempt; following ends at its end"

@@ -275,7 +275,8 @@ int cg_monitor_render(const char *line, const cg_monitor_view_t *v, FILE *out, c
 struct cg_monitor_src {
   char *path;
   int fd;                  /* the stream; a regular file is opened for each read */
-  int stream, ended, final;
+  int stream, ended;
+  int final;               /* the attempt's final record: 1 figures (or refused), 2 a stop */
   int have_file;           /* dev, ino and off describe the regular file read last */
   dev_t dev;
   ino_t ino;
@@ -283,7 +284,8 @@ struct cg_monitor_src {
   char *part;              /* the line being assembled, npart bytes of cap */
   size_t npart, cap;
   int skip;                /* drop bytes up to the next '\n' (a cut or over-long line) */
-  char *rec;               /* the last valid record with figures */
+  char *rec;               /* the attempt's last valid record with figures, else its stop */
+  int rec_stop;            /* rec is the stop record of an attempt without figures */
   char stopped[160];       /* a stop record's "stopped by WHY after step S of T", or "" */
   int fresh;               /* a valid record arrived during this read */
   long bad;
@@ -317,6 +319,20 @@ static void refuse(cg_monitor_src_t *s, const char *why) {
   snprintf(s->why, sizeof s->why, "%s", why);
 }
 
+/* Every run writes its records and ends with one final record (its last figures, or a stop
+ * record); a run resumed or requeued into the same file (train.sbatch appends each run to one
+ * stats.jsonl) starts a new attempt, so a valid record after a final one is the first of the
+ * next attempt: the previous attempt's end and figures no longer hold, and only the next final
+ * record ends the job. The bad-line count is the file's and stays. An attempt killed outright
+ * writes no final record; its figures are replaced by the next attempt's as any record's are. */
+static void new_attempt(cg_monitor_src_t *s) {
+  s->final = 0;
+  s->stopped[0] = 0;
+  free(s->rec);
+  s->rec = NULL;
+  s->rec_stop = 0;
+}
+
 /* One complete line (without its '\n'). Returns -1 only when out of memory. */
 static int take_line(cg_monitor_src_t *s, char *line, size_t n, time_t when) {
   if (n && line[n - 1] == '\r') n--;
@@ -327,21 +343,25 @@ static int take_line(cg_monitor_src_t *s, char *line, size_t n, time_t when) {
   char why[sizeof s->why];
   int final;
   cg_json_t *r = parse_record(line, &final, why, sizeof why);
-  if (final) s->final = 1;
   if (!r) {
+    if (final) s->final = 1; /* the job ended, even if its last line is bad */
     refuse(s, why);
     return 0;
   }
-  if (is_stop_record(r)) { /* keep the figures of the last record; say how it ended */
-    stop_text(r, s->stopped, sizeof s->stopped);
-    cg_json_free(r);
+  if (s->final) new_attempt(s);
+  const int stop = is_stop_record(r);
+  if (final) s->final = stop ? 2 : 1;
+  if (stop) stop_text(r, s->stopped, sizeof s->stopped);
+  cg_json_free(r);
+  if (stop && s->rec && !s->rec_stop) { /* keep the attempt's last figures; say how it ended */
+    s->fresh = 1;
     return 0;
   }
-  cg_json_free(r);
-  char *copy = strdup(line);
+  char *copy = strdup(line); /* figures, or the stop of an attempt that has none */
   if (!copy) return -1;
   free(s->rec);
   s->rec = copy;
+  s->rec_stop = stop;
   s->fresh = 1;
   s->t_rec = when;
   return 0;
@@ -400,6 +420,7 @@ static int read_file(cg_monitor_src_t *s, int fd, const struct stat *st, char *e
     s->off = 0;
     s->npart = 0;
     s->skip = 0;
+    new_attempt(s); /* a new file (a new job's) says nothing of the old one's end */
   }
   if (st->st_size - s->off > (off_t)CG_MONITOR_MAX_LINE) {
     /* far behind (first read of a long file): only the tail can hold the latest record */
@@ -508,7 +529,7 @@ double cg_monitor_src_age(const cg_monitor_src_t *s) {
 int cg_monitor_src_final(const cg_monitor_src_t *s) { return s->final; }
 
 const char *cg_monitor_src_stopped(const cg_monitor_src_t *s) {
-  return s->stopped[0] ? s->stopped : NULL;
+  return s->stopped[0] && !s->rec_stop ? s->stopped : NULL;
 }
 int cg_monitor_src_ended(const cg_monitor_src_t *s) { return s->ended; }
 int cg_monitor_src_is_stream(const cg_monitor_src_t *s) { return s->stream; }

@@ -10,7 +10,12 @@
  * up), anything else (a pipe, a FIFO, /dev/stdin) as a stream that is read as it comes and
  * never sought. Every complete line is checked (cg_monitor_check); a line that is not a valid
  * record (bad JSON, a number out of its range, a rank that is not one of the record's) is
- * skipped and counted, and the view shows the last valid one with that count. */
+ * skipped and counted, and the view shows the last valid one with that count.
+ *
+ * A file may hold several attempts of one job (a run stopped, then resumed or requeued with the
+ * same --stats-out: train.sbatch does so), each ending with its final record: a valid record
+ * after a final one starts the next attempt, and what the source says (the record, the stop,
+ * the end) is the newest attempt's. */
 #ifndef CG_MONITOR_H
 #define CG_MONITOR_H
 
@@ -55,16 +60,20 @@ int cg_monitor_src_read(cg_monitor_src_t *s, char *err, size_t errlen);
  * a stream is polled, a regular file is simply waited for. */
 void cg_monitor_src_wait(cg_monitor_src_t *s, double seconds);
 
-/* The last valid record (owned by the source, valid until the next read), or NULL. */
+/* The newest attempt's last valid record with figures, or its stop record when it has none
+ * (owned by the source, valid until the next read), or NULL. */
 const char *cg_monitor_src_record(const cg_monitor_src_t *s);
 /* Lines skipped so far; *why (may be NULL) gets the reason for the last one, or NULL. */
 long cg_monitor_src_bad(const cg_monitor_src_t *s, const char **why);
 /* Seconds since the record was written (a file's mtime; a stream: when it arrived), or -1. */
 double cg_monitor_src_age(const cg_monitor_src_t *s);
-/* The job's final record has been read (even if that line was refused). */
+/* The newest attempt's final record has been read: 1 the run's last figures (or a final line
+ * that was refused), 2 a stop record (the run stopped early; it may be resumed into the file);
+ * 0 none yet. */
 int cg_monitor_src_final(const cg_monitor_src_t *s);
-/* "stopped by SIGTERM after step S of T" when the job stopped early (its last line says so:
- * cg_stats_stopped), else NULL. The last record's figures stay the record. */
+/* "stopped by SIGTERM after step S of T" when the newest attempt stopped early (its last line
+ * says so: cg_stats_stopped) after records with figures, which stay the record; else NULL (an
+ * attempt without figures has the stop record itself as its record). */
 const char *cg_monitor_src_stopped(const cg_monitor_src_t *s);
 /* A stream whose writers are gone: nothing more will come. */
 int cg_monitor_src_ended(const cg_monitor_src_t *s);

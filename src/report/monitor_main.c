@@ -4,12 +4,13 @@
  *   cogpu-monitor [--once] [--plain] [--interval S] FILE.jsonl
  *
  * On a terminal it redraws in place every interval (default 1 s) as the file grows and stops
- * after the job's final record; --plain (or output that is not a terminal, e.g. a Slurm log)
- * prints each new record once, without escape codes; --once prints the latest record and exits
- * (0, or 1 when the file has no valid record yet). A pipe or FIFO is read as a stream (--once
- * reads it to its end; following ends with it). A file that does not exist yet is waited for,
- * said once on stderr: a monitor may start before the job. Lines that are not valid records
- * are skipped and counted in the view. */
+ * after the job's final record (of the newest attempt, when a stopped run was resumed into the
+ * same file); --plain (or output that is not a terminal, e.g. a Slurm log) prints each new
+ * record once, without escape codes; --once prints the latest record and exits (0, or 1 when
+ * the file has no valid record yet). A pipe or FIFO is read as a stream (--once reads it to its
+ * end; following ends with it). A file that does not exist yet is waited for, said once on
+ * stderr: a monitor may start before the job. Lines that are not valid records are skipped and
+ * counted in the view. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,6 +28,8 @@ static void usage(FILE *f) {
              "  live view of a job's --stats-out file: per-rank rows (step, step_ms, compute,\n"
              "  data_wait, comm_exp, cpu_busy, img/s), the straggler highlighted, the\n"
              "  cluster summary; refreshes as the file grows, ends at the job's final record.\n"
+             "  A run resumed into the same file (--resume, a requeued Slurm job) is a new\n"
+             "  attempt: the view is the newest attempt's, and only its final record ends it.\n"
              "  FILE may be a pipe or FIFO (e.g. /dev/stdin), read as it comes.\n"
              "  --once      print the latest record and exit (a pipe is read to its end)\n"
              "  --plain     no escape codes; print each new record once (default when stdout\n"
@@ -113,7 +116,7 @@ static int run_follow(cg_monitor_src_t *src, const char *path, int plain, double
       fprintf(stderr, "cogpu-monitor: waiting for the first record in %s\n", path);
       said = SAID_NO_RECORD;
     }
-    if (cg_monitor_src_final(src)) return 0;
+    if (cg_monitor_src_final(src)) return 0; /* of the newest attempt */
     if (cg_monitor_src_ended(src)) {
       if (!cg_monitor_src_record(src)) {
         say_no_record(src, path);
