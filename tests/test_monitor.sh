@@ -3,8 +3,8 @@
 # file); on a live 3-rank run with a slow rank it shows every rank and flags the straggler;
 # a file without a record is an error (exit 1), a bad option a usage error (exit 2); a run
 # stopped by --max-time and resumed into the same stats file (as a requeued Slurm job is) shows
-# the resumed attempt, and a follower of a file whose newest attempt has no final record yet
-# keeps following.
+# the resumed attempt, a follower of a file whose newest attempt has no final record yet keeps
+# following, and --requeue follows on past a stop record.
 set -euo pipefail
 BIN=$1; MPIRUN="$2 --oversubscribe --bind-to none"; BUILD=$3
 MON=$(cd "$BUILD" && pwd)/cogpu-monitor
@@ -81,4 +81,21 @@ sed -n "${K}p" "$T/rq.jsonl" >> "$T/rqs.jsonl"
 wait $F || { cat "$T/rqs.txt"; echo "FAIL: the follower did not end at the stop record"; exit 1; }
 grep -q "^the job stopped by --max-time after step $N of 100000" "$T/rqs.txt" ||
   { cat "$T/rqs.txt"; echo "FAIL: a stop record arriving alone was not shown"; exit 1; }
-echo "PASS a resumed run's stats file shows the newest attempt; following ends at its end"
+# a follower started on the first attempt alone ends at its stop record; with --requeue it
+# follows on into the resumed attempt's records and ends at its finished record
+timeout 20 $MON --plain --interval 0.2 "$T/rq1.jsonl" > /dev/null ||
+  { echo "FAIL: without --requeue a stop record does not end following"; exit 1; }
+timeout 20 $MON --plain --requeue --interval 0.2 "$T/rq1.jsonl" > "$T/rqf.txt" 2> "$T/rqf.err" &
+F=$!
+for _ in $(seq 100); do grep -q "waiting for it to resume" "$T/rqf.err" && break; sleep 0.1; done
+tail -n +$((K + 1)) "$T/rq.jsonl" >> "$T/rq1.jsonl"
+rc=0; wait $F || rc=$?
+[ $rc -eq 0 ] || { cat "$T/rqf.txt" "$T/rqf.err"; echo "FAIL: --requeue follower: $rc"; exit 1; }
+grep -q "^the job stopped by --max-time after step $N of 100000" "$T/rqf.txt" &&
+  grep -q "step $M/$M (100%) finished" "$T/rqf.txt" &&
+  grep -q "waiting for it to resume" "$T/rqf.err" ||
+  { cat "$T/rqf.txt" "$T/rqf.err"; echo "FAIL: --requeue follower's output"; exit 1; }
+set +e; $MON --once --requeue "$T/rq.jsonl" > /dev/null 2> "$T/err"; rc=$?; set -e
+[ $rc -eq 2 ] && grep -q -- --requeue "$T/err" || { echo "FAIL: --once --requeue: $rc"; exit 1; }
+echo "PASS a resumed run's stats file shows the newest attempt; following ends at its end;"
+echo "     --requeue follows a stopped job into its resumed run"

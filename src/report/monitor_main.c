@@ -1,16 +1,16 @@
 /* monitor_main.c: cogpu-monitor — a live terminal view of a running job, drawn from the
  * --stats-out file the job appends to (one JSON record per report).
  *
- *   cogpu-monitor [--once] [--plain] [--interval S] FILE.jsonl
+ *   cogpu-monitor [--once] [--plain] [--requeue] [--interval S] FILE.jsonl
  *
  * On a terminal it redraws in place every interval (default 1 s) as the file grows and stops
  * after the job's final record (of the newest attempt, when a stopped run was resumed into the
- * same file); --plain (or output that is not a terminal, e.g. a Slurm log) prints each new
- * record once, without escape codes; --once prints the latest record and exits (0, or 1 when
- * the file has no valid record yet). A pipe or FIFO is read as a stream (--once reads it to its
- * end; following ends with it). A file that does not exist yet is waited for, said once on
- * stderr: a monitor may start before the job. Lines that are not valid records are skipped and
- * counted in the view. */
+ * same file); --requeue follows on past a stop record, for the requeued run; --plain (or output
+ * that is not a terminal, e.g. a Slurm log) prints each new record once, without escape codes;
+ * --once prints the latest record and exits (0, or 1 when the file has no valid record yet). A
+ * pipe or FIFO is read as a stream (--once reads it to its end; following ends with it). A file
+ * that does not exist yet is waited for, said once on stderr: a monitor may start before the
+ * job. Lines that are not valid records are skipped and counted in the view. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,7 +24,8 @@
 #define INTERVAL_MAX 86400.0
 
 static void usage(FILE *f) {
-  fprintf(f, "usage: cogpu-monitor [--once] [--plain] [--interval SECONDS] FILE.jsonl\n"
+  fprintf(f, "usage: cogpu-monitor [--once] [--plain] [--requeue] [--interval SECONDS] "
+             "FILE.jsonl\n"
              "  live view of a job's --stats-out file: per-rank rows (step, step_ms, compute,\n"
              "  data_wait, comm_exp, cpu_busy, img/s), the straggler highlighted, the\n"
              "  cluster summary; refreshes as the file grows, ends at the job's final record.\n"
@@ -34,6 +35,9 @@ static void usage(FILE *f) {
              "  --once      print the latest record and exit (a pipe is read to its end)\n"
              "  --plain     no escape codes; print each new record once (default when stdout\n"
              "              is not a terminal)\n"
+             "  --requeue   do not end at a stop record (a stopped run, e.g. a Slurm job that\n"
+             "              checkpoints and requeues itself, resumes into the file): follow\n"
+             "              until a run finishes its steps, or Ctrl-C\n"
              "  --interval  seconds between checks of the file, %g..%g [1]\n",
           INTERVAL_MIN, INTERVAL_MAX);
 }
@@ -91,10 +95,14 @@ static int run_once(cg_monitor_src_t *src, const char *path) {
   return draw(src, path, 1, 1) ? 1 : 0;
 }
 
-/* Follows the file until the job's final record (or the end of a stream). What it waits for
- * (the file, its first record) is said once on stderr, not at every check. */
-static int run_follow(cg_monitor_src_t *src, const char *path, int plain, double interval) {
+/* Follows the file until the job's final record (or the end of a stream); with requeue, a stop
+ * record does not end it. What it waits for (the file, its first record, the stopped run's
+ * next attempt) is said once on stderr, not at every check (on a terminal, under every redraw,
+ * which clears it). */
+static int run_follow(cg_monitor_src_t *src, const char *path, int plain, int requeue,
+                      double interval) {
   enum { SAID_NOTHING, SAID_MISSING, SAID_NO_RECORD } said = SAID_NOTHING;
+  int said_stop = 0;
   char err[512];
   for (;;) {
     int got = cg_monitor_src_read(src, err, sizeof err);
@@ -116,7 +124,12 @@ static int run_follow(cg_monitor_src_t *src, const char *path, int plain, double
       fprintf(stderr, "cogpu-monitor: waiting for the first record in %s\n", path);
       said = SAID_NO_RECORD;
     }
-    if (cg_monitor_src_final(src)) return 0; /* of the newest attempt */
+    const int fin = cg_monitor_src_final(src); /* of the newest attempt */
+    if (fin == 1 || (fin == 2 && (!requeue || cg_monitor_src_ended(src)))) return 0;
+    if (fin == 2 && (!said_stop || !plain))
+      fprintf(stderr, "cogpu-monitor: the job stopped; --requeue: waiting for it to resume into "
+              "%s (Ctrl-C to stop)\n", path);
+    said_stop = fin == 2;
     if (cg_monitor_src_ended(src)) {
       if (!cg_monitor_src_record(src)) {
         say_no_record(src, path);
@@ -130,12 +143,13 @@ static int run_follow(cg_monitor_src_t *src, const char *path, int plain, double
 }
 
 int main(int argc, char **argv) {
-  int once = 0, plain = !isatty(STDOUT_FILENO);
+  int once = 0, plain = !isatty(STDOUT_FILENO), requeue = 0;
   double interval = 1.0;
   const char *path = NULL;
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--once")) once = 1;
     else if (!strcmp(argv[i], "--plain")) plain = 1;
+    else if (!strcmp(argv[i], "--requeue")) requeue = 1;
     else if (!strcmp(argv[i], "--interval")) {
       if (i + 1 >= argc || parse_interval(argv[++i], &interval)) {
         fprintf(stderr, "cogpu-monitor: --interval %s: want seconds in %g..%g\n",
@@ -159,12 +173,17 @@ int main(int argc, char **argv) {
     usage(stderr);
     return 2;
   }
+  if (once && requeue) {
+    fprintf(stderr, "cogpu-monitor: --requeue follows the file past a stop; --once does not "
+            "follow\n");
+    return 2;
+  }
   cg_monitor_src_t *src = cg_monitor_src_create(path);
   if (!src) {
     fprintf(stderr, "cogpu-monitor: out of memory\n");
     return 1;
   }
-  int rc = once ? run_once(src, path) : run_follow(src, path, plain, interval);
+  int rc = once ? run_once(src, path) : run_follow(src, path, plain, requeue, interval);
   cg_monitor_src_destroy(src);
   return rc;
 }
