@@ -141,7 +141,20 @@ expect2 "--rename: 'x' is not A:B" \
 expect2 "--rename 119_mask:: $T/noisy/119_mask.png would be written as $T/n2/.png, a hidden" \
   $BIN colors-to-ids --colors "$DG" --in "$T/noisy" --out "$T/n2" --rename 119_mask:
 [ -z "$(ls -A "$T/n2" 2> /dev/null)" ] || fail "a refused --rename wrote files"
-echo "ok: --tolerance 127 thresholds near colours at 128 (DeepGlobe's advice); --rename"
+# DeepGlobe's own layout: train/NAME_sat.jpg beside train/NAME_mask.png. --rename _mask:_sat
+# converts the masks and leaves the images alone (it took them for masks: two outputs
+# NAME_sat.png); a --rename ending no file has is refused, naming one
+mkdir -p "$T/dg" && cp "$T/noisy/119_mask.png" "$T/dg/"
+"$PY" -c "from PIL import Image; Image.new('RGB', (24, 24), (90, 120, 60)).save('$T/dg/119_sat.jpg')"
+$BIN colors-to-ids --colors "$DG" --in "$T/dg" --out "$T/n3" --tolerance 127 \
+  --rename _mask:_sat > "$T/dg.log" 2>&1 || { cat "$T/dg.log"; fail "DeepGlobe's layout"; }
+grep -q "1 file(s) of $T/dg whose names do not end in _mask left alone (e.g. $T/dg/119_sat.jpg)" \
+  "$T/dg.log" || { cat "$T/dg.log"; fail "DeepGlobe's layout: the images not said"; }
+[ "$(ls "$T/n3")" = "119_sat.png" ] || { ls "$T/n3"; fail "DeepGlobe's layout: the outputs"; }
+expect2 "--rename _label:_RGB: no file of --in $T/dg has a name ending in _label (e.g." \
+  $BIN colors-to-ids --colors "$DG" --in "$T/dg" --out "$T/n4" --rename _label:_RGB
+echo "ok: --tolerance 127 thresholds near colours at 128 (DeepGlobe's advice); --rename, in" \
+     "DeepGlobe's layout too"
 
 # MSRC-21's ground truth: 24-bit BMPs (GroundTruth/NAME_GT.bmp) in msrc21.colors' colours, void,
 # horse and mountain to 255; --rename _GT: pairs each with Images/NAME.bmp

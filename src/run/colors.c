@@ -50,16 +50,16 @@ static void colors_help(FILE *f, long long max_pixels) {
           "\n"
           "Turns masks whose pixels name their class by an RGB colour (ISPRS Potsdam and\n"
           "Vaihingen, DeepGlobe Land Cover, ...) into the class-id masks train reads:\n"
-          "OUT/NAME.png for every IN/NAME.png, .gif, .tif or .tiff, an 8-bit palette PNG whose\n"
-          "pixel values are the class ids and whose palette holds the classes' colours, so the\n"
-          "masks still look as they did, and a run on them writes its predictions in the same\n"
-          "colours. Run it once before training (what mmsegmentation's dataset converters are\n"
-          "for); files already in OUT are replaced.\n"
+          "OUT/NAME.png for every IN/NAME.png, .gif, .tif, .tiff or .bmp, an 8-bit palette PNG\n"
+          "whose pixel values are the class ids and whose palette holds the classes' colours,\n"
+          "so the masks still look as they did, and a run on them writes its predictions in\n"
+          "the same colours. Run it once before training (what mmsegmentation's dataset\n"
+          "converters are for); files already in OUT are replaced.\n"
           "\n"
           "  --colors FILE  the classes' colours, a line each: R G B ID (0..255 each), then\n"
           "                 optionally a class name (not a number; ignored); '#' starts a\n"
           "                 comment. Several colours may give one id. scripts/datasets/ has\n"
-          "                 ISPRS's and DeepGlobe's\n"
+          "                 ISPRS's, DeepGlobe's and MSRC-21's\n"
           "  --in DIR       the colour masks (PNG: RGB, RGBA (alpha ignored), palette, 8 or 16\n"
           "                 bit; GIF and TIFF: the first frame; BMP). JPEGs are refused: their\n"
           "                 colours are not exact\n"
@@ -74,8 +74,10 @@ static void colors_help(FILE *f, long long max_pixels) {
           "                 (default 0: exact)\n"
           "  --rename A:B   an input whose name (without its extension) ends in A is written as\n"
           "                 that name with B in place of A, so it pairs with its image under\n"
-          "                 train --data DIR: --rename _label:_RGB for ISPRS Potsdam,\n"
-          "                 _mask:_sat for DeepGlobe\n"
+          "                 train --data DIR: --rename _label:_RGB for ISPRS Potsdam\n"
+          "                 (_label_noBoundary:_RGB for its eroded-boundary labels),\n"
+          "                 _mask:_sat for DeepGlobe; files whose names do not end in A (its\n"
+          "                 NAME_sat.jpg images, beside the masks) are left alone (said)\n"
           "  --gray         write 8-bit gray PNGs (the ids alone, no palette)\n"
           "  --threads N    files converted at once (each holds its image: 4 bytes a pixel);\n"
           "                 default: the cores this process may use\n"
@@ -236,12 +238,20 @@ typedef struct {
   int64_t unlisted, near;
 } tally_t;
 
+/* Whether input in's name, without its extension, ends in a (into stem). */
+static int stem_ends(const char *in, const char *a, char *stem, size_t len) {
+  cg_image_stem(in, stem, len);
+  const size_t n = strlen(stem), k = strlen(a);
+  return n >= k && !strcmp(stem + n - k, a);
+}
+
 /* OUT/NAME.png for input in: its stem, with --rename's suffix swapped. */
 static void out_path(const job_t *j, const char *in, char *path, size_t len) {
   char stem[512];
-  cg_image_stem(in, stem, sizeof stem);
+  const int swap = j->from && stem_ends(in, j->from, stem, sizeof stem);
+  if (!j->from) cg_image_stem(in, stem, sizeof stem);
   const size_t n = strlen(stem), a = j->from ? strlen(j->from) : 0;
-  if (j->from && n >= a && !strcmp(stem + n - a, j->from))
+  if (swap)
     snprintf(path, len, "%s/%.*s%s.png", j->out, (int)(n - a), stem, j->to);
   else
     snprintf(path, len, "%s/%s.png", j->out, stem);
@@ -392,6 +402,26 @@ int cg_colors_main(int argc, char **argv) {
     code = usage_error("--out: '%s' is the --in directory: its masks would be replaced", o.out);
   }
   const job_t job = {map, o.unknown, o.gray, o.max_pixels, o.out, o.rename ? from : NULL, to};
+  if (!code && o.rename) { /* the masks are the files named ...A: DeepGlobe keeps its images,
+                              NAME_sat.jpg, beside its masks NAME_mask.png; the others are left */
+    int kept = 0, left = 0;
+    char stem[512], eg[600] = "";
+    for (int i = 0; i < nfiles; i++) {
+      if (stem_ends(files[i], from, stem, sizeof stem)) {
+        files[kept++] = files[i];
+        continue;
+      }
+      if (!left++) snprintf(eg, sizeof eg, "%.590s", files[i]);
+      free(files[i]);
+    }
+    nfiles = kept;
+    if (!nfiles)
+      code = usage_error("--rename %s: no file of --in %s has a name ending in %s (e.g. %s): "
+                         "nothing to convert", o.rename, o.in, from, eg);
+    else if (left)
+      printf("colors-to-ids: --rename %s: %d file(s) of %s whose names do not end in %s left "
+             "alone (e.g. %s)\n", o.rename, left, o.in, from, eg);
+  }
   if (!code && o.rename) { /* it may give two inputs one name (the stems are unique) */
     char **outs = cg_malloc(sizeof(char *) * (size_t)nfiles, "output names");
     for (int i = 0; i < nfiles; i++) {
