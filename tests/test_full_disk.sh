@@ -56,7 +56,10 @@ echo "first round wrote $(wc -l < "$T/before.sum") files; $(df -k --output=used 
 # fill it: the second round cannot write one page
 dd if=/dev/zero of="$M/filler" bs=4096 > /dev/null 2>&1
 echo "filled: $(df -k --output=avail "$M" | tail -1) KiB available"
-round second 2 "--resume --steps 3"  # continues the first round's run: its checkpoint of step 3
+# continues the first round's run: a periodic checkpoint (step 3) fails mid-run, then the final
+# one (step 4); the run must go on past the first and end, exit 1 (rank 0 alone knows its write
+# failed: a collective only the other ranks entered hung the job)
+round second 2 "--resume --steps 4 --checkpoint-every 1"
 
 for w in train ckpt pack predict; do
   echo "second round, $w: exit $(cat "$T/second.$w.rc")"
@@ -69,8 +72,12 @@ for want in "--metrics-out: $M/metrics.json: write failed: No space left on devi
             "--trace-out: $M/tl.rank0.json: write failed: No space left on device"; do
   grep -qF -- "$want" "$T/second.train.log" || { echo "FAIL no '$want'"; fail=1; }
 done
-grep -q "checkpoint of step 3 not written: $M/ck/ckpt-0000000003.cgck: .*No space left on device" \
-  "$T/second.ckpt.log" || { echo "FAIL checkpoint error not reported"; fail=1; }
+for s in 3 4; do
+  grep -q "checkpoint of step $s not written: $M/ck/ckpt-000000000$s.cgck: .*No space left on device" \
+    "$T/second.ckpt.log" || { echo "FAIL checkpoint error of step $s not reported"; fail=1; }
+done
+[ "$(cat "$T/second.ckpt.rc")" = 1 ] ||
+  { echo "FAIL checkpoints on a full disk: exit $(cat "$T/second.ckpt.rc"), want 1"; fail=1; }
 grep -q "$M/ds.cgds: .*No space left on device" "$T/second.pack.log" ||
   { echo "FAIL pack error not reported"; fail=1; }
 grep -q "$M/pred/.*No space left on device" "$T/second.predict.log" ||

@@ -618,11 +618,13 @@ static int step_boundary(cg_run_t *r, loop_t *L, int64_t k) {
   return take_stop(L, vd, step);
 }
 
-/* After the checkpoint of `step` is written: a stop signalled during the write (seconds, for a
- * large model) ends the run on that file now, instead of training one more step and writing
- * another (a --max-time or scheduler margin leaves room for one write). The step boundary's
- * agreement, once more (collective; every rank calls it, rank 0 alone having written). */
-static int stop_after_ckpt(cg_run_t *r, loop_t *L, int64_t step) {
+/* Rank 0 writes the checkpoint of `step`; then every rank, whatever rank 0's write gave (only
+ * rank 0 knows), agrees once more as at a step boundary (collective): a stop signalled during
+ * the write (seconds, for a large model) ends the run on that file now, instead of training one
+ * more step and writing another (a --max-time or scheduler margin leaves room for one write).
+ * Returns 1 to stop. */
+static int checkpoint_step(cg_run_t *r, loop_t *L, int64_t step) {
+  if (write_ckpt(r, step, 0) != 0) L->out_rc = 1;
   return take_stop(L, agree_step(r, step), step);
 }
 
@@ -831,8 +833,7 @@ static void train_loop(cg_run_t *r, loop_t *L) {
     /* a checkpoint follows the validation of its step (it carries its figures); the last
      * step's is written by finish(), after the final validation */
     const int ckpt_now = do_ckpt && !do_val && step != r->total;
-    if (ckpt_now && write_ckpt(r, step, 0) != 0) L->out_rc = 1;
-    else if (ckpt_now && stop_after_ckpt(r, L, step)) break;
+    if (ckpt_now && checkpoint_step(r, L, step)) break;
     const double now = cg_now();
     account_step(r, L, step, now);
     const double elapsed = now - f->t_train0;
@@ -851,8 +852,7 @@ static void train_loop(cg_run_t *r, loop_t *L) {
     }
     if (r->early_step || r->lrf_step) break; /* finish() reports an early stop's validation as
                                                 the final one, saves */
-    if (do_ckpt && do_val && write_ckpt(r, step, 0) != 0) L->out_rc = 1;
-    else if (do_ckpt && do_val && stop_after_ckpt(r, L, step)) break;
+    if (do_ckpt && do_val && checkpoint_step(r, L, step)) break;
   }
   f->train_s = cg_now() - f->t_train0;
 }
