@@ -1035,6 +1035,40 @@ static void test_crop_windows(void) {
     }
   CG_TEST_CHECK(bad == 0, "streamed windows: %d differ", bad);
 
+  /* a 300 x 1 file zoomed out to a 1 x 1 sample: the padding makes the only row, and the
+   * streamed fit made one more past it (a review's harness under ASan); canaries behind both
+   * outputs, the bytes of the whole path */
+  uint8_t line[300 * 3], lm[300];
+  fill_random(line, sizeof line, 79);
+  for (int i = 0; i < 300; i++) lm[i] = line[3 * i] > 128 ? 255 : 0;
+  write_or_die("crop/line.png", line, 1, 300, CG_PNG_RGB8);
+  write_or_die("crop/line_mask.png", lm, 1, 300, CG_PNG_GRAY8);
+  path_of(ip, sizeof ip, "crop/line.png");
+  path_of(mp, sizeof mp, "crop/line_mask.png");
+  bad = 0;
+  for (int k = 0; k <= 10; k++) {
+    const cg_crop_t c = {3.36, k / 10.0, 0.718, 255};
+    uint8_t o[3 + 16], om[1 + 16], w[4];
+    memset(o, 0xA5, sizeof o);
+    memset(om, 0xA5, sizeof om);
+    const cg_fit_opts_t fo = {.size = 1, .win = &c};
+    int rc = cg_fit_pair(ip, mp, &fo, o, om, NULL, NULL, err, sizeof err);
+    double x0, y0, side;
+    cg_crop_px(&c, 1, 300, &x0, &y0, &side);
+    for (int m = 0; m < 300; m++) lm[m] = lm[m] != 0;
+    cg_resample_rgb(line, 1, 300, x0, y0, side, side, w, 1, 1);
+    cg_resample_mask_pad(lm, 1, 300, x0, y0, side, side, w + 3, 1, 1, 255);
+    int past = 0;
+    for (int i = 3; i < (int)sizeof o; i++) past |= o[i] != 0xA5;
+    for (int i = 1; i < (int)sizeof om; i++) past |= om[i] != 0xA5;
+    if (rc || past || memcmp(o, w, 3) || om[0] != w[3]) {
+      printf("  1x1 from 300x1, u %.1f: rc %d (%s), written past the sample: %d\n", k / 10.0, rc,
+             rc ? err : "", past);
+      bad++;
+    }
+  }
+  CG_TEST_CHECK(bad == 0, "a 1 x 1 sample of a 300 x 1 file zoomed out: %d windows wrong", bad);
+
   /* a file at the training size: window of the file == fitted sample cropped (old path) */
   uint8_t sq[16 * 16 * 3], sqm[16 * 16];
   fill_random(sq, sizeof sq, 78);

@@ -337,8 +337,9 @@ static int fit_begin(void *ctx, int h, int w, char *why, size_t whylen) {
 
 /* Output rows from f->next on whose centres lie above the file (top: a zoom-out window's
  * padding, made before any row is needed) or, after the last row (!top), below it: made as
- * padding (CG_CROP_PAD_RGB gray, the mask's pad label). Returns 1 when the next row is below
- * the file (no source row will make it). */
+ * padding (CG_CROP_PAD_RGB gray, the mask's pad label). Returns 1 when no source row makes the
+ * next row: it is below the file, or every row is made (the padding made the last ones: a loop
+ * on 0 would make row n, past the output). */
 static int pad_rows(fit_t *f, int top) {
   const int n = f->oh;
   const size_t bpp = f->is_mask ? 1 : 3;
@@ -349,7 +350,7 @@ static int pad_rows(fit_t *f, int top) {
            (size_t)f->ow * bpp);
     f->next++;
   }
-  return 0;
+  return f->next >= n;
 }
 
 static int fit_row(void *ctx, int y, const uint8_t *px, char *why, size_t whylen) {
