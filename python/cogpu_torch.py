@@ -23,6 +23,8 @@ The safetensors file is parsed here with the standard library and numpy (no safe
 package) and refused (ValueError naming the key) wherever `cogpu-dist import` refuses it: the
 metadata's ranges and consistency, a missing, extra, misshapen or twice-named tensor, tensors
 that do not tile the data, a weight that is not finite; load_state_dict(strict=True) follows.
+(Not a height unlike the width: import refuses it because train --resume takes square models
+only; the network runs at any size.)
 Needs torch (1.13 works: Debian's python3-torch) and numpy."""
 
 import argparse

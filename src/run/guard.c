@@ -161,8 +161,9 @@ void cg_guard_catch_early(void) {
   if (!r) r = getenv("PMIX_RANK");
   if (!r) r = getenv("SLURM_PROCID");
   if (!r) r = getenv("PMI_RANK"); /* MPICH's Hydra */
-  /* none: a process started without a launcher, MPI's singleton, rank 0 of 1 */
-  snprintf(g_prefix, sizeof g_prefix, "[rank %.16s, starting] ", r ? r : "0");
+  /* none: a process without a launcher (MPI's singleton, rank 0), or a launcher not known here
+   * (any rank): not said */
+  snprintf(g_prefix, sizeof g_prefix, "[rank %.16s, starting] ", r ? r : "?");
   install_handlers(NULL);
   atomic_store(&g_early, 1);
 }

@@ -379,8 +379,8 @@ static int find_settings(const cg_config_t *cfg, char *settings, int *is_dir, in
     if (rc < 0) { /* once more, to say why each file was refused */
       cg_ckpt_find(src, NULL, in, NULL, NULL, NULL, NULL, path, sizeof path, warn_line, NULL,
                    why, sizeof why);
-      snprintf(err, errlen, "%.500s (--resume: see the messages above; `cogpu-dist inspect %.300s` "
-               "lists them)", why, src);
+      snprintf(err, errlen, "%.500s (--resume; `cogpu-dist inspect %.300s` says why each is "
+               "refused)", why, src);
     }
     rc = rc == 0 ? 1 : rc > 0 ? 0 : -1;
   } else {
