@@ -931,9 +931,9 @@ static void init_step_state(cg_run_t *r) {
                 (long long)cfg->early_stop_patience, (long long)vals, (long long)ve);
   /* a resumed run continues its lineage; a fresh one (or one resumed from a checkpoint made
    * before run ids) starts a new one: rotation never touches another run's checkpoints. So does
-   * one resumed with another global batch: its steps count other batches, and as the same
-   * lineage its first checkpoint would remove the earlier run's files of higher step numbers
-   * (the one it resumed from among them) as left by an abandoned attempt. */
+   * one resumed with another global batch or training set: its steps are renumbered, and as the
+   * same lineage its first checkpoint would remove the earlier run's files of higher step
+   * numbers (the one it resumed from among them) as left by an abandoned attempt. */
   r->run_id = r->resumed && r->ck.run_id && r->exact ? r->ck.run_id : cg_ckpt_new_run_id();
   r->last_ckpt_step = -1;
   if (r->resumed) { /* the state loaded is step s0 of this run's steps (ck.step counts batches

@@ -596,7 +596,6 @@ static void drain(cg_run_t *r, loop_t *L) {
   L->pending = NULL;
 }
 
-/* The step boundary: stop signals and fatal steps, agreed by every rank. 1: stop here. */
 /* A stop agreed at `step` (a signal, or a bad step): 1 after noting it in L, else 0. */
 static int take_stop(loop_t *L, verdict_t vd, int64_t step) {
   if (!vd.sig && !vd.bad) return 0;
@@ -605,6 +604,7 @@ static int take_stop(loop_t *L, verdict_t vd, int64_t step) {
   return 1;
 }
 
+/* The step boundary: stop signals and fatal steps, agreed by every rank. 1: stop here. */
 static int step_boundary(cg_run_t *r, loop_t *L, int64_t k) {
   const int64_t step = k + 1;
   cg_guard_beat(r->guard, step, "step agreement (all-reduce)");

@@ -51,9 +51,10 @@ static void banner_resume(const cg_run_t *r) {
            (long long)(r->s0 / r->spe), (long long)(r->s0 % r->spe + 1), (long long)r->spe,
            (long long)(r->global - 1), (long long)r->global);
   if (!r->exact && trained && r->ckpt_dir)
-    printf("resume: with steps of another size this run's checkpoints in %s are a new lineage: "
-           "the checkpoints of the run it resumed keep their files, none is removed by rotation, "
-           "and one whose step number this run writes again is moved to %s/previous-*/\n",
+    printf("resume: the steps are renumbered, so this run's checkpoints in %s are a new "
+           "lineage: the checkpoints of the run it resumed keep their files, none is removed by "
+           "rotation, and one whose step number this run writes again is moved to "
+           "%s/previous-*/\n",
            r->ckpt_dir, r->ckpt_dir);
   if (r->exact && trained && r->data_names[0]) { /* the same count: the same samples? */
     cg_json_t *j = cg_json_parse(ck->settings, NULL, 0);
