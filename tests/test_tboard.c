@@ -3,7 +3,8 @@
  * CRC-32C against its check value (RFC 3720: "123456789" -> 0xE3069283); an event file of three
  * scalars framed as TFRecords: every record's length and masked CRCs check, the first event
  * holds file_version "brain.Event:2", the scalars hold their tag, step and value; a directory
- * that cannot be made fails with a message. (test_tensorboard.sh reads the files with
+ * that cannot be made fails with a message; a resumed run's file starts with the purge record
+ * (SessionLog START at its step). (test_tensorboard.sh reads the files with
  * TensorBoard itself.) */
 #include <dirent.h>
 #include <stdio.h>
@@ -25,7 +26,7 @@ int main(void) {
   if (!mkdtemp(dir)) return 1;
   char sub[64];
   snprintf(sub, sizeof sub, "%s/a/b", dir);
-  cg_tb_t *t = cg_tb_open(sub, err, sizeof err);
+  cg_tb_t *t = cg_tb_open(sub, -1, err, sizeof err);
   CG_TEST_CHECK(t != NULL, "open: %s", err);
   if (!t) return cg_test_done("test_tboard");
   const char *tags[3] = {"train/loss", "val/miou", "val_class_iou/12"};
@@ -79,8 +80,33 @@ int main(void) {
   /* a directory that cannot be made */
   char blocked[96];
   snprintf(blocked, sizeof blocked, "%s/a/b/%s/x", dir, strrchr(path, '/') + 1);
-  CG_TEST_CHECK(cg_tb_open(blocked, err, sizeof err) == NULL && strstr(err, "cannot make"),
+  CG_TEST_CHECK(cg_tb_open(blocked, -1, err, sizeof err) == NULL &&
+                    strstr(err, "cannot make"),
                 "a file in the way: %s", err);
+  /* a resumed run's file: the second record is Event{wall_time, step 20, session_log{status
+   * START}}, the marker TensorBoard purges an earlier attempt's later points by */
+  char sub2[64], path2[512];
+  snprintf(sub2, sizeof sub2, "%s/r", dir);
+  cg_tb_t *t2 = cg_tb_open(sub2, 20, err, sizeof err);
+  CG_TEST_CHECK(t2 != NULL, "open with a purge step: %s", err);
+  if (t2) {
+    snprintf(path2, sizeof path2, "%s", cg_tb_path(t2));
+    cg_tb_close(t2);
+    FILE *g = fopen(path2, "rb");
+    const size_t n2 = g ? fread(buf, 1, sizeof buf, g) : 0;
+    if (g) fclose(g);
+    const size_t second = 12 + cg_le_get_u64(buf) + 4; /* after the file-version record */
+    const uint64_t len2 = n2 >= second + 12 ? cg_le_get_u64(buf + second) : 0;
+    const unsigned char *d = buf + second + 12;
+    static const unsigned char want[] = {0x10, 20, 0x3a, 2, 0x08, 1}; /* step, session_log */
+    CG_TEST_CHECK(len2 == 9 + sizeof want && second + 12 + len2 + 4 == n2 && d[0] == 0x09 &&
+                      !memcmp(d + 9, want, sizeof want) &&
+                      cg_le_get_u32(d + len2) == masked(cg_crc32c(0, d, len2)),
+                  "the purge record: %llu bytes of a %zu-byte file", (unsigned long long)len2,
+                  n2);
+    if (!cg_test_failures) remove(path2);
+    rmdir(sub2);
+  }
   if (!cg_test_failures) {
     remove(path);
     snprintf(sub, sizeof sub, "%s/a/b", dir);

@@ -7,6 +7,9 @@
 #  - train/loss at steps 5, 10, ... equals the printed "step N/M | loss X" lines; val/* equal
 #    the history.jsonl records; train/lr follows --lr-schedule poly;
 #  - the resumed run writes a second event file in DIR and only steps after 20;
+#  - a run resumed from an older checkpoint (10, where the directory has points to 20) marks its
+#    file so that TensorBoard drops the earlier file's points after 10 (PyTorch's purge_step):
+#    each step once, its value the resumed run's;
 #  - an unwritable DIR is warned about and the run goes on.
 set -euo pipefail
 BIN=$1; MPIRUN="$2 --oversubscribe --bind-to none"; BUILD=$3
@@ -67,6 +70,25 @@ steps = sorted(e.step for e in second.Scalars("train/loss"))
 assert steps == [25, 30], ("the resumed file", steps)
 print(f"PASS tensorboard reads {len(tags)} tags; train/loss = the printed losses; val/* = "
       f"history.jsonl; poly lr; the resumed run's file holds steps {steps}")
+PYEOF
+# resumed from the checkpoint of step 10 into the directory of a run that went on to 20
+mkdir $T/tb3 && cp $T/tb/$(ls $T/tb | head -1) $T/tb3/
+sleep 1.1
+$MPIRUN -np 2 $BIN $RUN --steps 20 --resume $T/ck/ckpt-0000000010.cgck --checkpoint-dir $T/ck3 \
+  --tensorboard $T/tb3 > $T/d.log
+"$VPY" - "$T" << 'PYEOF'
+import re, sys
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+t = sys.argv[1]
+ea = EventAccumulator(f"{t}/tb3"); ea.Reload()
+ev = ea.Scalars("train/loss")
+steps = [e.step for e in ev]
+assert steps == [5, 10, 15, 20], ("each step once after the purge", steps)
+again = {int(m.group(1)): float(m.group(2)) for m in
+         re.finditer(r"^step (\d+)/\d+ \| loss ([0-9.]+)", open(f"{t}/d.log").read(), re.M)}
+for e in ev[2:]:
+    assert abs(e.value - again[e.step]) <= 6e-5, ("the resumed run's value", e.step, e.value)
+print("PASS a resume from step 10: TensorBoard shows steps", steps, "with the resumed values")
 PYEOF
 # a directory that cannot be made: a warning, and the run trains on
 touch $T/file

@@ -103,7 +103,7 @@ static int write_record(cg_tb_t *t, const pb_t *m) {
   return 0;
 }
 
-cg_tb_t *cg_tb_open(const char *dir, char *err, size_t errlen) {
+cg_tb_t *cg_tb_open(const char *dir, int64_t purge_step, char *err, size_t errlen) {
   if (cg_path_mkdir_p(dir)) {
     snprintf(err, errlen, "%s: cannot make the directory: %s", dir, strerror(errno));
     return NULL;
@@ -128,7 +128,14 @@ cg_tb_t *cg_tb_open(const char *dir, char *err, size_t errlen) {
   pb_t m = {.n = 0};
   pb_double(&m, 1, now_s());
   pb_len(&m, 3, "brain.Event:2", 13); /* file_version */
-  if (!t->f || write_record(t, &m)) {
+  pb_t log = {.n = 0}, ev = {.n = 0};
+  pb_key(&log, 1, 0); /* SessionLog.status */
+  pb_varint(&log, 1); /* START */
+  pb_double(&ev, 1, now_s()); /* Event.wall_time */
+  pb_key(&ev, 2, 0);          /* Event.step */
+  pb_varint(&ev, (uint64_t)(purge_step > 0 ? purge_step : 0));
+  pb_len(&ev, 7, log.b, log.n); /* Event.session_log */
+  if (!t->f || write_record(t, &m) || (purge_step >= 0 && write_record(t, &ev))) {
     snprintf(err, errlen, "%s: %s", path, strerror(errno));
     cg_tb_close(t);
     return NULL;

@@ -16,9 +16,13 @@
 
 typedef struct cg_tb cg_tb_t;
 
-/* Creates dir (and its parents) if missing and a new event file in it. NULL with err filled
- * when the directory or the file cannot be made. */
-cg_tb_t *cg_tb_open(const char *dir, char *err, size_t errlen);
+/* Creates dir (and its parents) if missing and a new event file in it. purge_step >= 0 (a
+ * resumed run's file): its first event after the file version says the session started again
+ * at that step (SessionLog START), so TensorBoard drops the points of that step and later from
+ * the directory's earlier files (those of an attempt past the checkpoint the run resumed from),
+ * as PyTorch's SummaryWriter(purge_step=) does; -1: none. NULL with err filled when the
+ * directory or the file cannot be made. */
+cg_tb_t *cg_tb_open(const char *dir, int64_t purge_step, char *err, size_t errlen);
 /* One scalar: tag (such as "val/loss"), the step, the value; the wall time is now. 0, or -1
  * with err filled (a write failed: the handle stays usable but the file is incomplete). */
 int cg_tb_scalar(cg_tb_t *t, const char *tag, int64_t step, double value, char *err,

@@ -362,9 +362,12 @@ void cg_report_history_open(const cg_run_t *r, cg_train_figs_t *f) {
   /* nothing to train: no record, and the history left as it is (but the final validation that
    * a stop cut short is recorded now, as its checkpoint gets its figures) */
   if (r->s0 >= r->total && !r->refigure) return;
-  if (cfg->tensorboard[0]) {
+  /* a resume keeps the records up to its step; of that step too unless it validates it again
+   * (a copy of a checkpoint older than the history may have its record already) */
+  const int again = r->refigure || r->revalidate;
+  if (cfg->tensorboard[0]) { /* TensorBoard drops the points after the step resumed at */
     char terr[CG_PATH_MAX + 256];
-    f->tb = cg_tb_open(cfg->tensorboard, terr, sizeof terr);
+    f->tb = cg_tb_open(cfg->tensorboard, r->resumed ? r->s0 + 1 - again : -1, terr, sizeof terr);
     if (!f->tb) cg_log_warn("--tensorboard: %s; the run goes on without it", terr);
   }
   if (!r->val_src) {
@@ -378,9 +381,6 @@ void cg_report_history_open(const cg_run_t *r, cg_train_figs_t *f) {
     snprintf(def, sizeof def, "%s/history.jsonl", r->ckpt_dir);
     jsonl = def;
   }
-  /* a resume keeps the records up to its step; of that step too unless it validates it again
-   * (a copy of a checkpoint older than the history may have its record already) */
-  const int again = r->refigure || r->revalidate;
   f->hist = cg_history_create(jsonl, cfg->history_csv, r->model.nclass,
                               r->resumed ? r->s0 - again : -1, err, sizeof err);
   if (!f->hist && err[0]) cg_log_warn("history: %s; the run goes on without it", err);
