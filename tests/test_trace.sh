@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # --trace-out: every rank writes PREFIX.rank<R>.json that loads as a Chrome trace and holds
 # events on each stream track (h2d, compute, comm, d2h), the driving thread and a helper,
-# only for the --trace-steps window, each step's compute under its own number.
+# only for the --trace-steps window, each step's compute under its own number; a host name JSON
+# must escape leaves the timeline and the --stats-out records valid.
 set -euo pipefail
 BIN=$1; MPIRUN="$2 --oversubscribe --bind-to none"; BUILD=$3
 T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
@@ -49,3 +50,26 @@ o = json.load(open(sys.argv[1]))["otherData"]
 assert (o["first_step"], o["last_step"]) == (2, 4), o
 print("PASS a window past the run's end: the file holds steps 2 to 4 and says so")
 PY
+# a host name JSON must escape (Linux allows '"' and '\\'): the timeline and the --stats-out
+# records still parse, and name it; in a UTS namespace of its own (root; skipped otherwise)
+H='n"o\\de é/x'
+if [ "$(id -u)" -eq 0 ] && unshare -u true 2> /dev/null; then
+  unshare -u python3 -c 'import os, socket, sys; socket.sethostname(sys.argv[1].encode())
+os.execv(sys.argv[2], sys.argv[2:])' "$H" $BIN train --backend cpu --model-base 4 --model-depth 2 \
+    --image-size 32 --batch 4 --steps 4 --report-every 2 --train-samples 16 --val-samples 0 \
+    --progress off --threads 1 --trace-out "$T/host" --trace-steps 1:4 \
+    --stats-out "$T/host.jsonl" > "$T/host.log" 2>&1 || { cat "$T/host.log"; exit 1; }
+  python3 - "$T" "$H" <<'PY'
+import json, sys
+t, h = sys.argv[1], sys.argv[2]
+assert json.load(open(t + "/host.rank0.json"))["otherData"]["host"] == h
+recs = [json.loads(l) for l in open(t + "/host.jsonl")]
+assert recs and all(r["ranks"][0]["host"] == h for r in recs if "ranks" in r), recs
+print("PASS a host name with a quote and a backslash: the timeline and %d stats records parse"
+      % len(recs))
+PY
+  $BUILD/cogpu-monitor --once --plain "$T/host.jsonl" > /dev/null ||
+    { echo "FAIL cogpu-monitor refuses the records"; exit 1; }
+else
+  echo "SKIP the host-name case: needs root and unshare -u"
+fi

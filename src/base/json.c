@@ -292,3 +292,13 @@ const char *cg_json_str(const cg_json_t *obj, const char *key, const char *dflt)
   const cg_json_t *v = cg_json_get(obj, key);
   return v && v->type == CG_JSON_STR ? v->str : dflt;
 }
+
+void cg_json_put_str(FILE *f, const char *s) {
+  fputc('"', f);
+  for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+    if (*p == '"' || *p == '\\') fprintf(f, "\\%c", *p);
+    else if (*p < 0x20) fprintf(f, "\\u%04x", *p);
+    else fputc(*p, f);
+  }
+  fputc('"', f);
+}

@@ -7,6 +7,7 @@
 #define CG_JSON_H
 
 #include <stddef.h>
+#include <stdio.h>
 
 typedef enum { CG_JSON_NULL, CG_JSON_BOOL, CG_JSON_NUM, CG_JSON_STR, CG_JSON_ARR, CG_JSON_OBJ } cg_json_type_t;
 
@@ -29,5 +30,10 @@ const cg_json_t *cg_json_get(const cg_json_t *obj, const char *key);
 double cg_json_num(const cg_json_t *obj, const char *key, double dflt);
 /* The string at key, or dflt. */
 const char *cg_json_str(const cg_json_t *obj, const char *key, const char *dflt);
+
+/* Writes s to f as a JSON string, quotes included: '"' and '\' escaped, control bytes as
+ * \u00XX; other bytes as they are (UTF-8 text stays UTF-8). For text the program does not
+ * control, such as a host name. */
+void cg_json_put_str(FILE *f, const char *s);
 
 #endif

@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "atomic_file.h"
+#include "json.h" /* cg_json_put_str: host and GPU names */
 #include "log.h"
 #include "rank_view.h"
 
@@ -422,8 +423,11 @@ static char *jsonl_record(const cg_stats_t *s, const summary_t *u, int R, int64_
   *val_at = len;
   fprintf(j, "\"ranks\": [");
   for (int r = 0; r < R; r++) {
-    fprintf(j, "%s{\"rank\": %d, \"host\": \"%s\", \"gpu\": \"%s\", ", r ? ", " : "", r,
-            s->names + (size_t)r * 2 * NAME_LEN, s->names + (size_t)r * 2 * NAME_LEN + NAME_LEN);
+    fprintf(j, "%s{\"rank\": %d, \"host\": ", r ? ", " : "", r);
+    cg_json_put_str(j, s->names + (size_t)r * 2 * NAME_LEN); /* Linux allows '"' in one */
+    fprintf(j, ", \"gpu\": ");
+    cg_json_put_str(j, s->names + (size_t)r * 2 * NAME_LEN + NAME_LEN);
+    fprintf(j, ", ");
     for (int i = 0; i < NFIG; i++) json_num(j, fig_key[i], *fig_at(&u->f[r], i), i < NFIG - 1);
     fprintf(j, "}");
   }

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "atomic_file.h"
+#include "json.h" /* cg_json_put_str: the host name */
 #include "log.h"
 
 typedef struct {
@@ -106,11 +107,16 @@ int cg_trace_close(cg_trace_t *t) {
     int64_t last = t->last, seen = t->first; /* a run stopped early covers fewer steps */
     for (size_t i = 0; i < t->n; i++) seen = t->ev[i].step > seen ? t->ev[i].step : seen;
     if (t->n && seen < last) last = seen;
-    fprintf(f, "{\"displayTimeUnit\": \"ms\", \"otherData\": {\"rank\": %d, \"host\": \"%s\", "
-               "\"first_step\": %lld, \"last_step\": %lld, \"dropped\": %d},\n \"traceEvents\": [\n",
-            t->rank, t->host, (long long)t->first, (long long)last, t->dropped);
-    fprintf(f, "  {\"name\": \"process_name\", \"ph\": \"M\", \"pid\": %d, \"args\": {\"name\": "
-               "\"rank %d (%s)\"}}", t->rank, t->rank, t->host);
+    fprintf(f, "{\"displayTimeUnit\": \"ms\", \"otherData\": {\"rank\": %d, \"host\": ", t->rank);
+    cg_json_put_str(f, t->host); /* Linux allows '"' in a host name */
+    fprintf(f, ", \"first_step\": %lld, \"last_step\": %lld, \"dropped\": %d},\n \"traceEvents\": [\n",
+            (long long)t->first, (long long)last, t->dropped);
+    char pname[320];
+    snprintf(pname, sizeof pname, "rank %d (%.256s)", t->rank, t->host);
+    fprintf(f, "  {\"name\": \"process_name\", \"ph\": \"M\", \"pid\": %d, \"args\": {\"name\": ",
+            t->rank);
+    cg_json_put_str(f, pname);
+    fprintf(f, "}}");
     /* a name for every track used */
     int used[CG_TRACK_HELPER0 + 256];
     memset(used, 0, sizeof used);
