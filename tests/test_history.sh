@@ -8,7 +8,7 @@
 #  2. validating changes nothing in training: --val-every 0 gives the same loss lines and
 #     bitwise the same parameters; --val-every 5 validates at 5, 10, ... and at the end;
 #  3. a resumed run drops the records beyond its step (and a torn last line) and continues the
-#     file without duplicates;
+#     file without duplicates; a fresh run replaces an earlier run's file, warning;
 #  4. scripts/plot_history.py writes a PNG (skipped when matplotlib is missing) and refuses a
 #     missing or empty history; bad flags exit 2 naming the flag.
 set -uo pipefail
@@ -87,6 +87,13 @@ check $T/c.jsonl 5 10 15 20 24
 # a report at a validation's step carries that validation (it runs first)
 grep -q '"step": 10, .*"val": {"step": 10,' $T/c.stats && echo "  ok: the step-10 record carries its validation" \
   || { echo "FAIL: the step-10 stats record lacks the validation of step 10"; fail=1; }
+
+# a run that is not resumed replaces an earlier run's history at the same path, and says so
+run c2 $MPIRUN -np 2 $BIN $COMMON --steps 10 --val-every 5 --history-out $T/c.jsonl
+check $T/c.jsonl 5 10
+grep -q "warning: $T/c.jsonl: this run is not resumed, so its history replaces the" $T/c2.log &&
+  echo "  ok: an earlier run's history replaced, with a warning" ||
+  { echo "FAIL: no warning replacing $T/c.jsonl"; cat $T/c2.log; fail=1; }
 
 # ---- 3. resume continues the file ----
 run d1 $MPIRUN -np 2 $BIN $COMMON --steps 20 --checkpoint-dir $T/ck2 --history-csv $T/d.csv

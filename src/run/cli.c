@@ -366,7 +366,8 @@ static const cg_opt_t g_opts[] = {
         "append one JSON line per validation (step, epoch, wall time, train and val loss, IoU or "
         "mIoU and per-class IoU, mAcc and per-class accuracy, learning rate, img/s, with "
         "--clip-grad-norm the mean gradient norm) to FILE; default: history.jsonl in "
-        "--checkpoint-dir, none without it; a resumed run drops the records after its step"),
+        "--checkpoint-dir, none without it; a resumed run drops the records after its step, a "
+        "fresh run replaces an earlier run's FILE (warned)"),
     CG_OPT_ROW_OUT(STR, "history-csv", O(history_csv), C_TRAIN, "FILE",
         "the same validation history as CSV (a header, one row per validation)"),
     CG_OPT_ROW_OUT(STR, "tensorboard", O(tensorboard), C_TRAIN, "DIR",

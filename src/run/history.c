@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "atomic_file.h" /* cg_afile_save, cg_afile_append, cg_file_read */
@@ -72,6 +73,10 @@ static FILE *reopen(const char *path, int csv, const char *head, int64_t keep_up
     p = nl + 1;
   }
   free(old);
+  struct stat st; /* a fresh run's history is its own: an earlier run's goes, said */
+  if (keep_upto < 0 && stat(path, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0)
+    cg_log_warn("%s: this run is not resumed, so its history replaces the %lld bytes there (an "
+                "earlier run's); --resume continues a history", path, (long long)st.st_size);
   char e2[1200];
   const int rc = cg_afile_save(path, out, n, e2, sizeof e2);
   free(out);
