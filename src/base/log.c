@@ -107,3 +107,8 @@ double cg_now(void) {
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
+
+void cg_log_warn_line(void *ctx, const char *line) {
+  (void)ctx;
+  cg_log_warn("%s", line);
+}

@@ -22,6 +22,8 @@ int cg_log_rank(void);
 /* "[rank R host] message" on stderr. */
 void cg_log_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void cg_log_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* cg_log_warn of one line, as a report callback (ctx unused): cg_ckpt_find's rejected files. */
+void cg_log_warn_line(void *ctx, const char *line);
 
 /* Prints "[rank R host] file:line: what: detail" and aborts the job (MPI_Abort if MPI is
  * initialised and not finalised, else exit). Never returns. */

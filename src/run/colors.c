@@ -238,9 +238,8 @@ typedef struct {
   int64_t unlisted, near;
 } tally_t;
 
-/* Whether input in's name, without its extension, ends in a (into stem). */
-static int stem_ends(const char *in, const char *a, char *stem, size_t len) {
-  cg_image_stem(in, stem, len);
+/* Whether stem ends in a. */
+static int ends_in(const char *stem, const char *a) {
   const size_t n = strlen(stem), k = strlen(a);
   return n >= k && !strcmp(stem + n - k, a);
 }
@@ -248,10 +247,9 @@ static int stem_ends(const char *in, const char *a, char *stem, size_t len) {
 /* OUT/NAME.png for input in: its stem, with --rename's suffix swapped. */
 static void out_path(const job_t *j, const char *in, char *path, size_t len) {
   char stem[512];
-  const int swap = j->from && stem_ends(in, j->from, stem, sizeof stem);
-  if (!j->from) cg_image_stem(in, stem, sizeof stem);
+  cg_image_stem(in, stem, sizeof stem);
   const size_t n = strlen(stem), a = j->from ? strlen(j->from) : 0;
-  if (swap)
+  if (j->from && ends_in(stem, j->from))
     snprintf(path, len, "%s/%.*s%s.png", j->out, (int)(n - a), stem, j->to);
   else
     snprintf(path, len, "%s/%s.png", j->out, stem);
@@ -407,7 +405,8 @@ int cg_colors_main(int argc, char **argv) {
     int kept = 0, left = 0;
     char stem[512], eg[600] = "";
     for (int i = 0; i < nfiles; i++) {
-      if (stem_ends(files[i], from, stem, sizeof stem)) {
+      cg_image_stem(files[i], stem, sizeof stem);
+      if (ends_in(stem, from)) {
         files[kept++] = files[i];
         continue;
       }

@@ -349,11 +349,6 @@ int cg_settings_apply(cg_config_t *cfg, const char *json, FILE *out, char *err, 
   return rc;
 }
 
-static void warn_line(void *ctx, const char *line) {
-  (void)ctx;
-  cg_log_warn("%s", line);
-}
-
 /* Rank 0: the settings of the checkpoint --resume names ("" for a checkpoint of format 3 or
  * before, which stored none), its global batch (*global) and its optimizer steps (*opt_t), 0
  * when none. 1 when it found a valid one; 0 when the directory holds no checkpoint yet (a fresh
@@ -377,8 +372,8 @@ static int find_settings(const cg_config_t *cfg, char *settings, int *is_dir, in
     rc = cg_ckpt_find(src, NULL, in, NULL, NULL, NULL, NULL, path, sizeof path, NULL, NULL, why,
                       sizeof why);
     if (rc < 0) { /* once more, to say why each file was refused */
-      cg_ckpt_find(src, NULL, in, NULL, NULL, NULL, NULL, path, sizeof path, warn_line, NULL,
-                   why, sizeof why);
+      cg_ckpt_find(src, NULL, in, NULL, NULL, NULL, NULL, path, sizeof path, cg_log_warn_line,
+                   NULL, why, sizeof why);
       snprintf(err, errlen, "%.500s (--resume; `cogpu-dist inspect %.300s` says why each is "
                "refused)", why, src);
     }

@@ -586,11 +586,6 @@ static int open_data(cg_run_t *r, char *err, size_t errlen) {
 
 /* ---- resume ---------------------------------------------------------------------------------- */
 
-static void warn_line(void *ctx, const char *line) {
-  (void)ctx;
-  cg_log_warn("%s", line);
-}
-
 static void warn_older(const cg_run_t *r);
 
 /* Rank 0 finds and verifies the checkpoint of --resume. Returns 0 (r->ck, params, moments and
@@ -602,7 +597,8 @@ static int read_checkpoint(cg_run_t *r, char *err, size_t errlen) {
   struct stat st;
   if (latest || (stat(src, &st) == 0 && S_ISDIR(st.st_mode))) {
     int rc = cg_ckpt_find(src, &r->shape, &r->ck, r->params, r->adam_m, r->adam_v, r->ema_ck,
-                          r->ck_path, sizeof r->ck_path, warn_line, NULL, err, errlen);
+                          r->ck_path, sizeof r->ck_path, cg_log_warn_line, NULL, err,
+                          errlen);
     if (rc < 0) {
       size_t k = strlen(err);
       snprintf(err + k, errlen - k, " (--resume: see the messages above; `cogpu-dist inspect "
