@@ -142,7 +142,7 @@ static void check_all(const char *what, const char *path, int w, int h, const ui
   for (int direct = 0; direct < 2; direct++) {
     int hh = 0, ww = 0;
     const int rc = direct ? cg_gif_read_size(path, 0, CG_PNG_AS_RGB, &hh, &ww, err, sizeof err)
-                          : cg_image_read_size(path, 0, &hh, &ww, err, sizeof err);
+                          : cg_image_read_size(path, 0, &hh, &ww, NULL, err, sizeof err);
     CG_TEST_CHECK(rc == 0 && hh == h && ww == w, "%s: size %dx%d: %s", what, ww, hh, err);
     for (int as = CG_PNG_AS_RGB; as <= CG_PNG_AS_LABEL; as++) {
       grab_t g = read_as(path, (cg_png_as_t)as, direct, err, sizeof err);

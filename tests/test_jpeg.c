@@ -48,6 +48,17 @@ static char *at(char *buf, size_t n, const char *rel) {
   return buf;
 }
 
+/* dir = root/rel, made with its images/ and masks/ directories. */
+static void pair_dirs(char *dir, size_t n, const char *rel) {
+  char p[256];
+  at(dir, n, rel);
+  mkdir(dir, 0755);
+  snprintf(p, sizeof p, "%s/images", dir);
+  mkdir(p, 0755);
+  snprintf(p, sizeof p, "%s/masks", dir);
+  mkdir(p, 0755);
+}
+
 /* Smooth content (a few gradients plus a little noise): like a photo, so the chroma and the
  * IDCT rounding paths all matter. */
 static uint8_t *make_rgb(int h, int w, uint64_t seed) {
@@ -303,7 +314,7 @@ static void test_bad_files(void) {
   CG_TEST_CHECK(rc && contains(err, bad) && contains(err, "30000x30000") &&
                     contains(err, "--max-image-pixels"), "bomb: rc %d, '%s'", rc, err);
   printf("bomb: %s\n", err);
-  rc = cg_image_read_size(bad, CG_PNG_DEFAULT_MAX_PIXELS, &h, &w, err, sizeof err);
+  rc = cg_image_read_size(bad, CG_PNG_DEFAULT_MAX_PIXELS, &h, &w, NULL, err, sizeof err);
   CG_TEST_CHECK(rc && contains(err, "over the limit"), "bomb size: '%s'", err);
   free(big);
   /* truncated at half, and just before EOI */
@@ -359,7 +370,7 @@ static void test_bad_files(void) {
     for (int k = 0; k < 3; k++) {
       uint8_t o[8 * 8 * 3], om[8 * 8];
       out = NULL;
-      rc = k == 0   ? cg_image_read_size(bad, 0, &h, &w, err, sizeof err)
+      rc = k == 0   ? cg_image_read_size(bad, 0, &h, &w, NULL, err, sizeof err)
            : k == 1 ? cg_image_read_rgb(bad, 0, &out, &h, &w, err, sizeof err)
                     : cg_fit_png(bad, NULL, 0, 8, 0, 0, o, om, NULL, NULL, err, sizeof err);
       free(out);
@@ -598,12 +609,7 @@ static void test_memory(void) {
 
 static void test_source(void) {
   char dir[128], p[192], err[1024];
-  at(dir, sizeof dir, "ds");
-  snprintf(p, sizeof p, "%s/images", dir);
-  mkdir(dir, 0755);
-  mkdir(p, 0755);
-  snprintf(p, sizeof p, "%s/masks", dir);
-  mkdir(p, 0755);
+  pair_dirs(dir, sizeof dir, "ds");
   static const char *const imgs[] = {"a.JPG", "b.jpeg", "c.png", "d.png"};
   static const char *const masks[] = {"a.png", "b.png", "c.PNG", "d.png"};
   const int H = 40, W = 50;
@@ -663,20 +669,16 @@ static void test_source(void) {
   s = cg_source_png_dir(dir, &o, err, sizeof err);
   CG_TEST_CHECK(!s && contains(err, "same name"), "a.JPG + a.png: '%s'", s ? "opened" : err);
   cg_source_destroy(s);
-  /* a mask with the JPEG's sides swapped (drawn on the photo as a viewer turned it by its EXIF
-   * orientation, which is not applied here): the mismatch names EXIF */
-  at(dir, sizeof dir, "exif");
-  mkdir(dir, 0755);
-  snprintf(p, sizeof p, "%s/images", dir);
-  mkdir(p, 0755);
-  snprintf(p, sizeof p, "%s/masks", dir);
-  mkdir(p, 0755);
+  /* a mask with the JPEG's sides swapped, the JPEG without EXIF: the mismatch says so and
+   * blames no orientation (test_exif: one with an orientation names it) */
+  pair_dirs(dir, sizeof dir, "exif");
   snprintf(p, sizeof p, "%s/images/e.jpg", dir);
   CG_TEST_CHECK(cg_jpeg_write(p, rgb, H, W, 90, err, sizeof err) == 0, "%s", err);
   snprintf(p, sizeof p, "%s/masks/e.png", dir);
   CG_TEST_CHECK(cg_png_write(p, mask, W, H, CG_PNG_GRAY8, err, sizeof err) == 0, "%s", err);
   s = cg_source_png_dir(dir, &o, err, sizeof err);
-  CG_TEST_CHECK(!s && contains(err, "e.png") && contains(err, "EXIF orientation"),
+  CG_TEST_CHECK(!s && contains(err, "e.png") && contains(err, "(sides swapped)") &&
+                    !contains(err, "EXIF"),
                 "sides swapped: '%s'", s ? "opened" : err);
   if (!s) printf("sides swapped: %s\n", err);
   cg_source_destroy(s);
@@ -694,12 +696,7 @@ static int rm_cb(const char *p, const struct stat *st, int flag, struct FTW *ftw
  * edges for foreground; as class ids (K >= 2) a JPEG mask is refused naming the file. */
 static void test_jpeg_masks(void) {
   char dir[128], p[192], err[1024];
-  at(dir, sizeof dir, "jm");
-  mkdir(dir, 0755);
-  snprintf(p, sizeof p, "%s/images", dir);
-  mkdir(p, 0755);
-  snprintf(p, sizeof p, "%s/masks", dir);
-  mkdir(p, 0755);
+  pair_dirs(dir, sizeof dir, "jm");
   const int S = 32;
   uint8_t *rgb = make_rgb(S, S, 9), gray[32 * 32 * 3];
   for (int y = 0; y < S; y++)
@@ -739,6 +736,159 @@ static void test_jpeg_masks(void) {
   free(rgb);
 }
 
+/* ---- EXIF orientation ------------------------------------------------------------------ */
+
+static void put16(uint8_t *p, unsigned v, int be) {
+  p[be ? 0 : 1] = (uint8_t)(v >> 8);
+  p[be ? 1 : 0] = (uint8_t)v;
+}
+
+static void put32(uint8_t *p, uint32_t v, int be) {
+  put16(p + (be ? 0 : 2), v >> 16, be);
+  put16(p + (be ? 2 : 0), v & 0xffff, be);
+}
+
+/* An APP1 segment's data: "Exif\0\0", a TIFF header, IFD0 with a Make entry (ASCII, its value
+ * elsewhere) and then the orientation entry (tag 274, type, value), nothing after it. */
+static size_t exif_app1(uint8_t *out, int be, unsigned type, unsigned orient) {
+  memcpy(out, "Exif\0\0", 6);
+  uint8_t *t = out + 6;
+  t[0] = t[1] = be ? 'M' : 'I';
+  put16(t + 2, 42, be);
+  put32(t + 4, 8, be);
+  put16(t + 8, 2, be);
+  uint8_t *e = t + 10;
+  put16(e, 0x010f, be);
+  put16(e + 2, 2, be);
+  put32(e + 4, 6, be);
+  put32(e + 8, 200, be);
+  e += 12;
+  put16(e, 274, be);
+  put16(e + 2, (uint16_t)type, be);
+  put32(e + 4, 1, be);
+  put32(e + 8, 0, be);
+  put16(e + 8, orient, be);
+  return (size_t)(e + 12 - out);
+}
+
+/* A JPEG file of rgb (h x w) with the APP1 segments segs[0..nseg) after its SOI. */
+static void write_with_app1(const char *path, const uint8_t *rgb, int h, int w,
+                            uint8_t *const *segs, const size_t *lens, int nseg) {
+  uint8_t *enc = NULL;
+  size_t n = 0;
+  char err[512];
+  CG_TEST_CHECK(cg_jpeg_encode(path, rgb, h, w, 90, &enc, &n, err, sizeof err) == 0, "%s", err);
+  FILE *f = fopen(path, "wb");
+  if (!f || !enc) {
+    CG_TEST_CHECK(0, "cannot write %s", path);
+    if (f) fclose(f);
+    free(enc);
+    return;
+  }
+  fwrite(enc, 1, 2, f);
+  for (int i = 0; i < nseg; i++) {
+    const uint8_t m[4] = {0xFF, 0xE1, (uint8_t)((lens[i] + 2) >> 8), (uint8_t)(lens[i] + 2)};
+    fwrite(m, 1, 4, f);
+    fwrite(segs[i], 1, lens[i], f);
+  }
+  fwrite(enc + 2, 1, n - 2, f);
+  fclose(f);
+  free(enc);
+}
+
+static void test_exif(void) {
+  uint8_t a[128], *seg[2];
+  size_t len[2];
+  int bad = 0;
+  for (int be = 0; be < 2; be++)
+    for (unsigned o = 1; o <= 8; o++) {
+      const size_t n = exif_app1(a, be, 3, o);
+      bad += cg_jpeg_exif_orientation(a, n) != (int)o;
+      for (size_t cut = 0; cut < n; cut++) /* every prefix ends before the entry does */
+        bad += cg_jpeg_exif_orientation(a, cut) != 0;
+    }
+  CG_TEST_CHECK(bad == 0, "EXIF orientation, II and MM, every prefix: %d wrong", bad);
+  size_t n = exif_app1(a, 0, 4, 6);
+  CG_TEST_CHECK(cg_jpeg_exif_orientation(a, n) == 0, "a LONG orientation is not read");
+  n = exif_app1(a, 1, 3, 9);
+  CG_TEST_CHECK(cg_jpeg_exif_orientation(a, n) == 0, "orientation 9 is none");
+  n = exif_app1(a, 0, 3, 6);
+  put32(a + 6 + 4, 0xfffffff0u, 0); /* IFD0 past the end */
+  CG_TEST_CHECK(cg_jpeg_exif_orientation(a, n) == 0, "IFD0 past the segment");
+  n = exif_app1(a, 0, 3, 6);
+  put16(a + 6 + 8, 0xffff, 0); /* 65535 entries in a short segment: the Make one, then 274 */
+  CG_TEST_CHECK(cg_jpeg_exif_orientation(a, n) == 6, "a count past the end still finds 274");
+  put16(a + 6 + 10 + 12, 0x0113, 0); /* and without it, stops at the end */
+  CG_TEST_CHECK(cg_jpeg_exif_orientation(a, n) == 0, "a count past the end");
+  n = exif_app1(a, 0, 3, 6);
+  a[7] = 'X'; /* byte order */
+  CG_TEST_CHECK(cg_jpeg_exif_orientation(a, n) == 0, "unknown byte order");
+  n = exif_app1(a, 0, 3, 6);
+  a[5] = 'x';
+  CG_TEST_CHECK(cg_jpeg_exif_orientation(a, n) == 0, "not Exif\\0\\0");
+  if (!cg_test_failures) printf("PASS EXIF orientation from II and MM segments; cut, malformed "
+                                "and foreign ones give none\n");
+
+  /* files: an XMP segment before the EXIF one; the size is the stored one */
+  char path[192], err[1024];
+  const int H = 24, W = 40;
+  uint8_t *rgb = make_rgb(H, W, 21);
+  static const char xmp[] = "http://ns.adobe.com/xap/1.0/\0<x:xmpmeta/>";
+  uint8_t b[128];
+  seg[0] = (uint8_t *)xmp;
+  len[0] = sizeof xmp;
+  seg[1] = b;
+  len[1] = exif_app1(b, 1, 3, 6);
+  at(path, sizeof path, "exif6.jpg");
+  write_with_app1(path, rgb, H, W, seg, len, 2);
+  int h = 0, w = 0, o = -1;
+  CG_TEST_CHECK(cg_jpeg_read_header(path, 0, &h, &w, &o, err, sizeof err) == 0 && h == H &&
+                w == W && o == 6, "header of an EXIF 6 file: %dx%d, orientation %d (%s)", w, h,
+                o, err);
+  o = -1;
+  CG_TEST_CHECK(cg_image_read_size(path, 0, &h, &w, &o, err, sizeof err) == 0 && o == 6,
+                "cg_image_read_size's orientation: %d", o);
+  uint8_t *dec = NULL;
+  CG_TEST_CHECK(cg_jpeg_read_rgb(path, 0, &dec, &h, &w, err, sizeof err) == 0 && h == H &&
+                w == W, "decoded as stored: %dx%d", w, h);
+  free(dec);
+  cg_image_size_mismatch(path, H, W, W, H, err, sizeof err);
+  CG_TEST_CHECK(strstr(err, "EXIF orientation 6") && strstr(err, "turned 90 degrees clockwise"),
+                "the mismatch names the orientation: %s", err);
+  at(path, sizeof path, "plain.jpg");
+  write_with_app1(path, rgb, H, W, seg, len, 1);
+  CG_TEST_CHECK(cg_image_read_size(path, 0, &h, &w, &o, err, sizeof err) == 0 && o == 0,
+                "no EXIF: orientation %d", o);
+  cg_image_size_mismatch(path, H, W, W, H, err, sizeof err);
+  CG_TEST_CHECK(!strstr(err, "EXIF") && strstr(err, "sides swapped"), "no EXIF: %s", err);
+
+  /* the source counts the images a viewer turns: b (3) first, c (6); a (1) and d (none) not */
+  char dir[128], p[256];
+  pair_dirs(dir, sizeof dir, "exif-src");
+  const unsigned orients[4] = {1, 3, 6, 0};
+  uint8_t *sq = make_rgb(16, 16, 5), m[16 * 16] = {0};
+  for (int i = 0; i < 4; i++) {
+    len[0] = exif_app1(b, i & 1, 3, orients[i]);
+    seg[0] = b;
+    snprintf(p, sizeof p, "%s/images/%c.jpg", dir, 'a' + i);
+    write_with_app1(p, sq, 16, 16, seg, len, orients[i] ? 1 : 0);
+    snprintf(p, sizeof p, "%s/masks/%c.png", dir, 'a' + i);
+    CG_TEST_CHECK(cg_png_write(p, m, 16, 16, CG_PNG_GRAY8, err, sizeof err) == 0, "%s", err);
+  }
+  cg_source_opts_t so = {.size = 16, .max_pixels = CG_PNG_DEFAULT_MAX_PIXELS};
+  cg_source_t *s = cg_source_png_dir(dir, &so, err, sizeof err);
+  CG_TEST_CHECK(s && s->exif_turned == 2 && s->exif_orient == 3 && s->exif_first &&
+                    strstr(s->exif_first, "images/b.jpg"),
+                "the source's EXIF count: %s %lld %d %s", s ? "" : err,
+                s ? (long long)s->exif_turned : -1LL, s ? s->exif_orient : -1,
+                s && s->exif_first ? s->exif_first : "(none)");
+  cg_source_destroy(s);
+  free(sq);
+  free(rgb);
+  if (!cg_test_failures) printf("PASS EXIF orientation in files: read, named in the size "
+                                "mismatch, counted by the source\n");
+}
+
 int main(void) {
   snprintf(root, sizeof root, "/tmp/cg_jpeg_XXXXXX");
   if (!mkdtemp(root)) {
@@ -754,6 +904,7 @@ int main(void) {
   test_memory();
   test_source();
   test_jpeg_masks();
+  test_exif();
   if (!cg_test_failures) nftw(root, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
   else printf("files kept in %s\n", root);
   return cg_test_done("test_jpeg");

@@ -119,7 +119,7 @@ static void check_file(const char *name) {
     int h = 0, w = 0, rc, src;
     err[0] = 0;
     if (ways[k].as == CG_PNG_AS_RGB) {
-      src = cg_image_read_size(path, 0, &h, &w, err, sizeof err);
+      src = cg_image_read_size(path, 0, &h, &w, NULL, err, sizeof err);
       rc = cg_image_read_rows(path, 0, 0, &sink, NULL, NULL, NULL, err, sizeof err);
     } else {
       src = cg_image_read_mask_size(path, 0, ways[k].as, &h, &w, err, sizeof err);

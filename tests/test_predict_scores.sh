@@ -14,7 +14,7 @@
 #    other score file, --output itself or a mask's name in --output, a directory that does not
 #    exist; a file in the --output predict makes is written;
 #  - a --masks mask with its JPEG image's sides swapped is named with the image and the EXIF
-#    orientation it likely comes from, as train names it.
+#    orientation it comes from, as train names it; train warns of a JPEG a viewer turns.
 # The check reads PNGs with Debian's Pillow and NumPy (/usr/bin/python3); without: skipped (77).
 set -euo pipefail
 BIN=$1; MPIRUN="$2 --oversubscribe --bind-to none"; BUILD=$3
@@ -169,9 +169,25 @@ echo "ok: --scores-out in the --output predict makes; beside masks only under ot
 # says so (as train's does), naming the image
 mkdir -p "$T/ex/images" "$T/ex/masks"
 $PY -c "from PIL import Image
-Image.new('RGB', (48, 32), (90, 40, 10)).save('$T/ex/images/p.jpg')
+ex = Image.Exif()
+ex[274] = 8
+Image.new('RGB', (48, 32), (90, 40, 10)).save('$T/ex/images/p.jpg', exif=ex.tobytes())
 Image.new('L', (32, 48), 1).save('$T/ex/masks/p.png')"
-expect2 "ex/images/p.jpg is 48x32 (sides swapped: an EXIF orientation?" $BIN predict \
+expect2 "ex/images/p.jpg is 48x32 (sides swapped: its EXIF orientation 8 says a viewer shows it \
+turned 90 degrees counter-clockwise" $BIN predict \
   --backend cpu --checkpoint "$T/cb" --input "$T/ex/images" --masks "$T/ex/masks" \
   --output "$T/ex/out"
+# train warns of the images a viewer turns (EXIF orientation 3, square: no size mismatch)
+mkdir -p "$T/ex2/images" "$T/ex2/masks"
+$PY -c "from PIL import Image
+ex = Image.Exif()
+ex[274] = 3
+Image.new('RGB', (32, 32), (90, 40, 10)).save('$T/ex2/images/u.jpg', exif=ex.tobytes())
+Image.new('L', (32, 32), 1).save('$T/ex2/masks/u.png')"
+$MPIRUN -np 1 $BIN train --backend cpu --data "$T/ex2" --image-size 32 --model-base 4 --model-depth 2 \
+  --steps 1 --batch 1 --val-fraction 0 --progress off > "$T/ex2.log" 2>&1 ||
+  { cat "$T/ex2.log"; fail "train on a turned JPEG"; }
+grep -q "warning: --data: 1 JPEG image(s) carry an EXIF orientation .*u.jpg: 3, shown turned \
+180 degrees" "$T/ex2.log" || { cat "$T/ex2.log"; fail "no EXIF orientation warning"; }
+echo "ok: train warns of a JPEG turned by its EXIF orientation"
 echo "PASS test_predict_scores"

@@ -29,14 +29,30 @@ int cg_image_is_jpeg(const char *path) {
   return cg_jpeg_sniff(sig, got);
 }
 
+const char *cg_image_orientation_text(int o) {
+  static const char *const text[9] = {"", "", "mirrored left to right",
+                                      "turned 180 degrees", "mirrored top to bottom",
+                                      "mirrored along its main diagonal",
+                                      "turned 90 degrees clockwise",
+                                      "mirrored along its other diagonal",
+                                      "turned 90 degrees counter-clockwise"};
+  return o >= 0 && o <= 8 ? text[o] : "";
+}
+
 void cg_image_size_mismatch(const char *image, int h, int w, int mh, int mw, char *err,
                             size_t errlen) {
   /* not applied here, as PIL's Image.open does not apply it */
-  const int exif = mh == w && mw == h && cg_image_is_jpeg(image);
-  snprintf(err, errlen, "mask is %dx%d but its image %s is %dx%d%s", mw, mh, image, w, h,
-           exif ? " (sides swapped: an EXIF orientation? it is ignored, as by PIL without "
-                  "ImageOps.exif_transpose; save the image upright)"
-                : "");
+  int o = 0, fh, fw;
+  char tmp[256], why[320] = "";
+  const int swapped = mh == w && mw == h && mh != mw && cg_image_is_jpeg(image);
+  if (swapped) cg_jpeg_read_header(image, 0, &fh, &fw, &o, tmp, sizeof tmp);
+  if (swapped && o >= 5)
+    snprintf(why, sizeof why, " (sides swapped: its EXIF orientation %d says a viewer shows it %s; "
+             "it is read as stored, as by PIL without ImageOps.exif_transpose: save the image "
+             "upright, e.g. with exiftran -ai)", o, cg_image_orientation_text(o));
+  else if (swapped)
+    snprintf(why, sizeof why, " (sides swapped)");
+  snprintf(err, errlen, "mask is %dx%d but its image %s is %dx%d%s", mw, mh, image, w, h, why);
 }
 
 /* What a file starting with p[0..n) may be, for the message (NULL: no idea). */
@@ -97,11 +113,12 @@ int cg_image_has_ext(const char *name, size_t *stem) {
   return 0;
 }
 
-int cg_image_read_size(const char *path, int64_t max_pixels, int *h, int *w, char *err,
-                       size_t errlen) {
+int cg_image_read_size(const char *path, int64_t max_pixels, int *h, int *w, int *orient,
+                       char *err, size_t errlen) {
+  if (orient) *orient = 0;
   switch (sniff(path, err, errlen)) {
   case K_PNG: return cg_png_read_size(path, max_pixels, h, w, err, errlen);
-  case K_JPEG: return cg_jpeg_read_size(path, max_pixels, h, w, err, errlen);
+  case K_JPEG: return cg_jpeg_read_header(path, max_pixels, h, w, orient, err, errlen);
   case K_GIF: return cg_gif_read_size(path, max_pixels, CG_PNG_AS_RGB, h, w, err, errlen);
   case K_TIFF: return cg_tiff_read_size(path, max_pixels, CG_PNG_AS_RGB, h, w, err, errlen);
   case K_BMP: return cg_bmp_read_size(path, max_pixels, CG_PNG_AS_RGB, h, w, err, errlen);

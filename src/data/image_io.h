@@ -17,9 +17,9 @@
 int cg_image_is_jpeg(const char *path);
 
 /* The message for a mask of mh x mw whose image (path) is h x w: "mask is WxH but its image
- * PATH is WxH", with the likely cause when the sides are swapped on a JPEG (an EXIF orientation
- * that a viewer, and the tool that drew the mask, applied). train and predict --masks say the
- * same. */
+ * PATH is WxH", with the likely cause when the sides are swapped on a JPEG (its EXIF orientation,
+ * named, that a viewer, and the tool that drew the mask, applied). train and predict --masks say
+ * the same. */
 void cg_image_size_mismatch(const char *image, int h, int w, int mh, int mw, char *err,
                             size_t errlen);
 
@@ -56,9 +56,14 @@ int cg_image_list_dir(const char *flag, const char *dir, const char *clash, char
                       char *err, size_t errlen);
 
 /* Width and height from the header (PNG IHDR, JPEG SOF, GIF screen, TIFF first page, BMP) within
- * the pixel limit. */
-int cg_image_read_size(const char *path, int64_t max_pixels, int *h, int *w, char *err,
-                       size_t errlen);
+ * the pixel limit; *orient (optional) a JPEG's EXIF orientation (cg_jpeg_read_header: 1..8, 0
+ * for none and for the other formats), which no reader here applies. */
+int cg_image_read_size(const char *path, int64_t max_pixels, int *h, int *w, int *orient,
+                       char *err, size_t errlen);
+
+/* What an EXIF orientation o (1..8) asks a viewer to do to the stored pixels, for messages
+ * ("turned 90 degrees clockwise"); "" for 0 and 1. */
+const char *cg_image_orientation_text(int o);
 
 /* The whole image at full size as RGB8: *rgb (h*w*3) is the caller's to free. */
 int cg_image_read_rgb(const char *path, int64_t max_pixels, uint8_t **rgb, int *h, int *w,

@@ -8,6 +8,41 @@
  * otherwise pad the image silently and a truncated file would train as a grey-bottomed one. */
 #include "jpeg_io.h"
 
+#include <string.h>
+
+/* ---- EXIF (no libjpeg needed) ------------------------------------------------------------ */
+
+static unsigned get16(const uint8_t *p, int be) {
+  return be ? (unsigned)p[0] << 8 | p[1] : (unsigned)p[1] << 8 | p[0];
+}
+
+static uint32_t get32(const uint8_t *p, int be) {
+  return be ? (uint32_t)get16(p, 1) << 16 | get16(p + 2, 1)
+            : (uint32_t)get16(p + 2, 0) << 16 | get16(p, 0);
+}
+
+int cg_jpeg_exif_orientation(const uint8_t *p, size_t n) {
+  if (!p || n < 6 + 8 || memcmp(p, "Exif\0\0", 6)) return 0;
+  const uint8_t *t = p + 6; /* the TIFF header; offsets count from here */
+  const size_t tn = n - 6;
+  const int be = t[0] == 'M' && t[1] == 'M';
+  if (!be && !(t[0] == 'I' && t[1] == 'I')) return 0;
+  if (get16(t + 2, be) != 42) return 0;
+  const uint32_t ifd = get32(t + 4, be);
+  if (ifd < 8 || ifd > tn - 2) return 0;
+  const unsigned count = get16(t + ifd, be);
+  for (unsigned i = 0; i < count; i++) {
+    const size_t e = ifd + 2 + (size_t)i * 12;
+    if (e + 12 > tn) return 0;
+    if (get16(t + e, be) != 274) continue;
+    /* a SHORT, its value in the entry's first two value bytes */
+    if (get16(t + e + 2, be) != 3 || get32(t + e + 4, be) < 1) return 0;
+    const unsigned o = get16(t + e + 8, be);
+    return o >= 1 && o <= 8 ? (int)o : 0;
+  }
+  return 0;
+}
+
 #ifdef COGPU_HAVE_JPEG
 
 #include <errno.h>
@@ -106,7 +141,18 @@ typedef struct {
   int min_side;
   const cg_png_sink_t *sink; /* NULL: the size only */
   int h, w;                  /* the file's size, once the header is read */
+  int *orient;               /* the EXIF orientation wanted here (NULL: not looked for) */
 } job_t;
+
+/* The first EXIF orientation among the saved APP1 markers (0: none). */
+static int marker_orientation(jpeg_saved_marker_ptr m) {
+  for (; m; m = m->next) {
+    if (m->marker != JPEG_APP0 + 1) continue;
+    const int o = cg_jpeg_exif_orientation(m->data, m->data_length);
+    if (o) return o;
+  }
+  return 0;
+}
 
 /* The decoder proper; the caller opened f (NULL when j->mem is used). Returns 0, or -1 with
  * e->msg set. */
@@ -124,9 +170,13 @@ static int decode(job_t *j, FILE *f, jerr_t *e) {
   cinfo.progress = &progress;
   if (j->mem) jpeg_mem_src(&cinfo, j->mem, (unsigned long)j->len);
   else jpeg_stdio_src(&cinfo, f);
+  /* IFD0 and its orientation entry lie in an EXIF segment's first bytes; a longer segment is
+   * cut there (what libjpeg keeps is bounded by the markers' count x this) */
+  if (j->orient) jpeg_save_markers(&cinfo, JPEG_APP0 + 1, 4096);
   jpeg_read_header(&cinfo, TRUE);
   j->h = (int)cinfo.image_height;
   j->w = (int)cinfo.image_width;
+  if (j->orient) *j->orient = marker_orientation(cinfo.marker_list);
   if (cg_image_over_limit(cinfo.image_width, cinfo.image_height, j->max_pixels, e->msg,
                           sizeof e->msg)) {
     e->refused = 1;
@@ -198,9 +248,20 @@ static int run(job_t *j, char *err, size_t errlen) {
   return rc;
 }
 
+int cg_jpeg_read_header(const char *path, int64_t max_pixels, int *h, int *w, int *orient,
+                        char *err, size_t errlen) {
+  int o = 0;
+  job_t j = {path, NULL, 0, max_pixels, 0, NULL, 0, 0, &o};
+  if (run(&j, err, errlen)) return -1;
+  *h = j.h;
+  *w = j.w;
+  if (orient) *orient = o;
+  return 0;
+}
+
 int cg_jpeg_read_size(const char *path, int64_t max_pixels, int *h, int *w, char *err,
                       size_t errlen) {
-  job_t j = {path, NULL, 0, max_pixels, 0, NULL, 0, 0};
+  job_t j = {path, NULL, 0, max_pixels, 0, NULL, 0, 0, NULL};
   if (run(&j, err, errlen)) return -1;
   *h = j.h;
   *w = j.w;
@@ -229,7 +290,7 @@ static int outer_row(void *ctx, int y, const uint8_t *px, char *why, size_t whyl
 int cg_jpeg_read_rows(const char *name, const uint8_t *mem, size_t len, int64_t max_pixels,
                       int min_side, const cg_png_sink_t *sink, int *full_h, int *full_w, char *err,
                       size_t errlen) {
-  job_t j = {name, mem, len, max_pixels, min_side, NULL, 0, 0};
+  job_t j = {name, mem, len, max_pixels, min_side, NULL, 0, 0, NULL};
   outer_t o = {sink, &j, full_h, full_w};
   const cg_png_sink_t s = {outer_begin, outer_row, &o};
   j.sink = &s;
@@ -336,6 +397,12 @@ int cg_jpeg_read_size(const char *path, int64_t max_pixels, int *h, int *w, char
   (void)h;
   (void)w;
   return no_jpeg(path, err, errlen);
+}
+
+int cg_jpeg_read_header(const char *path, int64_t max_pixels, int *h, int *w, int *orient,
+                        char *err, size_t errlen) {
+  (void)orient;
+  return cg_jpeg_read_size(path, max_pixels, h, w, err, errlen);
 }
 
 int cg_jpeg_read_rows(const char *name, const uint8_t *mem, size_t len, int64_t max_pixels,

@@ -34,6 +34,18 @@ int cg_jpeg_sniff(const uint8_t *p, size_t n);
 /* Width and height from the frame header only (no pixel is decoded). */
 int cg_jpeg_read_size(const char *path, int64_t max_pixels, int *h, int *w, char *err,
                       size_t errlen);
+/* The same, and *orient the file's EXIF orientation (exif_orientation below; 0 without one).
+ * Every reader here decodes the pixels as stored, whatever the orientation says (as PIL's
+ * Image.open and torchvision's decode_jpeg do); a viewer, and a labelling tool drawing a mask
+ * over what it shows, applies it. */
+int cg_jpeg_read_header(const char *path, int64_t max_pixels, int *h, int *w, int *orient,
+                        char *err, size_t errlen);
+
+/* The orientation (TIFF tag 274, 1..8: 1 as stored, 3 turned 180 degrees, 6 and 8 turned a
+ * quarter, 2, 4, 5, 7 mirrored) that an APP1 segment's n bytes at p ("Exif\0\0", then a TIFF
+ * header and IFD0) hold; 0 when they hold none, or are not EXIF, or are malformed. Reads only
+ * inside p[0..n), whatever the bytes. */
+int cg_jpeg_exif_orientation(const uint8_t *p, size_t n);
 
 /* The M of the DCT scale M/8 cg_jpeg_read_rows uses for an h x w file and min_side: the
  * smallest M in 1..8 with both h * M / 8 and w * M / 8 >= min_side (exactly, not rounded up:

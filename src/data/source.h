@@ -53,6 +53,12 @@ struct cg_source {
    * owned by the source; npal 0: gray masks, synthetic data or a shard. */
   int npal;
   const uint8_t *palette;
+  /* Images whose EXIF orientation asks a viewer to turn or mirror them (JPEG, 2..8), which
+   * are read as stored (image_io.h): their count, the first one's path (owned by the source)
+   * and orientation, for a warning at start-up; 0 / NULL: none (and every other source). */
+  int64_t exif_turned;
+  const char *exif_first;
+  int exif_orient;
 };
 
 #define CG_SOURCE_WHY_MAX 10

@@ -232,6 +232,9 @@ cg_source_t *cg_source_without(cg_source_t *base, const int64_t *drop, int64_t n
   ((subset_t *)v)->owns = 1;
   v->dropped = base->dropped + n;
   v->dropped_why = base->dropped_why;
+  v->exif_turned = base->exif_turned; /* counted at open, those left out now among them */
+  v->exif_first = base->exif_first;
+  v->exif_orient = base->exif_orient;
   return v;
 }
 

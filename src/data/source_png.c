@@ -49,6 +49,7 @@ typedef struct {
   uint8_t pal[768];    /* the first mask's palette (base.palette) */
   cg_labelmap_t map;   /* --label-map, when has_map */
   int has_map;
+  char *exif_first;    /* base.exif_first */
 } png_source_t;
 
 typedef struct {
@@ -162,6 +163,7 @@ static void png_destroy(cg_source_t *s) {
   }
   for (size_t i = 0; i < ps->nwhy; i++) free(ps->why[i]);
   free(ps->why);
+  free(ps->exif_first);
   free(ps->pairs);
   free(ps->names);
   free(ps);
@@ -211,10 +213,12 @@ int cg_source_png_image(const cg_source_t *s, int64_t index, const char **path, 
 }
 
 /* The start-up check of one pair: both headers (within the pixel limit), equal sizes, and a
- * mask that can hold ids when they are read as labels (as cg_fit_pair reads them). */
-static int check_pair(pair_t *p, int64_t max_pixels, int labels, char *err, size_t errlen) {
+ * mask that can hold ids when they are read as labels (as cg_fit_pair reads them); *orient the
+ * image's EXIF orientation. */
+static int check_pair(pair_t *p, int64_t max_pixels, int labels, int *orient, char *err,
+                      size_t errlen) {
   int mh, mw;
-  if (cg_image_read_size(p->image, max_pixels, &p->h, &p->w, err, errlen)) return -1;
+  if (cg_image_read_size(p->image, max_pixels, &p->h, &p->w, orient, err, errlen)) return -1;
   if (cg_image_read_mask_size(p->mask, max_pixels, labels ? CG_PNG_AS_LABEL : CG_PNG_AS_MASK,
                               &mh, &mw, err, errlen))
     return -1;
@@ -278,7 +282,16 @@ static int add_pair(png_source_t *ps, char *image, char *mask, char *name, const
   p->image = image;
   p->mask = mask;
   if (!name || !image || !mask) CG_FATAL("out of memory");
-  if (check_pair(p, o->max_pixels, labels, err, errlen) == 0) return 0;
+  int orient = 0;
+  if (check_pair(p, o->max_pixels, labels, &orient, err, errlen) == 0) {
+    if (orient > 1 && ps->base.exif_turned++ == 0) {
+      ps->exif_first = strdup(image);
+      if (!ps->exif_first) CG_FATAL("out of memory");
+      ps->base.exif_first = ps->exif_first;
+      ps->base.exif_orient = orient;
+    }
+    return 0;
+  }
   if (where) {
     char *why = strdup(err);
     if (!why) CG_FATAL("out of memory");

@@ -725,7 +725,7 @@ static int scan_rank(const popts_t *o, char **files, int nfiles, const cg_model_
   int n = 0;
   for (int f = c->rank; f < nfiles; f += c->size) {
     int h, w;
-    if (cg_image_read_size(files[f], o->max_pixels, &h, &w, err, errlen)) return -1;
+    if (cg_image_read_size(files[f], o->max_pixels, &h, &w, NULL, err, errlen)) return -1;
     if ((int64_t)h * w > *max_px) *max_px = (int64_t)h * w;
     for (int s = 0; s < o->nscale; s++) {
       int ih, iw;
@@ -881,7 +881,7 @@ static cg_tiler_t *pimg_next_tiler(pimg_t *p, const popts_t *o, char **files,
 static pimg_t *pimg_open(const popts_t *o, char **files, int file, const cg_model_t *m) {
   pimg_t *p = cg_calloc(1, sizeof *p, "image");
   char err[1024];
-  if (cg_image_read_size(files[file], o->max_pixels, &p->h, &p->w, err, sizeof err))
+  if (cg_image_read_size(files[file], o->max_pixels, &p->h, &p->w, NULL, err, sizeof err))
     cg_die(CG_EXIT_USAGE, "predict: %s", err);
   p->file = file;
   p->k = m->nclass;
@@ -989,7 +989,7 @@ static int check_truth(const popts_t *o, char **files, int nfiles, int k, int ig
                        const cg_comm_t *c, char *err, size_t errlen) {
   for (int i = c->rank; (o->list_masks || o->dir_masks) && i < nfiles; i += c->size) {
     pimg_t p = {.file = i, .k = k};
-    if (cg_image_read_size(files[i], o->max_pixels, &p.h, &p.w, err, errlen)) return -1;
+    if (cg_image_read_size(files[i], o->max_pixels, &p.h, &p.w, NULL, err, errlen)) return -1;
     uint8_t *truth = load_truth(o, files, &p, ignore, err, errlen);
     if (!truth) {
       char *why = strdup(err);

@@ -37,6 +37,7 @@
 #include "cli.h"       /* cg_cli_opts, cg_opts_given: which flags the command line gave */
 #include "ckpt.h"      /* cg_ckpt_*: checkpoint directory checks, reading, the resume position */
 #include "feat.h"
+#include "image_io.h" /* cg_image_orientation_text: the EXIF orientation warning */
 #include "sampler.h"
 #include "datacheck.h" /* cg_datacheck_run: --skip-bad / --check-data before the first step */
 #include "gsync.h"     /* cg_gsync_*: the MPI gradient all-reduce */
@@ -353,6 +354,18 @@ static int name_flag(const char *flag, char *err, size_t errlen) {
   return -1;
 }
 
+/* Rank 0's warning for the images of flag's source that a viewer turns (EXIF orientation). */
+static void warn_exif(const char *flag, const cg_source_t *s) {
+  if (!s || !s->exif_turned) return;
+  cg_log_warn("%s: %lld JPEG image(s) carry an EXIF orientation that turns or mirrors them in a "
+              "viewer (the first, %s: %d, shown %s); they are read as stored, as PIL's "
+              "Image.open and torchvision read them, so masks drawn over what a viewer showed "
+              "(CVAT, LabelMe) do not line up with them: store the images upright (exiftran -ai "
+              "FILE..., mogrify -auto-orient FILE...), or check that their masks fit the stored "
+              "pixels", flag, (long long)s->exif_turned, s->exif_first, s->exif_orient,
+              cg_image_orientation_text(s->exif_orient));
+}
+
 /* Every rank opens the files itself (they are checked at open) and they agree on the verdict.
  * With --check-data a pair failing at open is left out and kept for the check's list (even
  * without --skip-bad), so every bad file is listed and counted, not the first alone. */
@@ -391,6 +404,10 @@ static int open_files(cg_run_t *r, char *err, size_t errlen) {
                           r->class_names, hist,
                           cfg->check_data ? "--check-data" : "--class-weights balanced", err,
                           errlen);
+  if (!rc && r->c->rank == 0) {
+    warn_exif("--data", r->base_src);
+    warn_exif("--val-data", r->val_base);
+  }
   if (!rc && r->cfg_own) rc = take_balanced(r, hist, err, errlen);
   if (!rc && cfg->val_data[0]) {
     r->train_src = r->base_src;

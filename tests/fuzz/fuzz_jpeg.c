@@ -1,5 +1,6 @@
 /* fuzz_jpeg.c: the JPEG decoder (src/data/jpeg_io.c), every way the data loader, the shard reader
- * and `predict` read a JPEG: the header alone (cg_jpeg_read_size, at open), row by row at full
+ * and `predict` read a JPEG: the header alone (cg_jpeg_read_header, at open, with its EXIF
+ * orientation), row by row at full
  * size and at a reduced DCT scale (cg_jpeg_read_rows, from the file and from memory, as a
  * shard record is read), whole (cg_jpeg_read_rgb), then the fitting (cg_fit_png over the file,
  * which sniffs it as a JPEG), the file as its own binary mask (cg_image_read_mask_rows), and a
@@ -73,9 +74,13 @@ static void rows(const uint8_t *mem, size_t n, int h, int w, int min_side) {
 static void run(const uint8_t *data, size_t n) {
   cg_fuzz_file_put(&g_in, data, n);
   char err[512];
-  int h = 0, w = 0;
-  if (cg_jpeg_read_size(g_in.path, CG_PNG_DEFAULT_MAX_PIXELS, &h, &w, err, sizeof err)) return;
+  int h = 0, w = 0, orient = -1;
+  if (cg_jpeg_read_header(g_in.path, CG_PNG_DEFAULT_MAX_PIXELS, &h, &w, &orient, err,
+                          sizeof err))
+    return;
   if (h < 1 || w < 1 || (int64_t)h * w > CG_PNG_DEFAULT_MAX_PIXELS) fail("read_size: bad size");
+  if (orient < 0 || orient > 8) fail("read_header: orientation out of 0..8");
+  (void)cg_jpeg_exif_orientation(data, n); /* any bytes as an APP1 segment's */
   rows(NULL, 0, h, w, 0);
   rows(NULL, 0, h, w, FIT);
   rows(data, n, h, w, 0); /* from memory, as a shard record */
