@@ -211,6 +211,33 @@ expect2 "--colors $T/fifo.colors: not a regular file (a FIFO)" \
   timeout 20 $BIN colors-to-ids --colors "$T/fifo.colors" --in "$T/rgb" --out "$T/x"
 [ ! -e "$T/x" ] || fail "a refused --colors FILE made --out"
 
+# a 16-bit mask widened by v << 8 reads 255 as 254: the near miss is named with the --tolerance
+# that matches it, in the failure and in --unknown's summary; --tolerance 1 converts it
+mkdir -p "$T/in16"
+"$PY" -c "
+import numpy as np, zlib, struct
+leg = np.array([[255, 255, 255], [0, 0, 255], [0, 255, 255]], np.uint16)
+a = leg[np.array([[0, 1, 2, 0], [2, 2, 1, 0]])] << 8
+ch = lambda t, d: struct.pack('>I', len(d)) + t + d + struct.pack('>I', zlib.crc32(t + d))
+raw = b''.join(b'\0' + r.astype('>u2').tobytes() for r in a)
+open('$T/in16/s8.png', 'wb').write(b'\x89PNG\r\n\x1a\n' + ch(b'IHDR', struct.pack('>IIBBBBB',
+    4, 2, 16, 2, 0, 0, 0)) + ch(b'IDAT', zlib.compress(raw)) + ch(b'IEND', b''))"
+expect2 "has the colour 254 254 254, which --colors does not list (give it a line, --tolerance T \
+or --unknown ID); the listed colour 255 255 255 (line 7) is within 1 of it on every channel: \
+--tolerance 1 matches it (16-bit samples" $BIN colors-to-ids --colors "$COLORS" --in "$T/in16" \
+  --out "$T/o16"
+$BIN colors-to-ids --colors "$COLORS" --in "$T/in16" --out "$T/o16" --unknown 255 > "$T/u16.log" \
+  2>&1 || { cat "$T/u16.log"; fail "--unknown on the 16-bit mask"; }
+grep -q "(the first, 254 254 254 in $T/in16/s8.png; the listed colour 255 255 255 (line 7)" \
+  "$T/u16.log" || { cat "$T/u16.log"; fail "--unknown's summary names no near miss"; }
+$BIN colors-to-ids --colors "$COLORS" --in "$T/in16" --out "$T/o16" --tolerance 1 > "$T/t16.log" \
+  2>&1 || { cat "$T/t16.log"; fail "--tolerance 1 on the 16-bit mask"; }
+"$PY" -c "
+import numpy as np; from PIL import Image
+assert np.array(Image.open('$T/o16/s8.png')).tolist() == [[0, 1, 2, 0], [2, 2, 1, 0]]" ||
+  fail "--tolerance 1: the 16-bit mask's ids"
+echo "ok: a 16-bit mask widened by << 8: named near misses, --tolerance 1"
+
 # a run on the converted masks: the palette carried to predict's masks
 mkdir -p "$T/data" && mv "$T/img" "$T/data/images" && mv "$T/ids" "$T/data/masks"
 $MPIRUN -np 1 $BIN train --backend cpu --model-base 4 --model-depth 2 --image-size 32 \

@@ -224,6 +224,27 @@ static int lookup(const colormap_t *m, uint32_t key, int *near) {
   return -1;
 }
 
+/* Where a colour that matched nothing lies: "; the listed colour R G B (line L) is D from it
+ * on every channel: --tolerance D matches it", when one is within NEAR_MISS (a mask written
+ * not quite in the listed colours), else "". A channel one low is also what a 16-bit mask
+ * widened by v << 8 reads as (its samples are scaled, round(v x 255 / 65535): 255 << 8 reads
+ * 254), which the hint says then. */
+#define NEAR_MISS 3
+static void near_hint(const colormap_t *m, uint32_t key, char *buf, size_t len) {
+  int best = 256, at = -1;
+  for (int i = 0; i < m->n; i++) {
+    const int d = chan_dist(m->c[i].key, key);
+    if (d < best) best = d, at = i;
+  }
+  buf[0] = 0;
+  if (at < 0 || best > NEAR_MISS) return;
+  const uint32_t k = m->c[at].key;
+  snprintf(buf, len, "; the listed colour %u %u %u (line %d) is within %d of it on every channel: "
+           "--tolerance %d matches it%s", k >> 16, k >> 8 & 255, k & 255, m->c[at].line, best, best,
+           best == 1 ? " (16-bit samples are read as round(v x 255 / 65535): a 16-bit mask "
+                       "widened by v << 8 reads a channel of 129..255 one lower)" : "");
+}
+
 typedef struct {
   const colormap_t *map;
   int unknown;        /* the id of a colour not listed; -1: a failure */
@@ -233,9 +254,11 @@ typedef struct {
   const char *from, *to; /* --rename A:B (NULL: none) */
 } job_t;
 
-/* What one mask gave: its pixels mapped by --unknown and by --tolerance. */
+/* What one mask gave: its pixels mapped by --unknown and by --tolerance; the first unlisted
+ * colour (when unlisted > 0). */
 typedef struct {
   int64_t unlisted, near;
+  uint32_t first;
 } tally_t;
 
 /* Whether stem ends in a. */
@@ -290,14 +313,17 @@ static int convert(const job_t *j, const char *in, tally_t *t, char *err, size_t
       last_id = lookup(j->map, key, &last_near);
     }
     if (last_id < 0 && j->unknown < 0) {
+      char hint[400];
+      near_hint(j->map, key, hint, sizeof hint);
       snprintf(err, errlen, "%.900s: pixel (x %zu, y %zu) has the colour %u %u %u, which "
-               "--colors does not list (give it a line, --tolerance T or --unknown ID)%s", in,
-               i % (size_t)w, i / (size_t)w, p[0], p[1], p[2],
+               "--colors does not list (give it a line, --tolerance T or --unknown ID)%s%s", in,
+               i % (size_t)w, i / (size_t)w, p[0], p[1], p[2], hint,
                all_gray(rgb, n) ? "; the mask is gray: if its values are class ids already, "
                                   "train reads it as it is" : "");
       rc = 2;
       break;
     }
+    if (last_id < 0 && !t->unlisted) t->first = key;
     t->unlisted += last_id < 0;
     t->near += last_near;
     ids[i] = (uint8_t)(last_id < 0 ? j->unknown : last_id);
@@ -447,6 +473,7 @@ int cg_colors_main(int argc, char **argv) {
     return code;
   }
   int *rcs = cg_calloc((size_t)nfiles, sizeof(int), "results");
+  int64_t *firsts = cg_calloc((size_t)nfiles, sizeof(int64_t), "unlisted colours"); /* -1 none */
   char **why = cg_calloc((size_t)nfiles, sizeof(char *), "messages");
   int64_t unlisted = 0, near = 0;
   const double t0 = cg_now();
@@ -456,6 +483,7 @@ int cg_colors_main(int argc, char **argv) {
     char e[2048] = "";
     tally_t t;
     rcs[i] = convert(&job, files[i], &t, e, sizeof e);
+    firsts[i] = !rcs[i] && t.unlisted ? (int64_t)t.first : -1;
     if (!rcs[i]) { /* the files written */
       unlisted += t.unlisted;
       near += t.near;
@@ -480,6 +508,15 @@ int cg_colors_main(int argc, char **argv) {
                           o.tolerance);
   if (o.unknown >= 0)
     printf("; %lld pixel(s) of colours it does not list -> %d", (long long)unlisted, o.unknown);
+  for (int i = 0; i < nfiles; i++) { /* the first file's first such colour, if one is close */
+    if (firsts[i] < 0) continue;
+    const uint32_t k = (uint32_t)firsts[i];
+    char hint[400];
+    near_hint(map, k, hint, sizeof hint);
+    if (hint[0]) printf(" (the first, %u %u %u in %s%s)", k >> 16, k >> 8 & 255, k & 255,
+                        files[i], hint);
+    break;
+  }
   printf(", %.2f s\n", cg_now() - t0);
   if (bad + failed_writes > ERRORS_SHOWN)
     fprintf(stderr, "cogpu-dist colors-to-ids: error: %d more file(s) failed (the first %d are "
@@ -491,6 +528,7 @@ int cg_colors_main(int argc, char **argv) {
   free(files);
   free(why);
   free(rcs);
+  free(firsts);
   free(map);
   fflush(stdout);
   return failed_writes ? 1 : bad ? CG_EXIT_USAGE : 0;
