@@ -215,6 +215,11 @@ $MPIRUN -np 2 $BIN $RUN --batch 2 --val-data $T/val --val-mode whole --metrics-o
 # a shard of the validation set, its images whole
 $BIN pack --images $T/val/images --masks $T/val/masks --image-size 32 --store whole \
   --out $T/val.cgds > $T/pack.log 2>&1 || { cat $T/pack.log; fail pack; }
+# pack --store whole squeezes a side beyond 64:1 and says so
+$BIN pack --images $T/strips/images --masks $T/strips/masks --image-size 32 --store whole \
+  --out $T/strips.cgds > $T/packs.log 2>&1 || { cat $T/packs.log; fail "pack the strips"; }
+grep -q "pack: 2 of 2 images are longer than 64 times their shorter side" $T/packs.log ||
+  { cat $T/packs.log; fail "pack --store whole: no squeeze warning"; }
 $MPIRUN -np 1 $BIN $RUN --batch 4 --val-data $T/val.cgds --val-mode whole \
   --metrics-out $T/m3.json > $T/t3.log
 $MPIRUN -np 1 $BIN $RUN --batch 4 --val-data $T/val --val-mode square --metrics-out $T/m4.json \

@@ -841,6 +841,7 @@ typedef struct {
   entry_t *ent;                      /* src->count table entries, made by write_records */
   uint64_t names_bytes, nclass_px, nignore_px; /* sums over the records written */
   int64_t not_square;                /* records whose image is not square */
+  int64_t squeezed;                  /* (whole) images past the aspect limit */
   int64_t scaled;                    /* records whose image's shorter side is not the size */
   int chunk;                         /* records decoded in parallel, then written */
   uint8_t *buf;                      /* chunk fitted samples, rec bytes each */
@@ -904,6 +905,8 @@ static int write_records(pack_t *p, volatile sig_atomic_t *cancel, char *err, si
       if (!cg_source_png_image(p->src, c0 + i, &ipath, &ih, &iw)) {
         p->not_square += ih != iw;
         p->scaled += (ih < iw ? ih : iw) != p->o->size;
+        p->squeezed += p->o->whole && (ih > (int64_t)iw * CG_FIT_WHOLE_MAX_ASPECT ||
+                                       iw > (int64_t)ih * CG_FIT_WHOLE_MAX_ASPECT);
       }
       if (write_all(p->f, sl->bytes ? sl->bytes : p->buf + (size_t)i * rec, sl->e.len))
         return write_failed(p, err, errlen);
@@ -1002,6 +1005,7 @@ int cg_cgds_pack_opts(const char *images_dir, const char *masks_dir, const char 
     stats->nclass_px = p.nclass_px;
     stats->nignore_px = p.nignore_px;
     stats->not_square = p.not_square;
+    stats->squeezed = p.squeezed;
     stats->scaled = p.scaled;
   }
 done:

@@ -123,6 +123,8 @@ typedef struct {
                                      the ignore label (the ignore label is stored as it is) */
   int64_t not_square;             /* records whose image is not square */
   int64_t scaled;                 /* records whose image's shorter side is not the size */
+  int64_t squeezed;               /* whole records of an image longer than
+                                     CG_FIT_WHOLE_MAX_ASPECT times its shorter side */
 } cg_cgds_stats_t;
 
 /* Record encodings (the header's `encoding`, the entries' image_enc / mask_enc). */

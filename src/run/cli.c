@@ -76,8 +76,8 @@ static const cg_opt_t g_opts[] = {
     /* data */
     CG_OPT_ROW_TEXT(STR, "data", O(data), NULL, C_TRAIN | C_INFO, "SRC",
         "training data: synthetic (built in), a directory DIR with DIR/images/*.png, *.jpg, "
-        "*.jpeg, *.gif, *.tif or *.tiff (any case) and DIR/masks/ of the same formats (JPEG: "
-        "binary masks only) paired by name, a shard "
+        "*.jpeg, *.gif, *.tif, *.tiff or *.bmp (any case) and DIR/masks/ of the same formats "
+        "(JPEG: binary masks only) paired by name, a shard "
         "FILE.cgds written by "
         "`cogpu-dist pack`, or a text file LIST of 'IMAGE MASK' lines (paths relative to LIST's "
         "directory; separated by spaces, or a tab when names hold spaces; '#' comments), for "

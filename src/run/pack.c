@@ -13,6 +13,7 @@
 
 #include "atomic_file.h" /* cg_afile_check: --out before any work */
 #include "cgds.h"
+#include "fit.h" /* CG_FIT_WHOLE_MAX_ASPECT: the squeeze warning */
 #include "cli.h"
 #include "config.h"
 #include "log.h"
@@ -56,7 +57,8 @@ static void pack_help(FILE *f, int size, long long max_pixels) {
           "                     only its centre (pack warns). whole: each image whole, its\n"
           "                     shorter side scaled to N (a 2048x1024 photo at N = 256: 512x256;\n"
           "                     shard version 5), so that training crops reach every part of\n"
-          "                     it, as from the files\n"
+          "                     it, as from the files; a side longer than 64 x N is squeezed\n"
+          "                     to 64 x N (its aspect not kept)\n"
           "  --encoding E       how records are stored (default raw):\n"
           "                       raw   decoded pixels: no decoding when training, ~4 bytes a pixel\n"
           "                       jpeg  images as JPEG at --quality (an input JPEG already of the\n"
@@ -202,6 +204,11 @@ int cg_pack_main(int argc, char **argv) {
     cg_log_warn("pack: %lld of %lld images are not square: the shard keeps their centred "
                 "N x N squares, so training crops never see their sides; --store whole keeps "
                 "each image whole", (long long)st.not_square, (long long)st.records);
+  if (st.squeezed)
+    cg_log_warn("pack: %lld of %lld images are longer than %d times their shorter side: "
+                "--store whole squeezes such a side to %d x %d (their aspect not kept)",
+                (long long)st.squeezed, (long long)st.records, CG_FIT_WHOLE_MAX_ASPECT,
+                CG_FIT_WHOLE_MAX_ASPECT, o.size);
   if (st.scaled) /* predict --resize auto reads the sides from a run on image files only */
     printf("pack: %lld of %lld images were scaled (shorter side to %d); a shard keeps no "
            "original sizes, so predict a model trained on it with --resize fit, the scale "
