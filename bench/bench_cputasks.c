@@ -224,7 +224,7 @@ static void run_formats(const opts_t *o, const cg_topo_t *topo, int ncores) {
     char out[600];
     snprintf(out, sizeof out, "%s/%s.cgds", t, enc_name[e]);
     const cg_cgds_pack_opts_t po = {o->size, o->max_pixels, (cg_cgds_enc_t)e, 90, 0, 1, -1, NULL,
-                                    0};
+                                    0, CG_EXIF_STORED};
     if (cg_cgds_pack_opts(im, mk, out, &po, NULL, NULL, err, sizeof err))
       fprintf(stderr, "cogpu-bench cpu-tasks: --formats: %s\n", err);
   }

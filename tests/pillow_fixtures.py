@@ -2,10 +2,12 @@
 """pillow_fixtures.py DIR: image files written by Pillow, and what Pillow reads from each.
 
 For test_pillow.c: the trainer must read a data set's files as a PyTorch pipeline does
-(Image.open, then np.array). For every file DIR/NAME.EXT this writes three answers:
+(Image.open, then np.array). For every file DIR/NAME.EXT this writes four answers:
   NAME.rgb    np.array(Image.open(f).convert("RGB"))   the image
   NAME.mask   np.array(Image.open(f)) > 0              a binary mask (any channel, alpha dropped)
   NAME.label  np.array(Image.open(f))                  class ids (one-channel files only)
+  NAME.turned np.array(ImageOps.exif_transpose(Image.open(f)).convert("RGB"))
+                                                       a JPEG image under --exif-orientation apply
 each as a line "H W" then H*W*C raw bytes, or the line "SKIP why" where the answer is not
 Pillow's to give (16-bit colour, whose high byte Pillow keeps where we scale) or "ERR why" where
 the trainer must refuse the file (class ids from colour files or values over 255). A 16-bit gray
@@ -17,7 +19,7 @@ import os
 import sys
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 out = sys.argv[1]
 os.makedirs(out, exist_ok=True)
@@ -69,9 +71,13 @@ def answer_file(name, fmt, label_ok=True, rgb_ok=True, refuse=None, label_err=No
     base = os.path.join(out, os.path.splitext(name)[0])
     manifest.append(name)
     if refuse:
-        for kind in ("rgb", "mask", "label"):
+        for kind in ("rgb", "mask", "label", "turned"):
             answer(f"{base}.{kind}", "ERR", why=refuse)
         return
+    if fmt == "JPEG":
+        answer(base + ".turned", "", np.array(ImageOps.exif_transpose(back).convert("RGB")))
+    else:
+        answer(base + ".turned", "SKIP", why="EXIF orientation: JPEG only")
     if rgb_ok:
         answer(base + ".rgb", "", np.array(back.convert("RGB")))
     elif back.mode.startswith("I;16"):
@@ -122,6 +128,14 @@ add("jpg_rgb.jpg", rgb, "JPEG", quality=90)
 add("jpg_gray.jpg", gray, "JPEG", quality=85)
 add("jpg_prog.jpg", rgb, "JPEG", quality=75, progressive=True)
 add("jpg_mask.jpg", binary, "JPEG", quality=75)  # Kvasir-SEG's masks
+# EXIF orientations 1..8 (phone photos): as stored (rgb) and turned as a viewer shows them
+# (turned); 37x53 is no multiple of 8, 48x40 is (a DCT-scaled decode keeps its scale)
+for o in range(1, 9):
+    exif = Image.Exif()
+    exif[274] = o
+    add(f"jpg_exif{o}.jpg", rgb, "JPEG", quality=90, exif=exif.tobytes())
+    add(f"jpg_exif{o}b.jpg", Image.fromarray(smooth(40, 48, 3)), "JPEG", quality=90,
+        exif=exif.tobytes())
 
 # GIF: Carvana's and DRIVE's masks; Pillow writes interlaced files by default
 add("gif_pal.gif", pal, "GIF")

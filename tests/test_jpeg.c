@@ -33,6 +33,7 @@
 
 #include <jpeglib.h>
 
+#include "cgds.h"
 #include "fit.h"
 #include "image_io.h"
 #include "jpeg_io.h"
@@ -167,7 +168,7 @@ static void test_vs_djpeg(void) {
     at(alias, sizeof alias, rel);
     CG_TEST_CHECK(link(jpg, alias) == 0, "link");
     uint8_t *viaimg = NULL;
-    rc = cg_image_read_rgb(alias, 0, &viaimg, &h, &w, err, sizeof err);
+    rc = cg_image_read_rgb(alias, 0, CG_EXIF_STORED, &viaimg, &h, &w, err, sizeof err);
     CG_TEST_CHECK(rc == 0 && got && !memcmp(viaimg, got, (size_t)h * w * 3), "%s named .PNG: %s",
                   cases[i].name, rc ? err : "differs");
     free(viaimg);
@@ -314,7 +315,7 @@ static void test_bad_files(void) {
   CG_TEST_CHECK(rc && contains(err, bad) && contains(err, "30000x30000") &&
                     contains(err, "--max-image-pixels"), "bomb: rc %d, '%s'", rc, err);
   printf("bomb: %s\n", err);
-  rc = cg_image_read_size(bad, CG_PNG_DEFAULT_MAX_PIXELS, &h, &w, NULL, err, sizeof err);
+  rc = cg_image_read_size(bad, CG_PNG_DEFAULT_MAX_PIXELS, CG_EXIF_STORED, &h, &w, NULL, err, sizeof err);
   CG_TEST_CHECK(rc && contains(err, "over the limit"), "bomb size: '%s'", err);
   free(big);
   /* truncated at half, and just before EOI */
@@ -347,7 +348,7 @@ static void test_bad_files(void) {
   uint8_t px[12] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12};
   CG_TEST_CHECK(cg_png_write(bad, px, 2, 2, CG_PNG_RGB8, err, sizeof err) == 0, "%s", err);
   out = NULL;
-  rc = cg_image_read_rgb(bad, 0, &out, &h, &w, err, sizeof err);
+  rc = cg_image_read_rgb(bad, 0, CG_EXIF_STORED, &out, &h, &w, err, sizeof err);
   CG_TEST_CHECK(rc == 0 && h == 2 && w == 2 && !memcmp(out, px, 12), "png named .JPG: %s", err);
   free(out);
   /* neither: named for what it is not, and what it looks like (it was "not a PNG file"); a BMP
@@ -370,8 +371,8 @@ static void test_bad_files(void) {
     for (int k = 0; k < 3; k++) {
       uint8_t o[8 * 8 * 3], om[8 * 8];
       out = NULL;
-      rc = k == 0   ? cg_image_read_size(bad, 0, &h, &w, NULL, err, sizeof err)
-           : k == 1 ? cg_image_read_rgb(bad, 0, &out, &h, &w, err, sizeof err)
+      rc = k == 0   ? cg_image_read_size(bad, 0, CG_EXIF_STORED, &h, &w, NULL, err, sizeof err)
+           : k == 1 ? cg_image_read_rgb(bad, 0, CG_EXIF_STORED, &out, &h, &w, err, sizeof err)
                     : cg_fit_png(bad, NULL, 0, 8, 0, 0, o, om, NULL, NULL, err, sizeof err);
       free(out);
       CG_TEST_CHECK(rc && contains(err, bad) && contains(err, other[i].want), "%s (%s): '%s'",
@@ -416,11 +417,14 @@ static void test_scaling(void) {
   free(rgb);
   size_seen_t seen = {0, 0};
   const cg_png_sink_t sink = {seen_begin, seen_row, &seen};
-  int fh = 0, fw = 0;
-  int rc = cg_jpeg_read_rows(path, NULL, 0, 0, S, &sink, &fh, &fw, err, sizeof err);
-  CG_TEST_CHECK(rc == 0 && seen.h == 96 && seen.w == 128 && fh == H && fw == W,
-                "scale for %d: decoded %dx%d of %dx%d (%s)", S, seen.w, seen.h, fw, fh, err);
-  rc = cg_jpeg_read_rows(path, NULL, 0, 0, 200, &sink, NULL, NULL, err, sizeof err);
+  cg_jpeg_read_t r = {.min_side = S};
+  int rc = cg_jpeg_read_rows(path, NULL, 0, &r, &sink, err, sizeof err);
+  CG_TEST_CHECK(rc == 0 && seen.h == 96 && seen.w == 128 && r.full_h == H && r.full_w == W &&
+                    r.scale == 1,
+                "scale for %d: decoded %dx%d of %dx%d (%s)", S, seen.w, seen.h, r.full_w,
+                r.full_h, err);
+  r.min_side = 200;
+  rc = cg_jpeg_read_rows(path, NULL, 0, &r, &sink, err, sizeof err);
   CG_TEST_CHECK(rc == 0 && seen.h == 288 && seen.w == 384, "scale for 200: %dx%d", seen.w, seen.h);
   /* fitted with scaling vs a full decode + the fitting rule */
   uint8_t *full = NULL, *a = malloc(S * S * 3), *b = malloc(S * S * 3), *ma = malloc(S * S),
@@ -842,11 +846,11 @@ static void test_exif(void) {
   at(path, sizeof path, "exif6.jpg");
   write_with_app1(path, rgb, H, W, seg, len, 2);
   int h = 0, w = 0, o = -1;
-  CG_TEST_CHECK(cg_jpeg_read_header(path, 0, &h, &w, &o, err, sizeof err) == 0 && h == H &&
+  CG_TEST_CHECK(cg_jpeg_read_header(path, 0, CG_EXIF_STORED, &h, &w, &o, err, sizeof err) == 0 && h == H &&
                 w == W && o == 6, "header of an EXIF 6 file: %dx%d, orientation %d (%s)", w, h,
                 o, err);
   o = -1;
-  CG_TEST_CHECK(cg_image_read_size(path, 0, &h, &w, &o, err, sizeof err) == 0 && o == 6,
+  CG_TEST_CHECK(cg_image_read_size(path, 0, CG_EXIF_STORED, &h, &w, &o, err, sizeof err) == 0 && o == 6,
                 "cg_image_read_size's orientation: %d", o);
   uint8_t *dec = NULL;
   CG_TEST_CHECK(cg_jpeg_read_rgb(path, 0, &dec, &h, &w, err, sizeof err) == 0 && h == H &&
@@ -857,7 +861,7 @@ static void test_exif(void) {
                 "the mismatch names the orientation: %s", err);
   at(path, sizeof path, "plain.jpg");
   write_with_app1(path, rgb, H, W, seg, len, 1);
-  CG_TEST_CHECK(cg_image_read_size(path, 0, &h, &w, &o, err, sizeof err) == 0 && o == 0,
+  CG_TEST_CHECK(cg_image_read_size(path, 0, CG_EXIF_STORED, &h, &w, &o, err, sizeof err) == 0 && o == 0,
                 "no EXIF: orientation %d", o);
   cg_image_size_mismatch(path, H, W, W, H, err, sizeof err);
   CG_TEST_CHECK(!strstr(err, "EXIF") && strstr(err, "sides swapped"), "no EXIF: %s", err);
@@ -889,6 +893,126 @@ static void test_exif(void) {
                                 "mismatch, counted by the source\n");
 }
 
+/* Pixel (x, y) of the S x S image that orientation o makes of a (S x S, RGB), by PIL's table
+ * (ImageOps.exif_transpose's methods), for test_exif_fit. */
+static const uint8_t *pil_turned(const uint8_t *a, int S, int o, int x, int y) {
+  int sx = x, sy = y;
+  switch (o) {
+  case 2: sx = S - 1 - x; break;                     /* FLIP_LEFT_RIGHT */
+  case 3: sx = S - 1 - x, sy = S - 1 - y; break;     /* ROTATE_180 */
+  case 4: sy = S - 1 - y; break;                     /* FLIP_TOP_BOTTOM */
+  case 5: sx = y, sy = x; break;                     /* TRANSPOSE */
+  case 6: sx = y, sy = S - 1 - x; break;             /* ROTATE_270 */
+  case 7: sx = S - 1 - y, sy = S - 1 - x; break;     /* TRANSVERSE */
+  case 8: sx = S - 1 - y, sy = x; break;             /* ROTATE_90 */
+  default: break;
+  }
+  return a + 3 * ((size_t)sy * S + sx);
+}
+
+/* CG_EXIF_APPLY through the fitting, as the loader fits a photo: a 400x248 JPEG fitted to 32
+ * (a DCT-scaled decode, 1/4) turned equals it fitted as stored and then turned (the fitting's
+ * bilinear sampling, align_corners=False, and its centred square are symmetric under the
+ * square's symmetries), within rounding; the turned decode keeps the scale where the mirrored
+ * sides are multiples of 8 and decodes at full size where they are not (401x251, mirrored). */
+static void test_exif_fit(void) {
+  enum { H = 248, W = 400, S = 32 };
+  uint8_t *rgb = make_rgb(H, W, 33), seg[128], *segs[1] = {seg};
+  size_t lens[1];
+  char path[192], err[1024];
+  int worst = 0, bad = 0;
+  for (int o = 1; o <= 8; o++) {
+    lens[0] = exif_app1(seg, o & 1, 3, (unsigned)o);
+    char name[32];
+    snprintf(name, sizeof name, "fit%d.jpg", o);
+    at(path, sizeof path, name);
+    write_with_app1(path, rgb, H, W, segs, lens, 1);
+    static uint8_t a[S * S * 3], b[S * S * 3];
+    cg_fit_opts_t fo = {.size = S, .exif = CG_EXIF_STORED};
+    int h = 0, w = 0, th = 0, tw = 0;
+    int rc = cg_fit_pair(path, NULL, &fo, a, NULL, &h, &w, err, sizeof err);
+    fo.exif = CG_EXIF_APPLY;
+    rc = rc || cg_fit_pair(path, NULL, &fo, b, NULL, &th, &tw, err, sizeof err);
+    if (rc || h != H || w != W || th != (o >= 5 ? W : H) || tw != (o >= 5 ? H : W)) {
+      CG_TEST_CHECK(0, "orientation %d: fitted %dx%d, turned %dx%d: %s", o, w, h, tw, th, err);
+      bad++;
+      continue;
+    }
+    for (int y = 0; y < S; y++)
+      for (int x = 0; x < S; x++)
+        for (int c = 0; c < 3; c++) {
+          const int d = abs(b[3 * (y * S + x) + c] - pil_turned(a, S, o, x, y)[c]);
+          if (d > worst) worst = d;
+        }
+  }
+  CG_TEST_CHECK(!bad && worst <= 1, "turned and fitted vs fitted and turned: %d levels apart",
+                worst);
+  if (!bad && worst <= 1)
+    printf("PASS --exif-orientation apply: fitted turned = turned fitted (at most %d level "
+           "apart), orientations 1..8\n", worst);
+  /* the decode's scale: kept where the mirrored sides divide, full size where they do not */
+  free(rgb);
+  rgb = make_rgb(251, 401, 34);
+  static const int want[9] = {0, 2, 8, 8, 8, 2, 8, 8, 8};
+  for (int o = 1; o <= 8; o++) {
+    lens[0] = exif_app1(seg, 0, 3, (unsigned)o);
+    at(path, sizeof path, "odd.jpg");
+    write_with_app1(path, rgb, 251, 401, segs, lens, 1);
+    size_seen_t seen = {0, 0};
+    const cg_png_sink_t sink = {seen_begin, seen_row, &seen};
+    cg_jpeg_read_t r = {.min_side = S, .exif = CG_EXIF_APPLY};
+    const int rc = cg_jpeg_read_rows(path, NULL, 0, &r, &sink, err, sizeof err);
+    CG_TEST_CHECK(rc == 0 && r.scale == want[o] && r.orient == o &&
+                      r.full_h == (o >= 5 ? 401 : 251),
+                  "401x251, orientation %d: scale %d/8 (want %d), orientation %d, %dx%d: %s", o,
+                  r.scale, want[o], r.orient, r.full_w, r.full_h, rc ? err : "");
+  }
+  free(rgb);
+}
+
+/* pack --encoding jpeg --exif-orientation apply: a JPEG of exactly the record's size whose EXIF
+ * orientation turns it is encoded again, turned (its own bytes would be read as stored); as
+ * stored (the default) the same file's bytes are kept: the record is the file's pixels. */
+static void test_exif_pack(void) {
+  enum { S = 16 };
+  char dir[128], p[256], shard[256], err[1024];
+  pair_dirs(dir, sizeof dir, "exif-pack");
+  uint8_t *rgb = make_rgb(S, S, 35), seg[128], *segs[1] = {seg}, m[S * S] = {0};
+  size_t lens[1] = {exif_app1(seg, 0, 3, 3)};
+  snprintf(p, sizeof p, "%s/images/t.jpg", dir);
+  write_with_app1(p, rgb, S, S, segs, lens, 1);
+  snprintf(p, sizeof p, "%s/masks/t.png", dir);
+  CG_TEST_CHECK(cg_png_write(p, m, S, S, CG_PNG_GRAY8, err, sizeof err) == 0, "%s", err);
+  snprintf(p, sizeof p, "%s/images/t.jpg", dir);
+  for (int apply = 0; apply < 2; apply++) {
+    char im[192], mk[192];
+    snprintf(im, sizeof im, "%s/images", dir);
+    snprintf(mk, sizeof mk, "%s/masks", dir);
+    snprintf(shard, sizeof shard, "%s/t%d.cgds", dir, apply);
+    const cg_cgds_pack_opts_t po = {S, 0, CG_CGDS_JPEG, 90, 0, 1, -1, NULL, 0,
+                                    apply ? CG_EXIF_APPLY : CG_EXIF_STORED};
+    int rc = cg_cgds_pack_opts(im, mk, shard, &po, NULL, NULL, err, sizeof err);
+    cg_source_t *s = rc ? NULL : cg_source_cgds(shard, err, sizeof err);
+    uint8_t got[S * S * 3], mask[S * S], *want = NULL;
+    int h, w;
+    rc = !s || cg_source_load(s, 0, got, mask, err, sizeof err) ||
+         cg_image_read_rgb(p, 0, apply ? CG_EXIF_APPLY : CG_EXIF_STORED, &want, &h, &w, err,
+                           sizeof err);
+    long diff = 0;
+    for (int i = 0; !rc && i < S * S * 3; i++) diff += abs(got[i] - want[i]);
+    const double mean = rc ? 1e9 : (double)diff / (S * S * 3);
+    /* stored: the file's own bytes, exact; turned: encoded again, within JPEG's loss */
+    CG_TEST_CHECK(!rc && (apply ? mean < 4 : diff == 0), "pack %s: record vs the file read %s: "
+                  "mean |difference| %.2f (%s)", apply ? "apply" : "stored",
+                  apply ? "turned" : "as stored", mean, rc ? err : "");
+    free(want);
+    cg_source_destroy(s);
+  }
+  free(rgb);
+  if (!cg_test_failures) printf("PASS pack --exif-orientation: a turned JPEG is encoded again, "
+                                "turned; as stored its bytes are kept\n");
+}
+
 int main(void) {
   snprintf(root, sizeof root, "/tmp/cg_jpeg_XXXXXX");
   if (!mkdtemp(root)) {
@@ -905,6 +1029,8 @@ int main(void) {
   test_source();
   test_jpeg_masks();
   test_exif();
+  test_exif_fit();
+  test_exif_pack();
   if (!cg_test_failures) nftw(root, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
   else printf("files kept in %s\n", root);
   return cg_test_done("test_jpeg");

@@ -5,7 +5,8 @@
  * TIFF layouts only libtiff writes: tiff_layouts.c, tiles, planes, MinIsWhite ...); every answer
  * must equal what image_io.h reads from the same file, byte for byte:
  *   - images through cg_image_read_rows (what the loader and predict decode) and
- *     cg_image_read_rgb;
+ *     cg_image_read_rgb; JPEGs also with CG_EXIF_APPLY against ImageOps.exif_transpose (EXIF
+ *     orientations 1..8);
  *   - masks through cg_image_read_mask_rows as CG_PNG_AS_MASK (Pillow's value > 0; a JPEG's
  *     gray >= 128; a colour file's RGB > 0) and as CG_PNG_AS_LABEL (the value; a colour file, a
  *     JPEG or a value over 255 must fail, naming the file), the size readers agreeing.
@@ -105,8 +106,11 @@ static void check_file(const char *name) {
     const char *kind;
     int ch;
     cg_png_as_t as;
-  } ways[] = {{"rgb", 3, CG_PNG_AS_RGB}, {"mask", 1, CG_PNG_AS_MASK},
-              {"label", 1, CG_PNG_AS_LABEL}};
+    cg_exif_t exif;
+  } ways[] = {{"rgb", 3, CG_PNG_AS_RGB, CG_EXIF_STORED},
+              {"mask", 1, CG_PNG_AS_MASK, CG_EXIF_STORED},
+              {"label", 1, CG_PNG_AS_LABEL, CG_EXIF_STORED},
+              {"turned", 3, CG_PNG_AS_RGB, CG_EXIF_APPLY}};
   for (size_t k = 0; k < sizeof ways / sizeof *ways; k++) {
     answer_t a;
     if (read_answer(stem, ways[k].kind, ways[k].ch, &a)) {
@@ -119,8 +123,8 @@ static void check_file(const char *name) {
     int h = 0, w = 0, rc, src;
     err[0] = 0;
     if (ways[k].as == CG_PNG_AS_RGB) {
-      src = cg_image_read_size(path, 0, &h, &w, NULL, err, sizeof err);
-      rc = cg_image_read_rows(path, 0, 0, &sink, NULL, NULL, NULL, err, sizeof err);
+      src = cg_image_read_size(path, 0, ways[k].exif, &h, &w, NULL, err, sizeof err);
+      rc = cg_image_read_rows(path, 0, 0, ways[k].exif, &sink, NULL, NULL, NULL, err, sizeof err);
     } else {
       src = cg_image_read_mask_size(path, 0, ways[k].as, &h, &w, err, sizeof err);
       rc = cg_image_read_mask_rows(path, 0, ways[k].as, &sink, err, sizeof err);
@@ -145,7 +149,7 @@ static void check_file(const char *name) {
       }
       if (ways[k].as == CG_PNG_AS_RGB) { /* the whole-image reader (predict) agrees */
         uint8_t *rgb = NULL;
-        rc = cg_image_read_rgb(path, 0, &rgb, &h, &w, err, sizeof err);
+        rc = cg_image_read_rgb(path, 0, ways[k].exif, &rgb, &h, &w, err, sizeof err);
         CG_TEST_CHECK(rc == 0 && h == a.h && w == a.w && !memcmp(rgb, a.px, (size_t)h * w * 3),
                       "%s: cg_image_read_rgb differs from Pillow: %s", name, err);
         free(rgb);

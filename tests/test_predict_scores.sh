@@ -14,7 +14,8 @@
 #    other score file, --output itself or a mask's name in --output, a directory that does not
 #    exist; a file in the --output predict makes is written;
 #  - a --masks mask with its JPEG image's sides swapped is named with the image and the EXIF
-#    orientation it comes from, as train names it; train warns of a JPEG a viewer turns.
+#    orientation it comes from, as train names it; train warns of a JPEG a viewer turns;
+#    --exif-orientation apply reads it turned in train and in predict (the run's setting).
 # The check reads PNGs with Debian's Pillow and NumPy (/usr/bin/python3); without: skipped (77).
 set -euo pipefail
 BIN=$1; MPIRUN="$2 --oversubscribe --bind-to none"; BUILD=$3
@@ -190,4 +191,24 @@ $MPIRUN -np 1 $BIN train --backend cpu --data "$T/ex2" --image-size 32 --model-b
 grep -q "warning: --data: 1 JPEG image(s) carry an EXIF orientation .*u.jpg: 3, shown turned \
 180 degrees" "$T/ex2.log" || { cat "$T/ex2.log"; fail "no EXIF orientation warning"; }
 echo "ok: train warns of a JPEG turned by its EXIF orientation"
+# --exif-orientation apply: train reads it turned (said, not warned of); predict takes the run's
+# setting from its checkpoint, so the mask drawn on the turned photo (ex: orientation 8) scores
+# and the output has the turned size; a resume may not change the setting
+$MPIRUN -np 1 $BIN train --backend cpu --data "$T/ex2" --image-size 32 --model-base 4 \
+  --model-depth 2 --steps 1 --batch 1 --val-fraction 0 --progress off --exif-orientation apply \
+  --checkpoint-dir "$T/ex2ck" > "$T/ex2a.log" 2>&1 || { cat "$T/ex2a.log"; fail "train apply"; }
+grep -q "^--data: 1 JPEG image(s) read turned as their EXIF orientation says" "$T/ex2a.log" &&
+  ! grep -q "warning: --data: 1 JPEG" "$T/ex2a.log" || { cat "$T/ex2a.log"; fail "apply: said"; }
+$MPIRUN -np 1 $BIN predict --backend cpu --checkpoint "$T/ex2ck" --input "$T/ex/images" \
+  --masks "$T/ex/masks" --output "$T/ex/out2" > "$T/exp.log" 2>&1 ||
+  { cat "$T/exp.log"; fail "predict the run's --exif-orientation apply"; }
+grep -q "predict: --exif-orientation apply (the run's)" "$T/exp.log" || fail "predict: not said"
+$PY -c "from PIL import Image
+assert Image.open('$T/ex/out2/p.png').size == (32, 48), Image.open('$T/ex/out2/p.png').size" ||
+  fail "predict --exif-orientation apply: the output is not of the turned size"
+expect2 "--exif-orientation: the checkpoint has apply, the command line stored" $MPIRUN -np 1 \
+  $BIN train --backend cpu --data "$T/ex2" --image-size 32 --model-base 4 --model-depth 2 \
+  --steps 2 --batch 1 --val-fraction 0 --progress off --exif-orientation stored \
+  --checkpoint-dir "$T/ex2ck" --resume "$T/ex2ck"
+echo "ok: --exif-orientation apply in train, predict (the run's), resume"
 echo "PASS test_predict_scores"

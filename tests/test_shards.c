@@ -111,7 +111,8 @@ static int pack_and_load(const char *dir, const char *out, cg_cgds_enc_t enc, in
   char im[256], mk[256], err[1024];
   snprintf(im, sizeof im, "%s/images", dir);
   snprintf(mk, sizeof mk, "%s/masks", dir);
-  const cg_cgds_pack_opts_t o = {S, CG_PNG_DEFAULT_MAX_PIXELS, enc, 90, version, 1, -1, NULL, 0};
+  const cg_cgds_pack_opts_t o = {S, CG_PNG_DEFAULT_MAX_PIXELS, enc, 90, version, 1, -1, NULL, 0,
+                                 CG_EXIF_STORED};
   cg_cgds_stats_t st;
   int rc = cg_cgds_pack_opts(im, mk, out, &o, NULL, &st, err, sizeof err);
   CG_TEST_CHECK(rc == CG_CGDS_OK, "pack %d v%d: %s", (int)enc, version, err);
@@ -274,7 +275,7 @@ static void test_encodings(void) {
   char im[256], mk[256];
   snprintf(im, sizeof im, "%s/images", dir);
   snprintf(mk, sizeof mk, "%s/masks", dir);
-  const cg_cgds_pack_opts_t o = {S, 0, CG_CGDS_JPEG, 90, 1, 1, -1, NULL, 0};
+  const cg_cgds_pack_opts_t o = {S, 0, CG_CGDS_JPEG, 90, 1, 1, -1, NULL, 0, CG_EXIF_STORED};
   CG_TEST_CHECK(cg_cgds_pack_opts(im, mk, p[0], &o, NULL, NULL, err, sizeof err) == CG_CGDS_EINPUT,
                 "version 1 with jpeg accepted");
   free(raw.rgb), free(raw.mask), free(v1.rgb), free(v1.mask), free(png.rgb), free(png.mask);
@@ -320,7 +321,7 @@ static void test_labels(void) {
   cg_source_destroy(s);
   /* K = 3 with ignore 200, packed from 0/255 masks: the pack refuses value 255 */
   const cg_cgds_pack_opts_t o3 = {S, CG_PNG_DEFAULT_MAX_PIXELS, CG_CGDS_RAW, 0, 0, 3, 200, NULL,
-                                   0};
+                                   0, CG_EXIF_STORED};
   CG_TEST_CHECK(cg_cgds_pack_opts(im, mk, bad, &o3, NULL, NULL, err, sizeof err) ==
                     CG_CGDS_EINPUT && contains(err, "mask value 255"), "K = 3 pack: '%s'", err);
   /* a corrupt labels block behind valid CRCs is refused at open */

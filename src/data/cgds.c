@@ -216,7 +216,8 @@ static int decode_record(cgds_source_t *cs, int64_t index, const uint8_t *rec, u
   const cg_png_sink_t si = {part_begin, part_row, &pi};
   if (ie == CG_CGDS_RAW) memcpy(rgb, rec, px * 3);
   else if (ie == CG_CGDS_JPEG) {
-    if (cg_jpeg_read_rows(label, rec, ib, limit, 0, &si, NULL, NULL, err, errlen))
+    cg_jpeg_read_t jr = {.max_pixels = limit}; /* in memory: as stored (packed turned) */
+    if (cg_jpeg_read_rows(label, rec, ib, &jr, &si, err, errlen))
       return part_too_large(cs, rh, rw, err, errlen);
   } else if (cg_png_read_rows_mem(label, rec, ib, limit, CG_PNG_AS_RGB, &si, err, errlen))
     return part_too_large(cs, rh, rw, err, errlen);
@@ -649,11 +650,18 @@ static int write_all(FILE *f, const void *p, size_t n) { return fwrite(p, 1, n, 
 
 /* The input file's own bytes when it is a JPEG of exactly rh x rw (no re-encoding loss); NULL
  * otherwise. */
-static uint8_t *original_jpeg(cg_source_t *src, int64_t i, int rh, int rw, size_t *n) {
+static uint8_t *original_jpeg(cg_source_t *src, int64_t i, int rh, int rw, cg_exif_t exif,
+                              size_t *n) {
   const char *path;
-  int h, w;
+  int h, w, fh, fw, orient = 0;
+  char why[256];
+  /* turned (--exif-orientation apply and an orientation) it is encoded again: a record is read
+   * as stored */
   if (cg_source_png_image(src, i, &path, &h, &w) || h != rh || w != rw ||
-      !cg_image_is_jpeg(path))
+      !cg_image_is_jpeg(path) ||
+      (exif == CG_EXIF_APPLY &&
+       (cg_jpeg_read_header(path, 0, CG_EXIF_STORED, &fh, &fw, &orient, why, sizeof why) ||
+        orient > 1)))
     return NULL;
   FILE *f = fopen(path, "rb");
   if (!f) return NULL;
@@ -679,7 +687,7 @@ static int encode_record(cg_source_t *src, int64_t i, const uint8_t *r,
   uint8_t *img = NULL, *msk = NULL;
   size_t ni = 0, nm = 0;
   if (o->encoding == CG_CGDS_JPEG) {
-    img = original_jpeg(src, i, rh, rw, &ni);
+    img = original_jpeg(src, i, rh, rw, o->exif, &ni);
     if (!img && cg_jpeg_encode(name, r, rh, rw, o->quality ? o->quality : 90, &img, &ni,
                                sl->err, sizeof sl->err))
       return -1;
@@ -951,7 +959,7 @@ int cg_cgds_pack_opts(const char *images_dir, const char *masks_dir, const char 
   if (rc) return rc;
   const cg_source_opts_t so = {.size = o->size, .max_pixels = o->max_pixels,
                                .nclass = o->nclass, .ignore = o->ignore,
-                               .label_map = o->label_map};
+                               .label_map = o->label_map, .exif = o->exif};
   cg_source_t *src = masks_dir ? cg_source_png_dirs(images_dir, masks_dir, &so, err, errlen)
                                : cg_source_png_list(images_dir, &so, err, errlen);
   if (!src) return CG_CGDS_EINPUT;
@@ -1022,6 +1030,7 @@ done:
 int cg_cgds_pack(const char *images_dir, const char *masks_dir, const char *out_path, int size,
                  int64_t max_pixels, volatile sig_atomic_t *cancel, cg_cgds_stats_t *stats,
                  char *err, size_t errlen) {
-  const cg_cgds_pack_opts_t o = {size, max_pixels, CG_CGDS_RAW, 0, 0, 1, -1, NULL, 0};
+  const cg_cgds_pack_opts_t o = {size, max_pixels, CG_CGDS_RAW, 0, 0, 1, -1, NULL, 0,
+                                 CG_EXIF_STORED};
   return cg_cgds_pack_opts(images_dir, masks_dir, out_path, &o, cancel, stats, err, errlen);
 }

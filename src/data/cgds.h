@@ -146,6 +146,8 @@ typedef struct {
                                      version 3) */
   int whole;          /* store each image whole, its shorter side scaled to size (version 5),
                          instead of its fitted size x size square */
+  cg_exif_t exif;     /* a JPEG image's EXIF orientation applied before it is stored or not
+                         (--exif-orientation; a record is read as stored) */
 } cg_cgds_pack_opts_t;
 
 /* cg_cgds_pack with the options above; masks_dir NULL: images_dir names a list of pairs

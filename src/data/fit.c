@@ -404,11 +404,11 @@ static int min_side(const fit_t *f) {
 
 /* Decodes one file into f->out; frees f's buffers. An image may be a JPEG (by its first bytes),
  * decoded at the smallest DCT scale that still covers the fitted size; masks are PNG. */
-static int fit_file(const char *path, int64_t max_pixels, cg_png_as_t as, fit_t *f, char *err,
-                    size_t errlen) {
+static int fit_file(const char *path, int64_t max_pixels, cg_png_as_t as, cg_exif_t exif,
+                    fit_t *f, char *err, size_t errlen) {
   cg_png_sink_t sink = {fit_begin, fit_row, f};
   int rc = as == CG_PNG_AS_RGB
-               ? cg_image_read_rows(path, max_pixels, min_side(f), &sink, &f->fh, &f->fw,
+               ? cg_image_read_rows(path, max_pixels, min_side(f), exif, &sink, &f->fh, &f->fw,
                                     &f->scale, err, errlen)
                : cg_image_read_mask_rows(path, max_pixels, as, &sink, err, errlen);
   if (!rc && !f->crop) pad_rows(f, 0); /* a zoom-out window's rows below the file */
@@ -462,7 +462,7 @@ int cg_fit_pair(const char *image, const char *mask, const cg_fit_opts_t *o, uin
     CG_ASSERT(o->win && !whole);
     fi.fh = o->expect_h;
     fi.fw = o->expect_w;
-  } else if (fit_file(image, o->max_pixels, CG_PNG_AS_RGB, &fi, err, errlen)) {
+  } else if (fit_file(image, o->max_pixels, CG_PNG_AS_RGB, o->exif, &fi, err, errlen)) {
     return -1;
   }
   if (h) *h = fi.fh;
@@ -481,9 +481,9 @@ int cg_fit_pair(const char *image, const char *mask, const cg_fit_opts_t *o, uin
   int nclass = o->nclass < 1 ? 1 : o->nclass, ignore = o->ignore;
   if (ignore < nclass) ignore = -1; /* a class id is never the ignore label */
   if (nclass == 1 && ignore < 0 && !o->map) /* binary: any value > 0 (any colour) is foreground */
-    return fit_file(mask, o->max_pixels, CG_PNG_AS_MASK, &fm, err, errlen);
+    return fit_file(mask, o->max_pixels, CG_PNG_AS_MASK, CG_EXIF_STORED, &fm, err, errlen);
   fm.nclass = nclass;
   fm.ignore = ignore;
   fm.map = o->map;
-  return fit_file(mask, o->max_pixels, CG_PNG_AS_LABEL, &fm, err, errlen);
+  return fit_file(mask, o->max_pixels, CG_PNG_AS_LABEL, CG_EXIF_STORED, &fm, err, errlen);
 }

@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "jpeg_io.h"  /* cg_exif_t */
 #include "labelmap.h"
 
 /* Resamples the window [x0, x0+ww) x [y0, y0+wh) of src (sh x sw, in pixels; pixel (x, y)
@@ -67,6 +68,7 @@ typedef struct {
   int mask_native;        /* with out_h, out_w: the mask at the file's own size instead (out_mask
                              expect_h*expect_w bytes, pixel for pixel, labels read as below): the
                              ground truth a full-resolution score (--val-mode full) needs */
+  cg_exif_t exif;         /* a JPEG image's EXIF orientation applied or not (masks: as stored) */
 } cg_fit_opts_t;
 
 /* The size of a whole h x w image scaled so that its shorter side is size: *oh x *ow, the longer

@@ -45,7 +45,7 @@ void cg_image_size_mismatch(const char *image, int h, int w, int mh, int mw, cha
   int o = 0, fh, fw;
   char tmp[256], why[320] = "";
   const int swapped = mh == w && mw == h && mh != mw && cg_image_is_jpeg(image);
-  if (swapped) cg_jpeg_read_header(image, 0, &fh, &fw, &o, tmp, sizeof tmp);
+  if (swapped) cg_jpeg_read_header(image, 0, CG_EXIF_STORED, &fh, &fw, &o, tmp, sizeof tmp);
   if (swapped && o >= 5)
     snprintf(why, sizeof why, " (sides swapped: its EXIF orientation %d says a viewer shows it %s; "
              "it is read as stored, as by PIL without ImageOps.exif_transpose: save the image "
@@ -113,12 +113,12 @@ int cg_image_has_ext(const char *name, size_t *stem) {
   return 0;
 }
 
-int cg_image_read_size(const char *path, int64_t max_pixels, int *h, int *w, int *orient,
-                       char *err, size_t errlen) {
+int cg_image_read_size(const char *path, int64_t max_pixels, cg_exif_t exif, int *h, int *w,
+                       int *orient, char *err, size_t errlen) {
   if (orient) *orient = 0;
   switch (sniff(path, err, errlen)) {
   case K_PNG: return cg_png_read_size(path, max_pixels, h, w, err, errlen);
-  case K_JPEG: return cg_jpeg_read_header(path, max_pixels, h, w, orient, err, errlen);
+  case K_JPEG: return cg_jpeg_read_header(path, max_pixels, exif, h, w, orient, err, errlen);
   case K_GIF: return cg_gif_read_size(path, max_pixels, CG_PNG_AS_RGB, h, w, err, errlen);
   case K_TIFF: return cg_tiff_read_size(path, max_pixels, CG_PNG_AS_RGB, h, w, err, errlen);
   case K_BMP: return cg_bmp_read_size(path, max_pixels, CG_PNG_AS_RGB, h, w, err, errlen);
@@ -130,16 +130,14 @@ int cg_image_read_size(const char *path, int64_t max_pixels, int *h, int *w, int
 typedef struct {
   const cg_png_sink_t *inner;
   int *full_h, *full_w, *scale;
-  int jpeg, min_side;
-  int fh, fw; /* JPEG: the file's size, set by the decoder before begin */
+  const cg_jpeg_read_t *jpeg; /* NULL: another format (its size as decoded, scale 8) */
 } outer_t;
 
 static int outer_begin(void *ctx, int h, int w, char *why, size_t whylen) {
   outer_t *o = ctx;
-  const int fh = o->jpeg ? o->fh : h, fw = o->jpeg ? o->fw : w;
-  if (o->full_h) *o->full_h = fh;
-  if (o->full_w) *o->full_w = fw;
-  if (o->scale) *o->scale = o->jpeg ? cg_jpeg_scale(fh, fw, o->min_side) : 8;
+  if (o->full_h) *o->full_h = o->jpeg ? o->jpeg->full_h : h;
+  if (o->full_w) *o->full_w = o->jpeg ? o->jpeg->full_w : w;
+  if (o->scale) *o->scale = o->jpeg ? o->jpeg->scale : 8;
   return o->inner->begin ? o->inner->begin(o->inner->ctx, h, w, why, whylen) : 0;
 }
 
@@ -148,16 +146,16 @@ static int outer_row(void *ctx, int y, const uint8_t *px, char *why, size_t whyl
   return o->inner->row(o->inner->ctx, y, px, why, whylen);
 }
 
-int cg_image_read_rows(const char *path, int64_t max_pixels, int min_side,
+int cg_image_read_rows(const char *path, int64_t max_pixels, int min_side, cg_exif_t exif,
                        const cg_png_sink_t *sink, int *full_h, int *full_w, int *scale,
                        char *err, size_t errlen) {
   const int kind = sniff(path, err, errlen);
   if (kind < 0) return -1;
-  outer_t o = {sink, full_h, full_w, scale, kind == K_JPEG, min_side, 0, 0};
+  cg_jpeg_read_t r = {.max_pixels = max_pixels, .min_side = min_side, .exif = exif};
+  outer_t o = {sink, full_h, full_w, scale, kind == K_JPEG ? &r : NULL};
   const cg_png_sink_t s = {outer_begin, outer_row, &o};
   switch (kind) {
-  case K_JPEG:
-    return cg_jpeg_read_rows(path, NULL, 0, max_pixels, min_side, &s, &o.fh, &o.fw, err, errlen);
+  case K_JPEG: return cg_jpeg_read_rows(path, NULL, 0, &r, &s, err, errlen);
   case K_GIF: return cg_gif_read_rows(path, max_pixels, CG_PNG_AS_RGB, &s, err, errlen);
   case K_TIFF: return cg_tiff_read_rows(path, max_pixels, CG_PNG_AS_RGB, &s, err, errlen);
   case K_BMP: return cg_bmp_read_rows(path, max_pixels, CG_PNG_AS_RGB, &s, err, errlen);
@@ -165,11 +163,11 @@ int cg_image_read_rows(const char *path, int64_t max_pixels, int min_side,
   }
 }
 
-int cg_image_read_rgb(const char *path, int64_t max_pixels, uint8_t **rgb, int *h, int *w,
-                      char *err, size_t errlen) {
+int cg_image_read_rgb(const char *path, int64_t max_pixels, cg_exif_t exif, uint8_t **rgb,
+                      int *h, int *w, char *err, size_t errlen) {
   cg_png_whole_t t = {NULL, 3, 0, 0};
   const cg_png_sink_t s = {cg_png_whole_begin, cg_png_whole_row, &t};
-  if (cg_image_read_rows(path, max_pixels, 0, &s, NULL, NULL, NULL, err, errlen)) {
+  if (cg_image_read_rows(path, max_pixels, 0, exif, &s, NULL, NULL, NULL, err, errlen)) {
     free(t.px);
     return -1;
   }
@@ -230,8 +228,8 @@ int cg_image_read_mask_rows(const char *path, int64_t max_pixels, cg_png_as_t as
   }
   jmask_t j = {sink, NULL, 0};
   const cg_png_sink_t s = {jmask_begin, jmask_row, &j};
-  int fh, fw;
-  const int rc = cg_jpeg_read_rows(path, NULL, 0, max_pixels, 0, &s, &fh, &fw, err, errlen);
+  cg_jpeg_read_t r = {.max_pixels = max_pixels};
+  const int rc = cg_jpeg_read_rows(path, NULL, 0, &r, &s, err, errlen);
   free(j.row);
   return rc;
 }

@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "jpeg_io.h" /* cg_exif_t */
 #include "png_io.h"
 
 /* 1 when the file starts like a JPEG, 0 otherwise (also when it cannot be read). */
@@ -56,24 +57,26 @@ int cg_image_list_dir(const char *flag, const char *dir, const char *clash, char
                       char *err, size_t errlen);
 
 /* Width and height from the header (PNG IHDR, JPEG SOF, GIF screen, TIFF first page, BMP) within
- * the pixel limit; *orient (optional) a JPEG's EXIF orientation (cg_jpeg_read_header: 1..8, 0
- * for none and for the other formats), which no reader here applies. */
-int cg_image_read_size(const char *path, int64_t max_pixels, int *h, int *w, int *orient,
-                       char *err, size_t errlen);
+ * the pixel limit, a JPEG's as exif reads it (cg_exif_t: turned or as stored); *orient
+ * (optional) a JPEG's EXIF orientation (1..8; 0 for none and for the other formats). */
+int cg_image_read_size(const char *path, int64_t max_pixels, cg_exif_t exif, int *h, int *w,
+                       int *orient, char *err, size_t errlen);
 
 /* What an EXIF orientation o (1..8) asks a viewer to do to the stored pixels, for messages
  * ("turned 90 degrees clockwise"); "" for 0 and 1. */
 const char *cg_image_orientation_text(int o);
 
-/* The whole image at full size as RGB8: *rgb (h*w*3) is the caller's to free. */
-int cg_image_read_rgb(const char *path, int64_t max_pixels, uint8_t **rgb, int *h, int *w,
-                      char *err, size_t errlen);
+/* The whole image at full size as RGB8 (a JPEG as exif reads it): *rgb (h*w*3) is the caller's
+ * to free. */
+int cg_image_read_rgb(const char *path, int64_t max_pixels, cg_exif_t exif, uint8_t **rgb,
+                      int *h, int *w, char *err, size_t errlen);
 
 /* Row by row as RGB8 into sink (cg_png_read_rows / cg_jpeg_read_rows); min_side > 0 lets a
- * JPEG decode at a reduced DCT scale keeping both sides >= min_side (PNG ignores it). sink->begin
- * gets the decoded size; before it, *full_h, *full_w (optional) get the file's and *scale
- * (optional) the M of the scale M/8 it is decoded at (cg_jpeg_scale; 8: full size). */
-int cg_image_read_rows(const char *path, int64_t max_pixels, int min_side,
+ * JPEG decode at a reduced DCT scale keeping both sides >= min_side (PNG ignores it), and exif
+ * says whether its orientation turns it. sink->begin gets the decoded size; before it,
+ * *full_h, *full_w (optional) get the file's (turned) and *scale (optional) the M of the scale
+ * M/8 it is decoded at (cg_jpeg_read_t.scale; 8: full size). */
+int cg_image_read_rows(const char *path, int64_t max_pixels, int min_side, cg_exif_t exif,
                        const cg_png_sink_t *sink, int *full_h, int *full_w, int *scale,
                        char *err, size_t errlen);
 

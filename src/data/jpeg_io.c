@@ -137,12 +137,39 @@ typedef struct {
   const char *name;
   const uint8_t *mem;
   size_t len;
-  int64_t max_pixels;
-  int min_side;
-  const cg_png_sink_t *sink; /* NULL: the size only */
-  int h, w;                  /* the file's size, once the header is read */
-  int *orient;               /* the EXIF orientation wanted here (NULL: not looked for) */
+  cg_jpeg_read_t *r;         /* how to read; what was found (full_h, full_w, scale, orient) */
+  const cg_png_sink_t *sink; /* NULL: the header only */
 } job_t;
+
+/* Orientation o mirrors the stored x (columns) or y (rows) axis. */
+static int flips_x(int o) { return o == 2 || o == 3 || o == 7 || o == 8; }
+static int flips_y(int o) { return o == 3 || o == 4 || o == 6 || o == 7; }
+
+/* The DCT scale M/8 of a turned decode: at least want, and exact on every mirrored axis (side x
+ * M a multiple of 8), so that a scaled pixel mirrored still covers its own part of the file and
+ * a scaled decode stays aligned with its mask (a 4032x3024 photo keeps 1/8). */
+static int turned_scale(int h, int w, int o, int want) {
+  int m = want;
+  while (m < 8 && ((flips_x(o) && (int64_t)w * m % 8) || (flips_y(o) && (int64_t)h * m % 8))) m++;
+  return m;
+}
+
+/* Row y of the h x w image that orientation o makes of the stored sh x sw pixels px (RGB8). */
+static void turned_row(const uint8_t *px, int sh, int sw, int o, int y, int w, uint8_t *out) {
+  for (int x = 0; x < w; x++) {
+    int sx, sy;
+    if (o >= 5) { /* rows and columns swapped: x runs along the stored y axis */
+      sx = y;
+      sy = x;
+    } else {
+      sx = x;
+      sy = y;
+    }
+    if (flips_x(o)) sx = sw - 1 - sx;
+    if (flips_y(o)) sy = sh - 1 - sy;
+    memcpy(out + 3 * (size_t)x, px + 3 * ((size_t)sy * sw + sx), 3);
+  }
+}
 
 /* The first EXIF orientation among the saved APP1 markers (0: none). */
 static int marker_orientation(jpeg_saved_marker_ptr m) {
@@ -159,11 +186,12 @@ static int marker_orientation(jpeg_saved_marker_ptr m) {
 static int decode(job_t *j, FILE *f, jerr_t *e) {
   struct jpeg_decompress_struct cinfo;
   struct jpeg_progress_mgr progress = {on_progress, 0, 0, 0, 0};
-  uint8_t *volatile row = NULL;
+  uint8_t *volatile row = NULL, *volatile all = NULL;
   cinfo.err = &e->pub;
   if (setjmp(e->jb)) {
     jpeg_destroy_decompress(&cinfo);
     free(row);
+    free(all);
     return -1;
   }
   jpeg_create_decompress(&cinfo);
@@ -172,12 +200,15 @@ static int decode(job_t *j, FILE *f, jerr_t *e) {
   else jpeg_stdio_src(&cinfo, f);
   /* IFD0 and its orientation entry lie in an EXIF segment's first bytes; a longer segment is
    * cut there (what libjpeg keeps is bounded by the markers' count x this) */
-  if (j->orient) jpeg_save_markers(&cinfo, JPEG_APP0 + 1, 4096);
+  cg_jpeg_read_t *r = j->r;
+  if (!j->mem) jpeg_save_markers(&cinfo, JPEG_APP0 + 1, 4096); /* a shard's record: as stored */
   jpeg_read_header(&cinfo, TRUE);
-  j->h = (int)cinfo.image_height;
-  j->w = (int)cinfo.image_width;
-  if (j->orient) *j->orient = marker_orientation(cinfo.marker_list);
-  if (cg_image_over_limit(cinfo.image_width, cinfo.image_height, j->max_pixels, e->msg,
+  const int o = j->mem ? 0 : marker_orientation(cinfo.marker_list);
+  const int turn = r->exif == CG_EXIF_APPLY && o > 1 ? o : 0;
+  r->orient = o;
+  r->full_h = (int)(turn >= 5 ? cinfo.image_width : cinfo.image_height);
+  r->full_w = (int)(turn >= 5 ? cinfo.image_height : cinfo.image_width);
+  if (cg_image_over_limit(cinfo.image_width, cinfo.image_height, r->max_pixels, e->msg,
                           sizeof e->msg)) {
     e->refused = 1;
     longjmp(e->jb, 1);
@@ -188,19 +219,25 @@ static int decode(job_t *j, FILE *f, jerr_t *e) {
   }
   const int cmyk = cinfo.jpeg_color_space == JCS_CMYK || cinfo.jpeg_color_space == JCS_YCCK;
   cinfo.out_color_space = cmyk ? JCS_CMYK : JCS_RGB;
-  cinfo.scale_num = (unsigned)cg_jpeg_scale((int)cinfo.image_height, (int)cinfo.image_width,
-                                            j->min_side);
+  const int sh = (int)cinfo.image_height, sw = (int)cinfo.image_width;
+  const int m = cg_jpeg_scale(sh, sw, r->min_side);
+  r->scale = turn ? turned_scale(sh, sw, turn, m) : m;
+  cinfo.scale_num = (unsigned)r->scale;
   cinfo.scale_denom = 8;
   jpeg_start_decompress(&cinfo);
   const unsigned ow = cinfo.output_width, oh = cinfo.output_height;
   if (cinfo.output_components != (cmyk ? 4 : 3)) ERREXIT(&cinfo, JERR_CONVERSION_NOTIMPL);
-  if (j->sink->begin && j->sink->begin(j->sink->ctx, (int)oh, (int)ow, e->msg, sizeof e->msg)) {
+  const int th = (int)(turn >= 5 ? ow : oh), tw = (int)(turn >= 5 ? oh : ow); /* as handed out */
+  if (j->sink->begin && j->sink->begin(j->sink->ctx, th, tw, e->msg, sizeof e->msg)) {
     e->refused = 1;
     longjmp(e->jb, 1);
   }
-  row = malloc((size_t)ow * cinfo.output_components);
-  if (!row) {
-    snprintf(e->msg, sizeof e->msg, "out of memory for a row");
+  /* turned: the decoded image is kept whole (within the pixel limit), then handed out row by
+   * row as the orientation turns it */
+  row = malloc((size_t)(ow > oh ? ow : oh) * cinfo.output_components);
+  if (turn) all = malloc((size_t)oh * ow * 3);
+  if (!row || (turn && !all)) {
+    snprintf(e->msg, sizeof e->msg, "out of memory for %s", turn ? "the image" : "a row");
     longjmp(e->jb, 1);
   }
   while (cinfo.output_scanline < oh) {
@@ -208,14 +245,23 @@ static int decode(job_t *j, FILE *f, jerr_t *e) {
     JSAMPROW rp = row;
     if (jpeg_read_scanlines(&cinfo, &rp, 1) != 1) ERREXIT(&cinfo, JERR_INPUT_EMPTY);
     if (cmyk) cmyk_to_rgb(row, ow, cinfo.saw_Adobe_marker);
-    if (j->sink->row(j->sink->ctx, y, row, e->msg, sizeof e->msg)) {
+    if (turn) memcpy(all + (size_t)y * ow * 3, row, (size_t)ow * 3);
+    else if (j->sink->row(j->sink->ctx, y, row, e->msg, sizeof e->msg)) {
       e->refused = 1;
       longjmp(e->jb, 1);
     }
   }
   jpeg_finish_decompress(&cinfo); /* reads up to EOI: a file cut after the last row fails */
+  for (int y = 0; turn && y < th; y++) {
+    turned_row(all, (int)oh, (int)ow, turn, y, tw, row);
+    if (j->sink->row(j->sink->ctx, y, row, e->msg, sizeof e->msg)) {
+      e->refused = 1;
+      longjmp(e->jb, 1);
+    }
+  }
   jpeg_destroy_decompress(&cinfo);
   free(row);
+  free(all);
   return 0;
 }
 
@@ -248,52 +294,25 @@ static int run(job_t *j, char *err, size_t errlen) {
   return rc;
 }
 
-int cg_jpeg_read_header(const char *path, int64_t max_pixels, int *h, int *w, int *orient,
-                        char *err, size_t errlen) {
-  int o = 0;
-  job_t j = {path, NULL, 0, max_pixels, 0, NULL, 0, 0, &o};
+int cg_jpeg_read_header(const char *path, int64_t max_pixels, cg_exif_t exif, int *h, int *w,
+                        int *orient, char *err, size_t errlen) {
+  cg_jpeg_read_t r = {.max_pixels = max_pixels, .exif = exif};
+  job_t j = {path, NULL, 0, &r, NULL};
   if (run(&j, err, errlen)) return -1;
-  *h = j.h;
-  *w = j.w;
-  if (orient) *orient = o;
+  *h = r.full_h;
+  *w = r.full_w;
+  if (orient) *orient = r.orient;
   return 0;
 }
 
 int cg_jpeg_read_size(const char *path, int64_t max_pixels, int *h, int *w, char *err,
                       size_t errlen) {
-  job_t j = {path, NULL, 0, max_pixels, 0, NULL, 0, 0, NULL};
-  if (run(&j, err, errlen)) return -1;
-  *h = j.h;
-  *w = j.w;
-  return 0;
+  return cg_jpeg_read_header(path, max_pixels, CG_EXIF_STORED, h, w, NULL, err, errlen);
 }
 
-/* Passes the file's size out before the caller's begin runs. */
-typedef struct {
-  const cg_png_sink_t *inner;
-  job_t *job;
-  int *full_h, *full_w;
-} outer_t;
-
-static int outer_begin(void *ctx, int h, int w, char *why, size_t whylen) {
-  outer_t *o = ctx;
-  if (o->full_h) *o->full_h = o->job->h;
-  if (o->full_w) *o->full_w = o->job->w;
-  return o->inner->begin ? o->inner->begin(o->inner->ctx, h, w, why, whylen) : 0;
-}
-
-static int outer_row(void *ctx, int y, const uint8_t *px, char *why, size_t whylen) {
-  outer_t *o = ctx;
-  return o->inner->row(o->inner->ctx, y, px, why, whylen);
-}
-
-int cg_jpeg_read_rows(const char *name, const uint8_t *mem, size_t len, int64_t max_pixels,
-                      int min_side, const cg_png_sink_t *sink, int *full_h, int *full_w, char *err,
-                      size_t errlen) {
-  job_t j = {name, mem, len, max_pixels, min_side, NULL, 0, 0, NULL};
-  outer_t o = {sink, &j, full_h, full_w};
-  const cg_png_sink_t s = {outer_begin, outer_row, &o};
-  j.sink = &s;
+int cg_jpeg_read_rows(const char *name, const uint8_t *mem, size_t len, cg_jpeg_read_t *r,
+                      const cg_png_sink_t *sink, char *err, size_t errlen) {
+  job_t j = {name, mem, len, r, sink};
   return run(&j, err, errlen);
 }
 
@@ -301,14 +320,14 @@ int cg_jpeg_read_rgb(const char *path, int64_t max_pixels, uint8_t **rgb, int *h
                      char *err, size_t errlen) {
   cg_png_whole_t t = {NULL, 3, 0, 0};
   const cg_png_sink_t sink = {cg_png_whole_begin, cg_png_whole_row, &t};
-  int hh = 0, ww = 0;
-  if (cg_jpeg_read_rows(path, NULL, 0, max_pixels, 0, &sink, &hh, &ww, err, errlen)) {
+  cg_jpeg_read_t r = {.max_pixels = max_pixels};
+  if (cg_jpeg_read_rows(path, NULL, 0, &r, &sink, err, errlen)) {
     free(t.px);
     return -1;
   }
   *rgb = t.px;
-  *h = hh;
-  *w = ww;
+  *h = r.full_h;
+  *w = r.full_w;
   return 0;
 }
 
@@ -399,22 +418,19 @@ int cg_jpeg_read_size(const char *path, int64_t max_pixels, int *h, int *w, char
   return no_jpeg(path, err, errlen);
 }
 
-int cg_jpeg_read_header(const char *path, int64_t max_pixels, int *h, int *w, int *orient,
-                        char *err, size_t errlen) {
+int cg_jpeg_read_header(const char *path, int64_t max_pixels, cg_exif_t exif, int *h, int *w,
+                        int *orient, char *err, size_t errlen) {
+  (void)exif;
   (void)orient;
   return cg_jpeg_read_size(path, max_pixels, h, w, err, errlen);
 }
 
-int cg_jpeg_read_rows(const char *name, const uint8_t *mem, size_t len, int64_t max_pixels,
-                      int min_side, const cg_png_sink_t *sink, int *full_h, int *full_w, char *err,
-                      size_t errlen) {
+int cg_jpeg_read_rows(const char *name, const uint8_t *mem, size_t len, cg_jpeg_read_t *r,
+                      const cg_png_sink_t *sink, char *err, size_t errlen) {
   (void)mem;
   (void)len;
-  (void)max_pixels;
-  (void)min_side;
+  (void)r;
   (void)sink;
-  (void)full_h;
-  (void)full_w;
   return no_jpeg(name, err, errlen);
 }
 

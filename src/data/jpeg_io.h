@@ -31,15 +31,21 @@
 /* 1 when the n bytes at p start like a JPEG file (SOI marker then another marker). */
 int cg_jpeg_sniff(const uint8_t *p, size_t n);
 
-/* Width and height from the frame header only (no pixel is decoded). */
+/* What is made of a file's EXIF orientation (cg_jpeg_exif_orientation). CG_EXIF_STORED: nothing,
+ * the pixels as stored (PIL's Image.open, torchvision's decode_jpeg). CG_EXIF_APPLY: the image
+ * turned and mirrored as a viewer shows it, and as a labelling tool drawing a mask over it sees
+ * it (PIL's ImageOps.exif_transpose; OpenCV's imread): sizes, rows and DCT scaling are those of
+ * the turned image. Files only: a JPEG in memory (a shard's record, already turned when it was
+ * packed) is read as stored. */
+typedef enum { CG_EXIF_STORED = 0, CG_EXIF_APPLY = 1 } cg_exif_t;
+
+/* Width and height from the frame header only (no pixel is decoded), as stored. */
 int cg_jpeg_read_size(const char *path, int64_t max_pixels, int *h, int *w, char *err,
                       size_t errlen);
-/* The same, and *orient the file's EXIF orientation (exif_orientation below; 0 without one).
- * Every reader here decodes the pixels as stored, whatever the orientation says (as PIL's
- * Image.open and torchvision's decode_jpeg do); a viewer, and a labelling tool drawing a mask
- * over what it shows, applies it. */
-int cg_jpeg_read_header(const char *path, int64_t max_pixels, int *h, int *w, int *orient,
-                        char *err, size_t errlen);
+/* The same as exif reads it (turned: sides swapped for orientations 5..8), and *orient
+ * (optional) the file's EXIF orientation (0 without one). */
+int cg_jpeg_read_header(const char *path, int64_t max_pixels, cg_exif_t exif, int *h, int *w,
+                        int *orient, char *err, size_t errlen);
 
 /* The orientation (TIFF tag 274, 1..8: 1 as stored, 3 turned 180 degrees, 6 and 8 turned a
  * quarter, 2, 4, 5, 7 mirrored) that an APP1 segment's n bytes at p ("Exif\0\0", then a TIFF
@@ -54,18 +60,28 @@ int cg_jpeg_exif_orientation(const uint8_t *p, size_t n);
  * fitted in the file's coordinates through this factor, not through its rounded-up size. */
 int cg_jpeg_scale(int h, int w, int min_side);
 
+/* How cg_jpeg_read_rows reads (in), and what it found (out, set before sink->begin runs). */
+typedef struct {
+  int64_t max_pixels; /* in: the pixel limit (<= 0: none) */
+  int min_side;       /* in: > 0 enables DCT scaling (below); <= 0: full size */
+  cg_exif_t exif;     /* in: the EXIF orientation applied or not (a file's only) */
+  int full_h, full_w; /* out: the file's size (turned, as exif reads it) */
+  int scale;          /* out: the M of the scale M/8 decoded at */
+  int orient;         /* out: the file's EXIF orientation (0: none, or data in memory) */
+} cg_jpeg_read_t;
+
 /* Decodes a JPEG row by row into sink (RGB8 rows). The input is the file `name`, or, when mem
- * is not NULL, the len bytes at mem (name then only labels messages). min_side > 0 enables
+ * is not NULL, the len bytes at mem (name then only labels messages). r->min_side > 0 enables
  * libjpeg's DCT scaling: the image is decoded at the scale M/8 of cg_jpeg_scale, so a
  * 4000x3000 photo for a 256 network decodes at 1/8 (500x375, libjpeg rounding sides up) in
- * about a tenth of the time; min_side <= 0 decodes at full size. sink->begin gets the decoded
- * (scaled) size; *full_h, *full_w (optional) get the file's own size, set before sink->begin
- * is called. */
-int cg_jpeg_read_rows(const char *name, const uint8_t *mem, size_t len, int64_t max_pixels,
-                      int min_side, const cg_png_sink_t *sink, int *full_h, int *full_w, char *err,
-                      size_t errlen);
+ * about a tenth of the time. A turned image (CG_EXIF_APPLY, orientation 2..8) is decoded whole,
+ * then handed out as turned, at the least M >= cg_jpeg_scale's that divides each mirrored side
+ * exactly (side x M a multiple of 8: a scaled pixel mirrored covers the same part of the file;
+ * 8 at worst, a full decode). sink->begin gets the decoded (scaled, turned) size. */
+int cg_jpeg_read_rows(const char *name, const uint8_t *mem, size_t len, cg_jpeg_read_t *r,
+                      const cg_png_sink_t *sink, char *err, size_t errlen);
 
-/* The whole image at full size: *rgb (h*w*3) is the caller's to free. */
+/* The whole image at full size, as stored: *rgb (h*w*3) is the caller's to free. */
 int cg_jpeg_read_rgb(const char *path, int64_t max_pixels, uint8_t **rgb, int *h, int *w,
                      char *err, size_t errlen);
 

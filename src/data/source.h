@@ -53,9 +53,9 @@ struct cg_source {
    * owned by the source; npal 0: gray masks, synthetic data or a shard. */
   int npal;
   const uint8_t *palette;
-  /* Images whose EXIF orientation asks a viewer to turn or mirror them (JPEG, 2..8), which
-   * are read as stored (image_io.h): their count, the first one's path (owned by the source)
-   * and orientation, for a warning at start-up; 0 / NULL: none (and every other source). */
+  /* Images whose EXIF orientation asks a viewer to turn or mirror them (JPEG, 2..8; read as
+   * cg_source_opts_t.exif says): their count, the first one's path (owned by the source) and
+   * orientation, for a word at start-up; 0 / NULL: none (and every other source). */
   int64_t exif_turned;
   const char *exif_first;
   int exif_orient;
@@ -138,6 +138,8 @@ typedef struct {
                                      none, without one), which it holds applied */
   int shard_labels;      /* a shard that records its labels (.cgds version 3) is read with
                             them instead of nclass / ignore: for tools that only time the data */
+  cg_exif_t exif;        /* image files: a JPEG's EXIF orientation applied (sizes and pixels
+                            turned) or not (--exif-orientation) */
 } cg_source_opts_t;
 
 /* PNG directory: DIR/images/NAME.png with DIR/masks/NAME.png (see source_png.c for the rules).

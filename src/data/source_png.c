@@ -50,6 +50,7 @@ typedef struct {
   cg_labelmap_t map;   /* --label-map, when has_map */
   int has_map;
   char *exif_first;    /* base.exif_first */
+  cg_exif_t exif;      /* cg_source_opts_t.exif */
 } png_source_t;
 
 typedef struct {
@@ -129,7 +130,7 @@ static int png_load_win(cg_source_t *s, int64_t index, const cg_crop_t *win, uin
   const pair_t *p = &ps->pairs[index];
   const cg_fit_opts_t o = {.size = ps->size, .max_pixels = ps->max_pixels, .expect_h = p->h,
                            .expect_w = p->w, .nclass = ps->nclass, .ignore = ps->ignore,
-                           .map = ps->has_map ? &ps->map : NULL, .win = win};
+                           .map = ps->has_map ? &ps->map : NULL, .exif = ps->exif, .win = win};
   return cg_fit_pair(p->image, mask ? p->mask : NULL, &o, rgb, mask, NULL, NULL, err, errlen);
 }
 
@@ -150,7 +151,7 @@ int cg_source_png_load_whole(cg_source_t *s, int64_t index, int oh, int ow, uint
   const pair_t *p = &ps->pairs[index];
   const cg_fit_opts_t o = {.size = ps->size, .max_pixels = ps->max_pixels, .expect_h = p->h,
                            .expect_w = p->w, .nclass = ps->nclass, .ignore = ps->ignore,
-                           .map = ps->has_map ? &ps->map : NULL, .out_h = oh, .out_w = ow};
+                           .map = ps->has_map ? &ps->map : NULL, .exif = ps->exif, .out_h = oh, .out_w = ow};
   return cg_fit_pair(p->image, p->mask, &o, rgb, mask, NULL, NULL, err, errlen);
 }
 
@@ -195,7 +196,7 @@ static int png_full(cg_source_t *s, int64_t index, int *oh, int *ow, int *mh, in
   if (!rgb) return 0;
   const cg_fit_opts_t o = {.size = ps->size, .max_pixels = ps->max_pixels, .expect_h = p->h,
                            .expect_w = p->w, .nclass = ps->nclass, .ignore = ps->ignore,
-                           .map = ps->has_map ? &ps->map : NULL, .out_h = *oh, .out_w = *ow,
+                           .map = ps->has_map ? &ps->map : NULL, .exif = ps->exif, .out_h = *oh, .out_w = *ow,
                            .mask_native = 1};
   return cg_fit_pair(p->image, p->mask, &o, rgb, mask, NULL, NULL, err, errlen);
 }
@@ -215,10 +216,11 @@ int cg_source_png_image(const cg_source_t *s, int64_t index, const char **path, 
 /* The start-up check of one pair: both headers (within the pixel limit), equal sizes, and a
  * mask that can hold ids when they are read as labels (as cg_fit_pair reads them); *orient the
  * image's EXIF orientation. */
-static int check_pair(pair_t *p, int64_t max_pixels, int labels, int *orient, char *err,
-                      size_t errlen) {
+static int check_pair(pair_t *p, int64_t max_pixels, cg_exif_t exif, int labels, int *orient,
+                      char *err, size_t errlen) {
   int mh, mw;
-  if (cg_image_read_size(p->image, max_pixels, &p->h, &p->w, orient, err, errlen)) return -1;
+  if (cg_image_read_size(p->image, max_pixels, exif, &p->h, &p->w, orient, err, errlen))
+    return -1;
   if (cg_image_read_mask_size(p->mask, max_pixels, labels ? CG_PNG_AS_LABEL : CG_PNG_AS_MASK,
                               &mh, &mw, err, errlen))
     return -1;
@@ -256,6 +258,7 @@ static png_source_t *new_source(const cg_source_opts_t *o, size_t n) {
   ps->base.h = ps->base.w = o->size;
   ps->size = o->size;
   ps->max_pixels = o->max_pixels;
+  ps->exif = o->exif;
   ps->nclass = o->nclass;
   ps->ignore = o->ignore;
   ps->pairs = cg_calloc(n ? n : 1, sizeof(pair_t), "png pairs");
@@ -283,7 +286,7 @@ static int add_pair(png_source_t *ps, char *image, char *mask, char *name, const
   p->mask = mask;
   if (!name || !image || !mask) CG_FATAL("out of memory");
   int orient = 0;
-  if (check_pair(p, o->max_pixels, labels, &orient, err, errlen) == 0) {
+  if (check_pair(p, o->max_pixels, o->exif, labels, &orient, err, errlen) == 0) {
     if (orient > 1 && ps->base.exif_turned++ == 0) {
       ps->exif_first = strdup(image);
       if (!ps->exif_first) CG_FATAL("out of memory");

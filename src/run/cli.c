@@ -108,6 +108,13 @@ static const cg_opt_t g_opts[] = {
         "an image of more pixels (width x height, read from the file's header before "
         "anything is allocated) is a bad sample; the default is Pillow's decompression-bomb "
         "limit, about 9459 x 9459, far more than any image worth fitting to --image-size"),
+    CG_OPT_ROW_TEXT(STR, "exif-orientation", O(exif_orientation), "stored|apply", C_TRAIN, "E",
+        "a JPEG image's EXIF orientation (phone photos: how a viewer turns or mirrors it): "
+        "stored = the pixels as stored, as PIL's Image.open and torchvision read them (train "
+        "warns of the images a viewer turns); apply = as a viewer shows them, and as a "
+        "labelling tool (CVAT, LabelMe) drew their masks over them: PIL's "
+        "ImageOps.exif_transpose, OpenCV's imread (masks are read as stored; pack and predict "
+        "take the same flag; predict's default is the run's)"),
     CG_OPT_ROW_FLAG("check-data", O(check_data), C_TRAIN,
         "decode every sample once at start-up (split over the ranks and each rank's cores), list "
         "every bad file and a summary; then exit 2 if any is bad, or with --skip-bad train without "
@@ -488,6 +495,7 @@ void cg_cli_defaults(cg_config_t *c) {
   snprintf(c->lr_find_range, sizeof c->lr_find_range, "1e-08:1");
   c->crop_cat_max = 1;
   snprintf(c->flip, sizeof c->flip, "on");
+  snprintf(c->exif_orientation, sizeof c->exif_orientation, "stored");
   c->max_image_pixels = CG_PNG_DEFAULT_MAX_PIXELS;
   c->train_samples = 4096;
   c->val_samples = 512;

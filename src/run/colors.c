@@ -300,7 +300,7 @@ static int convert(const job_t *j, const char *in, tally_t *t, char *err, size_t
   }
   uint8_t *rgb = NULL;
   int h = 0, w = 0;
-  if (cg_image_read_rgb(in, j->max_pixels, &rgb, &h, &w, err, errlen)) return 2;
+  if (cg_image_read_rgb(in, j->max_pixels, CG_EXIF_STORED, &rgb, &h, &w, err, errlen)) return 2;
   const size_t n = (size_t)h * w;
   uint8_t *ids = cg_malloc(n, "class ids");
   uint32_t last = 0xFFFFFFFFu;

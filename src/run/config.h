@@ -8,6 +8,7 @@
 #include <string.h> /* strcmp: cg_cfg_sgd */
 
 #include "classnames.h" /* CG_CLASSNAMES_LEN */
+#include "jpeg_io.h"    /* cg_exif_t: --exif-orientation */
 #include "labelmap.h"   /* CG_LABELMAP_TABLE_LEN */
 
 #define CG_PATH_MAX 1024
@@ -54,6 +55,7 @@ typedef struct {
   double val_fraction;
   int skip_bad;
   int64_t max_image_pixels; /* a larger image (width x height) is a bad sample */
+  char exif_orientation[8]; /* --exif-orientation: stored | apply (cg_cfg_exif) */
   int check_data;      /* decode every sample once at start-up */
   int crop;            /* random-crop augmentation of real data (1 on, 0 off) */
   char crop_scale[48]; /* --crop-scale "A:B": the crop windows' side, of the shorter side */
@@ -180,6 +182,11 @@ static inline const float *cg_cfg_class_weight(const cg_config_t *c) {
 /* --class-weights balanced: the run counts them from --data's pixels (run_setup.c). */
 static inline int cg_cfg_class_weights_balanced(const cg_config_t *c) {
   return !strcmp(c->class_weights, "balanced");
+}
+
+/* --exif-orientation: what image files' JPEG EXIF orientation makes of their pixels. */
+static inline cg_exif_t cg_cfg_exif(const cg_config_t *c) {
+  return !strcmp(c->exif_orientation, "apply") ? CG_EXIF_APPLY : CG_EXIF_STORED;
 }
 
 /* --ohem-min-kept resolved: 0 is a fifth of a sample's pixels. */

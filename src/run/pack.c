@@ -28,6 +28,7 @@ static void pack_help(FILE *f, int size, long long max_pixels) {
   fprintf(f,
           "usage: cogpu-dist pack (--images DIR --masks DIR | --list FILE) --out FILE.cgds\n"
           "                       [--image-size N] [--store square|whole]\n"
+          "                       [--exif-orientation stored|apply]\n"
           "                       [--encoding raw|jpeg|png] [--quality Q]\n"
           "                       [--num-classes K] [--ignore-index I] [--label-map SPEC]\n"
           "                       [--max-image-pixels N]\n"
@@ -77,6 +78,10 @@ static void pack_help(FILE *f, int size, long long max_pixels) {
           "  --label-map SPEC   the masks' stored values turned into class ids before they are\n"
           "                     stored, as `train --label-map` does: reduce-zero (0 = ignore,\n"
           "                     v = v - 1: ADE20K) or a file of FROM TO lines ('* TO': the rest)\n"
+          "  --exif-orientation E\n"
+          "                     stored (default): a JPEG image's pixels as stored; apply: as its\n"
+          "                     EXIF orientation turns them in a viewer (as train's flag; the\n"
+          "                     shard holds them turned, so train it with either)\n"
           "  --max-image-pixels N\n"
           "                     refuse an image of more pixels (width x height, from its header,\n"
           "                     before anything is allocated; default %lld, Pillow's\n"
@@ -93,6 +98,7 @@ typedef struct {
   int64_t max_pixels;
   char encoding[8];
   char store[8];
+  char exif[8]; /* --exif-orientation */
 } popts_t;
 
 /* pack's options, on the engine every command line uses (opts.h): the same number rules,
@@ -108,6 +114,8 @@ static const cg_opt_t k_pack_opts[] = {
     CG_OPT_ROW_NUM(INT, "image-size", PO(size), 2, 8192, 0, "N", "side"),
     CG_OPT_ROW_TEXT(STR, "encoding", PO(encoding), "raw|jpeg|png", 0, "E", "record encoding"),
     CG_OPT_ROW_TEXT(STR, "store", PO(store), "square|whole", 0, "S", "record shape"),
+    CG_OPT_ROW_TEXT(STR, "exif-orientation", PO(exif), "stored|apply", 0, "E",
+                    "a JPEG's EXIF orientation applied or not"),
     CG_OPT_ROW_NUM(INT, "quality", PO(quality), 1, 100, 0, "Q", "JPEG quality"),
     CG_OPT_ROW_NUM(INT, "num-classes", PO(nclass), 1, 255, 0, "K", "classes"),
     CG_OPT_ROW_NUM(INT, "ignore-index", PO(ignore), -1, 255, 0, "I", "ignore label"),
@@ -119,7 +127,8 @@ int cg_pack_main(int argc, char **argv) {
   cg_config_t defaults;
   cg_cli_defaults(&defaults);
   popts_t o = {.size = defaults.image_size, .quality = 90, .nclass = 1, .ignore = -2,
-               .max_pixels = defaults.max_image_pixels, .encoding = "raw", .store = "square"};
+               .max_pixels = defaults.max_image_pixels, .encoding = "raw", .store = "square",
+               .exif = "stored"};
   const cg_opts_set_t set = {k_pack_opts, sizeof k_pack_opts / sizeof k_pack_opts[0], 0, &o, 0};
   char err[1024];
   const int prc = cg_opts_parse(&set, 1, argc - 1, argv + 1, "pack", "cogpu-dist pack", err,
@@ -168,7 +177,8 @@ int cg_pack_main(int argc, char **argv) {
   double t0 = cg_now();
   const int whole = !strcmp(o.store, "whole");
   const cg_cgds_pack_opts_t po = {o.size, o.max_pixels, encoding, o.quality, 0, nclass, ignore,
-                                  o.label_map ? &lm : NULL, whole};
+                                  o.label_map ? &lm : NULL, whole,
+                                  !strcmp(o.exif, "apply") ? CG_EXIF_APPLY : CG_EXIF_STORED};
   int rc = cg_cgds_pack_opts(o.list ? o.list : o.images, o.list ? NULL : o.masks, o.out, &po,
                              &pack_cancel, &st, err, sizeof err);
   double dt = cg_now() - t0;

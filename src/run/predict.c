@@ -80,6 +80,8 @@ typedef struct {
   char scales_arg[256]; /* --scales F[,F...] */
   double scale[PREDICT_MAX_SCALES]; /* parsed: factors of the --resize side */
   int nscale;
+  char exif_arg[8];     /* --exif-orientation stored|apply ("" = the run's) */
+  cg_exif_t exif;       /* resolved (resolve_exif) */
 } popts_t;
 
 static void usage(FILE *f) {
@@ -89,7 +91,7 @@ static void usage(FILE *f) {
           "         [--resize auto|fit|native|S] [--scales F[,F...]] [--tile-overlap F] [--flip]\n"
           "         [--save-probs] [--overlay [--overlay-alpha A]] [--max-image-pixels N]\n"
           "         [--label-map SPEC] [--scores-out FILE] [--confusion-out FILE]\n"
-          "         [--class-names LIST|FILE|none]\n"
+          "         [--class-names LIST|FILE|none] [--exif-orientation E]\n"
           "  runs the model of a checkpoint on every image of the --input directory (*.png, *.jpg,\n"
           "  *.jpeg, *.gif, *.tif, *.tiff, *.bmp in any letter case), or every image a text LIST\n"
           "  names (IMAGE or IMAGE MASK lines, as train --data LIST reads them; its masks are\n"
@@ -167,7 +169,10 @@ static void usage(FILE *f) {
           "                 --resize view has more [%lld, Pillow's bomb limit]\n"
           "  --label-map SPEC  the ground truth's values turned into class ids before they are\n"
           "                 scored, as train --label-map does [the run's, from the checkpoint;\n"
-          "                 none: the values are the ids]\n",
+          "                 none: the values are the ids]\n"
+          "  --exif-orientation E  stored: a JPEG's pixels as stored; apply: as its EXIF\n"
+          "                 orientation turns them in a viewer (its output and overlay\n"
+          "                 then have the turned size), as train's flag [the run's]\n",
           PREDICT_MAX_SIDE, PREDICT_MAX_SCALES, PREDICT_DEFAULT_OVERLAP,
           (long long)CG_PNG_DEFAULT_MAX_PIXELS);
 }
@@ -409,6 +414,8 @@ static const cg_opt_t k_popts[] = {
      "mask values to class ids"},
     {"resize", CG_OPT_STR, PO(resize), 0, 0, CG_OPT_REQUIRED, NULL, 0, "auto|fit|native|S",
      "the scale images are predicted at"},
+    {"exif-orientation", CG_OPT_STR, PO(exif_arg), 0, 0, CG_OPT_REQUIRED, "stored|apply", 0, "E",
+     "a JPEG's EXIF orientation applied or not"},
 };
 
 /* --scales F[,F...]: 1 to PREDICT_MAX_SCALES factors in [0.1, 8] (default 1). */
@@ -469,6 +476,18 @@ static int parse(int argc, char **argv, popts_t *o, char *err, size_t errlen) {
   }
   if (o->alpha < 0) o->alpha = 0.5;
   return parse_scales(o, err, errlen);
+}
+
+/* --exif-orientation: as given, else the run's (its checkpoint's settings; stored before the
+ * flag existed). */
+static void resolve_exif(popts_t *o, const cg_ckpt_info_t *info) {
+  char jerr[128], run[8] = "stored";
+  cg_json_t *j = info->settings[0] ? cg_json_parse(info->settings, jerr, sizeof jerr) : NULL;
+  if (j && j->type == CG_JSON_OBJ)
+    snprintf(run, sizeof run, "%s", cg_json_str(j, "exif-orientation", "stored"));
+  cg_json_free(j);
+  o->exif = !strcmp(o->exif_arg[0] ? o->exif_arg : run, "apply") ? CG_EXIF_APPLY
+                                                                 : CG_EXIF_STORED;
 }
 
 /* --resize: o->side for fit (the model's size) and auto, and o->side_why for the banner. auto
@@ -584,6 +603,7 @@ static int check_inputs(popts_t *o, const cg_comm_t *c, cg_ckpt_info_t *info, cg
   if (resolve_checkpoint(o, c->rank, info, err, errlen)) return -1;
   if (cg_ckpt_model(o->checkpoint, info, model, err, errlen)) return -1;
   resolve_resize(o, info, model);
+  resolve_exif(o, info);
   if (info->shape.in_c != 3 + CG_NFEAT) {
     snprintf(err, errlen, "checkpoint has %d input channels; this build feeds %d",
              info->shape.in_c, 3 + CG_NFEAT);
@@ -725,7 +745,7 @@ static int scan_rank(const popts_t *o, char **files, int nfiles, const cg_model_
   int n = 0;
   for (int f = c->rank; f < nfiles; f += c->size) {
     int h, w;
-    if (cg_image_read_size(files[f], o->max_pixels, &h, &w, NULL, err, errlen)) return -1;
+    if (cg_image_read_size(files[f], o->max_pixels, o->exif, &h, &w, NULL, err, errlen)) return -1;
     if ((int64_t)h * w > *max_px) *max_px = (int64_t)h * w;
     for (int s = 0; s < o->nscale; s++) {
       int ih, iw;
@@ -820,7 +840,7 @@ static int load_net_rgb(const popts_t *o, const char *path, const pimg_t *p, dou
   net_size(o, p->h, p->w, f, ih, iw);
   if (*ih == p->h && *iw == p->w) { /* native, or already at the scale */
     int h, w;
-    if (cg_image_read_rgb(path, o->max_pixels, rgb, &h, &w, err, errlen)) return -1;
+    if (cg_image_read_rgb(path, o->max_pixels, o->exif, rgb, &h, &w, err, errlen)) return -1;
     if (h == p->h && w == p->w) return 0;
     free(*rgb); /* the file was replaced while predict ran */
     *rgb = NULL;
@@ -831,7 +851,8 @@ static int load_net_rgb(const popts_t *o, const char *path, const pimg_t *p, dou
   if (view_over_limit(o, path, *ih, *iw, err, errlen)) return -1; /* replaced since the scan */
   *rgb = cg_malloc((size_t)*ih * *iw * 3, "scaled image");
   const cg_fit_opts_t fo = {.size = *ih < *iw ? *ih : *iw, .max_pixels = o->max_pixels,
-                            .expect_h = p->h, .expect_w = p->w, .out_h = *ih, .out_w = *iw};
+                            .expect_h = p->h, .expect_w = p->w, .out_h = *ih, .out_w = *iw,
+                            .exif = o->exif};
   return cg_fit_pair(path, NULL, &fo, *rgb, NULL, NULL, NULL, err, errlen);
 }
 
@@ -881,7 +902,8 @@ static cg_tiler_t *pimg_next_tiler(pimg_t *p, const popts_t *o, char **files,
 static pimg_t *pimg_open(const popts_t *o, char **files, int file, const cg_model_t *m) {
   pimg_t *p = cg_calloc(1, sizeof *p, "image");
   char err[1024];
-  if (cg_image_read_size(files[file], o->max_pixels, &p->h, &p->w, NULL, err, sizeof err))
+  if (cg_image_read_size(files[file], o->max_pixels, o->exif, &p->h, &p->w, NULL, err,
+                         sizeof err))
     cg_die(CG_EXIT_USAGE, "predict: %s", err);
   p->file = file;
   p->k = m->nclass;
@@ -989,7 +1011,8 @@ static int check_truth(const popts_t *o, char **files, int nfiles, int k, int ig
                        const cg_comm_t *c, char *err, size_t errlen) {
   for (int i = c->rank; (o->list_masks || o->dir_masks) && i < nfiles; i += c->size) {
     pimg_t p = {.file = i, .k = k};
-    if (cg_image_read_size(files[i], o->max_pixels, &p.h, &p.w, NULL, err, errlen)) return -1;
+    if (cg_image_read_size(files[i], o->max_pixels, o->exif, &p.h, &p.w, NULL, err, errlen))
+      return -1;
     uint8_t *truth = load_truth(o, files, &p, ignore, err, errlen);
     if (!truth) {
       char *why = strdup(err);
@@ -1010,7 +1033,7 @@ static int write_overlay(const popts_t *o, const char *image, const pimg_t *p, c
                          const cg_ckpt_info_t *info, const char *path, char *err, size_t errlen) {
   uint8_t *rgb = NULL;
   int h = 0, w = 0;
-  if (cg_image_read_rgb(image, o->max_pixels, &rgb, &h, &w, err, errlen)) return -1;
+  if (cg_image_read_rgb(image, o->max_pixels, o->exif, &rgb, &h, &w, err, errlen)) return -1;
   if (h != p->h || w != p->w) { /* the file changed while predict ran */
     snprintf(err, errlen, "%s: now %dx%d, predicted at %dx%d", image, w, h, p->w, p->h);
     free(rgb);
@@ -1507,6 +1530,10 @@ int cg_predict_run(int argc, char **argv, cg_comm_t *c) {
   if (c->rank == 0 && (o.nscale > 1 || o.scale[0] != 1.0))
     printf("predict: --scales %s: each image at %d scale(s) of the --resize side (native: of "
            "its own shorter side), their logits averaged\n", o.scales_arg, o.nscale);
+  if (c->rank == 0 && o.exif == CG_EXIF_APPLY)
+    printf("predict: --exif-orientation apply%s: JPEG images read as their EXIF orientation "
+           "turns them in a viewer (outputs of the turned size)\n",
+           o.exif_arg[0] ? "" : " (the run's)");
   if (c->rank == 0 && o.side_why[0])
     printf("predict: --resize auto: %s\n", o.side_why);
   else if (c->rank == 0 && o.side > 0)

@@ -34,7 +34,7 @@ static const struct {
     {"label-map", BY_TABLE},    {"class-names", NOTICE},
     {"train-samples", REFUSED}, {"val-samples", REFUSED},   {"crop", REFUSED},
     {"crop-scale", REFUSED},    {"color-jitter", REFUSED},  {"rotate", REFUSED},
-    {"crop-cat-max", REFUSED},
+    {"crop-cat-max", REFUSED},  {"exif-orientation", REFUSED},
     {"flip", REFUSED},          {"batch", NOTICE},          {"grad-accum", NOTICE},
     {"steps", NOTICE},
     {"epochs", NOTICE},         {"optimizer", REFUSED},     {"lr", NOTICE},

@@ -354,15 +354,23 @@ static int name_flag(const char *flag, char *err, size_t errlen) {
   return -1;
 }
 
-/* Rank 0's warning for the images of flag's source that a viewer turns (EXIF orientation). */
-static void warn_exif(const char *flag, const cg_source_t *s) {
+/* Rank 0's word on the images of flag's source that a viewer turns (EXIF orientation): read so
+ * (--exif-orientation apply), or a warning that they are not. */
+static void warn_exif(const char *flag, const cg_source_t *s, cg_exif_t exif) {
   if (!s || !s->exif_turned) return;
+  if (exif == CG_EXIF_APPLY) {
+    printf("%s: %lld JPEG image(s) read turned as their EXIF orientation says "
+           "(--exif-orientation apply; the first, %s: %d, %s)\n", flag,
+           (long long)s->exif_turned, s->exif_first, s->exif_orient,
+           cg_image_orientation_text(s->exif_orient));
+    return;
+  }
   cg_log_warn("%s: %lld JPEG image(s) carry an EXIF orientation that turns or mirrors them in a "
               "viewer (the first, %s: %d, shown %s); they are read as stored, as PIL's "
               "Image.open and torchvision read them, so masks drawn over what a viewer showed "
-              "(CVAT, LabelMe) do not line up with them: store the images upright (exiftran -ai "
-              "FILE..., mogrify -auto-orient FILE...), or check that their masks fit the stored "
-              "pixels", flag, (long long)s->exif_turned, s->exif_first, s->exif_orient,
+              "(CVAT, LabelMe) do not line up with them: --exif-orientation apply reads them as "
+              "a viewer shows them (or store them upright: exiftran -ai FILE...); check which "
+              "their masks fit", flag, (long long)s->exif_turned, s->exif_first, s->exif_orient,
               cg_image_orientation_text(s->exif_orient));
 }
 
@@ -389,7 +397,8 @@ static int open_files(cg_run_t *r, char *err, size_t errlen) {
                                .all_why = check, .bad_hint = CG_BAD_SAMPLE_HINT,
                                .seed = cfg->seed, .nclass = cfg->num_classes,
                                .ignore = cfg->ignore_index,
-                               .label_map = cfg->label_map_table[0] ? &lm : NULL};
+                               .label_map = cfg->label_map_table[0] ? &lm : NULL,
+                               .exif = cg_cfg_exif(cfg)};
   if (!rc) r->base_src = cg_source_open_opts(cfg->data, &so, err, errlen);
   if (!rc && !r->base_src) rc = name_flag("--data", err, errlen);
   if (!rc && cfg->val_data[0]) {
@@ -405,8 +414,8 @@ static int open_files(cg_run_t *r, char *err, size_t errlen) {
                           cfg->check_data ? "--check-data" : "--class-weights balanced", err,
                           errlen);
   if (!rc && r->c->rank == 0) {
-    warn_exif("--data", r->base_src);
-    warn_exif("--val-data", r->val_base);
+    warn_exif("--data", r->base_src, cg_cfg_exif(cfg));
+    warn_exif("--val-data", r->val_base, cg_cfg_exif(cfg));
   }
   if (!rc && r->cfg_own) rc = take_balanced(r, hist, err, errlen);
   if (!rc && cfg->val_data[0]) {

@@ -80,7 +80,7 @@ static void run(const uint8_t *data, size_t n) {
   }
   uint8_t *rgb = NULL;
   int rh = 0, rw = 0;
-  if (cg_image_read_rgb(g_in.path, LIMIT, &rgb, &rh, &rw, err, sizeof err) == 0 &&
+  if (cg_image_read_rgb(g_in.path, LIMIT, CG_EXIF_STORED, &rgb, &rh, &rw, err, sizeof err) == 0 &&
       (rh < 1 || rw < 1 || (int64_t)rh * rw > LIMIT))
     fail("whole read: bad size");
   free(rgb);

@@ -56,15 +56,15 @@ static int on_row(void *ctx, int y, const uint8_t *px, char *why, size_t whylen)
   return 0;
 }
 
-static void rows(const uint8_t *mem, size_t n, int h, int w, int min_side) {
+static void rows(const uint8_t *mem, size_t n, int h, int w, int min_side, cg_exif_t exif) {
   char err[512];
   sink_state_t st = {h, w, min_side, 0, 0, 0, 0, 0};
   cg_png_sink_t sink = {on_begin, on_row, &st};
   err[0] = 0;
-  int fh = 0, fw = 0;
-  if (cg_jpeg_read_rows(g_in.path, mem, n, CG_PNG_DEFAULT_MAX_PIXELS, min_side, &sink, &fh, &fw,
-                        err, sizeof err) == 0) {
-    if (!st.began || st.next != st.dh || fh != h || fw != w)
+  cg_jpeg_read_t r = {.max_pixels = CG_PNG_DEFAULT_MAX_PIXELS, .min_side = min_side,
+                      .exif = exif};
+  if (cg_jpeg_read_rows(g_in.path, mem, n, &r, &sink, err, sizeof err) == 0) {
+    if (!st.began || st.next != st.dh || r.full_h != h || r.full_w != w)
       fail("read_rows succeeded without delivering every row");
   } else if (!err[0]) {
     fail("read_rows failed without a message");
@@ -74,16 +74,21 @@ static void rows(const uint8_t *mem, size_t n, int h, int w, int min_side) {
 static void run(const uint8_t *data, size_t n) {
   cg_fuzz_file_put(&g_in, data, n);
   char err[512];
-  int h = 0, w = 0, orient = -1;
-  if (cg_jpeg_read_header(g_in.path, CG_PNG_DEFAULT_MAX_PIXELS, &h, &w, &orient, err,
-                          sizeof err))
+  int h = 0, w = 0, orient = -1, th = 0, tw = 0;
+  if (cg_jpeg_read_header(g_in.path, CG_PNG_DEFAULT_MAX_PIXELS, CG_EXIF_STORED, &h, &w, &orient,
+                          err, sizeof err))
     return;
   if (h < 1 || w < 1 || (int64_t)h * w > CG_PNG_DEFAULT_MAX_PIXELS) fail("read_size: bad size");
   if (orient < 0 || orient > 8) fail("read_header: orientation out of 0..8");
+  if (cg_jpeg_read_header(g_in.path, CG_PNG_DEFAULT_MAX_PIXELS, CG_EXIF_APPLY, &th, &tw, NULL,
+                          err, sizeof err) ||
+      (orient >= 5 ? th != w || tw != h : th != h || tw != w))
+    fail("read_header: the turned size is not the stored one, turned");
   (void)cg_jpeg_exif_orientation(data, n); /* any bytes as an APP1 segment's */
-  rows(NULL, 0, h, w, 0);
-  rows(NULL, 0, h, w, FIT);
-  rows(data, n, h, w, 0); /* from memory, as a shard record */
+  rows(NULL, 0, h, w, 0, CG_EXIF_STORED);
+  rows(NULL, 0, h, w, FIT, CG_EXIF_STORED);
+  rows(NULL, 0, th, tw, FIT, CG_EXIF_APPLY); /* turned (a no-op without an orientation) */
+  rows(data, n, h, w, 0, CG_EXIF_APPLY); /* from memory, as a shard record: never turned */
   uint8_t *rgb = NULL;
   int rh = 0, rw = 0;
   if (cg_jpeg_read_rgb(g_in.path, CG_PNG_DEFAULT_MAX_PIXELS, &rgb, &rh, &rw, err, sizeof err) == 0 &&

@@ -6,7 +6,7 @@
  *   fuzz_seedgen pngdir DIR N   DIR/images/sNN.png and DIR/masks/sNN.png, N pairs of varying
  *                               sizes and aspect ratios: the input of `cogpu-dist pack`
  *   fuzz_seedgen jpeg DIR       JPEGs from the project's writer (cg_jpeg_write) at a few small
- *                               sizes and qualities
+ *                               sizes and qualities, two with an EXIF orientation
  *   fuzz_seedgen tiff DIR       the TIFF layouts Pillow does not write (make_seeds.sh takes
  *                               Pillow's from ../pillow_fixtures.py), through libtiff: tiled
  *                               gray and RGB, planar-separate RGB, MinIsWhite, 16-bit RGB,
@@ -19,7 +19,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "jpeg_io.h" // cg_jpeg_write
+#include "jpeg_io.h" // cg_jpeg_write, cg_jpeg_encode
 #include "png_io.h" // cg_png_write
 #include "tiff_layouts.h" // cg_test_tiff_layouts
 
@@ -74,6 +74,33 @@ static int pairs(const char *dir, int n) {
   return 0;
 }
 
+/* path: a JPEG of px (h x w) with an EXIF APP1 segment after its SOI that holds orientation o
+ * (big-endian TIFF header when be), so the fuzzer starts from the turned decode's path too. */
+static int jpeg_exif(const char *path, const uint8_t *px, int h, int w, int o, int be) {
+  uint8_t *enc = NULL;
+  size_t n = 0;
+  char err[512];
+  if (cg_jpeg_encode(path, px, h, w, 80, &enc, &n, err, sizeof err)) {
+    fprintf(stderr, "fuzz_seedgen: %s\n", err);
+    return 1;
+  }
+  /* "Exif\0\0", TIFF header (offset 8), one IFD0 entry: 274 SHORT 1 = o */
+  uint8_t app[4 + 6 + 8 + 2 + 12 + 4] = {0xFF, 0xE1, 0, sizeof app - 2, 'E', 'x', 'i', 'f', 0, 0};
+  uint8_t *t = app + 10;
+  const uint8_t ii[8] = {'I', 'I', 42, 0, 8, 0, 0, 0}, mm[8] = {'M', 'M', 0, 42, 0, 0, 0, 8};
+  memcpy(t, be ? mm : ii, 8);
+  const uint8_t ent_le[14] = {1, 0, 0x12, 1, 3, 0, 1, 0, 0, 0, (uint8_t)o, 0, 0, 0};
+  const uint8_t ent_be[14] = {0, 1, 1, 0x12, 0, 3, 0, 0, 0, 1, 0, (uint8_t)o, 0, 0};
+  memcpy(t + 8, be ? ent_be : ent_le, 14);
+  FILE *f = fopen(path, "wb");
+  const int ok = f && fwrite(enc, 1, 2, f) == 2 && fwrite(app, 1, sizeof app, f) == sizeof app &&
+                 fwrite(enc + 2, 1, n - 2, f) == n - 2;
+  if (f) fclose(f);
+  free(enc);
+  if (!ok) fprintf(stderr, "fuzz_seedgen: cannot write %s\n", path);
+  return !ok;
+}
+
 static int jpegs(const char *dir) {
   static const int sizes[][3] = {{1, 1, 90}, {5, 7, 50}, {16, 16, 90}, {17, 33, 75}, {24, 8, 20}};
   mkdir(dir, 0777);
@@ -84,11 +111,13 @@ static int jpegs(const char *dir) {
     char path[4096], err[512];
     snprintf(path, sizeof path, "%s/q%d-%dx%d.jpg", dir, sizes[s][2], w, h);
     int rc = cg_jpeg_write(path, px, h, w, sizes[s][2], err, sizeof err);
-    free(px);
-    if (rc) {
-      fprintf(stderr, "fuzz_seedgen: %s\n", err);
-      return 1;
+    if (rc) fprintf(stderr, "fuzz_seedgen: %s\n", err);
+    for (int o = 3; !rc && h == 17 && o <= 6; o += 3) { /* turned: 180 and 90 degrees */
+      snprintf(path, sizeof path, "%s/exif%d-%dx%d.jpg", dir, o, w, h);
+      rc = jpeg_exif(path, px, h, w, o, o == 6);
     }
+    free(px);
+    if (rc) return 1;
   }
   return 0;
 }
