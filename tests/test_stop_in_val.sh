@@ -11,7 +11,8 @@
 #  - a stop in a mid-run validation, resumed: the resume validates that step's weights first and
 #    ends as the uninterrupted run (weights, history, plateau and early-stopping states); a stop
 #    in that validation run again saves nothing new and names the file to resume; a stop in the
-#    final validation, resumed, steps the plateau as the uninterrupted run did;
+#    final validation, resumed, steps the plateau as the uninterrupted run did; on 2 ranks,
+#    resumed with --resume DIR/last, too (every rank steps it: exit 0);
 #  - 2 ranks, SIGTERM to rank 1 alone: both ranks cut the pass short (no watchdog trip), exit 0;
 #  - whole mode (--val-mode whole over wide images), 2 ranks, SIGUSR1 to mpirun (which forwards
 #    it to every rank): the same within 10 s, exit 0.
@@ -125,6 +126,21 @@ done
 cmp -s $T/cfa.state $T/cfb.state && [ -s $T/cfa.state ] ||
   { cat $T/cfa.state $T/cfb.state; fail "final: the plateau states differ"; }
 echo "ok: a stop in the final validation, resumed: the plateau stepped as without the stop"
+# the same on 2 ranks, resumed with --resume DIR/last (a file): rank 0 alone reads it, and every
+# rank must take its word that it is the newest, as the plateau step after the validation is
+# collective (rank 1 on its own said no: a broadcast rank 1 never joined, MPI_ERR_TRUNCATE)
+$MPIRUN -np 2 $BIN $SF --checkpoint-dir $T/cf2 --test-val-ms 1000 > $T/f2.log 2>&1 &
+stop_after_start $T/f2.log $! USR1
+[ "$rc" -eq 0 ] || { cat $T/f2.log; fail "final, 2 ranks: exit $rc"; }
+grep -q "stopped by SIGUSR1 (rank 0) after step 4 of 4" $T/f2.log ||
+  { cat $T/f2.log; fail "final, 2 ranks: no stop in the final validation"; }
+set +e; $MPIRUN -np 2 $BIN $SF --checkpoint-dir $T/cf2 --resume $T/cf2/last > $T/f2r.log 2>&1
+rc=$?; set -e
+[ "$rc" -eq 0 ] || { cat $T/f2r.log; fail "final, 2 ranks: --resume DIR/last: exit $rc"; }
+grep -q "nothing to train; its checkpoint has no validation figures" $T/f2r.log ||
+  { cat $T/f2r.log; fail "final, 2 ranks: --resume DIR/last did not validate step 4's weights"; }
+$BIN inspect $T/cf2 | grep "step 4 " | grep -q "val_iou" || fail "final, 2 ranks: no figures"
+echo "ok: 2 ranks, a stop in the final validation, --resume DIR/last: validated, exit 0"
 
 # 2 ranks, SIGTERM to rank 1 only (the job is not signalled as a whole): both ranks cut the
 # pass short within about a batch, none waits for the watchdog (--timeout-s 5)

@@ -889,10 +889,9 @@ static void load_plateau(cg_run_t *r) {
   r->lr_scale_used = r->lr_scale; /* before a step: the rate a resumed run reports */
 }
 
-/* Step health, the step table, the counters carried over from the checkpoint, the run id and
- * the CPU/GPU split controller. */
-/* The checkpoint the run resumed from is its directory's newest: --resume or --resume DIR
- * chose it so, and a FILE (DIR/last, DIR/ckpt-N.cgck) is the one DIR/last names. */
+/* Rank 0 (ck_path is its alone, and the directory may be on its node alone): the checkpoint
+ * the run resumed from is its directory's newest: --resume or --resume DIR chose it so, and a
+ * FILE (DIR/last, DIR/ckpt-N.cgck) is the one DIR/last names. */
 static int resumed_newest(const cg_run_t *r) {
   struct stat st;
   if (!strcmp(r->cfg->resume, CG_RESUME_LATEST) ||
@@ -903,7 +902,8 @@ static int resumed_newest(const cg_run_t *r) {
          cg_path_same_file(last, r->ck_path) == 1;
 }
 
-/* r->refigure, r->revalidate (run.h). */
+/* r->refigure, r->revalidate (run.h). Collective: refigure gates collectives (finish's
+ * plateau step), so every rank takes rank 0's answer on the newest checkpoint. */
 static void decide_again(cg_run_t *r) {
   const int64_t ve = cg_run_val_every(r);
   const int own = r->val_src && r->resumed && r->exact &&
@@ -912,11 +912,15 @@ static void decide_again(cg_run_t *r) {
   /* the last step of its own run, which validates before its final checkpoint */
   const int at_end = r->s0 == r->total && r->ck.step == r->ck.total_steps;
   const int mid = !r->cfg->lr_find && ve > 0 && r->s0 > 0 && r->s0 < r->total && r->s0 % ve == 0;
-  const int newest = own && (at_end || mid) && r->cfg->checkpoint_dir[0] && resumed_newest(r);
+  int newest = own && (at_end || mid) && r->cfg->checkpoint_dir[0] && r->c->rank == 0 &&
+               resumed_newest(r);
+  CG_CHECK_MPI(MPI_Bcast(&newest, 1, MPI_INT, 0, r->c->world));
   r->refigure = own && at_end && newest;
   r->revalidate = own && mid ? 1 + newest : 0;
 }
 
+/* Collective (decide_again). Step health, the step table, the counters carried over from the
+ * checkpoint, the run id and the CPU/GPU split controller. */
 static void init_step_state(cg_run_t *r) {
   const cg_config_t *cfg = r->cfg;
   const cg_comm_t *c = r->c;
