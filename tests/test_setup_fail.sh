@@ -2,8 +2,8 @@
 # Start-up failures at every stage of a training run's set-up (src/run/run_setup.c), CPU backend:
 # each ends with exit code 2 and one message from rank 0, after undoing what was made.
 #   settings   ranks started with different settings (synthetic vs files, --lr, --report-every,
-#              --resume on one rank only), or reading different copies of the data (normal
-#              mode only: one command line per rank)
+#              --lr-find, --trace-out or --resume on one rank only), or reading different
+#              copies of the data (normal mode only: one command line per rank)
 #   outputs    an output path in a missing directory; a --checkpoint-dir holding another run's
 #              checkpoints
 #   placement  --backend cuda without a usable GPU (skipped where one is); a shape that cannot
@@ -155,7 +155,8 @@ if [ -z "$MODE" ]; then
     shift
     b=("$@")
     OUT="$T/$name.log"
-    timeout 60 $MPIRUN -np 1 $BIN $SMALL "${a[@]}" : -np 1 $BIN $SMALL "${b[@]}" > "$OUT" 2>&1
+    timeout 60 $MPIRUN -np 1 $BIN ${BASE:-$SMALL} "${a[@]}" : -np 1 $BIN ${BASE:-$SMALL} "${b[@]}" \
+      > "$OUT" 2>&1
     RC=$?
   }
   mpmd kind --steps 1 -- --data "$T/dA"
@@ -164,6 +165,12 @@ if [ -z "$MODE" ]; then
   expect lr 2 "rank 1 has --lr 0.002 (rank 0: 0.001)"
   mpmd report --report-every 2 -- --report-every 3  # not stored, but decides the collectives
   expect report 2 "rank 1 has --report-every 3 (rank 0: 2)"
+  # --lr-find (not stored) adds collectives every step: rank 0 in them alone hung until the
+  # watchdog; --trace-out on one rank hung in its start-up check for ever
+  BASE="${SMALL/--steps 1/}" mpmd lrfind --lr-find 4 -- --steps 4
+  expect lrfind 2 "rank 1 has --lr-find 0 (rank 0: 4)"
+  mpmd trace --trace-out "$T/trc" --
+  expect trace 2 "rank 1 has --trace-out off (rank 0: on)"
   mpmd resume1 -- --resume "$T/ck"
   expect resume1 2 "some ranks have --resume, others without"
   mpmd copies --data "$T/dA" -- --data "$T/dB"

@@ -130,15 +130,19 @@ static int check_same_settings(cg_run_t *r, char *err, size_t errlen) {
   char *mine = cg_calloc(1, CG_CKPT_SETTINGS_MAX, "settings"); /* sent whole: no stale bytes */
   cg_settings_json(kind, mine, CG_CKPT_SETTINGS_MAX);
   free(kind);
-  /* and what is not stored but decides which collectives a rank makes */
+  /* and what is not stored but decides which collectives a rank makes (--lr-find: a loss
+   * all-reduce and a verdict every step; its range, the rates every rank must step with;
+   * --trace-out: each rank's check of its file, agreed at start-up) */
   const cg_config_t *cfg = r->cfg;
   const size_t n = strlen(mine);
   if (n > 0 && mine[n - 1] == '}')
     snprintf(mine + n - 1, CG_CKPT_SETTINGS_MAX - (n - 1),
              ", \"report-every\": \"%lld\", \"check-data\": \"%s\", \"allreduce\": \"%s\", "
-             "\"split\": \"%s\", \"split-every\": \"%d\"}",
+             "\"split\": \"%s\", \"split-every\": \"%d\", \"lr-find\": \"%lld\", "
+             "\"lr-find-range\": \"%s\", \"trace-out\": \"%s\"}",
              (long long)cfg->report_every, cfg->check_data ? "on" : "off", cfg->allreduce,
-             cfg->split, cfg->split_every);
+             cfg->split, cfg->split_every, (long long)cfg->lr_find,
+             cfg->lr_find ? cfg->lr_find_range : "", cfg->trace_out[0] ? "on" : "off");
   int ndiff;
   const int other = first_other(c, cg_fnv1a(CG_FNV1A_INIT, mine, strlen(mine)), &ndiff);
   if (!other) {
