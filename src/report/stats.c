@@ -28,7 +28,8 @@ struct cg_stats {
   double *all; /* NF x size */
   int *node;   /* node index per rank */
   cg_rank_view_t view; /* the table's rows (--report-ranks), resolved */
-  int timing;  /* COGPU_STATS_TIMING set: rank 0 prints the gather and format times */
+  int timing;  /* COGPU_STATS_TIMING set on rank 0: a barrier before the gather, and rank 0
+                  prints the gather and format times */
   double val[7]; /* the latest validation: step, loss, iou, dice, acc, classes, macc; step < 0
                     none */
   int hold_final;  /* the final record waits for the final validation (cg_stats_hold_final) */
@@ -85,8 +86,11 @@ cg_stats_t *cg_stats_create(const cg_comm_t *c, const char *gpu_name, int backen
   CG_CHECK_MPI(MPI_Allgather(&c->node, 1, MPI_INT, s->node, 1, MPI_INT, c->world));
   s->view = cg_rank_view_resolve((cg_rank_view_t){CG_VIEW_AUTO, CG_VIEW_TOP_DEFAULT}, c->size,
                                  c->nnodes);
+  /* rank 0's setting is the job's: the barrier it adds must be every rank's, and a launcher
+   * passes the environment to the ranks on other nodes only when told (mpirun -x) */
   const char *tm = getenv("COGPU_STATS_TIMING");
   s->timing = tm && tm[0] && strcmp(tm, "0");
+  CG_CHECK_MPI(MPI_Bcast(&s->timing, 1, MPI_INT, 0, c->world));
   if (c->rank == 0 && jsonl_path && jsonl_path[0]) {
     char err[4400];
     s->jsonl = cg_afile_append(jsonl_path, 1, err, sizeof err); /* a FIFO too: cogpu-monitor */

@@ -9,9 +9,10 @@
  * spend waiting for the others) is more than 10% above the median of all ranks; in synchronous
  * data parallelism every rank's wall step time is the same, so the wall time cannot tell.
  *
- * With COGPU_STATS_TIMING=1 in the environment, every rank meets at a barrier before the
- * gather (so the time measures the collective, not the ranks' skew) and rank 0 prints
- * "# stats timing: gather X ms, format Y ms" after each table (bench/RESULTS.md, issue 15).
+ * With COGPU_STATS_TIMING=1 in rank 0's environment (its value is every rank's), every rank
+ * meets at a barrier before the gather (so the time measures the collective, not the ranks'
+ * skew) and rank 0 prints "# stats timing: gather X ms, format Y ms" after each table
+ * (bench/RESULTS.md, issue 15).
  *
  * A figure a backend cannot measure (gpu_busy on the cpu backend) is reported as absent
  * ("-" in the table, null in JSON), never invented. */
