@@ -6,7 +6,12 @@
 #  2. a hung rank (SIGSTOP of rank 2: alive, holding its connections, making no progress —
 #     what mpirun cannot see): the other ranks' watchdogs end the job within --timeout-s (5 s)
 #     plus a poll period, non-zero, naming the step they are stuck at and every rank's last
-#     completed step.
+#     completed step;
+#  3. a rank hung in a validation pass (SIGSTOP of rank 1 of 2 early in the pass of step 2,
+#     slowed by --test-val-ms): rank 0, through its own pass, waits for rank 1 in the pass's
+#     polls, and its watchdog ends the job within the rest of its pass + --timeout-s (3 s)
+#     plus a margin, naming that wait (rank 0 used to beat the watchdog while it waited, and
+#     the job hung for ever).
 set -uo pipefail
 BIN=$1; MPIRUN="$2 --oversubscribe --bind-to none"; BUILD=$3
 T=$(mktemp -d)
@@ -65,6 +70,35 @@ if [ -n "${LOG:-}" ]; then
   grep -q "watchdog: no progress for" $LOG || { echo "FAIL hang: no watchdog message"; cat $LOG; fail=1; }
   grep -q "last completed step of each rank as last known here (rank:step): 0:[0-9]* 1:[0-9]* 2:[0-9]*" $LOG ||
     { echo "FAIL hang: no step table"; fail=1; }
+fi
+
+# 3: a pass of 8 batches x 250 ms a rank; rank 1 stopped 0.5 s after step 1 (step 2 takes
+# milliseconds): rank 0 has at most 2 s of its own pass left, then waits
+dir=$T/val; mkdir -p $dir
+$MPIRUN -np 2 $BIN train --backend cpu --model-base 4 --model-depth 2 --image-size 32 \
+  --train-samples 16 --val-samples 32 --batch 2 --steps 6 --val-every 2 --progress plain \
+  --report-every 1 --threads 1 --test-val-ms 250 --timeout-s 3 --checkpoint-dir $dir/ck \
+  > $dir/log 2>&1 &
+JOB=$!
+if wait_step $dir/log 1 && sleep 0.5 && pid=$(rank_pid "$dir/ck" 1); then
+  t0=$(now_ms); kill -STOP $pid; STOPPED=$pid
+  limit=$(( (3 * 3 + 10) * 1000 ))
+  while kill -0 $JOB 2> /dev/null && [ $(( $(now_ms) - t0 )) -le $limit ]; do sleep 0.1; done
+  if kill -0 $JOB 2> /dev/null; then # the ranks too: mpirun killed leaves them running
+    echo "FAIL val: still running after $limit ms"; fail=1
+    kill -KILL $pid $(rank_pid "$dir/ck" 0) $JOB 2> /dev/null
+  fi
+  wait $JOB; rc=$?; dt=$(( $(now_ms) - t0 ))
+  JOB=; kill -CONT $pid 2> /dev/null; STOPPED=
+  echo "val: SIGSTOP to rank 1 in a validation: the job ended after $dt ms with exit code $rc"
+  grep "watchdog" $dir/log | sed 's/^/  /'
+  [ $rc -ne 0 ] || { echo "FAIL val: exit code 0"; fail=1; }
+  [ $dt -le $(( 2000 + 3000 + 5000 )) ] ||
+    { echo "FAIL val: $dt ms, over the pass's 2 s + the 3 s timeout + 5 s"; fail=1; }
+  grep -q "watchdog: no progress for .* at step 2 (validation (waiting for the other ranks))" \
+    $dir/log || { echo "FAIL val: no watchdog message naming the wait"; cat $dir/log; fail=1; }
+else
+  echo "FAIL val: no step 1 or no process for rank 1"; cat $dir/log; fail=1
 fi
 [ $fail -eq 0 ] && echo "test_killrank: all passed"
 exit $fail

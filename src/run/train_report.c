@@ -487,6 +487,7 @@ int cg_val_poll(cg_run_t *r, cg_val_poll_t *p, int through) {
     CG_CHECK_MPI(MPI_Test(&p->rq, &done, MPI_STATUS_IGNORE));
     if (done) {
       p->active = 0;
+      p->rounds++;
       if (p->v[0]) p->stop = 1;
       if (!p->v[1]) p->all_through = 1;
     }
@@ -501,10 +502,15 @@ int cg_val_poll(cg_run_t *r, cg_val_poll_t *p, int through) {
 }
 
 void cg_val_poll_finish(cg_run_t *r, cg_val_poll_t *p) {
+  cg_guard_beat(r->guard, r->last_done, "validation (waiting for the other ranks)");
   while (!p->all_through) {
+    const int64_t rounds = p->rounds;
     cg_val_poll(r, p, 1);
     if (p->all_through) break;
-    cg_guard_beat(r->guard, r->last_done, "validation (waiting for the other ranks)");
+    /* only a round every rank joined is progress: beating while none completes would keep
+     * the watchdog quiet behind a stuck peer for ever */
+    if (p->rounds != rounds)
+      cg_guard_beat(r->guard, r->last_done, "validation (waiting for the other ranks)");
     const struct timespec ts = {0, 1000000}; /* 1 ms */
     nanosleep(&ts, NULL);
   }

@@ -116,22 +116,24 @@ void cg_report_skipped(const cg_run_t *r, int64_t left_out, int64_t loads, int v
 /* A validation pass's agreement over ranks on a stop signal and on its end: rounds of a small
  * non-blocking all-reduce (a stop signal, not through), one started as soon as the previous
  * one has completed, polled between batches. A signal on any rank ends every rank's pass
- * within about a batch, and a rank that is through (or stopped) keeps polling, beating the
- * watchdog, until every rank is: the ranks see the same rounds, so they agree on stop. Zero it
- * before the pass. */
+ * within about a batch, and a rank that is through (or stopped) keeps polling until every rank
+ * is: the ranks see the same rounds, so they agree on stop. Zero it before the pass. */
 typedef struct {
   MPI_Request rq;
   int64_t v[2];    /* the round in flight: [a stop signal here, not through], max over ranks */
   int active;      /* a round is in flight */
   int stop;        /* a round said some rank had a stop signal: end the pass */
   int all_through; /* a round said every rank was through: the pass is over */
+  int64_t rounds;  /* rounds completed: each needs every rank to have polled */
 } cg_val_poll_t;
 
 /* Between two batches of this rank's pass (through 0) or after it (1): 1 when the pass must end
  * now (p->stop). */
 int cg_val_poll(cg_run_t *r, cg_val_poll_t *p, int through);
-/* After this rank's pass, or its stop: polls until every rank is through (beating the watchdog);
- * p->stop then says, the same on every rank, whether the pass was cut short. */
+/* After this rank's pass, or its stop: polls until every rank is through; p->stop then says,
+ * the same on every rank, whether the pass was cut short. It beats the watchdog at each round
+ * completed, not while none does: a peer that is stuck (stopped, lost) ends the job after
+ * --timeout-s, naming this wait. */
 void cg_val_poll_finish(cg_run_t *r, cg_val_poll_t *p);
 
 /* Collective, at the end of a pass over r->val_src (square or whole, val_whole.h): this rank's

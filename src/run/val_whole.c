@@ -16,7 +16,7 @@
  *
  * The images are dealt to the ranks by their tile counts (largest first, in snake order), so
  * that a few wide images do not leave one rank working while the others wait; a rank that is
- * done waits for the others beating the watchdog (cg_val_poll_finish), and the counts and loss
+ * done waits for the others (cg_val_poll_finish: watched by the watchdog), and the counts and loss
  * sums are then summed over ranks; the loss is the mean over the images scored. A sample that
  * fails to load ends the job naming it (exit 2), or with --skip-bad is named (the first 10),
  * left out and counted. A stop signal on any rank ends every rank's pass at its next step of
@@ -197,7 +197,7 @@ cg_val_t cg_validate_whole(cg_run_t *r) {
   const cg_tiler_feed_t feed = {vfeed_next, vfeed_end, &f, &f.stop, 0, vfeed_step};
   cg_tiler_run(r->ops, r->be, &r->model, r->cfg->batch, &feed);
   free(f.mine);
-  cg_val_poll_finish(r, &f.vp); /* the other ranks may have more tiles: beating meanwhile */
+  cg_val_poll_finish(r, &f.vp); /* the other ranks may have more tiles */
   /* every sample scored or left out, unless stopped */
   return cg_val_gather(r, f.conf, f.confk, f.bad, f.loss, f.vp.stop);
 }
