@@ -11,7 +11,9 @@
 #     slowed by --test-val-ms): rank 0, through its own pass, waits for rank 1 in the pass's
 #     polls, and its watchdog ends the job within the rest of its pass + --timeout-s (3 s)
 #     plus a margin, naming that wait (rank 0 used to beat the watchdog while it waited, and
-#     the job hung for ever).
+#     the job hung for ever);
+#  4. the same in the validation of a resume with nothing to train, which no step arms the
+#     watchdog for (it was never armed, and the job hung for ever).
 set -uo pipefail
 BIN=$1; MPIRUN="$2 --oversubscribe --bind-to none"; BUILD=$3
 T=$(mktemp -d)
@@ -72,33 +74,48 @@ if [ -n "${LOG:-}" ]; then
     { echo "FAIL hang: no step table"; fail=1; }
 fi
 
-# 3: a pass of 8 batches x 250 ms a rank; rank 1 stopped 0.5 s after step 1 (step 2 takes
-# milliseconds): rank 0 has at most 2 s of its own pass left, then waits
-dir=$T/val; mkdir -p $dir
-$MPIRUN -np 2 $BIN train --backend cpu --model-base 4 --model-depth 2 --image-size 32 \
-  --train-samples 16 --val-samples 32 --batch 2 --steps 6 --val-every 2 --progress plain \
-  --report-every 1 --threads 1 --test-val-ms 250 --timeout-s 3 --checkpoint-dir $dir/ck \
-  > $dir/log 2>&1 &
-JOB=$!
-if wait_step $dir/log 1 && sleep 0.5 && pid=$(rank_pid "$dir/ck" 1); then
-  t0=$(now_ms); kill -STOP $pid; STOPPED=$pid
-  limit=$(( (3 * 3 + 10) * 1000 ))
+# val_fault NAME WANT ARGS...: a 2-rank job of ARGS validating 8 batches x 250 ms a rank; rank 1
+# stopped 0.5 s after the log has WANT (the pass starts milliseconds later): rank 0 has at most
+# 2 s of its own pass left, then waits, and its watchdog (--timeout-s 3) must end the job
+val_fault() {
+  local name=$1 want=$2 dir=$T/$1; shift 2
+  mkdir -p $dir
+  $MPIRUN -np 2 $BIN $VAL "$@" --test-val-ms 250 --timeout-s 3 > $dir/log 2>&1 &
+  JOB=$!
+  local i pid=
+  for i in $(seq 300); do grep -q "$want" $dir/log 2> /dev/null && break; sleep 0.1; done
+  sleep 0.5
+  pid=$(rank_pid "$VALDIR" 1) ||
+    { echo "FAIL $name: no process for rank 1"; cat $dir/log; fail=1; return; }
+  local t0; t0=$(now_ms)
+  kill -STOP $pid; STOPPED=$pid
+  local limit=$(( (3 * 3 + 10) * 1000 )) rc
   while kill -0 $JOB 2> /dev/null && [ $(( $(now_ms) - t0 )) -le $limit ]; do sleep 0.1; done
   if kill -0 $JOB 2> /dev/null; then # the ranks too: mpirun killed leaves them running
-    echo "FAIL val: still running after $limit ms"; fail=1
-    kill -KILL $pid $(rank_pid "$dir/ck" 0) $JOB 2> /dev/null
+    echo "FAIL $name: still running after $limit ms"; fail=1
+    kill -KILL $pid $(rank_pid "$VALDIR" 0) $JOB 2> /dev/null
   fi
-  wait $JOB; rc=$?; dt=$(( $(now_ms) - t0 ))
+  wait $JOB; rc=$?
+  local dt=$(( $(now_ms) - t0 ))
   JOB=; kill -CONT $pid 2> /dev/null; STOPPED=
-  echo "val: SIGSTOP to rank 1 in a validation: the job ended after $dt ms with exit code $rc"
+  echo "$name: SIGSTOP to rank 1 in a validation: the job ended after $dt ms with exit code $rc"
   grep "watchdog" $dir/log | sed 's/^/  /'
-  [ $rc -ne 0 ] || { echo "FAIL val: exit code 0"; fail=1; }
+  [ $rc -ne 0 ] || { echo "FAIL $name: exit code 0"; fail=1; }
   [ $dt -le $(( 2000 + 3000 + 5000 )) ] ||
-    { echo "FAIL val: $dt ms, over the pass's 2 s + the 3 s timeout + 5 s"; fail=1; }
-  grep -q "watchdog: no progress for .* at step 2 (validation (waiting for the other ranks))" \
-    $dir/log || { echo "FAIL val: no watchdog message naming the wait"; cat $dir/log; fail=1; }
-else
-  echo "FAIL val: no step 1 or no process for rank 1"; cat $dir/log; fail=1
-fi
+    { echo "FAIL $name: $dt ms, over the pass's 2 s + the 3 s timeout + 5 s"; fail=1; }
+  grep -q "watchdog: no progress for .* (validation (waiting for the other ranks))" $dir/log ||
+    { echo "FAIL $name: no watchdog message naming the wait"; cat $dir/log; fail=1; }
+}
+VALDIR=$T/valck
+VAL="train --backend cpu --model-base 4 --model-depth 2 --image-size 32 --train-samples 16
+     --val-samples 32 --batch 2 --progress plain --report-every 1 --threads 1
+     --checkpoint-dir $VALDIR"
+# 3: in the validation of step 2 (step 1 armed the watchdog)
+val_fault val_mid "^step 1/" --steps 6 --val-every 2
+# 4: a resume with nothing to train, whose validation comes before any step could arm it
+rm -rf $VALDIR
+$MPIRUN -np 2 $BIN $VAL --steps 2 --val-every 0 > $T/valck.log 2>&1 ||
+  { echo "FAIL: the run to resume"; cat $T/valck.log; fail=1; }
+val_fault val_idle "^resume: step 2 already reaches" --steps 2 --val-every 0 --resume
 [ $fail -eq 0 ] && echo "test_killrank: all passed"
 exit $fail

@@ -21,10 +21,12 @@
  * timeout_s, or 3 x the longest interval between two beats seen while armed if that is longer:
  * a model whose compute phase takes 30 s on a small CPU is slow, not hung. The trainer arms it
  * after the first step, whose one-off costs (allocation, cuDNN autotuning, graph capture) say
- * nothing about the steady state. The thread also polls cg_nccl_check_async every wake-up, armed
- * or not, and aborts the same way on an asynchronous NCCL error. The process runs MPI at
- * MPI_THREAD_FUNNELED; MPI_Abort from the watchdog thread is the one exception: the job is
- * ending, and Open MPI's abort only asks the runtime to kill it.
+ * nothing about the steady state, and for the wait of a validation pass before any step once
+ * this rank's own pass is through (cg_val_poll_finish). The thread also polls
+ * cg_nccl_check_async every wake-up, armed or not, and aborts the same way on an asynchronous
+ * NCCL error. The process runs MPI at MPI_THREAD_FUNNELED; MPI_Abort from the watchdog thread
+ * is the one exception: the job is ending, and Open MPI's abort only asks the runtime to kill
+ * it.
  *
  * Health. cg_guard_health_* decides what a fetched step means: with fp16 loss scaling a step
  * whose gradients overflowed is skipped by the scaler and counted, and more than max_bad

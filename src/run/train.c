@@ -808,6 +808,8 @@ static void train_loop(cg_run_t *r, loop_t *L) {
   if (L->b) upload(r, L->nb, L->b);
   if ((r->revalidated = r->revalidate > 0)) { /* a stop cut step s0's short */
     const int end = validate_at(r, L, r->s0 - 1);
+    cg_guard_arm(r->guard, 0); /* armed by its wait (cg_val_poll_finish): the first step arms
+                                  it again once its one-off costs are behind */
     if (r->early_step) plateau_step(r, r->s0); /* as finish() steps it after an early stop */
     if (r->revalidate == 2 && !L->stop.sig && r->have_val && r->val_step == r->s0) {
       if (write_ckpt(r, r->s0, 0) != 0) L->out_rc = 1;

@@ -502,6 +502,10 @@ int cg_val_poll(cg_run_t *r, cg_val_poll_t *p, int through) {
 }
 
 void cg_val_poll_finish(cg_run_t *r, cg_val_poll_t *p) {
+  /* a resume with nothing to train validates before any step has armed the watchdog: armed
+   * now, with this rank's pass and any first-use costs in it behind, so that a peer stuck in
+   * the pass cannot hold the job for ever (re-arming an armed one only restarts its clock) */
+  cg_guard_arm(r->guard, 1);
   cg_guard_beat(r->guard, r->last_done, "validation (waiting for the other ranks)");
   while (!p->all_through) {
     const int64_t rounds = p->rounds;

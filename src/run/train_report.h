@@ -131,9 +131,10 @@ typedef struct {
  * now (p->stop). */
 int cg_val_poll(cg_run_t *r, cg_val_poll_t *p, int through);
 /* After this rank's pass, or its stop: polls until every rank is through; p->stop then says,
- * the same on every rank, whether the pass was cut short. It beats the watchdog at each round
- * completed, not while none does: a peer that is stuck (stopped, lost) ends the job after
- * --timeout-s, naming this wait. */
+ * the same on every rank, whether the pass was cut short. It arms the watchdog (a validation
+ * before the first training step leaves it armed: the caller disarms it for that step) and
+ * beats it at each round completed, not while none does: a peer that is stuck (stopped, lost)
+ * ends the job after --timeout-s, naming this wait. */
 void cg_val_poll_finish(cg_run_t *r, cg_val_poll_t *p);
 
 /* Collective, at the end of a pass over r->val_src (square or whole, val_whole.h): this rank's
