@@ -114,6 +114,7 @@ typedef struct {
   int crop;
   const char *crop_scale;
   double crop_cat_max;
+  char exif[8]; /* --exif-orientation */
 } opts_t;
 
 #define F(f) CG_OPT_FIELD(opts_t, f)
@@ -126,6 +127,8 @@ static const cg_opt_t g_opts[] = {
         "tasks per run; 0 = by the image size (4000, 600 or 150), at least 2 per core"),
     CG_OPT_ROW_NUM(I64, "max-image-pixels", F(max_pixels), 1, 1073741824, 0, "N",
         "larger PNGs are refused from their header"),
+    CG_OPT_ROW_TEXT(STR, "exif-orientation", F(exif), "stored|apply", 0, "E",
+        "image files: a JPEG's EXIF orientation applied or not, as train's flag"),
     CG_BENCH_OPT_JSON_OUT(opts_t),
     CG_OPT_ROW_FLAG("formats", F(formats), 0,
         "also time PNG vs JPEG directories and raw/png/jpeg shards of the same samples"),
@@ -140,7 +143,7 @@ static const cg_opt_t g_opts[] = {
         "255 ignored); the header says how many each task refused; 1 = off"),
 };
 static const opts_t g_defaults = {"synthetic", 256, 0, CG_PNG_DEFAULT_MAX_PIXELS, NULL, 0, 0,
-                                  "0.75:1", 1};
+                                  "0.75:1", 1, "stored"};
 
 /* --crop-scale A:B into lo, hi: 0, or -1 (said on stderr). */
 static int crop_range(const opts_t *o, double *lo, double *hi) {
@@ -272,7 +275,9 @@ static int cputasks_run(const void *arg, cg_comm_t *c) {
     return 2;
   }
   const cg_source_opts_t so = {.size = size, .max_pixels = max_pixels, .seed = 1,
-                               .synthetic_count = 4096, .shard_labels = 1};
+                               .synthetic_count = 4096, .shard_labels = 1,
+                               .exif = !strcmp(o->exif, "apply") ? CG_EXIF_APPLY
+                                                                 : CG_EXIF_STORED};
   cg_source_t *src = cg_source_open_opts(data, &so, err, sizeof err);
   if (!src) {
     fprintf(stderr, "cogpu-bench cpu-tasks: %s\n", err);
