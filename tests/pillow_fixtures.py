@@ -265,6 +265,10 @@ write("bmp_pal_short.bmp", bmp(13, 9, 8, rows, palette=pal6, colors=6))
 rows = b"".join(padded(bytes(r)) for r in a8[::-1])
 write("bmp_os2.bmp", bmp(13, 9, 8, rows, palette=pal6 + [(i, i, i) for i in range(6, 256)],
                          hsize=12))
+# OS/2 1.x whose palette holds only the 6 colours used, the pixels right after them (the
+# header has no count of colours: the pixel offset ends the palette; a small file ends before
+# 256 entries would)
+write("bmp_os2_short.bmp", bmp(13, 9, 8, rows, palette=pal6, hsize=12))
 # 16 bits: 5-5-5 (uncompressed) and 5-6-5 (bit fields, a Windows 3 header), scaled by Pillow
 v16 = rng.integers(0, 65536, (5, 7)).astype(np.uint16)
 rows = b"".join(padded(r.astype("<u2").tobytes()) for r in v16[::-1])

@@ -165,7 +165,11 @@ static int parse(FILE *f, const char *path, int64_t max_pixels, cg_png_as_t as, 
   if (bits <= 8) {
     if (colors > 65536) FAIL("a palette of %llu colours", (unsigned long long)colors);
     const int esz = hs == HDR_CORE ? 3 : 4;
-    const int n = colors < (1u << bits) ? (int)colors : 1 << bits; /* the rest: never indexed */
+    int n = colors < (1u << bits) ? (int)colors : 1 << bits; /* the rest: never indexed */
+    /* a pixel offset inside the palette cuts it there (OS/2 1.x has no count of its colours:
+     * its 2^bits entries may be fewer in the file); the rest is the gray ramp */
+    const uint64_t at = le32(hd + 10);
+    if (at > pos && at < pos + (uint64_t)esz * n) n = (int)((at - pos) / esz);
     uint8_t e[4];
     for (int i = 0; i < n; i++) {
       if (fread(e, 1, (size_t)esz, f) != (size_t)esz) FAIL("%s in the palette", short_read(f));

@@ -12,7 +12,8 @@
  * as Pillow corrects broken writers);
  *   - 1, 4 and 8 bits a pixel, uncompressed or RLE8 / RLE4 (a skip by delta or an early end of
  *     line or bitmap leaves index 0, as the format's background): colour indices into the
- *     palette (BGR, BGRX entries; its colour count, else 2^bits);
+ *     palette (BGR, BGRX entries; its colour count, else 2^bits, cut where the pixels begin:
+ *     an OS/2 1 file, which has no count, may hold fewer);
  *   - 16 bits (5-5-5, or 5-6-5 / 5-5-5 by bit fields), each field scaled as Pillow's unpackers
  *     do (v * 255 / max, truncated); 24 bits (BGR); 32 bits (BGRX, or any bit fields of whole
  *     bytes; a fourth byte, alpha or not, is dropped).
