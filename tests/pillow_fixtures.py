@@ -291,6 +291,17 @@ for bits in (1, 2, 4):
         f.write(png(23, 17, bits, 0, packed(bits)))
     answer_file(name, "PNG", label_err=None if bits == 1 else "scaled by Pillow")
 
+# palette PNGs whose indices pass the end of PLTE (3 colours; 8- and 4-bit indices 0..6): the
+# image reads them gray (i, i, i), as Pillow pads the palette; class ids are the indices
+from png_variants import chunk  # noqa: E402
+
+plte3 = chunk(b"PLTE", bytes([200, 10, 10, 10, 200, 10, 10, 10, 200]))
+for bits in (8, 4):
+    name = f"png_pal_short{bits}.png"
+    with open(os.path.join(out, name), "wb") as f:
+        f.write(png(13, 5, bits, 3, packed(bits, levels=7), extra=(plte3,)))
+    answer_file(name, "PNG")
+
 for name in foreign:
     # 16-bit: Pillow clips gray and keeps the high byte of colour where we scale
     # (v * 255 / 65535): gray answered from its values, colour not at all; signed samples are

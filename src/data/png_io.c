@@ -182,6 +182,19 @@ static void set_transforms(png_structp png, cg_png_as_t as, int depth, int ctype
   }
 }
 
+/* A palette shorter than the depth's 2^depth entries padded with the gray ramp (i, i, i), as
+ * Pillow pads one (and bmp_io.h's reader): an index past the end of PLTE reads gray, where
+ * libpng would give black. */
+static void pad_palette(png_structp png, png_infop info, int depth) {
+  png_colorp pal = NULL;
+  int n = 0;
+  if (!png_get_PLTE(png, info, &pal, &n) || depth > 8 || n >= (1 << depth)) return;
+  png_color full[256];
+  memcpy(full, pal, (size_t)n * sizeof *full);
+  for (int i = n; i < (1 << depth); i++) full[i].red = full[i].green = full[i].blue = (png_byte)i;
+  png_set_PLTE(png, info, full, 1 << depth);
+}
+
 /* Decodes c->f (header already checked) into sink; sink NULL: the size only. Returns 0, or -1
  * with c->msg set. */
 static int read_png(png_ctx_t *c, cg_png_as_t as, const cg_png_sink_t *sink, int *h, int *w) {
@@ -232,6 +245,7 @@ static int read_png(png_ctx_t *c, cg_png_as_t as, const cg_png_sink_t *sink, int
     png_destroy_read_struct(&png, &info, NULL);
     return 0;
   }
+  if (as == CG_PNG_AS_RGB && ctype == PNG_COLOR_TYPE_PALETTE) pad_palette(png, info, depth);
   set_transforms(png, as, depth, ctype);
   const int passes = png_set_interlace_handling(png);
   png_read_update_info(png, info);

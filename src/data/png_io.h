@@ -52,7 +52,8 @@ typedef enum {
 } cg_png_kind_t;
 
 typedef enum {
-  CG_PNG_AS_RGB, /* rows of w*3 bytes RGB8 */
+  CG_PNG_AS_RGB, /* rows of w*3 bytes RGB8 (a palette index past PLTE's end is gray (i, i, i),
+                    as Pillow pads a short palette) */
   CG_PNG_AS_MASK, /* rows of w bytes 0/1 */
   CG_PNG_AS_LABEL /* rows of w bytes: the stored values, class ids (--num-classes): gray 1..16
                      bits (a 16-bit value over 255 fails, naming it), palette indices (the
