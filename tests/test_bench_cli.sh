@@ -17,7 +17,8 @@ declare -A OPTS=(
            peak-gbs algo-cache json-out grad-accum clip-grad-norm ema-decay"
   [allreduce]="comm min-bytes max-bytes factor warmup iters json-out"
   [membw]="reps no-gpu json-out"
-  [cpu-tasks]="data image-size tasks max-image-pixels json-out formats crop crop-scale crop-cat-max"
+  [cpu-tasks]="data image-size tasks max-image-pixels json-out formats crop crop-scale crop-cat-max
+               exif-orientation"
   [overlap]="json-out"
   [scaling]="project trace kernels-json gpus gpus-per-node nvlink-gbs nvlink-us net-gbs net-us base-us
              algo grad-bytes overlap-slowdown ref-step-ms json-out"
