@@ -106,9 +106,9 @@ expect_usage "--overwrite-checkpoints: a training output" overlap --overwrite-ch
 expect_usage "--checkpoint-every: a training output" scaling --checkpoint-every 2
 expect_usage "--keep: a training output" overlap --keep 2
 expect_usage "--best-metric: a training output" overlap --best-metric val_loss
-"$BENCH" overlap --help | grep -qE -- '^  --(metrics-out|checkpoint-dir|resume|keep) ' &&
+grep -qE -- '^  --(metrics-out|checkpoint-dir|resume|keep) ' <<< "$("$BENCH" overlap --help)" &&
   { echo "FAIL overlap --help lists a refused training output"; fail=1; }
-"$BENCH" scaling --help | grep -q -- "train's outputs are refused" ||
+grep -q -- "train's outputs are refused" <<< "$("$BENCH" scaling --help)" ||
   { echo "FAIL scaling --help does not say train's outputs are refused"; fail=1; }
 [ -e "$T/o" ] || [ -e "$T/ck" ] && { echo "FAIL a refused output was made"; fail=1; }
 # On two ranks: every rank exits 2, only rank 0 prints.

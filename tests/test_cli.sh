@@ -93,7 +93,7 @@ for f in backend precision threads model-base model-depth image-size data batch 
   grep -q -- "--$f" "$T/help" || { echo "FAIL --help lacks --$f"; fail=1; }
 done
 [ "$(grep -c -- '--batch N' "$T/help")" -eq 1 ] || { echo "FAIL --help printed more than once"; fail=1; }
-$BIN --help | grep -q "train" || { echo "FAIL top-level --help"; fail=1; }
+grep -q "train" <<< "$($BIN --help)" || { echo "FAIL top-level --help"; fail=1; }
 $BIN info --model | grep -q "parameters: 7,760,673" || { echo "FAIL info --model count"; fail=1; }
 $BIN info --model --model-base 8 --model-depth 3 --image-size 64 | grep -q "parameters: 120,969" || { echo "FAIL small model count"; fail=1; }
 # a flag given twice: the last value wins (README says so, as argparse does)

@@ -74,7 +74,7 @@ expect2() {
 expect2 "unknown encoding" --encoding --encoding webp
 expect2 "quality out of range" --quality --encoding jpeg --quality 0
 expect2 "quality without jpeg" --quality --encoding png --quality 80
-$BIN pack --help | grep -q -- "--encoding" && ok "pack --help documents --encoding" || bad "pack --help"
+grep -q -- "--encoding" <<< "$($BIN pack --help)" && ok "pack --help documents --encoding" || bad "pack --help"
 # info --split names the samples --val-fraction holds out: the directory and its shard split
 # alike, with train's counts
 for src in "$T/jpg" "$T/raw.cgds"; do
