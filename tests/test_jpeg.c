@@ -37,6 +37,7 @@
 #include "fit.h"
 #include "image_io.h"
 #include "jpeg_io.h"
+#include "log.h" /* cg_now */
 #include "png_io.h"
 #include "rng.h"
 #include "source.h"
@@ -813,7 +814,13 @@ static void test_exif(void) {
     }
   CG_TEST_CHECK(bad == 0, "EXIF orientation, II and MM, every prefix: %d wrong", bad);
   size_t n = exif_app1(a, 0, 4, 6);
-  CG_TEST_CHECK(cg_jpeg_exif_orientation(a, n) == 0, "a LONG orientation is not read");
+  put32(a + 6 + 10 + 12 + 8, 6, 0); /* a LONG's value fills the four bytes */
+  CG_TEST_CHECK(cg_jpeg_exif_orientation(a, n) == 6, "a LONG orientation is read, as by Pillow");
+  n = exif_app1(a, 1, 3, 6);
+  put32(a + 6 + 10 + 12 + 4, 2, 1); /* two values: Pillow's tuple turns nothing */
+  CG_TEST_CHECK(cg_jpeg_exif_orientation(a, n) == 0, "a count of 2 is none");
+  n = exif_app1(a, 0, 7, 6);
+  CG_TEST_CHECK(cg_jpeg_exif_orientation(a, n) == 0, "an UNDEFINED orientation is none");
   n = exif_app1(a, 1, 3, 9);
   CG_TEST_CHECK(cg_jpeg_exif_orientation(a, n) == 0, "orientation 9 is none");
   n = exif_app1(a, 0, 3, 6);
@@ -856,15 +863,74 @@ static void test_exif(void) {
   CG_TEST_CHECK(cg_jpeg_read_rgb(path, 0, &dec, &h, &w, err, sizeof err) == 0 && h == H &&
                 w == W, "decoded as stored: %dx%d", w, h);
   free(dec);
-  cg_image_size_mismatch(path, H, W, W, H, err, sizeof err);
-  CG_TEST_CHECK(strstr(err, "EXIF orientation 6") && strstr(err, "turned 90 degrees clockwise"),
-                "the mismatch names the orientation: %s", err);
+  cg_image_size_mismatch(path, CG_EXIF_STORED, H, W, W, H, err, sizeof err);
+  CG_TEST_CHECK(strstr(err, "EXIF orientation 6") && strstr(err, "turned 90 degrees clockwise") &&
+                    strstr(err, "--exif-orientation apply reads it turned"),
+                "the mismatch names the orientation and the flag: %s", err);
+  cg_image_size_mismatch(path, CG_EXIF_APPLY, W, H, H, W, err, sizeof err); /* read turned */
+  CG_TEST_CHECK(strstr(err, "--exif-orientation apply reads the image turned") &&
+                    strstr(err, "--exif-orientation stored reads them so"),
+                "turned, the mismatch points to stored: %s", err);
   at(path, sizeof path, "plain.jpg");
   write_with_app1(path, rgb, H, W, seg, len, 1);
-  CG_TEST_CHECK(cg_image_read_size(path, 0, CG_EXIF_STORED, &h, &w, &o, err, sizeof err) == 0 && o == 0,
+  CG_TEST_CHECK(cg_image_read_size(path, 0, CG_EXIF_STORED, &h, &w, &o, err, sizeof err) == 0 &&
+                    o == 0,
                 "no EXIF: orientation %d", o);
-  cg_image_size_mismatch(path, H, W, W, H, err, sizeof err);
+  cg_image_size_mismatch(path, CG_EXIF_STORED, H, W, W, H, err, sizeof err);
   CG_TEST_CHECK(!strstr(err, "EXIF") && strstr(err, "sides swapped"), "no EXIF: %s", err);
+
+  /* the file's EXIF is its first APP1 that starts "Exif\0" (as Pillow reads it): one without
+   * an orientation before one with 6 turns nothing */
+  uint8_t b1[128], b2[128];
+  seg[0] = (uint8_t *)xmp;
+  len[0] = sizeof xmp;
+  uint8_t *three[3] = {(uint8_t *)xmp, b1, b2};
+  size_t lens3[3] = {sizeof xmp, exif_app1(b1, 0, 3, 6), exif_app1(b2, 0, 3, 6)};
+  put16(b1 + 6 + 10 + 12, 0x0131, 0); /* the first one's tag 274 becomes Software */
+  at(path, sizeof path, "exif-second.jpg");
+  write_with_app1(path, rgb, H, W, three, lens3, 3);
+  o = -1;
+  CG_TEST_CHECK(cg_jpeg_read_header(path, 0, CG_EXIF_APPLY, &h, &w, &o, err, sizeof err) == 0 &&
+                    o == 0 && h == H && w == W,
+                "the second EXIF segment's orientation was taken: %d (%s)", o, err);
+  /* 200,000 empty APP1 markers (800 KB): read in a linear pass (libjpeg's saved-marker list
+   * took minutes for as many), the orientation of the EXIF among them still found */
+  {
+    enum { NM = 200000 };
+    uint8_t *many = malloc((size_t)NM * 4 + 128), *enc = NULL;
+    size_t ne = 0, k = 0;
+    CG_TEST_CHECK(cg_jpeg_encode("many", rgb, H, W, 90, &enc, &ne, err, sizeof err) == 0, "%s",
+                  err);
+    for (int i = 0; i < NM; i++) {
+      const uint8_t m[4] = {0xFF, 0xE1, 0, 2};
+      memcpy(many + k, m, 4);
+      k += 4;
+      if (i == NM / 2) { /* the EXIF, halfway */
+        const size_t n6 = exif_app1(b2, 1, 3, 6);
+        const uint8_t mh[4] = {0xFF, 0xE1, (uint8_t)((n6 + 2) >> 8), (uint8_t)(n6 + 2)};
+        memcpy(many + k, mh, 4);
+        memcpy(many + k + 4, b2, n6);
+        k += 4 + n6;
+      }
+    }
+    at(path, sizeof path, "many-app1.jpg");
+    FILE *f = fopen(path, "wb");
+    if (f && enc) {
+      fwrite(enc, 1, 2, f);
+      fwrite(many, 1, k, f);
+      fwrite(enc + 2, 1, ne - 2, f);
+    }
+    if (f) fclose(f);
+    const double t0 = cg_now();
+    o = -1;
+    const int rc = cg_jpeg_read_header(path, 0, CG_EXIF_APPLY, &h, &w, &o, err, sizeof err);
+    const double dt = cg_now() - t0;
+    CG_TEST_CHECK(rc == 0 && o == 6 && h == W && dt < 5.0,
+                  "200,000 APP1 markers: rc %d, orientation %d, %.2f s (%s)", rc, o, dt, err);
+    if (rc == 0 && dt < 5.0) printf("PASS 200,000 APP1 markers read in %.2f s\n", dt);
+    free(many);
+    free(enc);
+  }
 
   /* the source counts the images a viewer turns: b (3) first, c (6); a (1) and d (none) not */
   char dir[128], p[256];

@@ -210,5 +210,12 @@ expect2 "--exif-orientation: the checkpoint has apply, the command line stored" 
   $BIN train --backend cpu --data "$T/ex2" --image-size 32 --model-base 4 --model-depth 2 \
   --steps 2 --batch 1 --val-fraction 0 --progress off --exif-orientation stored \
   --checkpoint-dir "$T/ex2ck" --resume "$T/ex2ck"
-echo "ok: --exif-orientation apply in train, predict (the run's), resume"
+$MPIRUN -np 1 $BIN predict --backend cpu --checkpoint "$T/cb" --input "$T/ex2/images" \
+  --output "$T/ex2/out" > "$T/exs.log" 2>&1 || { cat "$T/exs.log"; fail "predict stored"; }
+grep -q "predict: JPEG inputs carry an EXIF orientation .*u.jpg: 3, shown turned 180 degrees); \
+they are read as stored (the run's setting)" "$T/exs.log" || { cat "$T/exs.log"; fail "no warning"; }
+$BIN info --split --data "$T/ex" --exif-orientation apply --image-size 32 --val-fraction 0 \
+  > "$T/exi.log" 2>&1 ||
+  { cat "$T/exi.log"; fail "info --split --exif-orientation apply"; }
+echo "ok: --exif-orientation apply in train, predict (the run's), resume, info; predict warns"
 echo "PASS test_predict_scores"

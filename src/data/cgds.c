@@ -913,8 +913,10 @@ static int write_records(pack_t *p, volatile sig_atomic_t *cancel, char *err, si
       if (!cg_source_png_image(p->src, c0 + i, &ipath, &ih, &iw)) {
         p->not_square += ih != iw;
         p->scaled += (ih < iw ? ih : iw) != p->o->size;
-        p->squeezed += p->o->whole && (ih > (int64_t)iw * CG_FIT_WHOLE_MAX_ASPECT ||
-                                       iw > (int64_t)ih * CG_FIT_WHOLE_MAX_ASPECT);
+        int kh, kw, sh, sw; /* the aspect kept, and as stored */
+        cg_fit_view_size(ih, iw, p->o->size, &kh, &kw);
+        cg_fit_whole_size(ih, iw, p->o->size, &sh, &sw);
+        p->squeezed += p->o->whole && (kh != sh || kw != sw);
       }
       if (write_all(p->f, sl->bytes ? sl->bytes : p->buf + (size_t)i * rec, sl->e.len))
         return write_failed(p, err, errlen);

@@ -123,8 +123,9 @@ typedef struct {
                                      the ignore label (the ignore label is stored as it is) */
   int64_t not_square;             /* records whose image is not square */
   int64_t scaled;                 /* records whose image's shorter side is not the size */
-  int64_t squeezed;               /* whole records of an image longer than
-                                     CG_FIT_WHOLE_MAX_ASPECT times its shorter side */
+  int64_t squeezed;               /* whole records squeezed: an image longer than
+                                     CG_FIT_WHOLE_MAX_ASPECT times its shorter side, or a side
+                                     past CG_PNG_MAX_SIDE (cg_fit_whole_size) */
 } cg_cgds_stats_t;
 
 /* Record encodings (the header's `encoding`, the entries' image_enc / mask_enc). */

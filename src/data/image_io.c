@@ -39,17 +39,21 @@ const char *cg_image_orientation_text(int o) {
   return o >= 0 && o <= 8 ? text[o] : "";
 }
 
-void cg_image_size_mismatch(const char *image, int h, int w, int mh, int mw, char *err,
-                            size_t errlen) {
-  /* not applied here, as PIL's Image.open does not apply it */
+void cg_image_size_mismatch(const char *image, cg_exif_t exif, int h, int w, int mh, int mw,
+                            char *err, size_t errlen) {
   int o = 0, fh, fw;
-  char tmp[256], why[320] = "";
+  char tmp[256], why[400] = "";
   const int swapped = mh == w && mw == h && mh != mw && cg_image_is_jpeg(image);
   if (swapped) cg_jpeg_read_header(image, 0, CG_EXIF_STORED, &fh, &fw, &o, tmp, sizeof tmp);
-  if (swapped && o >= 5)
-    snprintf(why, sizeof why, " (sides swapped: its EXIF orientation %d says a viewer shows it %s; "
-             "it is read as stored, as by PIL without ImageOps.exif_transpose: save the image "
-             "upright, e.g. with exiftran -ai)", o, cg_image_orientation_text(o));
+  if (swapped && o >= 5 && exif == CG_EXIF_APPLY)
+    snprintf(why, sizeof why, " (sides swapped: --exif-orientation apply reads the image turned "
+             "as its EXIF orientation %d says, %s, and the mask fits its stored pixels: "
+             "--exif-orientation stored reads them so)", o, cg_image_orientation_text(o));
+  else if (swapped && o >= 5)
+    snprintf(why, sizeof why, " (sides swapped: its EXIF orientation %d says a viewer shows it %s, "
+             "as the mask was drawn, and it is read as stored, as by PIL without "
+             "ImageOps.exif_transpose: --exif-orientation apply reads it turned, or save it "
+             "upright once with exiftran -ai)", o, cg_image_orientation_text(o));
   else if (swapped)
     snprintf(why, sizeof why, " (sides swapped)");
   snprintf(err, errlen, "mask is %dx%d but its image %s is %dx%d%s", mw, mh, image, w, h, why);

@@ -17,12 +17,13 @@
 /* 1 when the file starts like a JPEG, 0 otherwise (also when it cannot be read). */
 int cg_image_is_jpeg(const char *path);
 
-/* The message for a mask of mh x mw whose image (path) is h x w: "mask is WxH but its image
- * PATH is WxH", with the likely cause when the sides are swapped on a JPEG (its EXIF orientation,
- * named, that a viewer, and the tool that drew the mask, applied). train and predict --masks say
- * the same. */
-void cg_image_size_mismatch(const char *image, int h, int w, int mh, int mw, char *err,
-                            size_t errlen);
+/* The message for a mask of mh x mw whose image (path) is h x w as exif read it: "mask is WxH
+ * but its image PATH is WxH", with the likely cause when the sides are swapped on a JPEG (its
+ * EXIF orientation, named, applied by a viewer and the tool that drew the mask but not here, or
+ * applied here and not by the mask's maker) and the --exif-orientation that fits. train, pack and
+ * predict --masks say the same. */
+void cg_image_size_mismatch(const char *image, cg_exif_t exif, int h, int w, int mh, int mw,
+                            char *err, size_t errlen);
 
 /* The extensions of image and mask files in a directory, in any letter case, NULL-terminated;
  * and those after .png as text, for messages ("NAME.png (or " CG_IMAGE_EXTS_ALT ")"). */

@@ -35,9 +35,11 @@ int cg_jpeg_exif_orientation(const uint8_t *p, size_t n) {
     const size_t e = ifd + 2 + (size_t)i * 12;
     if (e + 12 > tn) return 0;
     if (get16(t + e, be) != 274) continue;
-    /* a SHORT, its value in the entry's first two value bytes */
-    if (get16(t + e + 2, be) != 3 || get32(t + e + 4, be) < 1) return 0;
-    const unsigned o = get16(t + e + 8, be);
+    /* one value, in the entry: a SHORT in its first two value bytes (as the format says) or a
+     * LONG in all four (as Pillow also takes it) */
+    const unsigned type = get16(t + e + 2, be);
+    if ((type != 3 && type != 4) || get32(t + e + 4, be) != 1) return 0;
+    const uint32_t o = type == 3 ? get16(t + e + 8, be) : get32(t + e + 8, be);
     return o >= 1 && o <= 8 ? (int)o : 0;
   }
   return 0;
@@ -171,14 +173,49 @@ static void turned_row(const uint8_t *px, int sh, int sw, int o, int y, int w, u
   }
 }
 
-/* The first EXIF orientation among the saved APP1 markers (0: none). */
-static int marker_orientation(jpeg_saved_marker_ptr m) {
-  for (; m; m = m->next) {
-    if (m->marker != JPEG_APP0 + 1) continue;
-    const int o = cg_jpeg_exif_orientation(m->data, m->data_length);
-    if (o) return o;
+/* APP1 segments, read by our marker processor instead of being saved by libjpeg (whose list
+ * of saved markers grows by walking it: a file of 400,000 empty APP1 markers took minutes). As
+ * Pillow does, the first APP1 that starts "Exif\0" is the file's EXIF, read whole (at most
+ * 65533 bytes, once); every other one is skipped unread. */
+typedef struct {
+  int seen;            /* the first EXIF segment has been read */
+  int orient;          /* its orientation (0: none) */
+  uint8_t data[65536]; /* that segment (its length field allows 65533 bytes) */
+} exif_scan_t;
+
+static int next_byte(j_decompress_ptr c, int *b) {
+  struct jpeg_source_mgr *s = c->src;
+  if (s->bytes_in_buffer == 0 && !s->fill_input_buffer(c)) return 0;
+  s->bytes_in_buffer--;
+  *b = *s->next_input_byte++;
+  return 1;
+}
+
+static boolean read_app1(j_decompress_ptr c) {
+  exif_scan_t *x = c->client_data;
+  int hi = 0, lo = 0;
+  /* the stdio and memory sources never suspend: they pad a cut file with an EOI marker */
+  if (!next_byte(c, &hi) || !next_byte(c, &lo)) ERREXIT(c, JERR_INPUT_EMPTY);
+  long len = (hi << 8 | lo) - 2, got = 0;
+  if (len < 0) ERREXIT(c, JERR_BAD_LENGTH);
+  if (!x->seen && len >= 5) {
+    uint8_t *data = x->data;
+    int b = 0;
+    for (; got < 5; got++) {
+      if (!next_byte(c, &b)) ERREXIT(c, JERR_INPUT_EMPTY);
+      data[got] = (uint8_t)b;
+    }
+    if (!memcmp(data, "Exif\0", 5)) { /* the file's EXIF: read whole */
+      for (; got < len; got++) {
+        if (!next_byte(c, &b)) ERREXIT(c, JERR_INPUT_EMPTY);
+        data[got] = (uint8_t)b;
+      }
+      x->seen = 1;
+      x->orient = cg_jpeg_exif_orientation(data, (size_t)got);
+    }
   }
-  return 0;
+  if (len > got) c->src->skip_input_data(c, len - got);
+  return TRUE;
 }
 
 /* The decoder proper; the caller opened f (NULL when j->mem is used). Returns 0, or -1 with
@@ -187,23 +224,31 @@ static int decode(job_t *j, FILE *f, jerr_t *e) {
   struct jpeg_decompress_struct cinfo;
   struct jpeg_progress_mgr progress = {on_progress, 0, 0, 0, 0};
   uint8_t *volatile row = NULL, *volatile all = NULL;
+  exif_scan_t *volatile scan = NULL;
   cinfo.err = &e->pub;
   if (setjmp(e->jb)) {
     jpeg_destroy_decompress(&cinfo);
     free(row);
     free(all);
+    free(scan);
     return -1;
   }
   jpeg_create_decompress(&cinfo);
   cinfo.progress = &progress;
   if (j->mem) jpeg_mem_src(&cinfo, j->mem, (unsigned long)j->len);
   else jpeg_stdio_src(&cinfo, f);
-  /* IFD0 and its orientation entry lie in an EXIF segment's first bytes; a longer segment is
-   * cut there (what libjpeg keeps is bounded by the markers' count x this) */
   cg_jpeg_read_t *r = j->r;
-  if (!j->mem) jpeg_save_markers(&cinfo, JPEG_APP0 + 1, 4096); /* a shard's record: as stored */
+  if (!j->mem) { /* a shard's record is read as stored */
+    scan = calloc(1, sizeof *scan);
+    if (!scan) ERREXIT(&cinfo, JERR_OUT_OF_MEMORY);
+    cinfo.client_data = scan;
+    jpeg_set_marker_processor(&cinfo, JPEG_APP0 + 1, read_app1);
+  }
   jpeg_read_header(&cinfo, TRUE);
-  const int o = j->mem ? 0 : marker_orientation(cinfo.marker_list);
+  const int o = scan ? scan->orient : 0;
+  free(scan);
+  scan = NULL;
+  cinfo.client_data = NULL;
   const int turn = r->exif == CG_EXIF_APPLY && o > 1 ? o : 0;
   r->orient = o;
   r->full_h = (int)(turn >= 5 ? cinfo.image_width : cinfo.image_height);

@@ -226,7 +226,7 @@ static int check_pair(pair_t *p, int64_t max_pixels, cg_exif_t exif, int labels,
     return -1;
   if (mh != p->h || mw != p->w) {
     char why[1024];
-    cg_image_size_mismatch(p->image, p->h, p->w, mh, mw, why, sizeof why);
+    cg_image_size_mismatch(p->image, exif, p->h, p->w, mh, mw, why, sizeof why);
     snprintf(err, errlen, "%s: %s", p->mask, why);
     return -1;
   }

@@ -108,7 +108,8 @@ static const cg_opt_t g_opts[] = {
         "an image of more pixels (width x height, read from the file's header before "
         "anything is allocated) is a bad sample; the default is Pillow's decompression-bomb "
         "limit, about 9459 x 9459, far more than any image worth fitting to --image-size"),
-    CG_OPT_ROW_TEXT(STR, "exif-orientation", O(exif_orientation), "stored|apply", C_TRAIN, "E",
+    CG_OPT_ROW_TEXT(STR, "exif-orientation", O(exif_orientation), "stored|apply",
+        C_TRAIN | C_INFO, "E",
         "a JPEG image's EXIF orientation (phone photos: how a viewer turns or mirrors it): "
         "stored = the pixels as stored, as PIL's Image.open and torchvision read them (train "
         "warns of the images a viewer turns); apply = as a viewer shows them, and as a "

@@ -55,7 +55,7 @@ static int print_split(const cg_config_t *cfg) {
   const cg_source_opts_t so = {.size = dir ? cfg->image_size : 0,
                                .max_pixels = cfg->max_image_pixels, .skip_bad = cfg->skip_bad,
                                .nclass = cfg->num_classes, .ignore = cfg->ignore_index,
-                               .shard_labels = !dir};
+                               .shard_labels = !dir, .exif = cg_cfg_exif(cfg)};
   cg_source_t *base = cg_source_open_opts(cfg->data, &so, err, sizeof err);
   cg_source_t *tr = NULL, *va = NULL;
   if (!base || (cfg->val_fraction > 0 &&

@@ -58,8 +58,8 @@ static void pack_help(FILE *f, int size, long long max_pixels) {
           "                     only its centre (pack warns). whole: each image whole, its\n"
           "                     shorter side scaled to N (a 2048x1024 photo at N = 256: 512x256;\n"
           "                     shard version 5), so that training crops reach every part of\n"
-          "                     it, as from the files; a side longer than 64 x N is squeezed\n"
-          "                     to 64 x N (its aspect not kept)\n"
+          "                     it, as from the files; a side longer than 64 x N (or 32768)\n"
+          "                     is squeezed to that (its aspect not kept)\n"
           "  --encoding E       how records are stored (default raw):\n"
           "                       raw   decoded pixels: no decoding when training, ~4 bytes a pixel\n"
           "                       jpeg  images as JPEG at --quality (an input JPEG already of the\n"
@@ -80,8 +80,9 @@ static void pack_help(FILE *f, int size, long long max_pixels) {
           "                     v = v - 1: ADE20K) or a file of FROM TO lines ('* TO': the rest)\n"
           "  --exif-orientation E\n"
           "                     stored (default): a JPEG image's pixels as stored; apply: as its\n"
-          "                     EXIF orientation turns them in a viewer (as train's flag; the\n"
-          "                     shard holds them turned, so train it with either)\n"
+          "                     EXIF orientation turns them in a viewer (as train's flag). The\n"
+          "                     shard holds them turned but does not say so: give predict (or\n"
+          "                     train, whose checkpoints tell predict) --exif-orientation apply\n"
           "  --max-image-pixels N\n"
           "                     refuse an image of more pixels (width x height, from its header,\n"
           "                     before anything is allocated; default %lld, Pillow's\n"
@@ -215,10 +216,13 @@ int cg_pack_main(int argc, char **argv) {
                 "N x N squares, so training crops never see their sides; --store whole keeps "
                 "each image whole", (long long)st.not_square, (long long)st.records);
   if (st.squeezed)
-    cg_log_warn("pack: %lld of %lld images are longer than %d times their shorter side: "
-                "--store whole squeezes such a side to %d x %d (their aspect not kept)",
-                (long long)st.squeezed, (long long)st.records, CG_FIT_WHOLE_MAX_ASPECT,
-                CG_FIT_WHOLE_MAX_ASPECT, o.size);
+    cg_log_warn("pack: %lld of %lld images are longer than %d times their shorter side (or "
+                "than %d pixels at that scale): --store whole squeezes such a side to %lld "
+                "(their aspect not kept)", (long long)st.squeezed, (long long)st.records,
+                CG_FIT_WHOLE_MAX_ASPECT, CG_PNG_MAX_SIDE,
+                (long long)CG_FIT_WHOLE_MAX_ASPECT * o.size < CG_PNG_MAX_SIDE
+                    ? (long long)CG_FIT_WHOLE_MAX_ASPECT * o.size
+                    : (long long)CG_PNG_MAX_SIDE);
   if (st.scaled) /* predict --resize auto reads the sides from a run on image files only */
     printf("pack: %lld of %lld images were scaled (shorter side to %d); a shard keeps no "
            "original sizes, so predict a model trained on it with --resize fit, the scale "

@@ -591,8 +591,8 @@ static int resolve_label_map(popts_t *o, const cg_ckpt_info_t *info, const cg_mo
 }
 
 static int scan_rank(const popts_t *o, char **files, int nfiles, const cg_model_t *m,
-                     const cg_comm_t *c, int cap, int *tiles, int64_t *max_px, char *err,
-                     size_t errlen); /* tiling, below */
+                     const cg_comm_t *c, int cap, int *tiles, int64_t *max_px, int *turned,
+                     char *err, size_t errlen); /* tiling, below */
 
 /* The checks made before anything large is allocated, each rank for itself: the checkpoint's
  * header and model, the input files, the output directory (rank 0 makes it) and the backend.
@@ -680,9 +680,23 @@ static int check_inputs(popts_t *o, const cg_comm_t *c, cg_ckpt_info_t *info, cg
   /* this rank's tiles at most; with --flip a tile and its mirror take two of the batch */
   const int per = o->flip ? 2 : 1;
   const int cap = o->batch / per > 0 ? o->batch / per : 1;
-  int tiles;
+  int tiles, turned;
   int64_t max_px = 0;
-  if (scan_rank(o, *files, *nfiles, model, c, cap, &tiles, &max_px, err, errlen)) return -1;
+  if (scan_rank(o, *files, *nfiles, model, c, cap, &tiles, &max_px, &turned, err, errlen))
+    return -1;
+  /* read as stored, a photo a viewer turns may be what the run trained on turned (a shard
+   * packed with --exif-orientation apply records no setting) */
+  int oh, ow, orient = 0;
+  char why[256];
+  if (turned >= 0 && o->exif == CG_EXIF_STORED && c->rank == 0 &&
+      cg_image_read_size((*files)[turned], 0, CG_EXIF_STORED, &oh, &ow, &orient, why,
+                         sizeof why) == 0)
+    cg_log_warn("predict: JPEG inputs carry an EXIF orientation that turns them in a viewer (the "
+                "first here, %s: %d, shown %s); they are read as stored (%s): if the run "
+                "trained on them turned (train or pack --exif-orientation apply), give "
+                "--exif-orientation apply", (*files)[turned], orient,
+                cg_image_orientation_text(orient),
+                o->exif_arg[0] ? "--exif-orientation stored" : "the run's setting");
   o->batch = per * tiles;
   /* the cpu backend holds a batch of tiles of the checkpoint's size in host memory: a tile side
    * of thousands needs tens of GiB, refused here rather than by the kernel's OOM killer (a CUDA
@@ -740,12 +754,15 @@ static int view_over_limit(const popts_t *o, const char *path, int ih, int iw, c
  * image's pixels into *max_px. Every mode reads every header, --resize native too: a file
  * that cannot be read or is over the limit ends the job here, not after the masks before it. */
 static int scan_rank(const popts_t *o, char **files, int nfiles, const cg_model_t *m,
-                     const cg_comm_t *c, int cap, int *tiles, int64_t *max_px, char *err,
-                     size_t errlen) {
+                     const cg_comm_t *c, int cap, int *tiles, int64_t *max_px, int *turned,
+                     char *err, size_t errlen) {
   int n = 0;
+  *turned = -1;
   for (int f = c->rank; f < nfiles; f += c->size) {
-    int h, w;
-    if (cg_image_read_size(files[f], o->max_pixels, o->exif, &h, &w, NULL, err, errlen)) return -1;
+    int h, w, orient = 0;
+    if (cg_image_read_size(files[f], o->max_pixels, o->exif, &h, &w, &orient, err, errlen))
+      return -1;
+    if (orient > 1 && *turned < 0) *turned = f;
     if ((int64_t)h * w > *max_px) *max_px = (int64_t)h * w;
     for (int s = 0; s < o->nscale; s++) {
       int ih, iw;
@@ -935,12 +952,13 @@ typedef struct {
   uint8_t *m;
   const cg_labelmap_t *map; /* --label-map (NULL: none) */
   const char *image;        /* its image's path */
+  cg_exif_t exif;           /* how it was read */
 } truth_sink_t;
 
 static int truth_begin(void *ctx, int h, int w, char *why, size_t whylen) {
   truth_sink_t *t = ctx;
   if (h != t->h || w != t->w) {
-    cg_image_size_mismatch(t->image, t->h, t->w, h, w, why, whylen);
+    cg_image_size_mismatch(t->image, t->exif, t->h, t->w, h, w, why, whylen);
     return -1;
   }
   t->m = cg_malloc((size_t)h * w, "mask");
@@ -986,7 +1004,8 @@ static int truth_row(void *ctx, int y, const uint8_t *px, char *why, size_t whyl
 static uint8_t *load_truth(const popts_t *o, char **files, const pimg_t *p, int ignore,
                            char *err, size_t errlen) {
   const char *path = o->list_masks ? o->list_masks[p->file] : o->dir_masks[p->file];
-  truth_sink_t t = {p->h, p->w, p->k, ignore, NULL, o->has_map ? &o->map : NULL, files[p->file]};
+  truth_sink_t t = {p->h,          p->w, p->k, ignore, NULL, o->has_map ? &o->map : NULL,
+                    files[p->file], o->exif};
   const cg_png_sink_t sink = {truth_begin, truth_row, &t};
   const cg_png_as_t as = p->k == 1 && ignore < 0 && !o->has_map ? CG_PNG_AS_MASK
                                                                 : CG_PNG_AS_LABEL;
