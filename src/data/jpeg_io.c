@@ -198,7 +198,7 @@ static boolean read_app1(j_decompress_ptr c) {
   if (!next_byte(c, &hi) || !next_byte(c, &lo)) ERREXIT(c, JERR_INPUT_EMPTY);
   long len = (hi << 8 | lo) - 2, got = 0;
   if (len < 0) ERREXIT(c, JERR_BAD_LENGTH);
-  if (!x->seen && len >= 5) {
+  if (x && !x->seen && len >= 5) { /* x NULL: a segment after the header (between scans) */
     uint8_t *data = x->data;
     int b = 0;
     for (; got < 5; got++) {
