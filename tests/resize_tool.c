@@ -25,7 +25,8 @@ int main(int argc, char **argv) {
   char err[1024];
   int h, w, oh, ow;
   if (side < 1 ||
-      cg_image_read_size(argv[1], CG_PNG_DEFAULT_MAX_PIXELS, CG_EXIF_STORED, &h, &w, NULL, err, sizeof err)) {
+      cg_image_read_size(argv[1], CG_PNG_DEFAULT_MAX_PIXELS, CG_EXIF_STORED, &h, &w, NULL, err,
+                         sizeof err)) {
     fprintf(stderr, "cg_resize_tool: %s\n", side < 1 ? "bad SIDE" : err);
     return 1;
   }

@@ -110,9 +110,10 @@ static void expect_fail(const char *what, int as_label, const char *want) {
   int h, w;
   const int rc = as_label ? cg_image_read_mask_rows(path, 1 << 20, CG_PNG_AS_LABEL, &s, err,
                                                     sizeof err)
-                          : cg_image_read_size(path, 1 << 20, CG_EXIF_STORED, &h, &w, NULL, err, sizeof err) ||
-                                cg_image_read_rows(path, 1 << 20, 0, CG_EXIF_STORED, &s, NULL, NULL, NULL, err,
-                                                   sizeof err);
+                          : cg_image_read_size(path, 1 << 20, CG_EXIF_STORED, &h, &w, NULL, err,
+                                               sizeof err) ||
+                                cg_image_read_rows(path, 1 << 20, 0, CG_EXIF_STORED, &s, NULL,
+                                                   NULL, NULL, err, sizeof err);
   CG_TEST_CHECK(rc != 0 && strstr(err, path) && strstr(err, want), "%s: rc %d, '%s', want '%s'",
                 what, rc, err, want);
   if (rc && strstr(err, want)) printf("PASS %s: %s\n", what, err);

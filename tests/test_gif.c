@@ -117,7 +117,8 @@ static grab_t read_as(const char *path, cg_png_as_t as, int direct, char *err, s
   int rc;
   if (direct) rc = cg_gif_read_rows(path, CG_PNG_DEFAULT_MAX_PIXELS, as, &s, err, errlen);
   else if (as == CG_PNG_AS_RGB)
-    rc = cg_image_read_rows(path, CG_PNG_DEFAULT_MAX_PIXELS, 0, CG_EXIF_STORED, &s, NULL, NULL, NULL, err, errlen);
+    rc = cg_image_read_rows(path, CG_PNG_DEFAULT_MAX_PIXELS, 0, CG_EXIF_STORED, &s, NULL, NULL,
+                            NULL, err, errlen);
   else rc = cg_image_read_mask_rows(path, CG_PNG_DEFAULT_MAX_PIXELS, as, &s, err, errlen);
   if (rc) {
     free(g.px);
@@ -142,7 +143,8 @@ static void check_all(const char *what, const char *path, int w, int h, const ui
   for (int direct = 0; direct < 2; direct++) {
     int hh = 0, ww = 0;
     const int rc = direct ? cg_gif_read_size(path, 0, CG_PNG_AS_RGB, &hh, &ww, err, sizeof err)
-                          : cg_image_read_size(path, 0, CG_EXIF_STORED, &hh, &ww, NULL, err, sizeof err);
+                          : cg_image_read_size(path, 0, CG_EXIF_STORED, &hh, &ww, NULL, err,
+                                               sizeof err);
     CG_TEST_CHECK(rc == 0 && hh == h && ww == w, "%s: size %dx%d: %s", what, ww, hh, err);
     for (int as = CG_PNG_AS_RGB; as <= CG_PNG_AS_LABEL; as++) {
       grab_t g = read_as(path, (cg_png_as_t)as, direct, err, sizeof err);
@@ -255,8 +257,8 @@ static void expect_fail(const char *what, const char *path, cg_png_as_t as, cons
   uint8_t *rgb = NULL;
   int h, w;
   err[0] = 0;
-  const int rc = cg_image_read_rgb(path, CG_PNG_DEFAULT_MAX_PIXELS, CG_EXIF_STORED, &rgb, &h, &w, err,
-                                   sizeof err);
+  const int rc = cg_image_read_rgb(path, CG_PNG_DEFAULT_MAX_PIXELS, CG_EXIF_STORED, &rgb, &h, &w,
+                                   err, sizeof err);
   CG_TEST_CHECK(rc && !rgb && contains(err, want), "%s (image_io): '%s'", what, err);
 }
 

@@ -316,7 +316,8 @@ static void test_bad_files(void) {
   CG_TEST_CHECK(rc && contains(err, bad) && contains(err, "30000x30000") &&
                     contains(err, "--max-image-pixels"), "bomb: rc %d, '%s'", rc, err);
   printf("bomb: %s\n", err);
-  rc = cg_image_read_size(bad, CG_PNG_DEFAULT_MAX_PIXELS, CG_EXIF_STORED, &h, &w, NULL, err, sizeof err);
+  rc = cg_image_read_size(bad, CG_PNG_DEFAULT_MAX_PIXELS, CG_EXIF_STORED, &h, &w, NULL, err,
+                          sizeof err);
   CG_TEST_CHECK(rc && contains(err, "over the limit"), "bomb size: '%s'", err);
   free(big);
   /* truncated at half, and just before EOI */
@@ -853,11 +854,12 @@ static void test_exif(void) {
   at(path, sizeof path, "exif6.jpg");
   write_with_app1(path, rgb, H, W, seg, len, 2);
   int h = 0, w = 0, o = -1;
-  CG_TEST_CHECK(cg_jpeg_read_header(path, 0, CG_EXIF_STORED, &h, &w, &o, err, sizeof err) == 0 && h == H &&
-                w == W && o == 6, "header of an EXIF 6 file: %dx%d, orientation %d (%s)", w, h,
-                o, err);
+  CG_TEST_CHECK(cg_jpeg_read_header(path, 0, CG_EXIF_STORED, &h, &w, &o, err, sizeof err) == 0 &&
+                    h == H && w == W && o == 6,
+                "header of an EXIF 6 file: %dx%d, orientation %d (%s)", w, h, o, err);
   o = -1;
-  CG_TEST_CHECK(cg_image_read_size(path, 0, CG_EXIF_STORED, &h, &w, &o, err, sizeof err) == 0 && o == 6,
+  CG_TEST_CHECK(cg_image_read_size(path, 0, CG_EXIF_STORED, &h, &w, &o, err, sizeof err) == 0 &&
+                    o == 6,
                 "cg_image_read_size's orientation: %d", o);
   uint8_t *dec = NULL;
   CG_TEST_CHECK(cg_jpeg_read_rgb(path, 0, &dec, &h, &w, err, sizeof err) == 0 && h == H &&

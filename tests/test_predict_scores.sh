@@ -185,8 +185,8 @@ ex = Image.Exif()
 ex[274] = 3
 Image.new('RGB', (32, 32), (90, 40, 10)).save('$T/ex2/images/u.jpg', exif=ex.tobytes())
 Image.new('L', (32, 32), 1).save('$T/ex2/masks/u.png')"
-$MPIRUN -np 1 $BIN train --backend cpu --data "$T/ex2" --image-size 32 --model-base 4 --model-depth 2 \
-  --steps 1 --batch 1 --val-fraction 0 --progress off > "$T/ex2.log" 2>&1 ||
+$MPIRUN -np 1 $BIN train --backend cpu --data "$T/ex2" --image-size 32 --model-base 4 \
+  --model-depth 2 --steps 1 --batch 1 --val-fraction 0 --progress off > "$T/ex2.log" 2>&1 ||
   { cat "$T/ex2.log"; fail "train on a turned JPEG"; }
 grep -q "warning: --data: 1 JPEG image(s) carry an EXIF orientation .*u.jpg: 3, shown turned \
 180 degrees" "$T/ex2.log" || { cat "$T/ex2.log"; fail "no EXIF orientation warning"; }
@@ -213,7 +213,8 @@ expect2 "--exif-orientation: the checkpoint has apply, the command line stored" 
 $MPIRUN -np 1 $BIN predict --backend cpu --checkpoint "$T/cb" --input "$T/ex2/images" \
   --output "$T/ex2/out" > "$T/exs.log" 2>&1 || { cat "$T/exs.log"; fail "predict stored"; }
 grep -q "predict: JPEG inputs carry an EXIF orientation .*u.jpg: 3, shown turned 180 degrees); \
-they are read as stored (the run's setting)" "$T/exs.log" || { cat "$T/exs.log"; fail "no warning"; }
+they are read as stored (the run's setting)" "$T/exs.log" ||
+  { cat "$T/exs.log"; fail "no warning"; }
 $BIN info --split --data "$T/ex" --exif-orientation apply --image-size 32 --val-fraction 0 \
   > "$T/exi.log" 2>&1 ||
   { cat "$T/exi.log"; fail "info --split --exif-orientation apply"; }

@@ -151,7 +151,8 @@ int cg_source_png_load_whole(cg_source_t *s, int64_t index, int oh, int ow, uint
   const pair_t *p = &ps->pairs[index];
   const cg_fit_opts_t o = {.size = ps->size, .max_pixels = ps->max_pixels, .expect_h = p->h,
                            .expect_w = p->w, .nclass = ps->nclass, .ignore = ps->ignore,
-                           .map = ps->has_map ? &ps->map : NULL, .exif = ps->exif, .out_h = oh, .out_w = ow};
+                           .map = ps->has_map ? &ps->map : NULL, .exif = ps->exif,
+                           .out_h = oh, .out_w = ow};
   return cg_fit_pair(p->image, p->mask, &o, rgb, mask, NULL, NULL, err, errlen);
 }
 
@@ -196,8 +197,8 @@ static int png_full(cg_source_t *s, int64_t index, int *oh, int *ow, int *mh, in
   if (!rgb) return 0;
   const cg_fit_opts_t o = {.size = ps->size, .max_pixels = ps->max_pixels, .expect_h = p->h,
                            .expect_w = p->w, .nclass = ps->nclass, .ignore = ps->ignore,
-                           .map = ps->has_map ? &ps->map : NULL, .exif = ps->exif, .out_h = *oh, .out_w = *ow,
-                           .mask_native = 1};
+                           .map = ps->has_map ? &ps->map : NULL, .exif = ps->exif,
+                           .out_h = *oh, .out_w = *ow, .mask_native = 1};
   return cg_fit_pair(p->image, p->mask, &o, rgb, mask, NULL, NULL, err, errlen);
 }
 
