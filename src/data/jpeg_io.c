@@ -135,12 +135,23 @@ static void cmyk_to_rgb(uint8_t *px, unsigned w, int adobe) {
   }
 }
 
+/* APP1 segments, read by our marker processor instead of being saved by libjpeg (whose list
+ * of saved markers grows by walking it: a file of 400,000 empty APP1 markers took minutes). As
+ * Pillow does, the first APP1 that starts "Exif\0" is the file's EXIF, read whole (at most
+ * 65533 bytes, once, into memory allocated then); every other one is skipped unread. */
+typedef struct exif_scan {
+  int seen;      /* the first EXIF segment has been read */
+  int orient;    /* its orientation (0: none) */
+  uint8_t *data; /* that segment while it is read (the decoder's error path frees it) */
+} exif_scan_t;
+
 typedef struct {
   const char *name;
   const uint8_t *mem;
   size_t len;
   cg_jpeg_read_t *r;         /* how to read; what was found (full_h, full_w, scale, orient) */
   const cg_png_sink_t *sink; /* NULL: the header only */
+  exif_scan_t scan;          /* the file's EXIF, as the header is read (zeroed) */
 } job_t;
 
 /* Orientation o mirrors the stored x (columns) or y (rows) axis. */
@@ -173,16 +184,6 @@ static void turned_row(const uint8_t *px, int sh, int sw, int o, int y, int w, u
   }
 }
 
-/* APP1 segments, read by our marker processor instead of being saved by libjpeg (whose list
- * of saved markers grows by walking it: a file of 400,000 empty APP1 markers took minutes). As
- * Pillow does, the first APP1 that starts "Exif\0" is the file's EXIF, read whole (at most
- * 65533 bytes, once); every other one is skipped unread. */
-typedef struct {
-  int seen;            /* the first EXIF segment has been read */
-  int orient;          /* its orientation (0: none) */
-  uint8_t data[65536]; /* that segment (its length field allows 65533 bytes) */
-} exif_scan_t;
-
 static int next_byte(j_decompress_ptr c, int *b) {
   struct jpeg_source_mgr *s = c->src;
   if (s->bytes_in_buffer == 0 && !s->fill_input_buffer(c)) return 0;
@@ -199,19 +200,23 @@ static boolean read_app1(j_decompress_ptr c) {
   long len = (hi << 8 | lo) - 2, got = 0;
   if (len < 0) ERREXIT(c, JERR_BAD_LENGTH);
   if (x && !x->seen && len >= 5) { /* x NULL: a segment after the header (between scans) */
-    uint8_t *data = x->data;
+    uint8_t head[5];
     int b = 0;
     for (; got < 5; got++) {
       if (!next_byte(c, &b)) ERREXIT(c, JERR_INPUT_EMPTY);
-      data[got] = (uint8_t)b;
+      head[got] = (uint8_t)b;
     }
-    if (!memcmp(data, "Exif\0", 5)) { /* the file's EXIF: read whole */
+    if (!memcmp(head, "Exif\0", 5)) { /* the file's EXIF: read whole */
+      if (!(x->data = malloc((size_t)len))) ERREXIT(c, JERR_OUT_OF_MEMORY);
+      memcpy(x->data, head, 5);
       for (; got < len; got++) {
         if (!next_byte(c, &b)) ERREXIT(c, JERR_INPUT_EMPTY);
-        data[got] = (uint8_t)b;
+        x->data[got] = (uint8_t)b;
       }
       x->seen = 1;
-      x->orient = cg_jpeg_exif_orientation(data, (size_t)got);
+      x->orient = cg_jpeg_exif_orientation(x->data, (size_t)got);
+      free(x->data);
+      x->data = NULL;
     }
   }
   if (len > got) c->src->skip_input_data(c, len - got);
@@ -224,13 +229,13 @@ static int decode(job_t *j, FILE *f, jerr_t *e) {
   struct jpeg_decompress_struct cinfo;
   struct jpeg_progress_mgr progress = {on_progress, 0, 0, 0, 0};
   uint8_t *volatile row = NULL, *volatile all = NULL;
-  exif_scan_t *volatile scan = NULL;
   cinfo.err = &e->pub;
   if (setjmp(e->jb)) {
     jpeg_destroy_decompress(&cinfo);
     free(row);
     free(all);
-    free(scan);
+    free(j->scan.data); /* an EXIF segment cut short */
+    j->scan.data = NULL;
     return -1;
   }
   jpeg_create_decompress(&cinfo);
@@ -239,16 +244,12 @@ static int decode(job_t *j, FILE *f, jerr_t *e) {
   else jpeg_stdio_src(&cinfo, f);
   cg_jpeg_read_t *r = j->r;
   if (!j->mem) { /* a shard's record is read as stored */
-    scan = calloc(1, sizeof *scan);
-    if (!scan) ERREXIT(&cinfo, JERR_OUT_OF_MEMORY);
-    cinfo.client_data = scan;
+    cinfo.client_data = &j->scan;
     jpeg_set_marker_processor(&cinfo, JPEG_APP0 + 1, read_app1);
   }
   jpeg_read_header(&cinfo, TRUE);
-  const int o = scan ? scan->orient : 0;
-  free(scan);
-  scan = NULL;
   cinfo.client_data = NULL;
+  const int o = j->scan.orient;
   const int turn = r->exif == CG_EXIF_APPLY && o > 1 ? o : 0;
   r->orient = o;
   r->full_h = (int)(turn >= 5 ? cinfo.image_width : cinfo.image_height);
@@ -342,7 +343,7 @@ static int run(job_t *j, char *err, size_t errlen) {
 int cg_jpeg_read_header(const char *path, int64_t max_pixels, cg_exif_t exif, int *h, int *w,
                         int *orient, char *err, size_t errlen) {
   cg_jpeg_read_t r = {.max_pixels = max_pixels, .exif = exif};
-  job_t j = {path, NULL, 0, &r, NULL};
+  job_t j = {path, NULL, 0, &r, NULL, {0, 0, NULL}};
   if (run(&j, err, errlen)) return -1;
   *h = r.full_h;
   *w = r.full_w;
@@ -357,7 +358,7 @@ int cg_jpeg_read_size(const char *path, int64_t max_pixels, int *h, int *w, char
 
 int cg_jpeg_read_rows(const char *name, const uint8_t *mem, size_t len, cg_jpeg_read_t *r,
                       const cg_png_sink_t *sink, char *err, size_t errlen) {
-  job_t j = {name, mem, len, r, sink};
+  job_t j = {name, mem, len, r, sink, {0, 0, NULL}};
   return run(&j, err, errlen);
 }
 
