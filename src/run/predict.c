@@ -592,7 +592,7 @@ static int resolve_label_map(popts_t *o, const cg_ckpt_info_t *info, const cg_mo
 
 static int scan_rank(const popts_t *o, char **files, int nfiles, const cg_model_t *m,
                      const cg_comm_t *c, int cap, int *tiles, int64_t *max_px, int *turned,
-                     char *err, size_t errlen); /* tiling, below */
+                     int *turned_o, char *err, size_t errlen); /* tiling, below */
 
 /* The checks made before anything large is allocated, each rank for itself: the checkpoint's
  * header and model, the input files, the output directory (rank 0 makes it) and the backend.
@@ -680,17 +680,14 @@ static int check_inputs(popts_t *o, const cg_comm_t *c, cg_ckpt_info_t *info, cg
   /* this rank's tiles at most; with --flip a tile and its mirror take two of the batch */
   const int per = o->flip ? 2 : 1;
   const int cap = o->batch / per > 0 ? o->batch / per : 1;
-  int tiles, turned;
+  int tiles, turned, orient;
   int64_t max_px = 0;
-  if (scan_rank(o, *files, *nfiles, model, c, cap, &tiles, &max_px, &turned, err, errlen))
+  if (scan_rank(o, *files, *nfiles, model, c, cap, &tiles, &max_px, &turned, &orient, err,
+                errlen))
     return -1;
   /* read as stored, a photo a viewer turns may be what the run trained on turned (a shard
    * packed with --exif-orientation apply records no setting) */
-  int oh, ow, orient = 0;
-  char why[256];
-  if (turned >= 0 && o->exif == CG_EXIF_STORED && c->rank == 0 &&
-      cg_image_read_size((*files)[turned], 0, CG_EXIF_STORED, &oh, &ow, &orient, why,
-                         sizeof why) == 0)
+  if (turned >= 0 && o->exif == CG_EXIF_STORED && c->rank == 0)
     cg_log_warn("predict: JPEG inputs carry an EXIF orientation that turns them in a viewer (the "
                 "first here, %s: %d, shown %s); they are read as stored (%s): if the run "
                 "trained on them turned (train or pack --exif-orientation apply), give "
@@ -751,18 +748,24 @@ static int view_over_limit(const popts_t *o, const char *path, int ih, int iw, c
  * over the limit, it would otherwise end the job after the masks before it were written), and
  * the tiles counted up to `cap` into *tiles: the backend's batch need not be larger (a few small
  * images at --batch 32 would otherwise push mostly padding through every step), and the largest
- * image's pixels into *max_px. Every mode reads every header, --resize native too: a file
- * that cannot be read or is over the limit ends the job here, not after the masks before it. */
+ * image's pixels into *max_px; the first image with an EXIF orientation (a JPEG a viewer turns)
+ * into *turned (-1: none) and its orientation into *turned_o. Every mode reads every header,
+ * --resize native too: a file that cannot be read or is over the limit ends the job here, not
+ * after the masks before it. */
 static int scan_rank(const popts_t *o, char **files, int nfiles, const cg_model_t *m,
                      const cg_comm_t *c, int cap, int *tiles, int64_t *max_px, int *turned,
-                     char *err, size_t errlen) {
+                     int *turned_o, char *err, size_t errlen) {
   int n = 0;
   *turned = -1;
+  *turned_o = 0;
   for (int f = c->rank; f < nfiles; f += c->size) {
     int h, w, orient = 0;
     if (cg_image_read_size(files[f], o->max_pixels, o->exif, &h, &w, &orient, err, errlen))
       return -1;
-    if (orient > 1 && *turned < 0) *turned = f;
+    if (orient > 1 && *turned < 0) {
+      *turned = f;
+      *turned_o = orient;
+    }
     if ((int64_t)h * w > *max_px) *max_px = (int64_t)h * w;
     for (int s = 0; s < o->nscale; s++) {
       int ih, iw;
