@@ -345,6 +345,20 @@ static int convert(const job_t *j, const char *in, tally_t *t, char *err, size_t
   return rc;
 }
 
+/* For --unknown's summary: the first unlisted colour of the first file that had one (firsts[i]:
+ * file i's, -1 none), with near_hint's words when a listed colour is close to it. */
+static void print_near_miss(const colormap_t *m, char **files, const int64_t *firsts, int n) {
+  for (int i = 0; i < n; i++) {
+    if (firsts[i] < 0) continue;
+    const uint32_t k = (uint32_t)firsts[i];
+    char hint[400];
+    near_hint(m, k, hint, sizeof hint);
+    if (hint[0]) printf(" (the first, %u %u %u in %s%s)", k >> 16, k >> 8 & 255, k & 255,
+                        files[i], hint);
+    return;
+  }
+}
+
 /* "0..5 and 255": the ids m lists (and unknown, >= 0), as runs. */
 static void ids_text(const colormap_t *m, int unknown, char *buf, size_t len) {
   uint8_t has[256];
@@ -508,15 +522,7 @@ int cg_colors_main(int argc, char **argv) {
                           o.tolerance);
   if (o.unknown >= 0)
     printf("; %lld pixel(s) of colours it does not list -> %d", (long long)unlisted, o.unknown);
-  for (int i = 0; i < nfiles; i++) { /* the first file's first such colour, if one is close */
-    if (firsts[i] < 0) continue;
-    const uint32_t k = (uint32_t)firsts[i];
-    char hint[400];
-    near_hint(map, k, hint, sizeof hint);
-    if (hint[0]) printf(" (the first, %u %u %u in %s%s)", k >> 16, k >> 8 & 255, k & 255,
-                        files[i], hint);
-    break;
-  }
+  print_near_miss(map, files, firsts, nfiles);
   printf(", %.2f s\n", cg_now() - t0);
   if (bad + failed_writes > ERRORS_SHOWN)
     fprintf(stderr, "cogpu-dist colors-to-ids: error: %d more file(s) failed (the first %d are "
