@@ -43,8 +43,10 @@ void cg_image_size_mismatch(const char *image, cg_exif_t exif, int h, int w, int
                             char *err, size_t errlen) {
   int o = 0, fh, fw;
   char tmp[256], why[400] = "";
-  const int swapped = mh == w && mw == h && mh != mw && cg_image_is_jpeg(image);
-  if (swapped) cg_jpeg_read_header(image, 0, CG_EXIF_STORED, &fh, &fw, &o, tmp, sizeof tmp);
+  /* a JPEG's header (anything else fails to read as one) */
+  const int swapped = mh == w && mw == h && mh != mw &&
+                      !cg_jpeg_read_header(image, 0, CG_EXIF_STORED, &fh, &fw, &o, tmp,
+                                           sizeof tmp);
   if (swapped && o >= 5 && exif == CG_EXIF_APPLY)
     snprintf(why, sizeof why, " (sides swapped: --exif-orientation apply reads the image turned "
              "as its EXIF orientation %d says, %s, and the mask fits its stored pixels: "
