@@ -881,17 +881,48 @@ static void test_exif(void) {
   cg_image_size_mismatch(path, CG_EXIF_STORED, H, W, W, H, err, sizeof err);
   CG_TEST_CHECK(!strstr(err, "EXIF") && strstr(err, "sides swapped"), "no EXIF: %s", err);
 
+  /* the source counts the images a viewer turns: b (3) first, c (6); a (1) and d (none) not */
+  char dir[128], p[256];
+  pair_dirs(dir, sizeof dir, "exif-src");
+  const unsigned orients[4] = {1, 3, 6, 0};
+  uint8_t *sq = make_rgb(16, 16, 5), m[16 * 16] = {0};
+  for (int i = 0; i < 4; i++) {
+    len[0] = exif_app1(b, i & 1, 3, orients[i]);
+    seg[0] = b;
+    snprintf(p, sizeof p, "%s/images/%c.jpg", dir, 'a' + i);
+    write_with_app1(p, sq, 16, 16, seg, len, orients[i] ? 1 : 0);
+    snprintf(p, sizeof p, "%s/masks/%c.png", dir, 'a' + i);
+    CG_TEST_CHECK(cg_png_write(p, m, 16, 16, CG_PNG_GRAY8, err, sizeof err) == 0, "%s", err);
+  }
+  cg_source_opts_t so = {.size = 16, .max_pixels = CG_PNG_DEFAULT_MAX_PIXELS};
+  cg_source_t *s = cg_source_png_dir(dir, &so, err, sizeof err);
+  CG_TEST_CHECK(s && s->exif_turned == 2 && s->exif_orient == 3 && s->exif_first &&
+                    strstr(s->exif_first, "images/b.jpg"),
+                "the source's EXIF count: %s %lld %d %s", s ? "" : err,
+                s ? (long long)s->exif_turned : -1LL, s ? s->exif_orient : -1,
+                s && s->exif_first ? s->exif_first : "(none)");
+  cg_source_destroy(s);
+  free(sq);
+  free(rgb);
+  if (!cg_test_failures) printf("PASS EXIF orientation in files: read, named in the size "
+                                "mismatch, counted by the source\n");
+}
+
+/* Which APP1 is the EXIF, and a file of very many APP1 markers. */
+static void test_exif_markers(void) {
+  char path[192], err[1024];
+  const int H = 24, W = 40;
+  uint8_t *rgb = make_rgb(H, W, 22);
+  static const char xmp[] = "http://ns.adobe.com/xap/1.0/\0<x:xmpmeta/>";
   /* the file's EXIF is its first APP1 that starts "Exif\0" (as Pillow reads it): one without
    * an orientation before one with 6 turns nothing */
   uint8_t b1[128], b2[128];
-  seg[0] = (uint8_t *)xmp;
-  len[0] = sizeof xmp;
   uint8_t *three[3] = {(uint8_t *)xmp, b1, b2};
   size_t lens3[3] = {sizeof xmp, exif_app1(b1, 0, 3, 6), exif_app1(b2, 0, 3, 6)};
   put16(b1 + 6 + 10 + 12, 0x0131, 0); /* the first one's tag 274 becomes Software */
   at(path, sizeof path, "exif-second.jpg");
   write_with_app1(path, rgb, H, W, three, lens3, 3);
-  o = -1;
+  int h = 0, w = 0, o = -1;
   CG_TEST_CHECK(cg_jpeg_read_header(path, 0, CG_EXIF_APPLY, &h, &w, &o, err, sizeof err) == 0 &&
                     o == 0 && h == H && w == W,
                 "the second EXIF segment's orientation was taken: %d (%s)", o, err);
@@ -933,32 +964,7 @@ static void test_exif(void) {
     free(many);
     free(enc);
   }
-
-  /* the source counts the images a viewer turns: b (3) first, c (6); a (1) and d (none) not */
-  char dir[128], p[256];
-  pair_dirs(dir, sizeof dir, "exif-src");
-  const unsigned orients[4] = {1, 3, 6, 0};
-  uint8_t *sq = make_rgb(16, 16, 5), m[16 * 16] = {0};
-  for (int i = 0; i < 4; i++) {
-    len[0] = exif_app1(b, i & 1, 3, orients[i]);
-    seg[0] = b;
-    snprintf(p, sizeof p, "%s/images/%c.jpg", dir, 'a' + i);
-    write_with_app1(p, sq, 16, 16, seg, len, orients[i] ? 1 : 0);
-    snprintf(p, sizeof p, "%s/masks/%c.png", dir, 'a' + i);
-    CG_TEST_CHECK(cg_png_write(p, m, 16, 16, CG_PNG_GRAY8, err, sizeof err) == 0, "%s", err);
-  }
-  cg_source_opts_t so = {.size = 16, .max_pixels = CG_PNG_DEFAULT_MAX_PIXELS};
-  cg_source_t *s = cg_source_png_dir(dir, &so, err, sizeof err);
-  CG_TEST_CHECK(s && s->exif_turned == 2 && s->exif_orient == 3 && s->exif_first &&
-                    strstr(s->exif_first, "images/b.jpg"),
-                "the source's EXIF count: %s %lld %d %s", s ? "" : err,
-                s ? (long long)s->exif_turned : -1LL, s ? s->exif_orient : -1,
-                s && s->exif_first ? s->exif_first : "(none)");
-  cg_source_destroy(s);
-  free(sq);
   free(rgb);
-  if (!cg_test_failures) printf("PASS EXIF orientation in files: read, named in the size "
-                                "mismatch, counted by the source\n");
 }
 
 /* Pixel (x, y) of the S x S image that orientation o makes of a (S x S, RGB), by PIL's table
@@ -1097,6 +1103,7 @@ int main(void) {
   test_source();
   test_jpeg_masks();
   test_exif();
+  test_exif_markers();
   test_exif_fit();
   test_exif_pack();
   if (!cg_test_failures) nftw(root, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
